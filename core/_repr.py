@@ -1,0 +1,77 @@
+"""PyTorch-style ``repr`` for tensors: ``tensor([[1., 2.]], requires_grad=True)``."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .backend.dtype import get_default_dtype
+
+_PREFIX = "tensor("
+
+
+def _float_formatter(values: np.ndarray):
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return lambda x: _special(x) or f"{x:.4f}"
+    ints = np.all(finite == np.round(finite))
+    amax, amin = np.abs(finite).max(), np.abs(finite).min()
+    if ints:
+        if amax >= 1e8:
+            return lambda x: _special(x) or f"{x:.4e}"
+        return lambda x: _special(x) or f"{x:.0f}."
+    if amax >= 1e8 or (amin > 0 and (amax / amin > 1000 or amin < 1e-4)):
+        return lambda x: _special(x) or f"{x:.4e}"
+    return lambda x: _special(x) or f"{x:.4f}"
+
+
+def _special(x) -> str | None:
+    if np.isnan(x):
+        return "nan"
+    if np.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    return None
+
+
+def _format(data: np.ndarray) -> str:
+    if data.dtype.kind == "V":  # bfloat16 (ml_dtypes)
+        data = data.astype(np.float32)
+    if data.dtype.kind == "f":
+        fmt = _float_formatter(data)
+    elif data.dtype.kind == "b":
+        def fmt(x):
+            return "True" if x else "False"
+    elif data.dtype.kind == "c":
+        def fmt(x):
+            return f"{x.real:.4f}{x.imag:+.4f}j"
+    else:
+        fmt = str
+    if data.ndim == 0:
+        return fmt(data.item() if data.dtype.kind != "f" else data)
+    width = max((len(fmt(x)) for x in data.reshape(-1)), default=0)
+    threshold = 1000 if data.size > 1000 else None
+
+    def item(x):
+        return fmt(x).rjust(width)
+
+    return np.array2string(
+        data, separator=", ", prefix=_PREFIX, formatter={"all": item},
+        threshold=threshold or np.inf, edgeitems=3, max_line_width=80,
+    )
+
+
+def tensor_repr(t) -> str:
+    d = t._data if type(t._data) is np.ndarray else t._data.get()
+    body = _format(d) if d.size or d.ndim == 0 else "[]"
+    extras = []
+    if t.device.type != "cpu":
+        extras.append(f"device='{t.device}'")
+    default_dtypes = (get_default_dtype().np, np.dtype(np.int64), np.dtype(np.bool_))
+    if d.size == 0 and d.dtype in default_dtypes and d.shape != (0,):
+        extras.append(f"size={tuple(d.shape)}")
+    if d.dtype not in default_dtypes or (d.size == 0 and d.dtype != get_default_dtype().np):
+        extras.append(f"dtype={t.dtype}")
+    if t.grad_fn is not None:
+        extras.append(f"grad_fn=<{t.grad_fn.name()}>")
+    elif t.requires_grad:
+        extras.append("requires_grad=True")
+    return _PREFIX + body + "".join(", " + e for e in extras) + ")"

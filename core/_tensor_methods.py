@@ -1,0 +1,147 @@
+"""THE table binding Tensor methods and operators to ops (DESIGN.md §3: one line per method).
+
+Out-of-place methods call the op with the tensor first; ``name_`` methods are the in-place
+variants built by ``ops.inplace.make_inplace`` over the out-of-place op.
+"""
+
+from __future__ import annotations
+
+from . import creation, ops
+from .ops import inplace
+from .tensor import Tensor
+
+
+def _r(fn):
+    """Reflected operator: ``other OP self``."""
+    return lambda self, other: fn(other, self)
+
+
+def _fill_random(draw):
+    def method(self, *args, generator=None, **kwargs):
+        inplace.check_inplace(self)
+        src = draw(self, *args, generator=generator, **kwargs)
+        self._data[...] = src._data
+        self._version_counter[0] += 1
+        return self
+
+    return method
+
+
+def _uniform(self, a=0.0, b=1.0, *, generator=None):
+    return creation.rand(self.shape, generator=generator, dtype=self.dtype,
+                         device=self.device) * (b - a) + a
+
+
+def _normal(self, mean=0.0, std=1.0, *, generator=None):
+    return creation.randn(self.shape, generator=generator, dtype=self.dtype,
+                          device=self.device) * std + mean
+
+
+def _bernoulli(self, p=0.5, *, generator=None):
+    return creation.bernoulli(self, p, generator=generator)
+
+
+def _random(self, low=0, high=None, *, generator=None):
+    if high is None:
+        low, high = 0, low if low else 2**24
+    return creation.randint(low, high, self.shape, generator=generator, dtype=self.dtype,
+                            device=self.device)
+
+
+def _max(self, dim=None, keepdim=False):
+    return ops.max(self, dim, keepdim)
+
+
+def _min(self, dim=None, keepdim=False):
+    return ops.min(self, dim, keepdim)
+
+
+
+METHODS = {
+    # operators
+    "__add__": ops.add, "__radd__": _r(ops.add),
+    "__sub__": ops.sub, "__rsub__": _r(ops.sub),
+    "__mul__": ops.mul, "__rmul__": _r(ops.mul),
+    "__truediv__": ops.div, "__rtruediv__": _r(ops.div),
+    "__floordiv__": ops.floor_divide, "__rfloordiv__": _r(ops.floor_divide),
+    "__mod__": ops.remainder, "__rmod__": _r(ops.remainder),
+    "__pow__": ops.pow, "__rpow__": _r(ops.pow),
+    "__matmul__": ops.matmul, "__rmatmul__": _r(ops.matmul),
+    "__neg__": ops.neg, "__pos__": lambda self: self, "__abs__": ops.abs,
+    "__invert__": ops.bitwise_not,
+    "__and__": ops.bitwise_and, "__or__": ops.bitwise_or, "__xor__": ops.bitwise_xor,
+    "__rand__": _r(ops.bitwise_and), "__ror__": _r(ops.bitwise_or),
+    "__rxor__": _r(ops.bitwise_xor),
+    "__eq__": ops.eq, "__ne__": ops.ne, "__lt__": ops.lt, "__le__": ops.le,
+    "__gt__": ops.gt, "__ge__": ops.ge,
+    "__getitem__": ops.getitem, "__setitem__": ops.setitem,
+    # elementwise math
+    "add": ops.add, "sub": ops.sub, "subtract": ops.sub, "mul": ops.mul, "multiply": ops.mul,
+    "div": ops.div, "divide": ops.div, "true_divide": ops.div, "floor_divide": ops.floor_divide,
+    "remainder": ops.remainder, "pow": ops.pow, "neg": ops.neg, "negative": ops.neg,
+    "abs": ops.abs, "exp": ops.exp, "log": ops.log, "log1p": ops.log1p, "expm1": ops.expm1,
+    "sqrt": ops.sqrt, "rsqrt": ops.rsqrt, "sin": ops.sin, "cos": ops.cos, "tanh": ops.tanh,
+    "sigmoid": ops.sigmoid, "relu": ops.relu, "clamp": ops.clamp, "clip": ops.clamp,
+    "sign": ops.sign, "floor": ops.floor, "ceil": ops.ceil, "round": ops.round,
+    "trunc": ops.trunc, "frac": ops.frac, "square": ops.square, "reciprocal": ops.reciprocal,
+    "maximum": ops.maximum, "minimum": ops.minimum, "where": lambda self, cond, other:
+    ops.where(cond, self, other), "lerp": ops.lerp,
+    "clamp_min": lambda self, m: ops.clamp(self, min=m),
+    "clamp_max": lambda self, m: ops.clamp(self, max=m),
+    # comparisons and logic
+    "eq": ops.eq, "ne": ops.ne, "lt": ops.lt, "le": ops.le, "gt": ops.gt, "ge": ops.ge,
+    "equal": ops.equal, "isclose": ops.isclose, "allclose": ops.allclose,
+    "logical_and": ops.logical_and, "logical_or": ops.logical_or,
+    "logical_xor": ops.logical_xor, "logical_not": ops.logical_not,
+    "isnan": ops.isnan, "isinf": ops.isinf, "isfinite": ops.isfinite,
+    # reductions
+    "sum": ops.sum, "mean": ops.mean, "prod": ops.prod, "max": _max, "min": _min,
+    "amax": ops.amax, "amin": ops.amin, "argmax": ops.argmax, "argmin": ops.argmin,
+    "var": ops.var, "std": ops.std, "norm": ops.norm, "logsumexp": ops.logsumexp,
+    "cumsum": ops.cumsum, "cumprod": ops.cumprod, "all": ops.all, "any": ops.any,
+    "count_nonzero": ops.count_nonzero,
+    # shape
+    "reshape": ops.reshape, "view": ops.view, "view_as": ops.view_as,
+    "reshape_as": ops.reshape_as, "permute": ops.permute, "transpose": ops.transpose,
+    "swapaxes": ops.transpose, "swapdims": ops.transpose, "t": ops.t,
+    "movedim": ops.movedim, "moveaxis": ops.movedim,
+    "squeeze": ops.squeeze, "unsqueeze": ops.unsqueeze, "flatten": ops.flatten,
+    "unflatten": ops.unflatten, "expand": ops.expand, "expand_as": ops.expand_as,
+    "broadcast_to": ops.broadcast_to, "repeat": ops.repeat, "tile": ops.tile,
+    "split": ops.split, "chunk": ops.chunk, "tensor_split": ops.tensor_split,
+    "unbind": ops.unbind, "flip": ops.flip, "fliplr": ops.fliplr, "flipud": ops.flipud,
+    "roll": ops.roll, "tril": ops.tril, "triu": ops.triu, "narrow": ops.narrow,
+    "contiguous": ops.contiguous, "clone": ops.clone,
+    # indexing
+    "gather": ops.gather, "scatter": ops.scatter, "scatter_add": ops.scatter_add,
+    "index_select": ops.index_select, "index_add": ops.index_add,
+    "masked_fill": ops.masked_fill, "masked_select": ops.masked_select,
+    "take_along_dim": ops.take_along_dim, "nonzero": ops.nonzero, "argwhere": ops.argwhere,
+    # linear algebra
+    "matmul": ops.matmul, "mm": ops.mm, "bmm": ops.bmm, "mv": ops.mv, "dot": ops.dot,
+    "outer": ops.outer, "ger": ops.outer,
+    # in place
+    "copy_": inplace.copy_, "zero_": inplace.zero_, "fill_": inplace.fill_,
+    "uniform_": _fill_random(_uniform), "normal_": _fill_random(_normal),
+    "bernoulli_": _fill_random(_bernoulli), "random_": _fill_random(_random),
+}
+
+# ``x.op_(...)`` and ``x op= y`` for every op whose result has the input's shape.
+_INPLACE = [
+    "add", "sub", "mul", "div", "pow", "neg", "abs", "exp", "log", "log1p", "expm1", "sqrt",
+    "rsqrt", "sin", "cos", "tanh", "sigmoid", "relu", "clamp", "clip", "sign", "floor", "ceil",
+    "round", "trunc", "frac", "square", "reciprocal", "remainder", "floor_divide", "lerp",
+    "clamp_min", "clamp_max", "masked_fill", "index_add", "scatter", "scatter_add",
+    "maximum", "minimum", "true_divide", "multiply", "subtract", "divide",
+]
+for _name in _INPLACE:
+    METHODS[_name + "_"] = inplace.make_inplace(METHODS[_name], _name + "_")
+for _op, _name in [("add", "__iadd__"), ("sub", "__isub__"), ("mul", "__imul__"),
+                   ("div", "__itruediv__"), ("floor_divide", "__ifloordiv__"),
+                   ("remainder", "__imod__"), ("pow", "__ipow__")]:
+    METHODS[_name] = METHODS[_op + "_"]
+METHODS["__imatmul__"] = ops.matmul
+
+for _name, _fn in METHODS.items():
+    setattr(Tensor, _name, _fn)
+Tensor.__hash__ = object.__hash__  # __eq__ is elementwise; hashing stays by identity

@@ -1,0 +1,82 @@
+"""``ember.autograd``: backward, grad, Function, grad modes, gradcheck."""
+
+from __future__ import annotations
+
+from ..backend.device import get_array_module
+from . import function as _function_mod
+from .engine import run_backward
+from .function import Function
+from .grad_mode import enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled
+from .gradcheck import gradcheck, gradgradcheck
+
+
+def _make_grads(tensors, grads):
+    Tensor = _function_mod.Tensor
+    out = []
+    for t, g in zip(tensors, grads):
+        if g is None:
+            if t._data.size != 1:
+                raise RuntimeError("grad can be implicitly created only for scalar outputs")
+            xp = get_array_module(t._data)
+            g = Tensor._wrap(xp.ones(t._data.shape, dtype=t._data.dtype))
+        elif not isinstance(g, Tensor):
+            from ..creation import tensor
+
+            g = tensor(g, dtype=t.dtype, device=t.device)
+        elif g._data.shape != t._data.shape:
+            raise RuntimeError(
+                f"Mismatch in shape: grad_output[0] has a shape of {g.shape} and output[0] has "
+                f"a shape of {t.shape}."
+            )
+        out.append(g)
+    return out
+
+
+def _as_list(x):
+    if x is None:
+        return None
+    Tensor = _function_mod.Tensor
+    return [x] if isinstance(x, Tensor) else list(x)
+
+
+def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, inputs=None):
+    """Accumulate gradients of ``tensors`` into the ``.grad`` of graph leaves."""
+    tensors = _as_list(tensors)
+    grads = _as_list(grad_tensors) or [None] * len(tensors)
+    if retain_graph is None:
+        retain_graph = create_graph
+    grads = _make_grads(tensors, grads)
+    if inputs is not None:
+        inputs = _as_list(inputs)
+        res = run_backward(tensors, grads, retain_graph, create_graph, inputs=inputs,
+                           allow_unused=True)
+        for t, g in zip(inputs, res):
+            if g is not None:
+                t.grad = g if t.grad is None else t.grad + g
+        return
+    run_backward(tensors, grads, retain_graph, create_graph)
+
+
+def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,
+         allow_unused=None, materialize_grads=False):
+    """Return the gradients of ``outputs`` w.r.t. ``inputs`` without touching ``.grad``."""
+    outputs = _as_list(outputs)
+    inputs_l = _as_list(inputs)
+    grads = _as_list(grad_outputs) or [None] * len(outputs)
+    if retain_graph is None:
+        retain_graph = create_graph
+    for t in inputs_l:
+        if not t.requires_grad:
+            raise RuntimeError("One of the differentiated Tensors does not require grad")
+    grads = _make_grads(outputs, grads)
+    res = run_backward(outputs, grads, retain_graph, create_graph, inputs=inputs_l,
+                       allow_unused=bool(allow_unused) or materialize_grads)
+    if materialize_grads:
+        from ..creation import zeros_like
+
+        res = tuple(zeros_like(t) if g is None else g for t, g in zip(inputs_l, res))
+    return res
+
+
+__all__ = ["Function", "backward", "grad", "no_grad", "enable_grad", "set_grad_enabled",
+           "inference_mode", "is_grad_enabled", "gradcheck", "gradgradcheck"]

@@ -1,0 +1,280 @@
+"""The backward engine: iterative topological traversal, one un-broadcast per edge.
+
+Gradients travel as raw arrays; with ``create_graph=True`` they travel as tensors and every
+backward runs on tensors (``ctx.xp`` becomes ember's differentiable array namespace), so the
+backward pass is itself recorded and can be differentiated again.
+"""
+
+from __future__ import annotations
+
+from . import function as _fn
+from . import grad_mode
+from .function import Function
+
+
+def _unbroadcast(g, shape, xp):
+    """Sum ``g`` down to ``shape`` (the engine's one un-broadcasting step)."""
+    if g.shape == shape:
+        return g
+    extra = g.ndim - len(shape)
+    if extra < 0:
+        return xp.broadcast_to(g, shape)
+    axes = tuple(range(extra)) + tuple(
+        i + extra for i, n in enumerate(shape) if n == 1 and g.shape[i + extra] != 1
+    )
+    if axes:
+        g = xp.sum(g, axis=axes, keepdims=True)
+    if extra:
+        g = xp.reshape(g, shape)
+    return g
+
+
+def _collect(roots):
+    """Dependency counts of every node reachable from the roots (iterative DFS)."""
+    deps: dict[int, int] = {}
+    stack = [r for r in roots if isinstance(r, Function)]
+    seen = {id(r) for r in stack}
+    while stack:
+        node = stack.pop()
+        for e in node._edges:
+            if e is None:
+                continue
+            tgt = e[0]
+            k = id(tgt)
+            deps[k] = deps.get(k, 0) + 1
+            if k not in seen:
+                seen.add(k)
+                if isinstance(tgt, Function):
+                    stack.append(tgt)
+    return deps
+
+
+def _needed(roots, targets: set[int]) -> set[int]:
+    """Nodes from which some target is reachable (only those run for ``autograd.grad``)."""
+    needed: set[int] = set()
+    order = []
+    stack = [r for r in roots if isinstance(r, Function)]
+    seen = {id(r) for r in stack}
+    while stack:  # first a plain DFS to list the nodes, then propagate in reverse order
+        node = stack.pop()
+        order.append(node)
+        for e in node._edges:
+            if e is not None and isinstance(e[0], Function) and id(e[0]) not in seen:
+                seen.add(id(e[0]))
+                stack.append(e[0])
+    changed = True
+    while changed:  # a fixed point; graphs are DAGs so this settles in a few sweeps
+        changed = False
+        for node in reversed(order):
+            if id(node) in needed:
+                continue
+            for e in node._edges:
+                if e is not None and (id(e[0]) in targets or id(e[0]) in needed):
+                    needed.add(id(node))
+                    changed = True
+                    break
+    return needed
+
+
+def _add(a, b):
+    return b if a is None else a + b
+
+
+def run_backward(tensors, grad_tensors, retain_graph: bool, create_graph: bool,
+                 inputs=None, allow_unused: bool = False, accumulate: bool = True):
+    """Backpropagate from ``tensors``; accumulate into leaves or, with ``inputs``, return grads.
+
+    ``inputs`` (for ``autograd.grad``): tensors whose gradients are captured and returned;
+    nothing is accumulated into ``.grad`` then.
+    """
+    Tensor = _fn.Tensor
+    roots = []
+    buffers: dict[int, list] = {}
+    # The caller's gradient arrays must not become a leaf's .grad without a copy.
+    seen_leaf_arrays: set[int] = {id(g._data) for g in grad_tensors}
+    for t, g in zip(tensors, grad_tensors):
+        if not t.requires_grad:
+            raise RuntimeError(
+                "element 0 of tensors does not require grad and does not have a grad_fn"
+            )
+        target = t.grad_fn if t.grad_fn is not None else t
+        roots.append(target)
+        g = g if create_graph else g._data
+        if isinstance(target, Function):
+            buf = buffers.setdefault(id(target), [None] * len(target._outputs_meta))
+            buf[t._output_nr] = _add(buf[t._output_nr], g)
+        else:
+            buffers[id(target)] = _add(buffers.get(id(target)), g)
+
+    capture: dict[int, int] | None = None  # id(leaf) or (id(node), out_nr) -> index in inputs
+    captured = None
+    needed = None
+    if inputs is not None:
+        capture, captured = {}, [None] * len(inputs)
+        for i, t in enumerate(inputs):
+            key = id(t) if t.grad_fn is None else (id(t.grad_fn), t._output_nr)
+            capture[key] = i
+        targets = {id(t) if t.grad_fn is None else id(t.grad_fn) for t in inputs}
+        needed = _needed(roots, targets) | targets
+
+    deps = _collect(roots)
+    ready = list({id(r): r for r in roots if deps.get(id(r), 0) == 0}.values())
+    prev_mode = grad_mode._state.enabled
+    grad_mode._state.enabled = create_graph
+    try:
+        while ready:
+            node = ready.pop()
+            if not isinstance(node, Function):
+                g = buffers.pop(id(node), None)
+                if g is not None:
+                    _deliver_leaf(node, g, create_graph, capture, captured, accumulate,
+                                  seen_leaf_arrays)
+                continue
+            grads = buffers.pop(id(node), None)
+            if grads is None:
+                grads = [None] * len(node._outputs_meta)
+            if node._pre_hooks is not None or capture is not None:
+                grads = _run_pre_hooks(node, grads, create_graph, capture, captured)
+            if needed is None or id(node) in needed:
+                results = _call_backward(node, grads, create_graph)
+            else:
+                results = None
+            if not retain_graph:
+                node._saved = None
+            for i, e in enumerate(node._edges):
+                if e is None:
+                    continue
+                tgt, out_nr, shape, dtype = e
+                k = id(tgt)
+                g = results[i] if results is not None else None
+                if g is not None:
+                    if g.shape != shape:
+                        g = _unbroadcast(g, shape, node.xp if not create_graph else _tensor_xp())
+                    if g.dtype != dtype:
+                        g = g.astype(dtype) if not create_graph else g.to(_dtype_of(dtype))
+                    if isinstance(tgt, Function):
+                        buf = buffers.get(k)
+                        if buf is None:
+                            buf = buffers[k] = [None] * len(tgt._outputs_meta)
+                        buf[out_nr] = _add(buf[out_nr], g)
+                    else:
+                        buffers[k] = _add(buffers.get(k), g)
+                n = deps[k] - 1
+                deps[k] = n
+                if n == 0:
+                    ready.append(tgt)
+    finally:
+        grad_mode._state.enabled = prev_mode
+    if captured is None:
+        return None
+    out = []
+    for t, g in zip(inputs, captured):
+        if g is None and not allow_unused:
+            raise RuntimeError(
+                "One of the differentiated Tensors appears to not have been used in the graph. "
+                "Set allow_unused=True if this is the desired behavior."
+            )
+        out.append(None if g is None else (g if create_graph else Tensor._wrap(g)))
+    return tuple(out)
+
+
+def _dtype_of(np_dtype):
+    from ..backend.dtype import from_numpy_dtype
+
+    return from_numpy_dtype(np_dtype)
+
+
+def _tensor_xp():
+    from . import tensor_xp
+
+    return tensor_xp
+
+
+def _call_backward(node, grads, create_graph):
+    if (node._materialize or create_graph) and any(g is None for g in grads):
+        grads = [_zeros(node, i, create_graph) if g is None else g for i, g in enumerate(grads)]
+    if create_graph:
+        if not node.supports_double_backward:
+            raise RuntimeError(
+                f"{node.name()} does not support higher-order gradients (create_graph=True)"
+            )
+        prev_xp = node.xp
+        node.xp = _tensor_xp()
+        node._tensor_mode = True
+        try:
+            results = type(node).backward(node, *grads)
+        finally:
+            node.xp = prev_xp
+            node._tensor_mode = False
+    else:
+        results = type(node).backward(node, *grads)
+    if type(results) is not tuple:
+        results = (results,)
+    if len(results) != len(node._edges):
+        raise RuntimeError(
+            f"function {node.name()} returned an incorrect number of gradients "
+            f"(expected {len(node._edges)}, got {len(results)})"
+        )
+    return results
+
+
+def _zeros(node, i, create_graph):
+    shape, dtype = node._outputs_meta[i]
+    z = node.xp.zeros(shape, dtype=dtype)
+    return _fn.Tensor._wrap(z) if create_graph else z
+
+
+def _run_pre_hooks(node, grads, create_graph, capture, captured):
+    grads = list(grads)
+    for out_nr, g in enumerate(grads):
+        if g is None:
+            continue
+        hooks = node._pre_hooks.get(out_nr) if node._pre_hooks is not None else None
+        if hooks:
+            for hook in list(hooks):
+                gt = g if create_graph else _fn.Tensor._wrap(g)
+                r = hook(gt)
+                if r is not None:
+                    g = r if create_graph else r._data
+            grads[out_nr] = g
+        if capture is not None:
+            idx = capture.get((id(node), out_nr))
+            if idx is not None:
+                captured[idx] = g
+    return grads
+
+
+def _deliver_leaf(leaf, g, create_graph, capture, captured, accumulate, seen_arrays):
+    Tensor = _fn.Tensor
+    hooks = leaf._hooks
+    if hooks:
+        for hook in list(hooks):
+            r = hook(g if create_graph else Tensor._wrap(g))
+            if r is not None:
+                g = r if create_graph else r._data
+    if capture is not None:
+        idx = capture.get(id(leaf))
+        if idx is not None:
+            captured[idx] = g
+        return
+    if not accumulate:
+        return
+    if create_graph:
+        leaf.grad = g if leaf.grad is None else leaf.grad + g
+    else:
+        cur = leaf.grad
+        if cur is None:
+            # Ops may hand the same gradient array to several inputs (add returns ``grad``
+            # twice): a leaf must own its .grad so later in-place updates stay local.
+            if id(g) in seen_arrays or g.base is not None:
+                g = g.copy()
+            seen_arrays.add(id(g))
+            leaf.grad = Tensor._wrap(g)
+        elif cur.requires_grad:
+            leaf.grad = cur + Tensor._wrap(g)
+        else:
+            cur._data += g
+    post = leaf._post_acc_hooks
+    if post:
+        for hook in list(post):
+            hook(leaf)

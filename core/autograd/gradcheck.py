@@ -1,0 +1,96 @@
+"""Finite-difference checks of analytic gradients (float64, central differences)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import function as _fn
+
+
+def _flat_outputs(out):
+    if isinstance(out, (tuple, list)):
+        return [o for o in out if isinstance(o, _fn.Tensor) and o.requires_grad]
+    return [out]
+
+
+def _numeric_jacobian(fn, inputs, i, eps):
+    """Columns: d(all outputs flattened)/d(input i element k), by central differences."""
+    x = inputs[i]
+    data = x._data
+    cols = []
+    flat = data.reshape(-1)
+    for k in range(flat.size):
+        orig = flat[k].item()
+        flat[k] = orig + eps
+        plus = [o._data.astype(np.float64).reshape(-1).copy() for o in _flat_outputs(fn(*inputs))]
+        flat[k] = orig - eps
+        minus = [o._data.astype(np.float64).reshape(-1).copy() for o in _flat_outputs(fn(*inputs))]
+        flat[k] = orig
+        cols.append(np.concatenate([(p - m) / (2 * eps) for p, m in zip(plus, minus)]))
+    return np.stack(cols, axis=1) if cols else np.zeros((0, 0))
+
+
+def _analytic_jacobian(fn, inputs, i):
+    from . import grad as _grad
+
+    outs = _flat_outputs(fn(*inputs))
+    rows = []
+    for o in outs:
+        for k in range(o._data.size):
+            seed = np.zeros(o._data.size, dtype=o._data.dtype)
+            seed[k] = 1
+            g = _grad([o], [inputs[i]], [_fn.Tensor._wrap(seed.reshape(o._data.shape))],
+                      retain_graph=True, allow_unused=True)[0]
+            rows.append(np.zeros(inputs[i]._data.size) if g is None
+                        else np.asarray(g._data, dtype=np.float64).reshape(-1))
+    return np.stack(rows, axis=0) if rows else np.zeros((0, 0))
+
+
+def gradcheck(func, inputs, *, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1e-3,
+              raise_exception: bool = True, **_ignored) -> bool:
+    """Compare analytic gradients with central differences for every input requiring grad."""
+    inputs = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
+    for i, x in enumerate(inputs):
+        if not (isinstance(x, _fn.Tensor) and x.requires_grad):
+            continue
+        if x._data.dtype != np.float64:
+            raise ValueError(f"gradcheck expects float64 inputs; input {i} is {x.dtype}")
+        analytic = _analytic_jacobian(func, inputs, i)
+        numeric = _numeric_jacobian(func, inputs, i, eps)
+        if analytic.shape != numeric.shape or not np.allclose(analytic, numeric, atol=atol,
+                                                              rtol=rtol):
+            if not raise_exception:
+                return False
+            raise GradcheckError(
+                f"Jacobian mismatch for output 0 with respect to input {i},\n"
+                f"numerical:{numeric}\nanalytical:{analytic}\n"
+            )
+    return True
+
+
+def gradgradcheck(func, inputs, grad_outputs=None, *, eps: float = 1e-6, atol: float = 1e-5,
+                  rtol: float = 1e-3, raise_exception: bool = True, **_ignored) -> bool:
+    """gradcheck of the first derivative (computed with create_graph=True)."""
+    from . import grad as _grad
+
+    inputs = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
+    diff = [x for x in inputs if isinstance(x, _fn.Tensor) and x.requires_grad]
+    outs0 = _flat_outputs(func(*inputs))
+    rng = np.random.default_rng(0)
+    if grad_outputs is None:
+        grad_outputs = [_fn.Tensor._wrap(rng.standard_normal(o._data.shape)) for o in outs0]
+
+    def first_grad(*xs):
+        outs = _flat_outputs(func(*xs))
+        d = [x for x in xs if isinstance(x, _fn.Tensor) and x.requires_grad]
+        gs = _grad(outs, d, grad_outputs, create_graph=True, allow_unused=True)
+        return tuple(g for g in gs if g is not None and g.requires_grad)
+
+    if not diff:
+        return True
+    return gradcheck(first_grad, inputs, eps=eps, atol=atol, rtol=rtol,
+                     raise_exception=raise_exception)
+
+
+class GradcheckError(RuntimeError):
+    """Raised when analytic and numerical gradients disagree."""

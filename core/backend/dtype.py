@@ -1,0 +1,169 @@
+"""Dtype objects with PyTorch's names, the NumPy mapping, and PyTorch's type promotion."""
+
+from __future__ import annotations
+
+import numpy as np
+
+try:  # bfloat16 comes from ml_dtypes (maintained by the JAX team), if installed
+    import ml_dtypes as _ml_dtypes
+except ImportError:  # pragma: no cover
+    _ml_dtypes = None
+
+_BOOL, _INT, _FLOAT, _COMPLEX = 0, 1, 2, 3
+
+
+class dtype:
+    """A tensor element type; ``ember.float32`` etc. are the instances."""
+
+    __slots__ = ("name", "np", "category", "itemsize", "is_signed")
+
+    def __init__(self, name: str, np_dtype, category: int):
+        self.name = name
+        self.np = np.dtype(np_dtype)
+        self.category = category
+        self.itemsize = self.np.itemsize
+        self.is_signed = category != _BOOL and name != "uint8"
+
+    @property
+    def is_floating_point(self) -> bool:
+        return self.category == _FLOAT
+
+    @property
+    def is_complex(self) -> bool:
+        return self.category == _COMPLEX
+
+    def __repr__(self) -> str:
+        return f"ember.{self.name}"
+
+    def __reduce__(self):
+        return (_by_name, (self.name,))
+
+    def to_complex(self) -> dtype:
+        return complex128 if self is float64 else complex64
+
+
+bool_ = dtype("bool", np.bool_, _BOOL)
+uint8 = dtype("uint8", np.uint8, _INT)
+int8 = dtype("int8", np.int8, _INT)
+int16 = dtype("int16", np.int16, _INT)
+int32 = dtype("int32", np.int32, _INT)
+int64 = dtype("int64", np.int64, _INT)
+float16 = dtype("float16", np.float16, _FLOAT)
+float32 = dtype("float32", np.float32, _FLOAT)
+float64 = dtype("float64", np.float64, _FLOAT)
+complex64 = dtype("complex64", np.complex64, _COMPLEX)
+complex128 = dtype("complex128", np.complex128, _COMPLEX)
+bfloat16 = dtype("bfloat16", _ml_dtypes.bfloat16, _FLOAT) if _ml_dtypes is not None else None
+
+ALL = [d for d in (bool_, uint8, int8, int16, int32, int64, float16, bfloat16, float32, float64,
+                   complex64, complex128) if d is not None]
+_NAMES = {d.name: d for d in ALL}
+# PyTorch's aliases
+_NAMES.update(half=float16, float=float32, double=float64, short=int16, int=int32, long=int64,
+              cfloat=complex64, cdouble=complex128)
+_FROM_NP = {d.np: d for d in ALL}
+
+_default_float = float32
+
+
+def _by_name(name: str) -> dtype:
+    return _NAMES[name]
+
+
+def get_default_dtype() -> dtype:
+    return _default_float
+
+
+def set_default_dtype(d: dtype) -> None:
+    global _default_float
+    d = to_dtype(d)
+    if d not in (float16, float32, float64, bfloat16):
+        raise TypeError(f"only floating-point types are supported as the default type, got {d}")
+    _default_float = d
+
+
+def from_numpy_dtype(np_dtype) -> dtype:
+    """The ember dtype of a NumPy dtype; raises for dtypes ember does not support."""
+    d = _FROM_NP.get(np.dtype(np_dtype))
+    if d is None:
+        raise TypeError(
+            f"can't convert np.ndarray of type {np.dtype(np_dtype)}. The only supported types are: "
+            + ", ".join(x.name for x in ALL)
+        )
+    return d
+
+
+def to_dtype(d) -> dtype:
+    """Accept an ember dtype, a NumPy dtype/type, or a name like "float32"."""
+    if isinstance(d, dtype):
+        return d
+    if isinstance(d, str) and d in _NAMES:
+        return _NAMES[d]
+    if d is float:
+        return _default_float
+    if d is int:
+        return int64
+    if d is bool:
+        return bool_
+    try:
+        return from_numpy_dtype(d)
+    except TypeError:
+        raise TypeError(f"not a dtype: {d!r}") from None
+
+
+def promote_types(a: dtype, b: dtype) -> dtype:
+    """PyTorch's promote_types (uint8 with int8 gives int16; float16 with bfloat16 gives float32)."""
+    if a is b:
+        return a
+    if {a, b} == {float16, bfloat16}:
+        return float32
+    if bfloat16 is not None and bfloat16 in (a, b):
+        other = b if a is bfloat16 else a
+        if other.category <= _INT:
+            return bfloat16
+        if other.category == _COMPLEX:
+            return complex64
+        return other if other.itemsize >= 4 else float32
+    return from_numpy_dtype(np.promote_types(a.np, b.np))
+
+
+def scalar_dtype(x) -> dtype:
+    """The dtype a Python scalar takes as a 'wrapped number' in promotion."""
+    if isinstance(x, bool):
+        return bool_
+    if isinstance(x, int):
+        return int64
+    if isinstance(x, complex):
+        return _default_float.to_complex()
+    return _default_float
+
+
+def _combine_categories(higher: dtype | None, lower: dtype | None) -> dtype | None:
+    # PyTorch's c10 combine_categories: a lower-priority operand only matters when it is of a
+    # higher category (e.g. an int tensor plus a float scalar becomes the default float).
+    if higher is None:
+        return lower
+    if lower is None:
+        return higher
+    if higher.category == _COMPLEX:
+        return higher
+    if lower.category == _COMPLEX:
+        return higher.to_complex() if higher.category == _FLOAT else lower
+    if higher.category == _FLOAT:
+        return higher
+    if higher is bool_ or lower.category == _FLOAT:
+        return promote_types(higher, lower)
+    return higher
+
+
+def result_type_of(dim_dtypes, zero_dim_dtypes, scalar_dtypes) -> dtype:
+    """PyTorch's result_type over three priority classes: dim tensors > 0-d tensors > scalars."""
+    def fold(ds):
+        out = None
+        for d in ds:
+            out = d if out is None else promote_types(out, d)
+        return out
+
+    return _combine_categories(
+        fold(dim_dtypes), _combine_categories(fold(zero_dim_dtypes), fold(scalar_dtypes))
+    )

@@ -1,0 +1,318 @@
+"""Tensor creation: tensor/as_tensor/from_numpy, filled and random tensors, ranges."""
+
+from __future__ import annotations
+
+import builtins
+import math
+
+import numpy as np
+
+from .backend import _cupy
+from .backend.device import CPU, as_device, get_array_module
+from .backend.dtype import from_numpy_dtype, get_default_dtype, int64, to_dtype
+from .random import gen_for
+from .tensor import Tensor
+
+
+def _np_dtype(dtype):
+    return None if dtype is None else to_dtype(dtype).np
+
+
+def _unwrap_nested(obj):
+    if isinstance(obj, Tensor):
+        return obj._data if type(obj._data) is np.ndarray else obj._data.get()
+    if isinstance(obj, (list, tuple)):
+        return [_unwrap_nested(o) for o in obj]
+    return obj
+
+
+def _to_array(data, dtype, device):
+    """Convert Python data / arrays / tensors to an array on ``device`` with ``dtype``."""
+    dev = as_device(device) if device is not None else None
+    npd = _np_dtype(dtype)
+    if isinstance(data, Tensor):
+        arr = data._data
+    elif isinstance(data, np.ndarray) or (_cupy.cupy is not None
+                                          and isinstance(data, _cupy.cupy.ndarray)):
+        arr = data
+    else:
+        py = _unwrap_nested(data)
+        arr = np.asarray(py)
+        if arr.dtype.kind == "O":
+            raise TypeError(f"could not convert {type(data).__name__} to a tensor (mixed or "
+                            "ragged data)")
+        if npd is None:
+            if arr.dtype.kind == "f" and not _has_numpy_floats(py):
+                arr = arr.astype(get_default_dtype().np)
+            elif arr.dtype.kind == "c" and not _has_numpy_floats(py):
+                arr = arr.astype(get_default_dtype().to_complex().np)
+            elif arr.dtype.kind in "iu" and arr.dtype != np.uint8:
+                arr = arr.astype(np.int64)
+    if npd is not None and arr.dtype != npd:
+        arr = arr.astype(npd)
+    else:
+        from_numpy_dtype(arr.dtype)  # raise for unsupported dtypes (e.g. uint32, str)
+    if dev is not None and dev.type == "cuda":
+        cp = _cupy.require_cupy()
+        with cp.cuda.Device(dev.index):
+            arr = cp.asarray(arr)
+    elif dev is not None and type(arr) is not np.ndarray:
+        arr = arr.get()
+    return arr
+
+
+def _has_numpy_floats(py):
+    if isinstance(py, np.ndarray):
+        return True
+    if isinstance(py, list):
+        return builtins.any(_has_numpy_floats(p) for p in py[:1])
+    return isinstance(py, np.generic)
+
+
+def tensor(data, *, dtype=None, device=None, requires_grad: bool = False,
+           pin_memory: bool = False) -> Tensor:
+    """Copy ``data`` into a new leaf tensor (floats default to ``get_default_dtype()``)."""
+    arr = _to_array(data, dtype, device)
+    if isinstance(data, Tensor) or arr is data or (isinstance(data, np.ndarray)
+                                                   and np.shares_memory(arr, data)):
+        arr = arr.copy()
+    t = Tensor._wrap(arr)
+    if requires_grad:
+        t.requires_grad_(True)
+    return t
+
+
+def as_tensor(data, dtype=None, device=None) -> Tensor:
+    """Like ``tensor`` but shares memory with tensors/arrays when no conversion is needed."""
+    if isinstance(data, Tensor):
+        if (dtype is None or to_dtype(dtype).np == data._data.dtype) and (
+                device is None or as_device(device) == data.device):
+            return data
+        return data.to(device=device, dtype=dtype)
+    return Tensor._wrap(_to_array(data, dtype, device))
+
+
+def from_numpy(ndarray: np.ndarray) -> Tensor:
+    """A CPU tensor sharing memory with ``ndarray``."""
+    if not isinstance(ndarray, np.ndarray):
+        raise TypeError(f"expected np.ndarray (got {type(ndarray).__name__})")
+    from_numpy_dtype(ndarray.dtype)
+    return Tensor._wrap(ndarray)
+
+
+def _size(size):
+    if len(size) == 1 and isinstance(size[0], (tuple, list)):
+        size = tuple(size[0])
+    for s in size:
+        if not isinstance(s, (int, np.integer)) or isinstance(s, bool):
+            raise TypeError(f"expected a sequence of integers as size, got {size!r}")
+        if s < 0:
+            raise RuntimeError(f"Trying to create tensor with negative dimension {s}: {list(size)}")
+    return tuple(int(s) for s in size)
+
+
+def _make(fill, size, dtype, device, requires_grad, value=None):
+    xp = get_array_module(device or CPU)
+    npd = (to_dtype(dtype) if dtype is not None else get_default_dtype()).np
+    if fill == "full":
+        arr = xp.full(size, value, dtype=npd)
+    else:
+        arr = getattr(xp, fill)(size, dtype=npd)
+    t = Tensor._wrap(arr)
+    if requires_grad:
+        t.requires_grad_(True)
+    return t
+
+
+def zeros(*size, dtype=None, device=None, requires_grad=False, out=None) -> Tensor:
+    return _make("zeros", _size(size), dtype, device, requires_grad)
+
+
+def ones(*size, dtype=None, device=None, requires_grad=False) -> Tensor:
+    return _make("ones", _size(size), dtype, device, requires_grad)
+
+
+def empty(*size, dtype=None, device=None, requires_grad=False, memory_format=None) -> Tensor:
+    return _make("empty", _size(size), dtype, device, requires_grad)
+
+
+def full(size, fill_value, *, dtype=None, device=None, requires_grad=False) -> Tensor:
+    if dtype is None:
+        if isinstance(fill_value, bool):
+            dtype = "bool"
+        elif isinstance(fill_value, int):
+            dtype = int64
+    return _make("full", _size((size,) if isinstance(size, int) else tuple(size)), dtype, device,
+                 requires_grad, fill_value)
+
+
+def _like(fn, input, dtype, device, requires_grad, *args):
+    return fn(*args, input._data.shape, dtype=dtype or input.dtype,
+              device=device or input.device, requires_grad=requires_grad)
+
+
+def zeros_like(input, *, dtype=None, device=None, requires_grad=False, memory_format=None):
+    return _like(zeros, input, dtype, device, requires_grad)
+
+
+def ones_like(input, *, dtype=None, device=None, requires_grad=False, memory_format=None):
+    return _like(ones, input, dtype, device, requires_grad)
+
+
+def empty_like(input, *, dtype=None, device=None, requires_grad=False, memory_format=None):
+    return _like(empty, input, dtype, device, requires_grad)
+
+
+def full_like(input, fill_value, *, dtype=None, device=None, requires_grad=False,
+              memory_format=None):
+    return full(input._data.shape, fill_value, dtype=dtype or input.dtype,
+                device=device or input.device, requires_grad=requires_grad)
+
+
+def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad=False) -> Tensor:
+    if end is None:
+        start, end = 0, start
+    vals = [v.item() if isinstance(v, Tensor) else v for v in (start, end, step)]
+    if step == 0:
+        raise RuntimeError("step must be nonzero")
+    if dtype is None:
+        dtype = int64 if builtins.all(isinstance(v, int) for v in vals) else get_default_dtype()
+    xp = get_array_module(device or CPU)
+    npd = to_dtype(dtype).np
+    n = max(math.ceil((vals[1] - vals[0]) / vals[2]), 0)
+    arr = (xp.arange(n, dtype=np.float64) * vals[2] + vals[0]).astype(npd) \
+        if npd.kind == "f" else xp.arange(vals[0], vals[1], vals[2]).astype(npd)
+    t = Tensor._wrap(arr)
+    return t.requires_grad_(True) if requires_grad else t
+
+
+def linspace(start, end, steps, *, dtype=None, device=None, requires_grad=False) -> Tensor:
+    xp = get_array_module(device or CPU)
+    npd = (to_dtype(dtype) if dtype else get_default_dtype()).np
+    t = Tensor._wrap(xp.linspace(start, end, int(steps), dtype=np.float64).astype(npd))
+    return t.requires_grad_(True) if requires_grad else t
+
+
+def logspace(start, end, steps, base=10.0, *, dtype=None, device=None, requires_grad=False):
+    xp = get_array_module(device or CPU)
+    npd = (to_dtype(dtype) if dtype else get_default_dtype()).np
+    t = Tensor._wrap(xp.logspace(start, end, int(steps), base=base).astype(npd))
+    return t.requires_grad_(True) if requires_grad else t
+
+
+def eye(n, m=None, *, dtype=None, device=None, requires_grad=False) -> Tensor:
+    xp = get_array_module(device or CPU)
+    npd = (to_dtype(dtype) if dtype else get_default_dtype()).np
+    t = Tensor._wrap(xp.eye(n, m, dtype=npd))
+    return t.requires_grad_(True) if requires_grad else t
+
+
+# ---- random -------------------------------------------------------------------------------
+def _rand_make(draw, size, dtype, device, requires_grad, generator):
+    xp = get_array_module(device or CPU)
+    d = to_dtype(dtype) if dtype is not None else get_default_dtype()
+    g = gen_for(generator, xp)
+    # NumPy draws float32 or float64 directly; other float types are drawn in float32 and cast
+    draw_dtype = np.float64 if d.np == np.float64 else np.float32
+    arr = draw(g, _size(size), draw_dtype)
+    arr = arr.astype(d.np, copy=False)
+    t = Tensor._wrap(arr)
+    return t.requires_grad_(True) if requires_grad else t
+
+
+def rand(*size, generator=None, dtype=None, device=None, requires_grad=False) -> Tensor:
+    """Uniform on [0, 1)."""
+    return _rand_make(lambda g, s, dt: g.random(s, dtype=dt), size, dtype, device,
+                      requires_grad, generator)
+
+
+def randn(*size, generator=None, dtype=None, device=None, requires_grad=False) -> Tensor:
+    """Standard normal."""
+    return _rand_make(lambda g, s, dt: g.standard_normal(s, dtype=dt), size, dtype, device,
+                      requires_grad, generator)
+
+
+def randint(low, high=None, size=None, *, generator=None, dtype=None, device=None,
+            requires_grad=False) -> Tensor:
+    if high is None:
+        low, high = 0, low
+    if size is None:
+        raise TypeError("randint() missing required argument 'size'")
+    return _rand_make(lambda g, s, dt: g.integers(low, high, s), tuple(size), dtype or int64, device,
+                      requires_grad, generator)
+
+
+def randperm(n, *, generator=None, dtype=None, device=None, requires_grad=False) -> Tensor:
+    return _rand_make(lambda g, s, dt: g.permutation(n), (), dtype or int64, device, requires_grad,
+                      generator)
+
+
+def rand_like(input, *, dtype=None, device=None, requires_grad=False):
+    return rand(input._data.shape, dtype=dtype or input.dtype, device=device or input.device,
+                requires_grad=requires_grad)
+
+
+def randn_like(input, *, dtype=None, device=None, requires_grad=False):
+    return randn(input._data.shape, dtype=dtype or input.dtype, device=device or input.device,
+                 requires_grad=requires_grad)
+
+
+def randint_like(input, low, high=None, *, dtype=None, device=None):
+    return randint(low, high, input._data.shape, dtype=dtype or input.dtype,
+                   device=device or input.device)
+
+
+def normal(mean=0.0, std=1.0, size=None, *, generator=None, dtype=None, device=None,
+           requires_grad=False) -> Tensor:
+    """Normal samples; ``mean``/``std`` may be tensors (broadcast) or floats with ``size``."""
+    if isinstance(mean, Tensor) or isinstance(std, Tensor):
+        ref = mean if isinstance(mean, Tensor) else std
+        m = mean._data if isinstance(mean, Tensor) else mean
+        s = std._data if isinstance(std, Tensor) else std
+        shape = np.broadcast_shapes(np.shape(m), np.shape(s))
+        z = randn(shape, generator=generator, dtype=ref.dtype, device=ref.device)
+        return Tensor._wrap((z._data * s + m).astype(ref._data.dtype, copy=False))
+    if size is None:
+        raise TypeError("normal() with float mean and std needs a size")
+    z = randn(tuple(size), generator=generator, dtype=dtype, device=device)
+    out = Tensor._wrap(z._data * std + mean)
+    out._data = out._data.astype(z._data.dtype, copy=False)
+    return out.requires_grad_(True) if requires_grad else out
+
+
+def bernoulli(input, p=None, *, generator=None) -> Tensor:
+    xp = get_array_module(input._data)
+    probs = input._data if p is None else p
+    u = gen_for(generator, xp).random(input._data.shape)
+    return Tensor._wrap((u < probs).astype(input._data.dtype))
+
+
+def multinomial(input, num_samples, replacement=False, *, generator=None) -> Tensor:
+    """Draw category indices from (unnormalised) probability rows."""
+    probs = np.asarray(input.detach().cpu()._data, dtype=np.float64)
+    if probs.ndim not in (1, 2):
+        raise RuntimeError("prob_dist must be 1 or 2 dim")
+    if (probs < 0).any() or not np.isfinite(probs).all():
+        raise RuntimeError("probability tensor contains either `inf`, `nan` or element < 0")
+    rows = probs.reshape(-1, probs.shape[-1])
+    if not replacement and num_samples > rows.shape[1]:
+        raise RuntimeError("cannot sample n_sample > prob_dist.size(-1) samples without "
+                           "replacement")
+    g = gen_for(generator, np)
+    out = np.empty((rows.shape[0], num_samples), dtype=np.int64)
+    for i, r in enumerate(rows):
+        s = r.sum()
+        if s <= 0:
+            raise RuntimeError("invalid multinomial distribution (sum of probabilities <= 0)")
+        out[i] = g.choice(r.shape[0], size=num_samples, replace=replacement, p=r / s)
+    out = out.reshape(probs.shape[:-1] + (num_samples,))
+    return Tensor._wrap(out).to(input.device)
+
+
+def is_floating_point(input) -> bool:
+    return input.is_floating_point()
+
+
+def numel(input) -> int:
+    return input.numel()
+

@@ -1,0 +1,520 @@
+"""Elementwise arithmetic and math: one Function per op, forward and backward side by side."""
+
+from __future__ import annotations
+
+from ..autograd.function import Function
+from ..backend.dtype import get_default_dtype
+from ..tensor import Tensor
+from ._util import promote
+from .convert import to_dtype_op
+
+
+# ---- binary arithmetic --------------------------------------------------------------------
+class Add(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        return a + b
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad, grad
+
+
+class Sub(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        return a - b
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad, -grad
+
+
+class Mul(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        # save only what the needed gradients use (memory, and fewer in-place conflicts)
+        na, nb = ctx.needs_input_grad
+        ctx.save_for_backward(a if nb else None, b if na else None)
+        return a * b
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b = ctx.saved_tensors
+        na, nb = ctx.needs_input_grad
+        return (grad * b if na else None), (grad * a if nb else None)
+
+
+class Div(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a if ctx.needs_input_grad[1] else None, b)
+        return a / b
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b = ctx.saved_tensors
+        na, nb = ctx.needs_input_grad
+        ga = grad / b if na else None
+        gb = -grad * a / (b * b) if nb else None
+        return ga, gb
+
+
+class Pow(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        out = a ** b
+        ctx.save_for_backward(a, b, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b, out = ctx.saved_tensors
+        xp = ctx.xp
+        na, nb = ctx.needs_input_grad
+        ga = gb = None
+        if na:
+            # d/da a^b = b a^(b-1); where b == 0 the gradient is 0 even at a == 0
+            ga = grad * b * a ** (b - 1) if not isinstance(b, (int, float)) or b != 0 else grad * 0
+        if nb:
+            # d/db a^b = a^b log a; PyTorch defines it as 0 where a == 0 and b >= 0
+            safe = xp.where(a == 0, 1, a) if not isinstance(a, (int, float)) else (a or 1)
+            gb = grad * out * xp.log(safe)
+        return ga, gb
+
+
+class Neg(Function):
+    @staticmethod
+    def forward(ctx, x):
+        return -x
+
+    @staticmethod
+    def backward(ctx, grad):
+        return -grad
+
+
+class Maximum(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return ctx.xp.maximum(a, b)
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b = ctx.saved_tensors
+        # ties split the gradient evenly, as PyTorch does
+        wa = (a > b) + (a == b) * 0.5
+        return grad * wa, grad * (1 - wa)
+
+
+class Minimum(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return ctx.xp.minimum(a, b)
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b = ctx.saved_tensors
+        wa = (a < b) + (a == b) * 0.5
+        return grad * wa, grad * (1 - wa)
+
+
+class Where(Function):
+    @staticmethod
+    def forward(ctx, cond, a, b):
+        ctx.save_for_backward(cond)
+        return ctx.xp.where(cond, a, b)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (cond,) = ctx.saved_tensors
+        zero = grad * 0
+        return None, ctx.xp.where(cond, grad, zero), ctx.xp.where(cond, zero, grad)
+
+
+class Lerp(Function):
+    @staticmethod
+    def forward(ctx, start, end, weight):
+        ctx.save_for_backward(start, end, weight)
+        return start + weight * (end - start)
+
+    @staticmethod
+    def backward(ctx, grad):
+        start, end, weight = ctx.saved_tensors
+        ns, ne, nw = ctx.needs_input_grad
+        return (grad * (1 - weight) if ns else None, grad * weight if ne else None,
+                grad * (end - start) if nw else None)
+
+
+# ---- unary math ---------------------------------------------------------------------------
+class Exp(Function):
+    @staticmethod
+    def forward(ctx, x):
+        out = ctx.xp.exp(x)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (out,) = ctx.saved_tensors
+        return grad * out
+
+
+class Log(Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return ctx.xp.log(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad / x
+
+
+class Log1p(Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return ctx.xp.log1p(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad / (x + 1)
+
+
+class Expm1(Function):
+    @staticmethod
+    def forward(ctx, x):
+        out = ctx.xp.expm1(x)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (out,) = ctx.saved_tensors
+        return grad * (out + 1)
+
+
+class Sqrt(Function):
+    @staticmethod
+    def forward(ctx, x):
+        out = ctx.xp.sqrt(x)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (out,) = ctx.saved_tensors
+        return grad / (2 * out)
+
+
+class Rsqrt(Function):
+    @staticmethod
+    def forward(ctx, x):
+        out = 1 / ctx.xp.sqrt(x)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (out,) = ctx.saved_tensors
+        return grad * -0.5 * out * out * out
+
+
+class Sin(Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return ctx.xp.sin(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * ctx.xp.cos(x)
+
+
+class Cos(Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return ctx.xp.cos(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return -grad * ctx.xp.sin(x)
+
+
+class Tanh(Function):
+    @staticmethod
+    def forward(ctx, x):
+        out = ctx.xp.tanh(x)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (out,) = ctx.saved_tensors
+        return grad * (1 - out * out)
+
+
+class Sigmoid(Function):
+    @staticmethod
+    def forward(ctx, x):
+        xp = ctx.xp
+        # numerically stable in both tails: exp of a non-positive number only
+        e = xp.exp(-xp.abs(x))
+        out = xp.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (out,) = ctx.saved_tensors
+        return grad * out * (1 - out)
+
+
+class Relu(Function):
+    @staticmethod
+    def forward(ctx, x):
+        out = ctx.xp.maximum(x, 0)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (out,) = ctx.saved_tensors
+        return grad * (out > 0)
+
+
+class Abs(Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return ctx.xp.abs(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * ctx.xp.sign(x)
+
+
+class Clamp(Function):
+    @staticmethod
+    def forward(ctx, x, lo, hi):
+        ctx.save_for_backward(x)
+        ctx.lo, ctx.hi = lo, hi
+        return ctx.xp.clip(x, lo, hi)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        mask = True
+        if ctx.lo is not None:
+            mask = x >= ctx.lo
+        if ctx.hi is not None:
+            mask = mask * (x <= ctx.hi)
+        return grad * mask, None, None
+
+
+class ZeroGrad(Function):
+    """Piecewise-constant ops (sign, floor, ceil, round, trunc, frac's integer part)."""
+
+    @staticmethod
+    def forward(ctx, x, name, *args):
+        return getattr(ctx.xp, name)(x, *args)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return (grad * 0,) + (None,) * (len(ctx.needs_input_grad) - 1)
+
+
+class FloorDivide(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        return ctx.xp.floor_divide(a, b)
+
+    @staticmethod
+    def backward(ctx, grad):
+        z = grad * 0
+        return z, z
+
+
+# ---- public functions ---------------------------------------------------------------------
+def _floatify(x):
+    """Math on integer tensors happens in the default float dtype, as in PyTorch."""
+    if isinstance(x, Tensor) and x._data.dtype.kind not in "fcV":
+        return to_dtype_op(x, get_default_dtype())
+    return x
+
+
+def add(input, other, *, alpha=1):
+    if alpha != 1:
+        other = mul(other, alpha)
+    a, b = promote(input, other)
+    return Add.apply(a, b)
+
+
+def sub(input, other, *, alpha=1):
+    if alpha != 1:
+        other = mul(other, alpha)
+    a, b = promote(input, other)
+    if isinstance(a, Tensor) and a._data.dtype.kind == "b":
+        raise RuntimeError("Subtraction, the `-` operator, with two bool tensors is not supported.")
+    return Sub.apply(a, b)
+
+
+def rsub(input, other, *, alpha=1):
+    return sub(other, input, alpha=alpha)
+
+
+def mul(input, other):
+    a, b = promote(input, other)
+    return Mul.apply(a, b)
+
+
+def div(input, other, *, rounding_mode=None):
+    a, b = promote(input, other)
+    if rounding_mode is None:
+        a, b = _floatify(a), _floatify(b)
+        return Div.apply(a, b)
+    if rounding_mode == "trunc":
+        return _trunc_div(a, b)
+    if rounding_mode == "floor":
+        return floor_divide(a, b)
+    raise ValueError(f"div expected rounding_mode to be one of None, 'trunc', or 'floor' but "
+                     f"found '{rounding_mode}'")
+
+
+def _trunc_div(a, b):
+    q = div(a, b)
+    out = ZeroGrad.apply(q, "trunc")
+    t = a if isinstance(a, Tensor) else b
+    return out if t._data.dtype.kind in "fV" else to_dtype_op(out, t.dtype)
+
+
+def floor_divide(input, other):
+    a, b = promote(input, other)
+    return FloorDivide.apply(a, b)
+
+
+def remainder(input, other):
+    # a - floor(a / b) * b: differentiable in a (gradient 1), as PyTorch's fmod/remainder.
+    a, b = promote(input, other)
+    return sub(a, mul(floor_divide(a, b).detach(), b))
+
+
+def pow(input, exponent):
+    a, b = promote(input, exponent)
+    if isinstance(a, Tensor) and a._data.dtype.kind in "iu" and isinstance(b, Tensor) is False \
+            and isinstance(b, int) and b < 0:
+        raise RuntimeError("Integers to negative integer powers are not allowed.")
+    return Pow.apply(a, b)
+
+
+def neg(input):
+    return Neg.apply(input)
+
+
+def maximum(input, other):
+    a, b = promote(input, other)
+    return Maximum.apply(a, b)
+
+
+def minimum(input, other):
+    a, b = promote(input, other)
+    return Minimum.apply(a, b)
+
+
+def where(condition, input=None, other=None):
+    if input is None and other is None:
+        from .indexing import nonzero
+
+        return nonzero(condition, as_tuple=True)
+    a, b = promote(input, other)
+    if not isinstance(condition, Tensor) or condition._data.dtype.kind != "b":
+        raise RuntimeError("where expected condition to be a boolean tensor")
+    return Where.apply(condition, a, b)
+
+
+def lerp(input, end, weight):
+    input, end = promote(input, end)
+    return Lerp.apply(input, end, weight)
+
+
+def _unary(cls):
+    def op(input):
+        return cls.apply(_floatify(input))
+
+    op.__name__ = cls.__name__.lower()
+    return op
+
+
+exp = _unary(Exp)
+log = _unary(Log)
+log1p = _unary(Log1p)
+expm1 = _unary(Expm1)
+sqrt = _unary(Sqrt)
+rsqrt = _unary(Rsqrt)
+sin = _unary(Sin)
+cos = _unary(Cos)
+tanh = _unary(Tanh)
+sigmoid = _unary(Sigmoid)
+
+
+def relu(input):
+    return Relu.apply(input)
+
+
+def abs(input):
+    return Abs.apply(input)
+
+
+def square(input):
+    return Mul.apply(input, input)
+
+
+def reciprocal(input):
+    return div(1.0, _floatify(input))
+
+
+def clamp(input, min=None, max=None):
+    if min is None and max is None:
+        raise RuntimeError("torch.clamp: At least one of 'min' or 'max' must not be None")
+    if isinstance(min, Tensor) or isinstance(max, Tensor):
+        out = input
+        if min is not None:
+            out = maximum(out, min)
+        if max is not None:
+            out = minimum(out, max)
+        return out
+    return Clamp.apply(input, min, max)
+
+
+def _zero_grad_unary(name):
+    def op(input):
+        if input._data.dtype.kind in "iub" and name != "sign":
+            return input.clone()
+        return ZeroGrad.apply(input, name)
+
+    op.__name__ = name
+    return op
+
+
+sign = _zero_grad_unary("sign")
+floor = _zero_grad_unary("floor")
+ceil = _zero_grad_unary("ceil")
+trunc = _zero_grad_unary("trunc")
+
+
+def round(input, *, decimals: int = 0):
+    if input._data.dtype.kind in "iub":
+        return input.clone()
+    return ZeroGrad.apply(input, "round", decimals)
+
+
+def frac(input):
+    return sub(input, trunc(input).detach())

@@ -1,0 +1,343 @@
+"""Indexing: getitem/setitem (basic, advanced, masks), gather/scatter, index_select/add, masks."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..autograd import grad_mode
+from ..autograd.function import Function
+from ..tensor import Tensor
+from ..backend.device import get_array_module
+from ._util import wrap_dim
+
+
+def scatter_add_(xp, out, idx, vals) -> None:
+    """out[idx] += vals with repeated indices accumulated (numpy's add.at / cupyx.scatter_add)."""
+    if xp is np:
+        np.add.at(out, idx, vals)
+    else:  # pragma: no cover - GPU
+        import cupyx
+
+        cupyx.scatter_add(out, idx, vals)
+
+
+def _is_basic(idx) -> bool:
+    items = idx if isinstance(idx, tuple) else (idx,)
+    return all(i is None or i is Ellipsis or isinstance(i, (int, slice, np.integer))
+               and not isinstance(i, bool) for i in items)
+
+
+class GetItem(Function):
+    _view_of = 0
+
+    @staticmethod
+    def forward(ctx, x, idx):
+        ctx.shape, ctx.idx = x.shape, idx
+        return x[idx]
+
+    @staticmethod
+    def backward(ctx, grad):
+        if ctx._tensor_mode:
+            return IndexPutZeros.apply(grad, ctx.shape, ctx.idx), None
+        return _index_put_zeros(ctx.xp, grad, ctx.shape, ctx.idx), None
+
+
+def _index_put_zeros(xp, grad, shape, idx):
+    out = xp.zeros(shape, dtype=grad.dtype)
+    if _is_basic(idx):
+        out[idx] = grad
+    else:
+        scatter_add_(xp, out, idx, grad)
+    return out
+
+
+class IndexPutZeros(Function):
+    """The backward of GetItem as an op of its own, so that it can be differentiated again."""
+
+    @staticmethod
+    def forward(ctx, grad, shape, idx):
+        ctx.idx = idx
+        return _index_put_zeros(ctx.xp, grad, shape, idx)
+
+    @staticmethod
+    def backward(ctx, gg):
+        return GetItem.apply(gg, ctx.idx) if ctx._tensor_mode else gg[ctx.idx], None, None
+
+
+class IndexPut(Function):
+    """Out-of-place ``x[idx] = v`` (``accumulate`` adds instead), the base of setitem."""
+
+    @staticmethod
+    def forward(ctx, x, idx, v, accumulate):
+        ctx.idx, ctx.vshape, ctx.accumulate = idx, getattr(v, "shape", ()), accumulate
+        out = x.copy()
+        if accumulate:
+            scatter_add_(ctx.xp, out, idx, v)
+        else:
+            out[idx] = v
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        xp = ctx.xp
+        gx = gv = None
+        if ctx.needs_input_grad[0]:
+            if ctx.accumulate:
+                gx = grad
+            else:
+                gx = grad.copy()
+                gx[ctx.idx] = 0
+        if ctx.needs_input_grad[2]:
+            gv = grad[ctx.idx]
+            if gv.shape != ctx.vshape:  # v was broadcast into the selection
+                gv = _sum_to(xp, gv, ctx.vshape)
+        return gx, None, gv, None
+
+    supports_double_backward = False
+
+
+def _sum_to(xp, g, shape):
+    extra = g.ndim - len(shape)
+    g = g.sum(axis=tuple(range(extra))) if extra > 0 else g
+    axes = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
+    return g.sum(axis=axes, keepdims=True) if axes else g
+
+
+def _convert_index(idx):
+    if isinstance(idx, tuple):
+        return tuple(_convert_one(i) for i in idx)
+    return _convert_one(idx)
+
+
+def _convert_one(i):
+    if isinstance(i, Tensor):
+        d = i._data
+        if d.dtype.kind not in "biu":
+            raise IndexError("tensors used as indices must be long, int, byte or bool tensors")
+        return d
+    if isinstance(i, list):
+        return np.asarray([_convert_one(x) if isinstance(x, Tensor) else x for x in i])
+    return i
+
+
+def getitem(input, idx):
+    return GetItem.apply(input, _convert_index(idx))
+
+
+def setitem(input, idx, value) -> None:
+    """``input[idx] = value``: in place; recorded in the graph when gradients are involved."""
+    idx = _convert_index(idx)
+    tracking = grad_mode._state.enabled and (
+        input.requires_grad or (isinstance(value, Tensor) and value.requires_grad))
+    if tracking:
+        from .inplace import check_inplace, rebase
+
+        check_inplace(input)
+        if isinstance(value, Tensor) and value._data.dtype != input._data.dtype:
+            value = value.to(input.dtype)
+        out = IndexPut.apply(input, idx, value, False)
+        input._data[...] = out._data
+        rebase(input, out)
+    else:
+        v = value._data if isinstance(value, Tensor) else value
+        input._data[idx] = v
+    input._version_counter[0] += 1
+
+
+def _full_index(xp, index, dim):
+    """Index tuple that addresses ``x[..., index[i, j], ...]`` along ``dim`` (gather/scatter)."""
+    full = list(xp.indices(index.shape, sparse=True))
+    full[dim] = index
+    return tuple(full)
+
+
+def _check_gather(input, dim, index, name):
+    if not isinstance(index, Tensor) or index._data.dtype.kind not in "iu":
+        raise RuntimeError(f"{name}(): Expected dtype int64 for index")
+    if index._data.ndim != input._data.ndim:
+        raise RuntimeError(f"Index tensor must have the same number of dimensions as input tensor")
+    return wrap_dim(dim, input._data.ndim)
+
+
+class Gather(Function):
+    @staticmethod
+    def forward(ctx, x, dim, index):
+        full = _full_index(ctx.xp, index, dim)
+        ctx.shape, ctx.full = x.shape, full
+        return x[full]
+
+    @staticmethod
+    def backward(ctx, grad):
+        if ctx._tensor_mode:
+            return IndexPutZeros.apply(grad, ctx.shape, ctx.full), None, None
+        return _index_put_zeros(ctx.xp, grad, ctx.shape, ctx.full), None, None
+
+
+def gather(input, dim, index, *, sparse_grad=False):
+    dim = _check_gather(input, dim, index, "gather")
+    return Gather.apply(input, dim, index._data)
+
+
+def take_along_dim(input, indices, dim=None):
+    if dim is None:
+        return gather(input.reshape(-1), 0, indices.reshape(-1))
+    d = wrap_dim(dim, input._data.ndim)
+    shape = list(np.broadcast_shapes(input._data.shape[:d] + (1,) + input._data.shape[d + 1:],
+                                     indices._data.shape[:d] + (1,)
+                                     + indices._data.shape[d + 1:]))
+    shape_x, shape_i = list(shape), list(shape)
+    shape_x[d], shape_i[d] = input._data.shape[d], indices._data.shape[d]
+    return gather(input.expand(shape_x), d, indices.expand(shape_i))
+
+
+class Scatter(Function):
+    @staticmethod
+    def forward(ctx, x, dim, index, src, add):
+        full = _full_index(ctx.xp, index, dim)
+        ctx.full, ctx.add = full, add
+        out = x.copy()
+        vals = src if not hasattr(src, "shape") else src[tuple(slice(0, n) for n in index.shape)]
+        if add:
+            scatter_add_(ctx.xp, out, full, vals)
+        else:
+            out[full] = vals
+        ctx.src_shape = getattr(src, "shape", None)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        gx = gs = None
+        if ctx.needs_input_grad[0]:
+            gx = grad
+            if not ctx.add:
+                gx = grad.copy()
+                gx[ctx.full] = 0
+        if ctx.needs_input_grad[3]:
+            gs = ctx.xp.zeros(ctx.src_shape, dtype=grad.dtype)
+            sel = grad[ctx.full]
+            gs[tuple(slice(0, n) for n in sel.shape)] = sel
+        return gx, None, None, gs, None
+
+    supports_double_backward = False
+
+
+def _scatter(input, dim, index, src, add, value=None):
+    dim = _check_gather(input, dim, index, "scatter")
+    if src is None:
+        src = value
+    if isinstance(src, Tensor) and src._data.dtype != input._data.dtype:
+        raise RuntimeError("scatter(): Expected self.dtype to be equal to src.dtype")
+    return Scatter.apply(input, dim, index._data, src, add)
+
+
+def scatter(input, dim, index, src=None, value=None, *, reduce=None):
+    if reduce == "add":
+        return scatter_add(input, dim, index, src)
+    if reduce is not None:
+        raise NotImplementedError(f"scatter(reduce={reduce!r}) is not supported; use 'add'")
+    return _scatter(input, dim, index, src, False, value)
+
+
+def scatter_add(input, dim, index, src):
+    return _scatter(input, dim, index, src, True)
+
+
+class IndexSelect(Function):
+    @staticmethod
+    def forward(ctx, x, axis, index):
+        ctx.shape, ctx.axis, ctx.index = x.shape, axis, index
+        return ctx.xp.take(x, index, axis=axis)
+
+    @staticmethod
+    def backward(ctx, grad):
+        full = (slice(None),) * ctx.axis + (ctx.index,)
+        if ctx._tensor_mode:
+            return IndexPutZeros.apply(grad, ctx.shape, full), None, None
+        return _index_put_zeros(ctx.xp, grad, ctx.shape, full), None, None
+
+
+def index_select(input, dim, index):
+    if index._data.ndim > 1:
+        raise IndexError("index_select(): Index is supposed to be a vector")
+    return IndexSelect.apply(input, wrap_dim(dim, input._data.ndim), index._data.reshape(-1))
+
+
+class IndexAdd(Function):
+    @staticmethod
+    def forward(ctx, x, axis, index, src, alpha):
+        ctx.axis, ctx.index, ctx.alpha = axis, index, alpha
+        out = x.copy()
+        scatter_add_(ctx.xp, out, (slice(None),) * axis + (index,), src * alpha)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        gs = ctx.xp.take(grad, ctx.index, axis=ctx.axis) * ctx.alpha
+        return grad, None, None, gs, None
+
+
+def index_add(input, dim, index, source, *, alpha=1):
+    return IndexAdd.apply(input, wrap_dim(dim, input._data.ndim), index._data, source, alpha)
+
+
+class MaskedFill(Function):
+    @staticmethod
+    def forward(ctx, x, mask, value):
+        ctx.save_for_backward(mask)
+        return ctx.xp.where(mask, value, x).astype(x.dtype, copy=False)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (mask,) = ctx.saved_tensors
+        gv = None
+        if ctx.needs_input_grad[2]:
+            gv = ctx.xp.sum(grad * mask)
+        return grad * (mask == 0), None, gv
+
+
+def masked_fill(input, mask, value):
+    if not isinstance(mask, Tensor) or mask._data.dtype.kind != "b":
+        raise RuntimeError("masked_fill_ only supports boolean masks, but got mask with dtype "
+                           f"{getattr(mask, 'dtype', type(mask).__name__)}")
+    if isinstance(value, Tensor) and value._data.ndim != 0:
+        raise RuntimeError("masked_fill_ only supports a 0-dimensional value tensor, but got "
+                           f"tensor with {value._data.ndim} dimension(s).")
+    if isinstance(value, Tensor):
+        value = value.to(input.dtype)
+    return MaskedFill.apply(input, mask, value)
+
+
+class MaskedSelect(Function):
+    @staticmethod
+    def forward(ctx, x, mask):
+        xp = ctx.xp
+        shape = np.broadcast_shapes(x.shape, mask.shape)
+        ctx.shape, ctx.mask = shape, xp.broadcast_to(mask, shape)
+        return xp.broadcast_to(x, shape)[ctx.mask]
+
+    @staticmethod
+    def backward(ctx, grad):
+        out = ctx.xp.zeros(ctx.shape, dtype=grad.dtype)
+        out[ctx.mask] = grad
+        return out, None
+
+    supports_double_backward = False
+
+
+def masked_select(input, mask):
+    return MaskedSelect.apply(input, mask)
+
+
+def nonzero(input, *, as_tuple=False):
+    d = input._data
+    xp = get_array_module(d)
+    idx = xp.nonzero(d)
+    if as_tuple:
+        return tuple(Tensor._wrap(i.astype(xp.int64, copy=False)) for i in idx)
+    return Tensor._wrap(xp.stack(idx, axis=1).astype(xp.int64, copy=False) if idx else
+                        xp.zeros((1 if d.size else 0, 0), dtype=xp.int64))
+
+
+def argwhere(input):
+    return nonzero(input)
+

@@ -1,0 +1,105 @@
+"""In-place ops: one generic wrapper over the out-of-place op, plus version counting."""
+
+from __future__ import annotations
+
+from ..autograd import grad_mode
+from ..autograd.function import Function
+from ..tensor import Tensor
+
+
+def check_inplace(t: Tensor) -> None:
+    if t.requires_grad and t.grad_fn is None and grad_mode._state.enabled:
+        raise RuntimeError(
+            "a leaf Variable that requires grad is being used in an in-place operation."
+        )
+
+
+def rebase(t: Tensor, out: Tensor) -> None:
+    """``t`` now holds ``out``'s values: give it ``out``'s place in the graph."""
+    t.grad_fn = out.grad_fn
+    t._output_nr = out._output_nr
+    t.requires_grad = out.requires_grad
+
+
+def _store(self: Tensor, out: Tensor) -> None:
+    src, dst = out._data, self._data
+    if src.dtype != dst.dtype:
+        if src.dtype.kind in "fcV" and dst.dtype.kind not in "fcV" or (
+                src.dtype.kind == "c" and dst.dtype.kind != "c"):
+            raise RuntimeError(
+                f"result type {out.dtype.name.capitalize()} can't be cast to the desired output "
+                f"type {self.dtype.name.capitalize()}"
+            )
+    if src.shape != dst.shape:
+        raise RuntimeError(
+            f"output with shape {list(dst.shape)} doesn't match the broadcast shape "
+            f"{list(src.shape)}"
+        )
+    dst[...] = src
+
+
+def make_inplace(fn, name: str):
+    """``self.op_(...)``: compute ``fn(self, ...)`` and write the result into self's storage."""
+
+    def method(self, *args, **kwargs):
+        tracking = grad_mode._state.enabled and (
+            self.requires_grad or any(isinstance(a, Tensor) and a.requires_grad for a in args)
+        )
+        if tracking:
+            check_inplace(self)
+            out = fn(self, *args, **kwargs)
+            _store(self, out)
+            rebase(self, out)
+        else:
+            with grad_mode.no_grad():
+                out = fn(self, *args, **kwargs)
+            _store(self, out)
+        self._version_counter[0] += 1
+        return self
+
+    method.__name__ = name
+    return method
+
+
+class CopyFrom(Function):
+    """``self.copy_(src)``: the new value depends on ``src`` only (broadcast and cast)."""
+
+    @staticmethod
+    def forward(ctx, dst, src):
+        xp = ctx.xp
+        if type(src) is not type(dst):  # a device move
+            src = src.get() if hasattr(src, "get") else xp.asarray(src)
+        ctx.src_dtype = src.dtype
+        out = xp.empty_like(dst)
+        out[...] = src
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        return None, grad.astype(ctx.src_dtype, copy=False)
+
+    supports_double_backward = False
+
+
+def copy_(self: Tensor, src, non_blocking: bool = False) -> Tensor:
+    if not isinstance(src, Tensor):
+        from .. import creation
+
+        src = creation.tensor(src)
+    return make_inplace(CopyFrom.apply, "copy_")(self, src)
+
+
+def zero_(self: Tensor) -> Tensor:
+    check_inplace(self)
+    self._data[...] = 0
+    self._version_counter[0] += 1
+    return self
+
+
+def fill_(self: Tensor, value) -> Tensor:
+    if isinstance(value, Tensor) and value.requires_grad and grad_mode._state.enabled:
+        return copy_(self, value)
+    check_inplace(self)
+    self._data[...] = value.item() if isinstance(value, Tensor) else value
+    self._version_counter[0] += 1
+    return self

@@ -1,0 +1,265 @@
+"""Linear algebra: matmul family, einsum, outer/dot, norms."""
+
+from __future__ import annotations
+
+import string
+
+from ..autograd.function import Function
+from ..tensor import Tensor
+from ._util import norm_dims, promote
+from .shape import squeeze, unsqueeze
+
+
+class Matmul(Function):
+    """Batched matmul of >= 2-D operands; batch dims broadcast (the engine un-broadcasts)."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        na, nb = ctx.needs_input_grad
+        ctx.save_for_backward(a if nb else None, b if na else None)
+        return a @ b
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b = ctx.saved_tensors
+        xp = ctx.xp
+        na, nb = ctx.needs_input_grad
+        ga = grad @ xp.swapaxes(b, -1, -2) if na else None
+        gb = xp.swapaxes(a, -1, -2) @ grad if nb else None
+        return ga, gb
+
+
+def _mm_error(a, b):
+    sa, sb = a._data.shape, b._data.shape
+    return RuntimeError(
+        f"mat1 and mat2 shapes cannot be multiplied ({sa[-2] if len(sa) > 1 else 1}x{sa[-1]} "
+        f"and {sb[-2] if len(sb) > 1 else sb[0]}x{sb[-1] if len(sb) > 1 else 1})"
+    )
+
+
+def matmul(input, other):
+    a, b = promote(input, other)
+    da, db = a._data.ndim, b._data.ndim
+    if da == 0 or db == 0:
+        raise RuntimeError(f"both arguments to matmul need to be at least 1D, but they are {da}D "
+                           f"and {db}D")
+    ka = a._data.shape[-1]
+    kb = b._data.shape[-2] if db > 1 else b._data.shape[0]
+    if ka != kb:
+        if da == 1 and db == 1:
+            raise RuntimeError(f"inconsistent tensor size, expected tensor [{ka}] and src [{kb}] "
+                               "to have the same number of elements, but got "
+                               f"{ka} and {kb} elements respectively")
+        raise _mm_error(a, b)
+    if da >= 2 and db >= 2:
+        return Matmul.apply(a, b)
+    # 1-D operands: promote to matrices and squeeze the added dim afterwards, as numpy does
+    a2 = unsqueeze(a, 0) if da == 1 else a
+    b2 = unsqueeze(b, -1) if db == 1 else b
+    out = Matmul.apply(a2, b2)
+    if db == 1:
+        out = squeeze(out, -1)
+    if da == 1:
+        out = squeeze(out, -2)
+    return out
+
+
+def mm(input, mat2):
+    if input._data.ndim != 2 or mat2._data.ndim != 2:
+        raise RuntimeError(f"self must be a matrix" if input._data.ndim != 2 else
+                           "mat2 must be a matrix")
+    return matmul(input, mat2)
+
+
+def bmm(input, mat2):
+    if input._data.ndim != 3 or mat2._data.ndim != 3:
+        raise RuntimeError(f"batch1 must be a 3D tensor" if input._data.ndim != 3 else
+                           "batch2 must be a 3D tensor")
+    if input._data.shape[0] != mat2._data.shape[0]:
+        raise RuntimeError(
+            f"Expected size for first two dimensions of batch2 tensor to be: "
+            f"[{input._data.shape[0]}, {input._data.shape[2]}] but got: "
+            f"[{mat2._data.shape[0]}, {mat2._data.shape[1]}]."
+        )
+    return matmul(input, mat2)
+
+
+def mv(input, vec):
+    return matmul(input, vec)
+
+
+def dot(input, other):
+    if input._data.ndim != 1 or other._data.ndim != 1:
+        raise RuntimeError(f"1D tensors expected, but got {input._data.ndim}D and "
+                           f"{other._data.ndim}D tensors")
+    return matmul(input, other)
+
+
+def outer(input, vec2):
+    return matmul(unsqueeze(input, -1), unsqueeze(vec2, 0))
+
+
+ger = outer
+
+
+def addmm(input, mat1, mat2, *, beta=1, alpha=1):
+    out = matmul(mat1, mat2)
+    if alpha != 1:
+        out = out * alpha
+    return out + (input if beta == 1 else input * beta)
+
+
+def baddbmm(input, batch1, batch2, *, beta=1, alpha=1):
+    return addmm(input, batch1, batch2, beta=beta, alpha=alpha)
+
+
+# ---- einsum -------------------------------------------------------------------------------
+def _parse_einsum(eq: str, shapes):
+    eq = eq.replace(" ", "")
+    lhs, arrow, rhs = eq.partition("->")
+    ins = lhs.split(",")
+    if len(ins) != len(shapes):
+        raise RuntimeError(f"einsum(): more operands were provided than specified in the equation"
+                           if len(shapes) > len(ins) else
+                           "einsum(): fewer operands were provided than specified in the equation")
+    used = set(c for c in eq if c.isalpha())
+    spare = [c for c in string.ascii_letters if c not in used]
+    ell_n = max((len(s) - (len(t) - 3) for t, s in zip(ins, shapes) if "..." in t), default=0)
+    ell = "".join(spare[:ell_n])
+    full = []
+    for t, s in zip(ins, shapes):
+        if "..." in t:
+            k = len(s) - (len(t) - 3)
+            t = t.replace("...", ell[ell_n - k:] if k else "")
+        if len(t) != len(s):
+            raise RuntimeError(f"einsum(): the number of subscripts in the equation ({len(t)}) "
+                               f"does not match the number of dimensions ({len(s)}) for operand")
+        full.append(t)
+    if arrow:
+        out = rhs.replace("...", ell)
+    else:
+        counts = {}
+        for t in full:
+            for c in t:
+                counts[c] = counts.get(c, 0) + 1
+        out = ell + "".join(sorted(c for c, n in counts.items() if n == 1 and c not in ell))
+    return full, out
+
+
+class Einsum(Function):
+    @staticmethod
+    def forward(ctx, eq, *ops):
+        ins, out = _parse_einsum(eq, [o.shape for o in ops])
+        ctx.ins, ctx.out = ins, out
+        ctx.shapes = [o.shape for o in ops]
+        ctx.save_for_backward(*ops)
+        full = ",".join(ins) + "->" + out
+        return ctx.xp.einsum(full, *ops, optimize=len(ops) > 2)
+
+    @staticmethod
+    def backward(ctx, grad):
+        ops = ctx.saved_tensors
+        xp = ctx.xp
+        grads = [None]
+        for i, need in enumerate(ctx.needs_input_grad[1:]):
+            if not need:
+                grads.append(None)
+                continue
+            target = ctx.ins[i]
+            if len(set(target)) != len(target):
+                raise NotImplementedError("einsum backward with repeated subscripts in one "
+                                          "operand (a diagonal) is not supported")
+            others = [ctx.ins[j] for j in range(len(ops)) if j != i]
+            avail = set(ctx.out).union(*others) if others else set(ctx.out)
+            reduced = "".join(c for c in target if c in avail)
+            spec = ",".join([ctx.out] + others) + "->" + reduced
+            g = xp.einsum(spec, grad, *[ops[j] for j in range(len(ops)) if j != i])
+            if reduced != target:  # letters summed out in this operand alone: broadcast back
+                shape = [n if c in reduced else 1 for c, n in zip(target, ctx.shapes[i])]
+                g = xp.broadcast_to(xp.reshape(g, tuple(shape)), ctx.shapes[i])
+            grads.append(g)
+        return tuple(grads)
+
+
+def einsum(equation, *operands):
+    if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
+        operands = tuple(operands[0])
+    ops = list(operands)
+    for k in range(1, len(ops)):
+        ops[0], ops[k] = promote(ops[0], ops[k])
+    ops = [promote(o, ops[0])[0] for o in ops]
+    return Einsum.apply(equation, *ops)
+
+
+# ---- norms --------------------------------------------------------------------------------
+class VectorNorm(Function):
+    @staticmethod
+    def forward(ctx, x, p, axes, keepdim):
+        xp = ctx.xp
+        a = xp.abs(x)
+        if p == float("inf"):
+            out = a.max(axis=axes, keepdims=True)
+        elif p == 2:
+            out = xp.sqrt((a * a).sum(axis=axes, keepdims=True))
+        elif p == 1:
+            out = a.sum(axis=axes, keepdims=True)
+        elif p == 0:
+            out = (a != 0).sum(axis=axes, keepdims=True).astype(x.dtype)
+        else:
+            out = (a ** p).sum(axis=axes, keepdims=True) ** (1.0 / p)
+        ctx.save_for_backward(x, out)
+        ctx.p, ctx.axes, ctx.keepdim = p, axes, keepdim
+        if keepdim:
+            return out
+        return out.reshape(tuple(n for i, n in enumerate(x.shape)
+                                 if axes is not None and i not in axes))
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, out = ctx.saved_tensors
+        xp, p = ctx.xp, ctx.p
+        g = grad if ctx.keepdim else xp.reshape(grad, out.shape)
+        safe = xp.where(out == 0, 1, out)  # PyTorch's subgradient: 0 where the norm is 0
+        if p == float("inf"):
+            mask = xp.abs(x) == out
+            return g * xp.sign(x) * mask / xp.sum(mask, axis=ctx.axes, keepdims=True), \
+                None, None, None
+        if p == 2:
+            return g * x / safe * (out != 0), None, None, None
+        if p == 1:
+            return g * xp.sign(x), None, None, None
+        if p == 0:
+            return g * 0 * x, None, None, None
+        return (g * xp.sign(x) * xp.abs(x) ** (p - 1) / safe ** (p - 1) * (out != 0),
+                None, None, None)
+
+
+def vector_norm(x, ord=2, dim=None, keepdim=False, *, dtype=None):
+    if dtype is not None:
+        x = x.to(dtype)
+    if x._data.dtype.kind not in "fcV":
+        raise RuntimeError(f"linalg.vector_norm: Expected a floating point or complex tensor as "
+                           f"input. Got {x.dtype.name.capitalize()}")
+    return VectorNorm.apply(x, float(ord), norm_dims(dim, x._data.ndim), keepdim)
+
+
+def norm(input, p="fro", dim=None, keepdim=False, dtype=None):
+    """``torch.norm``: vector p-norms and the Frobenius norm ("fro" == 2 over the dims)."""
+    if p == "fro" or p is None:
+        p = 2
+    if p == "nuc":
+        raise NotImplementedError("nuclear norm is not supported")
+    return vector_norm(input, p, dim, keepdim, dtype=dtype)
+
+
+def linalg_norm(input, ord=None, dim=None, keepdim=False, *, dtype=None):
+    """``torch.linalg.norm``: 2-norm of the flattened input, a vector ord, or "fro"."""
+    if ord is None or ord == "fro":
+        return vector_norm(input, 2, dim, keepdim, dtype=dtype)
+    if isinstance(dim, (tuple, list)) and len(dim) == 2 or (dim is None and input.ndim == 2):
+        raise NotImplementedError(f"matrix norm ord={ord!r} is not supported; use 'fro'")
+    return vector_norm(input, ord, dim, keepdim, dtype=dtype)
+
+
+def _is_tensor(x):
+    return isinstance(x, Tensor)

@@ -1,0 +1,362 @@
+"""Reductions with ``dim``/``keepdim`` (numpy's ``axis``/``keepdims`` accepted as aliases)."""
+
+from __future__ import annotations
+
+from collections import namedtuple
+
+from ..autograd.function import Function
+from ..backend.dtype import get_default_dtype, int64
+from ..tensor import Tensor
+from ._util import norm_dims, wrap_dim
+from .convert import to_dtype_op
+
+values_indices = namedtuple("return_types", ["values", "indices"])
+
+
+def _expand_back(grad, shape, axes, keepdim, xp):
+    """Reshape a reduced gradient so it broadcasts against the input of shape ``shape``."""
+    if axes is None:
+        return xp.reshape(grad, (1,) * len(shape))
+    if not keepdim:
+        grad = xp.reshape(grad, tuple(1 if i in axes else n for i, n in enumerate(shape)))
+    return grad
+
+
+class Sum(Function):
+    @staticmethod
+    def forward(ctx, x, axes, keepdim):
+        ctx.shape, ctx.axes, ctx.keepdim = x.shape, axes, keepdim
+        return x.sum(axis=axes, keepdims=keepdim)
+
+    @staticmethod
+    def backward(ctx, grad):
+        xp = ctx.xp
+        g = _expand_back(grad, ctx.shape, ctx.axes, ctx.keepdim, xp)
+        return xp.broadcast_to(g, ctx.shape), None, None
+
+
+class Mean(Function):
+    @staticmethod
+    def forward(ctx, x, axes, keepdim):
+        ctx.shape, ctx.axes, ctx.keepdim = x.shape, axes, keepdim
+        n = 1
+        for a in range(x.ndim) if axes is None else axes:
+            n *= x.shape[a]
+        ctx.n = n
+        return x.mean(axis=axes, keepdims=keepdim)
+
+    @staticmethod
+    def backward(ctx, grad):
+        xp = ctx.xp
+        g = _expand_back(grad, ctx.shape, ctx.axes, ctx.keepdim, xp)
+        return xp.broadcast_to(g / ctx.n, ctx.shape), None, None
+
+
+class Prod(Function):
+    @staticmethod
+    def forward(ctx, x, axis, keepdim):
+        out = x.prod(axis=axis, keepdims=keepdim)
+        ctx.save_for_backward(x, out)
+        ctx.axis, ctx.keepdim = axis, keepdim
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, out = ctx.saved_tensors
+        xp = ctx.xp
+        axes = None if ctx.axis is None else (ctx.axis,)
+        g = _expand_back(grad, x.shape, axes, ctx.keepdim, xp)
+        o = _expand_back(out, x.shape, axes, ctx.keepdim, xp)
+        # product of the others; exact also where x has zeros (computed by exclusive cumprods)
+        if ctx._tensor_mode or not bool((x == 0).any()):
+            return g * o / x, None, None
+        ax = ctx.axis
+        flat = x.reshape(-1) if ax is None else x
+        a = 0 if ax is None else ax
+        ones = xp.ones_like(xp.take(flat, [0], axis=a))
+        left = xp.cumprod(xp.concatenate([ones, xp.take(flat, range(flat.shape[a] - 1), axis=a)],
+                                         axis=a), axis=a)
+        rev = xp.flip(flat, axis=a)
+        right = xp.flip(xp.cumprod(xp.concatenate(
+            [ones, xp.take(rev, range(flat.shape[a] - 1), axis=a)], axis=a), axis=a), axis=a)
+        others = (left * right).reshape(x.shape)
+        return g * others, None, None
+
+
+class MaxMin(Function):
+    """max/min along one dim with indices (gradient to the selected element)."""
+
+    @staticmethod
+    def forward(ctx, x, axis, keepdim, is_max):
+        xp = ctx.xp
+        idx = xp.argmax(x, axis=axis, keepdims=True) if is_max else xp.argmin(
+            x, axis=axis, keepdims=True)
+        vals = xp.take_along_axis(x, idx, axis=axis)
+        if not keepdim:
+            vals, idx = vals.squeeze(axis), idx.squeeze(axis)
+        idx = idx.astype(xp.int64, copy=False)
+        # a one-hot mask of the selected elements: works on cupy and in double backward
+        shape = [1] * x.ndim
+        shape[axis] = x.shape[axis]
+        ctx.save_for_backward(xp.arange(x.shape[axis]).reshape(shape) == idx)
+        ctx.axis, ctx.keepdim = axis, keepdim
+        if not keepdim:
+            vals, idx = vals.squeeze(axis), idx.squeeze(axis)
+        ctx.mark_non_differentiable(idx)
+        return vals, idx
+
+    @staticmethod
+    def backward(ctx, grad, _gidx):
+        (mask,) = ctx.saved_tensors
+        if not ctx.keepdim:
+            grad = ctx.xp.expand_dims(grad, ctx.axis)
+        return grad * mask, None, None, None
+
+
+class AmaxAmin(Function):
+    """amax/amin over dims: the gradient is shared evenly among tied extrema (as PyTorch)."""
+
+    @staticmethod
+    def forward(ctx, x, axes, keepdim, is_max):
+        out = x.max(axis=axes, keepdims=True) if is_max else x.min(axis=axes, keepdims=True)
+        ctx.save_for_backward(x, out)
+        ctx.axes, ctx.keepdim = axes, keepdim
+        return out if keepdim else out.reshape(
+            tuple(n for i, n in enumerate(x.shape) if axes is not None and i not in axes))
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, out = ctx.saved_tensors
+        xp = ctx.xp
+        mask = x == out
+        count = xp.sum(mask, axis=ctx.axes, keepdims=True)
+        g = _expand_back(grad, x.shape, ctx.axes, ctx.keepdim, xp)
+        return g * mask / count, None, None, None
+
+
+class Var(Function):
+    @staticmethod
+    def forward(ctx, x, axes, correction, keepdim):
+        mean = x.mean(axis=axes, keepdims=True)
+        n = x.size if axes is None else 1
+        if axes is not None:
+            for a in axes:
+                n *= x.shape[a]
+        ctx.save_for_backward(x, mean)
+        ctx.axes, ctx.keepdim, ctx.denom = axes, keepdim, max(n - correction, 0)
+        return x.var(axis=axes, ddof=correction, keepdims=keepdim)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, mean = ctx.saved_tensors
+        g = _expand_back(grad, x.shape, ctx.axes, ctx.keepdim, ctx.xp)
+        return g * 2 * (x - mean) / ctx.denom, None, None, None
+
+
+class LogSumExp(Function):
+    @staticmethod
+    def forward(ctx, x, axes, keepdim):
+        xp = ctx.xp
+        m = x.max(axis=axes, keepdims=True)
+        m = xp.where(xp.isfinite(m), m, 0)
+        out = xp.log(xp.exp(x - m).sum(axis=axes, keepdims=True)) + m
+        ctx.save_for_backward(x, out)
+        ctx.axes, ctx.keepdim = axes, keepdim
+        return out if keepdim else out.reshape(
+            tuple(n for i, n in enumerate(x.shape) if axes is not None and i not in axes))
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, out = ctx.saved_tensors
+        g = _expand_back(grad, x.shape, ctx.axes, ctx.keepdim, ctx.xp)
+        return g * ctx.xp.exp(x - out), None, None
+
+
+class CumSum(Function):
+    @staticmethod
+    def forward(ctx, x, axis):
+        ctx.axis = axis
+        return ctx.xp.cumsum(x, axis=axis)
+
+    @staticmethod
+    def backward(ctx, grad):
+        xp = ctx.xp
+        return xp.flip(xp.cumsum(xp.flip(grad, axis=ctx.axis), axis=ctx.axis), axis=ctx.axis), None
+
+
+class CumProd(Function):
+    @staticmethod
+    def forward(ctx, x, axis):
+        out = ctx.xp.cumprod(x, axis=axis)
+        ctx.save_for_backward(x, out)
+        ctx.axis = axis
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, out = ctx.saved_tensors
+        xp, a = ctx.xp, ctx.axis
+        # sum_{j>=i} grad_j * out_j / x_i  (valid for non-zero x)
+        rc = xp.flip(xp.cumsum(xp.flip(grad * out, axis=a), axis=a), axis=a)
+        return rc / x, None
+
+    supports_double_backward = True
+
+
+# ---- public functions ---------------------------------------------------------------------
+def _dims_kw(dim, keepdim, kwargs):
+    """Accept numpy's ``axis``/``keepdims`` spellings, as PyTorch does."""
+    dim = kwargs.pop("axis", dim)
+    keepdim = kwargs.pop("keepdims", keepdim)
+    if kwargs:
+        raise TypeError(f"unexpected keyword arguments {sorted(kwargs)}")
+    return dim, keepdim
+
+
+def _sum_dtype(input, dtype):
+    if dtype is not None:
+        return to_dtype_op(input, dtype)
+    if input._data.dtype.kind in "biu":  # integer sums accumulate in int64, as PyTorch
+        return to_dtype_op(input, int64)
+    return input
+
+
+def sum(input, dim=None, keepdim=False, *, dtype=None, **kwargs):
+    dim, keepdim = _dims_kw(dim, keepdim, kwargs)
+    x = _sum_dtype(input, dtype)
+    return Sum.apply(x, norm_dims(dim, x._data.ndim), bool(keepdim))
+
+
+def mean(input, dim=None, keepdim=False, *, dtype=None, **kwargs):
+    dim, keepdim = _dims_kw(dim, keepdim, kwargs)
+    x = input if dtype is None else to_dtype_op(input, dtype)
+    if x._data.dtype.kind not in "fcV":
+        raise RuntimeError(
+            "mean(): could not infer output dtype. Input dtype must be either a floating point "
+            f"or complex dtype. Got: {x.dtype.name.capitalize()}"
+        )
+    return Mean.apply(x, norm_dims(dim, x._data.ndim), bool(keepdim))
+
+
+def prod(input, dim=None, keepdim=False, *, dtype=None):
+    x = _sum_dtype(input, dtype)
+    axis = None if dim is None else wrap_dim(dim, x._data.ndim)
+    return Prod.apply(x, axis, keepdim)
+
+
+def _max_min(input, dim, keepdim, is_max, other=None):
+    if isinstance(dim, Tensor):  # max(a, b) is maximum
+        from .elementwise import maximum, minimum
+
+        return maximum(input, dim) if is_max else minimum(input, dim)
+    if dim is None:
+        if input._data.size == 0:
+            raise RuntimeError(
+                f"{'max' if is_max else 'min'}(): Expected reduction dim to be specified for "
+                "input.numel() == 0. Specify the reduction dim with the 'dim' argument."
+            )
+        return AmaxAmin.apply(input, None, False, is_max)
+    v, i = MaxMin.apply(input, wrap_dim(dim, input._data.ndim), keepdim, is_max)
+    return values_indices(v, i)
+
+
+def max(input, dim=None, keepdim=False):
+    return _max_min(input, dim, keepdim, True)
+
+
+def min(input, dim=None, keepdim=False):
+    return _max_min(input, dim, keepdim, False)
+
+
+def amax(input, dim=(), keepdim=False):
+    dims = None if dim == () or dim is None else norm_dims(dim, input._data.ndim)
+    return AmaxAmin.apply(input, dims, keepdim, True)
+
+
+def amin(input, dim=(), keepdim=False):
+    dims = None if dim == () or dim is None else norm_dims(dim, input._data.ndim)
+    return AmaxAmin.apply(input, dims, keepdim, False)
+
+
+def _arg(input, dim, keepdim, fn):
+    d = input._data
+    xp = _xp(d)
+    if dim is None:
+        out = getattr(xp, fn)(d.reshape(-1))
+        if keepdim:
+            out = xp.reshape(out, (1,) * d.ndim)
+    else:
+        out = getattr(xp, fn)(d, axis=wrap_dim(dim, d.ndim), keepdims=keepdim)
+    return Tensor._wrap(xp.asarray(out, dtype=xp.int64))
+
+
+def argmax(input, dim=None, keepdim=False):
+    return _arg(input, dim, keepdim, "argmax")
+
+
+def argmin(input, dim=None, keepdim=False):
+    return _arg(input, dim, keepdim, "argmin")
+
+
+def var(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    if correction is None:
+        correction = 1 if unbiased is None or unbiased else 0
+    x = input
+    return Var.apply(x, norm_dims(dim, x._data.ndim), correction, keepdim)
+
+
+def std(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    from .elementwise import sqrt
+
+    return sqrt(var(input, dim, unbiased, keepdim, correction=correction))
+
+
+def var_mean(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    return var(input, dim, unbiased, keepdim, correction=correction), mean(input, dim, keepdim)
+
+
+def std_mean(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    return std(input, dim, unbiased, keepdim, correction=correction), mean(input, dim, keepdim)
+
+
+def logsumexp(input, dim, keepdim=False):
+    x = input if input._data.dtype.kind in "fcV" else to_dtype_op(input, get_default_dtype())
+    return LogSumExp.apply(x, norm_dims(dim, x._data.ndim), keepdim)
+
+
+def cumsum(input, dim, *, dtype=None):
+    x = _sum_dtype(input, dtype)
+    return CumSum.apply(x, wrap_dim(dim, x._data.ndim))
+
+
+def cumprod(input, dim, *, dtype=None):
+    x = _sum_dtype(input, dtype)
+    return CumProd.apply(x, wrap_dim(dim, x._data.ndim))
+
+
+def _bool_reduce(input, dim, keepdim, fn):
+    d = input._data
+    xp = _xp(d)
+    axes = norm_dims(dim, d.ndim)
+    return Tensor._wrap(xp.asarray(getattr(xp, fn)(d, axis=axes, keepdims=keepdim)))
+
+
+def all(input, dim=None, keepdim=False):
+    return _bool_reduce(input, dim, keepdim, "all")
+
+
+def any(input, dim=None, keepdim=False):
+    return _bool_reduce(input, dim, keepdim, "any")
+
+
+def count_nonzero(input, dim=None):
+    d = input._data
+    xp = _xp(d)
+    return Tensor._wrap(xp.asarray(xp.count_nonzero(d, axis=norm_dims(dim, d.ndim)),
+                                   dtype=xp.int64))
+
+
+def _xp(d):
+    from ..backend.device import get_array_module
+
+    return get_array_module(d)

@@ -1,0 +1,108 @@
+"""Random number generation: ``Generator``, ``manual_seed``, RNG state save/restore.
+
+CPU draws come from NumPy's PCG64; CUDA draws from CuPy's generator seeded alongside it. The
+numbers differ from PyTorch's (parity tests copy weights instead of sharing seeds).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+
+from .backend import _cupy
+
+
+class Generator:
+    """A random number generator, ``torch.Generator``: ``manual_seed``, ``get_state``..."""
+
+    def __init__(self, device="cpu"):
+        self.device = device
+        self._seed = 67280421310721  # PyTorch's default initial seed
+        self._np = np.random.Generator(np.random.PCG64(self._seed))
+        self._cp = None
+
+    def manual_seed(self, seed: int) -> Generator:
+        seed = int(seed)
+        if seed < 0:
+            seed &= (1 << 64) - 1
+        self._seed = seed
+        self._np = np.random.Generator(np.random.PCG64(seed))
+        self._cp = None
+        return self
+
+    def seed(self) -> int:
+        s = time.time_ns() & ((1 << 63) - 1)
+        self.manual_seed(s)
+        return s
+
+    def initial_seed(self) -> int:
+        return self._seed
+
+    def get_state(self):
+        """The state as a uint8 tensor (JSON of the bit generator state), like PyTorch's."""
+        from .tensor import Tensor
+
+        blob = json.dumps({"seed": self._seed, "state": self._np.bit_generator.state},
+                          default=int).encode()
+        return Tensor._wrap(np.frombuffer(blob, dtype=np.uint8).copy())
+
+    def set_state(self, state) -> Generator:
+        data = bytes(np.asarray(state, dtype=np.uint8).tobytes())
+        try:
+            d = json.loads(data.decode())
+            bg = np.random.PCG64()
+            bg.state = d["state"]
+        except Exception as exc:
+            raise RuntimeError(f"Generator.set_state: not a valid ember generator state ({exc})") \
+                from None
+        self._seed = d["seed"]
+        self._np = np.random.Generator(bg)
+        self._cp = None
+        return self
+
+    def numpy(self) -> np.random.Generator:
+        return self._np
+
+    def xp_generator(self, xp):
+        """The generator to draw with for arrays of module ``xp`` (numpy or cupy)."""
+        if xp is np:
+            return self._np
+        if self._cp is None:  # pragma: no cover - GPU
+            seed = int(self._np.integers(0, 2**63 - 1))
+            self._cp = _cupy.require_cupy().random.default_rng(seed)
+        return self._cp  # pragma: no cover
+
+
+default_generator = Generator()
+
+
+def manual_seed(seed: int) -> Generator:
+    """Seed the default generator (CPU and CUDA draws)."""
+    return default_generator.manual_seed(seed)
+
+
+def seed() -> int:
+    return default_generator.seed()
+
+
+def initial_seed() -> int:
+    return default_generator.initial_seed()
+
+
+def get_rng_state():
+    return default_generator.get_state()
+
+
+def set_rng_state(state) -> None:
+    default_generator.set_state(state)
+
+
+def fork_rng_state():
+    """Snapshot of the default generator, for ``with ember.random.fork_rng():``-style code."""
+    return default_generator.get_state()
+
+
+def gen_for(generator, xp):
+    return (generator or default_generator).xp_generator(xp)

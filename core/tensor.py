@@ -1,0 +1,423 @@
+"""The Tensor: an array (numpy or cupy) plus autograd state.
+
+Math methods and operators are bound from the one table in ``core/_tensor_methods.py``; this
+file holds what is intrinsic to a tensor: attributes, autograd entry points, conversions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .autograd import function as _function
+from .backend.device import CPU, as_device, device_of
+from .backend.dtype import from_numpy_dtype, to_dtype
+
+
+class Size(tuple):
+    """``tensor.shape``: a tuple with PyTorch's ``numel()``."""
+
+    def numel(self) -> int:
+        n = 1
+        for s in self:
+            n *= s
+        return n
+
+    def __repr__(self) -> str:
+        return f"ember.Size([{', '.join(str(s) for s in self)}])"
+
+
+_new = object.__new__
+
+
+class Tensor:
+    """A multi-dimensional array with autograd, PyTorch's ``torch.Tensor``."""
+
+    __slots__ = ("_data", "requires_grad", "grad", "grad_fn", "_output_nr", "_version_counter",
+                 "_base", "_hooks", "_post_acc_hooks", "__weakref__")
+
+    def __init__(self, data=None, *, requires_grad: bool = False):
+        if data is None:
+            data = np.empty((0,), dtype=np.float32)
+        elif isinstance(data, Tensor):
+            data = data._data
+        elif not hasattr(data, "__array_namespace__"):
+            from .creation import _to_array
+
+            data = _to_array(data, None, None)
+        self._data = data
+        self.requires_grad = requires_grad
+        self.grad = None
+        self.grad_fn = None
+        self._output_nr = 0
+        self._version_counter = [0]
+        self._base = None
+        self._hooks = None
+        self._post_acc_hooks = None
+
+    @staticmethod
+    def _wrap(data) -> Tensor:
+        """Wrap an array without any checks (the hot path)."""
+        t = _new(Tensor)
+        t._data = data
+        t.requires_grad = False
+        t.grad = None
+        t.grad_fn = None
+        t._output_nr = 0
+        t._version_counter = [0]
+        t._base = None
+        t._hooks = None
+        t._post_acc_hooks = None
+        return t
+
+    # ---- attributes --------------------------------------------------------------------
+    @property
+    def shape(self) -> Size:
+        return Size(self._data.shape)
+
+    def size(self, dim: int | None = None):
+        if dim is None:
+            return Size(self._data.shape)
+        return self._data.shape[_wrap_dim(dim, self._data.ndim)]
+
+    def dim(self) -> int:
+        return self._data.ndim
+
+    ndimension = dim
+
+    @property
+    def ndim(self) -> int:
+        return self._data.ndim
+
+    def numel(self) -> int:
+        return int(self._data.size)
+
+    nelement = numel
+
+    @property
+    def dtype(self):
+        return from_numpy_dtype(self._data.dtype)
+
+    @property
+    def device(self):
+        return CPU if type(self._data) is np.ndarray else device_of(self._data)
+
+    @property
+    def is_cuda(self) -> bool:
+        return type(self._data) is not np.ndarray
+
+    @property
+    def is_leaf(self) -> bool:
+        return self.grad_fn is None
+
+    @property
+    def _version(self) -> int:
+        return self._version_counter[0]
+
+    def element_size(self) -> int:
+        return self._data.itemsize
+
+    @property
+    def itemsize(self) -> int:
+        return self._data.itemsize
+
+    @property
+    def nbytes(self) -> int:
+        return int(self._data.nbytes)
+
+    def is_floating_point(self) -> bool:
+        return self._data.dtype.kind == "f" or self._data.dtype.kind == "V"
+
+    def is_complex(self) -> bool:
+        return self._data.dtype.kind == "c"
+
+    def is_contiguous(self, memory_format=None) -> bool:
+        return bool(self._data.flags.c_contiguous)
+
+    def stride(self, dim: int | None = None):
+        st = tuple(s // self._data.itemsize for s in self._data.strides)
+        return st if dim is None else st[_wrap_dim(dim, self._data.ndim)]
+
+    def data_ptr(self) -> int:
+        d = self._data
+        return d.ctypes.data if type(d) is np.ndarray else d.data.ptr
+
+    @property
+    def data(self) -> Tensor:
+        """A tensor sharing storage, detached from the graph."""
+        return self.detach()
+
+    @data.setter
+    def data(self, value: Tensor) -> None:
+        self._data = value._data
+
+    # ---- autograd ----------------------------------------------------------------------
+    def backward(self, gradient=None, retain_graph: bool | None = None,
+                 create_graph: bool = False, inputs=None) -> None:
+        """Compute gradients of this tensor w.r.t. graph leaves (accumulated into ``.grad``)."""
+        from .autograd import backward
+
+        backward(self, gradient, retain_graph, create_graph, inputs=inputs)
+
+    def register_hook(self, hook):
+        """Run ``hook(grad)`` when this tensor's gradient is computed; it may return a new one."""
+        if not self.requires_grad:
+            raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
+        if self.grad_fn is not None:
+            return self.grad_fn.register_prehook(hook, self._output_nr)
+        if self._hooks is None:
+            self._hooks = []
+        self._hooks.append(hook)
+        return _function._RemovableHandle(self._hooks, hook)
+
+    def register_post_accumulate_grad_hook(self, hook):
+        """Run ``hook(tensor)`` after a leaf's ``.grad`` has been accumulated."""
+        if self.grad_fn is not None:
+            raise RuntimeError(
+                "post accumulate grad hooks cannot be registered on non-leaf tensors"
+            )
+        if self._post_acc_hooks is None:
+            self._post_acc_hooks = []
+        self._post_acc_hooks.append(hook)
+        return _function._RemovableHandle(self._post_acc_hooks, hook)
+
+    def retain_grad(self) -> None:
+        """Keep ``.grad`` for a non-leaf tensor after backward."""
+        if not self.requires_grad:
+            raise RuntimeError("can't retain_grad on Tensor that has requires_grad=False")
+        if self.grad_fn is None or self.retains_grad:
+            return
+        import weakref
+
+        ref = weakref.ref(self)
+
+        def _retain(g):
+            t = ref()
+            if t is not None:
+                if t.grad is None:
+                    t.grad = g.detach() if g.requires_grad else Tensor._wrap(g._data.copy())
+                else:
+                    t.grad = t.grad + g
+            return None
+
+        _retain._ember_retain = True
+        self.grad_fn.register_prehook(_retain, self._output_nr)
+
+    @property
+    def retains_grad(self) -> bool:
+        fn = self.grad_fn
+        if fn is None or fn._pre_hooks is None:
+            return False
+        return any(getattr(h, "_ember_retain", False) for h in fn._pre_hooks.get(self._output_nr, ()))
+
+    def detach(self) -> Tensor:
+        t = Tensor._wrap(self._data)
+        t._version_counter = self._version_counter
+        t._base = self if self._base is None else self._base
+        return t
+
+    def detach_(self) -> Tensor:
+        self.grad_fn = None
+        self.requires_grad = False
+        return self
+
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+        if requires_grad and not (self.is_floating_point() or self.is_complex()):
+            raise RuntimeError("only Tensors of floating point and complex dtype can require "
+                               "gradients")
+        if not requires_grad and self.grad_fn is not None:
+            raise RuntimeError(
+                "you can only change requires_grad flags of leaf variables. If you want to use a "
+                "computed variable in a subgraph that doesn't require differentiation use "
+                "var_no_grad = var.detach()."
+            )
+        self.requires_grad = requires_grad
+        return self
+
+    # ---- conversions -------------------------------------------------------------------
+    def numpy(self, *, force: bool = False) -> np.ndarray:
+        """The NumPy array behind this CPU tensor (shared memory)."""
+        if self.requires_grad and not force:
+            raise RuntimeError(
+                "Can't call numpy() on Tensor that requires grad. Use tensor.detach().numpy() "
+                "instead."
+            )
+        if type(self._data) is not np.ndarray:
+            if not force:
+                raise TypeError(
+                    f"can't convert {self.device} device type tensor to numpy. Use Tensor.cpu() "
+                    "to copy the tensor to host memory first."
+                )
+            return self._data.get()
+        return self._data
+
+    def __array__(self, dtype=None, copy=None):
+        a = self._data if type(self._data) is np.ndarray else self._data.get()
+        return a if dtype is None else a.astype(dtype, copy=False)
+
+    def item(self):
+        if self._data.size != 1:
+            raise RuntimeError(
+                f"a Tensor with {self._data.size} elements cannot be converted to Scalar"
+            )
+        return self._data.reshape(()).item()
+
+    def tolist(self):
+        d = self._data if type(self._data) is np.ndarray else self._data.get()
+        return d.tolist()
+
+    def to(self, *args, **kwargs) -> Tensor:
+        """``to(device)``, ``to(dtype)``, ``to(device, dtype)``, ``to(other)``; differentiable."""
+        dev, dt, copy = _parse_to(args, kwargs)
+        from .ops import convert
+
+        return convert.to(self, dev, dt, copy)
+
+    def cuda(self, device=None, non_blocking: bool = False) -> Tensor:
+        return self.to("cuda" if device is None else as_device(device if not isinstance(
+            device, int) else f"cuda:{device}"))
+
+    def cpu(self) -> Tensor:
+        return self.to(CPU)
+
+    def type(self, dtype=None):
+        if dtype is None:
+            return f"ember.{self.dtype.name}"
+        return self.to(to_dtype(dtype))
+
+    def type_as(self, other: Tensor) -> Tensor:
+        return self.to(other.dtype)
+
+    def float(self) -> Tensor:
+        return self.to(to_dtype("float32"))
+
+    def double(self) -> Tensor:
+        return self.to(to_dtype("float64"))
+
+    def half(self) -> Tensor:
+        return self.to(to_dtype("float16"))
+
+    def bfloat16(self) -> Tensor:
+        return self.to(to_dtype("bfloat16"))
+
+    def long(self) -> Tensor:
+        return self.to(to_dtype("int64"))
+
+    def int(self) -> Tensor:
+        return self.to(to_dtype("int32"))
+
+    def short(self) -> Tensor:
+        return self.to(to_dtype("int16"))
+
+    def byte(self) -> Tensor:
+        return self.to(to_dtype("uint8"))
+
+    def bool(self) -> Tensor:
+        return self.to(to_dtype("bool"))
+
+    # ---- Python protocol ---------------------------------------------------------------
+    def __len__(self) -> int:
+        if self._data.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self._data.shape[0]
+
+    def __iter__(self):
+        if self._data.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(self._data.shape[0]))
+
+    def __bool__(self) -> bool:
+        if self._data.size != 1:
+            raise RuntimeError(
+                f"Boolean value of Tensor with more than one value is ambiguous"
+            )
+        return bool(self._data.reshape(()))
+
+    def __float__(self) -> float:
+        return float(self.item())
+
+    def __int__(self) -> int:
+        return int(self.item())
+
+    def __index__(self) -> int:
+        if self._data.dtype.kind not in "iub" or self._data.size != 1:
+            raise TypeError("only integer tensors of a single element can be converted to an index")
+        return int(self.item())
+
+    def __complex__(self) -> complex:
+        return complex(self.item())
+
+    __hash__ = object.__hash__
+
+    def __repr__(self) -> str:
+        from ._repr import tensor_repr
+
+        return tensor_repr(self)
+
+    def __reduce_ex__(self, protocol):
+        # Pickling (multiprocessing, Ray, save with weights_only=False): data to CPU, no graph.
+        data = self._data if type(self._data) is np.ndarray else self._data.get()
+        return (_rebuild, (data, self.requires_grad, str(self.device)))
+
+    def __deepcopy__(self, memo):
+        if self.grad_fn is not None:
+            raise RuntimeError(
+                "Only Tensors created explicitly by the user (graph leaves) support the deepcopy "
+                "protocol at the moment."
+            )
+        t = type(self).__new__(type(self))
+        Tensor.__init__(t, self._data.copy(), requires_grad=self.requires_grad)
+        if self.grad is not None:
+            t.grad = self.grad.__deepcopy__(memo)
+        if hasattr(self, "__dict__"):
+            import copy
+
+            t.__dict__.update(copy.deepcopy(self.__dict__, memo))
+        memo[id(self)] = t
+        return t
+
+
+def _rebuild(data, requires_grad, dev):
+    t = Tensor._wrap(data)
+    if dev != "cpu":
+        t = t.to(dev)
+    t.requires_grad = requires_grad
+    return t
+
+
+def _wrap_dim(dim: int, ndim: int) -> int:
+    n = max(ndim, 1)
+    if not -n <= dim < n:
+        raise IndexError(
+            f"Dimension out of range (expected to be in range of [{-n}, {n - 1}], but got {dim})"
+        )
+    return dim + n if dim < 0 else dim
+
+
+def _parse_to(args, kwargs):
+    dev = kwargs.pop("device", None)
+    dt = kwargs.pop("dtype", None)
+    copy = kwargs.pop("copy", False)
+    kwargs.pop("non_blocking", None)
+    kwargs.pop("memory_format", None)
+    if kwargs:
+        raise TypeError(f"to() got unexpected keyword arguments {sorted(kwargs)}")
+    for a in args:
+        if isinstance(a, Tensor):
+            dev, dt = a.device, a.dtype
+        elif isinstance(a, bool):
+            continue  # non_blocking / copy given positionally
+        elif a is None:
+            continue
+        else:
+            try:
+                dt = to_dtype(a)
+            except TypeError:
+                dev = a
+    return (None if dev is None else as_device(dev)), (None if dt is None else to_dtype(dt)), copy
+
+
+def is_tensor(obj) -> bool:
+    return isinstance(obj, Tensor)
+
+
+_function.Tensor = Tensor

@@ -1,0 +1,35 @@
+"""The ``ember`` command line (launch, up/down, submit, experiment arrive with their issues)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="ember",
+        description="ember: PyTorch's API on NumPy/CuPy, distributed training on Ray.",
+    )
+    p.add_argument("--version", action="version", version=_version())
+    p.add_subparsers(dest="command", metavar="COMMAND")
+    return p
+
+
+def _version() -> str:
+    from ember import __version__
+
+    return f"ember {__version__}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
