@@ -142,6 +142,18 @@ class Tensor:
         return d.ctypes.data if type(d) is np.ndarray else d.data.ptr
 
     @property
+    def T(self) -> Tensor:
+        from .ops.shape import permute
+
+        return permute(self, tuple(range(self._data.ndim - 1, -1, -1)))
+
+    @property
+    def mT(self) -> Tensor:
+        from .ops.shape import transpose
+
+        return transpose(self, -2, -1)
+
+    @property
     def data(self) -> Tensor:
         """A tensor sharing storage, detached from the graph."""
         return self.detach()

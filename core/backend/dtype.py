@@ -112,18 +112,18 @@ def to_dtype(d) -> dtype:
 
 
 def promote_types(a: dtype, b: dtype) -> dtype:
-    """PyTorch's promote_types (uint8 with int8 gives int16; float16 with bfloat16 gives float32)."""
+    """PyTorch's promote_types: an integer with a float gives that float (numpy would widen),
+    uint8 with int8 gives int16, float16 with bfloat16 gives float32."""
     if a is b:
         return a
-    if {a, b} == {float16, bfloat16}:
-        return float32
-    if bfloat16 is not None and bfloat16 in (a, b):
+    if a.category != b.category:
+        hi, lo = (a, b) if a.category > b.category else (b, a)
+        if hi.category == _COMPLEX and lo is float64:
+            return complex128
+        return hi
+    if a.category == _FLOAT and bfloat16 is not None and bfloat16 in (a, b):
         other = b if a is bfloat16 else a
-        if other.category <= _INT:
-            return bfloat16
-        if other.category == _COMPLEX:
-            return complex64
-        return other if other.itemsize >= 4 else float32
+        return float32 if other is float16 else other
     return from_numpy_dtype(np.promote_types(a.np, b.np))
 
 

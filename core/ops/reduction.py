@@ -92,8 +92,6 @@ class MaxMin(Function):
         idx = xp.argmax(x, axis=axis, keepdims=True) if is_max else xp.argmin(
             x, axis=axis, keepdims=True)
         vals = xp.take_along_axis(x, idx, axis=axis)
-        if not keepdim:
-            vals, idx = vals.squeeze(axis), idx.squeeze(axis)
         idx = idx.astype(xp.int64, copy=False)
         # a one-hot mask of the selected elements: works on cupy and in double backward
         shape = [1] * x.ndim
