@@ -433,3 +433,4 @@ def is_tensor(obj) -> bool:
 
 
 _function.Tensor = Tensor
+_function._wrap = Tensor._wrap

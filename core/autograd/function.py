@@ -14,6 +14,10 @@ from . import grad_mode
 
 # Set by ember.tensor once the Tensor class exists (tensor.py imports this module).
 Tensor = None
+_wrap = None
+_new = object.__new__
+_ndarray = np.ndarray
+_NO_GRADS = [(False,) * n for n in range(8)]
 
 _FREED_MSG = (
     "Trying to backward through the graph a second time (or directly access saved tensors after "
@@ -49,6 +53,13 @@ class Function:
     _view_of: int | None = None
     # Set to False for ops whose backward cannot run on tensors (no double backward).
     supports_double_backward = True
+    # Per-node state; class-level defaults so the hot path sets only what differs.
+    _saved = ()
+    _non_diff = ()
+    _tensor_mode = False
+    _versions = None
+    _pre_hooks = None
+    _materialize = True
 
     @staticmethod
     def forward(ctx, *args, **kwargs):
@@ -102,22 +113,16 @@ class Function:
     # ---- apply ---------------------------------------------------------------------------
     @classmethod
     def apply(cls, *args, **kwargs):
-        ctx = cls.__new__(cls)
-        ctx._saved = ()
-        ctx._non_diff = ()
-        ctx._tensor_mode = False
-        ctx._versions = None
-        ctx._pre_hooks = None
-        xp = None
+        # The hot path of every op: keep it flat (no helper calls when no graph is needed).
+        ctx = _new(cls)
         arrays = []
-        requires = False
         first = None
+        requires = False
         for a in args:
             if isinstance(a, Tensor):
                 data = a._data
                 if first is None:
                     first = data
-                    xp = np if type(data) is np.ndarray else _cupy.cupy
                 elif type(data) is not type(first):
                     _device_mismatch(first, data)
                 arrays.append(data)
@@ -125,95 +130,105 @@ class Function:
                     requires = True
             else:
                 arrays.append(a)
-        ctx.xp = np if xp is None else xp
-        needs_graph = requires and grad_mode._state.enabled
-        if needs_graph:
-            ctx.needs_input_grad = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
-        else:
-            ctx.needs_input_grad = (False,) * len(args)
-        out = cls.forward(ctx, *arrays, **kwargs)
-        if type(out) is tuple:
-            outs = tuple(Tensor._wrap(_as_array(o)) for o in out)
-        else:
-            outs = None
-            result = Tensor._wrap(_as_array(out))
-        if cls._view_of is not None:
-            src = args[cls._view_of]
-            for o in outs if outs is not None else (result,):
-                if ctx.xp.may_share_memory(o._data, src._data):
-                    o._version_counter = src._version_counter
-                    o._base = src if src._base is None else src._base
-        if not needs_graph:
-            return outs if outs is not None else result
-        ctx._record_graph(args, arrays, outs if outs is not None else (result,))
-        return outs if outs is not None else result
-
-    def _record_graph(self, args, arrays, outs) -> None:
+        ctx.xp = np if first is None or type(first) is _ndarray else _cupy.cupy
+        if not (requires and grad_mode._state.enabled):
+            ctx.needs_input_grad = _NO_GRADS[len(args)] if len(args) < 8 else (False,) * len(args)
+            out = cls.forward(ctx, *arrays, **kwargs)
+            if type(out) is _ndarray:
+                result = _wrap(out)
+                if cls._view_of is not None:
+                    _share_version(ctx, (result,), args[cls._view_of])
+                return result
+            outs = tuple(_wrap(_as_array(o)) for o in out) if type(out) is tuple \
+                else (_wrap(_as_array(out)),)
+            if cls._view_of is not None:
+                _share_version(ctx, outs, args[cls._view_of])
+            return outs if type(out) is tuple else outs[0]
+        needs = []
         edges = []
         for a in args:
             if isinstance(a, Tensor) and a.requires_grad:
+                needs.append(True)
+                d = a._data
                 fn = a.grad_fn
-                if fn is None:
-                    edges.append((a, 0, a._data.shape, a._data.dtype))
-                else:
-                    edges.append((fn, a._output_nr, a._data.shape, a._data.dtype))
+                edges.append((a, 0, d.shape, d.dtype) if fn is None
+                             else (fn, a._output_nr, d.shape, d.dtype))
             else:
+                needs.append(False)
                 edges.append(None)
-        self._edges = edges
-        self._outputs_meta = tuple((o._data.shape, o._data.dtype) for o in outs)
-        self._materialize = True
-        non_diff = self._non_diff
-        for i, o in enumerate(outs):
-            if o._data.dtype.kind in "fcV" and (not non_diff or id(o._data) not in non_diff):
-                o.requires_grad = True
-                o.grad_fn = self
-                o._output_nr = i
-        if self._saved:
-            self._describe_saved(args, arrays, outs)
+        ctx.needs_input_grad = tuple(needs)
+        ctx._edges = edges
+        out = cls.forward(ctx, *arrays, **kwargs)
+        if type(out) is tuple:
+            outs = tuple(_wrap(_as_array(o)) for o in out)
+            if cls._view_of is not None:
+                _share_version(ctx, outs, args[cls._view_of])
+            ctx._outputs_meta = [(o._data.shape, o._data.dtype) for o in outs]
+            non_diff = ctx._non_diff
+            for i, o in enumerate(outs):
+                if o._data.dtype.kind in "fcV" and id(o._data) not in non_diff:
+                    o.requires_grad = True
+                    o.grad_fn = ctx
+                    o._output_nr = i
+            if ctx._saved:
+                ctx._describe_saved(args, outs)
+            return outs
+        d = out if type(out) is _ndarray else _as_array(out)
+        result = _wrap(d)
+        if cls._view_of is not None:
+            _share_version(ctx, (result,), args[cls._view_of])
+        ctx._outputs_meta = ((d.shape, d.dtype),)
+        if d.dtype.kind in "fcV" and id(d) not in ctx._non_diff:
+            result.requires_grad = True
+            result.grad_fn = ctx
+        if ctx._saved:
+            ctx._describe_saved(args, (result,))
+        return result
 
-    def _describe_saved(self, args, arrays, outs) -> None:
-        # Record where each saved array came from, so double backward can see them as tensors,
-        # and the version of each saved input/output, to catch in-place modification.
+    def _describe_saved(self, args, outs) -> None:
+        # Where each saved array came from, so double backward can see it as a tensor, and the
+        # version of each saved input/output, to catch later in-place modification.
         info = []
         versions = []
         for s in self._saved:
-            kind, ref = _SAVED_CONST, None
-            for a, arr in zip(args, arrays):
-                if arr is s and isinstance(a, Tensor):
-                    kind, ref = _SAVED_INPUT, a
+            for a in args:
+                if isinstance(a, Tensor) and a._data is s:
+                    info.append((_SAVED_INPUT, a))
+                    versions.append((a._version_counter, a._version_counter[0], a))
                     break
             else:
                 for i, o in enumerate(outs):
                     if o._data is s:
-                        kind, ref = _SAVED_OUTPUT, i
+                        info.append((_SAVED_OUTPUT, i))
+                        # the counter, not the tensor: output -> node -> output would be a cycle
+                        versions.append((o._version_counter, o._version_counter[0], i))
                         break
-            if kind == _SAVED_INPUT:
-                versions.append((ref, ref._version_counter, ref._version_counter[0], None))
-            elif kind == _SAVED_OUTPUT:
-                o = outs[ref]
-                versions.append((o, o._version_counter, o._version_counter[0], ref))
-            info.append((kind, ref))
+                else:
+                    info.append((_SAVED_CONST, None))
         self._saved_info = info
         self._versions = versions or None
 
     def _check_versions(self) -> None:
-        for tensor, counter, expected, out_nr in self._versions:
-            if counter[0] != expected:
-                where = (
-                    f"output {out_nr} of {self.name()}"
-                    if out_nr is not None
-                    else (
-                        f"output {tensor._output_nr} of {tensor.grad_fn.name()}"
-                        if tensor.grad_fn is not None
-                        else "a leaf tensor"
-                    )
-                )
-                shape = ", ".join(str(s) for s in tensor._data.shape)
-                raise RuntimeError(
-                    "one of the variables needed for gradient computation has been modified by "
-                    f"an inplace operation: [ember.{tensor.dtype.name} [{shape}]], which is "
-                    f"{where}, is at version {counter[0]}; expected version {expected} instead."
-                )
+        for i, (counter, expected, ref) in enumerate(self._versions):
+            if counter[0] == expected:
+                continue
+            if isinstance(ref, int):
+                where = f"output {ref} of {self.name()}"
+                array = self._saved[[k for k, (kind, r) in enumerate(self._saved_info)
+                                     if kind == _SAVED_OUTPUT and r == ref][0]]
+            else:
+                where = (f"output {ref._output_nr} of {ref.grad_fn.name()}"
+                         if ref.grad_fn is not None else "a leaf tensor")
+                array = ref._data
+            from ..backend.dtype import from_numpy_dtype
+
+            shape = ", ".join(str(n) for n in array.shape)
+            raise RuntimeError(
+                "one of the variables needed for gradient computation has been modified by an "
+                f"inplace operation: [ember.{from_numpy_dtype(array.dtype).name} [{shape}]], "
+                f"which is {where}, is at version {counter[0]}; expected version {expected} "
+                "instead."
+            )
 
     def _saved_as_tensor(self, i: int):
         kind, ref = self._saved_info[i]
@@ -258,6 +273,14 @@ class _RemovableHandle:
             self._list.remove(self._item)
         except ValueError:
             pass
+
+
+def _share_version(ctx, outs, src) -> None:
+    """Outputs of view ops that alias their input share its version counter and base."""
+    for o in outs:
+        if ctx.xp.may_share_memory(o._data, src._data):
+            o._version_counter = src._version_counter
+            o._base = src if src._base is None else src._base
 
 
 def _device_mismatch(a, b):

@@ -12,6 +12,7 @@ from ..backend.dtype import (
     scalar_dtype,
 )
 from ..tensor import Tensor
+from .convert import to_dtype_op
 
 
 def wrap_dim(dim: int, ndim: int) -> int:
@@ -52,8 +53,6 @@ def promote(a, b):
 
     Fast path: two tensors of one dtype, or a tensor and a scalar of no higher category.
     """
-    from .convert import to_dtype_op
-
     ta, tb = isinstance(a, Tensor), isinstance(b, Tensor)
     if ta and tb:
         if a._data.dtype == b._data.dtype:
