@@ -324,3 +324,32 @@ def test_grad_dtype_follows_input_dtype():
     b = ember.ones(3, dtype=ember.float64, requires_grad=True)
     (a * b).sum().backward()
     assert a.grad.dtype == ember.float32 and b.grad.dtype == ember.float64
+
+
+def test_functional_against_torch():
+    torch = pytest.importorskip("torch")
+    from ember.autograd import functional as F
+
+    xv = np.array([0.3, -1.2, 2.0])
+    x, tx = ember.tensor(xv), torch.tensor(xv)
+
+    def f(a):
+        return (a.sin() * a ** 2)
+
+    def scalar(a):
+        return (a.exp() * a).sum()
+
+    np.testing.assert_allclose(F.jacobian(f, x).numpy(),
+                               torch.autograd.functional.jacobian(f, tx).numpy(), rtol=1e-10)
+    np.testing.assert_allclose(F.hessian(scalar, x).numpy(),
+                               torch.autograd.functional.hessian(scalar, tx).numpy(), rtol=1e-10)
+    v = np.array([1.0, 0.5, -2.0])
+    _, e_vjp = F.vjp(f, x, ember.tensor(v))
+    _, t_vjp = torch.autograd.functional.vjp(f, tx, torch.tensor(v))
+    np.testing.assert_allclose(e_vjp.numpy(), t_vjp.numpy(), rtol=1e-10)
+    _, e_jvp = F.jvp(f, x, ember.tensor(v))
+    _, t_jvp = torch.autograd.functional.jvp(f, tx, torch.tensor(v))
+    np.testing.assert_allclose(e_jvp.numpy(), t_jvp.numpy(), rtol=1e-10)
+    _, e_hvp = F.hvp(scalar, x, ember.tensor(v))
+    _, t_hvp = torch.autograd.functional.hvp(scalar, tx, torch.tensor(v))
+    np.testing.assert_allclose(e_hvp.numpy(), t_hvp.numpy(), rtol=1e-10)

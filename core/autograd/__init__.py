@@ -78,5 +78,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     return res
 
 
+from . import functional  # noqa: E402  (uses grad, defined above)
+
 __all__ = ["Function", "backward", "grad", "no_grad", "enable_grad", "set_grad_enabled",
-           "inference_mode", "is_grad_enabled", "gradcheck", "gradgradcheck"]
+           "inference_mode", "is_grad_enabled", "gradcheck", "gradgradcheck", "functional"]

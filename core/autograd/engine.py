@@ -131,11 +131,10 @@ def run_backward(tensors, grad_tensors, retain_graph: bool, create_graph: bool,
                                   seen_leaf_arrays)
                 continue
             grads = buffers.pop(id(node), None)
-            if grads is None:
-                grads = [None] * len(node._outputs_meta)
-            if node._pre_hooks is not None or capture is not None:
+            if grads is not None and (node._pre_hooks is not None or capture is not None):
                 grads = _run_pre_hooks(node, grads, create_graph, capture, captured)
-            if needed is None or id(node) in needed:
+            # A node that received no gradient at all passes none on (nothing to compute).
+            if grads is not None and (needed is None or id(node) in needed):
                 results = _call_backward(node, grads, create_graph)
             else:
                 results = None
