@@ -31,3 +31,24 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip_gpu)
         if "multinode" in item.keywords and not netns:
             item.add_marker(skip_netns)
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray instance for the whole test session (startup costs ~2.5 s)."""
+    ray = pytest.importorskip("ray")
+    from ember.distributed.ray_cluster import ensure_ray
+
+    started = not ray.is_initialized()
+    if started:
+        # Test modules are imported by pytest from their folders: let Ray's workers import them
+        # too, so functions defined in tests unpickle there.
+        here = os.path.dirname(os.path.abspath(__file__))
+        dirs = [root for root, _, files in os.walk(here)
+                if any(f.startswith("test_") for f in files)]
+        ray.init(num_cpus=4, include_dashboard=False, logging_level="warning",
+                 runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(dirs)}})
+    ensure_ray()
+    yield ray
+    if started:
+        ray.shutdown()

@@ -1,0 +1,11 @@
+"""``ember.distributed.train``: the Trainer API (Ray Train's shape)."""
+
+from .checkpoint import Checkpoint
+from .config import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from .result import Result
+from .session import TrainContext, get_checkpoint, get_context, report
+from .trainer import Trainer, TrainingFailedError
+
+__all__ = ["Trainer", "TrainingFailedError", "ScalingConfig", "RunConfig", "FailureConfig",
+           "CheckpointConfig", "Checkpoint", "Result", "TrainContext", "report",
+           "get_checkpoint", "get_context"]

@@ -1,0 +1,100 @@
+"""Trainer configuration objects, Ray Train's shape: ScalingConfig, RunConfig and friends."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+_STRATEGIES = ("ddp", "zero1", "zero2", "fsdp")
+
+
+@dataclass
+class ScalingConfig:
+    """How many workers and what each one gets.
+
+    Args:
+        num_workers: number of training workers (one Ray actor each).
+        use_gpu: give each worker one GPU (``CUDA_VISIBLE_DEVICES`` is set so that
+            ``LOCAL_RANK`` indexes the node's devices).
+        resources_per_worker: Ray resources per worker, e.g. ``{"CPU": 2}``.
+        placement_strategy: "PACK" (default), "SPREAD", "STRICT_PACK" or "STRICT_SPREAD".
+    """
+
+    num_workers: int = 1
+    use_gpu: bool = False
+    resources_per_worker: dict | None = None
+    placement_strategy: str = "PACK"
+
+    def __post_init__(self):
+        if not isinstance(self.num_workers, int) or self.num_workers < 1:
+            raise ValueError(f"ScalingConfig.num_workers must be a positive int, got "
+                             f"{self.num_workers!r}")
+        strategies = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
+        if self.placement_strategy not in strategies:
+            raise ValueError(f"ScalingConfig.placement_strategy must be one of {strategies}, "
+                             f"got {self.placement_strategy!r}")
+        for k, v in (self.resources_per_worker or {}).items():
+            if not isinstance(v, (int, float)) or v < 0:
+                raise ValueError(f"ScalingConfig.resources_per_worker[{k!r}] must be a "
+                                 f"non-negative number, got {v!r}")
+
+    def bundle(self) -> dict:
+        """The Ray resource bundle of one worker."""
+        res = dict(self.resources_per_worker or {})
+        res.setdefault("CPU", 1)
+        if self.use_gpu:
+            res.setdefault("GPU", 1)
+        elif res.get("GPU"):
+            raise ValueError("resources_per_worker asks for GPUs but use_gpu=False")
+        return {k: v for k, v in res.items() if v}
+
+
+@dataclass
+class FailureConfig:
+    """``max_failures``: how many times the whole group may restart from the latest
+    checkpoint after a worker fails (0: fail at once; -1: retry forever)."""
+
+    max_failures: int = 0
+
+
+@dataclass
+class CheckpointConfig:
+    """Which checkpoints to keep: the ``num_to_keep`` best by ``checkpoint_score_attribute``
+    (``checkpoint_score_order`` "max" or "min"), or the most recent when no attribute."""
+
+    num_to_keep: int | None = None
+    checkpoint_score_attribute: str | None = None
+    checkpoint_score_order: str = "max"
+
+    def __post_init__(self):
+        if self.num_to_keep is not None and self.num_to_keep < 1:
+            raise ValueError(f"CheckpointConfig.num_to_keep must be >= 1 or None, got "
+                             f"{self.num_to_keep}")
+        if self.checkpoint_score_order not in ("max", "min"):
+            raise ValueError("CheckpointConfig.checkpoint_score_order must be 'max' or 'min', "
+                             f"got {self.checkpoint_score_order!r}")
+
+
+@dataclass
+class RunConfig:
+    """Where results go (``storage_path``/``name``) and how failures and checkpoints are handled.
+
+    ``verbose``: 0 silent, 1 a progress line per report (default), 2 every metric.
+    """
+
+    name: str | None = None
+    storage_path: str | None = None
+    failure_config: FailureConfig = field(default_factory=FailureConfig)
+    checkpoint_config: CheckpointConfig = field(default_factory=CheckpointConfig)
+    verbose: int = 1
+    log_to_tensorboard: bool = True
+
+    def run_dir(self, default_name: str) -> str:
+        root = self.storage_path or os.path.join(os.path.expanduser("~"), "ember_results")
+        return os.path.abspath(os.path.join(root, self.name or default_name))
+
+
+def check_strategy(strategy: str) -> str:
+    if strategy not in _STRATEGIES:
+        raise ValueError(f"Trainer strategy must be one of {_STRATEGIES}, got {strategy!r}")
+    return strategy

@@ -1,0 +1,105 @@
+"""What a training function sees inside a worker: ``report``, ``get_checkpoint``,
+``get_context`` (Ray Train's names)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+from .checkpoint import Checkpoint, unpack_into
+
+
+class TrainContext:
+    """This worker's place in the job."""
+
+    def __init__(self, rank, local_rank, world_size, local_world_size, node_rank, trial_dir,
+                 experiment_name):
+        self._rank, self._local_rank, self._world_size = rank, local_rank, world_size
+        self._local_world_size, self._node_rank = local_world_size, node_rank
+        self._trial_dir, self._name = trial_dir, experiment_name
+
+    def get_world_rank(self) -> int:
+        return self._rank
+
+    def get_local_rank(self) -> int:
+        return self._local_rank
+
+    def get_world_size(self) -> int:
+        return self._world_size
+
+    def get_local_world_size(self) -> int:
+        return self._local_world_size
+
+    def get_node_rank(self) -> int:
+        return self._node_rank
+
+    def get_trial_dir(self) -> str:
+        return self._trial_dir
+
+    def get_trial_name(self) -> str:
+        return self._name
+
+    def get_experiment_name(self) -> str:
+        return self._name
+
+
+class _Session:
+    def __init__(self, context: TrainContext, queue, checkpoint_blob, iteration: int):
+        self.context = context
+        self.queue = queue
+        self.iteration = iteration
+        self._tmp = None
+        self.checkpoint = None
+        if checkpoint_blob is not None:
+            self._tmp = tempfile.mkdtemp(prefix="ember_restore_")
+            self.checkpoint = unpack_into([checkpoint_blob], os.path.join(self._tmp, "ckpt"))
+
+    def report(self, metrics: dict, checkpoint: Checkpoint | None = None) -> None:
+        import ray
+
+        self.iteration += 1
+        blob_ref = [ray.put(checkpoint.pack())] if checkpoint is not None else None
+        # The ref travels inside a list so that Ray hands the driver the ref, not the bytes.
+        self.queue.put((self.context.get_world_rank(), self.iteration, dict(metrics), blob_ref))
+
+    def close(self) -> None:
+        if self._tmp:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+# One training session per worker process (module-global, so threads the user starts see it).
+_SESSION: _Session | None = None
+
+
+def _current() -> _Session:
+    s = _SESSION
+    if s is None:
+        raise RuntimeError(
+            "this function must be called inside a training function run by "
+            "ember.distributed.Trainer (no training session is active in this process)"
+        )
+    return s
+
+
+def report(metrics: dict, checkpoint: Checkpoint | None = None) -> None:
+    """Send ``metrics`` (and optionally a checkpoint) to the driver. Every worker must call it
+    the same number of times; the driver keeps rank 0's metrics and merges all ranks'
+    checkpoint files into one checkpoint directory."""
+    if not isinstance(metrics, dict):
+        raise TypeError(f"report() expects a dict of metrics, got {type(metrics).__name__}")
+    _current().report(metrics, checkpoint)
+
+
+def get_checkpoint() -> Checkpoint | None:
+    """The latest checkpoint when the run (re)started, or None on a fresh start."""
+    return _current().checkpoint
+
+
+def get_context() -> TrainContext:
+    return _current().context
+
+
+def _activate(session: _Session | None) -> None:
+    global _SESSION
+    _SESSION = session

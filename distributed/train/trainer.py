@@ -1,0 +1,241 @@
+"""``Trainer``: runs a training function on N Ray actors as one data-parallel job.
+
+The driver starts a worker group, sets up the process group in every worker, runs the user's
+function, collects ``report`` calls (rank 0's metrics; every rank's checkpoint files), persists
+checkpoints, and on a worker failure restarts the whole group from the latest checkpoint while
+``FailureConfig.max_failures`` allows.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import sys
+import time
+import traceback
+
+from .checkpoint import Checkpoint
+from .config import RunConfig, ScalingConfig, check_strategy
+from .result import _METRICS, CheckpointManager, Result, _jsonable
+
+
+class TrainingFailedError(RuntimeError):
+    """Training failed on a worker and no restarts were left; the message holds the worker's
+    own traceback, its rank and node, and how many failures occurred."""
+
+
+class _WorkerFailure(Exception):
+    def __init__(self, rank, node, pid, detail):
+        super().__init__(detail)
+        self.rank, self.node, self.pid, self.detail = rank, node, pid, detail
+
+
+def _worker_main(fn, config, queue, ckpt_ref, backend, strategy, trial_dir, name, timeout):
+    """Runs inside each worker actor: session, process group, then the user's function."""
+    import ray
+
+    import ember.distributed as dist
+
+    from . import session
+
+    env = os.environ
+    ctx = session.TrainContext(int(env["RANK"]), int(env["LOCAL_RANK"]), int(env["WORLD_SIZE"]),
+                               int(env["LOCAL_WORLD_SIZE"]), int(env["NODE_RANK"]), trial_dir,
+                               name)
+    blob = ray.get(ckpt_ref[0]) if ckpt_ref else None
+    sess = session._Session(ctx, queue, blob, 0)
+    sess.strategy = strategy
+    session._activate(sess)
+    from datetime import timedelta
+
+    if backend is not None:
+        dist.init_process_group(backend=backend, init_method="env://",
+                                timeout=timedelta(seconds=timeout))
+    try:
+        if len(inspect.signature(fn).parameters) == 0:
+            return fn()
+        return fn(config if config is not None else {})
+    finally:
+        session._activate(None)
+        sess.close()
+        if backend is not None and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+class Trainer:
+    """Data-parallel training on Ray, Ray Train's shape.
+
+    Args:
+        train_loop_per_worker: ``fn(config)`` (or ``fn()``) run in every worker.
+        train_loop_config: the dict passed to it.
+        scaling_config: number of workers and their resources.
+        run_config: name, storage path, failure and checkpoint settings.
+        strategy: "ddp" (default), "zero1", "zero2" or "fsdp" — what ``prepare_model`` wraps with.
+        backend: the collective backend ("auto" picks shared memory / gRPC / NCCL per peer);
+            None runs the workers without a process group.
+        resume_from_checkpoint: a Checkpoint to start from (``get_checkpoint()`` returns it).
+        ray_address: connect to an existing cluster; None starts (or reuses) a local Ray.
+        collective_timeout: seconds before a stuck collective raises.
+
+    Example::
+
+        def train(config):
+            model = ember.distributed.prepare_model(Net())
+            ...
+            ember.distributed.report({"loss": loss.item()})
+
+        result = Trainer(train, scaling_config=ScalingConfig(num_workers=2)).fit()
+    """
+
+    def __init__(self, train_loop_per_worker, train_loop_config: dict | None = None,
+                 scaling_config: ScalingConfig | None = None, run_config: RunConfig | None = None,
+                 strategy: str = "ddp", backend: str = "auto",
+                 resume_from_checkpoint: Checkpoint | None = None, ray_address: str | None = None,
+                 collective_timeout: float = 300.0):
+        if not callable(train_loop_per_worker):
+            raise TypeError("train_loop_per_worker must be callable")
+        self.fn = train_loop_per_worker
+        self.config = train_loop_config
+        self.scaling = scaling_config or ScalingConfig()
+        self.run_config = run_config or RunConfig()
+        self.strategy = check_strategy(strategy)
+        self.backend = backend
+        self.resume_from = resume_from_checkpoint
+        self.ray_address = ray_address
+        self.collective_timeout = collective_timeout
+
+    # ---- driver --------------------------------------------------------------------------
+    def fit(self) -> Result:
+        import ray
+
+        from ..ray_cluster import ensure_ray
+
+        ensure_ray(self.ray_address, self.scaling)
+        name = self.run_config.name or f"ember_train_{time.strftime('%Y-%m-%d_%H-%M-%S')}"
+        run_dir = self.run_config.run_dir(name)
+        manager = CheckpointManager(run_dir, self.run_config.checkpoint_config)
+        self._history: list[dict] = []
+        self._writer = self._tensorboard(run_dir)
+        max_failures = self.run_config.failure_config.max_failures
+        failures = 0
+        start_ckpt = manager.latest_checkpoint() or self.resume_from
+        try:
+            while True:
+                try:
+                    self._run_attempt(ray, run_dir, name, manager, start_ckpt)
+                    break
+                except _WorkerFailure as f:
+                    failures += 1
+                    if max_failures != -1 and failures > max_failures:
+                        raise TrainingFailedError(
+                            f"Training failed on rank {f.rank} (node {f.node}, pid {f.pid}); "
+                            f"{failures} failure(s) with max_failures={max_failures}. The "
+                            f"worker's error:\n{f.detail}"
+                        ) from None
+                    start_ckpt = manager.latest_checkpoint() or self.resume_from
+                    self._log(f"worker rank {f.rank} failed ({failures}/{max_failures}); "
+                              f"restarting the group from {start_ckpt or 'scratch'}")
+        finally:
+            if self._writer is not None:
+                self._writer.close()
+        return Result(metrics=self._history[-1] if self._history else None,
+                      checkpoint=manager.latest_checkpoint(), path=run_dir,
+                      metrics_history=list(self._history), best_checkpoints=manager.best())
+
+    def _run_attempt(self, ray, run_dir, name, manager, start_ckpt) -> None:
+        from ray.util.queue import Queue
+
+        from ..worker_group import WorkerGroup
+
+        group = WorkerGroup(self.scaling.num_workers, self.scaling.bundle(),
+                            self.scaling.placement_strategy)
+        queue = Queue()
+        try:
+            ckpt_ref = [ray.put(start_ckpt.pack())] if start_ckpt is not None else None
+            refs = group.execute_async(_worker_main, self.fn, self.config, queue, ckpt_ref,
+                                       self.backend, self.strategy, run_dir, name,
+                                       self.collective_timeout)
+            self._monitor(ray, group, refs, queue, manager)
+        finally:
+            group.shutdown()
+            try:
+                ray.kill(queue.actor, no_restart=True)
+            except Exception:
+                pass
+
+    def _monitor(self, ray, group, refs, queue, manager) -> None:
+        pending: dict[int, dict[int, tuple]] = {}
+        remaining = list(refs)
+        n = len(refs)
+        while True:
+            ready, remaining = ray.wait(remaining, num_returns=len(remaining), timeout=0.1) \
+                if remaining else ([], [])
+            self._drain(ray, queue, pending, manager, n)
+            for r in ready:
+                try:
+                    ray.get(r)
+                except Exception as exc:  # the user's exception or the actor's death
+                    rank = refs.index(r)
+                    info = group.infos[rank]
+                    raise _WorkerFailure(rank, info.node_ip, info.pid, _describe(exc)) from None
+            if not remaining:
+                self._drain(ray, queue, pending, manager, n)
+                return
+
+    def _drain(self, ray, queue, pending, manager, n) -> None:
+        while not queue.empty():
+            rank, it, metrics, blob_ref = queue.get()
+            pending.setdefault(it, {})[rank] = (metrics, blob_ref)
+            if len(pending[it]) < n:
+                continue
+            reports = pending.pop(it)
+            metrics = dict(reports[0][0])
+            blobs = [ray.get(b[0]) for _, b in sorted((r, v[1]) for r, v in reports.items())
+                     if b is not None]
+            if blobs:
+                ckpt = manager.add(blobs, metrics)
+                metrics["checkpoint_dir_name"] = os.path.basename(ckpt.path)
+            self._record(metrics, manager.run_dir)
+
+    def _record(self, metrics: dict, run_dir: str) -> None:
+        metrics = dict(metrics, training_iteration=len(self._history) + 1,
+                       timestamp=time.time())
+        self._history.append(metrics)
+        with open(os.path.join(run_dir, _METRICS), "a") as f:
+            f.write(json.dumps(metrics, default=_jsonable) + "\n")
+        if self._writer is not None:
+            for k, v in metrics.items():
+                if isinstance(v, (int, float)) and k not in ("timestamp",):
+                    self._writer.add_scalar(k, v, metrics["training_iteration"])
+        if self.run_config.verbose:
+            shown = {k: v for k, v in metrics.items()
+                     if k not in ("timestamp", "checkpoint_dir_name", "training_iteration")}
+            text = "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                             for k, v in shown.items())
+            self._log(f"[iter {metrics['training_iteration']}] {text}")
+
+    def _tensorboard(self, run_dir):
+        if not self.run_config.log_to_tensorboard:
+            return None
+        try:
+            from ember.utils.tensorboard import SummaryWriter
+        except ImportError:
+            return None
+        return SummaryWriter(os.path.join(run_dir, "tensorboard"))
+
+    @staticmethod
+    def _log(msg: str) -> None:
+        print(f"(ember trainer) {msg}", file=sys.stderr, flush=True)
+
+
+def _describe(exc: BaseException) -> str:
+    """The worker's own traceback when Ray carries one, else a plain account of the death."""
+    from ray.exceptions import RayActorError, RayTaskError
+
+    if isinstance(exc, RayTaskError):
+        return str(exc)
+    if isinstance(exc, RayActorError):
+        return ("the worker process died unexpectedly (killed by a signal, out of memory, or "
+                f"its node was lost): {exc}")
+    return "".join(traceback.format_exception(exc))

@@ -1,0 +1,174 @@
+"""A group of Ray actors, one per training worker, in one placement group.
+
+Ranks are ordered by node, then by GPU id (or bundle order on CPU), and torchrun's variables
+(RANK, LOCAL_RANK, WORLD_SIZE, LOCAL_WORLD_SIZE, NODE_RANK, MASTER_ADDR, MASTER_PORT) plus the
+job's secret token (EMBER_TOKEN) are exported into each actor before any user code runs.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from dataclasses import dataclass
+
+import ray
+from ray.util.placement_group import placement_group, remove_placement_group
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+# Variables a worker must not inherit from the driver (they describe *its* place in a job).
+_TORCHRUN_VARS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "NODE_RANK",
+                  "GROUP_RANK", "MASTER_ADDR", "MASTER_PORT")
+
+
+@dataclass
+class WorkerInfo:
+    """Where one actor landed, and the rank it was given."""
+
+    node_id: str
+    node_ip: str
+    hostname: str
+    pid: int
+    gpu_ids: list
+    rank: int = -1
+    local_rank: int = -1
+    node_rank: int = -1
+    local_world_size: int = 0
+
+
+@ray.remote
+class _Worker:
+    """A training process. ``run`` executes a function in it; ``info`` says where it lives."""
+
+    def info(self) -> tuple:
+        ctx = ray.get_runtime_context()
+        return (ctx.get_node_id(), ray.util.get_node_ip_address(), socket.gethostname(),
+                os.getpid(), [str(g) for g in ray.get_gpu_ids()])
+
+    def free_port(self) -> int:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("", 0))
+            return s.getsockname()[1]
+
+    def set_env(self, env: dict) -> None:
+        for k in _TORCHRUN_VARS:
+            os.environ.pop(k, None)
+        os.environ.update({k: str(v) for k, v in env.items()})
+
+    def run(self, fn, *args, **kwargs):
+        return fn(*args, **kwargs)
+
+
+def order_ranks(infos: list[WorkerInfo]) -> list[WorkerInfo]:
+    """Sort workers by node (the driver's node first if present), then GPU id, then spawn order;
+    assign rank, local rank, node rank and local world size in that order."""
+    node_order: dict[str, int] = {}
+    for w in infos:
+        node_order.setdefault(w.node_id, len(node_order))
+
+    def gpu_key(w):
+        return [int(g) if g.isdigit() else g for g in w.gpu_ids]
+
+    ordered = sorted(enumerate(infos), key=lambda p: (node_order[p[1].node_id], gpu_key(p[1]),
+                                                     p[0]))
+    counts: dict[str, int] = {}
+    for _, w in ordered:
+        counts[w.node_id] = counts.get(w.node_id, 0) + 1
+    seen: dict[str, int] = {}
+    for rank, (_, w) in enumerate(ordered):
+        w.rank = rank
+        w.local_rank = seen.get(w.node_id, 0)
+        seen[w.node_id] = w.local_rank + 1
+        w.node_rank = node_order[w.node_id]
+        w.local_world_size = counts[w.node_id]
+    return [w for _, w in ordered]
+
+
+class WorkerGroup:
+    """Start ``num_workers`` actors with ``bundle`` resources each, ranked and configured."""
+
+    def __init__(self, num_workers: int, bundle: dict, placement_strategy: str = "PACK",
+                 env: dict | None = None, start_timeout: float = 120.0):
+        self.num_workers = num_workers
+        self.bundle = dict(bundle)
+        self.token = (env or {}).get("EMBER_TOKEN") or secrets.token_hex(16)
+        cpus = max(1, int(self.bundle.get("CPU", 1)))
+        threads = {v: str(cpus) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                           "MKL_NUM_THREADS")}
+        self._env_vars = {**threads, **(env or {})}
+        self._pg = placement_group([self.bundle] * num_workers, strategy=placement_strategy)
+        ready, _ = ray.wait([self._pg.ready()], timeout=start_timeout)
+        if not ready:
+            remove_placement_group(self._pg)
+            raise RuntimeError(
+                f"could not place {num_workers} workers with {self.bundle} each "
+                f"({placement_strategy}) within {start_timeout:.0f} s; the cluster has "
+                f"{ray.cluster_resources()}"
+            )
+        custom = {k: v for k, v in self.bundle.items() if k not in ("CPU", "GPU", "memory")}
+        self.actors = [
+            _Worker.options(
+                num_cpus=self.bundle.get("CPU", 0), num_gpus=self.bundle.get("GPU", 0),
+                resources=custom or None,
+                scheduling_strategy=PlacementGroupSchedulingStrategy(
+                    self._pg, placement_group_bundle_index=i),
+                runtime_env={"env_vars": self._env_vars},
+            ).remote()
+            for i in range(num_workers)
+        ]
+        try:
+            raw = ray.get([a.info.remote() for a in self.actors], timeout=start_timeout)
+        except Exception:
+            self.shutdown()
+            raise
+        infos = [WorkerInfo(*r) for r in raw]
+        by_actor = dict(zip(range(num_workers), infos))
+        ordered = order_ranks(infos)
+        index = {id(w): i for i, w in by_actor.items()}
+        self.actors = [self.actors[index[id(w)]] for w in ordered]
+        self.infos = ordered
+        master = ordered[0]
+        port = ray.get(self.actors[0].free_port.remote())
+        node_gpus: dict[str, list] = {}
+        for w in ordered:
+            node_gpus.setdefault(w.node_id, []).extend(w.gpu_ids)
+        envs = []
+        for w in ordered:
+            e = {"RANK": w.rank, "LOCAL_RANK": w.local_rank, "WORLD_SIZE": num_workers,
+                 "LOCAL_WORLD_SIZE": w.local_world_size, "NODE_RANK": w.node_rank,
+                 "GROUP_RANK": w.node_rank, "MASTER_ADDR": master.node_ip, "MASTER_PORT": port,
+                 "EMBER_TOKEN": self.token}
+            if node_gpus[w.node_id]:
+                # every worker on a node sees the node's GPUs, so LOCAL_RANK indexes its device
+                e["CUDA_VISIBLE_DEVICES"] = ",".join(node_gpus[w.node_id])
+            envs.append(e)
+        ray.get([a.set_env.remote(e) for a, e in zip(self.actors, envs)])
+        self.master_addr, self.master_port = master.node_ip, port
+
+    def execute_async(self, fn, *args, **kwargs) -> list:
+        """Run ``fn`` in every worker; returns the Ray object refs in rank order."""
+        return [a.run.remote(fn, *args, **kwargs) for a in self.actors]
+
+    def execute(self, fn, *args, timeout: float | None = None, **kwargs) -> list:
+        return ray.get(self.execute_async(fn, *args, **kwargs), timeout=timeout)
+
+    def execute_single(self, rank: int, fn, *args, **kwargs):
+        return ray.get(self.actors[rank].run.remote(fn, *args, **kwargs))
+
+    def shutdown(self) -> None:
+        """Kill the actors and free the placement group (only what this group started)."""
+        for a in getattr(self, "actors", []):
+            try:
+                ray.kill(a, no_restart=True)
+            except Exception:
+                pass
+        self.actors = []
+        if getattr(self, "_pg", None) is not None:
+            try:
+                remove_placement_group(self._pg)
+            except Exception:
+                pass
+            self._pg = None
+
+    def __len__(self) -> int:
+        return self.num_workers

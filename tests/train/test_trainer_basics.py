@@ -1,0 +1,124 @@
+"""Trainer mechanics on real Ray actors: ranks, env, reports, checkpoints, failures."""
+
+import os
+import signal
+import tempfile
+
+import pytest
+
+from ember.distributed.train import (
+    Checkpoint,
+    CheckpointConfig,
+    FailureConfig,
+    Result,
+    RunConfig,
+    ScalingConfig,
+    Trainer,
+    TrainingFailedError,
+    get_checkpoint,
+    get_context,
+    report,
+)
+
+pytestmark = pytest.mark.usefixtures("ray_session")
+
+
+def _env_loop():
+    ctx = get_context()
+    env = {k: os.environ[k] for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE",
+                                      "NODE_RANK", "MASTER_ADDR", "MASTER_PORT", "EMBER_TOKEN")}
+    report({"rank": ctx.get_world_rank(), "world": ctx.get_world_size(), **env})
+
+
+def test_ranks_and_torchrun_variables(tmp_path):
+    result = Trainer(_env_loop, scaling_config=ScalingConfig(num_workers=3),
+                     run_config=RunConfig(storage_path=str(tmp_path), name="env", verbose=0),
+                     backend=None).fit()
+    m = result.metrics
+    assert m["rank"] == 0 and m["world"] == 3
+    assert m["RANK"] == "0" and m["WORLD_SIZE"] == "3" and m["LOCAL_WORLD_SIZE"] == "3"
+    assert m["NODE_RANK"] == "0" and int(m["MASTER_PORT"]) > 0 and len(m["EMBER_TOKEN"]) >= 32
+
+
+def _ckpt_loop(config):
+    ctx = get_context()
+    ckpt = get_checkpoint()
+    start = 0
+    if ckpt is not None:
+        with ckpt.as_directory() as d:
+            with open(os.path.join(d, "step.txt")) as f:
+                start = int(f.read())
+    for step in range(start, config["steps"]):
+        d = tempfile.mkdtemp()
+        if ctx.get_world_rank() == 0:
+            with open(os.path.join(d, "step.txt"), "w") as f:
+                f.write(str(step + 1))
+        with open(os.path.join(d, f"shard_{ctx.get_world_rank()}.txt"), "w") as f:
+            f.write(str(step))
+        if step == config.get("crash_at") and not os.path.exists(config["marker"]):
+            open(config["marker"], "w").close()
+            if config.get("sigkill"):
+                os.kill(os.getpid(), signal.SIGKILL)
+            raise ValueError("injected failure")
+        report({"step": step, "score": (step * 7) % 5}, checkpoint=Checkpoint.from_directory(d))
+
+
+def test_checkpoints_merge_ranks_and_keep_best(tmp_path):
+    cfg = CheckpointConfig(num_to_keep=2, checkpoint_score_attribute="score",
+                           checkpoint_score_order="max")
+    result = Trainer(_ckpt_loop, {"steps": 5}, scaling_config=ScalingConfig(num_workers=2),
+                     run_config=RunConfig(storage_path=str(tmp_path), name="ck",
+                                          checkpoint_config=cfg, verbose=0),
+                     backend=None).fit()
+    assert [m["step"] for m in result.metrics_history] == [0, 1, 2, 3, 4]
+    assert sorted(os.listdir(result.checkpoint.path)) == ["shard_0.txt", "shard_1.txt",
+                                                          "step.txt"]
+    kept = sorted(d for d in os.listdir(result.path) if d.startswith("checkpoint_"))
+    # scores: 0, 2, 4, 1, 3 -> the best two are steps 2 and 4 (the latest, step 4, is one)
+    assert kept == ["checkpoint_000002", "checkpoint_000004"]
+    assert result.best_checkpoints[0][1]["score"] == 4
+    restored = Result.from_path(result.path)
+    assert restored.checkpoint == result.checkpoint
+    assert [m["step"] for m in restored.metrics_history] == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("sigkill", [False, True])
+def test_failure_restarts_from_latest_checkpoint(tmp_path, sigkill):
+    cfg = {"steps": 4, "crash_at": 2, "marker": str(tmp_path / "crashed"), "sigkill": sigkill}
+    result = Trainer(_ckpt_loop, cfg, scaling_config=ScalingConfig(num_workers=2),
+                     run_config=RunConfig(storage_path=str(tmp_path), name="ft", verbose=0,
+                                          failure_config=FailureConfig(max_failures=1)),
+                     backend=None).fit()
+    assert [m["step"] for m in result.metrics_history] == [0, 1, 2, 3]
+    with open(os.path.join(result.checkpoint.path, "step.txt")) as f:
+        assert f.read() == "4"
+
+
+def _failing_loop():
+    def inner_helper():
+        raise KeyError("the worker's own message")
+
+    if get_context().get_world_rank() == 1:
+        inner_helper()
+    report({"ok": 1})
+
+
+def test_failure_without_restarts_shows_worker_traceback(tmp_path):
+    with pytest.raises(TrainingFailedError) as info:
+        Trainer(_failing_loop, scaling_config=ScalingConfig(num_workers=2),
+                run_config=RunConfig(storage_path=str(tmp_path), verbose=0),
+                backend=None).fit()
+    msg = str(info.value)
+    assert "rank 1" in msg and "inner_helper" in msg and "the worker's own message" in msg
+    assert "1 failure(s)" in msg
+
+
+def test_bad_configs_are_rejected():
+    with pytest.raises(ValueError, match="num_workers"):
+        ScalingConfig(num_workers=0)
+    with pytest.raises(ValueError, match="placement_strategy"):
+        ScalingConfig(placement_strategy="RANDOM")
+    with pytest.raises(ValueError, match="strategy"):
+        Trainer(_env_loop, strategy="magic")
+    with pytest.raises(ValueError, match="checkpoint_score_order"):
+        CheckpointConfig(checkpoint_score_order="up")
