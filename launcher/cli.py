@@ -12,7 +12,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="ember: PyTorch's API on NumPy/CuPy, distributed training on Ray.",
     )
     p.add_argument("--version", action="version", version=_version())
-    p.add_subparsers(dest="command", metavar="COMMAND")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    from . import launch
+
+    launch.add_parser(sub)
     return p
 
 
@@ -28,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    return 0
+    return args.func(args)
 
 
 if __name__ == "__main__":

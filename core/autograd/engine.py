@@ -76,6 +76,15 @@ def _needed(roots, targets: set[int]) -> set[int]:
     return needed
 
 
+_callbacks: list = []
+
+
+def queue_callback(callback) -> None:
+    """Run ``callback()`` once the current backward pass has finished (PyTorch's
+    ``Variable._execution_engine.queue_callback``); used by DDP to finish its reductions."""
+    _callbacks.append(callback)
+
+
 def _add(a, b):
     return b if a is None else a + b
 
@@ -164,6 +173,9 @@ def run_backward(tensors, grad_tensors, retain_graph: bool, create_graph: bool,
                     ready.append(tgt)
     finally:
         grad_mode._state.enabled = prev_mode
+        callbacks, _callbacks[:] = list(_callbacks), []
+    for cb in callbacks:  # e.g. DDP waits for its last gradient buckets here
+        cb()
     if captured is None:
         return None
     out = []

@@ -1,0 +1,281 @@
+"""DistributedDataParallel, PyTorch's behaviour on ember's collectives.
+
+Parameters and buffers are broadcast from rank 0 at wrap time. Gradients are packed into
+buckets (first 1 MiB, then ``bucket_cap_mb``; parameters in reverse registration order, rebuilt
+after the first iteration in the order gradients actually arrived). A bucket's all-reduce is
+launched from the gradient hooks as soon as its last gradient is accumulated, so communication
+runs while backward continues; when backward ends, the engine calls back and DDP waits for the
+outstanding buckets and writes the averaged gradients back.
+
+Choice on state_dict: ``ddp.state_dict()`` returns the wrapped module's keys WITHOUT the
+``module.`` prefix (so a checkpoint loads straight into an unwrapped model), and
+``load_state_dict`` accepts keys with or without it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+
+import ember
+from ember.autograd import engine
+from ember.nn import Module
+
+from . import distributed_c10d as c10d
+
+_FIRST_BUCKET_BYTES = 1024 * 1024
+
+
+class _Bucket:
+    __slots__ = ("params", "flat", "offsets", "pending", "work", "ready")
+
+    def __init__(self, params, xp, dtype):
+        self.params = params
+        sizes = [p._data.size for p in params]
+        self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int).tolist()
+        self.flat = xp.zeros(self.offsets[-1], dtype=dtype)  # the communication buffer
+        self.pending = len(params)
+        self.work = None
+        self.ready = False
+
+
+class DistributedDataParallel(Module):
+    """Synchronous data parallelism over a process group (PyTorch's DDP)."""
+
+    def __init__(self, module: Module, device_ids=None, output_device=None, dim: int = 0,
+                 broadcast_buffers: bool = True, process_group=None, bucket_cap_mb: float = 25,
+                 find_unused_parameters: bool = False, gradient_as_bucket_view: bool = False,
+                 static_graph: bool = False):
+        super().__init__()
+        if isinstance(module, DistributedDataParallel) or getattr(module, "_ember_ddp", False):
+            raise RuntimeError("the module is already wrapped in DistributedDataParallel")
+        if not c10d.is_initialized():
+            raise RuntimeError(
+                "DistributedDataParallel needs a process group: call "
+                "ember.distributed.init_process_group() first"
+            )
+        self.module = module
+        module._ember_ddp = True
+        self.process_group = process_group
+        self.broadcast_buffers = broadcast_buffers
+        self.find_unused_parameters = find_unused_parameters
+        self.bucket_bytes_cap = int(bucket_cap_mb * 1024 * 1024)
+        self.world_size = c10d.get_world_size(process_group)
+        self.require_backward_grad_sync = True
+        self._params = [p for p in module.parameters() if p.requires_grad]
+        self._names = {id(p): n for n, p in module.named_parameters()}
+        self._sync_module_states()
+        self._order: list[int] = []  # gradient arrival order, recorded in the first iteration
+        self._rebuilt = False
+        self._buckets = self._build_buckets(list(reversed(range(len(self._params)))), True)
+        self._reset_iteration_state()
+        self._unused: list[int] = []
+        self._hooks = [p.register_post_accumulate_grad_hook(self._make_hook(i))
+                       for i, p in enumerate(self._params)]
+
+    # ---- set-up ----------------------------------------------------------------------------
+    def _sync_module_states(self) -> None:
+        """Broadcast parameters and buffers from rank 0 so every replica starts equal."""
+        with ember.no_grad():
+            for t in list(self.module.parameters()) + list(self.module.buffers()):
+                c10d.broadcast(t, src=0, group=self.process_group)
+
+    def _build_buckets(self, order: list[int], first_small: bool) -> list[_Bucket]:
+        buckets, current, size = [], [], 0
+        cap = _FIRST_BUCKET_BYTES if first_small else self.bucket_bytes_cap
+        key = None
+        for i in order:
+            p = self._params[i]
+            k = (p._data.dtype, type(p._data))
+            if current and (size + p._data.nbytes > cap or k != key):
+                buckets.append(current)
+                current, size, cap = [], 0, self.bucket_bytes_cap
+            current.append(i)
+            size += p._data.nbytes
+            key = k
+        if current:
+            buckets.append(current)
+        out = []
+        self._bucket_of = {}
+        self._slot_of = {}
+        for b, idxs in enumerate(buckets):
+            p0 = self._params[idxs[0]]
+            xp = ember.backend.get_array_module(p0._data)
+            out.append(_Bucket([self._params[i] for i in idxs], xp, p0._data.dtype))
+            for s, i in enumerate(idxs):
+                self._bucket_of[i] = b
+                self._slot_of[i] = s
+        return out
+
+    def _reset_iteration_state(self) -> None:
+        for b in self._buckets:
+            b.pending = len(b.params)
+            b.work = None
+            b.ready = False
+        self._callback_queued = False
+        self._seen = set()
+
+    # ---- hooks -----------------------------------------------------------------------------
+    def _make_hook(self, index: int):
+        def hook(param):
+            self._mark_ready(index)
+
+        return hook
+
+    def _mark_ready(self, index: int) -> None:
+        if not self.require_backward_grad_sync:
+            return
+        if not self._callback_queued:
+            engine.queue_callback(self._finalize)
+            self._callback_queued = True
+            if self.find_unused_parameters:
+                for i in self._unused:
+                    self._mark_ready_one(i)
+        self._mark_ready_one(index)
+
+    def _mark_ready_one(self, index: int) -> None:
+        if index in self._seen:
+            return  # a parameter used twice gets its hook once per accumulation; count it once
+        self._seen.add(index)
+        if not self._rebuilt:
+            self._order.append(index)
+        b = self._buckets[self._bucket_of[index]]
+        b.pending -= 1
+        if b.pending == 0:
+            self._launch(b)
+
+    def _launch(self, b: _Bucket) -> None:
+        for s, p in enumerate(b.params):
+            lo, hi = b.offsets[s], b.offsets[s + 1]
+            if p.grad is None:
+                b.flat[lo:hi] = 0
+            else:
+                b.flat[lo:hi] = p.grad._data.reshape(-1)
+        b.work = c10d.all_reduce(ember.Tensor._wrap(b.flat), op=c10d.ReduceOp.SUM,
+                                 group=self.process_group, async_op=True)
+
+    def _finalize(self) -> None:
+        """Called by the engine when backward has finished: wait and write grads back."""
+        missing = [b for b in self._buckets if b.pending > 0]
+        if missing:
+            names = [self._names.get(id(p), "?") for b in missing for i, p in enumerate(b.params)
+                     if self._params.index(p) not in self._seen]
+            self._reset_iteration_state()
+            raise RuntimeError(
+                "DistributedDataParallel: these parameters did not receive gradients in this "
+                f"iteration: {names[:10]}{' ...' if len(names) > 10 else ''}. If some "
+                "parameters are unused in forward, pass find_unused_parameters=True; if the "
+                "loss does not depend on all outputs, make it depend on them."
+            )
+        inv = 1.0 / self.world_size
+        for b in self._buckets:
+            b.work.wait()
+            b.flat *= inv
+            for s, p in enumerate(b.params):
+                lo, hi = b.offsets[s], b.offsets[s + 1]
+                view = b.flat[lo:hi].reshape(p._data.shape)
+                if p.grad is None:
+                    p.grad = ember.Tensor._wrap(view.copy())
+                else:
+                    p.grad._data[...] = view
+        if not self._rebuilt:
+            # rebuild the buckets once, in the order gradients actually became ready
+            order = self._order + [i for i in range(len(self._params)) if i not in self._seen]
+            self._buckets = self._build_buckets(order, True)
+            self._rebuilt = True
+        self._reset_iteration_state()
+
+    # ---- forward ---------------------------------------------------------------------------
+    def forward(self, *inputs, **kwargs):
+        if self.broadcast_buffers and self.world_size > 1:
+            with ember.no_grad():
+                for buf in self.module.buffers():
+                    c10d.broadcast(buf, src=0, group=self.process_group)
+        out = self.module(*inputs, **kwargs)
+        if self.find_unused_parameters and ember.is_grad_enabled() \
+                and self.require_backward_grad_sync:
+            self._unused = self._find_unused(out)
+        else:
+            self._unused = []
+        return out
+
+    def _find_unused(self, out) -> list[int]:
+        """Parameters the graph of ``out`` does not reach (their buckets are ready at once)."""
+        roots = [t.grad_fn for t in _tensors(out) if t.grad_fn is not None]
+        reached = set()
+        stack, seen = list(roots), {id(r) for r in roots}
+        while stack:
+            node = stack.pop()
+            for e in node._edges:
+                if e is None:
+                    continue
+                tgt = e[0]
+                if isinstance(tgt, ember.autograd.Function):
+                    if id(tgt) not in seen:
+                        seen.add(id(tgt))
+                        stack.append(tgt)
+                else:
+                    reached.add(id(tgt))
+        return [i for i, p in enumerate(self._params) if id(p) not in reached]
+
+    @contextlib.contextmanager
+    def no_sync(self):
+        """Accumulate gradients locally (no all-reduce) inside the block."""
+        prev = self.require_backward_grad_sync
+        self.require_backward_grad_sync = False
+        try:
+            yield
+        finally:
+            self.require_backward_grad_sync = prev
+
+    # ---- state dict without the "module." surprise -------------------------------------------
+    def state_dict(self, *args, **kwargs):
+        return self.module.state_dict(*args, **kwargs)
+
+    def load_state_dict(self, state_dict, strict: bool = True, **kwargs):
+        return self.module.load_state_dict(_strip_module_prefix(state_dict), strict=strict,
+                                           **kwargs)
+
+
+def _strip_module_prefix(state_dict):
+    """Accept checkpoints saved from a wrapper with PyTorch's ``module.`` key prefix."""
+    prefix = "module."
+    if state_dict and all(k.startswith(prefix) for k in state_dict):
+        return {k[len(prefix):]: v for k, v in state_dict.items()}
+    return state_dict
+
+
+def _tensors(obj):
+    if isinstance(obj, ember.Tensor):
+        yield obj
+    elif isinstance(obj, (list, tuple)):
+        for o in obj:
+            yield from _tensors(o)
+    elif isinstance(obj, dict):
+        for o in obj.values():
+            yield from _tensors(o)
+
+
+class DataParallel(Module):
+    """One process over several devices. On CPU (or one device) it runs the module as is."""
+
+    def __init__(self, module: Module, device_ids=None, output_device=None, dim: int = 0):
+        super().__init__()
+        self.module = module
+        n = ember.cuda.device_count()
+        if device_ids is not None and len(device_ids) > 1 and n > 1:
+            raise NotImplementedError(
+                "DataParallel over several GPUs is not implemented; use "
+                "DistributedDataParallel with one process per GPU (the Trainer does this)"
+            )
+
+    def forward(self, *inputs, **kwargs):
+        return self.module(*inputs, **kwargs)
+
+    def state_dict(self, *args, **kwargs):
+        return self.module.state_dict(*args, **kwargs)
+
+    def load_state_dict(self, state_dict, strict: bool = True, **kwargs):
+        return self.module.load_state_dict(_strip_module_prefix(state_dict), strict=strict,
+                                           **kwargs)
