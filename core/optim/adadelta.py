@@ -1,0 +1,102 @@
+"""Adadelta, PyTorch's ``torch.optim.Adadelta``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from ..tensor import Tensor
+from ._functional import (
+    _addcmul_,
+    _bump,
+    _check_lr,
+    _check_nonneg,
+    _grad_for_update,
+    _step_tensor,
+    _to_scalar,
+    _xp,
+    _zeros_state,
+)
+from .optimizer import Optimizer
+
+__all__ = ["Adadelta"]
+
+
+class Adadelta(Optimizer):
+    r"""Adadelta (Zeiler, 2012).
+
+    Per parameter, with ``g = ±grad + weight_decay * param``::
+
+        v = rho * v + (1 - rho) * g * g
+        delta = sqrt(u + eps) / sqrt(v + eps) * g
+        u = rho * u + (1 - rho) * delta * delta
+        param -= lr * delta
+
+    Args:
+        params (iterable): tensors or param-group dicts to optimize.
+        lr (float or Tensor): coefficient that scales delta before it is applied (default: 1.0).
+        rho (float): coefficient of the running averages (default: 0.9).
+        eps (float): term added to the denominator for numerical stability (default: 1e-6).
+        weight_decay (float): L2 penalty (default: 0).
+        maximize (bool): maximize the objective instead of minimizing it (default: False).
+        foreach, capturable (bool, optional): accepted for PyTorch compatibility.
+        differentiable (bool): must be False.
+    """
+
+    def __init__(self, params: Iterable, lr: float | Tensor = 1.0, rho: float = 0.9,
+                 eps: float = 1e-6, weight_decay: float = 0, foreach: bool | None = None, *,
+                 capturable: bool = False, maximize: bool = False,
+                 differentiable: bool = False) -> None:
+        _check_lr(lr)
+        if not 0.0 <= rho <= 1.0:
+            raise ValueError(f"Invalid rho value: {rho}")
+        _check_nonneg(eps, "epsilon value")
+        _check_nonneg(weight_decay, "weight_decay value")
+        defaults = dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize,
+                        capturable=capturable, foreach=foreach, differentiable=differentiable)
+        super().__init__(params, defaults)
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group.setdefault("foreach", None)
+            group.setdefault("maximize", False)
+            group.setdefault("differentiable", False)
+            group.setdefault("capturable", False)
+
+    def step(self, closure: Callable | None = None):
+        """Perform a single optimization step.
+
+        Args:
+            closure (Callable, optional): a closure that re-evaluates the model and returns
+                the loss.
+        """
+        loss = self._eval_closure(closure)
+        for group in self.param_groups:
+            lr = _to_scalar(group["lr"])
+            rho, eps = group["rho"], group["eps"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if len(state) == 0:
+                    state["step"] = _step_tensor()
+                    state["square_avg"] = _zeros_state(p)
+                    state["acc_delta"] = _zeros_state(p)
+                state["step"]._data += 1
+                g = _grad_for_update(p, group["weight_decay"], group["maximize"])
+                square_avg = state["square_avg"]._data
+                acc_delta = state["acc_delta"]._data
+                xp = _xp(square_avg)
+                square_avg *= rho
+                _addcmul_(square_avg, g, g, 1 - rho)
+                std = square_avg + eps
+                xp.sqrt(std, out=std)
+                delta = acc_delta + eps
+                xp.sqrt(delta, out=delta)
+                delta /= std
+                delta *= g
+                acc_delta *= rho
+                _addcmul_(acc_delta, delta, delta, 1 - rho)
+                p._data -= delta * lr
+                _bump(p)
+        return loss

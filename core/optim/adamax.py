@@ -1,0 +1,102 @@
+"""Adamax, PyTorch's ``torch.optim.Adamax`` (Adam with the infinity norm)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from ..tensor import Tensor
+from ._functional import (
+    _addcdiv_,
+    _bump,
+    _check_betas,
+    _check_lr,
+    _check_nonneg,
+    _grad_for_update,
+    _lerp_,
+    _step_tensor,
+    _to_scalar,
+    _xp,
+    _zeros_state,
+)
+from .optimizer import Optimizer
+
+__all__ = ["Adamax"]
+
+
+class Adamax(Optimizer):
+    r"""Adamax, the infinity-norm variant of Adam (Kingma & Ba, 2014).
+
+    Per parameter, with ``g = ±grad + weight_decay * param``::
+
+        m = beta1 * m + (1 - beta1) * g
+        u = max(beta2 * u, |g| + eps)
+        param -= lr / (1 - beta1**t) * m / u
+
+    Args:
+        params (iterable): tensors or param-group dicts to optimize.
+        lr (float or Tensor): learning rate (default: 2e-3).
+        betas (Tuple[float, float]): coefficients of the running averages (default:
+            (0.9, 0.999)).
+        eps (float): term added to the denominator for numerical stability (default: 1e-8).
+        weight_decay (float): L2 penalty (default: 0).
+        maximize (bool): maximize the objective instead of minimizing it (default: False).
+        foreach, capturable (bool, optional): accepted for PyTorch compatibility.
+        differentiable (bool): must be False.
+    """
+
+    def __init__(self, params: Iterable, lr: float | Tensor = 2e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0, foreach: bool | None = None, *,
+                 maximize: bool = False, differentiable: bool = False,
+                 capturable: bool = False) -> None:
+        _check_lr(lr)
+        _check_nonneg(eps, "epsilon value")
+        betas = _check_betas(betas)
+        _check_nonneg(weight_decay, "weight_decay value")
+        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, foreach=foreach,
+                        maximize=maximize, differentiable=differentiable, capturable=capturable)
+        super().__init__(params, defaults)
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group.setdefault("foreach", None)
+            group.setdefault("maximize", False)
+            group.setdefault("differentiable", False)
+            group.setdefault("capturable", False)
+
+    def step(self, closure: Callable | None = None):
+        """Perform a single optimization step.
+
+        Args:
+            closure (Callable, optional): a closure that re-evaluates the model and returns
+                the loss.
+        """
+        loss = self._eval_closure(closure)
+        for group in self.param_groups:
+            lr = _to_scalar(group["lr"])
+            beta1, beta2 = group["betas"]
+            eps = group["eps"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if len(state) == 0:
+                    state["step"] = _step_tensor()
+                    state["exp_avg"] = _zeros_state(p)
+                    state["exp_inf"] = _zeros_state(p)
+                step_t = state["step"]._data
+                step_t += 1
+                g = _grad_for_update(p, group["weight_decay"], group["maximize"])
+                exp_avg = state["exp_avg"]._data
+                exp_inf = state["exp_inf"]._data
+                xp = _xp(exp_avg)
+                _lerp_(exp_avg, g, 1 - beta1)
+                exp_inf *= beta2
+                norm = xp.abs(g)
+                norm += eps
+                xp.maximum(exp_inf, norm, out=exp_inf)
+                clr = lr / (1 - beta1 ** float(step_t))
+                _addcdiv_(p._data, exp_avg, exp_inf, -clr)
+                _bump(p)
+        return loss

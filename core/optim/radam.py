@@ -1,0 +1,130 @@
+"""RAdam, PyTorch's ``torch.optim.RAdam`` (rectified Adam)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from ..tensor import Tensor
+from ._functional import (
+    _addcmul_,
+    _bump,
+    _check_betas,
+    _check_lr,
+    _check_nonneg,
+    _grad_for_update,
+    _lerp_,
+    _step_tensor,
+    _to_scalar,
+    _xp,
+    _zeros_state,
+)
+from .optimizer import Optimizer
+
+__all__ = ["RAdam"]
+
+
+class RAdam(Optimizer):
+    r"""RAdam (Liu et al., 2019): Adam whose adaptive term is switched on, and rectified, once
+    the variance of the adaptive learning rate is tractable (``rho_t > 5``).
+
+    Per parameter::
+
+        m = beta1 * m + (1 - beta1) * g;   v = beta2 * v + (1 - beta2) * g * g
+        m_hat = m / (1 - beta1**t)
+        rho_inf = 2 / (1 - beta2) - 1;   rho_t = rho_inf - 2 t beta2**t / (1 - beta2**t)
+        param -= lr * m_hat * sqrt(1 - beta2**t) / (sqrt(v) + eps) * r_t     (rho_t > 5)
+        param -= lr * m_hat                                                  (otherwise)
+
+    with ``r_t = sqrt((rho_t - 4)(rho_t - 2) rho_inf / ((rho_inf - 4)(rho_inf - 2) rho_t))``.
+
+    Args:
+        params (iterable): tensors or param-group dicts to optimize.
+        lr (float or Tensor): learning rate (default: 1e-3).
+        betas (Tuple[float, float]): coefficients of the running averages (default:
+            (0.9, 0.999)).
+        eps (float): term added to the denominator for numerical stability (default: 1e-8).
+        weight_decay (float): weight decay (default: 0).
+        decoupled_weight_decay (bool): AdamW-style decoupled weight decay (default: False).
+        maximize (bool): maximize the objective instead of minimizing it (default: False).
+        foreach, capturable (bool, optional): accepted for PyTorch compatibility.
+        differentiable (bool): must be False.
+    """
+
+    def __init__(self, params: Iterable, lr: float | Tensor = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0, decoupled_weight_decay: bool = False, *,
+                 foreach: bool | None = None, maximize: bool = False, capturable: bool = False,
+                 differentiable: bool = False) -> None:
+        _check_lr(lr)
+        _check_nonneg(eps, "epsilon value")
+        betas = _check_betas(betas)
+        _check_nonneg(weight_decay, "weight_decay value")
+        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                        maximize=maximize, foreach=foreach, capturable=capturable,
+                        decoupled_weight_decay=decoupled_weight_decay,
+                        differentiable=differentiable)
+        super().__init__(params, defaults)
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group.setdefault("foreach", None)
+            group.setdefault("maximize", False)
+            group.setdefault("differentiable", False)
+            group.setdefault("decoupled_weight_decay", False)
+            group.setdefault("capturable", False)
+
+    def step(self, closure: Callable | None = None):
+        """Perform a single optimization step.
+
+        Args:
+            closure (Callable, optional): a closure that re-evaluates the model and returns
+                the loss.
+        """
+        loss = self._eval_closure(closure)
+        for group in self.param_groups:
+            lr = _to_scalar(group["lr"])
+            beta1, beta2 = group["betas"]
+            eps, weight_decay = group["eps"], group["weight_decay"]
+            decoupled = group["decoupled_weight_decay"]
+            rho_inf = 2 / (1 - beta2) - 1
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if len(state) == 0:
+                    state["step"] = _step_tensor()
+                    state["exp_avg"] = _zeros_state(p)
+                    state["exp_avg_sq"] = _zeros_state(p)
+                step_t = state["step"]._data
+                step_t += 1
+                step = float(step_t)
+                param = p._data
+                if weight_decay != 0 and decoupled:
+                    param *= 1 - lr * weight_decay
+                    g = _grad_for_update(p, 0, group["maximize"])
+                else:
+                    g = _grad_for_update(p, weight_decay, group["maximize"])
+                exp_avg = state["exp_avg"]._data
+                exp_avg_sq = state["exp_avg_sq"]._data
+                _lerp_(exp_avg, g, 1 - beta1)
+                exp_avg_sq *= beta2
+                _addcmul_(exp_avg_sq, g, g, 1 - beta2)
+
+                bias_correction1 = 1 - beta1**step
+                bias_correction2 = 1 - beta2**step
+                update = exp_avg / bias_correction1
+                update *= lr
+                rho_t = rho_inf - 2 * step * (beta2**step) / bias_correction2
+                if rho_t > 5.0:
+                    xp = _xp(param)
+                    adaptive = xp.sqrt(exp_avg_sq)
+                    adaptive += eps
+                    xp.divide(bias_correction2**0.5, adaptive, out=adaptive)
+                    rect = ((rho_t - 4) * (rho_t - 2) * rho_inf
+                            / ((rho_inf - 4) * (rho_inf - 2) * rho_t)) ** 0.5
+                    update *= adaptive
+                    update *= rect
+                param -= update
+                _bump(p)
+        return loss

@@ -1,0 +1,121 @@
+"""RMSprop, PyTorch's ``torch.optim.RMSprop`` (centered and momentum variants)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from ..tensor import Tensor
+from ._functional import (
+    _addcdiv_,
+    _addcmul_,
+    _bump,
+    _check_lr,
+    _check_nonneg,
+    _grad_for_update,
+    _lerp_,
+    _step_tensor,
+    _to_scalar,
+    _xp,
+    _zeros_state,
+)
+from .optimizer import Optimizer
+
+__all__ = ["RMSprop"]
+
+
+class RMSprop(Optimizer):
+    r"""RMSprop (Hinton's lecture notes), optionally centered and with momentum.
+
+    Per parameter, with ``g = ±grad + weight_decay * param``::
+
+        v = alpha * v + (1 - alpha) * g * g
+        avg = sqrt(v - m * m) + eps,  m = alpha * m + (1 - alpha) * g     (centered)
+        avg = sqrt(v) + eps                                                (otherwise)
+        buf = momentum * buf + g / avg;  param -= lr * buf                 (momentum > 0)
+        param -= lr * g / avg                                              (otherwise)
+
+    Args:
+        params (iterable): tensors or param-group dicts to optimize.
+        lr (float or Tensor): learning rate (default: 1e-2).
+        alpha (float): smoothing constant (default: 0.99).
+        eps (float): term added to the denominator for numerical stability (default: 1e-8).
+        weight_decay (float): L2 penalty (default: 0).
+        momentum (float): momentum factor (default: 0).
+        centered (bool): normalize by an estimate of the gradient's variance (default: False).
+        maximize (bool): maximize the objective instead of minimizing it (default: False).
+        capturable, foreach (bool, optional): accepted for PyTorch compatibility.
+        differentiable (bool): must be False.
+    """
+
+    def __init__(self, params: Iterable, lr: float | Tensor = 1e-2, alpha: float = 0.99,
+                 eps: float = 1e-8, weight_decay: float = 0, momentum: float = 0,
+                 centered: bool = False, capturable: bool = False,
+                 foreach: bool | None = None, maximize: bool = False,
+                 differentiable: bool = False) -> None:
+        _check_lr(lr)
+        _check_nonneg(eps, "epsilon value")
+        _check_nonneg(momentum, "momentum value")
+        _check_nonneg(weight_decay, "weight_decay value")
+        _check_nonneg(alpha, "alpha value")
+        defaults = dict(lr=lr, momentum=momentum, alpha=alpha, eps=eps, centered=centered,
+                        weight_decay=weight_decay, capturable=capturable, foreach=foreach,
+                        maximize=maximize, differentiable=differentiable)
+        super().__init__(params, defaults)
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group.setdefault("momentum", 0)
+            group.setdefault("centered", False)
+            group.setdefault("foreach", None)
+            group.setdefault("maximize", False)
+            group.setdefault("differentiable", False)
+            group.setdefault("capturable", False)
+
+    def step(self, closure: Callable | None = None):
+        """Perform a single optimization step.
+
+        Args:
+            closure (Callable, optional): a closure that re-evaluates the model and returns
+                the loss.
+        """
+        loss = self._eval_closure(closure)
+        for group in self.param_groups:
+            lr = _to_scalar(group["lr"])
+            alpha, eps, momentum = group["alpha"], group["eps"], group["momentum"]
+            centered = group["centered"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if len(state) == 0:
+                    state["step"] = _step_tensor()
+                    state["square_avg"] = _zeros_state(p)
+                    if momentum > 0:
+                        state["momentum_buffer"] = _zeros_state(p)
+                    if centered:
+                        state["grad_avg"] = _zeros_state(p)
+                state["step"]._data += 1
+                g = _grad_for_update(p, group["weight_decay"], group["maximize"])
+                square_avg = state["square_avg"]._data
+                square_avg *= alpha
+                _addcmul_(square_avg, g, g, 1 - alpha)
+                xp = _xp(square_avg)
+                if centered:
+                    grad_avg = state["grad_avg"]._data
+                    _lerp_(grad_avg, g, 1 - alpha)
+                    avg = grad_avg * grad_avg
+                    xp.subtract(square_avg, avg, out=avg)
+                    xp.sqrt(avg, out=avg)
+                else:
+                    avg = xp.sqrt(square_avg)
+                avg += eps
+                if momentum > 0:
+                    buf = state["momentum_buffer"]._data
+                    buf *= momentum
+                    _addcdiv_(buf, g, avg)
+                    p._data -= buf * lr
+                else:
+                    _addcdiv_(p._data, g, avg, -lr)
+                _bump(p)
+        return loss

@@ -1,0 +1,97 @@
+"""Stochastic gradient descent (optionally with momentum), PyTorch's ``torch.optim.SGD``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from ..tensor import Tensor
+from ._functional import _bump, _check_lr, _check_nonneg, _grad_for_update, _to_scalar
+from .optimizer import Optimizer
+
+__all__ = ["SGD"]
+
+
+class SGD(Optimizer):
+    r"""Stochastic gradient descent, optionally with (Nesterov) momentum.
+
+    Per parameter, with ``g = ±grad + weight_decay * param``::
+
+        buf = g                                         (first step)
+        buf = momentum * buf + (1 - dampening) * g      (later steps)
+        g = g + momentum * buf  if nesterov  else  buf
+        param -= lr * g
+
+    Args:
+        params (iterable): tensors or param-group dicts to optimize.
+        lr (float or Tensor): learning rate (default: 1e-3).
+        momentum (float): momentum factor (default: 0).
+        dampening (float): dampening for momentum (default: 0).
+        weight_decay (float): L2 penalty (default: 0).
+        nesterov (bool): use Nesterov momentum (default: False).
+        maximize (bool): maximize the objective instead of minimizing it (default: False).
+        foreach, fused (bool, optional): accepted for PyTorch compatibility; ember always runs
+            one in-place update per parameter.
+        differentiable (bool): must be False.
+    """
+
+    def __init__(self, params: Iterable, lr: float | Tensor = 1e-3, momentum: float = 0,
+                 dampening: float = 0, weight_decay: float = 0, nesterov: bool = False, *,
+                 maximize: bool = False, foreach: bool | None = None,
+                 differentiable: bool = False, fused: bool | None = None) -> None:
+        _check_lr(lr)
+        _check_nonneg(momentum, "momentum value")
+        _check_nonneg(weight_decay, "weight_decay value")
+        defaults = dict(lr=lr, momentum=momentum, dampening=dampening,
+                        weight_decay=weight_decay, nesterov=nesterov, maximize=maximize,
+                        foreach=foreach, differentiable=differentiable, fused=fused)
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+        super().__init__(params, defaults)
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group.setdefault("nesterov", False)
+            group.setdefault("maximize", False)
+            group.setdefault("foreach", None)
+            group.setdefault("differentiable", False)
+            group.setdefault("fused", False)
+
+    def step(self, closure: Callable | None = None):
+        """Perform a single optimization step.
+
+        Args:
+            closure (Callable, optional): a closure that re-evaluates the model and returns
+                the loss.
+        """
+        loss = self._eval_closure(closure)
+        for group in self.param_groups:
+            lr = _to_scalar(group["lr"])
+            momentum = group["momentum"]
+            dampening = group["dampening"]
+            nesterov = group["nesterov"]
+            weight_decay = group["weight_decay"]
+            maximize = group["maximize"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = _grad_for_update(p, weight_decay, maximize)
+                if momentum != 0:
+                    state = self.state[p]
+                    buf = state.get("momentum_buffer")
+                    if buf is None:
+                        buf = state["momentum_buffer"] = Tensor._wrap(g.copy())
+                    else:
+                        b = buf._data
+                        b *= momentum
+                        if dampening == 0:
+                            b += g
+                        else:
+                            b += g * (1 - dampening)
+                    if nesterov:
+                        g = g + buf._data * momentum
+                    else:
+                        g = buf._data
+                p._data -= g * lr
+                _bump(p)
+        return loss
