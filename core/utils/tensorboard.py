@@ -1,0 +1,247 @@
+"""``ember.utils.tensorboard.SummaryWriter``: PyTorch's TensorBoard writer for ember values.
+
+Event files are written by tensorboardX (the writer library PyTorch's own writer grew from), so
+TensorBoard reads them as usual (``tensorboard --logdir runs``). Every method accepts ember
+tensors (CPU or CUDA, with or without grad), NumPy arrays and Python numbers.
+
+This module is deliberately not imported by ``ember.utils`` (tensorboardX takes a while to
+import): ``from ember.utils.tensorboard import SummaryWriter``.
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+from ..tensor import Tensor
+
+
+def _import_tensorboardx():
+    # tensorboardX imports torch whenever it is installed (only to recognise torch tensors,
+    # which ember never hands it). That costs ~2 s and pulls torch into ember processes, so
+    # unless the user already imported torch, hide it for the duration of this one import.
+    hide = "torch" not in sys.modules
+    if hide:
+        sys.modules["torch"] = None  # makes `import torch` raise ImportError
+    try:
+        import tensorboardX
+        from tensorboardX import summary
+        from tensorboardX.writer import FileWriter
+    finally:
+        if hide and sys.modules.get("torch", 0) is None:
+            del sys.modules["torch"]
+    return tensorboardX, summary, FileWriter
+
+
+tensorboardX, _summary, _FileWriter = _import_tensorboardx()
+
+__all__ = ["SummaryWriter"]
+
+
+def _to_numpy(x: Any) -> np.ndarray:
+    """A NumPy array for an ember tensor, array or number (half types widened to float32)."""
+    if isinstance(x, Tensor):
+        x = x._data if type(x._data) is np.ndarray else x._data.get()
+    arr = np.asarray(x)
+    if arr.dtype.name in ("bfloat16", "float16"):
+        arr = arr.astype(np.float32)
+    return arr
+
+
+def _scalar(x: Any, what: str) -> float:
+    if isinstance(x, numbers.Real) and not isinstance(x, bool):
+        return float(x)
+    arr = _to_numpy(x)
+    if arr.size != 1:
+        raise ValueError(f"{what}: expected a single number, got a value of shape "
+                         f"{tuple(arr.shape)}")
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{what}: expected a real number, got dtype {arr.dtype}")
+    return float(arr.reshape(()))
+
+
+def _step(step: Any) -> int | None:
+    return None if step is None else int(_scalar(step, "global_step"))
+
+
+def _hparam_value(key: str, v: Any):
+    if v is None or isinstance(v, (bool, str)):
+        return v
+    if isinstance(v, numbers.Integral):  # NumPy numbers become Python ones for tensorboardX
+        return int(v)
+    if isinstance(v, numbers.Real):
+        return float(v)
+    if isinstance(v, (Tensor, np.ndarray, np.generic)):
+        return _scalar(v, f"hparam {key!r}")
+    raise ValueError(f"hparam {key!r}: value should be one of int, float, str, bool, or "
+                     f"ember.Tensor, got {type(v).__name__}")
+
+
+class SummaryWriter:
+    r"""Writes TensorBoard event files, as ``torch.utils.tensorboard.SummaryWriter``.
+
+    Args:
+        log_dir (str, optional): directory for the event files. Default:
+            ``runs/CURRENT_DATETIME_HOSTNAME`` (+ ``comment``).
+        comment (str): suffix of the default ``log_dir``; ignored if ``log_dir`` is given.
+        purge_step (int, optional): hide events at or after this step left by a crashed run
+            that is being resumed into the same ``log_dir``.
+        max_queue (int): pending events before the writer flushes. Default: 10.
+        flush_secs (int): seconds between automatic flushes. Default: 120.
+        filename_suffix (str): suffix of the event file names.
+    """
+
+    def __init__(self, log_dir: str | os.PathLike | None = None, comment: str = "",
+                 purge_step: int | None = None, max_queue: int = 10, flush_secs: int = 120,
+                 filename_suffix: str = ""):
+        self._writer = tensorboardX.SummaryWriter(
+            logdir=None if log_dir is None else os.fspath(log_dir), comment=comment,
+            purge_step=purge_step, max_queue=max_queue, flush_secs=flush_secs,
+            filename_suffix=filename_suffix)
+        self.log_dir = self._writer.logdir
+        self._settings = {"max_queue": max_queue, "flush_secs": flush_secs,
+                          "filename_suffix": filename_suffix}
+        self._sub_writers: dict[str, Any] = {}  # add_scalars' runs, by directory
+
+    def get_logdir(self) -> str:
+        """The directory event files are written to."""
+        return self.log_dir
+
+    def add_scalar(self, tag: str, scalar_value, global_step: int | None = None,
+                   walltime: float | None = None) -> None:
+        """Log one number (a Python/NumPy number or a one-element tensor) under ``tag``."""
+        self._writer.add_scalar(tag, _scalar(scalar_value, f"add_scalar({tag!r})"),
+                                _step(global_step), walltime)
+
+    def add_scalars(self, main_tag: str, tag_scalar_dict: dict, global_step: int | None = None,
+                    walltime: float | None = None) -> None:
+        """Log several numbers in one chart; each goes to its own run ``main_tag_<tag>``."""
+        if not isinstance(tag_scalar_dict, dict):
+            raise TypeError(f"add_scalars({main_tag!r}): tag_scalar_dict must be a dict, got "
+                            f"{type(tag_scalar_dict).__name__}")
+        values = {k: _scalar(v, f"add_scalars({main_tag!r})[{k!r}]")
+                  for k, v in tag_scalar_dict.items()}
+        step = _step(global_step)
+        for tag, value in values.items():
+            # PyTorch's layout: one run per tag at log_dir/<main_tag with / as _>_<tag>
+            run = os.path.join(self.log_dir, main_tag.replace("/", "_") + "_" + tag)
+            fw = self._sub_writers.get(run)
+            if fw is None:
+                fw = self._sub_writers[run] = _FileWriter(run, **self._settings)
+            fw.add_summary(_summary.scalar(main_tag, value), step, walltime)
+
+    def add_histogram(self, tag: str, values, global_step: int | None = None,
+                      bins: str | int | Any = "tensorflow", walltime: float | None = None,
+                      max_bins: int | None = None) -> None:
+        """Log a histogram of ``values`` (any shape); ``bins`` as in ``numpy.histogram`` or
+        ``"tensorflow"`` (exponential buckets, the default)."""
+        arr = _to_numpy(values).astype(np.float64, copy=False)
+        if arr.size == 0:
+            raise ValueError(f"add_histogram({tag!r}): the input has no element")
+        if isinstance(bins, Tensor):
+            bins = _to_numpy(bins)
+        self._writer.add_histogram(tag, arr, _step(global_step), bins, walltime, max_bins)
+
+    def add_image(self, tag: str, img_tensor, global_step: int | None = None,
+                  walltime: float | None = None, dataformats: str = "CHW") -> None:
+        """Log an image: float values in [0, 1] or uint8 in [0, 255], laid out as
+        ``dataformats`` (``"CHW"``, ``"HWC"``, ``"HW"``) with 1, 3 or 4 channels."""
+        arr = self._image_array(tag, img_tensor, dataformats)
+        self._writer.add_image(tag, arr, _step(global_step), walltime, dataformats)
+
+    def add_images(self, tag: str, img_tensor, global_step: int | None = None,
+                   walltime: float | None = None, dataformats: str = "NCHW") -> None:
+        """Log a batch of images as one grid (``dataformats`` ``"NCHW"``, ``"NHWC"``, ...)."""
+        arr = self._image_array(tag, img_tensor, dataformats)
+        self._writer.add_images(tag, arr, _step(global_step), walltime, dataformats)
+
+    @staticmethod
+    def _image_array(tag: str, img, dataformats: str) -> np.ndarray:
+        arr = _to_numpy(img)
+        if arr.ndim != len(dataformats):
+            raise ValueError(f"add_image({tag!r}): dataformats {dataformats!r} needs "
+                             f"{len(dataformats)} dims, got shape {tuple(arr.shape)}")
+        if arr.dtype == np.bool_:
+            arr = arr.astype(np.float32)
+        return arr
+
+    def add_text(self, tag: str, text_string: str, global_step: int | None = None,
+                 walltime: float | None = None) -> None:
+        """Log text (rendered as Markdown by TensorBoard)."""
+        if not isinstance(text_string, str):
+            raise TypeError(f"add_text({tag!r}): text_string must be a str, got "
+                            f"{type(text_string).__name__}")
+        self._writer.add_text(tag, text_string, _step(global_step), walltime)
+
+    def add_hparams(self, hparam_dict: dict, metric_dict: dict,
+                    hparam_domain_discrete: dict | None = None, run_name: str | None = None,
+                    global_step: int | None = None) -> None:
+        """Log hyperparameters and their metrics for TensorBoard's HParams tab.
+
+        As in PyTorch, the session goes to a sub-run ``log_dir/run_name`` (default: the current
+        time) holding the hparams summaries and one scalar per metric.
+
+        Args:
+            hparam_dict: name -> bool, str, int, float, None or one-element tensor.
+            metric_dict: name -> number; the names should not clash with other scalar tags.
+            hparam_domain_discrete: name -> list of all values that hparam can take.
+            run_name: name of the sub-run.
+            global_step: step of the metric scalars.
+        """
+        if type(hparam_dict) is not dict or type(metric_dict) is not dict:
+            raise TypeError("hparam_dict and metric_dict should be dictionary.")
+        hparams = {k: _hparam_value(k, v) for k, v in hparam_dict.items()}
+        metrics = {k: _scalar(v, f"add_hparams metric {k!r}") for k, v in metric_dict.items()}
+        exp, ssi, sei = _summary.hparams(hparams, metrics)
+        if hparam_domain_discrete:
+            _set_discrete_domains(exp, hparams, hparam_domain_discrete)
+        step = _step(global_step)
+        logdir = os.path.join(self.log_dir, run_name or str(time.time()))
+        with tensorboardX.SummaryWriter(logdir=logdir, **self._settings) as w_hp:
+            for s in (exp, ssi, sei):
+                w_hp.file_writer.add_summary(s, step)
+            for k, v in metrics.items():
+                w_hp.add_scalar(k, v, step)
+
+    def flush(self) -> None:
+        """Write pending events to disk."""
+        self._writer.flush()
+        for fw in self._sub_writers.values():
+            fw.flush()
+
+    def close(self) -> None:
+        """Flush and close the event files (the writer cannot be used afterwards)."""
+        self._writer.close()
+        for fw in self._sub_writers.values():
+            fw.close()
+        self._sub_writers.clear()
+
+    def __enter__(self) -> SummaryWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _set_discrete_domains(exp, hparams: dict, domains: dict) -> None:
+    """Add PyTorch's ``hparam_domain_discrete`` to the experiment summary tensorboardX built."""
+    from tensorboardX.proto.plugin_hparams_pb2 import HParamsPluginData
+
+    if not isinstance(domains, dict):
+        raise TypeError("parameter: hparam_domain_discrete should be a dictionary, nothing else")
+    for k, values in domains.items():
+        if k not in hparams or not isinstance(values, list) or not all(
+                isinstance(d, type(hparams[k])) for d in values):
+            raise TypeError(f"parameter: hparam_domain_discrete[{k}] should be a list of same "
+                            f"type as hparam_dict[{k}].")
+    value = exp.value[0]
+    data = HParamsPluginData.FromString(value.metadata.plugin_data.content)
+    for info in data.experiment.hparam_infos:
+        if info.name in domains:
+            info.domain_discrete.extend(domains[info.name])
+    value.metadata.plugin_data.content = data.SerializeToString()
