@@ -33,6 +33,12 @@ from . import ops
 from . import _tensor_methods  # binds the method table onto Tensor
 from .ops import *  # noqa: F403  (the public op functions, PyTorch's names)
 from .ops import all, any, max, min, sum, abs, pow, round  # shadow builtins, as torch does
+
+# The star import also brings ops' submodules (ops.linalg would shadow ember.linalg): drop them.
+for _name in [n for n, v in globals().items() if getattr(v, "__name__", "").startswith("ember.ops.")
+              and type(v) is type(backend)]:
+    del globals()[_name]
+del _name
 from .creation import (
     arange,
     as_tensor,

@@ -7,6 +7,9 @@ backward pass is itself recorded and can be differentiated again.
 
 from __future__ import annotations
 
+from numpy import asarray as _np_asarray
+from numpy import generic as _np_generic
+
 from . import function as _fn
 from . import grad_mode
 from .function import Function
@@ -32,7 +35,8 @@ def _unbroadcast(g, shape, xp):
 def _collect(roots):
     """Dependency counts of every node reachable from the roots (iterative DFS)."""
     deps: dict[int, int] = {}
-    stack = [r for r in roots if isinstance(r, Function)]
+    # one entry per node: outputs of one node (split, unbind) may all be roots
+    stack = list({id(r): r for r in roots if isinstance(r, Function)}.values())
     seen = {id(r) for r in stack}
     while stack:
         node = stack.pop()
@@ -86,7 +90,10 @@ def queue_callback(callback) -> None:
 
 
 def _add(a, b):
-    return b if a is None else a + b
+    if a is None:
+        return b
+    s = a + b
+    return _np_asarray(s) if isinstance(s, _np_generic) else s  # 0-d sums become scalars
 
 
 def run_backward(tensors, grad_tensors, retain_graph: bool, create_graph: bool,
@@ -156,6 +163,8 @@ def run_backward(tensors, grad_tensors, retain_graph: bool, create_graph: bool,
                 k = id(tgt)
                 g = results[i] if results is not None else None
                 if g is not None:
+                    if isinstance(g, _np_generic):  # NumPy ufuncs turn 0-d results to scalars
+                        g = _np_asarray(g)
                     if g.shape != shape:
                         g = _unbroadcast(g, shape, node.xp if not create_graph else _tensor_xp())
                     if g.dtype != dtype:

@@ -174,6 +174,8 @@ class Function:
                 ctx._describe_saved(args, outs)
             return outs
         d = out if type(out) is _ndarray else _as_array(out)
+        if d is not out and ctx._saved:  # a saved NumPy scalar output: save the 0-d array
+            ctx._saved = tuple(d if s is out else s for s in ctx._saved)
         result = _wrap(d)
         if cls._view_of is not None:
             _share_version(ctx, (result,), args[cls._view_of])

@@ -8,8 +8,11 @@ from . import function as _fn
 
 
 def _flat_outputs(out):
+    # Every floating output counts, also one that does not require grad: its Jacobian rows are
+    # zero analytically and must be zero numerically (a constant first derivative in
+    # gradgradcheck, or a graph that was wrongly cut).
     if isinstance(out, (tuple, list)):
-        return [o for o in out if isinstance(o, _fn.Tensor) and o.requires_grad]
+        return [o for o in out if isinstance(o, _fn.Tensor) and o._data.dtype.kind in "fc"]
     return [out]
 
 
@@ -27,7 +30,10 @@ def _numeric_jacobian(fn, inputs, i, eps):
         minus = [o._data.astype(np.float64).reshape(-1).copy() for o in _flat_outputs(fn(*inputs))]
         flat[k] = orig
         cols.append(np.concatenate([(p - m) / (2 * eps) for p, m in zip(plus, minus)]))
-    return np.stack(cols, axis=1) if cols else np.zeros((0, 0))
+    if not cols:  # an empty input: a (number of outputs) x 0 Jacobian
+        n_out = sum(o._data.size for o in _flat_outputs(fn(*inputs)))
+        return np.zeros((n_out, 0))
+    return np.stack(cols, axis=1)
 
 
 def _analytic_jacobian(fn, inputs, i):
@@ -36,6 +42,9 @@ def _analytic_jacobian(fn, inputs, i):
     outs = _flat_outputs(fn(*inputs))
     rows = []
     for o in outs:
+        if not o.requires_grad:
+            rows.extend(np.zeros(inputs[i]._data.size) for _ in range(o._data.size))
+            continue
         for k in range(o._data.size):
             seed = np.zeros(o._data.size, dtype=o._data.dtype)
             seed[k] = 1
@@ -43,7 +52,7 @@ def _analytic_jacobian(fn, inputs, i):
                       retain_graph=True, allow_unused=True)[0]
             rows.append(np.zeros(inputs[i]._data.size) if g is None
                         else np.asarray(g._data, dtype=np.float64).reshape(-1))
-    return np.stack(rows, axis=0) if rows else np.zeros((0, 0))
+    return np.stack(rows, axis=0) if rows else np.zeros((0, inputs[i]._data.size))
 
 
 def gradcheck(func, inputs, *, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1e-3,
@@ -81,10 +90,14 @@ def gradgradcheck(func, inputs, grad_outputs=None, *, eps: float = 1e-6, atol: f
         grad_outputs = [_fn.Tensor._wrap(rng.standard_normal(o._data.shape)) for o in outs0]
 
     def first_grad(*xs):
-        outs = _flat_outputs(func(*xs))
         d = [x for x in xs if isinstance(x, _fn.Tensor) and x.requires_grad]
-        gs = _grad(outs, d, grad_outputs, create_graph=True, allow_unused=True)
-        return tuple(g for g in gs if g is not None and g.requires_grad)
+        pairs = [(o, g) for o, g in zip(_flat_outputs(func(*xs)), grad_outputs)
+                 if o.requires_grad]
+        gs = (_grad([o for o, _ in pairs], d, [g for _, g in pairs], create_graph=True,
+                    allow_unused=True) if pairs else [None] * len(d))
+        # an unused input's gradient is zero (and stays an output, so shapes stay fixed)
+        return tuple(_fn.Tensor._wrap(np.zeros_like(x._data)) if g is None else g
+                     for g, x in zip(gs, d))
 
     if not diff:
         return True

@@ -101,6 +101,12 @@ def roll(x, shift, axis=None):
     return _ops.roll(x, shift, axis)
 
 
+def take(x, indices, axis):
+    if not isinstance(indices, Tensor):
+        indices = Tensor._wrap(indices)
+    return _ops.index_select(x, axis, indices)
+
+
 def concatenate(xs, axis=0):
     return _ops.cat(list(xs), axis)
 

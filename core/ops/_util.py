@@ -29,11 +29,13 @@ def norm_dims(dim, ndim: int):
     if dim is None:
         return None
     if isinstance(dim, (int, np.integer)):
-        return (wrap_dim(int(dim), ndim),)
-    dims = tuple(sorted(wrap_dim(int(d), ndim) for d in dim))
-    if len(set(dims)) != len(dims):
-        raise RuntimeError(f"dim {dims} appears multiple times in the list of dims")
-    return dims
+        dims = (wrap_dim(int(dim), ndim),)
+    else:
+        dims = tuple(sorted(wrap_dim(int(d), ndim) for d in dim))
+        if len(set(dims)) != len(dims):
+            raise RuntimeError(f"dim {dims} appears multiple times in the list of dims")
+    # a 0-d tensor accepts dim 0 / -1 and reduces to itself: no axis to reduce
+    return dims if ndim else ()
 
 
 def result_dtype(*operands):
@@ -58,9 +60,9 @@ def promote(a, b):
         if a._data.dtype == b._data.dtype:
             return a, b
     elif ta and _scalar_fits(b, a._data.dtype):
-        return a, b
+        return a, (b if a._data.dtype.kind != "V" else _weak_scalar(b, a._data.dtype))
     elif tb and _scalar_fits(a, b._data.dtype):
-        return a, b
+        return (a if b._data.dtype.kind != "V" else _weak_scalar(a, b._data.dtype)), b
     rt = result_dtype(a, b)
     npd = rt.np
     if ta and a._data.dtype != npd:
@@ -70,6 +72,12 @@ def promote(a, b):
     if not ta and not tb:
         raise TypeError("expected at least one tensor operand")
     return a, b
+
+
+def _weak_scalar(s, np_dtype):
+    """NumPy keeps a tensor's dtype against a Python scalar, except for bfloat16 (ml_dtypes,
+    kind "V"), which a Python float lifts to float32: give the scalar the tensor's dtype."""
+    return np.asarray(s, dtype=np_dtype)
 
 
 def _scalar_fits(s, np_dtype) -> bool:
@@ -95,3 +103,69 @@ def float_dtype_for(t: Tensor):
 
 def is_float_category(d) -> bool:
     return d.category >= _FLOAT
+
+
+# ---- PyTorch's error wording ------------------------------------------------------------------
+# ScalarType names (``Got: Long``) and the C++ type names some messages print (``dtype double``)
+_SCALAR_TYPE_NAMES = {
+    "bool": "Bool", "uint8": "Byte", "int8": "Char", "int16": "Short", "int32": "Int",
+    "int64": "Long", "float16": "Half", "bfloat16": "BFloat16", "float32": "Float",
+    "float64": "Double", "complex64": "ComplexFloat", "complex128": "ComplexDouble",
+}
+_CPP_TYPE_NAMES = {
+    "bool": "bool", "uint8": "unsigned char", "int8": "signed char", "int16": "short int",
+    "int32": "int", "int64": "long int", "float16": "c10::Half", "bfloat16": "c10::BFloat16",
+    "float32": "float", "float64": "double", "complex64": "c10::complex<float>",
+    "complex128": "c10::complex<double>",
+}
+
+
+def scalar_type_name(t) -> str:
+    """``Long``, ``Float``... for a tensor or dtype, as PyTorch's messages name dtypes."""
+    d = t.dtype if isinstance(t, Tensor) else t
+    return _SCALAR_TYPE_NAMES.get(d.name, d.name)
+
+
+def cpp_type_name(t) -> str:
+    """``long int``, ``float``... (the C++ names some PyTorch messages print)."""
+    d = t.dtype if isinstance(t, Tensor) else t
+    return _CPP_TYPE_NAMES.get(d.name, d.name)
+
+
+def broadcast_shapes(*shapes) -> tuple:
+    """The broadcast shape, or PyTorch's error naming the sizes and the dimension that clash.
+
+    Like PyTorch, sizes are compared from the last dimension backwards and the dimension is
+    counted in the result.
+    """
+    cur = tuple(shapes[0])
+    for s in shapes[1:]:
+        n = max(len(cur), len(s))
+        out = [0] * n
+        for i in range(n - 1, -1, -1):
+            off = n - 1 - i
+            x = cur[len(cur) - 1 - off] if off < len(cur) else 1
+            y = s[len(s) - 1 - off] if off < len(s) else 1
+            if x != y and x != 1 and y != 1:
+                raise RuntimeError(
+                    f"The size of tensor a ({x}) must match the size of tensor b ({y}) at "
+                    f"non-singleton dimension {i}"
+                )
+            out[i] = y if x == 1 else x
+        cur = tuple(out)
+    return cur
+
+
+def raise_broadcast_error(err: Exception, *operands):
+    """Re-raise a NumPy broadcasting failure of ``operands`` with PyTorch's message.
+
+    Called from ``except ValueError`` around an op's ``apply``; any other failure is re-raised
+    unchanged.
+    """
+    shapes = [o._data.shape for o in operands if isinstance(o, Tensor)]
+    if shapes:
+        try:
+            broadcast_shapes(*shapes)
+        except RuntimeError as mismatch:
+            raise mismatch from None
+    raise err

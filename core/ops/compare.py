@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-
-
 from ..backend.device import get_array_module
 from ..tensor import Tensor
 from .function_free import binary_nograd, unary_nograd

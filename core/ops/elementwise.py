@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..autograd.function import Function
 from ..backend.dtype import get_default_dtype
 from ..tensor import Tensor
-from ._util import promote
+from ._util import cpp_type_name, promote, raise_broadcast_error, scalar_type_name
 from .convert import to_dtype_op
 
 
@@ -355,7 +355,10 @@ def add(input, other, *, alpha=1):
     if alpha != 1:
         other = mul(other, alpha)
     a, b = promote(input, other)
-    return Add.apply(a, b)
+    try:
+        return Add.apply(a, b)
+    except ValueError as err:
+        raise_broadcast_error(err, a, b)
 
 
 def sub(input, other, *, alpha=1):
@@ -363,8 +366,12 @@ def sub(input, other, *, alpha=1):
         other = mul(other, alpha)
     a, b = promote(input, other)
     if isinstance(a, Tensor) and a._data.dtype.kind == "b":
-        raise RuntimeError("Subtraction, the `-` operator, with two bool tensors is not supported.")
-    return Sub.apply(a, b)
+        raise RuntimeError("Subtraction, the `-` operator, with two bool tensors is not supported. "
+                           "Use the `^` or `logical_xor()` operator instead.")
+    try:
+        return Sub.apply(a, b)
+    except ValueError as err:
+        raise_broadcast_error(err, a, b)
 
 
 def rsub(input, other, *, alpha=1):
@@ -373,19 +380,25 @@ def rsub(input, other, *, alpha=1):
 
 def mul(input, other):
     a, b = promote(input, other)
-    return Mul.apply(a, b)
+    try:
+        return Mul.apply(a, b)
+    except ValueError as err:
+        raise_broadcast_error(err, a, b)
 
 
 def div(input, other, *, rounding_mode=None):
     a, b = promote(input, other)
     if rounding_mode is None:
         a, b = _floatify(a), _floatify(b)
-        return Div.apply(a, b)
+        try:
+            return Div.apply(a, b)
+        except ValueError as err:
+            raise_broadcast_error(err, a, b)
     if rounding_mode == "trunc":
         return _trunc_div(a, b)
     if rounding_mode == "floor":
         return floor_divide(a, b)
-    raise ValueError(f"div expected rounding_mode to be one of None, 'trunc', or 'floor' but "
+    raise RuntimeError(f"div expected rounding_mode to be one of None, 'trunc', or 'floor' but "
                      f"found '{rounding_mode}'")
 
 
@@ -398,7 +411,10 @@ def _trunc_div(a, b):
 
 def floor_divide(input, other):
     a, b = promote(input, other)
-    return FloorDivide.apply(a, b)
+    try:
+        return FloorDivide.apply(a, b)
+    except ValueError as err:
+        raise_broadcast_error(err, a, b)
 
 
 def remainder(input, other):
@@ -412,7 +428,10 @@ def pow(input, exponent):
     if isinstance(a, Tensor) and a._data.dtype.kind in "iu" and isinstance(b, Tensor) is False \
             and isinstance(b, int) and b < 0:
         raise RuntimeError("Integers to negative integer powers are not allowed.")
-    return Pow.apply(a, b)
+    try:
+        return Pow.apply(a, b)
+    except ValueError as err:
+        raise_broadcast_error(err, a, b)
 
 
 def neg(input):
@@ -421,12 +440,18 @@ def neg(input):
 
 def maximum(input, other):
     a, b = promote(input, other)
-    return Maximum.apply(a, b)
+    try:
+        return Maximum.apply(a, b)
+    except ValueError as err:
+        raise_broadcast_error(err, a, b)
 
 
 def minimum(input, other):
     a, b = promote(input, other)
-    return Minimum.apply(a, b)
+    try:
+        return Minimum.apply(a, b)
+    except ValueError as err:
+        raise_broadcast_error(err, a, b)
 
 
 def where(condition, input=None, other=None):
@@ -436,13 +461,24 @@ def where(condition, input=None, other=None):
         return nonzero(condition, as_tuple=True)
     a, b = promote(input, other)
     if not isinstance(condition, Tensor) or condition._data.dtype.kind != "b":
-        raise RuntimeError("where expected condition to be a boolean tensor")
-    return Where.apply(condition, a, b)
+        got = scalar_type_name(condition) if isinstance(condition, Tensor) else "a non-tensor"
+        raise RuntimeError("where expected condition to be a boolean tensor, but got a tensor "
+                           f"with dtype {got}")
+    try:
+        return Where.apply(condition, a, b)
+    except ValueError as err:
+        raise_broadcast_error(err, condition, a, b)
 
 
 def lerp(input, end, weight):
-    input, end = promote(input, end)
-    return Lerp.apply(input, end, weight)
+    for name, t in (("end", end), ("weight", weight)):
+        if isinstance(t, Tensor) and t._data.dtype != input._data.dtype:
+            raise RuntimeError(f"expected dtype {cpp_type_name(input)} for `{name}` but got "
+                               f"dtype {cpp_type_name(t)}")
+    try:
+        return Lerp.apply(input, end, weight)
+    except ValueError as err:
+        raise_broadcast_error(err, input, end, weight)
 
 
 def _unary(cls):
@@ -483,7 +519,7 @@ def reciprocal(input):
 
 def clamp(input, min=None, max=None):
     if min is None and max is None:
-        raise RuntimeError("torch.clamp: At least one of 'min' or 'max' must not be None")
+        raise RuntimeError("ember.clamp: At least one of 'min' or 'max' must not be None")
     if isinstance(min, Tensor) or isinstance(max, Tensor):
         out = input
         if min is not None:

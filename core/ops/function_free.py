@@ -25,7 +25,15 @@ def binary_nograd(ufunc_name: str):
         if isinstance(input, Tensor) and isinstance(other, Tensor) and type(a) is not type(b):
             _device_mismatch(a, b)
         ref = a if isinstance(input, Tensor) else b
-        return Tensor._wrap(getattr(_xp_of(ref), ufunc_name)(a, b))
+        xp = _xp_of(ref)
+        try:
+            out = getattr(xp, ufunc_name)(a, b)
+        except ValueError as err:
+            from ._util import raise_broadcast_error
+
+            raise_broadcast_error(err, input, other)
+        # ufuncs on 0-d arrays return scalars; a tensor always holds an array
+        return Tensor._wrap(xp.asarray(out))
 
     op.__name__ = ufunc_name
     return op
@@ -33,7 +41,8 @@ def binary_nograd(ufunc_name: str):
 
 def unary_nograd(ufunc_name: str):
     def op(input):
-        return Tensor._wrap(getattr(_xp_of(input._data), ufunc_name)(input._data))
+        xp = _xp_of(input._data)
+        return Tensor._wrap(xp.asarray(getattr(xp, ufunc_name)(input._data)))
 
     op.__name__ = ufunc_name
     return op

@@ -6,9 +6,9 @@ import numpy as np
 
 from ..autograd import grad_mode
 from ..autograd.function import Function
-from ..tensor import Tensor
 from ..backend.device import get_array_module
-from ._util import wrap_dim
+from ..tensor import Tensor
+from ._util import cpp_type_name, scalar_type_name, wrap_dim
 
 
 def scatter_add_(xp, out, idx, vals) -> None:
@@ -82,25 +82,28 @@ class IndexPut(Function):
         xp = ctx.xp
         gx = gv = None
         if ctx.needs_input_grad[0]:
-            if ctx.accumulate:
-                gx = grad
-            else:
-                gx = grad.copy()
-                gx[ctx.idx] = 0
+            gx = grad if ctx.accumulate else _zero_at(ctx, grad, ctx.idx)
         if ctx.needs_input_grad[2]:
-            gv = grad[ctx.idx]
+            gv = GetItem.apply(grad, ctx.idx) if ctx._tensor_mode else grad[ctx.idx]
             if gv.shape != ctx.vshape:  # v was broadcast into the selection
                 gv = _sum_to(xp, gv, ctx.vshape)
         return gx, None, gv, None
 
-    supports_double_backward = False
+
+def _zero_at(ctx, grad, idx):
+    """``grad`` with the positions ``idx`` set to zero (differentiable in tensor mode)."""
+    if ctx._tensor_mode:
+        return IndexPut.apply(grad, idx, 0, False)
+    out = grad.copy()
+    out[idx] = 0
+    return out
 
 
 def _sum_to(xp, g, shape):
     extra = g.ndim - len(shape)
-    g = g.sum(axis=tuple(range(extra))) if extra > 0 else g
+    g = xp.sum(g, axis=tuple(range(extra))) if extra > 0 else g
     axes = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
-    return g.sum(axis=axes, keepdims=True) if axes else g
+    return xp.sum(g, axis=axes, keepdims=True) if axes else g
 
 
 def _convert_index(idx):
@@ -121,7 +124,25 @@ def _convert_one(i):
 
 
 def getitem(input, idx):
-    return GetItem.apply(input, _convert_index(idx))
+    idx = _convert_index(idx)
+    try:
+        return GetItem.apply(input, idx)
+    except IndexError as err:
+        raise _index_error(err, input, idx) from None
+
+
+def _index_error(err: IndexError, input, idx) -> IndexError:
+    """NumPy's indexing errors in PyTorch's words (dimension, not axis; mask shapes)."""
+    msg = str(err)
+    if "is out of bounds for axis" in msg:
+        return IndexError(msg.replace("for axis", "for dimension"))
+    mask = idx[0] if isinstance(idx, tuple) and len(idx) == 1 else idx
+    if "boolean index did not match" in msg and getattr(mask, "dtype", None) == np.bool_:
+        shape = input._data.shape
+        at = next((i for i, (m, n) in enumerate(zip(mask.shape, shape)) if m != n), 0)
+        return IndexError(f"The shape of the mask {list(mask.shape)} at index {at} does not "
+                          f"match the shape of the indexed tensor {list(shape)} at index {at}")
+    return err
 
 
 def setitem(input, idx, value) -> None:
@@ -135,13 +156,32 @@ def setitem(input, idx, value) -> None:
         check_inplace(input)
         if isinstance(value, Tensor) and value._data.dtype != input._data.dtype:
             value = value.to(input.dtype)
-        out = IndexPut.apply(input, idx, value, False)
+        try:
+            out = IndexPut.apply(input, idx, value, False)
+        except (ValueError, IndexError) as err:
+            raise _setitem_error(err, input, idx, value) from None
         input._data[...] = out._data
         rebase(input, out)
     else:
         v = value._data if isinstance(value, Tensor) else value
-        input._data[idx] = v
+        try:
+            input._data[idx] = v
+        except (ValueError, IndexError) as err:
+            raise _setitem_error(err, input, idx, value) from None
     input._version_counter[0] += 1
+
+
+def _setitem_error(err, input, idx, value):
+    if isinstance(err, IndexError):
+        return _index_error(err, input, idx)
+    if isinstance(value, Tensor) and "could not broadcast" in str(err):
+        from .shape import expand
+
+        try:  # PyTorch reports the value expanded to the selection's shape
+            expand(value, input._data[idx].shape)
+        except RuntimeError as mismatch:
+            return mismatch
+    return err
 
 
 def _full_index(xp, index, dim):
@@ -151,11 +191,15 @@ def _full_index(xp, index, dim):
     return tuple(full)
 
 
-def _check_gather(input, dim, index, name):
+def _check_index_dtype(index, name: str, suffix: str = "") -> None:
     if not isinstance(index, Tensor) or index._data.dtype.kind not in "iu":
-        raise RuntimeError(f"{name}(): Expected dtype int64 for index")
+        raise RuntimeError(f"{name}(): Expected dtype int32/int64 for index{suffix}")
+
+
+def _check_gather(input, dim, index, name):
+    _check_index_dtype(index, name)
     if index._data.ndim != input._data.ndim:
-        raise RuntimeError(f"Index tensor must have the same number of dimensions as input tensor")
+        raise RuntimeError("Index tensor must have the same number of dimensions as input tensor")
     return wrap_dim(dim, input._data.ndim)
 
 
@@ -179,6 +223,12 @@ def gather(input, dim, index, *, sparse_grad=False):
 
 
 def take_along_dim(input, indices, dim=None):
+    if dim is not None and indices._data.ndim != input._data.ndim:
+        raise RuntimeError(
+            "ember.take_along_dim(): input and indices should have the same number of "
+            f"dimensions, but got {input._data.ndim} dimensions for input, and "
+            f"{indices._data.ndim} dimensions for indices"
+        )
     if dim is None:
         return gather(input.reshape(-1), 0, indices.reshape(-1))
     d = wrap_dim(dim, input._data.ndim)
@@ -202,23 +252,23 @@ class Scatter(Function):
         else:
             out[full] = vals
         ctx.src_shape = getattr(src, "shape", None)
+        ctx.full_shape = index.shape
         return out
 
     @staticmethod
     def backward(ctx, grad):
         gx = gs = None
         if ctx.needs_input_grad[0]:
-            gx = grad
-            if not ctx.add:
-                gx = grad.copy()
-                gx[ctx.full] = 0
+            gx = grad if ctx.add else _zero_at(ctx, grad, ctx.full)
         if ctx.needs_input_grad[3]:
-            gs = ctx.xp.zeros(ctx.src_shape, dtype=grad.dtype)
-            sel = grad[ctx.full]
-            gs[tuple(slice(0, n) for n in sel.shape)] = sel
+            # src may be larger than index: only its leading index-shaped block was used
+            block = tuple(slice(0, n) for n in ctx.full_shape)
+            if ctx._tensor_mode:
+                gs = IndexPutZeros.apply(GetItem.apply(grad, ctx.full), ctx.src_shape, block)
+            else:
+                gs = ctx.xp.zeros(ctx.src_shape, dtype=grad.dtype)
+                gs[block] = grad[ctx.full]
         return gx, None, None, gs, None
-
-    supports_double_backward = False
 
 
 def _scatter(input, dim, index, src, add, value=None):
@@ -257,6 +307,8 @@ class IndexSelect(Function):
 
 
 def index_select(input, dim, index):
+    if not isinstance(index, Tensor) or index._data.dtype.kind not in "iu":
+        raise RuntimeError("index_select(): Expected dtype int32 or int64 for index")
     if index._data.ndim > 1:
         raise IndexError("index_select(): Index is supposed to be a vector")
     return IndexSelect.apply(input, wrap_dim(dim, input._data.ndim), index._data.reshape(-1))
@@ -277,6 +329,9 @@ class IndexAdd(Function):
 
 
 def index_add(input, dim, index, source, *, alpha=1):
+    if isinstance(index, Tensor) and index._data.dtype.kind not in "iu":
+        raise RuntimeError("index_add_(): Expected dtype int32/int64 for index but got: "
+                           f"{scalar_type_name(index)}")
     return IndexAdd.apply(input, wrap_dim(dim, input._data.ndim), index._data, source, alpha)
 
 
@@ -297,8 +352,9 @@ class MaskedFill(Function):
 
 def masked_fill(input, mask, value):
     if not isinstance(mask, Tensor) or mask._data.dtype.kind != "b":
-        raise RuntimeError("masked_fill_ only supports boolean masks, but got mask with dtype "
-                           f"{getattr(mask, 'dtype', type(mask).__name__)}")
+        got = cpp_type_name(mask) if isinstance(mask, Tensor) else type(mask).__name__
+        raise RuntimeError(f"masked_fill_ only supports boolean masks, but got mask with dtype "
+                           f"{got}")
     if isinstance(value, Tensor) and value._data.ndim != 0:
         raise RuntimeError("masked_fill_ only supports a 0-dimensional value tensor, but got "
                            f"tensor with {value._data.ndim} dimension(s).")
@@ -317,14 +373,16 @@ class MaskedSelect(Function):
 
     @staticmethod
     def backward(ctx, grad):
+        if ctx._tensor_mode:
+            return IndexPutZeros.apply(grad, ctx.shape, ctx.mask), None
         out = ctx.xp.zeros(ctx.shape, dtype=grad.dtype)
         out[ctx.mask] = grad
         return out, None
 
-    supports_double_backward = False
-
 
 def masked_select(input, mask):
+    if not isinstance(mask, Tensor) or mask._data.dtype.kind != "b":
+        raise RuntimeError("masked_select: expected BoolTensor for mask")
     return MaskedSelect.apply(input, mask)
 
 

@@ -6,7 +6,7 @@ import string
 
 from ..autograd.function import Function
 from ..tensor import Tensor
-from ._util import norm_dims, promote
+from ._util import broadcast_shapes, norm_dims, promote, scalar_type_name
 from .shape import squeeze, unsqueeze
 
 
@@ -29,12 +29,29 @@ class Matmul(Function):
         return ga, gb
 
 
+def _prod(shape) -> int:
+    n = 1
+    for s in shape:
+        n *= s
+    return n
+
+
 def _mm_error(a, b):
+    """PyTorch's message for matmul operands whose inner sizes differ, by the path it takes:
+    matrix-vector, matrix-matrix (leading dims of the first operand folded into rows), or
+    batched (the broadcast batch dims folded, as bmm reports them)."""
     sa, sb = a._data.shape, b._data.shape
-    return RuntimeError(
-        f"mat1 and mat2 shapes cannot be multiplied ({sa[-2] if len(sa) > 1 else 1}x{sa[-1]} "
-        f"and {sb[-2] if len(sb) > 1 else sb[0]}x{sb[-1] if len(sb) > 1 else 1})"
-    )
+    if len(sb) == 1:
+        rows = _prod(sa[:-1])
+        return RuntimeError(f"size mismatch, got input ({rows}), mat ({rows}x{sa[-1]}), "
+                            f"vec ({sb[0]})")
+    if len(sb) == 2:
+        rows = _prod(sa[:-1]) if len(sa) > 1 else 1
+        return RuntimeError(f"mat1 and mat2 shapes cannot be multiplied ({rows}x{sa[-1]} and "
+                            f"{sb[0]}x{sb[1]})")
+    n = _prod(broadcast_shapes(sa[:-2], sb[:-2]))
+    return RuntimeError(f"Expected size for first two dimensions of batch2 tensor to be: "
+                        f"[{n}, {sa[-1]}] but got: [{n}, {sb[-2]}].")
 
 
 def matmul(input, other):
@@ -51,6 +68,8 @@ def matmul(input, other):
                                "to have the same number of elements, but got "
                                f"{ka} and {kb} elements respectively")
         raise _mm_error(a, b)
+    if da > 2 and db > 2 and a._data.shape[:-2] != b._data.shape[:-2]:
+        broadcast_shapes(a._data.shape[:-2], b._data.shape[:-2])  # PyTorch's message if not
     if da >= 2 and db >= 2:
         return Matmul.apply(a, b)
     # 1-D operands: promote to matrices and squeeze the added dim afterwards, as numpy does
@@ -60,22 +79,22 @@ def matmul(input, other):
     if db == 1:
         out = squeeze(out, -1)
     if da == 1:
-        out = squeeze(out, -2)
+        out = squeeze(out, -2 if db > 1 else -1)
     return out
 
 
 def mm(input, mat2):
     if input._data.ndim != 2 or mat2._data.ndim != 2:
-        raise RuntimeError(f"self must be a matrix" if input._data.ndim != 2 else
+        raise RuntimeError("self must be a matrix" if input._data.ndim != 2 else
                            "mat2 must be a matrix")
     return matmul(input, mat2)
 
 
 def bmm(input, mat2):
     if input._data.ndim != 3 or mat2._data.ndim != 3:
-        raise RuntimeError(f"batch1 must be a 3D tensor" if input._data.ndim != 3 else
+        raise RuntimeError("batch1 must be a 3D tensor" if input._data.ndim != 3 else
                            "batch2 must be a 3D tensor")
-    if input._data.shape[0] != mat2._data.shape[0]:
+    if input._data.shape[0] != mat2._data.shape[0] or input._data.shape[2] != mat2._data.shape[1]:
         raise RuntimeError(
             f"Expected size for first two dimensions of batch2 tensor to be: "
             f"[{input._data.shape[0]}, {input._data.shape[2]}] but got: "
@@ -96,6 +115,9 @@ def dot(input, other):
 
 
 def outer(input, vec2):
+    for name, t in (("self", input), ("vec2", vec2)):
+        if t._data.ndim != 1:
+            raise RuntimeError(f"outer: Expected 1-D argument {name}, but got {t._data.ndim}-D")
     return matmul(unsqueeze(input, -1), unsqueeze(vec2, 0))
 
 
@@ -119,7 +141,7 @@ def _parse_einsum(eq: str, shapes):
     lhs, arrow, rhs = eq.partition("->")
     ins = lhs.split(",")
     if len(ins) != len(shapes):
-        raise RuntimeError(f"einsum(): more operands were provided than specified in the equation"
+        raise RuntimeError("einsum(): more operands were provided than specified in the equation"
                            if len(shapes) > len(ins) else
                            "einsum(): fewer operands were provided than specified in the equation")
     used = set(c for c in eq if c.isalpha())
@@ -127,13 +149,18 @@ def _parse_einsum(eq: str, shapes):
     ell_n = max((len(s) - (len(t) - 3) for t, s in zip(ins, shapes) if "..." in t), default=0)
     ell = "".join(spare[:ell_n])
     full = []
-    for t, s in zip(ins, shapes):
+    for i, (t, s) in enumerate(zip(ins, shapes)):
         if "..." in t:
             k = len(s) - (len(t) - 3)
+            if k < 0:
+                raise RuntimeError(f"einsum(): the number of subscripts in the equation "
+                                   f"({len(t) - 3}) is more than the number of dimensions "
+                                   f"({len(s)}) for operand {i}")
             t = t.replace("...", ell[ell_n - k:] if k else "")
-        if len(t) != len(s):
+        elif len(t) != len(s):
             raise RuntimeError(f"einsum(): the number of subscripts in the equation ({len(t)}) "
-                               f"does not match the number of dimensions ({len(s)}) for operand")
+                               f"does not match the number of dimensions ({len(s)}) for operand "
+                               f"{i} and no ellipsis was given")
         full.append(t)
     if arrow:
         out = rhs.replace("...", ell)
@@ -207,18 +234,23 @@ class VectorNorm(Function):
             out = (a != 0).sum(axis=axes, keepdims=True).astype(x.dtype)
         else:
             out = (a ** p).sum(axis=axes, keepdims=True) ** (1.0 / p)
+        if not keepdim:
+            out = out.reshape(tuple(n for i, n in enumerate(x.shape)
+                                    if axes is not None and i not in axes))
+        # save the returned array itself: double backward then sees it as the output
         ctx.save_for_backward(x, out)
         ctx.p, ctx.axes, ctx.keepdim = p, axes, keepdim
-        if keepdim:
-            return out
-        return out.reshape(tuple(n for i, n in enumerate(x.shape)
-                                 if axes is not None and i not in axes))
+        return out
 
     @staticmethod
     def backward(ctx, grad):
         x, out = ctx.saved_tensors
         xp, p = ctx.xp, ctx.p
-        g = grad if ctx.keepdim else xp.reshape(grad, out.shape)
+        if not ctx.keepdim:  # back to the reduced dims kept as 1s, to broadcast against x
+            kept = tuple(1 if ctx.axes is None or i in ctx.axes else n
+                         for i, n in enumerate(x.shape))
+            grad, out = xp.reshape(grad, kept), xp.reshape(out, kept)
+        g = grad
         safe = xp.where(out == 0, 1, out)  # PyTorch's subgradient: 0 where the norm is 0
         if p == float("inf"):
             mask = xp.abs(x) == out
@@ -239,7 +271,7 @@ def vector_norm(x, ord=2, dim=None, keepdim=False, *, dtype=None):
         x = x.to(dtype)
     if x._data.dtype.kind not in "fcV":
         raise RuntimeError(f"linalg.vector_norm: Expected a floating point or complex tensor as "
-                           f"input. Got {x.dtype.name.capitalize()}")
+                           f"input. Got {scalar_type_name(x)}")
     return VectorNorm.apply(x, float(ord), norm_dims(dim, x._data.ndim), keepdim)
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import builtins
 from collections import namedtuple
 
 from ..autograd.function import Function
 from ..backend.dtype import get_default_dtype, int64
 from ..tensor import Tensor
-from ._util import norm_dims, wrap_dim
+from ._util import norm_dims, scalar_type_name, wrap_dim
 from .convert import to_dtype_op
 
 values_indices = namedtuple("return_types", ["values", "indices"])
@@ -141,13 +142,17 @@ class Var(Function):
             for a in axes:
                 n *= x.shape[a]
         ctx.save_for_backward(x, mean)
-        ctx.axes, ctx.keepdim, ctx.denom = axes, keepdim, max(n - correction, 0)
+        ctx.axes, ctx.keepdim, ctx.n = axes, keepdim, n
+        ctx.denom = builtins.max(n - correction, 0)
         return x.var(axis=axes, ddof=correction, keepdims=keepdim)
 
     @staticmethod
     def backward(ctx, grad):
         x, mean = ctx.saved_tensors
-        g = _expand_back(grad, x.shape, ctx.axes, ctx.keepdim, ctx.xp)
+        xp = ctx.xp
+        if ctx._tensor_mode:  # the mean depends on x too: recompute it inside the graph
+            mean = xp.sum(x, axis=ctx.axes, keepdims=True) / ctx.n
+        g = _expand_back(grad, x.shape, ctx.axes, ctx.keepdim, xp)
         return g * 2 * (x - mean) / ctx.denom, None, None, None
 
 
@@ -158,16 +163,21 @@ class LogSumExp(Function):
         m = x.max(axis=axes, keepdims=True)
         m = xp.where(xp.isfinite(m), m, 0)
         out = xp.log(xp.exp(x - m).sum(axis=axes, keepdims=True)) + m
+        if not keepdim:
+            out = out.reshape(
+                tuple(n for i, n in enumerate(x.shape) if axes is not None and i not in axes))
+        # save the returned array itself: double backward then sees it as the output
         ctx.save_for_backward(x, out)
         ctx.axes, ctx.keepdim = axes, keepdim
-        return out if keepdim else out.reshape(
-            tuple(n for i, n in enumerate(x.shape) if axes is not None and i not in axes))
+        return out
 
     @staticmethod
     def backward(ctx, grad):
         x, out = ctx.saved_tensors
-        g = _expand_back(grad, x.shape, ctx.axes, ctx.keepdim, ctx.xp)
-        return g * ctx.xp.exp(x - out), None, None
+        xp = ctx.xp
+        g = _expand_back(grad, x.shape, ctx.axes, ctx.keepdim, xp)
+        o = _expand_back(out, x.shape, ctx.axes, ctx.keepdim, xp)
+        return g * xp.exp(x - o), None, None
 
 
 class CumSum(Function):
@@ -231,7 +241,7 @@ def mean(input, dim=None, keepdim=False, *, dtype=None, **kwargs):
     if x._data.dtype.kind not in "fcV":
         raise RuntimeError(
             "mean(): could not infer output dtype. Input dtype must be either a floating point "
-            f"or complex dtype. Got: {x.dtype.name.capitalize()}"
+            f"or complex dtype. Got: {scalar_type_name(x)}"
         )
     return Mean.apply(x, norm_dims(dim, x._data.ndim), bool(keepdim))
 
@@ -239,6 +249,8 @@ def mean(input, dim=None, keepdim=False, *, dtype=None, **kwargs):
 def prod(input, dim=None, keepdim=False, *, dtype=None):
     x = _sum_dtype(input, dtype)
     axis = None if dim is None else wrap_dim(dim, x._data.ndim)
+    if x._data.ndim == 0:  # dim 0 of a 0-d tensor: the product is the element itself
+        axis, keepdim = None, False
     return Prod.apply(x, axis, keepdim)
 
 
@@ -254,7 +266,13 @@ def _max_min(input, dim, keepdim, is_max, other=None):
                 "input.numel() == 0. Specify the reduction dim with the 'dim' argument."
             )
         return AmaxAmin.apply(input, None, False, is_max)
-    v, i = MaxMin.apply(input, wrap_dim(dim, input._data.ndim), keepdim, is_max)
+    axis = wrap_dim(dim, input._data.ndim)
+    if input._data.ndim == 0:  # reduce the 1-element view, then back to 0-d
+        from .shape import reshape
+
+        v, i = MaxMin.apply(reshape(input, (1,)), 0, False, is_max)
+        return values_indices(v, i)
+    v, i = MaxMin.apply(input, axis, keepdim, is_max)
     return values_indices(v, i)
 
 
@@ -280,11 +298,15 @@ def _arg(input, dim, keepdim, fn):
     d = input._data
     xp = _xp(d)
     if dim is None:
+        if d.size == 0:
+            raise IndexError(f"{fn}(): Expected reduction dim to be specified for "
+                             "input.numel() == 0.")
         out = getattr(xp, fn)(d.reshape(-1))
         if keepdim:
             out = xp.reshape(out, (1,) * d.ndim)
     else:
-        out = getattr(xp, fn)(d, axis=wrap_dim(dim, d.ndim), keepdims=keepdim)
+        axis = wrap_dim(dim, d.ndim)
+        out = getattr(xp, fn)(d, axis=axis, keepdims=keepdim) if d.ndim else xp.zeros((), int)
     return Tensor._wrap(xp.asarray(out, dtype=xp.int64))
 
 
@@ -322,14 +344,22 @@ def logsumexp(input, dim, keepdim=False):
     return LogSumExp.apply(x, norm_dims(dim, x._data.ndim), keepdim)
 
 
-def cumsum(input, dim, *, dtype=None):
+def _scan(cls, input, dim, dtype):
     x = _sum_dtype(input, dtype)
-    return CumSum.apply(x, wrap_dim(dim, x._data.ndim))
+    axis = wrap_dim(dim, x._data.ndim)
+    if x._data.ndim == 0:  # scan the 1-element view, then back to 0-d
+        from .shape import reshape
+
+        return reshape(cls.apply(reshape(x, (1,)), 0), ())
+    return cls.apply(x, axis)
+
+
+def cumsum(input, dim, *, dtype=None):
+    return _scan(CumSum, input, dim, dtype)
 
 
 def cumprod(input, dim, *, dtype=None):
-    x = _sum_dtype(input, dtype)
-    return CumProd.apply(x, wrap_dim(dim, x._data.ndim))
+    return _scan(CumProd, input, dim, dtype)
 
 
 def _bool_reduce(input, dim, keepdim, fn):

@@ -6,7 +6,7 @@ import builtins
 
 from ..autograd.function import Function
 from ..tensor import Tensor
-from ._util import result_dtype, wrap_dim
+from ._util import result_dtype, scalar_type_name, wrap_dim
 from .convert import to_dtype_op
 
 
@@ -254,7 +254,11 @@ def flatten(input, start_dim=0, end_dim=-1):
 def unflatten(input, dim, sizes):
     shp = input._data.shape
     d = wrap_dim(dim, len(shp))
-    sizes = _infer(tuple(sizes), shp[d], shp)
+    try:
+        sizes = _infer(tuple(sizes), shp[d], shp)
+    except RuntimeError:
+        raise RuntimeError(f"unflatten: Provided sizes {list(sizes)} don't multiply up to the "
+                           f"size of dim {dim} ({shp[d]}) in the input tensor") from None
     return reshape(input, shp[:d] + sizes + shp[d + 1:])
 
 
@@ -322,17 +326,22 @@ def expand(input, *sizes):
     shp = input._data.shape
     if len(sizes) < len(shp):
         raise RuntimeError(
-            f"expand(ember.{input.dtype.name}{{{list(shp)}}}, size={list(sizes)}): the number of "
+            f"expand(ember.{scalar_type_name(input)}Tensor{{{list(shp)}}}, size={list(sizes)}): "
+            f"the number of "
             f"sizes provided ({len(sizes)}) must be greater or equal to the number of dimensions "
             f"in the tensor ({len(shp)})"
         )
     lead = len(sizes) - len(shp)
-    full = []
-    for i, s in enumerate(sizes):
+    full = [0] * len(sizes)
+    for i in range(len(sizes) - 1, -1, -1):  # from the last dim, as PyTorch reports it
+        s = sizes[i]
         cur = shp[i - lead] if i >= lead else 1
         if s == -1:
             if i < lead:
-                raise RuntimeError("expand: -1 is not allowed in a leading, non-existing dimension")
+                raise RuntimeError(
+                    f"The expanded size of the tensor (-1) isn't allowed in a leading, "
+                    f"non-existing dimension {i}"
+                )
             s = cur
         elif cur != 1 and cur != s:
             raise RuntimeError(
@@ -340,7 +349,7 @@ def expand(input, *sizes):
                 f"non-singleton dimension {i}.  Target sizes: {list(sizes)}.  Tensor sizes: "
                 f"{list(shp)}"
             )
-        full.append(s)
+        full[i] = s
     return Expand.apply(input, tuple(full))
 
 
@@ -373,7 +382,7 @@ def _same_dtype(tensors):
 def cat(tensors, dim=0):
     tensors = list(tensors)
     if not tensors:
-        raise RuntimeError("torch.cat(): expected a non-empty list of Tensors")
+        raise ValueError("ember.cat(): expected a non-empty list of Tensors")
     # PyTorch skips 1-D empty tensors (legacy behaviour)
     shaped = [t for t in tensors if not (t._data.ndim == 1 and t._data.shape[0] == 0)]
     if not shaped:
@@ -446,6 +455,8 @@ def tensor_split(input, sections, dim=0):
 
 
 def chunk(input, chunks, dim=0):
+    if chunks <= 0:
+        raise RuntimeError(f"chunk expects `chunks` to be greater than 0, got: {chunks}")
     n = input._data.shape[wrap_dim(dim, input._data.ndim)]
     step = -(-n // chunks) if n else 1
     return split(input, step, dim)
@@ -509,7 +520,7 @@ def pad(input, pad, mode="constant", value=None):
     for i in range(len(pad) // 2):
         width[nd - 1 - i] = (int(pad[2 * i]), int(pad[2 * i + 1]))
     if mode != "constant":
-        from ..nn.functional_pad import pad_nonconstant
+        from .resample import pad_nonconstant
 
         return pad_nonconstant(input, width, mode)
     if builtins.any(lo < 0 or hi < 0 for lo, hi in width):

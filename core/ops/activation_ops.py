@@ -1,0 +1,216 @@
+"""Activation functions as single Functions (forward and analytic backward side by side).
+
+Backward formulas use operators and ``ctx.xp.where/exp/tanh`` only, so they also run on
+tensors and support double backward. Gradients at kinks follow PyTorch's conventions.
+"""
+
+from __future__ import annotations
+
+from ..autograd.function import Function
+
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_SCALE = 1.0507009873554804934193349852946
+
+
+def _sigmoid(xp, x):
+    """1 / (1 + exp(-x)) without overflow (works on arrays and, in backward, on tensors)."""
+    e = xp.exp(-xp.abs(x))
+    return xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def _softplus_raw(xp, x):
+    """log(1 + exp(x)), computed without overflow."""
+    return xp.maximum(x, 0) + xp.log1p(xp.exp(-xp.abs(x)))
+
+
+class Hardtanh(Function):
+    @staticmethod
+    def forward(ctx, x, lo, hi):
+        ctx.save_for_backward(x)
+        ctx.bounds = (lo, hi)
+        return ctx.xp.clip(x, lo, hi).astype(x.dtype, copy=False)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        lo, hi = ctx.bounds
+        return grad * ((x > lo) & (x < hi)), None, None
+
+
+class LeakyRelu(Function):
+    @staticmethod
+    def forward(ctx, x, slope):
+        ctx.save_for_backward(x)
+        ctx.slope = slope
+        return ctx.xp.where(x > 0, x, x * slope).astype(x.dtype, copy=False)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return ctx.xp.where(x > 0, grad, grad * ctx.slope), None
+
+
+class Elu(Function):
+    """``scale * (x if x > 0 else alpha * (exp(x / input_scale... ) - 1))``: ELU, SELU, CELU."""
+
+    @staticmethod
+    def forward(ctx, x, alpha, scale, input_scale):
+        xp = ctx.xp
+        neg = xp.expm1(xp.minimum(x, 0) * input_scale) * (alpha * scale)
+        out = xp.where(x > 0, x * scale, neg).astype(x.dtype, copy=False)
+        ctx.save_for_backward(x, out)
+        ctx.coef = (alpha, scale, input_scale)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, out = ctx.saved_tensors
+        alpha, scale, input_scale = ctx.coef
+        # for x <= 0: d/dx = input_scale * (out + alpha * scale)
+        neg = grad * ((out + alpha * scale) * input_scale)
+        return ctx.xp.where(x > 0, grad * scale, neg), None, None, None
+
+
+class Silu(Function):
+    @staticmethod
+    def forward(ctx, x):
+        xp = ctx.xp
+        ctx.save_for_backward(x)
+        return x * _sigmoid(xp, x).astype(x.dtype, copy=False)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        s = _sigmoid(ctx.xp, x)  # recomputed from x so that double backward sees it
+        return grad * (s * (1 + x * (1 - s)))
+
+
+class Mish(Function):
+    supports_double_backward = False
+
+    @staticmethod
+    def forward(ctx, x):
+        xp = ctx.xp
+        tsp = xp.tanh(_softplus_raw(xp, x)).astype(x.dtype, copy=False)
+        ctx.save_for_backward(x, tsp)
+        return x * tsp
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, tsp = ctx.saved_tensors
+        xp = ctx.xp
+        sig = _sigmoid(xp, x)
+        return grad * (tsp + x * sig * (1 - tsp * tsp))
+
+
+class Hardsigmoid(Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return (ctx.xp.clip(x + 3, 0, 6) / 6).astype(x.dtype, copy=False)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * ((x > -3) & (x < 3)) / 6
+
+
+class Hardswish(Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return (x * ctx.xp.clip(x + 3, 0, 6) / 6).astype(x.dtype, copy=False)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        xp = ctx.xp
+        mid = grad * (x / 3 + 0.5)
+        return xp.where(x < -3, grad * 0, xp.where(x <= 3, mid, grad))
+
+
+class Softplus(Function):
+    @staticmethod
+    def forward(ctx, x, beta, threshold):
+        xp = ctx.xp
+        bx = x * beta
+        out = xp.where(bx > threshold, x, _softplus_raw(xp, bx) / beta).astype(x.dtype,
+                                                                                 copy=False)
+        ctx.save_for_backward(x)
+        ctx.coef = (beta, threshold)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        beta, threshold = ctx.coef
+        xp = ctx.xp
+        bx = x * beta
+        sig = _sigmoid(xp, bx)
+        return xp.where(bx > threshold, grad, grad * sig), None, None
+
+
+class Softsign(Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x / (1 + ctx.xp.abs(x))
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        d = 1 + ctx.xp.abs(x)
+        return grad / (d * d)
+
+
+class Threshold(Function):
+    @staticmethod
+    def forward(ctx, x, threshold, value):
+        ctx.save_for_backward(x)
+        ctx.threshold = threshold
+        return ctx.xp.where(x > threshold, x, value).astype(x.dtype, copy=False)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * (x > ctx.threshold), None, None
+
+
+class Hardshrink(Function):
+    @staticmethod
+    def forward(ctx, x, lambd):
+        ctx.save_for_backward(x)
+        ctx.lambd = lambd
+        return x * ((x > lambd) | (x < -lambd))
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * ((x > ctx.lambd) | (x < -ctx.lambd)), None
+
+
+class Softshrink(Function):
+    @staticmethod
+    def forward(ctx, x, lambd):
+        xp = ctx.xp
+        ctx.save_for_backward(x)
+        ctx.lambd = lambd
+        return xp.where(x > lambd, x - lambd, xp.where(x < -lambd, x + lambd, x * 0))
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * ((x > ctx.lambd) | (x < -ctx.lambd)), None
+
+
+class LogSigmoid(Function):
+    @staticmethod
+    def forward(ctx, x):
+        xp = ctx.xp
+        ctx.save_for_backward(x)
+        return (xp.minimum(x, 0) - xp.log1p(xp.exp(-xp.abs(x)))).astype(x.dtype, copy=False)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * _sigmoid(ctx.xp, -x)

@@ -1,0 +1,276 @@
+"""Scaled dot-product attention as one fused Function with an analytic backward.
+
+``softmax(q k^T * scale + bias) @ v`` where the bias gathers the causal mask, a boolean mask
+(True = may attend, PyTorch's SDPA convention) or an additive float mask. Dropout on the
+attention weights draws its mask from ember's generator.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..autograd.function import Function
+from ..random import gen_for
+from ..tensor import Tensor
+
+
+def _masked_to_bias(xp, masked, dtype):
+    """A bool array (True = masked) as an additive bias: -inf where masked, else 0."""
+    bias = xp.zeros(masked.shape, dtype=dtype)
+    bias[masked] = -xp.inf
+    return bias
+
+
+def _bias(xp, mask, is_causal, L, S, dtype):
+    """The additive mask (0 / -inf, or the float mask itself) or None."""
+    bias = None
+    if mask is not None:
+        if mask.dtype == bool:
+            bias = _masked_to_bias(xp, ~mask, dtype)
+        else:
+            bias = mask.astype(dtype, copy=False)
+    if is_causal:
+        causal = _masked_to_bias(xp, ~xp.tri(L, S, dtype=bool), dtype)
+        bias = causal if bias is None else bias + causal
+    return bias
+
+
+def _softmax_(xp, s, masked: bool, safe: bool):
+    """Row softmax in place; ``safe`` gives all-masked rows zero weight (else NaN, like torch)."""
+    m = s.max(-1, keepdims=True)
+    if masked:
+        m[xp.isinf(m)] = 0  # rows with every score -inf: exp gives 0, handled below
+    s -= m
+    xp.exp(s, out=s)
+    den = s.sum(-1, keepdims=True)
+    if masked:
+        den[den == 0] = 1 if safe else xp.nan
+    s *= 1 / den
+    return s
+
+
+def _matmul(xp, a, b, out=None):
+    """``a @ b``, written into ``out`` (possibly a strided view) when given."""
+    if out is None:
+        return a @ b
+    if xp is np:
+        return np.matmul(a, b, out=out)
+    out[...] = a @ b  # CuPy: no guarantee that matmul writes into a strided ``out``
+    return out
+
+
+def _attend(xp, qh, kh, vh, scale, bias, safe, dropout_p, generator, out=None):
+    """Forward on head arrays (..., L, d): returns (qs, p, pd, o); ``o`` may go into ``out``."""
+    qs = qh * qh.dtype.type(scale)
+    s = qs @ xp.swapaxes(kh, -1, -2)
+    if bias is not None:
+        s += bias
+    p = _softmax_(xp, s, bias is not None, safe)
+    pd = p
+    if dropout_p > 0:
+        if dropout_p >= 1:
+            pd = xp.zeros_like(p)
+        else:
+            keep = gen_for(generator, xp).random(p.shape, dtype=p.dtype) >= dropout_p
+            pd = p * keep
+            pd *= p.dtype.type(1 / (1 - dropout_p))
+    o = _matmul(xp, pd, vh, out)
+    return qs, p, pd, o
+
+
+def _attend_backward(xp, g_o, g_pd, qs, kh, vh, p, pd, scale, need, outs=(None, None, None)):
+    """Gradients of q, k, v (written into ``outs`` where given) and of the scores."""
+    dq = dk = dv = None
+    if g_o is not None:
+        gp = g_o @ xp.swapaxes(vh, -1, -2)
+        g_pd = gp if g_pd is None else g_pd + gp
+        if need[2]:
+            dv = _matmul(xp, xp.swapaxes(pd, -1, -2), g_o, outs[2])
+    if dv is None and need[2] and outs[2] is not None:
+        outs[2][...] = 0
+    # d softmax: with t = dL/dpd * pd, ds = t - p * rowsum(t) (dropout folded into pd)
+    ds = g_pd * pd
+    ds -= p * ds.sum(-1, keepdims=True)
+    if need[0]:
+        dq = _matmul(xp, ds, kh, outs[0])
+        dq *= kh.dtype.type(scale)
+    if need[1]:
+        dk = _matmul(xp, xp.swapaxes(ds, -1, -2), qs, outs[1])
+    return dq, dk, dv, ds
+
+
+class ScaledDotProductAttention(Function):
+    """forward(q, k, v, mask, dropout_p, scale, is_causal, return_weights, safe, generator, rep).
+
+    ``mask`` is None, a bool array (True = attend) or a float array added to the scores (its
+    gradient is returned when it requires grad). ``rep`` > 1 repeats each key/value head that many
+    times (grouped-query attention). Returns ``out`` or ``(out, weights)`` (weights after dropout).
+    """
+
+    supports_double_backward = False
+
+    @staticmethod
+    def forward(ctx, q, k, v, mask, dropout_p, scale, is_causal, return_weights, safe,
+                generator, rep):
+        xp = ctx.xp
+        if rep > 1:
+            k = xp.repeat(k, rep, axis=-3)
+            v = xp.repeat(v, rep, axis=-3)
+        bias = _bias(xp, mask, is_causal, q.shape[-2], k.shape[-2], q.dtype)
+        qs, p, pd, out = _attend(xp, q, k, v, scale, bias, safe, dropout_p, generator)
+        ctx.save_for_backward(qs, k, v, p, pd)
+        ctx.meta = (scale, rep, v.shape)
+        ctx.set_materialize_grads(False)
+        if return_weights:
+            return out, pd
+        return out
+
+    @staticmethod
+    def backward(ctx, g_out, g_w=None):
+        qs, k, v, p, pd = ctx.saved_tensors
+        scale, rep, v_shape = ctx.meta
+        xp = ctx.xp
+        need = ctx.needs_input_grad
+        if g_out is None and g_w is None:
+            return (None,) * 11
+        dq, dk, dv, ds = _attend_backward(xp, g_out, g_w, qs, k, v, p, pd, scale, need)
+        if dv is None and need[2]:
+            dv = xp.zeros(v_shape, dtype=v.dtype)
+        if rep > 1:
+            dk = None if dk is None else _sum_repeats(dk, rep)
+            dv = None if dv is None else _sum_repeats(dv, rep)
+        dmask = ds if need[3] else None
+        return dq, dk, dv, dmask, None, None, None, None, None, None, None
+
+
+def _heads(x, num_heads, batch_first):
+    """(B, L, E) or (L, B, E) -> a (B, heads, L, E // heads) view (no copy)."""
+    if batch_first:
+        B, L, E = x.shape
+        return x.reshape(B, L, num_heads, E // num_heads).transpose(0, 2, 1, 3)
+    L, B, E = x.shape
+    return x.reshape(L, B, num_heads, E // num_heads).transpose(1, 2, 0, 3)
+
+
+def _split(arrays, layout, E):
+    """The q, k, v arrays from packed projections: 'qkv', 'q_kv' or 'q_k_v'."""
+    a, b, c = arrays
+    if layout == "qkv":
+        return a[..., :E], a[..., E:2 * E], a[..., 2 * E:]
+    if layout == "q_kv":
+        return a, b[..., :E], b[..., E:]
+    return a, b, c
+
+
+class MultiHeadAttentionCore(Function):
+    """Multi-head attention between the in- and out-projections, on the projections' layout.
+
+    forward(a, b, c, mask, dropout_p, num_heads, scale, is_causal, need_weights, safe,
+    generator, batch_first, layout): ``layout`` 'qkv' takes one packed (.., 3E) projection in
+    ``a`` (self-attention), 'q_kv' takes q and a packed (.., 2E) key/value projection, 'q_k_v'
+    three arrays. Heads are strided views, so splitting and merging heads copies nothing; the
+    backward writes q/k/v gradients straight into the packed gradient. ``mask`` is None or a float
+    array added to the (B, heads, L, S) scores. Returns out (same layout as q) [, weights].
+    """
+
+    supports_double_backward = False
+
+    @staticmethod
+    def forward(ctx, a, b, c, mask, dropout_p, num_heads, scale, is_causal, need_weights, safe,
+                generator, batch_first, layout):
+        xp = ctx.xp
+        E = a.shape[-1] // 3 if layout == "qkv" else a.shape[-1]
+        q, k, v = _split((a, b, c), layout, E)
+        qh, kh, vh = (_heads(t, num_heads, batch_first) for t in (q, k, v))
+        out = xp.empty(q.shape[:-1] + (v.shape[-1],), dtype=q.dtype)
+        bias = _bias(xp, mask, is_causal, qh.shape[-2], kh.shape[-2], q.dtype)
+        qs, p, pd, _ = _attend(xp, qh, kh, vh, scale, bias, safe, dropout_p, generator,
+                               out=_heads(out, num_heads, batch_first))
+        ctx.save_for_backward(a, b, c, qs, p, pd)
+        ctx.meta = (num_heads, scale, batch_first, layout, E)
+        ctx.set_materialize_grads(False)
+        return (out, pd) if need_weights else out
+
+    @staticmethod
+    def backward(ctx, g_out, g_w=None):
+        a, b, c, qs, p, pd = ctx.saved_tensors
+        num_heads, scale, batch_first, layout, E = ctx.meta
+        xp = ctx.xp
+        need = ctx.needs_input_grad
+        grads = [xp.empty_like(t) if t is not None and n else None
+                 for t, n in zip((a, b, c), need[:3])]
+        if g_out is None and g_w is None:
+            return (None,) * 13
+        _, kh, vh = (_heads(t, num_heads, batch_first) for t in _split((a, b, c), layout, E))
+        if layout == "qkv":
+            wanted = (need[0],) * 3
+            targets = _split((grads[0], None, None), layout, E) if need[0] else (None,) * 3
+        elif layout == "q_kv":
+            wanted = (need[0], need[1], need[1])
+            split_kv = _split((None, grads[1], None), layout, E) if need[1] else (None,) * 3
+            targets = (grads[0], split_kv[1], split_kv[2])
+        else:
+            wanted = tuple(need[:3])
+            targets = tuple(grads)
+        outs = tuple(None if t is None else _heads(t, num_heads, batch_first) for t in targets)
+        g_heads = None if g_out is None else _heads(g_out, num_heads, batch_first)
+        _attend_backward(xp, g_heads, g_w, qs, kh, vh, p, pd, scale, wanted, outs)
+        return (grads[0], grads[1], grads[2]) + (None,) * 10
+
+
+def _sum_repeats(g, rep):
+    shape = g.shape
+    return g.reshape(shape[:-3] + (shape[-3] // rep, rep) + shape[-2:]).sum(-3)
+
+
+def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn_mask=None,
+                                 dropout_p: float = 0.0, is_causal: bool = False,
+                                 scale: float | None = None, enable_gqa: bool = False,
+                                 *, generator=None, need_weights: bool = False,
+                                 safe_softmax: bool = True):
+    """PyTorch's ``F.scaled_dot_product_attention``: (..., L, E) x (..., S, E) x (..., S, Ev).
+
+    ``attn_mask``: bool (True = take part in attention) or float (added to the scores),
+    broadcastable to (..., L, S). ``need_weights=True`` also returns the attention weights
+    (after dropout), as MultiheadAttention needs; ``safe_softmax=False`` gives NaN rows where
+    every key is masked (MultiheadAttention's weights path) instead of zeros.
+    """
+    if query.dim() < 2 or key.dim() < 2 or value.dim() < 2:
+        raise RuntimeError("scaled_dot_product_attention: query, key and value must be at least "
+                           f"2-D, got {query.dim()}-D, {key.dim()}-D and {value.dim()}-D")
+    qs, ks, vs = query.shape, key.shape, value.shape
+    if qs[-1] != ks[-1]:
+        raise RuntimeError(f"scaled_dot_product_attention: query's last dim ({qs[-1]}) must "
+                           f"match key's last dim ({ks[-1]})")
+    if ks[-2] != vs[-2]:
+        raise RuntimeError(f"scaled_dot_product_attention: key's sequence length ({ks[-2]}) "
+                           f"must match value's ({vs[-2]})")
+    if not (query.dtype == key.dtype == value.dtype):
+        raise RuntimeError("Expected query, key, and value to have the same dtype, but got "
+                           f"query.dtype: {query.dtype} key.dtype: {key.dtype} and value.dtype: "
+                           f"{value.dtype} instead.")
+    if not query.is_floating_point():
+        raise RuntimeError(f"scaled_dot_product_attention: expected a floating dtype, got "
+                           f"{query.dtype}")
+    if is_causal and attn_mask is not None:
+        raise RuntimeError("_scaled_dot_product_attention: Explicit attn_mask should not be set "
+                           "when is_causal=True")
+    rep = 1
+    if enable_gqa and query.dim() >= 3 and qs[-3] != ks[-3]:
+        if qs[-3] % ks[-3] != 0 or ks[-3] != vs[-3]:
+            raise RuntimeError(f"scaled_dot_product_attention: number of heads in key/value "
+                               f"({ks[-3]}) must divide number of heads in query ({qs[-3]})")
+        rep = qs[-3] // ks[-3]
+    mask = attn_mask
+    if attn_mask is not None:
+        if not isinstance(attn_mask, Tensor):
+            raise TypeError(f"attn_mask must be a Tensor, got {type(attn_mask).__name__}")
+        if attn_mask.dtype.name == "bool" or not attn_mask.requires_grad:
+            mask = attn_mask._data  # a constant: bool, or float added to the scores
+        # a float mask that requires grad stays a tensor: the op returns its gradient
+    sc = 1.0 / math.sqrt(qs[-1]) if scale is None else float(scale)
+    return ScaledDotProductAttention.apply(query, key, value, mask, float(dropout_p), sc,
+                                           bool(is_causal), bool(need_weights),
+                                           bool(safe_softmax), generator, rep)

@@ -1,0 +1,365 @@
+"""Convolution (N-d) and transposed convolution by im2col + one GEMM per group.
+
+Measured on the DESIGN.md §7 cnn shapes (1 thread, float32): gathering the windows into a
+``(groups, C/g * prod(kernel), N * L)`` column matrix and doing one GEMM beat the batched-matmul
+layout, the ``(N * L, C * k)`` layout and the shift-and-accumulate-per-kernel-offset formulation;
+the input gradient is a GEMM followed by col2im as a strided accumulation loop over kernel
+offsets (far faster than ``add.at``), and it also serves as the forward of the transposed
+convolution.
+
+Three Functions close over each other so that double backward works: ``Conv`` (y = x * w + b),
+``ConvTranspose`` (its input gradient, plus a bias) and ``ConvWeightGrad`` (its weight gradient);
+the backward of each is made of the other two.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ..autograd.function import Function
+
+
+class ConvGeom:
+    """The geometry of one convolution, seen from the convolution (not its transpose) side.
+
+    ``in_size``: spatial size of the convolution's input (the transposed convolution's output);
+    ``out_size``: spatial size of the convolution's output; ``pad``: (low, high) per dim.
+    """
+
+    __slots__ = ("stride", "pad", "dilation", "groups", "kernel", "in_size", "out_size")
+
+    def __init__(self, stride, pad, dilation, groups, kernel, in_size, out_size=None):
+        self.stride, self.pad, self.dilation = tuple(stride), tuple(pad), tuple(dilation)
+        self.groups, self.kernel, self.in_size = int(groups), tuple(kernel), tuple(in_size)
+        if out_size is None:
+            out_size = tuple(
+                (n + lo + hi - d * (k - 1) - 1) // s + 1
+                for n, (lo, hi), d, k, s in zip(in_size, pad, dilation, kernel, stride)
+            )
+        self.out_size = tuple(out_size)
+
+    def __repr__(self) -> str:
+        return ("ConvGeom(" + ", ".join(f"{k}={getattr(self, k)}" for k in self.__slots__) + ")")
+
+
+# ---- array kernels (numpy or cupy through xp) -----------------------------------------------
+def _pad_spatial(xp, x, pad):
+    """Zero-pad the spatial dims of an (N, C, *S) array (a zeros + slice copy: faster than pad)."""
+    if not any(lo or hi for lo, hi in pad):
+        return x
+    shape = x.shape[:2] + tuple(n + lo + hi for n, (lo, hi) in zip(x.shape[2:], pad))
+    out = xp.zeros(shape, dtype=x.dtype)
+    out[(slice(None), slice(None)) + tuple(slice(lo, lo + n)
+                                           for n, (lo, _) in zip(x.shape[2:], pad))] = x
+    return out
+
+
+def windows(xp, xpad, kernel, stride, dilation, out_size):
+    """A strided view (N, C, *out_size, *kernel) of the windows of a padded (N, C, *S) array."""
+    st = xpad.strides
+    spatial = st[2:]
+    shape = xpad.shape[:2] + tuple(out_size) + tuple(kernel)
+    strides = st[:2] + tuple(a * s for a, s in zip(spatial, stride)) + tuple(
+        a * d for a, d in zip(spatial, dilation))
+    return xp.lib.stride_tricks.as_strided(xpad, shape=shape, strides=strides)
+
+
+def im2col(xp, x, geom: ConvGeom, batched: bool = False):
+    """Columns (groups, C/g * prod(kernel), N * L) of an (N, C, *in_size) array.
+
+    ``batched=True`` gives (N, groups, C/g * prod(kernel), L) instead: one matrix per sample, so
+    that the product with the weight comes out in (N, C_out, L) order with no transpose.
+    """
+    nd = len(geom.kernel)
+    v = windows(xp, _pad_spatial(xp, x, geom.pad), geom.kernel, geom.stride, geom.dilation,
+                geom.out_size)
+    taps = tuple(range(2 + nd, 2 + 2 * nd))
+    rows = x.shape[1] // geom.groups * math.prod(geom.kernel)
+    if batched:  # (N, C, *out, *k) -> (N, C, *k, *out)
+        v = v.transpose((0, 1) + taps + tuple(range(2, 2 + nd)))
+        return xp.ascontiguousarray(v).reshape(x.shape[0], geom.groups, rows, -1)
+    # (N, C, *out, *k) -> (C, *k, N, *out): each row of a group's matrix is one (c, k) tap.
+    v = v.transpose((1,) + taps + (0,) + tuple(range(2, 2 + nd)))
+    return xp.ascontiguousarray(v).reshape(geom.groups, rows, -1)
+
+
+def col2im(xp, cols, n, channels, geom: ConvGeom):
+    """The adjoint of im2col: sum columns (groups, C/g * prod(k), N * L) back into (N, C, *S)."""
+    nd = len(geom.kernel)
+    cols = cols.reshape((channels,) + geom.kernel + (n,) + geom.out_size)
+    padded = tuple(s + lo + hi for s, (lo, hi) in zip(geom.in_size, geom.pad))
+    acc = xp.zeros((channels, n) + padded, dtype=cols.dtype)
+    for offset in _offsets(geom.kernel):
+        acc[_tap_slices(geom, offset)] += cols[(slice(None),) + offset]
+    crop = (slice(None), slice(None)) + tuple(
+        slice(lo, lo + s) for s, (lo, _) in zip(geom.in_size, geom.pad))
+    return xp.ascontiguousarray(acc[crop].transpose((1, 0) + tuple(range(2, 2 + nd))))
+
+
+def _tap_slices(geom: ConvGeom, offset):
+    """The strided slice of a padded (., ., *S) array that kernel tap ``offset`` sees."""
+    return (slice(None), slice(None)) + tuple(
+        slice(o * d, o * d + s * (m - 1) + 1, s)
+        for o, d, s, m in zip(offset, geom.dilation, geom.stride, geom.out_size))
+
+
+def _offsets(kernel):
+    if len(kernel) == 1:
+        return [(i,) for i in range(kernel[0])]
+    return [(i,) + rest for i in range(kernel[0]) for rest in _offsets(kernel[1:])]
+
+
+def _gemm(xp, a, b):
+    """(G, m, k) @ (G, k, n) as one 2-D GEMM per group: NumPy's stacked matmul leaves BLAS for
+    a slow loop when an operand is a transposed view (measured 5-10x slower on grouped convs)."""
+    if a.shape[0] == 1:
+        return xp.dot(a[0], b[0])[None]
+    out = xp.empty((a.shape[0], a.shape[1], b.shape[2]), dtype=xp.result_type(a, b))
+    for g in range(a.shape[0]):
+        xp.dot(a[g], b[g], out=out[g])
+    return out
+
+
+def _channels_first(xp, g, groups):
+    """(N, O, *out) -> (groups, O/g, N * L), contiguous."""
+    nd = g.ndim - 2
+    gt = xp.ascontiguousarray(g.transpose((1, 0) + tuple(range(2, 2 + nd))))
+    return gt.reshape(groups, g.shape[1] // groups, -1)
+
+
+# Depthwise convolution (one input and one output channel per group) has too little work per
+# column for im2col + GEMM (a 9x copy of the input feeding matrix-vector products); a loop over
+# the kernel taps with per-channel scalings is several times faster there.
+def _depthwise(w_shape, geom: ConvGeom) -> bool:
+    return geom.groups > 1 and w_shape[0] == geom.groups and w_shape[1] == 1
+
+
+def _channel_column(w, k, nd):
+    return w.reshape(w.shape[0], -1)[:, k].reshape((w.shape[0],) + (1,) * nd)
+
+
+def _depthwise_forward(xp, x, w, b, geom: ConvGeom):
+    nd = len(geom.kernel)
+    xpad = _pad_spatial(xp, x, geom.pad)
+    y = tmp = None
+    for k, offset in enumerate(_offsets(geom.kernel)):
+        src = xpad[_tap_slices(geom, offset)]
+        if y is None:
+            y = src * _channel_column(w, k, nd)
+            tmp = xp.empty_like(y)
+        else:
+            y += xp.multiply(src, _channel_column(w, k, nd), out=tmp)
+    if b is not None:
+        y += b.reshape((-1,) + (1,) * nd)
+    return y
+
+
+def _depthwise_input_grad(xp, g, w, geom: ConvGeom):
+    nd = len(geom.kernel)
+    padded = tuple(s + lo + hi for s, (lo, hi) in zip(geom.in_size, geom.pad))
+    acc = xp.zeros(g.shape[:2] + padded, dtype=g.dtype)
+    tmp = xp.empty_like(g)
+    for k, offset in enumerate(_offsets(geom.kernel)):
+        acc[_tap_slices(geom, offset)] += xp.multiply(g, _channel_column(w, k, nd), out=tmp)
+    crop = (slice(None), slice(None)) + tuple(
+        slice(lo, lo + s) for s, (lo, _) in zip(geom.in_size, geom.pad))
+    return xp.ascontiguousarray(acc[crop])
+
+
+def _depthwise_weight_grad(xp, x, g, w_shape, geom: ConvGeom):
+    xpad = _pad_spatial(xp, x, geom.pad)
+    axes = (0,) + tuple(range(2, g.ndim))
+    tmp = xp.empty_like(g)
+    taps = [xp.multiply(xpad[_tap_slices(geom, offset)], g, out=tmp).sum(axis=axes)
+            for offset in _offsets(geom.kernel)]
+    return xp.stack(taps, axis=1).reshape(w_shape)
+
+
+def conv_forward(xp, x, w, b, geom: ConvGeom, batched: bool | None = None):
+    """y = conv(x, w) + b; also returns the columns (for the weight gradient).
+
+    The columns come in one of two layouts (see ``im2col``); by default the per-sample layout is
+    used when the output is wider than the columns (few input taps, as in a first layer), where
+    saving the output's transpose outweighs transposing the columns in the backward.
+    """
+    if _depthwise(w.shape, geom):
+        return _depthwise_forward(xp, x, w, b, geom), None
+    n, nd, groups = x.shape[0], len(geom.kernel), geom.groups
+    w3 = w.reshape(groups, w.shape[0] // groups, -1)
+    if batched is None:
+        batched = w3.shape[2] < w3.shape[1]
+    cols = im2col(xp, x, geom, batched)
+    if batched:
+        y = xp.matmul(w3, cols).reshape(n, w.shape[0], -1)
+        if b is not None:
+            y += b[:, None]
+        return y.reshape((n, w.shape[0]) + geom.out_size), cols
+    y = _gemm(xp, w3, cols).reshape(w.shape[0], -1)
+    if b is not None:
+        y += b[:, None]
+    y = y.reshape((w.shape[0], n) + geom.out_size)
+    return xp.ascontiguousarray(y.transpose((1, 0) + tuple(range(2, 2 + nd)))), cols
+
+
+def conv_input_grad(xp, g, w, geom: ConvGeom, g_cf=None):
+    """d conv(x, w) / dx applied to g (N, O, *out): the transposed convolution of g with w."""
+    if _depthwise(w.shape, geom):
+        return _depthwise_input_grad(xp, g, w, geom)
+    if g_cf is None:
+        g_cf = _channels_first(xp, g, geom.groups)
+    w3 = w.reshape(geom.groups, w.shape[0] // geom.groups, -1)
+    cols = _gemm(xp, w3.transpose(0, 2, 1), g_cf)
+    return col2im(xp, cols, g.shape[0], w.shape[1] * geom.groups, geom)
+
+
+def conv_weight_grad(xp, x, g, w_shape, geom: ConvGeom, cols=None, g_cf=None):
+    """d conv(x, w) / dw applied to g; ``cols``: the columns of x when the forward kept them."""
+    if _depthwise(w_shape, geom):
+        return _depthwise_weight_grad(xp, x, g, w_shape, geom)
+    if cols is None:
+        cols = im2col(xp, x, geom)
+    if g_cf is None:
+        g_cf = _channels_first(xp, g, geom.groups)
+    if cols.ndim == 4:  # per-sample layout (N, G, R, L) -> (G, R, N * L)
+        cols = xp.ascontiguousarray(cols.transpose(1, 2, 0, 3)).reshape(cols.shape[1],
+                                                                         cols.shape[2], -1)
+    return _gemm(xp, g_cf, cols.transpose(0, 2, 1)).reshape(w_shape)
+
+
+def _bias_grad(xp, g):
+    return g.sum(axis=(0,) + tuple(range(2, g.ndim)))
+
+
+# ---- Functions -----------------------------------------------------------------------------
+class Conv(Function):
+    """y = conv(x, w) + b over N spatial dims."""
+
+    @staticmethod
+    def forward(ctx, x, w, b, geom):
+        ctx.geom = geom
+        y, cols = conv_forward(ctx.xp, x, w, b, geom)
+        # The columns are the weight gradient's operand; keep them only when it is needed.
+        ctx.cols = cols if ctx.needs_input_grad[1] else None
+        ctx.save_for_backward(x, w)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, w = ctx.saved_tensors
+        geom, need = ctx.geom, ctx.needs_input_grad
+        gx = gw = gb = None
+        if ctx._tensor_mode:
+            if need[0]:
+                gx = ConvTranspose.apply(grad, w, None, geom)
+            if need[1]:
+                gw = ConvWeightGrad.apply(x, grad, tuple(w.shape), geom)
+        else:
+            xp = ctx.xp
+            g_cf = None if _depthwise(w.shape, geom) else _channels_first(xp, grad, geom.groups)
+            if need[0]:
+                gx = conv_input_grad(xp, grad, w, geom, g_cf)
+            if need[1]:
+                gw = conv_weight_grad(xp, x, grad, w.shape, geom, ctx.cols, g_cf)
+                ctx.cols = None
+        if need[2]:
+            gb = _bias_grad(ctx.xp, grad)
+        return gx, gw, gb, None
+
+
+class ConvTranspose(Function):
+    """y = conv_transpose(x, w) + b: the input gradient of ``Conv`` with w, as an op."""
+
+    @staticmethod
+    def forward(ctx, x, w, b, geom):
+        ctx.geom = geom
+        ctx.save_for_backward(x, w)
+        y = conv_input_grad(ctx.xp, x, w, geom)
+        if b is not None:
+            y += b.reshape((-1,) + (1,) * len(geom.kernel))
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, w = ctx.saved_tensors
+        geom, need = ctx.geom, ctx.needs_input_grad
+        gx = gw = gb = None
+        if ctx._tensor_mode:
+            if need[0]:
+                gx = Conv.apply(grad, w, None, geom)
+            if need[1]:
+                gw = ConvWeightGrad.apply(grad, x, tuple(w.shape), geom)
+        else:
+            xp, cols = ctx.xp, None
+            if need[0]:
+                gx, cols = conv_forward(xp, grad, w, None, geom)
+            if need[1]:
+                gw = conv_weight_grad(xp, grad, x, w.shape, geom, cols)
+        if need[2]:
+            gb = _bias_grad(ctx.xp, grad)
+        return gx, gw, gb, None
+
+
+class ConvWeightGrad(Function):
+    """gw = d conv(x, w) / dw applied to g, as an op (so the weight gradient has a backward)."""
+
+    @staticmethod
+    def forward(ctx, x, g, w_shape, geom):
+        ctx.geom = geom
+        ctx.save_for_backward(x, g)
+        return conv_weight_grad(ctx.xp, x, g, w_shape, geom)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, g = ctx.saved_tensors
+        geom, need = ctx.geom, ctx.needs_input_grad
+        gx = gg = None
+        if ctx._tensor_mode:
+            if need[0]:
+                gx = ConvTranspose.apply(g, grad, None, geom)
+            if need[1]:
+                gg = Conv.apply(x, grad, None, geom)
+        else:
+            if need[0]:
+                gx = conv_input_grad(ctx.xp, g, grad, geom)
+            if need[1]:
+                gg = conv_forward(ctx.xp, x, grad, None, geom)[0]
+        return gx, gg, None, None
+
+
+# ---- unfold / fold (im2col / col2im as ops) ------------------------------------------------
+def unfold_forward(xp, x, geom: ConvGeom):
+    """(N, C, *S) -> (N, C * prod(kernel), L), PyTorch's ``F.unfold``."""
+    cols = im2col(xp, x, geom, batched=True)
+    return cols.reshape(x.shape[0], cols.shape[2], -1)
+
+
+def fold_forward(xp, cols, geom: ConvGeom):
+    """(N, C * prod(kernel), L) -> (N, C, *S) summing overlaps, PyTorch's ``F.fold``."""
+    n, rows = cols.shape[0], cols.shape[1]
+    return col2im(xp, cols.transpose(1, 0, 2), n, rows // math.prod(geom.kernel), geom)
+
+
+class Unfold(Function):
+    @staticmethod
+    def forward(ctx, x, geom):
+        ctx.geom = geom
+        return unfold_forward(ctx.xp, x, geom)
+
+    @staticmethod
+    def backward(ctx, grad):
+        if ctx._tensor_mode:
+            return Fold.apply(grad, ctx.geom), None
+        return fold_forward(ctx.xp, grad, ctx.geom), None
+
+
+class Fold(Function):
+    @staticmethod
+    def forward(ctx, cols, geom):
+        ctx.geom = geom
+        return fold_forward(ctx.xp, cols, geom)
+
+    @staticmethod
+    def backward(ctx, grad):
+        if ctx._tensor_mode:
+            return Unfold.apply(grad, ctx.geom), None
+        return unfold_forward(ctx.xp, grad, ctx.geom), None

@@ -1,0 +1,142 @@
+"""Embedding lookups with analytic gradients: ``embedding`` and ``embedding_bag``.
+
+The weight gradient is a scatter-add of output gradients into the looked-up rows. On NumPy it
+sorts the indices once and sums each run with ``np.add.reduceat`` (much faster than
+``np.add.at`` for the batch sizes of training); on CuPy it is ``cupyx.scatter_add``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..autograd.function import Function
+
+
+def index_add_rows(xp, out, idx, rows) -> None:
+    """``out[idx[i]] += rows[i]`` for 1-D ``idx`` with repeats; ``out`` is 2-D."""
+    if idx.size == 0:
+        return
+    if xp is not np:  # pragma: no cover - GPU
+        import cupyx
+
+        cupyx.scatter_add(out, idx, rows)
+        return
+    order = np.argsort(idx, kind="stable")
+    sorted_idx = idx[order]
+    starts = np.flatnonzero(np.r_[True, sorted_idx[1:] != sorted_idx[:-1]])
+    out[sorted_idx[starts]] += np.add.reduceat(rows[order], starts, axis=0)
+
+
+class Embedding(Function):
+    """``weight[indices]``; the weight gradient skips ``padding_idx`` and may be scaled by the
+    inverse frequency of each index in the batch."""
+
+    supports_double_backward = False
+
+    @staticmethod
+    def forward(ctx, weight, indices, padding_idx, scale_grad_by_freq):
+        ctx.args = (indices, weight.shape, padding_idx, scale_grad_by_freq)
+        return weight[indices]
+
+    @staticmethod
+    def backward(ctx, grad):
+        indices, shape, padding_idx, scale_grad_by_freq = ctx.args
+        xp = ctx.xp
+        flat = indices.reshape(-1)
+        rows = grad.reshape(flat.shape[0], -1)
+        if scale_grad_by_freq:
+            counts = xp.bincount(flat, minlength=shape[0])
+            rows = rows / counts[flat][:, None].astype(rows.dtype)
+        gw = xp.zeros((shape[0], rows.shape[1]), dtype=grad.dtype)
+        index_add_rows(xp, gw, flat, rows)
+        if padding_idx is not None:
+            gw[padding_idx] = 0
+        return gw.reshape(shape), None, None, None
+
+
+class EmbeddingBag(Function):
+    """Sum, mean or max of the embeddings in each bag; bags are contiguous runs of ``idx``."""
+
+    supports_double_backward = False
+
+    @staticmethod
+    def forward(ctx, weight, psw, idx, starts, num_bags, mode, padding_idx):
+        xp = ctx.xp
+        n, d = idx.shape[0], weight.shape[1]
+        ends = xp.concatenate([starts[1:], xp.asarray([n], dtype=starts.dtype)])
+        lengths = ends - starts
+        bag_of = xp.repeat(xp.arange(num_bags), lengths)
+        keep = None if padding_idx is None else idx != padding_idx
+        emb = weight[idx]
+        if psw is not None:
+            emb *= psw[:, None].astype(emb.dtype, copy=False)
+        out = xp.zeros((num_bags, d), dtype=weight.dtype)
+        nonempty = lengths > 0
+        bag_starts = starts[nonempty]
+        counts = None
+        arg = None
+        if mode == "max":
+            if keep is not None:
+                emb[~keep] = -xp.inf
+            if n:
+                best = xp.maximum.reduceat(emb, bag_starts, axis=0)
+                # the first row reaching the max in each (bag, column), for the gradient
+                rank = _bag_rank(xp, bag_of, nonempty)
+                pos = xp.where(emb == best[rank], xp.arange(n)[:, None], n)
+                arg = xp.minimum.reduceat(pos, bag_starts, axis=0)
+                best[~xp.isfinite(best)] = 0  # bags holding only padding give zeros
+                out[nonempty] = best
+        else:
+            if keep is not None:
+                emb[~keep] = 0
+            if n:
+                out[nonempty] = xp.add.reduceat(emb, bag_starts, axis=0)
+            if mode == "mean":
+                real = bag_of if keep is None else bag_of[keep]
+                counts = xp.bincount(real, minlength=num_bags).astype(out.dtype)
+                out /= xp.maximum(counts, 1)[:, None]
+        ctx.args = (weight.shape, idx, bag_of, keep, counts, arg, nonempty, mode)
+        ctx.save_for_backward(weight if psw is not None else None, psw)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        shape, idx, bag_of, keep, counts, arg, nonempty, mode = ctx.args
+        weight, psw = ctx.saved_tensors
+        xp = ctx.xp
+        gw = xp.zeros(shape, dtype=grad.dtype)
+        gpsw = None
+        if mode == "max":
+            if arg is not None:
+                g = grad[nonempty]
+                cols = xp.broadcast_to(xp.arange(shape[1]), arg.shape)
+                ok = arg < idx.shape[0]
+                rows = idx[xp.where(ok, arg, 0)]
+                flat = (rows * shape[1] + cols)[ok]
+                gflat = gw.reshape(-1)
+                if xp is np:
+                    np.add.at(gflat, flat, g[ok])
+                else:  # pragma: no cover - GPU
+                    import cupyx
+
+                    cupyx.scatter_add(gflat, flat, g[ok])
+            return gw, None, None, None, None, None, None
+        g_elem = grad[bag_of]
+        if counts is not None:
+            g_elem = g_elem / xp.maximum(counts, 1)[bag_of][:, None]
+        if ctx.needs_input_grad[1]:
+            gpsw = (g_elem * weight[idx]).sum(1)
+            if keep is not None:
+                gpsw = gpsw * keep
+        if psw is not None:
+            g_elem = g_elem * psw[:, None]
+        if keep is not None:
+            g_elem = g_elem * keep[:, None]
+        index_add_rows(xp, gw, idx, g_elem)
+        return gw, gpsw, None, None, None, None, None
+
+
+def _bag_rank(xp, bag_of, nonempty):
+    """For each element, the row of its bag among the non-empty bags."""
+    rank = xp.cumsum(nonempty) - 1
+    return rank[bag_of]

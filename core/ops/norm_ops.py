@@ -1,0 +1,114 @@
+"""Fused normalisation ops with analytic gradients: batch norm (training and eval, running
+statistics updated in place) and layer norm over trailing dims (also the core of group and
+instance norm).
+
+Backward formulas use the per-channel sums ``sum(g)`` and ``sum(g * xhat)`` that the weight
+and bias gradients need anyway, so the input gradient costs one more pass over the data.
+"""
+
+from __future__ import annotations
+
+from ..autograd.function import Function
+
+
+class BatchNorm(Function):
+    """Batch norm over dim 1 of (N, C, *) inputs, computed on an (N, C, L) view."""
+
+    supports_double_backward = False
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, running_mean, running_var, training, momentum, eps):
+        xp = ctx.xp
+        shape_in = x.shape
+        c = shape_in[1]
+        x3 = x.reshape(shape_in[0], c, -1)
+        n = x3.shape[0] * x3.shape[2]
+        if training:
+            mean = x3.sum(axis=(0, 2)) / n
+            xhat = x3 - mean[:, None]
+            var = xp.einsum("ncl,ncl->c", xhat, xhat) / n
+            if running_mean is not None:
+                running_mean *= 1 - momentum
+                running_mean += (momentum * mean).astype(running_mean.dtype, copy=False)
+            if running_var is not None:
+                unbiased = var * (n / (n - 1)) if n > 1 else var
+                running_var *= 1 - momentum
+                running_var += (momentum * unbiased).astype(running_var.dtype, copy=False)
+            invstd = (1 / xp.sqrt(var + eps)).astype(x.dtype, copy=False)
+        else:
+            invstd = (1 / xp.sqrt(running_var + eps)).astype(x.dtype, copy=False)
+            xhat = x3 - running_mean.astype(x.dtype, copy=False)[:, None]
+        xhat *= invstd[:, None]
+        out = xhat * weight[:, None] if weight is not None else xhat.copy()
+        if bias is not None:
+            out += bias[:, None]
+        ctx.save_for_backward(xhat, weight, invstd)
+        ctx.meta = (training, shape_in, n)
+        return out.reshape(shape_in)
+
+    @staticmethod
+    def backward(ctx, grad):
+        xhat, weight, invstd = ctx.saved_tensors
+        xp = ctx.xp
+        training, shape_in, n = ctx.meta
+        nx, nw, nb = ctx.needs_input_grad[:3]
+        g3 = grad.reshape(xhat.shape)
+        gb = g3.sum(axis=(0, 2)) if (nb or (nx and training)) else None
+        gw = xp.einsum("ncl,ncl->c", g3, xhat) if (nw or (nx and training)) else None
+        gx = None
+        if nx:
+            k = invstd if weight is None else invstd * weight
+            if training:
+                gx = g3 - (gb / n)[:, None]
+                gx -= xhat * (gw / n)[:, None]
+                gx *= k[:, None]
+            else:
+                gx = g3 * k[:, None]
+            gx = gx.reshape(shape_in)
+        return (gx, gw if nw else None, gb if nb else None, None, None, None, None, None)
+
+
+class LayerNorm(Function):
+    """Normalise over the trailing ``nd`` dims, then an optional elementwise affine."""
+
+    supports_double_backward = False
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, nd, eps):
+        xp = ctx.xp
+        d = 1
+        for s in x.shape[x.ndim - nd:]:
+            d *= s
+        x2 = x.reshape(-1, d)
+        xhat = x2 - x2.mean(axis=1, keepdims=True)
+        var = xp.einsum("ij,ij->i", xhat, xhat) / d
+        invstd = (1 / xp.sqrt(var + eps)).astype(x.dtype, copy=False)[:, None]
+        xhat *= invstd
+        w = weight.reshape(-1) if weight is not None else None
+        out = xhat * w if w is not None else xhat.copy()
+        if bias is not None:
+            out += bias.reshape(-1)
+        ctx.save_for_backward(xhat, w, invstd)
+        ctx.shapes = (x.shape, None if weight is None else weight.shape)
+        return out.reshape(x.shape)
+
+    @staticmethod
+    def backward(ctx, grad):
+        xhat, w, invstd = ctx.saved_tensors
+        xp = ctx.xp
+        x_shape, w_shape = ctx.shapes
+        nx, nw, nb = ctx.needs_input_grad[:3]
+        d = xhat.shape[1]
+        g2 = grad.reshape(xhat.shape)
+        gw = xp.einsum("ij,ij->j", g2, xhat).reshape(w_shape) if nw else None
+        gb = g2.sum(axis=0).reshape(w_shape) if nb else None
+        gx = None
+        if nx:
+            gxhat = g2 * w if w is not None else g2
+            mean_g = gxhat.sum(axis=1, keepdims=True) / d
+            mean_gx = xp.einsum("ij,ij->i", gxhat, xhat)[:, None] / d
+            gx = gxhat - mean_g
+            gx -= xhat * mean_gx
+            gx *= invstd
+            gx = gx.reshape(x_shape)
+        return gx, gw, gb, None, None

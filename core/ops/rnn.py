@@ -1,0 +1,408 @@
+"""Fused recurrent layers: one Function per layer and direction over the whole sequence.
+
+Each forward projects the inputs of ALL time steps with one matmul, then runs the recurrence with
+one matmul per step; the backward through time is a single pass that ends with one matmul per
+weight (the per-step gate gradients are kept and multiplied once). Layouts are PyTorch's:
+time-major ``x`` of shape (T, B, I), gate order i, f, g, o (LSTM) and r, z, n (GRU).
+
+``batch_sizes`` (PackedSequence support): the number of active sequences at each time step,
+non-increasing; sequences are sorted by decreasing length so step ``t`` updates rows
+``[:batch_sizes[t]]`` and every other row keeps its state. That one rule serves both directions:
+run forward, a finished row is frozen (so its final state is the state at its last step); run in
+reverse, a row starts from ``h0`` when its first (last-in-time) step comes. Inactive positions of
+the output are zero, as in ``pad_packed_sequence``.
+"""
+
+from __future__ import annotations
+
+from ..autograd.function import Function
+
+
+def _steps(T: int, reverse: bool):
+    return range(T - 1, -1, -1) if reverse else range(T)
+
+
+def _active(batch_sizes, t: int, B: int) -> int:
+    return B if batch_sizes is None else int(batch_sizes[t])
+
+
+def _project(x, w_ih, bias):
+    """``x @ w_ih.T + bias`` for all time steps at once: (T, B, I) -> (T, B, G)."""
+    T, B, _ = x.shape
+    out = x.reshape(T * B, -1) @ w_ih.T
+    if bias is not None:
+        out += bias
+    return out.reshape(T, B, -1)
+
+
+def _weight_grads(ctx, x, g_pre, hprev, w_ih, g_hh=None):
+    """Input/weight/bias gradients from the per-step pre-activation gradients, one matmul each.
+
+    ``g_pre`` (T, B, G) is the gradient of the input projection; ``g_hh`` (default ``g_pre``) is
+    the gradient of the hidden projection ``h @ w_hh.T + b_hh``; ``hprev`` (T, B, P) the state
+    that entered each step.
+    """
+    need = ctx.needs_input_grad
+    T, B, G = g_pre.shape
+    g2 = g_pre.reshape(T * B, G)
+    gh2 = g2 if g_hh is None else g_hh.reshape(T * B, G)
+    dx = (g2 @ w_ih).reshape(x.shape) if need[0] else None
+    dw_ih = g2.T @ x.reshape(T * B, -1) if need[3] else None
+    dw_hh = gh2.T @ hprev.reshape(T * B, -1) if need[4] else None
+    db_ih = g2.sum(0) if need[5] else None
+    db_hh = gh2.sum(0) if need[6] else None
+    return dx, dw_ih, dw_hh, db_ih, db_hh
+
+
+class LSTMLayer(Function):
+    """One LSTM layer in one direction over a whole sequence (optionally with a projection).
+
+    forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse) -> (out, h_n, c_n);
+    ``h0``/``c0``/biases/``w_hr`` may be None.
+    """
+
+    supports_double_backward = False
+
+    @staticmethod
+    def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse):
+        xp = ctx.xp
+        T, B, _ = x.shape
+        Hd = w_hh.shape[0] // 4
+        P = w_hh.shape[1]
+        dt = x.dtype
+        # sigmoid(v) = 0.5 * tanh(v / 2) + 0.5: scaling the i, f, o rows of the weights by 1/2
+        # lets one tanh over all four gates serve, then one affine fixes the sigmoid gates.
+        s = xp.full((4 * Hd,), 0.5, dtype=dt)
+        s[2 * Hd:3 * Hd] = 1
+        shift = (1 - s).astype(dt)
+        bias = None
+        if b_ih is not None:
+            bias = (b_ih + b_hh) * s if b_hh is not None else b_ih * s
+        elif b_hh is not None:
+            bias = b_hh * s
+        acts = _project(x, w_ih * s[:, None], bias)  # pre-activations, then activations in place
+        whh_t = xp.ascontiguousarray((w_hh * s[:, None]).T)
+        whr_t = None if w_hr is None else xp.ascontiguousarray(w_hr.T)
+        # States in processing order: hs[k] enters step k, hs[k + 1] leaves it (no copies).
+        hs = xp.empty((T + 1, B, P), dtype=dt)
+        cs = xp.empty((T + 1, B, Hd), dtype=dt)
+        _init_state(hs[0], h0)
+        _init_state(cs[0], c0)
+        tanh_c = xp.empty((T, B, Hd), dtype=dt)
+        hpre = None if w_hr is None else xp.empty((T, B, Hd), dtype=dt)
+        for k, t in enumerate(_steps(T, reverse)):
+            n = _active(batch_sizes, t, B)
+            if n < B:  # finished (or not yet started) rows keep their state
+                hs[k + 1, n:] = hs[k, n:]
+                cs[k + 1, n:] = cs[k, n:]
+            a = acts[t, :n]
+            a += hs[k, :n] @ whh_t
+            xp.tanh(a, out=a)
+            a *= s
+            a += shift
+            i, f, g, o = a[:, :Hd], a[:, Hd:2 * Hd], a[:, 2 * Hd:3 * Hd], a[:, 3 * Hd:]
+            cn = xp.multiply(f, cs[k, :n], out=cs[k + 1, :n])
+            cn += i * g
+            tc = xp.tanh(cn, out=tanh_c[t, :n])
+            if w_hr is None:
+                xp.multiply(o, tc, out=hs[k + 1, :n])
+            else:
+                hp = xp.multiply(o, tc, out=hpre[t, :n])
+                xp.matmul(hp, whr_t, out=hs[k + 1, :n])
+        out = _outputs(xp, hs, batch_sizes, reverse)
+        ctx.save_for_backward(x, w_ih, w_hh, w_hr, acts, hs, cs, tanh_c, hpre)
+        ctx.meta = (batch_sizes, reverse, Hd)
+        ctx.set_materialize_grads(False)
+        return out, hs[T].copy(), cs[T].copy()
+
+    @staticmethod
+    def backward(ctx, g_out, g_hn, g_cn):
+        x, w_ih, w_hh, w_hr, acts, hs, cs, tanh_c, hpre = ctx.saved_tensors
+        batch_sizes, reverse, Hd = ctx.meta
+        xp = ctx.xp
+        T, B, P = x.shape[0], x.shape[1], hs.shape[2]
+        dt = x.dtype
+        dh = xp.zeros((B, P), dtype=dt) if g_hn is None else g_hn.astype(dt, copy=True)
+        dc = xp.zeros((B, Hd), dtype=dt) if g_cn is None else g_cn.astype(dt, copy=True)
+        dG = (xp.empty if batch_sizes is None else xp.zeros)((T, B, 4 * Hd), dtype=dt)
+        dR = None if w_hr is None else xp.zeros((T, B, P), dtype=dt)
+        # d act / d pre-activation = u - a*a with u = a for sigmoid gates and 1 for tanh.
+        m = xp.ones((4 * Hd,), dtype=dt)
+        m[2 * Hd:3 * Hd] = 0
+        one_m = (1 - m).astype(dt)
+        for k, t in reversed(list(enumerate(_steps(T, reverse)))):
+            n = _active(batch_sizes, t, B)
+            dhn = dh[:n]
+            if g_out is not None:
+                dhn += g_out[t, :n]
+            if w_hr is not None:
+                dR[t, :n] = dhn
+                dhp = dhn @ w_hr
+            else:
+                dhp = dhn
+            a = acts[t, :n]
+            i, f, g, o = a[:, :Hd], a[:, Hd:2 * Hd], a[:, 2 * Hd:3 * Hd], a[:, 3 * Hd:]
+            tc = tanh_c[t, :n]
+            dcn = dc[:n]
+            tmp = dhp * o
+            tmp *= 1 - tc * tc
+            dcn += tmp
+            dg = dG[t, :n]
+            xp.multiply(dcn, g, out=dg[:, :Hd])
+            xp.multiply(dcn, cs[k, :n], out=dg[:, Hd:2 * Hd])
+            xp.multiply(dcn, i, out=dg[:, 2 * Hd:3 * Hd])
+            xp.multiply(dhp, tc, out=dg[:, 3 * Hd:])
+            deriv = a * m
+            deriv += one_m
+            deriv -= a * a
+            dg *= deriv
+            dcn *= f
+            xp.matmul(dg, w_hh, out=dhn)
+        dx, dw_ih, dw_hh, db_ih, db_hh = _weight_grads(ctx, x, dG, _by_time(hs, reverse), w_ih)
+        need = ctx.needs_input_grad
+        dw_hr = None
+        if w_hr is not None and need[7]:
+            dw_hr = dR.reshape(T * B, P).T @ hpre.reshape(T * B, Hd)
+        return (dx, dh if need[1] else None, dc if need[2] else None, dw_ih, dw_hh, db_ih,
+                db_hh, dw_hr, None, None)
+
+
+class GRULayer(Function):
+    """One GRU layer in one direction: PyTorch's r, z, n formulation (``b_hn`` inside r*(.)).
+
+    forward(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse) -> (out, h_n).
+    """
+
+    supports_double_backward = False
+
+    @staticmethod
+    def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse):
+        xp = ctx.xp
+        T, B, _ = x.shape
+        Hd = w_hh.shape[0] // 3
+        dt = x.dtype
+        # r and z are sigmoids: compute them as 0.5 * tanh(v / 2) + 0.5 (weights pre-scaled).
+        s = xp.ones((3 * Hd,), dtype=dt)
+        s[:2 * Hd] = 0.5
+        bias = None if b_ih is None else b_ih.copy()
+        if b_hh is not None:  # b_hr, b_hz fold into the input projection; b_hn stays apart
+            bias = xp.zeros((3 * Hd,), dtype=dt) if bias is None else bias
+            bias[:2 * Hd] += b_hh[:2 * Hd]
+        xw = _project(x, w_ih * s[:, None], None if bias is None else bias * s)
+        whh_t = xp.ascontiguousarray((w_hh * s[:, None]).T)
+        b_hn = None if b_hh is None else b_hh[2 * Hd:]
+        hs = xp.empty((T + 1, B, Hd), dtype=dt)  # states in processing order, as in LSTMLayer
+        _init_state(hs[0], h0)
+        ghn = xp.empty((T, B, Hd), dtype=dt)  # w_hn @ h + b_hn, needed by the r gradient
+        for k, t in enumerate(_steps(T, reverse)):
+            n = _active(batch_sizes, t, B)
+            if n < B:
+                hs[k + 1, n:] = hs[k, n:]
+            gh = hs[k, :n] @ whh_t
+            a = xw[t, :n]  # becomes [r, z, n] activations in place
+            rz = a[:, :2 * Hd]
+            rz += gh[:, :2 * Hd]
+            xp.tanh(rz, out=rz)
+            rz *= 0.5
+            rz += 0.5
+            r, z = a[:, :Hd], a[:, Hd:2 * Hd]
+            gn = ghn[t, :n]
+            gn[...] = gh[:, 2 * Hd:]
+            if b_hn is not None:
+                gn += b_hn
+            nn = a[:, 2 * Hd:]
+            nn += r * gn
+            xp.tanh(nn, out=nn)
+            hn = xp.subtract(hs[k, :n], nn, out=hs[k + 1, :n])  # h' = n + z * (h - n)
+            hn *= z
+            hn += nn
+        out = _outputs(xp, hs, batch_sizes, reverse)
+        ctx.save_for_backward(x, w_ih, w_hh, xw, hs, ghn)
+        ctx.meta = (batch_sizes, reverse, Hd)
+        ctx.set_materialize_grads(False)
+        return out, hs[T].copy()
+
+    @staticmethod
+    def backward(ctx, g_out, g_hn):
+        x, w_ih, w_hh, acts, hs, ghn = ctx.saved_tensors
+        batch_sizes, reverse, Hd = ctx.meta
+        xp = ctx.xp
+        T, B = x.shape[0], x.shape[1]
+        dt = x.dtype
+        dh = xp.zeros((B, Hd), dtype=dt) if g_hn is None else g_hn.astype(dt, copy=True)
+        new = xp.empty if batch_sizes is None else xp.zeros
+        dX = new((T, B, 3 * Hd), dtype=dt)  # gradient of the input projection
+        dGH = new((T, B, 3 * Hd), dtype=dt)  # gradient of h @ w_hh.T + b_hh
+        for k, t in reversed(list(enumerate(_steps(T, reverse)))):
+            n = _active(batch_sizes, t, B)
+            dhn = dh[:n]
+            if g_out is not None:
+                dhn += g_out[t, :n]
+            a = acts[t, :n]
+            r, z, nn = a[:, :Hd], a[:, Hd:2 * Hd], a[:, 2 * Hd:]
+            dxt, dgt = dX[t, :n], dGH[t, :n]
+            dn = dxt[:, 2 * Hd:]
+            xp.multiply(dhn, 1 - z, out=dn)
+            dn *= 1 - nn * nn
+            dr = dxt[:, :Hd]
+            xp.multiply(dn, ghn[t, :n], out=dr)
+            dr *= r - r * r
+            dz = dxt[:, Hd:2 * Hd]
+            xp.subtract(hs[k, :n], nn, out=dz)
+            dz *= dhn
+            dz *= z - z * z
+            dgt[:, :2 * Hd] = dxt[:, :2 * Hd]
+            xp.multiply(dn, r, out=dgt[:, 2 * Hd:])
+            dhn *= z
+            dhn += dgt @ w_hh
+        need = ctx.needs_input_grad
+        dx, dw_ih, dw_hh, db_ih, db_hh = _weight_grads(
+            _Need(need[0], need[2], need[3], need[4], need[5]), x, dX, _by_time(hs, reverse), w_ih,
+            dGH)
+        return (dx, dh if need[1] else None, dw_ih, dw_hh, db_ih, db_hh, None, None)
+
+
+class RNNLayer(Function):
+    """One Elman RNN layer in one direction, ``h' = act(x W_ih^T + b_ih + h W_hh^T + b_hh)``.
+
+    forward(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, relu) -> (out, h_n).
+    """
+
+    supports_double_backward = False
+
+    @staticmethod
+    def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, relu):
+        xp = ctx.xp
+        T, B, _ = x.shape
+        Hd = w_hh.shape[0]
+        dt = x.dtype
+        bias = b_ih if b_hh is None else (b_hh if b_ih is None else b_ih + b_hh)
+        pre = _project(x, w_ih, bias)
+        whh_t = xp.ascontiguousarray(w_hh.T)
+        hs = xp.empty((T + 1, B, Hd), dtype=dt)  # states in processing order
+        _init_state(hs[0], h0)
+        for k, t in enumerate(_steps(T, reverse)):
+            n = _active(batch_sizes, t, B)
+            if n < B:
+                hs[k + 1, n:] = hs[k, n:]
+            a = xp.matmul(hs[k, :n], whh_t, out=hs[k + 1, :n])
+            a += pre[t, :n]
+            if relu:
+                xp.maximum(a, 0, out=a)
+            else:
+                xp.tanh(a, out=a)
+        out = _outputs(xp, hs, batch_sizes, reverse)
+        ctx.save_for_backward(x, w_ih, w_hh, hs)
+        ctx.meta = (batch_sizes, reverse, relu)
+        ctx.set_materialize_grads(False)
+        return out, hs[T].copy()
+
+    @staticmethod
+    def backward(ctx, g_out, g_hn):
+        x, w_ih, w_hh, hs = ctx.saved_tensors
+        batch_sizes, reverse, relu = ctx.meta
+        xp = ctx.xp
+        T, B, Hd = x.shape[0], x.shape[1], hs.shape[2]
+        dt = x.dtype
+        dh = xp.zeros((B, Hd), dtype=dt) if g_hn is None else g_hn.astype(dt, copy=True)
+        dP = (xp.empty if batch_sizes is None else xp.zeros)((T, B, Hd), dtype=dt)
+        for k, t in reversed(list(enumerate(_steps(T, reverse)))):
+            n = _active(batch_sizes, t, B)
+            dhn = dh[:n]
+            if g_out is not None:
+                dhn += g_out[t, :n]
+            dp = dP[t, :n]
+            y = hs[k + 1, :n]
+            if relu:
+                xp.multiply(dhn, y > 0, out=dp)
+            else:
+                xp.multiply(dhn, 1 - y * y, out=dp)
+            xp.matmul(dp, w_hh, out=dhn)
+        need = ctx.needs_input_grad
+        dx, dw_ih, dw_hh, db_ih, db_hh = _weight_grads(
+            _Need(need[0], need[2], need[3], need[4], need[5]), x, dP, _by_time(hs, reverse), w_ih)
+        return (dx, dh if need[1] else None, dw_ih, dw_hh, db_ih, db_hh, None, None, None)
+
+
+class _Need:
+    """Adapts a layer's needs_input_grad to ``_weight_grads``' LSTM-style argument positions."""
+
+    __slots__ = ("needs_input_grad",)
+
+    def __init__(self, x, w_ih, w_hh, b_ih, b_hh):
+        self.needs_input_grad = (x, None, None, w_ih, w_hh, b_ih, b_hh)
+
+
+def _init_state(dst, init):
+    if init is None:
+        dst[...] = 0
+    else:
+        dst[...] = init
+
+
+def _by_time(hs, reverse):
+    """The state entering the step at each time index, from states kept in processing order."""
+    return hs[-2::-1] if reverse else hs[:-1]
+
+
+def _outputs(xp, hs, batch_sizes, reverse):
+    """The (T, B, P) output, by time, from states in processing order (a fresh array)."""
+    out = hs[:0:-1] if reverse else hs[1:]
+    out = xp.ascontiguousarray(out) if reverse else out.copy()
+    return out if batch_sizes is None else _zero_inactive(xp, out, batch_sizes)
+
+
+def _zero_inactive(xp, out, batch_sizes):
+    for t, n in enumerate(batch_sizes):
+        out[t, int(n):] = 0
+    return out
+
+
+# ---- packed <-> padded (time-major) ------------------------------------------------------------
+def packed_indices(xp, batch_sizes, B: int):
+    """Flat row indices into a (T * B, ...) padded array for each packed row, in packed order."""
+    import numpy as np
+
+    bs = np.asarray(batch_sizes, dtype=np.int64)
+    starts = np.repeat(np.arange(len(bs), dtype=np.int64) * B, bs)
+    offsets = np.arange(int(bs.sum()), dtype=np.int64) - np.repeat(np.cumsum(bs) - bs, bs)
+    idx = starts + offsets
+    return idx if xp is np else xp.asarray(idx)
+
+
+class PackedToPadded(Function):
+    """(N, *F) packed rows -> (T, B, *F) time-major padded array (zeros elsewhere)."""
+
+    @staticmethod
+    def forward(ctx, data, batch_sizes, padding_value=0.0):
+        xp = ctx.xp
+        T, B = len(batch_sizes), int(batch_sizes[0])
+        idx = packed_indices(xp, batch_sizes, B)
+        out = xp.full((T * B,) + data.shape[1:], padding_value, dtype=data.dtype)
+        out[idx] = data
+        ctx.idx = idx
+        return out.reshape((T, B) + data.shape[1:])
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad.reshape((-1,) + grad.shape[2:])[ctx.idx], None, None
+
+
+class PaddedToPacked(Function):
+    """(T, B, *F) time-major padded array -> (N, *F) packed rows."""
+
+    @staticmethod
+    def forward(ctx, padded, batch_sizes):
+        xp = ctx.xp
+        T, B = padded.shape[0], padded.shape[1]
+        idx = packed_indices(xp, batch_sizes, B)
+        ctx.idx, ctx.shape = idx, padded.shape
+        return padded.reshape((T * B,) + padded.shape[2:])[idx]
+
+    @staticmethod
+    def backward(ctx, grad):
+        xp = ctx.xp
+        shape = ctx.shape
+        out = xp.zeros((shape[0] * shape[1],) + shape[2:], dtype=grad.dtype)
+        out[ctx.idx] = grad
+        return out.reshape(shape), None
