@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..autograd import grad_mode
 from ..autograd.function import Function
 from ..tensor import Tensor
+from ._util import scalar_type_name
 
 
 def check_inplace(t: Tensor) -> None:
@@ -27,8 +28,8 @@ def _store(self: Tensor, out: Tensor) -> None:
         if src.dtype.kind in "fcV" and dst.dtype.kind not in "fcV" or (
                 src.dtype.kind == "c" and dst.dtype.kind != "c"):
             raise RuntimeError(
-                f"result type {out.dtype.name.capitalize()} can't be cast to the desired output "
-                f"type {self.dtype.name.capitalize()}"
+                f"result type {scalar_type_name(out)} can't be cast to the desired output "
+                f"type {scalar_type_name(self)}"
             )
     if src.shape != dst.shape:
         raise RuntimeError(
