@@ -1,0 +1,153 @@
+"""Training-step speed of the DESIGN.md §7 workloads, ember vs PyTorch in the same run.
+
+    python benchmarks/engine.py                 # all workloads, 1 and 2 threads
+    python benchmarks/engine.py --workloads mlp cnn --threads 1 --steps 20
+
+Each (framework, threads) pair runs in its own subprocess, since BLAS thread pools are fixed at
+import. A step is forward + cross-entropy + backward + Adam(lr=1e-3). Targets (issue 3): ratio
+<= 1.5 on mlp and transformer, <= 2.5 on cnn and lstm.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+WORKLOADS = ("mlp", "cnn", "lstm", "transformer")
+
+
+def build(lib, name: str):
+    """The model, the loss closure inputs, for ``lib`` = ember or torch (same code for both)."""
+    nn = lib.nn
+    if name == "mlp":
+        model = nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 256), nn.ReLU(),
+                              nn.Linear(256, 10))
+        x = lib.randn(128, 784)
+        y = lib.randint(0, 10, (128,))
+        return model, x, y, lambda out, y: nn.functional.cross_entropy(out, y)
+    if name == "cnn":
+        model = nn.Sequential(
+            nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+            nn.Linear(3136, 128), nn.ReLU(), nn.Linear(128, 10))
+        x = lib.randn(64, 1, 28, 28)
+        y = lib.randint(0, 10, (64,))
+        return model, x, y, lambda out, y: nn.functional.cross_entropy(out, y)
+    if name == "lstm":
+        class CharLSTM(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.emb = nn.Embedding(96, 128)
+                self.lstm = nn.LSTM(128, 256, batch_first=True)
+                self.head = nn.Linear(256, 96)
+
+            def forward(self, t):
+                h, _ = self.lstm(self.emb(t))
+                return self.head(h)
+
+        x = lib.randint(0, 96, (32, 64))
+        y = lib.randint(0, 96, (32, 64))
+        return CharLSTM(), x, y, \
+            lambda out, y: nn.functional.cross_entropy(out.reshape(-1, 96), y.reshape(-1))
+    if name == "transformer":
+        class TinyLM(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.emb = nn.Embedding(1000, 128)
+                self.pos = nn.Parameter(lib.zeros(64, 128))
+                layer = nn.TransformerEncoderLayer(128, nhead=4, dim_feedforward=512,
+                                                   dropout=0.1, batch_first=True)
+                self.enc = nn.TransformerEncoder(layer, num_layers=2)
+                self.head = nn.Linear(128, 1000)
+
+            def forward(self, t):
+                return self.head(self.enc(self.emb(t) + self.pos))
+
+        x = lib.randint(0, 1000, (32, 64))
+        y = lib.randint(0, 1000, (32, 64))
+        return TinyLM(), x, y, \
+            lambda out, y: nn.functional.cross_entropy(out.reshape(-1, 1000), y.reshape(-1))
+    raise ValueError(f"unknown workload {name!r}; choose from {WORKLOADS}")
+
+
+def run_child(framework: str, threads: int, workloads: list[str], steps: int) -> dict:
+    """Inside a subprocess: ms/step per workload (median of ``steps`` after warm-up)."""
+    import time
+
+    import numpy as np
+
+    if framework == "torch":
+        import torch as lib
+
+        lib.set_num_threads(threads)
+    else:
+        import ember as lib
+    lib.manual_seed(0)
+    out = {}
+    for name in workloads:
+        model, x, y, loss_fn = build(lib, name)
+        opt = lib.optim.Adam(model.parameters(), lr=1e-3)
+        model.train()
+
+        def step():
+            opt.zero_grad()
+            loss = loss_fn(model(x), y)
+            loss.backward()
+            opt.step()
+
+        for _ in range(3):
+            step()
+        times = []
+        for _ in range(steps):
+            t0 = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - t0)
+        out[name] = float(np.median(times) * 1e3)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=WORKLOADS)
+    ap.add_argument("--threads", nargs="+", type=int, default=[1, 2])
+    ap.add_argument("--steps", type=int, default=15)
+    ap.add_argument("--json", help="write the results here too")
+    ap.add_argument("--_child", nargs=2, metavar=("FRAMEWORK", "THREADS"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args._child:
+        fw, th = args._child[0], int(args._child[1])
+        print(json.dumps(run_child(fw, th, args.workloads, args.steps)))
+        return
+    from _common import table
+
+    results = {}
+    for threads in args.threads:
+        env = dict(os.environ)
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            env[var] = str(threads)
+        for fw in ("ember", "torch"):
+            cmd = [sys.executable, __file__, "--_child", fw, str(threads), "--steps",
+                   str(args.steps), "--workloads", *args.workloads]
+            r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            if r.returncode != 0:
+                raise SystemExit(f"{fw} with {threads} thread(s) failed:\n{r.stderr}")
+            results[(fw, threads)] = json.loads(r.stdout.strip().splitlines()[-1])
+    rows = []
+    for threads in args.threads:
+        for name in args.workloads:
+            e, t = results[("ember", threads)][name], results[("torch", threads)][name]
+            rows.append([name, threads, f"{e:.1f}", f"{t:.1f}", f"{e / t:.2f}"])
+    print(table(rows, ["workload", "threads", "ember ms/step", "torch ms/step", "ratio"]))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({f"{k[0]}/{k[1]}": v for k, v in results.items()}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
