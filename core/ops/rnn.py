@@ -16,6 +16,7 @@ the output are zero, as in ``pad_packed_sequence``.
 from __future__ import annotations
 
 from ..autograd.function import Function
+from ._blas import serial_blas
 
 
 def _steps(T: int, reverse: bool):
@@ -90,25 +91,26 @@ class LSTMLayer(Function):
         _init_state(cs[0], c0)
         tanh_c = xp.empty((T, B, Hd), dtype=dt)
         hpre = None if w_hr is None else xp.empty((T, B, Hd), dtype=dt)
-        for k, t in enumerate(_steps(T, reverse)):
-            n = _active(batch_sizes, t, B)
-            if n < B:  # finished (or not yet started) rows keep their state
-                hs[k + 1, n:] = hs[k, n:]
-                cs[k + 1, n:] = cs[k, n:]
-            a = acts[t, :n]
-            a += hs[k, :n] @ whh_t
-            xp.tanh(a, out=a)
-            a *= s
-            a += shift
-            i, f, g, o = a[:, :Hd], a[:, Hd:2 * Hd], a[:, 2 * Hd:3 * Hd], a[:, 3 * Hd:]
-            cn = xp.multiply(f, cs[k, :n], out=cs[k + 1, :n])
-            cn += i * g
-            tc = xp.tanh(cn, out=tanh_c[t, :n])
-            if w_hr is None:
-                xp.multiply(o, tc, out=hs[k + 1, :n])
-            else:
-                hp = xp.multiply(o, tc, out=hpre[t, :n])
-                xp.matmul(hp, whr_t, out=hs[k + 1, :n])
+        with serial_blas(xp, 2 * B * P * 4 * Hd):
+            for k, t in enumerate(_steps(T, reverse)):
+                n = _active(batch_sizes, t, B)
+                if n < B:  # finished (or not yet started) rows keep their state
+                    hs[k + 1, n:] = hs[k, n:]
+                    cs[k + 1, n:] = cs[k, n:]
+                a = acts[t, :n]
+                a += hs[k, :n] @ whh_t
+                xp.tanh(a, out=a)
+                a *= s
+                a += shift
+                i, f, g, o = a[:, :Hd], a[:, Hd:2 * Hd], a[:, 2 * Hd:3 * Hd], a[:, 3 * Hd:]
+                cn = xp.multiply(f, cs[k, :n], out=cs[k + 1, :n])
+                cn += i * g
+                tc = xp.tanh(cn, out=tanh_c[t, :n])
+                if w_hr is None:
+                    xp.multiply(o, tc, out=hs[k + 1, :n])
+                else:
+                    hp = xp.multiply(o, tc, out=hpre[t, :n])
+                    xp.matmul(hp, whr_t, out=hs[k + 1, :n])
         out = _outputs(xp, hs, batch_sizes, reverse)
         ctx.save_for_backward(x, w_ih, w_hh, w_hr, acts, hs, cs, tanh_c, hpre)
         ctx.meta = (batch_sizes, reverse, Hd)
@@ -130,34 +132,35 @@ class LSTMLayer(Function):
         m = xp.ones((4 * Hd,), dtype=dt)
         m[2 * Hd:3 * Hd] = 0
         one_m = (1 - m).astype(dt)
-        for k, t in reversed(list(enumerate(_steps(T, reverse)))):
-            n = _active(batch_sizes, t, B)
-            dhn = dh[:n]
-            if g_out is not None:
-                dhn += g_out[t, :n]
-            if w_hr is not None:
-                dR[t, :n] = dhn
-                dhp = dhn @ w_hr
-            else:
-                dhp = dhn
-            a = acts[t, :n]
-            i, f, g, o = a[:, :Hd], a[:, Hd:2 * Hd], a[:, 2 * Hd:3 * Hd], a[:, 3 * Hd:]
-            tc = tanh_c[t, :n]
-            dcn = dc[:n]
-            tmp = dhp * o
-            tmp *= 1 - tc * tc
-            dcn += tmp
-            dg = dG[t, :n]
-            xp.multiply(dcn, g, out=dg[:, :Hd])
-            xp.multiply(dcn, cs[k, :n], out=dg[:, Hd:2 * Hd])
-            xp.multiply(dcn, i, out=dg[:, 2 * Hd:3 * Hd])
-            xp.multiply(dhp, tc, out=dg[:, 3 * Hd:])
-            deriv = a * m
-            deriv += one_m
-            deriv -= a * a
-            dg *= deriv
-            dcn *= f
-            xp.matmul(dg, w_hh, out=dhn)
+        with serial_blas(xp, 2 * B * P * 4 * Hd):
+            for k, t in reversed(list(enumerate(_steps(T, reverse)))):
+                n = _active(batch_sizes, t, B)
+                dhn = dh[:n]
+                if g_out is not None:
+                    dhn += g_out[t, :n]
+                if w_hr is not None:
+                    dR[t, :n] = dhn
+                    dhp = dhn @ w_hr
+                else:
+                    dhp = dhn
+                a = acts[t, :n]
+                i, f, g, o = a[:, :Hd], a[:, Hd:2 * Hd], a[:, 2 * Hd:3 * Hd], a[:, 3 * Hd:]
+                tc = tanh_c[t, :n]
+                dcn = dc[:n]
+                tmp = dhp * o
+                tmp *= 1 - tc * tc
+                dcn += tmp
+                dg = dG[t, :n]
+                xp.multiply(dcn, g, out=dg[:, :Hd])
+                xp.multiply(dcn, cs[k, :n], out=dg[:, Hd:2 * Hd])
+                xp.multiply(dcn, i, out=dg[:, 2 * Hd:3 * Hd])
+                xp.multiply(dhp, tc, out=dg[:, 3 * Hd:])
+                deriv = a * m
+                deriv += one_m
+                deriv -= a * a
+                dg *= deriv
+                dcn *= f
+                xp.matmul(dg, w_hh, out=dhn)
         dx, dw_ih, dw_hh, db_ih, db_hh = _weight_grads(ctx, x, dG, _by_time(hs, reverse), w_ih)
         need = ctx.needs_input_grad
         dw_hr = None
@@ -194,28 +197,29 @@ class GRULayer(Function):
         hs = xp.empty((T + 1, B, Hd), dtype=dt)  # states in processing order, as in LSTMLayer
         _init_state(hs[0], h0)
         ghn = xp.empty((T, B, Hd), dtype=dt)  # w_hn @ h + b_hn, needed by the r gradient
-        for k, t in enumerate(_steps(T, reverse)):
-            n = _active(batch_sizes, t, B)
-            if n < B:
-                hs[k + 1, n:] = hs[k, n:]
-            gh = hs[k, :n] @ whh_t
-            a = xw[t, :n]  # becomes [r, z, n] activations in place
-            rz = a[:, :2 * Hd]
-            rz += gh[:, :2 * Hd]
-            xp.tanh(rz, out=rz)
-            rz *= 0.5
-            rz += 0.5
-            r, z = a[:, :Hd], a[:, Hd:2 * Hd]
-            gn = ghn[t, :n]
-            gn[...] = gh[:, 2 * Hd:]
-            if b_hn is not None:
-                gn += b_hn
-            nn = a[:, 2 * Hd:]
-            nn += r * gn
-            xp.tanh(nn, out=nn)
-            hn = xp.subtract(hs[k, :n], nn, out=hs[k + 1, :n])  # h' = n + z * (h - n)
-            hn *= z
-            hn += nn
+        with serial_blas(xp, 2 * B * Hd * 3 * Hd):
+            for k, t in enumerate(_steps(T, reverse)):
+                n = _active(batch_sizes, t, B)
+                if n < B:
+                    hs[k + 1, n:] = hs[k, n:]
+                gh = hs[k, :n] @ whh_t
+                a = xw[t, :n]  # becomes [r, z, n] activations in place
+                rz = a[:, :2 * Hd]
+                rz += gh[:, :2 * Hd]
+                xp.tanh(rz, out=rz)
+                rz *= 0.5
+                rz += 0.5
+                r, z = a[:, :Hd], a[:, Hd:2 * Hd]
+                gn = ghn[t, :n]
+                gn[...] = gh[:, 2 * Hd:]
+                if b_hn is not None:
+                    gn += b_hn
+                nn = a[:, 2 * Hd:]
+                nn += r * gn
+                xp.tanh(nn, out=nn)
+                hn = xp.subtract(hs[k, :n], nn, out=hs[k + 1, :n])  # h' = n + z * (h - n)
+                hn *= z
+                hn += nn
         out = _outputs(xp, hs, batch_sizes, reverse)
         ctx.save_for_backward(x, w_ih, w_hh, xw, hs, ghn)
         ctx.meta = (batch_sizes, reverse, Hd)
@@ -233,28 +237,29 @@ class GRULayer(Function):
         new = xp.empty if batch_sizes is None else xp.zeros
         dX = new((T, B, 3 * Hd), dtype=dt)  # gradient of the input projection
         dGH = new((T, B, 3 * Hd), dtype=dt)  # gradient of h @ w_hh.T + b_hh
-        for k, t in reversed(list(enumerate(_steps(T, reverse)))):
-            n = _active(batch_sizes, t, B)
-            dhn = dh[:n]
-            if g_out is not None:
-                dhn += g_out[t, :n]
-            a = acts[t, :n]
-            r, z, nn = a[:, :Hd], a[:, Hd:2 * Hd], a[:, 2 * Hd:]
-            dxt, dgt = dX[t, :n], dGH[t, :n]
-            dn = dxt[:, 2 * Hd:]
-            xp.multiply(dhn, 1 - z, out=dn)
-            dn *= 1 - nn * nn
-            dr = dxt[:, :Hd]
-            xp.multiply(dn, ghn[t, :n], out=dr)
-            dr *= r - r * r
-            dz = dxt[:, Hd:2 * Hd]
-            xp.subtract(hs[k, :n], nn, out=dz)
-            dz *= dhn
-            dz *= z - z * z
-            dgt[:, :2 * Hd] = dxt[:, :2 * Hd]
-            xp.multiply(dn, r, out=dgt[:, 2 * Hd:])
-            dhn *= z
-            dhn += dgt @ w_hh
+        with serial_blas(xp, 2 * B * Hd * 3 * Hd):
+            for k, t in reversed(list(enumerate(_steps(T, reverse)))):
+                n = _active(batch_sizes, t, B)
+                dhn = dh[:n]
+                if g_out is not None:
+                    dhn += g_out[t, :n]
+                a = acts[t, :n]
+                r, z, nn = a[:, :Hd], a[:, Hd:2 * Hd], a[:, 2 * Hd:]
+                dxt, dgt = dX[t, :n], dGH[t, :n]
+                dn = dxt[:, 2 * Hd:]
+                xp.multiply(dhn, 1 - z, out=dn)
+                dn *= 1 - nn * nn
+                dr = dxt[:, :Hd]
+                xp.multiply(dn, ghn[t, :n], out=dr)
+                dr *= r - r * r
+                dz = dxt[:, Hd:2 * Hd]
+                xp.subtract(hs[k, :n], nn, out=dz)
+                dz *= dhn
+                dz *= z - z * z
+                dgt[:, :2 * Hd] = dxt[:, :2 * Hd]
+                xp.multiply(dn, r, out=dgt[:, 2 * Hd:])
+                dhn *= z
+                dhn += dgt @ w_hh
         need = ctx.needs_input_grad
         dx, dw_ih, dw_hh, db_ih, db_hh = _weight_grads(
             _Need(need[0], need[2], need[3], need[4], need[5]), x, dX, _by_time(hs, reverse), w_ih,
@@ -281,16 +286,17 @@ class RNNLayer(Function):
         whh_t = xp.ascontiguousarray(w_hh.T)
         hs = xp.empty((T + 1, B, Hd), dtype=dt)  # states in processing order
         _init_state(hs[0], h0)
-        for k, t in enumerate(_steps(T, reverse)):
-            n = _active(batch_sizes, t, B)
-            if n < B:
-                hs[k + 1, n:] = hs[k, n:]
-            a = xp.matmul(hs[k, :n], whh_t, out=hs[k + 1, :n])
-            a += pre[t, :n]
-            if relu:
-                xp.maximum(a, 0, out=a)
-            else:
-                xp.tanh(a, out=a)
+        with serial_blas(xp, 2 * B * Hd * Hd):
+            for k, t in enumerate(_steps(T, reverse)):
+                n = _active(batch_sizes, t, B)
+                if n < B:
+                    hs[k + 1, n:] = hs[k, n:]
+                a = xp.matmul(hs[k, :n], whh_t, out=hs[k + 1, :n])
+                a += pre[t, :n]
+                if relu:
+                    xp.maximum(a, 0, out=a)
+                else:
+                    xp.tanh(a, out=a)
         out = _outputs(xp, hs, batch_sizes, reverse)
         ctx.save_for_backward(x, w_ih, w_hh, hs)
         ctx.meta = (batch_sizes, reverse, relu)
@@ -306,18 +312,19 @@ class RNNLayer(Function):
         dt = x.dtype
         dh = xp.zeros((B, Hd), dtype=dt) if g_hn is None else g_hn.astype(dt, copy=True)
         dP = (xp.empty if batch_sizes is None else xp.zeros)((T, B, Hd), dtype=dt)
-        for k, t in reversed(list(enumerate(_steps(T, reverse)))):
-            n = _active(batch_sizes, t, B)
-            dhn = dh[:n]
-            if g_out is not None:
-                dhn += g_out[t, :n]
-            dp = dP[t, :n]
-            y = hs[k + 1, :n]
-            if relu:
-                xp.multiply(dhn, y > 0, out=dp)
-            else:
-                xp.multiply(dhn, 1 - y * y, out=dp)
-            xp.matmul(dp, w_hh, out=dhn)
+        with serial_blas(xp, 2 * B * Hd * Hd):
+            for k, t in reversed(list(enumerate(_steps(T, reverse)))):
+                n = _active(batch_sizes, t, B)
+                dhn = dh[:n]
+                if g_out is not None:
+                    dhn += g_out[t, :n]
+                dp = dP[t, :n]
+                y = hs[k + 1, :n]
+                if relu:
+                    xp.multiply(dhn, y > 0, out=dp)
+                else:
+                    xp.multiply(dhn, 1 - y * y, out=dp)
+                xp.matmul(dp, w_hh, out=dhn)
         need = ctx.needs_input_grad
         dx, dw_ih, dw_hh, db_ih, db_hh = _weight_grads(
             _Need(need[0], need[2], need[3], need[4], need[5]), x, dP, _by_time(hs, reverse), w_ih)
