@@ -1,0 +1,142 @@
+"""DataLoader throughput: ember vs PyTorch on the same CPU-heavy per-sample transform.
+
+Both loaders read the same in-memory uint8 images and run the same NumPy transform per sample
+(crop, flip, 3x3 blur, gamma, normalise, HWC -> CHW float32), so the difference is the loader:
+batching, collation, worker processes and moving batches back to the main process. Workers are
+persistent and one warm-up epoch runs first, so the figures are steady-state samples/s. ember
+and torch runs alternate and the best of ``--reps`` is kept to damp noise from other load; the
+CPU time per sample (main process plus workers) is printed too, as it is robust to that noise.
+
+    python benchmarks/dataloader.py [--samples 2048] [--batch-size 64] [--size 64] [--reps 3]
+"""
+
+from __future__ import annotations
+
+import os
+
+# Pin every BLAS / OpenMP pool to one thread before NumPy or torch is imported.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+             "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS"):
+    os.environ[_var] = "1"
+
+import argparse  # noqa: E402
+import functools  # noqa: E402
+import gc  # noqa: E402
+import resource  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+
+
+def heavy_transform(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A CPU-heavy augmentation in plain NumPy (the same code for both frameworks)."""
+    h, w, _ = img.shape
+    pad = np.pad(img, ((4, 4), (4, 4), (0, 0)), mode="reflect")
+    i, j = rng.integers(0, 9, size=2)
+    x = pad[i:i + h, j:j + w].astype(np.float32) / 255.0
+    if rng.random() < 0.5:
+        x = x[:, ::-1]
+    p = np.pad(x, ((1, 1), (1, 1), (0, 0)), mode="edge")
+    blur = sum(p[di:di + h, dj:dj + w] for di in range(3) for dj in range(3)) / 9.0
+    x = np.power(0.5 * x + 0.5 * blur, 1.1)
+    x = (x - MEAN) / STD
+    return np.ascontiguousarray(x.transpose(2, 0, 1))
+
+
+def make_images(n: int, size: int) -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 256, size=(n, size, size, 3), dtype=np.uint8)
+
+
+class EmberImages:
+    """Map-style dataset for ember (defined without a framework base class: duck typing)."""
+
+    def __init__(self, images):
+        self.images = images
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        return heavy_transform(self.images[i], np.random.default_rng(i)), i % 10
+
+
+TorchImages = EmberImages  # the same class serves torch: both accept any __getitem__/__len__
+
+
+def throughput(loader, epochs: int) -> float:
+    for _ in loader:  # warm-up epoch: starts the workers, fills caches
+        pass
+    start = time.perf_counter()
+    n = 0
+    for _ in range(epochs):
+        for x, _y in loader:
+            # Read the batch, as training would (mapping shared memory lazily is not free).
+            np.asarray(x).sum()
+            n += x.shape[0]
+    return n / (time.perf_counter() - start)
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and of its reaped children (workers, once joined)."""
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        r = resource.getrusage(who)
+        total += r.ru_utime + r.ru_stime
+    return total
+
+
+def measure(make_loader, epochs: int, samples: int) -> tuple[float, float]:
+    """(samples/s in the timed epochs, CPU ms per sample over all epochs, workers included)."""
+    cpu0 = cpu_seconds()
+    loader = make_loader()
+    rate = throughput(loader, epochs)
+    del loader
+    gc.collect()  # shuts the workers down and reaps them, so their CPU time is counted
+    return rate, (cpu_seconds() - cpu0) * 1e3 / (samples * (epochs + 1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=2048)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--size", type=int, default=64, help="image side in pixels")
+    parser.add_argument("--epochs", type=int, default=1, help="timed epochs per run")
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
+    args = parser.parse_args()
+
+    import ember.utils.data as edata
+    import torch
+    import torch.utils.data as tdata
+
+    torch.set_num_threads(1)
+    images = make_images(args.samples, args.size)
+    batch_mb = args.batch_size * 3 * args.size * args.size * 4 / 2**20
+    print(f"{args.samples} samples of {args.size}x{args.size}x3, batch {args.batch_size} "
+          f"({batch_mb:.1f} MiB float32), best of {args.reps}")
+    print(f"{'workers':>7} | {'ember samples/s':>15} | {'torch samples/s':>15} | "
+          f"{'ember/torch':>11} | {'CPU ms/sample ember / torch':>27}")
+    print("-" * 89)
+    for workers in args.workers:
+        extra = dict(persistent_workers=True) if workers > 0 else {}
+        rate = {"ember": 0.0, "torch": 0.0}
+        cpu = {"ember": float("inf"), "torch": float("inf")}
+        for _ in range(args.reps):
+            for name, module, dataset in (("ember", edata, EmberImages),
+                                          ("torch", tdata, TorchImages)):
+                make = functools.partial(module.DataLoader, dataset(images),
+                                         batch_size=args.batch_size, shuffle=True,
+                                         num_workers=workers, **extra)
+                r, c = measure(make, args.epochs, args.samples)
+                rate[name], cpu[name] = max(rate[name], r), min(cpu[name], c)
+        ratio = rate["ember"] / rate["torch"]
+        cpu_cols = f"{cpu['ember']:.3f} / {cpu['torch']:.3f}"
+        print(f"{workers:>7} | {rate['ember']:>15.0f} | {rate['torch']:>15.0f} | "
+              f"{ratio:>10.2f}x | {cpu_cols:>27}")
+
+
+if __name__ == "__main__":
+    main()

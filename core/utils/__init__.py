@@ -1,0 +1,3 @@
+"""``ember.utils``: data, tensorboard, progress."""
+
+from . import data
