@@ -35,6 +35,8 @@ def _to_array(data, dtype, device):
     elif isinstance(data, np.ndarray) or (_cupy.cupy is not None
                                           and isinstance(data, _cupy.cupy.ndarray)):
         arr = data
+    elif isinstance(data, np.generic):  # NumPy scalars keep their dtype, as in PyTorch
+        arr = np.asarray(data)
     else:
         py = _unwrap_nested(data)
         arr = np.asarray(py)

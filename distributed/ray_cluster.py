@@ -7,7 +7,7 @@ import os
 _started_here = False
 
 
-def ensure_ray(address: str | None = None, scaling=None) -> bool:
+def ensure_ray(address: str | None = None, scaling=None, runtime_env: dict | None = None) -> bool:
     """Make sure Ray is initialised; return True when this call started it.
 
     With no address (and no RAY_ADDRESS), a local Ray is started with enough logical CPUs for
@@ -22,6 +22,8 @@ def ensure_ray(address: str | None = None, scaling=None) -> bool:
     address = address or os.environ.get("RAY_ADDRESS")
     kwargs = dict(include_dashboard=False, configure_logging=True, logging_level="warning",
                   log_to_driver=True)
+    if runtime_env:  # the job's own (e.g. a working_dir uploaded to every node)
+        kwargs["runtime_env"] = runtime_env
     if address:
         ray.init(address=address, **kwargs)
         return False

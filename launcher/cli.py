@@ -1,4 +1,5 @@
-"""The ``ember`` command line (launch, up/down, submit, experiment arrive with their issues)."""
+"""The ``ember`` command line: launch, up/down/status, submit/job (experiment arrives with its
+issue)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=_version())
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    from . import launch
+    from . import launch, submit, up
 
     launch.add_parser(sub)
+    up.add_parser(sub)
+    submit.add_parser(sub)
     return p
 
 
@@ -31,7 +34,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    return args.func(args)
+    from .config import ConfigError
+
+    try:
+        return args.func(args)
+    except ConfigError as e:  # a bad cluster config: the file, every bad key and why
+        print(f"ember {args.command}: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

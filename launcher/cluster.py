@@ -1,36 +1,46 @@
-"""Cluster configs (Ray cluster-launcher YAML): reading the head address."""
+"""Cluster configs (Ray cluster-launcher YAML): reading one, and its head's address."""
 
 from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
+
+from .config import ClusterConfig, ConfigError, load
 
 
 def load_config(path: str) -> dict:
+    """The validated config as a dict; exits with the file, key and reason when it is bad."""
+    try:
+        return load(path).raw
+    except ConfigError as e:
+        raise SystemExit(f"ember: {e}") from None
+
+
+def head_address(path_or_cfg: str | ClusterConfig) -> str:
+    """``HOST:PORT`` of the cluster's Ray head (GCS port 6379 unless ``ember.ray_port`` says
+    else): the head's address for the local provider, the head service for a KubeRay
+    manifest, and Ray's ``ray get-head-ip`` for cloud providers."""
+    cfg = path_or_cfg if isinstance(path_or_cfg, ClusterConfig) else load(path_or_cfg)
+    port = cfg.ember["ray_port"]
+    if cfg.kind == "kuberay":
+        ns = cfg.raw["metadata"].get("namespace", "default")
+        return f"{cfg.name}-head-svc.{ns}.svc.cluster.local:{port}"
+    if cfg.provider == "local":
+        return f"{cfg.raw['provider']['head_ip']}:{port}"
     import yaml
 
-    if not os.path.exists(path):
-        raise SystemExit(f"ember: cluster config not found: {path}")
-    with open(path) as f:
-        cfg = yaml.safe_load(f)
-    if not isinstance(cfg, dict):
-        raise SystemExit(f"ember: {path}: expected a YAML mapping at the top level")
-    return cfg
-
-
-def head_address(path: str) -> str:
-    """``HOST:PORT`` of the cluster's Ray head (GCS port 6379 unless the config says else)."""
-    cfg = load_config(path)
-    provider = cfg.get("provider") or {}
-    port = (cfg.get("ember") or {}).get("ray_port", 6379)
-    if provider.get("type") == "local":
-        head = provider.get("head_ip")
-        if not head:
-            raise SystemExit(f"ember: {path}: provider.head_ip is required for the local provider")
-        return f"{head}:{port}"
-    try:  # cloud providers: ask Ray's own cluster launcher
-        out = subprocess.run(["ray", "get-head-ip", path], capture_output=True, text=True,
+    # Ray's own tools reject the `ember:` section: hand them the config without it
+    fd, tmp = tempfile.mkstemp(prefix=f"ember-{cfg.name}-", suffix=".yaml")
+    with os.fdopen(fd, "w") as f:
+        yaml.safe_dump(cfg.ray_config(), f, sort_keys=False)
+    try:
+        out = subprocess.run(["ray", "get-head-ip", tmp], capture_output=True, text=True,
                              check=True, timeout=120)
     except (subprocess.CalledProcessError, FileNotFoundError, subprocess.TimeoutExpired) as e:
-        raise SystemExit(f"ember: could not get the head address of {path}: {e}") from None
+        detail = getattr(e, "stderr", "") or str(e)
+        raise SystemExit(f"ember: could not get the head address of {cfg.path}: "
+                         f"{detail.strip()[-500:]}") from None
+    finally:
+        os.remove(tmp)
     return f"{out.stdout.strip().splitlines()[-1]}:{port}"

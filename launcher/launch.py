@@ -28,8 +28,10 @@ def add_parser(sub) -> None:
     p.add_argument("--workers", type=int, help="number of workers (default 1)")
     p.add_argument("--nnodes", type=int, help="number of nodes (with --nproc-per-node)")
     p.add_argument("--nproc-per-node", type=int, help="workers per node (with --nnodes)")
-    p.add_argument("--gpus-per-worker", type=float, default=0, help="GPUs per worker")
-    p.add_argument("--cpus-per-worker", type=float, default=1, help="CPUs per worker")
+    p.add_argument("--gpus-per-worker", type=float, default=None,
+                   help="GPUs per worker (default 0, or the cluster config's)")
+    p.add_argument("--cpus-per-worker", type=float, default=None,
+                   help="CPUs per worker (default 1, or the cluster config's)")
     p.add_argument("--max-restarts", type=int, default=0,
                    help="restart all workers up to R times after a failure")
     p.add_argument("--placement", choices=["pack", "spread"], default=None,
@@ -37,7 +39,8 @@ def add_parser(sub) -> None:
     p.add_argument("--env", action="append", default=[], metavar="K=V",
                    help="extra environment variable for the workers (repeatable)")
     p.add_argument("--working-dir", help="directory the workers run in (default: the current "
-                                         "one)")
+                                         "one); on an existing cluster it is uploaded to "
+                                         "every node, so SCRIPT must lie inside it")
     p.add_argument("-m", dest="module", action="store_true",
                    help="treat SCRIPT as a module name, like python -m")
     p.add_argument("script", help="the training script (or module with -m)")
@@ -55,16 +58,23 @@ def _parse_env(pairs: list[str]) -> dict:
     return env
 
 
-def _plan(args) -> tuple[int, str]:
+def _plan(args, cfg=None) -> tuple[int, str]:
     if args.workers is not None and (args.nnodes or args.nproc_per_node):
         raise SystemExit("ember launch: give either --workers or --nnodes/--nproc-per-node")
+    per_node = cfg.ember["workers_per_node"] if cfg is not None else None
+    if args.nnodes is not None and args.nproc_per_node is None and per_node:
+        args.nproc_per_node = per_node  # the cluster config's workers_per_node
     if (args.nnodes is None) != (args.nproc_per_node is None):
         raise SystemExit("ember launch: --nnodes and --nproc-per-node go together")
     if args.nnodes is not None:
         n = args.nnodes * args.nproc_per_node
         strategy = "STRICT_SPREAD" if args.nproc_per_node == 1 and args.nnodes > 1 else "SPREAD"
+        most = cfg.max_nodes() if cfg is not None else None
+        if most is not None and args.nnodes > most:
+            raise SystemExit(f"ember launch: --nnodes {args.nnodes} but the cluster of "
+                             f"{cfg.path} has at most {most} node(s)")
     else:
-        n = args.workers or 1
+        n = args.workers or per_node or 1
         strategy = "PACK"
     if args.placement:
         strategy = args.placement.upper()
@@ -79,29 +89,31 @@ def run(args) -> int:
     from ember.distributed.ray_cluster import ensure_ray, shutdown_if_started
     from ember.distributed.train.config import ScalingConfig
 
-    n, strategy = _plan(args)
-    env = _parse_env(args.env)
+    cfg, address, env = _cluster(args)
+    n, strategy = _plan(args, cfg)
+    env = {**env, **_parse_env(args.env)}
     script = args.script
     if not args.module and not os.path.exists(script):
         raise SystemExit(f"ember launch: script not found: {script}")
-    cwd = os.path.abspath(args.working_dir or os.getcwd())
-    cmd = [sys.executable, "-u"] + (["-m", script] if args.module else
-                                    [os.path.abspath(script)]) + list(args.script_args)
-    address = args.address
-    if args.cluster:
-        from .cluster import head_address
-
-        address = head_address(args.cluster)
-    resources = {"CPU": args.cpus_per_worker}
-    if args.gpus_per_worker:
-        resources["GPU"] = args.gpus_per_worker
-    scaling = ScalingConfig(num_workers=n, use_gpu=bool(args.gpus_per_worker),
-                            resources_per_worker=resources,
+    cpus = args.cpus_per_worker if args.cpus_per_worker is not None else (
+        cfg.ember["cpus_per_worker"] if cfg is not None else 1)
+    gpus = args.gpus_per_worker if args.gpus_per_worker is not None else (
+        cfg.ember["gpus_per_worker"] if cfg is not None else 0)
+    resources = {"CPU": cpus}
+    if gpus:
+        resources["GPU"] = gpus
+    scaling = ScalingConfig(num_workers=n, use_gpu=bool(gpus), resources_per_worker=resources,
                             placement_strategy=strategy)
-    ensure_ray(address, scaling)
+    remote = bool(address or os.environ.get("RAY_ADDRESS")) and not ray.is_initialized()
+    shipped = _ship_working_dir(args, script) if remote else None
+    started = ensure_ray(address, scaling, runtime_env=shipped)
     try:
+        cwd, script_path = _where_to_run(ray, args, script, started)
+        cmd = [sys.executable, "-u"] + (["-m", script] if args.module else
+                                        [script_path]) + list(args.script_args)
         code = 1
         for attempt in range(args.max_restarts + 1):
+            _check_nodes(ray, args, strategy)
             code = _run_once(ray, scaling, cmd, cwd, env)
             if code == 0 or code == 130:
                 break
@@ -113,13 +125,77 @@ def run(args) -> int:
         shutdown_if_started()
 
 
+def _cluster(args):
+    """(validated config or None, Ray address or None, worker env) for --cluster/--address."""
+    if not args.cluster:
+        return None, args.address, {}
+    from . import auth, local_cluster
+    from .config import load
+    from .up import cluster_addresses
+
+    cfg = load(args.cluster)
+    auth.apply_to_driver(cfg.ember)
+    env = auth.job_env(cfg.ember)
+    if cfg.ember["embedded"] and cfg.provider == "local" and not local_cluster.is_up(
+            local_cluster.read_state(cfg.name)):
+        return cfg, None, env  # an embedded Ray for this job, like plain `ember launch`
+    return cfg, cluster_addresses(cfg)[0], env
+
+
+def _ship_working_dir(args, script: str) -> dict | None:
+    """On an existing cluster, --working-dir is uploaded and unpacked on every node (Ray's
+    job-level runtime_env working_dir), so SCRIPT must lie inside it."""
+    if not args.working_dir:
+        return None
+    root = os.path.abspath(args.working_dir)
+    if not os.path.isdir(root):
+        raise SystemExit(f"ember launch: --working-dir is not a directory: {root}")
+    if not args.module and os.path.relpath(os.path.abspath(script), root).startswith(".."):
+        raise SystemExit(f"ember launch: {script} is outside --working-dir {root}; the "
+                         "workers only get the files inside it")
+    return {"working_dir": root}
+
+
+def _where_to_run(ray, args, script: str, started_here: bool) -> tuple:
+    """(cwd for the script or None for the worker's own, the script's path).
+
+    On an embedded Ray every worker shares this machine's files: the script runs where it is.
+    When the job has a working_dir (uploaded by --working-dir, or by Ray Jobs for `ember
+    submit --working-dir`), Ray unpacks it on every node and starts the workers in it: the
+    script runs from there, by its path relative to the directory.
+    """
+    job_dir = None if started_here else (ray.get_runtime_context().runtime_env or {}).get(
+        "working_dir")
+    if job_dir:
+        base = os.path.abspath(args.working_dir) if args.working_dir else os.getcwd()
+        rel = script if args.module else os.path.relpath(os.path.abspath(script), base)
+        return None, rel
+    cwd = os.path.abspath(args.working_dir or os.getcwd())
+    return cwd, script if args.module else os.path.abspath(script)
+
+
+def _check_nodes(ray, args, strategy: str) -> None:
+    """Fail at once (instead of waiting for a placement) when too few nodes are alive."""
+    if strategy != "STRICT_SPREAD" or not args.nnodes:
+        return
+    nodes = ray.nodes()
+    alive = [n["NodeManagerAddress"] for n in nodes if n["Alive"]]
+    if len(alive) < args.nnodes:
+        dead = sorted({n["NodeManagerAddress"] for n in nodes if not n["Alive"]} - set(alive))
+        lost = f"; lost: {', '.join(dead)}" if dead else ""
+        raise SystemExit(f"ember launch: --nnodes {args.nnodes} needs {args.nnodes} nodes, "
+                         f"the cluster has {len(alive)} alive ({', '.join(alive)}){lost}")
+
+
 def _run_once(ray, scaling, cmd, cwd, env) -> int:
     from ray.util.queue import Queue
 
     from ember.distributed.worker_group import WorkerGroup
 
     t0 = time.time()
-    group = WorkerGroup(scaling.num_workers, scaling.bundle(), scaling.placement_strategy)
+    token = {"EMBER_TOKEN": env["EMBER_TOKEN"]} if "EMBER_TOKEN" in env else None
+    group = WorkerGroup(scaling.num_workers, scaling.bundle(), scaling.placement_strategy,
+                        env=token)
     queue = Queue()
     try:
         refs = group.execute_async(_child, cmd, cwd, env, queue)
@@ -149,8 +225,9 @@ def _pump(ray, group, refs, queue, t0) -> int:
                 codes[rank] = ray.get(r)
             except Exception as exc:
                 info = group.infos[rank]
-                print(f"(ember launch) worker rank {rank} on {info.node_ip} died: {exc}",
-                      file=sys.stderr, flush=True)
+                print(f"(ember launch) worker rank {rank} on node {info.node_ip} died"
+                      f"{_node_lost(ray, info)}: {_first_line(exc)}", file=sys.stderr,
+                      flush=True)
                 codes[rank] = 1
             if codes[rank] != 0:
                 # like torchrun: one failure ends the job; the others are stopped
@@ -159,6 +236,20 @@ def _pump(ray, group, refs, queue, t0) -> int:
                       "the other workers", file=sys.stderr, flush=True)
                 return codes[rank]
     return 0
+
+
+def _node_lost(ray, info) -> str:
+    """A note when Ray has already marked the worker's node dead."""
+    try:
+        dead = any(n["NodeID"] == info.node_id and not n["Alive"] for n in ray.nodes())
+    except Exception:  # the GCS itself may be gone
+        dead = False
+    return f" (node {info.node_ip} was lost: its Ray processes are gone)" if dead else ""
+
+
+def _first_line(exc) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
 
 
 def _print_lines(queue) -> None:
@@ -178,6 +269,12 @@ def _child(cmd, cwd, extra_env, queue) -> int:
     env = dict(os.environ)
     env.update(extra_env)
     rank = int(env.get("RANK", "0"))
+    if cwd is not None and not os.path.isdir(cwd):
+        import ray
+
+        raise FileNotFoundError(
+            f"working directory {cwd} does not exist on node {ray.util.get_node_ip_address()}; "
+            "pass --working-dir to upload it to every node")
 
     def die_with_parent():  # the child must not outlive a killed actor
         import ctypes

@@ -57,6 +57,10 @@ def maximum(a, b):
     return _ops.maximum(a, b)
 
 
+def minimum(a, b):
+    return _ops.minimum(a, b)
+
+
 def exp(x):
     return _ops.exp(x)
 

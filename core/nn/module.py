@@ -1,12 +1,11 @@
 """``nn.Module``: the base class of every layer, with PyTorch's registration, traversal,
-state_dict, device/dtype conversion and hook behaviour."""
+device/dtype conversion and repr. The hook machinery lives in ``_module_hooks.py`` and the
+state_dict machinery in ``_module_state.py`` (mixins of ``Module``)."""
 
 from __future__ import annotations
 
-import itertools
-import warnings
-from collections import OrderedDict, namedtuple
-from collections.abc import Callable, Iterator, Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -14,27 +13,16 @@ import numpy as np
 from ..autograd import grad_mode
 from ..backend.dtype import to_dtype
 from ..tensor import Tensor, _parse_to
-from ._hooks import BackwardHook, RemovableHandle
+from ._module_hooks import (
+    _HookMixin,
+    register_module_forward_hook,
+    register_module_forward_pre_hook,
+)
+from ._module_state import _IncompatibleKeys, _StateDictMixin
 from .parameter import Buffer, Parameter, is_lazy
 
-__all__ = ["Module", "register_module_forward_pre_hook", "register_module_forward_hook"]
-
-_EXTRA_STATE_KEY_SUFFIX = "_extra_state"
-
-# Hooks that run for every module (``nn.modules.module.register_module_forward_hook``).
-_global_forward_pre_hooks: dict[int, Callable] = OrderedDict()
-_global_forward_hooks: dict[int, Callable] = OrderedDict()
-_global_forward_hooks_always_called: dict[int, bool] = OrderedDict()
-
-
-class _IncompatibleKeys(namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])):
-    def __repr__(self) -> str:
-        if not self.missing_keys and not self.unexpected_keys:
-            return "<All keys matched successfully>"
-        return super().__repr__()
-
-    __str__ = __repr__
-
+__all__ = ["Module", "register_module_forward_pre_hook", "register_module_forward_hook",
+           "_IncompatibleKeys"]
 
 _TENSOR_TYPES = {"float32": "Float", "float64": "Double", "float16": "Half",
                  "bfloat16": "BFloat16", "int64": "Long", "int32": "Int", "int16": "Short",
@@ -59,19 +47,6 @@ def _addindent(s: str, num_spaces: int) -> str:
     return first + "\n" + "\n".join(num_spaces * " " + line for line in lines)
 
 
-def _as_state_tensor(value):
-    """Accept ember tensors, NumPy arrays and array-likes (e.g. torch tensors) from checkpoints."""
-    if isinstance(value, Tensor):
-        return value
-    if isinstance(value, np.ndarray):
-        return Tensor._wrap(value)
-    if hasattr(value, "__array__") and hasattr(value, "shape"):
-        if hasattr(value, "detach"):  # a torch tensor: detach and bring to host first
-            value = value.detach().cpu()
-        return Tensor._wrap(np.asarray(value))
-    return None
-
-
 def _remove_from(name: str, *dicts_or_sets) -> None:
     for d in dicts_or_sets:
         if name in d:
@@ -81,29 +56,8 @@ def _remove_from(name: str, *dicts_or_sets) -> None:
                 d.discard(name)
 
 
-def _register_hook(hooks: OrderedDict, hook, prepend: bool, extra=None) -> RemovableHandle:
-    handle = RemovableHandle(hooks, extra_dict=extra)
-    hooks[handle.id] = hook
-    if prepend:
-        hooks.move_to_end(handle.id, last=False)
-    return handle
 
-
-def register_module_forward_pre_hook(hook) -> RemovableHandle:
-    r"""Register a forward pre-hook common to all modules: ``hook(module, args)``."""
-    return _register_hook(_global_forward_pre_hooks, hook, False)
-
-
-def register_module_forward_hook(hook, *, always_call: bool = False) -> RemovableHandle:
-    r"""Register a forward hook common to all modules: ``hook(module, args, output)``."""
-    handle = _register_hook(_global_forward_hooks, hook, False,
-                            _global_forward_hooks_always_called)
-    if always_call:
-        _global_forward_hooks_always_called[handle.id] = True
-    return handle
-
-
-class Module:
+class Module(_HookMixin, _StateDictMixin):
     r"""Base class for all neural network modules.
 
     Submodules, parameters and buffers assigned as attributes are registered automatically::
@@ -507,309 +461,6 @@ class Module:
 
     def share_memory(self) -> Module:
         return self  # NumPy arrays are pickled by value; nothing to move
-
-    # ---- hooks -------------------------------------------------------------------------
-    def register_forward_pre_hook(self, hook, *, prepend: bool = False,
-                                  with_kwargs: bool = False) -> RemovableHandle:
-        r"""``hook(module, args)`` (or ``hook(module, args, kwargs)``) before ``forward``;
-        it may return new args (or ``(args, kwargs)``)."""
-        handle = _register_hook(self._forward_pre_hooks, hook, prepend,
-                                self._forward_pre_hooks_with_kwargs)
-        if with_kwargs:
-            self._forward_pre_hooks_with_kwargs[handle.id] = True
-        return handle
-
-    def register_forward_hook(self, hook, *, prepend: bool = False, with_kwargs: bool = False,
-                              always_call: bool = False) -> RemovableHandle:
-        r"""``hook(module, args, output)`` (or ``hook(module, args, kwargs, output)``) after
-        ``forward``; it may return a new output."""
-        handle = _register_hook(self._forward_hooks, hook, prepend,
-                                [self._forward_hooks_with_kwargs,
-                                 self._forward_hooks_always_called])
-        if with_kwargs:
-            self._forward_hooks_with_kwargs[handle.id] = True
-        if always_call:
-            self._forward_hooks_always_called[handle.id] = True
-        return handle
-
-    def register_full_backward_pre_hook(self, hook, prepend: bool = False) -> RemovableHandle:
-        r"""``hook(module, grad_output)`` when the gradients w.r.t. the outputs are known; it
-        may return new ``grad_output``."""
-        return _register_hook(self._backward_pre_hooks, hook, prepend)
-
-    def register_full_backward_hook(self, hook, prepend: bool = False) -> RemovableHandle:
-        r"""``hook(module, grad_input, grad_output)`` when the gradients w.r.t. the module's
-        tensor inputs are computed; it may return new ``grad_input``."""
-        return _register_hook(self._backward_hooks, hook, prepend)
-
-    def register_backward_hook(self, hook) -> RemovableHandle:
-        r"""Deprecated in PyTorch; registered here as a full backward hook."""
-        warnings.warn("register_backward_hook is deprecated; use register_full_backward_hook",
-                      FutureWarning, stacklevel=2)
-        return self.register_full_backward_hook(hook)
-
-    def register_state_dict_pre_hook(self, hook) -> RemovableHandle:
-        r"""``hook(module, prefix, keep_vars)`` before ``state_dict`` collects this module."""
-        return _register_hook(self._state_dict_pre_hooks, hook, False)
-
-    def register_state_dict_post_hook(self, hook) -> RemovableHandle:
-        r"""``hook(module, state_dict, prefix, local_metadata)`` after this module is saved;
-        it edits ``state_dict`` in place and must return None."""
-
-        def public(*args):
-            if hook(*args) is not None:
-                raise RuntimeError("state_dict post-hook must return None")
-
-        return _register_hook(self._state_dict_hooks, public, False)
-
-    def _register_state_dict_hook(self, hook) -> RemovableHandle:
-        """The private form: a hook may return a new state_dict."""
-        return _register_hook(self._state_dict_hooks, hook, False)
-
-    def register_load_state_dict_pre_hook(self, hook) -> RemovableHandle:
-        r"""``hook(module, state_dict, prefix, local_metadata, strict, missing_keys,
-        unexpected_keys, error_msgs)`` before this module loads its part."""
-        return _register_hook(self._load_state_dict_pre_hooks,
-                              lambda *args: hook(self, *args), False)
-
-    def _register_load_state_dict_pre_hook(self, hook, with_module: bool = False):
-        fn = (lambda *args: hook(self, *args)) if with_module else hook
-        return _register_hook(self._load_state_dict_pre_hooks, fn, False)
-
-    def register_load_state_dict_post_hook(self, hook) -> RemovableHandle:
-        r"""``hook(module, incompatible_keys)`` after ``load_state_dict`` (may edit the keys)."""
-        return _register_hook(self._load_state_dict_post_hooks, hook, False)
-
-    def _call_impl(self, *args, **kwargs):
-        if not (self._forward_pre_hooks or self._forward_hooks or self._backward_hooks
-                or self._backward_pre_hooks or _global_forward_pre_hooks
-                or _global_forward_hooks):
-            return self.forward(*args, **kwargs)
-        return self._call_with_hooks(args, kwargs)
-
-    __call__ = _call_impl
-
-    def _call_with_hooks(self, args, kwargs):
-        for hook_id, hook in (*_global_forward_pre_hooks.items(),
-                              *self._forward_pre_hooks.items()):
-            if hook_id in self._forward_pre_hooks_with_kwargs:
-                res = hook(self, args, kwargs)
-                if res is not None:
-                    if isinstance(res, tuple) and len(res) == 2:
-                        args, kwargs = res
-                    else:
-                        raise RuntimeError("forward pre-hook must return None or a tuple of "
-                                           f"(new_args, new_kwargs), but got {res}.")
-            else:
-                res = hook(self, args)
-                if res is not None:
-                    args = res if isinstance(res, tuple) else (res,)
-        bw_hook = None
-        if (self._backward_hooks or self._backward_pre_hooks) and grad_mode._state.enabled:
-            bw_hook = BackwardHook(self, list(self._backward_hooks.values()),
-                                   list(self._backward_pre_hooks.values()))
-            args = bw_hook.setup_input_hook(args)
-        called = set()
-        try:
-            result = self.forward(*args, **kwargs)
-            for hook_id, hook in (*_global_forward_hooks.items(), *self._forward_hooks.items()):
-                called.add(hook_id)
-                if hook_id in self._forward_hooks_with_kwargs:
-                    res = hook(self, args, kwargs, result)
-                else:
-                    res = hook(self, args, result)
-                if res is not None:
-                    result = res
-        except Exception:
-            # Hooks registered with always_call=True still run, then the error propagates.
-            for hook_id, hook in (*_global_forward_hooks.items(), *self._forward_hooks.items()):
-                always = (hook_id in self._forward_hooks_always_called
-                          or hook_id in _global_forward_hooks_always_called)
-                if always and hook_id not in called:
-                    try:
-                        if hook_id in self._forward_hooks_with_kwargs:
-                            hook(self, args, kwargs, None)
-                        else:
-                            hook(self, args, None)
-                    except Exception as exc:
-                        warnings.warn("forward hook with ``always_call=True`` raised an "
-                                      f"exception that was silenced: {exc!r}", stacklevel=2)
-            raise
-        if bw_hook is not None:
-            if not isinstance(result, (Tensor, tuple)):
-                warnings.warn("For backward hooks to be called, module output should be a Tensor "
-                              f"or a tuple of Tensors but received {type(result)}", stacklevel=2)
-            result = bw_hook.setup_output_hook(result)
-        return result
-
-    # ---- state dict --------------------------------------------------------------------
-    def get_extra_state(self) -> Any:
-        raise RuntimeError("Reached a code path in Module.get_extra_state() that should never be "
-                           "called.")
-
-    def set_extra_state(self, state: Any) -> None:
-        raise RuntimeError("Reached a code path in Module.set_extra_state() that should never be "
-                           "called.")
-
-    def _save_to_state_dict(self, destination, prefix: str, keep_vars: bool) -> None:
-        for name, param in self._parameters.items():
-            if param is not None:
-                destination[prefix + name] = param if keep_vars else param.detach()
-        for name, buf in self._buffers.items():
-            if buf is not None and name not in self._non_persistent_buffers_set:
-                destination[prefix + name] = buf if keep_vars else buf.detach()
-        if type(self).get_extra_state is not Module.get_extra_state:
-            destination[prefix + _EXTRA_STATE_KEY_SUFFIX] = self.get_extra_state()
-
-    def state_dict(self, *args, destination=None, prefix: str = "", keep_vars: bool = False):
-        r"""An ordered dict of parameters and persistent buffers, keyed by dotted names.
-
-        Values are detached tensors sharing storage with the module's, unless ``keep_vars``.
-        """
-        if args:  # PyTorch's deprecated positional form: (destination, prefix, keep_vars)
-            destination = args[0] if len(args) > 0 else destination
-            prefix = args[1] if len(args) > 1 else prefix
-            keep_vars = args[2] if len(args) > 2 else keep_vars
-        if destination is None:
-            destination = OrderedDict()
-            destination._metadata = OrderedDict()
-        local_metadata = {"version": self._version}
-        if hasattr(destination, "_metadata"):
-            destination._metadata[prefix[:-1]] = local_metadata
-        for hook in self._state_dict_pre_hooks.values():
-            hook(self, prefix, keep_vars)
-        self._save_to_state_dict(destination, prefix, keep_vars)
-        for name, module in self._modules.items():
-            if module is not None:
-                module.state_dict(destination=destination, prefix=prefix + name + ".",
-                                  keep_vars=keep_vars)
-        for hook in self._state_dict_hooks.values():
-            result = hook(self, destination, prefix, local_metadata)
-            if result is not None:
-                destination = result
-        return destination
-
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
-                              unexpected_keys, error_msgs) -> None:
-        for hook in self._load_state_dict_pre_hooks.values():
-            hook(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
-                 error_msgs)
-        local_state = {k: v for k, v in itertools.chain(
-            self._parameters.items(),
-            ((k, b) for k, b in self._buffers.items()
-             if k not in self._non_persistent_buffers_set)) if v is not None}
-        assign = local_metadata.get("assign_to_params_buffers", False)
-        for name, param in local_state.items():
-            key = prefix + name
-            if key not in state_dict:
-                if strict:
-                    missing_keys.append(key)
-                continue
-            raw = state_dict[key]
-            input_param = _as_state_tensor(raw)
-            if input_param is None:
-                error_msgs.append(
-                    f'While copying the parameter named "{key}", expected ember.Tensor or '
-                    f"Tensor-like object from checkpoint but received {type(raw)}"
-                )
-                continue
-            lazy = is_lazy(param)
-            if not lazy and param.ndim == 0 and input_param.ndim == 1:
-                input_param = input_param[0]  # PyTorch's backward compatibility rule
-            if not lazy and input_param.shape != param.shape:
-                error_msgs.append(
-                    f"size mismatch for {key}: copying a param with shape {input_param.shape} "
-                    f"from checkpoint, the shape in current model is {param.shape}."
-                )
-                continue
-            try:
-                with grad_mode.no_grad():
-                    if assign:
-                        if isinstance(param, Parameter):
-                            if not isinstance(input_param, Parameter):
-                                input_param = Parameter(input_param, param.requires_grad)
-                            else:
-                                input_param.requires_grad_(param.requires_grad)
-                        setattr(self, name, input_param)
-                    else:
-                        param.copy_(input_param)
-            except Exception as ex:
-                error_msgs.append(
-                    f'While copying the parameter named "{key}", whose dimensions in the model '
-                    f"are {param.shape} and whose dimensions in the checkpoint are "
-                    f"{input_param.shape}, an exception occurred : {ex.args}."
-                )
-        extra_key = prefix + _EXTRA_STATE_KEY_SUFFIX
-        if type(self).set_extra_state is not Module.set_extra_state:
-            if extra_key in state_dict:
-                self.set_extra_state(state_dict[extra_key])
-            elif strict:
-                missing_keys.append(extra_key)
-        elif strict and extra_key in state_dict:
-            unexpected_keys.append(extra_key)
-        if strict:
-            for key in state_dict.keys():
-                if key.startswith(prefix) and key != extra_key:
-                    head = key[len(prefix):].split(".", 1)
-                    if len(head) > 1:
-                        if head[0] not in self._modules:
-                            unexpected_keys.append(key)
-                    elif head[0] not in local_state:
-                        unexpected_keys.append(key)
-
-    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True,
-                        assign: bool = False) -> _IncompatibleKeys:
-        r"""Copy parameters and buffers from ``state_dict`` into this module and below.
-
-        Args:
-            state_dict (dict): a dict of parameters and persistent buffers.
-            strict (bool): require the keys to match this module's ``state_dict`` keys.
-            assign (bool): assign the checkpoint's tensors instead of copying into the
-                existing ones (parameters keep their ``requires_grad``).
-
-        Returns:
-            ``NamedTuple`` with ``missing_keys`` and ``unexpected_keys``.
-        """
-        if not isinstance(state_dict, Mapping):
-            raise TypeError(f"Expected state_dict to be dict-like, got {type(state_dict)}.")
-        missing_keys: list[str] = []
-        unexpected_keys: list[str] = []
-        error_msgs: list[str] = []
-        metadata = getattr(state_dict, "_metadata", None)
-        state_dict = OrderedDict(state_dict)
-        if metadata is not None:
-            state_dict._metadata = metadata
-
-        def load(module, local_state_dict, prefix=""):
-            local_metadata = {} if metadata is None else dict(metadata.get(prefix[:-1], {}))
-            if assign:
-                local_metadata["assign_to_params_buffers"] = assign
-            module._load_from_state_dict(local_state_dict, prefix, local_metadata, True,
-                                         missing_keys, unexpected_keys, error_msgs)
-            for name, child in module._modules.items():
-                if child is not None:
-                    child_prefix = prefix + name + "."
-                    child_sd = {k: v for k, v in local_state_dict.items()
-                                if k.startswith(child_prefix)}
-                    load(child, child_sd, child_prefix)
-            incompatible = _IncompatibleKeys(missing_keys, unexpected_keys)
-            for hook in module._load_state_dict_post_hooks.values():
-                if hook(module, incompatible) is not None:
-                    raise RuntimeError("load_state_dict post hooks must return None, but got a "
-                                       "non-None value")
-
-        load(self, state_dict)
-        if strict:
-            if unexpected_keys:
-                error_msgs.insert(0, "Unexpected key(s) in state_dict: {}. ".format(
-                    ", ".join(f'"{k}"' for k in unexpected_keys)))
-            if missing_keys:
-                error_msgs.insert(0, "Missing key(s) in state_dict: {}. ".format(
-                    ", ".join(f'"{k}"' for k in missing_keys)))
-        if error_msgs:
-            raise RuntimeError("Error(s) in loading state_dict for {}:\n\t{}".format(
-                type(self).__name__, "\n\t".join(error_msgs)))
-        return _IncompatibleKeys(missing_keys, unexpected_keys)
 
     # ---- repr --------------------------------------------------------------------------
     def _get_name(self) -> str:

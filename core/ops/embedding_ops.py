@@ -27,6 +27,21 @@ def index_add_rows(xp, out, idx, rows) -> None:
     out[sorted_idx[starts]] += np.add.reduceat(rows[order], starts, axis=0)
 
 
+def _segment_reduce(xp, op: str, values, starts, rank, count: int):
+    """Reduce (``sum``/``max``/``min``) runs of rows: run ``j`` starts at ``starts[j]``;
+    ``rank[i]`` is the run of row ``i`` (used on CuPy, which has no ``reduceat``)."""
+    if xp is np:
+        ufunc = {"sum": np.add, "max": np.maximum, "min": np.minimum}[op]
+        return ufunc.reduceat(values, starts, axis=0)
+    import cupyx  # pragma: no cover - GPU
+
+    fill = {"sum": 0, "max": -xp.inf, "min": values.shape[0]}[op]
+    out = xp.full((count,) + values.shape[1:], fill, dtype=values.dtype)
+    scatter = {"sum": cupyx.scatter_add, "max": cupyx.scatter_max, "min": cupyx.scatter_min}
+    scatter[op](out, rank, values)
+    return out
+
+
 class Embedding(Function):
     """``weight[indices]``; the weight gradient skips ``padding_idx`` and may be scaled by the
     inverse frequency of each index in the batch."""
@@ -75,22 +90,23 @@ class EmbeddingBag(Function):
         bag_starts = starts[nonempty]
         counts = None
         arg = None
+        rank = _bag_rank(xp, bag_of, nonempty)
+        k = int(bag_starts.shape[0])
         if mode == "max":
             if keep is not None:
                 emb[~keep] = -xp.inf
             if n:
-                best = xp.maximum.reduceat(emb, bag_starts, axis=0)
+                best = _segment_reduce(xp, "max", emb, bag_starts, rank, k)
                 # the first row reaching the max in each (bag, column), for the gradient
-                rank = _bag_rank(xp, bag_of, nonempty)
                 pos = xp.where(emb == best[rank], xp.arange(n)[:, None], n)
-                arg = xp.minimum.reduceat(pos, bag_starts, axis=0)
+                arg = _segment_reduce(xp, "min", pos, bag_starts, rank, k)
                 best[~xp.isfinite(best)] = 0  # bags holding only padding give zeros
                 out[nonempty] = best
         else:
             if keep is not None:
                 emb[~keep] = 0
             if n:
-                out[nonempty] = xp.add.reduceat(emb, bag_starts, axis=0)
+                out[nonempty] = _segment_reduce(xp, "sum", emb, bag_starts, rank, k)
             if mode == "mean":
                 real = bag_of if keep is None else bag_of[keep]
                 counts = xp.bincount(real, minlength=num_bags).astype(out.dtype)

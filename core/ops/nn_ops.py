@@ -160,7 +160,7 @@ class CrossEntropyIndices(Function):
         if smoothing > 0:
             w_all = weight if weight is not None else xp.ones((c,), dtype=logp.dtype)
             coef = scale if all_valid else scale * valid
-            q = xp.multiply.outer(coef * (smoothing / c), w_all).astype(logp.dtype, copy=False)
+            q = ((coef * (smoothing / c))[:, None] * w_all).astype(logp.dtype, copy=False)
             hot = (1 - smoothing) * scale * (wt if wt is not None else 1)
             q[rows, t] += hot
             gx = xp.exp(logp)
@@ -309,8 +309,11 @@ def _normal_cdf(xp, x):
     np.exp(poly, out=poly)
     poly *= t  # erfc(|x| / sqrt 2)
     poly *= dt(0.5)  # Phi(-|x|)
-    # Phi(x) = Phi(-|x|) for x < 0, 1 - Phi(-|x|) otherwise
-    return np.where(x < 0, poly, dt(1) - poly)
+    # Phi(x) = 0.5 + sign(x) (0.5 - Phi(-|x|)) (copysign: np.where is slow on random masks)
+    np.subtract(dt(0.5), poly, out=poly)
+    np.copysign(poly, x, out=poly)
+    poly += dt(0.5)
+    return poly
 
 
 class Gelu(Function):

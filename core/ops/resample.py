@@ -5,11 +5,18 @@ Along one axis, every output element is a weighted sum of a few input elements (
 ``out[i] = sum_t w_t[i] * x[idx_t[i]]``. A map is applied one axis at a time. Its adjoint (the
 backward) is a scatter-add, which NumPy's ``add.at`` does hundreds of times slower than a slice
 add; so each tap's index map is cut into runs where the index moves by -1, 0 or +1 per step, and
-both directions work run by run with slices (a handful of runs for padding, about one per input
-element for interpolation).
+both directions work run by run with slices: a handful of runs for padding.
+
+Interpolation has about one run per input element, and slicing the last axis run by run reads
+the whole array each time (measured 3 s for the backward of a 2x bilinear upsampling of
+16 x 64 x 64 x 64). There, for axes of up to 256 inputs, the map runs as one matrix product with
+the dense (out, in) matrix of its taps (~25 ms), provided the array is finite (a zero weight
+times inf would spread NaN); otherwise gathers (``take``) and the run-by-run adjoint serve.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -50,11 +57,43 @@ class Tap:
 class AxisMap:
     """out (length ``out_len`` along ``axis``) = sum over taps of weight * in[idx]."""
 
-    __slots__ = ("axis", "in_len", "out_len", "taps")
+    __slots__ = ("axis", "in_len", "out_len", "taps", "_dense")
 
     def __init__(self, axis: int, in_len: int, taps):
         self.axis, self.in_len, self.taps = axis, int(in_len), list(taps)
         self.out_len = len(self.taps[0].idx)
+        self._dense = None
+
+    def dense(self, dtype) -> np.ndarray:
+        """The (out_len, in_len) matrix of the map (built once per dtype)."""
+        if self._dense is None or self._dense.dtype != dtype:
+            mat = np.zeros((self.out_len, self.in_len), dtype=dtype)
+            rows = np.arange(self.out_len)
+            for tap in self.taps:
+                np.add.at(mat, (rows, tap.idx), 1 if tap.weight is None else tap.weight)
+            self._dense = mat
+        return self._dense
+
+
+_DENSE_MAX_IN = 256
+
+
+def _use_dense(xp, a, m: AxisMap) -> bool:
+    if m.in_len > _DENSE_MAX_IN or a.dtype.kind != "f":
+        return False
+    if all(len(t.runs) <= 8 or t.repeat * m.in_len == m.out_len for t in m.taps):
+        return False  # padding and integer nearest upsampling: slices and repeat are cheaper
+    return bool(xp.isfinite(a).all())
+
+
+def _matmul_axis(xp, a, mat, axis):
+    """Contract axis ``axis`` of a (length n) with mat (k, n): the axis becomes length k."""
+    shape = a.shape
+    if axis == a.ndim - 1:
+        return (a.reshape(-1, shape[-1]) @ mat.T).reshape(shape[:-1] + (mat.shape[0],))
+    lead, rest = math.prod(shape[:axis]), math.prod(shape[axis + 1:])
+    out = xp.matmul(mat, a.reshape(lead, shape[axis], rest))
+    return out.reshape(shape[:axis] + (mat.shape[0],) + shape[axis + 1:])
 
 
 def _weights(xp, tap, axis, ndim, dtype, start=0, stop=None):
@@ -71,6 +110,8 @@ def _along(axis, s):
 def apply_map(xp, x, m: AxisMap):
     """Resample x along ``m.axis``."""
     ax = m.axis
+    if _use_dense(xp, x, m):
+        return _matmul_axis(xp, x, xp.asarray(m.dense(x.dtype)), ax)
     out = None
     for tap in m.taps:
         if len(tap.runs) <= 8:  # a few slice copies (padding)
@@ -97,6 +138,8 @@ def apply_map(xp, x, m: AxisMap):
 def adjoint_map(xp, g, m: AxisMap):
     """The transpose of ``apply_map``: gradients back from ``m.out_len`` to ``m.in_len``."""
     ax = m.axis
+    if _use_dense(xp, g, m):
+        return _matmul_axis(xp, g, xp.asarray(m.dense(g.dtype)).T, ax)
     out = xp.zeros(g.shape[:ax] + (m.in_len,) + g.shape[ax + 1:], dtype=g.dtype)
     for tap in m.taps:
         gw = g if tap.weight is None else g * _weights(xp, tap, ax, g.ndim, g.dtype)
@@ -174,10 +217,11 @@ def pad_index(n: int, lo: int, hi: int, mode: str) -> np.ndarray:
 
 def _source(scale, i, align_corners: bool, cubic: bool, dtype):
     """PyTorch's area_pixel_compute_source_index, in the input's float precision."""
-    i = i.astype(dtype)
     if align_corners:
-        return dtype(scale) * i
-    src = dtype(scale) * (i + dtype(0.5)) - dtype(0.5)
+        return dtype(scale) * i.astype(dtype)
+    # scale * (i + 0.5) - 0.5 with a single rounding, as PyTorch's compiled (fused multiply-add)
+    # kernel computes it: a float32 product rounded first differs in the last bit now and then.
+    src = (np.float64(scale) * (i + 0.5) - 0.5).astype(dtype)
     return src if cubic else np.maximum(src, dtype(0))
 
 

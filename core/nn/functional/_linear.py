@@ -187,8 +187,7 @@ def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
         num_classes = int(data.max()) + 1
     elif data.size and int(data.max()) >= num_classes:
         raise RuntimeError("Class values must be smaller than num_classes.")
-    out = xp.zeros(data.shape + (num_classes,), dtype=np.int64)
-    xp.put_along_axis(out, data[..., None], 1, axis=-1)
+    out = (data[..., None] == xp.arange(num_classes)).astype(np.int64)
     return Tensor._wrap(out)
 
 
