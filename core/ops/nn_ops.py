@@ -66,8 +66,9 @@ class Softmax(Function):
     @staticmethod
     def backward(ctx, grad):
         (out,) = ctx.saved_tensors
-        gy = grad * out
-        return gy - out * ctx.xp.sum(gy, axis=ctx.dim, keepdims=True), None
+        # out * (grad - sum(grad * out)): two full passes after the reduction
+        s = ctx.xp.sum(grad * out, axis=ctx.dim, keepdims=True)
+        return (grad - s) * out, None
 
 
 class LogSoftmax(Function):
