@@ -114,10 +114,11 @@ def run(args) -> int:
         code = 1
         for attempt in range(args.max_restarts + 1):
             _check_nodes(ray, args, strategy)
-            code = _run_once(ray, scaling, cmd, cwd, env)
+            code, lost = _run_once(ray, scaling, cmd, cwd, env)
             if code == 0 or code == 130:
                 break
             if attempt < args.max_restarts:
+                _settle(ray, lost)
                 print(f"(ember launch) job failed with exit code {code}; restarting "
                       f"({attempt + 1}/{args.max_restarts})", file=sys.stderr, flush=True)
         return code
@@ -187,8 +188,39 @@ def _check_nodes(ray, args, strategy: str) -> None:
                          f"the cluster has {len(alive)} alive ({', '.join(alive)}){lost}")
 
 
-def _run_once(ray, scaling, cmd, cwd, env) -> int:
+def _settle(ray, lost: list, timeout: float = 60.0) -> None:
+    """Before a restart, let Ray decide about the nodes whose workers died: a node that still
+    runs a task is fine; one that does not is waited for (bounded) until Ray marks it dead,
+    so that the new placement avoids it."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    probe = ray.remote(num_cpus=0)(_noop)
+    for info in lost:
+        ref = probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(
+            info.node_id, soft=False)).remote()
+        ready, _ = ray.wait([ref], timeout=3.0)
+        try:
+            if ready and ray.get(ready[0]) == 1:
+                continue
+        except Exception:  # the probe failed: the node is gone
+            pass
+        ray.cancel(ref, force=True)
+        print(f"(ember launch) waiting for Ray to confirm that node {info.node_ip} is lost",
+              file=sys.stderr, flush=True)
+        deadline = time.time() + timeout
+        while time.time() < deadline and any(
+                n["NodeID"] == info.node_id and n["Alive"] for n in ray.nodes()):
+            time.sleep(0.5)
+
+
+def _noop() -> int:
+    return 1
+
+
+def _run_once(ray, scaling, cmd, cwd, env) -> tuple[int, list]:
+    """One attempt: (exit code, infos of workers whose actor died)."""
     from ray.util.queue import Queue
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     from ember.distributed.worker_group import WorkerGroup
 
@@ -196,13 +228,18 @@ def _run_once(ray, scaling, cmd, cwd, env) -> int:
     token = {"EMBER_TOKEN": env["EMBER_TOKEN"]} if "EMBER_TOKEN" in env else None
     group = WorkerGroup(scaling.num_workers, scaling.bundle(), scaling.placement_strategy,
                         env=token)
-    queue = Queue()
+    # the output queue lives on the driver's node and takes no CPU: it must neither compete
+    # with the workers for slots nor die with a worker node
+    here = ray.get_runtime_context().get_node_id()
+    queue = Queue(actor_options={"num_cpus": 0, "scheduling_strategy":
+                                 NodeAffinitySchedulingStrategy(here, soft=False)})
+    lost: list = []
     try:
         refs = group.execute_async(_child, cmd, cwd, env, queue)
-        return _pump(ray, group, refs, queue, t0)
+        return _pump(ray, group, refs, queue, t0, lost), lost
     except KeyboardInterrupt:
         print("(ember launch) interrupted: stopping all workers", file=sys.stderr, flush=True)
-        return 130
+        return 130, lost
     finally:
         group.shutdown()
         try:
@@ -211,7 +248,7 @@ def _run_once(ray, scaling, cmd, cwd, env) -> int:
             pass
 
 
-def _pump(ray, group, refs, queue, t0) -> int:
+def _pump(ray, group, refs, queue, t0, lost: list) -> int:
     remaining = list(refs)
     codes: dict[int, int] = {}
     while True:
@@ -225,6 +262,7 @@ def _pump(ray, group, refs, queue, t0) -> int:
                 codes[rank] = ray.get(r)
             except Exception as exc:
                 info = group.infos[rank]
+                lost.append(info)
                 print(f"(ember launch) worker rank {rank} on node {info.node_ip} died"
                       f"{_node_lost(ray, info)}: {_first_line(exc)}", file=sys.stderr,
                       flush=True)

@@ -71,7 +71,8 @@ class Trainer:
         train_loop_config: the dict passed to it.
         scaling_config: number of workers and their resources.
         run_config: name, storage path, failure and checkpoint settings.
-        strategy: "ddp" (default), "zero1", "zero2" or "fsdp" — what ``prepare_model`` wraps with.
+        strategy: what ``prepare_model`` wraps the model with: "ddp" (the default and, for now,
+            the only one).
         backend: the collective backend ("auto" picks shared memory / gRPC / NCCL per peer);
             None runs the workers without a process group.
         resume_from_checkpoint: a Checkpoint to start from (``get_checkpoint()`` returns it).
