@@ -3,6 +3,8 @@
 import pathlib
 import re
 
+import pytest
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
@@ -26,3 +28,17 @@ def test_ci_runs_the_readme_test_command():
 def test_main_job_script_exists():
     script = _readme_commands()[0].split(" python ", 1)[1].split()[0]
     assert (ROOT / script).is_file()
+
+
+def _python_blocks():
+    text = (ROOT / "README.md").read_text()
+    return re.findall(r"```python\n(.*?)```", text, flags=re.S)
+
+
+@pytest.mark.parametrize("index", range(len(_python_blocks())))
+def test_readme_python_snippets_run(index, tmp_path, monkeypatch, request):
+    code = _python_blocks()[index]
+    if "ember.distributed" in code:
+        request.getfixturevalue("ray_session")
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, f"README.md[python block {index}]", "exec"), {"__name__": "__readme__"})

@@ -1,0 +1,105 @@
+"""``prepare_model`` and ``prepare_data_loader``: make single-process code data-parallel."""
+
+from __future__ import annotations
+
+import os
+
+import ember
+from ember.utils.data import DataLoader, DistributedSampler, RandomSampler
+
+
+def _device():
+    if os.environ.get("CUDA_VISIBLE_DEVICES") and ember.cuda.is_available():
+        return ember.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return ember.device("cpu")
+
+
+def get_device():
+    """The device this worker trains on: ``cuda:LOCAL_RANK`` with GPUs, else the CPU."""
+    return _device()
+
+
+def prepare_model(model, move_to_device: bool = True, parallel_strategy: str | None = None,
+                  parallel_strategy_kwargs: dict | None = None):
+    """Move ``model`` to this worker's device and wrap it for data parallelism.
+
+    The strategy defaults to the Trainer's (``"ddp"``); with one worker the model is returned
+    unwrapped, as in Ray Train.
+    """
+    from .. import distributed_c10d as pg
+    from ..ddp import DistributedDataParallel
+    from . import session
+
+    if move_to_device:
+        model = model.to(_device())
+    strategy = parallel_strategy
+    if strategy is None:
+        s = session._SESSION
+        strategy = getattr(s, "strategy", "ddp") if s is not None else "ddp"
+    if not pg.is_initialized() or pg.get_world_size() == 1:
+        return model
+    if strategy == "ddp":
+        return DistributedDataParallel(model, **(parallel_strategy_kwargs or {}))
+    raise ValueError(f"prepare_model: unknown parallel strategy {strategy!r}")
+
+
+class _PreparedDataLoader(DataLoader):
+    """A DataLoader over this rank's shard that sets the sampler's epoch on every pass and
+    moves batches to the worker's device."""
+
+    def __init__(self, *args, device=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._device = device
+
+    def __iter__(self):
+        if hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(self._epoch)  # a new shuffle each epoch, the same on resume
+        it = super().__iter__()
+        if self._device is None or self._device.type == "cpu":
+            return it
+        return (_to_device(b, self._device) for b in it)
+
+
+def _to_device(batch, device):
+    if isinstance(batch, ember.Tensor):
+        return batch.to(device)
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to_device(b, device) for b in batch)
+    if isinstance(batch, dict):
+        return {k: _to_device(v, device) for k, v in batch.items()}
+    return batch
+
+
+def prepare_data_loader(data_loader: DataLoader, add_dist_sampler: bool = True,
+                        move_to_device: bool = True) -> DataLoader:
+    """Rebuild ``data_loader`` so each rank sees its own shard (a DistributedSampler that
+    shuffles when the original did) and batches land on the worker's device."""
+    from .. import distributed_c10d as pg
+
+    world = pg.get_world_size() if pg.is_initialized() else 1
+    rank = pg.get_rank() if pg.is_initialized() else 0
+    sampler = data_loader.sampler
+    if add_dist_sampler and world > 1 and not isinstance(sampler, DistributedSampler):
+        if data_loader.batch_sampler is not None and data_loader.batch_size is None:
+            raise ValueError("prepare_data_loader cannot shard a loader built with a custom "
+                             "batch_sampler; shard the dataset yourself or pass "
+                             "add_dist_sampler=False")
+        sampler = DistributedSampler(data_loader.dataset, num_replicas=world, rank=rank,
+                                     shuffle=isinstance(data_loader.sampler, RandomSampler))
+    kwargs = dict(batch_size=data_loader.batch_size, num_workers=data_loader.num_workers,
+                  collate_fn=data_loader.collate_fn, pin_memory=data_loader.pin_memory,
+                  drop_last=data_loader.drop_last, timeout=data_loader.timeout,
+                  worker_init_fn=data_loader.worker_init_fn,
+                  generator=data_loader.generator,
+                  persistent_workers=data_loader.persistent_workers,
+                  prefetch_factor=data_loader.prefetch_factor)
+    device = _device() if move_to_device else None
+    if data_loader._dataset_kind_iterable:
+        # an IterableDataset shards itself (by rank, and by get_worker_info() in workers)
+        return _PreparedDataLoader(data_loader.dataset, device=device, **kwargs)
+    if data_loader.batch_size is None:  # a custom batch_sampler, kept as it is
+        for k in ("batch_size", "drop_last"):
+            kwargs.pop(k)
+        return _PreparedDataLoader(data_loader.dataset, batch_sampler=data_loader.batch_sampler,
+                                   device=device, **kwargs)
+    return _PreparedDataLoader(data_loader.dataset, sampler=sampler, device=device, **kwargs)
