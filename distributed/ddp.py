@@ -15,6 +15,7 @@ Choice on state_dict: ``ddp.state_dict()`` returns the wrapped module's keys WIT
 from __future__ import annotations
 
 import contextlib
+import time
 
 import numpy as np
 
@@ -22,15 +23,22 @@ import ember
 from ember.autograd import engine
 from ember.nn import Module
 
-from . import distributed_c10d as c10d
+from . import collectives
+from .distributed_c10d import get_world_size, is_initialized
+from .reduce_op import ReduceOp
 
 _FIRST_BUCKET_BYTES = 1024 * 1024
+# Optional timing hook (ember.distributed.experiment's timeline): when set, it is called as
+# _tracer(name, start, end, lane, nbytes) with time.perf_counter() stamps, for each bucket's
+# allreduce (launch to completion, lane "comm") and each wait for it after backward.
+_tracer = None
 
 
 class _Bucket:
-    __slots__ = ("params", "flat", "offsets", "pending", "work", "ready")
+    __slots__ = ("indices", "params", "flat", "offsets", "pending", "work", "ready")
 
-    def __init__(self, params, xp, dtype):
+    def __init__(self, indices, params, xp, dtype):
+        self.indices = indices
         self.params = params
         sizes = [p._data.size for p in params]
         self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int).tolist()
@@ -50,7 +58,7 @@ class DistributedDataParallel(Module):
         super().__init__()
         if isinstance(module, DistributedDataParallel) or getattr(module, "_ember_ddp", False):
             raise RuntimeError("the module is already wrapped in DistributedDataParallel")
-        if not c10d.is_initialized():
+        if not is_initialized():
             raise RuntimeError(
                 "DistributedDataParallel needs a process group: call "
                 "ember.distributed.init_process_group() first"
@@ -61,7 +69,7 @@ class DistributedDataParallel(Module):
         self.broadcast_buffers = broadcast_buffers
         self.find_unused_parameters = find_unused_parameters
         self.bucket_bytes_cap = int(bucket_cap_mb * 1024 * 1024)
-        self.world_size = c10d.get_world_size(process_group)
+        self.world_size = get_world_size(process_group)
         self.require_backward_grad_sync = True
         self._params = [p for p in module.parameters() if p.requires_grad]
         self._names = {id(p): n for n, p in module.named_parameters()}
@@ -79,7 +87,7 @@ class DistributedDataParallel(Module):
         """Broadcast parameters and buffers from rank 0 so every replica starts equal."""
         with ember.no_grad():
             for t in list(self.module.parameters()) + list(self.module.buffers()):
-                c10d.broadcast(t, src=0, group=self.process_group)
+                collectives.broadcast(t, src=0, group=self.process_group)
 
     def _build_buckets(self, order: list[int], first_small: bool) -> list[_Bucket]:
         buckets, current, size = [], [], 0
@@ -102,7 +110,7 @@ class DistributedDataParallel(Module):
         for b, idxs in enumerate(buckets):
             p0 = self._params[idxs[0]]
             xp = ember.backend.get_array_module(p0._data)
-            out.append(_Bucket([self._params[i] for i in idxs], xp, p0._data.dtype))
+            out.append(_Bucket(idxs, [self._params[i] for i in idxs], xp, p0._data.dtype))
             for s, i in enumerate(idxs):
                 self._bucket_of[i] = b
                 self._slot_of[i] = s
@@ -152,15 +160,20 @@ class DistributedDataParallel(Module):
                 b.flat[lo:hi] = 0
             else:
                 b.flat[lo:hi] = p.grad._data.reshape(-1)
-        b.work = c10d.all_reduce(ember.Tensor._wrap(b.flat), op=c10d.ReduceOp.SUM,
+        start = time.perf_counter()
+        b.work = collectives.all_reduce(ember.Tensor._wrap(b.flat), op=ReduceOp.SUM,
                                  group=self.process_group, async_op=True)
+        if _tracer is not None:
+            tracer, name = _tracer, f"allreduce bucket {self._buckets.index(b)}"
+            b.work.get_future().add_done_callback(
+                lambda _f: tracer(name, start, time.perf_counter(), "comm", b.flat.nbytes))
 
     def _finalize(self) -> None:
         """Called by the engine when backward has finished: wait and write grads back."""
         missing = [b for b in self._buckets if b.pending > 0]
         if missing:
-            names = [self._names.get(id(p), "?") for b in missing for i, p in enumerate(b.params)
-                     if self._params.index(p) not in self._seen]
+            names = [self._names.get(id(self._params[i]), "?") for b in missing
+                     for i in b.indices if i not in self._seen]
             self._reset_iteration_state()
             raise RuntimeError(
                 "DistributedDataParallel: these parameters did not receive gradients in this "
@@ -169,8 +182,11 @@ class DistributedDataParallel(Module):
                 "loss does not depend on all outputs, make it depend on them."
             )
         inv = 1.0 / self.world_size
-        for b in self._buckets:
+        for i, b in enumerate(self._buckets):
+            start = time.perf_counter()
             b.work.wait()
+            if _tracer is not None:
+                _tracer(f"wait bucket {i}", start, time.perf_counter(), "main", 0)
             b.flat *= inv
             for s, p in enumerate(b.params):
                 lo, hi = b.offsets[s], b.offsets[s + 1]
@@ -191,7 +207,7 @@ class DistributedDataParallel(Module):
         if self.broadcast_buffers and self.world_size > 1:
             with ember.no_grad():
                 for buf in self.module.buffers():
-                    c10d.broadcast(buf, src=0, group=self.process_group)
+                    collectives.broadcast(buf, src=0, group=self.process_group)
         out = self.module(*inputs, **kwargs)
         if self.find_unused_parameters and ember.is_grad_enabled() \
                 and self.require_backward_grad_sync:

@@ -1,0 +1,172 @@
+"""DistributedDataParallel on real processes: N ranks x batch B == 1 process x batch N*B."""
+
+import os
+import sys
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "distributed"))
+from dist_harness import run_ranks  # noqa: E402  (F's real multi-process harness)
+
+STEPS = 3
+BATCH = 4
+
+
+def _model():
+    import ember.nn as nn
+
+    return nn.Sequential(nn.Linear(5, 16), nn.Tanh(), nn.Linear(16, 16), nn.ReLU(),
+                         nn.Linear(16, 3))
+
+
+def _data(world):
+    rng = np.random.default_rng(123)
+    x = rng.standard_normal((STEPS, world * BATCH, 5)).astype(np.float32)
+    y = rng.standard_normal((STEPS, world * BATCH, 3)).astype(np.float32)
+    return x, y
+
+
+def _train(world, use_ddp, rank=0, optim="sgd", bucket_cap_mb=25.0, accumulate=False):
+    import ember
+    import ember.nn.functional as F
+    from ember.distributed.ddp import DistributedDataParallel
+
+    ember.manual_seed(0)
+    model = _model()
+    if use_ddp and rank != 0:
+        with ember.no_grad():  # DDP must broadcast rank 0's weights at wrap time
+            for p in model.parameters():
+                p.add_(1.0)
+    net = DistributedDataParallel(model, bucket_cap_mb=bucket_cap_mb) if use_ddp else model
+    opt = (ember.optim.SGD(net.parameters(), lr=0.1, momentum=0.9) if optim == "sgd"
+           else ember.optim.Adam(net.parameters(), lr=1e-2))
+    x, y = _data(world)
+    lo, hi = (rank * BATCH, (rank + 1) * BATCH) if use_ddp else (0, world * BATCH)
+    for s in range(STEPS):
+        opt.zero_grad()
+        xb, yb = ember.tensor(x[s, lo:hi]), ember.tensor(y[s, lo:hi])
+        if accumulate:  # two half-batches, the first under no_sync
+            half = (hi - lo) // 2
+            with net.no_sync() if use_ddp else _null():
+                (F.mse_loss(net(xb[:half]), yb[:half]) / 2).backward()
+            (F.mse_loss(net(xb[half:]), yb[half:]) / 2).backward()
+        else:
+            F.mse_loss(net(xb), yb).backward()
+        opt.step()
+    return [p.detach().numpy().copy() for p in model.parameters()]
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False
+
+
+def _in_group(rank, fn, *args):
+    """Runs in a fresh process per rank: join the group, run ``fn``, leave."""
+    import ember.distributed as dist
+
+    dist.init_process_group("auto")
+    try:
+        return fn(*args)
+    finally:
+        dist.destroy_process_group()
+
+
+def _ranks(fn, world, *args):
+    outcomes = run_ranks(_in_group, world, fn, *args, timeout=120)
+    return [outcomes[r] for r in range(world)]
+
+
+def _ddp_rank(world, optim, bucket_cap_mb, accumulate):
+    import ember.distributed as dist
+
+    return _train(world, True, dist.get_rank(), optim, bucket_cap_mb, accumulate)
+
+
+@pytest.mark.parametrize("world", [1, 2, 3])
+@pytest.mark.parametrize("optim,bucket_cap_mb", [("sgd", 25.0), ("adam", 0.0005)])
+def test_ddp_matches_single_process_on_the_global_batch(world, optim, bucket_cap_mb):
+    expected = _train(world, False, optim=optim)
+    for o in _ranks(_ddp_rank, world, world, optim, bucket_cap_mb, False):
+        assert o is not None and o.ok, o and o.traceback
+        for got, want in zip(o.value, expected):
+            np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-6)
+
+
+def test_ddp_no_sync_accumulation_matches():
+    # half-batch accumulation with the first backward under no_sync equals the full batch
+    expected = _train(2, False)
+    for o in _ranks(_ddp_rank, 2, 2, "sgd", 25.0, True):
+        assert o is not None and o.ok, o and o.traceback
+        for got, want in zip(o.value, expected):
+            np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-6)
+
+
+def _unused_params(find_unused):
+    import ember
+    import ember.distributed as dist
+    import ember.nn as nn
+    from ember.distributed.ddp import DistributedDataParallel
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.used = nn.Linear(3, 2)
+            self.unused = nn.Linear(3, 2)
+
+        def forward(self, x):
+            return self.used(x)
+
+    ember.manual_seed(0)
+    net = DistributedDataParallel(Net(), find_unused_parameters=find_unused)
+    x = ember.ones(4, 3) * (dist.get_rank() + 1)
+    net(x).sum().backward()
+    return net.module.used.weight.grad.numpy().copy(), net.module.unused.weight.grad
+
+
+def test_find_unused_parameters():
+    outcomes = _ranks(_unused_params, 2, True)
+    assert all(o is not None and o.ok for o in outcomes), [o and o.traceback for o in outcomes]
+    # mean over ranks of the per-rank gradients (inputs 1 and 2): 1.5 * 4 per element
+    np.testing.assert_allclose(outcomes[0].value[0], np.full((2, 3), 6.0))
+    assert outcomes[0].value[1] is None or not outcomes[0].value[1].numpy().any()
+
+
+def test_unused_parameters_without_the_flag_raise_a_clear_error():
+    for o in _ranks(_unused_params, 2, False):
+        assert o is not None and not o.ok and "did not receive gradients" in o.error[1]
+        assert "unused.weight" in o.error[1] and "find_unused_parameters=True" in o.error[1]
+
+
+def _buffers_and_state_dict():
+    import ember
+    import ember.distributed as dist
+    import ember.nn as nn
+    from ember.distributed.ddp import DistributedDataParallel
+
+    ember.manual_seed(dist.get_rank())
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    with ember.no_grad():
+        model[1].running_mean.fill_(float(dist.get_rank()))
+    net = DistributedDataParallel(model)
+    sd = net.state_dict()
+    net.load_state_dict({"module." + k: v for k, v in sd.items()})  # PyTorch-style keys too
+    with pytest.raises(RuntimeError, match="already wrapped"):
+        DistributedDataParallel(model)
+    return sorted(sd), model[1].running_mean.numpy().copy(), model[0].weight.detach().numpy().copy()
+
+
+def test_buffers_broadcast_and_state_dict_has_no_prefix():
+    outcomes = _ranks(_buffers_and_state_dict, 2)
+    assert all(o is not None and o.ok for o in outcomes), [o and o.traceback for o in outcomes]
+    keys, mean0, w0 = outcomes[0].value
+    assert keys == ["0.bias", "0.weight", "1.bias", "1.num_batches_tracked",
+                    "1.running_mean", "1.running_var", "1.weight"]
+    _, mean1, w1 = outcomes[1].value
+    np.testing.assert_array_equal(mean0, np.zeros(4))
+    np.testing.assert_array_equal(mean1, mean0)
+    np.testing.assert_array_equal(w1, w0)
