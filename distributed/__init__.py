@@ -1,0 +1,96 @@
+"""``ember.distributed``: PyTorch's ``torch.distributed`` API on shared memory, sockets,
+gRPC and NCCL.
+
+Start every process with torchrun's variables (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``,
+``MASTER_PORT``, plus ``EMBER_TOKEN``, the job secret) and call ``init_process_group()``.
+See docs/distributed.md.
+"""
+
+from ._objects import all_gather_object, broadcast_object_list, gather_object, scatter_object_list
+from ._state import GroupMember, group
+from .collectives import (
+    all_gather,
+    all_gather_into_tensor,
+    all_reduce,
+    all_to_all,
+    all_to_all_single,
+    barrier,
+    broadcast,
+    gather,
+    monitored_barrier,
+    reduce,
+    reduce_scatter,
+    reduce_scatter_tensor,
+    scatter,
+)
+from .distributed_c10d import (
+    Backend,
+    default_pg_timeout,
+    destroy_process_group,
+    get_backend,
+    get_global_rank,
+    get_group_rank,
+    get_process_group_ranks,
+    get_rank,
+    get_world_size,
+    init_process_group,
+    is_available,
+    is_gloo_available,
+    is_initialized,
+    is_nccl_available,
+    is_torchelastic_launched,
+    new_group,
+)
+from .errors import DistBackendError, DistError, DistNetworkError, DistributedError, DistStoreError
+from .p2p import P2POp, batch_isend_irecv, irecv, isend, recv, send
+from .process_group import ProcessGroup
+from .reduce_op import ReduceOp
+from .store import HashStore, PrefixStore, Store, TCPStore
+from .work import Future, Work
+
+# PyTorch's deprecated alias
+reduce_op = ReduceOp
+
+__all__ = [
+    "Backend", "DistBackendError", "DistError", "DistNetworkError", "DistStoreError",
+    "DistributedError", "Future", "GroupMember", "HashStore", "P2POp", "PrefixStore",
+    "ProcessGroup", "ReduceOp", "Store", "TCPStore", "Work", "all_gather", "all_gather_into_tensor",
+    "all_gather_object", "all_reduce", "all_to_all", "all_to_all_single", "barrier",
+    "batch_isend_irecv", "broadcast", "broadcast_object_list", "default_pg_timeout",
+    "destroy_process_group", "gather", "gather_object", "get_backend", "get_global_rank",
+    "get_group_rank", "get_process_group_ranks", "get_rank", "get_world_size", "group",
+    "init_process_group", "irecv", "is_available", "is_gloo_available", "is_initialized",
+    "is_nccl_available", "is_torchelastic_launched", "isend", "monitored_barrier", "new_group",
+    "recv", "reduce", "reduce_op", "reduce_scatter", "reduce_scatter_tensor", "scatter",
+    "scatter_object_list", "send",
+]
+
+# ---- parameter sharding (issue 7): the memory report; the sharding packages load on import
+# (ember.distributed.fsdp, ember.distributed.optim) as in PyTorch.
+from .memory import memory_report, memory_summary  # noqa: E402
+
+__all__ += ["memory_report", "memory_summary"]
+
+# ---- data parallelism and the Trainer (issue 6) ----------------------------------------------
+from .ddp import DataParallel, DistributedDataParallel  # noqa: E402
+from . import train  # noqa: E402
+from .train import (  # noqa: E402
+    Checkpoint,
+    CheckpointConfig,
+    FailureConfig,
+    Result,
+    RunConfig,
+    ScalingConfig,
+    Trainer,
+    TrainingFailedError,
+    get_checkpoint,
+    get_context,
+    prepare_data_loader,
+    prepare_model,
+    report,
+)
+
+__all__ += ["DataParallel", "DistributedDataParallel", "train", "Trainer", "TrainingFailedError",
+            "ScalingConfig", "RunConfig", "FailureConfig", "CheckpointConfig", "Checkpoint",
+            "Result", "report", "get_checkpoint", "get_context", "prepare_model",
+            "prepare_data_loader"]

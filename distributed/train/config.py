@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-_STRATEGIES = ("ddp",)  # "zero1", "zero2" and "fsdp" arrive with parameter sharding
+_STRATEGIES = ("ddp", "zero1", "zero2", "fsdp")  # see prepare_model
 
 
 @dataclass

@@ -40,6 +40,16 @@ def prepare_model(model, move_to_device: bool = True, parallel_strategy: str | N
         return model
     if strategy == "ddp":
         return DistributedDataParallel(model, **(parallel_strategy_kwargs or {}))
+    if strategy in ("zero1", "zero2"):  # build the optimizer over the returned model
+        from ..optim import ZeroDataParallel
+
+        return ZeroDataParallel(model, stage=int(strategy[-1]),
+                                **(parallel_strategy_kwargs or {}))
+    if strategy == "fsdp":
+        from ..fsdp import FullyShardedDataParallel
+
+        kwargs = {"sync_module_states": True, **(parallel_strategy_kwargs or {})}
+        return FullyShardedDataParallel(model, **kwargs)
     raise ValueError(f"prepare_model: unknown parallel strategy {strategy!r}")
 
 

@@ -71,8 +71,9 @@ class Trainer:
         train_loop_config: the dict passed to it.
         scaling_config: number of workers and their resources.
         run_config: name, storage path, failure and checkpoint settings.
-        strategy: what ``prepare_model`` wraps the model with: "ddp" (the default and, for now,
-            the only one).
+        strategy: what ``prepare_model`` wraps the model with: "ddp" (the default), "zero1"
+            / "zero2" (``ZeroDataParallel``) or "fsdp" (``FullyShardedDataParallel``); with
+            the sharded ones, build the optimizer over the prepared model's parameters.
         backend: the collective backend ("auto" picks shared memory / gRPC / NCCL per peer);
             None runs the workers without a process group.
         resume_from_checkpoint: a Checkpoint to start from (``get_checkpoint()`` returns it).
@@ -105,6 +106,19 @@ class Trainer:
         self.resume_from = resume_from_checkpoint
         self.ray_address = ray_address
         self.collective_timeout = collective_timeout
+        self._restore_dir: str | None = None
+
+    @classmethod
+    def restore(cls, path: str, train_loop_per_worker, train_loop_config: dict | None = None,
+                **kwargs) -> Trainer:
+        """Continue an interrupted run from its directory: ``fit()`` starts from the run's
+        latest checkpoint and appends to its metrics history."""
+        if not os.path.exists(os.path.join(path, "ember_run_state.json")):
+            raise FileNotFoundError(f"Trainer.restore: {path!r} is not an ember run directory "
+                                    "(no ember_run_state.json; was a checkpoint ever reported?)")
+        trainer = cls(train_loop_per_worker, train_loop_config, **kwargs)
+        trainer._restore_dir = os.path.abspath(path)
+        return trainer
 
     # ---- driver --------------------------------------------------------------------------
     def fit(self) -> Result:
@@ -113,10 +127,15 @@ class Trainer:
         from ..ray_cluster import ensure_ray
 
         ensure_ray(self.ray_address, self.scaling)
-        name = self.run_config.name or f"ember_train_{time.strftime('%Y-%m-%d_%H-%M-%S')}"
-        run_dir = self.run_config.run_dir(name)
+        if self._restore_dir is not None:
+            run_dir = self._restore_dir
+            name = os.path.basename(run_dir)
+        else:
+            name = self.run_config.name or f"ember_train_{time.strftime('%Y-%m-%d_%H-%M-%S')}"
+            run_dir = _fresh_dir(self.run_config.run_dir(name))
         manager = CheckpointManager(run_dir, self.run_config.checkpoint_config)
-        self._history: list[dict] = []
+        self._history: list[dict] = (Result.from_path(run_dir).metrics_history
+                                     if self._restore_dir is not None else [])
         self._writer = self._tensorboard(run_dir)
         max_failures = self.run_config.failure_config.max_failures
         failures = 0
@@ -228,6 +247,15 @@ class Trainer:
     @staticmethod
     def _log(msg: str) -> None:
         print(f"(ember trainer) {msg}", file=sys.stderr, flush=True)
+
+
+def _fresh_dir(path: str) -> str:
+    """``path``, or ``path_1``, ``path_2``... when a run already lives there (never mixed)."""
+    candidate, n = path, 0
+    while os.path.exists(candidate) and os.listdir(candidate):
+        n += 1
+        candidate = f"{path}_{n}"
+    return candidate
 
 
 def _describe(exc: BaseException) -> str:
