@@ -9,6 +9,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from . import backend
+from .backend.threads import get_num_threads, set_num_threads
 from .backend.device import device
 from .backend.dtype import (
     bfloat16,

@@ -180,3 +180,13 @@ def test_scalar_type_promotion():
         is ember.float16
     assert (ember.tensor([True]) + 1).dtype is ember.int64
     assert (ember.tensor([1, 2]) / 2).dtype is ember.float32
+
+
+def test_set_num_threads():
+    before = ember.get_num_threads()
+    ember.set_num_threads(1)
+    assert ember.get_num_threads() == 1
+    ember.set_num_threads(before)
+    assert ember.get_num_threads() == before
+    with pytest.raises(ValueError, match="positive integer"):
+        ember.set_num_threads(0)
