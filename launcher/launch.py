@@ -13,6 +13,8 @@ import os
 import sys
 import time
 
+from ._worker_io import Printer, run_child
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -85,13 +87,14 @@ def _plan(args, cfg=None) -> tuple[int, str]:
 
 def run(args) -> int:
     import ray
-
     from ember.distributed.ray_cluster import ensure_ray, shutdown_if_started
     from ember.distributed.train.config import ScalingConfig
 
     cfg, address, env = _cluster(args)
     n, strategy = _plan(args, cfg)
     env = {**env, **_parse_env(args.env)}
+    if "EMBER_PROGRESS" not in os.environ and sys.stderr.isatty():
+        env["EMBER_PROGRESS"] = "rank0"  # workers write to pipes: rank 0's bars should show
     script = args.script
     if not args.module and not os.path.exists(script):
         raise SystemExit(f"ember launch: script not found: {script}")
@@ -111,16 +114,17 @@ def run(args) -> int:
         cwd, script_path = _where_to_run(ray, args, script, started)
         cmd = [sys.executable, "-u"] + (["-m", script] if args.module else
                                         [script_path]) + list(args.script_args)
-        code = 1
+        code, lost = 1, []
         for attempt in range(args.max_restarts + 1):
+            if attempt:
+                _settle(ray, lost)
             _check_nodes(ray, args, strategy)
+            if attempt:
+                print(f"(ember launch) job failed with exit code {code}; restarting "
+                      f"({attempt}/{args.max_restarts})", file=sys.stderr, flush=True)
             code, lost = _run_once(ray, scaling, cmd, cwd, env)
             if code == 0 or code == 130:
                 break
-            if attempt < args.max_restarts:
-                _settle(ray, lost)
-                print(f"(ember launch) job failed with exit code {code}; restarting "
-                      f"({attempt + 1}/{args.max_restarts})", file=sys.stderr, flush=True)
         return code
     finally:
         shutdown_if_started()
@@ -219,12 +223,10 @@ def _noop() -> int:
 
 def _run_once(ray, scaling, cmd, cwd, env) -> tuple[int, list]:
     """One attempt: (exit code, infos of workers whose actor died)."""
+    from ember.distributed.worker_group import WorkerGroup
     from ray.util.queue import Queue
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    from ember.distributed.worker_group import WorkerGroup
-
-    t0 = time.time()
     token = {"EMBER_TOKEN": env["EMBER_TOKEN"]} if "EMBER_TOKEN" in env else None
     group = WorkerGroup(scaling.num_workers, scaling.bundle(), scaling.placement_strategy,
                         env=token)
@@ -235,8 +237,8 @@ def _run_once(ray, scaling, cmd, cwd, env) -> tuple[int, list]:
                                  NodeAffinitySchedulingStrategy(here, soft=False)})
     lost: list = []
     try:
-        refs = group.execute_async(_child, cmd, cwd, env, queue)
-        return _pump(ray, group, refs, queue, t0, lost), lost
+        refs = group.execute_async(run_child, cmd, cwd, env, queue)
+        return _pump(ray, group, refs, queue, Printer(), lost), lost
     except KeyboardInterrupt:
         print("(ember launch) interrupted: stopping all workers", file=sys.stderr, flush=True)
         return 130, lost
@@ -248,11 +250,11 @@ def _run_once(ray, scaling, cmd, cwd, env) -> tuple[int, list]:
             pass
 
 
-def _pump(ray, group, refs, queue, t0, lost: list) -> int:
+def _pump(ray, group, refs, queue, printer, lost: list) -> int:
     remaining = list(refs)
     codes: dict[int, int] = {}
     while True:
-        _print_lines(queue)
+        printer.drain(queue)
         if not remaining:
             break
         ready, remaining = ray.wait(remaining, num_returns=len(remaining), timeout=0.05)
@@ -269,7 +271,7 @@ def _pump(ray, group, refs, queue, t0, lost: list) -> int:
                 codes[rank] = 1
             if codes[rank] != 0:
                 # like torchrun: one failure ends the job; the others are stopped
-                _print_lines(queue)
+                printer.drain(queue)
                 print(f"(ember launch) rank {rank} exited with code {codes[rank]}; stopping "
                       "the other workers", file=sys.stderr, flush=True)
                 return codes[rank]
@@ -288,50 +290,3 @@ def _node_lost(ray, info) -> str:
 def _first_line(exc) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
-
-
-def _print_lines(queue) -> None:
-    while not queue.empty():
-        for rank, stream, line in queue.get_nowait_batch(queue.qsize()):
-            out = sys.stderr if stream == "err" else sys.stdout
-            out.write(f"[rank{rank}]: {line}")
-            out.flush()
-
-
-def _child(cmd, cwd, extra_env, queue) -> int:
-    """Inside a worker actor: run the script as a child process and stream its output."""
-    import signal
-    import subprocess
-    import threading
-
-    env = dict(os.environ)
-    env.update(extra_env)
-    rank = int(env.get("RANK", "0"))
-    if cwd is not None and not os.path.isdir(cwd):
-        import ray
-
-        raise FileNotFoundError(
-            f"working directory {cwd} does not exist on node {ray.util.get_node_ip_address()}; "
-            "pass --working-dir to upload it to every node")
-
-    def die_with_parent():  # the child must not outlive a killed actor
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
-
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, bufsize=1,
-                            preexec_fn=die_with_parent if sys.platform == "linux" else None)
-
-    def forward(pipe, stream):
-        for line in pipe:
-            queue.put((rank, stream, line))
-
-    threads = [threading.Thread(target=forward, args=(proc.stdout, "out"), daemon=True),
-               threading.Thread(target=forward, args=(proc.stderr, "err"), daemon=True)]
-    for t in threads:
-        t.start()
-    code = proc.wait()
-    for t in threads:
-        t.join(timeout=5)
-    return code

@@ -1,0 +1,230 @@
+"""``ember submit`` and ``ember job status|logs|stop|list``: jobs through Ray Jobs.
+
+``ember submit [--address http://HEAD:8265 | --cluster CONFIG] [--working-dir DIR] [--no-wait]
+-- python script.py ...`` hands the command to the cluster's Ray Jobs server (the dashboard),
+which runs it on the head node with the working directory uploaded. Unless ``--no-wait``, the
+job's output streams to the terminal and the exit code follows the job's result: 0 when it
+succeeded, the driver's exit code (or 1) when it failed, 143 when it was stopped. Ctrl-C stops
+following (the job keeps running; ``ember job stop ID`` stops it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shlex
+import sys
+import threading
+import time
+
+_TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("submit", help="run a command as a Ray Job on a cluster",
+                       description="Submit a command (after --) to the cluster's Ray Jobs "
+                                   "server, stream its output and exit with its result.")
+    _where(p)
+    p.add_argument("--working-dir", help="directory uploaded for the job (its cwd on the head)")
+    p.add_argument("--no-wait", action="store_true",
+                   help="print the job id and return at once")
+    p.add_argument("--env", action="append", default=[], metavar="K=V",
+                   help="environment variable for the job (repeatable)")
+    p.add_argument("--submission-id", help="job id to use (default: Ray picks one)")
+    p.add_argument("entrypoint", nargs=argparse.REMAINDER,
+                   help="-- the command, e.g. -- python train.py --epochs 2")
+    p.set_defaults(func=run_submit)
+
+    job = sub.add_parser("job", help="status, logs, stop or list of Ray Jobs",
+                         description="Inspect or stop jobs submitted with `ember submit`.")
+    jsub = job.add_subparsers(dest="job_command", metavar="ACTION", required=True)
+    for name, helptext in (("status", "a job's status"), ("logs", "a job's output"),
+                           ("stop", "stop a job"), ("list", "all jobs of the cluster")):
+        q = jsub.add_parser(name, help=helptext, description=helptext[0].upper() + helptext[1:])
+        _where(q)
+        if name != "list":
+            q.add_argument("job_id", metavar="ID", help="the job's submission id")
+        if name == "logs":
+            q.add_argument("-f", "--follow", action="store_true",
+                           help="stream until the job ends; exit with its result")
+        if name == "stop":
+            q.add_argument("--no-wait", action="store_true", help="do not wait for it to stop")
+        q.set_defaults(func=run_job)
+
+
+def _where(p) -> None:
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--address", help="Ray Jobs address, http://HEAD:8265 (default: "
+                                         "$RAY_API_SERVER_ADDRESS, or the cluster `ember up` "
+                                         "started, or http://127.0.0.1:8265)")
+    where.add_argument("--cluster", metavar="CONFIG", help="the cluster of a config")
+
+
+def resolve_address(args) -> str:
+    """The Ray Jobs (dashboard) URL for the command's --address/--cluster, or the defaults."""
+    from . import auth
+
+    if getattr(args, "cluster", None):
+        from .config import load
+        from .up import cluster_addresses
+
+        cfg = load(args.cluster)
+        auth.apply_to_driver(cfg.ember)
+        address = cluster_addresses(cfg)[1]
+    else:
+        address = args.address or os.environ.get("RAY_API_SERVER_ADDRESS")
+        ray_address = os.environ.get("RAY_ADDRESS", "")
+        if not address and ray_address.startswith("http"):
+            address = ray_address
+        if not address:
+            from .local_cluster import all_states, is_up
+
+            states = [s for s in all_states() if is_up(s)]
+            if len(states) == 1:
+                auth.apply_env(states[0].get("auth_env") or {})
+                address = states[0]["dashboard"]
+        address = address or "http://127.0.0.1:8265"
+    return address if "://" in address else f"http://{address}"
+
+
+def client(address: str):
+    """A JobSubmissionClient, or a clear exit when the Jobs server cannot be reached."""
+    from ray.job_submission import JobSubmissionClient
+
+    try:
+        return JobSubmissionClient(address)
+    except Exception as e:  # noqa: BLE001 - Ray raises ConnectionError, RuntimeError, ...
+        raise SystemExit(f"ember: cannot reach Ray Jobs at {address} (is the cluster up, with "
+                         f"its dashboard?): {e}") from None
+
+
+def run_submit(args) -> int:
+    from .launch import _parse_env
+
+    cmd = list(args.entrypoint)
+    if cmd and cmd[0] == "--":
+        cmd = cmd[1:]
+    if not cmd:
+        raise SystemExit("ember submit: no command given: ember submit [options] -- python "
+                         "script.py ...")
+    env = _parse_env(args.env)
+    if args.cluster:
+        from . import auth
+        from .config import load
+
+        env = {**auth.job_env(load(args.cluster).ember), **env}
+    if args.working_dir and not os.path.isdir(args.working_dir):
+        raise SystemExit(f"ember submit: --working-dir is not a directory: {args.working_dir}")
+    runtime_env = {}
+    if args.working_dir:
+        runtime_env["working_dir"] = args.working_dir
+    if env:
+        runtime_env["env_vars"] = env
+    address = resolve_address(args)
+    c = client(address)
+    job_id = c.submit_job(entrypoint=shlex.join(cmd), runtime_env=runtime_env or None,
+                          submission_id=args.submission_id)
+    _note(f"job {job_id} submitted to {address}")
+    if args.no_wait:
+        print(job_id)
+        _note(f"follow: ember job logs -f {job_id} --address {address}")
+        return 0
+    return follow(c, job_id)
+
+
+def follow(c, job_id: str, poll: float = 0.5) -> int:
+    """Stream the job's output until it ends; return the exit code its result maps to."""
+    lock = threading.Lock()
+    printed = [0]
+    closed = threading.Event()
+
+    async def tail():
+        async for chunk in c.tail_job_logs(job_id):
+            with lock:
+                if closed.is_set():
+                    return
+                sys.stdout.write(chunk)
+                sys.stdout.flush()
+                printed[0] += len(chunk)
+
+    thread = threading.Thread(target=lambda: asyncio.run(tail()), daemon=True)
+    thread.start()
+    try:
+        while str(_call(c.get_job_status, job_id).value) not in _TERMINAL:
+            time.sleep(poll)
+    except KeyboardInterrupt:
+        closed.set()
+        _note(f"stopped following; job {job_id} keeps running (stop it: ember job stop "
+              f"{job_id})")
+        return 130
+    thread.join(timeout=1.0)
+    with lock:  # whatever the stream has not shown yet
+        closed.set()
+        rest = _call(c.get_job_logs, job_id)[printed[0]:]
+    sys.stdout.write(rest)
+    sys.stdout.flush()
+    return _result(_call(c.get_job_info, job_id))
+
+
+def _result(info) -> int:
+    status = str(info.status.value)
+    _note(f"job {info.submission_id} {status.lower()}"
+          + (f": {info.message}" if info.message else ""))
+    if status == "SUCCEEDED":
+        return 0
+    if status == "STOPPED":
+        return 143
+    code = getattr(info, "driver_exit_code", None)
+    return code if isinstance(code, int) and code > 0 else 1
+
+
+def _call(fn, job_id: str):
+    try:
+        return fn(job_id)
+    except RuntimeError as e:
+        if "404" in str(e) or "does not exist" in str(e):
+            raise SystemExit(f"ember job: no job with id {job_id!r} on this cluster") from None
+        raise
+
+
+def _note(msg: str) -> None:
+    print(f"(ember submit) {msg}", file=sys.stderr, flush=True)
+
+
+def run_job(args) -> int:
+    address = resolve_address(args)
+    c = client(address)
+    if args.job_command == "list":
+        jobs = sorted(c.list_jobs(), key=lambda j: j.start_time or 0)
+        for j in jobs:
+            if j.submission_id:
+                print(f"{j.submission_id}  {str(j.status.value):9s} {j.entrypoint}")
+        return 0
+    job_id = args.job_id
+    if args.job_command == "status":
+        info = _call(c.get_job_info, job_id)
+        print(f"{job_id}: {info.status.value}")
+        print(f"  entrypoint: {info.entrypoint}")
+        if info.message:
+            print(f"  message:    {info.message}")
+        return 0
+    if args.job_command == "logs":
+        if args.follow:
+            return follow(c, job_id)
+        sys.stdout.write(_call(c.get_job_logs, job_id))
+        return 0
+    # stop
+    _call(c.get_job_status, job_id)  # a clear error for an unknown id
+    c.stop_job(job_id)
+    if args.no_wait:
+        print(f"{job_id}: stop requested")
+        return 0
+    deadline = time.time() + 60
+    while str(_call(c.get_job_status, job_id).value) not in _TERMINAL:
+        if time.time() > deadline:
+            print(f"{job_id}: still stopping after 60 s", file=sys.stderr)
+            return 1
+        time.sleep(0.3)
+    print(f"{job_id}: {_call(c.get_job_status, job_id).value}")
+    return 0
