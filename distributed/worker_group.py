@@ -59,10 +59,13 @@ class _Worker:
         return fn(*args, **kwargs)
 
 
-def order_ranks(infos: list[WorkerInfo]) -> list[WorkerInfo]:
-    """Sort workers by node (the driver's node first if present), then GPU id, then spawn order;
-    assign rank, local rank, node rank and local world size in that order."""
+def order_ranks(infos: list[WorkerInfo], first_node: str | None = None) -> list[WorkerInfo]:
+    """Sort workers by node (``first_node``, the driver's, first if present; the others in
+    spawn order), then GPU id, then spawn order; assign rank, local rank, node rank and local
+    world size in that order."""
     node_order: dict[str, int] = {}
+    if first_node is not None and any(w.node_id == first_node for w in infos):
+        node_order[first_node] = 0
     for w in infos:
         node_order.setdefault(w.node_id, len(node_order))
 
@@ -123,7 +126,7 @@ class WorkerGroup:
             raise
         infos = [WorkerInfo(*r) for r in raw]
         by_actor = dict(zip(range(num_workers), infos))
-        ordered = order_ranks(infos)
+        ordered = order_ranks(infos, ray.get_runtime_context().get_node_id())
         index = {id(w): i for i, w in by_actor.items()}
         self.actors = [self.actors[index[id(w)]] for w in ordered]
         self.infos = ordered
