@@ -17,63 +17,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ember.distributed.experiment.workloads import build
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-WORKLOADS = ("mlp", "cnn", "lstm", "transformer")
-
-
-def build(lib, name: str):
-    """The model, the loss closure inputs, for ``lib`` = ember or torch (same code for both)."""
-    nn = lib.nn
-    if name == "mlp":
-        model = nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 256), nn.ReLU(),
-                              nn.Linear(256, 10))
-        x = lib.randn(128, 784)
-        y = lib.randint(0, 10, (128,))
-        return model, x, y, lambda out, y: nn.functional.cross_entropy(out, y)
-    if name == "cnn":
-        model = nn.Sequential(
-            nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-            nn.Linear(3136, 128), nn.ReLU(), nn.Linear(128, 10))
-        x = lib.randn(64, 1, 28, 28)
-        y = lib.randint(0, 10, (64,))
-        return model, x, y, lambda out, y: nn.functional.cross_entropy(out, y)
-    if name == "lstm":
-        class CharLSTM(nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.emb = nn.Embedding(96, 128)
-                self.lstm = nn.LSTM(128, 256, batch_first=True)
-                self.head = nn.Linear(256, 96)
-
-            def forward(self, t):
-                h, _ = self.lstm(self.emb(t))
-                return self.head(h)
-
-        x = lib.randint(0, 96, (32, 64))
-        y = lib.randint(0, 96, (32, 64))
-        return CharLSTM(), x, y, \
-            lambda out, y: nn.functional.cross_entropy(out.reshape(-1, 96), y.reshape(-1))
-    if name == "transformer":
-        class TinyLM(nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.emb = nn.Embedding(1000, 128)
-                self.pos = nn.Parameter(lib.zeros(64, 128))
-                layer = nn.TransformerEncoderLayer(128, nhead=4, dim_feedforward=512,
-                                                   dropout=0.1, batch_first=True)
-                self.enc = nn.TransformerEncoder(layer, num_layers=2)
-                self.head = nn.Linear(128, 1000)
-
-            def forward(self, t):
-                return self.head(self.enc(self.emb(t) + self.pos))
-
-        x = lib.randint(0, 1000, (32, 64))
-        y = lib.randint(0, 1000, (32, 64))
-        return TinyLM(), x, y, \
-            lambda out, y: nn.functional.cross_entropy(out.reshape(-1, 1000), y.reshape(-1))
-    raise ValueError(f"unknown workload {name!r}; choose from {WORKLOADS}")
+WORKLOADS = ("mlp", "cnn", "lstm", "transformer")  # DESIGN.md §7 (the builder lives in ember)
 
 
 def run_child(framework: str, threads: int, workloads: list[str], steps: int) -> dict:
@@ -95,7 +43,7 @@ def run_child(framework: str, threads: int, workloads: list[str], steps: int) ->
         opt = lib.optim.Adam(model.parameters(), lr=1e-3)
         model.train()
 
-        def step():
+        def step(model=model, opt=opt, x=x, y=y, loss_fn=loss_fn):
             opt.zero_grad()
             loss = loss_fn(model(x), y)
             loss.backward()

@@ -122,3 +122,17 @@ def test_bad_configs_are_rejected():
         Trainer(_env_loop, strategy="magic")
     with pytest.raises(ValueError, match="checkpoint_score_order"):
         CheckpointConfig(checkpoint_score_order="up")
+
+
+def test_same_name_gets_a_fresh_directory_and_restore_continues(tmp_path):
+    rc = RunConfig(storage_path=str(tmp_path), name="again", verbose=0)
+    first = Trainer(_ckpt_loop, {"steps": 2}, run_config=rc, backend=None).fit()
+    second = Trainer(_ckpt_loop, {"steps": 2}, run_config=rc, backend=None).fit()
+    assert first.path != second.path and second.path.endswith("again_1")
+    assert [m["step"] for m in second.metrics_history] == [0, 1]
+    restored = Trainer.restore(first.path, _ckpt_loop, {"steps": 4}, backend=None,
+                               run_config=RunConfig(verbose=0)).fit()
+    assert restored.path == first.path
+    assert [m["step"] for m in restored.metrics_history] == [0, 1, 2, 3]
+    with pytest.raises(FileNotFoundError, match="not an ember run directory"):
+        Trainer.restore(str(tmp_path), _ckpt_loop)

@@ -1,0 +1,148 @@
+"""The job secret, gRPC plumbing shared by the store and peer services, and addresses.
+
+Every endpoint of a job (the store, each rank's peer service, each raw data connection) checks
+the job's secret token: gRPC calls carry it in the ``x-ember-token`` metadata entry, raw data
+connections prove it with an HMAC over a one-time nonce. The token comes from ``EMBER_TOKEN``
+(the ``ember`` launcher and the Trainer generate one per job).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+import secrets
+import socket
+
+logger = logging.getLogger("ember.distributed")
+
+# gRPC's C core logs connection teardown at INFO ("Got goaway") when a job ends; keep its
+# default quieter unless the user asked for something else.
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
+TOKEN_ENV = "EMBER_TOKEN"
+METADATA_KEY = "x-ember-token"
+
+# Options for every channel and server of the job: never route through an HTTP proxy from the
+# environment, reconnect quickly while a peer starts, no message size cap (chunks are bounded
+# by the sender), and never share a port with another server (gRPC sets SO_REUSEPORT by default,
+# which would let a second master silently bind the same port).
+CHANNEL_OPTIONS = [
+    ("grpc.enable_http_proxy", 0),
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+    ("grpc.max_send_message_length", -1),
+    ("grpc.max_receive_message_length", -1),
+]
+SERVER_OPTIONS = [
+    ("grpc.so_reuseport", 0),
+    ("grpc.max_send_message_length", -1),
+    ("grpc.max_receive_message_length", -1),
+]
+
+_warned_no_token = False
+
+
+def job_token(token: str | None = None) -> str:
+    """The job's secret: ``token`` if given, else ``$EMBER_TOKEN``, else ``""`` (with a warning).
+
+    An empty token still has to match on both sides; it only means any local process that
+    guesses the port could join, so launchers should always set ``EMBER_TOKEN``.
+    """
+    global _warned_no_token
+    if token is not None:
+        return str(token)
+    value = os.environ.get(TOKEN_ENV)
+    if value is None:
+        if not _warned_no_token:
+            _warned_no_token = True
+            logger.warning("%s is not set: the job's endpoints accept any caller that knows "
+                           "their address; set it to a shared secret (the ember launcher does)",
+                           TOKEN_ENV)
+        return ""
+    return value
+
+
+def new_token() -> str:
+    """A fresh random job secret (what launchers export as ``EMBER_TOKEN``)."""
+    return secrets.token_hex(16)
+
+
+def metadata(token: str) -> tuple[tuple[str, str], ...]:
+    """The gRPC call metadata carrying ``token``."""
+    return ((METADATA_KEY, token),)
+
+
+def token_ok(context, token: str, service: str) -> bool:
+    """Check a gRPC call's token; on mismatch log the caller and abort it (UNAUTHENTICATED)."""
+    import grpc
+
+    got = ""
+    for key, value in context.invocation_metadata():
+        if key == METADATA_KEY:
+            got = value
+            break
+    if hmac.compare_digest(got.encode(), token.encode()):
+        return True
+    logger.warning("%s refused a call from %s: %s x-ember-token", service, context.peer(),
+                   "wrong" if got else "missing")
+    context.abort(grpc.StatusCode.UNAUTHENTICATED,
+                  f"{service}: missing or wrong job token (x-ember-token); check {TOKEN_ENV}")
+    return False
+
+
+def sign(token: str, nonce: bytes, rank: int) -> bytes:
+    """HMAC-SHA256 proof that the holder of ``token`` answers ``nonce`` as ``rank``."""
+    msg = nonce + int(rank).to_bytes(4, "little", signed=True)
+    return hmac.new(token.encode(), msg, hashlib.sha256).digest()
+
+
+def verify(token: str, nonce: bytes, rank: int, proof: bytes) -> bool:
+    return hmac.compare_digest(sign(token, nonce, rank), proof)
+
+
+# ---- addresses ----------------------------------------------------------------------------
+def normalize_host(host: str) -> str:
+    """``localhost`` -> ``127.0.0.1`` (binding a name can pick IPv6 or both stacks)."""
+    return "127.0.0.1" if host in ("localhost", "") else host
+
+
+def join_host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
+
+
+def local_address_towards(host: str) -> str:
+    """This node's own address on the route to ``host`` (no packet is sent).
+
+    Endpoints bind to this address rather than to all interfaces. ``EMBER_BIND_ADDR``
+    overrides it.
+    """
+    override = os.environ.get("EMBER_BIND_ADDR")
+    if override:
+        return override
+    host = normalize_host(host)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as s:
+            s.connect((host, 9))  # UDP connect only selects a route; nothing goes on the wire
+            return s.getsockname()[0]
+    except OSError:
+        return "127.0.0.1"
+
+
+def host_identity() -> str:
+    """Which machine this process runs on; ranks with the same identity use shared memory.
+
+    ``EMBER_HOST_ID`` if set (tests fake several hosts with it), else the hostname plus the
+    network namespace, so that containers or namespaces sharing a hostname are kept apart.
+    """
+    override = os.environ.get("EMBER_HOST_ID")
+    if override:
+        return override
+    try:
+        netns = os.stat("/proc/self/ns/net").st_ino
+    except OSError:
+        netns = 0
+    return f"{socket.gethostname()}/{netns}"

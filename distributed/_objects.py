@@ -1,0 +1,104 @@
+"""Collectives on picklable Python objects (PyTorch's ``*_object`` functions).
+
+Objects are pickled into uint8 tensors; sizes travel first so every rank can allocate. Like
+PyTorch's, these unpickle whatever the peers send: use them only within one trusted job (the
+job token keeps other processes out).
+"""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+from ember.tensor import Tensor
+
+from . import collectives as C
+from ._state import resolve_group
+
+
+def _pack(obj) -> np.ndarray:
+    return np.frombuffer(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL), dtype=np.uint8)
+
+
+def _unpack(buf: np.ndarray):
+    return pickle.loads(buf.tobytes())
+
+
+def _t(arr: np.ndarray) -> Tensor:
+    return Tensor._wrap(np.ascontiguousarray(arr))
+
+
+def broadcast_object_list(object_list: list, src: int = 0, group=None, device=None,
+                          group_src: int | None = None) -> None:
+    """Replace ``object_list``'s entries on every rank with rank ``src``'s (in place)."""
+    pg = resolve_group(group)
+    if pg is None:
+        return
+    root = group_src if group_src is not None else pg.group_rank(src, "src")
+    mine = pg.rank() == root
+    parts = [_pack(o) for o in object_list] if mine else []
+    sizes = _t(np.array([p.size for p in parts] if mine else [0] * len(object_list),
+                        dtype=np.int64))
+    C.broadcast(sizes, group=group, group_src=root)
+    offsets = np.concatenate([[0], np.cumsum(sizes._data)])
+    data = _t(np.concatenate(parts) if mine and parts else np.empty(int(offsets[-1]), np.uint8))
+    C.broadcast(data, group=group, group_src=root)
+    if not mine:
+        for i in range(len(object_list)):
+            object_list[i] = _unpack(data._data[offsets[i]: offsets[i + 1]])
+
+
+def all_gather_object(object_list: list, obj, group=None) -> None:
+    """``object_list[i]`` on every rank becomes rank ``i``'s ``obj``."""
+    pg = resolve_group(group)
+    if pg is None:
+        return
+    n = pg.size()
+    if len(object_list) != n:
+        raise ValueError(f"object_list has {len(object_list)} entries but the group has {n} "
+                         "ranks")
+    mine = _pack(obj)
+    sizes = _t(np.zeros(n, dtype=np.int64))
+    C.all_gather_into_tensor(sizes, _t(np.array([mine.size], dtype=np.int64)), group=group)
+    width = int(sizes._data.max())
+    padded = np.zeros(width, dtype=np.uint8)
+    padded[: mine.size] = mine
+    out = _t(np.empty(width * n, dtype=np.uint8))
+    C.all_gather_into_tensor(out, _t(padded), group=group)
+    for i in range(n):
+        object_list[i] = _unpack(out._data[i * width: i * width + int(sizes._data[i])])
+
+
+def gather_object(obj, object_gather_list: list | None = None, dst: int = 0, group=None,
+                  group_dst: int | None = None) -> None:
+    """Rank ``dst``'s ``object_gather_list[i]`` becomes rank ``i``'s ``obj``."""
+    pg = resolve_group(group)
+    if pg is None:
+        return
+    root = group_dst if group_dst is not None else pg.group_rank(dst, "dst")
+    n = pg.size()
+    if pg.rank() == root and (object_gather_list is None or len(object_gather_list) != n):
+        raise ValueError(f"object_gather_list must be a list of {n} entries on the "
+                         "destination rank")
+    everything: list = [None] * n
+    all_gather_object(everything, obj, group=group)
+    if pg.rank() == root:
+        object_gather_list[:] = everything
+
+
+def scatter_object_list(scatter_object_output_list: list, scatter_object_input_list=None,
+                        src: int = 0, group=None, group_src: int | None = None) -> None:
+    """``scatter_object_output_list[0]`` on rank ``i`` becomes ``src``'s input entry ``i``."""
+    pg = resolve_group(group)
+    if pg is None:
+        return
+    root = group_src if group_src is not None else pg.group_rank(src, "src")
+    if not isinstance(scatter_object_output_list, list) or not scatter_object_output_list:
+        raise ValueError("Expected argument scatter_object_output_list to be a list of size "
+                         "at least 1.")
+    n = pg.size()
+    objs = list(scatter_object_input_list) if pg.rank() == root else [None] * n
+    if len(objs) != n:
+        raise ValueError(f"scatter_object_input_list must have {n} entries on the source rank")
+    broadcast_object_list(objs, group=group, group_src=root)
+    scatter_object_output_list[0] = objs[pg.rank()]

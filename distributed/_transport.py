@@ -1,0 +1,150 @@
+"""The one transport interface, and the connection set-up the transports share.
+
+A transport moves messages between this rank and its peers. Algorithms see only:
+
+* ``send(peer, ctx, channel, tag, data)`` - returns once ``data`` (a byte view) may be reused;
+* ``post(peer, ctx, channel, tag, nbytes, dst=None, consume=None)`` - the next message from
+  ``peer`` on ``(channel, tag)`` goes into ``dst`` (bytes) or through ``consume(offset, view)``
+  piece by piece, after its fingerprint and size are checked against ``ctx``; ``wait(pending)``
+  blocks until it has (see ``_inbox.py``); ``recv`` is both in one call;
+* ``probe(peers, channel, tag)`` - which of ``peers`` has a message waiting, without blocking
+  (point-to-point ``recv`` from any source polls with it).
+
+Messages bigger than a transport's piece size travel as several frames; each carries the
+message's total size so a size disagreement is caught at the first piece.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import struct
+import threading
+import time
+
+from . import _auth, _frames
+from .errors import DistBackendError, DistNetworkError
+
+# Bytes per frame on byte-stream transports; a multiple of 16 keeps pieces element-aligned.
+PIECE_BYTES = int(os.environ.get("EMBER_PIECE_BYTES", 4 << 20)) // 16 * 16
+
+
+class Transport:
+    """Base class; see the module docstring for the contract."""
+
+    name = "transport"
+
+    def send(self, peer: int, ctx, channel: int, tag: int, data: memoryview) -> None:
+        raise NotImplementedError
+
+    def post(self, peer: int, ctx, channel: int, tag: int, nbytes: int, dst=None,
+             consume=None):
+        raise NotImplementedError
+
+    def wait(self, pending) -> None:
+        raise NotImplementedError
+
+    def recv(self, peer: int, ctx, channel: int, tag: int, nbytes: int, consume) -> None:
+        self.wait(self.post(peer, ctx, channel, tag, nbytes, consume=consume))
+
+    def probe(self, peers, channel: int, tag: int) -> int | None:
+        raise NotImplementedError
+
+    def close(self, clean: bool = True) -> None:
+        raise NotImplementedError
+
+
+# ---- connection set-up: a one-time nonce answered with an HMAC of the job token ------------
+_HELLO = struct.Struct("<4si32s")
+_NONCE = 16
+
+
+def recv_exact(sock: socket.socket, view: memoryview) -> None:
+    """Fill ``view`` from ``sock``; raises ``ConnectionError`` at end of stream."""
+    n, got = len(view), 0
+    while got < n:
+        k = sock.recv_into(view[got:], n - got, socket.MSG_WAITALL)
+        if k == 0:
+            raise ConnectionError("connection closed by peer")
+        got += k
+
+
+def server_handshake(conn: socket.socket, token: str, timeout: float) -> int:
+    """Challenge a new data connection; returns the peer's rank or raises ``PermissionError``."""
+    conn.settimeout(timeout)
+    nonce = secrets.token_bytes(_NONCE)
+    conn.sendall(nonce)
+    buf = bytearray(_HELLO.size)
+    recv_exact(conn, memoryview(buf))
+    magic, rank, proof = _HELLO.unpack(buf)
+    if magic != _frames.MAGIC or not _auth.verify(token, nonce, rank, proof):
+        conn.sendall(b"\x00")
+        raise PermissionError("bad handshake (wrong job token or not an ember rank)")
+    conn.sendall(b"\x01")
+    conn.settimeout(None)
+    return rank
+
+
+def client_handshake(sock: socket.socket, token: str, rank: int, peer: int,
+                     timeout: float) -> None:
+    sock.settimeout(timeout)
+    nonce = bytearray(_NONCE)
+    recv_exact(sock, memoryview(nonce))
+    sock.sendall(_HELLO.pack(_frames.MAGIC, rank, _auth.sign(token, bytes(nonce), rank)))
+    ok = bytearray(1)
+    recv_exact(sock, memoryview(ok))
+    if ok[0] != 1:
+        raise DistBackendError(f"rank {peer} refused this rank's data connection: the job "
+                               f"tokens differ (all ranks must share {_auth.TOKEN_ENV})")
+    sock.settimeout(None)
+
+
+class Listener:
+    """Accepts data connections in a thread and hands authenticated ones to ``on_peer``."""
+
+    def __init__(self, sock: socket.socket, token: str, on_peer, what: str) -> None:
+        self.sock, self.token, self.on_peer, self.what = sock, token, on_peer, what
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name=f"ember-accept-{what}",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._closed:
+            try:
+                conn, addr = self.sock.accept()
+            except OSError:
+                return
+            try:
+                rank = server_handshake(conn, self.token, timeout=10.0)
+            except (OSError, PermissionError, ConnectionError) as e:
+                _auth.logger.warning("%s data listener refused a connection from %s: %s",
+                                     self.what, addr or "a local process", e)
+                conn.close()
+                continue
+            self.on_peer(rank, conn)
+
+    def close(self) -> None:
+        self._closed = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+
+
+def connect_with_retry(family: int, address, deadline: float, what: str) -> socket.socket:
+    """Connect, retrying while the peer's listener is not up yet."""
+    delay = 0.01
+    while True:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.connect(address)
+            return sock
+        except OSError as e:
+            sock.close()
+            if time.monotonic() + delay > deadline:
+                raise DistNetworkError(f"could not connect to {what} at {address!r}: {e}") from None
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)

@@ -1,0 +1,297 @@
+"""Process-group management with PyTorch's names: ``init_process_group``, ``new_group``, ...
+
+Like ``torch.distributed.distributed_c10d``, this module also re-exports the collectives
+(``collectives.py``, ``p2p.py``) and ``ReduceOp``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.parse
+from datetime import timedelta
+
+from . import _auth, _state
+from ._state import GroupMember
+from ._world import World, normalize_backend
+from .collectives import (  # noqa: F401 - PyTorch's module exposes the collectives too
+    all_gather,
+    all_gather_into_tensor,
+    all_reduce,
+    all_to_all,
+    all_to_all_single,
+    barrier,
+    broadcast,
+    gather,
+    monitored_barrier,
+    reduce,
+    reduce_scatter,
+    reduce_scatter_tensor,
+    scatter,
+)
+from .errors import DistributedError
+from .p2p import P2POp, batch_isend_irecv, irecv, isend, recv, send  # noqa: F401
+from .process_group import ProcessGroup
+from .reduce_op import ReduceOp  # noqa: F401
+from .store import TCPStore
+
+default_pg_timeout = timedelta(minutes=30)
+
+_own_store: TCPStore | None = None
+_init_count = 0
+
+
+class Backend(str):
+    """Backend names (PyTorch's ``Backend``); ``Backend("gloo")`` normalises to ``"auto"``."""
+
+    UNDEFINED = "undefined"
+    AUTO = "auto"
+    GLOO = "gloo"
+    NCCL = "nccl"
+    GRPC = "grpc"
+    SHM = "shm"
+
+    def __new__(cls, name: str):
+        return str.__new__(cls, normalize_backend(name))
+
+
+# ---- state queries ------------------------------------------------------------------------------
+def is_available() -> bool:
+    return True
+
+
+def is_initialized() -> bool:
+    return _state.world is not None
+
+
+def is_gloo_available() -> bool:
+    """``"gloo"`` is accepted (as an alias of the CPU backend)."""
+    return True
+
+
+def is_nccl_available() -> bool:
+    from . import _nccl
+
+    return _nccl.available()
+
+
+def is_torchelastic_launched() -> bool:
+    return os.environ.get("TORCHELASTIC_RUN_ID") is not None
+
+
+def get_rank(group=None) -> int:
+    pg = _state.resolve_group(group)
+    return -1 if pg is None else pg.rank()
+
+
+def get_world_size(group=None) -> int:
+    pg = _state.resolve_group(group)
+    return -1 if pg is None else pg.size()
+
+
+def get_backend(group=None) -> str:
+    pg = _state.resolve_group(group)
+    if pg is None:
+        raise ValueError("Invalid process group specified")
+    return pg.backend
+
+
+def get_process_group_ranks(group) -> list[int]:
+    pg = _state.resolve_group(group) if group is not None else _state.resolve_group(None)
+    return list(pg.ranks) if pg is not None else []
+
+
+def get_global_rank(group, group_rank: int) -> int:
+    pg = _state.resolve_group(group)
+    if pg is None or not 0 <= group_rank < pg.size():
+        raise ValueError(f"Group rank {group_rank} is not part of group {group}")
+    return pg.ranks[group_rank]
+
+
+def get_group_rank(group, global_rank: int) -> int:
+    pg = _state.resolve_group(group)
+    if pg is None or global_rank not in pg.ranks:
+        raise ValueError(f"Global rank {global_rank} is not part of group {group}")
+    return pg.ranks.index(global_rank)
+
+
+# ---- init / destroy -----------------------------------------------------------------------------
+def _seconds(timeout) -> float:
+    if timeout is None:
+        return default_pg_timeout.total_seconds()
+    return timeout.total_seconds() if isinstance(timeout, timedelta) else float(timeout)
+
+
+def _env_int(name: str) -> int:
+    value = os.environ.get(name)
+    if value is None:
+        raise ValueError("Error initializing ember.distributed using env:// rendezvous: "
+                         f"environment variable {name} expected, but not set")
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"environment variable {name} must be an integer, got {value!r}") \
+            from None
+
+
+def _rendezvous_address(init_method, rank: int, world_size: int):
+    """(rank, world_size, master host, master port) from ``init_method`` and the environment."""
+    if init_method is None or init_method == "env://":
+        rank = rank if rank >= 0 else _env_int("RANK")
+        world_size = world_size if world_size >= 0 else _env_int("WORLD_SIZE")
+        host = os.environ.get("MASTER_ADDR")
+        if host is None:
+            raise ValueError("Error initializing ember.distributed using env:// rendezvous: "
+                             "environment variable MASTER_ADDR expected, but not set")
+        return rank, world_size, host, _env_int("MASTER_PORT")
+    url = urllib.parse.urlparse(init_method)
+    if url.scheme != "tcp":
+        raise ValueError(f"unsupported init_method {init_method!r}: use 'env://' or "
+                         "'tcp://host:port'")
+    query = dict(urllib.parse.parse_qsl(url.query))
+    rank = rank if rank >= 0 else int(query.get("rank", -1))
+    world_size = world_size if world_size >= 0 else int(query.get("world_size", -1))
+    if rank < 0:
+        raise ValueError("rank parameter missing")
+    if world_size < 0:
+        raise ValueError("world size parameter missing")
+    if url.hostname is None or url.port is None:
+        raise ValueError(f"init_method {init_method!r} needs a host and a port")
+    return rank, world_size, url.hostname, url.port
+
+
+def init_process_group(backend: str | None = None, init_method: str | None = None,
+                       timeout: timedelta | None = None, world_size: int = -1, rank: int = -1,
+                       store=None, group_name: str = "", pg_options=None,
+                       device_id=None) -> None:
+    """Join the job's default process group (PyTorch's signature).
+
+    Args:
+        backend: ``"auto"`` (default; shared memory between ranks on one host, sockets
+            between hosts, NCCL for CuPy tensors), ``"shm"``, ``"grpc"`` (network data plane
+            for every pair), ``"nccl"``; ``"gloo"`` is an alias of ``"auto"``.
+        init_method: ``"env://"`` (default: ``MASTER_ADDR``, ``MASTER_PORT``, ``RANK``,
+            ``WORLD_SIZE``) or ``"tcp://host:port"``.
+        timeout: for the rendezvous and for every collective (default 30 minutes).
+        world_size, rank: override the environment.
+        store: an existing ``Store`` to rendezvous through (then ``rank`` and ``world_size``
+            are required).
+
+    The job secret comes from ``EMBER_TOKEN``. ``group_name``, ``pg_options`` and
+    ``device_id`` are accepted for compatibility and ignored.
+    """
+    global _own_store, _init_count
+    if _state.world is not None:
+        raise ValueError("trying to initialize the default process group twice!")
+    backend = normalize_backend(backend)
+    secs = _seconds(timeout)
+    token = _auth.job_token()
+    own_store = None
+    if store is None:
+        rank, world_size, host, port = _rendezvous_address(init_method, rank, world_size)
+        _check_rank(rank, world_size)
+        store = own_store = TCPStore(host, port, world_size, is_master=rank == 0,
+                                     timeout=secs, wait_for_workers=False, token=token)
+        master_host = store.host
+    else:
+        if rank < 0 or world_size < 0:
+            raise ValueError("rank and world_size must be given together with store")
+        _check_rank(rank, world_size)
+        master_host = getattr(store, "host", None) or getattr(
+            getattr(store, "underlying_store", None), "host", "127.0.0.1")
+    world = World(rank, world_size, store, backend, secs, token, _init_count, master_host)
+    _init_count += 1
+    try:
+        world.start()
+        pg = ProcessGroup(world, 0, list(range(world_size)), secs, backend)
+        world.groups[0] = pg
+        world.next_group_id = 1
+        _internal_barrier(pg)
+        world.after_barrier()
+    except BaseException:
+        world.close()
+        if own_store is not None:
+            own_store.close()
+        raise
+    _state.world, _own_store = world, own_store
+
+
+def _check_rank(rank: int, world_size: int) -> None:
+    if world_size < 1:
+        raise ValueError(f"world_size must be a positive integer, got {world_size}")
+    if not 0 <= rank < world_size:
+        raise ValueError(f"Invalid rank {rank}, rank should be in the interval "
+                         f"[0, {world_size - 1}]")
+
+
+def _internal_barrier(pg: ProcessGroup) -> None:
+    from . import _algorithms
+
+    ctx = pg.next_op("init_barrier", "()")
+    ctx.start()
+    _algorithms.barrier(pg.comm, ctx)
+
+
+def destroy_process_group(group=None) -> None:
+    """Leave ``group``; with no argument, tear down the whole distributed state."""
+    global _own_store
+    world = _state.require_world()
+    if group is not None and group is not world.groups.get(0):
+        if isinstance(group, ProcessGroup):
+            world.groups.pop(group.group_id, None)
+        return
+    _state.world = None
+    store, _own_store = _own_store, None
+    try:
+        clean = world.abort_message is None
+        world.close()
+    finally:
+        if store is not None:
+            _close_store(store, world, clean)
+
+
+def _close_store(store: TCPStore, world: World, clean: bool) -> None:
+    # The master keeps serving until every rank has left, so that late ranks can still
+    # finish their own teardown (and read an abort message) through it.
+    try:
+        left = world.store.add("left", 1)
+        if store._server is not None and clean:
+            deadline = time.monotonic() + min(10.0, world.timeout)
+            while left < world.world_size and time.monotonic() < deadline:
+                time.sleep(0.01)
+                left = world.store.add("left", 0)
+    except DistributedError:
+        pass
+    store.close()
+
+
+def new_group(ranks=None, timeout=None, backend=None, pg_options=None,
+              use_local_synchronization: bool = False, group_desc=None, device_id=None):
+    """A new group over ``ranks`` (global ranks; all of them by default).
+
+    Like PyTorch, every rank of the job must call ``new_group`` in the same order, members or
+    not; non-members get ``GroupMember.NON_GROUP_MEMBER``.
+    """
+    world = _state.require_world()
+    n = world.world_size
+    ranks = list(range(n)) if ranks is None else sorted({int(r) for r in ranks})
+    bad = [r for r in ranks if not 0 <= r < n]
+    if bad:
+        raise ValueError(f"new_group: ranks {bad} are outside the world (ranks 0..{n - 1})")
+    if not ranks:
+        raise ValueError("new_group: ranks must not be empty")
+    gid = world.next_group_id
+    world.next_group_id += 1
+    spec = json.dumps(ranks)
+    first = world.store.compare_set(f"new_group/{gid}", "", spec).decode()
+    if first != spec:
+        raise world.fail(DistributedError(
+            f"new_group mismatch: the {gid}th new_group call was made with ranks {first} "
+            f"elsewhere but with ranks {spec} on rank {world.rank}"))
+    pg = ProcessGroup(world, gid, ranks, _seconds(timeout) if timeout is not None
+                      else world.timeout, normalize_backend(backend or world.backend))
+    world.groups[gid] = pg
+    return pg if pg.is_member else GroupMember.NON_GROUP_MEMBER
+
+

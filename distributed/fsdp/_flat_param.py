@@ -1,0 +1,308 @@
+"""``FlatParamHandle``: one flat, padded, sharded parameter standing for several originals.
+
+The originals of a unit are copied into one flat storage of ``padded`` elements (a multiple
+of the number of shards); the module attributes become plain views into that storage and the
+originals leave ``module._parameters``. Rank ``r`` owns elements ``[r*s, (r+1)*s)``; its
+``flat_param`` (an ``nn.Parameter`` the optimizer sees) holds that shard, either in its own
+memory (``keep_full=False``: FSDP) or as a view of the persistent storage (``keep_full=True``:
+ZeRO-1/2, where full parameters stay on every rank).
+
+Forward with gradients goes through ``_Unflatten``: one autograd node whose outputs are the
+per-parameter views. It runs in backward after every use of the unit's parameters, so its
+backward is the unit's post-backward point: it assembles the full flat gradient, starts the
+reduce-scatter (or all-reduce), and frees the gathered parameters.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+import ember
+import numpy as np
+from ember.autograd import Function
+from ember.nn import Parameter
+
+from .. import distributed_c10d as c10d
+from ._storage import FlatStorage
+
+
+class _Entry:
+    """One original parameter: where its elements live in the flat storage."""
+
+    __slots__ = ("aliases", "shape", "numel", "offset")
+
+    def __init__(self, aliases, shape, numel, offset):
+        self.aliases = aliases  # [(module, name), ...]: more than one for a shared parameter
+        self.shape = tuple(shape)
+        self.numel = numel
+        self.offset = offset
+
+
+class _Unflatten(Function):
+    """Flat storage -> per-parameter views; backward hands the flat gradient to the handle."""
+
+    _view_of = 0
+    supports_double_backward = False
+
+    @staticmethod
+    def forward(ctx, flat, handle):
+        ctx.handle = handle
+        ctx.set_materialize_grads(False)
+        return tuple(flat[e.offset:e.offset + e.numel].reshape(e.shape) for e in handle.entries)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        handle = ctx.handle
+        xp = ctx.xp
+        full = xp.zeros(handle.padded, dtype=handle.dtype)
+        for e, g in zip(handle.entries, grads):
+            if g is not None:
+                full[e.offset:e.offset + e.numel] = g.reshape(-1)
+        handle.post_backward(full)
+        return None, None
+
+
+class FlatParamHandle:
+    """The flat parameter of one FSDP unit (or one ZeRO bucket) and its communication.
+
+    Args:
+        entries: ``(parameter, [(module, name), ...])`` in flattening order.
+        owner: the FSDP module that owns the handle (for its runtime state and flags).
+        config: the owner's ``_UnitConfig``.
+    """
+
+    def __init__(self, entries: list, owner, config) -> None:
+        self._owner = weakref.ref(owner)
+        self.config = config
+        pg = config.process_group
+        self.world_size = c10d.get_world_size(pg)
+        self.rank = c10d.get_rank(pg)
+        self.nshards = self.world_size if config.shard else 1
+        self.shard_rank = self.rank if config.shard else 0
+        first = entries[0][0]
+        self.dtype = first._data.dtype
+        self.device = first.device
+        self.requires_grad = first.requires_grad
+        self.entries: list[_Entry] = []
+        offset = 0
+        for p, aliases in entries:
+            self.entries.append(_Entry(aliases, p.shape, p.numel(), offset))
+            offset += p.numel()
+        self.numel = offset
+        self.shard_size = -(-max(offset, 1) // self.nshards)
+        self.padded = self.shard_size * self.nshards
+        self.sharded_at_rest = config.shard and not config.keep_full
+
+        self.storage = FlatStorage(self.padded, self.dtype, self.device)
+        full = self.storage.array
+        for (p, _), e in zip(entries, self.entries):
+            full[e.offset:e.offset + e.numel] = p._data.reshape(-1)
+        full[self.numel:] = 0
+        lo, hi = self.shard_bounds()
+        if not config.shard or config.keep_full:
+            flat = full[lo:hi]  # NO_SHARD: the whole storage; ZeRO-1/2: a view of its shard
+        else:
+            flat = full[lo:hi].copy()
+        self.flat_param = Parameter(ember.Tensor._wrap(flat), self.requires_grad)
+        self.flat_param._ember_fsdp_flat = True  # ZeroRedundancyOptimizer refuses these
+        self._flat_array = flat
+        self._plain = tuple(ember.Tensor._wrap(full[e.offset:e.offset + e.numel]
+                                               .reshape(e.shape)) for e in self.entries)
+        self._graph_views = None
+        self._gather_work = None
+        self._gather_version = None
+        self.gathered_version = self.flat_param._version_counter[0]
+        self._pending: list = []  # (work, array) of gradient reductions in flight
+        self._acc_grad = None  # unreduced gradient accumulated under no_sync()
+        self.unsharded = True
+        for e, view in zip(self.entries, self._plain):
+            for module, name in e.aliases:
+                del module._parameters[name]
+                module.__dict__[name] = view
+        if self.sharded_at_rest:
+            self.reshard()
+
+    # ---- layout --------------------------------------------------------------------------
+    @property
+    def owner(self):
+        return self._owner()
+
+    def shard_bounds(self, shard_rank: int | None = None) -> tuple[int, int]:
+        """This rank's (or ``shard_rank``'s) element range in the flat storage."""
+        r = self.shard_rank if shard_rank is None else shard_rank
+        return r * self.shard_size, (r + 1) * self.shard_size
+
+    def names(self, fqns: dict) -> list[str]:
+        """The first fully qualified name of each entry (``fqns`` maps (id(module), name))."""
+        return [fqns[(id(e.aliases[0][0]), e.aliases[0][1])] for e in self.entries]
+
+    def check_unchanged(self, unit_name: str) -> None:
+        """Raise if the flat parameter or an original was replaced after wrapping."""
+        p = self.flat_param
+        if p._data is not self._flat_array:
+            raise RuntimeError(
+                f"{unit_name}: the flat parameter's data was replaced after wrapping (it now has "
+                f"shape {tuple(p._data.shape)}, expected ({self.shard_size},) sharing the "
+                "unit's storage). Move or cast the model before wrapping it, and change "
+                "parameter values in place (e.g. under summon_full_params)."
+            )
+        for e in self.entries:
+            for module, name in e.aliases:
+                if name in module._parameters:
+                    raise RuntimeError(
+                        f"{unit_name}: parameter '{name}' of {type(module).__name__} was "
+                        "re-registered after wrapping; the wrapper no longer manages it. Assign "
+                        "new parameters before wrapping the model."
+                    )
+
+    # ---- parameters ----------------------------------------------------------------------
+    def needs_gather(self) -> bool:
+        if not self.config.shard:
+            return False
+        if self.config.keep_full:
+            return self.flat_param._version_counter[0] != self.gathered_version
+        return not self.unsharded
+
+    def unshard(self, async_op: bool = False) -> None:
+        """All-gather the full parameters into the storage (no-op when they are there)."""
+        if self._gather_work is None and self.needs_gather():
+            self.storage.acquire()
+            self._gather_version = self.flat_param._version_counter[0]
+            if self.world_size == 1:
+                self.storage.array[:self.shard_size] = self._flat_array
+                self._gather_work = True
+            else:
+                self._gather_work = c10d.all_gather_into_tensor(
+                    ember.Tensor._wrap(self.storage.array), ember.Tensor._wrap(self._flat_array),
+                    group=self.config.process_group, async_op=True)
+        if not async_op:
+            self.wait_unshard()
+
+    def wait_unshard(self) -> None:
+        work = self._gather_work
+        if work is None:
+            return
+        self._gather_work = None
+        if work is not True:
+            work.wait()
+        self.unsharded = True
+        self.gathered_version = self._gather_version
+
+    def reshard(self) -> None:
+        """Free the gathered parameters (sharded-at-rest handles only)."""
+        if not self.sharded_at_rest:
+            return
+        if self._gather_work is not None:
+            self.wait_unshard()
+        self.storage.release()
+        self.unsharded = False
+
+    def attach_views(self, with_graph: bool) -> None:
+        """Point the module attributes at views of the storage (graph-connected ones when
+        gradients will flow: one ``_Unflatten`` node per handle and iteration)."""
+        if with_graph and self.requires_grad:
+            if self._graph_views is None:
+                leaf = ember.Tensor._wrap(self.storage.array)
+                leaf.requires_grad = True
+                self._graph_views = _Unflatten.apply(leaf, self)
+            views = self._graph_views
+        else:
+            views = self._plain
+        for e, view in zip(self.entries, views):
+            for module, name in e.aliases:
+                module.__dict__[name] = view
+
+    def detach_views(self) -> None:
+        """Forget this iteration's graph views (the attributes become plain views again)."""
+        if self._graph_views is not None:
+            self._graph_views = None
+            self.attach_views(False)
+
+    def load_full_flat(self, full: np.ndarray) -> None:
+        """Take new values from a full flat array (of ``padded`` elements) on every rank."""
+        lo, hi = self.shard_bounds()
+        with ember.no_grad():
+            if self.config.keep_full or not self.config.shard:
+                self.storage.array[...] = full
+                self.flat_param._version_counter[0] += 1
+                self.gathered_version = self.flat_param._version_counter[0]
+            else:
+                self._flat_array[...] = full[lo:hi]
+                self.flat_param._version_counter[0] += 1
+                if self.unsharded:
+                    self.storage.array[...] = full
+
+    def write_back(self) -> None:
+        """Copy this rank's part of the (possibly edited) full parameters into the shard."""
+        if self.sharded_at_rest and self.unsharded:
+            lo, hi = self.shard_bounds()
+            self._flat_array[...] = self.storage.array[lo:hi]
+            self.flat_param._version_counter[0] += 1
+
+    # ---- gradients -----------------------------------------------------------------------
+    def post_backward(self, full_grad) -> None:
+        """The unit's gradients are complete: reduce them (or keep them under no_sync)."""
+        owner = self.owner
+        owner._ensure_final_callback()
+        if not owner._sync_gradients:
+            if self._acc_grad is None:
+                self._acc_grad = full_grad
+            else:
+                self._acc_grad += full_grad
+        else:
+            if self._acc_grad is not None:
+                full_grad += self._acc_grad
+                self._acc_grad = None
+            self._reduce(full_grad)
+        if self.sharded_at_rest:
+            self.reshard()
+        owner._after_handle_backward(self)
+
+    def _reduce(self, full_grad) -> None:
+        pg = self.config.process_group
+        if self.world_size == 1:
+            self._pending.append((None, full_grad))
+        elif self.config.reduce == "reduce_scatter":
+            out = _empty_like(full_grad, self.shard_size)
+            work = c10d.reduce_scatter_tensor(ember.Tensor._wrap(out),
+                                              ember.Tensor._wrap(full_grad), group=pg,
+                                              async_op=True)
+            self._pending.append((work, out))
+        else:
+            work = c10d.all_reduce(ember.Tensor._wrap(full_grad), group=pg, async_op=True)
+            self._pending.append((work, full_grad))
+
+    def finalize_grads(self) -> None:
+        """Wait for the reductions and accumulate the averaged shard into ``flat_param.grad``."""
+        pending, self._pending = self._pending, []
+        lo, hi = self.shard_bounds()
+        p = self.flat_param
+        for work, arr in pending:
+            if work is not None:
+                work.wait()
+            if self.world_size > 1:
+                arr *= 1.0 / self.world_size
+            if arr.shape[0] != self.shard_size:
+                arr = arr[lo:hi]  # a full gradient: ZeRO-1 keeps it, its shard is a view
+            if p.grad is None:
+                p.grad = ember.Tensor._wrap(arr)
+            else:
+                p.grad._data += arr
+            if p._post_acc_hooks:
+                for hook in list(p._post_acc_hooks):
+                    hook(p)
+
+    def memory_arrays(self):
+        """(category, array) pairs this handle holds beyond its flat parameter and grad."""
+        if self.storage.resident or not self.storage._releasable:
+            yield "parameters", self.storage.array
+        if self._acc_grad is not None:
+            yield "gradients", self._acc_grad
+        for _, arr in self._pending:
+            yield "communication_buffers", arr
+
+
+def _empty_like(arr, n: int):
+    from ember.backend import get_array_module
+
+    return get_array_module(arr).empty(n, dtype=arr.dtype)

@@ -1,0 +1,186 @@
+"""Sharded checkpoints of FSDP / ZeRO models: one file per rank plus an index.
+
+Each rank writes its own ``shard-RRRRR-of-NNNNN.ember`` with ``ember.save`` (atomic: a
+temporary file, fsync, rename) holding the sharded model and optimizer state dicts; after a
+barrier rank 0 writes ``index.json`` (atomically too), which marks the checkpoint complete.
+Every file carries the checkpoint's id, so shards of different saves never mix silently.
+
+``load_sharded_checkpoint`` reads them back on the same number of ranks;
+``load_full_state_dicts`` consolidates all shards into full, name-keyed state dicts in one
+process (no process group needed), which load on any number of ranks, or into an unwrapped
+model (with ``FullyShardedDataParallel.rekey_optim_state_dict`` for a plain optimizer).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+
+import ember
+import numpy as np
+
+from .. import distributed_c10d as c10d
+from .._objects import broadcast_object_list
+from ._state_dict import SHARD_META, as_array, is_piece
+from .api import StateDictType
+from .fully_sharded_data_parallel import FullyShardedDataParallel as FSDP
+
+__all__ = ["save_sharded_checkpoint", "load_sharded_checkpoint", "load_full_state_dicts",
+           "consolidate_state_dicts"]
+
+INDEX = "index.json"
+_FORMAT = "ember.fsdp.sharded/1"
+
+
+def _shard_file(rank: int, world: int) -> str:
+    return f"shard-{rank:05d}-of-{world:05d}.ember"
+
+
+def save_sharded_checkpoint(checkpoint_dir: str, model, optimizer=None, extra=None) -> str:
+    """Every rank writes its shard of ``model`` (and ``optimizer``) state; returns the id.
+
+    ``extra`` (plain data: numbers, strings, tensors, ...) is stored with every shard.
+    """
+    rank, world = c10d.get_rank(), c10d.get_world_size()
+    box = [uuid.uuid4().hex if rank == 0 else None]
+    broadcast_object_list(box, src=0)
+    cid = box[0]
+    with FSDP.state_dict_type(model, StateDictType.SHARDED_STATE_DICT):
+        msd = model.state_dict()
+        osd = FSDP.optim_state_dict(model, optimizer) if optimizer is not None else None
+    os.makedirs(checkpoint_dir, exist_ok=True)
+    payload = {"format": _FORMAT, "checkpoint_id": cid, "rank": rank, "world_size": world,
+               "model": dict(msd), "optim": osd, "extra": extra}
+    ember.save(payload, os.path.join(checkpoint_dir, _shard_file(rank, world)))
+    c10d.barrier()
+    if rank == 0:
+        index = {"format": _FORMAT, "checkpoint_id": cid, "world_size": world,
+                 "files": [_shard_file(r, world) for r in range(world)]}
+        tmp = os.path.join(checkpoint_dir, f".{INDEX}.{cid}.tmp")
+        with open(tmp, "w") as f:
+            json.dump(index, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, os.path.join(checkpoint_dir, INDEX))
+    c10d.barrier()
+    return cid
+
+
+def _read_index(checkpoint_dir: str) -> dict:
+    path = os.path.join(checkpoint_dir, INDEX)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{checkpoint_dir} has no {INDEX}: not a sharded checkpoint, or "
+                                "its save did not finish")
+    with open(path) as f:
+        index = json.load(f)
+    if index.get("format") != _FORMAT:
+        raise RuntimeError(f"{path}: unknown checkpoint format {index.get('format')!r}")
+    return index
+
+
+def _read_shard(checkpoint_dir: str, index: dict, rank: int) -> dict:
+    world = index["world_size"]
+    path = os.path.join(checkpoint_dir, _shard_file(rank, world))
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"sharded checkpoint {checkpoint_dir}: shard file "
+                                f"{_shard_file(rank, world)} of rank {rank} is missing")
+    payload = ember.load(path)
+    if payload.get("checkpoint_id") != index["checkpoint_id"]:
+        raise RuntimeError(
+            f"mismatched shard checkpoint: {_shard_file(rank, world)} belongs to checkpoint "
+            f"{payload.get('checkpoint_id')} but {INDEX} names checkpoint "
+            f"{index['checkpoint_id']} (shard files of different saves were mixed)"
+        )
+    if payload.get("rank") != rank or payload.get("world_size") != world:
+        raise RuntimeError(f"mismatched shard checkpoint: {_shard_file(rank, world)} says it is "
+                           f"rank {payload.get('rank')} of {payload.get('world_size')}")
+    return payload
+
+
+def load_sharded_checkpoint(checkpoint_dir: str, model, optimizer=None):
+    """Load this rank's shard into ``model`` (and ``optimizer``); returns the saved ``extra``.
+
+    The job must have the number of ranks the checkpoint was saved with; otherwise
+    consolidate it with :func:`load_full_state_dicts` and load the full form.
+    """
+    index = _read_index(checkpoint_dir)
+    rank, world = c10d.get_rank(), c10d.get_world_size()
+    if index["world_size"] != world:
+        raise RuntimeError(
+            f"sharded checkpoint {checkpoint_dir} was saved by {index['world_size']} ranks but "
+            f"this job has {world}; load it with load_full_state_dicts() (consolidated, any "
+            "number of ranks) instead"
+        )
+    payload = _read_shard(checkpoint_dir, index, rank)
+    model.load_state_dict(payload["model"])
+    if optimizer is not None:
+        if payload["optim"] is None:
+            raise RuntimeError(f"sharded checkpoint {checkpoint_dir} holds no optimizer state")
+        optimizer.load_state_dict(FSDP.optim_state_dict_to_load(model, optimizer,
+                                                                payload["optim"]))
+    return payload["extra"]
+
+
+def load_full_state_dicts(checkpoint_dir: str) -> dict:
+    """Consolidate a sharded checkpoint into ``{"model": ..., "optim": ..., "extra": ...}``
+    with full, name-keyed state dicts (in this process; no process group needed)."""
+    index = _read_index(checkpoint_dir)
+    payloads = [_read_shard(checkpoint_dir, index, r) for r in range(index["world_size"])]
+    model = consolidate_state_dicts([p["model"] for p in payloads])
+    optim = None
+    if payloads[0]["optim"] is not None:
+        osds = [p["optim"] for p in payloads]
+        names = list(osds[0]["state"])
+        state = {}
+        for name in names:
+            keys = list(osds[0]["state"][name])
+            state[name] = {k: _assemble([o["state"][name][k] for o in osds], f"{name}.{k}")
+                           for k in keys}
+        optim = {"state": state, "param_groups": osds[0]["param_groups"]}
+    return {"model": model, "optim": optim, "extra": payloads[0]["extra"]}
+
+
+def consolidate_state_dicts(shards: list[dict]) -> dict:
+    """Full state dict from the sharded model state dicts of ranks ``0..N-1`` (in order)."""
+    if not shards:
+        raise ValueError("consolidate_state_dicts: no shards given")
+    for r, sd in enumerate(shards):
+        meta = sd.get(SHARD_META)
+        if not meta or meta.get("rank") != r or meta.get("world_size") != len(shards):
+            raise RuntimeError(f"consolidate_state_dicts: shard {r} of {len(shards)} has "
+                               f"metadata {meta!r}")
+    out = {}
+    for key in shards[0]:
+        if key == SHARD_META:
+            continue
+        out[key] = _assemble([sd.get(key) for sd in shards], key)
+    return out
+
+
+def _assemble(values: list, what: str):
+    """One full value from the per-rank values of one key (pieces or replicated values)."""
+    if not is_piece(values[0]):
+        return values[0]
+    shape = tuple(values[0]["shape"])
+    numel = int(np.prod(shape, dtype=np.int64))
+    local0 = as_array(values[0]["local_shard"])
+    out = np.zeros(numel, dtype=local0.dtype)
+    seen = np.zeros(numel, dtype=bool)
+    for r, v in enumerate(values):
+        if not is_piece(v) or tuple(v["shape"]) != shape:
+            raise RuntimeError(f"mismatched shards for '{what}': rank {r} holds "
+                               f"{v if not is_piece(v) else tuple(v['shape'])}, rank 0 a piece "
+                               f"of shape {shape}")
+        local = np.asarray(as_array(v["local_shard"])).reshape(-1)
+        a = int(v["offset"])
+        if a < 0 or a + local.size > numel:
+            raise RuntimeError(f"mismatched shards for '{what}': rank {r}'s piece "
+                               f"[{a}, {a + local.size}) lies outside {numel} elements")
+        out[a:a + local.size] = local
+        seen[a:a + local.size] = True
+    if not seen.all():
+        gap = int(np.argmin(seen))
+        raise RuntimeError(f"incomplete shards for '{what}': element {gap} of {numel} is in no "
+                           "rank's piece")
+    return ember.Tensor._wrap(out.reshape(shape))

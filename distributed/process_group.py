@@ -1,0 +1,106 @@
+"""``ProcessGroup``: a set of ranks with its own sequence of collectives."""
+
+from __future__ import annotations
+
+from . import _frames
+from ._comm import Comm
+from ._opctx import OpContext
+from .errors import DistributedError
+
+
+class ProcessGroup:
+    """A group of ranks (the default group or one made by ``new_group``).
+
+    Collectives on a group are numbered; the number, the op and its arguments form the
+    fingerprint that every rank's frames carry (see ``_opctx.py``).
+    """
+
+    def __init__(self, world, group_id: int, ranks: list[int], timeout: float,
+                 backend: str) -> None:
+        self.world = world
+        self.group_id = group_id
+        self.ranks = list(ranks)
+        self.timeout = float(timeout)
+        self.backend = backend
+        self._seq = 0
+        self._p2p_seq: dict = {}
+        self.is_member = world.rank in self.ranks
+        self.label = ("the default group" if group_id == 0
+                      else f"group {group_id} (ranks {self.ranks})")
+        self.comm = self.p2p = None
+        self.hosts: list[list[int]] = []
+        if self.is_member:
+            self.comm = Comm.of(world, self.ranks, _frames.channel_id(group_id, False))
+            self.p2p = Comm.of(world, self.ranks, _frames.channel_id(group_id, True))
+            index = {r: i for i, r in enumerate(self.ranks)}
+            for host in world.hosts:
+                members = [index[r] for r in host if r in index]
+                if members:
+                    self.hosts.append(members)
+
+    # PyTorch's ProcessGroup methods
+    def rank(self) -> int:
+        return self.ranks.index(self.world.rank) if self.is_member else -1
+
+    def size(self) -> int:
+        return len(self.ranks)
+
+    def name(self) -> str:
+        return "default_pg" if self.group_id == 0 else str(self.group_id)
+
+    def __repr__(self) -> str:
+        return f"ProcessGroup(id={self.group_id}, ranks={self.ranks}, backend={self.backend!r})"
+
+    # ---- ranks --------------------------------------------------------------------------------
+    def group_rank(self, global_rank: int, what: str = "rank") -> int:
+        """Index of ``global_rank`` in this group, or a ``ValueError`` naming the argument."""
+        try:
+            return self.ranks.index(int(global_rank))
+        except ValueError:
+            raise ValueError(f"Invalid {what} {global_rank}: it is not a rank of {self.label} "
+                             f"(ranks {self.ranks})") from None
+
+    @property
+    def hierarchical(self) -> bool:
+        """Several hosts, and at least one of them holds several of this group's ranks."""
+        return len(self.hosts) > 1 and any(len(h) > 1 for h in self.hosts)
+
+    def scratch(self, key: str, like, count: int | None = None):
+        """A reusable flat buffer of ``count`` elements of ``like``'s dtype (default: its
+        numel). Ops of a process run one at a time, so one buffer per key is enough."""
+        import numpy as np
+
+        dtype = np.dtype(like.dtype.np)
+        count = like.numel() if count is None else int(count)
+        return self.world.scratch(key, count * dtype.itemsize)[: count * dtype.itemsize].view(
+            dtype)
+
+    # ---- per-op context -------------------------------------------------------------------------
+    def next_op(self, name: str, desc: str) -> OpContext:
+        self.world.raise_if_aborted()
+        self._seq += 1
+        return OpContext(self.world, self, name, self._seq, desc)
+
+    def p2p_op(self, name: str, desc: str, peer: int, tag: int) -> OpContext:
+        self.world.raise_if_aborted()
+        key = (name, peer, tag)
+        self._p2p_seq[key] = self._p2p_seq.get(key, 0) + 1
+        return OpContext(self.world, self, name, self._p2p_seq[key], desc, check_fp=False)
+
+    # ---- stall reports (through the store, only while some rank is waiting) --------------------
+    def _arrival_key(self, rank: int) -> str:
+        return f"group/{self.group_id}/arrived/{rank}"
+
+    def mark_arrival(self, seq: int) -> None:
+        try:
+            self.world.store.set(self._arrival_key(self.world.rank), str(seq))
+        except DistributedError:
+            pass
+
+    def missing(self, seq: int):
+        """Ranks that have not marked arrival at collective ``seq`` (best effort)."""
+        try:
+            marks = self.world.store.multi_get_nowait([self._arrival_key(r) for r in self.ranks])
+        except DistributedError:
+            return "unknown (the store is unreachable)"
+        return [r for r, m in zip(self.ranks, marks) if m is None or int(m) < seq]

@@ -1,0 +1,342 @@
+"""Key-value stores for rendezvous: PyTorch's ``Store`` API over gRPC (``TCPStore``).
+
+``TCPStore(host, port, world_size, is_master=True)`` hosts the store service on ``host:port``
+(rank 0 does this in ``init_process_group``); every other process connects with
+``is_master=False``. Every call carries the job token (``EMBER_TOKEN``); the server refuses and
+logs calls without it. ``HashStore`` is the in-process variant and ``PrefixStore`` namespaces
+keys, as in PyTorch.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from datetime import timedelta
+
+from . import _auth
+from ._kv import KeyValueTable
+from .errors import DistNetworkError, DistStoreError
+
+DEFAULT_TIMEOUT = timedelta(seconds=300)
+_WORKERS_KEY = "__ember_store/workers"
+_WORLD_KEY = "__ember_store/world_size"
+# Slack added to an RPC deadline on top of the server-side wait it asks for.
+_RPC_SLACK = 5.0
+
+
+def _seconds(timeout) -> float:
+    if timeout is None:
+        return DEFAULT_TIMEOUT.total_seconds()
+    if isinstance(timeout, timedelta):
+        return timeout.total_seconds()
+    return float(timeout)
+
+
+def _as_bytes(value) -> bytes:
+    if isinstance(value, str):
+        return value.encode()
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    if isinstance(value, (list, tuple)):  # PyTorch accepts a list of byte values
+        return bytes(value)
+    raise TypeError(f"store values must be str or bytes, got {type(value).__name__}")
+
+
+class Store:
+    """The store interface (PyTorch's ``torch.distributed.Store``)."""
+
+    def __init__(self, timeout=DEFAULT_TIMEOUT) -> None:
+        self._timeout = _seconds(timeout)
+
+    @property
+    def timeout(self) -> timedelta:
+        return timedelta(seconds=self._timeout)
+
+    def set_timeout(self, timeout) -> None:
+        """Default timeout of ``get`` and ``wait``."""
+        self._timeout = _seconds(timeout)
+
+    # Subclasses implement these seven.
+    def set(self, key: str, value) -> None:
+        raise NotImplementedError
+
+    def get(self, key: str) -> bytes:
+        """The value of ``key``, waiting up to the store timeout for it to be set."""
+        raise NotImplementedError
+
+    def add(self, key: str, amount: int) -> int:
+        raise NotImplementedError
+
+    def compare_set(self, key: str, expected_value, desired_value) -> bytes:
+        raise NotImplementedError
+
+    def wait(self, keys: list[str], timeout=None) -> None:
+        raise NotImplementedError
+
+    def delete_key(self, key: str) -> bool:
+        raise NotImplementedError
+
+    def num_keys(self) -> int:
+        raise NotImplementedError
+
+    def multi_get_nowait(self, keys: list[str]) -> list[bytes | None]:
+        """Values of ``keys`` (``None`` where unset) without waiting (ember extension)."""
+        raise NotImplementedError
+
+    # Derived conveniences.
+    def check(self, keys: list[str]) -> bool:
+        """Whether every key is set, without waiting."""
+        return all(v is not None for v in self.multi_get_nowait(list(keys)))
+
+    def multi_get(self, keys: list[str]) -> list[bytes]:
+        self.wait(list(keys))
+        return [self.get(k) for k in keys]
+
+    def multi_set(self, keys: list[str], values: list) -> None:
+        for k, v in zip(keys, values):
+            self.set(k, v)
+
+    def _timeout_error(self, keys, timeout: float) -> DistStoreError:
+        return DistStoreError(f"wait timeout after {timeout * 1000:.0f}ms, keys: "
+                              + ", ".join("/" + k for k in keys))
+
+
+class HashStore(Store):
+    """An in-process store (threads of one process share it), PyTorch's ``HashStore``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._kv = KeyValueTable()
+
+    def set(self, key, value):
+        self._kv.set(key, _as_bytes(value))
+
+    def get(self, key):
+        value = self._kv.get(key, self._timeout)
+        if value is None:
+            raise self._timeout_error([key], self._timeout)
+        return value
+
+    def add(self, key, amount):
+        return self._kv.add(key, amount)
+
+    def compare_set(self, key, expected_value, desired_value):
+        return self._kv.compare_set(key, _as_bytes(expected_value), _as_bytes(desired_value))
+
+    def wait(self, keys, timeout=None):
+        t = self._timeout if timeout is None else _seconds(timeout)
+        missing = self._kv.wait(list(keys), t)
+        if missing:
+            raise self._timeout_error(missing, t)
+
+    def delete_key(self, key):
+        return self._kv.delete(key)
+
+    def num_keys(self):
+        return self._kv.num_keys()
+
+    def multi_get_nowait(self, keys):
+        return self._kv.multi_get(list(keys))
+
+
+class PrefixStore(Store):
+    """Prefixes every key with ``prefix + "/"`` before handing it to ``store``."""
+
+    def __init__(self, prefix: str, store: Store) -> None:
+        super().__init__(store.timeout)
+        self.prefix = prefix
+        self.underlying_store = store
+
+    def _k(self, key: str) -> str:
+        return f"{self.prefix}/{key}"
+
+    @property
+    def timeout(self) -> timedelta:
+        return self.underlying_store.timeout
+
+    def set_timeout(self, timeout) -> None:
+        self.underlying_store.set_timeout(timeout)
+
+    def set(self, key, value):
+        self.underlying_store.set(self._k(key), value)
+
+    def get(self, key):
+        return self.underlying_store.get(self._k(key))
+
+    def add(self, key, amount):
+        return self.underlying_store.add(self._k(key), amount)
+
+    def compare_set(self, key, expected_value, desired_value):
+        return self.underlying_store.compare_set(self._k(key), expected_value, desired_value)
+
+    def wait(self, keys, timeout=None):
+        self.underlying_store.wait([self._k(k) for k in keys], timeout)
+
+    def delete_key(self, key):
+        return self.underlying_store.delete_key(self._k(key))
+
+    def num_keys(self):
+        return self.underlying_store.num_keys()
+
+    def multi_get_nowait(self, keys):
+        return self.underlying_store.multi_get_nowait([self._k(k) for k in keys])
+
+
+class TCPStore(Store):
+    """A store served over gRPC by the master process (PyTorch's ``TCPStore`` constructor).
+
+    Args:
+        host_name: address the master binds to and clients connect to.
+        port: the port; ``0`` on the master picks a free one (see ``.port``).
+        world_size: number of processes using the store; when given, a mismatch between the
+            master's and a client's value is an error, and the master waits for all of them if
+            ``wait_for_workers``.
+        is_master: host the service in this process.
+        timeout: default timeout for connecting, ``get`` and ``wait``.
+        wait_for_workers: the master blocks until ``world_size`` processes have connected.
+        token: the job secret; defaults to ``$EMBER_TOKEN``.
+    """
+
+    def __init__(self, host_name: str, port: int, world_size: int | None = None,
+                 is_master: bool = False, timeout=DEFAULT_TIMEOUT, wait_for_workers: bool = True,
+                 *, token: str | None = None, **_ignored) -> None:
+        super().__init__(timeout)
+        import grpc
+        from ember.protos import store_pb2, store_pb2_grpc
+
+        self._grpc, self._pb = grpc, store_pb2
+        self.host = _auth.normalize_host(host_name)
+        self.world_size = world_size
+        self._token = _auth.job_token(token)
+        self._md = _auth.metadata(self._token)
+        self._server = None
+        if is_master:
+            from ._store_server import serve
+
+            self._server, port = serve(self.host, int(port), self._token, world_size)
+        self.port = int(port)
+        self.address = _auth.join_host_port(self.host, self.port)
+        self._channel = grpc.insecure_channel(self.address, options=_auth.CHANNEL_OPTIONS)
+        self._stub = store_pb2_grpc.StoreStub(self._channel)
+        self._connect()
+        if world_size is not None:
+            self._join(int(world_size), is_master and wait_for_workers)
+
+    # ---- connection ---------------------------------------------------------------------
+    def _connect(self) -> None:
+        deadline = time.monotonic() + self._timeout
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                self._grpc.channel_ready_future(self._channel).result(timeout=min(left, 10.0))
+                break
+            except self._grpc.FutureTimeoutError:
+                if time.monotonic() >= deadline:
+                    self._channel.close()
+                    raise DistNetworkError(
+                        f"could not reach the store at {self.address} within "
+                        f"{self._timeout:g} s: is the master (rank 0) running and are "
+                        "MASTER_ADDR/MASTER_PORT right?") from None
+                _auth.logger.warning("still waiting for the store at %s (the master, rank 0; "
+                                     "MASTER_ADDR/MASTER_PORT)", self.address)
+        self.num_keys()  # proves the token before anything else happens
+
+    def _join(self, world_size: int, wait: bool) -> None:
+        if self._server is not None:
+            self.set(_WORLD_KEY, str(world_size))
+        master_world = int(self.get(_WORLD_KEY))
+        if master_world != world_size:
+            raise DistStoreError(
+                f"world size mismatch: this process was started with world_size={world_size} "
+                f"but the store's master at {self.address} has world_size={master_world}")
+        joined = self.add(_WORKERS_KEY, 1)
+        if wait:
+            deadline = time.monotonic() + self._timeout
+            while joined < world_size:
+                if time.monotonic() > deadline:
+                    raise DistStoreError(
+                        f"only {joined} of {world_size} processes connected to the store at "
+                        f"{self.address} within {self._timeout:g} s")
+                time.sleep(0.01)
+                joined = self.add(_WORKERS_KEY, 0)
+
+    def _call(self, method: str, request, wait: float = 0.0):
+        try:
+            return getattr(self._stub, method)(request, metadata=self._md,
+                                               timeout=wait + _RPC_SLACK)
+        except self._grpc.RpcError as e:
+            code = e.code()
+            if code == self._grpc.StatusCode.UNAUTHENTICATED:
+                raise DistStoreError(f"the store at {self.address} refused this process's job "
+                                     f"token: all ranks must share the same {_auth.TOKEN_ENV}"
+                                     ) from None
+            if code == self._grpc.StatusCode.UNAVAILABLE:
+                raise DistStoreError(f"lost the connection to the store at {self.address} "
+                                     f"({e.details()}): did the master process exit?") from None
+            if code == self._grpc.StatusCode.FAILED_PRECONDITION:  # e.g. add() on a non-integer
+                raise ValueError(e.details()) from None
+            if code == self._grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise DistStoreError(f"store call {method} to {self.address} timed out") from None
+            raise DistStoreError(f"store call {method} to {self.address} failed: "
+                                 f"{code.name}: {e.details()}") from None
+
+    # ---- the Store API --------------------------------------------------------------------
+    def set(self, key, value):
+        self._call("Set", self._pb.SetRequest(key=key, value=_as_bytes(value)))
+
+    def get(self, key):
+        reply = self._call("Get", self._pb.GetRequest(key=key, timeout_ms=self._ms()),
+                           self._timeout)
+        if not reply.found:
+            raise self._timeout_error([key], self._timeout)
+        return reply.value
+
+    def add(self, key, amount):
+        return self._call("Add", self._pb.AddRequest(key=key, amount=int(amount))).value
+
+    def compare_set(self, key, expected_value, desired_value):
+        req = self._pb.CompareSetRequest(key=key, expected=_as_bytes(expected_value),
+                                         desired=_as_bytes(desired_value))
+        return self._call("CompareSet", req).value
+
+    def wait(self, keys, timeout=None):
+        t = self._timeout if timeout is None else _seconds(timeout)
+        reply = self._call("Wait", self._pb.WaitRequest(keys=list(keys), timeout_ms=int(t * 1000)),
+                           t)
+        if reply.missing:
+            raise self._timeout_error(list(reply.missing), t)
+
+    def delete_key(self, key):
+        return self._call("Delete", self._pb.DeleteRequest(key=key)).deleted
+
+    def num_keys(self):
+        return self._call("NumKeys", self._pb.NumKeysRequest()).count
+
+    def multi_get_nowait(self, keys):
+        reply = self._call("MultiGet", self._pb.MultiGetRequest(keys=list(keys)))
+        return [v if f else None for f, v in zip(reply.found, reply.values)]
+
+    def _ms(self) -> int:
+        return int(self._timeout * 1000)
+
+    # ---- lifetime -------------------------------------------------------------------------
+    def close(self) -> None:
+        """Close the client channel and, on the master, stop the service."""
+        self._channel.close()
+        if self._server is not None:
+            self._server.stop(grace=None)
+            self._server = None
+
+    def __del__(self):
+        # At interpreter exit gRPC's polling threads are gone and stopping a server would block
+        # forever; the process is ending anyway.
+        if sys.is_finalizing():
+            return
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def __repr__(self) -> str:
+        role = "master" if self._server is not None else "client"
+        return f"TCPStore({self.address}, {role})"
