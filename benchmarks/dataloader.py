@@ -108,9 +108,10 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
     args = parser.parse_args()
 
-    import ember.utils.data as edata
     import torch
     import torch.utils.data as tdata
+
+    import ember.utils.data as edata
 
     torch.set_num_threads(1)
     images = make_images(args.samples, args.size)

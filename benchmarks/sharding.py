@@ -105,8 +105,9 @@ def worker(mode: str, out: str, steps: int, layers: int) -> None:
     pin_threads(1)
     import resource
 
-    import ember.distributed as dist
     import numpy as np
+
+    import ember.distributed as dist
 
     dist.init_process_group()
     rank = dist.get_rank()

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from . import backend
-from .backend.threads import get_num_threads, set_num_threads
+from . import (
+    _tensor_methods,  # binds the method table onto Tensor
+    backend,
+    ops,
+)
 from .backend.device import device
 from .backend.dtype import (
     bfloat16,
-    bool_ as bool,
     complex64,
     complex128,
     dtype,
@@ -29,17 +31,21 @@ from .backend.dtype import (
     set_default_dtype,
     uint8,
 )
-from .tensor import Size, Tensor, is_tensor
-from . import ops
-from . import _tensor_methods  # binds the method table onto Tensor
+from .backend.dtype import (
+    bool_ as bool,
+)
+from .backend.threads import get_num_threads, set_num_threads
 from .ops import *  # noqa: F403  (the public op functions, PyTorch's names)
-from .ops import all, any, max, min, sum, abs, pow, round  # shadow builtins, as torch does
+from .ops import abs, all, any, max, min, pow, round, sum  # shadow builtins, as torch does
+from .tensor import Size, Tensor, is_tensor
 
 # The star import also brings ops' submodules (ops.linalg would shadow ember.linalg): drop them.
 for _name in [n for n, v in globals().items() if getattr(v, "__name__", "").startswith("ember.ops.")
               and type(v) is type(backend)]:
     del globals()[_name]
 del _name
+from . import autograd, cuda, linalg, random
+from .autograd import enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled
 from .creation import (
     arange,
     as_tensor,
@@ -69,9 +75,15 @@ from .creation import (
     zeros,
     zeros_like,
 )
-from .random import Generator, default_generator, get_rng_state, initial_seed, manual_seed, seed, set_rng_state
-from . import autograd, cuda, linalg, random
-from .autograd import enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled
+from .random import (
+    Generator,
+    default_generator,
+    get_rng_state,
+    initial_seed,
+    manual_seed,
+    seed,
+    set_rng_state,
+)
 
 half, double, short, long = float16, float64, int16, int64
 cfloat, cdouble = complex64, complex128

@@ -240,8 +240,8 @@ def randint(low, high=None, size=None, *, generator=None, dtype=None, device=Non
         low, high = 0, low
     if size is None:
         raise TypeError("randint() missing required argument 'size'")
-    return _rand_make(lambda g, s, dt: g.integers(low, high, s), tuple(size), dtype or int64, device,
-                      requires_grad, generator)
+    return _rand_make(lambda g, s, dt: g.integers(low, high, s), tuple(size), dtype or int64,
+                      device, requires_grad, generator)
 
 
 def randperm(n, *, generator=None, dtype=None, device=None, requires_grad=False) -> Tensor:

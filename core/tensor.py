@@ -219,7 +219,8 @@ class Tensor:
         fn = self.grad_fn
         if fn is None or fn._pre_hooks is None:
             return False
-        return any(getattr(h, "_ember_retain", False) for h in fn._pre_hooks.get(self._output_nr, ()))
+        hooks = fn._pre_hooks.get(self._output_nr, ())
+        return any(getattr(h, "_ember_retain", False) for h in hooks)
 
     def detach(self) -> Tensor:
         t = Tensor._wrap(self._data)
@@ -339,7 +340,7 @@ class Tensor:
     def __bool__(self) -> bool:
         if self._data.size != 1:
             raise RuntimeError(
-                f"Boolean value of Tensor with more than one value is ambiguous"
+                "Boolean value of Tensor with more than one value is ambiguous"
             )
         return bool(self._data.reshape(()))
 

@@ -72,8 +72,8 @@ from .memory import memory_report, memory_summary  # noqa: E402
 __all__ += ["memory_report", "memory_summary"]
 
 # ---- data parallelism and the Trainer (issue 6) ----------------------------------------------
-from .ddp import DataParallel, DistributedDataParallel  # noqa: E402
 from . import train  # noqa: E402
+from .ddp import DataParallel, DistributedDataParallel  # noqa: E402
 from .train import (  # noqa: E402
     Checkpoint,
     CheckpointConfig,

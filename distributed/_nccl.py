@@ -52,8 +52,9 @@ def decode_unique_id(raw: bytes):
 
 def available() -> bool:
     try:
-        import ember
         from cupy.cuda import nccl  # noqa: F401
+
+        import ember
 
         return ember.cuda.is_available()
     except Exception:

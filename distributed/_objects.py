@@ -10,6 +10,7 @@ from __future__ import annotations
 import pickle
 
 import numpy as np
+
 from ember.tensor import Tensor
 
 from . import collectives as C

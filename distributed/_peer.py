@@ -68,6 +68,7 @@ class PeerServer:
 
     def __init__(self, bind_host: str, token: str, on_abort) -> None:
         import grpc
+
         from ember.protos import peer_pb2_grpc
 
         self.inbox = Inbox()
@@ -93,6 +94,7 @@ def send_aborts(addresses: dict[int, str], token: str, rank: int, message: str,
                 timeout: float = 2.0) -> None:
     """Best effort: tell every rank in ``addresses`` that this job failed with ``message``."""
     import grpc
+
     from ember.protos import peer_pb2, peer_pb2_grpc
 
     calls = []
@@ -126,6 +128,7 @@ class GrpcStreamTransport(Transport):
         import time
 
         import grpc
+
         from ember.protos import peer_pb2_grpc
 
         for peer, addr in sorted(peers.items()):

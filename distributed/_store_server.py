@@ -81,6 +81,7 @@ def _servicer_class():
 def serve(host: str, port: int, token: str, world_size: int | None):
     """Start the store service on ``host:port``; returns ``(server, bound_port)``."""
     import grpc
+
     from ember.protos import store_pb2_grpc
 
     # Blocking Get/Wait calls hold a thread each: leave room for every rank to wait at once.

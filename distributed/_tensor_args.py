@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from ember.tensor import Tensor
 
 from . import _nccl

@@ -10,6 +10,7 @@ staged through host memory.
 from __future__ import annotations
 
 import numpy as np
+
 from ember.tensor import Tensor
 
 from . import _algorithms as alg

@@ -202,6 +202,7 @@ class TCPStore(Store):
                  *, token: str | None = None, **_ignored) -> None:
         super().__init__(timeout)
         import grpc
+
         from ember.protos import store_pb2, store_pb2_grpc
 
         self._grpc, self._pb = grpc, store_pb2

@@ -19,8 +19,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import ember
 import numpy as np
+
+import ember
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_TEXT = REPO.parent / "shared" / "data" / "tinyshakespeare.txt"

@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 
 import _common  # examples/_common.py: options, checkpoints, Ctrl-C handling
+
 import ember
 from ember import nn
 from ember.nn import functional as F

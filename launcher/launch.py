@@ -87,6 +87,7 @@ def _plan(args, cfg=None) -> tuple[int, str]:
 
 def run(args) -> int:
     import ray
+
     from ember.distributed.ray_cluster import ensure_ray, shutdown_if_started
     from ember.distributed.train.config import ScalingConfig
 
@@ -223,9 +224,10 @@ def _noop() -> int:
 
 def _run_once(ray, scaling, cmd, cwd, env) -> tuple[int, list]:
     """One attempt: (exit code, infos of workers whose actor died)."""
-    from ember.distributed.worker_group import WorkerGroup
     from ray.util.queue import Queue
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    from ember.distributed.worker_group import WorkerGroup
 
     token = {"EMBER_TOKEN": env["EMBER_TOKEN"]} if "EMBER_TOKEN" in env else None
     group = WorkerGroup(scaling.num_workers, scaling.bundle(), scaling.placement_strategy,

@@ -6,10 +6,11 @@ Parity tolerances (float32): outputs atol 1e-5 / rtol 1e-4; gradients atol 3e-5 
 
 from __future__ import annotations
 
-import ember
-import ember.nn.functional as F
 import numpy as np
 import pytest
+
+import ember
+import ember.nn.functional as F
 from ember import nn
 from ember.autograd.gradcheck import gradcheck
 from ember.ops.attention import MultiHeadAttentionCore, ScaledDotProductAttention

@@ -3,9 +3,10 @@
 import gc
 import weakref
 
-import ember
 import numpy as np
 import pytest
+
+import ember
 from ember.autograd import Function
 
 

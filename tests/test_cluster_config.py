@@ -11,6 +11,7 @@ import sys
 
 import pytest
 import yaml
+
 from ember.launcher import auth
 from ember.launcher.config import ConfigError, load, validate
 from ember.launcher.hosts import Host, is_this_machine, ssh_argv

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import pickle
 
-import ember
-import ember.nn.functional as F
 import numpy as np
 import pytest
+
+import ember
+import ember.nn.functional as F
 from ember import nn
 from ember.autograd.gradcheck import gradcheck, gradgradcheck
 

@@ -7,9 +7,10 @@ import os
 import pickle
 import struct
 
-import ember
 import numpy as np
 import pytest
+
+import ember
 from ember.utils.data import DataLoader
 from ember.utils.data import transforms as T
 from ember.utils.data.datasets import CIFAR10, MNIST, CharDataset, Digits, read_idx

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import collections
 
-import ember
 import pytest
+
+import ember
 from ember.utils.data import (
     BatchSampler,
     DistributedSampler,

@@ -7,9 +7,10 @@ import os
 import random
 import time
 
-import ember
 import numpy as np
 import pytest
+
+import ember
 from ember.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
 pytestmark = pytest.mark.timeout(120)

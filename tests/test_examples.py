@@ -17,9 +17,10 @@ import sys
 import time
 from pathlib import Path
 
-import ember
 import numpy as np
 import pytest
+
+import ember
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"

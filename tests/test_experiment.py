@@ -11,6 +11,7 @@ import os
 import pathlib
 
 import pytest
+
 from ember.distributed.experiment import costmodel as cm
 from ember.distributed.experiment import load_spec, run
 from ember.distributed.experiment.report import TABLE_COLUMNS

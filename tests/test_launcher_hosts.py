@@ -10,6 +10,7 @@ import tempfile
 import time
 
 import pytest
+
 from ember.launcher.hosts import Host, HostError
 
 # A stand-in for `ray start`: leaves two daemons behind in its session and returns, like Ray's

@@ -12,9 +12,10 @@ import copy
 import math
 import warnings
 
+import pytest
+
 import ember
 import ember.optim as eoptim
-import pytest
 from ember.optim import lr_scheduler as elrs
 
 torch = pytest.importorskip("torch")

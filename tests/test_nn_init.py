@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import math
 
-import ember
-import ember.nn as nn
 import numpy as np
 import pytest
-from ember.nn import init
 from scipy import stats
+
+import ember
+import ember.nn as nn
+from ember.nn import init
 
 torch = pytest.importorskip("torch")
 

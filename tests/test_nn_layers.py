@@ -10,11 +10,12 @@ in a different order than PyTorch's).
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
+
 import ember
 import ember.nn as nn
 import ember.nn.functional as F
-import numpy as np
-import pytest
 
 torch = pytest.importorskip("torch")
 tnn = torch.nn

@@ -7,10 +7,11 @@ import copy
 import pickle
 from collections import OrderedDict
 
-import ember
-import ember.nn as nn
 import numpy as np
 import pytest
+
+import ember
+import ember.nn as nn
 
 torch = pytest.importorskip("torch")
 tnn = torch.nn

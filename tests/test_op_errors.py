@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import re
 
-import ember
 import numpy as np
 import pytest
+
+import ember
 
 
 def _F(m):

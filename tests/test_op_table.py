@@ -10,10 +10,8 @@ eps 1e-6, atol 1e-5, rtol 1e-3).
 
 from __future__ import annotations
 
-import ember
 import numpy as np
 import pytest
-from ember.autograd import gradcheck, gradgradcheck
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -30,6 +28,9 @@ from op_support import (
     to_numpy,
 )
 from op_table import OPS, OPS_BY_NAME
+
+import ember
+from ember.autograd import gradcheck, gradgradcheck
 
 
 def _check_against_reference(spec, i, dtype, device=None):

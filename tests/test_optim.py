@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import copy
 
-import ember
-import ember.optim as eoptim
 import numpy as np
 import pytest
+
+import ember
+import ember.optim as eoptim
 
 torch = pytest.importorskip("torch")
 

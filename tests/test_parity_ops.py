@@ -11,7 +11,6 @@ values must be equal.
 
 from __future__ import annotations
 
-import ember
 import numpy as np
 import pytest
 from op_support import (
@@ -23,6 +22,8 @@ from op_support import (
     to_numpy,
 )
 from op_table import OPS
+
+import ember
 
 torch = pytest.importorskip("torch")
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import io
 import time
 
-import ember
 import numpy as np
 import pytest
+
+import ember
 from ember.utils.progress import Progress, progress, progress_enabled
 
 

@@ -15,9 +15,10 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import ember
 import numpy as np
 import pytest
+
+import ember
 from ember import nn
 from ember.nn import functional as F
 from ember.optim.lr_scheduler import CosineAnnealingLR, OneCycleLR

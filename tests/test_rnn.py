@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import ember
 import numpy as np
 import pytest
+
+import ember
 from ember import nn
 from ember.autograd.gradcheck import gradcheck
 from ember.nn.utils import rnn as rnn_utils

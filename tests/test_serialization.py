@@ -9,11 +9,12 @@ import os
 import pathlib
 import pickle
 
-import ember
 import numpy as np
 import pytest
 import safetensors
 import safetensors.numpy
+
+import ember
 
 DTYPES = [ember.float32, ember.float64, ember.float16, ember.int64, ember.int32, ember.int16,
           ember.int8, ember.uint8, ember.bool, ember.complex64, ember.complex128]

@@ -6,9 +6,10 @@ import os
 import subprocess
 import sys
 
-import ember
 import numpy as np
 import pytest
+
+import ember
 from ember.utils.tensorboard import SummaryWriter
 
 event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")

@@ -188,7 +188,7 @@ def run_backward(tensors, grad_tensors, retain_graph: bool, create_graph: bool,
     if captured is None:
         return None
     out = []
-    for t, g in zip(inputs, captured):
+    for g in captured:
         if g is None and not allow_unused:
             raise RuntimeError(
                 "One of the differentiated Tensors appears to not have been used in the graph. "

@@ -211,7 +211,7 @@ class Function:
         self._versions = versions or None
 
     def _check_versions(self) -> None:
-        for i, (counter, expected, ref) in enumerate(self._versions):
+        for counter, expected, ref in self._versions:
             if counter[0] == expected:
                 continue
             if isinstance(ref, int):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from .grad_mode import enable_grad
 
 

@@ -1,6 +1,6 @@
 """``ember.nn``: modules, parameters, functional, init (PyTorch's names)."""
 
 from . import functional, init, parallel, utils
+from .module import Module
 from .modules import *  # noqa: F403
 from .parameter import Buffer, Parameter, UninitializedParameter
-from .module import Module

@@ -4,7 +4,7 @@ They live in ``ember.distributed.ddp``; this module re-exports them lazily so th
 ``import ember`` never loads the distributed layer (DESIGN.md §2).
 """
 
-__all__ = ["DistributedDataParallel", "DataParallel"]
+__all__ = ["DistributedDataParallel", "DataParallel"]  # noqa: F822 (resolved lazily below)
 
 
 def __getattr__(name):

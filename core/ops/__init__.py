@@ -1,5 +1,27 @@
 """The op families. Each public function here is also exported as ``ember.<name>``."""
 
+from .compare import (
+    allclose,
+    bitwise_and,
+    bitwise_not,
+    bitwise_or,
+    bitwise_xor,
+    eq,
+    equal,
+    ge,
+    gt,
+    isclose,
+    isfinite,
+    isinf,
+    isnan,
+    le,
+    logical_and,
+    logical_not,
+    logical_or,
+    logical_xor,
+    lt,
+    ne,
+)
 from .convert import clone, contiguous
 from .elementwise import (
     abs,
@@ -36,28 +58,6 @@ from .elementwise import (
     tanh,
     trunc,
     where,
-)
-from .compare import (
-    allclose,
-    bitwise_and,
-    bitwise_not,
-    bitwise_or,
-    bitwise_xor,
-    eq,
-    equal,
-    ge,
-    gt,
-    isclose,
-    isfinite,
-    isinf,
-    isnan,
-    le,
-    logical_and,
-    logical_not,
-    logical_or,
-    logical_xor,
-    lt,
-    ne,
 )
 from .indexing import (
     argwhere,

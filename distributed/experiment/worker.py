@@ -30,8 +30,9 @@ _WARMUP_REF = 2  # untimed steps before the compute reference
 
 def train_point(config: dict) -> None:
     """The Trainer's training function for one point (``config`` from the runner)."""
-    from ember.distributed.train import get_context, report
     from threadpoolctl import threadpool_limits
+
+    from ember.distributed.train import get_context, report
 
     ctx = get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()

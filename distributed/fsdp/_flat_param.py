@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import weakref
 
-import ember
 import numpy as np
+
+import ember
 from ember.autograd import Function
 from ember.nn import Parameter
 

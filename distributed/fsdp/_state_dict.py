@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-import ember
 import numpy as np
+
+import ember
 from ember.backend import get_array_module
 from ember.nn import Module
 from ember.nn.modules.module import _IncompatibleKeys

@@ -17,8 +17,9 @@ import json
 import os
 import uuid
 
-import ember
 import numpy as np
+
+import ember
 
 from .. import distributed_c10d as c10d
 from .._objects import broadcast_object_list

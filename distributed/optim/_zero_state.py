@@ -6,8 +6,9 @@ the order of ``param_groups``), so it also loads into a plain, unsharded optimiz
 
 from __future__ import annotations
 
-import ember
 import numpy as np
+
+import ember
 
 from .. import distributed_c10d as c10d
 from .._objects import all_gather_object

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from ember.distributed import ReduceOp, _nccl
 
 
@@ -29,9 +30,10 @@ def test_unique_id_round_trips_through_store_bytes():
 @pytest.mark.gpu
 def test_nccl_collectives_world_size_one():
     import cupy
+    import numpy as np
+
     import ember
     import ember.distributed as dist
-    import numpy as np
 
     if not dist.is_nccl_available():
         pytest.skip("CuPy without NCCL")

@@ -8,6 +8,7 @@ import time
 from datetime import timedelta
 
 import pytest
+
 from ember.distributed import (
     DistNetworkError,
     DistStoreError,

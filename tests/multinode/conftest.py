@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 
 import pytest
+
 from ember.launcher import local_cluster
 from ember.launcher.config import load
 from ember.launcher.netns import NetnsPair, head_env, write_config

@@ -12,9 +12,10 @@ import json
 import os
 import sys
 
+import numpy as np
+
 import ember
 import ember.distributed as dist
-import numpy as np
 from ember import nn
 from ember.distributed.ddp import DistributedDataParallel as DDP
 from ember.distributed.fsdp import (

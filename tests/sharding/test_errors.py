@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import shutil
 
-import ember
 import pytest
+from sharding_worker import Block, make_model
+
+import ember
 from ember import nn
 from ember.distributed.ddp import DistributedDataParallel as DDP
 from ember.distributed.fsdp import FullyShardedDataParallel as FSDP
 from ember.distributed.fsdp import ModuleWrapPolicy, StateDictType, checkpoint
 from ember.distributed.optim import ZeroDataParallel, ZeroRedundancyOptimizer
-from sharding_worker import Block, make_model
 
 pytestmark = pytest.mark.usefixtures("pg1")
 

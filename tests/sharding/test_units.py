@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import functools
 
-import ember
-import ember.distributed as dist
 import numpy as np
 import pytest
+from sharding_worker import Block, make_model
+
+import ember
+import ember.distributed as dist
 from ember import nn
 from ember.distributed.fsdp import (
     FullyShardedDataParallel as FSDP,
@@ -21,7 +23,6 @@ from ember.distributed.fsdp import (
     size_based_auto_wrap_policy,
 )
 from ember.distributed.optim import ZeroDataParallel, ZeroRedundancyOptimizer
-from sharding_worker import Block, make_model
 
 pytestmark = pytest.mark.usefixtures("pg1")
 

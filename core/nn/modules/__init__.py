@@ -1,21 +1,26 @@
 """Layer families, one file each; each engineer appends the import line of their family."""
-from .rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNBase, RNNCell, RNNCellBase
-from .module import Module  # (D1: nn.modules.Module, as in PyTorch)
 from .activation import *  # noqa: F403  (D1)
+from .attention import MultiheadAttention  # (D3)
 from .container import *  # noqa: F403  (D1)
+from .conv import *  # noqa: F403  (D2)
 from .dropout import *  # noqa: F403  (D1)
 from .flatten import *  # noqa: F403  (D1)
+from .fold import *  # noqa: F403  (D2)
 from .lazy import LazyModuleMixin  # (D1)
 from .linear import *  # noqa: F403  (D1)
 from .loss import *  # noqa: F403  (D1)
+from .module import Module  # (D1: nn.modules.Module, as in PyTorch)
 from .normalization import *  # noqa: F403  (D1)
-from .sparse import *  # noqa: F403  (D1)
-from .conv import *  # noqa: F403  (D2)
-from .fold import *  # noqa: F403  (D2)
 from .padding import *  # noqa: F403  (D2)
 from .pixelshuffle import *  # noqa: F403  (D2)
 from .pooling import *  # noqa: F403  (D2)
+from .rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNBase, RNNCell, RNNCellBase
+from .sparse import *  # noqa: F403  (D1)
+from .transformer import (  # (D3)
+                          Transformer,
+                          TransformerDecoder,
+                          TransformerDecoderLayer,
+                          TransformerEncoder,
+                          TransformerEncoderLayer,
+)
 from .upsampling import *  # noqa: F403  (D2)
-from .attention import MultiheadAttention  # (D3)
-from .transformer import (Transformer, TransformerDecoder, TransformerDecoderLayer,  # (D3)
-                          TransformerEncoder, TransformerEncoderLayer)
