@@ -137,8 +137,8 @@ class ZeroRedundancyOptimizer(Optimizer):
             runs[-1].append(p)
             key = k
         new = [_Bucket(gi, run, self.world_size, self.rank) for run in runs]
-        for p in params:
-            _OWNED[id(p)] = weakref.ref(p)
+        for p in params:  # the entry goes when the parameter does
+            _OWNED[id(p)] = weakref.ref(p, lambda _, key=id(p): _OWNED.pop(key, None))
         self._buckets.extend(new)
         if self.optim is not None:
             for b in new:
