@@ -52,3 +52,10 @@ def test_import_ember_does_not_import_ray_or_grpc():
             "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_test_module_basenames_are_unique():
+    # test folders are not packages: two test files with one basename break collection
+    names = [p.name for p in (ROOT / "tests").rglob("test_*.py")]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    assert not dupes, f"rename these test files (same basename in two folders): {dupes}"
