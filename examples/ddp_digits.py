@@ -54,6 +54,7 @@ def train_loop(config: dict) -> None:
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         ember.set_rng_state(state["rng"])
+        loader.load_state_dict(state["loader"])  # its epoch counter drives the shuffle
         start = state["epoch"] + 1
     for epoch in range(start, config["epochs"]):
         total, n = 0.0, 0
@@ -71,7 +72,8 @@ def train_loop(config: dict) -> None:
             if train.get_context().get_world_rank() == 0:
                 ember.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
                             "scheduler": sched.state_dict(), "rng": ember.get_rng_state(),
-                            "epoch": epoch}, os.path.join(d, "state.pt"))
+                            "loader": loader.state_dict(), "epoch": epoch},
+                           os.path.join(d, "state.pt"))
                 checkpoint = train.Checkpoint.from_directory(d)
             train.report(metrics, checkpoint=checkpoint)
 

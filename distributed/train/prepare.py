@@ -61,6 +61,13 @@ class _PreparedDataLoader(DataLoader):
         super().__init__(*args, **kwargs)
         self._device = device
 
+    def load_state_dict(self, state_dict: dict) -> None:
+        # The sampler's epoch follows the loader's: a state saved between epochs names the next
+        # epoch for the loader but still the finished one for the sampler.
+        if isinstance(self.sampler, DistributedSampler):
+            state_dict = dict(state_dict, sampler={"epoch": int(state_dict["epoch"])})
+        super().load_state_dict(state_dict)
+
     def __iter__(self):
         if hasattr(self.sampler, "set_epoch"):
             self.sampler.set_epoch(self._epoch)  # a new shuffle each epoch, the same on resume

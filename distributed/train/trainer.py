@@ -192,16 +192,50 @@ class Trainer:
             ready, remaining = ray.wait(remaining, num_returns=len(remaining), timeout=0.1) \
                 if remaining else ([], [])
             self._drain(ray, queue, pending, manager, n)
-            for r in ready:
-                try:
-                    ray.get(r)
-                except Exception as exc:  # the user's exception or the actor's death
-                    rank = refs.index(r)
-                    info = group.infos[rank]
-                    raise _WorkerFailure(rank, info.node_ip, info.pid, _describe(exc)) from None
+            failed = self._first_error(ray, refs, ready)
+            if failed is not None:
+                raise self._primary_failure(ray, group, refs, failed) from None
             if not remaining:
                 self._drain(ray, queue, pending, manager, n)
                 return
+
+    @staticmethod
+    def _first_error(ray, refs, ready):
+        for r in ready:
+            try:
+                ray.get(r)
+            except Exception as exc:  # the user's exception or the actor's death
+                return refs.index(r), exc
+        return None
+
+    @staticmethod
+    def _primary_failure(ray, group, refs, failed) -> _WorkerFailure:
+        """The root cause among the ranks' failures: when one worker dies, its peers fail a
+        moment later in their collectives; report the death (or the user's own exception),
+        not the peers' follow-on communication errors."""
+        from ray.exceptions import RayActorError
+
+        from ..errors import DistributedError
+
+        errors = {failed[0]: failed[1]}
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=3.0)
+        for r in ready:
+            rank = refs.index(r)
+            if rank not in errors:
+                try:
+                    ray.get(r)
+                except Exception as exc:
+                    errors[rank] = exc
+
+        def severity(item):
+            exc = item[1]
+            if isinstance(exc, RayActorError):
+                return 0
+            return 2 if isinstance(exc, DistributedError) else 1
+
+        rank, exc = min(sorted(errors.items()), key=severity)
+        info = group.infos[rank]
+        return _WorkerFailure(rank, info.node_ip, info.pid, _describe(exc))
 
     def _drain(self, ray, queue, pending, manager, n) -> None:
         while not queue.empty():
