@@ -170,3 +170,32 @@ def test_buffers_broadcast_and_state_dict_has_no_prefix():
     np.testing.assert_array_equal(mean0, np.zeros(4))
     np.testing.assert_array_equal(mean1, mean0)
     np.testing.assert_array_equal(w1, w0)
+
+
+def _uneven(steps_by_rank):
+    import time
+
+    import ember
+    import ember.distributed as dist
+    import ember.nn.functional as F
+    from ember.distributed.ddp import DistributedDataParallel
+
+    ember.manual_seed(0)
+    net = DistributedDataParallel(_model())
+    t0 = time.monotonic()
+    try:
+        for _ in range(steps_by_rank[dist.get_rank()]):
+            F.mse_loss(net(ember.ones(2, 5)), ember.zeros(2, 3)).backward()
+    except Exception as exc:
+        return ("raised", type(exc).__name__, str(exc), time.monotonic() - t0)
+    return ("finished", "", "", time.monotonic() - t0)
+
+
+def test_uneven_inputs_fail_fast_instead_of_hanging():
+    # rank 1 runs out of batches first and leaves; rank 0's next allreduce must raise promptly
+    outcomes = _ranks(_uneven, 2, [3, 2])
+    assert outcomes[1] is not None and outcomes[1].ok and outcomes[1].value[0] == "finished"
+    status, kind, msg, seconds = outcomes[0].value if outcomes[0].ok else (
+        "raised", *outcomes[0].error, 0.0)
+    assert status == "raised", outcomes[0]
+    assert seconds < 30, f"took {seconds:.1f} s to notice the departed peer"
