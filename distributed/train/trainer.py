@@ -137,6 +137,10 @@ class Trainer:
         self._history: list[dict] = (Result.from_path(run_dir).metrics_history
                                      if self._restore_dir is not None else [])
         self._writer = self._tensorboard(run_dir)
+        from ember.utils.progress import progress
+
+        self._bar = progress(desc=name, unit="report", disable=None) \
+            if self.run_config.verbose else None
         max_failures = self.run_config.failure_config.max_failures
         failures = 0
         start_ckpt = manager.latest_checkpoint() or self.resume_from
@@ -159,6 +163,8 @@ class Trainer:
         finally:
             if self._writer is not None:
                 self._writer.close()
+            if self._bar is not None:
+                self._bar.close()
         return Result(metrics=self._history[-1] if self._history else None,
                       checkpoint=manager.latest_checkpoint(), path=run_dir,
                       metrics_history=list(self._history), best_checkpoints=manager.best())
@@ -265,9 +271,14 @@ class Trainer:
         if self.run_config.verbose:
             shown = {k: v for k, v in metrics.items()
                      if k not in ("timestamp", "checkpoint_dir_name", "training_iteration")}
-            text = "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                             for k, v in shown.items())
-            self._log(f"[iter {metrics['training_iteration']}] {text}")
+            if self._bar is not None and not self._bar.disabled:
+                # a live bar on a terminal: one step per report, the latest metrics after it
+                self._bar.update(1, **{k: v for k, v in shown.items()
+                                       if isinstance(v, (int, float))})
+            else:
+                text = "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                 for k, v in shown.items())
+                self._log(f"[iter {metrics['training_iteration']}] {text}")
 
     def _tensorboard(self, run_dir):
         if not self.run_config.log_to_tensorboard:
@@ -278,9 +289,12 @@ class Trainer:
             return None
         return SummaryWriter(os.path.join(run_dir, "tensorboard"))
 
-    @staticmethod
-    def _log(msg: str) -> None:
-        print(f"(ember trainer) {msg}", file=sys.stderr, flush=True)
+    def _log(self, msg: str) -> None:
+        bar = getattr(self, "_bar", None)
+        if bar is not None and not bar.disabled:
+            bar.write(f"(ember trainer) {msg}")  # above the live bar, not through it
+        else:
+            print(f"(ember trainer) {msg}", file=sys.stderr, flush=True)
 
 
 def _fresh_dir(path: str) -> str:
