@@ -36,6 +36,11 @@ def _owned(p) -> bool:
     return ref is not None and ref() is p
 
 
+def _own(p) -> None:
+    key = id(p)
+    _OWNED[key] = weakref.ref(p, lambda _: _OWNED.pop(key, None))  # gone with the parameter
+
+
 class _Bucket:
     """One flat buffer: its parameters (as views), and this rank's shard parameter."""
 
@@ -137,8 +142,8 @@ class ZeroRedundancyOptimizer(Optimizer):
             runs[-1].append(p)
             key = k
         new = [_Bucket(gi, run, self.world_size, self.rank) for run in runs]
-        for p in params:  # the entry goes when the parameter does
-            _OWNED[id(p)] = weakref.ref(p, lambda _, key=id(p): _OWNED.pop(key, None))
+        for p in params:
+            _own(p)
         self._buckets.extend(new)
         if self.optim is not None:
             for b in new:

@@ -1,0 +1,264 @@
+"""DDP weak scaling on 1 and 2 workers: ember's Trainer next to torch DDP over gloo, one run.
+
+    python benchmarks/ddp_scaling.py                        # mlp + transformer, ~2 minutes
+    python benchmarks/ddp_scaling.py --workloads mlp --steps 30 --warmup 5
+    python benchmarks/ddp_scaling.py --frameworks ember --json out.json
+
+Workloads are DESIGN.md §7's (``ember.distributed.experiment.workloads.build``, the same code
+for both frameworks), each worker on its own fixed in-memory batch of the §7 size (mlp 128,
+transformer 32), so 2 workers do twice the samples per step (weak scaling). A step is
+zero_grad + forward + cross-entropy + backward (DDP's bucketed gradient allreduce included) +
+Adam(lr=1e-3); no data loading. Every process runs one thread (OMP/OPENBLAS/MKL_NUM_THREADS=1,
+``torch.set_num_threads(1)``).
+
+* ember: ``Trainer`` with ``ScalingConfig(num_workers=N)`` (Ray actors, ember's process group,
+  ``prepare_model`` = DDP; with 1 worker the plain model, as in Ray Train).
+* torch: N subprocesses with ``init_process_group("gloo")`` and ``DistributedDataParallel``
+  (with 1 worker the plain model, no process group).
+
+A step's time is the slowest rank's; throughput = N × batch / the median step over the timed
+steps; scaling efficiency = throughput(2) / (2 × throughput(1)). The breakdown columns are
+medians per step on the slowest rank: forward (+ loss), backward (which ends with DDP waiting
+for its buckets), the part of it spent in that wait (ember only), the optimizer step, and the
+process CPU time per step (all threads; near the step time means the process never idles).
+
+Startup: seconds from ``Trainer.fit()`` called until the slower of 2 workers has finished its
+first training step (wall-clock stamps from inside the loop; one machine, one clock). "cold" is
+the script's first ``fit()``, which also starts a local Ray; "warm" is later fits (Ray running,
+fresh actors). Targets (issue 6): ember efficiency >= 0.85 on mlp; startup <= 6 s.
+
+The machine has 2 cores shared with other work: the load average is printed with every row.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import pin_threads, table  # noqa: E402
+
+pin_threads(1)  # before numpy / torch load, in this process and (inherited) in every child
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import socket  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+WORKLOADS = ("mlp", "transformer")
+BATCH = {"mlp": 128, "transformer": 32}  # per worker (weak scaling), DESIGN.md §7
+PHASES = ("fwd", "bwd", "wait", "opt", "cpu")
+
+
+# ---- the timed loop, shared by both frameworks -----------------------------------------------
+def timed_steps(lib, model, x, y, loss_fn, opt, warmup: int, steps: int, waits: list) -> dict:
+    """Run ``warmup + steps`` training steps; per timed step: wall seconds and phases.
+
+    ``waits`` collects DDP's bucket waits (filled by ember's tracer hook; stays empty for torch).
+    Also returns the wall-clock times at which the first step started and ended.
+    """
+    from time import perf_counter, process_time
+
+    out = {k: [] for k in ("step",) + PHASES}
+    first = None
+    for i in range(warmup + steps):
+        del waits[:]
+        c0, t0 = process_time(), perf_counter()
+        stamp = time.time()
+        opt.zero_grad()
+        loss = loss_fn(model(x), y)
+        t1 = perf_counter()
+        loss.backward()
+        t2 = perf_counter()
+        opt.step()
+        t3, c3 = perf_counter(), process_time()
+        if first is None:
+            first = (stamp, time.time())
+        if i >= warmup:
+            for k, v in (("step", t3 - t0), ("fwd", t1 - t0), ("bwd", t2 - t1),
+                         ("wait", sum(waits)), ("opt", t3 - t2), ("cpu", c3 - c0)):
+                out[k].append(v)
+    out["first_step"] = first
+    out["loss"] = float(loss.item())
+    return out
+
+
+def ember_loop(config: dict) -> None:
+    """The Trainer's per-worker function: build, prepare, time; rank 0 reports all ranks."""
+    entered = time.time()
+    import ember
+    import ember.distributed as dist
+    from ember.distributed import ddp, train
+    from ember.distributed.experiment.workloads import build
+
+    rank = train.get_context().get_world_rank()
+    ember.manual_seed(config["seed"] + rank)  # each rank its own batch (DDP syncs the weights)
+    model, x, y, loss_fn = build(ember, config["workload"], config["batch"])
+    model = train.prepare_model(model)
+    opt = ember.optim.Adam(model.parameters(), lr=1e-3)
+    waits: list = []
+    ddp._tracer = lambda name, start, end, lane, nbytes: (
+        waits.append(end - start) if name.startswith("wait") else None)
+    try:
+        out = timed_steps(ember, model, x, y, loss_fn, opt, config["warmup"], config["steps"],
+                          waits)
+    finally:
+        ddp._tracer = None
+    out["entered"] = entered
+    ranks = [None] * dist.get_world_size()
+    dist.all_gather_object(ranks, out)  # after the timed steps: every rank's figures to rank 0
+    train.report({"ranks": ranks})
+
+
+def run_ember(workload: str, workers: int, args, storage: str) -> dict:
+    from ember.distributed import train
+
+    config = {"workload": workload, "batch": BATCH[workload], "warmup": args.warmup,
+              "steps": args.steps, "seed": args.seed}
+    trainer = train.Trainer(
+        ember_loop, config, scaling_config=train.ScalingConfig(num_workers=workers),
+        run_config=train.RunConfig(name=f"{workload}_{workers}", storage_path=storage,
+                                   verbose=0, log_to_tensorboard=False))
+    called = time.time()
+    result = trainer.fit()
+    return summarise(result.metrics["ranks"], workers, BATCH[workload], called)
+
+
+# ---- torch DDP over gloo, one subprocess per rank -----------------------------------------------
+def torch_child(cfg: dict) -> None:
+    import torch
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    from ember.distributed.experiment.workloads import build
+
+    torch.set_num_threads(1)
+    rank, world = cfg["rank"], cfg["workers"]
+    if world > 1:
+        dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{cfg['port']}",
+                                rank=rank, world_size=world)
+    torch.manual_seed(cfg["seed"] + rank)
+    model, x, y, loss_fn = build(torch, cfg["workload"], cfg["batch"])
+    if world > 1:
+        model = DistributedDataParallel(model)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    out = timed_steps(torch, model, x, y, loss_fn, opt, cfg["warmup"], cfg["steps"], [])
+    ranks = [out]
+    if world > 1:
+        ranks = [None] * world
+        dist.all_gather_object(ranks, out)
+        dist.destroy_process_group()
+    if rank == 0:
+        print("RESULT " + json.dumps(ranks), flush=True)
+
+
+def run_torch(workload: str, workers: int, args) -> dict:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    procs = []
+    for rank in range(workers):
+        cfg = {"workload": workload, "batch": BATCH[workload], "warmup": args.warmup,
+               "steps": args.steps, "seed": args.seed, "rank": rank, "workers": workers,
+               "port": port}
+        procs.append(subprocess.Popen([sys.executable, __file__, "--_torch", json.dumps(cfg)],
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      text=True))
+    outs = [p.communicate(timeout=600) for p in procs]
+    for rank, (p, (_, err)) in enumerate(zip(procs, outs)):
+        if p.returncode != 0:
+            raise SystemExit(f"torch rank {rank} of {workers} ({workload}) failed:\n{err}")
+    line = [ln for ln in outs[0][0].splitlines() if ln.startswith("RESULT ")][-1]
+    return summarise(json.loads(line[len("RESULT "):]), workers, BATCH[workload], None)
+
+
+# ---- figures ------------------------------------------------------------------------------------
+def summarise(ranks: list[dict], workers: int, batch: int, called: float | None) -> dict:
+    """Median step of the slowest rank, throughput, phases, startup and the load average."""
+    steps = [max(r["step"][i] for r in ranks) for i in range(len(ranks[0]["step"]))]
+    slowest = max(ranks, key=lambda r: statistics.median(r["step"]))
+    step = statistics.median(steps)
+    out = {"workers": workers, "batch": batch, "step_ms": step * 1e3,
+           "samples_per_s": workers * batch / step,
+           "load": os.getloadavg()[0], "loss": ranks[0]["loss"]}
+    for k in PHASES:
+        out[f"{k}_ms"] = statistics.median(slowest[k]) * 1e3
+    if called is not None:
+        out["startup_s"] = max(r["first_step"][1] for r in ranks) - called
+        out["to_first_step_start_s"] = max(r["first_step"][0] for r in ranks) - called
+        out["to_loop_entered_s"] = max(r["entered"] for r in ranks) - called
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=WORKLOADS)
+    ap.add_argument("--frameworks", nargs="+", default=["ember", "torch"],
+                    choices=["ember", "torch"])
+    ap.add_argument("--steps", type=int, default=30, help="timed steps per run")
+    ap.add_argument("--warmup", type=int, default=5, help="untimed steps first")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", help="write every figure here too")
+    ap.add_argument("--_torch", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args._torch:
+        torch_child(json.loads(args._torch))
+        return
+    if args.steps < 1 or args.warmup < 0:
+        ap.error("--steps must be >= 1 and --warmup >= 0")
+
+    load0 = os.getloadavg()
+    print(f"load average at the start: {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f} "
+          f"({os.cpu_count()} cores)", flush=True)
+    results: dict[tuple, dict] = {}
+    startup: dict[str, list] = {"cold": [], "warm": []}
+    with tempfile.TemporaryDirectory(prefix="ember_ddp_scaling_") as storage:
+        if "ember" in args.frameworks:
+            # Cold start first: this fit() also starts the local Ray, as a user's script does.
+            r = run_ember("mlp", 2, argparse.Namespace(**{**vars(args), "steps": 1,
+                                                          "warmup": 0}), storage + "/cold")
+            startup["cold"].append(r)
+        for name in args.workloads:
+            for workers in (1, 2):
+                for fw in args.frameworks:  # interleaved, so both see similar load
+                    r = (run_ember(name, workers, args, storage) if fw == "ember"
+                         else run_torch(name, workers, args))
+                    results[(name, fw, workers)] = r
+                    if fw == "ember" and workers == 2:
+                        startup["warm"].append(r)
+                    print(f"  {name:11s} {fw:5s} {workers} worker(s): {r['step_ms']:7.1f} ms/step"
+                          f"  {r['samples_per_s']:8.0f} samples/s  (load {r['load']:.2f})",
+                          flush=True)
+
+    rows = []
+    for (name, fw, workers), r in results.items():
+        one = results.get((name, fw, 1))
+        eff = r["samples_per_s"] / (workers * one["samples_per_s"]) if one else float("nan")
+        rows.append([name, fw, workers, r["batch"], f"{r['step_ms']:.1f}",
+                     f"{r['samples_per_s']:.0f}", f"{eff:.2f}",
+                     *(f"{r[f'{k}_ms']:.1f}" for k in PHASES), f"{r['load']:.1f}"])
+    print("\nweak scaling, 1 thread per worker; ms are medians per step (slowest rank)")
+    print(table(rows, ["workload", "framework", "workers", "batch/worker", "step ms",
+                       "samples/s", "efficiency", "fwd ms", "bwd ms", "DDP wait ms", "opt ms",
+                       "cpu ms", "load 1m"]))
+    if "ember" in args.frameworks:
+        srows = [[kind, f"{r['startup_s']:.2f}", f"{r['to_first_step_start_s']:.2f}",
+                  f"{r['to_loop_entered_s']:.2f}"] for kind in ("cold", "warm")
+                 for r in startup[kind]]
+        print("\nember startup, 2 workers: seconds from Trainer.fit() called to ...")
+        print(table(srows, ["fit()", "first step done", "first step begins",
+                            "train function entered"]))
+    load1 = os.getloadavg()
+    print(f"\nload average at the end: {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"load_start": load0, "load_end": load1, "startup": startup,
+                       "results": [{"workload": k[0], "framework": k[1], **v}
+                                   for k, v in results.items()]}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
