@@ -13,6 +13,7 @@ timeout turns into a ``DistributedError`` instead of a hang.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -51,13 +52,18 @@ def call_site() -> str:
         f = f.f_back
     if f is None:
         return "<ember internals>"
-    path = f.f_code.co_filename
+    return f"{_shown_path(f.f_code.co_filename)}:{f.f_lineno} in {f.f_code.co_name}"
+
+
+@functools.lru_cache(maxsize=256)
+def _shown_path(path: str) -> str:
+    """The path relative to the working directory when it lies below it (cached: relpath calls
+    getcwd, which costs more than the rest of a small collective's bookkeeping)."""
     try:
         rel = os.path.relpath(path)
-        path = rel if not rel.startswith("..") else path
+        return rel if not rel.startswith("..") else path
     except ValueError:
-        pass
-    return f"{path}:{f.f_lineno} in {f.f_code.co_name}"
+        return path
 
 
 def fingerprint(text: str) -> int:

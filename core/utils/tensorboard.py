@@ -82,6 +82,22 @@ def _hparam_value(key: str, v: Any):
                      f"ember.Tensor, got {type(v).__name__}")
 
 
+def _drain(event_writer) -> None:
+    """Wait until tensorboardX's writer thread has written every queued event.
+
+    tensorboardX's ``flush`` only flushes the file; events still in its queue are written by a
+    background thread later. Stopping that thread drains the queue in order (it writes all
+    events queued before its stop signal); a fresh thread then carries on with the same file.
+    """
+    worker = getattr(event_writer, "_worker", None)
+    if worker is None or getattr(event_writer, "_closed", True) or not worker.is_alive():
+        return
+    worker.stop()
+    event_writer._worker = type(worker)(event_writer._event_queue, event_writer._ev_writer,
+                                        event_writer._flush_secs)
+    event_writer._worker.start()
+
+
 class SummaryWriter:
     r"""Writes TensorBoard event files, as ``torch.utils.tensorboard.SummaryWriter``.
 
@@ -209,9 +225,10 @@ class SummaryWriter:
                 w_hp.add_scalar(k, v, step)
 
     def flush(self) -> None:
-        """Write pending events to disk."""
-        self._writer.flush()
-        for fw in self._sub_writers.values():
+        """Write pending events to disk; they are readable when this returns."""
+        writers = list((self._writer.all_writers or {}).values()) + list(self._sub_writers.values())
+        for fw in writers:
+            _drain(fw.event_writer)
             fw.flush()
 
     def close(self) -> None:
