@@ -8,14 +8,12 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from . import (
-    _tensor_methods,  # binds the method table onto Tensor
-    backend,
-    ops,
-)
+# ruff: noqa: I001  (the order matters: Tensor, then the ops, then the method table)
+from . import backend
 from .backend.device import device
 from .backend.dtype import (
     bfloat16,
+    bool_ as bool,
     complex64,
     complex128,
     dtype,
@@ -31,19 +29,12 @@ from .backend.dtype import (
     set_default_dtype,
     uint8,
 )
-from .backend.dtype import (
-    bool_ as bool,
-)
 from .backend.threads import get_num_threads, set_num_threads
+from .tensor import Size, Tensor, is_tensor
+from . import ops
+from . import _tensor_methods  # binds the method table onto Tensor
 from .ops import *  # noqa: F403  (the public op functions, PyTorch's names)
 from .ops import abs, all, any, max, min, pow, round, sum  # shadow builtins, as torch does
-from .tensor import Size, Tensor, is_tensor
-
-# The star import also brings ops' submodules (ops.linalg would shadow ember.linalg): drop them.
-for _name in [n for n, v in globals().items() if getattr(v, "__name__", "").startswith("ember.ops.")
-              and type(v) is type(backend)]:
-    del globals()[_name]
-del _name
 from . import autograd, cuda, linalg, random
 from .autograd import enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled
 from .creation import (
