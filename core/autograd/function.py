@@ -29,6 +29,7 @@ _FREED_MSG = (
 
 # How a saved array relates to the graph, for double backward: an input, the output, or a constant.
 _SAVED_INPUT, _SAVED_OUTPUT, _SAVED_CONST = 0, 1, 2
+_OUTPUT0_INFO = ((_SAVED_OUTPUT, 0),)
 
 
 def _as_array(out):
@@ -183,8 +184,14 @@ class Function:
         if d.dtype.kind in "fcV" and id(d) not in ctx._non_diff:
             result.requires_grad = True
             result.grad_fn = ctx
-        if ctx._saved:
-            ctx._describe_saved(args, (result,))
+        saved = ctx._saved
+        if saved:
+            if len(saved) == 1 and saved[0] is d:  # the common "save my output" case, inline
+                counter = result._version_counter
+                ctx._saved_info = _OUTPUT0_INFO
+                ctx._versions = [(counter, counter[0], 0)]
+            else:
+                ctx._describe_saved(args, (result,))
         return result
 
     def _describe_saved(self, args, outs) -> None:
