@@ -1,6 +1,7 @@
 """A character-level LSTM on tinyshakespeare, data-parallel with the Trainer (Ray actors).
 
-    python examples/ddp_char_lstm.py          # 2 workers, about a minute on 2 cores
+    python examples/ddp_char_lstm.py          # 2 workers, 20-50 s on 2 cores: val loss ~2.0
+                                              # nats (unigram entropy 3.3)
     python examples/ddp_char_lstm.py --workers 2 --epochs 10 --max-steps-per-epoch 300
 
 Each worker trains a replica of the model on its own shard of the training windows
@@ -149,12 +150,14 @@ def train_loop(config: dict) -> None:
             train.report(metrics, checkpoint=ckpt)
 
 
-def unigram_entropy(path: str) -> float:
-    """Entropy (nats) of the training text's character frequencies: the loss of a model that
-    ignores context. A language model should end well below it."""
-    counts = np.bincount(CharDataset(path, 1, split="train").data.numpy())
+def text_stats(path: str) -> tuple[int, float]:
+    """(vocabulary size, entropy in nats of the training text's character frequencies). The
+    entropy is the loss of a model that ignores context: a language model should end well
+    below it."""
+    train_text = CharDataset(path, 1, split="train")
+    counts = np.bincount(train_text.data.numpy())
     p = counts[counts > 0] / counts.sum()
-    return float(-(p * np.log(p)).sum())
+    return train_text.vocab_size, float(-(p * np.log(p)).sum())
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -190,7 +193,7 @@ def main(argv: list[str] | None = None) -> dict:
         ap.error(f"--data: text file not found: {args.data} (ember downloads nothing; pass the "
                  "path of a local UTF-8 text file, e.g. tinyshakespeare.txt)")
     data = str(args.data.resolve())  # the workers run in other directories
-    unigram = unigram_entropy(data)
+    vocab_size, unigram = text_stats(data)
 
     config = {k: getattr(args, k) for k in (
         "epochs", "max_steps_per_epoch", "batch_size", "block_size", "embed", "hidden", "lr",
@@ -206,8 +209,7 @@ def main(argv: list[str] | None = None) -> dict:
     val = result.metrics["val_loss"]
     print(f"final validation loss {val:.3f} nats after {result.metrics['epoch'] + 1} epochs on "
           f"{args.workers} workers (unigram entropy {unigram:.3f}, uniform "
-          f"{math.log(CharDataset(data, 1).vocab_size):.3f}); checkpoint: "
-          f"{result.checkpoint.path}", flush=True)
+          f"{math.log(vocab_size):.3f}); checkpoint: {result.checkpoint.path}", flush=True)
     return {"val_loss": val, "unigram_entropy": unigram, "path": result.path}
 
 
