@@ -1,7 +1,8 @@
 """DistributedDataParallel, PyTorch's behaviour on ember's collectives.
 
 Parameters and buffers are broadcast from rank 0 at wrap time. Gradients are packed into
-buckets (first 1 MiB, then ``bucket_cap_mb``; parameters in reverse registration order, rebuilt
+buckets (by default 25 MiB with a 1 MiB first bucket; an explicit ``bucket_cap_mb`` gives
+equal buckets, as in PyTorch 2.13; parameters in reverse registration order, rebuilt
 after the first iteration in the order gradients actually arrived). A bucket's all-reduce is
 launched from the gradient hooks as soon as its last gradient is accumulated, so communication
 runs while backward continues; when backward ends, the engine calls back and DDP waits for the
@@ -52,7 +53,8 @@ class DistributedDataParallel(Module):
     """Synchronous data parallelism over a process group (PyTorch's DDP)."""
 
     def __init__(self, module: Module, device_ids=None, output_device=None, dim: int = 0,
-                 broadcast_buffers: bool = True, process_group=None, bucket_cap_mb: float = 25,
+                 broadcast_buffers: bool = True, process_group=None,
+                 bucket_cap_mb: float | None = None,
                  find_unused_parameters: bool = False, gradient_as_bucket_view: bool = False,
                  static_graph: bool = False):
         super().__init__()
@@ -68,7 +70,10 @@ class DistributedDataParallel(Module):
         self.process_group = process_group
         self.broadcast_buffers = broadcast_buffers
         self.find_unused_parameters = find_unused_parameters
-        self.bucket_bytes_cap = int(bucket_cap_mb * 1024 * 1024)
+        # PyTorch's rule: the small first bucket (to start communicating early) applies only
+        # when the cap is left at its default
+        self._first_small = bucket_cap_mb is None
+        self.bucket_bytes_cap = int((25 if bucket_cap_mb is None else bucket_cap_mb) * 1024 * 1024)
         self.world_size = get_world_size(process_group)
         self.require_backward_grad_sync = True
         self._params = [p for p in module.parameters() if p.requires_grad]
@@ -76,7 +81,8 @@ class DistributedDataParallel(Module):
         self._sync_module_states()
         self._order: list[int] = []  # gradient arrival order, recorded in the first iteration
         self._rebuilt = False
-        self._buckets = self._build_buckets(list(reversed(range(len(self._params)))), True)
+        self._buckets = self._build_buckets(list(reversed(range(len(self._params)))),
+                                            self._first_small)
         self._reset_iteration_state()
         self._unused: list[int] = []
         self._hooks = [p.register_post_accumulate_grad_hook(self._make_hook(i))
@@ -211,7 +217,7 @@ class DistributedDataParallel(Module):
         if not self._rebuilt:
             # rebuild the buckets once, in the order gradients actually became ready
             order = self._order + [i for i in range(len(self._params)) if i not in self._seen]
-            self._buckets = self._build_buckets(order, True)
+            self._buckets = self._build_buckets(order, self._first_small)
             self._rebuilt = True
         self._reset_iteration_state()
 

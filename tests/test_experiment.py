@@ -126,9 +126,10 @@ def test_interconnect_figures_and_buckets():
     assert ic.beta == pytest.approx(8 / 25e9)
     assert ic.bandwidth_gbps == pytest.approx(3.125)
     mib = 1 << 20
-    assert cm.ddp_buckets(0.5 * mib, 25) == 1  # all in the 1 MiB first bucket
-    assert cm.ddp_buckets(25 * mib, 25) == 2  # 1 MiB, then 24 MiB
-    assert cm.ddp_buckets(3 * mib, 0.5) == 5  # 1 MiB, then four of 0.5 MiB
+    assert cm.ddp_buckets(0.5 * mib, None) == 1  # default: all in the 1 MiB first bucket
+    assert cm.ddp_buckets(25 * mib, None) == 2  # default: 1 MiB, then 24 MiB
+    assert cm.ddp_buckets(25 * mib, 25) == 1  # an explicit cap: equal buckets
+    assert cm.ddp_buckets(3 * mib, 0.5) == 6  # six of 0.5 MiB
 
 
 def test_step_and_efficiency_by_hand():

@@ -99,10 +99,13 @@ def wire_bytes(strategy: str, n: int, grad_bytes: float) -> float:
                for kind, count, _ in _phases(strategy))
 
 
-def ddp_buckets(grad_bytes: float, bucket_cap_mb: float) -> int:
-    """How many allreduces DDP issues per step: a 1 MiB first bucket, then ``bucket_cap_mb``."""
-    rest = max(0.0, grad_bytes - _FIRST_BUCKET_BYTES)
-    return 1 + math.ceil(rest / (bucket_cap_mb * (1 << 20)))
+def ddp_buckets(grad_bytes: float, bucket_cap_mb: float | None) -> int:
+    """How many allreduces DDP issues per step: with the default cap (None) a 1 MiB first
+    bucket, then 25 MiB ones; with an explicit cap, buckets of that size (PyTorch's rule)."""
+    if bucket_cap_mb is None:
+        rest = max(0.0, grad_bytes - _FIRST_BUCKET_BYTES)
+        return 1 + math.ceil(rest / (25 * (1 << 20)))
+    return max(1, math.ceil(grad_bytes / (bucket_cap_mb * (1 << 20))))
 
 
 def _phases(strategy: str):
