@@ -54,6 +54,12 @@ class _Worker:
         for k in _TORCHRUN_VARS:
             os.environ.pop(k, None)
         os.environ.update({k: str(v) for k, v in env.items()})
+        if "OMP_NUM_THREADS" in env:
+            # NumPy's BLAS pool is already sized in this process: resize it in place (a
+            # per-actor runtime_env would instead make Ray start fresh worker processes)
+            from threadpoolctl import threadpool_limits
+
+            self._threads = threadpool_limits(int(env["OMP_NUM_THREADS"]))
 
     def run(self, fn, *args, **kwargs):
         return fn(*args, **kwargs)
@@ -115,7 +121,6 @@ class WorkerGroup:
                 resources=custom or None,
                 scheduling_strategy=PlacementGroupSchedulingStrategy(
                     self._pg, placement_group_bundle_index=i),
-                runtime_env={"env_vars": self._env_vars},
             ).remote()
             for i in range(num_workers)
         ]
@@ -145,7 +150,7 @@ class WorkerGroup:
                 # every worker on a node sees the node's GPUs, so LOCAL_RANK indexes its device
                 e["CUDA_VISIBLE_DEVICES"] = ",".join(node_gpus[w.node_id])
             envs.append(e)
-        ray.get([a.set_env.remote(e) for a, e in zip(self.actors, envs)])
+        ray.get([a.set_env.remote({**self._env_vars, **e}) for a, e in zip(self.actors, envs)])
         self.master_addr, self.master_port = master.node_ip, port
 
     def execute_async(self, fn, *args, **kwargs) -> list:
