@@ -190,3 +190,26 @@ def test_set_num_threads():
     assert ember.get_num_threads() == before
     with pytest.raises(ValueError, match="positive integer"):
         ember.set_num_threads(0)
+
+
+def test_parallel_apply_splits_large_updates_bitwise_equal():
+    import numpy as np
+
+    from ember.backend.threads import parallel_apply
+
+    def update(a, b):
+        a *= 0.9
+        a += b * 0.1
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal(200_003).astype(np.float32)
+    b = rng.standard_normal(200_003).astype(np.float32)
+    want = a.copy()
+    update(want, b)
+    before = ember.get_num_threads()
+    ember.set_num_threads(2)
+    try:
+        parallel_apply(update, a, b)
+    finally:
+        ember.set_num_threads(before)
+    np.testing.assert_array_equal(a, want)

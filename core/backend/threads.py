@@ -8,6 +8,7 @@ larger than the free cores makes small matrix products many times slower.
 from __future__ import annotations
 
 _limiter = None
+_cached: int | None = None  # the pool size last set or read (reading it costs ~1 ms)
 
 
 def _controller():
@@ -21,10 +22,49 @@ def set_num_threads(n: int) -> None:
     global _limiter
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"set_num_threads expects a positive integer, got {n!r}")
+    global _cached
     _limiter = _controller().limit(limits=n)
+    _cached = n
 
 
 def get_num_threads() -> int:
     """The BLAS thread-pool size in use (1 when no BLAS pool is found)."""
     info = [p for p in _controller().info() if p.get("user_api") == "blas"]
     return max((p["num_threads"] for p in info), default=1)
+
+
+def num_threads() -> int:
+    """The BLAS pool size, read once and then tracked through ``set_num_threads`` (cheap)."""
+    global _cached
+    if _cached is None:
+        _cached = get_num_threads()
+    return _cached
+
+
+_pool = None
+
+
+def parallel_apply(fn, *arrays, min_size: int = 1 << 16) -> None:
+    """``fn(*arrays)`` for an elementwise in-place update, split across the BLAS thread count.
+
+    NumPy runs elementwise ufuncs on one thread; for large contiguous NumPy arrays the update
+    runs on equal flat slices in a small thread pool (ufuncs release the GIL). Elementwise math
+    gives bitwise the same result either way.
+    """
+    n = num_threads()
+    a0 = arrays[0]
+    if (n < 2 or type(a0).__module__ != "numpy" or a0.size < min_size
+            or not all(a.flags.c_contiguous and a.size == a0.size for a in arrays)):
+        fn(*arrays)
+        return
+    global _pool
+    if _pool is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="ember-elementwise")
+    flats = [a.reshape(-1) for a in arrays]
+    bounds = [a0.size * i // n for i in range(n + 1)]
+    futures = [_pool.submit(fn, *[f[lo:hi] for f in flats])
+               for lo, hi in zip(bounds[:-1], bounds[1:])]
+    for f in futures:
+        f.result()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 
+from ..backend.threads import parallel_apply
 from ..tensor import Tensor
 from ._functional import (
     _addcdiv_,
@@ -113,27 +115,33 @@ class Adam(Optimizer):
                     g = _grad_for_update(p, 0, group["maximize"])
                 else:
                     g = _grad_for_update(p, weight_decay, group["maximize"])
-                exp_avg = state["exp_avg"]._data
-                exp_avg_sq = state["exp_avg_sq"]._data
-                _lerp_(exp_avg, g, 1 - beta1)
-                exp_avg_sq *= beta2
-                _addcmul_(exp_avg_sq, g, g, 1 - beta2)
-
-                bias_correction1 = 1 - beta1**step
-                bias_correction2_sqrt = (1 - beta2**step) ** 0.5
-                step_size = lr / bias_correction1
-                xp = _xp(param)
+                arrays = [param, g, state["exp_avg"]._data, state["exp_avg_sq"]._data]
                 if amsgrad:
-                    max_sq = state["max_exp_avg_sq"]._data
-                    xp.maximum(max_sq, exp_avg_sq, out=max_sq)
-                    denom = xp.sqrt(max_sq)
-                else:
-                    denom = xp.sqrt(exp_avg_sq)
-                denom /= bias_correction2_sqrt
-                denom += eps
-                _addcdiv_(param, exp_avg, denom, -step_size)
+                    arrays.append(state["max_exp_avg_sq"]._data)
+                update = functools.partial(
+                    _adam_update, beta1=beta1, beta2=beta2, eps=eps,
+                    step_size=lr / (1 - beta1**step),
+                    bias_correction2_sqrt=(1 - beta2**step) ** 0.5)
+                parallel_apply(update, *arrays)
                 _bump(p)
         return loss
+
+
+def _adam_update(param, g, exp_avg, exp_avg_sq, max_sq=None, *, beta1, beta2, eps, step_size,
+                 bias_correction2_sqrt) -> None:
+    """Adam's elementwise update on arrays (in place); also runs on slices in parallel."""
+    _lerp_(exp_avg, g, 1 - beta1)
+    exp_avg_sq *= beta2
+    _addcmul_(exp_avg_sq, g, g, 1 - beta2)
+    xp = _xp(param)
+    if max_sq is not None:
+        xp.maximum(max_sq, exp_avg_sq, out=max_sq)
+        denom = xp.sqrt(max_sq)
+    else:
+        denom = xp.sqrt(exp_avg_sq)
+    denom /= bias_correction2_sqrt
+    denom += eps
+    _addcdiv_(param, exp_avg, denom, -step_size)
 
 
 class AdamW(Adam):
