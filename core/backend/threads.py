@@ -44,6 +44,18 @@ def num_threads() -> int:
 _pool = None
 
 
+def thread_pool():
+    """A small shared thread pool for splitting NumPy work (ufuncs and BLAS release the GIL)."""
+    global _pool
+    if _pool is None:
+        import os
+        from concurrent.futures import ThreadPoolExecutor
+
+        _pool = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2),
+                                   thread_name_prefix="ember-worker")
+    return _pool
+
+
 def parallel_apply(fn, *arrays, min_size: int = 1 << 16) -> None:
     """``fn(*arrays)`` for an elementwise in-place update, split across the BLAS thread count.
 
@@ -57,14 +69,10 @@ def parallel_apply(fn, *arrays, min_size: int = 1 << 16) -> None:
             or not all(a.flags.c_contiguous and a.size == a0.size for a in arrays)):
         fn(*arrays)
         return
-    global _pool
-    if _pool is None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        _pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="ember-elementwise")
+    pool = thread_pool()
     flats = [a.reshape(-1) for a in arrays]
     bounds = [a0.size * i // n for i in range(n + 1)]
-    futures = [_pool.submit(fn, *[f[lo:hi] for f in flats])
+    futures = [pool.submit(fn, *[f[lo:hi] for f in flats])
                for lo, hi in zip(bounds[:-1], bounds[1:])]
     for f in futures:
         f.result()
