@@ -67,13 +67,10 @@ class Adagrad(Optimizer):
         state["sum"] = Tensor._wrap(_xp(d).full_like(d, initial_accumulator_value))
         return state
 
-    def __setstate__(self, state):
-        super().__setstate__(state)
-        for group in self.param_groups:
-            group.setdefault("foreach", None)
-            group.setdefault("maximize", False)
-            group.setdefault("differentiable", False)
-            group.setdefault("fused", None)
+    # defaults for options that an older pickled optimizer lacks (see Optimizer.__setstate__)
+    _group_setdefaults = {
+        "foreach": None, "maximize": False, "differentiable": False, "fused": None,
+    }
 
     def share_memory(self) -> None:
         """PyTorch API; NumPy state has no shared-memory mode, so this is a no-op."""

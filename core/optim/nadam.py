@@ -68,14 +68,14 @@ class NAdam(Optimizer):
                         foreach=foreach, capturable=capturable, differentiable=differentiable)
         super().__init__(params, defaults)
 
+    # defaults for options that an older pickled optimizer lacks (see Optimizer.__setstate__)
+    _group_setdefaults = {
+        "maximize": False, "foreach": None, "capturable": False, "differentiable": False,
+        "decoupled_weight_decay": False,
+    }
+
     def __setstate__(self, state):
         super().__setstate__(state)
-        for group in self.param_groups:
-            group.setdefault("maximize", False)
-            group.setdefault("foreach", None)
-            group.setdefault("capturable", False)
-            group.setdefault("differentiable", False)
-            group.setdefault("decoupled_weight_decay", False)
         for s in self.state.values():
             if isinstance(s, dict) and "mu_product" in s and not isinstance(s["mu_product"],
                                                                             Tensor):

@@ -129,6 +129,10 @@ class Optimizer:
         if step is not None and not getattr(step, "_ember_hooked", False):
             cls.step = _hook_step(step)
 
+    # Defaults for param-group options that an older pickled optimizer lacks; subclasses
+    # list theirs and Optimizer.__setstate__ fills them in.
+    _group_setdefaults: dict = {}
+
     def __init__(self, params: Iterable, defaults: dict[str, Any]) -> None:
         self.defaults = defaults
         self._optimizer_step_pre_hooks: OrderedDict = OrderedDict()
@@ -171,6 +175,10 @@ class Optimizer:
             if name not in self.__dict__:
                 setattr(self, name, OrderedDict())
         self.defaults.setdefault("differentiable", False)
+        # Options newer than an old pickle get their defaults (per optimizer class).
+        for group in self.param_groups:
+            for key, value in self._group_setdefaults.items():
+                group.setdefault(key, value)
         # Old checkpoints kept "step" as a Python number; the updates expect a 0-d tensor.
         for s in self.state.values():
             if isinstance(s, dict) and "step" in s and not isinstance(s["step"], Tensor):

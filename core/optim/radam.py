@@ -65,14 +65,11 @@ class RAdam(Optimizer):
                         differentiable=differentiable)
         super().__init__(params, defaults)
 
-    def __setstate__(self, state):
-        super().__setstate__(state)
-        for group in self.param_groups:
-            group.setdefault("foreach", None)
-            group.setdefault("maximize", False)
-            group.setdefault("differentiable", False)
-            group.setdefault("decoupled_weight_decay", False)
-            group.setdefault("capturable", False)
+    # defaults for options that an older pickled optimizer lacks (see Optimizer.__setstate__)
+    _group_setdefaults = {
+        "foreach": None, "maximize": False, "differentiable": False, "decoupled_weight_decay":
+        False, "capturable": False,
+    }
 
     def step(self, closure: Callable | None = None):
         """Perform a single optimization step.
