@@ -32,6 +32,9 @@ _new = object.__new__
 class Tensor:
     """A multi-dimensional array with autograd, PyTorch's ``torch.Tensor``."""
 
+    # NumPy defers to a tensor's reflected operators (np.float32(2) * t is a tensor)
+    __array_priority__ = 1000
+
     __slots__ = ("_data", "requires_grad", "grad", "grad_fn", "_output_nr", "_version_counter",
                  "_base", "_hooks", "_post_acc_hooks", "__weakref__")
 

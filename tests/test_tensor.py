@@ -213,3 +213,14 @@ def test_parallel_apply_splits_large_updates_bitwise_equal():
     finally:
         ember.set_num_threads(before)
     np.testing.assert_array_equal(a, want)
+
+
+def test_numpy_operands_defer_to_tensors_like_pytorch():
+    torch = pytest.importorskip("torch")
+    t = ember.ones(2, requires_grad=True)
+    r = np.float32(2) * t
+    assert isinstance(r, ember.Tensor) and r.requires_grad and r.tolist() == [2.0, 2.0]
+    for arr in (np.array([1.0, 2.0]), np.array([1.0, 2.0], dtype=np.float32)):
+        got = arr + t
+        want = arr + torch.ones(2)
+        assert isinstance(got, ember.Tensor) and got.dtype.name == str(want.dtype)[6:]

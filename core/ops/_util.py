@@ -63,6 +63,12 @@ def promote(a, b):
         return a, (b if a._data.dtype.kind != "V" else _weak_scalar(b, a._data.dtype))
     elif tb and _scalar_fits(a, b._data.dtype):
         return (a if b._data.dtype.kind != "V" else _weak_scalar(a, b._data.dtype)), b
+    # NumPy arrays (e.g. ``ndarray + tensor``, which NumPy defers to the tensor) take part as
+    # tensors, as in PyTorch; NumPy scalars stay weak like Python numbers
+    if not ta and isinstance(a, np.ndarray):
+        a, ta = Tensor._wrap(a), True
+    if not tb and isinstance(b, np.ndarray):
+        b, tb = Tensor._wrap(b), True
     rt = result_dtype(a, b)
     npd = rt.np
     if ta and a._data.dtype != npd:
