@@ -215,12 +215,10 @@ def test_parallel_apply_splits_large_updates_bitwise_equal():
     np.testing.assert_array_equal(a, want)
 
 
-def test_numpy_operands_defer_to_tensors_like_pytorch():
-    torch = pytest.importorskip("torch")
+def test_numpy_operands_defer_to_tensors():
     t = ember.ones(2, requires_grad=True)
-    r = np.float32(2) * t
+    r = np.float32(2) * t  # as in PyTorch: a tensor, still in the graph
     assert isinstance(r, ember.Tensor) and r.requires_grad and r.tolist() == [2.0, 2.0]
-    for arr in (np.array([1.0, 2.0]), np.array([1.0, 2.0], dtype=np.float32)):
-        got = arr + t
-        want = arr + torch.ones(2)
-        assert isinstance(got, ember.Tensor) and got.dtype.name == str(want.dtype)[6:]
+    # PyTorch 2.13 raises for ndarray + tensor; ember promotes the array as a tensor
+    assert (np.array([1.0, 2.0]) + t).dtype is ember.float64
+    assert (np.array([1.0, 2.0], dtype=np.float32) + t).dtype is ember.float32
