@@ -56,12 +56,12 @@ class _Session:
             self.checkpoint = unpack_into([checkpoint_blob], os.path.join(self._tmp, "ckpt"))
 
     def report(self, metrics: dict, checkpoint: Checkpoint | None = None) -> None:
-        import ray
-
         self.iteration += 1
-        blob_ref = [ray.put(checkpoint.pack())] if checkpoint is not None else None
-        # The ref travels inside a list so that Ray hands the driver the ref, not the bytes.
-        self.queue.put((self.context.get_world_rank(), self.iteration, dict(metrics), blob_ref))
+        # The packed files go by value: once put() returns they live in the queue actor, so a
+        # checkpoint survives this worker dying right after reporting it (an object this worker
+        # put into Ray's store would die with it).
+        blob = checkpoint.pack() if checkpoint is not None else None
+        self.queue.put((self.context.get_world_rank(), self.iteration, dict(metrics), blob))
 
     def close(self) -> None:
         if self._tmp:

@@ -245,13 +245,13 @@ class Trainer:
 
     def _drain(self, ray, queue, pending, manager, n) -> None:
         while not queue.empty():
-            rank, it, metrics, blob_ref = queue.get()
-            pending.setdefault(it, {})[rank] = (metrics, blob_ref)
+            rank, it, metrics, blob = queue.get()
+            pending.setdefault(it, {})[rank] = (metrics, blob)
             if len(pending[it]) < n:
                 continue
             reports = pending.pop(it)
             metrics = dict(reports[0][0])
-            blobs = [ray.get(b[0]) for _, b in sorted((r, v[1]) for r, v in reports.items())
+            blobs = [b for _, b in sorted((r, v[1]) for r, v in reports.items())
                      if b is not None]
             if blobs:
                 ckpt = manager.add(blobs, metrics)
