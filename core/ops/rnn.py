@@ -132,13 +132,6 @@ class LSTMLayer(Function):
         m = xp.ones((4 * Hd,), dtype=dt)
         m[2 * Hd:3 * Hd] = 0
         one_m = (1 - m).astype(dt)
-        # Both local derivatives for every step at once: a few passes over whole arrays cost
-        # less than the same math as several small calls inside the per-step loop.
-        deriv = acts * m
-        deriv += one_m
-        deriv -= acts * acts
-        dtanh = tanh_c * tanh_c
-        xp.subtract(1, dtanh, out=dtanh)
         with serial_blas(xp, 2 * B * P * 4 * Hd):
             for k, t in reversed(list(enumerate(_steps(T, reverse)))):
                 n = _active(batch_sizes, t, B)
@@ -155,14 +148,17 @@ class LSTMLayer(Function):
                 tc = tanh_c[t, :n]
                 dcn = dc[:n]
                 tmp = dhp * o
-                tmp *= dtanh[t, :n]
+                tmp *= 1 - tc * tc
                 dcn += tmp
                 dg = dG[t, :n]
                 xp.multiply(dcn, g, out=dg[:, :Hd])
                 xp.multiply(dcn, cs[k, :n], out=dg[:, Hd:2 * Hd])
                 xp.multiply(dcn, i, out=dg[:, 2 * Hd:3 * Hd])
                 xp.multiply(dhp, tc, out=dg[:, 3 * Hd:])
-                dg *= deriv[t, :n]
+                deriv = a * m
+                deriv += one_m
+                deriv -= a * a
+                dg *= deriv
                 dcn *= f
                 xp.matmul(dg, w_hh, out=dhn)
         dx, dw_ih, dw_hh, db_ih, db_hh = _weight_grads(ctx, x, dG, _by_time(hs, reverse), w_ih)
