@@ -8,18 +8,15 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import numpy as np
-
-from ..autograd import grad_mode
-from ..backend.dtype import to_dtype
-from ..tensor import Tensor, _parse_to
+from ..tensor import Tensor
+from ._module_convert import _ConvertMixin
 from ._module_hooks import (
     _HookMixin,
     register_module_forward_hook,
     register_module_forward_pre_hook,
 )
 from ._module_state import _IncompatibleKeys, _StateDictMixin
-from .parameter import Buffer, Parameter, is_lazy
+from .parameter import Buffer, Parameter
 
 __all__ = ["Module", "register_module_forward_pre_hook", "register_module_forward_hook",
            "_IncompatibleKeys"]
@@ -57,7 +54,7 @@ def _remove_from(name: str, *dicts_or_sets) -> None:
 
 
 
-class Module(_HookMixin, _StateDictMixin):
+class Module(_HookMixin, _StateDictMixin, _ConvertMixin):
     r"""Base class for all neural network modules.
 
     Submodules, parameters and buffers assigned as attributes are registered automatically::
@@ -392,75 +389,6 @@ class Module(_HookMixin, _StateDictMixin):
             module.apply(fn)
         fn(self)
         return self
-
-    def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> Module:
-        if recurse:
-            for module in self.children():
-                module._apply(fn)
-        with grad_mode.no_grad():
-            for param in self._parameters.values():
-                if param is None:
-                    continue
-                if is_lazy(param):
-                    probe = fn(Tensor._wrap(np.empty((0,), param._lazy_dtype.np)))
-                    param._lazy_device, param._lazy_dtype = probe.device, probe.dtype
-                    continue
-                # Parameters keep their identity (optimizers hold them): swap the data only.
-                param.data = fn(param)
-                if param.grad is not None:
-                    param.grad.data = fn(param.grad)
-            for key, buf in self._buffers.items():
-                if buf is not None:
-                    self._buffers[key] = fn(buf)
-        return self
-
-    def to(self, *args, **kwargs) -> Module:
-        r"""Move and/or cast parameters and buffers: ``to(device)``, ``to(dtype)``,
-        ``to(device, dtype)``, ``to(tensor)``. Only floating-point tensors change dtype."""
-        device, dtype, _ = _parse_to(args, dict(kwargs))
-        if dtype is not None and not (dtype.is_floating_point or dtype.is_complex):
-            raise TypeError("nn.Module.to only accepts floating point or complex dtypes, but got "
-                            f"desired dtype={dtype}")
-
-        def convert(t: Tensor) -> Tensor:
-            keep = dtype is None or not (t.is_floating_point() or t.is_complex())
-            return t.to(device=device, dtype=None if keep else dtype)
-
-        return self._apply(convert)
-
-    def cuda(self, device=None) -> Module:
-        return self._apply(lambda t: t.cuda(device))
-
-    def cpu(self) -> Module:
-        return self._apply(lambda t: t.cpu())
-
-    def type(self, dst_type) -> Module:
-        dt = to_dtype(dst_type)
-        return self._apply(lambda t: t.to(dt))
-
-    def _cast_floats(self, name: str) -> Module:
-        dt = to_dtype(name)
-        return self._apply(lambda t: t.to(dt) if t.is_floating_point() else t)
-
-    def float(self) -> Module:
-        return self._cast_floats("float32")
-
-    def double(self) -> Module:
-        return self._cast_floats("float64")
-
-    def half(self) -> Module:
-        return self._cast_floats("float16")
-
-    def bfloat16(self) -> Module:
-        return self._cast_floats("bfloat16")
-
-    def to_empty(self, *, device=None, recurse: bool = True) -> Module:
-        from ..creation import empty_like
-
-        return self._apply(lambda t: empty_like(t, device=device), recurse=recurse)
-
-    def share_memory(self) -> Module:
-        return self  # NumPy arrays are pickled by value; nothing to move
 
     # ---- repr --------------------------------------------------------------------------
     def _get_name(self) -> str:
