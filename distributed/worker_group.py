@@ -130,9 +130,8 @@ class WorkerGroup:
             self.shutdown()
             raise
         infos = [WorkerInfo(*r) for r in raw]
-        by_actor = dict(zip(range(num_workers), infos))
+        index = {id(w): i for i, w in enumerate(infos)}  # spawn position of each actor
         ordered = order_ranks(infos, ray.get_runtime_context().get_node_id())
-        index = {id(w): i for i, w in by_actor.items()}
         self.actors = [self.actors[index[id(w)]] for w in ordered]
         self.infos = ordered
         master = ordered[0]

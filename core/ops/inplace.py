@@ -87,7 +87,10 @@ def copy_(self: Tensor, src, non_blocking: bool = False) -> Tensor:
         from .. import creation
 
         src = creation.tensor(src)
-    return make_inplace(CopyFrom.apply, "copy_")(self, src)
+    return _copy_inplace(self, src)
+
+
+_copy_inplace = make_inplace(CopyFrom.apply, "copy_")
 
 
 def zero_(self: Tensor) -> Tensor:

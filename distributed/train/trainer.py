@@ -197,12 +197,12 @@ class Trainer:
         while True:
             ready, remaining = ray.wait(remaining, num_returns=len(remaining), timeout=0.1) \
                 if remaining else ([], [])
-            self._drain(ray, queue, pending, manager, n)
+            self._drain(queue, pending, manager, n)
             failed = self._first_error(ray, refs, ready)
             if failed is not None:
                 raise self._primary_failure(ray, group, refs, failed) from None
             if not remaining:
-                self._drain(ray, queue, pending, manager, n)
+                self._drain(queue, pending, manager, n)
                 return
 
     @staticmethod
@@ -243,7 +243,7 @@ class Trainer:
         info = group.infos[rank]
         return _WorkerFailure(rank, info.node_ip, info.pid, _describe(exc))
 
-    def _drain(self, ray, queue, pending, manager, n) -> None:
+    def _drain(self, queue, pending, manager, n) -> None:
         while not queue.empty():
             rank, it, metrics, blob = queue.get()
             pending.setdefault(it, {})[rank] = (metrics, blob)
