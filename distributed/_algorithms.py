@@ -15,6 +15,8 @@ import os
 
 import numpy as np
 
+from .errors import DistributedError
+
 CHUNK_BYTES = int(os.environ.get("EMBER_CHUNK_BYTES", 4 << 20))
 SMALL_BYTES = int(os.environ.get("EMBER_SMALL_BYTES", 64 << 10))
 
@@ -100,11 +102,68 @@ def all_reduce(comm, ctx, buf: np.ndarray, red) -> None:
     elif buf.nbytes <= SMALL_BYTES:
         direct_reduce(comm, ctx, buf, red, root=None)
         red.finish(buf, n)
+    elif comm.arena is not None and comm.arena.offset_of(buf) is not None:
+        arena_all_reduce(comm, ctx, buf, red)
     else:
-        parts = views(buf, split(buf.size, n))
-        ring_reduce_scatter(comm, ctx, parts, red, parts)
-        red.finish(parts[comm.me], n)
-        ring_all_gather(comm, ctx, parts)
+        ring_all_reduce(comm, ctx, buf, red)
+
+
+def ring_all_reduce(comm, ctx, buf: np.ndarray, red) -> None:
+    """Ring reduce-scatter, then ring all-gather (bandwidth-optimal over messages)."""
+    parts = views(buf, split(buf.size, comm.size))
+    ring_reduce_scatter(comm, ctx, parts, red, parts)
+    red.finish(parts[comm.me], comm.size)
+    ring_all_gather(comm, ctx, parts)
+
+
+def arena_all_reduce(comm, ctx, arr: np.ndarray, red) -> None:
+    """Same-host allreduce of buffers that lie in the members' shared-memory arenas
+    (``_shm_arena.py``): no data is copied through messages. Callers keep a buffer there
+    on every member or on none (DDP agrees on it when it builds its buckets); other buffers
+    take the ring, since staging them into the arena costs more memory traffic than it saves.
+
+    Member ``k`` owns segment ``k`` (``split``): it combines that segment from every arena in
+    the ring's order (members k+1, k+2, ..., k), so results are bitwise those of
+    ``ring_all_reduce``, and writes the result into every arena. Notices: "here, at this
+    offset" before, "done" after; after the second round every arena holds the whole result
+    and nobody touches another rank's arena until the next call's first round.
+    """
+    n, me, arena = comm.size, comm.me, comm.arena
+    off = arena.offset_of(arr)
+    note = np.array([off, arr.nbytes], dtype=np.int64)
+    others = [i for i in range(n) if i != me]
+    for i in others:
+        comm.send(i, ctx, note)
+    offs, got = {}, np.empty(2, dtype=np.int64)
+    for i in others:
+        comm.recv_into(i, ctx, got)
+        if int(got[1]) != arr.nbytes:
+            raise ctx.world.fail(DistributedError(
+                f"size mismatch in {ctx.group.label}: rank {ctx.world.rank} has "
+                f"{arr.nbytes} bytes for {ctx.label}, rank {comm.ranks[i]} has "
+                f"{int(got[1])}"))
+        offs[i] = int(got[0])
+    a, b = split(arr.size, n)[me]
+    isz, dtype = arr.itemsize, arr.dtype
+    theirs = {i: arena.peer(comm.ranks[i])[offs[i] + a * isz: offs[i] + b * isz].view(dtype)
+              for i in others}
+    mine = arr[a:b]
+    order = [theirs[(me + j) % n] for j in range(1, n)]
+    if n == 2:
+        red.fn(order[0], mine, out=mine)
+    else:
+        acc = red.fn(order[0], order[1])
+        for x in order[2:]:
+            red.fn(acc, x, out=acc)
+        red.fn(acc, mine, out=mine)
+    red.finish(mine, n)
+    for x in theirs.values():
+        np.copyto(x, mine)
+    done = note[:1]
+    for i in others:
+        comm.send(i, ctx, done)
+    for i in others:
+        comm.recv_into(i, ctx, got[:1])
 
 
 def direct_reduce(comm, ctx, buf: np.ndarray, red, root: int | None,

@@ -20,7 +20,7 @@ def as_bytes(arr: np.ndarray) -> np.ndarray:
 
 
 class Comm:
-    __slots__ = ("ranks", "size", "me", "channel", "_tps")
+    __slots__ = ("ranks", "size", "me", "channel", "_tps", "arena")
 
     def __init__(self, ranks, me: int, channel: int, transports) -> None:
         self.ranks = list(ranks)
@@ -28,6 +28,11 @@ class Comm:
         self.me = me
         self.channel = channel
         self._tps = list(transports)  # transport per member (None for this rank)
+        # The shared-memory arena (``_shm_arena.py``) when every other member is on this
+        # host and reachable through it; the same on every member.
+        peers = {id(tp): tp for tp in self._tps if tp is not None}
+        tp = next(iter(peers.values())) if len(peers) == 1 else None
+        self.arena = getattr(tp, "arena", None)
 
     @classmethod
     def of(cls, world, ranks, channel: int) -> Comm:

@@ -33,7 +33,7 @@ from collections import defaultdict, deque
 
 import numpy as np
 
-from . import _frames
+from . import _frames, _shm_arena
 from ._inbox import Pending, apply_piece, frame_problem
 from ._opctx import SLICE
 from ._transport import Listener, Transport, client_handshake, connect_with_retry
@@ -45,6 +45,9 @@ SLOTS = int(os.environ.get("EMBER_SHM_SLOTS", 4))
 # Each rank's segment holds a ring per local peer; with many ranks on a host the slots shrink
 # so that a segment stays within this budget (and /dev/shm is not exhausted).
 BUDGET_BYTES = int(os.environ.get("EMBER_SHM_BUDGET_BYTES", 64 << 20))
+# A wait first polls for this long before sleeping in select(): a peer that is running
+# answers within microseconds, while a sleep-wake-up costs ~30 us per message.
+SPIN_S = float(os.environ.get("EMBER_SHM_SPIN_US", 50)) * 1e-6
 INLINE_BYTES = int(os.environ.get("EMBER_SHM_INLINE_BYTES", 16 << 10))
 _INLINE = -2  # frame.slot value: the payload follows the header on the socket
 
@@ -110,10 +113,18 @@ class ShmTransport(Transport):
         usock.bind(self._uds)
         usock.listen(128)
         self._listener = Listener(usock, token, self._register, "shm")
+        self._own_arena: _shm_arena.Arena | None = None
+        if _shm_arena.ARENA_BYTES > 0:
+            try:
+                self._own_arena = _shm_arena.Arena()
+            except (OSError, ValueError):
+                pass  # collectives keep to the message rings
+        self.arena: _shm_arena.Arena | None = None  # set once every peer's arena is mapped
 
     def endpoint(self) -> dict:
         return {"segment": self.segment, "uds": self._uds, "slots": self.slots,
-                "slot_bytes": self.slot_bytes}
+                "slot_bytes": self.slot_bytes,
+                "arena": self._own_arena.name if self._own_arena else None}
 
     # ---- set-up ---------------------------------------------------------------------------
     def connect(self, peers: dict[int, dict], deadline: float) -> None:
@@ -135,6 +146,8 @@ class ShmTransport(Transport):
                     f"{ep['slot_bytes']} bytes, this rank {self.slots} x {self.slot_bytes}: "
                     "set EMBER_SHM_SLOTS / EMBER_SHM_SLOT_BYTES alike on every rank")
             self._in_base[peer] = theirs.index(self.rank) * ring
+            if self._own_arena is not None and ep.get("arena"):
+                self._own_arena.attach(peer, ep["arena"])
             if peer < self.rank:
                 sock = connect_with_retry(socket.AF_UNIX, ep["uds"], deadline, f"rank {peer}")
                 client_handshake(sock, self.token, self.rank, peer,
@@ -148,6 +161,9 @@ class ShmTransport(Transport):
                     raise DistNetworkError(f"ranks {missing} did not connect to rank "
                                            f"{self.rank}'s shared-memory transport in time")
                 self._ready.wait(min(left, SLICE))
+        # Every rank sees the same endpoints, so all agree on whether the arena is usable.
+        if self._own_arena is not None and all(ep.get("arena") for ep in peers.values()):
+            self.arena = self._own_arena
 
     def _register(self, peer: int, sock: socket.socket) -> None:
         with self._ready:
@@ -159,11 +175,14 @@ class ShmTransport(Transport):
             self._ready.notify_all()
 
     def unlink(self) -> None:
-        """Remove the segment's name; mappings stay valid (called once every peer mapped it)."""
+        """Remove the segments' names; mappings stay valid (called once every peer mapped
+        them)."""
         try:
             os.unlink(self._path)
         except FileNotFoundError:
             pass
+        if self._own_arena is not None:
+            self._own_arena.unlink()
 
     # ---- the wire: frames on the signalling socket --------------------------------------------
     def _read_frame(self, peer: int, sock: socket.socket) -> None:
@@ -304,12 +323,15 @@ class ShmTransport(Transport):
         peer, key = p.peer, p.key
         with self._lock:
             posted, stash = self._posted[peer][key], self._stash[peer][key]
+            spin_until = time.perf_counter() + SPIN_S
             while not p.done:
                 if stash and posted[0] is p:
                     self._fulfil(peer, posted, *stash.popleft())
                 elif peer in self._gone:
                     posted.remove(p)
                     raise p.ctx.peer_gone(peer, self._gone[peer])
+                elif time.perf_counter() < spin_until:
+                    self._pump(0.0)
                 elif not self._pump(SLICE):
                     self._idle(p.ctx, peer)
         if p.problem is not None:
@@ -337,6 +359,8 @@ class ShmTransport(Transport):
         self._socks.clear()
         self._peer_of.clear()
         self.unlink()
+        if self._own_arena is not None:
+            self._own_arena.close()
         atexit.unregister(self.unlink)
 
 

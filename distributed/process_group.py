@@ -75,6 +75,14 @@ class ProcessGroup:
         return self.world.scratch(key, count * dtype.itemsize)[: count * dtype.itemsize].view(
             dtype)
 
+    def shared_block(self, count: int, dtype):
+        """A flat array of ``count`` ``dtype`` elements in this rank's shared-memory arena
+        (``_shm_arena.py``), whose allreduce moves no data through messages; ``None``
+        when the group's ranks are not all on this host or the arena is full. Every rank must
+        hold the buffer of a collective in the arena, or none (agree on it first)."""
+        arena = self.comm.arena if self.comm is not None else None
+        return None if arena is None else arena.block(count, dtype)
+
     # ---- per-op context -------------------------------------------------------------------------
     def next_op(self, name: str, desc: str) -> OpContext:
         self.world.raise_if_aborted()

@@ -68,6 +68,7 @@ class Reduction:
         return plain
 
     def finish(self, arr: np.ndarray, n: int) -> None:
-        """Apply the AVG division in place (no-op for the other ops)."""
+        """Apply AVG's scaling in place (no-op for the other ops): a multiplication by
+        ``1 / n``, as FSDP and ZeRO average gradients, so DDP agrees with them bitwise."""
         if self.avg and n > 1 and arr.size:
-            np.divide(arr, n, out=arr, casting="unsafe")
+            np.multiply(arr, 1.0 / n, out=arr, casting="unsafe")

@@ -266,7 +266,8 @@ def test_sweep_writes_csv_report_plots_and_timelines(sweep):
     spans = [e for e in trace["traceEvents"] if e["ph"] == "X"]
     assert {e["pid"] for e in spans} == {0, 1}
     names = {e["name"] for e in spans}
-    assert {"forward", "backward", "optimizer", "data", "allreduce bucket 0"} <= names
+    assert {"forward", "backward", "optimizer", "data"} <= names
+    assert any(n.startswith("allreduce bucket") for n in names)  # "bucket 0" or "buckets 0-1"
     assert all(e["dur"] >= 0 for e in spans)
 
 

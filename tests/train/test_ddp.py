@@ -106,6 +106,97 @@ def test_ddp_no_sync_accumulation_matches():
             np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-6)
 
 
+def _wide_train(world, rank, use_ddp):
+    """SGD with momentum on a model whose buckets exceed the direct-path threshold (so on one host they
+    are reduced in shared memory); with DDP also reports where the buckets live, the overlap
+    choice, and whether gradients held from one step survive the next."""
+    import ember
+    import ember.nn as nn
+    import ember.nn.functional as F
+    from ember.distributed.ddp import DistributedDataParallel
+
+    ember.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 512), nn.Tanh(), nn.Linear(512, 64))
+    net = DistributedDataParallel(model, bucket_cap_mb=0.15) if use_ddp else model
+    # (not Adam: its normalised update magnifies float32 noise in near-zero gradients)
+    opt = ember.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((STEPS, world * BATCH, 64)).astype(np.float32)
+    y = rng.standard_normal((STEPS, world * BATCH, 64)).astype(np.float32)
+    lo, hi = (rank * BATCH, (rank + 1) * BATCH) if use_ddp else (0, world * BATCH)
+    held, facts = None, {}
+    for s in range(STEPS):
+        opt.zero_grad()
+        F.mse_loss(net(ember.tensor(x[s, lo:hi])), ember.tensor(y[s, lo:hi])).backward()
+        if s == 0:
+            held = [(p.grad, p.grad.numpy().copy()) for p in model.parameters()]
+        opt.step()
+    weights = [p.detach().numpy().copy() for p in model.parameters()]
+    if use_ddp:
+        from ember.distributed._state import resolve_group
+
+        arena = resolve_group(None).comm.arena
+        facts = {"buckets": len(net._buckets), "overlap": net._overlap,
+                 "shared": arena is not None and all(
+                     arena.offset_of(b.flat) is not None for b in net._buckets),
+                 "grads_in_arena": arena is not None and all(
+                     arena.offset_of(p.grad._data) is not None for p in model.parameters()),
+                 "held_kept": all(np.array_equal(g.numpy(), v) for g, v in held)}
+    return weights, facts
+
+
+def _wide_rank(world):
+    import ember.distributed as dist
+
+    return _wide_train(world, dist.get_rank(), True)
+
+
+@pytest.mark.parametrize("world", [2, 3])
+@pytest.mark.parametrize("env,shared,overlap", [
+    ({"EMBER_DDP_OVERLAP": "0"}, True, False),  # buckets reduced together after backward
+    ({"EMBER_DDP_OVERLAP": "1"}, True, True),  # PyTorch's overlap on the comm thread
+    ({"EMBER_SHM_ARENA_BYTES": "0", "EMBER_DDP_OVERLAP": "1"}, False, True),  # private + ring
+], ids=["deferred", "overlap", "private"])
+def test_ddp_bucket_paths_match_single_process(world, env, shared, overlap):
+    expected, _ = _wide_train(world, 0, False)
+    outcomes = run_ranks(_in_group, world, _wide_rank, world, env=env, timeout=120)
+    for r in range(world):
+        o = outcomes[r]
+        assert o is not None and o.ok, o and o.traceback
+        weights, facts = o.value
+        assert facts["buckets"] == 2 and facts["overlap"] is overlap
+        assert facts["shared"] is shared and facts["grads_in_arena"] is shared
+        assert facts["held_kept"]  # a later step never overwrites gradients still held
+        for got, want in zip(weights, expected):
+            np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-6)
+
+
+def test_overlap_policy_defaults():
+    from ember.distributed.ddp import _overlap_policy
+
+    class _PG:
+        def __init__(self, hosts, size):
+            self.hosts, self._size = hosts, size
+
+        def size(self):
+            return self._size
+
+    import ember.nn as nn
+
+    m = nn.Linear(2, 2)
+    cores = len(os.sched_getaffinity(0))
+    assert _overlap_policy(_PG([[0, 1]], cores), m) is False  # one host, cores all busy
+    assert _overlap_policy(_PG([[0], [1]], 2), m) is True  # across hosts: overlap
+    if cores > 2:
+        assert _overlap_policy(_PG([[0, 1]], 2), m) is True  # spare cores on one host
+    os.environ["EMBER_DDP_OVERLAP"] = "sometimes"
+    try:
+        with pytest.raises(ValueError, match="EMBER_DDP_OVERLAP must be auto, 1 or 0"):
+            _overlap_policy(_PG([[0, 1]], 2), m)
+    finally:
+        del os.environ["EMBER_DDP_OVERLAP"]
+
+
 def _unused_params(find_unused):
     import ember
     import ember.distributed as dist

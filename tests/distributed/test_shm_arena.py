@@ -1,0 +1,96 @@
+"""The shared-memory arena: its allocator, and the in-place allreduce of buffers that live in it
+(what DDP's buckets use on one host). Real processes, real shared memory."""
+
+from __future__ import annotations
+
+import gc
+
+import numpy as np
+import pytest
+
+from ember.distributed import _shm_arena
+
+
+def test_blocks_are_reserved_reused_and_freed_with_their_last_view():
+    arena = _shm_arena.Arena(size=1 << 20)
+    try:
+        a = arena.block(1000, np.float32)
+        b = arena.block(10, np.float64)
+        assert a.dtype == np.float32 and a.shape == (1000,) and a.base is not None
+        assert arena.offset_of(a) == 0 and arena.offset_of(b) == 4032  # 64-byte aligned
+        assert arena.offset_of(np.zeros(3)) is None  # private memory is not in the arena
+        view = a[10:20].reshape(2, 5)
+        del a
+        gc.collect()
+        assert arena.alloc(64) == 4032 + 128  # a's block is still held by its view
+        del view
+        gc.collect()
+        assert arena.alloc(4000) == 0  # freed with its last view, and reused first-fit
+        assert arena.block(2 << 20, np.uint8) is None  # larger than the arena: no room
+    finally:
+        arena.close()
+
+
+def test_holes_coalesce():
+    arena = _shm_arena.Arena(size=1 << 16)
+    try:
+        offs = [arena.alloc(1024) for _ in range(4)]
+        assert offs == [0, 1024, 2048, 3072]
+        arena.free(1024, 1024)
+        arena.free(2048, 1024)
+        assert arena.alloc(2048) == 1024  # the two neighbouring holes merged
+        arena.free(0, 1024)
+        arena.free(1024, 2048)
+        arena.free(3072, 1024)
+        assert arena._free == [(0, 1 << 16)]
+    finally:
+        arena.close()
+
+
+# ---- the allreduce, on every rank of a pool ---------------------------------------------------
+def _arena_case(count: int, dtype: str, op: str):
+    """All-reduce the same data twice: once in an arena block (in place, no messages) and
+    once in private memory (the ring). Both must agree bitwise."""
+    import ember
+    import ember.distributed as dist
+    from ember.distributed._state import resolve_group
+
+    rank = dist.get_rank()
+    rng = np.random.default_rng(rank)
+    data = (rng.standard_normal(count) * 10).astype(dtype)
+    pg = resolve_group(None)
+    block = pg.shared_block(count, dtype)
+    assert block is not None and pg.comm.arena.offset_of(block) is not None
+    block[...] = data
+    private = ember.from_numpy(data.copy())
+    dist.all_reduce(ember.Tensor._wrap(block), op=getattr(dist.ReduceOp, op))
+    dist.all_reduce(private, op=getattr(dist.ReduceOp, op))
+    return block.tobytes() == private._data.tobytes(), block.copy()
+
+
+@pytest.mark.parametrize("world_size", [2, 3])
+@pytest.mark.parametrize("op", ["SUM", "AVG", "MAX"])
+def test_arena_all_reduce_matches_the_ring_bitwise(pools, world_size, op):
+    pool = pools(world_size, "shm")
+    count = 100_003  # above the direct-path threshold, not a multiple of the rank count
+    out = pool.run(_arena_case, count, "float32", op)
+    want = np.stack([(np.random.default_rng(r).standard_normal(count) * 10).astype(np.float32)
+                     for r in range(world_size)])
+    want = {"SUM": want.sum(0), "AVG": want.mean(0), "MAX": want.max(0)}[op]
+    for rank in range(world_size):
+        same, got = out[rank]
+        assert same, f"rank {rank}: arena and ring results differ"
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+        assert got.tobytes() == out[0][1].tobytes()  # every rank holds the same bits
+
+
+def _no_arena_case():
+    from ember.distributed._state import resolve_group
+
+    pg = resolve_group(None)
+    return pg.comm.arena is None, pg.shared_block(10, "float32") is None
+
+
+def test_arena_can_be_turned_off(pools):
+    pool = pools(2, "shm", env=(("EMBER_SHM_ARENA_BYTES", "0"),))
+    assert pool.run(_no_arena_case) == [(True, True), (True, True)]
