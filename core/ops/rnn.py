@@ -16,7 +16,7 @@ the output are zero, as in ``pad_packed_sequence``.
 from __future__ import annotations
 
 from ..autograd.function import Function
-from ._blas import serial_blas
+from ._blas import step_blas
 
 
 def _steps(T: int, reverse: bool):
@@ -91,7 +91,7 @@ class LSTMLayer(Function):
         _init_state(cs[0], c0)
         tanh_c = xp.empty((T, B, Hd), dtype=dt)
         hpre = None if w_hr is None else xp.empty((T, B, Hd), dtype=dt)
-        with serial_blas(xp, 2 * B * P * 4 * Hd):
+        with step_blas(xp, 2 * B * P * 4 * Hd, "lstm-fwd") as steps:
             for k, t in enumerate(_steps(T, reverse)):
                 n = _active(batch_sizes, t, B)
                 if n < B:  # finished (or not yet started) rows keep their state
@@ -111,6 +111,7 @@ class LSTMLayer(Function):
                 else:
                     hp = xp.multiply(o, tc, out=hpre[t, :n])
                     xp.matmul(hp, whr_t, out=hs[k + 1, :n])
+                steps.tick()
         out = _outputs(xp, hs, batch_sizes, reverse)
         ctx.save_for_backward(x, w_ih, w_hh, w_hr, acts, hs, cs, tanh_c, hpre)
         ctx.meta = (batch_sizes, reverse, Hd)
@@ -132,7 +133,7 @@ class LSTMLayer(Function):
         m = xp.ones((4 * Hd,), dtype=dt)
         m[2 * Hd:3 * Hd] = 0
         one_m = (1 - m).astype(dt)
-        with serial_blas(xp, 2 * B * P * 4 * Hd):
+        with step_blas(xp, 2 * B * P * 4 * Hd, "lstm-bwd") as steps:
             for k, t in reversed(list(enumerate(_steps(T, reverse)))):
                 n = _active(batch_sizes, t, B)
                 dhn = dh[:n]
@@ -161,6 +162,7 @@ class LSTMLayer(Function):
                 dg *= deriv
                 dcn *= f
                 xp.matmul(dg, w_hh, out=dhn)
+                steps.tick()
         dx, dw_ih, dw_hh, db_ih, db_hh = _weight_grads(ctx, x, dG, _by_time(hs, reverse), w_ih)
         need = ctx.needs_input_grad
         dw_hr = None
@@ -197,7 +199,7 @@ class GRULayer(Function):
         hs = xp.empty((T + 1, B, Hd), dtype=dt)  # states in processing order, as in LSTMLayer
         _init_state(hs[0], h0)
         ghn = xp.empty((T, B, Hd), dtype=dt)  # w_hn @ h + b_hn, needed by the r gradient
-        with serial_blas(xp, 2 * B * Hd * 3 * Hd):
+        with step_blas(xp, 2 * B * Hd * 3 * Hd, "gru-fwd") as steps:
             for k, t in enumerate(_steps(T, reverse)):
                 n = _active(batch_sizes, t, B)
                 if n < B:
@@ -220,6 +222,7 @@ class GRULayer(Function):
                 hn = xp.subtract(hs[k, :n], nn, out=hs[k + 1, :n])  # h' = n + z * (h - n)
                 hn *= z
                 hn += nn
+                steps.tick()
         out = _outputs(xp, hs, batch_sizes, reverse)
         ctx.save_for_backward(x, w_ih, w_hh, xw, hs, ghn)
         ctx.meta = (batch_sizes, reverse, Hd)
@@ -237,7 +240,7 @@ class GRULayer(Function):
         new = xp.empty if batch_sizes is None else xp.zeros
         dX = new((T, B, 3 * Hd), dtype=dt)  # gradient of the input projection
         dGH = new((T, B, 3 * Hd), dtype=dt)  # gradient of h @ w_hh.T + b_hh
-        with serial_blas(xp, 2 * B * Hd * 3 * Hd):
+        with step_blas(xp, 2 * B * Hd * 3 * Hd, "gru-bwd") as steps:
             for k, t in reversed(list(enumerate(_steps(T, reverse)))):
                 n = _active(batch_sizes, t, B)
                 dhn = dh[:n]
@@ -260,6 +263,7 @@ class GRULayer(Function):
                 xp.multiply(dn, r, out=dgt[:, 2 * Hd:])
                 dhn *= z
                 dhn += dgt @ w_hh
+                steps.tick()
         need = ctx.needs_input_grad
         dx, dw_ih, dw_hh, db_ih, db_hh = _weight_grads(
             _Need(need[0], need[2], need[3], need[4], need[5]), x, dX, _by_time(hs, reverse), w_ih,
@@ -286,7 +290,7 @@ class RNNLayer(Function):
         whh_t = xp.ascontiguousarray(w_hh.T)
         hs = xp.empty((T + 1, B, Hd), dtype=dt)  # states in processing order
         _init_state(hs[0], h0)
-        with serial_blas(xp, 2 * B * Hd * Hd):
+        with step_blas(xp, 2 * B * Hd * Hd, "rnn-fwd") as steps:
             for k, t in enumerate(_steps(T, reverse)):
                 n = _active(batch_sizes, t, B)
                 if n < B:
@@ -297,6 +301,7 @@ class RNNLayer(Function):
                     xp.maximum(a, 0, out=a)
                 else:
                     xp.tanh(a, out=a)
+                steps.tick()
         out = _outputs(xp, hs, batch_sizes, reverse)
         ctx.save_for_backward(x, w_ih, w_hh, hs)
         ctx.meta = (batch_sizes, reverse, relu)
@@ -312,7 +317,7 @@ class RNNLayer(Function):
         dt = x.dtype
         dh = xp.zeros((B, Hd), dtype=dt) if g_hn is None else g_hn.astype(dt, copy=True)
         dP = (xp.empty if batch_sizes is None else xp.zeros)((T, B, Hd), dtype=dt)
-        with serial_blas(xp, 2 * B * Hd * Hd):
+        with step_blas(xp, 2 * B * Hd * Hd, "rnn-bwd") as steps:
             for k, t in reversed(list(enumerate(_steps(T, reverse)))):
                 n = _active(batch_sizes, t, B)
                 dhn = dh[:n]
@@ -325,6 +330,7 @@ class RNNLayer(Function):
                 else:
                     xp.multiply(dhn, 1 - y * y, out=dp)
                 xp.matmul(dp, w_hh, out=dhn)
+                steps.tick()
         need = ctx.needs_input_grad
         dx, dw_ih, dw_hh, db_ih, db_hh = _weight_grads(
             _Need(need[0], need[2], need[3], need[4], need[5]), x, dP, _by_time(hs, reverse), w_ih)
