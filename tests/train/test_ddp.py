@@ -171,6 +171,20 @@ def test_ddp_bucket_paths_match_single_process(world, env, shared, overlap):
             np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-6)
 
 
+def test_ddp_falls_back_to_private_buckets_when_one_rank_has_no_room():
+    # rank 1's arena is too small for the buckets: every rank must keep them private
+    expected, _ = _wide_train(2, 0, False)
+    env = lambda r: {"EMBER_SHM_ARENA_BYTES": "4096"} if r == 1 else {}  # noqa: E731
+    outcomes = run_ranks(_in_group, 2, _wide_rank, 2, env=env, timeout=120)
+    for r in range(2):
+        o = outcomes[r]
+        assert o is not None and o.ok, o and o.traceback
+        weights, facts = o.value
+        assert facts["shared"] is False and facts["grads_in_arena"] is False
+        for got, want in zip(weights, expected):
+            np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-6)
+
+
 def test_overlap_policy_defaults():
     from ember.distributed.ddp import _overlap_policy
 
