@@ -393,25 +393,5 @@ def _tensors(obj):
             yield from _tensors(o)
 
 
-class DataParallel(Module):
-    """One process over several devices. On CPU (or one device) it runs the module as is."""
-
-    def __init__(self, module: Module, device_ids=None, output_device=None, dim: int = 0):
-        super().__init__()
-        self.module = module
-        n = ember.cuda.device_count()
-        if device_ids is not None and len(device_ids) > 1 and n > 1:
-            raise NotImplementedError(
-                "DataParallel over several GPUs is not implemented; use "
-                "DistributedDataParallel with one process per GPU (the Trainer does this)"
-            )
-
-    def forward(self, *inputs, **kwargs):
-        return self.module(*inputs, **kwargs)
-
-    def state_dict(self, *args, **kwargs):
-        return self.module.state_dict(*args, **kwargs)
-
-    def load_state_dict(self, state_dict, strict: bool = True, **kwargs):
-        return self.module.load_state_dict(_strip_module_prefix(state_dict), strict=strict,
-                                           **kwargs)
+# DataParallel lives in data_parallel.py; this import keeps the old path working.
+from .data_parallel import DataParallel as DataParallel  # noqa: E402

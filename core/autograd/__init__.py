@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as _np
+
 from ..backend.device import get_array_module
 from . import function as _function_mod
 from .engine import run_backward
@@ -18,7 +20,11 @@ def _make_grads(tensors, grads):
             if t._data.size != 1:
                 raise RuntimeError("grad can be implicitly created only for scalar outputs")
             xp = get_array_module(t._data)
-            g = Tensor._wrap(xp.ones(t._data.shape, dtype=t._data.dtype))
+            if xp is _np:
+                g = Tensor._wrap(_np.ones(t._data.shape, dtype=t._data.dtype))
+            else:
+                with t._data.device:  # CuPy allocates on the current device, not the output's
+                    g = Tensor._wrap(xp.ones(t._data.shape, dtype=t._data.dtype))
         elif not isinstance(g, Tensor):
             from ..creation import tensor
 

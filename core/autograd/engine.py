@@ -7,9 +7,12 @@ backward pass is itself recorded and can be differentiated again.
 
 from __future__ import annotations
 
+import numpy as _np_module
 from numpy import asarray as _np_asarray
 from numpy import generic as _np_generic
+from numpy import ndarray as _np_ndarray
 
+from ..backend import _cupy
 from . import function as _fn
 from . import grad_mode
 from .function import Function
@@ -137,12 +140,15 @@ def run_backward(tensors, grad_tensors, retain_graph: bool, create_graph: bool,
     ready = list({id(r): r for r in roots if deps.get(id(r), 0) == 0}.values())
     prev_mode = grad_mode._state.enabled
     grad_mode._state.enabled = create_graph
+    cuda_prev = None  # the caller's CUDA device once backward has switched devices
     try:
         while ready:
             node = ready.pop()
             if not isinstance(node, Function):
                 g = buffers.pop(id(node), None)
                 if g is not None:
+                    if type(g) is not _np_ndarray:
+                        cuda_prev = _follow_device(g, create_graph, cuda_prev)
                     _deliver_leaf(node, g, create_graph, capture, captured, accumulate,
                                   seen_leaf_arrays)
                 continue
@@ -151,6 +157,9 @@ def run_backward(tensors, grad_tensors, retain_graph: bool, create_graph: bool,
                 grads = _run_pre_hooks(node, grads, create_graph, capture, captured)
             # A node that received no gradient at all passes none on (nothing to compute).
             if grads is not None and (needed is None or id(node) in needed):
+                if node.xp is not _np_module:
+                    g0 = next((g for g in grads if g is not None), None)
+                    cuda_prev = _follow_device(g0, create_graph, cuda_prev)
                 results = _call_backward(node, grads, create_graph)
             else:
                 results = None
@@ -182,6 +191,8 @@ def run_backward(tensors, grad_tensors, retain_graph: bool, create_graph: bool,
                     ready.append(tgt)
     finally:
         grad_mode._state.enabled = prev_mode
+        if cuda_prev is not None:
+            _cupy.cupy.cuda.runtime.setDevice(cuda_prev)
         callbacks, _callbacks[:] = list(_callbacks), []
     for cb in callbacks:  # e.g. DDP waits for its last gradient buckets here
         cb()
@@ -196,6 +207,25 @@ def run_backward(tensors, grad_tensors, retain_graph: bool, create_graph: bool,
             )
         out.append(None if g is None else (g if create_graph else Tensor._wrap(g)))
     return tuple(out)
+
+
+def _follow_device(g, create_graph: bool, prev):
+    """Make the device of gradient ``g`` the current CUDA device, when it is a CuPy array.
+
+    CuPy computes (and allocates) on the thread's current device, so a graph spread over
+    several GPUs (DataParallel replicas) must run each node where its gradients live. Returns
+    the device to restore when backward ends: the caller's, once a switch happened, else None.
+    """
+    arr = g._data if create_graph else g
+    if arr is None or type(arr) is _np_ndarray:
+        return prev
+    runtime = _cupy.cupy.cuda.runtime
+    cur = runtime.getDevice()
+    want = arr.device.id
+    if want == cur:
+        return prev
+    runtime.setDevice(want)
+    return cur if prev is None else prev
 
 
 def _dtype_of(np_dtype):

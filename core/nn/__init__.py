@@ -4,3 +4,11 @@ from . import functional, init, parallel, utils
 from .module import Module
 from .modules import *  # noqa: F403
 from .parameter import Buffer, Parameter, UninitializedParameter
+
+
+def __getattr__(name):
+    # ``ember.nn.DataParallel`` as ``torch.nn.DataParallel``, loaded lazily (it lives in the
+    # distributed layer, which ``import ember`` must not load)
+    if name == "DataParallel":
+        return parallel.DataParallel
+    raise AttributeError(f"module 'ember.nn' has no attribute {name!r}")

@@ -1,15 +1,22 @@
 """``ember.nn.parallel``: PyTorch's path to the data-parallel wrappers.
 
-They live in ``ember.distributed.ddp``; this module re-exports them lazily so that
-``import ember`` never loads the distributed layer (DESIGN.md §2).
+They live in ``ember.distributed.ddp`` and ``ember.distributed.data_parallel`` (with the
+functions ``replicate``, ``scatter``, ``parallel_apply``, ``gather``, ``data_parallel``); this
+module re-exports them lazily so that ``import ember`` never loads the distributed layer
+(DESIGN.md §2).
 """
 
-__all__ = ["DistributedDataParallel", "DataParallel"]  # noqa: F822 (resolved lazily below)
+__all__ = ["DistributedDataParallel", "DataParallel",  # noqa: F822 (resolved lazily below)
+           "data_parallel", "gather", "parallel_apply", "replicate", "scatter", "scatter_kwargs"]
 
 
 def __getattr__(name):
-    if name in __all__:
+    if name == "DistributedDataParallel":
         from ember.distributed import ddp
 
-        return getattr(ddp, name)
+        return ddp.DistributedDataParallel
+    if name in __all__:
+        from ember.distributed import data_parallel
+
+        return getattr(data_parallel, name)
     raise AttributeError(f"module 'ember.nn.parallel' has no attribute {name!r}")

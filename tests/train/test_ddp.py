@@ -107,9 +107,9 @@ def test_ddp_no_sync_accumulation_matches():
 
 
 def _wide_train(world, rank, use_ddp):
-    """SGD with momentum on a model whose buckets exceed the direct-path threshold (so on one host they
-    are reduced in shared memory); with DDP also reports where the buckets live, the overlap
-    choice, and whether gradients held from one step survive the next."""
+    """SGD with momentum on a model whose buckets exceed the direct-path threshold (so on one
+    host they are reduced in shared memory); with DDP also reports where the buckets live, the
+    overlap choice, and whether gradients held from one step survive the next."""
     import ember
     import ember.nn as nn
     import ember.nn.functional as F
