@@ -10,6 +10,9 @@ __version__ = "0.1.0"
 
 # ruff: noqa: I001  (the order matters: Tensor, then the ops, then the method table)
 from . import backend
+from .backend import _malloc
+
+_malloc.tune()  # reuse freed memory instead of re-faulting it every step (see _malloc.py)
 from .backend.device import device
 from .backend.dtype import (
     bfloat16,
