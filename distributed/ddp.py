@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+import weakref
 
 import numpy as np
 
@@ -42,7 +43,7 @@ _tracer = None
 
 
 class _Bucket:
-    __slots__ = ("indices", "params", "flat", "offsets", "pending", "work")
+    __slots__ = ("indices", "params", "flat", "views", "offsets", "pending", "work")
 
     def __init__(self, indices, params):
         self.indices = indices
@@ -50,6 +51,7 @@ class _Bucket:
         sizes = [p._data.size for p in params]
         self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int).tolist()
         self.flat = None  # the communication buffer: a range of one of the DDP's storages
+        self.views = []  # per parameter, its part of ``flat`` in the parameter's shape
         self.pending = len(params)
         self.work = None
 
@@ -123,6 +125,8 @@ class DistributedDataParallel(Module):
         self._unused: list[int] = []
         self._hooks = [p.register_post_accumulate_grad_hook(self._make_hook(i))
                        for i, p in enumerate(self._params)]
+        engine.grad_destination_users += 1
+        weakref.finalize(self, _release_destinations, self._params)
 
     # ---- set-up ----------------------------------------------------------------------------
     def _sync_module_states(self) -> None:
@@ -162,11 +166,19 @@ class DistributedDataParallel(Module):
         return self._buckets
 
     def _slice_buckets(self) -> None:
-        """Point every bucket's ``flat`` at its range of its storage."""
-        for storage, members in zip(self._storages, self._members):
+        """Point every bucket's ``flat`` (and its per-parameter ``views``) at its range of its
+        storage. Parameters of shared-memory storage get their view as gradient destination:
+        ops that can (Linear) write the gradient straight into the bucket (no copy-in), since
+        the storage is handed to the gradients afterwards anyway (``_finalize``)."""
+        for storage, members, shared in zip(self._storages, self._members, self._shared):
             start = 0
             for b in members:
-                self._buckets[b].flat = storage[start: start + self._sizes[b]]
+                bucket = self._buckets[b]
+                bucket.flat = storage[start: start + self._sizes[b]]
+                bucket.views = [bucket.flat[lo:hi].reshape(p._data.shape) for p, lo, hi in
+                                zip(bucket.params, bucket.offsets, bucket.offsets[1:])]
+                for p, view in zip(bucket.params, bucket.views):
+                    p._grad_dest = view if shared else None
                 start += self._sizes[b]
 
     def _allocate_storages(self, kinds: list) -> tuple[list, list]:
@@ -233,12 +245,11 @@ class DistributedDataParallel(Module):
 
     def _launch(self, b: _Bucket) -> None:
         """Bucket ``b`` is ready: copy its gradients in and start (or defer) its allreduce."""
-        for s, p in enumerate(b.params):
-            lo, hi = b.offsets[s], b.offsets[s + 1]
+        for p, view in zip(b.params, b.views):
             if p.grad is None:
-                b.flat[lo:hi] = 0
-            else:
-                b.flat[lo:hi] = p.grad._data.reshape(-1)
+                view[...] = 0
+            elif p.grad._data is not view:  # (else it was written there: see _slice_buckets)
+                view[...] = p.grad._data
         if not all(x.pending == 0 for x in self._buckets):
             if self._overlap:
                 self._reduce(b, b.flat, async_op=True)
@@ -303,13 +314,12 @@ class DistributedDataParallel(Module):
             for b in self._members[k]:
                 bucket = self._buckets[b]
                 xp = ember.backend.get_array_module(bucket.flat)
-                for s, p in enumerate(bucket.params):
-                    lo, hi = bucket.offsets[s], bucket.offsets[s + 1]
-                    view = bucket.flat[lo:hi].reshape(p._data.shape)
+                for p, view in zip(bucket.params, bucket.views):
                     if fresh is not None:
-                        p.grad = ember.Tensor._wrap(view)
-                    elif p.grad is None:
-                        p.grad = ember.Tensor._wrap(view.copy())
+                        if p.grad is None or p.grad._data is not view:
+                            p.grad = ember.Tensor._wrap(view)
+                    elif p.grad is None or p.grad._data is view:
+                        p.grad = ember.Tensor._wrap(view.copy())  # the storage is reused
                     else:
                         xp.copyto(p.grad._data, view)
             if fresh is not None:
@@ -372,6 +382,13 @@ class DistributedDataParallel(Module):
     def load_state_dict(self, state_dict, strict: bool = True, **kwargs):
         return self.module.load_state_dict(_strip_module_prefix(state_dict), strict=strict,
                                            **kwargs)
+
+
+def _release_destinations(params) -> None:
+    """A DDP is gone: its parameters' gradients go back to fresh arrays."""
+    engine.grad_destination_users -= 1
+    for p in params:
+        p._grad_dest = None
 
 
 def _strip_module_prefix(state_dict):

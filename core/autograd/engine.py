@@ -85,6 +85,27 @@ def _needed(roots, targets: set[int]) -> set[int]:
 
 _callbacks: list = []
 
+# Gradient destinations. A leaf Parameter may carry ``_grad_dest``: an array of its shape and
+# dtype (a view of DDP's bucket) that its first gradient of a backward should land in. Before
+# a node's backward the engine passes such arrays as ``node.grad_out``; ops that can write
+# their result there (Linear) do, and the leaf then takes that array as its ``.grad`` without a
+# copy. Counted, so that training without destinations never looks for them.
+grad_destination_users = 0
+
+
+def _grad_outs(node):
+    outs = None
+    for i, e in enumerate(node._edges):
+        if e is None:
+            continue
+        leaf = e[0]
+        dest = getattr(leaf, "_grad_dest", None)
+        if dest is not None and leaf.grad is None and not leaf._hooks:
+            if outs is None:
+                outs = [None] * len(node._edges)
+            outs[i] = dest
+    return outs
+
 
 def queue_callback(callback) -> None:
     """Run ``callback()`` once the current backward pass has finished (PyTorch's
@@ -160,6 +181,10 @@ def run_backward(tensors, grad_tensors, retain_graph: bool, create_graph: bool,
                 if node.xp is not _np_module:
                     g0 = next((g for g in grads if g is not None), None)
                     cuda_prev = _follow_device(g0, create_graph, cuda_prev)
+                if grad_destination_users:  # (set every time: a retained graph may be
+                    # differentiated again by autograd.grad, which must not write there)
+                    node.grad_out = (_grad_outs(node) if accumulate and capture is None
+                                     and not create_graph else None)
                 results = _call_backward(node, grads, create_graph)
             else:
                 results = None
@@ -315,8 +340,10 @@ def _deliver_leaf(leaf, g, create_graph, capture, captured, accumulate, seen_arr
         cur = leaf.grad
         if cur is None:
             # Ops may hand the same gradient array to several inputs (add returns ``grad``
-            # twice): a leaf must own its .grad so later in-place updates stay local.
-            if id(g) in seen_arrays or g.base is not None:
+            # twice): a leaf must own its .grad so later in-place updates stay local. Its
+            # gradient destination is its own (see ``_grad_outs``).
+            if (id(g) in seen_arrays or g.base is not None) and \
+                    g is not getattr(leaf, "_grad_dest", None):
                 g = g.copy()
             seen_arrays.add(id(g))
             leaf.grad = Tensor._wrap(g)

@@ -61,6 +61,10 @@ class Function:
     _versions = None
     _pre_hooks = None
     _materialize = True
+    # Set by the engine just before backward: per input, an array the gradient may be written
+    # into (``out=``) and returned, or None (see ``engine.grad_destinations``). Ops that ignore
+    # it stay correct; it only saves the copy into a preallocated buffer such as DDP's bucket.
+    grad_out = None
 
     @staticmethod
     def forward(ctx, *args, **kwargs):

@@ -44,11 +44,21 @@ class Linear(Function):
         if nw or nb:
             if g2.ndim == 1:
                 g2 = g2.reshape(1, -1)
+            out = ctx.grad_out or (None, None, None)  # preallocated (DDP bucket) or None
             if nw:
-                gw = g2.T @ x.reshape(-1, x.shape[-1])
+                x2 = x.reshape(-1, x.shape[-1])
+                gw = _matmul_into(out[1], ctx.xp, g2.T, x2)
             if nb:
-                gb = g2.sum(0)
+                gb = g2.sum(0) if out[2] is None or out[2].dtype != g2.dtype \
+                    else g2.sum(0, out=out[2])
         return gx, gw, gb
+
+
+def _matmul_into(dest, xp, a, b):
+    """``a @ b``, written into ``dest`` when one is given with the result's dtype."""
+    if dest is not None and dest.dtype == np.result_type(a.dtype, b.dtype):
+        return xp.matmul(a, b, out=dest)
+    return a @ b
 
 
 # ---- softmax family -------------------------------------------------------------------------
