@@ -65,3 +65,15 @@ def test_without_users_the_engine_does_not_look(linear, monkeypatch):
     monkeypatch.setattr(engine, "grad_destination_users", 0)  # (other tests' DDPs may live)
     lin(ember.randn(5, 4)).sum().backward()
     assert all(p.grad._data is not dests[p] for p in lin.parameters())
+
+
+def test_a_parameter_used_twice_gets_its_full_gradient(linear):
+    # two Linear nodes share the weight: neither may write into the destination alone
+    lin, dests = linear
+    x1, x2 = ember.randn(5, 4), ember.randn(2, 4)
+    ref = nn.Linear(4, 3)
+    ref.load_state_dict(lin.state_dict())
+    (ref(x1).pow(2).sum() + ref(x2).sum()).backward()
+    (lin(x1).pow(2).sum() + lin(x2).sum()).backward()
+    for (name, p), (_, q) in zip(lin.named_parameters(), ref.named_parameters()):
+        np.testing.assert_allclose(p.grad.numpy(), q.grad.numpy(), rtol=1e-5, err_msg=name)

@@ -93,16 +93,23 @@ _callbacks: list = []
 grad_destination_users = 0
 
 
-def _grad_outs(node):
+def _grad_outs(node, deps, buffers):
+    """Destinations for ``node``'s input gradients: only for a leaf whose whole gradient this
+    node produces (its one producer, on one edge), so nothing else adds into the array."""
     outs = None
-    for i, e in enumerate(node._edges):
+    edges = node._edges
+    for i, e in enumerate(edges):
         if e is None:
             continue
         leaf = e[0]
         dest = getattr(leaf, "_grad_dest", None)
-        if dest is not None and leaf.grad is None and not leaf._hooks:
+        if dest is None or leaf.grad is not None or leaf._hooks:
+            continue
+        k = id(leaf)
+        if deps.get(k) == 1 and k not in buffers and \
+                sum(1 for f in edges if f is not None and f[0] is leaf) == 1:
             if outs is None:
-                outs = [None] * len(node._edges)
+                outs = [None] * len(edges)
             outs[i] = dest
     return outs
 
@@ -183,8 +190,8 @@ def run_backward(tensors, grad_tensors, retain_graph: bool, create_graph: bool,
                     cuda_prev = _follow_device(g0, create_graph, cuda_prev)
                 if grad_destination_users:  # (set every time: a retained graph may be
                     # differentiated again by autograd.grad, which must not write there)
-                    node.grad_out = (_grad_outs(node) if accumulate and capture is None
-                                     and not create_graph else None)
+                    node.grad_out = (_grad_outs(node, deps, buffers) if accumulate
+                                     and capture is None and not create_graph else None)
                 results = _call_backward(node, grads, create_graph)
             else:
                 results = None
