@@ -7,10 +7,11 @@ after the first iteration in the order gradients actually arrived). A bucket's a
 launched from the gradient hooks as soon as its last gradient is accumulated, so communication
 runs while backward continues; when backward ends, the engine calls back and DDP waits for the
 outstanding buckets and writes the averaged gradients back. One exception, measured: when all
-ranks share one host whose cores their threads already fill, overlap cannot help, and the
-buckets are reduced one after the other at the end of backward (``_overlap_policy``). On such a
-host the buckets live in shared memory (``_shm_arena.py``), so their allreduce copies no data
-through messages.
+ranks share one host whose cores their threads already fill, overlap cannot help, and all
+buckets are reduced together (one allreduce per storage) at the end of backward
+(``_overlap_policy``). On one host the buckets live in shared memory (``_shm_arena.py``): their
+allreduce copies no data through messages, Linear writes its gradients straight into them, and
+afterwards the gradients are views of them (the buckets then move to a fresh block).
 
 Choice on state_dict: ``ddp.state_dict()`` returns the wrapped module's keys WITHOUT the
 ``module.`` prefix (so a checkpoint loads straight into an unwrapped model), and
