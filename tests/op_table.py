@@ -205,8 +205,9 @@ OPS: list[OpSpec] = [
            dim0(lambda x, dim=None, keepdim=False: np.prod(x, axis=dim, keepdims=keepdim)),
            [S(T(3, 4, kind="away")), S(T(3, 4, kind="away"), dim=1),
             S(T(2, 3, 4, kind="away"), dim=0, keepdim=True), S(T()), S(T(0, 3), dim=1),
-            # zeros: exact first derivative; double backward there is not supported (NaN)
-            S(np.array([[1.5, 0.0, 2.0], [0.0, 0.0, 3.0]]), dim=1, gg=False),
+            # zeros: exact first and second derivatives (products of the other factors)
+            S(np.array([[1.5, 0.0, 2.0], [0.0, 0.0, 3.0]]), dim=1),
+            S(np.array([1.5, 0.0, 2.0, -1.0])),
             S(T(2, 3, kind="int"), dim=1), S(T(), dim=0)],
            rtol=1e-5),
     OpSpec("max_all", lambda m, x: m.max(x), np.max,
@@ -266,7 +267,10 @@ OPS: list[OpSpec] = [
     OpSpec("cumprod", lambda m, x, dim: m.cumprod(x, dim),
            dim0(lambda x, dim: np.cumprod(x, axis=dim)),
            [S(T(3, 4, kind="away"), 1), S(T(2, 3, 4, kind="away"), 0), S(T(0, 3), 1),
-            S(T(), -1)], rtol=1e-5),
+            S(T(), -1),
+            # zeros (first, repeated, last): the gradient is exact there, not out / x
+            S(np.array([[2.0, 0.0, 3.0, 0.0, 5.0], [0.0, 1.5, -2.0, 1.0, 0.0]]), 1),
+            S(np.array([[1.5, 2.0], [0.0, 3.0], [2.0, 0.0]]), 0)], rtol=1e-5),
     OpSpec("all", lambda m, x, **kw: m.all(x, **kw),
            dim0(lambda x, dim=None, keepdim=False: np.all(x, axis=dim, keepdims=keepdim)),
            [S(Mask(3, 4)), S(Mask(3, 4), dim=1), S(T(3, 4, kind="int"), dim=0, keepdim=True),

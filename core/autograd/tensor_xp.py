@@ -97,6 +97,10 @@ def cumsum(x, axis):
     return _ops.cumsum(x, axis)
 
 
+def cumprod(x, axis):
+    return _ops.cumprod(x, axis)
+
+
 def flip(x, axis):
     return _ops.flip(x, axis if isinstance(axis, (tuple, list)) else (axis,))
 

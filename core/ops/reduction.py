@@ -6,6 +6,7 @@ import builtins
 from collections import namedtuple
 
 from ..autograd.function import Function
+from ..backend.device import get_array_module
 from ..backend.dtype import get_default_dtype, int64
 from ..tensor import Tensor
 from ._util import norm_dims, scalar_type_name, wrap_dim
@@ -69,17 +70,20 @@ class Prod(Function):
         g = _expand_back(grad, x.shape, axes, ctx.keepdim, xp)
         o = _expand_back(out, x.shape, axes, ctx.keepdim, xp)
         # product of the others; exact also where x has zeros (computed by exclusive cumprods)
-        if ctx._tensor_mode or not bool((x == 0).any()):
+        raw = x._data if ctx._tensor_mode else x
+        if not bool((raw == 0).any()):
             return g * o / x, None, None
         ax = ctx.axis
         flat = x.reshape(-1) if ax is None else x
         a = 0 if ax is None else ax
-        ones = xp.ones_like(xp.take(flat, [0], axis=a))
-        left = xp.cumprod(xp.concatenate([ones, xp.take(flat, range(flat.shape[a] - 1), axis=a)],
-                                         axis=a), axis=a)
+        n = flat.shape[a]
+        rxp = get_array_module(raw)
+        head, body = rxp.arange(1), rxp.arange(n - 1)  # (index arrays: tensor_xp takes them)
+        ones = xp.ones_like(xp.take(flat, head, axis=a))
+        left = xp.cumprod(xp.concatenate([ones, xp.take(flat, body, axis=a)], axis=a), axis=a)
         rev = xp.flip(flat, axis=a)
         right = xp.flip(xp.cumprod(xp.concatenate(
-            [ones, xp.take(rev, range(flat.shape[a] - 1), axis=a)], axis=a), axis=a), axis=a)
+            [ones, xp.take(rev, body, axis=a)], axis=a), axis=a), axis=a)
         others = (left * right).reshape(x.shape)
         return g * others, None, None
 
@@ -204,11 +208,45 @@ class CumProd(Function):
     def backward(ctx, grad):
         x, out = ctx.saved_tensors
         xp, a = ctx.xp, ctx.axis
-        # sum_{j>=i} grad_j * out_j / x_i  (valid for non-zero x)
-        rc = xp.flip(xp.cumsum(xp.flip(grad * out, axis=a), axis=a), axis=a)
-        return rc / x, None
+
+        def rcumsum(v):  # sum over j >= i along the axis
+            return xp.flip(xp.cumsum(xp.flip(v, axis=a), axis=a), axis=a)
+
+        # d x_i = sum_{j>=i} grad_j * prod_{k<=j, k!=i} x_k. Before the first zero of a slice
+        # that is sum_{j>=i} grad_j * out_j / x_i; at the first zero, the same sum over the
+        # cumprod with that zero replaced by 1; after it, 0 (the zero is among the factors).
+        raw = x._data if ctx._tensor_mode else x
+        rxp = get_array_module(raw)
+        zeros_so_far = rxp.cumsum(raw == 0, axis=a)
+        if not bool(zeros_so_far.any()):
+            return rcumsum(grad * out) / x, None
+        if ctx._tensor_mode:  # double backward: a form whose own derivatives are exact too
+            return _cumprod_grad_scan(xp, rxp, x, grad, a), None
+        before = zeros_so_far == 0
+        first = (zeros_so_far == 1) & (raw == 0)
+        safe_x = xp.where(before, x, 1)
+        bridged = xp.cumprod(xp.where(first, 1, x), axis=a)
+        return (xp.where(before, rcumsum(grad * out) / safe_x, 0)
+                + xp.where(first, rcumsum(grad * bridged), 0)), None
 
     supports_double_backward = True
+
+
+def _cumprod_grad_scan(xp, rxp, x, grad, a):
+    """cumprod's input gradient without division: ``(prod_{k<i} x_k) * S_i`` with the reverse
+    scan ``S_i = grad_i + x_{i+1} * S_{i+1}``. One step per element of the axis, so it serves
+    double backward only, where the masked closed form would have wrong derivatives."""
+    n = x.shape[a]
+
+    def at(v, i):
+        return xp.take(v, rxp.arange(i, i + 1), axis=a)
+
+    exclusive = xp.cumprod(xp.concatenate(
+        [xp.ones_like(at(x, 0)), xp.take(x, rxp.arange(n - 1), axis=a)], axis=a), axis=a)
+    scan = [at(grad, n - 1)]
+    for i in range(n - 2, -1, -1):
+        scan.append(at(grad, i) + at(x, i + 1) * scan[-1])
+    return exclusive * xp.concatenate(scan[::-1], axis=a)
 
 
 # ---- public functions ---------------------------------------------------------------------
