@@ -60,6 +60,7 @@ class World:
         self.nccl = None
         self.groups: dict = {}
         self.next_group_id = 0
+        self.local_group_calls: dict[str, int] = {}  # new_group(use_local_synchronization)
         self._scratch: dict = {}
 
     # ---- set-up -----------------------------------------------------------------------------

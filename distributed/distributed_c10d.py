@@ -266,12 +266,27 @@ def _close_store(store: TCPStore, world: World, clean: bool) -> None:
     store.close()
 
 
+_LOCAL_GROUP_IDS = 1 << 24  # ids of locally synchronised groups start here (channel ids fit)
+
+
+def _local_group_id(world, spec: str) -> int:
+    """The id the members of a locally synchronised group agree on, through the store: the
+    k-th such group over the same ranks takes the id its first member to arrive drew."""
+    count = world.local_group_calls.get(spec, 0)
+    world.local_group_calls[spec] = count + 1
+    drawn = _LOCAL_GROUP_IDS + world.store.add("local_group_ids", 1)
+    return int(world.store.compare_set(f"local_group/{spec}/{count}", "", str(drawn)).decode())
+
+
 def new_group(ranks=None, timeout=None, backend=None, pg_options=None,
               use_local_synchronization: bool = False, group_desc=None, device_id=None):
     """A new group over ``ranks`` (global ranks; all of them by default).
 
     Like PyTorch, every rank of the job must call ``new_group`` in the same order, members or
-    not; non-members get ``GroupMember.NON_GROUP_MEMBER``.
+    not; non-members get ``GroupMember.NON_GROUP_MEMBER``. With
+    ``use_local_synchronization=True`` only the members call it (in the same order among
+    themselves, for groups of the same ranks); a non-member's call just returns
+    ``NON_GROUP_MEMBER``.
     """
     world = _state.require_world()
     n = world.world_size
@@ -281,14 +296,19 @@ def new_group(ranks=None, timeout=None, backend=None, pg_options=None,
         raise ValueError(f"new_group: ranks {bad} are outside the world (ranks 0..{n - 1})")
     if not ranks:
         raise ValueError("new_group: ranks must not be empty")
-    gid = world.next_group_id
-    world.next_group_id += 1
     spec = json.dumps(ranks)
-    first = world.store.compare_set(f"new_group/{gid}", "", spec).decode()
-    if first != spec:
-        raise world.fail(DistributedError(
-            f"new_group mismatch: the {gid}th new_group call was made with ranks {first} "
-            f"elsewhere but with ranks {spec} on rank {world.rank}"))
+    if use_local_synchronization:
+        if world.rank not in ranks:
+            return GroupMember.NON_GROUP_MEMBER
+        gid = _local_group_id(world, spec)
+    else:
+        gid = world.next_group_id
+        world.next_group_id += 1
+        first = world.store.compare_set(f"new_group/{gid}", "", spec).decode()
+        if first != spec:
+            raise world.fail(DistributedError(
+                f"new_group mismatch: the {gid}th new_group call was made with ranks {first} "
+                f"elsewhere but with ranks {spec} on rank {world.rank}"))
     pg = ProcessGroup(world, gid, ranks, _seconds(timeout) if timeout is not None
                       else world.timeout, normalize_backend(backend or world.backend))
     world.groups[gid] = pg
