@@ -5,7 +5,8 @@ temporary file, fsync, rename) holding the sharded model and optimizer state dic
 barrier rank 0 writes ``index.json`` (atomically too), which marks the checkpoint complete.
 Every file carries the checkpoint's id, so shards of different saves never mix silently.
 
-``load_sharded_checkpoint`` reads them back on the same number of ranks;
+``load_sharded_checkpoint`` reads them back on any number of ranks (each rank its own shard
+when the number matches, else all of them, consolidated and re-sharded);
 ``load_full_state_dicts`` consolidates all shards into full, name-keyed state dicts in one
 process (no process group needed), which load on any number of ranks, or into an unwrapped
 model (with ``FullyShardedDataParallel.rekey_optim_state_dict`` for a plain optimizer).
@@ -100,19 +101,23 @@ def _read_shard(checkpoint_dir: str, index: dict, rank: int) -> dict:
 
 
 def load_sharded_checkpoint(checkpoint_dir: str, model, optimizer=None):
-    """Load this rank's shard into ``model`` (and ``optimizer``); returns the saved ``extra``.
+    """Load the checkpoint into ``model`` (and ``optimizer``); returns the saved ``extra``.
 
-    The job must have the number of ranks the checkpoint was saved with; otherwise
-    consolidate it with :func:`load_full_state_dicts` and load the full form.
+    On the number of ranks it was saved with, each rank reads only its own shard. On any other
+    number, each rank consolidates all shards (:func:`load_full_state_dicts`) and loads the
+    full form, which FSDP and ZeRO re-shard for this job.
     """
     index = _read_index(checkpoint_dir)
     rank, world = c10d.get_rank(), c10d.get_world_size()
     if index["world_size"] != world:
-        raise RuntimeError(
-            f"sharded checkpoint {checkpoint_dir} was saved by {index['world_size']} ranks but "
-            f"this job has {world}; load it with load_full_state_dicts() (consolidated, any "
-            "number of ranks) instead"
-        )
+        full = load_full_state_dicts(checkpoint_dir)
+        if optimizer is not None and full["optim"] is None:
+            raise RuntimeError(f"sharded checkpoint {checkpoint_dir} holds no optimizer state")
+        with FSDP.state_dict_type(model, StateDictType.FULL_STATE_DICT):
+            model.load_state_dict(full["model"])
+        if optimizer is not None:
+            FSDP.optim_state_dict_to_load(model, optimizer, full["optim"], load_directly=True)
+        return full["extra"]
     payload = _read_shard(checkpoint_dir, index, rank)
     model.load_state_dict(payload["model"])
     if optimizer is not None:

@@ -192,6 +192,10 @@ def ckpt_load(out: str, rank: int, world: int) -> None:
     opt.load_state_dict(FSDP.optim_state_dict_to_load(model, opt, saved["optim"]))
     train(model, opt, 5, rank, world, start=5)
     result.update({f"from_full/{k}": v for k, v in full_params(model).items()})
+    model, opt = _fsdp_adam()  # the sharded checkpoint straight, re-sharded for this job
+    checkpoint.load_sharded_checkpoint(os.path.join(out, "sharded"), model, opt)
+    train(model, opt, 5, rank, world, start=5)
+    result.update({f"from_resharded/{k}": v for k, v in full_params(model).items()})
     np.savez(os.path.join(out, f"ckpt_load{world}-rank{rank}.npz"), **result)
 
 

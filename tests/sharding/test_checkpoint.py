@@ -34,7 +34,7 @@ def test_continue_on_other_rank_counts(ckpt_dir, world):
     cont = _part(_arrays(ckpt_dir, "ckpt_save-rank0.npz"), "continued")
     for r in range(world):
         a = _arrays(ckpt_dir, f"ckpt_load{world}-rank{r}.npz")
-        for form in ("from_sharded", "from_full"):
+        for form in ("from_sharded", "from_full", "from_resharded"):
             got = _part(a, form)
             assert sorted(got) == sorted(cont), form
             for k in cont:

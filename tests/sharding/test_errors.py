@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 
+import numpy as np
 import pytest
 from sharding_worker import Block, make_model
 
@@ -119,10 +120,17 @@ def _fsdp_adam():
     return m, ember.optim.Adam(m.parameters())
 
 
-def test_sharded_checkpoint_on_another_number_of_ranks(ckpt_dir):
+def test_sharded_checkpoint_on_another_number_of_ranks_is_resharded(ckpt_dir):
+    # saved by 2 ranks, loaded by 1: consolidated and loaded in full (not an error any more)
     m, opt = _fsdp_adam()
-    with pytest.raises(RuntimeError, match="saved by 2 ranks but this job has 1"):
-        checkpoint.load_sharded_checkpoint(str(ckpt_dir / "sharded"), m, opt)
+    checkpoint.load_sharded_checkpoint(str(ckpt_dir / "sharded"), m, opt)
+    full = checkpoint.load_full_state_dicts(str(ckpt_dir / "sharded"))
+    with FSDP.state_dict_type(m, StateDictType.FULL_STATE_DICT):
+        got = m.state_dict()
+    assert sorted(got) == sorted(full["model"])
+    for k, v in full["model"].items():
+        np.testing.assert_array_equal(got[k].numpy(), v.numpy(), err_msg=k)
+    assert opt.state  # the optimizer state came along
 
 
 def test_sharded_state_dict_of_another_rank_count(ckpt_dir):
