@@ -33,6 +33,8 @@ from collections import defaultdict, deque
 
 import numpy as np
 
+from ember.backend.threads import usable_cores
+
 from . import _frames, _shm_arena
 from ._inbox import Pending, apply_piece, frame_problem
 from ._opctx import SLICE
@@ -72,11 +74,7 @@ class ShmTransport(Transport):
             raise DistBackendError(f"shared memory needs {SHM_DIR} and Unix sockets")
         self.rank, self.token = rank, token
         self.local_ranks = sorted(local_ranks)
-        try:
-            cores = len(os.sched_getaffinity(0))
-        except AttributeError:  # not Linux
-            cores = os.cpu_count() or 1
-        self._spin = SPIN_S if len(self.local_ranks) <= cores else 0.0
+        self._spin = SPIN_S if len(self.local_ranks) <= usable_cores() else 0.0
         consumers = [r for r in self.local_ranks if r != rank]
         per_ring = BUDGET_BYTES // max(1, len(consumers)) // int(slots)
         self.slots = int(slots)

@@ -29,6 +29,7 @@ import numpy as np
 
 import ember
 from ember.autograd import engine
+from ember.backend.threads import usable_cores
 from ember.nn import Module
 
 from . import collectives
@@ -80,11 +81,7 @@ def _overlap_policy(pg, module: Module) -> bool:
         return True
     if any(type(p._data) is not np.ndarray for p in module.parameters()):
         return True
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    return pg.size() * ember.get_num_threads() < cores
+    return pg.size() * ember.get_num_threads() < usable_cores()
 
 
 class DistributedDataParallel(Module):
