@@ -13,6 +13,10 @@ import numpy as np
 
 from ._opctx import SLICE
 
+# Longest sleep on a shared-memory signal between checks that the peer is still there (a
+# posted signal wakes the sleeper at once).
+_SIGNAL_NAP = 0.01
+
 
 def as_bytes(arr: np.ndarray) -> np.ndarray:
     """A flat contiguous array's bytes (any dtype, including bool and bfloat16)."""
@@ -80,6 +84,25 @@ class Comm:
     def recv_reduce(self, i: int, ctx, dst: np.ndarray, fn, tag: int = 0,
                     src: np.ndarray | None = None) -> None:
         self.wait(self.post_reduce(i, ctx, dst, fn, tag, src))
+
+    def await_signal(self, sig, i: int, counter: int, ctx) -> None:
+        """Until member ``i`` has reached ``sig``'s current call on ``counter``
+        (``_shm_arena.Signals``): poll while the transport may spin, then sleep on the
+        counter, checking meanwhile that the member is alive and in this operation."""
+        if sig.reached(i, counter):
+            return
+        tp = self._tps[i]
+        end = time.perf_counter() + tp.spin
+        while time.perf_counter() < end:
+            if sig.reached(i, counter):
+                return
+        next_idle = time.monotonic() + SLICE
+        while not sig.reached(i, counter):
+            tp.watch(self.ranks[i], ctx, self.channel)
+            sig.sleep(i, counter, _SIGNAL_NAP)
+            if time.monotonic() >= next_idle:
+                next_idle = time.monotonic() + SLICE
+                ctx.on_idle(self.ranks[i])
 
     def wait_any(self, ctx, candidates, tag: int) -> int:
         """Index of the first member among ``candidates`` with a message on ``tag``."""

@@ -74,7 +74,7 @@ class ShmTransport(Transport):
             raise DistBackendError(f"shared memory needs {SHM_DIR} and Unix sockets")
         self.rank, self.token = rank, token
         self.local_ranks = sorted(local_ranks)
-        self._spin = SPIN_S if len(self.local_ranks) <= usable_cores() else 0.0
+        self.spin = SPIN_S if len(self.local_ranks) <= usable_cores() else 0.0
         consumers = [r for r in self.local_ranks if r != rank]
         per_ring = BUDGET_BYTES // max(1, len(consumers)) // int(slots)
         self.slots = int(slots)
@@ -328,7 +328,7 @@ class ShmTransport(Transport):
         peer, key = p.peer, p.key
         with self._lock:
             posted, stash = self._posted[peer][key], self._stash[peer][key]
-            spin_until = time.perf_counter() + self._spin
+            spin_until = time.perf_counter() + self.spin
             while not p.done:
                 if stash and posted[0] is p:
                     self._fulfil(peer, posted, *stash.popleft())
@@ -341,6 +341,25 @@ class ShmTransport(Transport):
                     self._idle(p.ctx, peer)
         if p.problem is not None:
             raise p.error()
+
+    def watch(self, peer: int, ctx, channel: int) -> None:
+        """For a rank waiting on ``peer``'s shared-memory signals (``_shm_arena.Signals``):
+        raise if ``peer`` has left, or has sent a message on ``channel``, which means it is in
+        another operation than the one awaited."""
+        with self._lock:
+            self._pump(0.0)
+            if peer in self._gone:
+                raise ctx.peer_gone(peer, self._gone[peer])
+            for (ch, _tag), queue in self._stash[peer].items():
+                if ch == channel and queue:
+                    frame = queue[0][0]
+                    if frame.fp != ctx.fp:
+                        raise ctx.mismatch(peer, frame)
+                    raise ctx.world.fail(DistBackendError(
+                        f"rank {peer} sent its part of {ctx.label} through the message rings "
+                        f"while rank {self.rank} expected it in shared memory: hold the "
+                        "buffer in the arena (ProcessGroup.shared_block) on every rank or on "
+                        "none"))
 
     def probe(self, peers, channel, tag):
         with self._lock:

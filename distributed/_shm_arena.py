@@ -12,6 +12,14 @@ The arena is one sparse ``/dev/shm`` file of ``ARENA_BYTES`` (virtual); pages ar
 ``posix_fallocate`` as blocks are handed out, so a full ``/dev/shm`` shows up as a failed
 allocation (callers then keep their buffers in private memory), never as SIGBUS on a write.
 Blocks are arrays owned by a caller such as DDP, which keeps its gradient buckets here.
+
+Once a communicator's members have introduced themselves (the first call's notices travel on
+the sockets), later calls order their steps with ``Signals``: counters each member writes in a
+64-byte block of its own arena, which the others poll and then sleep on as a futex
+(``_futex.py``). A notice then costs a store and a wake-up call instead of a socket frame.
+Counters publish the data written before them only where stores become visible in program
+order, so signals are used on x86-64 Linux and the sockets carry the notices elsewhere
+(``EMBER_SHM_SIGNALS=0`` keeps the sockets everywhere).
 """
 
 from __future__ import annotations
@@ -24,9 +32,59 @@ import weakref
 
 import numpy as np
 
+from . import _futex
+
 SHM_DIR = "/dev/shm"
 ARENA_BYTES = int(os.environ.get("EMBER_SHM_ARENA_BYTES", 8 << 30))
+SIGNALS = _futex.available() and os.environ.get("EMBER_SHM_SIGNALS", "1") != "0"
 _ALIGN = 64
+ARRIVED, DONE = 0, 1  # the counters of a signal block (int32 words 0 and 1)
+
+
+class Signals:
+    """One communicator's progress counters in shared memory (see the module docstring).
+
+    Each member owns a block: int32 counters ``ARRIVED`` and ``DONE`` (the number of the call
+    the member has reached, and finished), then the int64 offset, size and fingerprint of its
+    buffer in the current call, written before ``ARRIVED``.
+    """
+
+    def __init__(self, block: np.ndarray, offset: int) -> None:
+        self.offset = offset  # of this member's block in its arena (peers are told it)
+        self.nbytes = block.nbytes
+        self.calls = 0
+        self._words, self._fields = block.view(np.int32), block.view(np.uint64)
+        self._addr = block.__array_interface__["data"][0]
+        self._peers: dict[int, tuple[np.ndarray, np.ndarray, int]] = {}
+
+    def attach(self, member: int, block: np.ndarray) -> None:
+        self._peers[member] = (block.view(np.int32), block.view(np.uint64),
+                               block.__array_interface__["data"][0])
+
+    def next_call(self) -> None:
+        self.calls = self.calls % 0x7FFFFFFF + 1  # int32 counters; 0 is "never"
+
+    def post(self, counter: int, *fields: int) -> None:
+        """Set ``counter`` to this call's number (after ``fields``: offset, size, fingerprint)
+        and wake the members sleeping on it."""
+        for k, v in enumerate(fields):
+            self._fields[1 + k] = v
+        self._words[counter] = self.calls
+        _futex.wake(self._addr + 4 * counter)
+
+    def reached(self, member: int, counter: int) -> bool:
+        return self._peers[member][0][counter] == self.calls
+
+    def fields(self, member: int) -> tuple[int, int, int]:
+        f = self._peers[member][1]
+        return int(f[1]), int(f[2]), int(f[3])
+
+    def sleep(self, member: int, counter: int, timeout: float) -> None:
+        """Sleep until ``member`` moves ``counter`` (or ``timeout`` seconds)."""
+        words, _, addr = self._peers[member]
+        seen = int(words[counter])
+        if seen != self.calls:
+            _futex.wait(addr + 4 * counter, seen, timeout)
 
 
 class Arena:
@@ -50,6 +108,9 @@ class Arena:
         self._lock = threading.Lock()
         self._peers: dict[int, np.ndarray] = {}
         self._peer_maps: list[mmap.mmap] = []
+        # per communicator (channel, member ranks): its Signals, or None where the members
+        # could not all set them up (they then keep to socket notices)
+        self.signals: dict[tuple, Signals | None] = {}
 
     # ---- peers ---------------------------------------------------------------------------------
     def attach(self, rank: int, name: str) -> None:
@@ -115,6 +176,21 @@ class Arena:
         arr = np.frombuffer(self.mapping, dtype=dtype, count=int(count), offset=off)
         weakref.finalize(arr, self.free, off, nbytes)
         return arr
+
+    def new_signals(self) -> Signals | None:
+        """This member's signal block for a new communicator (``None``: not on this machine,
+        or no room). Blocks live as long as the arena."""
+        if not SIGNALS:
+            return None
+        off = self.alloc(_ALIGN)
+        if off is None:
+            return None
+        block = self.view[off: off + _ALIGN]
+        block[...] = 0
+        return Signals(block, off)
+
+    def peer_block(self, rank: int, offset: int) -> np.ndarray:
+        return self._peers[rank][offset: offset + _ALIGN]
 
     def offset_of(self, arr: np.ndarray) -> int | None:
         """Where ``arr`` (contiguous) lies in this arena, or ``None`` if it lies elsewhere."""
