@@ -227,7 +227,7 @@ def _arena_signals(comm, ctx, arr, off: int, others, sig) -> dict:
     """The first round through shared-memory signals: post this member's buffer, read the
     others' (checking that they are in the same operation, on a buffer of the same size)."""
     sig.next_call()
-    sig.post(ARRIVED, off, arr.nbytes, ctx.fp)
+    sig.arrive(off, arr.nbytes, ctx.fp, ctx.seq, ctx.what)
     offs = {}
     for i in others:
         comm.await_signal(sig, i, ARRIVED, ctx)
@@ -235,8 +235,8 @@ def _arena_signals(comm, ctx, arr, off: int, others, sig) -> dict:
         if fp != ctx.fp:
             raise ctx.world.fail(DistributedError(
                 f"collective mismatch in {ctx.group.label}: rank {ctx.world.rank} called "
-                f"{ctx.info.decode()}, but rank {comm.ranks[i]} called another operation on "
-                "a shared-memory buffer"))
+                f"{ctx.info.decode()}, but rank {comm.ranks[i]} called "
+                f"{ctx.describe(*sig.described(i))}"))
         if nbytes != arr.nbytes:
             raise _size_mismatch(comm, ctx, i, arr.nbytes, nbytes)
         offs[i] = o

@@ -115,6 +115,17 @@ class OpContext:
         return self
 
     @property
+    def what(self) -> str:
+        """The operation and its call site without its sequence number (the same for every
+        step of a training loop), NUL-separated; ``describe`` formats it as ``info`` does."""
+        return f"{self.name}{self.desc}\0{self.site}"
+
+    @staticmethod
+    def describe(what: str, seq: int) -> str:
+        op, _, site = what.partition("\0")
+        return f"{op} #{seq} at {site}"
+
+    @property
     def info(self) -> bytes:
         """What frames carry to name this operation on the other side (built when first sent:
         operations that move no frames never need it)."""
@@ -136,9 +147,11 @@ class OpContext:
         if now >= self._next_poll:
             self._next_poll = now + _POLL_EVERY
             world.poll_abort()
+            if self._published and self.fp:
+                self._check_marks()
         if not self._published and now - self.started >= _PUBLISH_AFTER:
             self._published = True
-            self.group.mark_arrival(self.seq)
+            self.group.mark_arrival(self.seq, self.fp, self.what)
         if now >= self._next_warn:
             self._next_warn = now + world.stall_interval
             logger.warning("rank %d has waited %.1f s in %s (at %s)%s; ranks that have not "
@@ -149,6 +162,15 @@ class OpContext:
                 f"Timed out after {self.timeout:g} s in {self.label} on rank {world.rank} (at "
                 f"{self.site}){self._waiting_on(peer)}; ranks that have not arrived: "
                 f"{self.group.missing(self.seq)}"))
+
+    def _check_marks(self) -> None:
+        """Raise if another rank waits in this operation's slot with another operation."""
+        other = self.group.conflicting(self.seq, self.fp)
+        if other is not None:
+            rank, what = other
+            raise self.world.fail(DistributedError(
+                f"collective mismatch in {self.group.label}: rank {self.world.rank} called "
+                f"{self.info.decode()}, but rank {rank} called {self.describe(what, self.seq)}"))
 
     def _waiting_on(self, peer: int | None) -> str:
         if peer is None:

@@ -39,36 +39,50 @@ ARENA_BYTES = int(os.environ.get("EMBER_SHM_ARENA_BYTES", 8 << 30))
 SIGNALS = _futex.available() and os.environ.get("EMBER_SHM_SIGNALS", "1") != "0"
 _ALIGN = 64
 ARRIVED, DONE = 0, 1  # the counters of a signal block (int32 words 0 and 1)
+_SIGNAL_BYTES = 512
+_TEXT = 64  # where a signal block's description of its operation starts
 
 
 class Signals:
     """One communicator's progress counters in shared memory (see the module docstring).
 
     Each member owns a block: int32 counters ``ARRIVED`` and ``DONE`` (the number of the call
-    the member has reached, and finished), then the int64 offset, size and fingerprint of its
-    buffer in the current call, written before ``ARRIVED``.
+    the member has reached, and finished); then, written before ``ARRIVED``, the int64
+    offset, size, fingerprint and sequence number of its operation, the length of its
+    description, and from byte 64 the description itself (UTF-8, rewritten only when it
+    changes), so that a member that finds the fingerprints differ can name both operations.
     """
 
     def __init__(self, block: np.ndarray, offset: int) -> None:
         self.offset = offset  # of this member's block in its arena (peers are told it)
         self.nbytes = block.nbytes
         self.calls = 0
+        self._block = block
         self._words, self._fields = block.view(np.int32), block.view(np.uint64)
         self._addr = block.__array_interface__["data"][0]
-        self._peers: dict[int, tuple[np.ndarray, np.ndarray, int]] = {}
+        self._what = None
+        self._peers: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, int]] = {}
 
     def attach(self, member: int, block: np.ndarray) -> None:
-        self._peers[member] = (block.view(np.int32), block.view(np.uint64),
+        self._peers[member] = (block.view(np.int32), block.view(np.uint64), block,
                                block.__array_interface__["data"][0])
 
     def next_call(self) -> None:
         self.calls = self.calls % 0x7FFFFFFF + 1  # int32 counters; 0 is "never"
 
-    def post(self, counter: int, *fields: int) -> None:
-        """Set ``counter`` to this call's number (after ``fields``: offset, size, fingerprint)
-        and wake the members sleeping on it."""
-        for k, v in enumerate(fields):
-            self._fields[1 + k] = v
+    def arrive(self, offset: int, nbytes: int, fp: int, seq: int, what: str) -> None:
+        """Publish this member's operation and post ``ARRIVED``."""
+        if what != self._what:
+            text = what.encode()[: _SIGNAL_BYTES - _TEXT]
+            self._block[_TEXT: _TEXT + len(text)] = np.frombuffer(text, dtype=np.uint8)
+            self._fields[5] = len(text)
+            self._what = what
+        f = self._fields
+        f[1], f[2], f[3], f[4] = offset, nbytes, fp, seq
+        self.post(ARRIVED)
+
+    def post(self, counter: int) -> None:
+        """Set ``counter`` to this call's number and wake the members sleeping on it."""
         self._words[counter] = self.calls
         _futex.wake(self._addr + 4 * counter)
 
@@ -76,12 +90,18 @@ class Signals:
         return self._peers[member][0][counter] == self.calls
 
     def fields(self, member: int) -> tuple[int, int, int]:
+        """``member``'s buffer offset, size and fingerprint (once it has arrived)."""
         f = self._peers[member][1]
         return int(f[1]), int(f[2]), int(f[3])
 
+    def described(self, member: int) -> tuple[str, int]:
+        """``member``'s description of its operation, and the operation's number."""
+        _, f, block, _ = self._peers[member]
+        return bytes(block[_TEXT: _TEXT + int(f[5])]).decode(errors="replace"), int(f[4])
+
     def sleep(self, member: int, counter: int, timeout: float) -> None:
         """Sleep until ``member`` moves ``counter`` (or ``timeout`` seconds)."""
-        words, _, addr = self._peers[member]
+        words, _, _, addr = self._peers[member]
         seen = int(words[counter])
         if seen != self.calls:
             _futex.wait(addr + 4 * counter, seen, timeout)
@@ -182,15 +202,22 @@ class Arena:
         or no room). Blocks live as long as the arena."""
         if not SIGNALS:
             return None
-        off = self.alloc(_ALIGN)
+        off = self.alloc(_SIGNAL_BYTES)
         if off is None:
             return None
-        block = self.view[off: off + _ALIGN]
+        block = self.view[off: off + _SIGNAL_BYTES]
         block[...] = 0
         return Signals(block, off)
 
     def peer_block(self, rank: int, offset: int) -> np.ndarray:
-        return self._peers[rank][offset: offset + _ALIGN]
+        return self._peers[rank][offset: offset + _SIGNAL_BYTES]
+
+    def alias(self, arr: np.ndarray) -> np.ndarray:
+        """A second root array over flat ``arr``'s memory (in this arena): views of it have
+        it as their base, so a weak reference to it tells when they are all gone. It does
+        not keep ``arr``'s block allocated: its owner must (see ``_ddp_storage``)."""
+        return np.frombuffer(self.mapping, dtype=arr.dtype, count=arr.size,
+                             offset=self.offset_of(arr))
 
     def offset_of(self, arr: np.ndarray) -> int | None:
         """Where ``arr`` (contiguous) lies in this arena, or ``None`` if it lies elsewhere."""

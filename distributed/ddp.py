@@ -21,6 +21,7 @@ Choice on state_dict: ``ddp.state_dict()`` returns the wrapped module's keys WIT
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import time
 import weakref
@@ -33,6 +34,7 @@ from ember.backend.threads import usable_cores
 from ember.nn import Module
 
 from . import collectives
+from ._ddp_storage import SharedStorage
 from ._state import resolve_group
 from .distributed_c10d import get_world_size, is_initialized
 from .reduce_op import ReduceOp
@@ -113,10 +115,13 @@ class DistributedDataParallel(Module):
         self._overlap = _overlap_policy(resolve_group(process_group), module)
         self.require_backward_grad_sync = True
         self._params = [p for p in module.parameters() if p.requires_grad]
+        # broadcast from rank 0 before each forward: the buffers as of wrapping, as PyTorch
+        self._module_buffers = list(module.buffers())
         self._names = {id(p): n for n, p in module.named_parameters()}
         self._sync_module_states()
         self._order: list[int] = []  # gradient arrival order, recorded in the first iteration
         self._rebuilt = False
+        self._handed = False  # a shared storage went to the gradients in the last backward
         self._buckets = self._build_buckets(list(reversed(range(len(self._params)))),
                                             self._first_small)
         self._reset_iteration_state()
@@ -160,24 +165,43 @@ class DistributedDataParallel(Module):
             [(key, sum(self._sizes[b] for b in members)) for key, members in kinds.items()])
         self._bucket_of = {i: b for b, idxs in enumerate(buckets) for i in idxs}
         self._buckets = [_Bucket(idxs, [self._params[i] for i in idxs]) for idxs in buckets]
+        arena = resolve_group(self.process_group).comm
+        arena = arena.arena if arena is not None else None
+        self._pools = [
+            SharedStorage(root, functools.partial(self._slices, k),
+                          functools.partial(self._new_block, root.size, root.dtype), arena)
+            if shared else None
+            for k, (root, shared) in enumerate(zip(self._storages, self._shared))]
         self._slice_buckets()
         return self._buckets
+
+    def _slices(self, k: int, storage) -> list:
+        """Per bucket of storage kind ``k``: its range of ``storage`` and the parameters'
+        views of that range."""
+        out, start = [], 0
+        for b in self._members[k]:
+            bucket = self._buckets[b]
+            flat = storage[start: start + self._sizes[b]]
+            out.append((flat, [flat[lo:hi].reshape(p._data.shape) for p, lo, hi in
+                               zip(bucket.params, bucket.offsets, bucket.offsets[1:])]))
+            start += self._sizes[b]
+        return out
+
+    def _new_block(self, count: int, dtype):
+        return resolve_group(self.process_group).shared_block(count, dtype)
 
     def _slice_buckets(self) -> None:
         """Point every bucket's ``flat`` (and its per-parameter ``views``) at its range of its
         storage. Parameters of shared-memory storage get their view as gradient destination:
         ops that can (Linear) write the gradient straight into the bucket (no copy-in), since
         the storage is handed to the gradients afterwards anyway (``_finalize``)."""
-        for storage, members, shared in zip(self._storages, self._members, self._shared):
-            start = 0
-            for b in members:
+        for k, (storage, pool) in enumerate(zip(self._storages, self._pools)):
+            slices = pool.current.slices if pool is not None else self._slices(k, storage)
+            for b, (flat, views) in zip(self._members[k], slices):
                 bucket = self._buckets[b]
-                bucket.flat = storage[start: start + self._sizes[b]]
-                bucket.views = [bucket.flat[lo:hi].reshape(p._data.shape) for p, lo, hi in
-                                zip(bucket.params, bucket.offsets, bucket.offsets[1:])]
-                for p, view in zip(bucket.params, bucket.views):
-                    p._grad_dest = view if shared else None
-                start += self._sizes[b]
+                bucket.flat, bucket.views = flat, views
+                for p, view in zip(bucket.params, views):
+                    p._grad_dest = view if pool is not None else None
 
     def _allocate_storages(self, kinds: list) -> tuple[list, list]:
         """Zeroed flat storage per ``((dtype, array type), count)``, and whether each is in
@@ -222,6 +246,8 @@ class DistributedDataParallel(Module):
     def _mark_ready(self, index: int) -> None:
         if not self.require_backward_grad_sync:
             return
+        if self._handed:  # a backward without a forward through this wrapper
+            self._renew()
         if not self._callback_queued:
             engine.queue_callback(self._finalize)
             self._callback_queued = True
@@ -300,41 +326,45 @@ class DistributedDataParallel(Module):
                 b.work.wait()
                 if _tracer is not None:
                     _tracer(f"wait bucket {i}", start, time.perf_counter(), "main", 0)
-        for k, storage in enumerate(self._storages):
-            # A shared-memory storage is handed to the gradients (views of it; no copy) and
-            # the buckets move to a fresh block, so no later iteration overwrites gradients
-            # still held. The block returns to the arena once those gradients are dropped
-            # (zero_grad), and the next fresh block reuses it. No room: copy, as elsewhere.
-            fresh = None
-            if self._shared[k]:
-                fresh = resolve_group(self.process_group).shared_block(storage.size,
-                                                                       storage.dtype)
+        for k, pool in enumerate(self._pools):
+            # A shared-memory storage is handed to the gradients (views of it; no copy), so
+            # no later iteration overwrites gradients still held; the buckets move to a free
+            # block at the next forward (``_renew``; see ``_ddp_storage.py``). With no room
+            # for one, and for private storage, the gradients get copies. (The first backward
+            # needs no spare: the buckets are rebuilt in new storage after it.)
+            alias = None
+            if pool is not None and (not self._rebuilt or pool.ensure_spare()):
+                alias = pool.hand_over()
+            start = 0
             for b in self._members[k]:
                 bucket = self._buckets[b]
-                xp = ember.backend.get_array_module(bucket.flat)
-                for p, view in zip(bucket.params, bucket.views):
-                    if fresh is not None:
-                        if p.grad is None or p.grad._data is not view:
-                            p.grad = ember.Tensor._wrap(view)
+                for p, view, lo, hi in zip(bucket.params, bucket.views, bucket.offsets,
+                                           bucket.offsets[1:]):
+                    if alias is not None:
+                        p.grad = ember.Tensor._wrap(
+                            alias[start + lo: start + hi].reshape(view.shape))
+                        p._grad_dest = None  # until _renew gives the bucket its block
                     elif p.grad is None or p.grad._data is view:
                         p.grad = ember.Tensor._wrap(view.copy())  # the storage is reused
                     else:
-                        xp.copyto(p.grad._data, view)
-            if fresh is not None:
-                self._storages[k] = fresh
-        self._slice_buckets()
+                        ember.backend.get_array_module(view).copyto(p.grad._data, view)
+                start += self._sizes[b]
+            self._handed = self._handed or alias is not None
         if not self._rebuilt:
             # rebuild the buckets once, in the order gradients actually became ready
             order = self._order + [i for i in range(len(self._params)) if i not in self._seen]
             self._buckets = self._build_buckets(order, self._first_small)
             self._rebuilt = True
+            self._handed = False
         self._reset_iteration_state()
 
     # ---- forward ---------------------------------------------------------------------------
     def forward(self, *inputs, **kwargs):
-        if self.broadcast_buffers and self.world_size > 1:
+        if self._handed:
+            self._renew()
+        if self.broadcast_buffers and self.world_size > 1 and self._module_buffers:
             with ember.no_grad():
-                for buf in self.module.buffers():
+                for buf in self._module_buffers:
                     collectives.broadcast(buf, src=0, group=self.process_group)
         out = self.module(*inputs, **kwargs)
         if self.find_unused_parameters and ember.is_grad_enabled() \
@@ -343,6 +373,25 @@ class DistributedDataParallel(Module):
         else:
             self._unused = []
         return out
+
+    def _renew(self) -> None:
+        """Move the buckets of storage handed to the gradients by the last backward to a block
+        no gradient uses (normally the same block: zero_grad dropped the gradients)."""
+        self._handed = False
+        moved = False
+        for k, pool in enumerate(self._pools):
+            if pool is not None and pool.settle() is not pool.previous:
+                self._storages[k] = pool.root
+                moved = True
+        if moved:
+            self._slice_buckets()
+            return
+        for pool, members in zip(self._pools, self._members):  # same blocks: views still valid
+            if pool is not None:
+                for b in members:
+                    bucket = self._buckets[b]
+                    for p, view in zip(bucket.params, bucket.views):
+                        p._grad_dest = view
 
     def _find_unused(self, out) -> list[int]:
         """Parameters the graph of ``out`` does not reach (their buckets are ready at once)."""

@@ -99,16 +99,43 @@ class ProcessGroup:
     def _arrival_key(self, rank: int) -> str:
         return f"group/{self.group_id}/arrived/{rank}"
 
-    def mark_arrival(self, seq: int) -> None:
+    def mark_arrival(self, seq: int, fp: int = 0, what: str = "") -> None:
+        """Leave a mark that this rank waits in operation ``seq`` (with fingerprint ``fp``
+        and description ``what``: ``OpContext.what``)."""
         try:
-            self.world.store.set(self._arrival_key(self.world.rank), str(seq))
+            self.world.store.set(self._arrival_key(self.world.rank), f"{seq} {fp} {what}")
         except DistributedError:
             pass
+
+    def _marks(self) -> list:
+        """Per rank of the group: ``(seq, fp, what)`` of its last mark, or None."""
+        marks = self.world.store.multi_get_nowait([self._arrival_key(r) for r in self.ranks])
+        out = []
+        for m in marks:
+            if m is None:
+                out.append(None)
+                continue
+            seq, fp, what = m.decode().split(" ", 2)
+            out.append((int(seq), int(fp), what))
+        return out
 
     def missing(self, seq: int):
         """Ranks that have not marked arrival at collective ``seq`` (best effort)."""
         try:
-            marks = self.world.store.multi_get_nowait([self._arrival_key(r) for r in self.ranks])
+            marks = self._marks()
         except DistributedError:
             return "unknown (the store is unreachable)"
-        return [r for r, m in zip(self.ranks, marks) if m is None or int(m) < seq]
+        return [r for r, m in zip(self.ranks, marks) if m is None or m[0] < seq]
+
+    def conflicting(self, seq: int, fp: int):
+        """A rank that waits in operation ``seq`` of this group with another fingerprint (a
+        mismatch no message revealed, e.g. when both sides wait to receive), as
+        ``(rank, what)``; None when there is none, or the store cannot tell."""
+        try:
+            marks = self._marks()
+        except DistributedError:
+            return None
+        for r, m in zip(self.ranks, marks):
+            if m is not None and m[0] == seq and m[1] not in (0, fp):
+                return r, m[2]
+        return None

@@ -154,6 +154,9 @@ class Executor:
                     except BaseException as e:
                         fut.set_exception(e)
             finally:
+                # drop the finished op before waiting for the next: its closure holds the
+                # op's buffers (DDP reuses a gradient bucket's block once nothing does)
+                fn = fut = None
                 with self._cv:
                     self._running = False
                     self._cv.notify_all()

@@ -45,9 +45,9 @@ class TrainContext:
 
 
 class _Session:
-    def __init__(self, context: TrainContext, queue, checkpoint_blob, iteration: int):
+    def __init__(self, context: TrainContext, inbox, checkpoint_blob, iteration: int):
         self.context = context
-        self.queue = queue
+        self.inbox = inbox  # reports.ReportInbox
         self.iteration = iteration
         self._tmp = None
         self.checkpoint = None
@@ -57,11 +57,11 @@ class _Session:
 
     def report(self, metrics: dict, checkpoint: Checkpoint | None = None) -> None:
         self.iteration += 1
-        # The packed files go by value: once put() returns they live in the queue actor, so a
+        # The packed files go by value: once put() returns they live in the inbox actor, so a
         # checkpoint survives this worker dying right after reporting it (an object this worker
         # put into Ray's store would die with it).
         blob = checkpoint.pack() if checkpoint is not None else None
-        self.queue.put((self.context.get_world_rank(), self.iteration, dict(metrics), blob))
+        self.inbox.put((self.context.get_world_rank(), self.iteration, dict(metrics), blob))
 
     def close(self) -> None:
         if self._tmp:

@@ -31,7 +31,7 @@ class _WorkerFailure(Exception):
         self.rank, self.node, self.pid, self.detail = rank, node, pid, detail
 
 
-def _worker_main(fn, config, queue, ckpt_ref, backend, strategy, trial_dir, name, timeout):
+def _worker_main(fn, config, inbox, ckpt_ref, backend, strategy, trial_dir, name, timeout):
     """Runs inside each worker actor: session, process group, then the user's function."""
     import ray
 
@@ -44,7 +44,7 @@ def _worker_main(fn, config, queue, ckpt_ref, backend, strategy, trial_dir, name
                                int(env["LOCAL_WORLD_SIZE"]), int(env["NODE_RANK"]), trial_dir,
                                name)
     blob = ray.get(ckpt_ref[0]) if ckpt_ref else None
-    sess = session._Session(ctx, queue, blob, 0)
+    sess = session._Session(ctx, inbox, blob, 0)
     sess.strategy = strategy
     session._activate(sess)
     from datetime import timedelta
@@ -170,40 +170,43 @@ class Trainer:
                       metrics_history=list(self._history), best_checkpoints=manager.best())
 
     def _run_attempt(self, ray, run_dir, name, manager, start_ckpt) -> None:
-        from ray.util.queue import Queue
-
         from ..worker_group import WorkerGroup
+        from .reports import ReportInbox
 
         group = WorkerGroup(self.scaling.num_workers, self.scaling.bundle(),
                             self.scaling.placement_strategy)
-        queue = Queue()
+        inbox = ReportInbox()
         try:
             ckpt_ref = [ray.put(start_ckpt.pack())] if start_ckpt is not None else None
-            refs = group.execute_async(_worker_main, self.fn, self.config, queue, ckpt_ref,
+            refs = group.execute_async(_worker_main, self.fn, self.config, inbox, ckpt_ref,
                                        self.backend, self.strategy, run_dir, name,
                                        self.collective_timeout)
-            self._monitor(ray, group, refs, queue, manager)
+            self._monitor(ray, group, refs, inbox, manager)
         finally:
             group.shutdown()
-            try:
-                ray.kill(queue.actor, no_restart=True)
-            except Exception:
-                pass
+            inbox.close()
 
-    def _monitor(self, ray, group, refs, queue, manager) -> None:
+    def _monitor(self, ray, group, refs, inbox, manager) -> None:
+        """Wait for reports and for the workers to end (no polling: see ``reports.py``)."""
         pending: dict[int, dict[int, tuple]] = {}
-        remaining = list(refs)
-        n = len(refs)
-        while True:
-            ready, remaining = ray.wait(remaining, num_returns=len(remaining), timeout=0.1) \
-                if remaining else ([], [])
-            self._drain(queue, pending, manager, n)
+        remaining, n = list(refs), len(refs)
+        nxt = inbox.next_ref()
+        while remaining:
+            # (a timeout, so that the driver still answers Ctrl-C promptly)
+            ready, _ = ray.wait(remaining + [nxt], num_returns=1, timeout=1.0)
+            if nxt in ready:
+                self._take(ray.get(nxt), pending, manager, n)
+                nxt = inbox.next_ref()
+                continue
+            remaining = [r for r in remaining if r not in ready]
             failed = self._first_error(ray, refs, ready)
             if failed is not None:
+                # keep what was reported before the failure (the checkpoint to resume from)
+                for item in inbox.drain(nxt):
+                    self._take(item, pending, manager, n)
                 raise self._primary_failure(ray, group, refs, failed) from None
-            if not remaining:
-                self._drain(queue, pending, manager, n)
-                return
+        for item in inbox.drain(nxt):  # every put has returned: all reports are in
+            self._take(item, pending, manager, n)
 
     @staticmethod
     def _first_error(ray, refs, ready):
@@ -243,20 +246,19 @@ class Trainer:
         info = group.infos[rank]
         return _WorkerFailure(rank, info.node_ip, info.pid, _describe(exc))
 
-    def _drain(self, queue, pending, manager, n) -> None:
-        while not queue.empty():
-            rank, it, metrics, blob = queue.get()
-            pending.setdefault(it, {})[rank] = (metrics, blob)
-            if len(pending[it]) < n:
-                continue
-            reports = pending.pop(it)
-            metrics = dict(reports[0][0])
-            blobs = [b for _, b in sorted((r, v[1]) for r, v in reports.items())
-                     if b is not None]
-            if blobs:
-                ckpt = manager.add(blobs, metrics)
-                metrics["checkpoint_dir_name"] = os.path.basename(ckpt.path)
-            self._record(metrics, manager.run_dir)
+    def _take(self, item, pending, manager, n) -> None:
+        """File one rank's report; once every rank has reported an iteration, record it."""
+        rank, it, metrics, blob = item
+        pending.setdefault(it, {})[rank] = (metrics, blob)
+        if len(pending[it]) < n:
+            return
+        reports = pending.pop(it)
+        metrics = dict(reports[0][0])
+        blobs = [b for _, b in sorted((r, v[1]) for r, v in reports.items()) if b is not None]
+        if blobs:
+            ckpt = manager.add(blobs, metrics)
+            metrics["checkpoint_dir_name"] = os.path.basename(ckpt.path)
+        self._record(metrics, manager.run_dir)
 
     def _record(self, metrics: dict, run_dir: str) -> None:
         metrics = dict(metrics, training_iteration=len(self._history) + 1,

@@ -53,6 +53,17 @@ def scenario_op_mismatch(rank, backend):
     dist.barrier()  # a rank whose part of the mismatched op succeeded raises here
 
 
+def scenario_both_receive(rank, backend):
+    import ember
+
+    dist = _init(backend)
+    t = ember.ones(4)
+    if rank == 0:
+        dist.broadcast(t, src=1)  # waits for rank 1's data ...
+    else:
+        dist.scatter(t, None, src=0)  # ... which waits for rank 0's: no message shows it
+
+
 def scenario_dtype_mismatch(rank, backend):
     import ember
 
@@ -80,6 +91,16 @@ def test_op_mismatch_names_both_ops(backend):
     for r, (kind, msg) in errs.items():
         assert kind == "DistributedError" and "all_reduce" in msg and "broadcast" in msg, msg
         assert res[r].seconds < 15
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_mismatch_without_messages_is_found_through_the_store(backend):
+    res = run_ranks(scenario_both_receive, 2, backend, timeout=40)
+    kind, msg = res[0].error
+    assert kind == "DistributedError" and "collective mismatch" in msg, msg
+    assert "broadcast" in msg and "scatter" in msg, msg
+    assert res[0].seconds < 10, res[0]
+    assert not res[1].ok  # the other rank raises too
 
 
 def test_dtype_mismatch_on_the_ring_path():
@@ -149,6 +170,62 @@ def test_dead_peer_is_noticed(backend, world_size):
         assert kind in ("DistBackendError", "DistributedError"), res[r]
         assert f"rank {victim}" in msg and ("closed" in msg or "lost" in msg), msg
         assert secs < 10, secs
+
+
+# ---- same-host allreduce in shared memory, once its signals are in use ------------------------
+def scenario_arena_second_call(rank, backend, case):
+    """One arena allreduce that introduces the signals, then a second call that goes wrong:
+    ``size``: rank 1's buffer is larger; ``private``: rank 1's buffer is not in the arena;
+    ``op``: rank 1 broadcasts instead; ``dead``: rank 1 exits."""
+    import numpy as np
+
+    import ember
+    from ember.distributed._state import resolve_group
+
+    dist = _init(backend)
+    pg = resolve_group(None)
+
+    def arena_tensor(n):
+        block = pg.shared_block(n, np.float32)
+        block[...] = 1
+        return ember.Tensor._wrap(block)
+
+    dist.all_reduce(arena_tensor(100_000))
+    if rank == 1 and case == "dead":
+        os._exit(3)
+    t0 = time.monotonic()
+    try:
+        if rank == 0 or case == "dead":
+            dist.all_reduce(arena_tensor(100_000))
+        elif case == "size":
+            dist.all_reduce(arena_tensor(120_000))
+        elif case == "private":
+            dist.all_reduce(ember.ones(100_000))
+        else:
+            dist.broadcast(ember.ones(100_000), src=0)
+        dist.barrier()
+    except dist.DistributedError as e:
+        return (type(e).__name__, str(e), time.monotonic() - t0)
+    return ("returned", None, 0)
+
+
+@pytest.mark.parametrize("case", ["size", "private", "op", "dead"])
+def test_shared_memory_signals_report_mismatches_and_dead_peers(case):
+    from ember.distributed import _futex
+
+    if not _futex.available():
+        pytest.skip("shared-memory signals are used on x86-64 Linux only")
+    res = run_ranks(scenario_arena_second_call, 2, "shm", case, timeout=40)
+    ranks = [0] if case == "dead" else [0, 1]
+    for r in ranks:
+        assert res[r] is not None and res[r].ok, res[r]
+        kind, msg, secs = res[r].value
+        assert kind in ("DistributedError", "DistBackendError"), res[r]
+        assert secs < 10, secs
+    msg0 = res[0].value[1]
+    want = {"size": "shape=[120000]", "private": "shared memory", "op": "broadcast",
+            "dead": "rank 1"}[case]
+    assert want in msg0, msg0
 
 
 # ---- rendezvous errors --------------------------------------------------------------------------

@@ -94,3 +94,71 @@ def _no_arena_case():
 def test_arena_can_be_turned_off(pools):
     pool = pools(2, "shm", env=(("EMBER_SHM_ARENA_BYTES", "0"),))
     assert pool.run(_no_arena_case) == [(True, True), (True, True)]
+
+
+# ---- shared-memory signals: a communicator's later calls ----------------------------------------
+def _repeat_case():
+    """Several allreduces on one communicator, of blocks of several sizes (the first call
+    introduces the signal blocks through the sockets, the later ones use them). Each must
+    agree bitwise with the ring on the same data."""
+    import ember
+    import ember.distributed as dist
+    from ember.distributed._state import resolve_group
+
+    rank = dist.get_rank()
+    pg = resolve_group(None)
+    keep = pg.shared_block(70_001, "float32")
+    same = []
+    for step, count in enumerate([70_001, 200_000, 70_001, 150_000, 70_001]):
+        data = np.random.default_rng(100 * step + rank).standard_normal(count).astype("float32")
+        block = keep if count == 70_001 else pg.shared_block(count, "float32")
+        block[...] = data
+        private = ember.from_numpy(data.copy())
+        dist.all_reduce(ember.Tensor._wrap(block), op=dist.ReduceOp.AVG)
+        dist.all_reduce(private, op=dist.ReduceOp.AVG)
+        same.append(block.tobytes() == private._data.tobytes())
+    sig = pg.comm.arena.signals[(pg.comm.channel, tuple(pg.comm.ranks))]
+    return same, None if sig is None else sig.calls
+
+
+@pytest.mark.parametrize("world_size", [2, 3])
+@pytest.mark.parametrize("signals", ["1", "0"])
+def test_repeated_arena_all_reduce_with_and_without_signals(pools, world_size, signals):
+    from ember.distributed import _futex
+
+    pool = pools(world_size, "shm", env=(("EMBER_SHM_SIGNALS", signals),))
+    used = signals == "1" and _futex.available()
+    for same, calls in pool.run(_repeat_case):
+        assert same == [True] * 5
+        # the first call went through the sockets; the four after it through the signals
+        assert calls == (4 if used else None)
+
+
+def test_futex_wait_returns_on_wake_and_on_a_changed_word():
+    import mmap
+    import threading
+    import time
+
+    from ember.distributed import _futex
+
+    if not _futex.available():
+        pytest.skip("signals are used on x86-64 Linux only")
+    m = mmap.mmap(-1, 4096)
+    word = np.frombuffer(m, dtype=np.int32, count=1)
+    addr = word.__array_interface__["data"][0]
+    start = time.perf_counter()
+    _futex.wait(addr, 1, 5.0)  # the word holds 0, not 1: returns at once
+    assert time.perf_counter() - start < 1.0
+
+    def post():
+        time.sleep(0.05)
+        word[0] = 7
+        _futex.wake(addr)
+
+    threading.Thread(target=post).start()
+    start = time.perf_counter()
+    _futex.wait(addr, 0, 5.0)  # sleeps until the wake, not the 5 s timeout
+    assert word[0] == 7 and time.perf_counter() - start < 2.0
+    start = time.perf_counter()
+    _futex.wait(addr, 7, 0.05)  # nobody wakes: the timeout ends it
+    assert 0.04 < time.perf_counter() - start < 2.0

@@ -106,7 +106,7 @@ def test_ddp_no_sync_accumulation_matches():
             np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-6)
 
 
-def _wide_train(world, rank, use_ddp):
+def _wide_train(world, rank, use_ddp, hold_all=False):
     """SGD with momentum on a model whose buckets exceed the direct-path threshold (so on one
     host they are reduced in shared memory); with DDP also reports where the buckets live, the
     overlap choice, and whether gradients held from one step survive the next."""
@@ -124,21 +124,30 @@ def _wide_train(world, rank, use_ddp):
     x = rng.standard_normal((STEPS, world * BATCH, 64)).astype(np.float32)
     y = rng.standard_normal((STEPS, world * BATCH, 64)).astype(np.float32)
     lo, hi = (rank * BATCH, (rank + 1) * BATCH) if use_ddp else (0, world * BATCH)
-    held, facts = None, {}
+    held, facts, blocks = None, {}, set()
+    arena = None
+    if use_ddp:
+        from ember.distributed._state import resolve_group
+
+        arena = resolve_group(None).comm.arena
     for s in range(STEPS):
         opt.zero_grad()
         F.mse_loss(net(ember.tensor(x[s, lo:hi])), ember.tensor(y[s, lo:hi])).backward()
         if s == 0:
             held = [(p.grad, p.grad.numpy().copy()) for p in model.parameters()]
+        elif hold_all:
+            held += [(p.grad, p.grad.numpy().copy()) for p in model.parameters()]
+        elif arena is not None:  # where the gradients (the buckets' storage) lie
+            blocks.add(arena.offset_of(next(model.parameters()).grad._data))
         opt.step()
     weights = [p.detach().numpy().copy() for p in model.parameters()]
     if use_ddp:
-        from ember.distributed._state import resolve_group
-
-        arena = resolve_group(None).comm.arena
         facts = {"buckets": len(net._buckets), "overlap": net._overlap,
                  "shared": arena is not None and all(
-                     arena.offset_of(b.flat) is not None for b in net._buckets),
+                     arena.offset_of(s) is not None for s in net._storages),
+                 # gradients dropped by zero_grad return their block, which the buckets take
+                 # again at the next forward: one block from the second step on
+                 "blocks": len(blocks),
                  "grads_in_arena": arena is not None and all(
                      arena.offset_of(p.grad._data) is not None for p in model.parameters()),
                  "held_kept": all(np.array_equal(g.numpy(), v) for g, v in held)}
@@ -167,6 +176,30 @@ def test_ddp_bucket_paths_match_single_process(world, env, shared, overlap):
         assert facts["buckets"] == 2 and facts["overlap"] is overlap
         assert facts["shared"] is shared and facts["grads_in_arena"] is shared
         assert facts["held_kept"]  # a later step never overwrites gradients still held
+        assert facts["blocks"] == (1 if shared else 0)
+        for got, want in zip(weights, expected):
+            np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-6)
+
+
+def _hold_all_rank(world):
+    import ember.distributed as dist
+
+    return _wide_train(world, dist.get_rank(), True, hold_all=True)
+
+
+def test_ddp_keeps_held_gradients_when_the_arena_runs_out_of_blocks():
+    # Every step's gradients are kept, so no bucket block is ever returned; the arena holds
+    # the first storage and the rebuilt one and no more: from then on the gradients get
+    # copies and the buckets stay where they are.
+    expected, _ = _wide_train(2, 0, False)
+    storage = (64 * 512 + 512 + 512 * 64 + 64) * 4
+    env = {"EMBER_SHM_ARENA_BYTES": str(2 * storage + 4096), "EMBER_DDP_OVERLAP": "0"}
+    outcomes = run_ranks(_in_group, 2, _hold_all_rank, 2, env=env, timeout=120)
+    for r in range(2):
+        o = outcomes[r]
+        assert o is not None and o.ok, o and o.traceback
+        weights, facts = o.value
+        assert facts["shared"] and facts["held_kept"]
         for got, want in zip(weights, expected):
             np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-6)
 
