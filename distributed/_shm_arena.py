@@ -212,13 +212,6 @@ class Arena:
     def peer_block(self, rank: int, offset: int) -> np.ndarray:
         return self._peers[rank][offset: offset + _SIGNAL_BYTES]
 
-    def alias(self, arr: np.ndarray) -> np.ndarray:
-        """A second root array over flat ``arr``'s memory (in this arena): views of it have
-        it as their base, so a weak reference to it tells when they are all gone. It does
-        not keep ``arr``'s block allocated: its owner must (see ``_ddp_storage``)."""
-        return np.frombuffer(self.mapping, dtype=arr.dtype, count=arr.size,
-                             offset=self.offset_of(arr))
-
     def offset_of(self, arr: np.ndarray) -> int | None:
         """Where ``arr`` (contiguous) lies in this arena, or ``None`` if it lies elsewhere."""
         addr = arr.__array_interface__["data"][0] - self._base

@@ -165,11 +165,9 @@ class DistributedDataParallel(Module):
             [(key, sum(self._sizes[b] for b in members)) for key, members in kinds.items()])
         self._bucket_of = {i: b for b, idxs in enumerate(buckets) for i in idxs}
         self._buckets = [_Bucket(idxs, [self._params[i] for i in idxs]) for idxs in buckets]
-        arena = resolve_group(self.process_group).comm
-        arena = arena.arena if arena is not None else None
         self._pools = [
             SharedStorage(root, functools.partial(self._slices, k),
-                          functools.partial(self._new_block, root.size, root.dtype), arena)
+                          functools.partial(self._new_block, root.size, root.dtype))
             if shared else None
             for k, (root, shared) in enumerate(zip(self._storages, self._shared))]
         self._slice_buckets()
@@ -332,24 +330,19 @@ class DistributedDataParallel(Module):
             # block at the next forward (``_renew``; see ``_ddp_storage.py``). With no room
             # for one, and for private storage, the gradients get copies. (The first backward
             # needs no spare: the buckets are rebuilt in new storage after it.)
-            alias = None
-            if pool is not None and (not self._rebuilt or pool.ensure_spare()):
-                alias = pool.hand_over()
-            start = 0
+            hand = pool is not None and (not self._rebuilt or pool.ensure_spare())
             for b in self._members[k]:
                 bucket = self._buckets[b]
-                for p, view, lo, hi in zip(bucket.params, bucket.views, bucket.offsets,
-                                           bucket.offsets[1:]):
-                    if alias is not None:
-                        p.grad = ember.Tensor._wrap(
-                            alias[start + lo: start + hi].reshape(view.shape))
+                for p, view in zip(bucket.params, bucket.views):
+                    if hand:
+                        if p.grad is None or p.grad._data is not view:
+                            p.grad = ember.Tensor._wrap(view)
                         p._grad_dest = None  # until _renew gives the bucket its block
                     elif p.grad is None or p.grad._data is view:
                         p.grad = ember.Tensor._wrap(view.copy())  # the storage is reused
                     else:
                         ember.backend.get_array_module(view).copyto(p.grad._data, view)
-                start += self._sizes[b]
-            self._handed = self._handed or alias is not None
+            self._handed = self._handed or hand
         if not self._rebuilt:
             # rebuild the buckets once, in the order gradients actually became ready
             order = self._order + [i for i in range(len(self._params)) if i not in self._seen]
@@ -380,9 +373,12 @@ class DistributedDataParallel(Module):
         self._handed = False
         moved = False
         for k, pool in enumerate(self._pools):
-            if pool is not None and pool.settle() is not pool.previous:
-                self._storages[k] = pool.root
+            if pool is None:
+                continue
+            self._storages[k] = None  # (a reference settle must not count)
+            if pool.settle() is not pool.previous:
                 moved = True
+            self._storages[k] = pool.root
         if moved:
             self._slice_buckets()
             return

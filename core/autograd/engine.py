@@ -188,11 +188,17 @@ def run_backward(tensors, grad_tensors, retain_graph: bool, create_graph: bool,
                 if node.xp is not _np_module:
                     g0 = next((g for g in grads if g is not None), None)
                     cuda_prev = _follow_device(g0, create_graph, cuda_prev)
-                if grad_destination_users:  # (set every time: a retained graph may be
-                    # differentiated again by autograd.grad, which must not write there)
-                    node.grad_out = (_grad_outs(node, deps, buffers) if accumulate
-                                     and capture is None and not create_graph else None)
-                results = _call_backward(node, grads, create_graph)
+                if grad_destination_users and accumulate and capture is None \
+                        and not create_graph:
+                    node.grad_out = _grad_outs(node, deps, buffers)
+                    try:
+                        results = _call_backward(node, grads, create_graph)
+                    finally:
+                        # only for this call: a graph kept alive afterwards (the last loss)
+                        # must not keep DDP's buckets referenced
+                        node.grad_out = None
+                else:
+                    results = _call_backward(node, grads, create_graph)
             else:
                 results = None
             if not retain_graph:

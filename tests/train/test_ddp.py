@@ -337,3 +337,39 @@ def test_uneven_inputs_fail_fast_instead_of_hanging():
         "raised", *outcomes[0].error, 0.0)
     assert status == "raised", outcomes[0]
     assert seconds < 30, f"took {seconds:.1f} s to notice the departed peer"
+
+
+def test_a_storage_block_is_held_while_anything_refers_to_its_memory():
+    import ember
+    from ember.distributed._ddp_storage import SharedStorage
+
+    def slicer(root):
+        flat = root[8:60]
+        return [(flat, [flat[0:20].reshape(4, 5), flat[20:52]])]
+
+    made = []  # ids: a reference here would hold the block
+
+    def allocate():
+        root = np.zeros(64, np.float32)
+        made.append(id(root))
+        return root
+
+    pool = SharedStorage(np.zeros(64, np.float32), slicer, allocate)
+    block = pool.current
+    assert not block.held  # DDP's own references only
+    for make in (lambda v: v,                              # the view itself (a gradient)
+                 lambda v: v[1:],                          # a view of it
+                 memoryview,                               # a buffer export
+                 lambda v: ember.Tensor._wrap(v),          # a tensor on it
+                 lambda v: ember.Tensor._wrap(v).view(-1)):  # a tensor view of that
+        ref = make(block.slices[0][1][0])
+        assert block.held
+        del ref
+        assert not block.held
+    grad = block.slices[0][1][1]  # the last step's gradient, still held
+    assert block.held
+    assert pool.ensure_spare() and len(made) == 1  # so the next step gets a second block
+    assert pool.settle() is not block and id(pool.current.root) == made[0]
+    del grad
+    assert pool.ensure_spare() and len(made) == 1  # the first block is free again
+    assert pool.settle() is block
