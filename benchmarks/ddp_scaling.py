@@ -1,7 +1,7 @@
 """DDP weak scaling on 1 and 2 workers: ember's Trainer next to torch DDP over gloo, one run.
 
-    python benchmarks/ddp_scaling.py                        # mlp + transformer, ~1 minute
-    python benchmarks/ddp_scaling.py --repeat 3             # each cell 3 times, the median run
+    python benchmarks/ddp_scaling.py                        # mlp + transformer, ~2 minutes
+    python benchmarks/ddp_scaling.py --repeat 5             # each cell 5 times
     python benchmarks/ddp_scaling.py --workloads mlp --frameworks ember --first-bucket-mb 25
 
 Workloads are DESIGN.md §7's (``ember.distributed.experiment.workloads.build``, the same code
@@ -17,7 +17,11 @@ Adam(lr=1e-3); no data loading. Every process runs one thread (OMP/OPENBLAS/MKL_
   (with 1 worker the plain model, no process group).
 
 A step's time is the slowest rank's; throughput = N × batch / the median step over the timed
-steps; scaling efficiency = throughput(2) / (2 × throughput(1)). The breakdown columns are
+steps; scaling efficiency = throughput(2) / (2 × throughput(1)). Each repeat runs 1 and then 2
+workers back to back, and the efficiency reported is the median over repeats of each repeat's
+own ratio (with the lowest and highest): this machine's speed drifts by 10% or more over
+minutes, which the pairing cancels and a ratio of medians taken far apart does not. The other
+columns come from the repeat of median throughput. The breakdown columns are
 medians per step on the slowest rank: forward (+ loss), backward (which ends with DDP waiting
 for its buckets), the part of it spent in that wait (ember only), the optimizer step, and the
 process CPU time per step (all threads; near the step time means the process never idles).
@@ -211,10 +215,10 @@ def main() -> None:
     ap.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=WORKLOADS)
     ap.add_argument("--frameworks", nargs="+", default=["ember", "torch"],
                     choices=["ember", "torch"])
-    ap.add_argument("--steps", type=int, default=30, help="timed steps per run")
-    ap.add_argument("--warmup", type=int, default=5, help="untimed steps first")
-    ap.add_argument("--repeat", type=int, default=1,
-                    help="measure every cell this many times, interleaved; keep the median run")
+    ap.add_argument("--steps", type=int, default=100, help="timed steps per run")
+    ap.add_argument("--warmup", type=int, default=10, help="untimed steps first")
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="measure every cell this many times, interleaved (see above)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--first-bucket-mb", type=float, default=None,
                     help="size of ember DDP's first gradient bucket (default: DDP's, 1 MiB as "
@@ -257,12 +261,16 @@ def main() -> None:
 
     rows = []
     for (name, fw, workers), r in results.items():
-        one = results.get((name, fw, 1))
-        eff = r["samples_per_s"] / (workers * one["samples_per_s"]) if one else float("nan")
+        # each repeat's 2-worker run against the 1-worker run just before it
+        effs = sorted(two["samples_per_s"] / (workers * one["samples_per_s"]) for one, two in
+                      zip(runs[(name, fw, 1)], runs[(name, fw, workers)]))
+        r["efficiency"], r["efficiencies"] = statistics.median(effs), effs
+        spread = f" ({effs[0]:.2f}-{effs[-1]:.2f})" if workers > 1 and len(effs) > 1 else ""
         rows.append([name, fw, workers, r["batch"], f"{r['step_ms']:.1f}",
-                     f"{r['samples_per_s']:.0f}", f"{eff:.2f}",
+                     f"{r['samples_per_s']:.0f}", f"{r['efficiency']:.2f}{spread}",
                      *(f"{r[f'{k}_ms']:.1f}" for k in PHASES), f"{r['load']:.1f}"])
-    print("\nweak scaling, 1 thread per worker; ms are medians per step (slowest rank)")
+    print("\nweak scaling, 1 thread per worker; ms are medians per step (slowest rank); "
+          "efficiency: median over repeats (lowest-highest)")
     print(table(rows, ["workload", "framework", "workers", "batch/worker", "step ms",
                        "samples/s", "efficiency", "fwd ms", "bwd ms", "DDP wait ms", "opt ms",
                        "cpu ms", "load 1m"]))

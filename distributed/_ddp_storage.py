@@ -83,8 +83,11 @@ class SharedStorage:
         """Make the first free block current (``ensure_spare`` made sure there is one), and let
         go of further free ones beyond a spare (added while several steps' gradients were
         held)."""
+        self.previous = self.current
+        if self.current is self._blocks[0] and not self.current.held:
+            return self.current  # the usual step: zero_grad dropped the gradients
         free = [b for b in self._blocks if not b.held]
-        self.previous, self.current = self.current, free[0]
+        self.current = free[0]
         keep = free[:2]
         self._blocks = [b for b in self._blocks if any(b is k for k in keep) or b.held]
         return self.current
