@@ -1,6 +1,6 @@
 """DDP weak scaling on 1 and 2 workers: ember's Trainer next to torch DDP over gloo, one run.
 
-    python benchmarks/ddp_scaling.py                        # mlp + transformer, ~2 minutes
+    python benchmarks/ddp_scaling.py                        # mlp + transformer, ~4 minutes
     python benchmarks/ddp_scaling.py --repeat 5             # each cell 5 times
     python benchmarks/ddp_scaling.py --workloads mlp --frameworks ember --first-bucket-mb 25
 
