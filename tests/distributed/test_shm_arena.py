@@ -162,3 +162,47 @@ def test_futex_wait_returns_on_wake_and_on_a_changed_word():
     start = time.perf_counter()
     _futex.wait(addr, 7, 0.05)  # nobody wakes: the timeout ends it
     assert 0.04 < time.perf_counter() - start < 2.0
+
+
+def _two_groups_case():
+    """Arena allreduces on the world and on a subgroup, interleaved: each communicator has its
+    own signal blocks and call count."""
+    import ember
+    import ember.distributed as dist
+    from ember.distributed._state import resolve_group
+
+    rank = dist.get_rank()
+    sub = dist.new_group([0, 2])
+    world = resolve_group(None)
+    key = (world.comm.channel, tuple(world.comm.ranks))
+    signals = world.comm.arena.signals
+    before = signals[key].calls if signals.get(key) is not None else None  # (a reused pool)
+    results = []
+    for step in range(4):
+        for group, members in ((None, [0, 1, 2]), (sub, [0, 2])):
+            if rank not in members:
+                continue
+            pg = resolve_group(group)
+            block = pg.shared_block(50_000, "float32")
+            block[...] = rank + step
+            dist.all_reduce(ember.Tensor._wrap(block), group=group)
+            results.append(float(block[0]) == sum(r + step for r in members)
+                           and bool((block == block[0]).all()))
+    subgroup = resolve_group(sub) if rank != 1 else None
+    if signals[key] is None:  # signals are not used on this machine
+        return all(results), None
+    calls = [signals[key].calls - (before if before is not None else -1)]
+    if subgroup is not None:
+        calls.append(signals[(subgroup.comm.channel, tuple(subgroup.comm.ranks))].calls + 1)
+    return all(results), calls
+
+
+def test_arena_signals_are_kept_per_communicator(pools):
+    from ember.distributed import _futex
+
+    pool = pools(3, "shm")
+    out = pool.run(_two_groups_case)
+    for rank, (ok, calls) in enumerate(out):
+        assert ok, rank
+        if _futex.available():  # four calls on each communicator (a first one by socket)
+            assert calls == ([4, 4] if rank != 1 else [4]), (rank, calls)
