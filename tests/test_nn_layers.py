@@ -640,3 +640,22 @@ def test_fused_ops_gradcheck():
     ]
     for i, (fn, args) in enumerate(cases):
         assert gradcheck(fn, args), f"case {i}"
+
+
+@pytest.mark.parametrize("name,kwargs", [("gelu", {}), ("gelu", {"approximate": "tanh"}),
+                                         ("mish", {})])
+def test_fused_activation_double_backward_matches_torch(name, kwargs):
+    """A gradient penalty through GELU / Mish: float64 gradgradcheck, and the second-order
+    gradient against PyTorch's."""
+    from ember.autograd import gradgradcheck
+
+    x = rng.standard_normal((4, 5)) * 3  # well into both tails
+    fn = getattr(F, name)
+    assert gradgradcheck(lambda a: fn(a, **kwargs), (_t64(x),))
+    xe, xt = _t64(x), torch.tensor(x, requires_grad=True)
+    (ge,) = ember.autograd.grad(fn(xe, **kwargs).sum(), xe, create_graph=True)
+    (gt,) = torch.autograd.grad(getattr(torch.nn.functional, name)(xt, **kwargs).sum(), xt,
+                                create_graph=True)
+    (gge,) = ember.autograd.grad((ge * ge).sum(), xe)
+    (ggt,) = torch.autograd.grad((gt * gt).sum(), xt)
+    np.testing.assert_allclose(gge.numpy(), ggt.numpy(), rtol=1e-10, atol=1e-12)

@@ -69,6 +69,10 @@ def log(x):
     return _ops.log(x)
 
 
+def log1p(x):
+    return _ops.log1p(x)
+
+
 def sqrt(x):
     return _ops.sqrt(x)
 

@@ -96,8 +96,6 @@ class Silu(Function):
 
 
 class Mish(Function):
-    supports_double_backward = False
-
     @staticmethod
     def forward(ctx, x):
         xp = ctx.xp
@@ -109,6 +107,8 @@ class Mish(Function):
     def backward(ctx, grad):
         x, tsp = ctx.saved_tensors
         xp = ctx.xp
+        if ctx._tensor_mode:  # double backward: tanh(softplus(x)) must be a function of x
+            tsp = xp.tanh(_softplus_raw(xp, x))
         sig = _sigmoid(xp, x)
         return grad * (tsp + x * sig * (1 - tsp * tsp))
 

@@ -330,8 +330,6 @@ def _normal_cdf(xp, x):
 class Gelu(Function):
     """GELU, exact (``x * Phi(x)``) or with the tanh approximation."""
 
-    supports_double_backward = False
-
     @staticmethod
     def forward(ctx, x, approximate):
         xp = ctx.xp
@@ -355,22 +353,61 @@ class Gelu(Function):
     @staticmethod
     def backward(ctx, grad):
         x, aux = ctx.saved_tensors
-        xp = ctx.xp
-        if ctx.approximate == "tanh":
-            d = x * x
-            d *= 3 * 0.044715
-            d += 1
-            d *= _SQRT_2_PI
-            d *= x
-            d *= 1 - aux * aux
-            d += 1 + aux
-            d *= 0.5
-        else:
-            d = x * x
-            d *= -0.5
-            xp.exp(d, out=d)
-            d *= x
-            d *= _INV_SQRT_2PI
-            d += aux  # Phi(x) + x * pdf(x)
+        if ctx._tensor_mode:  # double backward: the derivative as an op of x
+            return grad * GeluDerivative.apply(x, ctx.approximate), None
+        d = _gelu_derivative(ctx.xp, x, ctx.approximate, aux)
         d *= grad
         return d, None
+
+
+def _gelu_derivative(xp, x, approximate, aux):
+    """GELU'(x) as a fresh array; ``aux`` is tanh(u) (tanh form) or Phi(x) (exact)."""
+    if approximate == "tanh":
+        d = x * x
+        d *= 3 * 0.044715
+        d += 1
+        d *= _SQRT_2_PI
+        d *= x
+        d *= 1 - aux * aux
+        d += 1 + aux
+        d *= 0.5
+        return d
+    d = x * x
+    d *= -0.5
+    xp.exp(d, out=d)
+    d *= x
+    d *= _INV_SQRT_2PI
+    d += aux  # Phi(x) + x * pdf(x)
+    return d
+
+
+class GeluDerivative(Function):
+    """GELU'(x) as an op, so that GELU's gradient can be differentiated again; its own
+    gradient is GELU''(x): ``pdf(x) (2 - x^2)`` exact, and for the tanh form, with
+    ``u = k (x + a x^3)`` and ``t = tanh(u)``, ``(1 - t^2) (u' + x (u'' - 2 t u'^2) / 2)``."""
+
+    supports_double_backward = False
+
+    @staticmethod
+    def forward(ctx, x, approximate):
+        xp = ctx.xp
+        ctx.approximate = approximate
+        ctx.save_for_backward(x)
+        if approximate == "tanh":
+            t = xp.tanh(_SQRT_2_PI * (x + 0.044715 * x * x * x))
+            return _gelu_derivative(xp, x, approximate, t)
+        return _gelu_derivative(xp, x, approximate, _normal_cdf(xp, x))
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        xp = ctx.xp
+        if ctx.approximate == "tanh":
+            x2 = x * x
+            t = xp.tanh(_SQRT_2_PI * (x + 0.044715 * x2 * x))
+            du = _SQRT_2_PI * (1 + 3 * 0.044715 * x2)
+            d2u = _SQRT_2_PI * 6 * 0.044715 * x
+            dd = (1 - t * t) * (du + 0.5 * x * (d2u - 2 * t * du * du))
+        else:
+            dd = xp.exp(-0.5 * x * x) * _INV_SQRT_2PI * (2 - x * x)
+        return grad * dd.astype(x.dtype, copy=False), None
