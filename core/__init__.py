@@ -102,4 +102,8 @@ def __getattr__(name):
         from . import serialization
 
         return getattr(serialization, name)
+    if name in ("softmax", "log_softmax"):  # torch.softmax(input, dim, dtype=None)
+        from .nn import functional
+
+        return getattr(functional, name)
     raise AttributeError(f"module 'ember' has no attribute {name!r}")

@@ -16,6 +16,16 @@ def _r(fn):
     return lambda self, other: fn(other, self)
 
 
+def _softmax(name):
+    def method(self, dim, dtype=None):
+        from .nn import functional  # (nn loads lazily)
+
+        return getattr(functional, name)(self, dim, dtype=dtype)
+
+    method.__name__ = name
+    return method
+
+
 def _fill_random(draw):
     def method(self, *args, generator=None, **kwargs):
         inplace.check_inplace(self)
@@ -98,6 +108,7 @@ METHODS = {
     "sum": ops.sum, "mean": ops.mean, "prod": ops.prod, "max": _max, "min": _min,
     "amax": ops.amax, "amin": ops.amin, "argmax": ops.argmax, "argmin": ops.argmin,
     "var": ops.var, "std": ops.std, "norm": ops.norm, "logsumexp": ops.logsumexp,
+    "softmax": _softmax("softmax"), "log_softmax": _softmax("log_softmax"),
     "cumsum": ops.cumsum, "cumprod": ops.cumprod, "all": ops.all, "any": ops.any,
     "count_nonzero": ops.count_nonzero,
     # shape

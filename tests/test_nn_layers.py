@@ -211,6 +211,16 @@ def test_softmax_dtype_and_implicit_dim():
     close(out, TF.softmax(torch.tensor(x), 1))
 
 
+def test_top_level_and_method_softmax():
+    x = randn(3, 5)
+    close(ember.softmax(ember.tensor(x), 1), torch.softmax(torch.tensor(x), 1))
+    close(ember.log_softmax(ember.tensor(x), 0), torch.log_softmax(torch.tensor(x), 0))
+    close(ember.tensor(x).softmax(-1), torch.tensor(x).softmax(-1))
+    got = ember.tensor(x).log_softmax(1, dtype=ember.float64)
+    assert got.dtype == ember.float64
+    close(got, torch.tensor(x).log_softmax(1, dtype=torch.float64))
+
+
 def test_activation_double_backward():
     from ember.autograd import gradcheck, gradgradcheck
 
@@ -659,3 +669,44 @@ def test_fused_activation_double_backward_matches_torch(name, kwargs):
     (gge,) = ember.autograd.grad((ge * ge).sum(), xe)
     (ggt,) = torch.autograd.grad((gt * gt).sum(), xt)
     np.testing.assert_allclose(gge.numpy(), ggt.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def _second_order(m, fn, arrays):
+    """Gradients of the squared first-order gradients (a gradient penalty, or MAML's outer
+    step) for framework ``m``."""
+    xs = [m.tensor(a, requires_grad=True) for a in arrays]
+    grads = m.autograd.grad(fn(m, *xs).sum(), xs, create_graph=True)
+    return [g.detach().numpy() for g in m.autograd.grad(sum((g * g).sum() for g in grads), xs)]
+
+
+def _functional(m):
+    return F if m is ember else TF
+
+
+@pytest.mark.parametrize("case", ["ce", "ce-weight-smoothing-ignore", "ce-none", "ce-sum-smooth",
+                                  "ce-probs", "ce-probs-weight-smoothing", "nll-weight-sum"])
+def test_loss_double_backward_matches_torch(case):
+    from ember.autograd import gradgradcheck
+
+    x = rng.standard_normal((5, 4))
+    tgt = [0, 3, 1, 1, 2]
+    cw = rng.random(4) + 0.5
+    probs = _soft_targets(5, 4).astype(np.float64)
+    kw = {"ce": {}, "ce-weight-smoothing-ignore": dict(weight=cw, label_smoothing=0.2,
+                                                        ignore_index=1),
+          "ce-none": dict(reduction="none"), "ce-sum-smooth": dict(reduction="sum",
+                                                                   label_smoothing=0.1),
+          "ce-probs": {}, "ce-probs-weight-smoothing": dict(weight=cw, label_smoothing=0.1),
+          "nll-weight-sum": dict(weight=cw, reduction="sum", ignore_index=3)}[case]
+
+    def fn(m, a, *p):
+        kwm = {k: (m.tensor(v) if k == "weight" else v) for k, v in kw.items()}
+        if case.startswith("nll"):
+            return _functional(m).nll_loss(m.log_softmax(a, 1), m.tensor(tgt), **kwm)
+        target = p[0] if p else m.tensor(tgt)
+        return _functional(m).cross_entropy(a, target, **kwm)
+
+    arrays = [x, probs] if "probs" in case else [x]
+    assert gradgradcheck(lambda *t: fn(ember, *t), tuple(_t64(a) for a in arrays))
+    for got, want in zip(_second_order(ember, fn, arrays), _second_order(torch, fn, arrays)):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)

@@ -89,6 +89,14 @@ class Function:
             return tuple(self._saved_as_tensor(i) for i in range(len(saved)))
         return saved
 
+    def saved_array(self, i: int):
+        """Saved array ``i`` as it was saved, without the in-place modification check: for
+        arrays a first-order backward does not read (an input kept only for double
+        backward must not stop its first-order backward when modified afterwards)."""
+        if self._saved is None:
+            raise RuntimeError(_FREED_MSG)
+        return self._saved[i]
+
     def mark_non_differentiable(self, *arrays) -> None:
         self._non_diff = tuple(id(a) for a in arrays)
 

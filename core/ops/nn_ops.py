@@ -12,6 +12,7 @@ import math
 import numpy as np
 
 from ..autograd.function import Function
+from ..backend.device import get_array_module
 
 
 # ---- linear ---------------------------------------------------------------------------------
@@ -127,11 +128,30 @@ def _row_scale(xp, grad, reduction, denom, rows, dtype):
     return xp.full((rows,), scale, dtype=dtype)
 
 
+def _row_scale_tensor(grad, reduction, denom, rows):
+    """``_row_scale`` in double backward (``grad`` a tensor): (rows, 1), or a scalar."""
+    if reduction == "none":
+        return grad.reshape(rows, 1)
+    g = grad.reshape(())
+    return g if reduction == "sum" else g * (1.0 / denom if denom else float("nan"))
+
+
+def _target_weights(xp, m, c, t, wt, weight, smoothing, valid, all_valid, dtype):
+    """The (M, C) target distribution ``q0`` (class weights, smoothing and ignored rows in it)
+    whose cross-entropy gradient is ``softmax(x) * q0.sum(1) - q0`` per unit of row scale."""
+    q0 = xp.zeros((m, c), dtype=dtype)
+    if smoothing > 0:
+        w_all = weight if weight is not None else xp.ones((c,), dtype=dtype)
+        q0 += w_all * (smoothing / c)
+        if not all_valid:
+            q0 *= valid[:, None]
+    q0[xp.arange(m), t] += (1 - smoothing) * (wt if wt is not None else 1)
+    return q0
+
+
 class CrossEntropyIndices(Function):
     """Cross-entropy of logits (M, C) against class indices (M,), with class weights,
     ignore_index and label smoothing, as one Function (PyTorch's formula, analytic gradient)."""
-
-    supports_double_backward = False
 
     @staticmethod
     def forward(ctx, x, target, weight, ignore_index, reduction, smoothing):
@@ -155,14 +175,23 @@ class CrossEntropyIndices(Function):
                 smooth = smooth * valid
             per_row = per_row * (1 - smoothing) + smooth * (smoothing / c)
         denom = float(m) if wt is None else float(wt.sum())
-        ctx.save_for_backward(logp)
+        ctx.save_for_backward(logp, x)  # (x: for double backward, which recomputes softmax)
         ctx.args = (t, wt, weight, reduction, smoothing, denom, valid, all_valid)
         return _reduce_rows(xp, per_row.astype(x.dtype, copy=False), reduction, denom)
 
     @staticmethod
     def backward(ctx, grad):
-        (logp,) = ctx.saved_tensors
         t, wt, weight, reduction, smoothing, denom, valid, all_valid = ctx.args
+        if ctx._tensor_mode:  # double backward: the gradient as ops of x and grad
+            _, x = ctx.saved_tensors
+            m, c = x.shape
+            q0 = _target_weights(get_array_module(x._data), m, c, t, wt, weight, smoothing,
+                                 valid, all_valid, x._data.dtype)
+            scale = _row_scale_tensor(grad, reduction, denom, m)
+            p = Softmax.apply(x, 1)
+            return ((p * q0.sum(1, keepdims=True) - q0) * scale, None, None, None, None,
+                    None)
+        logp = ctx.saved_array(0)
         xp = ctx.xp
         m, c = logp.shape
         scale = _row_scale(xp, grad, reduction, denom, m, logp.dtype)
@@ -210,21 +239,22 @@ class NllIndices(Function):
     @staticmethod
     def backward(ctx, grad):
         t, wt, reduction, denom = ctx.args
-        xp = ctx.xp
         m, c = ctx.shape
+        if ctx._tensor_mode:  # double backward: linear in grad, constant in logp
+            xp = get_array_module(grad._data)
+            q = xp.zeros((m, c), dtype=grad._data.dtype)
+            q[xp.arange(m), t] = wt if wt is not None else 1
+            return -q * _row_scale_tensor(grad, reduction, denom, m), None, None, None, None
+        xp = ctx.xp
         scale = _row_scale(xp, grad, reduction, denom, m, grad.dtype)
         coef = scale * wt if wt is not None else scale
         gx = xp.zeros((m, c), dtype=grad.dtype)
         gx[xp.arange(m), t] = -coef
         return gx, None, None, None, None
 
-    supports_double_backward = False
-
 
 class CrossEntropyProbs(Function):
     """Cross-entropy of logits (M, C) against class probabilities (M, C)."""
-
-    supports_double_backward = False
 
     @staticmethod
     def forward(ctx, x, target, weight, reduction, smoothing):
@@ -234,14 +264,28 @@ class CrossEntropyProbs(Function):
         y = target * (1 - smoothing) + smoothing / c if smoothing > 0 else target
         q = y * weight if weight is not None else y
         per_row = -(logp * q).sum(1)
-        ctx.save_for_backward(logp, q)
+        ctx.save_for_backward(logp, q, x, target)  # (x, target: for double backward)
         ctx.args = (weight, reduction, smoothing, float(m))
         return _reduce_rows(xp, per_row.astype(x.dtype, copy=False), reduction, float(m))
 
     @staticmethod
     def backward(ctx, grad):
-        logp, q = ctx.saved_tensors
         weight, reduction, smoothing, m = ctx.args
+        if ctx._tensor_mode:  # double backward: the gradients as ops of x, target and grad
+            _, _, x, target = ctx.saved_tensors
+            rows, c = x.shape
+            scale = _row_scale_tensor(grad, reduction, m, rows)
+            y = target * (1 - smoothing) + smoothing / c if smoothing > 0 else target
+            q = y * weight if weight is not None else y
+            gx = gy = None
+            if ctx.needs_input_grad[0]:
+                gx = (Softmax.apply(x, 1) * q.sum(1, keepdims=True) - q) * scale
+            if ctx.needs_input_grad[1]:
+                gy = -LogSoftmax.apply(x, 1) * scale * (1 - smoothing)
+                if weight is not None:
+                    gy = gy * weight
+            return gx, gy, None, None, None
+        logp, q = ctx.saved_array(0), ctx.saved_array(1)
         xp = ctx.xp
         scale = _row_scale(xp, grad, reduction, m, logp.shape[0], logp.dtype)[:, None]
         gx = gy = None
