@@ -710,3 +710,31 @@ def test_loss_double_backward_matches_torch(case):
     assert gradgradcheck(lambda *t: fn(ember, *t), tuple(_t64(a) for a in arrays))
     for got, want in zip(_second_order(ember, fn, arrays), _second_order(torch, fn, arrays)):
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("case", ["layer_norm", "layer_norm-no-affine", "group_norm",
+                                  "instance_norm", "batch_norm-train", "batch_norm-eval"])
+def test_norm_double_backward_matches_torch(case):
+    from ember.autograd import gradgradcheck
+
+    x = rng.standard_normal((3, 4, 2, 2))
+    w, b = rng.random(4) + 0.5, rng.standard_normal(4)
+    rm, rv = rng.standard_normal(4), rng.random(4) + 0.5
+
+    def fn(m, a, *wb):
+        f = _functional(m)
+        if case == "layer_norm":
+            return f.layer_norm(a, (2, 2), *[t.reshape(2, 2) for t in wb]).pow(3)
+        if case == "layer_norm-no-affine":
+            return f.layer_norm(a, (4, 2, 2)).pow(3)
+        if case == "group_norm":
+            return f.group_norm(a, 2, *wb).pow(3)
+        if case == "instance_norm":
+            return f.instance_norm(a, weight=wb[0], bias=wb[1]).pow(3)
+        return f.batch_norm(a, m.tensor(rm.copy()), m.tensor(rv.copy()), *wb,
+                            training=case.endswith("train")).pow(3)
+
+    arrays = [x] if case.endswith("no-affine") else [x, w, b]
+    assert gradgradcheck(lambda *t: fn(ember, *t), tuple(_t64(a) for a in arrays))
+    for got, want in zip(_second_order(ember, fn, arrays), _second_order(torch, fn, arrays)):
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-10)

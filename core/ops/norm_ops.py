@@ -14,8 +14,6 @@ from ..autograd.function import Function
 class BatchNorm(Function):
     """Batch norm over dim 1 of (N, C, *) inputs, computed on an (N, C, L) view."""
 
-    supports_double_backward = False
-
     @staticmethod
     def forward(ctx, x, weight, bias, running_mean, running_var, training, momentum, eps):
         xp = ctx.xp
@@ -42,13 +40,17 @@ class BatchNorm(Function):
         out = xhat * weight[:, None] if weight is not None else xhat.copy()
         if bias is not None:
             out += bias[:, None]
-        ctx.save_for_backward(xhat, weight, invstd)
+        # (x, and invstd in eval mode: for double backward)
+        ctx.save_for_backward(xhat, weight, invstd, x)
         ctx.meta = (training, shape_in, n)
+        ctx.eps = eps
         return out.reshape(shape_in)
 
     @staticmethod
     def backward(ctx, grad):
-        xhat, weight, invstd = ctx.saved_tensors
+        if ctx._tensor_mode:
+            return _batch_norm_backward_graph(ctx, grad)
+        xhat, weight, invstd, _ = ctx.saved_tensors  # (checks x, weight: as PyTorch does)
         xp = ctx.xp
         training, shape_in, n = ctx.meta
         nx, nw, nb = ctx.needs_input_grad[:3]
@@ -71,8 +73,6 @@ class BatchNorm(Function):
 class LayerNorm(Function):
     """Normalise over the trailing ``nd`` dims, then an optional elementwise affine."""
 
-    supports_double_backward = False
-
     @staticmethod
     def forward(ctx, x, weight, bias, nd, eps):
         xp = ctx.xp
@@ -88,13 +88,16 @@ class LayerNorm(Function):
         out = xhat * w if w is not None else xhat.copy()
         if bias is not None:
             out += bias.reshape(-1)
-        ctx.save_for_backward(xhat, w, invstd)
+        ctx.save_for_backward(xhat, w, invstd, x, weight)  # (x, weight: double backward)
         ctx.shapes = (x.shape, None if weight is None else weight.shape)
+        ctx.eps, ctx.nd = eps, nd
         return out.reshape(x.shape)
 
     @staticmethod
     def backward(ctx, grad):
-        xhat, w, invstd = ctx.saved_tensors
+        if ctx._tensor_mode:
+            return _layer_norm_backward_graph(ctx, grad)
+        xhat, w, invstd, _, _ = ctx.saved_tensors  # (checks x and weight, as PyTorch does)
         xp = ctx.xp
         x_shape, w_shape = ctx.shapes
         nx, nw, nb = ctx.needs_input_grad[:3]
@@ -112,3 +115,57 @@ class LayerNorm(Function):
             gx *= invstd
             gx = gx.reshape(x_shape)
         return gx, gw, gb, None, None
+
+
+def _batch_norm_backward_graph(ctx, grad):
+    """BatchNorm's backward for double backward, as tensor ops. Training mode recomputes the
+    batch statistics from ``x``; eval mode normalises with the (constant) running ones."""
+    xhat_c, weight, invstd_c, x = ctx.saved_tensors
+    training, shape_in, n = ctx.meta
+    nx, nw, nb = ctx.needs_input_grad[:3]
+    c = shape_in[1]
+    x3 = x.reshape(shape_in[0], c, -1)
+    if training:
+        xc = x3 - x3.mean((0, 2), keepdim=True)
+        invstd = ((xc * xc).mean((0, 2), keepdim=True) + ctx.eps) ** -0.5
+        xhat = xc * invstd
+    else:  # xhat is linear in x with constant statistics: rebuild it through x
+        invstd = invstd_c.reshape(1, c, 1)
+        xhat = x3 * invstd + (xhat_c.reshape(x3.shape) - x3.detach() * invstd)
+    g3 = grad.reshape(x3.shape)
+    gb = g3.sum((0, 2)) if (nb or (nx and training)) else None
+    gw = (g3 * xhat).sum((0, 2)) if (nw or (nx and training)) else None
+    gx = None
+    if nx:
+        k = invstd if weight is None else invstd * weight.reshape(1, c, 1)
+        if training:
+            gx = (g3 - gb.reshape(1, c, 1) / n - xhat * (gw.reshape(1, c, 1) / n)) * k
+        else:
+            gx = g3 * k
+        gx = gx.reshape(shape_in)
+    return (gx, gw if nw else None, gb if nb else None, None, None, None, None, None)
+
+
+def _layer_norm_backward_graph(ctx, grad):
+    """LayerNorm's backward for double backward: the same formulas as tensor ops, with the
+    normalised input recomputed from ``x`` so that its dependence on ``x`` is in the graph."""
+    _, _, _, x, weight = ctx.saved_tensors
+    x_shape, w_shape = ctx.shapes
+    nx, nw, nb = ctx.needs_input_grad[:3]
+    d = 1
+    for s in x_shape[len(x_shape) - ctx.nd:]:
+        d *= s
+    x2 = x.reshape(-1, d)
+    xc = x2 - x2.mean(1, keepdim=True)
+    invstd = ((xc * xc).mean(1, keepdim=True) + ctx.eps) ** -0.5
+    xhat = xc * invstd
+    g2 = grad.reshape(-1, d)
+    gw = (g2 * xhat).sum(0).reshape(w_shape) if nw else None
+    gb = g2.sum(0).reshape(w_shape) if nb else None
+    gx = None
+    if nx:
+        gxhat = g2 * weight.reshape(-1) if weight is not None else g2
+        gx = gxhat - gxhat.mean(1, keepdim=True) - xhat * (gxhat * xhat).mean(1, keepdim=True)
+        gx = (gx * invstd).reshape(x_shape)
+    return gx, gw, gb, None, None
+
