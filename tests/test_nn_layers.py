@@ -738,3 +738,30 @@ def test_norm_double_backward_matches_torch(case):
     assert gradgradcheck(lambda *t: fn(ember, *t), tuple(_t64(a) for a in arrays))
     for got, want in zip(_second_order(ember, fn, arrays), _second_order(torch, fn, arrays)):
         np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-10)
+
+
+@pytest.mark.parametrize("case", ["bce", "bce-weight", "bce-logits", "bce-logits-pos-weight"])
+def test_bce_double_backward_matches_torch(case):
+    from ember.autograd import gradgradcheck
+
+    x = rng.random((3, 4)) * 0.8 + 0.1
+    logits = rng.standard_normal((3, 4)) * 2
+    t = rng.random((3, 4))
+    w = rng.random((3, 4)) + 0.5
+    pw = rng.random(4) + 0.5
+
+    def fn(m, a, tt):
+        f = _functional(m)
+        if case == "bce":
+            return f.binary_cross_entropy(a, tt)
+        if case == "bce-weight":
+            return f.binary_cross_entropy(a, tt, weight=m.tensor(w), reduction="sum")
+        if case == "bce-logits":
+            return f.binary_cross_entropy_with_logits(a, tt)
+        return f.binary_cross_entropy_with_logits(a, tt, pos_weight=m.tensor(pw),
+                                                  reduction="none")
+
+    arrays = [logits if "logits" in case else x, t]
+    assert gradgradcheck(lambda *a: fn(ember, *a), tuple(_t64(a) for a in arrays))
+    for got, want in zip(_second_order(ember, fn, arrays), _second_order(torch, fn, arrays)):
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-10)

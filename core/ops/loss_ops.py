@@ -17,8 +17,6 @@ def _sigmoid(xp, x):
 class BinaryCrossEntropy(Function):
     """``-w (t log x + (1 - t) log(1 - x))`` with the logs clamped at -100, as PyTorch does."""
 
-    supports_double_backward = False
-
     @staticmethod
     def forward(ctx, x, t, w):
         xp = ctx.xp
@@ -36,6 +34,8 @@ class BinaryCrossEntropy(Function):
         x, t, w = ctx.saved_tensors
         xp = ctx.xp
         log_x, log_1mx = ctx.logs
+        if ctx._tensor_mode:  # double backward: the logs as functions of x, in the graph
+            log_x, log_1mx = xp.maximum(xp.log(x), -100), xp.maximum(xp.log1p(-x), -100)
         g = grad * w if w is not None else grad
         nx, nt, nw = ctx.needs_input_grad
         gx = g * (x - t) / xp.maximum(x * (1 - x), 1e-12) if nx else None
@@ -48,8 +48,6 @@ class BinaryCrossEntropy(Function):
 
 class BinaryCrossEntropyWithLogits(Function):
     """``w ((1 - t) x + (1 + (p - 1) t) softplus(-x))``: BCE on logits, stable for any x."""
-
-    supports_double_backward = False
 
     @staticmethod
     def forward(ctx, x, t, w, pos_weight):
@@ -67,7 +65,7 @@ class BinaryCrossEntropyWithLogits(Function):
     def backward(ctx, grad):
         x, t, w, pos_weight = ctx.saved_tensors
         xp = ctx.xp
-        sp = ctx.sp
+        sp = _softplus(xp, -x) if ctx._tensor_mode else ctx.sp  # (double backward: in graph)
         g = grad * w if w is not None else grad
         nx, nt, nw, npw = ctx.needs_input_grad
         gx = gt = gw = gpw = None
