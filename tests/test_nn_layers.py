@@ -765,3 +765,19 @@ def test_bce_double_backward_matches_torch(case):
     assert gradgradcheck(lambda *a: fn(ember, *a), tuple(_t64(a) for a in arrays))
     for got, want in zip(_second_order(ember, fn, arrays), _second_order(torch, fn, arrays)):
         np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-10)
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"padding_idx": 2}, {"scale_grad_by_freq": True}])
+def test_embedding_double_backward_matches_torch(kwargs):
+    from ember.autograd import gradgradcheck
+
+    w = rng.standard_normal((5, 3))
+    idx = [[0, 2, 4], [2, 2, 1]]
+
+    def fn(m, weight):  # a penalty on the weight gradient: second order through the lookup
+        return (_functional(m).embedding(m.tensor(idx), weight, **kwargs) ** 3)
+
+    if not kwargs.get("scale_grad_by_freq"):  # (then the "gradient" is scaled on purpose)
+        assert gradgradcheck(lambda a: fn(ember, a), (_t64(w),))
+    for got, want in zip(_second_order(ember, fn, [w]), _second_order(torch, fn, [w])):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)

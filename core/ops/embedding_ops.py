@@ -46,8 +46,6 @@ class Embedding(Function):
     """``weight[indices]``; the weight gradient skips ``padding_idx`` and may be scaled by the
     inverse frequency of each index in the batch."""
 
-    supports_double_backward = False
-
     @staticmethod
     def forward(ctx, weight, indices, padding_idx, scale_grad_by_freq):
         ctx.args = (indices, weight.shape, padding_idx, scale_grad_by_freq)
@@ -55,18 +53,50 @@ class Embedding(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        indices, shape, padding_idx, scale_grad_by_freq = ctx.args
+        if ctx._tensor_mode:  # double backward: the scatter-add as an op of grad
+            return EmbeddingBackward.apply(grad, *ctx.args), None, None, None
+        return _embedding_weight_grad(ctx.xp, grad, *ctx.args), None, None, None
+
+
+def _embedding_weight_grad(xp, grad, indices, shape, padding_idx, scale_grad_by_freq):
+    flat = indices.reshape(-1)
+    rows = grad.reshape(flat.shape[0], -1)
+    if scale_grad_by_freq:
+        counts = xp.bincount(flat, minlength=shape[0])
+        rows = rows / counts[flat][:, None].astype(rows.dtype)
+    gw = xp.zeros((shape[0], rows.shape[1]), dtype=grad.dtype)
+    index_add_rows(xp, gw, flat, rows)
+    if padding_idx is not None:
+        gw[padding_idx] = 0
+    return gw.reshape(shape)
+
+
+class EmbeddingBackward(Function):
+    """Embedding's weight gradient as an op of the output gradient (linear in it), so that it
+    can be differentiated again: its own gradient gathers the looked-up rows back."""
+
+    supports_double_backward = False
+
+    @staticmethod
+    def forward(ctx, grad, indices, shape, padding_idx, scale_grad_by_freq):
+        ctx.args = (indices, grad.shape, shape, padding_idx, scale_grad_by_freq)
+        return _embedding_weight_grad(ctx.xp, grad, indices, shape, padding_idx,
+                                      scale_grad_by_freq)
+
+    @staticmethod
+    def backward(ctx, ggw):
+        indices, grad_shape, shape, padding_idx, scale_grad_by_freq = ctx.args
         xp = ctx.xp
         flat = indices.reshape(-1)
-        rows = grad.reshape(flat.shape[0], -1)
+        rows = ggw.reshape(shape[0], -1)
+        if padding_idx is not None:
+            rows = rows.copy()
+            rows[padding_idx] = 0
+        out = rows[flat]
         if scale_grad_by_freq:
             counts = xp.bincount(flat, minlength=shape[0])
-            rows = rows / counts[flat][:, None].astype(rows.dtype)
-        gw = xp.zeros((shape[0], rows.shape[1]), dtype=grad.dtype)
-        index_add_rows(xp, gw, flat, rows)
-        if padding_idx is not None:
-            gw[padding_idx] = 0
-        return gw.reshape(shape), None, None, None
+            out = out / counts[flat][:, None].astype(out.dtype)
+        return out.reshape(grad_shape), None, None, None, None
 
 
 class EmbeddingBag(Function):
