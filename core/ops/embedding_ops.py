@@ -73,7 +73,8 @@ def _embedding_weight_grad(xp, grad, indices, shape, padding_idx, scale_grad_by_
 
 class EmbeddingBackward(Function):
     """Embedding's weight gradient as an op of the output gradient (linear in it), so that it
-    can be differentiated again: its own gradient gathers the looked-up rows back."""
+    can be differentiated again: its own gradient gathers the looked-up rows back (divided by
+    the frequencies too with ``scale_grad_by_freq``, which PyTorch's leaves out)."""
 
     supports_double_backward = False
 
