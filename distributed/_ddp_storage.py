@@ -31,6 +31,22 @@ import sys
 import numpy as np
 
 
+class Bucket:
+    """One gradient bucket: its parameters, their offsets in it, and its current views."""
+
+    __slots__ = ("indices", "params", "flat", "views", "offsets", "pending", "work")
+
+    def __init__(self, indices, params):
+        self.indices = indices
+        self.params = params
+        sizes = [p._data.size for p in params]
+        self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int).tolist()
+        self.flat = None  # the communication buffer: a range of one of the DDP's storages
+        self.views = []  # per parameter, its part of ``flat`` in the parameter's shape
+        self.pending = len(params)
+        self.work = None
+
+
 class _Block:
     __slots__ = ("root", "slices", "_views", "_root_refs")
 

@@ -11,7 +11,8 @@ ranks share one host whose cores their threads already fill, overlap cannot help
 buckets are reduced together (one allreduce per storage) at the end of backward
 (``_overlap_policy``). On one host the buckets live in shared memory (``_shm_arena.py``): their
 allreduce copies no data through messages, Linear writes its gradients straight into them, and
-afterwards the gradients are views of them (the buckets then move to a fresh block).
+afterwards the gradients are views of them (``_ddp_storage.py``: the buckets return to that
+memory at the next forward once the gradients are dropped, else they use another block).
 
 Choice on state_dict: ``ddp.state_dict()`` returns the wrapped module's keys WITHOUT the
 ``module.`` prefix (so a checkpoint loads straight into an unwrapped model), and
@@ -34,6 +35,7 @@ from ember.backend.threads import usable_cores
 from ember.nn import Module
 
 from . import collectives
+from ._ddp_storage import Bucket as _Bucket
 from ._ddp_storage import SharedStorage
 from ._state import resolve_group
 from .distributed_c10d import get_world_size, is_initialized
@@ -44,20 +46,6 @@ _FIRST_BUCKET_BYTES = 1024 * 1024
 # _tracer(name, start, end, lane, nbytes) with time.perf_counter() stamps, for each bucket's
 # allreduce (launch to completion, lane "comm") and each wait for it after backward.
 _tracer = None
-
-
-class _Bucket:
-    __slots__ = ("indices", "params", "flat", "views", "offsets", "pending", "work")
-
-    def __init__(self, indices, params):
-        self.indices = indices
-        self.params = params
-        sizes = [p._data.size for p in params]
-        self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int).tolist()
-        self.flat = None  # the communication buffer: a range of one of the DDP's storages
-        self.views = []  # per parameter, its part of ``flat`` in the parameter's shape
-        self.pending = len(params)
-        self.work = None
 
 
 def _overlap_policy(pg, module: Module) -> bool:
