@@ -3,6 +3,7 @@
     python benchmarks/ddp_scaling.py                        # mlp + transformer, ~4 minutes
     python benchmarks/ddp_scaling.py --repeat 5             # each cell 5 times
     python benchmarks/ddp_scaling.py --workloads mlp --frameworks ember --first-bucket-mb 25
+    python benchmarks/ddp_scaling.py --workloads mlp --frameworks ember-procs torch  # no Ray
 
 Workloads are DESIGN.md §7's (``ember.distributed.experiment.workloads.build``, the same code
 for both frameworks), each worker on its own fixed in-memory batch of the §7 size (mlp 128,
@@ -15,6 +16,10 @@ Adam(lr=1e-3); no data loading. Every process runs one thread (OMP/OPENBLAS/MKL_
   ``prepare_model`` = DDP; with 1 worker the plain model, as in Ray Train).
 * torch: N subprocesses with ``init_process_group("gloo")`` and ``DistributedDataParallel``
   (with 1 worker the plain model, no process group).
+* ember-procs (on request): ember's DDP run the same way as torch, in plain processes. Run
+  without ``ember`` in ``--frameworks`` (so that no Ray is started), it shows what Ray's
+  daemons cost the Trainer's figures on a machine whose cores the workers fill; with
+  ``ember`` too, the daemons of the Trainer's Ray run alongside it.
 
 A step's time is the slowest rank's; throughput = N × batch / the median step over the timed
 steps; scaling efficiency = throughput(2) / (2 × throughput(1)). Each repeat runs 1 and then 2
@@ -139,25 +144,39 @@ def run_ember(workload: str, workers: int, args, storage: str) -> dict:
     return summarise(result.metrics["ranks"], workers, BATCH[workload], called)
 
 
-# ---- torch DDP over gloo, one subprocess per rank -----------------------------------------------
-def torch_child(cfg: dict) -> None:
-    import torch
-    import torch.distributed as dist
-    from torch.nn.parallel import DistributedDataParallel
+# ---- one subprocess per rank: torch DDP over gloo, and ember without Ray ----------------------
+def proc_child(cfg: dict) -> None:
+    """One rank of a plain-process run: torch DDP over gloo, or (``cfg["lib"] == "ember"``)
+    ember's DDP with ``init_process_group`` and no Ray, which shows what Ray costs the
+    Trainer's figures."""
+    if cfg["lib"] == "torch":
+        import torch as lib
+        import torch.distributed as dist
+        from torch.nn.parallel import DistributedDataParallel
 
+        lib.set_num_threads(1)
+    else:
+        import ember as lib
+        import ember.distributed as dist
+        from ember.distributed import DistributedDataParallel, ddp
+
+        os.environ.setdefault("EMBER_TOKEN", "ddp_scaling")
     from ember.distributed.experiment.workloads import build
 
-    torch.set_num_threads(1)
     rank, world = cfg["rank"], cfg["workers"]
     if world > 1:
         dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{cfg['port']}",
                                 rank=rank, world_size=world)
-    torch.manual_seed(cfg["seed"] + rank)
-    model, x, y, loss_fn = build(torch, cfg["workload"], cfg["batch"])
+    lib.manual_seed(cfg["seed"] + rank)
+    model, x, y, loss_fn = build(lib, cfg["workload"], cfg["batch"])
     if world > 1:
         model = DistributedDataParallel(model)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    out = timed_steps(model, x, y, loss_fn, opt, cfg["warmup"], cfg["steps"], [])
+    opt = lib.optim.Adam(model.parameters(), lr=1e-3)
+    waits: list = []
+    if cfg["lib"] == "ember":
+        ddp._tracer = lambda name, start, end, lane, nbytes: (
+            waits.append(end - start) if name.startswith("wait") else None)
+    out = timed_steps(model, x, y, loss_fn, opt, cfg["warmup"], cfg["steps"], waits)
     ranks = [out]
     if world > 1:
         ranks = [None] * world
@@ -168,25 +187,25 @@ def torch_child(cfg: dict) -> None:
         dist.destroy_process_group()
 
 
-def run_torch(workload: str, workers: int, args) -> dict:
+def run_procs(lib: str, workload: str, workers: int, args) -> dict:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     procs = []
     for rank in range(workers):
-        cfg = {"workload": workload, "batch": BATCH[workload], "warmup": args.warmup,
-               "steps": args.steps, "seed": args.seed, "rank": rank, "workers": workers,
-               "port": port}
-        procs.append(subprocess.Popen([sys.executable, __file__, "--_torch", json.dumps(cfg)],
+        cfg = {"lib": lib, "workload": workload, "batch": BATCH[workload],
+               "warmup": args.warmup, "steps": args.steps, "seed": args.seed, "rank": rank,
+               "workers": workers, "port": port}
+        procs.append(subprocess.Popen([sys.executable, __file__, "--_child", json.dumps(cfg)],
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                       text=True))
     outs = [p.communicate(timeout=600) for p in procs]
     lines = [ln for ln in outs[0][0].splitlines() if ln.startswith("RESULT ")]
     for rank, (p, (_, err)) in enumerate(zip(procs, outs)):
         if p.returncode != 0 and not lines:
-            raise SystemExit(f"torch rank {rank} of {workers} ({workload}) failed:\n{err}")
+            raise SystemExit(f"{lib} rank {rank} of {workers} ({workload}) failed:\n{err}")
         if p.returncode != 0:  # measured, then crashed in gloo's teardown
-            print(f"  (torch rank {rank} exited with {p.returncode} after reporting: "
+            print(f"  ({lib} rank {rank} exited with {p.returncode} after reporting: "
                   f"{err.strip().splitlines()[-1] if err.strip() else ''})", flush=True)
     line = lines[-1]
     return summarise(json.loads(line[len("RESULT "):]), workers, BATCH[workload], None)
@@ -214,7 +233,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=WORKLOADS)
     ap.add_argument("--frameworks", nargs="+", default=["ember", "torch"],
-                    choices=["ember", "torch"])
+                    choices=["ember", "torch", "ember-procs"],
+                    help="ember-procs: ember's DDP in plain processes, without Ray (what Ray "
+                         "costs the Trainer's figures)")
     ap.add_argument("--steps", type=int, default=100, help="timed steps per run")
     ap.add_argument("--warmup", type=int, default=10, help="untimed steps first")
     ap.add_argument("--repeat", type=int, default=3,
@@ -224,10 +245,10 @@ def main() -> None:
                     help="size of ember DDP's first gradient bucket (default: DDP's, 1 MiB as "
                          "in PyTorch); 25 puts the whole mlp in one bucket")
     ap.add_argument("--json", help="write every figure here too")
-    ap.add_argument("--_torch", help=argparse.SUPPRESS)
+    ap.add_argument("--_child", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args._torch:
-        torch_child(json.loads(args._torch))
+    if args._child:
+        proc_child(json.loads(args._child))
         return
     if args.steps < 1 or args.warmup < 0 or args.repeat < 1:
         ap.error("--steps and --repeat must be >= 1, --warmup >= 0")
@@ -249,7 +270,8 @@ def main() -> None:
                 for workers in (1, 2):
                     for fw in args.frameworks:  # interleaved, so both see similar load
                         r = (run_ember(name, workers, args, f"{storage}/{rep}") if fw == "ember"
-                             else run_torch(name, workers, args))
+                             else run_procs("torch" if fw == "torch" else "ember", name,
+                                            workers, args))
                         runs.setdefault((name, fw, workers), []).append(r)
                         if fw == "ember" and workers == 2:
                             startup["warm"].append(r)
