@@ -791,3 +791,29 @@ def test_embedding_double_backward_matches_torch(kwargs):
     assert gradgradcheck(lambda a: fn(ember, a), (_t64(w),))
     for got, want in zip(_second_order(ember, fn, [w]), _second_order(torch, fn, [w])):
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("mode,psw,pad", [("sum", False, None), ("mean", False, 4),
+                                          ("sum", True, None), ("sum", True, 2)])
+def test_embedding_bag_double_backward(mode, psw, pad):
+    # PyTorch has no double backward for embedding_bag (NotImplementedError): gradgradcheck
+    # (float64, finite differences of the first-order gradient) is the reference
+    from ember.autograd import gradgradcheck
+
+    w, sample_w = rng.standard_normal((6, 3)), rng.random(6) + 0.5
+
+    def fn(weight, *p):
+        kw = {"mode": mode, "padding_idx": pad}
+        if p:
+            kw["per_sample_weights"] = p[0]
+        return F.embedding_bag(ember.tensor([0, 2, 2, 4, 1, 5]), weight, ember.tensor([0, 2, 2]),
+                               **kw) ** 3
+
+    assert gradgradcheck(fn, tuple(_t64(a) for a in ([w, sample_w] if psw else [w])))
+
+
+def test_embedding_bag_max_refuses_double_backward_clearly():
+    w = _t64(rng.standard_normal((6, 3)))
+    out = F.embedding_bag(ember.tensor([0, 2, 4, 1]), w, ember.tensor([0, 2]), mode="max")
+    with pytest.raises(RuntimeError, match="mode='max' does not support higher-order"):
+        ember.autograd.grad((out ** 3).sum(), w, create_graph=True)

@@ -101,9 +101,8 @@ class EmbeddingBackward(Function):
 
 
 class EmbeddingBag(Function):
-    """Sum, mean or max of the embeddings in each bag; bags are contiguous runs of ``idx``."""
-
-    supports_double_backward = False
+    """Sum, mean or max of the embeddings in each bag; bags are contiguous runs of ``idx``.
+    Double backward: sum and mean (not max)."""
 
     @staticmethod
     def forward(ctx, weight, psw, idx, starts, num_bags, mode, padding_idx):
@@ -150,6 +149,8 @@ class EmbeddingBag(Function):
     def backward(ctx, grad):
         shape, idx, bag_of, keep, counts, arg, nonempty, mode = ctx.args
         weight, psw = ctx.saved_tensors
+        if ctx._tensor_mode:
+            return _embedding_bag_backward_graph(ctx, grad, weight, psw)
         xp = ctx.xp
         gw = xp.zeros(shape, dtype=grad.dtype)
         gpsw = None
@@ -181,6 +182,26 @@ class EmbeddingBag(Function):
             g_elem = g_elem * keep[:, None]
         index_add_rows(xp, gw, idx, g_elem)
         return gw, gpsw, None, None, None, None, None
+
+
+def _embedding_bag_backward_graph(ctx, grad, weight, psw):
+    """EmbeddingBag's backward (sum and mean) as ops of ``grad``, ``weight`` and the
+    per-sample weights, for double backward."""
+    shape, idx, bag_of, keep, counts, _, _, mode = ctx.args
+    if mode == "max":
+        raise RuntimeError("embedding_bag(mode='max') does not support higher-order gradients "
+                           "(create_graph=True); use mode='sum' or 'mean'")
+    scale = 1 if counts is None else 1 / np.maximum(counts, 1)[bag_of][:, None]
+    if keep is not None:
+        scale = scale * keep[:, None]
+    g_elem = grad[bag_of] * scale
+    gpsw = None
+    if ctx.needs_input_grad[1]:
+        gpsw = (g_elem * Embedding.apply(weight, idx, None, False)).sum(1)
+    if psw is not None:
+        g_elem = g_elem * psw.reshape(-1, 1)
+    gw = EmbeddingBackward.apply(g_elem, idx, shape, None, False)
+    return gw, gpsw, None, None, None, None, None
 
 
 def _bag_rank(xp, bag_of, nonempty):
