@@ -103,8 +103,6 @@ class DistributedDataParallel(Module):
         self._overlap = _overlap_policy(resolve_group(process_group), module)
         self.require_backward_grad_sync = True
         self._params = [p for p in module.parameters() if p.requires_grad]
-        # broadcast from rank 0 before each forward: the buffers as of wrapping, as PyTorch
-        self._module_buffers = list(module.buffers())
         self._names = {id(p): n for n, p in module.named_parameters()}
         self._sync_module_states()
         self._order: list[int] = []  # gradient arrival order, recorded in the first iteration
@@ -343,9 +341,10 @@ class DistributedDataParallel(Module):
     def forward(self, *inputs, **kwargs):
         if self._handed:
             self._renew()
-        if self.broadcast_buffers and self.world_size > 1 and self._module_buffers:
+        if self.broadcast_buffers and self.world_size > 1:
             with ember.no_grad():
-                for buf in self._module_buffers:
+                # collected afresh each time, as PyTorch does: buffers may be reassigned
+                for buf in self.module.buffers():
                     collectives.broadcast(buf, src=0, group=self.process_group)
         out = self.module(*inputs, **kwargs)
         if self.find_unused_parameters and ember.is_grad_enabled() \
