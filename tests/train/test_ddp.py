@@ -373,3 +373,24 @@ def test_a_storage_block_is_held_while_anything_refers_to_its_memory():
     del grad
     assert pool.ensure_spare() and len(made) == 1  # the first block is free again
     assert pool.settle() is block
+
+
+def _reassigned_buffer_rank():
+    import ember
+    import ember.distributed as dist
+    import ember.nn as nn
+    from ember.distributed.ddp import DistributedDataParallel
+
+    rank = dist.get_rank()
+    model = nn.Linear(2, 2)
+    model.register_buffer("scale", ember.ones(3))
+    net = DistributedDataParallel(model)
+    model.scale = ember.full((3,), float(rank + 5))  # reassigned after wrapping
+    net(ember.ones(1, 2))
+    return model.scale.numpy().tolist()
+
+
+def test_ddp_broadcasts_a_buffer_reassigned_after_wrapping():
+    for o in _ranks(_reassigned_buffer_rank, 2):
+        assert o is not None and o.ok, o and o.traceback
+        assert o.value == [5.0, 5.0, 5.0]  # rank 0's new buffer, as PyTorch does
