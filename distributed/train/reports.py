@@ -12,11 +12,14 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
+_CLOSED = "__ember_inbox_closed__"  # what next() returns once the inbox is drained
+
 
 class _InboxActor:
     def __init__(self) -> None:
         self._items: deque = deque()
         self._waiter: asyncio.Future | None = None
+        self._closed = False
 
     async def put(self, item) -> None:
         if self._waiter is not None and not self._waiter.done():
@@ -26,19 +29,25 @@ class _InboxActor:
             self._items.append(item)
 
     async def next(self):
-        """The next item, once there is one (one call outstanding at a time)."""
+        """The next item, once there is one (one call outstanding at a time); ``_CLOSED``
+        after ``drain``."""
         if self._items:
             return self._items.popleft()
+        if self._closed:
+            return _CLOSED
         self._waiter = asyncio.get_running_loop().create_future()
         return await self._waiter
 
-    async def drain(self) -> tuple[list, bool]:
-        """The items queued, and whether the outstanding ``next()`` still waits (if not, it
-        has returned an item, which comes before these)."""
-        waiting = self._waiter is not None and not self._waiter.done()
+    async def drain(self) -> list:
+        """Close the inbox and return the items queued. An outstanding ``next()`` returns
+        ``_CLOSED`` (at once, or when it starts: an async actor may start calls out of
+        order), unless it had already returned an item, which comes before these."""
+        self._closed = True
         items = list(self._items)
         self._items.clear()
-        return items, waiting
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(_CLOSED)
+        return items
 
 
 class ReportInbox:
@@ -58,12 +67,13 @@ class ReportInbox:
         return self.actor.next.remote()
 
     def drain(self, next_ref) -> list:
-        """Every item sent so far and not yet taken, in order, without waiting; ``next_ref``
-        is used up (make a new one to go on waiting)."""
+        """Every item sent so far and not yet taken, in order, and close the inbox;
+        ``next_ref`` is the outstanding ``next()`` call."""
         import ray
 
-        items, waiting = ray.get(self.actor.drain.remote())
-        return items if waiting else [ray.get(next_ref)] + items
+        items = ray.get(self.actor.drain.remote())
+        first = ray.get(next_ref)
+        return items if isinstance(first, str) and first == _CLOSED else [first] + items
 
     def close(self) -> None:
         import ray

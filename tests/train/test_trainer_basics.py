@@ -136,3 +136,30 @@ def test_same_name_gets_a_fresh_directory_and_restore_continues(tmp_path):
     assert [m["step"] for m in restored.metrics_history] == [0, 1, 2, 3]
     with pytest.raises(FileNotFoundError, match="not an ember run directory"):
         Trainer.restore(str(tmp_path), _ckpt_loop)
+
+
+def test_report_inbox_drains_in_order_and_never_blocks():
+    import ray
+
+    from ember.distributed.train.reports import ReportInbox
+
+    # an outstanding next() that is still waiting: drain gives nothing, and ends the wait
+    inbox = ReportInbox()
+    try:
+        assert inbox.drain(inbox.next_ref()) == []
+        assert ray.get(inbox.next_ref(), timeout=30) == "__ember_inbox_closed__"  # stays closed
+    finally:
+        inbox.close()
+    # items before and after the outstanding next(): that one's item comes first
+    inbox = ReportInbox()
+    try:
+        nxt = inbox.next_ref()
+        inbox.put("a")
+        assert ray.get(nxt, timeout=30) == "a"
+        nxt = inbox.next_ref()
+        for item in ("b", "c", "d"):
+            inbox.put(item)
+        ray.wait([nxt], timeout=30)
+        assert inbox.drain(nxt) == ["b", "c", "d"]
+    finally:
+        inbox.close()
