@@ -77,7 +77,7 @@ class SharedStorage:
 
     def __init__(self, root: np.ndarray, slicer, allocate) -> None:
         self._slicer, self._allocate = slicer, allocate
-        self.current = self.previous = _Block(root, slicer(root))
+        self.current = _Block(root, slicer(root))
         self._blocks = [self.current]
 
     @property
@@ -99,7 +99,6 @@ class SharedStorage:
         """Make the first free block current (``ensure_spare`` made sure there is one), and let
         go of further free ones beyond a spare (added while several steps' gradients were
         held)."""
-        self.previous = self.current
         if self.current is self._blocks[0] and not self.current.held:
             return self.current  # the usual step: zero_grad dropped the gradients
         free = [b for b in self._blocks if not b.held]

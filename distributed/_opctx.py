@@ -130,7 +130,7 @@ class OpContext:
         """What frames carry to name this operation on the other side (built when first sent:
         operations that move no frames never need it)."""
         if self._info is None:
-            self._info = f"{self.name}{self.desc} #{self.seq} at {self.site}".encode()
+            self._info = self.describe(self.what, self.seq).encode()
         return self._info
 
     @property

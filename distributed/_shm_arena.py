@@ -15,7 +15,7 @@ Blocks are arrays owned by a caller such as DDP, which keeps its gradient bucket
 
 Once a communicator's members have introduced themselves (the first call's notices travel on
 the sockets), later calls order their steps with ``Signals``: counters each member writes in a
-64-byte block of its own arena, which the others poll and then sleep on as a futex
+512-byte block of its own arena, which the others poll and then sleep on as a futex
 (``_futex.py``). A notice then costs a store and a wake-up call instead of a socket frame.
 Counters publish the data written before them only where stores become visible in program
 order, so signals are used on x86-64 Linux and the sockets carry the notices elsewhere

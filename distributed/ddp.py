@@ -174,12 +174,15 @@ class DistributedDataParallel(Module):
     def _new_block(self, count: int, dtype):
         return resolve_group(self.process_group).shared_block(count, dtype)
 
-    def _slice_buckets(self) -> None:
+    def _slice_buckets(self, private: bool = True) -> None:
         """Point every bucket's ``flat`` (and its per-parameter ``views``) at its range of its
-        storage. Parameters of shared-memory storage get their view as gradient destination:
-        ops that can (Linear) write the gradient straight into the bucket (no copy-in), since
-        the storage is handed to the gradients afterwards anyway (``_finalize``)."""
+        storage (shared storage: the current block's cached views; private storage only when
+        ``private``). Parameters of shared-memory storage get their view as gradient
+        destination: ops that can (Linear) write the gradient straight into the bucket (no
+        copy-in), since the storage is handed to the gradients afterwards (``_finalize``)."""
         for k, (storage, pool) in enumerate(zip(self._storages, self._pools)):
+            if pool is None and not private:
+                continue
             slices = pool.current.slices if pool is not None else self._slices(k, storage)
             for b, (flat, views) in zip(self._members[k], slices):
                 bucket = self._buckets[b]
@@ -358,23 +361,12 @@ class DistributedDataParallel(Module):
         """Move the buckets of storage handed to the gradients by the last backward to a block
         no gradient uses (normally the same block: zero_grad dropped the gradients)."""
         self._handed = False
-        moved = False
         for k, pool in enumerate(self._pools):
-            if pool is None:
-                continue
-            self._storages[k] = None  # (a reference settle must not count)
-            if pool.settle() is not pool.previous:
-                moved = True
-            self._storages[k] = pool.root
-        if moved:
-            self._slice_buckets()
-            return
-        for pool, members in zip(self._pools, self._members):  # same blocks: views still valid
             if pool is not None:
-                for b in members:
-                    bucket = self._buckets[b]
-                    for p, view in zip(bucket.params, bucket.views):
-                        p._grad_dest = view
+                self._storages[k] = None  # (a reference settle must not count)
+                pool.settle()
+                self._storages[k] = pool.root
+        self._slice_buckets(private=False)
 
     def _find_unused(self, out) -> list[int]:
         """Parameters the graph of ``out`` does not reach (their buckets are ready at once)."""

@@ -40,7 +40,7 @@ class BatchNorm(Function):
         out = xhat * weight[:, None] if weight is not None else xhat.copy()
         if bias is not None:
             out += bias[:, None]
-        # (x, and invstd in eval mode: for double backward)
+        # (x: for double backward, which recomputes the statistics from it)
         ctx.save_for_backward(xhat, weight, invstd, x)
         ctx.meta = (training, shape_in, n)
         ctx.eps = eps
