@@ -47,7 +47,7 @@ class TrainContext:
 class _Session:
     def __init__(self, context: TrainContext, inbox, checkpoint_blob, iteration: int):
         self.context = context
-        self.inbox = inbox  # reports.ReportInbox
+        self.inbox = inbox  # a client of the driver's inbox (reports.py)
         self.iteration = iteration
         self._tmp = None
         self.checkpoint = None
@@ -57,7 +57,7 @@ class _Session:
 
     def report(self, metrics: dict, checkpoint: Checkpoint | None = None) -> None:
         self.iteration += 1
-        # The packed files go by value: once put() returns they live in the inbox actor, so a
+        # The packed files go by value: once put() returns the driver holds them, so a
         # checkpoint survives this worker dying right after reporting it (an object this worker
         # put into Ray's store would die with it).
         blob = checkpoint.pack() if checkpoint is not None else None

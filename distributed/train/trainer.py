@@ -11,7 +11,9 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import queue
 import sys
+import threading
 import time
 import traceback
 
@@ -171,41 +173,51 @@ class Trainer:
 
     def _run_attempt(self, ray, run_dir, name, manager, start_ckpt) -> None:
         from ..worker_group import WorkerGroup
-        from .reports import ReportInbox
+        from .reports import open_inbox
 
         group = WorkerGroup(self.scaling.num_workers, self.scaling.bundle(),
                             self.scaling.placement_strategy)
-        inbox = ReportInbox()
+        events: queue.Queue = queue.Queue()
+        inbox = open_inbox(events, group.token)
         try:
             ckpt_ref = [ray.put(start_ckpt.pack())] if start_ckpt is not None else None
-            refs = group.execute_async(_worker_main, self.fn, self.config, inbox, ckpt_ref,
-                                       self.backend, self.strategy, run_dir, name,
+            refs = group.execute_async(_worker_main, self.fn, self.config, inbox.client(),
+                                       ckpt_ref, self.backend, self.strategy, run_dir, name,
                                        self.collective_timeout)
-            self._monitor(ray, group, refs, inbox, manager)
+            self._monitor(ray, group, refs, events, inbox, manager)
         finally:
-            group.shutdown()
             inbox.close()
+            group.shutdown()
 
-    def _monitor(self, ray, group, refs, inbox, manager) -> None:
-        """Wait for reports and for the workers to end (no polling: see ``reports.py``)."""
+    def _monitor(self, ray, group, refs, events, inbox, manager) -> None:
+        """Take reports and the workers' ends as they come (no polling: see ``reports.py``)."""
+        from .reports import queued_reports
+
         pending: dict[int, dict[int, tuple]] = {}
-        remaining, n = list(refs), len(refs)
-        nxt = inbox.next_ref()
+        n = len(refs)
+        threading.Thread(target=_watch_tasks, args=(ray, refs, events), daemon=True,
+                         name="ember-trainer-watch").start()
+        remaining = n
         while remaining:
-            # (a timeout, so that the driver still answers Ctrl-C promptly)
-            ready, _ = ray.wait(remaining + [nxt], num_returns=1, timeout=1.0)
-            if nxt in ready:
-                self._take(ray.get(nxt), pending, manager, n)
-                nxt = inbox.next_ref()
+            try:
+                # (a timeout, so that the driver still answers Ctrl-C promptly)
+                kind, what = events.get(timeout=1.0)
+            except queue.Empty:
                 continue
-            remaining = [r for r in remaining if r not in ready]
-            failed = self._first_error(ray, refs, ready)
+            if kind == "report":
+                self._take(what, pending, manager, n)
+                continue
+            remaining -= 1
+            failed = self._first_error(ray, refs, [what])
             if failed is not None:
                 # keep what was reported before the failure (the checkpoint to resume from)
-                for item in inbox.drain(nxt):
+                inbox.close()
+                for item in queued_reports(events):
                     self._take(item, pending, manager, n)
                 raise self._primary_failure(ray, group, refs, failed) from None
-        for item in inbox.drain(nxt):  # every put has returned: all reports are in
+        # every report() has returned, so every report was queued before its worker's end
+        inbox.close()
+        for item in queued_reports(events):
             self._take(item, pending, manager, n)
 
     @staticmethod
@@ -297,6 +309,18 @@ class Trainer:
             bar.write(f"(ember trainer) {msg}")  # above the live bar, not through it
         else:
             print(f"(ember trainer) {msg}", file=sys.stderr, flush=True)
+
+
+def _watch_tasks(ray, refs, events: queue.Queue) -> None:
+    """Queue ``("end", ref)`` as each worker's task ends (a thread of the driver)."""
+    rest = list(refs)
+    while rest:
+        try:
+            ready, rest = ray.wait(rest, num_returns=1)
+        except Exception:  # Ray shut down under us: the driver is leaving anyway
+            return
+        for r in ready:
+            events.put(("end", r))
 
 
 def _fresh_dir(path: str) -> str:

@@ -138,28 +138,78 @@ def test_same_name_gets_a_fresh_directory_and_restore_continues(tmp_path):
         Trainer.restore(str(tmp_path), _ckpt_loop)
 
 
-def test_report_inbox_drains_in_order_and_never_blocks():
-    import ray
+def _reports(events):
+    from ember.distributed.train.reports import queued_reports
 
-    from ember.distributed.train.reports import ReportInbox
+    return queued_reports(events)
 
-    # an outstanding next() that is still waiting: drain gives nothing, and ends the wait
-    inbox = ReportInbox()
-    try:
-        assert inbox.drain(inbox.next_ref()) == []
-        assert ray.get(inbox.next_ref(), timeout=30) == "__ember_inbox_closed__"  # stays closed
-    finally:
-        inbox.close()
-    # items before and after the outstanding next(): that one's item comes first
-    inbox = ReportInbox()
-    try:
-        nxt = inbox.next_ref()
-        inbox.put("a")
-        assert ray.get(nxt, timeout=30) == "a"
-        nxt = inbox.next_ref()
-        for item in ("b", "c", "d"):
-            inbox.put(item)
-        ray.wait([nxt], timeout=30)
-        assert inbox.drain(nxt) == ["b", "c", "d"]
-    finally:
-        inbox.close()
+
+def test_actor_inbox_queues_in_order_and_close_ends_its_wait():
+    import queue
+
+    from ember.distributed.train.reports import ActorInbox
+
+    # nothing sent: close() still ends the outstanding next() and returns
+    events = queue.Queue()
+    inbox = ActorInbox(events)
+    inbox.close()
+    assert _reports(events) == [] and not inbox._pump.is_alive()
+    # sent before and while the pump waits: all queued, in order, by the time close() returns
+    events = queue.Queue()
+    inbox = ActorInbox(events)
+    client = inbox.client()
+    for item in ("a", "b", "c", "d"):
+        client.put(item)
+    inbox.close()
+    assert _reports(events) == ["a", "b", "c", "d"]
+
+
+def test_socket_inbox_round_trip_token_and_close(monkeypatch):
+    import pickle
+    import queue
+    import threading
+
+    from ember.distributed.train.reports import SocketInbox
+
+    monkeypatch.setenv("EMBER_TOKEN", "the-job-token")
+    monkeypatch.setenv("RANK", "0")
+    events = queue.Queue()
+    inbox = SocketInbox(events, "the-job-token", "127.0.0.1")
+    client = pickle.loads(pickle.dumps(inbox.client()))  # it travels to the workers pickled
+    big = os.urandom(8 << 20)  # a checkpoint's packed files
+    client.put((0, 1, {"loss": 0.5}, big))
+    assert _reports(events) == [(0, 1, {"loss": 0.5}, big)]  # queued before put() returned
+    # several threads of one worker share its connection
+    threads = [threading.Thread(target=lambda k=k: [client.put((k, i)) for i in range(20)])
+               for k in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    got = _reports(events)
+    assert sorted(got) == sorted((k, i) for k in range(3) for i in range(20))
+    assert [i for k, i in got if k == 1] == list(range(20))  # each thread's own order kept
+    # a worker of another job (wrong token) is refused, and says so
+    monkeypatch.setenv("EMBER_TOKEN", "another-token")
+    with pytest.raises(RuntimeError, match="refused this worker.*job tokens differ"):
+        inbox.client().put("intruder")
+    assert _reports(events) == []
+    # after close() nothing more is taken, and report() says why
+    monkeypatch.setenv("EMBER_TOKEN", "the-job-token")
+    inbox.close()
+    with pytest.raises(RuntimeError, match="did not take the report|could not connect"):
+        client.put("late")
+    assert _reports(events) == []
+
+
+def test_reports_through_the_actor_inbox_for_a_ray_client_driver(tmp_path, monkeypatch):
+    # a driver the workers cannot connect to (Ray Client) takes reports through an actor
+    from ember.distributed.train import reports
+
+    monkeypatch.setattr(reports, "_workers_can_connect", lambda: False)
+    result = Trainer(_ckpt_loop, {"steps": 3}, scaling_config=ScalingConfig(num_workers=2),
+                     run_config=RunConfig(storage_path=str(tmp_path), name="ac", verbose=0),
+                     backend=None).fit()
+    assert [m["step"] for m in result.metrics_history] == [0, 1, 2]
+    assert sorted(os.listdir(result.checkpoint.path)) == ["shard_0.txt", "shard_1.txt",
+                                                          "step.txt"]
