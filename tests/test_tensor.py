@@ -192,12 +192,16 @@ def test_set_num_threads():
         ember.set_num_threads(0)
 
 
-def test_parallel_apply_splits_large_updates_bitwise_equal():
+@pytest.mark.parametrize("threads", [1, 2])
+def test_parallel_apply_runs_in_cache_sized_pieces_bitwise_equal(threads):
     import numpy as np
 
-    from ember.backend.threads import parallel_apply
+    from ember.backend import threads as th
+
+    calls = []
 
     def update(a, b):
+        calls.append(a.size)
         a *= 0.9
         a += b * 0.1
 
@@ -206,13 +210,23 @@ def test_parallel_apply_splits_large_updates_bitwise_equal():
     b = rng.standard_normal(200_003).astype(np.float32)
     want = a.copy()
     update(want, b)
+    calls.clear()
     before = ember.get_num_threads()
-    ember.set_num_threads(2)
+    ember.set_num_threads(threads)
     try:
-        parallel_apply(update, a, b)
+        th.parallel_apply(update, a, b)
     finally:
         ember.set_num_threads(before)
     np.testing.assert_array_equal(a, want)
+    piece = th._PIECE_BYTES // 4
+    assert sum(calls) == a.size and max(calls) == piece  # every element once, in pieces
+    slices = (a.size,) if threads == 1 else (100_001, 100_002)  # one slice per thread
+    assert len(calls) == sum(-(-n // piece) for n in slices)
+    # small, strided or mixed-size operands are updated whole
+    calls.clear()
+    th.parallel_apply(update, a[::2].copy()[:1000], b[:1000])
+    th.parallel_apply(update, a[::2], b[::2])
+    assert calls == [1000, a[::2].size]
 
 
 def test_numpy_operands_defer_to_tensors():
