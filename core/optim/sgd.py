@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 
+from ..backend.threads import parallel_apply
 from ..tensor import Tensor
-from ._functional import _bump, _check_lr, _check_nonneg, _grad_for_update, _to_scalar
+from ._functional import _bump, _check_lr, _check_nonneg, _grad_for_update, _to_scalar, _xp
 from .optimizer import Optimizer
 
 __all__ = ["SGD"]
@@ -73,22 +75,31 @@ class SGD(Optimizer):
                 if p.grad is None:
                     continue
                 g = _grad_for_update(p, weight_decay, maximize)
+                arrays, fresh = [p._data, g], False
                 if momentum != 0:
                     state = self.state[p]
-                    buf = state.get("momentum_buffer")
-                    if buf is None:
-                        buf = state["momentum_buffer"] = Tensor._wrap(g.copy())
-                    else:
-                        b = buf._data
-                        b *= momentum
-                        if dampening == 0:
-                            b += g
-                        else:
-                            b += g * (1 - dampening)
-                    if nesterov:
-                        g = g + buf._data * momentum
-                    else:
-                        g = buf._data
-                p._data -= g * lr
+                    if state.get("momentum_buffer") is None:
+                        state["momentum_buffer"] = Tensor._wrap(_xp(g).empty_like(g))
+                        fresh = True
+                    arrays.append(state["momentum_buffer"]._data)
+                parallel_apply(functools.partial(
+                    _sgd_update, lr=lr, momentum=momentum, dampening=dampening,
+                    nesterov=nesterov, fresh=fresh), *arrays)
                 _bump(p)
         return loss
+
+
+def _sgd_update(param, g, buf=None, *, lr, momentum, dampening, nesterov, fresh) -> None:
+    """SGD's elementwise update on arrays (in place); also runs on slices (``parallel_apply``).
+    ``fresh``: ``buf`` is new, and takes the gradient as it is."""
+    if buf is not None:
+        if fresh:
+            buf[...] = g
+        else:
+            buf *= momentum
+            if dampening == 0:
+                buf += g
+            else:
+                buf += g * (1 - dampening)
+        g = g + buf * momentum if nesterov else buf
+    param -= g * lr
