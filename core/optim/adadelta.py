@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 
+from ..backend.threads import parallel_apply
 from ..tensor import Tensor
 from ._functional import (
     _addcmul_,
@@ -81,19 +83,23 @@ class Adadelta(Optimizer):
                     state["acc_delta"] = _zeros_state(p)
                 state["step"]._data += 1
                 g = _grad_for_update(p, group["weight_decay"], group["maximize"])
-                square_avg = state["square_avg"]._data
-                acc_delta = state["acc_delta"]._data
-                xp = _xp(square_avg)
-                square_avg *= rho
-                _addcmul_(square_avg, g, g, 1 - rho)
-                std = square_avg + eps
-                xp.sqrt(std, out=std)
-                delta = acc_delta + eps
-                xp.sqrt(delta, out=delta)
-                delta /= std
-                delta *= g
-                acc_delta *= rho
-                _addcmul_(acc_delta, delta, delta, 1 - rho)
-                p._data -= delta * lr
+                parallel_apply(functools.partial(_adadelta_update, rho=rho, eps=eps, lr=lr),
+                               p._data, g, state["square_avg"]._data, state["acc_delta"]._data)
                 _bump(p)
         return loss
+
+
+def _adadelta_update(param, g, square_avg, acc_delta, *, rho, eps, lr) -> None:
+    """Adadelta's elementwise update on arrays (in place; also on slices: ``parallel_apply``)."""
+    xp = _xp(square_avg)
+    square_avg *= rho
+    _addcmul_(square_avg, g, g, 1 - rho)
+    std = square_avg + eps
+    xp.sqrt(std, out=std)
+    delta = acc_delta + eps
+    xp.sqrt(delta, out=delta)
+    delta /= std
+    delta *= g
+    acc_delta *= rho
+    _addcmul_(acc_delta, delta, delta, 1 - rho)
+    param -= delta * lr

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 
+from ..backend.threads import parallel_apply
 from ..tensor import Tensor
 from ._functional import (
     _addcdiv_,
@@ -97,10 +99,15 @@ class Adagrad(Optimizer):
                 step = float(step_t)
                 g = _grad_for_update(p, group["weight_decay"], group["maximize"])
                 clr = lr / (1 + (step - 1) * lr_decay)
-                state_sum = state["sum"]._data
-                _addcmul_(state_sum, g, g)
-                std = _xp(state_sum).sqrt(state_sum)
-                std += eps
-                _addcdiv_(p._data, g, std, -clr)
+                parallel_apply(functools.partial(_adagrad_update, eps=eps, clr=clr),
+                               p._data, g, state["sum"]._data)
                 _bump(p)
         return loss
+
+
+def _adagrad_update(param, g, state_sum, *, eps, clr) -> None:
+    """Adagrad's elementwise update on arrays (in place; also on slices: ``parallel_apply``)."""
+    _addcmul_(state_sum, g, g)
+    std = _xp(state_sum).sqrt(state_sum)
+    std += eps
+    _addcdiv_(param, g, std, -clr)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 
+from ..backend.threads import parallel_apply
 from ..tensor import Tensor
 from ._functional import (
     _addcdiv_,
@@ -85,15 +87,20 @@ class Adamax(Optimizer):
                 step_t = state["step"]._data
                 step_t += 1
                 g = _grad_for_update(p, group["weight_decay"], group["maximize"])
-                exp_avg = state["exp_avg"]._data
-                exp_inf = state["exp_inf"]._data
-                xp = _xp(exp_avg)
-                _lerp_(exp_avg, g, 1 - beta1)
-                exp_inf *= beta2
-                norm = xp.abs(g)
-                norm += eps
-                xp.maximum(exp_inf, norm, out=exp_inf)
                 clr = lr / (1 - beta1 ** float(step_t))
-                _addcdiv_(p._data, exp_avg, exp_inf, -clr)
+                parallel_apply(functools.partial(_adamax_update, beta1=beta1, beta2=beta2,
+                                                 eps=eps, clr=clr),
+                               p._data, g, state["exp_avg"]._data, state["exp_inf"]._data)
                 _bump(p)
         return loss
+
+
+def _adamax_update(param, g, exp_avg, exp_inf, *, beta1, beta2, eps, clr) -> None:
+    """Adamax's elementwise update on arrays (in place; also on slices: ``parallel_apply``)."""
+    xp = _xp(exp_avg)
+    _lerp_(exp_avg, g, 1 - beta1)
+    exp_inf *= beta2
+    norm = xp.abs(g)
+    norm += eps
+    xp.maximum(exp_inf, norm, out=exp_inf)
+    _addcdiv_(param, exp_avg, exp_inf, -clr)

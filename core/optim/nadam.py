@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 
 import numpy as np
 
+from ..backend.threads import parallel_apply
 from ..tensor import Tensor
 from ._functional import (
     _addcdiv_,
@@ -119,16 +121,25 @@ class NAdam(Optimizer):
                 mu_product_t = state["mu_product"]._data
                 mu_product_t *= np.float32(mu)
                 mu_product = float(mu_product_t)
-                exp_avg = state["exp_avg"]._data
-                exp_avg_sq = state["exp_avg_sq"]._data
-                _lerp_(exp_avg, g, 1 - beta1)
-                exp_avg_sq *= beta2
-                _addcmul_(exp_avg_sq, g, g, 1 - beta2)
-                denom = exp_avg_sq / bias_correction2
-                _xp(denom).sqrt(denom, out=denom)
-                denom += eps
                 mu_product_next = mu_product * mu_next
-                _addcdiv_(p._data, g, denom, -lr * (1.0 - mu) / (1.0 - mu_product))
-                _addcdiv_(p._data, exp_avg, denom, (-lr * mu_next) / (1.0 - mu_product_next))
+                parallel_apply(functools.partial(
+                    _nadam_update, beta1=beta1, beta2=beta2, eps=eps,
+                    bias_correction2=bias_correction2,
+                    grad_step=-lr * (1.0 - mu) / (1.0 - mu_product),
+                    avg_step=(-lr * mu_next) / (1.0 - mu_product_next)),
+                    p._data, g, state["exp_avg"]._data, state["exp_avg_sq"]._data)
                 _bump(p)
         return loss
+
+
+def _nadam_update(param, g, exp_avg, exp_avg_sq, *, beta1, beta2, eps, bias_correction2,
+                  grad_step, avg_step) -> None:
+    """NAdam's elementwise update on arrays (in place; also on slices: ``parallel_apply``)."""
+    _lerp_(exp_avg, g, 1 - beta1)
+    exp_avg_sq *= beta2
+    _addcmul_(exp_avg_sq, g, g, 1 - beta2)
+    denom = exp_avg_sq / bias_correction2
+    _xp(denom).sqrt(denom, out=denom)
+    denom += eps
+    _addcdiv_(param, g, denom, grad_step)
+    _addcdiv_(param, exp_avg, denom, avg_step)

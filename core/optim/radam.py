@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 
+from ..backend.threads import parallel_apply
 from ..tensor import Tensor
 from ._functional import (
     _addcmul_,
@@ -102,26 +104,35 @@ class RAdam(Optimizer):
                     g = _grad_for_update(p, 0, group["maximize"])
                 else:
                     g = _grad_for_update(p, weight_decay, group["maximize"])
-                exp_avg = state["exp_avg"]._data
-                exp_avg_sq = state["exp_avg_sq"]._data
-                _lerp_(exp_avg, g, 1 - beta1)
-                exp_avg_sq *= beta2
-                _addcmul_(exp_avg_sq, g, g, 1 - beta2)
-
-                bias_correction1 = 1 - beta1**step
                 bias_correction2 = 1 - beta2**step
-                update = exp_avg / bias_correction1
-                update *= lr
                 rho_t = rho_inf - 2 * step * (beta2**step) / bias_correction2
+                rect = None  # the variance is not tractable yet: plain momentum steps
                 if rho_t > 5.0:
-                    xp = _xp(param)
-                    adaptive = xp.sqrt(exp_avg_sq)
-                    adaptive += eps
-                    xp.divide(bias_correction2**0.5, adaptive, out=adaptive)
                     rect = ((rho_t - 4) * (rho_t - 2) * rho_inf
                             / ((rho_inf - 4) * (rho_inf - 2) * rho_t)) ** 0.5
-                    update *= adaptive
-                    update *= rect
-                param -= update
+                parallel_apply(functools.partial(
+                    _radam_update, beta1=beta1, beta2=beta2, eps=eps, lr=lr,
+                    bias_correction1=1 - beta1**step, bias_correction2=bias_correction2,
+                    rect=rect),
+                    param, g, state["exp_avg"]._data, state["exp_avg_sq"]._data)
                 _bump(p)
         return loss
+
+
+def _radam_update(param, g, exp_avg, exp_avg_sq, *, beta1, beta2, eps, lr, bias_correction1,
+                  bias_correction2, rect) -> None:
+    """RAdam's elementwise update on arrays (in place; also on slices: ``parallel_apply``);
+    ``rect`` is None while the variance is not tractable."""
+    _lerp_(exp_avg, g, 1 - beta1)
+    exp_avg_sq *= beta2
+    _addcmul_(exp_avg_sq, g, g, 1 - beta2)
+    update = exp_avg / bias_correction1
+    update *= lr
+    if rect is not None:
+        xp = _xp(param)
+        adaptive = xp.sqrt(exp_avg_sq)
+        adaptive += eps
+        xp.divide(bias_correction2**0.5, adaptive, out=adaptive)
+        update *= adaptive
+        update *= rect
+    param -= update

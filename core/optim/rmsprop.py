@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 
+from ..backend.threads import parallel_apply
 from ..tensor import Tensor
 from ._functional import (
     _addcdiv_,
@@ -93,25 +95,37 @@ class RMSprop(Optimizer):
                         state["grad_avg"] = _zeros_state(p)
                 state["step"]._data += 1
                 g = _grad_for_update(p, group["weight_decay"], group["maximize"])
-                square_avg = state["square_avg"]._data
-                square_avg *= alpha
-                _addcmul_(square_avg, g, g, 1 - alpha)
-                xp = _xp(square_avg)
+                arrays = [p._data, g, state["square_avg"]._data]
                 if centered:
-                    grad_avg = state["grad_avg"]._data
-                    _lerp_(grad_avg, g, 1 - alpha)
-                    avg = grad_avg * grad_avg
-                    xp.subtract(square_avg, avg, out=avg)
-                    xp.sqrt(avg, out=avg)
-                else:
-                    avg = xp.sqrt(square_avg)
-                avg += eps
+                    arrays.append(state["grad_avg"]._data)
                 if momentum > 0:
-                    buf = state["momentum_buffer"]._data
-                    buf *= momentum
-                    _addcdiv_(buf, g, avg)
-                    p._data -= buf * lr
-                else:
-                    _addcdiv_(p._data, g, avg, -lr)
+                    arrays.append(state["momentum_buffer"]._data)
+                parallel_apply(functools.partial(_rmsprop_update, alpha=alpha, eps=eps, lr=lr,
+                                                 momentum=momentum, centered=centered),
+                               *arrays)
                 _bump(p)
         return loss
+
+
+def _rmsprop_update(param, g, square_avg, *extra, alpha, eps, lr, momentum, centered) -> None:
+    """RMSprop's elementwise update on arrays (in place; also on slices: ``parallel_apply``).
+    ``extra``: ``grad_avg`` when centered, then the momentum buffer when momentum > 0."""
+    square_avg *= alpha
+    _addcmul_(square_avg, g, g, 1 - alpha)
+    xp = _xp(square_avg)
+    if centered:
+        grad_avg = extra[0]
+        _lerp_(grad_avg, g, 1 - alpha)
+        avg = grad_avg * grad_avg
+        xp.subtract(square_avg, avg, out=avg)
+        xp.sqrt(avg, out=avg)
+    else:
+        avg = xp.sqrt(square_avg)
+    avg += eps
+    if momentum > 0:
+        buf = extra[-1]
+        buf *= momentum
+        _addcdiv_(buf, g, avg)
+        param -= buf * lr
+    else:
+        _addcdiv_(param, g, avg, -lr)
