@@ -1,7 +1,7 @@
 """Real multi-node runs on the two-namespace cluster (see conftest.py): ``ember launch`` and
 ``ember submit`` across both hosts, DDP across hosts against a single-host run, and the loss of
 the worker host mid-run (recovery when resources remain, a clear error naming the node when
-they do not — never a hang)."""
+they do not — never a hang), and the Trainer's reports crossing from the worker host."""
 
 from __future__ import annotations
 
@@ -190,3 +190,46 @@ def test_losing_the_worker_host_recovers_when_resources_remain(netns_cluster, tm
     assert out.count(f"done on {HEAD}") == 2, out[-2000:]
     netns_cluster.ensure_up()
     assert [h["ip"] for h in netns_cluster.state()["hosts"]] == [HEAD, WORKER]
+
+
+# The Trainer as a driver of the cluster: one worker per host (SPREAD). Each reports the address
+# it runs on and a checkpoint file of its own; the reports cross the link to the driver.
+TRAINER = """
+import json, os, socket, sys, tempfile
+from ember.distributed import train
+
+def loop():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.connect((os.environ["MASTER_ADDR"], 9))
+    ip = s.getsockname()[0]
+    rank = train.get_context().get_world_rank()
+    for step in range(3):
+        with tempfile.TemporaryDirectory() as d:
+            with open(os.path.join(d, f"rank{rank}.txt"), "w") as f:
+                f.write(f"{step} {ip}")
+            train.report({"step": step, "ip": ip}, checkpoint=train.Checkpoint.from_directory(d))
+
+result = train.Trainer(loop, scaling_config=train.ScalingConfig(num_workers=2,
+                                                                placement_strategy="SPREAD"),
+                       run_config=train.RunConfig(name="mn", storage_path=sys.argv[1],
+                                                  verbose=0)).fit()
+files = {n: open(os.path.join(result.checkpoint.path, n)).read()
+         for n in sorted(os.listdir(result.checkpoint.path))}
+print("RESULT", json.dumps({"steps": [m["step"] for m in result.metrics_history],
+                            "ip": result.metrics["ip"], "files": files}))
+"""
+
+
+def test_trainer_across_hosts_collects_every_ranks_reports(netns_cluster, tmp_path):
+    import json
+    import sys
+
+    netns_cluster.ensure_up()
+    script = _script(tmp_path, "trainer.py", TRAINER)
+    r = netns_cluster.run(sys.executable, script, str(tmp_path / "runs"))
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    got = json.loads(r.stdout.split("RESULT ", 1)[1])
+    assert got["steps"] == [0, 1, 2]
+    # rank 0's metrics; both hosts' checkpoint files, merged, from the last report
+    assert got["files"] == {"rank0.txt": f"2 {got['ip']}",
+                            "rank1.txt": f"2 {WORKER if got['ip'] == HEAD else HEAD}"}
