@@ -455,3 +455,118 @@ def test_gpu_matches_cpu(batch_first):
         results.append((out.detach().cpu().numpy(), s.grad.cpu().numpy()))
     np.testing.assert_allclose(results[1][0], results[0][0], **OUT_TOL)
     np.testing.assert_allclose(results[1][1], results[0][1], **GRAD_TOL)
+
+
+# ---- double backward ------------------------------------------------------------------------
+def _second_order(lib, fn, arrays, grad_mask):
+    """Gradients of a squared-gradient penalty: the second-order gradients through ``fn``."""
+    ins = [lib.tensor(a, requires_grad=g) for a, g in zip(arrays, grad_mask)]
+    out = fn(*ins)
+    out = out[0] if isinstance(out, tuple) else out
+    wrt = [t for t in ins if t.requires_grad]
+    first = lib.autograd.grad((out ** 2).sum(), wrt, create_graph=True)
+    penalty = sum((g ** 2).sum() * (k + 1) for k, g in enumerate(first))
+    return [g.detach().numpy() for g in lib.autograd.grad(penalty, wrt)]
+
+
+@pytest.mark.parametrize("case", ["plain", "causal", "float_mask", "bool_mask", "gqa"])
+def test_sdpa_double_backward_matches_torch(case):
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    rng = np.random.default_rng(0)
+    heads_kv = 1 if case == "gqa" else 2
+    q, k, v = (rng.standard_normal(s) for s in ((2, 2, 4, 3), (2, heads_kv, 5, 3),
+                                                (2, heads_kv, 5, 3)))
+    mask, kw = None, {}
+    if case == "causal":
+        k, v, kw = k[:, :, :4], v[:, :, :4], {"is_causal": True}
+    elif case == "float_mask":
+        mask = rng.standard_normal((4, 5))  # added to the scores, and differentiated
+    elif case == "bool_mask":
+        mask = rng.random((4, 5)) > 0.3
+        mask[:, 0], mask[1] = True, False  # row 1 attends to nothing: zero weights
+    elif case == "gqa":
+        kw = {"enable_gqa": True}
+    arrays = [q, k, v] + ([mask] if mask is not None else [])
+    grad_mask = [True, True, True] + ([mask.dtype != bool] if mask is not None else [])
+
+    def run(lib, sdpa):
+        def fn(q, k, v, m=None):
+            if m is not None and lib is ember and m.dtype == ember.bool:
+                m.requires_grad = False
+            return sdpa(q, k, v, attn_mask=m, **kw)
+        return _second_order(lib, fn, arrays, grad_mask)
+
+    with sdpa_kernel(SDPBackend.MATH):  # torch's CPU flash kernel has no double backward
+        want = run(torch, torch.nn.functional.scaled_dot_product_attention)
+    got = run(ember, F.scaled_dot_product_attention)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-9, atol=1e-10)
+
+
+def test_sdpa_double_backward_with_dropout_gradgradchecks():
+    from ember.autograd import gradgradcheck
+
+    rng = np.random.default_rng(1)
+    ins = [_e(rng.standard_normal(s), True) for s in ((1, 2, 3, 4), (1, 2, 5, 4), (1, 2, 5, 4))]
+
+    def fn(q, k, v):  # the same dropout mask on every call
+        ember.manual_seed(0)
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=0.4)
+
+    assert gradgradcheck(fn, ins)
+    # the graph's first-order gradients are those of the fused backward (gradchecked above)
+    g = ember.tensor(rng.standard_normal((1, 2, 3, 4)))
+    fused = ember.autograd.grad(fn(*ins), ins, g)
+    in_graph = ember.autograd.grad(fn(*ins), ins, g, create_graph=True)
+    for a, b in zip(fused, in_graph):
+        np.testing.assert_allclose(_np(b), _np(a), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("case", ["self", "self_seq_first", "causal_weights", "cross_kdim",
+                                  "key_padding"])
+def test_multihead_attention_double_backward_matches_torch(case):
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    rng = np.random.default_rng(2)
+    E, H, B, L, S = 6, 2, 2, 4, 5
+    batch_first = case != "self_seq_first"
+    kdim = 3 if case == "cross_kdim" else None
+    cross = case in ("cross_kdim", "key_padding")
+    S = S if cross else L
+    x = rng.standard_normal((B, L, E) if batch_first else (L, B, E))
+    y = rng.standard_normal((B, S, kdim or E))
+    kpm = np.zeros((B, S), bool)
+    kpm[0, -1] = True
+    state = None
+    results = []
+    for lib in (torch, ember):
+        lib.manual_seed(0)
+        mha = lib.nn.MultiheadAttention(E, H, batch_first=batch_first, kdim=kdim, vdim=kdim,
+                                        dtype=lib.float64)
+        if state is None:
+            state = {k: v.detach().numpy().copy() for k, v in mha.state_dict().items()}
+        else:
+            mha.load_state_dict({k: lib.tensor(v) for k, v in state.items()})
+        params = list(mha.parameters())
+
+        def fn(x, y=None, lib=lib, mha=mha):
+            kv = y if cross else x
+            kwargs = {"need_weights": case == "causal_weights"}
+            if case == "causal_weights":
+                kwargs["attn_mask"] = lib.tensor(np.triu(np.ones((L, L), bool), 1))
+            if case == "key_padding":
+                kwargs["key_padding_mask"] = lib.tensor(kpm)
+            out, w = mha(x, kv, kv, **kwargs)
+            return out if w is None else out + w.sum()
+
+        ins = [lib.tensor(x, requires_grad=True)] + \
+              ([lib.tensor(y, requires_grad=True)] if cross else [])
+        with sdpa_kernel(SDPBackend.MATH):
+            out = fn(*ins)
+            first = lib.autograd.grad((out ** 2).sum(), ins + params, create_graph=True)
+            penalty = sum((g ** 2).sum() for g in first)
+            results.append([g.detach().numpy() for g in lib.autograd.grad(penalty,
+                                                                           ins + params)])
+    for g, w in zip(results[1], results[0]):
+        np.testing.assert_allclose(g, w, rtol=1e-8, atol=1e-9)

@@ -12,6 +12,7 @@ import math
 import numpy as np
 
 from ..autograd.function import Function
+from ..backend.device import get_array_module
 from ..random import gen_for
 from ..tensor import Tensor
 
@@ -101,27 +102,95 @@ def _attend_backward(xp, g_o, g_pd, qs, kh, vh, p, pd, scale, need, outs=(None, 
     return dq, dk, dv, ds
 
 
+def _dead_rows(xp, bias):
+    """Rows whose every score is masked (-inf): the safe softmax gives them zero weight."""
+    if bias is None:
+        return None
+    dead = xp.isneginf(bias).all(-1, keepdims=True)
+    return dead if bool(dead.any()) else None
+
+
+def _attend_grads_in_graph(q, k, v, mask, g_out, g_w, scale, const_bias, safe, p, pd, rep):
+    """The first-order gradients of q, k, v (and of a float mask given as a tensor) as
+    differentiable tensor ops, for double backward: the scores and weights are recomputed
+    from q and k in the graph, and dropout reuses the forward's mask (read off ``p``/``pd``).
+    ``const_bias`` holds the constant part of the mask (bool / float array, causal)."""
+    import ember
+
+    def repeat(t):  # each key/value head ``rep`` times (grouped-query attention)
+        if rep == 1:
+            return t
+        shape = tuple(t.shape)
+        wide = shape[:-2] + (rep,) + shape[-2:]
+        return t.unsqueeze(-3).expand(*wide).reshape(*(shape[:-3] + (shape[-3] * rep,)
+                                                       + shape[-2:]))
+
+    kr, vr = repeat(k), repeat(v)
+    qs = q * scale
+    s = qs @ kr.mT
+    if const_bias is not None:
+        s = s + Tensor._wrap(const_bias)
+    if mask is not None:
+        s = s + mask
+    xp = get_array_module(p)
+    dead = None
+    if safe:
+        total = const_bias
+        if mask is not None:
+            total = mask._data if total is None else total + mask._data
+        dead = _dead_rows(xp, total)
+    if dead is not None:  # keep such rows finite in the graph; their weights are zero
+        s = ember.where(Tensor._wrap(xp.broadcast_to(dead, s.shape)), 0.0, s)
+    pt = ember.softmax(s, -1)
+    if dead is not None:
+        pt = pt * Tensor._wrap((~dead).astype(p.dtype))
+    pdt = pt
+    if pd is not p:  # dropout: the kept entries scaled by 1 / (1 - p), as in the forward
+        safe_p = xp.where(p == 0, 1, p)
+        pdt = pt * Tensor._wrap(xp.where(p == 0, 0, pd / safe_p).astype(p.dtype))
+    g_pd = None if g_w is None else g_w
+    dv = None
+    if g_out is not None:
+        gp = g_out @ vr.mT
+        g_pd = gp if g_pd is None else g_pd + gp
+        dv = pdt.mT @ g_out
+    t = g_pd * pdt
+    ds = t - pt * t.sum(-1, keepdim=True)
+    dq = (ds @ kr) * scale
+    dk = ds.mT @ qs
+    if rep > 1:
+        dk, dv = (None if g is None else
+                  g.reshape(*(tuple(g.shape[:-3]) + (g.shape[-3] // rep, rep)
+                              + tuple(g.shape[-2:]))).sum(-3)
+                  for g in (dk, dv))
+    if dv is None:
+        dv = ember.zeros_like(v)
+    return dq, dk, dv, ds
+
+
 class ScaledDotProductAttention(Function):
     """forward(q, k, v, mask, dropout_p, scale, is_causal, return_weights, safe, generator, rep).
 
     ``mask`` is None, a bool array (True = attend) or a float array added to the scores (its
     gradient is returned when it requires grad). ``rep`` > 1 repeats each key/value head that many
     times (grouped-query attention). Returns ``out`` or ``(out, weights)`` (weights after dropout).
+    Double backward recomputes the weights from q and k in the graph
+    (``_attend_grads_in_graph``).
     """
-
-    supports_double_backward = False
 
     @staticmethod
     def forward(ctx, q, k, v, mask, dropout_p, scale, is_causal, return_weights, safe,
                 generator, rep):
         xp = ctx.xp
+        kr, vr = k, v
         if rep > 1:
-            k = xp.repeat(k, rep, axis=-3)
-            v = xp.repeat(v, rep, axis=-3)
+            kr = xp.repeat(k, rep, axis=-3)
+            vr = xp.repeat(v, rep, axis=-3)
         bias = _bias(xp, mask, is_causal, q.shape[-2], k.shape[-2], q.dtype)
-        qs, p, pd, out = _attend(xp, q, k, v, scale, bias, safe, dropout_p, generator)
-        ctx.save_for_backward(qs, k, v, p, pd)
-        ctx.meta = (scale, rep, v.shape)
+        qs, p, pd, out = _attend(xp, q, kr, vr, scale, bias, safe, dropout_p, generator)
+        # q, k, v and the mask as given: for double backward, which recomputes from them
+        ctx.save_for_backward(qs, kr, vr, p, pd, q, k, v, mask)
+        ctx.meta = (scale, rep, v.shape, is_causal, safe)
         ctx.set_materialize_grads(False)
         if return_weights:
             return out, pd
@@ -129,10 +198,22 @@ class ScaledDotProductAttention(Function):
 
     @staticmethod
     def backward(ctx, g_out, g_w=None):
-        qs, k, v, p, pd = ctx.saved_tensors
-        scale, rep, v_shape = ctx.meta
-        xp = ctx.xp
+        scale, rep, v_shape, is_causal, safe = ctx.meta
         need = ctx.needs_input_grad
+        if ctx._tensor_mode:
+            _, _, _, _, _, q, k, v, mask = ctx.saved_tensors
+            p, pd = ctx.saved_array(3), ctx.saved_array(4)
+            xp = get_array_module(p)
+            tensor_mask = mask if need[3] else None
+            const = None if need[3] else (None if mask is None else mask._data
+                                          if isinstance(mask, Tensor) else mask)
+            const_bias = _bias(xp, const, is_causal, q.shape[-2], k.shape[-2], p.dtype)
+            dq, dk, dv, ds = _attend_grads_in_graph(q, k, v, tensor_mask, g_out, g_w, scale,
+                                                    const_bias, safe, p, pd, rep)
+            return dq, dk, dv, (ds if need[3] else None), None, None, None, None, None, None, \
+                None
+        qs, k, v, p, pd = ctx.saved_tensors[:5]
+        xp = ctx.xp
         if g_out is None and g_w is None:
             return (None,) * 11
         dq, dk, dv, ds = _attend_backward(xp, g_out, g_w, qs, k, v, p, pd, scale, need)
@@ -175,8 +256,6 @@ class MultiHeadAttentionCore(Function):
     array added to the (B, heads, L, S) scores. Returns out (same layout as q) [, weights].
     """
 
-    supports_double_backward = False
-
     @staticmethod
     def forward(ctx, a, b, c, mask, dropout_p, num_heads, scale, is_causal, need_weights, safe,
                 generator, batch_first, layout):
@@ -189,16 +268,18 @@ class MultiHeadAttentionCore(Function):
         qs, p, pd, _ = _attend(xp, qh, kh, vh, scale, bias, safe, dropout_p, generator,
                                out=_heads(out, num_heads, batch_first))
         ctx.save_for_backward(a, b, c, qs, p, pd)
-        ctx.meta = (num_heads, scale, batch_first, layout, E)
+        ctx.meta = (num_heads, scale, batch_first, layout, E, mask, is_causal, safe)
         ctx.set_materialize_grads(False)
         return (out, pd) if need_weights else out
 
     @staticmethod
     def backward(ctx, g_out, g_w=None):
-        a, b, c, qs, p, pd = ctx.saved_tensors
-        num_heads, scale, batch_first, layout, E = ctx.meta
-        xp = ctx.xp
+        num_heads, scale, batch_first, layout, E, mask, is_causal, safe = ctx.meta
         need = ctx.needs_input_grad
+        if ctx._tensor_mode:
+            return MultiHeadAttentionCore._grads_in_graph(ctx, g_out, g_w)
+        a, b, c, qs, p, pd = ctx.saved_tensors
+        xp = ctx.xp
         grads = [xp.empty_like(t) if t is not None and n else None
                  for t, n in zip((a, b, c), need[:3])]
         if g_out is None and g_w is None:
@@ -218,6 +299,48 @@ class MultiHeadAttentionCore(Function):
         g_heads = None if g_out is None else _heads(g_out, num_heads, batch_first)
         _attend_backward(xp, g_heads, g_w, qs, kh, vh, p, pd, scale, wanted, outs)
         return (grads[0], grads[1], grads[2]) + (None,) * 10
+
+    @staticmethod
+    def _grads_in_graph(ctx, g_out, g_w):
+        """Double backward: the gradients of the packed projections as tensor ops."""
+        import ember
+
+        num_heads, scale, batch_first, layout, E, mask, is_causal, safe = ctx.meta
+        need = ctx.needs_input_grad
+        a, b, c = ctx.saved_tensors[:3]
+        p, pd = ctx.saved_array(4), ctx.saved_array(5)
+        q, k, v = _split((a, b, c), layout, E)
+        qh, kh, vh = (_heads_tensor(t, num_heads, batch_first) for t in (q, k, v))
+        const_bias = _bias(get_array_module(p), mask, is_causal, qh.shape[-2], kh.shape[-2],
+                           p.dtype)
+        g_heads = None if g_out is None else _heads_tensor(g_out, num_heads, batch_first)
+        heads = _attend_grads_in_graph(qh, kh, vh, None, g_heads, g_w, scale, const_bias, safe,
+                                       p, pd, 1)[:3]
+        dq, dk, dv = (_merge_heads_tensor(g, batch_first) for g in heads)
+        if layout == "qkv":
+            grads = (ember.cat([dq, dk, dv], -1), None, None)
+        elif layout == "q_kv":
+            grads = (dq, ember.cat([dk, dv], -1), None)
+        else:
+            grads = (dq, dk, dv)
+        return tuple(g if n else None for g, n in zip(grads, need[:3])) + (None,) * 10
+
+
+def _heads_tensor(x, num_heads, batch_first):
+    """``_heads`` on a tensor (in the graph): (B, L, E) or (L, B, E) -> (B, heads, L, E/heads)."""
+    if batch_first:
+        B, L, E = x.shape
+        return x.reshape(B, L, num_heads, E // num_heads).permute(0, 2, 1, 3)
+    L, B, E = x.shape
+    return x.reshape(L, B, num_heads, E // num_heads).permute(1, 2, 0, 3)
+
+
+def _merge_heads_tensor(x, batch_first):
+    """The inverse of ``_heads_tensor``."""
+    B, H, L, d = x.shape
+    if batch_first:
+        return x.permute(0, 2, 1, 3).reshape(B, L, H * d)
+    return x.permute(2, 0, 1, 3).reshape(L, B, H * d)
 
 
 def _sum_repeats(g, rep):
