@@ -227,12 +227,12 @@ class ScaledDotProductAttention(Function):
 
 
 def _heads(x, num_heads, batch_first):
-    """(B, L, E) or (L, B, E) -> a (B, heads, L, E // heads) view (no copy)."""
-    if batch_first:
-        B, L, E = x.shape
-        return x.reshape(B, L, num_heads, E // num_heads).transpose(0, 2, 1, 3)
-    L, B, E = x.shape
-    return x.reshape(L, B, num_heads, E // num_heads).transpose(1, 2, 0, 3)
+    """(B, L, E) or (L, B, E) -> a (B, heads, L, E // heads) view (no copy); ``x`` an array,
+    or a tensor (in the graph, for double backward)."""
+    a, b, E = x.shape
+    split = x.reshape(a, b, num_heads, E // num_heads)
+    axes = (0, 2, 1, 3) if batch_first else (1, 2, 0, 3)
+    return split.permute(*axes) if isinstance(x, Tensor) else split.transpose(axes)
 
 
 def _split(arrays, layout, E):
@@ -310,13 +310,13 @@ class MultiHeadAttentionCore(Function):
         a, b, c = ctx.saved_tensors[:3]
         p, pd = ctx.saved_array(4), ctx.saved_array(5)
         q, k, v = _split((a, b, c), layout, E)
-        qh, kh, vh = (_heads_tensor(t, num_heads, batch_first) for t in (q, k, v))
+        qh, kh, vh = (_heads(t, num_heads, batch_first) for t in (q, k, v))
         const_bias = _bias(get_array_module(p), mask, is_causal, qh.shape[-2], kh.shape[-2],
                            p.dtype)
-        g_heads = None if g_out is None else _heads_tensor(g_out, num_heads, batch_first)
+        g_heads = None if g_out is None else _heads(g_out, num_heads, batch_first)
         heads = _attend_grads_in_graph(qh, kh, vh, None, g_heads, g_w, scale, const_bias, safe,
                                        p, pd, 1)[:3]
-        dq, dk, dv = (_merge_heads_tensor(g, batch_first) for g in heads)
+        dq, dk, dv = (_merge_heads(g, batch_first) for g in heads)
         if layout == "qkv":
             grads = (ember.cat([dq, dk, dv], -1), None, None)
         elif layout == "q_kv":
@@ -326,17 +326,8 @@ class MultiHeadAttentionCore(Function):
         return tuple(g if n else None for g, n in zip(grads, need[:3])) + (None,) * 10
 
 
-def _heads_tensor(x, num_heads, batch_first):
-    """``_heads`` on a tensor (in the graph): (B, L, E) or (L, B, E) -> (B, heads, L, E/heads)."""
-    if batch_first:
-        B, L, E = x.shape
-        return x.reshape(B, L, num_heads, E // num_heads).permute(0, 2, 1, 3)
-    L, B, E = x.shape
-    return x.reshape(L, B, num_heads, E // num_heads).permute(1, 2, 0, 3)
-
-
-def _merge_heads_tensor(x, batch_first):
-    """The inverse of ``_heads_tensor``."""
+def _merge_heads(x, batch_first):
+    """The inverse of ``_heads`` on a tensor."""
     B, H, L, d = x.shape
     if batch_first:
         return x.permute(0, 2, 1, 3).reshape(B, L, H * d)
