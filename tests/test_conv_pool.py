@@ -297,6 +297,13 @@ def test_max_pool_nan_wins():
     ty, ti = TF.max_pool1d(_t(x), 3, return_indices=True)
     np.testing.assert_array_equal(ey.numpy(), ty.numpy())
     np.testing.assert_array_equal(ei.numpy(), ti.numpy())
+    # 2x2 windows tiling the input (their own path): one NaN, two NaNs, a NaN among ties
+    x = np.round(_f32(_rng(3), 1, 2, 4, 6))
+    x[0, 0, 0, 1] = x[0, 0, 2, 2] = x[0, 0, 3, 3] = x[0, 1, 1, 4] = np.nan
+    ey, ei = F.max_pool2d(_e(x), 2, return_indices=True)
+    ty, ti = TF.max_pool2d(_t(x), 2, return_indices=True)
+    np.testing.assert_array_equal(ey.numpy(), ty.numpy())
+    np.testing.assert_array_equal(ei.numpy(), ti.numpy())
 
 
 @pytest.mark.parametrize("call,match", [

