@@ -89,6 +89,7 @@ GRADCHECK_CASES = [
     ("max_pool2d", [(1, 2, 5, 5)], {"kernel_size": 3, "stride": 2, "padding": 1,
                                     "ceil_mode": True}),
     ("max_pool1d", [(1, 2, 7)], {"kernel_size": 2, "dilation": 2}),
+    ("max_pool2d", [(2, 2, 4, 6)], {"kernel_size": 2}),  # windows tiling the input
     ("avg_pool2d", [(1, 2, 5, 4)], {"kernel_size": 3, "stride": 2, "padding": 1,
                                     "count_include_pad": False, "ceil_mode": True}),
     ("avg_pool3d", [(1, 1, 4, 4, 4)], {"kernel_size": 2}),
