@@ -4,7 +4,7 @@ Each ``report()`` returns once the driver holds the report, so a checkpoint repo
 its worker dying a moment later. The driver puts every report into one queue of events, which
 its monitor loop blocks on together with the workers' ends: nothing polls.
 
-Two inboxes, one interface (``client()``, ``close()``):
+Two inboxes, one interface (``client()``, ``flush()``, ``close()``):
 
 * ``SocketInbox``, the default: the driver listens on a TCP port. Each worker connects on its
   first report, proves the job token with an HMAC (as the collectives' data connections do),
@@ -28,6 +28,7 @@ import threading
 import time
 
 from .. import _auth, _transport
+from ..errors import DistributedError
 
 _CLOSED = "__ember_inbox_closed__"  # what the actor's next() returns once it is drained
 _LEN = struct.Struct("<Q")
@@ -110,6 +111,10 @@ class SocketInbox:
                 self._conns.discard(conn)
             conn.close()
 
+    def flush(self) -> None:
+        """Every report acknowledged so far is queued already: a report is acknowledged only
+        once it is in the queue."""
+
     def close(self) -> None:
         """Stop taking reports: once this returns, nothing more is queued."""
         with self._lock:
@@ -153,8 +158,10 @@ class ReportClient:
             if ack != _ACK:
                 self._sock.close()
                 self._sock = None
-                raise RuntimeError(f"report(): the Trainer's driver at {self._where()} did not "
-                                   "take the report (it ended the run, or it is gone)")
+                # a follow-on error (the driver ends the run when another rank fails): the
+                # Trainer reports the root cause before it
+                raise DistributedError(f"report(): the Trainer's driver at {self._where()} did "
+                                       "not take the report (it ended the run, or it is gone)")
 
     def _where(self) -> str:
         return _auth.join_host_port(*self.address)
@@ -254,6 +261,10 @@ class ActorInbox:
             if isinstance(item, str) and item == _CLOSED:
                 return
             self._events.put(("report", item))
+
+    def flush(self) -> None:
+        """Queue every report sent so far (reports sent later are accepted and dropped)."""
+        self.close()
 
     def close(self) -> None:
         """Stop taking reports: once this returns, every report sent is queued, in order."""

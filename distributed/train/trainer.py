@@ -186,8 +186,8 @@ class Trainer:
                                        self.collective_timeout)
             self._monitor(ray, group, refs, events, inbox, manager)
         finally:
-            inbox.close()
             group.shutdown()
+            inbox.close()
 
     def _monitor(self, ray, group, refs, events, inbox, manager) -> None:
         """Take reports and the workers' ends as they come (no polling: see ``reports.py``)."""
@@ -210,8 +210,10 @@ class Trainer:
             remaining -= 1
             failed = self._first_error(ray, refs, [what])
             if failed is not None:
-                # keep what was reported before the failure (the checkpoint to resume from)
-                inbox.close()
+                # keep what was reported before the failure (the checkpoint to resume from);
+                # the inbox stays open until the group is shut down, so that the healthy ranks'
+                # report() calls do not fail and pass for the root cause
+                inbox.flush()
                 for item in queued_reports(events):
                     self._take(item, pending, manager, n)
                 raise self._primary_failure(ray, group, refs, failed) from None

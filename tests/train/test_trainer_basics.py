@@ -113,6 +113,26 @@ def test_failure_without_restarts_shows_worker_traceback(tmp_path):
     assert "1 failure(s)" in msg
 
 
+def _reporting_while_a_peer_fails():
+    import time
+
+    if get_context().get_world_rank() == 1:
+        time.sleep(0.5)
+        raise KeyError("rank 1's own failure")
+    end = time.monotonic() + 2.0
+    while time.monotonic() < end:  # reports keep coming while the driver handles the failure
+        report({"ok": 1})
+
+
+def test_a_healthy_rank_reporting_during_a_failure_is_not_blamed(tmp_path):
+    with pytest.raises(TrainingFailedError) as info:
+        Trainer(_reporting_while_a_peer_fails, scaling_config=ScalingConfig(num_workers=2),
+                run_config=RunConfig(storage_path=str(tmp_path), verbose=0),
+                backend=None).fit()
+    msg = str(info.value)
+    assert "rank 1" in msg and "rank 1's own failure" in msg, msg[-2000:]
+
+
 def test_bad_configs_are_rejected():
     with pytest.raises(ValueError, match="num_workers"):
         ScalingConfig(num_workers=0)
