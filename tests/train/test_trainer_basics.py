@@ -103,12 +103,17 @@ def _failing_loop():
     report({"ok": 1})
 
 
-def test_failure_without_restarts_shows_worker_traceback(tmp_path):
+def _failure_message(loop, tmp_path) -> str:
+    """The TrainingFailedError's message of a 2-worker run of ``loop`` with no restarts."""
     with pytest.raises(TrainingFailedError) as info:
-        Trainer(_failing_loop, scaling_config=ScalingConfig(num_workers=2),
+        Trainer(loop, scaling_config=ScalingConfig(num_workers=2),
                 run_config=RunConfig(storage_path=str(tmp_path), verbose=0),
                 backend=None).fit()
-    msg = str(info.value)
+    return str(info.value)
+
+
+def test_failure_without_restarts_shows_worker_traceback(tmp_path):
+    msg = _failure_message(_failing_loop, tmp_path)
     assert "rank 1" in msg and "inner_helper" in msg and "the worker's own message" in msg
     assert "1 failure(s)" in msg
 
@@ -125,11 +130,7 @@ def _reporting_while_a_peer_fails():
 
 
 def test_a_healthy_rank_reporting_during_a_failure_is_not_blamed(tmp_path):
-    with pytest.raises(TrainingFailedError) as info:
-        Trainer(_reporting_while_a_peer_fails, scaling_config=ScalingConfig(num_workers=2),
-                run_config=RunConfig(storage_path=str(tmp_path), verbose=0),
-                backend=None).fit()
-    msg = str(info.value)
+    msg = _failure_message(_reporting_while_a_peer_fails, tmp_path)
     assert "rank 1" in msg and "rank 1's own failure" in msg, msg[-2000:]
 
 
