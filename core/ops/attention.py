@@ -148,23 +148,17 @@ def _attend_grads_in_graph(q, k, v, mask, g_out, g_w, scale, const_bias, safe, p
     if pd is not p:  # dropout: the kept entries scaled by 1 / (1 - p), as in the forward
         safe_p = xp.where(p == 0, 1, p)
         pdt = pt * Tensor._wrap(xp.where(p == 0, 0, pd / safe_p).astype(p.dtype))
-    g_pd = None if g_w is None else g_w
-    dv = None
-    if g_out is not None:
-        gp = g_out @ vr.mT
-        g_pd = gp if g_pd is None else g_pd + gp
-        dv = pdt.mT @ g_out
+    # (g_out is never None here: double backward materializes missing output gradients)
+    g_pd = g_out @ vr.mT
+    if g_w is not None:
+        g_pd = g_pd + g_w
+    dv = pdt.mT @ g_out
     t = g_pd * pdt
     ds = t - pt * t.sum(-1, keepdim=True)
     dq = (ds @ kr) * scale
     dk = ds.mT @ qs
     if rep > 1:
-        dk, dv = (None if g is None else
-                  g.reshape(*(tuple(g.shape[:-3]) + (g.shape[-3] // rep, rep)
-                              + tuple(g.shape[-2:]))).sum(-3)
-                  for g in (dk, dv))
-    if dv is None:
-        dv = ember.zeros_like(v)
+        dk, dv = _sum_repeats(dk, rep), _sum_repeats(dv, rep)
     return dq, dk, dv, ds
 
 
@@ -203,13 +197,12 @@ class ScaledDotProductAttention(Function):
         if ctx._tensor_mode:
             _, _, _, _, _, q, k, v, mask = ctx.saved_tensors
             p, pd = ctx.saved_array(3), ctx.saved_array(4)
-            xp = get_array_module(p)
-            tensor_mask = mask if need[3] else None
-            const = None if need[3] else (None if mask is None else mask._data
-                                          if isinstance(mask, Tensor) else mask)
-            const_bias = _bias(xp, const, is_causal, q.shape[-2], k.shape[-2], p.dtype)
-            dq, dk, dv, ds = _attend_grads_in_graph(q, k, v, tensor_mask, g_out, g_w, scale,
-                                                    const_bias, safe, p, pd, rep)
+            # a mask that requires grad stays in the graph; any other is a constant bias
+            const = None if mask is None or need[3] else mask._data
+            const_bias = _bias(get_array_module(p), const, is_causal, q.shape[-2], k.shape[-2],
+                               p.dtype)
+            dq, dk, dv, ds = _attend_grads_in_graph(q, k, v, mask if need[3] else None, g_out,
+                                                    g_w, scale, const_bias, safe, p, pd, rep)
             return dq, dk, dv, (ds if need[3] else None), None, None, None, None, None, None, \
                 None
         qs, k, v, p, pd = ctx.saved_tensors[:5]
@@ -313,9 +306,8 @@ class MultiHeadAttentionCore(Function):
         qh, kh, vh = (_heads(t, num_heads, batch_first) for t in (q, k, v))
         const_bias = _bias(get_array_module(p), mask, is_causal, qh.shape[-2], kh.shape[-2],
                            p.dtype)
-        g_heads = None if g_out is None else _heads(g_out, num_heads, batch_first)
-        heads = _attend_grads_in_graph(qh, kh, vh, None, g_heads, g_w, scale, const_bias, safe,
-                                       p, pd, 1)[:3]
+        heads = _attend_grads_in_graph(qh, kh, vh, None, _heads(g_out, num_heads, batch_first),
+                                       g_w, scale, const_bias, safe, p, pd, 1)[:3]
         dq, dk, dv = (_merge_heads(g, batch_first) for g in heads)
         if layout == "qkv":
             grads = (ember.cat([dq, dk, dv], -1), None, None)

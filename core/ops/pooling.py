@@ -108,8 +108,8 @@ def max_pool_forward(xp, x, geom):
             cur = xpad[_slices(geom, off)]
             which += (cur > best) * (code(k) - which)  # modular for uint8: still exact
             xp.maximum(best, cur, out=best)
-    code = which.dtype.type
     if best.dtype.kind == "f" and bool(xp.isnan(best).any()):
+        code = which.dtype.type
         for k, off in enumerate(taps):
             which = xp.where(xp.isnan(xpad[_slices(geom, off)]), code(k), which)
     return best, which

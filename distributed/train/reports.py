@@ -242,7 +242,7 @@ class ActorInbox:
         import ray
 
         self._events = events
-        self._closed = False
+        self._drained = False
         self.actor = ray.remote(num_cpus=0)(_InboxActor).remote()
         self._pump = threading.Thread(target=self._run, daemon=True, name="ember-reports")
         self._pump.start()
@@ -263,16 +263,13 @@ class ActorInbox:
             self._events.put(("report", item))
 
     def flush(self) -> None:
-        """Queue every report sent so far (reports sent later are accepted and dropped)."""
-        self.close()
-
-    def close(self) -> None:
-        """Stop taking reports: once this returns, every report sent is queued, in order."""
+        """Queue every report sent so far. The actor stays up: reports sent later are
+        accepted (so that a healthy rank's ``report()`` does not fail) and dropped."""
         import ray
 
-        if self._closed:
+        if self._drained:
             return
-        self._closed = True
+        self._drained = True
         try:
             items = ray.get(self.actor.drain.remote())
         except Exception:
@@ -280,6 +277,12 @@ class ActorInbox:
         self._pump.join(timeout=30.0)
         for item in items:
             self._events.put(("report", item))
+
+    def close(self) -> None:
+        """Stop taking reports: once this returns, every report sent is queued, in order."""
+        import ray
+
+        self.flush()
         try:
             ray.kill(self.actor, no_restart=True)
         except Exception:

@@ -129,7 +129,11 @@ def _reporting_while_a_peer_fails():
         report({"ok": 1})
 
 
-def test_a_healthy_rank_reporting_during_a_failure_is_not_blamed(tmp_path):
+@pytest.mark.parametrize("inbox", ["socket", "actor"])
+def test_a_healthy_rank_reporting_during_a_failure_is_not_blamed(tmp_path, monkeypatch, inbox):
+    from ember.distributed.train import reports
+
+    monkeypatch.setattr(reports, "_workers_can_connect", lambda: inbox == "socket")
     msg = _failure_message(_reporting_while_a_peer_fails, tmp_path)
     assert "rank 1" in msg and "rank 1's own failure" in msg, msg[-2000:]
 
