@@ -2,10 +2,12 @@
 
     python benchmarks/engine.py                 # all workloads, 1 and 2 threads
     python benchmarks/engine.py --workloads mlp cnn --threads 1 --steps 20
+    python benchmarks/engine.py --device cuda    # CuPy against torch on the GPU
 
 Each (framework, threads) pair runs in its own subprocess, since BLAS thread pools are fixed at
 import. A step is forward + cross-entropy + backward + Adam(lr=1e-3). Targets (issue 3): ratio
-<= 1.5 on mlp and transformer, <= 2.5 on cnn and lstm.
+<= 1.5 on mlp and transformer, <= 2.5 on cnn and lstm. With ``--device cuda`` each step ends
+in a device synchronisation, so the time is the GPU's as well as the host's.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ sys.path.insert(0, str(HERE))
 WORKLOADS = ("mlp", "cnn", "lstm", "transformer")  # DESIGN.md §7 (the builder lives in ember)
 
 
-def run_child(framework: str, threads: int, workloads: list[str], steps: int) -> dict:
+def run_child(framework: str, threads: int, workloads: list[str], steps: int,
+              device: str = "cpu", batch: int | None = None) -> dict:
     """Inside a subprocess: ms/step per workload (median of ``steps`` after warm-up)."""
     import time
 
@@ -37,9 +40,12 @@ def run_child(framework: str, threads: int, workloads: list[str], steps: int) ->
     else:
         import ember as lib
     lib.manual_seed(0)
+    sync = lib.cuda.synchronize if device == "cuda" else (lambda: None)
     out = {}
     for name in workloads:
-        model, x, y, loss_fn = build(lib, name)
+        model, x, y, loss_fn = build(lib, name, batch)
+        model.to(device)
+        x, y = x.to(device), y.to(device)
         opt = lib.optim.Adam(model.parameters(), lr=1e-3)
         model.train()
 
@@ -48,6 +54,7 @@ def run_child(framework: str, threads: int, workloads: list[str], steps: int) ->
             loss = loss_fn(model(x), y)
             loss.backward()
             opt.step()
+            sync()
 
         for _ in range(3):
             step()
@@ -65,12 +72,15 @@ def main() -> None:
     ap.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=WORKLOADS)
     ap.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     ap.add_argument("--steps", type=int, default=15)
+    ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    ap.add_argument("--batch", type=int, help="batch size (default: each workload's §7 batch)")
     ap.add_argument("--json", help="write the results here too")
     ap.add_argument("--_child", nargs=2, metavar=("FRAMEWORK", "THREADS"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args._child:
         fw, th = args._child[0], int(args._child[1])
-        print(json.dumps(run_child(fw, th, args.workloads, args.steps)))
+        print(json.dumps(run_child(fw, th, args.workloads, args.steps, args.device,
+                                   args.batch)))
         return
     from _common import table
 
@@ -81,7 +91,9 @@ def main() -> None:
             env[var] = str(threads)
         for fw in ("ember", "torch"):
             cmd = [sys.executable, __file__, "--_child", fw, str(threads), "--steps",
-                   str(args.steps), "--workloads", *args.workloads]
+                   str(args.steps), "--device", args.device, "--workloads", *args.workloads]
+            if args.batch:
+                cmd += ["--batch", str(args.batch)]
             r = subprocess.run(cmd, capture_output=True, text=True, env=env)
             if r.returncode != 0:
                 raise SystemExit(f"{fw} with {threads} thread(s) failed:\n{r.stderr}")
@@ -91,6 +103,7 @@ def main() -> None:
         for name in args.workloads:
             e, t = results[("ember", threads)][name], results[("torch", threads)][name]
             rows.append([name, threads, f"{e:.1f}", f"{t:.1f}", f"{e / t:.2f}"])
+    print(f"device: {args.device}")
     print(table(rows, ["workload", "threads", "ember ms/step", "torch ms/step", "ratio"]))
     if args.json:
         with open(args.json, "w") as f:

@@ -18,7 +18,7 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 # Variables a worker must not inherit from the driver (they describe *its* place in a job).
 _TORCHRUN_VARS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "NODE_RANK",
-                  "GROUP_RANK", "MASTER_ADDR", "MASTER_PORT")
+                  "GROUP_RANK", "MASTER_ADDR", "MASTER_PORT", "EMBER_DEVICE_INDEX")
 
 
 @dataclass
@@ -93,6 +93,30 @@ def order_ranks(infos: list[WorkerInfo], first_node: str | None = None) -> list[
     return [w for _, w in ordered]
 
 
+def worker_envs(ordered: list[WorkerInfo], master_addr: str, master_port: int,
+                token: str) -> list[dict]:
+    """Each ranked worker's environment: torchrun's variables, the job token and, on GPU
+    nodes, ``CUDA_VISIBLE_DEVICES`` (all of the node's workers' GPUs, so that peers can reach
+    each other's devices) with ``EMBER_DEVICE_INDEX``, the worker's own GPU in that list."""
+    node_gpus: dict[str, list] = {}
+    for w in ordered:
+        # once each: workers given fractions of one GPU all report that GPU's id
+        ids = node_gpus.setdefault(w.node_id, [])
+        ids.extend(g for g in w.gpu_ids if g not in ids)
+    envs = []
+    for w in ordered:
+        e = {"RANK": w.rank, "LOCAL_RANK": w.local_rank, "WORLD_SIZE": len(ordered),
+             "LOCAL_WORLD_SIZE": w.local_world_size, "NODE_RANK": w.node_rank,
+             "GROUP_RANK": w.node_rank, "MASTER_ADDR": master_addr, "MASTER_PORT": master_port,
+             "EMBER_TOKEN": token}
+        if node_gpus[w.node_id]:
+            e["CUDA_VISIBLE_DEVICES"] = ",".join(node_gpus[w.node_id])
+        if w.gpu_ids:  # LOCAL_RANK, unless workers share GPUs
+            e["EMBER_DEVICE_INDEX"] = node_gpus[w.node_id].index(w.gpu_ids[0])
+        envs.append(e)
+    return envs
+
+
 class WorkerGroup:
     """Start ``num_workers`` actors with ``bundle`` resources each, ranked and configured."""
 
@@ -136,19 +160,7 @@ class WorkerGroup:
         self.infos = ordered
         master = ordered[0]
         port = ray.get(self.actors[0].free_port.remote())
-        node_gpus: dict[str, list] = {}
-        for w in ordered:
-            node_gpus.setdefault(w.node_id, []).extend(w.gpu_ids)
-        envs = []
-        for w in ordered:
-            e = {"RANK": w.rank, "LOCAL_RANK": w.local_rank, "WORLD_SIZE": num_workers,
-                 "LOCAL_WORLD_SIZE": w.local_world_size, "NODE_RANK": w.node_rank,
-                 "GROUP_RANK": w.node_rank, "MASTER_ADDR": master.node_ip, "MASTER_PORT": port,
-                 "EMBER_TOKEN": self.token}
-            if node_gpus[w.node_id]:
-                # every worker on a node sees the node's GPUs, so LOCAL_RANK indexes its device
-                e["CUDA_VISIBLE_DEVICES"] = ",".join(node_gpus[w.node_id])
-            envs.append(e)
+        envs = worker_envs(ordered, master.node_ip, port, self.token)
         ray.get([a.set_env.remote({**self._env_vars, **e}) for a, e in zip(self.actors, envs)])
         self.master_addr, self.master_port = master.node_ip, port
 

@@ -166,3 +166,27 @@ def test_forward_on_gpu(pair):
         pytest.skip("needs CUDA and CuPy")
     spec, i = pair
     _check_against_reference(spec, i, np.float32, device="cuda")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("pair", grad_samples(OPS), ids=sample_id)
+def test_backward_on_gpu(pair):
+    """float64 gradients on CUDA equal the CPU's (which gradcheck verifies above)."""
+    if not ember.cuda.is_available():
+        pytest.skip("needs CUDA and CuPy")
+    spec, i = pair
+    arrays = sample_arrays(spec, i)
+    kwargs = spec.samples[i].kwargs
+    grads = []
+    for device in ("cpu", "cuda"):
+        inputs = framework_inputs(ember, arrays, float_dtype=np.float64, requires_grad=True,
+                                  device=device)
+        outs = [o for o in flat_outputs(spec.call(ember, *inputs, **kwargs))
+                if o.requires_grad]
+        rng = np.random.default_rng(0)
+        loss = sum((o * ember.tensor(rng.standard_normal(tuple(o.shape)), device=device)).sum()
+                   for o in outs)
+        wrt = [t for t in inputs if isinstance(t, ember.Tensor) and t.requires_grad]
+        grads.append([to_numpy(g) for g in ember.autograd.grad(loss, wrt)])
+    for k, (cpu, gpu) in enumerate(zip(*grads)):
+        np.testing.assert_allclose(gpu, cpu, rtol=1e-9, atol=1e-12, err_msg=f"input {k}")

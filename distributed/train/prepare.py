@@ -10,12 +10,15 @@ from ember.utils.data import DataLoader, DistributedSampler, RandomSampler
 
 def _device():
     if os.environ.get("CUDA_VISIBLE_DEVICES") and ember.cuda.is_available():
-        return ember.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        # The worker group names each worker's GPU; a torchrun-style launch has LOCAL_RANK.
+        index = os.environ.get("EMBER_DEVICE_INDEX", os.environ.get("LOCAL_RANK", "0"))
+        return ember.device("cuda", int(index))
     return ember.device("cpu")
 
 
 def get_device():
-    """The device this worker trains on: ``cuda:LOCAL_RANK`` with GPUs, else the CPU."""
+    """The device this worker trains on: its GPU (``cuda:LOCAL_RANK`` unless workers share
+    GPUs through fractional ``resources_per_worker``), else the CPU."""
     return _device()
 
 
