@@ -75,8 +75,9 @@ def tensor(data, *, dtype=None, device=None, requires_grad: bool = False,
            pin_memory: bool = False) -> Tensor:
     """Copy ``data`` into a new leaf tensor (floats default to ``get_default_dtype()``)."""
     arr = _to_array(data, dtype, device)
-    if isinstance(data, Tensor) or arr is data or (isinstance(data, np.ndarray)
-                                                   and np.shares_memory(arr, data)):
+    if isinstance(data, Tensor) or arr is data or (
+            isinstance(data, np.ndarray) and isinstance(arr, np.ndarray)  # not a GPU copy
+            and np.shares_memory(arr, data)):
         arr = arr.copy()
     t = Tensor._wrap(arr)
     if requires_grad:

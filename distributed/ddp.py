@@ -143,12 +143,15 @@ class DistributedDataParallel(Module):
         # without overlap all of them are reduced by one allreduce.
         self._sizes = [sum(self._params[i]._data.size for i in idxs) for idxs in buckets]
         kinds: dict = {}
+        samples: dict = {}  # an array of each kind: where that kind's storage is allocated
         for b, idxs in enumerate(buckets):
             p0 = self._params[idxs[0]]._data
             kinds.setdefault((p0.dtype, type(p0)), []).append(b)
+            samples.setdefault((p0.dtype, type(p0)), p0)
         self._members = list(kinds.values())
         self._storages, self._shared = self._allocate_storages(
-            [(key, sum(self._sizes[b] for b in members)) for key, members in kinds.items()])
+            [(key, sum(self._sizes[b] for b in members), samples[key])
+             for key, members in kinds.items()])
         self._bucket_of = {i: b for b, idxs in enumerate(buckets) for i in idxs}
         self._buckets = [_Bucket(idxs, [self._params[i] for i in idxs]) for idxs in buckets]
         self._pools = [
@@ -191,7 +194,8 @@ class DistributedDataParallel(Module):
                     p._grad_dest = view if pool is not None else None
 
     def _allocate_storages(self, kinds: list) -> tuple[list, list]:
-        """Zeroed flat storage per ``((dtype, array type), count)``, and whether each is in
+        """Zeroed flat storage per ``((dtype, array type), count, sample array)`` (on the
+        sample's device), and whether each is in
         shared memory. When all ranks are on this host, host storage lives in shared memory
         (``_shm_arena.py``), where the allreduce reads and writes the ranks' buckets in place.
         Every rank must agree on that, so a rank that got no room makes all use private
@@ -199,19 +203,22 @@ class DistributedDataParallel(Module):
         pg = resolve_group(self.process_group)
         blocks: list = []
         if self.world_size > 1 and pg.comm is not None and pg.comm.arena is not None:
-            blocks = [pg.shared_block(n, dtype) for (dtype, kind), n in kinds
+            blocks = [pg.shared_block(n, dtype) for (dtype, kind), n, _ in kinds
                       if kind is np.ndarray]
             ok = ember.tensor([int(all(b is not None for b in blocks))])
             collectives.all_reduce(ok, op=ReduceOp.MIN, group=self.process_group)
             blocks = blocks if int(ok.item()) else []
         shared_blocks = iter(blocks)
         storages, shared = [], []
-        for (dtype, kind), n in kinds:
+        for (dtype, kind), n, sample in kinds:
             if kind is np.ndarray and blocks:
                 flat = next(shared_blocks)
                 flat[...] = 0  # touches the pages now rather than in the first step
+            elif kind is np.ndarray:
+                flat = np.zeros(n, dtype=dtype)
             else:
-                flat = ember.backend.get_array_module(kind).zeros(n, dtype=dtype)
+                with sample.device:  # a CuPy array: its storage on its GPU
+                    flat = ember.backend.get_array_module(sample).zeros(n, dtype=dtype)
             storages.append(flat)
             shared.append(kind is np.ndarray and bool(blocks))
         return storages, shared

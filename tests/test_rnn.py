@@ -480,3 +480,27 @@ def test_gpu_matches_cpu(mode):
     np.testing.assert_allclose(g2, g1, **GRAD_TOL)
     for a, b in zip(p2, p1):
         np.testing.assert_allclose(a, b, **GRAD_TOL)
+
+
+@pytest.mark.parametrize("mode", ["lstm_proj", "lstm", "gru", "rnn_tanh"])
+def test_packed_gradients_ignore_fresh_memory(mode, monkeypatch):
+    """Rows of finished sequences are never written in a packed batch; whatever fresh memory
+    holds there (here: NaN) must not reach the gradients. (An LSTM with projections once
+    multiplied its unwritten rows by zero, and NaN * 0 is NaN.)"""
+    real_empty = np.empty
+
+    def nan_empty(shape, dtype=float, *args, **kwargs):
+        out = real_empty(shape, dtype, *args, **kwargs)
+        if out.dtype.kind == "f":
+            out.fill(np.nan)
+        return out
+
+    _, model = _pair(mode, 3, 5, num_layers=2, bidirectional=True)
+    xt = _e(np.random.default_rng(13).standard_normal((6, 4, 3)).astype(np.float32), True)
+    monkeypatch.setattr(np, "empty", nan_empty)
+    out, _ = model(rnn_utils.pack_padded_sequence(xt, [6, 4, 4, 1]))
+    padded, _ = rnn_utils.pad_packed_sequence(out)
+    padded.sum().backward()
+    monkeypatch.undo()
+    bad = [n for n, p in model.named_parameters() if not np.isfinite(p.grad.numpy()).all()]
+    assert not bad and np.isfinite(xt.grad.numpy()).all()

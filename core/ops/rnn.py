@@ -90,7 +90,10 @@ class LSTMLayer(Function):
         _init_state(hs[0], h0)
         _init_state(cs[0], c0)
         tanh_c = xp.empty((T, B, Hd), dtype=dt)
-        hpre = None if w_hr is None else xp.empty((T, B, Hd), dtype=dt)
+        # Packed batches leave the rows of finished sequences unwritten, and the projection's
+        # weight gradient multiplies all of them (by zero): they must not be garbage (NaN).
+        hpre = None if w_hr is None else (xp.empty if batch_sizes is None else xp.zeros)(
+            (T, B, Hd), dtype=dt)
         with step_blas(xp, 2 * B * P * 4 * Hd, "lstm-fwd") as steps:
             for k, t in enumerate(_steps(T, reverse)):
                 n = _active(batch_sizes, t, B)

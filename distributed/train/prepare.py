@@ -16,6 +16,15 @@ def _device():
     return ember.device("cpu")
 
 
+def use_worker_device():
+    """Make this worker's GPU CuPy's current device, where new arrays are allocated (a no-op
+    on CPU workers)."""
+    dev = _device()
+    if dev.type == "cuda":
+        ember.cuda.set_device(dev)
+    return dev
+
+
 def get_device():
     """The device this worker trains on: its GPU (``cuda:LOCAL_RANK`` unless workers share
     GPUs through fractional ``resources_per_worker``), else the CPU."""
@@ -34,7 +43,7 @@ def prepare_model(model, move_to_device: bool = True, parallel_strategy: str | N
     from . import session
 
     if move_to_device:
-        model = model.to(_device())
+        model = model.to(use_worker_device())
     strategy = parallel_strategy
     if strategy is None:
         s = session._SESSION

@@ -51,6 +51,9 @@ def _worker_main(fn, config, inbox, ckpt_ref, backend, strategy, trial_dir, name
     session._activate(sess)
     from datetime import timedelta
 
+    from .prepare import use_worker_device
+
+    use_worker_device()  # the worker's GPU is CuPy's current device, as in Ray Train
     if backend is not None:
         dist.init_process_group(backend=backend, init_method="env://",
                                 timeout=timedelta(seconds=timeout))
