@@ -2,7 +2,7 @@
 
 The weight gradient is a scatter-add of output gradients into the looked-up rows. On NumPy it
 sorts the indices once and sums each run with ``np.add.reduceat`` (much faster than
-``np.add.at`` for the batch sizes of training); on CuPy it is ``cupyx.scatter_add``.
+``np.add.at`` for the batch sizes of training); on CuPy it is ``cupy.add.at``.
 """
 
 from __future__ import annotations
@@ -17,9 +17,7 @@ def index_add_rows(xp, out, idx, rows) -> None:
     if idx.size == 0:
         return
     if xp is not np:  # pragma: no cover - GPU
-        import cupyx
-
-        cupyx.scatter_add(out, idx, rows)
+        xp.add.at(out, idx, rows)
         return
     order = np.argsort(idx, kind="stable")
     sorted_idx = idx[order]
@@ -33,12 +31,9 @@ def _segment_reduce(xp, op: str, values, starts, rank, count: int):
     if xp is np:
         ufunc = {"sum": np.add, "max": np.maximum, "min": np.minimum}[op]
         return ufunc.reduceat(values, starts, axis=0)
-    import cupyx  # pragma: no cover - GPU
-
-    fill = {"sum": 0, "max": -xp.inf, "min": values.shape[0]}[op]
+    fill = {"sum": 0, "max": -xp.inf, "min": values.shape[0]}[op]  # pragma: no cover - GPU
     out = xp.full((count,) + values.shape[1:], fill, dtype=values.dtype)
-    scatter = {"sum": cupyx.scatter_add, "max": cupyx.scatter_max, "min": cupyx.scatter_min}
-    scatter[op](out, rank, values)
+    {"sum": xp.add, "max": xp.maximum, "min": xp.minimum}[op].at(out, rank, values)
     return out
 
 
@@ -162,12 +157,7 @@ class EmbeddingBag(Function):
                 rows = idx[xp.where(ok, arg, 0)]
                 flat = (rows * shape[1] + cols)[ok]
                 gflat = gw.reshape(-1)
-                if xp is np:
-                    np.add.at(gflat, flat, g[ok])
-                else:  # pragma: no cover - GPU
-                    import cupyx
-
-                    cupyx.scatter_add(gflat, flat, g[ok])
+                xp.add.at(gflat, flat, g[ok])
             return gw, None, None, None, None, None, None
         g_elem = grad[bag_of]
         if counts is not None:

@@ -12,13 +12,8 @@ from ._util import cpp_type_name, scalar_type_name, wrap_dim
 
 
 def scatter_add_(xp, out, idx, vals) -> None:
-    """out[idx] += vals with repeated indices accumulated (numpy's add.at / cupyx.scatter_add)."""
-    if xp is np:
-        np.add.at(out, idx, vals)
-    else:  # pragma: no cover - GPU
-        import cupyx
-
-        cupyx.scatter_add(out, idx, vals)
+    """out[idx] += vals with repeated indices accumulated (``add.at``, NumPy's and CuPy's)."""
+    xp.add.at(out, idx, vals)
 
 
 def _is_basic(idx) -> bool:
@@ -186,7 +181,9 @@ def _setitem_error(err, input, idx, value):
 
 def _full_index(xp, index, dim):
     """Index tuple that addresses ``x[..., index[i, j], ...]`` along ``dim`` (gather/scatter)."""
-    full = list(xp.indices(index.shape, sparse=True))
+    # an open mesh (NumPy's indices(sparse=True), which CuPy lacks)
+    full = [xp.arange(n).reshape((1,) * k + (n,) + (1,) * (index.ndim - k - 1))
+            for k, n in enumerate(index.shape)]
     full[dim] = index
     return tuple(full)
 
