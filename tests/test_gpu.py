@@ -335,3 +335,33 @@ def test_ddp_with_cuda_tensors_matches_one_process():
         assert o is not None and o.ok, f"rank {rank}: {o and o.traceback}"
         for k, p in ref.named_parameters():
             np.testing.assert_allclose(o.value[k], p.grad.numpy(), err_msg=k, **TOL)
+
+
+# ---- the fused kernels against the NumPy code they replace ------------------------------------
+@pytest.mark.parametrize("amsgrad", [False, True])
+@pytest.mark.parametrize("beta1", [0.9, 0.3])  # both sides of PyTorch's two-sided lerp
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fused_adam_matches_numpy(amsgrad, beta1, dtype):
+    import cupy
+
+    from ember.backend import cuda_fused
+    from ember.optim.adam import _adam_update
+
+    rng = np.random.default_rng(0)
+    arrays = [rng.standard_normal(1000).astype(dtype) for _ in range(2)]
+    arrays += [np.abs(rng.standard_normal(1000)).astype(dtype) * s for s in (0.1, 0.01, 0.02)]
+    arrays[1][3] = np.nan  # a NaN gradient reaches every state as NumPy's arithmetic has it
+    if not amsgrad:
+        arrays = arrays[:4]
+    kw = dict(beta1=beta1, beta2=0.99, eps=1e-8, step_size=0.01 / (1 - beta1 ** 3),
+              bias_correction2_sqrt=(1 - 0.99 ** 3) ** 0.5)
+    gpu = [cupy.asarray(a) for a in arrays]
+    _adam_update(*arrays, **kw)
+    cuda_fused.adam_(*gpu, **kw)
+    tol = (dict(rtol=1e-6, atol=1e-7) if dtype == np.float32  # the GPU may fuse multiply-adds
+           else dict(rtol=1e-14, atol=1e-15))
+    for k, (a, b) in enumerate(zip(arrays, gpu)):
+        if k == 1:
+            continue  # the gradient is an input
+        np.testing.assert_allclose(cupy.asnumpy(b), a, equal_nan=True, err_msg=f"array {k}",
+                                   **tol)

@@ -15,7 +15,10 @@ the output are zero, as in ``pad_packed_sequence``.
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..autograd.function import Function
+from ..backend import cuda_fused
 from ._blas import step_blas
 
 
@@ -102,6 +105,13 @@ class LSTMLayer(Function):
                     cs[k + 1, n:] = cs[k, n:]
                 a = acts[t, :n]
                 a += hs[k, :n] @ whh_t
+                if xp is not np:  # one fused launch for the cell (see cuda_fused)
+                    h = hs[k + 1, :n] if w_hr is None else hpre[t, :n]
+                    cuda_fused.lstm_cell_forward(a, cs[k, :n], cs[k + 1, :n], tanh_c[t, :n], h)
+                    if w_hr is not None:
+                        xp.matmul(h, whr_t, out=hs[k + 1, :n])
+                    steps.tick()
+                    continue
                 xp.tanh(a, out=a)
                 a *= s
                 a += shift
@@ -147,6 +157,12 @@ class LSTMLayer(Function):
                     dhp = dhn @ w_hr
                 else:
                     dhp = dhn
+                if xp is not np:  # one fused launch for the cell (see cuda_fused)
+                    cuda_fused.lstm_cell_backward(dhp, tanh_c[t, :n], cs[k, :n], acts[t, :n],
+                                                  dc[:n], dG[t, :n])
+                    xp.matmul(dG[t, :n], w_hh, out=dhn)
+                    steps.tick()
+                    continue
                 a = acts[t, :n]
                 i, f, g, o = a[:, :Hd], a[:, Hd:2 * Hd], a[:, 2 * Hd:3 * Hd], a[:, 3 * Hd:]
                 tc = tanh_c[t, :n]

@@ -5,6 +5,9 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterable
 
+import numpy as np
+
+from ..backend import cuda_fused
 from ..backend.threads import parallel_apply
 from ..tensor import Tensor
 from ._functional import (
@@ -113,8 +116,9 @@ class Adam(Optimizer):
                 arrays = [param, g, state["exp_avg"]._data, state["exp_avg_sq"]._data]
                 if amsgrad:
                     arrays.append(state["max_exp_avg_sq"]._data)
+                fused = cuda_fused.adam_ if type(param) is not np.ndarray else _adam_update
                 update = functools.partial(
-                    _adam_update, beta1=beta1, beta2=beta2, eps=eps,
+                    fused, beta1=beta1, beta2=beta2, eps=eps,
                     step_size=lr / (1 - beta1**step),
                     bias_correction2_sqrt=(1 - beta2**step) ** 0.5)
                 parallel_apply(update, *arrays)
