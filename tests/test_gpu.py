@@ -365,3 +365,59 @@ def test_fused_adam_matches_numpy(amsgrad, beta1, dtype):
             continue  # the gradient is an input
         np.testing.assert_allclose(cupy.asnumpy(b), a, equal_nan=True, err_msg=f"array {k}",
                                    **tol)
+
+
+# ---- ZeRO and FSDP with CUDA parameters (two ranks on one GPU, over the host backend) ----------
+def _sharded_gpu_rank(rank):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent / "sharding"))
+    import sharding_worker as sw
+
+    import ember.distributed as dist
+    from ember.distributed.optim import ZeroRedundancyOptimizer
+
+    dist.init_process_group("shm")  # NCCL refuses two ranks on one device
+    try:
+        world = dist.get_world_size()
+        out = {}
+        for device in ("cpu", "cuda"):
+            for sname, wrap in [("ddp", sw.DDP), *sw.STRATEGIES.items()]:
+                if device == "cpu" and sname != "ddp":
+                    continue  # the CPU's DDP is the reference for every GPU run
+                model = wrap(sw.make_model().to(device))
+                cls, kw = sw.OPTIMIZERS["adam"]
+                opt = (ZeroRedundancyOptimizer(model.parameters(), cls, **kw)
+                       if sname == "zero1" else cls(model.parameters(), **kw))
+                for s in range(4):
+                    x, y = sw.batch(s, rank, world)
+                    loss = F.cross_entropy(model(x.to(device)), y.to(device))
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+                assert all(p.device.type == device for p in model.parameters()), sname
+                out[f"{device}/{sname}"] = {k: v.cpu().numpy().copy()
+                                            for k, v in model.state_dict().items()}
+        return out
+    finally:
+        dist.destroy_process_group()
+
+
+def test_zero_and_fsdp_with_cuda_parameters_match_cpu_ddp():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent / "distributed"))
+    from dist_harness import run_ranks
+
+    out = run_ranks(_sharded_gpu_rank, 2, timeout=240)
+    for rank, o in out.items():
+        assert o is not None and o.ok, f"rank {rank}: {o and o.traceback}"
+        ref = o.value.pop("cpu/ddp")
+        assert len(o.value) == 8
+        for name, state in o.value.items():
+            assert state.keys() == ref.keys(), name
+            for k in ref:
+                np.testing.assert_allclose(state[k], ref[k], rtol=1e-4, atol=1e-5,
+                                           err_msg=f"rank {rank} {name} {k}")
