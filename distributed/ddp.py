@@ -195,11 +195,10 @@ class DistributedDataParallel(Module):
 
     def _allocate_storages(self, kinds: list) -> tuple[list, list]:
         """Zeroed flat storage per ``((dtype, array type), count, sample array)`` (on the
-        sample's device), and whether each is in
-        shared memory. When all ranks are on this host, host storage lives in shared memory
-        (``_shm_arena.py``), where the allreduce reads and writes the ranks' buckets in place.
-        Every rank must agree on that, so a rank that got no room makes all use private
-        memory."""
+        sample's device), and whether each is in shared memory. When all ranks are on this
+        host, host storage lives in shared memory (``_shm_arena.py``), where the allreduce
+        reads and writes the ranks' buckets in place. Every rank must agree on that, so a rank
+        that got no room makes all use private memory."""
         pg = resolve_group(self.process_group)
         blocks: list = []
         if self.world_size > 1 and pg.comm is not None and pg.comm.arena is not None:

@@ -11,7 +11,7 @@ recurrent step takes many launches, one ``cupy.ElementwiseKernel`` does the same
 
 Each kernel follows the operation order of the NumPy code it replaces (``core/optim/adam.py``,
 ``core/ops/rnn.py``), so the GPU agrees with the CPU to rounding. Kernels compile on first use
-(NVRTC); nothing here is imported without CuPy.
+(NVRTC); importing this module needs no CuPy.
 """
 
 from __future__ import annotations

@@ -116,9 +116,10 @@ class Adam(Optimizer):
                 arrays = [param, g, state["exp_avg"]._data, state["exp_avg_sq"]._data]
                 if amsgrad:
                     arrays.append(state["max_exp_avg_sq"]._data)
-                fused = cuda_fused.adam_ if type(param) is not np.ndarray else _adam_update
+                # on a GPU one fused kernel, on the CPU NumPy passes over cache-sized pieces
+                rule = _adam_update if type(param) is np.ndarray else cuda_fused.adam_
                 update = functools.partial(
-                    fused, beta1=beta1, beta2=beta2, eps=eps,
+                    rule, beta1=beta1, beta2=beta2, eps=eps,
                     step_size=lr / (1 - beta1**step),
                     bias_correction2_sqrt=(1 - beta2**step) ** 0.5)
                 parallel_apply(update, *arrays)
