@@ -143,15 +143,14 @@ class DistributedDataParallel(Module):
         # without overlap all of them are reduced by one allreduce.
         self._sizes = [sum(self._params[i]._data.size for i in idxs) for idxs in buckets]
         kinds: dict = {}
-        samples: dict = {}  # an array of each kind: where that kind's storage is allocated
         for b, idxs in enumerate(buckets):
             p0 = self._params[idxs[0]]._data
             kinds.setdefault((p0.dtype, type(p0)), []).append(b)
-            samples.setdefault((p0.dtype, type(p0)), p0)
         self._members = list(kinds.values())
+        # each kind's storage goes where its first parameter is (its GPU, for CuPy arrays)
         self._storages, self._shared = self._allocate_storages(
-            [(key, sum(self._sizes[b] for b in members), samples[key])
-             for key, members in kinds.items()])
+            [(key, sum(self._sizes[b] for b in members),
+              self._params[buckets[members[0]][0]]._data) for key, members in kinds.items()])
         self._bucket_of = {i: b for b, idxs in enumerate(buckets) for i in idxs}
         self._buckets = [_Bucket(idxs, [self._params[i] for i in idxs]) for idxs in buckets]
         self._pools = [

@@ -143,11 +143,9 @@ def _forward(module, arrays, device):
             t.requires_grad_(True)
         inputs.append(t)
     out = module(*inputs)
-    outs = [o for o in (out if isinstance(out, tuple) else (out,))]
-    flat = []
-    for o in outs:
-        flat.extend(o if isinstance(o, tuple) else (o,))
-    flat = [o for o in flat if o is not None]
+    flat = []  # outputs, one level of nested tuples (an RNN's state) flattened
+    for o in out if isinstance(out, tuple) else (out,):
+        flat.extend(x for x in (o if isinstance(o, tuple) else (o,)) if x is not None)
     rng = np.random.default_rng(7)
     total = None
     for o in flat:
@@ -301,6 +299,20 @@ def test_mixed_devices_raise_a_clear_error():
 
 
 # ---- DDP with CUDA tensors over the host backend (one GPU serves both ranks) ------------------
+def _two_ranks(fn, *args, timeout: float) -> dict:
+    """``fn(rank, *args)`` on two fresh processes; each rank's return value."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent / "distributed"))
+    from dist_harness import run_ranks
+
+    out = run_ranks(fn, 2, *args, timeout=timeout)
+    for rank, o in out.items():
+        assert o is not None and o.ok, f"rank {rank}: {o and o.traceback}"
+    return {rank: o.value for rank, o in out.items()}
+
+
 def _ddp_gpu_rank(rank, x, y):
     import ember.distributed as dist
 
@@ -319,22 +331,14 @@ def _ddp_gpu_rank(rank, x, y):
 
 
 def test_ddp_with_cuda_tensors_matches_one_process():
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).parent / "distributed"))
-    from dist_harness import run_ranks
-
     rng = np.random.default_rng(4)
     x, y = rng.standard_normal((8, 1, 8, 8)), rng.integers(0, 10, 8)
     ember.manual_seed(0)
     ref = _mlp().double()
     F.cross_entropy(ref(ember.tensor(x)), ember.tensor(y)).backward()
-    out = run_ranks(_ddp_gpu_rank, 2, x, y, timeout=120)
-    for rank, o in out.items():
-        assert o is not None and o.ok, f"rank {rank}: {o and o.traceback}"
+    for grads in _two_ranks(_ddp_gpu_rank, x, y, timeout=120).values():
         for k, p in ref.named_parameters():
-            np.testing.assert_allclose(o.value[k], p.grad.numpy(), err_msg=k, **TOL)
+            np.testing.assert_allclose(grads[k], p.grad.numpy(), err_msg=k, **TOL)
 
 
 # ---- the fused kernels against the NumPy code they replace ------------------------------------
@@ -405,18 +409,10 @@ def _sharded_gpu_rank(rank):
 
 
 def test_zero_and_fsdp_with_cuda_parameters_match_cpu_ddp():
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).parent / "distributed"))
-    from dist_harness import run_ranks
-
-    out = run_ranks(_sharded_gpu_rank, 2, timeout=240)
-    for rank, o in out.items():
-        assert o is not None and o.ok, f"rank {rank}: {o and o.traceback}"
-        ref = o.value.pop("cpu/ddp")
-        assert len(o.value) == 8
-        for name, state in o.value.items():
+    for rank, states in _two_ranks(_sharded_gpu_rank, timeout=240).items():
+        ref = states.pop("cpu/ddp")
+        assert len(states) == 8
+        for name, state in states.items():
             assert state.keys() == ref.keys(), name
             for k in ref:
                 np.testing.assert_allclose(state[k], ref[k], rtol=1e-4, atol=1e-5,
