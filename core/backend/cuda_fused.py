@@ -22,12 +22,17 @@ from ._cupy import require_cupy
 
 
 @functools.cache
+def _kernel(in_params: str, out_params: str, body: str, name: str):
+    """A ``cupy.ElementwiseKernel``, built (and compiled at its first call) once."""
+    return require_cupy().ElementwiseKernel(in_params, out_params, body, name)
+
+
+@functools.cache  # no string building per call
 def _adam_kernel(amsgrad: bool):
-    cp = require_cupy()
     # NumPy's maximum propagates NaN; CUDA's max() would drop it.
     second = ("vmax = (vmax != vmax || v != v) ? vmax + v : (vmax > v ? vmax : v);\n"
               "T denom = sqrt(vmax);" if amsgrad else "T denom = sqrt(v);")
-    return cp.ElementwiseKernel(
+    return _kernel(
         "T g, T w1, T w1c, T beta2, T w2, T neg_step, T bc2_sqrt, T eps",
         "T param, T m, T v" + (", T vmax" if amsgrad else ""),
         f"""
@@ -58,10 +63,9 @@ _GATES = """
 """
 
 
-@functools.cache
+@functools.cache  # no string building per call
 def _lstm_forward_kernel():
-    cp = require_cupy()
-    return cp.ElementwiseKernel(
+    return _kernel(
         "T c_prev, int32 H", "raw T a, T c_new, T tanh_c, T h",
         _GATES + """
         T gi = (T)0.5 * tanh(a[base]) + (T)0.5;
@@ -85,10 +89,9 @@ def lstm_cell_forward(a, c_prev, c_new, tanh_c, h) -> None:
     _lstm_forward_kernel()(c_prev, c_prev.shape[1], a, c_new, tanh_c, h)
 
 
-@functools.cache
+@functools.cache  # no string building per call
 def _lstm_backward_kernel():
-    cp = require_cupy()
-    return cp.ElementwiseKernel(
+    return _kernel(
         "T dhp, T tanh_c, T c_prev, raw T a, int32 H", "T dc, raw T dgates",
         _GATES + """
         const T gi = a[base], gf = a[base + H], gg = a[base + 2 * H], go = a[base + 3 * H];
