@@ -21,13 +21,12 @@ import functools
 from ._cupy import require_cupy
 
 
-@functools.cache
 def _kernel(in_params: str, out_params: str, body: str, name: str):
-    """A ``cupy.ElementwiseKernel``, built (and compiled at its first call) once."""
+    """A ``cupy.ElementwiseKernel`` (compiled at its first call); callers cache it."""
     return require_cupy().ElementwiseKernel(in_params, out_params, body, name)
 
 
-@functools.cache  # no string building per call
+@functools.cache
 def _adam_kernel(amsgrad: bool):
     # NumPy's maximum propagates NaN; CUDA's max() would drop it.
     second = ("vmax = (vmax != vmax || v != v) ? vmax + v : (vmax > v ? vmax : v);\n"
@@ -63,7 +62,7 @@ _GATES = """
 """
 
 
-@functools.cache  # no string building per call
+@functools.cache
 def _lstm_forward_kernel():
     return _kernel(
         "T c_prev, int32 H", "raw T a, T c_new, T tanh_c, T h",
@@ -89,7 +88,7 @@ def lstm_cell_forward(a, c_prev, c_new, tanh_c, h) -> None:
     _lstm_forward_kernel()(c_prev, c_prev.shape[1], a, c_new, tanh_c, h)
 
 
-@functools.cache  # no string building per call
+@functools.cache
 def _lstm_backward_kernel():
     return _kernel(
         "T dhp, T tanh_c, T c_prev, raw T a, int32 H", "T dc, raw T dgates",
