@@ -316,6 +316,32 @@ def test_add_param_group_and_defaults():
     assert named.state_dict()["param_groups"][0]["param_names"] == ["w"]
 
 
+@pytest.mark.parametrize("name", ["Adagrad", "Adam", "NAdam", "RMSprop"])
+def test_param_group_added_later_gets_state_like_torch(name):
+    # Adagrad makes its state at construction; a group added afterwards gets it at its first
+    # step, and (as in PyTorch) from the optimizer's default initial_accumulator_value, not the
+    # group's. The lazily stated optimizers start the new group's state at its first step too.
+    out = {}
+    for lib, optim in ((ember, eoptim), (torch, torch.optim)):
+        a = lib.ones(3, requires_grad=True)
+        b = lib.full((2,), 2.0, requires_grad=True)
+        kwargs = {"initial_accumulator_value": 0.5} if name == "Adagrad" else {}
+        opt = getattr(optim, name)([a], lr=0.1, **kwargs)
+        opt.add_param_group({"params": [b], **({"initial_accumulator_value": 2.0}
+                                               if name == "Adagrad" else {})})
+        for _ in range(3):
+            opt.zero_grad()
+            (a.sum() + (b * b).sum()).backward()
+            opt.step()
+        out[lib.__name__] = ([float(v) for v in b.detach().numpy()],
+                             {k: np.asarray(v.detach().numpy()) for k, v in opt.state[b].items()})
+    (eb, es), (tb, ts) = out["ember"], out["torch"]
+    np.testing.assert_allclose(eb, tb, rtol=RTOL, atol=ATOL)
+    assert list(es) == list(ts)
+    for k in ts:
+        np.testing.assert_allclose(es[k], ts[k], rtol=RTOL, atol=ATOL)
+
+
 def test_step_hooks():
     p = ember.ones(2, requires_grad=True)
     p.grad = ember.ones(2)

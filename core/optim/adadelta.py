@@ -13,10 +13,8 @@ from ._functional import (
     _check_lr,
     _check_nonneg,
     _grad_for_update,
-    _step_tensor,
     _to_scalar,
     _xp,
-    _zeros_state,
 )
 from .optimizer import Optimizer
 
@@ -73,15 +71,7 @@ class Adadelta(Optimizer):
         for group in self.param_groups:
             lr = _to_scalar(group["lr"])
             rho, eps = group["rho"], group["eps"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if len(state) == 0:
-                    state["step"] = _step_tensor()
-                    state["square_avg"] = _zeros_state(p)
-                    state["acc_delta"] = _zeros_state(p)
-                state["step"]._data += 1
+            for p, state, _ in self._stepped(group, ("square_avg", "acc_delta")):
                 g = _grad_for_update(p, group["weight_decay"], group["maximize"])
                 parallel_apply(functools.partial(_adadelta_update, rho=rho, eps=eps, lr=lr),
                                p._data, g, state["square_avg"]._data, state["acc_delta"]._data)

@@ -60,14 +60,13 @@ class Adagrad(Optimizer):
         # Like PyTorch, state is created eagerly (so share_memory() works before a step).
         for group in self.param_groups:
             for p in group["params"]:
-                self._init_state(p, initial_accumulator_value)
+                self.state[p].update(self._new_state(p, initial_accumulator_value))
 
-    def _init_state(self, p: Tensor, initial_accumulator_value: float) -> dict:
-        state = self.state[p]
-        state["step"] = _step_tensor()
+    @staticmethod
+    def _new_state(p: Tensor, initial_accumulator_value: float) -> dict:
         d = p._data
-        state["sum"] = Tensor._wrap(_xp(d).full_like(d, initial_accumulator_value))
-        return state
+        return {"step": _step_tensor(),
+                "sum": Tensor._wrap(_xp(d).full_like(d, initial_accumulator_value))}
 
     # defaults for options that an older pickled optimizer lacks (see Optimizer.__setstate__)
     _group_setdefaults = {
@@ -88,15 +87,12 @@ class Adagrad(Optimizer):
         for group in self.param_groups:
             lr = _to_scalar(group["lr"])
             lr_decay, eps = group["lr_decay"], group["eps"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if len(state) == 0:  # a parameter added later with add_param_group
-                    state = self._init_state(p, self.defaults["initial_accumulator_value"])
-                step_t = state["step"]._data
-                step_t += 1
-                step = float(step_t)
+            # state was made at construction; ``init`` is for a group added later, and takes
+            # the default initial_accumulator_value, as PyTorch does
+            init = functools.partial(
+                self._new_state,
+                initial_accumulator_value=self.defaults["initial_accumulator_value"])
+            for p, state, step in self._stepped(group, init=init):
                 g = _grad_for_update(p, group["weight_decay"], group["maximize"])
                 clr = lr / (1 + (step - 1) * lr_decay)
                 parallel_apply(functools.partial(_adagrad_update, eps=eps, clr=clr),

@@ -19,10 +19,8 @@ from ._functional import (
     _check_nonneg,
     _grad_for_update,
     _lerp_,
-    _step_tensor,
     _to_scalar,
     _xp,
-    _zeros_state,
 )
 from .optimizer import Optimizer
 
@@ -94,20 +92,9 @@ class Adam(Optimizer):
             weight_decay = group["weight_decay"]
             amsgrad = group["amsgrad"]
             decoupled = group["decoupled_weight_decay"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if len(state) == 0:
-                    state["step"] = _step_tensor()
-                    state["exp_avg"] = _zeros_state(p)
-                    state["exp_avg_sq"] = _zeros_state(p)
-                    if amsgrad:
-                        state["max_exp_avg_sq"] = _zeros_state(p)
+            buffers = ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if amsgrad else ())
+            for p, state, step in self._stepped(group, buffers):
                 param = p._data
-                step_t = state["step"]._data
-                step_t += 1
-                step = float(step_t)
                 if weight_decay != 0 and decoupled:
                     param *= 1 - lr * weight_decay
                     g = _grad_for_update(p, 0, group["maximize"])

@@ -15,10 +15,8 @@ from ._functional import (
     _check_nonneg,
     _grad_for_update,
     _lerp_,
-    _step_tensor,
     _to_scalar,
     _xp,
-    _zeros_state,
 )
 from .optimizer import Optimizer
 
@@ -76,18 +74,9 @@ class Adamax(Optimizer):
             lr = _to_scalar(group["lr"])
             beta1, beta2 = group["betas"]
             eps = group["eps"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if len(state) == 0:
-                    state["step"] = _step_tensor()
-                    state["exp_avg"] = _zeros_state(p)
-                    state["exp_inf"] = _zeros_state(p)
-                step_t = state["step"]._data
-                step_t += 1
+            for p, state, step in self._stepped(group, ("exp_avg", "exp_inf")):
                 g = _grad_for_update(p, group["weight_decay"], group["maximize"])
-                clr = lr / (1 - beta1 ** float(step_t))
+                clr = lr / (1 - beta1**step)
                 parallel_apply(functools.partial(_adamax_update, beta1=beta1, beta2=beta2,
                                                  eps=eps, clr=clr),
                                p._data, g, state["exp_avg"]._data, state["exp_inf"]._data)

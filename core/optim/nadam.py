@@ -97,18 +97,7 @@ class NAdam(Optimizer):
             eps, weight_decay = group["eps"], group["weight_decay"]
             momentum_decay = group["momentum_decay"]
             decoupled = group["decoupled_weight_decay"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if len(state) == 0:
-                    state["step"] = _step_tensor()
-                    state["mu_product"] = _step_tensor(1.0)
-                    state["exp_avg"] = _zeros_state(p)
-                    state["exp_avg_sq"] = _zeros_state(p)
-                step_t = state["step"]._data
-                step_t += 1
-                step = float(step_t)
+            for p, state, step in self._stepped(group, init=_new_state):
                 bias_correction2 = 1 - beta2**step
                 if weight_decay != 0 and decoupled:
                     p._data *= 1 - lr * weight_decay
@@ -130,6 +119,12 @@ class NAdam(Optimizer):
                     p._data, g, state["exp_avg"]._data, state["exp_avg_sq"]._data)
                 _bump(p)
         return loss
+
+
+def _new_state(p: Tensor) -> dict:
+    """NAdam's state for a parameter's first step (PyTorch's keys, in its order)."""
+    return {"step": _step_tensor(), "mu_product": _step_tensor(1.0), "exp_avg": _zeros_state(p),
+            "exp_avg_sq": _zeros_state(p)}
 
 
 def _nadam_update(param, g, exp_avg, exp_avg_sq, *, beta1, beta2, eps, bias_correction2,

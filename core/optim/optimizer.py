@@ -16,7 +16,7 @@ from typing import Any
 
 from ..autograd.grad_mode import enable_grad
 from ..tensor import Tensor
-from ._functional import _step_tensor
+from ._functional import _step_tensor, _zeros_state
 
 __all__ = ["Optimizer", "required", "register_optimizer_step_pre_hook",
            "register_optimizer_step_post_hook"]
@@ -295,6 +295,30 @@ class Optimizer:
             return None
         with enable_grad():
             return closure()
+
+    def _stepped(self, group: dict, buffers: Iterable[str] = (),
+                 init: Callable[[Tensor], dict] | None = None):
+        """The parameters of ``group`` that have a gradient, each as ``(p, state, step)`` after
+        its step counter has counted this step (``step`` as a float).
+
+        A parameter's state is made on its first step (PyTorch's lazy state): ``init(p)`` when
+        given (the whole state, counter included), else a ``step`` counter and a zero buffer
+        for each name in ``buffers``.
+        """
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            state = self.state[p]
+            if len(state) == 0:
+                if init is not None:
+                    state.update(init(p))
+                else:
+                    state["step"] = _step_tensor()
+                    for name in buffers:
+                        state[name] = _zeros_state(p)
+            step_t = state["step"]._data
+            step_t += 1
+            yield p, state, float(step_t)
 
     # ---- hooks -------------------------------------------------------------------------
     @staticmethod

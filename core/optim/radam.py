@@ -15,10 +15,8 @@ from ._functional import (
     _check_nonneg,
     _grad_for_update,
     _lerp_,
-    _step_tensor,
     _to_scalar,
     _xp,
-    _zeros_state,
 )
 from .optimizer import Optimizer
 
@@ -87,17 +85,7 @@ class RAdam(Optimizer):
             eps, weight_decay = group["eps"], group["weight_decay"]
             decoupled = group["decoupled_weight_decay"]
             rho_inf = 2 / (1 - beta2) - 1
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if len(state) == 0:
-                    state["step"] = _step_tensor()
-                    state["exp_avg"] = _zeros_state(p)
-                    state["exp_avg_sq"] = _zeros_state(p)
-                step_t = state["step"]._data
-                step_t += 1
-                step = float(step_t)
+            for p, state, step in self._stepped(group, ("exp_avg", "exp_avg_sq")):
                 param = p._data
                 if weight_decay != 0 and decoupled:
                     param *= 1 - lr * weight_decay

@@ -15,10 +15,8 @@ from ._functional import (
     _check_nonneg,
     _grad_for_update,
     _lerp_,
-    _step_tensor,
     _to_scalar,
     _xp,
-    _zeros_state,
 )
 from .optimizer import Optimizer
 
@@ -82,18 +80,9 @@ class RMSprop(Optimizer):
             lr = _to_scalar(group["lr"])
             alpha, eps, momentum = group["alpha"], group["eps"], group["momentum"]
             centered = group["centered"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if len(state) == 0:
-                    state["step"] = _step_tensor()
-                    state["square_avg"] = _zeros_state(p)
-                    if momentum > 0:
-                        state["momentum_buffer"] = _zeros_state(p)
-                    if centered:
-                        state["grad_avg"] = _zeros_state(p)
-                state["step"]._data += 1
+            buffers = (("square_avg",) + (("momentum_buffer",) if momentum > 0 else ())
+                       + (("grad_avg",) if centered else ()))
+            for p, state, _ in self._stepped(group, buffers):
                 g = _grad_for_update(p, group["weight_decay"], group["maximize"])
                 arrays = [p._data, g, state["square_avg"]._data]
                 if centered:
