@@ -7,8 +7,12 @@ from .parameter import Buffer, Parameter, UninitializedParameter
 
 
 def __getattr__(name):
-    # ``ember.nn.DataParallel`` as ``torch.nn.DataParallel``, loaded lazily (it lives in the
-    # distributed layer, which ``import ember`` must not load)
+    # ``ember.nn.DataParallel`` and ``ember.nn.SyncBatchNorm`` as in PyTorch, loaded lazily
+    # (they live in the distributed layer, which ``import ember`` must not load)
     if name == "DataParallel":
         return parallel.DataParallel
+    if name == "SyncBatchNorm":
+        from ember.distributed.sync_batchnorm import SyncBatchNorm
+
+        return SyncBatchNorm
     raise AttributeError(f"module 'ember.nn' has no attribute {name!r}")

@@ -8,6 +8,8 @@ and bias gradients need anyway, so the input gradient costs one more pass over t
 
 from __future__ import annotations
 
+import math
+
 from ..autograd.function import Function
 
 
@@ -19,7 +21,7 @@ class BatchNorm(Function):
         xp = ctx.xp
         shape_in = x.shape
         c = shape_in[1]
-        x3 = x.reshape(shape_in[0], c, -1)
+        x3 = x.reshape(shape_in[0], c, math.prod(shape_in[2:]))  # (-1 fails on empty input)
         n = x3.shape[0] * x3.shape[2]
         if training:
             mean = x3.sum(axis=(0, 2)) / n
