@@ -99,6 +99,14 @@ class _NormBase(Module):
 class _BatchNorm(_NormBase):
     def forward(self, input: Tensor) -> Tensor:
         self._check_input_dim(input)
+        bn_training, factor, running_mean, running_var = self._step_statistics()
+        return F.batch_norm(input, running_mean, running_var, self.weight, self.bias,
+                            bn_training, factor, self.eps)
+
+    def _step_statistics(self) -> tuple:
+        """Count this forward in ``num_batches_tracked`` (training); return whether batch
+        statistics are used, the running statistics' update factor (``momentum``, or the
+        cumulative average's when it is None) and the running statistics to use or update."""
         factor = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats and self.num_batches_tracked is not None:
             self.num_batches_tracked.add_(1)
@@ -106,9 +114,8 @@ class _BatchNorm(_NormBase):
                 factor = 1.0 / float(self.num_batches_tracked.item())
         bn_training = self.training or (self.running_mean is None and self.running_var is None)
         use_running = not self.training or self.track_running_stats
-        return F.batch_norm(input, self.running_mean if use_running else None,
-                            self.running_var if use_running else None, self.weight, self.bias,
-                            bn_training, factor, self.eps)
+        return (bn_training, factor, self.running_mean if use_running else None,
+                self.running_var if use_running else None)
 
 
 class BatchNorm1d(_BatchNorm):
