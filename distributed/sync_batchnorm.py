@@ -29,6 +29,7 @@ import ember
 from ember.autograd.function import Function
 from ember.nn import functional as F
 from ember.nn.modules.normalization import _BatchNorm
+from ember.ops.norm_ops import batch_norm_input_grad, scale_shift, update_running_stats
 
 from . import collectives
 from ._state import resolve_group
@@ -131,19 +132,10 @@ class _SyncBatchNorm(Function):
                              "on this rank)")
         mean = (counts[:, None] * means).sum(axis=0) / n
         var = (m2s + counts[:, None] * (means - mean) ** 2).sum(axis=0) / n
-        if running_mean is not None:
-            running_mean *= 1 - momentum
-            running_mean += (momentum * mean).astype(running_mean.dtype, copy=False)
-        if running_var is not None:
-            running_var *= 1 - momentum
-            running_var += (momentum * var * (n / (n - 1))).astype(running_var.dtype,
-                                                                   copy=False)
+        update_running_stats(running_mean, running_var, mean, var, n, momentum)
         invstd = (1 / xp.sqrt(var + eps)).astype(x.dtype, copy=False)
         xhat = x3 - mean.astype(x.dtype)[:, None]
-        xhat *= invstd[:, None]
-        out = xhat * weight[:, None] if weight is not None else xhat.copy()
-        if bias is not None:
-            out += bias[:, None]
+        out = scale_shift(xhat, invstd, weight, bias)
         ctx.save_for_backward(xhat, weight, invstd)
         ctx.meta = (shape_in, n, pg)
         return out.reshape(shape_in)
@@ -168,8 +160,5 @@ class _SyncBatchNorm(Function):
             # the input gradient needs the sums over every rank's batch
             collectives.all_reduce(ember.Tensor._wrap(sums), group=pg)
             k = invstd if weight is None else invstd * weight
-            gx = g3 - (sums[:c] / n)[:, None]
-            gx -= xhat * (sums[c:] / n)[:, None]
-            gx *= k[:, None]
-            gx = gx.reshape(shape_in)
+            gx = batch_norm_input_grad(g3, xhat, sums[:c], sums[c:], n, k).reshape(shape_in)
         return gx, gw, gb, None, None, None, None, None

@@ -27,21 +27,12 @@ class BatchNorm(Function):
             mean = x3.sum(axis=(0, 2)) / n
             xhat = x3 - mean[:, None]
             var = xp.einsum("ncl,ncl->c", xhat, xhat) / n
-            if running_mean is not None:
-                running_mean *= 1 - momentum
-                running_mean += (momentum * mean).astype(running_mean.dtype, copy=False)
-            if running_var is not None:
-                unbiased = var * (n / (n - 1)) if n > 1 else var
-                running_var *= 1 - momentum
-                running_var += (momentum * unbiased).astype(running_var.dtype, copy=False)
+            update_running_stats(running_mean, running_var, mean, var, n, momentum)
             invstd = (1 / xp.sqrt(var + eps)).astype(x.dtype, copy=False)
         else:
             invstd = (1 / xp.sqrt(running_var + eps)).astype(x.dtype, copy=False)
             xhat = x3 - running_mean.astype(x.dtype, copy=False)[:, None]
-        xhat *= invstd[:, None]
-        out = xhat * weight[:, None] if weight is not None else xhat.copy()
-        if bias is not None:
-            out += bias[:, None]
+        out = scale_shift(xhat, invstd, weight, bias)
         # (x: for double backward, which recomputes the statistics from it)
         ctx.save_for_backward(xhat, weight, invstd, x)
         ctx.meta = (training, shape_in, n)
@@ -63,13 +54,41 @@ class BatchNorm(Function):
         if nx:
             k = invstd if weight is None else invstd * weight
             if training:
-                gx = g3 - (gb / n)[:, None]
-                gx -= xhat * (gw / n)[:, None]
-                gx *= k[:, None]
+                gx = batch_norm_input_grad(g3, xhat, gb, gw, n, k)
             else:
                 gx = g3 * k[:, None]
             gx = gx.reshape(shape_in)
         return (gx, gw if nw else None, gb if nb else None, None, None, None, None, None)
+
+
+def update_running_stats(running_mean, running_var, mean, var, n: float, momentum: float) -> None:
+    """Blend batch statistics over ``n`` values into the running ones, in place (the variance
+    unbiased, as PyTorch keeps it)."""
+    if running_mean is not None:
+        running_mean *= 1 - momentum
+        running_mean += (momentum * mean).astype(running_mean.dtype, copy=False)
+    if running_var is not None:
+        unbiased = var * (n / (n - 1)) if n > 1 else var
+        running_var *= 1 - momentum
+        running_var += (momentum * unbiased).astype(running_var.dtype, copy=False)
+
+
+def scale_shift(xhat, invstd, weight, bias):
+    """Scale the centred (N, C, L) ``xhat`` by ``invstd`` in place; return the affine output."""
+    xhat *= invstd[:, None]
+    out = xhat * weight[:, None] if weight is not None else xhat.copy()
+    if bias is not None:
+        out += bias[:, None]
+    return out
+
+
+def batch_norm_input_grad(g3, xhat, gb, gw, n: float, k):
+    """Batch norm's input gradient in training, from the per-channel sums ``gb = sum(g)`` and
+    ``gw = sum(g * xhat)`` over ``n`` values and ``k = invstd * weight``."""
+    gx = g3 - (gb / n)[:, None]
+    gx -= xhat * (gw / n)[:, None]
+    gx *= k[:, None]
+    return gx
 
 
 class LayerNorm(Function):
