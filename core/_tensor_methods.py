@@ -131,6 +131,16 @@ METHODS = {
     # linear algebra
     "matmul": ops.matmul, "mm": ops.mm, "bmm": ops.bmm, "mv": ops.mv, "dot": ops.dot,
     "outer": ops.outer, "ger": ops.outer,
+    # <sorting>
+    # </sorting>
+    # <math>
+    # </math>
+    # <linalg_ext>
+    # </linalg_ext>
+    # <shape_ext>
+    # </shape_ext>
+    # <misc>
+    # </misc>
     # in place
     "copy_": inplace.copy_, "zero_": inplace.zero_, "fill_": inplace.fill_,
     "uniform_": _fill_random(_uniform), "normal_": _fill_random(_normal),
@@ -144,6 +154,16 @@ _INPLACE = [
     "round", "trunc", "frac", "square", "reciprocal", "remainder", "floor_divide", "lerp",
     "clamp_min", "clamp_max", "masked_fill", "index_add", "scatter", "scatter_add",
     "maximum", "minimum", "true_divide", "multiply", "subtract", "divide",
+    # <sorting>
+    # </sorting>
+    # <math>
+    # </math>
+    # <linalg_ext>
+    # </linalg_ext>
+    # <shape_ext>
+    # </shape_ext>
+    # <misc>
+    # </misc>
 ]
 for _name in _INPLACE:
     METHODS[_name + "_"] = inplace.make_inplace(METHODS[_name], _name + "_")

@@ -14,6 +14,11 @@ element, and gradgradcheck does so through the double-backward graph.
 from __future__ import annotations
 
 import numpy as np
+import op_table_linalg_ext as _table_linalg_ext  # noqa: E402
+import op_table_math as _table_math  # noqa: E402
+import op_table_misc as _table_misc  # noqa: E402
+import op_table_shape_ext as _table_shape_ext  # noqa: E402
+import op_table_sorting as _table_sorting  # noqa: E402
 from op_support import (
     Idx,
     Mask,
@@ -433,6 +438,10 @@ OPS: list[OpSpec] = [
            [S(T(3, 4)), S(T(4)), S(T(3, 4), dim=1), S(T(3, 4, kind="away"), ord=1, dim=1),
             S(T(3, 4), dim=(0, 1), keepdim=True)], rtol=1e-5),
 ]
+
+# The wave-2 families keep their records in files of their own (one table, several pages).
+OPS += (_table_sorting.OPS + _table_math.OPS + _table_linalg_ext.OPS + _table_shape_ext.OPS
+        + _table_misc.OPS)
 
 OPS_BY_NAME = {spec.name: spec for spec in OPS}
 assert len(OPS_BY_NAME) == len(OPS), "op names in the table must be unique"

@@ -147,6 +147,18 @@ from .shape import (
     vstack,
 )
 
+# ---- wave-2 families (one import block each; keep each family's block in its section) ----
+# <sorting>
+# </sorting>
+# <math>
+# </math>
+# <linalg_ext>
+# </linalg_ext>
+# <shape_ext>
+# </shape_ext>
+# <misc>
+# </misc>
+
 swapaxes = swapdims = transpose
 clip = clamp
 true_divide = divide = div
