@@ -92,6 +92,18 @@ def result_type(tensor1, tensor2):
 
 
 
+# torch.<name> spellings of nn.functional ops (torch.conv2d, torch.dropout, ...): resolved lazily
+# because ember.nn loads on first use.
+_FROM_FUNCTIONAL = {
+    "softmax", "log_softmax",
+    # <nn-aliases>
+    # </nn-aliases>
+}
+
+# <misc>
+# </misc>
+
+
 def __getattr__(name):
     # Lazy subpackages: heavy or optional pieces load on first use (import ember stays fast).
     import importlib
@@ -102,7 +114,7 @@ def __getattr__(name):
         from . import serialization
 
         return getattr(serialization, name)
-    if name in ("softmax", "log_softmax"):  # torch.softmax(input, dim, dtype=None)
+    if name in _FROM_FUNCTIONAL:  # torch.softmax(input, dim, dtype=None), torch.conv2d, ...
         from .nn import functional
 
         return getattr(functional, name)
