@@ -15,6 +15,7 @@ from ..autograd.function import Function
 from ..backend.device import get_array_module
 from ..random import gen_for
 from ..tensor import Tensor
+from ._lowp import float32_compute
 
 
 def _masked_to_bias(xp, masked, dtype):
@@ -162,6 +163,7 @@ def _attend_grads_in_graph(q, k, v, mask, g_out, g_w, scale, const_bias, safe, p
     return dq, dk, dv, ds
 
 
+@float32_compute
 class ScaledDotProductAttention(Function):
     """forward(q, k, v, mask, dropout_p, scale, is_causal, return_weights, safe, generator, rep).
 
@@ -238,6 +240,7 @@ def _split(arrays, layout, E):
     return a, b, c
 
 
+@float32_compute
 class MultiHeadAttentionCore(Function):
     """Multi-head attention between the in- and out-projections, on the projections' layout.
 

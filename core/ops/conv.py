@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 
 from ..autograd.function import Function
+from ._lowp import float32_compute
 
 
 class ConvGeom:
@@ -234,6 +235,7 @@ def _bias_grad(xp, g):
 
 
 # ---- Functions -----------------------------------------------------------------------------
+@float32_compute
 class Conv(Function):
     """y = conv(x, w) + b over N spatial dims."""
 
@@ -269,6 +271,7 @@ class Conv(Function):
         return gx, gw, gb, None
 
 
+@float32_compute
 class ConvTranspose(Function):
     """y = conv_transpose(x, w) + b: the input gradient of ``Conv`` with w, as an op."""
 
@@ -302,6 +305,7 @@ class ConvTranspose(Function):
         return gx, gw, gb, None
 
 
+@float32_compute
 class ConvWeightGrad(Function):
     """gw = d conv(x, w) / dw applied to g, as an op (so the weight gradient has a backward)."""
 

@@ -6,10 +6,12 @@ import string
 
 from ..autograd.function import Function
 from ..tensor import Tensor
+from ._lowp import float32_compute
 from ._util import broadcast_shapes, norm_dims, promote, scalar_type_name
 from .shape import squeeze, unsqueeze
 
 
+@float32_compute
 class Matmul(Function):
     """Batched matmul of >= 2-D operands; batch dims broadcast (the engine un-broadcasts)."""
 
@@ -173,6 +175,7 @@ def _parse_einsum(eq: str, shapes):
     return full, out
 
 
+@float32_compute
 class Einsum(Function):
     @staticmethod
     def forward(ctx, eq, *ops):
@@ -219,6 +222,7 @@ def einsum(equation, *operands):
 
 
 # ---- norms --------------------------------------------------------------------------------
+@float32_compute
 class VectorNorm(Function):
     @staticmethod
     def forward(ctx, x, p, axes, keepdim):

@@ -13,9 +13,11 @@ import numpy as np
 
 from ..autograd.function import Function
 from ..backend.device import get_array_module
+from ._lowp import float32_compute
 
 
 # ---- linear ---------------------------------------------------------------------------------
+@float32_compute
 class Linear(Function):
     """``x @ w.T + b``: one matmul plus an in-place bias add; no copies of the weight."""
 
@@ -63,6 +65,7 @@ def _matmul_into(dest, xp, a, b):
 
 
 # ---- softmax family -------------------------------------------------------------------------
+@float32_compute
 class Softmax(Function):
     @staticmethod
     def forward(ctx, x, dim):
@@ -82,6 +85,7 @@ class Softmax(Function):
         return (grad - s) * out, None
 
 
+@float32_compute
 class LogSoftmax(Function):
     @staticmethod
     def forward(ctx, x, dim):
@@ -149,6 +153,7 @@ def _target_weights(xp, m, c, t, wt, weight, smoothing, valid, all_valid, dtype)
     return q0
 
 
+@float32_compute
 class CrossEntropyIndices(Function):
     """Cross-entropy of logits (M, C) against class indices (M,), with class weights,
     ignore_index and label smoothing, as one Function (PyTorch's formula, analytic gradient)."""
@@ -214,6 +219,7 @@ class CrossEntropyIndices(Function):
         return gx, None, None, None, None, None
 
 
+@float32_compute
 class NllIndices(Function):
     """Negative log-likelihood of log-probabilities (M, C) against class indices (M,)."""
 
@@ -253,6 +259,7 @@ class NllIndices(Function):
         return gx, None, None, None, None
 
 
+@float32_compute
 class CrossEntropyProbs(Function):
     """Cross-entropy of logits (M, C) against class probabilities (M, C)."""
 
@@ -371,6 +378,7 @@ def _normal_cdf(xp, x):
     return poly
 
 
+@float32_compute
 class Gelu(Function):
     """GELU, exact (``x * Phi(x)``) or with the tanh approximation."""
 

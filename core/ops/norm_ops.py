@@ -11,8 +11,10 @@ from __future__ import annotations
 import math
 
 from ..autograd.function import Function
+from ._lowp import float32_compute
 
 
+@float32_compute
 class BatchNorm(Function):
     """Batch norm over dim 1 of (N, C, *) inputs, computed on an (N, C, L) view."""
 
@@ -91,6 +93,7 @@ def batch_norm_input_grad(g3, xhat, gb, gw, n: float, k):
     return gx
 
 
+@float32_compute
 class LayerNorm(Function):
     """Normalise over the trailing ``nd`` dims, then an optional elementwise affine."""
 

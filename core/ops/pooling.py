@@ -76,7 +76,7 @@ def _padded(xp, x, geom, value):
 
 
 def _lowest(xp, dtype):
-    return -xp.inf if xp.dtype(dtype).kind in "fc" else xp.iinfo(dtype).min
+    return -xp.inf if xp.dtype(dtype).kind in "fcV" else xp.iinfo(dtype).min
 
 
 def _simple(geom) -> bool:
@@ -108,7 +108,7 @@ def max_pool_forward(xp, x, geom):
             cur = xpad[_slices(geom, off)]
             which += (cur > best) * (code(k) - which)  # modular for uint8: still exact
             xp.maximum(best, cur, out=best)
-    if best.dtype.kind == "f" and bool(xp.isnan(best).any()):
+    if best.dtype.kind in "fV" and bool(xp.isnan(best).any()):
         code = which.dtype.type
         for k, off in enumerate(taps):
             which = xp.where(xp.isnan(xpad[_slices(geom, off)]), code(k), which)

@@ -20,6 +20,7 @@ import numpy as np
 from ..autograd.function import Function
 from ..backend import cuda_fused
 from ._blas import step_blas
+from ._lowp import float32_compute
 
 
 def _steps(T: int, reverse: bool):
@@ -58,6 +59,7 @@ def _weight_grads(ctx, x, g_pre, hprev, w_ih, g_hh=None):
     return dx, dw_ih, dw_hh, db_ih, db_hh
 
 
+@float32_compute
 class LSTMLayer(Function):
     """One LSTM layer in one direction over a whole sequence (optionally with a projection).
 
@@ -191,6 +193,7 @@ class LSTMLayer(Function):
                 db_hh, dw_hr, None, None)
 
 
+@float32_compute
 class GRULayer(Function):
     """One GRU layer in one direction: PyTorch's r, z, n formulation (``b_hn`` inside r*(.)).
 
@@ -290,6 +293,7 @@ class GRULayer(Function):
         return (dx, dh if need[1] else None, dw_ih, dw_hh, db_ih, db_hh, None, None)
 
 
+@float32_compute
 class RNNLayer(Function):
     """One Elman RNN layer in one direction, ``h' = act(x W_ih^T + b_ih + h W_hh^T + b_hh)``.
 
