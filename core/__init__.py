@@ -39,6 +39,9 @@ from . import _tensor_methods  # binds the method table onto Tensor
 from .ops import *  # noqa: F403  (the public op functions, PyTorch's names)
 from .ops import abs, all, any, max, min, pow, round, sum  # shadow builtins, as torch does
 from . import autograd, cuda, linalg, random
+# <linalg_ext>
+from . import fft  # noqa: E402  (ember.fft, torch.fft)
+# </linalg_ext>
 from .autograd import enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled
 from .creation import (
     arange,
@@ -69,6 +72,21 @@ from .creation import (
     zeros,
     zeros_like,
 )
+# <shape_ext>
+from .creation_ext import (
+    asarray,
+    binomial,
+    empty_permuted,
+    empty_strided,
+    frombuffer,
+    poisson,
+    range,  # (shadows the builtin here, as torch.range does: use builtins.range below)
+    resize_as_,
+    scalar_tensor,
+    tril_indices,
+    triu_indices,
+)
+# </shape_ext>
 from .random import (
     Generator,
     default_generator,
@@ -96,19 +114,110 @@ def result_type(tensor1, tensor2):
 # because ember.nn loads on first use.
 _FROM_FUNCTIONAL = {
     "softmax", "log_softmax",
-    # <nn-aliases>
+    # <nn-aliases>  (names in functional._toplevel.TORCH_SIGNATURES take ATen's signature)
+    "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
+    "convolution", "dropout", "dropout_", "alpha_dropout", "alpha_dropout_", "feature_dropout",
+    "feature_dropout_", "feature_alpha_dropout", "feature_alpha_dropout_", "layer_norm",
+    "batch_norm", "group_norm", "instance_norm", "rms_norm", "embedding", "embedding_bag",
+    "prelu", "selu", "selu_", "celu", "celu_", "rrelu", "rrelu_", "threshold", "threshold_",
+    "hardshrink", "relu_", "sigmoid_", "tanh_", "pixel_shuffle", "pixel_unshuffle",
+    "channel_shuffle", "native_channel_shuffle", "cosine_similarity", "pairwise_distance",
+    "pdist", "cdist", "bilinear", "kl_div", "binary_cross_entropy_with_logits",
+    "cosine_embedding_loss", "hinge_embedding_loss", "margin_ranking_loss", "poisson_nll_loss",
+    "triplet_margin_loss", "ctc_loss", "max_pool1d", "max_pool2d", "max_pool3d",
+    "max_pool1d_with_indices", "avg_pool1d", "adaptive_avg_pool1d", "adaptive_max_pool1d",
+    "constant_pad_nd", "grid_sampler", "lstm", "gru", "rnn_tanh", "rnn_relu", "lstm_cell",
+    "gru_cell", "rnn_tanh_cell", "rnn_relu_cell",
     # </nn-aliases>
 }
 
 # <misc>
+# (the torch surface around the math: core/_torch_misc.py, _tensor_protocol.py, ...)
+from .backend.dtype import uint16, uint32, uint64
+from .backend.finfo import finfo, iinfo
+from ._tensor_protocol import (
+    from_dlpack,
+    get_device,
+    is_complex,
+    is_distributed,
+    is_inference,
+    is_nonzero,
+    is_same_size,
+    is_signed,
+    to_dlpack,
+)
+from ._torch_misc import (
+    are_deterministic_algorithms_enabled,
+    can_cast,
+    channels_last,
+    channels_last_3d,
+    contiguous_format,
+    detach,
+    detach_,
+    e,
+    get_default_device,
+    get_deterministic_debug_mode,
+    get_device_module,
+    get_float32_matmul_precision,
+    get_num_interop_threads,
+    has_lapack,
+    has_mkl,
+    has_openmp,
+    has_spectral,
+    inf,
+    init_num_threads,
+    is_anomaly_check_nan_enabled,
+    is_anomaly_enabled,
+    is_deterministic_algorithms_warn_only_enabled,
+    is_inference_mode_enabled,
+    is_warn_always_enabled,
+    layout,
+    memory_format,
+    nan,
+    newaxis,
+    pi,
+    preserve_format,
+    set_anomaly_enabled,
+    set_default_device,
+    set_default_tensor_type,
+    set_deterministic_debug_mode,
+    set_float32_matmul_precision,
+    set_flush_denormal,
+    set_num_interop_threads,
+    set_printoptions,
+    set_warn_always,
+    strided,
+    typename,
+    use_deterministic_algorithms,
+)
+from ._legacy_types import (
+    BFloat16Tensor,
+    BoolTensor,
+    ByteTensor,
+    CharTensor,
+    DoubleTensor,
+    FloatTensor,
+    HalfTensor,
+    IntTensor,
+    LongTensor,
+    ShortTensor,
+)
+from . import accelerator, backends, cpu, functional, multiprocessing, testing
+from . import torch_version, version
+from .random import fork_rng
+
+__version__ = torch_version.TorchVersion(__version__)
 # </misc>
+
+
 
 
 def __getattr__(name):
     # Lazy subpackages: heavy or optional pieces load on first use (import ember stays fast).
     import importlib
 
-    if name in ("nn", "optim", "utils", "distributed"):
+    if name in ("nn", "optim", "utils", "distributed", "distributions", "special", "signal",
+                "quasirandom"):
         return importlib.import_module(f"ember.{name}")
     if name in ("save", "load", "save_safetensors", "load_safetensors"):
         from . import serialization
@@ -116,6 +225,13 @@ def __getattr__(name):
         return getattr(serialization, name)
     if name in _FROM_FUNCTIONAL:  # torch.softmax(input, dim, dtype=None), torch.conv2d, ...
         from .nn import functional
+        from .nn.functional._toplevel import TORCH_SIGNATURES
 
-        return getattr(functional, name)
+        return TORCH_SIGNATURES.get(name) or getattr(functional, name)
+    if name.endswith("_copy"):  # torch.view_copy, torch.diagonal_copy, ...
+        from .ops import view_copies
+
+        fn = view_copies.get(name)
+        if fn is not None:
+            return fn
     raise AttributeError(f"module 'ember' has no attribute {name!r}")

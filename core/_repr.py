@@ -8,20 +8,27 @@ from .backend.dtype import get_default_dtype
 
 _PREFIX = "tensor("
 
+# ember.set_printoptions writes these (see core/_torch_misc.py); PyTorch's defaults.
+PRINT_OPTIONS = {"precision": 4, "threshold": 1000, "edgeitems": 3, "linewidth": 80,
+                 "sci_mode": None}
+
 
 def _float_formatter(values: np.ndarray):
+    p, sci = PRINT_OPTIONS["precision"], PRINT_OPTIONS["sci_mode"]
     finite = values[np.isfinite(values)]
     if finite.size == 0:
-        return lambda x: _special(x) or f"{x:.4f}"
+        return lambda x: _special(x) or f"{x:.{p}f}"
     ints = np.all(finite == np.round(finite))
     amax, amin = np.abs(finite).max(), np.abs(finite).min()
+    if sci is True:
+        return lambda x: _special(x) or f"{x:.{p}e}"
     if ints:
-        if amax >= 1e8:
-            return lambda x: _special(x) or f"{x:.4e}"
+        if amax >= 1e8 and sci is None:
+            return lambda x: _special(x) or f"{x:.{p}e}"
         return lambda x: _special(x) or f"{x:.0f}."
-    if amax >= 1e8 or (amin > 0 and (amax / amin > 1000 or amin < 1e-4)):
-        return lambda x: _special(x) or f"{x:.4e}"
-    return lambda x: _special(x) or f"{x:.4f}"
+    if sci is None and (amax >= 1e8 or (amin > 0 and (amax / amin > 1000 or amin < 1e-4))):
+        return lambda x: _special(x) or f"{x:.{p}e}"
+    return lambda x: _special(x) or f"{x:.{p}f}"
 
 
 def _special(x) -> str | None:
@@ -41,21 +48,25 @@ def _format(data: np.ndarray) -> str:
         def fmt(x):
             return "True" if x else "False"
     elif data.dtype.kind == "c":
+        p = PRINT_OPTIONS["precision"]
+
         def fmt(x):
-            return f"{x.real:.4f}{x.imag:+.4f}j"
+            return f"{x.real:.{p}f}{x.imag:+.{p}f}j"
     else:
         fmt = str
     if data.ndim == 0:
         return fmt(data.item() if data.dtype.kind != "f" else data)
     width = max((len(fmt(x)) for x in data.reshape(-1)), default=0)
-    threshold = 1000 if data.size > 1000 else None
+    opts = PRINT_OPTIONS
+    threshold = opts["threshold"] if data.size > opts["threshold"] else None
 
     def item(x):
         return fmt(x).rjust(width)
 
     return np.array2string(
         data, separator=", ", prefix=_PREFIX, formatter={"all": item},
-        threshold=threshold or np.inf, edgeitems=3, max_line_width=80,
+        threshold=np.inf if threshold is None else threshold, edgeitems=opts["edgeitems"],
+        max_line_width=opts["linewidth"],
     )
 
 

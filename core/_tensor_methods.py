@@ -6,7 +6,7 @@ variants built by ``ops.inplace.make_inplace`` over the out-of-place op.
 
 from __future__ import annotations
 
-from . import creation, ops
+from . import creation, creation_ext, ops  # (creation_ext: shape_ext)
 from .ops import inplace
 from .tensor import Tensor
 
@@ -21,6 +21,17 @@ def _softmax(name):
         from .nn import functional  # (nn loads lazily)
 
         return getattr(functional, name)(self, dim, dtype=dtype)
+
+    method.__name__ = name
+    return method
+
+
+def _functional(name):
+    """A method spelling of ``nn.functional.<name>`` (``x.hardshrink(0.5)``, ``x.prelu(w)``)."""
+    def method(self, *args, **kwargs):
+        from .nn import functional  # (nn loads lazily)
+
+        return getattr(functional, name)(self, *args, **kwargs)
 
     method.__name__ = name
     return method
@@ -132,14 +143,100 @@ METHODS = {
     "matmul": ops.matmul, "mm": ops.mm, "bmm": ops.bmm, "mv": ops.mv, "dot": ops.dot,
     "outer": ops.outer, "ger": ops.outer,
     # <sorting>
+    "sort": ops.sort, "argsort": ops.argsort, "msort": ops.msort, "topk": ops.topk,
+    "kthvalue": ops.kthvalue, "median": ops.median, "nanmedian": ops.nanmedian,
+    "mode": ops.mode, "unique": ops.unique, "unique_consecutive": ops.unique_consecutive,
+    "bincount": ops.bincount, "histc": ops.histc, "histogram": ops.histogram,
+    "cummax": ops.cummax, "cummin": ops.cummin, "logcumsumexp": ops.logcumsumexp,
+    "nansum": ops.nansum, "nanmean": ops.nanmean, "quantile": ops.quantile,
+    "nanquantile": ops.nanquantile, "aminmax": ops.aminmax, "diff": ops.diff,
+    "cov": ops.cov, "corrcoef": ops.corrcoef, "dist": ops.dist, "renorm": ops.renorm,
     # </sorting>
     # <math>
+    "lgamma": ops.lgamma, "digamma": ops.digamma, "polygamma": lambda self, n:
+    ops.polygamma(n, self), "erf": ops.erf, "erfc": ops.erfc, "erfinv": ops.erfinv,
+    "i0": ops.i0, "logit": ops.logit, "sinc": ops.sinc, "xlogy": ops.xlogy,
+    "mvlgamma": ops.mvlgamma, "igamma": ops.igamma, "igammac": ops.igammac,
+    "tan": ops.tan, "asin": ops.asin, "acos": ops.acos, "atan": ops.atan, "sinh": ops.sinh,
+    "cosh": ops.cosh, "asinh": ops.asinh, "acosh": ops.acosh, "atanh": ops.atanh,
+    "arcsin": ops.asin, "arccos": ops.acos, "arctan": ops.atan, "arcsinh": ops.asinh,
+    "arccosh": ops.acosh, "arctanh": ops.atanh, "atan2": ops.atan2, "arctan2": ops.atan2,
+    "exp2": ops.exp2, "log2": ops.log2, "log10": ops.log10, "logaddexp": ops.logaddexp,
+    "logaddexp2": ops.logaddexp2, "hypot": ops.hypot, "copysign": ops.copysign,
+    "nextafter": ops.nextafter, "ldexp": ops.ldexp, "frexp": ops.frexp, "fmod": ops.fmod,
+    "fmax": ops.fmax, "fmin": ops.fmin, "float_power": ops.float_power,
+    "float_power_": ops.math_extra.float_power_,
+    "heaviside": ops.heaviside, "gcd": ops.gcd, "lcm": ops.lcm, "deg2rad": ops.deg2rad,
+    "rad2deg": ops.rad2deg, "nan_to_num": ops.nan_to_num, "signbit": ops.signbit,
+    "sgn": ops.sgn, "isneginf": ops.isneginf, "isposinf": ops.isposinf, "isreal": ops.isreal,
+    "positive": ops.positive, "fix": ops.fix, "absolute": ops.abs,
+    "addcmul": ops.addcmul, "addcdiv": ops.addcdiv,
+    "bitwise_and": ops.bitwise_and, "bitwise_or": ops.bitwise_or,
+    "bitwise_xor": ops.bitwise_xor, "bitwise_not": ops.bitwise_not,
+    "bitwise_left_shift": ops.bitwise_left_shift,
+    "bitwise_right_shift": ops.bitwise_right_shift,
+    "__lshift__": ops.bitwise_left_shift, "__rshift__": ops.bitwise_right_shift,
+    "__rlshift__": _r(ops.bitwise_left_shift), "__rrshift__": _r(ops.bitwise_right_shift),
+    "__ilshift__": inplace.make_inplace(ops.bitwise_left_shift, "__ilshift__"),
+    "__irshift__": inplace.make_inplace(ops.bitwise_right_shift, "__irshift__"),
+    "__iand__": inplace.make_inplace(ops.bitwise_and, "__iand__"),
+    "__ior__": inplace.make_inplace(ops.bitwise_or, "__ior__"),
+    "__ixor__": inplace.make_inplace(ops.bitwise_xor, "__ixor__"),
+    "greater": ops.gt, "greater_equal": ops.ge, "less": ops.lt, "less_equal": ops.le,
+    "not_equal": ops.ne,
     # </math>
     # <linalg_ext>
+    "det": ops.det, "logdet": ops.logdet, "slogdet": ops.slogdet, "inverse": ops.inverse,
+    "pinverse": ops.pinverse, "svd": ops.svd, "qr": ops.qr, "cholesky": ops.cholesky,
+    "cholesky_solve": ops.cholesky_solve, "cholesky_inverse": ops.cholesky_inverse,
+    "lu_solve": ops.lu_solve, "triangular_solve": ops.triangular_solve, "geqrf": ops.geqrf,
+    "orgqr": ops.orgqr, "ormqr": ops.ormqr, "matrix_power": ops.matrix_power,
+    "matrix_exp": ops.matrix_exp, "cross": ops.cross, "kron": ops.kron, "inner": ops.inner,
+    "vdot": ops.vdot, "addmv": ops.addmv, "addr": ops.addr, "addbmm": ops.addbmm,
+    "addmm": ops.addmm, "baddbmm": ops.baddbmm, "trace": ops.trace, "adjoint": ops.adjoint,
+    "lu": ops.lu, "lstsq": ops.lu_ops.tensor_lstsq, "eig": ops.lu_ops.tensor_eig,
+    "conj": ops.conj, "conj_physical": ops.conj_physical, "resolve_conj": ops.resolve_conj,
+    "resolve_neg": ops.resolve_neg, "is_conj": ops.is_conj, "is_neg": ops.is_neg,
+    "angle": ops.angle, "real": ops.complex_ops.real_property,
+    "imag": ops.complex_ops.imag_property, "mH": ops.complex_ops.mH_property,
+    "H": ops.complex_ops.H_property, "solve": ops.lu_ops.tensor_solve,
+    "stft": ops.stft, "istft": ops.istft,
     # </linalg_ext>
     # <shape_ext>
+    "diag": ops.diag, "diag_embed": ops.diag_embed, "diagflat": ops.diagflat,
+    "diagonal": ops.diagonal, "diagonal_scatter": ops.diagonal_scatter,
+    "fill_diagonal_": ops.shape_ext_views.fill_diagonal_,
+    "select": ops.select, "select_scatter": ops.select_scatter,
+    "slice_scatter": ops.slice_scatter, "as_strided": ops.as_strided,
+    "as_strided_": ops.as_strided_, "as_strided_scatter": ops.as_strided_scatter,
+    "unfold": ops.shape_ext_views.unfold, "rot90": ops.rot90, "ravel": ops.ravel,
+    "hsplit": ops.hsplit, "vsplit": ops.vsplit, "dsplit": ops.dsplit,
+    "split_with_sizes": ops.split_with_sizes, "unsafe_chunk": ops.unsafe_chunk,
+    "unsafe_split": ops.unsafe_split, "unsafe_split_with_sizes": ops.unsafe_split_with_sizes,
+    "narrow_copy": ops.narrow_copy, "repeat_interleave": ops.repeat_interleave,
+    "sum_to_size": ops.shape_ext.sum_to_size,
+    "squeeze_": ops.shape_ext.squeeze_, "unsqueeze_": ops.shape_ext.unsqueeze_,
+    "t_": ops.shape_ext.t_, "transpose_": ops.shape_ext.transpose_,
+    "swapaxes_": ops.shape_ext.swapaxes_, "swapdims_": ops.shape_ext.swapdims_,
+    "scatter_reduce": ops.scatter_reduce, "index_put": ops.index_put,
+    "index_copy": ops.index_copy, "index_fill": ops.index_fill,
+    "index_reduce": ops.index_reduce, "masked_scatter": ops.masked_scatter,
+    "put": ops.put, "take": ops.take,
+    "new_tensor": creation_ext.new_tensor, "new_empty": creation_ext.new_empty,
+    "new_zeros": creation_ext.new_zeros, "new_ones": creation_ext.new_ones,
+    "new_full": creation_ext.new_full, "new_empty_strided": creation_ext.new_empty_strided,
+    "new": creation_ext.new, "resize_": creation_ext.resize_,
+    "resize_as_": creation_ext.resize_as_, "resize": creation_ext.resize,
+    "resize_as": creation_ext.resize_as, "apply_": creation_ext.apply_,
+    "map_": creation_ext.map_, "exponential_": creation_ext.exponential_,
+    "geometric_": creation_ext.geometric_, "cauchy_": creation_ext.cauchy_,
+    "log_normal_": creation_ext.log_normal_, "bernoulli": creation.bernoulli,
+    "multinomial": creation.multinomial,
     # </shape_ext>
     # <misc>
+    # (dunders and protocol attributes: core/_tensor_protocol.py)
+    **__import__("ember._tensor_protocol", fromlist=["METHODS"]).METHODS,
+    "hardshrink": _functional("hardshrink"), "prelu": _functional("prelu"),
     # </misc>
     # in place
     "copy_": inplace.copy_, "zero_": inplace.zero_, "fill_": inplace.fill_,
@@ -155,12 +252,25 @@ _INPLACE = [
     "clamp_min", "clamp_max", "masked_fill", "index_add", "scatter", "scatter_add",
     "maximum", "minimum", "true_divide", "multiply", "subtract", "divide",
     # <sorting>
+    "cumsum", "cumprod", "renorm",
     # </sorting>
     # <math>
+    "lgamma", "digamma", "polygamma", "erf", "erfc", "erfinv", "i0", "logit", "sinc", "xlogy",
+    "mvlgamma", "igamma", "igammac", "tan", "asin", "acos", "atan", "sinh", "cosh", "asinh",
+    "acosh", "atanh", "arcsin", "arccos", "arctan", "arcsinh", "arccosh", "arctanh", "atan2",
+    "arctan2", "exp2", "log2", "log10", "hypot", "copysign", "nextafter", "ldexp", "fmod",
+    "heaviside", "gcd", "lcm", "deg2rad", "rad2deg", "nan_to_num", "sgn", "fix",
+    "absolute", "negative", "addcmul", "addcdiv", "bitwise_and", "bitwise_or", "bitwise_xor",
+    "bitwise_not", "bitwise_left_shift", "bitwise_right_shift", "eq", "ne", "lt", "le", "gt",
+    "ge", "greater", "greater_equal", "less", "less_equal", "not_equal", "logical_and",
+    "logical_or", "logical_xor", "logical_not",
     # </math>
     # <linalg_ext>
+    "addmm", "baddbmm", "addbmm", "addmv", "addr", "conj_physical",
     # </linalg_ext>
     # <shape_ext>
+    "tril", "triu", "scatter_reduce", "index_put", "index_copy", "index_fill", "index_reduce",
+    "masked_scatter", "put",
     # </shape_ext>
     # <misc>
     # </misc>

@@ -106,3 +106,48 @@ def fork_rng_state():
 
 def gen_for(generator, xp):
     return (generator or default_generator).xp_generator(xp)
+
+
+def thread_safe_generator():
+    """The generator a thread should draw from when one was installed for it; ember keeps one
+    process-wide default generator, so there is none (None, as PyTorch without one)."""
+    return None
+
+
+class fork_rng:
+    """Fork the RNG: inside the block draws may be reseeded freely; on exit the default
+    generator (CPU and CUDA draws alike) is back where it was.
+
+    ``devices``/``device_type`` are accepted for PyTorch compatibility: ember's CUDA draws come
+    from the same default generator, so restoring it restores them too. ``enabled=False``
+    makes the context a no-op. Usable as a decorator.
+    """
+
+    def __init__(self, devices=None, enabled: bool = True, _caller: str = "fork_rng",
+                 _devices_kw: str = "devices", device_type: str = "cuda"):
+        self.enabled = enabled
+        self._saved = None
+
+    def __enter__(self):
+        if self.enabled:
+            g = default_generator
+            self._saved = (g.get_state(), g._cp)
+        return None
+
+    def __exit__(self, *exc):
+        if self._saved is not None:
+            state, cp_gen = self._saved
+            default_generator.set_state(state)
+            default_generator._cp = cp_gen
+            self._saved = None
+        return False
+
+    def __call__(self, fn):
+        import functools
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            with fork_rng(enabled=self.enabled):
+                return fn(*args, **kwargs)
+
+        return wrapper

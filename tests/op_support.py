@@ -336,5 +336,7 @@ def to_numpy(x) -> np.ndarray:
     """A tensor's values (ember or torch, CPU or GPU) or a reference result as an array."""
     if hasattr(x, "detach") and hasattr(x, "cpu"):
         x = x.detach().cpu()
+        if hasattr(x, "resolve_neg"):  # torch's lazy conjugate/negative views (complex grads)
+            x = x.resolve_conj().resolve_neg()
         return np.asarray(x.numpy() if hasattr(x, "numpy") else x)
     return np.asarray(x)

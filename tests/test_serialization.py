@@ -494,10 +494,11 @@ def test_save_safetensors_rejects_bad_input(tmp_path):
     assert not p.exists()
 
 
-def test_load_safetensors_rejects_unsupported_dtype(tmp_path):
-    safetensors.numpy.save_file({"u": np.zeros(2, np.uint16)}, tmp_path / "u.safetensors")
-    with pytest.raises(TypeError, match="'u' has dtype uint16"):
-        ember.load_safetensors(tmp_path / "u.safetensors")
+def test_load_safetensors_reads_uint16(tmp_path):
+    # uint16/32/64 are ember dtypes now (storage types, as in PyTorch), so these load
+    safetensors.numpy.save_file({"u": np.arange(2, dtype=np.uint16)}, tmp_path / "u.safetensors")
+    u = ember.load_safetensors(tmp_path / "u.safetensors")["u"]
+    assert u.dtype == ember.uint16 and u.tolist() == [0, 1]
 
 
 def test_format_is_readable_safetensors(tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading as _threading
+
 import numpy as _np
 
 from ..backend.device import get_array_module
@@ -84,7 +86,73 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     return res
 
 
-from . import functional  # noqa: E402  (uses grad, defined above)
+from . import (  # noqa: E402  (functional uses grad, defined above)
+    anomaly_mode,
+    forward_ad,
+    functional,
+    graph,
+    variable,
+)
+from .anomaly_mode import detect_anomaly, set_detect_anomaly  # noqa: E402
+from .variable import Variable  # noqa: E402
+
+_multithreading_enabled = [True]
+
+
+class set_multithreading_enabled:
+    """Context manager (or plain call) setting whether backward may use several threads
+    (PyTorch's ``torch.autograd.set_multithreading_enabled``). ember's engine runs each
+    backward on the calling thread, so the flag is recorded and changes nothing else.
+
+    Args:
+        mode (bool): enable (``True``) or disable (``False``) multithreaded backward.
+    """
+
+    def __init__(self, mode: bool) -> None:
+        self.prev = _multithreading_enabled[0]
+        _multithreading_enabled[0] = bool(mode)
+
+    def __enter__(self) -> None:
+        pass
+
+    def __exit__(self, *args) -> None:
+        _multithreading_enabled[0] = self.prev
+
+    def clone(self) -> set_multithreading_enabled:
+        return self.__class__(_multithreading_enabled[0])
+
+
+class enforce_grad_layout_policy:
+    """Context manager (or plain call) for PyTorch's gradient layout contract (accumulated
+    gradients take their parameter's strides). ember's gradients are always dense,
+    C-contiguous arrays of the parameter's shape, so the contract always holds and relaxing
+    it changes nothing; the setting is recorded, thread-locally as in PyTorch.
+
+    Args:
+        enable (bool): enforce the contract (``True``, default) or relax it.
+    """
+
+    def __init__(self, enable: bool = True) -> None:
+        self.prev = getattr(_layout_policy, "enabled", True)
+        _layout_policy.enabled = bool(enable)
+
+    def __enter__(self) -> None:
+        pass
+
+    def __exit__(self, *args) -> None:
+        _layout_policy.enabled = self.prev
+
+
+_layout_policy = _threading.local()
+
+
+def is_multithreading_enabled() -> bool:
+    """The flag set by :class:`set_multithreading_enabled` (default ``True``)."""
+    return _multithreading_enabled[0]
+
 
 __all__ = ["Function", "backward", "grad", "no_grad", "enable_grad", "set_grad_enabled",
-           "inference_mode", "is_grad_enabled", "gradcheck", "gradgradcheck", "functional"]
+           "inference_mode", "is_grad_enabled", "gradcheck", "gradgradcheck", "functional",
+           "Variable", "detect_anomaly", "set_detect_anomaly", "set_multithreading_enabled",
+           "enforce_grad_layout_policy",
+           "forward_ad", "graph", "variable", "anomaly_mode"]

@@ -13,6 +13,7 @@ from numpy import generic as _np_generic
 from numpy import ndarray as _np_ndarray
 
 from ..backend import _cupy
+from . import anomaly_mode as _anomaly
 from . import function as _fn
 from . import grad_mode
 from .function import Function
@@ -303,6 +304,8 @@ def _call_backward(node, grads, create_graph):
             f"function {node.name()} returned an incorrect number of gradients "
             f"(expected {len(node._edges)}, got {len(results)})"
         )
+    if _anomaly._state[0]:  # detect_anomaly: NaN in a backward's results raises here
+        _anomaly.check_backward(node, results)
     return results
 
 

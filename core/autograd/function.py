@@ -31,6 +31,17 @@ _FREED_MSG = (
 _SAVED_INPUT, _SAVED_OUTPUT, _SAVED_CONST = 0, 1, 2
 _OUTPUT0_INFO = ((_SAVED_OUTPUT, 0),)
 
+# Per-node extras (anomaly mode's forward stacks, saved-tensor hooks, copies under
+# allow_mutation_on_saved_tensors): one flag read when a node is recorded; autograd.graph
+# sets it and the function that applies them.
+_extras = [False]
+_node_extras = None
+
+
+def _unpacked(saved):
+    """The saved arrays, with those packed by a saved-tensor hook unpacked."""
+    return tuple(s.get() if type(s).__name__ == "_Packed" else s for s in saved)
+
 
 def _as_array(out):
     """NumPy reductions may return NumPy scalars; tensors always hold arrays."""
@@ -61,6 +72,7 @@ class Function:
     _versions = None
     _pre_hooks = None
     _materialize = True
+    _packed = False  # saved arrays went through a saved-tensor pack hook (autograd.graph)
     # Set by the engine just before backward: per input, an array the gradient may be written
     # into (``out=``) and returned, or None (see ``engine.grad_destinations``). Ops that ignore
     # it stay correct; it only saves the copy into a preallocated buffer such as DDP's bucket.
@@ -87,7 +99,7 @@ class Function:
             self._check_versions()
         if self._tensor_mode:
             return tuple(self._saved_as_tensor(i) for i in range(len(saved)))
-        return saved
+        return _unpacked(saved) if self._packed else saved
 
     def saved_array(self, i: int):
         """Saved array ``i`` as it was saved, without the in-place modification check: for
@@ -95,7 +107,7 @@ class Function:
         backward must not stop its first-order backward when modified afterwards)."""
         if self._saved is None:
             raise RuntimeError(_FREED_MSG)
-        return self._saved[i]
+        return _unpacked(self._saved[i:i + 1])[0] if self._packed else self._saved[i]
 
     def mark_non_differentiable(self, *arrays) -> None:
         self._non_diff = tuple(id(a) for a in arrays)
@@ -185,6 +197,8 @@ class Function:
                     o._output_nr = i
             if ctx._saved:
                 ctx._describe_saved(args, outs)
+            if _extras[0]:
+                _node_extras(ctx)
             return outs
         d = out if type(out) is _ndarray else _as_array(out)
         if d is not out and ctx._saved:  # a saved NumPy scalar output: save the 0-d array
@@ -204,6 +218,8 @@ class Function:
                 ctx._versions = [(counter, counter[0], 0)]
             else:
                 ctx._describe_saved(args, (result,))
+        if _extras[0]:
+            _node_extras(ctx)
         return result
 
     def _describe_saved(self, args, outs) -> None:
@@ -255,7 +271,7 @@ class Function:
         kind, ref = self._saved_info[i]
         if kind == _SAVED_INPUT:
             return ref
-        array = self._saved[i]
+        array = _unpacked(self._saved[i:i + 1])[0] if self._packed else self._saved[i]
         if kind == _SAVED_CONST and not hasattr(array, "__array_namespace__"):
             return array  # None, Python scalars, shapes
         t = Tensor._wrap(array)

@@ -17,6 +17,11 @@ def is_grad_enabled() -> bool:
     return _state.enabled
 
 
+def is_inference_mode_enabled() -> bool:
+    """True inside an enabled ``inference_mode`` block (thread-local)."""
+    return getattr(_state, "inference", False)
+
+
 class _GradModeContext:
     """Base for the context managers; also usable as decorators, like PyTorch's."""
 
@@ -56,6 +61,15 @@ class inference_mode(_GradModeContext):
 
     def __init__(self, mode: bool = True):
         self._mode = not mode
+
+    def __enter__(self):
+        super().__enter__()
+        self._prev_inference = getattr(_state, "inference", False)
+        _state.inference = not self._mode
+
+    def __exit__(self, *exc):
+        _state.inference = self._prev_inference
+        return super().__exit__(*exc)
 
     def __call__(self, fn):
         mode = not self._mode

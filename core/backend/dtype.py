@@ -22,7 +22,7 @@ class dtype:
         self.np = np.dtype(np_dtype)
         self.category = category
         self.itemsize = self.np.itemsize
-        self.is_signed = category != _BOOL and name != "uint8"
+        self.is_signed = category != _BOOL and not name.startswith("uint")
 
     @property
     def is_floating_point(self) -> bool:
@@ -44,6 +44,10 @@ class dtype:
 
 bool_ = dtype("bool", np.bool_, _BOOL)
 uint8 = dtype("uint8", np.uint8, _INT)
+# uint16/32/64: storage types with limited op support, as in PyTorch (no mixed promotion)
+uint16 = dtype("uint16", np.uint16, _INT)
+uint32 = dtype("uint32", np.uint32, _INT)
+uint64 = dtype("uint64", np.uint64, _INT)
 int8 = dtype("int8", np.int8, _INT)
 int16 = dtype("int16", np.int16, _INT)
 int32 = dtype("int32", np.int32, _INT)
@@ -56,7 +60,7 @@ complex128 = dtype("complex128", np.complex128, _COMPLEX)
 bfloat16 = dtype("bfloat16", _ml_dtypes.bfloat16, _FLOAT) if _ml_dtypes is not None else None
 
 ALL = [d for d in (bool_, uint8, int8, int16, int32, int64, float16, bfloat16, float32, float64,
-                   complex64, complex128) if d is not None]
+                   complex64, complex128, uint16, uint32, uint64) if d is not None]
 _NAMES = {d.name: d for d in ALL}
 # PyTorch's aliases
 _NAMES.update(half=float16, float=float32, double=float64, short=int16, int=int32, long=int64,
@@ -116,6 +120,11 @@ def promote_types(a: dtype, b: dtype) -> dtype:
     uint8 with int8 gives int16, float16 with bfloat16 gives float32."""
     if a is b:
         return a
+    if a in _BARE_UINTS or b in _BARE_UINTS:
+        raise RuntimeError(
+            "Promotion for uint16, uint32, uint64 types is not supported, attempted to promote "
+            f"{_C10_NAMES[a.name]} and {_C10_NAMES[b.name]}"
+        )
     if a.category != b.category:
         hi, lo = (a, b) if a.category > b.category else (b, a)
         if hi.category == _COMPLEX and lo is float64:
@@ -125,6 +134,13 @@ def promote_types(a: dtype, b: dtype) -> dtype:
         other = b if a is bfloat16 else a
         return float32 if other is float16 else other
     return from_numpy_dtype(np.promote_types(a.np, b.np))
+
+
+_BARE_UINTS = (uint16, uint32, uint64)
+_C10_NAMES = dict(bool="Bool", uint8="Byte", int8="Char", int16="Short", int32="Int", int64="Long",
+                  float16="Half", bfloat16="BFloat16", float32="Float", float64="Double",
+                  complex64="ComplexFloat", complex128="ComplexDouble", uint16="UInt16",
+                  uint32="UInt32", uint64="UInt64")
 
 
 def scalar_dtype(x) -> dtype:

@@ -1,9 +1,10 @@
 """``ember.nn``: modules, parameters, functional, init (PyTorch's names)."""
 
-from . import functional, init, parallel, utils
+from . import common_types, functional, grad, init, parallel, utils
+from ._factory import factory_kwargs
 from .module import Module
 from .modules import *  # noqa: F403
-from .parameter import Buffer, Parameter, UninitializedParameter
+from .parameter import Buffer, Parameter, UninitializedBuffer, UninitializedParameter
 
 
 def __getattr__(name):

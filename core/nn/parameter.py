@@ -173,3 +173,31 @@ class UninitializedParameter(_UninitializedMixin, Parameter):
 def is_lazy(param) -> bool:
     """Whether ``param`` is an uninitialized placeholder of a lazy module."""
     return isinstance(param, _UninitializedMixin)
+
+
+class _MaterializedBuffer(Tensor):
+    """What an ``UninitializedBuffer`` becomes: a plain tensor (a subclass only because a
+    slotted ``Tensor`` cannot take over an instance that has a ``__dict__``)."""
+
+
+class UninitializedBuffer(_UninitializedMixin, Tensor):
+    r"""A buffer whose shape is not known yet (running statistics of ``LazyBatchNorm``)."""
+
+    cls_to_become = _MaterializedBuffer
+
+    def __new__(cls, requires_grad: bool = False, device=None, dtype=None,
+                persistent: bool = True):
+        b = object.__new__(cls)
+        _init_alias(b, _as_tensor(None), False)
+        b.requires_grad = requires_grad
+        b.persistent = persistent
+        b._lazy_device = as_device(device if device is not None else "cpu")
+        b._lazy_dtype = to_dtype(dtype) if dtype is not None else get_default_dtype()
+        return b
+
+    def __init__(self, requires_grad: bool = False, device=None, dtype=None,
+                 persistent: bool = True):
+        pass
+
+
+__all__ += ["UninitializedBuffer"]

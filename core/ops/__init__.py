@@ -149,12 +149,208 @@ from .shape import (
 
 # ---- wave-2 families (one import block each; keep each family's block in its section) ----
 # <sorting>
+# isort: split
+from .histograms import bincount, histc, histogram, histogramdd  # noqa: E402
+from .scans import cummax, cummin, logcumsumexp  # noqa: E402
+from .sets import bucketize, isin, searchsorted, unique, unique_consecutive  # noqa: E402
+from .sorting import (  # noqa: E402
+    argsort,
+    kthvalue,
+    median,
+    mode,
+    msort,
+    nanmedian,
+    sort,
+    topk,
+)
+from .statistics import (  # noqa: E402
+    aminmax,
+    corrcoef,
+    cov,
+    cumulative_trapezoid,
+    diff,
+    dist,
+    gradient,
+    nanmean,
+    nanquantile,
+    nansum,
+    quantile,
+    renorm,
+    trapezoid,
+    trapz,
+)
+
+# isort: split
 # </sorting>
 # <math>
+# isort: split
+from .compare import greater, greater_equal, less, less_equal, not_equal  # noqa: E402
+from .math_extra import *  # noqa: E402, F403  (integer math, aliases, torch.<name>_)
+from .math_ops import (  # noqa: E402
+    acos,
+    acosh,
+    arccos,
+    arccosh,
+    arcsin,
+    arcsinh,
+    arctan,
+    arctan2,
+    arctanh,
+    asin,
+    asinh,
+    atan,
+    atan2,
+    atanh,
+    copysign,
+    cosh,
+    exp2,
+    fmax,
+    fmin,
+    fmod,
+    heaviside,
+    hypot,
+    log2,
+    log10,
+    logaddexp,
+    logaddexp2,
+    nan_to_num,
+    nextafter,
+    sinh,
+    tan,
+)
+from .special_ops import (  # noqa: E402
+    digamma,
+    erf,
+    erfc,
+    erfinv,
+    i0,
+    igamma,
+    igammac,
+    lgamma,
+    logit,
+    mvlgamma,
+    polygamma,
+    sinc,
+    xlogy,
+)
+
+# isort: split
 # </math>
 # <linalg_ext>
+from .complex_ops import (
+    adjoint,
+    angle,
+    complex,
+    conj,
+    conj_physical,
+    imag,
+    is_complex,
+    is_conj,
+    is_neg,
+    polar,
+    real,
+    resolve_conj,
+    resolve_neg,
+    view_as_complex,
+    view_as_real,
+)
+from .decomp import torch_cholesky as cholesky
+from .decomp import torch_qr as qr
+from .decomp import torch_svd as svd
+from .lu_ops import geqrf, lu_unpack, orgqr, ormqr
+from .lu_ops import torch_lu as lu
+from .lu_ops import torch_lu_solve as lu_solve
+from .matrix_ops import _torch_slogdet as slogdet
+from .matrix_ops import (
+    cholesky_inverse,
+    cholesky_solve,
+    det,
+    logdet,
+    matrix_exp,
+    matrix_power,
+    pinverse,
+    triangular_solve,
+)
+from .matrix_ops import inv as inverse
+from .matrix_products import (
+    addbmm,
+    addmv,
+    addmv_,
+    addr,
+    chain_matmul,
+    conj_physical_,
+    cross,
+    inner,
+    kron,
+    nuclear_norm,
+    tensordot,
+    trace,
+    vdot,
+)
+from .spectral import istft, lobpcg, pca_lowrank, stft, svd_lowrank
+
+# isort: split
 # </linalg_ext>
 # <shape_ext>
+from .indexing_ext import (
+    index_copy,
+    index_fill,
+    index_put,
+    index_put_,
+    index_reduce,
+    masked_scatter,
+    put,
+    scatter_reduce,
+    take,
+    unravel_index,
+)
+from .shape_ext import (
+    atleast_1d,
+    atleast_2d,
+    atleast_3d,
+    block_diag,
+    broadcast_shapes,
+    broadcast_tensors,
+    cartesian_prod,
+    column_stack,
+    combinations,
+    dsplit,
+    dstack,
+    hsplit,
+    meshgrid,
+    narrow_copy,
+    ravel,
+    repeat_interleave,
+    rot90,
+    row_stack,
+    select,
+    select_scatter,
+    slice_scatter,
+    split_with_sizes,
+    unsafe_chunk,
+    unsafe_split,
+    unsafe_split_with_sizes,
+    vander,
+    vsplit,
+)
+from .shape_ext_views import (
+    as_strided,
+    as_strided_,
+    as_strided_scatter,
+    diag,
+    diag_embed,
+    diagflat,
+    diagonal,
+    diagonal_scatter,
+)
+from .windows import (
+    bartlett_window,
+    blackman_window,
+    hamming_window,
+    hann_window,
+    kaiser_window,
+)
+
 # </shape_ext>
 # <misc>
 # </misc>

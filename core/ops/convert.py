@@ -17,7 +17,11 @@ class Cast(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        return ctx.xp.astype(grad, ctx.src) if ctx._tensor_mode else grad.astype(ctx.src), None
+        if ctx._tensor_mode:
+            return ctx.xp.astype(grad, ctx.src), None
+        if grad.dtype.kind == "c" and ctx.src.kind != "c":  # a real input: the real part
+            grad = grad.real
+        return grad.astype(ctx.src), None
 
 
 class ToDevice(Function):

@@ -9,6 +9,18 @@ from ._util import cpp_type_name, promote, raise_broadcast_error, scalar_type_na
 from .convert import to_dtype_op
 
 
+# ---- complex gradients (PyTorch's convention: grad * conj(d out / d in)) ---------------------
+def _cplx(grad) -> bool:
+    return getattr(grad, "_data", grad).dtype.kind == "c"
+
+
+def _cj(x):
+    """The conjugate of a saved operand (array, tensor or Python number) or None."""
+    if x is None:
+        return None
+    return x.conj() if hasattr(x, "conj") else x.conjugate()
+
+
 # ---- binary arithmetic --------------------------------------------------------------------
 class Add(Function):
     @staticmethod
@@ -42,6 +54,8 @@ class Mul(Function):
     def backward(ctx, grad):
         a, b = ctx.saved_tensors
         na, nb = ctx.needs_input_grad
+        if _cplx(grad):
+            a, b = _cj(a), _cj(b)
         return (grad * b if na else None), (grad * a if nb else None)
 
 
@@ -55,6 +69,8 @@ class Div(Function):
     def backward(ctx, grad):
         a, b = ctx.saved_tensors
         na, nb = ctx.needs_input_grad
+        if _cplx(grad):
+            a, b = _cj(a), _cj(b)
         ga = grad / b if na else None
         gb = -grad * a / (b * b) if nb else None
         return ga, gb
@@ -158,7 +174,7 @@ class Exp(Function):
     @staticmethod
     def backward(ctx, grad):
         (out,) = ctx.saved_tensors
-        return grad * out
+        return grad * (_cj(out) if _cplx(grad) else out)
 
 
 class Log(Function):
@@ -170,7 +186,7 @@ class Log(Function):
     @staticmethod
     def backward(ctx, grad):
         (x,) = ctx.saved_tensors
-        return grad / x
+        return grad / (_cj(x) if _cplx(grad) else x)
 
 
 class Log1p(Function):
@@ -208,7 +224,7 @@ class Sqrt(Function):
     @staticmethod
     def backward(ctx, grad):
         (out,) = ctx.saved_tensors
-        return grad / (2 * out)
+        return grad / (2 * (_cj(out) if _cplx(grad) else out))
 
 
 class Rsqrt(Function):
@@ -233,7 +249,7 @@ class Sin(Function):
     @staticmethod
     def backward(ctx, grad):
         (x,) = ctx.saved_tensors
-        return grad * ctx.xp.cos(x)
+        return grad * ctx.xp.cos(_cj(x) if _cplx(grad) else x)
 
 
 class Cos(Function):
@@ -245,7 +261,7 @@ class Cos(Function):
     @staticmethod
     def backward(ctx, grad):
         (x,) = ctx.saved_tensors
-        return -grad * ctx.xp.sin(x)
+        return -grad * ctx.xp.sin(_cj(x) if _cplx(grad) else x)
 
 
 class Tanh(Function):
@@ -258,6 +274,7 @@ class Tanh(Function):
     @staticmethod
     def backward(ctx, grad):
         (out,) = ctx.saved_tensors
+        out = _cj(out) if _cplx(grad) else out
         return grad * (1 - out * out)
 
 
@@ -300,6 +317,9 @@ class Abs(Function):
     @staticmethod
     def backward(ctx, grad):
         (x,) = ctx.saved_tensors
+        if _cplx(x):  # x / |x| (0 at 0), spelled so that double backward sees x in it
+            a = ctx.xp.abs(x)
+            return grad * x / ctx.xp.where(a == 0, 1, a) * (a != 0)
         return grad * ctx.xp.sign(x)
 
 

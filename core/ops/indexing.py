@@ -278,10 +278,12 @@ def _scatter(input, dim, index, src, add, value=None):
 
 
 def scatter(input, dim, index, src=None, value=None, *, reduce=None):
-    if reduce == "add":
+    if reduce == "add" and src is not None:
         return scatter_add(input, dim, index, src)
-    if reduce is not None:
-        raise NotImplementedError(f"scatter(reduce={reduce!r}) is not supported; use 'add'")
+    if reduce is not None:  # value=, 'multiply' (and errors): indexing_ext, via scatter_reduce
+        from .indexing_ext import scatter_with_reduce
+
+        return scatter_with_reduce(input, dim, index, src, value, reduce)
     return _scatter(input, dim, index, src, False, value)
 
 

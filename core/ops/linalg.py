@@ -26,6 +26,9 @@ class Matmul(Function):
         a, b = ctx.saved_tensors
         xp = ctx.xp
         na, nb = ctx.needs_input_grad
+        if grad.dtype.kind == "c" if not hasattr(grad, "_data") else grad._data.dtype.kind == "c":
+            a = a.conj() if a is not None else None  # PyTorch's complex convention
+            b = b.conj() if b is not None else None
         ga = grad @ xp.swapaxes(b, -1, -2) if na else None
         gb = xp.swapaxes(a, -1, -2) @ grad if nb else None
         return ga, gb

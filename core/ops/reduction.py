@@ -12,7 +12,9 @@ from ..tensor import Tensor
 from ._util import norm_dims, scalar_type_name, wrap_dim
 from .convert import to_dtype_op
 
-values_indices = namedtuple("return_types", ["values", "indices"])
+# torch.return_types.max / .min (ember.return_types re-exports them)
+max_result = namedtuple("max", ["values", "indices"], module="ember.return_types")
+min_result = namedtuple("min", ["values", "indices"], module="ember.return_types")
 
 
 def _expand_back(grad, shape, axes, keepdim, xp):
@@ -309,9 +311,9 @@ def _max_min(input, dim, keepdim, is_max, other=None):
         from .shape import reshape
 
         v, i = MaxMin.apply(reshape(input, (1,)), 0, False, is_max)
-        return values_indices(v, i)
-    v, i = MaxMin.apply(input, axis, keepdim, is_max)
-    return values_indices(v, i)
+    else:
+        v, i = MaxMin.apply(input, axis, keepdim, is_max)
+    return (max_result if is_max else min_result)(v, i)
 
 
 def max(input, dim=None, keepdim=False):

@@ -2,8 +2,13 @@
 from ._activation import *  # noqa: F403  (D1: activations)
 from ._attention import multi_head_attention_forward, scaled_dot_product_attention  # (D3)
 from ._conv import conv1d, conv2d, conv3d, conv_transpose1d, conv_transpose2d, conv_transpose3d
+from ._ctc import ctc_loss  # (nn breadth)
+from ._extra import *  # noqa: F403  (nn breadth: shuffle, LRN, LP pool, unpool, gumbel, ...)
+from ._fractional import *  # noqa: F403  (nn breadth: fractional max pooling)
+from ._grid import *  # noqa: F403  (nn breadth: affine_grid, grid_sample)
 from ._linear import *  # noqa: F403  (D1: linear, embedding, dropout, distances)
 from ._loss import *  # noqa: F403  (D1: losses)
+from ._loss_extra import *  # noqa: F403  (nn breadth: margin losses)
 from ._normalization import *  # noqa: F403  (D1: normalisation)
 from ._pooling import (
                     adaptive_avg_pool1d,

@@ -89,3 +89,17 @@ def clip_grad_value_(parameters: Iterable[Tensor] | Tensor, clip_value: float,
             xp = get_array_module(p.grad._data)
             xp.clip(p.grad._data, -clip_value, clip_value, out=p.grad._data)
             p.grad._version_counter[0] += 1
+
+
+def clip_grad_norm(parameters: Iterable[Tensor] | Tensor, max_norm: float,
+                   norm_type: float = 2.0, error_if_nonfinite: bool = False,
+                   foreach: bool | None = None) -> Tensor:
+    r"""Clip the gradient norm of an iterable of parameters.
+
+    .. warning:: Deprecated in favor of :func:`ember.nn.utils.clip_grad_norm_`.
+    """
+    import warnings
+
+    warnings.warn("`torch.nn.utils.clip_grad_norm` is now deprecated in favor of "
+                  "`torch.nn.utils.clip_grad_norm_`.", FutureWarning, stacklevel=2)
+    return clip_grad_norm_(parameters, max_norm, norm_type, error_if_nonfinite, foreach)

@@ -28,6 +28,9 @@ __all__ = ["Sampler", "SequentialSampler", "RandomSampler", "SubsetRandomSampler
 
 T_co = TypeVar("T_co", covariant=True)
 
+# Samples drawn with replacement are drawn this many at a time (as PyTorch does).
+_CHUNK = 32
+
 
 class Sampler(Generic[T_co]):
     """Base class: subclasses implement ``__iter__`` over dataset indices (and usually
@@ -137,15 +140,21 @@ class RandomSampler(_GeneratorPasses, Sampler[int]):
         n = len(self.data_source)
         gen = self._start_pass()
         if self.replacement:
-            order = gen.integers(0, n, size=self.num_samples)
-        else:
-            chunks = [gen.permutation(n) for _ in range(self.num_samples // n)]
-            chunks.append(gen.permutation(n)[: self.num_samples % n])
-            order = np.concatenate(chunks)
-        return self._emit(order.tolist())
+            return self._emit_drawn(gen, n, self.num_samples)
+        return self._emit_permutations(gen, n, self.num_samples)
 
-    def _emit(self, order: list[int]) -> Iterator[int]:
-        yield from order
+    def _emit_drawn(self, gen, n: int, count: int) -> Iterator[int]:
+        # drawn lazily, _CHUNK at a time: memory stays constant whatever num_samples (1e12 ok)
+        for start in range(0, count, _CHUNK):
+            yield from gen.integers(0, n, size=min(_CHUNK, count - start)).tolist()
+        self._end_pass()
+
+    def _emit_permutations(self, gen, n: int, count: int) -> Iterator[int]:
+        # one permutation of the dataset in memory at a time
+        for _ in range(count // n):
+            yield from gen.permutation(n).tolist()
+        if count % n:
+            yield from gen.permutation(n)[: count % n].tolist()
         self._end_pass()
 
     def __len__(self) -> int:
@@ -203,9 +212,21 @@ class WeightedRandomSampler(_GeneratorPasses, Sampler[int]):
 
     def __iter__(self) -> Iterator[int]:
         w = self.weights._data
-        draws = self._start_pass().choice(w.shape[0], size=self.num_samples,
-                                          replace=self.replacement, p=w / w.sum())
+        gen = self._start_pass()
+        if self.replacement:
+            return self._emit_drawn(gen, w)
+        draws = gen.choice(w.shape[0], size=self.num_samples, replace=False, p=w / w.sum())
         return self._emit(draws.tolist())
+
+    def _emit_drawn(self, gen, w: np.ndarray) -> Iterator[int]:
+        # inverse-CDF draws, _CHUNK at a time: memory is the weights' whatever num_samples
+        cdf = np.cumsum(w)
+        cdf /= cdf[-1]
+        last = w.shape[0] - 1
+        for start in range(0, self.num_samples, _CHUNK):
+            u = gen.random(min(_CHUNK, self.num_samples - start))
+            yield from np.minimum(np.searchsorted(cdf, u, side="right"), last).tolist()
+        self._end_pass()
 
     def _emit(self, order: list[int]) -> Iterator[int]:
         yield from order

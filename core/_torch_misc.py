@@ -1,0 +1,310 @@
+"""The ``torch.*`` surface around the math (family ``misc``): layouts and memory formats,
+constants, global switches (determinism, matmul precision, print options, warnings, anomaly),
+``typename``/``can_cast``, and the legacy tensor types (``ember.FloatTensor`` ...).
+
+Switches that have no effect on NumPy are recorded, readable, and documented as no-ops.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+# anomaly detection has one flag, kept by ember.autograd.anomaly_mode (detect_anomaly's)
+from .autograd.anomaly_mode import (  # noqa: F401  (re-exported as ember.*)
+    is_anomaly_check_nan_enabled,
+    is_anomaly_enabled,
+    set_anomaly_enabled,
+)
+from .autograd.grad_mode import is_inference_mode_enabled  # noqa: F401
+from .backend.dtype import _BOOL, set_default_dtype, to_dtype
+from .tensor import Tensor
+
+
+# ---- layouts and memory formats ----------------------------------------------------------
+class layout:
+    """A tensor memory layout; ember tensors are always ``ember.strided`` (dense)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"ember.{self.name}"
+
+    def __reduce__(self):
+        return (_layout_by_name, (self.name,))
+
+
+strided = layout("strided")
+
+
+def _layout_by_name(name: str) -> layout:
+    return {"strided": strided}[name]
+
+
+class memory_format:
+    """A memory format for ``.to``/``.contiguous``/``empty_like``. ember arrays are C-ordered:
+    every format is accepted and the result is a dense row-major array."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"ember.{self.name}"
+
+    def __reduce__(self):
+        return (_format_by_name, (self.name,))
+
+
+contiguous_format = memory_format("contiguous_format")
+channels_last = memory_format("channels_last")
+channels_last_3d = memory_format("channels_last_3d")
+preserve_format = memory_format("preserve_format")
+_FORMATS = {f.name: f for f in (contiguous_format, channels_last, channels_last_3d,
+                                preserve_format)}
+
+
+def _format_by_name(name: str) -> memory_format:
+    return _FORMATS[name]
+
+
+# ---- constants -----------------------------------------------------------------------------
+newaxis = None
+pi, e, inf, nan = math.pi, math.e, math.inf, math.nan
+
+# What the NumPy/SciPy build provides (NumPy always has LAPACK and an FFT).
+has_lapack = True
+has_spectral = True
+has_mkl = False  # ember's kernels are NumPy's (OpenBLAS in the wheels), never MKL directly
+has_openmp = False
+
+
+# ---- names and casting ---------------------------------------------------------------------
+_LEGACY = {"float32": "FloatTensor", "float64": "DoubleTensor", "float16": "HalfTensor",
+           "bfloat16": "BFloat16Tensor", "int64": "LongTensor", "int32": "IntTensor",
+           "int16": "ShortTensor", "int8": "CharTensor", "uint8": "ByteTensor",
+           "bool": "BoolTensor", "complex64": "ComplexFloatTensor",
+           "complex128": "ComplexDoubleTensor"}
+
+
+def typename(obj) -> str:
+    """``'ember.FloatTensor'`` for a tensor, else the object's qualified type name."""
+    if isinstance(obj, Tensor):
+        prefix = "ember." if obj.device.type == "cpu" else "ember.cuda."
+        return prefix + _LEGACY.get(obj.dtype.name, obj.dtype.name)
+    module, name = "", None
+    if hasattr(obj, "__module__"):
+        module = obj.__module__
+    if hasattr(obj, "__qualname__"):
+        name = obj.__qualname__
+    elif hasattr(obj, "__name__"):
+        name = obj.__name__
+    else:
+        module = obj.__class__.__module__
+        name = obj.__class__.__qualname__
+    if module in ("", "builtins"):
+        return name
+    return f"{module}.{name}"
+
+
+def can_cast(from_, to) -> bool:
+    """Whether PyTorch's casting rules allow ``from_`` to ``to`` (no lowering of category)."""
+    a, b = to_dtype(from_), to_dtype(to)
+    if a.category > b.category:
+        return False
+    return not (a.category != _BOOL and b.category == _BOOL)
+
+
+# ---- default device and tensor type ------------------------------------------------------
+_default_device = None
+
+
+def get_default_device():
+    """The device new tensors are created on by default (``cpu`` unless changed)."""
+    from .backend.device import CPU, as_device
+
+    return CPU if _default_device is None else as_device(_default_device)
+
+
+def set_default_device(device) -> None:
+    """Record the default device for new tensors (``None`` restores ``cpu``)."""
+    global _default_device
+    if device is not None:
+        from .backend.device import as_device
+
+        device = as_device(device)
+    _default_device = device
+
+
+def set_default_tensor_type(t) -> None:
+    """Deprecated PyTorch API: ``set_default_tensor_type(ember.DoubleTensor)`` or its name.
+    Sets the default floating dtype."""
+    warnings.warn("torch.set_default_tensor_type() is deprecated as of PyTorch 2.1, please use "
+                  "torch.set_default_dtype() and torch.set_default_device() as alternatives.",
+                  UserWarning, stacklevel=2)
+    if isinstance(t, str):
+        name = t.rsplit(".", 1)[-1]
+        t = {v: k for k, v in _LEGACY.items()}.get(name)
+        if t is None:
+            raise TypeError(f"invalid type: '{name}'")
+        t = to_dtype(t)
+    else:
+        t = getattr(t, "dtype", t)
+    set_default_dtype(t)
+
+
+# ---- global switches ----------------------------------------------------------------------
+_flags = {"deterministic": False, "warn_only": False, "matmul_precision": "highest",
+          "warn_always": False, "interop_threads": None}
+
+
+def use_deterministic_algorithms(mode: bool, *, warn_only: bool = False) -> None:
+    """Ask for deterministic algorithms. NumPy kernels are deterministic already; on CUDA the
+    flag is read by ops whose CuPy kernels use atomics."""
+    _flags["deterministic"] = bool(mode)
+    _flags["warn_only"] = bool(warn_only)
+
+
+def are_deterministic_algorithms_enabled() -> bool:
+    return _flags["deterministic"]
+
+
+def is_deterministic_algorithms_warn_only_enabled() -> bool:
+    return _flags["warn_only"]
+
+
+def deterministic_requested() -> bool:
+    """What ops read: determinism asked for by ``use_deterministic_algorithms`` or by
+    ``ember.backends.cudnn.deterministic`` (ember's CUDA kernels stand in for cuDNN's)."""
+    from .backends import cudnn
+
+    return _flags["deterministic"] or bool(cudnn.deterministic)
+
+
+def set_deterministic_debug_mode(debug_mode: int | str) -> None:
+    """0/"default": off, 1/"warn": warn-only, 2/"error": error (as PyTorch)."""
+    if isinstance(debug_mode, str):
+        modes = {"default": 0, "warn": 1, "error": 2}
+        if debug_mode not in modes:
+            raise RuntimeError("invalid value of debug_mode, expected one of `default`, `warn`, "
+                               f"`error`, but got {debug_mode}")
+        debug_mode = modes[debug_mode]
+    if debug_mode not in (0, 1, 2):
+        raise RuntimeError(
+            f"invalid value of debug_mode, expected 0, 1, or 2, but got {debug_mode}")
+    use_deterministic_algorithms(debug_mode != 0, warn_only=debug_mode == 1)
+
+
+def get_deterministic_debug_mode() -> int:
+    if not _flags["deterministic"]:
+        return 0
+    return 1 if _flags["warn_only"] else 2
+
+
+def set_float32_matmul_precision(precision: str) -> None:
+    """"highest" (full float32), "high" or "medium" (TF32/bf16 allowed on CUDA). Shared with
+    ``ember.backends.cuda.matmul.allow_tf32``; NumPy matmuls are always full precision."""
+    if precision not in ("highest", "high", "medium"):
+        raise RuntimeError(f"Invalid precision: {precision}. Valid options are 'highest', "
+                           "'high', 'medium'")
+    _flags["matmul_precision"] = precision
+
+
+def get_float32_matmul_precision() -> str:
+    return _flags["matmul_precision"]
+
+
+def set_warn_always(b: bool) -> None:
+    """Warn every time instead of once (ember warns through Python's ``warnings`` module)."""
+    _flags["warn_always"] = bool(b)
+    if b:
+        warnings.simplefilter("always", UserWarning)
+
+
+def is_warn_always_enabled() -> bool:
+    return _flags["warn_always"]
+
+
+def set_flush_denormal(mode: bool) -> bool:
+    """Flushing denormals to zero is not controllable from NumPy: returns False (unsupported),
+    as PyTorch does on CPUs without the feature."""
+    return False
+
+
+def get_num_interop_threads() -> int:
+    """ember runs ops on one Python thread; the value set (or the core count) is reported."""
+    import os
+
+    n = _flags["interop_threads"]
+    return n if n is not None else (os.cpu_count() or 1)
+
+
+def set_num_interop_threads(num: int) -> None:
+    if not isinstance(num, int) or num < 1:
+        raise RuntimeError("Expected positive number of threads")
+    _flags["interop_threads"] = num
+
+
+def init_num_threads() -> None:
+    """No-op: the thread pools are set up at import."""
+
+
+def get_device_module(device=None):
+    """The module for a device type: ``ember.cuda`` or ``ember.cpu``."""
+    import importlib
+
+    from .backend.device import device as _device
+
+    if device is None:
+        from .backend.device import is_available
+
+        kind = "cuda" if is_available() else "cpu"
+    elif isinstance(device, _device):
+        kind = device.type
+    else:
+        kind = str(device).split(":")[0]
+    if kind not in ("cpu", "cuda"):
+        raise RuntimeError(f"Device '{kind}' does not have a corresponding module registered "
+                           f"as 'ember.{kind}'.")
+    return importlib.import_module(f"ember.{kind}")
+
+
+def detach(input: Tensor) -> Tensor:
+    return input.detach()
+
+
+def detach_(input: Tensor) -> Tensor:
+    return input.detach_()
+
+
+def set_printoptions(precision: int | None = None, threshold: float | None = None,
+                     edgeitems: int | None = None, linewidth: int | None = None,
+                     profile: str | None = None, sci_mode: bool | None = None) -> None:
+    """Set how tensors print (``repr``/``str``), as ``torch.set_printoptions``.
+
+    Args:
+        precision: digits after the decimal point (default 4).
+        threshold: element count above which the output is summarised (default 1000).
+        edgeitems: items shown at each end of a summarised dimension (default 3).
+        linewidth: characters per line (default 80).
+        profile: ``"default"``, ``"short"`` or ``"full"``; applied before the other arguments.
+        sci_mode: force (True) or forbid (False) scientific notation; None chooses.
+    """
+    from ._repr import PRINT_OPTIONS as opts
+
+    profiles = {"default": (4, 1000, 3, 80), "short": (2, 1000, 2, 80),
+                "full": (4, math.inf, 3, 80)}
+    if profile is not None:
+        if profile not in profiles:
+            raise ValueError(f"Unknown print profile {profile!r}")
+        p = profiles[profile]
+        opts.update(precision=p[0], threshold=p[1], edgeitems=p[2], linewidth=p[3])
+    for key, value in (("precision", precision), ("threshold", threshold),
+                       ("edgeitems", edgeitems), ("linewidth", linewidth)):
+        if value is not None:
+            opts[key] = value
+    opts["sci_mode"] = sci_mode

@@ -1,0 +1,195 @@
+"""``ember.backends.cuda``: cuBLAS matmul precision, scaled-dot-product-attention kernels,
+the cuFFT plan cache and library preferences.
+
+``matmul.allow_tf32`` is the same setting as ``ember.set_float32_matmul_precision`` ("high"
+allows TF32), as in PyTorch. ember has one attention implementation (the math one): the
+flash/memory-efficient/cuDNN kernels report unavailable; the toggles are recorded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+
+__all__ = ["is_built", "matmul", "cufft_plan_cache", "preferred_linalg_library",
+           "preferred_blas_library", "enable_flash_sdp", "flash_sdp_enabled",
+           "enable_mem_efficient_sdp", "mem_efficient_sdp_enabled", "enable_math_sdp",
+           "math_sdp_enabled", "enable_cudnn_sdp", "cudnn_sdp_enabled",
+           "allow_fp16_bf16_reduction_math_sdp", "fp16_bf16_reduction_math_sdp_allowed",
+           "is_flash_attention_available", "can_use_flash_attention",
+           "can_use_efficient_attention", "can_use_cudnn_attention", "sdp_kernel",
+           "cuBLASModule", "cuFFTPlanCache", "cuFFTPlanCacheManager"]
+
+
+def is_built() -> bool:
+    """Whether ember can use CUDA at all (CuPy is installed)."""
+    from ..backend import _cupy
+
+    return _cupy.cupy is not None
+
+
+class cuBLASModule:
+    """``ember.backends.cuda.matmul``: cuBLAS precision switches."""
+
+    allow_fp16_reduced_precision_reduction = True
+    allow_bf16_reduced_precision_reduction = True
+    allow_fp16_accumulation = False
+
+    @property
+    def allow_tf32(self) -> bool:
+        from .._torch_misc import get_float32_matmul_precision
+
+        return get_float32_matmul_precision() != "highest"
+
+    @allow_tf32.setter
+    def allow_tf32(self, value: bool) -> None:
+        from .._torch_misc import set_float32_matmul_precision
+
+        set_float32_matmul_precision("high" if value else "highest")
+
+
+matmul = cuBLASModule()
+
+
+class cuFFTPlanCache:
+    """One device's cuFFT plan cache (CuPy keeps its own; ``size`` is always 0 here)."""
+
+    def __init__(self, device_index: int = 0):
+        self.device_index = device_index
+        self.max_size = 4096
+
+    @property
+    def size(self) -> int:
+        return 0
+
+    def clear(self) -> None:
+        try:  # pragma: no cover - GPU
+            import cupy.fft.config as cfg
+
+            cfg.get_plan_cache().clear()
+        except Exception:
+            pass
+
+
+class cuFFTPlanCacheManager:
+    """``cufft_plan_cache[i]`` is device ``i``'s cache; attributes go to the current one."""
+
+    def __init__(self):
+        self._caches: dict[int, cuFFTPlanCache] = {}
+
+    def __getitem__(self, device) -> cuFFTPlanCache:
+        idx = device if isinstance(device, int) else getattr(device, "index", 0) or 0
+        return self._caches.setdefault(idx, cuFFTPlanCache(idx))
+
+    def __getattr__(self, name):
+        return getattr(self[0], name)
+
+
+cufft_plan_cache = cuFFTPlanCacheManager()
+
+_linalg_library = "default"
+_blas_library = "cublas"
+
+
+def preferred_linalg_library(backend: str | None = None) -> str:
+    """Record the preferred CUDA linear-algebra library ("default", "cusolver", "magma")."""
+    global _linalg_library
+    if backend is not None:
+        if backend not in ("default", "cusolver", "magma"):
+            raise RuntimeError(f"Unknown input value {backend!r}")
+        _linalg_library = backend
+    return _linalg_library
+
+
+def preferred_blas_library(backend: str | None = None) -> str:
+    """Record the preferred BLAS library ("cublas", "cublaslt", "ck")."""
+    global _blas_library
+    if backend is not None:
+        if backend not in ("cublas", "cublaslt", "ck"):
+            raise RuntimeError(f"Unknown input value {backend!r}")
+        _blas_library = backend
+    return _blas_library
+
+
+_sdp = {"flash": True, "mem_efficient": True, "math": True, "cudnn": True,
+        "fp16_bf16_reduction_math": False}
+
+
+def enable_flash_sdp(enabled: bool) -> None:
+    _sdp["flash"] = bool(enabled)
+
+
+def flash_sdp_enabled() -> bool:
+    return _sdp["flash"]
+
+
+def enable_mem_efficient_sdp(enabled: bool) -> None:
+    _sdp["mem_efficient"] = bool(enabled)
+
+
+def mem_efficient_sdp_enabled() -> bool:
+    return _sdp["mem_efficient"]
+
+
+def enable_math_sdp(enabled: bool) -> None:
+    _sdp["math"] = bool(enabled)
+
+
+def math_sdp_enabled() -> bool:
+    return _sdp["math"]
+
+
+def enable_cudnn_sdp(enabled: bool) -> None:
+    _sdp["cudnn"] = bool(enabled)
+
+
+def cudnn_sdp_enabled() -> bool:
+    return _sdp["cudnn"]
+
+
+def allow_fp16_bf16_reduction_math_sdp(enabled: bool) -> None:
+    _sdp["fp16_bf16_reduction_math"] = bool(enabled)
+
+
+def fp16_bf16_reduction_math_sdp_allowed() -> bool:
+    return _sdp["fp16_bf16_reduction_math"]
+
+
+def is_flash_attention_available() -> bool:
+    """False: ember has no flash-attention kernel."""
+    return False
+
+
+def can_use_flash_attention(params, debug: bool = False) -> bool:
+    if debug:
+        warnings.warn("ember has no flash-attention kernel", stacklevel=2)
+    return False
+
+
+def can_use_efficient_attention(params, debug: bool = False) -> bool:
+    if debug:
+        warnings.warn("ember has no memory-efficient attention kernel", stacklevel=2)
+    return False
+
+
+def can_use_cudnn_attention(params, debug: bool = False) -> bool:
+    if debug:
+        warnings.warn("ember has no cuDNN attention kernel", stacklevel=2)
+    return False
+
+
+@contextlib.contextmanager
+def sdp_kernel(enable_flash: bool = True, enable_math: bool = True,
+               enable_mem_efficient: bool = True, enable_cudnn: bool = True):
+    """Deprecated PyTorch context manager: set the SDPA kernel toggles inside a block."""
+    warnings.warn("torch.backends.cuda.sdp_kernel() is deprecated. In the future, this context "
+                  "manager will be removed. Please see torch.nn.attention.sdpa_kernel() for the "
+                  "new context manager, with updated signature.", FutureWarning, stacklevel=3)
+    old = dict(_sdp)
+    _sdp.update(flash=enable_flash, math=enable_math, mem_efficient=enable_mem_efficient,
+                cudnn=enable_cudnn)
+    try:
+        yield
+    finally:
+        _sdp.clear()
+        _sdp.update(old)

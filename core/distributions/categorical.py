@@ -1,0 +1,113 @@
+"""The categorical distribution (``torch.distributions.categorical``)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import ember
+from ember.tensor import Size
+
+from . import constraints
+from .distribution import Distribution
+from .utils import _standard_draw, lazy_property, logits_to_probs, probs_to_logits
+
+__all__ = ["Categorical"]
+
+
+class Categorical(Distribution):
+    """A categorical distribution over ``{0, ..., K-1}`` parameterized by ``probs`` (normalized
+    along the last dim) or ``logits`` (unnormalized log-probabilities), but not both."""
+
+    arg_constraints = {"probs": constraints.simplex, "logits": constraints.independent(
+        constraints.real, 1)}
+    has_enumerate_support = True
+
+    def __init__(self, probs=None, logits=None, validate_args=None):
+        if (probs is None) == (logits is None):
+            raise ValueError("Either `probs` or `logits` must be specified, but not both.")
+        if probs is not None:
+            if probs.dim() < 1:
+                raise ValueError("`probs` parameter must be at least one-dimensional.")
+            self.probs = probs / probs.sum(-1, keepdim=True)
+        else:
+            if logits.dim() < 1:
+                raise ValueError("`logits` parameter must be at least one-dimensional.")
+            # Normalize
+            self.logits = logits - logits.logsumexp(dim=-1, keepdim=True)
+        self._param = self.probs if probs is not None else self.logits
+        self._num_events = self._param.size()[-1]
+        batch_shape = self._param.size()[:-1] if self._param.dim() > 1 else Size()
+        super().__init__(batch_shape, validate_args=validate_args)
+
+    def expand(self, batch_shape, _instance=None):
+        new = self._expand_params(Categorical, batch_shape, _instance, ("probs", "logits"),
+                                  extra=("_num_events",))
+        new._param = new.probs if "probs" in self.__dict__ else new.logits
+        return new
+
+    def _new(self, *args, **kwargs):
+        return self._param.new(*args, **kwargs)
+
+    @constraints.dependent_property(is_discrete=True, event_dim=0)
+    def support(self):
+        return constraints.integer_interval(0, self._num_events - 1)
+
+    @lazy_property
+    def logits(self):
+        return probs_to_logits(self.probs)
+
+    @lazy_property
+    def probs(self):
+        return logits_to_probs(self.logits)
+
+    @property
+    def param_shape(self):
+        return self._param.size()
+
+    @property
+    def mean(self):
+        return ember.full(tuple(self._extended_shape()), float("nan"), dtype=self.probs.dtype,
+                          device=self.probs.device)
+
+    @property
+    def mode(self):
+        return self.probs.argmax(dim=-1)
+
+    @property
+    def variance(self):
+        return ember.full(tuple(self._extended_shape()), float("nan"), dtype=self.probs.dtype,
+                          device=self.probs.device)
+
+    def sample(self, sample_shape=()):
+        # Inverse-CDF draw: count the cumulative probabilities below one uniform per sample.
+        shape = tuple(self._extended_shape(sample_shape))
+        with ember.no_grad():
+            probs = self.probs
+            cdf = probs.cumsum(-1)
+            cdf = cdf / cdf[..., -1:]
+            u = _standard_draw("random", shape + (1,), probs)
+            idx = (cdf.expand(*shape, self._num_events) <= u).sum(-1)
+            return idx.clamp(max=self._num_events - 1).long()
+
+    def log_prob(self, value):
+        if self._validate_args:
+            self._validate_sample(value)
+        value = value.long().unsqueeze(-1)
+        shape = np.broadcast_shapes(tuple(value.shape), tuple(self.logits.shape))
+        log_pmf = self.logits.expand(shape)
+        value = value.expand(*shape[:-1], 1)
+        return log_pmf.gather(-1, value).squeeze(-1)
+
+    def entropy(self):
+        min_real = float(np.finfo(self.logits._data.dtype).min)
+        logits = self.logits.clamp(min=min_real)
+        p_log_p = logits * self.probs
+        return -p_log_p.sum(-1)
+
+    def enumerate_support(self, expand=True):
+        num_events = self._num_events
+        values = ember.arange(num_events, dtype=ember.int64, device=self._param.device)
+        values = values.view(-1, *((1,) * len(self._batch_shape)))
+        if expand:
+            values = values.expand(-1, *self._batch_shape)
+        return values

@@ -1,0 +1,76 @@
+"""The Dirichlet distribution (``torch.distributions.dirichlet``)."""
+
+from __future__ import annotations
+
+import ember
+
+from . import constraints
+from .exp_family import ExponentialFamily
+from .gamma import _standard_gamma
+
+__all__ = ["Dirichlet"]
+
+class Dirichlet(ExponentialFamily):
+    """Dirichlet distribution over the simplex, parameterized by ``concentration`` (its last
+    dimension is the event)."""
+
+    arg_constraints = {"concentration": constraints.independent(constraints.positive, 1)}
+    support = constraints.simplex
+    has_rsample = True
+
+    def __init__(self, concentration, validate_args=None):
+        if concentration.dim() < 1:
+            raise ValueError("`concentration` parameter must be at least one-dimensional.")
+        self.concentration = concentration
+        batch_shape, event_shape = concentration.shape[:-1], concentration.shape[-1:]
+        super().__init__(batch_shape, event_shape, validate_args=validate_args)
+
+    def expand(self, batch_shape, _instance=None):
+        return self._expand_params(Dirichlet, batch_shape, _instance, ("concentration",))
+
+    def rsample(self, sample_shape=()):
+        # Normalized reparameterized gamma draws: gradients flow through the gamma sampler.
+        shape = tuple(self._extended_shape(sample_shape))
+        concentration = self.concentration.expand(shape)
+        gammas = _standard_gamma(concentration)
+        return gammas / gammas.sum(-1, keepdim=True)
+
+    def log_prob(self, value):
+        if self._validate_args:
+            self._validate_sample(value)
+        return (ember.xlogy(self.concentration - 1.0, value).sum(-1)
+                + ember.lgamma(self.concentration.sum(-1))
+                - ember.lgamma(self.concentration).sum(-1))
+
+    @property
+    def mean(self):
+        return self.concentration / self.concentration.sum(-1, True)
+
+    @property
+    def mode(self):
+        concentrationm1 = (self.concentration - 1).clamp(min=0.0)
+        mode = concentrationm1 / concentrationm1.sum(-1, True)
+        # every concentration below one: the density peaks at a vertex (the largest one)
+        mask = (self.concentration < 1).all(-1, keepdim=True)
+        vertex = ember.nn.functional.one_hot(mode.argmax(-1), concentrationm1.size(-1))
+        return ember.where(mask, vertex.to(mode.dtype), mode)
+
+    @property
+    def variance(self):
+        con0 = self.concentration.sum(-1, True)
+        return (self.concentration * (con0 - self.concentration)
+                / (con0.pow(2) * (con0 + 1)))
+
+    def entropy(self):
+        k = self.concentration.size(-1)
+        a0 = self.concentration.sum(-1)
+        return (ember.lgamma(self.concentration).sum(-1) - ember.lgamma(a0)
+                - (k - a0) * ember.digamma(a0)
+                - ((self.concentration - 1.0) * ember.digamma(self.concentration)).sum(-1))
+
+    @property
+    def _natural_params(self):
+        return (self.concentration,)
+
+    def _log_normalizer(self, x):
+        return ember.lgamma(x).sum(-1) - ember.lgamma(x.sum(-1))

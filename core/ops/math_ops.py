@@ -1,0 +1,391 @@
+"""Elementwise math beyond elementwise.py: trigonometric and hyperbolic functions, exp2/log2/
+log10, the two-argument float functions (atan2, hypot, logaddexp, copysign, fmod, fmax, ...).
+
+One Function per op, forward and backward side by side on raw arrays (``ctx.xp``). A backward
+needing a function that ember's tensor namespace lacks (cosh, sinh) takes it from :func:`_xf`,
+which returns ember's own differentiable op during double backward.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..autograd.function import Function
+from ..tensor import Tensor
+from ._util import promote, raise_broadcast_error, scalar_type_name
+from .elementwise import _floatify
+
+_LN2 = math.log(2.0)
+_LN10 = math.log(10.0)
+
+
+def _xf(xp, name: str):
+    """``xp.<name>`` on raw arrays; this module's differentiable op on tensors."""
+    if xp is np or getattr(xp, "__name__", "") == "cupy":
+        return getattr(xp, name)
+    return globals()[name]
+
+
+# ---- unary ---------------------------------------------------------------------------------
+class Tan(Function):
+    @staticmethod
+    def forward(ctx, x):
+        out = ctx.xp.tan(x)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (out,) = ctx.saved_tensors
+        return grad * (1 + out * out)
+
+
+class Asin(Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return ctx.xp.arcsin(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad / ctx.xp.sqrt(1 - x * x)
+
+
+class Acos(Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return ctx.xp.arccos(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return -grad / ctx.xp.sqrt(1 - x * x)
+
+
+class Atan(Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return ctx.xp.arctan(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad / (1 + x * x)
+
+
+class Sinh(Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return ctx.xp.sinh(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * _xf(ctx.xp, "cosh")(x)
+
+
+class Cosh(Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return ctx.xp.cosh(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * _xf(ctx.xp, "sinh")(x)
+
+
+class Asinh(Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return ctx.xp.arcsinh(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad / ctx.xp.sqrt(x * x + 1)
+
+
+class Acosh(Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return ctx.xp.arccosh(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad / (ctx.xp.sqrt(x - 1) * ctx.xp.sqrt(x + 1))
+
+
+class Atanh(Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return ctx.xp.arctanh(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad / (1 - x * x)
+
+
+class Exp2(Function):
+    @staticmethod
+    def forward(ctx, x):
+        out = ctx.xp.exp2(x)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (out,) = ctx.saved_tensors
+        return grad * out * _LN2
+
+
+class Log2(Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return ctx.xp.log2(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad / (x * _LN2)
+
+
+class Log10(Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return ctx.xp.log10(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad / (x * _LN10)
+
+
+class MaskGrad(Function):
+    """An op whose gradient is ``grad`` where a mask (computed in forward) holds, else 0:
+    nan_to_num (finite elements pass their gradient)."""
+
+    @staticmethod
+    def forward(ctx, x, nan, posinf, neginf):
+        ctx.save_for_backward(ctx.xp.isfinite(x))
+        return ctx.xp.nan_to_num(x, nan=nan, posinf=posinf, neginf=neginf)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (mask,) = ctx.saved_tensors
+        return grad * mask, None, None, None
+
+
+# ---- binary --------------------------------------------------------------------------------
+class Atan2(Function):
+    @staticmethod
+    def forward(ctx, y, x):
+        ctx.save_for_backward(y, x)
+        return ctx.xp.arctan2(y, x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        y, x = ctx.saved_tensors
+        r2 = x * x + y * y
+        return grad * x / r2, grad * -y / r2
+
+
+class Logaddexp(Function):
+    @staticmethod
+    def forward(ctx, a, b, base2):
+        out = (ctx.xp.logaddexp2 if base2 else ctx.xp.logaddexp)(a, b)
+        ctx.save_for_backward(a, b, out)
+        ctx.scale = _LN2 if base2 else 1.0
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b, out = ctx.saved_tensors
+        exp, s = ctx.xp.exp, ctx.scale
+        return grad * exp((a - out) * s), grad * exp((b - out) * s), None
+
+
+class Hypot(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        out = ctx.xp.hypot(a, b)
+        ctx.save_for_backward(a, b, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b, out = ctx.saved_tensors
+        return grad * a / out, grad * b / out
+
+
+class Copysign(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        out = ctx.xp.copysign(a, b)
+        xp = ctx.xp
+        # d out / d a is +-1: the ratio of signs, and 0 at a == 0 (as torch)
+        ctx.save_for_backward(xp.where(a == 0, 0, xp.copysign(1, a) * xp.copysign(1, b))
+                              .astype(out.dtype))
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (ratio,) = ctx.saved_tensors
+        return grad * ratio, grad * 0
+
+
+class Fmod(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        xp = ctx.xp
+        if ctx.needs_input_grad[1]:
+            ctx.save_for_backward(xp.trunc(a / b))
+        return xp.fmod(a, b)
+
+    @staticmethod
+    def backward(ctx, grad):
+        gb = -grad * ctx.saved_tensors[0] if ctx.needs_input_grad[1] else None
+        return grad, gb
+
+
+class FMaxMin(Function):
+    """fmax/fmin: NaN-ignoring maximum/minimum; ties send the gradient to ``input``."""
+
+    @staticmethod
+    def forward(ctx, a, b, is_max):
+        xp = ctx.xp
+        pick_a = ((a >= b) if is_max else (a <= b)) | xp.isnan(b)
+        ctx.save_for_backward(pick_a)
+        return (xp.fmax if is_max else xp.fmin)(a, b)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (pick_a,) = ctx.saved_tensors
+        return grad * pick_a, grad - grad * pick_a, None
+
+
+class Nextafter(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        return ctx.xp.nextafter(a, b)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad, grad * 0
+
+
+class Heaviside(Function):
+    @staticmethod
+    def forward(ctx, x, values):
+        xp = ctx.xp
+        return xp.where(x == 0, values, (x > 0).astype(x.dtype))
+
+    @staticmethod
+    def backward(ctx, grad):
+        raise RuntimeError("derivative for aten::heaviside is not implemented")
+
+
+# ---- public functions ---------------------------------------------------------------------
+def _unary(cls, name):
+    def op(input: Tensor) -> Tensor:
+        return cls.apply(_floatify(input))
+
+    op.__name__ = name
+    return op
+
+
+tan = _unary(Tan, "tan")
+asin = arcsin = _unary(Asin, "asin")
+acos = arccos = _unary(Acos, "acos")
+atan = arctan = _unary(Atan, "atan")
+sinh = _unary(Sinh, "sinh")
+cosh = _unary(Cosh, "cosh")
+asinh = arcsinh = _unary(Asinh, "asinh")
+acosh = arccosh = _unary(Acosh, "acosh")
+atanh = arctanh = _unary(Atanh, "atanh")
+exp2 = _unary(Exp2, "exp2")
+log2 = _unary(Log2, "log2")
+log10 = _unary(Log10, "log10")
+
+
+def nan_to_num(input: Tensor, nan: float = 0.0, posinf: float | None = None,
+               neginf: float | None = None) -> Tensor:
+    if input._data.dtype.kind not in "fcV":
+        return input.clone()
+    return MaskGrad.apply(input, nan, posinf, neginf)
+
+
+def _binary(cls, input, other, *extra, name=None, floats=True, ints_ok=True):
+    a, b = promote(input, other)
+    if not ints_ok:
+        t = a if isinstance(a, Tensor) else b
+        if t._data.dtype.kind not in "fcV":
+            raise RuntimeError(f'"{name}_cpu" not implemented for \'{scalar_type_name(t)}\'')
+    if floats:
+        a, b = _floatify(a), _floatify(b)
+    try:
+        return cls.apply(a, b, *extra)
+    except ValueError as err:
+        raise_broadcast_error(err, a, b)
+
+
+def atan2(input: Tensor, other: Tensor) -> Tensor:
+    return _binary(Atan2, input, other)
+
+
+arctan2 = atan2
+
+
+def logaddexp(input: Tensor, other: Tensor) -> Tensor:
+    return _binary(Logaddexp, input, other, False, name="logaddexp", ints_ok=False)
+
+
+def logaddexp2(input: Tensor, other: Tensor) -> Tensor:
+    return _binary(Logaddexp, input, other, True, name="logaddexp2", ints_ok=False)
+
+
+def hypot(input: Tensor, other: Tensor) -> Tensor:
+    return _binary(Hypot, input, other, name="hypot", ints_ok=False)
+
+
+def copysign(input: Tensor, other) -> Tensor:
+    return _binary(Copysign, input, other)
+
+
+def fmod(input: Tensor, other) -> Tensor:
+    return _binary(Fmod, input, other, floats=False)
+
+
+def fmax(input: Tensor, other: Tensor) -> Tensor:
+    return _binary(FMaxMin, input, other, True, floats=False)
+
+
+def fmin(input: Tensor, other: Tensor) -> Tensor:
+    return _binary(FMaxMin, input, other, False, floats=False)
+
+
+def nextafter(input: Tensor, other: Tensor) -> Tensor:
+    return _binary(Nextafter, input, other, name="nextafter", ints_ok=False)
+
+
+def heaviside(input: Tensor, values: Tensor) -> Tensor:
+    if isinstance(values, Tensor) and values._data.dtype != input._data.dtype:
+        raise RuntimeError("heaviside is not yet implemented for tensors with different dtypes.")
+    try:
+        return Heaviside.apply(input, values)
+    except ValueError as err:
+        raise_broadcast_error(err, input, values)

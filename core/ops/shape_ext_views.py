@@ -1,0 +1,290 @@
+"""View ops beyond the basics: diagonals, ``as_strided``, ``Tensor.unfold`` and their scatters.
+
+The views are NumPy/CuPy stride-trick views of the input's memory (writable, sharing the version
+counter), so ``x.diagonal().fill_(1)`` or ``x.unfold(0, 2, 1)[0, 0] = 5`` write through as in
+PyTorch. Gradients are scatters into zeros; in double backward they are built from ops that are
+themselves differentiable (the diagonal pair is mutually inverse, the strided ones use
+``IndexPutZeros``).
+"""
+
+from __future__ import annotations
+
+import builtins
+
+import numpy as np
+
+from ..autograd import grad_mode
+from ..autograd.function import Function
+from ..backend.device import get_array_module
+from ..tensor import Tensor
+from ._util import wrap_dim
+from .indexing import IndexPut, IndexPutZeros, scatter_add_
+from .inplace import check_inplace
+
+
+def _as_strided(xp, base, shape, strides):
+    return xp.lib.stride_tricks.as_strided(base, shape=tuple(shape), strides=tuple(strides))
+
+
+def _zeros_t(like: Tensor, shape) -> Tensor:
+    xp = get_array_module(like._data)
+    return Tensor._wrap(xp.zeros(shape, dtype=like._data.dtype))
+
+
+# ---- diagonals ----------------------------------------------------------------------------
+def _diag_view(xp, x, offset: int, d1: int, d2: int):
+    """A writable view of ``x``'s diagonal along (d1, d2), as the last dim (PyTorch's layout)."""
+    n1, n2 = x.shape[d1], x.shape[d2]
+    start = [0] * x.ndim
+    if offset >= 0:
+        length = builtins.max(builtins.min(n1, n2 - offset), 0)
+        start[d2] = offset
+    else:
+        length = builtins.max(builtins.min(n1 + offset, n2), 0)
+        start[d1] = -offset
+    base = x[tuple(slice(s, None) for s in start)] if length else x
+    keep = [i for i in range(x.ndim) if i not in (d1, d2)]
+    shape = [x.shape[i] for i in keep] + [length]
+    strides = [x.strides[i] for i in keep] + [x.strides[d1] + x.strides[d2]]
+    return _as_strided(xp, base, shape, strides)
+
+
+class Diagonal(Function):
+    _view_of = 0
+
+    @staticmethod
+    def forward(ctx, x, offset, d1, d2):
+        ctx.args = (x.shape, offset, d1, d2)
+        return _diag_view(ctx.xp, x, offset, d1, d2)
+
+    @staticmethod
+    def backward(ctx, grad):
+        shape, offset, d1, d2 = ctx.args
+        if ctx._tensor_mode:
+            gx = DiagonalScatter.apply(_zeros_t(grad, shape), grad, offset, d1, d2)
+            return gx, None, None, None
+        out = ctx.xp.zeros(shape, dtype=grad.dtype)
+        _diag_view(ctx.xp, out, offset, d1, d2)[...] = grad
+        return out, None, None, None
+
+
+class DiagonalScatter(Function):
+    @staticmethod
+    def forward(ctx, x, src, offset, d1, d2):
+        ctx.args = (offset, d1, d2)
+        out = x.copy()
+        _diag_view(ctx.xp, out, offset, d1, d2)[...] = src
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        offset, d1, d2 = ctx.args
+        nx, ns = ctx.needs_input_grad[:2]
+        gx = gs = None
+        if ctx._tensor_mode:
+            if ns:
+                gs = Diagonal.apply(grad, offset, d1, d2)
+            if nx:
+                dshape = _diag_view(np, np.empty(grad.shape, np.int8), offset, d1, d2).shape
+                gx = DiagonalScatter.apply(grad, _zeros_t(grad, dshape), offset, d1, d2)
+            return gx, gs, None, None, None
+        if ns:
+            gs = _diag_view(ctx.xp, grad, offset, d1, d2).copy()
+        if nx:
+            gx = grad.copy()
+            _diag_view(ctx.xp, gx, offset, d1, d2)[...] = 0
+        return gx, gs, None, None, None
+
+
+def _diag_dims(input, dim1, dim2):
+    nd = input._data.ndim
+    d1, d2 = wrap_dim(dim1, nd), wrap_dim(dim2, nd)
+    if d1 == d2:
+        raise RuntimeError(f"diagonal dimensions cannot be identical {dim1}, {dim2}")
+    return d1, d2
+
+
+def diagonal(input: Tensor, offset: int = 0, dim1: int = 0, dim2: int = 1) -> Tensor:
+    """The diagonal along ``dim1``/``dim2`` as a view, appended as the last dimension."""
+    d1, d2 = _diag_dims(input, dim1, dim2)
+    return Diagonal.apply(input, int(offset), d1, d2)
+
+
+def diagonal_scatter(input: Tensor, src: Tensor, offset: int = 0, dim1: int = 0,
+                     dim2: int = 1) -> Tensor:
+    """A copy of ``input`` with ``src`` written onto its diagonal."""
+    d1, d2 = _diag_dims(input, dim1, dim2)
+    want = _diag_view(np, np.empty(input._data.shape, np.int8), int(offset), d1, d2).shape
+    if tuple(src._data.shape) != want:
+        raise RuntimeError(f"diagonal_scatter(): expected src to have a size equal to the slice "
+                           f"of self. src size = {list(src._data.shape)}, slice size = "
+                           f"{list(want)}")
+    if src._data.dtype != input._data.dtype:
+        src = src.to(input.dtype)
+    return DiagonalScatter.apply(input, src, int(offset), d1, d2)
+
+
+def diag_embed(input: Tensor, offset: int = 0, dim1: int = -2, dim2: int = -1) -> Tensor:
+    """Batched diagonal matrices whose diagonals (along ``dim1``/``dim2``) are ``input``'s last
+    dimension."""
+    nd = input._data.ndim + 1
+    d1, d2 = wrap_dim(dim1, nd), wrap_dim(dim2, nd)
+    if d1 == d2:
+        raise RuntimeError(f"diagonal dimensions cannot be identical {dim1}, {dim2}")
+    n = input._data.shape[-1] + builtins.abs(int(offset)) if input._data.ndim else 1
+    batch = list(input._data.shape[:-1])
+    shape = [0] * nd
+    rest = iter(batch)
+    for i in range(nd):
+        shape[i] = n if i in (d1, d2) else next(rest)
+    return DiagonalScatter.apply(_zeros_t(input, tuple(shape)), input, int(offset), d1, d2)
+
+
+def diag(input: Tensor, diagonal: int = 0) -> Tensor:
+    """A 1-D input becomes a diagonal matrix; a 2-D input gives its diagonal (a copy)."""
+    nd = input._data.ndim
+    if nd == 1:
+        return diag_embed(input, diagonal, 0, 1)
+    if nd == 2:
+        return Diagonal.apply(input, int(diagonal), 0, 1).clone()
+    raise RuntimeError("diag(): Supports 1D or 2D tensors. Got " + f"{nd}D")
+
+
+def diagflat(input: Tensor, offset: int = 0) -> Tensor:
+    return diag_embed(input.reshape(-1), offset, 0, 1)
+
+
+def fill_diagonal_(input: Tensor, fill_value, wrap: bool = False) -> Tensor:
+    """Fill the main diagonal in place (all dims equal, or a tall 2-D matrix; ``wrap`` restarts
+    the diagonal every ``cols + 1`` rows, as NumPy's ``fill_diagonal`` does)."""
+    shape = input._data.shape
+    nd = len(shape)
+    if nd < 2:
+        raise RuntimeError("dimensions must larger than 1")
+    if nd > 2 and len(set(shape)) != 1:
+        raise RuntimeError("all dimensions of input must be of equal length")
+    xp = get_array_module(input._data)
+    n = builtins.min(shape)
+    if nd == 2 and wrap and shape[0] > shape[1] + 1:
+        flat = xp.arange(0, shape[0] * shape[1], shape[1] + 1)
+        idx = (flat // shape[1], flat % shape[1])
+    else:
+        idx = (xp.arange(n),) * nd
+    input.__setitem__(tuple(Tensor._wrap(i) for i in idx), fill_value)
+    return input
+
+
+# ---- strided views ------------------------------------------------------------------------
+class StridedView(Function):
+    """A view ``make(xp, x)`` built by stride tricks; the gradient scatters back by index."""
+
+    _view_of = 0
+
+    @staticmethod
+    def forward(ctx, x, make):
+        ctx.shape, ctx.make = x.shape, make
+        return make(ctx.xp, x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        shape = ctx.shape
+        n = int(np.prod(shape, dtype=np.int64))
+        xp = get_array_module(grad._data) if ctx._tensor_mode else ctx.xp
+        idx = ctx.make(xp, xp.arange(n).reshape(shape))
+        if ctx._tensor_mode:
+            return IndexPutZeros.apply(grad, (n,), (idx,)).reshape(shape), None
+        out = xp.zeros(n, dtype=grad.dtype)
+        scatter_add_(xp, out, (idx,), grad)
+        return out.reshape(shape), None
+
+
+def _strided_maker(size, stride, offset):
+    def make(xp, a):
+        flat = a.reshape(-1)  # a view for contiguous inputs (torch's storage), else a copy
+        return _as_strided(xp, flat[offset:] if offset < flat.size else flat[:0], size,
+                           [s * flat.itemsize for s in stride])
+    return make
+
+
+def _check_strided(input, size, stride, offset):
+    size, stride = tuple(int(s) for s in size), tuple(int(s) for s in stride)
+    if len(size) != len(stride):
+        raise RuntimeError("mismatch in length of strides and shape")
+    if builtins.any(s < 0 for s in stride):
+        raise RuntimeError("as_strided: Negative strides are not supported at the moment, got "
+                           f"strides: {list(stride)}")
+    offset = 0 if offset is None else int(offset)
+    need = 0 if 0 in size else offset + builtins.sum((n - 1) * s for n, s in zip(size, stride)) + 1
+    have = input._data.size
+    if need > have:
+        isz = input._data.itemsize
+        raise RuntimeError(f"setStorage: sizes {list(size)}, strides {list(stride)}, storage "
+                           f"offset {offset}, and itemsize {isz} requiring a storage size of "
+                           f"{need * isz} are out of bounds for storage of size {have * isz}")
+    return size, stride, offset
+
+
+def as_strided(input: Tensor, size, stride, storage_offset: int | None = None) -> Tensor:
+    """A view with the given sizes and element strides over the input's (contiguous) storage.
+
+    For a contiguous input this is PyTorch's view of its storage; for other inputs it views a
+    contiguous copy (NumPy arrays have no separate storage to address).
+    """
+    size, stride, offset = _check_strided(input, size, stride, storage_offset)
+    return StridedView.apply(input, _strided_maker(size, stride, offset))
+
+
+def as_strided_scatter(input: Tensor, src: Tensor, size, stride,
+                       storage_offset: int | None = None) -> Tensor:
+    """A copy of ``input`` with ``src`` written where ``as_strided(size, stride)`` looks."""
+    size, stride, offset = _check_strided(input, size, stride, storage_offset)
+    shape = input._data.shape
+    xp = get_array_module(input._data)
+    n = int(np.prod(shape, dtype=np.int64))
+    idx = _strided_maker(size, stride, offset)(xp, xp.arange(n))
+    if tuple(src._data.shape) != size:
+        raise RuntimeError(f"expected src to have a size equal to the slice of self. src size = "
+                           f"{list(src._data.shape)}, slice size = {list(size)}")
+    out = IndexPut.apply(input.reshape(-1), (idx,), src.to(input.dtype), False)
+    return out.reshape(shape)
+
+
+def unfold(input: Tensor, dimension: int, size: int, step: int) -> Tensor:
+    """``Tensor.unfold``: every ``size``-long window along ``dimension`` (every ``step``), as a
+    new last dimension; a view."""
+    nd = input._data.ndim
+    d = wrap_dim(dimension, nd) if nd else 0
+    n = input._data.shape[d] if nd else 1
+    if size > n:
+        raise RuntimeError(f"maximum size for tensor at dimension {d} is {n} but size is {size}")
+    if step <= 0:
+        raise RuntimeError(f"step is {step} but must be > 0")
+
+    def make(xp, a):
+        if a.ndim == 0:
+            return a.reshape(1)
+        shape, strides = list(a.shape), list(a.strides)
+        shape[d] = (n - size) // step + 1
+        strides[d] = a.strides[d] * step
+        return _as_strided(xp, a, shape + [size], strides + [a.strides[d]])
+
+    return StridedView.apply(input, make)
+
+
+# ---- in-place view ops (they change the tensor's shape, not its values) -------------------
+def _inplace_view(fn, name: str):
+    def method(self, *args, **kwargs):
+        if grad_mode._state.enabled and self.requires_grad:
+            check_inplace(self)
+        out = fn(self, *args, **kwargs)
+        self._data = out._data
+        if out.requires_grad:
+            self.grad_fn, self._output_nr, self.requires_grad = out.grad_fn, out._output_nr, True
+        return self
+
+    method.__name__ = name
+    return method
+
+
+def as_strided_(input: Tensor, size, stride, storage_offset: int | None = None) -> Tensor:
+    return _inplace_view(as_strided, "as_strided_")(input, size, stride, storage_offset)

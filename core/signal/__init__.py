@@ -1,0 +1,5 @@
+"""``ember.signal``: torch.signal's window functions (``ember.signal.windows``)."""
+
+from . import windows
+
+__all__ = ["windows"]
