@@ -217,7 +217,7 @@ def __getattr__(name):
     import importlib
 
     if name in ("nn", "optim", "utils", "distributed", "distributions", "special", "signal",
-                "quasirandom"):
+                "quasirandom", "func"):
         return importlib.import_module(f"ember.{name}")
     if name in ("save", "load", "save_safetensors", "load_safetensors"):
         from . import serialization

@@ -120,24 +120,25 @@ def can_cast(from_, to) -> bool:
 
 
 # ---- default device and tensor type ------------------------------------------------------
-_default_device = None
 
 
 def get_default_device():
     """The device new tensors are created on by default (``cpu`` unless changed)."""
-    from .backend.device import CPU, as_device
+    from .backend.device import default_device
 
-    return CPU if _default_device is None else as_device(_default_device)
+    return default_device()
 
 
 def set_default_device(device) -> None:
-    """Record the default device for new tensors (``None`` restores ``cpu``)."""
-    global _default_device
-    if device is not None:
-        from .backend.device import as_device
+    """The device factories (``zeros``, ``randn``, ``tensor`` of Python data, ...) use when no
+    ``device=`` is given; ``None`` restores ``cpu``."""
+    from .backend.device import _DEFAULT
+    from .backend.device import device as _device
 
-        device = as_device(device)
-    _default_device = device
+    # kept unresolved ("cuda", not "cuda:0"): like torch, a CUDA default is accepted without
+    # CUDA, and the factories that use it fail then
+    _DEFAULT[0] = None if device is None else device if isinstance(device, _device) \
+        else _device(device) if isinstance(device, str) else _device("cuda", device)
 
 
 def set_default_tensor_type(t) -> None:

@@ -8,7 +8,7 @@ import math
 import numpy as np
 
 from .backend import _cupy
-from .backend.device import CPU, as_device, get_array_module
+from .backend.device import as_device, default_device, get_array_module
 from .backend.dtype import from_numpy_dtype, get_default_dtype, int64, to_dtype
 from .random import gen_for
 from .tensor import Tensor
@@ -29,6 +29,8 @@ def _unwrap_nested(obj):
 def _to_array(data, dtype, device):
     """Convert Python data / arrays / tensors to an array on ``device`` with ``dtype``."""
     dev = as_device(device) if device is not None else None
+    if dev is None and not isinstance(data, Tensor) and default_device().type != "cpu":
+        dev = default_device()  # ember.set_default_device
     npd = _np_dtype(dtype)
     if isinstance(data, Tensor):
         arr = data._data
@@ -115,7 +117,7 @@ def _size(size):
 
 
 def _make(fill, size, dtype, device, requires_grad, value=None):
-    xp = get_array_module(device or CPU)
+    xp = get_array_module(device or default_device())
     npd = (to_dtype(dtype) if dtype is not None else get_default_dtype()).np
     if fill == "full":
         arr = xp.full(size, value, dtype=npd)
@@ -180,7 +182,7 @@ def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad=Fa
         raise RuntimeError("step must be nonzero")
     if dtype is None:
         dtype = int64 if builtins.all(isinstance(v, int) for v in vals) else get_default_dtype()
-    xp = get_array_module(device or CPU)
+    xp = get_array_module(device or default_device())
     npd = to_dtype(dtype).np
     n = max(math.ceil((vals[1] - vals[0]) / vals[2]), 0)
     arr = (xp.arange(n, dtype=np.float64) * vals[2] + vals[0]).astype(npd) \
@@ -190,21 +192,21 @@ def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad=Fa
 
 
 def linspace(start, end, steps, *, dtype=None, device=None, requires_grad=False) -> Tensor:
-    xp = get_array_module(device or CPU)
+    xp = get_array_module(device or default_device())
     npd = (to_dtype(dtype) if dtype else get_default_dtype()).np
     t = Tensor._wrap(xp.linspace(start, end, int(steps), dtype=np.float64).astype(npd))
     return t.requires_grad_(True) if requires_grad else t
 
 
 def logspace(start, end, steps, base=10.0, *, dtype=None, device=None, requires_grad=False):
-    xp = get_array_module(device or CPU)
+    xp = get_array_module(device or default_device())
     npd = (to_dtype(dtype) if dtype else get_default_dtype()).np
     t = Tensor._wrap(xp.logspace(start, end, int(steps), base=base).astype(npd))
     return t.requires_grad_(True) if requires_grad else t
 
 
 def eye(n, m=None, *, dtype=None, device=None, requires_grad=False) -> Tensor:
-    xp = get_array_module(device or CPU)
+    xp = get_array_module(device or default_device())
     npd = (to_dtype(dtype) if dtype else get_default_dtype()).np
     t = Tensor._wrap(xp.eye(n, m, dtype=npd))
     return t.requires_grad_(True) if requires_grad else t
@@ -212,7 +214,7 @@ def eye(n, m=None, *, dtype=None, device=None, requires_grad=False) -> Tensor:
 
 # ---- random -------------------------------------------------------------------------------
 def _rand_make(draw, size, dtype, device, requires_grad, generator):
-    xp = get_array_module(device or CPU)
+    xp = get_array_module(device or default_device())
     d = to_dtype(dtype) if dtype is not None else get_default_dtype()
     g = gen_for(generator, xp)
     # NumPy draws float32 or float64 directly; other float types are drawn in float32 and cast

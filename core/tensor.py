@@ -25,6 +25,22 @@ class Size(tuple):
     def __repr__(self) -> str:
         return f"ember.Size([{', '.join(str(s) for s in self)}])"
 
+    # slicing, concatenation and repetition stay Sizes, as in torch
+    def __getitem__(self, i):
+        r = tuple.__getitem__(self, i)
+        return Size(r) if type(i) is slice else r
+
+    def __add__(self, other):
+        return Size(tuple.__add__(self, tuple(other)))
+
+    def __radd__(self, other):
+        return Size(tuple(other) + tuple(self))
+
+    def __mul__(self, n):
+        return Size(tuple.__mul__(self, n))
+
+    __rmul__ = __mul__
+
 
 _new = object.__new__
 

@@ -209,3 +209,35 @@ def test_multiprocessing_spawn_contract():
     assert sorted([q.get(), q.get()]) == [0, 10]
     with pytest.raises(mp.ProcessRaisedException, match="boom 0"):
         mp.spawn(_fail, nprocs=1, start_method="fork")
+
+
+def test_set_default_device_reaches_the_factories():
+    """Factories follow ember.set_default_device; without CUDA a cuda default is accepted and
+    the factories then fail as with device="cuda"; None restores cpu."""
+    try:
+        ember.set_default_device("cuda")
+        assert ember.get_default_device() == ember.device("cuda")
+        if not ember.cuda.is_available():
+            for make in (lambda: ember.zeros(2), lambda: ember.tensor([1.0]),
+                         lambda: ember.randn(2), lambda: ember.arange(3)):
+                with pytest.raises(RuntimeError, match="CUDA is not available"):
+                    make()
+        else:
+            assert ember.zeros(2).device.type == "cuda"
+            assert ember.tensor([1.0]).device.type == "cuda"
+        # an explicit device and tensors' own placement are untouched
+        assert ember.zeros(2, device="cpu").device.type == "cpu"
+    finally:
+        ember.set_default_device(None)
+    assert ember.get_default_device() == ember.device("cpu")
+    assert ember.zeros(2).device.type == "cpu"
+
+
+def test_size_arithmetic_stays_a_size():
+    torch = pytest.importorskip("torch")
+    for m in (ember, torch):
+        s = m.Size([2, 3])
+        for r in (s + s, (1,) + s, s + (4,), s[1:], s * 2, 2 * s):
+            assert type(r) is m.Size, (m.__name__, r)
+        assert s[0] == 2 and type(s[0]) is int
+    assert list(ember.Size([2, 3]) + (4,)) == list(torch.Size([2, 3]) + (4,))

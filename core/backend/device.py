@@ -57,6 +57,13 @@ class device:
 
 CPU = device("cpu")
 _cuda_devices: dict[int, device] = {}
+# ember.set_default_device: where factories put tensors when no device is given (None: cpu)
+_DEFAULT: list = [None]
+
+
+def default_device() -> device:
+    """The device factory functions use when no ``device=`` is given."""
+    return _DEFAULT[0] or CPU
 
 
 def as_device(d) -> device:

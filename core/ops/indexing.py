@@ -28,7 +28,12 @@ class GetItem(Function):
     @staticmethod
     def forward(ctx, x, idx):
         ctx.shape, ctx.idx = x.shape, idx
-        return x[idx]
+        out = x[idx]
+        if isinstance(out, np.generic):
+            # NumPy returns a scalar copy for a full integer index; torch returns a 0-d view
+            # (``buf[i].add_(1)`` must update ``buf``). A trailing Ellipsis keeps the view.
+            out = x[(idx if isinstance(idx, tuple) else (idx,)) + (Ellipsis,)]
+        return out
 
     @staticmethod
     def backward(ctx, grad):
