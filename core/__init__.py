@@ -216,8 +216,8 @@ def __getattr__(name):
     # Lazy subpackages: heavy or optional pieces load on first use (import ember stays fast).
     import importlib
 
-    if name in ("nn", "optim", "utils", "distributed", "distributions", "special", "signal",
-                "quasirandom", "func"):
+    if name in ("nn", "optim", "utils", "distributed", "distributions",
+                "special", "signal", "quasirandom", "func", "fx"):
         return importlib.import_module(f"ember.{name}")
     if name in ("save", "load", "save_safetensors", "load_safetensors"):
         from . import serialization

@@ -1,0 +1,107 @@
+"""Qualified names of call_function targets, and their safe resolution back to callables.
+
+One table serves the code generator (``ember.relu(x)`` in ``GraphModule.code``), the tracer's
+namespace patching and the JSON serializer. Resolution only ever walks ember's own namespaces
+and Python's ``operator`` module: a name in a saved graph can never reach other code.
+"""
+
+from __future__ import annotations
+
+import builtins
+import importlib
+import operator
+import types
+from collections.abc import Callable
+from typing import Any
+
+# The namespaces whose public callables user code reaches as ``ember.X`` / ``F.X`` / ...; the
+# tracer patches these (see tracer.py) and targets are named after the first one holding them.
+NAMESPACES = ("ember", "ember.nn.functional", "ember.linalg", "ember.fft", "ember.special")
+
+_BUILTINS = {"getattr": builtins.getattr}
+_table: dict[int, str] | None = None
+
+
+def namespace_functions(modname: str) -> dict[str, Callable]:
+    """Public plain functions of one namespace (no classes, no submodules, no dtypes)."""
+    mod = importlib.import_module(modname)
+    out = {}
+    for name in dir(mod):
+        if name.startswith("_"):
+            continue
+        fn = getattr(mod, name, None)
+        if isinstance(fn, (types.FunctionType, types.BuiltinFunctionType)) \
+                and _is_ember(fn):
+            out[name] = fn
+    if modname == "ember":  # the nn-alias names that ember resolves lazily (ember.softmax)
+        import ember
+
+        for name in sorted(ember._FROM_FUNCTIONAL):
+            fn = getattr(ember, name, None)
+            if callable(fn) and _is_ember(fn):
+                out.setdefault(name, fn)
+    return out
+
+
+def _is_ember(obj: Any) -> bool:
+    return (getattr(obj, "__module__", None) or "").split(".")[0] == "ember"
+
+
+def _name_table() -> dict[int, str]:
+    global _table
+    if _table is None:
+        table: dict[int, str] = {}
+        for modname in NAMESPACES:
+            for name, fn in namespace_functions(modname).items():
+                table.setdefault(id(fn), f"{modname}.{name}")
+        _table = table
+    return _table
+
+
+def register_name(fn: Callable, name: str) -> None:
+    """Record ``name`` as the qualified name of ``fn`` (used for patched originals)."""
+    _name_table().setdefault(id(fn), name)
+
+
+def target_name(target: Any) -> str:
+    """``ember.relu`` / ``operator.add`` / ``builtins.getattr``, or ``module.qualname``."""
+    if isinstance(target, str):
+        return target
+    name = _name_table().get(id(target))
+    if name is not None:
+        return name
+    if getattr(operator, getattr(target, "__name__", ""), None) is target:
+        return f"operator.{target.__name__}"
+    if _BUILTINS.get(getattr(target, "__name__", "")) is target:
+        return f"builtins.{target.__name__}"
+    mod = getattr(target, "__module__", None) or "<unknown>"
+    return f"{mod}.{getattr(target, '__qualname__', repr(target))}"
+
+
+def resolve_target(name: str, extra: dict[str, Callable] | None = None) -> Callable:
+    """Map a qualified name back to its callable, looking only in ember/operator/``extra``."""
+    if extra and name in extra:
+        return extra[name]
+    head, _, rest = name.partition(".")
+    if head == "operator" and rest and "." not in rest:
+        fn = getattr(operator, rest, None)
+        if callable(fn):
+            return fn
+    elif head == "builtins" and rest in _BUILTINS:
+        return _BUILTINS[rest]
+    elif head == "ember" and rest:
+        obj: Any = importlib.import_module("ember")
+        for part in rest.split("."):
+            if not part.isidentifier():
+                break
+            obj = getattr(obj, part, None)
+            # every step must stay inside ember (a module, class or function of ember's)
+            if obj is None or not (_is_ember(obj) or (isinstance(obj, types.ModuleType)
+                                                      and obj.__name__.startswith("ember."))):
+                break
+        else:
+            if callable(obj):
+                return obj
+    raise ValueError(f"cannot resolve call_function target {name!r}: only ember's functions, "
+                     "the operator module and builtins.getattr are allowed (pass others in "
+                     "extra_targets)")
