@@ -217,7 +217,8 @@ def __getattr__(name):
     import importlib
 
     if name in ("nn", "optim", "utils", "distributed", "distributions",
-                "special", "signal", "quasirandom", "func", "fx"):
+                "special", "signal", "quasirandom", "func", "fx", "serialization",
+                "profiler"):
         return importlib.import_module(f"ember.{name}")
     if name in ("save", "load", "save_safetensors", "load_safetensors"):
         from . import serialization

@@ -115,9 +115,8 @@ class Source:
         if not head:
             raise self.error("the file is empty")
         if head.startswith(b"PK\x03\x04"):
-            raise self.error("it is a zip archive (a PyTorch torch.save checkpoint?), not an "
-                             "ember/safetensors file; convert it with torch.load and "
-                             "ember.save_safetensors")
+            raise self.error("it is a zip archive (a PyTorch torch.save checkpoint?), not a "
+                             "safetensors file; read it with ember.load")
         if len(head) < 8:
             raise self.error("the file is truncated (shorter than a safetensors header)")
         n = int.from_bytes(head[:8], "little")

@@ -19,7 +19,9 @@ previous file intact.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
+import os
 import pickle
 from collections.abc import Callable
 from typing import Any
@@ -28,11 +30,16 @@ import numpy as np
 
 from . import _serialization_codec as codec
 from . import _serialization_io as sio
+from . import _torch_format
+from ._torch_format import get_unsafe_globals_in_checkpoint
+from ._torch_pickle import add_safe_globals, clear_safe_globals, get_safe_globals, safe_globals
 from .backend import _cupy
 from .backend.device import as_device, device, device_count, is_available
 from .tensor import Tensor
 
-__all__ = ["save", "load", "save_safetensors", "load_safetensors"]
+__all__ = ["save", "load", "save_safetensors", "load_safetensors", "add_safe_globals",
+           "clear_safe_globals", "get_safe_globals", "safe_globals",
+           "get_unsafe_globals_in_checkpoint"]
 
 FileLike = sio.FileLike
 MapLocation = None | str | device | int | dict | Callable
@@ -42,8 +49,15 @@ _INLINE_STRUCTURE_LIMIT = 1 << 20  # larger structures go into an entry, not the
 
 
 # ---- writing ------------------------------------------------------------------------------
-def save(obj: Any, f: FileLike, pickle_module=pickle, pickle_protocol: int = 2) -> None:
+def save(obj: Any, f: FileLike, pickle_module=pickle, pickle_protocol: int = 2,
+         _use_new_zipfile_serialization: bool | None = None) -> None:
     r"""Save an object to a file (atomically) or a writable binary file-like object.
+
+    By default the file is ember's own format (safetensors with a JSON structure; see
+    ``docs/serialization.md``). ``_use_new_zipfile_serialization=True`` writes PyTorch's zip
+    format instead, which ``torch.load(f, weights_only=True)`` reads (tensors, Parameters,
+    containers, dtypes, devices, ``Size``); views of one array stay views of one storage.
+    ``ember.load`` reads both, telling them apart by the file's first bytes.
 
     Tensors, numbers, strings, ``None``, bytes, dtypes, devices and (nested) lists, tuples,
     dicts, OrderedDicts and sets of them (state_dicts, optimizer state_dicts, checkpoints) are
@@ -58,7 +72,14 @@ def save(obj: Any, f: FileLike, pickle_module=pickle, pickle_protocol: int = 2) 
         f: a path (``str`` / ``os.PathLike``) or a file-like object with ``write``.
         pickle_module: module used for pickling objects that need it.
         pickle_protocol: pickle protocol for such objects.
+        _use_new_zipfile_serialization: ``True``: PyTorch's zip format; ``None`` (default):
+            ember's format. ``False`` (PyTorch's pre-1.6 format) is not written.
     """
+    if _use_new_zipfile_serialization is not None:
+        if _use_new_zipfile_serialization is not True:
+            raise ValueError("ember.save writes PyTorch's zip format "
+                             "(_use_new_zipfile_serialization=True), not its legacy format")
+        return _torch_format.save_torch(obj, f, pickle_protocol, sio._atomic_write)
     enc = codec.Encoder()
     meta = {"format": "ember", "ember.version": _FORMAT_VERSION}
     try:
@@ -221,8 +242,17 @@ class _Tensors:
 
 
 def load(f: FileLike, map_location: MapLocation = None, pickle_module=None, *,
-         weights_only: bool | None = True) -> Any:
-    r"""Load an object saved with :func:`save` (or any safetensors file, as a dict of tensors).
+         weights_only: bool | None = True, mmap: bool | None = None,
+         **pickle_load_args: Any) -> Any:
+    r"""Load an object saved with :func:`save`, a safetensors file (as a dict of tensors), or
+    a PyTorch checkpoint written by ``torch.save`` (zip or pre-1.6 legacy format), without
+    importing torch. The format is recognised from the file's first bytes.
+
+    PyTorch checkpoints are read with a restricted unpickler that accepts what
+    ``torch.load(weights_only=True)`` accepts (tensors of every ember dtype, Parameters,
+    storages and views, containers, primitive types, ``torch.Size``, dtypes, devices) plus the
+    globals allowed with :func:`ember.serialization.add_safe_globals`; anything else is refused
+    by name and nothing from the file runs.
 
     Args:
         f: a path or a readable binary file-like object.
@@ -232,12 +262,28 @@ def load(f: FileLike, map_location: MapLocation = None, pickle_module=None, *,
             returns the tensor to use (``None`` for the default), as in ``torch.load``.
         pickle_module: unpickling module for files that hold pickled objects.
         weights_only: if True (default), refuse files holding pickled objects, which could run
-            arbitrary code. Pass False only for files from a trusted source.
+            arbitrary code. Pass False only for files from a trusted source (a PyTorch
+            checkpoint loaded so warns).
+        mmap: PyTorch zip checkpoints only: map storages from the file (copy-on-write) instead
+            of reading them. ember/safetensors files are always read lazily by name.
+        pickle_load_args: ``encoding`` for PyTorch checkpoints pickled by Python 2.
     """
     weights_only = True if weights_only is None else weights_only
     if weights_only and pickle_module is not None:
         raise RuntimeError("Can not safely load weights when explicit pickle_module is "
                            "specified")
+    unknown = set(pickle_load_args) - {"encoding"}
+    if unknown:
+        raise TypeError(f"load() got unexpected keyword arguments {sorted(unknown)}")
+    f, kind = _sniff(f)
+    if kind in ("zip", "legacy"):
+        name = repr(os.fspath(f)) if isinstance(f, (str, os.PathLike)) else repr(f)
+        return _torch_format.load_torch(
+            kind, f, name, lambda arr, loc: _place(arr, loc, map_location), weights_only, mmap,
+            pickle_load_args.get("encoding", "utf-8"))
+    if kind == "tar":
+        raise RuntimeError("ember: cannot load the file: it is in PyTorch's tar format (before "
+                           "0.4); re-save it with a recent torch.save")
     with contextlib.ExitStack() as stack:
         src = sio.Source(f, stack)
         src.verify_header()
@@ -272,6 +318,26 @@ def load(f: FileLike, map_location: MapLocation = None, pickle_module=None, *,
             return codec.decode(tree, tensors.tensor, tensors.entry)
         except codec.FormatError as exc:
             raise src.error(f"the file is corrupted ({exc})") from None
+
+
+def _sniff(f: FileLike) -> tuple[FileLike, str]:
+    """The file (a non-seekable stream is buffered) and its format (``_torch_format.sniff``)."""
+    if isinstance(f, (str, os.PathLike)):
+        try:
+            with open(f, "rb") as fh:
+                return f, _torch_format.sniff(fh.read(512))
+        except IsADirectoryError:
+            raise RuntimeError(f"ember: cannot load {os.fspath(f)!r}: it is a directory") \
+                from None
+    if not hasattr(f, "read"):
+        raise TypeError(f"ember.load expects a path or a readable binary file-like object, got "
+                        f"{type(f).__name__}")
+    if not _torch_format._seekable(f):
+        f = io.BytesIO(f.read())
+    pos = f.tell()
+    head = f.read(512)
+    f.seek(pos)
+    return f, _torch_format.sniff(head)
 
 
 _RECORD_FIELDS = {"entry": str, "dtype": str, "shape": list, "device": str,

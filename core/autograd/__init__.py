@@ -93,6 +93,15 @@ from . import (  # noqa: E402  (functional uses grad, defined above)
     graph,
     variable,
 )
+
+
+def __getattr__(name):
+    # ember.autograd.profiler loads ember.profiler's hooks: only on first use
+    if name == "profiler":
+        import importlib
+
+        return importlib.import_module("ember.autograd.profiler")
+    raise AttributeError(f"module 'ember.autograd' has no attribute {name!r}")
 from .anomaly_mode import detect_anomaly, set_detect_anomaly  # noqa: E402
 from .variable import Variable  # noqa: E402
 

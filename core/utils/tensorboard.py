@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..tensor import Tensor
+from ._tensorboard_extra import _ExtraMixin
 
 
 def _import_tensorboardx():
@@ -98,7 +99,7 @@ def _drain(event_writer) -> None:
     event_writer._worker.start()
 
 
-class SummaryWriter:
+class SummaryWriter(_ExtraMixin):
     r"""Writes TensorBoard event files, as ``torch.utils.tensorboard.SummaryWriter``.
 
     Args:

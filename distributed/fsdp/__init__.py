@@ -5,6 +5,12 @@ See docs/sharding.md. Sharded checkpoints (one file per rank) are in
 """
 
 from . import checkpoint, wrap
+from ._checkpoint_wrapper import (
+    CheckpointImpl,
+    CheckpointWrapper,
+    apply_activation_checkpointing,
+    checkpoint_wrapper,
+)
 from .api import (
     BackwardPrefetch,
     CPUOffload,
@@ -29,7 +35,8 @@ from .wrap import (
 )
 
 __all__ = [
-    "BackwardPrefetch", "CPUOffload", "FullOptimStateDictConfig", "FullStateDictConfig",
+    "BackwardPrefetch", "CheckpointImpl", "CheckpointWrapper", "CPUOffload",
+    "apply_activation_checkpointing", "checkpoint_wrapper", "FullOptimStateDictConfig", "FullStateDictConfig",
     "FullyShardedDataParallel", "ModuleWrapPolicy", "OptimStateDictConfig", "OptimStateKeyType",
     "ShardedOptimStateDictConfig", "ShardedStateDictConfig", "ShardingStrategy",
     "StateDictConfig", "StateDictSettings", "StateDictType", "always_wrap_policy", "checkpoint",

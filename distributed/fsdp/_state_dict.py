@@ -35,8 +35,13 @@ def walk(root: Module):
     """``(prefix, module)`` over the original module tree (wrapper levels skipped), in the
     order ``Module.state_dict`` visits it."""
     def rec(m, prefix):
-        while getattr(m, "_ember_fsdp_unit", False):
-            m = m._fsdp_wrapped_module
+        while True:  # FSDP units and activation-checkpoint wrappers are transparent
+            if getattr(m, "_ember_fsdp_unit", False):
+                m = m._fsdp_wrapped_module
+            elif "_checkpoint_wrapped_module" in m._modules:
+                m = m._modules["_checkpoint_wrapped_module"]
+            else:
+                break
         yield prefix, m
         for name, child in m._modules.items():
             if child is not None:

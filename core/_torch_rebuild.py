@@ -1,0 +1,238 @@
+"""Ember stand-ins for the torch objects a ``torch.save`` pickle names: dtypes, storage types,
+and the ``torch._utils._rebuild_*`` functions, building ember tensors as views of storages.
+
+Every size, stride and offset read from a file is checked against the storage before a view
+is made (a strided view past the end would read foreign memory).
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+
+import numpy as np
+
+from .backend.device import get_array_module
+from .backend.dtype import ALL as _ALL_DTYPES
+from .backend.dtype import bool_, uint8
+from .backend.dtype import dtype as _dtype
+from .tensor import Tensor
+
+__all__ = ["TORCH_DTYPES", "STORAGE_TYPES", "REBUILD_FUNCTIONS", "Storage", "StorageType"]
+
+
+class Unsupported:
+    """A torch global that ember can name but not build (a float8 dtype, a qscheme, ...)."""
+
+    def __init__(self, name: str, what: str):
+        self.name, self.what = name, what
+
+    def __repr__(self) -> str:
+        return self.name
+
+    def __call__(self, *args, **kwargs):
+        raise pickle.UnpicklingError(f"the checkpoint holds {self.what} ({self.name}), which "
+                                     "ember does not support")
+
+
+# torch dtype names (as ``str(torch.float32)`` minus "torch.") -> ember dtypes
+TORCH_DTYPES: dict = {d.name: d for d in _ALL_DTYPES}
+for _name in ("complex32", "float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz",
+              "float8_e8m0fnu", "float4_e2m1fn_x2", "bits1x8", "bits2x4", "bits4x2", "bits8",
+              "bits16", *(f"int{i}" for i in range(1, 8)), *(f"uint{i}" for i in range(1, 8))):
+    TORCH_DTYPES[_name] = Unsupported(f"torch.{_name}", f"tensors of dtype torch.{_name}")
+for _name in ("qint8", "quint8", "qint32", "quint4x2", "quint2x4"):
+    TORCH_DTYPES[_name] = Unsupported(f"torch.{_name}", "quantized tensors")
+TORCH_DTYPES["bool"] = bool_
+
+QSCHEMES = ("per_tensor_affine", "per_tensor_symmetric", "per_channel_affine",
+            "per_channel_symmetric", "per_channel_affine_float_qparams")
+TENSOR_CLASSES = tuple(f"{p}Tensor" for p in ("Double", "Float", "BFloat16", "Long", "Int",
+                                              "Short", "Char", "Byte", "Bool", "Half"))
+
+
+class StorageType:
+    """``torch.FloatStorage`` and friends: the element type of a stored storage (None: bytes)."""
+
+    def __init__(self, name: str, dtype):
+        self.name, self.dtype = name, dtype
+
+    def __repr__(self) -> str:
+        return f"torch.{self.name}"
+
+
+_STORAGE_DTYPES = {"Double": "float64", "Float": "float32", "Half": "float16",
+                   "BFloat16": "bfloat16", "Long": "int64", "Int": "int32", "Short": "int16",
+                   "Char": "int8", "Byte": "uint8", "Bool": "bool", "ComplexFloat": "complex64",
+                   "ComplexDouble": "complex128", "QInt8": "qint8", "QUInt8": "quint8",
+                   "QInt32": "qint32", "QUInt4x2": "quint4x2", "QUInt2x4": "quint2x4"}
+STORAGE_TYPES = {f"{k}Storage": StorageType(f"{k}Storage", TORCH_DTYPES.get(v))
+                 for k, v in _STORAGE_DTYPES.items()}
+STORAGE_TYPES["UntypedStorage"] = StorageType("storage.UntypedStorage", uint8)
+STORAGE_TYPES["TypedStorage"] = StorageType("storage.TypedStorage", None)
+
+
+def storage_dtype(storage_type):
+    """The element dtype of a storage id's type (UntypedStorage: bytes, as in torch)."""
+    if not isinstance(storage_type, StorageType) or storage_type.dtype is None:
+        raise pickle.UnpicklingError(f"bad storage type {storage_type!r} in a storage id")
+    if isinstance(storage_type.dtype, Unsupported):
+        storage_type.dtype()  # raises, naming it
+    return storage_type.dtype
+
+
+class Storage:
+    """A loaded storage: a 1-D array (NumPy or CuPy) of its element dtype, shared by views."""
+
+    def __init__(self, data, dtype):
+        self.data, self.dtype = data, dtype
+        self.version = [0]  # one version counter per storage, as torch's views share one
+
+    def typed(self, dtype) -> object:
+        """The storage's memory as a 1-D array of ``dtype`` (bytes re-read, never copied)."""
+        if isinstance(dtype, Unsupported):
+            dtype()
+        if not isinstance(dtype, _dtype):
+            raise pickle.UnpicklingError(f"bad dtype {dtype!r} for a tensor")
+        if dtype is self.dtype:
+            return self.data
+        raw = self.data.view(np.uint8) if self.data.dtype != np.uint8 else self.data
+        if raw.size % dtype.itemsize:
+            raise pickle.UnpicklingError(f"a storage of {raw.size} bytes cannot hold "
+                                         f"{dtype.name} elements")
+        return raw.view(dtype.np)
+
+
+def _ints(value, what: str) -> tuple[int, ...]:
+    if not isinstance(value, (tuple, list)) or not all(
+            type(v) is int and v >= 0 for v in value):
+        raise pickle.UnpicklingError(f"bad tensor {what} {value!r} (expected non-negative ints)")
+    return tuple(value)
+
+
+def _view(storage, dtype, offset, size, stride):
+    """A view of ``storage`` with torch's (element) offset, size and stride, bounds-checked."""
+    if not isinstance(storage, Storage):
+        raise pickle.UnpicklingError(f"expected a storage, got {type(storage).__name__}")
+    flat = storage.typed(dtype)
+    size, stride = _ints(size, "size"), _ints(stride, "stride")
+    if type(offset) is not int or offset < 0 or len(size) != len(stride):
+        raise pickle.UnpicklingError(f"bad tensor geometry: offset {offset!r}, size {size}, "
+                                     f"stride {stride}")
+    n = math.prod(size)
+    if n == 0:
+        return flat[:0].reshape(size)
+    last = offset + sum((s - 1) * st for s, st in zip(size, stride))
+    if last >= flat.size:
+        raise pickle.UnpicklingError(
+            f"tensor of size {list(size)}, stride {list(stride)} at offset {offset} does not fit "
+            f"in its storage of {flat.size} elements: the file is corrupted")
+    contiguous, expect = True, 1
+    for s, st in zip(reversed(size), reversed(stride)):
+        if s != 1 and st != expect:
+            contiguous = False
+        expect *= s
+    if contiguous:
+        return flat[offset:offset + n].reshape(size)
+    xp = get_array_module(flat)
+    item = flat.dtype.itemsize
+    return xp.lib.stride_tricks.as_strided(flat[offset:], shape=size,
+                                           strides=tuple(st * item for st in stride))
+
+
+def _make(storage, dtype, offset, size, stride, requires_grad) -> Tensor:
+    t = Tensor._wrap(_view(storage, dtype, offset, size, stride))
+    t._version_counter = storage.version
+    if requires_grad:
+        t.requires_grad = bool(requires_grad)
+    return t
+
+
+def _rebuild_tensor(storage, storage_offset, size, stride):
+    return _make(storage, getattr(storage, "dtype", None), storage_offset, size, stride, False)
+
+
+def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False,
+                       backward_hooks=None, metadata=None):
+    return _make(storage, getattr(storage, "dtype", None), storage_offset, size, stride,
+                 requires_grad)
+
+
+def _rebuild_tensor_v3(storage, storage_offset, size, stride, requires_grad, backward_hooks,
+                       dtype, metadata=None):
+    return _make(storage, dtype, storage_offset, size, stride, requires_grad)
+
+
+def _rebuild_parameter(data, requires_grad, backward_hooks=None):
+    from .nn.parameter import Parameter
+
+    if not isinstance(data, Tensor):
+        raise pickle.UnpicklingError(f"a Parameter needs a tensor, got {type(data).__name__}")
+    return Parameter(data, requires_grad=bool(requires_grad))
+
+
+def _rebuild_parameter_with_state(data, requires_grad, backward_hooks, state):
+    p = _rebuild_parameter(data, requires_grad, backward_hooks)
+    if state:
+        if not isinstance(state, dict):
+            raise pickle.UnpicklingError("bad Parameter state")
+        p.__dict__.update(state)
+    return p
+
+
+def _rebuild_device_tensor_from_cpu_tensor(data, dtype, device, requires_grad):
+    if not isinstance(data, Tensor):
+        raise pickle.UnpicklingError("expected a tensor")
+    t = data.to(dtype=dtype)
+    t.requires_grad = bool(requires_grad)
+    return t
+
+
+def rebuild_from_type_v2(func, new_type, args, state):
+    """``torch._tensor._rebuild_from_type_v2``: a tensor of a (sub)class, with attributes."""
+    from .nn.parameter import Parameter
+
+    if not isinstance(args, tuple):
+        raise pickle.UnpicklingError("bad arguments to _rebuild_from_type_v2")
+    ret = func(*args)
+    if new_type is Parameter and type(ret) is not Parameter:
+        ret = Parameter(ret, requires_grad=ret.requires_grad)
+    elif new_type is not Tensor and new_type is not Parameter:
+        raise pickle.UnpicklingError(f"ember cannot rebuild a tensor of class {new_type!r}")
+    if state:
+        if isinstance(state, tuple):  # (dict state, slot state)
+            state = state[0]
+        if not hasattr(ret, "__dict__"):
+            raise pickle.UnpicklingError("the checkpoint sets attributes on a plain tensor, "
+                                         "which ember tensors cannot hold")
+        ret.__dict__.update(state or {})
+    return ret
+
+
+def layout(name):
+    return name
+
+
+def legacy_tensor_class(name: str) -> Unsupported:
+    return Unsupported(f"torch.{name}", "a legacy typed tensor class")
+
+
+REBUILD_FUNCTIONS = {
+    "_rebuild_tensor": _rebuild_tensor,
+    "_rebuild_tensor_v2": _rebuild_tensor_v2,
+    "_rebuild_tensor_v3": _rebuild_tensor_v3,
+    "_rebuild_parameter": _rebuild_parameter,
+    "_rebuild_parameter_with_state": _rebuild_parameter_with_state,
+    "_rebuild_device_tensor_from_cpu_tensor": _rebuild_device_tensor_from_cpu_tensor,
+    "_rebuild_qtensor": Unsupported("torch._utils._rebuild_qtensor", "quantized tensors"),
+    "_rebuild_sparse_tensor": Unsupported("torch._utils._rebuild_sparse_tensor",
+                                          "sparse tensors"),
+    "_rebuild_meta_tensor_no_storage": Unsupported("torch._utils._rebuild_meta_tensor_no_storage",
+                                                   "meta tensors"),
+    "_rebuild_nested_tensor": Unsupported("torch._utils._rebuild_nested_tensor",
+                                          "nested tensors"),
+    "_rebuild_wrapper_subclass": Unsupported("torch._utils._rebuild_wrapper_subclass",
+                                             "tensor subclasses"),
+    "_rebuild_device_tensor_from_numpy": Unsupported(
+        "torch._utils._rebuild_device_tensor_from_numpy", "tensors rebuilt from NumPy"),
+}
