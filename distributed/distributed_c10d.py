@@ -12,7 +12,7 @@ import time
 import urllib.parse
 from datetime import timedelta
 
-from . import _auth, _state
+from . import _auth, _launch_env, _state
 from ._state import GroupMember
 from ._world import World, normalize_backend
 from .collectives import (  # noqa: F401 - PyTorch's module exposes the collectives too
@@ -43,7 +43,8 @@ _init_count = 0
 
 
 class Backend(str):
-    """Backend names (PyTorch's ``Backend``); ``Backend("gloo")`` normalises to ``"auto"``."""
+    """Backend names (PyTorch's ``Backend``): ``Backend("GLOO") == "gloo"``; any name
+    ``init_process_group`` accepts is valid (``"gloo"`` runs on ember's ``"auto"``)."""
 
     UNDEFINED = "undefined"
     AUTO = "auto"
@@ -53,7 +54,8 @@ class Backend(str):
     SHM = "shm"
 
     def __new__(cls, name: str):
-        return str.__new__(cls, normalize_backend(name))
+        normalize_backend(name)  # validates
+        return str.__new__(cls, str(name).lower())
 
 
 # ---- state queries ------------------------------------------------------------------------------
@@ -91,10 +93,12 @@ def get_world_size(group=None) -> int:
 
 
 def get_backend(group=None) -> str:
+    """The backend name the group was created with, as given (``"gloo"`` stays ``"gloo"``,
+    as in PyTorch); ``"auto"`` when none was given."""
     pg = _state.resolve_group(group)
     if pg is None:
         raise ValueError("Invalid process group specified")
-    return pg.backend
+    return pg.backend_name
 
 
 def get_process_group_ranks(group) -> list[int]:
@@ -136,15 +140,32 @@ def _env_int(name: str) -> int:
 
 
 def _rendezvous_address(init_method, rank: int, world_size: int):
-    """(rank, world_size, master host, master port) from ``init_method`` and the environment."""
+    """(rank, world_size, master host, master port) from ``init_method`` and the environment
+    (torchrun's variables, else SLURM's or an MPI launcher's: ``_launch_env.py``)."""
     if init_method is None or init_method == "env://":
-        rank = rank if rank >= 0 else _env_int("RANK")
-        world_size = world_size if world_size >= 0 else _env_int("WORLD_SIZE")
-        host = os.environ.get("MASTER_ADDR")
-        if host is None:
-            raise ValueError("Error initializing ember.distributed using env:// rendezvous: "
-                             "environment variable MASTER_ADDR expected, but not set")
-        return rank, world_size, host, _env_int("MASTER_PORT")
+        launch = _launch_env.detect()
+        if launch is None or launch.launcher in ("env", "torchrun"):
+            rank = rank if rank >= 0 else _env_int("RANK")
+            world_size = world_size if world_size >= 0 else _env_int("WORLD_SIZE")
+            host = os.environ.get("MASTER_ADDR")
+            if host is None:
+                raise ValueError("Error initializing ember.distributed using env:// "
+                                 "rendezvous: environment variable MASTER_ADDR expected, but "
+                                 "not set")
+            return rank, world_size, host, _env_int("MASTER_PORT")
+        rank = rank if rank >= 0 else launch.rank
+        world_size = world_size if world_size >= 0 else launch.world_size
+        if launch.master_addr is None:
+            raise ValueError(f"Error initializing ember.distributed under {launch.launcher}: "
+                             "set MASTER_ADDR to the address of rank 0's node (it could not "
+                             "be derived from the launcher's environment)")
+        if launch.master_port is None:
+            raise ValueError(f"Error initializing ember.distributed under {launch.launcher}: "
+                             "set MASTER_PORT (no job id to derive one from)")
+        # Scripts read torchrun's variables (LOCAL_RANK for the device, ...): provide them.
+        for key, value in launch.torchrun_variables().items():
+            os.environ.setdefault(key, value)
+        return rank, world_size, launch.master_addr, launch.master_port
     url = urllib.parse.urlparse(init_method)
     if url.scheme != "tcp":
         raise ValueError(f"unsupported init_method {init_method!r}: use 'env://' or "
@@ -172,32 +193,43 @@ def init_process_group(backend: str | None = None, init_method: str | None = Non
             between hosts, NCCL for CuPy tensors), ``"shm"``, ``"grpc"`` (network data plane
             for every pair), ``"nccl"``; ``"gloo"`` is an alias of ``"auto"``.
         init_method: ``"env://"`` (default: ``MASTER_ADDR``, ``MASTER_PORT``, ``RANK``,
-            ``WORLD_SIZE``) or ``"tcp://host:port"``.
+            ``WORLD_SIZE``; without ``RANK``, SLURM's or an MPI launcher's variables, see
+            ``_launch_env.py``; under torchrun, ember's store stands beside torchrun's) or
+            ``"tcp://host:port"``.
         timeout: for the rendezvous and for every collective (default 30 minutes).
         world_size, rank: override the environment.
         store: an existing ``Store`` to rendezvous through (then ``rank`` and ``world_size``
             are required).
 
-    The job secret comes from ``EMBER_TOKEN``. ``group_name``, ``pg_options`` and
+    The job secret comes from ``EMBER_TOKEN`` (under torchrun without it, rank 0 makes one and
+    hands it to the others through torchrun's store). ``group_name``, ``pg_options`` and
     ``device_id`` are accepted for compatibility and ignored.
     """
     global _own_store, _init_count
     if _state.world is not None:
         raise ValueError("trying to initialize the default process group twice!")
+    backend_name = "auto" if backend is None else str(backend).lower()
     backend = normalize_backend(backend)
     secs = _seconds(timeout)
-    token = _auth.job_token()
     own_store = None
     if store is None:
         rank, world_size, host, port = _rendezvous_address(init_method, rank, world_size)
         _check_rank(rank, world_size)
-        store = own_store = TCPStore(host, port, world_size, is_master=rank == 0,
-                                     timeout=secs, wait_for_workers=False, token=token)
+        if init_method in (None, "env://") and _launch_env.uses_agent_store():
+            # torchrun's agent store holds MASTER_PORT: stand beside it, never bind it.
+            store, token = _launch_env.agent_store_rendezvous(rank, world_size, host, port,
+                                                              _init_count, secs)
+            own_store = store
+        else:
+            token = _auth.job_token()
+            store = own_store = TCPStore(host, port, world_size, is_master=rank == 0,
+                                         timeout=secs, wait_for_workers=False, token=token)
         master_host = store.host
     else:
         if rank < 0 or world_size < 0:
             raise ValueError("rank and world_size must be given together with store")
         _check_rank(rank, world_size)
+        token = _auth.job_token()
         master_host = getattr(store, "host", None) or getattr(
             getattr(store, "underlying_store", None), "host", "127.0.0.1")
     world = World(rank, world_size, store, backend, secs, token, _init_count, master_host)
@@ -205,6 +237,7 @@ def init_process_group(backend: str | None = None, init_method: str | None = Non
     try:
         world.start()
         pg = ProcessGroup(world, 0, list(range(world_size)), secs, backend)
+        pg.backend_name = backend_name
         world.groups[0] = pg
         world.next_group_id = 1
         _internal_barrier(pg)
@@ -311,6 +344,8 @@ def new_group(ranks=None, timeout=None, backend=None, pg_options=None,
                 f"elsewhere but with ranks {spec} on rank {world.rank}"))
     pg = ProcessGroup(world, gid, ranks, _seconds(timeout) if timeout is not None
                       else world.timeout, normalize_backend(backend or world.backend))
+    pg.backend_name = (str(backend).lower() if backend is not None
+                       else world.groups[0].backend_name)
     world.groups[gid] = pg
     return pg if pg.is_member else GroupMember.NON_GROUP_MEMBER
 

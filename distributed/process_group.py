@@ -21,7 +21,8 @@ class ProcessGroup:
         self.group_id = group_id
         self.ranks = list(ranks)
         self.timeout = float(timeout)
-        self.backend = backend
+        self.backend = backend  # ember's transport choice ("auto", "shm", "grpc", "nccl")
+        self.backend_name = backend  # what the user asked for (get_backend); set by the caller
         self._seq = 0
         self._p2p_seq: dict = {}
         self.is_member = world.rank in self.ranks
