@@ -205,21 +205,37 @@ from ._legacy_types import (
 from . import accelerator, backends, cpu, functional, multiprocessing, testing
 from . import torch_version, version
 from .random import fork_rng
+from ._higher_order import cond, while_loop  # noqa: E402  (torch.cond, torch.while_loop)
 
 __version__ = torch_version.TorchVersion(__version__)
 # </misc>
 
 
 
+_QUANTIZED = {
+    "qint8", "quint8", "qint32", "quint4x2", "qscheme", "per_tensor_affine", "per_channel_affine",
+    "per_tensor_symmetric", "per_channel_symmetric", "per_channel_affine_float_qparams",
+    "quantize_per_tensor", "quantize_per_channel", "quantize_per_tensor_dynamic", "dequantize",
+    "_make_per_tensor_quantized_tensor", "_make_per_channel_quantized_tensor",
+    "fake_quantize_per_tensor_affine", "fake_quantize_per_channel_affine",
+}
+
 
 def __getattr__(name):
     # Lazy subpackages: heavy or optional pieces load on first use (import ember stays fast).
     import importlib
 
-    if name in ("nn", "optim", "utils", "distributed", "distributions",
-                "special", "signal", "quasirandom", "func", "fx", "serialization",
-                "profiler"):
+    if name in ("nn", "optim", "utils", "distributed", "distributions", "special", "signal",
+                "quasirandom", "func", "fx", "onnx", "jit", "export", "profiler",
+                "serialization"):
         return importlib.import_module(f"ember.{name}")
+    if name in ("ao", "quantization"):  # ember.quantization: the legacy alias, as torch's
+        return importlib.import_module(f"ember.{name}")
+    if name in _QUANTIZED:  # ember.qint8, ember.quantize_per_tensor, ... (core/quantized.py)
+        from . import quantized
+        from .ops import quant_ops
+
+        return getattr(quant_ops if name.startswith("fake_") else quantized, name)
     if name in ("save", "load", "save_safetensors", "load_safetensors"):
         from . import serialization
 

@@ -21,6 +21,21 @@ NAMESPACES = ("ember", "ember.nn.functional", "ember.linalg", "ember.fft", "embe
 _BUILTINS = {"getattr": builtins.getattr}
 _table: dict[int, str] | None = None
 
+# The operator functions a graph may call: arithmetic, comparison, logic and indexing. Not
+# attrgetter/methodcaller/call, which would let a saved graph reach arbitrary code.
+_OPERATORS = frozenset(
+    "add sub mul truediv floordiv mod pow matmul neg pos abs invert and_ or_ xor lshift rshift "
+    "eq ne lt le gt ge not_ truth is_ is_not contains getitem setitem index iadd isub imul "
+    "itruediv ifloordiv imod ipow imatmul iand ior ixor ilshift irshift".split())
+# ember callables that touch files, processes or global state: never reachable from a saved
+# graph (a name's last part, or a prefix of its path)
+_UNSAFE_NAMES = frozenset({"save", "load", "save_safetensors", "load_safetensors", "from_file",
+                           "manual_seed", "seed", "set_rng_state", "fork_rng", "compile"})
+_UNSAFE_PREFIXES = ("ember.serialization", "ember.utils", "ember.distributed", "ember.hub",
+                    "ember.multiprocessing", "ember.backends", "ember.cuda", "ember.cpu",
+                    "ember.accelerator", "ember.testing", "ember.profiler", "ember.onnx",
+                    "ember.launcher", "ember.set_", "ember.use_")
+
 
 def namespace_functions(modname: str) -> dict[str, Callable]:
     """Public plain functions of one namespace (no classes, no submodules, no dtypes)."""
@@ -83,13 +98,12 @@ def resolve_target(name: str, extra: dict[str, Callable] | None = None) -> Calla
     if extra and name in extra:
         return extra[name]
     head, _, rest = name.partition(".")
-    if head == "operator" and rest and "." not in rest:
-        fn = getattr(operator, rest, None)
-        if callable(fn):
-            return fn
+    if head == "operator" and rest in _OPERATORS:
+        return getattr(operator, rest)
     elif head == "builtins" and rest in _BUILTINS:
         return _BUILTINS[rest]
-    elif head == "ember" and rest:
+    elif head == "ember" and rest and not (name.startswith(_UNSAFE_PREFIXES)
+                                           or name.rpartition(".")[2] in _UNSAFE_NAMES):
         obj: Any = importlib.import_module("ember")
         for part in rest.split("."):
             if not part.isidentifier():
@@ -102,6 +116,6 @@ def resolve_target(name: str, extra: dict[str, Callable] | None = None) -> Calla
         else:
             if callable(obj):
                 return obj
-    raise ValueError(f"cannot resolve call_function target {name!r}: only ember's functions, "
-                     "the operator module and builtins.getattr are allowed (pass others in "
-                     "extra_targets)")
+    raise ValueError(f"cannot resolve call_function target {name!r}: only ember's tensor "
+                     "functions, operator's arithmetic/comparison/indexing and builtins.getattr "
+                     "are allowed (pass others in extra_targets)")

@@ -82,10 +82,20 @@ class GraphModule(Module):
                 self.training = root.training
             for node in graph.nodes:
                 if node.op in ("get_attr", "call_module"):
+                    sub = node.meta.get("subgraph") if node.op == "get_attr" else None
+                    if sub is not None and not hasattr(root, node.target.split(".")[0]):
+                        # a cond/while_loop branch loaded from JSON (serialize.py)
+                        _assign_attr(GraphModule({}, sub, "GraphModule"), self, node.target)
+                        continue
                     _copy_attr(root, self, node.target)
         elif isinstance(root, dict):
             for node in graph.nodes:
                 if node.op in ("get_attr", "call_module"):
+                    sub = node.meta.get("subgraph") if node.op == "get_attr" else None
+                    if node.target not in root and sub is not None:
+                        # a cond/while_loop branch loaded from JSON (serialize.py)
+                        _assign_attr(GraphModule({}, sub, "GraphModule"), self, node.target)
+                        continue
                     if node.target not in root:
                         raise RuntimeError(f"Node {node} referenced target {node.target} but "
                                            "that target was not provided in ``root``!")

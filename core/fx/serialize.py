@@ -99,6 +99,18 @@ def _meta(node: Node) -> dict:
                             "requires_grad": bool(tm.requires_grad)}}
 
 
+def _subgraph(graph: Graph, node: Node) -> Any:
+    """The GraphModule a ``get_attr`` node names in the graph's owning module, if any."""
+    from .graph_module import GraphModule
+
+    if node.op != "get_attr" or graph.owning_module is None:
+        return None
+    obj: Any = graph.owning_module
+    for part in node.target.split("."):
+        obj = getattr(obj, part, None)
+    return obj if isinstance(obj, GraphModule) else None
+
+
 def graph_to_json(graph: Graph, indent: int | None = None) -> str:
     """Serialize ``graph`` to a JSON string (no code, no weights)."""
     nodes = []
@@ -109,6 +121,9 @@ def graph_to_json(graph: Graph, indent: int | None = None) -> str:
         meta = _meta(n)
         if meta:
             rec["meta"] = meta
+        sub = _subgraph(graph, n)
+        if sub is not None:  # a cond/while_loop branch: its graph travels with the node
+            rec["subgraph"] = json.loads(graph_to_json(sub.graph))
         nodes.append(rec)
     return json.dumps({"format": "ember.fx.graph", "version": FORMAT_VERSION, "nodes": nodes},
                       indent=indent)
@@ -141,6 +156,8 @@ def graph_from_json(text: str | dict, extra_targets: dict[str, Callable] | None 
             node.meta["tensor_meta"] = TensorMetadata(
                 tuple(meta["shape"]), _dec({"dtype": meta["dtype"]}, env),
                 meta.get("requires_grad", False), None, None, False, {})
+        if "subgraph" in rec:  # GraphModule(dict_root, graph) builds it (graph_module.py)
+            node.meta["subgraph"] = graph_from_json(rec["subgraph"], extra_targets)
         env[node.name] = node
     return g
 

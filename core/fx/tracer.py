@@ -305,7 +305,9 @@ class Tracer:
                 patcher.set_attr(mod, extra.__name__, _patch.tracing_wrapper(extra))
         patcher.autowrap_globals(getattr(fn, "__globals__", {}), self._autowrap_ids)
         for name in METHODS:  # real tensors meeting proxies: ``self.scale * x``, ``w.mm(x)``
-            if name in Tensor.__dict__ and name != "__setitem__":
+            # (properties such as is_quantized stay: a wrapper would make them truthy methods)
+            if name in Tensor.__dict__ and name != "__setitem__" \
+                    and callable(Tensor.__dict__[name]):
                 patcher.set_attr(Tensor, name, _tensor_method_wrapper(name, Tensor.__dict__[name]))
 
 

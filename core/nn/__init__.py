@@ -12,6 +12,10 @@ def __getattr__(name):
     # (they live in the distributed layer, which ``import ember`` must not load)
     if name == "DataParallel":
         return parallel.DataParallel
+    if name in ("quantized", "qat", "intrinsic", "quantizable"):  # aliases of ember.ao.nn.*
+        import importlib
+
+        return importlib.import_module(f"ember.nn.{name}")
     if name == "SyncBatchNorm":
         from ember.distributed.sync_batchnorm import SyncBatchNorm
 

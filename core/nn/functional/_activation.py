@@ -31,6 +31,8 @@ def _maybe_inplace(fn, name, input, inplace, *args):
 
 def relu(input: Tensor, inplace: bool = False) -> Tensor:
     r""":math:`\max(0, x)`."""
+    if input.is_quantized:  # ember.quantized.QTensor: max(code, zero_point)
+        return input.relu()
     if inplace:  # relu saves its output, so it can overwrite its input directly
         return make_inplace(ops.relu, "relu_")(input)
     return ops.relu(input)

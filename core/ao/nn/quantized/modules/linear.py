@@ -1,0 +1,160 @@
+"""``nn.quantized.Linear``: int8 weights, quint8 activations, integer GEMM + requantize."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..... import quantized as _q
+from .....nn.module import Module
+from .....tensor import Tensor
+from .. import _kernels as K
+from .utils import (
+    act_bound,
+    check_quantized_input,
+    hoist_qparams,
+    quantize_weight,
+    weight_bound,
+    weight_codes,
+)
+
+__all__ = ["LinearPackedParams", "Linear"]
+
+
+class LinearPackedParams(Module):
+    """Holds the quantized weight and float bias; state_dict keys as torch's
+    (``dtype`` and ``_packed_params`` = ``(weight, bias)``)."""
+
+    _version = 3
+
+    def __init__(self, dtype=_q.qint8):
+        super().__init__()
+        self.dtype = dtype
+        w = _q.quantize_per_tensor(Tensor(np.zeros((1, 1), np.float32)), 1.0, 0, _q.qint8)
+        self.set_weight_bias(w, None)
+
+    def set_weight_bias(self, weight, bias) -> None:
+        if self.dtype is _q.qint8 and not isinstance(weight, _q.QTensor):
+            raise TypeError("LinearPackedParams: weight must be a quantized tensor (qint8)")
+        self._weight, self._bias = weight, bias
+        if isinstance(weight, _q.QTensor):
+            self._wmax = weight_bound(weight)
+
+    def _weight_bias(self):
+        return self._weight, self._bias
+
+    def forward(self, x):
+        return x
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        destination[prefix + "dtype"] = self.dtype
+        destination[prefix + "_packed_params"] = self._weight_bias()
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs):
+        for key in ("dtype", "_packed_params"):
+            if prefix + key not in state_dict:
+                if strict:
+                    missing_keys.append(prefix + key)
+                return
+        self.dtype = state_dict.pop(prefix + "dtype")
+        weight, bias = state_dict.pop(prefix + "_packed_params")
+        self.set_weight_bias(weight, bias)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, False, missing_keys,
+                                      unexpected_keys, error_msgs)
+
+    def extra_repr(self) -> str:
+        return repr(self._weight_bias())
+
+
+class Linear(Module):
+    """A quantized ``y = x W^T + b``: quint8 in, quint8 out (``scale`` / ``zero_point``)."""
+
+    _version = 3
+    _FLOAT_MODULE = None  # set below (nn.Linear)
+    _RELU = False
+
+    def __init__(self, in_features: int, out_features: int, bias_: bool = True,
+                 dtype=_q.qint8):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        bias = Tensor(np.zeros(out_features, np.float32)) if bias_ else None
+        w = _q.quantize_per_tensor(Tensor(np.zeros((out_features, in_features), np.float32)),
+                                   1.0, 0, _q.qint8)
+        self._packed_params = LinearPackedParams(dtype)
+        self._packed_params.set_weight_bias(w, bias)
+        self.scale = 1.0
+        self.zero_point = 0
+
+    def _get_name(self) -> str:
+        return "QuantizedLinear"
+
+    def __repr__(self) -> str:  # the packed params child stays hidden, as torch prints it
+        return f"{self._get_name()}({self.extra_repr()})"
+
+    def extra_repr(self) -> str:
+        w = self.weight()
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"scale={self.scale}, zero_point={self.zero_point}, qscheme={w.qscheme()}")
+
+    def weight(self) -> _q.QTensor:
+        return self._packed_params._weight
+
+    def bias(self):
+        return self._packed_params._bias
+
+    def set_weight_bias(self, w, b) -> None:
+        self._packed_params.set_weight_bias(w, b)
+
+    def forward(self, x):
+        x = check_quantized_input(x, f"{self._get_name()}")
+        w = self.weight()
+        a = K.centered(x._data, x._zero_point, K.xp_of(x._data))
+        shp = a.shape
+        if shp[-1] != self.in_features:
+            raise RuntimeError(f"mat1 and mat2 shapes cannot be multiplied "
+                               f"({int(np.prod(shp[:-1]))}x{shp[-1]} and "
+                               f"{self.in_features}x{self.out_features})")
+        wc, ws = weight_codes(w, transpose=True)
+        acc = K.int_linear(a.reshape(-1, shp[-1]), wc, act_bound(x), self._packed_params._wmax)
+        b = self.bias()
+        lo, hi = _q.qrange(x._qdtype)
+        codes = K.requantize(acc, float(x._scale), ws, None if b is None else b._data,
+                             self.scale, self.zero_point, lo, hi, 1, self._RELU,
+                             x._qdtype.np)
+        return _q.QTensor._make(codes.reshape(shp[:-1] + (self.out_features,)), x._qdtype,
+                                _q.per_tensor_affine, float(self.scale), int(self.zero_point))
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        destination[prefix + "scale"] = Tensor(np.array(self.scale, np.float32))
+        destination[prefix + "zero_point"] = Tensor(np.array(self.zero_point, np.int64))
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs):
+        for key in ("scale", "zero_point"):
+            if prefix + key in state_dict:
+                v = state_dict.pop(prefix + key)
+                setattr(self, key, float(v.item()) if key == "scale" else int(v.item()))
+            elif strict:
+                missing_keys.append(prefix + key)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, False, missing_keys,
+                                      unexpected_keys, error_msgs)
+
+    @classmethod
+    def from_float(cls, mod, use_precomputed_fake_quant: bool = False):
+        """Quantize a float (or QAT / fused) Linear that ``prepare`` observed."""
+        from .._float_source import float_linear_parts
+
+        lin, act_obs, wt_obs = float_linear_parts(mod, cls)
+        qweight = quantize_weight(lin.weight, wt_obs)
+        q = cls(lin.in_features, lin.out_features, dtype=wt_obs.dtype)
+        bias = None if lin.bias is None else Tensor(lin.bias.detach()._data.astype(np.float32))
+        q.set_weight_bias(qweight, bias)
+        q.scale, q.zero_point = hoist_qparams(act_obs)
+        return q
+
+    @classmethod
+    def from_reference(cls, ref, output_scale: float, output_zero_point: int):
+        raise NotImplementedError("reference quantized modules need FX graph mode "
+                                  "(ember.ao.quantization.quantize_fx), not built yet")

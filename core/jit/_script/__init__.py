@@ -1,0 +1,146 @@
+"""``ember.jit.script``: compile the Python source of ``forward`` into an ember.fx graph.
+
+The subset is TorchScript's practical one (docs/export.md, "ember.jit.script"): tensor ops;
+``if``/``else`` on tensors and shapes (kept as ``ember.cond``) and on constants and module
+attributes (decided while compiling); ``for`` over ``range``/ModuleList/``zip``/lists (unrolled)
+or over a run-time ``range`` and ``while`` on run-time conditions (``ember.while_loop``);
+early ``return``; tuples, lists and dicts of tensors; annotations; calls to submodules, to
+methods and functions (compiled from source) and to other scripted functions; and
+``@ember.jit.ignore`` / ``unused`` / ``export``. What it cannot compile raises
+:class:`ScriptCompileError` naming the file and line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ember.fx import _patch
+from ember.fx.graph import Graph
+from ember.fx.graph_module import GraphModule, _copy_attr
+from ember.fx.node import has_side_effect
+from ember.nn import Module
+
+from . import _runtime
+from ._calls import modifier
+from ._compiler import Compiler, _Raise
+from ._graphs import ScriptTracer, dead_code
+from ._values import ScriptCompileError
+
+__all__ = ["script", "compile_function", "ScriptCompileError"]
+
+for _fn in (_runtime.script_assert, _runtime.raise_exception, _runtime.unused_called):
+    has_side_effect(_fn)
+
+
+def _register_safe_targets() -> None:
+    # saved archives (ember.export._archive) load only known-safe call targets
+    import operator
+
+    try:
+        from ember.export._archive import register_safe_target
+    except ImportError:
+        return
+    for fn in _runtime.SAFE:
+        register_safe_target(f"{fn.__module__}.{fn.__qualname__}", fn)
+    register_safe_target("operator.is_", operator.is_)
+    register_safe_target("operator.is_not", operator.is_not)
+
+
+_register_safe_targets()
+
+
+def compile_function(fn: Callable, root: Module | None = None, name: str | None = None,
+                     cls: type = GraphModule) -> GraphModule:
+    """Compile ``fn`` (a function, or ``type(root).forward``-like method taking ``root``
+    first) into a GraphModule whose graph has only placeholder / get_attr / call_function /
+    call_method / output nodes (data-dependent control flow as ``ember.cond`` /
+    ``ember.while_loop`` over GraphModule submodules)."""
+    is_method = root is not None
+    root_module = root if root is not None else Module()
+    tracer = ScriptTracer(None)
+    compiler = Compiler(tracer)
+    tracer.compiler = compiler
+    tracer.root = root_module
+    tracer.graph = tracer.top = tracer.new_graph()
+    tracer._index_root()
+    args = tracer._placeholders(fn, is_method, {})
+    with _patch.Patcher() as patcher:
+        tracer._patcher = patcher
+        try:
+            tracer._patch_all(patcher, {}, fn)
+            bound = (root_module,) if is_method else ()
+            try:
+                result = compiler.run_function(fn, (*bound, *args), {})
+            except _Raise:  # the function always raises
+                result = None
+            tracer.create_node("output", "output", (tracer.create_arg(result),), {})
+        finally:
+            tracer._patcher = None
+    graph = tracer.graph
+    subs = tracer.submods.get(graph, {})
+    dead_code(graph, subs)
+    holder = Module()
+    for node in graph.nodes:
+        if node.op == "get_attr" and node.target not in subs:
+            _copy_attr(root_module, holder, node.target)
+    for sub_name, gm in subs.items():
+        holder.add_module(sub_name, gm)
+    out = cls(holder, graph, name or (type(root).__name__ if is_method
+                                              else fn.__name__))
+    out.train(root_module.training)
+    return out
+
+
+def _script_module(module: Module) -> Module:
+    from . import _wrappers
+
+    fwd = type(module).forward
+    if fwd is Module.forward:
+        raise ScriptCompileError(f"{type(module).__name__} has no forward to compile")
+    if modifier(fwd) is not None and modifier(fwd) != "export":
+        raise ScriptCompileError(f"{type(module).__name__}.forward is marked @"
+                                 f"{modifier(fwd)}; there is nothing to compile")
+    out = compile_function(fwd, module, type(module).__name__, _wrappers.module_class())
+    for attr in dir(type(module)):
+        meth = getattr(type(module), attr, None)
+        if attr != "forward" and callable(meth) and modifier(meth) == "export":
+            _wrappers.add_method(out, attr, compile_function(
+                meth, module, f"{type(module).__name__}_{attr}"))
+    return out
+
+
+def script(obj: Any, optimize: Any = None, _frames_up: int = 0, _rcb: Any = None,
+           example_inputs: Any = None) -> Any:
+    """Compile a Module's ``forward`` (and its ``@ember.jit.export`` methods) or a function
+    from its Python source (torch.jit.script).
+
+    Args:
+        obj: an ``ember.nn.Module`` or a function defined in a file.
+        optimize: ignored (deprecated in PyTorch too).
+        example_inputs: accepted for torch's signature; types come from the source.
+
+    Returns:
+        A ScriptModule (for a Module) or ScriptFunction (for a function) wrapping the
+        compiled GraphModule: ``.graph``, ``.code``; calling it runs the graph.
+    """
+    from . import _wrappers
+
+    if _wrappers.is_scripted(obj):
+        return obj
+    if isinstance(obj, Module):
+        return _script_module(obj)
+    if isinstance(obj, type):
+        raise ScriptCompileError(f"ember.jit.script of a class ({obj.__name__}) is not "
+                                 "supported; script an instance of a Module or a function")
+    if callable(obj) and hasattr(obj, "__code__"):
+        if modifier(obj) in ("ignore", "unused"):
+            return obj
+        out = _wrappers.wrap_function(compile_function(obj), obj.__name__)
+        try:
+            out._ember_script_original = obj  # scripted callers compile ``obj`` inline
+        except AttributeError:
+            pass
+        return out
+    raise ScriptCompileError(f"ember.jit.script: expected a Module or a function, got "
+                             f"{type(obj).__name__}")

@@ -1,0 +1,134 @@
+"""Calls inside a scripted function: what is compiled inline, recorded, or left to Python.
+
+Functions and methods written by users (and other scripted functions) are compiled from
+their source and inlined, so their control flow stays control flow; ember's public functions
+are recorded as ``call_function`` nodes; methods of ember's own modules are compiled when they
+can be (else traced through as ember.fx does); ``@ember.jit.ignore`` keeps a Python call and
+``@ember.jit.unused`` a call that raises.
+"""
+
+from __future__ import annotations
+
+import types
+from typing import TYPE_CHECKING, Any
+
+from ember.fx import _patch
+from ember.fx._names import _name_table
+from ember.fx.proxy import Proxy
+from ember.nn import Module
+
+from ._values import ScriptCompileError, is_dynamic
+
+if TYPE_CHECKING:
+    from ._expr import Frame
+
+__all__ = ["modifier"]
+
+
+def modifier(fn: Any) -> str | None:
+    """'ignore' / 'unused' / 'export' / None: how ember.jit's decorators marked ``fn``."""
+    fn = getattr(fn, "__func__", fn)
+    for attr in ("_ember_jit_modifier", "_jit_modifier", "_torchscript_modifier"):
+        m = getattr(fn, attr, None)
+        if m is not None:
+            name = getattr(m, "name", m)
+            return str(name).lower().rsplit(".", 1)[-1]
+    return None
+
+
+def _user_function(fn: Any) -> bool:
+    return isinstance(fn, types.FunctionType) and \
+        not (fn.__module__ or "").startswith("ember.") and fn.__module__ != "ember" \
+        and fn.__name__ != "<lambda>"
+
+
+def _ember_nn_function(fn: Any) -> bool:
+    return isinstance(fn, types.FunctionType) and (fn.__module__ or "").startswith("ember.nn.")
+
+
+class _Calls:
+    """Call handling (mixed into the expression evaluator)."""
+
+    def _e_Call(self, node, env, frame):
+        fn = self.eval(node.func, env, frame)
+        args = self._elts(node.args, env, frame)
+        kwargs = {}
+        for kw in node.keywords:
+            val = self.eval(kw.value, env, frame)
+            if kw.arg is None:
+                kwargs.update(val)
+            else:
+                kwargs[kw.arg] = val
+        return self.call(fn, args, kwargs, frame, node)
+
+    def _super(self, frame: Frame, node) -> Any:
+        code = frame.fn.__code__
+        first = code.co_varnames[0] if code.co_argcount else None
+        obj = self._env_stack[-1].get(first) if first and self._env_stack else None
+        for cls in type(obj).__mro__ if obj is not None else ():
+            if getattr(cls.__dict__.get(frame.fn.__name__), "__code__", None) is code:
+                return super(cls, obj)
+        raise ScriptCompileError("super() is only supported in methods" + frame.where(node))
+
+    def call(self, fn, args: list, kwargs: dict, frame: Frame, node) -> Any:
+        tr = self.tracer
+        if isinstance(fn, Proxy):  # a method of a run-time value: x.sum(), x.view(...)
+            return fn(*args, **kwargs)
+        dyn = is_dynamic(args) or is_dynamic(kwargs)
+        if fn is super and not args:  # super() in a method: its class is the defining one
+            return self._super(frame, node)
+        if fn is print:  # printing is not part of the graph (documented in docs/export.md)
+            return None
+        if fn is range and dyn:
+            raise ScriptCompileError("range() of a run-time value can only be iterated by a "
+                                     "for loop" + frame.where(node))
+        if dyn and len(args) == 1 and isinstance(args[0], Proxy) and not kwargs:
+            from . import _runtime
+
+            special = {len: _runtime.length, int: _runtime.to_int, float: _runtime.to_float,
+                       bool: _runtime.to_bool}
+            if fn in special:
+                return tr.create_proxy("call_function", special[fn], (args[0],), {})
+        if fn is isinstance and isinstance(args[0], Proxy):
+            from ember import Tensor
+
+            types_ = args[1] if isinstance(args[1], tuple) else (args[1],)
+            return any(isinstance(t, type) and issubclass(t, Tensor) for t in types_)
+        name = getattr(fn, "__name__", "")
+        if (getattr(fn, "__module__", None) or "").startswith("ember.jit"):
+            if name == "is_scripting":
+                return True
+            if name == "annotate":
+                return args[1]
+        original = getattr(fn, "_ember_script_original", None)
+        if original is not None:  # another scripted function: compile its source inline
+            return self.run_function(original, tuple(args), kwargs)
+        target = fn.__func__ if isinstance(fn, types.MethodType) else fn
+        if dyn and id(fn) in _name_table():
+            # one of ember's public functions reached by another name (a module's
+            # ``_fn = staticmethod(F.relu)``): record it as the namespace patches would
+            return tr.create_proxy("call_function", fn, tuple(args), kwargs)
+        if id(fn) in _patch._originals:  # a namespace function under the tracer's patch
+            return fn(*args, **kwargs)
+        if dyn and isinstance(fn, types.MethodType) and _ember_nn_function(target) \
+                and isinstance(fn.__self__, Module):
+            # a method of one of ember's modules (``self._conv_forward``, input checks):
+            # compile it so shape-dependent branches stay branches; else trace it as ember.fx
+            snap = tr.snapshot()
+            try:
+                return self.run_function(target, (fn.__self__, *args), kwargs)
+            except ScriptCompileError:
+                tr.rollback(snap)
+                return fn(*args, **kwargs)
+        if _user_function(target):
+            mod = modifier(target)
+            if mod == "ignore":  # stays a Python call, as TorchScript leaves it
+                return tr.create_proxy("call_function", fn, tuple(args), kwargs)
+            if mod == "unused":
+                from ._runtime import unused_called
+
+                return tr.create_proxy("call_function", unused_called,
+                                       (target.__qualname__,), {})
+            bound = (fn.__self__,) if isinstance(fn, types.MethodType) else ()
+            return self.run_function(target, (*bound, *args), kwargs)
+        return fn(*args, **kwargs)

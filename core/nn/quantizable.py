@@ -1,0 +1,9 @@
+"""``ember.nn.quantizable``: an alias of ``ember.ao.nn.quantizable`` (torch keeps both paths)."""
+
+import sys
+
+from ember.ao.nn import quantizable as _impl
+from ember.ao.nn._alias import alias_package
+
+alias_package(__name__, _impl)
+sys.modules[__name__] = _impl

@@ -1,0 +1,116 @@
+"""The ONNX exporter's tracer: ember.fx's Tracer with the converted modules as leaves."""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import math
+
+from . import OnnxExporterError, TrainingMode
+
+
+@contextlib.contextmanager
+def _select_mode(model, mode: TrainingMode):
+    from ember.nn import Module
+
+    if not isinstance(model, Module) or mode == TrainingMode.PRESERVE:
+        yield
+        return
+    was = model.training
+    model.train(mode == TrainingMode.TRAINING)
+    try:
+        yield
+    finally:
+        model.train(was)
+
+
+def make_tracer():
+    from ember.fx import Tracer
+
+    from ._modules import leaf_handler, traceable_forward
+
+    class OnnxTracer(Tracer):
+        """Leaves: the modules converted whole (conv, pools, norms, RNNs, attention)."""
+
+        def is_leaf_module(self, m, module_qualified_name: str) -> bool:
+            return leaf_handler(m) is not None
+
+        def call_module(self, m, forward, args, kwargs):
+            if leaf_handler(m) is None:
+                alt = traceable_forward(m)
+                if alt is not None:
+                    def forward(*a, **k):  # noqa: F811 - a forward without shape checks
+                        return alt(m, *a, **k)
+                self._wrap_class_fn(type(m))
+                self._wrap_instance_fns(m)
+            return super().call_module(m, forward, args, kwargs)
+
+        def _patch_all(self, patcher, cache, fn) -> None:
+            super()._patch_all(patcher, cache, fn)
+            # ``math.sqrt(k.size(-1))`` reaches math through the module attribute, which the
+            # globals patching does not see: wrap math's functions themselves while tracing
+            from ember.fx._patch import tracing_wrapper
+            from ember.nn import Transformer
+
+            gen = Transformer.__dict__["generate_square_subsequent_mask"]
+            patcher.set_attr(Transformer, "generate_square_subsequent_mask",
+                             staticmethod(tracing_wrapper(gen.__func__)))
+            for name in dir(math):
+                f = getattr(math, name)
+                if callable(f) and not name.startswith("_") and id(f) in self._autowrap_ids:
+                    patcher.set_attr(math, name, tracing_wrapper(f))
+
+        def _wrap_instance_fns(self, m) -> None:
+            # functions stored on the instance (TransformerEncoderLayer.activation = F.relu)
+            from ember.fx._patch import tracing_wrapper
+
+            if self._patcher is None:
+                return
+            for name, value in list(vars(m).items()):
+                if callable(value) and not name.startswith("__") \
+                        and id(value) in self._autowrap_ids:
+                    self._patcher.set_item(vars(m), name, tracing_wrapper(value))
+
+        def _wrap_class_fn(self, cls) -> None:
+            # activation modules keep their function as a class attribute (``_fn``), which
+            # the namespace patching cannot reach: wrap it for the duration of the trace
+            from ember.fx._patch import tracing_wrapper
+
+            for klass in cls.__mro__:
+                raw = klass.__dict__.get("_fn")
+                if isinstance(raw, staticmethod) and id(raw.__func__) in self._autowrap_ids:
+                    if self._patcher is not None:
+                        self._patcher.set_attr(klass, "_fn",
+                                               staticmethod(tracing_wrapper(raw.__func__)))
+                    return
+
+    return OnnxTracer()
+
+
+class _Root:
+    """A module wrapping the exported model, so that the model itself is called through the
+    tracer's ``call_module`` (a leaf model becomes one node; activation modules get wrapped)."""
+
+    @staticmethod
+    def of(model, fn):
+        from ember.nn import Module
+
+        params = list(inspect.signature(fn).parameters.values())
+        for p in params:
+            if p.kind in (p.VAR_KEYWORD, p.KEYWORD_ONLY) or not p.name.isidentifier():
+                raise OnnxExporterError(f"forward's parameter {p.name!r} ({p.kind}) is not "
+                                        "supported by ember.onnx.export")
+        defaults = {p.name: p.default for p in params if p.default is not p.empty}
+        sig = ", ".join(("*" if p.kind == p.VAR_POSITIONAL else "") + p.name +
+                        (f"=__d[{p.name!r}]" if p.name in defaults else "") for p in params)
+        call = ", ".join(("*" if p.kind == p.VAR_POSITIONAL else "") + p.name for p in params)
+        ns: dict = {"__d": defaults}
+        # the parameter names come from forward's signature (identifiers only, checked above)
+        exec(f"def forward(self, {sig}):\n    return self.m({call})\n", ns)  # noqa: S102
+
+        class ExportRoot(Module):
+            forward = ns["forward"]
+
+        root = ExportRoot()
+        root.m = model
+        return root

@@ -1,0 +1,447 @@
+"""Quantized tensors: ``ember.quantize_per_tensor``, ``quantize_per_channel``, ``qint8`` ...
+
+Design: a quantized tensor is a :class:`QTensor`, a small ``Tensor`` subclass whose array holds
+the integer codes (int8 / uint8 / int32) and whose extra slots hold the quantization parameters.
+A subclass (rather than a side table keyed by tensor id) keeps the metadata alive exactly as long
+as the codes, survives pickling and ``copy.deepcopy``, and lets ``isinstance`` checks and
+``t.is_quantized`` be plain attribute reads. The codes are stored in the storage dtype, so a
+quantized tensor really is 4x smaller than float32 and can be fed to an integer GEMM directly.
+
+Numerics follow PyTorch's CPU kernels bit for bit (tested against torch):
+``quantize``: ``q = rint(clamp(fl32(x * (1/scale) + zero_point), qmin, qmax))`` with one rounding
+of the fused multiply-add (fbgemm's AVX2 path; the tail and qint32 paths agree), round half to
+even; ``dequantize``: ``fl32(q - zero_point) * fl32(scale)``.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+
+from .backend.dtype import dtype as _dtype
+from .tensor import Tensor
+
+_dt = importlib.import_module(".backend.dtype", __package__)  # the module (the package
+# re-exports the class under the same name)
+
+__all__ = [
+    "QTensor", "qint8", "quint8", "qint32", "quint4x2", "qscheme", "per_tensor_affine",
+    "per_channel_affine", "per_tensor_symmetric", "per_channel_symmetric",
+    "per_channel_affine_float_qparams", "quantize_per_tensor", "quantize_per_channel",
+    "quantize_per_tensor_dynamic", "dequantize", "qrange",
+]
+
+
+def _qdtype(name: str, storage, signed: bool) -> _dtype:
+    d = _dtype(name, storage, _dt._INT)
+    d.is_signed = signed
+    _dt._NAMES[name] = d  # for to_dtype("qint8") and pickling (dtype.__reduce__ looks names up)
+    return d
+
+
+qint8 = _qdtype("qint8", np.int8, True)
+quint8 = _qdtype("quint8", np.uint8, False)
+qint32 = _qdtype("qint32", np.int32, True)
+# 4-bit codes, two per byte in torch; ember keeps one code per uint8 (range 0..15).
+quint4x2 = _qdtype("quint4x2", np.uint8, False)
+_QDTYPES = (qint8, quint8, qint32, quint4x2)
+_RANGES = {qint8: (-128, 127), quint8: (0, 255), qint32: (-(2 ** 31), 2 ** 31 - 1),
+           quint4x2: (0, 15)}
+
+
+def qrange(dtype) -> tuple[int, int]:
+    """The (qmin, qmax) of a quantized dtype (also accepts int8 / uint8 / int32)."""
+    d = _dt.to_dtype(dtype)
+    if d in _RANGES:
+        return _RANGES[d]
+    plain = {_dt.int8: qint8, _dt.uint8: quint8, _dt.int32: qint32}.get(d)
+    if plain is None:
+        raise RuntimeError(f"unsupported quantized dtype: {d}")
+    return _RANGES[plain]
+
+
+def _check_qdtype(dtype, fn: str):
+    d = _dt.to_dtype(dtype)
+    if d not in _QDTYPES:
+        raise RuntimeError(f"{fn}: dtype must be one of ember.qint8, ember.quint8, ember.qint32, "
+                           f"ember.quint4x2; got {d}")
+    return d
+
+
+class qscheme:
+    """A quantization scheme, ``ember.per_tensor_affine`` etc."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"ember.{self.name}"
+
+    def __reduce__(self):
+        return (_scheme_by_name, (self.name,))
+
+
+per_tensor_affine = qscheme("per_tensor_affine")
+per_channel_affine = qscheme("per_channel_affine")
+per_tensor_symmetric = qscheme("per_tensor_symmetric")
+per_channel_symmetric = qscheme("per_channel_symmetric")
+per_channel_affine_float_qparams = qscheme("per_channel_affine_float_qparams")
+_SCHEMES = {s.name: s for s in (per_tensor_affine, per_channel_affine, per_tensor_symmetric,
+                                per_channel_symmetric, per_channel_affine_float_qparams)}
+
+
+def _scheme_by_name(name: str) -> qscheme:
+    return _SCHEMES[name]
+
+
+class QTensor(Tensor):
+    """A quantized tensor: integer codes in ``_data`` plus scale(s) and zero point(s)."""
+
+    # _cache: derived runtime data (the float GEMM operand of a weight), never saved
+    __slots__ = ("_qdtype", "_qscheme", "_scale", "_zero_point", "_axis", "_cache")
+
+    @staticmethod
+    def _make(codes, qdtype, scheme, scale, zero_point, axis=None) -> QTensor:
+        t = QTensor.__new__(QTensor)
+        Tensor.__init__(t, codes)
+        t._qdtype, t._qscheme, t._axis = qdtype, scheme, axis
+        t._scale, t._zero_point = scale, zero_point
+        t._cache = None
+        return t
+
+    def _like(self, codes) -> QTensor:
+        """Same quantization parameters, new codes (for shape ops and code-space ops)."""
+        return QTensor._make(codes, self._qdtype, self._qscheme, self._scale, self._zero_point,
+                             self._axis)
+
+    # ---- the quantized-tensor API ------------------------------------------------------
+    @property
+    def dtype(self):
+        return self._qdtype
+
+    @property
+    def is_quantized(self) -> bool:
+        return True
+
+    def qscheme(self) -> qscheme:
+        return self._qscheme
+
+    def _per_tensor(self, fn: str):
+        if self._axis is not None:
+            raise RuntimeError(f"Expected quantizer->qscheme() == kPerTensorAffine to be true, "
+                               f"but got false. ({fn} needs a per-tensor quantized tensor)")
+
+    def _per_channel(self, fn: str):
+        if self._axis is None:
+            raise RuntimeError(f"Expected quantizer->qscheme() == kPerChannelAffine to be true, "
+                               f"but got false. ({fn} needs a per-channel quantized tensor)")
+
+    def q_scale(self) -> float:
+        self._per_tensor("q_scale")
+        return float(self._scale)
+
+    def q_zero_point(self) -> int:
+        self._per_tensor("q_zero_point")
+        return int(self._zero_point)
+
+    def q_per_channel_scales(self) -> Tensor:
+        self._per_channel("q_per_channel_scales")
+        return Tensor(self._scale.copy())
+
+    def q_per_channel_zero_points(self) -> Tensor:
+        self._per_channel("q_per_channel_zero_points")
+        return Tensor(self._zero_point.copy())
+
+    def q_per_channel_axis(self) -> int:
+        self._per_channel("q_per_channel_axis")
+        return int(self._axis)
+
+    def int_repr(self) -> Tensor:
+        """The integer codes as a plain uint8 / int8 / int32 tensor (a copy, as torch)."""
+        return Tensor(self._data.copy())
+
+    def dequantize(self) -> Tensor:
+        xp = _xp(self._data)
+        q = self._data.astype(xp.float32)
+        if self._axis is None:
+            out = (q - xp.float32(self._zero_point)) * xp.float32(self._scale)
+        else:
+            shape = [1] * q.ndim
+            shape[self._axis] = -1
+            if self._qscheme is per_channel_affine_float_qparams:
+                zp = xp.asarray(self._zero_point, dtype=xp.float32).reshape(shape)
+                sc = xp.asarray(self._scale, dtype=xp.float32).reshape(shape)
+                out = q * sc + zp
+            else:  # torch multiplies by the float64 per-channel scales, then rounds to float32
+                zp = xp.asarray(self._zero_point, dtype=xp.float64).reshape(shape)
+                sc = xp.asarray(self._scale, dtype=xp.float64).reshape(shape)
+                out = (q - zp) * sc
+        return Tensor._wrap(out.astype(xp.float32, copy=False))
+
+    # ---- ops that act on the codes (order-preserving or pure data movement) -------------
+    def _shape_op(self, name, *args, **kwargs) -> QTensor:
+        if self._axis is not None and name not in ("clone", "contiguous", "detach"):
+            raise RuntimeError(f"{name}() on a per-channel quantized tensor is not supported")
+        fn = getattr(Tensor, name)
+        return self._like(fn(Tensor._wrap(self._data), *args, **kwargs)._data)
+
+    def reshape(self, *shape):
+        return self._shape_op("reshape", *shape)
+
+    def view(self, *shape):
+        return self._shape_op("view", *shape)
+
+    def flatten(self, start_dim: int = 0, end_dim: int = -1):
+        return self._shape_op("flatten", start_dim, end_dim)
+
+    def permute(self, *dims):
+        return self._shape_op("permute", *dims)
+
+    def transpose(self, dim0: int, dim1: int):
+        return self._shape_op("transpose", dim0, dim1)
+
+    def squeeze(self, *dim):
+        return self._shape_op("squeeze", *dim)
+
+    def unsqueeze(self, dim: int):
+        return self._shape_op("unsqueeze", dim)
+
+    def contiguous(self, memory_format=None):
+        return self._like(_xp(self._data).ascontiguousarray(self._data))
+
+    def clone(self, memory_format=None):
+        return self._like(self._data.copy())
+
+    def detach(self):
+        return self._like(self._data)
+
+    def __getitem__(self, index):
+        return self._shape_op("__getitem__", index)
+
+    def _code_op(self, fn) -> QTensor:
+        """Apply a float op that commutes with dequantize (max pooling, ...) to the codes."""
+        self._per_tensor("this op")
+        xp = _xp(self._data)
+        out = fn(Tensor._wrap(self._data.astype(xp.float32)))._data
+        return self._like(xp.rint(out).astype(self._data.dtype))
+
+    def relu(self) -> QTensor:
+        """ReLU in code space: max(q, zero_point) (exact, as torch's quantized relu)."""
+        self._per_tensor("relu")
+        xp = _xp(self._data)
+        return self._like(xp.maximum(self._data, self._data.dtype.type(self._zero_point)))
+
+    def to(self, *args, **kwargs):
+        from .tensor import _parse_to
+
+        dev, dt, _ = _parse_to(args, dict(kwargs))
+        if dt is not None and dt is not self._qdtype:
+            raise RuntimeError(f"to({dt}) of a quantized tensor is not supported; call "
+                               f".dequantize() first")
+        if dev is None or dev == self.device:
+            return self
+        return self._like(Tensor._wrap(self._data).to(dev)._data)
+
+    def __reduce_ex__(self, protocol):
+        # the codes travel as a plain Tensor: ember.save then stores them as raw int8 bytes
+        # beside the pickle (a pickled array in protocol 2 would inflate bytes >= 0x80)
+        data = self._data if type(self._data) is np.ndarray else self._data.get()
+        return (_rebuild_q, (Tensor._wrap(data), self._qdtype.name, self._qscheme.name,
+                             self._scale, self._zero_point, self._axis))
+
+    def __deepcopy__(self, memo):
+        t = self._like(self._data.copy())
+        memo[id(self)] = t
+        return t
+
+    def __repr__(self) -> str:
+        body = repr(self.dequantize())[:-1]
+        if self._axis is None:
+            q = (f"quantization_scheme={self._qscheme}, scale={float(self._scale)}, "
+                 f"zero_point={int(self._zero_point)}")
+        else:
+            q = (f"quantization_scheme={self._qscheme}, scale={self.q_per_channel_scales()!r}, "
+                 f"zero_point={self.q_per_channel_zero_points()!r}, axis={self._axis}")
+        return f"{body}, size={tuple(self.shape)}, dtype={self._qdtype}, {q})"
+
+    def __array__(self, dtype=None, copy=None):
+        raise TypeError("a quantized tensor has no array of values; call .dequantize() or "
+                        ".int_repr() first")
+
+
+def _rebuild_q(data, dtname, scheme, scale, zp, axis):
+    data = data._data if isinstance(data, Tensor) else data
+    return QTensor._make(data, _dt._NAMES[dtname], _SCHEMES[scheme], scale, zp, axis)
+
+
+def _xp(a):
+    if type(a) is np.ndarray:
+        return np
+    from .backend import _cupy
+
+    return _cupy.cupy
+
+
+def _array(x):
+    if isinstance(x, QTensor):
+        raise RuntimeError("quantize: the input is already quantized")
+    if isinstance(x, Tensor):
+        return x._data
+    return np.asarray(x, dtype=np.float32)
+
+
+def _quantize_codes(xp, x, inv, zp, lo, hi, storage):
+    """PyTorch's rounding: fl32(x * inv + zp) with one rounding (an FMA), clamp, half-to-even.
+    float64 holds the product of two float32 exactly, so one cast to float32 is the FMA."""
+    f = (x.astype(xp.float64) * inv + zp).astype(xp.float32)
+    return xp.rint(xp.clip(f, lo, hi)).astype(storage)
+
+
+def quantize_per_tensor(input, scale, zero_point, dtype) -> QTensor:
+    """Quantize a float tensor with one scale and zero point (``torch.quantize_per_tensor``).
+
+    ``input`` may also be a list of tensors (then scale / zero_point are lists or tensors).
+    """
+    if isinstance(input, (list, tuple)):
+        sc = scale.tolist() if isinstance(scale, Tensor) else list(scale)
+        zp = zero_point.tolist() if isinstance(zero_point, Tensor) else list(zero_point)
+        return [quantize_per_tensor(t, s, z, dtype) for t, s, z in zip(input, sc, zp)]
+    d = _check_qdtype(dtype, "quantize_per_tensor")
+    x = _array(input)
+    if x.dtype.kind != "f":
+        raise RuntimeError(f"quantize_per_tensor: expected a floating-point input, got "
+                           f"{x.dtype}")
+    scale = float(scale.item() if isinstance(scale, Tensor) else scale)
+    zero_point = int(zero_point.item() if isinstance(zero_point, Tensor) else zero_point)
+    if not scale > 0:
+        raise RuntimeError(f"quantize_per_tensor: scale must be positive, got {scale}")
+    lo, hi = _RANGES[d]
+    xp = _xp(x)
+    inv = float(np.float32(1.0) / np.float32(scale))
+    codes = _quantize_codes(xp, x.astype(xp.float32, copy=False), inv, zero_point, lo, hi,
+                            d.np)
+    return QTensor._make(codes, d, per_tensor_affine, scale, zero_point)
+
+
+def quantize_per_channel(input, scales, zero_points, axis: int, dtype) -> QTensor:
+    """Quantize with one scale / zero point per slice along ``axis``
+    (``torch.quantize_per_channel``)."""
+    d = _check_qdtype(dtype, "quantize_per_channel")
+    x = _array(input)
+    xp = _xp(x)
+    sc = np.asarray(scales._data if isinstance(scales, Tensor) else scales, dtype=np.float64)
+    zp = np.asarray(zero_points._data if isinstance(zero_points, Tensor) else zero_points)
+    if type(sc) is not np.ndarray:  # cupy parameters: bring the small vectors to the host
+        sc, zp = sc.get(), zp.get()
+    if not 0 <= axis < max(x.ndim, 1) and not -x.ndim <= axis < 0:
+        raise RuntimeError(f"quantize_per_channel: axis {axis} is out of range for a "
+                           f"{x.ndim}-d input")
+    axis = axis % x.ndim
+    n = x.shape[axis]
+    if sc.shape != (n,) or zp.shape != (n,):
+        raise RuntimeError(f"quantize_per_channel: expected {n} scales and zero points (the size "
+                           f"of dim {axis}), got {sc.shape} and {zp.shape}")
+    if (sc <= 0).any():
+        raise RuntimeError("quantize_per_channel: scales must be positive")
+    lo, hi = _RANGES[d]
+    shape = [1] * x.ndim
+    shape[axis] = n
+    inv = (np.float32(1.0) / sc.astype(np.float32)).astype(np.float64).reshape(shape)
+    zpf = zp.astype(np.float64).reshape(shape)
+    codes = _quantize_codes(xp, x.astype(xp.float32, copy=False), xp.asarray(inv),
+                            xp.asarray(zpf), lo, hi, d.np)
+    return QTensor._make(codes, d, per_channel_affine, sc.astype(np.float64),
+                         zp.astype(np.int64), axis)
+
+
+def quantize_per_tensor_dynamic(input, dtype, reduce_range: bool) -> QTensor:
+    """Quantize with a scale and zero point chosen from the input's own min / max
+    (``torch.quantize_per_tensor_dynamic``; the range always includes 0)."""
+    d = _check_qdtype(dtype, "quantize_per_tensor_dynamic")
+    if d not in (qint8, quint8):
+        raise RuntimeError(f"quantize_per_tensor_dynamic: dtype must be qint8 or quint8, got {d}")
+    x = _array(input)
+    lo, hi = _RANGES[d]
+    if reduce_range:  # 7-bit range, for engines whose int8 x int8 sums could overflow int16
+        lo, hi = (0, 127) if d is quint8 else (-64, 63)
+    scale, zp = choose_qparams(float(x.min()) if x.size else 0.0,
+                               float(x.max()) if x.size else 0.0, lo, hi)
+    return quantize_per_tensor(Tensor._wrap(x), scale, zp, d)
+
+
+def choose_qparams(xmin: float, xmax: float, qmin: int, qmax: int,
+                   preserve_sparsity: bool = False) -> tuple[float, int]:
+    """PyTorch's C++ ``ChooseQuantizationParams`` (dynamic quantization and the fused
+    observer + fake-quant op): an affine scale over [min(xmin, 0), max(xmax, 0)], tiny scales
+    raised to 6.1e-5, the zero point nudged into [qmin, qmax]; ``preserve_sparsity`` makes the
+    range symmetric first."""
+    xmin, xmax = min(float(np.float32(xmin)), 0.0), max(float(np.float32(xmax)), 0.0)
+    if preserve_sparsity and xmin < 0 < xmax:
+        sym_min = -((qmax - qmin) // 2 + 1)
+        sym_max = (qmax - qmin) // 2
+        m = max(abs(xmin / sym_min), abs(xmax / sym_max))
+        xmin, xmax = m * sym_min, m * sym_max
+    scale = float((np.float64(xmax) - np.float64(xmin)) / (qmax - qmin))
+    if float(np.float32(scale)) == 0.0 or np.isinf(np.float32(1.0) / np.float32(scale)):
+        scale = 0.1
+    small = 6.1e-5
+    if scale < small:
+        amp = small / scale
+        scale = small
+        if xmin == 0.0:
+            xmax = small * (qmax - qmin)
+        elif xmax == 0.0:
+            xmin = -small * (qmax - qmin)
+        else:
+            xmin, xmax = float(np.float32(xmin * amp)), float(np.float32(xmax * amp))
+    zp_min = qmin - xmin / scale
+    zp_max = qmax - xmax / scale
+    err_min = abs(qmin) - abs(xmin / scale)
+    err_max = abs(qmax) - abs(xmax / scale)
+    init_zp = zp_min if err_min < err_max else zp_max
+    if preserve_sparsity and xmin < 0 < xmax:  # symmetric: the middle of the range
+        init_zp = (qmin + qmax) / 2
+    if init_zp < qmin:
+        zp = qmin
+    elif init_zp > qmax:
+        zp = qmax
+    else:
+        zp = int(np.rint(init_zp))
+    return scale, int(zp)
+
+
+def dequantize(tensor):
+    """``ember.dequantize(t)``: float32 values of a quantized tensor (or of each in a list)."""
+    if isinstance(tensor, (list, tuple)):
+        return [dequantize(t) for t in tensor]
+    if not isinstance(tensor, QTensor):
+        return tensor.float() if isinstance(tensor, Tensor) else tensor
+    return tensor.dequantize()
+
+
+def _make_per_tensor_quantized_tensor(input, scale: float, zero_point: int) -> QTensor:
+    """Wrap integer codes (uint8 / int8 / int32) as a per-tensor quantized tensor."""
+    qd = {np.dtype(np.uint8): quint8, np.dtype(np.int8): qint8,
+          np.dtype(np.int32): qint32}.get(input._data.dtype)
+    if qd is None:
+        raise RuntimeError(f"_make_per_tensor_quantized_tensor: expected uint8, int8 or int32 "
+                           f"codes, got {input.dtype}")
+    return QTensor._make(input._data.copy(), qd, per_tensor_affine, float(scale),
+                         int(zero_point))
+
+
+def _make_per_channel_quantized_tensor(input, scale, zero_point, axis: int) -> QTensor:
+    """Wrap integer codes as a per-channel quantized tensor."""
+    qd = {np.dtype(np.uint8): quint8, np.dtype(np.int8): qint8,
+          np.dtype(np.int32): qint32}.get(input._data.dtype)
+    if qd is None:
+        raise RuntimeError(f"_make_per_channel_quantized_tensor: expected uint8, int8 or int32 "
+                           f"codes, got {input.dtype}")
+    sc = np.asarray(scale._data if isinstance(scale, Tensor) else scale, dtype=np.float64)
+    zp = np.asarray(zero_point._data if isinstance(zero_point, Tensor) else zero_point,
+                    dtype=np.int64)
+    return QTensor._make(input._data.copy(), qd, per_channel_affine, sc, zp,
+                         axis % input._data.ndim)
