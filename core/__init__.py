@@ -210,6 +210,25 @@ from ._higher_order import cond, while_loop  # noqa: E402  (torch.cond, torch.wh
 __version__ = torch_version.TorchVersion(__version__)
 # </misc>
 
+# <amp>  (mixed precision: core/amp/)
+from .amp import GradScaler, autocast
+from .amp.autocast_mode import (
+    clear_autocast_cache,
+    get_autocast_cpu_dtype,
+    get_autocast_dtype,
+    get_autocast_gpu_dtype,
+    is_autocast_available,
+    is_autocast_cache_enabled,
+    is_autocast_cpu_enabled,
+    is_autocast_enabled,
+    set_autocast_cache_enabled,
+    set_autocast_cpu_dtype,
+    set_autocast_cpu_enabled,
+    set_autocast_dtype,
+    set_autocast_enabled,
+    set_autocast_gpu_dtype,
+)
+# </amp>
 
 
 _QUANTIZED = {
@@ -226,9 +245,11 @@ def __getattr__(name):
     import importlib
 
     if name in ("nn", "optim", "utils", "distributed", "distributions", "special", "signal",
-                "quasirandom", "func", "fx", "onnx", "jit", "export", "profiler",
-                "serialization"):
+                "quasirandom", "func", "fx", "onnx", "jit", "export", "amp", "profiler",
+                "serialization", "compiler", "_dynamo", "_compile"):
         return importlib.import_module(f"ember.{name}")
+    if name == "compile":  # torch.compile (core/_compile/)
+        return importlib.import_module("ember._compile").compile
     if name in ("ao", "quantization"):  # ember.quantization: the legacy alias, as torch's
         return importlib.import_module(f"ember.{name}")
     if name in _QUANTIZED:  # ember.qint8, ember.quantize_per_tensor, ... (core/quantized.py)

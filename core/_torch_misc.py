@@ -22,54 +22,51 @@ from .tensor import Tensor
 
 
 # ---- layouts and memory formats ----------------------------------------------------------
-class layout:
-    """A tensor memory layout; ember tensors are always ``ember.strided`` (dense)."""
+class _NamedConstant:
+    """A named singleton shown as ``ember.<name>``; it unpickles to the same object."""
 
     __slots__ = ("name",)
+    _by_name: dict  # each subclass keeps its own instances, by name
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls._by_name = {}
 
     def __init__(self, name: str):
         self.name = name
+        type(self)._by_name[name] = self
 
     def __repr__(self) -> str:
         return f"ember.{self.name}"
 
     def __reduce__(self):
-        return (_layout_by_name, (self.name,))
+        return (_constant_by_name, (type(self), self.name))
+
+
+def _constant_by_name(cls: type, name: str) -> _NamedConstant:
+    return cls._by_name[name]
+
+
+class layout(_NamedConstant):
+    """A tensor memory layout; ember tensors are always ``ember.strided`` (dense)."""
+
+    __slots__ = ()
 
 
 strided = layout("strided")
 
 
-def _layout_by_name(name: str) -> layout:
-    return {"strided": strided}[name]
-
-
-class memory_format:
+class memory_format(_NamedConstant):
     """A memory format for ``.to``/``.contiguous``/``empty_like``. ember arrays are C-ordered:
     every format is accepted and the result is a dense row-major array."""
 
-    __slots__ = ("name",)
-
-    def __init__(self, name: str):
-        self.name = name
-
-    def __repr__(self) -> str:
-        return f"ember.{self.name}"
-
-    def __reduce__(self):
-        return (_format_by_name, (self.name,))
+    __slots__ = ()
 
 
 contiguous_format = memory_format("contiguous_format")
 channels_last = memory_format("channels_last")
 channels_last_3d = memory_format("channels_last_3d")
 preserve_format = memory_format("preserve_format")
-_FORMATS = {f.name: f for f in (contiguous_format, channels_last, channels_last_3d,
-                                preserve_format)}
-
-
-def _format_by_name(name: str) -> memory_format:
-    return _FORMATS[name]
 
 
 # ---- constants -----------------------------------------------------------------------------

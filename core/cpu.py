@@ -95,3 +95,11 @@ class StreamContext:
 
 def stream(stream) -> StreamContext:
     return StreamContext(stream)
+
+
+def __getattr__(name):
+    if name == "amp":  # torch.cpu.amp: the deprecated CPU autocast spelling (core/amp/cpu_amp.py)
+        from .amp import cpu_amp
+
+        return cpu_amp
+    raise AttributeError(f"module 'ember.cpu' has no attribute {name!r}")

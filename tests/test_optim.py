@@ -155,11 +155,12 @@ def test_param_groups_match_torch(name, kwargs):
 
 
 # L-BFGS amplifies float32 rounding once it crawls along the loss valley (after ~20
-# iterations here), so the comparison covers the iterations before that.
+# iterations here; how soon depends on the BLAS kernels of the machine), so the comparison
+# covers the iterations before that.
 @pytest.mark.parametrize("kwargs,steps", [
     (dict(), 1), (dict(line_search_fn="strong_wolfe"), 1), (dict(max_iter=5), 5),
     (dict(max_iter=5, line_search_fn="strong_wolfe"), 5),
-    (dict(lr=0.5, history_size=3, max_iter=7), 5),
+    (dict(lr=0.5, history_size=3, max_iter=7), 2),
 ])
 def test_lbfgs_matches_torch(kwargs, steps):
     pair = Pair("LBFGS", kwargs)

@@ -241,3 +241,13 @@ def test_size_arithmetic_stays_a_size():
             assert type(r) is m.Size, (m.__name__, r)
         assert s[0] == 2 and type(s[0]) is int
     assert list(ember.Size([2, 3]) + (4,)) == list(torch.Size([2, 3]) + (4,))
+
+
+def test_torch_spellings_real_scripts_use():
+    """randint(high, size) (nanoGPT's get_batch) and nn.modules.activation.MultiheadAttention
+    (pytorch/examples' transformer language model)."""
+    assert ember.randint(5, (3,)).shape == (3,)
+    assert ember.randint(2, 5, (4,)).min() >= 2
+    from ember.nn.modules.activation import MultiheadAttention
+
+    assert MultiheadAttention is ember.nn.MultiheadAttention

@@ -318,6 +318,10 @@ def device_memory_used(device=None) -> int:
 
 
 def __getattr__(name):
+    if name == "amp":  # torch.cuda.amp: the deprecated spellings (core/cuda/amp.py)
+        import importlib
+
+        return importlib.import_module("ember.cuda.amp")
     if name == "default_generators":  # one per device, all ember's default generator
         from ..random import default_generator
 

@@ -8,7 +8,7 @@ import math
 import ember
 
 from . import constraints
-from ._transform_base import Transform
+from ._transform_base import Transform, _ParameterFree
 from .utils import _softplus, _sum_rightmost, finfo_eps, tril_matrix_to_vec, vec_to_tril_matrix
 
 __all__ = ["CatTransform", "CorrCholeskyTransform", "LowerCholeskyTransform",
@@ -27,18 +27,13 @@ def _map_diagonal(x, fn):
     return x.tril(-1) + fn(diag) * eye
 
 
-class LowerCholeskyTransform(Transform):
+class LowerCholeskyTransform(_ParameterFree):
     """Unconstrained square matrices to lower-triangular matrices with a positive diagonal
     (exp of the diagonal). Used to parameterize positive-definite matrices by their
     Cholesky factors."""
 
     domain = constraints.independent(constraints.real, 2)
     codomain = constraints.lower_cholesky
-
-    def __eq__(self, other):
-        return isinstance(other, LowerCholeskyTransform)
-
-    __hash__ = Transform.__hash__
 
     def _call(self, x):
         return _map_diagonal(x, ember.exp)
@@ -47,17 +42,12 @@ class LowerCholeskyTransform(Transform):
         return _map_diagonal(y, ember.log)
 
 
-class PositiveDefiniteTransform(Transform):
+class PositiveDefiniteTransform(_ParameterFree):
     """Unconstrained square matrices to positive-definite matrices: L L^T with L from
     :class:`LowerCholeskyTransform`."""
 
     domain = constraints.independent(constraints.real, 2)
     codomain = constraints.positive_definite
-
-    def __eq__(self, other):
-        return isinstance(other, PositiveDefiniteTransform)
-
-    __hash__ = Transform.__hash__
 
     def _call(self, x):
         x = LowerCholeskyTransform()(x)
@@ -68,7 +58,7 @@ class PositiveDefiniteTransform(Transform):
         return LowerCholeskyTransform().inv(y)
 
 
-class CorrCholeskyTransform(Transform):
+class CorrCholeskyTransform(_ParameterFree):
     """Unconstrained vectors of length D(D-1)/2 to Cholesky factors of D x D correlation
     matrices: tanh to (-1, 1), then stick breaking along each row so rows have unit norm
     (the LKJ construction)."""
@@ -76,11 +66,6 @@ class CorrCholeskyTransform(Transform):
     domain = constraints.real_vector
     codomain = constraints.corr_cholesky
     bijective = True
-
-    def __eq__(self, other):
-        return isinstance(other, CorrCholeskyTransform)
-
-    __hash__ = Transform.__hash__
 
     def _call(self, x):
         x = ember.tanh(x)

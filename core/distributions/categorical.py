@@ -8,23 +8,24 @@ import ember
 from ember.tensor import Size
 
 from . import constraints
+from ._probs_logits import _ProbsOrLogits
 from .distribution import Distribution
-from .utils import _standard_draw, lazy_property, logits_to_probs, probs_to_logits
+from .utils import _standard_draw
 
 __all__ = ["Categorical"]
 
 
-class Categorical(Distribution):
+class Categorical(_ProbsOrLogits, Distribution):
     """A categorical distribution over ``{0, ..., K-1}`` parameterized by ``probs`` (normalized
     along the last dim) or ``logits`` (unnormalized log-probabilities), but not both."""
 
     arg_constraints = {"probs": constraints.simplex, "logits": constraints.independent(
         constraints.real, 1)}
     has_enumerate_support = True
+    _is_binary = False
 
     def __init__(self, probs=None, logits=None, validate_args=None):
-        if (probs is None) == (logits is None):
-            raise ValueError("Either `probs` or `logits` must be specified, but not both.")
+        self._check_probs_or_logits(probs, logits)
         if probs is not None:
             if probs.dim() < 1:
                 raise ValueError("`probs` parameter must be at least one-dimensional.")
@@ -40,29 +41,12 @@ class Categorical(Distribution):
         super().__init__(batch_shape, validate_args=validate_args)
 
     def expand(self, batch_shape, _instance=None):
-        new = self._expand_params(Categorical, batch_shape, _instance, ("probs", "logits"),
-                                  extra=("_num_events",))
-        new._param = new.probs if "probs" in self.__dict__ else new.logits
-        return new
-
-    def _new(self, *args, **kwargs):
-        return self._param.new(*args, **kwargs)
+        return self._expand_probs_or_logits(Categorical, batch_shape, _instance,
+                                            extra=("_num_events",))
 
     @constraints.dependent_property(is_discrete=True, event_dim=0)
     def support(self):
         return constraints.integer_interval(0, self._num_events - 1)
-
-    @lazy_property
-    def logits(self):
-        return probs_to_logits(self.probs)
-
-    @lazy_property
-    def probs(self):
-        return logits_to_probs(self.logits)
-
-    @property
-    def param_shape(self):
-        return self._param.size()
 
     @property
     def mean(self):

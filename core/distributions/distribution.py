@@ -200,7 +200,12 @@ class Distribution:
         for e in extra:
             if e in self.__dict__:
                 setattr(new, e, self.__dict__[e])
-        Distribution.__init__(new, batch_shape, self._event_shape, validate_args=False)
+        return self._finish_expand(new, batch_shape)
+
+    def _finish_expand(self, new, batch_shape):
+        """The end of every ``expand``: ``new`` gets ``batch_shape``, this distribution's event
+        shape and its ``validate_args``, without validating again."""
+        Distribution.__init__(new, Size(batch_shape), self._event_shape, validate_args=False)
         new._validate_args = self._validate_args
         return new
 

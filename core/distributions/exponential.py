@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from numbers import Number
-
 import ember
-from ember.tensor import Size
 
 from . import constraints
 from .exp_family import ExponentialFamily
@@ -40,8 +37,7 @@ class Exponential(ExponentialFamily):
 
     def __init__(self, rate, validate_args=None):
         (self.rate,) = broadcast_all(rate)
-        batch_shape = Size() if isinstance(rate, Number) else self.rate.size()
-        super().__init__(batch_shape, validate_args=validate_args)
+        super().__init__(self.rate.size(), validate_args=validate_args)
 
     def expand(self, batch_shape, _instance=None):
         return self._expand_params(Exponential, batch_shape, _instance, ("rate",))

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from numbers import Number
-
 import numpy as np
 
 import ember
 from ember.autograd.function import Function
-from ember.tensor import Size
 
 from . import constraints
 from .exp_family import ExponentialFamily
@@ -89,11 +86,7 @@ class Gamma(ExponentialFamily):
 
     def __init__(self, concentration, rate, validate_args=None):
         self.concentration, self.rate = broadcast_all(concentration, rate)
-        if isinstance(concentration, Number) and isinstance(rate, Number):
-            batch_shape = Size()
-        else:
-            batch_shape = self.concentration.size()
-        super().__init__(batch_shape, validate_args=validate_args)
+        super().__init__(self.concentration.size(), validate_args=validate_args)
 
     def expand(self, batch_shape, _instance=None):
         return self._expand_params(Gamma, batch_shape, _instance, ("concentration", "rate"))

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from numbers import Number
-
 import ember
-from ember.tensor import Size
 
 from . import constraints
 from .distribution import Distribution
@@ -37,9 +34,7 @@ class Geometric(Distribution):
             (self.probs,) = broadcast_all(probs)
         else:
             (self.logits,) = broadcast_all(logits)
-        probs_or_logits = probs if probs is not None else logits
-        batch_shape = Size() if isinstance(probs_or_logits, Number) else \
-            (self.probs if probs is not None else self.logits).size()
+        batch_shape = (self.probs if probs is not None else self.logits).size()
         super().__init__(batch_shape, validate_args=validate_args)
         if self._validate_args and probs is not None:
             # Add an extra check beyond unit_interval: the probability of success is positive.

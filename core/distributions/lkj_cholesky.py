@@ -48,9 +48,7 @@ class LKJCholesky(Distribution):
         new.dim = self.dim
         new.concentration = self.concentration.expand(batch_shape)
         new._beta = self._beta.expand(tuple(batch_shape) + (self.dim,))
-        Distribution.__init__(new, batch_shape, self.event_shape, validate_args=False)
-        new._validate_args = self._validate_args
-        return new
+        return self._finish_expand(new, batch_shape)
 
     def sample(self, sample_shape=()):
         # Onion method: row i is sqrt(y_i) times a uniform direction in its first i entries,

@@ -7,6 +7,7 @@ from .independent import Independent
 from .normal import Normal
 from .transformed_distribution import TransformedDistribution
 from .transforms import StickBreakingTransform
+from .utils import _delegated
 
 __all__ = ["LogisticNormal"]
 
@@ -29,10 +30,5 @@ class LogisticNormal(TransformedDistribution):
         new = self._get_checked_instance(LogisticNormal, _instance)
         return super().expand(batch_shape, _instance=new)
 
-    @property
-    def loc(self):
-        return self.base_dist.base_dist.loc
-
-    @property
-    def scale(self):
-        return self.base_dist.base_dist.scale
+    loc = _delegated("base_dist.base_dist.loc")
+    scale = _delegated("base_dist.base_dist.scale")

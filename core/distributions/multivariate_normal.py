@@ -40,6 +40,29 @@ def _precision_to_scale_tril(P):
     return ember.linalg.solve_triangular(L_inv, eye.expand(P.shape), upper=False)
 
 
+def _check_one_matrix(covariance_matrix, precision_matrix, scale_tril) -> None:
+    if (covariance_matrix is not None) + (scale_tril is not None) + (
+            precision_matrix is not None) != 1:
+        raise ValueError("Exactly one of covariance_matrix or precision_matrix or "
+                         "scale_tril may be specified.")
+
+
+def _scale_tril_of(covariance_matrix, precision_matrix, scale_tril):
+    """The lower Cholesky factor of the covariance from whichever matrix was given."""
+    if scale_tril is not None:
+        return scale_tril
+    if covariance_matrix is not None:
+        return ember.linalg.cholesky(covariance_matrix)
+    return _precision_to_scale_tril(precision_matrix)
+
+
+def _expand_matrices(old, new, cov_shape) -> None:
+    """Expand onto ``new`` the matrix parameters that ``old`` holds."""
+    for name in ("covariance_matrix", "scale_tril", "precision_matrix"):
+        if name in old.__dict__:
+            setattr(new, name, old.__dict__[name].expand(cov_shape))
+
+
 def _diag(m):
     return ember.diagonal(m, dim1=-2, dim2=-1)
 
@@ -61,10 +84,7 @@ class MultivariateNormal(Distribution):
                  validate_args=None):
         if loc.dim() < 1:
             raise ValueError("loc must be at least one-dimensional.")
-        if (covariance_matrix is not None) + (scale_tril is not None) + (
-                precision_matrix is not None) != 1:
-            raise ValueError("Exactly one of covariance_matrix or precision_matrix or "
-                             "scale_tril may be specified.")
+        _check_one_matrix(covariance_matrix, precision_matrix, scale_tril)
         if scale_tril is not None:
             matrix, name = scale_tril, "scale_tril"
         elif covariance_matrix is not None:
@@ -79,12 +99,8 @@ class MultivariateNormal(Distribution):
         self.loc = loc.expand(*batch_shape, -1)
         event_shape = self.loc.shape[-1:]
         super().__init__(batch_shape, event_shape, validate_args=validate_args)
-        if scale_tril is not None:
-            self._unbroadcasted_scale_tril = scale_tril
-        elif covariance_matrix is not None:
-            self._unbroadcasted_scale_tril = ember.linalg.cholesky(covariance_matrix)
-        else:
-            self._unbroadcasted_scale_tril = _precision_to_scale_tril(precision_matrix)
+        self._unbroadcasted_scale_tril = _scale_tril_of(covariance_matrix, precision_matrix,
+                                                        scale_tril)
 
     def expand(self, batch_shape, _instance=None):
         new = self._get_checked_instance(MultivariateNormal, _instance)
@@ -93,12 +109,8 @@ class MultivariateNormal(Distribution):
         cov_shape = loc_shape + tuple(self.event_shape)
         new.loc = self.loc.expand(loc_shape)
         new._unbroadcasted_scale_tril = self._unbroadcasted_scale_tril
-        for name in ("covariance_matrix", "scale_tril", "precision_matrix"):
-            if name in self.__dict__:
-                setattr(new, name, self.__dict__[name].expand(cov_shape))
-        Distribution.__init__(new, batch_shape, self.event_shape, validate_args=False)
-        new._validate_args = self._validate_args
-        return new
+        _expand_matrices(self, new, cov_shape)
+        return self._finish_expand(new, batch_shape)
 
     @lazy_property
     def scale_tril(self):

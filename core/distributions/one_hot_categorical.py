@@ -8,6 +8,7 @@ from ember.tensor import Size
 from . import constraints
 from .categorical import Categorical
 from .distribution import Distribution
+from .utils import _delegated
 
 __all__ = ["OneHotCategorical", "OneHotCategoricalStraightThrough"]
 
@@ -29,24 +30,14 @@ class OneHotCategorical(Distribution):
         new = self._get_checked_instance(OneHotCategorical, _instance)
         batch_shape = Size(batch_shape)
         new._categorical = self._categorical.expand(batch_shape)
-        Distribution.__init__(new, batch_shape, self.event_shape, validate_args=False)
-        new._validate_args = self._validate_args
-        return new
+        return self._finish_expand(new, batch_shape)
 
     def _new(self, *args, **kwargs):
         return self._categorical._new(*args, **kwargs)
 
-    @property
-    def _param(self):
-        return self._categorical._param
-
-    @property
-    def probs(self):
-        return self._categorical.probs
-
-    @property
-    def logits(self):
-        return self._categorical.logits
+    _param = _delegated("_categorical._param")
+    probs = _delegated("_categorical.probs")
+    logits = _delegated("_categorical.logits")
 
     @property
     def mean(self):
@@ -62,9 +53,7 @@ class OneHotCategorical(Distribution):
     def variance(self):
         return self._categorical.probs * (1 - self._categorical.probs)
 
-    @property
-    def param_shape(self):
-        return self._categorical.param_shape
+    param_shape = _delegated("_categorical.param_shape")
 
     def sample(self, sample_shape=()):
         sample_shape = Size(sample_shape)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numbers
 from functools import update_wrapper
+from operator import attrgetter
 
 import numpy as np
 
@@ -165,3 +166,9 @@ def _softplus(x: Tensor) -> Tensor:
     from ember.nn import functional as F
 
     return F.softplus(x)
+
+
+def _delegated(path: str) -> property:
+    """A read-only property returning ``self.<path>`` (a dotted attribute path such as
+    ``"base_dist.scale"``), for a distribution built on another one."""
+    return property(attrgetter(path), doc=f"``self.{path}``")

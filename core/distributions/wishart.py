@@ -13,7 +13,7 @@ from ember.tensor import Size
 from . import constraints
 from .chi2 import Chi2
 from .distribution import Distribution
-from .multivariate_normal import _precision_to_scale_tril
+from .multivariate_normal import _check_one_matrix, _expand_matrices, _scale_tril_of
 from .utils import _standard_draw, lazy_property
 
 __all__ = ["Wishart"]
@@ -46,10 +46,7 @@ class Wishart(Distribution):
 
     def __init__(self, df, covariance_matrix=None, precision_matrix=None, scale_tril=None,
                  validate_args=None):
-        if (covariance_matrix is not None) + (scale_tril is not None) + (
-                precision_matrix is not None) != 1:
-            raise ValueError("Exactly one of covariance_matrix or precision_matrix or "
-                             "scale_tril may be specified.")
+        _check_one_matrix(covariance_matrix, precision_matrix, scale_tril)
         param = next(p for p in (covariance_matrix, precision_matrix, scale_tril)
                      if p is not None)
         if param.dim() < 2:
@@ -76,12 +73,8 @@ class Wishart(Distribution):
         if self.df.dim() < len(batch_shape):
             self.df = self.df.expand(batch_shape)
         super().__init__(batch_shape, event_shape, validate_args=validate_args)
-        if scale_tril is not None:
-            self._unbroadcasted_scale_tril = scale_tril
-        elif covariance_matrix is not None:
-            self._unbroadcasted_scale_tril = ember.linalg.cholesky(covariance_matrix)
-        else:
-            self._unbroadcasted_scale_tril = _precision_to_scale_tril(precision_matrix)
+        self._unbroadcasted_scale_tril = _scale_tril_of(covariance_matrix, precision_matrix,
+                                                        scale_tril)
         # Chi2 distributions of the Bartlett decomposition's diagonal
         offsets = ember.arange(p, dtype=self.df.dtype, device=self.df.device)
         self._dist_chi2 = Chi2(df=self.df.unsqueeze(-1) - offsets)
@@ -93,15 +86,11 @@ class Wishart(Distribution):
         new._unbroadcasted_scale_tril = self._unbroadcasted_scale_tril.expand(cov_shape)
         new.df = self.df.expand(batch_shape)
         new.arg_constraints = self.arg_constraints
-        for name in ("covariance_matrix", "scale_tril", "precision_matrix"):
-            if name in self.__dict__:
-                setattr(new, name, self.__dict__[name].expand(cov_shape))
+        _expand_matrices(self, new, cov_shape)
         p = self.event_shape[-1]
         offsets = ember.arange(p, dtype=new.df.dtype, device=new.df.device)
         new._dist_chi2 = Chi2(df=new.df.unsqueeze(-1) - offsets)
-        Distribution.__init__(new, batch_shape, self.event_shape, validate_args=False)
-        new._validate_args = self._validate_args
-        return new
+        return self._finish_expand(new, batch_shape)
 
     @lazy_property
     def scale_tril(self):

@@ -104,17 +104,37 @@ class Level:
         self._fresh.add(id(x))
         return x
 
+    def lift_tree(self, tree: Any) -> tuple[Any, list, Any]:
+        r"""``tree`` with every leaf lifted, its flat lifted leaves, and its spec."""
+        leaves, spec = tree_flatten(tree)
+        leaves = [self.lift(x) for x in leaves]
+        return tree_unflatten(leaves, spec), leaves, spec
+
     def lift_args(self, args: tuple, argnums: tuple[int, ...]):
         r"""``args`` with the pytrees at ``argnums`` lifted; also each one's flat lifted leaves
         and spec."""
         args = list(args)
         lifted = []
         for i in argnums:
-            leaves, spec = tree_flatten(args[i])
-            leaves = [self.lift(x) for x in leaves]
-            args[i] = tree_unflatten(leaves, spec)
+            args[i], leaves, spec = self.lift_tree(args[i])
             lifted.append((leaves, spec))
         return tuple(args), lifted
+
+    @staticmethod
+    def call(func, args: tuple, kwargs: dict, has_aux: bool, api: str) -> tuple[Any, Any]:
+        r"""``func(*args, **kwargs)`` with grad mode on, as ``(output, aux)`` (``aux`` is None
+        without ``has_aux``)."""
+        with grad_mode.enable_grad():
+            out = func(*args, **kwargs)
+        return split_aux(out, api) if has_aux else (out, None)
+
+    def call_flat(self, func, args: tuple, kwargs: dict, has_aux: bool, api: str):
+        r""":meth:`call`, with the output flattened and checked to hold only tensors:
+        ``(output, flat_output, output_spec, aux)``."""
+        out, aux = self.call(func, args, kwargs, has_aux, api)
+        flat_o, spec_o = tree_flatten(out)
+        check_out_tensors(flat_o, api)
+        return out, flat_o, spec_o, aux
 
     def needs_graph(self, tensors: list, *extra: Tensor) -> bool:
         r"""Whether results computed from ``tensors`` (and ``extra``, e.g. cotangents) must

@@ -13,20 +13,17 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from ..autograd import grad_mode
 from ..ops import stack
 from ..tensor import Tensor
 from ._common import (
     Level,
-    check_out_tensors,
     detach_tree,
     normalize_argnums,
     one_hot,
-    split_aux,
     zeros,
 )
 from ._forward import ForwardGraph
-from ._pytree import tree_flatten, tree_unflatten
+from ._pytree import tree_unflatten
 
 __all__ = ["jacrev", "jacfwd", "hessian"]
 
@@ -35,13 +32,7 @@ def _run(func, args, kwargs, argnums, has_aux, api):
     nums = normalize_argnums(argnums, len(args))
     level = Level()
     args, lifted = level.lift_args(args, nums)
-    with grad_mode.enable_grad():
-        out = func(*args, **kwargs)
-    aux = None
-    if has_aux:
-        out, aux = split_aux(out, api)
-    flat_o, spec_o = tree_flatten(out)
-    check_out_tensors(flat_o, api)
+    _, flat_o, spec_o, aux = level.call_flat(func, args, kwargs, has_aux, api)
     return level, lifted, flat_o, spec_o, aux
 
 

@@ -7,10 +7,9 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from ..autograd import grad_mode
 from ..creation import ones_like
 from ..tensor import Tensor
-from ._common import Level, check_out_tensors, detach_tree, normalize_argnums, split_aux
+from ._common import Level, detach_tree, normalize_argnums
 from ._forward import ForwardGraph, check_tangent
 from ._pytree import tree_flatten, tree_unflatten
 
@@ -47,11 +46,7 @@ def grad_and_value(func: Callable, argnums: int | tuple[int, ...] = 0,
         nums = normalize_argnums(argnums, len(args))
         level = Level()
         args, lifted = level.lift_args(args, nums)
-        with grad_mode.enable_grad():
-            out = func(*args, **kwargs)
-        aux = None
-        if has_aux:
-            out, aux = split_aux(out, api)
+        out, aux = level.call(func, args, kwargs, has_aux, api)
         if not isinstance(out, Tensor):
             raise RuntimeError(f"{api}: Expected f(*args) to return a Tensor, got {type(out)}")
         if out.dim() != 0:
@@ -113,15 +108,8 @@ def vjp(func: Callable, *primals: Any, has_aux: bool = False):
     """
     api = "vjp(f, *primals)"
     level = Level()
-    flat_p, spec_p = tree_flatten(primals)
-    lifted = [level.lift(p) for p in flat_p]
-    with grad_mode.enable_grad():
-        out = func(*tree_unflatten(lifted, spec_p))
-    aux = None
-    if has_aux:
-        out, aux = split_aux(out, api)
-    flat_o, spec_o = tree_flatten(out)
-    check_out_tensors(flat_o, api)
+    args, lifted, spec_p = level.lift_tree(primals)
+    out, flat_o, spec_o, aux = level.call_flat(func, args, {}, has_aux, api)
     cg_out = level.needs_graph(flat_o)
 
     def vjp_fn(cotangents: Any, *, retain_graph: bool = True, create_graph: bool | None = None):
@@ -151,15 +139,9 @@ def vjp(func: Callable, *primals: Any, has_aux: bool = False):
 
 def _forward(func: Callable, primals: tuple, api: str, has_aux: bool):
     level = Level()
-    flat_p, spec_p = tree_flatten(primals)
-    lifted = [level.lift(p) for p in flat_p]
-    with grad_mode.enable_grad():
-        out = func(*tree_unflatten(lifted, spec_p))
-    aux = None
-    if has_aux:
-        out, aux = split_aux(out, api)
-    flat_o, spec_o = tree_flatten(out)
-    check_out_tensors(flat_o, api)
+    flat_p = tree_flatten(primals)[0]
+    args, lifted, spec_p = level.lift_tree(primals)
+    out, flat_o, spec_o, aux = level.call_flat(func, args, {}, has_aux, api)
     return level, flat_p, spec_p, ForwardGraph(level, lifted, flat_o), out, spec_o, aux
 
 

@@ -324,10 +324,11 @@ def _unpack_varargs(fn: Callable) -> Callable:
     return types.FunctionType(new, fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
 
 
-def _user_line() -> str:
-    """`` (at file:line: source)`` for the innermost frame outside ember.fx, for errors."""
+def _user_line(skip: str | tuple[str, ...] | None = None) -> str:
+    """`` (at file:line: source)`` for the innermost frame outside the directories ``skip``
+    (default: ember.fx), for errors; the other tracers (export, compile) pass their own."""
     frame = inspect.currentframe()
-    here = __file__.rsplit("/", 1)[0]
+    here = __file__.rsplit("/", 1)[0] if skip is None else skip
     while frame is not None and frame.f_code.co_filename.startswith(here):
         frame = frame.f_back
     if frame is None:

@@ -2,13 +2,17 @@
 a run executes, ``script`` compiles Python source (``ember.jit._script``), and compiled
 programs save to / load from the safe archive of ember.export (docs/export.md)."""
 
+from . import _script  # noqa: E402,I001  (registers what scripted graphs call as safe to load)
 from ._decorators import export, ignore, is_scripting, is_tracing, unused
 from ._freeze import freeze, optimize_for_inference
-from ._script_module import (RecursiveScriptModule, ScriptFunction, ScriptModule,
-                             TopLevelTracedModule)
+from ._script_module import (
+    RecursiveScriptModule,
+    ScriptFunction,
+    ScriptModule,
+    TopLevelTracedModule,
+)
 from ._serialization import load, save
 from ._trace import TracerWarning, TracingCheckError, trace, trace_module
-from . import _script  # noqa: E402,I001  (registers what scripted graphs call as safe to load)
 
 __all__ = [
     "RecursiveScriptModule", "ScriptFunction", "ScriptModule", "TopLevelTracedModule",

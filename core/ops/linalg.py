@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import string
 
+from ..amp._state import autocast_op
 from ..autograd.function import Function
 from ..tensor import Tensor
 from ._lowp import float32_compute
@@ -59,6 +60,7 @@ def _mm_error(a, b):
                         f"[{n}, {sa[-1]}] but got: [{n}, {sb[-2]}].")
 
 
+@autocast_op("matmul")
 def matmul(input, other):
     a, b = promote(input, other)
     da, db = a._data.ndim, b._data.ndim
@@ -88,6 +90,7 @@ def matmul(input, other):
     return out
 
 
+@autocast_op("mm")
 def mm(input, mat2):
     if input._data.ndim != 2 or mat2._data.ndim != 2:
         raise RuntimeError("self must be a matrix" if input._data.ndim != 2 else
@@ -95,6 +98,7 @@ def mm(input, mat2):
     return matmul(input, mat2)
 
 
+@autocast_op("bmm")
 def bmm(input, mat2):
     if input._data.ndim != 3 or mat2._data.ndim != 3:
         raise RuntimeError("batch1 must be a 3D tensor" if input._data.ndim != 3 else
@@ -108,10 +112,12 @@ def bmm(input, mat2):
     return matmul(input, mat2)
 
 
+@autocast_op("mv")
 def mv(input, vec):
     return matmul(input, vec)
 
 
+@autocast_op("dot")
 def dot(input, other):
     if input._data.ndim != 1 or other._data.ndim != 1:
         raise RuntimeError(f"1D tensors expected, but got {input._data.ndim}D and "
@@ -119,6 +125,7 @@ def dot(input, other):
     return matmul(input, other)
 
 
+@autocast_op("outer")
 def outer(input, vec2):
     for name, t in (("self", input), ("vec2", vec2)):
         if t._data.ndim != 1:
@@ -129,6 +136,7 @@ def outer(input, vec2):
 ger = outer
 
 
+@autocast_op("addmm")
 def addmm(input, mat1, mat2, *, beta=1, alpha=1):
     out = matmul(mat1, mat2)
     if alpha != 1:
@@ -136,6 +144,7 @@ def addmm(input, mat1, mat2, *, beta=1, alpha=1):
     return out + (input if beta == 1 else input * beta)
 
 
+@autocast_op("baddbmm")
 def baddbmm(input, batch1, batch2, *, beta=1, alpha=1):
     return addmm(input, batch1, batch2, beta=beta, alpha=alpha)
 
@@ -214,6 +223,7 @@ class Einsum(Function):
         return tuple(grads)
 
 
+@autocast_op("einsum")
 def einsum(equation, *operands):
     if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
         operands = tuple(operands[0])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..amp._state import autocast_op
 from ..tensor import Tensor
 from . import _la_util as u
 from ._util import promote, wrap_dim
@@ -55,6 +56,7 @@ def vecdot(x: Tensor, y: Tensor, *, dim: int = -1, out=None) -> Tensor:
     return (conj(x) * y).sum(dim)
 
 
+@autocast_op("linalg_multi_dot")
 def multi_dot(tensors, *, out=None) -> Tensor:
     ts = list(tensors)
     if len(ts) < 2:
@@ -77,6 +79,7 @@ def multi_dot(tensors, *, out=None) -> Tensor:
     return out_t
 
 
+@autocast_op("chain_matmul")
 def chain_matmul(*matrices, out=None) -> Tensor:
     if len(matrices) == 1:
         return matrices[0].clone()
@@ -98,6 +101,7 @@ def kron(input: Tensor, other: Tensor, *, out=None) -> Tensor:
     return prod.reshape(tuple(x * y for x, y in zip(a.shape, b.shape)))
 
 
+@autocast_op("tensordot")
 def tensordot(a: Tensor, b: Tensor, dims=2, out=None) -> Tensor:
     a, b = promote(a, b)
     if isinstance(dims, Tensor):
@@ -137,16 +141,19 @@ def _scaled(x, c):
     return x if c == 1 else x * c
 
 
+@autocast_op("addmv")
 def addmv(input: Tensor, mat: Tensor, vec: Tensor, *, beta=1, alpha=1, out=None) -> Tensor:
     prod = _scaled(matmul(mat, vec), alpha)
     return prod if beta == 0 else _scaled(input, beta) + prod
 
 
+@autocast_op("addr")
 def addr(input: Tensor, vec1: Tensor, vec2: Tensor, *, beta=1, alpha=1, out=None) -> Tensor:
     prod = _scaled(vec1.unsqueeze(-1) * vec2.unsqueeze(0), alpha)
     return prod if beta == 0 else _scaled(input, beta) + prod
 
 
+@autocast_op("addbmm")
 def addbmm(input: Tensor, batch1: Tensor, batch2: Tensor, *, beta=1, alpha=1,
            out=None) -> Tensor:
     prod = _scaled(matmul(batch1, batch2).sum(0), alpha)

@@ -58,6 +58,17 @@ def _grad_for_update(p: Tensor, weight_decay: float = 0.0, maximize: bool = Fals
     return g
 
 
+def _grad_with_decay(p: Tensor, lr: float, weight_decay: float, decoupled: bool,
+                     maximize: bool = False):
+    """:func:`_grad_for_update` with the Adam family's two kinds of weight decay: added to the
+    gradient (L2), or ``decoupled`` (AdamW's: the parameter shrinks by ``lr * weight_decay``
+    now and the gradient is left alone)."""
+    if weight_decay != 0 and decoupled:
+        p._data *= 1 - lr * weight_decay
+        return _grad_for_update(p, 0, maximize)
+    return _grad_for_update(p, weight_decay, maximize)
+
+
 def _lerp_(start, end, weight: float) -> None:
     """``start.lerp_(end, weight)`` with PyTorch's two-sided formula."""
     tmp = end - start

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 from ..backend.threads import parallel_apply
 from ..tensor import Tensor
@@ -60,23 +60,14 @@ class Adadelta(Optimizer):
         "foreach": None, "maximize": False, "differentiable": False, "capturable": False,
     }
 
-    def step(self, closure: Callable | None = None):
-        """Perform a single optimization step.
-
-        Args:
-            closure (Callable, optional): a closure that re-evaluates the model and returns
-                the loss.
-        """
-        loss = self._eval_closure(closure)
-        for group in self.param_groups:
-            lr = _to_scalar(group["lr"])
-            rho, eps = group["rho"], group["eps"]
-            for p, state, _ in self._stepped(group, ("square_avg", "acc_delta")):
-                g = _grad_for_update(p, group["weight_decay"], group["maximize"])
-                parallel_apply(functools.partial(_adadelta_update, rho=rho, eps=eps, lr=lr),
-                               p._data, g, state["square_avg"]._data, state["acc_delta"]._data)
-                _bump(p)
-        return loss
+    def _step_group(self, group: dict) -> None:
+        lr = _to_scalar(group["lr"])
+        rho, eps = group["rho"], group["eps"]
+        for p, state, _ in self._stepped(group, ("square_avg", "acc_delta")):
+            g = _grad_for_update(p, group["weight_decay"], group["maximize"])
+            parallel_apply(functools.partial(_adadelta_update, rho=rho, eps=eps, lr=lr),
+                           p._data, g, state["square_avg"]._data, state["acc_delta"]._data)
+            _bump(p)
 
 
 def _adadelta_update(param, g, square_avg, acc_delta, *, rho, eps, lr) -> None:

@@ -4,7 +4,7 @@ with a factored (row x column) second-moment estimate for matrices."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -84,44 +84,35 @@ class Adafactor(Optimizer):
             state["variance"] = _zeros(p, shape)
         return state
 
-    def step(self, closure: Callable | None = None):
-        """Perform a single optimization step.
-
-        Args:
-            closure (Callable, optional): a closure that re-evaluates the model and returns
-                the loss.
-        """
-        loss = self._eval_closure(closure)
-        for group in self.param_groups:
-            lr = _to_scalar(group["lr"])
-            eps1, eps2 = group["eps"]
-            for p, state, step in self._stepped(group, init=self._init):
-                param = p._data
-                xp = _xp(param)
-                g = -p.grad._data if group["maximize"] else p.grad._data
-                e1 = float(np.finfo(param.dtype).eps) if eps1 is None else eps1
-                one_minus_beta2 = step ** group["beta2_decay"]
-                rho = min(lr, 1 / step**0.5)
-                rms = float(xp.sqrt(xp.sum(param * param))) / math.sqrt(param.size)
-                alpha = max(eps2, rms) * rho
-                if group["weight_decay"] != 0:
-                    param *= 1 - lr * group["weight_decay"]
-                if g.ndim > 1:
-                    row_var, col_var = state["row_var"]._data, state["col_var"]._data
-                    _lerp_(row_var, (g * g).sum(axis=-1, keepdims=True) / g.shape[-1],
-                           one_minus_beta2)
-                    _lerp_(col_var, (g * g).sum(axis=-2, keepdims=True) / g.shape[-2],
-                           one_minus_beta2)
-                    var = xp.matmul(row_var, col_var)
-                    var /= xp.maximum(row_var.mean(axis=-2, keepdims=True), e1)
-                else:
-                    variance = state["variance"]._data
-                    _lerp_(variance, g * g, one_minus_beta2)
-                    var = variance.copy()
-                update = 1 / xp.sqrt(xp.maximum(var, e1 * e1))
-                update *= g
-                urms = float(xp.sqrt(xp.sum(update * update))) / math.sqrt(update.size)
-                denom = max(1.0, urms / group["d"])
-                param -= (alpha / denom) * update
-                _bump(p)
-        return loss
+    def _step_group(self, group: dict) -> None:
+        lr = _to_scalar(group["lr"])
+        eps1, eps2 = group["eps"]
+        for p, state, step in self._stepped(group, init=self._init):
+            param = p._data
+            xp = _xp(param)
+            g = -p.grad._data if group["maximize"] else p.grad._data
+            e1 = float(np.finfo(param.dtype).eps) if eps1 is None else eps1
+            one_minus_beta2 = step ** group["beta2_decay"]
+            rho = min(lr, 1 / step**0.5)
+            rms = float(xp.sqrt(xp.sum(param * param))) / math.sqrt(param.size)
+            alpha = max(eps2, rms) * rho
+            if group["weight_decay"] != 0:
+                param *= 1 - lr * group["weight_decay"]
+            if g.ndim > 1:
+                row_var, col_var = state["row_var"]._data, state["col_var"]._data
+                _lerp_(row_var, (g * g).sum(axis=-1, keepdims=True) / g.shape[-1],
+                       one_minus_beta2)
+                _lerp_(col_var, (g * g).sum(axis=-2, keepdims=True) / g.shape[-2],
+                       one_minus_beta2)
+                var = xp.matmul(row_var, col_var)
+                var /= xp.maximum(row_var.mean(axis=-2, keepdims=True), e1)
+            else:
+                variance = state["variance"]._data
+                _lerp_(variance, g * g, one_minus_beta2)
+                var = variance.copy()
+            update = 1 / xp.sqrt(xp.maximum(var, e1 * e1))
+            update *= g
+            urms = float(xp.sqrt(xp.sum(update * update))) / math.sqrt(update.size)
+            denom = max(1.0, urms / group["d"])
+            param -= (alpha / denom) * update
+            _bump(p)

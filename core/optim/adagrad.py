@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 from ..backend.threads import parallel_apply
 from ..tensor import Tensor
@@ -76,29 +76,20 @@ class Adagrad(Optimizer):
     def share_memory(self) -> None:
         """PyTorch API; NumPy state has no shared-memory mode, so this is a no-op."""
 
-    def step(self, closure: Callable | None = None):
-        """Perform a single optimization step.
-
-        Args:
-            closure (Callable, optional): a closure that re-evaluates the model and returns
-                the loss.
-        """
-        loss = self._eval_closure(closure)
-        for group in self.param_groups:
-            lr = _to_scalar(group["lr"])
-            lr_decay, eps = group["lr_decay"], group["eps"]
-            # state was made at construction; ``init`` is for a group added later, and takes
-            # the default initial_accumulator_value, as PyTorch does
-            init = functools.partial(
-                self._new_state,
-                initial_accumulator_value=self.defaults["initial_accumulator_value"])
-            for p, state, step in self._stepped(group, init=init):
-                g = _grad_for_update(p, group["weight_decay"], group["maximize"])
-                clr = lr / (1 + (step - 1) * lr_decay)
-                parallel_apply(functools.partial(_adagrad_update, eps=eps, clr=clr),
-                               p._data, g, state["sum"]._data)
-                _bump(p)
-        return loss
+    def _step_group(self, group: dict) -> None:
+        lr = _to_scalar(group["lr"])
+        lr_decay, eps = group["lr_decay"], group["eps"]
+        # state was made at construction; ``init`` is for a group added later, and takes
+        # the default initial_accumulator_value, as PyTorch does
+        init = functools.partial(
+            self._new_state,
+            initial_accumulator_value=self.defaults["initial_accumulator_value"])
+        for p, state, step in self._stepped(group, init=init):
+            g = _grad_for_update(p, group["weight_decay"], group["maximize"])
+            clr = lr / (1 + (step - 1) * lr_decay)
+            parallel_apply(functools.partial(_adagrad_update, eps=eps, clr=clr),
+                           p._data, g, state["sum"]._data)
+            _bump(p)
 
 
 def _adagrad_update(param, g, state_sum, *, eps, clr) -> None:

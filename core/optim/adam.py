@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -17,7 +17,7 @@ from ._functional import (
     _check_betas,
     _check_lr,
     _check_nonneg,
-    _grad_for_update,
+    _grad_with_decay,
     _lerp_,
     _to_scalar,
     _xp,
@@ -77,41 +77,28 @@ class Adam(Optimizer):
         "differentiable": False, "decoupled_weight_decay": False, "fused": None,
     }
 
-    def step(self, closure: Callable | None = None):
-        """Perform a single optimization step.
-
-        Args:
-            closure (Callable, optional): a closure that re-evaluates the model and returns
-                the loss.
-        """
-        loss = self._eval_closure(closure)
-        for group in self.param_groups:
-            lr = _to_scalar(group["lr"])
-            beta1, beta2 = (_to_scalar(b) for b in group["betas"])
-            eps = group["eps"]
-            weight_decay = group["weight_decay"]
-            amsgrad = group["amsgrad"]
-            decoupled = group["decoupled_weight_decay"]
-            buffers = ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if amsgrad else ())
-            for p, state, step in self._stepped(group, buffers):
-                param = p._data
-                if weight_decay != 0 and decoupled:
-                    param *= 1 - lr * weight_decay
-                    g = _grad_for_update(p, 0, group["maximize"])
-                else:
-                    g = _grad_for_update(p, weight_decay, group["maximize"])
-                arrays = [param, g, state["exp_avg"]._data, state["exp_avg_sq"]._data]
-                if amsgrad:
-                    arrays.append(state["max_exp_avg_sq"]._data)
-                # on a GPU one fused kernel, on the CPU NumPy passes over cache-sized pieces
-                rule = _adam_update if type(param) is np.ndarray else cuda_fused.adam_
-                update = functools.partial(
-                    rule, beta1=beta1, beta2=beta2, eps=eps,
-                    step_size=lr / (1 - beta1**step),
-                    bias_correction2_sqrt=(1 - beta2**step) ** 0.5)
-                parallel_apply(update, *arrays)
-                _bump(p)
-        return loss
+    def _step_group(self, group: dict) -> None:
+        lr = _to_scalar(group["lr"])
+        beta1, beta2 = (_to_scalar(b) for b in group["betas"])
+        eps = group["eps"]
+        weight_decay = group["weight_decay"]
+        amsgrad = group["amsgrad"]
+        decoupled = group["decoupled_weight_decay"]
+        buffers = ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if amsgrad else ())
+        for p, state, step in self._stepped(group, buffers):
+            param = p._data
+            g = _grad_with_decay(p, lr, weight_decay, decoupled, group["maximize"])
+            arrays = [param, g, state["exp_avg"]._data, state["exp_avg_sq"]._data]
+            if amsgrad:
+                arrays.append(state["max_exp_avg_sq"]._data)
+            # on a GPU one fused kernel, on the CPU NumPy passes over cache-sized pieces
+            rule = _adam_update if type(param) is np.ndarray else cuda_fused.adam_
+            update = functools.partial(
+                rule, beta1=beta1, beta2=beta2, eps=eps,
+                step_size=lr / (1 - beta1**step),
+                bias_correction2_sqrt=(1 - beta2**step) ** 0.5)
+            parallel_apply(update, *arrays)
+            _bump(p)
 
 
 def _adam_update(param, g, exp_avg, exp_avg_sq, max_sq=None, *, beta1, beta2, eps, step_size,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 from ..backend.threads import parallel_apply
 from ..tensor import Tensor
@@ -62,26 +62,17 @@ class Adamax(Optimizer):
         "foreach": None, "maximize": False, "differentiable": False, "capturable": False,
     }
 
-    def step(self, closure: Callable | None = None):
-        """Perform a single optimization step.
-
-        Args:
-            closure (Callable, optional): a closure that re-evaluates the model and returns
-                the loss.
-        """
-        loss = self._eval_closure(closure)
-        for group in self.param_groups:
-            lr = _to_scalar(group["lr"])
-            beta1, beta2 = group["betas"]
-            eps = group["eps"]
-            for p, state, step in self._stepped(group, ("exp_avg", "exp_inf")):
-                g = _grad_for_update(p, group["weight_decay"], group["maximize"])
-                clr = lr / (1 - beta1**step)
-                parallel_apply(functools.partial(_adamax_update, beta1=beta1, beta2=beta2,
-                                                 eps=eps, clr=clr),
-                               p._data, g, state["exp_avg"]._data, state["exp_inf"]._data)
-                _bump(p)
-        return loss
+    def _step_group(self, group: dict) -> None:
+        lr = _to_scalar(group["lr"])
+        beta1, beta2 = group["betas"]
+        eps = group["eps"]
+        for p, state, step in self._stepped(group, ("exp_avg", "exp_inf")):
+            g = _grad_for_update(p, group["weight_decay"], group["maximize"])
+            clr = lr / (1 - beta1**step)
+            parallel_apply(functools.partial(_adamax_update, beta1=beta1, beta2=beta2,
+                                             eps=eps, clr=clr),
+                           p._data, g, state["exp_avg"]._data, state["exp_inf"]._data)
+            _bump(p)
 
 
 def _adamax_update(param, g, exp_avg, exp_inf, *, beta1, beta2, eps, clr) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -66,35 +66,26 @@ class ASGD(Optimizer):
         "foreach": None, "maximize": False, "differentiable": False, "capturable": False,
     }
 
-    def step(self, closure: Callable | None = None):
-        """Perform a single optimization step.
+    def _step_group(self, group: dict) -> None:
+        lr = _to_scalar(group["lr"])
+        lambd, alpha, t0 = group["lambd"], group["alpha"], group["t0"]
 
-        Args:
-            closure (Callable, optional): a closure that re-evaluates the model and returns
-                the loss.
-        """
-        loss = self._eval_closure(closure)
-        for group in self.param_groups:
-            lr = _to_scalar(group["lr"])
-            lambd, alpha, t0 = group["lambd"], group["alpha"], group["t0"]
+        def init(p, lr=lr):
+            return {"step": _step_tensor(), "eta": _scalar_state(lr),
+                    "mu": _scalar_state(1.0), "ax": _zeros_state(p)}
 
-            def init(p, lr=lr):
-                return {"step": _step_tensor(), "eta": _scalar_state(lr),
-                        "mu": _scalar_state(1.0), "ax": _zeros_state(p)}
-
-            for p, state, step in self._stepped(group, init=init):
-                g = _grad_for_update(p, group["weight_decay"], group["maximize"])
-                param, ax = p._data, state["ax"]._data
-                eta_a, mu_a = state["eta"]._data, state["mu"]._data
-                eta = float(eta_a)
-                param *= 1 - lambd * eta
-                param -= eta * g
-                if float(mu_a) != 1:
-                    ax += (param - ax) * float(mu_a)
-                else:
-                    ax[...] = param
-                # stored in float32, as PyTorch's 0-d state tensors
-                eta_a[...] = lr / ((1 + lambd * lr * step) ** alpha)
-                mu_a[...] = 1 / max(1, step - t0)
-                _bump(p)
-        return loss
+        for p, state, step in self._stepped(group, init=init):
+            g = _grad_for_update(p, group["weight_decay"], group["maximize"])
+            param, ax = p._data, state["ax"]._data
+            eta_a, mu_a = state["eta"]._data, state["mu"]._data
+            eta = float(eta_a)
+            param *= 1 - lambd * eta
+            param -= eta * g
+            if float(mu_a) != 1:
+                ax += (param - ax) * float(mu_a)
+            else:
+                ax[...] = param
+            # stored in float32, as PyTorch's 0-d state tensors
+            eta_a[...] = lr / ((1 + lambd * lr * step) ** alpha)
+            mu_a[...] = 1 / max(1, step - t0)
+            _bump(p)

@@ -4,7 +4,7 @@ orthogonalized by a Newton-Schulz iteration (https://kellerjordan.github.io/post
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 from ..tensor import Tensor
 from ._functional import _bump, _lerp_, _to_scalar, _xp, _zeros_state
@@ -117,39 +117,30 @@ class Muon(Optimizer):
                     raise ValueError("Muon only supports 2D parameters whereas we found a "
                                      f"parameter with size: {p.size()}")
 
-    def step(self, closure: Callable | None = None):
-        """Perform a single optimization step.
-
-        Args:
-            closure (Callable, optional): a closure that re-evaluates the model and returns
-                the loss.
-        """
-        loss = self._eval_closure(closure)
-        for group in self.param_groups:
-            lr = _to_scalar(group["lr"])
-            momentum = group["momentum"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if p.is_complex():
-                    raise RuntimeError("Muon does not support complex parameters")
-                g = p.grad._data
-                if g.ndim != 2:
-                    raise ValueError("Param gradient must be a 2D matrix")
-                state = self.state[p]
-                if "momentum_buffer" not in state:
-                    state["momentum_buffer"] = _zeros_state(p)
-                buf = state["momentum_buffer"]._data
-                _lerp_(buf, g, 1 - momentum)
-                if group["nesterov"]:
-                    update = g.copy()
-                    _lerp_(update, buf, momentum)
-                else:
-                    update = buf
-                o = _zeropower_via_newtonschulz(update, group["ns_coefficients"],
-                                                group["ns_steps"], group["eps"])
-                p._data *= 1 - lr * group["weight_decay"]
-                p._data -= _adjust_lr(lr, group["adjust_lr_fn"], p.shape) * o.astype(
-                    p._data.dtype, copy=False)
-                _bump(p)
-        return loss
+    def _step_group(self, group: dict) -> None:
+        lr = _to_scalar(group["lr"])
+        momentum = group["momentum"]
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            if p.is_complex():
+                raise RuntimeError("Muon does not support complex parameters")
+            g = p.grad._data
+            if g.ndim != 2:
+                raise ValueError("Param gradient must be a 2D matrix")
+            state = self.state[p]
+            if "momentum_buffer" not in state:
+                state["momentum_buffer"] = _zeros_state(p)
+            buf = state["momentum_buffer"]._data
+            _lerp_(buf, g, 1 - momentum)
+            if group["nesterov"]:
+                update = g.copy()
+                _lerp_(update, buf, momentum)
+            else:
+                update = buf
+            o = _zeropower_via_newtonschulz(update, group["ns_coefficients"],
+                                            group["ns_steps"], group["eps"])
+            p._data *= 1 - lr * group["weight_decay"]
+            p._data -= _adjust_lr(lr, group["adjust_lr_fn"], p.shape) * o.astype(
+                p._data.dtype, copy=False)
+            _bump(p)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -16,7 +16,7 @@ from ._functional import (
     _check_betas,
     _check_lr,
     _check_nonneg,
-    _grad_for_update,
+    _grad_with_decay,
     _lerp_,
     _step_tensor,
     _to_scalar,
@@ -83,42 +83,29 @@ class NAdam(Optimizer):
                                                                             Tensor):
                 s["mu_product"] = _step_tensor(float(s["mu_product"]))
 
-    def step(self, closure: Callable | None = None):
-        """Perform a single optimization step.
-
-        Args:
-            closure (Callable, optional): a closure that re-evaluates the model and returns
-                the loss.
-        """
-        loss = self._eval_closure(closure)
-        for group in self.param_groups:
-            lr = _to_scalar(group["lr"])
-            beta1, beta2 = group["betas"]
-            eps, weight_decay = group["eps"], group["weight_decay"]
-            momentum_decay = group["momentum_decay"]
-            decoupled = group["decoupled_weight_decay"]
-            for p, state, step in self._stepped(group, init=_new_state):
-                bias_correction2 = 1 - beta2**step
-                if weight_decay != 0 and decoupled:
-                    p._data *= 1 - lr * weight_decay
-                    g = _grad_for_update(p, 0, group["maximize"])
-                else:
-                    g = _grad_for_update(p, weight_decay, group["maximize"])
-                mu = beta1 * (1.0 - 0.5 * (0.96 ** (step * momentum_decay)))
-                mu_next = beta1 * (1.0 - 0.5 * (0.96 ** ((step + 1) * momentum_decay)))
-                # mu_product is a float32 scalar tensor, as in PyTorch: keep its rounding.
-                mu_product_t = state["mu_product"]._data
-                mu_product_t *= np.float32(mu)
-                mu_product = float(mu_product_t)
-                mu_product_next = mu_product * mu_next
-                parallel_apply(functools.partial(
-                    _nadam_update, beta1=beta1, beta2=beta2, eps=eps,
-                    bias_correction2=bias_correction2,
-                    grad_step=-lr * (1.0 - mu) / (1.0 - mu_product),
-                    avg_step=(-lr * mu_next) / (1.0 - mu_product_next)),
-                    p._data, g, state["exp_avg"]._data, state["exp_avg_sq"]._data)
-                _bump(p)
-        return loss
+    def _step_group(self, group: dict) -> None:
+        lr = _to_scalar(group["lr"])
+        beta1, beta2 = group["betas"]
+        eps, weight_decay = group["eps"], group["weight_decay"]
+        momentum_decay = group["momentum_decay"]
+        decoupled = group["decoupled_weight_decay"]
+        for p, state, step in self._stepped(group, init=_new_state):
+            bias_correction2 = 1 - beta2**step
+            g = _grad_with_decay(p, lr, weight_decay, decoupled, group["maximize"])
+            mu = beta1 * (1.0 - 0.5 * (0.96 ** (step * momentum_decay)))
+            mu_next = beta1 * (1.0 - 0.5 * (0.96 ** ((step + 1) * momentum_decay)))
+            # mu_product is a float32 scalar tensor, as in PyTorch: keep its rounding.
+            mu_product_t = state["mu_product"]._data
+            mu_product_t *= np.float32(mu)
+            mu_product = float(mu_product_t)
+            mu_product_next = mu_product * mu_next
+            parallel_apply(functools.partial(
+                _nadam_update, beta1=beta1, beta2=beta2, eps=eps,
+                bias_correction2=bias_correction2,
+                grad_step=-lr * (1.0 - mu) / (1.0 - mu_product),
+                avg_step=(-lr * mu_next) / (1.0 - mu_product_next)),
+                p._data, g, state["exp_avg"]._data, state["exp_avg_sq"]._data)
+            _bump(p)
 
 
 def _new_state(p: Tensor) -> dict:

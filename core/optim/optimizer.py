@@ -111,6 +111,19 @@ def _hook_step(step: Callable) -> Callable:
     return wrapper
 
 
+def _grouped_step(self, closure: Callable[[], Any] | None = None):
+    """Perform a single optimization step.
+
+    Args:
+        closure (Callable, optional): a closure that re-evaluates the model and returns
+            the loss.
+    """
+    loss = self._eval_closure(closure)
+    for group in self.param_groups:
+        self._step_group(group)
+    return loss
+
+
 class Optimizer:
     r"""Base class for all optimizers.
 
@@ -120,11 +133,15 @@ class Optimizer:
         defaults (dict): default values of optimization options (used when a parameter group
             doesn't specify them).
 
-    Subclasses implement ``step``; it is wrapped automatically with the step pre/post hooks.
+    Subclasses implement ``step``, or ``_step_group(group)`` (the update of one param group,
+    after which ``step`` is the usual closure-then-every-group loop); either way ``step`` is
+    wrapped automatically with the step pre/post hooks.
     """
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
+        if "_step_group" in cls.__dict__ and "step" not in cls.__dict__:
+            cls.step = _grouped_step  # in the class's own dict, so patching finds it per class
         step = cls.__dict__.get("step")
         if step is not None and not getattr(step, "_ember_hooked", False):
             cls.step = _hook_step(step)

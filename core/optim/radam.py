@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 from ..backend.threads import parallel_apply
 from ..tensor import Tensor
@@ -13,7 +13,7 @@ from ._functional import (
     _check_betas,
     _check_lr,
     _check_nonneg,
-    _grad_for_update,
+    _grad_with_decay,
     _lerp_,
     _to_scalar,
     _xp,
@@ -71,40 +71,27 @@ class RAdam(Optimizer):
         False, "capturable": False,
     }
 
-    def step(self, closure: Callable | None = None):
-        """Perform a single optimization step.
-
-        Args:
-            closure (Callable, optional): a closure that re-evaluates the model and returns
-                the loss.
-        """
-        loss = self._eval_closure(closure)
-        for group in self.param_groups:
-            lr = _to_scalar(group["lr"])
-            beta1, beta2 = group["betas"]
-            eps, weight_decay = group["eps"], group["weight_decay"]
-            decoupled = group["decoupled_weight_decay"]
-            rho_inf = 2 / (1 - beta2) - 1
-            for p, state, step in self._stepped(group, ("exp_avg", "exp_avg_sq")):
-                param = p._data
-                if weight_decay != 0 and decoupled:
-                    param *= 1 - lr * weight_decay
-                    g = _grad_for_update(p, 0, group["maximize"])
-                else:
-                    g = _grad_for_update(p, weight_decay, group["maximize"])
-                bias_correction2 = 1 - beta2**step
-                rho_t = rho_inf - 2 * step * (beta2**step) / bias_correction2
-                rect = None  # the variance is not tractable yet: plain momentum steps
-                if rho_t > 5.0:
-                    rect = ((rho_t - 4) * (rho_t - 2) * rho_inf
-                            / ((rho_inf - 4) * (rho_inf - 2) * rho_t)) ** 0.5
-                parallel_apply(functools.partial(
-                    _radam_update, beta1=beta1, beta2=beta2, eps=eps, lr=lr,
-                    bias_correction1=1 - beta1**step, bias_correction2=bias_correction2,
-                    rect=rect),
-                    param, g, state["exp_avg"]._data, state["exp_avg_sq"]._data)
-                _bump(p)
-        return loss
+    def _step_group(self, group: dict) -> None:
+        lr = _to_scalar(group["lr"])
+        beta1, beta2 = group["betas"]
+        eps, weight_decay = group["eps"], group["weight_decay"]
+        decoupled = group["decoupled_weight_decay"]
+        rho_inf = 2 / (1 - beta2) - 1
+        for p, state, step in self._stepped(group, ("exp_avg", "exp_avg_sq")):
+            param = p._data
+            g = _grad_with_decay(p, lr, weight_decay, decoupled, group["maximize"])
+            bias_correction2 = 1 - beta2**step
+            rho_t = rho_inf - 2 * step * (beta2**step) / bias_correction2
+            rect = None  # the variance is not tractable yet: plain momentum steps
+            if rho_t > 5.0:
+                rect = ((rho_t - 4) * (rho_t - 2) * rho_inf
+                        / ((rho_inf - 4) * (rho_inf - 2) * rho_t)) ** 0.5
+            parallel_apply(functools.partial(
+                _radam_update, beta1=beta1, beta2=beta2, eps=eps, lr=lr,
+                bias_correction1=1 - beta1**step, bias_correction2=bias_correction2,
+                rect=rect),
+                param, g, state["exp_avg"]._data, state["exp_avg_sq"]._data)
+            _bump(p)
 
 
 def _radam_update(param, g, exp_avg, exp_avg_sq, *, beta1, beta2, eps, lr, bias_correction1,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 from ..backend.threads import parallel_apply
 from ..tensor import Tensor
@@ -68,32 +68,23 @@ class RMSprop(Optimizer):
         False, "capturable": False,
     }
 
-    def step(self, closure: Callable | None = None):
-        """Perform a single optimization step.
-
-        Args:
-            closure (Callable, optional): a closure that re-evaluates the model and returns
-                the loss.
-        """
-        loss = self._eval_closure(closure)
-        for group in self.param_groups:
-            lr = _to_scalar(group["lr"])
-            alpha, eps, momentum = group["alpha"], group["eps"], group["momentum"]
-            centered = group["centered"]
-            buffers = (("square_avg",) + (("momentum_buffer",) if momentum > 0 else ())
-                       + (("grad_avg",) if centered else ()))
-            for p, state, _ in self._stepped(group, buffers):
-                g = _grad_for_update(p, group["weight_decay"], group["maximize"])
-                arrays = [p._data, g, state["square_avg"]._data]
-                if centered:
-                    arrays.append(state["grad_avg"]._data)
-                if momentum > 0:
-                    arrays.append(state["momentum_buffer"]._data)
-                parallel_apply(functools.partial(_rmsprop_update, alpha=alpha, eps=eps, lr=lr,
-                                                 momentum=momentum, centered=centered),
-                               *arrays)
-                _bump(p)
-        return loss
+    def _step_group(self, group: dict) -> None:
+        lr = _to_scalar(group["lr"])
+        alpha, eps, momentum = group["alpha"], group["eps"], group["momentum"]
+        centered = group["centered"]
+        buffers = (("square_avg",) + (("momentum_buffer",) if momentum > 0 else ())
+                   + (("grad_avg",) if centered else ()))
+        for p, state, _ in self._stepped(group, buffers):
+            g = _grad_for_update(p, group["weight_decay"], group["maximize"])
+            arrays = [p._data, g, state["square_avg"]._data]
+            if centered:
+                arrays.append(state["grad_avg"]._data)
+            if momentum > 0:
+                arrays.append(state["momentum_buffer"]._data)
+            parallel_apply(functools.partial(_rmsprop_update, alpha=alpha, eps=eps, lr=lr,
+                                             momentum=momentum, centered=centered),
+                           *arrays)
+            _bump(p)
 
 
 def _rmsprop_update(param, g, square_avg, *extra, alpha, eps, lr, momentum, centered) -> None:

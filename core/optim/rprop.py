@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 from ..tensor import Tensor
 from ._functional import _bump, _check_lr, _step_tensor, _to_scalar, _xp, _zeros_state
@@ -46,38 +46,29 @@ class Rprop(Optimizer):
         "foreach": None, "maximize": False, "differentiable": False, "capturable": False,
     }
 
-    def step(self, closure: Callable | None = None):
-        """Perform a single optimization step.
+    def _step_group(self, group: dict) -> None:
+        etaminus, etaplus = group["etas"]
+        lo, hi = group["step_sizes"]
+        lr = _to_scalar(group["lr"])
 
-        Args:
-            closure (Callable, optional): a closure that re-evaluates the model and returns
-                the loss.
-        """
-        loss = self._eval_closure(closure)
-        for group in self.param_groups:
-            etaminus, etaplus = group["etas"]
-            lo, hi = group["step_sizes"]
-            lr = _to_scalar(group["lr"])
+        def init(p, lr=lr):
+            size = _zeros_state(p)
+            size._data[...] = lr
+            return {"step": _step_tensor(), "prev": _zeros_state(p), "step_size": size}
 
-            def init(p, lr=lr):
-                size = _zeros_state(p)
-                size._data[...] = lr
-                return {"step": _step_tensor(), "prev": _zeros_state(p), "step_size": size}
-
-            for p, state, _ in self._stepped(group, init=init):
-                g = p.grad._data
-                if group["maximize"]:
-                    g = -g
-                xp = _xp(g)
-                prev, size = state["prev"]._data, state["step_size"]._data
-                sign = xp.sign(g * prev)
-                factor = xp.where(sign > 0, etaplus, xp.where(sign < 0, etaminus, 1))
-                factor = factor.astype(size.dtype)
-                size *= factor
-                xp.clip(size, lo, hi, out=size)
-                # after a sign change the step is skipped and the gradient forgotten
-                g = xp.where(factor == size.dtype.type(etaminus), 0, g).astype(g.dtype)
-                p._data -= xp.sign(g) * size
-                prev[...] = g
-                _bump(p)
-        return loss
+        for p, state, _ in self._stepped(group, init=init):
+            g = p.grad._data
+            if group["maximize"]:
+                g = -g
+            xp = _xp(g)
+            prev, size = state["prev"]._data, state["step_size"]._data
+            sign = xp.sign(g * prev)
+            factor = xp.where(sign > 0, etaplus, xp.where(sign < 0, etaminus, 1))
+            factor = factor.astype(size.dtype)
+            size *= factor
+            xp.clip(size, lo, hi, out=size)
+            # after a sign change the step is skipped and the gradient forgotten
+            g = xp.where(factor == size.dtype.type(etaminus), 0, g).astype(g.dtype)
+            p._data -= xp.sign(g) * size
+            prev[...] = g
+            _bump(p)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 from ..backend.threads import parallel_apply
 from ..tensor import Tensor
@@ -56,37 +56,28 @@ class SGD(Optimizer):
         "fused": False,
     }
 
-    def step(self, closure: Callable | None = None):
-        """Perform a single optimization step.
-
-        Args:
-            closure (Callable, optional): a closure that re-evaluates the model and returns
-                the loss.
-        """
-        loss = self._eval_closure(closure)
-        for group in self.param_groups:
-            lr = _to_scalar(group["lr"])
-            momentum = group["momentum"]
-            dampening = group["dampening"]
-            nesterov = group["nesterov"]
-            weight_decay = group["weight_decay"]
-            maximize = group["maximize"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                g = _grad_for_update(p, weight_decay, maximize)
-                arrays, fresh = [p._data, g], False
-                if momentum != 0:
-                    state = self.state[p]
-                    if state.get("momentum_buffer") is None:
-                        state["momentum_buffer"] = Tensor._wrap(_xp(g).empty_like(g))
-                        fresh = True
-                    arrays.append(state["momentum_buffer"]._data)
-                parallel_apply(functools.partial(
-                    _sgd_update, lr=lr, momentum=momentum, dampening=dampening,
-                    nesterov=nesterov, fresh=fresh), *arrays)
-                _bump(p)
-        return loss
+    def _step_group(self, group: dict) -> None:
+        lr = _to_scalar(group["lr"])
+        momentum = group["momentum"]
+        dampening = group["dampening"]
+        nesterov = group["nesterov"]
+        weight_decay = group["weight_decay"]
+        maximize = group["maximize"]
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            g = _grad_for_update(p, weight_decay, maximize)
+            arrays, fresh = [p._data, g], False
+            if momentum != 0:
+                state = self.state[p]
+                if state.get("momentum_buffer") is None:
+                    state["momentum_buffer"] = Tensor._wrap(_xp(g).empty_like(g))
+                    fresh = True
+                arrays.append(state["momentum_buffer"]._data)
+            parallel_apply(functools.partial(
+                _sgd_update, lr=lr, momentum=momentum, dampening=dampening,
+                nesterov=nesterov, fresh=fresh), *arrays)
+            _bump(p)
 
 
 def _sgd_update(param, g, buf=None, *, lr, momentum, dampening, nesterov, fresh) -> None:

@@ -8,7 +8,7 @@ fails here exactly where it would fail under PyTorch with dense gradients.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 from ..tensor import Tensor
 from ._functional import _check_betas, _check_lr, _check_nonneg
@@ -46,17 +46,8 @@ class SparseAdam(Optimizer):
             raise ValueError(f"Complex params at indices {complex_params}: SparseAdam does "
                              "not support complex parameters")
 
-    def step(self, closure: Callable | None = None):
-        """Perform a single optimization step.
-
-        Args:
-            closure (Callable, optional): a closure that re-evaluates the model and returns
-                the loss.
-        """
-        loss = self._eval_closure(closure)
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is not None and not getattr(p.grad, "is_sparse", False):
-                    raise RuntimeError("SparseAdam does not support dense gradients, please "
-                                       "consider Adam instead")
-        return loss
+    def _step_group(self, group: dict) -> None:
+        for p in group["params"]:
+            if p.grad is not None and not getattr(p.grad, "is_sparse", False):
+                raise RuntimeError("SparseAdam does not support dense gradients, please "
+                                   "consider Adam instead")

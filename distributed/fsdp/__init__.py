@@ -36,7 +36,8 @@ from .wrap import (
 
 __all__ = [
     "BackwardPrefetch", "CheckpointImpl", "CheckpointWrapper", "CPUOffload",
-    "apply_activation_checkpointing", "checkpoint_wrapper", "FullOptimStateDictConfig", "FullStateDictConfig",
+    "apply_activation_checkpointing", "checkpoint_wrapper", "FullOptimStateDictConfig",
+    "FullStateDictConfig",
     "FullyShardedDataParallel", "ModuleWrapPolicy", "OptimStateDictConfig", "OptimStateKeyType",
     "ShardedOptimStateDictConfig", "ShardedStateDictConfig", "ShardingStrategy",
     "StateDictConfig", "StateDictSettings", "StateDictType", "always_wrap_policy", "checkpoint",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 
 from ... import ops
+from ...amp._state import autocast_op
 from ...backend.dtype import to_dtype
 from ...ops import activation_ops as A
 from ...ops import nn_ops
@@ -68,6 +69,7 @@ def leaky_relu_(input: Tensor, negative_slope: float = 0.01) -> Tensor:
     return leaky_relu(input, negative_slope, inplace=True)
 
 
+@autocast_op("prelu")
 def prelu(input: Tensor, weight: Tensor) -> Tensor:
     r"""Leaky ReLU with a learned slope per channel (dim 1) or one shared slope."""
     if weight.numel() != 1:
@@ -163,6 +165,7 @@ def hardswish(input: Tensor, inplace: bool = False) -> Tensor:
     return _maybe_inplace(A.Hardswish.apply, "hardswish_", input, inplace)
 
 
+@autocast_op("softplus")
 def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
     r""":math:`\frac{1}{\beta} \log(1 + e^{\beta x})`, linear where :math:`\beta x >
     \text{threshold}`."""
@@ -201,6 +204,7 @@ def _scalar(t: Tensor) -> str:
     return scalar_name(t)
 
 
+@autocast_op("softmax")
 def softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3,
             dtype=None) -> Tensor:
     r""":math:`e^{x_i} / \sum_j e^{x_j}` along ``dim``."""
@@ -208,6 +212,7 @@ def softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3,
     return nn_ops.Softmax.apply(input, dim)
 
 
+@autocast_op("log_softmax")
 def log_softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3,
                 dtype=None) -> Tensor:
     r""":math:`x_i - \log \sum_j e^{x_j}` along ``dim``."""

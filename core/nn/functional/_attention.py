@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 from ... import ops
+from ...amp._state import autocast_op
 from ...backend.device import get_array_module
 from ...ops.attention import MultiHeadAttentionCore, _masked_to_bias
 from ...ops.attention import scaled_dot_product_attention as _sdpa
@@ -20,6 +21,7 @@ from ._linear import linear
 __all__ = ["scaled_dot_product_attention", "multi_head_attention_forward"]
 
 
+@autocast_op("scaled_dot_product_attention")
 def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor,
                                  attn_mask: Tensor | None = None, dropout_p: float = 0.0,
                                  is_causal: bool = False, scale: float | None = None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ...amp._state import autocast_op
 from ...ops.conv import Conv, ConvGeom, ConvTranspose
 from ...tensor import Tensor
 
@@ -114,6 +115,7 @@ def _conv(name, nd, input, weight, bias, stride, padding, dilation, groups):
     return out.squeeze(0) if unbatched else out
 
 
+@autocast_op("conv1d")
 def conv1d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,
            dilation=1, groups: int = 1) -> Tensor:
     r"""Applies a 1D convolution over an input signal composed of several input planes.
@@ -128,6 +130,7 @@ def conv1d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
     return _conv("conv1d", 1, input, weight, bias, stride, padding, dilation, groups)
 
 
+@autocast_op("conv2d")
 def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,
            dilation=1, groups: int = 1) -> Tensor:
     r"""Applies a 2D convolution over an input image composed of several input planes.
@@ -142,6 +145,7 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
     return _conv("conv2d", 2, input, weight, bias, stride, padding, dilation, groups)
 
 
+@autocast_op("conv3d")
 def conv3d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,
            dilation=1, groups: int = 1) -> Tensor:
     r"""Applies a 3D convolution over an input image composed of several input planes.
@@ -203,6 +207,7 @@ def _conv_transpose(name, nd, input, weight, bias, stride, padding, output_paddi
     return out.squeeze(0) if unbatched else out
 
 
+@autocast_op("conv_transpose1d")
 def conv_transpose1d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1,
                      padding=0, output_padding=0, groups: int = 1, dilation=1) -> Tensor:
     r"""Applies a 1D transposed convolution ("deconvolution") over an input signal.
@@ -218,6 +223,7 @@ def conv_transpose1d(input: Tensor, weight: Tensor, bias: Tensor | None = None, 
                            output_padding, groups, dilation)
 
 
+@autocast_op("conv_transpose2d")
 def conv_transpose2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1,
                      padding=0, output_padding=0, groups: int = 1, dilation=1) -> Tensor:
     r"""Applies a 2D transposed convolution ("deconvolution") over an input image.
@@ -233,6 +239,7 @@ def conv_transpose2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, 
                            output_padding, groups, dilation)
 
 
+@autocast_op("conv_transpose3d")
 def conv_transpose3d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1,
                      padding=0, output_padding=0, groups: int = 1, dilation=1) -> Tensor:
     r"""Applies a 3D transposed convolution ("deconvolution") over an input volume.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ... import ops
+from ...amp._state import autocast_op
 from ...autograd import grad_mode
 from ...backend.device import get_array_module
 from ...ops import inplace as _inplace
@@ -31,6 +32,7 @@ def scalar_name(t: Tensor) -> str:
     return _SCALAR_NAMES[t.dtype.name]
 
 
+@autocast_op("linear")
 def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     r"""Apply :math:`y = xA^T + b` (one matmul and an in-place bias add)."""
     x, w = input._data, weight._data
@@ -52,6 +54,7 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     return nn_ops.Linear.apply(input, weight, bias)
 
 
+@autocast_op("bilinear")
 def bilinear(input1: Tensor, input2: Tensor, weight: Tensor, bias: Tensor | None = None):
     r"""Apply :math:`y = x_1^T A x_2 + b` with ``weight`` of shape (out, in1, in2)."""
     if input1.shape[:-1] != input2.shape[:-1]:
@@ -198,6 +201,7 @@ def normalize(input: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12,
     return input / denom
 
 
+@autocast_op("cosine_similarity")
 def cosine_similarity(x1: Tensor, x2: Tensor, dim: int = 1, eps: float = 1e-8) -> Tensor:
     r"""Cosine similarity along ``dim``; each norm is clamped to at least ``eps``."""
     n1 = ops.vector_norm(x1, 2, dim, keepdim=True).clamp_min(eps)
@@ -211,6 +215,7 @@ def pairwise_distance(x1: Tensor, x2: Tensor, p: float = 2.0, eps: float = 1e-6,
     return ops.vector_norm(x1 - x2 + eps, p, -1, keepdim=keepdim)
 
 
+@autocast_op("pdist")
 def pdist(input: Tensor, p: float = 2.0) -> Tensor:
     r"""Distances between every pair of rows of a 2-D input (upper triangle, row major)."""
     n = input.shape[0]

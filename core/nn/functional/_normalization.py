@@ -4,6 +4,7 @@ RMS norm. Batch and layer norm are fused Functions; group and instance norm reus
 from __future__ import annotations
 
 from ... import ops
+from ...amp._state import autocast_op
 from ...backend.device import get_array_module
 from ...ops import norm_ops
 from ...tensor import Tensor
@@ -46,6 +47,7 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
     return out
 
 
+@autocast_op("layer_norm")
 def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None,
                bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
     r"""Normalise over the trailing ``normalized_shape`` dims, then scale and shift."""
@@ -68,6 +70,7 @@ def _channel_view(t: Tensor, ndim: int) -> Tensor:
     return t.reshape((1, -1) + (1,) * (ndim - 2))
 
 
+@autocast_op("group_norm")
 def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None,
                bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
     r"""Normalise each group of ``C / num_groups`` channels (with their spatial dims)."""

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ... import ops
+from ...amp._state import autocast_op
 from ...backend.device import get_array_module
 from ...ops import inplace as _inplace
 from ...tensor import Tensor
@@ -238,6 +239,7 @@ def grid_sampler(input: Tensor, grid: Tensor, interpolation_mode: int, padding_m
                        align_corners)
 
 
+@autocast_op("cdist")
 def cdist(x1: Tensor, x2: Tensor, p: float = 2.0,
           compute_mode: str | None = None) -> Tensor:
     r"""The :math:`p`-norm distance between each row of ``x1`` (..., P, M) and each row of

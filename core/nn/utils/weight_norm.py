@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 from ...tensor import Tensor
 from ..module import Module
 from ..parameter import Parameter, UninitializedParameter
+from ._reparam_hooks import _check_unhooked, _remove_hook
 
 __all__ = ["WeightNorm", "weight_norm", "remove_weight_norm"]
 
@@ -55,10 +56,7 @@ class WeightNorm:
         warnings.warn("`torch.nn.utils.weight_norm` is deprecated in favor of "
                       "`torch.nn.utils.parametrizations.weight_norm`.", FutureWarning,
                       stacklevel=3)
-        for hook in module._forward_pre_hooks.values():
-            if isinstance(hook, WeightNorm) and hook.name == name:
-                raise RuntimeError(
-                    f"Cannot register two weight_norm hooks on the same parameter {name}")
+        _check_unhooked(module, WeightNorm, name, "weight_norm")
         fn = WeightNorm(name, dim)
         weight = getattr(module, name)
         if isinstance(weight, UninitializedParameter):
@@ -116,9 +114,5 @@ def remove_weight_norm(module: T_module, name: str = "weight") -> T_module:
         module (Module): containing module.
         name (str, optional): name of weight parameter.
     """
-    for k, hook in module._forward_pre_hooks.items():
-        if isinstance(hook, WeightNorm) and hook.name == name:
-            hook.remove(module)
-            del module._forward_pre_hooks[k]
-            return module
-    raise ValueError(f"weight_norm of '{name}' not found in {module}")
+    _remove_hook(module, WeightNorm, name, "weight_norm")
+    return module

@@ -1,0 +1,129 @@
+"""``ember.compile``: capture a Module or function as an ember.fx graph and run it planned.
+
+See docs/compile.md. The pieces: ``_capture`` (a strict ember.fx trace: graph breaks),
+``_frame`` (guards, the cache of compiled entries, recompilation, eager fallback) and
+``_executor`` (the graph as one straight-line Python function; buffer reuse without autograd).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from ._capture import GraphBreak, Unsupported, is_compiling
+from ._frame import CompiledFunction, config
+
+__all__ = ["OptimizedModule", "Unsupported", "compile", "config", "is_compiling"]
+
+_BACKENDS = ("ember", "inductor", "eager", "aot_eager")
+_MODES = (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+def _module_base():
+    from ember.nn import Module
+
+    return Module
+
+
+class OptimizedModule(_module_base()):
+    """A compiled Module (torch._dynamo.eval_frame.OptimizedModule).
+
+    The original module is the submodule ``_orig_mod``, so ``state_dict`` keys carry the
+    ``_orig_mod.`` prefix as torch's do; other attributes are read from it.
+    """
+
+    def __init__(self, mod, compiled: CompiledFunction) -> None:
+        super().__init__()
+        self._orig_mod = mod
+        object.__setattr__(self, "_compiled", compiled)
+
+    def forward(self, *args, **kwargs):
+        return self._compiled(*args, **kwargs)
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self._modules["_orig_mod"], name)
+
+    def __repr__(self) -> str:
+        return f"OptimizedModule(\n  (_orig_mod): {self._orig_mod!r}\n)"
+
+
+def _check(fullgraph, dynamic, backend, mode, options) -> None:
+    if not isinstance(fullgraph, bool):
+        raise TypeError(f"compile(): fullgraph must be a bool, got {type(fullgraph).__name__}")
+    if dynamic not in (None, True, False):
+        raise TypeError(f"compile(): dynamic must be None, True or False, got {dynamic!r}")
+    if not callable(backend) and backend not in _BACKENDS:
+        raise ValueError(f"compile(): unknown backend {backend!r}; expected one of "
+                         f"{', '.join(map(repr, _BACKENDS))} or a callable(gm, example_inputs)")
+    if mode not in _MODES:
+        raise RuntimeError(f"Unrecognized mode={mode!r}, should be one of: "
+                           f"{', '.join(m for m in _MODES if m)}")
+    if mode is not None and options is not None:
+        raise RuntimeError("Either mode or options can be specified, but both can't be "
+                           "specified at the same time.")
+    if options is not None and not isinstance(options, dict):
+        raise TypeError(f"compile(): options must be a dict, got {type(options).__name__}")
+
+
+def compile(model: Callable | None = None, *, fullgraph: bool = False,  # noqa: A001
+            dynamic: bool | None = None, backend: str | Callable = "ember",
+            mode: str | None = None, options: dict[str, Any] | None = None,
+            disable: bool = False) -> Any:
+    """Compile a Module or function (torch.compile).
+
+    Args:
+        model: a Module (returns an :class:`OptimizedModule`) or a function; ``None`` returns a
+            decorator.
+        fullgraph: raise :class:`Unsupported` at the first graph break instead of running that
+            call signature eagerly.
+        dynamic: ``True`` compiles shape-generic graphs at once; ``False`` recompiles for every
+            new shape; ``None`` (default) recompiles once, then goes shape-generic.
+        backend: ``"ember"`` (``"inductor"``: the same) runs the planned executor; ``"eager"``
+            (``"aot_eager"``) runs the captured graph with no optimisation; a callable gets
+            ``(GraphModule, example_inputs)`` and returns the function to run.
+        mode: accepted for torch's spelling; on the CPU every mode uses the same executor.
+        options: backend options (accepted, unused by the built-in backends).
+        disable: return ``model`` unchanged.
+    """
+    _check(fullgraph, dynamic, backend, mode, options)
+    if model is None:
+        def decorator(fn):
+            return compile(fn, fullgraph=fullgraph, dynamic=dynamic, backend=backend,
+                           mode=mode, options=options, disable=disable)
+
+        return decorator
+    if not callable(model):
+        raise TypeError(f"compile(): expected a Module or a callable, got "
+                        f"{type(model).__name__}")
+    if disable:
+        return model
+    Module = _module_base()
+    if isinstance(model, OptimizedModule):
+        model = model._orig_mod
+    if isinstance(model, Module):
+        return OptimizedModule(model, CompiledFunction(model, fullgraph=fullgraph,
+                                                       dynamic=dynamic, backend=backend))
+    if isinstance(model, CompiledFunction):
+        model = model._root
+    compiled = CompiledFunction(model, fullgraph=fullgraph, dynamic=dynamic, backend=backend)
+
+    @functools.wraps(model)
+    def compiled_fn(*args, **kwargs):
+        return compiled(*args, **kwargs)
+
+    compiled_fn._ember_compiled = compiled
+    compiled_fn._torchdynamo_orig_callable = model
+    return compiled_fn
+
+
+def _compiled_of(obj: Any) -> CompiledFunction | None:
+    if isinstance(obj, OptimizedModule):
+        return obj._compiled
+    return getattr(obj, "_ember_compiled", None)
+
+
+GraphBreak = GraphBreak  # re-exported for ember._dynamo

@@ -1,0 +1,292 @@
+"""Capture: trace a Module's ``forward`` (or a function) into an ember.fx Graph for compile.
+
+The capture is ember.fx's symbolic trace with a stricter Tracer. ember.fx records calls only
+when a Proxy is among their arguments, and runs everything else once, at trace time. For a
+compiler that would change results silently (a random tensor drawn once and frozen, an
+optimizer step taken once), so while a compile trace runs:
+
+- ember's random factories (``ember.randn(3)``, ...) are recorded even with no Proxy argument;
+- in-place methods and ``backward`` on real tensors, ``Optimizer.step``/``zero_grad``,
+  ``print``, ``.item()``/``.tolist()``/``.numpy()`` and functions marked with
+  ``ember.compiler.disable`` raise :class:`GraphBreak` naming the user's line;
+- every module is traced through (no ``call_module`` nodes) except ember.nn modules whose
+  ``forward`` cannot be traced (Python control flow on shapes, as in LSTM): those are retried
+  as leaves and called as modules when the graph runs.
+"""
+
+from __future__ import annotations
+
+import builtins
+import inspect
+import threading
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ember.fx import _patch
+from ember.fx.graph import Graph
+from ember.fx.tracer import Tracer
+
+__all__ = ["GraphBreak", "Unsupported", "capture", "is_compiling"]
+
+_RANDOM_FACTORIES = ("rand", "randn", "randint", "randperm", "rand_like", "randn_like",
+                     "randint_like", "normal", "bernoulli", "multinomial", "poisson")
+_BREAK_METHODS = {"item": "Tensor.item() (a data-dependent Python scalar)",
+                  "tolist": "Tensor.tolist() (data-dependent Python values)",
+                  "numpy": "Tensor.numpy() (leaves ember for NumPy)",
+                  "backward": "Tensor.backward() inside the compiled region",
+                  "__array__": "conversion to a NumPy array"}
+_MAX_LEAF_RETRIES = 32
+_compiling = 0
+_allowed_in_graph: list[Callable] = []
+
+
+class Unsupported(RuntimeError):
+    """Raised by ``fullgraph=True`` (as torch._dynamo.exc.Unsupported) at a graph break."""
+
+
+class GraphBreak(Exception):
+    """Tracing met code that cannot be captured; ``reason`` says what and where."""
+
+    def __init__(self, reason: str, user_stack: str = "") -> None:
+        super().__init__(reason + user_stack)
+        self.reason = reason
+        where = user_stack.strip()
+        if where.startswith("(at ") and where.endswith(")"):
+            where = where[4:-1]
+        self.user_stack = where  # "file:line: source"
+
+
+_SKIP_DIRS = tuple(str(Path(__file__).resolve().parents[1] / d) for d in ("fx", "_compile"))
+_CORE_DIR = str(Path(__file__).resolve().parents[1])
+
+
+def _user_line(tb=None) -> str:
+    """`` (at file:line: source)`` for the innermost frame outside ember.fx and ember._compile
+    (of the traceback ``tb`` when given: its innermost frame outside ember, if any)."""
+    frames = []
+    if tb is not None:
+        frames = [(f.filename, f.lineno, f.line) for f in traceback.extract_tb(tb)]
+        outside = [fr for fr in frames if not fr[0].startswith(_CORE_DIR)]
+        frames = outside or [fr for fr in frames if not fr[0].startswith(_SKIP_DIRS)]
+        if not frames:
+            return ""
+        fname, lineno, src = frames[-1]
+        return f" (at {fname}:{lineno}: {(src or '').strip()})"
+    frame = inspect.currentframe()
+    while frame is not None and frame.f_code.co_filename.startswith(_SKIP_DIRS):
+        frame = frame.f_back
+    if frame is None:
+        return ""
+    info = inspect.getframeinfo(frame, context=1)
+    src = info.code_context[0].strip() if info.code_context else ""
+    return f" (at {info.filename}:{info.lineno}: {src})"
+
+
+def is_compiling() -> bool:
+    """True while ember.compile is tracing (torch.compiler.is_compiling)."""
+    return _compiling > 0
+
+
+class _CompileTracer(Tracer):
+    """ember.fx's Tracer, with the strict rules of the module docstring."""
+
+    proxy_buffer_attributes = True  # buffers read in forward (BatchNorm stats) become get_attr
+
+    def __init__(self, leaves: set[str], extra_modules: dict[str, Any]) -> None:
+        super().__init__(autowrap_functions=tuple(_allowed_in_graph))
+        self.record_stack_traces = True
+        self._leaves = leaves
+        self._extra_modules = extra_modules
+
+    def is_leaf_module(self, m, module_qualified_name: str) -> bool:
+        return module_qualified_name in self._leaves
+
+    def _index_root(self) -> None:
+        for name, mod in self._extra_modules.items():  # modules a compiled function closes over
+            self.root.add_module(name, mod)
+        super()._index_root()
+
+    def call_module(self, m, forward: Callable, args: tuple, kwargs: dict) -> Any:
+        try:
+            return super().call_module(m, forward, args, kwargs)
+        except GraphBreak:
+            raise
+        except Exception as e:  # innermost module first: the one whose forward failed
+            if not hasattr(e, "_ember_module"):
+                e._ember_module = (self.path_of_module(m), m)
+            raise
+
+    def create_proxy(self, kind, target, args, kwargs, name=None, type_expr=None,
+                     proxy_factory_fn=None):
+        if kind == "call_method" and target in _BREAK_METHODS:
+            raise GraphBreak(_BREAK_METHODS[target], _user_line())
+        if kind == "call_function" and getattr(target, "_ember_compile_disabled", False):
+            raise GraphBreak(f"call to {target.__qualname__}, marked "
+                             "ember.compiler.disable", _user_line())
+        return super().create_proxy(kind, target, args, kwargs, name, type_expr,
+                                    proxy_factory_fn)
+
+    def _patch_all(self, patcher: _patch.Patcher, cache: dict, fn: Callable) -> None:
+        super()._patch_all(patcher, cache, fn)
+        import ember
+        from ember import Tensor
+        from ember._tensor_methods import METHODS
+
+        tracer = self
+        for name in _RANDOM_FACTORIES:  # record even without a Proxy: never freeze a draw
+            orig = getattr(ember, name, None)
+            if orig is not None:
+                orig = _patch._originals.get(id(orig), orig)
+                patcher.set_attr(ember, name, _recording(tracer, orig))
+        for name in list(METHODS) + ["backward", "__setitem__"]:
+            if (name.endswith("_") and not name.endswith("__")) or name in (
+                    "backward", "__setitem__", "item", "tolist", "numpy"):
+                cur = Tensor.__dict__.get(name)
+                if callable(cur):
+                    patcher.set_attr(Tensor, name, _real_mutation_guard(name, cur))
+        for cls, name, fn in _static_function_slots(self._autowrap_ids):
+            # ``_fn = staticmethod(F.relu)`` holds the function itself, out of the patched
+            # namespaces' reach: record it too, rather than tracing into it
+            patcher.set_attr(cls, name, staticmethod(_patch.tracing_wrapper(fn)))
+        patcher.set_attr(builtins, "print", _breaker("print() (a Python side effect)",
+                                                     builtins.print))
+        from ember.optim.optimizer import Optimizer
+
+        for cls in _subclasses(Optimizer):
+            for meth in ("step", "zero_grad"):
+                if meth in cls.__dict__:
+                    patcher.set_attr(cls, meth, _breaker(
+                        f"{cls.__name__}.{meth}() (optimizer updates run outside the graph)"))
+
+
+def _static_function_slots(ids: set[int]) -> list[tuple[type, str, Callable]]:
+    from ember.nn import Module
+
+    out = []
+    for cls in _subclasses(Module):
+        if not (cls.__module__ or "").startswith("ember."):
+            continue
+        for name, v in list(cls.__dict__.items()):
+            if isinstance(v, staticmethod) and id(v.__func__) in ids:
+                out.append((cls, name, v.__func__))
+    return out
+
+
+def _subclasses(cls: type) -> list[type]:
+    out, todo = [], [cls]
+    while todo:
+        c = todo.pop()
+        out.append(c)
+        todo.extend(c.__subclasses__())
+    return out
+
+
+def _recording(tracer: Tracer, orig: Callable) -> Callable:
+    def record(*args, **kwargs):
+        return tracer.create_proxy("call_function", orig, args, kwargs)
+
+    record.__name__ = orig.__name__
+    return record
+
+
+def _breaker(reason: str, orig: Callable | None = None) -> Callable:
+    owner = threading.get_ident()  # builtins are process-wide: other threads keep printing
+
+    def fail(*args, **kwargs):
+        if orig is not None and threading.get_ident() != owner:
+            return orig(*args, **kwargs)
+        raise GraphBreak(reason, _user_line())
+
+    return fail
+
+
+def _real_mutation_guard(name: str, method: Callable) -> Callable:
+    # only real tensors reach here: a Proxy has its own methods. ember.fx's wrapper (``method``)
+    # still records the call when a Proxy is among the arguments (``buf.copy_(proxy)``).
+    def guarded(self, *args, **kwargs):
+        if _patch._find_proxy(args, kwargs) is not None:
+            return method(self, *args, **kwargs)
+        what = _BREAK_METHODS.get(name) or f"in-place Tensor.{name}() on a tensor that is not " \
+            "an input of the compiled region (its effect would happen only once)"
+        raise GraphBreak(what, _user_line())
+
+    guarded.__name__ = name
+    return guarded
+
+
+def closed_over_modules(fn: Callable) -> dict[str, Any]:
+    """Modules a function reads from its globals or closure (``model`` in a train step)."""
+    from ember.nn import Module
+
+    found: dict[str, Any] = {}
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return found
+    glb = getattr(fn, "__globals__", {})
+    for name in code.co_names:
+        if isinstance(glb.get(name), Module):
+            found[name] = glb[name]
+    for name, cell in zip(code.co_freevars, getattr(fn, "__closure__", None) or ()):
+        try:
+            val = cell.cell_contents
+        except ValueError:
+            continue
+        if isinstance(val, Module):
+            found[name] = val
+    return found
+
+
+def capture(root: Any, concrete_args: dict[str, Any], modules: dict[str, Any] | None = None
+            ) -> tuple[Graph, Any]:
+    """Trace ``root`` (a Module or function); return ``(graph, tracer_root_module)``.
+
+    ``modules``: Module arguments of a compiled function, installed (as the modules it closes
+    over) on the trace's root so their parameters become ``get_attr`` nodes.
+    Raises :class:`GraphBreak` when the code cannot be captured whole.
+    """
+    from ember.nn import Module
+
+    global _compiling
+    extra = {} if isinstance(root, Module) else {**closed_over_modules(root), **(modules or {})}
+    leaves: set[str] = set()
+    for _ in range(_MAX_LEAF_RETRIES):
+        tracer = _CompileTracer(leaves, extra)
+        _compiling += 1
+        try:
+            graph = tracer.trace(root, concrete_args)
+            return graph, tracer.root
+        except GraphBreak:
+            raise
+        except Exception as e:
+            where = getattr(e, "_ember_module", None)
+            if where is not None and _is_builtin_module(where[1]) and where[0] not in leaves \
+                    and where[0]:
+                leaves.add(where[0])  # an ember.nn module with Python control flow: a leaf
+                continue
+            msg = _first_line(e)
+            raise GraphBreak(f"{type(e).__name__}: {msg}",
+                             "" if " (at " in msg else _user_line(e.__traceback__)) from e
+        finally:
+            _compiling -= 1
+    raise GraphBreak("too many untraceable ember.nn modules")
+
+
+def _is_builtin_module(m: Any) -> bool:
+    return (type(m).__module__ or "").startswith("ember.")
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e) or type(e).__name__
+    return text.splitlines()[0] if text else text
+
+
+def signature_of(root: Any) -> inspect.Signature:
+    from ember.nn import Module
+
+    fn = type(root).forward if isinstance(root, Module) else root
+    sig = inspect.signature(fn)
+    if isinstance(root, Module):
+        sig = sig.replace(parameters=list(sig.parameters.values())[1:])
+    return sig

@@ -1,0 +1,227 @@
+"""A compiled callable: guards, a cache of captured graphs, recompilation and graph breaks.
+
+Each call computes a cache key from what the captured graph assumed (torch.compile's guards):
+grad mode, the ``training`` flag of every module involved, and per argument its kind —
+tensors by shape (or rank, once shapes are dynamic), dtype, device and ``requires_grad``;
+Python scalars and strings by value (they are baked into the graph); modules by identity.
+An entry also checks, per call, that every parameter and buffer it bound is still the one
+installed on its module. A miss compiles a new entry, up to ``config.recompile_limit``; after
+that the call runs eagerly (one warning). A graph break caches an eager entry for that key, so
+the break is traced once, not every call.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from ._capture import GraphBreak, Unsupported, capture, is_compiling, signature_of
+from ._executor import build, plan_inplace
+
+__all__ = ["CompiledFunction", "config"]
+
+
+class _Config:
+    """``ember._dynamo.config`` (the knobs torch._dynamo.config has that apply here)."""
+
+    recompile_limit: int = 8
+    accumulated_recompile_limit: int = 256
+    verbose: bool = False
+
+
+config = _Config()
+_REGISTRY: weakref.WeakSet = weakref.WeakSet()
+_HOOK_DICTS = ("_forward_pre_hooks", "_forward_pre_hooks_with_kwargs", "_forward_hooks",
+               "_forward_hooks_with_kwargs")
+_SCALARS = (bool, int, float, str, type(None))
+
+
+class _Entry:
+    __slots__ = ("fn", "source", "graph", "root", "attr_guards", "break_reason", "seconds")
+
+    def __init__(self) -> None:
+        self.fn = None
+        self.source = ""
+        self.graph = None
+        self.root = None
+        self.attr_guards: list = []
+        self.break_reason: GraphBreak | None = None
+        self.seconds = 0.0
+
+    def valid(self) -> bool:
+        for d, name, obj in self.attr_guards:
+            if d.get(name) is not obj:
+                return False
+        return True
+
+
+class CompiledFunction:
+    """What ``ember.compile`` returns for a function (and runs inside an OptimizedModule)."""
+
+    def __init__(self, root: Any, *, fullgraph: bool = False, dynamic: bool | None = None,
+                 backend: str | Callable = "ember") -> None:
+        from ember.nn import Module
+
+        from ._capture import closed_over_modules
+
+        self._root = root
+        self._is_module = isinstance(root, Module)
+        self._sig = signature_of(root)
+        self._fullgraph = fullgraph
+        self._dynamic = dynamic
+        self._backend = backend
+        mods = [root] if self._is_module else list(closed_over_modules(root).values())
+        self._modules = [m for top in mods for m in top.modules()]
+        self._hookable = root if self._is_module else None
+        self._kinds = [p.kind for p in self._sig.parameters.values()]
+        self._has_varkw = any(k == k.VAR_KEYWORD for k in self._kinds)
+        self.reset()
+        _REGISTRY.add(self)
+
+    # ---- state --------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Forget every compiled entry (``ember.compiler.reset``)."""
+        self._cache: dict[Any, _Entry] = {}
+        self._dynamic_shapes = self._dynamic is True
+        self._compiles = 0
+        self._warned = False
+        self.break_reasons: list[GraphBreak] = []
+        self.entries: list[_Entry] = []  # every entry compiled, in order (explain reads it)
+
+    # ---- calling --------------------------------------------------------------------------
+    def _eager(self, args: tuple, kwargs: dict) -> Any:
+        return self._root(*args, **kwargs)
+
+    def __call__(self, *args, **kwargs):
+        if is_compiling() or self._has_varkw:  # inside another capture: trace straight through
+            return self._eager(args, kwargs)
+        h = self._hookable
+        if h is not None and any(getattr(h, d, None) for d in _HOOK_DICTS):
+            return self._eager(args, kwargs)  # hooks on the compiled module itself run eagerly
+        try:
+            bound = self._sig.bind(*args, **kwargs)
+        except TypeError:
+            return self._eager(args, kwargs)  # let the function report its own error
+        bound.apply_defaults()
+        values = list(bound.arguments.values())
+        key = self._key(values, self._dynamic_shapes)
+        entry = self._cache.get(key)
+        if entry is None or not entry.valid():
+            entry = self._miss(key, values, bound)
+            if entry is None:
+                return self._eager(args, kwargs)
+        if entry.fn is None:  # a graph break for this signature: eager
+            return self._eager(args, kwargs)
+        return entry.fn(*values)
+
+    def _key(self, values: list, dynamic: bool) -> tuple:
+        from ember import is_grad_enabled
+
+        return (is_grad_enabled(), tuple(m.training for m in self._modules),
+                tuple(_arg_key(v, dynamic) for v in values))
+
+    def _miss(self, key: tuple, values: list, bound) -> _Entry | None:
+        if not self._dynamic_shapes and self._dynamic is None and self._cache:
+            # torch's automatic dynamic: a second shape for the same code makes shapes symbolic
+            loose = self._key(values, True)
+            if any(self._key_loose(k) == loose for k in self._cache):
+                self._dynamic_shapes = True
+                key = loose
+                hit = self._cache.get(key)
+                if hit is not None and hit.valid():
+                    return hit
+        if self._compiles >= config.recompile_limit:
+            if not self._warned:
+                self._warned = True
+                warnings.warn(f"ember.compile: {self._name()} hit config.recompile_limit "
+                              f"({config.recompile_limit}); later new signatures run eagerly. "
+                              "Set ember._dynamo.config.recompile_limit to raise it.",
+                              stacklevel=3)
+            return None
+        self._compiles += 1
+        entry = self._compile(values, bound)
+        self._cache[key] = entry
+        self.entries.append(entry)
+        return entry
+
+    def _key_loose(self, key: tuple) -> tuple:
+        grad, training, args = key
+        return grad, training, tuple(_loosen(a) for a in args)
+
+    def _compile(self, values: list, bound) -> _Entry:
+        from ember import Tensor, is_grad_enabled
+        from ember.nn import Module
+
+        entry = _Entry()
+        t0 = time.perf_counter()
+        concrete: dict[str, Any] = {}
+        extra: dict[str, Any] = {}
+        for (name, value), kind in zip(bound.arguments.items(), self._kinds):
+            if kind in (kind.VAR_POSITIONAL, kind.VAR_KEYWORD):
+                continue
+            if type(value) in _SCALARS or isinstance(value, Module):
+                concrete[name] = value  # baked into the graph; the key holds the value/identity
+                if isinstance(value, Module):
+                    extra[name] = value
+        try:
+            graph, troot = capture(self._root, concrete, extra)
+        except GraphBreak as e:
+            if self._fullgraph:
+                where = f"\n  at {e.user_stack}" if e.user_stack else ""
+                raise Unsupported(f"ember.compile(fullgraph=True): graph break: {e.reason}"
+                                  f"{where}") from e
+            entry.break_reason = e
+            self.break_reasons.append(e)
+            entry.seconds = time.perf_counter() - t0
+            return entry
+        backend = self._backend
+        if callable(backend):
+            from ember.fx import GraphModule
+
+            gm = GraphModule(troot, graph)
+            examples = [v for v in values if isinstance(v, Tensor)]
+            entry.fn = backend(gm, examples)
+            _, entry.source, entry.attr_guards = build(graph, troot)
+        else:
+            optimise = backend in ("ember", "inductor") and not is_grad_enabled()
+            entry.fn, entry.source, entry.attr_guards = build(
+                graph, troot, plan_inplace(graph) if optimise else None)
+        entry.graph, entry.root = graph, troot
+        entry.seconds = time.perf_counter() - t0
+        return entry
+
+    def _name(self) -> str:
+        r = self._root
+        return type(r).__name__ if self._is_module else getattr(r, "__qualname__", repr(r))
+
+
+def _arg_key(v: Any, dynamic: bool) -> Any:
+    from ember import Tensor
+    from ember.nn import Module
+
+    if isinstance(v, Tensor):
+        return ("T", len(v.shape) if dynamic else tuple(v.shape), v.dtype, str(v.device),
+                v.requires_grad)
+    if type(v) in _SCALARS:
+        return ("C", type(v), v)
+    if isinstance(v, (tuple, list)):
+        return (type(v), tuple(_arg_key(e, dynamic) for e in v))
+    if isinstance(v, Module):
+        return ("M", id(v), tuple(m.training for m in v.modules()))
+    return ("O", id(v))
+
+
+def _loosen(a: Any) -> Any:
+    if isinstance(a, tuple) and a and a[0] == "T":
+        return ("T", len(a[1]), *a[2:])
+    if isinstance(a, tuple) and len(a) == 2 and a[0] in (tuple, list):
+        return (a[0], tuple(_loosen(e) for e in a[1]))
+    return a
+
+
+def reset_all() -> None:
+    for cf in list(_REGISTRY):
+        cf.reset()
