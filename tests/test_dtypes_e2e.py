@@ -173,3 +173,46 @@ def test_mixed_dtype_linear_raises_like_torch():
         lin(ember.randn(2, 3).bfloat16())
     with pytest.raises(RuntimeError, match="mat1 and mat2 must have the same dtype"):
         lin(ember.ones(2, 3, dtype=ember.int64))
+
+
+@pytest.mark.parametrize("dt", ["complex64", "complex128"])
+def test_complex_linear_gradients_follow_torch(dt):
+    """Complex Linear: values and the conjugate-Wirtinger gradients of a real loss, as torch."""
+    rng = np.random.default_rng(0)
+
+    def c(*s):
+        return (rng.standard_normal(s) + 1j * rng.standard_normal(s)).astype(dt)
+
+    w, x, b = c(2, 3), c(4, 5, 3), c(2)
+    grads = []
+    for m in (torch, ember):
+        tw, tx, tb = (m.tensor(a, requires_grad=True) for a in (w, x, b))
+        y = m.nn.functional.linear(tx, tw, tb)
+        (y.abs().sum() + y.real.sum()).backward()
+        grads.append([y.detach().numpy(), tx.grad.numpy(), tw.grad.numpy(), tb.grad.numpy()])
+    tol = 1e-5 if dt == "complex64" else 1e-12
+    for got, want in zip(grads[1], grads[0]):
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("fn,wshape,xshape,kw", [
+    ("conv1d", (3, 2, 3), (2, 2, 7), {"padding": 1}),
+    ("conv2d", (4, 1, 3, 3), (2, 2, 6, 6), {"groups": 2, "stride": 2}),
+    ("conv_transpose2d", (2, 3, 3, 3), (2, 2, 4, 4), {"stride": 2}),
+])
+def test_complex_convolution_follows_torch(fn, wshape, xshape, kw):
+    rng = np.random.default_rng(1)
+
+    def c(*s):
+        return (rng.standard_normal(s) + 1j * rng.standard_normal(s)).astype(np.complex128)
+
+    w, x = c(*wshape), c(*xshape)
+    b = c(wshape[1] * kw.get("groups", 1) if "transpose" in fn else wshape[0])
+    results = []
+    for m in (torch, ember):
+        tw, tx, tb = (m.tensor(a, requires_grad=True) for a in (w, x, b))
+        y = getattr(m.nn.functional, fn)(tx, tw, tb, **kw)
+        (y.abs().sum() + y.imag.sum()).backward()
+        results.append([y.detach().numpy(), tx.grad.numpy(), tw.grad.numpy(), tb.grad.numpy()])
+    for got, want in zip(results[1], results[0]):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)

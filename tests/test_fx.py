@@ -263,3 +263,114 @@ def test_nn_module_stack_and_varargs():
     a, b = ember.randn(3, 2), ember.randn(3, 2)
     np.testing.assert_allclose(_np(gm(a, b)), _np(ember.relu(gm.blk.lin(a)) + b), rtol=1e-6)
     np.testing.assert_allclose(_np(fx.Interpreter(gm).run(a, b)), _np(gm(a, b)), rtol=1e-6)
+
+
+# ---- tracing through ember.nn modules down to function calls (issue #19 leftovers) -------------
+class _DeepTracer(fx.Tracer):
+    """No leaves: every module is traced through, as export and ONNX lowering need."""
+
+    def is_leaf_module(self, m, module_qualified_name):
+        return False
+
+
+def _deep_trace(m):
+    from ember.fx.serialize import graph_from_json, graph_to_json
+
+    graph = _DeepTracer().trace(m)
+    graph.lint()
+    assert {n.op for n in graph.nodes} <= {"placeholder", "get_attr", "call_function",
+                                           "call_method", "output"}
+    # saved by name and loaded back (math.sqrt and attention's fused _mha included)
+    return fx.GraphModule(m, graph), fx.GraphModule(m, graph_from_json(graph_to_json(graph)))
+
+
+def _tel(**kw):
+    return nn.TransformerEncoderLayer(16, 4, 32, dropout=0.0, **kw)
+
+
+class _SelfAttn(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(16, 4, batch_first=True)
+
+    def forward(self, q):
+        return self.attn(q, q, q)  # (output, head-averaged weights)
+
+
+_DEEP = {
+    "relu": (lambda: nn.ReLU(), (2, 5), "relu"),
+    "gelu": (lambda: nn.GELU("tanh"), (2, 5), "gelu"),
+    "softmax": (lambda: nn.Softmax(dim=-1), (2, 5), "softmax"),
+    "hardswish": (lambda: nn.Hardswish(), (2, 5), "hardswish"),
+    "conv_pool": (lambda: nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(),
+                                        nn.MaxPool2d(2)), (2, 3, 8, 8), "conv2d"),
+    "tel_relu_seq_first": (lambda: _tel(), (5, 2, 16), "relu"),
+    "tel_gelu_batch_first": (lambda: _tel(activation="gelu", batch_first=True), (2, 5, 16),
+                             "gelu"),
+    "tel_norm_first_module_act": (lambda: _tel(activation=nn.GELU(), batch_first=True,
+                                               norm_first=True), (2, 5, 16), "gelu"),
+    "mha_weights": (lambda: _SelfAttn(), (2, 5, 16), "_mha"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_DEEP))
+def test_trace_through_modules_to_functions(name):
+    ember.manual_seed(0)
+    make, shape, fn_name = _DEEP[name]
+    m = make().eval()
+    x = ember.randn(*shape)
+    gm, loaded = _deep_trace(m)
+    names = [getattr(n.target, "__name__", "") for n in gm.graph.nodes
+             if n.op == "call_function"]
+    assert fn_name in names
+    want = _outputs(m(x))
+    for g in (gm, loaded):
+        got = _outputs(g(x))
+        assert len(got) == len(want)
+        for a, b in zip(got, want):
+            np.testing.assert_allclose(_np(a), _np(b), rtol=1e-5, atol=1e-6)
+
+
+def test_trace_through_transformer_layer_matches_torch():
+    torch = pytest.importorskip("torch")
+    ember.manual_seed(0)
+    m = _tel(batch_first=True).eval()
+    t = torch.nn.TransformerEncoderLayer(16, 4, 32, dropout=0.0, batch_first=True).eval()
+    t.load_state_dict({k: torch.from_numpy(_np(v).copy()) for k, v in m.state_dict().items()})
+    gm, _ = _deep_trace(m)
+    x = np.random.default_rng(0).standard_normal((2, 5, 16)).astype(np.float32)
+    with torch.no_grad():
+        want = t(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(_np(gm(ember.tensor(x))), want, rtol=1e-4, atol=1e-5)
+
+
+def test_trace_leaves_module_functions_unpatched():
+    import math
+
+    m = _tel(batch_first=True)
+    _DeepTracer().trace(nn.Sequential(nn.ReLU(), m))
+    assert nn.ReLU.__dict__["_fn"].__func__ is F.relu
+    assert m.activation is F.relu
+    assert type(math.sqrt).__name__ == "builtin_function_or_method"
+
+
+def test_math_of_a_size_traces():
+    import math
+
+    from ember.fx.serialize import graph_from_json, graph_to_json
+
+    class Attn(nn.Module):  # nanoGPT's attention scaling
+        def forward(self, q, k):
+            return (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
+
+    gm = fx.symbolic_trace(Attn())
+    sqrt = [n for n in gm.graph.nodes if n.op == "call_function" and n.target is math.sqrt]
+    assert len(sqrt) == 1 and sqrt[0].args[0].target == "size"
+    q, k = ember.randn(2, 3, 8), ember.randn(2, 4, 8)
+    want = _np(Attn()(q, k))
+    np.testing.assert_allclose(_np(gm(q, k)), want, rtol=1e-6)
+    loaded = fx.GraphModule(Attn(), graph_from_json(graph_to_json(gm.graph)))
+    np.testing.assert_allclose(_np(loaded(q, k)), want, rtol=1e-6)
+    # another head size: the scale is recomputed from the input, not baked in
+    q, k = ember.randn(1, 3, 18), ember.randn(1, 2, 18)
+    np.testing.assert_allclose(_np(gm(q, k)), _np(Attn()(q, k)), rtol=1e-6)

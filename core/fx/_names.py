@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import builtins
 import importlib
+import math
 import operator
 import types
 from collections.abc import Callable
@@ -27,6 +28,8 @@ _OPERATORS = frozenset(
     "add sub mul truediv floordiv mod pow matmul neg pos abs invert and_ or_ xor lshift rshift "
     "eq ne lt le gt ge not_ truth is_ is_not contains getitem setitem index iadd isub imul "
     "itruediv ifloordiv imod ipow imatmul iand ior ixor ilshift irshift".split())
+# math's functions a graph may call (the tracer records them applied to sizes)
+_MATH = frozenset(n for n in dir(math) if not n.startswith("_") and callable(getattr(math, n)))
 # ember callables that touch files, processes or global state: never reachable from a saved
 # graph (a name's last part, or a prefix of its path)
 _UNSAFE_NAMES = frozenset({"save", "load", "save_safetensors", "load_safetensors", "from_file",
@@ -102,6 +105,8 @@ def resolve_target(name: str, extra: dict[str, Callable] | None = None) -> Calla
         return getattr(operator, rest)
     elif head == "builtins" and rest in _BUILTINS:
         return _BUILTINS[rest]
+    elif head == "math" and rest in _MATH:  # pure numeric functions (``math.sqrt`` of a size)
+        return getattr(math, rest)
     elif head == "ember" and rest and not (name.startswith(_UNSAFE_PREFIXES)
                                            or name.rpartition(".")[2] in _UNSAFE_NAMES):
         obj: Any = importlib.import_module("ember")
@@ -117,5 +122,5 @@ def resolve_target(name: str, extra: dict[str, Callable] | None = None) -> Calla
             if callable(obj):
                 return obj
     raise ValueError(f"cannot resolve call_function target {name!r}: only ember's tensor "
-                     "functions, operator's arithmetic/comparison/indexing and builtins.getattr "
-                     "are allowed (pass others in extra_targets)")
+                     "functions, operator's arithmetic/comparison/indexing, math's functions "
+                     "and builtins.getattr are allowed (pass others in extra_targets)")

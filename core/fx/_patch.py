@@ -90,6 +90,7 @@ class Patcher:
     def __init__(self) -> None:
         self._undo: list[Callable[[], None]] = []
         self._visited_globals: set[int] = set()
+        self._visited_objects: dict[int, Any] = {}
 
     def __enter__(self) -> Patcher:
         return self
@@ -97,6 +98,13 @@ class Patcher:
     def __exit__(self, *exc) -> None:
         while self._undo:
             self._undo.pop()()
+
+    def first_visit(self, obj: Any) -> bool:
+        """True the first time ``obj`` is seen by this patcher (patch each object once)."""
+        if id(obj) in self._visited_objects:
+            return False
+        self._visited_objects[id(obj)] = obj  # held, so the id is not reused meanwhile
+        return True
 
     def set_attr(self, obj: Any, name: str, value: Any) -> None:
         old = obj.__dict__.get(name, _MISSING) if hasattr(obj, "__dict__") else _MISSING

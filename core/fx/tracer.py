@@ -8,7 +8,7 @@ import operator
 from collections.abc import Callable
 from typing import Any
 
-from . import _patch
+from . import _fused, _patch
 from .graph import Graph
 from .node import Node
 from .proxy import ParameterProxy, Proxy, TraceError
@@ -77,7 +77,9 @@ class Tracer:
                  param_shapes_constant: bool = False) -> None:
         self._autowrap_ids = _patch.autowrap_ids(tuple(autowrap_modules),
                                                  tuple(autowrap_functions))
+        self._autowrap_ids |= _fused.fused_leaf_ids()  # MultiheadAttention's ``_mha``
         self._autowrap_extra = tuple(autowrap_functions)
+        self._autowrap_modules = tuple(autowrap_modules)
         self.param_shapes_constant = param_shapes_constant
         self.record_stack_traces = False  # True: node.meta["stack_trace"] = the user's line
         self.graph: Graph | None = None
@@ -156,8 +158,10 @@ class Tracer:
         qualname = self.path_of_module(m)
         if not self.is_leaf_module(m, qualname):
             fwd = getattr(type(m), "forward", None)
-            if self._patcher is not None and hasattr(fwd, "__globals__"):
-                self._patcher.autowrap_globals(fwd.__globals__, self._autowrap_ids)
+            if self._patcher is not None:
+                if hasattr(fwd, "__globals__"):
+                    self._patcher.autowrap_globals(fwd.__globals__, self._autowrap_ids)
+                self._wrap_function_slots(m)
             key = qualname or "<root>"
             had = key in self.module_stack
             self.module_stack[key] = (qualname, f"{type(m).__module__}.{type(m).__qualname__}")
@@ -167,6 +171,27 @@ class Tracer:
                 if not had:
                     self.module_stack.pop(key, None)
         return self.create_proxy("call_module", qualname, args, kwargs)
+
+    def _wrap_function_slots(self, m) -> None:
+        """Wrap the functions ``m`` keeps as attributes for the rest of the trace.
+
+        ``ReLU._fn = staticmethod(F.relu)`` and ``TransformerEncoderLayer.activation = F.relu``
+        hold the function object itself, which the namespace and globals patches never reach:
+        traced through, such a module would run F.relu's body on a Proxy.
+        """
+        patcher, ids = self._patcher, self._autowrap_ids
+        for klass in type(m).__mro__:
+            if klass is object or not patcher.first_visit(klass):
+                continue
+            for name, raw in list(vars(klass).items()):
+                if isinstance(raw, staticmethod) and id(raw.__func__) in ids:
+                    patcher.set_attr(klass, name,
+                                     staticmethod(_patch.tracing_wrapper(raw.__func__)))
+        if patcher.first_visit(m):
+            inst = vars(m)
+            for name, value in list(inst.items()):
+                if not name.startswith("__") and callable(value) and id(value) in ids:
+                    patcher.set_item(inst, name, _patch.tracing_wrapper(value))
 
     def getattr(self, attr: str, attr_val: Any, parameter_proxy_cache: dict) -> Any:
         """Parameters (and buffers) read in ``forward`` become get_attr proxies."""
@@ -228,6 +253,7 @@ class Tracer:
             try:
                 self._patch_all(patcher, cache, fn)
                 if isinstance(root, Module):
+                    self._wrap_function_slots(root)
                     args = [root, *args]
                 result = _unpack_varargs(fn)(*args)
                 self.create_node("output", "output", (self.create_arg(result),), {})
@@ -304,6 +330,8 @@ class Tracer:
             if mod is not None and getattr(mod, extra.__name__, None) is extra:
                 patcher.set_attr(mod, extra.__name__, _patch.tracing_wrapper(extra))
         patcher.autowrap_globals(getattr(fn, "__globals__", {}), self._autowrap_ids)
+        for mod in self._autowrap_modules:  # ``math.sqrt(x.size(-1))`` looks sqrt up in math
+            patcher.autowrap_globals(vars(mod), self._autowrap_ids)
         for name in METHODS:  # real tensors meeting proxies: ``self.scale * x``, ``w.mm(x)``
             # (properties such as is_quantized stay: a wrapper would make them truthy methods)
             if name in Tensor.__dict__ and name != "__setitem__" \

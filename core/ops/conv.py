@@ -259,16 +259,23 @@ class Conv(Function):
             if need[1]:
                 gw = ConvWeightGrad.apply(x, grad, tuple(w.shape), geom)
         else:
-            xp = ctx.xp
+            xp, cols = ctx.xp, ctx.cols
+            if grad.dtype.kind == "c":  # the conjugate Wirtinger gradient, as PyTorch
+                x, w = _conj(x), _conj(w)
+                cols = _conj(cols)
             g_cf = None if _depthwise(w.shape, geom) else _channels_first(xp, grad, geom.groups)
             if need[0]:
                 gx = conv_input_grad(xp, grad, w, geom, g_cf)
             if need[1]:
-                gw = conv_weight_grad(xp, x, grad, w.shape, geom, ctx.cols, g_cf)
+                gw = conv_weight_grad(xp, x, grad, w.shape, geom, cols, g_cf)
                 ctx.cols = None
         if need[2]:
             gb = _bias_grad(ctx.xp, grad)
         return gx, gw, gb, None
+
+
+def _conj(a):
+    return a.conj() if a is not None else None
 
 
 @float32_compute
@@ -296,6 +303,8 @@ class ConvTranspose(Function):
                 gw = ConvWeightGrad.apply(grad, x, tuple(w.shape), geom)
         else:
             xp, cols = ctx.xp, None
+            if grad.dtype.kind == "c":
+                x, w = _conj(x), _conj(w)
             if need[0]:
                 gx, cols = conv_forward(xp, grad, w, None, geom)
             if need[1]:
@@ -326,6 +335,8 @@ class ConvWeightGrad(Function):
             if need[1]:
                 gg = Conv.apply(x, grad, None, geom)
         else:
+            if grad.dtype.kind == "c":
+                x, g = _conj(x), _conj(g)
             if need[0]:
                 gx = conv_input_grad(ctx.xp, g, grad, geom)
             if need[1]:

@@ -38,6 +38,9 @@ class Linear(Function):
     def backward(ctx, grad):
         x, w = ctx.saved_tensors
         nx, nw, nb = ctx.needs_input_grad
+        if grad.dtype.kind == "c":  # PyTorch's convention: the conjugate Wirtinger gradient
+            x = x.conj() if x is not None else None
+            w = w.conj() if w is not None else None
         gx = gw = gb = None
         g2 = grad.reshape(-1, grad.shape[-1]) if grad.ndim > 2 else grad
         if nx:

@@ -55,7 +55,7 @@ class _Unflatten(Function):
     def backward(ctx, *grads):
         handle = ctx.handle
         xp = ctx.xp
-        full = xp.zeros(handle.padded, dtype=handle.dtype)
+        full = xp.zeros(handle.padded, dtype=handle.compute_dtype)
         for e, g in zip(handle.entries, grads):
             if g is not None:
                 full[e.offset:e.offset + e.numel] = g.reshape(-1)
@@ -93,6 +93,18 @@ class FlatParamHandle:
         self.shard_size = -(-max(offset, 1) // self.nshards)
         self.padded = self.shard_size * self.nshards
         self.sharded_at_rest = config.shard and not config.keep_full
+        mp = config.mixed_precision
+        # Mixed precision: forward/backward use a second, low-precision full copy (``low``),
+        # gathered from the cast shard; ``storage`` stays in the parameter dtype and serves
+        # state dicts and summon_full_params. Gradients are reduced in ``reduce``.
+        self.low = self.reduce = None
+        self.keep_low_grads = False
+        if mp is not None and first.dtype.is_floating_point:
+            from ._mixed_precision import np_dtype
+            low, red = np_dtype(mp.param_dtype), np_dtype(mp.reduce_dtype)
+            self.low = low if low is not None and low != self.dtype else None
+            self.reduce = red if red is not None and red != self.compute_dtype else None
+            self.keep_low_grads = mp.keep_low_precision_grads and self.low is not None
 
         self.storage = FlatStorage(self.padded, self.dtype, self.device)
         full = self.storage.array
@@ -107,8 +119,12 @@ class FlatParamHandle:
         self.flat_param = Parameter(ember.Tensor._wrap(flat), self.requires_grad)
         self.flat_param._ember_fsdp_flat = True  # ZeroRedundancyOptimizer refuses these
         self._flat_array = flat
-        self._plain = tuple(ember.Tensor._wrap(full[e.offset:e.offset + e.numel]
-                                               .reshape(e.shape)) for e in self.entries)
+        self._plain = self._views_of(full)
+        self.mp_storage = self._plain_low = self._mp_work = None
+        self.mp_unsharded, self.mp_version = False, None
+        if self.low is not None:
+            self.mp_storage = FlatStorage(self.padded, self.low, self.device)
+            self._plain_low = self._views_of(self.mp_storage.array)
         self._graph_views = None
         self._gather_work = None
         self._gather_version = None
@@ -124,6 +140,15 @@ class FlatParamHandle:
             self.reshard()
 
     # ---- layout --------------------------------------------------------------------------
+    @property
+    def compute_dtype(self):
+        """The dtype forward and backward see (``param_dtype`` under mixed precision)."""
+        return self.dtype if self.low is None else self.low
+
+    def _views_of(self, full) -> tuple:
+        return tuple(ember.Tensor._wrap(full[e.offset:e.offset + e.numel].reshape(e.shape))
+                     for e in self.entries)
+
     @property
     def owner(self):
         return self._owner()
@@ -189,26 +214,63 @@ class FlatParamHandle:
         self.unsharded = True
         self.gathered_version = self._gather_version
 
+    def unshard_compute(self, async_op: bool = False) -> None:
+        """Gather the parameters forward/backward use: the full-precision ones, or under
+        mixed precision the shard cast to ``param_dtype`` and all-gathered in it."""
+        if self.low is None:
+            return self.unshard(async_op)
+        version = self.flat_param._version_counter[0]
+        if self._mp_work is None and not (self.mp_unsharded and self.mp_version == version):
+            self.mp_storage.acquire()
+            src = self._flat_array.astype(self.low)
+            if not self.config.shard or self.world_size == 1:
+                self.mp_storage.array[:src.shape[0]] = src
+                work = None
+            else:
+                work = c10d.all_gather_into_tensor(
+                    ember.Tensor._wrap(self.mp_storage.array), ember.Tensor._wrap(src),
+                    group=self.config.process_group, async_op=True)
+            self._mp_work = (work, src, version)  # src stays alive until the gather is done
+        if not async_op:
+            self.wait_compute()
+
+    def wait_compute(self) -> None:
+        if self.low is None:
+            return self.wait_unshard()
+        if self._mp_work is None:
+            return
+        (work, _, version), self._mp_work = self._mp_work, None
+        if work is not None:
+            work.wait()
+        self.mp_unsharded, self.mp_version = True, version
+
     def reshard(self) -> None:
         """Free the gathered parameters (sharded-at-rest handles only)."""
         if not self.sharded_at_rest:
             return
+        if self.low is not None:
+            self.wait_compute()
+            self.mp_storage.release()
+            self.mp_unsharded = False
         if self._gather_work is not None:
             self.wait_unshard()
         self.storage.release()
         self.unsharded = False
 
-    def attach_views(self, with_graph: bool) -> None:
+    def attach_views(self, with_graph: bool, compute: bool = False) -> None:
         """Point the module attributes at views of the storage (graph-connected ones when
-        gradients will flow: one ``_Unflatten`` node per handle and iteration)."""
+        gradients will flow: one ``_Unflatten`` node per handle and iteration). ``compute``:
+        the low-precision copy under mixed precision (forward and backward)."""
+        low = compute and self.low is not None
         if with_graph and self.requires_grad:
             if self._graph_views is None:
-                leaf = ember.Tensor._wrap(self.storage.array)
+                src = self.mp_storage if low else self.storage
+                leaf = ember.Tensor._wrap(src.array)
                 leaf.requires_grad = True
                 self._graph_views = _Unflatten.apply(leaf, self)
             views = self._graph_views
         else:
-            views = self._plain
+            views = self._plain_low if low else self._plain
         for e, view in zip(self.entries, views):
             for module, name in e.aliases:
                 module.__dict__[name] = view
@@ -235,6 +297,7 @@ class FlatParamHandle:
 
     def write_back(self) -> None:
         """Copy this rank's part of the (possibly edited) full parameters into the shard."""
+        self.mp_unsharded = False  # the low-precision copy may be stale now: cast it again
         if self.sharded_at_rest and self.unsharded:
             lo, hi = self.shard_bounds()
             self._flat_array[...] = self.storage.array[lo:hi]
@@ -261,6 +324,8 @@ class FlatParamHandle:
 
     def _reduce(self, full_grad) -> None:
         pg = self.config.process_group
+        if self.reduce is not None:
+            full_grad = full_grad.astype(self.reduce)
         if self.world_size == 1:
             self._pending.append((None, full_grad))
         elif self.config.reduce == "reduce_scatter":
@@ -285,6 +350,9 @@ class FlatParamHandle:
                 arr *= 1.0 / self.world_size
             if arr.shape[0] != self.shard_size:
                 arr = arr[lo:hi]  # a full gradient: ZeRO-1 keeps it, its shard is a view
+            want = self.low if self.keep_low_grads else self.dtype
+            if arr.dtype != want:  # mixed precision: the optimizer steps in the param dtype
+                arr = arr.astype(want)
             if p.grad is None:
                 p.grad = ember.Tensor._wrap(arr)
             else:
@@ -297,6 +365,9 @@ class FlatParamHandle:
         """(category, array) pairs this handle holds beyond its flat parameter and grad."""
         if self.storage.resident or not self.storage._releasable:
             yield "parameters", self.storage.array
+        mp = self.mp_storage
+        if mp is not None and (mp.resident or not mp._releasable):
+            yield "parameters", mp.array
         if self._acc_grad is not None:
             yield "gradients", self._acc_grad
         for _, arr in self._pending:

@@ -10,12 +10,11 @@ from .. import distributed_c10d as c10d
 from ._runtime import _UnitConfig
 
 
-def unsupported(cpu_offload, mixed_precision, param_init_fn, use_orig_params, device_mesh):
+def unsupported(cpu_offload, param_init_fn, use_orig_params, device_mesh):
     if cpu_offload is not None and getattr(cpu_offload, "offload_params", False):
         raise NotImplementedError("FullyShardedDataParallel: CPUOffload(offload_params=True) "
                                   "is not supported")
-    for name, value in (("mixed_precision", mixed_precision), ("param_init_fn", param_init_fn),
-                        ("device_mesh", device_mesh)):
+    for name, value in (("param_init_fn", param_init_fn), ("device_mesh", device_mesh)):
         if value is not None:
             raise NotImplementedError(f"FullyShardedDataParallel: {name} is not supported")
     if use_orig_params:

@@ -29,6 +29,7 @@ class _UnitConfig:
     ignored_params: frozenset = field(default_factory=frozenset)
     ignored_modules: frozenset = field(default_factory=frozenset)
     strategy: ShardingStrategy | None = None
+    mixed_precision: Any = None  # a _mixed_precision.MPPolicy (FSDP only)
 
 
 def config_for(strategy: ShardingStrategy, process_group, **kw) -> _UnitConfig:

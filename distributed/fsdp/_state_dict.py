@@ -20,6 +20,7 @@ from ember.backend import get_array_module
 from ember.nn import Module
 from ember.nn.modules.module import _IncompatibleKeys
 
+from ._mixed_precision import buffer_for_state_dict
 from .api import StateDictType
 
 SHARD_META = "_ember_shard_meta"
@@ -207,7 +208,8 @@ def _fill(root, sd, prefix, managed, full) -> None:
                 sd[key] = m._parameters[name].detach()
         for name, b in m._buffers.items():
             if b is not None and name not in m._non_persistent_buffers_set:
-                sd[prefix + mprefix + name] = b.detach()
+                # mixed precision: buffers cast to buffer_dtype are saved in their own dtype
+                sd[prefix + mprefix + name] = buffer_for_state_dict(m, name, b.detach())
         if type(m).get_extra_state is not Module.get_extra_state:
             sd[prefix + mprefix + "_extra_state"] = m.get_extra_state()
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum, auto
+from typing import Any
 
 __all__ = [
     "ShardingStrategy", "BackwardPrefetch", "StateDictType", "StateDictConfig",
     "FullStateDictConfig", "ShardedStateDictConfig", "OptimStateDictConfig",
     "FullOptimStateDictConfig", "ShardedOptimStateDictConfig", "StateDictSettings",
-    "CPUOffload", "OptimStateKeyType",
+    "CPUOffload", "OptimStateKeyType", "MixedPrecision",
 ]
 
 
@@ -107,3 +108,34 @@ class CPUOffload:
     """Accepted for PyTorch compatibility; ``offload_params=True`` is not supported."""
 
     offload_params: bool = False
+
+
+@dataclass(frozen=True)
+class MixedPrecision:
+    """Mixed-precision training of an FSDP model (PyTorch's ``MixedPrecision``).
+
+    The sharded parameters (what the optimizer steps) keep their dtype; only the copies
+    gathered for forward and backward are cast.
+
+    Args:
+        param_dtype: dtype of the gathered parameters, hence of forward and backward compute
+            (the shard is cast before the all-gather). ``None``: no cast.
+        reduce_dtype: dtype in which gradients are reduced (reduce-scatter / all-reduce).
+            ``None``: ``param_dtype`` (or no cast when that is ``None`` too). The reduced
+            gradient is cast back to the parameter's dtype for the optimizer.
+        buffer_dtype: dtype buffers are cast to at the first forward (``state_dict`` returns
+            them in their original dtype). ``None``: no cast.
+        keep_low_precision_grads: leave ``flat_param.grad`` in ``param_dtype`` instead of
+            casting it back to the parameter's dtype.
+        cast_forward_inputs: cast floating-point forward inputs of every unit to
+            ``param_dtype``.
+        cast_root_forward_inputs: cast floating-point forward inputs of the root unit to
+            ``param_dtype``.
+    """
+
+    param_dtype: Any = None
+    reduce_dtype: Any = None
+    buffer_dtype: Any = None
+    keep_low_precision_grads: bool = False
+    cast_forward_inputs: bool = False
+    cast_root_forward_inputs: bool = True

@@ -18,6 +18,7 @@ import ember
 from ember.nn import Module
 
 from .. import distributed_c10d as c10d
+from . import _mixed_precision as _mp
 from . import _optim_state_dict as _osd
 from . import _state_dict as _sd
 from ._flat_param import FlatParamHandle
@@ -35,6 +36,7 @@ from .api import (
     CPUOffload,
     FullOptimStateDictConfig,
     FullStateDictConfig,
+    MixedPrecision,
     OptimStateKeyType,
     ShardedOptimStateDictConfig,
     ShardedStateDictConfig,
@@ -65,7 +67,10 @@ class FullyShardedDataParallel(Module):
         ignored_modules (iterable of nn.Module): modules whose parameters stay ordinary
             (neither sharded nor reduced).
         sync_module_states (bool): broadcast parameters and buffers from rank 0 at wrap time.
-        cpu_offload, mixed_precision, param_init_fn, device_id, limit_all_gathers,
+        mixed_precision (MixedPrecision or None): compute in ``param_dtype`` (the gathered
+            parameters are cast; the sharded parameters the optimizer steps keep their
+            dtype), reduce gradients in ``reduce_dtype``, cast buffers to ``buffer_dtype``.
+        cpu_offload, param_init_fn, device_id, limit_all_gathers,
         use_orig_params, ignored_states, device_mesh: accepted for PyTorch compatibility;
             the features behind non-default values are not implemented.
     """
@@ -74,12 +79,14 @@ class FullyShardedDataParallel(Module):
                  sharding_strategy: ShardingStrategy | None = None,
                  cpu_offload: CPUOffload | None = None, auto_wrap_policy=None,
                  backward_prefetch: BackwardPrefetch | None = BackwardPrefetch.BACKWARD_PRE,
-                 mixed_precision=None, ignored_modules: Iterable[Module] | None = None,
+                 mixed_precision: MixedPrecision | None = None,
+                 ignored_modules: Iterable[Module] | None = None,
                  param_init_fn=None, device_id=None, sync_module_states: bool = False,
                  forward_prefetch: bool = False, limit_all_gathers: bool = True,
                  use_orig_params: bool = False, ignored_states=None, device_mesh=None):
         super().__init__()
-        unsupported(cpu_offload, mixed_precision, param_init_fn, use_orig_params, device_mesh)
+        unsupported(cpu_offload, param_init_fn, use_orig_params, device_mesh)
+        mp = _mp.resolve(mixed_precision)
         check_wrappable(module, type(self).__name__)
         if not c10d.is_initialized():
             raise RuntimeError(f"{type(self).__name__} needs a process group: call "
@@ -94,7 +101,8 @@ class FullyShardedDataParallel(Module):
         config = config_for(strategy, process_group, backward_prefetch=backward_prefetch,
                             forward_prefetch=forward_prefetch,
                             sync_module_states=sync_module_states,
-                            ignored_params=ignored_params, ignored_modules=ignored_mods)
+                            ignored_params=ignored_params, ignored_modules=ignored_mods,
+                            mixed_precision=mp)
         if auto_wrap_policy is not None:
             policy = _as_policy(auto_wrap_policy)
             _recursive_wrap(module, policy, lambda m: type(self)._make_unit(m, config),
@@ -166,6 +174,10 @@ class FullyShardedDataParallel(Module):
             self._root_state = RootState(units)
             for u in units:  # not a submodule: object.__setattr__ keeps it out of _modules
                 object.__setattr__(u, "_root_ref", self)
+            mp = self._config.mixed_precision
+            if mp is not None and mp.buffer_dtype is not None:
+                _mp.cast_buffers(self._fsdp_wrapped_module, mp.buffer_dtype,
+                                 self._config.ignored_modules)
         if self._root_ref is None:
             raise RuntimeError(f"{type(self).__name__}: this unit is nested inside another; "
                                "call the outermost (root) module, not a nested unit")
@@ -183,6 +195,10 @@ class FullyShardedDataParallel(Module):
         root = self._root()
         if root is self:
             self._root_pre_forward()
+        mp = self._config.mixed_precision
+        if mp is not None and mp.param_dtype is not None and (
+                mp.cast_root_forward_inputs if root is self else mp.cast_forward_inputs):
+            args, kwargs = _mp.cast_inputs(mp.param_dtype, args, kwargs)
         self._pre_forward()
         out = self._fsdp_wrapped_module(*args, **kwargs)
         return self._post_forward(out)
@@ -198,17 +214,17 @@ class FullyShardedDataParallel(Module):
         root = self._root_ref
         root._root_state.exec_order.append(self)
         for h in self._handles:
-            h.unshard(async_op=True)
+            h.unshard_compute(async_op=True)
         for h in self._handles:
-            h.wait_unshard()
+            h.wait_compute()
         if self._config.forward_prefetch:
             nxt = root._root_state.next_in_forward(self)
             if nxt is not None:
                 for h in nxt._handles:
-                    h.unshard(async_op=True)
+                    h.unshard_compute(async_op=True)
         grad = ember.is_grad_enabled()
         for h in self._handles:
-            h.attach_views(grad)
+            h.attach_views(grad, compute=True)
 
     def _post_forward(self, out):
         needs_hook = any(h.sharded_at_rest for h in self._handles)
@@ -227,9 +243,9 @@ class FullyShardedDataParallel(Module):
         self._pre_backward_done = True
         self._ensure_final_callback()
         for h in self._handles:
-            h.unshard(async_op=True)
+            h.unshard_compute(async_op=True)
         for h in self._handles:
-            h.wait_unshard()
+            h.wait_compute()
         if self._config.backward_prefetch is BackwardPrefetch.BACKWARD_PRE:
             self._prefetch_backward()
 
@@ -241,7 +257,7 @@ class FullyShardedDataParallel(Module):
         nxt = self._root_ref._root_state.next_in_backward(self)
         if nxt is not None:
             for h in nxt._handles:
-                h.unshard(async_op=True)
+                h.unshard_compute(async_op=True)
 
     def _finalize_backward(self) -> None:
         """Run by the engine when backward has finished (queued by the first hook)."""

@@ -22,6 +22,7 @@ from ember.distributed.fsdp import (
     BackwardPrefetch,
     FullOptimStateDictConfig,
     FullStateDictConfig,
+    MixedPrecision,
     ModuleWrapPolicy,
     OptimStateKeyType,
     ShardingStrategy,
@@ -199,7 +200,82 @@ def ckpt_load(out: str, rank: int, world: int) -> None:
     np.savez(os.path.join(out, f"ckpt_load{world}-rank{rank}.npz"), **result)
 
 
-SCENARIOS = {"parity": parity, "memory": memory, "ckpt_save": ckpt_save, "ckpt_load": ckpt_load}
+MP_CONFIGS = {  # name: (sharding strategy, MixedPrecision keyword arguments)
+    "bf16": (ShardingStrategy.FULL_SHARD, {}),  # reduce_dtype defaults to param_dtype
+    "bf16_reduce_fp32": (ShardingStrategy.FULL_SHARD, {"reduce_dtype": ember.float32}),
+    "bf16_grad_op": (ShardingStrategy.SHARD_GRAD_OP, {"reduce_dtype": ember.float32}),
+    "bf16_no_shard": (ShardingStrategy.NO_SHARD, {}),
+    "bf16_keep_low": (ShardingStrategy.FULL_SHARD, {"keep_low_precision_grads": True}),
+}
+MP_STEPS = 4
+
+
+def _mp_model():
+    model = make_model()
+    model.register_buffer("stat", ember.full((3,), 1.1))  # a float buffer for buffer_dtype
+    return model
+
+
+def _mp_reference(mp_kw: dict, rank: int, world: int) -> dict:
+    """One process doing FSDP's casts: each rank's batch through a bf16 copy of the fp32
+    parameters, the gradients cast to reduce_dtype, summed, averaged, cast back, SGD in fp32."""
+    import copy
+
+    red = mp_kw.get("reduce_dtype", ember.bfloat16)
+    ref = _mp_model()
+    opt = ember.optim.SGD(ref.parameters(), lr=0.05, momentum=0.9)
+    for s in range(MP_STEPS):
+        total = None
+        for r in range(world):
+            low = copy.deepcopy(ref).to(ember.bfloat16)
+            x, y = batch(s, r, world)
+            nn.functional.cross_entropy(low(x.to(ember.bfloat16)), y).backward()
+            grads = [p.grad.to(red) for p in low.parameters()]
+            total = grads if total is None else [a + b for a, b in zip(total, grads)]
+        want = ember.bfloat16 if mp_kw.get("keep_low_precision_grads") else ember.float32
+        for p, g in zip(ref.parameters(), total):
+            p.grad = (g * (1.0 / world)).to(want)
+        opt.step()
+    return full_params(ref)
+
+
+def mixed_precision(out: str, rank: int, world: int) -> None:
+    """MP_STEPS SGD steps of FSDP with bf16 param_dtype per config, its single-process
+    reference, and the dtypes seen: output, gradients at the optimizer, state_dict, buffer."""
+    arrays, info = {}, {}
+    for name, (strategy, kw) in MP_CONFIGS.items():
+        mp = MixedPrecision(param_dtype=ember.bfloat16, buffer_dtype=ember.bfloat16, **kw)
+        model = FSDP(_mp_model(), sharding_strategy=strategy, mixed_precision=mp,
+                     auto_wrap_policy=ModuleWrapPolicy({Block}))
+        opt = ember.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+        seen = {"out": set(), "grad": set(), "param": set()}
+        for s in range(MP_STEPS):
+            x, y = batch(s, rank, world)
+            logits = model(x)
+            seen["out"].add(str(logits.dtype))
+            opt.zero_grad()
+            nn.functional.cross_entropy(logits, y).backward()
+            seen["grad"].update(str(p.grad.dtype) for p in model.parameters())
+            seen["param"].update(str(p.dtype) for p in model.parameters())
+            opt.step()
+        sd = model.state_dict()
+        info[name] = {k: sorted(v) for k, v in seen.items()}
+        info[name]["state_dict"] = sorted({str(v.dtype) for v in sd.values()})
+        info[name]["buffer_in_module"] = str(model.module.stat.dtype)
+        arrays.update({f"{name}/fsdp/{k}": v.numpy() for k, v in sd.items()})
+        arrays.update({f"{name}/ref/{k}": v for k, v in _mp_reference(kw, rank, world).items()})
+    model = FSDP(_mp_model(), auto_wrap_policy=ModuleWrapPolicy({Block}))  # no casts at all
+    train(model, ember.optim.SGD(model.parameters(), lr=0.05, momentum=0.9), MP_STEPS, rank,
+          world)
+    arrays.update({f"fp32/fsdp/{k}": v for k, v in full_params(model).items()})
+    arrays.update({f"init/{k}": v for k, v in full_params(_mp_model()).items()})
+    np.savez(os.path.join(out, f"mixed_precision-rank{rank}.npz"), **arrays)
+    with open(os.path.join(out, f"mixed_precision-rank{rank}.json"), "w") as f:
+        json.dump(info, f)
+
+
+SCENARIOS = {"parity": parity, "memory": memory, "ckpt_save": ckpt_save, "ckpt_load": ckpt_load,
+             "mixed_precision": mixed_precision}
 
 
 def main() -> None:

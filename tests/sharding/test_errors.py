@@ -13,7 +13,7 @@ import ember
 from ember import nn
 from ember.distributed.ddp import DistributedDataParallel as DDP
 from ember.distributed.fsdp import FullyShardedDataParallel as FSDP
-from ember.distributed.fsdp import ModuleWrapPolicy, StateDictType, checkpoint
+from ember.distributed.fsdp import MixedPrecision, ModuleWrapPolicy, StateDictType, checkpoint
 from ember.distributed.optim import ZeroDataParallel, ZeroRedundancyOptimizer
 
 pytestmark = pytest.mark.usefixtures("pg1")
@@ -172,3 +172,19 @@ def test_shard_pieces_of_another_model():
             other.load_state_dict(sd)
     with pytest.raises(RuntimeError, match="shard 0 of 2 has metadata"):
         checkpoint.consolidate_state_dicts([sd, sd])
+
+
+# ---- malformed mixed precision ----------------------------------------------------------
+@pytest.mark.parametrize("mp, exc, msg", [
+    ("bf16", TypeError, "mixed_precision must be an ember.distributed.fsdp.MixedPrecision, "
+                        "got str"),
+    (MixedPrecision(param_dtype=np.float16), TypeError, "MixedPrecision.param_dtype must be "
+                                                        "an ember dtype"),
+    (MixedPrecision(reduce_dtype=ember.int32), ValueError, "MixedPrecision.reduce_dtype must "
+                                                           "be a floating-point dtype"),
+])
+def test_bad_mixed_precision(mp, exc, msg):
+    m = make_model()
+    with pytest.raises(exc, match=msg):
+        FSDP(m, mixed_precision=mp)
+    FSDP(m)  # nothing was changed: the module can still be wrapped

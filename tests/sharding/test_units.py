@@ -1,9 +1,13 @@
 """FSDP / ZeRO mechanics in one process (a one-rank group): state dicts, summon_full_params,
-freeing after forward, units used twice, tied weights, no_sync, wrap policies, ZeRO-1 state."""
+freeing after forward, units used twice, tied weights, no_sync, wrap policies, ZeRO-1 state,
+mixed precision (also against PyTorch's FSDP)."""
 
 from __future__ import annotations
 
 import functools
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -16,6 +20,7 @@ from ember.distributed.fsdp import (
     FullyShardedDataParallel as FSDP,
 )
 from ember.distributed.fsdp import (
+    MixedPrecision,
     ModuleWrapPolicy,
     ShardingStrategy,
     StateDictType,
@@ -282,3 +287,94 @@ def test_zero_optimizer_param_groups_and_default_memory_report():
     mine = dist.memory_report(m, zopt)
     assert everything["parameters"] >= mine["parameters"] > 0
     assert mine["optimizer_state"] == 4 * sum(p.numel() for p in m.parameters())
+
+
+# ---- mixed precision on one rank --------------------------------------------------------
+def _bf16(**kw):
+    return MixedPrecision(param_dtype=ember.bfloat16, **kw)
+
+
+def test_mixed_precision_summon_eval_and_no_sync():
+    f = FSDP(make_model(), mixed_precision=_bf16(), auto_wrap_policy=ModuleWrapPolicy({Block}))
+    plain = make_model()
+    with FSDP.summon_full_params(f):  # the fp32 values, not the bf16 compute copy
+        w = f.module[1].fc.weight
+        assert w.dtype == ember.float32
+        np.testing.assert_array_equal(w.numpy(), plain[1].fc.weight.detach().numpy())
+    with ember.no_grad():
+        assert f(ember.randn(3, 5)).dtype == ember.bfloat16
+    assert not any(h.storage.resident or h.mp_storage.resident
+                   for u in _units(f) for h in u._handles)
+    ns = FSDP(make_model(), mixed_precision=_bf16(), sharding_strategy=ShardingStrategy.NO_SHARD)
+    assert np.abs(ns(ember.randn(3, 5)).float().detach().numpy()).sum() > 0
+    with FSDP.summon_full_params(ns):  # edits reach the bf16 copy NO_SHARD keeps
+        ns.module[3].weight._data[...] = 0
+        ns.module[3].bias._data[...] = 0
+    assert not np.any(ns(ember.randn(3, 5)).float().detach().numpy())
+    # no_sync: bf16 gradients accumulate as a bf16 model's do, then reach .grad as fp32
+    x, y = _data(8)
+    low = make_model().to(ember.bfloat16)
+    with f.no_sync():
+        nn.functional.cross_entropy(f(x[:4]), y[:4]).backward()
+    nn.functional.cross_entropy(f(x[4:]), y[4:]).backward()
+    for part in (slice(0, 4), slice(4, 8)):
+        nn.functional.cross_entropy(low(x[part].to(ember.bfloat16)), y[part]).backward()
+    assert {p.grad.dtype for p in f.parameters()} == {ember.float32}
+    got = np.sort(np.concatenate([p.grad.numpy() for p in f.parameters()]))
+    want = np.sort(np.concatenate([p.grad.float().numpy().ravel() for p in low.parameters()]))
+    np.testing.assert_array_equal(got, want)
+
+
+def test_mixed_precision_casts_forward_inputs():
+    from ember.distributed.fsdp._mixed_precision import cast_inputs
+
+    x, idx = ember.randn(2, 7), ember.tensor([1, 0])
+    args, kwargs = cast_inputs(ember.bfloat16, (x, idx), {"h": x.double()})
+    assert (args[0].dtype, args[1].dtype, kwargs["h"].dtype) == (
+        ember.bfloat16, idx.dtype, ember.bfloat16)  # only floating-point tensors are cast
+    policy = ModuleWrapPolicy({Block})
+    # the root has no parameters of its own: the blocks cast their inputs themselves
+    f = FSDP(nn.Sequential(Block(7), Block(7)), auto_wrap_policy=policy,
+             mixed_precision=_bf16(cast_root_forward_inputs=False, cast_forward_inputs=True))
+    assert f(x).dtype == ember.bfloat16
+    buffers = FSDP(nn.Sequential(nn.BatchNorm1d(7)), mixed_precision=MixedPrecision(
+        buffer_dtype=ember.float16))
+    buffers(x)
+    bn = buffers.module[0]
+    assert bn.running_mean.dtype == ember.float16  # cast at the first forward
+    assert bn.weight.dtype == ember.float32  # parameters untouched without param_dtype
+    sd = buffers.state_dict()
+    assert sd["0.running_mean"].dtype == ember.float32
+    assert sd["0.num_batches_tracked"].dtype == ember.int64
+
+
+def test_mixed_precision_matches_torch_fsdp(tmp_path):
+    """The same weights and input through PyTorch's FSDP and ember's, both with
+    MixedPrecision(bfloat16, reduce_dtype=float32, buffer_dtype=bfloat16): dtypes, output,
+    the parameters after one SGD step, and the buffer round trip."""
+    pytest.importorskip("torch")
+    out = tmp_path / "torch_mp.npz"
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "torch_mp_ref.py")
+    proc = subprocess.run([sys.executable, script, str(out)], capture_output=True, text=True,
+                          timeout=120, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ref = dict(np.load(out))
+    m = nn.Sequential(nn.Linear(5, 7), nn.LayerNorm(7), nn.Linear(7, 3))
+    m.register_buffer("stat", ember.full((3,), 1.1))
+    m.load_state_dict({k[5:]: ember.tensor(v) for k, v in ref.items() if k.startswith("init/")})
+    mp = MixedPrecision(ember.bfloat16, reduce_dtype=ember.float32, buffer_dtype=ember.bfloat16)
+    f = FSDP(m, mixed_precision=mp)
+    opt = ember.optim.SGD(f.parameters(), lr=1.0)
+    y = f(ember.tensor(ref["x"]))
+    y.float().square().sum().backward()
+    meta = [str(y.dtype), str(m.stat.dtype), *sorted({str(p.grad.dtype) for p in f.parameters()})]
+    assert [s.replace("ember.", "torch.") for s in meta] == list(ref["meta"])
+    np.testing.assert_allclose(y.float().detach().numpy(), ref["y"], rtol=2 ** -7, atol=1e-2)
+    opt.step()
+    sd = f.state_dict()
+    assert sorted(sd) == sorted(k[6:] for k in ref if k.startswith("after/"))
+    for k, v in sd.items():
+        assert v.dtype == ember.float32, k
+        np.testing.assert_allclose(v.numpy(), ref["after/" + k], rtol=2 ** -7, atol=2e-2,
+                                   err_msg=k)
+    np.testing.assert_array_equal(sd["stat"].numpy(), ref["after/stat"])  # 1.1 via bf16

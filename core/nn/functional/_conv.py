@@ -48,7 +48,7 @@ def _check_common(name, input, weight, bias, nd, stride, dilation, groups, paddi
         raise RuntimeError(f"Input type ({input.dtype.name.replace('float32', 'float')}) and "
                            f"bias type ({bias.dtype.name.replace('float32', 'float')}) should "
                            "be the same")
-    if not input.dtype.is_floating_point:
+    if not (input.dtype.is_floating_point or input.dtype.is_complex):
         raise RuntimeError(f'"{name}" not implemented for \'{scalar_name(input)}\'')
     if any(s <= 0 for s in stride):
         raise RuntimeError("non-positive stride is not supported")
