@@ -36,7 +36,9 @@ def _to_array(data, dtype, device):
         arr = data._data
     elif isinstance(data, np.ndarray) or (_cupy.cupy is not None
                                           and isinstance(data, _cupy.cupy.ndarray)):
-        arr = data
+        # a subclass (np.memmap, np.matrix) as a plain view of the same memory
+        arr = data.view(np.ndarray) if isinstance(data, np.ndarray) \
+            and type(data) is not np.ndarray else data
     elif isinstance(data, np.generic):  # NumPy scalars keep their dtype, as in PyTorch
         arr = np.asarray(data)
     else:
@@ -102,7 +104,9 @@ def from_numpy(ndarray: np.ndarray) -> Tensor:
     if not isinstance(ndarray, np.ndarray):
         raise TypeError(f"expected np.ndarray (got {type(ndarray).__name__})")
     from_numpy_dtype(ndarray.dtype)
-    return Tensor._wrap(ndarray)
+    # subclasses (np.memmap, np.matrix) become plain views of the same memory: ops pick their
+    # array module by the exact type
+    return Tensor._wrap(ndarray if type(ndarray) is np.ndarray else ndarray.view(np.ndarray))
 
 
 def _size(size):

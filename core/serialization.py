@@ -293,13 +293,6 @@ def load(f: FileLike, map_location: MapLocation = None, pickle_module=None, *,
         if meta.get("ember.version") != _FORMAT_VERSION:
             raise src.error(f"unsupported ember file version {meta.get('ember.version')!r}")
         kind = meta.get("ember.kind")
-        if kind == "pickle" and weights_only:
-            raise pickle.UnpicklingError(
-                f"Weights only load failed: {src.name} holds pickled Python objects (saved "
-                f"from an object that needed pickling: {meta.get('ember.pickle_reason')}), and "
-                "unpickling can run arbitrary code. Re-run ember.load with weights_only=False "
-                "only if you trust the source of this file."
-            )
         try:
             records = _check_records(json.loads(meta["ember.tensors"]))
             text = meta.get("ember.structure")
@@ -311,6 +304,10 @@ def load(f: FileLike, map_location: MapLocation = None, pickle_module=None, *,
         tensors = _Tensors(src, records, map_location)
         if kind == "pickle":
             blob = src.array("pickle").tobytes()
+            if weights_only:
+                # as torch.load(weights_only=True): only containers, primitive types and the
+                # globals the user allowlisted (add_safe_globals / safe_globals) are rebuilt
+                return _restricted_pickle_loads(blob, tensors.tensor, src.name, meta)
             return codec.pickle_loads(blob, tensors.tensor, pickle_module or pickle)
         if kind != "structure":
             raise src.error(f"unknown content kind {kind!r}")
@@ -318,6 +315,23 @@ def load(f: FileLike, map_location: MapLocation = None, pickle_module=None, *,
             return codec.decode(tree, tensors.tensor, tensors.entry)
         except codec.FormatError as exc:
             raise src.error(f"the file is corrupted ({exc})") from None
+
+
+def _restricted_pickle_loads(blob: bytes, tensor_at, name: str, meta: dict):
+    """Unpickle an ember ``pickle`` payload allowing only what weights-only loading allows."""
+    from ._torch_pickle import RestrictedUnpickler
+
+    def persistent(pid):
+        if not (isinstance(pid, tuple) and len(pid) == 2 and pid[0] == "ember.tensor"):
+            raise pickle.UnpicklingError(f"unknown persistent id {pid!r}")
+        return tensor_at(pid[1])
+
+    try:
+        return RestrictedUnpickler(io.BytesIO(blob), persistent, weights_only=True).load()
+    except pickle.UnpicklingError as exc:
+        raise pickle.UnpicklingError(
+            f"{name} holds pickled Python objects (saved from an object that needed pickling: "
+            f"{meta.get('ember.pickle_reason')}). {exc}") from None
 
 
 def _sniff(f: FileLike) -> tuple[FileLike, str]:

@@ -192,10 +192,10 @@ def test_self_referencing_container_is_pickled(tmp_path):
     cyc = [ember.ones(1)]
     cyc.append(cyc)
     ember.save(cyc, tmp_path / "c.pt")
-    with pytest.raises(pickle.UnpicklingError, match="contains itself"):
-        ember.load(tmp_path / "c.pt")
-    out = ember.load(tmp_path / "c.pt", weights_only=False)
-    assert out[1] is out
+    # containers are allowed under weights_only=True, cycles included (as torch.load)
+    for weights_only in (True, False):
+        out = ember.load(tmp_path / "c.pt", weights_only=weights_only)
+        assert out[1] is out
 
 
 def test_module_pickle_keeps_parameters(tmp_path):
@@ -543,3 +543,21 @@ def test_plain_structures_roundtrip(tree):
     ember.save(tree, buf)
     buf.seek(0)
     assert _typed(ember.load(buf)) == _typed(tree)
+
+
+def test_pickled_module_loads_with_allowlisted_globals(tmp_path):
+    """A whole module saved by ember.save loads under weights_only=True once its classes are
+    allowlisted (torch's safe_globals workflow), and is refused naming the class otherwise."""
+    import pickle
+
+    m = ember.nn.Sequential(ember.nn.Linear(3, 2), ember.nn.ReLU())
+    path = tmp_path / "model.pt"
+    ember.save(m, path)
+    with pytest.raises(pickle.UnpicklingError, match="ember.nn.modules.container.Sequential"):
+        ember.load(path)
+    with ember.serialization.safe_globals([ember.nn.Sequential, ember.nn.Linear,
+                                           ember.nn.ReLU]):
+        loaded = ember.load(path)
+    x = ember.randn(4, 3)
+    assert bool((loaded(x) == m(x)).all())
+    assert ember.serialization.get_safe_globals() == []

@@ -251,3 +251,12 @@ def test_torch_spellings_real_scripts_use():
     from ember.nn.modules.activation import MultiheadAttention
 
     assert MultiheadAttention is ember.nn.MultiheadAttention
+
+
+def test_numpy_subclasses_become_plain_arrays(tmp_path):
+    """np.memmap slices (nanoGPT's data loader) work through from_numpy/tensor and stack."""
+    np.arange(10, dtype=np.uint16).tofile(tmp_path / "d.bin")
+    data = np.memmap(tmp_path / "d.bin", dtype=np.uint16, mode="r")
+    x = ember.stack([ember.from_numpy(data[i:i + 3].astype(np.int64)) for i in range(3)])
+    assert x.tolist() == [[0, 1, 2], [1, 2, 3], [2, 3, 4]]
+    assert (ember.tensor(data[:4]) + 1).tolist() == [1, 2, 3, 4]

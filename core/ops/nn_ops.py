@@ -38,7 +38,7 @@ class Linear(Function):
     def backward(ctx, grad):
         x, w = ctx.saved_tensors
         nx, nw, nb = ctx.needs_input_grad
-        if grad.dtype.kind == "c":  # PyTorch's convention: the conjugate Wirtinger gradient
+        if getattr(grad, "_data", grad).dtype.kind == "c":  # conjugate Wirtinger, as PyTorch
             x = x.conj() if x is not None else None
             w = w.conj() if w is not None else None
         gx = gw = gb = None

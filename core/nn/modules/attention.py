@@ -8,13 +8,9 @@ from .. import init
 from ..functional._attention import _mha
 from ..module import Module
 from ..parameter import Parameter
-from .linear import Linear
+from .linear import NonDynamicallyQuantizableLinear
 
 __all__ = ["MultiheadAttention", "NonDynamicallyQuantizableLinear"]
-
-
-class NonDynamicallyQuantizableLinear(Linear):
-    """The Linear that PyTorch uses for ``MultiheadAttention.out_proj`` (same behaviour)."""
 
 
 class MultiheadAttention(Module):

@@ -120,3 +120,9 @@ class LazyLinear(LazyModuleMixin, Linear):
             if self.bias is not None:
                 self.bias.materialize((self.out_features,))
             self.reset_parameters()
+
+
+class NonDynamicallyQuantizableLinear(Linear):
+    """The Linear of ``MultiheadAttention.out_proj``, which dynamic quantization leaves alone
+    (torch's marker class, in torch's module: scripts name it among a pickled model's safe
+    globals)."""
