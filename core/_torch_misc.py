@@ -134,8 +134,9 @@ def set_default_device(device) -> None:
 
     # kept unresolved ("cuda", not "cuda:0"): like torch, a CUDA default is accepted without
     # CUDA, and the factories that use it fail then
-    _DEFAULT[0] = None if device is None else device if isinstance(device, _device) \
-        else _device(device) if isinstance(device, str) else _device("cuda", device)
+    if device is not None and not isinstance(device, _device):
+        device = _device("cuda", device) if isinstance(device, int) else _device(device)
+    _DEFAULT[0] = device
 
 
 def set_default_tensor_type(t) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import math
 
 from . import OnnxExporterError, TrainingMode
 
@@ -41,48 +40,18 @@ def make_tracer():
                 if alt is not None:
                     def forward(*a, **k):  # noqa: F811 - a forward without shape checks
                         return alt(m, *a, **k)
-                self._wrap_class_fn(type(m))
-                self._wrap_instance_fns(m)
             return super().call_module(m, forward, args, kwargs)
 
         def _patch_all(self, patcher, cache, fn) -> None:
             super()._patch_all(patcher, cache, fn)
-            # ``math.sqrt(k.size(-1))`` reaches math through the module attribute, which the
-            # globals patching does not see: wrap math's functions themselves while tracing
+            # a static method the tracer does not record by itself (ember.fx wraps functions
+            # kept as module attributes and math's functions already)
             from ember.fx._patch import tracing_wrapper
             from ember.nn import Transformer
 
             gen = Transformer.__dict__["generate_square_subsequent_mask"]
             patcher.set_attr(Transformer, "generate_square_subsequent_mask",
                              staticmethod(tracing_wrapper(gen.__func__)))
-            for name in dir(math):
-                f = getattr(math, name)
-                if callable(f) and not name.startswith("_") and id(f) in self._autowrap_ids:
-                    patcher.set_attr(math, name, tracing_wrapper(f))
-
-        def _wrap_instance_fns(self, m) -> None:
-            # functions stored on the instance (TransformerEncoderLayer.activation = F.relu)
-            from ember.fx._patch import tracing_wrapper
-
-            if self._patcher is None:
-                return
-            for name, value in list(vars(m).items()):
-                if callable(value) and not name.startswith("__") \
-                        and id(value) in self._autowrap_ids:
-                    self._patcher.set_item(vars(m), name, tracing_wrapper(value))
-
-        def _wrap_class_fn(self, cls) -> None:
-            # activation modules keep their function as a class attribute (``_fn``), which
-            # the namespace patching cannot reach: wrap it for the duration of the trace
-            from ember.fx._patch import tracing_wrapper
-
-            for klass in cls.__mro__:
-                raw = klass.__dict__.get("_fn")
-                if isinstance(raw, staticmethod) and id(raw.__func__) in self._autowrap_ids:
-                    if self._patcher is not None:
-                        self._patcher.set_attr(klass, "_fn",
-                                               staticmethod(tracing_wrapper(raw.__func__)))
-                    return
 
     return OnnxTracer()
 
