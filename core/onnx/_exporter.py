@@ -284,6 +284,7 @@ def _lower(ctx, gm, placeholders, ph_values, names, env_a, env_b, export_params,
     from ember import Tensor
     from ember.fx.node import map_arg
 
+    from ._ops_quant import qdq_handler
     from ._registry import find_function, find_method, find_module
 
     env: dict = {}
@@ -335,6 +336,7 @@ def _lower(ctx, gm, placeholders, ph_values, names, env_a, env_b, export_params,
                 handler, label = find_method(node.target)
             call_args = (ctx, *args)
         where = f"in module '{ctx.module_path}', node {node.name}"
+        handler = qdq_handler(handler, args, kwargs)  # quantized values: QDQ around float ops
         if handler is None:
             raise UnsupportedOperatorError(
                 f"Exporting the operator '{label}' to ONNX opset version {ctx.opset} is not "

@@ -42,6 +42,7 @@ def _load() -> None:
             _ops_basic,
             _ops_control,
             _ops_nn,
+            _ops_quant,
             _ops_shape,
             _ops_vision,
         )

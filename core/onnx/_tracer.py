@@ -52,6 +52,9 @@ def make_tracer():
             gen = Transformer.__dict__["generate_square_subsequent_mask"]
             patcher.set_attr(Transformer, "generate_square_subsequent_mask",
                              staticmethod(tracing_wrapper(gen.__func__)))
+            from ._ops_quant import patch_tracer
+
+            patch_tracer(patcher)  # QFunctional's requantization
 
     return OnnxTracer()
 
