@@ -1,7 +1,8 @@
 """``ember.ao.quantization`` (also ``ember.quantization``): observers, fake quantization,
 qconfigs and the eager-mode workflow (``prepare`` / ``convert`` / ``quantize_dynamic`` ...),
-torch.ao.quantization's API. FX graph mode (``quantize_fx``) is not built yet."""
+torch.ao.quantization's API; FX graph mode in ``quantize_fx`` (``prepare_fx`` / ``convert_fx``)."""
 
+from . import quantize_fx
 from .fake_quantize import (
     FakeQuantize,
     FakeQuantizeBase,
