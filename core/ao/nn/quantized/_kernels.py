@@ -1,14 +1,15 @@
-"""Integer GEMM and convolution on quantized codes, computed exactly in float units.
+"""Integer GEMM and convolution on quantized codes: the exact int32 accumulator, requantized.
 
-NumPy has no BLAS for integers (an int32 ``matmul`` measured ~100x slower than sgemm here), so
-the integer products are summed by the float GEMM on the integer codes. That is exact, not an
-approximation: every product and partial sum is an integer, and float32 represents every
-integer below 2**24 exactly, so a sum of K products of at most |a| * |w| each is exact when
-``K * max|a| * max|w| < 2**24``. For uint8 activations minus their zero point (|a| <= 255) and
-int8 weights (|w| <= 128) that is K <= 514 terms per float32 GEMM; longer reductions are split
-into chunks of at most that many terms, each chunk converted to int32-exact float64 and summed.
-The result is the int32 accumulator an int8 x int8 -> int32 kernel would produce, bit for bit;
-it is then requantized (``acc * a_scale * w_scale + bias`` -> output scale / zero point).
+Two kernels give the same integers. On CPU, ``_ort`` runs onnxruntime's integer kernels (MLAS)
+where they apply (see there). Otherwise the float GEMM sums the integer codes: NumPy has no BLAS
+for integers (an int32 ``matmul`` measured ~100x slower than sgemm here), and this is exact, not
+an approximation: every product and partial sum is an integer, and float32 represents every
+integer below 2**24 exactly, so a sum of products of at most |a| * |w| each is exact while
+``K * max|a| * max|w| < 2**24`` (514 terms for uint8 x int8) or, checked per call, while this
+input's ``max|a - za|`` times the weight's largest per-channel ``sum |w - zw|`` is below 2**24
+(``fits_float32``). Longer reductions are split into exact chunks summed in float64. The
+result is the int32 accumulator an int8 x int8 -> int32 kernel would produce, bit for bit; it
+is then requantized (``acc * a_scale * w_scale + bias`` -> output scale / zero point).
 """
 
 from __future__ import annotations
@@ -19,6 +20,10 @@ from ....backend import _cupy
 from ....tensor import Tensor
 
 _F32_EXACT = 2 ** 24
+try:
+    from numpy._core.umath import clip as _clip
+except ImportError:  # NumPy 1.x
+    from numpy.core.umath import clip as _clip
 
 
 def xp_of(a):
@@ -53,8 +58,10 @@ def int_linear(a, wt, amax: int, wmax: int):
     return acc
 
 
-def int_conv(nd: int, a, w, amax: int, wmax: int, stride, padding, dilation, groups: int):
-    """Convolution of integer-valued float32 arrays, exactly (float64 accumulator)."""
+def int_conv(nd: int, a, w, amax: int, wmax: int, stride, padding, dilation, groups: int,
+             fits: bool = False):
+    """Convolution of integer-valued float32 arrays, exactly: float32 when one convolution
+    holds the sums exactly (``fits``: the caller has checked a data bound), else float64."""
     from ....nn import functional as F
 
     conv = F.conv1d if nd == 1 else F.conv2d
@@ -67,8 +74,8 @@ def int_conv(nd: int, a, w, amax: int, wmax: int, stride, padding, dilation, gro
         return conv(Tensor._wrap(x.astype(dt, copy=False)), Tensor._wrap(ww.astype(dt, copy=False)),
                     None, stride, padding, dilation, groups)._data
 
-    if cin <= step:
-        return run(a, w, xp.float32).astype(xp.float64)
+    if fits or cin <= step:
+        return run(a, w, xp.float32)
     if groups != 1 or step == 0:  # float64 holds any realistic sum exactly (K < 2**53 / 2**16)
         return run(a, w, xp.float64)
     acc = None
@@ -78,30 +85,146 @@ def int_conv(nd: int, a, w, amax: int, wmax: int, stride, padding, dilation, gro
     return acc
 
 
+_LAZY: dict = {}
+
+
+def _lazy():
+    """(_ort module, modules.utils) bound once: importing them here at load time would be
+    circular (modules.utils imports this file); an import statement per call costs ~us."""
+    if not _LAZY:
+        from . import _ort
+        from .modules import utils
+
+        _LAZY["ort"], _LAZY["utils"] = _ort, utils
+    return _LAZY["ort"], _LAZY["utils"]
+
+
+def weight_l1(w) -> int:
+    """Largest sum of ``|w - zw|`` over one output channel of a quantized weight (cached on the
+    weight): with ``|a - za| <= amax``, every partial sum of an output is below
+    ``amax * weight_l1(w)``, a much tighter bound than ``K * amax * wmax`` for real weights."""
+    cache_on = _lazy()[1]._CACHE[0]
+    hit = w._cache if cache_on else None
+    if hit is not None and ("l1",) in hit:
+        return hit[("l1",)]
+    zp = np.asarray(w._zero_point)
+    d = w._data.astype(np.int64) if type(w._data) is np.ndarray else \
+        _cupy.cupy.asnumpy(w._data).astype(np.int64)
+    if zp.ndim:
+        shape = [1] * d.ndim
+        shape[w._axis] = -1
+        d = d - zp.reshape(shape)
+    else:
+        d = d - int(zp)
+    l1 = int(np.abs(d).reshape(d.shape[0], -1).sum(1).max()) if d.size else 0
+    if cache_on:
+        if w._cache is None:
+            w._cache = {}
+        w._cache[("l1",)] = l1
+    return l1
+
+
+def weight_scale(w):
+    """The weight's scale as requantize takes it: a float, or a float32 array per output
+    channel (cached on the weight, so the float32 codes are not built when onnxruntime runs)."""
+    hit = w._cache
+    if hit is not None and ("scale",) in hit:
+        return hit[("scale",)]
+    scale = float(w._scale) if w._axis is None else np.asarray(w._scale, dtype=np.float32)
+    if _lazy()[1]._CACHE[0]:
+        if w._cache is None:
+            w._cache = {}
+        w._cache[("scale",)] = scale
+    return scale
+
+
+def fits_float32(codes, zp: int, w, k: int, amax: int, wmax: int) -> bool:
+    """Whether one float32 GEMM sums ``(codes - zp) x (w - zw)`` exactly: by the dtype bound
+    ``k * amax * wmax`` or, failing that, by this input's own ``max |codes - zp|`` times the
+    weight's L1 bound (one cheap reduction over the codes)."""
+    if k * amax * wmax < _F32_EXACT or codes.size == 0:
+        return True
+    hi = int(codes.max())
+    a = hi if zp == 0 and codes.dtype == np.uint8 else max(hi - zp, zp - int(codes.min()))
+    return a * weight_l1(w) < _F32_EXACT
+
+
+def linear_acc(codes, zp: int, w, amax: int, wmax: int):
+    """Exact int32 accumulator of ``(codes - zp) @ (w - zw)^T`` for activation codes (M, K)
+    and a quantized weight (N, K): int32 from onnxruntime's integer GEMM where it applies
+    (``_ort``), else float32 (one exact float GEMM) or float64 (exact chunks)."""
+    ort, utils = _lazy()
+    acc = ort.linear_acc(codes, zp, w)
+    if acc is not None:
+        return acc
+    xp = xp_of(codes)
+    a = centered(codes, zp, xp)
+    wt, _ = utils.weight_codes(w, transpose=True)
+    if fits_float32(codes, zp, w, codes.shape[-1], amax, wmax):
+        return a @ wt
+    return int_linear(a, wt, amax, wmax)
+
+
+def conv_acc(nd: int, codes, zp: int, w, amax: int, wmax: int, stride, padding, dilation,
+             groups: int):
+    """Exact accumulator of the convolution of activation codes (N, C, *S) with a quantized
+    weight: onnxruntime's int32 ``ConvInteger`` where it applies, else the float path."""
+    ort, utils = _lazy()
+    acc = ort.conv_acc(codes, zp, w, stride, padding, dilation, groups)
+    if acc is not None:
+        return acc
+    a = centered(codes, zp, xp_of(codes))
+    wc, _ = utils.weight_codes(w)
+    fits = fits_float32(codes, zp, w, int(np.prod(w.shape[1:])), amax, wmax)
+    return int_conv(nd, a, wc, amax, wmax, stride, padding, dilation, groups, fits)
+
+
+_M_CACHE: dict = {}  # (scales, weight-scale identity, layout) -> the float32 multipliers
+
+
 def requantize(acc, a_scale: float, w_scale, bias, out_scale: float, out_zp: int, qmin: int,
                qmax: int, channel_axis: int, relu: bool, storage):
-    """int32 accumulator -> output codes, in place on a float32 copy of the accumulator:
-    ``q = rint(clamp(acc * m + c))`` with ``m = a_scale * w_scale / out_scale`` and
-    ``c = bias / out_scale + out_zp`` (per output channel), half to even; ``relu`` clamps at
-    the zero point. Two passes instead of torch's dequantize-then-quantize four: the result
-    can differ from torch's by one code where a value falls within float32 rounding of a .5
-    tie (not seen in the tests)."""
+    """Exact accumulator (int32, or integer-valued float32 / float64) -> output codes:
+    ``q = rint(clamp(float32(acc) * m + c))`` with ``m = a_scale * w_scale / out_scale`` and
+    ``c = bias / out_scale + out_zp`` (per output channel), all in float32, half to even;
+    ``relu`` clamps at the zero point. Two passes instead of torch's dequantize-then-quantize
+    four: the result can differ from torch's by one code where a value falls within float32
+    rounding of a .5 tie (not seen in the tests). Whatever the accumulator's dtype, it is
+    rounded to float32 first, so every path gives the same codes."""
     xp = xp_of(acc)
-    shape = [1] * acc.ndim
-    shape[channel_axis] = -1
-    inv = np.float32(1.0) / np.float32(out_scale)
-    ws = np.asarray(w_scale, dtype=np.float32).reshape(-1)
-    m = (np.float32(a_scale) * ws) * inv
-    # the accumulator is this call's own array: every step below runs in place on it
+    key = (a_scale, out_scale, id(w_scale) if np.ndim(w_scale) else w_scale, acc.ndim,
+           channel_axis, xp is np)
+    hit = _M_CACHE.get(key)
+    if hit is not None and hit[0] is w_scale:
+        _, inv, m, shape = hit
+    else:
+        inv = np.float32(1.0) / np.float32(out_scale)
+        m = (np.float32(a_scale) * np.asarray(w_scale, dtype=np.float32).reshape(-1)) * inv
+        shape = None
+        if m.size > 1:
+            shape = [1] * acc.ndim
+            shape[channel_axis] = -1
+            m = xp.asarray(m.reshape(shape))
+        else:
+            m = m[0]
+        if len(_M_CACHE) > 512:  # scales of a few hundred layers; forget when it grows past
+            _M_CACHE.clear()
+        # w_scale is held in the entry, so its id cannot be reused while the entry lives
+        _M_CACHE[key] = (w_scale, inv, m, shape)
+    # the accumulator is this call's own array (or its float32 copy): all steps run in place
     f = acc if acc.dtype == xp.float32 else acc.astype(xp.float32)
-    f *= xp.asarray(m.reshape(shape) if m.size > 1 else m[0])
+    f *= m
     if bias is not None:
-        c = bias.astype(xp.float32).reshape(shape) * xp.float32(inv) + xp.float32(out_zp)
-        f += c
+        c = bias.astype(np.float32) * inv + np.float32(out_zp)
+        if c.any():  # adding zeros changes no code (only -0.0 -> +0.0)
+            f += c.reshape(shape or [-1 if i == channel_axis else 1 for i in range(acc.ndim)])
     elif out_zp:
         f += xp.float32(out_zp)
     lo = max(qmin, out_zp) if relu else qmin
-    xp.clip(f, lo, qmax, out=f)
+    if xp is np:
+        _clip(f, np.float32(lo), np.float32(qmax), out=f)  # the ufunc: np.clip's wrapper costs
+    else:
+        xp.clip(f, lo, qmax, out=f)
     xp.rint(f, out=f)
     return f.astype(storage)
 

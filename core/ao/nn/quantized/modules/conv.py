@@ -14,7 +14,6 @@ from .utils import (
     hoist_qparams,
     quantize_weight,
     weight_bound,
-    weight_codes,
 )
 
 __all__ = ["Conv1d", "Conv2d"]
@@ -89,10 +88,9 @@ class _ConvNd(Module):
         if x.shape[1] != self.in_channels:
             raise RuntimeError(f"{self._get_name()}: expected input with {self.in_channels} "
                                f"channels, got {x.shape[1]}")
-        a = K.centered(x._data, x._zero_point, K.xp_of(x._data))
-        wc, ws = weight_codes(self._w)
-        acc = K.int_conv(self._NDIM, a, wc, act_bound(x), self._wmax, self.stride,
-                         self.padding, self.dilation, self.groups)
+        ws = K.weight_scale(self._w)
+        acc = K.conv_acc(self._NDIM, x._data, int(x._zero_point), self._w, act_bound(x),
+                         self._wmax, self.stride, self.padding, self.dilation, self.groups)
         lo, hi = _q.qrange(x._qdtype)
         codes = K.requantize(acc, float(x._scale), ws, None if self._b is None else self._b._data,
                              self.scale, self.zero_point, lo, hi, 1, self._RELU, x._qdtype.np)

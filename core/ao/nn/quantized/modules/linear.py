@@ -14,7 +14,6 @@ from .utils import (
     hoist_qparams,
     quantize_weight,
     weight_bound,
-    weight_codes,
 )
 
 __all__ = ["LinearPackedParams", "Linear"]
@@ -109,14 +108,14 @@ class Linear(Module):
     def forward(self, x):
         x = check_quantized_input(x, f"{self._get_name()}")
         w = self.weight()
-        a = K.centered(x._data, x._zero_point, K.xp_of(x._data))
-        shp = a.shape
+        shp = x._data.shape
         if shp[-1] != self.in_features:
             raise RuntimeError(f"mat1 and mat2 shapes cannot be multiplied "
                                f"({int(np.prod(shp[:-1]))}x{shp[-1]} and "
                                f"{self.in_features}x{self.out_features})")
-        wc, ws = weight_codes(w, transpose=True)
-        acc = K.int_linear(a.reshape(-1, shp[-1]), wc, act_bound(x), self._packed_params._wmax)
+        ws = K.weight_scale(w)
+        acc = K.linear_acc(x._data.reshape(-1, shp[-1]), int(x._zero_point), w, act_bound(x),
+                           self._packed_params._wmax)
         b = self.bias()
         lo, hi = _q.qrange(x._qdtype)
         codes = K.requantize(acc, float(x._scale), ws, None if b is None else b._data,
