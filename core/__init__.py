@@ -250,6 +250,8 @@ def __getattr__(name):
         return importlib.import_module(f"ember.{name}")
     if name == "compile":  # torch.compile (core/_compile/)
         return importlib.import_module("ember._compile").compile
+    if name == "vmap":  # torch.vmap: ember.func.vmap
+        return importlib.import_module("ember.func").vmap
     if name in ("ao", "quantization"):  # ember.quantization: the legacy alias, as torch's
         return importlib.import_module(f"ember.{name}")
     if name in _QUANTIZED:  # ember.qint8, ember.quantize_per_tensor, ... (core/quantized.py)

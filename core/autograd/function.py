@@ -36,6 +36,9 @@ _OUTPUT0_INFO = ((_SAVED_OUTPUT, 0),)
 # sets it and the function that applies them.
 _extras = [False]
 _node_extras = None
+# Set by ember.func's vmap while it runs: a check that no batched tensor reaches an op without
+# its batching rule (one list read on the hot path otherwise).
+_vmap_guard = [None]
 
 
 def _unpacked(saved):
@@ -139,6 +142,8 @@ class Function:
     @classmethod
     def apply(cls, *args, **kwargs):
         # The hot path of every op: keep it flat (no helper calls when no graph is needed).
+        if _vmap_guard[0] is not None:
+            _vmap_guard[0](cls, args)
         ctx = _new(cls)
         arrays = []
         first = None

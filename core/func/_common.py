@@ -14,11 +14,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..autograd import grad as _autograd_grad
 from ..autograd import grad_mode
 from ..autograd.function import Function
 from ..tensor import Tensor
 from ._pytree import tree_flatten, tree_unflatten
+from ._vmap_dispatch import patched as vmap_patched
+from ._vmap_tensor import grad as vmap_grad
+from ._vmap_tensor import lift as vmap_lift
+from ._vmap_tensor import rewrap as vmap_rewrap
 
 __all__ = ["Level", "normalize_argnums", "check_out_tensors", "split_aux", "detach_tree",
            "one_hot", "zeros"]
@@ -95,9 +98,10 @@ class Level:
         if not (x.is_floating_point() or x.is_complex()):
             raise RuntimeError("only Tensors of floating point dtype can require gradients")
         with grad_mode.enable_grad():
+            # under vmap every input is made per-sample (vmap_lift), so its gradient is too
             if self.outer and x.requires_grad:
-                return x.view_as(x)  # outer levels differentiate through this alias
-            return self.fresh_leaf(x.detach())
+                return vmap_lift(x.view_as(x))  # outer levels differentiate through this alias
+            return self.fresh_leaf(vmap_lift(x.detach()))
 
     def fresh_leaf(self, x: Tensor) -> Tensor:
         x.requires_grad_(True)
@@ -125,7 +129,7 @@ class Level:
         r"""``func(*args, **kwargs)`` with grad mode on, as ``(output, aux)`` (``aux`` is None
         without ``has_aux``)."""
         with grad_mode.enable_grad():
-            out = func(*args, **kwargs)
+            out = vmap_patched(func)(*args, **kwargs)
         return split_aux(out, api) if has_aux else (out, None)
 
     def call_flat(self, func, args: tuple, kwargs: dict, has_aux: bool, api: str):
@@ -168,9 +172,10 @@ class Level:
         res = None
         if pairs:
             with grad_mode.enable_grad():
-                res = _autograd_grad([o for o, _ in pairs], inputs, [c for _, c in pairs],
-                                     retain_graph=retain_graph or create_graph,
-                                     create_graph=create_graph, allow_unused=True)
+                res = vmap_grad([o for o, _ in pairs], inputs, [c for _, c in pairs],
+                                retain_graph=retain_graph or create_graph,
+                                create_graph=create_graph, allow_unused=True)
         if res is None:
             res = [None] * len(inputs)
-        return [zeros(x.shape, x) if g is None else g for x, g in zip(inputs, res)]
+        return [vmap_rewrap(zeros(x.shape, x) if g is None else g, x)
+                for x, g in zip(inputs, res)]

@@ -9,11 +9,12 @@ ops on the path to support double backward.
 
 from __future__ import annotations
 
-from ..autograd import grad as _autograd_grad
 from ..autograd import grad_mode
 from ..creation import zeros_like
 from ..tensor import Tensor
 from ._common import Level, zeros
+from ._vmap_tensor import grad as vmap_grad
+from ._vmap_tensor import rewrap as vmap_rewrap
 
 __all__ = ["ForwardGraph", "check_tangent"]
 
@@ -42,11 +43,12 @@ class ForwardGraph:
         with grad_mode.enable_grad():
             diff = [i for i, o in enumerate(outputs) if o.requires_grad
                     and (o.is_floating_point() or o.is_complex())]
-            self.us = {i: level.fresh_leaf(zeros_like(outputs[i])) for i in diff}
+            self.us = {i: level.fresh_leaf(vmap_rewrap(zeros_like(outputs[i]), outputs[i]))
+                       for i in diff}
             if diff:
-                g = _autograd_grad([outputs[i] for i in diff], inputs,
-                                   [self.us[i] for i in diff], create_graph=True,
-                                   allow_unused=True)
+                g = vmap_grad([outputs[i] for i in diff], inputs,
+                              [self.us[i] for i in diff], create_graph=True,
+                              allow_unused=True)
             else:
                 g = [None] * len(inputs)
         # an input whose g does not depend on u contributes nothing (J's block is zero)
@@ -64,9 +66,9 @@ class ForwardGraph:
         res = None
         if pairs and keys:
             with grad_mode.enable_grad():
-                res = _autograd_grad([g for g, _ in pairs], [self.us[k] for k in keys],
-                                     [t for _, t in pairs], retain_graph=True,
-                                     create_graph=create_graph, allow_unused=True)
+                res = vmap_grad([g for g, _ in pairs], [self.us[k] for k in keys],
+                                [t for _, t in pairs], retain_graph=True,
+                                create_graph=create_graph, allow_unused=True)
         by_out = dict(zip(keys, res)) if res is not None else {}
         return [by_out.get(i) if by_out.get(i) is not None else zeros(o.shape, o)
                 for i, o in enumerate(self.outputs)]

@@ -13,7 +13,6 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from ..ops import stack
 from ..tensor import Tensor
 from ._common import (
     Level,
@@ -24,6 +23,9 @@ from ._common import (
 )
 from ._forward import ForwardGraph
 from ._pytree import tree_unflatten
+from ._vmap_tensor import namespace_op
+
+stack = namespace_op("stack")  # vmap-aware: ember.stack is patched while a vmap runs
 
 __all__ = ["jacrev", "jacfwd", "hessian"]
 
