@@ -25,6 +25,7 @@ from ._ops_nn import (
     max_pool,
     pad,
 )
+from ._ops_rnn import rnn_module
 from ._registry import MODULES, find_module, module
 
 
@@ -62,7 +63,7 @@ def _register() -> None:
     module(nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d)(_amp_module)
     module(nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)(_bn_module)
     module(nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)(_in_module)
-    module(nn.RNN, nn.LSTM, nn.GRU)(_rnn_module)
+    module(nn.RNN, nn.LSTM, nn.GRU)(rnn_module)
     module(nn.RNNCell, nn.LSTMCell, nn.GRUCell)(_cell_module)
     module(nn.MultiheadAttention)(_mha_module)
     module(nn.Softmax2d)(_softmax2d_module)
@@ -129,82 +130,7 @@ def _in_module(ctx, m, x):
     return ctx.squeeze(y, [0]) if unb else y
 
 
-# ---- recurrent layers --------------------------------------------------------------------
-_GATE_ORDER = {"LSTM": [0, 3, 1, 2], "GRU": [1, 0, 2]}   # torch (ifgo / rzn) -> ONNX (iofc / zrh)
-
-
-def _reorder(w: np.ndarray, mode: str, h: int) -> np.ndarray:
-    order = _GATE_ORDER.get(mode)
-    if order is None:
-        return w
-    return np.concatenate([w[i * h:(i + 1) * h] for i in order], axis=0)
-
-
-def _rnn_module(ctx, m, x, hx=None):
-    mode = m.mode if m.mode in ("LSTM", "GRU") else "RNN"
-    if getattr(m, "proj_size", 0):
-        raise OnnxExporterError("LSTM with proj_size has no ONNX LSTM equivalent")
-    if not isinstance(x, Sym):
-        raise OnnxExporterError("packed sequences are not converted; pass a padded tensor")
-    H, L = m.hidden_size, m.num_layers
-    D = 2 if m.bidirectional else 1
-    unb = rank(x) == 2
-    h0 = c0 = None
-    if hx is not None:
-        h0, c0 = (hx[0], hx[1]) if mode == "LSTM" else (hx, None)
-    h0 = ctx.name_of(h0) if h0 is not None else None
-    c0 = ctx.name_of(c0) if c0 is not None else None
-    if unb:
-        cur = ctx.unsqueeze(x, [1])
-        h0 = ctx.unsqueeze(h0, [1]) if h0 is not None else None
-        c0 = ctx.unsqueeze(c0, [1]) if c0 is not None else None
-    elif m.batch_first:
-        cur = ctx.op("Transpose", [x], perm=[1, 0, 2])
-    else:
-        cur = x.name
-    hs, cs = [], []
-    for layer in range(L):
-        ws, rs, bs = [], [], []
-        for d in range(D):
-            w_ih, w_hh, b_ih, b_hh, _ = m._layer_weights(layer, d)
-            g = _np_of(w_ih).shape[0]
-            ws.append(_reorder(_np_of(w_ih), mode, H))
-            rs.append(_reorder(_np_of(w_hh), mode, H))
-            dt = _np_of(w_ih).dtype
-            bi = _reorder(_np_of(b_ih), mode, H) if b_ih is not None else np.zeros(g, dt)
-            bh = _reorder(_np_of(b_hh), mode, H) if b_hh is not None else np.zeros(g, dt)
-            bs.append(np.concatenate([bi, bh]))
-        def sl(t, lo=layer * D):  # this layer's slice of the stacked initial states
-            if L == 1:
-                return t
-            return ctx.op("Slice", [t, ctx.ints([lo]), ctx.ints([lo + D]), ctx.ints([0])])
-
-        inputs = [cur, ctx.const(np.stack(ws)), ctx.const(np.stack(rs)),
-                  ctx.const(np.stack(bs)), "", sl(h0) if h0 is not None else ""]
-        attrs = {"hidden_size": H, "direction": "bidirectional" if D == 2 else "forward"}
-        if mode == "LSTM":
-            inputs.append(sl(c0) if c0 is not None else "")
-            y, yh, yc = ctx.op("LSTM", inputs, n_out=3, **attrs)
-            cs.append(yc)
-        elif mode == "GRU":
-            y, yh = ctx.op("GRU", inputs, n_out=2, linear_before_reset=1, **attrs)
-        else:
-            act = "Relu" if m.mode == "RNN_RELU" else "Tanh"
-            y, yh = ctx.op("RNN", inputs, n_out=2, activations=[act] * D, **attrs)
-        hs.append(yh)
-        # Y: (T, D, B, H) -> (T, B, D*H)
-        cur = ctx.op("Reshape", [ctx.op("Transpose", [y], perm=[0, 2, 1, 3]),
-                                 ctx.ints([0, 0, -1])])
-    h_n = ctx.op("Concat", hs, axis=0) if L > 1 else hs[0]
-    c_n = (ctx.op("Concat", cs, axis=0) if L > 1 else cs[0]) if mode == "LSTM" else None
-    if unb:
-        cur, h_n = ctx.squeeze(cur, [1]), ctx.squeeze(h_n, [1])
-        c_n = ctx.squeeze(c_n, [1]) if c_n is not None else None
-    elif m.batch_first:
-        cur = ctx.op("Transpose", [cur], perm=[1, 0, 2])
-    return (cur, (h_n, c_n)) if mode == "LSTM" else (cur, h_n)
-
-
+# ---- recurrent layers: see _ops_rnn.py (packed sequences, proj_size) ------------------
 def _cell_module(ctx, m, x, hx=None):
     import ember.nn as nn
 

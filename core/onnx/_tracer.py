@@ -56,7 +56,10 @@ def make_tracer():
 
             patch_tracer(patcher)  # QFunctional's requantization
 
-    return OnnxTracer()
+    from ember.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    # packing is recorded as one node each (lowered in _ops_rnn.py), not traced through
+    return OnnxTracer(autowrap_functions=(pack_padded_sequence, pad_packed_sequence))
 
 
 class _Root:

@@ -50,6 +50,36 @@ def _register_safe_targets() -> None:
 _register_safe_targets()
 
 
+def _patch_leaves(patcher: _patch.Patcher) -> None:
+    """Record ember's fused kernels that run Functions (an RNN layer) as single nodes."""
+    import importlib
+
+    for (mod_name, name), stand_in in _runtime.SCRIPT_LEAVES.items():
+        mod = importlib.import_module(mod_name)
+        if isinstance(stand_in, _runtime._Apply):  # a Function class: patch its ``apply``
+            from types import SimpleNamespace
+
+            stand_in = SimpleNamespace(apply=_patch.tracing_wrapper(stand_in.fn))
+        else:
+            stand_in = _patch.tracing_wrapper(stand_in)
+        patcher.set_item(mod.__dict__, name, stand_in)
+
+
+def _arg_types(fn: Callable, args: list) -> dict:
+    """Placeholder node -> the annotation of its parameter (TorchScript's static types:
+    an input annotated ``tuple[Tensor, Tensor]`` unpacks and has a known length)."""
+    import inspect
+    import typing
+
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:  # noqa: BLE001  (an annotation naming what is not importable)
+        return {}
+    names = [p for p in inspect.signature(fn).parameters][-len(args):] if args else []
+    return {a.node: hints[n] for n, a in zip(names, args)
+            if n in hints and hasattr(a, "node")}
+
+
 def compile_function(fn: Callable, root: Module | None = None, name: str | None = None,
                      cls: type = GraphModule) -> GraphModule:
     """Compile ``fn`` (a function, or ``type(root).forward``-like method taking ``root``
@@ -65,10 +95,12 @@ def compile_function(fn: Callable, root: Module | None = None, name: str | None 
     tracer.graph = tracer.top = tracer.new_graph()
     tracer._index_root()
     args = tracer._placeholders(fn, is_method, {})
+    tracer.arg_types = _arg_types(fn, args)
     with _patch.Patcher() as patcher:
         tracer._patcher = patcher
         try:
             tracer._patch_all(patcher, {}, fn)
+            _patch_leaves(patcher)
             bound = (root_module,) if is_method else ()
             try:
                 result = compiler.run_function(fn, (*bound, *args), {})

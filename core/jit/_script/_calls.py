@@ -10,6 +10,7 @@ can be (else traced through as ember.fx does); ``@ember.jit.ignore`` keeps a Pyt
 from __future__ import annotations
 
 import types
+import typing
 from typing import TYPE_CHECKING, Any
 
 from ember.fx import _patch
@@ -34,6 +35,22 @@ def modifier(fn: Any) -> str | None:
             name = getattr(m, "name", m)
             return str(name).lower().rsplit(".", 1)[-1]
     return None
+
+
+def _tuple_arity(tracer: Any, p: Proxy) -> int | None:
+    """The length of ``p`` when it is an input annotated ``tuple[T1, ..., Tn]`` (or
+    ``Optional`` of one), as TorchScript types it statically; else None."""
+    node = p.node
+    node = getattr(tracer, "origin", {}).get(node, node)
+    hint = getattr(tracer, "arg_types", {}).get(node)
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        hint = rest[0] if len(rest) == 1 else None
+    if typing.get_origin(hint) is not tuple:
+        return None
+    elts = typing.get_args(hint)
+    return None if not elts or Ellipsis in elts else len(elts)
 
 
 def _user_function(fn: Any) -> bool:
@@ -82,17 +99,24 @@ class _Calls:
         if fn is range and dyn:
             raise ScriptCompileError("range() of a run-time value can only be iterated by a "
                                      "for loop" + frame.where(node))
+        if fn is len and len(args) == 1 and isinstance(args[0], Proxy):
+            n = _tuple_arity(tr, args[0])
+            if n is not None:  # a fixed-length tuple input: its length is known
+                return n
         if dyn and len(args) == 1 and isinstance(args[0], Proxy) and not kwargs:
             from . import _runtime
 
             special = {len: _runtime.length, int: _runtime.to_int, float: _runtime.to_float,
-                       bool: _runtime.to_bool}
+                       bool: _runtime.to_bool, tuple: _runtime.to_tuple,
+                       list: _runtime.to_list}
             if fn in special:
                 return tr.create_proxy("call_function", special[fn], (args[0],), {})
         if fn is isinstance and isinstance(args[0], Proxy):
             from ember import Tensor
 
             types_ = args[1] if isinstance(args[1], tuple) else (args[1],)
+            if _tuple_arity(tr, args[0]) is not None:  # an input annotated as a tuple
+                return any(t is tuple or t is list for t in types_)
             return any(isinstance(t, type) and issubclass(t, Tensor) for t in types_)
         name = getattr(fn, "__name__", "")
         if (getattr(fn, "__module__", None) or "").startswith("ember.jit"):
@@ -117,6 +141,15 @@ class _Calls:
             snap = tr.snapshot()
             try:
                 return self.run_function(target, (fn.__self__, *args), kwargs)
+            except ScriptCompileError:
+                tr.rollback(snap)
+                return fn(*args, **kwargs)
+        if dyn and _ember_nn_function(fn):
+            # a helper function of ember.nn (``_get_seq_len``, a module's staticmethod):
+            # compiled like the methods above, so shape tests in it stay tests
+            snap = tr.snapshot()
+            try:
+                return self.run_function(fn, tuple(args), kwargs)
             except ScriptCompileError:
                 tr.rollback(snap)
                 return fn(*args, **kwargs)

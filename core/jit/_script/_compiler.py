@@ -345,7 +345,7 @@ class Compiler(_Expr):
             if exc.args:
                 try:
                     arg = self.eval(exc.args[0], env, frame)
-                except ScriptCompileError:  # e.g. an f-string of run-time values
+                except Exception:  # noqa: BLE001  (e.g. an f-string of run-time values)
                     arg = ast.unparse(exc.args[0])
                 msg = arg if isinstance(arg, str) else ast.unparse(exc.args[0])
         else:

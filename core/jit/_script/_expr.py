@@ -237,7 +237,8 @@ class _Expr(_Calls):
 
     def _compare(self, op, a, b):
         if isinstance(op, (ast.Is, ast.IsNot)):
-            dyn = [v for v in (a, b) if isinstance(v, Proxy) and self._is_input(v.node)]
+            dyn = [v for v in (a, b) if isinstance(v, Proxy)
+                   and (self._is_input(v.node) or self._maybe_none(v.node))]
             if dyn and (a is None or b is None):  # an Optional input: test when it runs
                 fn = operator.is_ if isinstance(op, ast.Is) else operator.is_not
                 return self.tracer.create_proxy("call_function", fn, (a, b), {})
@@ -255,6 +256,26 @@ class _Expr(_Calls):
                 return self.tracer.create_proxy("call_function", operator.not_, (res,), {})
             return res
         return _CMPOPS[type(op)](a, b)
+
+    def _maybe_none(self, node) -> bool:
+        """Whether ``node`` is a result of an ``ember.cond`` that one branch sets to None
+        (an Optional that the test must check when the graph runs)."""
+        from ember._higher_order import cond
+
+        node = self.tracer.origin.get(node, node)
+        if node.op != "call_function" or node.target is not operator.getitem:
+            return False
+        src, idx = node.args[0], node.args[1]
+        if getattr(src, "target", None) is not cond or not isinstance(idx, int):
+            return False
+        subs = self.tracer.submods.get(src.graph, {})
+        for branch in src.args[1:3]:
+            gm = subs.get(getattr(branch, "target", None))
+            out = next((n for n in gm.graph.nodes if n.op == "output"), None) if gm else None
+            vals = out.args[0] if out is not None else None
+            if isinstance(vals, (tuple, list)) and idx < len(vals) and vals[idx] is None:
+                return True
+        return False
 
     def _is_input(self, node) -> bool:
         """Whether ``node`` is (or was lifted from) an input of the compiled function."""
@@ -306,7 +327,24 @@ class _Expr(_Calls):
             with tr.on(g):
                 vals.append((g, fn(env)))
         (g_t, v_t), (g_f, v_f) = vals
-        return tr.emit_cond(test, g_t, v_t, g_f, v_f, "conditional expression")
+        v_t, v_f = self._spread(v_t, v_f, g_t), self._spread(v_f, v_t, g_f)
+        try:
+            return tr.emit_cond(test, g_t, v_t, g_f, v_f, "conditional expression")
+        except ScriptCompileError as e:
+            # e.g. two strings picked by a run-time test for an error message: the value
+            # only fails when something reads it (a raise then keeps its source text)
+            return Undefined(str(e))
+
+    def _spread(self, v, other, graph):
+        """``v``, an input typed as a tuple, as a tuple of its items (read in ``graph``) when
+        the other branch gives a tuple of that length: ``(None, None) if hx is None else hx``."""
+        from ._calls import _tuple_arity
+
+        if isinstance(v, Proxy) and isinstance(other, tuple) \
+                and _tuple_arity(self.tracer, v) == len(other):
+            with self.tracer.on(graph):
+                return tuple(v[i] for i in range(len(other)))
+        return v
 
     def _e_ListComp(self, node, env, frame):
         return self._comprehension(node, env, frame, lambda e: [self.eval(node.elt, e, frame)])

@@ -189,11 +189,11 @@ class ScriptTracer(Tracer):
         parent = self.graph
         pairs: list[tuple[Any, Any]] = []
         if v_t is NORETURN and v_f is NORETURN:
-            tmpl = _one_sided(None, pairs, 0, what)
+            tmpl = _one_sided(None, pairs, 0, what, g_t)
         elif v_t is NORETURN:
-            tmpl = _one_sided(v_f, pairs, 1, what)
+            tmpl = _one_sided(v_f, pairs, 1, what, g_f)
         elif v_f is NORETURN:
-            tmpl = _one_sided(v_t, pairs, 0, what)
+            tmpl = _one_sided(v_t, pairs, 0, what, g_t)
         else:
             tmpl = _merge(v_t, v_f, pairs, what)
         self.outputs(g_t, [a for a, _ in pairs])
@@ -282,17 +282,20 @@ def _merge(a: Any, b: Any, pairs: list, what: str) -> Any:
                              "cannot select between")
 
 
-def _one_sided(v: Any, pairs: list, side: int, what: str) -> Any:
+def _one_sided(v: Any, pairs: list, side: int, what: str, graph: Graph) -> Any:
     """The branch on the other side always raises: its outputs are placeholders (None)."""
     if isinstance(v, dict) and what == "<env>":
-        return (dict, {k: _one_sided(e, pairs, side, k) for k, e in v.items()})
+        return (dict, {k: _one_sided(e, pairs, side, k, graph) for k, e in v.items()})
     if isinstance(v, (list, tuple)):
-        return (type(v), [_one_sided(e, pairs, side, what) for e in v])
+        return (type(v), [_one_sided(e, pairs, side, what, graph) for e in v])
     if isinstance(v, dict):
-        return (dict, {k: _one_sided(e, pairs, side, what) for k, e in v.items()})
-    if isinstance(v, Proxy) or _is_leaf(v):
+        return (dict, {k: _one_sided(e, pairs, side, what, graph) for k, e in v.items()})
+    if isinstance(v, Proxy) and v.node.graph is graph:  # made in the branch: an output
         pairs.append((None, v) if side else (v, None))
         return _Out(len(pairs) - 1)
+    # a compile-time constant (a number, a flag, a tensor attribute): the other branch
+    # raises, so after the if it has this branch's value; keeping it constant lets later
+    # ``if``s on it be decided while compiling
     return _Same(v)
 
 

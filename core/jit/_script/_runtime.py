@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = ["script_assert", "raise_exception", "unused_called", "length", "to_int", "to_float",
-           "to_bool"]
+           "to_bool", "to_tuple", "to_list", "rnn_layer", "lstm_layer", "gru_layer",
+           "elman_layer", "SCRIPT_LEAVES"]
 
 _KINDS = {"ValueError": ValueError, "TypeError": TypeError, "IndexError": IndexError,
           "KeyError": KeyError, "AssertionError": AssertionError,
@@ -49,4 +50,60 @@ def to_bool(x: Any) -> bool:
     return bool(x)
 
 
-SAFE = (script_assert, raise_exception, unused_called, length, to_int, to_float, to_bool)
+def to_tuple(x: Any) -> tuple:
+    """``tuple(x)`` of a run-time value (a shape: TorchScript's ``List[int]``)."""
+    return tuple(x)
+
+
+def to_list(x: Any) -> list:
+    """``list(x)`` of a run-time value."""
+    return list(x)
+
+
+def rnn_layer(mode: str, x: Any, h0: Any, c0: Any, weights: tuple, batch_sizes: Any,
+              reverse: bool) -> tuple:
+    """One fused RNN / LSTM / GRU layer over time-major ``x``: ``(out, h_n, c_n or None)``.
+
+    The script compiler records this as one graph node (as TorchScript calls its fused
+    ``aten::lstm``) instead of compiling the layer's Function."""
+    from ember.nn.modules.rnn import _layer
+
+    return _layer(mode, x, h0, c0, tuple(weights), batch_sizes, reverse)
+
+
+def lstm_layer(*args: Any) -> Any:
+    """``LSTMLayer.apply`` (an LSTMCell's step) as one graph node."""
+    from ember.ops.rnn import LSTMLayer
+
+    return LSTMLayer.apply(*args)
+
+
+def gru_layer(*args: Any) -> Any:
+    """``GRULayer.apply`` (a GRUCell's step) as one graph node."""
+    from ember.ops.rnn import GRULayer
+
+    return GRULayer.apply(*args)
+
+
+def elman_layer(*args: Any) -> Any:
+    """``RNNLayer.apply`` (an RNNCell's step) as one graph node."""
+    from ember.ops.rnn import RNNLayer
+
+    return RNNLayer.apply(*args)
+
+
+class _Apply:
+    """A Function class's stand-in while compiling: ``.apply`` records a node."""
+
+    def __init__(self, fn: Any) -> None:
+        self.fn = fn
+
+
+# (module name, global name) -> the recorded stand-in, patched while a script compiles
+SCRIPT_LEAVES = {("ember.nn.modules.rnn", "_layer"): rnn_layer,
+                 ("ember.nn.modules.rnn", "LSTMLayer"): _Apply(lstm_layer),
+                 ("ember.nn.modules.rnn", "GRULayer"): _Apply(gru_layer),
+                 ("ember.nn.modules.rnn", "RNNLayer"): _Apply(elman_layer)}
+
+SAFE = (rnn_layer, lstm_layer, gru_layer, elman_layer, script_assert, raise_exception,
+        unused_called, length, to_int, to_float, to_bool, to_tuple, to_list)

@@ -291,6 +291,10 @@ class LSTM(RNNBase):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__("LSTM", *args, **kwargs)
 
+    def forward(self, input, hx: tuple[Tensor, Tensor] | None = None):
+        # the annotation is TorchScript's type for ``hx``: ember.jit.script unpacks it as a pair
+        return super().forward(input, hx)
+
 
 class GRU(RNNBase):
     r"""Gated recurrent unit (PyTorch's formulation, ``b_hn`` inside the reset product).
@@ -400,7 +404,7 @@ class LSTMCell(RNNCellBase):
         super().__init__(input_size, hidden_size, bias, num_chunks=4, device=device,
                          dtype=dtype)
 
-    def forward(self, input: Tensor, hx=None):
+    def forward(self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None):
         h0, c0 = (None, None) if hx is None else hx
         x, (h0, c0), unbatched = self._prepare(input, (h0, c0))
         _, h, c = LSTMLayer.apply(x, h0, c0, *self._weights(), None, None, False)

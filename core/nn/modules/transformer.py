@@ -5,10 +5,9 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 
-import numpy as np
-
-from ...creation import full
-from ...ops import triu
+from ...backend.dtype import bool_
+from ...creation import full, ones
+from ...ops import equal, triu
 from ...tensor import Tensor
 from .. import init
 from ..functional._activation import gelu, relu
@@ -53,12 +52,14 @@ def _detect_is_causal_mask(mask: Tensor | None, is_causal: bool | None = None,
     make_causal = is_causal is True
     if is_causal is None and mask is not None:
         sz = size if size is not None else mask.shape[-2]
-        if tuple(mask.shape) == (sz, sz):
-            data = mask._data if mask.device.type == "cpu" else mask._data.get()
+        if mask.dim() == 2 and mask.shape[0] == sz and mask.shape[1] == sz:
+            # tensor ops rather than NumPy on the data, so ember.jit.script compiles the test
             # the causal mask in the mask's own dtype (for bool: True above the diagonal)
-            fill = True if data.dtype == bool else -np.inf
-            causal = np.triu(np.full((sz, sz), fill, dtype=data.dtype), 1)
-            make_causal = bool(np.array_equal(data, causal))
+            if mask.dtype == bool_:
+                causal = triu(ones((sz, sz), dtype=bool_, device=mask.device), diagonal=1)
+            else:
+                causal = _generate_square_subsequent_mask(sz, mask.device, mask.dtype)
+            make_causal = bool(equal(mask, causal))
     return make_causal
 
 
