@@ -1,0 +1,252 @@
+"""ember serve (Ray Serve, batching, 1 and 2 replicas) against the baseline a user would write:
+the same model in PyTorch behind FastAPI + uvicorn in one process, no batching.
+
+Same payloads (JSON nested lists) for both; a bounded asyncio load generator (aiohttp) sends a
+fixed number of requests with 1/8/32 concurrent clients and reports requests/s, p50 and p99.
+
+    python benchmarks/serve.py                      # mlp and gpt, concurrency 1,8,32
+    python benchmarks/serve.py --models mlp --requests 200 --json out.json
+
+Models: ``mlp`` is DESIGN §7's Linear(784,512)-ReLU-Linear(512,256)-ReLU-Linear(256,10), one
+row per request; ``gpt`` is the char GPT of examples/char_gpt.py (vocab 65, block 64, d 128,
+2 layers), one 64-token sequence per request, full logits back. Each server gets one thread
+per replica (torch.set_num_threads(1); Ray gives a 1-CPU replica OMP_NUM_THREADS=1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+# -- models -------------------------------------------------------------------------------
+def ember_model(kind: str):
+    import ember
+    from ember import nn
+
+    ember.manual_seed(0)
+    if kind == "mlp":
+        return nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 256), nn.ReLU(),
+                             nn.Linear(256, 10)).eval()
+    sys.path.insert(0, os.path.join(HERE, "..", "examples"))
+    from char_gpt import CharGPT
+
+    class ServableGPT(CharGPT):
+        """CharGPT with its causal mask precomputed, so export records a slice, not a call
+        that takes symbolic sizes."""
+
+        def __init__(self, *a, **k) -> None:
+            super().__init__(*a, **k)
+            mask = nn.Transformer.generate_square_subsequent_mask(self.block_size)
+            self.register_buffer("causal", mask, persistent=False)
+
+        def forward(self, x):
+            t = x.shape[1]
+            h = self.drop(self.tok(x) + self.pos.weight[:t])
+            return self.head(self.blocks(h, mask=self.causal[:t, :t], is_causal=True))
+
+    return ServableGPT(65, 64).eval()
+
+
+def torch_model(kind: str, weights: dict):
+    import torch
+    from torch import nn
+
+    if kind == "mlp":
+        m = nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 256), nn.ReLU(),
+                          nn.Linear(256, 10))
+    else:
+        class GPT(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.tok, self.pos = nn.Embedding(65, 128), nn.Embedding(64, 128)
+                self.drop = nn.Dropout(0.1)
+                layer = nn.TransformerEncoderLayer(128, 4, 512, 0.1, activation="gelu",
+                                                   batch_first=True, norm_first=True)
+                self.blocks = nn.TransformerEncoder(layer, 2, norm=nn.LayerNorm(128),
+                                                    enable_nested_tensor=False)
+                self.head = nn.Linear(128, 65)
+
+            def forward(self, x):
+                t = x.shape[1]
+                h = self.drop(self.tok(x) + self.pos.weight[:t])
+                mask = nn.Transformer.generate_square_subsequent_mask(t)
+                return self.head(self.blocks(h, mask=mask, is_causal=True))
+
+        m = GPT()
+    m.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
+    return m.eval()
+
+
+def payload(kind: str) -> dict:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    if kind == "mlp":
+        return {"inputs": rng.standard_normal((1, 784)).astype(np.float32).round(4).tolist()}
+    return {"inputs": rng.integers(0, 65, (1, 64)).tolist()}
+
+
+# -- the baseline server (run as a subprocess) -----------------------------------------------
+def baseline_server(kind: str, weights_path: str, port: int) -> None:
+    import numpy as np
+    import torch
+    import uvicorn
+    from fastapi import FastAPI
+
+    torch.set_num_threads(1)
+    with np.load(weights_path) as f:
+        model = torch_model(kind, dict(f))
+    app = FastAPI()
+
+    @app.post("/predict")
+    def predict(body: dict) -> dict:  # sync: FastAPI runs it in its thread pool
+        x = torch.tensor(body["inputs"])
+        with torch.inference_mode():
+            y = model(x)
+        return {"outputs": y.tolist()}
+
+    @app.get("/healthz")
+    def healthz() -> dict:
+        return {"status": "ok"}
+
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+
+
+# -- load generator -------------------------------------------------------------------------
+async def _load(url: str, body: dict, concurrency: int, n: int) -> dict:
+    import aiohttp
+
+    data = json.dumps(body).encode()
+    lat: list[float] = []
+    errors = 0
+    left = min(2 * concurrency, 16)  # warm-up requests first
+
+    async def client(session) -> None:
+        nonlocal left, errors
+        while left > 0:
+            left -= 1
+            t0 = time.perf_counter()
+            async with session.post(url, data=data,
+                                    headers={"content-type": "application/json"}) as r:
+                await r.read()
+                if r.status != 200:
+                    errors += 1
+            lat.append(time.perf_counter() - t0)
+
+    conn = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=conn) as session:
+        await asyncio.gather(*(client(session) for _ in range(concurrency)))  # warm-up
+        left, errors = n, 0
+        lat.clear()
+        t0 = time.perf_counter()
+        await asyncio.gather(*(client(session) for _ in range(concurrency)))
+        wall = time.perf_counter() - t0
+    lat.sort()
+    return {"rps": len(lat) / wall, "p50_ms": 1000 * lat[len(lat) // 2],
+            "p99_ms": 1000 * lat[min(len(lat) - 1, int(0.99 * len(lat)))], "errors": errors}
+
+
+def _wait_http(url: str, timeout: float = 120.0) -> None:
+    import requests
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url, timeout=2).ok:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.3)
+    raise TimeoutError(f"{url} did not come up in {timeout:.0f} s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--models", default="mlp,gpt")
+    p.add_argument("--concurrency", default="1,8,32")
+    p.add_argument("--requests", type=int, default=0,
+                   help="requests per cell (default: 300 for mlp, 64 for gpt)")
+    p.add_argument("--port", type=int, default=18600)
+    p.add_argument("--max-batch-size", type=int, default=32)
+    p.add_argument("--batch-wait-ms", type=float, default=5.0)
+    p.add_argument("--json", help="write the results here too")
+    p.add_argument("--baseline-server", nargs=3, metavar=("MODEL", "WEIGHTS", "PORT"),
+                   help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.baseline_server:
+        baseline_server(args.baseline_server[0], args.baseline_server[1],
+                        int(args.baseline_server[2]))
+        return 0
+
+    import numpy as np
+    import ray
+
+    import ember
+    from ember import serve
+    from ember.export import Dim, export
+
+    levels = [int(c) for c in args.concurrency.split(",")]
+    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
+    rows = []
+    tmp = tempfile.mkdtemp(prefix="ember-serve-bench-")
+    try:
+        for kind in args.models.split(","):
+            n = args.requests or (300 if kind == "mlp" else 64)
+            model = ember_model(kind)
+            x = ember.randn(2, 784) if kind == "mlp" else ember.randint(0, 65, (2, 64))
+            ep = export(model, (x,), dynamic_shapes=({0: Dim("batch", min=1, max=4096)},))
+            art = os.path.join(tmp, f"{kind}.ep")
+            ember.export.save(ep, art)
+            wpath = os.path.join(tmp, f"{kind}.npz")
+            np.savez(wpath, **{k: v.detach().numpy() for k, v in model.state_dict().items()})
+            body = payload(kind)
+            # the baseline first, alone on the machine
+            bport = args.port + 1
+            proc = subprocess.Popen([sys.executable, os.path.abspath(__file__),
+                                     "--baseline-server", kind, wpath, str(bport)],
+                                    env={**os.environ, "OMP_NUM_THREADS": "1"})
+            try:
+                _wait_http(f"http://127.0.0.1:{bport}/healthz")
+                for c in levels:
+                    r = asyncio.run(_load(f"http://127.0.0.1:{bport}/predict", body, c, n))
+                    rows.append({"model": kind, "server": "torch+FastAPI", "c": c, **r})
+                    print(rows[-1], flush=True)
+            finally:
+                proc.terminate()
+                proc.wait(timeout=30)
+            for reps in (1, 2):
+                name = f"{kind}{reps}"
+                serve.deploy(art, name=name, num_replicas=reps, port=args.port,
+                             max_batch_size=args.max_batch_size,
+                             batch_wait_timeout_s=args.batch_wait_ms / 1000.0)
+                for c in levels:
+                    r = asyncio.run(_load(f"http://127.0.0.1:{args.port}/{name}/predict", body,
+                                          c, n))
+                    rows.append({"model": kind, "server": f"ember serve x{reps}", "c": c, **r})
+                    print(rows[-1], flush=True)
+                serve.shutdown(name)
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+    print("\n| model | server | clients | req/s | p50 ms | p99 ms | errors |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['model']} | {r['server']} | {r['c']} | {r['rps']:.1f} | "
+              f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
