@@ -100,7 +100,10 @@ def test_bad_arguments(kwargs, err, msg):
 # ---- compiled == eager: outputs, gradients, training --------------------------------------
 @pytest.mark.parametrize("name", ["mlp", "cnn", "lstm", "block"])
 @pytest.mark.parametrize("backend", ["ember", "eager"])
-def test_outputs_and_gradients_equal_eager(name, backend):
+def test_outputs_and_gradients_equal_eager(name, backend, monkeypatch):
+    # bitwise: off with the embedding+LSTM rewrite, which reassociates the dW_ih/dE sums
+    # (tests/test_compile_fuse.py checks it to rounding)
+    monkeypatch.setattr(ember._dynamo.config, "fuse_embedding_rnn", False)
     model, x = _case(name)
     model = model.double()
     twin = copy.deepcopy(model)

@@ -20,6 +20,8 @@ from typing import Any
 
 from ._capture import GraphBreak, Unsupported, capture, is_compiling, signature_of
 from ._executor import build, plan_inplace
+from ._fuse_rnn import fuse_embedding_lstm
+from ._reorder import relu_after_max_pool
 
 __all__ = ["CompiledFunction", "config"]
 
@@ -30,6 +32,8 @@ class _Config:
     recompile_limit: int = 8
     accumulated_recompile_limit: int = 256
     verbose: bool = False
+    # ember-only: rewrite ``lstm(embedding(ids))`` to project the table (see _fuse_rnn)
+    fuse_embedding_rnn: bool = True
 
 
 config = _Config()
@@ -186,6 +190,10 @@ class CompiledFunction:
             entry.fn = backend(gm, examples)
             _, entry.source, entry.attr_guards = build(graph, troot)
         else:
+            if backend in ("ember", "inductor"):
+                relu_after_max_pool(graph)
+                if config.fuse_embedding_rnn:
+                    fuse_embedding_lstm(graph, troot)
             optimise = backend in ("ember", "inductor") and not is_grad_enabled()
             entry.fn, entry.source, entry.attr_guards = build(
                 graph, troot, plan_inplace(graph) if optimise else None)

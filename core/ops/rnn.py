@@ -68,6 +68,8 @@ class LSTMLayer(Function):
     """
 
     supports_double_backward = False
+    _project_fn = staticmethod(_project)
+    _weight_grads_fn = staticmethod(_weight_grads)
 
     @staticmethod
     def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse):
@@ -86,7 +88,9 @@ class LSTMLayer(Function):
             bias = (b_ih + b_hh) * s if b_hh is not None else b_ih * s
         elif b_hh is not None:
             bias = b_hh * s
-        acts = _project(x, w_ih * s[:, None], bias)  # pre-activations, then activations in place
+        # pre-activations, then activations in place (through the class: ember.compile's
+        # embedding+LSTM fusion projects a gathered input instead)
+        acts = ctx._project_fn(x, w_ih * s[:, None], bias)
         whh_t = xp.ascontiguousarray((w_hh * s[:, None]).T)
         whr_t = None if w_hr is None else xp.ascontiguousarray(w_hr.T)
         # States in processing order: hs[k] enters step k, hs[k + 1] leaves it (no copies).
@@ -184,7 +188,8 @@ class LSTMLayer(Function):
                 dcn *= f
                 xp.matmul(dg, w_hh, out=dhn)
                 steps.tick()
-        dx, dw_ih, dw_hh, db_ih, db_hh = _weight_grads(ctx, x, dG, _by_time(hs, reverse), w_ih)
+        dx, dw_ih, dw_hh, db_ih, db_hh = ctx._weight_grads_fn(ctx, x, dG, _by_time(hs, reverse),
+                                                              w_ih)
         need = ctx.needs_input_grad
         dw_hr = None
         if w_hr is not None and need[7]:
