@@ -275,3 +275,30 @@ def test_deploy_in_fresh_process(tmp_path):
                            env=env, capture_output=True, text=True, timeout=240, cwd=tmp_path)
         assert r.returncode == 0, r.stderr
         np.testing.assert_allclose(np.load(out), expected, atol=1e-5)
+
+
+class _CausalBlock(nn.Module):
+    """A decoder-only block in the char-GPT idiom: the causal mask is built from the input's
+    length with ``nn.Transformer.generate_square_subsequent_mask``."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(11, 8)
+        layer = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True)
+        self.enc = nn.TransformerEncoder(layer, 1, enable_nested_tensor=False)
+
+    def forward(self, ids):
+        t = ids.shape[1]
+        mask = nn.Transformer.generate_square_subsequent_mask(t, device=ids.device)
+        return self.enc(self.emb(ids), mask=mask, is_causal=True)
+
+
+def test_mask_from_input_length_exports_and_traces():
+    ember.manual_seed(0)
+    m = _CausalBlock().eval()
+    ids, longer = ember.randint(0, 11, (2, 5)), ember.randint(0, 11, (2, 7))
+    ep = export(m, (ids,), dynamic_shapes={"ids": {1: Dim("seq", max=16)}})
+    traced = ember.jit.trace(m, (ids,))
+    with ember.no_grad():
+        np.testing.assert_allclose(ep.module()(longer).numpy(), m(longer).numpy(), atol=1e-6)
+        np.testing.assert_allclose(traced(ids).numpy(), m(ids).numpy(), atol=1e-6)

@@ -25,7 +25,10 @@ __all__ = ["Transformer", "TransformerEncoder", "TransformerDecoder", "Transform
 
 def _generate_square_subsequent_mask(sz: int, device=None, dtype=None) -> Tensor:
     """(sz, sz) float mask: -inf above the diagonal, 0 elsewhere."""
-    return triu(full((sz, sz), float("-inf"), dtype=dtype, device=device), diagonal=1)
+    import ember  # through the namespace, so graph capture records a symbolic ``sz``
+
+    return ember.triu(ember.full((sz, sz), float("-inf"), dtype=dtype, device=device),
+                      diagonal=1)
 
 
 def _get_activation_fn(activation: str) -> Callable[[Tensor], Tensor]:
