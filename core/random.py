@@ -96,7 +96,12 @@ def get_rng_state():
 
 
 def set_rng_state(state) -> None:
+    """Restore the CPU stream from ``get_rng_state``. The CUDA generator is left where it is
+    (``ember.cuda.set_rng_state`` restores it), as PyTorch's, so the two restores may come in
+    either order."""
+    cuda = default_generator._cp
     default_generator.set_state(state)
+    default_generator._cp = cuda
 
 
 def fork_rng_state():

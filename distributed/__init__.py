@@ -73,6 +73,7 @@ __all__ += ["memory_report", "memory_summary"]
 
 # ---- data parallelism and the Trainer (issue 6) ----------------------------------------------
 from . import train  # noqa: E402
+from .algorithms import GradBucket  # noqa: E402  (what a DDP communication hook receives)
 from .ddp import DataParallel, DistributedDataParallel  # noqa: E402
 from .train import (  # noqa: E402
     Checkpoint,
@@ -90,6 +91,7 @@ from .train import (  # noqa: E402
     report,
 )
 
+__all__ += ["GradBucket"]
 __all__ += ["DataParallel", "DistributedDataParallel", "train", "Trainer", "TrainingFailedError",
             "ScalingConfig", "RunConfig", "FailureConfig", "CheckpointConfig", "Checkpoint",
             "Result", "report", "get_checkpoint", "get_context", "prepare_model",

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import os
 import time
 import weakref
@@ -102,6 +103,7 @@ class DistributedDataParallel(Module):
         self.world_size = get_world_size(process_group)
         self._overlap = _overlap_policy(resolve_group(process_group), module)
         self.require_backward_grad_sync = True
+        self._comm_hook = None  # (state, hook) from register_comm_hook
         self._params = [p for p in module.parameters() if p.requires_grad]
         self._names = {id(p): n for n, p in module.named_parameters()}
         self._sync_module_states()
@@ -266,6 +268,9 @@ class DistributedDataParallel(Module):
                 view[...] = 0
             elif p.grad._data is not view:  # (else it was written there: see _slice_buckets)
                 view[...] = p.grad._data
+        if self._comm_hook is not None:  # the hook communicates, bucket by bucket
+            b.work = _HookWork(self, b)
+            return
         if not all(x.pending == 0 for x in self._buckets):
             if self._overlap:
                 self._reduce(b, b.flat, async_op=True)
@@ -392,6 +397,30 @@ class DistributedDataParallel(Module):
                     reached.add(id(tgt))
         return [i for i, p in enumerate(self._params) if id(p) not in reached]
 
+    def register_comm_hook(self, state: object, hook) -> None:
+        """Communicate each gradient bucket with ``hook(state, bucket) -> Future[Tensor]``
+        instead of the built-in averaging allreduce (PyTorch's ``register_comm_hook``).
+
+        ``bucket`` is a ``GradBucket``; the future's value (a tensor of ``bucket.buffer()``'s
+        size) becomes the bucket's gradients. See
+        ``ember.distributed.algorithms.ddp_comm_hooks.default_hooks`` for the built-in hooks
+        (``allreduce_hook``, ``fp16_compress_hook``, ``bf16_compress_hook``). Call it once,
+        before the first backward.
+        """
+        if self._comm_hook is not None:
+            raise RuntimeError("register_comm_hook or register_builtin_comm_hook can only be "
+                               "called once.")
+        if not callable(hook):
+            raise TypeError("Communication hook must be callable.")
+        try:
+            inspect.signature(hook).bind(state, None)
+        except TypeError:
+            raise TypeError("Communication hook must take two arguments (state, bucket), got "
+                            f"{getattr(hook, '__qualname__', hook)!r}") from None
+        except ValueError:  # no signature to inspect (a builtin): called as it is
+            pass
+        self._comm_hook = (state, hook)
+
     @contextlib.contextmanager
     def no_sync(self):
         """Accumulate gradients locally (no all-reduce) inside the block."""
@@ -409,6 +438,37 @@ class DistributedDataParallel(Module):
     def load_state_dict(self, state_dict, strict: bool = True, **kwargs):
         return self.module.load_state_dict(_strip_module_prefix(state_dict), strict=strict,
                                            **kwargs)
+
+
+class _HookWork:
+    """A bucket communicated by the registered comm hook: waiting gets the hook's result and
+    writes it into the bucket (unless the hook wrote it there itself)."""
+
+    __slots__ = ("_future", "_flat", "_hook")
+
+    def __init__(self, ddp: DistributedDataParallel, b: _Bucket) -> None:
+        from .algorithms.grad_bucket import GradBucket
+
+        state, hook = ddp._comm_hook
+        index = ddp._buckets.index(b)
+        bucket = GradBucket(index, index == len(ddp._buckets) - 1, b.flat, b.views, b.params)
+        self._future = hook(state, bucket)
+        self._flat, self._hook = b.flat, getattr(hook, "__qualname__", repr(hook))
+        if not hasattr(self._future, "wait"):
+            raise TypeError(f"the communication hook {self._hook} must return a Future, got "
+                            f"{type(self._future).__name__}")
+
+    def wait(self) -> None:
+        out = self._future.wait()
+        out = out[0] if isinstance(out, (list, tuple)) and len(out) == 1 else out
+        if not isinstance(out, ember.Tensor) or out.numel() != self._flat.size:
+            raise RuntimeError(
+                f"the communication hook {self._hook} must return a Future of a tensor with "
+                f"the bucket's {self._flat.size} elements, got "
+                f"{type(out).__name__}{tuple(out.shape) if hasattr(out, 'shape') else ''}")
+        if out._data is not self._flat:
+            xp = ember.backend.get_array_module(self._flat)
+            xp.copyto(self._flat, out._data.reshape(-1).astype(self._flat.dtype, copy=False))
 
 
 def _release_destinations(params) -> None:

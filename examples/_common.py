@@ -120,6 +120,7 @@ def save_checkpoint(args: argparse.Namespace, *, model, optimizer, scheduler, lo
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "rng": ember.get_rng_state(),
+        "cuda_rng": ember.cuda.get_rng_state_all(),  # [] without CUDA
         "loader": loader.state_dict(),
         "epoch": epoch,
         "step": step,
@@ -156,6 +157,7 @@ def load_checkpoint(args: argparse.Namespace, *, model, optimizer, scheduler,
     scheduler.load_state_dict(state["scheduler"])
     loader.load_state_dict(state["loader"])
     ember.set_rng_state(state["rng"])
+    ember.cuda.set_rng_state_all(state.get("cuda_rng", []))  # (older checkpoints: none)
     return state
 
 

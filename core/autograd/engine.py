@@ -84,7 +84,10 @@ def _needed(roots, targets: set[int]) -> set[int]:
     return needed
 
 
-_callbacks: list = []
+_callbacks: list = []  # (depth of the backward that queued it, callback)
+# How many backward passes are running inside one another: a reentrant backward (the reentrant
+# checkpoint's) runs inside the outer one, and only the callbacks queued by a pass run at its end.
+_depth = [0]
 
 # Gradient destinations. A leaf Parameter may carry ``_grad_dest``: an array of its shape and
 # dtype (a view of DDP's bucket) that its first gradient of a backward should land in. Before
@@ -118,7 +121,8 @@ def _grad_outs(node, deps, buffers):
 def queue_callback(callback) -> None:
     """Run ``callback()`` once the current backward pass has finished (PyTorch's
     ``Variable._execution_engine.queue_callback``); used by DDP to finish its reductions."""
-    _callbacks.append(callback)
+    # (queued outside any backward: it runs at the end of the next one)
+    _callbacks.append((max(_depth[0], 1), callback))
 
 
 def _add(a, b):
@@ -170,6 +174,8 @@ def run_backward(tensors, grad_tensors, retain_graph: bool, create_graph: bool,
     prev_mode = grad_mode._state.enabled
     grad_mode._state.enabled = create_graph
     cuda_prev = None  # the caller's CUDA device once backward has switched devices
+    _depth[0] += 1
+    depth = _depth[0]
     try:
         while ready:
             node = ready.pop()
@@ -232,7 +238,9 @@ def run_backward(tensors, grad_tensors, retain_graph: bool, create_graph: bool,
         grad_mode._state.enabled = prev_mode
         if cuda_prev is not None:
             _cupy.cupy.cuda.runtime.setDevice(cuda_prev)
-        callbacks, _callbacks[:] = list(_callbacks), []
+        _depth[0] -= 1
+        callbacks = [cb for d, cb in _callbacks if d >= depth]
+        _callbacks[:] = [(d, cb) for d, cb in _callbacks if d < depth]
     for cb in callbacks:  # e.g. DDP waits for its last gradient buckets here
         cb()
     if captured is None:
