@@ -19,7 +19,8 @@ def _float_formatter(values: np.ndarray):
     if finite.size == 0:
         return lambda x: _special(x) or f"{x:.{p}f}"
     ints = np.all(finite == np.round(finite))
-    amax, amin = np.abs(finite).max(), np.abs(finite).min()
+    # Python floats: comparing a float16 array scalar with 1e8 would overflow in the cast
+    amax, amin = float(np.abs(finite).max()), float(np.abs(finite).min())
     if sci is True:
         return lambda x: _special(x) or f"{x:.{p}e}"
     if ints:

@@ -2,6 +2,7 @@
 
 import copy
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -260,3 +261,13 @@ def test_numpy_subclasses_become_plain_arrays(tmp_path):
     x = ember.stack([ember.from_numpy(data[i:i + 3].astype(np.int64)) for i in range(3)])
     assert x.tolist() == [[0, 1, 2], [1, 2, 3], [2, 3, 4]]
     assert (ember.tensor(data[:4]) + 1).tolist() == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_low_precision_repr_matches_torch_without_warnings(dtype):
+    torch = pytest.importorskip("torch")
+    values = [[0.5, -1.25, 3.0], [1e-3, 2.0, 100.0]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a float16 compare with 1e8 once overflowed in the cast
+        text = repr(ember.tensor(values, dtype=getattr(ember, dtype)))
+    assert text.replace("ember", "torch") == repr(torch.tensor(values, dtype=getattr(torch, dtype)))
