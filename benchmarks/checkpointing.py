@@ -15,6 +15,8 @@ import gc
 import time
 import tracemalloc
 
+from _common import positive_int
+
 import ember
 from ember.utils.checkpoint import checkpoint
 
@@ -59,11 +61,11 @@ def measure(use_checkpoint: bool, args) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--layers", type=int, default=12)
-    p.add_argument("--d-model", type=int, default=128)
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--seq", type=int, default=128)
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--layers", type=positive_int, default=12)
+    p.add_argument("--d-model", type=positive_int, default=128)
+    p.add_argument("--batch", type=positive_int, default=8)
+    p.add_argument("--seq", type=positive_int, default=128)
+    p.add_argument("--repeats", type=positive_int, default=5)
     args = p.parse_args()
     plain, ckpt = measure(False, args), measure(True, args)
     print(f"{args.layers}-layer transformer, d_model={args.d_model}, batch={args.batch}x"

@@ -26,7 +26,7 @@ import time
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests" / "distributed"))  # netns.py: the namespace pair
-from _common import pin_threads, table  # noqa: E402
+from _common import choice_list, int_at_least, pin_threads, positive_int, table  # noqa: E402
 
 OPS = ("allreduce", "all_gather", "reduce_scatter", "broadcast")
 IMPLS = {  # name -> (framework, ember backend, extra environment)
@@ -37,10 +37,22 @@ IMPLS = {  # name -> (framework, ember backend, extra environment)
 }
 
 
+# torch.distributed's names (and its tensor variants) for the ops measured here
+OP_ALIASES = {"all_reduce": "allreduce", "all_gather_into_tensor": "all_gather",
+              "reduce_scatter_tensor": "reduce_scatter"}
+
+
 def parse_size(text: str) -> int:
     units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-    text = text.strip().upper().rstrip("IB")
-    return int(float(text[:-1]) * units[text[-1]]) if text[-1] in units else int(text)
+    norm = text.strip().upper().rstrip("IB")
+    try:
+        n = int(float(norm[:-1]) * units[norm[-1]]) if norm[-1:] in units else int(norm)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a size in bytes such as 4096, 4K, 64M or 1G, got {text!r}") from None
+    if n < 4:
+        raise argparse.ArgumentTypeError(f"must be at least 4 bytes (one float32), got {n}")
+    return n
 
 
 def human(n: int) -> str:
@@ -162,13 +174,18 @@ def run_impl(impl: str, args, pair=None) -> list[dict]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--min-size", default="4K")
-    p.add_argument("--max-size", default="256M")
-    p.add_argument("--ops", default=",".join(OPS))
-    p.add_argument("--impls", default="ember,gloo")
-    p.add_argument("--world-size", type=int, default=2)
-    p.add_argument("--rounds", type=int, default=3, help="best of this many rounds per size")
-    p.add_argument("--repeat", type=int, default=1,
+    p.add_argument("--min-size", type=parse_size, default="4K",
+                   help="smallest message (bytes; K, M, G suffixes), default 4K")
+    p.add_argument("--max-size", type=parse_size, default="256M", help="largest, default 256M")
+    p.add_argument("--ops", type=choice_list(OPS, OP_ALIASES), default=",".join(OPS),
+                   help=f"comma-separated, from {', '.join(OPS)} (torch's all_reduce, ... "
+                        "accepted) or all; default all")
+    p.add_argument("--impls", type=choice_list(IMPLS), default="ember,gloo",
+                   help=f"comma-separated, from {', '.join(IMPLS)}; default ember,gloo")
+    p.add_argument("--world-size", type=int_at_least(2), default=2, help="ranks (>= 2)")
+    p.add_argument("--rounds", type=positive_int, default=3,
+                   help="best of this many rounds per size")
+    p.add_argument("--repeat", type=positive_int, default=1,
                    help="run every implementation this many times, alternating; keep the best")
     p.add_argument("--netns", action="store_true", help="ranks in two network namespaces")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -178,19 +195,20 @@ def main() -> None:
     p.add_argument("--port", type=int, help=argparse.SUPPRESS)
     p.add_argument("--sizes", help=argparse.SUPPRESS)
     args = p.parse_args()
-    args.ops = args.ops.split(",")
     pin_threads(1)
     if args.worker:
         args.sizes = [int(s) for s in args.sizes.split(",")]
         worker(args)
         return
-    lo, hi = parse_size(args.min_size), parse_size(args.max_size)
+    lo, hi = args.min_size, args.max_size
+    if lo > hi:
+        p.error(f"--min-size ({human(lo)}) is larger than --max-size ({human(hi)})")
     args.sizes = []
     size = lo
     while size <= hi:
         args.sizes.append(size)
         size *= 4
-    impls = args.impls.split(",")
+    impls = args.impls
     pair = None
     if args.netns:
         from netns import NetnsPair

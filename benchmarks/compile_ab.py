@@ -15,6 +15,7 @@ import argparse
 import time
 
 import numpy as np
+from _common import positive_int
 
 from ember.distributed.experiment.workloads import WORKLOADS, build
 
@@ -59,7 +60,7 @@ def _setup(mode: str, name: str):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("workload", choices=[w for w in WORKLOADS if w != "tiny"])
-    ap.add_argument("--steps", type=int, default=15)
+    ap.add_argument("--steps", type=positive_int, default=15)
     args = ap.parse_args()
     steps = {m: _setup(m, args.workload) for m in MODES}
     cpu = {m: [] for m in MODES}

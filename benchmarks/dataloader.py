@@ -26,6 +26,7 @@ import resource  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
+from _common import nonneg_int, positive_int  # noqa: E402
 
 MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
@@ -100,12 +101,13 @@ def measure(make_loader, epochs: int, samples: int) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=int, default=2048)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--size", type=int, default=64, help="image side in pixels")
-    parser.add_argument("--epochs", type=int, default=1, help="timed epochs per run")
-    parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--samples", type=positive_int, default=2048)
+    parser.add_argument("--batch-size", type=positive_int, default=64)
+    parser.add_argument("--size", type=positive_int, default=64, help="image side in pixels")
+    parser.add_argument("--epochs", type=positive_int, default=1, help="timed epochs per run")
+    parser.add_argument("--reps", type=positive_int, default=3)
+    parser.add_argument("--workers", type=nonneg_int, nargs="+", default=[0, 1, 2],
+                        help="DataLoader num_workers values to compare")
     args = parser.parse_args()
 
     import torch

@@ -50,7 +50,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import pin_threads, table  # noqa: E402
+from _common import nonneg_int, pin_threads, positive_float, positive_int, table  # noqa: E402
 
 pin_threads(1)  # before numpy / torch load, in this process and (inherited) in every child
 
@@ -236,12 +236,12 @@ def main() -> None:
                     choices=["ember", "torch", "ember-procs"],
                     help="ember-procs: ember's DDP in plain processes, without Ray (what Ray "
                          "costs the Trainer's figures)")
-    ap.add_argument("--steps", type=int, default=100, help="timed steps per run")
-    ap.add_argument("--warmup", type=int, default=10, help="untimed steps first")
-    ap.add_argument("--repeat", type=int, default=3,
+    ap.add_argument("--steps", type=positive_int, default=100, help="timed steps per run")
+    ap.add_argument("--warmup", type=nonneg_int, default=10, help="untimed steps first")
+    ap.add_argument("--repeat", type=positive_int, default=3,
                     help="measure every cell this many times, interleaved (see above)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--first-bucket-mb", type=float, default=None,
+    ap.add_argument("--first-bucket-mb", type=positive_float, default=None,
                     help="size of ember DDP's first gradient bucket (default: DDP's, 1 MiB as "
                          "in PyTorch); 25 puts the whole mlp in one bucket")
     ap.add_argument("--json", help="write every figure here too")

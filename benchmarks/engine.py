@@ -27,6 +27,8 @@ from ember.distributed.experiment.workloads import build
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+from _common import positive_int  # noqa: E402
+
 WORKLOADS = ("mlp", "cnn", "lstm", "transformer")  # DESIGN.md §7 (the builder lives in ember)
 
 
@@ -138,10 +140,11 @@ def run_child(framework: str, threads: int, workloads: list[str], steps: int,
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=WORKLOADS)
-    ap.add_argument("--threads", nargs="+", type=int, default=[1, 2])
-    ap.add_argument("--steps", type=int, default=15)
+    ap.add_argument("--threads", nargs="+", type=positive_int, default=[1, 2])
+    ap.add_argument("--steps", type=positive_int, default=15)
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    ap.add_argument("--batch", type=int, help="batch size (default: each workload's §7 batch)")
+    ap.add_argument("--batch", type=positive_int,
+                    help="batch size (default: each workload's §7 batch)")
     ap.add_argument("--amp", choices=("bf16", "fp16", "off"),
                     help="also run each workload under autocast in this dtype; compare with "
                          "float32 (step time and peak memory)")

@@ -20,7 +20,7 @@ import argparse
 import io
 import time
 
-from _common import best_of, pin_threads, table
+from _common import best_of, pin_threads, positive_int, table
 
 
 def cnn(lib):
@@ -187,7 +187,7 @@ def onnx_table(ember, torch, repeat: int, threads: int) -> str | None:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=positive_int, default=1)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--onnx-only", action="store_true", help="only the onnxruntime comparison")
     a = ap.parse_args()

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import table  # noqa: E402
+from _common import positive_int, table  # noqa: E402
 
 EMBER = """
 import sys, time
@@ -95,8 +95,9 @@ def _time(cmd: list, env: dict) -> tuple[float, float]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--repeat", type=int, default=3, help="runs per launcher (median shown)")
-    p.add_argument("--steps", type=int, default=5, help="training steps per run")
+    p.add_argument("--repeat", type=positive_int, default=3,
+                   help="runs per launcher (median shown)")
+    p.add_argument("--steps", type=positive_int, default=5, help="training steps per run")
     args = p.parse_args()
     env = dict(os.environ)
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):

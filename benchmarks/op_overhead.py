@@ -1,17 +1,18 @@
 """Per-op overhead of small-tensor ops, ember vs PyTorch in the same run, one thread.
 
-    python benchmarks/op_overhead.py
+    python benchmarks/op_overhead.py [--ops add,matmul]
 
 Target (issue 2): ember within 2x of PyTorch's per-op cost with grad tracking.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import best_of, pin_threads, table  # noqa: E402
+from _common import best_of, choice_list, pin_threads, table  # noqa: E402
 
 pin_threads(1)
 
@@ -59,9 +60,15 @@ def measure(lib, fn, shapes):
     return t_fwd, t_fwd_grad, t_fb
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--ops", type=choice_list(OPS, {"matmul": "matmul 16x16"}),
+                   default=",".join(OPS), help=f"comma-separated, from {', '.join(OPS)} "
+                                               "(matmul for short) or all; default all")
+    args = p.parse_args(argv)
     rows = []
-    for name, (fn, shapes) in OPS.items():
+    for name in args.ops:
+        fn, shapes = OPS[name]
         e = measure("ember", fn, shapes)
         t = measure("torch", fn, shapes) if torch is not None else (float("nan"),) * 3
         rows.append([name] + [f"{x * 1e6:.1f}" for x in e] + [f"{x * 1e6:.1f}" for x in t]

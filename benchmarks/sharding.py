@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 
-from _common import pin_threads, table
+from _common import int_at_least, pin_threads, positive_int, table
 
 VOCAB, D, HEADS, FF, SEQ, BATCH = 8000, 512, 8, 2048, 64, 4
 STRATEGIES = ("ddp", "zero1", "zero1_wrapper", "zero2", "zero3")
@@ -162,9 +162,10 @@ def launch(world: int, mode: str, out: str, steps: int, layers: int) -> list[dic
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--ranks", type=int, nargs="+", default=[2, 3])
-    ap.add_argument("--steps", type=int, default=6, help="timed rounds")
-    ap.add_argument("--layers", type=int, default=6)
+    ap.add_argument("--ranks", type=int_at_least(2), nargs="+", default=[2, 3],
+                    help="world sizes to measure (each >= 2)")
+    ap.add_argument("--steps", type=positive_int, default=6, help="timed rounds")
+    ap.add_argument("--layers", type=positive_int, default=6)
     ap.add_argument("--worker", nargs=2, metavar=("MODE", "OUT"), help=argparse.SUPPRESS)
     ap.add_argument("--json", help="also write the raw results here")
     args = ap.parse_args()

@@ -214,3 +214,29 @@ def unigram_entropy(ids: ember.Tensor) -> float:
 def format_metrics(**metrics: float) -> str:
     """``name value`` pairs for a one-line epoch summary."""
     return "  ".join(f"{k.replace('_', ' ')} {v:.4g}" for k, v in metrics.items())
+
+
+# argparse ``type``s for the options the DDP examples define themselves: a bad value ends the
+# program with one line naming the option and what it must be, never a traceback from deep
+# inside the run.
+def _number(kind, text: str, low, strict: bool):
+    try:
+        value = kind(text)
+    except ValueError:
+        what = "an integer" if kind is int else "a number"
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if not (value > low if strict else value >= low):
+        raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} {low:g}, got {text}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    return _number(int, text, 0, strict=True)
+
+
+def nonneg_int(text: str) -> int:
+    return _number(int, text, 0, strict=False)
+
+
+def positive_float(text: str) -> float:
+    return _number(float, text, 0.0, strict=True)

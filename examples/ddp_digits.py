@@ -13,6 +13,8 @@ import argparse
 import os
 import tempfile
 
+from _common import nonneg_int, positive_float, positive_int  # argparse types
+
 import ember
 import ember.nn as nn
 import ember.nn.functional as F
@@ -80,12 +82,12 @@ def train_loop(config: dict) -> None:
 
 def main(argv=None) -> float:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--epochs", type=int, default=8)
-    ap.add_argument("--batch-size", type=int, default=32, help="per worker")
-    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--workers", type=positive_int, default=2)
+    ap.add_argument("--epochs", type=positive_int, default=8)
+    ap.add_argument("--batch-size", type=positive_int, default=32, help="per worker")
+    ap.add_argument("--lr", type=positive_float, default=3e-3)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--max-failures", type=int, default=1)
+    ap.add_argument("--max-failures", type=nonneg_int, default=1)
     ap.add_argument("--out", default=os.path.join(tempfile.gettempdir(), "ember_runs"))
     args = ap.parse_args(argv)
     trainer = train.Trainer(

@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from _common import positive_float, positive_int  # argparse types
+
 import ember
 import ember.distributed as dist
 import ember.nn as nn
@@ -24,9 +26,9 @@ from ember.utils.progress import progress
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--epochs", type=int, default=10)
-    ap.add_argument("--batch-size", type=int, default=32, help="per worker")
-    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--epochs", type=positive_int, default=10)
+    ap.add_argument("--batch-size", type=positive_int, default=32, help="per worker")
+    ap.add_argument("--lr", type=positive_float, default=3e-3)
     args = ap.parse_args()
 
     distributed = "RANK" in os.environ

@@ -14,13 +14,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=_version())
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    from . import experiment, launch, serve_cmd, submit, up
+    from . import doctor, experiment, launch, serve_cmd, submit, up
 
     launch.add_parser(sub)
     experiment.add_parser(sub)
     up.add_parser(sub)
     submit.add_parser(sub)
     serve_cmd.add_parser(sub)
+    doctor.add_parser(sub)
     return p
 
 

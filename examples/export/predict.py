@@ -35,5 +35,23 @@ def main(path: str, inputs: str, out: str | None = None) -> None:
         np.save(out, logits.numpy())
 
 
+def _cli(argv: list[str] | None = None) -> None:
+    import argparse
+    import os
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("model", help="ember.export.save's or ember.jit.save's file")
+    ap.add_argument("inputs", help="a .npy file of inputs (N, ...)")
+    ap.add_argument("out", nargs="?", help="write the logits here (.npy)")
+    args = ap.parse_args(argv)
+    for name in ("model", "inputs"):
+        if not os.path.isfile(getattr(args, name)):
+            ap.error(f"{name.upper()}: file not found: {getattr(args, name)}")
+    if not zipfile.is_zipfile(args.model):
+        ap.error(f"MODEL: {args.model} is not a saved ember program (ember.export.save or "
+                 "ember.jit.save output)")
+    main(args.model, args.inputs, args.out)
+
+
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    _cli(sys.argv[1:])

@@ -62,6 +62,8 @@ def main(argv=None) -> dict:
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
+    if args.steps < 1:
+        p.error(f"--steps must be >= 1, got {args.steps}")
     ember.manual_seed(args.seed)
     text = load_text()
     vocab = {c: i for i, c in enumerate(sorted(set(text)))}

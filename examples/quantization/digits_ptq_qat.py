@@ -119,6 +119,9 @@ def main(argv=None) -> dict:
     p.add_argument("--qat-epochs", type=int, default=2, help="QAT fine-tuning epochs")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
+    if args.epochs < 1 or args.qat_epochs < 0:
+        p.error(f"--epochs must be >= 1 and --qat-epochs >= 0, got {args.epochs} and "
+                f"{args.qat_epochs}")
     ember.manual_seed(args.seed)
     train_loader, test_loader = data()
     model = QuantCNN()
