@@ -64,10 +64,43 @@ def _ones_like(t):
     return ones_like(t)
 
 
-def jacobian(func, inputs, create_graph=False, strict=False, vectorize=False):
-    """Jacobian of func at inputs: shape output.shape + input.shape (nested for tuples)."""
+def _check_strategy(strategy, vectorize, what="strategy"):
+    if strategy not in ("forward-mode", "reverse-mode"):
+        raise ValueError(f'Expected {what} to be either "forward-mode" or "reverse-mode". '
+                         f"Got {strategy!r}")
+    if strategy == "forward-mode" and not vectorize:
+        raise NotImplementedError("torch.autograd.functional.jacobian: `strategy=\"forward-mode\"` "
+                                  "is only implemented together with `vectorize=True`.")
+
+
+def _vectorized(transform, func, inputs, create_graph):
+    """``ember.func``'s vectorized ``jacrev``/``jacfwd``/``hessian`` (one vmapped pass over the
+    standard basis) in this module's conventions: inputs as a tensor or a tuple of them."""
+    from ..func._common import detach_tree
+
+    inputs_t, is_tuple = _tuple(inputs)
+    argnums = tuple(range(len(inputs_t))) if is_tuple else 0
+    if create_graph:
+        with enable_grad():
+            return transform(func, argnums)(*inputs_t)
+    return detach_tree(transform(func, argnums)(*(x.detach() for x in inputs_t)))
+
+
+def jacobian(func, inputs, create_graph=False, strict=False, vectorize=False,
+             strategy="reverse-mode"):
+    """Jacobian of func at inputs: shape output.shape + input.shape (nested for tuples).
+
+    ``vectorize=True`` computes every row in one batched pass (``ember.func.jacrev``, or
+    ``jacfwd`` with ``strategy="forward-mode"``) instead of one backward pass per row.
+    """
     from ..ops import reshape, stack
 
+    _check_strategy(strategy, vectorize)
+    if vectorize:
+        from .. import func as _func
+
+        transform = _func.jacfwd if strategy == "forward-mode" else _func.jacrev
+        return _vectorized(transform, func, inputs, create_graph)
     inputs, is_tuple = _tuple(inputs)
     with enable_grad():
         xs = _prepare(inputs, create_graph)
@@ -90,8 +123,20 @@ def jacobian(func, inputs, create_graph=False, strict=False, vectorize=False):
     return tuple(rows) if out_tuple else rows[0]
 
 
-def hessian(func, inputs, create_graph=False, strict=False, vectorize=False):
-    """Hessian of a scalar func: the jacobian of its gradient."""
+def hessian(func, inputs, create_graph=False, strict=False, vectorize=False,
+            outer_jacobian_strategy="reverse-mode"):
+    """Hessian of a scalar func: the jacobian of its gradient (``vectorize=True``: both
+    Jacobians in batched passes, as ``ember.func.hessian``)."""
+    _check_strategy(outer_jacobian_strategy, vectorize, "outer_jacobian_strategy")
+    if vectorize:
+        from .. import func as _func
+
+        outer = _func.jacfwd if outer_jacobian_strategy == "forward-mode" else _func.jacrev
+
+        def transform(f, argnums):
+            return outer(_func.jacrev(f, argnums), argnums)
+
+        return _vectorized(transform, func, inputs, create_graph)
     inputs_t, is_tuple = _tuple(inputs)
 
     def grad_fn(*xs):

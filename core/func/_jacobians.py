@@ -3,8 +3,10 @@
 The Jacobian of an output ``y`` with respect to an input ``x`` has shape
 ``y.shape + x.shape``. Results nest as the function's output pytree, then (for a tuple
 ``argnums``) a tuple over the arguments, then each argument's pytree. ``jacrev`` builds it a
-row at a time (one backward pass per output element), ``jacfwd`` a column at a time (one
-forward-mode product per input element, see ``_forward.py``).
+vectorized (``_jacobians_vec.py``: one vmapped vjp over the outputs' basis, or jvp over the
+inputs' basis); where ``func`` uses an op vmap cannot batch, or ``jacrev``'s ``chunk_size=1``,
+``jacrev`` builds it a row at a time (one backward pass per output element) and ``jacfwd`` a
+column at a time (one forward-mode product per input element, see ``_forward.py``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from ._common import (
     zeros,
 )
 from ._forward import ForwardGraph
+from ._jacobians_vec import jac_cols, jac_rows, usable
 from ._pytree import tree_unflatten
 from ._vmap_tensor import namespace_op
 
@@ -50,6 +53,22 @@ def _assemble(blocks, flat_o, spec_o, lifted, argnums):
     return tree_unflatten(per_out, spec_o)
 
 
+def _vectorized(how, func, args, kwargs, argnums, has_aux, flat_o, option, keep):
+    r"""The Jacobian blocks by one vmapped pass over the basis (``_jacobians_vec.py``), or None
+    where ``func`` uses an op that vmap cannot batch (then the one-at-a-time path runs: the same
+    values, more passes)."""
+    nums = normalize_argnums(argnums, len(args))
+    try:
+        blocks = how(func, args, kwargs, nums, has_aux, flat_o, option)
+    except RuntimeError as e:
+        if "vmap" not in str(e):
+            raise
+        return None
+    if not keep:
+        blocks = [[b.detach() for b in row] for row in blocks]
+    return blocks
+
+
 def _finish(jac, out, aux, keep, has_aux):
     if has_aux:
         return jac, (aux if keep else detach_tree(aux))
@@ -65,8 +84,10 @@ def jacrev(func: Callable, argnums: int | tuple[int, ...] = 0, *, has_aux: bool 
         func (Callable): returns a pytree of tensors (or ``(output, aux)`` with ``has_aux``).
         argnums (int or Tuple[int]): the positional arguments to differentiate.
         has_aux (bool): also return ``func``'s aux output.
-        chunk_size (int, optional): accepted for PyTorch's signature (must be positive). ember
-            computes the rows one backward pass at a time, so it changes no result.
+        chunk_size (int, optional): the rows computed per batched pass. ``None`` (default):
+            all rows in one pass (a vmapped vjp over the outputs' standard basis; for fewer
+            than 32 rows outside a vmap, one backward pass per row, which is faster there);
+            ``1``: one backward pass per row, which uses the least memory.
 
     Example::
 
@@ -82,6 +103,13 @@ def jacrev(func: Callable, argnums: int | tuple[int, ...] = 0, *, has_aux: bool 
                                                   "vjp(f, *primals)")
         xs = [x for leaves, _ in lifted for x in leaves]
         cg = level.needs_graph(flat_o)
+        blocks = None
+        if chunk_size != 1 and usable(flat_o, chunk_size):
+            blocks = _vectorized(jac_rows, func, args, kwargs, argnums, has_aux, flat_o,
+                                 chunk_size, cg)
+        if blocks is not None:
+            jac = _assemble(blocks, flat_o, spec_o, lifted, argnums)
+            return _finish(jac, flat_o, aux, cg, has_aux)
         blocks = []
         for o in flat_o:
             n = o.numel()
@@ -108,9 +136,9 @@ def jacfwd(func: Callable, argnums: int | tuple[int, ...] = 0, has_aux: bool = F
         func (Callable): returns a pytree of tensors (or ``(output, aux)`` with ``has_aux``).
         argnums (int or Tuple[int]): the positional arguments to differentiate.
         has_aux (bool): also return ``func``'s aux output.
-        randomness (str): ``'error'``, ``'different'`` or ``'same'``: PyTorch's policy for
-            random ops under its internal vmap. ember runs ``func`` once, so random ops see one
-            draw whatever the policy.
+        randomness (str): ``'error'``, ``'different'`` or ``'same'``: the policy for random
+            ops under the vmap over the basis. With ``'error'``, a random op makes ember compute
+            the columns one at a time from a single run of ``func`` instead.
 
     Example::
 
@@ -126,6 +154,12 @@ def jacfwd(func: Callable, argnums: int | tuple[int, ...] = 0, has_aux: bool = F
         level, lifted, flat_o, spec_o, aux = _run(func, args, kwargs, argnums, has_aux,
                                                   "jvp(f, primals, tangents)")
         xs = [x for leaves, _ in lifted for x in leaves]
+        if usable(xs):
+            blocks = _vectorized(jac_cols, func, args, kwargs, argnums, has_aux, flat_o,
+                                 randomness, level.needs_graph(flat_o))
+            if blocks is not None:
+                jac = _assemble(blocks, flat_o, spec_o, lifted, argnums)
+                return _finish(jac, flat_o, aux, level.needs_graph(flat_o), has_aux)
         fg = ForwardGraph(level, xs, flat_o)
         cg = fg.needs_graph([])
         blocks = [[None] * len(xs) for _ in flat_o]

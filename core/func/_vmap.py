@@ -12,7 +12,17 @@ from collections.abc import Callable
 from typing import Any
 
 from ..tensor import Tensor
-from . import _vmap_extra, _vmap_index, _vmap_matmul, _vmap_nn, _vmap_random, _vmap_rules
+from . import (
+    _vmap_adv,
+    _vmap_extra,
+    _vmap_index,
+    _vmap_matmul,
+    _vmap_modules,
+    _vmap_more,
+    _vmap_nn,
+    _vmap_random,
+    _vmap_rules,
+)
 from ._pytree import tree_flatten, tree_unflatten
 from ._vmap_dispatch import enter_level, exit_level, install_methods, patched
 from ._vmap_tensor import levels_of, unwrapped, wrap
@@ -25,6 +35,9 @@ _vmap_matmul.install()
 _vmap_nn.install()
 _vmap_random.install()
 _vmap_extra.install()
+_vmap_modules.install()
+_vmap_more.install()
+_vmap_adv.install()
 install_methods()
 
 _RANDOMNESS = ("error", "different", "same")

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..autograd import function as _function
 from ..tensor import Tensor
-from ._vmap_tensor import _COUNTER, _PHYS, _STACK, BatchedTensor
+from ._vmap_tensor import _CLASSES, _COUNTER, _PHYS, _STACK, BatchedTensor
 
 __all__ = ["RULES", "ALWAYS", "dispatch", "no_rule", "enter_level", "exit_level", "patched",
            "install_methods"]
@@ -114,7 +114,9 @@ def _namespace_targets() -> list[tuple[Any, str, str, Callable]]:
         raw = cls.__dict__.get("_fn") if isinstance(cls, type) else None
         if isinstance(raw, staticmethod) and id(raw.__func__) in by_id:
             out.append((cls, "_fn", by_id[id(raw.__func__)], raw.__func__))
-    return out
+    from ._vmap_modules import extra_targets
+
+    return out + extra_targets(out)
 
 
 def prefix_only(modname: str) -> bool:
@@ -164,7 +166,12 @@ _MISSING = object()
 
 
 def exit_level() -> None:
-    _STACK.pop()
+    level = _STACK.pop()[0]
+    # forget the batched classes of this level (level ids are never reused, so the cache would
+    # grow by a class per vmap call); a tensor that escaped keeps its class alive and still
+    # reports the escape
+    for key in [k for k in _CLASSES if level in k]:
+        del _CLASSES[key]
     if not _STACK:
         _function._vmap_guard[0] = None
         while _PATCHED:
