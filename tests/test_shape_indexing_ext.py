@@ -226,3 +226,35 @@ def test_broadcast_shapes_and_meshgrid_warning(torch):
     with pytest.warns(UserWarning, match="indexing"):
         a, b = ember.meshgrid(ember.ones(2), ember.ones(3))
     assert a.shape == (2, 3) and b.shape == (2, 3)
+
+
+_IDX = object()  # stands for the index tensor [0, 2]
+
+
+@pytest.mark.parametrize("key", [
+    (1, slice(None), _IDX), (_IDX, slice(None), 1), (1, None, slice(None), _IDX),
+    (Ellipsis, 1, _IDX), (2, slice(1, 3), _IDX), (_IDX, 1, _IDX), (1, True, slice(None), _IDX),
+], ids=["int-slice-idx", "idx-slice-int", "int-none-slice-idx", "ellipsis-int-idx",
+        "int-range-idx", "idx-int-idx", "int-true-slice-idx"])
+def test_integers_beside_index_tensors_select_first_as_torch(key):
+    """torch applies integers before advanced indices (NumPy counts them as advanced, which moves
+    the broadcast dimension first): reads, writes and both gradients follow torch."""
+    torch = pytest.importorskip("torch")
+    e_key = tuple(ember.tensor([0, 2]) if k is _IDX else k for k in key)
+    t_key = tuple(torch.tensor([0, 2]) if k is _IDX else k for k in key)
+    x = ember.arange(60.0).reshape(4, 5, 3).requires_grad_()
+    t = torch.arange(60.0).reshape(4, 5, 3).requires_grad_()
+    out, ref = x[e_key], t[t_key]
+    np.testing.assert_array_equal(out.detach().numpy(), ref.detach().numpy())
+    w = np.arange(ref.numel(), dtype=np.float32).reshape(tuple(ref.shape))
+    (out * ember.tensor(w)).sum().backward()
+    (ref * torch.tensor(w)).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), t.grad.numpy())
+    y, u = x.detach() * 1, t.detach() * 1
+    v = ember.tensor(w, requires_grad=True)
+    vt = torch.tensor(w, requires_grad=True)
+    y[e_key], u[t_key] = v * 2, vt * 2
+    np.testing.assert_array_equal(y.detach().numpy(), u.detach().numpy())
+    (y * y).sum().backward()
+    (u * u).sum().backward()
+    np.testing.assert_array_equal(v.grad.numpy(), vt.grad.numpy())

@@ -16,7 +16,31 @@ def scatter_add_(xp, out, idx, vals) -> None:
     xp.add.at(out, idx, vals)
 
 
+class _Chain:
+    """``x[first][rest]``: an index mixing integers with advanced (array) indices, in torch's
+    order. NumPy counts an integer as one more advanced index, so ``x[1, :, i]`` puts the
+    broadcast dimension first (shape ``(len(i), n)``); torch selects the integer first and
+    indexes the rest (``(n, len(i))``). ``first`` holds the integers (a basic index, a view)."""
+
+    __slots__ = ("first", "rest")
+
+    def __init__(self, first: tuple, rest: tuple) -> None:
+        self.first, self.rest = first, rest
+
+
+def _at(a, idx):
+    """``(view, index)`` so that ``view[index]`` is ``a[idx]`` (a chain's integers applied)."""
+    return (a[idx.first], idx.rest) if type(idx) is _Chain else (a, idx)
+
+
+def _get(a, idx):
+    a, idx = _at(a, idx)
+    return a[idx]
+
+
 def _is_basic(idx) -> bool:
+    if type(idx) is _Chain:
+        return False
     items = idx if isinstance(idx, tuple) else (idx,)
     return all(i is None or i is Ellipsis or isinstance(i, (int, slice, np.integer))
                and not isinstance(i, bool) for i in items)
@@ -28,7 +52,7 @@ class GetItem(Function):
     @staticmethod
     def forward(ctx, x, idx):
         ctx.shape, ctx.idx = x.shape, idx
-        out = x[idx]
+        out = _get(x, idx)
         if isinstance(out, np.generic):
             # NumPy returns a scalar copy for a full integer index; torch returns a 0-d view
             # (``buf[i].add_(1)`` must update ``buf``). A trailing Ellipsis keeps the view.
@@ -44,10 +68,11 @@ class GetItem(Function):
 
 def _index_put_zeros(xp, grad, shape, idx):
     out = xp.zeros(shape, dtype=grad.dtype)
-    if _is_basic(idx):
-        out[idx] = grad
+    view, idx_ = _at(out, idx)
+    if _is_basic(idx_):
+        view[idx_] = grad
     else:
-        scatter_add_(xp, out, idx, grad)
+        scatter_add_(xp, view, idx_, grad)
     return out
 
 
@@ -61,7 +86,7 @@ class IndexPutZeros(Function):
 
     @staticmethod
     def backward(ctx, gg):
-        return GetItem.apply(gg, ctx.idx) if ctx._tensor_mode else gg[ctx.idx], None, None
+        return GetItem.apply(gg, ctx.idx) if ctx._tensor_mode else _get(gg, ctx.idx), None, None
 
 
 class IndexPut(Function):
@@ -71,10 +96,11 @@ class IndexPut(Function):
     def forward(ctx, x, idx, v, accumulate):
         ctx.idx, ctx.vshape, ctx.accumulate = idx, getattr(v, "shape", ()), accumulate
         out = x.copy()
+        view, idx = _at(out, idx)
         if accumulate:
-            scatter_add_(ctx.xp, out, idx, v)
+            scatter_add_(ctx.xp, view, idx, v)
         else:
-            out[idx] = v
+            view[idx] = v
         return out
 
     @staticmethod
@@ -84,7 +110,7 @@ class IndexPut(Function):
         if ctx.needs_input_grad[0]:
             gx = grad if ctx.accumulate else _zero_at(ctx, grad, ctx.idx)
         if ctx.needs_input_grad[2]:
-            gv = GetItem.apply(grad, ctx.idx) if ctx._tensor_mode else grad[ctx.idx]
+            gv = GetItem.apply(grad, ctx.idx) if ctx._tensor_mode else _get(grad, ctx.idx)
             if gv.shape != ctx.vshape:  # v was broadcast into the selection
                 gv = _sum_to(xp, gv, ctx.vshape)
         return gx, None, gv, None
@@ -95,7 +121,8 @@ def _zero_at(ctx, grad, idx):
     if ctx._tensor_mode:
         return IndexPut.apply(grad, idx, 0, False)
     out = grad.copy()
-    out[idx] = 0
+    view, idx = _at(out, idx)
+    view[idx] = 0
     return out
 
 
@@ -108,8 +135,28 @@ def _sum_to(xp, g, shape):
 
 def _convert_index(idx):
     if isinstance(idx, tuple):
-        return tuple(_convert_one(i) for i in idx)
+        return _torch_order(tuple(_convert_one(i) for i in idx))
     return _convert_one(idx)
+
+
+def _is_int(i) -> bool:
+    return isinstance(i, (int, np.integer)) and not isinstance(i, (bool, np.bool_))
+
+
+def _torch_order(idx: tuple):
+    """Integers beside array indices become a :class:`_Chain` (torch's semantics); any other
+    index is NumPy's as it is."""
+    if not any(isinstance(i, np.ndarray) for i in idx) or not any(_is_int(i) for i in idx):
+        return idx
+    first: list = []
+    for i in idx:
+        if _is_int(i) or i is Ellipsis:
+            first.append(i)
+        elif isinstance(i, np.ndarray) and i.dtype == np.bool_:
+            first.extend([slice(None)] * i.ndim)  # a mask spans its own dimensions
+        elif i is not None and not isinstance(i, (bool, np.bool_)):  # None/True add a dim
+            first.append(slice(None))
+    return _Chain(tuple(first), tuple(i for i in idx if not _is_int(i)))
 
 
 def _convert_one(i):
@@ -165,7 +212,8 @@ def setitem(input, idx, value) -> None:
     else:
         v = value._data if isinstance(value, Tensor) else value
         try:
-            input._data[idx] = v
+            view, idx_ = _at(input._data, idx)
+            view[idx_] = v
         except (ValueError, IndexError) as err:
             raise _setitem_error(err, input, idx, value) from None
     input._version_counter[0] += 1
@@ -178,7 +226,7 @@ def _setitem_error(err, input, idx, value):
         from .shape import expand
 
         try:  # PyTorch reports the value expanded to the selection's shape
-            expand(value, input._data[idx].shape)
+            expand(value, _get(input._data, idx).shape)
         except RuntimeError as mismatch:
             return mismatch
     return err
