@@ -94,7 +94,8 @@ def get_world_size(group=None) -> int:
 
 def get_backend(group=None) -> str:
     """The backend name the group was created with, as given (``"gloo"`` stays ``"gloo"``,
-    as in PyTorch); ``"auto"`` when none was given."""
+    as in PyTorch); ``"undefined"`` when none was given, as PyTorch returns (ember then
+    transports as with ``"auto"``)."""
     pg = _state.resolve_group(group)
     if pg is None:
         raise ValueError("Invalid process group specified")
@@ -208,7 +209,8 @@ def init_process_group(backend: str | None = None, init_method: str | None = Non
     global _own_store, _init_count
     if _state.world is not None:
         raise ValueError("trying to initialize the default process group twice!")
-    backend_name = "auto" if backend is None else str(backend).lower()
+    # PyTorch reports Backend.UNDEFINED for a group created without a backend name
+    backend_name = Backend.UNDEFINED if backend is None else str(backend).lower()
     backend = normalize_backend(backend)
     secs = _seconds(timeout)
     own_store = None

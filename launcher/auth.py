@@ -33,6 +33,66 @@ def ray_auth_env(settings: dict) -> dict:
     return env
 
 
+def resolved_ray_auth_env(settings: dict) -> dict:
+    """:func:`ray_auth_env`, with ``inherit`` resolved to the mode Ray itself picks.
+
+    Ray 2.60 with ``RAY_AUTH_MODE`` unset: ``ray start --head`` turns token authentication on
+    when a token exists (``RAY_AUTH_TOKEN``, the file ``RAY_AUTH_TOKEN_PATH`` names, or
+    ``~/.ray/auth_token``), but ``ray start --address``, ``ray.init(address=...)`` and the Jobs
+    client never do: they fail against that head with authentication errors. So ember names
+    the mode explicitly for every Ray process and driver of the cluster, and ``ember up``
+    records it for ``status``, ``launch --cluster``, ``submit``, ``job`` and ``down``.
+    """
+    env = ray_auth_env(settings)
+    if env:
+        return env
+    mode = os.environ.get("RAY_AUTH_MODE", "").strip().lower()
+    if not mode:
+        mode = "token" if ray_token() else "disabled"
+    env = {"RAY_AUTH_MODE": mode}
+    if mode == "token" and os.environ.get("RAY_AUTH_TOKEN_PATH"):
+        env["RAY_AUTH_TOKEN_PATH"] = os.path.expanduser(os.environ["RAY_AUTH_TOKEN_PATH"])
+    return env
+
+
+def ray_token() -> str | None:
+    """The Ray token this process would use, in Ray's order: ``RAY_AUTH_TOKEN``, the file
+    ``RAY_AUTH_TOKEN_PATH`` names, ``~/.ray/auth_token``; None when there is none."""
+    if os.environ.get("RAY_AUTH_TOKEN", "").strip():
+        return os.environ["RAY_AUTH_TOKEN"].strip()
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH") or DEFAULT_RAY_TOKEN_PATH
+    try:
+        with open(os.path.expanduser(path)) as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
+
+
+def cluster_auth_env(cfg) -> dict:
+    """The Ray auth variables for drivers of a config's cluster: the ones ``ember up``
+    recorded when it started the cluster (the mode its head really runs with), else the
+    config's, with ``inherit`` resolved as Ray's head would."""
+    if cfg.provider == "local":
+        from .local_cluster import read_state
+
+        state = read_state(cfg.name)
+        if state and state.get("auth_env"):
+            return dict(state["auth_env"])
+    return resolved_ray_auth_env(cfg.ember)
+
+
+def default_env() -> dict:
+    """Ray auth variables for a driver of a cluster known only by its address: Ray's own
+    choice (``RAY_AUTH_MODE``), else token mode when a token is available, as the head of a
+    cluster started with one runs (an explicit address never turns it on in Ray itself)."""
+    return resolved_ray_auth_env({"token": {"ray_auth": "inherit"}})
+
+
+def apply_to_cluster(cfg) -> None:
+    """Make this process (a Ray driver or Jobs client) use the auth of a config's cluster."""
+    apply_env(cluster_auth_env(cfg))
+
+
 def ensure_local_token(settings: dict) -> str | None:
     """With ``ray_auth: token``: the token (read, or created with mode 0600 when missing)."""
     tok = settings["token"]
@@ -55,6 +115,8 @@ def ensure_local_token(settings: dict) -> str | None:
 def remote_token_command(settings: dict) -> list:
     """A shell command that stores the token (fed on stdin) at the host's token path."""
     path = settings["token"].get("ray_token_path") or DEFAULT_RAY_TOKEN_PATH
+    if settings["token"].get("ray_auth") == "inherit" and os.environ.get("RAY_AUTH_TOKEN_PATH"):
+        path = os.environ["RAY_AUTH_TOKEN_PATH"]  # where resolved_ray_auth_env points hosts
     quoted = '"$HOME"/' + _sh_quote(path[2:]) if path.startswith("~/") else _sh_quote(path)
     return ["sh", "-c", f'umask 077 && mkdir -p "$(dirname {quoted})" && cat > {quoted}']
 

@@ -4,6 +4,7 @@ issue)."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -38,12 +39,22 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     from .config import ConfigError
+    from .hosts import HostError
 
     try:
         return args.func(args)
     except ConfigError as e:  # a bad cluster config: the file, every bad key and why
         print(f"ember {args.command}: {e}", file=sys.stderr)
         return 2
+    except HostError as e:  # a host that cannot be reached or whose command failed
+        if e.detail and os.environ.get("EMBER_VERBOSE"):
+            print(e.detail, file=sys.stderr)
+        print(f"ember {args.command}: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:  # a file or directory ember cannot read or write (state, token)
+        where = f": {e.filename}" if e.filename else ""
+        print(f"ember {args.command}: {e.strerror or e}{where}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -72,7 +72,12 @@ print(json.dumps({"pids": pids, "left": scan() if mode == "kill" else pids}))
 
 
 class HostError(RuntimeError):
-    """A command on a cluster host failed; the message names the host and the command."""
+    """A command on a cluster host failed: the message (one line) names the host, what failed
+    and what to check; ``detail`` holds the tail of the command's output, when there was one."""
+
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail
 
 
 @dataclass
@@ -117,9 +122,14 @@ class Host:
         except subprocess.TimeoutExpired:
             raise HostError(f"host {self.ip}: `{shlex.join(cmd)}` did not finish within "
                             f"{timeout:.0f} s") from None
+        if self.ssh and r.returncode == 255:  # ssh's own failure: the host was not reached
+            raise HostError(f"host {self.ip}: cannot reach it over ssh ({_last_line(r.stderr)}); "
+                            f"check that it is up and that `ssh {self.ssh[-1]} true` works with "
+                            "the config's auth (ssh_user, ssh_private_key)", _tail(r.stderr))
         if check and r.returncode != 0:
-            raise HostError(f"host {self.ip} ({self.how}): `{shlex.join(cmd)}` exited with code "
-                            f"{r.returncode}\n{_tail(r.stdout + r.stderr)}")
+            raise HostError(f"host {self.ip} ({self.how}): `{_short(cmd)}` exited with code "
+                            f"{r.returncode}: {_last_line(r.stdout + r.stderr)}",
+                            _tail(r.stdout + r.stderr))
         return r
 
     def start_session(self, cmd: list, *, env: dict | None = None,
@@ -172,6 +182,17 @@ def ssh_argv(ip: str, auth: dict) -> list:
     if auth.get("ssh_proxy_command"):
         argv += ["-o", f"ProxyCommand={auth['ssh_proxy_command']}"]
     return argv + [f"{user}@{ip}" if user else ip]
+
+
+def _last_line(text: str) -> str:
+    """The last non-empty line of a command's output (where ssh and Ray put the error)."""
+    lines = [s.strip() for s in text.strip().splitlines() if s.strip()]
+    return lines[-1] if lines else "no output"
+
+
+def _short(cmd: list, limit: int = 80) -> str:
+    text = shlex.join(cmd)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _tail(text: str, lines: int = 25) -> str:

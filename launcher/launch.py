@@ -133,18 +133,24 @@ def run(args) -> int:
 
 def _cluster(args):
     """(validated config or None, Ray address or None, worker env) for --cluster/--address."""
+    from . import auth
+
     if not args.cluster:
+        if args.address or os.environ.get("RAY_ADDRESS"):
+            # Ray never turns token auth on for an explicit address itself
+            auth.apply_env(auth.default_env())
         return None, args.address, {}
-    from . import auth, local_cluster
+    from . import local_cluster
     from .config import load
     from .up import cluster_addresses
 
     cfg = load(args.cluster)
-    auth.apply_to_driver(cfg.ember)
     env = auth.job_env(cfg.ember)
     if cfg.ember["embedded"] and cfg.provider == "local" and not local_cluster.is_up(
             local_cluster.read_state(cfg.name)):
+        auth.apply_to_driver(cfg.ember)  # a new Ray: its own default unless the config says
         return cfg, None, env  # an embedded Ray for this job, like plain `ember launch`
+    auth.apply_to_cluster(cfg)
     return cfg, cluster_addresses(cfg)[0], env
 
 

@@ -134,9 +134,12 @@ def up(cfg: ClusterConfig, out=print, timeout: float = 300) -> dict:
     """Start the cluster's Ray processes; return the recorded state."""
     state = read_state(cfg.name)
     token = auth.ensure_local_token(cfg.ember)
-    env = auth.ray_auth_env(cfg.ember)
+    env = auth.resolved_ray_auth_env(cfg.ember)  # the mode named for every host and driver
+    if token is None and env.get("RAY_AUTH_MODE") == "token":
+        token = auth.ray_token()  # ``inherit`` with a token: ssh hosts need it too
     steps = plan(cfg)
     if is_up(state):
+        env = state.get("auth_env") or env  # the mode the running head was started with
         return _complete(cfg, state, steps, env, token, out, timeout)
     if state:  # the head is gone: stop whatever is left of the old cluster before a fresh one
         out(f"cluster {cfg.name!r}: its head is not running; stopping what is left of it")
@@ -202,9 +205,12 @@ def _start_host(cfg, host: Host, setup: list, start: list, env: dict, token, sta
             state["hosts"].sort(key=lambda h: h["role"] != "head")
             _write_state(state)
     if r.returncode != 0 or not sid:
-        tail = "\n".join("    " + s for s in (r.stdout + r.stderr).strip().splitlines()[-25:])
+        output = r.stdout + r.stderr
+        tail = "\n".join("    " + s for s in output.strip().splitlines()[-25:])
+        last = [s.strip() for s in output.splitlines() if s.strip()]
         raise HostError(f"host {host.ip} ({host.how}): `ray start` exited with code "
-                        f"{r.returncode}\n{tail}")
+                        f"{r.returncode} ({last[-1] if last else 'no output'}); check Ray's "
+                        f"logs under {host.temp_dir} on that host", tail)
     out(f"  {host.role} {host.ip} ({host.how}): Ray started in {time.time() - t0:.1f} s "
         f"(session {sid}, temp dir {host.temp_dir})")
 

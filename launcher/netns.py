@@ -116,7 +116,7 @@ def head_env(config_path: str) -> dict:
     from .config import load
 
     cfg = load(config_path)
-    return {**os.environ, **auth.ray_auth_env(cfg.ember),
+    return {**os.environ, **auth.cluster_auth_env(cfg),
             "RAY_ADDRESS": f"{cfg.raw['provider']['head_ip']}:{cfg.ember['ray_port']}"}
 
 

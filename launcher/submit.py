@@ -13,12 +13,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import shlex
 import sys
 import threading
 import time
 
 _TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
+_PYTHON = re.compile(r"python(\d+(\.\d+)?)?")  # python, python3, python3.11
 
 
 def add_parser(sub) -> None:
@@ -32,6 +34,10 @@ def add_parser(sub) -> None:
     p.add_argument("--env", action="append", default=[], metavar="K=V",
                    help="environment variable for the job (repeatable)")
     p.add_argument("--submission-id", help="job id to use (default: Ray picks one)")
+    p.add_argument("--python", metavar="PATH",
+                   help="interpreter that runs the command's leading `python` (default: this "
+                        "one when the head is this machine, ember.python for a --cluster "
+                        "whose head is another host)")
     p.add_argument("entrypoint", nargs=argparse.REMAINDER,
                    help="-- the command, e.g. -- python train.py --epochs 2")
     p.set_defaults(func=run_submit)
@@ -70,20 +76,24 @@ def resolve_address(args) -> str:
         from .up import cluster_addresses
 
         cfg = load(args.cluster)
-        auth.apply_to_driver(cfg.ember)
+        auth.apply_to_cluster(cfg)
         address = cluster_addresses(cfg)[1]
     else:
         address = args.address or os.environ.get("RAY_API_SERVER_ADDRESS")
         ray_address = os.environ.get("RAY_ADDRESS", "")
         if not address and ray_address.startswith("http"):
             address = ray_address
-        if not address:
+        if address:
+            auth.apply_env(auth.default_env())
+        else:
             from .local_cluster import all_states, is_up
 
             states = [s for s in all_states() if is_up(s)]
             if len(states) == 1:
-                auth.apply_env(states[0].get("auth_env") or {})
+                auth.apply_env(states[0].get("auth_env") or auth.default_env())
                 address = states[0]["dashboard"]
+            else:
+                auth.apply_env(auth.default_env())
         address = address or "http://127.0.0.1:8265"
     return address if "://" in address else f"http://{address}"
 
@@ -122,6 +132,11 @@ def run_submit(args) -> int:
     if env:
         runtime_env["env_vars"] = env
     address = resolve_address(args)
+    cmd, path_dir = _pin_interpreter(args, cmd, address)
+    if path_dir and "PATH" not in env:
+        # the job's own `python`/`ember` subprocesses find the same environment (Ray expands
+        # ${PATH} to the head's)
+        runtime_env["env_vars"] = env = {**env, "PATH": f"{path_dir}:${{PATH}}"}
     c = client(address)
     job_id = c.submit_job(entrypoint=shlex.join(cmd), runtime_env=runtime_env or None,
                           submission_id=args.submission_id)
@@ -131,6 +146,35 @@ def run_submit(args) -> int:
         _note(f"follow: ember job logs -f {job_id} --address {address}")
         return 0
     return follow(c, job_id)
+
+
+def _pin_interpreter(args, cmd: list, address: str) -> tuple[list, str | None]:
+    """Run a leading ``python`` of the entrypoint with the submitting environment's
+    interpreter, not whatever ``python`` the Ray head's PATH finds (often a system Python
+    without Ray or ember). Returns (the command, a directory for the front of the job's PATH)."""
+    from urllib.parse import urlparse
+
+    from .hosts import is_this_machine
+
+    if "/" in cmd[0] or not _PYTHON.fullmatch(cmd[0]):  # a path names its interpreter
+        return cmd, None
+    python = getattr(args, "python", None)
+    host = urlparse(address).hostname or ""
+    if python is None and is_this_machine(host):
+        python = sys.executable
+    elif python is None and getattr(args, "cluster", None):
+        from .config import load
+
+        cfg = load(args.cluster)
+        if cfg.provider == "local":
+            python = cfg.ember["python"]  # the interpreter the config names for its hosts
+    if python is None:
+        _note(f"the head {host} is another machine: `{cmd[0]}` runs as its PATH finds it; "
+              "pass --python PATH to name the interpreter (with ray and ember) there")
+        return cmd, None
+    if os.path.isabs(python) and is_this_machine(host) and not os.access(python, os.X_OK):
+        raise SystemExit(f"ember submit: --python {python} is not an executable file")
+    return [python, *cmd[1:]], os.path.dirname(python) if os.path.isabs(python) else None
 
 
 def follow(c, job_id: str, poll: float = 0.5) -> int:

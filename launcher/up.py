@@ -101,7 +101,7 @@ def _ray_cli(verb: str, cfg: ClusterConfig, args) -> int:
                   f"`ember up` would run:\n  {' '.join(cmd[:2])} <{cfg.path} without ember:> "
                   f"{' '.join(cmd[3:])}".rstrip())
             return 0
-        env = {**os.environ, **auth.ray_auth_env(cfg.ember)}
+        env = {**os.environ, **auth.ray_auth_env(cfg.ember)}  # Ray's tools resolve inherit
         return subprocess.call(cmd, env=env)
     finally:
         os.remove(path)
@@ -127,14 +127,16 @@ def run_status(args) -> int:
         cfg = load(args.config)
         if cfg.kind == "kuberay":
             return _kubectl(["get", "raycluster", cfg.name, "-o", "wide"], False)
-        auth.apply_to_driver(cfg.ember)
+        auth.apply_to_cluster(cfg)
         address, dashboard = cluster_addresses(cfg)
         state = local_cluster.read_state(cfg.name) if cfg.provider == "local" else None
         if state:
             _print_hosts(state)
     else:
         address = args.address or os.environ.get("RAY_ADDRESS")
-        if not address:
+        if address:
+            auth.apply_env(auth.default_env())
+        else:
             states = [s for s in local_cluster.all_states() if local_cluster.is_up(s)]
             if not states:
                 raise SystemExit("ember status: no cluster: pass CONFIG or --address, or set "
@@ -143,7 +145,7 @@ def run_status(args) -> int:
                 names = ", ".join(f"{s['name']} ({s['config']})" for s in states)
                 raise SystemExit(f"ember status: several clusters are up ({names}); pass CONFIG")
             state = states[0]
-            auth.apply_env(state.get("auth_env") or {})
+            auth.apply_env(state.get("auth_env") or auth.default_env())
             address, dashboard = state["head"], state["dashboard"]
             _print_hosts(state)
     return show_ray(address, dashboard)

@@ -65,13 +65,34 @@ def prepare_model(model, move_to_device: bool = True, parallel_strategy: str | N
     raise ValueError(f"prepare_model: unknown parallel strategy {strategy!r}")
 
 
+class _DistributedSampler(DistributedSampler):
+    """``prepare_data_loader``'s sampler: a DistributedSampler that knows whether the user has
+    called ``set_epoch`` (even with the value the loader would have set)."""
+
+    user_set_epoch = False
+
+    def set_epoch(self, epoch: int) -> None:
+        self.user_set_epoch = True
+        super().set_epoch(epoch)
+
+
 class _PreparedDataLoader(DataLoader):
-    """A DataLoader over this rank's shard that sets the sampler's epoch on every pass and
-    moves batches to the worker's device."""
+    """A DataLoader over this rank's shard that moves batches to the worker's device.
+
+    The sampler's epoch: once the user calls ``loader.sampler.set_epoch(epoch)`` (PyTorch's and
+    Ray Train's idiom), the user's epoch is the one used, on this pass and every later one, so a
+    run resumed from ``(model, optimizer, epoch)`` reshuffles exactly as the uninterrupted run
+    did. Until then the loader advances the epoch itself on every pass (Ray Train would reuse
+    epoch 0's order), and ``load_state_dict`` restores it.
+    """
 
     def __init__(self, *args, device=None, **kwargs):
         super().__init__(*args, **kwargs)
         self._device = device
+        # The epoch the loader itself last gave the sampler: a sampler epoch that differs from
+        # it at the start of a pass was set by the user.
+        self._epoch_given = getattr(self.sampler, "epoch", None)
+        self._user_sets_epoch = False
 
     def load_state_dict(self, state_dict: dict) -> None:
         # The sampler's epoch follows the loader's: a state saved between epochs names the next
@@ -81,8 +102,18 @@ class _PreparedDataLoader(DataLoader):
         super().load_state_dict(state_dict)
 
     def __iter__(self):
-        if hasattr(self.sampler, "set_epoch"):
-            self.sampler.set_epoch(self._epoch)  # a new shuffle each epoch, the same on resume
+        sampler = self.sampler
+        if hasattr(sampler, "set_epoch") and not self._user_sets_epoch:
+            if getattr(sampler, "user_set_epoch", False) or getattr(
+                    sampler, "epoch", self._epoch_given) != self._epoch_given:
+                self._user_sets_epoch = True  # the user's set_epoch wins from now on
+            else:
+                # a new shuffle each pass, the same on resume
+                if isinstance(sampler, _DistributedSampler):
+                    DistributedSampler.set_epoch(sampler, self._epoch)  # not the user's call
+                else:
+                    sampler.set_epoch(self._epoch)
+                self._epoch_given = self._epoch
         it = super().__iter__()
         if self._device is None or self._device.type == "cpu":
             return it
@@ -113,8 +144,8 @@ def prepare_data_loader(data_loader: DataLoader, add_dist_sampler: bool = True,
             raise ValueError("prepare_data_loader cannot shard a loader built with a custom "
                              "batch_sampler; shard the dataset yourself or pass "
                              "add_dist_sampler=False")
-        sampler = DistributedSampler(data_loader.dataset, num_replicas=world, rank=rank,
-                                     shuffle=isinstance(data_loader.sampler, RandomSampler))
+        sampler = _DistributedSampler(data_loader.dataset, num_replicas=world, rank=rank,
+                                      shuffle=isinstance(data_loader.sampler, RandomSampler))
     kwargs = dict(batch_size=data_loader.batch_size, num_workers=data_loader.num_workers,
                   collate_fn=data_loader.collate_fn, pin_memory=data_loader.pin_memory,
                   drop_last=data_loader.drop_last, timeout=data_loader.timeout,
