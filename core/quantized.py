@@ -226,7 +226,24 @@ class QTensor(Tensor):
         self._per_tensor("this op")
         xp = _xp(self._data)
         out = fn(Tensor._wrap(self._data.astype(xp.float32)))._data
-        return self._like(xp.rint(out).astype(self._data.dtype))
+        return self._like(xp.asarray(xp.rint(out)).astype(self._data.dtype))
+
+    def _value_space_op(self, fn) -> QTensor:
+        """Like ``_code_op`` for ops that are not order-only (average pooling): run on
+        ``code - zero_point`` so padding counts as 0.0 as in torch, then shift back."""
+        self._per_tensor("this op")
+        xp = _xp(self._data)
+        zp = xp.float32(self._zero_point)
+        out = fn(Tensor._wrap(self._data.astype(xp.float32) - zp))._data
+        lo, hi = qrange(self._qdtype)
+        return self._like(xp.clip(xp.rint(out) + zp, lo, hi).astype(self._data.dtype))
+
+    def _float_op(self, fn) -> QTensor:
+        """An op torch runs as dequantize -> float kernel -> quantize with the same scale and
+        zero point (avg_pool1d, ...)."""
+        self._per_tensor("this op")
+        out = fn(self.dequantize())
+        return quantize_per_tensor(out, self._scale, self._zero_point, self._qdtype)
 
     def relu(self) -> QTensor:
         """ReLU in code space: max(q, zero_point) (exact, as torch's quantized relu)."""
@@ -445,3 +462,8 @@ def _make_per_channel_quantized_tensor(input, scale, zero_point, axis: int) -> Q
                     dtype=np.int64)
     return QTensor._make(input._data.copy(), qd, per_channel_affine, sc, zp,
                          axis % input._data.ndim)
+
+
+# Route functional forms (ember.relu(q), F.hardtanh(q), ember.cat([...])) of quantized tensors:
+# Function.apply hands them to this module (imported last: it needs QTensor and the ops).
+from . import _quantized_ops  # noqa: E402,F401

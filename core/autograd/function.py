@@ -39,6 +39,10 @@ _node_extras = None
 # Set by ember.func's vmap while it runs: a check that no batched tensor reaches an op without
 # its batching rule (one list read on the hot path otherwise).
 _vmap_guard = [None]
+# Set by ember._quantized_ops: quantized tensors take their own route (torch's QuantizedCPU
+# kernels or a clear error) instead of running a float op on their integer codes.
+_QTensor = type("_NoQTensorYet", (), {})
+_quantized_apply = None
 
 
 def _unpacked(saved):
@@ -150,6 +154,8 @@ class Function:
         requires = False
         for a in args:
             if isinstance(a, Tensor):
+                if type(a) is _QTensor:
+                    return _quantized_apply(cls, args, kwargs)
                 data = a._data
                 if first is None:
                     first = data

@@ -368,6 +368,8 @@ class FloorDivide(Function):
 def _floatify(x):
     """Math on integer tensors happens in the default float dtype, as in PyTorch."""
     if isinstance(x, Tensor) and x._data.dtype.kind not in "fcV":
+        if x.is_quantized:  # its op decides (ember._quantized_ops): not a cast of the codes
+            return x
         return to_dtype_op(x, get_default_dtype())
     return x
 

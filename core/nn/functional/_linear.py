@@ -29,7 +29,7 @@ _SCALAR_NAMES = {"float32": "Float", "float64": "Double", "float16": "Half",
 
 def scalar_name(t: Tensor) -> str:
     """PyTorch's scalar-type name of a tensor's dtype (``Float``, ``Long``...)."""
-    return _SCALAR_NAMES[t.dtype.name]
+    return _SCALAR_NAMES.get(t.dtype.name, t.dtype.name)  # quantized: quint8 ...
 
 
 @autocast_op("linear")

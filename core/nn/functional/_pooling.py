@@ -118,6 +118,10 @@ def max_pool3d_with_indices(input, kernel_size, stride=None, padding=0, dilation
 def _avg_pool(nd, input, kernel_size, stride, padding, ceil_mode, count_include_pad,
               divisor_override):
     fn = f"avg_pool{nd}d"
+    if input.is_quantized:  # torch averages the codes (same scale and zero point); 1d in float
+        run = input._float_op if nd == 1 else input._value_space_op
+        return run(lambda t: _avg_pool(nd, t, kernel_size, stride, padding, ceil_mode,
+                                       count_include_pad, divisor_override))
     x, unbatched = _batched(fn, input, nd)
     if not x.dtype.is_floating_point:
         raise RuntimeError(f'"{fn}" not implemented for \'{x.dtype.name}\'')

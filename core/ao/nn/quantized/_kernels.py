@@ -144,9 +144,12 @@ def fits_float32(codes, zp: int, w, k: int, amax: int, wmax: int) -> bool:
     weight's L1 bound (one cheap reduction over the codes)."""
     if k * amax * wmax < _F32_EXACT or codes.size == 0:
         return True
+    l1 = weight_l1(w)  # cached: the dtype's activation bound often suffices with it
+    if amax * l1 < _F32_EXACT:
+        return True
     hi = int(codes.max())
     a = hi if zp == 0 and codes.dtype == np.uint8 else max(hi - zp, zp - int(codes.min()))
-    return a * weight_l1(w) < _F32_EXACT
+    return a * l1 < _F32_EXACT
 
 
 def linear_acc(codes, zp: int, w, amax: int, wmax: int):
@@ -179,7 +182,37 @@ def conv_acc(nd: int, codes, zp: int, w, amax: int, wmax: int, stride, padding, 
     return int_conv(nd, a, wc, amax, wmax, stride, padding, dilation, groups, fits)
 
 
-_M_CACHE: dict = {}  # (scales, weight-scale identity, layout) -> the float32 multipliers
+_M_CACHE: dict = {}  # (scales, weight-scale / bias identity, layout) -> the float32 constants
+_BLOCK = 1 << 16  # elements per requantize block on CPU: its float32 buffer stays in L2
+
+
+def _constants(xp, a_scale: float, w_scale, bias, out_scale: float, out_zp: int, ndim: int,
+               channel_axis: int):
+    """(m, c): the float32 multiplier(s) ``a_scale * w_scale / out_scale`` and offset(s)
+    ``bias / out_scale + out_zp`` (None when all zero), shaped to broadcast along the channel
+    axis; cached per layer (the weight scale and bias arrays are held by the entry, so their
+    ids stay theirs)."""
+    key = (a_scale, out_scale, out_zp, w_scale if type(w_scale) is float else id(w_scale),
+           None if bias is None else id(bias), ndim, channel_axis, xp is np)
+    hit = _M_CACHE.get(key)
+    if hit is not None and hit[0] is w_scale and hit[1] is bias:
+        return hit[2], hit[3]
+    inv = np.float32(1.0) / np.float32(out_scale)
+    m = (np.float32(a_scale) * np.asarray(w_scale, dtype=np.float32).reshape(-1)) * inv
+    shape = [1] * ndim
+    shape[channel_axis] = -1
+    m = xp.asarray(m.reshape(shape)) if m.size > 1 else m[0]
+    c = None
+    if bias is not None:
+        cb = bias.astype(np.float32) * inv + np.float32(out_zp)
+        if cb.any():  # adding zeros changes no code (only -0.0 -> +0.0)
+            c = cb.reshape(shape)
+    elif out_zp:
+        c = np.float32(out_zp)
+    if len(_M_CACHE) > 512:  # scales of a few hundred layers; forget when it grows past
+        _M_CACHE.clear()
+    _M_CACHE[key] = (w_scale, bias, m, c)
+    return m, c
 
 
 def requantize(acc, a_scale: float, w_scale, bias, out_scale: float, out_zp: int, qmin: int,
@@ -187,46 +220,52 @@ def requantize(acc, a_scale: float, w_scale, bias, out_scale: float, out_zp: int
     """Exact accumulator (int32, or integer-valued float32 / float64) -> output codes:
     ``q = rint(clamp(float32(acc) * m + c))`` with ``m = a_scale * w_scale / out_scale`` and
     ``c = bias / out_scale + out_zp`` (per output channel), all in float32, half to even;
-    ``relu`` clamps at the zero point. Two passes instead of torch's dequantize-then-quantize
+    ``relu`` clamps at the zero point. Two roundings instead of torch's dequantize-then-quantize
     four: the result can differ from torch's by one code where a value falls within float32
     rounding of a .5 tie (not seen in the tests). Whatever the accumulator's dtype, it is
-    rounded to float32 first, so every path gives the same codes."""
+    rounded to float32 first, so every path gives the same codes.
+
+    On CPU the passes run block by block (the float32 block stays in cache) and fuse the
+    conversions: the multiply reads the accumulator and writes float32, the rounding writes
+    the integer codes (exact: clamped integers)."""
     xp = xp_of(acc)
-    key = (a_scale, out_scale, id(w_scale) if np.ndim(w_scale) else w_scale, acc.ndim,
-           channel_axis, xp is np)
-    hit = _M_CACHE.get(key)
-    if hit is not None and hit[0] is w_scale:
-        _, inv, m, shape = hit
-    else:
-        inv = np.float32(1.0) / np.float32(out_scale)
-        m = (np.float32(a_scale) * np.asarray(w_scale, dtype=np.float32).reshape(-1)) * inv
-        shape = None
-        if m.size > 1:
-            shape = [1] * acc.ndim
-            shape[channel_axis] = -1
-            m = xp.asarray(m.reshape(shape))
-        else:
-            m = m[0]
-        if len(_M_CACHE) > 512:  # scales of a few hundred layers; forget when it grows past
-            _M_CACHE.clear()
-        # w_scale is held in the entry, so its id cannot be reused while the entry lives
-        _M_CACHE[key] = (w_scale, inv, m, shape)
-    # the accumulator is this call's own array (or its float32 copy): all steps run in place
-    f = acc if acc.dtype == xp.float32 else acc.astype(xp.float32)
-    f *= m
-    if bias is not None:
-        c = bias.astype(np.float32) * inv + np.float32(out_zp)
-        if c.any():  # adding zeros changes no code (only -0.0 -> +0.0)
-            f += c.reshape(shape or [-1 if i == channel_axis else 1 for i in range(acc.ndim)])
-    elif out_zp:
-        f += xp.float32(out_zp)
+    m, c = _constants(xp, a_scale, w_scale, bias, out_scale, out_zp, acc.ndim, channel_axis)
     lo = max(qmin, out_zp) if relu else qmin
-    if xp is np:
-        _clip(f, np.float32(lo), np.float32(qmax), out=f)  # the ufunc: np.clip's wrapper costs
-    else:
+    if xp is not np:
+        f = acc if acc.dtype == xp.float32 else acc.astype(xp.float32)  # ours: in place
+        f *= m
+        if c is not None:
+            f += c
         xp.clip(f, lo, qmax, out=f)
-    xp.rint(f, out=f)
-    return f.astype(storage)
+        xp.rint(f, out=f)
+        return f.astype(storage)
+    lo, hi = np.float32(lo), np.float32(qmax)
+    out = np.empty(acc.shape, storage)
+    n = acc.shape[0] if acc.ndim > 1 else 1
+    per = acc.size // n if n else 0
+    rows = max(1, _BLOCK // per) if per else n
+    if rows >= n:  # one block
+        f = acc if acc.dtype == np.float32 else np.empty(acc.shape, np.float32)
+        _requantize_block(acc, f, m, c, lo, hi, out)
+        return out
+    buf = np.empty((rows,) + acc.shape[1:], np.float32)
+    for s in range(0, n, rows):
+        e = min(n, s + rows)
+        _requantize_block(acc[s:e], buf[:e - s], m, c, lo, hi, out[s:e])
+    return out
+
+
+def _requantize_block(acc, f, m, c, lo, hi, out) -> None:
+    """float32(acc) * m (+ c) -> clamp -> rint -> the codes in ``out``; ``f`` is scratch
+    (may be ``acc`` itself when that is float32)."""
+    if acc is f:  # plain in-place call: the dtype / casting keywords cost ~1 us per call
+        np.multiply(f, m, out=f)
+    else:
+        np.multiply(acc, m, out=f, dtype=np.float32, casting="unsafe")
+    if c is not None:
+        np.add(f, c, out=f)
+    _clip(f, lo, hi, out=f)  # the ufunc: np.clip's wrapper costs
+    np.rint(f, out=out, casting="unsafe")
 
 
 def _dequant_acc(acc, a_scale, w_scale, bias, channel_axis: int):

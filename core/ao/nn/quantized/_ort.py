@@ -119,7 +119,7 @@ def _usable(codes, zp: int, w) -> bool:
 def linear_acc(codes, zp: int, w):
     """int32 ``(codes - zp) @ (w - zw)^T`` for uint8 codes (M, K) and a quantized weight (N, K),
     or None where these kernels do not apply."""
-    if not _usable(codes, zp, w) or codes.size * w.shape[0] < LINEAR_MIN_MACS:
+    if not _usable(codes, zp, w) or codes.size * w._data.shape[0] < LINEAR_MIN_MACS:
         return None
 
     def build():

@@ -83,6 +83,26 @@ class _OutQParams(Module):
         return q
 
 
+class _SavedQParams:
+    """``scale`` / ``zero_point`` in the state_dict as 0-d tensors (torch's buffers), kept as
+    Python numbers on the module."""
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        destination[prefix + "scale"] = Tensor(np.array(self.scale, np.float32))
+        destination[prefix + "zero_point"] = Tensor(np.array(self.zero_point, np.int64))
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs):
+        for key, cast in (("scale", float), ("zero_point", int)):
+            if prefix + key in state_dict:
+                setattr(self, key, cast(state_dict.pop(prefix + key).item()))
+            elif strict:
+                missing_keys.append(prefix + key)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, False, missing_keys,
+                                      unexpected_keys, error_msgs)
+
+
 class ReLU6(Module):
     """min(max(x, 0), 6) on the codes: output keeps the input's qparams (as torch)."""
 
@@ -106,7 +126,7 @@ class ReLU6(Module):
         return ReLU6(mod.inplace)
 
 
-class Hardswish(_OutQParams):
+class Hardswish(_SavedQParams, _OutQParams):
     def _fn(self, x):
         return F.hardswish(x)
 
@@ -114,7 +134,7 @@ class Hardswish(_OutQParams):
         return "QuantizedHardswish"
 
 
-class LeakyReLU(_OutQParams):
+class LeakyReLU(_SavedQParams, _OutQParams):
     def __init__(self, scale: float = 1.0, zero_point: int = 0, negative_slope: float = 1e-2,
                  inplace: bool = False):
         super().__init__(scale, zero_point)
@@ -200,7 +220,7 @@ class FXFloatFunctional(FloatFunctional):
         return r
 
 
-class QFunctional(Module):
+class QFunctional(_SavedQParams, Module):
     """Quantized add / mul / cat: the float result of the dequantized inputs, requantized to
     this module's ``scale`` / ``zero_point`` (elementwise, so no GEMM is involved)."""
 
@@ -245,18 +265,6 @@ class QFunctional(Module):
 
     def matmul(self, x, y):
         return self._q(x.dequantize() @ y.dequantize(), x)
-
-    def _save_to_state_dict(self, destination, prefix, keep_vars):
-        super()._save_to_state_dict(destination, prefix, keep_vars)
-        destination[prefix + "scale"] = Tensor(np.array(self.scale, np.float32))
-        destination[prefix + "zero_point"] = Tensor(np.array(self.zero_point, np.int64))
-
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
-                              unexpected_keys, error_msgs):
-        self.scale = float(state_dict.pop(prefix + "scale").item())
-        self.zero_point = int(state_dict.pop(prefix + "zero_point").item())
-        super()._load_from_state_dict(state_dict, prefix, local_metadata, False, missing_keys,
-                                      unexpected_keys, error_msgs)
 
     @classmethod
     def from_float(cls, mod, use_precomputed_fake_quant: bool = False):

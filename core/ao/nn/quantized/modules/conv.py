@@ -9,7 +9,6 @@ from .....nn.module import Module
 from .....tensor import Tensor
 from .. import _kernels as K
 from .utils import (
-    act_bound,
     check_quantized_input,
     hoist_qparams,
     quantize_weight,
@@ -81,19 +80,24 @@ class _ConvNd(Module):
         return s
 
     def forward(self, x):
-        x = check_quantized_input(x, self._get_name())
-        if x.ndim != self._NDIM + 2:
+        # the per-call path of a small layer is mostly Python: plain attribute reads only
+        if type(x) is not _q.QTensor or x._axis is not None:
+            x = check_quantized_input(x, self._get_name())
+        data = x._data
+        if data.ndim != self._NDIM + 2:
             raise ValueError(f"{self._get_name()}: input shape must be "
                              f"(N, C, {'L' if self._NDIM == 1 else 'H, W'}), got {tuple(x.shape)}")
-        if x.shape[1] != self.in_channels:
+        if data.shape[1] != self.in_channels:
             raise RuntimeError(f"{self._get_name()}: expected input with {self.in_channels} "
-                               f"channels, got {x.shape[1]}")
-        ws = K.weight_scale(self._w)
-        acc = K.conv_acc(self._NDIM, x._data, int(x._zero_point), self._w, act_bound(x),
-                         self._wmax, self.stride, self.padding, self.dilation, self.groups)
-        lo, hi = _q.qrange(x._qdtype)
-        codes = K.requantize(acc, float(x._scale), ws, None if self._b is None else self._b._data,
-                             self.scale, self.zero_point, lo, hi, 1, self._RELU, x._qdtype.np)
+                               f"channels, got {data.shape[1]}")
+        w, b = self._w, self._b
+        zp = int(x._zero_point)
+        lo, hi = _q._RANGES[x._qdtype]
+        acc = K.conv_acc(self._NDIM, data, zp, w, max(zp - lo, hi - zp), self._wmax,
+                         self.stride, self.padding, self.dilation, self.groups)
+        codes = K.requantize(acc, float(x._scale), K.weight_scale(w),
+                             None if b is None else b._data, self.scale, self.zero_point, lo, hi,
+                             1, self._RELU, data.dtype)
         return _q.QTensor._make(codes, x._qdtype, _q.per_tensor_affine, float(self.scale),
                                 int(self.zero_point))
 

@@ -9,7 +9,6 @@ from .....nn.module import Module
 from .....tensor import Tensor
 from .. import _kernels as K
 from .utils import (
-    act_bound,
     check_quantized_input,
     hoist_qparams,
     quantize_weight,
@@ -106,21 +105,23 @@ class Linear(Module):
         self._packed_params.set_weight_bias(w, b)
 
     def forward(self, x):
-        x = check_quantized_input(x, f"{self._get_name()}")
-        w = self.weight()
-        shp = x._data.shape
+        # the per-call path of a small layer is mostly Python: plain attribute reads only
+        if type(x) is not _q.QTensor or x._axis is not None:
+            x = check_quantized_input(x, self._get_name())
+        pp = self._packed_params
+        w, b = pp._weight, pp._bias
+        data = x._data
+        shp = data.shape
         if shp[-1] != self.in_features:
             raise RuntimeError(f"mat1 and mat2 shapes cannot be multiplied "
                                f"({int(np.prod(shp[:-1]))}x{shp[-1]} and "
                                f"{self.in_features}x{self.out_features})")
-        ws = K.weight_scale(w)
-        acc = K.linear_acc(x._data.reshape(-1, shp[-1]), int(x._zero_point), w, act_bound(x),
-                           self._packed_params._wmax)
-        b = self.bias()
-        lo, hi = _q.qrange(x._qdtype)
-        codes = K.requantize(acc, float(x._scale), ws, None if b is None else b._data,
-                             self.scale, self.zero_point, lo, hi, 1, self._RELU,
-                             x._qdtype.np)
+        zp = int(x._zero_point)
+        lo, hi = _q._RANGES[x._qdtype]
+        acc = K.linear_acc(data.reshape(-1, shp[-1]), zp, w, max(zp - lo, hi - zp), pp._wmax)
+        codes = K.requantize(acc, float(x._scale), K.weight_scale(w),
+                             None if b is None else b._data, self.scale, self.zero_point, lo, hi,
+                             1, self._RELU, data.dtype)
         return _q.QTensor._make(codes.reshape(shp[:-1] + (self.out_features,)), x._qdtype,
                                 _q.per_tensor_affine, float(self.scale), int(self.zero_point))
 
@@ -155,5 +156,16 @@ class Linear(Module):
 
     @classmethod
     def from_reference(cls, ref, output_scale: float, output_zero_point: int):
-        raise NotImplementedError("reference quantized modules need FX graph mode "
-                                  "(ember.ao.quantization.quantize_fx), not built yet")
+        """Build from a reference quantized Linear: any module with ``in_features``,
+        ``out_features``, ``bias`` and ``get_quantized_weight()`` (torch's
+        ``nn.quantized.reference.Linear`` interface). ember's ``convert`` / ``convert_fx``
+        produce quantized modules directly and build no reference modules themselves."""
+        if not callable(getattr(ref, "get_quantized_weight", None)):
+            raise TypeError(f"Linear.from_reference expects a reference quantized Linear with "
+                            f"get_quantized_weight(), got {type(ref).__name__}")
+        qweight = ref.get_quantized_weight()
+        q = cls(ref.in_features, ref.out_features, dtype=qweight.dtype)
+        bias = None if ref.bias is None else Tensor(ref.bias.detach()._data.astype(np.float32))
+        q.set_weight_bias(qweight, bias)
+        q.scale, q.zero_point = float(output_scale), int(output_zero_point)
+        return q

@@ -51,7 +51,18 @@ class _DynRNN(Module):
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
                  dtype=_q.qint8):
-        super().__init__()
+        from ......nn.modules import rnn as float_rnn
+
+        self._setup(input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                    bidirectional, dtype)
+        # as torch: freshly initialised float weights, quantized (state_dict keys from the start)
+        mod = getattr(float_rnn, self._MODE)(input_size, hidden_size, num_layers, bias,
+                                             batch_first, dropout, bidirectional)
+        self._pack(mod, None)
+
+    def _setup(self, input_size, hidden_size, num_layers, bias, batch_first, dropout,
+               bidirectional, dtype=_q.qint8) -> None:
+        Module.__init__(self)
         self.mode, self.input_size, self.hidden_size = self._MODE, input_size, hidden_size
         self.num_layers, self.bias, self.batch_first = num_layers, bias, batch_first
         self.dropout, self.bidirectional, self.dtype = float(dropout), bidirectional, dtype
@@ -142,9 +153,17 @@ class _DynRNN(Module):
                                  f"nn.{cls._MODE}, got {type(mod).__name__}")
         if getattr(mod, "proj_size", 0):
             raise NotImplementedError("dynamic quantization of an LSTM with proj_size")
-        qconfig = getattr(mod, "qconfig", None) or default_dynamic_qconfig
-        q = cls(mod.input_size, mod.hidden_size, mod.num_layers, mod.bias, mod.batch_first,
-                mod.dropout, mod.bidirectional)
+        q = cls.__new__(cls)
+        q._setup(mod.input_size, mod.hidden_size, mod.num_layers, mod.bias, mod.batch_first,
+                 mod.dropout, mod.bidirectional)
+        q._pack(mod, getattr(mod, "qconfig", None) or default_dynamic_qconfig)
+        return q
+
+    def _pack(self, mod, qconfig) -> None:
+        """Quantize ``mod``'s weights into ``_all_weight_values`` (one entry per layer and
+        direction)."""
+        if qconfig is None:
+            from .....quantization.qconfig import default_dynamic_qconfig as qconfig
         dirs = 2 if mod.bidirectional else 1
         for layer in range(mod.num_layers):
             for d in range(dirs):
@@ -162,8 +181,8 @@ class _DynRNN(Module):
                 if mod.bias:
                     bs = [Tensor(getattr(mod, n + sfx).detach()._data.astype(np.float32))
                           for n in ("bias_ih", "bias_hh")]
-                q._all_weight_values.append(PackedParameter((qws[0], qws[1], bs[0], bs[1])))
-        return q
+                self._all_weight_values.append(
+                    PackedParameter((qws[0], qws[1], bs[0], bs[1])))
 
 
 class LSTM(_DynRNN):
