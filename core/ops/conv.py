@@ -8,7 +8,11 @@ col2im as a strided accumulation loop over kernel taps (the loop runs ~3 ms; ``a
 slower); it is also the forward of the transposed convolution. Layers with fewer column rows
 than output channels (a first layer) use a per-sample column layout instead, whose product
 comes out in (N, C_out, L) order without a transpose (conv 1->32 forward: 2.1 -> 1.0 ms).
-Depthwise convolutions take a loop over kernel taps with per-channel scalings.
+Depthwise convolutions have their own kernels (``conv_depthwise``). By shape (issue 23, measured
+with benchmarks/kernels.py): 32-128 input channels in 2-D/3-D take channels-last columns
+(``conv_cl``); at most 16 output channels take the (N * L, R) @ (R, O) GEMM orientation; weight
+gradients over many columns compute dw^T; and at stride 1 the input gradient is a direct
+convolution with the flipped kernel instead of GEMM + col2im.
 
 Three Functions close over each other so that double backward works: ``Conv`` (y = x * w + b),
 ``ConvTranspose`` (its input gradient, plus a bias) and ``ConvWeightGrad`` (its weight gradient);
@@ -21,6 +25,16 @@ import math
 
 from ..autograd.function import Function
 from ._lowp import float32_compute
+from .conv_cl import conv_forward_cl, im2col_cl, use_channels_last, weight_grad_cl
+from .conv_depthwise import (
+    depthwise_forward,
+    depthwise_input_grad,
+    depthwise_weight_grad,
+    is_depthwise,
+    offsets,
+    pad_spatial,
+    tap_slices,
+)
 
 
 class ConvGeom:
@@ -47,17 +61,6 @@ class ConvGeom:
 
 
 # ---- array kernels (numpy or cupy through xp) -----------------------------------------------
-def _pad_spatial(xp, x, pad):
-    """Zero-pad the spatial dims of an (N, C, *S) array (a zeros + slice copy: faster than pad)."""
-    if not any(lo or hi for lo, hi in pad):
-        return x
-    shape = x.shape[:2] + tuple(n + lo + hi for n, (lo, hi) in zip(x.shape[2:], pad))
-    out = xp.zeros(shape, dtype=x.dtype)
-    out[(slice(None), slice(None)) + tuple(slice(lo, lo + n)
-                                           for n, (lo, _) in zip(x.shape[2:], pad))] = x
-    return out
-
-
 def windows(xp, xpad, kernel, stride, dilation, out_size):
     """A strided view (N, C, *out_size, *kernel) of the windows of a padded (N, C, *S) array."""
     st = xpad.strides
@@ -75,7 +78,7 @@ def im2col(xp, x, geom: ConvGeom, batched: bool = False):
     that the product with the weight comes out in (N, C_out, L) order with no transpose.
     """
     nd = len(geom.kernel)
-    v = windows(xp, _pad_spatial(xp, x, geom.pad), geom.kernel, geom.stride, geom.dilation,
+    v = windows(xp, pad_spatial(xp, x, geom.pad), geom.kernel, geom.stride, geom.dilation,
                 geom.out_size)
     taps = tuple(range(2 + nd, 2 + 2 * nd))
     rows = x.shape[1] // geom.groups * math.prod(geom.kernel)
@@ -93,24 +96,20 @@ def col2im(xp, cols, n, channels, geom: ConvGeom):
     cols = cols.reshape((channels,) + geom.kernel + (n,) + geom.out_size)
     padded = tuple(s + lo + hi for s, (lo, hi) in zip(geom.in_size, geom.pad))
     acc = xp.zeros((channels, n) + padded, dtype=cols.dtype)
-    for offset in _offsets(geom.kernel):
-        acc[_tap_slices(geom, offset)] += cols[(slice(None),) + offset]
+    for offset in offsets(geom.kernel):
+        acc[tap_slices(geom, offset)] += cols[(slice(None),) + offset]
     crop = (slice(None), slice(None)) + tuple(
         slice(lo, lo + s) for s, (lo, _) in zip(geom.in_size, geom.pad))
     return xp.ascontiguousarray(acc[crop].transpose((1, 0) + tuple(range(2, 2 + nd))))
 
 
-def _tap_slices(geom: ConvGeom, offset):
-    """The strided slice of a padded (., ., *S) array that kernel tap ``offset`` sees."""
-    return (slice(None), slice(None)) + tuple(
-        slice(o * d, o * d + s * (m - 1) + 1, s)
-        for o, d, s, m in zip(offset, geom.dilation, geom.stride, geom.out_size))
-
-
-def _offsets(kernel):
-    if len(kernel) == 1:
-        return [(i,) for i in range(kernel[0])]
-    return [(i,) + rest for i in range(kernel[0]) for rest in _offsets(kernel[1:])]
+# GEMM orientation by shape (OpenBLAS, 1 thread, process time; see the comments at the uses)
+NARROW_OUT = 16  # forward with at most this many output channels: cols^T @ w^T
+WIDE_COLS = 1024  # weight gradients over at least this many columns: (cols @ g^T)^T
+# ... both only with at least this many column rows (C * prod(k)): on a first layer's 27 rows
+# the A/B (3->16 on 8 x 32 x 32, k3) gave 3.9 -> 4.9 ms, within the ~15% noise of the loaded
+# machine, so the measured-neutral old orientation stays there
+MIN_ROWS = 64
 
 
 def _gemm(xp, a, b):
@@ -131,64 +130,19 @@ def _channels_first(xp, g, groups):
     return gt.reshape(groups, g.shape[1] // groups, -1)
 
 
-# Depthwise convolution (one input and one output channel per group) has too little work per
-# column for im2col + GEMM (a 9x copy of the input feeding matrix-vector products); a loop over
-# the kernel taps with per-channel scalings is several times faster there.
-def _depthwise(w_shape, geom: ConvGeom) -> bool:
-    return geom.groups > 1 and w_shape[0] == geom.groups and w_shape[1] == 1
-
-
-def _channel_column(w, k, nd):
-    return w.reshape(w.shape[0], -1)[:, k].reshape((w.shape[0],) + (1,) * nd)
-
-
-def _depthwise_forward(xp, x, w, b, geom: ConvGeom):
-    nd = len(geom.kernel)
-    xpad = _pad_spatial(xp, x, geom.pad)
-    y = tmp = None
-    for k, offset in enumerate(_offsets(geom.kernel)):
-        src = xpad[_tap_slices(geom, offset)]
-        if y is None:
-            y = src * _channel_column(w, k, nd)
-            tmp = xp.empty_like(y)
-        else:
-            y += xp.multiply(src, _channel_column(w, k, nd), out=tmp)
-    if b is not None:
-        y += b.reshape((-1,) + (1,) * nd)
-    return y
-
-
-def _depthwise_input_grad(xp, g, w, geom: ConvGeom):
-    nd = len(geom.kernel)
-    padded = tuple(s + lo + hi for s, (lo, hi) in zip(geom.in_size, geom.pad))
-    acc = xp.zeros(g.shape[:2] + padded, dtype=g.dtype)
-    tmp = xp.empty_like(g)
-    for k, offset in enumerate(_offsets(geom.kernel)):
-        acc[_tap_slices(geom, offset)] += xp.multiply(g, _channel_column(w, k, nd), out=tmp)
-    crop = (slice(None), slice(None)) + tuple(
-        slice(lo, lo + s) for s, (lo, _) in zip(geom.in_size, geom.pad))
-    return xp.ascontiguousarray(acc[crop])
-
-
-def _depthwise_weight_grad(xp, x, g, w_shape, geom: ConvGeom):
-    xpad = _pad_spatial(xp, x, geom.pad)
-    axes = (0,) + tuple(range(2, g.ndim))
-    tmp = xp.empty_like(g)
-    taps = [xp.multiply(xpad[_tap_slices(geom, offset)], g, out=tmp).sum(axis=axes)
-            for offset in _offsets(geom.kernel)]
-    return xp.stack(taps, axis=1).reshape(w_shape)
-
-
 def conv_forward(xp, x, w, b, geom: ConvGeom, batched: bool | None = None):
     """y = conv(x, w) + b; also returns the columns (for the weight gradient).
 
-    The columns come in one of two layouts (see ``im2col``); by default the per-sample layout is
-    used when the output is wider than the columns (few input taps, as in a first layer), where
-    saving the output's transpose outweighs transposing the columns in the backward.
+    The columns come in one of three layouts: channels-last (N * L, prod(k) * C) for many input
+    channels (``conv_cl``), else those of ``im2col``: by default the per-sample layout when the
+    output is wider than the columns (few input taps, as in a first layer), where saving the
+    output's transpose outweighs transposing the columns in the backward.
     """
-    if _depthwise(w.shape, geom):
-        return _depthwise_forward(xp, x, w, b, geom), None
+    if is_depthwise(w.shape, geom):
+        return depthwise_forward(xp, x, w, b, geom)
     n, nd, groups = x.shape[0], len(geom.kernel), geom.groups
+    if batched is None and use_channels_last(x.shape[1], groups, geom.kernel):
+        return conv_forward_cl(xp, x, w, b, geom)
     w3 = w.reshape(groups, w.shape[0] // groups, -1)
     if batched is None:
         batched = w3.shape[2] < w3.shape[1]
@@ -198,6 +152,15 @@ def conv_forward(xp, x, w, b, geom: ConvGeom, batched: bool | None = None):
         if b is not None:
             y += b[:, None]
         return y.reshape((n, w.shape[0]) + geom.out_size), cols
+    if (groups == 1 and w.shape[0] <= NARROW_OUT and cols.shape[2] >= WIDE_COLS
+            and cols.shape[1] >= MIN_ROWS):
+        # few output channels: (N * L, R) @ (R, O) keeps BLAS on its fast path where
+        # (O, R) @ (R, N * L) does not (16 x 144 @ 144 x 8192: 2.46 -> 1.68 ms, 1 thread)
+        yt = xp.dot(cols[0].T, w3[0].T)
+        if b is not None:
+            yt += b
+        y = yt.reshape(n, -1, w.shape[0]).transpose(0, 2, 1)
+        return xp.ascontiguousarray(y).reshape((n, w.shape[0]) + geom.out_size), cols
     y = _gemm(xp, w3, cols).reshape(w.shape[0], -1)
     if b is not None:
         y += b[:, None]
@@ -205,10 +168,44 @@ def conv_forward(xp, x, w, b, geom: ConvGeom, batched: bool | None = None):
     return xp.ascontiguousarray(y.transpose((1, 0) + tuple(range(2, 2 + nd)))), cols
 
 
+# At stride 1 the transposed convolution is itself a convolution: of g with the kernel flipped
+# and its channel axes swapped, padded by d * (k - 1) - pad. Its im2col copy of g costs less
+# than col2im's strided accumulation (one pass per kernel tap) and its final transpose (16->16
+# channels, 8 x 32 x 32, k3, 1 thread: input gradient 4.2 -> 3.4 ms; 32->32 k5 26.9 -> 18.2).
+DIRECT_TRANSPOSE = True
+
+
+def _direct_transpose_geom(w_shape, geom: ConvGeom):
+    """The geometry of the transposed convolution as a direct one, or None where it does not
+    apply (stride > 1, a padding wider than the dilated kernel, or many more output channels
+    than input channels, where im2col of g would copy more than col2im adds up)."""
+    if not DIRECT_TRANSPOSE or any(s != 1 for s in geom.stride):
+        return None
+    if w_shape[0] > 2 * w_shape[1] * geom.groups:
+        return None
+    pad = tuple((d * (k - 1) - lo, d * (k - 1) - hi)
+                for (lo, hi), d, k in zip(geom.pad, geom.dilation, geom.kernel))
+    if any(lo < 0 or hi < 0 for lo, hi in pad):
+        return None
+    return ConvGeom(geom.stride, pad, geom.dilation, geom.groups, geom.kernel, geom.out_size,
+                    geom.in_size)
+
+
+def _flipped_transpose(xp, w, groups):
+    """(O, C/g, *k) -> (C, O/g, *k) flipped in space: the direct kernel of the transpose."""
+    o, cg, k = w.shape[0], w.shape[1], w.shape[2:]
+    wt = w.reshape((groups, o // groups, cg) + k).swapaxes(1, 2)
+    flip = (slice(None),) * 3 + (slice(None, None, -1),) * len(k)
+    return xp.ascontiguousarray(wt[flip]).reshape((groups * cg, o // groups) + k)
+
+
 def conv_input_grad(xp, g, w, geom: ConvGeom, g_cf=None):
     """d conv(x, w) / dx applied to g (N, O, *out): the transposed convolution of g with w."""
-    if _depthwise(w.shape, geom):
-        return _depthwise_input_grad(xp, g, w, geom)
+    if is_depthwise(w.shape, geom):
+        return depthwise_input_grad(xp, g, w, geom)
+    tgeom = _direct_transpose_geom(w.shape, geom)
+    if tgeom is not None:
+        return conv_forward(xp, g, _flipped_transpose(xp, w, geom.groups), None, tgeom)[0]
     if g_cf is None:
         g_cf = _channels_first(xp, g, geom.groups)
     w3 = w.reshape(geom.groups, w.shape[0] // geom.groups, -1)
@@ -218,15 +215,24 @@ def conv_input_grad(xp, g, w, geom: ConvGeom, g_cf=None):
 
 def conv_weight_grad(xp, x, g, w_shape, geom: ConvGeom, cols=None, g_cf=None):
     """d conv(x, w) / dw applied to g; ``cols``: the columns of x when the forward kept them."""
-    if _depthwise(w_shape, geom):
-        return _depthwise_weight_grad(xp, x, g, w_shape, geom)
+    if is_depthwise(w_shape, geom):
+        return depthwise_weight_grad(xp, x, g, w_shape, geom, cols)
     if cols is None:
-        cols = im2col(xp, x, geom)
+        cols = (im2col_cl(xp, x, geom) if use_channels_last(x.shape[1], geom.groups, geom.kernel)
+                else im2col(xp, x, geom))
     if g_cf is None:
         g_cf = _channels_first(xp, g, geom.groups)
+    if cols.ndim == 2:  # channels-last layout (N * L, prod(k) * C)
+        return weight_grad_cl(xp, cols, g_cf, w_shape)
     if cols.ndim == 4:  # per-sample layout (N, G, R, L) -> (G, R, N * L)
         cols = xp.ascontiguousarray(cols.transpose(1, 2, 0, 3)).reshape(cols.shape[1],
                                                                          cols.shape[2], -1)
+    if cols.shape[2] >= WIDE_COLS and cols.shape[1] >= MIN_ROWS:
+        # a long reduction: computing dw^T = cols @ g^T and transposing the small result beats
+        # g @ cols^T (16 x 8192 @ 8192 x 144: 3.51 -> 1.44 ms; 32 x 8192 @ 8192 x 800:
+        # 20.6 -> 13.7 ms, 1 thread)
+        gwt = _gemm(xp, cols, g_cf.transpose(0, 2, 1))
+        return xp.ascontiguousarray(gwt.transpose(0, 2, 1)).reshape(w_shape)
     return _gemm(xp, g_cf, cols.transpose(0, 2, 1)).reshape(w_shape)
 
 
@@ -263,7 +269,7 @@ class Conv(Function):
             if grad.dtype.kind == "c":  # the conjugate Wirtinger gradient, as PyTorch
                 x, w = _conj(x), _conj(w)
                 cols = _conj(cols)
-            g_cf = None if _depthwise(w.shape, geom) else _channels_first(xp, grad, geom.groups)
+            g_cf = None if is_depthwise(w.shape, geom) else _channels_first(xp, grad, geom.groups)
             if need[0]:
                 gx = conv_input_grad(xp, grad, w, geom, g_cf)
             if need[1]:

@@ -1,0 +1,96 @@
+"""The kernel shape sweep (benchmarks/kernels.py) runs and prints well-formed, finite tables."""
+
+import importlib.util
+import json
+import math
+import re
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("threadpoolctl")
+
+_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "kernels.py"
+
+
+@pytest.fixture(scope="module")
+def kernels():
+    spec = importlib.util.spec_from_file_location("bench_kernels", _PATH)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_quick_sweep_tables(kernels, tmp_path, capsys):
+    out = tmp_path / "sweep.json"
+    kernels.main(["--quick", "--family", "conv,norm", "--threads", "1", "--only", "1",
+                  "--repeat", "1", "--min-time", "0.002", "--json", str(out)])
+    text = capsys.readouterr().out
+    res = json.loads(out.read_text())
+    assert set(res) == {"conv", "norm"}
+    for fam in ("conv", "norm"):
+        rows = res[fam]["1"]
+        assert len(rows) == 1
+        for r in rows:
+            assert r["ember_ms"] > 0 and r["torch_ms"] > 0
+            assert math.isfinite(r["ratio"])
+            assert r["ratio"] == pytest.approx(r["ember_ms"] / r["torch_ms"])
+            assert r["shape"] in text
+        assert f"## {fam}, 1 thread (cpu time)" in text
+    # one geomean line per table, each a finite number
+    gm = re.findall(r"geomean ember/torch: ([0-9.]+); worst: ([0-9.]+) \((.+)\)", text)
+    assert len(gm) == 2
+    assert all(math.isfinite(float(g)) and float(w) >= float(g) - 1e-9 for g, w, _ in gm)
+    assert "| shape" in text and "| ember/torch |" in text
+
+
+def test_cases_build_the_same_problem_for_both(kernels):
+    """Every family has quick shapes; a builder gives ember and torch the same inputs, so the
+    same forward and gradients (checked on the masked attention and a no-affine norm)."""
+    import numpy as np
+    import torch
+
+    import ember
+
+    for fam, cases in kernels.FAMILIES.items():
+        assert any(q for _, q in cases), fam
+    extra = [kernels.FAMILIES["attention"][-1][0],  # a bool mask input
+             kernels.norm_case("layer", (4, 8), affine=False)]  # absent optional inputs
+    for _name, build in extra:
+        res = []
+        for lib in (ember, torch):
+            fn, inputs = build(lib, np.random.default_rng(0))
+            out = fn(*inputs)
+            out.sum().backward()
+            res.append([out.detach().numpy()] + [t.grad.numpy() for t in inputs if t is not None])
+        for a, b in zip(*res):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_geomean(kernels):
+    assert kernels.geomean([1.0, 4.0]) == pytest.approx(2.0)
+    assert math.isnan(kernels.geomean([]))
+
+
+def test_bad_arguments(kernels):
+    with pytest.raises(SystemExit):
+        kernels.main(["--family", "convolution"])
+    with pytest.raises(ValueError, match="unknown family 'nope'"):
+        kernels.run(["nope"], [1])
+
+
+def test_docs_snippet_runs():
+    """The runnable snippet of docs/kernels.md."""
+    import os
+    import re
+
+    root = _PATH.parents[1]
+    text = (root / "docs" / "kernels.md").read_text()
+    code = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    cwd = os.getcwd()
+    try:
+        os.chdir(root)
+        exec(compile(code, "docs/kernels.md", "exec"), {})
+    finally:
+        os.chdir(cwd)
