@@ -25,6 +25,10 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from _common import choice_list, int_at_least, nonneg_int, positive_int  # noqa: E402
+
+MODELS = ("mlp", "gpt")
 
 
 # -- models -------------------------------------------------------------------------------
@@ -151,7 +155,8 @@ async def _load(url: str, body: dict, concurrency: int, n: int) -> dict:
         await asyncio.gather(*(client(session) for _ in range(concurrency)))
         wall = time.perf_counter() - t0
     lat.sort()
-    return {"rps": len(lat) / wall, "p50_ms": 1000 * lat[len(lat) // 2],
+    return {"load": os.getloadavg()[0], "rps": len(lat) / wall,
+            "p50_ms": 1000 * lat[len(lat) // 2],
             "p99_ms": 1000 * lat[min(len(lat) - 1, int(0.99 * len(lat)))], "errors": errors}
 
 
@@ -169,15 +174,41 @@ def _wait_http(url: str, timeout: float = 120.0) -> None:
     raise TimeoutError(f"{url} did not come up in {timeout:.0f} s")
 
 
+def _int_list(text: str) -> list:
+    return [positive_int(c) for c in text.split(",")]
+
+
+def _port(text: str) -> int:
+    port = int_at_least(1)(text)
+    if port > 65534:  # PORT + 1 serves the baseline
+        raise argparse.ArgumentTypeError(f"must be a TCP port below 65535, got {port}")
+    return port
+
+
+def _nonneg_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--models", default="mlp,gpt")
-    p.add_argument("--concurrency", default="1,8,32")
-    p.add_argument("--requests", type=int, default=0,
+    p.add_argument("--models", type=choice_list(MODELS), default="mlp,gpt",
+                   help=f"comma-separated, from {', '.join(MODELS)}; default mlp,gpt")
+    p.add_argument("--concurrency", type=_int_list, default="1,8,32",
+                   help="comma-separated client concurrency levels; default 1,8,32")
+    p.add_argument("--requests", type=nonneg_int, default=0,
                    help="requests per cell (default: 300 for mlp, 64 for gpt)")
-    p.add_argument("--port", type=int, default=18600)
-    p.add_argument("--max-batch-size", type=int, default=32)
-    p.add_argument("--batch-wait-ms", type=float, default=5.0)
+    p.add_argument("--port", type=_port, default=18600,
+                   help="HTTP port of the deployment (the baseline server takes PORT+1)")
+    p.add_argument("--max-batch-size", type=positive_int, default=32)
+    # 1 ms, not deploy()'s 5 ms default: with one inference thread per replica, batches form
+    # while the previous batch computes, so a longer wait only adds latency at low load.
+    p.add_argument("--batch-wait-ms", type=_nonneg_float, default=1.0)
     p.add_argument("--json", help="write the results here too")
     p.add_argument("--baseline-server", nargs=3, metavar=("MODEL", "WEIGHTS", "PORT"),
                    help=argparse.SUPPRESS)
@@ -194,12 +225,13 @@ def main(argv: list[str] | None = None) -> int:
     from ember import serve
     from ember.export import Dim, export
 
-    levels = [int(c) for c in args.concurrency.split(",")]
+    levels = args.concurrency
+    serve.serve_env()  # the Ray Serve settings ember serve uses for a Ray it starts
     ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
     rows = []
     tmp = tempfile.mkdtemp(prefix="ember-serve-bench-")
     try:
-        for kind in args.models.split(","):
+        for kind in args.models:
             n = args.requests or (300 if kind == "mlp" else 64)
             model = ember_model(kind)
             x = ember.randn(2, 784) if kind == "mlp" else ember.randint(0, 65, (2, 64))
@@ -237,11 +269,11 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         serve.shutdown()
         ray.shutdown()
-    print("\n| model | server | clients | req/s | p50 ms | p99 ms | errors |")
-    print("|---|---|---|---|---|---|---|")
+    print("\n| model | server | clients | req/s | p50 ms | p99 ms | errors | load |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['model']} | {r['server']} | {r['c']} | {r['rps']:.1f} | "
-              f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} |")
+              f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} | {r['load']:.1f} |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)

@@ -13,6 +13,11 @@ from typing import Any
 
 import numpy as np
 
+try:  # orjson parses ~3x and writes float arrays ~20x faster than json + tolist()
+    import orjson
+except ImportError:  # optional: the json module gives the same results, slower
+    orjson = None
+
 _ALLOWED_DTYPES = ("float16", "float32", "float64", "int8", "int16", "int32", "int64",
                    "uint8", "bool")
 
@@ -31,8 +36,8 @@ def parse_body(raw: bytes, limit: int) -> Any:
         raise RequestError(f"payload of {len(raw)} bytes exceeds the limit of {limit} bytes "
                            "(raise it with max_request_bytes / --max-request-bytes)", 413)
     try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        body = orjson.loads(raw) if orjson is not None else json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:  # orjson's error subclasses it
         raise RequestError(f"malformed JSON body: {e}", 400) from None
     if not isinstance(body, dict) or "inputs" not in body:
         raise RequestError('the body must be a JSON object with an "inputs" field', 400)
@@ -121,3 +126,30 @@ def encode_outputs(arrays: list[np.ndarray]) -> Any:
     """One output -> its nested list; several -> a list of nested lists."""
     lists = [a.tolist() for a in arrays]
     return lists[0] if len(lists) == 1 else lists
+
+
+def _default(obj: Any) -> Any:
+    if isinstance(obj, np.ndarray):  # a dtype orjson does not write natively (float16, ...)
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    raise TypeError(f"cannot write {type(obj).__name__} as JSON")
+
+
+def dumps(content: Any) -> bytes:
+    """JSON bytes of a response body; NumPy arrays inside are written as nested lists.
+
+    With orjson the arrays are serialized directly (no ``tolist()`` round trip); without
+    it, arrays go through ``tolist()`` and the json module."""
+    if orjson is not None:
+        try:
+            return orjson.dumps(content, default=_default, option=orjson.OPT_SERIALIZE_NUMPY)
+        except TypeError:  # what orjson refuses (non-str keys, ints over 64 bits): json's way
+            pass
+    return json.dumps(content, default=_default, separators=(",", ":")).encode()
+
+
+def encode_arrays(arrays: list[np.ndarray]) -> Any:
+    """Like :func:`encode_outputs` but keeps C-contiguous arrays for :func:`dumps`."""
+    arrs = [np.ascontiguousarray(a) for a in arrays]
+    return arrs[0] if len(arrs) == 1 else arrs

@@ -19,7 +19,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from ray import serve
 
-from ._codec import RequestError, decode_inputs, encode_outputs, parse_body
+from ._codec import RequestError, decode_inputs, dumps, encode_arrays, parse_body
 from ._handler import BaseHandler, Context, load_handler_class
 
 logger = logging.getLogger("ray.serve")
@@ -34,6 +34,13 @@ class _HandlerError(Exception):
     def __init__(self, cls_name: str, message: str) -> None:
         super().__init__(message)
         self.cls_name = cls_name
+
+
+class _FastJSON(JSONResponse):
+    """A JSONResponse rendered with orjson (NumPy arrays written directly) when present."""
+
+    def render(self, content: Any) -> bytes:
+        return dumps(content)
 
 
 def _error(status: int, kind: str, message: str) -> JSONResponse:
@@ -115,7 +122,7 @@ class EmberModel:
         if isinstance(result, _HandlerError):
             raise result
         out, batch_size = result
-        outputs = encode_outputs(out) if self.arrays else out
+        outputs = encode_arrays(out) if self.arrays else out
         return {"outputs": outputs, "model": self.name, "version": self.version,
                 "batch_size": batch_size}
 
@@ -132,7 +139,7 @@ class EmberModel:
         except RequestError as e:
             return _error(e.status, "RequestError", str(e))
         try:
-            return JSONResponse(await self._infer(value))
+            return _FastJSON(await self._infer(value))
         except _HandlerError as e:
             return _error(500, e.cls_name, str(e))
 

@@ -73,6 +73,7 @@ def served(tmp_path_factory):
     port = _free_port()
     started = not ray.is_initialized()
     if started:
+        eserve.serve_env()  # the tuned settings deploy() applies to a Ray it starts
         ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
     m1, m2 = _mlp(0), _mlp(1)
     batch = Dim("batch", min=1, max=4096)

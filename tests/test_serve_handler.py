@@ -1,6 +1,7 @@
 """BaseHandler's batching without Ray: grouping, padding and splitting back per request."""
 
 import io
+import os
 
 import numpy as np
 import pytest
@@ -48,3 +49,54 @@ def test_mlp_rows_split_back():
     w, b = model[0].weight.detach().numpy(), model[0].bias.detach().numpy()
     for r, (out,) in zip(reqs, got):
         np.testing.assert_allclose(out, r @ w.T + b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("use_orjson", [True, False])
+def test_response_json_equals_stdlib_json(monkeypatch, use_orjson):
+    import json
+
+    from ember.serve import _codec
+
+    if use_orjson:
+        pytest.importorskip("orjson")
+    else:
+        monkeypatch.setattr(_codec, "orjson", None)
+    rng = np.random.default_rng(0)
+    y32 = rng.standard_normal((3, 4)).astype(np.float32)
+    body = {"outputs": _codec.encode_arrays([y32[:, ::2]]), "model": "m", "batch_size": 2,
+            "extra": [np.float16(1.5), np.arange(3, dtype=np.int64), {"k": True}]}
+    got = json.loads(_codec.dumps(body))
+    # float32 values written as float32 (shortest repr) must read back exactly
+    np.testing.assert_array_equal(np.asarray(got["outputs"], np.float32), y32[:, ::2])
+    assert got["extra"] == [1.5, [0, 1, 2], {"k": True}] and got["batch_size"] == 2
+    with pytest.raises(_codec.RequestError, match="malformed JSON"):
+        _codec.parse_body(b'{"inputs": [1,', 1 << 10)
+    assert _codec.parse_body(b'{"inputs": [[1, 2]]}', 1 << 10) == {"inputs": [[1, 2]]}
+
+
+def test_serve_env_keeps_values_already_set(monkeypatch):
+    from ember.serve import _api
+
+    for k in _api.SERVE_ENV:
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("RAY_SERVE_PROXY_USE_GRPC", "0")  # a user's own choice wins
+    env = _api.serve_env()
+    assert env["RAY_SERVE_PROXY_USE_GRPC"] == "0"
+    assert env["RAY_SERVE_USE_GRPC_BY_DEFAULT"] == "1" and env["RAY_worker_niceness"] == "0"
+
+
+def test_serve_env_leaves_sync_handles_usable():
+    # Handles in the deploying process read Serve's constants from its environment: the
+    # router must stay on its own loop, or serve.predict from plain code raises.
+    import subprocess
+    import sys
+
+    pytest.importorskip("ray.serve")
+    code = ("from ember.serve import serve_env; serve_env(); "
+            "from ray.serve._private import constants as c; "
+            "print(c.RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP, c.RAY_SERVE_PROXY_USE_GRPC)")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_SERVE")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-2:] == ["True", "True"]
