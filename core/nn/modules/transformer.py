@@ -6,7 +6,7 @@ import copy
 from collections.abc import Callable
 
 from ...backend.dtype import bool_
-from ...creation import full, ones
+from ...creation import ones
 from ...ops import equal, triu
 from ...tensor import Tensor
 from .. import init
