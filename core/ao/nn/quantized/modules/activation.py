@@ -11,6 +11,7 @@ from .....nn.module import Module
 from .....nn.modules.linear import Identity
 from .....tensor import Tensor
 from .._kernels import xp_of
+from .utils import SavedQParams as _SavedQParams
 from .utils import check_quantized_input, hoist_qparams
 
 __all__ = ["Quantize", "DeQuantize", "ReLU6", "Hardswish", "LeakyReLU", "Sigmoid",
@@ -81,26 +82,6 @@ class _OutQParams(Module):
             if hasattr(mod, k):
                 setattr(q, k, getattr(mod, k))
         return q
-
-
-class _SavedQParams:
-    """``scale`` / ``zero_point`` in the state_dict as 0-d tensors (torch's buffers), kept as
-    Python numbers on the module."""
-
-    def _save_to_state_dict(self, destination, prefix, keep_vars):
-        super()._save_to_state_dict(destination, prefix, keep_vars)
-        destination[prefix + "scale"] = Tensor(np.array(self.scale, np.float32))
-        destination[prefix + "zero_point"] = Tensor(np.array(self.zero_point, np.int64))
-
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
-                              unexpected_keys, error_msgs):
-        for key, cast in (("scale", float), ("zero_point", int)):
-            if prefix + key in state_dict:
-                setattr(self, key, cast(state_dict.pop(prefix + key).item()))
-            elif strict:
-                missing_keys.append(prefix + key)
-        super()._load_from_state_dict(state_dict, prefix, local_metadata, False, missing_keys,
-                                      unexpected_keys, error_msgs)
 
 
 class ReLU6(Module):

@@ -9,6 +9,7 @@ from .....nn.module import Module
 from .....tensor import Tensor
 from .. import _kernels as K
 from .utils import (
+    SavedQParams,
     check_quantized_input,
     hoist_qparams,
     quantize_weight,
@@ -65,7 +66,7 @@ class LinearPackedParams(Module):
         return repr(self._weight_bias())
 
 
-class Linear(Module):
+class Linear(SavedQParams, Module):
     """A quantized ``y = x W^T + b``: quint8 in, quint8 out (``scale`` / ``zero_point``)."""
 
     _version = 3
@@ -124,22 +125,6 @@ class Linear(Module):
                              1, self._RELU, data.dtype)
         return _q.QTensor._make(codes.reshape(shp[:-1] + (self.out_features,)), x._qdtype,
                                 _q.per_tensor_affine, float(self.scale), int(self.zero_point))
-
-    def _save_to_state_dict(self, destination, prefix, keep_vars):
-        super()._save_to_state_dict(destination, prefix, keep_vars)
-        destination[prefix + "scale"] = Tensor(np.array(self.scale, np.float32))
-        destination[prefix + "zero_point"] = Tensor(np.array(self.zero_point, np.int64))
-
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
-                              unexpected_keys, error_msgs):
-        for key in ("scale", "zero_point"):
-            if prefix + key in state_dict:
-                v = state_dict.pop(prefix + key)
-                setattr(self, key, float(v.item()) if key == "scale" else int(v.item()))
-            elif strict:
-                missing_keys.append(prefix + key)
-        super()._load_from_state_dict(state_dict, prefix, local_metadata, False, missing_keys,
-                                      unexpected_keys, error_msgs)
 
     @classmethod
     def from_float(cls, mod, use_precomputed_fake_quant: bool = False):

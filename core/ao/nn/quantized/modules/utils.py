@@ -94,3 +94,23 @@ def hoist_qparams(observer) -> tuple[float, int]:
     """(scale, zero_point) of an activation observer or fake quantizer, as Python numbers."""
     s, z = observer.calculate_qparams()
     return float(s._data.reshape(-1)[0]), int(z._data.reshape(-1)[0])
+
+
+class SavedQParams:
+    """``scale`` / ``zero_point`` in the state_dict as 0-d tensors (torch's buffers), kept as
+    Python numbers on the module."""
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        destination[prefix + "scale"] = Tensor(np.array(self.scale, np.float32))
+        destination[prefix + "zero_point"] = Tensor(np.array(self.zero_point, np.int64))
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs):
+        for key, cast in (("scale", float), ("zero_point", int)):
+            if prefix + key in state_dict:
+                setattr(self, key, cast(state_dict.pop(prefix + key).item()))
+            elif strict:
+                missing_keys.append(prefix + key)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, False, missing_keys,
+                                      unexpected_keys, error_msgs)
