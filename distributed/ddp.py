@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import inspect
 import os
 import time
 import weakref
@@ -36,6 +35,7 @@ from ember.backend.threads import usable_cores
 from ember.nn import Module
 
 from . import collectives
+from ._ddp_hooks import HookWork, checked_comm_hook
 from ._ddp_storage import Bucket as _Bucket
 from ._ddp_storage import SharedStorage
 from ._state import resolve_group
@@ -269,7 +269,7 @@ class DistributedDataParallel(Module):
             elif p.grad._data is not view:  # (else it was written there: see _slice_buckets)
                 view[...] = p.grad._data
         if self._comm_hook is not None:  # the hook communicates, bucket by bucket
-            b.work = _HookWork(self, b)
+            b.work = HookWork(self._comm_hook, self._buckets, b)
             return
         if not all(x.pending == 0 for x in self._buckets):
             if self._overlap:
@@ -407,19 +407,7 @@ class DistributedDataParallel(Module):
         (``allreduce_hook``, ``fp16_compress_hook``, ``bf16_compress_hook``). Call it once,
         before the first backward.
         """
-        if self._comm_hook is not None:
-            raise RuntimeError("register_comm_hook or register_builtin_comm_hook can only be "
-                               "called once.")
-        if not callable(hook):
-            raise TypeError("Communication hook must be callable.")
-        try:
-            inspect.signature(hook).bind(state, None)
-        except TypeError:
-            raise TypeError("Communication hook must take two arguments (state, bucket), got "
-                            f"{getattr(hook, '__qualname__', hook)!r}") from None
-        except ValueError:  # no signature to inspect (a builtin): called as it is
-            pass
-        self._comm_hook = (state, hook)
+        self._comm_hook = checked_comm_hook(self._comm_hook, state, hook)
 
     @contextlib.contextmanager
     def no_sync(self):
@@ -438,37 +426,6 @@ class DistributedDataParallel(Module):
     def load_state_dict(self, state_dict, strict: bool = True, **kwargs):
         return self.module.load_state_dict(_strip_module_prefix(state_dict), strict=strict,
                                            **kwargs)
-
-
-class _HookWork:
-    """A bucket communicated by the registered comm hook: waiting gets the hook's result and
-    writes it into the bucket (unless the hook wrote it there itself)."""
-
-    __slots__ = ("_future", "_flat", "_hook")
-
-    def __init__(self, ddp: DistributedDataParallel, b: _Bucket) -> None:
-        from .algorithms.grad_bucket import GradBucket
-
-        state, hook = ddp._comm_hook
-        index = ddp._buckets.index(b)
-        bucket = GradBucket(index, index == len(ddp._buckets) - 1, b.flat, b.views, b.params)
-        self._future = hook(state, bucket)
-        self._flat, self._hook = b.flat, getattr(hook, "__qualname__", repr(hook))
-        if not hasattr(self._future, "wait"):
-            raise TypeError(f"the communication hook {self._hook} must return a Future, got "
-                            f"{type(self._future).__name__}")
-
-    def wait(self) -> None:
-        out = self._future.wait()
-        out = out[0] if isinstance(out, (list, tuple)) and len(out) == 1 else out
-        if not isinstance(out, ember.Tensor) or out.numel() != self._flat.size:
-            raise RuntimeError(
-                f"the communication hook {self._hook} must return a Future of a tensor with "
-                f"the bucket's {self._flat.size} elements, got "
-                f"{type(out).__name__}{tuple(out.shape) if hasattr(out, 'shape') else ''}")
-        if out._data is not self._flat:
-            xp = ember.backend.get_array_module(self._flat)
-            xp.copyto(self._flat, out._data.reshape(-1).astype(self._flat.dtype, copy=False))
 
 
 def _release_destinations(params) -> None:
