@@ -27,6 +27,7 @@ from typing import Any
 from ember.fx import _patch
 from ember.fx.graph import Graph
 from ember.fx.tracer import Tracer
+from ember.fx.tracer import _user_line as fx_user_line
 
 __all__ = ["GraphBreak", "Unsupported", "capture", "is_compiling"]
 
@@ -74,14 +75,7 @@ def _user_line(tb=None) -> str:
             return ""
         fname, lineno, src = frames[-1]
         return f" (at {fname}:{lineno}: {(src or '').strip()})"
-    frame = inspect.currentframe()
-    while frame is not None and frame.f_code.co_filename.startswith(_SKIP_DIRS):
-        frame = frame.f_back
-    if frame is None:
-        return ""
-    info = inspect.getframeinfo(frame, context=1)
-    src = info.code_context[0].strip() if info.code_context else ""
-    return f" (at {info.filename}:{info.lineno}: {src})"
+    return fx_user_line(_SKIP_DIRS)
 
 
 def is_compiling() -> bool:

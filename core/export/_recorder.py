@@ -60,14 +60,9 @@ def _ember_line() -> str:
 
 def user_line() -> str:
     """`` (at file:line: source)`` for the innermost frame outside ember, for messages."""
-    frame = inspect.currentframe()
-    while frame is not None and frame.f_code.co_filename.startswith(_EMBER_DIR):
-        frame = frame.f_back
-    if frame is None:
-        return ""
-    info = inspect.getframeinfo(frame, context=1)
-    src = info.code_context[0].strip() if info.code_context else ""
-    return f" (at {info.filename}:{info.lineno}: {src})"
+    from ember.fx.tracer import _user_line
+
+    return _user_line(_EMBER_DIR)
 
 
 def fetch_attr(root: Any, target: str) -> Any:
