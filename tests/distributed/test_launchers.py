@@ -32,7 +32,10 @@ def _doc_script(tmp_path) -> pathlib.Path:
     text = DOC.read_text().split("## Launchers", 1)[1]
     block = re.search(r"```python\n(.*?)```", text, flags=re.S).group(1)
     # Also show what the launcher's environment became (LOCAL_RANK is set for the script).
-    block += "import os\nprint('LOCAL_RANK', os.environ.get('LOCAL_RANK'))\n"
+    # One write per line: with unbuffered output (PYTHONUNBUFFERED) print's separate writes of
+    # its arguments interleave between the two ranks.
+    block += ("import os, sys\n"
+              "sys.stdout.write(f\"LOCAL_RANK {os.environ.get('LOCAL_RANK')}\\n\")\n")
     path = tmp_path / "train.py"
     path.write_text(block)
     return path
