@@ -2,9 +2,29 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 _started_here = False
+
+
+class RayStartError(RuntimeError):
+    """Ray could not be started here or joined at an address; the message says which and why."""
+
+
+class _DropOptOutNotice(logging.Filter):
+    """Drops Ray's notice that token authentication is on and how to opt out of it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "opt out" not in record.getMessage()
+
+
+def _quiet_auth_notice() -> None:
+    # A new local Ray turns token authentication on by default (ember keeps it on) and warns
+    # about the opt-out on every start, before the job's own output. Only that notice is dropped.
+    log = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    if not any(isinstance(f, _DropOptOutNotice) for f in log.filters):
+        log.addFilter(_DropOptOutNotice())
 
 
 def ensure_ray(address: str | None = None, scaling=None, runtime_env: dict | None = None) -> bool:
@@ -25,12 +45,28 @@ def ensure_ray(address: str | None = None, scaling=None, runtime_env: dict | Non
     if runtime_env:  # the job's own (e.g. a working_dir uploaded to every node)
         kwargs["runtime_env"] = runtime_env
     if address:
-        ray.init(address=address, **kwargs)
+        try:
+            ray.init(address=address, **kwargs)
+        except Exception as e:  # noqa: BLE001 - Ray raises ConnectionError, RuntimeError, ...
+            raise RayStartError(f"could not join the Ray cluster at {address}: {e}") from e
         return False
     need = 0
     if scaling is not None:
         need = scaling.num_workers * scaling.bundle().get("CPU", 1)
-    ray.init(num_cpus=max(os.cpu_count() or 1, int(need) + 1), **kwargs)
+    _quiet_auth_notice()
+    # Ray gives its raylet a fixed 30 s to register; a heavily loaded machine can miss that once,
+    # so a failed start is cleaned up and tried once more before it is reported.
+    for attempt in (1, 2):
+        try:
+            ray.init(num_cpus=max(os.cpu_count() or 1, int(need) + 1), **kwargs)
+            break
+        except Exception as e:  # noqa: BLE001 - Ray raises a bare Exception on a start timeout
+            ray.shutdown()
+            if attempt == 2:
+                raise RayStartError(
+                    f"could not start a local Ray instance: {e} (start one with `ray start "
+                    f"--head` and pass --address auto, or retry when the machine is less "
+                    f"loaded)") from e
     _started_here = True
     return True
 

@@ -26,6 +26,8 @@ import ember
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_TEXT = REPO.parent / "shared" / "data" / "tinyshakespeare.txt"
 CHECKPOINT_NAME = "checkpoint.pt"
+# The digits examples hold out the same 20% of the images, chosen at random, whatever --seed says.
+SPLIT_SEED = 1234
 
 # Options that say where and how fast a run goes rather than what it computes: they may change
 # on --resume without a warning (though another device, thread or worker count can round or
@@ -94,6 +96,23 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None,
         parser.error(f"--device {args.device}: CUDA is not available here (ember needs CuPy and "
                      "a GPU: pip install 'ember[gpu]')")
     return args
+
+
+def digits_split(flatten: bool = False, train_transform=None) -> tuple:
+    """(train, test) subsets of all 1,797 of scikit-learn's digits: a fixed random 80/20 split.
+
+    ``flatten`` gives 64-vectors (for MLPs) instead of ``(1, 8, 8)`` images;
+    ``train_transform`` applies to the training images only (augmentation).
+    """
+    from ember.utils.data import Subset, random_split
+    from ember.utils.data.datasets import Digits
+
+    plain = Digits(train=None, flatten=flatten)
+    train_idx, test_idx = random_split(range(len(plain)), [0.8, 0.2],
+                                       generator=ember.Generator().manual_seed(SPLIT_SEED))
+    train = plain if train_transform is None else Digits(train=None, flatten=flatten,
+                                                         transform=train_transform)
+    return Subset(train, train_idx.indices), Subset(plain, test_idx.indices)
 
 
 def _plain(args: argparse.Namespace) -> dict[str, Any]:

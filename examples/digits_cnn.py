@@ -20,15 +20,10 @@ import ember
 from ember import nn
 from ember.nn import functional as F
 from ember.optim.lr_scheduler import OneCycleLR
-from ember.utils.data import DataLoader, Subset, random_split
+from ember.utils.data import DataLoader
 from ember.utils.data import transforms as T
-from ember.utils.data.datasets import Digits
 from ember.utils.progress import progress
 from ember.utils.tensorboard import SummaryWriter
-
-# The held-out split is fixed, whatever --seed says: 20% of the images, chosen at random
-# (the same split as digits_mlp.py).
-SPLIT_SEED = 1234
 
 
 class ConvNet(nn.Module):
@@ -49,16 +44,6 @@ class ConvNet(nn.Module):
 
     def forward(self, x: ember.Tensor) -> ember.Tensor:
         return self.classifier(self.features(x))
-
-
-def digits_split(augment: bool) -> tuple[Subset, Subset]:
-    """(train, test) subsets of all 1,797 digits as (1, 8, 8) images; ``augment`` shifts the
-    training images by up to one pixel (RandomCrop of the zero-padded image)."""
-    plain = Digits(train=None)
-    train_idx, test_idx = random_split(range(len(plain)), [0.8, 0.2],
-                                       generator=ember.Generator().manual_seed(SPLIT_SEED))
-    shifted = Digits(train=None, transform=T.RandomCrop(8, padding=1)) if augment else plain
-    return Subset(shifted, train_idx.indices), Subset(plain, test_idx.indices)
 
 
 def evaluate(model: nn.Module, loader: DataLoader, device) -> tuple[float, float]:
@@ -86,7 +71,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     device = args.device
     ember.manual_seed(args.seed)
 
-    train_set, test_set = digits_split(args.augment)
+    train_set, test_set = _common.digits_split(
+        train_transform=T.RandomCrop(8, padding=1) if args.augment else None)
     train_loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=True,
                               num_workers=args.num_workers)
     test_loader = DataLoader(test_set, batch_size=512)

@@ -19,13 +19,9 @@ import ember
 from ember import nn
 from ember.nn import functional as F
 from ember.optim.lr_scheduler import CosineAnnealingLR
-from ember.utils.data import DataLoader, random_split
-from ember.utils.data.datasets import Digits
+from ember.utils.data import DataLoader
 from ember.utils.progress import progress
 from ember.utils.tensorboard import SummaryWriter
-
-# The held-out split is fixed, whatever --seed says: 20% of the images, chosen at random.
-SPLIT_SEED = 1234
 
 
 class MLP(nn.Module):
@@ -41,12 +37,6 @@ class MLP(nn.Module):
 
     def forward(self, x: ember.Tensor) -> ember.Tensor:
         return self.net(x)
-
-
-def digits_split() -> tuple:
-    """(train, test) subsets of all 1,797 digits, flattened to 64-vectors."""
-    full = Digits(train=None, flatten=True)
-    return random_split(full, [0.8, 0.2], generator=ember.Generator().manual_seed(SPLIT_SEED))
 
 
 def evaluate(model: nn.Module, loader: DataLoader, device) -> tuple[float, float]:
@@ -73,7 +63,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     device = args.device
     ember.manual_seed(args.seed)
 
-    train_set, test_set = digits_split()
+    train_set, test_set = _common.digits_split(flatten=True)
     train_loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=True,
                               num_workers=args.num_workers)
     test_loader = DataLoader(test_set, batch_size=512)

@@ -38,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    from ember.distributed.ray_cluster import RayStartError
+
     from .config import ConfigError
     from .hosts import HostError
 
@@ -49,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     except HostError as e:  # a host that cannot be reached or whose command failed
         if e.detail and os.environ.get("EMBER_VERBOSE"):
             print(e.detail, file=sys.stderr)
+        print(f"ember {args.command}: {e}", file=sys.stderr)
+        return 1
+    except RayStartError as e:  # no local Ray could start, or the address did not answer
         print(f"ember {args.command}: {e}", file=sys.stderr)
         return 1
     except OSError as e:  # a file or directory ember cannot read or write (state, token)
