@@ -1,6 +1,7 @@
 """Data-parallel digits classifier with the Trainer API (Ray actors, one per worker).
 
-    python examples/ddp_digits.py --workers 2 --epochs 8
+    python examples/ddp_digits.py --workers 2 --epochs 4 --out runs
+    python examples/ddp_digits.py --workers 2 --epochs 8 --out runs --resume  # epochs 5-8
 
 Each worker trains a replica of an MLP on its shard of scikit-learn's digits; DDP averages
 gradients; rank 0 reports metrics and a checkpoint every epoch. Kill a worker mid-run and the
@@ -13,14 +14,13 @@ import argparse
 import os
 import tempfile
 
-from _common import nonneg_int, positive_float, positive_int  # argparse types
+from _common import digits_split, nonneg_int, positive_float, positive_int
 
 import ember
 import ember.nn as nn
 import ember.nn.functional as F
 from ember.distributed import train
 from ember.utils.data import DataLoader
-from ember.utils.data.datasets import Digits
 
 
 def build_model() -> nn.Module:
@@ -41,12 +41,12 @@ def evaluate(model, loader) -> float:
 def train_loop(config: dict) -> None:
     ember.manual_seed(config["seed"])
     model = train.prepare_model(build_model())
+    train_set, test_set = digits_split(flatten=True)  # a fixed random 80/20 split
     opt = ember.optim.Adam(model.parameters(), lr=config["lr"])
     sched = ember.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config["epochs"])
     loader = train.prepare_data_loader(
-        DataLoader(Digits(train=True, flatten=True), batch_size=config["batch_size"],
-                   shuffle=True))
-    test_loader = DataLoader(Digits(train=False, flatten=True), batch_size=256)
+        DataLoader(train_set, batch_size=config["batch_size"], shuffle=True))
+    test_loader = DataLoader(test_set, batch_size=256)
     start = 0
     ckpt = train.get_checkpoint()
     if ckpt is not None:  # a restart: resume exactly where the last checkpoint left off
@@ -89,15 +89,22 @@ def main(argv=None) -> float:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-failures", type=nonneg_int, default=1)
     ap.add_argument("--out", default=os.path.join(tempfile.gettempdir(), "ember_runs"))
+    ap.add_argument("--resume", action="store_true",
+                    help="continue the run in --out from its latest checkpoint (to --epochs)")
     args = ap.parse_args(argv)
-    trainer = train.Trainer(
-        train_loop,
-        {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed},
+    config = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
+              "seed": args.seed}
+    options = dict(
         scaling_config=train.ScalingConfig(num_workers=args.workers),
         run_config=train.RunConfig(
             name="ddp_digits", storage_path=args.out,
             failure_config=train.FailureConfig(max_failures=args.max_failures),
             checkpoint_config=train.CheckpointConfig(num_to_keep=2)))
+    if args.resume:
+        trainer = train.Trainer.restore(os.path.join(args.out, "ddp_digits"), train_loop, config,
+                                        **options)
+    else:
+        trainer = train.Trainer(train_loop, config, **options)
     result = trainer.fit()
     acc = result.metrics["test_acc"]
     print(f"final test accuracy {acc:.3f} after {result.metrics['epoch'] + 1} epochs "
