@@ -78,6 +78,7 @@ from .ddp import DataParallel, DistributedDataParallel  # noqa: E402
 from .train import (  # noqa: E402
     Checkpoint,
     CheckpointConfig,
+    DataConfig,
     FailureConfig,
     Result,
     RunConfig,
@@ -86,6 +87,7 @@ from .train import (  # noqa: E402
     TrainingFailedError,
     get_checkpoint,
     get_context,
+    get_dataset_shard,
     prepare_data_loader,
     prepare_model,
     report,
@@ -95,4 +97,4 @@ __all__ += ["GradBucket"]
 __all__ += ["DataParallel", "DistributedDataParallel", "train", "Trainer", "TrainingFailedError",
             "ScalingConfig", "RunConfig", "FailureConfig", "CheckpointConfig", "Checkpoint",
             "Result", "report", "get_checkpoint", "get_context", "prepare_model",
-            "prepare_data_loader"]
+            "prepare_data_loader", "DataConfig", "get_dataset_shard"]

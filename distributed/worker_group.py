@@ -168,6 +168,11 @@ class WorkerGroup:
         """Run ``fn`` in every worker; returns the Ray object refs in rank order."""
         return [a.run.remote(fn, *args, **kwargs) for a in self.actors]
 
+    def execute_async_per_rank(self, fn, per_rank: list, *args, **kwargs) -> list:
+        """Like :meth:`execute_async`, with ``per_rank[r]`` as rank r's last argument."""
+        return [a.run.remote(fn, *args, per_rank[r], **kwargs)
+                for r, a in enumerate(self.actors)]
+
     def execute(self, fn, *args, timeout: float | None = None, **kwargs) -> list:
         return ray.get(self.execute_async(fn, *args, **kwargs), timeout=timeout)
 

@@ -19,6 +19,7 @@ import traceback
 
 from .checkpoint import Checkpoint
 from .config import RunConfig, ScalingConfig, check_strategy
+from .data import DataConfig, check_datasets
 from .result import _METRICS, CheckpointManager, Result, _jsonable
 
 
@@ -33,7 +34,8 @@ class _WorkerFailure(Exception):
         self.rank, self.node, self.pid, self.detail = rank, node, pid, detail
 
 
-def _worker_main(fn, config, inbox, ckpt_ref, backend, strategy, trial_dir, name, timeout):
+def _worker_main(fn, config, inbox, ckpt_ref, backend, strategy, trial_dir, name, timeout,
+                 datasets=None):
     """Runs inside each worker actor: session, process group, then the user's function."""
     import ray
 
@@ -48,6 +50,7 @@ def _worker_main(fn, config, inbox, ckpt_ref, backend, strategy, trial_dir, name
     blob = ray.get(ckpt_ref[0]) if ckpt_ref else None
     sess = session._Session(ctx, inbox, blob, 0)
     sess.strategy = strategy
+    sess.datasets = datasets or {}  # this rank's DataIterators (get_dataset_shard)
     session._activate(sess)
     from datetime import timedelta
 
@@ -84,6 +87,9 @@ class Trainer:
         resume_from_checkpoint: a Checkpoint to start from (``get_checkpoint()`` returns it).
         ray_address: connect to an existing cluster; None starts (or reuses) a local Ray.
         collective_timeout: seconds before a stuck collective raises.
+        datasets: ``{name: ray.data.Dataset}``; each worker reads its shard with
+            ``get_dataset_shard(name)`` (see ``data.py``).
+        dataset_config: how the datasets are split (``DataConfig``; all of them by default).
 
     Example::
 
@@ -99,7 +105,8 @@ class Trainer:
                  scaling_config: ScalingConfig | None = None, run_config: RunConfig | None = None,
                  strategy: str = "ddp", backend: str = "auto",
                  resume_from_checkpoint: Checkpoint | None = None, ray_address: str | None = None,
-                 collective_timeout: float = 300.0):
+                 collective_timeout: float = 300.0, datasets: dict | None = None,
+                 dataset_config: DataConfig | None = None):
         if not callable(train_loop_per_worker):
             raise TypeError("train_loop_per_worker must be callable")
         self.fn = train_loop_per_worker
@@ -112,6 +119,8 @@ class Trainer:
         self.ray_address = ray_address
         self.collective_timeout = collective_timeout
         self._restore_dir: str | None = None
+        self.datasets = check_datasets(datasets)
+        self.dataset_config = dataset_config or DataConfig()
 
     @classmethod
     def restore(cls, path: str, train_loop_per_worker, train_loop_config: dict | None = None,
@@ -184,9 +193,12 @@ class Trainer:
         inbox = open_inbox(events, group.token)
         try:
             ckpt_ref = [ray.put(start_ckpt.pack())] if start_ckpt is not None else None
-            refs = group.execute_async(_worker_main, self.fn, self.config, inbox.client(),
-                                       ckpt_ref, self.backend, self.strategy, run_dir, name,
-                                       self.collective_timeout)
+            # Every attempt splits the datasets anew: a restarted group reads fresh iterators.
+            shards = (self.dataset_config.configure(self.datasets, group.num_workers)
+                      if self.datasets else [None] * group.num_workers)
+            refs = group.execute_async_per_rank(
+                _worker_main, shards, self.fn, self.config, inbox.client(), ckpt_ref,
+                self.backend, self.strategy, run_dir, name, self.collective_timeout)
             self._monitor(ray, group, refs, events, inbox, manager)
         finally:
             group.shutdown()

@@ -1,0 +1,158 @@
+"""Ray Data under the Trainer: real Ray Data datasets (NumPy, Parquet, images) read by 2 real
+workers through get_dataset_shard().iter_ember_batches().
+
+One Trainer run in CI covers the splitting, the tensors, the unsplit dataset, the preprocessing
+on the cluster and the missing-name error (each Ray Data pipeline costs seconds to start); the
+restart after a SIGKILLed worker runs with EMBER_FULL_TESTS=1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import numpy as np
+import pytest
+
+pytest.importorskip("ray.data")
+pytest.importorskip("pyarrow")
+
+import ember  # noqa: E402
+from ember.distributed.train import (  # noqa: E402
+    DataConfig,
+    FailureConfig,
+    RunConfig,
+    ScalingConfig,
+    Trainer,
+    get_checkpoint,
+    get_context,
+    get_dataset_shard,
+    report,
+)
+
+pytestmark = pytest.mark.usefixtures("ray_session")
+ROWS = 48
+
+
+def _write(out: str, rank: int, what: dict) -> None:
+    with open(os.path.join(out, f"rank{rank}.json"), "w") as f:
+        json.dump(what, f)
+
+
+def _loop(config):
+    rank = get_context().get_world_rank()
+    seen, kinds = [], {}
+    train = get_dataset_shard("train")
+    for _ in range(2):  # two epochs: each pass over the shard is a new epoch
+        ids = []
+        for batch in train.iter_ember_batches(batch_size=8, dtypes={"x": ember.float32}):
+            ids += batch["id"].tolist()
+            kinds["id"] = (type(batch["id"]).__name__, str(batch["id"].dtype))
+            kinds["x"] = str(batch["x"].dtype)
+            assert np.allclose(batch["x"].numpy(), 2.0 * batch["id"].numpy())  # map_batches
+        seen.append(ids)
+    images = [b["image"].shape for b in get_dataset_shard("images").iter_ember_batches(
+        batch_size=3, dtypes=ember.float32)]
+    try:
+        get_dataset_shard("val")
+        missing = ""
+    except KeyError as e:
+        missing = str(e)
+    _write(config["out"], rank, {"seen": seen, "kinds": kinds, "images": images,
+                                 "missing": missing})
+    report({"rank": rank})
+
+
+def test_shards_are_disjoint_and_cover_every_row(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import ray.data
+    from PIL import Image
+
+    # Parquet files the test writes, preprocessed on the cluster's CPUs by map_batches.
+    (tmp_path / "pq").mkdir()
+    for part in range(3):
+        ids = np.arange(part * 16, (part + 1) * 16, dtype=np.int64)
+        pq.write_table(pa.table({"id": ids}), tmp_path / "pq" / f"part{part}.parquet")
+    train = ray.data.read_parquet(str(tmp_path / "pq")).map_batches(
+        lambda b: {"id": b["id"], "x": b["id"].astype(np.float64) * 2.0})
+    (tmp_path / "img").mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((4, 5, 3), 40 * i, np.uint8)).save(tmp_path / "img" / f"{i}.png")
+    images = ray.data.read_images(str(tmp_path / "img"))
+
+    out = tmp_path / "out"
+    out.mkdir()
+    Trainer(_loop, {"out": str(out)}, scaling_config=ScalingConfig(num_workers=2),
+            run_config=RunConfig(storage_path=str(tmp_path), name="data", verbose=0),
+            backend=None, datasets={"train": train, "images": images},
+            dataset_config=DataConfig(datasets_to_split=["train"])).fit()
+
+    ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
+    for epoch in range(2):
+        a, b = (set(r["seen"][epoch]) for r in ranks)
+        assert not a & b, f"epoch {epoch}: rows seen by both workers: {sorted(a & b)}"
+        assert a | b == set(range(ROWS)), f"epoch {epoch}: rows missed"
+        assert len(a) == len(b) == ROWS // 2  # equal shards: the same number of DDP steps
+    for r in ranks:
+        assert r["kinds"] == {"id": ["Tensor", "ember.int64"], "x": "ember.float32"}
+        assert r["images"] == [[3, 4, 5, 3]]  # the unsplit dataset: every worker reads it all
+        assert "'train'" in r["missing"] and "'images'" in r["missing"]
+
+
+def test_bad_configuration_is_named_before_anything_starts():
+    import ray.data
+
+    ds = ray.data.range(4)
+    with pytest.raises(TypeError, match=r"datasets\['train'\] must be a ray.data.Dataset"):
+        Trainer(lambda: None, datasets={"train": [1, 2]})
+    with pytest.raises(ValueError, match=r"names \['val'\].*given datasets \['train'\]"):
+        DataConfig(datasets_to_split=["val"]).configure({"train": ds}, 2)
+
+
+def _resume_loop(config):
+    rank = get_context().get_world_rank()
+    start = 0
+    ckpt = get_checkpoint()
+    if ckpt is not None:
+        with ckpt.as_directory() as d:
+            start = json.loads(open(os.path.join(d, "epoch.json")).read())["epoch"] + 1
+    shard = get_dataset_shard("train")
+    for epoch in range(start, 3):
+        total = sum(float(b["id"].sum()) for b in shard.iter_ember_batches(batch_size=8))
+        with open(os.path.join(config["out"], f"e{epoch}_r{rank}_{os.getpid()}"), "w") as f:
+            f.write(str(total))
+        if epoch == 1 and not os.path.exists(config["marker"]):
+            open(config["marker"], "w").close()
+            os.kill(os.getpid(), signal.SIGKILL)
+        import tempfile
+
+        d = tempfile.mkdtemp()
+        with open(os.path.join(d, "epoch.json"), "w") as f:
+            json.dump({"epoch": epoch}, f)
+        from ember.distributed.train import Checkpoint
+
+        report({"epoch": epoch}, checkpoint=Checkpoint.from_directory(d) if rank == 0 else None)
+
+
+@pytest.mark.full
+def test_restart_after_sigkill_resumes_at_the_checkpointed_epoch(tmp_path):
+    import ray.data
+
+    out = tmp_path / "out"
+    out.mkdir()
+    result = Trainer(
+        _resume_loop, {"out": str(out), "marker": str(tmp_path / "killed")},
+        scaling_config=ScalingConfig(num_workers=2),
+        run_config=RunConfig(storage_path=str(tmp_path), name="resume", verbose=0,
+                             failure_config=FailureConfig(max_failures=1)),
+        backend=None, datasets={"train": ray.data.range(ROWS)}).fit()
+    assert result.metrics["epoch"] == 2
+    done = sorted(p.name.split("_")[0] for p in out.iterdir())
+    # epoch 0 once, epoch 1 twice (killed, then again after the restart), epoch 2 once
+    assert done.count("e0") == 2 and done.count("e1") == 4 and done.count("e2") == 2, done
+    # every epoch, the two ranks together read every row once
+    for e in ("e0", "e2"):
+        assert sum(float(p.read_text()) for p in out.iterdir()
+                   if p.name.startswith(e)) == sum(range(ROWS))
