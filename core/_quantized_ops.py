@@ -52,6 +52,35 @@ def _value_op(op, q, rest, kwargs):
     return q._code_op(lambda t: op.apply(t, *rest, **kwargs))
 
 
+def tiled_max_pool(nd: int, q: QTensor, kernel_size, stride, padding, dilation):
+    """``max_pool{nd}d`` of a quantized tensor whose windows tile it (kernel == stride, no
+    padding or dilation, sizes divisible: the CNNs' 2x2 pools) as pairwise maxima of strided
+    views of the codes, or None for other geometries. Max commutes with the increasing map
+    from codes to values, so these are the general path's codes; that path pools float32
+    copies of them (1.7 ms against 0.3 ms for the digits CNN's 64x64x8x8 pool)."""
+    def tup(v):
+        return (int(v),) * nd if isinstance(v, (int, np.integer)) else tuple(int(e) for e in v)
+
+    kernel = tup(kernel_size)
+    strides = kernel if stride is None or (isinstance(stride, (list, tuple)) and not stride) \
+        else tup(stride)
+    if (q._axis is not None or len(kernel) != nd or strides != kernel or any(tup(padding))
+            or any(d != 1 for d in tup(dilation)) or q._data.ndim not in (nd + 1, nd + 2)):
+        return None
+    x = q._data
+    lead = x.ndim - nd
+    if any(n % k or n == 0 for n, k in zip(x.shape[lead:], kernel)):
+        return None
+    xp = _xp(x)
+    for ax, k in zip(range(lead, x.ndim), kernel):  # one spatial axis at a time: k - 1 maxima
+        y = None
+        for o in range(k):  # (a reshape + max over several axes is ~5x slower on uint8)
+            v = x[(slice(None),) * ax + (slice(o, None, k),)]
+            y = v if y is None else xp.maximum(y, v)
+        x = y
+    return q._like(xp.ascontiguousarray(x))
+
+
 def _qvalue(q: QTensor, v) -> int:
     """A float bound as a code of ``q``'s quantization (torch's ``quantize_val``)."""
     from .quantized import qrange

@@ -71,6 +71,11 @@ def _geometry(fn, input, nd, kernel_size, stride, padding, dilation, ceil_mode):
 def _max_pool(nd, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices):
     fn = f"max_pool{nd}d"
     if input.is_quantized and not return_indices:  # max commutes with dequantize: pool the codes
+        from ..._quantized_ops import tiled_max_pool
+
+        out = tiled_max_pool(nd, input, kernel_size, stride, padding, dilation)
+        if out is not None:
+            return out
         return input._code_op(lambda t: _max_pool(nd, t, kernel_size, stride, padding, dilation,
                                                   ceil_mode, False))
     x, unbatched = _batched(fn, input, nd)

@@ -10,6 +10,7 @@ from ......tensor import Tensor
 from ... import _kernels as K
 from ...modules.linear import Linear as _QLinear
 from ...modules.utils import quantize_weight, weight_codes
+from ._rnn_layers import dynamic_qparams
 
 __all__ = ["Linear", "dynamic_linear"]
 
@@ -21,7 +22,7 @@ def dynamic_linear(x: np.ndarray, w: _q.QTensor, wmax: int, bias, reduce_range: 
     hi = 127 if reduce_range else 255
     lo_v = float(x.min()) if x.size else 0.0
     hi_v = float(x.max()) if x.size else 0.0
-    scale, zp = _q.choose_qparams(lo_v, hi_v, 0, hi)
+    scale, zp = dynamic_qparams(lo_v, hi_v, hi)
     inv = float(np.float32(1.0) / np.float32(scale))
     codes = (x.astype(xp.float64) * inv + zp).astype(xp.float32)
     a = xp.rint(xp.clip(codes, 0, hi)) - xp.float32(zp)

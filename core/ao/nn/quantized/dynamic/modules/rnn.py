@@ -12,6 +12,7 @@ from ......nn.modules.container import ModuleList
 from ......tensor import Tensor
 from ... import _kernels as K
 from ...modules.utils import quantize_weight, weight_bound
+from ._rnn_layers import gru_layer, lstm_layer
 from .linear import dynamic_linear
 
 __all__ = ["LSTM", "GRU", "PackedParameter"]
@@ -38,10 +39,6 @@ class PackedParameter(Module):
             missing_keys.append(prefix + "param")
         super()._load_from_state_dict(state_dict, prefix, local_metadata, False, missing_keys,
                                       unexpected_keys, error_msgs)
-
-
-def _sigmoid(xp, x):
-    return 1.0 / (1.0 + xp.exp(-x))
 
 
 class _DynRNN(Module):
@@ -83,9 +80,6 @@ class _DynRNN(Module):
             s += ", bidirectional=True"
         return s
 
-    def _step(self, xp, gi, h, c, w_hh, wmax, b_hh):
-        raise NotImplementedError
-
     def forward(self, input, hx=None):
         if not isinstance(input, Tensor) or isinstance(input, _q.QTensor):
             raise RuntimeError(f"{self._get_name()}: expected a float tensor input (packed "
@@ -101,7 +95,6 @@ class _DynRNN(Module):
                                f"{self.input_size}, got {x.shape[-1]}")
         xp = K.xp_of(x)
         dirs = 2 if self.bidirectional else 1
-        n, hs = x.shape[1], self.hidden_size
         lstm = self._MODE == "LSTM"
         h0 = c0 = None
         if hx is not None:
@@ -117,16 +110,15 @@ class _DynRNN(Module):
                 w_ih, w_hh, b_ih, b_hh = self._all_weight_values[k].param
                 bi = None if b_ih is None else b_ih._data
                 bh = None if b_hh is None else b_hh._data
+                # the input projection of the whole sequence: one quantization, one GEMM
                 gi = dynamic_linear(x, w_ih, weight_bound(w_ih), bi, self.reduce_range)
-                h = xp.zeros((n, hs), xp.float32) if h0 is None else h0[k]
-                c = xp.zeros((n, hs), xp.float32) if (c0 is None and lstm) else \
-                    (c0[k] if lstm else None)
-                steps = range(x.shape[0] - 1, -1, -1) if d == 1 else range(x.shape[0])
-                out = xp.empty((x.shape[0], n, hs), xp.float32)
-                wmax = weight_bound(w_hh)
-                for t in steps:
-                    h, c = self._step(xp, gi[t], h, c, w_hh, wmax, bh)
-                    out[t] = h
+                hk = None if h0 is None else h0[k]
+                if lstm:
+                    out, h, c = lstm_layer(xp, gi, w_hh, bh, hk, None if c0 is None else c0[k],
+                                           d == 1, self.reduce_range)
+                else:
+                    out, h = gru_layer(xp, gi, w_hh, bh, hk, d == 1, self.reduce_range)
+                    c = None
                 outs.append(out)
                 h_n.append(h)
                 c_n.append(c)
@@ -190,24 +182,9 @@ class LSTM(_DynRNN):
 
     _MODE = "LSTM"
 
-    def _step(self, xp, gi, h, c, w_hh, wmax, b_hh):
-        g = gi + dynamic_linear(h, w_hh, wmax, b_hh, self.reduce_range)
-        i, f, gg, o = xp.split(g, 4, axis=1)
-        c = _sigmoid(xp, f) * c + _sigmoid(xp, i) * xp.tanh(gg)
-        return (_sigmoid(xp, o) * xp.tanh(c)).astype(xp.float32), c.astype(xp.float32)
-
 
 class GRU(_DynRNN):
     """Dynamically quantized GRU (gates r, z, n as torch)."""
 
     _MODE = "GRU"
     _GATES = 3
-
-    def _step(self, xp, gi, h, c, w_hh, wmax, b_hh):
-        gh = dynamic_linear(h, w_hh, wmax, b_hh, self.reduce_range)
-        ir, iz, inn = xp.split(gi, 3, axis=1)
-        hr, hz, hn = xp.split(gh, 3, axis=1)
-        r = _sigmoid(xp, ir + hr)
-        z = _sigmoid(xp, iz + hz)
-        nn_ = xp.tanh(inn + r * hn)
-        return ((1 - z) * nn_ + z * h).astype(xp.float32), None
