@@ -37,15 +37,17 @@ def _setup(mode: str, name: str):
     opt = lib.optim.Adam(model.parameters(), lr=1e-3)
     if mode.startswith("compiled"):
         rewrites = mode == "compiled"
-        saved = frame.config.fuse_embedding_rnn, frame.relu_after_max_pool
-        frame.config.fuse_embedding_rnn = rewrites
+        saved = (frame.config.fuse_embedding_rnn, frame.config.fuse_conv_pool,
+                 frame.relu_after_max_pool)
+        frame.config.fuse_embedding_rnn = frame.config.fuse_conv_pool = rewrites
         if not rewrites:
             frame.relu_after_max_pool = lambda graph: 0
         try:
             model = lib.compile(model)
             model(x)  # compile now, under this mode's settings
         finally:
-            frame.config.fuse_embedding_rnn, frame.relu_after_max_pool = saved
+            (frame.config.fuse_embedding_rnn, frame.config.fuse_conv_pool,
+             frame.relu_after_max_pool) = saved
 
     def step():
         opt.zero_grad()

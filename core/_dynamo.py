@@ -61,9 +61,13 @@ def explain(f: Callable, *extra_args: Any, **extra_kwargs: Any) -> Callable[...,
     from ember.fx import GraphModule
     from ember.fx._names import target_name
 
+    from ._compile import _data_parallel_inner
     from ._compile._frame import CompiledFunction
 
     orig = getattr(f, "_torchdynamo_orig_callable", None) or getattr(f, "_orig_mod", None) or f
+    # DDP/FSDP: their forward stays eager under compile; report the module they wrap
+    inner_mod = _data_parallel_inner(orig)
+    orig = orig if inner_mod is None else inner_mod
 
     def inner(*args: Any, **kwargs: Any) -> ExplainOutput:
         cf = CompiledFunction(orig, backend="eager")

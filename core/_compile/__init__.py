@@ -85,7 +85,9 @@ def compile(model: Callable | None = None, *, fullgraph: bool = False,  # noqa: 
         backend: ``"ember"`` (``"inductor"``: the same) runs the planned executor; ``"eager"``
             (``"aot_eager"``) runs the captured graph with no optimisation; a callable gets
             ``(GraphModule, example_inputs)`` and returns the function to run.
-        mode: accepted for torch's spelling; on the CPU every mode uses the same executor.
+        mode: ``"reduce-overhead"`` replays calls with autograd off on CUDA inputs as a CUDA
+            graph (CuPy stream capture, static input buffers); elsewhere, and for the other
+            modes, the same executor runs.
         options: backend options (accepted, unused by the built-in backends).
         disable: return ``model`` unchanged.
     """
@@ -104,12 +106,18 @@ def compile(model: Callable | None = None, *, fullgraph: bool = False,  # noqa: 
     Module = _module_base()
     if isinstance(model, OptimizedModule):
         model = model._orig_mod
+    inner = _data_parallel_inner(model)
+    if inner is not None:
+        return OptimizedModule(model, _WrapperCompiled(
+            model, inner, fullgraph=fullgraph, dynamic=dynamic, backend=backend, mode=mode))
     if isinstance(model, Module):
         return OptimizedModule(model, CompiledFunction(model, fullgraph=fullgraph,
-                                                       dynamic=dynamic, backend=backend))
+                                                       dynamic=dynamic, backend=backend,
+                                                       mode=mode))
     if isinstance(model, CompiledFunction):
         model = model._root
-    compiled = CompiledFunction(model, fullgraph=fullgraph, dynamic=dynamic, backend=backend)
+    compiled = CompiledFunction(model, fullgraph=fullgraph, dynamic=dynamic, backend=backend,
+                                mode=mode)
 
     @functools.wraps(model)
     def compiled_fn(*args, **kwargs):
@@ -118,6 +126,58 @@ def compile(model: Callable | None = None, *, fullgraph: bool = False,  # noqa: 
     compiled_fn._ember_compiled = compiled
     compiled_fn._torchdynamo_orig_callable = model
     return compiled_fn
+
+
+# DDP and FSDP keep their forward eager (buffer broadcasts, bucket renewal, all-gathers and
+# reshards are per-call side effects a trace would run once); the module they wrap is compiled.
+# Named, not imported: core never imports ember.distributed (docs/architecture.md).
+_DATA_PARALLEL = {("ember.distributed.ddp", "DistributedDataParallel"): "module",
+                  ("ember.distributed.fsdp.fully_sharded_data_parallel",
+                   "FullyShardedDataParallel"): "_fsdp_wrapped_module"}
+
+
+def _data_parallel_inner(model: Any) -> Any:
+    for cls in type(model).__mro__:
+        attr = _DATA_PARALLEL.get((cls.__module__, cls.__name__))
+        if attr is not None:
+            return getattr(model, attr)
+    return None
+
+
+class _InnerCompiled(CompiledFunction):
+    """The compiled forward of a module inside DDP/FSDP, installed as that module's
+    ``forward`` while the wrapper runs: the module's ``__call__`` (and its hooks) stays eager,
+    and the eager fallback calls the class's ``forward`` (the instance's is this object)."""
+
+    def __init__(self, root: Any, **kw: Any) -> None:
+        super().__init__(root, **kw)
+        self._hookable = None  # hooks run in the module's __call__, around this forward
+
+    def _eager(self, args: tuple, kwargs: dict) -> Any:
+        return type(self._root).forward(self._root, *args, **kwargs)
+
+
+class _WrapperCompiled:
+    """``ember.compile(DistributedDataParallel(m))`` (or FSDP): the wrapper's forward runs
+    eagerly and calls ``m``'s compiled forward; attributes (``entries``, ``break_reasons``,
+    ``reset``) are the inner compiled function's, for ``explain``."""
+
+    def __init__(self, wrapper: Any, inner: Any, **kw: Any) -> None:
+        self._wrapper, self._inner = wrapper, inner
+        self._fn = _InnerCompiled(inner, **kw)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.__dict__["_fn"], name)
+
+    def __call__(self, *args, **kwargs):
+        d = self._inner.__dict__
+        if "forward" in d:  # re-entered (or the user installed a forward): leave it alone
+            return self._wrapper(*args, **kwargs)
+        d["forward"] = self._fn
+        try:
+            return self._wrapper(*args, **kwargs)
+        finally:
+            d.pop("forward", None)
 
 
 def _compiled_of(obj: Any) -> CompiledFunction | None:

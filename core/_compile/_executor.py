@@ -146,11 +146,18 @@ def build(graph: Graph, root: Any, inplace: dict[Node, dict] | None = None
             obj = _resolve_attr(root, n.target)
             owner_path, _, leaf = n.target.rpartition(".")
             owner = _resolve_attr(root, owner_path) if owner_path else root
+            registered = False
             for store in ("_parameters", "_buffers"):
                 d = owner.__dict__.get(store)
                 if d is not None and d.get(leaf) is obj:
                     attr_guards.append((d, leaf, obj))
-            lines.append(f"{var} = {em.const(obj, 'a')}")
+                    registered = True
+            if not registered and leaf.isidentifier() and owner.__dict__.get(leaf) is obj:
+                # a plain tensor attribute, read per call as eager does: FSDP points these at
+                # new views of its gathered storage every iteration
+                lines.append(f"{var} = {em.const(owner, 'o')}.{leaf}")
+            else:
+                lines.append(f"{var} = {em.const(obj, 'a')}")
         elif n.op == "call_function":
             t = n.target
             kwargs = inplace.get(n, n.kwargs)

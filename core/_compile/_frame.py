@@ -19,8 +19,11 @@ from collections.abc import Callable
 from typing import Any
 
 from ._capture import GraphBreak, Unsupported, capture, is_compiling, signature_of
+from ._cudagraph import CUDAGraphRunner
 from ._executor import build, plan_inplace
+from ._fuse_conv import fuse_conv_pool_relu
 from ._fuse_rnn import fuse_embedding_lstm
+from ._gpu_codegen import fuse_elementwise
 from ._reorder import relu_after_max_pool
 
 __all__ = ["CompiledFunction", "config"]
@@ -34,6 +37,10 @@ class _Config:
     verbose: bool = False
     # ember-only: rewrite ``lstm(embedding(ids))`` to project the table (see _fuse_rnn)
     fuse_embedding_rnn: bool = True
+    # ember-only: ``relu(max_pool2d(conv2d(x), 2))`` as one channels-last Function (_fuse_conv)
+    fuse_conv_pool: bool = True
+    # ember-only: elementwise chains as generated CuPy kernels when compiled for CUDA inputs
+    fuse_elementwise_gpu: bool = True
 
 
 config = _Config()
@@ -66,7 +73,7 @@ class CompiledFunction:
     """What ``ember.compile`` returns for a function (and runs inside an OptimizedModule)."""
 
     def __init__(self, root: Any, *, fullgraph: bool = False, dynamic: bool | None = None,
-                 backend: str | Callable = "ember") -> None:
+                 backend: str | Callable = "ember", mode: str | None = None) -> None:
         from ember.nn import Module
 
         from ._capture import closed_over_modules
@@ -77,6 +84,7 @@ class CompiledFunction:
         self._fullgraph = fullgraph
         self._dynamic = dynamic
         self._backend = backend
+        self._mode = mode
         mods = [root] if self._is_module else list(closed_over_modules(root).values())
         self._modules = [m for top in mods for m in top.modules()]
         self._hookable = root if self._is_module else None
@@ -192,11 +200,17 @@ class CompiledFunction:
         else:
             if backend in ("ember", "inductor"):
                 relu_after_max_pool(graph)
+                if config.fuse_conv_pool:
+                    fuse_conv_pool_relu(graph, troot)
+                if config.fuse_elementwise_gpu and _on_cuda(values):
+                    fuse_elementwise(graph)
                 if config.fuse_embedding_rnn:
                     fuse_embedding_lstm(graph, troot)
             optimise = backend in ("ember", "inductor") and not is_grad_enabled()
             entry.fn, entry.source, entry.attr_guards = build(
                 graph, troot, plan_inplace(graph) if optimise else None)
+        if self._mode == "reduce-overhead" and entry.fn is not None:
+            entry.fn = CUDAGraphRunner(entry.fn)  # replays only on CUDA with autograd off
         entry.graph, entry.root = graph, troot
         entry.seconds = time.perf_counter() - t0
         return entry
@@ -204,6 +218,12 @@ class CompiledFunction:
     def _name(self) -> str:
         r = self._root
         return type(r).__name__ if self._is_module else getattr(r, "__qualname__", repr(r))
+
+
+def _on_cuda(values: list) -> bool:
+    from ember import Tensor
+
+    return any(isinstance(v, Tensor) and v.device.type == "cuda" for v in values)
 
 
 def _arg_key(v: Any, dynamic: bool) -> Any:
