@@ -246,7 +246,7 @@ def __getattr__(name):
 
     if name in ("nn", "optim", "utils", "distributed", "distributions", "special", "signal",
                 "quasirandom", "func", "fx", "onnx", "jit", "export", "amp", "profiler",
-                "serialization", "compiler", "_dynamo", "_compile", "serve"):
+                "serialization", "compiler", "_dynamo", "_compile", "serve", "vision", "hub"):
         return importlib.import_module(f"ember.{name}")
     if name == "compile":  # torch.compile (core/_compile/)
         return importlib.import_module("ember._compile").compile

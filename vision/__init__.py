@@ -1,0 +1,19 @@
+"""``ember.vision``: torchvision's API on ember — ``transforms``, ``datasets``, ``models`` and
+``tv_tensors``.
+
+Images are PIL images (Pillow, the ``vision`` extra) or ember tensors ``(..., C, H, W)``.
+See ``docs/vision.md``.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__all__ = ["transforms", "datasets", "models", "tv_tensors"]
+
+
+def __getattr__(name: str):
+    # Lazy: ``import ember.vision`` stays cheap; each part loads on first use.
+    if name in __all__:
+        return importlib.import_module(f"ember.vision.{name}")
+    raise AttributeError(f"module 'ember.vision' has no attribute {name!r}")

@@ -1,0 +1,10 @@
+"""``ember.vision.datasets``: torchvision's datasets (files in the official formats)."""
+
+from .cifar import CIFAR10, CIFAR100
+from .fakedata import FakeData
+from .folder import DatasetFolder, ImageFolder
+from .mnist import MNIST, FashionMNIST
+from .vision import VisionDataset
+
+__all__ = ["CIFAR10", "CIFAR100", "FakeData", "DatasetFolder", "ImageFolder", "MNIST",
+           "FashionMNIST", "VisionDataset"]

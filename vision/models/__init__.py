@@ -1,0 +1,13 @@
+"""``ember.vision.models``: torchvision's model constructors and ``*_Weights`` enums.
+
+Module names match torchvision's, so ``state_dict`` keys are the same and torchvision
+checkpoints (``.pth`` via ``ember.load``, or safetensors) load with ``load_state_dict``.
+"""
+
+from ._api import Weights, WeightsEnum, get_weight
+from .convnext import *  # noqa: F403
+from .efficientnet import *  # noqa: F403
+from .mobilenetv2 import *  # noqa: F403
+from .mobilenetv3 import *  # noqa: F403
+from .resnet import *  # noqa: F403
+from .vision_transformer import *  # noqa: F403

@@ -1,0 +1,121 @@
+"""``Weights`` / ``WeightsEnum``: torchvision's pretrained-weights descriptors.
+
+A weights entry carries torchvision's URL, its preprocessing and metadata; ``get_state_dict``
+downloads through ``ember.hub.load_state_dict_from_url`` (local cache, SHA-256 prefix check
+from the file name) and ``ember.load`` reads PyTorch's ``.pth`` files without torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from functools import partial
+from typing import Any
+
+__all__ = ["Weights", "WeightsEnum", "get_weight", "load_weights"]
+
+
+@dataclass(eq=False)
+class Weights:
+    url: str
+    transforms: Callable
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class WeightsEnum(Enum):
+    """An enum of ``Weights``; ``DEFAULT`` aliases the recommended entry."""
+
+    @classmethod
+    def verify(cls, obj):
+        if obj is None:
+            return None
+        if isinstance(obj, str):
+            try:
+                obj = cls[obj.replace(cls.__name__ + ".", "")]
+            except KeyError:
+                raise ValueError(f"Failed to find Weights {obj!r} in {cls.__name__}; choose "
+                                 f"from {[m for m in cls.__members__]}") from None
+        elif not isinstance(obj, cls):
+            raise TypeError(f"Invalid Weight class provided; expected {cls.__name__} but "
+                            f"received {obj.__class__.__name__}.")
+        return obj
+
+    def get_state_dict(self, progress: bool = True, check_hash: bool = True, **kwargs):
+        from ember.hub import load_state_dict_from_url
+
+        return load_state_dict_from_url(self.url, progress=progress, check_hash=check_hash,
+                                        **kwargs)
+
+    @property
+    def url(self) -> str:
+        return self.value.url
+
+    @property
+    def transforms(self) -> Callable:
+        return self.value.transforms
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        return self.value.meta
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}.{self._name_}"
+
+
+def get_weight(name: str) -> WeightsEnum:
+    """``get_weight("ResNet50_Weights.IMAGENET1K_V2")``."""
+    from . import __dict__ as registry
+
+    enum_name, _, value = name.partition(".")
+    enum = registry.get(enum_name)
+    if enum is None or not isinstance(enum, type) or not issubclass(enum, WeightsEnum):
+        raise ValueError(f"The weight enum '{enum_name}' for the specific method couldn't be "
+                         "retrieved.")
+    return enum.verify(value)
+
+
+def check_state_dict(model, state_dict) -> None:
+    """Raise before copying anything when ``state_dict`` does not fit ``model`` (missing or
+    unexpected keys, shape mismatches), so a bad checkpoint leaves the model untouched."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    shapes = [f"size mismatch for {k}: copying a param with shape {tuple(v.shape)} from "
+              f"checkpoint, the shape in current model is {tuple(own[k].shape)}."
+              for k, v in state_dict.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append("Missing key(s) in state_dict: " + ", ".join(f'"{k}"' for k in missing))
+        if unexpected:
+            parts.append("Unexpected key(s) in state_dict: "
+                         + ", ".join(f'"{k}"' for k in unexpected))
+        parts += shapes
+        raise RuntimeError(f"Error(s) in loading state_dict for {type(model).__name__}:\n\t"
+                           + "\n\t".join(parts))
+
+
+def load_weights(model, weights: WeightsEnum | None, progress: bool):
+    if weights is not None:
+        state_dict = weights.get_state_dict(progress=progress, check_hash=True)
+        check_state_dict(model, state_dict)
+        model.load_state_dict(state_dict)
+    return model
+
+
+def _ovewrite_named_param(kwargs: dict[str, Any], param: str, new_value) -> None:
+    if param in kwargs:
+        if kwargs[param] != new_value:
+            raise ValueError(f"The parameter '{param}' expected value {new_value} but got "
+                             f"{kwargs[param]} instead.")
+    else:
+        kwargs[param] = new_value
+
+
+def _imagenet_transforms(crop_size: int = 224, resize_size: int = 256, interpolation=None):
+    from ember.vision.transforms import functional as F
+    from ember.vision.transforms._presets import ImageClassification
+
+    return partial(ImageClassification, crop_size=crop_size, resize_size=resize_size,
+                   interpolation=interpolation or F.InterpolationMode.BILINEAR)

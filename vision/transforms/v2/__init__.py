@@ -1,0 +1,160 @@
+"""``ember.vision.transforms.v2``: torchvision's v2 transforms for images, bounding boxes and
+masks (``ember.vision.tv_tensors``).
+
+A transform takes one input or a nest of tuples / lists / dicts; the geometric ones (flips,
+``Resize``, ``CenterCrop``, ``RandomCrop``, ``RandomResizedCrop``, ``Pad``) draw their
+parameters once and move boxes and masks with the image; the colour and other image-only
+transforms leave boxes and masks alone. ``RandomRotation`` / ``RandomAffine`` refuse boxes and
+masks (not supported yet).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ember.tensor import Tensor
+
+from ... import tv_tensors
+from .. import autoaugment as _aa
+from .. import functional as _F
+from .. import transforms as _v1
+from . import functional
+from ._geometry import *  # noqa: F403
+from ._geometry import __all__ as _geometry_all
+from ._transform import ImageOnly, Transform
+
+_IMAGE_ONLY = ["ColorJitter", "Normalize", "Grayscale", "RandomGrayscale", "GaussianBlur",
+               "RandomErasing", "RandomInvert", "RandomPosterize", "RandomSolarize",
+               "RandomAdjustSharpness", "RandomAutocontrast", "RandomEqualize",
+               "ConvertImageDtype", "ToPILImage", "PILToTensor", "ToTensor", "FiveCrop",
+               "TenCrop"]
+for _name in _IMAGE_ONLY:
+    globals()[_name] = type(_name, (ImageOnly,), {"_v1": getattr(_v1, _name),
+                                                  "__doc__": getattr(_v1, _name).__doc__})
+
+
+class AutoAugment(ImageOnly):
+    _v1 = _aa.AutoAugment
+
+
+class RandAugment(ImageOnly):
+    _v1 = _aa.RandAugment
+
+
+class TrivialAugmentWide(ImageOnly):
+    _v1 = _aa.TrivialAugmentWide
+
+
+AutoAugmentPolicy = _aa.AutoAugmentPolicy
+InterpolationMode = _F.InterpolationMode
+Lambda = _v1.Lambda
+
+
+class Compose:
+    """Apply ``transforms`` in turn to the whole sample (one input or several)."""
+
+    def __init__(self, transforms) -> None:
+        self.transforms = list(transforms)
+
+    def __call__(self, *inputs):
+        unpack = len(inputs) > 1
+        for t in self.transforms:
+            out = t(*inputs)
+            inputs = out if unpack else (out,)
+        return out if self.transforms else (inputs if unpack else inputs[0])
+
+    def __repr__(self) -> str:
+        body = "".join(f"\n    {t}" for t in self.transforms)
+        return f"{self.__class__.__name__}({body}\n)"
+
+
+class RandomApply(Compose):
+    def __init__(self, transforms, p: float = 0.5) -> None:
+        super().__init__(transforms)
+        self.p = p
+
+    def __call__(self, *inputs):
+        if _v1._rand() >= self.p:
+            return inputs if len(inputs) > 1 else inputs[0]
+        return super().__call__(*inputs)
+
+
+class RandomChoice(Compose):
+    def __init__(self, transforms, p=None) -> None:
+        super().__init__(transforms)
+        self.p = p
+
+    def __call__(self, *inputs):
+        w = None if self.p is None else [x / sum(self.p) for x in self.p]
+        return self.transforms[int(_v1._rng().choice(len(self.transforms), p=w))](*inputs)
+
+
+class RandomOrder(Compose):
+    def __call__(self, *inputs):
+        unpack = len(inputs) > 1
+        out = inputs if unpack else inputs[0]
+        for i in _v1._rng().permutation(len(self.transforms)):
+            out = self.transforms[int(i)](*inputs)
+            inputs = out if unpack else (out,)
+        return out
+
+
+class ToImage(Transform):
+    """PIL image, ndarray ``(H, W, C)`` or tensor -> ``tv_tensors.Image``, dtype kept."""
+
+    _kinds = ("image",)
+
+    def __call__(self, *inputs):
+        if len(inputs) == 1 and isinstance(inputs[0], np.ndarray):
+            arr = inputs[0][:, :, None] if inputs[0].ndim == 2 else inputs[0]
+            return tv_tensors.Image(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+        return super().__call__(*inputs)
+
+    def _transform(self, inpt, kind, params):
+        if isinstance(inpt, tv_tensors.Image):
+            return inpt
+        if isinstance(inpt, Tensor):
+            return tv_tensors.Image(inpt)
+        return tv_tensors.Image(_F.pil_to_tensor(inpt))
+
+
+class ToDtype(Transform):
+    """Cast images to ``dtype`` (``scale=True`` rescales 255 <-> 1.0); a dict maps tv_tensor
+    types (``tv_tensors.Image``, ``tv_tensors.Mask``, ``"others"``) to dtypes."""
+
+    def __init__(self, dtype, scale: bool = False) -> None:
+        self.dtype, self.scale = dtype, scale
+
+    def _transform(self, inpt, kind, params):
+        if isinstance(self.dtype, dict):
+            key = type(inpt) if type(inpt) in self.dtype else "others"
+            dtype = self.dtype.get(key)
+            if dtype is None:
+                return inpt
+        elif kind != "image":
+            return inpt
+        else:
+            dtype = self.dtype
+        if not isinstance(inpt, Tensor):
+            raise TypeError(f"ToDtype expects tensors, got {type(inpt).__name__}; use "
+                            "ToImage() first")
+        if self.scale and kind == "image":
+            out = _F.convert_image_dtype(inpt, dtype)
+        else:
+            out = Tensor._wrap(inpt.detach()._data).to(dtype)
+        return tv_tensors.wrap(out, like=inpt) if isinstance(inpt, tv_tensors.TVTensor) \
+            else out
+
+
+class ToPureTensor(Transform):
+    _kinds = ("image", "boxes", "mask")
+
+    def _transform(self, inpt, kind, params):
+        return Tensor._wrap(inpt._data) if isinstance(inpt, tv_tensors.TVTensor) else inpt
+
+
+__all__ = (list(_geometry_all) + _IMAGE_ONLY + [
+    "AutoAugment", "RandAugment", "TrivialAugmentWide", "AutoAugmentPolicy",
+    "InterpolationMode", "Lambda", "Compose", "RandomApply", "RandomChoice", "RandomOrder",
+    "ToImage", "ToDtype", "ToPureTensor", "Transform", "functional"])
+

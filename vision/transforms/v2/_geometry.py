@@ -1,0 +1,133 @@
+"""v2's geometric transforms: one parameter draw per sample, applied to the image, its
+bounding boxes and masks alike."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...tv_tensors import BoundingBoxes
+from .. import transforms as _v1
+from ..functional import InterpolationMode, _padding4, _pair
+from . import functional as F2
+from ._transform import ImageOnly, Transform
+
+__all__ = ["RandomHorizontalFlip", "RandomVerticalFlip", "Resize", "CenterCrop", "RandomCrop",
+           "RandomResizedCrop", "Pad", "RandomRotation", "RandomAffine"]
+
+
+class RandomHorizontalFlip(Transform):
+    def __init__(self, p: float = 0.5) -> None:
+        self.p = p
+
+    def _get_params(self, image):
+        return {"apply": _v1._rand() < self.p}
+
+    def _needs_transform(self, params):
+        return params["apply"]
+
+    def _transform(self, inpt, kind, params):
+        return F2.horizontal_flip(inpt)
+
+
+class RandomVerticalFlip(RandomHorizontalFlip):
+    def _transform(self, inpt, kind, params):
+        return F2.vertical_flip(inpt)
+
+
+class Resize(Transform):
+    def __init__(self, size, interpolation=InterpolationMode.BILINEAR, max_size=None,
+                 antialias: bool | None = True) -> None:
+        _v1.Resize(size, interpolation, max_size, antialias)  # validates the arguments
+        self.size, self.interpolation = size, interpolation
+        self.max_size, self.antialias = max_size, antialias
+
+    def _transform(self, inpt, kind, params):
+        return F2.resize(inpt, self.size, self.interpolation, self.max_size, self.antialias)
+
+
+class CenterCrop(Transform):
+    def __init__(self, size) -> None:
+        self.size = _pair(size)
+
+    def _transform(self, inpt, kind, params):
+        return F2.center_crop(inpt, self.size)
+
+
+def _fill_for(kind: str, fill):
+    return 0 if kind == "mask" else fill
+
+
+class Pad(Transform):
+    def __init__(self, padding, fill=0, padding_mode: str = "constant") -> None:
+        _v1.Pad(padding, fill, padding_mode)  # validates the arguments
+        self.padding, self.fill, self.padding_mode = padding, fill, padding_mode
+
+    def _transform(self, inpt, kind, params):
+        return F2.pad(inpt, self.padding, _fill_for(kind, self.fill), self.padding_mode)
+
+
+class RandomCrop(Transform):
+    def __init__(self, size, padding=None, pad_if_needed: bool = False, fill=0,
+                 padding_mode: str = "constant") -> None:
+        self.size = _pair(size)
+        self.padding, self.pad_if_needed = padding, pad_if_needed
+        self.fill, self.padding_mode = fill, padding_mode
+
+    def _get_params(self, image) -> dict[str, Any]:
+        h, w = F2.get_size(image)
+        pad = _padding4(self.padding) if self.padding is not None else [0, 0, 0, 0]
+        th, tw = self.size
+        ph, pw = h + pad[1] + pad[3], w + pad[0] + pad[2]
+        if self.pad_if_needed and pw < tw:
+            diff = tw - pw
+            pad[0], pad[2], pw = pad[0] + diff, pad[2] + diff, pw + 2 * diff
+        if self.pad_if_needed and ph < th:
+            diff = th - ph
+            pad[1], pad[3], ph = pad[1] + diff, pad[3] + diff, ph + 2 * diff
+        if ph < th or pw < tw:
+            raise ValueError(f"Required crop size {(th, tw)} is larger than input image size "
+                             f"{(ph, pw)}")
+        top = _v1._randint(0, ph - th + 1) if ph > th else 0
+        left = _v1._randint(0, pw - tw + 1) if pw > tw else 0
+        return {"pad": pad, "top": top, "left": left}
+
+    def _transform(self, inpt, kind, params):
+        if any(params["pad"]):
+            inpt = F2.pad(inpt, params["pad"], _fill_for(kind, self.fill), self.padding_mode)
+        return F2.crop(inpt, params["top"], params["left"], *self.size)
+
+
+class RandomResizedCrop(Transform):
+    def __init__(self, size, scale=(0.08, 1.0), ratio=(3.0 / 4.0, 4.0 / 3.0),
+                 interpolation=InterpolationMode.BILINEAR, antialias: bool | None = True):
+        self.size, self.scale, self.ratio = _pair(size), scale, ratio
+        self.interpolation, self.antialias = interpolation, antialias
+
+    def _get_params(self, image):
+        h, w = F2.get_size(image)
+        return dict(zip(("top", "left", "height", "width"),
+                        _v1._resized_crop_params(h, w, self.scale, self.ratio)))
+
+    def _transform(self, inpt, kind, params):
+        return F2.resized_crop(inpt, params["top"], params["left"], params["height"],
+                               params["width"], self.size, self.interpolation,
+                               antialias=self.antialias)
+
+
+class _NoBoxes(ImageOnly):
+    _kinds = ("image", "boxes", "mask")
+
+    def _transform(self, inpt, kind, params):
+        if kind != "image":
+            what = "bounding boxes" if isinstance(inpt, BoundingBoxes) else "masks"
+            raise NotImplementedError(f"v2.{type(self).__name__} on {what} is not supported "
+                                      "by ember.vision yet; apply it to images only")
+        return super()._transform(inpt, kind, params)
+
+
+class RandomRotation(_NoBoxes):
+    _v1 = _v1.RandomRotation
+
+
+class RandomAffine(_NoBoxes):
+    _v1 = _v1.RandomAffine

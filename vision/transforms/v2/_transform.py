@@ -1,0 +1,111 @@
+"""v2's transform machinery: a sample is any nest of tuples, lists and dicts whose leaves are
+images, ``BoundingBoxes``, ``Mask`` s and anything else (passed through). Random parameters
+are drawn once per call from the sample, then applied to every leaf with its own kernel.
+
+Which leaves are images follows torchvision: PIL images and ``tv_tensors.Image``; a plain
+tensor counts as the image only when the sample holds neither, and then only the first one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ember.tensor import Tensor
+
+from ... import tv_tensors as tv
+from .._functional_pil import is_pil
+
+
+def _flatten(obj, leaves: list) -> Callable[[list], Any]:
+    """Collect ``obj``'s leaves; return a function that rebuilds it from new leaves."""
+    if isinstance(obj, (tuple, list)):
+        builders = [_flatten(o, leaves) for o in obj]
+        kind = type(obj)
+
+        def rebuild_seq(it):
+            items = [b(it) for b in builders]
+            return kind(items) if kind in (tuple, list) else kind(*items)
+        return rebuild_seq
+    if isinstance(obj, dict):
+        builders = {k: _flatten(v, leaves) for k, v in obj.items()}
+        return lambda it: type(obj)((k, b(it)) for k, b in builders.items())
+    leaves.append(obj)
+    return lambda it: next(it)
+
+
+def _kinds(leaves: list) -> list[str]:
+    has_image = any(is_pil(x) or isinstance(x, tv.Image) for x in leaves)
+    kinds, plain_taken = [], has_image
+    for x in leaves:
+        if isinstance(x, tv.BoundingBoxes):
+            kinds.append("boxes")
+        elif isinstance(x, tv.Mask):
+            kinds.append("mask")
+        elif is_pil(x) or isinstance(x, tv.Image):
+            kinds.append("image")
+        elif isinstance(x, Tensor) and not isinstance(x, tv.TVTensor) and not plain_taken:
+            kinds.append("image")
+            plain_taken = True
+        else:
+            kinds.append("other")
+    return kinds
+
+
+class Transform:
+    """Base of v2's transforms: override ``_get_params(image)`` and ``_transform(inpt, kind,
+    params)``; ``kind`` is "image", "boxes" or "mask"."""
+
+    # The kinds this transform touches; the others pass through unchanged.
+    _kinds: tuple[str, ...] = ("image", "boxes", "mask")
+
+    def _get_params(self, image) -> dict[str, Any]:
+        return {}
+
+    def _transform(self, inpt, kind: str, params: dict[str, Any]):
+        raise NotImplementedError
+
+    def _needs_transform(self, params: dict[str, Any]) -> bool:
+        return True
+
+    def __call__(self, *inputs):
+        sample = inputs if len(inputs) > 1 else inputs[0]
+        leaves: list = []
+        rebuild = _flatten(sample, leaves)
+        kinds = _kinds(leaves)
+        images = [x for x, k in zip(leaves, kinds) if k == "image"]
+        reference = images[0] if images else next(
+            (x for x, k in zip(leaves, kinds) if k in ("mask", "boxes")), None)
+        if reference is None:
+            raise TypeError(f"{type(self).__name__}: the sample holds no image, mask or boxes")
+        params = self._get_params(reference)
+        if self._needs_transform(params):
+            leaves = [self._transform(x, k, params) if k in self._kinds else x
+                      for x, k in zip(leaves, kinds)]
+        return rebuild(iter(leaves))
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v}" for k, v in vars(self).items() if not k.startswith("_"))
+        return f"{self.__class__.__name__}({args})"
+
+
+class ImageOnly(Transform):
+    """Applies a v1 transform (colour, normalisation, ...) to the image leaves only."""
+
+    _kinds = ("image",)
+    _v1: type
+
+    def __init__(self, *args, **kwargs) -> None:
+        self._impl = self._v1(*args, **kwargs)
+
+    def _transform(self, inpt, kind, params):
+        out = self._impl(inpt)
+        return tv.Image._from_array(out._data) if isinstance(inpt, tv.Image) else out
+
+    def __getattr__(self, name: str):
+        if name == "_impl":
+            raise AttributeError(name)
+        return getattr(self._impl, name)
+
+    def __repr__(self) -> str:
+        return repr(self._impl)

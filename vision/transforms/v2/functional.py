@@ -1,0 +1,217 @@
+"""``ember.vision.transforms.v2.functional``: v1's ops, plus bounding boxes and masks.
+
+The geometric ops dispatch on the input's type: ``tv_tensors.BoundingBoxes`` move with the
+image (and are clamped to the new canvas after a crop or pad), ``tv_tensors.Mask`` resamples
+with nearest, ``tv_tensors.Image`` keeps its type; PIL images and plain tensors go to v1.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ember.backend.device import get_array_module
+
+from ... import tv_tensors as tv
+from .. import functional as _v1
+from ..functional import *  # noqa: F403
+from ..functional import (
+    InterpolationMode,
+    _output_size,
+    _padding4,
+    _pair,
+    convert_image_dtype,
+    get_dimensions,
+    get_image_num_channels,
+    get_image_size,
+)
+from ..functional import __all__ as _v1_all
+
+__all__ = list(_v1_all) + [
+    "to_dtype", "get_size", "get_num_channels", "horizontal_flip", "vertical_flip",
+    "convert_bounding_box_format", "clamp_bounding_boxes"]
+
+to_dtype = convert_image_dtype
+get_num_channels = get_image_num_channels
+
+
+def get_size(inpt) -> list[int]:
+    """``[height, width]`` (v2's order); for boxes, their canvas size."""
+    if isinstance(inpt, tv.BoundingBoxes):
+        return list(inpt.canvas_size)
+    if isinstance(inpt, tv.Mask):
+        return [int(inpt.shape[-2]), int(inpt.shape[-1])]
+    w, h = get_image_size(inpt)
+    return [h, w]
+
+
+# ---- box formats ---------------------------------------------------------------------------------
+def _to_xyxy(a, fmt: tv.BoundingBoxFormat, xp):
+    if fmt == tv.BoundingBoxFormat.XYXY:
+        return a
+    if fmt == tv.BoundingBoxFormat.XYWH:
+        x, y, w, h = (a[..., i] for i in range(4))
+        return xp.stack([x, y, x + w, y + h], axis=-1)
+    cx, cy, w, h = (a[..., i] for i in range(4))
+    return xp.stack([cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h], axis=-1)
+
+
+def _from_xyxy(a, fmt: tv.BoundingBoxFormat, xp):
+    if fmt == tv.BoundingBoxFormat.XYXY:
+        return a
+    x1, y1, x2, y2 = (a[..., i] for i in range(4))
+    if fmt == tv.BoundingBoxFormat.XYWH:
+        return xp.stack([x1, y1, x2 - x1, y2 - y1], axis=-1)
+    return xp.stack([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1], axis=-1)
+
+
+def _box_op(boxes: tv.BoundingBoxes, fn, canvas_size=None, clamp: bool = False):
+    """Apply ``fn`` to the boxes in XYXY (float) and return them in their own format."""
+    a = boxes._data
+    xp = get_array_module(a)
+    f = a if a.dtype.kind == "f" else a.astype(np.float32)
+    out = fn(_to_xyxy(f, boxes.format, xp))
+    canvas = canvas_size or boxes.canvas_size
+    if clamp:
+        h, w = canvas
+        out = xp.stack([xp.clip(out[..., 0], 0, w), xp.clip(out[..., 1], 0, h),
+                        xp.clip(out[..., 2], 0, w), xp.clip(out[..., 3], 0, h)], axis=-1)
+    out = _from_xyxy(out, boxes.format, xp)
+    if a.dtype.kind != "f":
+        out = xp.round(out)
+    return tv.BoundingBoxes._from_array(out.astype(a.dtype), format=boxes.format,
+                                        canvas_size=tuple(canvas))
+
+
+def convert_bounding_box_format(inpt: tv.BoundingBoxes, old_format=None, new_format=None):
+    if new_format is None:
+        raise TypeError("convert_bounding_box_format() missing required argument 'new_format'")
+    new = tv.BoundingBoxFormat[new_format.upper()] if isinstance(new_format, str) \
+        else new_format
+    a = inpt._data
+    xp = get_array_module(a)
+    old = inpt.format if old_format is None else (
+        tv.BoundingBoxFormat[old_format.upper()] if isinstance(old_format, str) else old_format)
+    out = _from_xyxy(_to_xyxy(a, old, xp), new, xp)
+    return tv.BoundingBoxes._from_array(out.astype(a.dtype), format=new,
+                                        canvas_size=inpt.canvas_size)
+
+
+def clamp_bounding_boxes(inpt: tv.BoundingBoxes):
+    return _box_op(inpt, lambda b: b, clamp=True)
+
+
+def _rewrap(out, like):
+    if isinstance(like, (tv.Image, tv.Mask)):
+        return type(like)._from_array(out._data)
+    return out
+
+
+def _plain(inpt):
+    # Image/Mask data as a plain tensor for the v1 kernels (a 2-d mask gets a channel axis).
+    from ember.tensor import Tensor
+
+    a = inpt._data
+    return Tensor._wrap(a[None] if isinstance(inpt, tv.Mask) and a.ndim == 2 else a), \
+        isinstance(inpt, tv.Mask) and a.ndim == 2
+
+
+def _unplain(out, like, squeezed: bool):
+    arr = out._data[0] if squeezed else out._data
+    return type(like)._from_array(arr)
+
+
+# ---- geometry ------------------------------------------------------------------------------------
+def horizontal_flip(inpt):
+    if isinstance(inpt, tv.BoundingBoxes):
+        w = inpt.canvas_size[1]
+
+        def flip(b):
+            xp = get_array_module(b)
+            return xp.stack([w - b[..., 2], b[..., 1], w - b[..., 0], b[..., 3]], axis=-1)
+        return _box_op(inpt, flip)
+    if isinstance(inpt, (tv.Image, tv.Mask)):
+        return type(inpt)._from_array(inpt._data[..., ::-1].copy())
+    return _v1.hflip(inpt)
+
+
+def vertical_flip(inpt):
+    if isinstance(inpt, tv.BoundingBoxes):
+        h = inpt.canvas_size[0]
+
+        def flip(b):
+            xp = get_array_module(b)
+            return xp.stack([b[..., 0], h - b[..., 3], b[..., 2], h - b[..., 1]], axis=-1)
+        return _box_op(inpt, flip)
+    if isinstance(inpt, (tv.Image, tv.Mask)):
+        return type(inpt)._from_array(inpt._data[..., ::-1, :].copy())
+    return _v1.vflip(inpt)
+
+
+hflip = horizontal_flip
+vflip = vertical_flip
+
+
+def resize(inpt, size, interpolation=InterpolationMode.BILINEAR, max_size=None,
+           antialias=True):
+    if isinstance(inpt, tv.BoundingBoxes):
+        h, w = inpt.canvas_size
+        nh, nw = _output_size(h, w, size, max_size)
+        a = inpt._data
+        xp = get_array_module(a)
+        ratios = xp.asarray(np.array([nw / w, nh / h, nw / w, nh / h], np.float64))
+        out = (a * ratios).astype(a.dtype)
+        return tv.BoundingBoxes._from_array(out, format=inpt.format, canvas_size=(nh, nw))
+    if isinstance(inpt, tv.Mask):
+        t, squeezed = _plain(inpt)
+        out = _v1.resize(t, size, InterpolationMode.NEAREST, max_size, antialias=False)
+        return _unplain(out, inpt, squeezed)
+    if isinstance(inpt, tv.Image):
+        t, _ = _plain(inpt)
+        return _rewrap(_v1.resize(t, size, interpolation, max_size, antialias), inpt)
+    return _v1.resize(inpt, size, interpolation, max_size, antialias)
+
+
+def crop(inpt, top: int, left: int, height: int, width: int):
+    if isinstance(inpt, tv.BoundingBoxes):
+        def shift(b):
+            return b - get_array_module(b).asarray(np.array([left, top, left, top], b.dtype))
+        return _box_op(inpt, shift, canvas_size=(height, width), clamp=True)
+    if isinstance(inpt, (tv.Image, tv.Mask)):
+        t, squeezed = _plain(inpt)
+        return _unplain(_v1.crop(t, top, left, height, width), inpt, squeezed)
+    return _v1.crop(inpt, top, left, height, width)
+
+
+def center_crop(inpt, output_size):
+    if isinstance(inpt, tv.BoundingBoxes):
+        th, tw = _pair(output_size, "output_size")
+        h, w = inpt.canvas_size
+        return crop(inpt, int(round((h - th) / 2.0)), int(round((w - tw) / 2.0)), th, tw)
+    if isinstance(inpt, (tv.Image, tv.Mask)):
+        t, squeezed = _plain(inpt)
+        return _unplain(_v1.center_crop(t, output_size), inpt, squeezed)
+    return _v1.center_crop(inpt, output_size)
+
+
+def resized_crop(inpt, top: int, left: int, height: int, width: int, size,
+                 interpolation=InterpolationMode.BILINEAR, antialias=True):
+    return resize(crop(inpt, top, left, height, width), size, interpolation,
+                  antialias=antialias)
+
+
+def pad(inpt, padding, fill=0, padding_mode: str = "constant"):
+    if isinstance(inpt, tv.BoundingBoxes):
+        left, top, right, bottom = _padding4(padding)
+        h, w = inpt.canvas_size
+
+        def shift(b):
+            return b + get_array_module(b).asarray(np.array([left, top, left, top], b.dtype))
+        return _box_op(inpt, shift, canvas_size=(h + top + bottom, w + left + right),
+                       clamp=True)
+    if isinstance(inpt, (tv.Image, tv.Mask)):
+        t, squeezed = _plain(inpt)
+        return _unplain(_v1.pad(t, padding, fill, padding_mode), inpt, squeezed)
+    return _v1.pad(inpt, padding, fill, padding_mode)
+
+
+__all__ += ["get_dimensions", "hflip", "vflip"]
