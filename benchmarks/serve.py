@@ -6,6 +6,17 @@ fixed number of requests with 1/8/32 concurrent clients and reports requests/s, 
 
     python benchmarks/serve.py                      # mlp and gpt, concurrency 1,8,32
     python benchmarks/serve.py --models mlp --requests 200 --json out.json
+    python benchmarks/serve.py --models mlp --variants all --concurrency 1,32   # the sweep
+
+Variants (``--variants``): ``http`` (ember serve over Serve's HTTP proxy, 1 and 2 replicas),
+``handle`` (the same deployment called from this driver through its DeploymentHandle with a
+NumPy array: no HTTP proxy, no JSON), ``direct`` (Ray Serve's experimental direct ingress,
+RAY_SERVE_ENABLE_DIRECT_INGRESS=1: the replica serves HTTP on its own port, 30000 up, and the
+client talks to it without the proxy; set for the whole run, so run it on its own), and
+``sweep`` (HTTP, 1 replica, one knob changed each:
+max_ongoing_requests, max_batch_size, batch wait). Every cell also reports the CPU time per
+request of each process (from /proc: client, server or Serve's proxy / replicas / controller),
+which is what bounds throughput on a small machine.
 
 Models: ``mlp`` is DESIGN §7's Linear(784,512)-ReLU-Linear(512,256)-ReLU-Linear(256,10), one
 row per request; ``gpt`` is the char GPT of examples/char_gpt.py (vocab 65, block 64, d 128,
@@ -23,12 +34,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from _common import choice_list, int_at_least, nonneg_int, positive_int  # noqa: E402
 
 MODELS = ("mlp", "gpt")
+VARIANTS = ("http", "handle", "direct", "sweep")
 
 
 # -- models -------------------------------------------------------------------------------
@@ -160,6 +173,95 @@ async def _load(url: str, body: dict, concurrency: int, n: int) -> dict:
             "p99_ms": 1000 * lat[min(len(lat) - 1, int(0.99 * len(lat)))], "errors": errors}
 
 
+async def _load_handle(handle, x, concurrency: int, n: int) -> dict:
+    """_load's twin for a DeploymentHandle: ``await handle.infer.remote(x)`` per request."""
+    lat: list[float] = []
+    left = min(2 * concurrency, 16)
+
+    async def client() -> None:
+        nonlocal left
+        while left > 0:
+            left -= 1
+            t0 = time.perf_counter()
+            await handle.infer.remote(x)
+            lat.append(time.perf_counter() - t0)
+
+    await asyncio.gather(*(client() for _ in range(concurrency)))  # warm-up
+    left = n
+    lat.clear()
+    t0 = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    wall = time.perf_counter() - t0
+    lat.sort()
+    return {"load": os.getloadavg()[0], "rps": len(lat) / wall,
+            "p50_ms": 1000 * lat[len(lat) // 2],
+            "p99_ms": 1000 * lat[min(len(lat) - 1, int(0.99 * len(lat)))], "errors": 0}
+
+
+def _run(coro) -> dict:
+    return asyncio.run(coro)
+
+
+# -- CPU time per request, per process (Linux /proc) ------------------------------------------
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` (threads included); 0 if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _TICK
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def _serve_pids(app: str) -> dict:
+    """Serve's processes by role, found by the titles Ray gives its workers."""
+    roles = {"proxy": b"ray::ProxyActor", "controller": b"ray::ServeController",
+             "replicas": f"ray::ServeReplica:{app}:".encode()}
+    out: dict = {r: [] for r in roles}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                cmd = f.read()
+        except OSError:
+            continue
+        for role, title in roles.items():
+            if cmd.startswith(title):
+                out[role].append(int(d))
+    return out
+
+
+def _measured(run, pids: dict, n: int) -> dict:
+    """Run one cell; add the CPU ms per request that each role's processes spent in it.
+    (The warm-up requests are included in the CPU, n only counts the timed ones.)"""
+    pids = {"client": [os.getpid()], **pids}
+    before = {r: sum(_cpu_s(p) for p in ps) for r, ps in pids.items()}
+    result = run()
+    for r, ps in pids.items():
+        result[f"cpu_ms_{r}"] = 1000 * (sum(_cpu_s(p) for p in ps) - before[r]) / n
+    return result
+
+
+def _direct_port(name: str, pids: dict) -> int:
+    """The port a direct-ingress replica listens on: the one whose /healthz has its pid."""
+    import requests
+    from ray.serve._private import constants as c
+
+    for port in range(c.RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT,
+                      c.RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT + 64):
+        try:
+            r = requests.get(f"http://127.0.0.1:{port}/{name}/healthz", timeout=2)
+        except requests.RequestException:
+            continue
+        if r.ok and r.json().get("pid") in pids["replicas"]:
+            return port
+    raise RuntimeError(f"no direct-ingress port found for {name} (replicas {pids['replicas']})")
+
+
 def _wait_http(url: str, timeout: float = 120.0) -> None:
     import requests
 
@@ -195,6 +297,24 @@ def _nonneg_float(text: str) -> float:
     return value
 
 
+def _cells(args) -> list:
+    """(label, path, replicas, deploy() overrides) of each ember serve configuration."""
+    cells = []
+    if "http" in args.variants:
+        cells += [("ember serve x1", "http", 1, {}), ("ember serve x2", "http", 2, {})]
+    if "handle" in args.variants:
+        cells += [("ember handle x1", "handle", 1, {}), ("ember handle x2", "handle", 2, {})]
+    if "direct" in args.variants:
+        cells += [("ember direct x1", "direct", 1, {})]
+    if "sweep" in args.variants:
+        cells += [("x1 max_ongoing=8", "http", 1, {"max_ongoing_requests": 8}),
+                  ("x1 max_ongoing=256", "http", 1, {"max_ongoing_requests": 256}),
+                  ("x1 batch 8", "http", 1, {"max_batch_size": 8}),
+                  ("x1 wait 0 ms", "http", 1, {"batch_wait_timeout_s": 0.0}),
+                  ("x1 wait 5 ms", "http", 1, {"batch_wait_timeout_s": 0.005})]
+    return cells
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", type=choice_list(MODELS), default="mlp,gpt",
@@ -209,6 +329,9 @@ def main(argv: list[str] | None = None) -> int:
     # 1 ms, not deploy()'s 5 ms default: with one inference thread per replica, batches form
     # while the previous batch computes, so a longer wait only adds latency at low load.
     p.add_argument("--batch-wait-ms", type=_nonneg_float, default=1.0)
+    p.add_argument("--variants", type=choice_list(VARIANTS),
+                   default="http",
+                   help=f"comma-separated, from {', '.join(VARIANTS)} or all; default http")
     p.add_argument("--json", help="write the results here too")
     p.add_argument("--baseline-server", nargs=3, metavar=("MODEL", "WEIGHTS", "PORT"),
                    help=argparse.SUPPRESS)
@@ -226,8 +349,19 @@ def main(argv: list[str] | None = None) -> int:
     from ember.export import Dim, export
 
     levels = args.concurrency
+    if "direct" in args.variants:  # read by Serve's processes when they start
+        os.environ["RAY_SERVE_ENABLE_DIRECT_INGRESS"] = "1"
+        # no 30 s drain for an external load balancer between cells (there is none)
+        os.environ["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"] = "0"
     serve.serve_env()  # the Ray Serve settings ember serve uses for a Ray it starts
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
+    for attempt in range(3):  # Ray's raylet gets a fixed 30 s to start: a busy machine can miss it
+        try:
+            ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
+            break
+        except Exception as e:  # a bare Exception from Ray
+            if "timed out during startup" not in str(e) or attempt == 2:
+                raise
+            ray.shutdown()
     rows = []
     tmp = tempfile.mkdtemp(prefix="ember-serve-bench-")
     try:
@@ -249,31 +383,46 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 _wait_http(f"http://127.0.0.1:{bport}/healthz")
                 for c in levels:
-                    r = asyncio.run(_load(f"http://127.0.0.1:{bport}/predict", body, c, n))
+                    run = partial(_run, _load(f"http://127.0.0.1:{bport}/predict", body, c, n))
+                    r = _measured(run, {"server": [proc.pid]}, n)
                     rows.append({"model": kind, "server": "torch+FastAPI", "c": c, **r})
                     print(rows[-1], flush=True)
             finally:
                 proc.terminate()
                 proc.wait(timeout=30)
-            for reps in (1, 2):
-                name = f"{kind}{reps}"
-                serve.deploy(art, name=name, num_replicas=reps, port=args.port,
-                             max_batch_size=args.max_batch_size,
-                             batch_wait_timeout_s=args.batch_wait_ms / 1000.0)
+            for label, path, reps, knobs in _cells(args):
+                name = f"{kind}{len(rows)}"
+                opts = {"max_batch_size": args.max_batch_size,
+                        "batch_wait_timeout_s": args.batch_wait_ms / 1000.0, **knobs}
+                handle = serve.deploy(art, name=name, num_replicas=reps, port=args.port,
+                                      **opts)
+                pids = _serve_pids(name)
+                if path != "handle":
+                    pids.pop("controller")  # idle here; its ~constant cost muddles per-request
                 for c in levels:
-                    r = asyncio.run(_load(f"http://127.0.0.1:{args.port}/{name}/predict", body,
-                                          c, n))
-                    rows.append({"model": kind, "server": f"ember serve x{reps}", "c": c, **r})
+                    if path in ("http", "direct"):
+                        port = args.port if path == "http" else _direct_port(name, pids)
+                        url = f"http://127.0.0.1:{port}/{name}/predict"
+                        run = partial(_run, _load(url, body, c, n))
+                    else:
+                        x = np.asarray(body["inputs"],
+                                       dtype=np.float32 if kind == "mlp" else np.int64)
+                        run = partial(_run, _load_handle(handle, x, c, n))
+                    r = _measured(run, {k: v for k, v in pids.items() if k != "controller"}, n)
+                    rows.append({"model": kind, "server": label, "c": c, **r})
                     print(rows[-1], flush=True)
                 serve.shutdown(name)
     finally:
         serve.shutdown()
         ray.shutdown()
-    print("\n| model | server | clients | req/s | p50 ms | p99 ms | errors | load |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("\n| model | server | clients | req/s | p50 ms | p99 ms | errors | load | "
+          "CPU ms/request |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
+        cpu = ", ".join(f"{k[7:]} {v:.1f}" for k, v in r.items() if k.startswith("cpu_ms_"))
         print(f"| {r['model']} | {r['server']} | {r['c']} | {r['rps']:.1f} | "
-              f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} | {r['load']:.1f} |")
+              f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} | {r['load']:.1f} | "
+              f"{cpu} |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)

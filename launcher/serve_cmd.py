@@ -28,6 +28,10 @@ def add_parser(sub) -> None:
     scale.add_argument("--replicas", type=int, default=1, help="number of replicas")
     scale.add_argument("--autoscale", metavar="MIN:MAX",
                        help="autoscale between MIN and MAX replicas")
+    p.add_argument("--autoscaling-config", metavar="JSON",
+                   help="more of Ray Serve's autoscaling_config for --autoscale, e.g. "
+                        "'{\"target_ongoing_requests\": 4, \"upscale_delay_s\": 5, "
+                        "\"downscale_delay_s\": 60}' (Ray's defaults: 2, 30 s, 600 s)")
     p.add_argument("--max-batch-size", type=int, default=32, help="server-side batch limit")
     p.add_argument("--batch-wait-ms", type=float, default=5.0,
                    help="how long a batch waits to fill (ms)")
@@ -56,6 +60,32 @@ def parse_autoscale(text: str) -> dict:
     return {"min_replicas": lo, "max_replicas": hi, "initial_replicas": max(lo, 1)}
 
 
+def parse_autoscaling_config(text: str) -> dict:
+    """``--autoscaling-config``: a JSON object of Ray Serve autoscaling_config fields."""
+    try:
+        cfg = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"--autoscaling-config is not valid JSON ({e.msg} at column "
+                         f"{e.colno}): {text!r}") from None
+    if not isinstance(cfg, dict):
+        raise ValueError(f"--autoscaling-config expects a JSON object, got {text!r}")
+    return cfg
+
+
+def autoscaling_from_args(args: argparse.Namespace) -> dict | None:
+    """Ray Serve's autoscaling_config from ``--autoscale`` and ``--autoscaling-config``."""
+    autoscaling = parse_autoscale(args.autoscale) if args.autoscale else None
+    if args.autoscaling_config:
+        if autoscaling is None:
+            raise ValueError("--autoscaling-config needs --autoscale MIN:MAX")
+        extra = parse_autoscaling_config(args.autoscaling_config)
+        for key in ("min_replicas", "max_replicas"):
+            if key in extra:
+                raise ValueError(f"--autoscaling-config: set {key} with --autoscale MIN:MAX")
+        autoscaling.update(extra)
+    return autoscaling
+
+
 def run_serve(args: argparse.Namespace) -> int:
     try:
         if args.target == "status":
@@ -70,10 +100,20 @@ def run_serve(args: argparse.Namespace) -> int:
         return 2
 
 
+def _cluster_auth() -> None:
+    """Use Ray's auth mode of a cluster known by its address, as `ember status --address`
+    does: Ray turns token auth on for an `ember up` head when a token exists, but a driver
+    that names an address never does by itself and would be refused."""
+    from . import auth
+
+    auth.apply_env(auth.default_env())
+
+
 def _connect(address: str | None) -> None:
     import ray
 
     if not ray.is_initialized():
+        _cluster_auth()
         ray.init(address=address or "auto", log_to_driver=False)
 
 
@@ -99,7 +139,12 @@ def _deploy(args: argparse.Namespace) -> int:
 
     if args.replicas < 1:
         raise ValueError(f"--replicas must be >= 1, got {args.replicas}")
-    autoscaling = parse_autoscale(args.autoscale) if args.autoscale else None
+    autoscaling = autoscaling_from_args(args)
+    if args.address not in (None, "", "local"):
+        import ray
+
+        if not ray.is_initialized():
+            _cluster_auth()
     serve.deploy(args.target, name=args.name, route_prefix=args.route_prefix,
                  num_replicas=None if autoscaling else args.replicas,
                  autoscaling_config=autoscaling, max_batch_size=args.max_batch_size,

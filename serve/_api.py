@@ -116,6 +116,34 @@ def _build_spec(model_or_path: Any, name: str | None, version: str | None,
     return spec
 
 
+def _check_autoscaling(cfg: Any) -> dict:
+    """Ray Serve's own validation of ``autoscaling_config``, with errors naming the field; Ray
+    ignores unknown keys, so a misspelt delay would silently keep its default: reject them."""
+    import difflib
+
+    from ray.serve.config import AutoscalingConfig
+
+    if not isinstance(cfg, dict):
+        raise TypeError(f"autoscaling_config must be a dict, got {type(cfg).__name__}")
+    fields = set(AutoscalingConfig.model_fields)
+    for key in cfg:
+        if key not in fields:
+            near = difflib.get_close_matches(str(key), sorted(fields), n=1)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            raise ValueError(f"autoscaling_config: unknown key {key!r}{hint}")
+    try:
+        AutoscalingConfig(**cfg)
+    except ValueError as e:  # pydantic's ValidationError
+        errs = getattr(e, "errors", lambda: [])()
+        if errs:
+            err = errs[0]
+            where = ".".join(str(p) for p in err.get("loc", ())) or "value"
+            raise ValueError(f"autoscaling_config.{where}: {err.get('msg')} "
+                             f"(got {err.get('input')!r})") from None
+        raise ValueError(f"autoscaling_config: {e}") from None
+    return dict(cfg)
+
+
 def _application(model_or_path: Any, name: str | None = None, *,
                  route_prefix: str | None = None, num_replicas: int | str | None = 1,
                  autoscaling_config: dict | None = None, max_batch_size: int = 32,
@@ -135,6 +163,8 @@ def _application(model_or_path: Any, name: str | None = None, *,
         raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
     if route_prefix is not None and not route_prefix.startswith("/"):
         raise ValueError(f"route_prefix must start with '/', got {route_prefix!r}")
+    if autoscaling_config is not None:
+        autoscaling_config = _check_autoscaling(autoscaling_config)
     spec = _build_spec(model_or_path, name, version, input_dtype)
     spec.update(device=device, max_batch_size=max_batch_size,
                 batch_wait_ms=batch_wait_timeout_s * 1000.0,
@@ -223,13 +253,18 @@ def predict(name: str, inputs: Any) -> dict:
 
 
 def status() -> dict:
-    """``{name: {"status", "route_prefix", "deployments": {name: {"status", "replicas"}}}}``."""
+    """``{app: {"status", "deployments": {name: {"status", "status_trigger", "replicas"}}}}``;
+    ``replicas`` counts replicas by state (``{"RUNNING": 2, "STOPPING": 1}``)."""
     from ray import serve
 
     out = {}
     for app_name, st in serve.status().applications.items():
         deps = {d: {"status": str(getattr(ds.status, "value", ds.status)),
-                    "replicas": dict(ds.replica_states)}
+                    # how it got there: UPSCALE_COMPLETED / DOWNSCALE_COMPLETED / AUTOSCALING...
+                    "status_trigger": str(getattr(ds.status_trigger, "value",
+                                                  ds.status_trigger)),
+                    "replicas": {str(getattr(k, "value", k)): n
+                                 for k, n in ds.replica_states.items()}}
                 for d, ds in st.deployments.items()}
         out[app_name] = {"status": str(getattr(st.status, "value", st.status)),
                          "deployments": deps}

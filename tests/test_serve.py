@@ -45,6 +45,16 @@ class Doubler:
 
     def postprocess(self, outputs):
         return [o.tolist() for o in outputs]
+
+
+class Slow(Doubler):
+    """Holds each request ~30 ms (sleeping, no CPU) so a few clients keep requests ongoing."""
+
+    def inference(self, batch):
+        import time
+
+        time.sleep(0.03 * len(batch))
+        return super().inference(batch)
 '''
 
 
@@ -65,6 +75,35 @@ def _numpy_mlp(m: nn.Module, x: np.ndarray) -> np.ndarray:
     return h @ w["2.weight"].T + w["2.bias"]
 
 
+# Short delays and a fast metrics push so that a scale-up and a scale-down both fit a test
+# (Ray's defaults: 10 s metrics interval, 30 s look-back, 30 s up / 600 s down delays).
+_FAST_AUTOSCALE = {"target_ongoing_requests": 1, "metrics_interval_s": 0.2,
+                   "look_back_period_s": 1.0, "upscale_delay_s": 0.5, "downscale_delay_s": 1.5}
+
+
+def _cli_autoscaling(minmax: str, extra: dict) -> dict:
+    """The autoscaling_config that ``ember serve --autoscale MIN:MAX --autoscaling-config``
+    hands to deploy()."""
+    from ember.launcher.cli import build_parser
+    from ember.launcher.serve_cmd import autoscaling_from_args
+
+    argv = ["serve", "x.ep", "--autoscale", minmax, "--autoscaling-config", json.dumps(extra)]
+    return autoscaling_from_args(build_parser().parse_args(argv))
+
+
+def _init_ray(tries: int = 3) -> None:
+    # Ray gives its raylet a fixed 30 s to register with the GCS; on a 2-core machine busy
+    # with other jobs that can run out: start again rather than fail the module.
+    for attempt in range(tries):
+        try:
+            ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
+            return
+        except Exception as e:  # Ray raises a bare Exception for the timeout
+            if "timed out during startup" not in str(e) or attempt == tries - 1:
+                raise
+            ray.shutdown()
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     d = tmp_path_factory.mktemp("serve")
@@ -74,7 +113,7 @@ def served(tmp_path_factory):
     started = not ray.is_initialized()
     if started:
         eserve.serve_env()  # the tuned settings deploy() applies to a Ray it starts
-        ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
+        _init_ray()
     m1, m2 = _mlp(0), _mlp(1)
     batch = Dim("batch", min=1, max=4096)
     paths = {}
@@ -97,6 +136,10 @@ def served(tmp_path_factory):
         dict(model=paths["onnx"], name="onnx", **_OPTS),
         dict(model=f"{d / 'handler.py'}:Doubler", name="dbl", **_OPTS),
         dict(model=paths["v1"], name="roll", **_OPTS),
+        # starts at 2 replicas; with no load the autoscaler shrinks it to 1 (min_replicas)
+        dict(model=f"{d / 'handler.py'}:Slow", name="auto", max_batch_size=1,
+             autoscaling_config=_cli_autoscaling("1:2", {**_FAST_AUTOSCALE,
+                                                         "initial_replicas": 2}), **_OPTS),
     ], port=port)
     yield {"url": f"http://127.0.0.1:{port}", "port": port, "m1": m1, "m2": m2, "emb": emb,
            "paths": paths}
@@ -312,6 +355,65 @@ def test_cli_serve_status_shutdown(served, capsys):
         time.sleep(0.2)
     assert "cli" not in eserve.status()
     assert _post(f"{served['url']}/cli/predict", {"inputs": x.tolist()}).status_code == 404
+
+
+def test_openapi_docs_served(served):
+    spec = requests.get(f"{served['url']}/mlp/openapi.json", timeout=30)
+    assert spec.status_code == 200, spec.text
+    paths = spec.json()["paths"]
+    assert {"/predict", "/healthz", "/metadata"} <= set(paths), sorted(paths)
+    assert "post" in paths["/predict"] and "get" in paths["/metadata"]
+    page = requests.get(f"{served['url']}/mlp/docs", timeout=30)
+    assert page.status_code == 200 and "swagger-ui" in page.text.lower()
+    assert "/mlp/openapi.json" in page.text  # the page fetches the spec under the route prefix
+
+
+def _wait_replicas(name: str, want: int, timeout: float) -> list:
+    """Poll serve.status() until ``name`` has exactly ``want`` replicas, none in transition."""
+    seen, deadline = [], time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        dep = eserve.status()[name]["deployments"][name]
+        seen.append(dep["replicas"])
+        if dep["replicas"] == {"RUNNING": want}:
+            return seen
+        time.sleep(0.2)
+    raise AssertionError(f"{name}: never exactly {want} RUNNING replicas in {timeout} s; "
+                         f"last states {seen[-3:]}")
+
+
+def test_autoscale_shrinks_idle_deployment_to_min(served, capsys):
+    from ember.launcher.cli import main
+
+    _wait_replicas("auto", 1, 60)  # deployed at 2 (initial_replicas), idle since
+    address = ray.get_runtime_context().gcs_address
+    assert main(["serve", "status", "--address", address]) == 0
+    dep = json.loads(capsys.readouterr().out)["auto"]["deployments"]["auto"]
+    assert dep["replicas"] == {"RUNNING": 1}, dep
+    assert dep["status_trigger"] == "DOWNSCALE_COMPLETED", dep  # the autoscaler did it
+    r = _post(f"{served['url']}/auto/predict", {"inputs": [1.5]})
+    assert r.status_code == 200 and r.json()["outputs"] == [3.0]
+
+
+@pytest.mark.full  # a replica start under load: ~30 s on a loaded 2-core machine
+def test_autoscale_grows_under_load_and_shrinks_back(served, capsys):
+    from ember.launcher.cli import main
+
+    _wait_replicas("auto", 1, 60)
+    address = ray.get_runtime_context().gcs_address
+    # 4 clients, each request held 30 ms, against a target of 1 ongoing request per
+    # replica: Serve wants 4 replicas and max_replicas caps it at 2
+    with _Load(f"{served['url']}/auto/predict", {"inputs": [1.0, 2.0]}, clients=4) as load:
+        _wait_replicas("auto", 2, 90)
+        assert main(["serve", "status", "--address", address]) == 0
+        dep = json.loads(capsys.readouterr().out)["auto"]["deployments"]["auto"]
+        assert dep["replicas"] == {"RUNNING": 2}, dep
+        assert dep["status_trigger"] in ("UPSCALE_COMPLETED", "AUTOSCALING"), dep
+        time.sleep(0.5)
+    codes = [c for _, c, _ in load.results]
+    assert len(codes) > 10 and set(codes) == {200}, codes[-5:]
+    _wait_replicas("auto", 1, 60)  # idle again: back down to min_replicas
+    dep = eserve.status()["auto"]["deployments"]["auto"]
+    assert dep["status_trigger"] in ("DOWNSCALE_COMPLETED", "AUTOSCALING"), dep
 
 
 def test_docs_snippet_runs(served):
