@@ -156,3 +156,15 @@ def test_restart_after_sigkill_resumes_at_the_checkpointed_epoch(tmp_path):
     for e in ("e0", "e2"):
         assert sum(float(p.read_text()) for p in out.iterdir()
                    if p.name.startswith(e)) == sum(range(ROWS))
+
+
+@pytest.mark.full
+def test_trainer_doc_snippet_runs(tmp_path, monkeypatch):
+    import pathlib
+    import re
+
+    doc = pathlib.Path(__file__).resolve().parents[2] / "docs" / "trainer.md"
+    block = next(b for b in re.findall(r"```python\n(.*?)```", doc.read_text(), flags=re.S)
+                 if "get_dataset_shard" in b)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(block, "docs/trainer.md[Ray Data]", "exec"), {"__name__": "__doc__"})
