@@ -143,7 +143,11 @@ class BaseHandler:
                     shape = list(shape)
                     for i, d in g.get("dims", {}).items():
                         shape[int(i)] = d.get("name") or f"dim{i}"
-                self.inputs.append(_spec(g["name"], self.input_dtype, shape))
+                # the dtype the program was exported with (artifacts saved before it was
+                # recorded have none: then JSON numbers follow PyTorch's inference)
+                self.inputs.append(_spec(g["name"], self.input_dtype or g.get("dtype"), shape))
+            if self.input_dtype is None and self.inputs and self.inputs[0]["dtype"]:
+                self.input_dtype = self.inputs[0]["dtype"]
             self.outputs = [_spec(n, None, None) for n in ep.graph_signature.user_outputs]
         elif kind == "jit":
             self.model = ember.jit.load(io.BytesIO(context.artifact), map_location=self.device)

@@ -100,3 +100,21 @@ def test_serve_env_leaves_sync_handles_usable():
                          env=env, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split()[-2:] == ["True", "True"]
+
+
+def test_exported_input_dtype_decodes_json_numbers():
+    """An exported float model given JSON integers gets float32 (the dtype it was exported with),
+    not PyTorch's int64 inference, which would fail inside the model."""
+    from ember.serve import _codec
+
+    model = nn.Linear(4, 2).eval()
+    buf = io.BytesIO()
+    ember.export.save(ember.export.export(model, (ember.randn(1, 4),)), buf)
+    h = BaseHandler()
+    h.initialize(Context("m", "v", "export", artifact=buf.getvalue()))
+    assert h.metadata()["inputs"][0]["dtype"] == "float32"
+    arr = _codec.decode_inputs([[1, 2, 3, 4]], h.metadata()["inputs"][0])
+    assert arr.dtype == np.float32
+    (out,) = h.handle([{"body": arr}])[0]
+    with ember.no_grad():
+        np.testing.assert_allclose(out, model(ember.tensor([[1.0, 2, 3, 4]])).numpy(), rtol=1e-6)

@@ -121,7 +121,7 @@ class InputGuards:
     """The shape facts an exported program was captured under, checked on every call."""
 
     def __init__(self, inputs: list[dict]) -> None:
-        # one record per user input: {"name", "shape" | None, "dims": {i: Dim json}}
+        # one record per user input: {"name", "shape" | None, "dims": {i: Dim json}, "dtype"}
         self.inputs = inputs
 
     @classmethod
@@ -132,8 +132,11 @@ class InputGuards:
         recs = []
         for n, v in zip(names, values):
             shape = list(v.shape) if isinstance(v, Tensor) else None
-            recs.append({"name": n, "shape": shape,
-                         "dims": {str(i): d.to_json() for i, d in dims.get(n, {}).items()}})
+            rec = {"name": n, "shape": shape,
+                   "dims": {str(i): d.to_json() for i, d in dims.get(n, {}).items()}}
+            if isinstance(v, Tensor):  # what a caller (ember serve) should convert JSON to
+                rec["dtype"] = str(v.dtype).removeprefix("ember.")
+            recs.append(rec)
         return cls(recs)
 
     def to_json(self) -> list[dict]:
