@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
 import zlib
 from collections.abc import Callable
 from typing import IO
@@ -14,6 +13,8 @@ from typing import IO
 import numpy as np
 import safetensors
 import safetensors.numpy as _st_numpy
+
+from . import _tempfiles
 
 FileLike = str | os.PathLike | IO[bytes]
 
@@ -62,7 +63,9 @@ def _atomic_write(path: str, write_to: Callable[[str], None]) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise RuntimeError(f"Parent directory {directory} does not exist.")
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
+    # temp files of killed writers (named after their pid) are removed by the next save here
+    _tempfiles.remove_stale(directory)
+    tmp = _tempfiles.temp_path(path)
     # O_EXCL: never clobber a file we did not create. Permissions end up as a plain open()
     # would leave them: an existing file keeps its mode, a new one gets 0o666 minus the umask.
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
@@ -89,6 +92,22 @@ def _atomic_write(path: str, write_to: Callable[[str], None]) -> None:
 
 
 # ---- reading ------------------------------------------------------------------------------
+_CHUNK = 64 << 20  # read size for streams whose length cannot be known in advance
+
+
+def remaining_bytes(fh) -> int | None:
+    """Bytes left in a seekable binary stream after its position (None if not seekable)."""
+    try:
+        if not fh.seekable():
+            return None
+        pos = fh.tell()
+        end = fh.seek(0, os.SEEK_END)
+        fh.seek(pos)
+    except (AttributeError, OSError, ValueError):
+        return None
+    return max(end - pos, 0)
+
+
 class Source:
     """An opened safetensors payload (path or stream): ``metadata``, ``names``, ``array()``."""
 
@@ -125,7 +144,26 @@ class Source:
                              "written by something else")
 
     def _read_exact(self, fh, n: int) -> bytes:
-        data = fh.read(n)
+        # A declared size is checked against what the stream holds before anything of that
+        # size is allocated (``read(n)`` reserves n bytes up front): a seekable stream by its
+        # length, any other by reading in bounded chunks, so memory follows the real data.
+        if type(n) is not int or n < 0:
+            raise self.error(f"the header is corrupted (bad size {n!r})")
+        left = remaining_bytes(fh)
+        if left is not None and n > left:
+            raise self.error(f"the file is truncated or corrupted (it declares {n} bytes where "
+                             f"{left} remain)")
+        if left is not None or n <= _CHUNK:
+            data = fh.read(n)
+        else:
+            parts, got = [], 0
+            while got < n:
+                part = fh.read(min(_CHUNK, n - got))
+                if not part:
+                    break
+                parts.append(part)
+                got += len(part)
+            data = b"".join(parts)
         if len(data) != n:
             raise self.error(f"the file is truncated (wanted {n} bytes, got {len(data)})")
         return data

@@ -61,7 +61,8 @@ class _Storages:
         if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage"):
             raise pickle.UnpicklingError(f"unknown persistent id {pid!r} (expected a storage)")
         _, storage_type, key, location, numel = pid[:5]
-        if not isinstance(key, str) or not isinstance(location, str) or type(numel) is not int:
+        if not isinstance(key, str) or not isinstance(location, str) or type(numel) is not int \
+                or numel < 0:
             raise pickle.UnpicklingError(f"bad storage id {pid!r}")
         dtype = rb.storage_dtype(storage_type)
         st = self.loaded.get(key)
@@ -91,6 +92,30 @@ def _data_offset(fh, info: zipfile.ZipInfo) -> int:
     return info.header_offset + 30 + name_len + extra_len
 
 
+def _length(fh) -> int:
+    """The length of a seekable binary stream (its position is kept)."""
+    pos = fh.tell()
+    end = fh.seek(0, os.SEEK_END)
+    fh.seek(pos)
+    return end
+
+
+# DEFLATE cannot expand data by more than about 1032:1, so a compressed record that claims more
+# than this many bytes per stored byte is corrupted (PyTorch itself stores records uncompressed).
+_MAX_INFLATE = 1100
+
+
+def _check_record_size(fp, info: zipfile.ZipInfo, length: int) -> None:
+    """A zip record's declared sizes fit in the archive, checked before anything is allocated."""
+    start = _data_offset(fp, info)
+    stored = info.compress_type == zipfile.ZIP_STORED
+    if start + info.compress_size > length or \
+            info.file_size > (info.compress_size if stored else info.compress_size * _MAX_INFLATE):
+        raise TorchFormatError(f"record {info.filename!r} declares {info.file_size} bytes, more "
+                               f"than the file's {length} bytes can hold: the file is truncated "
+                               f"or corrupted")
+
+
 def load_zip(fh, name: str, place, weights_only: bool, mmap_path: str | None,
              encoding: str) -> Any:
     try:
@@ -99,6 +124,7 @@ def load_zip(fh, name: str, place, weights_only: bool, mmap_path: str | None,
         raise TorchFormatError(f"the file is truncated or not a valid zip archive ({exc})") \
             from None
     with zf:
+        length = _length(fh)
         pkls = [n for n in zf.namelist() if n.endswith("/data.pkl") and n.count("/") == 1]
         if len(pkls) != 1:
             raise TorchFormatError("the zip archive has no <name>/data.pkl record: not a "
@@ -128,6 +154,7 @@ def load_zip(fh, name: str, place, weights_only: bool, mmap_path: str | None,
             if info.file_size < nbytes:
                 raise TorchFormatError(f"storage record {record!r} holds {info.file_size} "
                                        f"bytes, {nbytes} needed: the file is truncated")
+            _check_record_size(zf.fp, info, length)
             if mm is not None and info.compress_type == zipfile.ZIP_STORED:
                 start = _data_offset(zf.fp, info)
                 if start + nbytes > mm.size:
@@ -148,6 +175,7 @@ def load_zip(fh, name: str, place, weights_only: bool, mmap_path: str | None,
 
         storages = _Storages(read_bytes, place)
         try:
+            _check_record_size(zf.fp, zf.getinfo(pkls[0]), length)
             data = zf.read(pkls[0])
         except (zipfile.BadZipFile, OSError, EOFError) as exc:
             raise TorchFormatError(f"data.pkl is unreadable ({exc})") from None
@@ -187,8 +215,17 @@ def load_legacy(fh, name: str, place, weights_only: bool, encoding: str) -> Any:
     if isinstance(info, dict) and info.get("little_endian") is False:
         raise TorchFormatError("big-endian legacy checkpoints are not supported")
     locations: dict[str, str] = {}
+    end = _length(fh)
+    declared = [0]
 
     def empty(key: str, nbytes: int) -> np.ndarray:
+        # each storage's bytes (and its 8-byte count) follow the object in the stream: all the
+        # storages declared so far must fit in what is left, checked before allocating
+        declared[0] += nbytes + 8
+        if declared[0] > end - fh.tell():
+            raise TorchFormatError(f"storage {key!r} declares {nbytes} bytes, more than the "
+                                   f"{end - fh.tell()} bytes left in the file: it is truncated "
+                                   f"or corrupted")
         return np.zeros(nbytes, dtype=np.uint8)
 
     def keep(arr, location):
@@ -288,6 +325,9 @@ def load_torch(kind: str, f, name: str, place, weights_only: bool, mmap: bool | 
             return load_legacy(fh, name, place, weights_only, encoding)
         except TorchFormatError as exc:
             raise RuntimeError(f"ember: cannot load {name}: {exc}") from None
+        except RecursionError:  # e.g. 100,000 nested lists: a corrupted or hostile file
+            raise RuntimeError(f"ember: cannot load {name}: the object is nested too deeply "
+                               "(the file is corrupted or not a checkpoint)") from None
 
 
 def get_unsafe_globals_in_checkpoint(f) -> list[str]:

@@ -299,7 +299,7 @@ def load(f: FileLike, map_location: MapLocation = None, pickle_module=None, *,
             if text is None and kind == "structure":
                 text = src.array("structure").tobytes().decode()
             tree = json.loads(text) if kind == "structure" else None
-        except (KeyError, ValueError, codec.FormatError) as exc:
+        except (KeyError, ValueError, RecursionError, codec.FormatError) as exc:
             raise src.error(f"the file is corrupted ({type(exc).__name__}: {exc})") from None
         tensors = _Tensors(src, records, map_location)
         if kind == "pickle":
@@ -315,6 +315,9 @@ def load(f: FileLike, map_location: MapLocation = None, pickle_module=None, *,
             return codec.decode(tree, tensors.tensor, tensors.entry)
         except codec.FormatError as exc:
             raise src.error(f"the file is corrupted ({exc})") from None
+        except RecursionError:
+            raise src.error("the file is corrupted (its structure is nested too deeply)") \
+                from None
 
 
 def _restricted_pickle_loads(blob: bytes, tensor_at, name: str, meta: dict):

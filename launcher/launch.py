@@ -3,14 +3,18 @@
 Each worker is a Ray actor (placed by the worker group) that starts the script as a child
 process with RANK, LOCAL_RANK, WORLD_SIZE, ... in its environment, so a torchrun-style script
 (``init_process_group`` + DDP) runs unchanged. Output lines stream to the terminal prefixed by
-rank; the exit code is the job's (the first failing worker's); Ctrl-C stops every worker.
+rank; the exit code is the job's (the first failing worker's); Ctrl-C stops every worker, and
+so does SIGTERM (exit code 143).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
+import threading
 import time
 
 from ._worker_io import Printer, run_child
@@ -110,25 +114,77 @@ def run(args) -> int:
                             placement_strategy=strategy)
     remote = bool(address or os.environ.get("RAY_ADDRESS")) and not ray.is_initialized()
     shipped = _ship_working_dir(args, script) if remote else None
-    started = ensure_ray(address, scaling, runtime_env=shipped)
+    with _sigterm_stops_job():
+        started = ensure_ray(address, scaling, runtime_env=shipped)
+        try:
+            _TERM["ready"] = True
+            # ray.init installed its own handler, which ends in a crash dump
+            signal.signal(signal.SIGTERM, _on_sigterm)
+            if _TERM["pending"]:
+                raise _Terminated
+            return _run_started(ray, args, scaling, script, started, env, strategy)
+        finally:
+            shutdown_if_started()
+
+
+class _Terminated(BaseException):
+    """SIGTERM arrived: the job is stopped like on Ctrl-C and exits with 143 (128 + 15)."""
+
+
+# "ready": Ray is up, so a SIGTERM may interrupt at once; before that it is only noted, so
+# that a half-started Ray is not left behind. "pending": one arrived.
+_TERM = {"ready": False, "pending": False, "seen": False}
+
+
+def _on_sigterm(signum, frame) -> None:
+    if _TERM["seen"]:
+        return  # the first one is already stopping the job: let the clean-up finish
+    _TERM["pending"] = True
+    if _TERM["ready"]:
+        _TERM["seen"] = True
+        raise _Terminated
+
+
+@contextlib.contextmanager
+def _sigterm_stops_job():
+    """SIGTERM (from an orchestrator, ``kill``, a job scheduler) stops every worker and shuts
+    down the Ray started for the job, then exits with 143 and no traceback or crash dump."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+    _TERM.update(ready=False, pending=False, seen=False)
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        cwd, script_path = _where_to_run(ray, args, script, started)
-        cmd = [sys.executable, "-u"] + (["-m", script] if args.module else
-                                        [script_path]) + list(args.script_args)
-        code, lost = 1, []
-        for attempt in range(args.max_restarts + 1):
-            if attempt:
-                _settle(ray, lost)
-            _check_nodes(ray, args, strategy)
-            if attempt:
-                print(f"(ember launch) job failed with exit code {code}; restarting "
-                      f"({attempt}/{args.max_restarts})", file=sys.stderr, flush=True)
-            code, lost = _run_once(ray, scaling, cmd, cwd, env)
-            if code == 0 or code == 130:
-                break
-        return code
+        yield
+    except BaseException:
+        # Raised inside a Ray call, _Terminated reaches here wrapped (a SystemError from
+        # Ray's signal check): once SIGTERM arrived, whatever ends the job is its doing.
+        if not _TERM["pending"]:
+            raise
+        print("(ember launch) terminated by SIGTERM: all workers stopped", file=sys.stderr,
+              flush=True)
+        raise SystemExit(128 + signal.SIGTERM) from None
     finally:
-        shutdown_if_started()
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run_started(ray, args, scaling, script, started, env, strategy) -> int:
+    """Run the job (with its restarts) on the Ray that ``run`` made sure of."""
+    cwd, script_path = _where_to_run(ray, args, script, started)
+    cmd = [sys.executable, "-u"] + (["-m", script] if args.module else
+                                    [script_path]) + list(args.script_args)
+    code, lost = 1, []
+    for attempt in range(args.max_restarts + 1):
+        if attempt:
+            _settle(ray, lost)
+        _check_nodes(ray, args, strategy)
+        if attempt:
+            print(f"(ember launch) job failed with exit code {code}; restarting "
+                  f"({attempt}/{args.max_restarts})", file=sys.stderr, flush=True)
+        code, lost = _run_once(ray, scaling, cmd, cwd, env)
+        if code == 0 or code == 130:
+            break
+    return code
 
 
 def _cluster(args):
@@ -250,6 +306,10 @@ def _run_once(ray, scaling, cmd, cwd, env) -> tuple[int, list]:
     except KeyboardInterrupt:
         print("(ember launch) interrupted: stopping all workers", file=sys.stderr, flush=True)
         return 130, lost
+    except BaseException:
+        if _TERM["pending"]:  # _Terminated, possibly wrapped by Ray (see _sigterm_stops_job)
+            print("(ember launch) SIGTERM: stopping all workers", file=sys.stderr, flush=True)
+        raise
     finally:
         group.shutdown()
         try:

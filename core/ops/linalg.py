@@ -8,7 +8,7 @@ from ..amp._state import autocast_op
 from ..autograd.function import Function
 from ..tensor import Tensor
 from ._lowp import float32_compute
-from ._util import broadcast_shapes, norm_dims, promote, scalar_type_name
+from ._util import broadcast_shapes, cpp_type_name, norm_dims, promote, scalar_type_name
 from .shape import squeeze, unsqueeze
 
 
@@ -60,9 +60,28 @@ def _mm_error(a, b):
                         f"[{n}, {sa[-1]}] but got: [{n}, {sb[-2]}].")
 
 
+def _dtype_error(a, b):
+    """PyTorch's message for matmul operands of different dtypes, by the kernel its path takes
+    (dot, matrix-vector, matrix-matrix or batched); PyTorch never promotes here."""
+    da, db = a._data.ndim, b._data.ndim
+    na, nb = scalar_type_name(a), scalar_type_name(b)
+    if da == 1 and db == 1:
+        return RuntimeError(f"dot : expected both vectors to have same dtype, but found {na} and "
+                            f"{nb}")
+    if db == 1:
+        return RuntimeError(f"addmv input tensors must have the same dtype, but got {nb}, {na}, "
+                            f"and {nb}")
+    if db == 2:
+        return RuntimeError(f"expected m1 and m2 to have the same dtype, but got: "
+                            f"{cpp_type_name(a)} != {cpp_type_name(b)}")
+    return RuntimeError(f"expected scalar type {na} but found {nb}")
+
+
 @autocast_op("matmul")
 def matmul(input, other):
-    a, b = promote(input, other)
+    # two tensors are never promoted (PyTorch raises); NumPy operands join as tensors
+    a, b = (input, other) if isinstance(input, Tensor) and isinstance(other, Tensor) else \
+        promote(input, other)
     da, db = a._data.ndim, b._data.ndim
     if da == 0 or db == 0:
         raise RuntimeError(f"both arguments to matmul need to be at least 1D, but they are {da}D "
@@ -77,6 +96,8 @@ def matmul(input, other):
         raise _mm_error(a, b)
     if da > 2 and db > 2 and a._data.shape[:-2] != b._data.shape[:-2]:
         broadcast_shapes(a._data.shape[:-2], b._data.shape[:-2])  # PyTorch's message if not
+    if a._data.dtype != b._data.dtype:
+        raise _dtype_error(a, b)
     if da >= 2 and db >= 2:
         return Matmul.apply(a, b)
     # 1-D operands: promote to matrices and squeeze the added dim afterwards, as numpy does

@@ -15,7 +15,7 @@ import numpy as np
 from ..autograd.function import Function
 from ..tensor import Tensor
 from ._util import promote, raise_broadcast_error, scalar_type_name
-from .elementwise import _floatify
+from .elementwise import _floatify, check_int_divisor
 
 _LN2 = math.log(2.0)
 _LN10 = math.log(10.0)
@@ -367,7 +367,9 @@ def copysign(input: Tensor, other) -> Tensor:
 
 
 def fmod(input: Tensor, other) -> Tensor:
-    return _binary(Fmod, input, other, floats=False)
+    a, b = promote(input, other)
+    check_int_divisor(a, b)
+    return _binary(Fmod, a, b, floats=False)
 
 
 def fmax(input: Tensor, other: Tensor) -> Tensor:

@@ -278,9 +278,27 @@ def cubic_map(axis, n, m, scale_factor, align_corners, dtype) -> AxisMap:
                              for k, w in enumerate(weights)])
 
 
+def _check_nonconstant_sizes(shape, width, mode: str) -> None:
+    """Negative pads that leave no output raise as PyTorch does (never an empty result)."""
+    out = [n + lo + hi for (lo, hi), n in zip(width, shape)]
+    if mode == "circular":
+        if any(o < 0 for o in out):
+            raise RuntimeError("Negative padding value is resulting in an empty dimension")
+        return
+    padded = [i for i, (lo, hi) in enumerate(width) if lo or hi]
+    if padded and any(out[i] < 1 for i in padded):
+        first = min(padded)
+        dims = range(first, len(shape))
+        names = "DHW"[-len(dims):] if len(dims) <= 3 else [f"dim {i}" for i in dims]
+        have = ", ".join(f"{c}: {shape[i]}" for c, i in zip(names, dims))
+        got = ", ".join(f"{c}: {out[i]}" for c, i in zip(names, dims))
+        raise RuntimeError(f"input ({have}) is too small. Calculated output {got}")
+
+
 def pad_nonconstant(input, width, mode: str):
     """``F.pad`` in reflect / replicate / circular mode; ``width``: (low, high) for every dim."""
     shape = tuple(input.shape)
+    _check_nonconstant_sizes(shape, width, mode)
     maps = []
     for axis, ((lo, hi), n) in enumerate(zip(width, shape)):
         if not (lo or hi):

@@ -524,6 +524,10 @@ def pad(input, pad, mode="constant", value=None):
 
         return pad_nonconstant(input, width, mode)
     if builtins.any(lo < 0 or hi < 0 for lo, hi in width):
+        # PyTorch narrows by each negative pad in turn: one that removes more than is left raises
+        for (lo, hi), n in zip(width, input._data.shape):
+            if n + builtins.min(lo, 0) < 0 or n + builtins.min(lo, 0) + builtins.min(hi, 0) < 0:
+                raise RuntimeError("narrow(): length must be non-negative.")
         idx = tuple(builtins.slice(builtins.max(-lo, 0), n - builtins.max(-hi, 0))
                     for (lo, hi), n in zip(width, input._data.shape))
         from .indexing import getitem

@@ -3,6 +3,9 @@
 Each rank writes its own ``shard-RRRRR-of-NNNNN.ember`` with ``ember.save`` (atomic: a
 temporary file, fsync, rename) holding the sharded model and optimizer state dicts; after a
 barrier rank 0 writes ``index.json`` (atomically too), which marks the checkpoint complete.
+All of it goes to a new staging directory beside the target, exchanged with the previous
+checkpoint only once complete (``_swap``): a re-save killed at any point keeps the previous
+checkpoint loadable.
 Every file carries the checkpoint's id, so shards of different saves never mix silently.
 
 ``load_sharded_checkpoint`` reads them back on any number of ranks (each rank its own shard
@@ -16,14 +19,17 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import uuid
 
 import numpy as np
 
 import ember
+from ember import _tempfiles
 
 from .. import distributed_c10d as c10d
 from .._objects import broadcast_object_list
+from . import _swap
 from ._state_dict import SHARD_META, as_array, is_piece
 from .api import StateDictType
 from .fully_sharded_data_parallel import FullyShardedDataParallel as FSDP
@@ -33,6 +39,7 @@ __all__ = ["save_sharded_checkpoint", "load_sharded_checkpoint", "load_full_stat
 
 INDEX = "index.json"
 _FORMAT = "ember.fsdp.sharded/1"
+_SHARD_RE = re.compile(r"^shard-\d{5}-of-\d{5}\.ember$")
 
 
 def _shard_file(rank: int, world: int) -> str:
@@ -43,34 +50,58 @@ def save_sharded_checkpoint(checkpoint_dir: str, model, optimizer=None, extra=No
     """Every rank writes its shard of ``model`` (and ``optimizer``) state; returns the id.
 
     ``extra`` (plain data: numbers, strings, tensors, ...) is stored with every shard.
+    The checkpoint is written into a new sibling directory and moved into place once complete,
+    so a save killed at any point leaves the previous checkpoint in ``checkpoint_dir``
+    loadable; staging directories of killed saves are removed by the next save.
     """
     rank, world = c10d.get_rank(), c10d.get_world_size()
-    box = [uuid.uuid4().hex if rank == 0 else None]
+    final = os.path.abspath(checkpoint_dir)
+    box = [_begin(final) if rank == 0 else None]
     broadcast_object_list(box, src=0)
-    cid = box[0]
+    cid, staging = box[0]
     with FSDP.state_dict_type(model, StateDictType.SHARDED_STATE_DICT):
         msd = model.state_dict()
         osd = FSDP.optim_state_dict(model, optimizer) if optimizer is not None else None
-    os.makedirs(checkpoint_dir, exist_ok=True)
     payload = {"format": _FORMAT, "checkpoint_id": cid, "rank": rank, "world_size": world,
                "model": dict(msd), "optim": osd, "extra": extra}
-    ember.save(payload, os.path.join(checkpoint_dir, _shard_file(rank, world)))
+    ember.save(payload, os.path.join(staging, _shard_file(rank, world)))
     c10d.barrier()
     if rank == 0:
         index = {"format": _FORMAT, "checkpoint_id": cid, "world_size": world,
                  "files": [_shard_file(r, world) for r in range(world)]}
-        tmp = os.path.join(checkpoint_dir, f".{INDEX}.{cid}.tmp")
+        tmp = os.path.join(staging, f".{INDEX}.{cid}.tmp")
         with open(tmp, "w") as f:
             json.dump(index, f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, os.path.join(checkpoint_dir, INDEX))
+        os.replace(tmp, os.path.join(staging, INDEX))
+        _swap.install(staging, final, _is_ours)
     c10d.barrier()
     return cid
 
 
+def _begin(final: str) -> tuple[str, str]:
+    """Rank 0: recover from a save killed mid-swap, remove stale staging directories, and
+    create this save's (a sibling of ``final``, so the final rename stays on one filesystem)."""
+    parent = os.path.dirname(final)
+    if os.path.lexists(final) and not os.path.isdir(final):
+        raise FileExistsError(f"save_sharded_checkpoint: {final} exists and is not a directory")
+    os.makedirs(parent, exist_ok=True)
+    _swap.recover(final, INDEX)
+    _tempfiles.remove_stale(parent)
+    staging = _tempfiles.temp_path(final, "partial")
+    os.mkdir(staging)
+    return uuid.uuid4().hex, staging
+
+
+def _is_ours(name: str) -> bool:
+    """Files a sharded save writes (everything else in the directory is carried over)."""
+    return name == INDEX or _SHARD_RE.match(name) is not None or \
+        (name.startswith(".") and name.endswith(".tmp"))
+
+
 def _read_index(checkpoint_dir: str) -> dict:
-    path = os.path.join(checkpoint_dir, INDEX)
+    path = os.path.join(_swap.resolve(checkpoint_dir, INDEX), INDEX)
     if not os.path.exists(path):
         raise FileNotFoundError(f"{checkpoint_dir} has no {INDEX}: not a sharded checkpoint, or "
                                 "its save did not finish")
@@ -83,7 +114,7 @@ def _read_index(checkpoint_dir: str) -> dict:
 
 def _read_shard(checkpoint_dir: str, index: dict, rank: int) -> dict:
     world = index["world_size"]
-    path = os.path.join(checkpoint_dir, _shard_file(rank, world))
+    path = os.path.join(_swap.resolve(checkpoint_dir, INDEX), _shard_file(rank, world))
     if not os.path.exists(path):
         raise FileNotFoundError(f"sharded checkpoint {checkpoint_dir}: shard file "
                                 f"{_shard_file(rank, world)} of rank {rank} is missing")

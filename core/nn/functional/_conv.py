@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ...amp._state import autocast_op
+from ...ops._util import cpp_type_name
 from ...ops.conv import Conv, ConvGeom, ConvTranspose
 from ...tensor import Tensor
 
@@ -45,9 +46,8 @@ def _check_common(name, input, weight, bias, nd, stride, dilation, groups, paddi
         raise RuntimeError(f"expected scalar type {scalar_name(input)} but found "
                            f"{scalar_name(weight)}")
     if bias is not None and bias.dtype != input.dtype:
-        raise RuntimeError(f"Input type ({input.dtype.name.replace('float32', 'float')}) and "
-                           f"bias type ({bias.dtype.name.replace('float32', 'float')}) should "
-                           "be the same")
+        raise RuntimeError(f"Input type ({cpp_type_name(input)}) and bias type "
+                           f"({cpp_type_name(bias)}) should be the same")
     if not (input.dtype.is_floating_point or input.dtype.is_complex):
         raise RuntimeError(f'"{name}" not implemented for \'{scalar_name(input)}\'')
     if any(s <= 0 for s in stride):

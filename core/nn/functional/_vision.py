@@ -127,6 +127,15 @@ def upsample_bilinear(input, size=None, scale_factor=None):
     return interpolate(input, size, scale_factor, mode="bilinear", align_corners=True)
 
 
+def _pad_sizes(pad) -> tuple[int, ...]:
+    """``pad`` as a tuple of ints; a float or bool size is an error, as in PyTorch."""
+    for i, p in enumerate(pad):
+        if isinstance(p, (bool, float)) or not (isinstance(p, Tensor) or hasattr(p, "__index__")):
+            raise TypeError(f"pad(): argument 'pad' (position 2) must be tuple of ints, but found "
+                            f"element of type {type(p).__name__} at pos {i}")
+    return tuple(int(p) for p in pad)
+
+
 def pad(input: Tensor, pad, mode: str = "constant", value: float | None = None) -> Tensor:
     r"""Pads a tensor. ``pad`` lists (left, right) sizes starting from the last dimension.
 
@@ -136,7 +145,7 @@ def pad(input: Tensor, pad, mode: str = "constant", value: float | None = None) 
         mode: ``'constant'``, ``'reflect'``, ``'replicate'`` or ``'circular'``.
         value: fill value for ``'constant'`` padding. Default: ``0``.
     """
-    pad = tuple(int(p) for p in pad)
+    pad = _pad_sizes(pad)
     if mode == "constant":
         return _shape.pad(input, pad, "constant", value)
     if mode not in ("reflect", "replicate", "circular"):
