@@ -246,7 +246,8 @@ def __getattr__(name):
 
     if name in ("nn", "optim", "utils", "distributed", "distributions", "special", "signal",
                 "quasirandom", "func", "fx", "onnx", "jit", "export", "amp", "profiler",
-                "serialization", "compiler", "_dynamo", "_compile", "serve", "vision", "hub"):
+                "serialization", "compiler", "_dynamo", "_compile", "serve", "vision", "hub",
+                "models"):
         return importlib.import_module(f"ember.{name}")
     if name == "compile":  # torch.compile (core/_compile/)
         return importlib.import_module("ember._compile").compile

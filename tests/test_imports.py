@@ -9,7 +9,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 MAPPING = {"core": "ember", "distributed": "ember.distributed", "launcher": "ember.launcher",
-           "protos": "ember.protos", "serve": "ember.serve"}
+           "protos": "ember.protos", "serve": "ember.serve", "models": "ember.models"}
 
 
 def _packages():
