@@ -6,7 +6,10 @@ tensors and support double backward. Gradients at kinks follow PyTorch's convent
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..autograd.function import Function
+from .act_kernels import silu_f32
 
 SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_SCALE = 1.0507009873554804934193349852946
@@ -85,12 +88,19 @@ class Silu(Function):
     @staticmethod
     def forward(ctx, x):
         xp = ctx.xp
-        ctx.save_for_backward(x)
+        if xp is np and x.dtype == np.float32:
+            # blocked: output and derivative from one exp; backward is grad * derivative
+            out, der = silu_f32(x, ctx.needs_input_grad[0])
+            ctx.save_for_backward(x, der)
+            return out
+        ctx.save_for_backward(x, None)
         return x * _sigmoid(xp, x).astype(x.dtype, copy=False)
 
     @staticmethod
     def backward(ctx, grad):
-        (x,) = ctx.saved_tensors
+        x, der = ctx.saved_tensors
+        if der is not None and not ctx._tensor_mode:
+            return grad * der
         s = _sigmoid(ctx.xp, x)  # recomputed from x so that double backward sees it
         return grad * (s * (1 + x * (1 - s)))
 

@@ -15,6 +15,7 @@ from ..autograd.function import Function
 from ..backend.device import get_array_module
 from ..random import gen_for
 from ..tensor import Tensor
+from . import attention_causal
 from ._lowp import float32_compute
 
 
@@ -182,6 +183,15 @@ class ScaledDotProductAttention(Function):
         if rep > 1:
             kr = xp.repeat(k, rep, axis=-3)
             vr = xp.repeat(v, rep, axis=-3)
+        ctx.causal_weights = None
+        if attention_causal.applies(xp, q, kr, mask, dropout_p, is_causal, return_weights):
+            out, qs, ctx.causal_weights = attention_causal.causal_forward(q, kr, vr, scale)
+            # (the weights live in blocks on ctx; qs stands in for p and pd, which only double
+            # backward reads, for their array module and dtype and to see that pd is p)
+            ctx.save_for_backward(qs, kr, vr, qs, qs, q, k, v, mask)
+            ctx.meta = (scale, rep, v.shape, is_causal, safe)
+            ctx.set_materialize_grads(False)
+            return out
         bias = _bias(xp, mask, is_causal, q.shape[-2], k.shape[-2], q.dtype)
         qs, p, pd, out = _attend(xp, q, kr, vr, scale, bias, safe, dropout_p, generator)
         # q, k, v and the mask as given: for double backward, which recomputes from them
@@ -211,7 +221,12 @@ class ScaledDotProductAttention(Function):
         xp = ctx.xp
         if g_out is None and g_w is None:
             return (None,) * 11
-        dq, dk, dv, ds = _attend_backward(xp, g_out, g_w, qs, k, v, p, pd, scale, need)
+        if ctx.causal_weights is not None:
+            dq, dk, dv = attention_causal.causal_backward(g_out, qs, k, v, ctx.causal_weights,
+                                                          scale, need)
+            ds = None
+        else:
+            dq, dk, dv, ds = _attend_backward(xp, g_out, g_w, qs, k, v, p, pd, scale, need)
         if dv is None and need[2]:
             dv = xp.zeros(v_shape, dtype=v.dtype)
         if rep > 1:

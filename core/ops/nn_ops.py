@@ -14,6 +14,13 @@ import numpy as np
 from ..autograd.function import Function
 from ..backend.device import get_array_module
 from ._lowp import float32_compute
+from .act_kernels import gelu_exact_f32
+from .softmax_kernels import (
+    log_softmax_last,
+    log_softmax_last_backward,
+    softmax_last,
+    softmax_last_backward,
+)
 
 
 # ---- linear ---------------------------------------------------------------------------------
@@ -73,16 +80,24 @@ class Softmax(Function):
     @staticmethod
     def forward(ctx, x, dim):
         xp = ctx.xp
+        ctx.dim = dim
+        if _last_dim_rows(xp, x, dim):
+            out = softmax_last(x.reshape(-1, x.shape[-1])).reshape(x.shape)
+            ctx.save_for_backward(out)
+            return out
         out = x - x.max(axis=dim, keepdims=True)
         xp.exp(out, out=out)
         out /= out.sum(axis=dim, keepdims=True)
-        ctx.dim = dim
         ctx.save_for_backward(out)
         return out
 
     @staticmethod
     def backward(ctx, grad):
         (out,) = ctx.saved_tensors
+        if not ctx._tensor_mode and _last_dim_rows(ctx.xp, out, ctx.dim):
+            d = out.shape[-1]
+            return softmax_last_backward(grad.reshape(-1, d), out.reshape(-1, d)).reshape(
+                out.shape), None
         # out * (grad - sum(grad * out)): two full passes after the reduction
         s = ctx.xp.sum(grad * out, axis=ctx.dim, keepdims=True)
         return (grad - s) * out, None
@@ -93,6 +108,11 @@ class LogSoftmax(Function):
     @staticmethod
     def forward(ctx, x, dim):
         xp = ctx.xp
+        if _last_dim_rows(xp, x, dim):
+            out = log_softmax_last(x.reshape(-1, x.shape[-1])).reshape(x.shape)
+            ctx.dim = dim
+            ctx.save_for_backward(out)
+            return out
         shifted = x - x.max(axis=dim, keepdims=True)
         lse = xp.log(xp.exp(shifted).sum(axis=dim, keepdims=True))
         shifted -= lse
@@ -104,7 +124,18 @@ class LogSoftmax(Function):
     def backward(ctx, grad):
         (out,) = ctx.saved_tensors
         xp = ctx.xp
+        if not ctx._tensor_mode and _last_dim_rows(xp, out, ctx.dim):
+            d = out.shape[-1]
+            return log_softmax_last_backward(grad.reshape(-1, d), out.reshape(-1, d)).reshape(
+                out.shape), None
         return grad - xp.exp(out) * xp.sum(grad, axis=ctx.dim, keepdims=True), None
+
+
+def _last_dim_rows(xp, x, dim) -> bool:
+    """Whether the blocked NumPy row kernels apply: softmax over the last dim of a
+    non-empty float array on the CPU."""
+    return (xp is np and x.ndim > 0 and dim in (-1, x.ndim - 1) and x.size > 0
+            and x.dtype.kind == "f")
 
 
 def _log_softmax_rows(xp, x):
@@ -401,6 +432,12 @@ class Gelu(Function):
             out *= x
             out *= 0.5
             return out
+        if xp is np and x.dtype == np.float32:
+            # blocked: one exp for output and derivative; backward is grad * derivative
+            out, der = gelu_exact_f32(x, ctx.needs_input_grad[0])
+            ctx.save_for_backward(x, der)
+            ctx.approximate = "derivative"
+            return out
         cdf = _normal_cdf(xp, x)
         ctx.save_for_backward(x, cdf)
         return x * cdf
@@ -409,7 +446,10 @@ class Gelu(Function):
     def backward(ctx, grad):
         x, aux = ctx.saved_tensors
         if ctx._tensor_mode:  # double backward: the derivative as an op of x
-            return grad * GeluDerivative.apply(x, ctx.approximate), None
+            approx = "none" if ctx.approximate == "derivative" else ctx.approximate
+            return grad * GeluDerivative.apply(x, approx), None
+        if ctx.approximate == "derivative":  # aux is GELU'(x) itself
+            return grad * aux, None
         d = _gelu_derivative(ctx.xp, x, ctx.approximate, aux)
         d *= grad
         return d, None

@@ -12,6 +12,7 @@ import math
 
 from ..autograd.function import Function
 from ._lowp import float32_compute
+from .norm_rows import normalize_rows, normalize_rows_backward
 
 
 @float32_compute
@@ -104,15 +105,10 @@ class LayerNorm(Function):
         for s in x.shape[x.ndim - nd:]:
             d *= s
         x2 = x.reshape(-1, d)
-        xhat = x2 - x2.mean(axis=1, keepdims=True)
-        var = xp.einsum("ij,ij->i", xhat, xhat) / d
-        invstd = (1 / xp.sqrt(var + eps)).astype(x.dtype, copy=False)[:, None]
-        xhat *= invstd
         w = weight.reshape(-1) if weight is not None else None
-        out = xhat * w if w is not None else xhat.copy()
-        if bias is not None:
-            out += bias.reshape(-1)
-        ctx.save_for_backward(xhat, w, invstd, x, weight)  # (x, weight: double backward)
+        b = bias.reshape(-1) if bias is not None else None
+        out, state = normalize_rows(xp, x2, eps, True, w, b)
+        ctx.save_for_backward(*state, w, x, weight)  # (x, weight: double backward)
         ctx.shapes = (x.shape, None if weight is None else weight.shape)
         ctx.eps, ctx.nd = eps, nd
         return out.reshape(x.shape)
@@ -121,22 +117,17 @@ class LayerNorm(Function):
     def backward(ctx, grad):
         if ctx._tensor_mode:
             return _layer_norm_backward_graph(ctx, grad)
-        xhat, w, invstd, _, _ = ctx.saved_tensors  # (checks x and weight, as PyTorch does)
+        src, mean, invstd, w, _, _ = ctx.saved_tensors  # (checks x and weight, as PyTorch)
         xp = ctx.xp
         x_shape, w_shape = ctx.shapes
         nx, nw, nb = ctx.needs_input_grad[:3]
-        d = xhat.shape[1]
-        g2 = grad.reshape(xhat.shape)
-        gw = xp.einsum("ij,ij->j", g2, xhat).reshape(w_shape) if nw else None
-        gb = g2.sum(axis=0).reshape(w_shape) if nb else None
-        gx = None
-        if nx:
-            gxhat = g2 * w if w is not None else g2
-            mean_g = gxhat.sum(axis=1, keepdims=True) / d
-            mean_gx = xp.einsum("ij,ij->i", gxhat, xhat)[:, None] / d
-            gx = gxhat - mean_g
-            gx -= xhat * mean_gx
-            gx *= invstd
+        g2 = grad.reshape(src.shape)
+        gx, gw, gb = normalize_rows_backward(xp, g2, (src, mean, invstd), w, True, nx, nw, nb)
+        if gw is not None:
+            gw = gw.reshape(w_shape)
+        if gb is not None:
+            gb = gb.reshape(w_shape)
+        if gx is not None:
             gx = gx.reshape(x_shape)
         return gx, gw, gb, None, None
 
@@ -173,7 +164,7 @@ def _batch_norm_backward_graph(ctx, grad):
 def _layer_norm_backward_graph(ctx, grad):
     """LayerNorm's backward for double backward: the same formulas as tensor ops, with the
     normalised input recomputed from ``x`` so that its dependence on ``x`` is in the graph."""
-    _, _, _, x, weight = ctx.saved_tensors
+    _, _, _, _, x, weight = ctx.saved_tensors
     x_shape, w_shape = ctx.shapes
     nx, nw, nb = ctx.needs_input_grad[:3]
     d = 1

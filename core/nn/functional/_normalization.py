@@ -6,7 +6,7 @@ from __future__ import annotations
 from ... import ops
 from ...amp._state import autocast_op
 from ...backend.device import get_array_module
-from ...ops import norm_ops
+from ...ops import norm_group_rms, norm_ops
 from ...tensor import Tensor
 
 __all__ = ["batch_norm", "layer_norm", "group_norm", "instance_norm", "rms_norm"]
@@ -82,13 +82,18 @@ def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None,
         raise RuntimeError(f"Expected number of channels in input to be divisible by "
                            f"num_groups, but got input of shape {input.shape} and "
                            f"num_groups={num_groups}")
-    x = input.reshape(n, num_groups, -1)
-    out = norm_ops.LayerNorm.apply(x, None, None, 1, eps).reshape(input.shape)
-    if weight is not None:
-        out = out * _channel_view(weight, input.dim())
-    if bias is not None:
-        out = out + _channel_view(bias, input.dim())
-    return out
+    for name, t in (("weight", weight), ("bias", bias)):
+        if t is not None and t.numel() != c:
+            raise RuntimeError(f"Expected {name} to have {c} elements, got {t.numel()}")
+    if input.numel() == 0:  # (the fused op's row reshape needs at least one element)
+        x = input.reshape(n, num_groups, -1)
+        out = norm_ops.LayerNorm.apply(x, None, None, 1, eps).reshape(input.shape)
+        if weight is not None:
+            out = out * _channel_view(weight, input.dim())
+        if bias is not None:
+            out = out + _channel_view(bias, input.dim())
+        return out
+    return norm_group_rms.GroupNorm.apply(input, weight, bias, num_groups, eps)
 
 
 def instance_norm(input: Tensor, running_mean: Tensor | None = None,
@@ -147,8 +152,11 @@ def rms_norm(input: Tensor, normalized_shape, weight: Tensor | None = None,
         import numpy as np
 
         eps = float(np.finfo(input._data.dtype).eps)
-    dims = tuple(range(input.dim() - nd, input.dim()))
-    out = input * ops.rsqrt((input * input).mean(dims, keepdim=True) + eps)
-    if weight is not None:
-        out = out * weight
-    return out
+    if weight is not None and tuple(weight.shape) != shape:
+        raise RuntimeError(f"Expected weight to be of same shape as normalized_shape, but got "
+                           f"weight of shape {weight.shape} and normalized_shape = {list(shape)}")
+    if input.numel() == 0:
+        dims = tuple(range(input.dim() - nd, input.dim()))
+        out = input * ops.rsqrt((input * input).mean(dims, keepdim=True) + eps)
+        return out * weight if weight is not None else out
+    return norm_group_rms.RmsNorm.apply(input, weight, nd, eps)
