@@ -4,6 +4,8 @@
     python benchmarks/ddp_scaling.py --repeat 5             # each cell 5 times
     python benchmarks/ddp_scaling.py --workloads mlp --frameworks ember --first-bucket-mb 25
     python benchmarks/ddp_scaling.py --workloads mlp --frameworks ember-procs torch  # no Ray
+    python benchmarks/ddp_scaling.py --workloads mlp --frameworks ember-procs \
+        --comm-hook none fp16 bf16 powersgd                 # DDP communication hooks
 
 Workloads are DESIGN.md §7's (``ember.distributed.experiment.workloads.build``, the same code
 for both frameworks), each worker on its own fixed in-memory batch of the §7 size (mlp 128,
@@ -39,9 +41,17 @@ fresh actors). Targets (issue 6): ember efficiency >= 0.85 on mlp; startup <= 6 
 The machine has 2 cores shared with other work: the load average is printed with every row.
 With 2 workers on 2 cores there is no idle core to run communication on, so DDP's cost is the
 CPU it takes (compare "cpu ms" of 1 and 2 workers), and any other load slows the 2-worker runs
-more than the 1-worker ones. ``--first-bucket-mb`` sets ember DDP's first bucket (PyTorch's
-1 MiB by default); 25 puts the mlp's 2 MiB of gradients in a single bucket, reduced once at the
-end of backward.
+more than the 1-worker ones.
+
+``--comm-hook``: each framework once per hook (``none``: DDP's own allreduce; ``fp16``,
+``bf16``: ``default_hooks.fp16/bf16_compress_hook``; ``powersgd``: ``powerSGD_hook`` at rank 1,
+compressing from the first timed step; torch runs its own hooks, its bf16 hook under another
+name since torch refuses it by name without NCCL). "wire KiB" is what each rank hands to the
+allreduces per step (a ring sends 2 (N - 1) / N of it): the gradients at their width, for
+PowerSGD its P and Q plus the tensors it does not compress.
+
+``--first-bucket-mb`` sets ember DDP's first bucket (PyTorch's 1 MiB by default); 25 puts
+the mlp's 2 MiB of gradients in a single bucket, reduced once at the end of backward.
 """
 
 from __future__ import annotations
@@ -65,6 +75,37 @@ import time  # noqa: E402
 WORKLOADS = ("mlp", "transformer")
 BATCH = {"mlp": 128, "transformer": 32}  # per worker (weak scaling), DESIGN.md §7
 PHASES = ("fwd", "bwd", "wait", "opt", "cpu")
+HOOKS = ("none", "fp16", "bf16", "powersgd")
+
+
+def register_comm_hook(lib: str, model, hook: str, warmup: int) -> int:
+    """Register ``hook`` on the DDP ``model`` (``lib``'s own hooks); the bytes each rank hands
+    to the allreduces per step."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    numel = sum(p.numel() for p in params)
+    if hook == "none":
+        return 4 * numel
+    if lib == "torch":
+        from torch.distributed.algorithms.ddp_comm_hooks import default_hooks, powerSGD_hook
+    else:
+        from ember.distributed.algorithms.ddp_comm_hooks import default_hooks, powerSGD_hook
+    if hook in ("fp16", "bf16"):
+        chosen = getattr(default_hooks, f"{hook}_compress_hook")
+
+        def compress(state, bucket):  # (named otherwise: torch refuses bf16 by name on gloo)
+            return chosen(state, bucket)
+
+        model.register_comm_hook(None, compress)
+        return 2 * numel
+    state = powerSGD_hook.PowerSGDState(None, matrix_approximation_rank=1,
+                                        start_powerSGD_iter=max(2, warmup))
+    model.register_comm_hook(state, powerSGD_hook.powerSGD_hook)
+    sent = 0
+    for p in params:  # P (n x 1) and Q (m x 1) of each matrix that compresses 2x, else itself
+        n = p.shape[0] if p.dim() else 1
+        m = p.numel() // max(n, 1)
+        sent += n + m if 2 * (n + m) < n * m else n * m
+    return 4 * sent
 
 
 # ---- the timed loop, shared by both frameworks -----------------------------------------------
@@ -114,6 +155,9 @@ def ember_loop(config: dict) -> None:
     if config["first_bucket_mb"] is not None:  # DDP's first (small) bucket, PyTorch's 1 MiB
         ddp._FIRST_BUCKET_BYTES = int(config["first_bucket_mb"] * (1 << 20))
     model = train.prepare_model(model)
+    wire = 0
+    if dist.get_world_size() > 1:
+        wire = register_comm_hook("ember", model, config["comm_hook"], config["warmup"])
     opt = ember.optim.Adam(model.parameters(), lr=1e-3)
     waits: list = []
     ddp._tracer = lambda name, start, end, lane, nbytes: (
@@ -123,21 +167,21 @@ def ember_loop(config: dict) -> None:
                           waits)
     finally:
         ddp._tracer = None
-    out["entered"] = entered
+    out["entered"], out["wire"] = entered, wire
     ranks = [None] * dist.get_world_size()
     dist.all_gather_object(ranks, out)  # after the timed steps: every rank's figures to rank 0
     train.report({"ranks": ranks})
 
 
-def run_ember(workload: str, workers: int, args, storage: str) -> dict:
+def run_ember(workload: str, workers: int, args, storage: str, hook: str = "none") -> dict:
     from ember.distributed import train
 
     config = {"workload": workload, "batch": BATCH[workload], "warmup": args.warmup,
-              "steps": args.steps, "seed": args.seed,
+              "steps": args.steps, "seed": args.seed, "comm_hook": hook,
               "first_bucket_mb": getattr(args, "first_bucket_mb", None)}
     trainer = train.Trainer(
         ember_loop, config, scaling_config=train.ScalingConfig(num_workers=workers),
-        run_config=train.RunConfig(name=f"{workload}_{workers}", storage_path=storage,
+        run_config=train.RunConfig(name=f"{workload}_{workers}_{hook}", storage_path=storage,
                                    verbose=0, log_to_tensorboard=False))
     called = time.time()
     result = trainer.fit()
@@ -169,14 +213,17 @@ def proc_child(cfg: dict) -> None:
                                 rank=rank, world_size=world)
     lib.manual_seed(cfg["seed"] + rank)
     model, x, y, loss_fn = build(lib, cfg["workload"], cfg["batch"])
+    wire = 0
     if world > 1:
         model = DistributedDataParallel(model)
+        wire = register_comm_hook(cfg["lib"], model, cfg["comm_hook"], cfg["warmup"])
     opt = lib.optim.Adam(model.parameters(), lr=1e-3)
     waits: list = []
     if cfg["lib"] == "ember":
         ddp._tracer = lambda name, start, end, lane, nbytes: (
             waits.append(end - start) if name.startswith("wait") else None)
     out = timed_steps(model, x, y, loss_fn, opt, cfg["warmup"], cfg["steps"], waits)
+    out["wire"] = wire
     ranks = [out]
     if world > 1:
         ranks = [None] * world
@@ -187,7 +234,7 @@ def proc_child(cfg: dict) -> None:
         dist.destroy_process_group()
 
 
-def run_procs(lib: str, workload: str, workers: int, args) -> dict:
+def run_procs(lib: str, workload: str, workers: int, args, hook: str = "none") -> dict:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -195,7 +242,7 @@ def run_procs(lib: str, workload: str, workers: int, args) -> dict:
     for rank in range(workers):
         cfg = {"lib": lib, "workload": workload, "batch": BATCH[workload],
                "warmup": args.warmup, "steps": args.steps, "seed": args.seed, "rank": rank,
-               "workers": workers, "port": port}
+               "workers": workers, "port": port, "comm_hook": hook}
         procs.append(subprocess.Popen([sys.executable, __file__, "--_child", json.dumps(cfg)],
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                       text=True))
@@ -219,7 +266,8 @@ def summarise(ranks: list[dict], workers: int, batch: int, called: float | None)
     step = statistics.median(steps)
     out = {"workers": workers, "batch": batch, "step_ms": step * 1e3,
            "samples_per_s": workers * batch / step,
-           "load": os.getloadavg()[0], "loss": ranks[0]["loss"]}
+           "load": os.getloadavg()[0], "loss": ranks[0]["loss"],
+           "wire_kib": ranks[0].get("wire", 0) / 1024}
     for k in PHASES:
         out[f"{k}_ms"] = statistics.median(slowest[k]) * 1e3
     if called is not None:
@@ -244,6 +292,8 @@ def main() -> None:
     ap.add_argument("--first-bucket-mb", type=positive_float, default=None,
                     help="size of ember DDP's first gradient bucket (default: DDP's, 1 MiB as "
                          "in PyTorch); 25 puts the whole mlp in one bucket")
+    ap.add_argument("--comm-hook", nargs="+", default=["none"], choices=HOOKS,
+                    help="DDP communication hooks to run each framework with (see above)")
     ap.add_argument("--json", help="write every figure here too")
     ap.add_argument("--_child", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -267,17 +317,21 @@ def main() -> None:
         runs: dict[tuple, list] = {}
         for rep in range(args.repeat):
             for name in args.workloads:
-                for workers in (1, 2):
-                    for fw in args.frameworks:  # interleaved, so both see similar load
-                        r = (run_ember(name, workers, args, f"{storage}/{rep}") if fw == "ember"
-                             else run_procs("torch" if fw == "torch" else "ember", name,
-                                            workers, args))
-                        runs.setdefault((name, fw, workers), []).append(r)
-                        if fw == "ember" and workers == 2:
-                            startup["warm"].append(r)
-                        print(f"  {name:11s} {fw:5s} {workers} worker(s): "
-                              f"{r['step_ms']:7.1f} ms/step  {r['samples_per_s']:8.0f} samples/s"
-                              f"  (load {r['load']:.2f})", flush=True)
+                # interleaved, so all see similar load; a hook matters on 2 workers only (its
+                # runs pair with the framework's plain 1-worker run)
+                for workers, fw, hook in [(w, f, h) for w in (1, 2) for f in args.frameworks
+                                          for h in (args.comm_hook if w > 1 else ["none"])]:
+                    r = (run_ember(name, workers, args, f"{storage}/{rep}", hook)
+                         if fw == "ember" else
+                         run_procs("torch" if fw == "torch" else "ember", name, workers, args,
+                                   hook))
+                    fw = fw if hook == "none" else f"{fw}+{hook}"
+                    runs.setdefault((name, fw, workers), []).append(r)
+                    if fw == "ember" and workers == 2:
+                        startup["warm"].append(r)
+                    print(f"  {name:11s} {fw:5s} {workers} worker(s): "
+                          f"{r['step_ms']:7.1f} ms/step  {r['samples_per_s']:8.0f} samples/s"
+                          f"  (load {r['load']:.2f})", flush=True)
         for key, rs in runs.items():  # the run of median throughput (the lower one of two)
             results[key] = sorted(rs, key=lambda r: r["samples_per_s"])[(len(rs) - 1) // 2]
 
@@ -285,17 +339,18 @@ def main() -> None:
     for (name, fw, workers), r in results.items():
         # each repeat's 2-worker run against the 1-worker run just before it
         effs = sorted(two["samples_per_s"] / (workers * one["samples_per_s"]) for one, two in
-                      zip(runs[(name, fw, 1)], runs[(name, fw, workers)]))
+                      zip(runs[(name, fw.split("+")[0], 1)], runs[(name, fw, workers)]))
         r["efficiency"], r["efficiencies"] = statistics.median(effs), effs
         spread = f" ({effs[0]:.2f}-{effs[-1]:.2f})" if workers > 1 and len(effs) > 1 else ""
         rows.append([name, fw, workers, r["batch"], f"{r['step_ms']:.1f}",
                      f"{r['samples_per_s']:.0f}", f"{r['efficiency']:.2f}{spread}",
-                     *(f"{r[f'{k}_ms']:.1f}" for k in PHASES), f"{r['load']:.1f}"])
+                     *(f"{r[f'{k}_ms']:.1f}" for k in PHASES), f"{r['wire_kib']:.0f}",
+                     f"{r['load']:.1f}"])
     print("\nweak scaling, 1 thread per worker; ms are medians per step (slowest rank); "
           "efficiency: median over repeats (lowest-highest)")
     print(table(rows, ["workload", "framework", "workers", "batch/worker", "step ms",
                        "samples/s", "efficiency", "fwd ms", "bwd ms", "DDP wait ms", "opt ms",
-                       "cpu ms", "load 1m"]))
+                       "cpu ms", "wire KiB", "load 1m"]))
     if "ember" in args.frameworks:
         keys = ("startup_s", "to_first_step_start_s", "to_loop_entered_s")
         srows = [[kind, len(startup[kind]),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import inspect
 
 import ember
+from ember import _interop
 
 __all__ = ["checked_comm_hook", "HookWork"]
 
@@ -54,6 +55,7 @@ class HookWork:
                 f"the communication hook {self._hook} must return a Future of a tensor with "
                 f"the bucket's {self._flat.size} elements, got "
                 f"{type(out).__name__}{tuple(out.shape) if hasattr(out, 'shape') else ''}")
-        if out._data is not self._flat:
+        got = _interop.array_of(out)
+        if got is not self._flat:
             xp = ember.backend.get_array_module(self._flat)
-            xp.copyto(self._flat, out._data.reshape(-1).astype(self._flat.dtype, copy=False))
+            xp.copyto(self._flat, got.reshape(-1).astype(self._flat.dtype, copy=False))

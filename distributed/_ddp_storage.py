@@ -39,7 +39,7 @@ class Bucket:
     def __init__(self, indices, params):
         self.indices = indices
         self.params = params
-        sizes = [p._data.size for p in params]
+        sizes = [p.numel() for p in params]
         self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int).tolist()
         self.flat = None  # the communication buffer: a range of one of the DDP's storages
         self.views = []  # per parameter, its part of ``flat`` in the parameter's shape

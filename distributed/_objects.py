@@ -11,6 +11,7 @@ import pickle
 
 import numpy as np
 
+from ember import _interop
 from ember.tensor import Tensor
 
 from . import collectives as C
@@ -26,7 +27,7 @@ def _unpack(buf: np.ndarray):
 
 
 def _t(arr: np.ndarray) -> Tensor:
-    return Tensor._wrap(np.ascontiguousarray(arr))
+    return _interop.wrap(np.ascontiguousarray(arr))
 
 
 def broadcast_object_list(object_list: list, src: int = 0, group=None, device=None,
@@ -41,12 +42,12 @@ def broadcast_object_list(object_list: list, src: int = 0, group=None, device=No
     sizes = _t(np.array([p.size for p in parts] if mine else [0] * len(object_list),
                         dtype=np.int64))
     C.broadcast(sizes, group=group, group_src=root)
-    offsets = np.concatenate([[0], np.cumsum(sizes._data)])
+    offsets = np.concatenate([[0], np.cumsum(_interop.array_of(sizes))])
     data = _t(np.concatenate(parts) if mine and parts else np.empty(int(offsets[-1]), np.uint8))
     C.broadcast(data, group=group, group_src=root)
     if not mine:
         for i in range(len(object_list)):
-            object_list[i] = _unpack(data._data[offsets[i]: offsets[i + 1]])
+            object_list[i] = _unpack(_interop.array_of(data)[offsets[i]: offsets[i + 1]])
 
 
 def all_gather_object(object_list: list, obj, group=None) -> None:
@@ -61,13 +62,14 @@ def all_gather_object(object_list: list, obj, group=None) -> None:
     mine = _pack(obj)
     sizes = _t(np.zeros(n, dtype=np.int64))
     C.all_gather_into_tensor(sizes, _t(np.array([mine.size], dtype=np.int64)), group=group)
-    width = int(sizes._data.max())
+    width = int(_interop.array_of(sizes).max())
     padded = np.zeros(width, dtype=np.uint8)
     padded[: mine.size] = mine
     out = _t(np.empty(width * n, dtype=np.uint8))
     C.all_gather_into_tensor(out, _t(padded), group=group)
+    got, lengths = _interop.array_of(out), _interop.array_of(sizes)
     for i in range(n):
-        object_list[i] = _unpack(out._data[i * width: i * width + int(sizes._data[i])])
+        object_list[i] = _unpack(got[i * width: i * width + int(lengths[i])])
 
 
 def gather_object(obj, object_gather_list: list | None = None, dst: int = 0, group=None,

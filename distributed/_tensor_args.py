@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ember import _interop
 from ember.tensor import Tensor
 
 from . import _nccl
@@ -40,7 +41,7 @@ def _sh(t: Tensor) -> list:
 
 
 def _cuda(t: Tensor) -> bool:
-    return type(t._data) is not np.ndarray
+    return type(_interop.array_of(t)) is not np.ndarray
 
 
 def _staged(arr):
@@ -77,7 +78,7 @@ def _copy_flat(arr, out: np.ndarray | None = None) -> np.ndarray:
 
 def _write(t: Tensor, flat: np.ndarray) -> None:
     """Copy a flat result into tensor ``t`` (any layout or device) and bump its version."""
-    arr = t._data
+    arr = _interop.array_of(t)
     if type(arr) is np.ndarray:
         np.copyto(arr, flat.reshape(arr.shape))
     else:
@@ -89,7 +90,7 @@ def _write(t: Tensor, flat: np.ndarray) -> None:
 
 def _bump(*ts: Tensor) -> None:
     for t in ts:
-        t._version_counter[0] += 1
+        _interop.bump_version(t)
 
 
 def _nccl_comm(pg, *ts: Tensor):
@@ -130,7 +131,7 @@ def _root(pg, rank: int, group_rank, what: str) -> int:
 
 
 def _nccl_inplace(t: Tensor, fn) -> None:
-    arr = t._data
+    arr = _interop.array_of(t)
     if arr.flags.c_contiguous:
         fn(arr.reshape(-1))
     else:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ember import _interop
 from ember.tensor import Tensor
 
 from . import _algorithms as alg
@@ -42,7 +43,7 @@ def all_reduce(tensor: Tensor, op=ReduceOp.SUM, group=None, async_op: bool = Fal
     pg = resolve_group(group)
     if pg is None:
         return None
-    red = Reduction(op, tensor._data.dtype)
+    red = Reduction(op, _interop.array_of(tensor).dtype)
     nc = _nccl_comm(pg, tensor)
     if nc is not None:
         return _nccl_run(lambda: _nccl_inplace(tensor, lambda a: nc.all_reduce(a, op)),
@@ -50,7 +51,7 @@ def all_reduce(tensor: Tensor, op=ReduceOp.SUM, group=None, async_op: bool = Fal
     ctx = pg.next_op("all_reduce", _d(shape=_sh(tensor), dtype=tensor.dtype, op=red.op.name))
 
     def run():
-        flat, back = _staged(tensor._data)
+        flat, back = _staged(_interop.array_of(tensor))
         ctx.start()
         if pg.hierarchical:
             alg.hierarchical_all_reduce(pg.comm, ctx, flat, red, pg.hosts,
@@ -72,7 +73,7 @@ def reduce(tensor: Tensor, dst: int = 0, op=ReduceOp.SUM, group=None, async_op: 
     if pg is None:
         return None
     root = _root(pg, dst, group_dst, "dst")
-    red = Reduction(op, tensor._data.dtype)
+    red = Reduction(op, _interop.array_of(tensor).dtype)
     nc = _nccl_comm(pg, tensor)
     if nc is not None:
         return _nccl_run(lambda: _nccl_inplace(tensor, lambda a: nc.reduce(a, op, root)),
@@ -82,7 +83,7 @@ def reduce(tensor: Tensor, dst: int = 0, op=ReduceOp.SUM, group=None, async_op: 
 
     def run():
         mine = pg.rank() == root
-        flat, back = _staged(tensor._data)
+        flat, back = _staged(_interop.array_of(tensor))
         scratch = None if mine else pg.scratch("reduce", tensor)  # partial sums elsewhere
         ctx.start()
         alg.reduce(pg.comm, ctx, flat, red, root, scratch)
@@ -105,13 +106,13 @@ def reduce_scatter(output: Tensor, input_list: list, op=ReduceOp.SUM, group=None
     if inputs[pg.rank()].numel() != output.numel():
         raise ValueError(f"reduce_scatter: output has {output.numel()} elements but "
                          f"input_list[{pg.rank()}] has {inputs[pg.rank()].numel()}")
-    red = Reduction(op, output._data.dtype)
+    red = Reduction(op, _interop.array_of(output).dtype)
     ctx = pg.next_op("reduce_scatter", _d(shapes=[_sh(t) for t in inputs], dtype=output.dtype,
                                           op=red.op.name))
 
     def run():
-        src = [_staged(t._data)[0] for t in inputs]  # read only: views will do
-        out, back = _staged(output._data)
+        src = [_staged(_interop.array_of(t))[0] for t in inputs]  # read only: views will do
+        out, back = _staged(_interop.array_of(output))
         ctx.start()
         alg.reduce_scatter(pg.comm, ctx, src, red, out,
                            pg.scratch("rs", output, sum(t.numel() for t in inputs)))
@@ -137,17 +138,18 @@ def reduce_scatter_tensor(output: Tensor, input: Tensor, op=ReduceOp.SUM, group=
     if input.numel() != output.numel() * pg.size():
         raise ValueError("input tensor must be the same size as output size times world size "
                          f"({input.numel()} vs {output.numel()} x {pg.size()})")
-    red = Reduction(op, output._data.dtype)
+    red = Reduction(op, _interop.array_of(output).dtype)
     nc = _nccl_comm(pg, output, input)
     if nc is not None:
         return _nccl_run(lambda: _nccl_inplace(output, lambda o: nc.reduce_scatter(
-            _cont(input._data), o, op)), async_op, [output])
+            _cont(_interop.array_of(input)), o, op)), async_op, [output])
     ctx = pg.next_op("reduce_scatter_tensor", _d(input=_sh(input), output=_sh(output),
                                                  dtype=output.dtype, op=red.op.name))
 
     def run():
-        src = alg.views(_staged(input._data)[0], _segments([output.numel()] * pg.size()))
-        out, back = _staged(output._data)
+        src = alg.views(_staged(_interop.array_of(input))[0],
+                        _segments([output.numel()] * pg.size()))
+        out, back = _staged(_interop.array_of(output))
         ctx.start()
         alg.reduce_scatter(pg.comm, ctx, src, red, out, pg.scratch("rs", input))
         if back is not None:
@@ -174,7 +176,7 @@ def broadcast(tensor: Tensor, src: int = 0, group=None, async_op: bool = False,
                                      src=pg.ranks[root]))
 
     def run():
-        flat, back = _staged(tensor._data)
+        flat, back = _staged(_interop.array_of(tensor))
         ctx.start()
         alg.broadcast(pg.comm, ctx, flat, root)
         if pg.rank() != root:
@@ -199,9 +201,9 @@ def all_gather(tensor_list: list, tensor: Tensor, group=None, async_op: bool = F
     ctx = pg.next_op("all_gather", _d(shapes=[_sh(t) for t in outs], dtype=tensor.dtype))
 
     def run():
-        staged = [_staged(t._data) for t in outs]  # receive straight into the outputs
+        staged = [_staged(_interop.array_of(t)) for t in outs]  # receive straight into the outputs
         parts = [flat for flat, _ in staged]
-        _copy_flat(tensor._data, parts[me])
+        _copy_flat(_interop.array_of(tensor), parts[me])
         ctx.start()
         alg.all_gather(pg.comm, ctx, parts)
         for t, (_, back) in zip(outs, staged):
@@ -230,15 +232,15 @@ def all_gather_into_tensor(output_tensor: Tensor, input_tensor: Tensor, group=No
     nc = _nccl_comm(pg, output_tensor, input_tensor)
     if nc is not None:
         return _nccl_run(lambda: _nccl_inplace(output_tensor, lambda o: nc.all_gather(
-            _cont(input_tensor._data), o)), async_op, [output_tensor])
+            _cont(_interop.array_of(input_tensor)), o)), async_op, [output_tensor])
     ctx = pg.next_op("all_gather_into_tensor", _d(input=_sh(input_tensor),
                                                   output=_sh(output_tensor),
                                                   dtype=input_tensor.dtype))
 
     def run():
-        flat, back = _staged(output_tensor._data)
+        flat, back = _staged(_interop.array_of(output_tensor))
         parts = alg.views(flat, _segments([input_tensor.numel()] * pg.size()))
-        _copy_flat(input_tensor._data, parts[pg.rank()])
+        _copy_flat(_interop.array_of(input_tensor), parts[pg.rank()])
         ctx.start()
         alg.all_gather(pg.comm, ctx, parts)
         if back is not None:
@@ -268,7 +270,8 @@ def gather(tensor: Tensor, gather_list: list | None = None, dst: int = 0, group=
     ctx = pg.next_op("gather", _d(shape=_sh(tensor), dtype=tensor.dtype, dst=pg.ranks[root]))
 
     def run():
-        send = _staged(tensor._data)[0]  # sends copy out before returning: a view will do
+        # sends copy out before returning: a view will do
+        send = _staged(_interop.array_of(tensor))[0]
         bufs = [np.empty_like(send) for _ in range(pg.size())] if mine else None
         ctx.start()
         alg.gather(pg.comm, ctx, send, bufs, root)
@@ -298,8 +301,8 @@ def scatter(tensor: Tensor, scatter_list: list | None = None, src: int = 0, grou
     ctx = pg.next_op("scatter", _d(shape=_sh(tensor), dtype=tensor.dtype, src=pg.ranks[root]))
 
     def run():
-        flat, back = _staged(tensor._data)
-        sends = [_staged(t._data)[0] for t in parts] if mine else None
+        flat, back = _staged(_interop.array_of(tensor))
+        sends = [_staged(_interop.array_of(t))[0] for t in parts] if mine else None
         ctx.start()
         alg.scatter(pg.comm, ctx, sends, flat, root)
         if back is not None:
@@ -322,7 +325,7 @@ def all_to_all(output_tensor_list: list, input_tensor_list: list, group=None,
     ctx = pg.next_op("all_to_all", _d(n=len(ins), dtype=dtype))
 
     def run():
-        sends = [_staged(t._data)[0] for t in ins]
+        sends = [_staged(_interop.array_of(t))[0] for t in ins]
         recvs = [np.empty(t.numel(), dtype=np.dtype(dtype.np)) for t in outs]
         ctx.start()
         alg.all_to_all(pg.comm, ctx, sends, recvs)
@@ -362,7 +365,7 @@ def all_to_all_single(output: Tensor, input: Tensor, output_split_sizes=None,
     ctx = pg.next_op("all_to_all_single", _d(dtype=input.dtype))
 
     def run():
-        src = _staged(input._data)[0]
+        src = _staged(_interop.array_of(input))[0]
         dst = np.empty(output.numel(), dtype=src.dtype)
         ctx.start()
         alg.all_to_all(pg.comm, ctx, [src[slice(*s)] for s in isegs],

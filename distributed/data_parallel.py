@@ -29,6 +29,7 @@ from itertools import chain
 from typing import Any
 
 import ember
+from ember import _interop
 from ember.backend import _cupy
 from ember.backend.device import device
 from ember.nn import Module
@@ -82,7 +83,7 @@ def replicate(network: Module, devices: Sequence, detach: bool = False) -> list[
         else:
             copies[id(b)] = tuple(_shared_first(
                 b, devices, b.device,
-                lambda t, d: ember.Tensor._wrap(_move(t._data, d, copy=True))))
+                lambda t, d: _interop.wrap(_move(_interop.array_of(t), d, copy=True))))
 
     modules = list(network.modules())
     index = {id(m): i for i, m in enumerate(modules)}

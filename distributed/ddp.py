@@ -30,7 +30,7 @@ import weakref
 import numpy as np
 
 import ember
-from ember.autograd import engine
+from ember import _interop
 from ember.backend.threads import usable_cores
 from ember.nn import Module
 
@@ -70,7 +70,7 @@ def _overlap_policy(pg, module: Module) -> bool:
         raise ValueError(f"EMBER_DDP_OVERLAP must be auto, 1 or 0, got {mode!r}")
     if pg is None or len(pg.hosts) != 1:
         return True
-    if any(type(p._data) is not np.ndarray for p in module.parameters()):
+    if any(type(_interop.array_of(p)) is not np.ndarray for p in module.parameters()):
         return True
     return pg.size() * ember.get_num_threads() < usable_cores()
 
@@ -116,7 +116,7 @@ class DistributedDataParallel(Module):
         self._unused: list[int] = []
         self._hooks = [p.register_post_accumulate_grad_hook(self._make_hook(i))
                        for i, p in enumerate(self._params)]
-        engine.grad_destination_users += 1
+        _interop.use_grad_destinations(1)
         weakref.finalize(self, _release_destinations, self._params)
 
     # ---- set-up ----------------------------------------------------------------------------
@@ -132,27 +132,30 @@ class DistributedDataParallel(Module):
         key = None
         for i in order:
             p = self._params[i]
-            k = (p._data.dtype, type(p._data))
-            if current and (size + p._data.nbytes > cap or k != key):
+            a = _interop.array_of(p)
+            k = (a.dtype, type(a))
+            if current and (size + a.nbytes > cap or k != key):
                 buckets.append(current)
                 current, size, cap = [], 0, self.bucket_bytes_cap
             current.append(i)
-            size += p._data.nbytes
+            size += a.nbytes
             key = k
         if current:
             buckets.append(current)
         # The buckets of one kind of array are consecutive views of one storage, so that
         # without overlap all of them are reduced by one allreduce.
-        self._sizes = [sum(self._params[i]._data.size for i in idxs) for idxs in buckets]
+        self._sizes = [sum(_interop.array_of(self._params[i]).size for i in idxs)
+                       for idxs in buckets]
         kinds: dict = {}
         for b, idxs in enumerate(buckets):
-            p0 = self._params[idxs[0]]._data
+            p0 = _interop.array_of(self._params[idxs[0]])
             kinds.setdefault((p0.dtype, type(p0)), []).append(b)
         self._members = list(kinds.values())
         # each kind's storage goes where its first parameter is (its GPU, for CuPy arrays)
         self._storages, self._shared = self._allocate_storages(
             [(key, sum(self._sizes[b] for b in members),
-              self._params[buckets[members[0]][0]]._data) for key, members in kinds.items()])
+              _interop.array_of(self._params[buckets[members[0]][0]]))
+             for key, members in kinds.items()])
         self._bucket_of = {i: b for b, idxs in enumerate(buckets) for i in idxs}
         self._buckets = [_Bucket(idxs, [self._params[i] for i in idxs]) for idxs in buckets]
         self._pools = [
@@ -170,7 +173,7 @@ class DistributedDataParallel(Module):
         for b in self._members[k]:
             bucket = self._buckets[b]
             flat = storage[start: start + self._sizes[b]]
-            out.append((flat, [flat[lo:hi].reshape(p._data.shape) for p, lo, hi in
+            out.append((flat, [flat[lo:hi].reshape(_interop.array_of(p).shape) for p, lo, hi in
                                zip(bucket.params, bucket.offsets, bucket.offsets[1:])]))
             start += self._sizes[b]
         return out
@@ -192,7 +195,7 @@ class DistributedDataParallel(Module):
                 bucket = self._buckets[b]
                 bucket.flat, bucket.views = flat, views
                 for p, view in zip(bucket.params, views):
-                    p._grad_dest = view if pool is not None else None
+                    _interop.set_grad_destination(p, view if pool is not None else None)
 
     def _allocate_storages(self, kinds: list) -> tuple[list, list]:
         """Zeroed flat storage per ``((dtype, array type), count, sample array)`` (on the
@@ -243,7 +246,7 @@ class DistributedDataParallel(Module):
         if self._handed:  # a backward without a forward through this wrapper
             self._renew()
         if not self._callback_queued:
-            engine.queue_callback(self._finalize)
+            _interop.queue_engine_callback(self._finalize)
             self._callback_queued = True
             if self.find_unused_parameters:
                 for i in self._unused:
@@ -266,8 +269,9 @@ class DistributedDataParallel(Module):
         for p, view in zip(b.params, b.views):
             if p.grad is None:
                 view[...] = 0
-            elif p.grad._data is not view:  # (else it was written there: see _slice_buckets)
-                view[...] = p.grad._data
+            # (unless the gradient was written there: see _slice_buckets)
+            elif (g := _interop.array_of(p.grad)) is not view:
+                view[...] = g
         if self._comm_hook is not None:  # the hook communicates, bucket by bucket
             b.work = HookWork(self._comm_hook, self._buckets, b)
             return
@@ -287,7 +291,7 @@ class DistributedDataParallel(Module):
     def _reduce(self, b: _Bucket | None, flat, async_op: bool) -> None:
         """All-reduce ``flat`` (bucket ``b``'s, or a whole storage when ``b`` is None)."""
         start = time.perf_counter()
-        work = collectives.all_reduce(ember.Tensor._wrap(flat), op=ReduceOp.AVG,
+        work = collectives.all_reduce(_interop.wrap(flat), op=ReduceOp.AVG,
                                       group=self.process_group, async_op=async_op)
         if b is not None:
             b.work = work
@@ -334,13 +338,15 @@ class DistributedDataParallel(Module):
                 bucket = self._buckets[b]
                 for p, view in zip(bucket.params, bucket.views):
                     if hand:
-                        if p.grad is None or p.grad._data is not view:
-                            p.grad = ember.Tensor._wrap(view)
-                        p._grad_dest = None  # until _renew gives the bucket its block
-                    elif p.grad is None or p.grad._data is view:
-                        p.grad = ember.Tensor._wrap(view.copy())  # the storage is reused
+                        if p.grad is None or _interop.array_of(p.grad) is not view:
+                            p.grad = _interop.wrap(view)
+                        # (no destination until _renew gives the bucket its block)
+                        _interop.set_grad_destination(p, None)
+                    elif p.grad is None or _interop.array_of(p.grad) is view:
+                        p.grad = _interop.wrap(view.copy())  # the storage is reused
                     else:
-                        ember.backend.get_array_module(view).copyto(p.grad._data, view)
+                        ember.backend.get_array_module(view).copyto(_interop.array_of(p.grad),
+                                                                    view)
             self._handed = self._handed or hand
         if not self._rebuilt:
             # rebuild the buckets once, in the order gradients actually became ready
@@ -430,9 +436,9 @@ class DistributedDataParallel(Module):
 
 def _release_destinations(params) -> None:
     """A DDP is gone: its parameters' gradients go back to fresh arrays."""
-    engine.grad_destination_users -= 1
+    _interop.use_grad_destinations(-1)
     for p in params:
-        p._grad_dest = None
+        _interop.set_grad_destination(p, None)
 
 
 def _strip_module_prefix(state_dict):

@@ -17,6 +17,8 @@ import gc
 
 import numpy as np
 
+from ember import _interop
+
 __all__ = ["memory_report", "memory_summary", "CATEGORIES"]
 
 CATEGORIES = ("parameters", "gradients", "optimizer_state", "communication_buffers", "buffers")
@@ -53,12 +55,12 @@ def _module_arrays(module, recurse: bool):
     for m in mods:
         for p in m._parameters.values():
             if p is not None:
-                yield "parameters", p._data
+                yield "parameters", _interop.array_of(p)
                 if p.grad is not None:
-                    yield "gradients", p.grad._data
+                    yield "gradients", _interop.array_of(p.grad)
         for b in m._buffers.values():
             if b is not None:
-                yield "buffers", b._data
+                yield "buffers", _interop.array_of(b)
         own = getattr(type(m), "_ember_memory_arrays", None)
         if own is not None:
             yield from own(m)
@@ -71,11 +73,11 @@ def _module_arrays(module, recurse: bool):
 def _optimizer_arrays(opt):
     for g in opt.param_groups:
         for p in g["params"]:
-            yield "parameters", p._data
+            yield "parameters", _interop.array_of(p)
             if p.grad is not None:
-                yield "gradients", p.grad._data
+                yield "gradients", _interop.array_of(p.grad)
     for t in _tensors(list(opt.state.values())):
-        yield "optimizer_state", t._data
+        yield "optimizer_state", _interop.array_of(t)
     own = getattr(type(opt), "_ember_memory_arrays", None)
     if own is not None:
         yield from own(opt)

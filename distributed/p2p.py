@@ -7,6 +7,7 @@ tensor and call site.
 
 from __future__ import annotations
 
+from ember import _interop
 from ember.tensor import Tensor
 
 from ._state import execute, resolve_group
@@ -28,7 +29,8 @@ def _send_job(pg, tensor: Tensor, peer: int, tag: int):
     ctx = pg.p2p_op("send", _d(shape=_sh(tensor), dtype=tensor.dtype, tag=tag), peer, tag)
 
     def run():
-        flat, _ = _staged(tensor._data)  # sends copy out before returning: no write-back
+        # sends copy out before returning: no write-back
+        flat, _ = _staged(_interop.array_of(tensor))
         ctx.start()
         pg.p2p.send(peer, ctx, flat, tag)
 
@@ -40,7 +42,7 @@ def _recv_job(pg, tensor: Tensor, peer: int | None, tag: int):
                     -1 if peer is None else peer, tag)
 
     def run():
-        flat, back = _staged(tensor._data)
+        flat, back = _staged(_interop.array_of(tensor))
         ctx.start()
         src = peer
         if src is None:

@@ -25,7 +25,7 @@ import math
 
 import numpy as np
 
-import ember
+from ember import _interop
 from ember.autograd.function import Function
 from ember.nn import functional as F
 from ember.nn.modules.normalization import _BatchNorm
@@ -74,13 +74,12 @@ class SyncBatchNorm(_BatchNorm):
         if pg is None or pg.size() == 1:
             return F.batch_norm(input, running_mean, running_var, self.weight, self.bias,
                                 bn_training, factor, self.eps)
-        out = _SyncBatchNorm.apply(input, self.weight, self.bias,
-                                   None if running_mean is None else running_mean._data,
-                                   None if running_var is None else running_var._data,
-                                   factor, self.eps, pg)
+        mean, var = (None if t is None else _interop.array_of(t)
+                     for t in (running_mean, running_var))
+        out = _SyncBatchNorm.apply(input, self.weight, self.bias, mean, var, factor, self.eps, pg)
         for t in (running_mean, running_var):
             if t is not None:
-                t._version_counter[0] += 1
+                _interop.bump_version(t)
         return out
 
     @classmethod
@@ -122,7 +121,7 @@ class _SyncBatchNorm(Function):
             mine[1:1 + c] = mean_r
             mine[1 + c:] = xp.einsum("ncl,ncl->c", dev, dev)
         every = xp.empty((pg.size(), 1 + 2 * c), dtype=np.float64)
-        collectives.all_gather_into_tensor(ember.Tensor._wrap(every), ember.Tensor._wrap(mine),
+        collectives.all_gather_into_tensor(_interop.wrap(every), _interop.wrap(mine),
                                            group=pg)
         counts, means, m2s = every[:, 0], every[:, 1:1 + c], every[:, 1 + c:]
         n = float(counts.sum())
@@ -158,7 +157,7 @@ class _SyncBatchNorm(Function):
         gx = None
         if nx:
             # the input gradient needs the sums over every rank's batch
-            collectives.all_reduce(ember.Tensor._wrap(sums), group=pg)
+            collectives.all_reduce(_interop.wrap(sums), group=pg)
             k = invstd if weight is None else invstd * weight
             gx = batch_norm_input_grad(g3, xhat, sums[:c], sums[c:], n, k).reshape(shape_in)
         return gx, gw, gb, None, None, None, None, None

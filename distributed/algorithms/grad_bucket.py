@@ -9,6 +9,7 @@ wrote its result into ``buffer()`` itself) and the parameters' gradients become 
 
 from __future__ import annotations
 
+from ember import _interop
 from ember.tensor import Tensor
 
 
@@ -18,7 +19,7 @@ class GradBucket:
     def __init__(self, index: int, is_last: bool, flat, views: list, params: list) -> None:
         self._index = index
         self._is_last = is_last
-        self._buffer = Tensor._wrap(flat)
+        self._buffer = _interop.wrap(flat)
         self._views = views
         self._params = params
 
@@ -47,7 +48,7 @@ class GradBucket:
 
     def gradients(self) -> list[Tensor]:
         """Per parameter, its gradient as a view of the bucket's storage."""
-        return [Tensor._wrap(v) for v in self._views]
+        return [_interop.wrap(v) for v in self._views]
 
     def parameters(self) -> list[Tensor]:
         """The parameters whose gradients the bucket holds, in bucket order."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 import ember
+from ember import _interop
 
 from .. import distributed_c10d as c10d
 from .._objects import all_gather_object
@@ -22,7 +23,7 @@ def _is_flat(b, value) -> bool:
 
 
 def _clone(v):
-    return ember.Tensor._wrap(v._data.copy()) if isinstance(v, ember.Tensor) else v
+    return _interop.wrap(_interop.array_of(v).copy()) if isinstance(v, ember.Tensor) else v
 
 
 def _param_ids(opt) -> dict:
@@ -64,17 +65,19 @@ def consolidate(opt, to: int):
                         state.setdefault(ids[id(p)], {})[key] = _clone(v)
                 continue
             if world == 1:
-                full = v._data
+                full = _interop.array_of(v)
             else:
-                xp = ember.backend.get_array_module(v._data)
-                bufs = [ember.Tensor._wrap(xp.empty_like(v._data)) for _ in range(world)] \
+                arr = _interop.array_of(v)
+                xp = ember.backend.get_array_module(arr)
+                bufs = [_interop.wrap(xp.empty_like(arr)) for _ in range(world)] \
                     if rank == to else None
                 c10d.gather(v, bufs, dst=dst, group=pg)
-                full = xp.concatenate([t._data for t in bufs]) if rank == to else None
+                full = (xp.concatenate([_interop.array_of(t) for t in bufs]) if rank == to
+                        else None)
             if rank == to:
                 for p, off in zip(b.params, b.offsets):
-                    piece = full[off:off + p.numel()].reshape(p._data.shape).copy()
-                    state.setdefault(ids[id(p)], {})[key] = ember.Tensor._wrap(piece)
+                    piece = full[off:off + p.numel()].reshape(tuple(p.shape)).copy()
+                    state.setdefault(ids[id(p)], {})[key] = _interop.wrap(piece)
     if rank != to:
         return None
     groups, start = [], 0
@@ -88,7 +91,7 @@ def consolidate(opt, to: int):
 
 def _array(value):
     if isinstance(value, ember.Tensor):
-        return value._data
+        return _interop.array_of(value)
     if hasattr(value, "detach"):  # a torch tensor
         return value.detach().cpu().numpy()
     return np.asarray(value)
@@ -140,7 +143,7 @@ def load(opt, state_dict: dict) -> None:
                         raise ValueError(f"optimizer state '{key}' has shape {tuple(arr.shape)} "
                                          f"but its parameter has shape {tuple(p.shape)}")
                     full[off:off + p.numel()] = xp.asarray(arr).reshape(-1)
-            new[key] = ember.Tensor._wrap(full[b.lo:b.hi].copy())
+            new[key] = _interop.wrap(full[b.lo:b.hi].copy())
         local_state[bi] = new
     opt.optim.load_state_dict({"state": local_state, "param_groups": local_groups})
     opt._sync_groups(to_local=False)

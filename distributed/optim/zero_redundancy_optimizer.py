@@ -19,6 +19,7 @@ from __future__ import annotations
 import weakref
 
 import ember
+from ember import _interop
 from ember.nn import Parameter
 from ember.optim import Optimizer
 
@@ -54,15 +55,16 @@ class _Bucket:
         self.numel = n
         self.shard_size = -(-max(n, 1) // world)
         self.lo, self.hi = rank * self.shard_size, (rank + 1) * self.shard_size
-        xp = ember.backend.get_array_module(params[0]._data)
-        self.flat = xp.zeros(self.shard_size * world, dtype=params[0]._data.dtype)
+        first = _interop.array_of(params[0])
+        xp = ember.backend.get_array_module(first)
+        self.flat = xp.zeros(self.shard_size * world, dtype=first.dtype)
         self.views = []
         for p, off in zip(params, self.offsets):
-            view = self.flat[off:off + p.numel()].reshape(p._data.shape)
-            view[...] = p._data
-            p._data = view  # the parameter now lives in the flat buffer
+            view = self.flat[off:off + p.numel()].reshape(tuple(p.shape))
+            view[...] = _interop.array_of(p)
+            _interop.set_array(p, view)  # the parameter now lives in the flat buffer
             self.views.append(view)
-        self.shard = Parameter(ember.Tensor._wrap(self.flat[self.lo:self.hi]))
+        self.shard = Parameter(_interop.wrap(self.flat[self.lo:self.hi]))
 
     def shard_grad(self):
         """This rank's slice of the parameters' gradients (None when none has a gradient)."""
@@ -73,7 +75,8 @@ class _Bucket:
         for p, off in zip(self.params, self.offsets):
             a, b = max(self.lo, off), min(self.hi, off + p.numel())
             if b > a and p.grad is not None:
-                out[a - self.lo:b - self.lo] = p.grad._data.reshape(-1)[a - off:b - off]
+                grad = _interop.array_of(p.grad).reshape(-1)
+                out[a - self.lo:b - self.lo] = grad[a - off:b - off]
         return out
 
 
@@ -136,7 +139,7 @@ class ZeroRedundancyOptimizer(Optimizer):
                                    "optimizer state is sharded already; use a plain optimizer")
         runs, key = [], None
         for p in params:
-            k = (p._data.dtype, str(p.device))
+            k = (_interop.array_of(p).dtype, str(p.device))
             if not runs or k != key:
                 runs.append([])
             runs[-1].append(p)
@@ -169,7 +172,7 @@ class ZeroRedundancyOptimizer(Optimizer):
     def _check_params(self) -> None:
         for b in self._buckets:
             for i, (p, view) in enumerate(zip(b.params, b.views)):
-                if p._data is not view:
+                if _interop.array_of(p) is not view:
                     raise RuntimeError(
                         f"ZeroRedundancyOptimizer: parameter {i} of group {b.group_index} "
                         f"(shape {tuple(p.shape)}) was replaced after the optimizer was built "
@@ -186,7 +189,7 @@ class ZeroRedundancyOptimizer(Optimizer):
         self._sync_groups(to_local=True)
         for b in self._buckets:
             g = b.shard_grad()
-            b.shard.grad = None if g is None else ember.Tensor._wrap(g)
+            b.shard.grad = None if g is None else _interop.wrap(g)
         try:
             self.optim.step(**kwargs)
         finally:
@@ -194,15 +197,15 @@ class ZeroRedundancyOptimizer(Optimizer):
                 b.shard.grad = None
         self._sync_groups(to_local=False)
         if self.world_size > 1:
-            works = [c10d.all_gather_into_tensor(ember.Tensor._wrap(b.flat),
-                                                 ember.Tensor._wrap(b.flat[b.lo:b.hi]),
+            works = [c10d.all_gather_into_tensor(_interop.wrap(b.flat),
+                                                 _interop.wrap(b.flat[b.lo:b.hi]),
                                                  group=self.process_group, async_op=True)
                      for b in self._buckets]
             for w in works:
                 w.wait()
         for b in self._buckets:
             for p in b.params:
-                p._version_counter[0] += 1
+                _interop.bump_version(p)
         return loss
 
     # ---- state dicts ---------------------------------------------------------------------
@@ -234,4 +237,4 @@ class ZeroRedundancyOptimizer(Optimizer):
         for b in self._buckets:
             yield "parameters", b.flat
             if b.shard.grad is not None:
-                yield "gradients", b.shard.grad._data
+                yield "gradients", _interop.array_of(b.shard.grad)

@@ -52,9 +52,16 @@ class ScalingConfig:
 @dataclass
 class FailureConfig:
     """``max_failures``: how many times the whole group may restart from the latest
-    checkpoint after a worker fails (0: fail at once; -1: retry forever)."""
+    checkpoint after a worker fails (0: fail at once; -1: retry forever). The Trainer's
+    ``failure_policy.DefaultFailurePolicy`` applies it."""
 
     max_failures: int = 0
+
+    def __post_init__(self):
+        if isinstance(self.max_failures, bool) or not isinstance(self.max_failures, int) \
+                or self.max_failures < -1:
+            raise ValueError("FailureConfig.max_failures must be an int >= -1 (-1: retry "
+                             f"forever), got {self.max_failures!r}")
 
 
 @dataclass

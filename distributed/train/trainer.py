@@ -2,8 +2,8 @@
 
 The driver starts a worker group, sets up the process group in every worker, runs the user's
 function, collects ``report`` calls (rank 0's metrics; every rank's checkpoint files), persists
-checkpoints, and on a worker failure restarts the whole group from the latest checkpoint while
-``FailureConfig.max_failures`` allows.
+checkpoints, and on a worker failure restarts the whole group from the latest checkpoint when
+its failure policy (``failure_policy.py``: ``FailureConfig.max_failures``) says so.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import traceback
 from .checkpoint import Checkpoint
 from .config import RunConfig, ScalingConfig, check_strategy
 from .data import DataConfig, check_datasets
+from .failure_policy import FailureDecision, TrainingFailure, create_failure_policy
 from .result import _METRICS, CheckpointManager, Result, _jsonable
 
 
@@ -155,8 +156,7 @@ class Trainer:
 
         self._bar = progress(desc=name, unit="report", disable=None) \
             if self.run_config.verbose else None
-        max_failures = self.run_config.failure_config.max_failures
-        failures = 0
+        policy = create_failure_policy(self.run_config.failure_config)
         start_ckpt = manager.latest_checkpoint() or self.resume_from
         try:
             while True:
@@ -164,15 +164,16 @@ class Trainer:
                     self._run_attempt(ray, run_dir, name, manager, start_ckpt)
                     break
                 except _WorkerFailure as f:
-                    failures += 1
-                    if max_failures != -1 and failures > max_failures:
+                    failure = TrainingFailure(f.rank, f.node, f.pid, f.detail)
+                    if policy.make_decision(failure) is FailureDecision.RAISE:
                         raise TrainingFailedError(
                             f"Training failed on rank {f.rank} (node {f.node}, pid {f.pid}); "
-                            f"{failures} failure(s) with max_failures={max_failures}. The "
-                            f"worker's error:\n{f.detail}"
+                            f"{policy.failures} failure(s) with max_failures="
+                            f"{policy.failure_config.max_failures}. The worker's error:\n"
+                            f"{f.detail}"
                         ) from None
                     start_ckpt = manager.latest_checkpoint() or self.resume_from
-                    self._log(f"worker rank {f.rank} failed ({failures}/{max_failures}); "
+                    self._log(f"worker rank {f.rank} failed ({policy.describe()}); "
                               f"restarting the group from {start_ckpt or 'scratch'}")
         finally:
             if self._writer is not None:
