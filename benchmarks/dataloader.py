@@ -8,6 +8,14 @@ and torch runs alternate and the best of ``--reps`` is kept to damp noise from o
 CPU time per sample (main process plus workers) is printed too, as it is robust to that noise.
 
     python benchmarks/dataloader.py [--samples 2048] [--batch-size 64] [--size 64] [--reps 3]
+
+``--ray-data`` compares instead the two ways of feeding 2 Trainer workers (issue #26): Ray Data
+(``ds.map_batches(transform)`` streaming on the cluster's CPUs, read through
+``get_dataset_shard(...).iter_ember_batches``) against ember's DataLoader with ``--workers``
+worker processes inside each Trainer worker, the same transform (``--costs`` rounds of FFT
+filtering and a 3x3 convolution per 32x32 image) and the same small model step, in one run:
+
+    python benchmarks/dataloader.py --ray-data [--costs 0 1 4] [--workers 1] [--samples 1024]
 """
 
 from __future__ import annotations
@@ -22,11 +30,12 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
 import argparse  # noqa: E402
 import functools  # noqa: E402
 import gc  # noqa: E402
+import json  # noqa: E402
 import resource  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
-from _common import nonneg_int, positive_int  # noqa: E402
+from _common import best_of, nonneg_int, positive_int, table  # noqa: E402
 
 MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
@@ -99,16 +108,220 @@ def measure(make_loader, epochs: int, samples: int) -> tuple[float, float]:
     return rate, (cpu_seconds() - cpu0) * 1e3 / (samples * (epochs + 1))
 
 
-def main() -> None:
+# --- --ray-data: Ray Data vs DataLoader feeding Trainer workers -------------------------------
+
+def costly_transform(img: np.ndarray, cost: int) -> np.ndarray:
+    """``cost`` rounds of FFT low-pass filtering and a 3x3 convolution on one HWC uint8 image,
+    then HWC -> CHW float32: a tunable amount of NumPy work per sample (cost 0: the cast)."""
+    x = img.astype(np.float32) / 255.0
+    h, w, _ = x.shape
+    fy = np.fft.fftfreq(h)[:, None, None]
+    fx = np.fft.rfftfreq(w)[None, :, None]
+    low = np.exp(-(fy ** 2 + fx ** 2) * 40.0).astype(np.float32)
+    for _ in range(cost):
+        x = np.fft.irfft2(np.fft.rfft2(x, axes=(0, 1)) * low, s=(h, w), axes=(0, 1))
+        p = np.pad(x, ((1, 1), (1, 1), (0, 0)), mode="edge")
+        x = sum(p[di:di + h, dj:dj + w] * (0.5 if di == dj == 1 else 1 / 16)
+                for di in range(3) for dj in range(3))
+    return np.ascontiguousarray(x.transpose(2, 0, 1), dtype=np.float32)
+
+
+def transform_batch(batch: dict, cost: int) -> dict:
+    """The Ray Data side: the same per-sample transform over a batch of rows."""
+    return {"x": np.stack([costly_transform(img, cost) for img in batch["image"]]),
+            "y": batch["y"]}
+
+
+class CostlyImages:
+    """The DataLoader side: a map-style dataset running the same per-sample transform."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, cost: int):
+        self.images, self.labels, self.cost = images, labels, cost
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        return costly_transform(self.images[i], self.cost), int(self.labels[i])
+
+
+def _timed_epochs(batches, step, epochs: int) -> tuple[int, float, float]:
+    """One warm-up epoch, then ``epochs`` timed ones: (samples, wall start, wall end)."""
+    for x, y in batches():
+        step(x, y)
+    start, n = time.time(), 0
+    for _ in range(epochs):
+        for x, y in batches():
+            step(x, y)
+            n += x.shape[0]
+    return n, start, time.time()
+
+
+def _ray_loop(config: dict) -> None:
+    """Runs in every Trainer worker: each feed in turn, a barrier between them."""
+    import ember
+    import ember.distributed as dist
+    from ember.distributed import train
+
+    ctx = train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    ember.manual_seed(0)
+    model = ember.nn.Linear(3 * config["size"] ** 2, 10)
+    opt = ember.optim.SGD(model.parameters(), lr=0.01)
+
+    def step(x, y):  # the fixed small model step (local: the feed is what is compared)
+        loss = ember.nn.functional.cross_entropy(model(x.reshape(x.shape[0], -1)), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    images, labels, bs = config["images"], config["labels"], config["batch_size"]
+    mine = slice(rank, None, world)  # the DataLoader reads this rank's half, as a split would
+    times = []
+    for cost in config["costs"]:
+        for nw in config["workers"]:
+            loader = ember.utils.data.DataLoader(
+                CostlyImages(images[mine], labels[mine], cost), batch_size=bs,
+                num_workers=nw, persistent_workers=nw > 0)
+            dist.barrier()
+            times.append([cost, f"DataLoader({nw})",
+                          *_timed_epochs(functools.partial(iter, loader), step,
+                                         config["epochs"])])
+            del loader  # stops its workers before the next feed starts
+        shard = train.get_dataset_shard(f"cost{cost}")
+
+        def ray_batches(shard=shard):
+            for b in shard.iter_ember_batches(batch_size=bs, dtypes={"x": ember.float32}):
+                yield b["x"], b["y"]
+
+        dist.barrier()
+        times.append([cost, "Ray Data", *_timed_epochs(ray_batches, step, config["epochs"])])
+    with open(os.path.join(config["out"], f"rank{rank}.json"), "w") as f:
+        json.dump(times, f)
+    train.report({"rank": rank})
+
+
+def _step_ms(size: int, batch: int) -> float:
+    """Driver-side time of one model step on one batch (the same step as in the workers)."""
+    import ember
+
+    model = ember.nn.Linear(3 * size * size, 10)
+    opt = ember.optim.SGD(model.parameters(), lr=0.01)
+    x, y = ember.randn(batch, 3 * size * size), ember.randint(0, 10, (batch,))
+
+    def step():
+        loss = ember.nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    return best_of(step, repeat=3, min_time=0.05) * 1e3
+
+
+def _fit(args, images: np.ndarray, labels: np.ndarray) -> list[list]:
+    """One Trainer run over every feed; returns each rank's [cost, feed, samples, start, end]."""
+    import tempfile
+
+    import ray.data
+
+    from ember.distributed.train import DataConfig, RunConfig, ScalingConfig, Trainer
+
+    # Ray Data reads the rows from the object store and transforms them on the cluster's CPUs,
+    # again every epoch, as the DataLoader does in its worker processes.
+    base = ray.data.from_items([{"image": im, "y": lab} for im, lab in zip(images, labels)])
+    datasets = {f"cost{c}": base.map_batches(functools.partial(transform_batch, cost=c),
+                                             batch_size=args.batch_size, batch_format="numpy")
+                for c in args.costs}
+    with tempfile.TemporaryDirectory() as tmp:
+        config = dict(images=images, labels=labels, size=args.size, batch_size=args.batch_size,
+                      costs=args.costs, workers=args.workers, epochs=args.epochs, out=tmp)
+        Trainer(_ray_loop, config,
+                scaling_config=ScalingConfig(num_workers=args.trainer_workers),
+                run_config=RunConfig(storage_path=tmp, name="bench", verbose=0),
+                datasets=datasets, dataset_config=DataConfig()).fit()
+        per_rank = [json.load(open(os.path.join(tmp, f"rank{r}.json")))
+                    for r in range(args.trainer_workers)]
+    return per_rank
+
+
+def run_ray_data(args) -> list[dict]:
+    """Print and return one row per (transform cost, feed): samples/s into all workers."""
+    import sys
+
+    import ray
+    from ray import cloudpickle  # Ray's own copy: the one that pickles tasks and actors
+
+    if __name__ != "__main__":  # loaded by a test: ship this module's code to Ray by value
+        cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=args.ray_cpus or (os.cpu_count() or 1) + args.trainer_workers,
+                 include_dashboard=False, logging_level="warning", log_to_driver=False)
+    images = make_images(args.samples, args.size)
+    labels = np.arange(args.samples, dtype=np.int64) % 10
+    try:
+        per_rank = _fit(args, images, labels)
+    finally:
+        if started:
+            ray.shutdown()
+    step_ms = _step_ms(args.size, args.batch_size)
+    tf_ms = {c: best_of(functools.partial(costly_transform, images[0], c), repeat=3,
+                        min_time=0.05) * 1e3 for c in args.costs}
+    rows, out = [], []
+    for i, (cost, feed, *_) in enumerate(per_rank[0]):
+        spans = [r[i] for r in per_rank]
+        # samples into all workers over the span from the first start to the last end
+        rate = sum(s[2] for s in spans) / (max(s[4] for s in spans) - min(s[3] for s in spans))
+        rows.append(dict(cost=cost, feed=feed, transform_ms=tf_ms[cost], samples_per_s=rate))
+    for r in rows:
+        r["vs_dataloader"] = r["samples_per_s"] / max(
+            q["samples_per_s"] for q in rows if q["cost"] == r["cost"] and q["feed"] != "Ray Data")
+    print(f"{args.samples} samples of {args.size}x{args.size}x3 into {args.trainer_workers} "
+          f"Trainer workers, batch {args.batch_size}, {args.epochs} timed epoch(s) after one "
+          f"warm-up; model step {step_ms:.2f} ms/batch = "
+          f"{step_ms / args.batch_size:.3f} ms/sample; {os.cpu_count()} cores")
+    for r in rows:
+        out.append([r["cost"], f"{r['transform_ms']:.3f}", r["feed"],
+                    f"{r['samples_per_s']:.0f}", f"{r['vs_dataloader']:.2f}x"])
+    print(table(out, ["cost", "transform ms/sample", "feed", "samples/s",
+                      "vs best DataLoader"]))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> list[dict] | None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=positive_int, default=2048)
+    parser.add_argument("--samples", type=positive_int, default=None,
+                        help="images (default 2048; 1024 with --ray-data)")
     parser.add_argument("--batch-size", type=positive_int, default=64)
-    parser.add_argument("--size", type=positive_int, default=64, help="image side in pixels")
+    parser.add_argument("--size", type=positive_int, default=None,
+                        help="image side in pixels (default 64; 32 with --ray-data)")
     parser.add_argument("--epochs", type=positive_int, default=1, help="timed epochs per run")
-    parser.add_argument("--reps", type=positive_int, default=3)
-    parser.add_argument("--workers", type=nonneg_int, nargs="+", default=[0, 1, 2],
-                        help="DataLoader num_workers values to compare")
-    args = parser.parse_args()
+    parser.add_argument("--reps", type=positive_int, default=3,
+                        help="best of this many runs (not with --ray-data: one run)")
+    parser.add_argument("--workers", type=nonneg_int, nargs="+", default=None,
+                        help="DataLoader num_workers values to compare (default 0 1 2; with "
+                        "--ray-data: 1, per Trainer worker)")
+    parser.add_argument("--ray-data", action="store_true",
+                        help="Ray Data vs DataLoader feeding 2 Trainer workers")
+    parser.add_argument("--costs", type=nonneg_int, nargs="+", default=[0, 1, 4],
+                        help="--ray-data: transform costs (FFT + conv rounds per sample)")
+    parser.add_argument("--trainer-workers", type=positive_int, default=2,
+                        help="--ray-data: Trainer workers")
+    parser.add_argument("--ray-cpus", type=positive_int, default=None,
+                        help="--ray-data: logical CPUs of the local Ray started here (default: "
+                        "cores + Trainer workers, so Ray Data has the cores' worth to schedule)")
+    args = parser.parse_args(argv)
+    if args.ray_data:
+        args.samples = args.samples or 1024
+        args.size = args.size or 32
+        args.workers = args.workers or [1]
+        if args.samples < args.trainer_workers * args.batch_size:
+            parser.error(f"--samples {args.samples} gives a Trainer worker less than one batch "
+                         f"of {args.batch_size} (need >= {args.trainer_workers * args.batch_size})")
+        return run_ray_data(args)
+    args.samples = args.samples or 2048
+    args.size = args.size or 64
+    args.workers = args.workers if args.workers is not None else [0, 1, 2]
 
     import torch
     import torch.utils.data as tdata

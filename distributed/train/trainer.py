@@ -21,6 +21,7 @@ from .checkpoint import Checkpoint
 from .config import RunConfig, ScalingConfig, check_strategy
 from .data import DataConfig, check_datasets
 from .failure_policy import FailureDecision, TrainingFailure, create_failure_policy
+from .live import LiveTable
 from .result import _METRICS, CheckpointManager, Result, _jsonable
 
 
@@ -154,8 +155,11 @@ class Trainer:
         self._writer = self._tensorboard(run_dir)
         from ember.utils.progress import progress
 
+        # On a terminal: a live table of the ranks (live.py); elsewhere one line per report.
+        self._want_live = bool(self.run_config.verbose) and LiveTable.wanted()
+        self._live: LiveTable | None = None
         self._bar = progress(desc=name, unit="report", disable=None) \
-            if self.run_config.verbose else None
+            if self.run_config.verbose and not self._want_live else None
         policy = create_failure_policy(self.run_config.failure_config)
         start_ckpt = manager.latest_checkpoint() or self.resume_from
         try:
@@ -180,6 +184,8 @@ class Trainer:
                 self._writer.close()
             if self._bar is not None:
                 self._bar.close()
+            if self._live is not None:
+                self._live.close()
         return Result(metrics=self._history[-1] if self._history else None,
                       checkpoint=manager.latest_checkpoint(), path=run_dir,
                       metrics_history=list(self._history), best_checkpoints=manager.best())
@@ -200,6 +206,10 @@ class Trainer:
             refs = group.execute_async_per_rank(
                 _worker_main, shards, self.fn, self.config, inbox.client(), ckpt_ref,
                 self.backend, self.strategy, run_dir, name, self.collective_timeout)
+            if self._want_live:
+                if self._live is not None:
+                    self._live.close()  # the previous attempt's table stays above
+                self._live = LiveTable([info.node_ip for info in group.infos])
             self._monitor(ray, group, refs, events, inbox, manager)
         finally:
             group.shutdown()
@@ -219,12 +229,16 @@ class Trainer:
                 # (a timeout, so that the driver still answers Ctrl-C promptly)
                 kind, what = events.get(timeout=1.0)
             except queue.Empty:
+                if self._live is not None:
+                    self._live.draw()  # the "last report" ages move on
                 continue
             if kind == "report":
                 self._take(what, pending, manager, n)
                 continue
             remaining -= 1
             failed = self._first_error(ray, refs, [what])
+            if self._live is not None:
+                self._live.finished(refs.index(what), ok=failed is None)
             if failed is not None:
                 # keep what was reported before the failure (the checkpoint to resume from);
                 # the inbox stays open until the group is shut down, so that the healthy ranks'
@@ -279,6 +293,8 @@ class Trainer:
     def _take(self, item, pending, manager, n) -> None:
         """File one rank's report; once every rank has reported an iteration, record it."""
         rank, it, metrics, blob = item
+        if self._live is not None:
+            self._live.report(rank, it, metrics)
         pending.setdefault(it, {})[rank] = (metrics, blob)
         if len(pending[it]) < n:
             return
@@ -303,7 +319,9 @@ class Trainer:
         if self.run_config.verbose:
             shown = {k: v for k, v in metrics.items()
                      if k not in ("timestamp", "checkpoint_dir_name", "training_iteration")}
-            if self._bar is not None and not self._bar.disabled:
+            if self._live is not None:
+                pass  # the live table shows it
+            elif self._bar is not None and not self._bar.disabled:
                 # a live bar on a terminal: one step per report, the latest metrics after it
                 self._bar.update(1, **{k: v for k, v in shown.items()
                                        if isinstance(v, (int, float))})
@@ -323,7 +341,10 @@ class Trainer:
 
     def _log(self, msg: str) -> None:
         bar = getattr(self, "_bar", None)
-        if bar is not None and not bar.disabled:
+        live = getattr(self, "_live", None)
+        if live is not None:
+            live.write(f"(ember trainer) {msg}")  # above the table
+        elif bar is not None and not bar.disabled:
             bar.write(f"(ember trainer) {msg}")  # above the live bar, not through it
         else:
             print(f"(ember trainer) {msg}", file=sys.stderr, flush=True)
