@@ -80,8 +80,9 @@ def run_child(cmd, cwd, extra_env, queue) -> int:
 class Printer:
     """Writes workers' output pieces to the driver's stdout/stderr, prefixed by rank."""
 
-    def __init__(self):
+    def __init__(self, status=None):
         self._open = None  # (rank, stream) of a bar state written without a newline
+        self.status = status  # a LaunchStatus table kept under the output, or None
 
     def drain(self, queue) -> None:
         while not queue.empty():
@@ -91,6 +92,11 @@ class Printer:
     def write(self, rank: int, stream: str, piece: str) -> None:
         out = sys.stderr if stream == "err" else sys.stdout
         text = piece.rstrip("\r\n")
+        if self.status is not None:
+            # under the live table only whole lines are written (it shows the progress)
+            if piece.endswith("\n"):
+                self.status.line(rank, f"[rank{rank}]: {text}", out)
+            return
         if self._open is not None and self._open != (rank, stream):
             # another source speaks: leave the bar's line as it is
             other = sys.stderr if self._open[1] == "err" else sys.stdout

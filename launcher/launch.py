@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 
+from ._live_status import LaunchStatus
 from ._worker_io import Printer, run_child
 
 
@@ -302,7 +303,14 @@ def _run_once(ray, scaling, cmd, cwd, env) -> tuple[int, list]:
     lost: list = []
     try:
         refs = group.execute_async(run_child, cmd, cwd, env, queue)
-        return _pump(ray, group, refs, queue, Printer(), lost), lost
+        status = None
+        if LaunchStatus.wanted():  # a live per-rank table under the output, on a terminal
+            status = LaunchStatus([info.node_ip for info in group.infos])
+        try:
+            return _pump(ray, group, refs, queue, Printer(status), lost), lost
+        finally:
+            if status is not None:
+                status.close()
     except KeyboardInterrupt:
         print("(ember launch) interrupted: stopping all workers", file=sys.stderr, flush=True)
         return 130, lost
@@ -337,6 +345,9 @@ def _pump(ray, group, refs, queue, printer, lost: list) -> int:
                       f"{_node_lost(ray, info)}: {_first_line(exc)}", file=sys.stderr,
                       flush=True)
                 codes[rank] = 1
+            if printer.status is not None:
+                printer.drain(queue)
+                printer.status.finished(rank, codes[rank])
             if codes[rank] != 0:
                 # like torchrun: one failure ends the job; the others are stopped
                 printer.drain(queue)

@@ -62,14 +62,23 @@ class LiveTable:
             r.loss = float(loss)
         self.draw()
 
+    def seen(self, rank: int) -> None:
+        """The rank showed a sign of life (output) without a new step."""
+        r = self.ranks[rank]
+        r.last, r.state = time.monotonic(), "running"
+
     def finished(self, rank: int, ok: bool) -> None:
         self.ranks[rank].state = "done" if ok else "failed"
         self.draw(force=True)
 
-    def write(self, line: str) -> None:
-        """A message above the table (the table is drawn again below it)."""
+    def write(self, line: str, stream: TextIO | None = None) -> None:
+        """A line above the table (the table is drawn again below it); ``stream`` must be
+        the same terminal as the table's (stdout beside a stderr table, say)."""
         self._erase()
-        self.stream.write(line + "\n")
+        self.stream.flush()
+        out = stream or self.stream
+        out.write(line + "\n")
+        out.flush()
         self.draw(force=True)
 
     # ---- drawing -----------------------------------------------------------------------
