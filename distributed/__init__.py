@@ -98,3 +98,8 @@ __all__ += ["DataParallel", "DistributedDataParallel", "train", "Trainer", "Trai
             "ScalingConfig", "RunConfig", "FailureConfig", "CheckpointConfig", "Checkpoint",
             "Result", "report", "get_checkpoint", "get_context", "prepare_model",
             "prepare_data_loader", "DataConfig", "get_dataset_shard"]
+
+# ---- device meshes (issue 27) -------------------------------------------------------------------
+from .device_mesh import DeviceMesh, init_device_mesh  # noqa: E402
+
+__all__ += ["DeviceMesh", "init_device_mesh"]

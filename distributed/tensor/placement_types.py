@@ -1,0 +1,80 @@
+"""Placements: how a ``DTensor`` lies along one mesh dimension (PyTorch's names)."""
+
+from __future__ import annotations
+
+__all__ = ["Partial", "Placement", "Replicate", "Shard"]
+
+
+class Placement:
+    """Base class of ``Shard``, ``Replicate`` and ``Partial``."""
+
+    def is_shard(self, dim: int | None = None) -> bool:
+        return isinstance(self, Shard) and (dim is None or self.dim == dim)
+
+    def is_replicate(self) -> bool:
+        return isinstance(self, Replicate)
+
+    def is_partial(self, reduce_op: str | None = None) -> bool:
+        return isinstance(self, Partial) and (reduce_op is None or self.reduce_op == reduce_op)
+
+
+class Shard(Placement):
+    """The tensor is split along tensor dimension ``dim`` across the mesh dimension, in
+    ``torch.chunk``'s pieces (``ceil(n / k)`` each; the last ones may be smaller or empty)."""
+
+    def __init__(self, dim: int) -> None:
+        if isinstance(dim, bool) or not isinstance(dim, int):
+            raise TypeError(f"Shard(dim): dim must be an int, got {type(dim).__name__}")
+        self.dim = dim
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Shard) and other.dim == self.dim
+
+    def __hash__(self) -> int:
+        return hash(("Shard", self.dim))
+
+    def __repr__(self) -> str:
+        return f"Shard(dim={self.dim})"
+
+    def __str__(self) -> str:
+        return f"S({self.dim})"
+
+
+class Replicate(Placement):
+    """Every rank along the mesh dimension holds the whole tensor."""
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Replicate)
+
+    def __hash__(self) -> int:
+        return hash("Replicate")
+
+    def __repr__(self) -> str:
+        return "Replicate()"
+
+    def __str__(self) -> str:
+        return "R"
+
+
+class Partial(Placement):
+    """Every rank holds a partial value; the tensor is their reduction (``"sum"`` by default,
+    or ``"avg"``, ``"max"``, ``"min"``, ``"product"``)."""
+
+    _OPS = ("sum", "avg", "max", "min", "product")
+
+    def __init__(self, reduce_op: str = "sum") -> None:
+        if reduce_op not in self._OPS:
+            raise ValueError(f"Partial: reduce_op must be one of {self._OPS}, got {reduce_op!r}")
+        self.reduce_op = reduce_op
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Partial) and other.reduce_op == self.reduce_op
+
+    def __hash__(self) -> int:
+        return hash(("Partial", self.reduce_op))
+
+    def __repr__(self) -> str:
+        return f"Partial({self.reduce_op})"
+
+    def __str__(self) -> str:
+        return f"P({self.reduce_op})"
