@@ -50,3 +50,36 @@ class LaunchStatus:
 
     def close(self) -> None:
         self.table.close()
+
+
+_RANK_LINE = re.compile(r"^\[rank(\d+)\]: (.*)$")
+_TRAINER_LINE = re.compile(r"^\(ember trainer\) \[iter (\d+)\] (.*)$")
+
+
+def table_from_log(text: str, state: str) -> list[str]:
+    """The per-rank table of a submitted job, read from its output (``ember job status``).
+
+    ``ember launch`` prefixes each line with its rank; a Trainer's driver prints rank 0's
+    reports as ``(ember trainer) [iter N] loss=...``. The log has no timestamps, so the ages
+    stay empty; ``state`` (the job's) is every rank's state. Returns no lines for a job that
+    printed neither.
+    """
+    seen: dict[int, tuple[int | None, float | None]] = {}
+    for line in text.splitlines():
+        m = _RANK_LINE.match(line)
+        if m:
+            rank, body = int(m.group(1)), m.group(2)
+        elif (m := _TRAINER_LINE.match(line)) is not None:
+            rank, body = 0, f"step {m.group(1)} " + m.group(2).replace("=", " ")
+        else:
+            continue
+        step, loss = parse_progress(body)
+        old_step, old_loss = seen.get(rank, (None, None))
+        seen[rank] = (old_step if step is None else step, old_loss if loss is None else loss)
+    if not seen:
+        return []
+    table = LiveTable(["-"] * (max(seen) + 1), stream=sys.stderr)
+    for rank, (step, loss) in seen.items():
+        row = table.ranks[rank]
+        row.state, row.step, row.loss = state.lower(), step or 0, loss
+    return table.render()

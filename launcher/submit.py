@@ -252,6 +252,10 @@ def run_job(args) -> int:
         print(f"  entrypoint: {info.entrypoint}")
         if info.message:
             print(f"  message:    {info.message}")
+        from ._live_status import table_from_log
+
+        for line in table_from_log(_call(c.get_job_logs, job_id), str(info.status.value)):
+            print(f"  {line}")
         return 0
     if args.job_command == "logs":
         if args.follow:

@@ -42,3 +42,18 @@ def test_lines_go_above_the_table(monkeypatch):
     final = screen.rsplit("\x1b[J", 1)[-1].splitlines()
     assert [row.split()[:5] for row in final[1:]] == [["0", "10.0.0.1", "running", "1", "0.5"],
                                                      ["1", "10.0.0.2", "done", "1", "0.25"]]
+
+
+def test_job_status_table_reads_the_job_log():
+    from ember.launcher._live_status import table_from_log
+
+    log = ("starting\n[rank0]: epoch 1/3  loss 0.9\n[rank1]: epoch 1/3  loss 0.8\n"
+           "[rank0]: epoch 2/3  loss 0.5\n[rank1]: a line without progress\n")
+    header, r0, r1 = table_from_log(log, "RUNNING")
+    assert header.split()[:5] == ["rank", "host", "state", "step", "loss"]
+    assert r0.split()[:5] == ["0", "-", "running", "2", "0.5"]
+    assert r1.split()[:5] == ["1", "-", "running", "1", "0.8"]
+    trainer = "(ember trainer) [iter 4] epoch=3  loss=0.125  test_acc=0.9\n"
+    assert table_from_log(trainer, "SUCCEEDED")[1].split()[:5] == ["0", "-", "succeeded", "4",
+                                                                  "0.125"]
+    assert table_from_log("no progress here\n", "RUNNING") == []
