@@ -117,6 +117,20 @@ def worker_envs(ordered: list[WorkerInfo], master_addr: str, master_port: int,
     return envs
 
 
+def _enclosing_group(num_workers: int, bundle: dict):
+    """``(placement group, first worker bundle)`` when the caller runs in a placement group
+    whose last ``num_workers`` bundles each hold ``bundle``; ``(None, 0)`` otherwise."""
+    from ray.util.placement_group import get_current_placement_group
+
+    pg = get_current_placement_group()
+    specs = list(getattr(pg, "bundle_specs", None) or []) if pg is not None else []
+    if len(specs) < num_workers:
+        return None, 0
+    first = len(specs) - num_workers
+    fits = all(spec.get(k, 0) >= v for spec in specs[first:] for k, v in bundle.items() if v)
+    return (pg, first) if fits else (None, 0)
+
+
 class WorkerGroup:
     """Start ``num_workers`` actors with ``bundle`` resources each, ranked and configured."""
 
@@ -129,7 +143,13 @@ class WorkerGroup:
         threads = {v: str(cpus) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                                            "MKL_NUM_THREADS")}
         self._env_vars = {**threads, **(env or {})}
-        self._pg = placement_group([self.bundle] * num_workers, strategy=placement_strategy)
+        # Inside a placement group reserved for this group (a Ray Tune trial's
+        # PlacementGroupFactory: an optional head bundle, then one bundle per worker), use its
+        # bundles: a nested group would wait for resources the outer one already holds.
+        outer, first = _enclosing_group(num_workers, self.bundle)
+        self._owns_pg = outer is None
+        self._pg = outer or placement_group([self.bundle] * num_workers,
+                                            strategy=placement_strategy)
         ready, _ = ray.wait([self._pg.ready()], timeout=start_timeout)
         if not ready:
             remove_placement_group(self._pg)
@@ -144,7 +164,7 @@ class WorkerGroup:
                 num_cpus=self.bundle.get("CPU", 0), num_gpus=self.bundle.get("GPU", 0),
                 resources=custom or None,
                 scheduling_strategy=PlacementGroupSchedulingStrategy(
-                    self._pg, placement_group_bundle_index=i),
+                    self._pg, placement_group_bundle_index=first + i),
             ).remote()
             for i in range(num_workers)
         ]
@@ -187,7 +207,7 @@ class WorkerGroup:
             except Exception:
                 pass
         self.actors = []
-        if getattr(self, "_pg", None) is not None:
+        if getattr(self, "_pg", None) is not None and getattr(self, "_owns_pg", True):
             try:
                 remove_placement_group(self._pg)
             except Exception:

@@ -10,6 +10,7 @@ from .costmodel import ComputeModel, CostModel, Interconnect
 from .report import write_report
 from .runner import ExperimentResult, run
 from .spec import ExperimentSpec, Point, SpecError, load_spec
+from .tune_runner import tune
 
-__all__ = ["run", "ExperimentResult", "load_spec", "ExperimentSpec", "Point", "SpecError",
+__all__ = ["run", "tune", "ExperimentResult", "load_spec", "ExperimentSpec", "Point", "SpecError",
            "write_report", "CostModel", "ComputeModel", "Interconnect"]

@@ -64,6 +64,11 @@ def run(spec, out_dir: str | None = None, *, address: str | None = None, fresh: 
         An :class:`ExperimentResult`.
     """
     spec = load_spec(spec)
+    if spec["search"] is not None:  # a Ray Tune sweep: trials in parallel (tune_runner.py)
+        from .tune_runner import tune
+
+        return tune(spec, out_dir, address=address, fresh=fresh, report=report,
+                    verbose=verbose, worker_env=worker_env)
     where = spec["where"]
     address = address or where["address"]
     if where["cluster"] is not None and address is None:
@@ -263,6 +268,8 @@ def _categories(rank: dict) -> dict | None:
 
 
 def _describe(row: dict) -> str:
+    if row["status"] == "stopped":
+        return f"{row['point_id']}: stopped early (loss {row.get('loss')})"
     if row["status"] != "ok":
         return f"{row['point_id']}: FAILED ({row.get('error', '')[:200]})"
     return (f"{row['point_id']}: {row['samples_per_s']:.1f} samples/s, step "

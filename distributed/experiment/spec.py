@@ -43,6 +43,9 @@ _DEFAULTS = {
     "calibration": {"sizes_kib": [4, 64, 1024], "iters": 5},
     "projection": {"workers": PROJECTION_WORKERS, "compute_rate": None,
                    "interconnects": INTERCONNECTS},
+    # Ray Tune sections (tune_spec.py checks them); with ``search`` the sweep runs on Tune
+    "search": None,
+    "scheduler": None,
 }
 _GRID_AXES = tuple(_DEFAULTS["grid"])
 _INTERCONNECT_KEYS = ("name", "bandwidth_gbit", "latency_us")
@@ -237,6 +240,9 @@ def _check(d: dict, src: str) -> None:
         _num(src, "calibration.sizes_kib", s)
     _int(src, "calibration.iters", cal["iters"], 1)
     _check_projection(d["projection"], src)
+    from .tune_spec import check_tune_sections
+
+    check_tune_sections(d, src)
 
 
 def _check_projection(p: dict, src: str) -> None:

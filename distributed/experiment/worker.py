@@ -166,12 +166,15 @@ def _measure(config: dict, rank: int, world: int) -> dict:
     origin = time.perf_counter()  # every rank leaves the barrier together: a common clock
     tracer = Tracer()
     data_t, step_t, step_ends = [], [], []
+    every = config.get("report_every") or 0  # Ray Tune trials: the scheduler's clock
     with ddp_tracing(tracer), SendCounter() as counter:
-        for _ in range(config["steps"]):
+        for i in range(config["steps"]):
             loss, dt, st = step(tracer)
             data_t.append(dt)
             step_t.append(st)
             step_ends.append(time.perf_counter())
+            if every and (i + 1) % every == 0 and i + 1 < config["steps"]:
+                _report_progress(loss, i + 1, statistics.median(step_t))
     wall = time.perf_counter() - origin
     last_loss = float(loss.item())
     memory = _memory(model, opt)
@@ -203,6 +206,14 @@ def _measure(config: dict, rank: int, world: int) -> dict:
         "rss_peak_bytes": rss_peak, "loss": last_loss,
         "allreduce": allreduce, "timeline": timeline,
     }
+
+
+def _report_progress(loss, step: int, step_s: float) -> None:
+    """An intermediate report (every rank makes it; the Trainer keeps rank 0's), outside the
+    timed steps."""
+    from ember.distributed.train import report
+
+    report({"loss": float(loss.item()), "step": step, "step_ms": step_s * 1e3})
 
 
 def _compute_reference(config, rank, world, loss_fn, sync) -> tuple[list, list]:
