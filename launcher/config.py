@@ -273,7 +273,7 @@ _EMBER_KEYS = {
     "dashboard_port": ("port", None, 8265),
     "embedded": ("bool", None, False),
     "launcher": ("choice", ("ember", "ray"), "ember"),
-    "temp_dir": ("abspath", None, "/tmp/ember"),
+    "temp_dir": ("abspath", None, "/tmp/ember-ray"),
     "python": ("str", None, "python3"),
     "ray": ("str", None, "ray"),
     "token": ("map", None, None),

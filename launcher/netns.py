@@ -83,7 +83,7 @@ class NetnsPair:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 
 
-def write_config(pair: NetnsPair, path: str, *, temp_root: str = "/tmp/ember",
+def write_config(pair: NetnsPair, path: str, *, temp_root: str = "/tmp/ember-ray",
                  cpus_per_node: int = 2, env: dict | None = None,
                  token_path: str | None = None) -> str:
     """Write the cluster config (local provider) for the two namespaces to ``path``."""

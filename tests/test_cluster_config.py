@@ -281,7 +281,7 @@ def test_ray_start_commands_for_head_and_workers():
     assert head.role == "head" and head.ip == "192.168.10.1" and head.ssh
     assert head_setup and "import ember" in head_setup[0]
     assert "--head" in head_cmd and "--dashboard-host=192.168.10.1" in head_cmd
-    assert "--num-cpus=4" in head_cmd and "--temp-dir=/tmp/ember/multinode-192.168.10.1" in \
+    assert "--num-cpus=4" in head_cmd and "--temp-dir=/tmp/ember-ray/multinode-192.168.10.1" in \
         head_cmd
     assert "--address=192.168.10.1:6379" in worker_cmd and "--num-cpus=8" in worker_cmd
     assert worker.temp_dir != head.temp_dir
