@@ -11,6 +11,8 @@ __all__ = ["InputKind", "OutputKind", "TensorArgument", "ConstantArgument", "Inp
 
 
 class InputKind(enum.Enum):
+    """What an input of the exported graph is: a user input, a parameter, a buffer ..."""
+
     USER_INPUT = 1
     PARAMETER = 2
     BUFFER = 3
@@ -20,6 +22,8 @@ class InputKind(enum.Enum):
 
 
 class OutputKind(enum.Enum):
+    """What an output of the exported graph is: a user output, a mutated buffer ..."""
+
     USER_OUTPUT = 1
     LOSS_OUTPUT = 2
     BUFFER_MUTATION = 3
@@ -31,17 +35,23 @@ class OutputKind(enum.Enum):
 
 @dataclass(frozen=True)
 class TensorArgument:
+    """A tensor argument of the graph, named by its placeholder or output node."""
+
     name: str
 
 
 @dataclass(frozen=True)
 class ConstantArgument:
+    """A non-tensor constant argument of the graph (an int, float, str, None ...)."""
+
     name: str
     value: int | float | bool | str | None
 
 
 @dataclass
 class InputSpec:
+    """One input of the exported graph: its kind, the argument, and the state it binds (target)."""
+
     kind: InputKind
     arg: TensorArgument | ConstantArgument
     target: str | None
@@ -67,6 +77,8 @@ class InputSpec:
 
 @dataclass
 class OutputSpec:
+    """One output of the exported graph: its kind, the argument, and the state it updates."""
+
     kind: OutputKind
     arg: TensorArgument | ConstantArgument
     target: str | None = None

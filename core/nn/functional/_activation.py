@@ -40,6 +40,7 @@ def relu(input: Tensor, inplace: bool = False) -> Tensor:
 
 
 def relu_(input: Tensor) -> Tensor:
+    """In-place :func:`relu`."""
     return relu(input, inplace=True)
 
 
@@ -52,6 +53,7 @@ def hardtanh(input: Tensor, min_val: float = -1.0, max_val: float = 1.0,
 
 
 def hardtanh_(input: Tensor, min_val: float = -1.0, max_val: float = 1.0) -> Tensor:
+    """In-place :func:`hardtanh`."""
     return hardtanh(input, min_val, max_val, inplace=True)
 
 
@@ -66,6 +68,7 @@ def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = Fals
 
 
 def leaky_relu_(input: Tensor, negative_slope: float = 0.01) -> Tensor:
+    """In-place :func:`leaky_relu`."""
     return leaky_relu(input, negative_slope, inplace=True)
 
 
@@ -107,6 +110,7 @@ def elu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
 
 
 def elu_(input: Tensor, alpha: float = 1.0) -> Tensor:
+    """In-place :func:`elu`."""
     return elu(input, alpha, inplace=True)
 
 
@@ -116,6 +120,7 @@ def selu(input: Tensor, inplace: bool = False) -> Tensor:
 
 
 def selu_(input: Tensor) -> Tensor:
+    """In-place :func:`selu`."""
     return selu(input, inplace=True)
 
 
@@ -127,6 +132,7 @@ def celu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
 
 
 def celu_(input: Tensor, alpha: float = 1.0) -> Tensor:
+    """In-place :func:`celu`."""
     return celu(input, alpha, inplace=True)
 
 
@@ -148,10 +154,12 @@ def mish(input: Tensor, inplace: bool = False) -> Tensor:
 
 
 def sigmoid(input: Tensor) -> Tensor:
+    """Elementwise logistic sigmoid, ``1 / (1 + exp(-x))``."""
     return ops.sigmoid(input)
 
 
 def tanh(input: Tensor) -> Tensor:
+    """Elementwise hyperbolic tangent."""
     return ops.tanh(input)
 
 
@@ -233,6 +241,7 @@ def threshold(input: Tensor, threshold: float, value: float, inplace: bool = Fal
 
 
 def threshold_(input: Tensor, threshold: float, value: float) -> Tensor:
+    """In-place :func:`threshold`."""
     return _maybe_inplace(A.Threshold.apply, "threshold_", input, True, threshold, value)
 
 

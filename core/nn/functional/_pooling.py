@@ -107,16 +107,19 @@ def max_pool3d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1,
 
 def max_pool1d_with_indices(input, kernel_size, stride=None, padding=0, dilation=1,
                             ceil_mode=False, return_indices=True):
+    """:func:`max_pool1d` returning ``(output, indices)``."""
     return max_pool1d(input, kernel_size, stride, padding, dilation, ceil_mode, True)
 
 
 def max_pool2d_with_indices(input, kernel_size, stride=None, padding=0, dilation=1,
                             ceil_mode=False, return_indices=True):
+    """:func:`max_pool2d` returning ``(output, indices)``."""
     return max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode, True)
 
 
 def max_pool3d_with_indices(input, kernel_size, stride=None, padding=0, dilation=1,
                             ceil_mode=False, return_indices=True):
+    """:func:`max_pool3d` returning ``(output, indices)``."""
     return max_pool3d(input, kernel_size, stride, padding, dilation, ceil_mode, True)
 
 

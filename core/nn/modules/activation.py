@@ -91,22 +91,32 @@ class Hardswish(_Inplace):
 
 
 class Sigmoid(_Plain):
+    """Applies the logistic sigmoid ``1 / (1 + exp(-x))`` elementwise."""
+
     _fn = staticmethod(F.sigmoid)
 
 
 class Tanh(_Plain):
+    """Applies the hyperbolic tangent elementwise."""
+
     _fn = staticmethod(F.tanh)
 
 
 class Softsign(_Plain):
+    """Applies ``x / (1 + |x|)`` elementwise."""
+
     _fn = staticmethod(F.softsign)
 
 
 class Tanhshrink(_Plain):
+    """Applies ``x - tanh(x)`` elementwise."""
+
     _fn = staticmethod(F.tanhshrink)
 
 
 class LogSigmoid(_Plain):
+    """Applies ``log(sigmoid(x))`` elementwise."""
+
     _fn = staticmethod(F.logsigmoid)
 
 
@@ -296,6 +306,8 @@ class Threshold(Module):
 
 
 class Hardshrink(Module):
+    """Applies the hard shrinkage function elementwise: ``x`` where ``|x| > lambd``, else 0."""
+
     def __init__(self, lambd: float = 0.5) -> None:
         super().__init__()
         self.lambd = lambd
@@ -308,6 +320,8 @@ class Hardshrink(Module):
 
 
 class Softshrink(Hardshrink):
+    """Applies soft shrinkage elementwise: ``x`` moved towards 0 by ``lambd``, 0 in between."""
+
     def forward(self, input: Tensor) -> Tensor:
         return F.softshrink(input, self.lambd)
 

@@ -214,10 +214,9 @@ class _ConvTransposeNd(_ConvNd):
 class ConvTranspose1d(_ConvTransposeNd):
     r"""1D transposed convolution; weight of shape (C_in, C_out / groups, kW).
 
-    Args:
-        in_channels, out_channels, kernel_size, stride, padding, output_padding, groups, bias,
-        dilation: as in PyTorch; ``forward(input, output_size=None)`` may pick output_padding
-        from a requested output size.
+    ``in_channels``, ``out_channels``, ``kernel_size``, ``stride``, ``padding``,
+    ``output_padding``, ``groups``, ``bias`` and ``dilation`` are as in PyTorch;
+    ``forward(input, output_size=None)`` may pick ``output_padding`` from a requested output size.
     """
 
     _nd = 1

@@ -11,7 +11,7 @@ __all__ = ["Fold", "Unfold"]
 
 class Fold(Module):
     r"""Combines an array of sliding local blocks (N, C * prod(kernel_size), L) into a tensor of
-    shape (N, C, *output_size), summing overlapping values.
+    shape ``(N, C, *output_size)``, summing overlapping values.
 
     Args:
         output_size, kernel_size, dilation, padding, stride: int or pair each.

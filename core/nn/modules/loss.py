@@ -46,6 +46,8 @@ class MSELoss(_Loss):
 
 
 class SmoothL1Loss(_Loss):
+    """Squared error below ``beta``, absolute error above it (Huber loss divided by ``beta``)."""
+
     def __init__(self, size_average=None, reduce=None, reduction: str = "mean",
                  beta: float = 1.0) -> None:
         super().__init__(size_average, reduce, reduction)
@@ -56,6 +58,8 @@ class SmoothL1Loss(_Loss):
 
 
 class HuberLoss(_Loss):
+    """Squared error below ``delta``, ``delta``-scaled absolute error above it."""
+
     def __init__(self, reduction: str = "mean", delta: float = 1.0) -> None:
         super().__init__(reduction=reduction)
         self.delta = delta
@@ -137,6 +141,8 @@ class KLDivLoss(_Loss):
 
 
 class CosineEmbeddingLoss(_Loss):
+    """Cosine-similarity loss: inputs similar for target 1, dissimilar for target -1."""
+
     def __init__(self, margin: float = 0.0, size_average=None, reduce=None,
                  reduction: str = "mean") -> None:
         super().__init__(size_average, reduce, reduction)
@@ -148,6 +154,8 @@ class CosineEmbeddingLoss(_Loss):
 
 
 class MarginRankingLoss(_Loss):
+    """Ranking loss: ``x1`` should rank above ``x2`` when ``y`` is 1, below when -1."""
+
     def __init__(self, margin: float = 0.0, size_average=None, reduce=None,
                  reduction: str = "mean") -> None:
         super().__init__(size_average, reduce, reduction)
@@ -159,6 +167,8 @@ class MarginRankingLoss(_Loss):
 
 
 class TripletMarginLoss(_Loss):
+    """Triplet loss: an anchor should be nearer its positive than its negative by ``margin``."""
+
     def __init__(self, margin: float = 1.0, p: float = 2.0, eps: float = 1e-6,
                  swap: bool = False, size_average=None, reduce=None,
                  reduction: str = "mean") -> None:
@@ -174,6 +184,8 @@ class TripletMarginLoss(_Loss):
 
 
 class HingeEmbeddingLoss(_Loss):
+    """Hinge loss on a distance ``input`` for labels ``y`` in {1, -1}."""
+
     def __init__(self, margin: float = 1.0, size_average=None, reduce=None,
                  reduction: str = "mean") -> None:
         super().__init__(size_average, reduce, reduction)
@@ -185,11 +197,15 @@ class HingeEmbeddingLoss(_Loss):
 
 
 class SoftMarginLoss(_Loss):
+    """Two-class logistic loss, ``log(1 + exp(-y * x))``, for labels in {1, -1}."""
+
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         return F.soft_margin_loss(input, target, reduction=self.reduction)
 
 
 class PoissonNLLLoss(_Loss):
+    """Negative log-likelihood of a target under a Poisson distribution."""
+
     def __init__(self, log_input: bool = True, full: bool = False, size_average=None,
                  eps: float = 1e-8, reduce=None, reduction: str = "mean") -> None:
         super().__init__(size_average, reduce, reduction)
@@ -201,6 +217,8 @@ class PoissonNLLLoss(_Loss):
 
 
 class GaussianNLLLoss(_Loss):
+    """Negative log-likelihood of a target under a Gaussian with predicted mean and variance."""
+
     def __init__(self, *, full: bool = False, eps: float = 1e-6,
                  reduction: str = "mean") -> None:
         super().__init__(None, None, reduction)

@@ -223,7 +223,7 @@ class LayerNorm(Module):
 
 
 class GroupNorm(Module):
-    r"""Normalise groups of channels of (N, C, *) inputs; per-channel affine."""
+    r"""Normalise groups of channels of ``(N, C, *)`` inputs; per-channel affine."""
 
     def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5,
                  affine: bool = True, device=None, dtype=None, *, bias: bool = True) -> None:
