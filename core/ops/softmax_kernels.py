@@ -59,15 +59,52 @@ def log_softmax_last(x2):
     return out
 
 
-def log_softmax_last_backward(g2, out):
-    """``g - exp(out) * sum(g)`` per row."""
-    m, d = out.shape
-    gx = np.empty((m, d), dtype=out.dtype)
-    ones = np.ones(d, dtype=out.dtype)
+def softmax_rows_lse(xp, x2):
+    """``(softmax, max + log(sum(exp(x - max))))`` of the rows of the 2-D array ``x2``.
+
+    The one ``exp`` pass serves both the loss (``log_softmax = x - lse``, needed only at a few
+    positions or as row sums) and the gradient (the softmax, saved so that the backward makes
+    no second ``exp`` pass: ~4 ns per float32 element on one core, most of the backward).
+    """
+    m, d = x2.shape
+    if xp is not np:
+        mx = x2.max(axis=1)
+        p = xp.exp(x2 - mx[:, None])
+        tot = p.sum(axis=1)
+        p /= tot[:, None]
+        return p, mx + xp.log(tot)
+    p = np.empty((m, d), dtype=x2.dtype)
+    lse = np.empty(m, dtype=x2.dtype)
+    ones = np.ones(d, dtype=x2.dtype)
+    for s in row_blocks(np, m, d):
+        xb, pb = x2[s], p[s]
+        mx = xb.max(axis=1)
+        np.subtract(xb, mx[:, None], out=pb)
+        np.exp(pb, out=pb)
+        tot = pb @ ones
+        np.log(tot, out=lse[s])
+        lse[s] += mx
+        np.reciprocal(tot, out=tot)
+        pb *= tot[:, None]
+    return p, lse
+
+
+def log_softmax_last_probs(x2):
+    """``(log_softmax, softmax)`` of the rows of the 2-D NumPy array ``x2``: the softmax comes
+    from the forward's own ``exp`` pass (one scaling per cached block), so that the backward
+    ``g - p * sum(g)`` needs no ``exp`` of its own."""
+    p, lse = softmax_rows_lse(np, x2)
+    return np.subtract(x2, lse[:, None]), p
+
+
+def log_softmax_probs_backward(g2, p):
+    """``g - p * sum(g)`` per row, ``p`` the softmax."""
+    m, d = p.shape
+    gx = np.empty((m, d), dtype=p.dtype)
+    ones = np.ones(d, dtype=p.dtype)
     for s in row_blocks(np, m, d):
         gb, rb = g2[s], gx[s]
         tot = gb @ ones
-        np.exp(out[s], out=rb)
-        rb *= tot[:, None]
+        np.multiply(p[s], tot[:, None], out=rb)
         np.subtract(gb, rb, out=rb)
     return gx
