@@ -36,10 +36,12 @@ from ember.nn import Module
 
 from . import collectives
 from ._ddp_hooks import HookWork, checked_comm_hook
+from ._ddp_join import DDPJoinHook, scale_for_joined
 from ._ddp_storage import Bucket as _Bucket
 from ._ddp_storage import SharedStorage
 from ._state import resolve_group
-from .distributed_c10d import get_world_size, is_initialized
+from .algorithms.join import Join, Joinable
+from .distributed_c10d import get_rank, get_world_size, is_initialized
 from .reduce_op import ReduceOp
 
 _FIRST_BUCKET_BYTES = 1024 * 1024
@@ -75,7 +77,7 @@ def _overlap_policy(pg, module: Module) -> bool:
     return pg.size() * ember.get_num_threads() < usable_cores()
 
 
-class DistributedDataParallel(Module):
+class DistributedDataParallel(Module, Joinable):
     """Synchronous data parallelism over a process group (PyTorch's DDP)."""
 
     def __init__(self, module: Module, device_ids=None, output_device=None, dim: int = 0,
@@ -84,6 +86,7 @@ class DistributedDataParallel(Module):
                  find_unused_parameters: bool = False, gradient_as_bucket_view: bool = False,
                  static_graph: bool = False):
         super().__init__()
+        Joinable.__init__(self)
         if isinstance(module, DistributedDataParallel) or getattr(module, "_ember_ddp", False):
             raise RuntimeError("the module is already wrapped in DistributedDataParallel")
         if not is_initialized():
@@ -103,7 +106,10 @@ class DistributedDataParallel(Module):
         self.world_size = get_world_size(process_group)
         self._overlap = _overlap_policy(resolve_group(process_group), module)
         self.require_backward_grad_sync = True
+        self.require_forward_param_sync = True
         self._comm_hook = None  # (state, hook) from register_comm_hook
+        self._divide_by_initial_world_size = True  # set by join()
+        self._join_work = None  # this iteration's Join notification (the ranks not joined)
         self._params = [p for p in module.parameters() if p.requires_grad]
         self._names = {id(p): n for n, p in module.named_parameters()}
         self._sync_module_states()
@@ -327,6 +333,7 @@ class DistributedDataParallel(Module):
                 b.work.wait()
                 if _tracer is not None:
                     _tracer(f"wait bucket {i}", start, time.perf_counter(), "main", 0)
+        scale_for_joined(self)
         for k, pool in enumerate(self._pools):
             # A shared-memory storage is handed to the gradients (views of it; no copy), so
             # no later iteration overwrites gradients still held; the buckets move to a free
@@ -360,18 +367,70 @@ class DistributedDataParallel(Module):
     def forward(self, *inputs, **kwargs):
         if self._handed:
             self._renew()
-        if self.broadcast_buffers and self.world_size > 1:
-            with ember.no_grad():
-                # collected afresh each time, as PyTorch does: buffers may be reassigned
-                for buf in self.module.buffers():
-                    collectives.broadcast(buf, src=0, group=self.process_group)
+        # PyTorch's order: the Join notification, the buffers, whether this iteration syncs
+        self._join_work = Join.notify_join_context(self)
+        self._sync_buffers()
+        if self._join_config.enable:
+            self._global_requires_backward_grad_sync(joined=False)
         out = self.module(*inputs, **kwargs)
+        self.require_forward_param_sync = ember.is_grad_enabled() and \
+            self.require_backward_grad_sync
         if self.find_unused_parameters and ember.is_grad_enabled() \
                 and self.require_backward_grad_sync:
             self._unused = self._find_unused(out)
         else:
             self._unused = []
         return out
+
+    def _sync_buffers(self, joined: bool = False) -> None:
+        """Broadcast the buffers from rank 0 (under Join: from the highest rank not joined,
+        as PyTorch does, since a joined rank's buffers are stale); PyTorch skips this after a
+        forward that did not synchronize gradients (``require_forward_param_sync``)."""
+        # collected afresh each time, as PyTorch does: buffers may be reassigned
+        buffers = list(self.module.buffers())
+        if not (self.broadcast_buffers and self.world_size > 1 and buffers
+                and self.require_forward_param_sync):
+            return
+        src = 0
+        if self._join_config.enable:
+            me = get_rank(self.process_group)
+            common = ember.tensor([-1 if joined else me])
+            collectives.all_reduce(common, op=ReduceOp.MAX, group=self.process_group)
+            src = int(common.item())
+        with ember.no_grad():
+            for buf in buffers:
+                collectives.broadcast(buf, group=self.process_group, group_src=src)
+
+    def _global_requires_backward_grad_sync(self, joined: bool) -> bool:
+        """Under Join: tell the joined ranks whether this iteration's backward synchronizes
+        gradients (a joined rank gets the answer)."""
+        sync = not joined and self.require_backward_grad_sync and ember.is_grad_enabled()
+        flag = ember.tensor([1.0 if sync else 0.0])
+        collectives.all_reduce(flag, group=self.process_group)
+        return bool(flag.item())
+
+    # ---- uneven inputs (ember.distributed.algorithms.Join) ---------------------------------------
+    def join(self, divide_by_initial_world_size: bool = True, enable: bool = True,
+             throw_on_early_termination: bool = False) -> Join:
+        """A ``Join`` context over this model alone: ranks may run different numbers of
+        iterations inside it; a rank that ran out of inputs shadows the others' gradient
+        all-reduces with zeros. ``divide_by_initial_world_size``: average gradients over the
+        whole group (``True``, PyTorch's default) or over the ranks not yet joined."""
+        return Join([self], enable, throw_on_early_termination,
+                    divide_by_initial_world_size=divide_by_initial_world_size)
+
+    def join_hook(self, **kwargs) -> DDPJoinHook:
+        """The hook a joined rank runs for this model (``divide_by_initial_world_size``)."""
+        # (other keywords are for other joinables of the same Join: ignored, as in PyTorch)
+        return DDPJoinHook(self, kwargs.get("divide_by_initial_world_size", True))
+
+    @property
+    def join_device(self):
+        return self._params[0].device if self._params else ember.device("cpu")
+
+    @property
+    def join_process_group(self):
+        return self.process_group
 
     def _renew(self) -> None:
         """Move the buckets of storage handed to the gradients by the last backward to a block

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ember._interop import array_of
+
 from ...autograd import Function
 from .. import collectives as _c
 from ..device_mesh import DeviceMesh
@@ -196,7 +198,7 @@ class _Redistribute(Function):
         import ember
 
         ctx.mesh, ctx.src, ctx.dst, ctx.shape = mesh, src, dst, shape
-        return _move(ember.as_tensor(local), mesh, src, dst, shape)._data
+        return array_of(_move(ember.as_tensor(local), mesh, src, dst, shape))
 
     @staticmethod
     def backward(ctx, grad):
@@ -207,7 +209,7 @@ class _Redistribute(Function):
         import ember
 
         moved = _move(ember.as_tensor(grad).contiguous(), ctx.mesh, ctx.dst, src, ctx.shape)
-        return moved._data, None, None, None, None
+        return array_of(moved), None, None, None, None
 
 
 def _require_mesh(mesh, what: str, like=None) -> DeviceMesh:

@@ -1,0 +1,87 @@
+"""DDP's join hook (PyTorch's ``_DDPJoinHook``): what a rank that ran out of inputs does while
+the others still train (``ember.distributed.algorithms.Join``).
+
+Per iteration of the others, the joined rank makes the collectives their DDP forward and
+backward make, in the same order and with the same shapes (ember checks every collective's
+fingerprint): the buffer broadcasts, the all-reduce that says whether this iteration
+synchronizes gradients, and the gradient all-reduces, with zeros as its gradients. Those
+all-reduces average over the whole group, so the others' gradients are divided by the initial
+world size (PyTorch's ``divide_by_initial_world_size=True``); with ``False`` the others scale
+their averaged gradients by ``world_size / ranks_not_joined`` (``DistributedDataParallel``).
+After all ranks joined, the last rank to join broadcasts its parameters and buffers, since the
+joined ranks' models stopped updating.
+"""
+
+from __future__ import annotations
+
+import ember
+
+from . import collectives
+from ._ddp_hooks import HookWork
+from .algorithms.join import JoinHook
+from .distributed_c10d import get_rank
+from .reduce_op import ReduceOp
+
+__all__ = ["DDPJoinHook"]
+
+
+class DDPJoinHook(JoinHook):
+    """The join hook of one ``DistributedDataParallel`` (``ddp.join_hook()``)."""
+
+    def __init__(self, ddp, divide_by_initial_world_size: bool = True) -> None:
+        self.ddp = ddp
+        ddp._divide_by_initial_world_size = bool(divide_by_initial_world_size)
+
+    def main_hook(self) -> None:
+        """Shadow one forward and backward of the ranks not joined."""
+        ddp = self.ddp
+        ddp._sync_buffers(joined=True)
+        sync = ddp._global_requires_backward_grad_sync(joined=True)
+        ddp.require_forward_param_sync = sync  # (as after a forward of the others)
+        if not sync:
+            return  # the others run this iteration under no_sync()
+        if ddp._handed:  # the buckets move off the memory the last gradients still use
+            ddp._renew()
+        if ddp._comm_hook is not None:
+            # the registered hook on zero buckets, bucket by bucket, as in backward
+            for b in ddp._buckets:
+                b.flat[...] = 0
+                b.work = HookWork(ddp._comm_hook, ddp._buckets, b)
+        elif ddp._overlap:
+            # one all-reduce per bucket (the last one waited for at once, as in backward)
+            for i, b in enumerate(ddp._buckets):
+                b.flat[...] = 0
+                ddp._reduce(b, b.flat, async_op=i < len(ddp._buckets) - 1)
+        else:
+            for flat in ddp._storages:  # one all-reduce per storage
+                flat[...] = 0
+                ddp._reduce(None, flat, async_op=False)
+        for b in ddp._buckets:
+            if b.work is not None:
+                b.work.wait()
+        ddp._reset_iteration_state()
+
+    def post_hook(self, is_last_joiner: bool) -> None:
+        """Broadcast the final model from the last rank to join (the largest such rank)."""
+        ddp = self.ddp
+        me = get_rank(ddp.process_group)
+        common = ember.tensor([me if is_last_joiner else -1])
+        collectives.all_reduce(common, op=ReduceOp.MAX, group=ddp.process_group)
+        src = int(common.item())
+        with ember.no_grad():
+            for t in list(ddp.module.parameters()) + list(ddp.module.buffers()):
+                collectives.broadcast(t, group=ddp.process_group, group_src=src)
+
+
+def scale_for_joined(ddp) -> None:
+    """With ``divide_by_initial_world_size=False``: turn the buckets' averages over the whole
+    group into averages over the ranks not joined (counted by this iteration's notification)."""
+    work, ddp._join_work = ddp._join_work, None
+    if work is None or ddp._divide_by_initial_world_size or ddp._comm_hook is not None:
+        return
+    active = int(work.result()[0].item())
+    if active == ddp.world_size or active <= 0:
+        return
+    factor = ddp.world_size / active
+    for b in ddp._buckets:  # (raw arrays, before they become the gradients)
+        b.flat *= b.flat.dtype.type(factor)
