@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 
 from ember import random as _random
 from ember.tensor import Tensor
+from ember.utils.data.transforms import Compose  # the same as torchvision's
 
 from . import functional as F
 from .functional import InterpolationMode, _pair
@@ -51,22 +52,6 @@ class _Transform:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v}" for k, v in vars(self).items() if not k.startswith("_"))
         return f"{self.__class__.__name__}({args})"
-
-
-class Compose:
-    """Apply ``transforms`` one after another."""
-
-    def __init__(self, transforms: Sequence[Callable]) -> None:
-        self.transforms = list(transforms)
-
-    def __call__(self, img):
-        for t in self.transforms:
-            img = t(img)
-        return img
-
-    def __repr__(self) -> str:
-        body = "".join(f"\n    {t}" for t in self.transforms)
-        return f"{self.__class__.__name__}({body}\n)"
 
 
 class ToTensor(_Transform):
