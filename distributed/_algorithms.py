@@ -272,21 +272,25 @@ def hierarchical_all_reduce(comm, ctx, buf: np.ndarray, red, hosts: list[list[in
     mine = next(h for h in hosts if comm.me in h)
     local = comm.sub(mine)
     if local.size > 1:
-        reduce(local, ctx, buf, plain, root=0, scratch=scratch)
+        reduce(local, ctx, buf, plain, root=0, scratch=scratch, ack=False)
     if comm.me == mine[0]:
         all_reduce(comm.sub([h[0] for h in hosts]), ctx, buf, plain)
         red.finish(buf, comm.size)
     if local.size > 1:
-        broadcast(local, ctx, buf, root=0)
+        broadcast(local, ctx, buf, root=0, ack=False)
 
 
 # ---- reduce / broadcast -------------------------------------------------------------------------
-def reduce(comm, ctx, buf: np.ndarray, red, root: int, scratch: np.ndarray) -> None:
+def reduce(comm, ctx, buf: np.ndarray, red, root: int, scratch: np.ndarray,
+           ack: bool = True) -> None:
     """Reduction into ``buf`` on ``root``; ``buf`` is left alone elsewhere (``scratch``, as
-    large as ``buf``, holds partial sums)."""
+    large as ``buf``, holds partial sums). ``ack``: the root acknowledges, so that a sender
+    that took another rank for the root finds out at this call (the ring path needs none)."""
     n, me = comm.size, comm.me
     if n > 1 and buf.nbytes <= SMALL_BYTES:
         direct_reduce(comm, ctx, buf, red, root)
+        if ack:
+            _acks_from_root(comm, ctx, root)
     elif n > 1:
         segs = split(buf.size, n)
         src = views(buf, segs)
@@ -302,10 +306,11 @@ def reduce(comm, ctx, buf: np.ndarray, red, root: int, scratch: np.ndarray) -> N
         red.finish(buf, n)
 
 
-def broadcast(comm, ctx, buf: np.ndarray, root: int) -> None:
+def broadcast(comm, ctx, buf: np.ndarray, root: int, ack: bool = True) -> None:
     n = comm.size
     if n == 1:
         return
+    # ``ack``: the receivers acknowledge (``_acks_to_root``); off where the root is fixed.
     if buf.nbytes <= SMALL_BYTES:
         if comm.me == root:
             for i in range(n):
@@ -313,8 +318,11 @@ def broadcast(comm, ctx, buf: np.ndarray, root: int) -> None:
                     comm.send(i, ctx, buf)
         else:
             comm.recv_into(root, ctx, buf)
+        if ack:
+            _acks_to_root(comm, ctx, root)
         return
-    # Pipelined chain root -> root+1 -> ...: every link busy once the pipe is full.
+    # Pipelined chain root -> root+1 -> ...: every link busy once the pipe is full; the chain's
+    # end acknowledges to the root.
     pos = (comm.me - root) % n
     prv, nxt = (comm.me - 1) % n, (comm.me + 1) % n
     parts = chunks(buf)
@@ -324,6 +332,10 @@ def broadcast(comm, ctx, buf: np.ndarray, root: int) -> None:
             comm.wait(pending[j])
         if pos < n - 1:
             comm.send(nxt, ctx, c)
+    if ack and pos == n - 1:
+        comm.send(root, ctx, _EMPTY)
+    elif ack and pos == 0:
+        comm.recv_into(prv, ctx, _EMPTY)
 
 
 # ---- the rest ------------------------------------------------------------------------------------
@@ -356,12 +368,13 @@ def reduce_scatter(comm, ctx, src: list, red, out: np.ndarray, scratch: np.ndarr
 def gather(comm, ctx, send: np.ndarray, outs: list | None, root: int) -> None:
     if comm.me != root:
         comm.send(root, ctx, send)
-        return
-    for i in range(comm.size):
-        if i == root:
-            outs[i][...] = send
-        else:
-            comm.recv_into(i, ctx, outs[i])
+    else:
+        for i in range(comm.size):
+            if i == root:
+                outs[i][...] = send
+            else:
+                comm.recv_into(i, ctx, outs[i])
+    _acks_from_root(comm, ctx, root)
 
 
 def scatter(comm, ctx, parts: list | None, out: np.ndarray, root: int) -> None:
@@ -372,6 +385,7 @@ def scatter(comm, ctx, parts: list | None, out: np.ndarray, root: int) -> None:
         out[...] = parts[root]
     else:
         comm.recv_into(root, ctx, out)
+    _acks_to_root(comm, ctx, root)
 
 
 def all_to_all(comm, ctx, sends: list, recvs: list) -> None:
@@ -384,6 +398,28 @@ def all_to_all(comm, ctx, sends: list, recvs: list) -> None:
 
 
 _EMPTY = np.empty(0, dtype=np.uint8)
+
+
+# Rooted collectives end with empty acknowledgements (issue #28): a member that only sends
+# cannot see that another member disagrees on the root (both send, nobody receives, and the
+# wrong data is left for the next call). An ack carries its sender's fingerprint, root
+# included, so the disagreement raises at this call.
+def _acks_to_root(comm, ctx, root: int) -> None:
+    if comm.me == root:
+        for i in range(comm.size):
+            if i != root:
+                comm.recv_into(i, ctx, _EMPTY)
+    else:
+        comm.send(root, ctx, _EMPTY)
+
+
+def _acks_from_root(comm, ctx, root: int) -> None:
+    if comm.me == root:
+        for i in range(comm.size):
+            if i != root:
+                comm.send(i, ctx, _EMPTY)
+    else:
+        comm.recv_into(root, ctx, _EMPTY)
 
 
 def barrier(comm, ctx) -> None:

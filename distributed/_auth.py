@@ -14,6 +14,8 @@ import logging
 import os
 import secrets
 import socket
+import threading
+import time
 
 logger = logging.getLogger("ember.distributed")
 
@@ -86,11 +88,54 @@ def token_ok(context, token: str, service: str) -> bool:
             break
     if hmac.compare_digest(got.encode(), token.encode()):
         return True
-    logger.warning("%s refused a call from %s: %s x-ember-token", service, context.peer(),
-                   "wrong" if got else "missing")
+    log_refusal(f"{service} refused a call", context.peer(),
+                f"{'wrong' if got else 'missing'} x-ember-token")
     context.abort(grpc.StatusCode.UNAUTHENTICATED,
                   f"{service}: missing or wrong job token (x-ember-token); check {TOKEN_ENV}")
     return False
+
+
+class RefusalLog:
+    """Logs refused calls and connections without letting a flood flood the log (issue #28):
+    the first ``first`` in full, then at most one line per ``every`` seconds counting those
+    not shown since (a count that is never reported is flushed by the next refusal after
+    ``every`` seconds)."""
+
+    def __init__(self, first: int = 10, every: float = 60.0, clock=time.monotonic) -> None:
+        if first < 0 or every <= 0:
+            raise ValueError(f"RefusalLog needs first >= 0 and every > 0, got first={first}, "
+                             f"every={every}")
+        self.first, self.every, self._clock = int(first), float(every), clock
+        self.total = 0
+        self._hidden = 0
+        self._last = 0.0
+        self._lock = threading.Lock()
+
+    def __call__(self, what: str, peer, reason: str) -> bool:
+        """Record one refusal (``what``: e.g. "ember store refused a call"); True if logged."""
+        with self._lock:
+            self.total += 1
+            now = self._clock()
+            if self.total <= self.first:
+                if self.total == self.first:
+                    self._last = now
+                    reason += (f" (refusal {self.first}: later ones are counted and reported "
+                               f"every {self.every:g} s)")
+                logger.warning("%s from %s: %s", what, peer or "a local process", reason)
+                return True
+            self._hidden += 1
+            if now - self._last < self.every:
+                return False
+            hidden, self._hidden, self._last = self._hidden, 0, now
+        logger.warning("%d more refused calls or connections (%d in all) in the last %.0f s; "
+                       "the latest: %s from %s: %s", hidden, self.total, self.every, what,
+                       peer or "a local process", reason)
+        return True
+
+
+# One per process: every endpoint of the job shares the budget.
+log_refusal = RefusalLog(int(os.environ.get("EMBER_REFUSAL_LOG_FIRST", 10)),
+                         float(os.environ.get("EMBER_REFUSAL_LOG_EVERY_S", 60)))
 
 
 def sign(token: str, nonce: bytes, rank: int) -> bytes:
@@ -130,6 +175,45 @@ def local_address_towards(host: str) -> str:
             return s.getsockname()[0]
     except OSError:
         return "127.0.0.1"
+
+
+def is_local_address(host: str) -> bool:
+    """Whether ``host`` (an address or a name) is an address of this machine."""
+    host = normalize_host(host)
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_DGRAM)
+    except OSError:
+        return False
+    for family, _, _, _, addr in infos:
+        try:
+            with socket.socket(family, socket.SOCK_DGRAM) as s:
+                s.bind((addr[0], 0))  # binding succeeds only for this machine's addresses
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def single_host_job(world_size: int) -> bool:
+    """The launcher says every rank runs on this machine (``LOCAL_WORLD_SIZE`` equals the
+    world size; torchrun, ``ember launch`` and the Trainer set it)."""
+    try:
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", "-1"))
+    except ValueError:
+        return False
+    return local == int(world_size) > 0
+
+
+def bind_host(host: str, world_size: int) -> str:
+    """``host``, or loopback for a single-host job whose ``host`` is this machine's own
+    (routable) address: nothing off the machine needs to reach its endpoints (issue #28).
+    ``EMBER_BIND_ADDR`` set means the user chose, and keeps ``host``."""
+    if os.environ.get("EMBER_BIND_ADDR") or not single_host_job(world_size):
+        return host
+    normal = normalize_host(host)
+    if normal.startswith("127.") or normal == "::1" or not is_local_address(normal):
+        return normal
+    return "::1" if ":" in normal else "127.0.0.1"
 
 
 def host_identity() -> str:

@@ -159,7 +159,7 @@ def agent_store_rendezvous(rank: int, world_size: int, master_addr: str, master_
         if rank == 0:
             own = env.get(_auth.TOKEN_ENV)
             token = own or secrets.token_hex(16)
-            bind = _auth.local_address_towards(master_addr)
+            bind = _auth.bind_host(_auth.local_address_towards(master_addr), world_size)
             store = TCPStore(bind, 0, world_size, is_master=True, timeout=timeout,
                              wait_for_workers=False, token=token)
             # A token the user set is never written to torchrun's (unauthenticated) store;

@@ -167,10 +167,10 @@ class OpContext:
         """Raise if another rank waits in this operation's slot with another operation."""
         other = self.group.conflicting(self.seq, self.fp)
         if other is not None:
-            rank, what = other
+            rank, theirs = other
             raise self.world.fail(DistributedError(
                 f"collective mismatch in {self.group.label}: rank {self.world.rank} called "
-                f"{self.info.decode()}, but rank {rank} called {self.describe(what, self.seq)}"))
+                f"{self.info.decode()}, but rank {rank} called {theirs}"))
 
     def _waiting_on(self, peer: int | None) -> str:
         if peer is None:

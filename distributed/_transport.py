@@ -119,8 +119,8 @@ class Listener:
             try:
                 rank = server_handshake(conn, self.token, timeout=10.0)
             except (OSError, PermissionError, ConnectionError) as e:
-                _auth.logger.warning("%s data listener refused a connection from %s: %s",
-                                     self.what, addr or "a local process", e)
+                _auth.log_refusal(f"{self.what} data listener refused a connection", addr,
+                                  str(e))
                 conn.close()
                 continue
             self.on_peer(rank, conn)

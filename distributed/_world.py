@@ -81,7 +81,7 @@ class World:
             raise DistributedError(
                 f"world size mismatch: this process (rank {self.rank}) was started with "
                 f"world_size={self.world_size} but rank 0 has world_size={master_world}")
-        bind = _auth.local_address_towards(self.master_host)
+        bind = _auth.bind_host(_auth.local_address_towards(self.master_host), self.world_size)
         self.peer_server = PeerServer(bind, self.token, self.on_remote_abort)
         sock = None
         if self.backend != "shm" and self.world_size > 1:

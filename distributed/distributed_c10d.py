@@ -224,6 +224,7 @@ def init_process_group(backend: str | None = None, init_method: str | None = Non
             own_store = store
         else:
             token = _auth.job_token()
+            host = _auth.bind_host(host, world_size)  # loopback when single-host
             store = own_store = TCPStore(host, port, world_size, is_master=rank == 0,
                                          timeout=secs, wait_for_workers=False, token=token)
         master_host = store.host

@@ -105,6 +105,11 @@ class ProcessGroup:
         and description ``what``: ``OpContext.what``)."""
         try:
             self.world.store.set(self._arrival_key(self.world.rank), f"{seq} {fp} {what}")
+            if fp:
+                # Where this rank waits, whatever the group: a rank waiting in another group
+                # with the same members is a mismatch that no frame can show (issue #28).
+                self.world.store.set(f"waiting/{self.world.rank}",
+                                     f"{self.group_id} {seq} {what}")
         except DistributedError:
             pass
 
@@ -134,9 +139,27 @@ class ProcessGroup:
         ``(rank, what)``; None when there is none, or the store cannot tell."""
         try:
             marks = self._marks()
+            where = self.world.store.multi_get_nowait([f"waiting/{r}" for r in self.ranks])
         except DistributedError:
             return None
         for r, m in zip(self.ranks, marks):
             if m is not None and m[0] == seq and m[1] not in (0, fp):
-                return r, m[2]
+                return r, OpContext.describe(m[2], seq)
+        for r, w in zip(self.ranks, where):
+            other = self._other_group_wait(w)
+            if other is not None and r != self.world.rank:
+                return r, other
         return None
+
+    def _other_group_wait(self, mark: bytes | None) -> str | None:
+        """The description of a wait in another group with this group's members, in an
+        operation this rank has not entered (so both wait for each other), else None."""
+        if mark is None:
+            return None
+        gid, seq, what = mark.decode().split(" ", 2)
+        other = self.world.groups.get(int(gid))
+        if (other is None or other is self or sorted(other.ranks) != sorted(self.ranks)
+                or other._seq >= int(seq)):
+            return None
+        op, _, site = what.partition("\0")
+        return f"{op} #{seq} on {other.label} at {site}"
