@@ -8,8 +8,13 @@ import time
 
 def pin_threads(n: int) -> None:
     """Pin BLAS/OpenMP pools to ``n`` threads; call before importing numpy or torch."""
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS"):
+    for var in (
+        "OMP_NUM_THREADS",
+        "OPENBLAS_NUM_THREADS",
+        "MKL_NUM_THREADS",
+        "VECLIB_MAXIMUM_THREADS",
+        "NUMEXPR_NUM_THREADS",
+    ):
         os.environ[var] = str(n)
 
 
@@ -43,6 +48,7 @@ def table(rows: list[list], header: list[str]) -> str:
 
 # --- argument validation: bad values end in one argparse line naming the valid ones -----------
 
+
 def _norm(name: str) -> str:
     # torch and ember spell ops differently (all_reduce / allreduce): compare without separators
     return name.strip().lower().replace("_", "").replace("-", "")
@@ -71,7 +77,8 @@ def choice_list(choices, aliases: dict | None = None):
             else:
                 raise argparse.ArgumentTypeError(
                     f"invalid choice: {item.strip()!r} (choose from {', '.join(choices)}; "
-                    "comma-separated, or all)")
+                    "comma-separated, or all)"
+                )
             out += [n for n in names if n not in out]
         return out
 

@@ -26,7 +26,8 @@ class Stack(ember.nn.Module):
         super().__init__()
         self.layers = ember.nn.ModuleList(
             ember.nn.TransformerEncoderLayer(d, 4, 4 * d, dropout=0.1, batch_first=True)
-            for _ in range(layers))
+            for _ in range(layers)
+        )
         self.use_checkpoint = use_checkpoint
 
     def forward(self, x):
@@ -55,8 +56,11 @@ def measure(use_checkpoint: bool, args) -> dict:
         t0 = time.perf_counter()
         step().backward()
         times.append(time.perf_counter() - t0)
-    return {"held_mib": held / 2**20, "peak_mib": peak / 2**20,
-            "step_ms": 1000 * sorted(times)[len(times) // 2]}
+    return {
+        "held_mib": held / 2**20,
+        "peak_mib": peak / 2**20,
+        "step_ms": 1000 * sorted(times)[len(times) // 2],
+    }
 
 
 def main() -> None:
@@ -68,15 +72,18 @@ def main() -> None:
     p.add_argument("--repeats", type=positive_int, default=5)
     args = p.parse_args()
     plain, ckpt = measure(False, args), measure(True, args)
-    print(f"{args.layers}-layer transformer, d_model={args.d_model}, batch={args.batch}x"
-          f"{args.seq} tokens")
+    print(
+        f"{args.layers}-layer transformer, d_model={args.d_model}, batch={args.batch}x"
+        f"{args.seq} tokens"
+    )
     print(f"{'':16}{'held after fwd':>16}{'peak fwd+bwd':>16}{'step ms':>10}")
     for name, r in (("no checkpoint", plain), ("checkpoint", ckpt)):
-        print(f"{name:16}{r['held_mib']:>13.1f}MiB{r['peak_mib']:>13.1f}MiB"
-              f"{r['step_ms']:>10.1f}")
-    print(f"activation memory held: {plain['held_mib'] / ckpt['held_mib']:.1f}x less; peak "
-          f"{plain['peak_mib'] / ckpt['peak_mib']:.1f}x less; recompute cost "
-          f"{ckpt['step_ms'] / plain['step_ms']:.2f}x step time")
+        print(f"{name:16}{r['held_mib']:>13.1f}MiB{r['peak_mib']:>13.1f}MiB{r['step_ms']:>10.1f}")
+    print(
+        f"activation memory held: {plain['held_mib'] / ckpt['held_mib']:.1f}x less; peak "
+        f"{plain['peak_mib'] / ckpt['peak_mib']:.1f}x less; recompute cost "
+        f"{ckpt['step_ms'] / plain['step_ms']:.2f}x step time"
+    )
 
 
 if __name__ == "__main__":

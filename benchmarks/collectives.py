@@ -38,8 +38,11 @@ IMPLS = {  # name -> (framework, ember backend, extra environment)
 
 
 # torch.distributed's names (and its tensor variants) for the ops measured here
-OP_ALIASES = {"all_reduce": "allreduce", "all_gather_into_tensor": "all_gather",
-              "reduce_scatter_tensor": "reduce_scatter"}
+OP_ALIASES = {
+    "all_reduce": "allreduce",
+    "all_gather_into_tensor": "all_gather",
+    "reduce_scatter_tensor": "reduce_scatter",
+}
 
 
 def parse_size(text: str) -> int:
@@ -49,7 +52,8 @@ def parse_size(text: str) -> int:
         n = int(float(norm[:-1]) * units[norm[-1]]) if norm[-1:] in units else int(norm)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"expected a size in bytes such as 4096, 4K, 64M or 1G, got {text!r}") from None
+            f"expected a size in bytes such as 4096, 4K, 64M or 1G, got {text!r}"
+        ) from None
     if n < 4:
         raise argparse.ArgumentTypeError(f"must be at least 4 bytes (one float32), got {n}")
     return n
@@ -63,8 +67,12 @@ def human(n: int) -> str:
 
 
 def busbw(op: str, nbytes: int, seconds: float, n: int) -> float:
-    factor = {"allreduce": 2 * (n - 1) / n, "all_gather": (n - 1) / n,
-              "reduce_scatter": (n - 1) / n, "broadcast": 1.0}[op]
+    factor = {
+        "allreduce": 2 * (n - 1) / n,
+        "all_gather": (n - 1) / n,
+        "reduce_scatter": (n - 1) / n,
+        "broadcast": 1.0,
+    }[op]
     return nbytes / seconds * factor / 1e9
 
 
@@ -74,10 +82,12 @@ def iterations(nbytes: int) -> int:
 
 
 def op_fn(dist, op: str, full, part):
-    return {"allreduce": lambda: dist.all_reduce(full),
-            "all_gather": lambda: dist.all_gather_into_tensor(full, part),
-            "reduce_scatter": lambda: dist.reduce_scatter_tensor(part, full),
-            "broadcast": lambda: dist.broadcast(full, src=0)}[op]
+    return {
+        "allreduce": lambda: dist.all_reduce(full),
+        "all_gather": lambda: dist.all_gather_into_tensor(full, part),
+        "reduce_scatter": lambda: dist.reduce_scatter_tensor(part, full),
+        "broadcast": lambda: dist.broadcast(full, src=0),
+    }[op]
 
 
 def measure(dist, fn, iters: int, rounds: int) -> tuple[float, float]:
@@ -149,12 +159,32 @@ def run_impl(impl: str, args, pair=None) -> list[dict]:
     addr = ADDRS[0] if pair is not None else "127.0.0.1"
     procs = []
     for rank in range(args.world_size):
-        argv = [sys.executable, str(HERE / "collectives.py"), "--worker", "--impl", impl,
-                "--rank", str(rank), "--world-size", str(args.world_size), "--addr", addr,
-                "--port", str(port), "--ops", ",".join(args.ops), "--rounds", str(args.rounds),
-                "--sizes", ",".join(str(s) for s in args.sizes)] + (["--netns"] if pair else [])
-        env = {**os.environ, **IMPLS[impl][2], "EMBER_TOKEN": os.environ.get(
-            "EMBER_TOKEN", "bench-token")}
+        argv = [
+            sys.executable,
+            str(HERE / "collectives.py"),
+            "--worker",
+            "--impl",
+            impl,
+            "--rank",
+            str(rank),
+            "--world-size",
+            str(args.world_size),
+            "--addr",
+            addr,
+            "--port",
+            str(port),
+            "--ops",
+            ",".join(args.ops),
+            "--rounds",
+            str(args.rounds),
+            "--sizes",
+            ",".join(str(s) for s in args.sizes),
+        ] + (["--netns"] if pair else [])
+        env = {
+            **os.environ,
+            **IMPLS[impl][2],
+            "EMBER_TOKEN": os.environ.get("EMBER_TOKEN", "bench-token"),
+        }
         if pair is not None:
             # gloo picks its interface from the hostname, which resolves outside the namespace
             env["GLOO_SOCKET_IFNAME"] = pair.dev[rank % 2]
@@ -168,25 +198,48 @@ def run_impl(impl: str, args, pair=None) -> list[dict]:
             raise RuntimeError(f"{impl} worker failed (exit {p.returncode})")
         per_rank.append(json.loads(out.strip().splitlines()[-1]))
     # the slowest rank's time per measurement, the mean CPU time of the ranks
-    return [dict(rows[0], seconds=max(r["seconds"] for r in rows),
-                 cpu=sum(r["cpu"] for r in rows) / len(rows)) for rows in zip(*per_rank)]
+    return [
+        dict(
+            rows[0],
+            seconds=max(r["seconds"] for r in rows),
+            cpu=sum(r["cpu"] for r in rows) / len(rows),
+        )
+        for rows in zip(*per_rank)
+    ]
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--min-size", type=parse_size, default="4K",
-                   help="smallest message (bytes; K, M, G suffixes), default 4K")
+    p.add_argument(
+        "--min-size",
+        type=parse_size,
+        default="4K",
+        help="smallest message (bytes; K, M, G suffixes), default 4K",
+    )
     p.add_argument("--max-size", type=parse_size, default="256M", help="largest, default 256M")
-    p.add_argument("--ops", type=choice_list(OPS, OP_ALIASES), default=",".join(OPS),
-                   help=f"comma-separated, from {', '.join(OPS)} (torch's all_reduce, ... "
-                        "accepted) or all; default all")
-    p.add_argument("--impls", type=choice_list(IMPLS), default="ember,gloo",
-                   help=f"comma-separated, from {', '.join(IMPLS)}; default ember,gloo")
+    p.add_argument(
+        "--ops",
+        type=choice_list(OPS, OP_ALIASES),
+        default=",".join(OPS),
+        help=f"comma-separated, from {', '.join(OPS)} (torch's all_reduce, ... "
+        "accepted) or all; default all",
+    )
+    p.add_argument(
+        "--impls",
+        type=choice_list(IMPLS),
+        default="ember,gloo",
+        help=f"comma-separated, from {', '.join(IMPLS)}; default ember,gloo",
+    )
     p.add_argument("--world-size", type=int_at_least(2), default=2, help="ranks (>= 2)")
-    p.add_argument("--rounds", type=positive_int, default=3,
-                   help="best of this many rounds per size")
-    p.add_argument("--repeat", type=positive_int, default=1,
-                   help="run every implementation this many times, alternating; keep the best")
+    p.add_argument(
+        "--rounds", type=positive_int, default=3, help="best of this many rounds per size"
+    )
+    p.add_argument(
+        "--repeat",
+        type=positive_int,
+        default=1,
+        help="run every implementation this many times, alternating; keep the best",
+    )
     p.add_argument("--netns", action="store_true", help="ranks in two network namespaces")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--impl", help=argparse.SUPPRESS)
@@ -227,9 +280,11 @@ def main() -> None:
         if pair is not None:
             pair.close()
     where = "across two network namespaces" if args.netns else "same host"
-    print(f"\n{args.world_size} ranks, {where}; busbw in GB/s, latency in ms (slowest rank, "
-          f"mean per call, best of {args.rounds} rounds x {args.repeat} runs); cpu: ms of CPU "
-          "time per call and rank (user + system)\n")
+    print(
+        f"\n{args.world_size} ranks, {where}; busbw in GB/s, latency in ms (slowest rank, "
+        f"mean per call, best of {args.rounds} rounds x {args.repeat} runs); cpu: ms of CPU "
+        "time per call and rank (user + system)\n"
+    )
     header = ["op", "size"] + [f"{i} {k}" for i in impls for k in ("busbw", "lat", "cpu")]
     if "gloo" in impls and impls[0] != "gloo":
         header.append(f"{impls[0]}/gloo busbw")
@@ -238,8 +293,11 @@ def main() -> None:
         row = [base["op"], human(base["bytes"])]
         for impl in impls:
             r = results[impl][k]
-            row += [f"{busbw(r['op'], r['bytes'], r['seconds'], args.world_size):.2f}",
-                    f"{r['seconds'] * 1e3:.3f}", f"{r['cpu'] * 1e3:.2f}"]
+            row += [
+                f"{busbw(r['op'], r['bytes'], r['seconds'], args.world_size):.2f}",
+                f"{r['seconds'] * 1e3:.3f}",
+                f"{r['cpu'] * 1e3:.2f}",
+            ]
         if len(header) > len(row):
             row.append(f"{results['gloo'][k]['seconds'] / base['seconds']:.2f}x")
         rows.append(row)

@@ -37,8 +37,11 @@ def _setup(mode: str, name: str):
     opt = lib.optim.Adam(model.parameters(), lr=1e-3)
     if mode.startswith("compiled"):
         rewrites = mode == "compiled"
-        saved = (frame.config.fuse_embedding_rnn, frame.config.fuse_conv_pool,
-                 frame.relu_after_max_pool)
+        saved = (
+            frame.config.fuse_embedding_rnn,
+            frame.config.fuse_conv_pool,
+            frame.relu_after_max_pool,
+        )
         frame.config.fuse_embedding_rnn = frame.config.fuse_conv_pool = rewrites
         if not rewrites:
             frame.relu_after_max_pool = lambda graph: 0
@@ -46,8 +49,11 @@ def _setup(mode: str, name: str):
             model = lib.compile(model)
             model(x)  # compile now, under this mode's settings
         finally:
-            (frame.config.fuse_embedding_rnn, frame.config.fuse_conv_pool,
-             frame.relu_after_max_pool) = saved
+            (
+                frame.config.fuse_embedding_rnn,
+                frame.config.fuse_conv_pool,
+                frame.relu_after_max_pool,
+            ) = saved
 
     def step():
         opt.zero_grad()
@@ -74,12 +80,15 @@ def main() -> None:
             wall[m].append(time.perf_counter() - t0)
             cpu[m].append(time.process_time() - c0)
     ct, wt = np.median(cpu["torch"]), np.median(wall["torch"])
-    print(f"{'workload':12s} {'mode':22s} {'CPU ms':>8s} {'/torch':>7s} {'wall ms':>8s} "
-          f"{'/torch':>7s}")
+    print(
+        f"{'workload':12s} {'mode':22s} {'CPU ms':>8s} {'/torch':>7s} {'wall ms':>8s} "
+        f"{'/torch':>7s}"
+    )
     for m in MODES:
         c, w = np.median(cpu[m]), np.median(wall[m])
-        print(f"{args.workload:12s} {m:22s} {c * 1e3:8.1f} {c / ct:7.2f} {w * 1e3:8.1f} "
-              f"{w / wt:7.2f}")
+        print(
+            f"{args.workload:12s} {m:22s} {c * 1e3:8.1f} {c / ct:7.2f} {w * 1e3:8.1f} {w / wt:7.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -23,8 +23,13 @@ from __future__ import annotations
 import os
 
 # Pin every BLAS / OpenMP pool to one thread before NumPy or torch is imported.
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-             "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS"):
+for _var in (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+):
     os.environ[_var] = "1"
 
 import argparse  # noqa: E402
@@ -46,11 +51,11 @@ def heavy_transform(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     h, w, _ = img.shape
     pad = np.pad(img, ((4, 4), (4, 4), (0, 0)), mode="reflect")
     i, j = rng.integers(0, 9, size=2)
-    x = pad[i:i + h, j:j + w].astype(np.float32) / 255.0
+    x = pad[i : i + h, j : j + w].astype(np.float32) / 255.0
     if rng.random() < 0.5:
         x = x[:, ::-1]
     p = np.pad(x, ((1, 1), (1, 1), (0, 0)), mode="edge")
-    blur = sum(p[di:di + h, dj:dj + w] for di in range(3) for dj in range(3)) / 9.0
+    blur = sum(p[di : di + h, dj : dj + w] for di in range(3) for dj in range(3)) / 9.0
     x = np.power(0.5 * x + 0.5 * blur, 1.1)
     x = (x - MEAN) / STD
     return np.ascontiguousarray(x.transpose(2, 0, 1))
@@ -110,6 +115,7 @@ def measure(make_loader, epochs: int, samples: int) -> tuple[float, float]:
 
 # --- --ray-data: Ray Data vs DataLoader feeding Trainer workers -------------------------------
 
+
 def costly_transform(img: np.ndarray, cost: int) -> np.ndarray:
     """``cost`` rounds of FFT low-pass filtering and a 3x3 convolution on one HWC uint8 image,
     then HWC -> CHW float32: a tunable amount of NumPy work per sample (cost 0: the cast)."""
@@ -117,19 +123,21 @@ def costly_transform(img: np.ndarray, cost: int) -> np.ndarray:
     h, w, _ = x.shape
     fy = np.fft.fftfreq(h)[:, None, None]
     fx = np.fft.rfftfreq(w)[None, :, None]
-    low = np.exp(-(fy ** 2 + fx ** 2) * 40.0).astype(np.float32)
+    low = np.exp(-(fy**2 + fx**2) * 40.0).astype(np.float32)
     for _ in range(cost):
         x = np.fft.irfft2(np.fft.rfft2(x, axes=(0, 1)) * low, s=(h, w), axes=(0, 1))
         p = np.pad(x, ((1, 1), (1, 1), (0, 0)), mode="edge")
-        x = sum(p[di:di + h, dj:dj + w] * (0.5 if di == dj == 1 else 1 / 16)
-                for di in range(3) for dj in range(3))
+        x = sum(
+            p[di : di + h, dj : dj + w] * (0.5 if di == dj == 1 else 1 / 16)
+            for di in range(3)
+            for dj in range(3)
+        )
     return np.ascontiguousarray(x.transpose(2, 0, 1), dtype=np.float32)
 
 
 def transform_batch(batch: dict, cost: int) -> dict:
     """The Ray Data side: the same per-sample transform over a batch of rows."""
-    return {"x": np.stack([costly_transform(img, cost) for img in batch["image"]]),
-            "y": batch["y"]}
+    return {"x": np.stack([costly_transform(img, cost) for img in batch["image"]]), "y": batch["y"]}
 
 
 class CostlyImages:
@@ -181,12 +189,19 @@ def _ray_loop(config: dict) -> None:
     for cost in config["costs"]:
         for nw in config["workers"]:
             loader = ember.utils.data.DataLoader(
-                CostlyImages(images[mine], labels[mine], cost), batch_size=bs,
-                num_workers=nw, persistent_workers=nw > 0)
+                CostlyImages(images[mine], labels[mine], cost),
+                batch_size=bs,
+                num_workers=nw,
+                persistent_workers=nw > 0,
+            )
             dist.barrier()
-            times.append([cost, f"DataLoader({nw})",
-                          *_timed_epochs(functools.partial(iter, loader), step,
-                                         config["epochs"])])
+            times.append(
+                [
+                    cost,
+                    f"DataLoader({nw})",
+                    *_timed_epochs(functools.partial(iter, loader), step, config["epochs"]),
+                ]
+            )
             del loader  # stops its workers before the next feed starts
         shard = train.get_dataset_shard(f"cost{cost}")
 
@@ -229,18 +244,36 @@ def _fit(args, images: np.ndarray, labels: np.ndarray) -> list[list]:
     # Ray Data reads the rows from the object store and transforms them on the cluster's CPUs,
     # again every epoch, as the DataLoader does in its worker processes.
     base = ray.data.from_items([{"image": im, "y": lab} for im, lab in zip(images, labels)])
-    datasets = {f"cost{c}": base.map_batches(functools.partial(transform_batch, cost=c),
-                                             batch_size=args.batch_size, batch_format="numpy")
-                for c in args.costs}
+    datasets = {
+        f"cost{c}": base.map_batches(
+            functools.partial(transform_batch, cost=c),
+            batch_size=args.batch_size,
+            batch_format="numpy",
+        )
+        for c in args.costs
+    }
     with tempfile.TemporaryDirectory() as tmp:
-        config = dict(images=images, labels=labels, size=args.size, batch_size=args.batch_size,
-                      costs=args.costs, workers=args.workers, epochs=args.epochs, out=tmp)
-        Trainer(_ray_loop, config,
-                scaling_config=ScalingConfig(num_workers=args.trainer_workers),
-                run_config=RunConfig(storage_path=tmp, name="bench", verbose=0),
-                datasets=datasets, dataset_config=DataConfig()).fit()
-        per_rank = [json.load(open(os.path.join(tmp, f"rank{r}.json")))
-                    for r in range(args.trainer_workers)]
+        config = dict(
+            images=images,
+            labels=labels,
+            size=args.size,
+            batch_size=args.batch_size,
+            costs=args.costs,
+            workers=args.workers,
+            epochs=args.epochs,
+            out=tmp,
+        )
+        Trainer(
+            _ray_loop,
+            config,
+            scaling_config=ScalingConfig(num_workers=args.trainer_workers),
+            run_config=RunConfig(storage_path=tmp, name="bench", verbose=0),
+            datasets=datasets,
+            dataset_config=DataConfig(),
+        ).fit()
+        per_rank = [
+            json.load(open(os.path.join(tmp, f"rank{r}.json"))) for r in range(args.trainer_workers)
+        ]
     return per_rank
 
 
@@ -255,8 +288,12 @@ def run_ray_data(args) -> list[dict]:
         cloudpickle.register_pickle_by_value(sys.modules[__name__])
     started = not ray.is_initialized()
     if started:
-        ray.init(num_cpus=args.ray_cpus or (os.cpu_count() or 1) + args.trainer_workers,
-                 include_dashboard=False, logging_level="warning", log_to_driver=False)
+        ray.init(
+            num_cpus=args.ray_cpus or (os.cpu_count() or 1) + args.trainer_workers,
+            include_dashboard=False,
+            logging_level="warning",
+            log_to_driver=False,
+        )
     images = make_images(args.samples, args.size)
     labels = np.arange(args.samples, dtype=np.int64) % 10
     try:
@@ -265,8 +302,10 @@ def run_ray_data(args) -> list[dict]:
         if started:
             ray.shutdown()
     step_ms = _step_ms(args.size, args.batch_size)
-    tf_ms = {c: best_of(functools.partial(costly_transform, images[0], c), repeat=3,
-                        min_time=0.05) * 1e3 for c in args.costs}
+    tf_ms = {
+        c: best_of(functools.partial(costly_transform, images[0], c), repeat=3, min_time=0.05) * 1e3
+        for c in args.costs
+    }
     rows, out = [], []
     for i, (cost, feed, *_) in enumerate(per_rank[0]):
         spans = [r[i] for r in per_rank]
@@ -275,49 +314,88 @@ def run_ray_data(args) -> list[dict]:
         rows.append(dict(cost=cost, feed=feed, transform_ms=tf_ms[cost], samples_per_s=rate))
     for r in rows:
         r["vs_dataloader"] = r["samples_per_s"] / max(
-            q["samples_per_s"] for q in rows if q["cost"] == r["cost"] and q["feed"] != "Ray Data")
-    print(f"{args.samples} samples of {args.size}x{args.size}x3 into {args.trainer_workers} "
-          f"Trainer workers, batch {args.batch_size}, {args.epochs} timed epoch(s) after one "
-          f"warm-up; model step {step_ms:.2f} ms/batch = "
-          f"{step_ms / args.batch_size:.3f} ms/sample; {os.cpu_count()} cores")
+            q["samples_per_s"] for q in rows if q["cost"] == r["cost"] and q["feed"] != "Ray Data"
+        )
+    print(
+        f"{args.samples} samples of {args.size}x{args.size}x3 into {args.trainer_workers} "
+        f"Trainer workers, batch {args.batch_size}, {args.epochs} timed epoch(s) after one "
+        f"warm-up; model step {step_ms:.2f} ms/batch = "
+        f"{step_ms / args.batch_size:.3f} ms/sample; {os.cpu_count()} cores"
+    )
     for r in rows:
-        out.append([r["cost"], f"{r['transform_ms']:.3f}", r["feed"],
-                    f"{r['samples_per_s']:.0f}", f"{r['vs_dataloader']:.2f}x"])
-    print(table(out, ["cost", "transform ms/sample", "feed", "samples/s",
-                      "vs best DataLoader"]))
+        out.append(
+            [
+                r["cost"],
+                f"{r['transform_ms']:.3f}",
+                r["feed"],
+                f"{r['samples_per_s']:.0f}",
+                f"{r['vs_dataloader']:.2f}x",
+            ]
+        )
+    print(table(out, ["cost", "transform ms/sample", "feed", "samples/s", "vs best DataLoader"]))
     return rows
 
 
 def main(argv: list[str] | None = None) -> list[dict] | None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=positive_int, default=None,
-                        help="images (default 2048; 1024 with --ray-data)")
+    parser.add_argument(
+        "--samples",
+        type=positive_int,
+        default=None,
+        help="images (default 2048; 1024 with --ray-data)",
+    )
     parser.add_argument("--batch-size", type=positive_int, default=64)
-    parser.add_argument("--size", type=positive_int, default=None,
-                        help="image side in pixels (default 64; 32 with --ray-data)")
+    parser.add_argument(
+        "--size",
+        type=positive_int,
+        default=None,
+        help="image side in pixels (default 64; 32 with --ray-data)",
+    )
     parser.add_argument("--epochs", type=positive_int, default=1, help="timed epochs per run")
-    parser.add_argument("--reps", type=positive_int, default=3,
-                        help="best of this many runs (not with --ray-data: one run)")
-    parser.add_argument("--workers", type=nonneg_int, nargs="+", default=None,
-                        help="DataLoader num_workers values to compare (default 0 1 2; with "
-                        "--ray-data: 1, per Trainer worker)")
-    parser.add_argument("--ray-data", action="store_true",
-                        help="Ray Data vs DataLoader feeding 2 Trainer workers")
-    parser.add_argument("--costs", type=nonneg_int, nargs="+", default=[0, 1, 4],
-                        help="--ray-data: transform costs (FFT + conv rounds per sample)")
-    parser.add_argument("--trainer-workers", type=positive_int, default=2,
-                        help="--ray-data: Trainer workers")
-    parser.add_argument("--ray-cpus", type=positive_int, default=None,
-                        help="--ray-data: logical CPUs of the local Ray started here (default: "
-                        "cores + Trainer workers, so Ray Data has the cores' worth to schedule)")
+    parser.add_argument(
+        "--reps",
+        type=positive_int,
+        default=3,
+        help="best of this many runs (not with --ray-data: one run)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=nonneg_int,
+        nargs="+",
+        default=None,
+        help="DataLoader num_workers values to compare (default 0 1 2; with "
+        "--ray-data: 1, per Trainer worker)",
+    )
+    parser.add_argument(
+        "--ray-data", action="store_true", help="Ray Data vs DataLoader feeding 2 Trainer workers"
+    )
+    parser.add_argument(
+        "--costs",
+        type=nonneg_int,
+        nargs="+",
+        default=[0, 1, 4],
+        help="--ray-data: transform costs (FFT + conv rounds per sample)",
+    )
+    parser.add_argument(
+        "--trainer-workers", type=positive_int, default=2, help="--ray-data: Trainer workers"
+    )
+    parser.add_argument(
+        "--ray-cpus",
+        type=positive_int,
+        default=None,
+        help="--ray-data: logical CPUs of the local Ray started here (default: "
+        "cores + Trainer workers, so Ray Data has the cores' worth to schedule)",
+    )
     args = parser.parse_args(argv)
     if args.ray_data:
         args.samples = args.samples or 1024
         args.size = args.size or 32
         args.workers = args.workers or [1]
         if args.samples < args.trainer_workers * args.batch_size:
-            parser.error(f"--samples {args.samples} gives a Trainer worker less than one batch "
-                         f"of {args.batch_size} (need >= {args.trainer_workers * args.batch_size})")
+            parser.error(
+                f"--samples {args.samples} gives a Trainer worker less than one batch "
+                f"of {args.batch_size} (need >= {args.trainer_workers * args.batch_size})"
+            )
         return run_ray_data(args)
     args.samples = args.samples or 2048
     args.size = args.size or 64
@@ -331,27 +409,40 @@ def main(argv: list[str] | None = None) -> list[dict] | None:
     torch.set_num_threads(1)
     images = make_images(args.samples, args.size)
     batch_mb = args.batch_size * 3 * args.size * args.size * 4 / 2**20
-    print(f"{args.samples} samples of {args.size}x{args.size}x3, batch {args.batch_size} "
-          f"({batch_mb:.1f} MiB float32), best of {args.reps}")
-    print(f"{'workers':>7} | {'ember samples/s':>15} | {'torch samples/s':>15} | "
-          f"{'ember/torch':>11} | {'CPU ms/sample ember / torch':>27}")
+    print(
+        f"{args.samples} samples of {args.size}x{args.size}x3, batch {args.batch_size} "
+        f"({batch_mb:.1f} MiB float32), best of {args.reps}"
+    )
+    print(
+        f"{'workers':>7} | {'ember samples/s':>15} | {'torch samples/s':>15} | "
+        f"{'ember/torch':>11} | {'CPU ms/sample ember / torch':>27}"
+    )
     print("-" * 89)
     for workers in args.workers:
         extra = dict(persistent_workers=True) if workers > 0 else {}
         rate = {"ember": 0.0, "torch": 0.0}
         cpu = {"ember": float("inf"), "torch": float("inf")}
         for _ in range(args.reps):
-            for name, module, dataset in (("ember", edata, EmberImages),
-                                          ("torch", tdata, TorchImages)):
-                make = functools.partial(module.DataLoader, dataset(images),
-                                         batch_size=args.batch_size, shuffle=True,
-                                         num_workers=workers, **extra)
+            for name, module, dataset in (
+                ("ember", edata, EmberImages),
+                ("torch", tdata, TorchImages),
+            ):
+                make = functools.partial(
+                    module.DataLoader,
+                    dataset(images),
+                    batch_size=args.batch_size,
+                    shuffle=True,
+                    num_workers=workers,
+                    **extra,
+                )
                 r, c = measure(make, args.epochs, args.samples)
                 rate[name], cpu[name] = max(rate[name], r), min(cpu[name], c)
         ratio = rate["ember"] / rate["torch"]
         cpu_cols = f"{cpu['ember']:.3f} / {cpu['torch']:.3f}"
-        print(f"{workers:>7} | {rate['ember']:>15.0f} | {rate['torch']:>15.0f} | "
-              f"{ratio:>10.2f}x | {cpu_cols:>27}")
+        print(
+            f"{workers:>7} | {rate['ember']:>15.0f} | {rate['torch']:>15.0f} | "
+            f"{ratio:>10.2f}x | {cpu_cols:>27}"
+        )
 
 
 if __name__ == "__main__":

@@ -97,8 +97,9 @@ def register_comm_hook(lib: str, model, hook: str, warmup: int) -> int:
 
         model.register_comm_hook(None, compress)
         return 2 * numel
-    state = powerSGD_hook.PowerSGDState(None, matrix_approximation_rank=1,
-                                        start_powerSGD_iter=max(2, warmup))
+    state = powerSGD_hook.PowerSGDState(
+        None, matrix_approximation_rank=1, start_powerSGD_iter=max(2, warmup)
+    )
     model.register_comm_hook(state, powerSGD_hook.powerSGD_hook)
     sent = 0
     for p in params:  # P (n x 1) and Q (m x 1) of each matrix that compresses 2x, else itself
@@ -133,8 +134,14 @@ def timed_steps(model, x, y, loss_fn, opt, warmup: int, steps: int, waits: list)
         if first is None:
             first = (stamp, time.time())
         if i >= warmup:
-            for k, v in (("step", t3 - t0), ("fwd", t1 - t0), ("bwd", t2 - t1),
-                         ("wait", sum(waits)), ("opt", t3 - t2), ("cpu", c3 - c0)):
+            for k, v in (
+                ("step", t3 - t0),
+                ("fwd", t1 - t0),
+                ("bwd", t2 - t1),
+                ("wait", sum(waits)),
+                ("opt", t3 - t2),
+                ("cpu", c3 - c0),
+            ):
                 out[k].append(v)
     out["first_step"] = first
     out["loss"] = float(loss.item())
@@ -161,10 +168,10 @@ def ember_loop(config: dict) -> None:
     opt = ember.optim.Adam(model.parameters(), lr=1e-3)
     waits: list = []
     ddp._tracer = lambda name, start, end, lane, nbytes: (
-        waits.append(end - start) if name.startswith("wait") else None)
+        waits.append(end - start) if name.startswith("wait") else None
+    )
     try:
-        out = timed_steps(model, x, y, loss_fn, opt, config["warmup"], config["steps"],
-                          waits)
+        out = timed_steps(model, x, y, loss_fn, opt, config["warmup"], config["steps"], waits)
     finally:
         ddp._tracer = None
     out["entered"], out["wire"] = entered, wire
@@ -176,13 +183,26 @@ def ember_loop(config: dict) -> None:
 def run_ember(workload: str, workers: int, args, storage: str, hook: str = "none") -> dict:
     from ember.distributed import train
 
-    config = {"workload": workload, "batch": BATCH[workload], "warmup": args.warmup,
-              "steps": args.steps, "seed": args.seed, "comm_hook": hook,
-              "first_bucket_mb": getattr(args, "first_bucket_mb", None)}
+    config = {
+        "workload": workload,
+        "batch": BATCH[workload],
+        "warmup": args.warmup,
+        "steps": args.steps,
+        "seed": args.seed,
+        "comm_hook": hook,
+        "first_bucket_mb": getattr(args, "first_bucket_mb", None),
+    }
     trainer = train.Trainer(
-        ember_loop, config, scaling_config=train.ScalingConfig(num_workers=workers),
-        run_config=train.RunConfig(name=f"{workload}_{workers}_{hook}", storage_path=storage,
-                                   verbose=0, log_to_tensorboard=False))
+        ember_loop,
+        config,
+        scaling_config=train.ScalingConfig(num_workers=workers),
+        run_config=train.RunConfig(
+            name=f"{workload}_{workers}_{hook}",
+            storage_path=storage,
+            verbose=0,
+            log_to_tensorboard=False,
+        ),
+    )
     called = time.time()
     result = trainer.fit()
     return summarise(result.metrics["ranks"], workers, BATCH[workload], called)
@@ -209,8 +229,9 @@ def proc_child(cfg: dict) -> None:
 
     rank, world = cfg["rank"], cfg["workers"]
     if world > 1:
-        dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{cfg['port']}",
-                                rank=rank, world_size=world)
+        dist.init_process_group(
+            "gloo", init_method=f"tcp://127.0.0.1:{cfg['port']}", rank=rank, world_size=world
+        )
     lib.manual_seed(cfg["seed"] + rank)
     model, x, y, loss_fn = build(lib, cfg["workload"], cfg["batch"])
     wire = 0
@@ -221,7 +242,8 @@ def proc_child(cfg: dict) -> None:
     waits: list = []
     if cfg["lib"] == "ember":
         ddp._tracer = lambda name, start, end, lane, nbytes: (
-            waits.append(end - start) if name.startswith("wait") else None)
+            waits.append(end - start) if name.startswith("wait") else None
+        )
     out = timed_steps(model, x, y, loss_fn, opt, cfg["warmup"], cfg["steps"], waits)
     out["wire"] = wire
     ranks = [out]
@@ -240,22 +262,39 @@ def run_procs(lib: str, workload: str, workers: int, args, hook: str = "none") -
         port = s.getsockname()[1]
     procs = []
     for rank in range(workers):
-        cfg = {"lib": lib, "workload": workload, "batch": BATCH[workload],
-               "warmup": args.warmup, "steps": args.steps, "seed": args.seed, "rank": rank,
-               "workers": workers, "port": port, "comm_hook": hook}
-        procs.append(subprocess.Popen([sys.executable, __file__, "--_child", json.dumps(cfg)],
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                      text=True))
+        cfg = {
+            "lib": lib,
+            "workload": workload,
+            "batch": BATCH[workload],
+            "warmup": args.warmup,
+            "steps": args.steps,
+            "seed": args.seed,
+            "rank": rank,
+            "workers": workers,
+            "port": port,
+            "comm_hook": hook,
+        }
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, __file__, "--_child", json.dumps(cfg)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     outs = [p.communicate(timeout=600) for p in procs]
     lines = [ln for ln in outs[0][0].splitlines() if ln.startswith("RESULT ")]
     for rank, (p, (_, err)) in enumerate(zip(procs, outs)):
         if p.returncode != 0 and not lines:
             raise SystemExit(f"{lib} rank {rank} of {workers} ({workload}) failed:\n{err}")
         if p.returncode != 0:  # measured, then crashed in gloo's teardown
-            print(f"  ({lib} rank {rank} exited with {p.returncode} after reporting: "
-                  f"{err.strip().splitlines()[-1] if err.strip() else ''})", flush=True)
+            print(
+                f"  ({lib} rank {rank} exited with {p.returncode} after reporting: "
+                f"{err.strip().splitlines()[-1] if err.strip() else ''})",
+                flush=True,
+            )
     line = lines[-1]
-    return summarise(json.loads(line[len("RESULT "):]), workers, BATCH[workload], None)
+    return summarise(json.loads(line[len("RESULT ") :]), workers, BATCH[workload], None)
 
 
 # ---- figures ------------------------------------------------------------------------------------
@@ -264,10 +303,15 @@ def summarise(ranks: list[dict], workers: int, batch: int, called: float | None)
     steps = [max(r["step"][i] for r in ranks) for i in range(len(ranks[0]["step"]))]
     slowest = max(ranks, key=lambda r: statistics.median(r["step"]))
     step = statistics.median(steps)
-    out = {"workers": workers, "batch": batch, "step_ms": step * 1e3,
-           "samples_per_s": workers * batch / step,
-           "load": os.getloadavg()[0], "loss": ranks[0]["loss"],
-           "wire_kib": ranks[0].get("wire", 0) / 1024}
+    out = {
+        "workers": workers,
+        "batch": batch,
+        "step_ms": step * 1e3,
+        "samples_per_s": workers * batch / step,
+        "load": os.getloadavg()[0],
+        "loss": ranks[0]["loss"],
+        "wire_kib": ranks[0].get("wire", 0) / 1024,
+    }
     for k in PHASES:
         out[f"{k}_ms"] = statistics.median(slowest[k]) * 1e3
     if called is not None:
@@ -280,20 +324,37 @@ def summarise(ranks: list[dict], workers: int, batch: int, called: float | None)
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=WORKLOADS)
-    ap.add_argument("--frameworks", nargs="+", default=["ember", "torch"],
-                    choices=["ember", "torch", "ember-procs"],
-                    help="ember-procs: ember's DDP in plain processes, without Ray (what Ray "
-                         "costs the Trainer's figures)")
+    ap.add_argument(
+        "--frameworks",
+        nargs="+",
+        default=["ember", "torch"],
+        choices=["ember", "torch", "ember-procs"],
+        help="ember-procs: ember's DDP in plain processes, without Ray (what Ray "
+        "costs the Trainer's figures)",
+    )
     ap.add_argument("--steps", type=positive_int, default=100, help="timed steps per run")
     ap.add_argument("--warmup", type=nonneg_int, default=10, help="untimed steps first")
-    ap.add_argument("--repeat", type=positive_int, default=3,
-                    help="measure every cell this many times, interleaved (see above)")
+    ap.add_argument(
+        "--repeat",
+        type=positive_int,
+        default=3,
+        help="measure every cell this many times, interleaved (see above)",
+    )
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--first-bucket-mb", type=positive_float, default=None,
-                    help="size of ember DDP's first gradient bucket (default: DDP's, 1 MiB as "
-                         "in PyTorch); 25 puts the whole mlp in one bucket")
-    ap.add_argument("--comm-hook", nargs="+", default=["none"], choices=HOOKS,
-                    help="DDP communication hooks to run each framework with (see above)")
+    ap.add_argument(
+        "--first-bucket-mb",
+        type=positive_float,
+        default=None,
+        help="size of ember DDP's first gradient bucket (default: DDP's, 1 MiB as "
+        "in PyTorch); 25 puts the whole mlp in one bucket",
+    )
+    ap.add_argument(
+        "--comm-hook",
+        nargs="+",
+        default=["none"],
+        choices=HOOKS,
+        help="DDP communication hooks to run each framework with (see above)",
+    )
     ap.add_argument("--json", help="write every figure here too")
     ap.add_argument("--_child", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -304,68 +365,136 @@ def main() -> None:
         ap.error("--steps and --repeat must be >= 1, --warmup >= 0")
 
     load0 = os.getloadavg()
-    print(f"load average at the start: {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f} "
-          f"({os.cpu_count()} cores)", flush=True)
+    print(
+        f"load average at the start: {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f} "
+        f"({os.cpu_count()} cores)",
+        flush=True,
+    )
     results: dict[tuple, dict] = {}
     startup: dict[str, list] = {"cold": [], "warm": []}
     with tempfile.TemporaryDirectory(prefix="ember_ddp_scaling_") as storage:
         if "ember" in args.frameworks:
             # Cold start first: this fit() also starts the local Ray, as a user's script does.
-            r = run_ember("mlp", 2, argparse.Namespace(**{**vars(args), "steps": 1,
-                                                          "warmup": 0}), storage + "/cold")
+            r = run_ember(
+                "mlp",
+                2,
+                argparse.Namespace(**{**vars(args), "steps": 1, "warmup": 0}),
+                storage + "/cold",
+            )
             startup["cold"].append(r)
         runs: dict[tuple, list] = {}
         for rep in range(args.repeat):
             for name in args.workloads:
                 # interleaved, so all see similar load; a hook matters on 2 workers only (its
                 # runs pair with the framework's plain 1-worker run)
-                for workers, fw, hook in [(w, f, h) for w in (1, 2) for f in args.frameworks
-                                          for h in (args.comm_hook if w > 1 else ["none"])]:
-                    r = (run_ember(name, workers, args, f"{storage}/{rep}", hook)
-                         if fw == "ember" else
-                         run_procs("torch" if fw == "torch" else "ember", name, workers, args,
-                                   hook))
+                for workers, fw, hook in [
+                    (w, f, h)
+                    for w in (1, 2)
+                    for f in args.frameworks
+                    for h in (args.comm_hook if w > 1 else ["none"])
+                ]:
+                    r = (
+                        run_ember(name, workers, args, f"{storage}/{rep}", hook)
+                        if fw == "ember"
+                        else run_procs(
+                            "torch" if fw == "torch" else "ember", name, workers, args, hook
+                        )
+                    )
                     fw = fw if hook == "none" else f"{fw}+{hook}"
                     runs.setdefault((name, fw, workers), []).append(r)
                     if fw == "ember" and workers == 2:
                         startup["warm"].append(r)
-                    print(f"  {name:11s} {fw:5s} {workers} worker(s): "
-                          f"{r['step_ms']:7.1f} ms/step  {r['samples_per_s']:8.0f} samples/s"
-                          f"  (load {r['load']:.2f})", flush=True)
+                    print(
+                        f"  {name:11s} {fw:5s} {workers} worker(s): "
+                        f"{r['step_ms']:7.1f} ms/step  {r['samples_per_s']:8.0f} samples/s"
+                        f"  (load {r['load']:.2f})",
+                        flush=True,
+                    )
         for key, rs in runs.items():  # the run of median throughput (the lower one of two)
             results[key] = sorted(rs, key=lambda r: r["samples_per_s"])[(len(rs) - 1) // 2]
 
     rows = []
     for (name, fw, workers), r in results.items():
         # each repeat's 2-worker run against the 1-worker run just before it
-        effs = sorted(two["samples_per_s"] / (workers * one["samples_per_s"]) for one, two in
-                      zip(runs[(name, fw.split("+")[0], 1)], runs[(name, fw, workers)]))
+        effs = sorted(
+            two["samples_per_s"] / (workers * one["samples_per_s"])
+            for one, two in zip(runs[(name, fw.split("+")[0], 1)], runs[(name, fw, workers)])
+        )
         r["efficiency"], r["efficiencies"] = statistics.median(effs), effs
         spread = f" ({effs[0]:.2f}-{effs[-1]:.2f})" if workers > 1 and len(effs) > 1 else ""
-        rows.append([name, fw, workers, r["batch"], f"{r['step_ms']:.1f}",
-                     f"{r['samples_per_s']:.0f}", f"{r['efficiency']:.2f}{spread}",
-                     *(f"{r[f'{k}_ms']:.1f}" for k in PHASES), f"{r['wire_kib']:.0f}",
-                     f"{r['load']:.1f}"])
-    print("\nweak scaling, 1 thread per worker; ms are medians per step (slowest rank); "
-          "efficiency: median over repeats (lowest-highest)")
-    print(table(rows, ["workload", "framework", "workers", "batch/worker", "step ms",
-                       "samples/s", "efficiency", "fwd ms", "bwd ms", "DDP wait ms", "opt ms",
-                       "cpu ms", "wire KiB", "load 1m"]))
+        rows.append(
+            [
+                name,
+                fw,
+                workers,
+                r["batch"],
+                f"{r['step_ms']:.1f}",
+                f"{r['samples_per_s']:.0f}",
+                f"{r['efficiency']:.2f}{spread}",
+                *(f"{r[f'{k}_ms']:.1f}" for k in PHASES),
+                f"{r['wire_kib']:.0f}",
+                f"{r['load']:.1f}",
+            ]
+        )
+    print(
+        "\nweak scaling, 1 thread per worker; ms are medians per step (slowest rank); "
+        "efficiency: median over repeats (lowest-highest)"
+    )
+    print(
+        table(
+            rows,
+            [
+                "workload",
+                "framework",
+                "workers",
+                "batch/worker",
+                "step ms",
+                "samples/s",
+                "efficiency",
+                "fwd ms",
+                "bwd ms",
+                "DDP wait ms",
+                "opt ms",
+                "cpu ms",
+                "wire KiB",
+                "load 1m",
+            ],
+        )
+    )
     if "ember" in args.frameworks:
         keys = ("startup_s", "to_first_step_start_s", "to_loop_entered_s")
-        srows = [[kind, len(startup[kind]),
-                  *(f"{statistics.median(r[k] for r in startup[kind]):.2f}" for k in keys)]
-                 for kind in ("cold", "warm") if startup[kind]]
+        srows = [
+            [
+                kind,
+                len(startup[kind]),
+                *(f"{statistics.median(r[k] for r in startup[kind]):.2f}" for k in keys),
+            ]
+            for kind in ("cold", "warm")
+            if startup[kind]
+        ]
         print("\nember startup, 2 workers: seconds (median) from Trainer.fit() called to ...")
-        print(table(srows, ["fit()", "fits", "first step done", "first step begins",
-                            "train function entered"]))
+        print(
+            table(
+                srows,
+                ["fit()", "fits", "first step done", "first step begins", "train function entered"],
+            )
+        )
     load1 = os.getloadavg()
     print(f"\nload average at the end: {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"load_start": load0, "load_end": load1, "startup": startup,
-                       "results": [{"workload": k[0], "framework": k[1], **v}
-                                   for k, v in results.items()]}, f, indent=2)
+            json.dump(
+                {
+                    "load_start": load0,
+                    "load_end": load1,
+                    "startup": startup,
+                    "results": [
+                        {"workload": k[0], "framework": k[1], **v} for k, v in results.items()
+                    ],
+                },
+                f,
+                indent=2,
+            )
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ def _peak_start(lib, device: str) -> float:
     """Reset the peak-memory counter; return the baseline (MiB) peaks are measured from."""
     if device == "cuda":
         lib.cuda.reset_peak_memory_stats()
-        return lib.cuda.memory_allocated() / 2 ** 20
+        return lib.cuda.memory_allocated() / 2**20
     try:  # Linux: writing 5 to clear_refs resets VmHWM, the peak RSS
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
@@ -52,7 +52,7 @@ def _peak_start(lib, device: str) -> float:
 
 def _peak_end(lib, device: str, base: float) -> float:
     if device == "cuda":
-        return lib.cuda.max_memory_allocated() / 2 ** 20 - base
+        return lib.cuda.max_memory_allocated() / 2**20 - base
     try:
         with open("/proc/self/status") as f:
             hwm = next(int(line.split()[1]) for line in f if line.startswith("VmHWM"))
@@ -61,8 +61,15 @@ def _peak_end(lib, device: str, base: float) -> float:
         return float("nan")
 
 
-def run_child(framework: str, threads: int, workloads: list[str], steps: int,
-              device: str = "cpu", batch: int | None = None, amp: str | None = None) -> dict:
+def run_child(
+    framework: str,
+    threads: int,
+    workloads: list[str],
+    steps: int,
+    device: str = "cpu",
+    batch: int | None = None,
+    amp: str | None = None,
+) -> dict:
     """Inside a subprocess: ms/step per workload (median of ``steps`` after warm-up); with
     ``amp`` (``"bf16"``/``"fp16"``) the steps run under autocast and ``<name>/peak_mib`` is
     added."""
@@ -99,8 +106,11 @@ def run_child(framework: str, threads: int, workloads: list[str], steps: int,
         scaler = lib.amp.GradScaler(device) if amp == "fp16" else None
 
         def region():
-            return (lib.autocast(device, dtype=amp_dtype) if amp_dtype is not None
-                    else contextlib.nullcontext())
+            return (
+                lib.autocast(device, dtype=amp_dtype)
+                if amp_dtype is not None
+                else contextlib.nullcontext()
+            )
 
         def step(model=model, opt=opt, x=x, y=y, loss_fn=loss_fn, scaler=scaler):
             opt.zero_grad()
@@ -143,20 +153,30 @@ def main() -> None:
     ap.add_argument("--threads", nargs="+", type=positive_int, default=[1, 2])
     ap.add_argument("--steps", type=positive_int, default=15)
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    ap.add_argument("--batch", type=positive_int,
-                    help="batch size (default: each workload's §7 batch)")
-    ap.add_argument("--amp", choices=("bf16", "fp16", "off"),
-                    help="also run each workload under autocast in this dtype; compare with "
-                         "float32 (step time and peak memory)")
-    ap.add_argument("--compile", action="store_true",
-                    help="ember.compile vs eager ember, torch eager and torch.compile")
+    ap.add_argument(
+        "--batch", type=positive_int, help="batch size (default: each workload's §7 batch)"
+    )
+    ap.add_argument(
+        "--amp",
+        choices=("bf16", "fp16", "off"),
+        help="also run each workload under autocast in this dtype; compare with "
+        "float32 (step time and peak memory)",
+    )
+    ap.add_argument(
+        "--compile",
+        action="store_true",
+        help="ember.compile vs eager ember, torch eager and torch.compile",
+    )
     ap.add_argument("--json", help="write the results here too")
     ap.add_argument("--_child", nargs=2, metavar=("FRAMEWORK", "THREADS"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args._child:
         fw, th = args._child[0], int(args._child[1])
-        print(json.dumps(run_child(fw, th, args.workloads, args.steps, args.device,
-                                   args.batch, args.amp)))
+        print(
+            json.dumps(
+                run_child(fw, th, args.workloads, args.steps, args.device, args.batch, args.amp)
+            )
+        )
         return
     if args.amp == "off":
         raise SystemExit("--amp off is internal; give bf16 or fp16")
@@ -172,8 +192,19 @@ def main() -> None:
         for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             env[var] = str(threads)
         for fw in ("ember", "torch"):
-            cmd = [sys.executable, __file__, "--_child", fw, str(threads), "--steps",
-                   str(args.steps), "--device", args.device, "--workloads", *args.workloads]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--_child",
+                fw,
+                str(threads),
+                "--steps",
+                str(args.steps),
+                "--device",
+                args.device,
+                "--workloads",
+                *args.workloads,
+            ]
             if args.batch:
                 cmd += ["--batch", str(args.batch)]
             r = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -204,8 +235,19 @@ def _compile_main(args) -> None:
         for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             env[var] = str(threads)
         for fw in fws:
-            cmd = [sys.executable, __file__, "--_child", fw, str(threads), "--steps",
-                   str(args.steps), "--device", args.device, "--workloads", *args.workloads]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--_child",
+                fw,
+                str(threads),
+                "--steps",
+                str(args.steps),
+                "--device",
+                args.device,
+                "--workloads",
+                *args.workloads,
+            ]
             cmd += ["--batch", str(args.batch)] if args.batch else []
             r = subprocess.run(cmd, capture_output=True, text=True, env=env)
             if r.returncode != 0:
@@ -225,16 +267,40 @@ def _compile_main(args) -> None:
             def f(v, fmt="{:.1f}"):
                 return "-" if v is None else fmt.format(v)
 
-            rows.append([name, threads, f(ms["ember"]), f(ms["ember+compile"]), f(t),
-                         f(ms["torch+compile"]), f(ms["ember+compile"] and ms["ember+compile"] / t,
-                                                   "{:.2f}"),
-                         f(ms["ember"] / t, "{:.2f}"),
-                         f(ms["ember+compile"] and ms["ember"] / ms["ember+compile"], "{:.2f}"),
-                         f(first["ember+compile"], "{:.2f}"), f(first["torch+compile"], "{:.2f}")])
+            rows.append(
+                [
+                    name,
+                    threads,
+                    f(ms["ember"]),
+                    f(ms["ember+compile"]),
+                    f(t),
+                    f(ms["torch+compile"]),
+                    f(ms["ember+compile"] and ms["ember+compile"] / t, "{:.2f}"),
+                    f(ms["ember"] / t, "{:.2f}"),
+                    f(ms["ember+compile"] and ms["ember"] / ms["ember+compile"], "{:.2f}"),
+                    f(first["ember+compile"], "{:.2f}"),
+                    f(first["torch+compile"], "{:.2f}"),
+                ]
+            )
     print(f"device: {args.device}; ratios to torch eager; first step = capture + compile (s)")
-    print(table(rows, ["workload", "threads", "ember ms", "ember.compile ms", "torch ms",
-                       "torch.compile ms", "compiled/torch", "eager/torch",
-                       "compile speed-up", "ember 1st s", "torch 1st s"]))
+    print(
+        table(
+            rows,
+            [
+                "workload",
+                "threads",
+                "ember ms",
+                "ember.compile ms",
+                "torch ms",
+                "torch.compile ms",
+                "compiled/torch",
+                "eager/torch",
+                "compile speed-up",
+                "ember 1st s",
+                "torch 1st s",
+            ],
+        )
+    )
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({f"{k[0]}/{k[1]}": v for k, v in results.items()}, fh, indent=2)
@@ -251,8 +317,19 @@ def _amp_main(args) -> None:
             env[var] = str(threads)
         for fw in ("ember", "torch"):
             for mode in ("fp32", args.amp):
-                cmd = [sys.executable, __file__, "--_child", fw, str(threads), "--steps",
-                       str(args.steps), "--device", args.device, "--workloads", *args.workloads]
+                cmd = [
+                    sys.executable,
+                    __file__,
+                    "--_child",
+                    fw,
+                    str(threads),
+                    "--steps",
+                    str(args.steps),
+                    "--device",
+                    args.device,
+                    "--workloads",
+                    *args.workloads,
+                ]
                 cmd += ["--batch", str(args.batch)] if args.batch else []
                 # "off": the plain float32 step, its peak memory measured the same way
                 cmd += ["--amp", mode] if mode != "fp32" else ["--amp", "off"]
@@ -266,16 +343,47 @@ def _amp_main(args) -> None:
             for fw in ("ember", "torch"):
                 f32, low = results[(fw, threads, "fp32")], results[(fw, threads, args.amp)]
                 if low[name] is None:
-                    rows.append([name, threads, fw, f"{f32[name]:.1f}", "failed", "-",
-                                 f"{f32[name + '/peak_mib']:.1f}", low[name + "/error"]])
+                    rows.append(
+                        [
+                            name,
+                            threads,
+                            fw,
+                            f"{f32[name]:.1f}",
+                            "failed",
+                            "-",
+                            f"{f32[name + '/peak_mib']:.1f}",
+                            low[name + "/error"],
+                        ]
+                    )
                     continue
-                rows.append([name, threads, fw, f"{f32[name]:.1f}", f"{low[name]:.1f}",
-                             f"{f32[name] / low[name]:.2f}", f"{f32[name + '/peak_mib']:.1f}",
-                             f"{low[name + '/peak_mib']:.1f}"])
+                rows.append(
+                    [
+                        name,
+                        threads,
+                        fw,
+                        f"{f32[name]:.1f}",
+                        f"{low[name]:.1f}",
+                        f"{f32[name] / low[name]:.2f}",
+                        f"{f32[name + '/peak_mib']:.1f}",
+                        f"{low[name + '/peak_mib']:.1f}",
+                    ]
+                )
     print(f"device: {args.device}, amp: {args.amp}")
-    print(table(rows, ["workload", "threads", "framework", "fp32 ms/step",
-                       f"{args.amp} ms/step", "speed-up", "fp32 peak MiB",
-                       f"{args.amp} peak MiB"]))
+    print(
+        table(
+            rows,
+            [
+                "workload",
+                "threads",
+                "framework",
+                "fp32 ms/step",
+                f"{args.amp} ms/step",
+                "speed-up",
+                "fp32 peak MiB",
+                f"{args.amp} peak MiB",
+            ],
+        )
+    )
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"/".join(map(str, k)): v for k, v in results.items()}, f, indent=2)

@@ -27,10 +27,17 @@ from _common import int_at_least, table  # noqa: E402
 
 
 def _spec(args, search: dict | None) -> dict:
-    spec = {"name": "bench", "workload": args.workload, "steps": args.steps, "warmup": 2,
-            "compute_steps": 2, "trace_steps": 0,
-            "calibration": {"sizes_kib": [4], "iters": 1}, "grid": {"workers": [1]},
-            "repetitions": args.trials if search is None else 1}
+    spec = {
+        "name": "bench",
+        "workload": args.workload,
+        "steps": args.steps,
+        "warmup": 2,
+        "compute_steps": 2,
+        "trace_steps": 0,
+        "calibration": {"sizes_kib": [4], "iters": 1},
+        "grid": {"workers": [1]},
+        "repetitions": args.trials if search is None else 1,
+    }
     if search is not None:
         spec["search"] = search
     return spec
@@ -70,20 +77,34 @@ def main(argv=None) -> None:
     out = tempfile.mkdtemp(prefix="ember_bench_tune_")
     load = os.getloadavg()[0]
     walls = {}
-    walls["sequential (run)"] = _timed(lambda: experiment.run(
-        _spec(args, None), os.path.join(out, "seq"), verbose=False, report=False))
+    walls["sequential (run)"] = _timed(
+        lambda: experiment.run(
+            _spec(args, None), os.path.join(out, "seq"), verbose=False, report=False
+        )
+    )
     # N identical trials: bucket sizes far above the model's gradients change nothing
     caps = {"grid_search": [25.0 + i for i in range(args.trials)]}
     for k in sorted({1, args.concurrent}):
-        spec = _spec(args, {"space": {"bucket_cap_mb": caps}, "max_concurrent_trials": k,
-                            "report_every": args.steps})
-        walls[f"tune x{k}"] = _timed(functools.partial(
-            experiment.tune, spec, os.path.join(out, f"tune{k}"), verbose=False, report=False))
+        spec = _spec(
+            args,
+            {
+                "space": {"bucket_cap_mb": caps},
+                "max_concurrent_trials": k,
+                "report_every": args.steps,
+            },
+        )
+        walls[f"tune x{k}"] = _timed(
+            functools.partial(
+                experiment.tune, spec, os.path.join(out, f"tune{k}"), verbose=False, report=False
+            )
+        )
     shutil.rmtree(out, ignore_errors=True)
     base = walls["sequential (run)"]
     rows = [[name, f"{w:.1f}", f"{w / base:.2f}x"] for name, w in walls.items()]
-    print(f"{args.trials} trials of {args.workload} ({args.steps} steps, 1 worker) on "
-          f"{args.cpus} CPUs; 1-minute load average before: {load:.1f}")
+    print(
+        f"{args.trials} trials of {args.workload} ({args.steps} steps, 1 worker) on "
+        f"{args.cpus} CPUs; 1-minute load average before: {load:.1f}"
+    )
     print(table(rows, ["how", "wall s", "vs sequential"]))
 
 

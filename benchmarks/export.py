@@ -25,9 +25,18 @@ from _common import best_of, pin_threads, positive_int, table
 
 def cnn(lib):
     nn = lib.nn
-    return nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                         nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                         nn.Flatten(), nn.Linear(3136, 128), nn.ReLU(), nn.Linear(128, 10))
+    return nn.Sequential(
+        nn.Conv2d(1, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(3136, 128),
+        nn.ReLU(),
+        nn.Linear(128, 10),
+    )
 
 
 def gpt(lib, vocab: int = 1000, d: int = 128, ctx: int = 64):
@@ -72,8 +81,9 @@ def bench(ember, torch, name: str, make, repeat: int) -> tuple[list, list]:
     ex = inputs(ember, name, 2)
     dyn = ({0: Dim("batch", max=1024)},)
     ep_buf, jit_buf = io.BytesIO(), io.BytesIO()
-    t_export = timed(lambda: ember.export.save(
-        ember.export.export(m, ex, dynamic_shapes=dyn), ep_buf))
+    t_export = timed(
+        lambda: ember.export.save(ember.export.export(m, ex, dynamic_shapes=dyn), ep_buf)
+    )
     t_jit = timed(lambda: ember.jit.save(ember.jit.trace(m, ex, check_trace=False), jit_buf))
     ep_mod = ember.export.load(io.BytesIO(ep_buf.getvalue())).module()
     jit_mod = ember.jit.optimize_for_inference(ember.jit.load(io.BytesIO(jit_buf.getvalue())))
@@ -83,8 +93,10 @@ def bench(ember, torch, name: str, make, repeat: int) -> tuple[list, list]:
         tm = make(torch).eval()
         tex = inputs(torch, name, 2)
         tdyn = ({0: torch.export.Dim("batch", max=1024)},)
-        for fn in (lambda: torch.export.export(tm, tex, dynamic_shapes=tdyn),
-                   lambda: torch.jit.trace(tm, tex, check_trace=False)):
+        for fn in (
+            lambda: torch.export.export(tm, tex, dynamic_shapes=tdyn),
+            lambda: torch.jit.trace(tm, tex, check_trace=False),
+        ):
             try:
                 row.append(f"{timed(fn):.3f}")
             except Exception as e:  # noqa: BLE001 -- report, keep benchmarking
@@ -93,8 +105,10 @@ def bench(ember, torch, name: str, make, repeat: int) -> tuple[list, list]:
     for batch in (1, 32):
         x = inputs(ember, name, batch)
         with ember.no_grad():
-            r = [name, batch] + [f"{best_of(lambda f=f, x=x: f(*x), repeat=repeat) * 1e3:.2f}"
-                                 for f in (m, ep_mod, jit_mod)]
+            r = [name, batch] + [
+                f"{best_of(lambda f=f, x=x: f(*x), repeat=repeat) * 1e3:.2f}"
+                for f in (m, ep_mod, jit_mod)
+            ]
         if tm is not None:
             tx = tuple(torch.from_numpy(v.numpy()) for v in x)
             with torch.no_grad():
@@ -135,12 +149,17 @@ def bench_onnx(ember, torch, ort, name: str, make, repeat: int, threads: int) ->
     ember.manual_seed(0)
     m = make(ember).eval()
     tm = make(torch).eval()
-    tm.load_state_dict({k: torch.from_numpy(v.detach().numpy().copy())
-                        for k, v in m.state_dict().items()})
+    tm.load_state_dict(
+        {k: torch.from_numpy(v.detach().numpy().copy()) for k, v in m.state_dict().items()}
+    )
     ex = inputs(ember, name, 2)
     tex = tuple(torch.from_numpy(v.numpy()) for v in ex)
-    io_kw = {"input_names": ["x"], "output_names": ["y"], "opset_version": 17,
-             "dynamic_axes": {"x": {0: "batch"}, "y": {0: "batch"}}}
+    io_kw = {
+        "input_names": ["x"],
+        "output_names": ["y"],
+        "opset_version": 17,
+        "dynamic_axes": {"x": {0: "batch"}, "y": {0: "batch"}},
+    }
     bufs: dict[str, io.BytesIO] = {}
 
     def export_best_of_2(key: str, fn) -> float:  # the first call also pays one-time imports
@@ -153,8 +172,7 @@ def bench_onnx(ember, torch, ort, name: str, make, repeat: int, threads: int) ->
     t_e = export_best_of_2("ember", lambda f: ember.onnx.export(m, ex, f, **io_kw))
     # with grad enabled: under no_grad torch's eval TransformerEncoderLayer takes its fused
     # fast path (aten::_transformer_encoder_layer_fwd), which torch cannot export to ONNX
-    t_t = export_best_of_2("torch", lambda f: torch.onnx.export(tm, tex, f, dynamo=False,
-                                                                **io_kw))
+    t_t = export_best_of_2("torch", lambda f: torch.onnx.export(tm, tex, f, dynamo=False, **io_kw))
     e_buf, t_buf = bufs["ember"], bufs["torch"]
     e_sess = _ort_session(ort, e_buf.getvalue(), threads)
     t_sess = _ort_session(ort, t_buf.getvalue(), threads)
@@ -162,10 +180,21 @@ def bench_onnx(ember, torch, ort, name: str, make, repeat: int, threads: int) ->
     for batch in (1, 32):
         feed = {"x": inputs(ember, name, batch)[0].numpy()}
         diff = float(np.abs(e_sess.run(None, feed)[0] - t_sess.run(None, feed)[0]).max())
-        t_ember, t_torch = _interleaved_best([lambda f=feed: e_sess.run(None, f),
-                                              lambda f=feed: t_sess.run(None, f)], repeat)
-        rows.append([name, batch, f"{t_e:.3f}", f"{t_t:.3f}", f"{t_ember * 1e3:.3f}",
-                     f"{t_torch * 1e3:.3f}", f"{t_ember / t_torch:.2f}", f"{diff:.1e}"])
+        t_ember, t_torch = _interleaved_best(
+            [lambda f=feed: e_sess.run(None, f), lambda f=feed: t_sess.run(None, f)], repeat
+        )
+        rows.append(
+            [
+                name,
+                batch,
+                f"{t_e:.3f}",
+                f"{t_t:.3f}",
+                f"{t_ember * 1e3:.3f}",
+                f"{t_torch * 1e3:.3f}",
+                f"{t_ember / t_torch:.2f}",
+                f"{diff:.1e}",
+            ]
+        )
     return rows
 
 
@@ -180,9 +209,19 @@ def onnx_table(ember, torch, repeat: int, threads: int) -> str | None:
     rows = []
     for name, make in (("cnn", cnn), ("gpt", gpt)):
         rows += bench_onnx(ember, torch, ort, name, make, repeat, threads)
-    return table(rows, ["model", "batch", "ember onnx.export (s)", "torch onnx.export (s)",
-                        "ort: ember's file (ms)", "ort: torch's file (ms)", "ratio",
-                        "max |diff|"])
+    return table(
+        rows,
+        [
+            "model",
+            "batch",
+            "ember onnx.export (s)",
+            "torch onnx.export (s)",
+            "ort: ember's file (ms)",
+            "ort: torch's file (ms)",
+            "ratio",
+            "max |diff|",
+        ],
+    )
 
 
 def main() -> None:
@@ -205,8 +244,10 @@ def main() -> None:
         _capture_and_latency(ember, torch, repeat, a.threads)
     onnx_rows = onnx_table(ember, torch, repeat, a.threads)
     if onnx_rows is not None:
-        print(f"\n# onnxruntime ({a.threads} thread(s)): ember's ONNX file vs torch's "
-              "(dynamo=False), same weights; ratio = ember / torch, target <= 1.10")
+        print(
+            f"\n# onnxruntime ({a.threads} thread(s)): ember's ONNX file vs torch's "
+            "(dynamo=False), same weights; ratio = ember / torch, target <= 1.10"
+        )
         print(onnx_rows)
 
 
@@ -217,11 +258,27 @@ def _capture_and_latency(ember, torch, repeat: int, threads: int) -> None:
         cap_rows.append(cap)
         lat_rows += lat
     print(f"# capture + save (s), {threads} thread(s)")
-    print(table(cap_rows, ["model", "ember export+save", "ember jit.trace+save",
-                           "torch.export", "torch.jit.trace"][:len(cap_rows[0])]))
+    print(
+        table(
+            cap_rows,
+            [
+                "model",
+                "ember export+save",
+                "ember jit.trace+save",
+                "torch.export",
+                "torch.jit.trace",
+            ][: len(cap_rows[0])],
+        )
+    )
     print("\n# inference latency (ms per call)")
-    print(table(lat_rows, ["model", "batch", "ember eager", "loaded export", "loaded jit (opt)",
-                           "torch eager"][:len(lat_rows[0])]))
+    print(
+        table(
+            lat_rows,
+            ["model", "batch", "ember eager", "loaded export", "loaded jit (opt)", "torch eager"][
+                : len(lat_rows[0])
+            ],
+        )
+    )
 
 
 if __name__ == "__main__":

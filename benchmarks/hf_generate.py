@@ -45,10 +45,15 @@ def main() -> None:
     torch.manual_seed(0)
     cfgs = {
         "gpt2": transformers.GPT2Config(n_layer=args.layers, eos_token_id=None),
-        "llama": transformers.LlamaConfig(hidden_size=768, intermediate_size=2048,
-                                          num_hidden_layers=args.layers,
-                                          num_attention_heads=12, num_key_value_heads=4,
-                                          vocab_size=32000, eos_token_id=None),
+        "llama": transformers.LlamaConfig(
+            hidden_size=768,
+            intermediate_size=2048,
+            num_hidden_layers=args.layers,
+            num_attention_heads=12,
+            num_key_value_heads=4,
+            vocab_size=32000,
+            eos_token_id=None,
+        ),
     }
     heads = {"gpt2": transformers.GPT2LMHeadModel, "llama": transformers.LlamaForCausalLM}
     rows = []
@@ -62,8 +67,13 @@ def main() -> None:
 
         def run_ref(t_ids=t_ids, ref=ref):
             with torch.no_grad():
-                return ref.generate(t_ids, max_new_tokens=args.new, min_new_tokens=args.new,
-                                    do_sample=False, pad_token_id=0)
+                return ref.generate(
+                    t_ids,
+                    max_new_tokens=args.new,
+                    min_new_tokens=args.new,
+                    do_sample=False,
+                    pad_token_id=0,
+                )
 
         def run_ours(e_ids=e_ids, ours=ours):
             return ours.generate(e_ids, max_new_tokens=args.new)
@@ -76,10 +86,17 @@ def main() -> None:
                 fn()
                 best[name] = min(best[name], time.perf_counter() - t0)
         tps = {k: args.batch * args.new / v for k, v in best.items()}
-        rows.append([arch, args.layers, args.batch, f"{tps['ember']:.1f}",
-                     f"{tps['transformers']:.1f}", f"{tps['ember'] / tps['transformers']:.2f}"])
-    print(table(rows, ["model", "layers", "batch", "ember tok/s", "transformers tok/s",
-                       "ratio"]))
+        rows.append(
+            [
+                arch,
+                args.layers,
+                args.batch,
+                f"{tps['ember']:.1f}",
+                f"{tps['transformers']:.1f}",
+                f"{tps['ember'] / tps['transformers']:.2f}",
+            ]
+        )
+    print(table(rows, ["model", "layers", "batch", "ember tok/s", "transformers tok/s", "ratio"]))
 
 
 if __name__ == "__main__":

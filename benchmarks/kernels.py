@@ -48,8 +48,12 @@ def conv_case(nd, n, c_in, c_out, size, k, stride=1, groups=1):
         w = _t(lib, rng, (c_out, c_in // groups) + (k,) * nd, scale=0.1)
         b = _t(lib, rng, (c_out,))
         conv = getattr(F, f"conv{nd}d")
-        return (lambda x, w, b: conv(x, w, b, stride=stride, padding=k // 2, groups=groups)), \
-            (x, w, b)
+        return (lambda x, w, b: conv(x, w, b, stride=stride, padding=k // 2, groups=groups)), (
+            x,
+            w,
+            b,
+        )
+
     dw = "dw" if groups > 1 and groups == c_in else (f"g{groups}" if groups > 1 else "")
     name = f"{nd}d n{n} {c_in}->{c_out} {size}^{nd} k{k} s{stride} {dw}".rstrip()
     return name, build
@@ -70,15 +74,21 @@ def norm_case(kind, shape, affine=True):
         if kind == "group":
             return (lambda x, w, b: F.group_norm(x, 8, w, b)), (x, w, b)
         return (lambda x, w: F.rms_norm(x, (c,), w)), (x, w)
+
     return f"{kind} {'x'.join(map(str, shape))}{'' if affine else ' no-affine'}", build
 
 
 def act_case(kind, shape):
     def build(lib, rng):
         F = lib.nn.functional
-        fn = {"gelu": F.gelu, "silu": F.silu, "softmax": lambda x: F.softmax(x, -1),
-              "log_softmax": lambda x: F.log_softmax(x, -1)}[kind]
+        fn = {
+            "gelu": F.gelu,
+            "silu": F.silu,
+            "softmax": lambda x: F.softmax(x, -1),
+            "log_softmax": lambda x: F.log_softmax(x, -1),
+        }[kind]
         return fn, (_t(lib, rng, shape),)
+
     return f"{kind} {'x'.join(map(str, shape))}", build
 
 
@@ -89,10 +99,14 @@ def attn_case(b, heads, seq, dim, causal=False, masked=False):
         mask = None
         if masked:  # a boolean padding-style mask, broadcast over heads
             keep = np.ones((b, 1, seq, seq), dtype=bool)
-            keep[..., seq - seq // 4:] = False
+            keep[..., seq - seq // 4 :] = False
             mask = lib.tensor(keep)
-        return (lambda q, k, v: F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, is_causal=causal)), (q, k, v)
+        return (
+            lambda q, k, v: F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, is_causal=causal
+            )
+        ), (q, k, v)
+
     tag = " causal" if causal else (" masked" if masked else "")
     return f"b{b} h{heads} L{seq} d{dim}{tag}", build
 
@@ -100,10 +114,12 @@ def attn_case(b, heads, seq, dim, causal=False, masked=False):
 def rnn_case(kind, n, seq, feat, hidden, layers=1, bidir=False):
     def build(lib, rng):
         lib.manual_seed(0)
-        mod = getattr(lib.nn, kind)(feat, hidden, num_layers=layers, bidirectional=bidir,
-                                    batch_first=True)
+        mod = getattr(lib.nn, kind)(
+            feat, hidden, num_layers=layers, bidirectional=bidir, batch_first=True
+        )
         x = _t(lib, rng, (n, seq, feat))
         return (lambda x: mod(x)[0]), (x,)
+
     return f"{kind} n{n} T{seq} {feat}->{hidden} L{layers}{' bi' if bidir else ''}", build
 
 
@@ -116,17 +132,22 @@ def embed_case(kind, n, vocab, dim=0):
             return (lambda w: F.embedding(idx, w)), (w,)
         logits = _t(lib, rng, (n, vocab))
         return (lambda z: F.cross_entropy(z, idx)), (logits,)
-    return (f"embedding n{n} V{vocab} d{dim}" if kind == "embedding"
-            else f"cross_entropy n{n} V{vocab}"), build
+
+    return (
+        f"embedding n{n} V{vocab} d{dim}" if kind == "embedding" else f"cross_entropy n{n} V{vocab}"
+    ), build
 
 
 def pool_case(kind, shape, k=2, stride=2):
     def build(lib, rng):
         F = lib.nn.functional
-        fn = {"max": lambda x: F.max_pool2d(x, k, stride),
-              "avg": lambda x: F.avg_pool2d(x, k, stride),
-              "adaptive_avg": lambda x: F.adaptive_avg_pool2d(x, 1)}[kind]
+        fn = {
+            "max": lambda x: F.max_pool2d(x, k, stride),
+            "avg": lambda x: F.avg_pool2d(x, k, stride),
+            "adaptive_avg": lambda x: F.adaptive_avg_pool2d(x, 1),
+        }[kind]
         return fn, (_t(lib, rng, shape),)
+
     return f"{kind}_pool {'x'.join(map(str, shape))} k{k} s{stride}", build
 
 
@@ -206,6 +227,7 @@ def _step_fn(lib, build, seed=0):
         for t in leaves:
             t.grad = None
         fn(*inputs).backward(gout)
+
     return step
 
 
@@ -253,8 +275,9 @@ def geomean(xs):
     return math.exp(sum(map(math.log, xs)) / len(xs)) if xs else float("nan")
 
 
-def run(families, threads_list, quick=False, repeat=3, clock="auto", min_time=0.05,
-        only=None, out=print):
+def run(
+    families, threads_list, quick=False, repeat=3, clock="auto", min_time=0.05, only=None, out=print
+):
     """Sweep; returns {family: {threads: [{"shape", "ember_ms", "torch_ms", "ratio"}]}}."""
     import torch
 
@@ -275,28 +298,40 @@ def run(families, threads_list, quick=False, repeat=3, clock="auto", min_time=0.
             rows = []
             for name, build in cases:
                 best = measure(libs, build, th, repeat, timer, min_time)
-                rows.append({"shape": name, "ember_ms": best["ember"] * 1e3,
-                             "torch_ms": best["torch"] * 1e3,
-                             "ratio": best["ember"] / best["torch"]})
+                rows.append(
+                    {
+                        "shape": name,
+                        "ember_ms": best["ember"] * 1e3,
+                        "torch_ms": best["torch"] * 1e3,
+                        "ratio": best["ember"] / best["torch"],
+                    }
+                )
             result[fam][th] = rows
             out(format_table(fam, th, clk, rows))
     return result
 
 
 def format_table(fam, threads, clock, rows):
-    body = [[r["shape"], f"{r['ember_ms']:.3f}", f"{r['torch_ms']:.3f}", f"{r['ratio']:.2f}"]
-            for r in rows]
+    body = [
+        [r["shape"], f"{r['ember_ms']:.3f}", f"{r['torch_ms']:.3f}", f"{r['ratio']:.2f}"]
+        for r in rows
+    ]
     worst = max(rows, key=lambda r: r["ratio"])
     head = f"\n## {fam}, {threads} thread{'s' if threads > 1 else ''} ({clock} time)\n"
-    foot = (f"\ngeomean ember/torch: {geomean([r['ratio'] for r in rows]):.2f}; "
-            f"worst: {worst['ratio']:.2f} ({worst['shape']})")
+    foot = (
+        f"\ngeomean ember/torch: {geomean([r['ratio'] for r in rows]):.2f}; "
+        f"worst: {worst['ratio']:.2f} ({worst['shape']})"
+    )
     return head + table(body, ["shape", "ember ms", "torch ms", "ember/torch"]) + foot
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--family", default=",".join(FAMILIES),
-                    help=f"comma-separated subset of {','.join(FAMILIES)}")
+    ap.add_argument(
+        "--family",
+        default=",".join(FAMILIES),
+        help=f"comma-separated subset of {','.join(FAMILIES)}",
+    )
     ap.add_argument("--threads", default="1,2", help="comma-separated thread counts")
     ap.add_argument("--quick", action="store_true", help="a few shapes per family")
     ap.add_argument("--only", type=int, default=None, help="at most this many shapes per family")

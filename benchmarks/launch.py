@@ -88,15 +88,17 @@ def _time(cmd: list, env: dict) -> tuple[float, float]:
     # ranks share torchrun's stdout, so two stamps may land on one line
     stamps = [float(v) for v in re.findall(r"FIRST_STEP (\d+\.\d+)", r.stdout)]
     if r.returncode != 0 or len(stamps) != 2:
-        raise RuntimeError(f"`{' '.join(cmd)}` failed ({r.returncode}):\n{r.stdout[-2000:]}\n"
-                           f"{r.stderr[-3000:]}")
+        raise RuntimeError(
+            f"`{' '.join(cmd)}` failed ({r.returncode}):\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}"
+        )
     return max(stamps) - t0, t_exit
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--repeat", type=positive_int, default=3,
-                   help="runs per launcher (median shown)")
+    p.add_argument(
+        "--repeat", type=positive_int, default=3, help="runs per launcher (median shown)"
+    )
     p.add_argument("--steps", type=positive_int, default=5, help="training steps per run")
     args = p.parse_args()
     env = dict(os.environ)
@@ -110,15 +112,29 @@ def main() -> None:
         ember_script.write_text(EMBER)
         torch_script.write_text(TORCH)
         launchers = {
-            "ember launch --workers 2": [sys.executable, "-m", "ember.launcher.cli", "launch",
-                                         "--workers", "2", str(ember_script), str(args.steps)],
+            "ember launch --workers 2": [
+                sys.executable,
+                "-m",
+                "ember.launcher.cli",
+                "launch",
+                "--workers",
+                "2",
+                str(ember_script),
+                str(args.steps),
+            ],
         }
         try:
             import torch  # noqa: F401
 
             launchers["torchrun --nproc-per-node 2"] = [
-                sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-                str(torch_script), str(args.steps)]
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--nproc-per-node",
+                "2",
+                str(torch_script),
+                str(args.steps),
+            ]
         except ImportError:
             print("(torch not installed: torchrun row skipped)")
         results = {name: [] for name in launchers}
@@ -128,10 +144,18 @@ def main() -> None:
         for name, runs in results.items():
             first = statistics.median(r[0] for r in runs)
             done = statistics.median(r[1] for r in runs)
-            rows.append([name, f"{first:.2f}", f"{done:.2f}",
-                         f"{min(r[0] for r in runs):.2f}-{max(r[0] for r in runs):.2f}"])
-    print(f"2 local workers, mlp, {args.steps} steps, median of {args.repeat} runs "
-          f"({os.cpu_count()} cores)")
+            rows.append(
+                [
+                    name,
+                    f"{first:.2f}",
+                    f"{done:.2f}",
+                    f"{min(r[0] for r in runs):.2f}-{max(r[0] for r in runs):.2f}",
+                ]
+            )
+    print(
+        f"2 local workers, mlp, {args.steps} steps, median of {args.repeat} runs "
+        f"({os.cpu_count()} cores)"
+    )
     print(table(rows, ["launcher", "s to first step", "s to exit", "first step range"]))
 
 

@@ -62,20 +62,41 @@ def measure(lib, fn, shapes):
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--ops", type=choice_list(OPS, {"matmul": "matmul 16x16"}),
-                   default=",".join(OPS), help=f"comma-separated, from {', '.join(OPS)} "
-                                               "(matmul for short) or all; default all")
+    p.add_argument(
+        "--ops",
+        type=choice_list(OPS, {"matmul": "matmul 16x16"}),
+        default=",".join(OPS),
+        help=f"comma-separated, from {', '.join(OPS)} (matmul for short) or all; default all",
+    )
     args = p.parse_args(argv)
     rows = []
     for name in args.ops:
         fn, shapes = OPS[name]
         e = measure("ember", fn, shapes)
         t = measure("torch", fn, shapes) if torch is not None else (float("nan"),) * 3
-        rows.append([name] + [f"{x * 1e6:.1f}" for x in e] + [f"{x * 1e6:.1f}" for x in t]
-                    + [f"{a / b:.2f}" for a, b in zip(e, t)])
-    print(table(rows, ["op", "ember fwd us", "ember fwd(grad) us", "ember fwd+bwd us",
-                       "torch fwd us", "torch fwd(grad) us", "torch fwd+bwd us",
-                       "ratio fwd", "ratio fwd(grad)", "ratio fwd+bwd"]))
+        rows.append(
+            [name]
+            + [f"{x * 1e6:.1f}" for x in e]
+            + [f"{x * 1e6:.1f}" for x in t]
+            + [f"{a / b:.2f}" for a, b in zip(e, t)]
+        )
+    print(
+        table(
+            rows,
+            [
+                "op",
+                "ember fwd us",
+                "ember fwd(grad) us",
+                "ember fwd+bwd us",
+                "torch fwd us",
+                "torch fwd(grad) us",
+                "torch fwd+bwd us",
+                "ratio fwd",
+                "ratio fwd(grad)",
+                "ratio fwd+bwd",
+            ],
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -70,8 +70,10 @@ def _torch_digits(torch, e_train, e_test, epochs: int, qat_epochs: int):
 
     def arrays(subset):
         xs, ys = zip(*[subset[i] for i in range(len(subset))])
-        return (torch.from_numpy(np.stack([x.numpy() for x in xs])),
-                torch.tensor([int(y) for y in ys]))
+        return (
+            torch.from_numpy(np.stack([x.numpy() for x in xs])),
+            torch.tensor([int(y) for y in ys]),
+        )
 
     xtr, ytr = arrays(e_train)
     xte, yte = arrays(e_test)
@@ -134,8 +136,11 @@ def digits_section(args, torch):
     train_loader, test_loader = ex.data()
     model = ex.QuantCNN()
     ex.train(model, train_loader, args.epochs, 3e-3)
-    e_models = {"float32": model, "int8 static PTQ": ex.static_ptq(model, train_loader),
-                "int8 QAT": ex.qat(model, train_loader, args.qat_epochs)}
+    e_models = {
+        "float32": model,
+        "int8 static PTQ": ex.static_ptq(model, train_loader),
+        "int8 QAT": ex.qat(model, train_loader, args.qat_epochs),
+    }
     x64 = next(iter(test_loader))[0][:64]
     rows = []
     for name, m in e_models.items():
@@ -143,18 +148,34 @@ def digits_section(args, torch):
         with ember.no_grad():
             l1 = 1e3 * best_of(lambda m=m: m(x64[:1]), repeat=3, number=50)
             l64 = 1e3 * best_of(lambda m=m: m(x64), repeat=3, number=5)
-        rows.append(["ember", name, f"{100 * ex.accuracy(m, test_loader):.2f}",
-                     f"{_measure.size_on_disk(m) / 1024:.1f}", f"{l1:.3f}", f"{l64:.2f}"])
+        rows.append(
+            [
+                "ember",
+                name,
+                f"{100 * ex.accuracy(m, test_loader):.2f}",
+                f"{_measure.size_on_disk(m) / 1024:.1f}",
+                f"{l1:.3f}",
+                f"{l64:.2f}",
+            ]
+        )
     if torch is not None:
-        t_models, t_acc, xte = _torch_digits(torch, train_loader.dataset, test_loader.dataset,
-                                             args.epochs, args.qat_epochs)
+        t_models, t_acc, xte = _torch_digits(
+            torch, train_loader.dataset, test_loader.dataset, args.epochs, args.qat_epochs
+        )
         for name, m in t_models.items():
-            rows.append(["torch", name, f"{100 * t_acc(m):.2f}",
-                         f"{_torch_size(torch, m) / 1024:.1f}",
-                         f"{_torch_latency(torch, m, xte[:1], 50):.3f}",
-                         f"{_torch_latency(torch, m, xte[:64], 5):.2f}"])
-    return table(rows, ["framework", "digits CNN", "accuracy %", "size KiB", "batch 1 ms",
-                        "batch 64 ms"])
+            rows.append(
+                [
+                    "torch",
+                    name,
+                    f"{100 * t_acc(m):.2f}",
+                    f"{_torch_size(torch, m) / 1024:.1f}",
+                    f"{_torch_latency(torch, m, xte[:1], 50):.3f}",
+                    f"{_torch_latency(torch, m, xte[:64], 5):.2f}",
+                ]
+            )
+    return table(
+        rows, ["framework", "digits CNN", "accuracy %", "size KiB", "batch 1 ms", "batch 64 ms"]
+    )
 
 
 def lstm_section(args, torch):
@@ -178,21 +199,36 @@ def lstm_section(args, torch):
             for name, m in models.items():
                 for i, (b, n) in enumerate(((1, 3), (32, 1))):
                     xb = ember.tensor(x[:b])
-                    ms[name][i] = min(ms[name][i],
-                                      1e3 * best_of(lambda m=m, xb=xb: m(xb), repeat=1, number=n))
+                    ms[name][i] = min(
+                        ms[name][i], 1e3 * best_of(lambda m=m, xb=xb: m(xb), repeat=1, number=n)
+                    )
     for name, m in models.items():
-        rows.append(["ember", name, f"{_measure.size_on_disk(m) / 1024:.0f}",
-                     f"{ms[name][0]:.1f}", f"{ms[name][1]:.1f}"])
+        rows.append(
+            [
+                "ember",
+                name,
+                f"{_measure.size_on_disk(m) / 1024:.0f}",
+                f"{ms[name][0]:.1f}",
+                f"{ms[name][1]:.1f}",
+            ]
+        )
     if torch is not None:
         t_lstm = torch.nn.Sequential(torch.nn.LSTM(128, 256, batch_first=True))
         tq_lstm = torch.ao.quantization.quantize_dynamic(t_lstm, {torch.nn.LSTM}, torch.qint8)
         tx = torch.from_numpy(x)
         for name, m in (("float32", t_lstm), ("int8 dynamic", tq_lstm)):
-            rows.append(["torch", name, f"{_torch_size(torch, m) / 1024:.0f}",
-                         f"{_torch_latency(torch, m, tx[:1], 3):.1f}",
-                         f"{_torch_latency(torch, m, tx, 1):.1f}"])
-    return table(rows, ["framework", "LSTM(128, 256), 64 steps", "size KiB", "batch 1 ms",
-                        "batch 32 ms"])
+            rows.append(
+                [
+                    "torch",
+                    name,
+                    f"{_torch_size(torch, m) / 1024:.0f}",
+                    f"{_torch_latency(torch, m, tx[:1], 3):.1f}",
+                    f"{_torch_latency(torch, m, tx, 1):.1f}",
+                ]
+            )
+    return table(
+        rows, ["framework", "LSTM(128, 256), 64 steps", "size KiB", "batch 1 ms", "batch 32 ms"]
+    )
 
 
 def _layer_row(torch, rng, label, kind, xs, wsz) -> list:
@@ -221,6 +257,7 @@ def _layer_row(torch, rng, label, kind, xs, wsz) -> list:
 
         def f():
             return F.conv2d(ex, ew, eb, padding=1)
+
     layer.set_weight_bias(qw, eb)
     layer.scale = 0.05
     tf = tq_ = tqq = float("inf")
@@ -228,17 +265,25 @@ def _layer_row(torch, rng, label, kind, xs, wsz) -> list:
         for _ in range(3):
             tf = min(tf, best_of(f, repeat=2))
             tq_ = min(tq_, best_of(lambda: layer(qx), repeat=2))
-            tqq = min(tqq, best_of(
-                lambda: layer(Q.quantize_per_tensor(ex, qx.q_scale(), 0, Q.quint8)), repeat=2))
+            tqq = min(
+                tqq,
+                best_of(
+                    lambda: layer(Q.quantize_per_tensor(ex, qx.q_scale(), 0, Q.quint8)), repeat=2
+                ),
+            )
     row = [label, f"{1e3 * tf:.2f}", f"{1e3 * tq_:.2f}", f"{1e3 * tqq:.2f}", f"{tf / tq_:.2f}"]
     if torch is not None:
         import torch.ao.nn.quantized as tnnq
 
         tx, tw = torch.from_numpy(x), torch.from_numpy(w)
-        tqw = torch.quantize_per_channel(tw, torch.from_numpy(s),
-                                         torch.zeros(len(w), dtype=torch.long), 0, torch.qint8)
-        tl = tnnq.Linear(wsz[1], wsz[0]) if kind == "linear" else \
-            tnnq.Conv2d(wsz[1], wsz[0], 3, padding=1)
+        tqw = torch.quantize_per_channel(
+            tw, torch.from_numpy(s), torch.zeros(len(w), dtype=torch.long), 0, torch.qint8
+        )
+        tl = (
+            tnnq.Linear(wsz[1], wsz[0])
+            if kind == "linear"
+            else tnnq.Conv2d(wsz[1], wsz[0], 3, padding=1)
+        )
         tl.set_weight_bias(tqw, torch.from_numpy(b))
         tl.scale = 0.05
         tqx = torch.quantize_per_tensor(tx, qx.q_scale(), 0, torch.quint8)
@@ -249,8 +294,10 @@ def _layer_row(torch, rng, label, kind, xs, wsz) -> list:
             return torch.nn.functional.conv2d(tx, tw, padding=1)
 
         with torch.no_grad():
-            row += [f"{1e3 * best_of(tff, repeat=3):.2f}",
-                    f"{1e3 * best_of(lambda: tl(tqx), repeat=3):.2f}"]
+            row += [
+                f"{1e3 * best_of(tff, repeat=3):.2f}",
+                f"{1e3 * best_of(lambda: tl(tqx), repeat=3):.2f}",
+            ]
     return row
 
 
@@ -259,18 +306,25 @@ def layers_section(args, torch):
 
     rng = np.random.default_rng(0)
     rows = []
-    shapes = [("Linear 784->512, batch 128", "linear", (128, 784), (512, 784)),
-              ("Linear 784->512, batch 1", "linear", (1, 784), (512, 784)),
-              ("Linear 3136->128, batch 64", "linear", (64, 3136), (128, 3136)),
-              ("Linear 3136->128, batch 1", "linear", (1, 3136), (128, 3136)),
-              ("Conv2d 1->32 3x3, 64x28x28", "conv", (64, 1, 28, 28), (32, 1, 3, 3)),
-              ("Conv2d 1->32 3x3, 1x28x28", "conv", (1, 1, 28, 28), (32, 1, 3, 3)),
-              ("Conv2d 32->64 3x3, 64x14x14", "conv", (64, 32, 14, 14), (64, 32, 3, 3)),
-              ("Conv2d 32->64 3x3, 1x14x14", "conv", (1, 32, 14, 14), (64, 32, 3, 3))]
+    shapes = [
+        ("Linear 784->512, batch 128", "linear", (128, 784), (512, 784)),
+        ("Linear 784->512, batch 1", "linear", (1, 784), (512, 784)),
+        ("Linear 3136->128, batch 64", "linear", (64, 3136), (128, 3136)),
+        ("Linear 3136->128, batch 1", "linear", (1, 3136), (128, 3136)),
+        ("Conv2d 1->32 3x3, 64x28x28", "conv", (64, 1, 28, 28), (32, 1, 3, 3)),
+        ("Conv2d 1->32 3x3, 1x28x28", "conv", (1, 1, 28, 28), (32, 1, 3, 3)),
+        ("Conv2d 32->64 3x3, 64x14x14", "conv", (64, 32, 14, 14), (64, 32, 3, 3)),
+        ("Conv2d 32->64 3x3, 1x14x14", "conv", (1, 32, 14, 14), (64, 32, 3, 3)),
+    ]
     for label, kind, xs, wsz in shapes:
         rows.append(_layer_row(torch, rng, label, kind, xs, wsz))
-    header = ["layer", "ember f32 ms", "ember int8 ms", "ember int8 + quantize ms",
-              "ember f32/int8"]
+    header = [
+        "layer",
+        "ember f32 ms",
+        "ember int8 ms",
+        "ember int8 + quantize ms",
+        "ember f32/int8",
+    ]
     if torch is not None:
         header += ["torch f32 ms", "torch int8 ms"]
     return table(rows, header)
@@ -293,10 +347,16 @@ def _ort_reference(ort_q, fp32_bytes: bytes, calib) -> bytes | None:
         src, dst = Path(d) / "f32.onnx", Path(d) / "q.onnx"
         src.write_bytes(fp32_bytes)
         try:
-            ort_q.quantize_static(str(src), str(dst), Reader(), quant_format=ort_q.QuantFormat.QDQ,
-                                  activation_type=ort_q.QuantType.QUInt8,
-                                  weight_type=ort_q.QuantType.QInt8, per_channel=True,
-                                  reduce_range=True)
+            ort_q.quantize_static(
+                str(src),
+                str(dst),
+                Reader(),
+                quant_format=ort_q.QuantFormat.QDQ,
+                activation_type=ort_q.QuantType.QUInt8,
+                weight_type=ort_q.QuantType.QInt8,
+                per_channel=True,
+                reduce_range=True,
+            )
         except Exception as err:  # an onnxruntime without the quantization tools
             print(f"(onnxruntime quantize_static failed: {err})")
             return None
@@ -318,14 +378,16 @@ def _ort_rows(args, label, models: dict, x, calib, batches=((1, 100), (64, 5))):
     blobs = {}
     for name, m in models.items():
         buf = io.BytesIO()
-        ember.onnx.export(m, ember.tensor(x[:2]), buf, input_names=["x"],
-                          dynamic_axes={"x": {0: "batch"}})
+        ember.onnx.export(
+            m, ember.tensor(x[:2]), buf, input_names=["x"], dynamic_axes={"x": {0: "batch"}}
+        )
         blobs[name] = buf.getvalue()
     ref = _ort_reference(ort_q, blobs["float32"], calib)
     if ref is not None:
         blobs["int8 QDQ, onnxruntime quantize_static"] = ref
-    sessions = {n: ort.InferenceSession(b, so, providers=["CPUExecutionProvider"])
-                for n, b in blobs.items()}
+    sessions = {
+        n: ort.InferenceSession(b, so, providers=["CPUExecutionProvider"]) for n, b in blobs.items()
+    }
     ms = {n: [float("inf")] * len(batches) for n in sessions}
     for _ in range(10):
         for name, sess in sessions.items():
@@ -335,10 +397,12 @@ def _ort_rows(args, label, models: dict, x, calib, batches=((1, 100), (64, 5))):
                 for _ in range(n):
                     sess.run(None, feed)
                 ms[name][i] = min(ms[name][i], 1e3 * (time.process_time() - t0) / n)
-    rows = [[label, name, f"{len(blobs[name]) / 1024:.1f}"] +
-            [f"{v:.3f}" for v in ms[name]] +
-            [f"{f / v:.2f}x" for f, v in zip(ms["float32"], ms[name])]
-            for name in sessions]
+    rows = [
+        [label, name, f"{len(blobs[name]) / 1024:.1f}"]
+        + [f"{v:.3f}" for v in ms[name]]
+        + [f"{f / v:.2f}x" for f, v in zip(ms["float32"], ms[name])]
+        for name in sessions
+    ]
     return rows, sessions
 
 
@@ -363,10 +427,12 @@ def onnx_section(args, epochs: int = 3):
     xs, ys = zip(*test_loader)
     xte, yte = ember.cat(list(xs)).numpy(), ember.cat(list(ys)).numpy()
     calib = [x.numpy() for i, (x, _) in zip(range(10), train_loader)]
-    rows, sessions = _ort_rows(args, "digits CNN", {"float32": model, "int8 QDQ": qmodel}, xte,
-                               calib)
-    acc = {n: 100 * (s.run(None, {"x": xte})[0].argmax(1) == yte).mean()
-           for n, s in sessions.items()}
+    rows, sessions = _ort_rows(
+        args, "digits CNN", {"float32": model, "int8 QDQ": qmodel}, xte, calib
+    )
+    acc = {
+        n: 100 * (s.run(None, {"x": xte})[0].argmax(1) == yte).mean() for n, s in sessions.items()
+    }
     for r in rows:
         r.insert(2, f"{acc[r[1]]:.2f}")
 
@@ -392,13 +458,29 @@ def onnx_section(args, epochs: int = 3):
         for c in calib:
             prepared(ember.tensor(c))
     qmlp = tq.convert(prepared)
-    mlp_rows, _ = _ort_rows(args, "MLP 1024-2048-2048-10", {"float32": mlp, "int8 QDQ": qmlp},
-                            rng.random((64, 1024), dtype=np.float32), calib,
-                            batches=((1, 20), (64, 2)))
+    mlp_rows, _ = _ort_rows(
+        args,
+        "MLP 1024-2048-2048-10",
+        {"float32": mlp, "int8 QDQ": qmlp},
+        rng.random((64, 1024), dtype=np.float32),
+        calib,
+        batches=((1, 20), (64, 2)),
+    )
     for r in mlp_rows:
         r.insert(2, "")
-    return table(rows + mlp_rows, ["onnxruntime", "model", "accuracy %", "size KiB",
-                                   "batch 1 ms", "batch 64 ms", "f32/this b1", "f32/this b64"])
+    return table(
+        rows + mlp_rows,
+        [
+            "onnxruntime",
+            "model",
+            "accuracy %",
+            "size KiB",
+            "batch 1 ms",
+            "batch 64 ms",
+            "f32/this b1",
+            "f32/this b64",
+        ],
+    )
 
 
 def main(argv=None) -> None:
@@ -407,8 +489,11 @@ def main(argv=None) -> None:
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--qat-epochs", type=int, default=2)
     p.add_argument("--no-torch", action="store_true", help="skip torch's figures")
-    p.add_argument("--sections", default="digits,lstm,layers,onnx",
-                   help="comma-separated parts to run (digits, lstm, layers, onnx)")
+    p.add_argument(
+        "--sections",
+        default="digits,lstm,layers,onnx",
+        help="comma-separated parts to run (digits, lstm, layers, onnx)",
+    )
     args = p.parse_args(argv)
     pin_threads(args.threads)
     torch = None
@@ -425,8 +510,12 @@ def main(argv=None) -> None:
     warnings.filterwarnings("ignore")
     t0 = time.perf_counter()
     print(f"threads: {args.threads}\n")
-    parts = {"digits": digits_section, "lstm": lstm_section, "layers": layers_section,
-             "onnx": lambda a, t: onnx_section(a)}
+    parts = {
+        "digits": digits_section,
+        "lstm": lstm_section,
+        "layers": layers_section,
+        "onnx": lambda a, t: onnx_section(a),
+    }
     chosen = [p.strip() for p in args.sections.split(",") if p.strip()]
     unknown = [c for c in chosen if c not in parts]
     if unknown:

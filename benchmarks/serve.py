@@ -51,8 +51,9 @@ def ember_model(kind: str):
 
     ember.manual_seed(0)
     if kind == "mlp":
-        return nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 256), nn.ReLU(),
-                             nn.Linear(256, 10)).eval()
+        return nn.Sequential(
+            nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 256), nn.ReLU(), nn.Linear(256, 10)
+        ).eval()
     sys.path.insert(0, os.path.join(HERE, "..", "examples"))
     from char_gpt import CharGPT
 
@@ -78,18 +79,22 @@ def torch_model(kind: str, weights: dict):
     from torch import nn
 
     if kind == "mlp":
-        m = nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 256), nn.ReLU(),
-                          nn.Linear(256, 10))
+        m = nn.Sequential(
+            nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 256), nn.ReLU(), nn.Linear(256, 10)
+        )
     else:
+
         class GPT(nn.Module):
             def __init__(self) -> None:
                 super().__init__()
                 self.tok, self.pos = nn.Embedding(65, 128), nn.Embedding(64, 128)
                 self.drop = nn.Dropout(0.1)
-                layer = nn.TransformerEncoderLayer(128, 4, 512, 0.1, activation="gelu",
-                                                   batch_first=True, norm_first=True)
-                self.blocks = nn.TransformerEncoder(layer, 2, norm=nn.LayerNorm(128),
-                                                    enable_nested_tensor=False)
+                layer = nn.TransformerEncoderLayer(
+                    128, 4, 512, 0.1, activation="gelu", batch_first=True, norm_first=True
+                )
+                self.blocks = nn.TransformerEncoder(
+                    layer, 2, norm=nn.LayerNorm(128), enable_nested_tensor=False
+                )
                 self.head = nn.Linear(128, 65)
 
             def forward(self, x):
@@ -152,8 +157,9 @@ async def _load(url: str, body: dict, concurrency: int, n: int) -> dict:
         while left > 0:
             left -= 1
             t0 = time.perf_counter()
-            async with session.post(url, data=data,
-                                    headers={"content-type": "application/json"}) as r:
+            async with session.post(
+                url, data=data, headers={"content-type": "application/json"}
+            ) as r:
                 await r.read()
                 if r.status != 200:
                     errors += 1
@@ -168,9 +174,13 @@ async def _load(url: str, body: dict, concurrency: int, n: int) -> dict:
         await asyncio.gather(*(client(session) for _ in range(concurrency)))
         wall = time.perf_counter() - t0
     lat.sort()
-    return {"load": os.getloadavg()[0], "rps": len(lat) / wall,
-            "p50_ms": 1000 * lat[len(lat) // 2],
-            "p99_ms": 1000 * lat[min(len(lat) - 1, int(0.99 * len(lat)))], "errors": errors}
+    return {
+        "load": os.getloadavg()[0],
+        "rps": len(lat) / wall,
+        "p50_ms": 1000 * lat[len(lat) // 2],
+        "p99_ms": 1000 * lat[min(len(lat) - 1, int(0.99 * len(lat)))],
+        "errors": errors,
+    }
 
 
 async def _load_handle(handle, x, concurrency: int, n: int) -> dict:
@@ -193,9 +203,13 @@ async def _load_handle(handle, x, concurrency: int, n: int) -> dict:
     await asyncio.gather(*(client() for _ in range(concurrency)))
     wall = time.perf_counter() - t0
     lat.sort()
-    return {"load": os.getloadavg()[0], "rps": len(lat) / wall,
-            "p50_ms": 1000 * lat[len(lat) // 2],
-            "p99_ms": 1000 * lat[min(len(lat) - 1, int(0.99 * len(lat)))], "errors": 0}
+    return {
+        "load": os.getloadavg()[0],
+        "rps": len(lat) / wall,
+        "p50_ms": 1000 * lat[len(lat) // 2],
+        "p99_ms": 1000 * lat[min(len(lat) - 1, int(0.99 * len(lat)))],
+        "errors": 0,
+    }
 
 
 def _run(coro) -> dict:
@@ -218,8 +232,11 @@ def _cpu_s(pid: int) -> float:
 
 def _serve_pids(app: str) -> dict:
     """Serve's processes by role, found by the titles Ray gives its workers."""
-    roles = {"proxy": b"ray::ProxyActor", "controller": b"ray::ServeController",
-             "replicas": f"ray::ServeReplica:{app}:".encode()}
+    roles = {
+        "proxy": b"ray::ProxyActor",
+        "controller": b"ray::ServeController",
+        "replicas": f"ray::ServeReplica:{app}:".encode(),
+    }
     out: dict = {r: [] for r in roles}
     for d in os.listdir("/proc"):
         if not d.isdigit():
@@ -251,8 +268,9 @@ def _direct_port(name: str, pids: dict) -> int:
     import requests
     from ray.serve._private import constants as c
 
-    for port in range(c.RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT,
-                      c.RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT + 64):
+    for port in range(
+        c.RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT, c.RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT + 64
+    ):
         try:
             r = requests.get(f"http://127.0.0.1:{port}/{name}/healthz", timeout=2)
         except requests.RequestException:
@@ -307,38 +325,61 @@ def _cells(args) -> list:
     if "direct" in args.variants:
         cells += [("ember direct x1", "direct", 1, {})]
     if "sweep" in args.variants:
-        cells += [("x1 max_ongoing=8", "http", 1, {"max_ongoing_requests": 8}),
-                  ("x1 max_ongoing=256", "http", 1, {"max_ongoing_requests": 256}),
-                  ("x1 batch 8", "http", 1, {"max_batch_size": 8}),
-                  ("x1 wait 0 ms", "http", 1, {"batch_wait_timeout_s": 0.0}),
-                  ("x1 wait 5 ms", "http", 1, {"batch_wait_timeout_s": 0.005})]
+        cells += [
+            ("x1 max_ongoing=8", "http", 1, {"max_ongoing_requests": 8}),
+            ("x1 max_ongoing=256", "http", 1, {"max_ongoing_requests": 256}),
+            ("x1 batch 8", "http", 1, {"max_batch_size": 8}),
+            ("x1 wait 0 ms", "http", 1, {"batch_wait_timeout_s": 0.0}),
+            ("x1 wait 5 ms", "http", 1, {"batch_wait_timeout_s": 0.005}),
+        ]
     return cells
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--models", type=choice_list(MODELS), default="mlp,gpt",
-                   help=f"comma-separated, from {', '.join(MODELS)}; default mlp,gpt")
-    p.add_argument("--concurrency", type=_int_list, default="1,8,32",
-                   help="comma-separated client concurrency levels; default 1,8,32")
-    p.add_argument("--requests", type=nonneg_int, default=0,
-                   help="requests per cell (default: 300 for mlp, 64 for gpt)")
-    p.add_argument("--port", type=_port, default=18600,
-                   help="HTTP port of the deployment (the baseline server takes PORT+1)")
+    p.add_argument(
+        "--models",
+        type=choice_list(MODELS),
+        default="mlp,gpt",
+        help=f"comma-separated, from {', '.join(MODELS)}; default mlp,gpt",
+    )
+    p.add_argument(
+        "--concurrency",
+        type=_int_list,
+        default="1,8,32",
+        help="comma-separated client concurrency levels; default 1,8,32",
+    )
+    p.add_argument(
+        "--requests",
+        type=nonneg_int,
+        default=0,
+        help="requests per cell (default: 300 for mlp, 64 for gpt)",
+    )
+    p.add_argument(
+        "--port",
+        type=_port,
+        default=18600,
+        help="HTTP port of the deployment (the baseline server takes PORT+1)",
+    )
     p.add_argument("--max-batch-size", type=positive_int, default=32)
     # 1 ms, not deploy()'s 5 ms default: with one inference thread per replica, batches form
     # while the previous batch computes, so a longer wait only adds latency at low load.
     p.add_argument("--batch-wait-ms", type=_nonneg_float, default=1.0)
-    p.add_argument("--variants", type=choice_list(VARIANTS),
-                   default="http",
-                   help=f"comma-separated, from {', '.join(VARIANTS)} or all; default http")
+    p.add_argument(
+        "--variants",
+        type=choice_list(VARIANTS),
+        default="http",
+        help=f"comma-separated, from {', '.join(VARIANTS)} or all; default http",
+    )
     p.add_argument("--json", help="write the results here too")
-    p.add_argument("--baseline-server", nargs=3, metavar=("MODEL", "WEIGHTS", "PORT"),
-                   help=argparse.SUPPRESS)
+    p.add_argument(
+        "--baseline-server", nargs=3, metavar=("MODEL", "WEIGHTS", "PORT"), help=argparse.SUPPRESS
+    )
     args = p.parse_args(argv)
     if args.baseline_server:
-        baseline_server(args.baseline_server[0], args.baseline_server[1],
-                        int(args.baseline_server[2]))
+        baseline_server(
+            args.baseline_server[0], args.baseline_server[1], int(args.baseline_server[2])
+        )
         return 0
 
     import numpy as np
@@ -377,9 +418,17 @@ def main(argv: list[str] | None = None) -> int:
             body = payload(kind)
             # the baseline first, alone on the machine
             bport = args.port + 1
-            proc = subprocess.Popen([sys.executable, os.path.abspath(__file__),
-                                     "--baseline-server", kind, wpath, str(bport)],
-                                    env={**os.environ, "OMP_NUM_THREADS": "1"})
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    os.path.abspath(__file__),
+                    "--baseline-server",
+                    kind,
+                    wpath,
+                    str(bport),
+                ],
+                env={**os.environ, "OMP_NUM_THREADS": "1"},
+            )
             try:
                 _wait_http(f"http://127.0.0.1:{bport}/healthz")
                 for c in levels:
@@ -392,10 +441,12 @@ def main(argv: list[str] | None = None) -> int:
                 proc.wait(timeout=30)
             for label, path, reps, knobs in _cells(args):
                 name = f"{kind}{len(rows)}"
-                opts = {"max_batch_size": args.max_batch_size,
-                        "batch_wait_timeout_s": args.batch_wait_ms / 1000.0, **knobs}
-                handle = serve.deploy(art, name=name, num_replicas=reps, port=args.port,
-                                      **opts)
+                opts = {
+                    "max_batch_size": args.max_batch_size,
+                    "batch_wait_timeout_s": args.batch_wait_ms / 1000.0,
+                    **knobs,
+                }
+                handle = serve.deploy(art, name=name, num_replicas=reps, port=args.port, **opts)
                 pids = _serve_pids(name)
                 if path != "handle":
                     pids.pop("controller")  # idle here; its ~constant cost muddles per-request
@@ -405,8 +456,9 @@ def main(argv: list[str] | None = None) -> int:
                         url = f"http://127.0.0.1:{port}/{name}/predict"
                         run = partial(_run, _load(url, body, c, n))
                     else:
-                        x = np.asarray(body["inputs"],
-                                       dtype=np.float32 if kind == "mlp" else np.int64)
+                        x = np.asarray(
+                            body["inputs"], dtype=np.float32 if kind == "mlp" else np.int64
+                        )
                         run = partial(_run, _load_handle(handle, x, c, n))
                     r = _measured(run, {k: v for k, v in pids.items() if k != "controller"}, n)
                     rows.append({"model": kind, "server": label, "c": c, **r})
@@ -415,14 +467,17 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         serve.shutdown()
         ray.shutdown()
-    print("\n| model | server | clients | req/s | p50 ms | p99 ms | errors | load | "
-          "CPU ms/request |")
+    print(
+        "\n| model | server | clients | req/s | p50 ms | p99 ms | errors | load | CPU ms/request |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         cpu = ", ".join(f"{k[7:]} {v:.1f}" for k, v in r.items() if k.startswith("cpu_ms_"))
-        print(f"| {r['model']} | {r['server']} | {r['c']} | {r['rps']:.1f} | "
-              f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} | {r['load']:.1f} | "
-              f"{cpu} |")
+        print(
+            f"| {r['model']} | {r['server']} | {r['c']} | {r['rps']:.1f} | "
+            f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} | {r['load']:.1f} | "
+            f"{cpu} |"
+        )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)

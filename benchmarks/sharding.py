@@ -31,14 +31,23 @@ from _common import int_at_least, pin_threads, positive_int, table
 
 VOCAB, D, HEADS, FF, SEQ, BATCH = 8000, 512, 8, 2048, 64, 4
 STRATEGIES = ("ddp", "zero1", "zero1_wrapper", "zero2", "zero3")
-LABELS = {"ddp": "DDP", "zero1": "ZeRO-1 (ZeroRedundancyOptimizer+DDP)",
-          "zero1_wrapper": "ZeRO-1 (ZeroDataParallel stage 1)",
-          "zero2": "ZeRO-2 (ZeroDataParallel stage 2)", "zero3": "ZeRO-3 (FSDP FULL_SHARD)"}
+LABELS = {
+    "ddp": "DDP",
+    "zero1": "ZeRO-1 (ZeroRedundancyOptimizer+DDP)",
+    "zero1_wrapper": "ZeRO-1 (ZeroDataParallel stage 1)",
+    "zero2": "ZeRO-2 (ZeroDataParallel stage 2)",
+    "zero3": "ZeRO-3 (FSDP FULL_SHARD)",
+}
 
 
 def formula(strategy: str, psi: int, n: int) -> float:
-    return {"ddp": 16 * psi, "zero1": 8 * psi + 8 * psi / n, "zero1_wrapper": 8 * psi + 8 * psi / n,
-            "zero2": 4 * psi + 12 * psi / n, "zero3": 16 * psi / n}[strategy]
+    return {
+        "ddp": 16 * psi,
+        "zero1": 8 * psi + 8 * psi / n,
+        "zero1_wrapper": 8 * psi + 8 * psi / n,
+        "zero2": 4 * psi + 12 * psi / n,
+        "zero3": 16 * psi / n,
+    }[strategy]
 
 
 # ---- one rank -----------------------------------------------------------------------------
@@ -117,8 +126,12 @@ def worker(mode: str, out: str, steps: int, layers: int) -> None:
         model, opt, psi = _build(strategy, layers)
         for _ in range(2):
             _, loss = _step(model, opt, rng)
-        res = {"psi": psi, "memory": dist.memory_report(model, opt), "loss": loss,
-               "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+        res = {
+            "psi": psi,
+            "memory": dist.memory_report(model, opt),
+            "loss": loss,
+            "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        }
     else:
         built = {s: _build(s, layers)[:2] for s in STRATEGIES}
         times = {s: [] for s in STRATEGIES}
@@ -145,11 +158,32 @@ def launch(world: int, mode: str, out: str, steps: int, layers: int) -> list[dic
     port, token = _free_port(), secrets.token_hex(16)
     procs = []
     for r in range(world):
-        env = dict(os.environ, RANK=str(r), LOCAL_RANK=str(r), WORLD_SIZE=str(world),
-                   LOCAL_WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
-                   EMBER_TOKEN=token)
-        procs.append(subprocess.Popen([sys.executable, __file__, "--worker", mode, out,
-                                       "--steps", str(steps), "--layers", str(layers)], env=env))
+        env = dict(
+            os.environ,
+            RANK=str(r),
+            LOCAL_RANK=str(r),
+            WORLD_SIZE=str(world),
+            LOCAL_WORLD_SIZE=str(world),
+            MASTER_ADDR="127.0.0.1",
+            MASTER_PORT=str(port),
+            EMBER_TOKEN=token,
+        )
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    __file__,
+                    "--worker",
+                    mode,
+                    out,
+                    "--steps",
+                    str(steps),
+                    "--layers",
+                    str(layers),
+                ],
+                env=env,
+            )
+        )
     codes = [p.wait() for p in procs]
     if any(codes):
         raise SystemExit(f"{mode} on {world} ranks failed: exit codes {codes}")
@@ -162,8 +196,13 @@ def launch(world: int, mode: str, out: str, steps: int, layers: int) -> list[dic
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--ranks", type=int_at_least(2), nargs="+", default=[2, 3],
-                    help="world sizes to measure (each >= 2)")
+    ap.add_argument(
+        "--ranks",
+        type=int_at_least(2),
+        nargs="+",
+        default=[2, 3],
+        help="world sizes to measure (each >= 2)",
+    )
     ap.add_argument("--steps", type=positive_int, default=6, help="timed rounds")
     ap.add_argument("--layers", type=positive_int, default=6)
     ap.add_argument("--worker", nargs=2, metavar=("MODE", "OUT"), help=argparse.SUPPRESS)
@@ -176,8 +215,9 @@ def main() -> None:
     raw = {}
     with tempfile.TemporaryDirectory() as out:
         for world in args.ranks:
-            mem = {s: launch(world, f"memory:{s}", out, args.steps, args.layers)
-                   for s in STRATEGIES}
+            mem = {
+                s: launch(world, f"memory:{s}", out, args.steps, args.layers) for s in STRATEGIES
+            }
             timing = launch(world, "timing", out, args.steps, args.layers)
             raw[world] = {"memory": mem, "timing": timing}
             # a step ends when the slowest rank ends
@@ -186,17 +226,43 @@ def main() -> None:
             rows = []
             for s in STRATEGIES:
                 res = mem[s]
-                pgs = max(sum(r["memory"][k] for k in ("parameters", "gradients",
-                                                       "optimizer_state")) for r in res)
+                pgs = max(
+                    sum(r["memory"][k] for k in ("parameters", "gradients", "optimizer_state"))
+                    for r in res
+                )
                 f = formula(s, psi, world)
-                rows.append([LABELS[s], f"{pgs / mib:.1f}", f"{f / mib:.1f}", f"{pgs / f:.3f}",
-                             f"{max(r['memory']['communication_buffers'] for r in res) / mib:.1f}",
-                             f"{max(r['peak_rss'] for r in res) / mib:.0f}",
-                             f"{step[s] * 1000:.0f}", f"{step[s] / step['ddp']:.2f}"])
-            print(f"\nTransformer LM, Ψ = {psi:,} parameters, {world} ranks, float32 + Adam "
-                  "(MiB per rank; measured = parameters + gradients + Adam state, after a step)")
-            print(table(rows, ["strategy", "measured", "formula", "measured/formula",
-                               "comm buffers", "peak RSS", "ms/step", "vs DDP"]), flush=True)
+                rows.append(
+                    [
+                        LABELS[s],
+                        f"{pgs / mib:.1f}",
+                        f"{f / mib:.1f}",
+                        f"{pgs / f:.3f}",
+                        f"{max(r['memory']['communication_buffers'] for r in res) / mib:.1f}",
+                        f"{max(r['peak_rss'] for r in res) / mib:.0f}",
+                        f"{step[s] * 1000:.0f}",
+                        f"{step[s] / step['ddp']:.2f}",
+                    ]
+                )
+            print(
+                f"\nTransformer LM, Ψ = {psi:,} parameters, {world} ranks, float32 + Adam "
+                "(MiB per rank; measured = parameters + gradients + Adam state, after a step)"
+            )
+            print(
+                table(
+                    rows,
+                    [
+                        "strategy",
+                        "measured",
+                        "formula",
+                        "measured/formula",
+                        "comm buffers",
+                        "peak RSS",
+                        "ms/step",
+                        "vs DDP",
+                    ],
+                ),
+                flush=True,
+            )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(raw, f, indent=1)

@@ -29,8 +29,7 @@ def _bench(step, repeats: int) -> float:
     return statistics.median(times)
 
 
-def run(lib: str, models: list[str], batch: int, size: int, repeats: int,
-        threads: int) -> dict:
+def run(lib: str, models: list[str], batch: int, size: int, repeats: int, threads: int) -> dict:
     import numpy as np
 
     if lib == "torchvision":
@@ -45,8 +44,9 @@ def run(lib: str, models: list[str], batch: int, size: int, repeats: int,
 
         ember.set_num_threads(threads)
         fw, nn_f = ember, ember.nn.functional
-    x = fw.from_numpy(np.random.default_rng(0).standard_normal(
-        (batch, 3, size, size)).astype(np.float32))
+    x = fw.from_numpy(
+        np.random.default_rng(0).standard_normal((batch, 3, size, size)).astype(np.float32)
+    )
     y = fw.from_numpy(np.arange(batch, dtype=np.int64) % 10)
     out = {}
     for name in models:
@@ -86,22 +86,39 @@ def main() -> None:
         return
     results = {"ember": run("ember", *args)}
     if os.path.exists(a.tv_python):
-        cmd = [a.tv_python, __file__, "--lib", "torchvision", "--models", *a.models,
-               "--batch", str(a.batch), "--size", str(a.size), "--repeats", str(a.repeats),
-               "--threads", str(a.threads)]
+        cmd = [
+            a.tv_python,
+            __file__,
+            "--lib",
+            "torchvision",
+            "--models",
+            *a.models,
+            "--batch",
+            str(a.batch),
+            "--size",
+            str(a.size),
+            "--repeats",
+            str(a.repeats),
+            "--threads",
+            str(a.threads),
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
         results["torchvision"] = json.loads(proc.stdout.strip().splitlines()[-1])
     print(f"batch {a.batch}, {a.size}x{a.size}, {a.threads} threads, median of {a.repeats}")
     for name in a.models:
         e = results["ember"][name]
-        line = (f"{name:20s} ember infer {e['infer_s'] * 1e3:8.1f} ms  train "
-                f"{e['train_step_s'] * 1e3:8.1f} ms")
+        line = (
+            f"{name:20s} ember infer {e['infer_s'] * 1e3:8.1f} ms  train "
+            f"{e['train_step_s'] * 1e3:8.1f} ms"
+        )
         if "torchvision" in results:
             t = results["torchvision"][name]
-            line += (f" | torchvision infer {t['infer_s'] * 1e3:8.1f} ms  train "
-                     f"{t['train_step_s'] * 1e3:8.1f} ms | ratio infer "
-                     f"{e['infer_s'] / t['infer_s']:.1f}x train "
-                     f"{e['train_step_s'] / t['train_step_s']:.1f}x")
+            line += (
+                f" | torchvision infer {t['infer_s'] * 1e3:8.1f} ms  train "
+                f"{t['train_step_s'] * 1e3:8.1f} ms | ratio infer "
+                f"{e['infer_s'] / t['infer_s']:.1f}x train "
+                f"{e['train_step_s'] / t['train_step_s']:.1f}x"
+            )
         print(line)
     sys.stdout.flush()
 

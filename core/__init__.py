@@ -39,8 +39,10 @@ from . import _tensor_methods  # binds the method table onto Tensor
 from .ops import *  # noqa: F403  (the public op functions, PyTorch's names)
 from .ops import abs, all, any, max, min, pow, round, sum  # shadow builtins, as torch does
 from . import autograd, cuda, linalg, random
+
 # <linalg_ext>
 from . import fft  # noqa: E402  (ember.fft, torch.fft)
+
 # </linalg_ext>
 from .autograd import enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled
 from .creation import (
@@ -72,6 +74,7 @@ from .creation import (
     zeros,
     zeros_like,
 )
+
 # <shape_ext>
 from .creation_ext import (
     asarray,
@@ -86,6 +89,7 @@ from .creation_ext import (
     tril_indices,
     triu_indices,
 )
+
 # </shape_ext>
 from .random import (
     Generator,
@@ -109,25 +113,81 @@ def result_type(tensor1, tensor2):
     return result_dtype(tensor1, tensor2)
 
 
-
 # torch.<name> spellings of nn.functional ops (torch.conv2d, torch.dropout, ...): resolved lazily
 # because ember.nn loads on first use.
 _FROM_FUNCTIONAL = {
-    "softmax", "log_softmax",
+    "softmax",
+    "log_softmax",
     # <nn-aliases>  (names in functional._toplevel.TORCH_SIGNATURES take ATen's signature)
-    "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
-    "convolution", "dropout", "dropout_", "alpha_dropout", "alpha_dropout_", "feature_dropout",
-    "feature_dropout_", "feature_alpha_dropout", "feature_alpha_dropout_", "layer_norm",
-    "batch_norm", "group_norm", "instance_norm", "rms_norm", "embedding", "embedding_bag",
-    "prelu", "selu", "selu_", "celu", "celu_", "rrelu", "rrelu_", "threshold", "threshold_",
-    "hardshrink", "relu_", "sigmoid_", "tanh_", "pixel_shuffle", "pixel_unshuffle",
-    "channel_shuffle", "native_channel_shuffle", "cosine_similarity", "pairwise_distance",
-    "pdist", "cdist", "bilinear", "kl_div", "binary_cross_entropy_with_logits",
-    "cosine_embedding_loss", "hinge_embedding_loss", "margin_ranking_loss", "poisson_nll_loss",
-    "triplet_margin_loss", "ctc_loss", "max_pool1d", "max_pool2d", "max_pool3d",
-    "max_pool1d_with_indices", "avg_pool1d", "adaptive_avg_pool1d", "adaptive_max_pool1d",
-    "constant_pad_nd", "grid_sampler", "lstm", "gru", "rnn_tanh", "rnn_relu", "lstm_cell",
-    "gru_cell", "rnn_tanh_cell", "rnn_relu_cell",
+    "conv1d",
+    "conv2d",
+    "conv3d",
+    "conv_transpose1d",
+    "conv_transpose2d",
+    "conv_transpose3d",
+    "convolution",
+    "dropout",
+    "dropout_",
+    "alpha_dropout",
+    "alpha_dropout_",
+    "feature_dropout",
+    "feature_dropout_",
+    "feature_alpha_dropout",
+    "feature_alpha_dropout_",
+    "layer_norm",
+    "batch_norm",
+    "group_norm",
+    "instance_norm",
+    "rms_norm",
+    "embedding",
+    "embedding_bag",
+    "prelu",
+    "selu",
+    "selu_",
+    "celu",
+    "celu_",
+    "rrelu",
+    "rrelu_",
+    "threshold",
+    "threshold_",
+    "hardshrink",
+    "relu_",
+    "sigmoid_",
+    "tanh_",
+    "pixel_shuffle",
+    "pixel_unshuffle",
+    "channel_shuffle",
+    "native_channel_shuffle",
+    "cosine_similarity",
+    "pairwise_distance",
+    "pdist",
+    "cdist",
+    "bilinear",
+    "kl_div",
+    "binary_cross_entropy_with_logits",
+    "cosine_embedding_loss",
+    "hinge_embedding_loss",
+    "margin_ranking_loss",
+    "poisson_nll_loss",
+    "triplet_margin_loss",
+    "ctc_loss",
+    "max_pool1d",
+    "max_pool2d",
+    "max_pool3d",
+    "max_pool1d_with_indices",
+    "avg_pool1d",
+    "adaptive_avg_pool1d",
+    "adaptive_max_pool1d",
+    "constant_pad_nd",
+    "grid_sampler",
+    "lstm",
+    "gru",
+    "rnn_tanh",
+    "rnn_relu",
+    "lstm_cell",
+    "gru_cell",
+    "rnn_tanh_cell",
+    "rnn_relu_cell",
     # </nn-aliases>
 }
 
@@ -232,11 +292,24 @@ from .amp.autocast_mode import (
 
 
 _QUANTIZED = {
-    "qint8", "quint8", "qint32", "quint4x2", "qscheme", "per_tensor_affine", "per_channel_affine",
-    "per_tensor_symmetric", "per_channel_symmetric", "per_channel_affine_float_qparams",
-    "quantize_per_tensor", "quantize_per_channel", "quantize_per_tensor_dynamic", "dequantize",
-    "_make_per_tensor_quantized_tensor", "_make_per_channel_quantized_tensor",
-    "fake_quantize_per_tensor_affine", "fake_quantize_per_channel_affine",
+    "qint8",
+    "quint8",
+    "qint32",
+    "quint4x2",
+    "qscheme",
+    "per_tensor_affine",
+    "per_channel_affine",
+    "per_tensor_symmetric",
+    "per_channel_symmetric",
+    "per_channel_affine_float_qparams",
+    "quantize_per_tensor",
+    "quantize_per_channel",
+    "quantize_per_tensor_dynamic",
+    "dequantize",
+    "_make_per_tensor_quantized_tensor",
+    "_make_per_channel_quantized_tensor",
+    "fake_quantize_per_tensor_affine",
+    "fake_quantize_per_channel_affine",
 }
 
 
@@ -244,10 +317,31 @@ def __getattr__(name):
     # Lazy subpackages: heavy or optional pieces load on first use (import ember stays fast).
     import importlib
 
-    if name in ("nn", "optim", "utils", "distributed", "distributions", "special", "signal",
-                "quasirandom", "func", "fx", "onnx", "jit", "export", "amp", "profiler",
-                "serialization", "compiler", "_dynamo", "_compile", "serve", "vision", "hub",
-                "models"):
+    if name in (
+        "nn",
+        "optim",
+        "utils",
+        "distributed",
+        "distributions",
+        "special",
+        "signal",
+        "quasirandom",
+        "func",
+        "fx",
+        "onnx",
+        "jit",
+        "export",
+        "amp",
+        "profiler",
+        "serialization",
+        "compiler",
+        "_dynamo",
+        "_compile",
+        "serve",
+        "vision",
+        "hub",
+        "models",
+    ):
         return importlib.import_module(f"ember.{name}")
     if name == "compile":  # torch.compile (core/_compile/)
         return importlib.import_module("ember._compile").compile

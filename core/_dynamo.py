@@ -11,8 +11,16 @@ from ember._compile import Unsupported, config
 from ember._compile._capture import GraphBreak
 from ember.compiler import allow_in_graph, disable, is_compiling, reset
 
-__all__ = ["ExplainOutput", "allow_in_graph", "config", "disable", "exc", "explain",
-           "is_compiling", "reset"]
+__all__ = [
+    "ExplainOutput",
+    "allow_in_graph",
+    "config",
+    "disable",
+    "exc",
+    "explain",
+    "is_compiling",
+    "reset",
+]
 
 exc = types.SimpleNamespace(Unsupported=Unsupported, GraphBreak=GraphBreak)
 
@@ -40,9 +48,12 @@ class ExplainOutput:
     compile_times: str | None = None
 
     def __str__(self) -> str:
-        lines = [f"Graph Count: {self.graph_count}",
-                 f"Graph Break Count: {self.graph_break_count}",
-                 f"Op Count: {self.op_count}", "Break Reasons:"]
+        lines = [
+            f"Graph Count: {self.graph_count}",
+            f"Graph Break Count: {self.graph_break_count}",
+            f"Op Count: {self.op_count}",
+            "Break Reasons:",
+        ]
         for i, r in enumerate(self.break_reasons, 1):
             lines.append(f"  Break Reason {i}:\n    Reason: {r.reason}")
             lines += [f"    User Stack:\n      {s}" for s in r.user_stack]
@@ -76,22 +87,36 @@ def explain(f: Callable, *extra_args: Any, **extra_kwargs: Any) -> Callable[...,
         for e in cf.entries:
             if e.graph is not None:
                 graphs.append(GraphModule(e.root, e.graph))
-                ops = [n.target if n.op != "call_function" else target_name(n.target)
-                       for n in e.graph.nodes
-                       if n.op in ("call_function", "call_method", "call_module")]
+                ops = [
+                    n.target if n.op != "call_function" else target_name(n.target)
+                    for n in e.graph.nodes
+                    if n.op in ("call_function", "call_method", "call_module")
+                ]
                 ops_per_graph.append(ops)
             if e.break_reason is not None:
                 br = e.break_reason
-                reasons.append(GraphCompileReason(br.reason, [br.user_stack] if br.user_stack
-                                                  else []))
+                reasons.append(
+                    GraphCompileReason(br.reason, [br.user_stack] if br.user_stack else [])
+                )
         guards = []
         if cf.entries:
-            guards = ["grad_mode", "module.training (each module)", "tensor shape/dtype/device/"
-                      "requires_grad (each tensor input)", "parameter and buffer identity"]
+            guards = [
+                "grad_mode",
+                "module.training (each module)",
+                "tensor shape/dtype/device/requires_grad (each tensor input)",
+                "parameter and buffer identity",
+            ]
         times = ", ".join(f"{e.seconds * 1e3:.1f} ms" for e in cf.entries)
-        return ExplainOutput(graphs, len(graphs), len(reasons), reasons,
-                             sum(map(len, ops_per_graph)), ops_per_graph, guards,
-                             f"capture+codegen: {times}" if times else None)
+        return ExplainOutput(
+            graphs,
+            len(graphs),
+            len(reasons),
+            reasons,
+            sum(map(len, ops_per_graph)),
+            ops_per_graph,
+            guards,
+            f"capture+codegen: {times}" if times else None,
+        )
 
     if extra_args or extra_kwargs:  # the old spelling explain(fn, *args)
         return inner(*extra_args, **extra_kwargs)

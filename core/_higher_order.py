@@ -21,19 +21,24 @@ def _as_bool(pred: Any, what: str) -> bool:
 
     if isinstance(pred, Tensor):
         if pred.numel() != 1:
-            raise RuntimeError(f"{what}: expected the predicate to be a bool or a tensor with "
-                               f"one element, got a tensor of shape {tuple(pred.shape)}")
+            raise RuntimeError(
+                f"{what}: expected the predicate to be a bool or a tensor with "
+                f"one element, got a tensor of shape {tuple(pred.shape)}"
+            )
         return bool(pred.item())
     if isinstance(pred, (bool, int)) or hasattr(pred, "__bool__"):
         return bool(pred)
-    raise RuntimeError(f"{what}: expected the predicate to be a bool or a tensor with one "
-                       f"element, got {type(pred).__name__}")
+    raise RuntimeError(
+        f"{what}: expected the predicate to be a bool or a tensor with one "
+        f"element, got {type(pred).__name__}"
+    )
 
 
 def _check_operands(operands: Any, what: str, name: str) -> tuple:
     if not isinstance(operands, (tuple, list)):
-        raise RuntimeError(f"{what}: expected {name} to be a tuple or list, got "
-                           f"{type(operands).__name__}")
+        raise RuntimeError(
+            f"{what}: expected {name} to be a tuple or list, got {type(operands).__name__}"
+        )
     return tuple(operands)
 
 
@@ -47,14 +52,17 @@ def cond(pred: Any, true_fn: Callable, false_fn: Callable, operands: Sequence = 
         operands: a tuple or list of the inputs both branches receive.
     """
     if not callable(true_fn) or not callable(false_fn):
-        raise RuntimeError("cond: expected true_fn and false_fn to be callable, got "
-                           f"{type(true_fn).__name__} and {type(false_fn).__name__}")
+        raise RuntimeError(
+            "cond: expected true_fn and false_fn to be callable, got "
+            f"{type(true_fn).__name__} and {type(false_fn).__name__}"
+        )
     operands = _check_operands(operands, "cond", "operands")
     return (true_fn if _as_bool(pred, "cond") else false_fn)(*operands)
 
 
-def while_loop(cond_fn: Callable, body_fn: Callable, carried_inputs: Sequence,
-               additional_inputs: Sequence = ()) -> tuple:
+def while_loop(
+    cond_fn: Callable, body_fn: Callable, carried_inputs: Sequence, additional_inputs: Sequence = ()
+) -> tuple:
     """Run ``carried = body_fn(*carried)`` while ``cond_fn(*carried)`` holds; return carried.
 
     Args:
@@ -75,7 +83,9 @@ def while_loop(cond_fn: Callable, body_fn: Callable, carried_inputs: Sequence,
         if not isinstance(out, (tuple, list)):
             out = (out,)
         if len(out) != len(carried):
-            raise RuntimeError(f"while_loop: body_fn returned {len(out)} values but the loop "
-                               f"carries {len(carried)}")
+            raise RuntimeError(
+                f"while_loop: body_fn returned {len(out)} values but the loop "
+                f"carries {len(carried)}"
+            )
         carried = tuple(out)
     return carried

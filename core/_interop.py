@@ -27,8 +27,16 @@ from typing import Any
 from .autograd import engine as _engine
 from .tensor import Tensor
 
-__all__ = ["array_of", "wrap", "bump_version", "version", "set_array", "set_grad_destination",
-           "use_grad_destinations", "queue_engine_callback"]
+__all__ = [
+    "array_of",
+    "wrap",
+    "bump_version",
+    "version",
+    "set_array",
+    "set_grad_destination",
+    "use_grad_destinations",
+    "queue_engine_callback",
+]
 
 
 def array_of(tensor: Tensor) -> Any:
@@ -64,8 +72,10 @@ def set_grad_destination(param: Tensor, array: Any | None) -> None:
     dtype as ``param``; ``None``: no destination). Only honoured while
     ``use_grad_destinations`` counts a user."""
     if array is not None and tuple(array.shape) != tuple(param._data.shape):
-        raise ValueError(f"set_grad_destination: the destination has shape {tuple(array.shape)},"
-                         f" the parameter {tuple(param._data.shape)}")
+        raise ValueError(
+            f"set_grad_destination: the destination has shape {tuple(array.shape)},"
+            f" the parameter {tuple(param._data.shape)}"
+        )
     param._grad_dest = array
 
 

@@ -16,8 +16,11 @@ class tensortype(type):
     """Metaclass of the legacy types: dtype/device-aware ``isinstance`` and construction."""
 
     def __instancecheck__(cls, obj) -> bool:
-        return (isinstance(obj, Tensor) and obj.dtype is cls.dtype
-                and obj.device.type == cls._device_type)
+        return (
+            isinstance(obj, Tensor)
+            and obj.dtype is cls.dtype
+            and obj.device.type == cls._device_type
+        )
 
     def __call__(cls, *args, device=None):
         from . import creation
@@ -26,8 +29,9 @@ class tensortype(type):
             from .backend.device import is_available
 
             if not is_available():
-                raise TypeError(f"type {cls.__module__}.{cls.__name__} not available. "
-                                "CUDA is not available.")
+                raise TypeError(
+                    f"type {cls.__module__}.{cls.__name__} not available. CUDA is not available."
+                )
             device = device or "cuda"
         dt = cls.dtype
         if not args:
@@ -38,7 +42,8 @@ class tensortype(type):
                 raise TypeError(f"expected {dt} (got {src.dtype})")
             return src
         if all(isinstance(a, int) and not isinstance(a, bool) for a in args) or (
-                len(args) == 1 and isinstance(args[0], Size)):
+            len(args) == 1 and isinstance(args[0], Size)
+        ):
             size = tuple(args[0]) if isinstance(args[0], Size) else args
             return creation.empty(*size, dtype=dt, device=device)
         if len(args) != 1:
@@ -53,18 +58,29 @@ class tensortype(type):
         return cls._device_type == "cuda"
 
 
-_NAMES = {"FloatTensor": "float32", "DoubleTensor": "float64", "HalfTensor": "float16",
-          "BFloat16Tensor": "bfloat16", "LongTensor": "int64", "IntTensor": "int32",
-          "ShortTensor": "int16", "CharTensor": "int8", "ByteTensor": "uint8",
-          "BoolTensor": "bool"}
+_NAMES = {
+    "FloatTensor": "float32",
+    "DoubleTensor": "float64",
+    "HalfTensor": "float16",
+    "BFloat16Tensor": "bfloat16",
+    "LongTensor": "int64",
+    "IntTensor": "int32",
+    "ShortTensor": "int16",
+    "CharTensor": "int8",
+    "ByteTensor": "uint8",
+    "BoolTensor": "bool",
+}
 
 
 def make_types(device_type: str, module: str) -> dict[str, tensortype]:
     """The legacy type objects for one device type, named as ``module.<Name>``."""
     out = {}
     for name, dtype_name in _NAMES.items():
-        out[name] = tensortype(name, (), {"dtype": to_dtype(dtype_name),
-                                          "_device_type": device_type, "__module__": module})
+        out[name] = tensortype(
+            name,
+            (),
+            {"dtype": to_dtype(dtype_name), "_device_type": device_type, "__module__": module},
+        )
     return out
 
 

@@ -58,14 +58,24 @@ def tiled_max_pool(nd: int, q: QTensor, kernel_size, stride, padding, dilation):
     views of the codes, or None for other geometries. Max commutes with the increasing map
     from codes to values, so these are the general path's codes; that path pools float32
     copies of them (1.7 ms against 0.3 ms for the digits CNN's 64x64x8x8 pool)."""
+
     def tup(v):
         return (int(v),) * nd if isinstance(v, (int, np.integer)) else tuple(int(e) for e in v)
 
     kernel = tup(kernel_size)
-    strides = kernel if stride is None or (isinstance(stride, (list, tuple)) and not stride) \
+    strides = (
+        kernel
+        if stride is None or (isinstance(stride, (list, tuple)) and not stride)
         else tup(stride)
-    if (q._axis is not None or len(kernel) != nd or strides != kernel or any(tup(padding))
-            or any(d != 1 for d in tup(dilation)) or q._data.ndim not in (nd + 1, nd + 2)):
+    )
+    if (
+        q._axis is not None
+        or len(kernel) != nd
+        or strides != kernel
+        or any(tup(padding))
+        or any(d != 1 for d in tup(dilation))
+        or q._data.ndim not in (nd + 1, nd + 2)
+    ):
         return None
     x = q._data
     lead = x.ndim - nd
@@ -122,8 +132,9 @@ def _float_fixed(op, q, rest, kwargs):
     q._per_tensor(op.__name__.lower())
     params = _FIXED[op].get(q._qdtype)
     if params is None:
-        raise RuntimeError(f"quantized {op.__name__.lower()}: expected a quint8 or qint8 "
-                           f"input, got {q._qdtype}")
+        raise RuntimeError(
+            f"quantized {op.__name__.lower()}: expected a quint8 or qint8 input, got {q._qdtype}"
+        )
     out = op.apply(q.dequantize(), *rest, **kwargs)
     return quantize_per_tensor(out, params[0], params[1], q._qdtype)
 
@@ -141,34 +152,52 @@ def _join(op, args, kwargs):
     codes = []
     for x in xs:
         if not isinstance(x, QTensor):
-            raise RuntimeError(f"{name}: expected all inputs quantized (got a float tensor "
-                               f"beside quantized ones); quantize it or call .dequantize()")
+            raise RuntimeError(
+                f"{name}: expected all inputs quantized (got a float tensor "
+                f"beside quantized ones); quantize it or call .dequantize()"
+            )
         if x._axis is not None:
             raise RuntimeError(f"Only per-tensor quantization is supported in '{name}'!")
         if x._qdtype is not first._qdtype:
-            raise RuntimeError(f"{name}: expected all inputs of dtype {first._qdtype}, got "
-                               f"{x._qdtype}")
+            raise RuntimeError(
+                f"{name}: expected all inputs of dtype {first._qdtype}, got {x._qdtype}"
+            )
         if x._scale != first._scale or x._zero_point != first._zero_point:
-            x = quantize_per_tensor(x.dequantize(), first._scale, first._zero_point,
-                                    first._qdtype)
+            x = quantize_per_tensor(x.dequantize(), first._scale, first._zero_point, first._qdtype)
         codes.append(Tensor._wrap(x._data))
     out = op.apply(axis, *codes, **kwargs)
     return first._like(out._data)
 
 
 _UNARY = {
-    shape.Reshape: _codes_op, convert.Clone: _codes_op,
-    shape.Permute: _codes_op, shape.Expand: _codes_op, shape.Split: _codes_op,
-    shape.Flip: _codes_op, indexing.GetItem: _codes_op,
-    elementwise.Relu: _relu, activation_ops.Hardtanh: _clamp, elementwise.Clamp: _clamp,
-    pooling.MaxPool: _value_op, adaptive_pool.AdaptiveAvgPool: _value_op,
-    resample.Resample: _value_op, reduction.AmaxAmin: _value_op,
-    activation_ops.LeakyRelu: _float_same, nn_ops.Gelu: _float_same,
-    elementwise.Sigmoid: _float_fixed, activation_ops.Hardsigmoid: _float_fixed,
+    shape.Reshape: _codes_op,
+    convert.Clone: _codes_op,
+    shape.Permute: _codes_op,
+    shape.Expand: _codes_op,
+    shape.Split: _codes_op,
+    shape.Flip: _codes_op,
+    indexing.GetItem: _codes_op,
+    elementwise.Relu: _relu,
+    activation_ops.Hardtanh: _clamp,
+    elementwise.Clamp: _clamp,
+    pooling.MaxPool: _value_op,
+    adaptive_pool.AdaptiveAvgPool: _value_op,
+    resample.Resample: _value_op,
+    reduction.AmaxAmin: _value_op,
+    activation_ops.LeakyRelu: _float_same,
+    nn_ops.Gelu: _float_same,
+    elementwise.Sigmoid: _float_fixed,
+    activation_ops.Hardsigmoid: _float_fixed,
     elementwise.Tanh: _float_fixed,
 }
-_PER_TENSOR_ONLY = (shape.Reshape, shape.Permute, shape.Expand, shape.Flip, shape.Split,
-                    indexing.GetItem)
+_PER_TENSOR_ONLY = (
+    shape.Reshape,
+    shape.Permute,
+    shape.Expand,
+    shape.Flip,
+    shape.Split,
+    indexing.GetItem,
+)
 _JOINS = (shape.Cat, shape.Stack)
 
 
@@ -177,12 +206,16 @@ def quantized_apply(cls, args, kwargs):
     if cls in _JOINS:
         return _join(cls, args, kwargs)
     handler = _UNARY.get(cls)
-    if handler is not None and isinstance(args[0], QTensor) and not any(
-            isinstance(a, Tensor) for a in args[1:]):
+    if (
+        handler is not None
+        and isinstance(args[0], QTensor)
+        and not any(isinstance(a, Tensor) for a in args[1:])
+    ):
         q = args[0]
         if cls in _PER_TENSOR_ONLY and q._axis is not None:
-            raise RuntimeError(f"{_op_name(cls)}() on a per-channel quantized tensor is not "
-                               "supported")
+            raise RuntimeError(
+                f"{_op_name(cls)}() on a per-channel quantized tensor is not supported"
+            )
         return handler(cls, q, args[1:], kwargs)
     q = next(a for a in args if isinstance(a, QTensor))
     raise RuntimeError(
@@ -190,7 +223,8 @@ def quantized_apply(cls, args, kwargs):
         f"ember runs only shape ops, relu / hardtanh / clamp / leaky_relu / gelu / sigmoid / "
         f"tanh / hardsigmoid, max / average pooling, nearest interpolation and cat / stack on "
         f"quantized tensors (got a {q.dtype} tensor). Call "
-        f".dequantize() first, or use the ember.ao.nn.quantized module for this op.")
+        f".dequantize() first, or use the ember.ao.nn.quantized module for this op."
+    )
 
 
 def _op_name(cls) -> str:
@@ -203,8 +237,11 @@ def _op_name(cls) -> str:
         if not path.startswith(_CORE):
             break
         name = f.f_code.co_name
-        if name not in _SKIP and not name.startswith("<") and (
-                not name.startswith("_") or name.startswith("__")):
+        if (
+            name not in _SKIP
+            and not name.startswith("<")
+            and (not name.startswith("_") or name.startswith("__"))
+        ):
             found = name
             if name == "op" and isinstance(f.f_locals.get("cls"), type):  # ops._unary(Exp)
                 found = f.f_locals["cls"].__name__.lower()

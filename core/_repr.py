@@ -9,8 +9,13 @@ from .backend.dtype import get_default_dtype
 _PREFIX = "tensor("
 
 # ember.set_printoptions writes these (see core/_torch_misc.py); PyTorch's defaults.
-PRINT_OPTIONS = {"precision": 4, "threshold": 1000, "edgeitems": 3, "linewidth": 80,
-                 "sci_mode": None}
+PRINT_OPTIONS = {
+    "precision": 4,
+    "threshold": 1000,
+    "edgeitems": 3,
+    "linewidth": 80,
+    "sci_mode": None,
+}
 
 
 def _float_formatter(values: np.ndarray):
@@ -46,6 +51,7 @@ def _format(data: np.ndarray) -> str:
     if data.dtype.kind == "f":
         fmt = _float_formatter(data)
     elif data.dtype.kind == "b":
+
         def fmt(x):
             return "True" if x else "False"
     elif data.dtype.kind == "c":
@@ -65,8 +71,12 @@ def _format(data: np.ndarray) -> str:
         return fmt(x).rjust(width)
 
     return np.array2string(
-        data, separator=", ", prefix=_PREFIX, formatter={"all": item},
-        threshold=np.inf if threshold is None else threshold, edgeitems=opts["edgeitems"],
+        data,
+        separator=", ",
+        prefix=_PREFIX,
+        formatter={"all": item},
+        threshold=np.inf if threshold is None else threshold,
+        edgeitems=opts["edgeitems"],
         max_line_width=opts["linewidth"],
     )
 

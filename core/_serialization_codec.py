@@ -54,7 +54,7 @@ def _parameter_class():
 
 
 def _tensor_kind(t: Tensor) -> str | None:
-    """"tensor" / "parameter" for the classes a file may rebuild; None for other subclasses."""
+    """ "tensor" / "parameter" for the classes a file may rebuild; None for other subclasses."""
     if type(t) is Tensor:
         return "tensor"
     param = _parameter_class()
@@ -128,8 +128,14 @@ class Encoder:
             finally:
                 self._path.discard(id(t))
         entry, dt, shape = self.entry(t._data)
-        record = {"entry": entry, "dtype": dt, "shape": shape, "device": str(t.device),
-                  "requires_grad": bool(t.requires_grad), "kind": kind}
+        record = {
+            "entry": entry,
+            "dtype": dt,
+            "shape": shape,
+            "device": str(t.device),
+            "requires_grad": bool(t.requires_grad),
+            "kind": kind,
+        }
         if state:
             record["state"] = state
         idx = len(self.tensors)
@@ -185,8 +191,11 @@ class Encoder:
             return {"$": "tuple", "v": [enc(v) for v in obj]}
         if tp in (set, frozenset):
             return {"$": tp.__name__, "v": [enc(v) for v in obj]}
-        return {"$": "dict" if tp is dict else "odict",
-                "k": [enc(k) for k in obj], "v": [enc(v) for v in obj.values()]}
+        return {
+            "$": "dict" if tp is dict else "odict",
+            "k": [enc(k) for k in obj],
+            "v": [enc(v) for v in obj.values()],
+        }
 
 
 def restore_array(arr: np.ndarray, dtype_name: str, shape: list) -> np.ndarray:

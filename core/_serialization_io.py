@@ -21,10 +21,21 @@ FileLike = str | os.PathLike | IO[bytes]
 _MAX_HEADER = 100_000_000  # safetensors' own header limit
 
 # safetensors dtype codes -> NumPy dtypes (for data read from a stream via deserialize)
-_ST_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64,
-              "I32": np.int32, "I16": np.int16, "I8": np.int8, "U64": np.uint64,
-              "U32": np.uint32, "U16": np.uint16, "U8": np.uint8, "BOOL": np.bool_,
-              "C64": np.complex64}
+_ST_DTYPES = {
+    "F64": np.float64,
+    "F32": np.float32,
+    "F16": np.float16,
+    "I64": np.int64,
+    "I32": np.int32,
+    "I16": np.int16,
+    "I8": np.int8,
+    "U64": np.uint64,
+    "U32": np.uint32,
+    "U16": np.uint16,
+    "U8": np.uint8,
+    "BOOL": np.bool_,
+    "C64": np.complex64,
+}
 with contextlib.suppress(ImportError):
     import ml_dtypes
 
@@ -134,14 +145,18 @@ class Source:
         if not head:
             raise self.error("the file is empty")
         if head.startswith(b"PK\x03\x04"):
-            raise self.error("it is a zip archive (a PyTorch torch.save checkpoint?), not a "
-                             "safetensors file; read it with ember.load")
+            raise self.error(
+                "it is a zip archive (a PyTorch torch.save checkpoint?), not a "
+                "safetensors file; read it with ember.load"
+            )
         if len(head) < 8:
             raise self.error("the file is truncated (shorter than a safetensors header)")
         n = int.from_bytes(head[:8], "little")
         if n > _MAX_HEADER or (len(head) > 8 and head[8:9] != b"{"):
-            raise self.error("not a safetensors file (bad header); it is corrupted or was "
-                             "written by something else")
+            raise self.error(
+                "not a safetensors file (bad header); it is corrupted or was "
+                "written by something else"
+            )
 
     def _read_exact(self, fh, n: int) -> bytes:
         # A declared size is checked against what the stream holds before anything of that
@@ -151,8 +166,9 @@ class Source:
             raise self.error(f"the header is corrupted (bad size {n!r})")
         left = remaining_bytes(fh)
         if left is not None and n > left:
-            raise self.error(f"the file is truncated or corrupted (it declares {n} bytes where "
-                             f"{left} remain)")
+            raise self.error(
+                f"the file is truncated or corrupted (it declares {n} bytes where {left} remain)"
+            )
         if left is not None or n <= _CHUNK:
             data = fh.read(n)
         else:
@@ -175,16 +191,18 @@ class Source:
         raw = self._read_exact(fh, int.from_bytes(head, "little"))
         try:
             header = json.loads(raw)
-            end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"),
-                      default=0)
+            end = max(
+                (v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0
+            )
         except (ValueError, TypeError, KeyError, IndexError) as exc:
             raise self.error(f"the header is corrupted ({exc})") from None
         body = self._read_exact(fh, end)
         arrays = {}
         for name, info in safetensors.deserialize(head + raw + body):
             if info["dtype"] not in _ST_DTYPES:
-                raise self.error(f"tensor {name!r} has dtype {info['dtype']}, which NumPy "
-                                 "cannot hold")
+                raise self.error(
+                    f"tensor {name!r} has dtype {info['dtype']}, which NumPy cannot hold"
+                )
             arr = np.frombuffer(info["data"], dtype=_ST_DTYPES[info["dtype"]])
             arrays[name] = arr.reshape(info["shape"])
         self.metadata = header.get("__metadata__") or {}

@@ -51,8 +51,9 @@ def pid_alive(pid: int) -> bool:
 def temp_path(path: str, suffix: str = "tmp") -> str:
     """A fresh temporary name next to ``path`` that records this writer (host and pid)."""
     directory, base = os.path.split(os.path.abspath(path))
-    return os.path.join(directory, f".{base}.{host_tag()}-{os.getpid()}."
-                                   f"{secrets.token_hex(6)}.{suffix}")
+    return os.path.join(
+        directory, f".{base}.{host_tag()}-{os.getpid()}.{secrets.token_hex(6)}.{suffix}"
+    )
 
 
 def remove_stale(directory: str) -> list[str]:

@@ -99,11 +99,17 @@ class DLDeviceType(enum.IntEnum):
 def __dlpack__(self: Tensor, *, stream=None, max_version=None, dl_device=None, copy=None):
     """Export as a DLPack capsule (zero copy), for ``np.from_dlpack``/``cupy.from_dlpack``."""
     if self.requires_grad:
-        raise RuntimeError(
-            "Can't export tensors that require gradient, use tensor.detach()"
+        raise RuntimeError("Can't export tensors that require gradient, use tensor.detach()")
+    kwargs = {
+        k: v
+        for k, v in (
+            ("stream", stream),
+            ("max_version", max_version),
+            ("dl_device", dl_device),
+            ("copy", copy),
         )
-    kwargs = {k: v for k, v in (("stream", stream), ("max_version", max_version),
-                                ("dl_device", dl_device), ("copy", copy)) if v is not None}
+        if v is not None
+    }
     return self._data.__dlpack__(**kwargs)
 
 
@@ -288,8 +294,9 @@ PROPERTIES = {
     "is_sparse": property(lambda self: False, doc="False: ember tensors are dense."),
     "is_quantized": property(lambda self: False, doc="False: ember has no quantized tensors."),
     "is_mkldnn": property(lambda self: False, doc="False: no MKL-DNN layout in ember."),
-    "output_nr": property(lambda self: self._output_nr,
-                          doc="Which output of its ``grad_fn`` this tensor is."),
+    "output_nr": property(
+        lambda self: self._output_nr, doc="Which output of its ``grad_fn`` this tensor is."
+    ),
     "layout": property(_layout, doc="The memory layout: always ``ember.strided``."),
 }
 

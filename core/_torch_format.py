@@ -29,8 +29,16 @@ import numpy as np
 from . import _torch_rebuild as rb
 from ._torch_pickle import RestrictedUnpickler, globals_in_pickle, unsafe_names
 
-__all__ = ["ZIP_MAGIC", "LEGACY_MAGIC", "load_zip", "load_legacy", "load_torch", "save_torch",
-           "sniff", "get_unsafe_globals_in_checkpoint"]
+__all__ = [
+    "ZIP_MAGIC",
+    "LEGACY_MAGIC",
+    "load_zip",
+    "load_legacy",
+    "load_torch",
+    "save_torch",
+    "sniff",
+    "get_unsafe_globals_in_checkpoint",
+]
 
 ZIP_MAGIC = b"PK\x03\x04"
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
@@ -47,7 +55,10 @@ def warn_unsafe(name: str) -> None:
         f"ember.load({name}, weights_only=False) unpickles arbitrary Python objects: a "
         "malicious checkpoint can run any code on this machine. Only load files you trust; "
         "prefer weights_only=True (with ember.serialization.add_safe_globals for your own "
-        "classes).", UserWarning, stacklevel=4)
+        "classes).",
+        UserWarning,
+        stacklevel=4,
+    )
 
 
 class _Storages:
@@ -61,8 +72,12 @@ class _Storages:
         if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage"):
             raise pickle.UnpicklingError(f"unknown persistent id {pid!r} (expected a storage)")
         _, storage_type, key, location, numel = pid[:5]
-        if not isinstance(key, str) or not isinstance(location, str) or type(numel) is not int \
-                or numel < 0:
+        if (
+            not isinstance(key, str)
+            or not isinstance(location, str)
+            or type(numel) is not int
+            or numel < 0
+        ):
             raise pickle.UnpicklingError(f"bad storage id {pid!r}")
         dtype = rb.storage_dtype(storage_type)
         st = self.loaded.get(key)
@@ -75,8 +90,9 @@ class _Storages:
             view_key, offset, view_size = view
             sub = self.loaded.get(view_key)
             if sub is None:
-                sub = self.loaded[view_key] = rb.Storage(st.data[offset:offset + view_size],
-                                                         st.dtype)
+                sub = self.loaded[view_key] = rb.Storage(
+                    st.data[offset : offset + view_size], st.dtype
+                )
                 sub.version = st.version
             return sub
         return st
@@ -109,33 +125,39 @@ def _check_record_size(fp, info: zipfile.ZipInfo, length: int) -> None:
     """A zip record's declared sizes fit in the archive, checked before anything is allocated."""
     start = _data_offset(fp, info)
     stored = info.compress_type == zipfile.ZIP_STORED
-    if start + info.compress_size > length or \
-            info.file_size > (info.compress_size if stored else info.compress_size * _MAX_INFLATE):
-        raise TorchFormatError(f"record {info.filename!r} declares {info.file_size} bytes, more "
-                               f"than the file's {length} bytes can hold: the file is truncated "
-                               f"or corrupted")
+    if start + info.compress_size > length or info.file_size > (
+        info.compress_size if stored else info.compress_size * _MAX_INFLATE
+    ):
+        raise TorchFormatError(
+            f"record {info.filename!r} declares {info.file_size} bytes, more "
+            f"than the file's {length} bytes can hold: the file is truncated "
+            f"or corrupted"
+        )
 
 
-def load_zip(fh, name: str, place, weights_only: bool, mmap_path: str | None,
-             encoding: str) -> Any:
+def load_zip(fh, name: str, place, weights_only: bool, mmap_path: str | None, encoding: str) -> Any:
     try:
         zf = zipfile.ZipFile(fh)
     except (zipfile.BadZipFile, EOFError, OSError) as exc:
-        raise TorchFormatError(f"the file is truncated or not a valid zip archive ({exc})") \
-            from None
+        raise TorchFormatError(
+            f"the file is truncated or not a valid zip archive ({exc})"
+        ) from None
     with zf:
         length = _length(fh)
         pkls = [n for n in zf.namelist() if n.endswith("/data.pkl") and n.count("/") == 1]
         if len(pkls) != 1:
-            raise TorchFormatError("the zip archive has no <name>/data.pkl record: not a "
-                                   "PyTorch checkpoint")
-        prefix = pkls[0][:-len("data.pkl")]
+            raise TorchFormatError(
+                "the zip archive has no <name>/data.pkl record: not a PyTorch checkpoint"
+            )
+        prefix = pkls[0][: -len("data.pkl")]
         names = set(zf.namelist())
         if prefix + "version" in names:
             text = zf.read(prefix + "version").decode("ascii", "replace").strip()
             if not text.isdigit() or not 1 <= int(text) <= _MAX_VERSION:
-                raise TorchFormatError(f"unknown PyTorch checkpoint format version {text!r} "
-                                       f"(ember reads versions 1 to {_MAX_VERSION})")
+                raise TorchFormatError(
+                    f"unknown PyTorch checkpoint format version {text!r} "
+                    f"(ember reads versions 1 to {_MAX_VERSION})"
+                )
         byteorder = "little"
         if prefix + "byteorder" in names:
             byteorder = zf.read(prefix + "byteorder").decode("ascii", "replace").strip()
@@ -152,14 +174,16 @@ def load_zip(fh, name: str, place, weights_only: bool, mmap_path: str | None,
             except KeyError:
                 raise TorchFormatError(f"storage record {record!r} is missing") from None
             if info.file_size < nbytes:
-                raise TorchFormatError(f"storage record {record!r} holds {info.file_size} "
-                                       f"bytes, {nbytes} needed: the file is truncated")
+                raise TorchFormatError(
+                    f"storage record {record!r} holds {info.file_size} "
+                    f"bytes, {nbytes} needed: the file is truncated"
+                )
             _check_record_size(zf.fp, info, length)
             if mm is not None and info.compress_type == zipfile.ZIP_STORED:
                 start = _data_offset(zf.fp, info)
                 if start + nbytes > mm.size:
                     raise TorchFormatError("the file is truncated")
-                return mm[start:start + nbytes].view(np.ndarray)  # plain: ember checks type
+                return mm[start : start + nbytes].view(np.ndarray)  # plain: ember checks type
             buf = np.empty(info.file_size, dtype=np.uint8)
             with zf.open(info) as src:
                 got = src.readinto(memoryview(buf))
@@ -183,13 +207,15 @@ def load_zip(fh, name: str, place, weights_only: bool, mmap_path: str | None,
 
 
 def _unpickle(data: bytes, persistent_load, weights_only: bool, encoding: str) -> Any:
-    up = RestrictedUnpickler(io.BytesIO(data), persistent_load, weights_only=weights_only,
-                             encoding=encoding)
+    up = RestrictedUnpickler(
+        io.BytesIO(data), persistent_load, weights_only=weights_only, encoding=encoding
+    )
     try:
         return up.load()
     except (EOFError, IndexError, struct.error) as exc:
-        raise TorchFormatError(f"the pickle is truncated or corrupted "
-                               f"({type(exc).__name__}: {exc})") from None
+        raise TorchFormatError(
+            f"the pickle is truncated or corrupted ({type(exc).__name__}: {exc})"
+        ) from None
 
 
 # ---- legacy --------------------------------------------------------------------------------
@@ -198,13 +224,15 @@ def load_legacy(fh, name: str, place, weights_only: bool, encoding: str) -> Any:
     their data, which follows the object in the stream, is read; then ``place`` moves each
     tensor where ``map_location`` says (per tensor: views of one storage moved to a GPU become
     separate arrays there)."""
+
     def one(persistent=_no_storage):
         up = RestrictedUnpickler(fh, persistent, weights_only=weights_only, encoding=encoding)
         try:
             return up.load()
         except (EOFError, IndexError, struct.error) as exc:
-            raise TorchFormatError(f"the file is truncated or corrupted "
-                                   f"({type(exc).__name__}: {exc})") from None
+            raise TorchFormatError(
+                f"the file is truncated or corrupted ({type(exc).__name__}: {exc})"
+            ) from None
 
     if one() != LEGACY_MAGIC:
         raise TorchFormatError("invalid magic number: not a PyTorch legacy checkpoint")
@@ -223,9 +251,11 @@ def load_legacy(fh, name: str, place, weights_only: bool, encoding: str) -> Any:
         # storages declared so far must fit in what is left, checked before allocating
         declared[0] += nbytes + 8
         if declared[0] > end - fh.tell():
-            raise TorchFormatError(f"storage {key!r} declares {nbytes} bytes, more than the "
-                                   f"{end - fh.tell()} bytes left in the file: it is truncated "
-                                   f"or corrupted")
+            raise TorchFormatError(
+                f"storage {key!r} declares {nbytes} bytes, more than the "
+                f"{end - fh.tell()} bytes left in the file: it is truncated "
+                f"or corrupted"
+            )
         return np.zeros(nbytes, dtype=np.uint8)
 
     def keep(arr, location):
@@ -251,13 +281,18 @@ def load_legacy(fh, name: str, place, weights_only: bool, encoding: str) -> Any:
             raise TorchFormatError("the file is truncated (storage data missing)")
         count = struct.unpack("<q", head)[0]
         if count != st.data.size:
-            raise TorchFormatError(f"storage {key!r} holds {count} elements, the object says "
-                                   f"{st.data.size}")
+            raise TorchFormatError(
+                f"storage {key!r} holds {count} elements, the object says {st.data.size}"
+            )
         view = memoryview(st.data.view(np.uint8))
         if count and fh.readinto(view) != view.nbytes:
             raise TorchFormatError(f"the file is truncated (storage {key!r})")
-    return _relocate(obj, {id(st.version): locations[k] for k, st in storages.loaded.items()
-                           if k in locations}, place, {})
+    return _relocate(
+        obj,
+        {id(st.version): locations[k] for k, st in storages.loaded.items() if k in locations},
+        place,
+        {},
+    )
 
 
 def _no_storage(pid):
@@ -275,8 +310,11 @@ def _relocate(obj, where: dict, place, memo: dict):
         data = place(obj._data, loc)
         out = obj
         if data is not obj._data:
-            out = type(obj)(Tensor._wrap(data), obj.requires_grad) if type(obj) is not Tensor \
+            out = (
+                type(obj)(Tensor._wrap(data), obj.requires_grad)
+                if type(obj) is not Tensor
                 else Tensor._wrap(data)
+            )
             out.requires_grad = obj.requires_grad
             if getattr(obj, "__dict__", None):
                 out.__dict__.update(obj.__dict__)
@@ -292,7 +330,7 @@ def _relocate(obj, where: dict, place, memo: dict):
 
 # ---- entry points used by ember.serialization ----------------------------------------------
 def sniff(head: bytes) -> str:
-    """"zip", "legacy" (a PyTorch checkpoint) or "safetensors", from a file's first 16 bytes."""
+    """ "zip", "legacy" (a PyTorch checkpoint) or "safetensors", from a file's first 16 bytes."""
     if head.startswith(ZIP_MAGIC):
         return "zip"
     if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5 and head[8:9] != b"{":
@@ -302,8 +340,9 @@ def sniff(head: bytes) -> str:
     return "safetensors"
 
 
-def load_torch(kind: str, f, name: str, place, weights_only: bool, mmap: bool | None,
-               encoding: str) -> Any:
+def load_torch(
+    kind: str, f, name: str, place, weights_only: bool, mmap: bool | None, encoding: str
+) -> Any:
     """Load a PyTorch checkpoint of ``kind`` ("zip" / "legacy") from a path or stream."""
     if not weights_only:
         warn_unsafe(name)
@@ -311,23 +350,28 @@ def load_torch(kind: str, f, name: str, place, weights_only: bool, mmap: bool | 
     if mmap and not is_path:
         raise ValueError("f must be a file path in order to use the mmap argument")
     if mmap and kind != "zip":
-        raise RuntimeError("mmap can only be used with files saved with "
-                           "`torch.save(_use_new_zipfile_serialization=True)`, please "
-                           "re-save the file in the zip format")
+        raise RuntimeError(
+            "mmap can only be used with files saved with "
+            "`torch.save(_use_new_zipfile_serialization=True)`, please "
+            "re-save the file in the zip format"
+        )
     with contextlib.ExitStack() as stack:
         fh = stack.enter_context(open(f, "rb")) if is_path else f
         if not is_path and not _seekable(fh):
             fh = io.BytesIO(fh.read())
         try:
             if kind == "zip":
-                return load_zip(fh, name, place, weights_only,
-                                os.fspath(f) if mmap else None, encoding)
+                return load_zip(
+                    fh, name, place, weights_only, os.fspath(f) if mmap else None, encoding
+                )
             return load_legacy(fh, name, place, weights_only, encoding)
         except TorchFormatError as exc:
             raise RuntimeError(f"ember: cannot load {name}: {exc}") from None
         except RecursionError:  # e.g. 100,000 nested lists: a corrupted or hostile file
-            raise RuntimeError(f"ember: cannot load {name}: the object is nested too deeply "
-                               "(the file is corrupted or not a checkpoint)") from None
+            raise RuntimeError(
+                f"ember: cannot load {name}: the object is nested too deeply "
+                "(the file is corrupted or not a checkpoint)"
+            ) from None
 
 
 def get_unsafe_globals_in_checkpoint(f) -> list[str]:
@@ -372,9 +416,11 @@ def save_torch(obj: Any, f, protocol: int, atomic_write) -> None:
     from ._torch_save import save_zip
 
     if isinstance(f, (str, os.PathLike)):
+
         def write_to(tmp: str) -> None:
             with open(tmp, "wb") as fh:
                 save_zip(obj, fh, protocol=protocol)
+
         atomic_write(os.fspath(f), write_to)
     elif _seekable(f):
         save_zip(obj, f, protocol=protocol)

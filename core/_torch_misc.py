@@ -81,11 +81,20 @@ has_openmp = False
 
 
 # ---- names and casting ---------------------------------------------------------------------
-_LEGACY = {"float32": "FloatTensor", "float64": "DoubleTensor", "float16": "HalfTensor",
-           "bfloat16": "BFloat16Tensor", "int64": "LongTensor", "int32": "IntTensor",
-           "int16": "ShortTensor", "int8": "CharTensor", "uint8": "ByteTensor",
-           "bool": "BoolTensor", "complex64": "ComplexFloatTensor",
-           "complex128": "ComplexDoubleTensor"}
+_LEGACY = {
+    "float32": "FloatTensor",
+    "float64": "DoubleTensor",
+    "float16": "HalfTensor",
+    "bfloat16": "BFloat16Tensor",
+    "int64": "LongTensor",
+    "int32": "IntTensor",
+    "int16": "ShortTensor",
+    "int8": "CharTensor",
+    "uint8": "ByteTensor",
+    "bool": "BoolTensor",
+    "complex64": "ComplexFloatTensor",
+    "complex128": "ComplexDoubleTensor",
+}
 
 
 def typename(obj) -> str:
@@ -142,9 +151,12 @@ def set_default_device(device) -> None:
 def set_default_tensor_type(t) -> None:
     """Deprecated PyTorch API: ``set_default_tensor_type(ember.DoubleTensor)`` or its name.
     Sets the default floating dtype."""
-    warnings.warn("torch.set_default_tensor_type() is deprecated as of PyTorch 2.1, please use "
-                  "torch.set_default_dtype() and torch.set_default_device() as alternatives.",
-                  UserWarning, stacklevel=2)
+    warnings.warn(
+        "torch.set_default_tensor_type() is deprecated as of PyTorch 2.1, please use "
+        "torch.set_default_dtype() and torch.set_default_device() as alternatives.",
+        UserWarning,
+        stacklevel=2,
+    )
     if isinstance(t, str):
         name = t.rsplit(".", 1)[-1]
         t = {v: k for k, v in _LEGACY.items()}.get(name)
@@ -157,8 +169,13 @@ def set_default_tensor_type(t) -> None:
 
 
 # ---- global switches ----------------------------------------------------------------------
-_flags = {"deterministic": False, "warn_only": False, "matmul_precision": "highest",
-          "warn_always": False, "interop_threads": None}
+_flags = {
+    "deterministic": False,
+    "warn_only": False,
+    "matmul_precision": "highest",
+    "warn_always": False,
+    "interop_threads": None,
+}
 
 
 def use_deterministic_algorithms(mode: bool, *, warn_only: bool = False) -> None:
@@ -189,12 +206,15 @@ def set_deterministic_debug_mode(debug_mode: int | str) -> None:
     if isinstance(debug_mode, str):
         modes = {"default": 0, "warn": 1, "error": 2}
         if debug_mode not in modes:
-            raise RuntimeError("invalid value of debug_mode, expected one of `default`, `warn`, "
-                               f"`error`, but got {debug_mode}")
+            raise RuntimeError(
+                "invalid value of debug_mode, expected one of `default`, `warn`, "
+                f"`error`, but got {debug_mode}"
+            )
         debug_mode = modes[debug_mode]
     if debug_mode not in (0, 1, 2):
         raise RuntimeError(
-            f"invalid value of debug_mode, expected 0, 1, or 2, but got {debug_mode}")
+            f"invalid value of debug_mode, expected 0, 1, or 2, but got {debug_mode}"
+        )
     use_deterministic_algorithms(debug_mode != 0, warn_only=debug_mode == 1)
 
 
@@ -205,11 +225,12 @@ def get_deterministic_debug_mode() -> int:
 
 
 def set_float32_matmul_precision(precision: str) -> None:
-    """"highest" (full float32), "high" or "medium" (TF32/bf16 allowed on CUDA). Shared with
+    """ "highest" (full float32), "high" or "medium" (TF32/bf16 allowed on CUDA). Shared with
     ``ember.backends.cuda.matmul.allow_tf32``; NumPy matmuls are always full precision."""
     if precision not in ("highest", "high", "medium"):
-        raise RuntimeError(f"Invalid precision: {precision}. Valid options are 'highest', "
-                           "'high', 'medium'")
+        raise RuntimeError(
+            f"Invalid precision: {precision}. Valid options are 'highest', 'high', 'medium'"
+        )
     _flags["matmul_precision"] = precision
 
 
@@ -267,8 +288,9 @@ def get_device_module(device=None):
     else:
         kind = str(device).split(":")[0]
     if kind not in ("cpu", "cuda"):
-        raise RuntimeError(f"Device '{kind}' does not have a corresponding module registered "
-                           f"as 'ember.{kind}'.")
+        raise RuntimeError(
+            f"Device '{kind}' does not have a corresponding module registered as 'ember.{kind}'."
+        )
     return importlib.import_module(f"ember.{kind}")
 
 
@@ -280,9 +302,14 @@ def detach_(input: Tensor) -> Tensor:
     return input.detach_()
 
 
-def set_printoptions(precision: int | None = None, threshold: float | None = None,
-                     edgeitems: int | None = None, linewidth: int | None = None,
-                     profile: str | None = None, sci_mode: bool | None = None) -> None:
+def set_printoptions(
+    precision: int | None = None,
+    threshold: float | None = None,
+    edgeitems: int | None = None,
+    linewidth: int | None = None,
+    profile: str | None = None,
+    sci_mode: bool | None = None,
+) -> None:
     """Set how tensors print (``repr``/``str``), as ``torch.set_printoptions``.
 
     Args:
@@ -295,15 +322,22 @@ def set_printoptions(precision: int | None = None, threshold: float | None = Non
     """
     from ._repr import PRINT_OPTIONS as opts
 
-    profiles = {"default": (4, 1000, 3, 80), "short": (2, 1000, 2, 80),
-                "full": (4, math.inf, 3, 80)}
+    profiles = {
+        "default": (4, 1000, 3, 80),
+        "short": (2, 1000, 2, 80),
+        "full": (4, math.inf, 3, 80),
+    }
     if profile is not None:
         if profile not in profiles:
             raise ValueError(f"Unknown print profile {profile!r}")
         p = profiles[profile]
         opts.update(precision=p[0], threshold=p[1], edgeitems=p[2], linewidth=p[3])
-    for key, value in (("precision", precision), ("threshold", threshold),
-                       ("edgeitems", edgeitems), ("linewidth", linewidth)):
+    for key, value in (
+        ("precision", precision),
+        ("threshold", threshold),
+        ("edgeitems", edgeitems),
+        ("linewidth", linewidth),
+    ):
         if value is not None:
             opts[key] = value
     opts["sci_mode"] = sci_mode

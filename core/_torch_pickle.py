@@ -22,8 +22,13 @@ from . import _torch_rebuild as rb
 from .backend.device import device
 from .tensor import Size, Tensor
 
-__all__ = ["add_safe_globals", "clear_safe_globals", "get_safe_globals", "safe_globals",
-           "RestrictedUnpickler"]
+__all__ = [
+    "add_safe_globals",
+    "clear_safe_globals",
+    "get_safe_globals",
+    "safe_globals",
+    "RestrictedUnpickler",
+]
 
 # ---- the user's allowlist ---------------------------------------------------------------------
 _user_globals: dict[str, Any] = {}
@@ -33,21 +38,26 @@ def _qualified_name(obj) -> str:
     module = getattr(obj, "__module__", None)
     name = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None)
     if not module or not name:
-        raise TypeError(f"add_safe_globals: {obj!r} has no __module__/__qualname__; pass "
-                        "(obj, 'module.name') to name it")
+        raise TypeError(
+            f"add_safe_globals: {obj!r} has no __module__/__qualname__; pass "
+            "(obj, 'module.name') to name it"
+        )
     return f"{module}.{name}"
 
 
 def _entries(safe: Iterable) -> dict[str, Any]:
     if isinstance(safe, (str, bytes)) or not isinstance(safe, Iterable):
-        raise TypeError(f"safe globals must be a list of classes/functions or (obj, 'module.name') "
-                        f"tuples, got {type(safe).__name__}")
+        raise TypeError(
+            f"safe globals must be a list of classes/functions or (obj, 'module.name') "
+            f"tuples, got {type(safe).__name__}"
+        )
     out = {}
     for item in safe:
         if isinstance(item, tuple):
             if len(item) != 2 or not isinstance(item[1], str):
-                raise TypeError(f"a safe global given as a tuple must be (obj, 'module.name'), "
-                                f"got {item!r}")
+                raise TypeError(
+                    f"a safe global given as a tuple must be (obj, 'module.name'), got {item!r}"
+                )
             out[item[1]] = item[0]
         else:
             out[_qualified_name(item)] = item
@@ -67,8 +77,9 @@ def add_safe_globals(safe_globals: list) -> None:
 
 def get_safe_globals() -> list:
     r"""The user-allowlisted globals, as ``add_safe_globals`` takes them."""
-    return [obj if _safe_name_matches(name, obj) else (obj, name)
-            for name, obj in _user_globals.items()]
+    return [
+        obj if _safe_name_matches(name, obj) else (obj, name) for name, obj in _user_globals.items()
+    ]
 
 
 def _safe_name_matches(name: str, obj) -> bool:
@@ -156,7 +167,7 @@ def allowed_globals() -> dict[str, Any]:
 
 
 def _refusal(full: str) -> pickle.UnpicklingError:
-    shown = full[len("builtins."):] if full.startswith("builtins.") else full
+    shown = full[len("builtins.") :] if full.startswith("builtins.") else full
     return pickle.UnpicklingError(
         "Weights only load failed. In ember.load, weights_only=True (the default) allows only "
         "tensors, containers and primitive types. Re-running with weights_only=False will "
@@ -192,8 +203,14 @@ class RestrictedUnpickler(pickle._Unpickler):
 
     dispatch = dict(pickle._Unpickler.dispatch)
 
-    def __init__(self, file, persistent_load: Callable[[Any], Any], *, weights_only: bool = True,
-                 encoding: str = "utf-8"):
+    def __init__(
+        self,
+        file,
+        persistent_load: Callable[[Any], Any],
+        *,
+        weights_only: bool = True,
+        encoding: str = "utf-8",
+    ):
         super().__init__(file, encoding=encoding)
         self._persistent = persistent_load
         self.weights_only = weights_only
@@ -218,15 +235,17 @@ class RestrictedUnpickler(pickle._Unpickler):
         if module == "torch" or module.startswith("torch."):
             raise pickle.UnpicklingError(
                 f"the checkpoint pickles {full}, which ember cannot rebuild without PyTorch "
-                "(a whole torch object such as an nn.Module?); save its state_dict() instead")
+                "(a whole torch object such as an nn.Module?); save its state_dict() instead"
+            )
         return super().find_class(module, name)
 
     def load_reduce(self):
         args = self.stack.pop()
         func = self.stack[-1]
         if self.weights_only and not _is_allowed(func):
-            raise pickle.UnpicklingError(f"Trying to call reduce for unrecognized function "
-                                         f"{func!r}")
+            raise pickle.UnpicklingError(
+                f"Trying to call reduce for unrecognized function {func!r}"
+            )
         self.stack[-1] = func(*args)
 
     dispatch[pickle.REDUCE[0]] = load_reduce
@@ -254,8 +273,10 @@ class RestrictedUnpickler(pickle._Unpickler):
         if cls is Parameter:
             return Parameter(*args)
         if self.weights_only and not (isinstance(cls, type) and _is_allowed(cls)):
-            raise pickle.UnpicklingError("Can only create new object for nn.Parameter or classes "
-                                         f"allowlisted via `add_safe_globals` but got {cls!r}")
+            raise pickle.UnpicklingError(
+                "Can only create new object for nn.Parameter or classes "
+                f"allowlisted via `add_safe_globals` but got {cls!r}"
+            )
         return cls.__new__(cls, *args)
 
     def load_build(self):
@@ -283,8 +304,10 @@ class RestrictedUnpickler(pickle._Unpickler):
             for k, v in (slotstate or {}).items():
                 setattr(inst, k, v)
         else:
-            raise pickle.UnpicklingError("Can only build Parameter, OrderedDict or types "
-                                         f"allowlisted via `add_safe_globals`, but got {tp}")
+            raise pickle.UnpicklingError(
+                "Can only build Parameter, OrderedDict or types "
+                f"allowlisted via `add_safe_globals`, but got {tp}"
+            )
 
     dispatch[pickle.BUILD[0]] = load_build
 

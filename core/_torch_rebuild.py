@@ -31,24 +31,45 @@ class Unsupported:
         return self.name
 
     def __call__(self, *args, **kwargs):
-        raise pickle.UnpicklingError(f"the checkpoint holds {self.what} ({self.name}), which "
-                                     "ember does not support")
+        raise pickle.UnpicklingError(
+            f"the checkpoint holds {self.what} ({self.name}), which ember does not support"
+        )
 
 
 # torch dtype names (as ``str(torch.float32)`` minus "torch.") -> ember dtypes
 TORCH_DTYPES: dict = {d.name: d for d in _ALL_DTYPES}
-for _name in ("complex32", "float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz",
-              "float8_e8m0fnu", "float4_e2m1fn_x2", "bits1x8", "bits2x4", "bits4x2", "bits8",
-              "bits16", *(f"int{i}" for i in range(1, 8)), *(f"uint{i}" for i in range(1, 8))):
+for _name in (
+    "complex32",
+    "float8_e4m3fn",
+    "float8_e5m2",
+    "float8_e4m3fnuz",
+    "float8_e5m2fnuz",
+    "float8_e8m0fnu",
+    "float4_e2m1fn_x2",
+    "bits1x8",
+    "bits2x4",
+    "bits4x2",
+    "bits8",
+    "bits16",
+    *(f"int{i}" for i in range(1, 8)),
+    *(f"uint{i}" for i in range(1, 8)),
+):
     TORCH_DTYPES[_name] = Unsupported(f"torch.{_name}", f"tensors of dtype torch.{_name}")
 for _name in ("qint8", "quint8", "qint32", "quint4x2", "quint2x4"):
     TORCH_DTYPES[_name] = Unsupported(f"torch.{_name}", "quantized tensors")
 TORCH_DTYPES["bool"] = bool_
 
-QSCHEMES = ("per_tensor_affine", "per_tensor_symmetric", "per_channel_affine",
-            "per_channel_symmetric", "per_channel_affine_float_qparams")
-TENSOR_CLASSES = tuple(f"{p}Tensor" for p in ("Double", "Float", "BFloat16", "Long", "Int",
-                                              "Short", "Char", "Byte", "Bool", "Half"))
+QSCHEMES = (
+    "per_tensor_affine",
+    "per_tensor_symmetric",
+    "per_channel_affine",
+    "per_channel_symmetric",
+    "per_channel_affine_float_qparams",
+)
+TENSOR_CLASSES = tuple(
+    f"{p}Tensor"
+    for p in ("Double", "Float", "BFloat16", "Long", "Int", "Short", "Char", "Byte", "Bool", "Half")
+)
 
 
 class StorageType:
@@ -61,13 +82,29 @@ class StorageType:
         return f"torch.{self.name}"
 
 
-_STORAGE_DTYPES = {"Double": "float64", "Float": "float32", "Half": "float16",
-                   "BFloat16": "bfloat16", "Long": "int64", "Int": "int32", "Short": "int16",
-                   "Char": "int8", "Byte": "uint8", "Bool": "bool", "ComplexFloat": "complex64",
-                   "ComplexDouble": "complex128", "QInt8": "qint8", "QUInt8": "quint8",
-                   "QInt32": "qint32", "QUInt4x2": "quint4x2", "QUInt2x4": "quint2x4"}
-STORAGE_TYPES = {f"{k}Storage": StorageType(f"{k}Storage", TORCH_DTYPES.get(v))
-                 for k, v in _STORAGE_DTYPES.items()}
+_STORAGE_DTYPES = {
+    "Double": "float64",
+    "Float": "float32",
+    "Half": "float16",
+    "BFloat16": "bfloat16",
+    "Long": "int64",
+    "Int": "int32",
+    "Short": "int16",
+    "Char": "int8",
+    "Byte": "uint8",
+    "Bool": "bool",
+    "ComplexFloat": "complex64",
+    "ComplexDouble": "complex128",
+    "QInt8": "qint8",
+    "QUInt8": "quint8",
+    "QInt32": "qint32",
+    "QUInt4x2": "quint4x2",
+    "QUInt2x4": "quint2x4",
+}
+STORAGE_TYPES = {
+    f"{k}Storage": StorageType(f"{k}Storage", TORCH_DTYPES.get(v))
+    for k, v in _STORAGE_DTYPES.items()
+}
 STORAGE_TYPES["UntypedStorage"] = StorageType("storage.UntypedStorage", uint8)
 STORAGE_TYPES["TypedStorage"] = StorageType("storage.TypedStorage", None)
 
@@ -98,14 +135,14 @@ class Storage:
             return self.data
         raw = self.data.view(np.uint8) if self.data.dtype != np.uint8 else self.data
         if raw.size % dtype.itemsize:
-            raise pickle.UnpicklingError(f"a storage of {raw.size} bytes cannot hold "
-                                         f"{dtype.name} elements")
+            raise pickle.UnpicklingError(
+                f"a storage of {raw.size} bytes cannot hold {dtype.name} elements"
+            )
         return raw.view(dtype.np)
 
 
 def _ints(value, what: str) -> tuple[int, ...]:
-    if not isinstance(value, (tuple, list)) or not all(
-            type(v) is int and v >= 0 for v in value):
+    if not isinstance(value, (tuple, list)) or not all(type(v) is int and v >= 0 for v in value):
         raise pickle.UnpicklingError(f"bad tensor {what} {value!r} (expected non-negative ints)")
     return tuple(value)
 
@@ -117,8 +154,9 @@ def _view(storage, dtype, offset, size, stride):
     flat = storage.typed(dtype)
     size, stride = _ints(size, "size"), _ints(stride, "stride")
     if type(offset) is not int or offset < 0 or len(size) != len(stride):
-        raise pickle.UnpicklingError(f"bad tensor geometry: offset {offset!r}, size {size}, "
-                                     f"stride {stride}")
+        raise pickle.UnpicklingError(
+            f"bad tensor geometry: offset {offset!r}, size {size}, stride {stride}"
+        )
     n = math.prod(size)
     if n == 0:
         return flat[:0].reshape(size)
@@ -126,18 +164,20 @@ def _view(storage, dtype, offset, size, stride):
     if last >= flat.size:
         raise pickle.UnpicklingError(
             f"tensor of size {list(size)}, stride {list(stride)} at offset {offset} does not fit "
-            f"in its storage of {flat.size} elements: the file is corrupted")
+            f"in its storage of {flat.size} elements: the file is corrupted"
+        )
     contiguous, expect = True, 1
     for s, st in zip(reversed(size), reversed(stride)):
         if s != 1 and st != expect:
             contiguous = False
         expect *= s
     if contiguous:
-        return flat[offset:offset + n].reshape(size)
+        return flat[offset : offset + n].reshape(size)
     xp = get_array_module(flat)
     item = flat.dtype.itemsize
-    return xp.lib.stride_tricks.as_strided(flat[offset:], shape=size,
-                                           strides=tuple(st * item for st in stride))
+    return xp.lib.stride_tricks.as_strided(
+        flat[offset:], shape=size, strides=tuple(st * item for st in stride)
+    )
 
 
 def _make(storage, dtype, offset, size, stride, requires_grad) -> Tensor:
@@ -152,14 +192,17 @@ def _rebuild_tensor(storage, storage_offset, size, stride):
     return _make(storage, getattr(storage, "dtype", None), storage_offset, size, stride, False)
 
 
-def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False,
-                       backward_hooks=None, metadata=None):
-    return _make(storage, getattr(storage, "dtype", None), storage_offset, size, stride,
-                 requires_grad)
+def _rebuild_tensor_v2(
+    storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None, metadata=None
+):
+    return _make(
+        storage, getattr(storage, "dtype", None), storage_offset, size, stride, requires_grad
+    )
 
 
-def _rebuild_tensor_v3(storage, storage_offset, size, stride, requires_grad, backward_hooks,
-                       dtype, metadata=None):
+def _rebuild_tensor_v3(
+    storage, storage_offset, size, stride, requires_grad, backward_hooks, dtype, metadata=None
+):
     return _make(storage, dtype, storage_offset, size, stride, requires_grad)
 
 
@@ -203,8 +246,9 @@ def rebuild_from_type_v2(func, new_type, args, state):
         if isinstance(state, tuple):  # (dict state, slot state)
             state = state[0]
         if not hasattr(ret, "__dict__"):
-            raise pickle.UnpicklingError("the checkpoint sets attributes on a plain tensor, "
-                                         "which ember tensors cannot hold")
+            raise pickle.UnpicklingError(
+                "the checkpoint sets attributes on a plain tensor, which ember tensors cannot hold"
+            )
         ret.__dict__.update(state or {})
     return ret
 
@@ -225,14 +269,15 @@ REBUILD_FUNCTIONS = {
     "_rebuild_parameter_with_state": _rebuild_parameter_with_state,
     "_rebuild_device_tensor_from_cpu_tensor": _rebuild_device_tensor_from_cpu_tensor,
     "_rebuild_qtensor": Unsupported("torch._utils._rebuild_qtensor", "quantized tensors"),
-    "_rebuild_sparse_tensor": Unsupported("torch._utils._rebuild_sparse_tensor",
-                                          "sparse tensors"),
-    "_rebuild_meta_tensor_no_storage": Unsupported("torch._utils._rebuild_meta_tensor_no_storage",
-                                                   "meta tensors"),
-    "_rebuild_nested_tensor": Unsupported("torch._utils._rebuild_nested_tensor",
-                                          "nested tensors"),
-    "_rebuild_wrapper_subclass": Unsupported("torch._utils._rebuild_wrapper_subclass",
-                                             "tensor subclasses"),
+    "_rebuild_sparse_tensor": Unsupported("torch._utils._rebuild_sparse_tensor", "sparse tensors"),
+    "_rebuild_meta_tensor_no_storage": Unsupported(
+        "torch._utils._rebuild_meta_tensor_no_storage", "meta tensors"
+    ),
+    "_rebuild_nested_tensor": Unsupported("torch._utils._rebuild_nested_tensor", "nested tensors"),
+    "_rebuild_wrapper_subclass": Unsupported(
+        "torch._utils._rebuild_wrapper_subclass", "tensor subclasses"
+    ),
     "_rebuild_device_tensor_from_numpy": Unsupported(
-        "torch._utils._rebuild_device_tensor_from_numpy", "tensors rebuilt from NumPy"),
+        "torch._utils._rebuild_device_tensor_from_numpy", "tensors rebuilt from NumPy"
+    ),
 }

@@ -34,9 +34,11 @@ class _Global:
         raise TypeError(f"{self.module}.{self.name} is a name written into a pickle")
 
 
-_STORAGE_NAMES = {st.dtype.name: name for name, st in rb.STORAGE_TYPES.items()
-                  if isinstance(getattr(st, "dtype", None), rb._dtype) and
-                  name != "UntypedStorage"}
+_STORAGE_NAMES = {
+    st.dtype.name: name
+    for name, st in rb.STORAGE_TYPES.items()
+    if isinstance(getattr(st, "dtype", None), rb._dtype) and name != "UntypedStorage"
+}
 
 
 def _root_and_geometry(arr: np.ndarray):
@@ -112,8 +114,9 @@ class _TorchPickler(pickle._Pickler):
         if typed:
             name = _STORAGE_NAMES[root.dtype.name]
             return _StorageRef(("storage", self._global("torch", name), key, device, root.size))
-        return _StorageRef(("storage", self._global("torch.storage", "UntypedStorage"), key,
-                            device, root.nbytes))
+        return _StorageRef(
+            ("storage", self._global("torch.storage", "UntypedStorage"), key, device, root.nbytes)
+        )
 
     def _tensor(self, t):
         from .nn.parameter import Parameter
@@ -123,10 +126,14 @@ class _TorchPickler(pickle._Pickler):
             plain = Tensor._wrap(t._data)
             plain._version_counter = t._version_counter
             if t.__dict__:
-                return (self._global("torch._utils", "_rebuild_parameter_with_state"),
-                        (plain, t.requires_grad, collections.OrderedDict(), dict(t.__dict__)))
-            return (self._global("torch._utils", "_rebuild_parameter"),
-                    (plain, t.requires_grad, collections.OrderedDict()))
+                return (
+                    self._global("torch._utils", "_rebuild_parameter_with_state"),
+                    (plain, t.requires_grad, collections.OrderedDict(), dict(t.__dict__)),
+                )
+            return (
+                self._global("torch._utils", "_rebuild_parameter"),
+                (plain, t.requires_grad, collections.OrderedDict()),
+            )
         if type(t) is not Tensor:
             raise pickle.PicklingError(f"cannot write a {type(t).__name__} in PyTorch's format")
         arr, device = t._data, str(t.device)
@@ -143,12 +150,20 @@ class _TorchPickler(pickle._Pickler):
         root, offset, strides = geom
         typed = root.dtype.name in _STORAGE_NAMES
         ref = self._storage(root, device, typed)
-        args = (ref, offset, tuple(arr.shape), strides, bool(t.requires_grad),
-                collections.OrderedDict())
+        args = (
+            ref,
+            offset,
+            tuple(arr.shape),
+            strides,
+            bool(t.requires_grad),
+            collections.OrderedDict(),
+        )
         if typed:
             return self._global("torch._utils", "_rebuild_tensor_v2"), args
-        return (self._global("torch._utils", "_rebuild_tensor_v3"),
-                args + (self._global("torch", root.dtype.name),))
+        return (
+            self._global("torch._utils", "_rebuild_tensor_v3"),
+            args + (self._global("torch", root.dtype.name),),
+        )
 
 
 class _StorageRef:
@@ -164,8 +179,12 @@ def save_zip(obj: Any, fh, archive: str = "archive", protocol: int = 2) -> None:
     buf = io.BytesIO()
     pickler = _TorchPickler(buf, protocol)
     pickler.dump(obj)
-    records = [("data.pkl", buf.getvalue()), (".format_version", b"1"),
-               (".storage_alignment", b"64"), ("byteorder", b"little")]
+    records = [
+        ("data.pkl", buf.getvalue()),
+        (".format_version", b"1"),
+        (".storage_alignment", b"64"),
+        ("byteorder", b"little"),
+    ]
     records += [(f"data/{k}", v) for k, v in pickler.storages.items()]
     records += [("version", b"3\n"), (".data/serialization_id", os.urandom(20).hex().encode())]
     with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:

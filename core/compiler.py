@@ -26,8 +26,9 @@ def is_compiling() -> bool:
 is_dynamo_compiling = is_compiling
 
 
-def disable(fn: Callable | None = None, recursive: bool = True, *,
-            reason: str | None = None) -> Any:
+def disable(
+    fn: Callable | None = None, recursive: bool = True, *, reason: str | None = None
+) -> Any:
     """Run ``fn`` eagerly: a compiled region calling it breaks its graph there.
 
     Given an ``ember.compile`` result, returns the original callable. Usable as

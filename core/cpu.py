@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
-__all__ = ["is_available", "is_initialized", "synchronize", "current_device", "current_stream",
-           "stream", "set_device", "device_count", "Stream", "StreamContext", "Event",
-           "get_capabilities"]
+__all__ = [
+    "is_available",
+    "is_initialized",
+    "synchronize",
+    "current_device",
+    "current_stream",
+    "stream",
+    "set_device",
+    "device_count",
+    "Stream",
+    "StreamContext",
+    "Event",
+    "get_capabilities",
+]
 
 
 def is_available() -> bool:

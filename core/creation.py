@@ -34,19 +34,24 @@ def _to_array(data, dtype, device):
     npd = _np_dtype(dtype)
     if isinstance(data, Tensor):
         arr = data._data
-    elif isinstance(data, np.ndarray) or (_cupy.cupy is not None
-                                          and isinstance(data, _cupy.cupy.ndarray)):
+    elif isinstance(data, np.ndarray) or (
+        _cupy.cupy is not None and isinstance(data, _cupy.cupy.ndarray)
+    ):
         # a subclass (np.memmap, np.matrix) as a plain view of the same memory
-        arr = data.view(np.ndarray) if isinstance(data, np.ndarray) \
-            and type(data) is not np.ndarray else data
+        arr = (
+            data.view(np.ndarray)
+            if isinstance(data, np.ndarray) and type(data) is not np.ndarray
+            else data
+        )
     elif isinstance(data, np.generic):  # NumPy scalars keep their dtype, as in PyTorch
         arr = np.asarray(data)
     else:
         py = _unwrap_nested(data)
         arr = np.asarray(py)
         if arr.dtype.kind == "O":
-            raise TypeError(f"could not convert {type(data).__name__} to a tensor (mixed or "
-                            "ragged data)")
+            raise TypeError(
+                f"could not convert {type(data).__name__} to a tensor (mixed or ragged data)"
+            )
         if npd is None:
             if arr.dtype.kind == "f" and not _has_numpy_floats(py):
                 arr = arr.astype(get_default_dtype().np)
@@ -75,13 +80,20 @@ def _has_numpy_floats(py):
     return isinstance(py, np.generic)
 
 
-def tensor(data, *, dtype=None, device=None, requires_grad: bool = False,
-           pin_memory: bool = False) -> Tensor:
+def tensor(
+    data, *, dtype=None, device=None, requires_grad: bool = False, pin_memory: bool = False
+) -> Tensor:
     """Copy ``data`` into a new leaf tensor (floats default to ``get_default_dtype()``)."""
     arr = _to_array(data, dtype, device)
-    if isinstance(data, Tensor) or arr is data or (
-            isinstance(data, np.ndarray) and isinstance(arr, np.ndarray)  # not a GPU copy
-            and np.shares_memory(arr, data)):
+    if (
+        isinstance(data, Tensor)
+        or arr is data
+        or (
+            isinstance(data, np.ndarray)
+            and isinstance(arr, np.ndarray)  # not a GPU copy
+            and np.shares_memory(arr, data)
+        )
+    ):
         arr = arr.copy()
     t = Tensor._wrap(arr)
     if requires_grad:
@@ -93,7 +105,8 @@ def as_tensor(data, dtype=None, device=None) -> Tensor:
     """Like ``tensor`` but shares memory with tensors/arrays when no conversion is needed."""
     if isinstance(data, Tensor):
         if (dtype is None or to_dtype(dtype).np == data._data.dtype) and (
-                device is None or as_device(device) == data.device):
+            device is None or as_device(device) == data.device
+        ):
             return data
         return data.to(device=device, dtype=dtype)
     return Tensor._wrap(_to_array(data, dtype, device))
@@ -151,13 +164,24 @@ def full(size, fill_value, *, dtype=None, device=None, requires_grad=False) -> T
             dtype = "bool"
         elif isinstance(fill_value, int):
             dtype = int64
-    return _make("full", _size((size,) if isinstance(size, int) else tuple(size)), dtype, device,
-                 requires_grad, fill_value)
+    return _make(
+        "full",
+        _size((size,) if isinstance(size, int) else tuple(size)),
+        dtype,
+        device,
+        requires_grad,
+        fill_value,
+    )
 
 
 def _like(fn, input, dtype, device, requires_grad, *args):
-    return fn(*args, input._data.shape, dtype=dtype or input.dtype,
-              device=device or input.device, requires_grad=requires_grad)
+    return fn(
+        *args,
+        input._data.shape,
+        dtype=dtype or input.dtype,
+        device=device or input.device,
+        requires_grad=requires_grad,
+    )
 
 
 def zeros_like(input, *, dtype=None, device=None, requires_grad=False, memory_format=None):
@@ -172,10 +196,16 @@ def empty_like(input, *, dtype=None, device=None, requires_grad=False, memory_fo
     return _like(empty, input, dtype, device, requires_grad)
 
 
-def full_like(input, fill_value, *, dtype=None, device=None, requires_grad=False,
-              memory_format=None):
-    return full(input._data.shape, fill_value, dtype=dtype or input.dtype,
-                device=device or input.device, requires_grad=requires_grad)
+def full_like(
+    input, fill_value, *, dtype=None, device=None, requires_grad=False, memory_format=None
+):
+    return full(
+        input._data.shape,
+        fill_value,
+        dtype=dtype or input.dtype,
+        device=device or input.device,
+        requires_grad=requires_grad,
+    )
 
 
 def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad=False) -> Tensor:
@@ -189,8 +219,11 @@ def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad=Fa
     xp = get_array_module(device or default_device())
     npd = to_dtype(dtype).np
     n = max(math.ceil((vals[1] - vals[0]) / vals[2]), 0)
-    arr = (xp.arange(n, dtype=np.float64) * vals[2] + vals[0]).astype(npd) \
-        if npd.kind == "f" else xp.arange(vals[0], vals[1], vals[2]).astype(npd)
+    arr = (
+        (xp.arange(n, dtype=np.float64) * vals[2] + vals[0]).astype(npd)
+        if npd.kind == "f"
+        else xp.arange(vals[0], vals[1], vals[2]).astype(npd)
+    )
     t = Tensor._wrap(arr)
     return t.requires_grad_(True) if requires_grad else t
 
@@ -231,50 +264,75 @@ def _rand_make(draw, size, dtype, device, requires_grad, generator):
 
 def rand(*size, generator=None, dtype=None, device=None, requires_grad=False) -> Tensor:
     """Uniform on [0, 1)."""
-    return _rand_make(lambda g, s, dt: g.random(s, dtype=dt), size, dtype, device,
-                      requires_grad, generator)
+    return _rand_make(
+        lambda g, s, dt: g.random(s, dtype=dt), size, dtype, device, requires_grad, generator
+    )
 
 
 def randn(*size, generator=None, dtype=None, device=None, requires_grad=False) -> Tensor:
     """Standard normal."""
-    return _rand_make(lambda g, s, dt: g.standard_normal(s, dtype=dt), size, dtype, device,
-                      requires_grad, generator)
+    return _rand_make(
+        lambda g, s, dt: g.standard_normal(s, dtype=dt),
+        size,
+        dtype,
+        device,
+        requires_grad,
+        generator,
+    )
 
 
-def randint(low, high=None, size=None, *, generator=None, dtype=None, device=None,
-            requires_grad=False) -> Tensor:
+def randint(
+    low, high=None, size=None, *, generator=None, dtype=None, device=None, requires_grad=False
+) -> Tensor:
     if size is None and isinstance(high, (tuple, list)):  # randint(high, size), torch's overload
         low, high, size = 0, low, high
     if high is None:
         low, high = 0, low
     if size is None:
         raise TypeError("randint() missing required argument 'size'")
-    return _rand_make(lambda g, s, dt: g.integers(low, high, s), tuple(size), dtype or int64,
-                      device, requires_grad, generator)
+    return _rand_make(
+        lambda g, s, dt: g.integers(low, high, s),
+        tuple(size),
+        dtype or int64,
+        device,
+        requires_grad,
+        generator,
+    )
 
 
 def randperm(n, *, generator=None, dtype=None, device=None, requires_grad=False) -> Tensor:
-    return _rand_make(lambda g, s, dt: g.permutation(n), (), dtype or int64, device, requires_grad,
-                      generator)
+    return _rand_make(
+        lambda g, s, dt: g.permutation(n), (), dtype or int64, device, requires_grad, generator
+    )
 
 
 def rand_like(input, *, dtype=None, device=None, requires_grad=False):
-    return rand(input._data.shape, dtype=dtype or input.dtype, device=device or input.device,
-                requires_grad=requires_grad)
+    return rand(
+        input._data.shape,
+        dtype=dtype or input.dtype,
+        device=device or input.device,
+        requires_grad=requires_grad,
+    )
 
 
 def randn_like(input, *, dtype=None, device=None, requires_grad=False):
-    return randn(input._data.shape, dtype=dtype or input.dtype, device=device or input.device,
-                 requires_grad=requires_grad)
+    return randn(
+        input._data.shape,
+        dtype=dtype or input.dtype,
+        device=device or input.device,
+        requires_grad=requires_grad,
+    )
 
 
 def randint_like(input, low, high=None, *, dtype=None, device=None):
-    return randint(low, high, input._data.shape, dtype=dtype or input.dtype,
-                   device=device or input.device)
+    return randint(
+        low, high, input._data.shape, dtype=dtype or input.dtype, device=device or input.device
+    )
 
 
-def normal(mean=0.0, std=1.0, size=None, *, generator=None, dtype=None, device=None,
-           requires_grad=False) -> Tensor:
+def normal(
+    mean=0.0, std=1.0, size=None, *, generator=None, dtype=None, device=None, requires_grad=False
+) -> Tensor:
     """Normal samples; ``mean``/``std`` may be tensors (broadcast) or floats with ``size``."""
     if isinstance(mean, Tensor) or isinstance(std, Tensor):
         ref = mean if isinstance(mean, Tensor) else std
@@ -307,8 +365,9 @@ def multinomial(input, num_samples, replacement=False, *, generator=None) -> Ten
         raise RuntimeError("probability tensor contains either `inf`, `nan` or element < 0")
     rows = probs.reshape(-1, probs.shape[-1])
     if not replacement and num_samples > rows.shape[1]:
-        raise RuntimeError("cannot sample n_sample > prob_dist.size(-1) samples without "
-                           "replacement")
+        raise RuntimeError(
+            "cannot sample n_sample > prob_dist.size(-1) samples without replacement"
+        )
     g = gen_for(generator, np)
     out = np.empty((rows.shape[0], num_samples), dtype=np.int64)
     for i, r in enumerate(rows):
@@ -326,4 +385,3 @@ def is_floating_point(input) -> bool:
 
 def numel(input) -> int:
     return input.numel()
-

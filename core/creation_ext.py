@@ -29,46 +29,95 @@ def _sizes(size):
 
 
 # ---- Tensor.new_* -------------------------------------------------------------------------
-def new_tensor(self, data, *, dtype=None, device=None, requires_grad=False, layout=None,
-               pin_memory=False) -> Tensor:
+def new_tensor(
+    self, data, *, dtype=None, device=None, requires_grad=False, layout=None, pin_memory=False
+) -> Tensor:
     if isinstance(data, Tensor):
-        warnings.warn("To copy construct from a tensor, it is recommended to use "
-                      "sourceTensor.detach().clone() or "
-                      "sourceTensor.detach().clone().requires_grad_(True), rather than "
-                      "tensor.new_tensor(sourceTensor).", UserWarning, stacklevel=2)
+        warnings.warn(
+            "To copy construct from a tensor, it is recommended to use "
+            "sourceTensor.detach().clone() or "
+            "sourceTensor.detach().clone().requires_grad_(True), rather than "
+            "tensor.new_tensor(sourceTensor).",
+            UserWarning,
+            stacklevel=2,
+        )
         data = data.detach()
-    return tensor(data, dtype=dtype or self.dtype, device=device or self.device,
-                  requires_grad=requires_grad)
+    return tensor(
+        data, dtype=dtype or self.dtype, device=device or self.device, requires_grad=requires_grad
+    )
 
 
-def new_empty(self, *size, dtype=None, device=None, requires_grad=False, layout=None,
-              pin_memory=False) -> Tensor:
-    return empty(_sizes(size), dtype=dtype or self.dtype, device=device or self.device,
-                 requires_grad=requires_grad)
+def new_empty(
+    self, *size, dtype=None, device=None, requires_grad=False, layout=None, pin_memory=False
+) -> Tensor:
+    return empty(
+        _sizes(size),
+        dtype=dtype or self.dtype,
+        device=device or self.device,
+        requires_grad=requires_grad,
+    )
 
 
-def new_zeros(self, *size, dtype=None, device=None, requires_grad=False, layout=None,
-              pin_memory=False) -> Tensor:
-    return zeros(_sizes(size), dtype=dtype or self.dtype, device=device or self.device,
-                 requires_grad=requires_grad)
+def new_zeros(
+    self, *size, dtype=None, device=None, requires_grad=False, layout=None, pin_memory=False
+) -> Tensor:
+    return zeros(
+        _sizes(size),
+        dtype=dtype or self.dtype,
+        device=device or self.device,
+        requires_grad=requires_grad,
+    )
 
 
-def new_ones(self, *size, dtype=None, device=None, requires_grad=False, layout=None,
-             pin_memory=False) -> Tensor:
-    return ones(_sizes(size), dtype=dtype or self.dtype, device=device or self.device,
-                requires_grad=requires_grad)
+def new_ones(
+    self, *size, dtype=None, device=None, requires_grad=False, layout=None, pin_memory=False
+) -> Tensor:
+    return ones(
+        _sizes(size),
+        dtype=dtype or self.dtype,
+        device=device or self.device,
+        requires_grad=requires_grad,
+    )
 
 
-def new_full(self, size, fill_value, *, dtype=None, device=None, requires_grad=False,
-             layout=None, pin_memory=False) -> Tensor:
-    return full(size, fill_value, dtype=dtype or self.dtype, device=device or self.device,
-                requires_grad=requires_grad)
+def new_full(
+    self,
+    size,
+    fill_value,
+    *,
+    dtype=None,
+    device=None,
+    requires_grad=False,
+    layout=None,
+    pin_memory=False,
+) -> Tensor:
+    return full(
+        size,
+        fill_value,
+        dtype=dtype or self.dtype,
+        device=device or self.device,
+        requires_grad=requires_grad,
+    )
 
 
-def new_empty_strided(self, size, stride, *, dtype=None, device=None, requires_grad=False,
-                      layout=None, pin_memory=False) -> Tensor:
-    return empty_strided(size, stride, dtype=dtype or self.dtype, device=device or self.device,
-                         requires_grad=requires_grad)
+def new_empty_strided(
+    self,
+    size,
+    stride,
+    *,
+    dtype=None,
+    device=None,
+    requires_grad=False,
+    layout=None,
+    pin_memory=False,
+) -> Tensor:
+    return empty_strided(
+        size,
+        stride,
+        dtype=dtype or self.dtype,
+        device=device or self.device,
+        requires_grad=requires_grad,
+    )
 
 
 def new(self, *args, **kwargs) -> Tensor:
@@ -95,8 +144,9 @@ def _size_types():
 
 
 # ---- strided / permuted empties, scalars, ranges ------------------------------------------
-def empty_strided(size, stride, *, dtype=None, layout=None, device=None, requires_grad=False,
-                  pin_memory=False) -> Tensor:
+def empty_strided(
+    size, stride, *, dtype=None, layout=None, device=None, requires_grad=False, pin_memory=False
+) -> Tensor:
     """An uninitialised (zero-filled) tensor whose ``stride()`` is ``stride``."""
     size, stride = tuple(int(s) for s in size), tuple(int(s) for s in stride)
     if len(size) != len(stride):
@@ -105,40 +155,57 @@ def empty_strided(size, stride, *, dtype=None, layout=None, device=None, require
     store = zeros(need, dtype=dtype, device=device)
     xp = get_array_module(store._data)
     item = store._data.itemsize
-    arr = xp.lib.stride_tricks.as_strided(store._data, shape=size,
-                                          strides=tuple(s * item for s in stride))
+    arr = xp.lib.stride_tricks.as_strided(
+        store._data, shape=size, strides=tuple(s * item for s in stride)
+    )
     return _done(Tensor._wrap(arr), requires_grad)
 
 
-def empty_permuted(size, physical_layout, *, dtype=None, layout=None, device=None,
-                   requires_grad=False, pin_memory=False) -> Tensor:
+def empty_permuted(
+    size,
+    physical_layout,
+    *,
+    dtype=None,
+    layout=None,
+    device=None,
+    requires_grad=False,
+    pin_memory=False,
+) -> Tensor:
     """An uninitialised tensor of ``size`` laid out in memory in ``physical_layout`` order."""
     size, order = tuple(int(s) for s in size), [int(p) for p in physical_layout]
     if sorted(order) != list(builtins.range(len(size))):
-        raise RuntimeError(f"Number of dimensions in size does not match the length of the "
-                           f"physical_layout; i.e. len(size) = {len(size)} is not equal to "
-                           f"len(physical_layout) = {len(order)}")
+        raise RuntimeError(
+            f"Number of dimensions in size does not match the length of the "
+            f"physical_layout; i.e. len(size) = {len(size)} is not equal to "
+            f"len(physical_layout) = {len(order)}"
+        )
     phys = empty(tuple(size[p] for p in order), dtype=dtype, device=device)
     inv = [order.index(i) for i in builtins.range(len(order))]
     out = Tensor._wrap(phys._data.transpose(inv))
     return _done(out, requires_grad)
 
 
-def scalar_tensor(s, *, dtype=None, layout=None, device=None, requires_grad=False,
-                  pin_memory=None) -> Tensor:
+def scalar_tensor(
+    s, *, dtype=None, layout=None, device=None, requires_grad=False, pin_memory=None
+) -> Tensor:
     if isinstance(s, Tensor):
         s = s.item()
-    return full((), s, dtype=dtype or get_default_dtype(), device=device,
-                requires_grad=requires_grad)
+    return full(
+        (), s, dtype=dtype or get_default_dtype(), device=device, requires_grad=requires_grad
+    )
 
 
-def range(start=0, end=None, step=1, *, dtype=None, layout=None, device=None,
-          requires_grad=False) -> Tensor:  # noqa: A001 - torch.range
+def range(
+    start=0, end=None, step=1, *, dtype=None, layout=None, device=None, requires_grad=False
+) -> Tensor:  # noqa: A001 - torch.range
     """Deprecated inclusive range: ``start, start + step, ...`` up to and including ``end``."""
-    warnings.warn("torch.range is deprecated and will be removed in a future release because "
-                  "its behavior is inconsistent with Python's range builtin. Instead, use "
-                  "torch.arange, which produces values in [start, end).", UserWarning,
-                  stacklevel=2)
+    warnings.warn(
+        "torch.range is deprecated and will be removed in a future release because "
+        "its behavior is inconsistent with Python's range builtin. Instead, use "
+        "torch.arange, which produces values in [start, end).",
+        UserWarning,
+        stacklevel=2,
+    )
     if end is None:
         start, end = 0, start
     start, end, step = (v.item() if isinstance(v, Tensor) else v for v in (start, end, step))
@@ -166,8 +233,12 @@ def asarray(obj, *, dtype=None, device=None, copy=None, requires_grad=False) -> 
             out = out.clone() if out is obj else out
         return _done(out.detach() if out is obj and requires_grad else out, requires_grad)
     arr = _to_array(obj, dtype, device)
-    shares = isinstance(obj, np.ndarray) and isinstance(arr, np.ndarray) and \
-        np.shares_memory(arr, obj) or (_cupy.cupy is not None and arr is obj)
+    shares = (
+        isinstance(obj, np.ndarray)
+        and isinstance(arr, np.ndarray)
+        and np.shares_memory(arr, obj)
+        or (_cupy.cupy is not None and arr is obj)
+    )
     if copy is False and not shares and isinstance(obj, np.ndarray):
         raise ValueError("asarray(): cannot satisfy copy=False: a conversion is needed")
     if copy and shares:
@@ -175,19 +246,24 @@ def asarray(obj, *, dtype=None, device=None, copy=None, requires_grad=False) -> 
     return _done(Tensor._wrap(arr), requires_grad)
 
 
-def frombuffer(buffer, *, dtype, count: int = -1, offset: int = 0,
-               requires_grad: bool = False) -> Tensor:
+def frombuffer(
+    buffer, *, dtype, count: int = -1, offset: int = 0, requires_grad: bool = False
+) -> Tensor:
     """A 1-D CPU tensor over ``buffer``'s bytes (shared: writes show through)."""
     npd = to_dtype(dtype).np
     nbytes = len(memoryview(buffer).cast("B"))
     if nbytes == 0 or (count == -1 and (nbytes - offset) == 0):
         raise ValueError(f"both buffer length ({nbytes}) and count ({count}) must not be 0")
     if offset < 0 or offset >= nbytes:
-        raise ValueError(f"offset ({offset} bytes) must be non-negative and no greater than "
-                         f"buffer length ({nbytes} bytes) minus 1")
+        raise ValueError(
+            f"offset ({offset} bytes) must be non-negative and no greater than "
+            f"buffer length ({nbytes} bytes) minus 1"
+        )
     if count == -1 and (nbytes - offset) % npd.itemsize:
-        raise ValueError(f"buffer length ({nbytes - offset} bytes) after offset ({offset} bytes) "
-                         f"must be a multiple of element size ({npd.itemsize})")
+        raise ValueError(
+            f"buffer length ({nbytes - offset} bytes) after offset ({offset} bytes) "
+            f"must be a multiple of element size ({npd.itemsize})"
+        )
     arr = np.frombuffer(buffer, dtype=npd, count=count, offset=offset)
     return _done(Tensor._wrap(arr), requires_grad)
 
@@ -199,14 +275,16 @@ def _tri_indices(row, col, offset, dtype, device, upper):
     return Tensor._wrap(xp.asarray(np.stack([r, c]).astype(npd).reshape(2, -1)))
 
 
-def tril_indices(row: int, col: int, offset: int = 0, *, dtype=None, device=None,
-                 layout=None) -> Tensor:
+def tril_indices(
+    row: int, col: int, offset: int = 0, *, dtype=None, device=None, layout=None
+) -> Tensor:
     """The (2, N) coordinates of the lower triangle of a ``row`` x ``col`` matrix."""
     return _tri_indices(row, col, offset, dtype, device, False)
 
 
-def triu_indices(row: int, col: int, offset: int = 0, *, dtype=None, device=None,
-                 layout=None) -> Tensor:
+def triu_indices(
+    row: int, col: int, offset: int = 0, *, dtype=None, device=None, layout=None
+) -> Tensor:
     """The (2, N) coordinates of the upper triangle of a ``row`` x ``col`` matrix."""
     return _tri_indices(row, col, offset, dtype, device, True)
 
@@ -323,8 +401,7 @@ def _check_float_pair(a: Tensor, b: Tensor) -> None:
     if a.dtype != b.dtype:
         from .ops._util import scalar_type_name
 
-        raise RuntimeError(f"Found dtype {scalar_type_name(b)} but expected "
-                           f"{scalar_type_name(a)}")
+        raise RuntimeError(f"Found dtype {scalar_type_name(b)} but expected {scalar_type_name(a)}")
 
 
 def poisson(input: Tensor, generator=None) -> Tensor:

@@ -4,10 +4,29 @@
 from __future__ import annotations
 
 __all__ = [  # noqa: F822  (resolved by __getattr__ below)
-    "atleast_1d", "atleast_2d", "atleast_3d", "broadcast_shapes", "broadcast_tensors",
-           "cartesian_prod", "block_diag", "cdist", "chain_matmul", "einsum", "istft", "lu",
-           "norm", "meshgrid", "pca_lowrank", "split", "stft", "svd_lowrank", "tensordot",
-           "unique", "unique_consecutive", "unravel_index"]
+    "atleast_1d",
+    "atleast_2d",
+    "atleast_3d",
+    "broadcast_shapes",
+    "broadcast_tensors",
+    "cartesian_prod",
+    "block_diag",
+    "cdist",
+    "chain_matmul",
+    "einsum",
+    "istft",
+    "lu",
+    "norm",
+    "meshgrid",
+    "pca_lowrank",
+    "split",
+    "stft",
+    "svd_lowrank",
+    "tensordot",
+    "unique",
+    "unique_consecutive",
+    "unravel_index",
+]
 
 
 def __getattr__(name):

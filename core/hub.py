@@ -23,8 +23,15 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-__all__ = ["get_dir", "set_dir", "download_url_to_file", "load_state_dict_from_url", "load",
-           "list", "help"]
+__all__ = [
+    "get_dir",
+    "set_dir",
+    "download_url_to_file",
+    "load_state_dict_from_url",
+    "load",
+    "list",
+    "help",
+]
 
 _hub_dir: str | None = None
 _HASH_RE = re.compile(r"-([a-f0-9]*)\.")
@@ -36,7 +43,8 @@ def get_dir() -> str:
     if _hub_dir is not None:
         return _hub_dir
     home = os.environ.get("EMBER_HOME") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "ember")
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "ember"
+    )
     return os.path.join(home, "hub")
 
 
@@ -45,8 +53,9 @@ def set_dir(d: str | os.PathLike) -> None:
     _hub_dir = os.path.expanduser(os.fspath(d))
 
 
-def download_url_to_file(url: str, dst: str, hash_prefix: str | None = None,
-                         progress: bool = True, timeout: float = 60.0) -> None:
+def download_url_to_file(
+    url: str, dst: str, hash_prefix: str | None = None, progress: bool = True, timeout: float = 60.0
+) -> None:
     """Download ``url`` to ``dst`` atomically (temporary file, then rename); with
     ``hash_prefix``, the file's SHA-256 must start with it or nothing is written."""
     dst = os.path.expanduser(dst)
@@ -68,8 +77,9 @@ def download_url_to_file(url: str, dst: str, hash_prefix: str | None = None,
         except (urllib.error.URLError, OSError) as exc:
             raise RuntimeError(f"could not download {url} to {dst}: {exc}") from exc
         if hash_prefix is not None and not sha.hexdigest().startswith(hash_prefix):
-            raise RuntimeError(f'invalid hash value (expected "{hash_prefix}", got '
-                               f'"{sha.hexdigest()}") for {url}')
+            raise RuntimeError(
+                f'invalid hash value (expected "{hash_prefix}", got "{sha.hexdigest()}") for {url}'
+            )
         os.replace(tmp, dst)
     finally:
         if os.path.exists(tmp):
@@ -94,10 +104,15 @@ def _progress(enabled: bool, total: int | None, desc: str):
     return tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=desc)
 
 
-def load_state_dict_from_url(url: str, model_dir: str | None = None, map_location=None,
-                             progress: bool = True, check_hash: bool = False,
-                             file_name: str | None = None,
-                             weights_only: bool = True) -> dict[str, Any]:
+def load_state_dict_from_url(
+    url: str,
+    model_dir: str | None = None,
+    map_location=None,
+    progress: bool = True,
+    check_hash: bool = False,
+    file_name: str | None = None,
+    weights_only: bool = True,
+) -> dict[str, Any]:
     """Load the state dict at ``url``, downloading it into the cache on first use."""
     if model_dir is None:
         model_dir = os.path.join(get_dir(), "checkpoints")
@@ -110,8 +125,10 @@ def load_state_dict_from_url(url: str, model_dir: str | None = None, map_locatio
     if check_hash:
         m = _HASH_RE.search(filename)
         if m is None or not m.group(1):
-            raise ValueError(f"check_hash=True needs a file name with a hash suffix like "
-                             f"'name-<sha256 prefix>.pth'; got {filename!r}")
+            raise ValueError(
+                f"check_hash=True needs a file name with a hash suffix like "
+                f"'name-<sha256 prefix>.pth'; got {filename!r}"
+            )
         hash_prefix = m.group(1)
     if not os.path.exists(cached):
         download_url_to_file(url, cached, hash_prefix, progress=progress)
@@ -128,8 +145,10 @@ def _load(path: str, map_location, weights_only: bool):
 # ---- hubconf.py repositories on local disk -------------------------------------------------------
 def _load_hubconf(repo_dir: str, source: str):
     if source != "local":
-        raise ValueError(f"ember.hub supports source='local' (a folder with hubconf.py); got "
-                         f"source={source!r}. Clone the repository and pass its path.")
+        raise ValueError(
+            f"ember.hub supports source='local' (a folder with hubconf.py); got "
+            f"source={source!r}. Clone the repository and pass its path."
+        )
     path = os.path.join(os.path.expanduser(os.fspath(repo_dir)), "hubconf.py")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no hubconf.py in {repo_dir} (expected {path})")
@@ -149,14 +168,18 @@ def _load_hubconf(repo_dir: str, source: str):
 def _entry(module, model: str):
     fn = getattr(module, model, None)
     if fn is None or not callable(fn) or model.startswith("_"):
-        raise RuntimeError(f"Cannot find callable {model} in hubconf; entrypoints: "
-                           f"{_entrypoints(module)}")
+        raise RuntimeError(
+            f"Cannot find callable {model} in hubconf; entrypoints: {_entrypoints(module)}"
+        )
     return fn
 
 
 def _entrypoints(module) -> list[str]:
-    return [name for name, f in vars(module).items()
-            if callable(f) and not name.startswith("_") and not isinstance(f, type(os))]
+    return [
+        name
+        for name, f in vars(module).items()
+        if callable(f) and not name.startswith("_") and not isinstance(f, type(os))
+    ]
 
 
 def list(repo_or_dir: str, source: str = "local", **kwargs) -> list[str]:  # noqa: A001
@@ -169,9 +192,17 @@ def help(repo_or_dir: str, model: str, source: str = "local", **kwargs) -> str: 
     return _entry(_load_hubconf(repo_or_dir, source), model).__doc__ or ""
 
 
-def load(repo_or_dir: str, model: str, *args, source: str = "local", trust_repo=None,
-         force_reload: bool = False, verbose: bool = True, skip_validation: bool = False,
-         **kwargs):
+def load(
+    repo_or_dir: str,
+    model: str,
+    *args,
+    source: str = "local",
+    trust_repo=None,
+    force_reload: bool = False,
+    verbose: bool = True,
+    skip_validation: bool = False,
+    **kwargs,
+):
     """Call entrypoint ``model`` of ``repo_or_dir/hubconf.py`` with ``*args, **kwargs``.
 
     Only ``source="local"`` is supported: ember does not fetch GitHub repositories; clone one

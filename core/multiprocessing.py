@@ -15,12 +15,19 @@ import sys as _sys
 import traceback as _traceback
 from multiprocessing import *  # noqa: F403  (PyTorch re-exports all of multiprocessing)
 
-__all__ = ["set_sharing_strategy", "get_sharing_strategy", "get_all_sharing_strategies",
-           "spawn", "start_processes", "ProcessContext", "SpawnContext",
-           "ProcessRaisedException", "ProcessExitedException"] + list(_mp.__all__)
+__all__ = [
+    "set_sharing_strategy",
+    "get_sharing_strategy",
+    "get_all_sharing_strategies",
+    "spawn",
+    "start_processes",
+    "ProcessContext",
+    "SpawnContext",
+    "ProcessRaisedException",
+    "ProcessExitedException",
+] + list(_mp.__all__)
 
-_strategies = {"file_descriptor", "file_system"} if _sys.platform != "darwin" else {
-    "file_system"}
+_strategies = {"file_descriptor", "file_system"} if _sys.platform != "darwin" else {"file_system"}
 _strategy = "file_descriptor" if _sys.platform != "darwin" else "file_system"
 
 
@@ -62,15 +69,20 @@ class ProcessExitedException(ProcessException):
 
     __slots__ = ["exit_code"]
 
-    def __init__(self, msg: str, error_index: int, error_pid: int, exit_code: int,
-                 signal_name: str | None = None):
+    def __init__(
+        self,
+        msg: str,
+        error_index: int,
+        error_pid: int,
+        exit_code: int,
+        signal_name: str | None = None,
+    ):
         super().__init__(msg, error_index, error_pid)
         self.exit_code = exit_code
         self.signal_name = signal_name
 
     def __reduce__(self):
-        return type(self), (self.msg, self.error_index, self.pid, self.exit_code,
-                            self.signal_name)
+        return type(self), (self.msg, self.error_index, self.pid, self.exit_code, self.signal_name)
 
 
 def _wrap(fn, i, args, error_queue):
@@ -121,11 +133,18 @@ class ProcessContext:
             if code is not None and code < 0:
                 name = _signal.Signals(-code).name
                 raise ProcessExitedException(
-                    f"process {error_index} terminated with signal {name}", error_index,
-                    failed.pid, code, name)
+                    f"process {error_index} terminated with signal {name}",
+                    error_index,
+                    failed.pid,
+                    code,
+                    name,
+                )
             raise ProcessExitedException(
-                f"process {error_index} terminated with exit code {code}", error_index,
-                failed.pid, code)
+                f"process {error_index} terminated with exit code {code}",
+                error_index,
+                failed.pid,
+                code,
+            )
         tb = q.get()
         msg = f"\n\n-- Process {error_index} terminated with the following error:\n{tb}"
         raise ProcessRaisedException(msg, error_index, failed.pid)
@@ -134,8 +153,14 @@ class ProcessContext:
 SpawnContext = ProcessContext
 
 
-def start_processes(fn, args=(), nprocs: int = 1, join: bool = True, daemon: bool = False,
-                    start_method: str = "spawn"):
+def start_processes(
+    fn,
+    args=(),
+    nprocs: int = 1,
+    join: bool = True,
+    daemon: bool = False,
+    start_method: str = "spawn",
+):
     """Run ``fn(i, *args)`` for ``i`` in ``range(nprocs)``, each in its own process."""
     ctx = _mp.get_context(start_method)
     error_queues, processes = [], []
@@ -153,8 +178,14 @@ def start_processes(fn, args=(), nprocs: int = 1, join: bool = True, daemon: boo
     return None
 
 
-def spawn(fn, args=(), nprocs: int = 1, join: bool = True, daemon: bool = False,
-          start_method: str = "spawn"):
+def spawn(
+    fn,
+    args=(),
+    nprocs: int = 1,
+    join: bool = True,
+    daemon: bool = False,
+    start_method: str = "spawn",
+):
     """``start_processes`` with PyTorch's ``spawn`` contract: returns None when ``join`` is
     true (after every process exited cleanly), else the ``ProcessContext``."""
     return start_processes(fn, args, nprocs, join, daemon, start_method)

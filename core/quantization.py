@@ -1,5 +1,4 @@
-"""``ember.quantization``: the legacy alias of ``ember.ao.quantization`` (as torch.quantization).
-"""
+"""``ember.quantization``: the legacy alias of ``ember.ao.quantization`` (as torch.quantization)."""
 
 import sys
 

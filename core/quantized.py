@@ -26,10 +26,22 @@ _dt = importlib.import_module(".backend.dtype", __package__)  # the module (the 
 # re-exports the class under the same name)
 
 __all__ = [
-    "QTensor", "qint8", "quint8", "qint32", "quint4x2", "qscheme", "per_tensor_affine",
-    "per_channel_affine", "per_tensor_symmetric", "per_channel_symmetric",
-    "per_channel_affine_float_qparams", "quantize_per_tensor", "quantize_per_channel",
-    "quantize_per_tensor_dynamic", "dequantize", "qrange",
+    "QTensor",
+    "qint8",
+    "quint8",
+    "qint32",
+    "quint4x2",
+    "qscheme",
+    "per_tensor_affine",
+    "per_channel_affine",
+    "per_tensor_symmetric",
+    "per_channel_symmetric",
+    "per_channel_affine_float_qparams",
+    "quantize_per_tensor",
+    "quantize_per_channel",
+    "quantize_per_tensor_dynamic",
+    "dequantize",
+    "qrange",
 ]
 
 
@@ -46,8 +58,7 @@ qint32 = _qdtype("qint32", np.int32, True)
 # 4-bit codes, two per byte in torch; ember keeps one code per uint8 (range 0..15).
 quint4x2 = _qdtype("quint4x2", np.uint8, False)
 _QDTYPES = (qint8, quint8, qint32, quint4x2)
-_RANGES = {qint8: (-128, 127), quint8: (0, 255), qint32: (-(2 ** 31), 2 ** 31 - 1),
-           quint4x2: (0, 15)}
+_RANGES = {qint8: (-128, 127), quint8: (0, 255), qint32: (-(2**31), 2**31 - 1), quint4x2: (0, 15)}
 
 
 def qrange(dtype) -> tuple[int, int]:
@@ -64,8 +75,10 @@ def qrange(dtype) -> tuple[int, int]:
 def _check_qdtype(dtype, fn: str):
     d = _dt.to_dtype(dtype)
     if d not in _QDTYPES:
-        raise RuntimeError(f"{fn}: dtype must be one of ember.qint8, ember.quint8, ember.qint32, "
-                           f"ember.quint4x2; got {d}")
+        raise RuntimeError(
+            f"{fn}: dtype must be one of ember.qint8, ember.quint8, ember.qint32, "
+            f"ember.quint4x2; got {d}"
+        )
     return d
 
 
@@ -89,8 +102,16 @@ per_channel_affine = qscheme("per_channel_affine")
 per_tensor_symmetric = qscheme("per_tensor_symmetric")
 per_channel_symmetric = qscheme("per_channel_symmetric")
 per_channel_affine_float_qparams = qscheme("per_channel_affine_float_qparams")
-_SCHEMES = {s.name: s for s in (per_tensor_affine, per_channel_affine, per_tensor_symmetric,
-                                per_channel_symmetric, per_channel_affine_float_qparams)}
+_SCHEMES = {
+    s.name: s
+    for s in (
+        per_tensor_affine,
+        per_channel_affine,
+        per_tensor_symmetric,
+        per_channel_symmetric,
+        per_channel_affine_float_qparams,
+    )
+}
 
 
 def _scheme_by_name(name: str) -> qscheme:
@@ -114,8 +135,9 @@ class QTensor(Tensor):
 
     def _like(self, codes) -> QTensor:
         """Same quantization parameters, new codes (for shape ops and code-space ops)."""
-        return QTensor._make(codes, self._qdtype, self._qscheme, self._scale, self._zero_point,
-                             self._axis)
+        return QTensor._make(
+            codes, self._qdtype, self._qscheme, self._scale, self._zero_point, self._axis
+        )
 
     # ---- the quantized-tensor API ------------------------------------------------------
     @property
@@ -131,13 +153,17 @@ class QTensor(Tensor):
 
     def _per_tensor(self, fn: str):
         if self._axis is not None:
-            raise RuntimeError(f"Expected quantizer->qscheme() == kPerTensorAffine to be true, "
-                               f"but got false. ({fn} needs a per-tensor quantized tensor)")
+            raise RuntimeError(
+                f"Expected quantizer->qscheme() == kPerTensorAffine to be true, "
+                f"but got false. ({fn} needs a per-tensor quantized tensor)"
+            )
 
     def _per_channel(self, fn: str):
         if self._axis is None:
-            raise RuntimeError(f"Expected quantizer->qscheme() == kPerChannelAffine to be true, "
-                               f"but got false. ({fn} needs a per-channel quantized tensor)")
+            raise RuntimeError(
+                f"Expected quantizer->qscheme() == kPerChannelAffine to be true, "
+                f"but got false. ({fn} needs a per-channel quantized tensor)"
+            )
 
     def q_scale(self) -> float:
         self._per_tensor("q_scale")
@@ -256,8 +282,9 @@ class QTensor(Tensor):
 
         dev, dt, _ = _parse_to(args, dict(kwargs))
         if dt is not None and dt is not self._qdtype:
-            raise RuntimeError(f"to({dt}) of a quantized tensor is not supported; call "
-                               f".dequantize() first")
+            raise RuntimeError(
+                f"to({dt}) of a quantized tensor is not supported; call .dequantize() first"
+            )
         if dev is None or dev == self.device:
             return self
         return self._like(Tensor._wrap(self._data).to(dev)._data)
@@ -266,8 +293,17 @@ class QTensor(Tensor):
         # the codes travel as a plain Tensor: ember.save then stores them as raw int8 bytes
         # beside the pickle (a pickled array in protocol 2 would inflate bytes >= 0x80)
         data = self._data if type(self._data) is np.ndarray else self._data.get()
-        return (_rebuild_q, (Tensor._wrap(data), self._qdtype.name, self._qscheme.name,
-                             self._scale, self._zero_point, self._axis))
+        return (
+            _rebuild_q,
+            (
+                Tensor._wrap(data),
+                self._qdtype.name,
+                self._qscheme.name,
+                self._scale,
+                self._zero_point,
+                self._axis,
+            ),
+        )
 
     def __deepcopy__(self, memo):
         t = self._like(self._data.copy())
@@ -277,16 +313,21 @@ class QTensor(Tensor):
     def __repr__(self) -> str:
         body = repr(self.dequantize())[:-1]
         if self._axis is None:
-            q = (f"quantization_scheme={self._qscheme}, scale={float(self._scale)}, "
-                 f"zero_point={int(self._zero_point)}")
+            q = (
+                f"quantization_scheme={self._qscheme}, scale={float(self._scale)}, "
+                f"zero_point={int(self._zero_point)}"
+            )
         else:
-            q = (f"quantization_scheme={self._qscheme}, scale={self.q_per_channel_scales()!r}, "
-                 f"zero_point={self.q_per_channel_zero_points()!r}, axis={self._axis}")
+            q = (
+                f"quantization_scheme={self._qscheme}, scale={self.q_per_channel_scales()!r}, "
+                f"zero_point={self.q_per_channel_zero_points()!r}, axis={self._axis}"
+            )
         return f"{body}, size={tuple(self.shape)}, dtype={self._qdtype}, {q})"
 
     def __array__(self, dtype=None, copy=None):
-        raise TypeError("a quantized tensor has no array of values; call .dequantize() or "
-                        ".int_repr() first")
+        raise TypeError(
+            "a quantized tensor has no array of values; call .dequantize() or .int_repr() first"
+        )
 
 
 def _rebuild_q(data, dtname, scheme, scale, zp, axis):
@@ -329,8 +370,7 @@ def quantize_per_tensor(input, scale, zero_point, dtype) -> QTensor:
     d = _check_qdtype(dtype, "quantize_per_tensor")
     x = _array(input)
     if x.dtype.kind != "f":
-        raise RuntimeError(f"quantize_per_tensor: expected a floating-point input, got "
-                           f"{x.dtype}")
+        raise RuntimeError(f"quantize_per_tensor: expected a floating-point input, got {x.dtype}")
     scale = float(scale.item() if isinstance(scale, Tensor) else scale)
     zero_point = int(zero_point.item() if isinstance(zero_point, Tensor) else zero_point)
     if not scale > 0:
@@ -338,8 +378,7 @@ def quantize_per_tensor(input, scale, zero_point, dtype) -> QTensor:
     lo, hi = _RANGES[d]
     xp = _xp(x)
     inv = float(np.float32(1.0) / np.float32(scale))
-    codes = _quantize_codes(xp, x.astype(xp.float32, copy=False), inv, zero_point, lo, hi,
-                            d.np)
+    codes = _quantize_codes(xp, x.astype(xp.float32, copy=False), inv, zero_point, lo, hi, d.np)
     return QTensor._make(codes, d, per_tensor_affine, scale, zero_point)
 
 
@@ -354,13 +393,16 @@ def quantize_per_channel(input, scales, zero_points, axis: int, dtype) -> QTenso
     if type(sc) is not np.ndarray:  # cupy parameters: bring the small vectors to the host
         sc, zp = sc.get(), zp.get()
     if not 0 <= axis < max(x.ndim, 1) and not -x.ndim <= axis < 0:
-        raise RuntimeError(f"quantize_per_channel: axis {axis} is out of range for a "
-                           f"{x.ndim}-d input")
+        raise RuntimeError(
+            f"quantize_per_channel: axis {axis} is out of range for a {x.ndim}-d input"
+        )
     axis = axis % x.ndim
     n = x.shape[axis]
     if sc.shape != (n,) or zp.shape != (n,):
-        raise RuntimeError(f"quantize_per_channel: expected {n} scales and zero points (the size "
-                           f"of dim {axis}), got {sc.shape} and {zp.shape}")
+        raise RuntimeError(
+            f"quantize_per_channel: expected {n} scales and zero points (the size "
+            f"of dim {axis}), got {sc.shape} and {zp.shape}"
+        )
     if (sc <= 0).any():
         raise RuntimeError("quantize_per_channel: scales must be positive")
     lo, hi = _RANGES[d]
@@ -368,10 +410,12 @@ def quantize_per_channel(input, scales, zero_points, axis: int, dtype) -> QTenso
     shape[axis] = n
     inv = (np.float32(1.0) / sc.astype(np.float32)).astype(np.float64).reshape(shape)
     zpf = zp.astype(np.float64).reshape(shape)
-    codes = _quantize_codes(xp, x.astype(xp.float32, copy=False), xp.asarray(inv),
-                            xp.asarray(zpf), lo, hi, d.np)
-    return QTensor._make(codes, d, per_channel_affine, sc.astype(np.float64),
-                         zp.astype(np.int64), axis)
+    codes = _quantize_codes(
+        xp, x.astype(xp.float32, copy=False), xp.asarray(inv), xp.asarray(zpf), lo, hi, d.np
+    )
+    return QTensor._make(
+        codes, d, per_channel_affine, sc.astype(np.float64), zp.astype(np.int64), axis
+    )
 
 
 def quantize_per_tensor_dynamic(input, dtype, reduce_range: bool) -> QTensor:
@@ -384,13 +428,15 @@ def quantize_per_tensor_dynamic(input, dtype, reduce_range: bool) -> QTensor:
     lo, hi = _RANGES[d]
     if reduce_range:  # 7-bit range, for engines whose int8 x int8 sums could overflow int16
         lo, hi = (0, 127) if d is quint8 else (-64, 63)
-    scale, zp = choose_qparams(float(x.min()) if x.size else 0.0,
-                               float(x.max()) if x.size else 0.0, lo, hi)
+    scale, zp = choose_qparams(
+        float(x.min()) if x.size else 0.0, float(x.max()) if x.size else 0.0, lo, hi
+    )
     return quantize_per_tensor(Tensor._wrap(x), scale, zp, d)
 
 
-def choose_qparams(xmin: float, xmax: float, qmin: int, qmax: int,
-                   preserve_sparsity: bool = False) -> tuple[float, int]:
+def choose_qparams(
+    xmin: float, xmax: float, qmin: int, qmax: int, preserve_sparsity: bool = False
+) -> tuple[float, int]:
     """PyTorch's C++ ``ChooseQuantizationParams`` (dynamic quantization and the fused
     observer + fake-quant op): an affine scale over [min(xmin, 0), max(xmax, 0)], tiny scales
     raised to 6.1e-5, the zero point nudged into [qmin, qmax]; ``preserve_sparsity`` makes the
@@ -441,27 +487,34 @@ def dequantize(tensor):
 
 def _make_per_tensor_quantized_tensor(input, scale: float, zero_point: int) -> QTensor:
     """Wrap integer codes (uint8 / int8 / int32) as a per-tensor quantized tensor."""
-    qd = {np.dtype(np.uint8): quint8, np.dtype(np.int8): qint8,
-          np.dtype(np.int32): qint32}.get(input._data.dtype)
+    qd = {np.dtype(np.uint8): quint8, np.dtype(np.int8): qint8, np.dtype(np.int32): qint32}.get(
+        input._data.dtype
+    )
     if qd is None:
-        raise RuntimeError(f"_make_per_tensor_quantized_tensor: expected uint8, int8 or int32 "
-                           f"codes, got {input.dtype}")
-    return QTensor._make(input._data.copy(), qd, per_tensor_affine, float(scale),
-                         int(zero_point))
+        raise RuntimeError(
+            f"_make_per_tensor_quantized_tensor: expected uint8, int8 or int32 "
+            f"codes, got {input.dtype}"
+        )
+    return QTensor._make(input._data.copy(), qd, per_tensor_affine, float(scale), int(zero_point))
 
 
 def _make_per_channel_quantized_tensor(input, scale, zero_point, axis: int) -> QTensor:
     """Wrap integer codes as a per-channel quantized tensor."""
-    qd = {np.dtype(np.uint8): quint8, np.dtype(np.int8): qint8,
-          np.dtype(np.int32): qint32}.get(input._data.dtype)
+    qd = {np.dtype(np.uint8): quint8, np.dtype(np.int8): qint8, np.dtype(np.int32): qint32}.get(
+        input._data.dtype
+    )
     if qd is None:
-        raise RuntimeError(f"_make_per_channel_quantized_tensor: expected uint8, int8 or int32 "
-                           f"codes, got {input.dtype}")
+        raise RuntimeError(
+            f"_make_per_channel_quantized_tensor: expected uint8, int8 or int32 "
+            f"codes, got {input.dtype}"
+        )
     sc = np.asarray(scale._data if isinstance(scale, Tensor) else scale, dtype=np.float64)
-    zp = np.asarray(zero_point._data if isinstance(zero_point, Tensor) else zero_point,
-                    dtype=np.int64)
-    return QTensor._make(input._data.copy(), qd, per_channel_affine, sc, zp,
-                         axis % input._data.ndim)
+    zp = np.asarray(
+        zero_point._data if isinstance(zero_point, Tensor) else zero_point, dtype=np.int64
+    )
+    return QTensor._make(
+        input._data.copy(), qd, per_channel_affine, sc, zp, axis % input._data.ndim
+    )
 
 
 # Route functional forms (ember.relu(q), F.hardtanh(q), ember.cat([...])) of quantized tensors:

@@ -24,8 +24,9 @@ class SobolEngine:
 
     def __init__(self, dimension: int, scramble: bool = False, seed: int | None = None):
         if dimension > self.MAXDIM or dimension < 1:
-            raise ValueError("Supported range of dimensionality for SobolEngine is "
-                             f"[1, {self.MAXDIM}]")
+            raise ValueError(
+                f"Supported range of dimensionality for SobolEngine is [1, {self.MAXDIM}]"
+            )
         from scipy.stats import qmc
 
         self.dimension, self.scramble, self.seed = dimension, scramble, seed
@@ -33,8 +34,9 @@ class SobolEngine:
             from .random import default_generator
 
             seed = int(default_generator.numpy().integers(0, 2**63 - 1))
-        self._engine = qmc.Sobol(dimension, scramble=scramble,
-                                 rng=np.random.default_rng(seed) if scramble else None)
+        self._engine = qmc.Sobol(
+            dimension, scramble=scramble, rng=np.random.default_rng(seed) if scramble else None
+        )
         self.num_generated = 0
 
     def _wrap(self, points, out, dtype) -> Tensor:
@@ -55,13 +57,15 @@ class SobolEngine:
 
     def draw_base2(self, m: int, out: Tensor | None = None, dtype=None) -> Tensor:
         """The next ``2**m`` points; keeps the sequence's balance (total a power of two)."""
-        n = 2 ** m
+        n = 2**m
         total = self.num_generated + n
         if total & (total - 1):
-            raise ValueError("The balance properties of Sobol' points require n to be a power "
-                             f"of 2. {self.num_generated} points have been previously "
-                             f"generated, then: {self.num_generated}+2**{m}={total}. If you "
-                             "still want to do this, please use 'SobolEngine.draw()' instead.")
+            raise ValueError(
+                "The balance properties of Sobol' points require n to be a power "
+                f"of 2. {self.num_generated} points have been previously "
+                f"generated, then: {self.num_generated}+2**{m}={total}. If you "
+                "still want to do this, please use 'SobolEngine.draw()' instead."
+            )
         return self.draw(n, out, dtype)
 
     def reset(self) -> SobolEngine:

@@ -44,8 +44,9 @@ class Generator:
         """The state as a uint8 tensor (JSON of the bit generator state), like PyTorch's."""
         from .tensor import Tensor
 
-        blob = json.dumps({"seed": self._seed, "state": self._np.bit_generator.state},
-                          default=int).encode()
+        blob = json.dumps(
+            {"seed": self._seed, "state": self._np.bit_generator.state}, default=int
+        ).encode()
         return Tensor._wrap(np.frombuffer(blob, dtype=np.uint8).copy())
 
     def set_state(self, state) -> Generator:
@@ -55,8 +56,9 @@ class Generator:
             bg = np.random.PCG64()
             bg.state = d["state"]
         except Exception as exc:
-            raise RuntimeError(f"Generator.set_state: not a valid ember generator state ({exc})") \
-                from None
+            raise RuntimeError(
+                f"Generator.set_state: not a valid ember generator state ({exc})"
+            ) from None
         self._seed = d["seed"]
         self._np = np.random.Generator(bg)
         self._cp = None
@@ -128,8 +130,14 @@ class fork_rng:
     makes the context a no-op. Usable as a decorator.
     """
 
-    def __init__(self, devices=None, enabled: bool = True, _caller: str = "fork_rng",
-                 _devices_kw: str = "devices", device_type: str = "cuda"):
+    def __init__(
+        self,
+        devices=None,
+        enabled: bool = True,
+        _caller: str = "fork_rng",
+        _devices_kw: str = "devices",
+        device_type: str = "cuda",
+    ):
         self.enabled = enabled
         self._saved = None
 

@@ -44,5 +44,18 @@ aminmax = _named("aminmax", ["min", "max"])
 histogram = _named("histogram", ["hist", "bin_edges"])
 histogramdd = _named("histogramdd", ["hist", "bin_edges"])
 
-__all__ = ["aminmax", "cummax", "cummin", "histogram", "histogramdd", "kthvalue", "max",
-           "median", "min", "mode", "nanmedian", "sort", "topk"]
+__all__ = [
+    "aminmax",
+    "cummax",
+    "cummin",
+    "histogram",
+    "histogramdd",
+    "kthvalue",
+    "max",
+    "median",
+    "min",
+    "mode",
+    "nanmedian",
+    "sort",
+    "topk",
+]

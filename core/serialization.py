@@ -37,9 +37,17 @@ from .backend import _cupy
 from .backend.device import as_device, device, device_count, is_available
 from .tensor import Tensor
 
-__all__ = ["save", "load", "save_safetensors", "load_safetensors", "add_safe_globals",
-           "clear_safe_globals", "get_safe_globals", "safe_globals",
-           "get_unsafe_globals_in_checkpoint"]
+__all__ = [
+    "save",
+    "load",
+    "save_safetensors",
+    "load_safetensors",
+    "add_safe_globals",
+    "clear_safe_globals",
+    "get_safe_globals",
+    "safe_globals",
+    "get_unsafe_globals_in_checkpoint",
+]
 
 FileLike = sio.FileLike
 MapLocation = None | str | device | int | dict | Callable
@@ -49,8 +57,13 @@ _INLINE_STRUCTURE_LIMIT = 1 << 20  # larger structures go into an entry, not the
 
 
 # ---- writing ------------------------------------------------------------------------------
-def save(obj: Any, f: FileLike, pickle_module=pickle, pickle_protocol: int = 2,
-         _use_new_zipfile_serialization: bool | None = None) -> None:
+def save(
+    obj: Any,
+    f: FileLike,
+    pickle_module=pickle,
+    pickle_protocol: int = 2,
+    _use_new_zipfile_serialization: bool | None = None,
+) -> None:
     r"""Save an object to a file (atomically) or a writable binary file-like object.
 
     By default the file is ember's own format (safetensors with a JSON structure; see
@@ -77,8 +90,10 @@ def save(obj: Any, f: FileLike, pickle_module=pickle, pickle_protocol: int = 2,
     """
     if _use_new_zipfile_serialization is not None:
         if _use_new_zipfile_serialization is not True:
-            raise ValueError("ember.save writes PyTorch's zip format "
-                             "(_use_new_zipfile_serialization=True), not its legacy format")
+            raise ValueError(
+                "ember.save writes PyTorch's zip format "
+                "(_use_new_zipfile_serialization=True), not its legacy format"
+            )
         return _torch_format.save_torch(obj, f, pickle_protocol, sio._atomic_write)
     enc = codec.Encoder()
     meta = {"format": "ember", "ember.version": _FORMAT_VERSION}
@@ -152,8 +167,10 @@ def _check_device(target) -> device:
     elif isinstance(target, (str, device)):
         dev = device(target)
     else:
-        raise TypeError(f"map_location: expected a device, str, int, dict or callable, got "
-                        f"{type(target).__name__}")
+        raise TypeError(
+            f"map_location: expected a device, str, int, dict or callable, got "
+            f"{type(target).__name__}"
+        )
     if dev.type == "cuda":
         if not is_available():
             raise RuntimeError(
@@ -179,8 +196,10 @@ def _place(arr: np.ndarray, saved: str, map_location: MapLocation) -> np.ndarray
     if map_location is None:
         target = saved
     elif isinstance(map_location, dict):
-        table = {str(device(k)) if not isinstance(k, device) else str(k): v
-                 for k, v in map_location.items()}
+        table = {
+            str(device(k)) if not isinstance(k, device) else str(k): v
+            for k, v in map_location.items()
+        }
         target = table.get(saved, saved)
     elif callable(map_location) and not isinstance(map_location, device):
         out = map_location(Tensor._wrap(arr), saved)
@@ -189,8 +208,9 @@ def _place(arr: np.ndarray, saved: str, map_location: MapLocation) -> np.ndarray
         elif isinstance(out, Tensor):
             return out._data
         else:
-            raise TypeError(f"map_location returned {type(out).__name__}, expected a Tensor "
-                            "or None")
+            raise TypeError(
+                f"map_location returned {type(out).__name__}, expected a Tensor or None"
+            )
     else:
         target = map_location
     dev = _check_device(target)
@@ -241,9 +261,15 @@ class _Tensors:
         return t
 
 
-def load(f: FileLike, map_location: MapLocation = None, pickle_module=None, *,
-         weights_only: bool | None = True, mmap: bool | None = None,
-         **pickle_load_args: Any) -> Any:
+def load(
+    f: FileLike,
+    map_location: MapLocation = None,
+    pickle_module=None,
+    *,
+    weights_only: bool | None = True,
+    mmap: bool | None = None,
+    **pickle_load_args: Any,
+) -> Any:
     r"""Load an object saved with :func:`save`, a safetensors file (as a dict of tensors), or
     a PyTorch checkpoint written by ``torch.save`` (zip or pre-1.6 legacy format), without
     importing torch. The format is recognised from the file's first bytes.
@@ -270,8 +296,7 @@ def load(f: FileLike, map_location: MapLocation = None, pickle_module=None, *,
     """
     weights_only = True if weights_only is None else weights_only
     if weights_only and pickle_module is not None:
-        raise RuntimeError("Can not safely load weights when explicit pickle_module is "
-                           "specified")
+        raise RuntimeError("Can not safely load weights when explicit pickle_module is specified")
     unknown = set(pickle_load_args) - {"encoding"}
     if unknown:
         raise TypeError(f"load() got unexpected keyword arguments {sorted(unknown)}")
@@ -279,11 +304,19 @@ def load(f: FileLike, map_location: MapLocation = None, pickle_module=None, *,
     if kind in ("zip", "legacy"):
         name = repr(os.fspath(f)) if isinstance(f, (str, os.PathLike)) else repr(f)
         return _torch_format.load_torch(
-            kind, f, name, lambda arr, loc: _place(arr, loc, map_location), weights_only, mmap,
-            pickle_load_args.get("encoding", "utf-8"))
+            kind,
+            f,
+            name,
+            lambda arr, loc: _place(arr, loc, map_location),
+            weights_only,
+            mmap,
+            pickle_load_args.get("encoding", "utf-8"),
+        )
     if kind == "tar":
-        raise RuntimeError("ember: cannot load the file: it is in PyTorch's tar format (before "
-                           "0.4); re-save it with a recent torch.save")
+        raise RuntimeError(
+            "ember: cannot load the file: it is in PyTorch's tar format (before "
+            "0.4); re-save it with a recent torch.save"
+        )
     with contextlib.ExitStack() as stack:
         src = sio.Source(f, stack)
         src.verify_header()
@@ -316,8 +349,7 @@ def load(f: FileLike, map_location: MapLocation = None, pickle_module=None, *,
         except codec.FormatError as exc:
             raise src.error(f"the file is corrupted ({exc})") from None
         except RecursionError:
-            raise src.error("the file is corrupted (its structure is nested too deeply)") \
-                from None
+            raise src.error("the file is corrupted (its structure is nested too deeply)") from None
 
 
 def _restricted_pickle_loads(blob: bytes, tensor_at, name: str, meta: dict):
@@ -334,7 +366,8 @@ def _restricted_pickle_loads(blob: bytes, tensor_at, name: str, meta: dict):
     except pickle.UnpicklingError as exc:
         raise pickle.UnpicklingError(
             f"{name} holds pickled Python objects (saved from an object that needed pickling: "
-            f"{meta.get('ember.pickle_reason')}). {exc}") from None
+            f"{meta.get('ember.pickle_reason')}). {exc}"
+        ) from None
 
 
 def _sniff(f: FileLike) -> tuple[FileLike, str]:
@@ -344,11 +377,12 @@ def _sniff(f: FileLike) -> tuple[FileLike, str]:
             with open(f, "rb") as fh:
                 return f, _torch_format.sniff(fh.read(512))
         except IsADirectoryError:
-            raise RuntimeError(f"ember: cannot load {os.fspath(f)!r}: it is a directory") \
-                from None
+            raise RuntimeError(f"ember: cannot load {os.fspath(f)!r}: it is a directory") from None
     if not hasattr(f, "read"):
-        raise TypeError(f"ember.load expects a path or a readable binary file-like object, got "
-                        f"{type(f).__name__}")
+        raise TypeError(
+            f"ember.load expects a path or a readable binary file-like object, got "
+            f"{type(f).__name__}"
+        )
     if not _torch_format._seekable(f):
         f = io.BytesIO(f.read())
     pos = f.tell()
@@ -357,8 +391,14 @@ def _sniff(f: FileLike) -> tuple[FileLike, str]:
     return f, _torch_format.sniff(head)
 
 
-_RECORD_FIELDS = {"entry": str, "dtype": str, "shape": list, "device": str,
-                  "requires_grad": bool, "kind": str}
+_RECORD_FIELDS = {
+    "entry": str,
+    "dtype": str,
+    "shape": list,
+    "device": str,
+    "requires_grad": bool,
+    "kind": str,
+}
 
 
 def _check_records(records) -> list[dict]:
@@ -366,8 +406,9 @@ def _check_records(records) -> list[dict]:
     if not isinstance(records, list):
         raise codec.FormatError("the tensor table is not a list")
     for rec in records:
-        if not isinstance(rec, dict) or any(type(rec.get(k)) is not tp
-                                            for k, tp in _RECORD_FIELDS.items()):
+        if not isinstance(rec, dict) or any(
+            type(rec.get(k)) is not tp for k, tp in _RECORD_FIELDS.items()
+        ):
             raise codec.FormatError(f"bad tensor record {rec!r}")
         if rec["kind"] not in ("tensor", "parameter"):
             raise codec.FormatError(f"unknown tensor kind {rec['kind']!r}")
@@ -398,8 +439,10 @@ def _plain_state_dict(src: sio.Source, make: Callable[[np.ndarray], Tensor]) -> 
         try:
             from_numpy_dtype(arr.dtype)
         except TypeError:
-            raise TypeError(f"ember: {src.name}: tensor {name!r} has dtype {arr.dtype}, which "
-                            "ember does not support") from None
+            raise TypeError(
+                f"ember: {src.name}: tensor {name!r} has dtype {arr.dtype}, which "
+                "ember does not support"
+            ) from None
         out[name] = make(arr)
     return out
 
@@ -416,6 +459,7 @@ def load_safetensors(path: FileLike, device: str | device = "cpu") -> dict[str, 
         src = sio.Source(path, stack)
         src.verify_header()
         if src.metadata.get("format") == "ember":
-            raise src.error("it was written by ember.save, not save_safetensors; read it with "
-                            "ember.load")
+            raise src.error(
+                "it was written by ember.save, not save_safetensors; read it with ember.load"
+            )
         return _plain_state_dict(src, lambda a: Tensor._wrap(_place(a, "cpu", dev)))

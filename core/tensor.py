@@ -51,8 +51,18 @@ class Tensor:
     # NumPy defers to a tensor's reflected operators (np.float32(2) * t is a tensor)
     __array_priority__ = 1000
 
-    __slots__ = ("_data", "requires_grad", "grad", "grad_fn", "_output_nr", "_version_counter",
-                 "_base", "_hooks", "_post_acc_hooks", "__weakref__")
+    __slots__ = (
+        "_data",
+        "requires_grad",
+        "grad",
+        "grad_fn",
+        "_output_nr",
+        "_version_counter",
+        "_base",
+        "_hooks",
+        "_post_acc_hooks",
+        "__weakref__",
+    )
 
     def __init__(self, data=None, *, requires_grad: bool = False):
         if data is None:
@@ -182,8 +192,13 @@ class Tensor:
         self._data = value._data
 
     # ---- autograd ----------------------------------------------------------------------
-    def backward(self, gradient=None, retain_graph: bool | None = None,
-                 create_graph: bool = False, inputs=None) -> None:
+    def backward(
+        self,
+        gradient=None,
+        retain_graph: bool | None = None,
+        create_graph: bool = False,
+        inputs=None,
+    ) -> None:
         """Compute gradients of this tensor w.r.t. graph leaves (accumulated into ``.grad``)."""
         from .autograd import backward
 
@@ -304,8 +319,11 @@ class Tensor:
         return convert.to(self, dev, dt, copy)
 
     def cuda(self, device=None, non_blocking: bool = False) -> Tensor:
-        return self.to("cuda" if device is None else as_device(device if not isinstance(
-            device, int) else f"cuda:{device}"))
+        return self.to(
+            "cuda"
+            if device is None
+            else as_device(device if not isinstance(device, int) else f"cuda:{device}")
+        )
 
     def cpu(self) -> Tensor:
         return self.to(CPU)
@@ -358,9 +376,7 @@ class Tensor:
 
     def __bool__(self) -> bool:
         if self._data.size != 1:
-            raise RuntimeError(
-                "Boolean value of Tensor with more than one value is ambiguous"
-            )
+            raise RuntimeError("Boolean value of Tensor with more than one value is ambiguous")
         return bool(self._data.reshape(()))
 
     def __float__(self) -> float:

@@ -16,9 +16,14 @@ from .tensor import Tensor
 __all__ = ["assert_close", "assert_allclose", "make_tensor"]
 
 # PyTorch's default (rtol, atol) per dtype; every other dtype compares exactly.
-_TOLERANCES = {"float16": (1e-3, 1e-5), "bfloat16": (1.6e-2, 1e-5), "float32": (1.3e-6, 1e-5),
-               "float64": (1e-7, 1e-7), "complex64": (1.3e-6, 1e-5),
-               "complex128": (1e-7, 1e-7)}
+_TOLERANCES = {
+    "float16": (1e-3, 1e-5),
+    "bfloat16": (1.6e-2, 1e-5),
+    "float32": (1.3e-6, 1e-5),
+    "float64": (1e-7, 1e-7),
+    "complex64": (1.3e-6, 1e-5),
+    "complex128": (1e-7, 1e-7),
+}
 
 
 class _Mismatch(AssertionError):
@@ -27,8 +32,10 @@ class _Mismatch(AssertionError):
 
 def _tolerances(*dtype_names: str, rtol=None, atol=None) -> tuple[float, float]:
     if (rtol is None) ^ (atol is None):
-        raise ValueError("Both 'rtol' and 'atol' must be either specified or omitted, but got "
-                         f"no {'rtol' if rtol is None else 'atol'}.")
+        raise ValueError(
+            "Both 'rtol' and 'atol' must be either specified or omitted, but got "
+            f"no {'rtol' if rtol is None else 'atol'}."
+        )
     if rtol is not None:
         return float(rtol), float(atol)
     pairs = [_TOLERANCES.get(n, (0.0, 0.0)) for n in dtype_names]
@@ -44,8 +51,14 @@ def _attr_mismatch(name: str, a, b):
     raise _Mismatch(f"The values for attribute '{name}' do not match: {a} != {b}.")
 
 
-def _compare_arrays(actual: np.ndarray, expected: np.ndarray, rtol: float, atol: float,
-                    equal_nan: bool, scalar: bool) -> str | None:
+def _compare_arrays(
+    actual: np.ndarray,
+    expected: np.ndarray,
+    rtol: float,
+    atol: float,
+    equal_nan: bool,
+    scalar: bool,
+) -> str | None:
     """None when close, else PyTorch's message."""
     if actual.dtype.kind == "b":
         actual, expected = actual.astype(np.int64), expected.astype(np.int64)
@@ -54,7 +67,7 @@ def _compare_arrays(actual: np.ndarray, expected: np.ndarray, rtol: float, atol:
     with np.errstate(all="ignore"):
         close = np.isclose(actual, expected, rtol=rtol, atol=atol, equal_nan=equal_nan)
         if actual.dtype.kind in "fc":  # infinities of the same sign are equal
-            close |= (actual == expected)
+            close |= actual == expected
     if close.all():
         return None
     exact = rtol == 0 and atol == 0
@@ -76,9 +89,11 @@ def _compare_arrays(actual: np.ndarray, expected: np.ndarray, rtol: float, atol:
         a, e = actual.item(), expected.item()
         diff = abs(a - e)
         rel = diff / abs(e) if e != 0 else (math.nan if diff != diff else math.inf)
-        return (f"Scalars are not {kind}!\n\nExpected {e} but got {a}.\n"
-                f"Absolute difference: {diff}{up_to(atol)}\n"
-                f"Relative difference: {rel}{up_to(rtol)}")
+        return (
+            f"Scalars are not {kind}!\n\nExpected {e} but got {a}.\n"
+            f"Absolute difference: {diff}{up_to(atol)}\n"
+            f"Relative difference: {rel}{up_to(rtol)}"
+        )
     n_bad, total = int((~close).sum()), close.size
 
     def greatest(diff):
@@ -89,14 +104,17 @@ def _compare_arrays(actual: np.ndarray, expected: np.ndarray, rtol: float, atol:
 
     a_val, a_idx = greatest(abs_diff)
     r_val, r_idx = greatest(rel_diff)
-    return (f"Tensor-likes are not {kind}!\n\nMismatched elements: {n_bad} / {total} "
-            f"({100 * n_bad / total:.1f}%)\n"
-            f"Greatest absolute difference: {a_val} at index {a_idx}{up_to(atol)}\n"
-            f"Greatest relative difference: {r_val} at index {r_idx}{up_to(rtol)}")
+    return (
+        f"Tensor-likes are not {kind}!\n\nMismatched elements: {n_bad} / {total} "
+        f"({100 * n_bad / total:.1f}%)\n"
+        f"Greatest absolute difference: {a_val} at index {a_idx}{up_to(atol)}\n"
+        f"Greatest relative difference: {r_val} at index {r_idx}{up_to(rtol)}"
+    )
 
 
-def _compare_tensors(actual, expected, rtol, atol, equal_nan, check_device, check_dtype,
-                     check_stride):
+def _compare_tensors(
+    actual, expected, rtol, atol, equal_nan, check_device, check_dtype, check_stride
+):
     is_np = isinstance(actual, np.ndarray)
     a = actual if is_np else _host(actual)
     e = expected if is_np else _host(expected)
@@ -122,51 +140,82 @@ def _compare_tensors(actual, expected, rtol, atol, equal_nan, check_device, chec
 
 
 def _compare(actual, expected, path: str, **opts):
-    if isinstance(actual, Tensor) and isinstance(expected, Tensor) or (
-            isinstance(actual, np.ndarray) and isinstance(expected, np.ndarray)):
+    if (
+        isinstance(actual, Tensor)
+        and isinstance(expected, Tensor)
+        or (isinstance(actual, np.ndarray) and isinstance(expected, np.ndarray))
+    ):
         opts = {k: v for k, v in opts.items() if k != "allow_subclasses"}
         return _compare_tensors(actual, expected, **opts)
-    if isinstance(actual, numbers.Number) and isinstance(expected, numbers.Number) and not (
-            isinstance(actual, (Tensor, np.ndarray))):
-        if opts["check_dtype"] and type(actual) is not type(expected) and not (
-                isinstance(actual, int) and isinstance(expected, int)):
+    if (
+        isinstance(actual, numbers.Number)
+        and isinstance(expected, numbers.Number)
+        and not (isinstance(actual, (Tensor, np.ndarray)))
+    ):
+        if (
+            opts["check_dtype"]
+            and type(actual) is not type(expected)
+            and not (isinstance(actual, int) and isinstance(expected, int))
+        ):
             _attr_mismatch("type", type(actual), type(expected))
-        kind = "float64" if any(isinstance(x, (float, complex)) for x in (actual, expected)) \
+        kind = (
+            "float64"
+            if any(isinstance(x, (float, complex)) for x in (actual, expected))
             else "int64"
+        )
         rtol, atol = _tolerances(kind, rtol=opts["rtol"], atol=opts["atol"])
-        return _compare_arrays(np.asarray(actual), np.asarray(expected), rtol, atol,
-                               opts["equal_nan"], scalar=True)
+        return _compare_arrays(
+            np.asarray(actual), np.asarray(expected), rtol, atol, opts["equal_nan"], scalar=True
+        )
     if isinstance(actual, collections.abc.Mapping) and isinstance(
-            expected, collections.abc.Mapping):
+        expected, collections.abc.Mapping
+    ):
         if set(actual) != set(expected):
-            raise _Mismatch(f"The keys of the mappings do not match:\nMissing keys in the "
-                            f"actual mapping: {sorted(map(str, set(expected) - set(actual)))}\n"
-                            "Additional keys in the actual mapping: "
-                            f"{sorted(map(str, set(actual) - set(expected)))}")
+            raise _Mismatch(
+                f"The keys of the mappings do not match:\nMissing keys in the "
+                f"actual mapping: {sorted(map(str, set(expected) - set(actual)))}\n"
+                "Additional keys in the actual mapping: "
+                f"{sorted(map(str, set(actual) - set(expected)))}"
+            )
         for k in expected:
             msg = _compare(actual[k], expected[k], f"{path}[{k!r}]", **opts)
             if msg is not None:
                 return msg + f"\n\nThe failure occurred for item {path}[{k!r}]"
         return None
-    if (isinstance(actual, collections.abc.Sequence) and not isinstance(actual, str)
-            and isinstance(expected, collections.abc.Sequence)
-            and not isinstance(expected, str)):
+    if (
+        isinstance(actual, collections.abc.Sequence)
+        and not isinstance(actual, str)
+        and isinstance(expected, collections.abc.Sequence)
+        and not isinstance(expected, str)
+    ):
         if len(actual) != len(expected):
-            raise _Mismatch("The length of the sequences mismatch: "
-                            f"{len(actual)} != {len(expected)}")
+            raise _Mismatch(
+                f"The length of the sequences mismatch: {len(actual)} != {len(expected)}"
+            )
         for i, (x, y) in enumerate(zip(actual, expected)):
             msg = _compare(x, y, f"{path}[{i}]", **opts)
             if msg is not None:
                 return msg + f"\n\nThe failure occurred for item {path}[{i}]"
         return None
-    raise TypeError(f"No comparison pair was able to handle inputs of type {type(actual)} and "
-                    f"{type(expected)}.")
+    raise TypeError(
+        f"No comparison pair was able to handle inputs of type {type(actual)} and {type(expected)}."
+    )
 
 
-def assert_close(actual, expected, *, allow_subclasses: bool = True, rtol: float | None = None,
-                 atol: float | None = None, equal_nan: bool = False, check_device: bool = True,
-                 check_dtype: bool = True, check_layout: bool = True, check_stride: bool = False,
-                 msg=None) -> None:
+def assert_close(
+    actual,
+    expected,
+    *,
+    allow_subclasses: bool = True,
+    rtol: float | None = None,
+    atol: float | None = None,
+    equal_nan: bool = False,
+    check_device: bool = True,
+    check_dtype: bool = True,
+    check_layout: bool = True,
+    check_stride: bool = False,
+    msg=None,
+) -> None:
     """Assert ``actual`` and ``expected`` are close: ``|actual - expected| <= atol + rtol *
     |expected|`` elementwise, after checking shape, device and dtype.
 
@@ -179,9 +228,18 @@ def assert_close(actual, expected, *, allow_subclasses: bool = True, rtol: float
         AssertionError: listing the mismatched elements and the greatest differences.
     """
     try:
-        message = _compare(actual, expected, "", rtol=rtol, atol=atol, equal_nan=equal_nan,
-                           check_device=check_device, check_dtype=check_dtype,
-                           check_stride=check_stride, allow_subclasses=allow_subclasses)
+        message = _compare(
+            actual,
+            expected,
+            "",
+            rtol=rtol,
+            atol=atol,
+            equal_nan=equal_nan,
+            check_device=check_device,
+            check_dtype=check_dtype,
+            check_stride=check_stride,
+            allow_subclasses=allow_subclasses,
+        )
     except _Mismatch as exc:
         message = str(exc)
     if message is None:
@@ -193,27 +251,52 @@ def assert_close(actual, expected, *, allow_subclasses: bool = True, rtol: float
     raise AssertionError(message)
 
 
-def assert_allclose(actual, expected, rtol: float | None = None, atol: float | None = None,
-                    equal_nan: bool = True, msg: str = "") -> None:
+def assert_allclose(
+    actual,
+    expected,
+    rtol: float | None = None,
+    atol: float | None = None,
+    equal_nan: bool = True,
+    msg: str = "",
+) -> None:
     """Deprecated: use ``assert_close``. Converts inputs to tensors; dtypes may differ."""
     from .creation import as_tensor
 
-    warnings.warn("`torch.testing.assert_allclose()` is deprecated since 1.12 and will be "
-                  "removed in a future release. Please use `torch.testing.assert_close()` "
-                  "instead.", FutureWarning, stacklevel=2)
+    warnings.warn(
+        "`torch.testing.assert_allclose()` is deprecated since 1.12 and will be "
+        "removed in a future release. Please use `torch.testing.assert_close()` "
+        "instead.",
+        FutureWarning,
+        stacklevel=2,
+    )
     actual = actual if isinstance(actual, Tensor) else as_tensor(actual)
-    expected = expected if isinstance(expected, Tensor) else as_tensor(expected,
-                                                                          dtype=actual.dtype)
+    expected = expected if isinstance(expected, Tensor) else as_tensor(expected, dtype=actual.dtype)
     if rtol is None and atol is None:
         rtol, atol = _tolerances(actual.dtype.name, expected.dtype.name)
-    assert_close(actual, expected, rtol=rtol, atol=atol, equal_nan=equal_nan,
-                 check_device=True, check_dtype=False, check_stride=False, msg=msg or None)
+    assert_close(
+        actual,
+        expected,
+        rtol=rtol,
+        atol=atol,
+        equal_nan=equal_nan,
+        check_device=True,
+        check_dtype=False,
+        check_stride=False,
+        msg=msg or None,
+    )
 
 
-def make_tensor(*shape, dtype, device=None, low: float | None = None,
-                high: float | None = None, requires_grad: bool = False,
-                noncontiguous: bool = False, exclude_zero: bool = False,
-                memory_format=None) -> Tensor:
+def make_tensor(
+    *shape,
+    dtype,
+    device=None,
+    low: float | None = None,
+    high: float | None = None,
+    requires_grad: bool = False,
+    noncontiguous: bool = False,
+    exclude_zero: bool = False,
+    memory_format=None,
+) -> Tensor:
     """A tensor of ``shape`` filled with random values in ``[low, high)``.
 
     Defaults: ``[-9, 9)`` for floating/complex (each part), ``[-9, 10)`` for signed and
@@ -239,8 +322,11 @@ def make_tensor(*shape, dtype, device=None, low: float | None = None,
         arr = gen.integers(0, 2, size=shape).astype(np.bool_)
     elif dt.category == 1:  # integers: [low, high)
         info = iinfo(dt)
-        lo = max(info.min, math.ceil(-9 if low is None else low)) if dt.is_signed else max(
-            0, math.ceil(0 if low is None else low))
+        lo = (
+            max(info.min, math.ceil(-9 if low is None else low))
+            if dt.is_signed
+            else max(0, math.ceil(0 if low is None else low))
+        )
         hi = min(info.max + 1, math.ceil(10 if high is None else high))
         if hi <= lo:
             hi = lo + 1

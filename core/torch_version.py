@@ -15,7 +15,7 @@ def _parts(v) -> tuple:
     if m is None:
         raise ValueError(f"Invalid version: '{v}'")
     nums = tuple(int(x) for x in m.group(1).split("."))
-    rest = str(v)[m.end():]
+    rest = str(v)[m.end() :]
     # a pre-release (1.0a1, 1.0rc1, 1.0.dev0) sorts before its release; +local tags are ignored
     pre = -1 if re.match(r"[.-]?(a|b|rc|dev|alpha|beta)", rest) else 0
     return nums, pre

@@ -42,7 +42,7 @@ def chunks(arr: np.ndarray) -> list[np.ndarray]:
     per = max(1, CHUNK_BYTES // max(1, arr.itemsize))
     if arr.size <= per:
         return [arr]
-    return [arr[a: a + per] for a in range(0, arr.size, per)]
+    return [arr[a : a + per] for a in range(0, arr.size, per)]
 
 
 # ---- reduce-scatter / all-gather rings ---------------------------------------------------------
@@ -58,8 +58,10 @@ def ring_reduce_scatter(comm, ctx, src: list, red, work: list) -> None:
     nxt, prv = (me + 1) % n, (me - 1) % n
     for s in range(n - 1):
         ks, kr = (me - s - 1) % n, (me - s - 2) % n
-        pending = [comm.post_reduce(prv, ctx, d, red.fn, src=a)
-                   for d, a in zip(chunks(work[kr]), chunks(src[kr]))]
+        pending = [
+            comm.post_reduce(prv, ctx, d, red.fn, src=a)
+            for d, a in zip(chunks(work[kr]), chunks(src[kr]))
+        ]
         for c in chunks(src[ks] if s == 0 else work[ks]):
             comm.send(nxt, ctx, c)
         for h in pending:
@@ -140,8 +142,11 @@ def arena_all_reduce(comm, ctx, arr: np.ndarray, red) -> None:
         sig = None
     else:
         sig = arena.signals[key]
-        offs = (_arena_notes(comm, ctx, arr, off, others) if sig is None
-                else _arena_signals(comm, ctx, arr, off, others, sig))
+        offs = (
+            _arena_notes(comm, ctx, arr, off, others)
+            if sig is None
+            else _arena_signals(comm, ctx, arr, off, others, sig)
+        )
     _arena_combine(comm, arr, red, offs)
     if sig is None:
         done, got = np.zeros(1, dtype=np.int64), np.empty(1, dtype=np.int64)
@@ -165,12 +170,13 @@ def _arena_combine(comm, arr: np.ndarray, red, offs: dict) -> None:
     a, b = split(arr.size, n)[me]
     isz, dtype = arr.itemsize, arr.dtype
     order = [(me + j) % n for j in range(1, n)]  # the ring's order
-    theirs = [arena.peer(comm.ranks[i])[offs[i] + a * isz: offs[i] + b * isz].view(dtype)
-              for i in order]
+    theirs = [
+        arena.peer(comm.ranks[i])[offs[i] + a * isz : offs[i] + b * isz].view(dtype) for i in order
+    ]
     mine = arr[a:b]
     step = max(1, _PIECE_BYTES // isz)
     for s in range(0, b - a, step):
-        m, parts = mine[s: s + step], [t[s: s + step] for t in theirs]
+        m, parts = mine[s : s + step], [t[s : s + step] for t in theirs]
         if n == 2:
             red.fn(parts[0], m, out=m)
         else:
@@ -184,9 +190,12 @@ def _arena_combine(comm, arr: np.ndarray, red, offs: dict) -> None:
 
 
 def _size_mismatch(comm, ctx, i: int, mine: int, theirs: int) -> DistributedError:
-    return ctx.world.fail(DistributedError(
-        f"size mismatch in {ctx.group.label}: rank {ctx.world.rank} has {mine} bytes for "
-        f"{ctx.label}, rank {comm.ranks[i]} has {theirs}"))
+    return ctx.world.fail(
+        DistributedError(
+            f"size mismatch in {ctx.group.label}: rank {ctx.world.rank} has {mine} bytes for "
+            f"{ctx.label}, rank {comm.ranks[i]} has {theirs}"
+        )
+    )
 
 
 def _arena_notes(comm, ctx, arr, off: int, others, extra: int | None = None) -> dict:
@@ -233,22 +242,26 @@ def _arena_signals(comm, ctx, arr, off: int, others, sig) -> dict:
         comm.await_signal(sig, i, ARRIVED, ctx)
         o, nbytes, fp = sig.fields(i)
         if fp != ctx.fp:
-            raise ctx.world.fail(DistributedError(
-                f"collective mismatch in {ctx.group.label}: rank {ctx.world.rank} called "
-                f"{ctx.info.decode()}, but rank {comm.ranks[i]} called "
-                f"{ctx.describe(*sig.described(i))}"))
+            raise ctx.world.fail(
+                DistributedError(
+                    f"collective mismatch in {ctx.group.label}: rank {ctx.world.rank} called "
+                    f"{ctx.info.decode()}, but rank {comm.ranks[i]} called "
+                    f"{ctx.describe(*sig.described(i))}"
+                )
+            )
         if nbytes != arr.nbytes:
             raise _size_mismatch(comm, ctx, i, arr.nbytes, nbytes)
         offs[i] = o
     return offs
 
 
-def direct_reduce(comm, ctx, buf: np.ndarray, red, root: int | None,
-                  out: np.ndarray | None = None) -> None:
+def direct_reduce(
+    comm, ctx, buf: np.ndarray, red, root: int | None, out: np.ndarray | None = None
+) -> None:
     """Everyone sends ``buf`` to ``root`` (``None``: to everyone), who combine in member order
     into ``out`` (default: ``buf``)."""
     n, me = comm.size, comm.me
-    for i in (range(n) if root is None else [root]):
+    for i in range(n) if root is None else [root]:
         if i != me:
             comm.send(i, ctx, buf)
     if root is not None and me != root:
@@ -264,8 +277,9 @@ def direct_reduce(comm, ctx, buf: np.ndarray, red, root: int | None,
     (buf if out is None else out)[...] = acc
 
 
-def hierarchical_all_reduce(comm, ctx, buf: np.ndarray, red, hosts: list[list[int]],
-                            scratch: np.ndarray) -> None:
+def hierarchical_all_reduce(
+    comm, ctx, buf: np.ndarray, red, hosts: list[list[int]], scratch: np.ndarray
+) -> None:
     """Reduce within each host to its first member, allreduce across those leaders, then
     broadcast within each host. ``hosts``: member indices grouped by host."""
     plain = red.without_avg()  # AVG divides once, by the total count, at the leaders
@@ -281,8 +295,9 @@ def hierarchical_all_reduce(comm, ctx, buf: np.ndarray, red, hosts: list[list[in
 
 
 # ---- reduce / broadcast -------------------------------------------------------------------------
-def reduce(comm, ctx, buf: np.ndarray, red, root: int, scratch: np.ndarray,
-           ack: bool = True) -> None:
+def reduce(
+    comm, ctx, buf: np.ndarray, red, root: int, scratch: np.ndarray, ack: bool = True
+) -> None:
     """Reduction into ``buf`` on ``root``; ``buf`` is left alone elsewhere (``scratch``, as
     large as ``buf``, holds partial sums). ``ack``: the root acknowledges, so that a sender
     that took another rank for the root finds out at this call (the ring path needs none)."""
@@ -360,7 +375,7 @@ def reduce_scatter(comm, ctx, src: list, red, out: np.ndarray, scratch: np.ndarr
                 comm.recv_reduce(i, ctx, out, red.fn)
     else:
         offsets = np.cumsum([0] + [s.size for s in src])
-        work = [out if k == me else scratch[offsets[k]: offsets[k + 1]] for k in range(n)]
+        work = [out if k == me else scratch[offsets[k] : offsets[k + 1]] for k in range(n)]
         ring_reduce_scatter(comm, ctx, src, red, work)
     red.finish(out, n)
 

@@ -60,9 +60,11 @@ def job_token(token: str | None = None) -> str:
     if value is None:
         if not _warned_no_token:
             _warned_no_token = True
-            logger.warning("%s is not set: the job's endpoints accept any caller that knows "
-                           "their address; set it to a shared secret (the ember launcher does)",
-                           TOKEN_ENV)
+            logger.warning(
+                "%s is not set: the job's endpoints accept any caller that knows "
+                "their address; set it to a shared secret (the ember launcher does)",
+                TOKEN_ENV,
+            )
         return ""
     return value
 
@@ -88,10 +90,15 @@ def token_ok(context, token: str, service: str) -> bool:
             break
     if hmac.compare_digest(got.encode(), token.encode()):
         return True
-    log_refusal(f"{service} refused a call", context.peer(),
-                f"{'wrong' if got else 'missing'} x-ember-token")
-    context.abort(grpc.StatusCode.UNAUTHENTICATED,
-                  f"{service}: missing or wrong job token (x-ember-token); check {TOKEN_ENV}")
+    log_refusal(
+        f"{service} refused a call",
+        context.peer(),
+        f"{'wrong' if got else 'missing'} x-ember-token",
+    )
+    context.abort(
+        grpc.StatusCode.UNAUTHENTICATED,
+        f"{service}: missing or wrong job token (x-ember-token); check {TOKEN_ENV}",
+    )
     return False
 
 
@@ -103,8 +110,9 @@ class RefusalLog:
 
     def __init__(self, first: int = 10, every: float = 60.0, clock=time.monotonic) -> None:
         if first < 0 or every <= 0:
-            raise ValueError(f"RefusalLog needs first >= 0 and every > 0, got first={first}, "
-                             f"every={every}")
+            raise ValueError(
+                f"RefusalLog needs first >= 0 and every > 0, got first={first}, every={every}"
+            )
         self.first, self.every, self._clock = int(first), float(every), clock
         self.total = 0
         self._hidden = 0
@@ -119,23 +127,34 @@ class RefusalLog:
             if self.total <= self.first:
                 if self.total == self.first:
                     self._last = now
-                    reason += (f" (refusal {self.first}: later ones are counted and reported "
-                               f"every {self.every:g} s)")
+                    reason += (
+                        f" (refusal {self.first}: later ones are counted and reported "
+                        f"every {self.every:g} s)"
+                    )
                 logger.warning("%s from %s: %s", what, peer or "a local process", reason)
                 return True
             self._hidden += 1
             if now - self._last < self.every:
                 return False
             hidden, self._hidden, self._last = self._hidden, 0, now
-        logger.warning("%d more refused calls or connections (%d in all) in the last %.0f s; "
-                       "the latest: %s from %s: %s", hidden, self.total, self.every, what,
-                       peer or "a local process", reason)
+        logger.warning(
+            "%d more refused calls or connections (%d in all) in the last %.0f s; "
+            "the latest: %s from %s: %s",
+            hidden,
+            self.total,
+            self.every,
+            what,
+            peer or "a local process",
+            reason,
+        )
         return True
 
 
 # One per process: every endpoint of the job shares the budget.
-log_refusal = RefusalLog(int(os.environ.get("EMBER_REFUSAL_LOG_FIRST", 10)),
-                         float(os.environ.get("EMBER_REFUSAL_LOG_EVERY_S", 60)))
+log_refusal = RefusalLog(
+    int(os.environ.get("EMBER_REFUSAL_LOG_FIRST", 10)),
+    float(os.environ.get("EMBER_REFUSAL_LOG_EVERY_S", 60)),
+)
 
 
 def sign(token: str, nonce: bytes, rank: int) -> bytes:

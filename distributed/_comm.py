@@ -41,14 +41,22 @@ class Comm:
     @classmethod
     def of(cls, world, ranks, channel: int) -> Comm:
         ranks = list(ranks)
-        return cls(ranks, ranks.index(world.rank), channel,
-                   [None if r == world.rank else world.transport_for(r) for r in ranks])
+        return cls(
+            ranks,
+            ranks.index(world.rank),
+            channel,
+            [None if r == world.rank else world.transport_for(r) for r in ranks],
+        )
 
     def sub(self, members) -> Comm:
         """The communicator of ``members`` (indices into this one); must include this rank."""
         members = list(members)
-        return Comm([self.ranks[i] for i in members], members.index(self.me), self.channel,
-                    [self._tps[i] for i in members])
+        return Comm(
+            [self.ranks[i] for i in members],
+            members.index(self.me),
+            self.channel,
+            [self._tps[i] for i in members],
+        )
 
     def send(self, i: int, ctx, arr: np.ndarray, tag: int = 0) -> None:
         self._tps[i].send(self.ranks[i], ctx, self.channel, tag, memoryview(as_bytes(arr)))
@@ -59,8 +67,9 @@ class Comm:
         dst = as_bytes(arr)
         return tp, tp.post(self.ranks[i], ctx, self.channel, tag, dst.nbytes, dst=dst)
 
-    def post_reduce(self, i: int, ctx, dst: np.ndarray, fn, tag: int = 0,
-                    src: np.ndarray | None = None):
+    def post_reduce(
+        self, i: int, ctx, dst: np.ndarray, fn, tag: int = 0, src: np.ndarray | None = None
+    ):
         """Post ``dst = fn(src, incoming)`` (``src`` defaults to ``dst``), applied piece by
         piece as member ``i``'s next message arrives; ``wait`` for it."""
         isz, dtype = dst.itemsize, dst.dtype
@@ -81,8 +90,9 @@ class Comm:
     def recv_into(self, i: int, ctx, arr: np.ndarray, tag: int = 0) -> None:
         self.wait(self.post_into(i, ctx, arr, tag))
 
-    def recv_reduce(self, i: int, ctx, dst: np.ndarray, fn, tag: int = 0,
-                    src: np.ndarray | None = None) -> None:
+    def recv_reduce(
+        self, i: int, ctx, dst: np.ndarray, fn, tag: int = 0, src: np.ndarray | None = None
+    ) -> None:
         self.wait(self.post_reduce(i, ctx, dst, fn, tag, src))
 
     def await_signal(self, sig, i: int, counter: int, ctx) -> None:

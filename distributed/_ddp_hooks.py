@@ -15,15 +15,18 @@ def checked_comm_hook(current, state: object, hook) -> tuple:
     """``(state, hook)`` once it is known to be callable as ``hook(state, bucket)``; torch's
     errors for a second registration or a hook of the wrong shape."""
     if current is not None:
-        raise RuntimeError("register_comm_hook or register_builtin_comm_hook can only be "
-                           "called once.")
+        raise RuntimeError(
+            "register_comm_hook or register_builtin_comm_hook can only be called once."
+        )
     if not callable(hook):
         raise TypeError("Communication hook must be callable.")
     try:
         inspect.signature(hook).bind(state, None)
     except TypeError:
-        raise TypeError("Communication hook must take two arguments (state, bucket), got "
-                        f"{getattr(hook, '__qualname__', hook)!r}") from None
+        raise TypeError(
+            "Communication hook must take two arguments (state, bucket), got "
+            f"{getattr(hook, '__qualname__', hook)!r}"
+        ) from None
     except ValueError:  # no signature to inspect (a builtin): called as it is
         pass
     return state, hook
@@ -44,8 +47,10 @@ class HookWork:
         self._future = hook(state, bucket)
         self._flat, self._hook = b.flat, getattr(hook, "__qualname__", repr(hook))
         if not hasattr(self._future, "wait"):
-            raise TypeError(f"the communication hook {self._hook} must return a Future, got "
-                            f"{type(self._future).__name__}")
+            raise TypeError(
+                f"the communication hook {self._hook} must return a Future, got "
+                f"{type(self._future).__name__}"
+            )
 
     def wait(self) -> None:
         out = self._future.wait()
@@ -54,7 +59,8 @@ class HookWork:
             raise RuntimeError(
                 f"the communication hook {self._hook} must return a Future of a tensor with "
                 f"the bucket's {self._flat.size} elements, got "
-                f"{type(out).__name__}{tuple(out.shape) if hasattr(out, 'shape') else ''}")
+                f"{type(out).__name__}{tuple(out.shape) if hasattr(out, 'shape') else ''}"
+            )
         got = _interop.array_of(out)
         if got is not self._flat:
             xp = ember.backend.get_array_module(self._flat)

@@ -51,7 +51,7 @@ class _Block:
     __slots__ = ("root", "slices", "_views", "_root_refs")
 
     def __init__(self, root: np.ndarray, slices: list) -> None:
-        self.root = root      # the arena block (while DDP holds it, it stays allocated)
+        self.root = root  # the arena block (while DDP holds it, it stays allocated)
         self.slices = slices  # per bucket: (flat, per-parameter views), all views of root
         self._views = [v for _, views in slices for v in views]
         # DDP's own references to the root: this attribute, and the base of every flat and
@@ -64,8 +64,9 @@ class _Block:
         only while no gradient destination and no storage list points into it."""
         # getrefcount counts its argument, and the loop variable holds each view once more
         # than its two lists (``slices``, ``_views``) do
-        return sys.getrefcount(self.root) > self._root_refs + 1 or \
-            any(sys.getrefcount(v) > 4 for v in self._views)
+        return sys.getrefcount(self.root) > self._root_refs + 1 or any(
+            sys.getrefcount(v) > 4 for v in self._views
+        )
 
 
 class SharedStorage:

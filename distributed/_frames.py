@@ -14,9 +14,9 @@ HEADER = struct.Struct("<4sBBHIqQQQQi")
 HEADER_SIZE = HEADER.size
 
 # frame kinds
-DATA = 1      # a chunk of a collective or point-to-point message
-CREDIT = 2    # shm: the receiver released slot `slot` of the sender's ring
-BYE = 3       # the sender is leaving the group cleanly (destroy_process_group)
+DATA = 1  # a chunk of a collective or point-to-point message
+CREDIT = 2  # shm: the receiver released slot `slot` of the sender's ring
+BYE = 3  # the sender is leaving the group cleanly (destroy_process_group)
 
 
 def channel_id(group_id: int, p2p: bool) -> int:
@@ -35,8 +35,8 @@ class Frame:
         self.tag = tag
         self.seq = seq
         self.fp = fp
-        self.nbytes = nbytes      # this piece
-        self.total = total        # the whole message this piece belongs to
+        self.nbytes = nbytes  # this piece
+        self.total = total  # the whole message this piece belongs to
         self.slot = slot
         self.info = info
 
@@ -45,18 +45,28 @@ class Frame:
         return (self.channel, self.tag)
 
 
-def pack(kind: int, channel: int, tag: int, seq: int, fp: int, nbytes: int, total: int,
-         slot: int = -1, info: bytes = b"") -> bytes:
-    return HEADER.pack(MAGIC, kind, 0, len(info), channel, tag, seq, fp, nbytes, total,
-                       slot) + info
+def pack(
+    kind: int,
+    channel: int,
+    tag: int,
+    seq: int,
+    fp: int,
+    nbytes: int,
+    total: int,
+    slot: int = -1,
+    info: bytes = b"",
+) -> bytes:
+    return HEADER.pack(MAGIC, kind, 0, len(info), channel, tag, seq, fp, nbytes, total, slot) + info
 
 
 def unpack(buf) -> Frame:
     """Decode the fixed part of a header; ``info`` is filled in by the caller."""
     magic, kind, _flags, info_len, channel, tag, seq, fp, nbytes, total, slot = HEADER.unpack(buf)
     if magic != MAGIC:
-        raise ValueError(f"bad frame magic {magic!r}: the peer is not an ember rank of this job "
-                         "or the stream is corrupt")
+        raise ValueError(
+            f"bad frame magic {magic!r}: the peer is not an ember rank of this job "
+            "or the stream is corrupt"
+        )
     f = Frame(kind, channel, tag, seq, fp, nbytes, total, slot)
     f.info = info_len  # the caller reads that many bytes next and replaces this
     return f

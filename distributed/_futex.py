@@ -34,8 +34,15 @@ def _load():
     except (OSError, AttributeError):
         return None, None
     call.restype = ctypes.c_long
-    call.argtypes = [ctypes.c_long, ctypes.c_void_p, ctypes.c_int, ctypes.c_int,
-                     ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
+    call.argtypes = [
+        ctypes.c_long,
+        ctypes.c_void_p,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+        ctypes.c_int,
+    ]
     return nr, call
 
 

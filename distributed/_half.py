@@ -21,8 +21,12 @@ def half_to_float(h: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     same shape, when given), by a 65536-entry table."""
     global _TABLE
     if _TABLE is None:
-        _TABLE = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(
-            np.float16).astype(np.float32)
+        _TABLE = (
+            np.arange(1 << 16, dtype=np.uint32)
+            .astype(np.uint16)
+            .view(np.float16)
+            .astype(np.float32)
+        )
     return np.take(_TABLE, h.view(np.uint16), out=out)
 
 

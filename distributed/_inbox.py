@@ -24,8 +24,19 @@ from ._opctx import SLICE
 class Pending:
     """One posted receive of ``nbytes`` from ``peer``."""
 
-    __slots__ = ("peer", "ctx", "key", "nbytes", "dst", "consume", "got", "first", "done",
-                 "busy", "problem")
+    __slots__ = (
+        "peer",
+        "ctx",
+        "key",
+        "nbytes",
+        "dst",
+        "consume",
+        "got",
+        "first",
+        "done",
+        "busy",
+        "problem",
+    )
 
     def __init__(self, peer: int, ctx, key, nbytes: int, dst=None, consume=None) -> None:
         self.peer, self.ctx, self.key, self.nbytes = peer, ctx, key, nbytes
@@ -59,7 +70,7 @@ def apply_piece(p: Pending, frame, view) -> None:
     n = frame.nbytes
     if p.dst is not None:
         if n:
-            p.dst[p.got: p.got + n] = np.frombuffer(view, dtype=np.uint8, count=n)
+            p.dst[p.got : p.got + n] = np.frombuffer(view, dtype=np.uint8, count=n)
     else:
         p.consume(p.got, view[:n] if len(view) != n else view)
     p.got += n
@@ -96,8 +107,8 @@ class Inbox:
     def __init__(self, pool: BufferPool | None = None) -> None:
         self.pool = pool or BufferPool()
         self._cv = threading.Condition()
-        self._queues: dict[tuple, deque] = defaultdict(deque)   # early frames
-        self._posted: dict[tuple, deque] = defaultdict(deque)   # Pending, in post order
+        self._queues: dict[tuple, deque] = defaultdict(deque)  # early frames
+        self._posted: dict[tuple, deque] = defaultdict(deque)  # Pending, in post order
         self._gone: dict[int, str] = {}
 
     # ---- the reading thread -----------------------------------------------------------------
@@ -132,7 +143,7 @@ class Inbox:
             else:
                 n = frame.nbytes
                 if n:
-                    read_into(memoryview(p.dst[p.got: p.got + n]))
+                    read_into(memoryview(p.dst[p.got : p.got + n]))
                 p.got += n
                 p.first = False
         finally:
@@ -151,8 +162,9 @@ class Inbox:
             self._cv.notify_all()
 
     # ---- the receiving thread -----------------------------------------------------------------
-    def post(self, peer: int, ctx, channel: int, tag: int, nbytes: int, dst=None,
-             consume=None) -> Pending:
+    def post(
+        self, peer: int, ctx, channel: int, tag: int, nbytes: int, dst=None, consume=None
+    ) -> Pending:
         key = (peer, channel, tag)
         p = Pending(peer, ctx, key, nbytes, dst, consume)
         with self._cv:

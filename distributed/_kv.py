@@ -42,8 +42,10 @@ class KeyValueTable:
             try:
                 value = int(old) + int(amount)
             except ValueError:
-                raise ValueError(f"store key {key!r} holds {old[:32]!r}, not an integer, so it "
-                                 "cannot be incremented with add()") from None
+                raise ValueError(
+                    f"store key {key!r} holds {old[:32]!r}, not an integer, so it "
+                    "cannot be incremented with add()"
+                ) from None
             self._data[key] = str(value).encode()
             self._cv.notify_all()
             return value

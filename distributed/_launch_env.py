@@ -29,8 +29,13 @@ from dataclasses import dataclass
 
 _PORT_BASE, _PORT_SPAN = 20000, 20000
 # Variables that name an MPI job, in the order they are tried for a derived port.
-_MPI_JOB_IDS = ("OMPI_MCA_ess_base_jobid", "OMPI_MCA_orte_ess_jobid", "PMIX_NAMESPACE",
-                "PMI_KVSNAME", "PMI_JOBID")
+_MPI_JOB_IDS = (
+    "OMPI_MCA_ess_base_jobid",
+    "OMPI_MCA_orte_ess_jobid",
+    "PMIX_NAMESPACE",
+    "PMI_KVSNAME",
+    "PMI_JOBID",
+)
 
 
 @dataclass
@@ -48,9 +53,15 @@ class LaunchEnv:
 
     def torchrun_variables(self) -> dict[str, str]:
         """The torchrun variables this environment implies (for ``os.environ``)."""
-        out = {"RANK": self.rank, "WORLD_SIZE": self.world_size, "MASTER_ADDR": self.master_addr,
-               "MASTER_PORT": self.master_port, "LOCAL_RANK": self.local_rank,
-               "LOCAL_WORLD_SIZE": self.local_world_size, "NODE_RANK": self.node_rank}
+        out = {
+            "RANK": self.rank,
+            "WORLD_SIZE": self.world_size,
+            "MASTER_ADDR": self.master_addr,
+            "MASTER_PORT": self.master_port,
+            "LOCAL_RANK": self.local_rank,
+            "LOCAL_WORLD_SIZE": self.local_world_size,
+            "NODE_RANK": self.node_rank,
+        }
         return {k: str(v) for k, v in out.items() if v is not None}
 
 
@@ -61,8 +72,7 @@ def _int(env, name: str) -> int | None:
     try:
         return int(value)
     except ValueError:
-        raise ValueError(f"environment variable {name} must be an integer, got {value!r}") \
-            from None
+        raise ValueError(f"environment variable {name} must be an integer, got {value!r}") from None
 
 
 def derived_port(job_id: str) -> int:
@@ -80,8 +90,10 @@ def _port(env, job_id: str | None) -> int | None:
 def _slurm(env) -> LaunchEnv:
     rank, world = _int(env, "SLURM_PROCID"), _int(env, "SLURM_NTASKS")
     if world is None:
-        raise ValueError("SLURM_PROCID is set but SLURM_NTASKS is not: run the script with "
-                         "srun (or set RANK and WORLD_SIZE)")
+        raise ValueError(
+            "SLURM_PROCID is set but SLURM_NTASKS is not: run the script with "
+            "srun (or set RANK and WORLD_SIZE)"
+        )
     host = env.get("MASTER_ADDR") or env.get("SLURM_LAUNCH_NODE_IPADDR")
     if host is None and _int(env, "SLURM_NNODES") == 1:
         host = "127.0.0.1"
@@ -91,22 +103,30 @@ def _slurm(env) -> LaunchEnv:
     tasks = env.get("SLURM_NTASKS_PER_NODE") or env.get("SLURM_TASKS_PER_NODE", "")
     if tasks.isdigit():  # "2", not the "2(x3),1" form of an uneven allocation
         local_world = int(tasks)
-    return LaunchEnv("slurm", rank, world, host, _port(env, job_id),
-                     _int(env, "SLURM_LOCALID"), local_world, _int(env, "SLURM_NODEID"))
+    return LaunchEnv(
+        "slurm",
+        rank,
+        world,
+        host,
+        _port(env, job_id),
+        _int(env, "SLURM_LOCALID"),
+        local_world,
+        _int(env, "SLURM_NODEID"),
+    )
 
 
 def _mpi(env, rank_var: str, size_var: str, local_var: str, local_size_var: str) -> LaunchEnv:
     rank, world = _int(env, rank_var), _int(env, size_var)
     if world is None:
-        raise ValueError(f"{rank_var} is set but {size_var} is not (or set RANK and "
-                         "WORLD_SIZE)")
+        raise ValueError(f"{rank_var} is set but {size_var} is not (or set RANK and WORLD_SIZE)")
     local_rank, local_world = _int(env, local_var), _int(env, local_size_var)
     host = env.get("MASTER_ADDR")
     if host is None and local_world == world:  # every rank on this node
         host = "127.0.0.1"
     job = next((env[v] for v in _MPI_JOB_IDS if env.get(v)), None)
-    return LaunchEnv("mpi", rank, world, host, _port(env, job and f"mpi-{job}"),
-                     local_rank, local_world)
+    return LaunchEnv(
+        "mpi", rank, world, host, _port(env, job and f"mpi-{job}"), local_rank, local_world
+    )
 
 
 def detect(env=None) -> LaunchEnv | None:
@@ -114,16 +134,26 @@ def detect(env=None) -> LaunchEnv | None:
     env = os.environ if env is None else env
     if env.get("RANK") is not None or env.get("WORLD_SIZE") is not None:
         node = _int(env, "GROUP_RANK")
-        return LaunchEnv("torchrun" if env.get("TORCHELASTIC_RUN_ID") else "env",
-                         _int(env, "RANK"), _int(env, "WORLD_SIZE"), env.get("MASTER_ADDR"),
-                         _int(env, "MASTER_PORT"), _int(env, "LOCAL_RANK"),
-                         _int(env, "LOCAL_WORLD_SIZE"),
-                         node if node is not None else _int(env, "NODE_RANK"))
+        return LaunchEnv(
+            "torchrun" if env.get("TORCHELASTIC_RUN_ID") else "env",
+            _int(env, "RANK"),
+            _int(env, "WORLD_SIZE"),
+            env.get("MASTER_ADDR"),
+            _int(env, "MASTER_PORT"),
+            _int(env, "LOCAL_RANK"),
+            _int(env, "LOCAL_WORLD_SIZE"),
+            node if node is not None else _int(env, "NODE_RANK"),
+        )
     if env.get("SLURM_PROCID") is not None:
         return _slurm(env)
     if env.get("OMPI_COMM_WORLD_RANK") is not None:
-        return _mpi(env, "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE",
-                    "OMPI_COMM_WORLD_LOCAL_RANK", "OMPI_COMM_WORLD_LOCAL_SIZE")
+        return _mpi(
+            env,
+            "OMPI_COMM_WORLD_RANK",
+            "OMPI_COMM_WORLD_SIZE",
+            "OMPI_COMM_WORLD_LOCAL_RANK",
+            "OMPI_COMM_WORLD_LOCAL_SIZE",
+        )
     if env.get("PMI_RANK") is not None:
         return _mpi(env, "PMI_RANK", "PMI_SIZE", "MPI_LOCALRANKID", "MPI_LOCALNRANKS")
     return None
@@ -133,12 +163,14 @@ def uses_agent_store(env=None) -> bool:
     """Whether ``MASTER_PORT`` is held by torchrun's agent store (so ember must stand beside
     it rather than bind it)."""
     env = os.environ if env is None else env
-    return (env.get("TORCHELASTIC_RUN_ID") is not None
-            and env.get("TORCHELASTIC_USE_AGENT_STORE", "").lower() in ("true", "1"))
+    return env.get("TORCHELASTIC_RUN_ID") is not None and env.get(
+        "TORCHELASTIC_USE_AGENT_STORE", ""
+    ).lower() in ("true", "1")
 
 
-def agent_store_rendezvous(rank: int, world_size: int, master_addr: str, master_port: int,
-                           generation: int, timeout: float):
+def agent_store_rendezvous(
+    rank: int, world_size: int, master_addr: str, master_port: int, generation: int, timeout: float
+):
     """ember's store, hosted by rank 0 beside torchrun's agent store; returns
     ``(store, token)``.
 
@@ -160,18 +192,38 @@ def agent_store_rendezvous(rank: int, world_size: int, master_addr: str, master_
             own = env.get(_auth.TOKEN_ENV)
             token = own or secrets.token_hex(16)
             bind = _auth.bind_host(_auth.local_address_towards(master_addr), world_size)
-            store = TCPStore(bind, 0, world_size, is_master=True, timeout=timeout,
-                             wait_for_workers=False, token=token)
+            store = TCPStore(
+                bind,
+                0,
+                world_size,
+                is_master=True,
+                timeout=timeout,
+                wait_for_workers=False,
+                token=token,
+            )
             # A token the user set is never written to torchrun's (unauthenticated) store;
             # without one, a fresh token keeps other local jobs out of this one.
-            agent.set(key, json.dumps({"host": store.host, "port": store.port,
-                                       "token": None if own else token}))
+            agent.set(
+                key,
+                json.dumps(
+                    {"host": store.host, "port": store.port, "token": None if own else token}
+                ),
+            )
         else:
             info = json.loads(agent.get(key))
             token = env.get(_auth.TOKEN_ENV) or info["token"]
             if token is None:
-                raise ValueError(f"rank 0 was started with {_auth.TOKEN_ENV} but rank {rank} "
-                                 "was not: set it for every rank or for none")
-            store = TCPStore(info["host"], info["port"], world_size, is_master=False,
-                             timeout=timeout, wait_for_workers=False, token=token)
+                raise ValueError(
+                    f"rank 0 was started with {_auth.TOKEN_ENV} but rank {rank} "
+                    "was not: set it for every rank or for none"
+                )
+            store = TCPStore(
+                info["host"],
+                info["port"],
+                world_size,
+                is_master=False,
+                timeout=timeout,
+                wait_for_workers=False,
+                token=token,
+            )
     return store, token

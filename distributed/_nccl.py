@@ -17,10 +17,26 @@ from .errors import DistBackendError
 from .reduce_op import ReduceOp
 
 # NCCL's enums (nccl.h); cupy.cuda.nccl exposes the same values as NCCL_* constants.
-_NCCL_DTYPES = {"int8": 0, "uint8": 1, "int32": 2, "uint32": 3, "int64": 4, "uint64": 5,
-                "float16": 6, "float32": 7, "float64": 8, "bfloat16": 9, "bool": 1}
-_NCCL_OPS = {ReduceOp.SUM: 0, ReduceOp.PRODUCT: 1, ReduceOp.MAX: 2, ReduceOp.MIN: 3,
-             ReduceOp.AVG: 4}
+_NCCL_DTYPES = {
+    "int8": 0,
+    "uint8": 1,
+    "int32": 2,
+    "uint32": 3,
+    "int64": 4,
+    "uint64": 5,
+    "float16": 6,
+    "float32": 7,
+    "float64": 8,
+    "bfloat16": 9,
+    "bool": 1,
+}
+_NCCL_OPS = {
+    ReduceOp.SUM: 0,
+    ReduceOp.PRODUCT: 1,
+    ReduceOp.MAX: 2,
+    ReduceOp.MIN: 3,
+    ReduceOp.AVG: 4,
+}
 
 
 def nccl_dtype(dtype) -> int:
@@ -84,24 +100,44 @@ class NcclComm:
         return self._cp.cuda.get_current_stream().ptr
 
     def all_reduce(self, arr, op) -> None:
-        self.comm.allReduce(arr.data.ptr, arr.data.ptr, arr.size, nccl_dtype(arr.dtype),
-                            nccl_op(op, arr.dtype), self._stream())
+        self.comm.allReduce(
+            arr.data.ptr,
+            arr.data.ptr,
+            arr.size,
+            nccl_dtype(arr.dtype),
+            nccl_op(op, arr.dtype),
+            self._stream(),
+        )
 
     def broadcast(self, arr, root: int) -> None:
         self.comm.bcast(arr.data.ptr, arr.size, nccl_dtype(arr.dtype), root, self._stream())
 
     def reduce(self, arr, op, root: int) -> None:
-        self.comm.reduce(arr.data.ptr, arr.data.ptr, arr.size, nccl_dtype(arr.dtype),
-                         nccl_op(op, arr.dtype), root, self._stream())
+        self.comm.reduce(
+            arr.data.ptr,
+            arr.data.ptr,
+            arr.size,
+            nccl_dtype(arr.dtype),
+            nccl_op(op, arr.dtype),
+            root,
+            self._stream(),
+        )
 
     def all_gather(self, src, dst) -> None:
         """``dst`` (size ``n * src.size``) receives every rank's ``src`` in rank order."""
-        self.comm.allGather(src.data.ptr, dst.data.ptr, src.size, nccl_dtype(src.dtype),
-                            self._stream())
+        self.comm.allGather(
+            src.data.ptr, dst.data.ptr, src.size, nccl_dtype(src.dtype), self._stream()
+        )
 
     def reduce_scatter(self, src, dst, op) -> None:
-        self.comm.reduceScatter(src.data.ptr, dst.data.ptr, dst.size, nccl_dtype(src.dtype),
-                                nccl_op(op, src.dtype), self._stream())
+        self.comm.reduceScatter(
+            src.data.ptr,
+            dst.data.ptr,
+            dst.size,
+            nccl_dtype(src.dtype),
+            nccl_op(op, src.dtype),
+            self._stream(),
+        )
 
     def send(self, arr, peer: int) -> None:
         self.comm.send(arr.data.ptr, arr.size, nccl_dtype(arr.dtype), peer, self._stream())

@@ -30,8 +30,9 @@ def _t(arr: np.ndarray) -> Tensor:
     return _interop.wrap(np.ascontiguousarray(arr))
 
 
-def broadcast_object_list(object_list: list, src: int = 0, group=None, device=None,
-                          group_src: int | None = None) -> None:
+def broadcast_object_list(
+    object_list: list, src: int = 0, group=None, device=None, group_src: int | None = None
+) -> None:
     """Replace ``object_list``'s entries on every rank with rank ``src``'s (in place)."""
     pg = resolve_group(group)
     if pg is None:
@@ -39,15 +40,16 @@ def broadcast_object_list(object_list: list, src: int = 0, group=None, device=No
     root = group_src if group_src is not None else pg.group_rank(src, "src")
     mine = pg.rank() == root
     parts = [_pack(o) for o in object_list] if mine else []
-    sizes = _t(np.array([p.size for p in parts] if mine else [0] * len(object_list),
-                        dtype=np.int64))
+    sizes = _t(
+        np.array([p.size for p in parts] if mine else [0] * len(object_list), dtype=np.int64)
+    )
     C.broadcast(sizes, group=group, group_src=root)
     offsets = np.concatenate([[0], np.cumsum(_interop.array_of(sizes))])
     data = _t(np.concatenate(parts) if mine and parts else np.empty(int(offsets[-1]), np.uint8))
     C.broadcast(data, group=group, group_src=root)
     if not mine:
         for i in range(len(object_list)):
-            object_list[i] = _unpack(_interop.array_of(data)[offsets[i]: offsets[i + 1]])
+            object_list[i] = _unpack(_interop.array_of(data)[offsets[i] : offsets[i + 1]])
 
 
 def all_gather_object(object_list: list, obj, group=None) -> None:
@@ -57,8 +59,7 @@ def all_gather_object(object_list: list, obj, group=None) -> None:
         return
     n = pg.size()
     if len(object_list) != n:
-        raise ValueError(f"object_list has {len(object_list)} entries but the group has {n} "
-                         "ranks")
+        raise ValueError(f"object_list has {len(object_list)} entries but the group has {n} ranks")
     mine = _pack(obj)
     sizes = _t(np.zeros(n, dtype=np.int64))
     C.all_gather_into_tensor(sizes, _t(np.array([mine.size], dtype=np.int64)), group=group)
@@ -69,11 +70,16 @@ def all_gather_object(object_list: list, obj, group=None) -> None:
     C.all_gather_into_tensor(out, _t(padded), group=group)
     got, lengths = _interop.array_of(out), _interop.array_of(sizes)
     for i in range(n):
-        object_list[i] = _unpack(got[i * width: i * width + int(lengths[i])])
+        object_list[i] = _unpack(got[i * width : i * width + int(lengths[i])])
 
 
-def gather_object(obj, object_gather_list: list | None = None, dst: int = 0, group=None,
-                  group_dst: int | None = None) -> None:
+def gather_object(
+    obj,
+    object_gather_list: list | None = None,
+    dst: int = 0,
+    group=None,
+    group_dst: int | None = None,
+) -> None:
     """Rank ``dst``'s ``object_gather_list[i]`` becomes rank ``i``'s ``obj``."""
     pg = resolve_group(group)
     if pg is None:
@@ -81,24 +87,31 @@ def gather_object(obj, object_gather_list: list | None = None, dst: int = 0, gro
     root = group_dst if group_dst is not None else pg.group_rank(dst, "dst")
     n = pg.size()
     if pg.rank() == root and (object_gather_list is None or len(object_gather_list) != n):
-        raise ValueError(f"object_gather_list must be a list of {n} entries on the "
-                         "destination rank")
+        raise ValueError(
+            f"object_gather_list must be a list of {n} entries on the destination rank"
+        )
     everything: list = [None] * n
     all_gather_object(everything, obj, group=group)
     if pg.rank() == root:
         object_gather_list[:] = everything
 
 
-def scatter_object_list(scatter_object_output_list: list, scatter_object_input_list=None,
-                        src: int = 0, group=None, group_src: int | None = None) -> None:
+def scatter_object_list(
+    scatter_object_output_list: list,
+    scatter_object_input_list=None,
+    src: int = 0,
+    group=None,
+    group_src: int | None = None,
+) -> None:
     """``scatter_object_output_list[0]`` on rank ``i`` becomes ``src``'s input entry ``i``."""
     pg = resolve_group(group)
     if pg is None:
         return
     root = group_src if group_src is not None else pg.group_rank(src, "src")
     if not isinstance(scatter_object_output_list, list) or not scatter_object_output_list:
-        raise ValueError("Expected argument scatter_object_output_list to be a list of size "
-                         "at least 1.")
+        raise ValueError(
+            "Expected argument scatter_object_output_list to be a list of size at least 1."
+        )
     n = pg.size()
     objs = list(scatter_object_input_list) if pg.rank() == root else [None] * n
     if len(objs) != n:

@@ -24,9 +24,9 @@ from .errors import DistBackendError, DistributedError
 
 logger = logging.getLogger("ember.distributed")
 
-SLICE = 0.2             # seconds a transport blocks before calling on_idle
-_POLL_EVERY = 1.0       # seconds between checks of the store's abort key while waiting
-_PUBLISH_AFTER = 0.5    # a rank waiting this long marks its arrival in the store
+SLICE = 0.2  # seconds a transport blocks before calling on_idle
+_POLL_EVERY = 1.0  # seconds between checks of the store's abort key while waiting
+_PUBLISH_AFTER = 0.5  # a rank waiting this long marks its arrival in the store
 
 _SKIP_DIRS: tuple[str, ...] = ()
 
@@ -38,9 +38,11 @@ def _skip_dirs() -> tuple[str, ...]:
     if not _SKIP_DIRS:
         import ember
 
-        _SKIP_DIRS = (os.path.dirname(ember.__file__) + os.sep,
-                      os.path.dirname(os.path.abspath(__file__)) + os.sep,
-                      os.path.dirname(__import__("threading").__file__) + os.sep + "threading")
+        _SKIP_DIRS = (
+            os.path.dirname(ember.__file__) + os.sep,
+            os.path.dirname(os.path.abspath(__file__)) + os.sep,
+            os.path.dirname(__import__("threading").__file__) + os.sep + "threading",
+        )
     return _SKIP_DIRS
 
 
@@ -89,11 +91,33 @@ _MASK64 = (1 << 64) - 1
 class OpContext:
     """One operation's identity and its waiting policy (see the module docstring)."""
 
-    __slots__ = ("world", "group", "name", "seq", "desc", "site", "fp", "_info", "timeout",
-                 "deadline", "started", "_published", "_next_warn", "_next_poll")
+    __slots__ = (
+        "world",
+        "group",
+        "name",
+        "seq",
+        "desc",
+        "site",
+        "fp",
+        "_info",
+        "timeout",
+        "deadline",
+        "started",
+        "_published",
+        "_next_warn",
+        "_next_poll",
+    )
 
-    def __init__(self, world, group, name: str, seq: int, desc: str, site: str | None = None,
-                 check_fp: bool = True):
+    def __init__(
+        self,
+        world,
+        group,
+        name: str,
+        seq: int,
+        desc: str,
+        site: str | None = None,
+        check_fp: bool = True,
+    ):
         self.world = world
         self.group = group
         self.name = name
@@ -154,23 +178,35 @@ class OpContext:
             self.group.mark_arrival(self.seq, self.fp, self.what)
         if now >= self._next_warn:
             self._next_warn = now + world.stall_interval
-            logger.warning("rank %d has waited %.1f s in %s (at %s)%s; ranks that have not "
-                           "arrived: %s", world.rank, now - self.started, self.label, self.site,
-                           self._waiting_on(peer), self.group.missing(self.seq))
+            logger.warning(
+                "rank %d has waited %.1f s in %s (at %s)%s; ranks that have not arrived: %s",
+                world.rank,
+                now - self.started,
+                self.label,
+                self.site,
+                self._waiting_on(peer),
+                self.group.missing(self.seq),
+            )
         if now >= self.deadline:
-            raise world.fail(DistributedError(
-                f"Timed out after {self.timeout:g} s in {self.label} on rank {world.rank} (at "
-                f"{self.site}){self._waiting_on(peer)}; ranks that have not arrived: "
-                f"{self.group.missing(self.seq)}"))
+            raise world.fail(
+                DistributedError(
+                    f"Timed out after {self.timeout:g} s in {self.label} on rank {world.rank} (at "
+                    f"{self.site}){self._waiting_on(peer)}; ranks that have not arrived: "
+                    f"{self.group.missing(self.seq)}"
+                )
+            )
 
     def _check_marks(self) -> None:
         """Raise if another rank waits in this operation's slot with another operation."""
         other = self.group.conflicting(self.seq, self.fp)
         if other is not None:
             rank, theirs = other
-            raise self.world.fail(DistributedError(
-                f"collective mismatch in {self.group.label}: rank {self.world.rank} called "
-                f"{self.info.decode()}, but rank {rank} called {theirs}"))
+            raise self.world.fail(
+                DistributedError(
+                    f"collective mismatch in {self.group.label}: rank {self.world.rank} called "
+                    f"{self.info.decode()}, but rank {rank} called {theirs}"
+                )
+            )
 
     def _waiting_on(self, peer: int | None) -> str:
         if peer is None:
@@ -181,16 +217,22 @@ class OpContext:
     def mismatch(self, peer: int, frame) -> DistributedError:
         """The peer's frame belongs to a different operation than ours."""
         theirs = frame.info.decode(errors="replace") if frame.info else "an unknown operation"
-        return self.world.fail(DistributedError(
-            f"collective mismatch in {self.group.label}: rank {self.world.rank} called "
-            f"{self.info.decode()}, but rank {peer} called {theirs}"))
+        return self.world.fail(
+            DistributedError(
+                f"collective mismatch in {self.group.label}: rank {self.world.rank} called "
+                f"{self.info.decode()}, but rank {peer} called {theirs}"
+            )
+        )
 
     def size_mismatch(self, peer: int, expected: int, got: int, frame) -> DistributedError:
         theirs = frame.info.decode(errors="replace") if frame.info else "?"
-        return self.world.fail(DistributedError(
-            f"size mismatch in {self.group.label}: rank {self.world.rank} expected {expected} "
-            f"bytes from rank {peer} for {self.info.decode()}, but rank {peer} sent {got} "
-            f"bytes for {theirs}"))
+        return self.world.fail(
+            DistributedError(
+                f"size mismatch in {self.group.label}: rank {self.world.rank} expected {expected} "
+                f"bytes from rank {peer} for {self.info.decode()}, but rank {peer} sent {got} "
+                f"bytes for {theirs}"
+            )
+        )
 
     def peer_gone(self, peer: int, reason: str) -> DistributedError:
         # A rank that found a mismatch reports it and then exits; its end of stream must not
@@ -198,6 +240,9 @@ class OpContext:
         cause = self.world.pending_abort()
         if cause is not None:
             return DistributedError(cause)
-        return self.world.fail(DistBackendError(
-            f"rank {peer} ({self.world.describe(peer)}) {reason} while rank {self.world.rank} "
-            f"was in {self.label} (at {self.site})"))
+        return self.world.fail(
+            DistBackendError(
+                f"rank {peer} ({self.world.describe(peer)}) {reason} while rank {self.world.rank} "
+                f"was in {self.label} (at {self.site})"
+            )
+        )

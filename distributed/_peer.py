@@ -39,13 +39,11 @@ def _servicer_class():
                         src = msg.src
                     hdr = msg.header
                     frame = _frames.unpack(hdr[: _frames.HEADER_SIZE])
-                    frame.info = bytes(hdr[_frames.HEADER_SIZE:])
+                    frame.info = bytes(hdr[_frames.HEADER_SIZE :])
                     if frame.kind == _frames.BYE:
-                        self.inbox.peer_gone(src, "left the process group "
-                                                  "(destroy_process_group)")
+                        self.inbox.peer_gone(src, "left the process group (destroy_process_group)")
                         break
-                    self.inbox.deliver(src, frame,
-                                       lambda view, data=msg.payload: _fill(view, data))
+                    self.inbox.deliver(src, frame, lambda view, data=msg.payload: _fill(view, data))
                     count += 1
             except Exception as e:  # the caller vanished mid-stream
                 if src is not None:
@@ -72,11 +70,13 @@ class PeerServer:
         from ember.protos import peer_pb2_grpc
 
         self.inbox = Inbox()
-        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=64,
-                                                              thread_name_prefix="ember-peer"),
-                                   options=_auth.SERVER_OPTIONS)
+        self._server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="ember-peer"),
+            options=_auth.SERVER_OPTIONS,
+        )
         peer_pb2_grpc.add_PeerServicer_to_server(
-            _servicer_class()(token, self.inbox, on_abort), self._server)
+            _servicer_class()(token, self.inbox, on_abort), self._server
+        )
         try:
             port = self._server.add_insecure_port(_auth.join_host_port(bind_host, 0))
         except RuntimeError:
@@ -90,8 +90,9 @@ class PeerServer:
         self._server.stop(grace=None)
 
 
-def send_aborts(addresses: dict[int, str], token: str, rank: int, message: str,
-                timeout: float = 2.0) -> None:
+def send_aborts(
+    addresses: dict[int, str], token: str, rank: int, message: str, timeout: float = 2.0
+) -> None:
     """Best effort: tell every rank in ``addresses`` that this job failed with ``message``."""
     import grpc
 
@@ -101,9 +102,16 @@ def send_aborts(addresses: dict[int, str], token: str, rank: int, message: str,
     for addr in addresses.values():
         channel = grpc.insecure_channel(addr, options=_auth.CHANNEL_OPTIONS)
         stub = peer_pb2_grpc.PeerStub(channel)
-        calls.append((channel, stub.Abort.future(
-            peer_pb2.AbortRequest(rank=rank, message=message), metadata=_auth.metadata(token),
-            timeout=timeout)))
+        calls.append(
+            (
+                channel,
+                stub.Abort.future(
+                    peer_pb2.AbortRequest(rank=rank, message=message),
+                    metadata=_auth.metadata(token),
+                    timeout=timeout,
+                ),
+            )
+        )
     for channel, call in calls:
         try:
             call.result()
@@ -135,17 +143,19 @@ class GrpcStreamTransport(Transport):
             channel = grpc.insecure_channel(addr, options=_auth.CHANNEL_OPTIONS)
             try:
                 grpc.channel_ready_future(channel).result(
-                    timeout=max(0.1, deadline - time.monotonic()))
+                    timeout=max(0.1, deadline - time.monotonic())
+                )
             except grpc.FutureTimeoutError:
-                raise DistNetworkError(f"could not reach rank {peer}'s peer service at "
-                                       f"{addr}") from None
+                raise DistNetworkError(
+                    f"could not reach rank {peer}'s peer service at {addr}"
+                ) from None
             q: queue.Queue = queue.Queue(maxsize=16)
             self._queues[peer] = q
             self._channels.append(channel)
             self._calls[peer] = peer_pb2_grpc.PeerStub(channel).Stream.future(
-                _drain(q), metadata=_auth.metadata(self.token))
-            self._calls[peer].add_done_callback(
-                lambda call, p=peer: self._on_done(p, call))
+                _drain(q), metadata=_auth.metadata(self.token)
+            )
+            self._calls[peer].add_done_callback(lambda call, p=peer: self._on_done(p, call))
 
     def _on_done(self, peer: int, call) -> None:
         if call.exception() is not None and not call.cancelled():
@@ -159,7 +169,7 @@ class GrpcStreamTransport(Transport):
         while True:
             k = min(GRPC_PIECE_BYTES, n - off)
             hdr = _frames.pack(_frames.DATA, channel, tag, ctx.seq, ctx.fp, k, n, -1, ctx.info)
-            msg = peer_pb2.Frame(src=self.rank, header=hdr, payload=bytes(data[off: off + k]))
+            msg = peer_pb2.Frame(src=self.rank, header=hdr, payload=bytes(data[off : off + k]))
             while True:
                 try:
                     q.put(msg, timeout=SLICE)

@@ -68,8 +68,14 @@ class ShmTransport(Transport):
 
     name = "shm"
 
-    def __init__(self, rank: int, token: str, local_ranks: list[int],
-                 slots: int = SLOTS, slot_bytes: int = SLOT_BYTES) -> None:
+    def __init__(
+        self,
+        rank: int,
+        token: str,
+        local_ranks: list[int],
+        slots: int = SLOTS,
+        slot_bytes: int = SLOT_BYTES,
+    ) -> None:
         if not available():
             raise DistBackendError(f"shared memory needs {SHM_DIR} and Unix sockets")
         self.rank, self.token = rank, token
@@ -97,7 +103,8 @@ class ShmTransport(Transport):
                 f"could not reserve {size >> 20} MiB of shared memory in {SHM_DIR} "
                 f"({free.f_bavail * free.f_frsize >> 20} MiB free): {e.strerror}; enlarge "
                 f"{SHM_DIR} (docker --shm-size), lower EMBER_SHM_BUDGET_BYTES, or use "
-                "backend='grpc'") from None
+                "backend='grpc'"
+            ) from None
         finally:
             os.close(fd)
         self._out = np.frombuffer(self._map, dtype=np.uint8)
@@ -127,9 +134,13 @@ class ShmTransport(Transport):
         self.arena: _shm_arena.Arena | None = None  # set once every peer's arena is mapped
 
     def endpoint(self) -> dict:
-        return {"segment": self.segment, "uds": self._uds, "slots": self.slots,
-                "slot_bytes": self.slot_bytes,
-                "arena": self._own_arena.name if self._own_arena else None}
+        return {
+            "segment": self.segment,
+            "uds": self._uds,
+            "slots": self.slots,
+            "slot_bytes": self.slot_bytes,
+            "arena": self._own_arena.name if self._own_arena else None,
+        }
 
     # ---- set-up ---------------------------------------------------------------------------
     def connect(self, peers: dict[int, dict], deadline: float) -> None:
@@ -149,22 +160,26 @@ class ShmTransport(Transport):
                 raise DistBackendError(
                     f"rank {peer} uses shared-memory rings of {ep['slots']} x "
                     f"{ep['slot_bytes']} bytes, this rank {self.slots} x {self.slot_bytes}: "
-                    "set EMBER_SHM_SLOTS / EMBER_SHM_SLOT_BYTES alike on every rank")
+                    "set EMBER_SHM_SLOTS / EMBER_SHM_SLOT_BYTES alike on every rank"
+                )
             self._in_base[peer] = theirs.index(self.rank) * ring
             if self._own_arena is not None and ep.get("arena"):
                 self._own_arena.attach(peer, ep["arena"])
             if peer < self.rank:
                 sock = connect_with_retry(socket.AF_UNIX, ep["uds"], deadline, f"rank {peer}")
-                client_handshake(sock, self.token, self.rank, peer,
-                                 max(1.0, deadline - time.monotonic()))
+                client_handshake(
+                    sock, self.token, self.rank, peer, max(1.0, deadline - time.monotonic())
+                )
                 self._register(peer, sock)
         with self._ready:
             while not all(p in self._socks for p in peers):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     missing = sorted(p for p in peers if p not in self._socks)
-                    raise DistNetworkError(f"ranks {missing} did not connect to rank "
-                                           f"{self.rank}'s shared-memory transport in time")
+                    raise DistNetworkError(
+                        f"ranks {missing} did not connect to rank "
+                        f"{self.rank}'s shared-memory transport in time"
+                    )
                 self._ready.wait(min(left, SLICE))
         # Every rank sees the same endpoints, so all agree on whether the arena is usable.
         if self._own_arena is not None and all(ep.get("arena") for ep in peers.values()):
@@ -242,7 +257,7 @@ class ShmTransport(Transport):
                 for i, (frame, payload) in enumerate(q):
                     if payload is None:
                         base = self._in_base[peer] + frame.slot * self.slot_bytes
-                        q[i] = (frame, self._in[peer][base: base + frame.nbytes].tobytes())
+                        q[i] = (frame, self._in[peer][base : base + frame.nbytes].tobytes())
                         self._credit(peer, frame.slot)
 
     def _write(self, peer: int, data: bytes, ctx) -> None:
@@ -250,7 +265,7 @@ class ShmTransport(Transport):
         view = memoryview(data)
         while view:
             try:
-                view = view[sock.send(view, socket.MSG_DONTWAIT):]
+                view = view[sock.send(view, socket.MSG_DONTWAIT) :]
                 continue
             except BlockingIOError:
                 pass
@@ -277,8 +292,9 @@ class ShmTransport(Transport):
             if peer in self._gone:
                 raise ctx.peer_gone(peer, self._gone[peer])
             if n <= INLINE_BYTES:
-                hdr = _frames.pack(_frames.DATA, channel, tag, ctx.seq, ctx.fp, n, n, _INLINE,
-                                   ctx.info)
+                hdr = _frames.pack(
+                    _frames.DATA, channel, tag, ctx.seq, ctx.fp, n, n, _INLINE, ctx.info
+                )
                 self._write(peer, hdr + bytes(data), ctx)
                 return
             off, free, base0 = 0, self._free[peer], self._out_base[peer]
@@ -291,9 +307,12 @@ class ShmTransport(Transport):
                 slot = free.popleft()
                 k = min(self.slot_bytes, n - off)
                 base = base0 + slot * self.slot_bytes
-                self._out[base: base + k] = np.frombuffer(data[off: off + k], dtype=np.uint8)
-                self._write(peer, _frames.pack(_frames.DATA, channel, tag, ctx.seq, ctx.fp, k,
-                                               n, slot, ctx.info), ctx)
+                self._out[base : base + k] = np.frombuffer(data[off : off + k], dtype=np.uint8)
+                self._write(
+                    peer,
+                    _frames.pack(_frames.DATA, channel, tag, ctx.seq, ctx.fp, k, n, slot, ctx.info),
+                    ctx,
+                )
                 off += k
 
     def _fulfil(self, peer: int, posted: deque, frame, payload) -> None:
@@ -303,7 +322,7 @@ class ShmTransport(Transport):
         if problem is None:
             if payload is None:
                 base = self._in_base[peer] + frame.slot * self.slot_bytes
-                apply_piece(p, frame, memoryview(self._in[peer][base: base + frame.nbytes]))
+                apply_piece(p, frame, memoryview(self._in[peer][base : base + frame.nbytes]))
             else:
                 apply_piece(p, frame, memoryview(payload))
         if payload is None:
@@ -355,11 +374,14 @@ class ShmTransport(Transport):
                     frame = queue[0][0]
                     if frame.fp != ctx.fp:
                         raise ctx.mismatch(peer, frame)
-                    raise ctx.world.fail(DistBackendError(
-                        f"rank {peer} sent its part of {ctx.label} through the message rings "
-                        f"while rank {self.rank} expected it in shared memory: hold the "
-                        "buffer in the arena (ProcessGroup.shared_block) on every rank or on "
-                        "none"))
+                    raise ctx.world.fail(
+                        DistBackendError(
+                            f"rank {peer} sent its part of {ctx.label} through the message rings "
+                            f"while rank {self.rank} expected it in shared memory: hold the "
+                            "buffer in the arena (ProcessGroup.shared_block) on every rank or on "
+                            "none"
+                        )
+                    )
 
     def probe(self, peers, channel, tag):
         with self._lock:

@@ -64,8 +64,12 @@ class Signals:
         self._peers: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, int]] = {}
 
     def attach(self, member: int, block: np.ndarray) -> None:
-        self._peers[member] = (block.view(np.int32), block.view(np.uint64), block,
-                               block.__array_interface__["data"][0])
+        self._peers[member] = (
+            block.view(np.int32),
+            block.view(np.uint64),
+            block,
+            block.__array_interface__["data"][0],
+        )
 
     def next_call(self) -> None:
         self.calls = self.calls % 0x7FFFFFFF + 1  # int32 counters; 0 is "never"
@@ -74,7 +78,7 @@ class Signals:
         """Publish this member's operation and post ``ARRIVED``."""
         if what != self._what:
             text = what.encode()[: _SIGNAL_BYTES - _TEXT]
-            self._block[_TEXT: _TEXT + len(text)] = np.frombuffer(text, dtype=np.uint8)
+            self._block[_TEXT : _TEXT + len(text)] = np.frombuffer(text, dtype=np.uint8)
             self._fields[5] = len(text)
             self._what = what
         f = self._fields
@@ -97,7 +101,7 @@ class Signals:
     def described(self, member: int) -> tuple[str, int]:
         """``member``'s description of its operation, and the operation's number."""
         _, f, block, _ = self._peers[member]
-        return bytes(block[_TEXT: _TEXT + int(f[5])]).decode(errors="replace"), int(f[4])
+        return bytes(block[_TEXT : _TEXT + int(f[5])]).decode(errors="replace"), int(f[4])
 
     def sleep(self, member: int, counter: int, timeout: float) -> None:
         """Sleep until ``member`` moves ``counter`` (or ``timeout`` seconds)."""
@@ -205,12 +209,12 @@ class Arena:
         off = self.alloc(_SIGNAL_BYTES)
         if off is None:
             return None
-        block = self.view[off: off + _SIGNAL_BYTES]
+        block = self.view[off : off + _SIGNAL_BYTES]
         block[...] = 0
         return Signals(block, off)
 
     def peer_block(self, rank: int, offset: int) -> np.ndarray:
-        return self._peers[rank][offset: offset + _SIGNAL_BYTES]
+        return self._peers[rank][offset : offset + _SIGNAL_BYTES]
 
     def offset_of(self, arr: np.ndarray) -> int | None:
         """Where ``arr`` (contiguous) lies in this arena, or ``None`` if it lies elsewhere."""

@@ -68,24 +68,30 @@ class SocketTransport(Transport):
             if peer < self.rank:
                 family = socket.AF_INET6 if ":" in host else socket.AF_INET
                 sock = connect_with_retry(family, (host, port), deadline, f"rank {peer}")
-                client_handshake(sock, self.token, self.rank, peer,
-                                 max(1.0, deadline - time.monotonic()))
+                client_handshake(
+                    sock, self.token, self.rank, peer, max(1.0, deadline - time.monotonic())
+                )
                 self._register(peer, sock)
         with self._ready:
             while not all(p in self._conns for p in peers):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     missing = sorted(p for p in peers if p not in self._conns)
-                    raise DistNetworkError(f"ranks {missing} did not open their data "
-                                           f"connections to rank {self.rank} in time")
+                    raise DistNetworkError(
+                        f"ranks {missing} did not open their data "
+                        f"connections to rank {self.rank} in time"
+                    )
                 self._ready.wait(min(left, SLICE))
 
     def _register(self, peer: int, sock: socket.socket) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         # A kernel-side send timeout: a blocking send queues everything in one call, yet
         # returns after SLICE without progress so timeouts and aborts are still checked.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO,
-                        struct.pack("ll", int(SLICE), int(SLICE % 1 * 1e6)))
+        sock.setsockopt(
+            socket.SOL_SOCKET,
+            socket.SO_SNDTIMEO,
+            struct.pack("ll", int(SLICE), int(SLICE % 1 * 1e6)),
+        )
         with self._ready:
             if peer in self._conns:  # a second connection claiming the same rank
                 sock.close()
@@ -93,8 +99,9 @@ class SocketTransport(Transport):
             self._conns[peer] = sock
             self._locks[peer] = threading.Lock()
             self._ready.notify_all()
-        threading.Thread(target=self._reader, args=(peer, sock), daemon=True,
-                         name=f"ember-recv-{peer}").start()
+        threading.Thread(
+            target=self._reader, args=(peer, sock), daemon=True, name=f"ember-recv-{peer}"
+        ).start()
 
     # ---- receive side -----------------------------------------------------------------------
     def _reader(self, peer: int, sock: socket.socket) -> None:
@@ -114,8 +121,9 @@ class SocketTransport(Transport):
                 self.inbox.deliver(peer, frame, lambda view: recv_exact(sock, view))
         except (OSError, ConnectionError, ValueError) as e:
             if not self._closing:
-                self.inbox.peer_gone(peer, _DEAD if isinstance(e, ConnectionError)
-                                     else f"broke its connection ({e})")
+                self.inbox.peer_gone(
+                    peer, _DEAD if isinstance(e, ConnectionError) else f"broke its connection ({e})"
+                )
 
     def post(self, peer, ctx, channel, tag, nbytes, dst=None, consume=None):
         return self.inbox.post(peer, ctx, channel, tag, nbytes, dst, consume)
@@ -133,9 +141,8 @@ class SocketTransport(Transport):
         with self._locks[peer]:
             while True:
                 k = min(PIECE_BYTES, n - off)
-                hdr = _frames.pack(_frames.DATA, channel, tag, ctx.seq, ctx.fp, k, n, -1,
-                                   ctx.info)
-                self._send_all(sock, [hdr, data[off: off + k]], peer, ctx)
+                hdr = _frames.pack(_frames.DATA, channel, tag, ctx.seq, ctx.fp, k, n, -1, ctx.info)
+                self._send_all(sock, [hdr, data[off : off + k]], peer, ctx)
                 off += k
                 if off >= n:
                     return

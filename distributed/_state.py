@@ -25,8 +25,10 @@ GroupMember = group
 def require_world():
     """The current ``World``; PyTorch's error when ``init_process_group`` was not called."""
     if world is None:
-        raise ValueError("Default process group has not been initialized, please make sure to "
-                         "call init_process_group.")
+        raise ValueError(
+            "Default process group has not been initialized, please make sure to "
+            "call init_process_group."
+        )
     return world
 
 
@@ -40,8 +42,7 @@ def resolve_group(grp) -> ProcessGroup | None:
     if not isinstance(grp, ProcessGroup):
         raise TypeError(f"group must be a ProcessGroup from new_group(), got {type(grp).__name__}")
     if grp.world is not w or grp.group_id not in w.groups:
-        raise ValueError(f"{grp.label} was destroyed or belongs to an earlier "
-                         "init_process_group")
+        raise ValueError(f"{grp.label} was destroyed or belongs to an earlier init_process_group")
     return grp if grp.is_member else None
 
 

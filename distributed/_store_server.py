@@ -72,8 +72,9 @@ def _servicer_class():
             if not self._ok(context):
                 return pb.MultiGetResponse()
             values = self.kv.multi_get(list(request.keys))
-            return pb.MultiGetResponse(found=[v is not None for v in values],
-                                       values=[v or b"" for v in values])
+            return pb.MultiGetResponse(
+                found=[v is not None for v in values], values=[v or b"" for v in values]
+            )
 
     return StoreServicer
 
@@ -86,9 +87,10 @@ def serve(host: str, port: int, token: str, world_size: int | None):
 
     # Blocking Get/Wait calls hold a thread each: leave room for every rank to wait at once.
     workers = 32 + 4 * int(world_size or 0)
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers,
-                                                    thread_name_prefix="ember-store"),
-                         options=_auth.SERVER_OPTIONS)
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ember-store"),
+        options=_auth.SERVER_OPTIONS,
+    )
     store_pb2_grpc.add_StoreServicer_to_server(_servicer_class()(token), server)
     address = _auth.join_host_port(host, port)
     try:

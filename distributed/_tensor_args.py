@@ -13,20 +13,26 @@ from .work import Work
 
 def _check(t, name: str) -> Tensor:
     if not isinstance(t, Tensor):
-        raise TypeError(f"Invalid function argument. Expected parameter `{name}` of type "
-                        f"ember.Tensor but got {type(t)} instead.")
+        raise TypeError(
+            f"Invalid function argument. Expected parameter `{name}` of type "
+            f"ember.Tensor but got {type(t)} instead."
+        )
     return t
 
 
 def _check_list(ts, name: str, n: int | None, dtype=None) -> list:
     if not isinstance(ts, (list, tuple)):
-        raise TypeError(f"Invalid function argument. Expected parameter `{name}` of type "
-                        f"List[ember.Tensor] but got {type(ts)} instead.")
+        raise TypeError(
+            f"Invalid function argument. Expected parameter `{name}` of type "
+            f"List[ember.Tensor] but got {type(ts)} instead."
+        )
     for i, t in enumerate(ts):
         _check(t, f"{name}[{i}]")
         if dtype is not None and t.dtype is not dtype:
-            raise TypeError(f"Invalid usage of tensors with different dtypes Found {dtype} and "
-                            f"{t.dtype} ({name}[{i}])")
+            raise TypeError(
+                f"Invalid usage of tensors with different dtypes Found {dtype} and "
+                f"{t.dtype} ({name}[{i}])"
+            )
     if n is not None and len(ts) != n:
         raise ValueError(f"{name} has {len(ts)} tensors but the group has {n} ranks")
     return list(ts)
@@ -99,8 +105,10 @@ def _nccl_comm(pg, *ts: Tensor):
     if not any(cuda):
         return None
     if not all(cuda):
-        raise ValueError("all tensors of a collective must be on the same device type (got "
-                         "both CPU and CUDA tensors)")
+        raise ValueError(
+            "all tensors of a collective must be on the same device type (got "
+            "both CPU and CUDA tensors)"
+        )
     if pg.backend not in ("auto", "nccl") or not _nccl.available():
         return None
     nc = getattr(pg, "nccl", None)
@@ -124,8 +132,7 @@ def _nccl_run(fn, async_op: bool, outputs: list):
 def _root(pg, rank: int, group_rank, what: str) -> int:
     if group_rank is not None:
         if not 0 <= group_rank < pg.size():
-            raise ValueError(f"Invalid group_{what} {group_rank}: the group has "
-                             f"{pg.size()} ranks")
+            raise ValueError(f"Invalid group_{what} {group_rank}: the group has {pg.size()} ranks")
         return int(group_rank)
     return pg.group_rank(rank, what)
 
@@ -160,5 +167,7 @@ def _segments(sizes) -> list[tuple[int, int]]:
 def _same_numel(ts: list, like: Tensor, name: str) -> None:
     for i, t in enumerate(ts):
         if t.numel() != like.numel():
-            raise ValueError(f"{name}[{i}] has {t.numel()} elements, expected "
-                             f"{like.numel()} like the tensor argument")
+            raise ValueError(
+                f"{name}[{i}] has {t.numel()} elements, expected "
+                f"{like.numel()} like the tensor argument"
+            )

@@ -54,14 +54,16 @@ class TorchStoreClient:
         deadline = time.monotonic() + self.timeout
         while True:
             try:
-                self._sock = socket.create_connection((host, int(port)),
-                                                      timeout=min(10.0, self.timeout))
+                self._sock = socket.create_connection(
+                    (host, int(port)), timeout=min(10.0, self.timeout)
+                )
                 break
             except OSError as e:
                 if time.monotonic() >= deadline:
                     raise DistNetworkError(
                         f"could not reach the launcher's TCPStore at {self.address} within "
-                        f"{self.timeout:g} s ({e}): is MASTER_ADDR/MASTER_PORT right?") from None
+                        f"{self.timeout:g} s ({e}): is MASTER_ADDR/MASTER_PORT right?"
+                    ) from None
                 time.sleep(0.1)
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._sock.settimeout(self.timeout)
@@ -72,20 +74,22 @@ class TorchStoreClient:
             (echo,) = struct.unpack("<I", self._recv(4))
         except DistStoreError:
             self.close()
-            raise DistStoreError(f"the service at {self.address} does not speak PyTorch's "
-                                 "TCPStore protocol") from None
+            raise DistStoreError(
+                f"the service at {self.address} does not speak PyTorch's TCPStore protocol"
+            ) from None
         if echo != nonce:
             self.close()
-            raise DistStoreError(f"the service at {self.address} answered a TCPStore ping "
-                                 "wrongly: it is not a PyTorch TCPStore")
+            raise DistStoreError(
+                f"the service at {self.address} answered a TCPStore ping "
+                "wrongly: it is not a PyTorch TCPStore"
+            )
 
     # ---- bytes on the wire ----------------------------------------------------------------
     def _send(self, data: bytes) -> None:
         try:
             self._sock.sendall(data)
         except OSError as e:
-            raise DistStoreError(f"lost the launcher's TCPStore at {self.address}: {e}") \
-                from None
+            raise DistStoreError(f"lost the launcher's TCPStore at {self.address}: {e}") from None
 
     def _recv(self, n: int) -> bytes:
         buf = bytearray()
@@ -94,14 +98,18 @@ class TorchStoreClient:
                 chunk = self._sock.recv(n - len(buf))
             except TimeoutError:
                 self.close()  # a late reply would answer the next request: never reuse
-                raise DistStoreError(f"the launcher's TCPStore at {self.address} did not "
-                                     f"answer within {self.timeout:g} s") from None
+                raise DistStoreError(
+                    f"the launcher's TCPStore at {self.address} did not "
+                    f"answer within {self.timeout:g} s"
+                ) from None
             except OSError as e:
-                raise DistStoreError(f"lost the launcher's TCPStore at {self.address}: {e}") \
-                    from None
+                raise DistStoreError(
+                    f"lost the launcher's TCPStore at {self.address}: {e}"
+                ) from None
             if not chunk:
-                raise DistStoreError(f"the launcher's TCPStore at {self.address} closed the "
-                                     "connection")
+                raise DistStoreError(
+                    f"the launcher's TCPStore at {self.address} closed the connection"
+                )
             buf += chunk
         return bytes(buf)
 

@@ -38,8 +38,7 @@ class Transport:
     def send(self, peer: int, ctx, channel: int, tag: int, data: memoryview) -> None:
         raise NotImplementedError
 
-    def post(self, peer: int, ctx, channel: int, tag: int, nbytes: int, dst=None,
-             consume=None):
+    def post(self, peer: int, ctx, channel: int, tag: int, nbytes: int, dst=None, consume=None):
         raise NotImplementedError
 
     def wait(self, pending) -> None:
@@ -86,8 +85,7 @@ def server_handshake(conn: socket.socket, token: str, timeout: float) -> int:
     return rank
 
 
-def client_handshake(sock: socket.socket, token: str, rank: int, peer: int,
-                     timeout: float) -> None:
+def client_handshake(sock: socket.socket, token: str, rank: int, peer: int, timeout: float) -> None:
     sock.settimeout(timeout)
     nonce = bytearray(_NONCE)
     recv_exact(sock, memoryview(nonce))
@@ -95,8 +93,10 @@ def client_handshake(sock: socket.socket, token: str, rank: int, peer: int,
     ok = bytearray(1)
     recv_exact(sock, memoryview(ok))
     if ok[0] != 1:
-        raise DistBackendError(f"rank {peer} refused this rank's data connection: the job "
-                               f"tokens differ (all ranks must share {_auth.TOKEN_ENV})")
+        raise DistBackendError(
+            f"rank {peer} refused this rank's data connection: the job "
+            f"tokens differ (all ranks must share {_auth.TOKEN_ENV})"
+        )
     sock.settimeout(None)
 
 
@@ -106,8 +106,7 @@ class Listener:
     def __init__(self, sock: socket.socket, token: str, on_peer, what: str) -> None:
         self.sock, self.token, self.on_peer, self.what = sock, token, on_peer, what
         self._closed = False
-        self._thread = threading.Thread(target=self._run, name=f"ember-accept-{what}",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"ember-accept-{what}", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
@@ -119,8 +118,7 @@ class Listener:
             try:
                 rank = server_handshake(conn, self.token, timeout=10.0)
             except (OSError, PermissionError, ConnectionError) as e:
-                _auth.log_refusal(f"{self.what} data listener refused a connection", addr,
-                                  str(e))
+                _auth.log_refusal(f"{self.what} data listener refused a connection", addr, str(e))
                 conn.close()
                 continue
             self.on_peer(rank, conn)

@@ -25,24 +25,40 @@ from .store import PrefixStore
 from .work import Executor
 
 BACKENDS = ("auto", "shm", "grpc", "nccl")
-_ALIASES = {None: "auto", "": "auto", "gloo": "auto", "cpu:gloo,cuda:nccl": "nccl",
-            "undefined": "auto"}
+_ALIASES = {
+    None: "auto",
+    "": "auto",
+    "gloo": "auto",
+    "cpu:gloo,cuda:nccl": "nccl",
+    "undefined": "auto",
+}
 
 
 def normalize_backend(backend) -> str:
     name = str(backend).lower() if backend is not None else None
     name = _ALIASES.get(name, name)
     if name not in BACKENDS:
-        raise ValueError(f"Invalid backend: '{backend}'; ember supports 'auto', 'grpc', 'shm', "
-                         "'nccl' and 'gloo' (an alias of 'auto')")
+        raise ValueError(
+            f"Invalid backend: '{backend}'; ember supports 'auto', 'grpc', 'shm', "
+            "'nccl' and 'gloo' (an alias of 'auto')"
+        )
     return name
 
 
 class World:
     """Everything ``init_process_group`` sets up (see the module docstring)."""
 
-    def __init__(self, rank: int, world_size: int, store, backend: str, timeout: float,
-                 token: str, generation: int, master_host: str) -> None:
+    def __init__(
+        self,
+        rank: int,
+        world_size: int,
+        store,
+        backend: str,
+        timeout: float,
+        token: str,
+        generation: int,
+        master_host: str,
+    ) -> None:
         self.rank, self.world_size = rank, world_size
         self.backend, self.timeout, self.token = backend, timeout, token
         self.base_store = store
@@ -73,23 +89,30 @@ class World:
             raise DistributedError(
                 f"rank {self.rank} was already claimed by another process (host "
                 f"{owner.split('|')[0]}, pid {owner.split('|')[1]}): every process needs its own "
-                "RANK")
+                "RANK"
+            )
         if self.rank == 0:
             self.store.set("world_size", str(self.world_size))
         master_world = int(self._get_or_fail("world_size", [0]))
         if master_world != self.world_size:
             raise DistributedError(
                 f"world size mismatch: this process (rank {self.rank}) was started with "
-                f"world_size={self.world_size} but rank 0 has world_size={master_world}")
+                f"world_size={self.world_size} but rank 0 has world_size={master_world}"
+            )
         bind = _auth.bind_host(_auth.local_address_towards(self.master_host), self.world_size)
         self.peer_server = PeerServer(bind, self.token, self.on_remote_abort)
         sock = None
         if self.backend != "shm" and self.world_size > 1:
             sock = SocketTransport(self.rank, self.token, bind)
             self._owned.append(sock)
-        info = {"rank": self.rank, "host": host, "hostname": os.uname().nodename,
-                "pid": os.getpid(), "peer": self.peer_server.address,
-                "tcp": sock.endpoint() if sock else None}
+        info = {
+            "rank": self.rank,
+            "host": host,
+            "hostname": os.uname().nodename,
+            "pid": os.getpid(),
+            "peer": self.peer_server.address,
+            "tcp": sock.endpoint() if sock else None,
+        }
         self.store.set(f"info/{self.rank}", json.dumps(info))
         self.infos = [json.loads(v) for v in self._wait_all("info", deadline)]
         by_host: dict[str, list[int]] = {}
@@ -105,7 +128,8 @@ class World:
             where = {i["rank"]: i["hostname"] for i in self.infos}
             raise DistributedError(
                 "backend 'shm' needs every rank on one host, but ranks are spread over "
-                f"{len(self.hosts)} hosts ({where}); use backend='auto'")
+                f"{len(self.hosts)} hosts ({where}); use backend='auto'"
+            )
         use_shm = self.backend in ("shm", "auto", "nccl") and len(local) > 1
         if use_shm:
             if not _shm.available():
@@ -117,13 +141,13 @@ class World:
             self._owned.append(shm)
             self.store.set(f"shm/{self.rank}", json.dumps(shm.endpoint()))
             eps = self._wait_all("shm", deadline, ranks=local)
-            shm.connect({r: json.loads(e) for r, e in zip(local, eps) if r != self.rank},
-                        deadline)
+            shm.connect({r: json.loads(e) for r, e in zip(local, eps) if r != self.rank}, deadline)
             for r in local:
                 if r != self.rank:
                     self.transports[r] = shm
-        net_peers = [r for r in range(self.world_size)
-                     if r != self.rank and r not in self.transports]
+        net_peers = [
+            r for r in range(self.world_size) if r != self.rank and r not in self.transports
+        ]
         if net_peers and os.environ.get("EMBER_DATA_PLANE", "socket") == "grpc":
             grpc_tp = GrpcStreamTransport(self.rank, self.token, self.peer_server)
             self._owned.append(grpc_tp)
@@ -143,8 +167,9 @@ class World:
         try:
             return self.store.get(key)
         except DistStoreError:
-            raise DistributedError(f"rendezvous timed out after {self.timeout:g} s: rank(s) "
-                                   f"{ranks} did not join") from None
+            raise DistributedError(
+                f"rendezvous timed out after {self.timeout:g} s: rank(s) {ranks} did not join"
+            ) from None
 
     def _wait_all(self, what: str, deadline: float, ranks=None) -> list[bytes]:
         ranks = list(range(self.world_size)) if ranks is None else ranks
@@ -156,7 +181,8 @@ class World:
             missing = [r for r, v in zip(ranks, have) if v is None]
             raise DistributedError(
                 f"rendezvous timed out after {self.timeout:g} s: ranks {missing} did not join "
-                f"(world_size={self.world_size})") from None
+                f"(world_size={self.world_size})"
+            ) from None
         return self.store.multi_get_nowait(keys)
 
     def scratch(self, key: str, nbytes: int):
@@ -187,9 +213,12 @@ class World:
         try:
             value = self.store.multi_get_nowait(["abort"])[0]
         except DistStoreError as e:
-            raise self.fail(DistBackendError(
-                f"rank {self.rank} lost the rendezvous store hosted by rank 0 ({e}); rank 0 "
-                "probably exited or crashed")) from None
+            raise self.fail(
+                DistBackendError(
+                    f"rank {self.rank} lost the rendezvous store hosted by rank 0 ({e}); rank 0 "
+                    "probably exited or crashed"
+                )
+            ) from None
         if value is not None:
             self._set_abort(value.decode())
             self.raise_if_aborted()

@@ -46,16 +46,18 @@ def all_reduce(tensor: Tensor, op=ReduceOp.SUM, group=None, async_op: bool = Fal
     red = Reduction(op, _interop.array_of(tensor).dtype)
     nc = _nccl_comm(pg, tensor)
     if nc is not None:
-        return _nccl_run(lambda: _nccl_inplace(tensor, lambda a: nc.all_reduce(a, op)),
-                         async_op, [tensor])
+        return _nccl_run(
+            lambda: _nccl_inplace(tensor, lambda a: nc.all_reduce(a, op)), async_op, [tensor]
+        )
     ctx = pg.next_op("all_reduce", _d(shape=_sh(tensor), dtype=tensor.dtype, op=red.op.name))
 
     def run():
         flat, back = _staged(_interop.array_of(tensor))
         ctx.start()
         if pg.hierarchical:
-            alg.hierarchical_all_reduce(pg.comm, ctx, flat, red, pg.hosts,
-                                        pg.scratch("reduce", tensor))
+            alg.hierarchical_all_reduce(
+                pg.comm, ctx, flat, red, pg.hosts, pg.scratch("reduce", tensor)
+            )
         else:
             alg.all_reduce(pg.comm, ctx, flat, red)
         if back is not None:
@@ -65,8 +67,14 @@ def all_reduce(tensor: Tensor, op=ReduceOp.SUM, group=None, async_op: bool = Fal
     return execute(pg, run, async_op, [tensor])
 
 
-def reduce(tensor: Tensor, dst: int = 0, op=ReduceOp.SUM, group=None, async_op: bool = False,
-           group_dst: int | None = None):
+def reduce(
+    tensor: Tensor,
+    dst: int = 0,
+    op=ReduceOp.SUM,
+    group=None,
+    async_op: bool = False,
+    group_dst: int | None = None,
+):
     """Reduce ``tensor`` across the group into rank ``dst``'s ``tensor``."""
     _check(tensor, "tensor")
     pg = resolve_group(group)
@@ -76,10 +84,12 @@ def reduce(tensor: Tensor, dst: int = 0, op=ReduceOp.SUM, group=None, async_op: 
     red = Reduction(op, _interop.array_of(tensor).dtype)
     nc = _nccl_comm(pg, tensor)
     if nc is not None:
-        return _nccl_run(lambda: _nccl_inplace(tensor, lambda a: nc.reduce(a, op, root)),
-                         async_op, [tensor])
-    ctx = pg.next_op("reduce", _d(shape=_sh(tensor), dtype=tensor.dtype, op=red.op.name,
-                                  dst=pg.ranks[root]))
+        return _nccl_run(
+            lambda: _nccl_inplace(tensor, lambda a: nc.reduce(a, op, root)), async_op, [tensor]
+        )
+    ctx = pg.next_op(
+        "reduce", _d(shape=_sh(tensor), dtype=tensor.dtype, op=red.op.name, dst=pg.ranks[root])
+    )
 
     def run():
         mine = pg.rank() == root
@@ -95,8 +105,9 @@ def reduce(tensor: Tensor, dst: int = 0, op=ReduceOp.SUM, group=None, async_op: 
     return execute(pg, run, async_op, [tensor])
 
 
-def reduce_scatter(output: Tensor, input_list: list, op=ReduceOp.SUM, group=None,
-                   async_op: bool = False):
+def reduce_scatter(
+    output: Tensor, input_list: list, op=ReduceOp.SUM, group=None, async_op: bool = False
+):
     """Rank ``i``'s ``output`` gets the reduction of every rank's ``input_list[i]``."""
     _check(output, "output")
     pg = resolve_group(group)
@@ -104,18 +115,22 @@ def reduce_scatter(output: Tensor, input_list: list, op=ReduceOp.SUM, group=None
         return None
     inputs = _check_list(input_list, "input_list", pg.size(), output.dtype)
     if inputs[pg.rank()].numel() != output.numel():
-        raise ValueError(f"reduce_scatter: output has {output.numel()} elements but "
-                         f"input_list[{pg.rank()}] has {inputs[pg.rank()].numel()}")
+        raise ValueError(
+            f"reduce_scatter: output has {output.numel()} elements but "
+            f"input_list[{pg.rank()}] has {inputs[pg.rank()].numel()}"
+        )
     red = Reduction(op, _interop.array_of(output).dtype)
-    ctx = pg.next_op("reduce_scatter", _d(shapes=[_sh(t) for t in inputs], dtype=output.dtype,
-                                          op=red.op.name))
+    ctx = pg.next_op(
+        "reduce_scatter", _d(shapes=[_sh(t) for t in inputs], dtype=output.dtype, op=red.op.name)
+    )
 
     def run():
         src = [_staged(_interop.array_of(t))[0] for t in inputs]  # read only: views will do
         out, back = _staged(_interop.array_of(output))
         ctx.start()
-        alg.reduce_scatter(pg.comm, ctx, src, red, out,
-                           pg.scratch("rs", output, sum(t.numel() for t in inputs)))
+        alg.reduce_scatter(
+            pg.comm, ctx, src, red, out, pg.scratch("rs", output, sum(t.numel() for t in inputs))
+        )
         if back is not None:
             back()
         _bump(output)
@@ -123,8 +138,9 @@ def reduce_scatter(output: Tensor, input_list: list, op=ReduceOp.SUM, group=None
     return execute(pg, run, async_op, [output])
 
 
-def reduce_scatter_tensor(output: Tensor, input: Tensor, op=ReduceOp.SUM, group=None,
-                          async_op: bool = False):
+def reduce_scatter_tensor(
+    output: Tensor, input: Tensor, op=ReduceOp.SUM, group=None, async_op: bool = False
+):
     """``input`` is the concatenation of ``group size`` equal parts; rank ``i``'s ``output``
     gets the reduction of part ``i``."""
     _check(output, "output")
@@ -133,22 +149,34 @@ def reduce_scatter_tensor(output: Tensor, input: Tensor, op=ReduceOp.SUM, group=
     if pg is None:
         return None
     if input.dtype is not output.dtype:
-        raise TypeError("input tensor must be the same type as the output tensor "
-                        f"({input.dtype} vs {output.dtype})")
+        raise TypeError(
+            "input tensor must be the same type as the output tensor "
+            f"({input.dtype} vs {output.dtype})"
+        )
     if input.numel() != output.numel() * pg.size():
-        raise ValueError("input tensor must be the same size as output size times world size "
-                         f"({input.numel()} vs {output.numel()} x {pg.size()})")
+        raise ValueError(
+            "input tensor must be the same size as output size times world size "
+            f"({input.numel()} vs {output.numel()} x {pg.size()})"
+        )
     red = Reduction(op, _interop.array_of(output).dtype)
     nc = _nccl_comm(pg, output, input)
     if nc is not None:
-        return _nccl_run(lambda: _nccl_inplace(output, lambda o: nc.reduce_scatter(
-            _cont(_interop.array_of(input)), o, op)), async_op, [output])
-    ctx = pg.next_op("reduce_scatter_tensor", _d(input=_sh(input), output=_sh(output),
-                                                 dtype=output.dtype, op=red.op.name))
+        return _nccl_run(
+            lambda: _nccl_inplace(
+                output, lambda o: nc.reduce_scatter(_cont(_interop.array_of(input)), o, op)
+            ),
+            async_op,
+            [output],
+        )
+    ctx = pg.next_op(
+        "reduce_scatter_tensor",
+        _d(input=_sh(input), output=_sh(output), dtype=output.dtype, op=red.op.name),
+    )
 
     def run():
-        src = alg.views(_staged(_interop.array_of(input))[0],
-                        _segments([output.numel()] * pg.size()))
+        src = alg.views(
+            _staged(_interop.array_of(input))[0], _segments([output.numel()] * pg.size())
+        )
         out, back = _staged(_interop.array_of(output))
         ctx.start()
         alg.reduce_scatter(pg.comm, ctx, src, red, out, pg.scratch("rs", input))
@@ -160,8 +188,9 @@ def reduce_scatter_tensor(output: Tensor, input: Tensor, op=ReduceOp.SUM, group=
 
 
 # ---- broadcast and gathers ----------------------------------------------------------------------
-def broadcast(tensor: Tensor, src: int = 0, group=None, async_op: bool = False,
-              group_src: int | None = None):
+def broadcast(
+    tensor: Tensor, src: int = 0, group=None, async_op: bool = False, group_src: int | None = None
+):
     """Copy rank ``src``'s ``tensor`` into every rank's ``tensor``."""
     _check(tensor, "tensor")
     pg = resolve_group(group)
@@ -170,10 +199,10 @@ def broadcast(tensor: Tensor, src: int = 0, group=None, async_op: bool = False,
     root = _root(pg, src, group_src, "src")
     nc = _nccl_comm(pg, tensor)
     if nc is not None:
-        return _nccl_run(lambda: _nccl_inplace(tensor, lambda a: nc.broadcast(a, root)),
-                         async_op, [tensor])
-    ctx = pg.next_op("broadcast", _d(shape=_sh(tensor), dtype=tensor.dtype,
-                                     src=pg.ranks[root]))
+        return _nccl_run(
+            lambda: _nccl_inplace(tensor, lambda a: nc.broadcast(a, root)), async_op, [tensor]
+        )
+    ctx = pg.next_op("broadcast", _d(shape=_sh(tensor), dtype=tensor.dtype, src=pg.ranks[root]))
 
     def run():
         flat, back = _staged(_interop.array_of(tensor))
@@ -196,8 +225,10 @@ def all_gather(tensor_list: list, tensor: Tensor, group=None, async_op: bool = F
     outs = _check_list(tensor_list, "tensor_list", pg.size(), tensor.dtype)
     me = pg.rank()
     if outs[me].numel() != tensor.numel():
-        raise ValueError(f"all_gather: tensor_list[{me}] has {outs[me].numel()} elements but "
-                         f"this rank's tensor has {tensor.numel()}")
+        raise ValueError(
+            f"all_gather: tensor_list[{me}] has {outs[me].numel()} elements but "
+            f"this rank's tensor has {tensor.numel()}"
+        )
     ctx = pg.next_op("all_gather", _d(shapes=[_sh(t) for t in outs], dtype=tensor.dtype))
 
     def run():
@@ -214,8 +245,9 @@ def all_gather(tensor_list: list, tensor: Tensor, group=None, async_op: bool = F
     return execute(pg, run, async_op, outs)
 
 
-def all_gather_into_tensor(output_tensor: Tensor, input_tensor: Tensor, group=None,
-                           async_op: bool = False):
+def all_gather_into_tensor(
+    output_tensor: Tensor, input_tensor: Tensor, group=None, async_op: bool = False
+):
     """``output_tensor`` becomes the concatenation (in rank order) of every ``input_tensor``."""
     _check(output_tensor, "output_tensor")
     _check(input_tensor, "input_tensor")
@@ -223,19 +255,29 @@ def all_gather_into_tensor(output_tensor: Tensor, input_tensor: Tensor, group=No
     if pg is None:
         return None
     if output_tensor.dtype is not input_tensor.dtype:
-        raise TypeError("output tensor must have the same type as input tensor "
-                        f"({output_tensor.dtype} vs {input_tensor.dtype})")
+        raise TypeError(
+            "output tensor must have the same type as input tensor "
+            f"({output_tensor.dtype} vs {input_tensor.dtype})"
+        )
     if output_tensor.numel() != input_tensor.numel() * pg.size():
-        raise ValueError("output tensor size must be equal to world_size times input tensor "
-                         f"size ({output_tensor.numel()} vs {input_tensor.numel()} x "
-                         f"{pg.size()})")
+        raise ValueError(
+            "output tensor size must be equal to world_size times input tensor "
+            f"size ({output_tensor.numel()} vs {input_tensor.numel()} x "
+            f"{pg.size()})"
+        )
     nc = _nccl_comm(pg, output_tensor, input_tensor)
     if nc is not None:
-        return _nccl_run(lambda: _nccl_inplace(output_tensor, lambda o: nc.all_gather(
-            _cont(_interop.array_of(input_tensor)), o)), async_op, [output_tensor])
-    ctx = pg.next_op("all_gather_into_tensor", _d(input=_sh(input_tensor),
-                                                  output=_sh(output_tensor),
-                                                  dtype=input_tensor.dtype))
+        return _nccl_run(
+            lambda: _nccl_inplace(
+                output_tensor, lambda o: nc.all_gather(_cont(_interop.array_of(input_tensor)), o)
+            ),
+            async_op,
+            [output_tensor],
+        )
+    ctx = pg.next_op(
+        "all_gather_into_tensor",
+        _d(input=_sh(input_tensor), output=_sh(output_tensor), dtype=input_tensor.dtype),
+    )
 
     def run():
         flat, back = _staged(_interop.array_of(output_tensor))
@@ -250,8 +292,14 @@ def all_gather_into_tensor(output_tensor: Tensor, input_tensor: Tensor, group=No
     return execute(pg, run, async_op, [output_tensor])
 
 
-def gather(tensor: Tensor, gather_list: list | None = None, dst: int = 0, group=None,
-           async_op: bool = False, group_dst: int | None = None):
+def gather(
+    tensor: Tensor,
+    gather_list: list | None = None,
+    dst: int = 0,
+    group=None,
+    async_op: bool = False,
+    group_dst: int | None = None,
+):
     """Rank ``dst``'s ``gather_list[i]`` receives rank ``i``'s ``tensor``."""
     _check(tensor, "tensor")
     pg = resolve_group(group)
@@ -265,8 +313,7 @@ def gather(tensor: Tensor, gather_list: list | None = None, dst: int = 0, group=
         outs = _check_list(gather_list, "gather_list", pg.size(), tensor.dtype)
         _same_numel(outs, tensor, "gather_list")
     elif gather_list:
-        raise ValueError("Argument ``gather_list`` must NOT be specified on non-destination "
-                         "ranks.")
+        raise ValueError("Argument ``gather_list`` must NOT be specified on non-destination ranks.")
     ctx = pg.next_op("gather", _d(shape=_sh(tensor), dtype=tensor.dtype, dst=pg.ranks[root]))
 
     def run():
@@ -282,8 +329,14 @@ def gather(tensor: Tensor, gather_list: list | None = None, dst: int = 0, group=
     return execute(pg, run, async_op, list(gather_list or []))
 
 
-def scatter(tensor: Tensor, scatter_list: list | None = None, src: int = 0, group=None,
-            async_op: bool = False, group_src: int | None = None):
+def scatter(
+    tensor: Tensor,
+    scatter_list: list | None = None,
+    src: int = 0,
+    group=None,
+    async_op: bool = False,
+    group_src: int | None = None,
+):
     """Rank ``i``'s ``tensor`` receives rank ``src``'s ``scatter_list[i]``."""
     _check(tensor, "tensor")
     pg = resolve_group(group)
@@ -312,8 +365,9 @@ def scatter(tensor: Tensor, scatter_list: list | None = None, src: int = 0, grou
     return execute(pg, run, async_op, [tensor])
 
 
-def all_to_all(output_tensor_list: list, input_tensor_list: list, group=None,
-               async_op: bool = False):
+def all_to_all(
+    output_tensor_list: list, input_tensor_list: list, group=None, async_op: bool = False
+):
     """Rank ``j``'s ``output_tensor_list[i]`` receives rank ``i``'s ``input_tensor_list[j]``."""
     pg = resolve_group(group)
     if pg is None:
@@ -335,8 +389,14 @@ def all_to_all(output_tensor_list: list, input_tensor_list: list, group=None,
     return execute(pg, run, async_op, outs)
 
 
-def all_to_all_single(output: Tensor, input: Tensor, output_split_sizes=None,
-                      input_split_sizes=None, group=None, async_op: bool = False):
+def all_to_all_single(
+    output: Tensor,
+    input: Tensor,
+    output_split_sizes=None,
+    input_split_sizes=None,
+    group=None,
+    async_op: bool = False,
+):
     """``all_to_all`` on slices of dim 0 (equal slices unless split sizes are given)."""
     _check(output, "output")
     _check(input, "input")
@@ -360,16 +420,16 @@ def all_to_all_single(output: Tensor, input: Tensor, output_split_sizes=None,
     isegs = splits(input, input_split_sizes, "input")
     osegs = splits(output, output_split_sizes, "output")
     if input.dtype is not output.dtype:
-        raise TypeError(f"all_to_all_single: input is {input.dtype} but output is "
-                        f"{output.dtype}")
+        raise TypeError(f"all_to_all_single: input is {input.dtype} but output is {output.dtype}")
     ctx = pg.next_op("all_to_all_single", _d(dtype=input.dtype))
 
     def run():
         src = _staged(_interop.array_of(input))[0]
         dst = np.empty(output.numel(), dtype=src.dtype)
         ctx.start()
-        alg.all_to_all(pg.comm, ctx, [src[slice(*s)] for s in isegs],
-                       [dst[slice(*s)] for s in osegs])
+        alg.all_to_all(
+            pg.comm, ctx, [src[slice(*s)] for s in isegs], [dst[slice(*s)] for s in osegs]
+        )
         _write(output, dst)
 
     return execute(pg, run, async_op, [output])

@@ -37,8 +37,15 @@ from ember.utils.data._worker import ExceptionWrapper
 
 from ._dp_functions import _as_device, _Broadcast, _Copy, _move, _on, _shared_first
 
-__all__ = ["DataParallel", "data_parallel", "gather", "parallel_apply", "replicate", "scatter",
-           "scatter_kwargs"]
+__all__ = [
+    "DataParallel",
+    "data_parallel",
+    "gather",
+    "parallel_apply",
+    "replicate",
+    "scatter",
+    "scatter_kwargs",
+]
 
 
 # ---- devices ----------------------------------------------------------------------------------
@@ -81,9 +88,14 @@ def replicate(network: Module, devices: Sequence, detach: bool = False) -> list[
         if b.requires_grad and not detach:
             copies[id(b)] = _Broadcast.apply(b, devices)
         else:
-            copies[id(b)] = tuple(_shared_first(
-                b, devices, b.device,
-                lambda t, d: _interop.wrap(_move(_interop.array_of(t), d, copy=True))))
+            copies[id(b)] = tuple(
+                _shared_first(
+                    b,
+                    devices,
+                    b.device,
+                    lambda t, d: _interop.wrap(_move(_interop.array_of(t), d, copy=True)),
+                )
+            )
 
     modules = list(network.modules())
     index = {id(m): i for i, m in enumerate(modules)}
@@ -132,8 +144,9 @@ def scatter(inputs, target_gpus: Sequence, dim: int = 0):
     return scatter_map(inputs)
 
 
-def scatter_kwargs(inputs: tuple, kwargs: dict | None, target_gpus: Sequence,
-                   dim: int = 0) -> tuple[tuple, tuple]:
+def scatter_kwargs(
+    inputs: tuple, kwargs: dict | None, target_gpus: Sequence, dim: int = 0
+) -> tuple[tuple, tuple]:
     r"""``scatter`` for positional and keyword arguments, padded to the same number of replicas."""
     scattered_inputs = scatter(inputs, target_gpus, dim) if inputs else []
     scattered_kwargs = scatter(kwargs, target_gpus, dim) if kwargs else []
@@ -146,8 +159,11 @@ def scatter_kwargs(inputs: tuple, kwargs: dict | None, target_gpus: Sequence,
 
 def _gather_tensors(tensors, target: device, dim: int):
     if dim == 0 and all(t.dim() == 0 for t in tensors):
-        warnings.warn("Was asked to gather along dimension 0, but all input tensors were "
-                      "scalars; will instead unsqueeze and return a vector.", stacklevel=3)
+        warnings.warn(
+            "Was asked to gather along dimension 0, but all input tensors were "
+            "scalars; will instead unsqueeze and return a vector.",
+            stacklevel=3,
+        )
         tensors = [t.reshape(1) for t in tensors]
     moved = [t if t.device == target else _Copy.apply(t, target) for t in tensors]
     with _on(target):
@@ -190,27 +206,33 @@ def _first_tensor(obj):
     return None
 
 
-def parallel_apply(modules: Sequence[Module], inputs: Sequence[Any],
-                   kwargs_tup: Sequence[dict] | None = None,
-                   devices: Sequence | None = None) -> list[Any]:
+def parallel_apply(
+    modules: Sequence[Module],
+    inputs: Sequence[Any],
+    kwargs_tup: Sequence[dict] | None = None,
+    devices: Sequence | None = None,
+) -> list[Any]:
     r"""Run ``modules[i](*inputs[i], **kwargs_tup[i])`` for every ``i`` in threads, each inside
     the context of ``devices[i]`` (or the device of its first tensor input). An exception in a
     replica is raised again here, naming the replica. An element of ``inputs`` that is not a
     list or tuple is the one positional argument."""
     n = len(modules)
     if len(inputs) != n:
-        raise AssertionError(f"The number of modules {n} is not equal to the number of inputs "
-                             f"{len(inputs)}")
+        raise AssertionError(
+            f"The number of modules {n} is not equal to the number of inputs {len(inputs)}"
+        )
     if kwargs_tup is None:
         kwargs_tup = ({},) * n
     elif len(kwargs_tup) != n:
-        raise AssertionError(f"The number of modules {n} is not equal to the number of "
-                             f"kwargs_tup {len(kwargs_tup)}")
+        raise AssertionError(
+            f"The number of modules {n} is not equal to the number of kwargs_tup {len(kwargs_tup)}"
+        )
     if devices is None:
         devices = [None] * n
     elif len(devices) != n:
-        raise AssertionError(f"The number of modules {n} is not equal to the number of devices "
-                             f"{len(devices)}")
+        raise AssertionError(
+            f"The number of modules {n} is not equal to the number of devices {len(devices)}"
+        )
     devices = [None if d is None else _as_device(d) for d in devices]
     grad_enabled = ember.is_grad_enabled()
     results: dict[int, Any] = {}
@@ -222,23 +244,29 @@ def parallel_apply(modules: Sequence[Module], inputs: Sequence[Any],
             if dev is None:
                 t = _first_tensor(input)
                 if t is None:
-                    raise RuntimeError("no device was provided and no tensor input was found; "
-                                       "device cannot be resolved")
+                    raise RuntimeError(
+                        "no device was provided and no tensor input was found; "
+                        "device cannot be resolved"
+                    )
                 dev = t.device
             where = f"on device {dev.index if dev.type == 'cuda' else dev}"
             with _on(dev):
-                output = module(*(input if isinstance(input, (list, tuple)) else (input,)),
-                                **kwargs)
+                output = module(
+                    *(input if isinstance(input, (list, tuple)) else (input,)), **kwargs
+                )
             with lock:
                 results[i] = output
         except Exception:
             with lock:
-                results[i] = ExceptionWrapper(where=f"in replica {i}" + (
-                    f" {where}" if dev is not None else ""))
+                results[i] = ExceptionWrapper(
+                    where=f"in replica {i}" + (f" {where}" if dev is not None else "")
+                )
 
     if n > 1:
-        threads = [threading.Thread(target=worker, args=args)
-                   for args in zip(range(n), modules, inputs, kwargs_tup, devices)]
+        threads = [
+            threading.Thread(target=worker, args=args)
+            for args in zip(range(n), modules, inputs, kwargs_tup, devices)
+        ]
         for t in threads:
             t.start()
         for t in threads:
@@ -258,13 +286,21 @@ def parallel_apply(modules: Sequence[Module], inputs: Sequence[Any],
 def _check_on(module: Module, src: device) -> None:
     for t in chain(module.parameters(), module.buffers()):
         if t.device != src:
-            raise RuntimeError("module must have its parameters and buffers on device "
-                               f"{src} (device_ids[0]) but found one of them on device: "
-                               f"{t.device}")
+            raise RuntimeError(
+                "module must have its parameters and buffers on device "
+                f"{src} (device_ids[0]) but found one of them on device: "
+                f"{t.device}"
+            )
 
 
-def data_parallel(module: Module, inputs, device_ids: Sequence | None = None,
-                  output_device=None, dim: int = 0, module_kwargs: dict | None = None):
+def data_parallel(
+    module: Module,
+    inputs,
+    device_ids: Sequence | None = None,
+    output_device=None,
+    dim: int = 0,
+    module_kwargs: dict | None = None,
+):
     r"""Evaluate ``module(*inputs, **module_kwargs)`` in parallel over ``device_ids`` (the
     functional form of :class:`DataParallel`). ``device_ids`` may name CPU devices too."""
     if not isinstance(inputs, tuple):
@@ -281,7 +317,7 @@ def data_parallel(module: Module, inputs, device_ids: Sequence | None = None,
         inputs, module_kwargs = ((),), ({},)
     if len(devices) == 1:
         return module(*inputs[0], **module_kwargs[0])
-    used = devices[:len(inputs)]
+    used = devices[: len(inputs)]
     replicas = replicate(module, used)
     outputs = parallel_apply(replicas, inputs, module_kwargs, used)
     return gather(outputs, output, dim)
@@ -301,7 +337,8 @@ def _check_balance(device_ids: list[int]) -> None:
                 f"{device_ids[lo]} which has less than 75% of the memory or cores of GPU "
                 f"{device_ids[hi]}. You can do so by setting the device_ids argument to "
                 "DataParallel, or by setting the CUDA_VISIBLE_DEVICES environment variable.",
-                stacklevel=3)
+                stacklevel=3,
+            )
             return
 
 
@@ -323,8 +360,9 @@ class DataParallel(Module):
         >>> out = net(x)  # x may be anywhere, the CPU included
     """
 
-    def __init__(self, module: Module, device_ids: Sequence | None = None,
-                 output_device=None, dim: int = 0) -> None:
+    def __init__(
+        self, module: Module, device_ids: Sequence | None = None, output_device=None, dim: int = 0
+    ) -> None:
         super().__init__()
         self.module = module
         if not ember.cuda.is_available():
@@ -351,7 +389,7 @@ class DataParallel(Module):
             inputs, module_kwargs = ((),), ({},)
         if len(self.device_ids) == 1:
             return self.module(*inputs[0], **module_kwargs[0])
-        replicas = self.replicate(self.module, self.device_ids[:len(inputs)])
+        replicas = self.replicate(self.module, self.device_ids[: len(inputs)])
         outputs = self.parallel_apply(replicas, inputs, module_kwargs)
         return self.gather(outputs, self.output_device)
 
@@ -362,7 +400,7 @@ class DataParallel(Module):
         return scatter_kwargs(inputs, kwargs, device_ids, dim=self.dim)
 
     def parallel_apply(self, replicas: Sequence[Module], inputs, kwargs) -> list[Any]:
-        return parallel_apply(replicas, inputs, kwargs, self.device_ids[:len(replicas)])
+        return parallel_apply(replicas, inputs, kwargs, self.device_ids[: len(replicas)])
 
     def gather(self, outputs, output_device):
         return gather(outputs, output_device, dim=self.dim)
@@ -374,5 +412,6 @@ class DataParallel(Module):
     def load_state_dict(self, state_dict, strict: bool = True, **kwargs):
         from .ddp import _strip_module_prefix  # ddp imports this module
 
-        return self.module.load_state_dict(_strip_module_prefix(state_dict), strict=strict,
-                                           **kwargs)
+        return self.module.load_state_dict(
+            _strip_module_prefix(state_dict), strict=strict, **kwargs
+        )

@@ -80,11 +80,19 @@ def _overlap_policy(pg, module: Module) -> bool:
 class DistributedDataParallel(Module, Joinable):
     """Synchronous data parallelism over a process group (PyTorch's DDP)."""
 
-    def __init__(self, module: Module, device_ids=None, output_device=None, dim: int = 0,
-                 broadcast_buffers: bool = True, process_group=None,
-                 bucket_cap_mb: float | None = None,
-                 find_unused_parameters: bool = False, gradient_as_bucket_view: bool = False,
-                 static_graph: bool = False):
+    def __init__(
+        self,
+        module: Module,
+        device_ids=None,
+        output_device=None,
+        dim: int = 0,
+        broadcast_buffers: bool = True,
+        process_group=None,
+        bucket_cap_mb: float | None = None,
+        find_unused_parameters: bool = False,
+        gradient_as_bucket_view: bool = False,
+        static_graph: bool = False,
+    ):
         super().__init__()
         Joinable.__init__(self)
         if isinstance(module, DistributedDataParallel) or getattr(module, "_ember_ddp", False):
@@ -116,12 +124,15 @@ class DistributedDataParallel(Module, Joinable):
         self._order: list[int] = []  # gradient arrival order, recorded in the first iteration
         self._rebuilt = False
         self._handed = False  # a shared storage went to the gradients in the last backward
-        self._buckets = self._build_buckets(list(reversed(range(len(self._params)))),
-                                            self._first_small)
+        self._buckets = self._build_buckets(
+            list(reversed(range(len(self._params)))), self._first_small
+        )
         self._reset_iteration_state()
         self._unused: list[int] = []
-        self._hooks = [p.register_post_accumulate_grad_hook(self._make_hook(i))
-                       for i, p in enumerate(self._params)]
+        self._hooks = [
+            p.register_post_accumulate_grad_hook(self._make_hook(i))
+            for i, p in enumerate(self._params)
+        ]
         _interop.use_grad_destinations(1)
         weakref.finalize(self, _release_destinations, self._params)
 
@@ -150,8 +161,9 @@ class DistributedDataParallel(Module, Joinable):
             buckets.append(current)
         # The buckets of one kind of array are consecutive views of one storage, so that
         # without overlap all of them are reduced by one allreduce.
-        self._sizes = [sum(_interop.array_of(self._params[i]).size for i in idxs)
-                       for idxs in buckets]
+        self._sizes = [
+            sum(_interop.array_of(self._params[i]).size for i in idxs) for idxs in buckets
+        ]
         kinds: dict = {}
         for b, idxs in enumerate(buckets):
             p0 = _interop.array_of(self._params[idxs[0]])
@@ -159,16 +171,27 @@ class DistributedDataParallel(Module, Joinable):
         self._members = list(kinds.values())
         # each kind's storage goes where its first parameter is (its GPU, for CuPy arrays)
         self._storages, self._shared = self._allocate_storages(
-            [(key, sum(self._sizes[b] for b in members),
-              _interop.array_of(self._params[buckets[members[0]][0]]))
-             for key, members in kinds.items()])
+            [
+                (
+                    key,
+                    sum(self._sizes[b] for b in members),
+                    _interop.array_of(self._params[buckets[members[0]][0]]),
+                )
+                for key, members in kinds.items()
+            ]
+        )
         self._bucket_of = {i: b for b, idxs in enumerate(buckets) for i in idxs}
         self._buckets = [_Bucket(idxs, [self._params[i] for i in idxs]) for idxs in buckets]
         self._pools = [
-            SharedStorage(root, functools.partial(self._slices, k),
-                          functools.partial(self._new_block, root.size, root.dtype))
-            if shared else None
-            for k, (root, shared) in enumerate(zip(self._storages, self._shared))]
+            SharedStorage(
+                root,
+                functools.partial(self._slices, k),
+                functools.partial(self._new_block, root.size, root.dtype),
+            )
+            if shared
+            else None
+            for k, (root, shared) in enumerate(zip(self._storages, self._shared))
+        ]
         self._slice_buckets()
         return self._buckets
 
@@ -178,9 +201,16 @@ class DistributedDataParallel(Module, Joinable):
         out, start = [], 0
         for b in self._members[k]:
             bucket = self._buckets[b]
-            flat = storage[start: start + self._sizes[b]]
-            out.append((flat, [flat[lo:hi].reshape(_interop.array_of(p).shape) for p, lo, hi in
-                               zip(bucket.params, bucket.offsets, bucket.offsets[1:])]))
+            flat = storage[start : start + self._sizes[b]]
+            out.append(
+                (
+                    flat,
+                    [
+                        flat[lo:hi].reshape(_interop.array_of(p).shape)
+                        for p, lo, hi in zip(bucket.params, bucket.offsets, bucket.offsets[1:])
+                    ],
+                )
+            )
             start += self._sizes[b]
         return out
 
@@ -212,8 +242,9 @@ class DistributedDataParallel(Module, Joinable):
         pg = resolve_group(self.process_group)
         blocks: list = []
         if self.world_size > 1 and pg.comm is not None and pg.comm.arena is not None:
-            blocks = [pg.shared_block(n, dtype) for (dtype, kind), n, _ in kinds
-                      if kind is np.ndarray]
+            blocks = [
+                pg.shared_block(n, dtype) for (dtype, kind), n, _ in kinds if kind is np.ndarray
+            ]
             ok = ember.tensor([int(all(b is not None for b in blocks))])
             collectives.all_reduce(ok, op=ReduceOp.MIN, group=self.process_group)
             blocks = blocks if int(ok.item()) else []
@@ -297,14 +328,18 @@ class DistributedDataParallel(Module, Joinable):
     def _reduce(self, b: _Bucket | None, flat, async_op: bool) -> None:
         """All-reduce ``flat`` (bucket ``b``'s, or a whole storage when ``b`` is None)."""
         start = time.perf_counter()
-        work = collectives.all_reduce(_interop.wrap(flat), op=ReduceOp.AVG,
-                                      group=self.process_group, async_op=async_op)
+        work = collectives.all_reduce(
+            _interop.wrap(flat), op=ReduceOp.AVG, group=self.process_group, async_op=async_op
+        )
         if b is not None:
             b.work = work
         if _tracer is None:
             return
-        label = (f"buckets 0-{len(self._buckets) - 1}" if b is None
-                 else f"bucket {self._buckets.index(b)}")
+        label = (
+            f"buckets 0-{len(self._buckets) - 1}"
+            if b is None
+            else f"bucket {self._buckets.index(b)}"
+        )
         tracer, name, nbytes = _tracer, f"allreduce {label}", flat.nbytes
         if work is None:
             end = time.perf_counter()
@@ -312,14 +347,19 @@ class DistributedDataParallel(Module, Joinable):
             tracer(f"wait {label}", start, end, "main", 0)
         else:
             work.get_future().add_done_callback(
-                lambda _f: tracer(name, start, time.perf_counter(), "comm", nbytes))
+                lambda _f: tracer(name, start, time.perf_counter(), "comm", nbytes)
+            )
 
     def _finalize(self) -> None:
         """Called by the engine when backward has finished: wait and write grads back."""
         missing = [b for b in self._buckets if b.pending > 0]
         if missing:
-            names = [self._names.get(id(self._params[i]), "?") for b in missing
-                     for i in b.indices if i not in self._seen]
+            names = [
+                self._names.get(id(self._params[i]), "?")
+                for b in missing
+                for i in b.indices
+                if i not in self._seen
+            ]
             self._reset_iteration_state()
             raise RuntimeError(
                 "DistributedDataParallel: these parameters did not receive gradients in this "
@@ -352,8 +392,7 @@ class DistributedDataParallel(Module, Joinable):
                     elif p.grad is None or _interop.array_of(p.grad) is view:
                         p.grad = _interop.wrap(view.copy())  # the storage is reused
                     else:
-                        ember.backend.get_array_module(view).copyto(_interop.array_of(p.grad),
-                                                                    view)
+                        ember.backend.get_array_module(view).copyto(_interop.array_of(p.grad), view)
             self._handed = self._handed or hand
         if not self._rebuilt:
             # rebuild the buckets once, in the order gradients actually became ready
@@ -373,10 +412,14 @@ class DistributedDataParallel(Module, Joinable):
         if self._join_config.enable:
             self._global_requires_backward_grad_sync(joined=False)
         out = self.module(*inputs, **kwargs)
-        self.require_forward_param_sync = ember.is_grad_enabled() and \
-            self.require_backward_grad_sync
-        if self.find_unused_parameters and ember.is_grad_enabled() \
-                and self.require_backward_grad_sync:
+        self.require_forward_param_sync = (
+            ember.is_grad_enabled() and self.require_backward_grad_sync
+        )
+        if (
+            self.find_unused_parameters
+            and ember.is_grad_enabled()
+            and self.require_backward_grad_sync
+        ):
             self._unused = self._find_unused(out)
         else:
             self._unused = []
@@ -388,8 +431,12 @@ class DistributedDataParallel(Module, Joinable):
         forward that did not synchronize gradients (``require_forward_param_sync``)."""
         # collected afresh each time, as PyTorch does: buffers may be reassigned
         buffers = list(self.module.buffers())
-        if not (self.broadcast_buffers and self.world_size > 1 and buffers
-                and self.require_forward_param_sync):
+        if not (
+            self.broadcast_buffers
+            and self.world_size > 1
+            and buffers
+            and self.require_forward_param_sync
+        ):
             return
         src = 0
         if self._join_config.enable:
@@ -410,14 +457,22 @@ class DistributedDataParallel(Module, Joinable):
         return bool(flag.item())
 
     # ---- uneven inputs (ember.distributed.algorithms.Join) ---------------------------------------
-    def join(self, divide_by_initial_world_size: bool = True, enable: bool = True,
-             throw_on_early_termination: bool = False) -> Join:
+    def join(
+        self,
+        divide_by_initial_world_size: bool = True,
+        enable: bool = True,
+        throw_on_early_termination: bool = False,
+    ) -> Join:
         """A ``Join`` context over this model alone: ranks may run different numbers of
         iterations inside it; a rank that ran out of inputs shadows the others' gradient
         all-reduces with zeros. ``divide_by_initial_world_size``: average gradients over the
         whole group (``True``, PyTorch's default) or over the ranks not yet joined."""
-        return Join([self], enable, throw_on_early_termination,
-                    divide_by_initial_world_size=divide_by_initial_world_size)
+        return Join(
+            [self],
+            enable,
+            throw_on_early_termination,
+            divide_by_initial_world_size=divide_by_initial_world_size,
+        )
 
     def join_hook(self, **kwargs) -> DDPJoinHook:
         """The hook a joined rank runs for this model (``divide_by_initial_world_size``)."""
@@ -489,8 +544,9 @@ class DistributedDataParallel(Module, Joinable):
         return self.module.state_dict(*args, **kwargs)
 
     def load_state_dict(self, state_dict, strict: bool = True, **kwargs):
-        return self.module.load_state_dict(_strip_module_prefix(state_dict), strict=strict,
-                                           **kwargs)
+        return self.module.load_state_dict(
+            _strip_module_prefix(state_dict), strict=strict, **kwargs
+        )
 
 
 def _release_destinations(params) -> None:
@@ -504,7 +560,7 @@ def _strip_module_prefix(state_dict):
     """Accept checkpoints saved from a wrapper with PyTorch's ``module.`` key prefix."""
     prefix = "module."
     if state_dict and all(k.startswith(prefix) for k in state_dict):
-        return {k[len(prefix):]: v for k, v in state_dict.items()}
+        return {k[len(prefix) :]: v for k, v in state_dict.items()}
     return state_dict
 
 

@@ -38,11 +38,15 @@ def _check_names(names, ndim: int) -> tuple[str, ...] | None:
     names = tuple(names)
     if len(set(names)) != len(names):
         dup = sorted({n for n in names if names.count(n) > 1})
-        raise RuntimeError("Each mesh_dim_name must be unique. Found repeated mesh_dim_name "
-                           f"{dup} in mesh_dim_names {names}")
+        raise RuntimeError(
+            "Each mesh_dim_name must be unique. Found repeated mesh_dim_name "
+            f"{dup} in mesh_dim_names {names}"
+        )
     if len(names) != ndim:
-        raise RuntimeError("mesh_shape and mesh_dim_names should have same length! Found "
-                           f"len(mesh_dim_names): {len(names)} and mesh ndim: {ndim}.")
+        raise RuntimeError(
+            "mesh_shape and mesh_dim_names should have same length! Found "
+            f"len(mesh_dim_names): {len(names)} and mesh ndim: {ndim}."
+        )
     bad = [n for n in names if not isinstance(n, str)]
     if bad:
         raise TypeError(f"mesh_dim_names must be strings, got {bad}")
@@ -61,15 +65,24 @@ class DeviceMesh:
     outside the mesh gets ``get_coordinate() is None`` and no groups.
     """
 
-    def __init__(self, device_type: str, mesh, *, mesh_dim_names: tuple[str, ...] | None = None,
-                 _init_backend: bool = True) -> None:
+    def __init__(
+        self,
+        device_type: str,
+        mesh,
+        *,
+        mesh_dim_names: tuple[str, ...] | None = None,
+        _init_backend: bool = True,
+    ) -> None:
         if not isinstance(device_type, str) or not device_type.isalpha():
-            raise RuntimeError(f"Device type with index is not supported but got {device_type!r}."
-                               " Pass the device's type, e.g. 'cuda', not 'cuda:0'.")
+            raise RuntimeError(
+                f"Device type with index is not supported but got {device_type!r}."
+                " Pass the device's type, e.g. 'cuda', not 'cuda:0'."
+            )
         arr = _as_rank_array(mesh)
         if arr.ndim == 0 or arr.size == 0:
-            raise ValueError(f"DeviceMesh: mesh must be a non-empty array of ranks, got shape "
-                             f"{tuple(arr.shape)}")
+            raise ValueError(
+                f"DeviceMesh: mesh must be a non-empty array of ranks, got shape {tuple(arr.shape)}"
+            )
         flat = arr.reshape(-1).tolist()
         if len(set(flat)) != len(flat):
             dup = sorted({r for r in flat if flat.count(r) > 1})
@@ -90,13 +103,16 @@ class DeviceMesh:
             init_process_group()
         world = get_world_size()
         if self._mesh.size > world:
-            raise RuntimeError(f"Mesh should not be bigger than default world size {world}, but "
-                               f"found {self._mesh.size} ranks (mesh shape "
-                               f"{tuple(self._mesh.shape)})!")
+            raise RuntimeError(
+                f"Mesh should not be bigger than default world size {world}, but "
+                f"found {self._mesh.size} ranks (mesh shape "
+                f"{tuple(self._mesh.shape)})!"
+            )
         bad = [r for r in self._mesh.reshape(-1).tolist() if not 0 <= r < world]
         if bad:
-            raise ValueError(f"DeviceMesh: ranks {bad} are outside the world (ranks "
-                             f"0..{world - 1})")
+            raise ValueError(
+                f"DeviceMesh: ranks {bad} are outside the world (ranks 0..{world - 1})"
+            )
 
     def _init_process_groups(self) -> None:
         world = get_world_size()
@@ -160,8 +176,9 @@ class DeviceMesh:
         """This rank's index along ``mesh_dim`` (its rank in that dimension's group)."""
         dim = self._dim_or_only(mesh_dim, "get_local_rank")
         if self._coordinate is None:
-            raise RuntimeError(f"get_local_rank: rank {get_rank()} is not part of the mesh "
-                               f"{self._mesh.tolist()}")
+            raise RuntimeError(
+                f"get_local_rank: rank {get_rank()} is not part of the mesh {self._mesh.tolist()}"
+            )
         return self._coordinate[dim]
 
     # ---- groups ------------------------------------------------------------------------------
@@ -172,8 +189,10 @@ class DeviceMesh:
             raise RuntimeError("DeviceMesh process groups not initialized!")
         pg = self._groups[dim]
         if pg is None:
-            raise RuntimeError(f"get_group: rank {get_rank()} is not part of the mesh "
-                               f"{self._mesh.tolist()}, so it has no group along dim {dim}")
+            raise RuntimeError(
+                f"get_group: rank {get_rank()} is not part of the mesh "
+                f"{self._mesh.tolist()}, so it has no group along dim {dim}"
+            )
         return pg
 
     def get_all_groups(self) -> list[ProcessGroup]:
@@ -188,26 +207,33 @@ class DeviceMesh:
             raise RuntimeError("Cannot slice a DeviceMesh without mesh_dim_names!")
         names = (mesh_dim_names,) if isinstance(mesh_dim_names, str) else mesh_dim_names
         if not isinstance(names, tuple) or not all(isinstance(n, str) for n in names):
-            raise TypeError("DeviceMesh indices must be a mesh dimension name or a tuple of "
-                            f"names, got {mesh_dim_names!r}")
+            raise TypeError(
+                "DeviceMesh indices must be a mesh dimension name or a tuple of "
+                f"names, got {mesh_dim_names!r}"
+            )
         unknown = [n for n in names if n not in self._mesh_dim_names]
         if unknown:
-            raise KeyError(f"Invalid mesh_dim_names {names} specified: {unknown} not found. "
-                           f"Valid mesh_dim_names are {list(self._mesh_dim_names)}.")
+            raise KeyError(
+                f"Invalid mesh_dim_names {names} specified: {unknown} not found. "
+                f"Valid mesh_dim_names are {list(self._mesh_dim_names)}."
+            )
         if len(set(names)) != len(names):
             raise RuntimeError(f"Slicing overlapping dim_names {names} is not allowed.")
         dims = [self._mesh_dim_names.index(n) for n in names]
         if dims != sorted(dims):
-            raise KeyError(f"Invalid mesh_dim_names {names} specified. Mesh dim indices should "
-                           f"be in ascending order (the mesh's are {self._mesh_dim_names}).")
+            raise KeyError(
+                f"Invalid mesh_dim_names {names} specified. Mesh dim indices should "
+                f"be in ascending order (the mesh's are {self._mesh_dim_names})."
+            )
         if names == self._mesh_dim_names:
             return self
         # fix the dropped dimensions at this rank's coordinate (the first slice for a rank
         # outside the mesh, which then has no groups in it)
         coord = self._coordinate or (0,) * self.ndim
         index = tuple(slice(None) if d in dims else coord[d] for d in range(self.ndim))
-        sub = DeviceMesh(self.device_type, self._mesh[index], mesh_dim_names=names,
-                         _init_backend=False)
+        sub = DeviceMesh(
+            self.device_type, self._mesh[index], mesh_dim_names=names, _init_backend=False
+        )
         sub._groups = [self._groups[d] for d in dims] if self._groups else []
         sub._root = self._root
         return sub
@@ -216,24 +242,32 @@ class DeviceMesh:
     def _dim_index(self, mesh_dim: int | str) -> int:
         if isinstance(mesh_dim, str):
             if not self._mesh_dim_names:
-                raise KeyError(f"Mesh dimension {mesh_dim!r} given by name, but the mesh has no "
-                               "mesh_dim_names.")
+                raise KeyError(
+                    f"Mesh dimension {mesh_dim!r} given by name, but the mesh has no "
+                    "mesh_dim_names."
+                )
             if mesh_dim not in self._mesh_dim_names:
-                raise KeyError(f"Mesh dimension '{mesh_dim}' does not exist. Available mesh "
-                               f"dimensions are: mesh_dim_names={self._mesh_dim_names}")
+                raise KeyError(
+                    f"Mesh dimension '{mesh_dim}' does not exist. Available mesh "
+                    f"dimensions are: mesh_dim_names={self._mesh_dim_names}"
+                )
             return self._mesh_dim_names.index(mesh_dim)
         if isinstance(mesh_dim, bool) or not isinstance(mesh_dim, int):
             raise TypeError(f"mesh_dim must be an int or a name, got {type(mesh_dim).__name__}")
         if not -self.ndim <= mesh_dim < self.ndim:
-            raise IndexError(f"mesh_dim {mesh_dim} is out of range for a {self.ndim}-d mesh "
-                             f"of shape {self.shape}")
+            raise IndexError(
+                f"mesh_dim {mesh_dim} is out of range for a {self.ndim}-d mesh "
+                f"of shape {self.shape}"
+            )
         return mesh_dim % self.ndim
 
     def _dim_or_only(self, mesh_dim, what: str) -> int:
         if mesh_dim is None:
             if self.ndim > 1:
-                raise RuntimeError(f"{what}: found the DeviceMesh has {self.ndim} dimensions; "
-                                   "`mesh_dim` needs to be specified when device_mesh.ndim > 1.")
+                raise RuntimeError(
+                    f"{what}: found the DeviceMesh has {self.ndim} dimensions; "
+                    "`mesh_dim` needs to be specified when device_mesh.ndim > 1."
+                )
             return 0
         return self._dim_index(mesh_dim)
 
@@ -250,18 +284,27 @@ class DeviceMesh:
             return True
         if not isinstance(other, DeviceMesh):
             return False
-        return (self.device_type == other.device_type
-                and self._mesh_dim_names == other._mesh_dim_names
-                and self._mesh.shape == other._mesh.shape
-                and bool((self._mesh == other._mesh).all()))
+        return (
+            self.device_type == other.device_type
+            and self._mesh_dim_names == other._mesh_dim_names
+            and self._mesh.shape == other._mesh.shape
+            and bool((self._mesh == other._mesh).all())
+        )
 
     def __hash__(self) -> int:
-        return hash((self.device_type, self._mesh_dim_names, self._mesh.shape,
-                     tuple(self._mesh.reshape(-1).tolist())))
+        return hash(
+            (
+                self.device_type,
+                self._mesh_dim_names,
+                self._mesh.shape,
+                tuple(self._mesh.reshape(-1).tolist()),
+            )
+        )
 
 
-def init_device_mesh(device_type: str, mesh_shape: Sequence[int], *,
-                     mesh_dim_names: tuple[str, ...] | None = None) -> DeviceMesh:
+def init_device_mesh(
+    device_type: str, mesh_shape: Sequence[int], *, mesh_dim_names: tuple[str, ...] | None = None
+) -> DeviceMesh:
     """A ``DeviceMesh`` of ``mesh_shape`` over ranks ``0 .. prod(mesh_shape) - 1`` (row-major),
     with one process group per dimension; initialises the default group if needed.
 
@@ -275,15 +318,19 @@ def init_device_mesh(device_type: str, mesh_shape: Sequence[int], *,
     try:
         shape = tuple(int(s) for s in mesh_shape)
     except TypeError:
-        raise TypeError(f"init_device_mesh: mesh_shape must be a tuple of ints, got "
-                        f"{mesh_shape!r}") from None
+        raise TypeError(
+            f"init_device_mesh: mesh_shape must be a tuple of ints, got {mesh_shape!r}"
+        ) from None
     if not shape or any(s <= 0 for s in shape):
-        raise ValueError(f"init_device_mesh: mesh_shape must be non-empty with positive sizes, "
-                         f"got {shape}")
+        raise ValueError(
+            f"init_device_mesh: mesh_shape must be non-empty with positive sizes, got {shape}"
+        )
     if mesh_dim_names is not None:
         _check_names(mesh_dim_names, len(shape))
     if not device_type or not str(device_type).isalpha():
-        raise RuntimeError(f"Device type with index is not supported but got {device_type!r}. "
-                           "Pass the device's type, e.g. 'cuda', not 'cuda:0'.")
+        raise RuntimeError(
+            f"Device type with index is not supported but got {device_type!r}. "
+            "Pass the device's type, e.g. 'cuda', not 'cuda:0'."
+        )
     ranks = np.arange(math.prod(shape), dtype=np.int64).reshape(shape)
     return DeviceMesh(device_type, ranks, mesh_dim_names=mesh_dim_names)

@@ -131,13 +131,14 @@ def _seconds(timeout) -> float:
 def _env_int(name: str) -> int:
     value = os.environ.get(name)
     if value is None:
-        raise ValueError("Error initializing ember.distributed using env:// rendezvous: "
-                         f"environment variable {name} expected, but not set")
+        raise ValueError(
+            "Error initializing ember.distributed using env:// rendezvous: "
+            f"environment variable {name} expected, but not set"
+        )
     try:
         return int(value)
     except ValueError:
-        raise ValueError(f"environment variable {name} must be an integer, got {value!r}") \
-            from None
+        raise ValueError(f"environment variable {name} must be an integer, got {value!r}") from None
 
 
 def _rendezvous_address(init_method, rank: int, world_size: int):
@@ -150,27 +151,34 @@ def _rendezvous_address(init_method, rank: int, world_size: int):
             world_size = world_size if world_size >= 0 else _env_int("WORLD_SIZE")
             host = os.environ.get("MASTER_ADDR")
             if host is None:
-                raise ValueError("Error initializing ember.distributed using env:// "
-                                 "rendezvous: environment variable MASTER_ADDR expected, but "
-                                 "not set")
+                raise ValueError(
+                    "Error initializing ember.distributed using env:// "
+                    "rendezvous: environment variable MASTER_ADDR expected, but "
+                    "not set"
+                )
             return rank, world_size, host, _env_int("MASTER_PORT")
         rank = rank if rank >= 0 else launch.rank
         world_size = world_size if world_size >= 0 else launch.world_size
         if launch.master_addr is None:
-            raise ValueError(f"Error initializing ember.distributed under {launch.launcher}: "
-                             "set MASTER_ADDR to the address of rank 0's node (it could not "
-                             "be derived from the launcher's environment)")
+            raise ValueError(
+                f"Error initializing ember.distributed under {launch.launcher}: "
+                "set MASTER_ADDR to the address of rank 0's node (it could not "
+                "be derived from the launcher's environment)"
+            )
         if launch.master_port is None:
-            raise ValueError(f"Error initializing ember.distributed under {launch.launcher}: "
-                             "set MASTER_PORT (no job id to derive one from)")
+            raise ValueError(
+                f"Error initializing ember.distributed under {launch.launcher}: "
+                "set MASTER_PORT (no job id to derive one from)"
+            )
         # Scripts read torchrun's variables (LOCAL_RANK for the device, ...): provide them.
         for key, value in launch.torchrun_variables().items():
             os.environ.setdefault(key, value)
         return rank, world_size, launch.master_addr, launch.master_port
     url = urllib.parse.urlparse(init_method)
     if url.scheme != "tcp":
-        raise ValueError(f"unsupported init_method {init_method!r}: use 'env://' or "
-                         "'tcp://host:port'")
+        raise ValueError(
+            f"unsupported init_method {init_method!r}: use 'env://' or 'tcp://host:port'"
+        )
     query = dict(urllib.parse.parse_qsl(url.query))
     rank = rank if rank >= 0 else int(query.get("rank", -1))
     world_size = world_size if world_size >= 0 else int(query.get("world_size", -1))
@@ -183,10 +191,17 @@ def _rendezvous_address(init_method, rank: int, world_size: int):
     return rank, world_size, url.hostname, url.port
 
 
-def init_process_group(backend: str | None = None, init_method: str | None = None,
-                       timeout: timedelta | None = None, world_size: int = -1, rank: int = -1,
-                       store=None, group_name: str = "", pg_options=None,
-                       device_id=None) -> None:
+def init_process_group(
+    backend: str | None = None,
+    init_method: str | None = None,
+    timeout: timedelta | None = None,
+    world_size: int = -1,
+    rank: int = -1,
+    store=None,
+    group_name: str = "",
+    pg_options=None,
+    device_id=None,
+) -> None:
     """Join the job's default process group (PyTorch's signature).
 
     Args:
@@ -219,14 +234,22 @@ def init_process_group(backend: str | None = None, init_method: str | None = Non
         _check_rank(rank, world_size)
         if init_method in (None, "env://") and _launch_env.uses_agent_store():
             # torchrun's agent store holds MASTER_PORT: stand beside it, never bind it.
-            store, token = _launch_env.agent_store_rendezvous(rank, world_size, host, port,
-                                                              _init_count, secs)
+            store, token = _launch_env.agent_store_rendezvous(
+                rank, world_size, host, port, _init_count, secs
+            )
             own_store = store
         else:
             token = _auth.job_token()
             host = _auth.bind_host(host, world_size)  # loopback when single-host
-            store = own_store = TCPStore(host, port, world_size, is_master=rank == 0,
-                                         timeout=secs, wait_for_workers=False, token=token)
+            store = own_store = TCPStore(
+                host,
+                port,
+                world_size,
+                is_master=rank == 0,
+                timeout=secs,
+                wait_for_workers=False,
+                token=token,
+            )
         master_host = store.host
     else:
         if rank < 0 or world_size < 0:
@@ -234,7 +257,8 @@ def init_process_group(backend: str | None = None, init_method: str | None = Non
         _check_rank(rank, world_size)
         token = _auth.job_token()
         master_host = getattr(store, "host", None) or getattr(
-            getattr(store, "underlying_store", None), "host", "127.0.0.1")
+            getattr(store, "underlying_store", None), "host", "127.0.0.1"
+        )
     world = World(rank, world_size, store, backend, secs, token, _init_count, master_host)
     _init_count += 1
     try:
@@ -257,8 +281,9 @@ def _check_rank(rank: int, world_size: int) -> None:
     if world_size < 1:
         raise ValueError(f"world_size must be a positive integer, got {world_size}")
     if not 0 <= rank < world_size:
-        raise ValueError(f"Invalid rank {rank}, rank should be in the interval "
-                         f"[0, {world_size - 1}]")
+        raise ValueError(
+            f"Invalid rank {rank}, rank should be in the interval [0, {world_size - 1}]"
+        )
 
 
 def _internal_barrier(pg: ProcessGroup) -> None:
@@ -314,8 +339,15 @@ def _local_group_id(world, spec: str) -> int:
     return int(world.store.compare_set(f"local_group/{spec}/{count}", "", str(drawn)).decode())
 
 
-def new_group(ranks=None, timeout=None, backend=None, pg_options=None,
-              use_local_synchronization: bool = False, group_desc=None, device_id=None):
+def new_group(
+    ranks=None,
+    timeout=None,
+    backend=None,
+    pg_options=None,
+    use_local_synchronization: bool = False,
+    group_desc=None,
+    device_id=None,
+):
     """A new group over ``ranks`` (global ranks; all of them by default).
 
     Like PyTorch, every rank of the job must call ``new_group`` in the same order, members or
@@ -342,14 +374,19 @@ def new_group(ranks=None, timeout=None, backend=None, pg_options=None,
         world.next_group_id += 1
         first = world.store.compare_set(f"new_group/{gid}", "", spec).decode()
         if first != spec:
-            raise world.fail(DistributedError(
-                f"new_group mismatch: the {gid}th new_group call was made with ranks {first} "
-                f"elsewhere but with ranks {spec} on rank {world.rank}"))
-    pg = ProcessGroup(world, gid, ranks, _seconds(timeout) if timeout is not None
-                      else world.timeout, normalize_backend(backend or world.backend))
-    pg.backend_name = (str(backend).lower() if backend is not None
-                       else world.groups[0].backend_name)
+            raise world.fail(
+                DistributedError(
+                    f"new_group mismatch: the {gid}th new_group call was made with ranks {first} "
+                    f"elsewhere but with ranks {spec} on rank {world.rank}"
+                )
+            )
+    pg = ProcessGroup(
+        world,
+        gid,
+        ranks,
+        _seconds(timeout) if timeout is not None else world.timeout,
+        normalize_backend(backend or world.backend),
+    )
+    pg.backend_name = str(backend).lower() if backend is not None else world.groups[0].backend_name
     world.groups[gid] = pg
     return pg if pg.is_member else GroupMember.NON_GROUP_MEMBER
-
-

@@ -106,8 +106,10 @@ def memory_report(*objects) -> dict[str, int]:
         elif isinstance(obj, Optimizer):
             pairs.extend(_optimizer_arrays(obj))
         else:
-            raise TypeError(f"memory_report expects nn.Module or optim.Optimizer objects, got "
-                            f"{type(obj).__name__}")
+            raise TypeError(
+                f"memory_report expects nn.Module or optim.Optimizer objects, got "
+                f"{type(obj).__name__}"
+            )
     rank = {c: i for i, c in enumerate(CATEGORIES)}
     pairs.sort(key=lambda cp: rank[cp[0]])  # stable: the first category to reach it wins
     seen, totals = set(), dict.fromkeys(CATEGORIES, 0)
@@ -133,10 +135,14 @@ def memory_summary(*objects) -> str:
     from . import distributed_c10d as c10d
 
     report = memory_report(*objects)
-    who = (f"rank {c10d.get_rank()} of {c10d.get_world_size()}" if c10d.is_initialized()
-           else "no process group")
+    who = (
+        f"rank {c10d.get_rank()} of {c10d.get_world_size()}"
+        if c10d.is_initialized()
+        else "no process group"
+    )
     lines = [f"ember memory summary ({who})"]
     for cat in (*CATEGORIES, "total"):
-        lines.append(f"  {cat.replace('_', ' '):<22} {_fmt(report[cat]):>12}  "
-                     f"({report[cat]:,} bytes)")
+        lines.append(
+            f"  {cat.replace('_', ' '):<22} {_fmt(report[cat]):>12}  ({report[cat]:,} bytes)"
+        )
     return "\n".join(lines)

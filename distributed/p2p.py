@@ -20,8 +20,9 @@ def _peer(pg, rank, group_rank, what: str) -> int:
     peer = _root(pg, rank, group_rank, what)
     if peer == pg.rank():
         name = "destination" if what == "dst" else "source"
-        raise ValueError(f"Invalid {name} rank: should not be the same as the rank of the "
-                         "current process.")
+        raise ValueError(
+            f"Invalid {name} rank: should not be the same as the rank of the current process."
+        )
     return peer
 
 
@@ -38,8 +39,12 @@ def _send_job(pg, tensor: Tensor, peer: int, tag: int):
 
 
 def _recv_job(pg, tensor: Tensor, peer: int | None, tag: int):
-    ctx = pg.p2p_op("recv", _d(shape=_sh(tensor), dtype=tensor.dtype, tag=tag),
-                    -1 if peer is None else peer, tag)
+    ctx = pg.p2p_op(
+        "recv",
+        _d(shape=_sh(tensor), dtype=tensor.dtype, tag=tag),
+        -1 if peer is None else peer,
+        tag,
+    )
 
     def run():
         flat, back = _staged(_interop.array_of(tensor))
@@ -60,22 +65,24 @@ def _recv_job(pg, tensor: Tensor, peer: int | None, tag: int):
 def _group_or_raise(group):
     pg = resolve_group(group)
     if pg is None:
-        raise DistributedError("this rank is not a member of the group given to a "
-                               "point-to-point operation")
+        raise DistributedError(
+            "this rank is not a member of the group given to a point-to-point operation"
+        )
     return pg
 
 
-def isend(tensor: Tensor, dst: int | None = None, group=None, tag: int = 0,
-          group_dst: int | None = None) -> Work:
+def isend(
+    tensor: Tensor, dst: int | None = None, group=None, tag: int = 0, group_dst: int | None = None
+) -> Work:
     """Send ``tensor`` to rank ``dst`` asynchronously."""
     _check(tensor, "tensor")
     pg = _group_or_raise(group)
-    return execute(pg, _send_job(pg, tensor, _peer(pg, dst, group_dst, "dst"), tag), True,
-                   [tensor])
+    return execute(pg, _send_job(pg, tensor, _peer(pg, dst, group_dst, "dst"), tag), True, [tensor])
 
 
-def irecv(tensor: Tensor, src: int | None = None, group=None, tag: int = 0,
-          group_src: int | None = None) -> Work:
+def irecv(
+    tensor: Tensor, src: int | None = None, group=None, tag: int = 0, group_src: int | None = None
+) -> Work:
     """Receive into ``tensor`` from rank ``src`` (any rank if ``None``) asynchronously."""
     _check(tensor, "tensor")
     pg = _group_or_raise(group)
@@ -83,16 +90,18 @@ def irecv(tensor: Tensor, src: int | None = None, group=None, tag: int = 0,
     return execute(pg, _recv_job(pg, tensor, peer, tag), True, [tensor])
 
 
-def send(tensor: Tensor, dst: int | None = None, group=None, tag: int = 0,
-         group_dst: int | None = None) -> None:
+def send(
+    tensor: Tensor, dst: int | None = None, group=None, tag: int = 0, group_dst: int | None = None
+) -> None:
     """Send ``tensor`` to rank ``dst``; returns once ``tensor`` may be modified again."""
     _check(tensor, "tensor")
     pg = _group_or_raise(group)
     execute(pg, _send_job(pg, tensor, _peer(pg, dst, group_dst, "dst"), tag), False, [tensor])
 
 
-def recv(tensor: Tensor, src: int | None = None, group=None, tag: int = 0,
-         group_src: int | None = None) -> int:
+def recv(
+    tensor: Tensor, src: int | None = None, group=None, tag: int = 0, group_src: int | None = None
+) -> int:
     """Receive into ``tensor`` from rank ``src`` (any rank if ``None``); returns the sender."""
     _check(tensor, "tensor")
     pg = _group_or_raise(group)
@@ -106,11 +115,19 @@ def recv(tensor: Tensor, src: int | None = None, group=None, tag: int = 0,
 class P2POp:
     """One operation of ``batch_isend_irecv``: ``P2POp(dist.isend, tensor, peer)``."""
 
-    def __init__(self, op, tensor: Tensor, peer: int | None = None, group=None, tag: int = 0,
-                 group_peer: int | None = None) -> None:
+    def __init__(
+        self,
+        op,
+        tensor: Tensor,
+        peer: int | None = None,
+        group=None,
+        tag: int = 0,
+        group_peer: int | None = None,
+    ) -> None:
         if op not in (isend, irecv):
-            raise ValueError("Invalid ``op``. Expected ``op`` to be of type ``dist.isend`` or "
-                             "``dist.irecv``.")
+            raise ValueError(
+                "Invalid ``op``. Expected ``op`` to be of type ``dist.isend`` or ``dist.irecv``."
+            )
         self.op, self.tensor, self.peer = op, _check(tensor, "tensor"), peer
         self.group, self.tag, self.group_peer = group, tag, group_peer
 
@@ -125,11 +142,9 @@ def batch_isend_irecv(p2p_op_list: list) -> list[Work]:
             raise TypeError("batch_isend_irecv expects P2POp instances")
         pg = _group_or_raise(p.group)
         if p.op is isend:
-            jobs.append((0, _send_job(pg, p.tensor, _peer(pg, p.peer, p.group_peer, "dst"),
-                                      p.tag)))
+            jobs.append((0, _send_job(pg, p.tensor, _peer(pg, p.peer, p.group_peer, "dst"), p.tag)))
         else:
-            jobs.append((1, _recv_job(pg, p.tensor, _peer(pg, p.peer, p.group_peer, "src"),
-                                      p.tag)))
+            jobs.append((1, _recv_job(pg, p.tensor, _peer(pg, p.peer, p.group_peer, "src"), p.tag)))
 
     def run():
         for _, job in sorted(jobs, key=lambda j: j[0]):

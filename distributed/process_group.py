@@ -15,8 +15,9 @@ class ProcessGroup:
     fingerprint that every rank's frames carry (see ``_opctx.py``).
     """
 
-    def __init__(self, world, group_id: int, ranks: list[int], timeout: float,
-                 backend: str) -> None:
+    def __init__(
+        self, world, group_id: int, ranks: list[int], timeout: float, backend: str
+    ) -> None:
         self.world = world
         self.group_id = group_id
         self.ranks = list(ranks)
@@ -26,8 +27,9 @@ class ProcessGroup:
         self._seq = 0
         self._p2p_seq: dict = {}
         self.is_member = world.rank in self.ranks
-        self.label = ("the default group" if group_id == 0
-                      else f"group {group_id} (ranks {self.ranks})")
+        self.label = (
+            "the default group" if group_id == 0 else f"group {group_id} (ranks {self.ranks})"
+        )
         self.comm = self.p2p = None
         self.hosts: list[list[int]] = []
         if self.is_member:
@@ -58,8 +60,10 @@ class ProcessGroup:
         try:
             return self.ranks.index(int(global_rank))
         except ValueError:
-            raise ValueError(f"Invalid {what} {global_rank}: it is not a rank of {self.label} "
-                             f"(ranks {self.ranks})") from None
+            raise ValueError(
+                f"Invalid {what} {global_rank}: it is not a rank of {self.label} "
+                f"(ranks {self.ranks})"
+            ) from None
 
     @property
     def hierarchical(self) -> bool:
@@ -73,8 +77,7 @@ class ProcessGroup:
 
         dtype = np.dtype(like.dtype.np)
         count = like.numel() if count is None else int(count)
-        return self.world.scratch(key, count * dtype.itemsize)[: count * dtype.itemsize].view(
-            dtype)
+        return self.world.scratch(key, count * dtype.itemsize)[: count * dtype.itemsize].view(dtype)
 
     def shared_block(self, count: int, dtype):
         """A flat array of ``count`` ``dtype`` elements in this rank's shared-memory arena
@@ -108,8 +111,7 @@ class ProcessGroup:
             if fp:
                 # Where this rank waits, whatever the group: a rank waiting in another group
                 # with the same members is a mismatch that no frame can show (issue #28).
-                self.world.store.set(f"waiting/{self.world.rank}",
-                                     f"{self.group_id} {seq} {what}")
+                self.world.store.set(f"waiting/{self.world.rank}", f"{self.group_id} {seq} {what}")
         except DistributedError:
             pass
 
@@ -158,8 +160,12 @@ class ProcessGroup:
             return None
         gid, seq, what = mark.decode().split(" ", 2)
         other = self.world.groups.get(int(gid))
-        if (other is None or other is self or sorted(other.ranks) != sorted(self.ranks)
-                or other._seq >= int(seq)):
+        if (
+            other is None
+            or other is self
+            or sorted(other.ranks) != sorted(self.ranks)
+            or other._seq >= int(seq)
+        ):
             return None
         op, _, site = what.partition("\0")
         return f"{op} #{seq} on {other.label} at {site}"

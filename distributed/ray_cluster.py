@@ -40,8 +40,9 @@ def ensure_ray(address: str | None = None, scaling=None, runtime_env: dict | Non
     if ray.is_initialized():
         return False
     address = address or os.environ.get("RAY_ADDRESS")
-    kwargs = dict(include_dashboard=False, configure_logging=True, logging_level="warning",
-                  log_to_driver=True)
+    kwargs = dict(
+        include_dashboard=False, configure_logging=True, logging_level="warning", log_to_driver=True
+    )
     if runtime_env:  # the job's own (e.g. a working_dir uploaded to every node)
         kwargs["runtime_env"] = runtime_env
     if address:
@@ -66,7 +67,8 @@ def ensure_ray(address: str | None = None, scaling=None, runtime_env: dict | Non
                 raise RayStartError(
                     f"could not start a local Ray instance: {e} (start one with `ray start "
                     f"--head` and pass --address auto, or retry when the machine is less "
-                    f"loaded)") from e
+                    f"loaded)"
+                ) from e
     _started_here = True
     return True
 

@@ -48,8 +48,10 @@ class Reduction:
         try:
             op = ReduceOp(op)
         except ValueError:
-            raise ValueError(f"unknown reduce op {op!r}; use ReduceOp.SUM, AVG, PRODUCT, MIN, "
-                             "MAX, BAND, BOR or BXOR") from None
+            raise ValueError(
+                f"unknown reduce op {op!r}; use ReduceOp.SUM, AVG, PRODUCT, MIN, "
+                "MAX, BAND, BOR or BXOR"
+            ) from None
         if op not in _UFUNC:
             raise ValueError(f"ReduceOp.{op.name} is not supported by ember's collectives")
         kind = np.dtype(dtype).kind

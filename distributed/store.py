@@ -97,8 +97,9 @@ class Store:
             self.set(k, v)
 
     def _timeout_error(self, keys, timeout: float) -> DistStoreError:
-        return DistStoreError(f"wait timeout after {timeout * 1000:.0f}ms, keys: "
-                              + ", ".join("/" + k for k in keys))
+        return DistStoreError(
+            f"wait timeout after {timeout * 1000:.0f}ms, keys: " + ", ".join("/" + k for k in keys)
+        )
 
 
 class HashStore(Store):
@@ -197,9 +198,18 @@ class TCPStore(Store):
         token: the job secret; defaults to ``$EMBER_TOKEN``.
     """
 
-    def __init__(self, host_name: str, port: int, world_size: int | None = None,
-                 is_master: bool = False, timeout=DEFAULT_TIMEOUT, wait_for_workers: bool = True,
-                 *, token: str | None = None, **_ignored) -> None:
+    def __init__(
+        self,
+        host_name: str,
+        port: int,
+        world_size: int | None = None,
+        is_master: bool = False,
+        timeout=DEFAULT_TIMEOUT,
+        wait_for_workers: bool = True,
+        *,
+        token: str | None = None,
+        **_ignored,
+    ) -> None:
         super().__init__(timeout)
         import grpc
 
@@ -237,9 +247,13 @@ class TCPStore(Store):
                     raise DistNetworkError(
                         f"could not reach the store at {self.address} within "
                         f"{self._timeout:g} s: is the master (rank 0) running and are "
-                        "MASTER_ADDR/MASTER_PORT right?") from None
-                _auth.logger.warning("still waiting for the store at %s (the master, rank 0; "
-                                     "MASTER_ADDR/MASTER_PORT)", self.address)
+                        "MASTER_ADDR/MASTER_PORT right?"
+                    ) from None
+                _auth.logger.warning(
+                    "still waiting for the store at %s (the master, rank 0; "
+                    "MASTER_ADDR/MASTER_PORT)",
+                    self.address,
+                )
         self.num_keys()  # proves the token before anything else happens
 
     def _join(self, world_size: int, wait: bool) -> None:
@@ -249,7 +263,8 @@ class TCPStore(Store):
         if master_world != world_size:
             raise DistStoreError(
                 f"world size mismatch: this process was started with world_size={world_size} "
-                f"but the store's master at {self.address} has world_size={master_world}")
+                f"but the store's master at {self.address} has world_size={master_world}"
+            )
         joined = self.add(_WORKERS_KEY, 1)
         if wait:
             deadline = time.monotonic() + self._timeout
@@ -257,37 +272,44 @@ class TCPStore(Store):
                 if time.monotonic() > deadline:
                     raise DistStoreError(
                         f"only {joined} of {world_size} processes connected to the store at "
-                        f"{self.address} within {self._timeout:g} s")
+                        f"{self.address} within {self._timeout:g} s"
+                    )
                 time.sleep(0.01)
                 joined = self.add(_WORKERS_KEY, 0)
 
     def _call(self, method: str, request, wait: float = 0.0):
         try:
-            return getattr(self._stub, method)(request, metadata=self._md,
-                                               timeout=wait + _RPC_SLACK)
+            return getattr(self._stub, method)(
+                request, metadata=self._md, timeout=wait + _RPC_SLACK
+            )
         except self._grpc.RpcError as e:
             code = e.code()
             if code == self._grpc.StatusCode.UNAUTHENTICATED:
-                raise DistStoreError(f"the store at {self.address} refused this process's job "
-                                     f"token: all ranks must share the same {_auth.TOKEN_ENV}"
-                                     ) from None
+                raise DistStoreError(
+                    f"the store at {self.address} refused this process's job "
+                    f"token: all ranks must share the same {_auth.TOKEN_ENV}"
+                ) from None
             if code == self._grpc.StatusCode.UNAVAILABLE:
-                raise DistStoreError(f"lost the connection to the store at {self.address} "
-                                     f"({e.details()}): did the master process exit?") from None
+                raise DistStoreError(
+                    f"lost the connection to the store at {self.address} "
+                    f"({e.details()}): did the master process exit?"
+                ) from None
             if code == self._grpc.StatusCode.FAILED_PRECONDITION:  # e.g. add() on a non-integer
                 raise ValueError(e.details()) from None
             if code == self._grpc.StatusCode.DEADLINE_EXCEEDED:
                 raise DistStoreError(f"store call {method} to {self.address} timed out") from None
-            raise DistStoreError(f"store call {method} to {self.address} failed: "
-                                 f"{code.name}: {e.details()}") from None
+            raise DistStoreError(
+                f"store call {method} to {self.address} failed: {code.name}: {e.details()}"
+            ) from None
 
     # ---- the Store API --------------------------------------------------------------------
     def set(self, key, value):
         self._call("Set", self._pb.SetRequest(key=key, value=_as_bytes(value)))
 
     def get(self, key):
-        reply = self._call("Get", self._pb.GetRequest(key=key, timeout_ms=self._ms()),
-                           self._timeout)
+        reply = self._call(
+            "Get", self._pb.GetRequest(key=key, timeout_ms=self._ms()), self._timeout
+        )
         if not reply.found:
             raise self._timeout_error([key], self._timeout)
         return reply.value
@@ -296,14 +318,16 @@ class TCPStore(Store):
         return self._call("Add", self._pb.AddRequest(key=key, amount=int(amount))).value
 
     def compare_set(self, key, expected_value, desired_value):
-        req = self._pb.CompareSetRequest(key=key, expected=_as_bytes(expected_value),
-                                         desired=_as_bytes(desired_value))
+        req = self._pb.CompareSetRequest(
+            key=key, expected=_as_bytes(expected_value), desired=_as_bytes(desired_value)
+        )
         return self._call("CompareSet", req).value
 
     def wait(self, keys, timeout=None):
         t = self._timeout if timeout is None else _seconds(timeout)
-        reply = self._call("Wait", self._pb.WaitRequest(keys=list(keys), timeout_ms=int(t * 1000)),
-                           t)
+        reply = self._call(
+            "Wait", self._pb.WaitRequest(keys=list(keys), timeout_ms=int(t * 1000)), t
+        )
         if reply.missing:
             raise self._timeout_error(list(reply.missing), t)
 

@@ -52,11 +52,18 @@ class SyncBatchNorm(_BatchNorm):
         process_group (ProcessGroup, optional): the ranks to synchronise over.
     """
 
-    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
-                 affine: bool = True, track_running_stats: bool = True, process_group=None,
-                 device=None, dtype=None) -> None:
-        super().__init__(num_features, eps, momentum, affine, track_running_stats, device,
-                         dtype)
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+        process_group=None,
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)
         self.process_group = process_group
 
     def _check_input_dim(self, input) -> None:
@@ -72,10 +79,19 @@ class SyncBatchNorm(_BatchNorm):
         if bn_training and self.training and is_initialized():
             pg = resolve_group(self.process_group)
         if pg is None or pg.size() == 1:
-            return F.batch_norm(input, running_mean, running_var, self.weight, self.bias,
-                                bn_training, factor, self.eps)
-        mean, var = (None if t is None else _interop.array_of(t)
-                     for t in (running_mean, running_var))
+            return F.batch_norm(
+                input,
+                running_mean,
+                running_var,
+                self.weight,
+                self.bias,
+                bn_training,
+                factor,
+                self.eps,
+            )
+        mean, var = (
+            None if t is None else _interop.array_of(t) for t in (running_mean, running_var)
+        )
         out = _SyncBatchNorm.apply(input, self.weight, self.bias, mean, var, factor, self.eps, pg)
         for t in (running_mean, running_var):
             if t is not None:
@@ -89,8 +105,14 @@ class SyncBatchNorm(_BatchNorm):
         Returns the new root when ``module`` itself is a batch norm."""
         out = module
         if isinstance(module, _BatchNorm):
-            out = cls(module.num_features, module.eps, module.momentum, module.affine,
-                      module.track_running_stats, process_group)
+            out = cls(
+                module.num_features,
+                module.eps,
+                module.momentum,
+                module.affine,
+                module.track_running_stats,
+                process_group,
+            )
             if module.affine:
                 out.weight, out.bias = module.weight, module.bias
                 out.bias_enabled = module.bias_enabled
@@ -118,17 +140,18 @@ class _SyncBatchNorm(Function):
         if n_local:
             mean_r = x3.sum(axis=(0, 2), dtype=np.float64) / n_local
             dev = x3 - mean_r.astype(x.dtype)[:, None]
-            mine[1:1 + c] = mean_r
-            mine[1 + c:] = xp.einsum("ncl,ncl->c", dev, dev)
+            mine[1 : 1 + c] = mean_r
+            mine[1 + c :] = xp.einsum("ncl,ncl->c", dev, dev)
         every = xp.empty((pg.size(), 1 + 2 * c), dtype=np.float64)
-        collectives.all_gather_into_tensor(_interop.wrap(every), _interop.wrap(mine),
-                                           group=pg)
-        counts, means, m2s = every[:, 0], every[:, 1:1 + c], every[:, 1 + c:]
+        collectives.all_gather_into_tensor(_interop.wrap(every), _interop.wrap(mine), group=pg)
+        counts, means, m2s = every[:, 0], every[:, 1 : 1 + c], every[:, 1 + c :]
         n = float(counts.sum())
         if n <= 1:
-            raise ValueError("Expected more than 1 value per channel when training, got "
-                             f"{int(n)} over the group's ranks (input size {tuple(shape_in)} "
-                             "on this rank)")
+            raise ValueError(
+                "Expected more than 1 value per channel when training, got "
+                f"{int(n)} over the group's ranks (input size {tuple(shape_in)} "
+                "on this rank)"
+            )
         mean = (counts[:, None] * means).sum(axis=0) / n
         var = (m2s + counts[:, None] * (means - mean) ** 2).sum(axis=0) / n
         update_running_stats(running_mean, running_var, mean, var, n, momentum)

@@ -118,8 +118,7 @@ class Executor:
                 raise DistributedError("the process group was destroyed")
             self._queue.append((fn, fut))
             if self._thread is None:
-                self._thread = threading.Thread(target=self._loop, name="ember-comm",
-                                                daemon=True)
+                self._thread = threading.Thread(target=self._loop, name="ember-comm", daemon=True)
                 self._thread.start()
             self._cv.notify_all()
         return fut

@@ -17,8 +17,17 @@ from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 # Variables a worker must not inherit from the driver (they describe *its* place in a job).
-_TORCHRUN_VARS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "NODE_RANK",
-                  "GROUP_RANK", "MASTER_ADDR", "MASTER_PORT", "EMBER_DEVICE_INDEX")
+_TORCHRUN_VARS = (
+    "RANK",
+    "LOCAL_RANK",
+    "WORLD_SIZE",
+    "LOCAL_WORLD_SIZE",
+    "NODE_RANK",
+    "GROUP_RANK",
+    "MASTER_ADDR",
+    "MASTER_PORT",
+    "EMBER_DEVICE_INDEX",
+)
 
 
 @dataclass
@@ -42,8 +51,13 @@ class _Worker:
 
     def info(self) -> tuple:
         ctx = ray.get_runtime_context()
-        return (ctx.get_node_id(), ray.util.get_node_ip_address(), socket.gethostname(),
-                os.getpid(), [str(g) for g in ray.get_gpu_ids()])
+        return (
+            ctx.get_node_id(),
+            ray.util.get_node_ip_address(),
+            socket.gethostname(),
+            os.getpid(),
+            [str(g) for g in ray.get_gpu_ids()],
+        )
 
     def free_port(self) -> int:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -78,8 +92,9 @@ def order_ranks(infos: list[WorkerInfo], first_node: str | None = None) -> list[
     def gpu_key(w):
         return [int(g) if g.isdigit() else g for g in w.gpu_ids]
 
-    ordered = sorted(enumerate(infos), key=lambda p: (node_order[p[1].node_id], gpu_key(p[1]),
-                                                     p[0]))
+    ordered = sorted(
+        enumerate(infos), key=lambda p: (node_order[p[1].node_id], gpu_key(p[1]), p[0])
+    )
     counts: dict[str, int] = {}
     for _, w in ordered:
         counts[w.node_id] = counts.get(w.node_id, 0) + 1
@@ -93,8 +108,9 @@ def order_ranks(infos: list[WorkerInfo], first_node: str | None = None) -> list[
     return [w for _, w in ordered]
 
 
-def worker_envs(ordered: list[WorkerInfo], master_addr: str, master_port: int,
-                token: str) -> list[dict]:
+def worker_envs(
+    ordered: list[WorkerInfo], master_addr: str, master_port: int, token: str
+) -> list[dict]:
     """Each ranked worker's environment: torchrun's variables, the job token and, on GPU
     nodes, ``CUDA_VISIBLE_DEVICES`` (all of the node's workers' GPUs, so that peers can reach
     each other's devices) with ``EMBER_DEVICE_INDEX``, the worker's own GPU in that list."""
@@ -105,10 +121,17 @@ def worker_envs(ordered: list[WorkerInfo], master_addr: str, master_port: int,
         ids.extend(g for g in w.gpu_ids if g not in ids)
     envs = []
     for w in ordered:
-        e = {"RANK": w.rank, "LOCAL_RANK": w.local_rank, "WORLD_SIZE": len(ordered),
-             "LOCAL_WORLD_SIZE": w.local_world_size, "NODE_RANK": w.node_rank,
-             "GROUP_RANK": w.node_rank, "MASTER_ADDR": master_addr, "MASTER_PORT": master_port,
-             "EMBER_TOKEN": token}
+        e = {
+            "RANK": w.rank,
+            "LOCAL_RANK": w.local_rank,
+            "WORLD_SIZE": len(ordered),
+            "LOCAL_WORLD_SIZE": w.local_world_size,
+            "NODE_RANK": w.node_rank,
+            "GROUP_RANK": w.node_rank,
+            "MASTER_ADDR": master_addr,
+            "MASTER_PORT": master_port,
+            "EMBER_TOKEN": token,
+        }
         if node_gpus[w.node_id]:
             e["CUDA_VISIBLE_DEVICES"] = ",".join(node_gpus[w.node_id])
         if w.gpu_ids:  # LOCAL_RANK, unless workers share GPUs
@@ -134,22 +157,30 @@ def _enclosing_group(num_workers: int, bundle: dict):
 class WorkerGroup:
     """Start ``num_workers`` actors with ``bundle`` resources each, ranked and configured."""
 
-    def __init__(self, num_workers: int, bundle: dict, placement_strategy: str = "PACK",
-                 env: dict | None = None, start_timeout: float = 120.0):
+    def __init__(
+        self,
+        num_workers: int,
+        bundle: dict,
+        placement_strategy: str = "PACK",
+        env: dict | None = None,
+        start_timeout: float = 120.0,
+    ):
         self.num_workers = num_workers
         self.bundle = dict(bundle)
         self.token = (env or {}).get("EMBER_TOKEN") or secrets.token_hex(16)
         cpus = max(1, int(self.bundle.get("CPU", 1)))
-        threads = {v: str(cpus) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                                           "MKL_NUM_THREADS")}
+        threads = {
+            v: str(cpus) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+        }
         self._env_vars = {**threads, **(env or {})}
         # Inside a placement group reserved for this group (a Ray Tune trial's
         # PlacementGroupFactory: an optional head bundle, then one bundle per worker), use its
         # bundles: a nested group would wait for resources the outer one already holds.
         outer, first = _enclosing_group(num_workers, self.bundle)
         self._owns_pg = outer is None
-        self._pg = outer or placement_group([self.bundle] * num_workers,
-                                            strategy=placement_strategy)
+        self._pg = outer or placement_group(
+            [self.bundle] * num_workers, strategy=placement_strategy
+        )
         ready, _ = ray.wait([self._pg.ready()], timeout=start_timeout)
         if not ready:
             remove_placement_group(self._pg)
@@ -161,10 +192,12 @@ class WorkerGroup:
         custom = {k: v for k, v in self.bundle.items() if k not in ("CPU", "GPU", "memory")}
         self.actors = [
             _Worker.options(
-                num_cpus=self.bundle.get("CPU", 0), num_gpus=self.bundle.get("GPU", 0),
+                num_cpus=self.bundle.get("CPU", 0),
+                num_gpus=self.bundle.get("GPU", 0),
                 resources=custom or None,
                 scheduling_strategy=PlacementGroupSchedulingStrategy(
-                    self._pg, placement_group_bundle_index=first + i),
+                    self._pg, placement_group_bundle_index=first + i
+                ),
             ).remote()
             for i in range(num_workers)
         ]
@@ -190,8 +223,7 @@ class WorkerGroup:
 
     def execute_async_per_rank(self, fn, per_rank: list, *args, **kwargs) -> list:
         """Like :meth:`execute_async`, with ``per_rank[r]`` as rank r's last argument."""
-        return [a.run.remote(fn, *args, per_rank[r], **kwargs)
-                for r, a in enumerate(self.actors)]
+        return [a.run.remote(fn, *args, per_rank[r], **kwargs) for r, a in enumerate(self.actors)]
 
     def execute(self, fn, *args, timeout: float | None = None, **kwargs) -> list:
         return ray.get(self.execute_async(fn, *args, **kwargs), timeout=timeout)

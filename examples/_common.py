@@ -35,35 +35,52 @@ SPLIT_SEED = 1234
 _RUN_CONTROL = {"resume", "max_steps", "out", "num_workers", "device", "threads"}
 
 
-def make_parser(description: str, *, name: str, epochs: int, batch_size: int, lr: float,
-                text: bool = False) -> argparse.ArgumentParser:
+def make_parser(
+    description: str, *, name: str, epochs: int, batch_size: int, lr: float, text: bool = False
+) -> argparse.ArgumentParser:
     """The options every example has; an example adds its own before parsing."""
-    p = argparse.ArgumentParser(description=description,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p.add_argument("--epochs", type=int, default=epochs, help="epochs to train")
     p.add_argument("--batch-size", type=int, default=batch_size, help="samples per batch")
     p.add_argument("--lr", type=float, default=lr, help="(peak) learning rate")
-    p.add_argument("--out", type=Path, default=Path("runs") / name,
-                   help="directory for the checkpoint and the TensorBoard logs")
-    p.add_argument("--resume", action="store_true",
-                   help=f"continue the run saved in OUT/{CHECKPOINT_NAME}")
-    p.add_argument("--max-steps", type=int, default=None,
-                   help="stop after this many optimizer steps in all, writing a checkpoint "
-                        "there (--resume continues from it)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("runs") / name,
+        help="directory for the checkpoint and the TensorBoard logs",
+    )
+    p.add_argument(
+        "--resume", action="store_true", help=f"continue the run saved in OUT/{CHECKPOINT_NAME}"
+    )
+    p.add_argument(
+        "--max-steps",
+        type=int,
+        default=None,
+        help="stop after this many optimizer steps in all, writing a checkpoint "
+        "there (--resume continues from it)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of ember's default generator")
     p.add_argument("--num-workers", type=int, default=0, help="DataLoader worker processes")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="BLAS threads on the CPU (default: the BLAS library's choice; 1 is "
-                        "faster when other programs keep the cores busy)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="BLAS threads on the CPU (default: the BLAS library's choice; 1 is "
+        "faster when other programs keep the cores busy)",
+    )
     if text:
-        p.add_argument("--data", type=Path, default=DEFAULT_TEXT,
-                       help="the text file to train on (UTF-8)")
+        p.add_argument(
+            "--data", type=Path, default=DEFAULT_TEXT, help="the text file to train on (UTF-8)"
+        )
     return p
 
 
-def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None,
-               positive: tuple[str, ...] = ()) -> argparse.Namespace:
+def parse_args(
+    parser: argparse.ArgumentParser, argv: list[str] | None, positive: tuple[str, ...] = ()
+) -> argparse.Namespace:
     """Parse and check the options; bad values end the program with a message naming them.
 
     ``positive`` names further options (``dest`` names) that must be > 0.
@@ -84,8 +101,10 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None,
         threadpool_limits(limits=args.threads, user_api="blas")  # for the rest of the process
     data = getattr(args, "data", None)
     if data is not None and not data.is_file():
-        parser.error(f"--data: text file not found: {data} (ember downloads nothing; "
-                     "pass the path of a local UTF-8 text file, e.g. tinyshakespeare.txt)")
+        parser.error(
+            f"--data: text file not found: {data} (ember downloads nothing; "
+            "pass the path of a local UTF-8 text file, e.g. tinyshakespeare.txt)"
+        )
     if args.device is None:
         args.device = "cuda" if ember.cuda.is_available() else "cpu"
     try:
@@ -93,8 +112,10 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None,
     except (RuntimeError, ValueError) as exc:
         parser.error(f"--device: {exc}")
     if args.device.type == "cuda" and not ember.cuda.is_available():
-        parser.error(f"--device {args.device}: CUDA is not available here (ember needs CuPy and "
-                     "a GPU: pip install 'ember[gpu]')")
+        parser.error(
+            f"--device {args.device}: CUDA is not available here (ember needs CuPy and "
+            "a GPU: pip install 'ember[gpu]')"
+        )
     return args
 
 
@@ -108,10 +129,14 @@ def digits_split(flatten: bool = False, train_transform=None) -> tuple:
     from ember.utils.data.datasets import Digits
 
     plain = Digits(train=None, flatten=flatten)
-    train_idx, test_idx = random_split(range(len(plain)), [0.8, 0.2],
-                                       generator=ember.Generator().manual_seed(SPLIT_SEED))
-    train = plain if train_transform is None else Digits(train=None, flatten=flatten,
-                                                         transform=train_transform)
+    train_idx, test_idx = random_split(
+        range(len(plain)), [0.8, 0.2], generator=ember.Generator().manual_seed(SPLIT_SEED)
+    )
+    train = (
+        plain
+        if train_transform is None
+        else Digits(train=None, flatten=flatten, transform=train_transform)
+    )
     return Subset(train, train_idx.indices), Subset(plain, test_idx.indices)
 
 
@@ -127,8 +152,17 @@ def checkpoint_path(args: argparse.Namespace) -> Path:
     return args.out / CHECKPOINT_NAME
 
 
-def save_checkpoint(args: argparse.Namespace, *, model, optimizer, scheduler, loader,
-                    epoch: int, step: int, **extra: Any) -> Path:
+def save_checkpoint(
+    args: argparse.Namespace,
+    *,
+    model,
+    optimizer,
+    scheduler,
+    loader,
+    epoch: int,
+    step: int,
+    **extra: Any,
+) -> Path:
     """Write the whole training state to ``OUT/checkpoint.pt`` in one atomic ``ember.save``.
 
     ``epoch`` is the epoch in progress (or the next one, at an epoch's end); the loader's own
@@ -152,8 +186,9 @@ def save_checkpoint(args: argparse.Namespace, *, model, optimizer, scheduler, lo
     return path
 
 
-def load_checkpoint(args: argparse.Namespace, *, model, optimizer, scheduler,
-                    loader) -> dict[str, Any]:
+def load_checkpoint(
+    args: argparse.Namespace, *, model, optimizer, scheduler, loader
+) -> dict[str, Any]:
     """Restore everything :func:`save_checkpoint` wrote into the given objects.
 
     Call it after building model, optimizer, scheduler and loader (building them draws random
@@ -162,15 +197,23 @@ def load_checkpoint(args: argparse.Namespace, *, model, optimizer, scheduler,
     """
     path = checkpoint_path(args)
     if not path.is_file():
-        raise SystemExit(f"--resume: no checkpoint at {path} (start the run without --resume, "
-                         "or pass the --out directory of the run to continue)")
+        raise SystemExit(
+            f"--resume: no checkpoint at {path} (start the run without --resume, "
+            "or pass the --out directory of the run to continue)"
+        )
     state = ember.load(path, map_location="cpu")
     now = _plain(args)
-    changed = [f"{k}: {v!r} -> {now.get(k)!r}" for k, v in state["args"].items()
-               if k not in _RUN_CONTROL and now.get(k) != v]
+    changed = [
+        f"{k}: {v!r} -> {now.get(k)!r}"
+        for k, v in state["args"].items()
+        if k not in _RUN_CONTROL and now.get(k) != v
+    ]
     if changed:
-        print("warning: resuming with options that differ from the checkpoint's (the restored "
-              f"scheduler keeps its saved settings): {', '.join(changed)}", file=sys.stderr)
+        print(
+            "warning: resuming with options that differ from the checkpoint's (the restored "
+            f"scheduler keeps its saved settings): {', '.join(changed)}",
+            file=sys.stderr,
+        )
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
@@ -197,8 +240,12 @@ class StopRequest:
         if self.signal is not None:
             raise KeyboardInterrupt
         self.signal = signum
-        print(f"\n{signal.Signals(signum).name}: stopping after this step and saving a "
-              "checkpoint (Ctrl-C again to abort at once)", file=sys.stderr, flush=True)
+        print(
+            f"\n{signal.Signals(signum).name}: stopping after this step and saving a "
+            "checkpoint (Ctrl-C again to abort at once)",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def __enter__(self) -> StopRequest:
         if threading.current_thread() is threading.main_thread():
@@ -217,8 +264,7 @@ class StopRequest:
 
     def exit(self, path: Path, step: int) -> None:
         """Report where the run stopped and end the program (status 0 for ``--max-steps``)."""
-        print(f"stopped after step {step}; checkpoint: {path} (continue with --resume)",
-              flush=True)
+        print(f"stopped after step {step}; checkpoint: {path} (continue with --resume)", flush=True)
         raise SystemExit(0 if self.signal is None else 128 + self.signal)
 
 

@@ -38,20 +38,29 @@ class CheckpointedCharGPT(CharGPT):
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    parser = _common.make_parser(__doc__.splitlines()[0], name="char_gpt_amp", epochs=2,
-                                 batch_size=32, lr=3e-3, text=True)
-    parser.add_argument("--amp", choices=("bf16", "fp16", "off"), default="bf16",
-                        help="autocast dtype (fp16 also scales the loss); off: float32")
-    parser.add_argument("--checkpoint", action="store_true",
-                        help="recompute each block's activations in backward")
+    parser = _common.make_parser(
+        __doc__.splitlines()[0], name="char_gpt_amp", epochs=2, batch_size=32, lr=3e-3, text=True
+    )
+    parser.add_argument(
+        "--amp",
+        choices=("bf16", "fp16", "off"),
+        default="bf16",
+        help="autocast dtype (fp16 also scales the loss); off: float32",
+    )
+    parser.add_argument(
+        "--checkpoint", action="store_true", help="recompute each block's activations in backward"
+    )
     parser.add_argument("--steps-per-epoch", type=int, default=40, help="batches per epoch")
     parser.add_argument("--block-size", type=int, default=64, help="context length")
     parser.add_argument("--d-model", type=int, default=128, help="embedding width")
     parser.add_argument("--nhead", type=int, default=4, help="attention heads")
     parser.add_argument("--layers", type=int, default=2, help="transformer blocks")
     parser.add_argument("--eval-batches", type=int, default=8, help="validation batches")
-    args = _common.parse_args(parser, argv, positive=(
-        "steps_per_epoch", "block_size", "d_model", "nhead", "layers", "eval_batches"))
+    args = _common.parse_args(
+        parser,
+        argv,
+        positive=("steps_per_epoch", "block_size", "d_model", "nhead", "layers", "eval_batches"),
+    )
     device = args.device
     device_type = "cuda" if str(device).startswith("cuda") else "cpu"
     ember.manual_seed(args.seed)
@@ -64,14 +73,17 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     val_loader = DataLoader(Subset(val_set, val_windows), batch_size=args.batch_size)
 
     cls = CheckpointedCharGPT if args.checkpoint else CharGPT
-    model = cls(train_set.vocab_size, args.block_size, args.d_model, args.nhead,
-                args.layers).to(device)
+    model = cls(train_set.vocab_size, args.block_size, args.d_model, args.nhead, args.layers).to(
+        device
+    )
     optimizer = ember.optim.AdamW(param_groups(model, 0.1), lr=args.lr, betas=(0.9, 0.95))
     dtype = {"bf16": ember.bfloat16, "fp16": ember.float16}.get(args.amp)
     # float16's range needs loss scaling; bfloat16 has float32's exponent and does without
     scaler = ember.amp.GradScaler(device_type, enabled=args.amp == "fp16")
-    print(f"{cls.__name__}: {sum(p.numel() for p in model.parameters()):,} parameters, "
-          f"amp {args.amp}, checkpointing {'on' if args.checkpoint else 'off'}")
+    print(
+        f"{cls.__name__}: {sum(p.numel() for p in model.parameters()):,} parameters, "
+        f"amp {args.amp}, checkpointing {'on' if args.checkpoint else 'off'}"
+    )
 
     metrics: dict[str, float] = {}
     step = 0
@@ -95,8 +107,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         with ember.autocast(device_type, dtype=dtype, enabled=dtype is not None):
             val_loss = evaluate(model, val_loader, device)
         metrics = {"val_loss": val_loss, "ms_per_step": ms, "scale": scaler.get_scale()}
-        print(f"epoch {epoch + 1}/{args.epochs}  " + _common.format_metrics(**metrics),
-              flush=True)
+        print(f"epoch {epoch + 1}/{args.epochs}  " + _common.format_metrics(**metrics), flush=True)
     return metrics
 
 

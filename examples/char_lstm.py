@@ -31,8 +31,9 @@ from ember.utils.tensorboard import SummaryWriter
 class CharLSTM(nn.Module):
     """Embedding -> LSTM -> linear scores over the vocabulary, at every position."""
 
-    def __init__(self, vocab_size: int, embed: int = 64, hidden: int = 256,
-                 layers: int = 1) -> None:
+    def __init__(
+        self, vocab_size: int, embed: int = 64, hidden: int = 256, layers: int = 1
+    ) -> None:
         super().__init__()
         self.embed = nn.Embedding(vocab_size, embed)
         self.lstm = nn.LSTM(embed, hidden, num_layers=layers, batch_first=True)
@@ -57,8 +58,9 @@ def evaluate(model: CharLSTM, loader: DataLoader, device) -> float:
     return total / count
 
 
-def generate(model: CharLSTM, dataset: CharDataset, prompt: str, length: int,
-             temperature: float, device) -> str:
+def generate(
+    model: CharLSTM, dataset: CharDataset, prompt: str, length: int, temperature: float, device
+) -> str:
     """``prompt`` continued by ``length`` sampled characters; the LSTM state carries the
     context, so each new character costs one step."""
     model.eval()
@@ -74,8 +76,9 @@ def generate(model: CharLSTM, dataset: CharDataset, prompt: str, length: int,
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    parser = _common.make_parser(__doc__.splitlines()[0], name="char_lstm", epochs=3,
-                                 batch_size=32, lr=5e-3, text=True)
+    parser = _common.make_parser(
+        __doc__.splitlines()[0], name="char_lstm", epochs=3, batch_size=32, lr=5e-3, text=True
+    )
     parser.add_argument("--steps-per-epoch", type=int, default=80, help="batches per epoch")
     parser.add_argument("--block-size", type=int, default=64, help="characters per window")
     parser.add_argument("--embed", type=int, default=64, help="embedding size")
@@ -83,14 +86,30 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--layers", type=int, default=1, help="stacked LSTM layers")
     parser.add_argument("--clip", type=float, default=1.0, help="gradient-norm clipping")
     parser.add_argument("--eval-batches", type=int, default=8, help="validation batches")
-    parser.add_argument("--sample-chars", type=int, default=200,
-                        help="characters generated after each epoch (0: none)")
-    parser.add_argument("--prompt", default="\n",
-                        help="start of the generated samples (default: %(default)r)")
+    parser.add_argument(
+        "--sample-chars",
+        type=int,
+        default=200,
+        help="characters generated after each epoch (0: none)",
+    )
+    parser.add_argument(
+        "--prompt", default="\n", help="start of the generated samples (default: %(default)r)"
+    )
     parser.add_argument("--temperature", type=float, default=0.8, help="sampling temperature")
-    args = _common.parse_args(parser, argv, positive=(
-        "steps_per_epoch", "block_size", "embed", "hidden", "layers", "clip", "eval_batches",
-        "temperature"))
+    args = _common.parse_args(
+        parser,
+        argv,
+        positive=(
+            "steps_per_epoch",
+            "block_size",
+            "embed",
+            "hidden",
+            "layers",
+            "clip",
+            "eval_batches",
+            "temperature",
+        ),
+    )
     device = args.device
     ember.manual_seed(args.seed)
 
@@ -102,20 +121,23 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         parser.error(f"--prompt: {exc.args[0]}")
     # Random windows, a fresh draw every epoch; validation uses fixed, non-overlapping ones.
     sampler = RandomSampler(train_set, num_samples=args.steps_per_epoch * args.batch_size)
-    train_loader = DataLoader(train_set, batch_size=args.batch_size, sampler=sampler,
-                              num_workers=args.num_workers)
+    train_loader = DataLoader(
+        train_set, batch_size=args.batch_size, sampler=sampler, num_workers=args.num_workers
+    )
     val_windows = range(0, len(val_set), args.block_size)[: args.eval_batches * args.batch_size]
     val_loader = DataLoader(Subset(val_set, val_windows), batch_size=args.batch_size)
     unigram = _common.unigram_entropy(train_set.data)
-    print(f"{args.data}: {len(train_set.data):,} training characters, vocabulary "
-          f"{train_set.vocab_size}, unigram entropy {unigram:.3f} nats")
+    print(
+        f"{args.data}: {len(train_set.data):,} training characters, vocabulary "
+        f"{train_set.vocab_size}, unigram entropy {unigram:.3f} nats"
+    )
 
     model = CharLSTM(train_set.vocab_size, args.embed, args.hidden, args.layers).to(device)
     optimizer = ember.optim.Adam(model.parameters(), lr=args.lr)
-    scheduler = CosineAnnealingLR(optimizer, T_max=args.epochs * args.steps_per_epoch,
-                                  eta_min=args.lr / 10)  # stepped after every batch
-    parts = {"model": model, "optimizer": optimizer, "scheduler": scheduler,
-             "loader": train_loader}
+    scheduler = CosineAnnealingLR(
+        optimizer, T_max=args.epochs * args.steps_per_epoch, eta_min=args.lr / 10
+    )  # stepped after every batch
+    parts = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "loader": train_loader}
 
     epoch, step = 0, 0
     if args.resume:
@@ -153,15 +175,20 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             val_loss = evaluate(model, val_loader, device)
             writer.add_scalar("val/loss", val_loss, step)
             if args.sample_chars > 0:
-                sample = generate(model, train_set, args.prompt, args.sample_chars,
-                                  args.temperature, device)
+                sample = generate(
+                    model, train_set, args.prompt, args.sample_chars, args.temperature, device
+                )
                 writer.add_text("sample", sample, step)
                 print(f"--- sample ---\n{sample.strip()}\n---")
             epoch += 1
             _common.save_checkpoint(args, **parts, epoch=epoch, step=step)
             metrics = {"val_loss": val_loss, "unigram_entropy": unigram}
-            print(f"epoch {epoch}/{args.epochs}  " + _common.format_metrics(**metrics)
-                  + f"  ({time.perf_counter() - started:.1f} s)", flush=True)
+            print(
+                f"epoch {epoch}/{args.epochs}  "
+                + _common.format_metrics(**metrics)
+                + f"  ({time.perf_counter() - started:.1f} s)",
+                flush=True,
+            )
     return metrics
 
 

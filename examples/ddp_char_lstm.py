@@ -39,8 +39,9 @@ from ember.optim.lr_scheduler import CosineAnnealingLR
 from ember.utils.data import DataLoader, Subset
 from ember.utils.data.datasets import CharDataset
 
-DEFAULT_TEXT = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / \
-    "tinyshakespeare.txt"
+DEFAULT_TEXT = (
+    Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "tinyshakespeare.txt"
+)
 
 
 class CharLSTM(nn.Module):
@@ -97,14 +98,15 @@ def train_loop(config: dict) -> None:
     ember.manual_seed(config["seed"])  # the same initial weights everywhere (DDP checks it)
     train_set = CharDataset(config["data"], config["block_size"], split="train")
     val_set = CharDataset(config["data"], config["block_size"], split="val")
-    model = train.prepare_model(CharLSTM(train_set.vocab_size, config["embed"],
-                                         config["hidden"]))
+    model = train.prepare_model(CharLSTM(train_set.vocab_size, config["embed"], config["hidden"]))
     optimizer = ember.optim.Adam(model.parameters(), lr=config["lr"])
     loader = train.prepare_data_loader(
-        DataLoader(train_set, batch_size=config["batch_size"], shuffle=True, drop_last=True))
+        DataLoader(train_set, batch_size=config["batch_size"], shuffle=True, drop_last=True)
+    )
     steps = min(len(loader), config["max_steps_per_epoch"] or len(loader))
-    scheduler = CosineAnnealingLR(optimizer, T_max=config["epochs"] * steps,
-                                  eta_min=config["lr"] / 10)  # stepped after every batch
+    scheduler = CosineAnnealingLR(
+        optimizer, T_max=config["epochs"] * steps, eta_min=config["lr"] / 10
+    )  # stepped after every batch
     # Fixed, non-overlapping validation windows; each worker evaluates every world-th one.
     windows = range(0, len(val_set), config["block_size"])[: config["eval_windows"]]
     my_windows = Subset(val_set, windows[rank::world])
@@ -136,16 +138,28 @@ def train_loop(config: dict) -> None:
             scheduler.step()
             train_loss += loss.item()
         val_total, val_count, train_sum = all_sum(
-            [*evaluate(model, my_windows, config["batch_size"], device), train_loss / steps])
-        metrics = {"epoch": epoch, "train_loss": train_sum / world,
-                   "val_loss": val_total / val_count, "lr": scheduler.get_last_lr()[0]}
+            [*evaluate(model, my_windows, config["batch_size"], device), train_loss / steps]
+        )
+        metrics = {
+            "epoch": epoch,
+            "train_loss": train_sum / world,
+            "val_loss": val_total / val_count,
+            "lr": scheduler.get_last_lr()[0],
+        }
         with tempfile.TemporaryDirectory() as d:
             ckpt = None
             if rank == 0:  # the replicas are identical: one copy of the state is enough
-                ember.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                            "scheduler": scheduler.state_dict(), "loader": loader.state_dict(),
-                            "rng": ember.get_rng_state(), "epoch": epoch},
-                           os.path.join(d, "state.pt"))
+                ember.save(
+                    {
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(),
+                        "loader": loader.state_dict(),
+                        "rng": ember.get_rng_state(),
+                        "epoch": epoch,
+                    },
+                    os.path.join(d, "state.pt"),
+                )
                 ckpt = train.Checkpoint.from_directory(d)
             train.report(metrics, checkpoint=ckpt)
 
@@ -161,55 +175,101 @@ def text_stats(path: str) -> tuple[int, float]:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     ap.add_argument("--data", type=Path, default=DEFAULT_TEXT, help="UTF-8 text to train on")
     ap.add_argument("--workers", type=int, default=2, help="training workers (Ray actors)")
     ap.add_argument("--epochs", type=int, default=3)
-    ap.add_argument("--max-steps-per-epoch", type=int, default=50,
-                    help="cut each epoch short after this many steps (0: a full pass)")
+    ap.add_argument(
+        "--max-steps-per-epoch",
+        type=int,
+        default=50,
+        help="cut each epoch short after this many steps (0: a full pass)",
+    )
     ap.add_argument("--batch-size", type=int, default=32, help="windows per step, per worker")
     ap.add_argument("--block-size", type=int, default=64, help="characters per window")
     ap.add_argument("--embed", type=int, default=64, help="embedding size")
     ap.add_argument("--hidden", type=int, default=256, help="LSTM hidden size")
     ap.add_argument("--lr", type=float, default=5e-3, help="peak learning rate (cosine decay)")
     ap.add_argument("--clip", type=float, default=1.0, help="gradient-norm clipping")
-    ap.add_argument("--eval-windows", type=int, default=256,
-                    help="validation windows, shared out among the workers")
+    ap.add_argument(
+        "--eval-windows",
+        type=int,
+        default=256,
+        help="validation windows, shared out among the workers",
+    )
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--max-failures", type=int, default=1,
-                    help="restarts from the latest checkpoint after a worker fails")
-    ap.add_argument("--out", default=os.path.join(tempfile.gettempdir(), "ember_runs"),
-                    help="storage path: the run directory (checkpoints, metrics) goes here")
+    ap.add_argument(
+        "--max-failures",
+        type=int,
+        default=1,
+        help="restarts from the latest checkpoint after a worker fails",
+    )
+    ap.add_argument(
+        "--out",
+        default=os.path.join(tempfile.gettempdir(), "ember_runs"),
+        help="storage path: the run directory (checkpoints, metrics) goes here",
+    )
     ap.add_argument("--name", default="ddp_char_lstm", help="run name under --out")
     args = ap.parse_args(argv)
-    for name in ("workers", "epochs", "batch_size", "block_size", "embed", "hidden", "lr",
-                 "clip", "eval_windows"):
+    for name in (
+        "workers",
+        "epochs",
+        "batch_size",
+        "block_size",
+        "embed",
+        "hidden",
+        "lr",
+        "clip",
+        "eval_windows",
+    ):
         if not getattr(args, name) > 0:
             ap.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     if args.max_steps_per_epoch < 0:
         ap.error(f"--max-steps-per-epoch must be >= 0, got {args.max_steps_per_epoch}")
     if not args.data.is_file():
-        ap.error(f"--data: text file not found: {args.data} (ember downloads nothing; pass the "
-                 "path of a local UTF-8 text file, e.g. tinyshakespeare.txt)")
+        ap.error(
+            f"--data: text file not found: {args.data} (ember downloads nothing; pass the "
+            "path of a local UTF-8 text file, e.g. tinyshakespeare.txt)"
+        )
     data = str(args.data.resolve())  # the workers run in other directories
     vocab_size, unigram = text_stats(data)
 
-    config = {k: getattr(args, k) for k in (
-        "epochs", "max_steps_per_epoch", "batch_size", "block_size", "embed", "hidden", "lr",
-        "clip", "eval_windows", "seed")}
+    config = {
+        k: getattr(args, k)
+        for k in (
+            "epochs",
+            "max_steps_per_epoch",
+            "batch_size",
+            "block_size",
+            "embed",
+            "hidden",
+            "lr",
+            "clip",
+            "eval_windows",
+            "seed",
+        )
+    }
     trainer = train.Trainer(
-        train_loop, {**config, "data": data},
+        train_loop,
+        {**config, "data": data},
         scaling_config=train.ScalingConfig(num_workers=args.workers),
         run_config=train.RunConfig(
-            name=args.name, storage_path=args.out,
+            name=args.name,
+            storage_path=args.out,
             failure_config=train.FailureConfig(max_failures=args.max_failures),
-            checkpoint_config=train.CheckpointConfig(num_to_keep=2)))
+            checkpoint_config=train.CheckpointConfig(num_to_keep=2),
+        ),
+    )
     result = trainer.fit()
     val = result.metrics["val_loss"]
-    print(f"final validation loss {val:.3f} nats after {result.metrics['epoch'] + 1} epochs on "
-          f"{args.workers} workers (unigram entropy {unigram:.3f}, uniform "
-          f"{math.log(vocab_size):.3f}); checkpoint: {result.checkpoint.path}", flush=True)
+    print(
+        f"final validation loss {val:.3f} nats after {result.metrics['epoch'] + 1} epochs on "
+        f"{args.workers} workers (unigram entropy {unigram:.3f}, uniform "
+        f"{math.log(vocab_size):.3f}); checkpoint: {result.checkpoint.path}",
+        flush=True,
+    )
     return {"val_loss": val, "unigram_entropy": unigram, "path": result.path}
 
 

@@ -45,7 +45,8 @@ def train_loop(config: dict) -> None:
     opt = ember.optim.Adam(model.parameters(), lr=config["lr"])
     sched = ember.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config["epochs"])
     loader = train.prepare_data_loader(
-        DataLoader(train_set, batch_size=config["batch_size"], shuffle=True))
+        DataLoader(train_set, batch_size=config["batch_size"], shuffle=True)
+    )
     test_loader = DataLoader(test_set, batch_size=256)
     start = 0
     ckpt = train.get_checkpoint()
@@ -72,10 +73,17 @@ def train_loop(config: dict) -> None:
         with tempfile.TemporaryDirectory() as d:
             checkpoint = None
             if train.get_context().get_world_rank() == 0:
-                ember.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
-                            "scheduler": sched.state_dict(), "rng": ember.get_rng_state(),
-                            "loader": loader.state_dict(), "epoch": epoch},
-                           os.path.join(d, "state.pt"))
+                ember.save(
+                    {
+                        "model": model.state_dict(),
+                        "optimizer": opt.state_dict(),
+                        "scheduler": sched.state_dict(),
+                        "rng": ember.get_rng_state(),
+                        "loader": loader.state_dict(),
+                        "epoch": epoch,
+                    },
+                    os.path.join(d, "state.pt"),
+                )
                 checkpoint = train.Checkpoint.from_directory(d)
             train.report(metrics, checkpoint=checkpoint)
 
@@ -89,26 +97,39 @@ def main(argv=None) -> float:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-failures", type=nonneg_int, default=1)
     ap.add_argument("--out", default=os.path.join(tempfile.gettempdir(), "ember_runs"))
-    ap.add_argument("--resume", action="store_true",
-                    help="continue the run in --out from its latest checkpoint (to --epochs)")
+    ap.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its latest checkpoint (to --epochs)",
+    )
     args = ap.parse_args(argv)
-    config = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
-              "seed": args.seed}
+    config = {
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "seed": args.seed,
+    }
     options = dict(
         scaling_config=train.ScalingConfig(num_workers=args.workers),
         run_config=train.RunConfig(
-            name="ddp_digits", storage_path=args.out,
+            name="ddp_digits",
+            storage_path=args.out,
             failure_config=train.FailureConfig(max_failures=args.max_failures),
-            checkpoint_config=train.CheckpointConfig(num_to_keep=2)))
+            checkpoint_config=train.CheckpointConfig(num_to_keep=2),
+        ),
+    )
     if args.resume:
-        trainer = train.Trainer.restore(os.path.join(args.out, "ddp_digits"), train_loop, config,
-                                        **options)
+        trainer = train.Trainer.restore(
+            os.path.join(args.out, "ddp_digits"), train_loop, config, **options
+        )
     else:
         trainer = train.Trainer(train_loop, config, **options)
     result = trainer.fit()
     acc = result.metrics["test_acc"]
-    print(f"final test accuracy {acc:.3f} after {result.metrics['epoch'] + 1} epochs "
-          f"on {args.workers} workers; checkpoint: {result.checkpoint.path}")
+    print(
+        f"final test accuracy {acc:.3f} after {result.metrics['epoch'] + 1} epochs "
+        f"on {args.workers} workers; checkpoint: {result.checkpoint.path}"
+    )
     return acc
 
 

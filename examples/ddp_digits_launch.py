@@ -41,10 +41,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=positive_int, default=10)
     ap.add_argument("--batch-size", type=positive_int, default=32, help="per worker")
-    ap.add_argument("--lr", type=positive_float, default=3e-3,
-                    help="for one worker; scaled by the number of workers (linear scaling rule)")
-    ap.add_argument("--out", type=Path, default=Path("runs/ddp_digits"),
-                    help="where rank 0 writes the checkpoint and the TensorBoard logs")
+    ap.add_argument(
+        "--lr",
+        type=positive_float,
+        default=3e-3,
+        help="for one worker; scaled by the number of workers (linear scaling rule)",
+    )
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=Path("runs/ddp_digits"),
+        help="where rank 0 writes the checkpoint and the TensorBoard logs",
+    )
     args = ap.parse_args()
 
     distributed = "RANK" in os.environ
@@ -83,18 +91,26 @@ def main() -> None:
         if rank == 0:
             writer.add_scalar("train/loss", loss.item(), epoch)
             writer.add_scalar("test/accuracy", acc, epoch)
-            print(f"epoch {epoch + 1:>2}/{args.epochs}  loss {loss.item():.4f}  "
-                  f"test accuracy {acc:.3f}", flush=True)
+            print(
+                f"epoch {epoch + 1:>2}/{args.epochs}  loss {loss.item():.4f}  "
+                f"test accuracy {acc:.3f}",
+                flush=True,
+            )
 
     if rank == 0:
         writer.close()
         module = model.module if distributed else model
         ckpt = args.out / "model.pt"
         ember.save(module.state_dict(), ckpt)
-        print(f"test accuracy {acc:.3f} ({world} worker{'s' if world > 1 else ''}, "
-              f"{args.epochs} epochs, {steps / train_time:.0f} steps/s per worker)")
-        print(f"checkpoint {ckpt}; TensorBoard logs {args.out} "
-              f"(tensorboard --logdir {args.out.parent})", flush=True)
+        print(
+            f"test accuracy {acc:.3f} ({world} worker{'s' if world > 1 else ''}, "
+            f"{args.epochs} epochs, {steps / train_time:.0f} steps/s per worker)"
+        )
+        print(
+            f"checkpoint {ckpt}; TensorBoard logs {args.out} "
+            f"(tensorboard --logdir {args.out.parent})",
+            flush=True,
+        )
     if distributed:
         dist.destroy_process_group()
 

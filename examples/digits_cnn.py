@@ -32,13 +32,18 @@ class ConvNet(nn.Module):
     def __init__(self, channels: int = 32, dropout: float = 0.25) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(1, channels, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(channels, 2 * channels, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(1, channels, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(channels, 2 * channels, 3, padding=1),
+            nn.ReLU(),
             nn.MaxPool2d(2),  # 8x8 -> 4x4
         )
         self.classifier = nn.Sequential(
-            nn.Flatten(), nn.Dropout(dropout),
-            nn.Linear(2 * channels * 4 * 4, 128), nn.ReLU(), nn.Dropout(2 * dropout),
+            nn.Flatten(),
+            nn.Dropout(dropout),
+            nn.Linear(2 * channels * 4 * 4, 128),
+            nn.ReLU(),
+            nn.Dropout(2 * dropout),
             nn.Linear(128, 10),
         )
 
@@ -61,30 +66,34 @@ def evaluate(model: nn.Module, loader: DataLoader, device) -> tuple[float, float
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    parser = _common.make_parser(__doc__.splitlines()[0], name="digits_cnn", epochs=20,
-                                 batch_size=32, lr=3e-3)
+    parser = _common.make_parser(
+        __doc__.splitlines()[0], name="digits_cnn", epochs=20, batch_size=32, lr=3e-3
+    )
     parser.add_argument("--channels", type=int, default=32, help="channels of the first conv")
-    parser.add_argument("--no-augment", dest="augment", action="store_false",
-                        help="train without the random one-pixel shifts")
+    parser.add_argument(
+        "--no-augment",
+        dest="augment",
+        action="store_false",
+        help="train without the random one-pixel shifts",
+    )
     parser.add_argument("--weight-decay", type=float, default=1e-2, help="AdamW weight decay")
     args = _common.parse_args(parser, argv, positive=("channels",))
     device = args.device
     ember.manual_seed(args.seed)
 
     train_set, test_set = _common.digits_split(
-        train_transform=T.RandomCrop(8, padding=1) if args.augment else None)
-    train_loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=True,
-                              num_workers=args.num_workers)
+        train_transform=T.RandomCrop(8, padding=1) if args.augment else None
+    )
+    train_loader = DataLoader(
+        train_set, batch_size=args.batch_size, shuffle=True, num_workers=args.num_workers
+    )
     test_loader = DataLoader(test_set, batch_size=512)
 
     model = ConvNet(args.channels).to(device)
-    optimizer = ember.optim.AdamW(model.parameters(), lr=args.lr,
-                                  weight_decay=args.weight_decay)
+    optimizer = ember.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     # Warm up, then anneal, over the whole run: stepped after every batch.
-    scheduler = OneCycleLR(optimizer, max_lr=args.lr,
-                           total_steps=args.epochs * len(train_loader))
-    parts = {"model": model, "optimizer": optimizer, "scheduler": scheduler,
-             "loader": train_loader}
+    scheduler = OneCycleLR(optimizer, max_lr=args.lr, total_steps=args.epochs * len(train_loader))
+    parts = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "loader": train_loader}
 
     epoch, step = 0, 0
     if args.resume:
@@ -126,11 +135,17 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             metrics = {"test_loss": test_loss, "test_accuracy": test_acc}
             if last_loss is not None:
                 metrics = {"train_loss": last_loss.item(), **metrics}
-            print(f"epoch {epoch}/{args.epochs}  " + _common.format_metrics(**metrics)
-                  + f"  ({time.perf_counter() - started:.1f} s)", flush=True)
+            print(
+                f"epoch {epoch}/{args.epochs}  "
+                + _common.format_metrics(**metrics)
+                + f"  ({time.perf_counter() - started:.1f} s)",
+                flush=True,
+            )
     if metrics:
-        print(f"test accuracy {100 * metrics['test_accuracy']:.2f}%; checkpoint and TensorBoard "
-              f"logs in {args.out}")
+        print(
+            f"test accuracy {100 * metrics['test_accuracy']:.2f}%; checkpoint and TensorBoard "
+            f"logs in {args.out}"
+        )
     return metrics
 
 

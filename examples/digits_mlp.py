@@ -30,8 +30,12 @@ class MLP(nn.Module):
     def __init__(self, hidden: int = 256, dropout: float = 0.2) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            nn.Linear(64, hidden), nn.ReLU(), nn.Dropout(dropout),
-            nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(dropout),
+            nn.Linear(64, hidden),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(),
+            nn.Dropout(dropout),
             nn.Linear(hidden, 10),
         )
 
@@ -54,8 +58,9 @@ def evaluate(model: nn.Module, loader: DataLoader, device) -> tuple[float, float
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    parser = _common.make_parser(__doc__.splitlines()[0], name="digits_mlp", epochs=30,
-                                 batch_size=32, lr=3e-3)
+    parser = _common.make_parser(
+        __doc__.splitlines()[0], name="digits_mlp", epochs=30, batch_size=32, lr=3e-3
+    )
     parser.add_argument("--hidden", type=int, default=256, help="width of the hidden layers")
     parser.add_argument("--dropout", type=float, default=0.2, help="dropout probability")
     parser.add_argument("--weight-decay", type=float, default=1e-2, help="AdamW weight decay")
@@ -64,16 +69,15 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     ember.manual_seed(args.seed)
 
     train_set, test_set = _common.digits_split(flatten=True)
-    train_loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=True,
-                              num_workers=args.num_workers)
+    train_loader = DataLoader(
+        train_set, batch_size=args.batch_size, shuffle=True, num_workers=args.num_workers
+    )
     test_loader = DataLoader(test_set, batch_size=512)
 
     model = MLP(args.hidden, args.dropout).to(device)
-    optimizer = ember.optim.AdamW(model.parameters(), lr=args.lr,
-                                  weight_decay=args.weight_decay)
+    optimizer = ember.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     scheduler = CosineAnnealingLR(optimizer, T_max=args.epochs)  # stepped once per epoch
-    parts = {"model": model, "optimizer": optimizer, "scheduler": scheduler,
-             "loader": train_loader}
+    parts = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "loader": train_loader}
 
     epoch, step = 0, 0
     if args.resume:
@@ -116,11 +120,17 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             metrics = {"test_loss": test_loss, "test_accuracy": test_acc}
             if last_loss is not None:
                 metrics = {"train_loss": last_loss.item(), **metrics}
-            print(f"epoch {epoch}/{args.epochs}  " + _common.format_metrics(**metrics)
-                  + f"  ({time.perf_counter() - started:.1f} s)", flush=True)
+            print(
+                f"epoch {epoch}/{args.epochs}  "
+                + _common.format_metrics(**metrics)
+                + f"  ({time.perf_counter() - started:.1f} s)",
+                flush=True,
+            )
     if metrics:
-        print(f"test accuracy {100 * metrics['test_accuracy']:.2f}%; checkpoint and TensorBoard "
-              f"logs in {args.out}")
+        print(
+            f"test accuracy {100 * metrics['test_accuracy']:.2f}%; checkpoint and TensorBoard "
+            f"logs in {args.out}"
+        )
     return metrics
 
 

@@ -1,6 +1,6 @@
 """Fit a small linear model with ember tensors and autograd (runs in a second on a laptop).
 
-    python examples/quickstart.py
+python examples/quickstart.py
 """
 
 import ember

@@ -66,8 +66,9 @@ def check_type(value, kind: str, where: str, errors: list) -> bool:
         ok = isinstance(value, dict) and all(_is_number(x) and x >= 0 for x in value.values())
         expected = "a mapping of numbers >= 0"
     elif kind == "map[scalar]":
-        ok = isinstance(value, dict) and all(isinstance(x, (str, int, float, bool))
-                                             for x in value.values())
+        ok = isinstance(value, dict) and all(
+            isinstance(x, (str, int, float, bool)) for x in value.values()
+        )
         expected = "a mapping of strings or numbers"
     else:
         raise ValueError(f"unknown kind {kind!r}")
@@ -93,8 +94,13 @@ def check_section(section: dict, spec: dict, where: str, errors: list) -> dict:
         at = f"{where}.{key}"
         if kind == "choice":
             if value not in choices:
-                errors.append((at, f"expected one of {', '.join(map(str, choices))}, "
-                                   f"{_got(value)}" + did_you_mean(value, choices)))
+                errors.append(
+                    (
+                        at,
+                        f"expected one of {', '.join(map(str, choices))}, "
+                        f"{_got(value)}" + did_you_mean(value, choices),
+                    )
+                )
         elif kind in ("int>=1", "int>=0"):
             low = int(kind[-1])
             if not _is_int(value) or value < low:
@@ -112,8 +118,9 @@ def check_section(section: dict, spec: dict, where: str, errors: list) -> dict:
             if isinstance(value, str):
                 out[key] = shlex.split(value)
             elif not (isinstance(value, list) and all(isinstance(x, str) for x in value)):
-                errors.append((at, f"expected a command (string or list of strings), "
-                                   f"{_got(value)}"))
+                errors.append(
+                    (at, f"expected a command (string or list of strings), {_got(value)}")
+                )
         elif kind == "map[scalar]":
             if check_type(value, kind, at, errors):
                 out[key] = {str(k): str(v) for k, v in value.items()}

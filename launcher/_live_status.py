@@ -14,8 +14,7 @@ import sys
 from ember.distributed.train.live import LiveTable
 
 _STEP = re.compile(r"\b(?:step|iter(?:ation)?|epoch)\s*[=:]?\s*(\d+)", re.IGNORECASE)
-_LOSS = re.compile(r"\bloss\s*[=:]?\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)",
-                   re.IGNORECASE)
+_LOSS = re.compile(r"\bloss\s*[=:]?\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)", re.IGNORECASE)
 
 
 def parse_progress(text: str) -> tuple[int | None, float | None]:

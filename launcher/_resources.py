@@ -13,8 +13,10 @@ from __future__ import annotations
 def check_resources(cfg, errors: list) -> None:
     """Reject requests no node can satisfy: per-worker needs times workers per node."""
     e = cfg.ember
-    per_node = {"CPU": e["cpus_per_worker"] * e["workers_per_node"],
-                "GPU": e["gpus_per_worker"] * e["workers_per_node"]}
+    per_node = {
+        "CPU": e["cpus_per_worker"] * e["workers_per_node"],
+        "GPU": e["gpus_per_worker"] * e["workers_per_node"],
+    }
     gpus = e["gpus_per_worker"]
     if gpus > 1 and gpus != int(gpus):
         errors.append(("ember.gpus_per_worker", f"{gpus} GPUs: Ray gives whole GPUs above 1"))
@@ -25,18 +27,30 @@ def check_resources(cfg, errors: list) -> None:
     for where, offer in nodes.items():
         if offer.get("CPU") == 0 and not offer.get("GPU"):
             continue  # a node kept free of work (the usual head setting)
-        short = [f"{per_node[r]:g} {r}" for r in ("CPU", "GPU")
-                 if per_node[r] > offer.get(r, float("inf"))]  # undeclared: detected by Ray
+        short = [
+            f"{per_node[r]:g} {r}"
+            for r in ("CPU", "GPU")
+            if per_node[r] > offer.get(r, float("inf"))
+        ]  # undeclared: detected by Ray
         fits.append(not short)
         if short and cfg.provider == "local":  # every listed host is meant to run workers
-            errors.append((where, f"offers {_fmt(offer)} but ember.workers_per_node="
-                                  f"{e['workers_per_node']} workers need {' and '.join(short)} "
-                                  "per node (cpus_per_worker/gpus_per_worker x workers_per_node)"))
+            errors.append(
+                (
+                    where,
+                    f"offers {_fmt(offer)} but ember.workers_per_node="
+                    f"{e['workers_per_node']} workers need {' and '.join(short)} "
+                    "per node (cpus_per_worker/gpus_per_worker x workers_per_node)",
+                )
+            )
     if cfg.provider != "local" and fits and not any(fits):
-        errors.append(("ember.workers_per_node", f"no node type can host {e['workers_per_node']} "
-                                                 f"workers needing {_fmt(per_node)} per node; "
-                                                 "node types offer: " + "; ".join(
-                                                     f"{w}: {_fmt(o)}" for w, o in nodes.items())))
+        errors.append(
+            (
+                "ember.workers_per_node",
+                f"no node type can host {e['workers_per_node']} "
+                f"workers needing {_fmt(per_node)} per node; "
+                "node types offer: " + "; ".join(f"{w}: {_fmt(o)}" for w, o in nodes.items()),
+            )
+        )
 
 
 def _declared_nodes(cfg) -> dict:
@@ -48,8 +62,9 @@ def _declared_nodes(cfg) -> dict:
         from .config import host_settings
 
         out = {}
-        for ip in [cfg.raw["provider"]["head_ip"]] + list(cfg.raw["provider"].get("worker_ips")
-                                                           or []):
+        for ip in [cfg.raw["provider"]["head_ip"]] + list(
+            cfg.raw["provider"].get("worker_ips") or []
+        ):
             s = host_settings(cfg, ip)
             offer = {}
             if s.get("num_cpus") is not None:
@@ -57,8 +72,9 @@ def _declared_nodes(cfg) -> dict:
             if s.get("num_gpus") is not None:
                 offer["GPU"] = s["num_gpus"]
             if offer:
-                where = f"ember.hosts.{ip}" if ip in cfg.ember["hosts"] else \
-                    f"ember.node (host {ip})"
+                where = (
+                    f"ember.hosts.{ip}" if ip in cfg.ember["hosts"] else f"ember.node (host {ip})"
+                )
                 out[where] = offer
         return out
     out = {}

@@ -42,16 +42,23 @@ def run_child(cmd, cwd, extra_env, queue) -> int:
 
         raise FileNotFoundError(
             f"working directory {cwd} does not exist on node {ray.util.get_node_ip_address()}; "
-            "pass --working-dir to upload it to every node")
+            "pass --working-dir to upload it to every node"
+        )
 
     def die_with_parent():  # the child must not outlive a killed actor
         import ctypes
 
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
 
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, bufsize=0,
-                            preexec_fn=die_with_parent if sys.platform == "linux" else None)
+    proc = subprocess.Popen(
+        cmd,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        bufsize=0,
+        preexec_fn=die_with_parent if sys.platform == "linux" else None,
+    )
 
     def forward(pipe, stream):
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -67,8 +74,10 @@ def run_child(cmd, cwd, extra_env, queue) -> int:
         if rest:
             queue.put((rank, stream, rest + "\n"))
 
-    threads = [threading.Thread(target=forward, args=(proc.stdout, "out"), daemon=True),
-               threading.Thread(target=forward, args=(proc.stderr, "err"), daemon=True)]
+    threads = [
+        threading.Thread(target=forward, args=(proc.stdout, "out"), daemon=True),
+        threading.Thread(target=forward, args=(proc.stderr, "err"), daemon=True),
+    ]
     for t in threads:
         t.start()
     code = proc.wait()

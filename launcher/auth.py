@@ -147,8 +147,10 @@ def job_env(settings: dict) -> dict:
     if settings["token"]["job"] == "env":
         token = os.environ.get("EMBER_TOKEN")
         if not token:
-            raise SystemExit("ember: the cluster config says ember.token.job: env, but "
-                             "EMBER_TOKEN is not set in this environment")
+            raise SystemExit(
+                "ember: the cluster config says ember.token.job: env, but "
+                "EMBER_TOKEN is not set in this environment"
+            )
         env["EMBER_TOKEN"] = token
     return env
 

@@ -35,12 +35,14 @@ def head_address(path_or_cfg: str | ClusterConfig) -> str:
     with os.fdopen(fd, "w") as f:
         yaml.safe_dump(cfg.ray_config(), f, sort_keys=False)
     try:
-        out = subprocess.run(["ray", "get-head-ip", tmp], capture_output=True, text=True,
-                             check=True, timeout=120)
+        out = subprocess.run(
+            ["ray", "get-head-ip", tmp], capture_output=True, text=True, check=True, timeout=120
+        )
     except (subprocess.CalledProcessError, FileNotFoundError, subprocess.TimeoutExpired) as e:
         detail = getattr(e, "stderr", "") or str(e)
-        raise SystemExit(f"ember: could not get the head address of {cfg.path}: "
-                         f"{detail.strip()[-500:]}") from None
+        raise SystemExit(
+            f"ember: could not get the head address of {cfg.path}: {detail.strip()[-500:]}"
+        ) from None
     finally:
         os.remove(tmp)
     return f"{out.stdout.strip().splitlines()[-1]}:{port}"

@@ -29,15 +29,28 @@ __all__ = ["ClusterConfig", "ConfigError", "load", "validate"]
 
 # The Ray cluster-launcher keys (ray-schema.json) and the kind of value each takes.
 RAY_KEYS = {
-    "cluster_name": "str", "max_workers": "int", "upscaling_speed": "number",
-    "idle_timeout_minutes": "number", "provider": "map", "auth": "map",
-    "available_node_types": "map", "head_node_type": "str", "file_mounts": "map[str]",
-    "cluster_synced_files": "list[str]", "file_mounts_sync_continuously": "bool",
-    "rsync_exclude": "list[str]", "rsync_filter": "list[str]",
-    "initialization_commands": "list[str]", "setup_commands": "list[str]",
-    "head_setup_commands": "list[str]", "worker_setup_commands": "list[str]",
-    "head_start_ray_commands": "list[str]", "worker_start_ray_commands": "list[str]",
-    "docker": "map", "metadata": "map", "no_restart": "bool",
+    "cluster_name": "str",
+    "max_workers": "int",
+    "upscaling_speed": "number",
+    "idle_timeout_minutes": "number",
+    "provider": "map",
+    "auth": "map",
+    "available_node_types": "map",
+    "head_node_type": "str",
+    "file_mounts": "map[str]",
+    "cluster_synced_files": "list[str]",
+    "file_mounts_sync_continuously": "bool",
+    "rsync_exclude": "list[str]",
+    "rsync_filter": "list[str]",
+    "initialization_commands": "list[str]",
+    "setup_commands": "list[str]",
+    "head_setup_commands": "list[str]",
+    "worker_setup_commands": "list[str]",
+    "head_start_ray_commands": "list[str]",
+    "worker_start_ray_commands": "list[str]",
+    "docker": "map",
+    "metadata": "map",
+    "no_restart": "bool",
 }
 BACKENDS = ("auto", "grpc", "shm", "nccl", "gloo")
 
@@ -73,8 +86,9 @@ class ClusterConfig:
         """The most nodes the cluster can have (head included), or None when unbounded."""
         if self.kind == "kuberay":
             groups = self.raw["spec"].get("workerGroupSpecs") or []
-            return 1 + sum(int(g.get("maxReplicas", 2**31 - 1)) * int(g.get("numOfHosts", 1))
-                           for g in groups)
+            return 1 + sum(
+                int(g.get("maxReplicas", 2**31 - 1)) * int(g.get("numOfHosts", 1)) for g in groups
+            )
         if self.provider == "local":
             return 1 + len(self.raw["provider"].get("worker_ips") or [])
         if "max_workers" in self.raw:
@@ -102,8 +116,9 @@ def load(path: str) -> ClusterConfig:
 def validate(raw, path: str = "<config>", ray_check: bool = True) -> ClusterConfig:
     """Validate a loaded config (a dict); ``ray_check`` adds Ray's own offline preparation."""
     if not isinstance(raw, dict):
-        raise ConfigError(path, [("", "expected a YAML mapping at the top level, got "
-                                      f"{type(raw).__name__}")])
+        raise ConfigError(
+            path, [("", f"expected a YAML mapping at the top level, got {type(raw).__name__}")]
+        )
     errors: list[tuple[str, str]] = []
     if raw.get("kind") == "RayCluster" or "apiVersion" in raw:
         check_manifest(raw, errors)
@@ -125,6 +140,7 @@ def validate(raw, path: str = "<config>", ray_check: bool = True) -> ClusterConf
 
 
 # ---------------------------------------------------------------- Ray's keys
+
 
 def _check_ray_keys(raw: dict, errors: list) -> None:
     allowed = set(RAY_KEYS) | {"ember"}
@@ -161,8 +177,12 @@ def _ray_schema(raw: dict, errors: list) -> None:
             known = set((e.schema.get("properties") or {}).keys())
             for extra in re.findall(r"'([^']+)' was unexpected|'([^']+)'(?:,| were)", e.message):
                 name = next(x for x in extra if x)
-                errors.append((f"{where}.{name}" if where else name,
-                               "unknown key" + ck.did_you_mean(name, known)))
+                errors.append(
+                    (
+                        f"{where}.{name}" if where else name,
+                        "unknown key" + ck.did_you_mean(name, known),
+                    )
+                )
         else:
             errors.append((where or "(top level)", e.message))
 
@@ -191,13 +211,18 @@ def _check_provider(cfg: ClusterConfig, errors: list) -> None:
         known = set(_ray_json_schema()["properties"]["provider"]["properties"])
         for key in provider:
             if key not in known:
-                errors.append((f"provider.{key}", f"unknown key for the {ptype!r} provider"
-                                                  + ck.did_you_mean(key, known)))
+                errors.append(
+                    (
+                        f"provider.{key}",
+                        f"unknown key for the {ptype!r} provider" + ck.did_you_mean(key, known),
+                    )
+                )
     if ptype == "local":
         head = provider.get("head_ip")
         if not isinstance(head, str) or not head:
-            errors.append(("provider.head_ip", "required for the local provider (the head "
-                                               "node's address)"))
+            errors.append(
+                ("provider.head_ip", "required for the local provider (the head node's address)")
+            )
         workers = provider.get("worker_ips") or []
         for i, ip in enumerate(workers):
             if not isinstance(ip, str) or not ip:
@@ -207,39 +232,69 @@ def _check_provider(cfg: ClusterConfig, errors: list) -> None:
         if dups:
             errors.append(("provider.worker_ips", f"address listed more than once: {dups}"))
         if "available_node_types" in raw:
-            errors.append(("available_node_types", "not supported by the local provider (Ray "
-                                                   "derives one node type from the host list); "
-                                                   "set per-host resources under ember.hosts"))
+            errors.append(
+                (
+                    "available_node_types",
+                    "not supported by the local provider (Ray "
+                    "derives one node type from the host list); "
+                    "set per-host resources under ember.hosts",
+                )
+            )
         for ip in cfg.ember["hosts"]:
             if ip not in everyone:
-                errors.append((f"ember.hosts.{ip}", "not one of the cluster's hosts "
-                                                    f"{everyone}" + ck.did_you_mean(ip, everyone)))
+                errors.append(
+                    (
+                        f"ember.hosts.{ip}",
+                        "not one of the cluster's hosts "
+                        f"{everyone}" + ck.did_you_mean(ip, everyone),
+                    )
+                )
         for ip in everyone:
             td = host_temp_dir(cfg, ip) if isinstance(ip, str) else ""
             if len(td) > _MAX_TEMP_DIR:
                 explicit = cfg.ember["hosts"].get(ip, {}).get("temp_dir")
                 where = f"hosts.{ip}.temp_dir" if explicit else "temp_dir"
-                errors.append((f"ember.{where}", f"the Ray temp dir of host {ip}, {td!r}, is "
-                                                 f"{len(td)} characters; Ray's unix sockets "
-                                                 f"under it need <= {_MAX_TEMP_DIR} (shorten "
-                                                 "ember.temp_dir or cluster_name)"))
+                errors.append(
+                    (
+                        f"ember.{where}",
+                        f"the Ray temp dir of host {ip}, {td!r}, is "
+                        f"{len(td)} characters; Ray's unix sockets "
+                        f"under it need <= {_MAX_TEMP_DIR} (shorten "
+                        "ember.temp_dir or cluster_name)",
+                    )
+                )
         if cfg.ember["launcher"] == "ember":
             for key in ("head_start_ray_commands", "worker_start_ray_commands"):
                 if raw.get(key):
-                    errors.append((key, "ember's local launcher starts Ray itself (so that "
-                                        "`ember down` can stop exactly what it started); put "
-                                        "`ray start` options in ember.node.ray_start_args, or "
-                                        "use `ember: {launcher: ray}` to run these commands"))
+                    errors.append(
+                        (
+                            key,
+                            "ember's local launcher starts Ray itself (so that "
+                            "`ember down` can stop exactly what it started); put "
+                            "`ray start` options in ember.node.ray_start_args, or "
+                            "use `ember: {launcher: ray}` to run these commands",
+                        )
+                    )
             for key in ("file_mounts", "cluster_synced_files"):
                 if raw.get(key):
-                    errors.append((key, "not supported by ember's local launcher (hosts share "
-                                        "files or get them from setup_commands); use "
-                                        "`ember: {launcher: ray}` to let Ray's launcher sync "
-                                        "them over ssh"))
+                    errors.append(
+                        (
+                            key,
+                            "not supported by ember's local launcher (hosts share "
+                            "files or get them from setup_commands); use "
+                            "`ember: {launcher: ray}` to let Ray's launcher sync "
+                            "them over ssh",
+                        )
+                    )
         return
     if cfg.ember["launcher"] != "ray" and "launcher" in raw.get("ember", {}):
-        errors.append(("ember.launcher", f"must be 'ray' for the {ptype!r} provider (only the "
-                                         "local provider can use ember's launcher)"))
+        errors.append(
+            (
+                "ember.launcher",
+                f"must be 'ray' for the {ptype!r} provider (only the "
+                "local provider can use ember's launcher)",
+            )
+        )
     cfg.ember["launcher"] = "ray"
     types = raw.get("available_node_types")
     if types is None:
@@ -248,18 +303,32 @@ def _check_provider(cfg: ClusterConfig, errors: list) -> None:
     if head_type is None:
         errors.append(("head_node_type", "required when available_node_types is set"))
     elif head_type not in types:
-        errors.append(("head_node_type", f"{head_type!r} is not one of available_node_types "
-                                         f"{sorted(types)}" + ck.did_you_mean(head_type, types)))
+        errors.append(
+            (
+                "head_node_type",
+                f"{head_type!r} is not one of available_node_types "
+                f"{sorted(types)}" + ck.did_you_mean(head_type, types),
+            )
+        )
     total_min = 0
     for name, spec in types.items():
         lo, hi = spec.get("min_workers", 0), spec.get("max_workers")
         total_min += lo if name != head_type else 0
         if hi is not None and lo > hi:
-            errors.append((f"available_node_types.{name}.min_workers",
-                           f"min_workers={lo} is larger than max_workers={hi}"))
+            errors.append(
+                (
+                    f"available_node_types.{name}.min_workers",
+                    f"min_workers={lo} is larger than max_workers={hi}",
+                )
+            )
     if "max_workers" in raw and total_min > raw["max_workers"]:
-        errors.append(("max_workers", f"max_workers={raw['max_workers']} is smaller than the "
-                                      f"sum of the node types' min_workers ({total_min})"))
+        errors.append(
+            (
+                "max_workers",
+                f"max_workers={raw['max_workers']} is smaller than the "
+                f"sum of the node types' min_workers ({total_min})",
+            )
+        )
 
 
 # ---------------------------------------------------------------- the ember section
@@ -331,6 +400,7 @@ def host_settings(cfg: ClusterConfig, ip: str) -> dict:
 
 # ---------------------------------------------------------------- Ray's own preparation
 
+
 def _ray_prepare(cfg: ClusterConfig, errors: list) -> None:
     """Run Ray's offline config preparation and validation (no cloud is contacted)."""
     import logging
@@ -356,8 +426,8 @@ def _ray_prepare(cfg: ClusterConfig, errors: list) -> None:
         errors.append(("(ray)", f"Ray's cluster launcher rejected the config: {e}"))
     except Exception as e:  # noqa: BLE001 - any failure of Ray's check is a config problem
         msg = getattr(e, "message", None) or str(e)
-        errors.append(("(ray)", f"Ray's cluster launcher rejected the config: "
-                                f"{type(e).__name__}: {msg}"))
+        errors.append(
+            ("(ray)", f"Ray's cluster launcher rejected the config: {type(e).__name__}: {msg}")
+        )
     finally:
         quiet.setLevel(level)
-

@@ -18,13 +18,19 @@ import sys
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
-        "doctor", help="check this machine's environment (paste the output into issues)",
+        "doctor",
+        help="check this machine's environment (paste the output into issues)",
         description="Report versions (Python, NumPy, CuPy/CUDA/NCCL, Ray, grpcio, ...), Ray's "
-                    "auth mode and local cluster, GPUs, ports, /dev/shm, the open-file limit "
-                    "and network namespaces; each problem comes with the fix to apply.")
+        "auth mode and local cluster, GPUs, ports, /dev/shm, the open-file limit "
+        "and network namespaces; each problem comes with the fix to apply.",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.add_argument("--address", metavar="HOST:PORT", type=_host_port,
-                   help="also check that this Ray head (GCS address) answers over TCP")
+    p.add_argument(
+        "--address",
+        metavar="HOST:PORT",
+        type=_host_port,
+        help="also check that this Ray head (GCS address) answers over TCP",
+    )
     p.add_argument("--strict", action="store_true", help="exit with 1 if a problem was found")
     p.set_defaults(func=run)
 
@@ -33,13 +39,19 @@ def _commands(problems: list) -> dict:
     """The executables the launcher runs: ``ray`` (start/stop, cluster launcher) and ``ember``."""
     bindir = os.path.dirname(sys.executable)
     found = {}
-    for name, need in (("ray", "ember launch/up start Ray with it"),
-                       ("ember", "the console script of `pip install -e .`")):
+    for name, need in (
+        ("ray", "ember launch/up start Ray with it"),
+        ("ember", "the console script of `pip install -e .`"),
+    ):
         path = shutil.which(name) or shutil.which(name, path=bindir)
         found[name] = path
         if path is None:
-            _add(problems, "commands", f"`{name}` is not on PATH ({need})",
-                 f"pip install -e . in this environment, or add {bindir} to PATH")
+            _add(
+                problems,
+                "commands",
+                f"`{name}` is not on PATH ({need})",
+                f"pip install -e . in this environment, or add {bindir} to PATH",
+            )
     return found
 
 
@@ -56,9 +68,13 @@ def _address(address: str, problems: list) -> dict:
     host, _, port = _host_port(address).rpartition(":")
     ok = _connects(host, int(port), timeout=3.0)
     if not ok:
-        _add(problems, "address", f"nothing answers at {host}:{port}",
-             "check the head is up (`ember status --cluster CONFIG`) and that this machine can "
-             "reach it (firewall, ember.ray_port)")
+        _add(
+            problems,
+            "address",
+            f"nothing answers at {host}:{port}",
+            "check the head is up (`ember status --cluster CONFIG`) and that this machine can "
+            "reach it (firewall, ember.ray_port)",
+        )
     return {"address": f"{host}:{port}", "reachable": ok}
 
 

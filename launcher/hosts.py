@@ -90,8 +90,9 @@ class Host:
     prefix: list = field(default_factory=list)  # run on this machine before the command
     ssh: list | None = None  # ssh argv (ending with user@ip) when the host is remote
     python: str = sys.executable
-    ray: list = field(default_factory=lambda: [os.path.join(os.path.dirname(sys.executable),
-                                                            "ray")])
+    ray: list = field(
+        default_factory=lambda: [os.path.join(os.path.dirname(sys.executable), "ray")]
+    )
     env: dict = field(default_factory=dict)
     settings: dict = field(default_factory=dict)
 
@@ -109,31 +110,46 @@ class Host:
             return [*self.ssh, shlex.join((["env", *assign] if assign else []) + list(cmd))]
         return [*self.prefix, *cmd]
 
-    def run(self, cmd: list, *, env: dict | None = None, input: str | None = None,
-            timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess:
+    def run(
+        self,
+        cmd: list,
+        *,
+        env: dict | None = None,
+        input: str | None = None,
+        timeout: float = 300,
+        check: bool = True,
+    ) -> subprocess.CompletedProcess:
         argv = self.argv(cmd, env)
         full_env = None if self.ssh else {**os.environ, **self.env, **(env or {})}
         feed = {"input": input} if input is not None else {"stdin": subprocess.DEVNULL}
         try:
-            r = subprocess.run(argv, env=full_env, capture_output=True, text=True,
-                               timeout=timeout, **feed)
+            r = subprocess.run(
+                argv, env=full_env, capture_output=True, text=True, timeout=timeout, **feed
+            )
         except FileNotFoundError as e:
             raise HostError(f"host {self.ip}: cannot run {argv[0]!r}: {e.strerror}") from None
         except subprocess.TimeoutExpired:
-            raise HostError(f"host {self.ip}: `{shlex.join(cmd)}` did not finish within "
-                            f"{timeout:.0f} s") from None
+            raise HostError(
+                f"host {self.ip}: `{shlex.join(cmd)}` did not finish within {timeout:.0f} s"
+            ) from None
         if self.ssh and r.returncode == 255:  # ssh's own failure: the host was not reached
-            raise HostError(f"host {self.ip}: cannot reach it over ssh ({_last_line(r.stderr)}); "
-                            f"check that it is up and that `ssh {self.ssh[-1]} true` works with "
-                            "the config's auth (ssh_user, ssh_private_key)", _tail(r.stderr))
+            raise HostError(
+                f"host {self.ip}: cannot reach it over ssh ({_last_line(r.stderr)}); "
+                f"check that it is up and that `ssh {self.ssh[-1]} true` works with "
+                "the config's auth (ssh_user, ssh_private_key)",
+                _tail(r.stderr),
+            )
         if check and r.returncode != 0:
-            raise HostError(f"host {self.ip} ({self.how}): `{_short(cmd)}` exited with code "
-                            f"{r.returncode}: {_last_line(r.stdout + r.stderr)}",
-                            _tail(r.stdout + r.stderr))
+            raise HostError(
+                f"host {self.ip} ({self.how}): `{_short(cmd)}` exited with code "
+                f"{r.returncode}: {_last_line(r.stdout + r.stderr)}",
+                _tail(r.stdout + r.stderr),
+            )
         return r
 
-    def start_session(self, cmd: list, *, env: dict | None = None,
-                      timeout: float = 300) -> tuple[int, subprocess.CompletedProcess]:
+    def start_session(
+        self, cmd: list, *, env: dict | None = None, timeout: float = 300
+    ) -> tuple[int, subprocess.CompletedProcess]:
         """Run ``cmd`` in a new session on the host; return (session id, result)."""
         wrapped = ["setsid", "-w", "sh", "-c", 'echo "EMBER_SID=$$"; exec "$@"', "ember", *cmd]
         r = self.run(wrapped, env=env, timeout=timeout, check=False)
@@ -154,9 +170,18 @@ class Host:
         return self._proc("kill", sid, grace)
 
     def _proc(self, mode: str, sid: int, grace: float) -> dict:
-        r = self.run([self.python, "-c", _PROC_SCRIPT, mode, str(sid),
-                      self.temp_dir.rstrip("/"), str(grace)],
-                     timeout=grace + 60)
+        r = self.run(
+            [
+                self.python,
+                "-c",
+                _PROC_SCRIPT,
+                mode,
+                str(sid),
+                self.temp_dir.rstrip("/"),
+                str(grace),
+            ],
+            timeout=grace + 60,
+        )
         return json.loads(r.stdout.strip().splitlines()[-1])
 
 
@@ -175,8 +200,15 @@ def is_this_machine(ip: str) -> bool:
 
 def ssh_argv(ip: str, auth: dict) -> list:
     user = auth.get("ssh_user")
-    argv = ["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=accept-new",
-            "-o", "ConnectTimeout=15"]
+    argv = [
+        "ssh",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "StrictHostKeyChecking=accept-new",
+        "-o",
+        "ConnectTimeout=15",
+    ]
     if auth.get("ssh_private_key"):
         argv += ["-i", os.path.expanduser(auth["ssh_private_key"])]
     if auth.get("ssh_proxy_command"):
@@ -192,7 +224,7 @@ def _last_line(text: str) -> str:
 
 def _short(cmd: list, limit: int = 80) -> str:
     text = shlex.join(cmd)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _tail(text: str, lines: int = 25) -> str:

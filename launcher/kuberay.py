@@ -11,12 +11,32 @@ import re
 
 from . import _checks as ck
 
-_SPEC_KEYS = {"headGroupSpec", "workerGroupSpecs", "rayVersion", "enableInTreeAutoscaling",
-              "autoscalerOptions", "headServiceAnnotations", "suspend", "managedBy",
-              "gcsFaultToleranceOptions", "upgradeStrategy", "authOptions"}
+_SPEC_KEYS = {
+    "headGroupSpec",
+    "workerGroupSpecs",
+    "rayVersion",
+    "enableInTreeAutoscaling",
+    "autoscalerOptions",
+    "headServiceAnnotations",
+    "suspend",
+    "managedBy",
+    "gcsFaultToleranceOptions",
+    "upgradeStrategy",
+    "authOptions",
+}
 _HEAD_KEYS = {"serviceType", "headService", "enableIngress", "rayStartParams", "template"}
-_WORKER_KEYS = {"groupName", "replicas", "minReplicas", "maxReplicas", "numOfHosts",
-                "rayStartParams", "template", "scaleStrategy", "suspend", "idleTimeoutSeconds"}
+_WORKER_KEYS = {
+    "groupName",
+    "replicas",
+    "minReplicas",
+    "maxReplicas",
+    "numOfHosts",
+    "rayStartParams",
+    "template",
+    "scaleStrategy",
+    "suspend",
+    "idleTimeoutSeconds",
+}
 _TOP_KEYS = {"apiVersion", "kind", "metadata", "spec", "status"}
 _DNS_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 
@@ -24,8 +44,9 @@ _DNS_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 def check_manifest(raw: dict, errors: list) -> None:
     for key in raw:
         if key not in _TOP_KEYS:
-            errors.append((str(key), "unknown key in a RayCluster manifest"
-                                     + ck.did_you_mean(key, _TOP_KEYS)))
+            errors.append(
+                (str(key), "unknown key in a RayCluster manifest" + ck.did_you_mean(key, _TOP_KEYS))
+            )
     if raw.get("apiVersion") != "ray.io/v1":
         errors.append(("apiVersion", f"expected 'ray.io/v1', got {raw.get('apiVersion')!r}"))
     if raw.get("kind") != "RayCluster":
@@ -35,8 +56,13 @@ def check_manifest(raw: dict, errors: list) -> None:
         errors.append(("metadata.name", "required (the cluster's name)"))
     elif not _DNS_LABEL.fullmatch(meta["name"]) or len(meta["name"]) > 50:
         # KubeRay derives service and pod names from it, which must stay DNS labels.
-        errors.append(("metadata.name", f"{meta['name']!r} must be a DNS label (lowercase "
-                                        "letters, digits, '-') of at most 50 characters"))
+        errors.append(
+            (
+                "metadata.name",
+                f"{meta['name']!r} must be a DNS label (lowercase "
+                "letters, digits, '-') of at most 50 characters",
+            )
+        )
     spec = raw.get("spec")
     if not isinstance(spec, dict):
         errors.append(("spec", "required (headGroupSpec and workerGroupSpecs)"))
@@ -74,8 +100,12 @@ def check_manifest(raw: dict, errors: list) -> None:
         if all(isinstance(v, int) for v in (lo, hi)) and lo > hi:
             errors.append((f"{where}.minReplicas", f"minReplicas={lo} > maxReplicas={hi}"))
         if all(isinstance(v, int) for v in (lo, hi, n)) and not lo <= n <= hi:
-            errors.append((f"{where}.replicas", f"replicas={n} is outside [minReplicas={lo}, "
-                                                f"maxReplicas={hi}]"))
+            errors.append(
+                (
+                    f"{where}.replicas",
+                    f"replicas={n} is outside [minReplicas={lo}, maxReplicas={hi}]",
+                )
+            )
 
 
 def _check_group(group: dict, where: str, allowed: set, errors: list) -> None:
@@ -89,12 +119,17 @@ def _check_group(group: dict, where: str, allowed: set, errors: list) -> None:
         for k, v in params.items():
             if not isinstance(v, str):
                 # the CRD types it map[string]string: the API server refuses numbers/booleans
-                errors.append((f"{where}.rayStartParams.{k}", f"must be a string (quote it: "
-                                                              f"'{v}'), got {type(v).__name__}"))
+                errors.append(
+                    (
+                        f"{where}.rayStartParams.{k}",
+                        f"must be a string (quote it: '{v}'), got {type(v).__name__}",
+                    )
+                )
     containers = ((group.get("template") or {}).get("spec") or {}).get("containers")
     if not isinstance(containers, list) or not containers:
-        errors.append((f"{where}.template.spec.containers", "required (at least the Ray "
-                                                            "container)"))
+        errors.append(
+            (f"{where}.template.spec.containers", "required (at least the Ray container)")
+        )
         return
     for i, c in enumerate(containers):
         at = f"{where}.template.spec.containers[{i}]"
@@ -117,18 +152,24 @@ def group_resources(raw: dict) -> dict:
     """CPUs and GPUs each group's Ray node offers (rayStartParams first, then limits)."""
     spec = raw["spec"]
     groups = [("spec.headGroupSpec", spec["headGroupSpec"])] + [
-        (f"spec.workerGroupSpecs[{i}]", g) for i, g in enumerate(spec.get("workerGroupSpecs")
-                                                                  or [])]
+        (f"spec.workerGroupSpecs[{i}]", g) for i, g in enumerate(spec.get("workerGroupSpecs") or [])
+    ]
     out = {}
     for where, g in groups:
         params = g.get("rayStartParams") or {}
         c = g["template"]["spec"]["containers"][0]
         res = c.get("resources") or {}
         limits = {**(res.get("requests") or {}), **(res.get("limits") or {})}
-        cpu = _quantity(params.get("num-cpus")) if "num-cpus" in params else \
-            _quantity(limits.get("cpu"))
-        gpu = _quantity(params.get("num-gpus")) if "num-gpus" in params else \
-            _quantity(limits.get("nvidia.com/gpu"))
+        cpu = (
+            _quantity(params.get("num-cpus"))
+            if "num-cpus" in params
+            else _quantity(limits.get("cpu"))
+        )
+        gpu = (
+            _quantity(params.get("num-gpus"))
+            if "num-gpus" in params
+            else _quantity(limits.get("nvidia.com/gpu"))
+        )
         offer = {k: v for k, v in (("CPU", cpu), ("GPU", gpu)) if v is not None}
         if offer:
             out[where] = offer
@@ -141,12 +182,12 @@ def manifest_settings(raw: dict, errors: list) -> dict:
 
     from .config import _check_ember
 
-    notes = ((raw.get("metadata") or {}).get("annotations") or {})
+    notes = (raw.get("metadata") or {}).get("annotations") or {}
     section = {}
     for key, value in notes.items():
         if not str(key).startswith("ember.dev/"):
             continue
-        name = str(key)[len("ember.dev/"):].replace("-", "_")
+        name = str(key)[len("ember.dev/") :].replace("-", "_")
         try:
             section[name] = yaml.safe_load(value) if isinstance(value, str) else value
         except yaml.YAMLError:
@@ -154,7 +195,7 @@ def manifest_settings(raw: dict, errors: list) -> dict:
     sub: list = []
     settings = _check_ember(section, sub)
     for key, reason in sub:
-        rest = key[len("ember."):] if key.startswith("ember.") else key
+        rest = key[len("ember.") :] if key.startswith("ember.") else key
         errors.append((f"metadata.annotations.ember.dev/{rest.replace('_', '-')}", reason))
     settings["launcher"] = "kubectl"
     return settings

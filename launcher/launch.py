@@ -23,33 +23,69 @@ from ._worker_io import Printer, run_child
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
-        "launch", help="run a script on N workers (torchrun's variables set)",
+        "launch",
+        help="run a script on N workers (torchrun's variables set)",
         description="Run SCRIPT on N worker processes placed by Ray, with RANK, LOCAL_RANK, "
-                    "WORLD_SIZE, LOCAL_WORLD_SIZE, NODE_RANK, MASTER_ADDR and MASTER_PORT set. "
-                    "Default: an embedded local Ray started for the job and stopped after it.")
+        "WORLD_SIZE, LOCAL_WORLD_SIZE, NODE_RANK, MASTER_ADDR and MASTER_PORT set. "
+        "Default: an embedded local Ray started for the job and stopped after it.",
+    )
     where = p.add_mutually_exclusive_group()
-    where.add_argument("--address", help="address of an existing Ray cluster (ray://... or "
-                                         "HOST:PORT); default: start a local Ray")
-    where.add_argument("--cluster", metavar="CONFIG",
-                       help="a cluster config from cluster_configs/ (uses its head address)")
+    where.add_argument(
+        "--address",
+        help="address of an existing Ray cluster (ray://... or "
+        "HOST:PORT); default: start a local Ray",
+    )
+    where.add_argument(
+        "--cluster",
+        metavar="CONFIG",
+        help="a cluster config from cluster_configs/ (uses its head address)",
+    )
     p.add_argument("--workers", type=int, help="number of workers (default 1)")
     p.add_argument("--nnodes", type=int, help="number of nodes (with --nproc-per-node)")
     p.add_argument("--nproc-per-node", type=int, help="workers per node (with --nnodes)")
-    p.add_argument("--gpus-per-worker", type=float, default=None,
-                   help="GPUs per worker (default 0, or the cluster config's)")
-    p.add_argument("--cpus-per-worker", type=float, default=None,
-                   help="CPUs per worker (default 1, or the cluster config's)")
-    p.add_argument("--max-restarts", type=int, default=0,
-                   help="restart all workers up to R times after a failure")
-    p.add_argument("--placement", choices=["pack", "spread"], default=None,
-                   help="placement of workers over nodes (default pack; spread with --nnodes)")
-    p.add_argument("--env", action="append", default=[], metavar="K=V",
-                   help="extra environment variable for the workers (repeatable)")
-    p.add_argument("--working-dir", help="directory the workers run in (default: the current "
-                                         "one); on an existing cluster it is uploaded to "
-                                         "every node, so SCRIPT must lie inside it")
-    p.add_argument("-m", dest="module", action="store_true",
-                   help="treat SCRIPT as a module name, like python -m")
+    p.add_argument(
+        "--gpus-per-worker",
+        type=float,
+        default=None,
+        help="GPUs per worker (default 0, or the cluster config's)",
+    )
+    p.add_argument(
+        "--cpus-per-worker",
+        type=float,
+        default=None,
+        help="CPUs per worker (default 1, or the cluster config's)",
+    )
+    p.add_argument(
+        "--max-restarts",
+        type=int,
+        default=0,
+        help="restart all workers up to R times after a failure",
+    )
+    p.add_argument(
+        "--placement",
+        choices=["pack", "spread"],
+        default=None,
+        help="placement of workers over nodes (default pack; spread with --nnodes)",
+    )
+    p.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="extra environment variable for the workers (repeatable)",
+    )
+    p.add_argument(
+        "--working-dir",
+        help="directory the workers run in (default: the current "
+        "one); on an existing cluster it is uploaded to "
+        "every node, so SCRIPT must lie inside it",
+    )
+    p.add_argument(
+        "-m",
+        dest="module",
+        action="store_true",
+        help="treat SCRIPT as a module name, like python -m",
+    )
     p.add_argument("script", help="the training script (or module with -m)")
     p.add_argument("script_args", nargs=argparse.REMAINDER, help="arguments for the script")
     p.set_defaults(func=run)
@@ -78,8 +114,10 @@ def _plan(args, cfg=None) -> tuple[int, str]:
         strategy = "STRICT_SPREAD" if args.nproc_per_node == 1 and args.nnodes > 1 else "SPREAD"
         most = cfg.max_nodes() if cfg is not None else None
         if most is not None and args.nnodes > most:
-            raise SystemExit(f"ember launch: --nnodes {args.nnodes} but the cluster of "
-                             f"{cfg.path} has at most {most} node(s)")
+            raise SystemExit(
+                f"ember launch: --nnodes {args.nnodes} but the cluster of "
+                f"{cfg.path} has at most {most} node(s)"
+            )
     else:
         n = args.workers or per_node or 1
         strategy = "PACK"
@@ -104,15 +142,25 @@ def run(args) -> int:
     script = args.script
     if not args.module and not os.path.exists(script):
         raise SystemExit(f"ember launch: script not found: {script}")
-    cpus = args.cpus_per_worker if args.cpus_per_worker is not None else (
-        cfg.ember["cpus_per_worker"] if cfg is not None else 1)
-    gpus = args.gpus_per_worker if args.gpus_per_worker is not None else (
-        cfg.ember["gpus_per_worker"] if cfg is not None else 0)
+    cpus = (
+        args.cpus_per_worker
+        if args.cpus_per_worker is not None
+        else (cfg.ember["cpus_per_worker"] if cfg is not None else 1)
+    )
+    gpus = (
+        args.gpus_per_worker
+        if args.gpus_per_worker is not None
+        else (cfg.ember["gpus_per_worker"] if cfg is not None else 0)
+    )
     resources = {"CPU": cpus}
     if gpus:
         resources["GPU"] = gpus
-    scaling = ScalingConfig(num_workers=n, use_gpu=bool(gpus), resources_per_worker=resources,
-                            placement_strategy=strategy)
+    scaling = ScalingConfig(
+        num_workers=n,
+        use_gpu=bool(gpus),
+        resources_per_worker=resources,
+        placement_strategy=strategy,
+    )
     remote = bool(address or os.environ.get("RAY_ADDRESS")) and not ray.is_initialized()
     shipped = _ship_working_dir(args, script) if remote else None
     with _sigterm_stops_job():
@@ -162,8 +210,9 @@ def _sigterm_stops_job():
         # Ray's signal check): once SIGTERM arrived, whatever ends the job is its doing.
         if not _TERM["pending"]:
             raise
-        print("(ember launch) terminated by SIGTERM: all workers stopped", file=sys.stderr,
-              flush=True)
+        print(
+            "(ember launch) terminated by SIGTERM: all workers stopped", file=sys.stderr, flush=True
+        )
         raise SystemExit(128 + signal.SIGTERM) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
@@ -172,16 +221,23 @@ def _sigterm_stops_job():
 def _run_started(ray, args, scaling, script, started, env, strategy) -> int:
     """Run the job (with its restarts) on the Ray that ``run`` made sure of."""
     cwd, script_path = _where_to_run(ray, args, script, started)
-    cmd = [sys.executable, "-u"] + (["-m", script] if args.module else
-                                    [script_path]) + list(args.script_args)
+    cmd = (
+        [sys.executable, "-u"]
+        + (["-m", script] if args.module else [script_path])
+        + list(args.script_args)
+    )
     code, lost = 1, []
     for attempt in range(args.max_restarts + 1):
         if attempt:
             _settle(ray, lost)
         _check_nodes(ray, args, strategy)
         if attempt:
-            print(f"(ember launch) job failed with exit code {code}; restarting "
-                  f"({attempt}/{args.max_restarts})", file=sys.stderr, flush=True)
+            print(
+                f"(ember launch) job failed with exit code {code}; restarting "
+                f"({attempt}/{args.max_restarts})",
+                file=sys.stderr,
+                flush=True,
+            )
         code, lost = _run_once(ray, scaling, cmd, cwd, env)
         if code == 0 or code == 130:
             break
@@ -203,8 +259,11 @@ def _cluster(args):
 
     cfg = load(args.cluster)
     env = auth.job_env(cfg.ember)
-    if cfg.ember["embedded"] and cfg.provider == "local" and not local_cluster.is_up(
-            local_cluster.read_state(cfg.name)):
+    if (
+        cfg.ember["embedded"]
+        and cfg.provider == "local"
+        and not local_cluster.is_up(local_cluster.read_state(cfg.name))
+    ):
         auth.apply_to_driver(cfg.ember)  # a new Ray: its own default unless the config says
         return cfg, None, env  # an embedded Ray for this job, like plain `ember launch`
     auth.apply_to_cluster(cfg)
@@ -220,8 +279,10 @@ def _ship_working_dir(args, script: str) -> dict | None:
     if not os.path.isdir(root):
         raise SystemExit(f"ember launch: --working-dir is not a directory: {root}")
     if not args.module and os.path.relpath(os.path.abspath(script), root).startswith(".."):
-        raise SystemExit(f"ember launch: {script} is outside --working-dir {root}; the "
-                         "workers only get the files inside it")
+        raise SystemExit(
+            f"ember launch: {script} is outside --working-dir {root}; the "
+            "workers only get the files inside it"
+        )
     return {"working_dir": root}
 
 
@@ -233,8 +294,9 @@ def _where_to_run(ray, args, script: str, started_here: bool) -> tuple:
     submit --working-dir`), Ray unpacks it on every node and starts the workers in it: the
     script runs from there, by its path relative to the directory.
     """
-    job_dir = None if started_here else (ray.get_runtime_context().runtime_env or {}).get(
-        "working_dir")
+    job_dir = (
+        None if started_here else (ray.get_runtime_context().runtime_env or {}).get("working_dir")
+    )
     if job_dir:
         base = os.path.abspath(args.working_dir) if args.working_dir else os.getcwd()
         rel = script if args.module else os.path.relpath(os.path.abspath(script), base)
@@ -252,8 +314,10 @@ def _check_nodes(ray, args, strategy: str) -> None:
     if len(alive) < args.nnodes:
         dead = sorted({n["NodeManagerAddress"] for n in nodes if not n["Alive"]} - set(alive))
         lost = f"; lost: {', '.join(dead)}" if dead else ""
-        raise SystemExit(f"ember launch: --nnodes {args.nnodes} needs {args.nnodes} nodes, "
-                         f"the cluster has {len(alive)} alive ({', '.join(alive)}){lost}")
+        raise SystemExit(
+            f"ember launch: --nnodes {args.nnodes} needs {args.nnodes} nodes, "
+            f"the cluster has {len(alive)} alive ({', '.join(alive)}){lost}"
+        )
 
 
 def _settle(ray, lost: list, timeout: float = 60.0) -> None:
@@ -264,8 +328,9 @@ def _settle(ray, lost: list, timeout: float = 60.0) -> None:
 
     probe = ray.remote(num_cpus=0)(_noop)
     for info in lost:
-        ref = probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(
-            info.node_id, soft=False)).remote()
+        ref = probe.options(
+            scheduling_strategy=NodeAffinitySchedulingStrategy(info.node_id, soft=False)
+        ).remote()
         ready, _ = ray.wait([ref], timeout=3.0)
         try:
             if ready and ray.get(ready[0]) == 1:
@@ -273,11 +338,15 @@ def _settle(ray, lost: list, timeout: float = 60.0) -> None:
         except Exception:  # the probe failed: the node is gone
             pass
         ray.cancel(ref, force=True)
-        print(f"(ember launch) waiting for Ray to confirm that node {info.node_ip} is lost",
-              file=sys.stderr, flush=True)
+        print(
+            f"(ember launch) waiting for Ray to confirm that node {info.node_ip} is lost",
+            file=sys.stderr,
+            flush=True,
+        )
         deadline = time.time() + timeout
         while time.time() < deadline and any(
-                n["NodeID"] == info.node_id and n["Alive"] for n in ray.nodes()):
+            n["NodeID"] == info.node_id and n["Alive"] for n in ray.nodes()
+        ):
             time.sleep(0.5)
 
 
@@ -293,13 +362,18 @@ def _run_once(ray, scaling, cmd, cwd, env) -> tuple[int, list]:
     from ember.distributed.worker_group import WorkerGroup
 
     token = {"EMBER_TOKEN": env["EMBER_TOKEN"]} if "EMBER_TOKEN" in env else None
-    group = WorkerGroup(scaling.num_workers, scaling.bundle(), scaling.placement_strategy,
-                        env=token)
+    group = WorkerGroup(
+        scaling.num_workers, scaling.bundle(), scaling.placement_strategy, env=token
+    )
     # the output queue lives on the driver's node and takes no CPU: it must neither compete
     # with the workers for slots nor die with a worker node
     here = ray.get_runtime_context().get_node_id()
-    queue = Queue(actor_options={"num_cpus": 0, "scheduling_strategy":
-                                 NodeAffinitySchedulingStrategy(here, soft=False)})
+    queue = Queue(
+        actor_options={
+            "num_cpus": 0,
+            "scheduling_strategy": NodeAffinitySchedulingStrategy(here, soft=False),
+        }
+    )
     lost: list = []
     try:
         refs = group.execute_async(run_child, cmd, cwd, env, queue)
@@ -341,9 +415,12 @@ def _pump(ray, group, refs, queue, printer, lost: list) -> int:
             except Exception as exc:
                 info = group.infos[rank]
                 lost.append(info)
-                print(f"(ember launch) worker rank {rank} on node {info.node_ip} died"
-                      f"{_node_lost(ray, info)}: {_first_line(exc)}", file=sys.stderr,
-                      flush=True)
+                print(
+                    f"(ember launch) worker rank {rank} on node {info.node_ip} died"
+                    f"{_node_lost(ray, info)}: {_first_line(exc)}",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 codes[rank] = 1
             if printer.status is not None:
                 printer.drain(queue)
@@ -351,8 +428,12 @@ def _pump(ray, group, refs, queue, printer, lost: list) -> int:
             if codes[rank] != 0:
                 # like torchrun: one failure ends the job; the others are stopped
                 printer.drain(queue)
-                print(f"(ember launch) rank {rank} exited with code {codes[rank]}; stopping "
-                      "the other workers", file=sys.stderr, flush=True)
+                print(
+                    f"(ember launch) rank {rank} exited with code {codes[rank]}; stopping "
+                    "the other workers",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 return codes[rank]
     return 0
 

@@ -67,8 +67,13 @@ def build_hosts(cfg: ClusterConfig) -> list[Host]:
     hosts = []
     for i, ip in enumerate(ips):
         s = host_settings(cfg, ip)
-        host = Host(ip=ip, role="head" if i == 0 else "worker", temp_dir=host_temp_dir(cfg, ip),
-                    env=dict(s.get("env") or {}), settings=s)
+        host = Host(
+            ip=ip,
+            role="head" if i == 0 else "worker",
+            temp_dir=host_temp_dir(cfg, ip),
+            env=dict(s.get("env") or {}),
+            settings=s,
+        )
         if s.get("command_prefix"):
             host.prefix = list(s["command_prefix"])
         elif not is_this_machine(ip):
@@ -80,19 +85,35 @@ def build_hosts(cfg: ClusterConfig) -> list[Host]:
 
 
 def host_from_state(entry: dict) -> Host:
-    return Host(ip=entry["ip"], role=entry["role"], temp_dir=entry["temp_dir"],
-                prefix=entry.get("prefix") or [], ssh=entry.get("ssh"),
-                python=entry["python"], ray=entry.get("ray") or [])
+    return Host(
+        ip=entry["ip"],
+        role=entry["role"],
+        temp_dir=entry["temp_dir"],
+        prefix=entry.get("prefix") or [],
+        ssh=entry.get("ssh"),
+        python=entry["python"],
+        ray=entry.get("ray") or [],
+    )
 
 
 def ray_start_command(cfg: ClusterConfig, host: Host) -> list:
     e, s = cfg.ember, host.settings
     head_ip = cfg.raw["provider"]["head_ip"]
-    cmd = [*host.ray, "start", f"--node-ip-address={host.ip}", f"--temp-dir={host.temp_dir}",
-           "--disable-usage-stats"]
+    cmd = [
+        *host.ray,
+        "start",
+        f"--node-ip-address={host.ip}",
+        f"--temp-dir={host.temp_dir}",
+        "--disable-usage-stats",
+    ]
     if host.role == "head":
-        cmd += ["--head", f"--port={e['ray_port']}", "--include-dashboard=true",
-                f"--dashboard-host={host.ip}", f"--dashboard-port={e['dashboard_port']}"]
+        cmd += [
+            "--head",
+            f"--port={e['ray_port']}",
+            "--include-dashboard=true",
+            f"--dashboard-host={host.ip}",
+            f"--dashboard-port={e['dashboard_port']}",
+        ]
     else:
         cmd += [f"--address={head_ip}:{e['ray_port']}"]
     if s.get("num_cpus") is not None:
@@ -110,8 +131,11 @@ def setup_commands(cfg: ClusterConfig, host: Host) -> list[str]:
     """Ray's order: initialization_commands, setup_commands, then the role's own."""
     raw = cfg.raw
     role_key = "head_setup_commands" if host.role == "head" else "worker_setup_commands"
-    return [*(raw.get("initialization_commands") or []), *(raw.get("setup_commands") or []),
-            *(raw.get(role_key) or [])]
+    return [
+        *(raw.get("initialization_commands") or []),
+        *(raw.get("setup_commands") or []),
+        *(raw.get(role_key) or []),
+    ]
 
 
 def plan(cfg: ClusterConfig) -> list[tuple[Host, list, list]]:
@@ -145,15 +169,23 @@ def up(cfg: ClusterConfig, out=print, timeout: float = 300) -> dict:
         out(f"cluster {cfg.name!r}: its head is not running; stopping what is left of it")
         down_state(state, out=out)
     head_ip = cfg.raw["provider"]["head_ip"]
-    state = {"name": cfg.name, "config": os.path.abspath(cfg.path), "provider": "local",
-             "head": f"{head_ip}:{cfg.ember['ray_port']}",
-             "dashboard": f"http://{head_ip}:{cfg.ember['dashboard_port']}",
-             "auth_env": env, "started_at": time.time(), "hosts": []}
+    state = {
+        "name": cfg.name,
+        "config": os.path.abspath(cfg.path),
+        "provider": "local",
+        "head": f"{head_ip}:{cfg.ember['ray_port']}",
+        "dashboard": f"http://{head_ip}:{cfg.ember['dashboard_port']}",
+        "auth_env": env,
+        "started_at": time.time(),
+        "hosts": [],
+    }
     try:
         _start_host(cfg, *steps[0], env, token, state, out, timeout)
         with ThreadPoolExecutor(max_workers=max(1, min(8, len(steps) - 1))) as pool:
-            futures = [pool.submit(_start_host, cfg, *step, env, token, state, out, timeout)
-                       for step in steps[1:]]
+            futures = [
+                pool.submit(_start_host, cfg, *step, env, token, state, out, timeout)
+                for step in steps[1:]
+            ]
             errors = [f.exception() for f in futures if f.exception() is not None]
         if errors:
             raise errors[0]
@@ -161,8 +193,10 @@ def up(cfg: ClusterConfig, out=print, timeout: float = 300) -> dict:
         out(f"cluster {cfg.name!r}: start failed; stopping what was started")
         down_state(state, out=out)
         raise
-    out(f"cluster {cfg.name!r} is up: {len(steps)} node(s), head {state['head']}, "
-        f"dashboard {state['dashboard']}")
+    out(
+        f"cluster {cfg.name!r} is up: {len(steps)} node(s), head {state['head']}, "
+        f"dashboard {state['dashboard']}"
+    )
     return state
 
 
@@ -176,11 +210,15 @@ def _complete(cfg, state: dict, steps: list, env: dict, token, out, timeout: flo
             running[entry["ip"]] = False
     missing = [step for step in steps[1:] if not running.get(step[0].ip)]
     if not missing:
-        out(f"cluster {cfg.name!r} is already up (head {state['head']}); `ember down` first "
-            "to restart it")
+        out(
+            f"cluster {cfg.name!r} is already up (head {state['head']}); `ember down` first "
+            "to restart it"
+        )
         return state
-    out(f"cluster {cfg.name!r} is up; starting Ray on {len(missing)} host(s) where it is not "
-        "running")
+    out(
+        f"cluster {cfg.name!r} is up; starting Ray on {len(missing)} host(s) where it is not "
+        "running"
+    )
     gone = {step[0].ip for step in missing}
     state["hosts"] = [h for h in state["hosts"] if h["ip"] not in gone]
     for step in missing:
@@ -188,16 +226,25 @@ def _complete(cfg, state: dict, steps: list, env: dict, token, out, timeout: flo
     return state
 
 
-def _start_host(cfg, host: Host, setup: list, start: list, env: dict, token, state: dict,
-                out, timeout: float) -> None:
+def _start_host(
+    cfg, host: Host, setup: list, start: list, env: dict, token, state: dict, out, timeout: float
+) -> None:
     t0 = time.time()
     if token is not None and host.ssh:
         host.run(auth.remote_token_command(cfg.ember), input=token, timeout=60)
     for command in setup:
         host.run(["sh", "-c", command], env=env, timeout=timeout)
     sid, r = host.start_session(start, env=env, timeout=timeout)
-    entry = {"ip": host.ip, "role": host.role, "sid": sid, "temp_dir": host.temp_dir,
-             "prefix": host.prefix, "ssh": host.ssh, "python": host.python, "ray": host.ray}
+    entry = {
+        "ip": host.ip,
+        "role": host.role,
+        "sid": sid,
+        "temp_dir": host.temp_dir,
+        "prefix": host.prefix,
+        "ssh": host.ssh,
+        "python": host.python,
+        "ray": host.ray,
+    }
     if sid:
         with _state_lock:
             state["hosts"].append(entry)
@@ -208,11 +255,16 @@ def _start_host(cfg, host: Host, setup: list, start: list, env: dict, token, sta
         output = r.stdout + r.stderr
         tail = "\n".join("    " + s for s in output.strip().splitlines()[-25:])
         last = [s.strip() for s in output.splitlines() if s.strip()]
-        raise HostError(f"host {host.ip} ({host.how}): `ray start` exited with code "
-                        f"{r.returncode} ({last[-1] if last else 'no output'}); check Ray's "
-                        f"logs under {host.temp_dir} on that host", tail)
-    out(f"  {host.role} {host.ip} ({host.how}): Ray started in {time.time() - t0:.1f} s "
-        f"(session {sid}, temp dir {host.temp_dir})")
+        raise HostError(
+            f"host {host.ip} ({host.how}): `ray start` exited with code "
+            f"{r.returncode} ({last[-1] if last else 'no output'}); check Ray's "
+            f"logs under {host.temp_dir} on that host",
+            tail,
+        )
+    out(
+        f"  {host.role} {host.ip} ({host.how}): Ray started in {time.time() - t0:.1f} s "
+        f"(session {sid}, temp dir {host.temp_dir})"
+    )
 
 
 def down(cfg: ClusterConfig, out=print, grace: float = 5.0) -> int:

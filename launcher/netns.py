@@ -59,17 +59,36 @@ class NetnsPair:
 
     def create(self) -> None:
         if self.exists():
-            raise RuntimeError(f"network namespace {self.head_ns} or {self.worker_ns} exists "
-                               "already (a cluster of this name is up; `down` it first)")
+            raise RuntimeError(
+                f"network namespace {self.head_ns} or {self.worker_ns} exists "
+                "already (a cluster of this name is up; `down` it first)"
+            )
         vh, vw = f"{self.name[:12]}-h", f"{self.name[:12]}-w"  # interface names: <= 15 chars
-        steps = [["ip", "netns", "add", self.head_ns], ["ip", "netns", "add", self.worker_ns],
-                 ["ip", "link", "add", vh, "netns", self.head_ns, "type", "veth", "peer",
-                  "name", vw, "netns", self.worker_ns]]
-        for ns, dev, ip in ((self.head_ns, vh, self.head_ip), (self.worker_ns, vw,
-                                                                self.worker_ip)):
-            steps += [["ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", dev],
-                      ["ip", "-n", ns, "link", "set", "lo", "up"],
-                      ["ip", "-n", ns, "link", "set", dev, "up"]]
+        steps = [
+            ["ip", "netns", "add", self.head_ns],
+            ["ip", "netns", "add", self.worker_ns],
+            [
+                "ip",
+                "link",
+                "add",
+                vh,
+                "netns",
+                self.head_ns,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                vw,
+                "netns",
+                self.worker_ns,
+            ],
+        ]
+        for ns, dev, ip in ((self.head_ns, vh, self.head_ip), (self.worker_ns, vw, self.worker_ip)):
+            steps += [
+                ["ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", dev],
+                ["ip", "-n", ns, "link", "set", "lo", "up"],
+                ["ip", "-n", ns, "link", "set", dev, "up"],
+            ]
         try:
             for cmd in steps:
                 subprocess.run(cmd, check=True, capture_output=True, text=True)
@@ -83,25 +102,41 @@ class NetnsPair:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 
 
-def write_config(pair: NetnsPair, path: str, *, temp_root: str = "/tmp/ember-ray",
-                 cpus_per_node: int = 2, env: dict | None = None,
-                 token_path: str | None = None) -> str:
+def write_config(
+    pair: NetnsPair,
+    path: str,
+    *,
+    temp_root: str = "/tmp/ember-ray",
+    cpus_per_node: int = 2,
+    env: dict | None = None,
+    token_path: str | None = None,
+) -> str:
     """Write the cluster config (local provider) for the two namespaces to ``path``."""
     import yaml
 
-    host = {"num_cpus": cpus_per_node, "object_store_memory": 200 * 1024 * 1024,
-            "env": dict(env or {})}
+    host = {
+        "num_cpus": cpus_per_node,
+        "object_store_memory": 200 * 1024 * 1024,
+        "env": dict(env or {}),
+    }
     cfg = {
         "cluster_name": pair.name,
         "provider": {"type": "local", "head_ip": pair.head_ip, "worker_ips": [pair.worker_ip]},
         "ember": {
-            "backend": "grpc", "workers_per_node": 1, "temp_dir": temp_root,
-            "token": {"ray_auth": "token", "ray_token_path": token_path
-                      or os.path.join(os.path.dirname(os.path.abspath(path)),
-                                      f"{pair.name}.token"), "job": "per_job"},
+            "backend": "grpc",
+            "workers_per_node": 1,
+            "temp_dir": temp_root,
+            "token": {
+                "ray_auth": "token",
+                "ray_token_path": token_path
+                or os.path.join(os.path.dirname(os.path.abspath(path)), f"{pair.name}.token"),
+                "job": "per_job",
+            },
             "node": host,
-            "hosts": {pair.head_ip: {"command_prefix": pair.prefix(pair.head_ns)},
-                      pair.worker_ip: {"command_prefix": pair.prefix(pair.worker_ns)}},
+            "hosts": {
+                pair.head_ip: {"command_prefix": pair.prefix(pair.head_ns)},
+                pair.worker_ip: {"command_prefix": pair.prefix(pair.worker_ns)},
+            },
         },
     }
     with open(path, "w") as f:
@@ -116,8 +151,11 @@ def head_env(config_path: str) -> dict:
     from .config import load
 
     cfg = load(config_path)
-    return {**os.environ, **auth.cluster_auth_env(cfg),
-            "RAY_ADDRESS": f"{cfg.raw['provider']['head_ip']}:{cfg.ember['ray_port']}"}
+    return {
+        **os.environ,
+        **auth.cluster_auth_env(cfg),
+        "RAY_ADDRESS": f"{cfg.raw['provider']['head_ip']}:{cfg.ember['ray_port']}",
+    }
 
 
 def _config_path(name: str) -> str:
@@ -127,18 +165,24 @@ def _config_path(name: str) -> str:
 
 
 def main(argv: list | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m ember.launcher.netns",
-                                usage="%(prog)s [options] {up,down,exec} [-- COMMAND ...]",
-                                description="A two-namespace Ray cluster on this machine.")
+    p = argparse.ArgumentParser(
+        prog="python -m ember.launcher.netns",
+        usage="%(prog)s [options] {up,down,exec} [-- COMMAND ...]",
+        description="A two-namespace Ray cluster on this machine.",
+    )
     p.add_argument("action", choices=["up", "down", "exec"])
-    p.add_argument("--name", default=DEFAULT_NAME, help=f"namespace prefix (default "
-                                                        f"{DEFAULT_NAME})")
-    p.add_argument("--subnet", default=DEFAULT_SUBNET, help="first three octets of the /24 "
-                                                            f"(default {DEFAULT_SUBNET})")
+    p.add_argument(
+        "--name", default=DEFAULT_NAME, help=f"namespace prefix (default {DEFAULT_NAME})"
+    )
+    p.add_argument(
+        "--subnet",
+        default=DEFAULT_SUBNET,
+        help=f"first three octets of the /24 (default {DEFAULT_SUBNET})",
+    )
     p.add_argument("--cpus", type=int, default=2, help="logical CPUs per node (default 2)")
     argv = list(sys.argv[1:] if argv is None else argv)
-    cmd = argv[argv.index("--") + 1:] if "--" in argv else []
-    args = p.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
+    cmd = argv[argv.index("--") + 1 :] if "--" in argv else []
+    args = p.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
     from . import local_cluster
     from .config import load
 
@@ -155,8 +199,10 @@ def main(argv: list | None = None) -> int:
         except BaseException:
             pair.destroy()
             raise
-        print(f"config: {path}\nrun:    python -m ember.launcher.netns exec -- ember launch "
-              f"--cluster {path} --nnodes 2 --nproc-per-node 1 SCRIPT")
+        print(
+            f"config: {path}\nrun:    python -m ember.launcher.netns exec -- ember launch "
+            f"--cluster {path} --nnodes 2 --nproc-per-node 1 SCRIPT"
+        )
         return 0
     if args.action == "down":
         code = local_cluster.down(load(path)) if os.path.exists(path) else 0

@@ -13,40 +13,63 @@ _ACTIONS = ("status", "shutdown")
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
-        "serve", help="serve a model over HTTP on Ray Serve",
+        "serve",
+        help="serve a model over HTTP on Ray Serve",
         description="ember serve PATH: put an ember.export / ember.jit artifact, an .onnx file "
-                    "or a handler 'file.py:ClassName' behind POST /NAME/predict. "
-                    "`ember serve status` lists deployments; `ember serve shutdown [--name N]` "
-                    "removes one (or stops Serve).")
-    p.add_argument("target", metavar="PATH|status|shutdown",
-                   help="the artifact or handler to serve, or the action status / shutdown")
+        "or a handler 'file.py:ClassName' behind POST /NAME/predict. "
+        "`ember serve status` lists deployments; `ember serve shutdown [--name N]` "
+        "removes one (or stops Serve).",
+    )
+    p.add_argument(
+        "target",
+        metavar="PATH|status|shutdown",
+        help="the artifact or handler to serve, or the action status / shutdown",
+    )
     p.add_argument("--name", help="deployment name (default: the file's stem)")
     p.add_argument("--route-prefix", help="URL prefix (default: /NAME)")
     p.add_argument("--host", default="127.0.0.1", help="address the HTTP proxy binds to")
     p.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
     scale = p.add_mutually_exclusive_group()
     scale.add_argument("--replicas", type=int, default=1, help="number of replicas")
-    scale.add_argument("--autoscale", metavar="MIN:MAX",
-                       help="autoscale between MIN and MAX replicas")
-    p.add_argument("--autoscaling-config", metavar="JSON",
-                   help="more of Ray Serve's autoscaling_config for --autoscale, e.g. "
-                        "'{\"target_ongoing_requests\": 4, \"upscale_delay_s\": 5, "
-                        "\"downscale_delay_s\": 60}' (Ray's defaults: 2, 30 s, 600 s)")
+    scale.add_argument(
+        "--autoscale", metavar="MIN:MAX", help="autoscale between MIN and MAX replicas"
+    )
+    p.add_argument(
+        "--autoscaling-config",
+        metavar="JSON",
+        help="more of Ray Serve's autoscaling_config for --autoscale, e.g. "
+        '\'{"target_ongoing_requests": 4, "upscale_delay_s": 5, '
+        "\"downscale_delay_s\": 60}' (Ray's defaults: 2, 30 s, 600 s)",
+    )
     p.add_argument("--max-batch-size", type=int, default=32, help="server-side batch limit")
-    p.add_argument("--batch-wait-ms", type=float, default=5.0,
-                   help="how long a batch waits to fill (ms)")
-    p.add_argument("--max-request-bytes", type=int, default=8 * 1024 * 1024,
-                   help="reject larger request bodies with HTTP 413")
+    p.add_argument(
+        "--batch-wait-ms", type=float, default=5.0, help="how long a batch waits to fill (ms)"
+    )
+    p.add_argument(
+        "--max-request-bytes",
+        type=int,
+        default=8 * 1024 * 1024,
+        help="reject larger request bodies with HTTP 413",
+    )
     p.add_argument("--input-dtype", help="cast JSON inputs to this dtype (e.g. float32, int64)")
-    p.add_argument("--pad-sequences", action="store_true",
-                   help="batch requests of different lengths (dim 1) by right-padding with "
-                        "zeros; only for causal models")
+    p.add_argument(
+        "--pad-sequences",
+        action="store_true",
+        help="batch requests of different lengths (dim 1) by right-padding with "
+        "zeros; only for causal models",
+    )
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    p.add_argument("--address", default=None,
-                   help="Ray cluster to join (auto or ray://...); default: an embedded local "
-                        "Ray for PATH, 'auto' for status/shutdown")
-    p.add_argument("--blocking", action="store_true",
-                   help="stay in the foreground until Ctrl-C (always so with an embedded Ray)")
+    p.add_argument(
+        "--address",
+        default=None,
+        help="Ray cluster to join (auto or ray://...); default: an embedded local "
+        "Ray for PATH, 'auto' for status/shutdown",
+    )
+    p.add_argument(
+        "--blocking",
+        action="store_true",
+        help="stay in the foreground until Ctrl-C (always so with an embedded Ray)",
+    )
     p.set_defaults(func=run_serve)
 
 
@@ -65,8 +88,9 @@ def parse_autoscaling_config(text: str) -> dict:
     try:
         cfg = json.loads(text)
     except json.JSONDecodeError as e:
-        raise ValueError(f"--autoscaling-config is not valid JSON ({e.msg} at column "
-                         f"{e.colno}): {text!r}") from None
+        raise ValueError(
+            f"--autoscaling-config is not valid JSON ({e.msg} at column {e.colno}): {text!r}"
+        ) from None
     if not isinstance(cfg, dict):
         raise ValueError(f"--autoscaling-config expects a JSON object, got {text!r}")
     return cfg
@@ -145,17 +169,29 @@ def _deploy(args: argparse.Namespace) -> int:
 
         if not ray.is_initialized():
             _cluster_auth()
-    serve.deploy(args.target, name=args.name, route_prefix=args.route_prefix,
-                 num_replicas=None if autoscaling else args.replicas,
-                 autoscaling_config=autoscaling, max_batch_size=args.max_batch_size,
-                 batch_wait_timeout_s=args.batch_wait_ms / 1000.0,
-                 max_request_bytes=args.max_request_bytes, input_dtype=args.input_dtype,
-                 pad_sequences=args.pad_sequences,
-                 device=args.device, host=args.host, port=args.port, address=args.address)
+    serve.deploy(
+        args.target,
+        name=args.name,
+        route_prefix=args.route_prefix,
+        num_replicas=None if autoscaling else args.replicas,
+        autoscaling_config=autoscaling,
+        max_batch_size=args.max_batch_size,
+        batch_wait_timeout_s=args.batch_wait_ms / 1000.0,
+        max_request_bytes=args.max_request_bytes,
+        input_dtype=args.input_dtype,
+        pad_sequences=args.pad_sequences,
+        device=args.device,
+        host=args.host,
+        port=args.port,
+        address=args.address,
+    )
     name = args.name or _default_name(args.target)
     prefix = args.route_prefix or f"/{name}"
-    print(f"ember serve: {name} at http://{args.host}:{args.port}{prefix}/predict "
-          f"(metadata: {prefix}/metadata, docs: {prefix}/docs)", flush=True)
+    print(
+        f"ember serve: {name} at http://{args.host}:{args.port}{prefix}/predict "
+        f"(metadata: {prefix}/metadata, docs: {prefix}/docs)",
+        flush=True,
+    )
     if args.address and not args.blocking:
         return 0  # the cluster keeps serving after this process exits
     # An embedded Ray lives as long as this process: stay until Ctrl-C / SIGTERM.

@@ -24,36 +24,60 @@ _PYTHON = re.compile(r"python(\d+(\.\d+)?)?")  # python, python3, python3.11
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("submit", help="run a command as a Ray Job on a cluster",
-                       description="Submit a command (after --) to the cluster's Ray Jobs "
-                                   "server, stream its output and exit with its result.")
+    p = sub.add_parser(
+        "submit",
+        help="run a command as a Ray Job on a cluster",
+        description="Submit a command (after --) to the cluster's Ray Jobs "
+        "server, stream its output and exit with its result.",
+    )
     _where(p)
     p.add_argument("--working-dir", help="directory uploaded for the job (its cwd on the head)")
-    p.add_argument("--no-wait", action="store_true",
-                   help="print the job id and return at once")
-    p.add_argument("--env", action="append", default=[], metavar="K=V",
-                   help="environment variable for the job (repeatable)")
+    p.add_argument("--no-wait", action="store_true", help="print the job id and return at once")
+    p.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="environment variable for the job (repeatable)",
+    )
     p.add_argument("--submission-id", help="job id to use (default: Ray picks one)")
-    p.add_argument("--python", metavar="PATH",
-                   help="interpreter that runs the command's leading `python` (default: this "
-                        "one when the head is this machine, ember.python for a --cluster "
-                        "whose head is another host)")
-    p.add_argument("entrypoint", nargs=argparse.REMAINDER,
-                   help="-- the command, e.g. -- python train.py --epochs 2")
+    p.add_argument(
+        "--python",
+        metavar="PATH",
+        help="interpreter that runs the command's leading `python` (default: this "
+        "one when the head is this machine, ember.python for a --cluster "
+        "whose head is another host)",
+    )
+    p.add_argument(
+        "entrypoint",
+        nargs=argparse.REMAINDER,
+        help="-- the command, e.g. -- python train.py --epochs 2",
+    )
     p.set_defaults(func=run_submit)
 
-    job = sub.add_parser("job", help="status, logs, stop or list of Ray Jobs",
-                         description="Inspect or stop jobs submitted with `ember submit`.")
+    job = sub.add_parser(
+        "job",
+        help="status, logs, stop or list of Ray Jobs",
+        description="Inspect or stop jobs submitted with `ember submit`.",
+    )
     jsub = job.add_subparsers(dest="job_command", metavar="ACTION", required=True)
-    for name, helptext in (("status", "a job's status"), ("logs", "a job's output"),
-                           ("stop", "stop a job"), ("list", "all jobs of the cluster")):
+    for name, helptext in (
+        ("status", "a job's status"),
+        ("logs", "a job's output"),
+        ("stop", "stop a job"),
+        ("list", "all jobs of the cluster"),
+    ):
         q = jsub.add_parser(name, help=helptext, description=helptext[0].upper() + helptext[1:])
         _where(q)
         if name != "list":
             q.add_argument("job_id", metavar="ID", help="the job's submission id")
         if name == "logs":
-            q.add_argument("-f", "--follow", action="store_true",
-                           help="stream until the job ends; exit with its result")
+            q.add_argument(
+                "-f",
+                "--follow",
+                action="store_true",
+                help="stream until the job ends; exit with its result",
+            )
         if name == "stop":
             q.add_argument("--no-wait", action="store_true", help="do not wait for it to stop")
         q.set_defaults(func=run_job)
@@ -61,9 +85,12 @@ def add_parser(sub) -> None:
 
 def _where(p) -> None:
     where = p.add_mutually_exclusive_group()
-    where.add_argument("--address", help="Ray Jobs address, http://HEAD:8265 (default: "
-                                         "$RAY_API_SERVER_ADDRESS, or the cluster `ember up` "
-                                         "started, or http://127.0.0.1:8265)")
+    where.add_argument(
+        "--address",
+        help="Ray Jobs address, http://HEAD:8265 (default: "
+        "$RAY_API_SERVER_ADDRESS, or the cluster `ember up` "
+        "started, or http://127.0.0.1:8265)",
+    )
     where.add_argument("--cluster", metavar="CONFIG", help="the cluster of a config")
 
 
@@ -105,8 +132,10 @@ def client(address: str):
     try:
         return JobSubmissionClient(address)
     except Exception as e:  # noqa: BLE001 - Ray raises ConnectionError, RuntimeError, ...
-        raise SystemExit(f"ember: cannot reach Ray Jobs at {address} (is the cluster up, with "
-                         f"its dashboard?): {e}") from None
+        raise SystemExit(
+            f"ember: cannot reach Ray Jobs at {address} (is the cluster up, with "
+            f"its dashboard?): {e}"
+        ) from None
 
 
 def run_submit(args) -> int:
@@ -116,8 +145,9 @@ def run_submit(args) -> int:
     if cmd and cmd[0] == "--":
         cmd = cmd[1:]
     if not cmd:
-        raise SystemExit("ember submit: no command given: ember submit [options] -- python "
-                         "script.py ...")
+        raise SystemExit(
+            "ember submit: no command given: ember submit [options] -- python script.py ..."
+        )
     env = _parse_env(args.env)
     if args.cluster:
         from . import auth
@@ -138,8 +168,11 @@ def run_submit(args) -> int:
         # ${PATH} to the head's)
         runtime_env["env_vars"] = env = {**env, "PATH": f"{path_dir}:${{PATH}}"}
     c = client(address)
-    job_id = c.submit_job(entrypoint=shlex.join(cmd), runtime_env=runtime_env or None,
-                          submission_id=args.submission_id)
+    job_id = c.submit_job(
+        entrypoint=shlex.join(cmd),
+        runtime_env=runtime_env or None,
+        submission_id=args.submission_id,
+    )
     _note(f"job {job_id} submitted to {address}")
     if args.no_wait:
         print(job_id)
@@ -169,8 +202,10 @@ def _pin_interpreter(args, cmd: list, address: str) -> tuple[list, str | None]:
         if cfg.provider == "local":
             python = cfg.ember["python"]  # the interpreter the config names for its hosts
     if python is None:
-        _note(f"the head {host} is another machine: `{cmd[0]}` runs as its PATH finds it; "
-              "pass --python PATH to name the interpreter (with ray and ember) there")
+        _note(
+            f"the head {host} is another machine: `{cmd[0]}` runs as its PATH finds it; "
+            "pass --python PATH to name the interpreter (with ray and ember) there"
+        )
         return cmd, None
     if os.path.isabs(python) and is_this_machine(host) and not os.access(python, os.X_OK):
         raise SystemExit(f"ember submit: --python {python} is not an executable file")
@@ -199,13 +234,12 @@ def follow(c, job_id: str, poll: float = 0.5) -> int:
             time.sleep(poll)
     except KeyboardInterrupt:
         closed.set()
-        _note(f"stopped following; job {job_id} keeps running (stop it: ember job stop "
-              f"{job_id})")
+        _note(f"stopped following; job {job_id} keeps running (stop it: ember job stop {job_id})")
         return 130
     thread.join(timeout=1.0)
     with lock:  # whatever the stream has not shown yet
         closed.set()
-        rest = _call(c.get_job_logs, job_id)[printed[0]:]
+        rest = _call(c.get_job_logs, job_id)[printed[0] :]
     sys.stdout.write(rest)
     sys.stdout.flush()
     return _result(_call(c.get_job_info, job_id))
@@ -213,8 +247,9 @@ def follow(c, job_id: str, poll: float = 0.5) -> int:
 
 def _result(info) -> int:
     status = str(info.status.value)
-    _note(f"job {info.submission_id} {status.lower()}"
-          + (f": {info.message}" if info.message else ""))
+    _note(
+        f"job {info.submission_id} {status.lower()}" + (f": {info.message}" if info.message else "")
+    )
     if status == "SUCCEEDED":
         return 0
     if status == "STOPPED":

@@ -23,36 +23,53 @@ from .config import ClusterConfig, load
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("up", help="bring a cluster up from a config in cluster_configs/",
-                       description="Validate CONFIG, then start the cluster: `ray start` over "
-                                   "the listed hosts for the local provider, Ray's `ray up` for "
-                                   "cloud providers, `kubectl apply` for a KubeRay manifest.")
+    p = sub.add_parser(
+        "up",
+        help="bring a cluster up from a config in cluster_configs/",
+        description="Validate CONFIG, then start the cluster: `ray start` over "
+        "the listed hosts for the local provider, Ray's `ray up` for "
+        "cloud providers, `kubectl apply` for a KubeRay manifest.",
+    )
     p.add_argument("config", metavar="CONFIG", help="cluster config (YAML)")
-    p.add_argument("--dry-run", action="store_true",
-                   help="validate and print what would run on each host; start nothing")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="validate and print what would run on each host; start nothing",
+    )
     p.add_argument("-y", "--yes", action="store_true", help="no confirmation prompts (ray up)")
     p.set_defaults(func=run_up)
 
-    p = sub.add_parser("down", help="stop a cluster started with `ember up`",
-                       description="Stop the cluster of CONFIG: exactly the Ray processes "
-                                   "`ember up` started (local provider), or `ray down` / "
-                                   "`kubectl delete`.")
+    p = sub.add_parser(
+        "down",
+        help="stop a cluster started with `ember up`",
+        description="Stop the cluster of CONFIG: exactly the Ray processes "
+        "`ember up` started (local provider), or `ray down` / "
+        "`kubectl delete`.",
+    )
     p.add_argument("config", metavar="CONFIG", help="cluster config (YAML)")
     p.add_argument("-y", "--yes", action="store_true", help="no confirmation prompts (ray down)")
-    p.add_argument("--grace", type=float, default=5.0,
-                   help="seconds between SIGTERM and SIGKILL (local provider; default 5)")
+    p.add_argument(
+        "--grace",
+        type=float,
+        default=5.0,
+        help="seconds between SIGTERM and SIGKILL (local provider; default 5)",
+    )
     p.set_defaults(func=run_down)
 
-    p = sub.add_parser("status", help="nodes, resources and jobs of a cluster",
-                       description="Show the nodes, resources and jobs of the cluster of CONFIG "
-                                   "(or of --address, $RAY_ADDRESS, or the one cluster `ember "
-                                   "up` has running).")
+    p = sub.add_parser(
+        "status",
+        help="nodes, resources and jobs of a cluster",
+        description="Show the nodes, resources and jobs of the cluster of CONFIG "
+        "(or of --address, $RAY_ADDRESS, or the one cluster `ember "
+        "up` has running).",
+    )
     p.add_argument("config", metavar="CONFIG", nargs="?", help="cluster config (YAML)")
     p.add_argument("--address", help="Ray address HOST:PORT (instead of CONFIG)")
     p.set_defaults(func=run_status)
 
 
 # ---------------------------------------------------------------- up / down
+
 
 def run_up(args) -> int:
     cfg = load(args.config)
@@ -69,10 +86,12 @@ def run_up(args) -> int:
             print(f"    {' '.join(start)}")
         return 0
     state = local_cluster.up(cfg)
-    print(f"  jobs:   ember launch --cluster {cfg.path} --nnodes {len(state['hosts'])} "
-          f"--nproc-per-node {cfg.ember['workers_per_node']} SCRIPT\n"
-          f"          ember submit --cluster {cfg.path} -- python SCRIPT\n"
-          f"  status: ember status {cfg.path}\n  stop:   ember down {cfg.path}")
+    print(
+        f"  jobs:   ember launch --cluster {cfg.path} --nnodes {len(state['hosts'])} "
+        f"--nproc-per-node {cfg.ember['workers_per_node']} SCRIPT\n"
+        f"          ember submit --cluster {cfg.path} -- python SCRIPT\n"
+        f"  status: ember status {cfg.path}\n  stop:   ember down {cfg.path}"
+    )
     return 0
 
 
@@ -93,13 +112,18 @@ def _ray_cli(verb: str, cfg: ClusterConfig, args) -> int:
     fd, path = tempfile.mkstemp(prefix=f"ember-{cfg.name}-", suffix=".yaml")
     with os.fdopen(fd, "w") as f:
         yaml.safe_dump(cfg.ray_config(), f, sort_keys=False)
-    cmd = [ray_exe, verb, path] + (["--no-config-cache"] if verb == "up" else []) + \
-        (["-y"] if args.yes else [])
+    cmd = (
+        [ray_exe, verb, path]
+        + (["--no-config-cache"] if verb == "up" else [])
+        + (["-y"] if args.yes else [])
+    )
     try:
         if getattr(args, "dry_run", False):
-            print(f"{cfg.path}: valid (ember's checks, Ray's schema and Ray's prepare_config). "
-                  f"`ember up` would run:\n  {' '.join(cmd[:2])} <{cfg.path} without ember:> "
-                  f"{' '.join(cmd[3:])}".rstrip())
+            print(
+                f"{cfg.path}: valid (ember's checks, Ray's schema and Ray's prepare_config). "
+                f"`ember up` would run:\n  {' '.join(cmd[:2])} <{cfg.path} without ember:> "
+                f"{' '.join(cmd[3:])}".rstrip()
+            )
             return 0
         env = {**os.environ, **auth.ray_auth_env(cfg.ember)}  # Ray's tools resolve inherit
         return subprocess.call(cmd, env=env)
@@ -110,16 +134,21 @@ def _ray_cli(verb: str, cfg: ClusterConfig, args) -> int:
 def _kubectl(args: list, dry_run: bool) -> int:
     cmd = ["kubectl", *args]
     if dry_run:  # kubectl's own dry run needs an API server; ours needs nothing
-        print(f"{args[-1]}: valid (ember's checks and Ray's KubeRay conversion). `ember up` "
-              f"would run:\n  {' '.join(cmd)}")
+        print(
+            f"{args[-1]}: valid (ember's checks and Ray's KubeRay conversion). `ember up` "
+            f"would run:\n  {' '.join(cmd)}"
+        )
         return 0
     if shutil.which("kubectl") is None:
-        raise SystemExit("ember: kubectl not found: install it and point it at a Kubernetes "
-                         "cluster with the KubeRay operator")
+        raise SystemExit(
+            "ember: kubectl not found: install it and point it at a Kubernetes "
+            "cluster with the KubeRay operator"
+        )
     return subprocess.call(cmd)
 
 
 # ---------------------------------------------------------------- status
+
 
 def run_status(args) -> int:
     dashboard = None
@@ -139,8 +168,9 @@ def run_status(args) -> int:
         else:
             states = [s for s in local_cluster.all_states() if local_cluster.is_up(s)]
             if not states:
-                raise SystemExit("ember status: no cluster: pass CONFIG or --address, or set "
-                                 "RAY_ADDRESS")
+                raise SystemExit(
+                    "ember status: no cluster: pass CONFIG or --address, or set RAY_ADDRESS"
+                )
             if len(states) > 1:
                 names = ", ".join(f"{s['name']} ({s['config']})" for s in states)
                 raise SystemExit(f"ember status: several clusters are up ({names}); pass CONFIG")
@@ -189,8 +219,9 @@ def show_ray(address: str, dashboard: str | None) -> int:
     if "://" not in address and not reachable(address):
         print(f"ember status: cannot reach the Ray head at {address}", file=sys.stderr)
         return 1
-    ctx = ray.init(address=address, include_dashboard=False, logging_level="error",
-                   log_to_driver=False)
+    ctx = ray.init(
+        address=address, include_dashboard=False, logging_level="error", log_to_driver=False
+    )
     try:
         nodes = ray.nodes()
         total, free = ray.cluster_resources(), ray.available_resources()
@@ -201,8 +232,10 @@ def show_ray(address: str, dashboard: str | None) -> int:
     for n in sorted(nodes, key=lambda n: (not n["Alive"], n["NodeManagerAddress"])):
         res = n.get("Resources") or {}
         head = " head" if "node:__internal_head__" in res else ""
-        print(f"  {n['NodeManagerAddress']:15s} {'alive' if n['Alive'] else 'DEAD':5s} "
-              f"CPU {res.get('CPU', 0):g}  GPU {res.get('GPU', 0):g}{head}")
+        print(
+            f"  {n['NodeManagerAddress']:15s} {'alive' if n['Alive'] else 'DEAD':5s} "
+            f"CPU {res.get('CPU', 0):g}  GPU {res.get('GPU', 0):g}{head}"
+        )
     for r in ("CPU", "GPU"):
         if total.get(r):
             print(f"  {r}: {total[r] - free.get(r, 0):g} of {total[r]:g} in use")

@@ -11,8 +11,13 @@ import json
 import os
 from typing import Any
 
-__all__ = ["hub_cache_dir", "load_config_dict", "load_state_dict_files", "resolve_model_dir",
-           "save_state_dict_files"]
+__all__ = [
+    "hub_cache_dir",
+    "load_config_dict",
+    "load_state_dict_files",
+    "resolve_model_dir",
+    "save_state_dict_files",
+]
 
 SAFE_WEIGHTS_NAME = "model.safetensors"
 SAFE_WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
@@ -26,8 +31,9 @@ def hub_cache_dir(cache_dir: str | os.PathLike | None = None) -> str:
         return os.fspath(cache_dir)
     if os.environ.get("HF_HUB_CACHE"):
         return os.environ["HF_HUB_CACHE"]
-    home = os.environ.get("HF_HOME") or os.path.join(os.path.expanduser("~"), ".cache",
-                                                     "huggingface")
+    home = os.environ.get("HF_HOME") or os.path.join(
+        os.path.expanduser("~"), ".cache", "huggingface"
+    )
     return os.path.join(home, "hub")
 
 
@@ -44,8 +50,13 @@ def _from_cache(repo_id: str, cache: str, revision: str) -> str | None:
     return snap if os.path.isdir(snap) else None
 
 
-def resolve_model_dir(name_or_path: str | os.PathLike, *, cache_dir: str | None = None,
-                      revision: str | None = None, local_files_only: bool = False) -> str:
+def resolve_model_dir(
+    name_or_path: str | os.PathLike,
+    *,
+    cache_dir: str | None = None,
+    revision: str | None = None,
+    local_files_only: bool = False,
+) -> str:
     r"""The local directory holding ``name_or_path``'s files.
 
     A directory is used as is. Otherwise ``name_or_path`` is a Hub repo id (``"gpt2"``,
@@ -62,9 +73,11 @@ def resolve_model_dir(name_or_path: str | os.PathLike, *, cache_dir: str | None 
     found = _from_cache(path, cache, revision)
     if found is not None:
         return found
-    where = (f"not a local directory, and not in the Hugging Face cache "
-             f"{os.path.join(cache, 'models--' + path.replace('/', '--'))} (revision "
-             f"{revision!r})")
+    where = (
+        f"not a local directory, and not in the Hugging Face cache "
+        f"{os.path.join(cache, 'models--' + path.replace('/', '--'))} (revision "
+        f"{revision!r})"
+    )
     if local_files_only:
         raise OSError(f"{path!r} is {where}; local_files_only=True forbids downloading")
     try:
@@ -72,8 +85,9 @@ def resolve_model_dir(name_or_path: str | os.PathLike, *, cache_dir: str | None 
     except ImportError:
         raise OSError(f"{path!r} is {where}; install huggingface_hub to download it") from None
     try:
-        return huggingface_hub.snapshot_download(path, revision=revision, cache_dir=cache_dir,
-                                                 allow_patterns=_DOWNLOAD_PATTERNS)
+        return huggingface_hub.snapshot_download(
+            path, revision=revision, cache_dir=cache_dir, allow_patterns=_DOWNLOAD_PATTERNS
+        )
     except Exception as e:  # offline, unknown repo, gated repo: say what was tried
         raise OSError(f"{path!r} is {where}, and downloading it from the Hub failed: {e}") from e
 
@@ -122,8 +136,10 @@ def load_state_dict_files(model_dir: str) -> dict:
     if state is not None:
         return state
     present = sorted(os.listdir(model_dir))
-    raise OSError(f"no {SAFE_WEIGHTS_NAME}, {SAFE_WEIGHTS_INDEX_NAME} or {TORCH_WEIGHTS_NAME} in "
-                  f"{model_dir!r} (it holds {present})")
+    raise OSError(
+        f"no {SAFE_WEIGHTS_NAME}, {SAFE_WEIGHTS_INDEX_NAME} or {TORCH_WEIGHTS_NAME} in "
+        f"{model_dir!r} (it holds {present})"
+    )
 
 
 def _load_torch_files(model_dir: str) -> dict | None:
@@ -154,15 +170,23 @@ def _parse_size(size: int | str) -> int:
     if isinstance(size, int):
         return size
     s = size.strip().upper()
-    for unit, mult in (("GIB", 2**30), ("MIB", 2**20), ("KIB", 2**10), ("GB", 10**9),
-                       ("MB", 10**6), ("KB", 10**3), ("B", 1)):
+    for unit, mult in (
+        ("GIB", 2**30),
+        ("MIB", 2**20),
+        ("KIB", 2**10),
+        ("GB", 10**9),
+        ("MB", 10**6),
+        ("KB", 10**3),
+        ("B", 1),
+    ):
         if s.endswith(unit):
             return int(float(s[: -len(unit)]) * mult)
     raise ValueError(f"max_shard_size must be an int or like '5GB', got {size!r}")
 
 
-def save_state_dict_files(state: dict, save_directory: str,
-                          max_shard_size: int | str = "5GB") -> list[str]:
+def save_state_dict_files(
+    state: dict, save_directory: str, max_shard_size: int | str = "5GB"
+) -> list[str]:
     r"""Write ``state`` as ``model.safetensors`` or as shards plus an index; return the files."""
     from ember.serialization import save_safetensors
 
@@ -178,8 +202,9 @@ def save_state_dict_files(state: dict, save_directory: str,
         size += nbytes
     # remove files of an earlier save with another shard count, so no stale shard remains
     for name in os.listdir(save_directory):
-        if name == SAFE_WEIGHTS_INDEX_NAME or (name.startswith("model-")
-                                               and name.endswith(".safetensors")):
+        if name == SAFE_WEIGHTS_INDEX_NAME or (
+            name.startswith("model-") and name.endswith(".safetensors")
+        ):
             os.remove(os.path.join(save_directory, name))
     if len(shards) == 1:
         save_safetensors(shards[0], os.path.join(save_directory, SAFE_WEIGHTS_NAME))

@@ -8,8 +8,14 @@ import ember
 import ember.nn.functional as F
 from ember import Tensor, nn
 
-__all__ = ["ACT2FN", "Conv1D", "additive_mask", "attention", "get_activation",
-           "make_attention_mask"]
+__all__ = [
+    "ACT2FN",
+    "Conv1D",
+    "additive_mask",
+    "attention",
+    "get_activation",
+    "make_attention_mask",
+]
 
 
 def _gelu_tanh(x: Tensor) -> Tensor:
@@ -33,8 +39,9 @@ def get_activation(name: str):
     try:
         return ACT2FN[name]
     except KeyError:
-        raise ValueError(f"unsupported activation {name!r}; ember.models knows "
-                         f"{sorted(ACT2FN)}") from None
+        raise ValueError(
+            f"unsupported activation {name!r}; ember.models knows {sorted(ACT2FN)}"
+        ) from None
 
 
 class Conv1D(nn.Module):
@@ -49,15 +56,22 @@ class Conv1D(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return ember.addmm(self.bias, x.reshape(-1, x.shape[-1]), self.weight).reshape(
-            *x.shape[:-1], self.nf)
+            *x.shape[:-1], self.nf
+        )
 
     def extra_repr(self) -> str:
         return f"nf={self.nf}, nx={self.weight.shape[0]}"
 
 
-def make_attention_mask(attention_mask: Tensor | None, q_len: int, past_len: int,
-                        dtype, causal: bool, device=None,
-                        sliding_window: int | None = None) -> Tensor | None:
+def make_attention_mask(
+    attention_mask: Tensor | None,
+    q_len: int,
+    past_len: int,
+    dtype,
+    causal: bool,
+    device=None,
+    sliding_window: int | None = None,
+) -> Tensor | None:
     r"""Additive mask ``(batch|1, 1, q_len, past_len + q_len)``: 0 where allowed, dtype's min.
 
     ``attention_mask`` is the (batch, past_len + q_len) 1/0 padding mask. Query ``i`` sits at
@@ -69,15 +83,19 @@ def make_attention_mask(attention_mask: Tensor | None, q_len: int, past_len: int
     allowed = None
     if causal and q_len > 1:
         allowed = ember.ones(q_len, kv_len, dtype=ember.bool, device=device).tril(
-            diagonal=past_len)[None, None]
+            diagonal=past_len
+        )[None, None]
     if sliding_window is not None and kv_len > sliding_window:
         window = ember.ones(q_len, kv_len, dtype=ember.bool, device=device).triu(
-            diagonal=past_len - sliding_window + 1)[None, None]
+            diagonal=past_len - sliding_window + 1
+        )[None, None]
         allowed = window if allowed is None else allowed & window
     if attention_mask is not None:
         if attention_mask.dim() != 2 or attention_mask.shape[-1] != kv_len:
-            raise ValueError(f"attention_mask must be (batch, {kv_len}) = past + current "
-                             f"tokens, got {tuple(attention_mask.shape)}")
+            raise ValueError(
+                f"attention_mask must be (batch, {kv_len}) = past + current "
+                f"tokens, got {tuple(attention_mask.shape)}"
+            )
         if not bool((attention_mask != 0).all()):
             pad = (attention_mask != 0)[:, None, None, :]
             allowed = pad if allowed is None else allowed & pad
@@ -93,8 +111,14 @@ def additive_mask(allowed: Tensor, dtype) -> Tensor:
     return ember.where(allowed, zero, low)
 
 
-def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, dropout_p: float,
-              scale: float | None = None) -> Tensor:
+def attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    mask: Tensor | None,
+    dropout_p: float,
+    scale: float | None = None,
+) -> Tensor:
     r"""Scaled dot-product attention over (batch, heads, seq, head_dim); k/v may have fewer
     heads (grouped-query attention), repeated to q's head count."""
     groups = q.shape[1] // k.shape[1]
@@ -103,5 +127,4 @@ def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, dropout_p: f
         v = v.repeat_interleave(groups, dim=1)
     if scale is None:
         scale = 1.0 / math.sqrt(q.shape[-1])
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p,
-                                          scale=scale)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, scale=scale)

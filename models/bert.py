@@ -21,21 +21,35 @@ class BertConfig(PretrainedConfig):
 
     model_type = "bert"
 
-    def __init__(self, vocab_size: int = 30522, hidden_size: int = 768,
-                 num_hidden_layers: int = 12, num_attention_heads: int = 12,
-                 intermediate_size: int = 3072, hidden_act: str = "gelu",
-                 hidden_dropout_prob: float = 0.1, attention_probs_dropout_prob: float = 0.1,
-                 max_position_embeddings: int = 512, type_vocab_size: int = 2,
-                 initializer_range: float = 0.02, layer_norm_eps: float = 1e-12,
-                 pad_token_id: int | None = 0, classifier_dropout: float | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        vocab_size: int = 30522,
+        hidden_size: int = 768,
+        num_hidden_layers: int = 12,
+        num_attention_heads: int = 12,
+        intermediate_size: int = 3072,
+        hidden_act: str = "gelu",
+        hidden_dropout_prob: float = 0.1,
+        attention_probs_dropout_prob: float = 0.1,
+        max_position_embeddings: int = 512,
+        type_vocab_size: int = 2,
+        initializer_range: float = 0.02,
+        layer_norm_eps: float = 1e-12,
+        pad_token_id: int | None = 0,
+        classifier_dropout: float | None = None,
+        **kwargs: Any,
+    ) -> None:
         kind = kwargs.pop("position_embedding_type", "absolute")
         if kind != "absolute":
-            raise ValueError(f"position_embedding_type {kind!r} is not supported; "
-                             "ember.models supports 'absolute'")
+            raise ValueError(
+                f"position_embedding_type {kind!r} is not supported; "
+                "ember.models supports 'absolute'"
+            )
         if hidden_size % num_attention_heads:
-            raise ValueError(f"hidden_size ({hidden_size}) must be divisible by "
-                             f"num_attention_heads ({num_attention_heads})")
+            raise ValueError(
+                f"hidden_size ({hidden_size}) must be divisible by "
+                f"num_attention_heads ({num_attention_heads})"
+            )
         self.vocab_size = vocab_size
         self.hidden_size = hidden_size
         self.num_hidden_layers = num_hidden_layers
@@ -63,21 +77,32 @@ class BertEmbeddings(nn.Module):
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.max_positions = config.max_position_embeddings
 
-    def forward(self, input_ids: Tensor | None, token_type_ids: Tensor | None,
-                position_ids: Tensor | None, inputs_embeds: Tensor | None) -> Tensor:
+    def forward(
+        self,
+        input_ids: Tensor | None,
+        token_type_ids: Tensor | None,
+        position_ids: Tensor | None,
+        inputs_embeds: Tensor | None,
+    ) -> Tensor:
         if inputs_embeds is None:
             inputs_embeds = self.word_embeddings(input_ids)
         s = inputs_embeds.shape[1]
         if s > self.max_positions:
-            raise ValueError(f"sequence of {s} tokens is longer than BERT's "
-                             f"max_position_embeddings={self.max_positions}")
+            raise ValueError(
+                f"sequence of {s} tokens is longer than BERT's "
+                f"max_position_embeddings={self.max_positions}"
+            )
         if position_ids is None:
             position_ids = ember.arange(s, device=inputs_embeds.device)[None]
         if token_type_ids is None:
-            token_type_ids = ember.zeros(inputs_embeds.shape[:2], dtype=ember.int64,
-                                         device=inputs_embeds.device)
-        x = (inputs_embeds + self.token_type_embeddings(token_type_ids)
-             + self.position_embeddings(position_ids))
+            token_type_ids = ember.zeros(
+                inputs_embeds.shape[:2], dtype=ember.int64, device=inputs_embeds.device
+            )
+        x = (
+            inputs_embeds
+            + self.token_type_embeddings(token_type_ids)
+            + self.position_embeddings(position_ids)
+        )
         return self.dropout(self.LayerNorm(x))
 
 
@@ -94,8 +119,10 @@ class BertSelfAttention(nn.Module):
 
     def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
         b, s, h = x.shape
-        q, k, v = (p(x).reshape(b, s, self.num_heads, self.head_dim).transpose(1, 2)
-                   for p in (self.query, self.key, self.value))
+        q, k, v = (
+            p(x).reshape(b, s, self.num_heads, self.head_dim).transpose(1, 2)
+            for p in (self.query, self.key, self.value)
+        )
         out = attention(q, k, v, mask, self.dropout_p if self.training else 0.0)
         return out.transpose(1, 2).reshape(b, s, h)
 
@@ -203,18 +230,26 @@ class BertModel(BertPreTrainedModel):
     def get_input_embeddings(self) -> nn.Module:
         return self.embeddings.word_embeddings
 
-    def forward(self, input_ids: Tensor | None = None, attention_mask: Tensor | None = None,
-                token_type_ids: Tensor | None = None, position_ids: Tensor | None = None,
-                inputs_embeds: Tensor | None = None, return_dict: bool = True,
-                **kwargs: Any) -> BaseModelOutputWithPooling:
+    def forward(
+        self,
+        input_ids: Tensor | None = None,
+        attention_mask: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+        position_ids: Tensor | None = None,
+        inputs_embeds: Tensor | None = None,
+        return_dict: bool = True,
+        **kwargs: Any,
+    ) -> BaseModelOutputWithPooling:
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids and inputs_embeds")
         x = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)
         mask = None
         if attention_mask is not None:
             if tuple(attention_mask.shape) != tuple(x.shape[:2]):
-                raise ValueError(f"attention_mask must be (batch, seq) = {tuple(x.shape[:2])},"
-                                 f" got {tuple(attention_mask.shape)}")
+                raise ValueError(
+                    f"attention_mask must be (batch, seq) = {tuple(x.shape[:2])},"
+                    f" got {tuple(attention_mask.shape)}"
+                )
             mask = additive_mask((attention_mask != 0)[:, None, None, :], x.dtype)
         h = self.encoder(x, mask)
         pooled = self.pooler(h) if self.pooler is not None else None
@@ -244,12 +279,24 @@ class BertForSequenceClassification(BertPreTrainedModel):
     def get_input_embeddings(self) -> nn.Module:
         return self.bert.embeddings.word_embeddings
 
-    def forward(self, input_ids: Tensor | None = None, attention_mask: Tensor | None = None,
-                token_type_ids: Tensor | None = None, position_ids: Tensor | None = None,
-                inputs_embeds: Tensor | None = None, labels: Tensor | None = None,
-                return_dict: bool = True, **kwargs: Any) -> SequenceClassifierOutput:
-        h = self.bert(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
-                      position_ids=position_ids, inputs_embeds=inputs_embeds)
+    def forward(
+        self,
+        input_ids: Tensor | None = None,
+        attention_mask: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+        position_ids: Tensor | None = None,
+        inputs_embeds: Tensor | None = None,
+        labels: Tensor | None = None,
+        return_dict: bool = True,
+        **kwargs: Any,
+    ) -> SequenceClassifierOutput:
+        h = self.bert(
+            input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+        )
         logits = self.classifier(self.dropout(h.pooler_output))
         out = SequenceClassifierOutput(loss=self._loss(logits, labels), logits=logits)
         return out if return_dict else out.to_tuple()
@@ -271,6 +318,7 @@ class BertForSequenceClassification(BertPreTrainedModel):
                 return F.mse_loss(logits.squeeze(), labels.squeeze().to(logits.dtype))
             return F.mse_loss(logits, labels.to(logits.dtype))
         if kind == "single_label_classification":
-            return F.cross_entropy(logits.reshape(-1, self.num_labels),
-                                   labels.reshape(-1).to(ember.int64))
+            return F.cross_entropy(
+                logits.reshape(-1, self.num_labels), labels.reshape(-1).to(ember.int64)
+            )
         return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))

@@ -22,19 +22,21 @@ class DynamicCache:
         self.key_cache: list[Tensor] = []
         self.value_cache: list[Tensor] = []
 
-    def update(self, key_states: Tensor, value_states: Tensor,
-               layer_idx: int) -> tuple[Tensor, Tensor]:
+    def update(
+        self, key_states: Tensor, value_states: Tensor, layer_idx: int
+    ) -> tuple[Tensor, Tensor]:
         r"""Append this step's keys/values for ``layer_idx``; return the layer's full ones."""
         if layer_idx < len(self.key_cache):
             self.key_cache[layer_idx] = ember.cat([self.key_cache[layer_idx], key_states], -2)
-            self.value_cache[layer_idx] = ember.cat([self.value_cache[layer_idx], value_states],
-                                                    -2)
+            self.value_cache[layer_idx] = ember.cat([self.value_cache[layer_idx], value_states], -2)
         elif layer_idx == len(self.key_cache):
             self.key_cache.append(key_states)
             self.value_cache.append(value_states)
         else:
-            raise IndexError(f"cache has {len(self.key_cache)} layers; cannot add layer "
-                             f"{layer_idx} before the ones in between")
+            raise IndexError(
+                f"cache has {len(self.key_cache)} layers; cannot add layer "
+                f"{layer_idx} before the ones in between"
+            )
         return self.key_cache[layer_idx], self.value_cache[layer_idx]
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
@@ -60,8 +62,9 @@ class DynamicCache:
         cache = cls()
         for i, layer in enumerate(past or ()):
             if len(layer) != 2:
-                raise ValueError(f"past_key_values[{i}] must be a (key, value) pair, got "
-                                 f"{len(layer)} tensors")
+                raise ValueError(
+                    f"past_key_values[{i}] must be a (key, value) pair, got {len(layer)} tensors"
+                )
             cache.update(layer[0], layer[1], i)
         return cache
 
@@ -77,5 +80,7 @@ def as_cache(past_key_values, use_cache: bool) -> DynamicCache | None:
         return past_key_values
     if isinstance(past_key_values, (tuple, list)):
         return DynamicCache.from_legacy_cache(past_key_values)
-    raise TypeError("past_key_values must be a DynamicCache or a tuple of (key, value) pairs, "
-                    f"got {type(past_key_values).__name__}")
+    raise TypeError(
+        "past_key_values must be a DynamicCache or a tuple of (key, value) pairs, "
+        f"got {type(past_key_values).__name__}"
+    )

@@ -24,12 +24,22 @@ class PretrainedConfig:
     model_type: str = ""
     attribute_map: dict[str, str] = {}
 
-    def __init__(self, *, architectures: list[str] | None = None,
-                 bos_token_id: int | None = None, eos_token_id: int | list[int] | None = None,
-                 pad_token_id: int | None = None, tie_word_embeddings: bool = True,
-                 num_labels: int | None = None, id2label: dict | None = None,
-                 label2id: dict | None = None, problem_type: str | None = None,
-                 use_cache: bool = True, dtype: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        architectures: list[str] | None = None,
+        bos_token_id: int | None = None,
+        eos_token_id: int | list[int] | None = None,
+        pad_token_id: int | None = None,
+        tie_word_embeddings: bool = True,
+        num_labels: int | None = None,
+        id2label: dict | None = None,
+        label2id: dict | None = None,
+        problem_type: str | None = None,
+        use_cache: bool = True,
+        dtype: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         self.architectures = architectures
         self.bos_token_id = bos_token_id
         self.eos_token_id = eos_token_id
@@ -45,13 +55,20 @@ class PretrainedConfig:
         else:
             id2label = {0: "LABEL_0", 1: "LABEL_1"}
         self.id2label = id2label
-        self.label2id = (dict(label2id) if label2id is not None
-                         else {v: k for k, v in id2label.items()})
-        if problem_type not in (None, "regression", "single_label_classification",
-                                "multi_label_classification"):
-            raise ValueError("problem_type must be one of 'regression', "
-                             "'single_label_classification', 'multi_label_classification', "
-                             f"got {problem_type!r}")
+        self.label2id = (
+            dict(label2id) if label2id is not None else {v: k for k, v in id2label.items()}
+        )
+        if problem_type not in (
+            None,
+            "regression",
+            "single_label_classification",
+            "multi_label_classification",
+        ):
+            raise ValueError(
+                "problem_type must be one of 'regression', "
+                "'single_label_classification', 'multi_label_classification', "
+                f"got {problem_type!r}"
+            )
         self.problem_type = problem_type
         kwargs.pop("model_type", None)
         kwargs.pop("transformers_version", None)
@@ -95,8 +112,10 @@ class PretrainedConfig:
         merged = {**config_dict, **kwargs}
         mt = merged.get("model_type")
         if cls.model_type and mt and mt != cls.model_type:
-            raise ValueError(f"config.json has model_type {mt!r}, but {cls.__name__} is for "
-                             f"{cls.model_type!r}; use ember.models.AutoConfig")
+            raise ValueError(
+                f"config.json has model_type {mt!r}, but {cls.__name__} is for "
+                f"{cls.model_type!r}; use ember.models.AutoConfig"
+            )
         if "num_labels" in merged and "id2label" in merged:
             if int(merged["num_labels"]) != len(merged["id2label"]):
                 merged.pop("id2label")
@@ -109,15 +128,18 @@ class PretrainedConfig:
             return cls.from_dict(json.load(f))
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike,
-                        **kwargs: Any) -> PretrainedConfig:
+    def from_pretrained(
+        cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any
+    ) -> PretrainedConfig:
         r"""Read ``config.json`` from a directory, a Hub repo id in the local cache, or a file."""
         from ._hub import load_config_dict
 
-        hub_kwargs = {k: kwargs.pop(k) for k in ("cache_dir", "revision", "local_files_only")
-                      if k in kwargs}
-        return cls.from_dict(load_config_dict(pretrained_model_name_or_path, **hub_kwargs),
-                             **kwargs)
+        hub_kwargs = {
+            k: kwargs.pop(k) for k in ("cache_dir", "revision", "local_files_only") if k in kwargs
+        }
+        return cls.from_dict(
+            load_config_dict(pretrained_model_name_or_path, **hub_kwargs), **kwargs
+        )
 
     def save_pretrained(self, save_directory: str | os.PathLike) -> None:
         r"""Write ``config.json`` into ``save_directory`` (created if needed)."""

@@ -16,8 +16,9 @@ def _as_list(eos: int | list[int] | None) -> list[int]:
     return [int(eos)] if isinstance(eos, int) else [int(e) for e in eos]
 
 
-def _filter_logits(logits: Tensor, temperature: float, top_k: int | None,
-                   top_p: float | None) -> Tensor:
+def _filter_logits(
+    logits: Tensor, temperature: float, top_k: int | None, top_p: float | None
+) -> Tensor:
     r"""transformers' sampling warpers in their order: temperature, top-k, top-p.
     Removed tokens get -inf; at least one token always stays."""
     if temperature != 1.0:
@@ -40,12 +41,23 @@ def _filter_logits(logits: Tensor, temperature: float, top_k: int | None,
 class GenerationMixin:
     r"""Adds ``generate()`` to causal language models (transformers' method, a subset)."""
 
-    def generate(self, input_ids: Tensor, attention_mask: Tensor | None = None, *,
-                 max_new_tokens: int | None = None, max_length: int | None = None,
-                 do_sample: bool | None = None, temperature: float | None = None,
-                 top_k: int | None = None, top_p: float | None = None,
-                 eos_token_id: int | list[int] | None = None, pad_token_id: int | None = None,
-                 use_cache: bool = True, generator: Any = None, **kwargs: Any) -> Tensor:
+    def generate(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None = None,
+        *,
+        max_new_tokens: int | None = None,
+        max_length: int | None = None,
+        do_sample: bool | None = None,
+        temperature: float | None = None,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        eos_token_id: int | list[int] | None = None,
+        pad_token_id: int | None = None,
+        use_cache: bool = True,
+        generator: Any = None,
+        **kwargs: Any,
+    ) -> Tensor:
         r"""Continue ``input_ids`` (batch, seq) token by token; return (batch, seq + new).
 
         Settings left ``None`` come from the checkpoint's ``generation_config.json`` (as
@@ -100,8 +112,9 @@ class GenerationMixin:
             pad_token_id = eos[0] if eos else 0
         dev = input_ids.device
         ids = input_ids.to(ember.int64)
-        mask = (attention_mask.to(ember.int64) if attention_mask is not None
-                else ember.ones_like(ids))
+        mask = (
+            attention_mask.to(ember.int64) if attention_mask is not None else ember.ones_like(ids)
+        )
         finished = ember.zeros(ids.shape[0], dtype=ember.bool, device=dev)
         eos_t = ember.tensor(eos, dtype=ember.int64, device=dev) if eos else None
         was_training = getattr(self, "training", False)
@@ -113,16 +126,18 @@ class GenerationMixin:
                     # positions count real tokens only, so left padding does not shift them
                     pos = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)
                     step = ids if cache is None or not use_cache else ids[:, -1:]
-                    out = self(input_ids=step, attention_mask=mask,
-                               position_ids=pos[:, -step.shape[1]:],
-                               past_key_values=cache if use_cache else None,
-                               use_cache=use_cache)
+                    out = self(
+                        input_ids=step,
+                        attention_mask=mask,
+                        position_ids=pos[:, -step.shape[1] :],
+                        past_key_values=cache if use_cache else None,
+                        use_cache=use_cache,
+                    )
                     cache = out.past_key_values if use_cache else None
                     logits = out.logits[:, -1, :].float()
                     if do_sample:
                         logits = _filter_logits(logits, temperature, top_k, top_p)
-                        nxt = ember.multinomial(logits.softmax(-1), 1,
-                                                generator=generator)[:, 0]
+                        nxt = ember.multinomial(logits.softmax(-1), 1, generator=generator)[:, 0]
                     else:
                         nxt = logits.argmax(-1)
                     nxt = ember.where(finished, ember.full_like(nxt, pad_token_id), nxt)

@@ -22,18 +22,35 @@ class GPT2Config(PretrainedConfig):
     r"""Configuration of GPT-2 (transformers' defaults: the 124M model)."""
 
     model_type = "gpt2"
-    attribute_map = {"hidden_size": "n_embd", "max_position_embeddings": "n_positions",
-                     "num_attention_heads": "n_head", "num_hidden_layers": "n_layer"}
+    attribute_map = {
+        "hidden_size": "n_embd",
+        "max_position_embeddings": "n_positions",
+        "num_attention_heads": "n_head",
+        "num_hidden_layers": "n_layer",
+    }
 
-    def __init__(self, vocab_size: int = 50257, n_positions: int = 1024, n_embd: int = 768,
-                 n_layer: int = 12, n_head: int = 12, n_inner: int | None = None,
-                 activation_function: str = "gelu_new", resid_pdrop: float = 0.1,
-                 embd_pdrop: float = 0.1, attn_pdrop: float = 0.1,
-                 layer_norm_epsilon: float = 1e-5, initializer_range: float = 0.02,
-                 scale_attn_weights: bool = True, scale_attn_by_inverse_layer_idx: bool = False,
-                 reorder_and_upcast_attn: bool = False, bos_token_id: int | None = 50256,
-                 eos_token_id: int | None = 50256, tie_word_embeddings: bool = True,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        vocab_size: int = 50257,
+        n_positions: int = 1024,
+        n_embd: int = 768,
+        n_layer: int = 12,
+        n_head: int = 12,
+        n_inner: int | None = None,
+        activation_function: str = "gelu_new",
+        resid_pdrop: float = 0.1,
+        embd_pdrop: float = 0.1,
+        attn_pdrop: float = 0.1,
+        layer_norm_epsilon: float = 1e-5,
+        initializer_range: float = 0.02,
+        scale_attn_weights: bool = True,
+        scale_attn_by_inverse_layer_idx: bool = False,
+        reorder_and_upcast_attn: bool = False,
+        bos_token_id: int | None = 50256,
+        eos_token_id: int | None = 50256,
+        tie_word_embeddings: bool = True,
+        **kwargs: Any,
+    ) -> None:
         self.vocab_size = vocab_size
         self.n_positions = n_positions
         self.n_embd = n_embd
@@ -51,8 +68,12 @@ class GPT2Config(PretrainedConfig):
         self.reorder_and_upcast_attn = reorder_and_upcast_attn
         if n_embd % n_head:
             raise ValueError(f"n_embd ({n_embd}) must be divisible by n_head ({n_head})")
-        super().__init__(bos_token_id=bos_token_id, eos_token_id=eos_token_id,
-                         tie_word_embeddings=tie_word_embeddings, **kwargs)
+        super().__init__(
+            bos_token_id=bos_token_id,
+            eos_token_id=eos_token_id,
+            tie_word_embeddings=tie_word_embeddings,
+            **kwargs,
+        )
 
 
 class GPT2Attention(nn.Module):
@@ -62,7 +83,7 @@ class GPT2Attention(nn.Module):
         self.num_heads = config.n_head
         self.head_dim = self.embed_dim // self.num_heads
         self.layer_idx = layer_idx
-        self.scaling = self.head_dim ** -0.5 if config.scale_attn_weights else 1.0
+        self.scaling = self.head_dim**-0.5 if config.scale_attn_weights else 1.0
         if config.scale_attn_by_inverse_layer_idx:
             self.scaling /= float(layer_idx + 1)
         self.c_attn = Conv1D(3 * self.embed_dim, self.embed_dim)
@@ -73,8 +94,9 @@ class GPT2Attention(nn.Module):
     def forward(self, x: Tensor, mask: Tensor | None, cache: DynamicCache | None) -> Tensor:
         b, s, _ = x.shape
         q, k, v = self.c_attn(x).split(self.embed_dim, dim=2)
-        q, k, v = (t.reshape(b, s, self.num_heads, self.head_dim).transpose(1, 2)
-                   for t in (q, k, v))
+        q, k, v = (
+            t.reshape(b, s, self.num_heads, self.head_dim).transpose(1, 2) for t in (q, k, v)
+        )
         if cache is not None:
             k, v = cache.update(k, v, self.layer_idx)
         out = attention(q, k, v, mask, self.attn_pdrop if self.training else 0.0, self.scaling)
@@ -131,11 +153,18 @@ class GPT2Model(GPT2PreTrainedModel):
     def get_input_embeddings(self) -> nn.Module:
         return self.wte
 
-    def forward(self, input_ids: Tensor | None = None, past_key_values: Any = None,
-                attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None,
-                position_ids: Tensor | None = None, inputs_embeds: Tensor | None = None,
-                use_cache: bool | None = None, return_dict: bool = True,
-                **kwargs: Any) -> BaseModelOutputWithPast:
+    def forward(
+        self,
+        input_ids: Tensor | None = None,
+        past_key_values: Any = None,
+        attention_mask: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+        position_ids: Tensor | None = None,
+        inputs_embeds: Tensor | None = None,
+        use_cache: bool | None = None,
+        return_dict: bool = True,
+        **kwargs: Any,
+    ) -> BaseModelOutputWithPast:
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids and inputs_embeds")
         if inputs_embeds is None:
@@ -145,21 +174,23 @@ class GPT2Model(GPT2PreTrainedModel):
         past = cache.get_seq_length() if cache is not None else 0
         b, s = inputs_embeds.shape[:2]
         if past + s > self.config.n_positions:
-            raise ValueError(f"sequence of {past + s} tokens is longer than GPT-2's "
-                             f"n_positions={self.config.n_positions}")
+            raise ValueError(
+                f"sequence of {past + s} tokens is longer than GPT-2's "
+                f"n_positions={self.config.n_positions}"
+            )
         if position_ids is None:
             position_ids = ember.arange(past, past + s, device=inputs_embeds.device)[None]
         x = inputs_embeds + self.wpe(position_ids)
         if token_type_ids is not None:
             x = x + self.wte(token_type_ids)
         x = self.drop(x)
-        mask = make_attention_mask(attention_mask, s, past, x.dtype, causal=True,
-                                   device=x.device)
+        mask = make_attention_mask(attention_mask, s, past, x.dtype, causal=True, device=x.device)
         for block in self.h:
             x = block(x, mask, cache)
         x = self.ln_f(x)
-        out = BaseModelOutputWithPast(last_hidden_state=x,
-                                      past_key_values=cache if use_cache else None)
+        out = BaseModelOutputWithPast(
+            last_hidden_state=x, past_key_values=cache if use_cache else None
+        )
         return out if return_dict else out.to_tuple()
 
 
@@ -178,20 +209,34 @@ class GPT2LMHeadModel(GPT2PreTrainedModel):
     def get_output_embeddings(self) -> nn.Module:
         return self.lm_head
 
-    def forward(self, input_ids: Tensor | None = None, past_key_values: Any = None,
-                attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None,
-                position_ids: Tensor | None = None, inputs_embeds: Tensor | None = None,
-                labels: Tensor | None = None, use_cache: bool | None = None,
-                return_dict: bool = True, **kwargs: Any) -> CausalLMOutputWithPast:
+    def forward(
+        self,
+        input_ids: Tensor | None = None,
+        past_key_values: Any = None,
+        attention_mask: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+        position_ids: Tensor | None = None,
+        inputs_embeds: Tensor | None = None,
+        labels: Tensor | None = None,
+        use_cache: bool | None = None,
+        return_dict: bool = True,
+        **kwargs: Any,
+    ) -> CausalLMOutputWithPast:
         r"""``labels`` (batch, seq) are the input ids themselves (shifted inside); -100 is
         ignored in the loss."""
-        h = self.transformer(input_ids, past_key_values=past_key_values,
-                             attention_mask=attention_mask, token_type_ids=token_type_ids,
-                             position_ids=position_ids, inputs_embeds=inputs_embeds,
-                             use_cache=use_cache)
+        h = self.transformer(
+            input_ids,
+            past_key_values=past_key_values,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            use_cache=use_cache,
+        )
         logits = self.lm_head(h.last_hidden_state)
-        out = CausalLMOutputWithPast(loss=causal_lm_loss(logits, labels), logits=logits,
-                                     past_key_values=h.past_key_values)
+        out = CausalLMOutputWithPast(
+            loss=causal_lm_loss(logits, labels), logits=logits, past_key_values=h.past_key_values
+        )
         return out if return_dict else out.to_tuple()
 
 
@@ -201,5 +246,8 @@ def causal_lm_loss(logits: Tensor, labels: Tensor | None) -> Tensor | None:
         return None
     shift_logits = logits[:, :-1, :].float()
     shift_labels = labels[:, 1:].to(ember.int64)
-    return F.cross_entropy(shift_logits.reshape(-1, shift_logits.shape[-1]),
-                           shift_labels.reshape(-1), ignore_index=-100)
+    return F.cross_entropy(
+        shift_logits.reshape(-1, shift_logits.shape[-1]),
+        shift_labels.reshape(-1),
+        ignore_index=-100,
+    )

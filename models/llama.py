@@ -19,8 +19,7 @@ from .gpt2 import causal_lm_loss
 from .modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 from .modeling_utils import PreTrainedModel
 
-__all__ = ["LlamaConfig", "LlamaForCausalLM", "LlamaModel", "LlamaPreTrainedModel",
-           "LlamaRMSNorm"]
+__all__ = ["LlamaConfig", "LlamaForCausalLM", "LlamaModel", "LlamaPreTrainedModel", "LlamaRMSNorm"]
 
 ROPE_TYPES = ("default", "linear", "llama3")
 
@@ -34,27 +33,42 @@ class LlamaConfig(PretrainedConfig):
 
     model_type = "llama"
 
-    def __init__(self, vocab_size: int = 32000, hidden_size: int = 4096,
-                 intermediate_size: int = 11008, num_hidden_layers: int = 32,
-                 num_attention_heads: int = 32, num_key_value_heads: int | None = None,
-                 head_dim: int | None = None, hidden_act: str = "silu",
-                 max_position_embeddings: int = 2048, initializer_range: float = 0.02,
-                 rms_norm_eps: float = 1e-6, rope_parameters: dict | None = None,
-                 attention_bias: bool = False, attention_dropout: float = 0.0,
-                 mlp_bias: bool = False, bos_token_id: int | None = 1,
-                 eos_token_id: int | list[int] | None = 2, tie_word_embeddings: bool = False,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        vocab_size: int = 32000,
+        hidden_size: int = 4096,
+        intermediate_size: int = 11008,
+        num_hidden_layers: int = 32,
+        num_attention_heads: int = 32,
+        num_key_value_heads: int | None = None,
+        head_dim: int | None = None,
+        hidden_act: str = "silu",
+        max_position_embeddings: int = 2048,
+        initializer_range: float = 0.02,
+        rms_norm_eps: float = 1e-6,
+        rope_parameters: dict | None = None,
+        attention_bias: bool = False,
+        attention_dropout: float = 0.0,
+        mlp_bias: bool = False,
+        bos_token_id: int | None = 1,
+        eos_token_id: int | list[int] | None = 2,
+        tie_word_embeddings: bool = False,
+        **kwargs: Any,
+    ) -> None:
         self.vocab_size = vocab_size
         self.hidden_size = hidden_size
         self.intermediate_size = intermediate_size
         self.num_hidden_layers = num_hidden_layers
         self.num_attention_heads = num_attention_heads
-        self.num_key_value_heads = (num_attention_heads if num_key_value_heads is None
-                                    else num_key_value_heads)
+        self.num_key_value_heads = (
+            num_attention_heads if num_key_value_heads is None else num_key_value_heads
+        )
         self.head_dim = head_dim if head_dim is not None else hidden_size // num_attention_heads
         if num_attention_heads % self.num_key_value_heads:
-            raise ValueError(f"num_attention_heads ({num_attention_heads}) must be a multiple "
-                             f"of num_key_value_heads ({self.num_key_value_heads})")
+            raise ValueError(
+                f"num_attention_heads ({num_attention_heads}) must be a multiple "
+                f"of num_key_value_heads ({self.num_key_value_heads})"
+            )
         self.hidden_act = hidden_act
         self.max_position_embeddings = max_position_embeddings
         self.initializer_range = initializer_range
@@ -68,14 +82,20 @@ class LlamaConfig(PretrainedConfig):
         rope_type = rope_parameters.pop("type", None) or rope_parameters.get("rope_type")
         rope_parameters["rope_type"] = rope_type or "default"
         if rope_parameters["rope_type"] not in ROPE_TYPES:
-            raise ValueError(f"rope_type {rope_parameters['rope_type']!r} is not supported; "
-                             f"ember.models supports {list(ROPE_TYPES)}")
+            raise ValueError(
+                f"rope_type {rope_parameters['rope_type']!r} is not supported; "
+                f"ember.models supports {list(ROPE_TYPES)}"
+            )
         self.rope_parameters = rope_parameters
         self.attention_bias = attention_bias
         self.attention_dropout = attention_dropout
         self.mlp_bias = mlp_bias
-        super().__init__(bos_token_id=bos_token_id, eos_token_id=eos_token_id,
-                         tie_word_embeddings=tie_word_embeddings, **kwargs)
+        super().__init__(
+            bos_token_id=bos_token_id,
+            eos_token_id=eos_token_id,
+            tie_word_embeddings=tie_word_embeddings,
+            **kwargs,
+        )
 
 
 def rope_inv_freq(config: LlamaConfig) -> np.ndarray:
@@ -122,8 +142,7 @@ def rotate_half(x: Tensor) -> Tensor:
     return ember.cat([-x[..., half:], x[..., :half]], -1)
 
 
-def apply_rotary_pos_emb(q: Tensor, k: Tensor, cos: Tensor, sin: Tensor) -> tuple[Tensor,
-                                                                                  Tensor]:
+def apply_rotary_pos_emb(q: Tensor, k: Tensor, cos: Tensor, sin: Tensor) -> tuple[Tensor, Tensor]:
     cos, sin = cos[:, None], sin[:, None]  # broadcast over heads
     return q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
 
@@ -157,8 +176,13 @@ class LlamaAttention(nn.Module):
         self.v_proj = nn.Linear(h, self.num_kv_heads * self.head_dim, bias=bias)
         self.o_proj = nn.Linear(self.num_heads * self.head_dim, h, bias=bias)
 
-    def forward(self, x: Tensor, cos_sin: tuple[Tensor, Tensor], mask: Tensor | None,
-                cache: DynamicCache | None) -> Tensor:
+    def forward(
+        self,
+        x: Tensor,
+        cos_sin: tuple[Tensor, Tensor],
+        mask: Tensor | None,
+        cache: DynamicCache | None,
+    ) -> Tensor:
         b, s, _ = x.shape
         q = self.q_proj(x).reshape(b, s, self.num_heads, self.head_dim).transpose(1, 2)
         k = self.k_proj(x).reshape(b, s, self.num_kv_heads, self.head_dim).transpose(1, 2)
@@ -166,8 +190,7 @@ class LlamaAttention(nn.Module):
         q, k = apply_rotary_pos_emb(q, k, *cos_sin)
         if cache is not None:
             k, v = cache.update(k, v, self.layer_idx)
-        out = attention(q, k, v, mask, self.dropout if self.training else 0.0,
-                        self.head_dim ** -0.5)
+        out = attention(q, k, v, mask, self.dropout if self.training else 0.0, self.head_dim**-0.5)
         return self.o_proj(out.transpose(1, 2).reshape(b, s, self.num_heads * self.head_dim))
 
 
@@ -194,8 +217,13 @@ class LlamaDecoderLayer(nn.Module):
         self.input_layernorm = LlamaRMSNorm(config.hidden_size, config.rms_norm_eps)
         self.post_attention_layernorm = LlamaRMSNorm(config.hidden_size, config.rms_norm_eps)
 
-    def forward(self, x: Tensor, cos_sin: tuple[Tensor, Tensor], mask: Tensor | None,
-                cache: DynamicCache | None) -> Tensor:
+    def forward(
+        self,
+        x: Tensor,
+        cos_sin: tuple[Tensor, Tensor],
+        mask: Tensor | None,
+        cache: DynamicCache | None,
+    ) -> Tensor:
         x = x + self.self_attn(self.input_layernorm(x), cos_sin, mask, cache)
         return x + self.mlp(self.post_attention_layernorm(x))
 
@@ -220,8 +248,9 @@ class LlamaModel(LlamaPreTrainedModel):
     def __init__(self, config: LlamaConfig) -> None:
         super().__init__(config)
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
-        self.layers = nn.ModuleList(LlamaDecoderLayer(config, i)
-                                    for i in range(config.num_hidden_layers))
+        self.layers = nn.ModuleList(
+            LlamaDecoderLayer(config, i) for i in range(config.num_hidden_layers)
+        )
         self.norm = LlamaRMSNorm(config.hidden_size, config.rms_norm_eps)
         self.rotary_emb = LlamaRotaryEmbedding(config)
         self._init_linear()
@@ -229,10 +258,17 @@ class LlamaModel(LlamaPreTrainedModel):
     def get_input_embeddings(self) -> nn.Module:
         return self.embed_tokens
 
-    def forward(self, input_ids: Tensor | None = None, attention_mask: Tensor | None = None,
-                position_ids: Tensor | None = None, past_key_values: Any = None,
-                inputs_embeds: Tensor | None = None, use_cache: bool | None = None,
-                return_dict: bool = True, **kwargs: Any) -> BaseModelOutputWithPast:
+    def forward(
+        self,
+        input_ids: Tensor | None = None,
+        attention_mask: Tensor | None = None,
+        position_ids: Tensor | None = None,
+        past_key_values: Any = None,
+        inputs_embeds: Tensor | None = None,
+        use_cache: bool | None = None,
+        return_dict: bool = True,
+        **kwargs: Any,
+    ) -> BaseModelOutputWithPast:
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids and inputs_embeds")
         if inputs_embeds is None:
@@ -245,13 +281,20 @@ class LlamaModel(LlamaPreTrainedModel):
             position_ids = ember.arange(past, past + s, device=inputs_embeds.device)[None]
         x = inputs_embeds
         cos_sin = self.rotary_emb(x, position_ids)
-        mask = make_attention_mask(attention_mask, s, past, x.dtype, causal=True,
-                                   device=x.device,
-                                   sliding_window=getattr(self.config, "sliding_window", None))
+        mask = make_attention_mask(
+            attention_mask,
+            s,
+            past,
+            x.dtype,
+            causal=True,
+            device=x.device,
+            sliding_window=getattr(self.config, "sliding_window", None),
+        )
         for layer in self.layers:
             x = layer(x, cos_sin, mask, cache)
-        out = BaseModelOutputWithPast(last_hidden_state=self.norm(x),
-                                      past_key_values=cache if use_cache else None)
+        out = BaseModelOutputWithPast(
+            last_hidden_state=self.norm(x), past_key_values=cache if use_cache else None
+        )
         return out if return_dict else out.to_tuple()
 
 
@@ -270,17 +313,30 @@ class LlamaForCausalLM(LlamaPreTrainedModel):
     def get_output_embeddings(self) -> nn.Module:
         return self.lm_head
 
-    def forward(self, input_ids: Tensor | None = None, attention_mask: Tensor | None = None,
-                position_ids: Tensor | None = None, past_key_values: Any = None,
-                inputs_embeds: Tensor | None = None, labels: Tensor | None = None,
-                use_cache: bool | None = None, return_dict: bool = True,
-                **kwargs: Any) -> CausalLMOutputWithPast:
+    def forward(
+        self,
+        input_ids: Tensor | None = None,
+        attention_mask: Tensor | None = None,
+        position_ids: Tensor | None = None,
+        past_key_values: Any = None,
+        inputs_embeds: Tensor | None = None,
+        labels: Tensor | None = None,
+        use_cache: bool | None = None,
+        return_dict: bool = True,
+        **kwargs: Any,
+    ) -> CausalLMOutputWithPast:
         r"""``labels`` (batch, seq) are the input ids themselves (shifted inside); -100 is
         ignored in the loss."""
-        h = self.model(input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                       past_key_values=past_key_values, inputs_embeds=inputs_embeds,
-                       use_cache=use_cache)
+        h = self.model(
+            input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=past_key_values,
+            inputs_embeds=inputs_embeds,
+            use_cache=use_cache,
+        )
         logits = self.lm_head(h.last_hidden_state)
-        out = CausalLMOutputWithPast(loss=causal_lm_loss(logits, labels), logits=logits,
-                                     past_key_values=h.past_key_values)
+        out = CausalLMOutputWithPast(
+            loss=causal_lm_loss(logits, labels), logits=logits, past_key_values=h.past_key_values
+        )
         return out if return_dict else out.to_tuple()

@@ -5,8 +5,13 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any
 
-__all__ = ["BaseModelOutputWithPast", "BaseModelOutputWithPooling", "CausalLMOutputWithPast",
-           "ModelOutput", "SequenceClassifierOutput"]
+__all__ = [
+    "BaseModelOutputWithPast",
+    "BaseModelOutputWithPooling",
+    "CausalLMOutputWithPast",
+    "ModelOutput",
+    "SequenceClassifierOutput",
+]
 
 
 class ModelOutput(OrderedDict):
@@ -23,8 +28,10 @@ class ModelOutput(OrderedDict):
             raise TypeError(f"{type(self).__name__} takes keyword arguments only")
         unknown = [k for k in kwargs if k not in self._fields]
         if unknown:
-            raise TypeError(f"{type(self).__name__} got unexpected field(s) {unknown}; "
-                            f"fields are {list(self._fields)}")
+            raise TypeError(
+                f"{type(self).__name__} got unexpected field(s) {unknown}; "
+                f"fields are {list(self._fields)}"
+            )
         super().__init__((k, kwargs[k]) for k in self._fields if kwargs.get(k) is not None)
 
     def __getattr__(self, name: str) -> Any:

@@ -58,8 +58,10 @@ class PreTrainedModel(nn.Module):
     def __init__(self, config: PretrainedConfig) -> None:
         super().__init__()
         if not isinstance(config, self.config_class):
-            raise TypeError(f"{type(self).__name__} needs a {self.config_class.__name__}, got "
-                            f"{type(config).__name__}")
+            raise TypeError(
+                f"{type(self).__name__} needs a {self.config_class.__name__}, got "
+                f"{type(config).__name__}"
+            )
         self.config = config
         self.generation_config: dict = {}  # generation_config.json's generate() defaults
 
@@ -100,9 +102,14 @@ class PreTrainedModel(nn.Module):
         ignore = [re.compile(p) for p in self._keys_to_ignore_on_load_unexpected]
         state = {k: v for k, v in state.items() if not any(p.search(k) for p in ignore)}
         # TensorFlow-era LayerNorm names, renamed as transformers does
-        state = {re.sub(r"LayerNorm\.gamma$", "LayerNorm.weight",
-                        re.sub(r"LayerNorm\.beta$", "LayerNorm.bias", k)): v
-                 for k, v in state.items()}
+        state = {
+            re.sub(
+                r"LayerNorm\.gamma$",
+                "LayerNorm.weight",
+                re.sub(r"LayerNorm\.beta$", "LayerNorm.bias", k),
+            ): v
+            for k, v in state.items()
+        }
         if not self.base_model_prefix or not state:
             return state
         own_has_prefix = any(k.startswith(prefix) for k in own)
@@ -110,7 +117,7 @@ class PreTrainedModel(nn.Module):
         if own_has_prefix and not ckpt_has_prefix:
             return {(k if k in own else prefix + k): v for k, v in state.items()}
         if not own_has_prefix and ckpt_has_prefix:
-            return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+            return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
         return state
 
     def _check_state(self, state: dict) -> None:
@@ -122,12 +129,17 @@ class PreTrainedModel(nn.Module):
         head = [k for k in own if self._new_head_keys and k.startswith(self._new_head_keys)]
         if head and all(k in missing for k in head):
             missing = [k for k in missing if k not in head]
-            warnings.warn(f"{type(self).__name__}: the checkpoint has no {', '.join(head)}; "
-                          "they keep their random initialisation (train before use)",
-                          stacklevel=3)
+            warnings.warn(
+                f"{type(self).__name__}: the checkpoint has no {', '.join(head)}; "
+                "they keep their random initialisation (train before use)",
+                stacklevel=3,
+            )
         unexpected = [k for k in state if k not in own]
-        mismatched = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-                      for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+        mismatched = [
+            f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+            for k in own
+            if k in state and tuple(state[k].shape) != tuple(own[k].shape)
+        ]
         if missing or unexpected or mismatched:
             lines = []
             if missing:
@@ -136,8 +148,10 @@ class PreTrainedModel(nn.Module):
                 lines.append("Unexpected key(s) in state_dict: " + ", ".join(unexpected))
             if mismatched:
                 lines.append("size mismatch: " + "; ".join(mismatched))
-            raise RuntimeError(f"Error(s) in loading the checkpoint into {type(self).__name__} "
-                               "(nothing was loaded):\n\t" + "\n\t".join(lines))
+            raise RuntimeError(
+                f"Error(s) in loading the checkpoint into {type(self).__name__} "
+                "(nothing was loaded):\n\t" + "\n\t".join(lines)
+            )
 
     def load_pretrained_state_dict(self, state: dict) -> None:
         r"""Check ``state`` against this model (all or nothing), then copy it in."""
@@ -157,11 +171,19 @@ class PreTrainedModel(nn.Module):
         return model.to(dtype) if dtype is not None else model
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *args: Any,
-                        config: PretrainedConfig | None = None, torch_dtype: Any = None,
-                        dtype: Any = None, cache_dir: str | None = None,
-                        revision: str | None = None, local_files_only: bool = False,
-                        device: Any = None, **kwargs: Any) -> PreTrainedModel:
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path: str | os.PathLike,
+        *args: Any,
+        config: PretrainedConfig | None = None,
+        torch_dtype: Any = None,
+        dtype: Any = None,
+        cache_dir: str | None = None,
+        revision: str | None = None,
+        local_files_only: bool = False,
+        device: Any = None,
+        **kwargs: Any,
+    ) -> PreTrainedModel:
         r"""Load a model from a directory with ``config.json`` and ``model.safetensors`` (or a
         sharded ``model.safetensors.index.json``; else ``pytorch_model.bin``, read without
         running pickled code), or from a Hub repo id (local cache first).
@@ -180,8 +202,12 @@ class PreTrainedModel(nn.Module):
         """
         if args:
             raise TypeError("from_pretrained takes the path positionally and the rest by name")
-        model_dir = resolve_model_dir(pretrained_model_name_or_path, cache_dir=cache_dir,
-                                      revision=revision, local_files_only=local_files_only)
+        model_dir = resolve_model_dir(
+            pretrained_model_name_or_path,
+            cache_dir=cache_dir,
+            revision=revision,
+            local_files_only=local_files_only,
+        )
         if config is None:
             config = cls.config_class.from_pretrained(model_dir, **kwargs)
         elif kwargs:
@@ -203,9 +229,12 @@ class PreTrainedModel(nn.Module):
         return model
 
     # -- saving --------------------------------------------------------------------------
-    def save_pretrained(self, save_directory: str | os.PathLike,
-                        max_shard_size: int | str = "5GB",
-                        state_dict: dict | None = None) -> None:
+    def save_pretrained(
+        self,
+        save_directory: str | os.PathLike,
+        max_shard_size: int | str = "5GB",
+        state_dict: dict | None = None,
+    ) -> None:
         r"""Write ``config.json`` and ``model.safetensors`` (or shards plus
         ``model.safetensors.index.json`` past ``max_shard_size``) that transformers'
         ``from_pretrained`` loads."""
@@ -222,6 +251,7 @@ class PreTrainedModel(nn.Module):
         state = {k: v.detach().cpu().contiguous() for k, v in state_dict.items() if k not in tied}
         save_state_dict_files(state, save_directory, max_shard_size)
         if getattr(self, "generation_config", None):
-            with open(os.path.join(save_directory, GENERATION_CONFIG_NAME), "w",
-                      encoding="utf-8") as f:
+            with open(
+                os.path.join(save_directory, GENERATION_CONFIG_NAME), "w", encoding="utf-8"
+            ) as f:
                 json.dump(self.generation_config, f, indent=2, sort_keys=True)

@@ -16,16 +16,24 @@ __all__ = ["AutoTokenizer", "BatchEncoding", "PreTrainedTokenizerFast"]
 TOKENIZER_FILE = "tokenizer.json"
 TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
 SPECIAL_TOKENS_MAP_FILE = "special_tokens_map.json"
-_SPECIAL = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token",
-            "mask_token")
+_SPECIAL = (
+    "bos_token",
+    "eos_token",
+    "unk_token",
+    "sep_token",
+    "pad_token",
+    "cls_token",
+    "mask_token",
+)
 
 
 def _tokenizers():
     try:
         import tokenizers
     except ImportError:
-        raise ImportError("ember.models tokenizers need the 'tokenizers' package: "
-                          "pip install 'ember[models]'") from None
+        raise ImportError(
+            "ember.models tokenizers need the 'tokenizers' package: pip install 'ember[models]'"
+        ) from None
     return tokenizers
 
 
@@ -49,8 +57,7 @@ class BatchEncoding(dict):
             raise AttributeError(f"BatchEncoding has no {name!r}; it holds {list(self)}") from None
 
     def to(self, device: Any) -> BatchEncoding:
-        return BatchEncoding({k: v.to(device) if hasattr(v, "to") else v
-                              for k, v in self.items()})
+        return BatchEncoding({k: v.to(device) if hasattr(v, "to") else v for k, v in self.items()})
 
 
 class PreTrainedTokenizerFast:
@@ -61,10 +68,17 @@ class PreTrainedTokenizerFast:
     for batched generation) comes from ``tokenizer_config.json`` or the constructor.
     """
 
-    def __init__(self, tokenizer_object: Any = None, *, tokenizer_file: str | None = None,
-                 padding_side: str = "right", truncation_side: str = "right",
-                 model_max_length: int | None = None, tokenizer_class: str | None = None,
-                 **special_tokens: Any) -> None:
+    def __init__(
+        self,
+        tokenizer_object: Any = None,
+        *,
+        tokenizer_file: str | None = None,
+        padding_side: str = "right",
+        truncation_side: str = "right",
+        model_max_length: int | None = None,
+        tokenizer_class: str | None = None,
+        **special_tokens: Any,
+    ) -> None:
         tk = _tokenizers()
         if tokenizer_object is None:
             if tokenizer_file is None:
@@ -91,30 +105,46 @@ class PreTrainedTokenizerFast:
         if named:
             self._tokenizer.add_special_tokens(named)
         bert_like = (tokenizer_class or "").startswith(("Bert", "DistilBert"))
-        self.model_input_names = (["input_ids", "token_type_ids", "attention_mask"] if bert_like
-                                  else ["input_ids", "attention_mask"])
+        self.model_input_names = (
+            ["input_ids", "token_type_ids", "attention_mask"]
+            if bert_like
+            else ["input_ids", "attention_mask"]
+        )
 
     # -- loading and saving ----------------------------------------------------------------
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike,
-                        **kwargs: Any) -> PreTrainedTokenizerFast:
+    def from_pretrained(
+        cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any
+    ) -> PreTrainedTokenizerFast:
         r"""Read ``tokenizer.json`` (+ ``tokenizer_config.json``, ``special_tokens_map.json``)
         from a directory or a Hub repo id; ``kwargs`` override the config's entries."""
-        hub = {k: kwargs.pop(k) for k in ("cache_dir", "revision", "local_files_only")
-               if k in kwargs}
+        hub = {
+            k: kwargs.pop(k) for k in ("cache_dir", "revision", "local_files_only") if k in kwargs
+        }
         d = resolve_model_dir(pretrained_model_name_or_path, **hub)
         path = os.path.join(d, TOKENIZER_FILE)
         if not os.path.isfile(path):
-            raise OSError(f"no {TOKENIZER_FILE} in {d!r} (it holds {sorted(os.listdir(d))}); "
-                          "ember.models reads fast tokenizers saved as tokenizer.json")
+            raise OSError(
+                f"no {TOKENIZER_FILE} in {d!r} (it holds {sorted(os.listdir(d))}); "
+                "ember.models reads fast tokenizers saved as tokenizer.json"
+            )
         cfg: dict[str, Any] = {}
         for name in (SPECIAL_TOKENS_MAP_FILE, TOKENIZER_CONFIG_FILE):
             p = os.path.join(d, name)
             if os.path.isfile(p):
                 with open(p, encoding="utf-8") as f:
                     cfg.update(json.load(f))
-        init = {k: cfg[k] for k in (*_SPECIAL, "padding_side", "truncation_side",
-                                    "model_max_length", "tokenizer_class") if k in cfg}
+        init = {
+            k: cfg[k]
+            for k in (
+                *_SPECIAL,
+                "padding_side",
+                "truncation_side",
+                "model_max_length",
+                "tokenizer_class",
+            )
+            if k in cfg
+        }
         if isinstance(init.get("model_max_length"), float):
             init["model_max_length"] = int(init["model_max_length"])
         init.update(kwargs)
@@ -126,9 +156,12 @@ class PreTrainedTokenizerFast:
         os.makedirs(d, exist_ok=True)
         self._tokenizer.save(os.path.join(d, TOKENIZER_FILE))
         cfg = {name: getattr(self, name) for name in _SPECIAL if getattr(self, name)}
-        cfg.update(padding_side=self.padding_side, truncation_side=self.truncation_side,
-                   model_max_length=self.model_max_length,
-                   tokenizer_class=self.tokenizer_class or "PreTrainedTokenizerFast")
+        cfg.update(
+            padding_side=self.padding_side,
+            truncation_side=self.truncation_side,
+            model_max_length=self.model_max_length,
+            tokenizer_class=self.tokenizer_class or "PreTrainedTokenizerFast",
+        )
         with open(os.path.join(d, TOKENIZER_CONFIG_FILE), "w", encoding="utf-8") as f:
             json.dump(cfg, f, indent=2)
         return [TOKENIZER_FILE, TOKENIZER_CONFIG_FILE]
@@ -165,17 +198,25 @@ class PreTrainedTokenizerFast:
     def tokenize(self, text: str, add_special_tokens: bool = False) -> list[str]:
         return self._tokenizer.encode(text, add_special_tokens=add_special_tokens).tokens
 
-    def encode(self, text: str, text_pair: str | None = None,
-               add_special_tokens: bool = True) -> list[int]:
+    def encode(
+        self, text: str, text_pair: str | None = None, add_special_tokens: bool = True
+    ) -> list[int]:
         r"""Token ids of one text (or pair)."""
-        return self._tokenizer.encode(text, text_pair,
-                                      add_special_tokens=add_special_tokens).ids
+        return self._tokenizer.encode(text, text_pair, add_special_tokens=add_special_tokens).ids
 
-    def __call__(self, text: str | list[str], text_pair: str | list[str] | None = None, *,
-                 padding: bool | str = False, truncation: bool = False,
-                 max_length: int | None = None, return_tensors: str | None = None,
-                 add_special_tokens: bool = True, return_attention_mask: bool = True,
-                 return_token_type_ids: bool | None = None) -> BatchEncoding:
+    def __call__(
+        self,
+        text: str | list[str],
+        text_pair: str | list[str] | None = None,
+        *,
+        padding: bool | str = False,
+        truncation: bool = False,
+        max_length: int | None = None,
+        return_tensors: str | None = None,
+        add_special_tokens: bool = True,
+        return_attention_mask: bool = True,
+        return_token_type_ids: bool | None = None,
+    ) -> BatchEncoding:
         r"""Encode a text or a batch of texts.
 
         Args:
@@ -195,11 +236,11 @@ class PreTrainedTokenizerFast:
             if len(pairs) != len(texts):
                 raise ValueError(f"{len(texts)} texts but {len(pairs)} text pairs")
         if padding not in (False, True, "longest", "max_length", "do_not_pad"):
-            raise ValueError(f"padding must be True, False, 'longest' or 'max_length', got "
-                             f"{padding!r}")
+            raise ValueError(
+                f"padding must be True, False, 'longest' or 'max_length', got {padding!r}"
+            )
         if return_tensors not in (None, "pt", "np"):
-            raise ValueError(f"return_tensors must be 'pt', 'np' or None, got "
-                             f"{return_tensors!r}")
+            raise ValueError(f"return_tensors must be 'pt', 'np' or None, got {return_tensors!r}")
         limit = max_length if max_length is not None else self.model_max_length
         if truncation:
             self._tokenizer.enable_truncation(limit, direction=self.truncation_side)
@@ -218,20 +259,24 @@ class PreTrainedTokenizerFast:
                     raise ValueError("padding='max_length' needs max_length")
                 width = max(width, max_length)
             if self.pad_token_id is None:
-                raise ValueError("padding needs a pad_token; set tokenizer.pad_token "
-                                 "(for example tokenizer.pad_token = tokenizer.eos_token)")
+                raise ValueError(
+                    "padding needs a pad_token; set tokenizer.pad_token "
+                    "(for example tokenizer.pad_token = tokenizer.eos_token)"
+                )
             ids = [self._pad(x, width, self.pad_token_id) for x in ids]
             types = [self._pad(x, width, 0) for x in types]
             masks = [self._pad(x, width, 0) for x in masks]
         out: dict[str, Any] = {"input_ids": ids}
-        want_types = (return_token_type_ids if return_token_type_ids is not None
-                      else "token_type_ids" in self.model_input_names)
+        want_types = (
+            return_token_type_ids
+            if return_token_type_ids is not None
+            else "token_type_ids" in self.model_input_names
+        )
         if want_types:
             out["token_type_ids"] = types
         if return_attention_mask:
             out["attention_mask"] = masks
-        return BatchEncoding({k: self._convert(v, single, return_tensors)
-                              for k, v in out.items()})
+        return BatchEncoding({k: self._convert(v, single, return_tensors) for k, v in out.items()})
 
     def _pad(self, seq: list[int], width: int, value: int) -> list[int]:
         fill = [value] * (width - len(seq))
@@ -242,8 +287,9 @@ class PreTrainedTokenizerFast:
         if return_tensors is None:
             return rows[0] if single else rows
         if len({len(r) for r in rows}) > 1:
-            raise ValueError("sequences have different lengths; pass padding=True to return "
-                             "tensors")
+            raise ValueError(
+                "sequences have different lengths; pass padding=True to return tensors"
+            )
         arr = np.asarray(rows, dtype=np.int64).reshape(len(rows), -1)
         if return_tensors == "np":
             return arr
@@ -258,8 +304,9 @@ class PreTrainedTokenizerFast:
             token_ids = token_ids.tolist()
         if isinstance(token_ids, int):
             token_ids = [token_ids]
-        return self._tokenizer.decode([int(i) for i in token_ids],
-                                      skip_special_tokens=skip_special_tokens)
+        return self._tokenizer.decode(
+            [int(i) for i in token_ids], skip_special_tokens=skip_special_tokens
+        )
 
     def batch_decode(self, sequences: Any, skip_special_tokens: bool = False) -> list[str]:
         if hasattr(sequences, "tolist"):
@@ -267,9 +314,11 @@ class PreTrainedTokenizerFast:
         return [self.decode(s, skip_special_tokens=skip_special_tokens) for s in sequences]
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}(vocab_size={self.vocab_size}, padding_side="
-                f"{self.padding_side!r}, special_tokens="
-                f"{ {n: getattr(self, n) for n in _SPECIAL if getattr(self, n)} })")
+        return (
+            f"{type(self).__name__}(vocab_size={self.vocab_size}, padding_side="
+            f"{self.padding_side!r}, special_tokens="
+            f"{ {n: getattr(self, n) for n in _SPECIAL if getattr(self, n)} })"
+        )
 
 
 class AutoTokenizer:
@@ -280,7 +329,8 @@ class AutoTokenizer:
         raise OSError("AutoTokenizer is built with AutoTokenizer.from_pretrained(...)")
 
     @staticmethod
-    def from_pretrained(pretrained_model_name_or_path: str | os.PathLike,
-                        **kwargs: Any) -> PreTrainedTokenizerFast:
+    def from_pretrained(
+        pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any
+    ) -> PreTrainedTokenizerFast:
         kwargs.pop("use_fast", None)
         return PreTrainedTokenizerFast.from_pretrained(pretrained_model_name_or_path, **kwargs)

@@ -24,8 +24,15 @@ def generate(out_dir: pathlib.Path = HERE) -> list[pathlib.Path]:
     """Generate ``*_pb2.py`` and ``*_pb2_grpc.py`` for every proto into ``out_dir``."""
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "grpc_tools.protoc", f"-I{HERE}", f"--python_out={out_dir}",
-           f"--grpc_python_out={out_dir}", *(str(HERE / p) for p in PROTOS)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "grpc_tools.protoc",
+        f"-I{HERE}",
+        f"--python_out={out_dir}",
+        f"--grpc_python_out={out_dir}",
+        *(str(HERE / p) for p in PROTOS),
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"protoc failed ({' '.join(cmd)}):\n{result.stderr}")
@@ -42,8 +49,12 @@ def generate(out_dir: pathlib.Path = HERE) -> list[pathlib.Path]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=pathlib.Path, default=HERE,
-                        help="output folder (default: next to the .proto files)")
+    parser.add_argument(
+        "--out",
+        type=pathlib.Path,
+        default=HERE,
+        help="output folder (default: next to the .proto files)",
+    )
     for path in generate(parser.parse_args().out):
         print(path)
 

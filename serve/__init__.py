@@ -8,11 +8,29 @@ so ``import ember.serve`` stays cheap.
 
 from ._handler import ARTIFACT_KINDS, BaseHandler, Context, detect_kind
 
-__all__ = ["ARTIFACT_KINDS", "BaseHandler", "Context", "deploy", "deploy_many", "detect_kind",
-           "predict", "serve_env", "shutdown", "status"]
+__all__ = [
+    "ARTIFACT_KINDS",
+    "BaseHandler",
+    "Context",
+    "deploy",
+    "deploy_many",
+    "detect_kind",
+    "predict",
+    "serve_env",
+    "shutdown",
+    "status",
+]
 
-_LAZY = ("deploy", "deploy_many", "predict", "shutdown", "status", "DEFAULT_MAX_REQUEST_BYTES",
-         "SERVE_ENV", "serve_env")
+_LAZY = (
+    "deploy",
+    "deploy_many",
+    "predict",
+    "shutdown",
+    "status",
+    "DEFAULT_MAX_REQUEST_BYTES",
+    "SERVE_ENV",
+    "serve_env",
+)
 
 
 def __getattr__(name: str):

@@ -65,12 +65,14 @@ def _ensure_serve(host: str, port: int) -> None:
     # Serve's HTTP proxy is started once per cluster; later deploys reuse it (and its port).
     # Access logs off: Serve writes a line per request in the proxy and in the replica,
     # CPU on the request path; errors and handler tracebacks are still logged.
-    serve.start(http_options={"host": host, "port": int(port)},
-                logging_config={"enable_access_log": False})
+    serve.start(
+        http_options={"host": host, "port": int(port)}, logging_config={"enable_access_log": False}
+    )
 
 
-def _build_spec(model_or_path: Any, name: str | None, version: str | None,
-                input_dtype: str | None) -> dict:
+def _build_spec(
+    model_or_path: Any, name: str | None, version: str | None, input_dtype: str | None
+) -> dict:
     if isinstance(model_or_path, (str, os.PathLike)):
         path = os.fspath(model_or_path)
         kind = detect_kind(path)
@@ -80,14 +82,22 @@ def _build_spec(model_or_path: Any, name: str | None, version: str | None,
                 raise FileNotFoundError(f"ember serve: no such handler file: {file!r}")
             with open(file, encoding="utf-8") as f:
                 source = f.read()
-            spec = {"kind": kind, "handler_source": source, "handler_file": os.path.abspath(file),
-                    "handler_class": cls, "model_dir": os.path.dirname(os.path.abspath(file))}
+            spec = {
+                "kind": kind,
+                "handler_source": source,
+                "handler_file": os.path.abspath(file),
+                "handler_class": cls,
+                "model_dir": os.path.dirname(os.path.abspath(file)),
+            }
             default_name, ver = cls.lower(), digest(source.encode())
         else:
             with open(path, "rb") as f:
                 data = f.read()
-            spec = {"kind": kind, "artifact": data,
-                    "model_dir": os.path.dirname(os.path.abspath(path))}
+            spec = {
+                "kind": kind,
+                "artifact": data,
+                "model_dir": os.path.dirname(os.path.abspath(path)),
+            }
             default_name = os.path.splitext(os.path.basename(path))[0]
             ver = digest(data)
     else:
@@ -105,13 +115,17 @@ def _build_spec(model_or_path: Any, name: str | None, version: str | None,
             spec = {"kind": "module", "model_obj": obj}
             ver = "module"
         else:
-            raise TypeError(f"ember.serve.deploy expects a path, an ExportedProgram or an "
-                            f"ember.nn.Module, got {type(obj).__name__}")
+            raise TypeError(
+                f"ember.serve.deploy expects a path, an ExportedProgram or an "
+                f"ember.nn.Module, got {type(obj).__name__}"
+            )
         default_name = type(obj).__name__.lower()
     name = name or re.sub(r"[^A-Za-z0-9_.-]", "-", default_name)
     if not _NAME.match(name):
-        raise ValueError(f"ember serve: invalid name {name!r} (letters, digits, '_', '.', '-'; "
-                         "at most 64 characters)")
+        raise ValueError(
+            f"ember serve: invalid name {name!r} (letters, digits, '_', '.', '-'; "
+            "at most 64 characters)"
+        )
     spec.update(name=name, version=version or ver, input_dtype=input_dtype)
     return spec
 
@@ -138,20 +152,30 @@ def _check_autoscaling(cfg: Any) -> dict:
         if errs:
             err = errs[0]
             where = ".".join(str(p) for p in err.get("loc", ())) or "value"
-            raise ValueError(f"autoscaling_config.{where}: {err.get('msg')} "
-                             f"(got {err.get('input')!r})") from None
+            raise ValueError(
+                f"autoscaling_config.{where}: {err.get('msg')} (got {err.get('input')!r})"
+            ) from None
         raise ValueError(f"autoscaling_config: {e}") from None
     return dict(cfg)
 
 
-def _application(model_or_path: Any, name: str | None = None, *,
-                 route_prefix: str | None = None, num_replicas: int | str | None = 1,
-                 autoscaling_config: dict | None = None, max_batch_size: int = 32,
-                 batch_wait_timeout_s: float = 0.005, max_ongoing_requests: int | None = None,
-                 ray_actor_options: dict | None = None, version: str | None = None,
-                 device: str = "cpu", input_dtype: str | None = None,
-                 max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
-                 pad_sequences: bool = False):
+def _application(
+    model_or_path: Any,
+    name: str | None = None,
+    *,
+    route_prefix: str | None = None,
+    num_replicas: int | str | None = 1,
+    autoscaling_config: dict | None = None,
+    max_batch_size: int = 32,
+    batch_wait_timeout_s: float = 0.005,
+    max_ongoing_requests: int | None = None,
+    ray_actor_options: dict | None = None,
+    version: str | None = None,
+    device: str = "cpu",
+    input_dtype: str | None = None,
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+    pad_sequences: bool = False,
+):
     """Validate deploy's arguments and bind the Serve application: ``(app, name, prefix)``."""
     if max_batch_size < 1:
         raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
@@ -166,9 +190,13 @@ def _application(model_or_path: Any, name: str | None = None, *,
     if autoscaling_config is not None:
         autoscaling_config = _check_autoscaling(autoscaling_config)
     spec = _build_spec(model_or_path, name, version, input_dtype)
-    spec.update(device=device, max_batch_size=max_batch_size,
-                batch_wait_ms=batch_wait_timeout_s * 1000.0,
-                max_request_bytes=max_request_bytes, pad_sequences=bool(pad_sequences))
+    spec.update(
+        device=device,
+        max_batch_size=max_batch_size,
+        batch_wait_ms=batch_wait_timeout_s * 1000.0,
+        max_request_bytes=max_request_bytes,
+        pad_sequences=bool(pad_sequences),
+    )
     from ._deployment import EmberModel  # imports Ray Serve: only once the arguments are good
 
     actor_opts = dict(ray_actor_options or {})
@@ -176,25 +204,39 @@ def _application(model_or_path: Any, name: str | None = None, *,
         actor_opts.setdefault("num_gpus", 1)
     actor_opts.setdefault("num_cpus", 1)
     # Serve queues at most max_ongoing_requests per replica: leave room for full batches.
-    opts: dict[str, Any] = {"name": spec["name"], "ray_actor_options": actor_opts,
-                            "logging_config": {"enable_access_log": False},
-                            "max_ongoing_requests": max_ongoing_requests
-                            or max(2 * max_batch_size, 8)}
+    opts: dict[str, Any] = {
+        "name": spec["name"],
+        "ray_actor_options": actor_opts,
+        "logging_config": {"enable_access_log": False},
+        "max_ongoing_requests": max_ongoing_requests or max(2 * max_batch_size, 8),
+    }
     if autoscaling_config is not None:
         opts["autoscaling_config"] = autoscaling_config
     else:
         opts["num_replicas"] = num_replicas
-    return (EmberModel.options(**opts).bind(spec), spec["name"],
-            route_prefix or f"/{spec['name']}")
+    return (EmberModel.options(**opts).bind(spec), spec["name"], route_prefix or f"/{spec['name']}")
 
 
-def deploy(model_or_path: Any, name: str | None = None, *, route_prefix: str | None = None,
-           num_replicas: int | str | None = 1, autoscaling_config: dict | None = None,
-           max_batch_size: int = 32, batch_wait_timeout_s: float = 0.005,
-           max_ongoing_requests: int | None = None, ray_actor_options: dict | None = None,
-           version: str | None = None, device: str = "cpu", input_dtype: str | None = None,
-           max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, pad_sequences: bool = False,
-           host: str = "127.0.0.1", port: int = 8000, address: str | None = None):
+def deploy(
+    model_or_path: Any,
+    name: str | None = None,
+    *,
+    route_prefix: str | None = None,
+    num_replicas: int | str | None = 1,
+    autoscaling_config: dict | None = None,
+    max_batch_size: int = 32,
+    batch_wait_timeout_s: float = 0.005,
+    max_ongoing_requests: int | None = None,
+    ray_actor_options: dict | None = None,
+    version: str | None = None,
+    device: str = "cpu",
+    input_dtype: str | None = None,
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+    pad_sequences: bool = False,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    address: str | None = None,
+):
     """Deploy a model behind ``http://host:port/<name>/predict`` and return its handle.
 
     ``model_or_path`` is an ``ember.export.save`` / ``ember.jit.save`` file, an ``.onnx``
@@ -211,19 +253,29 @@ def deploy(model_or_path: Any, name: str | None = None, *, route_prefix: str | N
     from ray import serve
 
     app, name, prefix = _application(
-        model_or_path, name, route_prefix=route_prefix, num_replicas=num_replicas,
-        autoscaling_config=autoscaling_config, max_batch_size=max_batch_size,
-        batch_wait_timeout_s=batch_wait_timeout_s, max_ongoing_requests=max_ongoing_requests,
-        ray_actor_options=ray_actor_options, version=version, device=device,
-        input_dtype=input_dtype, max_request_bytes=max_request_bytes,
-        pad_sequences=pad_sequences)
+        model_or_path,
+        name,
+        route_prefix=route_prefix,
+        num_replicas=num_replicas,
+        autoscaling_config=autoscaling_config,
+        max_batch_size=max_batch_size,
+        batch_wait_timeout_s=batch_wait_timeout_s,
+        max_ongoing_requests=max_ongoing_requests,
+        ray_actor_options=ray_actor_options,
+        version=version,
+        device=device,
+        input_dtype=input_dtype,
+        max_request_bytes=max_request_bytes,
+        pad_sequences=pad_sequences,
+    )
     _ensure_ray(address)
     _ensure_serve(host, port)
     return serve.run(app, name=name, route_prefix=prefix, blocking=False)
 
 
-def deploy_many(targets: list[dict], *, host: str = "127.0.0.1", port: int = 8000,
-                address: str | None = None) -> list:
+def deploy_many(
+    targets: list[dict], *, host: str = "127.0.0.1", port: int = 8000, address: str | None = None
+) -> list:
     """Deploy several models at once (their replicas start in parallel). Each target is a
     dict of :func:`deploy`'s arguments with the model under ``"model"``."""
     from ray import serve
@@ -259,15 +311,16 @@ def status() -> dict:
 
     out = {}
     for app_name, st in serve.status().applications.items():
-        deps = {d: {"status": str(getattr(ds.status, "value", ds.status)),
-                    # how it got there: UPSCALE_COMPLETED / DOWNSCALE_COMPLETED / AUTOSCALING...
-                    "status_trigger": str(getattr(ds.status_trigger, "value",
-                                                  ds.status_trigger)),
-                    "replicas": {str(getattr(k, "value", k)): n
-                                 for k, n in ds.replica_states.items()}}
-                for d, ds in st.deployments.items()}
-        out[app_name] = {"status": str(getattr(st.status, "value", st.status)),
-                         "deployments": deps}
+        deps = {
+            d: {
+                "status": str(getattr(ds.status, "value", ds.status)),
+                # how it got there: UPSCALE_COMPLETED / DOWNSCALE_COMPLETED / AUTOSCALING...
+                "status_trigger": str(getattr(ds.status_trigger, "value", ds.status_trigger)),
+                "replicas": {str(getattr(k, "value", k)): n for k, n in ds.replica_states.items()},
+            }
+            for d, ds in st.deployments.items()
+        }
+        out[app_name] = {"status": str(getattr(st.status, "value", st.status)), "deployments": deps}
     return out
 
 

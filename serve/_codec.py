@@ -18,8 +18,17 @@ try:  # orjson parses ~3x and writes float arrays ~20x faster than json + tolist
 except ImportError:  # optional: the json module gives the same results, slower
     orjson = None
 
-_ALLOWED_DTYPES = ("float16", "float32", "float64", "int8", "int16", "int32", "int64",
-                   "uint8", "bool")
+_ALLOWED_DTYPES = (
+    "float16",
+    "float32",
+    "float64",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "bool",
+)
 
 
 class RequestError(ValueError):
@@ -33,8 +42,11 @@ class RequestError(ValueError):
 def parse_body(raw: bytes, limit: int) -> Any:
     """JSON-decode a request body after checking it against the size limit (bytes)."""
     if len(raw) > limit:
-        raise RequestError(f"payload of {len(raw)} bytes exceeds the limit of {limit} bytes "
-                           "(raise it with max_request_bytes / --max-request-bytes)", 413)
+        raise RequestError(
+            f"payload of {len(raw)} bytes exceeds the limit of {limit} bytes "
+            "(raise it with max_request_bytes / --max-request-bytes)",
+            413,
+        )
     try:
         body = orjson.loads(raw) if orjson is not None else json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:  # orjson's error subclasses it
@@ -63,31 +75,40 @@ def decode_inputs(value: Any, spec: dict | None) -> np.ndarray:
 
 def _decode_list(value: Any, dtype: str | None) -> np.ndarray:
     if not isinstance(value, list):
-        raise RequestError(f'"inputs" must be a nested list or a {{"b64", "dtype", "shape"}} '
-                           f"object, got {type(value).__name__}")
+        raise RequestError(
+            f'"inputs" must be a nested list or a {{"b64", "dtype", "shape"}} '
+            f"object, got {type(value).__name__}"
+        )
     try:
         arr = np.asarray(value)
     except ValueError as e:  # ragged lists
         raise RequestError(f'"inputs" is not a rectangular nested list: {e}') from None
     if arr.dtype == object or arr.dtype.kind in "USV":
-        raise RequestError('"inputs" must hold numbers only (found strings, nulls or a '
-                           "ragged nesting)")
+        raise RequestError(
+            '"inputs" must hold numbers only (found strings, nulls or a ragged nesting)'
+        )
     if dtype is None:  # PyTorch's inference: ints -> int64, floats -> float32
-        return arr.astype(np.int64 if arr.dtype.kind in "iub" and arr.dtype != bool
-                          else (bool if arr.dtype == bool else np.float32))
+        return arr.astype(
+            np.int64
+            if arr.dtype.kind in "iub" and arr.dtype != bool
+            else (bool if arr.dtype == bool else np.float32)
+        )
     target = np.dtype(dtype)
     if target.kind in "iu" and arr.dtype.kind == "f":
         if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
-            raise RequestError(f"inputs holds fractional numbers but the model's input dtype "
-                               f"is {dtype}")
+            raise RequestError(
+                f"inputs holds fractional numbers but the model's input dtype is {dtype}"
+            )
     return arr.astype(target)
 
 
 def _decode_b64(value: dict) -> np.ndarray:
     unknown = set(value) - {"b64", "dtype", "shape"}
     if "b64" not in value or unknown:
-        raise RequestError('an object "inputs" must have the keys "b64", "dtype" and "shape"'
-                           + (f" (unknown: {sorted(unknown)})" if unknown else ""))
+        raise RequestError(
+            'an object "inputs" must have the keys "b64", "dtype" and "shape"'
+            + (f" (unknown: {sorted(unknown)})" if unknown else "")
+        )
     dtype, shape = value.get("dtype", "float32"), value.get("shape")
     if dtype not in _ALLOWED_DTYPES:
         raise RequestError(f"unsupported dtype {dtype!r}; use one of {list(_ALLOWED_DTYPES)}")
@@ -99,8 +120,9 @@ def _decode_b64(value: dict) -> np.ndarray:
         raise RequestError(f'"b64" is not valid base64: {e}') from None
     want = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
     if len(raw) != want:
-        raise RequestError(f"b64 payload has {len(raw)} bytes but dtype {dtype} and shape "
-                           f"{shape} need {want}")
+        raise RequestError(
+            f"b64 payload has {len(raw)} bytes but dtype {dtype} and shape {shape} need {want}"
+        )
     return np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
 
 
@@ -110,12 +132,16 @@ def check_against(arr: np.ndarray, spec: dict) -> None:
     name = spec.get("name", "input")
     if shape is not None:
         if arr.ndim != len(shape):
-            raise RequestError(f"input {name!r} expects {len(shape)} dimensions {shape}, got "
-                               f"shape {list(arr.shape)}")
+            raise RequestError(
+                f"input {name!r} expects {len(shape)} dimensions {shape}, got "
+                f"shape {list(arr.shape)}"
+            )
         for i, (d, want) in enumerate(zip(arr.shape, shape)):
             if i > 0 and isinstance(want, int) and want >= 0 and d != want:
-                raise RequestError(f"input {name!r} expects size {want} at dimension {i} "
-                                   f"(shape {shape}), got shape {list(arr.shape)}")
+                raise RequestError(
+                    f"input {name!r} expects size {want} at dimension {i} "
+                    f"(shape {shape}), got shape {list(arr.shape)}"
+                )
     dtype = spec.get("dtype")
     if dtype is not None and np.dtype(dtype).kind != arr.dtype.kind:
         if not (np.dtype(dtype).kind in "iu" and arr.dtype.kind in "iu"):

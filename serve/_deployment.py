@@ -6,7 +6,6 @@ validated and decoded in the ingress (so a client mistake never reaches the mode
 event loop keeps accepting (and batching) requests while the model computes.
 """
 
-
 import asyncio
 import logging
 import os
@@ -24,8 +23,10 @@ from ._handler import BaseHandler, Context, load_handler_class
 
 logger = logging.getLogger("ray.serve")
 
-app = FastAPI(title="ember serve",
-              description="POST /predict with {\"inputs\": ...}; GET /healthz; GET /metadata")
+app = FastAPI(
+    title="ember serve",
+    description='POST /predict with {"inputs": ...}; GET /healthz; GET /metadata',
+)
 
 
 class _HandlerError(Exception):
@@ -56,16 +57,23 @@ class EmberModel:
         self.name = spec["name"]
         self.version = spec["version"]
         self.max_request_bytes = int(spec["max_request_bytes"])
-        ctx = Context(model_name=self.name, version=self.version, kind=spec["kind"],
-                      artifact=spec.get("artifact"), model_obj=spec.get("model_obj"),
-                      model_dir=spec.get("model_dir"), device=spec.get("device", "cpu"),
-                      input_dtype=spec.get("input_dtype"),
-                      pad_sequences=bool(spec.get("pad_sequences", False)),
-                      manifest={"model": {"modelName": self.name, "modelVersion": self.version}},
-                      system_properties={"gpu_id": 0 if spec.get("device") == "cuda" else None})
+        ctx = Context(
+            model_name=self.name,
+            version=self.version,
+            kind=spec["kind"],
+            artifact=spec.get("artifact"),
+            model_obj=spec.get("model_obj"),
+            model_dir=spec.get("model_dir"),
+            device=spec.get("device", "cpu"),
+            input_dtype=spec.get("input_dtype"),
+            pad_sequences=bool(spec.get("pad_sequences", False)),
+            manifest={"model": {"modelName": self.name, "modelVersion": self.version}},
+            system_properties={"gpu_id": 0 if spec.get("device") == "cuda" else None},
+        )
         if spec["kind"] == "handler":
-            cls = load_handler_class(spec["handler_source"], spec["handler_file"],
-                                     spec["handler_class"])
+            cls = load_handler_class(
+                spec["handler_source"], spec["handler_file"], spec["handler_class"]
+            )
         else:
             cls = BaseHandler
         self.handler = cls()
@@ -73,13 +81,21 @@ class EmberModel:
         self.context = ctx
         # A BaseHandler gets decoded arrays; any other handler gets the raw JSON "inputs".
         self.arrays = isinstance(self.handler, BaseHandler)
-        meta = self.handler.metadata() if callable(getattr(self.handler, "metadata", None)) \
+        meta = (
+            self.handler.metadata()
+            if callable(getattr(self.handler, "metadata", None))
             else {"inputs": [], "outputs": []}
-        self.meta = {"name": self.name, "version": self.version, "kind": spec["kind"],
-                     "max_batch_size": int(spec["max_batch_size"]),
-                     "batch_wait_ms": float(spec["batch_wait_ms"]),
-                     "max_request_bytes": self.max_request_bytes,
-                     "pad_sequences": ctx.pad_sequences, **meta}
+        )
+        self.meta = {
+            "name": self.name,
+            "version": self.version,
+            "kind": spec["kind"],
+            "max_batch_size": int(spec["max_batch_size"]),
+            "batch_wait_ms": float(spec["batch_wait_ms"]),
+            "max_request_bytes": self.max_request_bytes,
+            "pad_sequences": ctx.pad_sequences,
+            **meta,
+        }
         self._batch.set_max_batch_size(int(spec["max_batch_size"]))
         self._batch.set_batch_wait_timeout_s(float(spec["batch_wait_ms"]) / 1000.0)
         # One inference thread: the model runs one batch at a time per replica.
@@ -93,13 +109,16 @@ class EmberModel:
         try:
             outs = await loop.run_in_executor(self._pool, self._run, bodies)
         except Exception as e:  # every request of the batch reports the handler's failure
-            logger.exception("ember serve %s: handler raised on a batch of %d", self.name,
-                             len(bodies))
+            logger.exception(
+                "ember serve %s: handler raised on a batch of %d", self.name, len(bodies)
+            )
             err = _HandlerError(type(e).__name__, str(e))
             return [err] * len(bodies)
         if len(outs) != len(bodies):
-            err = _HandlerError("RuntimeError", f"handler returned {len(outs)} results for a "
-                                f"batch of {len(bodies)} requests")
+            err = _HandlerError(
+                "RuntimeError",
+                f"handler returned {len(outs)} results for a batch of {len(bodies)} requests",
+            )
             return [err] * len(bodies)
         return [(o, len(bodies)) for o in outs]
 
@@ -123,8 +142,12 @@ class EmberModel:
             raise result
         out, batch_size = result
         outputs = encode_arrays(out) if self.arrays else out
-        return {"outputs": outputs, "model": self.name, "version": self.version,
-                "batch_size": batch_size}
+        return {
+            "outputs": outputs,
+            "model": self.name,
+            "version": self.version,
+            "batch_size": batch_size,
+        }
 
     # -- HTTP -----------------------------------------------------------------------------
     @app.post("/predict")
@@ -132,8 +155,11 @@ class EmberModel:
         try:
             length = int(request.headers.get("content-length") or 0)
             if length > self.max_request_bytes:
-                raise RequestError(f"payload of {length} bytes exceeds the limit of "
-                                   f"{self.max_request_bytes} bytes", 413)
+                raise RequestError(
+                    f"payload of {length} bytes exceeds the limit of "
+                    f"{self.max_request_bytes} bytes",
+                    413,
+                )
             body = parse_body(await request.body(), self.max_request_bytes)
             value = self._decode(body["inputs"])
         except RequestError as e:
@@ -145,8 +171,7 @@ class EmberModel:
 
     @app.get("/healthz")
     async def healthz(self) -> dict:
-        return {"status": "ok", "model": self.name, "version": self.version,
-                "pid": os.getpid()}
+        return {"status": "ok", "model": self.name, "version": self.version, "pid": os.getpid()}
 
     @app.get("/metadata")
     async def metadata(self) -> dict:
@@ -168,5 +193,9 @@ class EmberModel:
         if isinstance(result, _HandlerError):
             raise RuntimeError(f"{result.cls_name}: {result}")
         out, batch_size = result
-        return {"outputs": out if not self.arrays else (out[0] if len(out) == 1 else out),
-                "model": self.name, "version": self.version, "batch_size": batch_size}
+        return {
+            "outputs": out if not self.arrays else (out[0] if len(out) == 1 else out),
+            "model": self.name,
+            "version": self.version,
+            "batch_size": batch_size,
+        }

@@ -22,9 +22,16 @@ import numpy as np
 ARTIFACT_KINDS = ("export", "jit", "onnx", "module", "handler")
 
 # onnxruntime's type strings -> NumPy dtypes (the ones a model input is likely to use)
-_ORT_DTYPES = {"tensor(float)": "float32", "tensor(double)": "float64",
-               "tensor(float16)": "float16", "tensor(int64)": "int64", "tensor(int32)": "int32",
-               "tensor(int8)": "int8", "tensor(uint8)": "uint8", "tensor(bool)": "bool"}
+_ORT_DTYPES = {
+    "tensor(float)": "float32",
+    "tensor(double)": "float64",
+    "tensor(float16)": "float16",
+    "tensor(int64)": "int64",
+    "tensor(int32)": "int32",
+    "tensor(int8)": "int8",
+    "tensor(uint8)": "uint8",
+    "tensor(bool)": "bool",
+}
 
 
 @dataclass
@@ -62,8 +69,10 @@ def detect_kind(path: str) -> str:
         for kind in ("export", "jit"):
             if f"{kind}/header.json" in names:
                 return kind
-    raise ValueError(f"ember serve: {path!r} is neither an ember.export / ember.jit archive, "
-                     "an .onnx file, nor a handler given as 'file.py:ClassName'")
+    raise ValueError(
+        f"ember serve: {path!r} is neither an ember.export / ember.jit archive, "
+        "an .onnx file, nor a handler given as 'file.py:ClassName'"
+    )
 
 
 def digest(data: bytes) -> str:
@@ -79,11 +88,16 @@ def load_handler_class(source: str, filename: str, class_name: str) -> type:
     cls = mod.__dict__.get(class_name)
     if not isinstance(cls, type):
         raise ValueError(f"ember serve: {filename} defines no class {class_name!r}")
-    missing = [m for m in ("initialize", "preprocess", "inference", "postprocess")
-               if not callable(getattr(cls, m, None))]
+    missing = [
+        m
+        for m in ("initialize", "preprocess", "inference", "postprocess")
+        if not callable(getattr(cls, m, None))
+    ]
     if missing:
-        raise TypeError(f"ember serve: handler {class_name} lacks {', '.join(missing)} "
-                        "(subclass ember.serve.BaseHandler for the defaults)")
+        raise TypeError(
+            f"ember serve: handler {class_name} lacks {', '.join(missing)} "
+            "(subclass ember.serve.BaseHandler for the defaults)"
+        )
     return cls
 
 
@@ -94,8 +108,9 @@ class _OnnxModel:
         try:
             import onnxruntime as ort
         except ImportError:
-            raise ImportError("ember serve: serving an .onnx file needs onnxruntime "
-                              "(pip install onnxruntime)") from None
+            raise ImportError(
+                "ember serve: serving an .onnx file needs onnxruntime (pip install onnxruntime)"
+            ) from None
         self.session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
         self.inputs = self.session.get_inputs()
         self.outputs = self.session.get_outputs()
@@ -123,12 +138,22 @@ class BaseHandler:
         if kind == "onnx":
             self.onnx = _OnnxModel(context.artifact)
             self.model = self.onnx
-            self.inputs = [_spec(i.name, _ORT_DTYPES.get(i.type, i.type),
-                                 [d if isinstance(d, int) else str(d) for d in i.shape])
-                           for i in self.onnx.inputs]
-            self.outputs = [_spec(o.name, _ORT_DTYPES.get(o.type, o.type),
-                                  [d if isinstance(d, int) else str(d) for d in o.shape])
-                            for o in self.onnx.outputs]
+            self.inputs = [
+                _spec(
+                    i.name,
+                    _ORT_DTYPES.get(i.type, i.type),
+                    [d if isinstance(d, int) else str(d) for d in i.shape],
+                )
+                for i in self.onnx.inputs
+            ]
+            self.outputs = [
+                _spec(
+                    o.name,
+                    _ORT_DTYPES.get(o.type, o.type),
+                    [d if isinstance(d, int) else str(d) for d in o.shape],
+                )
+                for o in self.onnx.outputs
+            ]
             if self.input_dtype is None and self.inputs[0]["dtype"] in _ORT_DTYPES.values():
                 self.input_dtype = self.inputs[0]["dtype"]
             return
@@ -185,9 +210,12 @@ class BaseHandler:
                 self._padded[idx[0]] = longest
                 for i, p in zip(idx, parts):
                     self._lengths[i] = p.shape[1]
-                parts = [p if p.shape[1] == longest else
-                         np.pad(p, [(0, 0), (0, longest - p.shape[1])] + [(0, 0)] * (p.ndim - 2))
-                         for p in parts]
+                parts = [
+                    p
+                    if p.shape[1] == longest
+                    else np.pad(p, [(0, 0), (0, longest - p.shape[1])] + [(0, 0)] * (p.ndim - 2))
+                    for p in parts
+                ]
             out.append((idx, np.concatenate(parts) if len(parts) > 1 else parts[0]))
         return out
 
@@ -219,8 +247,10 @@ class BaseHandler:
                 mine = [p[j] for p in parts]
                 if longest is not None and lengths.get(i, longest) < longest:
                     # outputs that carry the padded sequence dim are cut back to this request's
-                    mine = [m[:, :lengths[i]] if m.ndim >= 2 and m.shape[1] == longest else m
-                            for m in mine]
+                    mine = [
+                        m[:, : lengths[i]] if m.ndim >= 2 and m.shape[1] == longest else m
+                        for m in mine
+                    ]
                 result[i] = mine
         return result
 

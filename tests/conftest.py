@@ -50,10 +50,15 @@ def ray_session():
         # Test modules are imported by pytest from their folders: let Ray's workers import them
         # too, so functions defined in tests unpickle there.
         here = os.path.dirname(os.path.abspath(__file__))
-        dirs = [root for root, _, files in os.walk(here)
-                if any(f.startswith("test_") for f in files)]
-        ray.init(num_cpus=4, include_dashboard=False, logging_level="warning",
-                 runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(dirs)}})
+        dirs = [
+            root for root, _, files in os.walk(here) if any(f.startswith("test_") for f in files)
+        ]
+        ray.init(
+            num_cpus=4,
+            include_dashboard=False,
+            logging_level="warning",
+            runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(dirs)}},
+        )
     ensure_ray()
     yield ray
     if started:

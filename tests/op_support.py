@@ -188,7 +188,7 @@ def np_norm(x, p=2, dim=None, keepdim=False):
     a = np.abs(x)
     if p == float("inf"):
         return np.max(a, axis=dim, keepdims=keepdim)
-    return np.sum(a ** p, axis=dim, keepdims=keepdim) ** (1 / p)
+    return np.sum(a**p, axis=dim, keepdims=keepdim) ** (1 / p)
 
 
 def np_split(x, sizes, dim=0):
@@ -254,8 +254,11 @@ def np_masked_select(x, mask):
 
 
 def np_take_along_dim(x, idx, dim):
-    shape = list(np.broadcast_shapes(x.shape[:dim] + (1,) + x.shape[dim + 1:],
-                                     idx.shape[:dim] + (1,) + idx.shape[dim + 1:]))
+    shape = list(
+        np.broadcast_shapes(
+            x.shape[:dim] + (1,) + x.shape[dim + 1 :], idx.shape[:dim] + (1,) + idx.shape[dim + 1 :]
+        )
+    )
     sx, si = list(shape), list(shape)
     sx[dim], si[dim] = x.shape[dim], idx.shape[dim]
     return np.take_along_axis(np.broadcast_to(x, sx), np.broadcast_to(idx, si), axis=dim)
@@ -276,16 +279,21 @@ def _is_float_arg(a) -> bool:
 
 def has_grad_input(spec: OpSpec, i: int) -> bool:
     """The sample has a non-empty float tensor argument to differentiate."""
-    return any(_is_float_arg(a) and int(np.prod(np.shape(a) if isinstance(a, np.ndarray)
-                                                 else a.shape)) > 0
-               for a in spec.samples[i].args)
+    return any(
+        _is_float_arg(a) and int(np.prod(np.shape(a) if isinstance(a, np.ndarray) else a.shape)) > 0
+        for a in spec.samples[i].args
+    )
 
 
 def grad_samples(ops: list[OpSpec], attr: str = "grad") -> list[tuple[OpSpec, int]]:
     """(spec, i) for the samples gradcheck (``attr="grad"``) or gradgradcheck can run."""
-    return [(spec, i) for spec in ops if spec.grad and getattr(spec, attr)
-            for i, s in enumerate(spec.samples)
-            if s.fd and (attr == "grad" or s.gg) and has_grad_input(spec, i)]
+    return [
+        (spec, i)
+        for spec in ops
+        if spec.grad and getattr(spec, attr)
+        for i, s in enumerate(spec.samples)
+        if s.fd and (attr == "grad" or s.gg) and has_grad_input(spec, i)
+    ]
 
 
 def all_samples(ops: list[OpSpec]) -> list[tuple[OpSpec, int]]:
@@ -299,12 +307,15 @@ def sample_id(pair) -> str:
 
 def reference_inputs(arrays: list) -> list:
     """The NumPy reference sees float64 copies of float arrays (the exact values)."""
-    return [a.astype(np.float64) if isinstance(a, np.ndarray) and a.dtype.kind == "f" else a
-            for a in arrays]
+    return [
+        a.astype(np.float64) if isinstance(a, np.ndarray) and a.dtype.kind == "f" else a
+        for a in arrays
+    ]
 
 
-def framework_inputs(m, arrays: list, *, float_dtype=None, requires_grad: bool = False,
-                     device=None) -> list:
+def framework_inputs(
+    m, arrays: list, *, float_dtype=None, requires_grad: bool = False, device=None
+) -> list:
     """Arrays as ``m`` tensors (``m`` is ember or torch); float ones optionally cast and
     marked ``requires_grad`` when non-empty."""
     out = []

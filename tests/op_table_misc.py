@@ -5,5 +5,4 @@ from __future__ import annotations
 import numpy as np  # noqa: F401
 from op_support import OpSpec, S, T  # noqa: F401
 
-OPS: list[OpSpec] = [
-]
+OPS: list[OpSpec] = []

@@ -48,8 +48,8 @@ def test_checkpoint_matches_torch(use_reentrant):
     xt = torch.tensor(xn, requires_grad=True)
     oe = checkpoint(em, xe, use_reentrant=use_reentrant)
     ot = tcp.checkpoint(tm, xt, use_reentrant=use_reentrant)
-    (oe ** 2).sum().backward()
-    (ot ** 2).sum().backward()
+    (oe**2).sum().backward()
+    (ot**2).sum().backward()
     np.testing.assert_allclose(oe.detach().numpy(), ot.detach().numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(xe.grad.numpy(), xt.grad.numpy(), rtol=1e-5, atol=1e-6)
     for p, q in zip(em.parameters(), tm.parameters()):
@@ -130,7 +130,8 @@ def test_activations_are_not_kept(use_reentrant):
     assert kept[1]() is None
     out.sum().backward()
     np.testing.assert_allclose(
-        x.grad.numpy(), _reference_grad(block, x.detach().numpy()), rtol=1e-4, atol=1e-5)
+        x.grad.numpy(), _reference_grad(block, x.detach().numpy()), rtol=1e-4, atol=1e-5
+    )
 
 
 def _reference_grad(block, xn):

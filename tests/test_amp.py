@@ -15,14 +15,23 @@ TF = torch.nn.functional
 
 rng = np.random.default_rng(0)
 _ARR = {
-    "x": rng.standard_normal((4, 8)), "w": rng.standard_normal((6, 8)), "b": rng.standard_normal(6),
-    "m": rng.standard_normal((8, 8)), "bx": rng.standard_normal((2, 4, 8)),
-    "by": rng.standard_normal((2, 8, 4)), "b44": rng.standard_normal((2, 4, 4)),
-    "c44": rng.standard_normal((4, 4)), "img": rng.standard_normal((1, 2, 5, 5)),
-    "cw": rng.standard_normal((3, 2, 3, 3)), "ctw": rng.standard_normal((2, 3, 3, 3)),
-    "x3": rng.standard_normal((1, 2, 6)), "cw1": rng.standard_normal((3, 2, 3)),
-    "q": rng.standard_normal((1, 2, 4, 8)), "a": rng.standard_normal(1),
-    "p": 1 / (1 + np.exp(-rng.standard_normal((4, 8)))), "v": rng.standard_normal(8),
+    "x": rng.standard_normal((4, 8)),
+    "w": rng.standard_normal((6, 8)),
+    "b": rng.standard_normal(6),
+    "m": rng.standard_normal((8, 8)),
+    "bx": rng.standard_normal((2, 4, 8)),
+    "by": rng.standard_normal((2, 8, 4)),
+    "b44": rng.standard_normal((2, 4, 4)),
+    "c44": rng.standard_normal((4, 4)),
+    "img": rng.standard_normal((1, 2, 5, 5)),
+    "cw": rng.standard_normal((3, 2, 3, 3)),
+    "ctw": rng.standard_normal((2, 3, 3, 3)),
+    "x3": rng.standard_normal((1, 2, 6)),
+    "cw1": rng.standard_normal((3, 2, 3)),
+    "q": rng.standard_normal((1, 2, 4, 8)),
+    "a": rng.standard_normal(1),
+    "p": 1 / (1 + np.exp(-rng.standard_normal((4, 8)))),
+    "v": rng.standard_normal(8),
     "y": rng.standard_normal((4, 8)),
 }
 _TGT = np.array([1, 0, 2, 3])
@@ -65,7 +74,8 @@ CASES = {
     "chain_matmul": lambda L, f, T: L.linalg.multi_dot([T("m"), T("m"), T("m")]),
     "layer_norm_module": lambda L, f, T: L.nn.LayerNorm(8)(T("x")),
     "mha": lambda L, f, T: L.nn.MultiheadAttention(8, 2, batch_first=True)(
-        T("bx"), T("bx"), T("bx"))[0],
+        T("bx"), T("bx"), T("bx")
+    )[0],
 }
 
 
@@ -122,7 +132,7 @@ def _mlp_grads(lib, cache_enabled):
     with lib.autocast("cpu", cache_enabled=cache_enabled):
         h = (x @ w1.T).relu()
         out = h @ w1  # the same weight twice: one cached cast, two uses
-        loss = (lib.nn.functional.mse_loss(out, x))
+        loss = lib.nn.functional.mse_loss(out, x)
     assert str(out.dtype).endswith("bfloat16") and str(loss.dtype).endswith("float32")
     loss.backward()
     return loss.item(), w1.grad
@@ -244,7 +254,7 @@ def _scaler_run(lib, overflow_steps, steps=8, **kw):
 
 @pytest.mark.parametrize("overflow", [(), (0, 1, 4), (2, 3, 5, 6)])
 def test_grad_scaler_trajectory_matches_torch(overflow):
-    kw = dict(init_scale=2.0 ** 10, growth_interval=2)
+    kw = dict(init_scale=2.0**10, growth_interval=2)
     se, we, de = _scaler_run(ember, overflow, **kw)
     st, wt, dt = _scaler_run(torch, overflow, **kw)
     assert se == st
@@ -267,9 +277,17 @@ def test_grad_scaler_state_dict_roundtrip_and_errors():
     s.update()
     t = ember.amp.GradScaler("cpu")
     t.load_state_dict(s.state_dict())
-    assert t.state_dict() == s.state_dict() == {
-        "scale": 8.0, "growth_factor": 2.0, "backoff_factor": 0.5, "growth_interval": 3,
-        "_growth_tracker": 1}
+    assert (
+        t.state_dict()
+        == s.state_dict()
+        == {
+            "scale": 8.0,
+            "growth_factor": 2.0,
+            "backoff_factor": 0.5,
+            "growth_interval": 3,
+            "_growth_tracker": 1,
+        }
+    )
     with pytest.raises(RuntimeError, match="source state dict is empty"):
         t.load_state_dict({})
     with pytest.raises(AssertionError, match="growth factor must be > 1.0"):
@@ -375,11 +393,33 @@ def test_char_gpt_amp_example_trains(tmp_path):
     if not data.is_file():
         pytest.skip("tinyshakespeare.txt not present")
     proc = subprocess.run(
-        [sys.executable, str(repo / "examples" / "char_gpt_amp.py"), "--amp", "fp16",
-         "--checkpoint", "--epochs", "1", "--steps-per-epoch", "3", "--batch-size", "4",
-         "--d-model", "16", "--block-size", "16", "--eval-batches", "1", "--device", "cpu"],
-        capture_output=True, text=True, timeout=120, cwd=tmp_path,
-        env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+        [
+            sys.executable,
+            str(repo / "examples" / "char_gpt_amp.py"),
+            "--amp",
+            "fp16",
+            "--checkpoint",
+            "--epochs",
+            "1",
+            "--steps-per-epoch",
+            "3",
+            "--batch-size",
+            "4",
+            "--d-model",
+            "16",
+            "--block-size",
+            "16",
+            "--eval-batches",
+            "1",
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={**__import__("os").environ, "OMP_NUM_THREADS": "1"},
+    )
     assert proc.returncode == 0, proc.stderr
     assert "CheckpointedCharGPT" in proc.stdout and "amp fp16" in proc.stdout
     val = float(proc.stdout.split("val loss ")[-1].split()[0])

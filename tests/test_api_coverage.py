@@ -35,7 +35,8 @@ def test_every_public_name_is_implemented_or_excluded(namespace, coverages):
     ceiling = STILL_MISSING.get(namespace, 0)
     assert len(cov.missing) <= ceiling, (
         f"{namespace}: {len(cov.missing)} public torch names are neither implemented nor "
-        f"excluded (ceiling {ceiling}): {' '.join(cov.missing)}")
+        f"excluded (ceiling {ceiling}): {' '.join(cov.missing)}"
+    )
 
 
 def test_exclusions_are_reasoned_and_not_stale(exclusions, coverages):
@@ -60,9 +61,19 @@ def test_unknown_namespace_in_exclusions_is_rejected(tmp_path):
 
 
 def test_command_prints_the_table():
-    out = subprocess.run([sys.executable, "-m", "ember.utils.api_coverage", "--namespace",
-                          "torch.random", "--missing"], capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ember.utils.api_coverage",
+            "--namespace",
+            "torch.random",
+            "--missing",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode in (0, 1), out.stderr
     lines = out.stdout.splitlines()
     assert lines[0].split()[:5] == ["namespace", "public", "implemented", "excluded", "missing"]

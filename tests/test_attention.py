@@ -58,8 +58,7 @@ def _rand(rng, *shape):
     return _e(rng.standard_normal(shape), True)
 
 
-@pytest.mark.parametrize("case", ["plain", "causal", "bool", "float", "weights", "gqa",
-                                  "dropout"])
+@pytest.mark.parametrize("case", ["plain", "causal", "bool", "float", "weights", "gqa", "dropout"])
 def test_gradcheck_sdpa(case):
     rng = np.random.default_rng(0)
     q, k, v = _rand(rng, 2, 2, 3, 4), _rand(rng, 2, 2, 5, 4), _rand(rng, 2, 2, 5, 3)
@@ -80,8 +79,9 @@ def test_gradcheck_sdpa(case):
 
     def fn(q, k, v, *m):
         ember.manual_seed(1)  # the same dropout mask on every evaluation
-        return ScaledDotProductAttention.apply(q, k, v, m[0] if m else mask, p, 0.7, causal,
-                                               weights, True, None, rep)
+        return ScaledDotProductAttention.apply(
+            q, k, v, m[0] if m else mask, p, 0.7, causal, weights, True, None, rep
+        )
 
     args = (q, k, v, mask) if case == "float" else (q, k, v)
     assert gradcheck(fn, args)
@@ -109,15 +109,17 @@ def test_gradcheck_mha_core(layout, batch_first):
     def fn(*xs):
         it = iter(xs)
         arrays = [next(it) if a is not None else None for a in args]
-        return MultiHeadAttentionCore.apply(*arrays, mask, 0.0, h, 0.5, False, True, False, None,
-                                            batch_first, layout)
+        return MultiHeadAttentionCore.apply(
+            *arrays, mask, 0.0, h, 0.5, False, True, False, None, batch_first, layout
+        )
 
     assert gradcheck(fn, tuple(a for a in args if a is not None))
 
 
 # ---- scaled_dot_product_attention parity -------------------------------------------------------
-@pytest.mark.parametrize("case", ["plain", "causal", "causal_rect", "bool", "float", "masked_row",
-                                  "scale", "gqa", "3d"])
+@pytest.mark.parametrize(
+    "case", ["plain", "causal", "causal_rect", "bool", "float", "masked_row", "scale", "gqa", "3d"]
+)
 def test_sdpa_parity(case):
     rng = np.random.default_rng(2)
     B, H, L, S, D, Dv = 2, 4, 5, 7, 8, 6
@@ -148,7 +150,8 @@ def test_sdpa_parity(case):
     tq, tk, tv = (torch.tensor(a, requires_grad=True) for a in (q, k, v))
     eq, ek, ev = (_e(a, True) for a in (q, k, v))
     out_t = torch.nn.functional.scaled_dot_product_attention(
-        tq, tk, tv, **kw, **{n: m[0] for n, m in masks.items()})
+        tq, tk, tv, **kw, **{n: m[0] for n, m in masks.items()}
+    )
     out_e = F.scaled_dot_product_attention(eq, ek, ev, **kw, **{n: m[1] for n, m in masks.items()})
     g = rng.standard_normal(tuple(out_t.shape)).astype(np.float32)
     out_t.backward(torch.tensor(g))
@@ -157,8 +160,12 @@ def test_sdpa_parity(case):
     for a, b, n in ((eq, tq, "q"), (ek, tk, "k"), (ev, tv, "v")):
         _close(a.grad.numpy(), b.grad.numpy(), GRAD_TOL, f"grad of {n}")
     if case == "float":
-        _close(masks["attn_mask"][1].grad.numpy(), masks["attn_mask"][0].grad.numpy(), GRAD_TOL,
-               "grad of the float mask")
+        _close(
+            masks["attn_mask"][1].grad.numpy(),
+            masks["attn_mask"][0].grad.numpy(),
+            GRAD_TOL,
+            "grad of the float mask",
+        )
 
 
 def test_sdpa_dropout_statistics_and_errors():
@@ -167,15 +174,15 @@ def test_sdpa_dropout_statistics_and_errors():
     k = _e(rng.standard_normal((4, 8, 32, 16)).astype(np.float32))
     v = _e(np.ones((4, 8, 32, 5), np.float32))
     ember.manual_seed(0)
-    out, w = ScaledDotProductAttention.apply(q, k, v, None, 0.25, 0.25, False, True, True, None,
-                                             1)
+    out, w = ScaledDotProductAttention.apply(q, k, v, None, 0.25, 0.25, False, True, True, None, 1)
     dropped = (w.numpy() == 0).mean()
     assert 0.23 < dropped < 0.27
     # values are all ones: each output is the row sum of the kept, rescaled weights
     np.testing.assert_allclose(out.numpy().mean(), 1.0, atol=0.02)
     with pytest.raises(RuntimeError, match="Explicit attn_mask should not be set"):
-        F.scaled_dot_product_attention(q, k, v, attn_mask=_e(np.ones((32, 32), bool)),
-                                       is_causal=True)
+        F.scaled_dot_product_attention(
+            q, k, v, attn_mask=_e(np.ones((32, 32), bool)), is_causal=True
+        )
     with pytest.raises(RuntimeError, match="query's last dim \\(16\\) must match key's"):
         F.scaled_dot_product_attention(q, _e(np.zeros((4, 8, 32, 3), np.float32)), v)
 
@@ -199,8 +206,10 @@ MHA_CASES = {
     "bool_mask_kpm": ({}, {"mask": "causal_bool", "kpm": True}),
     "float_kpm_no_weights": ({"batch_first": True}, {"kpm": "float", "need_weights": False}),
     "3d_float_mask": ({}, {"mask": "3d"}),
-    "bias_kv_zero_attn": ({"add_bias_kv": True, "add_zero_attn": True, "bias": False},
-                          {"kpm": True}),
+    "bias_kv_zero_attn": (
+        {"add_bias_kv": True, "add_zero_attn": True, "bias": False},
+        {"kpm": True},
+    ),
     "unbatched": ({}, {"unbatched": True}),
     "unbatched_cross": ({"kdim": 3, "vdim": 3}, {"unbatched": True, "inputs": "qkv"}),
 }
@@ -234,9 +243,11 @@ def test_mha_parity(name):
     else:
         ins_t = tuple(torch.tensor(a, requires_grad=True) for a in (q, k, v))
         ins_e = tuple(_e(a, True) for a in (q, k, v))
-    kw = {"need_weights": opts.get("need_weights", True),
-          "average_attn_weights": opts.get("average_attn_weights", True),
-          "is_causal": opts.get("is_causal", False)}
+    kw = {
+        "need_weights": opts.get("need_weights", True),
+        "average_attn_weights": opts.get("average_attn_weights", True),
+        "is_causal": opts.get("is_causal", False),
+    }
     kw_t, kw_e = dict(kw), dict(kw)
     mask = opts.get("mask")
     if mask in ("causal", "causal_bool"):
@@ -281,8 +292,7 @@ def test_mha_fully_masked_rows_follow_pytorch():
     kpm = np.zeros((2, 3), bool)
     kpm[1] = True
     for need in (True, False):
-        ot, wt = tm(*(torch.tensor(x),) * 3, key_padding_mask=torch.tensor(kpm),
-                    need_weights=need)
+        ot, wt = tm(*(torch.tensor(x),) * 3, key_padding_mask=torch.tensor(kpm), need_weights=need)
         oe, we = em(*(_e(x),) * 3, key_padding_mask=_e(kpm), need_weights=need)
         np.testing.assert_array_equal(np.isnan(_np(oe)), np.isnan(_np(ot)))
         np.testing.assert_allclose(_np(oe), _np(ot), **OUT_TOL)
@@ -295,8 +305,9 @@ def test_mha_dropout_train_and_eval():
     x = np.random.default_rng(6).standard_normal((4, 2, 8)).astype(np.float32)
     tm.eval()
     em.eval()
-    np.testing.assert_allclose(_np(em(*(_e(x),) * 3)[0]), _np(tm(*(torch.tensor(x),) * 3)[0]),
-                               **OUT_TOL)
+    np.testing.assert_allclose(
+        _np(em(*(_e(x),) * 3)[0]), _np(tm(*(torch.tensor(x),) * 3)[0]), **OUT_TOL
+    )
     em.train()
     out1, w1 = em(*(_e(x),) * 3)
     out2, _ = em(*(_e(x),) * 3)
@@ -312,8 +323,11 @@ def test_mha_errors():
         nn.MultiheadAttention(8, 3)
     with pytest.raises(RuntimeError, match="Need attn_mask if specifying the is_causal hint"):
         em(x, x, x, is_causal=True)
-    with pytest.raises(RuntimeError, match=r"The shape of the 2D attn_mask is \(3, 3\), but "
-                                           r"should be \(4, 4\)"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"The shape of the 2D attn_mask is \(3, 3\), but "
+        r"should be \(4, 4\)",
+    ):
         em(x, x, x, attn_mask=_e(np.zeros((3, 3), np.float32)))
     with pytest.raises(AssertionError, match="was expecting embedding dimension of 8, but got 5"):
         y = _e(np.zeros((4, 2, 5), np.float32))
@@ -339,8 +353,17 @@ def _run_both(tm, em, t_inputs, e_inputs, kw_t, kw_e, rng):
 @pytest.mark.parametrize("activation", ["relu", "gelu"])
 def test_transformer_parity(batch_first, norm_first, activation):
     rng = np.random.default_rng(7)
-    kw = dict(d_model=8, nhead=2, num_encoder_layers=2, num_decoder_layers=2, dim_feedforward=16,
-              dropout=0.0, activation=activation, batch_first=batch_first, norm_first=norm_first)
+    kw = dict(
+        d_model=8,
+        nhead=2,
+        num_encoder_layers=2,
+        num_decoder_layers=2,
+        dim_feedforward=16,
+        dropout=0.0,
+        activation=activation,
+        batch_first=batch_first,
+        norm_first=norm_first,
+    )
     tm, em = torch.nn.Transformer(**kw), nn.Transformer(**kw)
     _copy_weights(tm, em)
     assert repr(em) == repr(tm)
@@ -356,11 +379,18 @@ def test_transformer_parity(batch_first, norm_first, activation):
     np.testing.assert_array_equal(mask_e.numpy(), mask_t.numpy())
     t_in = (torch.tensor(src, requires_grad=True), torch.tensor(tgt, requires_grad=True))
     e_in = (_e(src, True), _e(tgt, True))
-    kw_t = {"tgt_mask": mask_t, "src_key_padding_mask": torch.tensor(kpm),
-            "memory_key_padding_mask": torch.tensor(kpm),
-            "tgt_key_padding_mask": torch.tensor(tgt_kpm)}
-    kw_e = {"tgt_mask": mask_e, "src_key_padding_mask": _e(kpm),
-            "memory_key_padding_mask": _e(kpm), "tgt_key_padding_mask": _e(tgt_kpm)}
+    kw_t = {
+        "tgt_mask": mask_t,
+        "src_key_padding_mask": torch.tensor(kpm),
+        "memory_key_padding_mask": torch.tensor(kpm),
+        "tgt_key_padding_mask": torch.tensor(tgt_kpm),
+    }
+    kw_e = {
+        "tgt_mask": mask_e,
+        "src_key_padding_mask": _e(kpm),
+        "memory_key_padding_mask": _e(kpm),
+        "tgt_key_padding_mask": _e(tgt_kpm),
+    }
     for mode in ("train", "eval"):  # dropout=0: both modes must match (eval keeps grad on)
         getattr(tm, mode)()
         getattr(em, mode)()
@@ -374,19 +404,26 @@ def test_transformer_parity(batch_first, norm_first, activation):
 @pytest.mark.parametrize("norm_first", [False, True])
 def test_encoder_with_causal_mask_and_callable_activation(norm_first):
     rng = np.random.default_rng(8)
-    kw = dict(d_model=8, nhead=4, dim_feedforward=12, dropout=0.0, batch_first=True,
-              norm_first=norm_first)
+    kw = dict(
+        d_model=8, nhead=4, dim_feedforward=12, dropout=0.0, batch_first=True, norm_first=norm_first
+    )
     tl = torch.nn.TransformerEncoderLayer(**kw, activation=torch.nn.functional.silu)
     el = nn.TransformerEncoderLayer(**kw, activation=F.silu)
-    tm = torch.nn.TransformerEncoder(tl, 3, norm=torch.nn.LayerNorm(8),
-                                     enable_nested_tensor=False)
+    tm = torch.nn.TransformerEncoder(tl, 3, norm=torch.nn.LayerNorm(8), enable_nested_tensor=False)
     em = nn.TransformerEncoder(el, 3, norm=nn.LayerNorm(8), enable_nested_tensor=False)
     _copy_weights(tm, em)
     x = rng.standard_normal((2, 6, 8)).astype(np.float32)
     mask_t = torch.nn.Transformer.generate_square_subsequent_mask(6)
     mask_e = nn.Transformer.generate_square_subsequent_mask(6)
-    _run_both(tm, em, (torch.tensor(x, requires_grad=True),), (_e(x, True),),
-              {"mask": mask_t}, {"mask": mask_e}, rng)
+    _run_both(
+        tm,
+        em,
+        (torch.tensor(x, requires_grad=True),),
+        (_e(x, True),),
+        {"mask": mask_t},
+        {"mask": mask_e},
+        rng,
+    )
 
 
 def test_decoder_layer_unbatched_and_bool_masks():
@@ -399,9 +436,15 @@ def test_decoder_layer_unbatched_and_bool_masks():
     m = np.triu(np.ones((4, 4), bool), 1)
     mm = rng.random((4, 6)) > 0.8
     t_in = (torch.tensor(tgt, requires_grad=True), torch.tensor(mem, requires_grad=True))
-    _run_both(tl, el, t_in, (_e(tgt, True), _e(mem, True)),
-              {"tgt_mask": torch.tensor(m), "memory_mask": torch.tensor(mm)},
-              {"tgt_mask": _e(m), "memory_mask": _e(mm)}, rng)
+    _run_both(
+        tl,
+        el,
+        t_in,
+        (_e(tgt, True), _e(mem, True)),
+        {"tgt_mask": torch.tensor(m), "memory_mask": torch.tensor(mm)},
+        {"tgt_mask": _e(m), "memory_mask": _e(mm)},
+        rng,
+    )
 
 
 def test_transformer_dropout_is_active_in_training_only():
@@ -418,8 +461,9 @@ def test_transformer_dropout_is_active_in_training_only():
 def test_transformer_errors_and_activation_names():
     with pytest.raises(RuntimeError, match="activation should be relu/gelu, not tanh"):
         nn.TransformerEncoderLayer(8, 2, activation="tanh")
-    model = nn.Transformer(d_model=8, nhead=2, num_encoder_layers=1, num_decoder_layers=1,
-                           dim_feedforward=8)
+    model = nn.Transformer(
+        d_model=8, nhead=2, num_encoder_layers=1, num_decoder_layers=1, dim_feedforward=8
+    )
     with pytest.raises(RuntimeError, match="the batch number of src and tgt must be equal"):
         model(_e(np.zeros((3, 2, 8), np.float32)), _e(np.zeros((3, 4, 8), np.float32)))
     with pytest.raises(RuntimeError, match="the feature number of src and tgt must be equal"):
@@ -435,8 +479,15 @@ def test_transformer_errors_and_activation_names():
 @pytest.mark.parametrize("batch_first", [False, True])
 def test_gpu_matches_cpu(batch_first):
     rng = np.random.default_rng(11)
-    kw = dict(d_model=8, nhead=2, num_encoder_layers=1, num_decoder_layers=1, dim_feedforward=16,
-              dropout=0.0, batch_first=batch_first)
+    kw = dict(
+        d_model=8,
+        nhead=2,
+        num_encoder_layers=1,
+        num_decoder_layers=1,
+        dim_feedforward=16,
+        dropout=0.0,
+        batch_first=batch_first,
+    )
     cpu, gpu = nn.Transformer(**kw), nn.Transformer(**kw)
     gpu.load_state_dict(cpu.state_dict())
     gpu.to("cuda")
@@ -449,8 +500,12 @@ def test_gpu_matches_cpu(batch_first):
     for model, dev in ((cpu, "cpu"), (gpu, "cuda")):
         s, t = _e(src).to(dev), _e(tgt).to(dev)
         s.requires_grad = True
-        out = model(s, t, tgt_mask=nn.Transformer.generate_square_subsequent_mask(T).to(dev),
-                    src_key_padding_mask=_e(kpm).to(dev))
+        out = model(
+            s,
+            t,
+            tgt_mask=nn.Transformer.generate_square_subsequent_mask(T).to(dev),
+            src_key_padding_mask=_e(kpm).to(dev),
+        )
         out.sum().backward()
         results.append((out.detach().cpu().numpy(), s.grad.cpu().numpy()))
     np.testing.assert_allclose(results[1][0], results[0][0], **OUT_TOL)
@@ -464,8 +519,8 @@ def _second_order(lib, fn, arrays, grad_mask):
     out = fn(*ins)
     out = out[0] if isinstance(out, tuple) else out
     wrt = [t for t in ins if t.requires_grad]
-    first = lib.autograd.grad((out ** 2).sum(), wrt, create_graph=True)
-    penalty = sum((g ** 2).sum() * (k + 1) for k, g in enumerate(first))
+    first = lib.autograd.grad((out**2).sum(), wrt, create_graph=True)
+    penalty = sum((g**2).sum() * (k + 1) for k, g in enumerate(first))
     return [g.detach().numpy() for g in lib.autograd.grad(penalty, wrt)]
 
 
@@ -475,8 +530,9 @@ def test_sdpa_double_backward_matches_torch(case):
 
     rng = np.random.default_rng(0)
     heads_kv = 1 if case == "gqa" else 2
-    q, k, v = (rng.standard_normal(s) for s in ((2, 2, 4, 3), (2, heads_kv, 5, 3),
-                                                (2, heads_kv, 5, 3)))
+    q, k, v = (
+        rng.standard_normal(s) for s in ((2, 2, 4, 3), (2, heads_kv, 5, 3), (2, heads_kv, 5, 3))
+    )
     mask, kw = None, {}
     if case == "causal":
         k, v, kw = k[:, :, :4], v[:, :, :4], {"is_causal": True}
@@ -495,6 +551,7 @@ def test_sdpa_double_backward_matches_torch(case):
             if m is not None and lib is ember and m.dtype == ember.bool:
                 m.requires_grad = False
             return sdpa(q, k, v, attn_mask=m, **kw)
+
         return _second_order(lib, fn, arrays, grad_mask)
 
     with sdpa_kernel(SDPBackend.MATH):  # torch's CPU flash kernel has no double backward
@@ -523,8 +580,9 @@ def test_sdpa_double_backward_with_dropout_gradgradchecks():
         np.testing.assert_allclose(_np(b), _np(a), rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("case", ["self", "self_seq_first", "causal_weights", "cross_kdim",
-                                  "key_padding"])
+@pytest.mark.parametrize(
+    "case", ["self", "self_seq_first", "causal_weights", "cross_kdim", "key_padding"]
+)
 def test_multihead_attention_double_backward_matches_torch(case):
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
@@ -542,8 +600,9 @@ def test_multihead_attention_double_backward_matches_torch(case):
     results = []
     for lib in (torch, ember):
         lib.manual_seed(0)
-        mha = lib.nn.MultiheadAttention(E, H, batch_first=batch_first, kdim=kdim, vdim=kdim,
-                                        dtype=lib.float64)
+        mha = lib.nn.MultiheadAttention(
+            E, H, batch_first=batch_first, kdim=kdim, vdim=kdim, dtype=lib.float64
+        )
         if state is None:
             state = {k: v.detach().numpy().copy() for k, v in mha.state_dict().items()}
         else:
@@ -560,13 +619,13 @@ def test_multihead_attention_double_backward_matches_torch(case):
             out, w = mha(x, kv, kv, **kwargs)
             return out if w is None else out + w.sum()
 
-        ins = [lib.tensor(x, requires_grad=True)] + \
-              ([lib.tensor(y, requires_grad=True)] if cross else [])
+        ins = [lib.tensor(x, requires_grad=True)] + (
+            [lib.tensor(y, requires_grad=True)] if cross else []
+        )
         with sdpa_kernel(SDPBackend.MATH):
             out = fn(*ins)
-            first = lib.autograd.grad((out ** 2).sum(), ins + params, create_graph=True)
-            penalty = sum((g ** 2).sum() for g in first)
-            results.append([g.detach().numpy() for g in lib.autograd.grad(penalty,
-                                                                           ins + params)])
+            first = lib.autograd.grad((out**2).sum(), ins + params, create_graph=True)
+            penalty = sum((g**2).sum() for g in first)
+            results.append([g.detach().numpy() for g in lib.autograd.grad(penalty, ins + params)])
     for g, w in zip(results[1], results[0]):
         np.testing.assert_allclose(g, w, rtol=1e-8, atol=1e-9)

@@ -79,16 +79,16 @@ def test_long_chain_backprops_without_recursion():
     for _ in range(10_000):
         y = y * 1.0001
     y.backward()
-    assert x.grad.item() == pytest.approx(1.0001 ** 10_000, rel=1e-3)
+    assert x.grad.item() == pytest.approx(1.0001**10_000, rel=1e-3)
 
 
 def test_create_graph_gives_second_derivatives():
     x = leaf(4)
-    y = (x.sin() * x ** 2).sum()
+    y = (x.sin() * x**2).sum()
     (g,) = ember.autograd.grad(y, x, create_graph=True)
     (gg,) = ember.autograd.grad(g.sum(), x)
     xv = x.detach().numpy()
-    expected = -np.sin(xv) * xv ** 2 + 4 * xv * np.cos(xv) + 2 * np.sin(xv)
+    expected = -np.sin(xv) * xv**2 + 4 * xv * np.cos(xv) + 2 * np.sin(xv)
     np.testing.assert_allclose(gg.numpy(), expected, rtol=1e-10)
 
 
@@ -105,7 +105,7 @@ def test_grad_allow_unused_and_error():
 def test_grad_wrt_intermediate():
     x = leaf(3)
     h = x * 3
-    y = (h ** 2).sum()
+    y = (h**2).sum()
     (gh,) = ember.autograd.grad(y, h)
     np.testing.assert_allclose(gh.numpy(), 2 * h.detach().numpy())
 
@@ -306,7 +306,7 @@ def test_next_functions_and_names():
     x = leaf(2)
     y = (x * 2).exp()
     assert y.grad_fn.name() == "ExpBackward0"
-    (fn, _), = y.grad_fn.next_functions
+    ((fn, _),) = y.grad_fn.next_functions
     assert fn.name() == "MulBackward0"
     assert fn.next_functions[0][0].name() == "AccumulateGrad"
 
@@ -334,15 +334,19 @@ def test_functional_against_torch():
     x, tx = ember.tensor(xv), torch.tensor(xv)
 
     def f(a):
-        return (a.sin() * a ** 2)
+        return a.sin() * a**2
 
     def scalar(a):
         return (a.exp() * a).sum()
 
-    np.testing.assert_allclose(F.jacobian(f, x).numpy(),
-                               torch.autograd.functional.jacobian(f, tx).numpy(), rtol=1e-10)
-    np.testing.assert_allclose(F.hessian(scalar, x).numpy(),
-                               torch.autograd.functional.hessian(scalar, tx).numpy(), rtol=1e-10)
+    np.testing.assert_allclose(
+        F.jacobian(f, x).numpy(), torch.autograd.functional.jacobian(f, tx).numpy(), rtol=1e-10
+    )
+    np.testing.assert_allclose(
+        F.hessian(scalar, x).numpy(),
+        torch.autograd.functional.hessian(scalar, tx).numpy(),
+        rtol=1e-10,
+    )
     v = np.array([1.0, 0.5, -2.0])
     _, e_vjp = F.vjp(f, x, ember.tensor(v))
     _, t_vjp = torch.autograd.functional.vjp(f, tx, torch.tensor(v))

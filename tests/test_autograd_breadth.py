@@ -19,7 +19,7 @@ V = np.array([[1.0, -2.0, 0.5], [0.25, 0.0, -1.0]])
 W = np.array([[0.2, -0.1], [0.4, 0.3], [-0.5, 0.6]])
 
 FUNCS = {
-    "elementwise": lambda lib, x: (x.sin() * x).exp() + x ** 2,
+    "elementwise": lambda lib, x: (x.sin() * x).exp() + x**2,
     "matmul_tanh": lambda lib, x: lib.tanh(x @ lib.tensor(W)),
     "softmax_sum": lambda lib, x: (x.softmax(-1) * x).sum(0),
     "reduce_broadcast": lambda lib, x: x / x.norm() + x.mean(1, keepdim=True),
@@ -69,8 +69,11 @@ def test_detect_anomaly_names_the_backward_and_the_forward_stack():
     with ctx:
         y = x.sqrt()  # d sqrt / dx at 0 is inf; times the zero below gives nan
         with pytest.warns(UserWarning, match="Traceback of forward call"):
-            with pytest.raises(RuntimeError, match=r"Function 'SqrtBackward0' returned nan "
-                                                   r"values in its 0th output\."):
+            with pytest.raises(
+                RuntimeError,
+                match=r"Function 'SqrtBackward0' returned nan "
+                r"values in its 0th output\.",
+            ):
                 (y * ember.tensor([0.0, 1.0])).sum().backward()
     x.grad = None
     (x.sqrt() * ember.tensor([0.0, 1.0])).sum().backward()  # off again: nan passes
@@ -129,8 +132,9 @@ def test_saved_tensors_hooks_pack_and_unpack():
         z = (x.sin() * x).sum()
     x.grad = None
     z.backward()
-    np.testing.assert_allclose(x.grad.numpy(), np.cos(X_ref()) * X_ref() + np.sin(X_ref()),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        x.grad.numpy(), np.cos(X_ref()) * X_ref() + np.sin(X_ref()), rtol=1e-6
+    )
     with egraph.disable_saved_tensors_hooks("no hooks here"):
         with pytest.raises(RuntimeError, match="no hooks here"):
             with egraph.saved_tensors_hooks(pack, unpack):

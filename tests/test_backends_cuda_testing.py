@@ -18,8 +18,15 @@ def test_backends_flags_and_availability():
         assert b.cudnn.benchmark and b.cudnn.deterministic
     assert b.cudnn.benchmark == old and not b.cudnn.deterministic
     assert not b.mps.is_available() and not b.mps.is_built()
-    assert b.cpu.get_cpu_capability() in ("AVX512", "AVX2", "SVE256", "NEON", "VSX", "ZVECTOR",
-                                          "DEFAULT")
+    assert b.cpu.get_cpu_capability() in (
+        "AVX512",
+        "AVX2",
+        "SVE256",
+        "NEON",
+        "VSX",
+        "ZVECTOR",
+        "DEFAULT",
+    )
     assert b.quantized.engine in b.quantized.supported_engines
     assert b.mha.get_fastpath_enabled()
     b.mha.set_fastpath_enabled(False)
@@ -40,8 +47,22 @@ def test_backends_cuda_sdp_toggles():
 
 def test_backends_module_names_match_torch():
     torch = pytest.importorskip("torch")
-    for name in ("cpu", "cuda", "cudnn", "mps", "mkl", "mkldnn", "openmp", "opt_einsum",
-                 "nnpack", "mha", "miopen", "cusparselt", "kleidiai", "quantized"):
+    for name in (
+        "cpu",
+        "cuda",
+        "cudnn",
+        "mps",
+        "mkl",
+        "mkldnn",
+        "openmp",
+        "opt_einsum",
+        "nnpack",
+        "mha",
+        "miopen",
+        "cusparselt",
+        "kleidiai",
+        "quantized",
+    ):
         assert hasattr(ember.backends, name) and hasattr(torch.backends, name)
     assert ember.backends.cudnn.enabled == torch.backends.cudnn.enabled
 
@@ -66,14 +87,23 @@ def test_cuda_queries_answer_like_torch_cpu_build():
 
 
 @no_cuda
-@pytest.mark.parametrize("call,error", [
-    ("current_device()", AssertionError), ("synchronize()", AssertionError),
-    ("mem_get_info()", AssertionError), ("get_device_name()", AssertionError),
-    ("get_device_capability()", AssertionError), ("get_device_properties(0)", AssertionError),
-    ("current_stream()", AssertionError), ("get_rng_state()", AssertionError),
-    ("initial_seed()", AssertionError), ("init()", AssertionError),
-    ("Stream()", RuntimeError), ("Event()", RuntimeError),
-])
+@pytest.mark.parametrize(
+    "call,error",
+    [
+        ("current_device()", AssertionError),
+        ("synchronize()", AssertionError),
+        ("mem_get_info()", AssertionError),
+        ("get_device_name()", AssertionError),
+        ("get_device_capability()", AssertionError),
+        ("get_device_properties(0)", AssertionError),
+        ("current_stream()", AssertionError),
+        ("get_rng_state()", AssertionError),
+        ("initial_seed()", AssertionError),
+        ("init()", AssertionError),
+        ("Stream()", RuntimeError),
+        ("Event()", RuntimeError),
+    ],
+)
 def test_cuda_errors_where_torch_cpu_build_raises(call, error):
     torch = pytest.importorskip("torch")
     with pytest.raises(error):
@@ -96,20 +126,31 @@ def _message(fn, *args, **kwargs):
     return str(info.value)
 
 
-@pytest.mark.parametrize("case", [
-    ([1.0, 2.0, 3.0], [1.0, 2.5, 3.0], "float32", {}),
-    ([1, 2, 3], [1, 4, 3], "int64", {}),
-    ([[1.0, 2.0], [3.0, 4.0]], [[1.0, 2.0], [3.0, 5.0]], "float32", {}),
-    (1.0, 1.5, "float32", {}),
-    ([0.0, 1.0], [0.5, 1.0], "float64", {"rtol": 0.1, "atol": 0.1}),
-])
+@pytest.mark.parametrize(
+    "case",
+    [
+        ([1.0, 2.0, 3.0], [1.0, 2.5, 3.0], "float32", {}),
+        ([1, 2, 3], [1, 4, 3], "int64", {}),
+        ([[1.0, 2.0], [3.0, 4.0]], [[1.0, 2.0], [3.0, 5.0]], "float32", {}),
+        (1.0, 1.5, "float32", {}),
+        ([0.0, 1.0], [0.5, 1.0], "float64", {"rtol": 0.1, "atol": 0.1}),
+    ],
+)
 def test_assert_close_messages_match_torch(case):
     torch = pytest.importorskip("torch")
     a, b, dt, kw = case
-    ours = _message(assert_close, ember.tensor(a, dtype=getattr(ember, dt)),
-                    ember.tensor(b, dtype=getattr(ember, dt)), **kw)
-    theirs = _message(torch.testing.assert_close, torch.tensor(a, dtype=getattr(torch, dt)),
-                      torch.tensor(b, dtype=getattr(torch, dt)), **kw)
+    ours = _message(
+        assert_close,
+        ember.tensor(a, dtype=getattr(ember, dt)),
+        ember.tensor(b, dtype=getattr(ember, dt)),
+        **kw,
+    )
+    theirs = _message(
+        torch.testing.assert_close,
+        torch.tensor(a, dtype=getattr(torch, dt)),
+        torch.tensor(b, dtype=getattr(torch, dt)),
+        **kw,
+    )
     assert ours == theirs
 
 

@@ -24,8 +24,23 @@ def kernels():
 
 def test_quick_sweep_tables(kernels, tmp_path, capsys):
     out = tmp_path / "sweep.json"
-    kernels.main(["--quick", "--family", "conv,norm", "--threads", "1", "--only", "1",
-                  "--repeat", "1", "--min-time", "0.002", "--json", str(out)])
+    kernels.main(
+        [
+            "--quick",
+            "--family",
+            "conv,norm",
+            "--threads",
+            "1",
+            "--only",
+            "1",
+            "--repeat",
+            "1",
+            "--min-time",
+            "0.002",
+            "--json",
+            str(out),
+        ]
+    )
     text = capsys.readouterr().out
     res = json.loads(out.read_text())
     assert set(res) == {"conv", "norm"}
@@ -55,8 +70,10 @@ def test_cases_build_the_same_problem_for_both(kernels):
 
     for fam, cases in kernels.FAMILIES.items():
         assert any(q for _, q in cases), fam
-    extra = [kernels.FAMILIES["attention"][-1][0],  # a bool mask input
-             kernels.norm_case("layer", (4, 8), affine=False)]  # absent optional inputs
+    extra = [
+        kernels.FAMILIES["attention"][-1][0],  # a bool mask input
+        kernels.norm_case("layer", (4, 8), affine=False),
+    ]  # absent optional inputs
     for _name, build in extra:
         res = []
         for lib in (ember, torch):

@@ -32,11 +32,14 @@ def bench():
         sys.path.remove(str(_DIR))
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--ray-data", "--costs", "-1"], "must be >= 0"),
-    (["--ray-data", "--samples", "64", "--batch-size", "64"], "less than one batch"),
-    (["--ray-data", "--trainer-workers", "0"], "must be >= 1"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--ray-data", "--costs", "-1"], "must be >= 0"),
+        (["--ray-data", "--samples", "64", "--batch-size", "64"], "less than one batch"),
+        (["--ray-data", "--trainer-workers", "0"], "must be >= 1"),
+    ],
+)
 def test_bad_arguments_name_what_is_wrong(bench, argv, message, capsys):
     with pytest.raises(SystemExit):
         bench.main(argv)
@@ -46,8 +49,9 @@ def test_bad_arguments_name_what_is_wrong(bench, argv, message, capsys):
 def test_transform_cost_scales_and_batches_match_samples(bench):
     img = bench.make_images(1, 8)[0]
     assert bench.costly_transform(img, 0).shape == (3, 8, 8)
-    np.testing.assert_allclose(bench.costly_transform(img, 0),
-                               img.transpose(2, 0, 1).astype(np.float32) / 255.0)
+    np.testing.assert_allclose(
+        bench.costly_transform(img, 0), img.transpose(2, 0, 1).astype(np.float32) / 255.0
+    )
     # The Ray Data batch function and the DataLoader dataset run the same per-sample code.
     images, labels = bench.make_images(3, 8), np.arange(3)
     batch = bench.transform_batch({"image": images, "y": labels}, cost=2)
@@ -60,19 +64,39 @@ def test_transform_cost_scales_and_batches_match_samples(bench):
 @pytest.mark.full
 def test_smallest_run_table_shape(bench, capsys, ray_session):
     pytest.importorskip("ray.data")
-    rows = bench.main(["--ray-data", "--costs", "0", "1", "--samples", "64", "--batch-size",
-                       "16", "--workers", "0", "1"])
+    rows = bench.main(
+        [
+            "--ray-data",
+            "--costs",
+            "0",
+            "1",
+            "--samples",
+            "64",
+            "--batch-size",
+            "16",
+            "--workers",
+            "0",
+            "1",
+        ]
+    )
     text = capsys.readouterr().out
     assert [(r["cost"], r["feed"]) for r in rows] == [
-        (c, f) for c in (0, 1) for f in ("DataLoader(0)", "DataLoader(1)", "Ray Data")]
+        (c, f) for c in (0, 1) for f in ("DataLoader(0)", "DataLoader(1)", "Ray Data")
+    ]
     for r in rows:
         assert r["samples_per_s"] > 0 and math.isfinite(r["samples_per_s"])
         assert r["transform_ms"] > 0
-        best = max(q["samples_per_s"] for q in rows
-                   if q["cost"] == r["cost"] and q["feed"] != "Ray Data")
+        best = max(
+            q["samples_per_s"] for q in rows if q["cost"] == r["cost"] and q["feed"] != "Ray Data"
+        )
         assert r["vs_dataloader"] == pytest.approx(r["samples_per_s"] / best)
     lines = [ln for ln in text.splitlines() if ln.startswith("| ")]
     assert [c.strip() for c in lines[0].split("|")[1:-1]] == [
-        "cost", "transform ms/sample", "feed", "samples/s", "vs best DataLoader"]
+        "cost",
+        "transform ms/sample",
+        "feed",
+        "samples/s",
+        "vs best DataLoader",
+    ]
     assert len(lines) == 1 + len(rows)
     assert "into 2 Trainer workers" in text

@@ -33,30 +33,43 @@ def collectives():
 
 
 BAD = [
-    (["benchmarks/collectives.py", "--ops", "all_reducee"],
-     "argument --ops: invalid choice: 'all_reducee' (choose from allreduce, all_gather, "
-     "reduce_scatter, broadcast; comma-separated, or all)"),
-    (["benchmarks/collectives.py", "--impls", "ember,nccl"],
-     "argument --impls: invalid choice: 'nccl' (choose from ember, ember-socket, "
-     "ember-grpcstream, gloo; comma-separated, or all)"),
-    (["benchmarks/collectives.py", "--min-size", "1M", "--max-size", "4K"],
-     "--min-size (1 MiB) is larger than --max-size (4 KiB)"),
-    (["benchmarks/collectives.py", "--max-size", "lots"],
-     "argument --max-size: expected a size in bytes such as 4096, 4K, 64M or 1G, got 'lots'"),
-    (["benchmarks/serve.py", "--models", "mlp,bert"],
-     "argument --models: invalid choice: 'bert' (choose from mlp, gpt; comma-separated, or all)"),
+    (
+        ["benchmarks/collectives.py", "--ops", "all_reducee"],
+        "argument --ops: invalid choice: 'all_reducee' (choose from allreduce, all_gather, "
+        "reduce_scatter, broadcast; comma-separated, or all)",
+    ),
+    (
+        ["benchmarks/collectives.py", "--impls", "ember,nccl"],
+        "argument --impls: invalid choice: 'nccl' (choose from ember, ember-socket, "
+        "ember-grpcstream, gloo; comma-separated, or all)",
+    ),
+    (
+        ["benchmarks/collectives.py", "--min-size", "1M", "--max-size", "4K"],
+        "--min-size (1 MiB) is larger than --max-size (4 KiB)",
+    ),
+    (
+        ["benchmarks/collectives.py", "--max-size", "lots"],
+        "argument --max-size: expected a size in bytes such as 4096, 4K, 64M or 1G, got 'lots'",
+    ),
+    (
+        ["benchmarks/serve.py", "--models", "mlp,bert"],
+        "argument --models: invalid choice: 'bert' (choose from mlp, gpt; comma-separated, or all)",
+    ),
     (["benchmarks/sharding.py", "--ranks", "1"], "argument --ranks: must be >= 2, got 1"),
     (["benchmarks/ddp_scaling.py", "--steps", "0"], "argument --steps: must be >= 1, got 0"),
     (["examples/ddp_digits.py", "--workers", "0"], "argument --workers: must be > 0, got 0"),
-    (["examples/export/predict.py", "missing.ember_export", "x.npy"],
-     "MODEL: file not found: missing.ember_export"),
+    (
+        ["examples/export/predict.py", "missing.ember_export", "x.npy"],
+        "MODEL: file not found: missing.ember_export",
+    ),
 ]
 
 
 @pytest.mark.parametrize("argv,message", BAD, ids=[" ".join(a) for a, _ in BAD])
 def test_bad_argument_is_one_line(argv, message):
-    r = subprocess.run([sys.executable, *argv], cwd=REPO, capture_output=True, text=True,
-                       timeout=120)
+    r = subprocess.run(
+        [sys.executable, *argv], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
     assert r.returncode == 2, r.stderr
     assert "Traceback" not in r.stderr
     errors = [line for line in r.stderr.splitlines() if ": error: " in line]
@@ -68,8 +81,14 @@ def test_bad_argument_is_one_line(argv, message):
 
 def test_collectives_help_lists_choices():
     env = {**os.environ, "COLUMNS": "200"}  # no wrapping inside a name
-    r = subprocess.run([sys.executable, "benchmarks/collectives.py", "--help"], cwd=REPO,
-                       capture_output=True, text=True, timeout=60, env=env)
+    r = subprocess.run(
+        [sys.executable, "benchmarks/collectives.py", "--help"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
     assert r.returncode == 0
     text = " ".join(r.stdout.split())
     assert "allreduce, all_gather, reduce_scatter, broadcast" in text
@@ -77,9 +96,14 @@ def test_collectives_help_lists_choices():
 
 
 # torch.distributed's function names for the ops, and ember's (NCCL-tests') names
-TORCH_SPELLINGS = [("all_reduce", "allreduce"), ("all_gather", "all_gather"),
-                   ("all_gather_into_tensor", "all_gather"), ("reduce_scatter", "reduce_scatter"),
-                   ("reduce_scatter_tensor", "reduce_scatter"), ("broadcast", "broadcast")]
+TORCH_SPELLINGS = [
+    ("all_reduce", "allreduce"),
+    ("all_gather", "all_gather"),
+    ("all_gather_into_tensor", "all_gather"),
+    ("reduce_scatter", "reduce_scatter"),
+    ("reduce_scatter_tensor", "reduce_scatter"),
+    ("broadcast", "broadcast"),
+]
 
 
 @pytest.mark.parametrize("torch_name,ours", TORCH_SPELLINGS)
@@ -103,8 +127,10 @@ def test_collectives_op_lists(collectives):
         assert collectives.busbw(op, 1 << 20, 1e-3, 2) > 0
 
 
-@pytest.mark.parametrize("text,expected", [("4096", 4096), ("4K", 4096), ("4KiB", 4096),
-                                           ("1.5M", 3 << 19), ("1g", 1 << 30)])
+@pytest.mark.parametrize(
+    "text,expected",
+    [("4096", 4096), ("4K", 4096), ("4KiB", 4096), ("1.5M", 3 << 19), ("1g", 1 << 30)],
+)
 def test_parse_size(collectives, text, expected):
     assert collectives.parse_size(text) == expected
 
@@ -119,9 +145,12 @@ def test_number_types(collectives):
     c = _load(BENCH / "_common.py", "_bench_common")
     assert c.positive_int("3") == 3 and c.int_at_least(2)("2") == 2
     assert c.positive_float("0.5") == 0.5
-    for fn, bad, msg in ((c.positive_int, "0", "must be >= 1"), (c.positive_int, "1.5",
-                         "expected an integer"), (c.positive_float, "nan", "positive number"),
-                         (c.positive_float, "-1", "positive number")):
+    for fn, bad, msg in (
+        (c.positive_int, "0", "must be >= 1"),
+        (c.positive_int, "1.5", "expected an integer"),
+        (c.positive_float, "nan", "positive number"),
+        (c.positive_float, "-1", "positive number"),
+    ):
         with pytest.raises(argparse.ArgumentTypeError, match=msg):
             fn(bad)
 
@@ -131,6 +160,11 @@ def test_docs_error_line_is_what_users_see():
     doc = (REPO / "docs" / "launcher.md").read_text()
     cmd_line = next(line for line in doc.splitlines() if line.startswith("$ python benchmarks/"))
     shown = doc.splitlines()[doc.splitlines().index(cmd_line) + 1]
-    r = subprocess.run([sys.executable, *cmd_line.split()[2:]], cwd=REPO, capture_output=True,
-                       text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, *cmd_line.split()[2:]],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 2 and r.stderr.splitlines()[-1] == shown

@@ -34,14 +34,24 @@ def _problems(raw, path="bad.yaml") -> list:
 
 
 def _ember(*args, cwd=ROOT):
-    return subprocess.run([sys.executable, "-m", "ember.launcher.cli", *args],
-                          capture_output=True, text=True, cwd=cwd, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "ember.launcher.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=120,
+    )
 
 
 def test_the_expected_configs_ship():
     names = {os.path.basename(p) for p in CONFIGS}
-    assert {"local.yaml", "local-multinode.yaml", "aws-gpu.yaml", "gcp-gpu.yaml",
-            "kuberay-raycluster.yaml"} <= names
+    assert {
+        "local.yaml",
+        "local-multinode.yaml",
+        "aws-gpu.yaml",
+        "gcp-gpu.yaml",
+        "kuberay-raycluster.yaml",
+    } <= names
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=os.path.basename)
@@ -64,6 +74,7 @@ def test_config_kinds_and_launchers():
 
 # ---------------------------------------------------------------- Ray's keys
 
+
 def test_unknown_top_level_key_names_key_and_suggests():
     raw = _raw("aws-gpu.yaml")
     raw["max_worker"] = 3
@@ -84,16 +95,18 @@ def test_nested_keys_are_checked_with_rays_schema():
     raw["available_node_types"]["gpu_worker"]["resourcse"] = {}
     raw["auth"]["ssh_usr"] = "me"
     problems = dict(_problems(raw))
-    assert problems["available_node_types.gpu_worker.resourcse"].startswith("unknown key (did "
-                                                                            "you mean 'resources'")
+    assert problems["available_node_types.gpu_worker.resourcse"].startswith(
+        "unknown key (did you mean 'resources'"
+    )
     assert "ssh_user" in problems["auth.ssh_usr"]
 
 
 def test_provider_keys_of_builtin_providers():
     raw = _raw("gcp-gpu.yaml")
     raw["provider"]["regoin"] = "us-central1"
-    assert _problems(raw) == [("provider.regoin", "unknown key for the 'gcp' provider (did you "
-                                                  "mean 'region'?)")]
+    assert _problems(raw) == [
+        ("provider.regoin", "unknown key for the 'gcp' provider (did you mean 'region'?)")
+    ]
 
 
 def test_negative_resources_and_bad_worker_counts():
@@ -103,15 +116,17 @@ def test_negative_resources_and_bad_worker_counts():
     raw = _raw("aws-gpu.yaml")
     raw["available_node_types"]["gpu_worker"]["min_workers"] = 6
     problems = dict(_problems(raw))
-    assert "min_workers=6 is larger than max_workers=4" in problems[
-        "available_node_types.gpu_worker.min_workers"]
+    assert (
+        "min_workers=6 is larger than max_workers=4"
+        in problems["available_node_types.gpu_worker.min_workers"]
+    )
     assert "smaller than the sum" in problems["max_workers"]
 
 
 def test_head_node_type_must_exist():
     raw = _raw("aws-gpu.yaml")
     raw["head_node_type"] = "hed"
-    (key, reason), = _problems(raw)
+    ((key, reason),) = _problems(raw)
     assert key == "head_node_type" and "did you mean 'head'" in reason
 
 
@@ -122,6 +137,7 @@ def test_missing_required_keys():
 
 
 # ---------------------------------------------------------------- the ember section
+
 
 def test_ember_section_unknown_keys_and_choices_all_reported():
     raw = _raw("aws-gpu.yaml")
@@ -146,16 +162,17 @@ def test_ember_numbers_are_range_checked():
 def test_cloud_provider_cannot_use_embers_launcher():
     raw = _raw("aws-gpu.yaml")
     raw["ember"]["launcher"] = "ember"
-    (key, reason), = _problems(raw)
+    ((key, reason),) = _problems(raw)
     assert key == "ember.launcher" and "must be 'ray'" in reason
 
 
 # ---------------------------------------------------------------- impossible resources
 
+
 def test_more_workers_per_node_than_any_node_type_fits():
     raw = _raw("aws-gpu.yaml")
     raw["ember"]["workers_per_node"] = 4  # 4 x (4 CPU, 1 GPU); g5.xlarge offers 4 CPU, 1 GPU
-    (key, reason), = _problems(raw)
+    ((key, reason),) = _problems(raw)
     assert key == "ember.workers_per_node"
     assert "16 CPU, 4 GPU per node" in reason and "4 CPU, 1 GPU" in reason
 
@@ -163,7 +180,7 @@ def test_more_workers_per_node_than_any_node_type_fits():
 def test_local_host_too_small_for_workers_per_node():
     raw = _raw("local-multinode.yaml")
     raw["ember"]["hosts"]["192.168.10.1"]["num_cpus"] = 3  # 2 workers x 2 CPUs need 4
-    (key, reason), = _problems(raw)
+    ((key, reason),) = _problems(raw)
     assert key == "ember.hosts.192.168.10.1"
     assert "offers 3 CPU" in reason and "need 4 CPU per node" in reason
 
@@ -179,11 +196,12 @@ def test_gpus_requested_where_nodes_have_none():
 def test_kuberay_group_too_small():
     raw = _raw("kuberay-raycluster.yaml")
     raw["metadata"]["annotations"]["ember.dev/gpus-per-worker"] = "2"
-    (key, reason), = _problems(raw)
+    ((key, reason),) = _problems(raw)
     assert key == "ember.workers_per_node" and "2 GPU per node" in reason
 
 
 # ---------------------------------------------------------------- the local provider
+
 
 def test_local_provider_host_list_checks():
     raw = _raw("local-multinode.yaml")
@@ -215,6 +233,7 @@ def test_temp_dir_too_long_for_rays_sockets():
 
 # ---------------------------------------------------------------- KubeRay manifests
 
+
 def test_kuberay_manifest_checks():
     raw = _raw("kuberay-raycluster.yaml")
     raw["spec"]["workerGroupSpecs"][0]["replicas"] = 7
@@ -222,14 +241,14 @@ def test_kuberay_manifest_checks():
     raw["spec"]["workerGroupSpec"] = []
     raw["metadata"]["annotations"]["ember.dev/backnd"] = "grpc"
     problems = dict(_problems(raw))
-    assert "outside [minReplicas=0, maxReplicas=4]" in problems[
-        "spec.workerGroupSpecs[0].replicas"]
+    assert "outside [minReplicas=0, maxReplicas=4]" in problems["spec.workerGroupSpecs[0].replicas"]
     assert "must be a string" in problems["spec.headGroupSpec.rayStartParams.num-cpus"]
     assert "did you mean 'workerGroupSpecs'" in problems["spec.workerGroupSpec"]
     assert "did you mean 'backend'" in problems["metadata.annotations.ember.dev/backnd"]
 
 
 # ---------------------------------------------------------------- files and the CLI
+
 
 def test_file_problems(tmp_path):
     with pytest.raises(ConfigError, match="file not found"):
@@ -247,8 +266,12 @@ def test_cli_rejects_a_bad_config_before_starting_anything(tmp_path):
     raw["ember"]["workers_per_nod"] = 2
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(raw))
-    for args in (["up", str(bad)], ["down", str(bad)], ["status", str(bad)],
-                 ["launch", "--cluster", str(bad), "x.py"]):
+    for args in (
+        ["up", str(bad)],
+        ["down", str(bad)],
+        ["status", str(bad)],
+        ["launch", "--cluster", str(bad), "x.py"],
+    ):
         r = _ember(*args)
         assert r.returncode == 2, (args, r.stderr)
         assert f"{bad}: ember.workers_per_nod: unknown key" in r.stderr
@@ -262,18 +285,27 @@ def test_cli_dry_run_shows_the_plan_for_every_shipped_config():
     r = _ember("up", "--dry-run", "cluster_configs/local-multinode.yaml")
     assert "worker 192.168.10.3 (ssh)" in r.stdout
     assert "--address=192.168.10.1:6379" in r.stdout
-    assert "kubectl apply -f" in _ember("up", "--dry-run",
-                                        "cluster_configs/kuberay-raycluster.yaml").stdout
+    assert (
+        "kubectl apply -f"
+        in _ember("up", "--dry-run", "cluster_configs/kuberay-raycluster.yaml").stdout
+    )
 
 
 def test_launch_refuses_more_nodes_than_the_cluster_has():
-    r = _ember("launch", "--cluster", "cluster_configs/local-multinode.yaml", "--nnodes", "4",
-               "examples/quickstart.py")
+    r = _ember(
+        "launch",
+        "--cluster",
+        "cluster_configs/local-multinode.yaml",
+        "--nnodes",
+        "4",
+        "examples/quickstart.py",
+    )
     assert r.returncode != 0
     assert "--nnodes 4 but the cluster" in r.stderr and "at most 3 node(s)" in r.stderr
 
 
 # ---------------------------------------------------------------- hosts, commands, tokens
+
 
 def test_ray_start_commands_for_head_and_workers():
     steps = plan(load(os.path.join(ROOT, "cluster_configs", "local-multinode.yaml")))
@@ -281,8 +313,10 @@ def test_ray_start_commands_for_head_and_workers():
     assert head.role == "head" and head.ip == "192.168.10.1" and head.ssh
     assert head_setup and "import ember" in head_setup[0]
     assert "--head" in head_cmd and "--dashboard-host=192.168.10.1" in head_cmd
-    assert "--num-cpus=4" in head_cmd and "--temp-dir=/tmp/ember-ray/multinode-192.168.10.1" in \
-        head_cmd
+    assert (
+        "--num-cpus=4" in head_cmd
+        and "--temp-dir=/tmp/ember-ray/multinode-192.168.10.1" in head_cmd
+    )
     assert "--address=192.168.10.1:6379" in worker_cmd and "--num-cpus=8" in worker_cmd
     assert worker.temp_dir != head.temp_dir
 
@@ -293,7 +327,7 @@ def test_how_hosts_are_reached():
     argv = ssh_argv("10.0.0.5", {"ssh_user": "ubuntu", "ssh_private_key": "~/.ssh/k"})
     assert argv[-1] == "ubuntu@10.0.0.5" and os.path.expanduser("~/.ssh/k") in argv
     host = Host("10.0.0.5", "worker", "/tmp/t", ssh=argv, env={"A": "1 2"})
-    remote = host.argv(["ray", "start", "--resources={\"x\": 1}"])
+    remote = host.argv(["ray", "start", '--resources={"x": 1}'])
     assert remote[:-1] == argv and remote[-1] == "env 'A=1 2' ray start '--resources={\"x\": 1}'"
     local = Host("10.78.0.1", "head", "/tmp/t", prefix=["ip", "netns", "exec", "ns"])
     assert local.argv(["ray", "start"]) == ["ip", "netns", "exec", "ns", "ray", "start"]
@@ -311,8 +345,10 @@ def test_token_handling(tmp_path, monkeypatch):
     assert len(token) == 64 and token_file.read_text() == token
     assert oct(token_file.stat().st_mode & 0o777) == "0o600"
     assert auth.ensure_local_token(settings) == token  # kept, not regenerated
-    assert auth.ray_auth_env(settings) == {"RAY_AUTH_MODE": "token",
-                                           "RAY_AUTH_TOKEN_PATH": str(token_file)}
+    assert auth.ray_auth_env(settings) == {
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN_PATH": str(token_file),
+    }
     assert auth.job_env(settings) == {"EMBER_BACKEND": "auto"}
     settings["token"]["job"] = "env"
     monkeypatch.delenv("EMBER_TOKEN", raising=False)

@@ -19,8 +19,14 @@ def _mlp(p=0.1):
 
 
 def _cnn():
-    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
-                         nn.MaxPool2d(2), nn.Flatten(), nn.Linear(4 * 4 * 4, 3))
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(4 * 4 * 4, 3),
+    )
 
 
 class _LSTMNet(nn.Module):
@@ -76,20 +82,24 @@ def test_decorator_forms_and_optimized_module():
     m = _mlp()
     cm = ember.compile(m)
     assert type(cm).__name__ == "OptimizedModule" and cm._orig_mod is m
-    tm = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.ReLU(), torch.nn.Dropout(0.1),
-                             torch.nn.Linear(16, 3))
+    tm = torch.nn.Sequential(
+        torch.nn.Linear(6, 16), torch.nn.ReLU(), torch.nn.Dropout(0.1), torch.nn.Linear(16, 3)
+    )
     assert list(cm.state_dict()) == list(torch.compile(tm).state_dict())
     m.note = "kept"
     assert cm.note == "kept" and cm.training  # attributes read through to the original
     assert ember.compile(m, disable=True) is m
 
 
-@pytest.mark.parametrize("kwargs, err, msg", [
-    ({"backend": "tvm"}, ValueError, "unknown backend 'tvm'"),
-    ({"mode": "fast"}, RuntimeError, "Unrecognized mode='fast'"),
-    ({"mode": "max-autotune", "options": {}}, RuntimeError, "Either mode or options"),
-    ({"dynamic": "yes"}, TypeError, "dynamic must be None, True or False"),
-])
+@pytest.mark.parametrize(
+    "kwargs, err, msg",
+    [
+        ({"backend": "tvm"}, ValueError, "unknown backend 'tvm'"),
+        ({"mode": "fast"}, RuntimeError, "Unrecognized mode='fast'"),
+        ({"mode": "max-autotune", "options": {}}, RuntimeError, "Either mode or options"),
+        ({"dynamic": "yes"}, TypeError, "dynamic must be None, True or False"),
+    ],
+)
 def test_bad_arguments(kwargs, err, msg):
     with pytest.raises(err, match=re.escape(msg)):
         ember.compile(_mlp(), **kwargs)
@@ -137,8 +147,9 @@ def test_matches_torch_with_copied_weights():
     tm(tx).tanh().sum().backward()
     np.testing.assert_allclose(ex.grad.numpy(), tx.grad.numpy(), rtol=1e-12, atol=1e-12)
     with ember.no_grad():  # the inference plan (activations in place) gives the same values
-        np.testing.assert_allclose(cm(ember.tensor(x)).numpy(), tm(tx).detach().numpy(),
-                                   rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(
+            cm(ember.tensor(x)).numpy(), tm(tx).detach().numpy(), rtol=1e-12, atol=1e-12
+        )
     assert "inplace=True" in cm._compiled.entries[-1].source
 
 
@@ -148,7 +159,7 @@ def test_adam_training_matches_eager(name):
     model = model.double()
     twin = copy.deepcopy(model)
     cm = ember.compile(twin)
-    y = ember.tensor([0, 1, 2, 0, 1][:x.shape[0]])
+    y = ember.tensor([0, 1, 2, 0, 1][: x.shape[0]])
     opts = [ember.optim.Adam(m.parameters(), lr=1e-2) for m in (model, twin)]
     for step in range(4):
         for fwd, opt in zip((model, cm), opts):
@@ -230,12 +241,15 @@ def _to_numpy(x):
     return ember.tensor(x.numpy() + 1)
 
 
-@pytest.mark.parametrize("fn, reason, line", [
-    (_branchy, "cannot be used as inputs to control flow", "if x.sum() > 0:"),
-    (_item, "Tensor.item()", "return x * x.max().item()"),
-    (_printing, "print()", 'print("value")'),
-    (_to_numpy, "numpy()", "return ember.tensor(x.numpy() + 1)"),
-])
+@pytest.mark.parametrize(
+    "fn, reason, line",
+    [
+        (_branchy, "cannot be used as inputs to control flow", "if x.sum() > 0:"),
+        (_item, "Tensor.item()", "return x * x.max().item()"),
+        (_printing, "print()", 'print("value")'),
+        (_to_numpy, "numpy()", "return ember.tensor(x.numpy() + 1)"),
+    ],
+)
 def test_graph_breaks_fall_back_and_are_explained(fn, reason, line, capsys):
     x = ember.randn(4)
     expected = fn(x).numpy()
@@ -253,8 +267,10 @@ def test_graph_breaks_fall_back_and_are_explained(fn, reason, line, capsys):
 def test_explain_counts_a_captured_graph():
     report = ember._dynamo.explain(lambda x: F.relu(x @ x.T).sum(dim=0))(ember.randn(3, 3))
     assert (report.graph_count, report.graph_break_count, report.op_count) == (1, 0, 4)
-    assert report.ops_per_graph[0][0] == "builtins.getattr" and "ember.nn.functional.relu" in \
-        report.ops_per_graph[0]
+    assert (
+        report.ops_per_graph[0][0] == "builtins.getattr"
+        and "ember.nn.functional.relu" in report.ops_per_graph[0]
+    )
     assert "Graph Count: 1" in str(report)
 
 

@@ -25,8 +25,10 @@ def _inputs(cin=32, cout=40, hw=6, bias=True, seed=0):
     return x, w, b
 
 
-@pytest.mark.parametrize("padding, bias, relu", [(1, True, True), ("same", False, True),
-                                                 ((1, 1), True, False), (0, True, True)])
+@pytest.mark.parametrize(
+    "padding, bias, relu",
+    [(1, True, True), ("same", False, True), ((1, 1), True, False), (0, True, True)],
+)
 def test_fused_equals_eager(padding, bias, relu):
     hw = 6 if padding != 0 else 8
     x, w, b = _inputs(hw=hw, bias=bias)
@@ -49,8 +51,9 @@ def test_fused_matches_torch_float32():
     x32, w32, b32 = (t.detach().float().requires_grad_() for t in (x, w, b))
     out = conv2d_pool_relu(x32, w32, b32, 1, 1, 1, 1, True)
     tx, tw, tb = (torch.tensor(t.detach().numpy(), requires_grad=True) for t in (x32, w32, b32))
-    tout = torch.relu(torch.nn.functional.max_pool2d(torch.nn.functional.conv2d(tx, tw, tb, 1, 1),
-                                                     2))
+    tout = torch.relu(
+        torch.nn.functional.max_pool2d(torch.nn.functional.conv2d(tx, tw, tb, 1, 1), 2)
+    )
     np.testing.assert_allclose(out.detach().numpy(), tout.detach().numpy(), rtol=1e-4, atol=1e-4)
     g = np.random.default_rng(1).standard_normal(tout.shape).astype(np.float32)
     got = _grads(out, (x32, w32, b32), ember.tensor(g))
@@ -72,8 +75,10 @@ def test_nan_routes_like_eager():
         np.testing.assert_allclose(a, e, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("cin, hw, stride, dtype", [(4, 6, 1, None), (32, 7, 1, None),
-                                                    (32, 8, 2, None), (32, 6, 1, "float16")])
+@pytest.mark.parametrize(
+    "cin, hw, stride, dtype",
+    [(4, 6, 1, None), (32, 7, 1, None), (32, 8, 2, None), (32, 6, 1, "float16")],
+)
 def test_uncovered_calls_run_eagerly(cin, hw, stride, dtype):
     x, w, b = _inputs(cin=cin, hw=hw)
     if dtype is not None:  # eager pools rounded values (other ties): not fused
@@ -89,9 +94,16 @@ def test_rewrite_on_the_cnn_workload_and_training_matches_eager():
 
     def train(compiled):
         ember.manual_seed(3)
-        model = nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                              nn.Conv2d(32, 48, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                              nn.Flatten(), nn.Linear(48 * 16, 5)).double()
+        model = nn.Sequential(
+            nn.Conv2d(1, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 48, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(48 * 16, 5),
+        ).double()
         opt = ember.optim.Adam(model.parameters(), lr=1e-2)
         f = ember.compile(model) if compiled else model
         x, y = ember.randn(4, 1, 16, 16, dtype=ember.float64), ember.randint(0, 5, (4,))

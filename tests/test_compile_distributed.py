@@ -24,8 +24,15 @@ def _data():
 
 
 def _model(nn):
-    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                         nn.Flatten(), nn.Linear(64, 16), nn.Tanh(), nn.Linear(16, 3))
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(64, 16),
+        nn.Tanh(),
+        nn.Linear(16, 3),
+    )
 
 
 def _wrap(ember, mode, model):
@@ -68,12 +75,20 @@ def _train(rank, mode, kind):
         out.append(float(loss))
         grads += [p.grad.numpy().copy() for p in net.parameters()]
         opt.step()
-    explained = ember._dynamo.explain(net)(ember.tensor(x[0, lo:hi])).graph_count \
-        if mode.startswith("compiled_") else 1  # explain reports the wrapped module's graph
+    explained = (
+        ember._dynamo.explain(net)(ember.tensor(x[0, lo:hi])).graph_count
+        if mode.startswith("compiled_")
+        else 1
+    )  # explain reports the wrapped module's graph
     compiled = [m for m in net.modules() if hasattr(m, "_compiled")]
     graphs = sum(1 for m in compiled for e in m._compiled.entries if e.fn is not None)
-    return {"loss": out, "grads": grads, "explained": explained, "fired": len(fired),
-            "graphs": graphs}
+    return {
+        "loss": out,
+        "grads": grads,
+        "explained": explained,
+        "fired": len(fired),
+        "graphs": graphs,
+    }
 
 
 def _rank(rank):
@@ -81,8 +96,10 @@ def _rank(rank):
 
     dist.init_process_group("gloo")
     try:  # one spawn for both: the processes' start and import are most of the time
-        return {kind: {m: _train(rank, m, kind) for m in modes}
-                for kind, modes in (("ddp", DDP_MODES), ("fsdp", FSDP_MODES))}
+        return {
+            kind: {m: _train(rank, m, kind) for m in modes}
+            for kind, modes in (("ddp", DDP_MODES), ("fsdp", FSDP_MODES))
+        }
     finally:
         dist.destroy_process_group()
 

@@ -12,8 +12,7 @@ from ember._compile._fuse_rnn import _sum_rows_by_id, embedding_lstm
 
 
 class CharLSTM(ember.nn.Module):
-    def __init__(self, vocab=11, emb=6, hidden=5, batch_first=True, padding_idx=None,
-                 num_layers=1):
+    def __init__(self, vocab=11, emb=6, hidden=5, batch_first=True, padding_idx=None, num_layers=1):
         super().__init__()
         self.emb = ember.nn.Embedding(vocab, emb, padding_idx=padding_idx)
         self.lstm = ember.nn.LSTM(emb, hidden, num_layers=num_layers, batch_first=batch_first)
@@ -34,8 +33,9 @@ def _run(model, ids, compiled):
     out, hn, cn = f(ids)
     loss = out.square().mean() + hn.sum() + 2 * cn.sum()
     loss.backward()
-    grads = {n: None if p.grad is None else p.grad.numpy().copy()
-             for n, p in model.named_parameters()}
+    grads = {
+        n: None if p.grad is None else p.grad.numpy().copy() for n, p in model.named_parameters()
+    }
     for p in model.parameters():
         p.grad = None
     return f, [out.detach().numpy(), hn.detach().numpy(), cn.detach().numpy()], grads
@@ -53,16 +53,16 @@ def test_fused_matches_eager_float64(batch_first):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
     for name in gwant:
         # dW_ih and dE are summed per token first (reassociated), everything else is eager's
-        np.testing.assert_allclose(ggot[name], gwant[name], rtol=1e-10, atol=1e-14,
-                                   err_msg=name)
+        np.testing.assert_allclose(ggot[name], gwant[name], rtol=1e-10, atol=1e-14, err_msg=name)
 
 
 def test_fused_matches_torch():
     torch = pytest.importorskip("torch")
     ember.manual_seed(1)
     model = CharLSTM().double()
-    tm = torch.nn.ModuleDict({"emb": torch.nn.Embedding(11, 6),
-                              "lstm": torch.nn.LSTM(6, 5, batch_first=True)}).double()
+    tm = torch.nn.ModuleDict(
+        {"emb": torch.nn.Embedding(11, 6), "lstm": torch.nn.LSTM(6, 5, batch_first=True)}
+    ).double()
     with torch.no_grad():
         for name, p in tm.named_parameters():
             p.copy_(torch.from_numpy(dict(model.named_parameters())[name].detach().numpy()))
@@ -73,14 +73,22 @@ def test_fused_matches_torch():
     assert _fused(f)
     (hn_c.sum() + cn_c.sum() + out.sum()).backward()
     th, (thn, tcn) = tm["lstm"](tm["emb"](torch.from_numpy(ids.numpy())))
-    tout = torch.nn.functional.linear(th, torch.from_numpy(model.head.weight.detach().numpy()),
-                                      torch.from_numpy(model.head.bias.detach().numpy()))
+    tout = torch.nn.functional.linear(
+        th,
+        torch.from_numpy(model.head.weight.detach().numpy()),
+        torch.from_numpy(model.head.bias.detach().numpy()),
+    )
     (thn.sum() + tcn.sum() + tout.sum()).backward()
     np.testing.assert_allclose(hn_c.detach().numpy(), thn.detach().numpy(), atol=1e-12)
     np.testing.assert_allclose(cn_c.detach().numpy(), tcn.detach().numpy(), atol=1e-12)
     for name, p in tm.named_parameters():
-        np.testing.assert_allclose(dict(model.named_parameters())[name].grad.numpy(),
-                                   p.grad.numpy(), rtol=1e-9, atol=1e-12, err_msg=name)
+        np.testing.assert_allclose(
+            dict(model.named_parameters())[name].grad.numpy(),
+            p.grad.numpy(),
+            rtol=1e-9,
+            atol=1e-12,
+            err_msg=name,
+        )
 
 
 def test_training_steps_adam_equal_eager():
@@ -110,8 +118,10 @@ def test_training_steps_adam_equal_eager():
 @pytest.mark.parametrize("case", ["padding_idx", "two_layers", "config_off"])
 def test_not_fused_when_not_covered(case):
     ember.manual_seed(3)
-    model = CharLSTM(padding_idx=0 if case == "padding_idx" else None,
-                     num_layers=2 if case == "two_layers" else 1)
+    model = CharLSTM(
+        padding_idx=0 if case == "padding_idx" else None,
+        num_layers=2 if case == "two_layers" else 1,
+    )
     ids = ember.randint(0, 11, (2, 5))
     prev = config.fuse_embedding_rnn
     config.fuse_embedding_rnn = case != "config_off"
@@ -137,11 +147,11 @@ def test_runtime_fallbacks():
     _, _, g = _run(model, ids, True)
     _, _, want = _run(model, ids, False)
     assert g["emb.weight"] is None
-    np.testing.assert_allclose(g["lstm.weight_hh_l0"], want["lstm.weight_hh_l0"], rtol=1e-5,
-                               atol=1e-7)
+    np.testing.assert_allclose(
+        g["lstm.weight_hh_l0"], want["lstm.weight_hh_l0"], rtol=1e-5, atol=1e-7
+    )
     with ember.no_grad():  # no autograd: the same values
-        np.testing.assert_allclose(f(ids)[0].numpy(), model(ids)[0].numpy(), rtol=1e-5,
-                                   atol=1e-6)
+        np.testing.assert_allclose(f(ids)[0].numpy(), model(ids)[0].numpy(), rtol=1e-5, atol=1e-6)
     calls = []  # a hook on the LSTM: the module runs (the hook too)
     handle = model.lstm.register_forward_hook(lambda m, i, o: calls.append(i[0].shape))
     f(ids)
@@ -186,9 +196,16 @@ def _moved(f) -> bool:
     return bool(pools) and all(i == 0 or "relu" not in str(nodes[i].args[0]) for i in pools)
 
 
-@pytest.mark.parametrize("kind, moved", [("module", True), ("method_padded_ceil", True),
-                                         ("pool1d", True), ("two_users", False),
-                                         ("indices", False)])
+@pytest.mark.parametrize(
+    "kind, moved",
+    [
+        ("module", True),
+        ("method_padded_ceil", True),
+        ("pool1d", True),
+        ("two_users", False),
+        ("indices", False),
+    ],
+)
 def test_relu_after_max_pool_bitwise(kind, moved):
     ember.manual_seed(5)
     model = ConvPool(kind).double()
@@ -212,10 +229,19 @@ def test_cnn_training_steps_bitwise_equal_eager(opt_name):
 
     def train(compiled):
         ember.manual_seed(6)
-        model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
-                              nn.MaxPool2d(2), nn.Flatten(), nn.Linear(36, 3)).double()
-        opt = (ember.optim.SGD(model.parameters(), lr=0.1, momentum=0.9) if opt_name == "SGD"
-               else ember.optim.Adam(model.parameters(), lr=1e-2))
+        model = nn.Sequential(
+            nn.Conv2d(1, 4, 3, padding=1),
+            nn.BatchNorm2d(4),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(36, 3),
+        ).double()
+        opt = (
+            ember.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+            if opt_name == "SGD"
+            else ember.optim.Adam(model.parameters(), lr=1e-2)
+        )
         f = ember.compile(model) if compiled else model
         x, y = ember.randn(5, 1, 6, 6, dtype=ember.float64), ember.randint(0, 3, (5,))
         for _ in range(3):

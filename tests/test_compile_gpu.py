@@ -42,8 +42,11 @@ def _fused(fn):
 
 def test_kernel_source_of_a_known_chain():
     _, fused = _fused(chain)
-    assert fused.tree == ("sub", ("tanh", ("relu", ("add", ("mul", ("in", 0), ("in", 1)),
-                                                     ("const", 1.0)))), ("sigmoid", ("in", 0)))
+    assert fused.tree == (
+        "sub",
+        ("tanh", ("relu", ("add", ("mul", ("in", 0), ("in", 1)), ("const", 1.0)))),
+        ("sigmoid", ("in", 0)),
+    )
     in_params, out_params, op, name = kernel_source(fused.tree, "float32")
     assert (in_params, out_params) == ("T x0, T x1", "T y")
     assert op.splitlines() == [
@@ -178,14 +181,16 @@ def test_generated_backward_on_gpu():  # pragma: no cover - needs a GPU
 
 @pytest.mark.gpu
 def test_reduce_overhead_replays_a_cuda_graph():  # pragma: no cover - needs a GPU
-    model = ember.nn.Sequential(ember.nn.Linear(16, 32), ember.nn.ReLU(),
-                                ember.nn.Linear(32, 4)).cuda()
+    model = ember.nn.Sequential(
+        ember.nn.Linear(16, 32), ember.nn.ReLU(), ember.nn.Linear(32, 4)
+    ).cuda()
     f = ember.compile(model, mode="reduce-overhead")
     with ember.no_grad():
         for _ in range(4):
             x = ember.randn(8, 16, device="cuda")
-            np.testing.assert_allclose(f(x).cpu().numpy(), model(x).cpu().numpy(), rtol=1e-5,
-                                       atol=1e-5)
+            np.testing.assert_allclose(
+                f(x).cpu().numpy(), model(x).cpu().numpy(), rtol=1e-5, atol=1e-5
+            )
     assert f._compiled.entries[0].fn.graph is not None
 
 

@@ -18,16 +18,16 @@ torch = pytest.importorskip("torch")
 
 # (nd, N, C_in, C_out, size, kernel, stride, padding, dilation, groups)
 REAL = [
-    (2, 2, 16, 16, 32, 3, 1, 1, 1, 1),    # narrow output + wide columns, direct input grad
-    (2, 2, 64, 48, 9, 3, 1, 1, 1, 1),     # channels-last columns
-    (3, 1, 32, 8, 6, 3, 1, 1, 1, 1),      # channels-last, 3-D, narrow output
-    (2, 2, 40, 24, 12, 3, 2, 1, 1, 1),    # channels-last, strided (col2im input grad)
-    (2, 2, 32, 32, 8, 1, 1, 0, 1, 1),     # 1x1 kernel: im2col columns
-    (2, 2, 24, 24, 17, 3, 1, 1, 1, 24),   # depthwise, stride 1
-    (1, 2, 12, 12, 40, 5, 1, 4, 2, 12),   # depthwise 1-D, dilated
-    (2, 2, 12, 12, 11, 3, 2, 1, 1, 12),   # depthwise, strided (per-tap loop)
-    (2, 2, 8, 16, 33, 3, 1, 1, 1, 2),     # grouped, narrow output per group
-    (1, 4, 6, 10, 300, 3, 1, 3, 1, 1),    # pad wider than d * (k - 1): col2im, narrow output
+    (2, 2, 16, 16, 32, 3, 1, 1, 1, 1),  # narrow output + wide columns, direct input grad
+    (2, 2, 64, 48, 9, 3, 1, 1, 1, 1),  # channels-last columns
+    (3, 1, 32, 8, 6, 3, 1, 1, 1, 1),  # channels-last, 3-D, narrow output
+    (2, 2, 40, 24, 12, 3, 2, 1, 1, 1),  # channels-last, strided (col2im input grad)
+    (2, 2, 32, 32, 8, 1, 1, 0, 1, 1),  # 1x1 kernel: im2col columns
+    (2, 2, 24, 24, 17, 3, 1, 1, 1, 24),  # depthwise, stride 1
+    (1, 2, 12, 12, 40, 5, 1, 4, 2, 12),  # depthwise 1-D, dilated
+    (2, 2, 12, 12, 11, 3, 2, 1, 1, 12),  # depthwise, strided (per-tap loop)
+    (2, 2, 8, 16, 33, 3, 1, 1, 1, 2),  # grouped, narrow output per group
+    (1, 4, 6, 10, 300, 3, 1, 3, 1, 1),  # pad wider than d * (k - 1): col2im, narrow output
 ]
 
 
@@ -49,8 +49,13 @@ def test_parity_at_switch_shapes(case):
     w = (rng.standard_normal((co, ci // groups) + (k,) * nd) * 0.2).astype(np.float32)
     b = rng.standard_normal(co).astype(np.float32)
     ref_y = torch.nn.functional.__dict__[f"conv{nd}d"](
-        torch.tensor(x), torch.tensor(w), stride=stride, padding=padding, dilation=dilation,
-        groups=groups)
+        torch.tensor(x),
+        torch.tensor(w),
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+    )
     g = rng.standard_normal(tuple(ref_y.shape)).astype(np.float32)
     ours = _run(ember, nd, x, w, b, stride, padding, dilation, groups, g)
     ref = _run(torch, nd, x, w, b, stride, padding, dilation, groups, g)
@@ -68,13 +73,16 @@ def low_thresholds(monkeypatch):
     monkeypatch.setattr(conv, "MIN_ROWS", 1)
 
 
-@pytest.mark.parametrize("path,case", [
-    ("channels_last", (2, 2, 3, 2, 5, 3, 1, 1, 1, 1)),
-    ("channels_last_strided", (2, 1, 3, 2, 6, 3, 2, 1, 1, 1)),
-    ("narrow_out_direct_grad", (2, 2, 1, 2, 5, 3, 1, 1, 1, 1)),
-    ("depthwise_frame", (2, 2, 3, 3, 5, 3, 1, 1, 1, 3)),
-    ("depthwise_frame_3d_dilated", (3, 1, 2, 2, 5, 2, 1, 1, 2, 2)),
-])
+@pytest.mark.parametrize(
+    "path,case",
+    [
+        ("channels_last", (2, 2, 3, 2, 5, 3, 1, 1, 1, 1)),
+        ("channels_last_strided", (2, 1, 3, 2, 6, 3, 2, 1, 1, 1)),
+        ("narrow_out_direct_grad", (2, 2, 1, 2, 5, 3, 1, 1, 1, 1)),
+        ("depthwise_frame", (2, 2, 3, 3, 5, 3, 1, 1, 1, 3)),
+        ("depthwise_frame_3d_dilated", (3, 1, 2, 2, 5, 2, 1, 1, 2, 2)),
+    ],
+)
 def test_gradcheck_on_each_path(low_thresholds, path, case):
     nd, n, ci, co, size, k, stride, padding, dilation, groups = case
     rng = np.random.default_rng(1)

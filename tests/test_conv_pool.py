@@ -61,8 +61,9 @@ def _parity(name, arrays, kwargs, tol, grads=True, seed=1):
     ty.backward(torch.tensor(g))
     for i, (a, b) in enumerate(zip(ex, tx)):
         if a is not None:
-            np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), err_msg=f"{name} grad {i}",
-                                       **tol)
+            np.testing.assert_allclose(
+                a.grad.numpy(), b.grad.numpy(), err_msg=f"{name} grad {i}", **tol
+            )
 
 
 def _f32(rng, *shape):
@@ -76,22 +77,46 @@ def _f64(rng, *shape):
 # ---- gradcheck (float64) ----------------------------------------------------------------------
 GRADCHECK_CASES = [
     ("conv1d", [(2, 2, 5), (3, 2, 2), (3,)], {"stride": 2, "padding": 1}),
-    ("conv2d", [(1, 2, 4, 4), (2, 1, 2, 3), (2,)], {"padding": (1, 0), "groups": 2,
-                                                   "dilation": (1, 1)}),
-    ("conv2d", [(1, 2, 5, 4), (2, 2, 2, 2), None], {"stride": (2, 1), "dilation": 2,
-                                                   "padding": "valid"}),
+    (
+        "conv2d",
+        [(1, 2, 4, 4), (2, 1, 2, 3), (2,)],
+        {"padding": (1, 0), "groups": 2, "dilation": (1, 1)},
+    ),
+    (
+        "conv2d",
+        [(1, 2, 5, 4), (2, 2, 2, 2), None],
+        {"stride": (2, 1), "dilation": 2, "padding": "valid"},
+    ),
     ("conv2d", [(1, 1, 4, 4), (2, 1, 2, 3), (2,)], {"padding": "same"}),
     ("conv3d", [(1, 1, 3, 3, 3), (2, 1, 2, 2, 2), (2,)], {"padding": 1, "stride": 2}),
-    ("conv_transpose1d", [(1, 2, 4), (2, 2, 3), (2,)], {"stride": 2, "padding": 1,
-                                                        "output_padding": 1}),
-    ("conv_transpose2d", [(1, 2, 3, 3), (2, 1, 2, 3), (2,)], {"stride": (2, 1), "groups": 2,
-                                                               "dilation": (1, 2)}),
-    ("max_pool2d", [(1, 2, 5, 5)], {"kernel_size": 3, "stride": 2, "padding": 1,
-                                    "ceil_mode": True}),
+    (
+        "conv_transpose1d",
+        [(1, 2, 4), (2, 2, 3), (2,)],
+        {"stride": 2, "padding": 1, "output_padding": 1},
+    ),
+    (
+        "conv_transpose2d",
+        [(1, 2, 3, 3), (2, 1, 2, 3), (2,)],
+        {"stride": (2, 1), "groups": 2, "dilation": (1, 2)},
+    ),
+    (
+        "max_pool2d",
+        [(1, 2, 5, 5)],
+        {"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True},
+    ),
     ("max_pool1d", [(1, 2, 7)], {"kernel_size": 2, "dilation": 2}),
     ("max_pool2d", [(2, 2, 4, 6)], {"kernel_size": 2}),  # windows tiling the input
-    ("avg_pool2d", [(1, 2, 5, 4)], {"kernel_size": 3, "stride": 2, "padding": 1,
-                                    "count_include_pad": False, "ceil_mode": True}),
+    (
+        "avg_pool2d",
+        [(1, 2, 5, 4)],
+        {
+            "kernel_size": 3,
+            "stride": 2,
+            "padding": 1,
+            "count_include_pad": False,
+            "ceil_mode": True,
+        },
+    ),
     ("avg_pool3d", [(1, 1, 4, 4, 4)], {"kernel_size": 2}),
     ("adaptive_avg_pool2d", [(1, 2, 5, 7)], {"output_size": (3, 4)}),
     ("adaptive_max_pool2d", [(1, 2, 5, 7)], {"output_size": (3, 4)}),
@@ -105,15 +130,24 @@ GRADCHECK_CASES = [
     ("fold", [(1, 8, 6)], {"output_size": (3, 4), "kernel_size": 2}),
     ("pixel_shuffle", [(1, 8, 2, 3)], {"upscale_factor": 2}),
     # depthwise (one channel per group) runs through its own tap loop
-    ("conv2d", [(1, 3, 4, 5), (3, 1, 2, 3), (3,)], {"groups": 3, "stride": (2, 1),
-                                                   "padding": 1, "dilation": (1, 2)}),
-    ("conv_transpose2d", [(1, 2, 3, 3), (2, 1, 3, 2), (2,)], {"groups": 2, "stride": 2,
-                                                               "output_padding": 1}),
+    (
+        "conv2d",
+        [(1, 3, 4, 5), (3, 1, 2, 3), (3,)],
+        {"groups": 3, "stride": (2, 1), "padding": 1, "dilation": (1, 2)},
+    ),
+    (
+        "conv_transpose2d",
+        [(1, 2, 3, 3), (2, 1, 3, 2), (2,)],
+        {"groups": 2, "stride": 2, "output_padding": 1},
+    ),
 ]
 
 
-@pytest.mark.parametrize("name,shapes,kwargs", GRADCHECK_CASES,
-                         ids=[f"{c[0]}-{i}" for i, c in enumerate(GRADCHECK_CASES)])
+@pytest.mark.parametrize(
+    "name,shapes,kwargs",
+    GRADCHECK_CASES,
+    ids=[f"{c[0]}-{i}" for i, c in enumerate(GRADCHECK_CASES)],
+)
 def test_gradcheck(name, shapes, kwargs):
     rng = _rng(3)
     inputs = [None if s is None else _f64(rng, *s) for s in shapes]
@@ -128,8 +162,11 @@ def test_gradcheck(name, shapes, kwargs):
 DOUBLE = [1, 5, 7, 9, 11, 12, 13, 16, 19, 20, 22, 23]
 
 
-@pytest.mark.parametrize("name,shapes,kwargs", [GRADCHECK_CASES[i] for i in DOUBLE],
-                         ids=[f"{GRADCHECK_CASES[i][0]}-{i}" for i in DOUBLE])
+@pytest.mark.parametrize(
+    "name,shapes,kwargs",
+    [GRADCHECK_CASES[i] for i in DOUBLE],
+    ids=[f"{GRADCHECK_CASES[i][0]}-{i}" for i in DOUBLE],
+)
 def test_gradgradcheck(name, shapes, kwargs):
     rng = _rng(4)
     inputs = [None if s is None else _f64(rng, *s) for s in shapes]
@@ -146,8 +183,13 @@ def test_gradgradcheck(name, shapes, kwargs):
 # ---- convolution parity -------------------------------------------------------------------------
 CONV_CASES = [
     ("conv2d", (2, 3, 8, 8), (4, 3, 3, 3), True, {"padding": 1}),
-    ("conv2d", (2, 4, 9, 7), (6, 2, 3, 2), True, {"stride": (2, 1), "padding": (1, 2),
-                                                  "dilation": (2, 1), "groups": 2}),
+    (
+        "conv2d",
+        (2, 4, 9, 7),
+        (6, 2, 3, 2),
+        True,
+        {"stride": (2, 1), "padding": (1, 2), "dilation": (2, 1), "groups": 2},
+    ),
     ("conv2d", (2, 4, 9, 7), (6, 4, 4, 3), True, {"padding": "same", "dilation": (1, 2)}),
     ("conv2d", (2, 4, 9, 7), (6, 4, 4, 3), False, {"padding": "valid"}),
     ("conv2d", (2, 6, 8, 8), (6, 1, 3, 3), True, {"padding": 1, "groups": 6}),
@@ -156,24 +198,50 @@ CONV_CASES = [
     ("conv1d", (2, 4, 11), (6, 4, 3), True, {"stride": 3, "padding": 2}),
     ("conv1d", (4, 11), (6, 2, 5), True, {"padding": "same", "groups": 2}),
     ("conv3d", (2, 2, 5, 6, 7), (3, 2, 2, 3, 2), True, {"stride": (1, 2, 1), "padding": 1}),
-    ("conv_transpose2d", (2, 4, 5, 6), (4, 3, 3, 3), True, {"stride": 2, "padding": 1,
-                                                            "output_padding": 1}),
-    ("conv_transpose2d", (2, 4, 5, 6), (4, 3, 3, 2), True,
-     {"stride": (2, 3), "padding": (1, 0), "output_padding": (1, 2), "groups": 2,
-      "dilation": (1, 2)}),
+    (
+        "conv_transpose2d",
+        (2, 4, 5, 6),
+        (4, 3, 3, 3),
+        True,
+        {"stride": 2, "padding": 1, "output_padding": 1},
+    ),
+    (
+        "conv_transpose2d",
+        (2, 4, 5, 6),
+        (4, 3, 3, 2),
+        True,
+        {
+            "stride": (2, 3),
+            "padding": (1, 0),
+            "output_padding": (1, 2),
+            "groups": 2,
+            "dilation": (1, 2),
+        },
+    ),
     ("conv_transpose2d", (4, 5, 6), (4, 2, 2, 2), False, {"stride": 2}),
     ("conv_transpose1d", (2, 4, 5), (4, 3, 3), True, {"output_padding": 1, "dilation": 2}),
     ("conv_transpose3d", (2, 4, 3, 4, 3), (4, 2, 3, 2, 2), True, {"stride": 2, "padding": 1}),
-    ("conv1d", (2, 5, 13), (5, 1, 3), True, {"groups": 5, "stride": 2, "dilation": 2,
-                                             "padding": 3}),
-    ("conv_transpose2d", (2, 4, 5, 6), (4, 1, 3, 3), True, {"groups": 4, "stride": 2,
-                                                            "padding": 1, "output_padding": 1}),
+    (
+        "conv1d",
+        (2, 5, 13),
+        (5, 1, 3),
+        True,
+        {"groups": 5, "stride": 2, "dilation": 2, "padding": 3},
+    ),
+    (
+        "conv_transpose2d",
+        (2, 4, 5, 6),
+        (4, 1, 3, 3),
+        True,
+        {"groups": 4, "stride": 2, "padding": 1, "output_padding": 1},
+    ),
 ]
 
 
 @pytest.mark.filterwarnings("ignore:Using padding='same'")
-@pytest.mark.parametrize("name,xs,ws,bias,kwargs", CONV_CASES,
-                         ids=[f"{c[0]}-{i}" for i, c in enumerate(CONV_CASES)])
+@pytest.mark.parametrize(
+    "name,xs,ws,bias,kwargs", CONV_CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CONV_CASES)]
+)
 def test_conv_parity(name, xs, ws, bias, kwargs):
     rng = _rng(0)
     out_ch = ws[1] * kwargs.get("groups", 1) if "transpose" in name else ws[0]
@@ -203,32 +271,53 @@ def test_conv_retain_graph_twice():
     np.testing.assert_allclose(w.grad.numpy(), 2 * first, rtol=1e-5)
 
 
-@pytest.mark.parametrize("call,match", [
-    (lambda x, w: F.conv2d(_e(np.zeros((2, 3), np.float32)), w),
-     r"Expected 3D \(unbatched\) or 4D \(batched\) input to conv2d, but got input of size: "
-     r"\[2, 3\]"),
-    (lambda x, w: F.conv2d(x, _e(np.zeros((4, 2, 3, 3), np.float32))),
-     r"Given groups=1, weight of size \[4, 2, 3, 3\], expected input\[2, 3, 8, 8\] to have 2 "
-     "channels, but got 3 channels instead"),
-    (lambda x, w: F.conv2d(x, w, groups=2),
-     r"Given groups=2, weight of size \[4, 3, 3, 3\], expected input\[2, 3, 8, 8\] to have 6"),
-    (lambda x, w: F.conv2d(_e(np.zeros((2, 3, 2, 2), np.float32)), w),
-     r"Calculated padded input size per channel: \(2 x 2\). Kernel size: \(3 x 3\). Kernel "
-     "size can't be greater than actual input size"),
-    (lambda x, w: F.conv2d(x.double(), w), "expected scalar type Double but found Float"),
-    (lambda x, w: F.conv2d(x, w, _e(np.zeros(5, np.float32))),
-     r"expected bias to be 1-dimensional with 4 elements, but got bias of size \[5\]"),
-    (lambda x, w: F.conv2d(x, w, stride=2, padding="same"),
-     "padding='same' is not supported for strided convolutions"),
-    (lambda x, w: F.conv2d(x, w, padding="foo"), "Invalid padding string: 'foo'"),
-    (lambda x, w: F.conv2d(x, w, stride=0), "non-positive stride is not supported"),
-    (lambda x, w: F.conv2d(x, w, padding=-1), "negative padding is not supported"),
-    (lambda x, w: F.conv2d(x, w, stride=(1, 1, 1)),
-     "expected stride to be a single integer value or a list of 2 values"),
-    (lambda x, w: F.conv_transpose2d(x, _e(np.zeros((3, 4, 3, 3), np.float32)),
-                                     output_padding=2),
-     "output padding must be smaller than either stride or dilation"),
-])
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (
+            lambda x, w: F.conv2d(_e(np.zeros((2, 3), np.float32)), w),
+            r"Expected 3D \(unbatched\) or 4D \(batched\) input to conv2d, but got input of size: "
+            r"\[2, 3\]",
+        ),
+        (
+            lambda x, w: F.conv2d(x, _e(np.zeros((4, 2, 3, 3), np.float32))),
+            r"Given groups=1, weight of size \[4, 2, 3, 3\], expected input\[2, 3, 8, 8\] "
+            "to have 2 channels, but got 3 channels instead",
+        ),
+        (
+            lambda x, w: F.conv2d(x, w, groups=2),
+            r"Given groups=2, weight of size \[4, 3, 3, 3\], expected input\[2, 3, 8, 8\] "
+            "to have 6",
+        ),
+        (
+            lambda x, w: F.conv2d(_e(np.zeros((2, 3, 2, 2), np.float32)), w),
+            r"Calculated padded input size per channel: \(2 x 2\). Kernel size: \(3 x 3\). Kernel "
+            "size can't be greater than actual input size",
+        ),
+        (lambda x, w: F.conv2d(x.double(), w), "expected scalar type Double but found Float"),
+        (
+            lambda x, w: F.conv2d(x, w, _e(np.zeros(5, np.float32))),
+            r"expected bias to be 1-dimensional with 4 elements, but got bias of size \[5\]",
+        ),
+        (
+            lambda x, w: F.conv2d(x, w, stride=2, padding="same"),
+            "padding='same' is not supported for strided convolutions",
+        ),
+        (lambda x, w: F.conv2d(x, w, padding="foo"), "Invalid padding string: 'foo'"),
+        (lambda x, w: F.conv2d(x, w, stride=0), "non-positive stride is not supported"),
+        (lambda x, w: F.conv2d(x, w, padding=-1), "negative padding is not supported"),
+        (
+            lambda x, w: F.conv2d(x, w, stride=(1, 1, 1)),
+            "expected stride to be a single integer value or a list of 2 values",
+        ),
+        (
+            lambda x, w: F.conv_transpose2d(
+                x, _e(np.zeros((3, 4, 3, 3), np.float32)), output_padding=2
+            ),
+            "output padding must be smaller than either stride or dilation",
+        ),
+    ],
+)
 def test_conv_errors(call, match):
     x = _e(np.zeros((2, 3, 8, 8), np.float32))
     w = _e(np.zeros((4, 3, 3, 3), np.float32))
@@ -240,30 +329,79 @@ def test_conv_errors(call, match):
 POOL_CASES = [
     ("max_pool2d", (2, 3, 8, 8), {"kernel_size": 2}),
     ("max_pool2d", (2, 3, 8, 8), {"kernel_size": 2, "return_indices": True}),
-    ("max_pool2d", (2, 3, 9, 7), {"kernel_size": 3, "stride": 2, "padding": 1,
-                                  "return_indices": True}),
-    ("max_pool2d", (2, 3, 9, 7), {"kernel_size": (3, 2), "stride": (2, 1), "padding": 1,
-                                  "dilation": (2, 1), "ceil_mode": True,
-                                  "return_indices": True}),
+    (
+        "max_pool2d",
+        (2, 3, 9, 7),
+        {"kernel_size": 3, "stride": 2, "padding": 1, "return_indices": True},
+    ),
+    (
+        "max_pool2d",
+        (2, 3, 9, 7),
+        {
+            "kernel_size": (3, 2),
+            "stride": (2, 1),
+            "padding": 1,
+            "dilation": (2, 1),
+            "ceil_mode": True,
+            "return_indices": True,
+        },
+    ),
     ("max_pool2d", (3, 9, 7), {"kernel_size": 2, "ceil_mode": True}),
-    ("max_pool1d", (2, 3, 11), {"kernel_size": 3, "stride": 2, "padding": 1, "dilation": 2,
-                                "ceil_mode": True, "return_indices": True}),
-    ("max_pool3d", (2, 2, 5, 6, 7), {"kernel_size": 2, "ceil_mode": True,
-                                     "return_indices": True}),
+    (
+        "max_pool1d",
+        (2, 3, 11),
+        {
+            "kernel_size": 3,
+            "stride": 2,
+            "padding": 1,
+            "dilation": 2,
+            "ceil_mode": True,
+            "return_indices": True,
+        },
+    ),
+    ("max_pool3d", (2, 2, 5, 6, 7), {"kernel_size": 2, "ceil_mode": True, "return_indices": True}),
     ("avg_pool2d", (2, 3, 8, 8), {"kernel_size": 2}),
     ("avg_pool2d", (2, 3, 9, 7), {"kernel_size": 3, "stride": 2, "padding": 1}),
-    ("avg_pool2d", (2, 3, 9, 7), {"kernel_size": 3, "stride": 2, "padding": 1,
-                                  "count_include_pad": False}),
-    ("avg_pool2d", (2, 3, 9, 7), {"kernel_size": 3, "stride": 2, "padding": 1,
-                                  "ceil_mode": True}),
-    ("avg_pool2d", (2, 3, 9, 7), {"kernel_size": 3, "stride": 2, "padding": 1,
-                                  "ceil_mode": True, "count_include_pad": False}),
-    ("avg_pool2d", (2, 3, 9, 7), {"kernel_size": (3, 2), "stride": 2, "padding": 1,
-                                  "ceil_mode": True, "divisor_override": 5}),
-    ("avg_pool1d", (2, 3, 11), {"kernel_size": 3, "stride": 2, "padding": 1,
-                                "ceil_mode": True}),
-    ("avg_pool3d", (2, 2, 5, 6, 7), {"kernel_size": (2, 3, 2), "stride": 2, "padding": 1,
-                                     "ceil_mode": True, "count_include_pad": False}),
+    (
+        "avg_pool2d",
+        (2, 3, 9, 7),
+        {"kernel_size": 3, "stride": 2, "padding": 1, "count_include_pad": False},
+    ),
+    ("avg_pool2d", (2, 3, 9, 7), {"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True}),
+    (
+        "avg_pool2d",
+        (2, 3, 9, 7),
+        {
+            "kernel_size": 3,
+            "stride": 2,
+            "padding": 1,
+            "ceil_mode": True,
+            "count_include_pad": False,
+        },
+    ),
+    (
+        "avg_pool2d",
+        (2, 3, 9, 7),
+        {
+            "kernel_size": (3, 2),
+            "stride": 2,
+            "padding": 1,
+            "ceil_mode": True,
+            "divisor_override": 5,
+        },
+    ),
+    ("avg_pool1d", (2, 3, 11), {"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True}),
+    (
+        "avg_pool3d",
+        (2, 2, 5, 6, 7),
+        {
+            "kernel_size": (2, 3, 2),
+            "stride": 2,
+            "padding": 1,
+            "ceil_mode": True,
+            "count_include_pad": False,
+        },
+    ),
     ("adaptive_avg_pool2d", (2, 3, 9, 7), {"output_size": (4, 3)}),
     ("adaptive_avg_pool2d", (2, 3, 8, 9), {"output_size": (4, 3)}),
     ("adaptive_avg_pool2d", (2, 3, 8, 9), {"output_size": 1}),
@@ -275,17 +413,21 @@ POOL_CASES = [
 ]
 
 
-@pytest.mark.parametrize("name,xs,kwargs", POOL_CASES,
-                         ids=[f"{c[0]}-{i}" for i, c in enumerate(POOL_CASES)])
+@pytest.mark.parametrize(
+    "name,xs,kwargs", POOL_CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(POOL_CASES)]
+)
 def test_pool_parity(name, xs, kwargs):
     _parity(name, [_f32(_rng(0), *xs)], kwargs, EXACT_TOL)
 
 
-@pytest.mark.parametrize("name,kwargs", [
-    ("max_pool2d", {"kernel_size": 2, "return_indices": True}),
-    ("max_pool2d", {"kernel_size": 3, "stride": 1, "padding": 1, "return_indices": True}),
-    ("adaptive_max_pool2d", {"output_size": (3, 2), "return_indices": True}),
-])
+@pytest.mark.parametrize(
+    "name,kwargs",
+    [
+        ("max_pool2d", {"kernel_size": 2, "return_indices": True}),
+        ("max_pool2d", {"kernel_size": 3, "stride": 1, "padding": 1, "return_indices": True}),
+        ("adaptive_max_pool2d", {"output_size": (3, 2), "return_indices": True}),
+    ],
+)
 def test_max_pool_ties_pick_the_first_maximum(name, kwargs):
     """Rounded inputs have many ties: PyTorch routes the gradient to the first maximum only."""
     x = np.round(_f32(_rng(2), 2, 2, 6, 6))
@@ -307,20 +449,29 @@ def test_max_pool_nan_wins():
     np.testing.assert_array_equal(ei.numpy(), ti.numpy())
 
 
-@pytest.mark.parametrize("call,match", [
-    (lambda x: F.max_pool2d(x, 2, padding=2),
-     "pad should be at most half of effective kernel size, but got pad=2, kernel_size=2 and "
-     "dilation=1"),
-    (lambda x: F.avg_pool2d(x, 2, padding=2), "pad should be at most half"),
-    (lambda x: F.max_pool2d(x[:, :, :1, :1], 3),
-     r"Given input size: \(3x1x1\). Calculated output size: \(3x0x0\). Output size is too "
-     "small"),
-    (lambda x: F.max_pool2d(x.reshape(-1), 3), "3D or 4D"),
-    (lambda x: F.max_pool2d(x, 2, stride=0), "stride should not be zero"),
-    (lambda x: F.max_pool2d(x, 0), "kernel size should be greater than zero"),
-    (lambda x: F.adaptive_avg_pool2d(x.reshape(-1), 3),
-     r"adaptive_avg_pool2d\(\): Expected 3D or 4D tensor"),
-])
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (
+            lambda x: F.max_pool2d(x, 2, padding=2),
+            "pad should be at most half of effective kernel size, but got pad=2, kernel_size=2 and "
+            "dilation=1",
+        ),
+        (lambda x: F.avg_pool2d(x, 2, padding=2), "pad should be at most half"),
+        (
+            lambda x: F.max_pool2d(x[:, :, :1, :1], 3),
+            r"Given input size: \(3x1x1\). Calculated output size: \(3x0x0\). Output size is too "
+            "small",
+        ),
+        (lambda x: F.max_pool2d(x.reshape(-1), 3), "3D or 4D"),
+        (lambda x: F.max_pool2d(x, 2, stride=0), "stride should not be zero"),
+        (lambda x: F.max_pool2d(x, 0), "kernel size should be greater than zero"),
+        (
+            lambda x: F.adaptive_avg_pool2d(x.reshape(-1), 3),
+            r"adaptive_avg_pool2d\(\): Expected 3D or 4D tensor",
+        ),
+    ],
+)
 def test_pool_errors(call, match):
     with pytest.raises(RuntimeError, match=match):
         call(_e(np.zeros((2, 3, 8, 8), np.float32)))
@@ -341,8 +492,15 @@ for _ac in (False, True):
         ((2, 3, 5, 7), {"size": (9, 4), "mode": "bilinear", "align_corners": _ac}),
         ((2, 3, 5, 7), {"scale_factor": 2, "mode": "bilinear", "align_corners": _ac}),
         ((2, 3, 5, 7), {"scale_factor": (1.7, 0.6), "mode": "bilinear", "align_corners": _ac}),
-        ((2, 3, 5, 7), {"scale_factor": (1.7, 0.6), "mode": "bilinear", "align_corners": _ac,
-                        "recompute_scale_factor": True}),
+        (
+            (2, 3, 5, 7),
+            {
+                "scale_factor": (1.7, 0.6),
+                "mode": "bilinear",
+                "align_corners": _ac,
+                "recompute_scale_factor": True,
+            },
+        ),
         ((2, 3, 5, 7), {"size": (1, 1), "mode": "bilinear", "align_corners": _ac}),
         ((2, 3, 6), {"size": 13, "mode": "linear", "align_corners": _ac}),
         ((2, 2, 3, 4, 5), {"size": (6, 3, 7), "mode": "trilinear", "align_corners": _ac}),
@@ -352,22 +510,35 @@ for _ac in (False, True):
 INTERP_CASES.append(((2, 3, 5, 7), {"size": (3, 4), "mode": "area"}))
 
 
-@pytest.mark.parametrize("xs,kwargs", INTERP_CASES, ids=[
-    f"{c[1]['mode']}-{i}" for i, c in enumerate(INTERP_CASES)])
+@pytest.mark.parametrize(
+    "xs,kwargs", INTERP_CASES, ids=[f"{c[1]['mode']}-{i}" for i, c in enumerate(INTERP_CASES)]
+)
 def test_interpolate_parity(xs, kwargs):
     _parity("interpolate", [_f32(_rng(0), *xs)], kwargs, INTERP_TOL)
 
 
-@pytest.mark.parametrize("kwargs,err,match", [
-    ({"size": 4, "scale_factor": 2}, ValueError, "only one of size or scale_factor"),
-    ({}, ValueError, "either size or scale_factor should be defined"),
-    ({"size": 4, "mode": "nearest", "align_corners": True}, ValueError,
-     "align_corners option can only be set with the interpolating modes"),
-    ({"size": 4, "mode": "linear"}, NotImplementedError,
-     "Got 4D input, but linear mode needs 3D input"),
-    ({"size": (4, 4, 4)}, ValueError,
-     "Input and output must have the same number of spatial dimensions"),
-])
+@pytest.mark.parametrize(
+    "kwargs,err,match",
+    [
+        ({"size": 4, "scale_factor": 2}, ValueError, "only one of size or scale_factor"),
+        ({}, ValueError, "either size or scale_factor should be defined"),
+        (
+            {"size": 4, "mode": "nearest", "align_corners": True},
+            ValueError,
+            "align_corners option can only be set with the interpolating modes",
+        ),
+        (
+            {"size": 4, "mode": "linear"},
+            NotImplementedError,
+            "Got 4D input, but linear mode needs 3D input",
+        ),
+        (
+            {"size": (4, 4, 4)},
+            ValueError,
+            "Input and output must have the same number of spatial dimensions",
+        ),
+    ],
+)
 def test_interpolate_errors(kwargs, err, match):
     with pytest.raises(err, match=match):
         F.interpolate(_e(np.zeros((2, 3, 8, 8), np.float32)), **kwargs)
@@ -382,12 +553,16 @@ for _mode in ("reflect", "replicate", "circular"):
         ((2, 3, 5), (-2, 3), _mode),
         ((2, 2, 3, 4, 5), (1, 2, 2, 2, 1, 1), _mode),
     ]
-PAD_CASES += [((2, 3, 5), (7, 6), "replicate"), ((2, 3, 5), (5, 5), "circular"),
-              ((2, 3, 5), (2, -3), "circular")]
+PAD_CASES += [
+    ((2, 3, 5), (7, 6), "replicate"),
+    ((2, 3, 5), (5, 5), "circular"),
+    ((2, 3, 5), (2, -3), "circular"),
+]
 
 
-@pytest.mark.parametrize("xs,pad,mode", PAD_CASES,
-                         ids=[f"{c[2]}-{i}" for i, c in enumerate(PAD_CASES)])
+@pytest.mark.parametrize(
+    "xs,pad,mode", PAD_CASES, ids=[f"{c[2]}-{i}" for i, c in enumerate(PAD_CASES)]
+)
 def test_pad_parity(xs, pad, mode):
     _parity("pad", [_f32(_rng(0), *xs)], {"pad": pad, "mode": mode}, EXACT_TOL)
 
@@ -396,43 +571,81 @@ def test_pad_constant_and_ops_pad_route():
     _parity("pad", [_f32(_rng(0), 2, 3, 5)], {"pad": (1, 2), "value": 3.0}, EXACT_TOL)
     # ember.pad (ops.shape.pad) sends the non-constant modes to the same implementation
     x = _f32(_rng(1), 2, 3, 5)
-    np.testing.assert_array_equal(ember.pad(_e(x), (2, 1), mode="reflect").numpy(),
-                                  TF.pad(_t(x), (2, 1), mode="reflect").numpy())
+    np.testing.assert_array_equal(
+        ember.pad(_e(x), (2, 1), mode="reflect").numpy(),
+        TF.pad(_t(x), (2, 1), mode="reflect").numpy(),
+    )
 
 
-@pytest.mark.parametrize("xs,pad,mode,err,match", [
-    ((2, 3, 8, 8), (4, 4), "reflect", NotImplementedError,
-     "Padding size 2 is not supported for 4D input tensor"),
-    ((6, 8, 8), (9, 9), "reflect", RuntimeError,
-     r"Argument #4: Padding size should be less than the corresponding input dimension, but "
-     r"got: padding \(9, 9\) at dimension 2 of input \[6, 8, 8\]"),
-    ((6, 8, 8), (9, 9), "circular", RuntimeError,
-     "Padding value causes wrapping around more than once"),
-    ((6, 8, 8), (1, 1), "foo", NotImplementedError, "Unrecognised padding mode foo"),
-])
+@pytest.mark.parametrize(
+    "xs,pad,mode,err,match",
+    [
+        (
+            (2, 3, 8, 8),
+            (4, 4),
+            "reflect",
+            NotImplementedError,
+            "Padding size 2 is not supported for 4D input tensor",
+        ),
+        (
+            (6, 8, 8),
+            (9, 9),
+            "reflect",
+            RuntimeError,
+            r"Argument #4: Padding size should be less than the corresponding input dimension, but "
+            r"got: padding \(9, 9\) at dimension 2 of input \[6, 8, 8\]",
+        ),
+        (
+            (6, 8, 8),
+            (9, 9),
+            "circular",
+            RuntimeError,
+            "Padding value causes wrapping around more than once",
+        ),
+        ((6, 8, 8), (1, 1), "foo", NotImplementedError, "Unrecognised padding mode foo"),
+    ],
+)
 def test_pad_errors(xs, pad, mode, err, match):
     with pytest.raises(err, match=match):
         F.pad(_e(np.zeros(xs, np.float32)), pad, mode=mode)
 
 
-@pytest.mark.parametrize("name,xs,kwargs", [
-    ("unfold", (2, 3, 8, 7), {"kernel_size": (3, 2), "dilation": (1, 2), "padding": 1,
-                              "stride": (2, 1)}),
-    ("unfold", (3, 8, 7), {"kernel_size": 2}),
-    ("fold", (2, 12, 20), {"output_size": (5, 6), "kernel_size": 2}),
-    ("fold", (18, 16), {"output_size": (7, 8), "kernel_size": (3, 2), "dilation": (1, 2),
-                        "padding": 1, "stride": 2}),
-    ("pixel_shuffle", (2, 12, 3, 4), {"upscale_factor": 2}),
-    ("pixel_shuffle", (5, 2, 18, 3, 4), {"upscale_factor": 3}),
-    ("pixel_unshuffle", (2, 3, 4, 6), {"downscale_factor": 2}),
-])
+@pytest.mark.parametrize(
+    "name,xs,kwargs",
+    [
+        (
+            "unfold",
+            (2, 3, 8, 7),
+            {"kernel_size": (3, 2), "dilation": (1, 2), "padding": 1, "stride": (2, 1)},
+        ),
+        ("unfold", (3, 8, 7), {"kernel_size": 2}),
+        ("fold", (2, 12, 20), {"output_size": (5, 6), "kernel_size": 2}),
+        (
+            "fold",
+            (18, 16),
+            {
+                "output_size": (7, 8),
+                "kernel_size": (3, 2),
+                "dilation": (1, 2),
+                "padding": 1,
+                "stride": 2,
+            },
+        ),
+        ("pixel_shuffle", (2, 12, 3, 4), {"upscale_factor": 2}),
+        ("pixel_shuffle", (5, 2, 18, 3, 4), {"upscale_factor": 3}),
+        ("pixel_unshuffle", (2, 3, 4, 6), {"downscale_factor": 2}),
+    ],
+)
 def test_fold_and_shuffle_parity(name, xs, kwargs):
     _parity(name, [_f32(_rng(0), *xs)], kwargs, EXACT_TOL)
 
 
 def test_fold_errors():
-    with pytest.raises(RuntimeError, match="expected size of input's dimension 2 to match the "
-                                           r"calculated number of sliding blocks 4 \* 5 = 20"):
+    with pytest.raises(
+        RuntimeError,
+        match="expected size of input's dimension 2 to match the "
+        r"calculated number of sliding blocks 4 \* 5 = 20",
+    ):
         F.fold(_e(np.zeros((2, 12, 10), np.float32)), (5, 6), 2)
     with pytest.raises(RuntimeError, match="divisible by the product of kernel_size"):
         F.fold(_e(np.zeros((2, 13, 20), np.float32)), (5, 6), 2)
@@ -451,8 +664,12 @@ def _copy_weights(src, dst):
 MODULE_CASES = [
     ("Conv1d", (3, 4, 3), {"stride": 2, "padding": 1}, (2, 3, 9)),
     ("Conv2d", (3, 4, 3), {}, (2, 3, 8, 8)),
-    ("Conv2d", (4, 6, (3, 2)), {"stride": (2, 1), "padding": 1,
-                                "dilation": 2, "groups": 2, "bias": False}, (2, 4, 9, 8)),
+    (
+        "Conv2d",
+        (4, 6, (3, 2)),
+        {"stride": (2, 1), "padding": 1, "dilation": 2, "groups": 2, "bias": False},
+        (2, 4, 9, 8),
+    ),
     ("Conv2d", (3, 4, 4), {"padding": "same"}, (2, 3, 7, 6)),
     ("Conv2d", (3, 4, 3), {"padding": 2, "padding_mode": "reflect"}, (2, 3, 7, 6)),
     ("Conv2d", (3, 4, 3), {"padding": (1, 2), "padding_mode": "replicate"}, (3, 7, 6)),
@@ -490,8 +707,9 @@ MODULE_CASES = [
 ]
 
 
-@pytest.mark.parametrize("cls,args,kwargs,xs", MODULE_CASES,
-                         ids=[f"{c[0]}-{i}" for i, c in enumerate(MODULE_CASES)])
+@pytest.mark.parametrize(
+    "cls,args,kwargs,xs", MODULE_CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(MODULE_CASES)]
+)
 def test_module_parity(cls, args, kwargs, xs):
     tm = getattr(torch.nn, cls)(*args, **kwargs)
     em = getattr(nn, cls)(*args, **kwargs)
@@ -510,8 +728,9 @@ def test_module_parity(cls, args, kwargs, xs):
     np.testing.assert_allclose(ex.grad.numpy(), tx.grad.numpy(), **CONV_TOL)
     tparams = dict(tm.named_parameters())
     for name, p in em.named_parameters():
-        np.testing.assert_allclose(p.grad.numpy(), tparams[name].grad.numpy(), err_msg=name,
-                                   **CONV_TOL)
+        np.testing.assert_allclose(
+            p.grad.numpy(), tparams[name].grad.numpy(), err_msg=name, **CONV_TOL
+        )
 
 
 def test_conv_transpose_output_size():
@@ -520,10 +739,16 @@ def test_conv_transpose_output_size():
     _copy_weights(tm, em)
     x = _f32(_rng(0), 1, 3, 4, 5)
     for size in [(7, 9), (8, 10), (1, 2, 8, 9)]:
-        np.testing.assert_allclose(em(_e(x), output_size=size).detach().numpy(),
-                                   tm(_t(x), output_size=size).detach().numpy(), **CONV_TOL)
-    with pytest.raises(ValueError, match=r"requested an output size of \[9, 9\], but valid "
-                                         r"sizes range from \[7, 9\] to \[8, 10\]"):
+        np.testing.assert_allclose(
+            em(_e(x), output_size=size).detach().numpy(),
+            tm(_t(x), output_size=size).detach().numpy(),
+            **CONV_TOL,
+        )
+    with pytest.raises(
+        ValueError,
+        match=r"requested an output size of \[9, 9\], but valid "
+        r"sizes range from \[7, 9\] to \[8, 10\]",
+    ):
         em(_e(x), output_size=(9, 9))
 
 
@@ -536,8 +761,9 @@ def test_conv_module_argument_errors():
         nn.Conv2d(3, 4, 3, padding="full")
     with pytest.raises(ValueError, match="padding_mode must be one of"):
         nn.Conv2d(3, 4, 3, padding_mode="mirror")
-    with pytest.raises(ValueError, match='Only "zeros" padding mode is supported for '
-                                         "ConvTranspose2d"):
+    with pytest.raises(
+        ValueError, match='Only "zeros" padding mode is supported for ConvTranspose2d'
+    ):
         nn.ConvTranspose2d(3, 4, 3, padding_mode="reflect")
 
 
@@ -556,8 +782,12 @@ def test_conv_default_init_matches_pytorch_distribution():
 
 
 def test_module_pickle_roundtrip():
-    m = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1, padding_mode="reflect"), nn.MaxPool2d(2),
-                      nn.Upsample(scale_factor=2.0), nn.ReflectionPad2d(1))
+    m = nn.Sequential(
+        nn.Conv2d(1, 2, 3, padding=1, padding_mode="reflect"),
+        nn.MaxPool2d(2),
+        nn.Upsample(scale_factor=2.0),
+        nn.ReflectionPad2d(1),
+    )
     m2 = pickle.loads(pickle.dumps(m))
     x = _e(_f32(_rng(0), 1, 1, 6, 6))
     np.testing.assert_array_equal(m(x).detach().numpy(), m2(x).detach().numpy())
@@ -569,9 +799,17 @@ def test_cnn_workload_parity():
 
     def build(lib):
         return lib.nn.Sequential(
-            lib.nn.Conv2d(1, 32, 3, padding=1), lib.nn.ReLU(), lib.nn.MaxPool2d(2),
-            lib.nn.Conv2d(32, 64, 3, padding=1), lib.nn.ReLU(), lib.nn.MaxPool2d(2),
-            lib.nn.Flatten(), lib.nn.Linear(3136, 128), lib.nn.ReLU(), lib.nn.Linear(128, 10))
+            lib.nn.Conv2d(1, 32, 3, padding=1),
+            lib.nn.ReLU(),
+            lib.nn.MaxPool2d(2),
+            lib.nn.Conv2d(32, 64, 3, padding=1),
+            lib.nn.ReLU(),
+            lib.nn.MaxPool2d(2),
+            lib.nn.Flatten(),
+            lib.nn.Linear(3136, 128),
+            lib.nn.ReLU(),
+            lib.nn.Linear(128, 10),
+        )
 
     tm, em = build(torch), build(ember)
     _copy_weights(tm, em)
@@ -584,8 +822,9 @@ def test_cnn_workload_parity():
     TF.cross_entropy(ty, torch.tensor(labels)).backward()
     tparams = dict(tm.named_parameters())
     for name, p in em.named_parameters():
-        np.testing.assert_allclose(p.grad.numpy(), tparams[name].grad.numpy(), err_msg=name,
-                                   atol=1e-5, rtol=1e-4)
+        np.testing.assert_allclose(
+            p.grad.numpy(), tparams[name].grad.numpy(), err_msg=name, atol=1e-5, rtol=1e-4
+        )
 
 
 def test_non_contiguous_inputs():
@@ -603,12 +842,15 @@ def test_non_contiguous_inputs():
     np.testing.assert_allclose(ex.grad.numpy(), tx.grad.numpy(), **CONV_TOL)
 
 
-@pytest.mark.parametrize("xs,kwargs", [
-    ((2, 3, 5, 7), {"size": (9, 4), "mode": "bilinear"}),
-    ((2, 3, 5, 7), {"scale_factor": 2.5, "mode": "bicubic", "align_corners": True}),
-    ((2, 3, 5, 7), {"scale_factor": (1.7, 0.6), "mode": "nearest"}),
-    ((2, 2, 3, 4, 5), {"size": (6, 3, 7), "mode": "trilinear"}),
-])
+@pytest.mark.parametrize(
+    "xs,kwargs",
+    [
+        ((2, 3, 5, 7), {"size": (9, 4), "mode": "bilinear"}),
+        ((2, 3, 5, 7), {"scale_factor": 2.5, "mode": "bicubic", "align_corners": True}),
+        ((2, 3, 5, 7), {"scale_factor": (1.7, 0.6), "mode": "nearest"}),
+        ((2, 2, 3, 4, 5), {"size": (6, 3, 7), "mode": "trilinear"}),
+    ],
+)
 def test_interpolate_sparse_path(monkeypatch, xs, kwargs):
     """Long axes (and non-finite arrays) use gathers and the run-by-run adjoint instead of the
     dense matrix product; force that path on small shapes."""
@@ -622,8 +864,7 @@ def test_interpolate_sparse_path(monkeypatch, xs, kwargs):
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered")
 def test_interpolate_long_axis_and_non_finite():
-    _parity("interpolate", [_f32(_rng(0), 1, 2, 300)], {"size": 451, "mode": "linear"},
-            INTERP_TOL)
+    _parity("interpolate", [_f32(_rng(0), 1, 2, 300)], {"size": 451, "mode": "linear"}, INTERP_TOL)
     x = _f32(_rng(1), 1, 1, 4, 5)
     x[0, 0, 1, 2] = np.inf
     x[0, 0, 3, 0] = np.nan

@@ -100,7 +100,9 @@ def test_stack_dataset_tuple_and_dict():
     assert StackDataset(a, b)[1] == (1, 11)
     assert StackDataset(x=a, y=b)[2] == {"x": 2, "y": 12}
     assert StackDataset(x=a, y=Subset(b, [2, 1, 0])).__getitems__([0, 2]) == [
-        {"x": 0, "y": 12}, {"x": 2, "y": 10}]
+        {"x": 0, "y": 12},
+        {"x": 2, "y": 10},
+    ]
     assert StackDataset(a, b).__getitems__([0, 2]) == [(0, 10), (2, 12)]
     with pytest.raises(ValueError, match="Size mismatch"):
         StackDataset(a, Range(4))
@@ -189,9 +191,16 @@ def test_default_convert_matches_torch():
     pytest.importorskip("torch")
     from torch.utils.data import default_convert as torch_convert
 
-    samples = [np.arange(3), np.float64(2.0), {"a": np.ones(2, dtype=np.float32), "b": "s"},
-               (np.int32(3), [np.zeros(1)]), Point(np.ones(1), 2), "text", 3,
-               np.array(["a", "b"])]
+    samples = [
+        np.arange(3),
+        np.float64(2.0),
+        {"a": np.ones(2, dtype=np.float32), "b": "s"},
+        (np.int32(3), [np.zeros(1)]),
+        Point(np.ones(1), 2),
+        "text",
+        3,
+        np.array(["a", "b"]),
+    ]
     for s in samples:
         ours, theirs = default_convert(s), torch_convert(s)
         if isinstance(s, np.ndarray) and s.dtype.kind == "U":
@@ -203,8 +212,11 @@ def test_default_convert_matches_torch():
 def test_default_collate_errors():
     with pytest.raises(RuntimeError, match="each element in list of batch should be of equal"):
         default_collate([[1, 2], [3]])
-    with pytest.raises(RuntimeError, match=r"stack expects each tensor to be equal size, but got "
-                                           r"\[2\] at entry 0 and \[3\] at entry 1"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"stack expects each tensor to be equal size, but got "
+        r"\[2\] at entry 0 and \[3\] at entry 1",
+    ):
         default_collate([ember.zeros(2), ember.zeros(3)])
     with pytest.raises(TypeError, match="default_collate: batch must contain tensors"):
         default_collate([object(), object()])

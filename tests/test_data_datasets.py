@@ -15,8 +15,9 @@ from ember.utils.data import DataLoader
 from ember.utils.data import transforms as T
 from ember.utils.data.datasets import CIFAR10, MNIST, CharDataset, Digits, read_idx
 
-SHAKESPEARE = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data",
-                           "tinyshakespeare.txt")
+SHAKESPEARE = os.path.join(
+    os.path.dirname(__file__), "..", "..", "shared", "data", "tinyshakespeare.txt"
+)
 
 
 def test_digits():
@@ -70,7 +71,8 @@ def test_char_dataset_on_tinyshakespeare():
 
 def _write_idx(path, array, code):
     header = struct.pack(">BBBB", 0, 0, code, array.ndim) + struct.pack(
-        f">{array.ndim}I", *array.shape)
+        f">{array.ndim}I", *array.shape
+    )
     data = header + array.astype(array.dtype.newbyteorder(">")).tobytes()
     opener = gzip.open if str(path).endswith(".gz") else open
     with opener(path, "wb") as f:
@@ -78,8 +80,14 @@ def _write_idx(path, array, code):
 
 
 def test_read_idx_types_and_errors(tmp_path):
-    for code, dtype in [(0x08, np.uint8), (0x09, np.int8), (0x0B, np.int16), (0x0C, np.int32),
-                        (0x0D, np.float32), (0x0E, np.float64)]:
+    for code, dtype in [
+        (0x08, np.uint8),
+        (0x09, np.int8),
+        (0x0B, np.int16),
+        (0x0C, np.int32),
+        (0x0D, np.float32),
+        (0x0E, np.float64),
+    ]:
         arr = (np.arange(24).reshape(2, 3, 4) - 5).astype(dtype)
         path = tmp_path / f"a{code}.idx"
         _write_idx(path, arr, code)
@@ -119,8 +127,11 @@ def test_mnist_reader(tmp_path, layout, suffix):
 def test_mnist_mismatched_files(tmp_path):
     _write_idx(tmp_path / "train-images-idx3-ubyte", np.zeros((3, 28, 28), np.uint8), 0x08)
     _write_idx(tmp_path / "train-labels-idx1-ubyte", np.zeros(4, np.uint8), 0x08)
-    with pytest.raises(ValueError, match=r"images of shape \(3, 28, 28\) but .* labels of shape "
-                                         r"\(4,\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"images of shape \(3, 28, 28\) but .* labels of shape "
+        r"\(4,\)",
+    ):
         MNIST(tmp_path)
 
 
@@ -131,8 +142,16 @@ def _write_cifar(folder, rng, n=4):
         data = rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)
         labels = rng.integers(0, 10, size=n).tolist()
         with open(folder / name, "wb") as f:
-            pickle.dump({"batch_label": name, "labels": labels, "data": data,
-                         "filenames": [f"{name}_{k}.png" for k in range(n)]}, f, protocol=2)
+            pickle.dump(
+                {
+                    "batch_label": name,
+                    "labels": labels,
+                    "data": data,
+                    "filenames": [f"{name}_{k}.png" for k in range(n)],
+                },
+                f,
+                protocol=2,
+            )
         batches[name] = (data, labels)
     with open(folder / "batches.meta", "wb") as f:
         pickle.dump({"label_names": [f"c{k}" for k in range(10)]}, f, protocol=2)
@@ -151,8 +170,9 @@ def test_cifar10_reader(tmp_path):
     test = CIFAR10(tmp_path / "cifar-10-batches-py", train=False, transform=T.ToTensor())
     x, _ = test[0]
     assert x.shape == (3, 32, 32)
-    np.testing.assert_allclose(x.numpy(), batches["test_batch"][0][0].reshape(3, 32, 32) / 255,
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        x.numpy(), batches["test_batch"][0][0].reshape(3, 32, 32) / 255, rtol=1e-6
+    )
 
 
 class _Evil:

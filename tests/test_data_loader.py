@@ -60,7 +60,9 @@ def test_batches_and_len():
     assert batches[2]["i"].tolist() == [8, 9]
     assert len(DataLoader(Squares(10), batch_size=4, drop_last=True)) == 2
     assert [b["i"].tolist() for b in DataLoader(Squares(10), batch_size=4, drop_last=True)] == [
-        [0, 1, 2, 3], [4, 5, 6, 7]]
+        [0, 1, 2, 3],
+        [4, 5, 6, 7],
+    ]
 
 
 def test_tensor_dataset_loader():
@@ -89,36 +91,46 @@ def test_shuffle_is_reproducible_with_manual_seed_and_generator():
     ember.manual_seed(0)
     assert order() == a and sorted(sum(a, [])) == list(range(12))
     assert order(generator=ember.Generator().manual_seed(1)) == order(
-        generator=ember.Generator().manual_seed(1))
+        generator=ember.Generator().manual_seed(1)
+    )
 
 
 def test_iterable_dataset_in_main_process():
     assert [b.tolist() for b in DataLoader(Stream(7), batch_size=3)] == [[0, 1, 2], [3, 4, 5], [6]]
     assert [b.tolist() for b in DataLoader(Stream(7), batch_size=3, drop_last=True)] == [
-        [0, 1, 2], [3, 4, 5]]
+        [0, 1, 2],
+        [3, 4, 5],
+    ]
     assert len(DataLoader(Stream(7), batch_size=3)) == 3
     assert get_worker_info() is None
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    (dict(num_workers=-1), "num_workers option should be non-negative"),
-    (dict(timeout=-1), "timeout option should be non-negative"),
-    (dict(prefetch_factor=2), "prefetch_factor option could only be specified in multiprocessing"),
-    (dict(persistent_workers=True), "persistent_workers option needs num_workers > 0"),
-    (dict(sampler=[0, 1], shuffle=True), "sampler option is mutually exclusive with shuffle"),
-    (dict(batch_sampler=[[0]], batch_size=2), "batch_sampler option is mutually exclusive"),
-    (dict(batch_sampler=[[0]], drop_last=True), "batch_sampler option is mutually exclusive"),
-    (dict(batch_size=None, drop_last=True), "batch_size=None option disables auto-batching"),
-    (dict(num_workers=1, multiprocessing_context="nope"), "valid start method"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(num_workers=-1), "num_workers option should be non-negative"),
+        (dict(timeout=-1), "timeout option should be non-negative"),
+        (
+            dict(prefetch_factor=2),
+            "prefetch_factor option could only be specified in multiprocessing",
+        ),
+        (dict(persistent_workers=True), "persistent_workers option needs num_workers > 0"),
+        (dict(sampler=[0, 1], shuffle=True), "sampler option is mutually exclusive with shuffle"),
+        (dict(batch_sampler=[[0]], batch_size=2), "batch_sampler option is mutually exclusive"),
+        (dict(batch_sampler=[[0]], drop_last=True), "batch_sampler option is mutually exclusive"),
+        (dict(batch_size=None, drop_last=True), "batch_size=None option disables auto-batching"),
+        (dict(num_workers=1, multiprocessing_context="nope"), "valid start method"),
+    ],
+)
 def test_argument_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):
         list(DataLoader(Squares(4), **kwargs))
 
 
 def test_iterable_dataset_argument_errors():
-    with pytest.raises(ValueError, match="expected unspecified shuffle option, but got "
-                                         "shuffle=True"):
+    with pytest.raises(
+        ValueError, match="expected unspecified shuffle option, but got shuffle=True"
+    ):
         DataLoader(Stream(3), shuffle=True)
     with pytest.raises(ValueError, match="expected unspecified sampler option"):
         DataLoader(Stream(3), sampler=[0])
@@ -128,8 +140,9 @@ def test_iterable_dataset_argument_errors():
 
 def test_attributes_are_frozen_after_init():
     dl = DataLoader(Squares(4))
-    with pytest.raises(ValueError, match="batch_size attribute should not be set after "
-                                         "DataLoader is initialized"):
+    with pytest.raises(
+        ValueError, match="batch_size attribute should not be set after DataLoader is initialized"
+    ):
         dl.batch_size = 3
     dl.num_workers = 0  # allowed, as in torch
 
@@ -197,8 +210,9 @@ def test_state_between_epochs_and_user_generator():
     state = loader.state_dict()
     assert state["epoch"] == 1 and state["batches_served"] == 0
     expected = [i.tolist() for i, _ in loader]
-    resumed = DataLoader(Noisy(10), batch_size=3, shuffle=True,
-                         generator=ember.Generator().manual_seed(0))
+    resumed = DataLoader(
+        Noisy(10), batch_size=3, shuffle=True, generator=ember.Generator().manual_seed(0)
+    )
     resumed.load_state_dict(state)
     assert [i.tolist() for i, _ in resumed] == expected
 
@@ -217,7 +231,8 @@ def test_load_state_dict_checks_keys():
         DataLoader(Squares(3)).load_state_dict({"epoch": 0, "batches_served": 1})
     with pytest.raises(ValueError, match="batches_served must be >= 0"):
         DataLoader(Squares(3)).load_state_dict(
-            {"epoch": 0, "batches_served": -1, "sampler": {}, "base_seed": None})
+            {"epoch": 0, "batches_served": -1, "sampler": {}, "base_seed": None}
+        )
 
 
 def test_state_dict_survives_ember_save(tmp_path):

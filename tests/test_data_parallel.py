@@ -72,7 +72,8 @@ def test_outputs_and_gradients_equal_the_plain_module(batch):
     m = _mlp()
     x = ember.randn(batch, 6)
     (o1, g1, xg1), (o2, g2, xg2) = _plain_and_parallel(
-        m, x, lambda m, v: data_parallel(m, v, device_ids=CPUS))
+        m, x, lambda m, v: data_parallel(m, v, device_ids=CPUS)
+    )
     np.testing.assert_allclose(o2, o1, atol=ATOL)
     _assert_close_lists(g2, g1)
     np.testing.assert_allclose(xg2, xg1, atol=ATOL)
@@ -99,8 +100,10 @@ def test_training_steps_follow_the_plain_module():
     opt_b = ember.optim.SGD(b.parameters(), lr=0.1, momentum=0.9)
     for _ in range(3):
         x, y = ember.randn(10, 6), ember.randint(0, 3, (10,))
-        for opt, run in ((opt_a, lambda v: a(v)),
-                         (opt_b, lambda v: data_parallel(b, v, device_ids=CPUS))):
+        for opt, run in (
+            (opt_a, lambda v: a(v)),
+            (opt_b, lambda v: data_parallel(b, v, device_ids=CPUS)),
+        ):
             opt.zero_grad()
             F.cross_entropy(run(x), y).backward()
             opt.step()
@@ -121,7 +124,8 @@ def test_tied_parameters_and_a_shared_submodule():
     ember.manual_seed(3)
     m = Tied()
     (o1, g1, _), (o2, g2, _) = _plain_and_parallel(
-        m, ember.randn(7, 5), lambda m, v: data_parallel(m, v, device_ids=CPUS))
+        m, ember.randn(7, 5), lambda m, v: data_parallel(m, v, device_ids=CPUS)
+    )
     np.testing.assert_allclose(o2, o1, atol=ATOL)
     _assert_close_lists(g2, g1)
     r = replicate(m, CPUS)[1]
@@ -134,7 +138,8 @@ def test_dim_1_scatters_and_gathers_along_that_dim():
     seen = []
     m.register_forward_pre_hook(lambda mod, args: seen.append(tuple(args[0].shape)))
     (o1, g1, _), (o2, g2, _) = _plain_and_parallel(
-        m, ember.randn(3, 7, 4), lambda m, v: data_parallel(m, v, device_ids=CPUS, dim=1))
+        m, ember.randn(3, 7, 4), lambda m, v: data_parallel(m, v, device_ids=CPUS, dim=1)
+    )
     np.testing.assert_allclose(o2, o1, atol=ATOL)
     _assert_close_lists(g2, g1)
     assert sorted(seen[1:]) == sorted([(3, 3, 4), (3, 3, 4), (3, 1, 4)])
@@ -154,7 +159,8 @@ def test_an_lstm_runs_on_replicas():
     ember.manual_seed(5)
     m = _LastStates()
     (o1, g1, x1), (o2, g2, x2) = _plain_and_parallel(
-        m, ember.randn(5, 4, 3), lambda m, v: data_parallel(m, v, device_ids=CPUS))
+        m, ember.randn(5, 4, 3), lambda m, v: data_parallel(m, v, device_ids=CPUS)
+    )
     np.testing.assert_allclose(o2, o1, atol=ATOL)
     _assert_close_lists(g2, g1)
     np.testing.assert_allclose(x2, x1, atol=ATOL)
@@ -225,8 +231,9 @@ def test_kwargs_reach_the_module_and_match_the_plain_call():
     m = Masked()
     x, bias, mask = ember.randn(8, 4), ember.randn(8, 4), (ember.arange(8) % 2).float()
     ref = m(x, {"bias": bias}, mask=mask, scale=3.0)
-    out = data_parallel(m, (x, {"bias": bias}), device_ids=CPUS,
-                        module_kwargs={"mask": mask, "scale": 3.0})
+    out = data_parallel(
+        m, (x, {"bias": bias}), device_ids=CPUS, module_kwargs={"mask": mask, "scale": 3.0}
+    )
     np.testing.assert_allclose(_np(out), _np(ref), atol=ATOL)
 
 
@@ -277,7 +284,7 @@ def test_scalar_outputs_become_one_entry_per_replica():
     x = ember.randn(9, 6)
     with pytest.warns(UserWarning, match="all input tensors were scalars"):
         out = data_parallel(nn.Sequential(m, _Sum()), x, device_ids=CPUS)
-    expected = [_np(m(x[i:i + 3]).sum()) for i in (0, 3, 6)]
+    expected = [_np(m(x[i : i + 3]).sum()) for i in (0, 3, 6)]
     np.testing.assert_allclose(_np(out), expected, atol=1e-4)
     out.sum().backward()  # differentiable through the unsqueeze
     grads = _grads(m)
@@ -318,7 +325,7 @@ def test_buffers_as_pytorch_the_first_replica_shares_them():
     x = ember.randn(12, 4)
     out = data_parallel(m, x, device_ids=CPUS)
     # training-mode BatchNorm normalises each chunk with its own statistics ...
-    chunks = [_np(per_chunk(x[i:i + 4])) for i in (0, 4, 8)]
+    chunks = [_np(per_chunk(x[i : i + 4])) for i in (0, 4, 8)]
     np.testing.assert_allclose(_np(out), np.concatenate(chunks), atol=ATOL)
     # ... and only the first replica's running-statistics update is kept (its chunk is x[:4])
     first_chunk(x[:4])
@@ -351,8 +358,11 @@ def test_an_exception_in_a_replica_is_raised_with_its_index():
                 raise ValueError("chunk of one row")
             return x
 
-    with pytest.raises(ValueError, match=r"Caught ValueError in replica 2 on device cpu"
-                                         r"(.|\n)*chunk of one row"):
+    with pytest.raises(
+        ValueError,
+        match=r"Caught ValueError in replica 2 on device cpu"
+        r"(.|\n)*chunk of one row",
+    ):
         data_parallel(Picky(), ember.ones(5, 2), device_ids=CPUS)
 
 
@@ -363,8 +373,9 @@ def test_parallel_apply_directly():
     assert outs[0] is a and outs[1] is b
     with pytest.raises(RuntimeError, match="in replica 1(.|\n)*device cannot be resolved"):
         parallel_apply(mods, [(a,), ("no tensor",)])
-    with pytest.raises(AssertionError, match="number of modules 2 is not equal to the number of "
-                                             "inputs 1"):
+    with pytest.raises(
+        AssertionError, match="number of modules 2 is not equal to the number of inputs 1"
+    ):
         parallel_apply(mods, [a])
     with ember.no_grad():  # grad mode reaches the worker threads
         out = parallel_apply([nn.Linear(2, 2)] * 2, [ember.ones(1, 2)] * 2)
@@ -373,9 +384,13 @@ def test_parallel_apply_directly():
 
 # ---- errors and the DataParallel module ---------------------------------------------------------
 def test_parameters_off_device_ids_0_are_an_error():
-    with pytest.raises(RuntimeError, match=re.escape(
+    with pytest.raises(
+        RuntimeError,
+        match=re.escape(
             "module must have its parameters and buffers on device cuda:0 (device_ids[0]) but "
-            "found one of them on device: cpu")):
+            "found one of them on device: cpu"
+        ),
+    ):
         data_parallel(_mlp(), ember.ones(4, 6), device_ids=["cuda:0", "cuda:1"])
 
 
@@ -438,6 +453,7 @@ two_gpus = pytest.mark.skipif(ember.cuda.device_count() < 2, reason="needs 2 CUD
 
 def _gpu_pair(seed=20, bn=False):
     """Two identical models on cuda:0: one runs plainly, the other under DataParallel."""
+
     def make():
         ember.manual_seed(seed)
         mid = [nn.BatchNorm1d(16)] if bn else []
@@ -469,7 +485,8 @@ def test_gpu_replicas_run_on_their_devices_and_output_device():
     one, two = _gpu_pair(21)
     seen = []
     two.register_forward_pre_hook(
-        lambda mod, args: seen.append((ember.cuda.current_device(), str(args[0].device))))
+        lambda mod, args: seen.append((ember.cuda.current_device(), str(args[0].device)))
+    )
     dp = DataParallel(two, device_ids=[0, 1], output_device=1)
     out = dp(ember.randn(8, 6))
     assert sorted(seen) == [(0, "cuda:0"), (1, "cuda:1")]
@@ -496,8 +513,10 @@ def test_gpu_batchnorm_buffers_follow_the_first_replica():
 def test_gpu_module_off_device_ids_0():
     _, two = _gpu_pair(23)
     dp = DataParallel(two.to("cuda:1"), device_ids=[0, 1])
-    with pytest.raises(RuntimeError, match=re.escape("on device cuda:0 (device_ids[0]) but "
-                                                     "found one of them on device: cuda:1")):
+    with pytest.raises(
+        RuntimeError,
+        match=re.escape("on device cuda:0 (device_ids[0]) but found one of them on device: cuda:1"),
+    ):
         dp(ember.randn(4, 6))
 
 

@@ -25,8 +25,9 @@ def test_sequential_and_batch_sampler():
     bs = BatchSampler(SequentialSampler(range(10)), batch_size=3, drop_last=True)
     assert list(bs) == [[0, 1, 2], [3, 4, 5], [6, 7, 8]] and len(bs) == 3
     assert list(BatchSampler(range(4), 2, False)) == [[0, 1], [2, 3]]
-    with pytest.raises(ValueError, match="batch_size should be a positive integer value, but got "
-                                         "batch_size=0"):
+    with pytest.raises(
+        ValueError, match="batch_size should be a positive integer value, but got batch_size=0"
+    ):
         BatchSampler(range(3), 0, False)
     with pytest.raises(ValueError, match="drop_last should be a boolean value"):
         BatchSampler(range(3), 2, 1)
@@ -49,8 +50,9 @@ def test_random_sampler_permutation_and_replacement():
     assert a == b
     with pytest.raises(TypeError, match="replacement should be a boolean value"):
         RandomSampler(range(3), replacement=0)
-    with pytest.raises(ValueError, match="num_samples should be a positive integer value, but "
-                                         "got num_samples=0"):
+    with pytest.raises(
+        ValueError, match="num_samples should be a positive integer value, but got num_samples=0"
+    ):
         RandomSampler([])
 
 
@@ -72,12 +74,15 @@ def test_subset_random_and_weighted_sampler():
         WeightedRandomSampler([1.0, -1.0], 2)
 
 
-@pytest.mark.parametrize("make", [
-    lambda g: RandomSampler(range(30), generator=g),
-    lambda g: RandomSampler(range(30), replacement=True, generator=g),
-    lambda g: SubsetRandomSampler(list(range(0, 60, 2)), generator=g),
-    lambda g: WeightedRandomSampler([1.0] * 30, 30, generator=g),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda g: RandomSampler(range(30), generator=g),
+        lambda g: RandomSampler(range(30), replacement=True, generator=g),
+        lambda g: SubsetRandomSampler(list(range(0, 60, 2)), generator=g),
+        lambda g: WeightedRandomSampler([1.0] * 30, 30, generator=g),
+    ],
+)
 @pytest.mark.parametrize("own_generator", [False, True])
 def test_random_sampler_state_replays_the_pass(make, own_generator):
     ember.manual_seed(7)
@@ -131,8 +136,14 @@ def test_custom_sampler_subclass():
 def _check_partition(n, replicas, drop_last, shuffle, seed=0, epoch=0):
     parts = []
     for rank in range(replicas):
-        s = DistributedSampler(range(n), num_replicas=replicas, rank=rank, shuffle=shuffle,
-                               seed=seed, drop_last=drop_last)
+        s = DistributedSampler(
+            range(n),
+            num_replicas=replicas,
+            rank=rank,
+            shuffle=shuffle,
+            seed=seed,
+            drop_last=drop_last,
+        )
         s.set_epoch(epoch)
         parts.append(list(s))
         assert len(parts[-1]) == len(s)
@@ -147,8 +158,10 @@ def test_distributed_sampler_partition_matches_torch(n, replicas, drop_last, shu
     from torch.utils.data.distributed import DistributedSampler as TorchDS
 
     ours = _check_partition(n, replicas, drop_last, shuffle)
-    theirs = [list(TorchDS(range(n), num_replicas=replicas, rank=r, shuffle=shuffle,
-                           drop_last=drop_last)) for r in range(replicas)]
+    theirs = [
+        list(TorchDS(range(n), num_replicas=replicas, rank=r, shuffle=shuffle, drop_last=drop_last))
+        for r in range(replicas)
+    ]
     assert [len(p) for p in ours] == [len(p) for p in theirs]  # equal lengths, as torch
     flat, tflat = [i for p in ours for i in p], [i for p in theirs for i in p]
     assert len(flat) == len(tflat)
@@ -158,7 +171,8 @@ def test_distributed_sampler_partition_matches_torch(n, replicas, drop_last, shu
         assert set(flat) == set(range(n))  # every sample covered, padded by repetition
         counts = collections.Counter(flat)
         assert sorted(collections.Counter(counts.values()).items()) == sorted(
-            collections.Counter(collections.Counter(tflat).values()).items())
+            collections.Counter(collections.Counter(tflat).values()).items()
+        )
     if not shuffle:
         assert ours == theirs  # no randomness: identical to torch
 
@@ -176,8 +190,11 @@ def test_distributed_sampler_epochs_and_seed():
 
 
 def test_distributed_sampler_errors_without_process_group():
-    with pytest.raises(ValueError, match=r"Invalid rank 2, rank should be in the interval "
-                                         r"\[0, 1\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"Invalid rank 2, rank should be in the interval "
+        r"\[0, 1\]",
+    ):
         DistributedSampler(range(4), num_replicas=2, rank=2)
     with pytest.raises(RuntimeError, match="pass num_replicas= and rank= explicitly"):
         DistributedSampler(range(4))

@@ -40,8 +40,9 @@ def test_normalize():
     x = ember.rand(2, 3, 4, 5)
     mean, std = [0.1, 0.2, 0.3], [0.5, 0.25, 2.0]
     out = T.Normalize(mean, std)(x)
-    ref = (x.numpy() - np.array(mean, np.float32)[:, None, None]) / np.array(
-        std, np.float32)[:, None, None]
+    ref = (x.numpy() - np.array(mean, np.float32)[:, None, None]) / np.array(std, np.float32)[
+        :, None, None
+    ]
     np.testing.assert_allclose(out.numpy(), ref, rtol=1e-6)
     y = x.clone()
     assert T.Normalize(mean, std, inplace=True)(y) is y
@@ -50,8 +51,11 @@ def test_normalize():
         T.Normalize([0.0], [0.0])(x)
     with pytest.raises(TypeError, match="Input tensor should be a float tensor"):
         T.Normalize([0.0], [1.0])(ember.zeros(3, 2, 2, dtype=ember.int64))
-    with pytest.raises(ValueError, match=r"Expected tensor to be a tensor image of size "
-                                         r"\(\.\.\., C, H, W\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"Expected tensor to be a tensor image of size "
+        r"\(\.\.\., C, H, W\)",
+    ):
         T.Normalize([0.0], [1.0])(ember.zeros(2, 2))
     with pytest.raises(TypeError, match="img should be Tensor Image"):
         T.Normalize([0.0], [1.0])(np.zeros((1, 2, 2), np.float32))
@@ -63,8 +67,9 @@ def test_normalize_matches_torch_and_is_differentiable():
     xe = ember.tensor(x, requires_grad=True)
     out = T.Normalize([0.5, 0.4, 0.3], [0.2, 0.3, 0.4])(xe)
     xt = torch.tensor(x)
-    ref = (xt - torch.tensor([0.5, 0.4, 0.3])[:, None, None]) / torch.tensor(
-        [0.2, 0.3, 0.4])[:, None, None]
+    ref = (xt - torch.tensor([0.5, 0.4, 0.3])[:, None, None]) / torch.tensor([0.2, 0.3, 0.4])[
+        :, None, None
+    ]
     np.testing.assert_allclose(out.detach().numpy(), ref.numpy(), rtol=1e-6, atol=1e-6)
     out.sum().backward()
     np.testing.assert_allclose(xe.grad.numpy()[:, 0, 0], [5.0, 1 / 0.3, 2.5], rtol=1e-6)
@@ -89,8 +94,11 @@ def test_random_crop_padding_modes(mode):
     crop = T.RandomCrop((9, 10), padding=2, padding_mode=mode, fill=7)
     out = crop(img)  # the crop is the whole padded image: deterministic
     widths = ((2, 2), (2, 2), (0, 0))
-    ref = np.pad(img, widths, mode="constant", constant_values=7) if mode == "constant" \
+    ref = (
+        np.pad(img, widths, mode="constant", constant_values=7)
+        if mode == "constant"
         else np.pad(img, widths, mode=mode)
+    )
     assert np.array_equal(out, ref)
     t = crop(ember.tensor(img.transpose(2, 0, 1)))
     assert np.array_equal(t.numpy(), ref.transpose(2, 0, 1))
@@ -103,15 +111,22 @@ def test_random_crop_windows_and_options():
     for _ in range(200):
         out = T.RandomCrop(5)(img)
         assert out.shape == (5, 5, 3)
-        i, j = next((i, j) for i in range(4) for j in range(4)
-                    if np.array_equal(img[i:i + 5, j:j + 5], out))
+        i, j = next(
+            (i, j)
+            for i in range(4)
+            for j in range(4)
+            if np.array_equal(img[i : i + 5, j : j + 5], out)
+        )
         seen.add((i, j))
     assert len(seen) == 16  # every position is reachable
     padded = T.RandomCrop(4, padding=(1, 2))(ember.zeros(3, 4, 4))  # left/right 1, top/bottom 2
     assert padded.shape == (3, 4, 4)
     assert T.RandomCrop(10, pad_if_needed=True)(img).shape == (10, 10, 3)
-    with pytest.raises(ValueError, match=r"Required crop size \(10, 10\) is larger than input "
-                                         r"image size \(8, 8\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"Required crop size \(10, 10\) is larger than input "
+        r"image size \(8, 8\)",
+    ):
         T.RandomCrop(10)(img)
     with pytest.raises(ValueError, match="Padding mode should be either"):
         T.RandomCrop(3, padding=1, padding_mode="wrap")
@@ -139,8 +154,15 @@ def test_random_resized_crop_params():
 
 @pytest.mark.parametrize("mode", ["nearest", "bilinear"])
 @pytest.mark.parametrize("dtype", ["float32", "uint8"])
-@pytest.mark.parametrize("box,size", [((3, 5, 17, 23), (9, 31)), ((0, 0, 40, 40), (40, 40)),
-                                      ((2, 1, 11, 7), (33, 20)), ((0, 0, 37, 29), (5, 6))])
+@pytest.mark.parametrize(
+    "box,size",
+    [
+        ((3, 5, 17, 23), (9, 31)),
+        ((0, 0, 40, 40), (40, 40)),
+        ((2, 1, 11, 7), (33, 20)),
+        ((0, 0, 37, 29), (5, 6)),
+    ],
+)
 def test_resized_crop_matches_torch_interpolate(monkeypatch, mode, dtype, box, size):
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(0)
@@ -148,7 +170,7 @@ def test_resized_crop_matches_torch_interpolate(monkeypatch, mode, dtype, box, s
     monkeypatch.setattr(T.RandomResizedCrop, "get_params", staticmethod(lambda *a: box))
     out = T.RandomResizedCrop(size, interpolation=mode)(ember.tensor(img))
     i, j, h, w = box
-    crop = torch.tensor(img[None, :, i:i + h, j:j + w].astype(np.float32))
+    crop = torch.tensor(img[None, :, i : i + h, j : j + w].astype(np.float32))
     kw = {} if mode == "nearest" else {"align_corners": False, "antialias": False}
     ref = torch.nn.functional.interpolate(crop, size=size, mode=mode, **kw)[0].numpy()
     if dtype == "uint8":
@@ -158,7 +180,8 @@ def test_resized_crop_matches_torch_interpolate(monkeypatch, mode, dtype, box, s
     else:
         np.testing.assert_allclose(out.numpy(), ref, rtol=1e-5, atol=1e-4)
     hwc = T.RandomResizedCrop(size, interpolation=T.InterpolationMode(mode))(
-        img.transpose(1, 2, 0).copy())
+        img.transpose(1, 2, 0).copy()
+    )
     assert np.array_equal(hwc, out.numpy().transpose(1, 2, 0))  # array layout, same pixels
 
 

@@ -99,8 +99,7 @@ def _flat(loader):
 def test_workers_keep_batch_order_and_match_main_process():
     expected = _flat(DataLoader(Indexed(23), batch_size=4))
     for workers in (1, 3):
-        got = _flat(DataLoader(Indexed(23), batch_size=4, num_workers=workers,
-                               prefetch_factor=3))
+        got = _flat(DataLoader(Indexed(23), batch_size=4, num_workers=workers, prefetch_factor=3))
         assert got == expected
     ember.manual_seed(5)
     a = _flat(DataLoader(Indexed(23), batch_size=4, shuffle=True))
@@ -130,8 +129,11 @@ def test_large_batches_through_the_pipe_without_shared_memory(monkeypatch):
 def test_worker_seeding_is_deterministic_and_per_batch():
     def draws(workers, seed):
         ember.manual_seed(seed)
-        return [v for _, vals in DataLoader(RandomDraws(), batch_size=3, num_workers=workers)
-                for v in np.asarray(vals).T.tolist()]
+        return [
+            v
+            for _, vals in DataLoader(RandomDraws(), batch_size=3, num_workers=workers)
+            for v in np.asarray(vals).T.tolist()
+        ]
 
     a = draws(2, 0)
     assert draws(2, 0) == a
@@ -197,9 +199,12 @@ def test_unpicklable_batch_is_reported():
 def test_dead_worker_is_noticed_not_hung():
     loader = DataLoader(Failing(3, "exit"), batch_size=2, num_workers=2)
     start = time.monotonic()
-    with pytest.raises(RuntimeError, match=r"DataLoader worker \(pid\(s\) \d+\) exited "
-                                           r"unexpectedly: worker 1 \(pid \d+\) exited with "
-                                           r"code 3"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"DataLoader worker \(pid\(s\) \d+\) exited "
+        r"unexpectedly: worker 1 \(pid \d+\) exited with "
+        r"code 3",
+    ):
         list(loader)
     assert time.monotonic() - start < 10
 
@@ -256,8 +261,9 @@ def test_workers_and_shared_memory_cleaned_up_at_interpreter_exit():
     import sys
 
     script = _EXIT_SCRIPT.format(tests=os.path.dirname(os.path.abspath(__file__)))
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0, stderr
     pids = [int(p) for p in stdout.split()]
@@ -288,8 +294,11 @@ def test_persistent_workers_survive_epochs_and_abandoned_epochs():
 def test_iterable_dataset_sharding_matches_torch():
     got = [b.tolist() for b in DataLoader(Sharded(11), batch_size=2, num_workers=3)]
     assert sorted(x for b in got for x in b) == list(range(11))
-    dup = [x for b in DataLoader(Sharded(5, shard=False), batch_size=2, num_workers=2)
-           for x in b.tolist()]
+    dup = [
+        x
+        for b in DataLoader(Sharded(5, shard=False), batch_size=2, num_workers=2)
+        for x in b.tolist()
+    ]
     assert sorted(dup) == sorted(list(range(5)) * 2)  # unsharded: every worker yields it all
     torch = pytest.importorskip("torch")
 
@@ -298,8 +307,12 @@ def test_iterable_dataset_sharding_matches_torch():
             info = torch.utils.data.get_worker_info()
             return iter(range(info.id, 11, info.num_workers))
 
-    theirs = [b.tolist() for b in torch.utils.data.DataLoader(
-        TorchSharded(), batch_size=2, num_workers=3, multiprocessing_context="fork")]
+    theirs = [
+        b.tolist()
+        for b in torch.utils.data.DataLoader(
+            TorchSharded(), batch_size=2, num_workers=3, multiprocessing_context="fork"
+        )
+    ]
     assert got == theirs
 
 
@@ -322,8 +335,9 @@ def _record(loader, epochs, stop_at=None):
 @pytest.mark.parametrize("stop_at", [(0, 1), (1, 4)])
 def test_resume_exactly_with_workers(stop_at, persistent):
     def make():
-        return DataLoader(NoisyIndexed(), batch_size=4, shuffle=True, num_workers=2,
-                          persistent_workers=persistent)
+        return DataLoader(
+            NoisyIndexed(), batch_size=4, shuffle=True, num_workers=2, persistent_workers=persistent
+        )
 
     ember.manual_seed(0)
     full, _, _ = _record(make(), 2)

@@ -48,8 +48,11 @@ def _net(lib, nn, checkpoint, mode, dropout=0.0):
         def forward(self, x):
             h = lib.relu(self.inp(x))
             for b in self.blocks:
-                h = b(h) if mode == "none" else \
-                    checkpoint(b, h, use_reentrant=(mode == "reentrant"))
+                h = (
+                    b(h)
+                    if mode == "none"
+                    else checkpoint(b, h, use_reentrant=(mode == "reentrant"))
+                )
             return self.out(h)
 
     return Net()
@@ -94,8 +97,9 @@ def _ember_rank(rank):
         out = {m: _train(ember, nn, F, checkpoint, DDP, m, rank, WORLD) for m in MODES}
         # with dropout: the checkpointed blocks recompute the same masks under DDP, so the
         # gradients equal the run without checkpointing from the same seed
-        out["dropout"] = {m: _train(ember, nn, F, checkpoint, DDP, m, rank, WORLD, 0.3, seed=7)
-                          for m in MODES}
+        out["dropout"] = {
+            m: _train(ember, nn, F, checkpoint, DDP, m, rank, WORLD, 0.3, seed=7) for m in MODES
+        }
         return out
     finally:
         dist.destroy_process_group()
@@ -145,8 +149,9 @@ def test_ddp_checkpoint_matches_single_process_and_torch(runs, mode):
     reference = _train(ember, nn, F, checkpoint, _same, "none", 0, WORLD)
     for rank in range(WORLD):
         for step in range(STEPS):
-            for got, ref, tor in zip(ember_runs[rank][mode][step], reference[step],
-                                     torch_runs[rank][mode][step]):
+            for got, ref, tor in zip(
+                ember_runs[rank][mode][step], reference[step], torch_runs[rank][mode][step]
+            ):
                 np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
                 np.testing.assert_allclose(got, tor, rtol=1e-5, atol=1e-6)
 

@@ -39,23 +39,35 @@ def _ember_rank(rank, cases, doc_port):
     from ember.nn.parallel import DistributedDataParallel as DDP
 
     dist.init_process_group("gloo")
-    hooks = {"allreduce": dh.allreduce_hook, "fp16": dh.fp16_compress_hook,
-             "bf16": dh.bf16_compress_hook,
-             "fp16_wrap": dh.fp16_compress_wrapper(dh.allreduce_hook)}
+    hooks = {
+        "allreduce": dh.allreduce_hook,
+        "fp16": dh.fp16_compress_hook,
+        "bf16": dh.bf16_compress_hook,
+        "fp16_wrap": dh.fp16_compress_wrapper(dh.allreduce_hook),
+    }
     w, x, y = _init()
     out = {}
     for case in cases:
-        model = nn.Sequential(nn.Linear(8, 32), nn.Tanh(), nn.Linear(32, 32), nn.Tanh(),
-                              nn.Linear(32, 4))
+        model = nn.Sequential(
+            nn.Linear(8, 32), nn.Tanh(), nn.Linear(32, 32), nn.Tanh(), nn.Linear(32, 4)
+        )
         with ember.no_grad():
             for p, a in zip(model.parameters(), w):
                 p.copy_(ember.tensor(a))
         ddp = DDP(model, bucket_cap_mb=0.004)  # several buckets: 4 KiB each
         seen = []
         if case in hooks:
+
             def record(state, bucket, _hook=hooks[case], _seen=seen):
-                _seen.append((bucket.index(), bucket.buffer().numel(), bucket.is_last(),
-                              len(bucket.parameters()), len(bucket.gradients())))
+                _seen.append(
+                    (
+                        bucket.index(),
+                        bucket.buffer().numel(),
+                        bucket.is_last(),
+                        len(bucket.parameters()),
+                        len(bucket.gradients()),
+                    )
+                )
                 return _hook(state, bucket)
 
             ddp.register_comm_hook(None, record)
@@ -78,8 +90,12 @@ def _ember_rank(rank, cases, doc_port):
                 assert all(p.grad.dtype == ember.float32 for p in model.parameters())
             opt.step()
             losses.append(float(loss.item()))
-        out[case] = {"losses": losses, "grads": grads, "buckets": seen,
-                     "weights": [p.detach().numpy().copy() for p in model.parameters()]}
+        out[case] = {
+            "losses": losses,
+            "grads": grads,
+            "buckets": seen,
+            "weights": [p.detach().numpy().copy() for p in model.parameters()],
+        }
     out["errors"] = _bad_hooks(ember, DDP, dh)
     dist.destroy_process_group()
     # the snippet of docs/ddp_comm_hooks.md as written: it joins and leaves its own group (on
@@ -119,8 +135,12 @@ def _bad_hooks(ember, DDP, dh):
         model(ember.ones(2, 3)).sum().backward()
 
     wrong_size = fresh()
-    wrong_size.register_comm_hook(None, lambda state, bucket: dh.allreduce_hook(
-        state, type(bucket)(0, True, bucket.buffer()._data[:1], [], [])))
+    wrong_size.register_comm_hook(
+        None,
+        lambda state, bucket: dh.allreduce_hook(
+            state, type(bucket)(0, True, bucket.buffer()._data[:1], [], [])
+        ),
+    )
     return {
         "twice": attempt(lambda: twice.register_comm_hook(None, dh.allreduce_hook)),
         "not_callable": attempt(lambda: fresh().register_comm_hook(None, 3)),
@@ -147,22 +167,35 @@ def _torch_rank(rank, cases):
     def bf16(state, bucket):
         return dh.bf16_compress_hook(state, bucket)
 
-    hooks = {"allreduce": dh.allreduce_hook, "fp16": dh.fp16_compress_hook, "bf16": bf16,
-             "fp16_wrap": dh.fp16_compress_wrapper(dh.allreduce_hook)}
+    hooks = {
+        "allreduce": dh.allreduce_hook,
+        "fp16": dh.fp16_compress_hook,
+        "bf16": bf16,
+        "fp16_wrap": dh.fp16_compress_wrapper(dh.allreduce_hook),
+    }
     w, x, y = _init()
     out = {}
     for case in cases:
-        model = nn.Sequential(nn.Linear(8, 32), nn.Tanh(), nn.Linear(32, 32), nn.Tanh(),
-                              nn.Linear(32, 4))
+        model = nn.Sequential(
+            nn.Linear(8, 32), nn.Tanh(), nn.Linear(32, 32), nn.Tanh(), nn.Linear(32, 4)
+        )
         with torch.no_grad():
             for p, a in zip(model.parameters(), w):
                 p.copy_(torch.from_numpy(a))
         ddp = DDP(model, bucket_cap_mb=0.004)
         seen = []
         if case in hooks:
+
             def record(state, bucket, _hook=hooks[case], _seen=seen):
-                _seen.append((bucket.index(), bucket.buffer().numel(), bucket.is_last(),
-                              len(bucket.parameters()), len(bucket.gradients())))
+                _seen.append(
+                    (
+                        bucket.index(),
+                        bucket.buffer().numel(),
+                        bucket.is_last(),
+                        len(bucket.parameters()),
+                        len(bucket.gradients()),
+                    )
+                )
                 return _hook(state, bucket)
 
             ddp.register_comm_hook(None, record)
@@ -183,8 +216,12 @@ def _torch_rank(rank, cases):
                 grads = [p.grad.numpy().copy() for p in model.parameters()]
             opt.step()
             losses.append(float(loss.item()))
-        out[case] = {"losses": losses, "grads": grads, "buckets": seen,
-                     "weights": [p.detach().numpy().copy() for p in model.parameters()]}
+        out[case] = {
+            "losses": losses,
+            "grads": grads,
+            "buckets": seen,
+            "weights": [p.detach().numpy().copy() for p in model.parameters()],
+        }
     dist.destroy_process_group()
     return out
 
@@ -209,8 +246,14 @@ def runs():
 
 
 # tolerances: float32 sums in a different order; a low-precision wire rounds once more
-_TOL = {"none": 2e-6, "allreduce": 2e-6, "fp16": 2e-3, "fp16_wrap": 2e-3, "bf16": 2e-2,
-        "autocast_bf16": 3e-2}
+_TOL = {
+    "none": 2e-6,
+    "allreduce": 2e-6,
+    "fp16": 2e-3,
+    "fp16_wrap": 2e-3,
+    "bf16": 2e-2,
+    "autocast_bf16": 3e-2,
+}
 
 
 def _check_buckets(seen, case):
@@ -251,8 +294,9 @@ def test_matches_torch_ddp(runs, case):
         np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("case,dtype", [("fp16", np.float16), ("fp16_wrap", np.float16),
-                                        ("bf16", "bfloat16")])
+@pytest.mark.parametrize(
+    "case,dtype", [("fp16", np.float16), ("fp16_wrap", np.float16), ("bf16", "bfloat16")]
+)
 def test_compressed_gradients_are_the_low_precision_sum(runs, case, dtype):
     import ember
 
@@ -285,14 +329,17 @@ def test_doc_snippet_runs_on_two_ranks(runs):
     np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("what,error,match", [
-    ("twice", "RuntimeError", "can only be called once"),
-    ("not_callable", "TypeError", "must be callable"),
-    ("arity", "TypeError", "two arguments"),
-    ("not_a_future", "TypeError", "must return a Future"),
-    ("wrong_size", "RuntimeError", "bucket's 8 elements"),
-    ("bad_type", "TypeError", "DDPCommHookType"),
-])
+@pytest.mark.parametrize(
+    "what,error,match",
+    [
+        ("twice", "RuntimeError", "can only be called once"),
+        ("not_callable", "TypeError", "must be callable"),
+        ("arity", "TypeError", "two arguments"),
+        ("not_a_future", "TypeError", "must return a Future"),
+        ("wrong_size", "RuntimeError", "bucket's 8 elements"),
+        ("bad_type", "TypeError", "DDPCommHookType"),
+    ],
+)
 def test_bad_hooks_are_refused(runs, what, error, match):
     got = runs["ember"][0]["errors"][what]
     assert got is not None and got[0] == error and match in got[1], got

@@ -28,18 +28,41 @@ SCRIPT = REPO / "examples" / "ddp_char_lstm.py"
 TEXT = REPO.parent / "shared" / "data" / "tinyshakespeare.txt"
 needs_text = pytest.mark.skipif(not TEXT.is_file(), reason=f"needs {TEXT}")
 
-SMALL = ["--workers", "2", "--epochs", "3", "--max-steps-per-epoch", "12", "--batch-size", "16",
-         "--embed", "32", "--hidden", "64", "--eval-windows", "64", "--lr", "1e-2"]
-FINAL = re.compile(r"final validation loss ([\d.]+) nats after (\d+) epochs on 2 workers "
-                   r"\(unigram entropy ([\d.]+)")
+SMALL = [
+    "--workers",
+    "2",
+    "--epochs",
+    "3",
+    "--max-steps-per-epoch",
+    "12",
+    "--batch-size",
+    "16",
+    "--embed",
+    "32",
+    "--hidden",
+    "64",
+    "--eval-windows",
+    "64",
+    "--lr",
+    "1e-2",
+]
+FINAL = re.compile(
+    r"final validation loss ([\d.]+) nats after (\d+) epochs on 2 workers "
+    r"\(unigram entropy ([\d.]+)"
+)
 
 
 def start(out: Path, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
     env.pop("RAY_ADDRESS", None)  # always the run's own local Ray
-    return subprocess.Popen([sys.executable, str(SCRIPT), *SMALL, "--out", str(out), *extra],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(SCRIPT), *SMALL, "--out", str(out), *extra],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def finish(proc: subprocess.Popen, timeout: float = 240) -> str:
@@ -72,8 +95,10 @@ def assert_same(a, b, path: str = "state") -> None:
     elif isinstance(a, ember.Tensor):
         x, y = a.numpy(), b.numpy()
         assert x.dtype == y.dtype and x.shape == y.shape, path
-        assert x.tobytes() == y.tobytes(), f"{path} differs: max |diff| " \
+        assert x.tobytes() == y.tobytes(), (
+            f"{path} differs: max |diff| "
             f"{np.abs(x.astype(np.float64) - y.astype(np.float64)).max()}"
+        )
     else:
         assert a == b, f"{path}: {a!r} != {b!r}"
 
@@ -116,8 +141,13 @@ def uninterrupted(tmp_path_factory):
 
 def test_missing_text_file_is_named(tmp_path):
     missing = tmp_path / "no_such.txt"
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--data", str(missing)], cwd=REPO,
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--data", str(missing)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2
     assert f"text file not found: {missing}" in proc.stderr
 

@@ -22,8 +22,15 @@ CASES = {
     # name: (batches per rank, join kwargs, model with BatchNorm, bucket_cap_mb,
     #        step the longer rank runs under no_sync, ember's bucket overlap, comm hook)
     "join_3_vs_5": ((3, 5), None, False, 25, None, "0", False),
-    "ddp_join_per_active_5_vs_3": ((5, 3), dict(divide_by_initial_world_size=False), False,
-                                   25, None, "0", False),
+    "ddp_join_per_active_5_vs_3": (
+        (5, 3),
+        dict(divide_by_initial_world_size=False),
+        False,
+        25,
+        None,
+        "0",
+        False,
+    ),
     # several buckets, each all-reduced on its own while backward runs
     "buffers_buckets_no_sync": ((3, 5), None, True, 0.0005, 3, "1", False),
     "comm_hook": ((3, 5), None, False, 0.0005, None, "1", True),
@@ -47,13 +54,15 @@ def _train(rank: int, lib: str, case: str) -> dict:
         from ember.distributed.algorithms.ddp_comm_hooks import default_hooks
         from ember.nn.parallel import DistributedDataParallel as DDP
     rng = np.random.default_rng(5)
-    layers = [nn.Linear(6, 16)] + ([nn.BatchNorm1d(16)] if batchnorm else []) + \
-        [nn.Tanh(), nn.Linear(16, 3)]
+    layers = (
+        [nn.Linear(6, 16)]
+        + ([nn.BatchNorm1d(16)] if batchnorm else [])
+        + [nn.Tanh(), nn.Linear(16, 3)]
+    )
     model = nn.Sequential(*layers)
     with torch.no_grad():
         for p in model.parameters():
-            p.copy_(torch.tensor((rng.standard_normal(tuple(p.shape)) * 0.4)
-                                 .astype(np.float32)))
+            p.copy_(torch.tensor((rng.standard_normal(tuple(p.shape)) * 0.4).astype(np.float32)))
     os.environ["EMBER_DDP_OVERLAP"] = overlap  # (read when the DDP is built)
     ddp = DDP(model, bucket_cap_mb=cap)
     del os.environ["EMBER_DDP_OVERLAP"]
@@ -75,8 +84,10 @@ def _train(rank: int, lib: str, case: str) -> dict:
             opt.step()
             opt.zero_grad()
             losses.append(float(loss.item()))
-    return {"losses": losses,
-            "state": {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}}
+    return {
+        "losses": losses,
+        "state": {k: v.detach().numpy().copy() for k, v in model.state_dict().items()},
+    }
 
 
 def _ember_throw(rank: int) -> str:
@@ -140,13 +151,15 @@ def test_uneven_inputs_match_torch(runs, case):
     nb, no_sync_step = CASES[case][0], CASES[case][4]
     for rank in range(WORLD):
         got, want = runs["ember"][rank][case], runs["torch"][rank][case]
-        assert len(got["losses"]) == nb[rank] - (no_sync_step is not None and
-                                                 nb[rank] > no_sync_step)
+        assert len(got["losses"]) == nb[rank] - (
+            no_sync_step is not None and nb[rank] > no_sync_step
+        )
         np.testing.assert_allclose(got["losses"], want["losses"], rtol=1e-5, atol=1e-6)
         assert got["state"].keys() == want["state"].keys()
         for k in want["state"]:
-            np.testing.assert_allclose(got["state"][k], want["state"][k], rtol=1e-5, atol=1e-6,
-                                       err_msg=f"rank {rank} {k}")
+            np.testing.assert_allclose(
+                got["state"][k], want["state"][k], rtol=1e-5, atol=1e-6, err_msg=f"rank {rank} {k}"
+            )
     # the last rank to join broadcast its model: the replicas end equal
     a, b = runs["ember"][0][case]["state"], runs["ember"][1][case]["state"]
     for k in a:
@@ -155,8 +168,9 @@ def test_uneven_inputs_match_torch(runs, case):
 
 def test_throw_on_early_termination_raises_on_every_rank(runs):
     assert runs["ember"][0]["throw"] == "Rank 0 exhausted all inputs."
-    assert runs["ember"][1]["throw"] == ("Detected at least one rank that exhausted inputs. "
-                                         "Throwing across all ranks.")
+    assert runs["ember"][1]["throw"] == (
+        "Detected at least one rank that exhausted inputs. Throwing across all ranks."
+    )
 
 
 def test_doc_snippet_runs_on_two_ranks(runs):

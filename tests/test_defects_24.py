@@ -20,8 +20,9 @@ def test_get_backend_matches_torch(name):
 
     import ember.distributed as dist
 
-    tdist.init_process_group(name, init_method=f"tcp://127.0.0.1:{_free_port()}", rank=0,
-                             world_size=1)
+    tdist.init_process_group(
+        name, init_method=f"tcp://127.0.0.1:{_free_port()}", rank=0, world_size=1
+    )
     try:
         want = (tdist.get_backend(), tdist.get_backend(tdist.new_group([0])))
     finally:
@@ -36,18 +37,26 @@ def test_get_backend_matches_torch(name):
 
 # ---- defect 4: every `ember up` failure is one line ----------------------------------------
 _UP_CASES = {
-    "unreachable": ("provider: {type: local, head_ip: no-such-host.invalid, worker_ips: []}\n"
-                    "auth: {ssh_user: nobody}\n",
-                    ["host no-such-host.invalid: cannot reach it over ssh",
-                     "ssh nobody@no-such-host.invalid true"]),
-    "bad_key": ("provider: {type: local, head_ip: 127.0.0.1, worker_ips: []}\n"
-                "ember: {workerz_per_node: 1}\n",
-                ["ember.workerz_per_node: unknown key", "workers_per_node"]),
+    "unreachable": (
+        "provider: {type: local, head_ip: no-such-host.invalid, worker_ips: []}\n"
+        "auth: {ssh_user: nobody}\n",
+        [
+            "host no-such-host.invalid: cannot reach it over ssh",
+            "ssh nobody@no-such-host.invalid true",
+        ],
+    ),
+    "bad_key": (
+        "provider: {type: local, head_ip: 127.0.0.1, worker_ips: []}\n"
+        "ember: {workerz_per_node: 1}\n",
+        ["ember.workerz_per_node: unknown key", "workers_per_node"],
+    ),
     "bad_yaml": ("provider: [\n", ["not valid YAML"]),
     "missing": (None, ["file not found"]),
-    "no_wrapper": ("provider: {type: local, head_ip: 127.0.0.1, worker_ips: []}\n"
-                   "ember: {node: {command_prefix: [/no/such/wrapper]}}\n",
-                   ["host 127.0.0.1: cannot run '/no/such/wrapper'"]),
+    "no_wrapper": (
+        "provider: {type: local, head_ip: 127.0.0.1, worker_ips: []}\n"
+        "ember: {node: {command_prefix: [/no/such/wrapper]}}\n",
+        ["host 127.0.0.1: cannot run '/no/such/wrapper'"],
+    ),
 }
 
 
@@ -82,22 +91,27 @@ def test_up_with_an_unwritable_state_dir_is_one_line(tmp_path, monkeypatch, caps
         state.mkdir(mode=0o500)
     monkeypatch.setenv("EMBER_STATE_DIR", str(state / "clusters"))
     path = tmp_path / "c.yaml"
-    path.write_text("cluster_name: ro\n"
-                    "provider: {type: local, head_ip: no-such-host.invalid, worker_ips: []}\n")
+    path.write_text(
+        "cluster_name: ro\nprovider: {type: local, head_ip: no-such-host.invalid, worker_ips: []}\n"
+    )
     assert main(["up", str(path)]) == 1
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("ember up: ")
 
 
 # ---- defect 3: Ray token auth, resolved the way Ray's head resolves it ----------------------
-@pytest.mark.parametrize("mode_env, token_file, want", [
-    (None, True, {"RAY_AUTH_MODE": "token"}),       # Ray's head turns it on: so must drivers
-    (None, False, {"RAY_AUTH_MODE": "disabled"}),
-    ("disabled", True, {"RAY_AUTH_MODE": "disabled"}),
-    ("TOKEN", False, {"RAY_AUTH_MODE": "token"}),
-])
-def test_inherit_resolves_to_the_mode_rays_head_picks(mode_env, token_file, want, tmp_path,
-                                                      monkeypatch):
+@pytest.mark.parametrize(
+    "mode_env, token_file, want",
+    [
+        (None, True, {"RAY_AUTH_MODE": "token"}),  # Ray's head turns it on: so must drivers
+        (None, False, {"RAY_AUTH_MODE": "disabled"}),
+        ("disabled", True, {"RAY_AUTH_MODE": "disabled"}),
+        ("TOKEN", False, {"RAY_AUTH_MODE": "token"}),
+    ],
+)
+def test_inherit_resolves_to_the_mode_rays_head_picks(
+    mode_env, token_file, want, tmp_path, monkeypatch
+):
     from ember.launcher import auth
 
     monkeypatch.setenv("HOME", str(tmp_path))
@@ -115,13 +129,16 @@ def test_inherit_resolves_to_the_mode_rays_head_picks(mode_env, token_file, want
 
 
 # ---- defect 5: the submitted entrypoint's interpreter -------------------------------------
-@pytest.mark.parametrize("cmd, python, want", [
-    (["python", "job.py"], None, "SELF"),
-    (["python3.11", "-m", "x"], None, "SELF"),
-    (["python", "job.py"], "/bin/sh", "/bin/sh"),  # --python names it
-    (["/usr/bin/python3", "job.py"], None, "/usr/bin/python3"),  # named in full: kept
-    (["bash", "run.sh"], None, "bash"),
-])
+@pytest.mark.parametrize(
+    "cmd, python, want",
+    [
+        (["python", "job.py"], None, "SELF"),
+        (["python3.11", "-m", "x"], None, "SELF"),
+        (["python", "job.py"], "/bin/sh", "/bin/sh"),  # --python names it
+        (["/usr/bin/python3", "job.py"], None, "/usr/bin/python3"),  # named in full: kept
+        (["bash", "run.sh"], None, "bash"),
+    ],
+)
 def test_a_leading_python_runs_the_submitting_interpreter(cmd, python, want):
     import argparse
     import os
@@ -153,7 +170,9 @@ def test_a_remote_head_without_python_says_how_to_choose(capsys):
 
     args = argparse.Namespace(python=None, cluster=None)
     assert _pin_interpreter(args, ["python", "j.py"], "http://192.0.2.7:8265") == (
-        ["python", "j.py"], None)
+        ["python", "j.py"],
+        None,
+    )
     assert "pass --python PATH" in capsys.readouterr().err
 
 
@@ -181,28 +200,54 @@ def token_cluster(tmp_path_factory):
         f.write("#!/bin/sh\necho 'the head PATH python ran' >&2\nexit 9\n")
     os.chmod(os.path.join(fake, "python"), 0o755)
     ports = [_free_port() for _ in range(7)]
-    cfg = {"cluster_name": "d24", "provider": {"type": "local", "head_ip": "127.0.0.1",
-                                               "worker_ips": []},
-           "ember": {"workers_per_node": 1, "ray_port": ports[0], "dashboard_port": ports[1],
-                     "temp_dir": root,
-                     "node": {"num_cpus": 2, "object_store_memory": 100 * 1024 * 1024,
-                              "ray_start_args": [f"--ray-client-server-port={ports[2]}",
-                                                 f"--dashboard-agent-listen-port={ports[3]}",
-                                                 f"--dashboard-agent-grpc-port={ports[4]}",
-                                                 f"--metrics-export-port={ports[5]}",
-                                                 f"--runtime-env-agent-port={ports[6]}"]}}}
+    cfg = {
+        "cluster_name": "d24",
+        "provider": {"type": "local", "head_ip": "127.0.0.1", "worker_ips": []},
+        "ember": {
+            "workers_per_node": 1,
+            "ray_port": ports[0],
+            "dashboard_port": ports[1],
+            "temp_dir": root,
+            "node": {
+                "num_cpus": 2,
+                "object_store_memory": 100 * 1024 * 1024,
+                "ray_start_args": [
+                    f"--ray-client-server-port={ports[2]}",
+                    f"--dashboard-agent-listen-port={ports[3]}",
+                    f"--dashboard-agent-grpc-port={ports[4]}",
+                    f"--metrics-export-port={ports[5]}",
+                    f"--runtime-env-agent-port={ports[6]}",
+                ],
+            },
+        },
+    }
     path = os.path.join(root, "cluster.yaml")
     with open(path, "w") as f:
         yaml.safe_dump(cfg, f)
-    env = {**os.environ, "HOME": home, "EMBER_STATE_DIR": os.path.join(root, "state"),
-           "PATH": f"{fake}:{os.environ['PATH']}"}
-    for var in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN",
-                "RAY_AUTH_TOKEN_PATH"):
+    env = {
+        **os.environ,
+        "HOME": home,
+        "EMBER_STATE_DIR": os.path.join(root, "state"),
+        "PATH": f"{fake}:{os.environ['PATH']}",
+    }
+    for var in (
+        "RAY_ADDRESS",
+        "RAY_API_SERVER_ADDRESS",
+        "RAY_AUTH_MODE",
+        "RAY_AUTH_TOKEN",
+        "RAY_AUTH_TOKEN_PATH",
+    ):
         env.pop(var, None)
 
     def ember_cli(*args, timeout=120):
-        return subprocess.run([sys.executable, "-m", "ember.launcher.cli", *args], env=env,
-                              capture_output=True, text=True, timeout=timeout, cwd=root)
+        return subprocess.run(
+            [sys.executable, "-m", "ember.launcher.cli", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=root,
+        )
 
     up = ember_cli("up", path, timeout=180)
     try:

@@ -31,8 +31,10 @@ def _expected(epoch, n=24):
 @pytest.mark.parametrize("num_workers", [0, 2])
 def test_the_users_set_epoch_wins_over_the_pass_counter(num_workers):
     sampler = DistributedSampler(_dataset(), num_replicas=2, rank=1, shuffle=True, seed=5)
-    loader = prepare_data_loader(DataLoader(_dataset(), batch_size=4, sampler=sampler,
-                                            num_workers=num_workers), move_to_device=False)
+    loader = prepare_data_loader(
+        DataLoader(_dataset(), batch_size=4, sampler=sampler, num_workers=num_workers),
+        move_to_device=False,
+    )
     # a resumed run: the loader is fresh (pass counter 0), the user starts at epoch 3
     for epoch in (3, 4):
         loader.sampler.set_epoch(epoch)
@@ -45,8 +47,9 @@ def test_a_constant_set_epoch_on_the_prepared_sampler_is_kept():
 
     # the sampler prepare_data_loader builds for world > 1 (here built directly: one process)
     sampler = _DistributedSampler(_dataset(), num_replicas=2, rank=1, shuffle=True, seed=5)
-    loader = prepare_data_loader(DataLoader(_dataset(), batch_size=4, sampler=sampler),
-                                 move_to_device=False)
+    loader = prepare_data_loader(
+        DataLoader(_dataset(), batch_size=4, sampler=sampler), move_to_device=False
+    )
     orders = []
     for _ in range(3):
         loader.sampler.set_epoch(0)  # the same value the loader would give the first pass
@@ -56,8 +59,9 @@ def test_a_constant_set_epoch_on_the_prepared_sampler_is_kept():
 
 def test_without_set_epoch_each_pass_still_gets_its_own_shuffle():
     sampler = DistributedSampler(_dataset(), num_replicas=2, rank=1, shuffle=True, seed=5)
-    loader = prepare_data_loader(DataLoader(_dataset(), batch_size=4, sampler=sampler),
-                                 move_to_device=False)
+    loader = prepare_data_loader(
+        DataLoader(_dataset(), batch_size=4, sampler=sampler), move_to_device=False
+    )
     assert [_order(loader) for _ in range(3)] == [_expected(e) for e in range(3)]
 
 
@@ -77,8 +81,10 @@ def _loop(config):
     model = prepare_model(nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 2)))
     opt = ember.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     rng = np.random.default_rng(7)
-    data = TensorDataset(ember.tensor(rng.standard_normal((64, 6)).astype(np.float32)),
-                         ember.tensor(rng.integers(0, 2, 64)))
+    data = TensorDataset(
+        ember.tensor(rng.standard_normal((64, 6)).astype(np.float32)),
+        ember.tensor(rng.integers(0, 2, 64)),
+    )
     loader = prepare_data_loader(DataLoader(data, batch_size=8, shuffle=True))
     start = 0
     ckpt = get_checkpoint()
@@ -93,8 +99,7 @@ def _loop(config):
         loader.sampler.set_epoch(epoch)
         for i, (x, y) in enumerate(loader):
             marker = os.path.join(config["markers"], "killed")
-            if config["kill"] and (epoch, i) == (2, 1) and rank == 1 \
-                    and not os.path.exists(marker):
+            if config["kill"] and (epoch, i) == (2, 1) and rank == 1 and not os.path.exists(marker):
                 open(marker, "w").close()
                 os.kill(os.getpid(), signal.SIGKILL)
             opt.zero_grad()
@@ -103,8 +108,10 @@ def _loop(config):
         with tempfile.TemporaryDirectory() as d:
             ck = None
             if rank == 0:
-                ember.save({"model": model.state_dict(), "opt": opt.state_dict(),
-                            "epoch": epoch}, os.path.join(d, "state.pt"))
+                ember.save(
+                    {"model": model.state_dict(), "opt": opt.state_dict(), "epoch": epoch},
+                    os.path.join(d, "state.pt"),
+                )
                 ck = Checkpoint.from_directory(d)
             report({"epoch": epoch}, checkpoint=ck)
 
@@ -115,10 +122,15 @@ def _fit(tmp_path, name, kill):
     markers = tmp_path / f"markers_{name}"
     markers.mkdir()
     cfg = {"epochs": 4, "kill": kill, "markers": str(markers)}
-    result = Trainer(_loop, cfg, scaling_config=ScalingConfig(num_workers=2),
-                     run_config=RunConfig(storage_path=str(tmp_path), name=name, verbose=0,
-                                          failure_config=FailureConfig(1)),
-                     collective_timeout=60).fit()
+    result = Trainer(
+        _loop,
+        cfg,
+        scaling_config=ScalingConfig(num_workers=2),
+        run_config=RunConfig(
+            storage_path=str(tmp_path), name=name, verbose=0, failure_config=FailureConfig(1)
+        ),
+        collective_timeout=60,
+    ).fit()
     assert [m["epoch"] for m in result.metrics_history] == [0, 1, 2, 3]
     assert os.path.exists(markers / "killed") == kill
     state = ember.load(os.path.join(result.checkpoint.path, "state.pt"))

@@ -57,10 +57,18 @@ _DIVS = {
 def test_integer_division_by_zero_raises(op, dtype):
     a, b = np.array([5, 7, 3]), np.array([0, 2, 1])
     fn = _DIVS[op]
-    _same_error(lambda: fn(ember, ember.tensor(a, dtype=getattr(ember, dtype)),
-                           ember.tensor(b, dtype=getattr(ember, dtype))),
-                lambda: fn(torch, torch.tensor(a, dtype=getattr(torch, dtype)),
-                           torch.tensor(b, dtype=getattr(torch, dtype))))
+    _same_error(
+        lambda: fn(
+            ember,
+            ember.tensor(a, dtype=getattr(ember, dtype)),
+            ember.tensor(b, dtype=getattr(ember, dtype)),
+        ),
+        lambda: fn(
+            torch,
+            torch.tensor(a, dtype=getattr(torch, dtype)),
+            torch.tensor(b, dtype=getattr(torch, dtype)),
+        ),
+    )
 
 
 def test_integer_division_in_place_by_zero_leaves_input():
@@ -70,8 +78,7 @@ def test_integer_division_in_place_by_zero_leaves_input():
     assert x.tolist() == [5, -7, 3]
 
 
-@pytest.mark.parametrize("op", ["floordiv", "mod", "div_floor", "div_trunc", "fmod",
-                                "remainder"])
+@pytest.mark.parametrize("op", ["floordiv", "mod", "div_floor", "div_trunc", "fmod", "remainder"])
 def test_division_without_zero_and_float_zero_match_torch(op):
     fn = _DIVS[op]
     a, b = [5, -7, 3, -8], [2, 3, -2, -3]
@@ -101,10 +108,14 @@ _MM = {
     "bmm": (lambda m: m.bmm(m.ones(2, 2, 3, dtype=m.int64), m.ones(2, 3, 4))),
     "mv": (lambda m: m.mv(m.ones(2, 3), m.ones(3, dtype=m.float64))),
     "dot": (lambda m: m.dot(m.ones(3, dtype=m.int64), m.ones(3))),
-    "conv2d bias": (lambda m: m.nn.functional.conv2d(m.ones(1, 1, 4, 4), m.ones(1, 1, 2, 2),
-                                                      m.ones(1, dtype=m.float64))),
-    "conv2d weight": (lambda m: m.nn.functional.conv2d(
-        m.ones(1, 1, 4, 4), m.ones(1, 1, 2, 2, dtype=m.float64))),
+    "conv2d bias": (
+        lambda m: m.nn.functional.conv2d(
+            m.ones(1, 1, 4, 4), m.ones(1, 1, 2, 2), m.ones(1, dtype=m.float64)
+        )
+    ),
+    "conv2d weight": (
+        lambda m: m.nn.functional.conv2d(m.ones(1, 1, 4, 4), m.ones(1, 1, 2, 2, dtype=m.float64))
+    ),
 }
 
 
@@ -115,8 +126,11 @@ def test_matmul_mixed_dtypes_raise_like_torch(case):
 
 @pytest.mark.parametrize("case", ["i64@f32 2d", "f32@f64 2d"])
 def test_linear_mixed_dtypes_raise(case):
-    x, w = (ember.ones(2, 3, dtype=ember.int64), ember.ones(4, 3)) if case.startswith("i64") \
+    x, w = (
+        (ember.ones(2, 3, dtype=ember.int64), ember.ones(4, 3))
+        if case.startswith("i64")
         else (ember.ones(2, 3), ember.ones(4, 3, dtype=ember.float64))
+    )
     with pytest.raises(RuntimeError, match="same dtype"):
         F.linear(x, w)
 
@@ -133,20 +147,36 @@ def test_matmul_same_dtype_and_autocast_still_work():
 
 
 # ---- F.pad sizes ---------------------------------------------------------------------------
-_PADS = [((-5, 0), "constant"), ((-2, -3), "constant"), ((-5, 2), "constant"),
-         ((-2, -2), "reflect"), ((-2, -2), "replicate"), ((-5, 0), "circular"),
-         ((1.5, 0), "constant"), ((True, 0), "constant")]
+_PADS = [
+    ((-5, 0), "constant"),
+    ((-2, -3), "constant"),
+    ((-5, 2), "constant"),
+    ((-2, -2), "reflect"),
+    ((-2, -2), "replicate"),
+    ((-5, 0), "circular"),
+    ((1.5, 0), "constant"),
+    ((True, 0), "constant"),
+]
 
 
 @pytest.mark.parametrize("pad,mode", _PADS)
 def test_pad_oversized_negative_raises_like_torch(pad, mode):
-    _same_error(lambda: F.pad(ember.ones(1, 2, 4), pad, mode=mode),
-                lambda: TF.pad(torch.ones(1, 2, 4), pad, mode=mode))
+    _same_error(
+        lambda: F.pad(ember.ones(1, 2, 4), pad, mode=mode),
+        lambda: TF.pad(torch.ones(1, 2, 4), pad, mode=mode),
+    )
 
 
-@pytest.mark.parametrize("pad,mode", [((-2, -2), "constant"), ((-1, 2), "constant"),
-                                      ((-2, -1), "reflect"), ((-2, -2), "circular"),
-                                      ((0, 0, -1, 1), "replicate")])
+@pytest.mark.parametrize(
+    "pad,mode",
+    [
+        ((-2, -2), "constant"),
+        ((-1, 2), "constant"),
+        ((-2, -1), "reflect"),
+        ((-2, -2), "circular"),
+        ((0, 0, -1, 1), "replicate"),
+    ],
+)
 def test_pad_valid_negative_matches_torch(pad, mode):
     x = np.arange(12.0, dtype=np.float32).reshape(1, 3, 4)
     got = F.pad(ember.tensor(x), pad, mode=mode)
@@ -164,21 +194,32 @@ _MARK = _Mark()
 
 class _Rebuild:
     def __reduce__(self):
-        return (torch._utils._rebuild_tensor_v2,
-                (_MARK, 0, (4,), (1,), False, collections.OrderedDict()))
+        return (
+            torch._utils._rebuild_tensor_v2,
+            (_MARK, 0, (4,), (1,), False, collections.OrderedDict()),
+        )
 
 
 def _legacy_checkpoint(numel: int, deep: int = 0) -> bytes:
     """A pre-1.6 ``torch.save`` stream declaring a FloatStorage of ``numel`` elements (with 16
     bytes of data), or whose object is ``deep`` nested lists."""
+
     class Pickler(pickle.Pickler):
         def persistent_id(self, obj):
-            return ("storage", torch.FloatStorage, "0", "cpu", numel, None) \
-                if obj is _MARK else None
+            return (
+                ("storage", torch.FloatStorage, "0", "cpu", numel, None) if obj is _MARK else None
+            )
 
     out = io.BytesIO()
-    for x in (0x1950A86A20F9469CFC6C, 1001, {"protocol_version": 1001, "little_endian": True,
-                                             "type_sizes": {"short": 2, "int": 4, "long": 4}}):
+    for x in (
+        0x1950A86A20F9469CFC6C,
+        1001,
+        {
+            "protocol_version": 1001,
+            "little_endian": True,
+            "type_sizes": {"short": 2, "int": 4, "long": 4},
+        },
+    ):
         pickle.dump(x, out, protocol=2)
     if deep:
         out.write(b"\x80\x02" + b"]" * deep + b"a" * (deep - 1) + b".")
@@ -195,31 +236,40 @@ def _zip_with_huge_record(tmp_path) -> bytes:
     raw = bytearray((tmp_path / "ok.pt").read_bytes())
     at = raw.find(b"PK\x01\x02")
     while at != -1:  # central directory: declare 4 GiB for the storage record
-        n = struct.unpack("<H", raw[at + 28:at + 30])[0]
-        if bytes(raw[at + 46:at + 46 + n]).endswith(b"/data/0"):
-            raw[at + 20:at + 28] = struct.pack("<II", 0xFFFFFFF0, 0xFFFFFFF0)
+        n = struct.unpack("<H", raw[at + 28 : at + 30])[0]
+        if bytes(raw[at + 46 : at + 46 + n]).endswith(b"/data/0"):
+            raw[at + 20 : at + 28] = struct.pack("<II", 0xFFFFFFF0, 0xFFFFFFF0)
         at = raw.find(b"PK\x01\x02", at + 4)
     return bytes(raw)
 
 
 def _safetensors_huge() -> bytes:
-    head = json.dumps({"x": {"dtype": "F32", "shape": [2 ** 60], "data_offsets": [0, 2 ** 62]},
-                       "__metadata__": {"format": "ember"}}).encode()
+    head = json.dumps(
+        {
+            "x": {"dtype": "F32", "shape": [2**60], "data_offsets": [0, 2**62]},
+            "__metadata__": {"format": "ember"},
+        }
+    ).encode()
     return struct.pack("<Q", len(head)) + head + b"\0" * 16
 
 
 def _ember_deep() -> bytes:
     from ember import _serialization_io as sio
 
-    meta = {"format": "ember", "ember.version": "1", "ember.kind": "structure",
-            "ember.tensors": "[]", "ember.structure": "[" * 100_000 + "]" * 100_000}
+    meta = {
+        "format": "ember",
+        "ember.version": "1",
+        "ember.kind": "structure",
+        "ember.tensors": "[]",
+        "ember.structure": "[" * 100_000 + "]" * 100_000,
+    }
     buf = io.BytesIO()
     sio.write({"_": np.zeros(1, np.uint8)}, meta, buf)
     return buf.getvalue()
 
 
 _HOSTILE = {
-    "legacy 1 TiB storage": (lambda p: _legacy_checkpoint(2 ** 38), "declares 1099511627776"),
+    "legacy 1 TiB storage": (lambda p: _legacy_checkpoint(2**38), "declares 1099511627776"),
     "legacy 100k-deep": (lambda p: _legacy_checkpoint(0, deep=100_000), "nested too deeply"),
     "zip 4 GiB record": (_zip_with_huge_record, "declares 4294967280 bytes"),
     "safetensors 2^62 bytes": (lambda p: _safetensors_huge(), "truncated or corrupted"),
@@ -283,8 +333,10 @@ def test_next_save_removes_temp_files_of_dead_writers_only(tmp_path):
     host = _tempfiles.host_tag()
     dead = tmp_path / f".model.pt.{host}-{_dead_pid()}.0123456789ab.tmp"
     live = tmp_path / f".model.pt.{host}-{os.getpid()}.0123456789ab.tmp"
-    other_host = tmp_path / f".model.pt.{'0' * 8 if host != '0' * 8 else '1' * 8}-" \
-                            f"{_dead_pid()}.0123456789ab.tmp"
+    other_host = (
+        tmp_path / f".model.pt.{'0' * 8 if host != '0' * 8 else '1' * 8}-"
+        f"{_dead_pid()}.0123456789ab.tmp"
+    )
     legacy = tmp_path / ".model.pt.0123456789ab.tmp"  # older ember: no writer in the name
     user = tmp_path / "notes.tmp"
     for p in (dead, live, other_host, legacy, user):
@@ -311,8 +363,9 @@ ember.save({"w": ember.zeros(1000)}, sys.argv[1])
 def test_save_killed_by_sigkill_leaves_old_file_and_next_save_cleans_up(tmp_path):
     target = tmp_path / "model.pt"
     ember.save({"w": ember.ones(3)}, target)
-    proc = subprocess.Popen([sys.executable, "-c", _KILLED_SAVE, str(target)],
-                            stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_SAVE, str(target)], stderr=subprocess.PIPE
+    )
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == -signal.SIGKILL, err.decode()[-2000:]
     left = [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
@@ -330,21 +383,36 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.parametrize("point", [
-    "index",
-    pytest.param("shard", marks=pytest.mark.full),
-    pytest.param("aside", marks=pytest.mark.full),
-    pytest.param("none", marks=pytest.mark.full),
-])
+@pytest.mark.parametrize(
+    "point",
+    [
+        "index",
+        pytest.param("shard", marks=pytest.mark.full),
+        pytest.param("aside", marks=pytest.mark.full),
+        pytest.param("none", marks=pytest.mark.full),
+    ],
+)
 def test_sharded_resave_killed_keeps_previous_checkpoint(tmp_path, point):
     from ember.distributed.fsdp import checkpoint
 
     out = tmp_path / "ckpt"
-    env = dict(os.environ, RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", LOCAL_WORLD_SIZE="1",
-               MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()),
-               EMBER_TOKEN=secrets.token_hex(8), OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, os.path.join(HERE, "defects28", "fsdp_resave.py"),
-                           str(out), point], env=env, capture_output=True, timeout=180)
+    env = dict(
+        os.environ,
+        RANK="0",
+        LOCAL_RANK="0",
+        WORLD_SIZE="1",
+        LOCAL_WORLD_SIZE="1",
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(_free_port()),
+        EMBER_TOKEN=secrets.token_hex(8),
+        OMP_NUM_THREADS="1",
+    )
+    proc = subprocess.run(
+        [sys.executable, os.path.join(HERE, "defects28", "fsdp_resave.py"), str(out), point],
+        env=env,
+        capture_output=True,
+        timeout=180,
+    )
     want_rc = 0 if point == "none" else -signal.SIGKILL
     assert proc.returncode == want_rc, proc.stderr.decode()[-3000:]
     full = checkpoint.load_full_state_dicts(str(out))
@@ -388,13 +456,25 @@ def test_sigterm_to_launch_stops_job_cleanly_with_143(tmp_path):
     marks = tmp_path / "marks"
     marks.mkdir()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ember.launcher.cli", "launch", "--workers", "1", "--env",
-         f"MARKS={marks}", "job.py"], cwd=tmp_path, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "ember.launcher.cli",
+            "launch",
+            "--workers",
+            "1",
+            "--env",
+            f"MARKS={marks}",
+            "job.py",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 240
-        while not list(marks.iterdir()) and proc.poll() is None \
-                and time.monotonic() < deadline:
+        while not list(marks.iterdir()) and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.1)
         assert list(marks.iterdir()), proc.communicate(timeout=60)[1][-3000:]
         time.sleep(0.2)  # the pid file is written before the script's first print

@@ -43,7 +43,8 @@ def test_collect_env_json_report():
     st = os.statvfs("/dev/shm")
     assert info["shm"]["size_bytes"] == st.f_frsize * st.f_blocks
     assert [info["open_files"]["soft"], info["open_files"]["hard"]] == list(
-        resource.getrlimit(resource.RLIMIT_NOFILE))
+        resource.getrlimit(resource.RLIMIT_NOFILE)
+    )
     assert set(info["ports"]) == {str(p) for p in collect_env.DEFAULT_PORTS}
     assert {"cupy_usable", "runtime", "driver", "nccl", "gpus"} <= set(info["cuda"])
     assert {"local_cluster_up", "gcs_processes"} <= set(info["ray"])
@@ -56,9 +57,18 @@ def test_collect_env_json_report():
     # the text form (what `python -m ember.utils.collect_env` prints) of the same report
     text = collect_env.format_env_info(info)
     assert f"numpy:             {np.__version__}" in text
-    for field in ("grpcio:", "CUDA", "GPUs:", "Ray auth mode:     bogus", "Local Ray cluster:",
-                  "Default ports:", "/dev/shm:", "Open-file limit:", "Network ns:",
-                  "fix: export RAY_AUTH_MODE=token"):
+    for field in (
+        "grpcio:",
+        "CUDA",
+        "GPUs:",
+        "Ray auth mode:     bogus",
+        "Local Ray cluster:",
+        "Default ports:",
+        "/dev/shm:",
+        "Open-file limit:",
+        "Network ns:",
+        "fix: export RAY_AUTH_MODE=token",
+    ):
         assert field in text, field
 
 
@@ -78,7 +88,8 @@ def test_doctor_bad_address_is_one_line():
     r = _run(DOCTOR + ["--address", "nohostport"])
     assert r.returncode == 2
     assert r.stderr.strip().splitlines()[-1] == (
-        "ember doctor: error: argument --address: expected HOST:PORT, got 'nohostport'")
+        "ember doctor: error: argument --address: expected HOST:PORT, got 'nohostport'"
+    )
 
 
 def test_doctor_collect_json_fields():
@@ -146,9 +157,11 @@ def test_cuda_report_from_cupy(monkeypatch):
     from ember.backend import _cupy
 
     rt = types.SimpleNamespace(
-        runtimeGetVersion=lambda: 12080, driverGetVersion=lambda: 12090,
+        runtimeGetVersion=lambda: 12080,
+        driverGetVersion=lambda: 12090,
         getDeviceCount=lambda: 2,
-        getDeviceProperties=lambda i: {"name": b"NVIDIA H100", "totalGlobalMem": 80 << 30})
+        getDeviceProperties=lambda i: {"name": b"NVIDIA H100", "totalGlobalMem": 80 << 30},
+    )
     nccl = types.SimpleNamespace(get_version=lambda: 22703)
     cuda = types.ModuleType("cupy.cuda")
     cuda.runtime, cuda.nccl = rt, nccl
@@ -161,8 +174,9 @@ def test_cuda_report_from_cupy(monkeypatch):
     info = collect_env._cuda(problems)
     assert info["cupy_usable"] and problems == []
     assert (info["runtime"], info["driver"], info["nccl"]) == ("12.8", "12.9", "2.27.3")
-    assert info["gpus"] == [{"index": i, "name": "NVIDIA H100", "memory_bytes": 80 << 30}
-                            for i in range(2)]
+    assert info["gpus"] == [
+        {"index": i, "name": "NVIDIA H100", "memory_bytes": 80 << 30} for i in range(2)
+    ]
     text = collect_env.format_env_info({**collect_env.get_env_info(), "cuda": info})
     assert "CUDA runtime:      12.8 (driver 12.9)" in text and "NCCL:              2.27.3" in text
     assert "GPUs:              0: NVIDIA H100 (80.0 GiB), 1: NVIDIA H100 (80.0 GiB)" in text

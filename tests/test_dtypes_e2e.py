@@ -31,8 +31,9 @@ def _pair(name, *args, **kwargs):
 
 def _close(e, t, dt, what):
     rtol, atol = TOL[dt]
-    assert str(e.dtype).split(".")[-1] == str(t.dtype).split(".")[-1], \
+    assert str(e.dtype).split(".")[-1] == str(t.dtype).split(".")[-1], (
         f"{what}: dtype {e.dtype} vs {t.dtype}"
+    )
     got = e.detach().float().numpy() if dt != "float64" else e.detach().numpy()
     want = t.detach().float().numpy() if dt != "float64" else t.detach().numpy()
     # scale the tolerance by the magnitude (sums of many rounded terms)
@@ -70,8 +71,10 @@ FAMILIES = {
     "LayerNorm": (lambda: _pair("LayerNorm", 6), lambda: _x(4, 6)),
     "GroupNorm": (lambda: _pair("GroupNorm", 2, 4), lambda: _x(2, 4, 5)),
     "RMSNorm": (lambda: _pair("RMSNorm", 6), lambda: _x(4, 6)),
-    "Embedding": (lambda: _pair("Embedding", 10, 4),
-                  lambda: np.array([[1, 2, 3], [4, 5, 9]], dtype=np.int64)),
+    "Embedding": (
+        lambda: _pair("Embedding", 10, 4),
+        lambda: np.array([[1, 2, 3], [4, 5, 9]], dtype=np.int64),
+    ),
     "LSTM": (lambda: _pair("LSTM", 4, 5, batch_first=True), lambda: _x(2, 3, 4)),
     "GRU": (lambda: _pair("GRU", 4, 5), lambda: _x(3, 2, 4)),
     "MaxPool2d": (lambda: _pair("MaxPool2d", 2), lambda: _x(1, 2, 4, 4)),
@@ -115,9 +118,11 @@ LOSSES = {
     "l1_loss": lambda m, x, y: m.nn.functional.l1_loss(x, x.detach() * 0.5 + 0.1),
     "smooth_l1_loss": lambda m, x, y: m.nn.functional.smooth_l1_loss(x, x.detach() * 2),
     "bce_with_logits": lambda m, x, y: m.nn.functional.binary_cross_entropy_with_logits(
-        x, (x.detach() > 0).to(x.dtype)),
-    "kl_div": lambda m, x, y: m.nn.functional.kl_div(x.log_softmax(-1), x.detach().softmax(-1),
-                                                     reduction="batchmean"),
+        x, (x.detach() > 0).to(x.dtype)
+    ),
+    "kl_div": lambda m, x, y: m.nn.functional.kl_div(
+        x.log_softmax(-1), x.detach().softmax(-1), reduction="batchmean"
+    ),
 }
 
 
@@ -195,11 +200,14 @@ def test_complex_linear_gradients_follow_torch(dt):
         np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
 
 
-@pytest.mark.parametrize("fn,wshape,xshape,kw", [
-    ("conv1d", (3, 2, 3), (2, 2, 7), {"padding": 1}),
-    ("conv2d", (4, 1, 3, 3), (2, 2, 6, 6), {"groups": 2, "stride": 2}),
-    ("conv_transpose2d", (2, 3, 3, 3), (2, 2, 4, 4), {"stride": 2}),
-])
+@pytest.mark.parametrize(
+    "fn,wshape,xshape,kw",
+    [
+        ("conv1d", (3, 2, 3), (2, 2, 7), {"padding": 1}),
+        ("conv2d", (4, 1, 3, 3), (2, 2, 6, 6), {"groups": 2, "stride": 2}),
+        ("conv_transpose2d", (2, 3, 3, 3), (2, 2, 4, 4), {"stride": 2}),
+    ],
+)
 def test_complex_convolution_follows_torch(fn, wshape, xshape, kw):
     rng = np.random.default_rng(1)
 

@@ -33,21 +33,50 @@ RUN_CONTROL = {"out", "resume", "max_steps"}
 SMALL = {
     "digits_mlp": ["--epochs", "1"],
     "digits_cnn": ["--epochs", "1", "--channels", "8", "--threads", "1"],
-    "char_lstm": ["--epochs", "2", "--steps-per-epoch", "3", "--batch-size", "8",
-                  "--hidden", "32", "--eval-batches", "1", "--sample-chars", "10"],
-    "char_gpt": ["--epochs", "2", "--steps-per-epoch", "3", "--batch-size", "8",
-                 "--d-model", "32", "--warmup", "2", "--eval-batches", "1",
-                 "--sample-chars", "10"],
+    "char_lstm": [
+        "--epochs",
+        "2",
+        "--steps-per-epoch",
+        "3",
+        "--batch-size",
+        "8",
+        "--hidden",
+        "32",
+        "--eval-batches",
+        "1",
+        "--sample-chars",
+        "10",
+    ],
+    "char_gpt": [
+        "--epochs",
+        "2",
+        "--steps-per-epoch",
+        "3",
+        "--batch-size",
+        "8",
+        "--d-model",
+        "32",
+        "--warmup",
+        "2",
+        "--eval-batches",
+        "1",
+        "--sample-chars",
+        "10",
+    ],
 }
 
 
 def run(script: str, *args, timeout: float = 120, env: dict | None = None):
     """Run ``examples/<script>.py`` from the repository root; returns the CompletedProcess."""
-    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-                **(env or {})}
-    return subprocess.run([sys.executable, str(EXAMPLES / f"{script}.py"), *map(str, args)],
-                          cwd=REPO, env=full_env, capture_output=True, text=True,
-                          timeout=timeout)
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", **(env or {})}
+    return subprocess.run(
+        [sys.executable, str(EXAMPLES / f"{script}.py"), *map(str, args)],
+        cwd=REPO,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def ok(proc) -> str:
@@ -67,8 +96,9 @@ def assert_same(a, b, path: str = "checkpoint") -> None:
             assert_same(x, y, f"{path}[{i}]")
     elif isinstance(a, ember.Tensor):
         assert isinstance(b, ember.Tensor), f"{path}: tensor vs {type(b).__name__}"
-        assert a.dtype == b.dtype and a.shape == b.shape, f"{path}: {a.dtype}{tuple(a.shape)} " \
-                                                          f"vs {b.dtype}{tuple(b.shape)}"
+        assert a.dtype == b.dtype and a.shape == b.shape, (
+            f"{path}: {a.dtype}{tuple(a.shape)} vs {b.dtype}{tuple(b.shape)}"
+        )
         assert np.array_equal(a.numpy(), b.numpy()), f"{path}: values differ"
     else:
         assert a == b, f"{path}: {a!r} vs {b!r}"
@@ -76,17 +106,26 @@ def assert_same(a, b, path: str = "checkpoint") -> None:
 
 def assert_same_run(a: dict, b: dict) -> None:
     """Everything but the options that only name the run must be equal."""
-    assert_same({k: v for k, v in a.items() if k != "args"},
-                {k: v for k, v in b.items() if k != "args"})
-    assert_same({k: v for k, v in a["args"].items() if k not in RUN_CONTROL},
-                {k: v for k, v in b["args"].items() if k not in RUN_CONTROL}, "args")
+    assert_same(
+        {k: v for k, v in a.items() if k != "args"}, {k: v for k, v in b.items() if k != "args"}
+    )
+    assert_same(
+        {k: v for k, v in a["args"].items() if k not in RUN_CONTROL},
+        {k: v for k, v in b["args"].items() if k not in RUN_CONTROL},
+        "args",
+    )
 
 
 # ---- each example runs as written -----------------------------------------------------------
-@pytest.mark.parametrize("script", [
-    "digits_mlp", "digits_cnn",
-    pytest.param("char_lstm", marks=needs_text), pytest.param("char_gpt", marks=needs_text),
-])
+@pytest.mark.parametrize(
+    "script",
+    [
+        "digits_mlp",
+        "digits_cnn",
+        pytest.param("char_lstm", marks=needs_text),
+        pytest.param("char_gpt", marks=needs_text),
+    ],
+)
 def test_example_runs(script, tmp_path):
     out = tmp_path / "run"
     # EMBER_PROGRESS=1 draws the progress bar although stderr is a pipe.
@@ -98,8 +137,16 @@ def test_example_runs(script, tmp_path):
     assert list(out.glob("events.out.tfevents.*")), "no TensorBoard event file"
 
     ckpt = ember.load(out / "checkpoint.pt")
-    assert {"model", "optimizer", "scheduler", "rng", "loader", "epoch", "step", "args"} \
-        <= ckpt.keys()
+    assert {
+        "model",
+        "optimizer",
+        "scheduler",
+        "rng",
+        "loader",
+        "epoch",
+        "step",
+        "args",
+    } <= ckpt.keys()
     assert ckpt["epoch"] == epochs and ckpt["step"] > 0
     assert ckpt["loader"]["batches_served"] == 0  # saved at an epoch's end
     if script.startswith("digits"):
@@ -138,8 +185,11 @@ def uninterrupted(tmp_path_factory):
 @pytest.mark.parametrize("where", ["epoch_end", "mid_first_epoch", "mid_second_epoch"])
 def test_resume_is_bitwise_exact(uninterrupted, where, tmp_path):
     steps_per_epoch = uninterrupted["step"] // 2
-    stop_at = {"epoch_end": steps_per_epoch, "mid_first_epoch": steps_per_epoch // 2,
-               "mid_second_epoch": steps_per_epoch + 5}[where]
+    stop_at = {
+        "epoch_end": steps_per_epoch,
+        "mid_first_epoch": steps_per_epoch // 2,
+        "mid_second_epoch": steps_per_epoch + 5,
+    }[where]
     out = tmp_path / "run"
     stdout = ok(run("digits_mlp", *MLP_ARGS, "--max-steps", stop_at, "--out", out))
     assert f"stopped after step {stop_at}" in stdout
@@ -174,9 +224,14 @@ def test_ctrl_c_saves_and_resume_is_exact(tmp_path):
 
     out = tmp_path / "interrupted"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, str(EXAMPLES / "digits_mlp.py"), *args,
-                             "--out", str(out)], cwd=REPO, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, str(EXAMPLES / "digits_mlp.py"), *args, "--out", str(out)],
+        cwd=REPO,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.monotonic() + 60
         while not (out / "checkpoint.pt").exists():  # the end of epoch 1
@@ -204,8 +259,16 @@ def test_workflow_doc_snippet_runs_and_resumes(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 
     def train():
-        return ok(subprocess.run([sys.executable, "train.py"], cwd=tmp_path, env=env,
-                                 capture_output=True, text=True, timeout=120))
+        return ok(
+            subprocess.run(
+                [sys.executable, "train.py"],
+                cwd=tmp_path,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+        )
 
     stdout = train()
     accuracies = [float(a) for a in re.findall(r"test accuracy ([\d.]+)", stdout)]

@@ -36,38 +36,63 @@ def test_unknown_key_names_file_and_key(tmp_path):
     path = _write(tmp_path, "workload: tiny\nstep: 3\n")
     with pytest.raises(SpecError, match=r"spec\.yaml: unknown key 'step' \(allowed here: name"):
         load_spec(path)
-    path = _write(tmp_path, "projection:\n  interconnects:\n    - {name: x, bandwidth_gbit: 1, "
-                            "latency_us: 1, mtu: 9000}\n")
+    path = _write(
+        tmp_path,
+        "projection:\n  interconnects:\n    - {name: x, bandwidth_gbit: 1, "
+        "latency_us: 1, mtu: 9000}\n",
+    )
     with pytest.raises(SpecError, match=r"unknown key projection\.interconnects\[0\]\.'mtu'"):
         load_spec(path)
 
 
-@pytest.mark.parametrize("text, match", [
-    ("grid: {strategy: [ddp, zero4]}", r"'grid\.strategy' values must be among"),
-    ("grid: {workers: [0]}", r"'grid\.workers' must be an integer >= 1, got 0"),
-    ("grid: {workers: [1, 1]}", r"'grid\.workers' has repeated values"),
-    ("grid: {workers: [1, 3], batch_size: 64, scaling: strong}",
-     r"64 \(a global batch under strong scaling\) does not split evenly over \[3\] workers"),
-    ("workload: resnet", r"'workload' must be one of"),
-    ("steps: 0", r"'steps' must be an integer >= 1"),
-    ("optimizer: {name: lamb}", r"'optimizer\.name' must be 'adam' or 'sgd'"),
-    ("where: {address: 'a:1', cluster: c.yaml}", r"'where' takes either 'address' or 'cluster'"),
-    ("grid: 3", r"'grid' must be a mapping"),
-])
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("grid: {strategy: [ddp, zero4]}", r"'grid\.strategy' values must be among"),
+        ("grid: {workers: [0]}", r"'grid\.workers' must be an integer >= 1, got 0"),
+        ("grid: {workers: [1, 1]}", r"'grid\.workers' has repeated values"),
+        (
+            "grid: {workers: [1, 3], batch_size: 64, scaling: strong}",
+            r"64 \(a global batch under strong scaling\) does not split evenly over \[3\] workers",
+        ),
+        ("workload: resnet", r"'workload' must be one of"),
+        ("steps: 0", r"'steps' must be an integer >= 1"),
+        ("optimizer: {name: lamb}", r"'optimizer\.name' must be 'adam' or 'sgd'"),
+        (
+            "where: {address: 'a:1', cluster: c.yaml}",
+            r"'where' takes either 'address' or 'cluster'",
+        ),
+        ("grid: 3", r"'grid' must be a mapping"),
+    ],
+)
 def test_bad_values_are_named(tmp_path, text, match):
     with pytest.raises(SpecError, match=match):
         load_spec(_write(tmp_path, text))
 
 
 def test_grid_points_and_batches():
-    spec = load_spec({"workload": "tiny", "repetitions": 2,
-                      "grid": {"workers": [2, 1], "strategy": "ddp", "batch_size": [8],
-                               "scaling": ["weak", "strong"], "bucket_cap_mb": [25, 1]}})
+    spec = load_spec(
+        {
+            "workload": "tiny",
+            "repetitions": 2,
+            "grid": {
+                "workers": [2, 1],
+                "strategy": "ddp",
+                "batch_size": [8],
+                "scaling": ["weak", "strong"],
+                "bucket_cap_mb": [25, 1],
+            },
+        }
+    )
     pts = spec.points()
     assert len(pts) == 2 * 2 * 2 * 2
     # worker counts ascending within a configuration, repetitions together
-    assert [p.id for p in pts[:4]] == ["w1-ddp-auto-weak8-cap25-r0", "w1-ddp-auto-weak8-cap25-r1",
-                                       "w2-ddp-auto-weak8-cap25-r0", "w2-ddp-auto-weak8-cap25-r1"]
+    assert [p.id for p in pts[:4]] == [
+        "w1-ddp-auto-weak8-cap25-r0",
+        "w1-ddp-auto-weak8-cap25-r1",
+        "w2-ddp-auto-weak8-cap25-r0",
+        "w2-ddp-auto-weak8-cap25-r1",
+    ]
     strong = [p for p in pts if p.scaling == "strong" and p.workers == 2][0]
     assert (strong.per_worker_batch, strong.global_batch) == (4, 8)
     weak = [p for p in pts if p.scaling == "weak" and p.workers == 2][0]
@@ -151,8 +176,11 @@ def test_step_and_efficiency_by_hand():
 
 
 def test_calibration_recovers_known_figures():
-    samples = [(n, s, 2 * (n - 1) * 3e-5 + 2 * (n - 1) / n * s * 5e-10)
-               for n in (2, 4) for s in (4096, 1 << 20, 16 << 20)]
+    samples = [
+        (n, s, 2 * (n - 1) * 3e-5 + 2 * (n - 1) / n * s * 5e-10)
+        for n in (2, 4)
+        for s in (4096, 1 << 20, 16 << 20)
+    ]
     ic = cm.fit_alpha_beta(samples)
     assert ic.alpha == pytest.approx(3e-5, rel=1e-6)
     assert ic.beta == pytest.approx(5e-10, rel=1e-6)
@@ -173,9 +201,21 @@ def test_calibration_recovers_known_figures():
 
 # ---- run directory -------------------------------------------------------------------------------
 def _row(pid, status="ok", workers=1, sps=100.0, **kw):
-    return dict({"point_id": pid, "config_id": pid.rsplit("-r", 1)[0], "status": status,
-                 "workers": workers, "strategy": "ddp", "backend": "auto", "scaling": "weak",
-                 "batch_size": 8, "bucket_cap_mb": 25.0, "samples_per_s": sps}, **kw)
+    return dict(
+        {
+            "point_id": pid,
+            "config_id": pid.rsplit("-r", 1)[0],
+            "status": status,
+            "workers": workers,
+            "strategy": "ddp",
+            "backend": "auto",
+            "scaling": "weak",
+            "batch_size": 8,
+            "bucket_cap_mb": 25.0,
+            "samples_per_s": sps,
+        },
+        **kw,
+    )
 
 
 def test_rows_resume_rules(tmp_path):
@@ -202,8 +242,9 @@ def test_rows_resume_rules(tmp_path):
 
 
 def test_efficiency_falls_back_to_any_one_worker_baseline():
-    rows = with_efficiency([_row("w1-x-r0", sps=100.0),
-                            _row("w2-y-r0", workers=2, sps=120.0, strategy="zero1")])
+    rows = with_efficiency(
+        [_row("w1-x-r0", sps=100.0), _row("w2-y-r0", workers=2, sps=120.0, strategy="zero1")]
+    )
     assert rows[1]["scaling_efficiency"] == pytest.approx(0.6)
 
 
@@ -215,9 +256,17 @@ def _sweep_spec(workers):
     else:  # else DDP twice, with different bucket sizes
         grid = {"strategy": ["ddp"], "bucket_cap_mb": [25, 0.001]}
     grid.update(workers=workers, batch_size=[8])
-    return {"name": "ci", "workload": "tiny", "steps": 4, "warmup": 1, "compute_steps": 2,
-            "trace_steps": 2, "grid": grid, "calibration": {"sizes_kib": [4], "iters": 2},
-            "projection": {"workers": [8, 64, 1024]}}
+    return {
+        "name": "ci",
+        "workload": "tiny",
+        "steps": 4,
+        "warmup": 1,
+        "compute_steps": 2,
+        "trace_steps": 2,
+        "grid": grid,
+        "calibration": {"sizes_kib": [4], "iters": 2},
+        "projection": {"workers": [8, 64, 1024]},
+    }
 
 
 @pytest.fixture(scope="module")
@@ -321,8 +370,14 @@ def user_workload(config):
 
 
 def test_user_workload_runs(ray_session, tmp_path):
-    spec = {"workload": f"{__name__}:user_workload", "steps": 2, "warmup": 1,
-            "compute_steps": 1, "trace_steps": 0, "grid": {"workers": [1], "batch_size": 4}}
+    spec = {
+        "workload": f"{__name__}:user_workload",
+        "steps": 2,
+        "warmup": 1,
+        "compute_steps": 1,
+        "trace_steps": 0,
+        "grid": {"workers": [1], "batch_size": 4},
+    }
     result = run(spec, str(tmp_path / "user"), verbose=False, report=False)
     assert result.ran == ["w1-ddp-auto-weak4-cap25-r0"] and not result.failed
     assert result.rows[0]["n_params"] == 6 * 3 + 3

@@ -19,28 +19,45 @@ _FAIL_SEED = 7319  # the user workload below fails while its marker file exists
 
 
 def _spec(**search) -> dict:
-    return {"name": "tune", "workload": "tiny", "steps": 4, "warmup": 1, "compute_steps": 1,
-            "trace_steps": 0, "calibration": {"sizes_kib": [4], "iters": 1},
-            "grid": {"workers": [1], "batch_size": [8]},
-            "search": {"report_every": 2, "max_concurrent_trials": 2, **search}}
+    return {
+        "name": "tune",
+        "workload": "tiny",
+        "steps": 4,
+        "warmup": 1,
+        "compute_steps": 1,
+        "trace_steps": 0,
+        "calibration": {"sizes_kib": [4], "iters": 1},
+        "grid": {"workers": [1], "batch_size": [8]},
+        "search": {"report_every": 2, "max_concurrent_trials": 2, **search},
+    }
 
 
 # ---- checks before anything starts ------------------------------------------------------------
-@pytest.mark.parametrize("patch, match", [
-    ({"search": {"spaces": {}}}, r"unknown key 'search\.spaces'"),
-    ({"search": {"space": {"lrr": 0.1}}}, r"unknown key 'search\.space\.lrr'"),
-    ({"search": {"space": {"lr": {"logunif": [1, 2]}}}},
-     r"unknown key 'search\.space\.lr\.logunif'"),
-    ({"search": {"space": {"lr": {"loguniform": [0, 1]}}}}, r"'search\.space\.lr\.loguniform'"),
-    ({"search": {"space": {"lr": [0.1, 0.2]}}}, r"'search\.space\.lr' takes one value"),
-    ({"search": {"max_concurrent_trials": 0}}, r"'search\.max_concurrent_trials'"),
-    ({"search": {"metric": "accuracy"}}, r"'search\.metric' must be one of"),
-    ({"search": {}, "scheduler": {"name": "hyperband"}}, r"'scheduler\.name'"),
-    ({"search": {}, "scheduler": {"name": "asha", "grace": 1}}, r"unknown key 'scheduler\.grace'"),
-    ({"search": {}, "scheduler": {"name": "median_stopping", "reduction_factor": 2}},
-     r"unknown key 'scheduler\.reduction_factor'"),
-    ({"scheduler": {"name": "asha"}}, r"'scheduler' needs a 'search:' section"),
-])
+@pytest.mark.parametrize(
+    "patch, match",
+    [
+        ({"search": {"spaces": {}}}, r"unknown key 'search\.spaces'"),
+        ({"search": {"space": {"lrr": 0.1}}}, r"unknown key 'search\.space\.lrr'"),
+        (
+            {"search": {"space": {"lr": {"logunif": [1, 2]}}}},
+            r"unknown key 'search\.space\.lr\.logunif'",
+        ),
+        ({"search": {"space": {"lr": {"loguniform": [0, 1]}}}}, r"'search\.space\.lr\.loguniform'"),
+        ({"search": {"space": {"lr": [0.1, 0.2]}}}, r"'search\.space\.lr' takes one value"),
+        ({"search": {"max_concurrent_trials": 0}}, r"'search\.max_concurrent_trials'"),
+        ({"search": {"metric": "accuracy"}}, r"'search\.metric' must be one of"),
+        ({"search": {}, "scheduler": {"name": "hyperband"}}, r"'scheduler\.name'"),
+        (
+            {"search": {}, "scheduler": {"name": "asha", "grace": 1}},
+            r"unknown key 'scheduler\.grace'",
+        ),
+        (
+            {"search": {}, "scheduler": {"name": "median_stopping", "reduction_factor": 2}},
+            r"unknown key 'scheduler\.reduction_factor'",
+        ),
+        ({"scheduler": {"name": "asha"}}, r"'scheduler' needs a 'search:' section"),
+    ],
+)
 def test_bad_tune_sections_are_named(tmp_path, patch, match):
     path = tmp_path / "spec.yaml"
     import yaml
@@ -68,11 +85,20 @@ def test_param_space_maps_grid_axes_and_spaces():
 
     from ember.distributed.experiment.tune_runner import param_space
 
-    spec = load_spec(dict(_spec(space={"lr": {"loguniform": [1e-4, 1e-1]},
-                                       "batch_size": {"choice": [8, 16]},
-                                       "bucket_cap_mb": {"randint": [1, 4]},
-                                       "momentum": {"uniform": [0.0, 0.9]}}),
-                          grid={"workers": [1, 2]}, repetitions=2))
+    spec = load_spec(
+        dict(
+            _spec(
+                space={
+                    "lr": {"loguniform": [1e-4, 1e-1]},
+                    "batch_size": {"choice": [8, 16]},
+                    "bucket_cap_mb": {"randint": [1, 4]},
+                    "momentum": {"uniform": [0.0, 0.9]},
+                }
+            ),
+            grid={"workers": [1, 2]},
+            repetitions=2,
+        )
+    )
     space = param_space(spec)
     assert space["workers"] == {"grid_search": [1, 2]} and space["rep"] == {"grid_search": [0, 1]}
     assert space["strategy"] == "ddp" and space["scaling"] == "weak"
@@ -91,8 +117,11 @@ def user_workload(cfg):
     if os.path.exists(_marker()):
         raise RuntimeError("marker present: failing on purpose")
     n = cfg["num_samples"]
-    return (ember.nn.Linear(6, 3), TensorDataset(ember.randn(n, 6), ember.randint(0, 3, (n,))),
-            ember.nn.functional.cross_entropy)
+    return (
+        ember.nn.Linear(6, 3),
+        TensorDataset(ember.randn(n, 6), ember.randint(0, 3, (n,))),
+        ember.nn.functional.cross_entropy,
+    )
 
 
 def _marker() -> str:
@@ -103,8 +132,11 @@ def test_tune_sweep_in_parallel_writes_rows_and_resumes(ray_session, tmp_path):
     out = str(tmp_path / "run")
     spec = _spec(space={"lr": {"grid_search": [1e-3, 1e-1]}})
     result = run(spec, out, verbose=False)  # a search: section sends run() to Tune
-    assert sorted(result.ran) == ["w1-ddp-auto-weak8-cap25-lr0.001-r0",
-                                  "w1-ddp-auto-weak8-cap25-lr0.1-r0"] and not result.failed
+    assert (
+        sorted(result.ran)
+        == ["w1-ddp-auto-weak8-cap25-lr0.001-r0", "w1-ddp-auto-weak8-cap25-lr0.1-r0"]
+        and not result.failed
+    )
     rows = {r["point_id"]: r for r in RunDir(out).rows()}
     assert {r["lr"] for r in rows.values()} == {1e-3, 1e-1}
     for r in rows.values():
@@ -122,16 +154,22 @@ def test_tune_sweep_in_parallel_writes_rows_and_resumes(ray_session, tmp_path):
 @pytest.mark.full
 def test_asha_stops_trials_and_restore_reruns_errored(ray_session, tmp_path):
     out = str(tmp_path / "asha")
-    spec = dict(_spec(space={"lr": {"grid_search": [1e-4, 3e-4, 1e-2, 3e-1]}}),
-                steps=8, scheduler={"name": "asha", "grace_period": 1, "reduction_factor": 2})
+    spec = dict(
+        _spec(space={"lr": {"grid_search": [1e-4, 3e-4, 1e-2, 3e-1]}}),
+        steps=8,
+        scheduler={"name": "asha", "grace_period": 1, "reduction_factor": 2},
+    )
     result = tune(spec, out, verbose=False, report=False)
     statuses = [r["status"] for r in RunDir(out).rows()]
     assert len(statuses) == 4 and set(statuses) <= {"ok", "stopped"} and "ok" in statuses
     # an interrupted (errored) experiment: restore reruns the errored trials only
     pathlib.Path(_marker()).touch()
     try:
-        user = dict(_spec(space={"lr": {"grid_search": [1e-3, 1e-2]}}), seed=_FAIL_SEED,
-                    workload=f"{__name__}:user_workload")
+        user = dict(
+            _spec(space={"lr": {"grid_search": [1e-3, 1e-2]}}),
+            seed=_FAIL_SEED,
+            workload=f"{__name__}:user_workload",
+        )
         failed = tune(user, str(tmp_path / "restore"), verbose=False, report=False)
         assert len(failed.failed) == 2 and not failed.ran
     finally:
@@ -161,8 +199,14 @@ def test_worker_group_uses_the_enclosing_trial_bundles(ray_session):
     pg = placement_group([{"CPU": 0.01}, {"CPU": 1}, {"CPU": 1}])
     ray.get(pg.ready(), timeout=60)
     try:
-        got = ray.get(probe.options(scheduling_strategy=PlacementGroupSchedulingStrategy(
-            pg, placement_group_bundle_index=0)).remote(), timeout=60)
+        got = ray.get(
+            probe.options(
+                scheduling_strategy=PlacementGroupSchedulingStrategy(
+                    pg, placement_group_bundle_index=0
+                )
+            ).remote(),
+            timeout=60,
+        )
     finally:
         remove_placement_group(pg)
     # 2 one-CPU workers fit bundles 1-2; 3 workers, or 2-CPU workers, do not

@@ -37,8 +37,9 @@ def WithState(lib):
 
 
 def _specs(sig):
-    return [(s.kind.name, s.arg.name, s.target, s.persistent) for s in sig.input_specs], \
-        [(s.kind.name, s.arg.name) for s in sig.output_specs]
+    return [(s.kind.name, s.arg.name, s.target, s.persistent) for s in sig.input_specs], [
+        (s.kind.name, s.arg.name) for s in sig.output_specs
+    ]
 
 
 def test_signature_matches_torch():
@@ -91,19 +92,23 @@ class TinyGPT(nn.Module):
 class CNN(nn.Module):
     def __init__(self) -> None:
         super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
-                                  nn.MaxPool2d(2))
+        self.body = nn.Sequential(
+            nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2)
+        )
         self.fc = nn.Linear(4 * 3 * 3, 3)
 
     def forward(self, x):
         return self.fc(self.body(x).view(x.size(0), -1))
 
 
-@pytest.mark.parametrize("make,example,other", [
-    (CNN, lambda: ember.randn(2, 1, 6, 6), lambda: ember.randn(5, 1, 6, 6)),
-    (Seq, lambda: ember.randint(0, 20, (2, 7)), lambda: ember.randint(0, 20, (3, 7))),
-    (TinyGPT, lambda: ember.randint(0, 20, (2, 7)), lambda: ember.randint(0, 20, (4, 7))),
-])
+@pytest.mark.parametrize(
+    "make,example,other",
+    [
+        (CNN, lambda: ember.randn(2, 1, 6, 6), lambda: ember.randn(5, 1, 6, 6)),
+        (Seq, lambda: ember.randint(0, 20, (2, 7)), lambda: ember.randint(0, 20, (3, 7))),
+        (TinyGPT, lambda: ember.randint(0, 20, (2, 7)), lambda: ember.randint(0, 20, (4, 7))),
+    ],
+)
 def test_module_matches_eager_at_other_batch(make, example, other, tmp_path):
     ember.manual_seed(0)
     m = make().eval()
@@ -124,10 +129,12 @@ def test_dim_guards():
     assert ep.range_constraints == {"batch": (2, 8)}
     mod = ep.module()
     assert mod(ember.randn(8, 4))[0].shape == (8, 3)
-    for bad, msg in [((9, 4), r"x.size\(\)\[0\] in \[2, 8\].*Dim 'batch'.*got 9"),
-                     ((1, 4), r"Dim 'batch'.*got 1"),
-                     ((3, 5), r"x.size\(\)\[1\] == 4.*static; got 5"),
-                     ((3, 4, 1), r"x.dim\(\) == 2")]:
+    for bad, msg in [
+        ((9, 4), r"x.size\(\)\[0\] in \[2, 8\].*Dim 'batch'.*got 9"),
+        ((1, 4), r"Dim 'batch'.*got 1"),
+        ((3, 5), r"x.size\(\)\[1\] == 4.*static; got 5"),
+        ((3, 4, 1), r"x.dim\(\) == 2"),
+    ]:
         with pytest.raises(AssertionError, match=msg):
             mod(ember.randn(*bad))
     with pytest.raises(ValueError, match="outside the range"):
@@ -217,8 +224,9 @@ def test_bad_files_raise_before_running():
     tampered = _rewrite(data, "export/graph.json", lambda b: b.replace(b"linear", b"relu"))
     with pytest.raises(ValueError, match="does not match its checksum"):
         load(io.BytesIO(tampered))
-    newer = _rewrite(data, "export/header.json", lambda b: b.replace(b'"version": 1',
-                                                                     b'"version": 99'))
+    newer = _rewrite(
+        data, "export/header.json", lambda b: b.replace(b'"version": 1', b'"version": 99')
+    )
     with pytest.raises(ValueError, match="format version 99"):
         load(io.BytesIO(newer))
     other = io.BytesIO()
@@ -251,11 +259,14 @@ def test_archive_cannot_name_unsafe_code(attack, tmp_path):
     else:
         y = g.call_function(ember.save, (x, str(tmp_path / "pwned")))
     g.output(y)
-    sig = {"inputs": [{"kind": "USER_INPUT", "name": "x", "target": None, "persistent": None}],
-           "outputs": []}
+    sig = {
+        "inputs": [{"kind": "USER_INPUT", "name": "x", "target": None, "persistent": None}],
+        "outputs": [],
+    }
     buf = io.BytesIO()
-    write_archive(buf, "export", g, {"signature": sig, "guards": [], "state_dict": [],
-                                     "constants": []}, {})
+    write_archive(
+        buf, "export", g, {"signature": sig, "guards": [], "state_dict": [], "constants": []}, {}
+    )
     with pytest.raises(ValueError, match="not"):
         load(io.BytesIO(buf.getvalue()))
     assert not (tmp_path / "pwned").exists()
@@ -265,14 +276,31 @@ def test_deploy_in_fresh_process(tmp_path):
     """train.py saves both artifacts; predict.py (no access to Net) reproduces the logits."""
     env = {**os.environ, "PYTHONPATH": ROOT}
     ex = os.path.join(ROOT, "examples", "export")
-    subprocess.run([sys.executable, os.path.join(ex, "train.py"), str(tmp_path)], check=True,
-                   env=env, capture_output=True, timeout=240)
+    subprocess.run(
+        [sys.executable, os.path.join(ex, "train.py"), str(tmp_path)],
+        check=True,
+        env=env,
+        capture_output=True,
+        timeout=240,
+    )
     expected = np.load(tmp_path / "expected.npy")
     for name in ("model.ember_export", "model.ember_jit"):
         out = tmp_path / f"{name}.npy"
-        r = subprocess.run([sys.executable, "-I", os.path.join(ex, "predict.py"),
-                            str(tmp_path / name), str(tmp_path / "inputs.npy"), str(out)],
-                           env=env, capture_output=True, text=True, timeout=240, cwd=tmp_path)
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-I",
+                os.path.join(ex, "predict.py"),
+                str(tmp_path / name),
+                str(tmp_path / "inputs.npy"),
+                str(out),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=240,
+            cwd=tmp_path,
+        )
         assert r.returncode == 0, r.stderr
         np.testing.assert_allclose(np.load(out), expected, atol=1e-5)
 

@@ -48,14 +48,26 @@ def by_value(ray, module) -> None:
     ray.cloudpickle.register_pickle_by_value(module)
 
 
-GPT2_TINY = ["--tiny", "--steps", "6", "--batch-size", "4", "--block-size", "32",
-             "--eval-windows", "8", "--lr", "3e-3"]
+GPT2_TINY = [
+    "--tiny",
+    "--steps",
+    "6",
+    "--batch-size",
+    "4",
+    "--block-size",
+    "32",
+    "--eval-windows",
+    "8",
+    "--lr",
+    "3e-3",
+]
 
 
 @needs_text
 @pytest.mark.parametrize("strategy", ["ddp", pytest.param("fsdp", marks=pytest.mark.full)])
-def test_gpt2_finetune_saves_a_hugging_face_checkpoint(ray_session, gpt2_example, tmp_path,
-                                                        strategy):
+def test_gpt2_finetune_saves_a_hugging_face_checkpoint(
+    ray_session, gpt2_example, tmp_path, strategy
+):
     by_value(ray_session, gpt2_example)
     res = gpt2_example.main([*GPT2_TINY, "--strategy", strategy, "--out", str(tmp_path)])
     assert res["after"] < res["before"]  # fine-tuning lowered the held-out perplexity
@@ -85,21 +97,25 @@ def run_error(main, argv, capsys) -> str:
     return capsys.readouterr().err
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--tiny", "--data", "/no/such.txt"], "--data: text file not found: /no/such.txt"),
-    (["--tiny", "--workers", "0"], "--workers: must be > 0, got 0"),
-    (["--tiny", "--strategy", "zero9"], "invalid choice: 'zero9'"),
-    (["--model", "/no/model"], "--model: no config.json in /no/model"),
-    ([], "one of the arguments --model --tiny is required"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--tiny", "--data", "/no/such.txt"], "--data: text file not found: /no/such.txt"),
+        (["--tiny", "--workers", "0"], "--workers: must be > 0, got 0"),
+        (["--tiny", "--strategy", "zero9"], "invalid choice: 'zero9'"),
+        (["--model", "/no/model"], "--model: no config.json in /no/model"),
+        ([], "one of the arguments --model --tiny is required"),
+    ],
+)
 def test_gpt2_bad_options_are_named(gpt2_example, capsys, argv, message):
     assert message in run_error(gpt2_example.main, argv, capsys)
 
 
 @needs_text
 def test_gpt2_block_size_over_the_models_positions(gpt2_example, capsys, tmp_path):
-    err = run_error(gpt2_example.main, ["--tiny", "--block-size", "500", "--out", str(tmp_path)],
-                    capsys)
+    err = run_error(
+        gpt2_example.main, ["--tiny", "--block-size", "500", "--out", str(tmp_path)], capsys
+    )
     assert "--block-size 500 exceeds the model's n_positions 128" in err
 
 
@@ -110,9 +126,24 @@ def test_resnet18_fakedata_from_a_state_dict(ray_session, resnet_example, tmp_pa
     ember.manual_seed(1)
     weights = tmp_path / "r18.pt"
     ember.save(resnet18().state_dict(), weights)  # an ImageNet-shaped (1000-class) checkpoint
-    m = resnet_example.main(["--weights", str(weights), "--num-classes", "4", "--train-size",
-                             "32", "--test-size", "24", "--batch-size", "8", "--epochs", "1",
-                             "--out", str(tmp_path)])
+    m = resnet_example.main(
+        [
+            "--weights",
+            str(weights),
+            "--num-classes",
+            "4",
+            "--train-size",
+            "32",
+            "--test-size",
+            "24",
+            "--batch-size",
+            "8",
+            "--epochs",
+            "1",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert m["test_images"] == 24
     assert round(m["test_acc"] * 24) == pytest.approx(m["test_acc"] * 24)  # k of the 24 images
     assert 0.0 <= m["train_acc"] <= 1.0 and np.isfinite(m["last_loss"])
@@ -134,29 +165,46 @@ def write_cifar(folder: Path, n_train: int, n_test: int) -> None:
 def test_resnet18_learns_cifar_format_files(ray_session, resnet_example, tmp_path):
     by_value(ray_session, resnet_example)
     write_cifar(tmp_path / "cifar", 128, 64)
-    m = resnet_example.main(["--data", str(tmp_path / "cifar"), "--num-classes", "2",
-                             "--batch-size", "16", "--epochs", "3", "--lr", "0.02",
-                             "--out", str(tmp_path)])
+    m = resnet_example.main(
+        [
+            "--data",
+            str(tmp_path / "cifar"),
+            "--num-classes",
+            "2",
+            "--batch-size",
+            "16",
+            "--epochs",
+            "3",
+            "--lr",
+            "0.02",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert m["test_images"] == 64
     # It fits the rule (train mode); the test accuracy after 12 steps is not asserted: eval
     # mode uses BatchNorm running statistics that are still far from the data's (momentum 0.1).
     assert m["train_acc"] >= 0.9
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--weights", "/no/r18.pt"], "--weights: file not found: /no/r18.pt"),
-    (["--data", "/no/cifar"], "--data: /no/cifar lacks the CIFAR-format files"),
-    (["--epochs", "0"], "--epochs: must be > 0, got 0"),
-    (["--train-size", "8"], "--train-size 8 is smaller than one step of 2 x 32 images"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--weights", "/no/r18.pt"], "--weights: file not found: /no/r18.pt"),
+        (["--data", "/no/cifar"], "--data: /no/cifar lacks the CIFAR-format files"),
+        (["--epochs", "0"], "--epochs: must be > 0, got 0"),
+        (["--train-size", "8"], "--train-size 8 is smaller than one step of 2 x 32 images"),
+    ],
+)
 def test_resnet18_bad_options_are_named(resnet_example, capsys, argv, message):
     assert message in run_error(resnet_example.main, argv, capsys)
 
 
 def test_resnet18_labels_beyond_num_classes(resnet_example, capsys, tmp_path):
     write_cifar(tmp_path / "cifar", 8, 8)
-    err = run_error(resnet_example.main, ["--data", str(tmp_path / "cifar"), "--num-classes",
-                                          "1"], capsys)
+    err = run_error(
+        resnet_example.main, ["--data", str(tmp_path / "cifar"), "--num-classes", "1"], capsys
+    )
     assert "--num-classes 1: the data has label 1" in err
 
 
@@ -171,10 +219,15 @@ def test_docs_commands_parse(gpt2_example, resnet_example, monkeypatch, tmp_path
 
     doc = (REPO / "docs" / "models.md").read_text().split("## Fine-tuning on the cluster")[1]
     block = re.search(r"```bash\n(.*?)```", doc, re.S).group(1).replace("\\\n", " ")
-    commands = [shlex.split(line.split("#")[0]) for line in block.splitlines()
-                if line.startswith("python examples/finetune/")]
-    assert [c[1] for c in commands] == ["examples/finetune/gpt2_shakespeare.py",
-                                        "examples/finetune/resnet18_fakedata.py"]
+    commands = [
+        shlex.split(line.split("#")[0])
+        for line in block.splitlines()
+        if line.startswith("python examples/finetune/")
+    ]
+    assert [c[1] for c in commands] == [
+        "examples/finetune/gpt2_shakespeare.py",
+        "examples/finetune/resnet18_fakedata.py",
+    ]
 
     def stop(fn, config, **kwargs):
         assert kwargs["scaling_config"].num_workers == 2

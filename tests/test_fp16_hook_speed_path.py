@@ -19,11 +19,33 @@ def _values(n: int = 4096) -> np.ndarray:
     """float32 gradients-like values plus the float16 edge cases: subnormal quotients, the
     largest finite values, infinities, NaN, signed zeros."""
     rng = np.random.default_rng(0)
-    edges = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 65504.0, -65504.0, 6e-8, -6e-8,
-                      1e-7, 6.1e-5, 3.0e-5, 1.0, 1.0 / 3.0], dtype=np.float32)
-    return np.concatenate([(rng.standard_normal(n) * 1e-3).astype(np.float32),
-                           (rng.standard_normal(n) * 1e-6).astype(np.float32),
-                           (rng.standard_normal(n) * 1e4).astype(np.float32), edges])
+    edges = np.array(
+        [
+            0.0,
+            -0.0,
+            np.inf,
+            -np.inf,
+            np.nan,
+            65504.0,
+            -65504.0,
+            6e-8,
+            -6e-8,
+            1e-7,
+            6.1e-5,
+            3.0e-5,
+            1.0,
+            1.0 / 3.0,
+        ],
+        dtype=np.float32,
+    )
+    return np.concatenate(
+        [
+            (rng.standard_normal(n) * 1e-3).astype(np.float32),
+            (rng.standard_normal(n) * 1e-6).astype(np.float32),
+            (rng.standard_normal(n) * 1e4).astype(np.float32),
+            edges,
+        ]
+    )
 
 
 def _bits(a: np.ndarray) -> np.ndarray:
@@ -72,8 +94,9 @@ def test_float16_skips_the_tensor_op_and_other_dtypes_keep_it(monkeypatch):
     assert calls == [ember.bfloat16, ember.float32]
     np.testing.assert_array_equal(f.numpy(), x / 2)
     # halving is exact in bfloat16 too: half of the rounded values
-    np.testing.assert_array_equal(b.float().numpy(), ember.tensor(x).to(ember.bfloat16)
-                                  .float().numpy() / 2)
+    np.testing.assert_array_equal(
+        b.float().numpy(), ember.tensor(x).to(ember.bfloat16).float().numpy() / 2
+    )
     one = ember.tensor(x.astype(np.float16))
     assert dh._div_by_world_size_(one, 1) is one and calls == [ember.bfloat16, ember.float32]
 
@@ -110,12 +133,20 @@ def _all_floats() -> np.ndarray:
     """Random float32 bit patterns (every class: NaN, inf, float32 subnormals) and values at
     every float16 scale, its rounding ties included."""
     rng = np.random.default_rng(1)
-    ties = (np.arange(1, 2048, dtype=np.float32) + 0.5) * np.float32(2.0 ** -24)
+    ties = (np.arange(1, 2048, dtype=np.float32) + 0.5) * np.float32(2.0**-24)
     return np.concatenate(
-        [rng.integers(0, 2 ** 32, 1 << 15, dtype=np.uint64).astype(np.uint32).view(np.float32),
-         ties, -ties, 65519.99 + np.zeros(1, np.float32), 65520 + np.zeros(1, np.float32)]
-        + [(rng.standard_normal(1 << 12) * s).astype(np.float32)
-           for s in (1e-9, 1e-7, 1e-5, 1e-2, 1.0, 1e3, 3e4)])
+        [
+            rng.integers(0, 2**32, 1 << 15, dtype=np.uint64).astype(np.uint32).view(np.float32),
+            ties,
+            -ties,
+            65519.99 + np.zeros(1, np.float32),
+            65520 + np.zeros(1, np.float32),
+        ]
+        + [
+            (rng.standard_normal(1 << 12) * s).astype(np.float32)
+            for s in (1e-9, 1e-7, 1e-5, 1e-2, 1.0, 1e3, 3e4)
+        ]
+    )
 
 
 def test_float_to_half_equals_numpy_bit_for_bit():
@@ -135,4 +166,3 @@ def test_half_to_float_equals_numpy_for_every_pattern():
     np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
     ok = ~np.isnan(want)
     np.testing.assert_array_equal(got[ok].view(np.uint32), want[ok].view(np.uint32))
-

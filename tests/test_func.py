@@ -22,15 +22,17 @@ def assert_tree_close(got, want, path="out"):
     if isinstance(want, torch.Tensor):
         assert isinstance(got, ember.Tensor), f"{path}: {type(got)}"
         assert tuple(got.shape) == tuple(want.shape), f"{path}: {got.shape} vs {want.shape}"
-        np.testing.assert_allclose(got.detach().numpy(), want.detach().numpy(), rtol=1e-10,
-                                   atol=1e-12, err_msg=path)
+        np.testing.assert_allclose(
+            got.detach().numpy(), want.detach().numpy(), rtol=1e-10, atol=1e-12, err_msg=path
+        )
     elif isinstance(want, dict):
         assert isinstance(got, dict) and list(got) == list(want), path
         for k in want:
             assert_tree_close(got[k], want[k], f"{path}[{k!r}]")
     else:
-        assert type(got) is type(want) and len(got) == len(want), \
+        assert type(got) is type(want) and len(got) == len(want), (
             f"{path}: {type(got)} vs {type(want)}"
+        )
         for i, (a, b) in enumerate(zip(got, want)):
             assert_tree_close(a, b, f"{path}[{i}]")
 
@@ -54,18 +56,22 @@ def f_mat(m, w, x):
 # name -> (transform applied with (m, F), input arrays); each returns a pytree of tensors
 CASES = {
     "grad": (lambda m, F: F.grad(lambda x: f_scalar(m, x)), [X]),
-    "grad_argnums_tuple": (lambda m, F: F.grad(lambda x, y: f_two(m, x, y), argnums=(0, 1)),
-                           [X, Y]),
+    "grad_argnums_tuple": (
+        lambda m, F: F.grad(lambda x, y: f_two(m, x, y), argnums=(0, 1)),
+        [X, Y],
+    ),
     "grad_argnum_neg": (lambda m, F: F.grad(lambda x, y: f_two(m, x, y), argnums=-1), [X, Y]),
-    "grad_dict_input": (lambda m, F: F.grad(lambda d: f_two(m, d["x"], d["y"][0])),
-                        [{"x": X, "y": [Y]}]),
+    "grad_dict_input": (
+        lambda m, F: F.grad(lambda d: f_two(m, d["x"], d["y"][0])),
+        [{"x": X, "y": [Y]}],
+    ),
     "grad_and_value": (lambda m, F: F.grad_and_value(lambda x, y: f_two(m, x, y), 1), [X, Y]),
-    "grad_has_aux": (lambda m, F: F.grad(lambda x: (f_scalar(m, x), {"s": x.sin()}),
-                                         has_aux=True), [X]),
-    "grad_of_grad": (lambda m, F: F.grad(lambda x: F.grad(lambda x: f_scalar(m, x))(x).sum()),
-                     [X]),
-    "grad_unused_input": (lambda m, F: F.grad(lambda x, y: (x * 2).sum(), argnums=(0, 1)),
-                          [X, Y]),
+    "grad_has_aux": (
+        lambda m, F: F.grad(lambda x: (f_scalar(m, x), {"s": x.sin()}), has_aux=True),
+        [X],
+    ),
+    "grad_of_grad": (lambda m, F: F.grad(lambda x: F.grad(lambda x: f_scalar(m, x))(x).sum()), [X]),
+    "grad_unused_input": (lambda m, F: F.grad(lambda x, y: (x * 2).sum(), argnums=(0, 1)), [X, Y]),
     "jacrev": (lambda m, F: F.jacrev(lambda x, y: f_vec(m, x, y), argnums=(0, 1)), [X, Y]),
     "jacrev_matrix": (lambda m, F: F.jacrev(lambda w, x: f_mat(m, w, x)), [M, X]),
     "jacrev_scalar_out": (lambda m, F: F.jacrev(lambda x: f_scalar(m, x)), [X]),
@@ -75,8 +81,10 @@ CASES = {
     "jacrev_of_jacfwd": (lambda m, F: F.jacrev(F.jacfwd(lambda x: m.sin(x) * x.sum())), [X]),
     "jacfwd_of_jacrev": (lambda m, F: F.jacfwd(F.jacrev(lambda x: m.sin(x) * x.sum())), [X]),
     "hessian": (lambda m, F: F.hessian(lambda x: f_scalar(m, x)), [X]),
-    "hessian_argnums": (lambda m, F: F.hessian(lambda x, y: f_two(m, x, y), argnums=(0, 1)),
-                        [X, Y]),
+    "hessian_argnums": (
+        lambda m, F: F.hessian(lambda x, y: f_two(m, x, y), argnums=(0, 1)),
+        [X, Y],
+    ),
     "hessian_matrix": (lambda m, F: F.hessian(lambda w: f_mat(m, w, X_T(m)).sum()), [M]),
 }
 
@@ -127,8 +135,9 @@ def _vhp(m, F, x, v):  # reverse-over-reverse
     return F.vjp(F.grad(lambda x: f_scalar(m, x)), x)[1](v)
 
 
-@pytest.mark.parametrize("fn", [_vjp, _jvp, _jvp_aux, _linearize, _hvp, _vhp],
-                         ids=lambda f: f.__name__)
+@pytest.mark.parametrize(
+    "fn", [_vjp, _jvp, _jvp_aux, _linearize, _hvp, _vhp], ids=lambda f: f.__name__
+)
 def test_products_match_torch(fn):
     got = fn(ember, ef, ember.tensor(X), ember.tensor(Y))
     want = fn(torch, tf, torch.tensor(X), torch.tensor(Y))
@@ -169,7 +178,7 @@ def test_results_differentiable_by_outer_autograd():
     for m, F in ((ember, ef), (torch, tf)):
         w = m.tensor(Y, requires_grad=True)
         g = F.grad(lambda x, w=w: (x.sin() * w * x).sum())(m.tensor(X))
-        (g ** 2).sum().backward()
+        (g**2).sum().backward()
         res.append(w.grad)
     assert_tree_close(res[0], res[1])
 

@@ -52,19 +52,26 @@ def _params(model):
 
 PATTERNS = {
     "grad_params": lambda m, F, model, x, y: F.grad(loss_fn(m, F, model))(_params(model), x, y),
-    "grad_and_value_params": lambda m, F, model, x, y: F.grad_and_value(
-        loss_fn(m, F, model))(_params(model), x, y),
+    "grad_and_value_params": lambda m, F, model, x, y: F.grad_and_value(loss_fn(m, F, model))(
+        _params(model), x, y
+    ),
     "grad_input": lambda m, F, model, x, y: F.grad(loss_fn(m, F, model), argnums=1)(
-        _params(model), x, y),
+        _params(model), x, y
+    ),
     "hessian_params": lambda m, F, model, x, y: F.hessian(loss_fn(m, F, model))(
-        _params(model), x, y),
+        _params(model), x, y
+    ),
     "jacrev_outputs": lambda m, F, model, x, y: F.jacrev(
-        lambda p: F.functional_call(model, p, (x,)))(_params(model)),
-    "jacfwd_outputs": lambda m, F, model, x, y: F.jacfwd(
-        lambda p: F.functional_call(model, p, x))(_params(model)),
+        lambda p: F.functional_call(model, p, (x,))
+    )(_params(model)),
+    "jacfwd_outputs": lambda m, F, model, x, y: F.jacfwd(lambda p: F.functional_call(model, p, x))(
+        _params(model)
+    ),
     "hvp_params": lambda m, F, model, x, y: F.jvp(
-        lambda p: F.grad(loss_fn(m, F, model))(p, x, y), (_params(model),),
-        ({k: v * 0.5 + 1 for k, v in _params(model).items()},))[1],
+        lambda p: F.grad(loss_fn(m, F, model))(p, x, y),
+        (_params(model),),
+        ({k: v * 0.5 + 1 for k, v in _params(model).items()},),
+    )[1],
 }
 
 
@@ -106,9 +113,14 @@ def _ensemble(m, F, models, x):
     r"""The model-ensembling tutorial without vmap: stack the states, call each slice."""
     params, buffers = F.stack_module_state(models)
     base = copy.deepcopy(models[0])
-    outs = [F.functional_call(base, ({k: v[i] for k, v in params.items()},
-                                     {k: v[i] for k, v in buffers.items()}), (x,))
-            for i in range(len(models))]
+    outs = [
+        F.functional_call(
+            base,
+            ({k: v[i] for k, v in params.items()}, {k: v[i] for k, v in buffers.items()}),
+            (x,),
+        )
+        for i in range(len(models))
+    ]
     loss = m.stack(outs).pow(2).sum()
     grads = m.autograd.grad(loss, list(params.values()))
     return params, buffers, m.stack(outs), dict(zip(params, grads))
@@ -117,13 +129,22 @@ def _ensemble(m, F, models, x):
 def test_model_ensembling_matches_torch():
     res = {}
     torch.manual_seed(0)
-    nets = {"torch": [torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4),
-                                          torch.nn.Linear(4, 2)).double() for _ in range(3)]}
-    nets["ember"] = [ember.nn.Sequential(ember.nn.Linear(3, 4), ember.nn.BatchNorm1d(4),
-                                         ember.nn.Linear(4, 2)).double() for _ in range(3)]
+    nets = {
+        "torch": [
+            torch.nn.Sequential(
+                torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 2)
+            ).double()
+            for _ in range(3)
+        ]
+    }
+    nets["ember"] = [
+        ember.nn.Sequential(
+            ember.nn.Linear(3, 4), ember.nn.BatchNorm1d(4), ember.nn.Linear(4, 2)
+        ).double()
+        for _ in range(3)
+    ]
     for e, t in zip(nets["ember"], nets["torch"]):  # the same weights in both
-        e.load_state_dict({k: ember.tensor(v.detach().numpy())
-                           for k, v in t.state_dict().items()})
+        e.load_state_dict({k: ember.tensor(v.detach().numpy()) for k, v in t.state_dict().items()})
     for fw in ("ember", "torch"):
         m, F = env(fw)
         res[fw] = _ensemble(m, F, nets[fw], m.tensor(XB))
@@ -137,8 +158,9 @@ def test_model_ensembling_matches_torch():
             got, want = {"out": got}, {"out": want}
         assert list(got) == list(want)
         for k in want:
-            np.testing.assert_allclose(got[k].detach().numpy(), want[k].detach().numpy(),
-                                       rtol=1e-10, atol=1e-12, err_msg=k)
+            np.testing.assert_allclose(
+                got[k].detach().numpy(), want[k].detach().numpy(), rtol=1e-10, atol=1e-12, err_msg=k
+            )
 
 
 def test_functional_call_dicts_and_strict():
@@ -147,8 +169,10 @@ def test_functional_call_dicts_and_strict():
         m, F = env(fw)
         model = ms[fw]
         p = {k: v * 2 for k, v in _params(model).items()}
-        w, b = {k: v for k, v in p.items() if "weight" in k}, \
-            {k: v for k, v in p.items() if "bias" in k}
+        w, b = (
+            {k: v for k, v in p.items() if "weight" in k},
+            {k: v for k, v in p.items() if "bias" in k},
+        )
         x = m.tensor(XB)
         one = F.functional_call(model, p, (x,))
         two = F.functional_call(model, (w, b), x, strict=True)
@@ -156,8 +180,9 @@ def test_functional_call_dicts_and_strict():
         ms[fw + "_out"] = one
         with pytest.raises(RuntimeError, match="Missing key"):
             F.functional_call(model, w, (x,), strict=True)
-    np.testing.assert_allclose(ms["ember_out"].detach().numpy(),
-                               ms["torch_out"].detach().numpy(), rtol=1e-12)
+    np.testing.assert_allclose(
+        ms["ember_out"].detach().numpy(), ms["torch_out"].detach().numpy(), rtol=1e-12
+    )
 
 
 def _lin_pair(m):
@@ -173,7 +198,8 @@ def _modes(m):
 
 ERRORS = {
     "dup_keys": lambda m, F: F.functional_call(
-        m.nn.Linear(2, 2), ({"weight": m.ones(2, 2)}, {"weight": m.ones(2, 2)}), (m.ones(2),)),
+        m.nn.Linear(2, 2), ({"weight": m.ones(2, 2)}, {"weight": m.ones(2, 2)}), (m.ones(2),)
+    ),
     "bad_dicts": lambda m, F: F.functional_call(m.nn.Linear(2, 2), 3, (m.ones(2),)),
     "stack_empty": lambda m, F: F.stack_module_state([]),
     "stack_classes": lambda m, F: F.stack_module_state([m.nn.Linear(2, 2), m.nn.ReLU()]),

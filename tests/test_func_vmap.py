@@ -25,8 +25,12 @@ B = 3
 # Data-dependent output shapes (masked_select, unique, x[mask], ...): torch.func.vmap refuses
 # them too.
 UNSUPPORTED = {
-    "getitem_mask", "setitem_mask", "masked_select",
-    "unique", "unique_consecutive", "bincount",
+    "getitem_mask",
+    "setitem_mask",
+    "masked_select",
+    "unique",
+    "unique_consecutive",
+    "bincount",
 }
 
 
@@ -49,10 +53,13 @@ def _sweep(spec):
         return ember.tensor(a) if isinstance(a, np.ndarray) else a
 
     per = [flat_outputs(spec.call(ember, *[t(a) for a in d], **s.kwargs)) for d in draws]
-    ins = [ember.tensor(np.stack([d[i] for d in draws])) if m else t(draws[0][i])
-           for i, m in enumerate(mapped)]
-    out = vmap(lambda *a: spec.call(ember, *a, **s.kwargs),
-               in_dims=tuple(0 if m else None for m in mapped))(*ins)
+    ins = [
+        ember.tensor(np.stack([d[i] for d in draws])) if m else t(draws[0][i])
+        for i, m in enumerate(mapped)
+    ]
+    out = vmap(
+        lambda *a: spec.call(ember, *a, **s.kwargs), in_dims=tuple(0 if m else None for m in mapped)
+    )(*ins)
     return flat_outputs(out), per
 
 
@@ -80,8 +87,9 @@ def _pair(make):
     torch.manual_seed(0)
     t_model = make(torch)
     e_model = make(ember)
-    e_model.load_state_dict({k: ember.tensor(v.detach().numpy())
-                             for k, v in t_model.state_dict().items()})
+    e_model.load_state_dict(
+        {k: ember.tensor(v.detach().numpy()) for k, v in t_model.state_dict().items()}
+    )
     return e_model, t_model
 
 
@@ -90,8 +98,13 @@ def _mlp(m):
 
 
 def _cnn(m):
-    return m.nn.Sequential(m.nn.Conv2d(1, 3, 3, padding=1), m.nn.ReLU(), m.nn.MaxPool2d(2),
-                           m.nn.Flatten(), m.nn.Linear(3 * 3 * 3, 4))
+    return m.nn.Sequential(
+        m.nn.Conv2d(1, 3, 3, padding=1),
+        m.nn.ReLU(),
+        m.nn.MaxPool2d(2),
+        m.nn.Flatten(),
+        m.nn.Linear(3 * 3 * 3, 4),
+    )
 
 
 @pytest.mark.parametrize("make,shape", [(_mlp, (4,)), (_cnn, (1, 6, 6))], ids=["mlp", "cnn"])
@@ -104,14 +117,17 @@ def test_per_sample_gradients_match_torch(make, shape):
         def loss(params, sample, target):
             out = m.func.functional_call(model, params, (sample.unsqueeze(0),))
             return m.nn.functional.cross_entropy(out, target.unsqueeze(0))
+
         return loss
 
     ep = {k: v.detach() for k, v in e_model.named_parameters()}
     tp = {k: v.detach() for k, v in t_model.named_parameters()}
     got = vmap(grad(make_loss(ember, e_model)), in_dims=(None, 0, 0))(
-        ep, ember.tensor(x), ember.tensor(y))
+        ep, ember.tensor(x), ember.tensor(y)
+    )
     want = tf.vmap(tf.grad(make_loss(torch, t_model)), in_dims=(None, 0, 0))(
-        tp, torch.tensor(x), torch.tensor(y))
+        tp, torch.tensor(x), torch.tensor(y)
+    )
     assert set(got) == set(want)
     for k in want:
         _close(got[k], want[k])
@@ -124,8 +140,7 @@ def test_model_ensembling_matches_torch(same_batch):
         with torch.no_grad():
             for p in t.parameters():
                 p.mul_(i + 1)
-        e.load_state_dict({k: ember.tensor(v.detach().numpy())
-                           for k, v in t.state_dict().items()})
+        e.load_state_dict({k: ember.tensor(v.detach().numpy()) for k, v in t.state_dict().items()})
     x = np.random.default_rng(1).standard_normal((3, 6, 4)).astype(np.float32)
     ep, eb = stack_module_state([e for e, _ in pairs])
     tp, tb = tf.stack_module_state([t for _, t in pairs])
@@ -133,9 +148,11 @@ def test_model_ensembling_matches_torch(same_batch):
     xs_e = ember.tensor(x[0] if same_batch else x)
     xs_t = torch.tensor(x[0] if same_batch else x)
     got = vmap(lambda p, b, d: functional_call(pairs[0][0], (p, b), (d,)), in_dims=dims)(
-        ep, eb, xs_e)
-    want = tf.vmap(lambda p, b, d: tf.functional_call(pairs[0][1], (p, b), (d,)),
-                   in_dims=dims)(tp, tb, xs_t)
+        ep, eb, xs_e
+    )
+    want = tf.vmap(lambda p, b, d: tf.functional_call(pairs[0][1], (p, b), (d,)), in_dims=dims)(
+        tp, tb, xs_t
+    )
     _close(got.detach(), want.detach())
 
 
@@ -145,9 +162,11 @@ def test_ensembled_cnn_batched_weights_match_torch():
     b = np.random.default_rng(3).standard_normal((3, 4)).astype(np.float32)
     x = np.random.default_rng(4).standard_normal((5, 2, 7, 7)).astype(np.float32)
     got = vmap(lambda w, b: ember.nn.functional.conv2d(ember.tensor(x), w, b, padding=1))(
-        ember.tensor(w), ember.tensor(b))
+        ember.tensor(w), ember.tensor(b)
+    )
     want = tf.vmap(lambda w, b: torch.nn.functional.conv2d(torch.tensor(x), w, b, padding=1))(
-        torch.tensor(w), torch.tensor(b))
+        torch.tensor(w), torch.tensor(b)
+    )
     _close(got, want)
 
 
@@ -155,8 +174,18 @@ def _f(m, x):
     return (x.sin() * x.sum()).exp()
 
 
-@pytest.mark.parametrize("name", ["vmap_jacrev", "vmap_jacfwd", "jacrev_jacfwd", "vmap_hessian",
-                                  "vmap_vjp", "vmap_hvp", "nested_vmap_grad"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "vmap_jacrev",
+        "vmap_jacfwd",
+        "jacrev_jacfwd",
+        "vmap_hessian",
+        "vmap_vjp",
+        "vmap_hvp",
+        "nested_vmap_grad",
+    ],
+)
 def test_jacobians_and_products_match_torch(name):
     rng = np.random.default_rng(5)
     x = rng.standard_normal((4, 3)).astype(np.float64)
@@ -209,34 +238,68 @@ def test_neural_tangent_kernel_matches_torch():
 NN_CASES = {
     "linear_batched_weight": (lambda m, F, x, w: F.linear(x, w), [(5, 4), (3, 4)], (0, 0)),
     "conv1d": (lambda m, F, x, w: F.conv1d(x, w, stride=2), [(2, 3, 9), (4, 3, 3)], (0, None)),
-    "conv2d_unbatched_sample": (lambda m, F, x, w: F.conv2d(x, w, padding=1),
-                                [(2, 5, 5), (3, 2, 3, 3)], (0, None)),
+    "conv2d_unbatched_sample": (
+        lambda m, F, x, w: F.conv2d(x, w, padding=1),
+        [(2, 5, 5), (3, 2, 3, 3)],
+        (0, None),
+    ),
     "max_pool2d": (lambda m, F, x: F.max_pool2d(x, 2), [(2, 3, 4, 4)], (0,)),
     "avg_pool1d_unbatched": (lambda m, F, x: F.avg_pool1d(x, 3), [(3, 9)], (0,)),
     "adaptive_avg_pool2d": (lambda m, F, x: F.adaptive_avg_pool2d(x, 2), [(2, 3, 5, 5)], (0,)),
     "interpolate": (lambda m, F, x: F.interpolate(x, scale_factor=2.0), [(2, 3, 4)], (0,)),
-    "layer_norm_batched_affine": (lambda m, F, x, w, b: F.layer_norm(x, (4,), w, b),
-                                  [(3, 4), (4,), (4,)], (0, 0, 0)),
+    "layer_norm_batched_affine": (
+        lambda m, F, x, w, b: F.layer_norm(x, (4,), w, b),
+        [(3, 4), (4,), (4,)],
+        (0, 0, 0),
+    ),
     "group_norm": (lambda m, F, x: F.group_norm(x, 2), [(2, 4, 3)], (0,)),
-    "batch_norm_eval": (lambda m, F, x, rm, rv: F.batch_norm(x, rm, rv.abs() + 0.5),
-                        [(5, 3), (3,), (3,)], (0, None, None)),
-    "batch_norm_train_no_stats": (lambda m, F, x: F.batch_norm(x, None, None, training=True),
-                                  [(5, 3, 2)], (0,)),
+    "batch_norm_eval": (
+        lambda m, F, x, rm, rv: F.batch_norm(x, rm, rv.abs() + 0.5),
+        [(5, 3), (3,), (3,)],
+        (0, None, None),
+    ),
+    "batch_norm_train_no_stats": (
+        lambda m, F, x: F.batch_norm(x, None, None, training=True),
+        [(5, 3, 2)],
+        (0,),
+    ),
     "softmax": (lambda m, F, x: F.log_softmax(x, 0) + F.softmax(x, -1), [(3, 4)], (0,)),
-    "cross_entropy_probs": (lambda m, F, x, t: F.cross_entropy(x, t.softmax(-1)),
-                            [(5, 4), (5, 4)], (0, 0)),
-    "mse_l1_smoothl1": (lambda m, F, x, y: F.mse_loss(x, y) + F.l1_loss(x, y, reduction="sum")
-                        + F.smooth_l1_loss(x, y), [(3, 4), (3, 4)], (0, 0)),
-    "bce_with_logits_kl": (lambda m, F, x, y: F.binary_cross_entropy_with_logits(x, y.sigmoid())
-                           + F.kl_div(x.log_softmax(-1), y.softmax(-1), reduction="batchmean"),
-                           [(3, 4), (3, 4)], (0, 0)),
-    "embedding_batched_weight": (lambda m, F, w: F.embedding(m.tensor([[1, 0], [3, 3]]), w),
-                                 [(4, 2)], (0,)),
-    "sdpa": (lambda m, F, q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True),
-             [(2, 3, 4), (2, 3, 4), (2, 3, 4)], (0, 0, None)),
+    "cross_entropy_probs": (
+        lambda m, F, x, t: F.cross_entropy(x, t.softmax(-1)),
+        [(5, 4), (5, 4)],
+        (0, 0),
+    ),
+    "mse_l1_smoothl1": (
+        lambda m, F, x, y: (
+            F.mse_loss(x, y) + F.l1_loss(x, y, reduction="sum") + F.smooth_l1_loss(x, y)
+        ),
+        [(3, 4), (3, 4)],
+        (0, 0),
+    ),
+    "bce_with_logits_kl": (
+        lambda m, F, x, y: (
+            F.binary_cross_entropy_with_logits(x, y.sigmoid())
+            + F.kl_div(x.log_softmax(-1), y.softmax(-1), reduction="batchmean")
+        ),
+        [(3, 4), (3, 4)],
+        (0, 0),
+    ),
+    "embedding_batched_weight": (
+        lambda m, F, w: F.embedding(m.tensor([[1, 0], [3, 3]]), w),
+        [(4, 2)],
+        (0,),
+    ),
+    "sdpa": (
+        lambda m, F, q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True),
+        [(2, 3, 4), (2, 3, 4), (2, 3, 4)],
+        (0, 0, None),
+    ),
     "pad_reflect": (lambda m, F, x: F.pad(x, (1, 2), mode="reflect"), [(2, 5)], (0,)),
-    "activations": (lambda m, F, x: F.gelu(x) + F.silu(x) + F.leaky_relu(x, 0.1) + F.elu(x),
-                    [(3, 4)], (0,)),
+    "activations": (
+        lambda m, F, x: F.gelu(x) + F.silu(x) + F.leaky_relu(x, 0.1) + F.elu(x),
+        [(3, 4)],
+        (0,),
+    ),
 }
 
 
@@ -244,12 +307,16 @@ NN_CASES = {
 def test_nn_functional_rules_match_torch(name):
     fn, shapes, dims = NN_CASES[name]
     rng = np.random.default_rng(zlib.crc32(name.encode()))
-    arrays = [rng.standard_normal(((B,) if d == 0 else ()) + s).astype(np.float32)
-              for s, d in zip(shapes, dims)]
+    arrays = [
+        rng.standard_normal(((B,) if d == 0 else ()) + s).astype(np.float32)
+        for s, d in zip(shapes, dims)
+    ]
     got = vmap(lambda *a: fn(ember, ember.nn.functional, *a), in_dims=dims)(
-        *[ember.tensor(a) for a in arrays])
+        *[ember.tensor(a) for a in arrays]
+    )
     want = tf.vmap(lambda *a: fn(torch, torch.nn.functional, *a), in_dims=dims)(
-        *[torch.tensor(a) for a in arrays])
+        *[torch.tensor(a) for a in arrays]
+    )
     _close(got, want)
 
 
@@ -260,9 +327,12 @@ def test_int_targets_losses_match_torch():
 
     def f(m, x, t):
         F = m.nn.functional
-        return (F.cross_entropy(x, t, ignore_index=2) + F.nll_loss(x.log_softmax(-1), t,
-                                                                   weight=m.tensor(w))
-                + F.cross_entropy(x, t, reduction="sum") + F.one_hot(t, 4).sum())
+        return (
+            F.cross_entropy(x, t, ignore_index=2)
+            + F.nll_loss(x.log_softmax(-1), t, weight=m.tensor(w))
+            + F.cross_entropy(x, t, reduction="sum")
+            + F.one_hot(t, 4).sum()
+        )
 
     got = vmap(lambda a, b: f(ember, a, b))(ember.tensor(x), ember.tensor(t))
     want = tf.vmap(lambda a, b: f(torch, a, b))(torch.tensor(x), torch.tensor(t))
@@ -270,13 +340,24 @@ def test_int_targets_losses_match_torch():
 
 
 MODULES = {
-    "conv_bn_eval": (lambda nn: nn.Sequential(nn.Conv2d(2, 3, 3), nn.BatchNorm2d(3).eval(),
-                                              nn.ReLU(), nn.AdaptiveAvgPool2d(1)), (2, 2, 5, 5)),
-    "layernorm_mlp": (lambda nn: nn.Sequential(nn.Linear(4, 8), nn.LayerNorm(8), nn.GELU(),
-                                               nn.Dropout(0.5).eval(), nn.Linear(8, 2),
-                                               nn.Softmax(-1)), (3, 4)),
-    "embedding_bag_of_words": (lambda nn: nn.Sequential(nn.Embedding(10, 3), nn.Flatten(0)),
-                               None),
+    "conv_bn_eval": (
+        lambda nn: nn.Sequential(
+            nn.Conv2d(2, 3, 3), nn.BatchNorm2d(3).eval(), nn.ReLU(), nn.AdaptiveAvgPool2d(1)
+        ),
+        (2, 2, 5, 5),
+    ),
+    "layernorm_mlp": (
+        lambda nn: nn.Sequential(
+            nn.Linear(4, 8),
+            nn.LayerNorm(8),
+            nn.GELU(),
+            nn.Dropout(0.5).eval(),
+            nn.Linear(8, 2),
+            nn.Softmax(-1),
+        ),
+        (3, 4),
+    ),
+    "embedding_bag_of_words": (lambda nn: nn.Sequential(nn.Embedding(10, 3), nn.Flatten(0)), None),
 }
 
 
@@ -297,9 +378,20 @@ def test_modules_without_rules_raise():
 
 
 # ---- the API ------------------------------------------------------------------------------
-@pytest.mark.parametrize("case", ["neg_in_dim", "none_in_dim", "pytree_in_dims", "dict_input",
-                                  "out_dims", "tuple_out_dims", "nested_in_dim1",
-                                  "unbatched_output", "kwargs_unmapped"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "neg_in_dim",
+        "none_in_dim",
+        "pytree_in_dims",
+        "dict_input",
+        "out_dims",
+        "tuple_out_dims",
+        "nested_in_dim1",
+        "unbatched_output",
+        "kwargs_unmapped",
+    ],
+)
 def test_in_dims_out_dims_match_torch(case):
     rng = np.random.default_rng(7)
     a = rng.standard_normal((2, 3, 4)).astype(np.float32)
@@ -315,7 +407,8 @@ def test_in_dims_out_dims_match_torch(case):
             return F.vmap(lambda t: t[0] @ t[1], in_dims=((0, None),))((A, Bv))
         if case == "dict_input":
             return F.vmap(lambda d: d["x"].exp() + d["y"], in_dims=({"x": 0, "y": None},))(
-                {"x": A, "y": Bv})
+                {"x": A, "y": Bv}
+            )
         if case == "out_dims":
             return F.vmap(lambda x: x.t(), out_dims=-1)(A)
         if case == "tuple_out_dims":

@@ -25,8 +25,9 @@ def _close(got, want):
         for k in want:
             _close(got[k], want[k])
     else:
-        np.testing.assert_allclose(got.detach().numpy(), want.detach().numpy(), rtol=1e-10,
-                                   atol=1e-12)
+        np.testing.assert_allclose(
+            got.detach().numpy(), want.detach().numpy(), rtol=1e-10, atol=1e-12
+        )
 
 
 def _data(*shape, seed=0):
@@ -66,6 +67,7 @@ def _fns(mod):
     def with_aux(x, w):
         y = w @ x
         return y.sigmoid(), y.max()
+
     return two_outputs, pytree, with_aux
 
 
@@ -129,8 +131,10 @@ def test_autograd_functional_vectorize_matches_torch(strategy, passes):
     _close(EF.jacobian(e2, (xe, we), **kw), TF.jacobian(t2, (xt, wt), vectorize=True))
     _close(EF.jacobian(ember.sin, xe, **kw), TF.jacobian(torch.sin, xt, **kw))
     kw = dict(vectorize=True, outer_jacobian_strategy=strategy)
-    _close(EF.hessian(lambda x, w: (ember.tanh(w @ x) ** 2).sum(), (xe, we), **kw),
-           TF.hessian(lambda x, w: (torch.tanh(w @ x) ** 2).sum(), (xt, wt), **kw))
+    _close(
+        EF.hessian(lambda x, w: (ember.tanh(w @ x) ** 2).sum(), (xe, we), **kw),
+        TF.hessian(lambda x, w: (torch.tanh(w @ x) ** 2).sum(), (xt, wt), **kw),
+    )
     assert passes["rows"] + passes["cols"] >= 3
     with pytest.raises(NotImplementedError, match="vectorize=True"):
         EF.jacobian(ember.sin, xe, strategy="forward-mode")
@@ -142,9 +146,8 @@ def test_autograd_functional_vectorize_create_graph():
     xe, xt = _data(3)
     xe.requires_grad_(True)
     xt.requires_grad_(True)
-    je = EF.jacobian(lambda x: x ** 3, xe, create_graph=True, vectorize=True)
-    jt = torch.autograd.functional.jacobian(lambda x: x ** 3, xt, create_graph=True,
-                                            vectorize=True)
+    je = EF.jacobian(lambda x: x**3, xe, create_graph=True, vectorize=True)
+    jt = torch.autograd.functional.jacobian(lambda x: x**3, xt, create_graph=True, vectorize=True)
     (ge,) = ember.autograd.grad(je.sum(), xe)
     (gt,) = torch.autograd.grad(jt.sum(), xt)
     _close(ge, gt)

@@ -96,8 +96,7 @@ def test_rnn_ensemble(name):
     out, _ = vmap(lambda p, b: functional_call(models[0], (p, b), (xe,)))(params, buffers)
     for v, m in enumerate(models):
         t = getattr(torch.nn, name)(3, 4, num_layers=2).double()
-        t.load_state_dict({k: torch.tensor(p.detach().numpy()) for k, p in
-                           m.state_dict().items()})
+        t.load_state_dict({k: torch.tensor(p.detach().numpy()) for k, p in m.state_dict().items()})
         _close(out[v], t(xt)[0], 1e-8)
 
 
@@ -133,8 +132,7 @@ def test_multihead_attention_matches_torch_vmap(bf, shape, kpm, mask, avg):
         m = np.zeros((V, B, L), bool)
         m[:, :, -1] = True
         m[1, 0, -2] = True
-        extra_e["key_padding_mask"], extra_t["key_padding_mask"] = ember.tensor(m), \
-            torch.tensor(m)
+        extra_e["key_padding_mask"], extra_t["key_padding_mask"] = ember.tensor(m), torch.tensor(m)
     if mask:
         mshape = (V, L, L) if mask == "mask2d" else (V, B * 2, L, L)
         m = np.random.default_rng(1).standard_normal(mshape)
@@ -144,6 +142,7 @@ def test_multihead_attention_matches_torch_vmap(bf, shape, kpm, mask, avg):
     def make(mod, extra_keys):
         def f(x, *masks):
             return mod(x, x, x, average_attn_weights=avg, **dict(zip(extra_keys, masks)))
+
         return f
 
     oe, we = vmap(make(e, keys))(xe, *[extra_e[k] for k in keys])
@@ -159,8 +158,7 @@ def test_multihead_attention_ensemble():
         for p in m.parameters():
             p.data.mul_(1 + 0.1 * i)
         t = torch.nn.MultiheadAttention(8, 2).double()
-        t.load_state_dict({k: torch.tensor(p.detach().numpy()) for k, p in
-                           m.state_dict().items()})
+        t.load_state_dict({k: torch.tensor(p.detach().numpy()) for k, p in m.state_dict().items()})
         tmodels.append(t)
     xe, xt = _data(4, 2, 8)
     pe, be = stack_module_state(models)
@@ -171,8 +169,9 @@ def test_multihead_attention_ensemble():
     _close(we, wt, 1e-8)
 
 
-@pytest.mark.parametrize("name", ["TransformerEncoderLayer", "TransformerDecoderLayer",
-                                  "Transformer"])
+@pytest.mark.parametrize(
+    "name", ["TransformerEncoderLayer", "TransformerDecoderLayer", "Transformer"]
+)
 def test_transformer_layers_match_torch_vmap(name):
     kw = dict(dropout=0.0, batch_first=True)
     if name == "Transformer":

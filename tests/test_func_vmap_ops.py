@@ -37,32 +37,55 @@ CASES = {
     "getitem_int_and_tensor": (lambda m, x, i: x[1, :, i], (X, IDX3), 0),
     "getitem_shared_x": (lambda m, x, i, j: x[i, j], (X[0], IDX, IDX3), (None, 0, 0)),
     "setitem_inner": (_clone_set, (X, IDX, X[:, :, :2]), 0),
-    "index_put_acc": (lambda m, x, i, j, v: m.index_put(x[:, :, 0], (i, j), v, True),
-                      (X, IDX, IDX3, X[:, 0, :2, 0]), 0),
+    "index_put_acc": (
+        lambda m, x, i, j, v: m.index_put(x[:, :, 0], (i, j), v, True),
+        (X, IDX, IDX3, X[:, 0, :2, 0]),
+        0,
+    ),
     "put": (lambda m, x, i, s: m.put(x, i, s), (X, IDX3 * 7, X[:, 0, 0, :2]), 0),
-    "masked_scatter": (lambda m, x, s: m.masked_scatter(x[0], x[0] > 0, s),
-                       (X, X[:, :2].reshape(V, -1)), 0),
+    "masked_scatter": (
+        lambda m, x, s: m.masked_scatter(x[0], x[0] > 0, s),
+        (X, X[:, :2].reshape(V, -1)),
+        0,
+    ),
     "renorm": (lambda m, x: m.renorm(x, 2.0, 1, 1.5), (X,), 0),
-    "block_diag": (lambda m, a, b, c: m.block_diag(a, b, c), (X[:, 0], X[:, 1, 0], X[:, 0, 0, 0]),
-                   0),
+    "block_diag": (
+        lambda m, a, b, c: m.block_diag(a, b, c),
+        (X[:, 0], X[:, 1, 0], X[:, 0, 0, 0]),
+        0,
+    ),
     "histc_data_range": (lambda m, x: m.histc(x, bins=6), (X,), 0),
     "histogram_density": (lambda m, x: m.cat(m.histogram(x, 5, density=True)), (X,), 0),
     "combinations_r3": (lambda m, x: m.combinations(x, 3), (X[:, 0, :, 0],), 0),
     "combinations_replacement": (lambda m, x: m.combinations(x, 2, True), (X[:, 0, 0],), 0),
-    "searchsorted_nd_right": (lambda m, s, v: m.searchsorted(s, v, right=True), (SORTED, PROBES),
-                              0),
-    "searchsorted_shared_seq": (lambda m, s, v: m.searchsorted(s[0], v), (SORTED[0], PROBES),
-                                (None, 0)),
+    "searchsorted_nd_right": (
+        lambda m, s, v: m.searchsorted(s, v, right=True),
+        (SORTED, PROBES),
+        0,
+    ),
+    "searchsorted_shared_seq": (
+        lambda m, s, v: m.searchsorted(s[0], v),
+        (SORTED[0], PROBES),
+        (None, 0),
+    ),
     "bucketize_right": (lambda m, v, b: m.bucketize(v, b[0], right=True), (PROBES, SORTED), 0),
     "isin_invert": (lambda m, a, b: m.isin(a, b, invert=True), (IDX3, IDX), 0),
-    "tensorinv": (lambda m, a: m.linalg.tensorinv(a.reshape(4, 2, 2), 1),
-                  (RNG.standard_normal((V, 4, 4)),), 0),
-    "cov_batched_weights": (lambda m, x, f, a: m.cov(x, fweights=f, aweights=a),
-                            (X[:, 0], IDX[:, :1].repeat(3, 1) + 1, X[:, 1, 0] ** 2), 0),
+    "tensorinv": (
+        lambda m, a: m.linalg.tensorinv(a.reshape(4, 2, 2), 1),
+        (RNG.standard_normal((V, 4, 4)),),
+        0,
+    ),
+    "cov_batched_weights": (
+        lambda m, x, f, a: m.cov(x, fweights=f, aweights=a),
+        (X[:, 0], IDX[:, :1].repeat(3, 1) + 1, X[:, 1, 0] ** 2),
+        0,
+    ),
     "as_strided": (lambda m, x: m.as_strided(x[0], (3, 2), (1, 2), 1), (X,), 0),
-    "as_strided_scatter": (lambda m, x, s: m.as_strided_scatter(x[0, :, 0].contiguous(), s,
-                                                                 (2, 2), (1, 2)),
-                           (X, X[:, 1, :2, :2]), 0),
+    "as_strided_scatter": (
+        lambda m, x, s: m.as_strided_scatter(x[0, :, 0].contiguous(), s, (2, 2), (1, 2)),
+        (X, X[:, 1, :2, :2]),
+        0,
+    ),
     "diff_prepend": (lambda m, x, p: m.diff(x, prepend=p, dim=0), (X, X[:, :1]), 0),
 }
 
@@ -79,16 +102,22 @@ def test_matches_torch_vmap(name):
     got = vmap(lambda *a: fn(ember, *a), in_dims=in_dims)(*[ember.tensor(a) for a in arrays])
     if name in TORCH_VMAP_FAILS:  # a per-sample loop of torch instead
         dims = in_dims if isinstance(in_dims, tuple) else (in_dims,) * len(arrays)
-        want = torch.stack([fn(torch, *[torch.tensor(a if d is None else a[v])
-                                        for a, d in zip(arrays, dims)]) for v in range(V)])
+        want = torch.stack(
+            [
+                fn(torch, *[torch.tensor(a if d is None else a[v]) for a, d in zip(arrays, dims)])
+                for v in range(V)
+            ]
+        )
     else:
-        want = tf.vmap(lambda *a: fn(torch, *a), in_dims=in_dims)(*[torch.tensor(a)
-                                                                   for a in arrays])
+        want = tf.vmap(lambda *a: fn(torch, *a), in_dims=in_dims)(
+            *[torch.tensor(a) for a in arrays]
+        )
     np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("name", ["getitem_inner", "renorm", "block_diag", "masked_scatter",
-                                  "as_strided"])
+@pytest.mark.parametrize(
+    "name", ["getitem_inner", "renorm", "block_diag", "masked_scatter", "as_strided"]
+)
 def test_per_sample_gradients_match_torch(name):
     fn, arrays, in_dims = CASES[name]
 
@@ -100,12 +129,16 @@ def test_per_sample_gradients_match_torch(name):
     np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("fn", [
-    lambda x: x[x > 0],
-    lambda x: ember.masked_select(x, x > 0),
-    lambda x: ember.unique(x),
-    lambda x: ember.nonzero(x > 0),
-], ids=["getitem_mask", "masked_select", "unique", "nonzero"])
+@pytest.mark.parametrize(
+    "fn",
+    [
+        lambda x: x[x > 0],
+        lambda x: ember.masked_select(x, x > 0),
+        lambda x: ember.unique(x),
+        lambda x: ember.nonzero(x > 0),
+    ],
+    ids=["getitem_mask", "masked_select", "unique", "nonzero"],
+)
 def test_data_dependent_shapes_raise(fn):
     with pytest.raises(RuntimeError, match="vmap"):
         vmap(fn)(ember.tensor(X[:, 0]))

@@ -52,11 +52,13 @@ def test_nodes_and_code_match_torch_fx(name):
     assert [(n.op, n.name) for n in eg.graph.nodes] == [(n.op, n.name) for n in tg.graph.nodes]
     for en, tn in zip(eg.graph.nodes, tg.graph.nodes):
         if en.op == "call_function":
-            assert getattr(tn.target, "__name__", "") == en.target.__name__ or \
-                en.target.__module__.startswith("ember")
+            assert getattr(
+                tn.target, "__name__", ""
+            ) == en.target.__name__ or en.target.__module__.startswith("ember")
         else:
             assert en.target == tn.target
         assert len(en.args) == len(tn.args)
+
     # .code has the same structure: one assignment per node, same names, same frees
     def lhs(code):
         return [line.strip().split(" = ")[0] for line in code.strip().splitlines()[1:]]
@@ -83,8 +85,14 @@ def test_functions_and_namespaces_recorded_as_real_callables():
     gm = fx.symbolic_trace(f)
     targets = [n.target for n in gm.graph.nodes if n.op == "call_function"]
     # after tracing, ember's namespaces hold the originals again and nodes point at them
-    assert targets == [ember.relu, F.gelu, operator.add, ember.cat, ember.linalg.norm,
-                       ember.special.expit]
+    assert targets == [
+        ember.relu,
+        F.gelu,
+        operator.add,
+        ember.cat,
+        ember.linalg.norm,
+        ember.special.expit,
+    ]
     assert ember.nn.Module.__dict__.get("__call__") is None
     x, y = ember.randn(3), ember.randn(3)
     for a, b in zip(gm(x, y), f(x, y)):
@@ -107,8 +115,9 @@ def test_real_tensor_meets_proxy():
     x = ember.randn(4)
     for a, b in zip(gm(x), m(x)):
         np.testing.assert_allclose(_np(a), _np(b), rtol=1e-6)
-    ops = [(n.op, n.target if isinstance(n.target, str) else n.target.__name__)
-           for n in gm.graph.nodes]
+    ops = [
+        (n.op, n.target if isinstance(n.target, str) else n.target.__name__) for n in gm.graph.nodes
+    ]
     assert ("call_method", "matmul") in ops and ("call_function", "rsub") not in ops
 
 
@@ -156,8 +165,12 @@ def test_concrete_args_specialise_python_branches():
         return x + 1 if flag else x - 1
 
     gm = fx.symbolic_trace(f, concrete_args={"flag": False})
-    assert [n.op for n in gm.graph.nodes] == ["placeholder", "placeholder", "call_function",
-                                              "output"]
+    assert [n.op for n in gm.graph.nodes] == [
+        "placeholder",
+        "placeholder",
+        "call_function",
+        "output",
+    ]
     np.testing.assert_allclose(_np(gm(ember.ones(2))), [0.0, 0.0])
     kept = fx.symbolic_trace(f, concrete_args={"x": fx.PH, "flag": True})
     np.testing.assert_allclose(_np(kept(ember.ones(2) * 3)), [4.0, 4.0])
@@ -278,8 +291,13 @@ def _deep_trace(m):
 
     graph = _DeepTracer().trace(m)
     graph.lint()
-    assert {n.op for n in graph.nodes} <= {"placeholder", "get_attr", "call_function",
-                                           "call_method", "output"}
+    assert {n.op for n in graph.nodes} <= {
+        "placeholder",
+        "get_attr",
+        "call_function",
+        "call_method",
+        "output",
+    }
     # saved by name and loaded back (math.sqrt and attention's fused _mha included)
     return fx.GraphModule(m, graph), fx.GraphModule(m, graph_from_json(graph_to_json(graph)))
 
@@ -302,13 +320,18 @@ _DEEP = {
     "gelu": (lambda: nn.GELU("tanh"), (2, 5), "gelu"),
     "softmax": (lambda: nn.Softmax(dim=-1), (2, 5), "softmax"),
     "hardswish": (lambda: nn.Hardswish(), (2, 5), "hardswish"),
-    "conv_pool": (lambda: nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(),
-                                        nn.MaxPool2d(2)), (2, 3, 8, 8), "conv2d"),
+    "conv_pool": (
+        lambda: nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)),
+        (2, 3, 8, 8),
+        "conv2d",
+    ),
     "tel_relu_seq_first": (lambda: _tel(), (5, 2, 16), "relu"),
-    "tel_gelu_batch_first": (lambda: _tel(activation="gelu", batch_first=True), (2, 5, 16),
-                             "gelu"),
-    "tel_norm_first_module_act": (lambda: _tel(activation=nn.GELU(), batch_first=True,
-                                               norm_first=True), (2, 5, 16), "gelu"),
+    "tel_gelu_batch_first": (lambda: _tel(activation="gelu", batch_first=True), (2, 5, 16), "gelu"),
+    "tel_norm_first_module_act": (
+        lambda: _tel(activation=nn.GELU(), batch_first=True, norm_first=True),
+        (2, 5, 16),
+        "gelu",
+    ),
     "mha_weights": (lambda: _SelfAttn(), (2, 5, 16), "_mha"),
 }
 
@@ -320,8 +343,7 @@ def test_trace_through_modules_to_functions(name):
     m = make().eval()
     x = ember.randn(*shape)
     gm, loaded = _deep_trace(m)
-    names = [getattr(n.target, "__name__", "") for n in gm.graph.nodes
-             if n.op == "call_function"]
+    names = [getattr(n.target, "__name__", "") for n in gm.graph.nodes if n.op == "call_function"]
     assert fn_name in names
     want = _outputs(m(x))
     for g in (gm, loaded):

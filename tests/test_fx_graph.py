@@ -59,8 +59,13 @@ def test_build_graph_by_hand_and_edit():
         g.erase_node(r)
     assert g.eliminate_dead_code() and dead not in list(g.nodes)
     g.lint()
-    assert [nd.op for nd in g.nodes] == ["placeholder", "call_function", "call_function",
-                                         "call_method", "output"]
+    assert [nd.op for nd in g.nodes] == [
+        "placeholder",
+        "call_function",
+        "call_function",
+        "call_method",
+        "output",
+    ]
 
 
 def test_lint_and_node_errors():
@@ -164,8 +169,7 @@ def test_wrap_and_autowrap_functions():
 
 class _TraceIntoLinear(fx.Tracer):
     def is_leaf_module(self, m, qualname):
-        return not isinstance(m, (nn.Linear, nn.Sequential)) and \
-            super().is_leaf_module(m, qualname)
+        return not isinstance(m, (nn.Linear, nn.Sequential)) and super().is_leaf_module(m, qualname)
 
 
 def test_custom_tracer_traces_into_leaves():
@@ -173,8 +177,10 @@ def test_custom_tracer_traces_into_leaves():
     graph = _TraceIntoLinear().trace(m)
     gm = fx.GraphModule(m, graph)
     assert not any(n.op == "call_module" and n.target.startswith("head") for n in graph.nodes)
-    assert [n.target for n in graph.nodes if n.op == "get_attr"][:2] == ["body.0.weight",
-                                                                         "body.0.bias"]
+    assert [n.target for n in graph.nodes if n.op == "get_attr"][:2] == [
+        "body.0.weight",
+        "body.0.bias",
+    ]
     x = ember.randn(2, 8)
     np.testing.assert_allclose(_np(gm(x)), _np(m(x)), rtol=1e-5, atol=1e-6)
 
@@ -272,6 +278,7 @@ def test_replace_pattern():
             h = T.relu(T.matmul(x, w1))
             h = T.relu(T.matmul(h, w2)) + h.sum()
             return T.relu(T.matmul(h, w2)), T.matmul(h, w1)
+
         return f
 
     gm = fx.symbolic_trace(model(ember))
@@ -280,12 +287,13 @@ def test_replace_pattern():
     ref = gm(*args)
     matches = fx.replace_pattern(gm, _pattern, _replacement)
     tmatches = torch.fx.subgraph_rewriter.replace_pattern(
-        tgm, lambda x, w: torch.relu(torch.matmul(x, w)),
-        lambda x, w: torch.clamp(x @ w, min=0.0))
+        tgm, lambda x, w: torch.relu(torch.matmul(x, w)), lambda x, w: torch.clamp(x @ w, min=0.0)
+    )
     assert len(matches) == len(tmatches) == 3
     # the same nodes under the same names (torch places the replacements in another valid order)
-    assert sorted((n.op, n.name) for n in gm.graph.nodes) == \
-        sorted((n.op, n.name) for n in tgm.graph.nodes)
+    assert sorted((n.op, n.name) for n in gm.graph.nodes) == sorted(
+        (n.op, n.name) for n in tgm.graph.nodes
+    )
     assert ember.relu not in [n.target for n in gm.graph.nodes]
     gm.graph.lint()
     for a, b in zip(gm(*args), ref):
@@ -316,8 +324,9 @@ def test_json_round_trip_runs(name):
     text = fx.graph_to_json(gm.graph)
     assert "<" not in text  # no reprs of Python objects, only names and values
     g2 = fx.graph_from_json(text)
-    assert [(n.op, n.name, n.target) for n in g2.nodes] == \
-        [(n.op, n.name, n.target) for n in gm.graph.nodes]
+    assert [(n.op, n.name, n.target) for n in g2.nodes] == [
+        (n.op, n.name, n.target) for n in gm.graph.nodes
+    ]
     out = [n for n in g2.nodes if n.op == "call_module"]
     assert all(n.meta["tensor_meta"].shape for n in out)
     gm2 = fx.GraphModule(gm, g2)
@@ -334,8 +343,13 @@ def test_json_rejects_unsafe_or_unknown_targets():
     x = g.placeholder("x")
     g.output(g.call_function(ember.relu, (x,)))
     doc = json.loads(fx.graph_to_json(g))
-    for bad in ("os.system", "ember.np.load", "builtins.eval", "operator.attrgetter.x",
-                "ember.__builtins__"):
+    for bad in (
+        "os.system",
+        "ember.np.load",
+        "builtins.eval",
+        "operator.attrgetter.x",
+        "ember.__builtins__",
+    ):
         doc["nodes"][1]["target"] = bad
         with pytest.raises(ValueError, match="cannot resolve call_function target"):
             fx.graph_from_json(doc)

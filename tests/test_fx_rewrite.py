@@ -13,6 +13,7 @@ torch = pytest.importorskip("torch")
 
 def _nodes(gm):
     """(op, name, target name, argument names) of every node, in graph order."""
+
     def arg(a):
         if hasattr(a, "name") and hasattr(a, "op"):
             return a.name
@@ -20,9 +21,16 @@ def _nodes(gm):
             return tuple(arg(e) for e in a)
         return repr(a)
 
-    return [(n.op, n.name, getattr(n.target, "__name__", str(n.target)),
-             tuple(arg(a) for a in n.args), tuple(sorted((k, arg(v)) for k, v in n.kwargs.items())))
-            for n in gm.graph.nodes]
+    return [
+        (
+            n.op,
+            n.name,
+            getattr(n.target, "__name__", str(n.target)),
+            tuple(arg(a) for a in n.args),
+            tuple(sorted((k, arg(v)) for k, v in n.kwargs.items())),
+        )
+        for n in gm.graph.nodes
+    ]
 
 
 # each case: (model, pattern, replacement) written once over a namespace T (ember or torch)
@@ -79,8 +87,11 @@ def _chained(T):
     return model, pattern, replacement
 
 
-CASES = {"two_outputs": (_two_outputs, 3), "returned_inner": (_returned_inner, 1),
-         "chained": (_chained, 2)}
+CASES = {
+    "two_outputs": (_two_outputs, 3),
+    "returned_inner": (_returned_inner, 1),
+    "chained": (_chained, 2),
+}
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -89,8 +100,9 @@ def test_multi_output_replace_matches_torch_fx(case):
     e_model, e_pat, e_rep = build(ember)
     t_model, t_pat, t_rep = build(torch)
     gm, tgm = fx.symbolic_trace(e_model), torch.fx.symbolic_trace(t_model)
-    args = [np.random.default_rng(k).normal(size=(3, 3)).astype(np.float32)
-            for k in range(n_inputs)]
+    args = [
+        np.random.default_rng(k).normal(size=(3, 3)).astype(np.float32) for k in range(n_inputs)
+    ]
     ref = gm(*[ember.tensor(a) for a in args])
     matches = rw.replace_pattern(gm, e_pat, e_rep)
     t_matches = torch.fx.subgraph_rewriter.replace_pattern(tgm, t_pat, t_rep)
@@ -100,6 +112,7 @@ def test_multi_output_replace_matches_torch_fx(case):
     gm.graph.lint()
     got = gm(*[ember.tensor(a) for a in args])
     want = tgm(*[torch.tensor(a) for a in args])
+
     def as_tuple(v):
         return v if isinstance(v, tuple) else (v,)
 
@@ -144,10 +157,12 @@ def test_replace_pattern_with_filters_matches_torch_fx(ignore_literals):
         return a, b
 
     e_p, t_p = (e_pattern_split_3, t_pattern_split_3) if ignore_literals else (e_pat, t_pat)
-    res = rw.replace_pattern_with_filters(gm, e_p, e_rep, [only_after_add],
-                                          ignore_literals=ignore_literals)
+    res = rw.replace_pattern_with_filters(
+        gm, e_p, e_rep, [only_after_add], ignore_literals=ignore_literals
+    )
     t_res = torch.fx.subgraph_rewriter.replace_pattern_with_filters(
-        tgm, t_p, t_rep, [only_after_add], ignore_literals=ignore_literals)
+        tgm, t_p, t_rep, [only_after_add], ignore_literals=ignore_literals
+    )
     assert len(res) == len(t_res) == 1
     assert [n.name for n in res[0].replacements] == [n.name for n in t_res[0].replacements]
     assert _nodes(gm) == _nodes(tgm)

@@ -36,20 +36,26 @@ MODULES = {
     "bilinear": (lambda: nn.Bilinear(3, 4, 2), lambda: [_rand(5, 3), _rand(5, 4, seed=1)]),
     "conv1d": (lambda: nn.Conv1d(3, 4, 3, padding=1, stride=2), lambda: [_rand(2, 3, 9)]),
     "conv2d": (lambda: nn.Conv2d(3, 5, 3, padding=1), lambda: [_rand(2, 3, 8, 8)]),
-    "conv2d_groups_dilation": (lambda: nn.Conv2d(4, 4, 3, groups=2, dilation=2, bias=False),
-                               lambda: [_rand(2, 4, 9, 9)]),
+    "conv2d_groups_dilation": (
+        lambda: nn.Conv2d(4, 4, 3, groups=2, dilation=2, bias=False),
+        lambda: [_rand(2, 4, 9, 9)],
+    ),
     "conv3d": (lambda: nn.Conv3d(2, 3, 2), lambda: [_rand(1, 2, 4, 4, 4)]),
-    "conv_transpose1d": (lambda: nn.ConvTranspose1d(3, 2, 3, stride=2),
-                         lambda: [_rand(2, 3, 5)]),
-    "conv_transpose2d": (lambda: nn.ConvTranspose2d(3, 2, 3, stride=2, padding=1,
-                                                    output_padding=1),
-                         lambda: [_rand(2, 3, 4, 4)]),
+    "conv_transpose1d": (lambda: nn.ConvTranspose1d(3, 2, 3, stride=2), lambda: [_rand(2, 3, 5)]),
+    "conv_transpose2d": (
+        lambda: nn.ConvTranspose2d(3, 2, 3, stride=2, padding=1, output_padding=1),
+        lambda: [_rand(2, 3, 4, 4)],
+    ),
     "maxpool2d_tiling": (lambda: nn.MaxPool2d(2), lambda: [_rand(2, 3, 8, 8)]),
-    "maxpool2d_overlap": (lambda: nn.MaxPool2d(3, stride=2, padding=1),
-                          lambda: [_rand(2, 3, 9, 9)]),
+    "maxpool2d_overlap": (
+        lambda: nn.MaxPool2d(3, stride=2, padding=1),
+        lambda: [_rand(2, 3, 9, 9)],
+    ),
     "maxpool1d": (lambda: nn.MaxPool1d(3, stride=2), lambda: [_rand(2, 3, 11)]),
-    "avgpool2d": (lambda: nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=False),
-                  lambda: [_rand(2, 3, 9, 9)]),
+    "avgpool2d": (
+        lambda: nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=False),
+        lambda: [_rand(2, 3, 9, 9)],
+    ),
     "adaptive_avg2d": (lambda: nn.AdaptiveAvgPool2d((3, 2)), lambda: [_rand(2, 3, 7, 5)]),
     "adaptive_max2d": (lambda: nn.AdaptiveMaxPool2d(3), lambda: [_rand(2, 3, 7, 7)]),
     "batchnorm1d": (lambda: nn.BatchNorm1d(4), lambda: [_rand(6, 4)]),
@@ -58,12 +64,18 @@ MODULES = {
     "groupnorm": (lambda: nn.GroupNorm(2, 4), lambda: [_rand(3, 4, 5)]),
     "instancenorm2d": (lambda: nn.InstanceNorm2d(3, affine=True), lambda: [_rand(2, 3, 4, 4)]),
     "rmsnorm": (lambda: nn.RMSNorm(6), lambda: [_rand(3, 6)]),
-    "embedding": (lambda: nn.Embedding(10, 4, padding_idx=0),
-                  lambda: [_labels(7, 10).reshape(7, 1)]),
-    "embedding_bag_mean": (lambda: nn.EmbeddingBag(10, 3, mode="mean"),
-                           lambda: [_labels(12, 10).reshape(4, 3)]),
-    "embedding_bag_max": (lambda: nn.EmbeddingBag(10, 3, mode="max"),
-                          lambda: [_labels(12, 10).reshape(4, 3)]),
+    "embedding": (
+        lambda: nn.Embedding(10, 4, padding_idx=0),
+        lambda: [_labels(7, 10).reshape(7, 1)],
+    ),
+    "embedding_bag_mean": (
+        lambda: nn.EmbeddingBag(10, 3, mode="mean"),
+        lambda: [_labels(12, 10).reshape(4, 3)],
+    ),
+    "embedding_bag_max": (
+        lambda: nn.EmbeddingBag(10, 3, mode="max"),
+        lambda: [_labels(12, 10).reshape(4, 3)],
+    ),
     "prelu": (lambda: nn.PReLU(3), lambda: [_rand(2, 3, 4)]),
     "gelu_tanh": (lambda: nn.GELU("tanh"), lambda: [_rand(3, 5)]),
     "gelu": (lambda: nn.GELU(), lambda: [_rand(3, 5)]),
@@ -79,9 +91,10 @@ MODULES = {
     "log_softmax": (lambda: nn.LogSoftmax(dim=-1), lambda: [_rand(3, 5)]),
     "pixel_shuffle": (lambda: nn.PixelShuffle(2), lambda: [_rand(1, 8, 3, 3)]),
     "upsample_nearest": (lambda: nn.Upsample(scale_factor=2), lambda: [_rand(1, 2, 3, 3)]),
-    "upsample_bilinear": (lambda: nn.Upsample(scale_factor=2, mode="bilinear",
-                                              align_corners=False),
-                          lambda: [_rand(1, 2, 3, 3)]),
+    "upsample_bilinear": (
+        lambda: nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
+        lambda: [_rand(1, 2, 3, 3)],
+    ),
     "reflection_pad2d": (lambda: nn.ReflectionPad2d(1), lambda: [_rand(1, 2, 3, 3)]),
     "replication_pad1d": (lambda: nn.ReplicationPad1d((1, 2)), lambda: [_rand(1, 2, 4)]),
     "circular_pad2d": (lambda: nn.CircularPad2d(1), lambda: [_rand(1, 2, 3, 3)]),
@@ -89,48 +102,71 @@ MODULES = {
     "fold": (lambda: nn.Fold((3, 3), 2), lambda: [_rand(1, 8, 4)]),
     "flatten": (lambda: nn.Flatten(), lambda: [_rand(2, 3, 4)]),
     "rnn_tanh": (lambda: nn.RNN(4, 5, num_layers=2), lambda: [_rand(6, 2, 4)]),
-    "lstm_bidirectional": (lambda: nn.LSTM(4, 5, batch_first=True, bidirectional=True),
-                           lambda: [_rand(2, 6, 4)]),
+    "lstm_bidirectional": (
+        lambda: nn.LSTM(4, 5, batch_first=True, bidirectional=True),
+        lambda: [_rand(2, 6, 4)],
+    ),
     "gru": (lambda: nn.GRU(4, 3), lambda: [_rand(5, 2, 4)]),
     "lstm_cell": (lambda: nn.LSTMCell(4, 3), lambda: [_rand(2, 4)]),
-    "multihead_attention": (lambda: nn.MultiheadAttention(8, 2, batch_first=True),
-                            lambda: [_rand(2, 5, 8), _rand(2, 4, 8, seed=1),
-                                     _rand(2, 4, 8, seed=2)]),
+    "multihead_attention": (
+        lambda: nn.MultiheadAttention(8, 2, batch_first=True),
+        lambda: [_rand(2, 5, 8), _rand(2, 4, 8, seed=1), _rand(2, 4, 8, seed=2)],
+    ),
     "transformer_encoder_layer": (
-        lambda: nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True,
-                                           norm_first=True),
-        lambda: [_rand(2, 5, 8)]),
+        lambda: nn.TransformerEncoderLayer(
+            8, 2, 16, dropout=0.0, batch_first=True, norm_first=True
+        ),
+        lambda: [_rand(2, 5, 8)],
+    ),
 }
 
 LOSSES = {
-    "cross_entropy": (lambda: nn.CrossEntropyLoss(label_smoothing=0.1),
-                      lambda: [_rand(6, 4), _labels(6, 4)]),
+    "cross_entropy": (
+        lambda: nn.CrossEntropyLoss(label_smoothing=0.1),
+        lambda: [_rand(6, 4), _labels(6, 4)],
+    ),
     "cross_entropy_weight_ignore": (
         lambda: nn.CrossEntropyLoss(weight=ember.tensor([1.0, 2.0, 0.5, 1.0]), ignore_index=1),
-        lambda: [_rand(6, 4), _labels(6, 4)]),
-    "cross_entropy_2d": (lambda: nn.CrossEntropyLoss(), lambda: [_rand(2, 3, 4, 4),
-                                                               _labels(32, 3).reshape(2, 4, 4)]),
+        lambda: [_rand(6, 4), _labels(6, 4)],
+    ),
+    "cross_entropy_2d": (
+        lambda: nn.CrossEntropyLoss(),
+        lambda: [_rand(2, 3, 4, 4), _labels(32, 3).reshape(2, 4, 4)],
+    ),
     "nll": (lambda: nn.NLLLoss(reduction="sum"), lambda: [_rand(6, 4), _labels(6, 4)]),
     "mse": (lambda: nn.MSELoss(), lambda: [_rand(3, 4), _rand(3, 4, seed=1)]),
     "l1": (lambda: nn.L1Loss(), lambda: [_rand(3, 4), _rand(3, 4, seed=1)]),
     "smooth_l1": (lambda: nn.SmoothL1Loss(beta=0.5), lambda: [_rand(3, 4), _rand(3, 4, seed=1)]),
     "huber": (lambda: nn.HuberLoss(delta=0.7), lambda: [_rand(3, 4), _rand(3, 4, seed=1)]),
-    "bce_with_logits": (lambda: nn.BCEWithLogitsLoss(pos_weight=ember.tensor([1.0, 2.0, 0.5])),
-                        lambda: [_rand(4, 3),
-                                 np.random.default_rng(3).random((4, 3))]),
-    "bce": (lambda: nn.BCELoss(), lambda: [1 / (1 + np.exp(-_rand(4, 3))),
-                                           np.random.default_rng(3).random((4, 3))]),
-    "kl_div": (lambda: nn.KLDivLoss(reduction="batchmean", log_target=True),
-               lambda: [_rand(3, 4), _rand(3, 4, seed=1)]),
-    "gaussian_nll": (lambda: nn.GaussianNLLLoss(), lambda: [_rand(3, 4), _rand(3, 4, seed=1),
-                                                            _rand(3, 4, seed=2, low=0.1)]),
+    "bce_with_logits": (
+        lambda: nn.BCEWithLogitsLoss(pos_weight=ember.tensor([1.0, 2.0, 0.5])),
+        lambda: [_rand(4, 3), np.random.default_rng(3).random((4, 3))],
+    ),
+    "bce": (
+        lambda: nn.BCELoss(),
+        lambda: [1 / (1 + np.exp(-_rand(4, 3))), np.random.default_rng(3).random((4, 3))],
+    ),
+    "kl_div": (
+        lambda: nn.KLDivLoss(reduction="batchmean", log_target=True),
+        lambda: [_rand(3, 4), _rand(3, 4, seed=1)],
+    ),
+    "gaussian_nll": (
+        lambda: nn.GaussianNLLLoss(),
+        lambda: [_rand(3, 4), _rand(3, 4, seed=1), _rand(3, 4, seed=2, low=0.1)],
+    ),
     "poisson_nll": (lambda: nn.PoissonNLLLoss(), lambda: [_rand(3, 4), _rand(3, 4, low=0.0)]),
-    "margin_ranking": (lambda: nn.MarginRankingLoss(0.2),
-                       lambda: [_rand(5), _rand(5, seed=1), np.sign(_rand(5, seed=2))]),
-    "triplet_margin": (lambda: nn.TripletMarginLoss(), lambda: [_rand(4, 5), _rand(4, 5, seed=1),
-                                                                _rand(4, 5, seed=2)]),
-    "cosine_embedding": (lambda: nn.CosineEmbeddingLoss(),
-                         lambda: [_rand(4, 5), _rand(4, 5, seed=1), np.sign(_rand(4, seed=2))]),
+    "margin_ranking": (
+        lambda: nn.MarginRankingLoss(0.2),
+        lambda: [_rand(5), _rand(5, seed=1), np.sign(_rand(5, seed=2))],
+    ),
+    "triplet_margin": (
+        lambda: nn.TripletMarginLoss(),
+        lambda: [_rand(4, 5), _rand(4, 5, seed=1), _rand(4, 5, seed=2)],
+    ),
+    "cosine_embedding": (
+        lambda: nn.CosineEmbeddingLoss(),
+        lambda: [_rand(4, 5), _rand(4, 5, seed=1), np.sign(_rand(4, seed=2))],
+    ),
 }
 
 
@@ -154,11 +190,12 @@ def _forward(module, arrays, device):
             term = (o * g).sum()
             total = term if total is None else total + term
     total.backward()
-    return ([o.detach().cpu().numpy() for o in flat],
-            [t.grad if t.grad is None else t.grad.cpu().numpy() for t in inputs
-             if t.requires_grad],
-            {k: p.grad.cpu().numpy() for k, p in module.named_parameters() if p.grad is not None},
-            {k: b.cpu().numpy() for k, b in module.named_buffers()})
+    return (
+        [o.detach().cpu().numpy() for o in flat],
+        [t.grad if t.grad is None else t.grad.cpu().numpy() for t in inputs if t.requires_grad],
+        {k: p.grad.cpu().numpy() for k, p in module.named_parameters() if p.grad is not None},
+        {k: b.cpu().numpy() for k, b in module.named_buffers()},
+    )
 
 
 def _cpu_and_gpu(factory, inputs):
@@ -203,15 +240,20 @@ def test_functional_without_modules():
     results = []
     for dev in ("cpu", "cuda"):
         qt, kt, vt, xt = (ember.tensor(a, device=dev, requires_grad=True) for a in (q, k, v, x))
-        outs = [F.scaled_dot_product_attention(qt, kt, vt, is_causal=True),
-                F.interpolate(xt, size=(4, 5), mode="bicubic", align_corners=True),
-                F.normalize(xt, dim=1), F.cosine_similarity(qt, kt, dim=-1),
-                F.one_hot(ember.tensor([0, 2, 1], device=dev), 4).to(ember.float64),
-                F.pdist(xt.reshape(6, -1))]
+        outs = [
+            F.scaled_dot_product_attention(qt, kt, vt, is_causal=True),
+            F.interpolate(xt, size=(4, 5), mode="bicubic", align_corners=True),
+            F.normalize(xt, dim=1),
+            F.cosine_similarity(qt, kt, dim=-1),
+            F.one_hot(ember.tensor([0, 2, 1], device=dev), 4).to(ember.float64),
+            F.pdist(xt.reshape(6, -1)),
+        ]
         loss = sum((o * o).sum() for o in outs)
         loss.backward()
-        results.append([o.detach().cpu().numpy() for o in outs]
-                       + [t.grad.cpu().numpy() for t in (qt, kt, vt, xt)])
+        results.append(
+            [o.detach().cpu().numpy() for o in outs]
+            + [t.grad.cpu().numpy() for t in (qt, kt, vt, xt)]
+        )
     for a, b in zip(*results):
         np.testing.assert_allclose(b, a, **TOL)
 
@@ -237,13 +279,21 @@ def _train(device, opt_name, model_fn, batches, steps=4):
 
 
 def _cnn():
-    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
-                         nn.MaxPool2d(2), nn.Flatten(), nn.Dropout(0.0), nn.Linear(64, 10))
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Dropout(0.0),
+        nn.Linear(64, 10),
+    )
 
 
 def _mlp():
-    return nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.GELU(), nn.LayerNorm(32),
-                         nn.Linear(32, 10))
+    return nn.Sequential(
+        nn.Flatten(), nn.Linear(64, 32), nn.GELU(), nn.LayerNorm(32), nn.Linear(32, 10)
+    )
 
 
 @pytest.mark.parametrize("model_fn", [_cnn, _mlp], ids=["cnn", "mlp"])
@@ -276,8 +326,7 @@ def test_float32_training_and_state_dict_round_trip(tmp_path):
     assert all(v.device.type == "cpu" for v in cpu_ck["model"].values())
     fresh = _mlp().to("cuda")
     fresh.load_state_dict(ck["model"])
-    np.testing.assert_array_equal(fresh(x).detach().cpu().numpy(),
-                                  model(x).detach().cpu().numpy())
+    np.testing.assert_array_equal(fresh(x).detach().cpu().numpy(), model(x).detach().cpu().numpy())
 
 
 def test_cuda_rng_is_reproducible_and_dropout_runs_on_the_device():
@@ -322,8 +371,8 @@ def _ddp_gpu_rank(rank, x, y):
         model = _mlp().double().to("cuda")
         ddp = ember.nn.parallel.DistributedDataParallel(model)
         half = len(x) // 2
-        xb = ember.tensor(x[rank * half:(rank + 1) * half], device="cuda")
-        yb = ember.tensor(y[rank * half:(rank + 1) * half], device="cuda")
+        xb = ember.tensor(x[rank * half : (rank + 1) * half], device="cuda")
+        yb = ember.tensor(y[rank * half : (rank + 1) * half], device="cuda")
         F.cross_entropy(ddp(xb), yb).backward()
         return {k: p.grad.cpu().numpy() for k, p in model.named_parameters()}
     finally:
@@ -357,18 +406,25 @@ def test_fused_adam_matches_numpy(amsgrad, beta1, dtype):
     arrays[1][3] = np.nan  # a NaN gradient reaches every state as NumPy's arithmetic has it
     if not amsgrad:
         arrays = arrays[:4]
-    kw = dict(beta1=beta1, beta2=0.99, eps=1e-8, step_size=0.01 / (1 - beta1 ** 3),
-              bias_correction2_sqrt=(1 - 0.99 ** 3) ** 0.5)
+    kw = dict(
+        beta1=beta1,
+        beta2=0.99,
+        eps=1e-8,
+        step_size=0.01 / (1 - beta1**3),
+        bias_correction2_sqrt=(1 - 0.99**3) ** 0.5,
+    )
     gpu = [cupy.asarray(a) for a in arrays]
     _adam_update(*arrays, **kw)
     cuda_fused.adam_(*gpu, **kw)
-    tol = (dict(rtol=1e-6, atol=1e-7) if dtype == np.float32  # the GPU may fuse multiply-adds
-           else dict(rtol=1e-14, atol=1e-15))
+    tol = (
+        dict(rtol=1e-6, atol=1e-7)
+        if dtype == np.float32  # the GPU may fuse multiply-adds
+        else dict(rtol=1e-14, atol=1e-15)
+    )
     for k, (a, b) in enumerate(zip(arrays, gpu)):
         if k == 1:
             continue  # the gradient is an input
-        np.testing.assert_allclose(cupy.asnumpy(b), a, equal_nan=True, err_msg=f"array {k}",
-                                   **tol)
+        np.testing.assert_allclose(cupy.asnumpy(b), a, equal_nan=True, err_msg=f"array {k}", **tol)
 
 
 # ---- ZeRO and FSDP with CUDA parameters (two ranks on one GPU, over the host backend) ----------
@@ -392,8 +448,11 @@ def _sharded_gpu_rank(rank):
                     continue  # the CPU's DDP is the reference for every GPU run
                 model = wrap(sw.make_model().to(device))
                 cls, kw = sw.OPTIMIZERS["adam"]
-                opt = (ZeroRedundancyOptimizer(model.parameters(), cls, **kw)
-                       if sname == "zero1" else cls(model.parameters(), **kw))
+                opt = (
+                    ZeroRedundancyOptimizer(model.parameters(), cls, **kw)
+                    if sname == "zero1"
+                    else cls(model.parameters(), **kw)
+                )
                 for s in range(4):
                     x, y = sw.batch(s, rank, world)
                     loss = F.cross_entropy(model(x.to(device)), y.to(device))
@@ -401,8 +460,9 @@ def _sharded_gpu_rank(rank):
                     loss.backward()
                     opt.step()
                 assert all(p.device.type == device for p in model.parameters()), sname
-                out[f"{device}/{sname}"] = {k: v.cpu().numpy().copy()
-                                            for k, v in model.state_dict().items()}
+                out[f"{device}/{sname}"] = {
+                    k: v.cpu().numpy().copy() for k, v in model.state_dict().items()
+                }
         return out
     finally:
         dist.destroy_process_group()
@@ -415,5 +475,6 @@ def test_zero_and_fsdp_with_cuda_parameters_match_cpu_ddp():
         for name, state in states.items():
             assert state.keys() == ref.keys(), name
             for k in ref:
-                np.testing.assert_allclose(state[k], ref[k], rtol=1e-4, atol=1e-5,
-                                           err_msg=f"rank {rank} {name} {k}")
+                np.testing.assert_allclose(
+                    state[k], ref[k], rtol=1e-4, atol=1e-5, err_msg=f"rank {rank} {name} {k}"
+                )

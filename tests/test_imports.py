@@ -8,8 +8,14 @@ import sys
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-MAPPING = {"core": "ember", "distributed": "ember.distributed", "launcher": "ember.launcher",
-           "protos": "ember.protos", "serve": "ember.serve", "models": "ember.models"}
+MAPPING = {
+    "core": "ember",
+    "distributed": "ember.distributed",
+    "launcher": "ember.launcher",
+    "protos": "ember.protos",
+    "serve": "ember.serve",
+    "models": "ember.models",
+}
 
 
 def _packages():
@@ -36,8 +42,9 @@ def test_every_package_is_listed_in_pyproject():
         import tomllib
     except ImportError:  # Python 3.10
         tomllib = pytest.importorskip("tomli")
-    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
-                 ["packages"])
+    listed = set(
+        tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
     missing = [p for p in _packages() if p not in listed]
     assert not missing, f"add these packages to pyproject.toml: {missing}"
 
@@ -48,8 +55,10 @@ def test_module_imports(module):
 
 
 def test_import_ember_does_not_import_ray_or_grpc():
-    code = ("import sys, ember; bad = [m for m in ('ray', 'grpc', 'torch', 'ember.distributed') "
-            "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
+    code = (
+        "import sys, ember; bad = [m for m in ('ray', 'grpc', 'torch', 'ember.distributed') "
+        "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
 

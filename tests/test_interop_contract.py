@@ -45,8 +45,12 @@ def _core_module_names(imports: list) -> set[str]:
             for a in node.names:
                 if a.name.split(".")[0] == "ember" and not a.name.startswith("ember.distributed"):
                     names.add(a.asname or "ember")
-        elif node.level == 0 and node.module and node.module.split(".")[0] == "ember" \
-                and not node.module.startswith("ember.distributed"):
+        elif (
+            node.level == 0
+            and node.module
+            and node.module.split(".")[0] == "ember"
+            and not node.module.startswith("ember.distributed")
+        ):
             for a in node.names:
                 full = f"{node.module}.{a.name}"
                 if full != "ember._interop" and _is_module(full):
@@ -63,26 +67,37 @@ def _root(node: ast.AST) -> str | None:
 def _violations(path: pathlib.Path, base: pathlib.Path = DISTRIBUTED) -> list[str]:
     tree = ast.parse(path.read_text(), str(path))
     nodes = list(ast.walk(tree))  # (one walk: it is most of the scan's time)
-    modules = _core_module_names([n for n in nodes if isinstance(n, (ast.Import,
-                                                                      ast.ImportFrom))])
+    modules = _core_module_names([n for n in nodes if isinstance(n, (ast.Import, ast.ImportFrom))])
     found, rel = [], path.relative_to(base)
     for node in nodes:
         where = f"{rel}:{getattr(node, 'lineno', 0)}"
         # (``self._data`` is an object's own state, e.g. the KV store's dict)
-        if isinstance(node, ast.Attribute) and node.attr in PRIVATE and not (
-                isinstance(node.value, ast.Name) and node.value.id == "self"):
+        if (
+            isinstance(node, ast.Attribute)
+            and node.attr in PRIVATE
+            and not (isinstance(node.value, ast.Name) and node.value.id == "self")
+        ):
             found.append(f"{where}: .{node.attr}")
-        elif isinstance(node, ast.ImportFrom) and node.module in ("ember.autograd.engine",) or \
-                isinstance(node, ast.ImportFrom) and node.module == "ember.autograd" and \
-                any(a.name == "engine" for a in node.names):
+        elif (
+            isinstance(node, ast.ImportFrom)
+            and node.module in ("ember.autograd.engine",)
+            or isinstance(node, ast.ImportFrom)
+            and node.module == "ember.autograd"
+            and any(a.name == "engine" for a in node.names)
+        ):
             found.append(f"{where}: imports the autograd engine")
         elif isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             for t in targets:
                 if isinstance(t, ast.Attribute) and _root(t) in modules:
                     found.append(f"{where}: assigns {ast.unparse(t)} (a core module's global)")
-        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) \
-                and node.func.id == "setattr" and node.args and _root(node.args[0]) in modules:
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "setattr"
+            and node.args
+            and _root(node.args[0]) in modules
+        ):
             found.append(f"{where}: setattr on a core module")
     return found
 
@@ -99,29 +114,44 @@ def _scan() -> dict[str, list[str]]:
 def test_distributed_reaches_core_only_through_the_contract():
     scan = _scan()
     new = {f: hits for f, hits in scan.items() if f not in NOT_YET_MOVED}
-    assert not new, ("distributed/ reaches into core's internals; use ember._interop "
-                     "(docs/architecture.md):\n" + "\n".join(h for v in new.values() for h in v))
-    grown = {f: (len(h), NOT_YET_MOVED[f]) for f, h in scan.items()
-             if f in NOT_YET_MOVED and len(h) > NOT_YET_MOVED[f]}
+    assert not new, (
+        "distributed/ reaches into core's internals; use ember._interop "
+        "(docs/architecture.md):\n" + "\n".join(h for v in new.values() for h in v)
+    )
+    grown = {
+        f: (len(h), NOT_YET_MOVED[f])
+        for f, h in scan.items()
+        if f in NOT_YET_MOVED and len(h) > NOT_YET_MOVED[f]
+    }
     assert not grown, f"more private accesses than allowed (found, allowed): {grown}"
     # an entry for a file that has been moved (or is gone) must be lowered or removed
-    stale = {f: (len(scan.get(f, [])), n) for f, n in NOT_YET_MOVED.items()
-             if len(scan.get(f, [])) < n}
+    stale = {
+        f: (len(scan.get(f, [])), n) for f, n in NOT_YET_MOVED.items() if len(scan.get(f, [])) < n
+    }
     assert not stale, f"lower NOT_YET_MOVED for these (found, listed): {stale}"
 
 
 def test_the_scan_catches_each_kind_of_reach(tmp_path):
     bad = tmp_path / "bad.py"
-    bad.write_text("import ember\nfrom ember.autograd import engine\nfrom ember import nn\n"
-                   "def f(t):\n    a = t._data\n    t._version_counter[0] += 1\n"
-                   "    ember.Tensor._wrap(a)\n    ember.foo = 1\n    nn.functional.x = 2\n"
-                   "    setattr(ember.autograd, 'y', 3)\n    engine.grad_destination_users += 1\n")
+    bad.write_text(
+        "import ember\nfrom ember.autograd import engine\nfrom ember import nn\n"
+        "def f(t):\n    a = t._data\n    t._version_counter[0] += 1\n"
+        "    ember.Tensor._wrap(a)\n    ember.foo = 1\n    nn.functional.x = 2\n"
+        "    setattr(ember.autograd, 'y', 3)\n    engine.grad_destination_users += 1\n"
+    )
     kinds = sorted(h.split(": ", 1)[1] for h in _violations(bad, tmp_path))
-    assert kinds == sorted(["imports the autograd engine", "._data", "._version_counter",
-                            "._wrap", "assigns ember.foo (a core module's global)",
-                            "assigns engine.grad_destination_users (a core module's global)",
-                            "assigns nn.functional.x (a core module's global)",
-                            "setattr on a core module"])
+    assert kinds == sorted(
+        [
+            "imports the autograd engine",
+            "._data",
+            "._version_counter",
+            "._wrap",
+            "assigns ember.foo (a core module's global)",
+            "assigns engine.grad_destination_users (a core module's global)",
+            "assigns nn.functional.x (a core module's global)",
+            "setattr on a core module",
+        ]
+    )
 
 
 # ---- the functions themselves ---------------------------------------------------------------

@@ -49,8 +49,7 @@ R = np.random.default_rng(0)
 CASES = {  # name: (constructor args, inputs taking each path)
     "IfTensor": ((), [(2 * O,), (-2 * O,)]),
     "EarlyReturn": ((), [(O,), ([[1, -3, -1, -1]],), ([[1, -1, -1, -1]],), (-O,)]),
-    "ShapeIf": ((), [(R.normal(size=(4, 3)),), (R.normal(size=(2, 3)),),
-                     (R.normal(size=(2, 5)),)]),
+    "ShapeIf": ((), [(R.normal(size=(4, 3)),), (R.normal(size=(2, 3)),), (R.normal(size=(2, 5)),)]),
     "AttrConst": ((0.5, True), [(R.normal(size=(3, 4)),)]),
     "Loops": ((), [(R.normal(size=(2, 4)),)]),
     "WhileData": ((), [(10 * R.normal(size=(3, 4)),), (0.01 * O,)]),
@@ -75,8 +74,9 @@ def _pair(models, name):
                 m.weight.copy_(torch.eye(4) + 0.05 * torch.randn(4, 4))
                 m.bias.zero_()
     e_model = getattr(em, name)(*args)
-    e_model.load_state_dict({k: ember.tensor(v.detach().numpy())
-                             for k, v in t_model.state_dict().items()})
+    e_model.load_state_dict(
+        {k: ember.tensor(v.detach().numpy()) for k, v in t_model.state_dict().items()}
+    )
     return e_model.eval(), t_model.eval()
 
 
@@ -121,7 +121,8 @@ def test_script_graph_survives_json(models, name):
     gm = script(e_model)
     text = graph_to_json(gm.graph)
     assert ("ember.cond" in text or "ember.while_loop" in text) == (
-        name not in ("AttrConst", "Loops"))
+        name not in ("AttrConst", "Loops")
+    )
     loaded = GraphModule(dict(gm.state_dict()), graph_from_json(text))
     for inp in CASES[name][1]:
         _close(loaded(*[_e(a) for a in inp]), e_model(*[_e(a) for a in inp]))
@@ -210,8 +211,13 @@ class _IterTensor(ember.nn.Module):
         return x
 
 
-@pytest.mark.parametrize("cls, what", [(_Unsupported, "Try statements are not supported"),
-                                       (_IterTensor, "cannot iterate over a value known")])
+@pytest.mark.parametrize(
+    "cls, what",
+    [
+        (_Unsupported, "Try statements are not supported"),
+        (_IterTensor, "cannot iterate over a value known"),
+    ],
+)
 def test_errors_name_file_and_line(cls, what):
     with pytest.raises(ScriptCompileError) as info:
         script(cls())
@@ -222,8 +228,10 @@ def test_errors_name_file_and_line(cls, what):
 
 def test_higher_order_ops_eager():
     x = ember.tensor([1.0, 2.0])
-    assert ember.cond(ember.tensor(True), lambda a: a + 1, lambda a: a - 1, (x,)).tolist() \
-        == [2.0, 3.0]
+    assert ember.cond(ember.tensor(True), lambda a: a + 1, lambda a: a - 1, (x,)).tolist() == [
+        2.0,
+        3.0,
+    ]
     assert ember.cond(False, lambda a: a + 1, lambda a: a - 1, [x]).tolist() == [0.0, 1.0]
     with pytest.raises(RuntimeError, match="one element"):
         ember.cond(x > 0, lambda a: a, lambda a: a, (x,))
@@ -252,12 +260,15 @@ def test_script_load_in_fresh_process(models, tmp_path):
     ember.jit.script(e_model).save(str(path))
     inputs = CASES["BoolOps"][1]
     expected = [e_model(_e(a)).numpy().tolist() for (a,) in inputs]
-    code = ("import sys, json, numpy as np, ember\n"
-            f"m = ember.jit.load({str(path)!r})\n"
-            f"xs = {[np.asarray(a, dtype=np.float32).tolist() for (a,) in inputs]!r}\n"
-            "print(json.dumps([m(ember.tensor(x)).numpy().tolist() for x in xs]))\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120, cwd=str(tmp_path))
+    code = (
+        "import sys, json, numpy as np, ember\n"
+        f"m = ember.jit.load({str(path)!r})\n"
+        f"xs = {[np.asarray(a, dtype=np.float32).tolist() for (a,) in inputs]!r}\n"
+        "print(json.dumps([m(ember.tensor(x)).numpy().tolist() for x in xs]))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=str(tmp_path)
+    )
     assert out.returncode == 0, out.stderr
     import json
 

@@ -39,8 +39,7 @@ def _tracer_warnings(fn) -> tuple[list[str], Exception | None]:
             fn()
         except Exception as e:  # noqa: BLE001 -- compared between the frameworks
             err = e
-    return [str(x.message).split(".")[0] for x in w
-            if x.category.__name__ == "TracerWarning"], err
+    return [str(x.message).split(".")[0] for x in w if x.category.__name__ == "TracerWarning"], err
 
 
 def test_warnings_and_check_errors_match_torch():
@@ -51,13 +50,18 @@ def test_warnings_and_check_errors_match_torch():
     tw, terr = _tracer_warnings(lambda: torch.jit.trace(tm, (torch.ones(2, 4),)))
     ew, eerr = _tracer_warnings(lambda: jit.trace(m, (ember.ones(2, 4),)))
     assert terr is None and eerr is None
-    assert set(ew) == set(tw) == {"Converting a tensor to a Python boolean might cause the "
-                                  "trace to be incorrect"}
+    assert (
+        set(ew)
+        == set(tw)
+        == {"Converting a tensor to a Python boolean might cause the trace to be incorrect"}
+    )
     # a check input taking the other branch: outputs differ (warning), graphs differ (error)
-    tw, terr = _tracer_warnings(lambda: torch.jit.trace(
-        tm, (torch.ones(2, 4),), check_inputs=[(-torch.ones(2, 4),)]))
-    ew, eerr = _tracer_warnings(lambda: jit.trace(
-        m, (ember.ones(2, 4),), check_inputs=[(-ember.ones(2, 4),)]))
+    tw, terr = _tracer_warnings(
+        lambda: torch.jit.trace(tm, (torch.ones(2, 4),), check_inputs=[(-torch.ones(2, 4),)])
+    )
+    ew, eerr = _tracer_warnings(
+        lambda: jit.trace(m, (ember.ones(2, 4),), check_inputs=[(-ember.ones(2, 4),)])
+    )
     assert type(terr).__name__ == type(eerr).__name__ == "TracingCheckError"
     assert str(eerr).startswith("Tracing failed sanity checks!\nERROR: Graphs differed")
     assert str(terr).startswith("Tracing failed sanity checks!\nERROR: Graphs differed")
@@ -190,6 +194,10 @@ def test_decorators_and_is_tracing():
     assert seen == [True] and not jit.is_tracing() and not jit.is_scripting()
     from ember.jit._decorators import get_modifier
 
-    assert [get_modifier(f) for f in (M.helper, M.old, M.extra, M.forward)] == \
-        ["ignore", "unused", "export", None]
+    assert [get_modifier(f) for f in (M.helper, M.old, M.extra, M.forward)] == [
+        "ignore",
+        "unused",
+        "export",
+        None,
+    ]
     assert get_modifier(jit.ignore(drop=True)(lambda: 0)) == "ignore_and_drop"

@@ -10,12 +10,15 @@ import ember.nn.functional as F
 torch = pytest.importorskip("torch")
 
 
-@pytest.mark.parametrize("m,c,weighted,smoothing,reduction,ignore", [
-    (7, 5, False, 0.0, "mean", False),
-    (6, 300, True, 0.0, "sum", True),
-    (5, 9, True, 0.2, "none", True),
-    (4, 11, False, 0.1, "mean", False),
-])
+@pytest.mark.parametrize(
+    "m,c,weighted,smoothing,reduction,ignore",
+    [
+        (7, 5, False, 0.0, "mean", False),
+        (6, 300, True, 0.0, "sum", True),
+        (5, 9, True, 0.2, "none", True),
+        (4, 11, False, 0.1, "mean", False),
+    ],
+)
 def test_cross_entropy_indices_matches_torch(m, c, weighted, smoothing, reduction, ignore):
     rng = np.random.default_rng(m * c)
     x = (rng.standard_normal((m, c)) * 3 + 20).astype(np.float32)  # offset: lse must shift
@@ -27,8 +30,9 @@ def test_cross_entropy_indices_matches_torch(m, c, weighted, smoothing, reductio
     xe = ember.tensor(x, requires_grad=True)
     ye = F.cross_entropy(xe, ember.tensor(t), None if w is None else ember.tensor(w), **kw)
     xt = torch.tensor(x, requires_grad=True)
-    yt = torch.nn.functional.cross_entropy(xt, torch.tensor(t),
-                                           None if w is None else torch.tensor(w), **kw)
+    yt = torch.nn.functional.cross_entropy(
+        xt, torch.tensor(t), None if w is None else torch.tensor(w), **kw
+    )
     np.testing.assert_allclose(ye.detach().numpy(), yt.detach().numpy(), rtol=1e-5, atol=1e-5)
     g = rng.standard_normal(yt.shape).astype(np.float32)
     ye.backward(ember.tensor(g))
@@ -88,25 +92,37 @@ def test_log_softmax_gradcheck():
 
 
 # ---- compiled 2-D max pooling (numba; the NumPy loop without it) ---------------------------
-@pytest.mark.parametrize("shape,k,s,p,d,ceil", [
-    ((2, 3, 11, 12), 3, 2, 1, 1, False),
-    ((1, 2, 9, 10), (2, 3), (1, 2), (1, 0), (2, 1), True),
-    ((2, 2, 8, 8), 2, 2, 0, 1, False),
-])
+@pytest.mark.parametrize(
+    "shape,k,s,p,d,ceil",
+    [
+        ((2, 3, 11, 12), 3, 2, 1, 1, False),
+        ((1, 2, 9, 10), (2, 3), (1, 2), (1, 0), (2, 1), True),
+        ((2, 2, 8, 8), 2, 2, 0, 1, False),
+    ],
+)
 @pytest.mark.parametrize("compiled", [True, False])
 def test_max_pool2d_matches_torch(shape, k, s, p, d, ceil, compiled, monkeypatch):
     from ember.ops import pooling
 
     if not compiled:
         monkeypatch.setattr(pooling, "_numba", False)  # the NumPy loop over kernel offsets
-    elif pooling._compiled(np, np.zeros(1, np.float32), pooling.PoolGeom(
-            (1, 1), (1, 1), (0, 0), (1, 1), (1, 1), False)) is None:
+    elif (
+        pooling._compiled(
+            np,
+            np.zeros(1, np.float32),
+            pooling.PoolGeom((1, 1), (1, 1), (0, 0), (1, 1), (1, 1), False),
+        )
+        is None
+    ):
         pytest.skip("numba is not installed or EMBER_NUMBA=0")
     rng = np.random.default_rng(sum(shape))
     x = rng.integers(-3, 4, shape).astype(np.float32)  # many ties: the first one must win
     x[0, 0, :2, :2] = -np.inf  # a window of -inf reports its first tap inside the input
-    g = rng.standard_normal(np.asarray(torch.nn.functional.max_pool2d(
-        torch.tensor(x), k, s, p, d, ceil_mode=ceil)).shape).astype(np.float32)
+    g = rng.standard_normal(
+        np.asarray(
+            torch.nn.functional.max_pool2d(torch.tensor(x), k, s, p, d, ceil_mode=ceil)
+        ).shape
+    ).astype(np.float32)
     xe = ember.tensor(x, requires_grad=True)
     ye, ie = F.max_pool2d(xe, k, s, p, d, ceil_mode=ceil, return_indices=True)
     xt = torch.tensor(x, requires_grad=True)

@@ -53,8 +53,7 @@ def _check(fe, ft, arrays, rtol=1e-5, atol=1e-5, seed=0):
     for e, t in zip(es, ts):
         if e is not None:
             scale = max(1.0, float(np.abs(t.grad.numpy()).max()))
-            np.testing.assert_allclose(e.grad.numpy(), t.grad.numpy(), rtol=rtol,
-                                       atol=atol * scale)
+            np.testing.assert_allclose(e.grad.numpy(), t.grad.numpy(), rtol=rtol, atol=atol * scale)
 
 
 def _ref_layer_norm(x, w, b, eps, center=True):
@@ -73,11 +72,18 @@ def test_layer_norm_rows(norm_path, shape, affine):
     d = shape[-1]
     w = rng.standard_normal(d).astype(np.float32) if affine else None
     b = rng.standard_normal(d).astype(np.float32) if affine else None
-    got = F.layer_norm(ember.tensor(x), (d,), None if w is None else ember.tensor(w),
-                       None if b is None else ember.tensor(b)).numpy()
+    got = F.layer_norm(
+        ember.tensor(x),
+        (d,),
+        None if w is None else ember.tensor(w),
+        None if b is None else ember.tensor(b),
+    ).numpy()
     np.testing.assert_allclose(got, _ref_layer_norm(x, w, b, 1e-5), rtol=1e-5, atol=1e-5)
-    _check(lambda x, w, b: F.layer_norm(x, (d,), w, b),
-           lambda x, w, b: TF.layer_norm(x, (d,), w, b), [x, w, b])
+    _check(
+        lambda x, w, b: F.layer_norm(x, (d,), w, b),
+        lambda x, w, b: TF.layer_norm(x, (d,), w, b),
+        [x, w, b],
+    )
 
 
 @pytest.mark.parametrize("shape,affine", [((6, 5, 16), True), ((30, 9), False)])
@@ -87,21 +93,26 @@ def test_rms_norm_rows(norm_path, shape, affine):
     d = shape[-1]
     w = rng.standard_normal(d).astype(np.float32) if affine else None
     got = F.rms_norm(ember.tensor(x), (d,), None if w is None else ember.tensor(w), 1e-6)
-    np.testing.assert_allclose(got.numpy(), _ref_layer_norm(x, w, None, 1e-6, center=False),
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        got.numpy(), _ref_layer_norm(x, w, None, 1e-6, center=False), rtol=1e-5, atol=1e-5
+    )
     _check(lambda x, w: F.rms_norm(x, (d,), w), lambda x, w: TF.rms_norm(x, (d,), w), [x, w])
 
 
-@pytest.mark.parametrize("shape,groups,affine", [((3, 8, 5, 4), 4, True), ((4, 6, 7), 3, False),
-                                                 ((2, 4), 2, True)])
+@pytest.mark.parametrize(
+    "shape,groups,affine", [((3, 8, 5, 4), 4, True), ((4, 6, 7), 3, False), ((2, 4), 2, True)]
+)
 def test_group_norm_fused(norm_path, shape, groups, affine):
     rng = np.random.default_rng(3)
     x = rng.standard_normal(shape).astype(np.float32)
     c = shape[1]
     w = rng.standard_normal(c).astype(np.float32) if affine else None
     b = rng.standard_normal(c).astype(np.float32) if affine else None
-    _check(lambda x, w, b: F.group_norm(x, groups, w, b),
-           lambda x, w, b: TF.group_norm(x, groups, w, b), [x, w, b])
+    _check(
+        lambda x, w, b: F.group_norm(x, groups, w, b),
+        lambda x, w, b: TF.group_norm(x, groups, w, b),
+        [x, w, b],
+    )
 
 
 def test_norms_gradcheck_float64(norm_path):
@@ -111,9 +122,11 @@ def test_norms_gradcheck_float64(norm_path):
     b6 = ember.tensor(rng.standard_normal(6), requires_grad=True)
     w3 = ember.tensor(rng.standard_normal(3), requires_grad=True)
     b3 = ember.tensor(rng.standard_normal(3), requires_grad=True)
-    cases = [(lambda a, w, b: F.layer_norm(a, (3,), w, b), (x, w3, b3)),
-             (lambda a, w: F.rms_norm(a, (3,), w), (x, w3)),
-             (lambda a, w, b: F.group_norm(a, 3, w, b), (x, w6, b6))]
+    cases = [
+        (lambda a, w, b: F.layer_norm(a, (3,), w, b), (x, w3, b3)),
+        (lambda a, w: F.rms_norm(a, (3,), w), (x, w3)),
+        (lambda a, w, b: F.group_norm(a, 3, w, b), (x, w6, b6)),
+    ]
     for fn, args in cases:
         assert gradcheck(fn, args)
         assert gradgradcheck(fn, args)
@@ -145,8 +158,13 @@ def test_blocked_activations_match_torch(name, monkeypatch):
     x = (rng.standard_normal((7, 53)) * 4).astype(np.float32)  # 371 elements: 4 blocks
     x.flat[:4] = [-120.0, 120.0, 0.0, -9.0]  # exp over/underflow, the kink, the far tail
     _check(getattr(F, name), getattr(TF, name), [x], rtol=2e-6, atol=1e-6)
-    _check(lambda a: getattr(F, name)(a.t()[::2]), lambda a: getattr(TF, name)(a.t()[::2]),
-           [x], rtol=2e-6, atol=1e-6)  # non-contiguous input
+    _check(
+        lambda a: getattr(F, name)(a.t()[::2]),
+        lambda a: getattr(TF, name)(a.t()[::2]),
+        [x],
+        rtol=2e-6,
+        atol=1e-6,
+    )  # non-contiguous input
 
 
 @pytest.mark.parametrize("name", ["gelu", "silu"])
@@ -164,8 +182,7 @@ def test_gelu_float64_is_exact():
     from scipy.special import ndtr
 
     x = np.linspace(-8, 8, 101)
-    np.testing.assert_allclose(F.gelu(ember.tensor(x)).numpy(), x * ndtr(x), rtol=1e-12,
-                               atol=1e-15)
+    np.testing.assert_allclose(F.gelu(ember.tensor(x)).numpy(), x * ndtr(x), rtol=1e-12, atol=1e-15)
 
 
 # ---- softmax / log_softmax over the last dim ---------------------------------------------
@@ -176,8 +193,9 @@ def test_last_dim_softmax_blocked(name, monkeypatch):
     ref = x.astype(np.float64) - x.max(-1, keepdims=True)
     ref = ref - np.log(np.exp(ref).sum(-1, keepdims=True))
     got = getattr(F, name)(ember.tensor(x), -1).numpy()
-    np.testing.assert_allclose(got, ref if name == "log_softmax" else np.exp(ref), rtol=1e-5,
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        got, ref if name == "log_softmax" else np.exp(ref), rtol=1e-5, atol=1e-6
+    )
     _check(lambda a: getattr(F, name)(a, -1), lambda a: getattr(TF, name)(a, -1), [x])
     xd = ember.tensor(np.random.default_rng(9).standard_normal((3, 5)), requires_grad=True)
     assert gradcheck(lambda a: getattr(F, name)(a, 1), (xd,))
@@ -185,8 +203,9 @@ def test_last_dim_softmax_blocked(name, monkeypatch):
 
 
 # ---- pooling fast paths ------------------------------------------------------------------
-@pytest.mark.parametrize("shape,out", [((2, 5, 7, 7), 1), ((2, 3, 8, 6), (4, 3)),
-                                       ((2, 3, 7, 5), (3, 2))])
+@pytest.mark.parametrize(
+    "shape,out", [((2, 5, 7, 7), 1), ((2, 3, 8, 6), (4, 3)), ((2, 3, 7, 5), (3, 2))]
+)
 def test_adaptive_avg_pool_paths(shape, out):
     x = np.random.default_rng(10).standard_normal(shape).astype(np.float32)
     _check(lambda a: F.adaptive_avg_pool2d(a, out), lambda a: TF.adaptive_avg_pool2d(a, out), [x])
@@ -209,13 +228,15 @@ def test_norm_row_blocks_cover_rows():
         blocks = norm_rows.row_blocks(np, m, d)
         covered = [i for s in blocks for i in range(s.start, s.stop)]
         assert covered == list(range(m))
-        assert all(s.stop - s.start <= max(1, math.ceil(norm_rows._BLOCK_ELEMS / d))
-                   for s in blocks)
+        assert all(
+            s.stop - s.start <= max(1, math.ceil(norm_rows._BLOCK_ELEMS / d)) for s in blocks
+        )
 
 
 # ---- blocked causal attention ------------------------------------------------------------
-@pytest.mark.parametrize("shape,kv_heads", [((2, 3, 21, 5), 3), ((1, 4, 16, 4), 2),
-                                            ((1, 1, 7, 3), 1)])
+@pytest.mark.parametrize(
+    "shape,kv_heads", [((2, 3, 21, 5), 3), ((1, 4, 16, 4), 2), ((1, 1, 7, 3), 1)]
+)
 def test_causal_attention_blocks(shape, kv_heads, monkeypatch):
     from ember.ops import attention_causal
 
@@ -225,10 +246,11 @@ def test_causal_attention_blocks(shape, kv_heads, monkeypatch):
     kv_shape = shape[:1] + (kv_heads,) + shape[2:]
     k, v = (rng.standard_normal(kv_shape).astype(np.float32) for _ in range(2))
     gqa = kv_heads != shape[1]
-    _check(lambda a, b, c: F.scaled_dot_product_attention(a, b, c, is_causal=True,
-                                                          enable_gqa=gqa),
-           lambda a, b, c: TF.scaled_dot_product_attention(a, b, c, is_causal=True,
-                                                           enable_gqa=gqa), [q, k, v])
+    _check(
+        lambda a, b, c: F.scaled_dot_product_attention(a, b, c, is_causal=True, enable_gqa=gqa),
+        lambda a, b, c: TF.scaled_dot_product_attention(a, b, c, is_causal=True, enable_gqa=gqa),
+        [q, k, v],
+    )
 
 
 def test_causal_attention_blocks_gradcheck(monkeypatch):
@@ -236,8 +258,7 @@ def test_causal_attention_blocks_gradcheck(monkeypatch):
 
     monkeypatch.setattr(attention_causal, "BLOCK", 4)
     rng = np.random.default_rng(13)
-    args = [ember.tensor(rng.standard_normal((1, 2, 10, 3)), requires_grad=True)
-            for _ in range(3)]
+    args = [ember.tensor(rng.standard_normal((1, 2, 10, 3)), requires_grad=True) for _ in range(3)]
     assert attention_causal.applies(np, args[0]._data, args[1]._data, None, 0.0, True, False)
 
     def fn(q, k, v):

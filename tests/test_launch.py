@@ -17,12 +17,17 @@ def _launch(tmp_path, body, *args, timeout=180):
 
 
 def test_launch_sets_torchrun_variables_and_prefixes_output(tmp_path):
-    r = _launch(tmp_path, """
+    r = _launch(
+        tmp_path,
+        """
         import os
         keys = ["RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "NODE_RANK",
                 "MASTER_ADDR", "MASTER_PORT"]
         print(" ".join(f"{k}={os.environ[k]}" for k in keys))
-    """, "--workers", "2")
+    """,
+        "--workers",
+        "2",
+    )
     assert r.returncode == 0, r.stderr
     lines = sorted(line for line in r.stdout.splitlines() if line.startswith("[rank"))
     assert lines[0].startswith("[rank0]: RANK=0 LOCAL_RANK=0 WORLD_SIZE=2 LOCAL_WORLD_SIZE=2")
@@ -30,18 +35,40 @@ def test_launch_sets_torchrun_variables_and_prefixes_output(tmp_path):
 
 
 def test_launch_exit_code_is_the_failing_workers(tmp_path):
-    r = _launch(tmp_path, """
+    r = _launch(
+        tmp_path,
+        """
         import os, sys
         sys.exit(7 if os.environ["RANK"] == "1" else 0)
-    """, "--workers", "2")
+    """,
+        "--workers",
+        "2",
+    )
     assert r.returncode == 7
     assert "rank 1 exited with code 7" in r.stderr
 
 
 def test_launch_rejects_bad_arguments(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "ember.launcher.cli", "launch", "--workers", "2",
-                        "--nnodes", "2", "x.py"], capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ember.launcher.cli",
+            "launch",
+            "--workers",
+            "2",
+            "--nnodes",
+            "2",
+            "x.py",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode != 0 and "either --workers or --nnodes" in r.stderr
-    r = subprocess.run([sys.executable, "-m", "ember.launcher.cli", "launch", "missing.py"],
-                       capture_output=True, text=True, cwd=tmp_path)
+    r = subprocess.run(
+        [sys.executable, "-m", "ember.launcher.cli", "launch", "missing.py"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert r.returncode != 0 and "script not found: missing.py" in r.stderr

@@ -65,8 +65,9 @@ def test_kill_stops_the_session_and_nothing_else(temp_dir):
 
 def test_a_reused_session_id_is_not_touched(temp_dir):
     # a session none of whose members names the temp dir is not ours, whatever its id
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"],
-                             start_new_session=True)
+    other = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(120)"], start_new_session=True
+    )
     try:
         host = Host("127.0.0.1", "head", temp_dir)
         assert host.processes(other.pid) == []
@@ -79,8 +80,11 @@ def test_a_reused_session_id_is_not_touched(temp_dir):
 
 def test_failing_command_names_the_host(temp_dir):
     host = Host("127.0.0.1", "worker", temp_dir)
-    with pytest.raises(HostError, match=r"host 127.0.0.1 \(local\): `sh -c 'exit 3'` exited "
-                                        r"with code 3"):
+    with pytest.raises(
+        HostError,
+        match=r"host 127.0.0.1 \(local\): `sh -c 'exit 3'` exited "
+        r"with code 3",
+    ):
         host.run(["sh", "-c", "exit 3"])
     with pytest.raises(HostError, match="cannot run 'no-such-program-xyz'"):
         host.run(["no-such-program-xyz"])
@@ -89,17 +93,31 @@ def test_failing_command_names_the_host(temp_dir):
 def test_commands_over_ssh_are_quoted_and_stopped_the_same_way(temp_dir, tmp_path):
     # a stand-in for ssh that runs the remote command line with a shell here, as sshd would
     fake_ssh = ["sh", "-c", 'exec sh -c "$0"']
-    host = Host("10.0.0.9", "worker", temp_dir, ssh=fake_ssh, python=sys.executable,
-                env={"EMBER_T": "a b;c"})
-    r = host.run([sys.executable, "-c", "import os, sys; print(os.environ['EMBER_T'], "
-                  "sys.argv[1:])", "x y", "$HOME"])
+    host = Host(
+        "10.0.0.9",
+        "worker",
+        temp_dir,
+        ssh=fake_ssh,
+        python=sys.executable,
+        env={"EMBER_T": "a b;c"},
+    )
+    r = host.run(
+        [
+            sys.executable,
+            "-c",
+            "import os, sys; print(os.environ['EMBER_T'], sys.argv[1:])",
+            "x y",
+            "$HOME",
+        ]
+    )
     assert r.stdout.strip() == "a b;c ['x y', '$HOME']"
     # the Ray token goes over stdin, never on a command line
     from ember.launcher import auth
 
     token_path = str(tmp_path / "dir" / "token")
-    host.run(auth.remote_token_command({"token": {"ray_token_path": token_path}}),
-             input="secret-token")
+    host.run(
+        auth.remote_token_command({"token": {"ray_token_path": token_path}}), input="secret-token"
+    )
     assert open(token_path).read() == "secret-token"
     sid, r = host.start_session([sys.executable, "-c", _DAEMONS, temp_dir])
     assert r.returncode == 0 and sid > 1, r.stderr

@@ -14,8 +14,10 @@ RNG = np.random.default_rng(7)
 
 
 def _pair(a, requires_grad=False):
-    return (ember.tensor(a, requires_grad=requires_grad),
-            torch.tensor(a, requires_grad=requires_grad))
+    return (
+        ember.tensor(a, requires_grad=requires_grad),
+        torch.tensor(a, requires_grad=requires_grad),
+    )
 
 
 def _np(x):
@@ -34,9 +36,19 @@ def _close(e, t, tol=1e-9):
 def test_result_tuples_have_torch_names():
     a = RNG.standard_normal((3, 3))
     e, t = _pair(a)
-    for name, args in [("slogdet", ()), ("qr", ()), ("svd", ()), ("eigh", ()), ("eig", ()),
-                       ("lu", ()), ("lu_factor", ()), ("lu_factor_ex", ()), ("inv_ex", ()),
-                       ("cholesky_ex", ()), ("lstsq", (a[:, :2],))]:
+    for name, args in [
+        ("slogdet", ()),
+        ("qr", ()),
+        ("svd", ()),
+        ("eigh", ()),
+        ("eig", ()),
+        ("lu", ()),
+        ("lu_factor", ()),
+        ("lu_factor_ex", ()),
+        ("inv_ex", ()),
+        ("cholesky_ex", ()),
+        ("lstsq", (a[:, :2],)),
+    ]:
         re_ = getattr(ember.linalg, name)(e, *[ember.tensor(x) for x in args])
         rt = getattr(torch.linalg, name)(t, *[torch.tensor(x) for x in args])
         assert type(re_).__name__ == type(rt).__name__, name
@@ -86,10 +98,8 @@ def test_lu_factor_pivots_unpack_and_solve_match_torch():
     for left in (True, False):
         for adjoint in (True, False):
             rhs = b if left else np.swapaxes(b, -1, -2)
-            got = ember.linalg.lu_solve(lu_e, piv_e, ember.tensor(rhs), left=left,
-                                        adjoint=adjoint)
-            want = torch.linalg.lu_solve(lu_t, piv_t, torch.tensor(rhs), left=left,
-                                         adjoint=adjoint)
+            got = ember.linalg.lu_solve(lu_e, piv_e, ember.tensor(rhs), left=left, adjoint=adjoint)
+            want = torch.linalg.lu_solve(lu_t, piv_t, torch.tensor(rhs), left=left, adjoint=adjoint)
             _close(got, want)
 
 
@@ -124,8 +134,10 @@ def test_geqrf_orgqr_ormqr_match_torch():
     _close(ge.tau, gt.tau)
     _close(ember.orgqr(ge.a, ge.tau), torch.orgqr(gt.a, gt.tau))
     for transpose in (False, True):
-        _close(ember.ormqr(ge.a, ge.tau, ember.tensor(c), transpose=transpose),
-               torch.ormqr(gt.a, gt.tau, torch.tensor(c), transpose=transpose))
+        _close(
+            ember.ormqr(ge.a, ge.tau, ember.tensor(c), transpose=transpose),
+            torch.ormqr(gt.a, gt.tau, torch.tensor(c), transpose=transpose),
+        )
 
 
 def test_torch_svd_and_misc_spellings():
@@ -140,14 +152,20 @@ def test_torch_svd_and_misc_spellings():
     sq = RNG.standard_normal((3, 3)) + 3 * np.eye(3)
     es, ts = _pair(sq)
     _close(ember.linalg.cond(es, "fro"), torch.linalg.cond(ts, "fro"))
-    _close(ember.triangular_solve(ember.tensor(a[:3]), es).solution,
-           torch.triangular_solve(torch.tensor(a[:3]), ts).solution)
-    _close(ember.linalg.vander(ember.tensor([1.0, 2.0, 3.0])),
-           torch.linalg.vander(torch.tensor([1.0, 2.0, 3.0])))
+    _close(
+        ember.triangular_solve(ember.tensor(a[:3]), es).solution,
+        torch.triangular_solve(torch.tensor(a[:3]), ts).solution,
+    )
+    _close(
+        ember.linalg.vander(ember.tensor([1.0, 2.0, 3.0])),
+        torch.linalg.vander(torch.tensor([1.0, 2.0, 3.0])),
+    )
     _close(ember.linalg.diagonal(es, offset=1), torch.linalg.diagonal(ts, offset=1))
     ta, tb = RNG.standard_normal((2, 3, 6)), RNG.standard_normal((2, 3))
-    _close(ember.linalg.tensorsolve(ember.tensor(ta), ember.tensor(tb)),
-           torch.linalg.tensorsolve(torch.tensor(ta), torch.tensor(tb)))
+    _close(
+        ember.linalg.tensorsolve(ember.tensor(ta), ember.tensor(tb)),
+        torch.linalg.tensorsolve(torch.tensor(ta), torch.tensor(tb)),
+    )
 
 
 def test_complex_autograd_matches_torch():
@@ -211,9 +229,13 @@ def test_view_as_real_aliases_and_real_imag_assign():
     assert np.array_equal(m.mH.numpy(), m.numpy().conj().T)
     assert np.array_equal(m.H.numpy(), m.adjoint().numpy())
     assert ember.is_complex(m) and not ember.is_conj(m.conj())
-    _close(ember.polar(ember.tensor([2.0]), ember.tensor([0.5])),
-           torch.polar(torch.tensor([2.0], dtype=torch.float64),
-                       torch.tensor([0.5], dtype=torch.float64)), 1e-6)
+    _close(
+        ember.polar(ember.tensor([2.0]), ember.tensor([0.5])),
+        torch.polar(
+            torch.tensor([2.0], dtype=torch.float64), torch.tensor([0.5], dtype=torch.float64)
+        ),
+        1e-6,
+    )
 
 
 def test_fft_frequencies_and_shifts():
@@ -233,10 +255,28 @@ def test_stft_istft_match_torch(center, onesided, win):
     for m in (ember, torch):
         x = m.tensor(x0, requires_grad=True)
         w = m.tensor(w0)
-        s = m.stft(x, 16, 4, win_length=win, window=w, center=center, onesided=onesided,
-                   return_complex=True, normalized=True)
-        y = m.istft(s, 16, 4, win_length=win, window=w, center=center, onesided=onesided,
-                    normalized=True, length=40 if center else None)
+        s = m.stft(
+            x,
+            16,
+            4,
+            win_length=win,
+            window=w,
+            center=center,
+            onesided=onesided,
+            return_complex=True,
+            normalized=True,
+        )
+        y = m.istft(
+            s,
+            16,
+            4,
+            win_length=win,
+            window=w,
+            center=center,
+            onesided=onesided,
+            normalized=True,
+            length=40 if center else None,
+        )
         (s.abs().sum() + (y * m.arange(float(y.shape[-1]))).sum()).backward()
         out.append((s, y, x.grad))
     for e, t in zip(*out):
@@ -248,8 +288,9 @@ def test_low_rank_solvers():
     u, s, v = ember.svd_lowrank(ember.tensor(a), q=4, niter=2)
     np.testing.assert_allclose(((u * s) @ v.mT).numpy(), a, atol=1e-8)
     u, s, v = ember.pca_lowrank(ember.tensor(a), q=4)
-    np.testing.assert_allclose(s.numpy(), np.linalg.svd(a - a.mean(0), compute_uv=False)[:4],
-                               rtol=1e-8)
+    np.testing.assert_allclose(
+        s.numpy(), np.linalg.svd(a - a.mean(0), compute_uv=False)[:4], rtol=1e-8
+    )
     sym = a @ a.T
     e, x = ember.lobpcg(ember.tensor(sym), k=2)
     np.testing.assert_allclose(e.numpy(), np.linalg.eigvalsh(sym)[::-1][:2], rtol=1e-8)

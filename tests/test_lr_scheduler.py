@@ -22,8 +22,39 @@ torch = pytest.importorskip("torch")
 tlrs = torch.optim.lr_scheduler
 
 STEPS = 30
-METRICS = [1.0, 0.9, 0.95, 0.96, 0.97, 0.8, 0.81, 0.82, 0.83, 0.84, 0.5, 0.5, 0.5, 0.5, 0.49,
-           0.6, 0.7, 0.8, 0.9, 1.0, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.29, 0.2, 0.2, 0.2, 0.2]
+METRICS = [
+    1.0,
+    0.9,
+    0.95,
+    0.96,
+    0.97,
+    0.8,
+    0.81,
+    0.82,
+    0.83,
+    0.84,
+    0.5,
+    0.5,
+    0.5,
+    0.5,
+    0.49,
+    0.6,
+    0.7,
+    0.8,
+    0.9,
+    1.0,
+    0.3,
+    0.3,
+    0.3,
+    0.3,
+    0.3,
+    0.3,
+    0.29,
+    0.2,
+    0.2,
+    0.2,
+    0.2,
+]
 
 
 class Scale:
@@ -45,14 +76,25 @@ def _optimizer(lib, opt="SGD"):
 
 
 def _seq(m, o):
-    return m.SequentialLR(o, [m.LinearLR(o, start_factor=0.2, total_iters=4),
-                              m.ExponentialLR(o, gamma=0.9),
-                              m.CosineAnnealingLR(o, T_max=6)], milestones=[5, 12])
+    return m.SequentialLR(
+        o,
+        [
+            m.LinearLR(o, start_factor=0.2, total_iters=4),
+            m.ExponentialLR(o, gamma=0.9),
+            m.CosineAnnealingLR(o, T_max=6),
+        ],
+        milestones=[5, 12],
+    )
 
 
 def _chain(m, o):
-    return m.ChainedScheduler([m.ConstantLR(o, factor=0.5, total_iters=4),
-                               m.ExponentialLR(o, gamma=0.9), m.StepLR(o, 7, gamma=0.5)])
+    return m.ChainedScheduler(
+        [
+            m.ConstantLR(o, factor=0.5, total_iters=4),
+            m.ExponentialLR(o, gamma=0.9),
+            m.StepLR(o, 7, gamma=0.5),
+        ]
+    )
 
 
 SCHEDULERS = {
@@ -67,27 +109,37 @@ SCHEDULERS = {
     "PolynomialLR": lambda m, o: m.PolynomialLR(o, total_iters=12, power=2.0),
     "CosineAnnealingLR": lambda m, o: m.CosineAnnealingLR(o, T_max=8, eta_min=0.001),
     "CosineAnnealingWarmRestarts": lambda m, o: m.CosineAnnealingWarmRestarts(
-        o, T_0=3, T_mult=2, eta_min=0.01),
-    "CyclicLR-triangular": lambda m, o: m.CyclicLR(o, base_lr=0.01, max_lr=[0.1, 0.2],
-                                                   step_size_up=4, step_size_down=3),
-    "CyclicLR-triangular2": lambda m, o: m.CyclicLR(o, 0.01, 0.1, step_size_up=3,
-                                                    mode="triangular2"),
-    "CyclicLR-exp_range": lambda m, o: m.CyclicLR(o, 0.01, 0.1, step_size_up=5,
-                                                  mode="exp_range", gamma=0.95,
-                                                  cycle_momentum=False),
+        o, T_0=3, T_mult=2, eta_min=0.01
+    ),
+    "CyclicLR-triangular": lambda m, o: m.CyclicLR(
+        o, base_lr=0.01, max_lr=[0.1, 0.2], step_size_up=4, step_size_down=3
+    ),
+    "CyclicLR-triangular2": lambda m, o: m.CyclicLR(
+        o, 0.01, 0.1, step_size_up=3, mode="triangular2"
+    ),
+    "CyclicLR-exp_range": lambda m, o: m.CyclicLR(
+        o, 0.01, 0.1, step_size_up=5, mode="exp_range", gamma=0.95, cycle_momentum=False
+    ),
     "OneCycleLR": lambda m, o: m.OneCycleLR(o, max_lr=[1.0, 0.5], total_steps=STEPS + 1),
     "OneCycleLR-linear-3phase": lambda m, o: m.OneCycleLR(
-        o, max_lr=0.3, epochs=4, steps_per_epoch=8, anneal_strategy="linear",
-        three_phase=True, pct_start=0.25),
+        o,
+        max_lr=0.3,
+        epochs=4,
+        steps_per_epoch=8,
+        anneal_strategy="linear",
+        three_phase=True,
+        pct_start=0.25,
+    ),
     "SequentialLR": _seq,
     "ChainedScheduler": _chain,
-    "ReduceLROnPlateau": lambda m, o: m.ReduceLROnPlateau(o, patience=2, cooldown=1,
-                                                          factor=0.5, min_lr=[0.0, 0.01]),
+    "ReduceLROnPlateau": lambda m, o: m.ReduceLROnPlateau(
+        o, patience=2, cooldown=1, factor=0.5, min_lr=[0.0, 0.01]
+    ),
     "ReduceLROnPlateau-max-abs": lambda m, o: m.ReduceLROnPlateau(
-        o, mode="max", threshold=0.05, threshold_mode="abs", patience=1),
+        o, mode="max", threshold=0.05, threshold_mode="abs", patience=1
+    ),
 }
-ADAM = {"OneCycleLR-adam": ("OneCycleLR", "Adam"), "CyclicLR-adam": ("CyclicLR-triangular",
-                                                                     "Adam")}
+ADAM = {"OneCycleLR-adam": ("OneCycleLR", "Adam"), "CyclicLR-adam": ("CyclicLR-triangular", "Adam")}
 
 
 def _momenta(opt):
@@ -105,7 +157,8 @@ def _step(opt, sched, i):
 def _assert_same(eopt, esched, topt, tsched, where):
     assert esched.get_last_lr() == pytest.approx(tsched.get_last_lr(), rel=1e-12), where
     assert [g["lr"] for g in eopt.param_groups] == pytest.approx(
-        [g["lr"] for g in topt.param_groups], rel=1e-12), where
+        [g["lr"] for g in topt.param_groups], rel=1e-12
+    ), where
     assert _momenta(eopt) == pytest.approx(_momenta(topt), rel=1e-12), where
 
 
@@ -155,19 +208,26 @@ def test_state_dict_round_trip_mid_way(name):
         assert sched2.get_last_lr() == esched.get_last_lr()
 
 
-@pytest.mark.parametrize("name,kwargs", [
-    ("StepLR", dict(step_size=3, gamma=0.5)), ("MultiStepLR", dict(milestones=[2, 5])),
-    ("ExponentialLR", dict(gamma=0.8)), ("CosineAnnealingLR", dict(T_max=5)),
-    ("LinearLR", dict(total_iters=4)), ("ConstantLR", dict(total_iters=4)),
-    ("PolynomialLR", dict(total_iters=6)),
-    ("CosineAnnealingWarmRestarts", dict(T_0=3, T_mult=2)),
-])
+@pytest.mark.parametrize(
+    "name,kwargs",
+    [
+        ("StepLR", dict(step_size=3, gamma=0.5)),
+        ("MultiStepLR", dict(milestones=[2, 5])),
+        ("ExponentialLR", dict(gamma=0.8)),
+        ("CosineAnnealingLR", dict(T_max=5)),
+        ("LinearLR", dict(total_iters=4)),
+        ("ConstantLR", dict(total_iters=4)),
+        ("PolynomialLR", dict(total_iters=6)),
+        ("CosineAnnealingWarmRestarts", dict(T_0=3, T_mult=2)),
+    ],
+)
 def test_explicit_epoch_uses_closed_form_like_torch(name, kwargs):
     eopt, topt = _optimizer(ember), _optimizer(torch)
     esched = getattr(elrs, name)(eopt, **kwargs)
     tsched = getattr(tlrs, name)(topt, **kwargs)
-    for epoch in [3, 1, 7, 4, 4, 10, 2.5] if name == "CosineAnnealingWarmRestarts" else [
-            3, 1, 7, 4, 4, 10]:
+    for epoch in (
+        [3, 1, 7, 4, 4, 10, 2.5] if name == "CosineAnnealingWarmRestarts" else [3, 1, 7, 4, 4, 10]
+    ):
         esched.step(epoch)
         tsched.step(epoch)
         _assert_same(eopt, esched, topt, tsched, f"epoch {epoch}")
@@ -177,8 +237,11 @@ def test_initial_lr_recorded_and_resume_needs_it():
     opt = _optimizer(ember)
     elrs.StepLR(opt, 2)
     assert [g["initial_lr"] for g in opt.param_groups] == [0.1, 0.05]
-    with pytest.raises(KeyError, match=r"param 'initial_lr' is not specified in "
-                                       r"param_groups\[0\]"):
+    with pytest.raises(
+        KeyError,
+        match=r"param 'initial_lr' is not specified in "
+        r"param_groups\[0\]",
+    ):
         elrs.StepLR(_optimizer(ember), 2, last_epoch=3)
     resumed = elrs.ExponentialLR(opt, 0.5, last_epoch=3)  # initial_lr now present
     assert resumed.last_epoch == 4
@@ -246,14 +309,20 @@ ERROR_CASES = [
     ("warm restarts T_mult", lambda m, o: m.CosineAnnealingWarmRestarts(o, T_0=2, T_mult=0)),
     ("one-cycle total steps", lambda m, o: m.OneCycleLR(o, max_lr=0.1)),
     ("one-cycle pct_start", lambda m, o: m.OneCycleLR(o, 0.1, total_steps=10, pct_start=2.0)),
-    ("one-cycle overrun", lambda m, o: (lambda s: [s.step() for _ in range(3)])(
-        m.OneCycleLR(o, 0.1, total_steps=2))),
+    (
+        "one-cycle overrun",
+        lambda m, o: (lambda s: [s.step() for _ in range(3)])(m.OneCycleLR(o, 0.1, total_steps=2)),
+    ),
     ("cyclic max_lr length", lambda m, o: m.CyclicLR(o, 0.01, [0.1, 0.2, 0.3])),
     ("cyclic mode", lambda m, o: m.CyclicLR(o, 0.01, 0.1, mode="square")),
-    ("sequential milestones", lambda m, o: m.SequentialLR(
-        o, [m.StepLR(o, 2), m.StepLR(o, 3)], milestones=[])),
-    ("sequential with plateau", lambda m, o: m.SequentialLR(
-        o, [m.StepLR(o, 2), m.ReduceLROnPlateau(o)], milestones=[2])),
+    (
+        "sequential milestones",
+        lambda m, o: m.SequentialLR(o, [m.StepLR(o, 2), m.StepLR(o, 3)], milestones=[]),
+    ),
+    (
+        "sequential with plateau",
+        lambda m, o: m.SequentialLR(o, [m.StepLR(o, 2), m.ReduceLROnPlateau(o)], milestones=[2]),
+    ),
     ("chained with no scheduler", lambda m, o: m.ChainedScheduler([])),
 ]
 

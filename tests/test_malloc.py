@@ -28,8 +28,14 @@ print(_malloc.applied, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
 
 def _probe(env_extra: dict) -> tuple[str, int]:
     env = {**os.environ, **env_extra}
-    out = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True,
-                         env=env, timeout=120, check=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", _PROBE],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=True,
+    ).stdout.split()
     return out[0], int(out[1])
 
 

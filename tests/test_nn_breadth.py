@@ -59,30 +59,42 @@ def both(fn_e, fn_t, arrays, *, grad=True, tol=1e-10, ints=()):
 @pytest.mark.parametrize("align_corners", [False, True])
 def test_grid_sample_2d(mode, padding_mode, align_corners):
     x, g = randn(2, 2, 4, 5), rng.uniform(-1.3, 1.3, (2, 3, 4, 2))
-    both(lambda a, b: F.grid_sample(a, b, mode, padding_mode, align_corners),
-         lambda a, b: TF.grid_sample(a, b, mode, padding_mode, align_corners), [x, g])
+    both(
+        lambda a, b: F.grid_sample(a, b, mode, padding_mode, align_corners),
+        lambda a, b: TF.grid_sample(a, b, mode, padding_mode, align_corners),
+        [x, g],
+    )
 
 
-@pytest.mark.parametrize("mode,padding_mode", [("bilinear", "reflection"), ("nearest", "zeros"),
-                                               ("bilinear", "border")])
+@pytest.mark.parametrize(
+    "mode,padding_mode", [("bilinear", "reflection"), ("nearest", "zeros"), ("bilinear", "border")]
+)
 def test_grid_sample_3d(mode, padding_mode):
     x, g = randn(1, 2, 3, 4, 5), rng.uniform(-1.2, 1.2, (1, 2, 3, 2, 3))
-    both(lambda a, b: F.grid_sample(a, b, mode, padding_mode, False),
-         lambda a, b: TF.grid_sample(a, b, mode, padding_mode, False), [x, g])
+    both(
+        lambda a, b: F.grid_sample(a, b, mode, padding_mode, False),
+        lambda a, b: TF.grid_sample(a, b, mode, padding_mode, False),
+        [x, g],
+    )
 
 
 @pytest.mark.parametrize("size", [[2, 3, 4, 5], [2, 1, 3, 4, 2]])
 @pytest.mark.parametrize("align_corners", [False, True])
 def test_affine_grid(size, align_corners):
     theta = randn(2, 2, 3) if len(size) == 4 else randn(2, 3, 4)
-    both(lambda t: F.affine_grid(t, size, align_corners),
-         lambda t: TF.affine_grid(t, size, align_corners), [theta])
+    both(
+        lambda t: F.affine_grid(t, size, align_corners),
+        lambda t: TF.affine_grid(t, size, align_corners),
+        [theta],
+    )
 
 
 def test_grid_sampler_toplevel_and_warning():
     x, g = randn(1, 1, 3, 3), rng.uniform(-1, 1, (1, 2, 2, 2))
-    close(ember.grid_sampler(ember.tensor(x), ember.tensor(g), 2, 1, True),
-          torch.grid_sampler(torch.tensor(x), torch.tensor(g), 2, 1, True))
+    close(
+        ember.grid_sampler(ember.tensor(x), ember.tensor(g), 2, 1, True),
+        torch.grid_sampler(torch.tensor(x), torch.tensor(g), 2, 1, True),
+    )
     with pytest.warns(UserWarning, match="align_corners=False"):
         F.grid_sample(ember.tensor(x), ember.tensor(g))
     assert F.GRID_SAMPLE_INTERPOLATION_MODES == TF.GRID_SAMPLE_INTERPOLATION_MODES
@@ -96,12 +108,17 @@ def test_ctc_loss(reduction, concatenated):
     logits = randn(10, 3, 5)
     tl = np.array([4, 2, 3])
     padded = np.array([[1, 1, 2, 3], [4, 2, 0, 0], [3, 3, 3, 0]])  # repeats need blanks
-    targets = np.concatenate([padded[k, :tl[k]] for k in range(3)]) if concatenated else padded
+    targets = np.concatenate([padded[k, : tl[k]] for k in range(3)]) if concatenated else padded
     il = np.array([10, 8, 9])
 
     def run(lib, mod, x):
-        return mod.ctc_loss(x.log_softmax(2), lib.tensor(targets), lib.tensor(il),
-                            lib.tensor(tl), reduction=reduction)
+        return mod.ctc_loss(
+            x.log_softmax(2),
+            lib.tensor(targets),
+            lib.tensor(il),
+            lib.tensor(tl),
+            reduction=reduction,
+        )
 
     both(lambda x: run(ember, F, x), lambda x: run(torch, TF, x), [logits])
 
@@ -110,13 +127,23 @@ def test_ctc_loss(reduction, concatenated):
 def test_ctc_loss_infeasible_and_unbatched(zi):
     # 3 steps cannot emit 'aaa' (needs blanks between): infinite loss, zeroed by zero_infinity
     lp = np.log(np.full((3, 1, 3), 1 / 3))
-    both(lambda x: F.ctc_loss(x, ember.tensor([[1, 1, 1]]), [3], [3], zero_infinity=zi,
-                              reduction="sum"),
-         lambda x: TF.ctc_loss(x, torch.tensor([[1, 1, 1]]), [3], [3], zero_infinity=zi,
-                               reduction="sum"), [lp], grad=zi)
-    both(lambda x: F.ctc_loss(x.log_softmax(1), ember.tensor([1, 2]), 6, 2),
-         lambda x: TF.ctc_loss(x.log_softmax(1), torch.tensor([1, 2]), torch.tensor(6),
-                               torch.tensor(2)), [randn(6, 4)])
+    both(
+        lambda x: F.ctc_loss(
+            x, ember.tensor([[1, 1, 1]]), [3], [3], zero_infinity=zi, reduction="sum"
+        ),
+        lambda x: TF.ctc_loss(
+            x, torch.tensor([[1, 1, 1]]), [3], [3], zero_infinity=zi, reduction="sum"
+        ),
+        [lp],
+        grad=zi,
+    )
+    both(
+        lambda x: F.ctc_loss(x.log_softmax(1), ember.tensor([1, 2]), 6, 2),
+        lambda x: TF.ctc_loss(
+            x.log_softmax(1), torch.tensor([1, 2]), torch.tensor(6), torch.tensor(2)
+        ),
+        [randn(6, 4)],
+    )
 
 
 # ---- margin losses ------------------------------------------------------------------------
@@ -124,44 +151,67 @@ def test_ctc_loss_infeasible_and_unbatched(zi):
 @pytest.mark.parametrize("p", [1, 2])
 def test_multi_margin_loss(reduction, p):
     x, t, w = randn(4, 5), np.array([0, 3, 4, 3]), rng.uniform(0.5, 2, 5)
-    both(lambda a, b, c: F.multi_margin_loss(a, b, p, 0.7, c, reduction=reduction),
-         lambda a, b, c: TF.multi_margin_loss(a, b, p, 0.7, c, reduction=reduction),
-         [x, t, w], ints=(1, 2))
-    both(lambda a, b: F.multi_margin_loss(a, b, reduction=reduction),
-         lambda a, b: TF.multi_margin_loss(a, b, reduction=reduction),
-         [randn(5), np.array(2)], ints=(1,))
+    both(
+        lambda a, b, c: F.multi_margin_loss(a, b, p, 0.7, c, reduction=reduction),
+        lambda a, b, c: TF.multi_margin_loss(a, b, p, 0.7, c, reduction=reduction),
+        [x, t, w],
+        ints=(1, 2),
+    )
+    both(
+        lambda a, b: F.multi_margin_loss(a, b, reduction=reduction),
+        lambda a, b: TF.multi_margin_loss(a, b, reduction=reduction),
+        [randn(5), np.array(2)],
+        ints=(1,),
+    )
 
 
 @pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
 def test_multilabel_losses(reduction):
     x = randn(3, 4)
     t = np.array([[3, 0, -1, 1], [1, 2, 3, 0], [-1, 1, 2, 3]])
-    both(lambda a, b: F.multilabel_margin_loss(a, b, reduction=reduction),
-         lambda a, b: TF.multilabel_margin_loss(a, b, reduction=reduction), [x, t], ints=(1,))
+    both(
+        lambda a, b: F.multilabel_margin_loss(a, b, reduction=reduction),
+        lambda a, b: TF.multilabel_margin_loss(a, b, reduction=reduction),
+        [x, t],
+        ints=(1,),
+    )
     y, w = rng.integers(0, 2, (3, 4)).astype(np.float64), rng.uniform(0.5, 2, 4)
-    both(lambda a, b, c: F.multilabel_soft_margin_loss(a, b, c, reduction=reduction),
-         lambda a, b, c: TF.multilabel_soft_margin_loss(a, b, c, reduction=reduction),
-         [x, y, w], ints=(1, 2))
+    both(
+        lambda a, b, c: F.multilabel_soft_margin_loss(a, b, c, reduction=reduction),
+        lambda a, b, c: TF.multilabel_soft_margin_loss(a, b, c, reduction=reduction),
+        [x, y, w],
+        ints=(1, 2),
+    )
 
 
 @pytest.mark.parametrize("swap", [False, True])
 def test_triplet_margin_with_distance_loss(swap):
     a, p, n = randn(4, 3), randn(4, 3), randn(4, 3)
-    both(lambda *t: F.triplet_margin_with_distance_loss(*t, swap=swap, margin=0.5),
-         lambda *t: TF.triplet_margin_with_distance_loss(*t, swap=swap, margin=0.5), [a, p, n])
-    both(lambda *t: F.triplet_margin_with_distance_loss(
-        *t, distance_function=lambda u, v: 1 - F.cosine_similarity(u, v), reduction="none"),
-         lambda *t: TF.triplet_margin_with_distance_loss(
-        *t, distance_function=lambda u, v: 1 - TF.cosine_similarity(u, v), reduction="none"),
-         [a, p, n])
+    both(
+        lambda *t: F.triplet_margin_with_distance_loss(*t, swap=swap, margin=0.5),
+        lambda *t: TF.triplet_margin_with_distance_loss(*t, swap=swap, margin=0.5),
+        [a, p, n],
+    )
+    both(
+        lambda *t: F.triplet_margin_with_distance_loss(
+            *t, distance_function=lambda u, v: 1 - F.cosine_similarity(u, v), reduction="none"
+        ),
+        lambda *t: TF.triplet_margin_with_distance_loss(
+            *t, distance_function=lambda u, v: 1 - TF.cosine_similarity(u, v), reduction="none"
+        ),
+        [a, p, n],
+    )
 
 
 # ---- pooling, shuffles, normalisation ------------------------------------------------------
 def test_lp_pool():
     x = rng.uniform(0.1, 2, (2, 3, 6, 6))
     both(lambda a: F.lp_pool2d(a, 2, 2), lambda a: TF.lp_pool2d(a, 2, 2), [x])
-    both(lambda a: F.lp_pool2d(a, 3, (2, 3), 1, True), lambda a: TF.lp_pool2d(a, 3, (2, 3), 1,
-                                                                               True), [x])
+    both(
+        lambda a: F.lp_pool2d(a, 3, (2, 3), 1, True),
+        lambda a: TF.lp_pool2d(a, 3, (2, 3), 1, True),
+        [x],
+    )
     both(lambda a: F.lp_pool1d(a, 1.5, 3, 2), lambda a: TF.lp_pool1d(a, 1.5, 3, 2), [x[0]])
     x3 = rng.uniform(0.1, 2, (1, 2, 4, 4, 4))
     both(lambda a: F.lp_pool3d(a, 2, 2), lambda a: TF.lp_pool3d(a, 2, 2), [x3])
@@ -173,23 +223,45 @@ def test_max_unpool(nd):
     pool = getattr(TF, f"max_pool{nd}d")
     out, idx = pool(x, 2, return_indices=True)
     unpool_e, unpool_t = getattr(F, f"max_unpool{nd}d"), getattr(TF, f"max_unpool{nd}d")
-    both(lambda a, i: unpool_e(a, i, 2), lambda a, i: unpool_t(a, i, 2),
-         [out.numpy(), idx.numpy()], ints=(1,))
+    both(
+        lambda a, i: unpool_e(a, i, 2),
+        lambda a, i: unpool_t(a, i, 2),
+        [out.numpy(), idx.numpy()],
+        ints=(1,),
+    )
     size = (5,) * nd
-    both(lambda a, i: unpool_e(a, i, 2, output_size=size),
-         lambda a, i: unpool_t(a, i, 2, output_size=size), [out.numpy(), idx.numpy()], ints=(1,))
+    both(
+        lambda a, i: unpool_e(a, i, 2, output_size=size),
+        lambda a, i: unpool_t(a, i, 2, output_size=size),
+        [out.numpy(), idx.numpy()],
+        ints=(1,),
+    )
 
 
 @pytest.mark.parametrize("nd", [2, 3])
 def test_fractional_max_pool(nd):
     x, s = randn(*(2, 3) + (7,) * nd), rng.random((2, 3, nd))
     fe, ft = getattr(F, f"fractional_max_pool{nd}d"), getattr(TF, f"fractional_max_pool{nd}d")
-    oe, ot = both(lambda a, r: fe(a, 2, output_size=4, _random_samples=r),
-                  lambda a, r: ft(a, 2, output_size=4, _random_samples=r), [x, s], ints=(1,))
-    ie = fe(ember.tensor(x), 3, output_ratio=(0.5,) * nd, return_indices=True,
-            _random_samples=ember.tensor(s))[1]
-    it = ft(torch.tensor(x), 3, output_ratio=(0.5,) * nd, return_indices=True,
-            _random_samples=torch.tensor(s))[1]
+    oe, ot = both(
+        lambda a, r: fe(a, 2, output_size=4, _random_samples=r),
+        lambda a, r: ft(a, 2, output_size=4, _random_samples=r),
+        [x, s],
+        ints=(1,),
+    )
+    ie = fe(
+        ember.tensor(x),
+        3,
+        output_ratio=(0.5,) * nd,
+        return_indices=True,
+        _random_samples=ember.tensor(s),
+    )[1]
+    it = ft(
+        torch.tensor(x),
+        3,
+        output_ratio=(0.5,) * nd,
+        return_indices=True,
+        _random_samples=torch.tensor(s),
+    )[1]
     np.testing.assert_array_equal(ie.numpy(), it.numpy())
 
 
@@ -209,10 +281,16 @@ def test_channel_shuffle_and_local_response_norm(size):
     x = randn(2, 6, 3, 3)
     both(lambda a: F.channel_shuffle(a, 3), lambda a: TF.channel_shuffle(a, 3), [x])
     close(ember.channel_shuffle(ember.tensor(x), 2), torch.channel_shuffle(torch.tensor(x), 2))
-    both(lambda a: F.local_response_norm(a, size, 0.1, 0.6, 2.0),
-         lambda a: TF.local_response_norm(a, size, 0.1, 0.6, 2.0), [x])
-    both(lambda a: F.local_response_norm(a, 2), lambda a: TF.local_response_norm(a, 2),
-         [randn(2, 5, 4)])
+    both(
+        lambda a: F.local_response_norm(a, size, 0.1, 0.6, 2.0),
+        lambda a: TF.local_response_norm(a, size, 0.1, 0.6, 2.0),
+        [x],
+    )
+    both(
+        lambda a: F.local_response_norm(a, 2),
+        lambda a: TF.local_response_norm(a, 2),
+        [randn(2, 5, 4)],
+    )
 
 
 def test_gumbel_softmax():
@@ -234,21 +312,26 @@ def test_gumbel_softmax():
 # ---- matmul heads ---------------------------------------------------------------------------
 def test_grouped_mm():
     offs = np.array([2, 5, 6], dtype=np.int32)
-    cases = [(randn(6, 4), randn(3, 4, 5)), (randn(3, 5, 4), randn(4, 6)),
-             (randn(5, 6), randn(6, 3)), (randn(3, 2, 4), randn(3, 4, 5))]
+    cases = [
+        (randn(6, 4), randn(3, 4, 5)),
+        (randn(3, 5, 4), randn(4, 6)),
+        (randn(5, 6), randn(6, 3)),
+        (randn(3, 2, 4), randn(3, 4, 5)),
+    ]
     for a, b in cases:
         o = None if a.ndim == 3 and b.ndim == 3 else offs
-        te = F.grouped_mm(ember.tensor(a), ember.tensor(b),
-                          offs=None if o is None else ember.tensor(o))
+        te = F.grouped_mm(
+            ember.tensor(a), ember.tensor(b), offs=None if o is None else ember.tensor(o)
+        )
         # torch's CPU grouped_mm wants bfloat16; the reference is the definition itself
         if o is None:
             ref = a @ b
         elif a.ndim == 2 and b.ndim == 3:
-            ref = np.concatenate([a[s:e] @ b[g] for g, (s, e) in
-                                  enumerate(zip([0, *o[:-1]], o))])
+            ref = np.concatenate([a[s:e] @ b[g] for g, (s, e) in enumerate(zip([0, *o[:-1]], o))])
         elif a.ndim == 3:
-            ref = np.concatenate([a[g] @ b[:, s:e] for g, (s, e) in
-                                  enumerate(zip([0, *o[:-1]], o))], 1)
+            ref = np.concatenate(
+                [a[g] @ b[:, s:e] for g, (s, e) in enumerate(zip([0, *o[:-1]], o))], 1
+            )
         else:
             ref = np.stack([a[:, s:e] @ b[s:e] for s, e in zip([0, *o[:-1]], o)])
         close(te, ref)
@@ -257,31 +340,49 @@ def test_grouped_mm():
 @pytest.mark.parametrize("reduction", ["mean", "none"])
 def test_linear_cross_entropy(reduction):
     x, w, b, t = randn(4, 3), randn(5, 3), randn(5), np.array([0, 4, 2, -100])
-    both(lambda a, c, d, e: F.linear_cross_entropy(a, c, d, linear_bias=e, reduction=reduction),
-         lambda a, c, d, e: TF.linear_cross_entropy(a, c, d, linear_bias=e,
-                                                    reduction=reduction), [x, w, t, b],
-         ints=(2,))
+    both(
+        lambda a, c, d, e: F.linear_cross_entropy(a, c, d, linear_bias=e, reduction=reduction),
+        lambda a, c, d, e: TF.linear_cross_entropy(a, c, d, linear_bias=e, reduction=reduction),
+        [x, w, t, b],
+        ints=(2,),
+    )
     wk, tk = randn(5, 2, 3), rng.integers(0, 5, (4, 2))  # K-dimensional head
-    both(lambda a, c, d: F.linear_cross_entropy(a, c, d, label_smoothing=0.1),
-         lambda a, c, d: TF.linear_cross_entropy(a, c, d, label_smoothing=0.1), [x, wk, tk],
-         ints=(2,))
+    both(
+        lambda a, c, d: F.linear_cross_entropy(a, c, d, label_smoothing=0.1),
+        lambda a, c, d: TF.linear_cross_entropy(a, c, d, label_smoothing=0.1),
+        [x, wk, tk],
+        ints=(2,),
+    )
 
 
 # ---- torch.<name> spellings with ATen's signatures -----------------------------------------
 def test_toplevel_norms_and_dropout():
     x, w, b = randn(4, 3, 5), randn(3), randn(3)
     rm, rv = randn(3), rng.uniform(0.5, 2, 3)
-    both(lambda a, c, d: ember.batch_norm(a, c, d, ember.tensor(rm), ember.tensor(rv), False,
-                                          0.1, 1e-5, True),
-         lambda a, c, d: torch.batch_norm(a, c, d, torch.tensor(rm), torch.tensor(rv), False,
-                                          0.1, 1e-5, True), [x, w, b])
-    both(lambda a, c, d: ember.instance_norm(a, c, d, None, None, True, 0.1, 1e-5, False),
-         lambda a, c, d: torch.instance_norm(a, c, d, None, None, True, 0.1, 1e-5, False),
-         [x, w, b])
-    both(lambda a: ember.layer_norm(a, [5], None, None, 1e-5, True),
-         lambda a: torch.layer_norm(a, [5], None, None, 1e-5, True), [x])
-    both(lambda a, c, d: ember.group_norm(a, 3, c, d, 1e-5, True),
-         lambda a, c, d: torch.group_norm(a, 3, c, d, 1e-5, True), [x, w, b])
+    both(
+        lambda a, c, d: ember.batch_norm(
+            a, c, d, ember.tensor(rm), ember.tensor(rv), False, 0.1, 1e-5, True
+        ),
+        lambda a, c, d: torch.batch_norm(
+            a, c, d, torch.tensor(rm), torch.tensor(rv), False, 0.1, 1e-5, True
+        ),
+        [x, w, b],
+    )
+    both(
+        lambda a, c, d: ember.instance_norm(a, c, d, None, None, True, 0.1, 1e-5, False),
+        lambda a, c, d: torch.instance_norm(a, c, d, None, None, True, 0.1, 1e-5, False),
+        [x, w, b],
+    )
+    both(
+        lambda a: ember.layer_norm(a, [5], None, None, 1e-5, True),
+        lambda a: torch.layer_norm(a, [5], None, None, 1e-5, True),
+        [x],
+    )
+    both(
+        lambda a, c, d: ember.group_norm(a, 3, c, d, 1e-5, True),
+        lambda a, c, d: torch.group_norm(a, 3, c, d, 1e-5, True),
+        [x, w, b],
+    )
     t = ember.tensor(x)
     assert ember.dropout(t, 0.5, False) is t
     for fn in ("dropout", "feature_dropout", "alpha_dropout", "feature_alpha_dropout"):
@@ -297,46 +398,83 @@ def test_toplevel_norms_and_dropout():
 @pytest.mark.parametrize("red", [0, 1, 2])
 def test_toplevel_losses(red):
     x, y, s = randn(3, 4), rng.uniform(0, 1, (3, 4)), np.sign(randn(3))
-    both(lambda a, b: ember.binary_cross_entropy_with_logits(a, b, None, None, red),
-         lambda a, b: torch.binary_cross_entropy_with_logits(a, b, None, None, red),
-         [x, y], ints=(1,))
-    both(lambda a, b: ember.kl_div(a, b, red, log_target=False),
-         lambda a, b: torch.kl_div(a, b, red, log_target=False), [x, y], ints=(1,))
-    both(lambda a, b: ember.cosine_embedding_loss(a, b, ember.tensor(s), 0.1, red),
-         lambda a, b: torch.cosine_embedding_loss(a, b, torch.tensor(s), 0.1, red), [x, y])
-    both(lambda a: ember.hinge_embedding_loss(a, ember.tensor(np.sign(y - .5)), 1.0, red),
-         lambda a: torch.hinge_embedding_loss(a, torch.tensor(np.sign(y - .5)), 1.0, red),
-         [x])
-    both(lambda a, b: ember.margin_ranking_loss(a, b, ember.tensor(np.sign(x)), 0.2, red),
-         lambda a, b: torch.margin_ranking_loss(a, b, torch.tensor(np.sign(x)), 0.2, red),
-         [x, y])
-    both(lambda a, b: ember.poisson_nll_loss(a, b, True, False, 1e-8, red),
-         lambda a, b: torch.poisson_nll_loss(a, b, True, False, 1e-8, red), [x, y],
-         ints=(1,))
-    both(lambda a, b, c: ember.triplet_margin_loss(a, b, c, 1.0, 2.0, 1e-6, True, red),
-         lambda a, b, c: torch.triplet_margin_loss(a, b, c, 1.0, 2.0, 1e-6, True, red),
-         [x, y, randn(3, 4)])
+    both(
+        lambda a, b: ember.binary_cross_entropy_with_logits(a, b, None, None, red),
+        lambda a, b: torch.binary_cross_entropy_with_logits(a, b, None, None, red),
+        [x, y],
+        ints=(1,),
+    )
+    both(
+        lambda a, b: ember.kl_div(a, b, red, log_target=False),
+        lambda a, b: torch.kl_div(a, b, red, log_target=False),
+        [x, y],
+        ints=(1,),
+    )
+    both(
+        lambda a, b: ember.cosine_embedding_loss(a, b, ember.tensor(s), 0.1, red),
+        lambda a, b: torch.cosine_embedding_loss(a, b, torch.tensor(s), 0.1, red),
+        [x, y],
+    )
+    both(
+        lambda a: ember.hinge_embedding_loss(a, ember.tensor(np.sign(y - 0.5)), 1.0, red),
+        lambda a: torch.hinge_embedding_loss(a, torch.tensor(np.sign(y - 0.5)), 1.0, red),
+        [x],
+    )
+    both(
+        lambda a, b: ember.margin_ranking_loss(a, b, ember.tensor(np.sign(x)), 0.2, red),
+        lambda a, b: torch.margin_ranking_loss(a, b, torch.tensor(np.sign(x)), 0.2, red),
+        [x, y],
+    )
+    both(
+        lambda a, b: ember.poisson_nll_loss(a, b, True, False, 1e-8, red),
+        lambda a, b: torch.poisson_nll_loss(a, b, True, False, 1e-8, red),
+        [x, y],
+        ints=(1,),
+    )
+    both(
+        lambda a, b, c: ember.triplet_margin_loss(a, b, c, 1.0, 2.0, 1e-6, True, red),
+        lambda a, b, c: torch.triplet_margin_loss(a, b, c, 1.0, 2.0, 1e-6, True, red),
+        [x, y, randn(3, 4)],
+    )
 
 
 def test_toplevel_misc():
     x = randn(3, 4)
-    both(lambda a, b: ember.cdist(a, b), lambda a, b: torch.cdist(a, b),
-         [randn(2, 4, 3), randn(2, 5, 3)])
-    both(lambda a, b: ember.cdist(a, b, 1.0), lambda a, b: torch.cdist(a, b, 1.0),
-         [randn(4, 3), randn(5, 3)])
-    both(lambda a: ember.constant_pad_nd(a, [1, 2, 0, 1], 0.5),
-         lambda a: torch.constant_pad_nd(a, [1, 2, 0, 1], 0.5), [x])
-    both(lambda a, b: ember.convolution(a, b, None, [2], [1], [1], False, [0], 1),
-         lambda a, b: torch.convolution(a, b, None, [2], [1], [1], False, [0], 1),
-         [randn(2, 3, 7), randn(4, 3, 3)])
-    both(lambda a, b: ember.convolution(a, b, None, [1, 2], [0, 1], [1, 1], True, [0, 1], 1),
-         lambda a, b: torch.convolution(a, b, None, [1, 2], [0, 1], [1, 1], True, [0, 1], 1),
-         [randn(1, 3, 4, 4), randn(3, 2, 2, 3)])
+    both(
+        lambda a, b: ember.cdist(a, b),
+        lambda a, b: torch.cdist(a, b),
+        [randn(2, 4, 3), randn(2, 5, 3)],
+    )
+    both(
+        lambda a, b: ember.cdist(a, b, 1.0),
+        lambda a, b: torch.cdist(a, b, 1.0),
+        [randn(4, 3), randn(5, 3)],
+    )
+    both(
+        lambda a: ember.constant_pad_nd(a, [1, 2, 0, 1], 0.5),
+        lambda a: torch.constant_pad_nd(a, [1, 2, 0, 1], 0.5),
+        [x],
+    )
+    both(
+        lambda a, b: ember.convolution(a, b, None, [2], [1], [1], False, [0], 1),
+        lambda a, b: torch.convolution(a, b, None, [2], [1], [1], False, [0], 1),
+        [randn(2, 3, 7), randn(4, 3, 3)],
+    )
+    both(
+        lambda a, b: ember.convolution(a, b, None, [1, 2], [0, 1], [1, 1], True, [0, 1], 1),
+        lambda a, b: torch.convolution(a, b, None, [1, 2], [0, 1], [1, 1], True, [0, 1], 1),
+        [randn(1, 3, 4, 4), randn(3, 2, 2, 3)],
+    )
     idx = rng.integers(0, 6, (2, 3))
-    both(lambda w: ember.embedding(w, ember.tensor(idx)),
-         lambda w: torch.embedding(w, torch.tensor(idx)), [randn(6, 4)])
-    oe, ot = ember.adaptive_max_pool1d(ember.tensor(x[None]), 2), torch.adaptive_max_pool1d(
-        torch.tensor(x[None]), 2)
+    both(
+        lambda w: ember.embedding(w, ember.tensor(idx)),
+        lambda w: torch.embedding(w, torch.tensor(idx)),
+        [randn(6, 4)],
+    )
+    oe, ot = (
+        ember.adaptive_max_pool1d(ember.tensor(x[None]), 2),
+        torch.adaptive_max_pool1d(torch.tensor(x[None]), 2),
+    )
     close(oe[0], ot[0])
     np.testing.assert_array_equal(oe[1].numpy(), ot[1].numpy())
     for name in ("sigmoid_", "tanh_", "relu_"):
@@ -364,17 +502,22 @@ def test_toplevel_recurrent(mode, batch_first):
     for layer in range(layers):
         for _ in range(dirs):
             size_in = 2 if layer == 0 else h * dirs
-            params += [randn(gates * h, size_in), randn(gates * h, h), randn(gates * h),
-                       randn(gates * h)]
+            params += [
+                randn(gates * h, size_in),
+                randn(gates * h, h),
+                randn(gates * h),
+                randn(gates * h),
+            ]
     x = randn(4, 5, 2)
     hx = [randn(layers * dirs, 4 if batch_first else 5, h) for _ in range(2)]
     xs = [x] + (hx if mode == "lstm" else hx[:1]) + params
     n_h = 2 if mode == "lstm" else 1
 
     def run(lib, *t):
-        hs = list(t[1:1 + n_h]) if mode == "lstm" else t[1]
-        out = getattr(lib, mode)(t[0], hs, list(t[1 + n_h:]), True, layers, 0.0, False, True,
-                                 batch_first)
+        hs = list(t[1 : 1 + n_h]) if mode == "lstm" else t[1]
+        out = getattr(lib, mode)(
+            t[0], hs, list(t[1 + n_h :]), True, layers, 0.0, False, True, batch_first
+        )
         return lib.cat([o.reshape(-1) for o in out])
 
     both(lambda *t: run(ember, *t), lambda *t: run(torch, *t), xs)
@@ -383,8 +526,15 @@ def test_toplevel_recurrent(mode, batch_first):
 @pytest.mark.parametrize("mode", ["lstm_cell", "gru_cell", "rnn_tanh_cell", "rnn_relu_cell"])
 def test_toplevel_cells(mode):
     gates = {"lstm_cell": 4, "gru_cell": 3}.get(mode, 1)
-    xs = [randn(3, 2), randn(3, 4), randn(3, 4), randn(gates * 4, 2), randn(gates * 4, 4),
-          randn(gates * 4), randn(gates * 4)]
+    xs = [
+        randn(3, 2),
+        randn(3, 4),
+        randn(3, 4),
+        randn(gates * 4, 2),
+        randn(gates * 4, 4),
+        randn(gates * 4),
+        randn(gates * 4),
+    ]
 
     def run(lib, x, h, c, *w):
         hx = [h, c] if mode == "lstm_cell" else h + 0 * c
@@ -395,9 +545,22 @@ def test_toplevel_cells(mode):
 
 
 # ---- nn.init deprecated names, nn.grad, factory_kwargs -------------------------------------
-@pytest.mark.parametrize("name", ["uniform", "normal", "constant", "eye", "dirac",
-                                  "xavier_uniform", "xavier_normal", "kaiming_uniform",
-                                  "kaiming_normal", "orthogonal", "sparse"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "uniform",
+        "normal",
+        "constant",
+        "eye",
+        "dirac",
+        "xavier_uniform",
+        "xavier_normal",
+        "kaiming_uniform",
+        "kaiming_normal",
+        "orthogonal",
+        "sparse",
+    ],
+)
 def test_init_deprecated_aliases(name):
     shape = (3, 4, 3) if name == "dirac" else (4, 4)
     args = {"constant": (0.3,), "sparse": (0.5,)}.get(name, ())
@@ -417,14 +580,24 @@ def test_nn_grad(nd):
     out = conv(torch.tensor(x), torch.tensor(w), stride=2, padding=1, groups=2)
     go = randn(*out.shape)
     kw = dict(stride=2, padding=1, groups=2)
-    gi = getattr(ember.nn.grad, f"conv{nd}d_input")(x.shape, ember.tensor(w), ember.tensor(go),
-                                                    **kw)
-    close(gi, getattr(torch.nn.grad, f"conv{nd}d_input")(x.shape, torch.tensor(w),
-                                                         torch.tensor(go), **kw))
-    gw = getattr(ember.nn.grad, f"conv{nd}d_weight")(ember.tensor(x), w.shape, ember.tensor(go),
-                                                     **kw)
-    close(gw, getattr(torch.nn.grad, f"conv{nd}d_weight")(torch.tensor(x), w.shape,
-                                                          torch.tensor(go), **kw))
+    gi = getattr(ember.nn.grad, f"conv{nd}d_input")(
+        x.shape, ember.tensor(w), ember.tensor(go), **kw
+    )
+    close(
+        gi,
+        getattr(torch.nn.grad, f"conv{nd}d_input")(
+            x.shape, torch.tensor(w), torch.tensor(go), **kw
+        ),
+    )
+    gw = getattr(ember.nn.grad, f"conv{nd}d_weight")(
+        ember.tensor(x), w.shape, ember.tensor(go), **kw
+    )
+    close(
+        gw,
+        getattr(torch.nn.grad, f"conv{nd}d_weight")(
+            torch.tensor(x), w.shape, torch.tensor(go), **kw
+        ),
+    )
 
 
 def test_factory_kwargs():

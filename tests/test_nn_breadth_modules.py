@@ -50,16 +50,20 @@ LAZY = [
     ("LazyConv2d", "Conv2d", (4, 3), dict(padding=1, groups=2), (2, 6, 5, 5)),
     ("LazyConv3d", "Conv3d", (2, 2), {}, (1, 3, 4, 4, 4)),
     ("LazyConvTranspose1d", "ConvTranspose1d", (4, 3), dict(stride=2), (2, 3, 5)),
-    ("LazyConvTranspose2d", "ConvTranspose2d", (4, 3), dict(output_padding=1, stride=2),
-     (2, 3, 4, 4)),
+    (
+        "LazyConvTranspose2d",
+        "ConvTranspose2d",
+        (4, 3),
+        dict(output_padding=1, stride=2),
+        (2, 3, 4, 4),
+    ),
     ("LazyConvTranspose3d", "ConvTranspose3d", (2, 2), {}, (1, 3, 3, 3, 3)),
     ("LazyBatchNorm1d", "BatchNorm1d", (), {}, (4, 3)),
     ("LazyBatchNorm2d", "BatchNorm2d", (), dict(momentum=None), (4, 3, 2, 2)),
     ("LazyBatchNorm3d", "BatchNorm3d", (), dict(affine=False), (2, 3, 2, 2, 2)),
     ("LazyInstanceNorm1d", "InstanceNorm1d", (), {}, (2, 3, 5)),
     ("LazyInstanceNorm2d", "InstanceNorm2d", (), {}, (2, 3, 4, 4)),
-    ("LazyInstanceNorm3d", "InstanceNorm3d", (), dict(track_running_stats=False),
-     (2, 3, 2, 2, 2)),
+    ("LazyInstanceNorm3d", "InstanceNorm3d", (), dict(track_running_stats=False), (2, 3, 2, 2, 2)),
 ]
 
 
@@ -97,15 +101,30 @@ def test_lazy_load_state_dict_and_uninitialized_buffer():
 def test_margin_loss_modules():
     x, t = rng.standard_normal((4, 5)), np.array([1, 0, 4, 2])
     w = rng.uniform(0.5, 2, 5)
-    compare(nn.MultiMarginLoss(p=2, margin=0.5, weight=ember.tensor(w)),
-            tnn.MultiMarginLoss(p=2, margin=0.5, weight=torch.tensor(w)), x, t, ints=(1,))
+    compare(
+        nn.MultiMarginLoss(p=2, margin=0.5, weight=ember.tensor(w)),
+        tnn.MultiMarginLoss(p=2, margin=0.5, weight=torch.tensor(w)),
+        x,
+        t,
+        ints=(1,),
+    )
     tl = np.array([[1, 3, -1, 0, 0]] * 4)
-    compare(nn.MultiLabelMarginLoss(reduction="sum"), tnn.MultiLabelMarginLoss(reduction="sum"),
-            x, tl, ints=(1,))
+    compare(
+        nn.MultiLabelMarginLoss(reduction="sum"),
+        tnn.MultiLabelMarginLoss(reduction="sum"),
+        x,
+        tl,
+        ints=(1,),
+    )
     y = rng.integers(0, 2, (4, 5)).astype(np.float64)
     compare(nn.MultiLabelSoftMarginLoss(), tnn.MultiLabelSoftMarginLoss(), x, y, ints=(1,))
-    compare(nn.TripletMarginWithDistanceLoss(swap=True),
-            tnn.TripletMarginWithDistanceLoss(swap=True), x, x[::-1].copy(), x ** 2)
+    compare(
+        nn.TripletMarginWithDistanceLoss(swap=True),
+        tnn.TripletMarginWithDistanceLoss(swap=True),
+        x,
+        x[::-1].copy(),
+        x**2,
+    )
     lp = rng.standard_normal((2, 3, 4, 4))
     with pytest.warns(FutureWarning, match="NLLLoss2d` has been deprecated"):
         pair = nn.NLLLoss2d(), tnn.NLLLoss2d()
@@ -130,16 +149,20 @@ def test_ctc_loss_module():
 
 @pytest.mark.parametrize("out_features,bias", [((), True), ((2,), False)])
 def test_linear_cross_entropy_loss(out_features, bias):
-    mt = tnn.LinearCrossEntropyLoss(3, 5, out_features=out_features, bias=bias,
-                                    dtype=torch.float64, label_smoothing=0.1)
-    me = nn.LinearCrossEntropyLoss(3, 5, out_features=out_features, bias=bias,
-                                   dtype=ember.float64, label_smoothing=0.1)
+    mt = tnn.LinearCrossEntropyLoss(
+        3, 5, out_features=out_features, bias=bias, dtype=torch.float64, label_smoothing=0.1
+    )
+    me = nn.LinearCrossEntropyLoss(
+        3, 5, out_features=out_features, bias=bias, dtype=ember.float64, label_smoothing=0.1
+    )
     copy_params(me, mt)
     x = rng.standard_normal((4, 3))
     t = rng.integers(0, 5, (4,) + out_features)
     compare(me, mt, x, t, ints=(1,))
-    assert nn.LinearCrossEntropyOptions().chunking_method == \
-        tnn.LinearCrossEntropyOptions().chunking_method
+    assert (
+        nn.LinearCrossEntropyOptions().chunking_method
+        == tnn.LinearCrossEntropyOptions().chunking_method
+    )
 
 
 # ---- normalisation, distances, shuffles -----------------------------------------------------
@@ -149,8 +172,9 @@ def test_lrn_distance_shuffle_modules():
     compare(nn.ChannelShuffle(2), tnn.ChannelShuffle(2), x)
     a, b = rng.standard_normal((4, 5)), rng.standard_normal((4, 5))
     compare(nn.CosineSimilarity(dim=1), tnn.CosineSimilarity(dim=1), a, b)
-    compare(nn.PairwiseDistance(p=1.5, keepdim=True), tnn.PairwiseDistance(p=1.5, keepdim=True),
-            a, b)
+    compare(
+        nn.PairwiseDistance(p=1.5, keepdim=True), tnn.PairwiseDistance(p=1.5, keepdim=True), a, b
+    )
 
 
 def test_cross_map_lrn2d():
@@ -158,8 +182,10 @@ def test_cross_map_lrn2d():
     # its gradient is the forward's exact derivative (checked numerically)
     x = rng.standard_normal((2, 7, 3, 3))
     for size in (3, 4, 5):
-        close(nn.CrossMapLRN2d(size, 0.1, 0.75, 1.0)(ember.tensor(x)),
-              tnn.CrossMapLRN2d(size, 0.1, 0.75, 1.0)(torch.tensor(x)))
+        close(
+            nn.CrossMapLRN2d(size, 0.1, 0.75, 1.0)(ember.tensor(x)),
+            tnn.CrossMapLRN2d(size, 0.1, 0.75, 1.0)(torch.tensor(x)),
+        )
     xe = ember.tensor(rng.standard_normal((1, 4, 2, 2)), requires_grad=True)
     assert ember.autograd.gradcheck(nn.CrossMapLRN2d(3, 0.1, 0.75, 1.0), (xe,))
 
@@ -182,10 +208,12 @@ def test_pooling_modules():
 
 # ---- adaptive softmax, Container ------------------------------------------------------------
 def test_adaptive_log_softmax_with_loss():
-    mt = tnn.AdaptiveLogSoftmaxWithLoss(8, 10, [3, 6], div_value=2.0, head_bias=True,
-                                        dtype=torch.float64)
-    me = nn.AdaptiveLogSoftmaxWithLoss(8, 10, [3, 6], div_value=2.0, head_bias=True,
-                                       dtype=ember.float64)
+    mt = tnn.AdaptiveLogSoftmaxWithLoss(
+        8, 10, [3, 6], div_value=2.0, head_bias=True, dtype=torch.float64
+    )
+    me = nn.AdaptiveLogSoftmaxWithLoss(
+        8, 10, [3, 6], div_value=2.0, head_bias=True, dtype=ember.float64
+    )
     copy_params(me, mt)
     x, t = rng.standard_normal((6, 8)), np.array([0, 9, 4, 2, 7, 5])
     xe, xt = ember.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
@@ -199,8 +227,9 @@ def test_adaptive_log_softmax_with_loss():
     for name, p in me.named_parameters():
         close(p.grad, pt[name].grad, what=name)
     close(me.log_prob(ember.tensor(x)), mt.log_prob(torch.tensor(x)))
-    np.testing.assert_array_equal(me.predict(ember.tensor(x)).numpy(),
-                                  mt.predict(torch.tensor(x)).numpy())
+    np.testing.assert_array_equal(
+        me.predict(ember.tensor(x)).numpy(), mt.predict(torch.tensor(x)).numpy()
+    )
     with pytest.raises(RuntimeError, match="Target values should be in"):
         me(xe, ember.tensor([0, 10, 1, 1, 1, 1]))
 

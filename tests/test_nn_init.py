@@ -62,8 +62,9 @@ def test_xavier_and_kaiming_distributions(shape):
     std = 0.8 * math.sqrt(2.0 / (fan_in + fan_out))
     assert ks(init.xavier_normal_(t, gain=0.8), stats.norm(0, std)) > P_MIN
     bound = math.sqrt(2.0) * math.sqrt(3.0 / fan_in)
-    assert ks(init.kaiming_uniform_(t, nonlinearity="relu"), stats.uniform(-bound, 2 * bound)) \
-        > P_MIN
+    assert (
+        ks(init.kaiming_uniform_(t, nonlinearity="relu"), stats.uniform(-bound, 2 * bound)) > P_MIN
+    )
     std = math.sqrt(2.0 / (1 + 0.2**2)) / math.sqrt(fan_out)
     assert ks(init.kaiming_normal_(t, a=0.2, mode="fan_out"), stats.norm(0, std)) > P_MIN
 
@@ -77,24 +78,36 @@ def test_orthogonal():
 
 
 def test_eye_dirac_sparse_match_torch():
-    np.testing.assert_array_equal(init.eye_(ember.empty(3, 5)).numpy(),
-                                  torch.nn.init.eye_(torch.empty(3, 5)).numpy())
+    np.testing.assert_array_equal(
+        init.eye_(ember.empty(3, 5)).numpy(), torch.nn.init.eye_(torch.empty(3, 5)).numpy()
+    )
     for shape, groups in (((4, 2, 3), 1), ((6, 3, 3, 3), 2), ((4, 4, 3, 3, 3), 1)):
         np.testing.assert_array_equal(
             init.dirac_(ember.empty(*shape), groups).numpy(),
-            torch.nn.init.dirac_(torch.empty(*shape), groups).numpy())
+            torch.nn.init.dirac_(torch.empty(*shape), groups).numpy(),
+        )
     s = init.sparse_(ember.empty(20, 8), sparsity=0.25).numpy()
     assert np.all((s == 0).sum(0) >= 5)
 
 
 def test_calculate_gain_and_fans_match_torch():
-    for nl, param in (("linear", None), ("conv2d", None), ("sigmoid", None), ("tanh", None),
-                      ("relu", None), ("leaky_relu", None), ("leaky_relu", 0.2), ("selu", None)):
+    for nl, param in (
+        ("linear", None),
+        ("conv2d", None),
+        ("sigmoid", None),
+        ("tanh", None),
+        ("relu", None),
+        ("leaky_relu", None),
+        ("leaky_relu", 0.2),
+        ("selu", None),
+    ):
         assert init.calculate_gain(nl, param) == pytest.approx(
-            torch.nn.init.calculate_gain(nl, param))
+            torch.nn.init.calculate_gain(nl, param)
+        )
     for shape in ((3, 4), (5, 6, 7), (2, 3, 4, 5)):
-        assert init._calculate_fan_in_and_fan_out(ember.empty(*shape)) == \
-            torch.nn.init._calculate_fan_in_and_fan_out(torch.empty(*shape))
+        assert init._calculate_fan_in_and_fan_out(
+            ember.empty(*shape)
+        ) == torch.nn.init._calculate_fan_in_and_fan_out(torch.empty(*shape))
 
 
 def test_init_errors_match_torch():
@@ -154,8 +167,13 @@ def test_embedding_and_norm_defaults():
     assert np.all(w[3] == 0)
     bag = nn.EmbeddingBag(300, 64)
     assert ks(bag.weight.detach().numpy(), stats.norm(0, 1)) > P_MIN
-    for m in (nn.BatchNorm1d(5), nn.LayerNorm(5), nn.GroupNorm(1, 5), nn.RMSNorm(5),
-              nn.InstanceNorm1d(5, affine=True)):
+    for m in (
+        nn.BatchNorm1d(5),
+        nn.LayerNorm(5),
+        nn.GroupNorm(1, 5),
+        nn.RMSNorm(5),
+        nn.InstanceNorm1d(5, affine=True),
+    ):
         assert np.all(m.weight.detach().numpy() == 1)
         if getattr(m, "bias", None) is not None:
             assert np.all(m.bias.detach().numpy() == 0)

@@ -49,8 +49,7 @@ def _pair_inputs(arrays):
     return t_in, e_in
 
 
-def check_module(tmod, emod, arrays, *, modes=("train", "eval"), rtol=RTOL, atol=ATOL,
-                 steps=2):
+def check_module(tmod, emod, arrays, *, modes=("train", "eval"), rtol=RTOL, atol=ATOL, steps=2):
     """Forward + backward in each mode (``steps`` times in train mode, so that running
     statistics evolve) comparing outputs, input and parameter gradients, and buffers."""
     res = emod.load_state_dict(tmod.state_dict())
@@ -124,24 +123,35 @@ LAYER_CASES = [
 ]
 
 
-@pytest.mark.parametrize("name,args,kwargs,shapes", LAYER_CASES,
-                         ids=[f"{c[0]}-{i}" for i, c in enumerate(LAYER_CASES)])
+@pytest.mark.parametrize(
+    "name,args,kwargs,shapes", LAYER_CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(LAYER_CASES)]
+)
 def test_layer_parity(name, args, kwargs, shapes):
     tmod, emod = build(name, *args, **kwargs)
     check_module(tmod, emod, [randn(*s) for s in shapes])
 
 
 def test_default_reprs_match_torch():
-    extra = [("Embedding", (10, 3), {}), ("Embedding", (10, 3), {"padding_idx": 0,
-                                                                  "max_norm": 1.0}),
-             ("Embedding", (10, 3), {"scale_grad_by_freq": True, "sparse": True}),
-             ("EmbeddingBag", (10, 3), {}),
-             ("EmbeddingBag", (10, 3), {"mode": "sum", "padding_idx": 1, "max_norm": 2.0}),
-             ("LazyLinear", (3,), {}), ("Dropout", (0.2, True), {}), ("Dropout2d", (), {}),
-             ("AlphaDropout", (), {}), ("RReLU", (), {}), ("Softmax", (), {}),
-             ("CrossEntropyLoss", (), {}), ("BCEWithLogitsLoss", (), {}),
-             ("ReLU", (True,), {}), ("LeakyReLU", (0.2, True), {}), ("ELU", (0.5, True), {}),
-             ("Hardtanh", (-2, 2, True), {}), ("Softplus", (2, 10), {})]
+    extra = [
+        ("Embedding", (10, 3), {}),
+        ("Embedding", (10, 3), {"padding_idx": 0, "max_norm": 1.0}),
+        ("Embedding", (10, 3), {"scale_grad_by_freq": True, "sparse": True}),
+        ("EmbeddingBag", (10, 3), {}),
+        ("EmbeddingBag", (10, 3), {"mode": "sum", "padding_idx": 1, "max_norm": 2.0}),
+        ("LazyLinear", (3,), {}),
+        ("Dropout", (0.2, True), {}),
+        ("Dropout2d", (), {}),
+        ("AlphaDropout", (), {}),
+        ("RReLU", (), {}),
+        ("Softmax", (), {}),
+        ("CrossEntropyLoss", (), {}),
+        ("BCEWithLogitsLoss", (), {}),
+        ("ReLU", (True,), {}),
+        ("LeakyReLU", (0.2, True), {}),
+        ("ELU", (0.5, True), {}),
+        ("Hardtanh", (-2, 2, True), {}),
+        ("Softplus", (2, 10), {}),
+    ]
     for name, args, kwargs, *_ in LAYER_CASES + ACTIVATION_CASES + extra:
         tmod, emod = build(name, *args, **kwargs)
         assert repr(emod) == repr(tmod)
@@ -149,28 +159,50 @@ def test_default_reprs_match_torch():
 
 # ---- activations ----------------------------------------------------------------------------
 ACTIVATION_CASES = [
-    ("ReLU", (), {}, [(4, 6)]), ("ReLU6", (), {}, [(4, 6)]),
-    ("LeakyReLU", (), {}, [(4, 6)]), ("LeakyReLU", (0.2,), {}, [(4, 6)]),
-    ("ELU", (), {}, [(4, 6)]), ("ELU", (0.5,), {}, [(4, 6)]), ("SELU", (), {}, [(4, 6)]),
-    ("CELU", (), {}, [(4, 6)]), ("CELU", (2.0,), {}, [(4, 6)]),
-    ("GELU", (), {}, [(4, 6)]), ("GELU", ("tanh",), {}, [(4, 6)]),
-    ("SiLU", (), {}, [(4, 6)]), ("Mish", (), {}, [(4, 6)]), ("Sigmoid", (), {}, [(4, 6)]),
-    ("Tanh", (), {}, [(4, 6)]), ("Hardtanh", (), {}, [(4, 6)]),
-    ("Hardtanh", (-2.0, 2.5), {}, [(4, 6)]), ("Hardsigmoid", (), {}, [(4, 6)]),
-    ("Hardswish", (), {}, [(4, 6)]), ("Softplus", (), {}, [(4, 6)]),
-    ("Softplus", (2.0, 3.0), {}, [(4, 6)]), ("Softsign", (), {}, [(4, 6)]),
-    ("Softmax", (1,), {}, [(4, 6)]), ("Softmax", (-1,), {}, [(2, 3, 6)]),
-    ("Softmax", (0,), {}, [(4, 6)]), ("LogSoftmax", (1,), {}, [(4, 6)]),
-    ("LogSoftmax", (2,), {}, [(2, 3, 6)]), ("Softmin", (1,), {}, [(4, 6)]),
-    ("Softmax2d", (), {}, [(2, 3, 4, 4)]), ("Threshold", (0.1, 20.0), {}, [(4, 6)]),
-    ("Tanhshrink", (), {}, [(4, 6)]), ("Hardshrink", (), {}, [(4, 6)]),
-    ("Softshrink", (0.3,), {}, [(4, 6)]), ("LogSigmoid", (), {}, [(4, 6)]),
-    ("GLU", (), {}, [(4, 6)]), ("GLU", (0,), {}, [(4, 6)]),
+    ("ReLU", (), {}, [(4, 6)]),
+    ("ReLU6", (), {}, [(4, 6)]),
+    ("LeakyReLU", (), {}, [(4, 6)]),
+    ("LeakyReLU", (0.2,), {}, [(4, 6)]),
+    ("ELU", (), {}, [(4, 6)]),
+    ("ELU", (0.5,), {}, [(4, 6)]),
+    ("SELU", (), {}, [(4, 6)]),
+    ("CELU", (), {}, [(4, 6)]),
+    ("CELU", (2.0,), {}, [(4, 6)]),
+    ("GELU", (), {}, [(4, 6)]),
+    ("GELU", ("tanh",), {}, [(4, 6)]),
+    ("SiLU", (), {}, [(4, 6)]),
+    ("Mish", (), {}, [(4, 6)]),
+    ("Sigmoid", (), {}, [(4, 6)]),
+    ("Tanh", (), {}, [(4, 6)]),
+    ("Hardtanh", (), {}, [(4, 6)]),
+    ("Hardtanh", (-2.0, 2.5), {}, [(4, 6)]),
+    ("Hardsigmoid", (), {}, [(4, 6)]),
+    ("Hardswish", (), {}, [(4, 6)]),
+    ("Softplus", (), {}, [(4, 6)]),
+    ("Softplus", (2.0, 3.0), {}, [(4, 6)]),
+    ("Softsign", (), {}, [(4, 6)]),
+    ("Softmax", (1,), {}, [(4, 6)]),
+    ("Softmax", (-1,), {}, [(2, 3, 6)]),
+    ("Softmax", (0,), {}, [(4, 6)]),
+    ("LogSoftmax", (1,), {}, [(4, 6)]),
+    ("LogSoftmax", (2,), {}, [(2, 3, 6)]),
+    ("Softmin", (1,), {}, [(4, 6)]),
+    ("Softmax2d", (), {}, [(2, 3, 4, 4)]),
+    ("Threshold", (0.1, 20.0), {}, [(4, 6)]),
+    ("Tanhshrink", (), {}, [(4, 6)]),
+    ("Hardshrink", (), {}, [(4, 6)]),
+    ("Softshrink", (0.3,), {}, [(4, 6)]),
+    ("LogSigmoid", (), {}, [(4, 6)]),
+    ("GLU", (), {}, [(4, 6)]),
+    ("GLU", (0,), {}, [(4, 6)]),
 ]
 
 
-@pytest.mark.parametrize("name,args,kwargs,shapes", ACTIVATION_CASES,
-                         ids=[f"{c[0]}-{i}" for i, c in enumerate(ACTIVATION_CASES)])
+@pytest.mark.parametrize(
+    "name,args,kwargs,shapes",
+    ACTIVATION_CASES,
+    ids=[f"{c[0]}-{i}" for i, c in enumerate(ACTIVATION_CASES)],
+)
 def test_activation_parity(name, args, kwargs, shapes):
     tmod, emod = build(name, *args, **kwargs)
     # values spread over every branch (|x| up to ~9), avoiding exact kinks
@@ -184,10 +216,22 @@ def test_activations_large_inputs_are_stable():
         check_module(tmod, emod, [x], modes=("train",), steps=1)
 
 
-@pytest.mark.parametrize("fn,args", [("relu", ()), ("relu6", ()), ("leaky_relu", (0.1,)),
-                                     ("elu", (1.0,)), ("selu", ()), ("celu", (1.0,)),
-                                     ("hardtanh", (-1.0, 1.0)), ("silu", ()),
-                                     ("hardsigmoid", ()), ("hardswish", ()), ("mish", ())])
+@pytest.mark.parametrize(
+    "fn,args",
+    [
+        ("relu", ()),
+        ("relu6", ()),
+        ("leaky_relu", (0.1,)),
+        ("elu", (1.0,)),
+        ("selu", ()),
+        ("celu", (1.0,)),
+        ("hardtanh", (-1.0, 1.0)),
+        ("silu", ()),
+        ("hardsigmoid", ()),
+        ("hardswish", ()),
+        ("mish", ()),
+    ],
+)
 def test_inplace_activations(fn, args):
     x = randn(3, 4, scale=3.0)
     g = randn(3, 4)
@@ -204,8 +248,10 @@ def test_inplace_activations(fn, args):
 
 def test_softmax_dtype_and_implicit_dim():
     x = randn(2, 5)
-    close(F.softmax(ember.tensor(x), 1, dtype=ember.float64),
-          TF.softmax(torch.tensor(x), 1, dtype=torch.float64))
+    close(
+        F.softmax(ember.tensor(x), 1, dtype=ember.float64),
+        TF.softmax(torch.tensor(x), 1, dtype=torch.float64),
+    )
     with pytest.warns(UserWarning, match="Implicit dimension choice"):
         out = F.softmax(ember.tensor(x))
     close(out, TF.softmax(torch.tensor(x), 1))
@@ -225,9 +271,18 @@ def test_activation_double_backward():
     from ember.autograd import gradcheck, gradgradcheck
 
     x = ember.tensor(rng.standard_normal((3, 4)) * 2, dtype=ember.float64, requires_grad=True)
-    for fn in (F.silu, F.elu, F.selu, F.softplus, F.leaky_relu, F.hardswish, F.logsigmoid,
-               lambda t: F.softmax(t, 1), lambda t: F.log_softmax(t, 1),
-               lambda t: F.linear(t, x[:2] * 1.0)):
+    for fn in (
+        F.silu,
+        F.elu,
+        F.selu,
+        F.softplus,
+        F.leaky_relu,
+        F.hardswish,
+        F.logsigmoid,
+        lambda t: F.softmax(t, 1),
+        lambda t: F.log_softmax(t, 1),
+        lambda t: F.linear(t, x[:2] * 1.0),
+    ):
         assert gradcheck(fn, (x,))
         assert gradgradcheck(fn, (x,))
 
@@ -263,10 +318,10 @@ def test_embedding_bag_parity(mode):
     idx = np.array([1, 2, 4, 5, 4, 3, 2, 9], dtype=np.int64)
     offsets = np.array([0, 3, 3, 6], dtype=np.int64)  # one empty bag
     check_module(tmod, emod, [idx, offsets], modes=("train",), steps=1)
-    tmod, emod = build("EmbeddingBag", 10, 4, mode=mode, padding_idx=2,
-                       include_last_offset=True)
-    check_module(tmod, emod, [idx, np.array([0, 3, 6, 8], dtype=np.int64)], modes=("train",),
-                 steps=1)
+    tmod, emod = build("EmbeddingBag", 10, 4, mode=mode, padding_idx=2, include_last_offset=True)
+    check_module(
+        tmod, emod, [idx, np.array([0, 3, 6, 8], dtype=np.int64)], modes=("train",), steps=1
+    )
 
 
 def test_embedding_bag_per_sample_weights():
@@ -285,8 +340,13 @@ def test_embedding_bag_per_sample_weights():
     close(ew.grad, tw.grad, what="per_sample_weights grad")
     close(emod.weight.grad, tmod.weight.grad, what="weight grad")
     with pytest.raises(NotImplementedError, match="only supported for mode='sum'"):
-        F.embedding_bag(ember.tensor(idx), emod.weight, ember.tensor(offsets), mode="mean",
-                        per_sample_weights=ew)
+        F.embedding_bag(
+            ember.tensor(idx),
+            emod.weight,
+            ember.tensor(offsets),
+            mode="mean",
+            per_sample_weights=ew,
+        )
 
 
 # ---- losses ---------------------------------------------------------------------------------
@@ -314,11 +374,13 @@ LOSS_CASES = [
     ("CrossEntropyLoss", {}, lambda: [randn(5), np.array(3, dtype=np.int64)]),
     ("CrossEntropyLoss", {"ignore_index": 1}, lambda: [randn(8, 3), randint(3, 8)]),
     ("CrossEntropyLoss", {"label_smoothing": 0.2}, lambda: [randn(6, 5), randint(5, 6)]),
-    ("CrossEntropyLoss", {"label_smoothing": 0.1, "ignore_index": 0},
-     lambda: [randn(8, 4), randint(4, 8)]),
+    (
+        "CrossEntropyLoss",
+        {"label_smoothing": 0.1, "ignore_index": 0},
+        lambda: [randn(8, 4), randint(4, 8)],
+    ),
     ("CrossEntropyLoss", {}, lambda: [randn(2, 4, 3, 5), randint(4, 2, 3, 5)]),
-    ("CrossEntropyLoss", {"label_smoothing": 0.3},
-     lambda: [randn(2, 4, 3), randint(4, 2, 3)]),
+    ("CrossEntropyLoss", {"label_smoothing": 0.3}, lambda: [randn(2, 4, 3), randint(4, 2, 3)]),
     ("CrossEntropyLoss", {}, lambda: [randn(6, 5), _soft_targets(6, 5)]),
     ("CrossEntropyLoss", {"label_smoothing": 0.2}, lambda: [randn(6, 5), _soft_targets(6, 5)]),
     ("NLLLoss", {}, lambda: [randn(6, 5), randint(5, 6)]),
@@ -331,19 +393,26 @@ LOSS_CASES = [
     ("CosineEmbeddingLoss", {"margin": 0.2}, lambda: [randn(6, 5), randn(6, 5), _signs(6)]),
     ("MarginRankingLoss", {"margin": 0.5}, lambda: [randn(6), randn(6), _signs(6)]),
     ("TripletMarginLoss", {}, lambda: [randn(6, 5), randn(6, 5), randn(6, 5)]),
-    ("TripletMarginLoss", {"p": 1.0, "swap": True, "margin": 2.0},
-     lambda: [randn(6, 5), randn(6, 5), randn(6, 5)]),
+    (
+        "TripletMarginLoss",
+        {"p": 1.0, "swap": True, "margin": 2.0},
+        lambda: [randn(6, 5), randn(6, 5), randn(6, 5)],
+    ),
     ("HingeEmbeddingLoss", {}, lambda: [randn(6, 5), _signs(6, 5)]),
     ("SoftMarginLoss", {}, lambda: [randn(6, 5), _signs(6, 5)]),
     ("PoissonNLLLoss", {}, lambda: [randn(6, 5), _probs(6, 5) * 4]),
-    ("PoissonNLLLoss", {"log_input": False, "full": True},
-     lambda: [_probs(6, 5) * 3, _probs(6, 5) * 4]),
+    (
+        "PoissonNLLLoss",
+        {"log_input": False, "full": True},
+        lambda: [_probs(6, 5) * 3, _probs(6, 5) * 4],
+    ),
 ]
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
-@pytest.mark.parametrize("name,kwargs,make", LOSS_CASES,
-                         ids=[f"{c[0]}-{i}" for i, c in enumerate(LOSS_CASES)])
+@pytest.mark.parametrize(
+    "name,kwargs,make", LOSS_CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(LOSS_CASES)]
+)
 def test_loss_parity(name, kwargs, make, reduction):
     kwargs = dict(kwargs)
     if "reduction" in kwargs and reduction != "mean":
@@ -374,9 +443,14 @@ def test_loss_parity(name, kwargs, make, reduction):
 def test_weighted_losses():
     w = rng.random(5).astype(np.float32) + 0.5
     x, t = randn(8, 5), randint(5, 8)
-    for kwargs in ({}, {"ignore_index": 2}, {"label_smoothing": 0.2},
-                   {"label_smoothing": 0.1, "ignore_index": 0}, {"reduction": "sum"},
-                   {"reduction": "none"}):
+    for kwargs in (
+        {},
+        {"ignore_index": 2},
+        {"label_smoothing": 0.2},
+        {"label_smoothing": 0.1, "ignore_index": 0},
+        {"reduction": "sum"},
+        {"reduction": "none"},
+    ):
         for name in ("CrossEntropyLoss", "NLLLoss"):
             if name == "NLLLoss" and "label_smoothing" in kwargs:
                 continue
@@ -416,8 +490,9 @@ def test_weighted_losses():
     from ember.autograd import gradcheck
 
     args = [ember.tensor(a, dtype=ember.float64, requires_grad=True) for a in (xl, y, w, pw)]
-    assert gradcheck(lambda *a: F.binary_cross_entropy_with_logits(a[0], a[1], a[2],
-                                                                   pos_weight=a[3]), args)
+    assert gradcheck(
+        lambda *a: F.binary_cross_entropy_with_logits(a[0], a[1], a[2], pos_weight=a[3]), args
+    )
     p = _probs(8, 5)
     t_in, e_in = _pair_inputs([p, y, w])
     t_in[2].requires_grad_(False)
@@ -446,8 +521,11 @@ def test_gaussian_nll_loss():
 
 def test_cross_entropy_errors_match_torch():
     x = ember.tensor(randn(3, 4))
-    with pytest.raises(ValueError, match=r"Expected input batch_size \(3\) to match target "
-                                         r"batch_size \(2\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"Expected input batch_size \(3\) to match target "
+        r"batch_size \(2\)",
+    ):
         F.cross_entropy(x, ember.tensor([0, 1]))
     with pytest.raises(IndexError, match="Target 7 is out of bounds."):
         F.cross_entropy(x, ember.tensor([0, 7, 1]))
@@ -477,8 +555,10 @@ def test_functional_helpers_parity():
         (TF.cosine_similarity(ta, tb), F.cosine_similarity(ea, eb)),
         (TF.cosine_similarity(ta, tb, dim=0), F.cosine_similarity(ea, eb, dim=0)),
         (TF.pairwise_distance(ta, tb), F.pairwise_distance(ea, eb)),
-        (TF.pairwise_distance(ta, tb, p=3.0, keepdim=True),
-         F.pairwise_distance(ea, eb, p=3.0, keepdim=True)),
+        (
+            TF.pairwise_distance(ta, tb, p=3.0, keepdim=True),
+            F.pairwise_distance(ea, eb, p=3.0, keepdim=True),
+        ),
         (TF.pdist(ta), F.pdist(ea)),
     ]
     for i, (t_out, e_out) in enumerate(pairs):
@@ -505,11 +585,15 @@ def test_one_hot():
 
 def test_linear_errors_match_torch():
     w = ember.ones(3, 4)
-    with pytest.raises(RuntimeError, match=r"mat1 and mat2 shapes cannot be multiplied "
-                                           r"\(2x5 and 4x3\)"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"mat1 and mat2 shapes cannot be multiplied "
+        r"\(2x5 and 4x3\)",
+    ):
         F.linear(ember.ones(2, 5), w)
-    with pytest.raises(RuntimeError, match="mat1 and mat2 must have the same dtype, but got "
-                                           "Double and Float"):
+    with pytest.raises(
+        RuntimeError, match="mat1 and mat2 must have the same dtype, but got Double and Float"
+    ):
         F.linear(ember.ones(2, 4, dtype=ember.float64), w)
 
 
@@ -625,14 +709,20 @@ def test_fused_ops_gradcheck():
     soft = _t64(_soft_targets(5, 4))
     cases = [
         (lambda a: F.cross_entropy(a, tgt), (x,)),
-        (lambda a: F.cross_entropy(a, tgt, weight=cw, label_smoothing=0.2,
-                                   ignore_index=1), (x,)),
+        (lambda a: F.cross_entropy(a, tgt, weight=cw, label_smoothing=0.2, ignore_index=1), (x,)),
         (lambda a: F.cross_entropy(a, tgt, reduction="none"), (x,)),
         (lambda a, s: F.cross_entropy(a, s, label_smoothing=0.1), (x, soft)),
         (lambda a: F.nll_loss(a, tgt, weight=cw, reduction="sum"), (x,)),
         (lambda a, w, b: F.batch_norm(a, None, None, w, b, True), (x4, w4, b4)),
-        (lambda a, w, b: F.layer_norm(a, (2, 2), w[:2].reshape(1, 2).expand(2, 2) * 1.0,
-                                      b[:2].reshape(1, 2).expand(2, 2) * 1.0), (x4, w4, b4)),
+        (
+            lambda a, w, b: F.layer_norm(
+                a,
+                (2, 2),
+                w[:2].reshape(1, 2).expand(2, 2) * 1.0,
+                b[:2].reshape(1, 2).expand(2, 2) * 1.0,
+            ),
+            (x4, w4, b4),
+        ),
         (lambda a, w, b: F.group_norm(a, 2, w, b), (x4, w4, b4)),
         (lambda a: F.instance_norm(a), (x4,)),
         (lambda a: F.gelu(a), (x,)),
@@ -640,20 +730,31 @@ def test_fused_ops_gradcheck():
         (lambda a: F.mish(a), (x,)),
         (lambda a, w: F.prelu(a, w), (x4, w4)),
         (lambda a: F.embedding(ember.tensor([[0, 2], [2, 1]]), a, padding_idx=4), (x,)),
-        (lambda a: F.embedding_bag(ember.tensor([0, 2, 2, 4, 1]), a, ember.tensor([0, 2, 2]),
-                                   mode="mean"), (x,)),
-        (lambda a: F.embedding_bag(ember.tensor([0, 2, 3, 4, 1]), a, ember.tensor([0, 2, 2]),
-                                   mode="max"), (x,)),
+        (
+            lambda a: F.embedding_bag(
+                ember.tensor([0, 2, 2, 4, 1]), a, ember.tensor([0, 2, 2]), mode="mean"
+            ),
+            (x,),
+        ),
+        (
+            lambda a: F.embedding_bag(
+                ember.tensor([0, 2, 3, 4, 1]), a, ember.tensor([0, 2, 2]), mode="max"
+            ),
+            (x,),
+        ),
         (lambda a, s: F.binary_cross_entropy(a, s), (_t64(_probs(3, 4)), _t64(_probs(3, 4)))),
-        (lambda a, b: F.bilinear(a, a, b), (_t64(rng.standard_normal((2, 3))),
-                                            _t64(rng.standard_normal((2, 3, 3))))),
+        (
+            lambda a, b: F.bilinear(a, a, b),
+            (_t64(rng.standard_normal((2, 3))), _t64(rng.standard_normal((2, 3, 3)))),
+        ),
     ]
     for i, (fn, args) in enumerate(cases):
         assert gradcheck(fn, args), f"case {i}"
 
 
-@pytest.mark.parametrize("name,kwargs", [("gelu", {}), ("gelu", {"approximate": "tanh"}),
-                                         ("mish", {})])
+@pytest.mark.parametrize(
+    "name,kwargs", [("gelu", {}), ("gelu", {"approximate": "tanh"}), ("mish", {})]
+)
 def test_fused_activation_double_backward_matches_torch(name, kwargs):
     """A gradient penalty through GELU / Mish: float64 gradgradcheck, and the second-order
     gradient against PyTorch's."""
@@ -664,8 +765,9 @@ def test_fused_activation_double_backward_matches_torch(name, kwargs):
     assert gradgradcheck(lambda a: fn(a, **kwargs), (_t64(x),))
     xe, xt = _t64(x), torch.tensor(x, requires_grad=True)
     (ge,) = ember.autograd.grad(fn(xe, **kwargs).sum(), xe, create_graph=True)
-    (gt,) = torch.autograd.grad(getattr(torch.nn.functional, name)(xt, **kwargs).sum(), xt,
-                                create_graph=True)
+    (gt,) = torch.autograd.grad(
+        getattr(torch.nn.functional, name)(xt, **kwargs).sum(), xt, create_graph=True
+    )
     (gge,) = ember.autograd.grad((ge * ge).sum(), xe)
     (ggt,) = torch.autograd.grad((gt * gt).sum(), xt)
     np.testing.assert_allclose(gge.numpy(), ggt.numpy(), rtol=1e-10, atol=1e-12)
@@ -683,8 +785,18 @@ def _functional(m):
     return F if m is ember else TF
 
 
-@pytest.mark.parametrize("case", ["ce", "ce-weight-smoothing-ignore", "ce-none", "ce-sum-smooth",
-                                  "ce-probs", "ce-probs-weight-smoothing", "nll-weight-sum"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "ce",
+        "ce-weight-smoothing-ignore",
+        "ce-none",
+        "ce-sum-smooth",
+        "ce-probs",
+        "ce-probs-weight-smoothing",
+        "nll-weight-sum",
+    ],
+)
 def test_loss_double_backward_matches_torch(case):
     from ember.autograd import gradgradcheck
 
@@ -692,12 +804,15 @@ def test_loss_double_backward_matches_torch(case):
     tgt = [0, 3, 1, 1, 2]
     cw = rng.random(4) + 0.5
     probs = _soft_targets(5, 4).astype(np.float64)
-    kw = {"ce": {}, "ce-weight-smoothing-ignore": dict(weight=cw, label_smoothing=0.2,
-                                                        ignore_index=1),
-          "ce-none": dict(reduction="none"), "ce-sum-smooth": dict(reduction="sum",
-                                                                   label_smoothing=0.1),
-          "ce-probs": {}, "ce-probs-weight-smoothing": dict(weight=cw, label_smoothing=0.1),
-          "nll-weight-sum": dict(weight=cw, reduction="sum", ignore_index=3)}[case]
+    kw = {
+        "ce": {},
+        "ce-weight-smoothing-ignore": dict(weight=cw, label_smoothing=0.2, ignore_index=1),
+        "ce-none": dict(reduction="none"),
+        "ce-sum-smooth": dict(reduction="sum", label_smoothing=0.1),
+        "ce-probs": {},
+        "ce-probs-weight-smoothing": dict(weight=cw, label_smoothing=0.1),
+        "nll-weight-sum": dict(weight=cw, reduction="sum", ignore_index=3),
+    }[case]
 
     def fn(m, a, *p):
         kwm = {k: (m.tensor(v) if k == "weight" else v) for k, v in kw.items()}
@@ -712,8 +827,17 @@ def test_loss_double_backward_matches_torch(case):
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("case", ["layer_norm", "layer_norm-no-affine", "group_norm",
-                                  "instance_norm", "batch_norm-train", "batch_norm-eval"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "layer_norm",
+        "layer_norm-no-affine",
+        "group_norm",
+        "instance_norm",
+        "batch_norm-train",
+        "batch_norm-eval",
+    ],
+)
 def test_norm_double_backward_matches_torch(case):
     from ember.autograd import gradgradcheck
 
@@ -731,8 +855,9 @@ def test_norm_double_backward_matches_torch(case):
             return f.group_norm(a, 2, *wb).pow(3)
         if case == "instance_norm":
             return f.instance_norm(a, weight=wb[0], bias=wb[1]).pow(3)
-        return f.batch_norm(a, m.tensor(rm.copy()), m.tensor(rv.copy()), *wb,
-                            training=case.endswith("train")).pow(3)
+        return f.batch_norm(
+            a, m.tensor(rm.copy()), m.tensor(rv.copy()), *wb, training=case.endswith("train")
+        ).pow(3)
 
     arrays = [x] if case.endswith("no-affine") else [x, w, b]
     assert gradgradcheck(lambda *t: fn(ember, *t), tuple(_t64(a) for a in arrays))
@@ -758,8 +883,7 @@ def test_bce_double_backward_matches_torch(case):
             return f.binary_cross_entropy(a, tt, weight=m.tensor(w), reduction="sum")
         if case == "bce-logits":
             return f.binary_cross_entropy_with_logits(a, tt)
-        return f.binary_cross_entropy_with_logits(a, tt, pos_weight=m.tensor(pw),
-                                                  reduction="none")
+        return f.binary_cross_entropy_with_logits(a, tt, pos_weight=m.tensor(pw), reduction="none")
 
     arrays = [logits if "logits" in case else x, t]
     assert gradgradcheck(lambda *a: fn(ember, *a), tuple(_t64(a) for a in arrays))
@@ -775,7 +899,7 @@ def test_embedding_double_backward_matches_torch(kwargs):
     idx = [[0, 2, 4], [2, 2, 1]]
 
     def fn(m, weight):  # a penalty on the weight gradient: second order through the lookup
-        return (_functional(m).embedding(m.tensor(idx), weight, **kwargs) ** 3)
+        return _functional(m).embedding(m.tensor(idx), weight, **kwargs) ** 3
 
     if kwargs.get("scale_grad_by_freq"):
         # The first-order "gradient" is scaled on purpose, so gradgradcheck does not apply;
@@ -785,16 +909,20 @@ def test_embedding_double_backward_matches_torch(kwargs):
         from ember.ops.embedding_ops import EmbeddingBackward
 
         ids = ember.tensor(idx)
-        assert gradcheck(lambda g: EmbeddingBackward.apply(g, ids._data, (5, 3), None, True),
-                         (_t64(rng.standard_normal((2, 3, 3))),))
+        assert gradcheck(
+            lambda g: EmbeddingBackward.apply(g, ids._data, (5, 3), None, True),
+            (_t64(rng.standard_normal((2, 3, 3))),),
+        )
         return
     assert gradgradcheck(lambda a: fn(ember, a), (_t64(w),))
     for got, want in zip(_second_order(ember, fn, [w]), _second_order(torch, fn, [w])):
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("mode,psw,pad", [("sum", False, None), ("mean", False, 4),
-                                          ("sum", True, None), ("sum", True, 2)])
+@pytest.mark.parametrize(
+    "mode,psw,pad",
+    [("sum", False, None), ("mean", False, 4), ("sum", True, None), ("sum", True, 2)],
+)
 def test_embedding_bag_double_backward(mode, psw, pad):
     # PyTorch has no double backward for embedding_bag (NotImplementedError): gradgradcheck
     # (float64, finite differences of the first-order gradient) is the reference
@@ -806,8 +934,10 @@ def test_embedding_bag_double_backward(mode, psw, pad):
         kw = {"mode": mode, "padding_idx": pad}
         if p:
             kw["per_sample_weights"] = p[0]
-        return F.embedding_bag(ember.tensor([0, 2, 2, 4, 1, 5]), weight, ember.tensor([0, 2, 2]),
-                               **kw) ** 3
+        return (
+            F.embedding_bag(ember.tensor([0, 2, 2, 4, 1, 5]), weight, ember.tensor([0, 2, 2]), **kw)
+            ** 3
+        )
 
     assert gradgradcheck(fn, tuple(_t64(a) for a in ([w, sample_w] if psw else [w])))
 
@@ -816,4 +946,4 @@ def test_embedding_bag_max_refuses_double_backward_clearly():
     w = _t64(rng.standard_normal((6, 3)))
     out = F.embedding_bag(ember.tensor([0, 2, 4, 1]), w, ember.tensor([0, 2]), mode="max")
     with pytest.raises(RuntimeError, match=r"mode='max'\) does not support higher-order"):
-        ember.autograd.grad((out ** 3).sum(), w, create_graph=True)
+        ember.autograd.grad((out**3).sum(), w, create_graph=True)

@@ -74,10 +74,12 @@ def test_traversal_names_match_torch(pair):
     assert list(e.state_dict().keys()) == list(t.state_dict().keys())
     assert len(list(e.parameters())) == len(list(t.parameters()))
     # remove_duplicate=False shows the shared Linear twice, prefix and recurse work
-    assert [n for n, _ in e.named_parameters(remove_duplicate=False)] == \
-        [n for n, _ in t.named_parameters(remove_duplicate=False)]
-    assert [n for n, _ in e.named_modules(prefix="root", remove_duplicate=False)] == \
-        [n for n, _ in t.named_modules(prefix="root", remove_duplicate=False)]
+    assert [n for n, _ in e.named_parameters(remove_duplicate=False)] == [
+        n for n, _ in t.named_parameters(remove_duplicate=False)
+    ]
+    assert [n for n, _ in e.named_modules(prefix="root", remove_duplicate=False)] == [
+        n for n, _ in t.named_modules(prefix="root", remove_duplicate=False)
+    ]
     assert [n for n, _ in e.a.named_parameters(prefix="p", recurse=False)] == ["p.scale"]
     assert [n for n, _ in e.named_buffers(recurse=False)] == []
 
@@ -88,13 +90,18 @@ def test_state_dict_roundtrip_with_torch(pair):
     assert repr(res) == "<All keys matched successfully>"
     assert res.missing_keys == [] and res.unexpected_keys == []
     x = np.random.default_rng(0).standard_normal((5, 3)).astype(np.float32)
-    np.testing.assert_allclose(e(ember.tensor(x)).detach().numpy(),
-                               t(torch.tensor(x)).detach().numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        e(ember.tensor(x)).detach().numpy(),
+        t(torch.tensor(x)).detach().numpy(),
+        rtol=1e-5,
+        atol=1e-6,
+    )
     # and back: torch loads ember's state_dict (as arrays)
     t2 = _build(torch)
     t2.load_state_dict({k: torch.tensor(v.numpy()) for k, v in e.state_dict().items()})
-    np.testing.assert_allclose(t2(torch.tensor(x)).detach().numpy(),
-                               t(torch.tensor(x)).detach().numpy(), rtol=1e-6)
+    np.testing.assert_allclose(
+        t2(torch.tensor(x)).detach().numpy(), t(torch.tensor(x)).detach().numpy(), rtol=1e-6
+    )
 
 
 def test_state_dict_shares_storage_and_keep_vars():
@@ -207,8 +214,9 @@ def test_parameter_basics():
     r = pickle.loads(pickle.dumps(p))
     assert isinstance(r, nn.Parameter) and r.requires_grad and r.tolist() == [1.0, 2.0]
     d = copy.deepcopy(p)
-    assert isinstance(d, nn.Parameter) and not np.shares_memory(d.detach().numpy(),
-                                                                 p.detach().numpy())
+    assert isinstance(d, nn.Parameter) and not np.shares_memory(
+        d.detach().numpy(), p.detach().numpy()
+    )
 
 
 def test_train_eval_requires_grad_zero_grad():
@@ -288,8 +296,9 @@ def test_pickle_and_deepcopy_keep_sharing():
     for clone in (pickle.loads(pickle.dumps(e)), copy.deepcopy(e)):
         np.testing.assert_allclose(clone(x).detach().numpy(), ref, rtol=1e-6)
         assert clone.seq[0] is clone.seq[2] is clone.shared
-        assert not np.shares_memory(clone.shared.weight.detach().numpy(),
-                                    e.shared.weight.detach().numpy())
+        assert not np.shares_memory(
+            clone.shared.weight.detach().numpy(), e.shared.weight.detach().numpy()
+        )
         assert [n for n, _ in clone.named_parameters()] == [n for n, _ in e.named_parameters()]
         assert "scratch" in clone.a._non_persistent_buffers_set
 
@@ -317,8 +326,7 @@ def test_forward_pre_and_forward_hooks():
     h1 = lin.register_forward_pre_hook(pre)
     h2 = lin.register_forward_hook(post)
     out = lin(ember.ones(1, 2))
-    np.testing.assert_allclose(out.detach().numpy(), lin.bias.detach().numpy()[None] + 1,
-                               rtol=1e-6)
+    np.testing.assert_allclose(out.detach().numpy(), lin.bias.detach().numpy()[None] + 1, rtol=1e-6)
     assert calls == ["pre", "post"]
     h1.remove()
     h2.remove()
@@ -360,7 +368,7 @@ def test_forward_hook_always_call_on_error():
 def _run_backward_hooks(lib, pre_scale):
     m = lib.nn if lib is not ember else nn
     lin = m.Linear(3, 2)
-    with (torch.no_grad() if lib is torch else ember.no_grad()):
+    with torch.no_grad() if lib is torch else ember.no_grad():
         lin.weight.copy_(lib.tensor([[1.0, 2.0, 3.0], [-1.0, 0.5, 2.0]]))
         lin.bias.copy_(lib.tensor([0.1, -0.2]))
     record = {}
@@ -400,6 +408,7 @@ def test_full_backward_hook_without_input_grad():
 
 def test_state_dict_and_load_hooks():
     lin = nn.Linear(2, 2)
+
     def drop_bias(m, sd, prefix, meta):
         del sd[prefix + "bias"]
 
@@ -508,8 +517,11 @@ def test_lazy_linear_initialises_on_first_call():
 
 
 def test_forward_not_implemented_message():
-    with pytest.raises(NotImplementedError, match=r'Module \[Module\] is missing the required '
-                                                  r'"forward" function'):
+    with pytest.raises(
+        NotImplementedError,
+        match=r"Module \[Module\] is missing the required "
+        r'"forward" function',
+    ):
         nn.Module()(ember.ones(1))
 
 

@@ -109,7 +109,8 @@ def test_remove_leave_unparametrized_and_sequence_originals():
     p = e.parametrizations.weight
     assert not p.is_tensor and p.ntensors == 2
     assert {"parametrizations.weight.original0", "parametrizations.weight.original1"} <= set(
-        e.state_dict())
+        e.state_dict()
+    )
     with pytest.raises(ValueError, match="Cannot leave unparametrized"):
         EP.remove_parametrizations(e, "weight", leave_parametrized=False)
     w = e.weight.detach().numpy().copy()
@@ -154,11 +155,13 @@ def test_weight_norm_parametrization(dim):
     x = np.linspace(-1, 1, 8, dtype=np.float32).reshape(2, 4)
     eo, to = e(ember.tensor(x)), t(torch.tensor(x))
     _close(eo, to)
-    (eo ** 2).sum().backward()
-    (to ** 2).sum().backward()
+    (eo**2).sum().backward()
+    (to**2).sum().backward()
     for i in (0, 1):
-        _close(getattr(e.parametrizations.weight, f"original{i}").grad,
-               getattr(t.parametrizations.weight, f"original{i}").grad)
+        _close(
+            getattr(e.parametrizations.weight, f"original{i}").grad,
+            getattr(t.parametrizations.weight, f"original{i}").grad,
+        )
 
 
 def test_weight_norm_old_checkpoint_loads_into_parametrization():
@@ -295,8 +298,9 @@ def test_functional_call():
     np.testing.assert_allclose(out.numpy(), np.ones((2, 3)))
     assert e.weight is w0
     with pytest.raises(RuntimeError, match="Missing key"):
-        eu.stateless._functional_call(e, {"weight": ember.zeros(3, 4)}, ember.ones(1, 4),
-                                      strict=True)
+        eu.stateless._functional_call(
+            e, {"weight": ember.zeros(3, 4)}, ember.ones(1, 4), strict=True
+        )
 
 
 def test_skip_init_and_memory_format():
@@ -306,8 +310,12 @@ def test_skip_init_and_memory_format():
         eu.skip_init(int)
     c = enn.Sequential(enn.Conv2d(1, 2, 3))
     w = c[0].weight.detach().numpy().copy()
-    assert eu.convert_conv2d_weight_memory_format(c, ember.channels_last
-                                                  if hasattr(ember, "channels_last") else None) is c
+    assert (
+        eu.convert_conv2d_weight_memory_format(
+            c, ember.channels_last if hasattr(ember, "channels_last") else None
+        )
+        is c
+    )
     np.testing.assert_array_equal(c[0].weight.detach().numpy(), w)
     assert eu.convert_conv3d_weight_memory_format(c, None) is c
     with pytest.warns(FutureWarning):

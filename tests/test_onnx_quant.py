@@ -17,7 +17,7 @@ from ember.ao import quantization as tq
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-_QUANTIZE_PER_TENSOR = ember.quantized.quantize_per_tensor   # before any export patches it
+_QUANTIZE_PER_TENSOR = ember.quantized.quantize_per_tensor  # before any export patches it
 
 
 class MLP(nn.Module):
@@ -83,8 +83,14 @@ def _quantize(model, shape, fuse=None):
 
 def _export(model, x, tmp_path):
     f = io.BytesIO()
-    proto = ember.onnx.export(model, x, f, input_names=["x"], output_names=["y"],
-                              dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}})
+    proto = ember.onnx.export(
+        model,
+        x,
+        f,
+        input_names=["x"],
+        output_names=["y"],
+        dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}},
+    )
     onnx.checker.check_model(proto)
     so = ort.SessionOptions()
     so.optimized_model_filepath = str(tmp_path / "opt.onnx")
@@ -95,7 +101,7 @@ def _export(model, x, tmp_path):
 
 def _compare(model, sess, feature_shape, atol):
     gen = np.random.default_rng(1)
-    for batch in (1, 5):   # the exported batch is 4: both sizes go through dynamic_axes
+    for batch in (1, 5):  # the exported batch is 4: both sizes go through dynamic_axes
         x = (1.5 * gen.standard_normal((batch, *feature_shape))).astype(np.float32)
         want = model(ember.tensor(x)).numpy()
         got = sess.run(None, {"x": x})[0]
@@ -110,21 +116,25 @@ def _ops(proto) -> list[str]:
 def _int8_inits(proto) -> dict:
     from onnx import numpy_helper
 
-    return {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer
-            if t.data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8)
-            and len(t.dims) >= 2}
+    return {
+        t.name: numpy_helper.to_array(t)
+        for t in proto.graph.initializer
+        if t.data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8) and len(t.dims) >= 2
+    }
 
 
 @pytest.mark.parametrize("name", ["mlp", "digits_cnn", "branches"])
 def test_static_qdq_matches_ember(name, tmp_path):
-    model, shape, fuse = {"mlp": (MLP(), (16,), None),
-                          "digits_cnn": (DigitsCNN(), (1, 8, 8), FUSE_CNN),
-                          "branches": (Branches(), (16,), None)}[name]
+    model, shape, fuse = {
+        "mlp": (MLP(), (16,), None),
+        "digits_cnn": (DigitsCNN(), (1, 8, 8), FUSE_CNN),
+        "branches": (Branches(), (16,), None),
+    }[name]
     q = _quantize(model, (32, *shape), fuse)
     proto, sess, fused = _export(q, ember.randn(4, *shape), tmp_path)
     ops = _ops(proto)
     assert ops[0] == "QuantizeLinear" and "DequantizeLinear" in ops
-    weights = _int8_inits(proto)   # int8 weights, one initializer per quantized layer
+    weights = _int8_inits(proto)  # int8 weights, one initializer per quantized layer
     n_layers = sum(hasattr(m, "_RELU") for m in q.modules())
     assert len(weights) == n_layers and all(w.dtype == np.int8 for w in weights.values())
     # one quantization step of the output: the last layer's output scale
@@ -135,14 +145,20 @@ def test_static_qdq_matches_ember(name, tmp_path):
     if name == "digits_cnn":
         assert {"QLinearConv", "QGemm"} <= fused and "Conv" not in fused
         # per-channel weights: the weights' DequantizeLinear carry the channel axis
-        dq_w = [n for n in proto.graph.node if n.op_type == "DequantizeLinear"
-                and n.input[0] in weights]
+        dq_w = [
+            n for n in proto.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in weights
+        ]
         assert len(dq_w) == 4 and all(a.name == "axis" for n in dq_w for a in n.attribute)
-        scales = {n.input[0]: onnx.numpy_helper.to_array(
-            next(t for t in proto.graph.initializer if t.name == n.input[1])) for n in dq_w}
+        scales = {
+            n.input[0]: onnx.numpy_helper.to_array(
+                next(t for t in proto.graph.initializer if t.name == n.input[1])
+            )
+            for n in dq_w
+        }
         conv1 = next(v for k, v in scales.items() if k.startswith("conv1"))
-        np.testing.assert_allclose(conv1, q.conv1.weight().q_per_channel_scales().numpy(),
-                                   rtol=1e-6)
+        np.testing.assert_allclose(
+            conv1, q.conv1.weight().q_per_channel_scales().numpy(), rtol=1e-6
+        )
 
 
 @pytest.mark.parametrize("reduce_range", [True, False])
@@ -154,15 +170,14 @@ def test_dynamic_linear_matches_ember(reduce_range, tmp_path):
             m.reduce_range = reduce_range
     proto, sess, fused = _export(q, ember.randn(4, 16), tmp_path)
     assert "MatMulInteger" in _ops(proto)
-    assert "MatMul" not in fused and "Gemm" not in fused   # int8 kernels only
+    assert "MatMul" not in fused and "Gemm" not in fused  # int8 kernels only
     assert ("MatMulIntegerToFloat" if reduce_range else "DynamicQuantizeMatMul") in fused
     # the same 7-bit (reduce_range) or 8-bit activation codes as ember: float rounding only
     _compare(q, sess, (16,), atol=1e-5)
 
 
 def test_dynamic_linear_3d_input(tmp_path):
-    q = tq.quantize_dynamic(nn.Sequential(nn.Linear(6, 5)).eval(), {nn.Linear},
-                            dtype=ember.qint8)
+    q = tq.quantize_dynamic(nn.Sequential(nn.Linear(6, 5)).eval(), {nn.Linear}, dtype=ember.qint8)
     _, sess, _ = _export(q, ember.randn(4, 3, 6), tmp_path)
     _compare(q, sess, (3, 6), atol=1e-5)
 
@@ -199,7 +214,7 @@ def test_quantized_output_is_uint8_codes(tmp_path):
 
 def test_unsupported_quantized_modules_are_refused():
     q = _quantize(MLP(), (32, 16))
-    q.quant = nn.Identity()   # float reaches a quantized Linear: the example run names it
+    q.quant = nn.Identity()  # float reaches a quantized Linear: the example run names it
     with pytest.raises(RuntimeError, match="QuantStub"):
         ember.onnx.export(q, ember.randn(2, 16))
     lstm = tq.quantize_dynamic(nn.Sequential(nn.LSTM(4, 8)), {nn.LSTM}, dtype=ember.qint8)
@@ -212,18 +227,19 @@ def test_docs_snippet_runs(tmp_path, monkeypatch):
     import re
 
     doc = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "onnx.md").read_text()
-    section = doc[doc.index("## Quantized models (QDQ)"):]
+    section = doc[doc.index("## Quantized models (QDQ)") :]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     monkeypatch.chdir(tmp_path)
     ns = {"__name__": "__docs__"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         exec(compile(code, "docs/onnx.md", "exec"), ns)  # noqa: S102
-    for fname, model, shape in (("digits_int8.onnx", ns["qmodel"], (3, 1, 8, 8)),
-                                ("mlp_dynamic.onnx", ns["dyn"], (3, 64))):
+    for fname, model, shape in (
+        ("digits_int8.onnx", ns["qmodel"], (3, 1, 8, 8)),
+        ("mlp_dynamic.onnx", ns["dyn"], (3, 64)),
+    ):
         onnx.checker.check_model(str(tmp_path / fname))
         x = np.random.default_rng(2).standard_normal(shape).astype(np.float32)
         got = ort.InferenceSession(str(tmp_path / fname)).run(None, {"x": x})[0]
         step = getattr(model.fc, "scale", 1e-5) if fname.startswith("digits") else 1e-5
-        np.testing.assert_allclose(got, model(ember.tensor(x)).numpy(), rtol=0,
-                                   atol=step * 1.0001)
+        np.testing.assert_allclose(got, model(ember.tensor(x)).numpy(), rtol=0, atol=step * 1.0001)

@@ -102,16 +102,21 @@ def _sum_to(g: np.ndarray, shape: tuple) -> np.ndarray:
 
 @pytest.mark.parametrize("name", [spec.name for spec in BINARY])
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(shapes=hnp.mutually_broadcastable_shapes(num_shapes=2, min_dims=0, max_dims=4,
-                                                min_side=0, max_side=3),
-       seed=st.integers(0, 2**31 - 1))
+@given(
+    shapes=hnp.mutually_broadcastable_shapes(
+        num_shapes=2, min_dims=0, max_dims=4, min_side=0, max_side=3
+    ),
+    seed=st.integers(0, 2**31 - 1),
+)
 def test_binary_broadcasting(name, shapes, seed):
     spec = OPS_BY_NAME[name]
     rng = np.random.default_rng(seed)
     ka, kb = _arg_kinds(spec)
     (sa, sb), out_shape = shapes.input_shapes, shapes.result_shape
-    arrays = [make_array(Arg(sa, ka.kind, "float64"), rng),
-              make_array(Arg(sb, kb.kind, "float64"), rng)]
+    arrays = [
+        make_array(Arg(sa, ka.kind, "float64"), rng),
+        make_array(Arg(sb, kb.kind, "float64"), rng),
+    ]
     a, b = framework_inputs(ember, arrays, requires_grad=spec.grad)
     out = spec.call(ember, a, b)
     want = spec.ref(*arrays)
@@ -124,16 +129,16 @@ def test_binary_broadcasting(name, shapes, seed):
     g = rng.standard_normal(out_shape)
     wrt = [t for t in (a, b) if t.requires_grad]
     grads = dict(zip(map(id, wrt), ember.autograd.grad(out, wrt, ember.tensor(g))))
-    full = [ember.tensor(np.broadcast_to(x, out_shape).copy(), requires_grad=True)
-            for x in arrays]
+    full = [ember.tensor(np.broadcast_to(x, out_shape).copy(), requires_grad=True) for x in arrays]
     spec.call(ember, *full).backward(ember.tensor(g))
     for t, f, shape in zip((a, b), full, (sa, sb)):
         if not t.requires_grad:
             continue
         grad = grads[id(t)]
         assert tuple(grad.shape) == shape
-        np.testing.assert_allclose(to_numpy(grad), _sum_to(to_numpy(f.grad), shape),
-                                   rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(
+            to_numpy(grad), _sum_to(to_numpy(f.grad), shape), rtol=1e-10, atol=1e-12
+        )
 
 
 # ---- coverage of the op list, and the GPU run of the table ------------------------
@@ -175,13 +180,15 @@ def test_backward_on_gpu(pair):
     kwargs = spec.samples[i].kwargs
     grads = []
     for device in ("cpu", "cuda"):
-        inputs = framework_inputs(ember, arrays, float_dtype=np.float64, requires_grad=True,
-                                  device=device)
-        outs = [o for o in flat_outputs(spec.call(ember, *inputs, **kwargs))
-                if o.requires_grad]
+        inputs = framework_inputs(
+            ember, arrays, float_dtype=np.float64, requires_grad=True, device=device
+        )
+        outs = [o for o in flat_outputs(spec.call(ember, *inputs, **kwargs)) if o.requires_grad]
         rng = np.random.default_rng(0)
-        loss = sum((o * ember.tensor(rng.standard_normal(tuple(o.shape)), device=device)).sum()
-                   for o in outs)
+        loss = sum(
+            (o * ember.tensor(rng.standard_normal(tuple(o.shape)), device=device)).sum()
+            for o in outs
+        )
         wrt = [t for t in inputs if isinstance(t, ember.Tensor) and t.requires_grad]
         got = ember.autograd.grad(loss, wrt, allow_unused=True)  # expand_as's other is unused
         grads.append([None if g is None else to_numpy(g) for g in got])

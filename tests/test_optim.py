@@ -54,8 +54,9 @@ class Pair:
         self.topt = getattr(torch.optim, name)(t_params, **kwargs)
 
     def closure(self, lib):
-        opt, params, x = ((self.eopt, self.e, self.ex) if lib is ember
-                          else (self.topt, self.t, self.tx))
+        opt, params, x = (
+            (self.eopt, self.e, self.ex) if lib is ember else (self.topt, self.t, self.tx)
+        )
 
         def closure():
             opt.zero_grad()
@@ -73,8 +74,9 @@ class Pair:
 
     def assert_close(self):
         for i, (e, t) in enumerate(zip(self.e, self.t)):
-            np.testing.assert_allclose(e.detach().numpy(), t.detach().numpy(), atol=ATOL,
-                                       rtol=RTOL, err_msg=f"param {i}")
+            np.testing.assert_allclose(
+                e.detach().numpy(), t.detach().numpy(), atol=ATOL, rtol=RTOL, err_msg=f"param {i}"
+            )
         for eg, tg in zip(self.eopt.param_groups, self.topt.param_groups):
             assert eg["lr"] == pytest.approx(tg["lr"])
 
@@ -109,16 +111,17 @@ CONFIGS = [
 
 
 @pytest.mark.parametrize("name,kwargs", CONFIGS, ids=[f"{n}-{k}" for n, k in CONFIGS])
-def test_updates_in_cache_sized_pieces_are_bitwise_those_of_whole_arrays(name, kwargs,
-                                                                          monkeypatch):
+def test_updates_in_cache_sized_pieces_are_bitwise_those_of_whole_arrays(name, kwargs, monkeypatch):
     # large parameters are updated piece by piece (parallel_apply); elementwise math must not
     # see the difference, over steps that take RAdam from its warm-up to rectified updates
     from ember.backend import threads
 
     def run():
         rng = np.random.default_rng(0)
-        params = [ember.tensor(rng.standard_normal(n).astype(np.float32), requires_grad=True)
-                  for n in (100_003, 7)]
+        params = [
+            ember.tensor(rng.standard_normal(n).astype(np.float32), requires_grad=True)
+            for n in (100_003, 7)
+        ]
         opt = getattr(ember.optim, name)(params, **kwargs)
         for _ in range(8):
             for p in params:
@@ -142,12 +145,18 @@ def test_twenty_steps_match_torch(name, kwargs):
     pair.assert_close()
     unused_e, unused_t = pair.e[3], pair.t[3]
     assert unused_e.grad is None and len(pair.eopt.state[unused_e]) == len(
-        pair.topt.state[unused_t])
+        pair.topt.state[unused_t]
+    )
 
 
-@pytest.mark.parametrize("name,kwargs", [("SGD", dict(lr=0.05, momentum=0.9)),
-                                         ("Adam", dict(lr=0.01, amsgrad=True)),
-                                         ("RMSprop", dict(centered=True, momentum=0.5))])
+@pytest.mark.parametrize(
+    "name,kwargs",
+    [
+        ("SGD", dict(lr=0.05, momentum=0.9)),
+        ("Adam", dict(lr=0.01, amsgrad=True)),
+        ("RMSprop", dict(centered=True, momentum=0.5)),
+    ],
+)
 def test_param_groups_match_torch(name, kwargs):
     pair = Pair(name, kwargs, groups=True)
     pair.step(20)
@@ -157,11 +166,16 @@ def test_param_groups_match_torch(name, kwargs):
 # L-BFGS amplifies float32 rounding once it crawls along the loss valley (after ~20
 # iterations here; how soon depends on the BLAS kernels of the machine), so the comparison
 # covers the iterations before that.
-@pytest.mark.parametrize("kwargs,steps", [
-    (dict(), 1), (dict(line_search_fn="strong_wolfe"), 1), (dict(max_iter=5), 5),
-    (dict(max_iter=5, line_search_fn="strong_wolfe"), 5),
-    (dict(lr=0.5, history_size=3, max_iter=7), 2),
-])
+@pytest.mark.parametrize(
+    "kwargs,steps",
+    [
+        (dict(), 1),
+        (dict(line_search_fn="strong_wolfe"), 1),
+        (dict(max_iter=5), 5),
+        (dict(max_iter=5, line_search_fn="strong_wolfe"), 5),
+        (dict(lr=0.5, history_size=3, max_iter=7), 2),
+    ],
+)
 def test_lbfgs_matches_torch(kwargs, steps):
     pair = Pair("LBFGS", kwargs)
     for _ in range(steps):
@@ -184,8 +198,7 @@ def test_state_dict_layout_matches_torch(name, kwargs):
     pair.step(3)
     esd, tsd = pair.eopt.state_dict(), pair.topt.state_dict()
     assert [g.keys() for g in esd["param_groups"]] == [g.keys() for g in tsd["param_groups"]]
-    assert [g["params"] for g in esd["param_groups"]] == [g["params"] for g in
-                                                          tsd["param_groups"]]
+    assert [g["params"] for g in esd["param_groups"]] == [g["params"] for g in tsd["param_groups"]]
     assert esd["state"].keys() == tsd["state"].keys()
     for pid, tstate in tsd["state"].items():
         estate = esd["state"][pid]
@@ -194,16 +207,26 @@ def test_state_dict_layout_matches_torch(name, kwargs):
             ev = estate[key]
             assert isinstance(ev, ember.Tensor)
             assert ev.shape == tuple(tv.shape) and str(ev.dtype) == str(tv.dtype).replace(
-                "torch", "ember")
+                "torch", "ember"
+            )
             np.testing.assert_allclose(_arr(ev), _arr(tv), atol=ATOL, rtol=RTOL)
 
 
-@pytest.mark.parametrize("name,kwargs", [
-    ("SGD", dict(lr=0.05, momentum=0.9)), ("Adam", dict(lr=0.01, amsgrad=True)),
-    ("AdamW", dict()), ("RMSprop", dict(centered=True, momentum=0.5)), ("Adagrad", dict()),
-    ("Adadelta", dict()), ("Adamax", dict()), ("NAdam", dict()), ("RAdam", dict()),
-    ("LBFGS", dict(history_size=3, max_iter=3)),
-])
+@pytest.mark.parametrize(
+    "name,kwargs",
+    [
+        ("SGD", dict(lr=0.05, momentum=0.9)),
+        ("Adam", dict(lr=0.01, amsgrad=True)),
+        ("AdamW", dict()),
+        ("RMSprop", dict(centered=True, momentum=0.5)),
+        ("Adagrad", dict()),
+        ("Adadelta", dict()),
+        ("Adamax", dict()),
+        ("NAdam", dict()),
+        ("RAdam", dict()),
+        ("LBFGS", dict(history_size=3, max_iter=3)),
+    ],
+)
 def test_state_dict_round_trip_continues_identically(name, kwargs):
     pair = Pair(name, kwargs, groups=name != "LBFGS")
     pair.step(5)
@@ -213,11 +236,15 @@ def test_state_dict_round_trip_continues_identically(name, kwargs):
     pair.assert_close()  # the reference run, still in step with torch
 
     weights = [ember.tensor(a, requires_grad=True) for a in saved_params]
-    params = (weights if name == "LBFGS"
-              else [{"params": weights[:2]}, {"params": weights[2:], "lr": 0.003}])
+    params = (
+        weights
+        if name == "LBFGS"
+        else [{"params": weights[:2]}, {"params": weights[2:], "lr": 0.003}]
+    )
     opt = getattr(eoptim, name)(params, **kwargs)
     opt.load_state_dict(saved)
     for _ in range(5):
+
         def closure():
             opt.zero_grad()
             loss = _loss(ember, weights, pair.ex)
@@ -239,8 +266,9 @@ def test_load_state_dict_copies_and_casts():
     opt2.load_state_dict(opt.state_dict())
     s1, s2 = opt.state[p], opt2.state[q]
     assert s2["exp_avg"].dtype == ember.float64 and s2["step"].dtype == ember.float32
-    assert s2["exp_avg"]._data is not s1["exp_avg"]._data and s2["step"]._data is not s1[
-        "step"]._data
+    assert (
+        s2["exp_avg"]._data is not s1["exp_avg"]._data and s2["step"]._data is not s1["step"]._data
+    )
     assert opt2.param_groups[0]["lr"] == 1e-3 and opt2.param_groups[0]["params"][0] is q
 
 
@@ -249,8 +277,10 @@ def test_load_torch_state_dict_continues_like_torch():
     pair.step(5)
     tsd = pair.topt.state_dict()
     converted = {
-        "state": {k: {n: ember.tensor(v.numpy().copy()) for n, v in s.items()}
-                  for k, s in tsd["state"].items()},
+        "state": {
+            k: {n: ember.tensor(v.numpy().copy()) for n, v in s.items()}
+            for k, s in tsd["state"].items()
+        },
         "param_groups": tsd["param_groups"],
     }
     for e, t in zip(pair.e, pair.t):
@@ -328,14 +358,17 @@ def test_param_group_added_later_gets_state_like_torch(name):
         b = lib.full((2,), 2.0, requires_grad=True)
         kwargs = {"initial_accumulator_value": 0.5} if name == "Adagrad" else {}
         opt = getattr(optim, name)([a], lr=0.1, **kwargs)
-        opt.add_param_group({"params": [b], **({"initial_accumulator_value": 2.0}
-                                               if name == "Adagrad" else {})})
+        opt.add_param_group(
+            {"params": [b], **({"initial_accumulator_value": 2.0} if name == "Adagrad" else {})}
+        )
         for _ in range(3):
             opt.zero_grad()
             (a.sum() + (b * b).sum()).backward()
             opt.step()
-        out[lib.__name__] = ([float(v) for v in b.detach().numpy()],
-                             {k: np.asarray(v.detach().numpy()) for k, v in opt.state[b].items()})
+        out[lib.__name__] = (
+            [float(v) for v in b.detach().numpy()],
+            {k: np.asarray(v.detach().numpy()) for k, v in opt.state[b].items()},
+        )
     (eb, es), (tb, ts) = out["ember"], out["torch"]
     np.testing.assert_allclose(eb, tb, rtol=RTOL, atol=ATOL)
     assert list(es) == list(ts)
@@ -384,14 +417,21 @@ def test_pickle_round_trip():
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("name,kwargs", [c for c in CONFIGS if c[0] in ("SGD", "Adam", "RAdam")]
-                         + [("RMSprop", dict(centered=True, momentum=0.5)), ("NAdam", dict()),
-                            ("Adamax", dict()), ("Adadelta", dict()), ("Adagrad", dict())])
+@pytest.mark.parametrize(
+    "name,kwargs",
+    [c for c in CONFIGS if c[0] in ("SGD", "Adam", "RAdam")]
+    + [
+        ("RMSprop", dict(centered=True, momentum=0.5)),
+        ("NAdam", dict()),
+        ("Adamax", dict()),
+        ("Adadelta", dict()),
+        ("Adagrad", dict()),
+    ],
+)
 def test_cuda_matches_cpu(name, kwargs):
     weights, _ = _init()
     rng = np.random.default_rng(1)
-    grads = [[rng.standard_normal(w.shape).astype(np.float32) for w in weights]
-             for _ in range(5)]
+    grads = [[rng.standard_normal(w.shape).astype(np.float32) for w in weights] for _ in range(5)]
     results = []
     for device in ("cpu", "cuda"):
         params = [ember.tensor(w, device=device, requires_grad=True) for w in weights]
@@ -401,8 +441,12 @@ def test_cuda_matches_cpu(name, kwargs):
                 p.grad = ember.tensor(g, device=device)
             opt.step()
         assert all(p.device.type == device for p in params)
-        assert all(v.device.type == device for s in opt.state.values() for k, v in s.items()
-                   if k not in ("step", "mu_product"))
+        assert all(
+            v.device.type == device
+            for s in opt.state.values()
+            for k, v in s.items()
+            if k not in ("step", "mu_product")
+        )
         results.append([p.detach().cpu().numpy() for p in params])
     for a, b in zip(*results):
         np.testing.assert_allclose(a, b, atol=1e-6, rtol=1e-5)
@@ -416,8 +460,7 @@ def _leaf(lib):
 ERROR_CASES = [
     ("negative lr", lambda lib: lib.optim.SGD([_leaf(lib)], lr=-0.1)),
     ("negative momentum", lambda lib: lib.optim.SGD([_leaf(lib)], lr=0.1, momentum=-1)),
-    ("nesterov without momentum", lambda lib: lib.optim.SGD([_leaf(lib)], lr=0.1,
-                                                            nesterov=True)),
+    ("nesterov without momentum", lambda lib: lib.optim.SGD([_leaf(lib)], lr=0.1, nesterov=True)),
     ("beta0 out of range", lambda lib: lib.optim.Adam([_leaf(lib)], betas=(1.0, 0.999))),
     ("beta1 out of range", lambda lib: lib.optim.AdamW([_leaf(lib)], betas=(0.9, -0.1))),
     ("negative eps", lambda lib: lib.optim.Adam([_leaf(lib)], eps=-1.0)),
@@ -430,10 +473,18 @@ ERROR_CASES = [
     ("a set of parameters", lambda lib: lib.optim.SGD([{"params": {_leaf(lib)}}], lr=0.1)),
     ("a non-tensor parameter", lambda lib: lib.optim.SGD([1.0], lr=0.1)),
     ("a non-leaf tensor", lambda lib: lib.optim.SGD([_leaf(lib) * 2], lr=0.1)),
-    ("a parameter in two groups", lambda lib: (lambda p: lib.optim.SGD(
-        [{"params": [p]}, {"params": [p]}], lr=0.1))(_leaf(lib))),
-    ("LBFGS with groups", lambda lib: lib.optim.LBFGS(
-        [{"params": [_leaf(lib)]}, {"params": [_leaf(lib)], "lr": 0.1}])),
+    (
+        "a parameter in two groups",
+        lambda lib: (lambda p: lib.optim.SGD([{"params": [p]}, {"params": [p]}], lr=0.1))(
+            _leaf(lib)
+        ),
+    ),
+    (
+        "LBFGS with groups",
+        lambda lib: lib.optim.LBFGS(
+            [{"params": [_leaf(lib)]}, {"params": [_leaf(lib)], "lr": 0.1}]
+        ),
+    ),
 ]
 
 

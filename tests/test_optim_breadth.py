@@ -71,8 +71,9 @@ def test_trajectory_and_state_dict_match_torch(name, kwargs):
             np.testing.assert_allclose(ev, tv, atol=2e-5, rtol=1e-4, err_msg=key)
 
 
-@pytest.mark.parametrize("kwargs", [dict(lr=0.02), dict(lr=0.02, nesterov=False,
-                                                         adjust_lr_fn="match_rms_adamw")])
+@pytest.mark.parametrize(
+    "kwargs", [dict(lr=0.02), dict(lr=0.02, nesterov=False, adjust_lr_fn="match_rms_adamw")]
+)
 def test_muon_matches_torch(kwargs):
     # Newton-Schulz runs in bfloat16 in both; a few steps stay within bf16's resolution
     e, t, eo, to = _run("Muon", kwargs, steps=3, only2d=True)
@@ -86,14 +87,18 @@ def test_muon_matches_torch(kwargs):
 def test_optimizer_argument_errors_match_torch():
     p = [ember.zeros(2, 2, requires_grad=True)]
     tp = [torch.zeros(2, 2, requires_grad=True)]
-    cases = [("Rprop", dict(etas=(1.5, 1.2))), ("Adafactor", dict(beta2_decay=0.5)),
-             ("Adafactor", dict(d=0.5)), ("ASGD", dict(lr=-1.0)),
-             ("Muon", dict(adjust_lr_fn="nope")), ("SparseAdam", dict(betas=(1.0, 0.9)))]
+    cases = [
+        ("Rprop", dict(etas=(1.5, 1.2))),
+        ("Adafactor", dict(beta2_decay=0.5)),
+        ("Adafactor", dict(d=0.5)),
+        ("ASGD", dict(lr=-1.0)),
+        ("Muon", dict(adjust_lr_fn="nope")),
+        ("SparseAdam", dict(betas=(1.0, 0.9))),
+    ]
     for name, kw in cases:
         with pytest.raises(ValueError) as te:
             getattr(torch.optim, name)(tp, **kw)
-        with pytest.raises(ValueError, match=str(te.value).replace("(", r"\(")
-                           .replace(")", r"\)")):
+        with pytest.raises(ValueError, match=str(te.value).replace("(", r"\(").replace(")", r"\)")):
             getattr(eoptim, name)(p, **kw)
 
 
@@ -119,11 +124,15 @@ def test_averaged_model_matches_torch(mode):
     e, t = _models()
     kw_e, kw_t = {}, {}
     if mode == "ema_multi":
-        kw_e["multi_avg_fn"], kw_t["multi_avg_fn"] = (eswa.get_ema_multi_avg_fn(0.9),
-                                                      torch.optim.swa_utils.get_ema_multi_avg_fn(0.9))
+        kw_e["multi_avg_fn"], kw_t["multi_avg_fn"] = (
+            eswa.get_ema_multi_avg_fn(0.9),
+            torch.optim.swa_utils.get_ema_multi_avg_fn(0.9),
+        )
     elif mode == "ema_avg":
-        kw_e["avg_fn"], kw_t["avg_fn"] = (eswa.get_ema_avg_fn(0.8),
-                                          torch.optim.swa_utils.get_ema_avg_fn(0.8))
+        kw_e["avg_fn"], kw_t["avg_fn"] = (
+            eswa.get_ema_avg_fn(0.8),
+            torch.optim.swa_utils.get_ema_avg_fn(0.8),
+        )
     elif mode == "swa_avg_buffers":
         kw_e["avg_fn"] = eswa.get_swa_avg_fn()
         kw_t["avg_fn"] = torch.optim.swa_utils.get_swa_avg_fn()
@@ -143,8 +152,7 @@ def test_averaged_model_matches_torch(mode):
         ta.update_parameters(t)
     assert list(ea.state_dict()) == list(ta.state_dict())
     for k, v in ta.state_dict().items():
-        np.testing.assert_allclose(ea.state_dict()[k].numpy(), v.numpy(), atol=1e-6,
-                                   err_msg=k)
+        np.testing.assert_allclose(ea.state_dict()[k].numpy(), v.numpy(), atol=1e-6, err_msg=k)
 
 
 def test_update_bn_and_swalr_match_torch():
@@ -160,8 +168,9 @@ def test_update_bn_and_swalr_match_torch():
         eo = eoptim.SGD(e.parameters(), lr=0.5)
         to = torch.optim.SGD(t.parameters(), lr=0.5)
         es = eswa.SWALR(eo, swa_lr=0.05, anneal_epochs=epochs, anneal_strategy=strategy)
-        ts = torch.optim.swa_utils.SWALR(to, swa_lr=0.05, anneal_epochs=epochs,
-                                         anneal_strategy=strategy)
+        ts = torch.optim.swa_utils.SWALR(
+            to, swa_lr=0.05, anneal_epochs=epochs, anneal_strategy=strategy
+        )
         for _ in range(5):
             eo.step()
             to.step()
@@ -182,8 +191,10 @@ def test_swap_in_optimizer_params_and_state_matches_torch():
         other = lib.tensor([10.0, 20.0], requires_grad=True)
         other.grad = lib.tensor([1.0, 1.0])
         sd = opt.state_dict()
-        sd = {"state": {0: {k: v.clone() for k, v in sd["state"][0].items()}},
-              "param_groups": [dict(sd["param_groups"][0], lr=0.5)]}
+        sd = {
+            "state": {0: {k: v.clone() for k, v in sd["state"][0].items()}},
+            "param_groups": [dict(sd["param_groups"][0], lr=0.5)],
+        }
         with mod.swap_in_optimizer_params_and_state(opt, {"p": other}, sd):
             assert opt.param_groups[0]["lr"] == 0.5
             opt.step()
@@ -195,5 +206,6 @@ def test_swap_in_optimizer_params_and_state_matches_torch():
     assert es == ts == 2.0
     with pytest.raises(RuntimeError, match="requires initialized optimizer state"):
         with eoptim.swap_in_optimizer_params_and_state(
-                eoptim.SGD([ember.zeros(1, requires_grad=True)]), {}, {}):
+            eoptim.SGD([ember.zeros(1, requires_grad=True)]), {}, {}
+        ):
             pass

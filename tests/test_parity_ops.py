@@ -66,10 +66,12 @@ def test_matches_torch(pair):
         return
     rng = np.random.default_rng(i)
     gs = [rng.standard_normal(tuple(t.shape)).astype(to_numpy(t).dtype) for _, t in pairs]
-    e_grads = ember.autograd.grad([e for e, _ in pairs], e_wrt, [ember.tensor(g) for g in gs],
-                                  allow_unused=True)
-    t_grads = torch.autograd.grad([t for _, t in pairs], t_wrt,
-                                  [torch.from_numpy(g) for g in gs], allow_unused=True)
+    e_grads = ember.autograd.grad(
+        [e for e, _ in pairs], e_wrt, [ember.tensor(g) for g in gs], allow_unused=True
+    )
+    t_grads = torch.autograd.grad(
+        [t for _, t in pairs], t_wrt, [torch.from_numpy(g) for g in gs], allow_unused=True
+    )
     for k, (x, eg, tg) in enumerate(zip(t_wrt, e_grads, t_grads)):
         eg = np.zeros(tuple(x.shape)) if eg is None else to_numpy(eg)
         tg = np.zeros(tuple(x.shape)) if tg is None else to_numpy(tg)
@@ -77,8 +79,18 @@ def test_matches_torch(pair):
 
 
 # ---- type promotion ------------------------------------------------------------------------
-DTYPES = ["bool", "uint8", "int8", "int16", "int32", "int64", "float16", "bfloat16", "float32",
-          "float64"]
+DTYPES = [
+    "bool",
+    "uint8",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "float16",
+    "bfloat16",
+    "float32",
+    "float64",
+]
 SHAPES = [((2,), (2,)), ((2,), ()), ((), (2,)), ((), ())]
 
 
@@ -97,11 +109,16 @@ def test_promotion_tensor_pairs(da, db):
     for sa, sb in SHAPES:
         (ea, eb), (ta, tb) = _pair(da, db, sa, sb)
         where = f"{da}{list(sa)} with {db}{list(sb)}"
-        assert ember.result_type(ea, eb).name == _dtype_name(torch.empty(0, dtype=torch.result_type(
-            ta, tb))), where
-        ops = [lambda x, y: x + y, lambda x, y: x * y, lambda x, y: x / y,
-               lambda x, y: x == y, lambda m_x, y: m_x.maximum(y) if hasattr(m_x, "maximum")
-               else None]
+        assert ember.result_type(ea, eb).name == _dtype_name(
+            torch.empty(0, dtype=torch.result_type(ta, tb))
+        ), where
+        ops = [
+            lambda x, y: x + y,
+            lambda x, y: x * y,
+            lambda x, y: x / y,
+            lambda x, y: x == y,
+            lambda m_x, y: m_x.maximum(y) if hasattr(m_x, "maximum") else None,
+        ]
         for k, op in enumerate(ops):
             assert _dtype_name(op(ea, eb)) == _dtype_name(op(ta, tb)), f"op {k}: {where}"
 
@@ -115,7 +132,8 @@ def test_promotion_tensor_scalar(da, scalar):
     for shape in [(2,), ()]:
         (ea, _), (ta, _) = _pair(da, da, shape, shape)
         assert ember.result_type(ea, scalar).name == _dtype_name(
-            torch.empty(0, dtype=torch.result_type(ta, scalar))), f"{da}{list(shape)}"
+            torch.empty(0, dtype=torch.result_type(ta, scalar))
+        ), f"{da}{list(shape)}"
         if not isinstance(scalar, complex):
             for op in (lambda x, s: x + s, lambda x, s: s * x, lambda x, s: x / s):
                 assert _dtype_name(op(ea, scalar)) == _dtype_name(op(ta, scalar)), da
@@ -140,9 +158,17 @@ def test_promotion_examples():
 
 def test_contiguity_matches_torch():
     """is_contiguous() and stride() after views, and contiguous() copies only when needed."""
-    views = [lambda x: x, lambda x: x.t(), lambda x: x[:, 1:3], lambda x: x[::2],
-             lambda x: x.unsqueeze(1), lambda x: x.t().contiguous(), lambda x: x.expand(2, 3, 4),
-             lambda x: x[None, :, 2], lambda x: x.permute(1, 0).reshape(12)]
+    views = [
+        lambda x: x,
+        lambda x: x.t(),
+        lambda x: x[:, 1:3],
+        lambda x: x[::2],
+        lambda x: x.unsqueeze(1),
+        lambda x: x.t().contiguous(),
+        lambda x: x.expand(2, 3, 4),
+        lambda x: x[None, :, 2],
+        lambda x: x.permute(1, 0).reshape(12),
+    ]
     e, t = ember.zeros(3, 4), torch.zeros(3, 4)
     for k, view in enumerate(views):
         ev, tv = view(e), view(t)

@@ -24,16 +24,26 @@ BUCKETS = [[(24, 16), (24,), (8, 3, 2, 2), (24, 16)], [(40, 24), (40,), (6, 40)]
 CASES = {
     # name: (hook, PowerSGDState kwargs)
     "rank1": ("powerSGD_hook", dict(matrix_approximation_rank=1, start_powerSGD_iter=2)),
-    "rank3_qr_batched": ("powerSGD_hook", dict(matrix_approximation_rank=3,
-                                               start_powerSGD_iter=2,
-                                               batch_tensors_with_same_shape=True,
-                                               random_seed=7)),
-    "cold_no_feedback": ("powerSGD_hook", dict(matrix_approximation_rank=2,
-                                               start_powerSGD_iter=1, warm_start=False,
-                                               use_error_feedback=False,
-                                               min_compression_rate=1)),
-    "batched": ("batched_powerSGD_hook", dict(matrix_approximation_rank=2,
-                                              start_powerSGD_iter=2)),
+    "rank3_qr_batched": (
+        "powerSGD_hook",
+        dict(
+            matrix_approximation_rank=3,
+            start_powerSGD_iter=2,
+            batch_tensors_with_same_shape=True,
+            random_seed=7,
+        ),
+    ),
+    "cold_no_feedback": (
+        "powerSGD_hook",
+        dict(
+            matrix_approximation_rank=2,
+            start_powerSGD_iter=1,
+            warm_start=False,
+            use_error_feedback=False,
+            min_compression_rate=1,
+        ),
+    ),
+    "batched": ("batched_powerSGD_hook", dict(matrix_approximation_rank=2, start_powerSGD_iter=2)),
 }
 
 
@@ -47,8 +57,12 @@ def _record(state, index, arr):
         v = d.get(index)
         return None if v is None else np.array(v).reshape(-1).copy()
 
-    return {"out": np.array(arr).copy(), "p": get(state.p_memory_dict),
-            "q": get(state.q_memory_dict), "err": get(state.error_dict)}
+    return {
+        "out": np.array(arr).copy(),
+        "p": get(state.p_memory_dict),
+        "q": get(state.q_memory_dict),
+        "err": get(state.error_dict),
+    }
 
 
 def _ember_rank(rank, cases, doc_port):
@@ -67,7 +81,7 @@ def _ember_rank(rank, cases, doc_port):
                 flat = np.concatenate([g.reshape(-1) for g in grads])
                 views, off = [], 0
                 for g in grads:
-                    views.append(flat[off:off + g.size].reshape(g.shape))
+                    views.append(flat[off : off + g.size].reshape(g.shape))
                     off += g.size
                 bucket = GradBucket(b, b == len(BUCKETS) - 1, flat, views, [None] * len(grads))
                 res = hook(state, bucket).wait()
@@ -102,23 +116,26 @@ def _ddp_run(rank: int, lib: str, bucket_cap_mb: float = 25) -> dict:
         from ember.distributed.algorithms.ddp_comm_hooks import powerSGD_hook as ps
         from ember.nn.parallel import DistributedDataParallel as DDP
     rng = np.random.default_rng(3)
-    model = nn.Sequential(nn.Linear(8, 32), nn.Tanh(), nn.Linear(32, 32), nn.Tanh(),
-                          nn.Linear(32, 4))
+    model = nn.Sequential(
+        nn.Linear(8, 32), nn.Tanh(), nn.Linear(32, 32), nn.Tanh(), nn.Linear(32, 4)
+    )
     with torch.no_grad():
         for p in model.parameters():
-            p.copy_(torch.tensor((rng.standard_normal(tuple(p.shape)) * 0.3)
-                                 .astype(np.float32)))
+            p.copy_(torch.tensor((rng.standard_normal(tuple(p.shape)) * 0.3).astype(np.float32)))
     ddp = DDP(model, bucket_cap_mb=bucket_cap_mb)
-    ddp.register_comm_hook(ps.PowerSGDState(None, matrix_approximation_rank=1,
-                                            start_powerSGD_iter=2), ps.powerSGD_hook)
+    ddp.register_comm_hook(
+        ps.PowerSGDState(None, matrix_approximation_rank=1, start_powerSGD_iter=2), ps.powerSGD_hook
+    )
     opt = torch.optim.SGD(ddp.parameters(), lr=0.1)
     x = rng.standard_normal((DDP_STEPS, WORLD * 4, 8)).astype(np.float32)
     y = rng.standard_normal((DDP_STEPS, WORLD * 4, 4)).astype(np.float32)
     losses = []
     for s in range(DDP_STEPS):
         opt.zero_grad()
-        loss = F.mse_loss(ddp(torch.tensor(x[s, rank * 4:(rank + 1) * 4])),
-                          torch.tensor(y[s, rank * 4:(rank + 1) * 4]))
+        loss = F.mse_loss(
+            ddp(torch.tensor(x[s, rank * 4 : (rank + 1) * 4])),
+            torch.tensor(y[s, rank * 4 : (rank + 1) * 4]),
+        )
         loss.backward()
         opt.step()
         losses.append(float(loss.item()))
@@ -131,8 +148,9 @@ class _TorchBucket:
     def __init__(self, torch, index, is_last, grads):
         self._index, self._is_last = index, is_last
         self._buffer = torch.cat([torch.from_numpy(g).reshape(-1) for g in grads])
-        self._views = [v.view(g.shape) for v, g in
-                       zip(self._buffer.split([g.size for g in grads]), grads)]
+        self._views = [
+            v.view(g.shape) for v, g in zip(self._buffer.split([g.size for g in grads]), grads)
+        ]
 
     def index(self):
         return self._index
@@ -157,8 +175,7 @@ def _torch_rank(rank, cases):
     # torch 2.13's batched hook orthogonalizes 2-D matrices with a function that takes only
     # batches (it raises); run it with the one-matrix batch it means
     orthogonalize = ps._orthogonalize
-    ps._orthogonalize = lambda m, epsilon=0: orthogonalize(m if m.dim() == 3 else m[None],
-                                                           epsilon)
+    ps._orthogonalize = lambda m, epsilon=0: orthogonalize(m if m.dim() == 3 else m[None], epsilon)
     out = {}
     for case in cases:
         name, kwargs = CASES[case]
@@ -211,8 +228,9 @@ def test_matches_torch_hook(runs, case):
                     assert g[key] is None, (i, key)
                 else:
                     # float32 products summed in another order, through a few power steps
-                    np.testing.assert_allclose(g[key], w[key], rtol=1e-4, atol=1e-4,
-                                               err_msg=f"step {i} {key}")
+                    np.testing.assert_allclose(
+                        g[key], w[key], rtol=1e-4, atol=1e-4, err_msg=f"step {i} {key}"
+                    )
     # the replicas agree on the reduced gradients
     for a, b in zip(runs["ember"][0][case]["steps"], runs["ember"][1][case]["steps"]):
         np.testing.assert_array_equal(a["out"], b["out"])
@@ -240,20 +258,25 @@ def test_doc_snippet_runs_on_two_ranks(runs):
 
 def test_plain_average_before_start_then_compressed(runs):
     steps = runs["ember"][0]["rank1"]["steps"]
-    first = np.mean([np.concatenate([g.reshape(-1) for g in _grads(r, 0, 0)])
-                     for r in range(WORLD)], axis=0)
+    first = np.mean(
+        [np.concatenate([g.reshape(-1) for g in _grads(r, 0, 0)]) for r in range(WORLD)], axis=0
+    )
     np.testing.assert_allclose(steps[0]["out"], first, rtol=1e-6)
     assert steps[0]["p"] is None and steps[0]["err"] is None
-    late = np.mean([np.concatenate([g.reshape(-1) for g in _grads(r, 3, 0)])
-                    for r in range(WORLD)], axis=0)
+    late = np.mean(
+        [np.concatenate([g.reshape(-1) for g in _grads(r, 3, 0)]) for r in range(WORLD)], axis=0
+    )
     # a rank-1 approximation of the compressed matrices: not the exact average
     assert np.abs(steps[3 * len(BUCKETS)]["out"] - late).max() > 1e-2
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(start_powerSGD_iter=1), "start_powerSGD_iter"),
-    (dict(matrix_approximation_rank=0), "matrix_approximation_rank"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(start_powerSGD_iter=1), "start_powerSGD_iter"),
+        (dict(matrix_approximation_rank=0), "matrix_approximation_rank"),
+    ],
+)
 def test_bad_state_is_refused(kwargs, match):
     from ember.distributed.algorithms.ddp_comm_hooks.powerSGD_hook import PowerSGDState
 
@@ -273,8 +296,9 @@ def test_state_pickles_without_its_group():
     assert back.rng.randint(10**9) == np.random.RandomState(3).randint(10**9)
 
 
-@pytest.mark.parametrize("seed,shape,dtype", [(0, (3,), np.float32), (5, (40, 3), np.float32),
-                                              (9, (7, 2), np.float64)])
+@pytest.mark.parametrize(
+    "seed,shape,dtype", [(0, (3,), np.float32), (5, (40, 3), np.float32), (9, (7, 2), np.float64)]
+)
 def test_generator_draws_torch_randn(seed, shape, dtype):
     torch = pytest.importorskip("torch")
     from ember.distributed.algorithms.ddp_comm_hooks._torch_rng import TorchCPUGenerator
@@ -283,5 +307,6 @@ def test_generator_draws_torch_randn(seed, shape, dtype):
     torch.manual_seed(seed)
     tdtype = torch.float64 if dtype == np.float64 else torch.float32
     for _ in range(2):  # the second draw continues the stream (and the cached normal)
-        np.testing.assert_allclose(gen.randn(shape, dtype),
-                                   torch.randn(*shape, dtype=tdtype).numpy(), atol=1e-6)
+        np.testing.assert_allclose(
+            gen.randn(shape, dtype), torch.randn(*shape, dtype=tdtype).numpy(), atol=1e-6
+        )

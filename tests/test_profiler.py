@@ -41,10 +41,11 @@ TRACE_SCHEMA = {
                     "args": {"type": "object"},
                 },
                 "allOf": [
-                    {"if": {"properties": {"ph": {"const": "X"}}},
-                     "then": {"required": ["ts", "dur"]}},
-                    {"if": {"properties": {"ph": {"const": "i"}}},
-                     "then": {"required": ["ts"]}},
+                    {
+                        "if": {"properties": {"ph": {"const": "X"}}},
+                        "then": {"required": ["ts", "dur"]},
+                    },
+                    {"if": {"properties": {"ph": {"const": "i"}}}, "then": {"required": ["ts"]}},
                 ],
             },
         },
@@ -66,8 +67,9 @@ def model():
 
 def test_ops_ranges_shapes_memory(model):
     x = ember.randn(5, 8)
-    with profile(activities=[ProfilerActivity.CPU], record_shapes=True,
-                 profile_memory=True) as prof:
+    with profile(
+        activities=[ProfilerActivity.CPU], record_shapes=True, profile_memory=True
+    ) as prof:
         _train_step(model, x)
         _ = x > 0  # a no-grad op
     avg = {e.key: e for e in prof.key_averages()}
@@ -77,8 +79,11 @@ def test_ops_ranges_shapes_memory(model):
     assert avg["autograd::engine::evaluate_function: LinearBackward0"].count == 2
     # output bytes: relu's output is 5x4 float32
     assert avg["ember::relu"].cpu_memory_usage == 5 * 4 * 4
-    shapes = {str(e.input_shapes) for e in prof.key_averages(group_by_input_shape=True)
-              if e.key == "ember::linear"}
+    shapes = {
+        str(e.input_shapes)
+        for e in prof.key_averages(group_by_input_shape=True)
+        if e.key == "ember::linear"
+    }
     assert shapes == {"[[5, 8], [16, 8], [16]]", "[[5, 16], [4, 16], [4]]"}
     # nesting: the ops of the forward are children of the "forward" range
     events = prof.events()
@@ -97,17 +102,40 @@ def test_table_layout_and_sorting(model):
             _train_step(model, x)
     table = prof.key_averages().table(sort_by="cpu_time_total", row_limit=4)
     lines = table.strip().splitlines()
-    assert lines[1].split() == ["Name", "Self", "CPU", "%", "Self", "CPU", "CPU", "total", "%",
-                                "CPU", "total", "CPU", "time", "avg", "CPU", "Mem", "Self",
-                                "CPU", "Mem", "#", "of", "Calls"]
+    assert lines[1].split() == [
+        "Name",
+        "Self",
+        "CPU",
+        "%",
+        "Self",
+        "CPU",
+        "CPU",
+        "total",
+        "%",
+        "CPU",
+        "total",
+        "CPU",
+        "time",
+        "avg",
+        "CPU",
+        "Mem",
+        "Self",
+        "CPU",
+        "Mem",
+        "#",
+        "of",
+        "Calls",
+    ]
     assert lines[0] == lines[2] == lines[-2] and set(lines[0]) == {"-", " "}
     assert lines[-1].startswith("Self CPU time total: ")
     rows = lines[3:-2]
     assert len(rows) == 4
     assert rows[0].split()[0] == "forward" and rows[0].split()[-1] == "3"
     totals = sorted((e.cpu_time_total for e in prof.key_averages()), reverse=True)[:4]
-    got = [e.cpu_time_total for e in sorted(prof.key_averages(), key=lambda e:
-                                            e.cpu_time_total, reverse=True)[:4]]
+    got = [
+        e.cpu_time_total
+        for e in sorted(prof.key_averages(), key=lambda e: e.cpu_time_total, reverse=True)[:4]
+    ]
     assert got == totals
     with pytest.raises(ValueError, match="unknown sort_by 'bogus'"):
         prof.key_averages().table(sort_by="bogus")
@@ -134,9 +162,14 @@ def test_chrome_trace_is_valid(model, tmp_path):
     assert any(e["ph"] == "i" and e["name"] == "[memory]" for e in doc["traceEvents"])
 
 
-@pytest.mark.parametrize("kw", [dict(wait=1, warmup=1, active=2),
-                                dict(wait=1, warmup=1, active=2, repeat=2, skip_first=1),
-                                dict(wait=2, warmup=0, active=1, repeat=1, skip_first_wait=1)])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(wait=1, warmup=1, active=2),
+        dict(wait=1, warmup=1, active=2, repeat=2, skip_first=1),
+        dict(wait=2, warmup=0, active=1, repeat=1, skip_first_wait=1),
+    ],
+)
 def test_schedule_matches_torch(kw):
     torch = pytest.importorskip("torch")
     ts = torch.profiler.schedule(**kw)
@@ -150,8 +183,12 @@ def test_schedule_cycles_and_trace_handler(model, tmp_path):
     handler = tensorboard_trace_handler(str(tmp_path), worker_name="w0")
 
     def ready(prof):
-        seen.append((prof.step_num, sorted({e.name for e in prof.events()
-                                            if e.name.startswith("ProfilerStep")})))
+        seen.append(
+            (
+                prof.step_num,
+                sorted({e.name for e in prof.events() if e.name.startswith("ProfilerStep")}),
+            )
+        )
         handler(prof)
 
     sched = schedule(wait=1, warmup=1, active=2, repeat=2)
@@ -159,11 +196,14 @@ def test_schedule_cycles_and_trace_handler(model, tmp_path):
         for _ in range(10):
             _train_step(model, x)
             prof.step()
-    assert seen == [(4, ["ProfilerStep#2", "ProfilerStep#3"]),
-                    (8, ["ProfilerStep#6", "ProfilerStep#7"])]
+    assert seen == [
+        (4, ["ProfilerStep#2", "ProfilerStep#3"]),
+        (8, ["ProfilerStep#6", "ProfilerStep#7"]),
+    ]
     files = sorted(os.listdir(tmp_path))
-    assert len(files) == 2 and all(f.startswith("w0.") and f.endswith(".pt.trace.json")
-                                   for f in files)
+    assert len(files) == 2 and all(
+        f.startswith("w0.") and f.endswith(".pt.trace.json") for f in files
+    )
     doc = json.loads((tmp_path / files[0]).read_text())
     assert any(e["name"] == "ember::linear" for e in doc["traceEvents"])
 
@@ -193,11 +233,17 @@ def test_legacy_autograd_profiler_and_decorator():
         with ember.autograd.profiler.record_function("outer"):
             block(x).sum().backward()
     names = {e.key for e in prof.key_averages()}
-    assert {"outer", "my_block", "ember::mul", "ember::exp",
-            "autograd::engine::evaluate_function: ExpBackward0"} <= names
+    assert {
+        "outer",
+        "my_block",
+        "ember::mul",
+        "ember::exp",
+        "autograd::engine::evaluate_function: ExpBackward0",
+    } <= names
     assert "my_block" in prof.table()
-    np.testing.assert_allclose(prof.self_cpu_time_total,
-                               sum(e.self_cpu_time_total for e in prof.function_events))
+    np.testing.assert_allclose(
+        prof.self_cpu_time_total, sum(e.self_cpu_time_total for e in prof.function_events)
+    )
 
 
 def test_bad_input():

@@ -17,8 +17,13 @@ TEXT = ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
 
 
 def _run(name, *args, cwd):
-    out = subprocess.run([sys.executable, str(PROGRAMS / name), *args], cwd=cwd,
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, str(PROGRAMS / name), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, f"{name} failed:\n{out.stdout[-2000:]}\n{out.stderr[-4000:]}"
     assert out.stdout.rstrip().endswith("done"), out.stdout[-2000:]
     return out.stdout
@@ -37,18 +42,30 @@ def text_file():
 
 
 def test_char_gpt(tmp_path, text_file):
-    out = _run("char_gpt.py", "--data", text_file, "--steps", "25", "--out",
-               str(tmp_path / "ckpt.pt"), cwd=tmp_path)
-    first, last = (float(v) for v in
-                   re.search(r"first loss ([\d.]+) last loss ([\d.]+)", out).groups())
+    out = _run(
+        "char_gpt.py",
+        "--data",
+        text_file,
+        "--steps",
+        "25",
+        "--out",
+        str(tmp_path / "ckpt.pt"),
+        cwd=tmp_path,
+    )
+    first, last = (
+        float(v) for v in re.search(r"first loss ([\d.]+) last loss ([\d.]+)", out).groups()
+    )
     assert last < first - 0.3, out
     assert re.search(r"sample: .{41}", out, flags=re.S), out
 
 
 def test_char_gpt_names_a_missing_data_file(tmp_path):
-    out = subprocess.run([sys.executable, str(PROGRAMS / "char_gpt.py"), "--data",
-                          str(tmp_path / "nope.txt")], capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run(
+        [sys.executable, str(PROGRAMS / "char_gpt.py"), "--data", str(tmp_path / "nope.txt")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode != 0 and "no text file at" in out.stderr
 
 
@@ -67,8 +84,16 @@ def test_bigram_names(tmp_path):
 
 
 def test_word_lm(tmp_path, text_file):
-    out = _run("word_lm.py", "--data", text_file, "--epochs", "2", "--save",
-               str(tmp_path / "lm.pt"), cwd=tmp_path)
+    out = _run(
+        "word_lm.py",
+        "--data",
+        text_file,
+        "--epochs",
+        "2",
+        "--save",
+        str(tmp_path / "lm.pt"),
+        cwd=tmp_path,
+    )
     ppl = _floats(r"valid ppl\s+([\d.]+)", out)
     assert ppl[-1] < ppl[0], out
     (reloaded,) = _floats(r"reloaded ppl ([\d.]+)", out)
@@ -78,6 +103,7 @@ def test_word_lm(tmp_path, text_file):
 def test_digits_classifier(tmp_path):
     pytest.importorskip("sklearn")
     out = _run("digits_classifier.py", "--epochs", "3", cwd=tmp_path)
-    acc, top2 = [float(v) for v in re.search(r"test accuracy ([\d.]+) top-2 ([\d.]+)",
-                                             out).groups()]
+    acc, top2 = [
+        float(v) for v in re.search(r"test accuracy ([\d.]+) top-2 ([\d.]+)", out).groups()
+    ]
     assert acc > 0.9 and top2 >= acc, out

@@ -30,8 +30,12 @@ def test_shown_on_a_terminal_with_live_metrics():
         seen = []
         for i in bar:
             seen.append(i)
-            bar.set_metrics(loss=ember.tensor(0.5, requires_grad=True) * 1, step=i,
-                            acc=np.float32(0.25), phase="train")
+            bar.set_metrics(
+                loss=ember.tensor(0.5, requires_grad=True) * 1,
+                step=i,
+                acc=np.float32(0.25),
+                phase="train",
+            )
     assert seen == [0, 1, 2, 3, 4]
     text = out.getvalue()
     assert "epoch 1" in text and "5/5" in text
@@ -50,10 +54,16 @@ def test_hidden_when_not_a_terminal():
     assert bar.n == 3 and bar.total == 3 and bar.metrics == {"loss": 1.5}
 
 
-@pytest.mark.parametrize("env,value,shown", [
-    ("EMBER_PROGRESS", "0", False), ("EMBER_PROGRESS", "off", False),
-    ("RANK", "1", False), ("RANK", "0", True), ("EMBER_PROGRESS", "1", True),
-])
+@pytest.mark.parametrize(
+    "env,value,shown",
+    [
+        ("EMBER_PROGRESS", "0", False),
+        ("EMBER_PROGRESS", "off", False),
+        ("RANK", "1", False),
+        ("RANK", "0", True),
+        ("EMBER_PROGRESS", "1", True),
+    ],
+)
 def test_environment_controls(monkeypatch, env, value, shown):
     monkeypatch.setenv(env, value)
     assert progress_enabled(_Terminal()) is shown

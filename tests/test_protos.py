@@ -23,7 +23,8 @@ def test_committed_generated_code_is_fresh(tmp_path):
         committed = ROOT / "protos" / fresh.name
         assert committed.exists(), f"{committed.name} is missing: run python protos/generate.py"
         assert committed.read_text() == fresh.read_text(), (
-            f"protos/{committed.name} is stale: run python protos/generate.py")
+            f"protos/{committed.name} is stale: run python protos/generate.py"
+        )
 
 
 @pytest.mark.parametrize("name", ["store_pb2", "store_pb2_grpc", "peer_pb2", "peer_pb2_grpc"])

@@ -41,8 +41,11 @@ def _cnn(lib):
     class CNN(nn.Module):
         def __init__(self):
             super().__init__()
-            self.conv1, self.bn1, self.relu1 = nn.Conv2d(1, 4, 3, padding=1), \
-                nn.BatchNorm2d(4), nn.ReLU()
+            self.conv1, self.bn1, self.relu1 = (
+                nn.Conv2d(1, 4, 3, padding=1),
+                nn.BatchNorm2d(4),
+                nn.ReLU(),
+            )
             self.conv2, self.bn2 = nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4)
             self.pool, self.avg = nn.MaxPool2d(2), nn.AdaptiveAvgPool2d(2)
             self.fc = nn.Linear(16, 3)
@@ -58,8 +61,14 @@ def _cnn(lib):
 
 def _acts(lib):
     nn = lib.nn
-    return nn.Sequential(nn.Linear(6, 8), nn.Hardswish(), nn.LeakyReLU(0.1), nn.ReLU6(),
-                         nn.Dropout(), nn.Linear(8, 3))
+    return nn.Sequential(
+        nn.Linear(6, 8),
+        nn.Hardswish(),
+        nn.LeakyReLU(0.1),
+        nn.ReLU6(),
+        nn.Dropout(),
+        nn.Linear(8, 3),
+    )
 
 
 def _pair(build, seed=0):
@@ -94,10 +103,16 @@ def _calibrated(build, shape, tmap, emap, seed=0):
 
 
 def _assert_qparams_equal(tp, ep):
-    names = [n for n, _ in tp.named_modules(remove_duplicate=False)
-             if n.startswith("activation_post_process_")]
-    assert names and names == [n for n, _ in ep.named_modules(remove_duplicate=False)
-                               if n.startswith("activation_post_process_")]
+    names = [
+        n
+        for n, _ in tp.named_modules(remove_duplicate=False)
+        if n.startswith("activation_post_process_")
+    ]
+    assert names and names == [
+        n
+        for n, _ in ep.named_modules(remove_duplicate=False)
+        if n.startswith("activation_post_process_")
+    ]
     for n in names:
         ts, tz = tp.get_submodule(n).calculate_qparams()
         es, ez = ep.get_submodule(n).calculate_qparams()
@@ -115,13 +130,22 @@ def _assign_names(code):
     return re.findall(r"^\s+(\w+) = ", code, re.M)
 
 
-@pytest.mark.parametrize("build,shape,backend", [(_mlp, (16, 12), "x86"),
-                                                 (_acts, (16, 6), "x86"),
-                                                 (_cnn, (8, 1, 8, 8), "x86"),
-                                                 (_cnn, (8, 1, 8, 8), "qnnpack")])
+@pytest.mark.parametrize(
+    "build,shape,backend",
+    [
+        (_mlp, (16, 12), "x86"),
+        (_acts, (16, 6), "x86"),
+        (_cnn, (8, 1, 8, 8), "x86"),
+        (_cnn, (8, 1, 8, 8), "qnnpack"),
+    ],
+)
 def test_prepare_convert_matches_torch(build, shape, backend):
-    tp, ep = _calibrated(build, shape, tq.get_default_qconfig_mapping(backend),
-                         eq.get_default_qconfig_mapping(backend))
+    tp, ep = _calibrated(
+        build,
+        shape,
+        tq.get_default_qconfig_mapping(backend),
+        eq.get_default_qconfig_mapping(backend),
+    )
     # same observers at the same places, with the same names, sharing and qparams
     assert _assign_names(ep.code) == _assign_names(tp.code)
     _assert_qparams_equal(tp, ep)
@@ -132,17 +156,22 @@ def test_prepare_convert_matches_torch(build, shape, backend):
     finally:
         torch.backends.quantized.engine = prev
     eqm = eqfx.convert_fx(ep)
+
     def qmods(gm):  # ember lowers the average pool to a function and swaps in a quantized
         # ReLU6 (torch's float ReLU6 module runs on quantized tensors as it is)
-        return [(n, m._get_name().replace("QuantizedReLU6", "ReLU6"))
-                for n, m in gm.named_children() if type(m).__name__ != "AdaptiveAvgPool2d"]
+        return [
+            (n, m._get_name().replace("QuantizedReLU6", "ReLU6"))
+            for n, m in gm.named_children()
+            if type(m).__name__ != "AdaptiveAvgPool2d"
+        ]
 
     assert qmods(eqm) == qmods(tqm)
     # same state_dict keys (conv1_input_scale_0, fc.scale, ...), except that ember's quantized
     # Hardswish / LeakyReLU (modules '1' and '2' of _acts) keep scale / zero_point out of it
     skip = ("1.", "2.") if build is _acts else ()
-    assert {k for k in eqm.state_dict() if not k.startswith(skip)} == \
-        {k for k in tqm.state_dict() if not k.startswith(skip)}
+    assert {k for k in eqm.state_dict() if not k.startswith(skip)} == {
+        k for k in tqm.state_dict() if not k.startswith(skip)
+    }
     x = _data((64,) + shape[1:], 1, 7)[0]
     to, eo = tqm(torch.from_numpy(x)).numpy(), eqm(ember.tensor(x)).numpy()
     last = list(tqm.children())[-1]
@@ -155,13 +184,17 @@ def test_prepare_convert_matches_torch(build, shape, backend):
 
 
 def test_converted_code_is_readable():
-    _, ep = _calibrated(_cnn, (8, 1, 8, 8), tq.get_default_qconfig_mapping(),
-                        eq.get_default_qconfig_mapping())
+    _, ep = _calibrated(
+        _cnn, (8, 1, 8, 8), tq.get_default_qconfig_mapping(), eq.get_default_qconfig_mapping()
+    )
     eqm = eqfx.convert_fx(ep)
     code = eqm.code
     assert "activation_post_process" not in code
-    assert re.search(r"quantize_per_tensor\(x, conv1_input_scale_0, conv1_input_zero_point_0, "
-                     r"ember.quint8\)", code)
+    assert re.search(
+        r"quantize_per_tensor\(x, conv1_input_scale_0, conv1_input_zero_point_0, "
+        r"ember.quint8\)",
+        code,
+    )
     assert "quantized_ops.add_relu(conv1, conv2, _scale_0, _zero_point_0)" in code
     assert "quantized_ops.adaptive_avg_pool2d(pool, 2)" in code
     assert re.search(r"= fc\.dequantize\(\)", code)
@@ -180,22 +213,26 @@ def test_qconfig_mapping_keeps_parts_float():
     tqm, eqm = tqfx.convert_fx(tp), eqfx.convert_fx(ep)
     assert type(eqm.fc3) is ember.nn.Linear and "fc3 = self.fc3(dequantize" in eqm.code
     x = _data((32, 12), 1, 5)[0]
-    np.testing.assert_allclose(eqm(ember.tensor(x)).detach().numpy(),
-                               tqm(torch.from_numpy(x)).detach().numpy(), atol=1e-5)
+    np.testing.assert_allclose(
+        eqm(ember.tensor(x)).detach().numpy(), tqm(torch.from_numpy(x)).detach().numpy(), atol=1e-5
+    )
 
 
 def test_fuse_fx_matches_float_and_torch():
     t, e = _pair(_cnn)
     tf, ef = tqfx.fuse_fx(t), eqfx.fuse_fx(e)
     assert _assign_names(ef.code) == _assign_names(tf.code)
-    assert [type(m).__name__ for _, m in ef.named_children()] == \
-        [type(m).__name__ for _, m in tf.named_children()]
+    assert [type(m).__name__ for _, m in ef.named_children()] == [
+        type(m).__name__ for _, m in tf.named_children()
+    ]
     x = _data((4, 1, 8, 8), 1, 3)[0]
     with ember.no_grad(), torch.no_grad():
-        np.testing.assert_allclose(ef(ember.tensor(x)).numpy(), e(ember.tensor(x)).numpy(),
-                                   atol=1e-5)
-        np.testing.assert_allclose(ef(ember.tensor(x)).numpy(),
-                                   tf(torch.from_numpy(x)).numpy(), atol=1e-5)
+        np.testing.assert_allclose(
+            ef(ember.tensor(x)).numpy(), e(ember.tensor(x)).numpy(), atol=1e-5
+        )
+        np.testing.assert_allclose(
+            ef(ember.tensor(x)).numpy(), tf(torch.from_numpy(x)).numpy(), atol=1e-5
+        )
 
 
 def _qat_net(lib, stubs=None):
@@ -206,8 +243,11 @@ def _qat_net(lib, stubs=None):
             super().__init__()
             if stubs is not None:
                 self.quant, self.dequant = stubs.QuantStub(), stubs.DeQuantStub()
-            self.conv, self.bn, self.relu = nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), \
-                nn.ReLU()
+            self.conv, self.bn, self.relu = (
+                nn.Conv2d(1, 4, 3, padding=1),
+                nn.BatchNorm2d(4),
+                nn.ReLU(),
+            )
             self.pool, self.flat = nn.MaxPool2d(2), nn.Flatten()
             self.fc1, self.relu1, self.fc2 = nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 5)
 
@@ -229,20 +269,22 @@ def test_qat_matches_torch_and_eager_mode():
     e.load_state_dict(state)
     e_eager.load_state_dict(state)
     ex = np.zeros((1, 1, 8, 8), np.float32)
-    tp = tqfx.prepare_qat_fx(t.train(), tq.get_default_qat_qconfig_mapping("x86"),
-                             (torch.from_numpy(ex),))
-    ep = eqfx.prepare_qat_fx(e.train(), eq.get_default_qat_qconfig_mapping("x86"),
-                             (ember.tensor(ex),))
-    assert {n: type(m).__name__ for n, m in ep.named_children()} == \
-        {n: type(m).__name__ for n, m in tp.named_children()}  # ConvBnReLU2d, LinearReLU, ...
+    tp = tqfx.prepare_qat_fx(
+        t.train(), tq.get_default_qat_qconfig_mapping("x86"), (torch.from_numpy(ex),)
+    )
+    ep = eqfx.prepare_qat_fx(
+        e.train(), eq.get_default_qat_qconfig_mapping("x86"), (ember.tensor(ex),)
+    )
+    assert {n: type(m).__name__ for n, m in ep.named_children()} == {
+        n: type(m).__name__ for n, m in tp.named_children()
+    }  # ConvBnReLU2d, LinearReLU, ...
     assert _assign_names(ep.code) == _assign_names(tp.code)
     x = _data((8, 1, 8, 8), 1, 9)[0]
     ty, ey = tp(torch.from_numpy(x)), ep(ember.tensor(x))
     np.testing.assert_allclose(ey.detach().numpy(), ty.detach().numpy(), atol=1e-4)
     ty.square().mean().backward()
     ey.square().mean().backward()
-    np.testing.assert_allclose(ep.conv.weight.grad.numpy(), tp.conv.weight.grad.numpy(),
-                               atol=1e-4)
+    np.testing.assert_allclose(ep.conv.weight.grad.numpy(), tp.conv.weight.grad.numpy(), atol=1e-4)
     # train both FX QAT models the same way; eager-mode QAT of the same net alongside
     e_eager.train()
     ef = eq.fuse_modules_qat(e_eager, [["conv", "bn", "relu"], ["fc1", "relu1"]])
@@ -286,10 +328,12 @@ def test_cat_shares_one_observer():
         def forward(self, x):
             return self.c(ember.cat([self.a(x), self.b(x)], 1))
 
-    ep = eqfx.prepare_fx(M().eval(), eq.QConfigMapping().set_global(eq.default_qconfig),
-                         (ember.randn(1, 4),))
-    assert ep.activation_post_process_1 is ep.activation_post_process_2 \
-        is ep.activation_post_process_3
+    ep = eqfx.prepare_fx(
+        M().eval(), eq.QConfigMapping().set_global(eq.default_qconfig), (ember.randn(1, 4),)
+    )
+    assert (
+        ep.activation_post_process_1 is ep.activation_post_process_2 is ep.activation_post_process_3
+    )
     x = ember.randn(8, 4)
     ep(x)
     qm = eqfx.convert_fx(ep)
@@ -306,8 +350,9 @@ def _eq(x, scale, zp):
     return ember.quantize_per_tensor(ember.tensor(x), scale, zp, ember.quint8)
 
 
-@pytest.mark.parametrize("op", ["add", "add_relu", "mul", "adaptive_avg_pool2d", "avg_pool2d",
-                                "cat"])
+@pytest.mark.parametrize(
+    "op", ["add", "add_relu", "mul", "adaptive_avg_pool2d", "avg_pool2d", "cat"]
+)
 def test_quantized_ops_match_torch(op):
     rng = np.random.default_rng(1)
     a, b = (rng.standard_normal((2, 3, 7, 6)).astype(np.float32) for _ in range(2))
@@ -330,8 +375,11 @@ def test_quantized_ops_match_torch(op):
 def test_errors_name_the_node_or_module():
     m = _mlp(ember).eval()
     ep = eqfx.prepare_fx(m, eq.get_default_qconfig_mapping(), (ember.randn(1, 12),))
-    with pytest.raises(RuntimeError, match=r"observer 'activation_post_process_0'.*node 'x'.*"
-                                           r"'fc1'.*seen no data"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"observer 'activation_post_process_0'.*node 'x'.*"
+        r"'fc1'.*seen no data",
+    ):
         eqfx.convert_fx(ep)
 
     class WithNorm(ember.nn.Module):
@@ -362,8 +410,9 @@ def test_errors_name_the_node_or_module():
         def forward(self, x):
             return x if x.sum() > 0 else -x
 
-    with pytest.raises(ember.fx.TraceError, match="prepare_fx: could not symbolically trace "
-                                                  "Branchy"):
+    with pytest.raises(
+        ember.fx.TraceError, match="prepare_fx: could not symbolically trace Branchy"
+    ):
         eqfx.prepare_fx(Branchy(), eq.get_default_qconfig_mapping(), (ember.randn(2),))
 
 
@@ -371,7 +420,7 @@ def test_docs_snippet_runs():
     import pathlib
 
     doc = (pathlib.Path(__file__).parents[1] / "docs" / "quantization.md").read_text()
-    section = doc[doc.index("## FX graph mode"):]
+    section = doc[doc.index("## FX graph mode") :]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     ns = {}
     exec(compile(code, "docs/quantization.md", "exec"), ns)
@@ -413,5 +462,7 @@ def test_module_name_qconfig_covers_functions_called_inside():
     tqm, eqm = tqfx.convert_fx(tp), eqfx.convert_fx(ep)
     x = _data((8, 4), 1, 4)[0]
     to, eo = tqm(torch.from_numpy(x)).numpy(), eqm(ember.tensor(x)).numpy()
-    np.testing.assert_array_equal(_codes(eo, eqm.head.scale, eqm.head.zero_point),
-                                  _codes(to, tqm.head.scale, tqm.head.zero_point))
+    np.testing.assert_array_equal(
+        _codes(eo, eqm.head.scale, eqm.head.zero_point),
+        _codes(to, tqm.head.scale, tqm.head.zero_point),
+    )

@@ -77,9 +77,15 @@ def test_ort_linear_accumulator_exact(k, za, zw, per_channel):
 
 
 @has_ort
-@pytest.mark.parametrize("nd,cin,cout,groups,stride,padding,dilation", [
-    (2, 1, 8, 1, 1, 1, 1), (2, 16, 12, 1, 2, 0, 1), (2, 8, 8, 4, 1, 2, 2), (1, 40, 6, 1, 1, 1, 1),
-])
+@pytest.mark.parametrize(
+    "nd,cin,cout,groups,stride,padding,dilation",
+    [
+        (2, 1, 8, 1, 1, 1, 1),
+        (2, 16, 12, 1, 2, 0, 1),
+        (2, 8, 8, 4, 1, 2, 2),
+        (1, 40, 6, 1, 1, 1, 1),
+    ],
+)
 def test_ort_conv_accumulator_exact(nd, cin, cout, groups, stride, padding, dilation):
     torch = pytest.importorskip("torch")
     size = (11,) * nd
@@ -91,8 +97,15 @@ def test_ort_conv_accumulator_exact(nd, cin, cout, groups, stride, padding, dila
     acc = _ort.conv_acc(x, 7, w, *geom)
     assert acc is not None and acc.dtype == np.int32
     conv = torch.nn.functional.conv1d if nd == 1 else torch.nn.functional.conv2d
-    ref = conv(torch.from_numpy(x.astype(np.float64) - 7), torch.from_numpy(wc.astype(np.float64)),
-               None, stride, padding, dilation, groups).numpy()  # exact: |sums| << 2**53
+    ref = conv(
+        torch.from_numpy(x.astype(np.float64) - 7),
+        torch.from_numpy(wc.astype(np.float64)),
+        None,
+        stride,
+        padding,
+        dilation,
+        groups,
+    ).numpy()  # exact: |sums| << 2**53
     np.testing.assert_array_equal(acc, ref)
     with ort_kernels(False):
         f = K.conv_acc(nd, x, 7, w, 255, 128, *geom)
@@ -109,12 +122,21 @@ def test_module_codes_identical_on_every_path(kind, full_range):
     else:
         layer = (enni.quantized.LinearReLU if kind == "linear_relu" else ennq.Linear)(900, 10)
         wc, xs = _w_codes((10, 900)), (4, 900)
-    w = Q.quantize_per_channel(ember.tensor(wc.astype(np.float32) * 0.01), np.full(10, 0.01),
-                               np.zeros(10, np.int64), 0, Q.qint8)
+    w = Q.quantize_per_channel(
+        ember.tensor(wc.astype(np.float32) * 0.01),
+        np.full(10, 0.01),
+        np.zeros(10, np.int64),
+        0,
+        Q.qint8,
+    )
     layer.set_weight_bias(w, ember.tensor(rng.standard_normal(10).astype(np.float32)))
     layer.scale, layer.zero_point = 0.7, 64
-    x = Q.quantize_per_tensor(ember.tensor(rng.random(xs).astype(np.float32)),
-                              1 / (255 if full_range else 127), 3, Q.quint8)
+    x = Q.quantize_per_tensor(
+        ember.tensor(rng.random(xs).astype(np.float32)),
+        1 / (255 if full_range else 127),
+        3,
+        Q.quint8,
+    )
     outs = []
     if _ort.available():  # onnxruntime reads the int8 weight: no float32 copy is made
         outs.append(layer(x).int_repr().numpy())
@@ -177,7 +199,7 @@ def test_ort_declines_what_it_cannot_compute_exactly():
 
 @has_ort
 def test_small_linear_products_take_the_float_path(monkeypatch):
-    monkeypatch.setattr(_ort, "LINEAR_MIN_MACS", 2 ** 19)
+    monkeypatch.setattr(_ort, "LINEAR_MIN_MACS", 2**19)
     w = _weight(_w_codes((512, 784)))
     assert _ort.linear_acc(_codes_u8((1, 784)), 0, w) is None  # 401k multiply-adds
     acc = _ort.linear_acc(_codes_u8((2, 784)), 0, w)  # 803k
@@ -186,10 +208,20 @@ def test_small_linear_products_take_the_float_path(monkeypatch):
 
 @pytest.mark.parametrize("dtype", [np.int32, np.float32, np.float64])
 def test_requantize_same_codes_from_every_accumulator_dtype(dtype):
-    acc = rng.integers(-2 ** 26, 2 ** 26, (7, 5)).astype(np.int64)  # past 2**24: float32 rounds
-    acc[0, :3] = [2 ** 24 + 1, -(2 ** 24) - 3, 0]
-    args = (0.02, np.array([1e-5, 2e-5, 3e-6, 1e-5, 4e-6], np.float32),
-            np.linspace(-1, 1, 5).astype(np.float32), 0.05, 128, 0, 255, 1, False, np.uint8)
+    acc = rng.integers(-(2**26), 2**26, (7, 5)).astype(np.int64)  # past 2**24: float32 rounds
+    acc[0, :3] = [2**24 + 1, -(2**24) - 3, 0]
+    args = (
+        0.02,
+        np.array([1e-5, 2e-5, 3e-6, 1e-5, 4e-6], np.float32),
+        np.linspace(-1, 1, 5).astype(np.float32),
+        0.05,
+        128,
+        0,
+        255,
+        1,
+        False,
+        np.uint8,
+    )
     ref = K.requantize(acc.astype(np.float32), *args)
     np.testing.assert_array_equal(K.requantize(acc.astype(dtype), *args), ref)
     m = np.float32(0.02) * args[1] * (np.float32(1) / np.float32(0.05))

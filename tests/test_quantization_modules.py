@@ -22,19 +22,26 @@ def _qweight(w, per_channel):
     if per_channel:
         s = (np.abs(w).reshape(len(w), -1).max(1) / 127).astype(np.float64)
         z = np.zeros(len(w), np.int64)
-        return (torch.quantize_per_channel(torch.from_numpy(w), torch.from_numpy(s),
-                                           torch.from_numpy(z), 0, torch.qint8),
-                Q.quantize_per_channel(ember.tensor(w), s, z, 0, Q.qint8))
+        return (
+            torch.quantize_per_channel(
+                torch.from_numpy(w), torch.from_numpy(s), torch.from_numpy(z), 0, torch.qint8
+            ),
+            Q.quantize_per_channel(ember.tensor(w), s, z, 0, Q.qint8),
+        )
     s = float(np.abs(w).max() / 127)
-    return (torch.quantize_per_tensor(torch.from_numpy(w), s, 0, torch.qint8),
-            Q.quantize_per_tensor(ember.tensor(w), s, 0, Q.qint8))
+    return (
+        torch.quantize_per_tensor(torch.from_numpy(w), s, 0, torch.qint8),
+        Q.quantize_per_tensor(ember.tensor(w), s, 0, Q.qint8),
+    )
 
 
 def _qinput(x, scale=0.06, zp=60):
     # activations in 0..127 (reduce_range, torch's x86 default): fbgemm's int16 pair sums
     # saturate for full-range uint8 inputs, ember's accumulation is exact either way
-    return (torch.quantize_per_tensor(torch.from_numpy(x), scale, zp, torch.quint8),
-            Q.quantize_per_tensor(ember.tensor(x), scale, zp, Q.quint8))
+    return (
+        torch.quantize_per_tensor(torch.from_numpy(x), scale, zp, torch.quint8),
+        Q.quantize_per_tensor(ember.tensor(x), scale, zp, Q.quint8),
+    )
 
 
 @pytest.mark.parametrize("k", [20, 700])  # 700 > 514 terms: the chunked exact path
@@ -57,16 +64,17 @@ def test_quantized_linear_matches_torch(k, per_channel, relu):
     assert set(el.state_dict()) == set(tl.state_dict())
 
 
-@pytest.mark.parametrize("nd,cin,groups,padding,stride", [
-    (2, 3, 1, 1, 1), (2, 80, 1, 0, 2), (2, 8, 2, 1, 1), (1, 4, 1, 2, 1)])
+@pytest.mark.parametrize(
+    "nd,cin,groups,padding,stride",
+    [(2, 3, 1, 1, 1), (2, 80, 1, 0, 2), (2, 8, 2, 1, 1), (1, 4, 1, 2, 1)],
+)
 def test_quantized_conv_matches_torch(nd, cin, groups, padding, stride):
     cout, k = 6, 3
     spatial = (9, 8) if nd == 2 else (11,)
     w = (rng.standard_normal((cout, cin // groups) + (k,) * nd) * 0.2).astype(np.float32)
     b = rng.standard_normal(cout).astype(np.float32)
     tw, ew = _qweight(w, True)
-    tc = (tnnq.Conv2d if nd == 2 else tnnq.Conv1d)(cin, cout, k, stride, padding,
-                                                   groups=groups)
+    tc = (tnnq.Conv2d if nd == 2 else tnnq.Conv1d)(cin, cout, k, stride, padding, groups=groups)
     ec = (ennq.Conv2d if nd == 2 else ennq.Conv1d)(cin, cout, k, stride, padding, groups=groups)
     tc.set_weight_bias(tw, torch.from_numpy(b))
     ec.set_weight_bias(ew, ember.tensor(b))
@@ -114,13 +122,15 @@ def test_dynamic_rnn_matches_torch_quantize_dynamic(mode):
 
 def test_relu6_and_functional():
     tx, ex = _qinput(rng.standard_normal((4, 9)).astype(np.float32) * 8, 0.1, 40)
-    np.testing.assert_array_equal(ennq.ReLU6()(ex).int_repr().numpy(),
-                                  tnnq.ReLU6()(tx).int_repr().numpy())
+    np.testing.assert_array_equal(
+        ennq.ReLU6()(ex).int_repr().numpy(), tnnq.ReLU6()(tx).int_repr().numpy()
+    )
     qf = ennq.QFunctional()
     qf.scale, qf.zero_point = 0.5, 128
     out = qf.add(ex, ex)
-    np.testing.assert_allclose(out.dequantize().numpy(), 2 * ex.dequantize().numpy(),
-                               atol=0.2501)  # half an output step
+    np.testing.assert_allclose(
+        out.dequantize().numpy(), 2 * ex.dequantize().numpy(), atol=0.2501
+    )  # half an output step
 
 
 def test_quantized_layer_errors():

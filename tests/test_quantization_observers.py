@@ -18,8 +18,10 @@ _CASES = [
     ("MinMaxObserver", {"reduce_range": True}),
     ("MovingAverageMinMaxObserver", {"averaging_constant": 0.1}),
     ("PerChannelMinMaxObserver", {"ch_axis": 1}),
-    ("PerChannelMinMaxObserver", {"ch_axis": 0, "dtype": "qint8",
-                                  "qscheme": "per_channel_symmetric"}),
+    (
+        "PerChannelMinMaxObserver",
+        {"ch_axis": 0, "dtype": "qint8", "qscheme": "per_channel_symmetric"},
+    ),
     ("MovingAveragePerChannelMinMaxObserver", {"ch_axis": 0}),
     ("HistogramObserver", {}),
     ("HistogramObserver", {"reduce_range": True}),
@@ -33,8 +35,10 @@ def _kw(mod, kw):
 
 def _batches(seed=0):
     rng = np.random.default_rng(seed)
-    return [(rng.standard_normal((32, 16)) * s + o).astype(np.float32)
-            for s, o in [(1, 0), (2, 0.5), (0.5, -1), (3, 2)]]
+    return [
+        (rng.standard_normal((32, 16)) * s + o).astype(np.float32)
+        for s, o in [(1, 0), (2, 0.5), (0.5, -1), (3, 2)]
+    ]
 
 
 @pytest.mark.parametrize("name,kw", _CASES)
@@ -72,9 +76,16 @@ def test_uncalibrated_observer_warns_and_returns_defaults():
     assert s.tolist() == [1.0] and z.tolist() == [0]
 
 
-@pytest.mark.parametrize("name", ["default_fake_quant", "default_per_channel_weight_fake_quant",
-                                  "default_fused_act_fake_quant", "default_fused_wt_fake_quant",
-                                  "default_fused_per_channel_wt_fake_quant"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "default_fake_quant",
+        "default_per_channel_weight_fake_quant",
+        "default_fused_act_fake_quant",
+        "default_fused_wt_fake_quant",
+        "default_fused_per_channel_wt_fake_quant",
+    ],
+)
 def test_fake_quantize_module_matches_torch(name):
     t_fq, e_fq = getattr(tq, name)(), getattr(eq, name)()
     per_channel = "per_channel" in name
@@ -102,9 +113,10 @@ def test_fake_quantize_module_matches_torch(name):
 
 @pytest.mark.parametrize("backend", ["x86", "fbgemm", "qnnpack"])
 def test_default_qconfigs_build_observers_like_torch(backend):
-    for e_qc, t_qc in [(eq.get_default_qconfig(backend), tq.get_default_qconfig(backend)),
-                       (eq.get_default_qat_qconfig(backend),
-                        tq.get_default_qat_qconfig(backend))]:
+    for e_qc, t_qc in [
+        (eq.get_default_qconfig(backend), tq.get_default_qconfig(backend)),
+        (eq.get_default_qat_qconfig(backend), tq.get_default_qat_qconfig(backend)),
+    ]:
         for role in ("activation", "weight"):
             e_o, t_o = getattr(e_qc, role)(), getattr(t_qc, role)()
             assert type(e_o).__name__ == type(t_o).__name__
@@ -117,8 +129,12 @@ def test_default_qconfigs_build_observers_like_torch(backend):
 
 def test_qconfig_mapping_precedence():
     qc_g, qc_t, qc_n = eq.default_qconfig, eq.default_per_channel_qconfig, eq.default_qat_qconfig
-    m = (eq.QConfigMapping().set_global(qc_g).set_object_type(ember.nn.Linear, qc_t)
-         .set_module_name("head", qc_n))
+    m = (
+        eq.QConfigMapping()
+        .set_global(qc_g)
+        .set_object_type(ember.nn.Linear, qc_t)
+        .set_module_name("head", qc_n)
+    )
     assert m.qconfig_for("body.0", ember.nn.Linear(2, 2)) is qc_t
     assert m.qconfig_for("head", ember.nn.Linear(2, 2)) is qc_n
     assert m.qconfig_for("x", ember.nn.ReLU()) is qc_g

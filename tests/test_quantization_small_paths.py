@@ -44,8 +44,10 @@ def _layer(k, n, relu=False, per_channel=True, scale=0.02):
 
 # k=3000: the dtype bound fails, the input's own range decides (7-bit codes pass, full-range
 # codes fall back to the general path's exact chunks)
-@pytest.mark.parametrize("k,n,rows,zp,hi", [(300, 40, 1, 0, 256), (300, 40, 7, 9, 256),
-                                            (3000, 16, 1, 0, 128), (3000, 16, 2, 3, 256)])
+@pytest.mark.parametrize(
+    "k,n,rows,zp,hi",
+    [(300, 40, 1, 0, 256), (300, 40, 7, 9, 256), (3000, 16, 1, 0, 128), (3000, 16, 2, 3, 256)],
+)
 @pytest.mark.parametrize("relu", [False, True])
 def test_small_linear_codes_equal_general_path(k, n, rows, zp, hi, relu):
     layer = _layer(k, n, relu)
@@ -65,11 +67,20 @@ def test_small_linear_matches_torch_batch1():
     b = rng.standard_normal(n).astype(np.float32)
     s = (np.abs(w).max(1) / 127).astype(np.float64)
     tl, el = tnnq.Linear(k, n), ennq.Linear(k, n)
-    tl.set_weight_bias(torch.quantize_per_channel(torch.from_numpy(w), torch.from_numpy(s),
-                                                  torch.zeros(n, dtype=torch.long), 0,
-                                                  torch.qint8), torch.from_numpy(b))
-    el.set_weight_bias(Q.quantize_per_channel(ember.tensor(w), s, np.zeros(n, np.int64), 0,
-                                              Q.qint8), ember.tensor(b))
+    tl.set_weight_bias(
+        torch.quantize_per_channel(
+            torch.from_numpy(w),
+            torch.from_numpy(s),
+            torch.zeros(n, dtype=torch.long),
+            0,
+            torch.qint8,
+        ),
+        torch.from_numpy(b),
+    )
+    el.set_weight_bias(
+        Q.quantize_per_channel(ember.tensor(w), s, np.zeros(n, np.int64), 0, Q.qint8),
+        ember.tensor(b),
+    )
     tl.scale, tl.zero_point = el.scale, el.zero_point = 0.05, 70
     x = np.abs(rng.standard_normal((1, k))).astype(np.float32)
     tx = torch.quantize_per_tensor(torch.from_numpy(x), 0.02, 0, torch.quint8)
@@ -79,15 +90,16 @@ def test_small_linear_matches_torch_batch1():
 
 def test_small_linear_plan_follows_changes():
     layer = _layer(50, 8)
-    x = Q.quantize_per_tensor(ember.tensor(rng.random((1, 50)).astype(np.float32)), 0.01, 0,
-                              Q.quint8)
+    x = Q.quantize_per_tensor(
+        ember.tensor(rng.random((1, 50)).astype(np.float32)), 0.01, 0, Q.quint8
+    )
     before = layer(x).int_repr().numpy()
     checks = [
-        lambda: setattr(layer, "scale", 0.04),                                 # output qparams
+        lambda: setattr(layer, "scale", 0.04),  # output qparams
         lambda: setattr(layer, "zero_point", 10),
-        lambda: layer.set_weight_bias(layer.weight(), ember.zeros(8)),         # bias
-        lambda: layer.set_weight_bias(_layer(50, 8).weight(), layer.bias()),   # weight
-        lambda: layer.load_state_dict(_layer(50, 8).state_dict()),             # state_dict
+        lambda: layer.set_weight_bias(layer.weight(), ember.zeros(8)),  # bias
+        lambda: layer.set_weight_bias(_layer(50, 8).weight(), layer.bias()),  # weight
+        lambda: layer.load_state_dict(_layer(50, 8).state_dict()),  # state_dict
     ]
     for change in checks:
         change()
@@ -103,18 +115,27 @@ def test_small_linear_plan_follows_changes():
     assert not np.array_equal(before, layer(x).int_repr().numpy())
     set_weight_cache(False)  # the plan holds no float32 weight copy when the cache is off
     try:
-        np.testing.assert_array_equal(layer(x2).int_repr().numpy(),
-                                      _general_path(layer, x2))
+        np.testing.assert_array_equal(layer(x2).int_repr().numpy(), _general_path(layer, x2))
     finally:
         set_weight_cache(True)
 
 
 def test_dynamic_qparams_equal_choose_qparams():
     r = np.random.default_rng(1)
-    cases = [(float(np.float32(lo)), float(np.float32(hi)))
-             for lo, hi in r.standard_normal((400, 2)) * r.choice([1e-6, 1e-3, 1, 50], (400, 1))]
-    cases += [(0.0, 0.0), (-1.0, 0.0), (0.0, 1.0), (0.3, 0.9), (-0.9, -0.2), (-1e-7, 2e-7),
-              (-0.5, 0.5), (-127 / 254, 0.5)]
+    cases = [
+        (float(np.float32(lo)), float(np.float32(hi)))
+        for lo, hi in r.standard_normal((400, 2)) * r.choice([1e-6, 1e-3, 1, 50], (400, 1))
+    ]
+    cases += [
+        (0.0, 0.0),
+        (-1.0, 0.0),
+        (0.0, 1.0),
+        (0.3, 0.9),
+        (-0.9, -0.2),
+        (-1e-7, 2e-7),
+        (-0.5, 0.5),
+        (-127 / 254, 0.5),
+    ]
     for lo, hi in cases:  # float32 values, as a float32 array's min / max are
         lo, hi = float(np.float32(min(lo, hi))), float(np.float32(max(lo, hi)))
         for qmax in (127, 255):
@@ -127,15 +148,16 @@ def test_dynamic_rnn_bidirectional_with_state_matches_torch(mode):
     t_rnn = getattr(torch.nn, mode)(6, 12, num_layers=2, bidirectional=True)
     e_rnn = getattr(ember.nn, mode)(6, 12, num_layers=2, bidirectional=True)
     e_rnn.load_state_dict({k: ember.tensor(v.numpy()) for k, v in t_rnn.state_dict().items()})
-    tq = torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(t_rnn),
-                                                {getattr(torch.nn, mode)}, torch.qint8)[0]
-    eq = ember.ao.quantization.quantize_dynamic(ember.nn.Sequential(e_rnn),
-                                                {getattr(ember.nn, mode)}, ember.qint8)[0]
+    tq = torch.ao.quantization.quantize_dynamic(
+        torch.nn.Sequential(t_rnn), {getattr(torch.nn, mode)}, torch.qint8
+    )[0]
+    eq = ember.ao.quantization.quantize_dynamic(
+        ember.nn.Sequential(e_rnn), {getattr(ember.nn, mode)}, ember.qint8
+    )[0]
     x = rng.standard_normal((5, 3, 6)).astype(np.float32)
     h0 = (rng.standard_normal((4, 3, 12)) * 0.5).astype(np.float32)
     c0 = (rng.standard_normal((4, 3, 12)) * 0.5).astype(np.float32)
-    th = (torch.from_numpy(h0), torch.from_numpy(c0)) if mode == "LSTM" else \
-        torch.from_numpy(h0)
+    th = (torch.from_numpy(h0), torch.from_numpy(c0)) if mode == "LSTM" else torch.from_numpy(h0)
     eh = (ember.tensor(h0), ember.tensor(c0)) if mode == "LSTM" else ember.tensor(h0)
     with torch.no_grad():
         t_out, t_h = tq(torch.from_numpy(x), th)
@@ -149,17 +171,26 @@ def test_dynamic_rnn_bidirectional_with_state_matches_torch(mode):
     np.testing.assert_array_equal(h0, eh[0].numpy() if mode == "LSTM" else eh.numpy())
 
 
-@pytest.mark.parametrize("shape,args", [((2, 3, 8, 8), (2,)), ((3, 8, 6), ((2, 3),)),
-                                        ((2, 3, 9, 8), (2,)), ((2, 3, 8, 8), (2, 1)),
-                                        ((2, 3, 8, 8), (2, 2, 1))])
+@pytest.mark.parametrize(
+    "shape,args",
+    [
+        ((2, 3, 8, 8), (2,)),
+        ((3, 8, 6), ((2, 3),)),
+        ((2, 3, 9, 8), (2,)),
+        ((2, 3, 8, 8), (2, 1)),
+        ((2, 3, 8, 8), (2, 2, 1)),
+    ],
+)
 def test_quantized_max_pool_codes_match_torch(shape, args):
     # tiling windows take the reshaped max of the codes; the others (odd size, overlapping,
     # padded) the general pooling: torch's codes either way
     torch = pytest.importorskip("torch")
     x = rng.standard_normal(shape).astype(np.float32)
-    e = ember.nn.functional.max_pool2d(Q.quantize_per_tensor(ember.tensor(x), 0.05, 60,
-                                                             Q.quint8), *args)
-    t = torch.nn.functional.max_pool2d(torch.quantize_per_tensor(torch.from_numpy(x), 0.05, 60,
-                                                                 torch.quint8), *args)
+    e = ember.nn.functional.max_pool2d(
+        Q.quantize_per_tensor(ember.tensor(x), 0.05, 60, Q.quint8), *args
+    )
+    t = torch.nn.functional.max_pool2d(
+        torch.quantize_per_tensor(torch.from_numpy(x), 0.05, 60, torch.quint8), *args
+    )
     assert e.q_scale() == 0.05 and e.q_zero_point() == 60
     np.testing.assert_array_equal(e.int_repr().numpy(), t.int_repr().numpy())

@@ -31,8 +31,12 @@ STATIC = {
 
 
 def _keys(sd):
-    return {k: (tuple(v.shape), str(v.dtype).split(".")[-1]) if hasattr(v, "shape")
-            else type(v).__name__ for k, v in sd.items()}
+    return {
+        k: (tuple(v.shape), str(v.dtype).split(".")[-1])
+        if hasattr(v, "shape")
+        else type(v).__name__
+        for k, v in sd.items()
+    }
 
 
 @pytest.mark.parametrize("name", list(STATIC))

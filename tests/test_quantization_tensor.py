@@ -45,16 +45,24 @@ def test_quantize_per_channel_bit_identical(axis, name):
     n = x.shape[axis]
     scales = rng.uniform(0.01, 0.2, n)
     zps = rng.integers(0, 20, n) if name == "quint8" else rng.integers(-10, 10, n)
-    t = torch.quantize_per_channel(torch.from_numpy(x), torch.from_numpy(scales),
-                                   torch.from_numpy(zps), axis, getattr(torch, name))
-    e = ember.quantize_per_channel(ember.tensor(x), ember.tensor(scales), ember.tensor(zps),
-                                   axis, getattr(ember, name))
+    t = torch.quantize_per_channel(
+        torch.from_numpy(x),
+        torch.from_numpy(scales),
+        torch.from_numpy(zps),
+        axis,
+        getattr(torch, name),
+    )
+    e = ember.quantize_per_channel(
+        ember.tensor(x), ember.tensor(scales), ember.tensor(zps), axis, getattr(ember, name)
+    )
     np.testing.assert_array_equal(e.int_repr().numpy(), t.int_repr().numpy())
     np.testing.assert_array_equal(e.dequantize().numpy(), t.dequantize().numpy())
-    np.testing.assert_array_equal(e.q_per_channel_scales().numpy(),
-                                  t.q_per_channel_scales().numpy())
-    np.testing.assert_array_equal(e.q_per_channel_zero_points().numpy(),
-                                  t.q_per_channel_zero_points().numpy())
+    np.testing.assert_array_equal(
+        e.q_per_channel_scales().numpy(), t.q_per_channel_scales().numpy()
+    )
+    np.testing.assert_array_equal(
+        e.q_per_channel_zero_points().numpy(), t.q_per_channel_zero_points().numpy()
+    )
     assert e.q_per_channel_axis() == axis
     assert e.qscheme() is ember.per_channel_affine
 
@@ -65,16 +73,17 @@ def test_quantize_per_tensor_dynamic(reduce_range, name):
     rng = np.random.default_rng(2)
     for shift in (-1.5, 0.0, 2.0):
         x = (rng.standard_normal(513) + shift).astype(np.float32)
-        t = torch.quantize_per_tensor_dynamic(torch.from_numpy(x), getattr(torch, name),
-                                              reduce_range)
-        e = ember.quantize_per_tensor_dynamic(ember.tensor(x), getattr(ember, name),
-                                              reduce_range)
+        t = torch.quantize_per_tensor_dynamic(
+            torch.from_numpy(x), getattr(torch, name), reduce_range
+        )
+        e = ember.quantize_per_tensor_dynamic(ember.tensor(x), getattr(ember, name), reduce_range)
         assert (e.q_scale(), e.q_zero_point()) == (t.q_scale(), t.q_zero_point())
         np.testing.assert_array_equal(e.int_repr().numpy(), t.int_repr().numpy())
 
 
-@pytest.mark.parametrize("scale,zp,qmin,qmax", [(0.1, 3, 0, 255), (0.0137, 0, -128, 127),
-                                                (1 / 3, 10, 0, 15)])
+@pytest.mark.parametrize(
+    "scale,zp,qmin,qmax", [(0.1, 3, 0, 255), (0.0137, 0, -128, 127), (1 / 3, 10, 0, 15)]
+)
 def test_fake_quantize_per_tensor_values_and_grad(scale, zp, qmin, qmax):
     x = _data(scale, n=2001)
     tx = torch.from_numpy(x).requires_grad_()
@@ -95,11 +104,13 @@ def test_fake_quantize_per_channel_values_and_grad():
     scale = rng.uniform(0.01, 0.05, 4).astype(np.float32)
     zp = rng.integers(-5, 5, 4).astype(np.int32)
     tx = torch.from_numpy(x).requires_grad_()
-    ty = torch.fake_quantize_per_channel_affine(tx, torch.from_numpy(scale),
-                                                torch.from_numpy(zp), 1, -128, 127)
+    ty = torch.fake_quantize_per_channel_affine(
+        tx, torch.from_numpy(scale), torch.from_numpy(zp), 1, -128, 127
+    )
     ex = ember.tensor(x, requires_grad=True)
-    ey = ember.fake_quantize_per_channel_affine(ex, ember.tensor(scale), ember.tensor(zp), 1,
-                                                -128, 127)
+    ey = ember.fake_quantize_per_channel_affine(
+        ex, ember.tensor(scale), ember.tensor(zp), 1, -128, 127
+    )
     np.testing.assert_array_equal(ey.detach().numpy(), ty.detach().numpy())
     ty.sum().backward()
     ey.sum().backward()
@@ -117,8 +128,7 @@ def test_qtensor_api_and_shape_ops():
     assert q.flatten(1).shape == (2, 12) and q.permute(2, 0, 1).shape == (4, 2, 3)
     np.testing.assert_array_equal(q[1].dequantize().numpy(), q.dequantize().numpy()[1])
     relu = ember.nn.functional.relu(q)
-    np.testing.assert_array_equal(relu.dequantize().numpy(),
-                                  np.maximum(q.dequantize().numpy(), 0))
+    np.testing.assert_array_equal(relu.dequantize().numpy(), np.maximum(q.dequantize().numpy(), 0))
     pooled = ember.nn.functional.max_pool2d(q, 2)
     assert pooled.is_quantized and pooled.shape == (2, 1, 2)
     for clone in (pickle.loads(pickle.dumps(q)), copy.deepcopy(q)):

@@ -90,14 +90,17 @@ def test_dequantize_and_modules_on_quantized_input():
     _same(ember.nn.ReLU6()(q), torch.nn.ReLU6()(tq))
 
 
-@pytest.mark.parametrize("name,call", [
-    ("add", lambda q: ember.add(q, q)),
-    ("add", lambda q: q + 1),
-    ("exp", lambda q: ember.exp(q)),
-    ("neg", lambda q: -q),
-    ("matmul", lambda q: q @ q),
-    ("sum", lambda q: q.sum()),
-])
+@pytest.mark.parametrize(
+    "name,call",
+    [
+        ("add", lambda q: ember.add(q, q)),
+        ("add", lambda q: q + 1),
+        ("exp", lambda q: ember.exp(q)),
+        ("neg", lambda q: -q),
+        ("matmul", lambda q: q @ q),
+        ("sum", lambda q: q.sum()),
+    ],
+)
 def test_unsupported_op_raises_naming_it(name, call):
     q, _ = _pair()
     with pytest.raises(RuntimeError, match=rf"Could not run '{name}' .*QuantizedCPU.*dequantize"):
@@ -112,8 +115,9 @@ def test_plain_float_tensor_beside_quantized_in_cat_raises():
 
 @pytest.mark.parametrize("call", [lambda q: ember.relu(q), lambda q: ember.permute(q, (1, 0))])
 def test_per_channel_input_raises_as_torch(call):
-    q = ember.quantize_per_channel(ember.randn(3, 4), ember.tensor([0.1, 0.2, 0.3]),
-                                   ember.tensor([0, 1, 2]), 0, ember.qint8)
+    q = ember.quantize_per_channel(
+        ember.randn(3, 4), ember.tensor([0.1, 0.2, 0.3]), ember.tensor([0, 1, 2]), 0, ember.qint8
+    )
     with pytest.raises(RuntimeError, match="per-channel|kPerTensorAffine"):
         call(q)
     assert isinstance(ember.clone(q), ember.quantized.QTensor)
@@ -124,7 +128,7 @@ def test_docs_snippet_runs():
     from pathlib import Path
 
     text = (Path(__file__).resolve().parent.parent / "docs" / "quantization.md").read_text()
-    section = text[text.index("**Ops on quantized tensors.**"):]
+    section = text[text.index("**Ops on quantized tensors.**") :]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     scope: dict = {}
     exec(compile(code, "docs/quantization.md", "exec"), scope)

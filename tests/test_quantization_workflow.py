@@ -12,8 +12,7 @@ from ember.ao import quantization as eq
 torch = pytest.importorskip("torch")
 tq = pytest.importorskip("torch.ao.quantization")
 
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning",
-                                        "ignore::DeprecationWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
 
 
 def _net(nn, stubs):
@@ -68,28 +67,32 @@ def test_static_ptq_matches_torch(backend):
     t, e = _pair()
     tqm = _static(t, tq, tq.fuse_modules, tq.get_default_qconfig(backend))
     eqm = _static(e, eq, eq.fuse_modules, eq.get_default_qconfig(backend))
-    assert [type(m).__name__ for m in eqm.children()] == \
-        [type(m).__name__ for m in tqm.children()]
+    assert [type(m).__name__ for m in eqm.children()] == [type(m).__name__ for m in tqm.children()]
     assert eqm.quant.scale.item() == pytest.approx(tqm.quant.scale.item(), rel=1e-6)
     assert eqm.quant.zero_point.item() == tqm.quant.zero_point.item()
     for name in ("conv", "fc1", "fc2"):
         assert getattr(eqm, name).scale == pytest.approx(getattr(tqm, name).scale, rel=1e-5)
         assert getattr(eqm, name).zero_point == getattr(tqm, name).zero_point
-        np.testing.assert_array_equal(getattr(eqm, name).weight().int_repr().numpy(),
-                                      getattr(tqm, name).weight().int_repr().numpy())
+        np.testing.assert_array_equal(
+            getattr(eqm, name).weight().int_repr().numpy(),
+            getattr(tqm, name).weight().int_repr().numpy(),
+        )
     assert set(eqm.state_dict()) == set(tqm.state_dict())
     x = torch.from_numpy(_batches(1, seed=7)[0])
     if backend == "qnnpack":
         # 8-bit activations: torch runs them on fbgemm here, whose int16 pair sums saturate
         # (why x86 / fbgemm default to reduce_range); check ember against exact integer math
         qx = tqm.quant(x)
-        acc = torch.nn.functional.conv2d(qx.int_repr().double() - qx.q_zero_point(),
-                                         tqm.conv.weight().int_repr().double(), padding=1)
+        acc = torch.nn.functional.conv2d(
+            qx.int_repr().double() - qx.q_zero_point(),
+            tqm.conv.weight().int_repr().double(),
+            padding=1,
+        )
         ws = tqm.conv.weight().q_scale()  # qnnpack's weights: per tensor
-        y = acc * (qx.q_scale() * ws) + \
-            tqm.conv.bias().detach().reshape(1, -1, 1, 1)
-        ref = torch.clamp(torch.round(y / tqm.conv.scale) + tqm.conv.zero_point,
-                          tqm.conv.zero_point, 255)
+        y = acc * (qx.q_scale() * ws) + tqm.conv.bias().detach().reshape(1, -1, 1, 1)
+        ref = torch.clamp(
+            torch.round(y / tqm.conv.scale) + tqm.conv.zero_point, tqm.conv.zero_point, 255
+        )
         out = eqm.conv(eqm.quant(ember.tensor(x.numpy()))).int_repr().numpy()
         assert np.abs(out - ref.numpy()).max() <= 1
         return
@@ -115,8 +118,7 @@ def test_qat_prepare_train_convert():
     np.testing.assert_allclose(ey.detach().numpy(), ty.detach().numpy(), atol=1e-4)
     ty.square().mean().backward()
     ey.square().mean().backward()
-    np.testing.assert_allclose(ep.conv.weight.grad.numpy(), tp.conv.weight.grad.numpy(),
-                               atol=1e-4)
+    np.testing.assert_allclose(ep.conv.weight.grad.numpy(), tp.conv.weight.grad.numpy(), atol=1e-4)
     opt = ember.optim.SGD(ep.parameters(), lr=0.1)
     for xb in _batches(3, seed=11):
         opt.zero_grad()
@@ -124,19 +126,20 @@ def test_qat_prepare_train_convert():
         opt.step()
     ep.eval()
     eqm = eq.convert(ep)
-    assert type(eqm.conv).__name__ == "ConvReLU2d" and eqm.conv._get_name() == \
-        "QuantizedConvReLU2d"
+    assert type(eqm.conv).__name__ == "ConvReLU2d" and eqm.conv._get_name() == "QuantizedConvReLU2d"
     fq = ep(ember.tensor(x)).detach().numpy()
     qy = eqm(ember.tensor(x)).numpy()
     assert np.abs(fq - qy).max() <= 3 * eqm.fc2.scale  # the int8 model follows its QAT model
 
 
 def test_quantize_dynamic_swaps_and_shrinks():
-    model = ember.nn.Sequential(ember.nn.Linear(64, 128), ember.nn.ReLU(),
-                                ember.nn.Linear(128, 10))
+    model = ember.nn.Sequential(ember.nn.Linear(64, 128), ember.nn.ReLU(), ember.nn.Linear(128, 10))
     qm = eq.quantize_dynamic(model, {ember.nn.Linear}, dtype=ember.qint8)
-    assert [m._get_name() for m in qm.children()] == \
-        ["DynamicQuantizedLinear", "ReLU", "DynamicQuantizedLinear"]
+    assert [m._get_name() for m in qm.children()] == [
+        "DynamicQuantizedLinear",
+        "ReLU",
+        "DynamicQuantizedLinear",
+    ]
     assert qm[0].weight().int_repr().numpy().dtype == np.int8  # 1 byte per weight
     x = ember.randn(5, 64)
     assert np.abs(qm(x).numpy() - model(x).detach().numpy()).max() < 0.05
@@ -154,8 +157,11 @@ def test_state_dict_round_trip_and_wrong_target():
     _, fresh = _pair(5)
     fresh = eq.fuse_modules(fresh, [["conv", "bn", "relu"], ["fc1", "relu1"]])
     fresh.qconfig = eq.get_default_qconfig("x86")
-    fresh = eq.convert(eq.prepare(fresh)(ember.randn(2, 1, 8, 8)) and eq.prepare(fresh)
-                       if False else _calibrated(fresh))
+    fresh = eq.convert(
+        eq.prepare(fresh)(ember.randn(2, 1, 8, 8)) and eq.prepare(fresh)
+        if False
+        else _calibrated(fresh)
+    )
     fresh.load_state_dict(sd)
     x = ember.tensor(_batches(1, seed=3)[0])
     np.testing.assert_array_equal(fresh(x).numpy(), eqm(x).numpy())
@@ -184,8 +190,11 @@ def test_convert_unsupported_module_names_path():
     e.qconfig = eq.default_qconfig  # bn left unfused: no quantized BatchNorm2d in ember
     p = eq.prepare(e)
     p(ember.randn(2, 1, 8, 8))
-    with pytest.raises(RuntimeError, match=r"module 'bn' \(BatchNorm2d\) has a qconfig but no "
-                                           r"quantized version"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"module 'bn' \(BatchNorm2d\) has a qconfig but no "
+        r"quantized version",
+    ):
         eq.convert(p)
 
 

@@ -37,7 +37,7 @@ def _pattern(shown: str) -> re.Pattern:
     """A shown line as a pattern: numbers match any number, `...` anything, spaces any spaces."""
     out, pos = [], 0
     for m in _TOKEN.finditer(shown):
-        out.append(re.escape(shown[pos:m.start()]))
+        out.append(re.escape(shown[pos : m.start()]))
         tok = m.group(0)
         out.append(".*" if tok == "..." else r"\s+" if tok.isspace() else r"[\d.]+")
         pos = m.end()
@@ -60,10 +60,15 @@ def _check_shown(shown: list[str], printed: str) -> None:
 
 
 def _run(cmd: str, cwd: Path, bindir: str) -> str:
-    env = {**os.environ, "PATH": bindir + os.pathsep + os.environ["PATH"],
-           "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
-    r = subprocess.run(cmd, shell=True, cwd=cwd, env=env, capture_output=True, text=True,
-                       timeout=600)
+    env = {
+        **os.environ,
+        "PATH": bindir + os.pathsep + os.environ["PATH"],
+        "OMP_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+    }
+    r = subprocess.run(
+        cmd, shell=True, cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
     out = r.stdout + r.stderr
     expect_error = "error" in " ".join(_shown_for(cmd))
     assert (r.returncode != 0) == expect_error, f"{cmd} exited {r.returncode}:\n{out}"
@@ -90,8 +95,15 @@ def _needs_ray(cmd: str) -> bool:
 def test_page_lists_every_step():
     cmds = [c for c, _ in _steps()]
     assert cmds[0].startswith("pip install -e"), cmds
-    for needed in ("examples/quickstart.py", "examples/digits_mlp.py", "ember launch --workers 2",
-                   "--resume", "ember doctor", "--address auto", "ray stop"):
+    for needed in (
+        "examples/quickstart.py",
+        "examples/digits_mlp.py",
+        "ember launch --workers 2",
+        "--resume",
+        "ember doctor",
+        "--address auto",
+        "ray stop",
+    ):
         assert any(needed in c for c in cmds), needed
 
 
@@ -124,5 +136,10 @@ def test_whole_page_in_a_fresh_venv(tmp_path):
         for cmd, shown in steps[1:]:
             _check_shown(shown, _run(cmd, cwd, bindir))
     finally:
-        subprocess.run("ray stop --force", shell=True, cwd=cwd, capture_output=True,
-                       env={**os.environ, "PATH": bindir + os.pathsep + os.environ["PATH"]})
+        subprocess.run(
+            "ray stop --force",
+            shell=True,
+            cwd=cwd,
+            capture_output=True,
+            env={**os.environ, "PATH": bindir + os.pathsep + os.environ["PATH"]},
+        )

@@ -52,9 +52,13 @@ def test_main_job_runs(tmp_path):
     cmd = _readme_commands()[0].split(" && ", 1)[1]
     argv = cmd.split()
     assert argv[0] == "ember"
-    r = subprocess.run([sys.executable, "-m", "ember.launcher.cli", *argv[1:],
-                        "--out", str(tmp_path / "run")], cwd=ROOT,
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "ember.launcher.cli", *argv[1:], "--out", str(tmp_path / "run")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     # One line per epoch from rank 0, then the summary: accuracy, speed, where the files went.
     epochs = re.findall(r"epoch +(\d+)/10 .*test accuracy ([0-9.]+)", r.stdout)

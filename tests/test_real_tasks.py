@@ -74,8 +74,12 @@ def test_digits_mlp_reaches_95_percent():
     ember.manual_seed(0)
     train_set, test_set = _digits_split(flatten=True)
     model = nn.Sequential(
-        nn.Linear(64, 256), nn.ReLU(), nn.Dropout(0.2),
-        nn.Linear(256, 256), nn.ReLU(), nn.Dropout(0.2),
+        nn.Linear(64, 256),
+        nn.ReLU(),
+        nn.Dropout(0.2),
+        nn.Linear(256, 256),
+        nn.ReLU(),
+        nn.Dropout(0.2),
         nn.Linear(256, 10),
     )
     last_loss = _fit(model, train_set, epochs=20, lr=3e-3)
@@ -89,11 +93,16 @@ def test_digits_cnn_reaches_95_percent():
     ember.manual_seed(0)
     train_set, test_set = _digits_split(flatten=False)
     model = nn.Sequential(
-        nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(1, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(32, 64, 3, padding=1),
+        nn.ReLU(),
         nn.MaxPool2d(2),
-        nn.Flatten(), nn.Dropout(0.25),
-        nn.Linear(64 * 4 * 4, 128), nn.ReLU(), nn.Dropout(0.5),
+        nn.Flatten(),
+        nn.Dropout(0.25),
+        nn.Linear(64 * 4 * 4, 128),
+        nn.ReLU(),
+        nn.Dropout(0.5),
         nn.Linear(128, 10),
     )
     _fit(model, train_set, epochs=10, lr=3e-3)
@@ -133,8 +142,9 @@ def test_char_lstm_beats_unigram_entropy():
     model = _CharLSTM(train_set.vocab_size)
     optimizer = ember.optim.Adam(model.parameters(), lr=5e-3)
     scheduler = CosineAnnealingLR(optimizer, T_max=steps, eta_min=5e-4)
-    loader = DataLoader(train_set, batch_size=batch,
-                        sampler=RandomSampler(train_set, num_samples=steps * batch))
+    loader = DataLoader(
+        train_set, batch_size=batch, sampler=RandomSampler(train_set, num_samples=steps * batch)
+    )
     model.train()
     for x, y in loader:
         loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten())

@@ -34,8 +34,12 @@ def _steps(model, opt, n, start, device="cpu"):
 
 
 def _checkpoint(model, opt):
-    return {"model": model.state_dict(), "optimizer": opt.state_dict(),
-            "rng": ember.get_rng_state(), "cuda_rng": ember.cuda.get_rng_state_all()}
+    return {
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "rng": ember.get_rng_state(),
+        "cuda_rng": ember.cuda.get_rng_state_all(),
+    }
 
 
 def _restore(model, opt, state):
@@ -45,8 +49,15 @@ def _restore(model, opt, state):
     ember.cuda.set_rng_state_all(state["cuda_rng"])
 
 
-@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
-    not ember.cuda.is_available(), reason="needs CUDA"))])
+@pytest.mark.parametrize(
+    "device",
+    [
+        "cpu",
+        pytest.param(
+            "cuda", marks=pytest.mark.skipif(not ember.cuda.is_available(), reason="needs CUDA")
+        ),
+    ],
+)
 def test_resume_with_dropout_is_exact(tmp_path, device):
     ember.manual_seed(0)
     model = _model().to(device)
@@ -108,16 +119,21 @@ def test_cuda_state_codec_round_trips():
     assert got_header == {"version": 1, "seeded": False, "nbytes": 0} and got_raw.size == 0
 
 
-@pytest.mark.parametrize("bad,error,match", [
-    (np.zeros(40, np.uint8), RuntimeError, "not a CUDA generator state"),
-    (np.zeros((2, 3), np.uint8), TypeError, "1-D uint8"),
-    (np.zeros(4, np.float32), TypeError, "1-D uint8"),
-    ("truncated", RuntimeError, "truncated"),
-    ("version", RuntimeError, "version 9"),
-])
+@pytest.mark.parametrize(
+    "bad,error,match",
+    [
+        (np.zeros(40, np.uint8), RuntimeError, "not a CUDA generator state"),
+        (np.zeros((2, 3), np.uint8), TypeError, "1-D uint8"),
+        (np.zeros(4, np.float32), TypeError, "1-D uint8"),
+        ("truncated", RuntimeError, "truncated"),
+        ("version", RuntimeError, "version 9"),
+    ],
+)
 def test_bad_cuda_state_is_refused(bad, error, match):
-    good = encode_state({"seeded": True, "kind": "XORWOW", "size": 1, "device": 0,
-                         "nbytes": 8}, np.arange(8, dtype=np.uint8))
+    good = encode_state(
+        {"seeded": True, "kind": "XORWOW", "size": 1, "device": 0, "nbytes": 8},
+        np.arange(8, dtype=np.uint8),
+    )
     if isinstance(bad, str) and bad == "truncated":
         bad = good[:-3]
     elif isinstance(bad, str):

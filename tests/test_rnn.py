@@ -68,8 +68,9 @@ def test_gradcheck_lstm_layer(reverse, packed, proj):
 
     assert gradcheck(fn, (x, h0, c0, w_ih, w_hh, b_ih, b_hh))
     if proj:
-        assert gradcheck(lambda w: LSTMLayer.apply(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w, bs,
-                                                   reverse), (w_hr,))
+        assert gradcheck(
+            lambda w: LSTMLayer.apply(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w, bs, reverse), (w_hr,)
+        )
 
 
 @pytest.mark.parametrize("reverse", [False, True])
@@ -77,8 +78,14 @@ def test_gradcheck_lstm_layer(reverse, packed, proj):
 def test_gradcheck_gru_layer(reverse, packed):
     rng = np.random.default_rng(1)
     T, B, I, H = 3, 3, 2, 3
-    args = (_rand(rng, T, B, I), _rand(rng, B, H), _rand(rng, 3 * H, I), _rand(rng, 3 * H, H),
-            _rand(rng, 3 * H), _rand(rng, 3 * H))
+    args = (
+        _rand(rng, T, B, I),
+        _rand(rng, B, H),
+        _rand(rng, 3 * H, I),
+        _rand(rng, 3 * H, H),
+        _rand(rng, 3 * H),
+        _rand(rng, 3 * H),
+    )
     bs = [3, 3, 1] if packed else None
     assert gradcheck(lambda *a: GRULayer.apply(*a, bs, reverse), args)
 
@@ -88,8 +95,14 @@ def test_gradcheck_gru_layer(reverse, packed):
 def test_gradcheck_rnn_layer(relu, reverse):
     rng = np.random.default_rng(2)
     T, B, I, H = 4, 2, 2, 3
-    args = (_rand(rng, T, B, I), _rand(rng, B, H), _rand(rng, H, I), _rand(rng, H, H),
-            _rand(rng, H), _rand(rng, H))
+    args = (
+        _rand(rng, T, B, I),
+        _rand(rng, B, H),
+        _rand(rng, H, I),
+        _rand(rng, H, H),
+        _rand(rng, H),
+        _rand(rng, H),
+    )
     assert gradcheck(lambda *a: RNNLayer.apply(*a, [2, 2, 1, 1], reverse, relu), args)
     assert gradcheck(lambda *a: RNNLayer.apply(*a, None, reverse, relu), args)
 
@@ -97,10 +110,14 @@ def test_gradcheck_rnn_layer(relu, reverse):
 def test_gradcheck_without_bias_or_initial_state():
     rng = np.random.default_rng(3)
     x, w_ih, w_hh = _rand(rng, 3, 2, 2), _rand(rng, 8, 2), _rand(rng, 8, 2)
-    assert gradcheck(lambda *a: LSTMLayer.apply(a[0], None, None, a[1], a[2], None, None, None,
-                                                None, False), (x, w_ih, w_hh))
-    assert gradcheck(lambda *a: GRULayer.apply(a[0], None, a[1], a[2], None, None, None, True),
-                     (x, _rand(rng, 6, 2), _rand(rng, 6, 2)))
+    assert gradcheck(
+        lambda *a: LSTMLayer.apply(a[0], None, None, a[1], a[2], None, None, None, None, False),
+        (x, w_ih, w_hh),
+    )
+    assert gradcheck(
+        lambda *a: GRULayer.apply(a[0], None, a[1], a[2], None, None, None, True),
+        (x, _rand(rng, 6, 2), _rand(rng, 6, 2)),
+    )
 
 
 # ---- module parity ----------------------------------------------------------------------------
@@ -168,17 +185,27 @@ def _compare(tm, em, t_side, e_side):
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("num_layers,bidirectional,batch_first,bias,with_state", [
-    (1, False, False, True, False),
-    (1, True, True, True, True),
-    (2, False, True, False, True),
-    (2, True, False, True, True),
-])
+@pytest.mark.parametrize(
+    "num_layers,bidirectional,batch_first,bias,with_state",
+    [
+        (1, False, False, True, False),
+        (1, True, True, True, True),
+        (2, False, True, False, True),
+        (2, True, False, True, True),
+    ],
+)
 def test_module_parity(mode, num_layers, bidirectional, batch_first, bias, with_state):
     rng = np.random.default_rng(abs(hash((mode, num_layers, bidirectional))) % 1000)
     T, B, I, H = 6, 4, 5, 3
-    tm, em = _pair(mode, I, H, num_layers=num_layers, bidirectional=bidirectional,
-                   batch_first=batch_first, bias=bias)
+    tm, em = _pair(
+        mode,
+        I,
+        H,
+        num_layers=num_layers,
+        bidirectional=bidirectional,
+        batch_first=batch_first,
+        bias=bias,
+    )
     _copy_weights(tm, em)
     x = rng.standard_normal((B, T, I) if batch_first else (T, B, I)).astype(np.float32)
     states = _states(mode, tm, B, rng) if with_state else ()
@@ -229,10 +256,10 @@ def test_packed_sequence_parity(mode, batch_first):
     xt, xe = torch.tensor(x, requires_grad=True), _e(x, True)
     st = [torch.tensor(s, requires_grad=True) for s in states]
     se = [_e(s, True) for s in states]
-    pt = torch.nn.utils.rnn.pack_padded_sequence(xt, lengths, batch_first=batch_first,
-                                                 enforce_sorted=False)
-    pe = rnn_utils.pack_padded_sequence(xe, lengths, batch_first=batch_first,
-                                        enforce_sorted=False)
+    pt = torch.nn.utils.rnn.pack_padded_sequence(
+        xt, lengths, batch_first=batch_first, enforce_sorted=False
+    )
+    pe = rnn_utils.pack_padded_sequence(xe, lengths, batch_first=batch_first, enforce_sorted=False)
     np.testing.assert_array_equal(pe.batch_sizes.numpy(), pt.batch_sizes.numpy())
     np.testing.assert_array_equal(pe.sorted_indices.numpy(), pt.sorted_indices.numpy())
     is_lstm = mode.startswith("lstm")
@@ -306,10 +333,12 @@ def test_pack_pad_roundtrip_and_pack_sequence():
     np.testing.assert_allclose(_np(pe.data), _np(pt.data))
     np.testing.assert_array_equal(pe.batch_sizes.numpy(), pt.batch_sizes.numpy())
     np.testing.assert_array_equal(pe.unsorted_indices.numpy(), pt.unsorted_indices.numpy())
-    pad_e, len_e = rnn_utils.pad_packed_sequence(pe, batch_first=True, padding_value=-1.0,
-                                                 total_length=7)
-    pad_t, len_t = torch.nn.utils.rnn.pad_packed_sequence(pt, batch_first=True,
-                                                          padding_value=-1.0, total_length=7)
+    pad_e, len_e = rnn_utils.pad_packed_sequence(
+        pe, batch_first=True, padding_value=-1.0, total_length=7
+    )
+    pad_t, len_t = torch.nn.utils.rnn.pad_packed_sequence(
+        pt, batch_first=True, padding_value=-1.0, total_length=7
+    )
     np.testing.assert_allclose(_np(pad_e), _np(pad_t))
     np.testing.assert_array_equal(len_e.numpy(), len_t.numpy())
     w = rng.standard_normal(pad_e.shape).astype(np.float32)
@@ -345,27 +374,34 @@ def test_state_dict_names_repr_and_init():
     for k, v in tm.state_dict().items():
         assert tuple(em.state_dict()[k].shape) == tuple(v.shape)
     assert repr(em) == repr(tm)
-    for args, kw in [((4, 6), {"nonlinearity": "relu", "bias": False}),
-                     ((4, 6, 3), {"dropout": 0.2})]:
+    for args, kw in [
+        ((4, 6), {"nonlinearity": "relu", "bias": False}),
+        ((4, 6, 3), {"dropout": 0.2}),
+    ]:
         assert repr(nn.RNN(*args, **kw)) == repr(torch.nn.RNN(*args, **kw))
     assert repr(nn.GRUCell(3, 4, bias=False)) == repr(torch.nn.GRUCell(3, 4, bias=False))
-    assert repr(nn.RNNCell(3, 4, nonlinearity="relu")) == \
-        repr(torch.nn.RNNCell(3, 4, nonlinearity="relu"))
+    assert repr(nn.RNNCell(3, 4, nonlinearity="relu")) == repr(
+        torch.nn.RNNCell(3, 4, nonlinearity="relu")
+    )
     # PyTorch's init: U(-1/sqrt(H), 1/sqrt(H)) for every weight and bias
     big = nn.GRU(50, 64)
     bound = 1 / np.sqrt(64)
     w = big.weight_ih_l0.detach().numpy()
     assert np.abs(w).max() <= bound and np.abs(w).max() > 0.95 * bound
-    assert abs(w.mean()) < 0.01 and abs(w.var() - bound ** 2 / 3) < 0.1 * bound ** 2 / 3
+    assert abs(w.mean()) < 0.01 and abs(w.var() - bound**2 / 3) < 0.1 * bound**2 / 3
 
 
 def test_input_errors():
     m = nn.LSTM(3, 4)
-    with pytest.raises(RuntimeError, match="input.size\\(-1\\) must be equal to input_size. "
-                                           "Expected 3, got 5"):
+    with pytest.raises(
+        RuntimeError, match="input.size\\(-1\\) must be equal to input_size. Expected 3, got 5"
+    ):
         m(_e(np.zeros((2, 1, 5), np.float32)))
-    with pytest.raises(RuntimeError, match=r"Expected hidden\[0\] size \(1, 2, 4\), got "
-                                           r"\[1, 3, 4\]"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"Expected hidden\[0\] size \(1, 2, 4\), got "
+        r"\[1, 3, 4\]",
+    ):
         z = _e(np.zeros((1, 3, 4), np.float32))
         m(_e(np.zeros((5, 2, 3), np.float32)), (z, z))
     with pytest.raises(ValueError, match="Expected input to be 2D or 3D, got 4D"):
@@ -473,8 +509,13 @@ def test_gpu_matches_cpu(mode):
         out, _ = model(packed)
         padded, _ = rnn_utils.pad_packed_sequence(out)
         padded.sum().backward()
-        outs.append((padded.detach().cpu().numpy(), xt.grad.cpu().numpy(),
-                     [p.grad.cpu().numpy() for p in model.parameters()]))
+        outs.append(
+            (
+                padded.detach().cpu().numpy(),
+                xt.grad.cpu().numpy(),
+                [p.grad.cpu().numpy() for p in model.parameters()],
+            )
+        )
     (o1, g1, p1), (o2, g2, p2) = outs
     np.testing.assert_allclose(o2, o1, **OUT_TOL)
     np.testing.assert_allclose(g2, g1, **GRAD_TOL)

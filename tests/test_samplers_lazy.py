@@ -16,10 +16,13 @@ def _first(sampler, n):
     return list(itertools.islice(iter(sampler), n))
 
 
-@pytest.mark.parametrize("make", [
-    lambda g: RandomSampler(range(10), replacement=True, num_samples=HUGE, generator=g),
-    lambda g: WeightedRandomSampler([0.0, 1.0, 2.0, 0.0, 1.0], num_samples=HUGE, generator=g),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda g: RandomSampler(range(10), replacement=True, num_samples=HUGE, generator=g),
+        lambda g: WeightedRandomSampler([0.0, 1.0, 2.0, 0.0, 1.0], num_samples=HUGE, generator=g),
+    ],
+)
 def test_huge_num_samples_iterate_lazily_and_reproducibly(make):
     tracemalloc.start()
     a = _first(make(ember.Generator().manual_seed(0)), 3000)
@@ -32,8 +35,14 @@ def test_huge_num_samples_iterate_lazily_and_reproducibly(make):
 
 
 def test_weighted_draws_follow_the_weights():
-    draws = np.array(_first(WeightedRandomSampler(
-        [0.0, 1.0, 3.0], num_samples=HUGE, generator=ember.Generator().manual_seed(0)), 4000))
+    draws = np.array(
+        _first(
+            WeightedRandomSampler(
+                [0.0, 1.0, 3.0], num_samples=HUGE, generator=ember.Generator().manual_seed(0)
+            ),
+            4000,
+        )
+    )
     assert set(draws.tolist()) == {1, 2}
     assert abs((draws == 2).mean() - 0.75) < 0.04
 
@@ -45,6 +54,14 @@ def test_random_sampler_without_replacement_chains_permutations():
 
 
 def test_replacement_uniform_over_dataset():
-    out = np.array(list(RandomSampler(range(4), replacement=True, num_samples=4000,
-                                      generator=ember.Generator().manual_seed(3))))
+    out = np.array(
+        list(
+            RandomSampler(
+                range(4),
+                replacement=True,
+                num_samples=4000,
+                generator=ember.Generator().manual_seed(3),
+            )
+        )
+    )
     np.testing.assert_allclose(np.bincount(out, minlength=4) / 4000, 0.25, atol=0.04)

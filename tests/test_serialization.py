@@ -16,8 +16,19 @@ import safetensors.numpy
 
 import ember
 
-DTYPES = [ember.float32, ember.float64, ember.float16, ember.int64, ember.int32, ember.int16,
-          ember.int8, ember.uint8, ember.bool, ember.complex64, ember.complex128]
+DTYPES = [
+    ember.float32,
+    ember.float64,
+    ember.float16,
+    ember.int64,
+    ember.int32,
+    ember.int16,
+    ember.int8,
+    ember.uint8,
+    ember.bool,
+    ember.complex64,
+    ember.complex128,
+]
 if ember.bfloat16 is not None:
     DTYPES.append(ember.bfloat16)
 
@@ -46,8 +57,12 @@ def _roundtrip(obj, tmp_path, **load_kw):
 # ---- tensors -------------------------------------------------------------------------------
 @pytest.mark.parametrize("dt", DTYPES, ids=lambda d: d.name)
 def test_dtypes_and_shapes_roundtrip(dt, tmp_path):
-    tensors = {"2d": _sample(dt), "0d": _sample(dt, ()),
-               "empty": _sample(dt, (0, 3)), "5d": _sample(dt, (2, 1, 3, 1, 2))}
+    tensors = {
+        "2d": _sample(dt),
+        "0d": _sample(dt, ()),
+        "empty": _sample(dt, (0, 3)),
+        "5d": _sample(dt, (2, 1, 3, 1, 2)),
+    }
     out = _roundtrip(tensors, tmp_path)
     assert out["0d"].shape == ()
     for k in tensors:
@@ -56,8 +71,12 @@ def test_dtypes_and_shapes_roundtrip(dt, tmp_path):
 
 def test_non_contiguous_tensors(tmp_path):
     base = ember.arange(60, dtype=ember.float32).reshape(3, 4, 5)
-    views = {"T": base.permute(2, 0, 1), "step": base[:, ::2, 1::2], "col": base[:, 1],
-             "flip": ember.flip(base, [0])}
+    views = {
+        "T": base.permute(2, 0, 1),
+        "step": base[:, ::2, 1::2],
+        "col": base[:, 1],
+        "flip": ember.flip(base, [0]),
+    }
     assert not any(v.is_contiguous() for v in views.values())
     out = _roundtrip(views, tmp_path)
     for k, v in views.items():
@@ -82,8 +101,7 @@ def test_shared_tensors_stay_shared(tmp_path):
     w = ember.randn(3, 3)
     alias = w.detach()  # another Tensor on the same array (what state_dict of tied weights gives)
     twin = w.clone()  # equal values, separate storage: must stay separate
-    out = _roundtrip({"a": w, "b": w, "alias": alias, "twin": twin, "list": [w, alias]},
-                     tmp_path)
+    out = _roundtrip({"a": w, "b": w, "alias": alias, "twin": twin, "list": [w, alias]}, tmp_path)
     assert out["a"] is out["b"] is out["list"][0]
     assert out["alias"] is out["list"][1] and out["alias"] is not out["a"]
     out["a"].add_(1.0)
@@ -100,18 +118,51 @@ def test_shared_data_is_stored_once(tmp_path):
 
 # ---- structures ----------------------------------------------------------------------------
 def test_checkpoint_structure_roundtrip_preserves_types(tmp_path):
-    model = collections.OrderedDict(weight=ember.randn(4, 3), bias=ember.zeros(4),
-                                    steps=ember.tensor(7))
-    optim = {"state": {0: {"step": ember.tensor(3.0), "exp_avg": ember.ones(4, 3)}, 1: {}},
-             "param_groups": [{"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "amsgrad": False,
-                               "weight_decay": 0, "params": [0, 1], "foreach": None}]}
-    ckpt = {"model": model, "optimizer": optim, "epoch": 5, "loss": 0.125, "best": float("inf"),
-            "nan": float("nan"), "name": "run-1", "big": 2**80, "neg": -3, "flag": True,
-            "none": None, "tuple": (1, (2.5, "x")), "set": {1, 2}, "fs": frozenset({"a"}),
-            "bytes": b"\x00\xff", "ba": bytearray(b"ab"), "complex": 1 - 2j,
-            "dtype": ember.float16, "device": ember.device("cpu"), "size": ember.Size([2, 3]),
-            "np": np.arange(6, dtype=np.int32).reshape(2, 3), "np_scalar": np.float32(0.5),
-            "rng": ember.get_rng_state(), "empty": {}, "empty_list": [], "unicode": "ß∂ƒ"}
+    model = collections.OrderedDict(
+        weight=ember.randn(4, 3), bias=ember.zeros(4), steps=ember.tensor(7)
+    )
+    optim = {
+        "state": {0: {"step": ember.tensor(3.0), "exp_avg": ember.ones(4, 3)}, 1: {}},
+        "param_groups": [
+            {
+                "lr": 1e-3,
+                "betas": (0.9, 0.999),
+                "eps": 1e-8,
+                "amsgrad": False,
+                "weight_decay": 0,
+                "params": [0, 1],
+                "foreach": None,
+            }
+        ],
+    }
+    ckpt = {
+        "model": model,
+        "optimizer": optim,
+        "epoch": 5,
+        "loss": 0.125,
+        "best": float("inf"),
+        "nan": float("nan"),
+        "name": "run-1",
+        "big": 2**80,
+        "neg": -3,
+        "flag": True,
+        "none": None,
+        "tuple": (1, (2.5, "x")),
+        "set": {1, 2},
+        "fs": frozenset({"a"}),
+        "bytes": b"\x00\xff",
+        "ba": bytearray(b"ab"),
+        "complex": 1 - 2j,
+        "dtype": ember.float16,
+        "device": ember.device("cpu"),
+        "size": ember.Size([2, 3]),
+        "np": np.arange(6, dtype=np.int32).reshape(2, 3),
+        "np_scalar": np.float32(0.5),
+        "rng": ember.get_rng_state(),
+        "empty": {},
+        "empty_list": [],
+        "unicode": "ß∂ƒ",
+    }
     out = _roundtrip(ckpt, tmp_path)
     assert type(out["model"]) is collections.OrderedDict
     assert list(out["model"]) == ["weight", "bias", "steps"]
@@ -121,9 +172,28 @@ def test_checkpoint_structure_roundtrip_preserves_types(tmp_path):
     _same(out["optimizer"]["state"][0]["exp_avg"], optim["state"][0]["exp_avg"])
     assert out["optimizer"]["param_groups"] == optim["param_groups"]
     assert type(out["optimizer"]["param_groups"][0]["betas"]) is tuple
-    for k in ("epoch", "loss", "best", "name", "big", "neg", "flag", "none", "tuple", "set",
-              "fs", "bytes", "ba", "complex", "dtype", "device", "size", "empty",
-              "empty_list", "unicode"):
+    for k in (
+        "epoch",
+        "loss",
+        "best",
+        "name",
+        "big",
+        "neg",
+        "flag",
+        "none",
+        "tuple",
+        "set",
+        "fs",
+        "bytes",
+        "ba",
+        "complex",
+        "dtype",
+        "device",
+        "size",
+        "empty",
+        "empty_list",
+        "unicode",
+    ):
         assert out[k] == ckpt[k] and type(out[k]) is type(ckpt[k]), k
     assert np.isnan(out["nan"])
     np.testing.assert_array_equal(out["np"], ckpt["np"])
@@ -250,8 +320,11 @@ def _fail_midway(exc):
     return broken
 
 
-@pytest.mark.parametrize("exc", [OSError(28, "No space left on device"), KeyboardInterrupt()],
-                         ids=["disk-full", "ctrl-c"])
+@pytest.mark.parametrize(
+    "exc",
+    [OSError(28, "No space left on device"), KeyboardInterrupt()],
+    ids=["disk-full", "ctrl-c"],
+)
 def test_interrupted_save_keeps_the_previous_file(exc, tmp_path, monkeypatch):
     path = tmp_path / "ckpt.pt"
     old = {"epoch": 1, "w": ember.randn(100)}
@@ -312,11 +385,11 @@ def test_flipped_data_byte_is_caught_by_checksum(saved):
 def test_flipped_header_bytes_are_caught(saved):
     data = saved.read_bytes()
     n = int.from_bytes(data[:8], "little")
-    header = data[8:8 + n].decode()
+    header = data[8 : 8 + n].decode()
     # Change a digit inside the JSON structure (still valid JSON): the header CRC catches it.
     i = header.index('\\"epoch\\"')
     tampered = header[:i] + header[i:].replace("3", "4", 1)
-    saved.write_bytes(data[:8] + tampered.encode() + data[8 + n:])
+    saved.write_bytes(data[:8] + tampered.encode() + data[8 + n :])
     with pytest.raises(RuntimeError, match="good.pt.*header checksum mismatch"):
         ember.load(saved)
     saved.write_bytes(data[:8] + b"[" + data[9:])  # broken JSON
@@ -344,8 +417,14 @@ def test_pytorch_zip_checkpoint_is_sniffed_and_loaded(tmp_path):
 def test_map_location_cpu_forms(tmp_path):
     t = ember.randn(2, 3)
     ember.save({"t": t, "same": t}, tmp_path / "m.pt")
-    for loc in ("cpu", ember.device("cpu"), {"cpu": "cpu"}, {"cuda:0": "cpu"},
-                lambda storage, location: None, lambda storage, location: storage):
+    for loc in (
+        "cpu",
+        ember.device("cpu"),
+        {"cpu": "cpu"},
+        {"cuda:0": "cpu"},
+        lambda storage, location: None,
+        lambda storage, location: storage,
+    ):
         out = ember.load(tmp_path / "m.pt", map_location=loc)
         assert out["t"].device == ember.device("cpu") and out["same"] is out["t"]
         _same(out["t"], t)
@@ -443,11 +522,16 @@ def test_ember_reads_pytorch_safetensors(tmp_path):
     from safetensors.torch import save_file
 
     g = torch.Generator().manual_seed(0)
-    sd = {"w": torch.randn(4, 3, generator=g), "b": torch.randn(4, generator=g).half(),
-          "bf": torch.randn(2, 2, generator=g).bfloat16(), "idx": torch.arange(5),
-          "mask": torch.tensor([True, False]), "s": torch.tensor(1.5),
-          "i32": torch.tensor([1, -2], dtype=torch.int32), "u8": torch.tensor([255],
-                                                                               dtype=torch.uint8)}
+    sd = {
+        "w": torch.randn(4, 3, generator=g),
+        "b": torch.randn(4, generator=g).half(),
+        "bf": torch.randn(2, 2, generator=g).bfloat16(),
+        "idx": torch.arange(5),
+        "mask": torch.tensor([True, False]),
+        "s": torch.tensor(1.5),
+        "i32": torch.tensor([1, -2], dtype=torch.int32),
+        "u8": torch.tensor([255], dtype=torch.uint8),
+    }
     save_file(sd, tmp_path / "t.safetensors")
     got = ember.load_safetensors(tmp_path / "t.safetensors")
     assert set(got) == set(sd)
@@ -518,13 +602,25 @@ def test_format_is_readable_safetensors(tmp_path):
 hypothesis = pytest.importorskip("hypothesis")
 st = hypothesis.strategies
 
-_leaves = (st.none() | st.booleans() | st.integers() | st.text(max_size=8)
-           | st.floats(allow_nan=False) | st.binary(max_size=8)
-           | st.complex_numbers(allow_nan=False, allow_infinity=False))
+_leaves = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.text(max_size=8)
+    | st.floats(allow_nan=False)
+    | st.binary(max_size=8)
+    | st.complex_numbers(allow_nan=False, allow_infinity=False)
+)
 _keys = st.integers() | st.text(max_size=8) | st.tuples(st.integers(), st.text(max_size=3))
-_trees = st.recursive(_leaves, lambda kids: st.lists(kids, max_size=4)
-                      | st.tuples(kids, kids)
-                      | st.dictionaries(_keys, kids, max_size=4), max_leaves=20)
+_trees = st.recursive(
+    _leaves,
+    lambda kids: (
+        st.lists(kids, max_size=4)
+        | st.tuples(kids, kids)
+        | st.dictionaries(_keys, kids, max_size=4)
+    ),
+    max_leaves=20,
+)
 
 
 def _typed(obj):
@@ -555,8 +651,7 @@ def test_pickled_module_loads_with_allowlisted_globals(tmp_path):
     ember.save(m, path)
     with pytest.raises(pickle.UnpicklingError, match="ember.nn.modules.container.Sequential"):
         ember.load(path)
-    with ember.serialization.safe_globals([ember.nn.Sequential, ember.nn.Linear,
-                                           ember.nn.ReLU]):
+    with ember.serialization.safe_globals([ember.nn.Sequential, ember.nn.Linear, ember.nn.ReLU]):
         loaded = ember.load(path)
     x = ember.randn(4, 3)
     assert bool((loaded(x) == m(x)).all())

@@ -77,8 +77,13 @@ def _numpy_mlp(m: nn.Module, x: np.ndarray) -> np.ndarray:
 
 # Short delays and a fast metrics push so that a scale-up and a scale-down both fit a test
 # (Ray's defaults: 10 s metrics interval, 30 s look-back, 30 s up / 600 s down delays).
-_FAST_AUTOSCALE = {"target_ongoing_requests": 1, "metrics_interval_s": 0.2,
-                   "look_back_period_s": 1.0, "upscale_delay_s": 0.5, "downscale_delay_s": 1.5}
+_FAST_AUTOSCALE = {
+    "target_ongoing_requests": 1,
+    "metrics_interval_s": 0.2,
+    "look_back_period_s": 1.0,
+    "upscale_delay_s": 0.5,
+    "downscale_delay_s": 1.5,
+}
 
 
 def _cli_autoscaling(minmax: str, extra: dict) -> dict:
@@ -125,32 +130,68 @@ def served(tmp_path_factory):
     paths["jit"] = str(d / "tok.pt")
     ember.jit.save(ember.jit.trace(emb, ember.randint(0, 11, (2, 3))), paths["jit"])
     paths["onnx"] = str(d / "mlp.onnx")
-    ember.onnx.export(m1, (ember.randn(2, 4),), paths["onnx"], input_names=["x"],
-                      output_names=["y"], dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}})
+    ember.onnx.export(
+        m1,
+        (ember.randn(2, 4),),
+        paths["onnx"],
+        input_names=["x"],
+        output_names=["y"],
+        dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}},
+    )
     (d / "handler.py").write_text(_HANDLER)
-    eserve.deploy_many([
-        dict(model=paths["v1"], name="mlp", num_replicas=2, max_batch_size=16,
-             batch_wait_timeout_s=0.05, max_request_bytes=1 << 20, **_OPTS),
-        dict(model=paths["jit"], name="tok", pad_sequences=True, batch_wait_timeout_s=0.05,
-             **_OPTS),
-        dict(model=paths["onnx"], name="onnx", **_OPTS),
-        dict(model=f"{d / 'handler.py'}:Doubler", name="dbl", **_OPTS),
-        dict(model=paths["v1"], name="roll", **_OPTS),
-        # starts at 2 replicas; with no load the autoscaler shrinks it to 1 (min_replicas)
-        dict(model=f"{d / 'handler.py'}:Slow", name="auto", max_batch_size=1,
-             autoscaling_config=_cli_autoscaling("1:2", {**_FAST_AUTOSCALE,
-                                                         "initial_replicas": 2}), **_OPTS),
-    ], port=port)
-    yield {"url": f"http://127.0.0.1:{port}", "port": port, "m1": m1, "m2": m2, "emb": emb,
-           "paths": paths}
+    eserve.deploy_many(
+        [
+            dict(
+                model=paths["v1"],
+                name="mlp",
+                num_replicas=2,
+                max_batch_size=16,
+                batch_wait_timeout_s=0.05,
+                max_request_bytes=1 << 20,
+                **_OPTS,
+            ),
+            dict(
+                model=paths["jit"],
+                name="tok",
+                pad_sequences=True,
+                batch_wait_timeout_s=0.05,
+                **_OPTS,
+            ),
+            dict(model=paths["onnx"], name="onnx", **_OPTS),
+            dict(model=f"{d / 'handler.py'}:Doubler", name="dbl", **_OPTS),
+            dict(model=paths["v1"], name="roll", **_OPTS),
+            # starts at 2 replicas; with no load the autoscaler shrinks it to 1 (min_replicas)
+            dict(
+                model=f"{d / 'handler.py'}:Slow",
+                name="auto",
+                max_batch_size=1,
+                autoscaling_config=_cli_autoscaling(
+                    "1:2", {**_FAST_AUTOSCALE, "initial_replicas": 2}
+                ),
+                **_OPTS,
+            ),
+        ],
+        port=port,
+    )
+    yield {
+        "url": f"http://127.0.0.1:{port}",
+        "port": port,
+        "m1": m1,
+        "m2": m2,
+        "emb": emb,
+        "paths": paths,
+    }
     eserve.shutdown()
     if started:
         ray.shutdown()
 
 
 def _post(url, body=None, **kw):
-    return requests.post(url, json=body, timeout=30, **kw) if body is not None \
+    return (
+        requests.post(url, json=body, timeout=30, **kw)
+        if body is not None
         else requests.post(url, timeout=30, **kw)
+    )
 
 
 def test_export_artifact_over_http(served):
@@ -158,8 +199,7 @@ def test_export_artifact_over_http(served):
     r = _post(f"{served['url']}/mlp/predict", {"inputs": x.tolist()})
     assert r.status_code == 200, r.text
     body = r.json()
-    np.testing.assert_allclose(body["outputs"], _numpy_mlp(served["m1"], x), rtol=1e-5,
-                               atol=1e-5)
+    np.testing.assert_allclose(body["outputs"], _numpy_mlp(served["m1"], x), rtol=1e-5, atol=1e-5)
     assert body["model"] == "mlp" and len(body["version"]) == 12
     meta = requests.get(f"{served['url']}/mlp/metadata", timeout=30).json()
     assert meta["kind"] == "export"
@@ -203,8 +243,9 @@ def test_onnx_artifact(served):
     x = np.random.default_rng(1).standard_normal((5, 4)).astype(np.float32)
     r = _post(f"{served['url']}/onnx/predict", {"inputs": x.tolist()})
     assert r.status_code == 200, r.text
-    np.testing.assert_allclose(r.json()["outputs"], _numpy_mlp(served["m1"], x), rtol=1e-4,
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        r.json()["outputs"], _numpy_mlp(served["m1"], x), rtol=1e-4, atol=1e-5
+    )
     meta = requests.get(f"{served['url']}/onnx/metadata", timeout=30).json()
     assert meta["inputs"][0]["name"] == "x" and meta["inputs"][0]["dtype"] == "float32"
     bad = _post(f"{served['url']}/onnx/predict", {"inputs": [[1, 2], [3, 4]]})
@@ -214,8 +255,7 @@ def test_onnx_artifact(served):
 def test_batching_concurrent_requests_share_a_batch(served):
     x = [[0.5, 1.0, -1.0, 2.0]]
     with cf.ThreadPoolExecutor(16) as ex:
-        rs = list(ex.map(lambda _: _post(f"{served['url']}/mlp/predict", {"inputs": x}),
-                         range(32)))
+        rs = list(ex.map(lambda _: _post(f"{served['url']}/mlp/predict", {"inputs": x}), range(32)))
     assert all(r.status_code == 200 for r in rs)
     sizes = [r.json()["batch_size"] for r in rs]
     assert max(sizes) > 1, sizes  # several requests went through one forward pass
@@ -224,21 +264,29 @@ def test_batching_concurrent_requests_share_a_batch(served):
         np.testing.assert_allclose(r.json()["outputs"], want, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("data,status,needle", [
-    (b"{not json", 400, "malformed JSON"),
-    (b'{"x": 1}', 400, '"inputs"'),
-    (b'{"inputs": [[1, 2, 3]]}', 422, "dimension 1"),
-    (b'{"inputs": [[1, 2], [3]]}', 422, "rectangular"),
-    (b'{"inputs": [["a", "b", "c", "d"]]}', 422, "numbers only"),
-    (b'{"inputs": {"b64": "AAAA", "dtype": "complex64", "shape": [1]}}', 422, "dtype"),
-    (b'{"inputs": {"b64": "AAAA", "dtype": "float32", "shape": [1, 4]}}', 422, "bytes"),
-    (None, 413, "exceeds the limit"),
-], ids=["json", "no-inputs", "shape", "ragged", "strings", "b64-dtype", "b64-size", "size"])
+@pytest.mark.parametrize(
+    "data,status,needle",
+    [
+        (b"{not json", 400, "malformed JSON"),
+        (b'{"x": 1}', 400, '"inputs"'),
+        (b'{"inputs": [[1, 2, 3]]}', 422, "dimension 1"),
+        (b'{"inputs": [[1, 2], [3]]}', 422, "rectangular"),
+        (b'{"inputs": [["a", "b", "c", "d"]]}', 422, "numbers only"),
+        (b'{"inputs": {"b64": "AAAA", "dtype": "complex64", "shape": [1]}}', 422, "dtype"),
+        (b'{"inputs": {"b64": "AAAA", "dtype": "float32", "shape": [1, 4]}}', 422, "bytes"),
+        (None, 413, "exceeds the limit"),
+    ],
+    ids=["json", "no-inputs", "shape", "ragged", "strings", "b64-dtype", "b64-size", "size"],
+)
 def test_bad_input_is_4xx_and_server_keeps_serving(served, data, status, needle):
     if data is None:  # over the 1 MiB limit the fixture deploys with
-        data = b'{"inputs": [[' + b"1.0, " * 250_000 + b'1.0]]}'
-    r = requests.post(f"{served['url']}/mlp/predict", data=data, timeout=30,
-                      headers={"content-type": "application/json"})
+        data = b'{"inputs": [[' + b"1.0, " * 250_000 + b"1.0]]}"
+    r = requests.post(
+        f"{served['url']}/mlp/predict",
+        data=data,
+        timeout=30,
+        headers={"content-type": "application/json"},
+    )
     assert r.status_code == status, r.text
     assert needle in r.json()["message"]
     ok = _post(f"{served['url']}/mlp/predict", {"inputs": [[0.0, 0.0, 0.0, 0.0]]})
@@ -292,8 +340,7 @@ def test_rolling_update_under_load_drops_nothing(served):
         time.sleep(0.5)
         eserve.deploy(served["paths"]["v2"], name="roll", port=served["port"], **_OPTS)
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and (not load.results
-                                               or load.results[-1][2] == v1):
+        while time.monotonic() < deadline and (not load.results or load.results[-1][2] == v1):
             time.sleep(0.2)
         time.sleep(0.5)
     codes = [c for _, c, _ in load.results]
@@ -302,8 +349,12 @@ def test_rolling_update_under_load_drops_nothing(served):
     assert not failed, failed[:3]
     assert len(codes) > 10 and v1 in versions and len(versions) == 2, versions
     x = np.asarray([[1.0, 2.0, 3.0, 4.0]], np.float32)
-    np.testing.assert_allclose(_post(url, {"inputs": x.tolist()}).json()["outputs"],
-                               _numpy_mlp(served["m2"], x), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        _post(url, {"inputs": x.tolist()}).json()["outputs"],
+        _numpy_mlp(served["m2"], x),
+        rtol=1e-5,
+        atol=1e-5,
+    )
 
 
 def test_replica_sigkill_under_load_other_replica_answers(served):
@@ -337,15 +388,28 @@ def test_cli_serve_status_shutdown(served, capsys):
     from ember.launcher.cli import main
 
     address = ray.get_runtime_context().gcs_address
-    rc = main(["serve", served["paths"]["onnx"], "--name", "cli", "--port", str(served["port"]),
-               "--address", address, "--max-batch-size", "4"])
+    rc = main(
+        [
+            "serve",
+            served["paths"]["onnx"],
+            "--name",
+            "cli",
+            "--port",
+            str(served["port"]),
+            "--address",
+            address,
+            "--max-batch-size",
+            "4",
+        ]
+    )
     assert rc == 0
     assert f"http://127.0.0.1:{served['port']}/cli/predict" in capsys.readouterr().out
     x = np.ones((1, 4), np.float32)
     r = _post(f"{served['url']}/cli/predict", {"inputs": x.tolist()})
     assert r.status_code == 200
-    np.testing.assert_allclose(r.json()["outputs"], _numpy_mlp(served["m1"], x), rtol=1e-4,
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        r.json()["outputs"], _numpy_mlp(served["m1"], x), rtol=1e-4, atol=1e-5
+    )
     assert main(["serve", "status", "--address", address]) == 0
     listed = json.loads(capsys.readouterr().out)
     assert listed["cli"]["status"] == "RUNNING" and "mlp" in listed
@@ -377,8 +441,9 @@ def _wait_replicas(name: str, want: int, timeout: float) -> list:
         if dep["replicas"] == {"RUNNING": want}:
             return seen
         time.sleep(0.2)
-    raise AssertionError(f"{name}: never exactly {want} RUNNING replicas in {timeout} s; "
-                         f"last states {seen[-3:]}")
+    raise AssertionError(
+        f"{name}: never exactly {want} RUNNING replicas in {timeout} s; last states {seen[-3:]}"
+    )
 
 
 def test_autoscale_shrinks_idle_deployment_to_min(served, capsys):

@@ -13,8 +13,7 @@ from ember.serve import detect_kind
 
 
 def test_parse_autoscale():
-    assert parse_autoscale("1:4") == {"min_replicas": 1, "max_replicas": 4,
-                                      "initial_replicas": 1}
+    assert parse_autoscale("1:4") == {"min_replicas": 1, "max_replicas": 4, "initial_replicas": 1}
     for bad in ("4", "a:b", "3:1", "-1:2"):
         with pytest.raises(ValueError, match="--autoscale"):
             parse_autoscale(bad)
@@ -35,15 +34,20 @@ def test_detect_kind(tmp_path):
         detect_kind(str(tmp_path / "missing.ep"))
 
 
-@pytest.mark.parametrize("argv,needle", [
-    (["serve", "missing.ep"], "no such file: 'missing.ep'"),
-    (["serve", "x.ep", "--replicas", "0"], "--replicas must be >= 1"),
-    (["serve", "x.ep", "--autoscale", "5:2"], "--autoscale"),
-    (["serve", "x.ep", "--autoscaling-config", "{}"], "needs --autoscale MIN:MAX"),
-    (["serve", "x.ep", "--autoscale", "1:2", "--autoscaling-config", "{bad"], "not valid JSON"),
-    (["serve", "x.ep", "--autoscale", "1:2", "--autoscaling-config", '{"max_replicas": 3}'],
-     "set max_replicas with --autoscale"),
-])
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (["serve", "missing.ep"], "no such file: 'missing.ep'"),
+        (["serve", "x.ep", "--replicas", "0"], "--replicas must be >= 1"),
+        (["serve", "x.ep", "--autoscale", "5:2"], "--autoscale"),
+        (["serve", "x.ep", "--autoscaling-config", "{}"], "needs --autoscale MIN:MAX"),
+        (["serve", "x.ep", "--autoscale", "1:2", "--autoscaling-config", "{bad"], "not valid JSON"),
+        (
+            ["serve", "x.ep", "--autoscale", "1:2", "--autoscaling-config", '{"max_replicas": 3}'],
+            "set max_replicas with --autoscale",
+        ),
+    ],
+)
 def test_cli_bad_arguments_exit_2(argv, needle, capsys):
     assert main(argv) == 2
     assert needle in capsys.readouterr().err
@@ -55,12 +59,19 @@ def test_parse_autoscaling_config():
         parse_autoscaling_config("[1, 2]")
 
 
-@pytest.mark.parametrize("cfg,needle", [
-    ({"min_replicas": 1, "max_replicas": 2, "upscale_delay": 1},
-     "unknown key 'upscale_delay' \\(did you mean 'upscale_delay_s'"),
-    ({"min_replicas": 1, "max_replicas": 2, "downscale_delay_s": -1},
-     "autoscaling_config.downscale_delay_s: .*greater than or equal to 0 \\(got -1\\)"),
-])
+@pytest.mark.parametrize(
+    "cfg,needle",
+    [
+        (
+            {"min_replicas": 1, "max_replicas": 2, "upscale_delay": 1},
+            "unknown key 'upscale_delay' \\(did you mean 'upscale_delay_s'",
+        ),
+        (
+            {"min_replicas": 1, "max_replicas": 2, "downscale_delay_s": -1},
+            "autoscaling_config.downscale_delay_s: .*greater than or equal to 0 \\(got -1\\)",
+        ),
+    ],
+)
 def test_autoscaling_config_errors_name_the_key(tmp_path, cfg, needle):
     pytest.importorskip("ray.serve")
     from ember import serve
@@ -70,8 +81,11 @@ def test_autoscaling_config_errors_name_the_key(tmp_path, cfg, needle):
         serve.deploy(str(tmp_path / "never-read.onnx"), autoscaling_config=cfg)
 
 
-SERVE_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                            "cluster_configs", "serve-local.yaml")
+SERVE_CONFIG = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    "cluster_configs",
+    "serve-local.yaml",
+)
 
 
 def test_serve_cluster_config_and_its_commands():
@@ -123,4 +137,4 @@ def test_benchmark_cells_and_cpu_accounting():
     out = bench._measured(spin, {"server": [os.getpid()]}, n=10)
     # both roles are this process here: ~20 ms per request each (clock ticks: 10 ms)
     assert 15 <= out["cpu_ms_client"] <= 40 and 15 <= out["cpu_ms_server"] <= 40, out
-    assert bench._cpu_s(2 ** 22 + 7) == 0.0  # a pid that does not exist
+    assert bench._cpu_s(2**22 + 7) == 0.0  # a pid that does not exist

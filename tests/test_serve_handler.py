@@ -25,8 +25,10 @@ def test_batched_outputs_equal_one_by_one(pad):
     model = nn.Sequential(nn.Embedding(11, 6), nn.Linear(6, 3)).eval()  # per position
     h = _handler(model, ember.randint(0, 11, (2, 5)), pad)
     rng = np.random.default_rng(0)
-    reqs = [rng.integers(1, 11, (n, t)).astype(np.int64)
-            for n, t in ((1, 5), (2, 3), (1, 5), (3, 7), (1, 1))]
+    reqs = [
+        rng.integers(1, 11, (n, t)).astype(np.int64)
+        for n, t in ((1, 5), (2, 3), (1, 5), (3, 7), (1, 1))
+    ]
     got = h.handle([{"body": r} for r in reqs])
     for r, (out,) in zip(reqs, got):
         with ember.no_grad():
@@ -63,8 +65,12 @@ def test_response_json_equals_stdlib_json(monkeypatch, use_orjson):
         monkeypatch.setattr(_codec, "orjson", None)
     rng = np.random.default_rng(0)
     y32 = rng.standard_normal((3, 4)).astype(np.float32)
-    body = {"outputs": _codec.encode_arrays([y32[:, ::2]]), "model": "m", "batch_size": 2,
-            "extra": [np.float16(1.5), np.arange(3, dtype=np.int64), {"k": True}]}
+    body = {
+        "outputs": _codec.encode_arrays([y32[:, ::2]]),
+        "model": "m",
+        "batch_size": 2,
+        "extra": [np.float16(1.5), np.arange(3, dtype=np.int64), {"k": True}],
+    }
     got = json.loads(_codec.dumps(body))
     # float32 values written as float32 (shortest repr) must read back exactly
     np.testing.assert_array_equal(np.asarray(got["outputs"], np.float32), y32[:, ::2])
@@ -92,12 +98,15 @@ def test_serve_env_leaves_sync_handles_usable():
     import sys
 
     pytest.importorskip("ray.serve")
-    code = ("from ember.serve import serve_env; serve_env(); "
-            "from ray.serve._private import constants as c; "
-            "print(c.RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP, c.RAY_SERVE_PROXY_USE_GRPC)")
+    code = (
+        "from ember.serve import serve_env; serve_env(); "
+        "from ray.serve._private import constants as c; "
+        "print(c.RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP, c.RAY_SERVE_PROXY_USE_GRPC)"
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_SERVE")}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env=env, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split()[-2:] == ["True", "True"]
 

@@ -21,19 +21,31 @@ def torch():
 
 
 # ---- creation -----------------------------------------------------------------------------
-@pytest.mark.parametrize("call", [
-    lambda m: m.tril_indices(3, 4, 1), lambda m: m.triu_indices(4, 3, -1),
-    lambda m: m.tril_indices(0, 3), lambda m: m.range(1, 4), lambda m: m.range(0, -1, -0.3),
-    lambda m: m.scalar_tensor(3), lambda m: m.scalar_tensor(2, dtype=m.int64),
-    lambda m: m.repeat_interleave(m.tensor([1, 0, 2])),
-    lambda m: m.asarray([1.0, 2.0]), lambda m: m.asarray(np.arange(3.0)),
-    lambda m: m.frombuffer(bytearray(b"\x01\x00\x00\x00\x02\x00\x00\x00"), dtype=m.int32),
-    lambda m: m.stack(m.unravel_index(m.tensor([4, 5, -1]), (2, 3))),
-    lambda m: m.ones(2, 3).new_tensor([1, 2]), lambda m: m.ones(2, 3).new_full((2,), 3),
-    lambda m: m.ones(2, 3, dtype=m.float64).new_ones(2), lambda m: m.ones(2).new_zeros((1, 2)),
-    lambda m: m.ones(2, dtype=m.int32).new([1, 2]),
-    lambda m: m.full((2,), True), lambda m: m.full((2,), 3),
-], ids=lambda _: "")
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda m: m.tril_indices(3, 4, 1),
+        lambda m: m.triu_indices(4, 3, -1),
+        lambda m: m.tril_indices(0, 3),
+        lambda m: m.range(1, 4),
+        lambda m: m.range(0, -1, -0.3),
+        lambda m: m.scalar_tensor(3),
+        lambda m: m.scalar_tensor(2, dtype=m.int64),
+        lambda m: m.repeat_interleave(m.tensor([1, 0, 2])),
+        lambda m: m.asarray([1.0, 2.0]),
+        lambda m: m.asarray(np.arange(3.0)),
+        lambda m: m.frombuffer(bytearray(b"\x01\x00\x00\x00\x02\x00\x00\x00"), dtype=m.int32),
+        lambda m: m.stack(m.unravel_index(m.tensor([4, 5, -1]), (2, 3))),
+        lambda m: m.ones(2, 3).new_tensor([1, 2]),
+        lambda m: m.ones(2, 3).new_full((2,), 3),
+        lambda m: m.ones(2, 3, dtype=m.float64).new_ones(2),
+        lambda m: m.ones(2).new_zeros((1, 2)),
+        lambda m: m.ones(2, dtype=m.int32).new([1, 2]),
+        lambda m: m.full((2,), True),
+        lambda m: m.full((2,), 3),
+    ],
+    ids=lambda _: "",
+)
 def test_creation_matches_torch(call, torch):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -65,8 +77,9 @@ def test_asarray_and_frombuffer_share_memory():
         ember.frombuffer(bytearray(3), dtype=ember.int32)
 
 
-@pytest.mark.parametrize("name", ["hann_window", "hamming_window", "blackman_window",
-                                  "bartlett_window", "kaiser_window"])
+@pytest.mark.parametrize(
+    "name", ["hann_window", "hamming_window", "blackman_window", "bartlett_window", "kaiser_window"]
+)
 @pytest.mark.parametrize("n", [0, 1, 5, 8])
 def test_windows_match_torch(name, n, torch):
     for periodic in (True, False):
@@ -75,8 +88,9 @@ def test_windows_match_torch(name, n, torch):
         assert e.dtype == ember.float32 and e.shape == tuple(t.shape)
         np.testing.assert_allclose(_np(e), _np(t), rtol=1e-5, atol=1e-6)
     e = getattr(ember, name)(6, dtype=ember.float64)
-    np.testing.assert_allclose(_np(e), _np(getattr(torch, name)(6, dtype=torch.float64)),
-                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        _np(e), _np(getattr(torch, name)(6, dtype=torch.float64)), rtol=1e-12, atol=1e-12
+    )
 
 
 # ---- views write through; in-place forms ---------------------------------------------------
@@ -98,8 +112,10 @@ def test_views_share_memory():
     assert ember.select(y, 0, 3)._base is y
 
 
-@pytest.mark.parametrize("wrap,shape", [(False, (3, 3)), (True, (7, 3)), (False, (7, 3)),
-                                        (True, (3, 7)), (False, (2, 2, 2))])
+@pytest.mark.parametrize(
+    "wrap,shape",
+    [(False, (3, 3)), (True, (7, 3)), (False, (7, 3)), (True, (3, 7)), (False, (2, 2, 2))],
+)
 def test_fill_diagonal_(wrap, shape, torch):
     e, t = ember.zeros(*shape), torch.zeros(*shape)
     e.fill_diagonal_(2.0, wrap=wrap)
@@ -137,18 +153,23 @@ def test_inplace_shape_methods_and_gradients():
     assert z.shape == (2,)
 
 
-@pytest.mark.parametrize("call", [
-    lambda m, x: x.scatter_reduce_(0, m.tensor([0, 0, 2]), m.tensor([1.0, 2.0, 3.0]), "amax"),
-    lambda m, x: x.index_put_((m.tensor([0, 0]),), m.tensor([1.0, 2.0]), accumulate=True),
-    lambda m, x: m.index_put_(x, (m.tensor([1]),), m.tensor(9.0)),
-    lambda m, x: x.index_copy_(0, m.tensor([3, 1]), m.tensor([5.0, 6.0])),
-    lambda m, x: x.index_fill_(0, m.tensor([2]), -1.0),
-    lambda m, x: x.index_reduce_(0, m.tensor([1, 1]), m.tensor([5.0, 6.0]), "amin"),
-    lambda m, x: x.masked_scatter_(x > 1, m.tensor([7.0, 8.0, 9.0])),
-    lambda m, x: x.put_(m.tensor([0, 3]), m.tensor([4.0, 5.0])),
-    lambda m, x: x.resize_(2, 3), lambda m, x: x.resize_(1, 2),
-    lambda m, x: x.resize_as_(m.ones(2, 2)),
-], ids=lambda _: "")
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda m, x: x.scatter_reduce_(0, m.tensor([0, 0, 2]), m.tensor([1.0, 2.0, 3.0]), "amax"),
+        lambda m, x: x.index_put_((m.tensor([0, 0]),), m.tensor([1.0, 2.0]), accumulate=True),
+        lambda m, x: m.index_put_(x, (m.tensor([1]),), m.tensor(9.0)),
+        lambda m, x: x.index_copy_(0, m.tensor([3, 1]), m.tensor([5.0, 6.0])),
+        lambda m, x: x.index_fill_(0, m.tensor([2]), -1.0),
+        lambda m, x: x.index_reduce_(0, m.tensor([1, 1]), m.tensor([5.0, 6.0]), "amin"),
+        lambda m, x: x.masked_scatter_(x > 1, m.tensor([7.0, 8.0, 9.0])),
+        lambda m, x: x.put_(m.tensor([0, 3]), m.tensor([4.0, 5.0])),
+        lambda m, x: x.resize_(2, 3),
+        lambda m, x: x.resize_(1, 2),
+        lambda m, x: x.resize_as_(m.ones(2, 2)),
+    ],
+    ids=lambda _: "",
+)
 def test_inplace_indexing_matches_torch(call, torch):
     e, t = ember.arange(4.0), torch.arange(4.0)
     re_, rt = call(ember, e), call(torch, t)
@@ -167,10 +188,15 @@ def test_tensor_unfold_and_bernoulli_methods():
 
 
 # ---- random fills ---------------------------------------------------------------------------
-@pytest.mark.parametrize("fill,args,mean", [
-    ("exponential_", (2.0,), 0.5), ("geometric_", (0.25,), 4.0),
-    ("log_normal_", (0.0, 0.5), float(np.exp(0.125))), ("cauchy_", (1.0, 0.1), None),
-])
+@pytest.mark.parametrize(
+    "fill,args,mean",
+    [
+        ("exponential_", (2.0,), 0.5),
+        ("geometric_", (0.25,), 4.0),
+        ("log_normal_", (0.0, 0.5), float(np.exp(0.125))),
+        ("cauchy_", (1.0, 0.1), None),
+    ],
+)
 def test_random_fills(fill, args, mean):
     ember.manual_seed(3)
     a = getattr(ember.empty(20000, dtype=ember.float64), fill)(*args)
@@ -196,21 +222,25 @@ def test_apply_and_map():
 
 
 # ---- PyTorch's errors ---------------------------------------------------------------------
-@pytest.mark.parametrize("call", [
-    lambda m: m.diagonal(m.ones(2, 2), 0, 1, 1),
-    lambda m: m.diag(m.ones(2, 2, 2)),
-    lambda m: m.select(m.ones(2, 3), 1, 3),
-    lambda m: m.rot90(m.ones(2, 3), 1, [0, 0]),
-    lambda m: m.hsplit(m.ones(2, 5), 2),
-    lambda m: m.vsplit(m.ones(3), 1),
-    lambda m: m.repeat_interleave(m.ones(3), m.tensor([1, 2])),
-    lambda m: m.scatter_reduce(m.ones(3), 0, m.tensor([0]), m.ones(1), "maximum"),
-    lambda m: m.ones(3).unfold(0, 4, 1),
-    lambda m: m.as_strided(m.ones(4), (3, 3), (1, 1)),
-    lambda m: m.ones(3, 4).sum_to_size(2, 4),
-    lambda m: m.combinations(m.ones(2, 2)),
-    lambda m: m.ones(2, requires_grad=True).resize_(3),
-], ids=lambda _: "")
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda m: m.diagonal(m.ones(2, 2), 0, 1, 1),
+        lambda m: m.diag(m.ones(2, 2, 2)),
+        lambda m: m.select(m.ones(2, 3), 1, 3),
+        lambda m: m.rot90(m.ones(2, 3), 1, [0, 0]),
+        lambda m: m.hsplit(m.ones(2, 5), 2),
+        lambda m: m.vsplit(m.ones(3), 1),
+        lambda m: m.repeat_interleave(m.ones(3), m.tensor([1, 2])),
+        lambda m: m.scatter_reduce(m.ones(3), 0, m.tensor([0]), m.ones(1), "maximum"),
+        lambda m: m.ones(3).unfold(0, 4, 1),
+        lambda m: m.as_strided(m.ones(4), (3, 3), (1, 1)),
+        lambda m: m.ones(3, 4).sum_to_size(2, 4),
+        lambda m: m.combinations(m.ones(2, 2)),
+        lambda m: m.ones(2, requires_grad=True).resize_(3),
+    ],
+    ids=lambda _: "",
+)
 def test_errors_match_torch(call, torch):
     with pytest.raises(Exception) as te:
         call(torch)
@@ -231,11 +261,27 @@ def test_broadcast_shapes_and_meshgrid_warning(torch):
 _IDX = object()  # stands for the index tensor [0, 2]
 
 
-@pytest.mark.parametrize("key", [
-    (1, slice(None), _IDX), (_IDX, slice(None), 1), (1, None, slice(None), _IDX),
-    (Ellipsis, 1, _IDX), (2, slice(1, 3), _IDX), (_IDX, 1, _IDX), (1, True, slice(None), _IDX),
-], ids=["int-slice-idx", "idx-slice-int", "int-none-slice-idx", "ellipsis-int-idx",
-        "int-range-idx", "idx-int-idx", "int-true-slice-idx"])
+@pytest.mark.parametrize(
+    "key",
+    [
+        (1, slice(None), _IDX),
+        (_IDX, slice(None), 1),
+        (1, None, slice(None), _IDX),
+        (Ellipsis, 1, _IDX),
+        (2, slice(1, 3), _IDX),
+        (_IDX, 1, _IDX),
+        (1, True, slice(None), _IDX),
+    ],
+    ids=[
+        "int-slice-idx",
+        "idx-slice-int",
+        "int-none-slice-idx",
+        "ellipsis-int-idx",
+        "int-range-idx",
+        "idx-int-idx",
+        "int-true-slice-idx",
+    ],
+)
 def test_integers_beside_index_tensors_select_first_as_torch(key):
     """torch applies integers before advanced indices (NumPy counts them as advanced, which moves
     the broadcast dimension first): reads, writes and both gradients follow torch."""

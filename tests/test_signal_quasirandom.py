@@ -24,13 +24,16 @@ def test_windows_match_torch(name):
     assert getattr(ew, name)(4, **kw).dtype == ember.float32
 
 
-@pytest.mark.parametrize("call,match", [
-    (lambda m: m.signal.windows.hann(-1), "non-negative window length, got M=-1"),
-    (lambda m: m.signal.windows.hann(3, dtype=m.int64), "expects float32 or float64 dtypes"),
-    (lambda m: m.signal.windows.gaussian(4, std=0), "Standard deviation must be positive"),
-    (lambda m: m.signal.windows.exponential(4, tau=0), "Tau must be positive"),
-    (lambda m: m.signal.windows.kaiser(4, beta=-1), "beta must be non-negative"),
-])
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (lambda m: m.signal.windows.hann(-1), "non-negative window length, got M=-1"),
+        (lambda m: m.signal.windows.hann(3, dtype=m.int64), "expects float32 or float64 dtypes"),
+        (lambda m: m.signal.windows.gaussian(4, std=0), "Standard deviation must be positive"),
+        (lambda m: m.signal.windows.exponential(4, tau=0), "Tau must be positive"),
+        (lambda m: m.signal.windows.kaiser(4, beta=-1), "beta must be non-negative"),
+    ],
+)
 def test_window_errors_match_torch(call, match):
     for m in (torch, ember):
         with pytest.raises(ValueError, match=match):
@@ -45,8 +48,10 @@ def test_sobol_matches_torch_unscrambled():
     np.testing.assert_array_equal(e.draw_base2(3).numpy(), t.draw_base2(3).numpy())
     assert e.num_generated == t.num_generated == 16
     assert repr(e) == repr(t).replace("torch", "ember")
-    np.testing.assert_array_equal(e.reset().draw(2, dtype=ember.float64).numpy(),
-                                  t.reset().draw(2, dtype=torch.float64).numpy())
+    np.testing.assert_array_equal(
+        e.reset().draw(2, dtype=ember.float64).numpy(),
+        t.reset().draw(2, dtype=torch.float64).numpy(),
+    )
     with pytest.raises(ValueError, match="require n to be a power of 2"):
         ember.quasirandom.SobolEngine(2).fast_forward(1).draw_base2(2)
 
@@ -81,7 +86,10 @@ def test_poisson_and_binomial():
 def test_functional_tensor_methods():
     x = np.array([-1.0, 0.2, 0.7], dtype=np.float32)
     w = np.array([0.1], dtype=np.float32)
-    np.testing.assert_allclose(ember.tensor(x).hardshrink(0.5).numpy(),
-                               torch.tensor(x).hardshrink(0.5).numpy())
-    np.testing.assert_allclose(ember.tensor(x).prelu(ember.tensor(w)).numpy(),
-                               torch.tensor(x).prelu(torch.tensor(w)).numpy())
+    np.testing.assert_allclose(
+        ember.tensor(x).hardshrink(0.5).numpy(), torch.tensor(x).hardshrink(0.5).numpy()
+    )
+    np.testing.assert_allclose(
+        ember.tensor(x).prelu(ember.tensor(w)).numpy(),
+        torch.tensor(x).prelu(torch.tensor(w)).numpy(),
+    )

@@ -52,14 +52,22 @@ def cluster():
         "cluster_name": name,
         "provider": {"type": "local", "head_ip": "127.0.0.1", "worker_ips": []},
         "ember": {
-            "workers_per_node": 2, "ray_port": gcs, "dashboard_port": dash, "temp_dir": root,
+            "workers_per_node": 2,
+            "ray_port": gcs,
+            "dashboard_port": dash,
+            "temp_dir": root,
             "token": {"ray_auth": "token", "ray_token_path": os.path.join(root, "token")},
-            "node": {"num_cpus": 3, "object_store_memory": 100 * 1024 * 1024,
-                     "ray_start_args": [f"--ray-client-server-port={client}",
-                                        f"--dashboard-agent-listen-port={agent}",
-                                        f"--dashboard-agent-grpc-port={agent_grpc}",
-                                        f"--metrics-export-port={metrics}",
-                                        f"--runtime-env-agent-port={renv}"]},
+            "node": {
+                "num_cpus": 3,
+                "object_store_memory": 100 * 1024 * 1024,
+                "ray_start_args": [
+                    f"--ray-client-server-port={client}",
+                    f"--dashboard-agent-listen-port={agent}",
+                    f"--dashboard-agent-grpc-port={agent_grpc}",
+                    f"--metrics-export-port={metrics}",
+                    f"--runtime-env-agent-port={renv}",
+                ],
+            },
         },
     }
     path = os.path.join(root, "cluster.yaml")
@@ -68,14 +76,24 @@ def cluster():
     env = {**os.environ, "EMBER_STATE_DIR": os.path.join(root, "state")}
     for var in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH"):
         env.pop(var, None)
-    up = subprocess.run([sys.executable, "-m", "ember.launcher.cli", "up", path], env=env,
-                        capture_output=True, text=True, timeout=180)
+    up = subprocess.run(
+        [sys.executable, "-m", "ember.launcher.cli", "up", path],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     try:
         assert up.returncode == 0, up.stdout + up.stderr
         yield path, env
     finally:
-        down = subprocess.run([sys.executable, "-m", "ember.launcher.cli", "down", path],
-                              env=env, capture_output=True, text=True, timeout=120)
+        down = subprocess.run(
+            [sys.executable, "-m", "ember.launcher.cli", "down", path],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         marker = os.path.join(root, f"{name}-127.0.0.1")
         stopped = _no_process_mentions(marker + "/session_")
         subprocess.run(["rm", "-rf", root])
@@ -84,28 +102,38 @@ def cluster():
 
 
 def _ember(env, *args, cwd=None, timeout=120):
-    return subprocess.run([sys.executable, "-m", "ember.launcher.cli", *args], env=env,
-                          capture_output=True, text=True, timeout=timeout, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "ember.launcher.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+    )
 
 
 @pytest.fixture
 def workdir(tmp_path):
     (tmp_path / "data.txt").write_text("payload-42\n")
-    (tmp_path / "job.py").write_text(textwrap.dedent("""
+    (tmp_path / "job.py").write_text(
+        textwrap.dedent("""
         import os, sys
         code = int(sys.argv[1]) if len(sys.argv) > 1 else 0
         print("job sees", open("data.txt").read().strip(), "rank", os.environ.get("RANK", "-"))
         sys.exit(code)
-    """))
-    (tmp_path / "sleepy.py").write_text("import time\nprint('sleeping', flush=True)\n"
-                                        "time.sleep(120)\n")
+    """)
+    )
+    (tmp_path / "sleepy.py").write_text(
+        "import time\nprint('sleeping', flush=True)\ntime.sleep(120)\n"
+    )
     return tmp_path
 
 
 def test_submit_uploads_working_dir_streams_output_and_succeeds(cluster, workdir):
     path, env = cluster
-    r = _ember(env, "submit", "--cluster", path, "--working-dir", str(workdir), "--",
-               "python", "job.py")
+    r = _ember(
+        env, "submit", "--cluster", path, "--working-dir", str(workdir), "--", "python", "job.py"
+    )
     assert r.returncode == 0, r.stderr
     assert "job sees payload-42" in r.stdout
     assert "succeeded" in r.stderr
@@ -113,8 +141,18 @@ def test_submit_uploads_working_dir_streams_output_and_succeeds(cluster, workdir
 
 def test_exit_code_follows_a_failed_job(cluster, workdir):
     path, env = cluster
-    r = _ember(env, "submit", "--cluster", path, "--working-dir", str(workdir), "--",
-               "python", "job.py", "3")
+    r = _ember(
+        env,
+        "submit",
+        "--cluster",
+        path,
+        "--working-dir",
+        str(workdir),
+        "--",
+        "python",
+        "job.py",
+        "3",
+    )
     assert r.returncode == 3, r.stderr
     assert "job sees payload-42" in r.stdout
     assert "failed" in r.stderr
@@ -122,8 +160,20 @@ def test_exit_code_follows_a_failed_job(cluster, workdir):
 
 def test_no_wait_then_job_logs_status_and_list(cluster, workdir):
     path, env = cluster
-    r = _ember(env, "submit", "--cluster", path, "--working-dir", str(workdir), "--no-wait",
-               "--submission-id", f"nowait-{os.getpid()}", "--", "python", "job.py")
+    r = _ember(
+        env,
+        "submit",
+        "--cluster",
+        path,
+        "--working-dir",
+        str(workdir),
+        "--no-wait",
+        "--submission-id",
+        f"nowait-{os.getpid()}",
+        "--",
+        "python",
+        "job.py",
+    )
     assert r.returncode == 0, r.stderr
     job_id = r.stdout.strip()
     assert job_id == f"nowait-{os.getpid()}"
@@ -136,8 +186,18 @@ def test_no_wait_then_job_logs_status_and_list(cluster, workdir):
 
 def test_job_stop(cluster, workdir):
     path, env = cluster
-    r = _ember(env, "submit", "--cluster", path, "--working-dir", str(workdir), "--no-wait",
-               "--", "python", "sleepy.py")
+    r = _ember(
+        env,
+        "submit",
+        "--cluster",
+        path,
+        "--working-dir",
+        str(workdir),
+        "--no-wait",
+        "--",
+        "python",
+        "sleepy.py",
+    )
     job_id = r.stdout.strip()
     deadline = time.time() + 60
     while "sleeping" not in _ember(env, "job", "logs", job_id, "--cluster", path).stdout:
@@ -153,7 +213,7 @@ def test_clear_errors_for_unknown_jobs_and_unreachable_servers(cluster):
     path, env = cluster
     r = _ember(env, "job", "status", "no-such-job", "--cluster", path)
     assert r.returncode != 0 and "no job with id 'no-such-job'" in r.stderr
-    port, = _free_ports(1)
+    (port,) = _free_ports(1)
     r = _ember(env, "submit", "--address", f"http://127.0.0.1:{port}", "--", "python", "x.py")
     assert r.returncode != 0 and f"cannot reach Ray Jobs at http://127.0.0.1:{port}" in r.stderr
     r = _ember(env, "submit", "--cluster", path)
@@ -162,9 +222,23 @@ def test_clear_errors_for_unknown_jobs_and_unreachable_servers(cluster):
 
 def test_ember_launch_runs_inside_a_submitted_job(cluster, workdir):
     path, env = cluster
-    r = _ember(env, "submit", "--cluster", path, "--working-dir", str(workdir), "--",
-               sys.executable, "-m", "ember.launcher.cli", "launch", "--workers", "2", "job.py",
-               timeout=180)
+    r = _ember(
+        env,
+        "submit",
+        "--cluster",
+        path,
+        "--working-dir",
+        str(workdir),
+        "--",
+        sys.executable,
+        "-m",
+        "ember.launcher.cli",
+        "launch",
+        "--workers",
+        "2",
+        "job.py",
+        timeout=180,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert "[rank0]: job sees payload-42 rank 0" in r.stdout
     assert "[rank1]: job sees payload-42 rank 1" in r.stdout
@@ -181,8 +255,9 @@ def test_status_shows_nodes_resources_and_jobs(cluster):
 
 def test_launch_with_an_embedded_config_starts_a_private_ray(cluster, workdir):
     _, env = cluster  # its state dir knows nothing of the `local` cluster: not up
-    local = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                         "cluster_configs", "local.yaml")
+    local = os.path.join(
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "cluster_configs", "local.yaml"
+    )
     r = _ember(env, "launch", "--cluster", local, "job.py", cwd=workdir, timeout=180)
     assert r.returncode == 0, r.stdout + r.stderr
     # workers_per_node: 2 from local.yaml

@@ -123,8 +123,10 @@ def test_view_requires_compatible_layout():
 
 
 def test_repr_like_pytorch():
-    assert repr(ember.tensor([[1.0, 2.0]], requires_grad=True)) == \
-        "tensor([[1., 2.]], requires_grad=True)"
+    assert (
+        repr(ember.tensor([[1.0, 2.0]], requires_grad=True))
+        == "tensor([[1., 2.]], requires_grad=True)"
+    )
     assert repr(ember.tensor([1.5, 2.0])) == "tensor([1.5000, 2.0000])"
     assert repr(ember.tensor([1, 2])) == "tensor([1, 2])"
     assert repr(ember.tensor(3.0)) == "tensor(3.)"
@@ -176,8 +178,9 @@ def test_scalar_type_promotion():
     assert (i32 + 2.5).dtype is ember.float32
     assert (i32 + 2).dtype is ember.int32
     assert (i32 + ember.tensor([1])).dtype is ember.int64
-    assert (ember.ones(2, dtype=ember.float16) + ember.tensor(1.0, dtype=ember.float64)).dtype \
-        is ember.float16
+    assert (
+        ember.ones(2, dtype=ember.float16) + ember.tensor(1.0, dtype=ember.float64)
+    ).dtype is ember.float16
     assert (ember.tensor([True]) + 1).dtype is ember.int64
     assert (ember.tensor([1, 2]) / 2).dtype is ember.float32
 

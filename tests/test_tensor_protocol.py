@@ -122,7 +122,8 @@ def test_can_cast_and_uint_promotion_match_torch():
     for a in names:
         for b in names:
             assert ember.can_cast(getattr(ember, a), getattr(ember, b)) == torch.can_cast(
-                getattr(torch, a), getattr(torch, b)), (a, b)
+                getattr(torch, a), getattr(torch, b)
+            ), (a, b)
     assert not ember.uint32.is_signed
     with pytest.raises(RuntimeError, match="Promotion for uint16"):
         ember.promote_types(ember.uint16, ember.int32)
@@ -219,8 +220,12 @@ def test_set_default_device_reaches_the_factories():
         ember.set_default_device("cuda")
         assert ember.get_default_device() == ember.device("cuda")
         if not ember.cuda.is_available():
-            for make in (lambda: ember.zeros(2), lambda: ember.tensor([1.0]),
-                         lambda: ember.randn(2), lambda: ember.arange(3)):
+            for make in (
+                lambda: ember.zeros(2),
+                lambda: ember.tensor([1.0]),
+                lambda: ember.randn(2),
+                lambda: ember.arange(3),
+            ):
                 with pytest.raises(RuntimeError, match="CUDA is not available"):
                     make()
         else:
@@ -258,7 +263,7 @@ def test_numpy_subclasses_become_plain_arrays(tmp_path):
     """np.memmap slices (nanoGPT's data loader) work through from_numpy/tensor and stack."""
     np.arange(10, dtype=np.uint16).tofile(tmp_path / "d.bin")
     data = np.memmap(tmp_path / "d.bin", dtype=np.uint16, mode="r")
-    x = ember.stack([ember.from_numpy(data[i:i + 3].astype(np.int64)) for i in range(3)])
+    x = ember.stack([ember.from_numpy(data[i : i + 3].astype(np.int64)) for i in range(3)])
     assert x.tolist() == [[0, 1, 2], [1, 2, 3], [2, 3, 4]]
     assert (ember.tensor(data[:4]) + 1).tolist() == [1, 2, 3, 4]
 

@@ -18,14 +18,22 @@ plugin_data_pb2 = pytest.importorskip("tensorboard.plugins.hparams.plugin_data_p
 
 def _read(logdir):
     acc = event_accumulator.EventAccumulator(
-        str(logdir), size_guidance={"scalars": 0, "histograms": 0, "images": 0, "tensors": 0})
+        str(logdir), size_guidance={"scalars": 0, "histograms": 0, "images": 0, "tensors": 0}
+    )
     acc.Reload()
     return acc
 
 
 def test_scalars_accept_tensors_arrays_and_numbers(tmp_path):
-    values = [ember.tensor(0.5), ember.tensor([0.25], requires_grad=True), np.float32(0.125),
-              np.array(2.0), 3, 4.5, ember.tensor(7, dtype=ember.int64)]
+    values = [
+        ember.tensor(0.5),
+        ember.tensor([0.25], requires_grad=True),
+        np.float32(0.125),
+        np.array(2.0),
+        3,
+        4.5,
+        ember.tensor(7, dtype=ember.int64),
+    ]
     with SummaryWriter(tmp_path) as w:
         for step, v in enumerate(values):
             w.add_scalar("train/loss", v, global_step=ember.tensor(step))
@@ -45,10 +53,11 @@ def test_add_scalar_rejects_non_scalars(tmp_path):
 def test_add_scalars_uses_pytorch_run_layout(tmp_path):
     with SummaryWriter(tmp_path) as w:
         for step in range(3):
-            w.add_scalars("run/acc", {"train": 0.5 + step, "val": ember.tensor(float(step))},
-                          step)
-    assert sorted(d for d in os.listdir(tmp_path) if (tmp_path / d).is_dir()) == \
-        ["run_acc_train", "run_acc_val"]
+            w.add_scalars("run/acc", {"train": 0.5 + step, "val": ember.tensor(float(step))}, step)
+    assert sorted(d for d in os.listdir(tmp_path) if (tmp_path / d).is_dir()) == [
+        "run_acc_train",
+        "run_acc_val",
+    ]
     val = _read(tmp_path / "run_acc_val").Scalars("run/acc")
     assert [(e.step, e.value) for e in val] == [(0, 0.0), (1, 1.0), (2, 2.0)]
     train = _read(tmp_path / "run_acc_train").Scalars("run/acc")
@@ -103,11 +112,13 @@ def test_text(tmp_path):
 
 def test_hparams(tmp_path):
     with SummaryWriter(tmp_path) as w:
-        w.add_hparams({"lr": ember.tensor(0.01), "batch": np.int64(32), "opt": "adam",
-                       "nesterov": True},
-                      {"hparam/accuracy": ember.tensor(0.9), "hparam/loss": 0.3},
-                      hparam_domain_discrete={"opt": ["adam", "sgd"]}, run_name="trial",
-                      global_step=4)
+        w.add_hparams(
+            {"lr": ember.tensor(0.01), "batch": np.int64(32), "opt": "adam", "nesterov": True},
+            {"hparam/accuracy": ember.tensor(0.9), "hparam/loss": 0.3},
+            hparam_domain_discrete={"opt": ["adam", "sgd"]},
+            run_name="trial",
+            global_step=4,
+        )
         with pytest.raises(TypeError, match=r"hparam_domain_discrete\[opt\]"):
             w.add_hparams({"opt": "adam"}, {"m": 1.0}, hparam_domain_discrete={"opt": [1]})
         with pytest.raises(TypeError, match="should be dictionary"):
@@ -120,8 +131,7 @@ def test_hparams(tmp_path):
     infos = {i.name: i for i in exp.experiment.hparam_infos}
     assert set(infos) == {"lr", "batch", "opt", "nesterov"}
     assert [v.string_value for v in infos["opt"].domain_discrete.values] == ["adam", "sgd"]
-    assert {m.name.tag for m in exp.experiment.metric_infos} == {"hparam/accuracy",
-                                                                  "hparam/loss"}
+    assert {m.name.tag for m in exp.experiment.metric_infos} == {"hparam/accuracy", "hparam/loss"}
     start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"])
     hp = start.session_start_info.hparams
     assert hp["lr"].number_value == pytest.approx(0.01) and hp["batch"].number_value == 32
@@ -150,8 +160,10 @@ def test_default_log_dir_and_comment(tmp_path, monkeypatch):
 
 
 def test_import_is_lazy_and_keeps_torch_out():
-    code = ("import sys, ember, ember.utils; assert 'ember.utils.tensorboard' not in sys.modules;"
-            "assert 'tensorboardX' not in sys.modules; from ember.utils.tensorboard import "
-            "SummaryWriter; assert 'torch' not in sys.modules; import torch")
+    code = (
+        "import sys, ember, ember.utils; assert 'ember.utils.tensorboard' not in sys.modules;"
+        "assert 'tensorboardX' not in sys.modules; from ember.utils.tensorboard import "
+        "SummaryWriter; assert 'torch' not in sys.modules; import torch"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr

@@ -14,8 +14,7 @@ from ember.utils.tensorboard import SummaryWriter  # noqa: E402
 
 
 def _read(logdir):
-    acc = event_accumulator.EventAccumulator(str(logdir), size_guidance={"tensors": 0,
-                                                                         "images": 0})
+    acc = event_accumulator.EventAccumulator(str(logdir), size_guidance={"tensors": 0, "images": 0})
     acc.Reload()
     return acc
 
@@ -63,10 +62,16 @@ def test_embedding_projector_files(tmp_path):
 
     mat = ember.randn(6, 4)
     with SummaryWriter(tmp_path) as w:
-        w.add_embedding(mat, metadata=list("abcdef"), label_img=ember.rand(6, 3, 8, 8),
-                        global_step=0, tag="words")
-    cfg = text_format.Parse((tmp_path / "projector_config.pbtxt").read_text(),
-                            projector.ProjectorConfig())
+        w.add_embedding(
+            mat,
+            metadata=list("abcdef"),
+            label_img=ember.rand(6, 3, 8, 8),
+            global_step=0,
+            tag="words",
+        )
+    cfg = text_format.Parse(
+        (tmp_path / "projector_config.pbtxt").read_text(), projector.ProjectorConfig()
+    )
     emb = cfg.embeddings[0]
     assert emb.tensor_name.startswith("words")
     tensors = np.loadtxt(tmp_path / emb.tensor_path, delimiter="\t")

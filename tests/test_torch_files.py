@@ -15,8 +15,23 @@ import ember
 torch = pytest.importorskip("torch")
 
 FORMATS = {"zip": True, "legacy": False}
-DTYPES = ["float32", "float64", "float16", "bfloat16", "int8", "int16", "int32", "int64",
-          "uint8", "bool", "complex64", "complex128", "uint16", "uint32", "uint64"]
+DTYPES = [
+    "float32",
+    "float64",
+    "float16",
+    "bfloat16",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "bool",
+    "complex64",
+    "complex128",
+    "uint16",
+    "uint32",
+    "uint64",
+]
 
 
 def _np(t):
@@ -64,8 +79,14 @@ def test_every_dtype(fmt):
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_views_shared_storage_and_strides(fmt):
     base = torch.arange(24.0).reshape(4, 6)
-    src = {"base": base, "t": base.t(), "slice": base[1:, ::2], "row": base[2],
-           "expand": torch.arange(3.0).expand(4, 3), "same": base}
+    src = {
+        "base": base,
+        "t": base.t(),
+        "slice": base[1:, ::2],
+        "row": base[2],
+        "expand": torch.arange(3.0).expand(4, 3),
+        "same": base,
+    }
     got = _torch_roundtrip(src, fmt)
     for key in ("base", "t", "slice", "row", "expand"):
         assert tuple(got[key].shape) == tuple(src[key].shape)
@@ -79,10 +100,17 @@ def test_views_shared_storage_and_strides(fmt):
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_nested_containers_and_primitives(fmt):
-    src = {"cfg": {"lr": 0.1, "betas": (0.9, 0.99), "name": "run", "n": None, "flag": True},
-           "od": collections.OrderedDict(b=torch.ones(2), a=[torch.zeros(1), {"x": 3}]),
-           "size": torch.Size([2, 3]), "dtype": torch.bfloat16, "dev": torch.device("cpu"),
-           "bytes": b"\x00\xff", "set": {1, 2}, "complex": 1 + 2j, "inf": float("inf")}
+    src = {
+        "cfg": {"lr": 0.1, "betas": (0.9, 0.99), "name": "run", "n": None, "flag": True},
+        "od": collections.OrderedDict(b=torch.ones(2), a=[torch.zeros(1), {"x": 3}]),
+        "size": torch.Size([2, 3]),
+        "dtype": torch.bfloat16,
+        "dev": torch.device("cpu"),
+        "bytes": b"\x00\xff",
+        "set": {1, 2},
+        "complex": 1 + 2j,
+        "inf": float("inf"),
+    }
     got = _torch_roundtrip(src, fmt)
     assert got["cfg"] == src["cfg"]
     assert type(got["od"]) is collections.OrderedDict and list(got["od"]) == ["b", "a"]
@@ -90,24 +118,31 @@ def test_nested_containers_and_primitives(fmt):
     assert got["od"]["a"][1] == {"x": 3}
     assert got["size"] == ember.Size([2, 3]) and isinstance(got["size"], ember.Size)
     assert got["dtype"] is ember.bfloat16 and got["dev"] == ember.device("cpu")
-    assert (got["bytes"], got["set"], got["complex"], got["inf"]) == (b"\x00\xff", {1, 2},
-                                                                       1 + 2j, float("inf"))
+    assert (got["bytes"], got["set"], got["complex"], got["inf"]) == (
+        b"\x00\xff",
+        {1, 2},
+        1 + 2j,
+        float("inf"),
+    )
 
 
 def test_module_and_optimizer_state_dict_resume_training():
     torch.manual_seed(0)
-    tm = torch.nn.Sequential(torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 3), torch.nn.Tanh(),
-                             torch.nn.Linear(3, 2))
+    tm = torch.nn.Sequential(
+        torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 3), torch.nn.Tanh(), torch.nn.Linear(3, 2)
+    )
     topt = torch.optim.Adam(tm.parameters(), lr=1e-2)
     x = torch.randn(5, 4)
     for _ in range(3):
         topt.zero_grad()
         tm(x).pow(2).sum().backward()
         topt.step()
-    ckpt = _torch_roundtrip({"model": tm.state_dict(), "optim": topt.state_dict(),
-                             "epoch": 3}, "zip")
-    em = ember.nn.Sequential(ember.nn.BatchNorm1d(4), ember.nn.Linear(4, 3), ember.nn.Tanh(),
-                             ember.nn.Linear(3, 2))
+    ckpt = _torch_roundtrip(
+        {"model": tm.state_dict(), "optim": topt.state_dict(), "epoch": 3}, "zip"
+    )
+    em = ember.nn.Sequential(
+        ember.nn.BatchNorm1d(4), ember.nn.Linear(4, 3), ember.nn.Tanh(), ember.nn.Linear(3, 2)
+    )
     em.load_state_dict(ckpt["model"])
     eopt = ember.optim.Adam(em.parameters(), lr=1e-2)
     eopt.load_state_dict(ckpt["optim"])
@@ -145,13 +180,27 @@ def test_parameters_and_mmap(tmp_path):
 
 @pytest.mark.parametrize("dtypes", [DTYPES[:8], DTYPES[8:]], ids=["floats-ints", "rest"])
 def test_torch_reads_ember_zip(tmp_path, dtypes):
-    src = {name: ember.tensor(_np(t)).to(getattr(ember, name))
-           for name, t in _torch_tensors().items() if name in dtypes}
+    src = {
+        name: ember.tensor(_np(t)).to(getattr(ember, name))
+        for name, t in _torch_tensors().items()
+        if name in dtypes
+    }
     base = ember.arange(12.0).reshape(3, 4)
     param = ember.nn.Parameter(ember.randn(2, 2))
-    src.update(base=base, view=base[1:, ::2], t=base.t(), scalar=ember.tensor(2.5), p=param,
-               p2=param, nested={"size": ember.Size([1, 2]), "dt": ember.int64,
-                                 "dev": ember.device("cpu"), "list": [1, (2.0, "x")]})
+    src.update(
+        base=base,
+        view=base[1:, ::2],
+        t=base.t(),
+        scalar=ember.tensor(2.5),
+        p=param,
+        p2=param,
+        nested={
+            "size": ember.Size([1, 2]),
+            "dt": ember.int64,
+            "dev": ember.device("cpu"),
+            "list": [1, (2.0, "x")],
+        },
+    )
     path = tmp_path / "ember.pt"
     ember.save(src, path, _use_new_zipfile_serialization=True)
     got = torch.load(path, weights_only=True)
@@ -161,8 +210,12 @@ def test_torch_reads_ember_zip(tmp_path, dtypes):
     np.testing.assert_array_equal(got["view"].numpy(), _np(base)[1:, ::2])
     assert got["t"].stride() == (1, 4) and got["scalar"].item() == 2.5
     assert isinstance(got["p"], torch.nn.Parameter) and got["p2"] is got["p"]
-    assert got["nested"] == {"size": torch.Size([1, 2]), "dt": torch.int64,
-                             "dev": torch.device("cpu"), "list": [1, (2.0, "x")]}
+    assert got["nested"] == {
+        "size": torch.Size([1, 2]),
+        "dt": torch.int64,
+        "dev": torch.device("cpu"),
+        "list": [1, (2.0, "x")],
+    }
     got["base"][2, 0] = -3.0  # views were written as views of one storage
     assert got["view"][1, 0].item() == -3.0 and got["t"][0, 2].item() == -3.0
     again = ember.load(path)  # and ember reads its own zip files back
@@ -193,8 +246,9 @@ class Point:
 def test_malicious_pickle_refused_nothing_runs(tmp_path, monkeypatch, fmt):
     monkeypatch.chdir(tmp_path)
     buf = io.BytesIO()
-    torch.save({"w": torch.ones(1), "evil": _Marker()}, buf,
-               _use_new_zipfile_serialization=FORMATS[fmt])
+    torch.save(
+        {"w": torch.ones(1), "evil": _Marker()}, buf, _use_new_zipfile_serialization=FORMATS[fmt]
+    )
     buf.seek(0)
     found = ember.serialization.get_unsafe_globals_in_checkpoint(buf)
     assert found == [f"{os.system.__module__}.system"]
@@ -202,8 +256,9 @@ def test_malicious_pickle_refused_nothing_runs(tmp_path, monkeypatch, fmt):
         buf.seek(0)
         assert torch.serialization.get_unsafe_globals_in_checkpoint(buf) == found
     buf.seek(0)
-    with pytest.raises(pickle.UnpicklingError,
-                       match=r"GLOBAL (posix|nt)\.system was not an allowed global"):
+    with pytest.raises(
+        pickle.UnpicklingError, match=r"GLOBAL (posix|nt)\.system was not an allowed global"
+    ):
         ember.load(buf)
     assert not (tmp_path / "ember_pwned_marker").exists()
 
@@ -292,8 +347,11 @@ def cuda_tagged():
 
 def _buffer(fmt):
     buf = io.BytesIO()
-    torch.save({"w": torch.arange(4.0), "v": torch.arange(4.0)[1:]}, buf,
-               _use_new_zipfile_serialization=FORMATS[fmt])
+    torch.save(
+        {"w": torch.arange(4.0), "v": torch.arange(4.0)[1:]},
+        buf,
+        _use_new_zipfile_serialization=FORMATS[fmt],
+    )
     return buf.getvalue()
 
 

@@ -10,12 +10,23 @@ import ember
 torch = pytest.importorskip("torch")
 
 CASES = [
-    ("alias_copy", ()), ("as_strided_copy", ((2, 2), (1, 2))), ("detach_copy", ()),
-    ("diagonal_copy", (0, 0, 1)), ("expand_copy", ((2, 3, 4),)), ("permute_copy", ((1, 0),)),
-    ("select_copy", (1, 2)), ("slice_copy", (1, 1, 4, 2)), ("split_copy", (2, 1)),
-    ("split_with_sizes_copy", ([1, 3], 1)), ("squeeze_copy", ()), ("t_copy", ()),
-    ("transpose_copy", (0, 1)), ("unbind_copy", (0,)), ("unfold_copy", (1, 2, 1)),
-    ("unsqueeze_copy", (1,)), ("view_copy", ((4, 3),)),
+    ("alias_copy", ()),
+    ("as_strided_copy", ((2, 2), (1, 2))),
+    ("detach_copy", ()),
+    ("diagonal_copy", (0, 0, 1)),
+    ("expand_copy", ((2, 3, 4),)),
+    ("permute_copy", ((1, 0),)),
+    ("select_copy", (1, 2)),
+    ("slice_copy", (1, 1, 4, 2)),
+    ("split_copy", (2, 1)),
+    ("split_with_sizes_copy", ([1, 3], 1)),
+    ("squeeze_copy", ()),
+    ("t_copy", ()),
+    ("transpose_copy", (0, 1)),
+    ("unbind_copy", (0,)),
+    ("unfold_copy", (1, 2, 1)),
+    ("unsqueeze_copy", (1,)),
+    ("view_copy", ((4, 3),)),
 ]
 
 

@@ -88,8 +88,10 @@ class BoundingBoxes(TVTensor):
             try:
                 format = BoundingBoxFormat[format.upper()]
             except KeyError:
-                raise ValueError(f"unknown bounding box format {format!r}; use one of "
-                                 f"{[f.name for f in BoundingBoxFormat]}") from None
+                raise ValueError(
+                    f"unknown bounding box format {format!r}; use one of "
+                    f"{[f.name for f in BoundingBoxFormat]}"
+                ) from None
         array = _as_array(data, dtype)
         if array.ndim == 1:
             array = array[None]
@@ -97,19 +99,24 @@ class BoundingBoxes(TVTensor):
             raise ValueError(f"BoundingBoxes expects shape (N, 4), got {array.shape}")
         if len(canvas_size) != 2:
             raise ValueError(f"canvas_size should be (height, width), got {canvas_size}")
-        return cls._from_array(array, format=format,
-                               canvas_size=(int(canvas_size[0]), int(canvas_size[1])))
+        return cls._from_array(
+            array, format=format, canvas_size=(int(canvas_size[0]), int(canvas_size[1]))
+        )
 
     def __repr__(self) -> str:
-        return (f"BoundingBoxes({Tensor._wrap(self._data)!r}, format={self.format}, "
-                f"canvas_size={self.canvas_size})")
+        return (
+            f"BoundingBoxes({Tensor._wrap(self._data)!r}, format={self.format}, "
+            f"canvas_size={self.canvas_size})"
+        )
 
 
 def wrap(wrappee: Tensor, *, like: TVTensor, **kwargs) -> TVTensor:
     """``wrappee``'s data with ``like``'s type and metadata (``kwargs`` override it)."""
     array = wrappee.detach()._data
     if isinstance(like, BoundingBoxes):
-        return BoundingBoxes._from_array(array, format=kwargs.get("format", like.format),
-                                         canvas_size=kwargs.get("canvas_size",
-                                                                like.canvas_size))
+        return BoundingBoxes._from_array(
+            array,
+            format=kwargs.get("format", like.format),
+            canvas_size=kwargs.get("canvas_size", like.canvas_size),
+        )
     return type(like)._from_array(array)

@@ -57,22 +57,32 @@ def _check(fullgraph, dynamic, backend, mode, options) -> None:
     if dynamic not in (None, True, False):
         raise TypeError(f"compile(): dynamic must be None, True or False, got {dynamic!r}")
     if not callable(backend) and backend not in _BACKENDS:
-        raise ValueError(f"compile(): unknown backend {backend!r}; expected one of "
-                         f"{', '.join(map(repr, _BACKENDS))} or a callable(gm, example_inputs)")
+        raise ValueError(
+            f"compile(): unknown backend {backend!r}; expected one of "
+            f"{', '.join(map(repr, _BACKENDS))} or a callable(gm, example_inputs)"
+        )
     if mode not in _MODES:
-        raise RuntimeError(f"Unrecognized mode={mode!r}, should be one of: "
-                           f"{', '.join(m for m in _MODES if m)}")
+        raise RuntimeError(
+            f"Unrecognized mode={mode!r}, should be one of: {', '.join(m for m in _MODES if m)}"
+        )
     if mode is not None and options is not None:
-        raise RuntimeError("Either mode or options can be specified, but both can't be "
-                           "specified at the same time.")
+        raise RuntimeError(
+            "Either mode or options can be specified, but both can't be specified at the same time."
+        )
     if options is not None and not isinstance(options, dict):
         raise TypeError(f"compile(): options must be a dict, got {type(options).__name__}")
 
 
-def compile(model: Callable | None = None, *, fullgraph: bool = False,  # noqa: A001
-            dynamic: bool | None = None, backend: str | Callable = "ember",
-            mode: str | None = None, options: dict[str, Any] | None = None,
-            disable: bool = False) -> Any:
+def compile(
+    model: Callable | None = None,
+    *,
+    fullgraph: bool = False,  # noqa: A001
+    dynamic: bool | None = None,
+    backend: str | Callable = "ember",
+    mode: str | None = None,
+    options: dict[str, Any] | None = None,
+    disable: bool = False,
+) -> Any:
     """Compile a Module or function (torch.compile).
 
     Args:
@@ -93,14 +103,21 @@ def compile(model: Callable | None = None, *, fullgraph: bool = False,  # noqa: 
     """
     _check(fullgraph, dynamic, backend, mode, options)
     if model is None:
+
         def decorator(fn):
-            return compile(fn, fullgraph=fullgraph, dynamic=dynamic, backend=backend,
-                           mode=mode, options=options, disable=disable)
+            return compile(
+                fn,
+                fullgraph=fullgraph,
+                dynamic=dynamic,
+                backend=backend,
+                mode=mode,
+                options=options,
+                disable=disable,
+            )
 
         return decorator
     if not callable(model):
-        raise TypeError(f"compile(): expected a Module or a callable, got "
-                        f"{type(model).__name__}")
+        raise TypeError(f"compile(): expected a Module or a callable, got {type(model).__name__}")
     if disable:
         return model
     Module = _module_base()
@@ -108,16 +125,24 @@ def compile(model: Callable | None = None, *, fullgraph: bool = False,  # noqa: 
         model = model._orig_mod
     inner = _data_parallel_inner(model)
     if inner is not None:
-        return OptimizedModule(model, _WrapperCompiled(
-            model, inner, fullgraph=fullgraph, dynamic=dynamic, backend=backend, mode=mode))
+        return OptimizedModule(
+            model,
+            _WrapperCompiled(
+                model, inner, fullgraph=fullgraph, dynamic=dynamic, backend=backend, mode=mode
+            ),
+        )
     if isinstance(model, Module):
-        return OptimizedModule(model, CompiledFunction(model, fullgraph=fullgraph,
-                                                       dynamic=dynamic, backend=backend,
-                                                       mode=mode))
+        return OptimizedModule(
+            model,
+            CompiledFunction(
+                model, fullgraph=fullgraph, dynamic=dynamic, backend=backend, mode=mode
+            ),
+        )
     if isinstance(model, CompiledFunction):
         model = model._root
-    compiled = CompiledFunction(model, fullgraph=fullgraph, dynamic=dynamic, backend=backend,
-                                mode=mode)
+    compiled = CompiledFunction(
+        model, fullgraph=fullgraph, dynamic=dynamic, backend=backend, mode=mode
+    )
 
     @functools.wraps(model)
     def compiled_fn(*args, **kwargs):
@@ -131,9 +156,13 @@ def compile(model: Callable | None = None, *, fullgraph: bool = False,  # noqa: 
 # DDP and FSDP keep their forward eager (buffer broadcasts, bucket renewal, all-gathers and
 # reshards are per-call side effects a trace would run once); the module they wrap is compiled.
 # Named, not imported: core never imports ember.distributed (docs/architecture.md).
-_DATA_PARALLEL = {("ember.distributed.ddp", "DistributedDataParallel"): "module",
-                  ("ember.distributed.fsdp.fully_sharded_data_parallel",
-                   "FullyShardedDataParallel"): "_fsdp_wrapped_module"}
+_DATA_PARALLEL = {
+    ("ember.distributed.ddp", "DistributedDataParallel"): "module",
+    (
+        "ember.distributed.fsdp.fully_sharded_data_parallel",
+        "FullyShardedDataParallel",
+    ): "_fsdp_wrapped_module",
+}
 
 
 def _data_parallel_inner(model: Any) -> Any:

@@ -31,13 +31,26 @@ from ember.fx.tracer import _user_line as fx_user_line
 
 __all__ = ["GraphBreak", "Unsupported", "capture", "is_compiling"]
 
-_RANDOM_FACTORIES = ("rand", "randn", "randint", "randperm", "rand_like", "randn_like",
-                     "randint_like", "normal", "bernoulli", "multinomial", "poisson")
-_BREAK_METHODS = {"item": "Tensor.item() (a data-dependent Python scalar)",
-                  "tolist": "Tensor.tolist() (data-dependent Python values)",
-                  "numpy": "Tensor.numpy() (leaves ember for NumPy)",
-                  "backward": "Tensor.backward() inside the compiled region",
-                  "__array__": "conversion to a NumPy array"}
+_RANDOM_FACTORIES = (
+    "rand",
+    "randn",
+    "randint",
+    "randperm",
+    "rand_like",
+    "randn_like",
+    "randint_like",
+    "normal",
+    "bernoulli",
+    "multinomial",
+    "poisson",
+)
+_BREAK_METHODS = {
+    "item": "Tensor.item() (a data-dependent Python scalar)",
+    "tolist": "Tensor.tolist() (data-dependent Python values)",
+    "numpy": "Tensor.numpy() (leaves ember for NumPy)",
+    "backward": "Tensor.backward() inside the compiled region",
+    "__array__": "conversion to a NumPy array",
+}
 _MAX_LEAF_RETRIES = 32
 _compiling = 0
 _allowed_in_graph: list[Callable] = []
@@ -112,15 +125,16 @@ class _CompileTracer(Tracer):
                 e._ember_module = (self.path_of_module(m), m)
             raise
 
-    def create_proxy(self, kind, target, args, kwargs, name=None, type_expr=None,
-                     proxy_factory_fn=None):
+    def create_proxy(
+        self, kind, target, args, kwargs, name=None, type_expr=None, proxy_factory_fn=None
+    ):
         if kind == "call_method" and target in _BREAK_METHODS:
             raise GraphBreak(_BREAK_METHODS[target], _user_line())
         if kind == "call_function" and getattr(target, "_ember_compile_disabled", False):
-            raise GraphBreak(f"call to {target.__qualname__}, marked "
-                             "ember.compiler.disable", _user_line())
-        return super().create_proxy(kind, target, args, kwargs, name, type_expr,
-                                    proxy_factory_fn)
+            raise GraphBreak(
+                f"call to {target.__qualname__}, marked ember.compiler.disable", _user_line()
+            )
+        return super().create_proxy(kind, target, args, kwargs, name, type_expr, proxy_factory_fn)
 
     def _patch_all(self, patcher: _patch.Patcher, cache: dict, fn: Callable) -> None:
         super()._patch_all(patcher, cache, fn)
@@ -136,7 +150,12 @@ class _CompileTracer(Tracer):
                 patcher.set_attr(ember, name, _recording(tracer, orig))
         for name in list(METHODS) + ["backward", "__setitem__"]:
             if (name.endswith("_") and not name.endswith("__")) or name in (
-                    "backward", "__setitem__", "item", "tolist", "numpy"):
+                "backward",
+                "__setitem__",
+                "item",
+                "tolist",
+                "numpy",
+            ):
                 cur = Tensor.__dict__.get(name)
                 if callable(cur):
                     patcher.set_attr(Tensor, name, _real_mutation_guard(name, cur))
@@ -144,15 +163,21 @@ class _CompileTracer(Tracer):
             # ``_fn = staticmethod(F.relu)`` holds the function itself, out of the patched
             # namespaces' reach: record it too, rather than tracing into it
             patcher.set_attr(cls, name, staticmethod(_patch.tracing_wrapper(fn)))
-        patcher.set_attr(builtins, "print", _breaker("print() (a Python side effect)",
-                                                     builtins.print))
+        patcher.set_attr(
+            builtins, "print", _breaker("print() (a Python side effect)", builtins.print)
+        )
         from ember.optim.optimizer import Optimizer
 
         for cls in _subclasses(Optimizer):
             for meth in ("step", "zero_grad"):
                 if meth in cls.__dict__:
-                    patcher.set_attr(cls, meth, _breaker(
-                        f"{cls.__name__}.{meth}() (optimizer updates run outside the graph)"))
+                    patcher.set_attr(
+                        cls,
+                        meth,
+                        _breaker(
+                            f"{cls.__name__}.{meth}() (optimizer updates run outside the graph)"
+                        ),
+                    )
 
 
 def _static_function_slots(ids: set[int]) -> list[tuple[type, str, Callable]]:
@@ -202,8 +227,11 @@ def _real_mutation_guard(name: str, method: Callable) -> Callable:
     def guarded(self, *args, **kwargs):
         if _patch._find_proxy(args, kwargs) is not None:
             return method(self, *args, **kwargs)
-        what = _BREAK_METHODS.get(name) or f"in-place Tensor.{name}() on a tensor that is not " \
+        what = (
+            _BREAK_METHODS.get(name)
+            or f"in-place Tensor.{name}() on a tensor that is not "
             "an input of the compiled region (its effect would happen only once)"
+        )
         raise GraphBreak(what, _user_line())
 
     guarded.__name__ = name
@@ -232,8 +260,9 @@ def closed_over_modules(fn: Callable) -> dict[str, Any]:
     return found
 
 
-def capture(root: Any, concrete_args: dict[str, Any], modules: dict[str, Any] | None = None
-            ) -> tuple[Graph, Any]:
+def capture(
+    root: Any, concrete_args: dict[str, Any], modules: dict[str, Any] | None = None
+) -> tuple[Graph, Any]:
     """Trace ``root`` (a Module or function); return ``(graph, tracer_root_module)``.
 
     ``modules``: Module arguments of a compiled function, installed (as the modules it closes
@@ -255,13 +284,18 @@ def capture(root: Any, concrete_args: dict[str, Any], modules: dict[str, Any] | 
             raise
         except Exception as e:
             where = getattr(e, "_ember_module", None)
-            if where is not None and _is_builtin_module(where[1]) and where[0] not in leaves \
-                    and where[0]:
+            if (
+                where is not None
+                and _is_builtin_module(where[1])
+                and where[0] not in leaves
+                and where[0]
+            ):
                 leaves.add(where[0])  # an ember.nn module with Python control flow: a leaf
                 continue
             msg = _first_line(e)
-            raise GraphBreak(f"{type(e).__name__}: {msg}",
-                             "" if " (at " in msg else _user_line(e.__traceback__)) from e
+            raise GraphBreak(
+                f"{type(e).__name__}: {msg}", "" if " (at " in msg else _user_line(e.__traceback__)
+            ) from e
         finally:
             _compiling -= 1
     raise GraphBreak("too many untraceable ember.nn modules")

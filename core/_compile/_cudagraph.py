@@ -68,8 +68,9 @@ class CUDAGraphRunner:
         from ember import Tensor
 
         try:
-            self._static_in = [Tensor._wrap(v._data.copy()) if isinstance(v, Tensor) else v
-                               for v in values]
+            self._static_in = [
+                Tensor._wrap(v._data.copy()) if isinstance(v, Tensor) else v for v in values
+            ]
             self._stream = cupy.cuda.Stream(non_blocking=True)
             with self._stream:
                 self._stream.begin_capture()
@@ -80,9 +81,11 @@ class CUDAGraphRunner:
             return True
         except Exception as e:  # a host sync, an unsupported call: run as usual from now on
             self.failed, self.graph = True, None
-            warnings.warn(f"ember.compile(mode='reduce-overhead'): CUDA graph capture failed "
-                          f"({type(e).__name__}: {e}); running without CUDA graphs",
-                          stacklevel=3)
+            warnings.warn(
+                f"ember.compile(mode='reduce-overhead'): CUDA graph capture failed "
+                f"({type(e).__name__}: {e}); running without CUDA graphs",
+                stacklevel=3,
+            )
             return False
 
     def _replay(self, values: tuple) -> Any:  # pragma: no cover

@@ -25,11 +25,25 @@ from ember.fx.node import Node
 
 __all__ = ["build", "plan_inplace"]
 
-_BINOPS = {operator.add: "+", operator.sub: "-", operator.mul: "*", operator.truediv: "/",
-           operator.floordiv: "//", operator.mod: "%", operator.pow: "**",
-           operator.matmul: "@", operator.lt: "<", operator.le: "<=", operator.gt: ">",
-           operator.ge: ">=", operator.eq: "==", operator.ne: "!=", operator.and_: "&",
-           operator.or_: "|", operator.xor: "^"}
+_BINOPS = {
+    operator.add: "+",
+    operator.sub: "-",
+    operator.mul: "*",
+    operator.truediv: "/",
+    operator.floordiv: "//",
+    operator.mod: "%",
+    operator.pow: "**",
+    operator.matmul: "@",
+    operator.lt: "<",
+    operator.le: "<=",
+    operator.gt: ">",
+    operator.ge: ">=",
+    operator.eq: "==",
+    operator.ne: "!=",
+    operator.and_: "&",
+    operator.or_: "|",
+    operator.xor: "^",
+}
 _UNOPS = {operator.neg: "-", operator.pos: "+", operator.invert: "~"}
 _SIMPLE = (bool, int, str, type(None))
 
@@ -38,14 +52,36 @@ def _inplace_tables() -> tuple[set, set]:
     import ember
     import ember.nn.functional as F
 
-    names = ("relu", "leaky_relu", "silu", "hardtanh", "relu6", "elu", "hardswish",
-             "hardsigmoid", "mish", "selu", "celu")
+    names = (
+        "relu",
+        "leaky_relu",
+        "silu",
+        "hardtanh",
+        "relu6",
+        "elu",
+        "hardswish",
+        "hardsigmoid",
+        "mish",
+        "selu",
+        "celu",
+    )
     activations = {getattr(F, n) for n in names if hasattr(F, n)}
     # ops whose result is a new array nobody else holds (not a view of an input)
-    fresh = {getattr(F, n) for n in ("linear", "conv1d", "conv2d", "conv3d", "layer_norm",
-                                     "batch_norm", "group_norm") if hasattr(F, n)}
-    fresh |= {ember.matmul, ember.bmm, ember.mm, ember.addmm, operator.add, operator.sub,
-              operator.mul, operator.matmul}
+    fresh = {
+        getattr(F, n)
+        for n in ("linear", "conv1d", "conv2d", "conv3d", "layer_norm", "batch_norm", "group_norm")
+        if hasattr(F, n)
+    }
+    fresh |= {
+        ember.matmul,
+        ember.bmm,
+        ember.mm,
+        ember.addmm,
+        operator.add,
+        operator.sub,
+        operator.mul,
+        operator.matmul,
+    }
     return activations, fresh
 
 
@@ -63,16 +99,24 @@ def plan_inplace(graph: Graph) -> dict[Node, dict]:
         if n.op != "call_function" or n.target not in activations or not n.args:
             continue
         src = n.args[0]
-        if not isinstance(src, Node) or src.op != "call_function" or src.target not in fresh \
-                or len(src.users) != 1 or src in outputs:
+        if (
+            not isinstance(src, Node)
+            or src.op != "call_function"
+            or src.target not in fresh
+            or len(src.users) != 1
+            or src in outputs
+        ):
             continue
         try:
             names = list(inspect.signature(n.target).parameters)
         except (TypeError, ValueError):
             continue
         # inplace given positionally (or already set): leave the call as written
-        if "inplace" not in names or len(n.args) > names.index("inplace") \
-                or n.kwargs.get("inplace", False) is not False:
+        if (
+            "inplace" not in names
+            or len(n.args) > names.index("inplace")
+            or n.kwargs.get("inplace", False) is not False
+        ):
             continue
         out[n] = {**n.kwargs, "inplace": True}
     return out
@@ -125,8 +169,9 @@ def _resolve_attr(root: Any, path: str) -> Any:
     return obj
 
 
-def build(graph: Graph, root: Any, inplace: dict[Node, dict] | None = None
-          ) -> tuple[Callable, str, list[tuple[Any, str, Any]]]:
+def build(
+    graph: Graph, root: Any, inplace: dict[Node, dict] | None = None
+) -> tuple[Callable, str, list[tuple[Any, str, Any]]]:
     """Compile ``graph`` to a function of its placeholders.
 
     Returns ``(fn, source, attr_guards)``; ``attr_guards`` lists ``(owner_dict, name, obj)`` for
@@ -168,8 +213,12 @@ def build(graph: Graph, root: Any, inplace: dict[Node, dict] | None = None
                 lines.append(f"{var} = {_UNOPS[t]}{em.arg(n.args[0])}")
             elif t is operator.getitem and len(n.args) == 2 and not kwargs:
                 lines.append(f"{var} = {em.arg(n.args[0])}[{em.arg(n.args[1])}]")
-            elif t is builtins.getattr and len(n.args) == 2 and isinstance(n.args[1], str) \
-                    and n.args[1].isidentifier():
+            elif (
+                t is builtins.getattr
+                and len(n.args) == 2
+                and isinstance(n.args[1], str)
+                and n.args[1].isidentifier()
+            ):
                 lines.append(f"{var} = {em.arg(n.args[0])}.{n.args[1]}")
             else:
                 fn = em.const(t, "f")

@@ -45,8 +45,12 @@ class _Config:
 
 config = _Config()
 _REGISTRY: weakref.WeakSet = weakref.WeakSet()
-_HOOK_DICTS = ("_forward_pre_hooks", "_forward_pre_hooks_with_kwargs", "_forward_hooks",
-               "_forward_hooks_with_kwargs")
+_HOOK_DICTS = (
+    "_forward_pre_hooks",
+    "_forward_pre_hooks_with_kwargs",
+    "_forward_hooks",
+    "_forward_hooks_with_kwargs",
+)
 _SCALARS = (bool, int, float, str, type(None))
 
 
@@ -72,8 +76,15 @@ class _Entry:
 class CompiledFunction:
     """What ``ember.compile`` returns for a function (and runs inside an OptimizedModule)."""
 
-    def __init__(self, root: Any, *, fullgraph: bool = False, dynamic: bool | None = None,
-                 backend: str | Callable = "ember", mode: str | None = None) -> None:
+    def __init__(
+        self,
+        root: Any,
+        *,
+        fullgraph: bool = False,
+        dynamic: bool | None = None,
+        backend: str | Callable = "ember",
+        mode: str | None = None,
+    ) -> None:
         from ember.nn import Module
 
         from ._capture import closed_over_modules
@@ -132,8 +143,11 @@ class CompiledFunction:
     def _key(self, values: list, dynamic: bool) -> tuple:
         from ember import is_grad_enabled
 
-        return (is_grad_enabled(), tuple(m.training for m in self._modules),
-                tuple(_arg_key(v, dynamic) for v in values))
+        return (
+            is_grad_enabled(),
+            tuple(m.training for m in self._modules),
+            tuple(_arg_key(v, dynamic) for v in values),
+        )
 
     def _miss(self, key: tuple, values: list, bound) -> _Entry | None:
         if not self._dynamic_shapes and self._dynamic is None and self._cache:
@@ -148,10 +162,12 @@ class CompiledFunction:
         if self._compiles >= config.recompile_limit:
             if not self._warned:
                 self._warned = True
-                warnings.warn(f"ember.compile: {self._name()} hit config.recompile_limit "
-                              f"({config.recompile_limit}); later new signatures run eagerly. "
-                              "Set ember._dynamo.config.recompile_limit to raise it.",
-                              stacklevel=3)
+                warnings.warn(
+                    f"ember.compile: {self._name()} hit config.recompile_limit "
+                    f"({config.recompile_limit}); later new signatures run eagerly. "
+                    "Set ember._dynamo.config.recompile_limit to raise it.",
+                    stacklevel=3,
+                )
             return None
         self._compiles += 1
         entry = self._compile(values, bound)
@@ -183,8 +199,9 @@ class CompiledFunction:
         except GraphBreak as e:
             if self._fullgraph:
                 where = f"\n  at {e.user_stack}" if e.user_stack else ""
-                raise Unsupported(f"ember.compile(fullgraph=True): graph break: {e.reason}"
-                                  f"{where}") from e
+                raise Unsupported(
+                    f"ember.compile(fullgraph=True): graph break: {e.reason}{where}"
+                ) from e
             entry.break_reason = e
             self.break_reasons.append(e)
             entry.seconds = time.perf_counter() - t0
@@ -208,7 +225,8 @@ class CompiledFunction:
                     fuse_embedding_lstm(graph, troot)
             optimise = backend in ("ember", "inductor") and not is_grad_enabled()
             entry.fn, entry.source, entry.attr_guards = build(
-                graph, troot, plan_inplace(graph) if optimise else None)
+                graph, troot, plan_inplace(graph) if optimise else None
+            )
         if self._mode == "reduce-overhead" and entry.fn is not None:
             entry.fn = CUDAGraphRunner(entry.fn)  # replays only on CUDA with autograd off
         entry.graph, entry.root = graph, troot
@@ -231,8 +249,13 @@ def _arg_key(v: Any, dynamic: bool) -> Any:
     from ember.nn import Module
 
     if isinstance(v, Tensor):
-        return ("T", len(v.shape) if dynamic else tuple(v.shape), v.dtype, str(v.device),
-                v.requires_grad)
+        return (
+            "T",
+            len(v.shape) if dynamic else tuple(v.shape),
+            v.dtype,
+            str(v.device),
+            v.requires_grad,
+        )
     if type(v) in _SCALARS:
         return ("C", type(v), v)
     if isinstance(v, (tuple, list)):

@@ -83,7 +83,7 @@ class ConvPool2x2(Function):
             y += b
         y = y.reshape(n, h, wd, o)
         best, which = _pool_nhwc(xp, y)
-        which = _fix_nan(xp, best, which, lambda k: y[:, _TAPS[k][0]::2, _TAPS[k][1]::2])
+        which = _fix_nan(xp, best, which, lambda k: y[:, _TAPS[k][0] :: 2, _TAPS[k][1] :: 2])
         if relu:
             xp.maximum(best, 0, out=best)
         out = xp.ascontiguousarray(best.transpose(0, 3, 1, 2))
@@ -142,12 +142,12 @@ def _chunked_tn(xp, a, b):
     out = xp.dot(a[:rows].T, b[:rows])
     tmp = xp.empty_like(out)
     for s in range(rows, k, rows):
-        xp.dot(a[s:s + rows].T, b[s:s + rows], out=tmp)
+        xp.dot(a[s : s + rows].T, b[s : s + rows], out=tmp)
         out += tmp
     return out
 
 
-_ROW_BLOCK_BYTES = 2 * 2 ** 20
+_ROW_BLOCK_BYTES = 2 * 2**20
 
 
 def _chunked_nn(xp, a, b):
@@ -163,7 +163,7 @@ def _chunked_nn(xp, a, b):
         return xp.dot(a, b)
     out = xp.empty((m, b.shape[1]), dtype=xp.result_type(a, b))
     for s in range(0, m, rows):
-        xp.dot(a[s:s + rows], b, out=out[s:s + rows])
+        xp.dot(a[s : s + rows], b, out=out[s : s + rows])
     return out
 
 
@@ -180,12 +180,13 @@ def _input_grad_nhwc(xp, rows, w, x_shape, geom: ConvGeom):
         return conv_input_grad(xp, g, w, geom)
     (plo, phi), (qlo, qhi) = tgeom.pad
     gpad = xp.zeros((n, h + plo + phi, wd + qlo + qhi, o), dtype=rows.dtype)
-    gpad[:, plo:plo + h, qlo:qlo + wd] = rows.reshape(n, h, wd, o)
+    gpad[:, plo : plo + h, qlo : qlo + wd] = rows.reshape(n, h, wd, o)
     kh, kw = geom.kernel
     oh, ow = tgeom.out_size
     st = gpad.strides
-    v = xp.lib.stride_tricks.as_strided(gpad, shape=(n, oh, ow, kh, kw, o),
-                                        strides=(st[0], st[1], st[2], st[1], st[2], st[3]))
+    v = xp.lib.stride_tricks.as_strided(
+        gpad, shape=(n, oh, ow, kh, kw, o), strides=(st[0], st[1], st[2], st[1], st[2], st[3])
+    )
     gcols = xp.ascontiguousarray(v).reshape(n * oh * ow, -1)
     dx = _chunked_nn(xp, gcols, weight_cl(xp, _flipped_transpose(xp, w, 1)).T)  # (N * L', C)
     return xp.ascontiguousarray(dx.reshape(n, oh, ow, c).transpose(0, 3, 1, 2))
@@ -220,8 +221,16 @@ def _pair(v: Any) -> tuple | None:
     return None
 
 
-def conv2d_pool_relu(x: Any, w: Any, b: Any, stride: Any = 1, padding: Any = 0,
-                     dilation: Any = 1, groups: int = 1, relu: bool = True) -> Any:
+def conv2d_pool_relu(
+    x: Any,
+    w: Any,
+    b: Any,
+    stride: Any = 1,
+    padding: Any = 0,
+    dilation: Any = 1,
+    groups: int = 1,
+    relu: bool = True,
+) -> Any:
     """``relu(max_pool2d(conv2d(x, w, b, ...), 2, 2))`` (``relu=False``: without the ReLU),
     fused where the run-time arguments allow, else the three calls."""
     from ember import Tensor
@@ -229,21 +238,37 @@ def conv2d_pool_relu(x: Any, w: Any, b: Any, stride: Any = 1, padding: Any = 0,
 
     dtypes = _dtypes()
 
-    if not (isinstance(x, Tensor) and isinstance(w, Tensor) and x.dim() == 4 and w.dim() == 4
-            and (b is None or isinstance(b, Tensor)) and groups == 1
-            and x.dtype in dtypes and x.dtype == w.dtype
-            and (b is None or b.dtype == w.dtype) and x.shape[1] == w.shape[1]
-            and x.device == w.device and not _autocasting()
-            and use_channels_last(x.shape[1], 1, w.shape[2:])):
+    if not (
+        isinstance(x, Tensor)
+        and isinstance(w, Tensor)
+        and x.dim() == 4
+        and w.dim() == 4
+        and (b is None or isinstance(b, Tensor))
+        and groups == 1
+        and x.dtype in dtypes
+        and x.dtype == w.dtype
+        and (b is None or b.dtype == w.dtype)
+        and x.shape[1] == w.shape[1]
+        and x.device == w.device
+        and not _autocasting()
+        and use_channels_last(x.shape[1], 1, w.shape[2:])
+    ):
         return _eager(x, w, b, stride, padding, dilation, groups, relu)
     kernel = tuple(w.shape[2:])
     padding2 = padding if isinstance(padding, str) else _pair(padding)
-    if _pair(stride) != (1, 1) or _pair(dilation) != (1, 1) or padding2 is None \
-            or (padding2 not in ("same", "valid") and isinstance(padding2, str)) \
-            or (not isinstance(padding2, str) and any(p < 0 for p in padding2)):
+    if (
+        _pair(stride) != (1, 1)
+        or _pair(dilation) != (1, 1)
+        or padding2 is None
+        or (padding2 not in ("same", "valid") and isinstance(padding2, str))
+        or (not isinstance(padding2, str) and any(p < 0 for p in padding2))
+    ):
         return _eager(x, w, b, stride, padding, dilation, groups, relu)
-    pad = _conv_padding(padding2, 2, kernel, (1, 1), (1, 1)) if isinstance(padding2, str) \
+    pad = (
+        _conv_padding(padding2, 2, kernel, (1, 1), (1, 1))
+        if isinstance(padding2, str)
         else tuple((p, p) for p in padding2)
+    )
     geom = ConvGeom((1, 1), pad, (1, 1), 1, kernel, tuple(x.shape[2:]))
     if any(s < 2 or s % 2 for s in geom.out_size):
         return _eager(x, w, b, stride, padding, dilation, groups, relu)
@@ -266,11 +291,19 @@ def _plain_2x2_pool(n: Node) -> bool:
     args = _bound(F.max_pool2d, n)
     if args is None:
         return False
-    norm = {k: (v, v) if type(v) is int else tuple(v) if isinstance(v, (tuple, list)) else v
-            for k, v in args.items() if k != "input"}
-    return (norm["kernel_size"] == (2, 2) and norm["stride"] in (None, (), (2, 2))
-            and norm["padding"] == (0, 0) and norm["dilation"] == (1, 1)
-            and norm["ceil_mode"] is False and norm["return_indices"] is False)
+    norm = {
+        k: (v, v) if type(v) is int else tuple(v) if isinstance(v, (tuple, list)) else v
+        for k, v in args.items()
+        if k != "input"
+    }
+    return (
+        norm["kernel_size"] == (2, 2)
+        and norm["stride"] in (None, (), (2, 2))
+        and norm["padding"] == (0, 0)
+        and norm["dilation"] == (1, 1)
+        and norm["ceil_mode"] is False
+        and norm["return_indices"] is False
+    )
 
 
 def _channels_last_weight(w: Any, root: Any) -> bool:
@@ -307,21 +340,43 @@ def fuse_conv_pool_relu(graph: Graph, root: Any = None) -> int:
         if conv.op != "call_function" or conv.target is not F.conv2d or conv in outputs:
             continue
         pool = _single_user(conv)
-        if pool is None or pool.op != "call_function" or pool.target is not F.max_pool2d \
-                or pool.args[:1] != (conv,) or not _plain_2x2_pool(pool):
+        if (
+            pool is None
+            or pool.op != "call_function"
+            or pool.target is not F.max_pool2d
+            or pool.args[:1] != (conv,)
+            or not _plain_2x2_pool(pool)
+        ):
             continue
         args = _bound(F.conv2d, conv)
-        if args is None or type(args["groups"]) is not int \
-                or not _channels_last_weight(args["weight"], root):
+        if (
+            args is None
+            or type(args["groups"]) is not int
+            or not _channels_last_weight(args["weight"], root)
+        ):
             continue
         relu = _single_user(pool)
-        fuse_relu = relu is not None and pool not in outputs and _is_plain_relu(relu, relus) \
+        fuse_relu = (
+            relu is not None
+            and pool not in outputs
+            and _is_plain_relu(relu, relus)
             and relu.args[0] is pool
+        )
         last = relu if fuse_relu else pool
         with graph.inserting_before(last):
-            fused = graph.call_function(conv2d_pool_relu, (
-                args["input"], args["weight"], args["bias"], args["stride"], args["padding"],
-                args["dilation"], args["groups"], fuse_relu))
+            fused = graph.call_function(
+                conv2d_pool_relu,
+                (
+                    args["input"],
+                    args["weight"],
+                    args["bias"],
+                    args["stride"],
+                    args["padding"],
+                    args["dilation"],
+                    args["groups"],
+                    fuse_relu,
+                ),
+            )
         last.replace_all_uses_with(fused)
         if fuse_relu:
             graph.erase_node(relu)

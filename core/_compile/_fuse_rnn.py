@@ -33,10 +33,18 @@ from ..ops.rnn import LSTMLayer
 
 __all__ = ["EmbeddingLSTMLayer", "embedding_lstm", "fuse_embedding_lstm"]
 
-_EMBEDDING_DEFAULTS = {"padding_idx": None, "max_norm": None, "scale_grad_by_freq": False,
-                       "sparse": False}
-_HOOKS = ("_forward_pre_hooks", "_forward_pre_hooks_with_kwargs", "_forward_hooks",
-          "_forward_hooks_with_kwargs")
+_EMBEDDING_DEFAULTS = {
+    "padding_idx": None,
+    "max_norm": None,
+    "scale_grad_by_freq": False,
+    "sparse": False,
+}
+_HOOKS = (
+    "_forward_pre_hooks",
+    "_forward_pre_hooks_with_kwargs",
+    "_forward_hooks",
+    "_forward_hooks_with_kwargs",
+)
 
 
 class _Gathered:
@@ -102,8 +110,7 @@ class EmbeddingLSTMLayer(LSTMLayer):
     @staticmethod
     def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse, table):
         ctx.d_table = None
-        return LSTMLayer.forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes,
-                                 reverse)
+        return LSTMLayer.forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse)
 
     @staticmethod
     def backward(ctx, g_out, g_hn, g_cn):
@@ -131,12 +138,21 @@ def _fusable(input: Any, weight: Any, lstm: Any) -> bool:
         return False
     ids, table = input._data, weight._data
     w_ih = lstm.weight_ih_l0
-    if ids.dtype.kind not in "iu" or table.ndim != 2 or table.dtype.name not in (
-            "float32", "float64") or w_ih.dtype != weight.dtype or ids.size == 0 \
-            or type(ids) is not type(table) or type(w_ih._data) is not type(table):
+    if (
+        ids.dtype.kind not in "iu"
+        or table.ndim != 2
+        or table.dtype.name not in ("float32", "float64")
+        or w_ih.dtype != weight.dtype
+        or ids.size == 0
+        or type(ids) is not type(table)
+        or type(w_ih._data) is not type(table)
+    ):
         return False
-    if table.shape[1] != lstm.input_size or any(getattr(lstm, h, None) for h in _HOOKS) \
-            or _global_hooks():
+    if (
+        table.shape[1] != lstm.input_size
+        or any(getattr(lstm, h, None) for h in _HOOKS)
+        or _global_hooks()
+    ):
         return False
     # out-of-range ids: the eager path raises embedding's own error
     return int(ids.min()) >= 0 and int(ids.max()) < table.shape[0] and not _autocasting()
@@ -151,8 +167,9 @@ def embedding_lstm(input: Any, weight: Any, lstm: Any) -> Any:
         return lstm(F.embedding(input, weight))
     ids = input._data.T if lstm.batch_first else input._data
     x = _Gathered(ids.copy() if lstm.batch_first else ids, weight._data)
-    out, h, c = EmbeddingLSTMLayer.apply(x, None, None, *lstm._layer_weights(0, 0), None, False,
-                                         weight)
+    out, h, c = EmbeddingLSTMLayer.apply(
+        x, None, None, *lstm._layer_weights(0, 0), None, False, weight
+    )
     if lstm.batch_first:
         out = ops.transpose(out, 0, 1)
     return out, (ops.stack([h], 0), ops.stack([c], 0))
@@ -167,8 +184,10 @@ def _default_embedding(n: Node) -> tuple | None:
     except TypeError:
         return None
     args = bound.arguments
-    if not all(args.get(k, v) == v and type(args.get(k, v)) is type(v)
-               for k, v in _EMBEDDING_DEFAULTS.items()):
+    if not all(
+        args.get(k, v) == v and type(args.get(k, v)) is type(v)
+        for k, v in _EMBEDDING_DEFAULTS.items()
+    ):
         return None
     return args["input"], args["weight"]
 
@@ -197,8 +216,7 @@ def fuse_embedding_lstm(graph: Graph, root: Any) -> int:
         if user.op != "call_module" or user.args != (n,) or user.kwargs:
             continue
         mod = _resolve(root, user.target)
-        if type(mod) is not LSTM or mod.num_layers != 1 or mod.bidirectional \
-                or mod.proj_size != 0:
+        if type(mod) is not LSTM or mod.num_layers != 1 or mod.bidirectional or mod.proj_size != 0:
             continue
         with graph.inserting_before(user):
             fused = graph.call_function(embedding_lstm, (*inputs, mod))

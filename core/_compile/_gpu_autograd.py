@@ -21,11 +21,12 @@ from typing import Any
 from ..autograd.function import Function
 from ._gpu_codegen import _CUDA, _count_inputs, _numpy_ops, kernel_key
 
-__all__ = ["FusedElementwiseFunction", "adjoint_program", "backward_source",
-           "evaluate_backward"]
+__all__ = ["FusedElementwiseFunction", "adjoint_program", "backward_source", "evaluate_backward"]
 
-_EXTRA_CUDA = {"relu_grad": (2, "(({1} > (T)0) ? {0} : (T)0)"),  # grad * (out > 0)
-               "sign": (1, "(T)(({0} > (T)0) - ({0} < (T)0))")}
+_EXTRA_CUDA = {
+    "relu_grad": (2, "(({1} > (T)0) ? {0} : (T)0)"),  # grad * (out > 0)
+    "sign": (1, "(T)(({0} > (T)0) - ({0} < (T)0))"),
+}
 
 
 def _extra_numpy(xp) -> dict:
@@ -45,8 +46,10 @@ def _rules(op: str, a: tuple, kids: list, t: tuple) -> list:
     if op == "mul":
         return [("mul", a, kids[1]), ("mul", a, kids[0])]
     if op == "div":  # d/db (x / b) = -x / b^2, as ember's Div: -(grad * a) / (b * b)
-        return [("div", a, kids[1]),
-                ("neg", ("div", ("mul", a, kids[0]), ("mul", kids[1], kids[1])))]
+        return [
+            ("div", a, kids[1]),
+            ("neg", ("div", ("mul", a, kids[0]), ("mul", kids[1], kids[1]))),
+        ]
     if op == "neg":
         return [("neg", a)]
     if op == "relu":
@@ -147,8 +150,9 @@ def evaluate_backward(tree: tuple, arrays: list, g: Any, xp: Any = None) -> list
     for name, node in values:
         env[name] = ev(node)
     shape = xp.broadcast_shapes(*(a.shape for a in arrays), g.shape)
-    return [xp.broadcast_to(ev(grads[i]), shape) if i in grads else None
-            for i in range(len(arrays))]
+    return [
+        xp.broadcast_to(ev(grads[i]), shape) if i in grads else None for i in range(len(arrays))
+    ]
 
 
 _KERNELS: dict[str, Any] = {}

@@ -29,12 +29,18 @@ __all__ = ["FusedElementwise", "evaluate", "fuse_elementwise", "kernel_source"]
 
 # op name -> (arity, CUDA expression template over {0}, {1}; T is the kernel's type)
 _CUDA = {
-    "add": (2, "({0} + {1})"), "sub": (2, "({0} - {1})"), "mul": (2, "({0} * {1})"),
-    "div": (2, "({0} / {1})"), "neg": (1, "(-{0})"),
+    "add": (2, "({0} + {1})"),
+    "sub": (2, "({0} - {1})"),
+    "mul": (2, "({0} * {1})"),
+    "div": (2, "({0} / {1})"),
+    "neg": (1, "(-{0})"),
     "relu": (1, "(({0} > (T)0 || isnan({0})) ? {0} : (T)0)"),  # NaN stays, as np.maximum
     # ember's own formula (ops.elementwise.Sigmoid), so both round alike
-    "tanh": (1, "tanh({0})"), "sigmoid": (1, "(((T)1 + tanh({0} * (T)0.5)) * (T)0.5)"),
-    "exp": (1, "exp({0})"), "log": (1, "log({0})"), "sqrt": (1, "sqrt({0})"),
+    "tanh": (1, "tanh({0})"),
+    "sigmoid": (1, "(((T)1 + tanh({0} * (T)0.5)) * (T)0.5)"),
+    "exp": (1, "exp({0})"),
+    "log": (1, "log({0})"),
+    "sqrt": (1, "sqrt({0})"),
     "abs": (1, "fabs({0})"),
 }
 
@@ -46,9 +52,20 @@ def _numpy_ops(xp) -> dict:
     def sigmoid(a):
         return (1 + xp.tanh(a * 0.5)) * 0.5
 
-    return {"add": operator.add, "sub": operator.sub, "mul": operator.mul,
-            "div": operator.truediv, "neg": operator.neg, "relu": relu, "tanh": xp.tanh,
-            "sigmoid": sigmoid, "exp": xp.exp, "log": xp.log, "sqrt": xp.sqrt, "abs": xp.abs}
+    return {
+        "add": operator.add,
+        "sub": operator.sub,
+        "mul": operator.mul,
+        "div": operator.truediv,
+        "neg": operator.neg,
+        "relu": relu,
+        "tanh": xp.tanh,
+        "sigmoid": sigmoid,
+        "exp": xp.exp,
+        "log": xp.log,
+        "sqrt": xp.sqrt,
+        "abs": xp.abs,
+    }
 
 
 def _targets() -> dict:
@@ -56,10 +73,27 @@ def _targets() -> dict:
     import ember
     import ember.nn.functional as F
 
-    table: dict[Any, str] = {operator.add: "add", operator.sub: "sub", operator.mul: "mul",
-                             operator.truediv: "div", operator.neg: "neg"}
-    for name in ("relu", "tanh", "sigmoid", "exp", "log", "sqrt", "abs", "neg", "add", "sub",
-                 "mul", "div"):
+    table: dict[Any, str] = {
+        operator.add: "add",
+        operator.sub: "sub",
+        operator.mul: "mul",
+        operator.truediv: "div",
+        operator.neg: "neg",
+    }
+    for name in (
+        "relu",
+        "tanh",
+        "sigmoid",
+        "exp",
+        "log",
+        "sqrt",
+        "abs",
+        "neg",
+        "add",
+        "sub",
+        "mul",
+        "div",
+    ):
         for owner in (ember, F):
             fn = getattr(owner, name, None)
             if callable(fn):
@@ -69,11 +103,17 @@ def _targets() -> dict:
 
 
 def _op_of(n: Node, table: dict) -> str | None:
-    if n.kwargs and not (n.op == "call_function" and set(n.kwargs) == {"inplace"}
-                         and n.kwargs["inplace"] is False):
+    if n.kwargs and not (
+        n.op == "call_function" and set(n.kwargs) == {"inplace"} and n.kwargs["inplace"] is False
+    ):
         return None
-    key = n.target if n.op == "call_function" else f"method:{n.target}" \
-        if n.op == "call_method" else None
+    key = (
+        n.target
+        if n.op == "call_function"
+        else f"method:{n.target}"
+        if n.op == "call_method"
+        else None
+    )
     try:
         name = table.get(key)
     except TypeError:  # an unhashable target
@@ -193,8 +233,9 @@ class FusedElementwise:
             return Tensor._wrap(_kernel(self.tree, fast[0].dtype)(*fast))
         vals: list = []
         for target, is_method, spec in self._replay:
-            args = [leaves[i] if kind == "in" else vals[i] if kind == "tmp" else i
-                    for kind, i in spec]
+            args = [
+                leaves[i] if kind == "in" else vals[i] if kind == "tmp" else i for kind, i in spec
+            ]
             vals.append(getattr(args[0], target)(*args[1:]) if is_method else target(*args))
         return vals[-1]
 
@@ -209,8 +250,11 @@ def _device_arrays(leaves: tuple) -> list | None:
     if type(arrays[0]).__module__.split(".")[0] != "cupy":
         return None
     dt = arrays[0].dtype
-    if any(type(a) is not type(arrays[0]) or a.dtype != dt for a in arrays) \
-            or dt.kind != "f" or dt.itemsize < 4:
+    if (
+        any(type(a) is not type(arrays[0]) or a.dtype != dt for a in arrays)
+        or dt.kind != "f"
+        or dt.itemsize < 4
+    ):
         return None
     from ember.amp.autocast_mode import is_autocast_enabled
 
@@ -225,10 +269,16 @@ def fuse_elementwise(graph: Graph, min_ops: int = 2) -> int:
     with one user) by one :class:`FusedElementwise` call; returns how many."""
     table = _targets()
     outputs = {a for n in graph.nodes if n.op == "output" for a in n.all_input_nodes}
-    fusable = {n for n in graph.nodes if n.op in ("call_function", "call_method")
-               and _op_of(n, table) is not None}
-    absorbed = {n for n in fusable if len(n.users) == 1 and n not in outputs
-                and next(iter(n.users)) in fusable}
+    fusable = {
+        n
+        for n in graph.nodes
+        if n.op in ("call_function", "call_method") and _op_of(n, table) is not None
+    }
+    absorbed = {
+        n
+        for n in fusable
+        if len(n.users) == 1 and n not in outputs and next(iter(n.users)) in fusable
+    }
     count = 0
     for root in [n for n in graph.nodes if n in fusable and n not in absorbed]:
         members = _members(root, absorbed)
@@ -239,13 +289,23 @@ def fuse_elementwise(graph: Graph, min_ops: int = 2) -> int:
         order = [n for n in graph.nodes if n in members]
         replay = []
         for n in order:
-            spec = [("tmp", order.index(a)) if isinstance(a, Node) and a in members else
-                    ("in", leaves.index(a)) if isinstance(a, Node) else ("const", a)
-                    for a in n.args]
+            spec = [
+                ("tmp", order.index(a))
+                if isinstance(a, Node) and a in members
+                else ("in", leaves.index(a))
+                if isinstance(a, Node)
+                else ("const", a)
+                for a in n.args
+            ]
             replay.append((n.target, n.op == "call_method", spec))
         with graph.inserting_before(root):
-            fused = graph.create_node("call_function", FusedElementwise(tree, replay),
-                                      tuple(leaves), {}, name="fused_elementwise")
+            fused = graph.create_node(
+                "call_function",
+                FusedElementwise(tree, replay),
+                tuple(leaves),
+                {},
+                name="fused_elementwise",
+            )
         root.replace_all_uses_with(fused)
         for n in reversed(order):
             graph.erase_node(n)

@@ -32,8 +32,11 @@ def _tables() -> tuple[set, set]:
 
 def _is_plain_relu(n: Node, relus: set) -> bool:
     if n.op == "call_function" and n.target in relus:
-        return len(n.args) == 1 and n.kwargs.get("inplace", False) is False \
+        return (
+            len(n.args) == 1
+            and n.kwargs.get("inplace", False) is False
             and set(n.kwargs) <= {"inplace"}
+        )
     return n.op == "call_method" and n.target == "relu" and len(n.args) == 1 and not n.kwargs
 
 
@@ -55,8 +58,12 @@ def relu_after_max_pool(graph: Graph, root: Any = None) -> int:
         if pool.op != "call_function" or pool.target not in pools or not pool.args:
             continue
         relu = pool.args[0]
-        if not isinstance(relu, Node) or len(relu.users) != 1 or not _is_plain_relu(relu, relus) \
-                or _returns_indices(pool):
+        if (
+            not isinstance(relu, Node)
+            or len(relu.users) != 1
+            or not _is_plain_relu(relu, relus)
+            or _returns_indices(pool)
+        ):
             continue
         src = relu.args[0]
         users = list(pool.users)

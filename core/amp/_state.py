@@ -59,8 +59,14 @@ def cast_tensor(t, np_dtype):
     """``t`` cast to ``np_dtype`` through the graph, from the weight cache where torch caches."""
     if t._data.dtype == np_dtype:
         return t
-    cache = (CACHE_ENABLED[0] and np_dtype in _LOW and t._data.dtype == _F32
-             and t.requires_grad and t.grad_fn is None and t._base is None)
+    cache = (
+        CACHE_ENABLED[0]
+        and np_dtype in _LOW
+        and t._data.dtype == _F32
+        and t.requires_grad
+        and t.grad_fn is None
+        and t._base is None
+    )
     if cache:
         hit = CACHE.get(id(t))
         if hit is not None and hit[0] is t:
@@ -119,8 +125,13 @@ def _dispatch(name, fn, args, kwargs):
 
         def conv(t):
             dt = t._data.dtype
-            if (not is_float(dt) or dt == target or dt == _F64 or _device_type(t._data) != device
-                    or (kind == FP32 and dt not in _LOW)):
+            if (
+                not is_float(dt)
+                or dt == target
+                or dt == _F64
+                or _device_type(t._data) != device
+                or (kind == FP32 and dt not in _LOW)
+            ):
                 return t
             return cast_tensor(t, target)
 

@@ -56,8 +56,10 @@ def get_autocast_dtype(device_type: str) -> _dtype:
 
 def set_autocast_dtype(device_type: str, dtype: _dtype) -> None:
     if dtype not in (float16, bfloat16, float32):
-        raise RuntimeError(f"Currently, AutocastCPU/CUDA only support float16, bfloat16 and "
-                           f"float32 as the autocast dtype, got {dtype}")
+        raise RuntimeError(
+            f"Currently, AutocastCPU/CUDA only support float16, bfloat16 and "
+            f"float32 as the autocast dtype, got {dtype}"
+        )
     _state.DEVICES[_check_device(device_type)][1] = dtype
 
 
@@ -114,28 +116,41 @@ class autocast:
     region: backward ops run in the dtype their forward ops used.
     """
 
-    def __init__(self, device_type: str, dtype: _dtype | None = None, enabled: bool = True,
-                 cache_enabled: bool | None = None):
+    def __init__(
+        self,
+        device_type: str,
+        dtype: _dtype | None = None,
+        enabled: bool = True,
+        cache_enabled: bool | None = None,
+    ):
         self.device = _check_device(device_type)
         self.fast_dtype = get_autocast_dtype(self.device) if dtype is None else dtype
-        self._cache_enabled = is_autocast_cache_enabled() if cache_enabled is None \
-            else cache_enabled
+        self._cache_enabled = (
+            is_autocast_cache_enabled() if cache_enabled is None else cache_enabled
+        )
         if enabled:
             if self.device == "cuda":
                 from .. import cuda
 
                 if not cuda.is_available():
-                    warnings.warn("CUDA is not available or torch_xla is imported. Disabling "
-                                  "autocast.", stacklevel=2)
+                    warnings.warn(
+                        "CUDA is not available or torch_xla is imported. Disabling autocast.",
+                        stacklevel=2,
+                    )
                     enabled = False
                 elif self.fast_dtype is bfloat16 and not cuda.is_bf16_supported():
-                    raise RuntimeError("Current CUDA Device does not support bfloat16. Please "
-                                       "switch dtype to float16.")
+                    raise RuntimeError(
+                        "Current CUDA Device does not support bfloat16. Please "
+                        "switch dtype to float16."
+                    )
             if enabled and self.fast_dtype not in (bfloat16, float16):
                 name = self.device.upper()
-                warnings.warn(f"In {name} autocast, but the target dtype is not supported. "
-                              f"Disabling autocast.\n{name} Autocast only supports dtypes of "
-                              "ember.bfloat16, ember.float16 currently.", stacklevel=2)
+                warnings.warn(
+                    f"In {name} autocast, but the target dtype is not supported. "
+                    f"Disabling autocast.\n{name} Autocast only supports dtypes of "
+                    "ember.bfloat16, ember.float16 currently.",
+                    stacklevel=2,
+                )
                 enabled = False
         self._enabled = bool(enabled)
 
@@ -173,8 +188,11 @@ class autocast:
 def _cast_arrays(value, device_type: str, dtype: _dtype):
     """Floating arrays of ``device_type`` in ``value`` cast to ``dtype`` (Function.forward gets
     arrays; the engine returns each gradient in its input's dtype)."""
-    if hasattr(value, "dtype") and hasattr(value, "astype") and getattr(value, "ndim", None) \
-            is not None:
+    if (
+        hasattr(value, "dtype")
+        and hasattr(value, "astype")
+        and getattr(value, "ndim", None) is not None
+    ):
         if _state.is_float(value.dtype) and _state._device_type(value) == device_type:
             return value.astype(dtype.np) if value.dtype != dtype.np else value
         return value
@@ -205,8 +223,11 @@ def custom_fwd(fwd=None, *, device_type: str, cast_inputs: _dtype | None = None)
         if not is_autocast_enabled(device_type):
             return fwd(*args, **kwargs)
         with autocast(device_type=device_type, enabled=False):
-            return fwd(ctx, *_cast_arrays(args[1:], device_type, cast_inputs),
-                       **_cast_arrays(kwargs, device_type, cast_inputs))
+            return fwd(
+                ctx,
+                *_cast_arrays(args[1:], device_type, cast_inputs),
+                **_cast_arrays(kwargs, device_type, cast_inputs),
+            )
 
     return decorate_fwd
 
@@ -222,8 +243,11 @@ def custom_bwd(bwd=None, *, device_type: str):
     @functools.wraps(bwd)
     def decorate_bwd(*args, **kwargs):
         ctx = args[0]
-        with autocast(device_type=device_type, enabled=getattr(ctx, "_fwd_used_autocast", False),
-                      dtype=getattr(ctx, "_dtype", None)):
+        with autocast(
+            device_type=device_type,
+            enabled=getattr(ctx, "_fwd_used_autocast", False),
+            dtype=getattr(ctx, "_dtype", None),
+        ):
             return bwd(*args, **kwargs)
 
     return decorate_bwd

@@ -17,15 +17,15 @@ from .grad_scaler import GradScaler as _GradScaler
 
 
 def _deprecated(old: str, new: str) -> None:
-    warnings.warn(f"`{old}(args...)` is deprecated. Please use `{new}` instead.", FutureWarning,
-                  stacklevel=3)
+    warnings.warn(
+        f"`{old}(args...)` is deprecated. Please use `{new}` instead.", FutureWarning, stacklevel=3
+    )
 
 
 class CudaAutocast(_autocast):
     """``ember.cuda.amp.autocast(enabled, dtype, cache_enabled)``."""
 
-    def __init__(self, enabled: bool = True, dtype: _dtype = float16,
-                 cache_enabled: bool = True):
+    def __init__(self, enabled: bool = True, dtype: _dtype = float16, cache_enabled: bool = True):
         _deprecated("torch.cuda.amp.autocast", "torch.amp.autocast('cuda', args...)")
         super().__init__("cuda", enabled=enabled, dtype=dtype, cache_enabled=cache_enabled)
 
@@ -33,8 +33,7 @@ class CudaAutocast(_autocast):
 class CpuAutocast(_autocast):
     """``ember.cpu.amp.autocast(enabled, dtype, cache_enabled)``."""
 
-    def __init__(self, enabled: bool = True, dtype: _dtype = bfloat16,
-                 cache_enabled: bool = True):
+    def __init__(self, enabled: bool = True, dtype: _dtype = bfloat16, cache_enabled: bool = True):
         _deprecated("torch.cpu.amp.autocast", "torch.amp.autocast('cpu', args...)")
         super().__init__("cpu", enabled=enabled, dtype=dtype, cache_enabled=cache_enabled)
 
@@ -42,23 +41,33 @@ class CpuAutocast(_autocast):
 class CudaGradScaler(_GradScaler):
     """``ember.cuda.amp.GradScaler(init_scale, growth_factor, backoff_factor, ...)``."""
 
-    def __init__(self, init_scale: float = 2.0 ** 16, growth_factor: float = 2.0,
-                 backoff_factor: float = 0.5, growth_interval: int = 2000,
-                 enabled: bool = True) -> None:
+    def __init__(
+        self,
+        init_scale: float = 2.0**16,
+        growth_factor: float = 2.0,
+        backoff_factor: float = 0.5,
+        growth_interval: int = 2000,
+        enabled: bool = True,
+    ) -> None:
         _deprecated("torch.cuda.amp.GradScaler", "torch.amp.GradScaler('cuda', args...)")
-        super().__init__("cuda", init_scale, growth_factor, backoff_factor, growth_interval,
-                         enabled)
+        super().__init__(
+            "cuda", init_scale, growth_factor, backoff_factor, growth_interval, enabled
+        )
 
 
 class CpuGradScaler(_GradScaler):
     """``ember.cpu.amp.GradScaler(init_scale, growth_factor, backoff_factor, ...)``."""
 
-    def __init__(self, init_scale: float = 2.0 ** 16, growth_factor: float = 2.0,
-                 backoff_factor: float = 0.5, growth_interval: int = 2000,
-                 enabled: bool = True) -> None:
+    def __init__(
+        self,
+        init_scale: float = 2.0**16,
+        growth_factor: float = 2.0,
+        backoff_factor: float = 0.5,
+        growth_interval: int = 2000,
+        enabled: bool = True,
+    ) -> None:
         _deprecated("torch.cpu.amp.GradScaler", "torch.amp.GradScaler('cpu', args...)")
-        super().__init__("cpu", init_scale, growth_factor, backoff_factor, growth_interval,
-                         enabled)
+        super().__init__("cpu", init_scale, growth_factor, backoff_factor, growth_interval, enabled)
 
 
 def cuda_custom_fwd(fwd=None, *, cast_inputs: _dtype | None = None):

@@ -56,8 +56,9 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
     grads = _make_grads(tensors, grads)
     if inputs is not None:
         inputs = _as_list(inputs)
-        res = run_backward(tensors, grads, retain_graph, create_graph, inputs=inputs,
-                           allow_unused=True)
+        res = run_backward(
+            tensors, grads, retain_graph, create_graph, inputs=inputs, allow_unused=True
+        )
         for t, g in zip(inputs, res):
             if g is not None:
                 t.grad = g if t.grad is None else t.grad + g
@@ -65,8 +66,15 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
     run_backward(tensors, grads, retain_graph, create_graph)
 
 
-def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,
-         allow_unused=None, materialize_grads=False):
+def grad(
+    outputs,
+    inputs,
+    grad_outputs=None,
+    retain_graph=None,
+    create_graph=False,
+    allow_unused=None,
+    materialize_grads=False,
+):
     """Return the gradients of ``outputs`` w.r.t. ``inputs`` without touching ``.grad``."""
     outputs = _as_list(outputs)
     inputs_l = _as_list(inputs)
@@ -77,8 +85,14 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
         if not t.requires_grad:
             raise RuntimeError("One of the differentiated Tensors does not require grad")
     grads = _make_grads(outputs, grads)
-    res = run_backward(outputs, grads, retain_graph, create_graph, inputs=inputs_l,
-                       allow_unused=bool(allow_unused) or materialize_grads)
+    res = run_backward(
+        outputs,
+        grads,
+        retain_graph,
+        create_graph,
+        inputs=inputs_l,
+        allow_unused=bool(allow_unused) or materialize_grads,
+    )
     if materialize_grads:
         from ..creation import zeros_like
 
@@ -102,6 +116,8 @@ def __getattr__(name):
 
         return importlib.import_module("ember.autograd.profiler")
     raise AttributeError(f"module 'ember.autograd' has no attribute {name!r}")
+
+
 from .anomaly_mode import detect_anomaly, set_detect_anomaly  # noqa: E402
 from .variable import Variable  # noqa: E402
 
@@ -160,8 +176,25 @@ def is_multithreading_enabled() -> bool:
     return _multithreading_enabled[0]
 
 
-__all__ = ["Function", "backward", "grad", "no_grad", "enable_grad", "set_grad_enabled",
-           "inference_mode", "is_grad_enabled", "gradcheck", "gradgradcheck", "functional",
-           "Variable", "detect_anomaly", "set_detect_anomaly", "set_multithreading_enabled",
-           "enforce_grad_layout_policy",
-           "forward_ad", "graph", "variable", "anomaly_mode"]
+__all__ = [
+    "Function",
+    "backward",
+    "grad",
+    "no_grad",
+    "enable_grad",
+    "set_grad_enabled",
+    "inference_mode",
+    "is_grad_enabled",
+    "gradcheck",
+    "gradgradcheck",
+    "functional",
+    "Variable",
+    "detect_anomaly",
+    "set_detect_anomaly",
+    "set_multithreading_enabled",
+    "enforce_grad_layout_policy",
+    "forward_ad",
+    "graph",
+    "variable",
+    "anomaly_mode",
+]

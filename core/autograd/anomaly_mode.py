@@ -58,10 +58,13 @@ def check_backward(node, results) -> None:
         if bool(xp.isnan(data).any()):
             stack = getattr(node, "_anomaly_stack", None)
             if stack:
-                warnings.warn(f"Error detected in {node.name()}. Traceback of forward call that "
-                              "caused the error:\n" + "".join(stack), UserWarning, stacklevel=2)
-            raise RuntimeError(f"Function '{node.name()}' returned nan values in its {i}th "
-                               "output.")
+                warnings.warn(
+                    f"Error detected in {node.name()}. Traceback of forward call that "
+                    "caused the error:\n" + "".join(stack),
+                    UserWarning,
+                    stacklevel=2,
+                )
+            raise RuntimeError(f"Function '{node.name()}' returned nan values in its {i}th output.")
 
 
 class detect_anomaly:
@@ -80,8 +83,11 @@ class detect_anomaly:
         self.prev = _state[0]
         self.check_nan = check_nan
         self.prev_check_nan = _state[1]
-        warnings.warn("Anomaly Detection has been enabled. This mode will increase the runtime "
-                      "and should only be enabled for debugging.", stacklevel=2)
+        warnings.warn(
+            "Anomaly Detection has been enabled. This mode will increase the runtime "
+            "and should only be enabled for debugging.",
+            stacklevel=2,
+        )
 
     def __enter__(self) -> None:
         set_anomaly_enabled(True, self.check_nan)

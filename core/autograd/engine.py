@@ -110,8 +110,11 @@ def _grad_outs(node, deps, buffers):
         if dest is None or leaf.grad is not None or leaf._hooks:
             continue
         k = id(leaf)
-        if deps.get(k) == 1 and k not in buffers and \
-                sum(1 for f in edges if f is not None and f[0] is leaf) == 1:
+        if (
+            deps.get(k) == 1
+            and k not in buffers
+            and sum(1 for f in edges if f is not None and f[0] is leaf) == 1
+        ):
             if outs is None:
                 outs = [None] * len(edges)
             outs[i] = dest
@@ -132,8 +135,15 @@ def _add(a, b):
     return _np_asarray(s) if isinstance(s, _np_generic) else s  # 0-d sums become scalars
 
 
-def run_backward(tensors, grad_tensors, retain_graph: bool, create_graph: bool,
-                 inputs=None, allow_unused: bool = False, accumulate: bool = True):
+def run_backward(
+    tensors,
+    grad_tensors,
+    retain_graph: bool,
+    create_graph: bool,
+    inputs=None,
+    allow_unused: bool = False,
+    accumulate: bool = True,
+):
     """Backpropagate from ``tensors``; accumulate into leaves or, with ``inputs``, return grads.
 
     ``inputs`` (for ``autograd.grad``): tensors whose gradients are captured and returned;
@@ -184,8 +194,9 @@ def run_backward(tensors, grad_tensors, retain_graph: bool, create_graph: bool,
                 if g is not None:
                     if type(g) is not _np_ndarray:
                         cuda_prev = _follow_device(g, create_graph, cuda_prev)
-                    _deliver_leaf(node, g, create_graph, capture, captured, accumulate,
-                                  seen_leaf_arrays)
+                    _deliver_leaf(
+                        node, g, create_graph, capture, captured, accumulate, seen_leaf_arrays
+                    )
                 continue
             grads = buffers.pop(id(node), None)
             if grads is not None and (node._pre_hooks is not None or capture is not None):
@@ -195,8 +206,7 @@ def run_backward(tensors, grad_tensors, retain_graph: bool, create_graph: bool,
                 if node.xp is not _np_module:
                     g0 = next((g for g in grads if g is not None), None)
                     cuda_prev = _follow_device(g0, create_graph, cuda_prev)
-                if grad_destination_users and accumulate and capture is None \
-                        and not create_graph:
+                if grad_destination_users and accumulate and capture is None and not create_graph:
                     node.grad_out = _grad_outs(node, deps, buffers)
                     try:
                         results = _call_backward(node, grads, create_graph)
@@ -366,8 +376,9 @@ def _deliver_leaf(leaf, g, create_graph, capture, captured, accumulate, seen_arr
             # Ops may hand the same gradient array to several inputs (add returns ``grad``
             # twice): a leaf must own its .grad so later in-place updates stay local. Its
             # gradient destination is its own (see ``_grad_outs``).
-            if (id(g) in seen_arrays or g.base is not None) and \
-                    g is not getattr(leaf, "_grad_dest", None):
+            if (id(g) in seen_arrays or g.base is not None) and g is not getattr(
+                leaf, "_grad_dest", None
+            ):
                 g = g.copy()
             seen_arrays.add(id(g))
             leaf.grad = Tensor._wrap(g)

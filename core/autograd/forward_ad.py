@@ -23,8 +23,14 @@ from . import grad_mode
 if TYPE_CHECKING:
     from ..tensor import Tensor
 
-__all__ = ["UnpackedDualTensor", "enter_dual_level", "exit_dual_level", "make_dual",
-           "unpack_dual", "dual_level"]
+__all__ = [
+    "UnpackedDualTensor",
+    "enter_dual_level",
+    "exit_dual_level",
+    "make_dual",
+    "unpack_dual",
+    "dual_level",
+]
 
 _current_level = -1
 # per level: id(dual tensor) -> (weak reference to it, its tangent)
@@ -46,8 +52,10 @@ def exit_dual_level(*, level: int | None = None) -> None:
     global _current_level
     level = _current_level if level is None else level
     if level != _current_level:
-        raise RuntimeError("Trying to exit a forward AD level that was not the last one that "
-                           "was created. This is not supported.")
+        raise RuntimeError(
+            "Trying to exit a forward AD level that was not the last one that "
+            "was created. This is not supported."
+        )
     _duals.pop(level, None)
     _current_level = level - 1
 
@@ -56,8 +64,10 @@ def _level(level: int | None) -> int:
     if level is None:
         level = _current_level
     if level < 0 or level not in _duals:
-        raise RuntimeError("Trying to create a dual Tensor for forward AD but no level exists, "
-                           "make sure to enter_dual_level() first.")
+        raise RuntimeError(
+            "Trying to create a dual Tensor for forward AD but no level exists, "
+            "make sure to enter_dual_level() first."
+        )
     return level
 
 
@@ -71,28 +81,33 @@ def make_dual(tensor: Tensor, tangent: Tensor, *, level: int | None = None) -> T
         level (int, optional): the dual level (default: the current one).
     """
     if level is None and _current_level < 0:
-        raise RuntimeError("Trying to create a dual Tensor for forward AD but no level exists, "
-                           "make sure to enter_dual_level() first.")
+        raise RuntimeError(
+            "Trying to create a dual Tensor for forward AD but no level exists, "
+            "make sure to enter_dual_level() first."
+        )
     level = _level(level)
     if not (tensor.is_floating_point() or tensor.is_complex()):
         raise ValueError(
-            f"Expected primal to be floating point or complex, but got: {tensor.dtype}")
+            f"Expected primal to be floating point or complex, but got: {tensor.dtype}"
+        )
     if not (tangent.is_floating_point() or tangent.is_complex()):
         raise ValueError(
-            f"Expected tangent to be floating point or complex, but got: {tangent.dtype}")
+            f"Expected tangent to be floating point or complex, but got: {tangent.dtype}"
+        )
     if tangent.shape != tensor.shape:
         raise RuntimeError(
             "Trying to set a forward gradient that has a different size than that of the "
             f"original Tensor, this is not supported. Tensor is of size {list(tensor.shape)} "
-            f"while the given forward gradient is of size {list(tangent.shape)}.")
+            f"while the given forward gradient is of size {list(tangent.shape)}."
+        )
     with grad_mode.enable_grad():
         # a differentiable alias: reverse mode through ``tensor`` keeps working
-        dual = tensor.view_as(tensor) if tensor.requires_grad else \
-            tensor.detach().requires_grad_(True)
+        dual = (
+            tensor.view_as(tensor) if tensor.requires_grad else tensor.detach().requires_grad_(True)
+        )
     table = _duals[level]
     key = id(dual)
-    table[key] = (weakref.ref(dual, lambda _, k=key, t=table: t.pop(k, None)),
-                  tangent.detach())
+    table[key] = (weakref.ref(dual, lambda _, k=key, t=table: t.pop(k, None)), tangent.detach())
     return dual
 
 
@@ -140,8 +155,9 @@ def _tangent(y: Tensor, table: dict) -> Tensor | None:
         return None
     with grad_mode.enable_grad():
         u = zeros_like(y).requires_grad_(True)
-        vjps = grad(y, duals, grad_outputs=u, retain_graph=True, create_graph=True,
-                    allow_unused=True)
+        vjps = grad(
+            y, duals, grad_outputs=u, retain_graph=True, create_graph=True, allow_unused=True
+        )
         total = None
         for g, v in zip(vjps, tangents):
             if g is None:

@@ -114,7 +114,7 @@ class Function:
         backward must not stop its first-order backward when modified afterwards)."""
         if self._saved is None:
             raise RuntimeError(_FREED_MSG)
-        return _unpacked(self._saved[i:i + 1])[0] if self._packed else self._saved[i]
+        return _unpacked(self._saved[i : i + 1])[0] if self._packed else self._saved[i]
 
     def mark_non_differentiable(self, *arrays) -> None:
         self._non_diff = tuple(id(a) for a in arrays)
@@ -175,8 +175,11 @@ class Function:
                 if cls._view_of is not None:
                     _share_version(ctx, (result,), args[cls._view_of])
                 return result
-            outs = tuple(_wrap(_as_array(o)) for o in out) if type(out) is tuple \
+            outs = (
+                tuple(_wrap(_as_array(o)) for o in out)
+                if type(out) is tuple
                 else (_wrap(_as_array(out)),)
+            )
             if cls._view_of is not None:
                 _share_version(ctx, outs, args[cls._view_of])
             return outs if type(out) is tuple else outs[0]
@@ -187,8 +190,9 @@ class Function:
                 needs.append(True)
                 d = a._data
                 fn = a.grad_fn
-                edges.append((a, 0, d.shape, d.dtype) if fn is None
-                             else (fn, a._output_nr, d.shape, d.dtype))
+                edges.append(
+                    (a, 0, d.shape, d.dtype) if fn is None else (fn, a._output_nr, d.shape, d.dtype)
+                )
             else:
                 needs.append(False)
                 edges.append(None)
@@ -262,11 +266,19 @@ class Function:
                 continue
             if isinstance(ref, int):
                 where = f"output {ref} of {self.name()}"
-                array = self._saved[[k for k, (kind, r) in enumerate(self._saved_info)
-                                     if kind == _SAVED_OUTPUT and r == ref][0]]
+                array = self._saved[
+                    [
+                        k
+                        for k, (kind, r) in enumerate(self._saved_info)
+                        if kind == _SAVED_OUTPUT and r == ref
+                    ][0]
+                ]
             else:
-                where = (f"output {ref._output_nr} of {ref.grad_fn.name()}"
-                         if ref.grad_fn is not None else "a leaf tensor")
+                where = (
+                    f"output {ref._output_nr} of {ref.grad_fn.name()}"
+                    if ref.grad_fn is not None
+                    else "a leaf tensor"
+                )
                 array = ref._data
             from ..backend.dtype import from_numpy_dtype
 
@@ -282,7 +294,7 @@ class Function:
         kind, ref = self._saved_info[i]
         if kind == _SAVED_INPUT:
             return ref
-        array = _unpacked(self._saved[i:i + 1])[0] if self._packed else self._saved[i]
+        array = _unpacked(self._saved[i : i + 1])[0] if self._packed else self._saved[i]
         if kind == _SAVED_CONST and not hasattr(array, "__array_namespace__"):
             return array  # None, Python scalars, shapes
         t = Tensor._wrap(array)

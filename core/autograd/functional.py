@@ -16,8 +16,9 @@ def _tuple(x):
 
 
 def _prepare(inputs, create_graph):
-    return tuple(x if (create_graph and x.requires_grad) else x.detach().requires_grad_(True)
-                 for x in inputs)
+    return tuple(
+        x if (create_graph and x.requires_grad) else x.detach().requires_grad_(True) for x in inputs
+    )
 
 
 def _zeros_like(t):
@@ -51,8 +52,13 @@ def jvp(func, inputs, v=None, create_graph=False, strict=False):
         us = tuple(_zeros_like(o).requires_grad_(True) for o in outs)
         g = _grad(outs, xs, us, create_graph=True, allow_unused=True)
         pairs = [(gi, vi) for gi, vi in zip(g, vs) if gi is not None]
-        jv = _grad([p[0] for p in pairs], us, [p[1] for p in pairs],
-                   create_graph=create_graph, allow_unused=True)
+        jv = _grad(
+            [p[0] for p in pairs],
+            us,
+            [p[1] for p in pairs],
+            create_graph=create_graph,
+            allow_unused=True,
+        )
     jv = tuple(_zeros_like(o) if j is None else j for o, j in zip(outs, jv))
     outs_r = outs if create_graph else tuple(o.detach() for o in outs)
     return (outs_r if out_tuple else outs_r[0]), (jv if out_tuple else jv[0])
@@ -66,11 +72,14 @@ def _ones_like(t):
 
 def _check_strategy(strategy, vectorize, what="strategy"):
     if strategy not in ("forward-mode", "reverse-mode"):
-        raise ValueError(f'Expected {what} to be either "forward-mode" or "reverse-mode". '
-                         f"Got {strategy!r}")
+        raise ValueError(
+            f'Expected {what} to be either "forward-mode" or "reverse-mode". Got {strategy!r}'
+        )
     if strategy == "forward-mode" and not vectorize:
-        raise NotImplementedError("torch.autograd.functional.jacobian: `strategy=\"forward-mode\"` "
-                                  "is only implemented together with `vectorize=True`.")
+        raise NotImplementedError(
+            'torch.autograd.functional.jacobian: `strategy="forward-mode"` '
+            "is only implemented together with `vectorize=True`."
+        )
 
 
 def _vectorized(transform, func, inputs, create_graph):
@@ -86,8 +95,9 @@ def _vectorized(transform, func, inputs, create_graph):
     return detach_tree(transform(func, argnums)(*(x.detach() for x in inputs_t)))
 
 
-def jacobian(func, inputs, create_graph=False, strict=False, vectorize=False,
-             strategy="reverse-mode"):
+def jacobian(
+    func, inputs, create_graph=False, strict=False, vectorize=False, strategy="reverse-mode"
+):
     """Jacobian of func at inputs: shape output.shape + input.shape (nested for tuples).
 
     ``vectorize=True`` computes every row in one batched pass (``ember.func.jacrev``, or
@@ -110,12 +120,14 @@ def jacobian(func, inputs, create_graph=False, strict=False, vectorize=False,
             per_input = [[] for _ in xs]
             flat = reshape(o, (-1,))
             for k in range(flat.numel()):
-                gs = _grad([flat[k]], xs, retain_graph=True, create_graph=create_graph,
-                           allow_unused=True)
+                gs = _grad(
+                    [flat[k]], xs, retain_graph=True, create_graph=create_graph, allow_unused=True
+                )
                 for i, (x, g) in enumerate(zip(xs, gs)):
                     per_input[i].append(_zeros_like(x) if g is None else g)
             jac = tuple(
-                reshape(stack(cols), tuple(o.shape) + tuple(x.shape)) if cols
+                reshape(stack(cols), tuple(o.shape) + tuple(x.shape))
+                if cols
                 else _zeros_like(x).reshape(tuple(o.shape) + tuple(x.shape))
                 for x, cols in zip(xs, per_input)
             )
@@ -123,8 +135,14 @@ def jacobian(func, inputs, create_graph=False, strict=False, vectorize=False,
     return tuple(rows) if out_tuple else rows[0]
 
 
-def hessian(func, inputs, create_graph=False, strict=False, vectorize=False,
-            outer_jacobian_strategy="reverse-mode"):
+def hessian(
+    func,
+    inputs,
+    create_graph=False,
+    strict=False,
+    vectorize=False,
+    outer_jacobian_strategy="reverse-mode",
+):
     """Hessian of a scalar func: the jacobian of its gradient (``vectorize=True``: both
     Jacobians in batched passes, as ``ember.func.hessian``)."""
     _check_strategy(outer_jacobian_strategy, vectorize, "outer_jacobian_strategy")
@@ -157,11 +175,15 @@ def vhp(func, inputs, v=None, create_graph=False, strict=False):
         out = func(*xs)
         gs = _grad([out], xs, create_graph=True, allow_unused=True)
         pairs = [(g, vi) for g, vi in zip(gs, vs) if g is not None]
-        res = _grad([p[0] for p in pairs], xs, [p[1] for p in pairs],
-                    create_graph=create_graph, allow_unused=True)
+        res = _grad(
+            [p[0] for p in pairs],
+            xs,
+            [p[1] for p in pairs],
+            create_graph=create_graph,
+            allow_unused=True,
+        )
     res = tuple(_zeros_like(x) if r is None else r for x, r in zip(xs, res))
     return out.detach(), res if is_tuple else res[0]
 
 
 hvp = vhp  # the Hessian is symmetric for twice-differentiable functions
-

@@ -48,15 +48,31 @@ def _analytic_jacobian(fn, inputs, i):
         for k in range(o._data.size):
             seed = np.zeros(o._data.size, dtype=o._data.dtype)
             seed[k] = 1
-            g = _grad([o], [inputs[i]], [_fn.Tensor._wrap(seed.reshape(o._data.shape))],
-                      retain_graph=True, allow_unused=True)[0]
-            rows.append(np.zeros(inputs[i]._data.size) if g is None
-                        else np.asarray(g._data, dtype=np.float64).reshape(-1))
+            g = _grad(
+                [o],
+                [inputs[i]],
+                [_fn.Tensor._wrap(seed.reshape(o._data.shape))],
+                retain_graph=True,
+                allow_unused=True,
+            )[0]
+            rows.append(
+                np.zeros(inputs[i]._data.size)
+                if g is None
+                else np.asarray(g._data, dtype=np.float64).reshape(-1)
+            )
     return np.stack(rows, axis=0) if rows else np.zeros((0, inputs[i]._data.size))
 
 
-def gradcheck(func, inputs, *, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1e-3,
-              raise_exception: bool = True, **_ignored) -> bool:
+def gradcheck(
+    func,
+    inputs,
+    *,
+    eps: float = 1e-6,
+    atol: float = 1e-5,
+    rtol: float = 1e-3,
+    raise_exception: bool = True,
+    **_ignored,
+) -> bool:
     """Compare analytic gradients with central differences for every input requiring grad."""
     inputs = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
     for i, x in enumerate(inputs):
@@ -66,8 +82,9 @@ def gradcheck(func, inputs, *, eps: float = 1e-6, atol: float = 1e-5, rtol: floa
             raise ValueError(f"gradcheck expects float64 inputs; input {i} is {x.dtype}")
         analytic = _analytic_jacobian(func, inputs, i)
         numeric = _numeric_jacobian(func, inputs, i, eps)
-        if analytic.shape != numeric.shape or not np.allclose(analytic, numeric, atol=atol,
-                                                              rtol=rtol):
+        if analytic.shape != numeric.shape or not np.allclose(
+            analytic, numeric, atol=atol, rtol=rtol
+        ):
             if not raise_exception:
                 return False
             raise GradcheckError(
@@ -77,8 +94,17 @@ def gradcheck(func, inputs, *, eps: float = 1e-6, atol: float = 1e-5, rtol: floa
     return True
 
 
-def gradgradcheck(func, inputs, grad_outputs=None, *, eps: float = 1e-6, atol: float = 1e-5,
-                  rtol: float = 1e-3, raise_exception: bool = True, **_ignored) -> bool:
+def gradgradcheck(
+    func,
+    inputs,
+    grad_outputs=None,
+    *,
+    eps: float = 1e-6,
+    atol: float = 1e-5,
+    rtol: float = 1e-3,
+    raise_exception: bool = True,
+    **_ignored,
+) -> bool:
     """gradcheck of the first derivative (computed with create_graph=True)."""
     from . import grad as _grad
 
@@ -91,18 +117,28 @@ def gradgradcheck(func, inputs, grad_outputs=None, *, eps: float = 1e-6, atol: f
 
     def first_grad(*xs):
         d = [x for x in xs if isinstance(x, _fn.Tensor) and x.requires_grad]
-        pairs = [(o, g) for o, g in zip(_flat_outputs(func(*xs)), grad_outputs)
-                 if o.requires_grad]
-        gs = (_grad([o for o, _ in pairs], d, [g for _, g in pairs], create_graph=True,
-                    allow_unused=True) if pairs else [None] * len(d))
+        pairs = [(o, g) for o, g in zip(_flat_outputs(func(*xs)), grad_outputs) if o.requires_grad]
+        gs = (
+            _grad(
+                [o for o, _ in pairs],
+                d,
+                [g for _, g in pairs],
+                create_graph=True,
+                allow_unused=True,
+            )
+            if pairs
+            else [None] * len(d)
+        )
         # an unused input's gradient is zero (and stays an output, so shapes stay fixed)
-        return tuple(_fn.Tensor._wrap(np.zeros_like(x._data)) if g is None else g
-                     for g, x in zip(gs, d))
+        return tuple(
+            _fn.Tensor._wrap(np.zeros_like(x._data)) if g is None else g for g, x in zip(gs, d)
+        )
 
     if not diff:
         return True
-    return gradcheck(first_grad, inputs, eps=eps, atol=atol, rtol=rtol,
-                     raise_exception=raise_exception)
+    return gradcheck(
+        first_grad, inputs, eps=eps, atol=atol, rtol=rtol, raise_exception=raise_exception
+    )
 
 
 class GradcheckError(RuntimeError):

@@ -21,9 +21,17 @@ from typing import Any, NamedTuple
 from . import anomaly_mode
 from . import function as _fn
 
-__all__ = ["saved_tensors_hooks", "save_on_cpu", "disable_saved_tensors_hooks",
-           "register_multi_grad_hook", "allow_mutation_on_saved_tensors", "Node",
-           "GradientEdge", "get_gradient_edge", "increment_version"]
+__all__ = [
+    "saved_tensors_hooks",
+    "save_on_cpu",
+    "disable_saved_tensors_hooks",
+    "register_multi_grad_hook",
+    "allow_mutation_on_saved_tensors",
+    "Node",
+    "GradientEdge",
+    "get_gradient_edge",
+    "increment_version",
+]
 
 
 class Node(abc.ABC):
@@ -59,8 +67,10 @@ def get_gradient_edge(tensor) -> GradientEdge:
     """The gradient edge that computes ``tensor``'s gradient (usable in ``autograd.grad``'s
     ``inputs`` in PyTorch)."""
     if not tensor.requires_grad:
-        raise RuntimeError("It is not possible to get the gradient edge for a Tensor that does "
-                           "not require gradients")
+        raise RuntimeError(
+            "It is not possible to get the gradient edge for a Tensor that does "
+            "not require gradients"
+        )
     if tensor.grad_fn is None:
         return GradientEdge(_fn._Acc(tensor), 0)
     return GradientEdge(tensor.grad_fn, tensor._output_nr)
@@ -71,7 +81,7 @@ def increment_version(tensor) -> None:
     in-place op would: nodes that saved it then refuse to run backward."""
     from ..tensor import Tensor
 
-    for t in ([tensor] if isinstance(tensor, Tensor) else tensor):
+    for t in [tensor] if isinstance(tensor, Tensor) else tensor:
         t._version_counter[0] += 1
 
 
@@ -124,7 +134,10 @@ def _node_extras(ctx) -> None:
         pack, unpack = hooks[-1]
         ctx._saved = tuple(
             _Packed(pack(Tensor._wrap(s)), unpack, s.shape, s.dtype)
-            if hasattr(s, "__array_namespace__") else s for s in saved)
+            if hasattr(s, "__array_namespace__")
+            else s
+            for s in saved
+        )
         ctx._packed = True
 
 
@@ -144,8 +157,7 @@ class saved_tensors_hooks:
     with the original's values, shape and dtype). Hooks nest; the innermost pair applies.
     """
 
-    def __init__(self, pack_hook: Callable[[Any], Any],
-                 unpack_hook: Callable[[Any], Any]) -> None:
+    def __init__(self, pack_hook: Callable[[Any], Any], unpack_hook: Callable[[Any], Any]) -> None:
         self.pack_hook = pack_hook
         self.unpack_hook = unpack_hook
 
@@ -259,5 +271,6 @@ def register_multi_grad_hook(tensors: Sequence, fn: Callable, *, mode: str = "al
 
         return hook
 
-    return _MultiHandle([t.register_hook(make_hook(i)) for i, t in enumerate(tensors)
-                         if t.requires_grad])
+    return _MultiHandle(
+        [t.register_hook(make_hook(i)) for i, t in enumerate(tensors) if t.requires_grad]
+    )

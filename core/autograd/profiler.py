@@ -9,8 +9,15 @@ from ..profiler import EventList, FunctionEvent, FunctionEventAvg, record_functi
 from ..profiler import profile as _profile
 from ..profiler.profiler import ProfilerActivity
 
-__all__ = ["profile", "record_function", "emit_nvtx", "emit_itt", "EventList",
-           "FunctionEvent", "FunctionEventAvg"]
+__all__ = [
+    "profile",
+    "record_function",
+    "emit_nvtx",
+    "emit_itt",
+    "EventList",
+    "FunctionEvent",
+    "FunctionEventAvg",
+]
 
 
 class profile:
@@ -26,22 +33,39 @@ class profile:
             for PyTorch compatibility.
     """
 
-    def __init__(self, enabled: bool = True, *, use_cuda: bool = False,
-                 use_device: str | None = None, record_shapes: bool = False,
-                 with_flops: bool = False, profile_memory: bool = False,
-                 with_stack: bool = False, with_modules: bool = False, use_kineto: bool = False,
-                 use_cpu: bool = True, experimental_config=None, acc_events: bool = False,
-                 custom_trace_id_callback=None, post_processing_timeout_s=None,
-                 activity_filters=None) -> None:
+    def __init__(
+        self,
+        enabled: bool = True,
+        *,
+        use_cuda: bool = False,
+        use_device: str | None = None,
+        record_shapes: bool = False,
+        with_flops: bool = False,
+        profile_memory: bool = False,
+        with_stack: bool = False,
+        with_modules: bool = False,
+        use_kineto: bool = False,
+        use_cpu: bool = True,
+        experimental_config=None,
+        acc_events: bool = False,
+        custom_trace_id_callback=None,
+        post_processing_timeout_s=None,
+        activity_filters=None,
+    ) -> None:
         if use_device not in (None, "cuda", "cpu"):
-            raise ValueError(f"profile: use_device must be 'cuda', 'cpu' or None, got "
-                             f"{use_device!r}")
+            raise ValueError(
+                f"profile: use_device must be 'cuda', 'cpu' or None, got {use_device!r}"
+            )
         acts = [ProfilerActivity.CPU]
         if use_cuda or use_device == "cuda":
             acts.append(ProfilerActivity.CUDA)
         self.enabled = enabled
-        self._prof = _profile(activities=acts, record_shapes=record_shapes,
-                              profile_memory=profile_memory, with_stack=with_stack)
+        self._prof = _profile(
+            activities=acts,
+            record_shapes=record_shapes,
+            profile_memory=profile_memory,
+            with_stack=with_stack,
+        )
         self.function_events: EventList | None = None
 
     def __enter__(self):
@@ -59,8 +83,12 @@ class profile:
             raise RuntimeError("Profiler didn't finish running")
         return self.function_events
 
-    def key_averages(self, group_by_input_shape: bool = False, group_by_stack_n: int = 0,
-                     group_by_overload_name: bool = False) -> EventList:
+    def key_averages(
+        self,
+        group_by_input_shape: bool = False,
+        group_by_stack_n: int = 0,
+        group_by_overload_name: bool = False,
+    ) -> EventList:
         self._check()
         return self._prof.key_averages(group_by_input_shape, group_by_stack_n)
 

@@ -49,8 +49,11 @@ def where(cond, a, b):
     cond = _t(cond, like)
     if cond.dtype.name != "bool":
         cond = cond != 0
-    return _ops.where(cond, _t(a, like) if not isinstance(a, Tensor) else a,
-                      _t(b, like) if not isinstance(b, Tensor) else b)
+    return _ops.where(
+        cond,
+        _t(a, like) if not isinstance(a, Tensor) else a,
+        _t(b, like) if not isinstance(b, Tensor) else b,
+    )
 
 
 def maximum(a, b):

@@ -32,8 +32,11 @@ class Variable(metaclass=_VariableMeta):
         if volatile:
             import warnings
 
-            warnings.warn("volatile was removed and now has no effect. Use `with "
-                          "torch.no_grad():` instead.", UserWarning, stacklevel=2)
+            warnings.warn(
+                "volatile was removed and now has no effect. Use `with torch.no_grad():` instead.",
+                UserWarning,
+                stacklevel=2,
+            )
         # a new leaf sharing data's storage, as PyTorch's Variable(data)
         out = data.detach()
         if requires_grad:

@@ -29,8 +29,11 @@ def _kernel(in_params: str, out_params: str, body: str, name: str):
 @functools.cache
 def _adam_kernel(amsgrad: bool):
     # NumPy's maximum propagates NaN; CUDA's max() would drop it.
-    second = ("vmax = (vmax != vmax || v != v) ? vmax + v : (vmax > v ? vmax : v);\n"
-              "T denom = sqrt(vmax);" if amsgrad else "T denom = sqrt(v);")
+    second = (
+        "vmax = (vmax != vmax || v != v) ? vmax + v : (vmax > v ? vmax : v);\nT denom = sqrt(vmax);"
+        if amsgrad
+        else "T denom = sqrt(v);"
+    )
     return _kernel(
         "T g, T w1, T w1c, T beta2, T w2, T neg_step, T bc2_sqrt, T eps",
         "T param, T m, T v" + (", T vmax" if amsgrad else ""),
@@ -43,15 +46,38 @@ def _adam_kernel(amsgrad: bool):
         denom = denom / bc2_sqrt + eps;
         param = param + (m * neg_step) / denom;
         """,
-        "ember_adam_amsgrad" if amsgrad else "ember_adam")
+        "ember_adam_amsgrad" if amsgrad else "ember_adam",
+    )
 
 
-def adam_(param, g, exp_avg, exp_avg_sq, max_sq=None, *, beta1: float, beta2: float,
-          eps: float, step_size: float, bias_correction2_sqrt: float) -> None:
+def adam_(
+    param,
+    g,
+    exp_avg,
+    exp_avg_sq,
+    max_sq=None,
+    *,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    step_size: float,
+    bias_correction2_sqrt: float,
+) -> None:
     """``_adam_update`` of ``core/optim/adam.py`` in one launch (CuPy arrays, in place)."""
     w1 = 1 - beta1
-    args = (g, w1, 1.0 - w1, beta2, 1 - beta2, -step_size, bias_correction2_sqrt, eps,
-            param, exp_avg, exp_avg_sq)
+    args = (
+        g,
+        w1,
+        1.0 - w1,
+        beta2,
+        1 - beta2,
+        -step_size,
+        bias_correction2_sqrt,
+        eps,
+        param,
+        exp_avg,
+        exp_avg_sq,
+    )
     _adam_kernel(max_sq is not None)(*args, *(() if max_sq is None else (max_sq,)))
 
 
@@ -65,8 +91,10 @@ _GATES = """
 @functools.cache
 def _lstm_forward_kernel():
     return _kernel(
-        "T c_prev, int32 H", "raw T a, T c_new, T tanh_c, T h",
-        _GATES + """
+        "T c_prev, int32 H",
+        "raw T a, T c_new, T tanh_c, T h",
+        _GATES
+        + """
         T gi = (T)0.5 * tanh(a[base]) + (T)0.5;
         T gf = (T)0.5 * tanh(a[base + H]) + (T)0.5;
         T gg = tanh(a[base + 2 * H]);
@@ -79,7 +107,8 @@ def _lstm_forward_kernel():
         tanh_c = tc;
         h = go * tc;
         """,
-        "ember_lstm_cell_forward")
+        "ember_lstm_cell_forward",
+    )
 
 
 def lstm_cell_forward(a, c_prev, c_new, tanh_c, h) -> None:
@@ -91,8 +120,10 @@ def lstm_cell_forward(a, c_prev, c_new, tanh_c, h) -> None:
 @functools.cache
 def _lstm_backward_kernel():
     return _kernel(
-        "T dhp, T tanh_c, T c_prev, raw T a, int32 H", "T dc, raw T dgates",
-        _GATES + """
+        "T dhp, T tanh_c, T c_prev, raw T a, int32 H",
+        "T dc, raw T dgates",
+        _GATES
+        + """
         const T gi = a[base], gf = a[base + H], gg = a[base + 2 * H], go = a[base + 3 * H];
         T t = dhp * go;
         t = t * ((T)1 - tanh_c * tanh_c);
@@ -104,7 +135,8 @@ def _lstm_backward_kernel():
         dgates[base + 3 * H] = (dhp * tanh_c) * (go - go * go);
         dc = dcn * gf;
         """,
-        "ember_lstm_cell_backward")
+        "ember_lstm_cell_backward",
+    )
 
 
 def lstm_cell_backward(dhp, tanh_c, c_prev, a, dc, dgates) -> None:

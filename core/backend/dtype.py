@@ -59,12 +59,39 @@ complex64 = dtype("complex64", np.complex64, _COMPLEX)
 complex128 = dtype("complex128", np.complex128, _COMPLEX)
 bfloat16 = dtype("bfloat16", _ml_dtypes.bfloat16, _FLOAT) if _ml_dtypes is not None else None
 
-ALL = [d for d in (bool_, uint8, int8, int16, int32, int64, float16, bfloat16, float32, float64,
-                   complex64, complex128, uint16, uint32, uint64) if d is not None]
+ALL = [
+    d
+    for d in (
+        bool_,
+        uint8,
+        int8,
+        int16,
+        int32,
+        int64,
+        float16,
+        bfloat16,
+        float32,
+        float64,
+        complex64,
+        complex128,
+        uint16,
+        uint32,
+        uint64,
+    )
+    if d is not None
+]
 _NAMES = {d.name: d for d in ALL}
 # PyTorch's aliases
-_NAMES.update(half=float16, float=float32, double=float64, short=int16, int=int32, long=int64,
-              cfloat=complex64, cdouble=complex128)
+_NAMES.update(
+    half=float16,
+    float=float32,
+    double=float64,
+    short=int16,
+    int=int32,
+    long=int64,
+    cfloat=complex64,
+    cdouble=complex128,
+)
 _FROM_NP = {d.np: d for d in ALL}
 
 _default_float = float32
@@ -137,10 +164,23 @@ def promote_types(a: dtype, b: dtype) -> dtype:
 
 
 _BARE_UINTS = (uint16, uint32, uint64)
-_C10_NAMES = dict(bool="Bool", uint8="Byte", int8="Char", int16="Short", int32="Int", int64="Long",
-                  float16="Half", bfloat16="BFloat16", float32="Float", float64="Double",
-                  complex64="ComplexFloat", complex128="ComplexDouble", uint16="UInt16",
-                  uint32="UInt32", uint64="UInt64")
+_C10_NAMES = dict(
+    bool="Bool",
+    uint8="Byte",
+    int8="Char",
+    int16="Short",
+    int32="Int",
+    int64="Long",
+    float16="Half",
+    bfloat16="BFloat16",
+    float32="Float",
+    float64="Double",
+    complex64="ComplexFloat",
+    complex128="ComplexDouble",
+    uint16="UInt16",
+    uint32="UInt32",
+    uint64="UInt64",
+)
 
 
 def scalar_dtype(x) -> dtype:
@@ -174,6 +214,7 @@ def _combine_categories(higher: dtype | None, lower: dtype | None) -> dtype | No
 
 def result_type_of(dim_dtypes, zero_dim_dtypes, scalar_dtypes) -> dtype:
     """PyTorch's result_type over three priority classes: dim tensors > 0-d tensors > scalars."""
+
     def fold(ds):
         out = None
         for d in ds:

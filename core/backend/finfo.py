@@ -20,8 +20,10 @@ class finfo:
     def __init__(self, type: _dtype | None = None):
         d = get_default_dtype() if type is None else to_dtype(type)
         if d.category not in (2, 3):  # float, complex
-            raise TypeError("ember.finfo() requires a floating point input type. Use "
-                            "ember.iinfo to handle 'ember.finfo'")
+            raise TypeError(
+                "ember.finfo() requires a floating point input type. Use "
+                "ember.iinfo to handle 'ember.finfo'"
+            )
         npd = d.np if d.category == 2 else np.empty(0, d.np).real.dtype
         info = _np_finfo(npd)
         self.bits = int(np.dtype(npd).itemsize * 8)
@@ -35,15 +37,18 @@ class finfo:
 
     def __eq__(self, other) -> bool:
         return isinstance(other, finfo) and all(
-            getattr(self, k) == getattr(other, k) for k in self.__slots__)
+            getattr(self, k) == getattr(other, k) for k in self.__slots__
+        )
 
     def __hash__(self) -> int:
         return hash((self.dtype, self.bits))
 
     def __repr__(self) -> str:
-        return (f"finfo(resolution={self.resolution:g}, min={self.min:g}, max={self.max:g}, "
-                f"eps={self.eps:g}, smallest_normal={self.smallest_normal:g}, "
-                f"tiny={self.tiny:g}, dtype={self.dtype})")
+        return (
+            f"finfo(resolution={self.resolution:g}, min={self.min:g}, max={self.max:g}, "
+            f"eps={self.eps:g}, smallest_normal={self.smallest_normal:g}, "
+            f"tiny={self.tiny:g}, dtype={self.dtype})"
+        )
 
 
 class iinfo:
@@ -54,8 +59,10 @@ class iinfo:
     def __init__(self, type: _dtype):
         d = to_dtype(type)
         if d.category in (2, 3):
-            raise TypeError("ember.iinfo() requires an integer input type. Use ember.finfo to "
-                            "handle 'ember.iinfo'")
+            raise TypeError(
+                "ember.iinfo() requires an integer input type. Use ember.finfo to "
+                "handle 'ember.iinfo'"
+            )
         if d.category == 0:
             raise TypeError(f"{d} is not supported by ember.iinfo")
         info = np.iinfo(d.np)
@@ -64,7 +71,8 @@ class iinfo:
 
     def __eq__(self, other) -> bool:
         return isinstance(other, iinfo) and all(
-            getattr(self, k) == getattr(other, k) for k in self.__slots__)
+            getattr(self, k) == getattr(other, k) for k in self.__slots__
+        )
 
     def __hash__(self) -> int:
         return hash((self.dtype, self.bits))

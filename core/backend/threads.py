@@ -61,8 +61,9 @@ def thread_pool():
         import os
         from concurrent.futures import ThreadPoolExecutor
 
-        _pool = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2),
-                                   thread_name_prefix="ember-worker")
+        _pool = ThreadPoolExecutor(
+            max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="ember-worker"
+        )
     return _pool
 
 
@@ -83,8 +84,11 @@ def parallel_apply(fn, *arrays, min_size: int = 1 << 16) -> None:
     result either way. Other arrays (CuPy's, strided ones) are updated whole.
     """
     a0 = arrays[0]
-    if (type(a0).__module__ != "numpy" or a0.size < min_size
-            or not all(a.flags.c_contiguous and a.size == a0.size for a in arrays)):
+    if (
+        type(a0).__module__ != "numpy"
+        or a0.size < min_size
+        or not all(a.flags.c_contiguous and a.size == a0.size for a in arrays)
+    ):
         fn(*arrays)
         return
     flats = [a.reshape(-1) for a in arrays]
@@ -94,8 +98,9 @@ def parallel_apply(fn, *arrays, min_size: int = 1 << 16) -> None:
         return
     pool = thread_pool()
     bounds = [a0.size * i // n for i in range(n + 1)]
-    futures = [pool.submit(_in_pieces, fn, flats, lo, hi)
-               for lo, hi in zip(bounds[:-1], bounds[1:])]
+    futures = [
+        pool.submit(_in_pieces, fn, flats, lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])
+    ]
     for f in futures:
         f.result()
 

@@ -28,8 +28,23 @@ from . import (  # noqa: F401
     quantized,
 )
 
-__all__ = ["cpu", "cuda", "cudnn", "cusparselt", "kleidiai", "mha", "miopen", "mkl", "mkldnn",
-           "mps", "nnpack", "openmp", "opt_einsum", "python_native", "quantized"]
+__all__ = [
+    "cpu",
+    "cuda",
+    "cudnn",
+    "cusparselt",
+    "kleidiai",
+    "mha",
+    "miopen",
+    "mkl",
+    "mkldnn",
+    "mps",
+    "nnpack",
+    "openmp",
+    "opt_einsum",
+    "python_native",
+    "quantized",
+]
 
 
 @contextlib.contextmanager

@@ -11,8 +11,14 @@ def get_cpu_capability() -> str:
         from numpy._core._multiarray_umath import __cpu_features__ as feats
     except ImportError:  # NumPy 1.x
         from numpy.core._multiarray_umath import __cpu_features__ as feats
-    for name, key in (("AVX512", "AVX512F"), ("AVX2", "AVX2"), ("SVE256", "SVE"),
-                      ("NEON", "ASIMD"), ("VSX", "VSX"), ("ZVECTOR", "VX")):
+    for name, key in (
+        ("AVX512", "AVX512F"),
+        ("AVX2", "AVX2"),
+        ("SVE256", "SVE"),
+        ("NEON", "ASIMD"),
+        ("VSX", "VSX"),
+        ("ZVECTOR", "VX"),
+    ):
         if feats.get(key):
             return name
     return "DEFAULT"

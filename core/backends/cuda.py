@@ -11,14 +11,31 @@ from __future__ import annotations
 import contextlib
 import warnings
 
-__all__ = ["is_built", "matmul", "cufft_plan_cache", "preferred_linalg_library",
-           "preferred_blas_library", "enable_flash_sdp", "flash_sdp_enabled",
-           "enable_mem_efficient_sdp", "mem_efficient_sdp_enabled", "enable_math_sdp",
-           "math_sdp_enabled", "enable_cudnn_sdp", "cudnn_sdp_enabled",
-           "allow_fp16_bf16_reduction_math_sdp", "fp16_bf16_reduction_math_sdp_allowed",
-           "is_flash_attention_available", "can_use_flash_attention",
-           "can_use_efficient_attention", "can_use_cudnn_attention", "sdp_kernel",
-           "cuBLASModule", "cuFFTPlanCache", "cuFFTPlanCacheManager"]
+__all__ = [
+    "is_built",
+    "matmul",
+    "cufft_plan_cache",
+    "preferred_linalg_library",
+    "preferred_blas_library",
+    "enable_flash_sdp",
+    "flash_sdp_enabled",
+    "enable_mem_efficient_sdp",
+    "mem_efficient_sdp_enabled",
+    "enable_math_sdp",
+    "math_sdp_enabled",
+    "enable_cudnn_sdp",
+    "cudnn_sdp_enabled",
+    "allow_fp16_bf16_reduction_math_sdp",
+    "fp16_bf16_reduction_math_sdp_allowed",
+    "is_flash_attention_available",
+    "can_use_flash_attention",
+    "can_use_efficient_attention",
+    "can_use_cudnn_attention",
+    "sdp_kernel",
+    "cuBLASModule",
+    "cuFFTPlanCache",
+    "cuFFTPlanCacheManager",
+]
 
 
 def is_built() -> bool:
@@ -111,8 +128,13 @@ def preferred_blas_library(backend: str | None = None) -> str:
     return _blas_library
 
 
-_sdp = {"flash": True, "mem_efficient": True, "math": True, "cudnn": True,
-        "fp16_bf16_reduction_math": False}
+_sdp = {
+    "flash": True,
+    "mem_efficient": True,
+    "math": True,
+    "cudnn": True,
+    "fp16_bf16_reduction_math": False,
+}
 
 
 def enable_flash_sdp(enabled: bool) -> None:
@@ -179,15 +201,24 @@ def can_use_cudnn_attention(params, debug: bool = False) -> bool:
 
 
 @contextlib.contextmanager
-def sdp_kernel(enable_flash: bool = True, enable_math: bool = True,
-               enable_mem_efficient: bool = True, enable_cudnn: bool = True):
+def sdp_kernel(
+    enable_flash: bool = True,
+    enable_math: bool = True,
+    enable_mem_efficient: bool = True,
+    enable_cudnn: bool = True,
+):
     """Deprecated PyTorch context manager: set the SDPA kernel toggles inside a block."""
-    warnings.warn("torch.backends.cuda.sdp_kernel() is deprecated. In the future, this context "
-                  "manager will be removed. Please see torch.nn.attention.sdpa_kernel() for the "
-                  "new context manager, with updated signature.", FutureWarning, stacklevel=3)
+    warnings.warn(
+        "torch.backends.cuda.sdp_kernel() is deprecated. In the future, this context "
+        "manager will be removed. Please see torch.nn.attention.sdpa_kernel() for the "
+        "new context manager, with updated signature.",
+        FutureWarning,
+        stacklevel=3,
+    )
     old = dict(_sdp)
-    _sdp.update(flash=enable_flash, math=enable_math, mem_efficient=enable_mem_efficient,
-                cudnn=enable_cudnn)
+    _sdp.update(
+        flash=enable_flash, math=enable_math, mem_efficient=enable_mem_efficient, cudnn=enable_cudnn
+    )
     try:
         yield
     finally:

@@ -11,8 +11,19 @@ from __future__ import annotations
 import contextlib
 import sys
 
-__all__ = ["is_available", "version", "is_acceptable", "flags", "set_flags", "enabled",
-           "benchmark", "benchmark_limit", "deterministic", "allow_tf32", "fp32_precision"]
+__all__ = [
+    "is_available",
+    "version",
+    "is_acceptable",
+    "flags",
+    "set_flags",
+    "enabled",
+    "benchmark",
+    "benchmark_limit",
+    "deterministic",
+    "allow_tf32",
+    "fp32_precision",
+]
 
 enabled = True
 benchmark = False
@@ -48,30 +59,56 @@ def version() -> int | None:
 
 def is_acceptable(tensor) -> bool:
     """Whether cuDNN would handle ``tensor``: a CUDA float tensor with cuDNN enabled."""
-    return bool(enabled and tensor.is_cuda and is_available()
-                and tensor.dtype.name in ("float16", "bfloat16", "float32", "float64"))
+    return bool(
+        enabled
+        and tensor.is_cuda
+        and is_available()
+        and tensor.dtype.name in ("float16", "bfloat16", "float32", "float64")
+    )
 
 
-def set_flags(_enabled=None, _benchmark=None, _benchmark_limit=None, _deterministic=None,
-              _allow_tf32=None, _fp32_precision="none"):
+def set_flags(
+    _enabled=None,
+    _benchmark=None,
+    _benchmark_limit=None,
+    _deterministic=None,
+    _allow_tf32=None,
+    _fp32_precision="none",
+):
     mod = sys.modules[__name__]
-    old = (mod.enabled, mod.benchmark, mod.benchmark_limit, mod.deterministic, mod.allow_tf32,
-           mod.fp32_precision)
-    for name, value in (("enabled", _enabled), ("benchmark", _benchmark),
-                        ("benchmark_limit", _benchmark_limit),
-                        ("deterministic", _deterministic), ("allow_tf32", _allow_tf32),
-                        ("fp32_precision", _fp32_precision)):
+    old = (
+        mod.enabled,
+        mod.benchmark,
+        mod.benchmark_limit,
+        mod.deterministic,
+        mod.allow_tf32,
+        mod.fp32_precision,
+    )
+    for name, value in (
+        ("enabled", _enabled),
+        ("benchmark", _benchmark),
+        ("benchmark_limit", _benchmark_limit),
+        ("deterministic", _deterministic),
+        ("allow_tf32", _allow_tf32),
+        ("fp32_precision", _fp32_precision),
+    ):
         if value is not None:
             setattr(mod, name, value)
     return old
 
 
 @contextlib.contextmanager
-def flags(enabled=False, benchmark=False, benchmark_limit=10, deterministic=False,
-          allow_tf32=True, fp32_precision="none", depthwise_kernel="auto"):
+def flags(
+    enabled=False,
+    benchmark=False,
+    benchmark_limit=10,
+    deterministic=False,
+    allow_tf32=True,
+    fp32_precision="none",
+    depthwise_kernel="auto",
+):
     """Set the flags inside a ``with`` block, restoring them after."""
-    old = set_flags(enabled, benchmark, benchmark_limit, deterministic, allow_tf32,
-                    fp32_precision)
+    old = set_flags(enabled, benchmark, benchmark_limit, deterministic, allow_tf32, fp32_precision)
     try:
         yield
     finally:

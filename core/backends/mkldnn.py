@@ -5,8 +5,19 @@ from __future__ import annotations
 import contextlib
 import sys
 
-__all__ = ["is_available", "flags", "set_flags", "enabled", "deterministic", "allow_tf32",
-           "fp32_precision", "verbose", "VERBOSE_OFF", "VERBOSE_ON", "VERBOSE_ON_CREATION"]
+__all__ = [
+    "is_available",
+    "flags",
+    "set_flags",
+    "enabled",
+    "deterministic",
+    "allow_tf32",
+    "fp32_precision",
+    "verbose",
+    "VERBOSE_OFF",
+    "VERBOSE_ON",
+    "VERBOSE_ON_CREATION",
+]
 
 enabled = True
 deterministic = False
@@ -22,8 +33,12 @@ def is_available() -> bool:
 def set_flags(_enabled=None, _deterministic=None, _allow_tf32=None, _fp32_precision="none"):
     mod = sys.modules[__name__]
     old = (mod.enabled, mod.deterministic, mod.allow_tf32, mod.fp32_precision)
-    for name, value in (("enabled", _enabled), ("deterministic", _deterministic),
-                        ("allow_tf32", _allow_tf32), ("fp32_precision", _fp32_precision)):
+    for name, value in (
+        ("enabled", _enabled),
+        ("deterministic", _deterministic),
+        ("allow_tf32", _allow_tf32),
+        ("fp32_precision", _fp32_precision),
+    ):
         if value is not None:
             setattr(mod, name, value)
     return old

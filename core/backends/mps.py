@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-__all__ = ["is_built", "is_available", "is_macos13_or_newer", "is_macos_or_newer",
-           "get_name", "get_core_count"]
+__all__ = [
+    "is_built",
+    "is_available",
+    "is_macos13_or_newer",
+    "is_macos_or_newer",
+    "get_name",
+    "get_core_count",
+]
 
 
 def is_built() -> bool:

@@ -36,8 +36,7 @@ def set_flags(_enabled=None, _strategy=None):
     old = (mod.enabled, mod.strategy)
     if _enabled is not None:
         if _enabled and not is_available():
-            raise ValueError("opt_einsum is not available, so setting `enabled` will not "
-                             "work.")
+            raise ValueError("opt_einsum is not available, so setting `enabled` will not work.")
         mod.enabled = _enabled
     if _strategy is not None:
         if _strategy not in ("auto", "greedy", "optimal"):

@@ -5,9 +5,18 @@ from __future__ import annotations
 
 import contextlib
 
-__all__ = ["all_dsls", "available_dsls", "disable_dispatch_keys", "disable_operations",
-           "enable_dispatch_keys", "enable_operations", "get_dsl_operations",
-           "is_dsl_disabled", "is_operation_disabled", "operations_disabled"]
+__all__ = [
+    "all_dsls",
+    "available_dsls",
+    "disable_dispatch_keys",
+    "disable_operations",
+    "enable_dispatch_keys",
+    "enable_operations",
+    "get_dsl_operations",
+    "is_dsl_disabled",
+    "is_operation_disabled",
+    "operations_disabled",
+]
 
 all_dsls: list[str] = []
 available_dsls: list[str] = []

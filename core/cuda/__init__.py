@@ -116,8 +116,9 @@ class device:
     (``-1``/``None``: a no-op, also without CUDA)."""
 
     def __init__(self, device):
-        self.idx = -1 if device is None else (device if isinstance(device, int)
-                                              else _device_index(device))
+        self.idx = (
+            -1 if device is None else (device if isinstance(device, int) else _device_index(device))
+        )
         self.prev_idx = -1
 
     def __enter__(self):
@@ -162,9 +163,11 @@ class _DeviceProperties:  # pragma: no cover - GPU
         self.gcnArchName = ""
 
     def __repr__(self) -> str:
-        return (f"_CudaDeviceProperties(name='{self.name}', major={self.major}, "
-                f"minor={self.minor}, total_memory={self.total_memory // 1024 ** 2}MB, "
-                f"multi_processor_count={self.multi_processor_count})")
+        return (
+            f"_CudaDeviceProperties(name='{self.name}', major={self.major}, "
+            f"minor={self.minor}, total_memory={self.total_memory // 1024**2}MB, "
+            f"multi_processor_count={self.multi_processor_count})"
+        )
 
 
 def get_device_name(device=None) -> str:
@@ -198,8 +201,9 @@ def get_arch_list() -> list[str]:
 
 
 def get_gencode_flags() -> str:
-    return " ".join(f"-gencode compute={a.replace('sm', 'compute')},code={a}"
-                    for a in get_arch_list())
+    return " ".join(
+        f"-gencode compute={a.replace('sm', 'compute')},code={a}" for a in get_arch_list()
+    )
 
 
 def ipc_collect() -> None:
@@ -208,8 +212,11 @@ def ipc_collect() -> None:
 
 def can_device_access_peer(device, peer_device) -> bool:
     cp = _cupy()
-    return bool(cp.cuda.runtime.deviceCanAccessPeer(  # pragma: no cover - GPU
-        _device_index(device), _device_index(peer_device)))
+    return bool(
+        cp.cuda.runtime.deviceCanAccessPeer(  # pragma: no cover - GPU
+            _device_index(device), _device_index(peer_device)
+        )
+    )
 
 
 _sync_debug_mode = 0
@@ -254,7 +261,7 @@ def is_current_stream_capturing() -> bool:
 
 
 def get_allocator_backend() -> str:
-    """"native": CuPy's pooling allocator plays the role of PyTorch's caching allocator."""
+    """ "native": CuPy's pooling allocator plays the role of PyTorch's caching allocator."""
     return "native"
 
 
@@ -280,8 +287,9 @@ def _nvml_handle(device):
     try:
         import pynvml
     except ModuleNotFoundError as exc:
-        raise ModuleNotFoundError("nvidia-ml-py does not seem to be installed or it can't be "
-                                  "imported.") from exc
+        raise ModuleNotFoundError(
+            "nvidia-ml-py does not seem to be installed or it can't be imported."
+        ) from exc
     pynvml.nvmlInit()  # pragma: no cover - needs NVML
     return pynvml, pynvml.nvmlDeviceGetHandleByIndex(_device_index(device))
 

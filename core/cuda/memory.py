@@ -12,13 +12,29 @@ import collections
 
 from ._lazy import cupy_or_raise, device_index, has_cuda
 
-__all__ = ["memory_allocated", "max_memory_allocated", "memory_reserved", "max_memory_reserved",
-           "memory_cached", "max_memory_cached", "reset_peak_memory_stats",
-           "reset_max_memory_allocated", "reset_max_memory_cached",
-           "reset_accumulated_memory_stats", "empty_cache", "mem_get_info", "memory_stats",
-           "memory_stats_as_nested_dict", "memory_summary", "memory_snapshot",
-           "set_per_process_memory_fraction", "get_per_process_memory_fraction",
-           "list_gpu_processes", "host_memory_stats", "host_memory_stats_as_nested_dict"]
+__all__ = [
+    "memory_allocated",
+    "max_memory_allocated",
+    "memory_reserved",
+    "max_memory_reserved",
+    "memory_cached",
+    "max_memory_cached",
+    "reset_peak_memory_stats",
+    "reset_max_memory_allocated",
+    "reset_max_memory_cached",
+    "reset_accumulated_memory_stats",
+    "empty_cache",
+    "mem_get_info",
+    "memory_stats",
+    "memory_stats_as_nested_dict",
+    "memory_summary",
+    "memory_snapshot",
+    "set_per_process_memory_fraction",
+    "get_per_process_memory_fraction",
+    "list_gpu_processes",
+    "host_memory_stats",
+    "host_memory_stats_as_nested_dict",
+]
 
 _peaks: dict[int, list[int]] = {}  # device -> [peak allocated, peak reserved]
 
@@ -105,18 +121,27 @@ def memory_stats(device=None) -> collections.OrderedDict:
     used, total = _pool_bytes(device)  # pragma: no cover - GPU
     peak_used, peak_total = _peaks[device_index(device)]  # pragma: no cover
     stats = {}  # pragma: no cover
-    for name, cur, peak in (("allocated_bytes", used, peak_used),
-                            ("reserved_bytes", total, peak_total),
-                            ("active_bytes", used, peak_used),
-                            ("inactive_split_bytes", total - used, peak_total)):
+    for name, cur, peak in (
+        ("allocated_bytes", used, peak_used),
+        ("reserved_bytes", total, peak_total),
+        ("active_bytes", used, peak_used),
+        ("inactive_split_bytes", total - used, peak_total),
+    ):
         for pool in ("all", "large_pool", "small_pool"):
             v = (cur, peak) if pool != "small_pool" else (0, 0)
             stats[f"{name}.{pool}.current"] = v[0]
             stats[f"{name}.{pool}.peak"] = v[1]
             stats[f"{name}.{pool}.allocated"] = v[1]
             stats[f"{name}.{pool}.freed"] = v[1] - v[0]
-    stats.update({"num_alloc_retries": 0, "num_ooms": 0, "num_sync_all_streams": 0,
-                  "num_device_alloc": 0, "num_device_free": 0})
+    stats.update(
+        {
+            "num_alloc_retries": 0,
+            "num_ooms": 0,
+            "num_sync_all_streams": 0,
+            "num_device_alloc": 0,
+            "num_device_free": 0,
+        }
+    )
     return collections.OrderedDict(sorted(stats.items()))  # pragma: no cover
 
 
@@ -144,14 +169,18 @@ def memory_summary(device=None, abbreviated: bool = False) -> str:
             n /= 1024
         return str(n)
 
-    lines = ["|" + "=" * 75 + "|",  # pragma: no cover - GPU
-             "|" + " ember CUDA memory summary, device ID "
-             f"{device_index(device):<37d}" + "|",
-             "|" + "-" * 75 + "|",
-             f"| {'Metric':<30}| {'Cur Usage':>20} | {'Peak Usage':>20} |"]
-    for label, key in (("Allocated memory", "allocated_bytes"), ("Active memory", "active_bytes"),
-                       ("GPU reserved memory", "reserved_bytes"),
-                       ("Non-releasable memory", "inactive_split_bytes")):
+    lines = [
+        "|" + "=" * 75 + "|",  # pragma: no cover - GPU
+        "|" + f" ember CUDA memory summary, device ID {device_index(device):<37d}" + "|",
+        "|" + "-" * 75 + "|",
+        f"| {'Metric':<30}| {'Cur Usage':>20} | {'Peak Usage':>20} |",
+    ]
+    for label, key in (
+        ("Allocated memory", "allocated_bytes"),
+        ("Active memory", "active_bytes"),
+        ("GPU reserved memory", "reserved_bytes"),
+        ("Non-releasable memory", "inactive_split_bytes"),
+    ):
         cur, peak = stats[f"{key}.all.current"], stats[f"{key}.all.peak"]
         lines.append(f"| {label:<30}| {fmt(cur):>20} | {fmt(peak):>20} |")
     lines.append("|" + "=" * 75 + "|")
@@ -196,8 +225,7 @@ def list_gpu_processes(device=None) -> str:
     if not procs:
         lines.append("no processes are running")
     for p in procs:
-        lines.append(f"process {p.pid:>10d} uses {p.usedGpuMemory / 1024 ** 2:>12.3f} MB GPU "
-                     "memory")
+        lines.append(f"process {p.pid:>10d} uses {p.usedGpuMemory / 1024**2:>12.3f} MB GPU memory")
     return "\n".join(lines)
 
 

@@ -21,8 +21,17 @@ import numpy as np
 
 from ._lazy import cupy_or_raise, has_cuda
 
-__all__ = ["manual_seed", "manual_seed_all", "seed", "seed_all", "initial_seed",
-           "get_rng_state", "get_rng_state_all", "set_rng_state", "set_rng_state_all"]
+__all__ = [
+    "manual_seed",
+    "manual_seed_all",
+    "seed",
+    "seed_all",
+    "initial_seed",
+    "get_rng_state",
+    "get_rng_state_all",
+    "set_rng_state",
+    "set_rng_state_all",
+]
 
 
 def _gen():
@@ -68,10 +77,10 @@ def encode_state(header: dict, raw) -> np.ndarray:
     raw = np.ascontiguousarray(raw).view(np.uint8).reshape(-1)
     out = np.empty(len(_MAGIC) + 4 + len(head) + raw.size, dtype=np.uint8)
     n = len(_MAGIC) + 4
-    out[:len(_MAGIC)] = np.frombuffer(_MAGIC, dtype=np.uint8)
-    out[len(_MAGIC):n] = np.frombuffer(len(head).to_bytes(4, "little"), dtype=np.uint8)
-    out[n:n + len(head)] = np.frombuffer(head, dtype=np.uint8)
-    out[n + len(head):] = raw
+    out[: len(_MAGIC)] = np.frombuffer(_MAGIC, dtype=np.uint8)
+    out[len(_MAGIC) : n] = np.frombuffer(len(head).to_bytes(4, "little"), dtype=np.uint8)
+    out[n : n + len(head)] = np.frombuffer(head, dtype=np.uint8)
+    out[n + len(head) :] = raw
     return out
 
 
@@ -81,25 +90,33 @@ def decode_state(state) -> tuple[dict, np.ndarray]:
 
     data = state.numpy() if isinstance(state, Tensor) else np.asarray(state)
     if data.dtype != np.uint8 or data.ndim != 1:
-        raise TypeError("set_rng_state: expected a 1-D uint8 tensor from "
-                        f"ember.cuda.get_rng_state(), got dtype {data.dtype}, shape {data.shape}")
+        raise TypeError(
+            "set_rng_state: expected a 1-D uint8 tensor from "
+            f"ember.cuda.get_rng_state(), got dtype {data.dtype}, shape {data.shape}"
+        )
     n = len(_MAGIC) + 4
-    if data.size < n or data[:len(_MAGIC)].tobytes() != _MAGIC:
-        raise RuntimeError("set_rng_state: not a CUDA generator state from "
-                           "ember.cuda.get_rng_state()")
-    size = int.from_bytes(data[len(_MAGIC):n].tobytes(), "little")
+    if data.size < n or data[: len(_MAGIC)].tobytes() != _MAGIC:
+        raise RuntimeError(
+            "set_rng_state: not a CUDA generator state from ember.cuda.get_rng_state()"
+        )
+    size = int.from_bytes(data[len(_MAGIC) : n].tobytes(), "little")
     try:
-        header = json.loads(data[n:n + size].tobytes().decode())
+        header = json.loads(data[n : n + size].tobytes().decode())
     except ValueError:
-        raise RuntimeError("set_rng_state: the CUDA generator state is truncated or "
-                           "corrupt") from None
+        raise RuntimeError(
+            "set_rng_state: the CUDA generator state is truncated or corrupt"
+        ) from None
     if header.get("version") != _VERSION:
-        raise RuntimeError(f"set_rng_state: CUDA generator state version "
-                           f"{header.get('version')!r}; this ember reads version {_VERSION}")
-    raw = data[n + size:]
+        raise RuntimeError(
+            f"set_rng_state: CUDA generator state version "
+            f"{header.get('version')!r}; this ember reads version {_VERSION}"
+        )
+    raw = data[n + size :]
     if raw.size != header.get("nbytes", 0):
-        raise RuntimeError(f"set_rng_state: the CUDA generator state holds {raw.size} bytes, "
-                           f"its header says {header.get('nbytes', 0)} (truncated?)")
+        raise RuntimeError(
+            f"set_rng_state: the CUDA generator state holds {raw.size} bytes, "
+            f"its header says {header.get('nbytes', 0)} (truncated?)"
+        )
     return header, raw
 
 
@@ -114,8 +131,13 @@ def get_rng_state(device="cuda"):
         return Tensor._wrap(encode_state({"seeded": False, "nbytes": 0}, np.empty(0, np.uint8)))
     bg = cuda.bit_generator
     raw = cp.asnumpy(bg._state)
-    header = {"seeded": True, "kind": type(bg).__name__, "size": int(bg._size),
-              "device": int(bg._current_device_id), "nbytes": int(raw.nbytes)}
+    header = {
+        "seeded": True,
+        "kind": type(bg).__name__,
+        "size": int(bg._size),
+        "device": int(bg._current_device_id),
+        "nbytes": int(raw.nbytes),
+    }
     return Tensor._wrap(encode_state(header, raw))
 
 
@@ -136,8 +158,10 @@ def set_rng_state(new_state, device="cuda") -> None:
     with cp.cuda.Device(dev):
         bg = kind(0, size=header["size"])
         if bg._state.nbytes != raw.size:
-            raise RuntimeError(f"set_rng_state: the state holds {raw.size} bytes, this CuPy's "
-                               f"{header['kind']} of size {header['size']} {bg._state.nbytes}")
+            raise RuntimeError(
+                f"set_rng_state: the state holds {raw.size} bytes, this CuPy's "
+                f"{header['kind']} of size {header['size']} {bg._state.nbytes}"
+            )
         bg._state[...] = cp.asarray(raw).view(bg._state.dtype)
         gen._cp = cp.random.Generator(bg)
 

@@ -9,8 +9,16 @@ from __future__ import annotations
 
 from ._lazy import cupy_or_raise, device_index, has_cuda
 
-__all__ = ["Stream", "Event", "ExternalStream", "StreamContext", "stream", "current_stream",
-           "default_stream", "set_stream"]
+__all__ = [
+    "Stream",
+    "Event",
+    "ExternalStream",
+    "StreamContext",
+    "stream",
+    "current_stream",
+    "default_stream",
+    "set_stream",
+]
 
 
 class Stream:
@@ -22,8 +30,7 @@ class Stream:
         cp = cupy_or_raise()  # pragma: no cover - GPU
         self.device_index = device_index(device)
         with cp.cuda.Device(self.device_index):
-            self._cp = kwargs.get("_cupy") or cp.cuda.Stream(non_blocking=True,
-                                                              priority=priority)
+            self._cp = kwargs.get("_cupy") or cp.cuda.Stream(non_blocking=True, priority=priority)
         self.priority = priority
 
     @classmethod
@@ -73,8 +80,9 @@ class Stream:
         return hash((self.cuda_stream, self.device_index))
 
     def __repr__(self) -> str:
-        return (f"<ember.cuda.Stream device=cuda:{self.device_index} "
-                f"cuda_stream={self.cuda_stream:#x}>")
+        return (
+            f"<ember.cuda.Stream device=cuda:{self.device_index} cuda_stream={self.cuda_stream:#x}>"
+        )
 
 
 class ExternalStream(Stream):
@@ -89,13 +97,15 @@ class ExternalStream(Stream):
 class Event:
     """A CUDA event: mark a point in a stream, wait for it, time between two."""
 
-    def __init__(self, enable_timing: bool = False, blocking: bool = False,
-                 interprocess: bool = False):
+    def __init__(
+        self, enable_timing: bool = False, blocking: bool = False, interprocess: bool = False
+    ):
         if not has_cuda():
             raise RuntimeError("ember.cuda.Event requires CUDA support")
         cp = cupy_or_raise()  # pragma: no cover - GPU
-        self._cp = cp.cuda.Event(block=blocking, disable_timing=not enable_timing,
-                                 interprocess=interprocess)
+        self._cp = cp.cuda.Event(
+            block=blocking, disable_timing=not enable_timing, interprocess=interprocess
+        )
 
     def record(self, stream: Stream | None = None) -> None:
         self._cp.record(None if stream is None else stream._cp)

@@ -34,8 +34,9 @@ class _ProbsOrLogits:
         self._param = param
         return [o.type_as(param) for o in others]
 
-    def _expand_probs_or_logits(self, cls, batch_shape, _instance, params=("probs", "logits"),
-                                extra=()):
+    def _expand_probs_or_logits(
+        self, cls, batch_shape, _instance, params=("probs", "logits"), extra=()
+    ):
         new = self._expand_params(cls, batch_shape, _instance, params, extra=extra)
         new._param = new.probs if "probs" in self.__dict__ else new.logits
         return new

@@ -13,8 +13,13 @@ from ember.tensor import Size
 from . import constraints
 from .utils import _sum_rightmost
 
-__all__ = ["Transform", "ComposeTransform", "IndependentTransform", "ReshapeTransform",
-           "identity_transform"]
+__all__ = [
+    "Transform",
+    "ComposeTransform",
+    "IndependentTransform",
+    "ReshapeTransform",
+    "identity_transform",
+]
 
 
 class Transform:
@@ -127,7 +132,6 @@ class Transform:
         return shape
 
 
-
 class _ParameterFree(Transform):
     """A transform without parameters: it equals every instance of its own transform class."""
 
@@ -140,6 +144,7 @@ class _ParameterFree(Transform):
         return isinstance(other, self._equal_to)
 
     __hash__ = Transform.__hash__
+
 
 class _InverseTransform(Transform):
     """The inverse of a transform: swaps ``_call`` and ``_inverse``, negates the log det."""
@@ -282,8 +287,9 @@ class ComposeTransform(Transform):
         terms = []
         event_dim = self.domain.event_dim
         for part, x, y in zip(self.parts, xs[:-1], xs[1:]):
-            terms.append(_sum_rightmost(part.log_abs_det_jacobian(x, y),
-                                        event_dim - part.domain.event_dim))
+            terms.append(
+                _sum_rightmost(part.log_abs_det_jacobian(x, y), event_dim - part.domain.event_dim)
+            )
             event_dim += part.codomain.event_dim - part.domain.event_dim
         return functools.reduce(operator.add, terms)
 
@@ -319,18 +325,17 @@ class IndependentTransform(Transform):
     def with_cache(self, cache_size=1):
         if self._cache_size == cache_size:
             return self
-        return IndependentTransform(self.base_transform, self.reinterpreted_batch_ndims,
-                                    cache_size=cache_size)
+        return IndependentTransform(
+            self.base_transform, self.reinterpreted_batch_ndims, cache_size=cache_size
+        )
 
     @constraints.dependent_property(is_discrete=False)
     def domain(self):
-        return constraints.independent(self.base_transform.domain,
-                                       self.reinterpreted_batch_ndims)
+        return constraints.independent(self.base_transform.domain, self.reinterpreted_batch_ndims)
 
     @constraints.dependent_property(is_discrete=False)
     def codomain(self):
-        return constraints.independent(self.base_transform.codomain,
-                                       self.reinterpreted_batch_ndims)
+        return constraints.independent(self.base_transform.codomain, self.reinterpreted_batch_ndims)
 
     @property
     def bijective(self):  # type: ignore[override]
@@ -355,8 +360,10 @@ class IndependentTransform(Transform):
         return _sum_rightmost(result, self.reinterpreted_batch_ndims)
 
     def __repr__(self) -> str:
-        return (f"{self.__class__.__name__}({repr(self.base_transform)}, "
-                f"{self.reinterpreted_batch_ndims})")
+        return (
+            f"{self.__class__.__name__}({repr(self.base_transform)}, "
+            f"{self.reinterpreted_batch_ndims})"
+        )
 
     def forward_shape(self, shape):
         return self.base_transform.forward_shape(shape)
@@ -392,15 +399,15 @@ class ReshapeTransform(Transform):
         return ReshapeTransform(self.in_shape, self.out_shape, cache_size=cache_size)
 
     def _call(self, x):
-        batch_shape = x.shape[:x.dim() - len(self.in_shape)]
+        batch_shape = x.shape[: x.dim() - len(self.in_shape)]
         return x.reshape(*batch_shape, *self.out_shape)
 
     def _inverse(self, y):
-        batch_shape = y.shape[:y.dim() - len(self.out_shape)]
+        batch_shape = y.shape[: y.dim() - len(self.out_shape)]
         return y.reshape(*batch_shape, *self.in_shape)
 
     def log_abs_det_jacobian(self, x, y):
-        batch_shape = x.shape[:x.dim() - len(self.in_shape)]
+        batch_shape = x.shape[: x.dim() - len(self.in_shape)]
         return ember.zeros(*batch_shape, dtype=x.dtype, device=x.device)
 
     def forward_shape(self, shape):

@@ -14,9 +14,18 @@ from . import constraints
 from ._transform_base import Transform, _ParameterFree
 from .utils import _softplus, broadcast_all, finfo_eps, finfo_tiny
 
-__all__ = ["AbsTransform", "AffineTransform", "CumulativeDistributionTransform", "ExpTransform",
-           "PowerTransform", "SigmoidTransform", "SoftmaxTransform", "SoftplusTransform",
-           "StickBreakingTransform", "TanhTransform"]
+__all__ = [
+    "AbsTransform",
+    "AffineTransform",
+    "CumulativeDistributionTransform",
+    "ExpTransform",
+    "PowerTransform",
+    "SigmoidTransform",
+    "SoftmaxTransform",
+    "SoftplusTransform",
+    "StickBreakingTransform",
+    "TanhTransform",
+]
 
 
 class ExpTransform(_ParameterFree):
@@ -219,17 +228,23 @@ class AffineTransform(Transform):
         else:
             result = scale.abs().log()
         if self.event_dim:
-            result = result.reshape(*result.shape[:result.dim() - self.event_dim], -1).sum(-1)
-            shape = shape[:len(shape) - self.event_dim]
+            result = result.reshape(*result.shape[: result.dim() - self.event_dim], -1).sum(-1)
+            shape = shape[: len(shape) - self.event_dim]
         return result.expand(shape)
 
     def forward_shape(self, shape):
-        return np.broadcast_shapes(tuple(shape), tuple(getattr(self.loc, "shape", ())),
-                                   tuple(getattr(self.scale, "shape", ())))
+        return np.broadcast_shapes(
+            tuple(shape),
+            tuple(getattr(self.loc, "shape", ())),
+            tuple(getattr(self.scale, "shape", ())),
+        )
 
     def inverse_shape(self, shape):
-        return np.broadcast_shapes(tuple(shape), tuple(getattr(self.loc, "shape", ())),
-                                   tuple(getattr(self.scale, "shape", ())))
+        return np.broadcast_shapes(
+            tuple(shape),
+            tuple(getattr(self.loc, "shape", ())),
+            tuple(getattr(self.scale, "shape", ())),
+        )
 
 
 class SoftmaxTransform(_ParameterFree):

@@ -11,8 +11,13 @@ from . import constraints
 from ._transform_base import Transform, _ParameterFree
 from .utils import _softplus, _sum_rightmost, finfo_eps, tril_matrix_to_vec, vec_to_tril_matrix
 
-__all__ = ["CatTransform", "CorrCholeskyTransform", "LowerCholeskyTransform",
-           "PositiveDefiniteTransform", "StackTransform"]
+__all__ = [
+    "CatTransform",
+    "CorrCholeskyTransform",
+    "LowerCholeskyTransform",
+    "PositiveDefiniteTransform",
+    "StackTransform",
+]
 
 
 def _eye_like(x):
@@ -73,7 +78,7 @@ class CorrCholeskyTransform(_ParameterFree):
         x = x.clamp(min=-1 + eps, max=1 - eps)
         r = vec_to_tril_matrix(x, diag=-1)
         # Stick breaking on each row: the squared entries of a row sum to one.
-        z = r ** 2
+        z = r**2
         z1m_cumprod_sqrt = (1 - z).sqrt().cumprod(-1)
         r = r + _eye_like(r)
         return r * ember.pad(z1m_cumprod_sqrt[..., :-1], (1, 0), value=1)
@@ -224,16 +229,20 @@ class StackTransform(Transform):
     def _inverse(self, y):
         assert -y.dim() <= self.dim < y.dim()
         assert y.size(self.dim) == len(self.transforms)
-        return ember.stack([t.inv(v) for v, t in zip(self._slice(y), self.transforms)],
-                           self.dim)
+        return ember.stack([t.inv(v) for v, t in zip(self._slice(y), self.transforms)], self.dim)
 
     def log_abs_det_jacobian(self, x, y):
         assert -x.dim() <= self.dim < x.dim()
         assert x.size(self.dim) == len(self.transforms)
         assert -y.dim() <= self.dim < y.dim()
         assert y.size(self.dim) == len(self.transforms)
-        return ember.stack([t.log_abs_det_jacobian(a, b) for a, b, t in
-                            zip(self._slice(x), self._slice(y), self.transforms)], self.dim)
+        return ember.stack(
+            [
+                t.log_abs_det_jacobian(a, b)
+                for a, b, t in zip(self._slice(x), self._slice(y), self.transforms)
+            ],
+            self.dim,
+        )
 
     @property
     def bijective(self):  # type: ignore[override]

@@ -29,7 +29,8 @@ class Beta(ExponentialFamily):
     def __init__(self, concentration1, concentration0, validate_args=None):
         if isinstance(concentration1, Real) and isinstance(concentration0, Real):
             concentration1_concentration0 = ember.tensor(
-                [float(concentration1), float(concentration0)], dtype=ember.get_default_dtype())
+                [float(concentration1), float(concentration0)], dtype=ember.get_default_dtype()
+            )
         else:
             concentration1, concentration0 = broadcast_all(concentration1, concentration0)
             concentration1_concentration0 = ember.stack([concentration1, concentration0], -1)

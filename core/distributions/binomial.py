@@ -34,8 +34,9 @@ class Binomial(_ProbsOrLogits, Distribution):
         super().__init__(self._param.size(), validate_args=validate_args)
 
     def expand(self, batch_shape, _instance=None):
-        return self._expand_probs_or_logits(Binomial, batch_shape, _instance,
-                                            ("total_count", "probs", "logits"))
+        return self._expand_probs_or_logits(
+            Binomial, batch_shape, _instance, ("total_count", "probs", "logits")
+        )
 
     @constraints.dependent_property(is_discrete=True, event_dim=0)
     def support(self):
@@ -71,9 +72,11 @@ class Binomial(_ProbsOrLogits, Distribution):
         log_factorial_k = ember.lgamma(value + 1)
         log_factorial_nmk = ember.lgamma(self.total_count - value + 1)
         # log(1 + e^l) * n, computed as n * max(l, 0) + n * log1p(e^-|l|) for stability
-        normalize_term = (self.total_count * _clamp_by_zero(self.logits)
-                          + self.total_count * ember.log1p(ember.exp(-self.logits.abs()))
-                          - log_factorial_n)
+        normalize_term = (
+            self.total_count * _clamp_by_zero(self.logits)
+            + self.total_count * ember.log1p(ember.exp(-self.logits.abs()))
+            - log_factorial_n
+        )
         return value * self.logits - log_factorial_k - log_factorial_nmk - normalize_term
 
     def entropy(self):
@@ -87,9 +90,9 @@ class Binomial(_ProbsOrLogits, Distribution):
         total_count = int(self.total_count.max())
         if not bool((self.total_count == total_count).all()):
             raise NotImplementedError(
-                "Inhomogeneous total count not supported by `enumerate_support`.")
-        values = ember.arange(1 + total_count, dtype=self._param.dtype,
-                              device=self._param.device)
+                "Inhomogeneous total count not supported by `enumerate_support`."
+            )
+        values = ember.arange(1 + total_count, dtype=self._param.dtype, device=self._param.device)
         values = values.view((-1,) + (1,) * len(self._batch_shape))
         if expand:
             values = values.expand((-1,) + tuple(self._batch_shape))

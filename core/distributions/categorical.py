@@ -19,8 +19,10 @@ class Categorical(_ProbsOrLogits, Distribution):
     """A categorical distribution over ``{0, ..., K-1}`` parameterized by ``probs`` (normalized
     along the last dim) or ``logits`` (unnormalized log-probabilities), but not both."""
 
-    arg_constraints = {"probs": constraints.simplex, "logits": constraints.independent(
-        constraints.real, 1)}
+    arg_constraints = {
+        "probs": constraints.simplex,
+        "logits": constraints.independent(constraints.real, 1),
+    }
     has_enumerate_support = True
     _is_binary = False
 
@@ -41,8 +43,9 @@ class Categorical(_ProbsOrLogits, Distribution):
         super().__init__(batch_shape, validate_args=validate_args)
 
     def expand(self, batch_shape, _instance=None):
-        return self._expand_probs_or_logits(Categorical, batch_shape, _instance,
-                                            extra=("_num_events",))
+        return self._expand_probs_or_logits(
+            Categorical, batch_shape, _instance, extra=("_num_events",)
+        )
 
     @constraints.dependent_property(is_discrete=True, event_dim=0)
     def support(self):
@@ -50,8 +53,12 @@ class Categorical(_ProbsOrLogits, Distribution):
 
     @property
     def mean(self):
-        return ember.full(tuple(self._extended_shape()), float("nan"), dtype=self.probs.dtype,
-                          device=self.probs.device)
+        return ember.full(
+            tuple(self._extended_shape()),
+            float("nan"),
+            dtype=self.probs.dtype,
+            device=self.probs.device,
+        )
 
     @property
     def mode(self):
@@ -59,8 +66,12 @@ class Categorical(_ProbsOrLogits, Distribution):
 
     @property
     def variance(self):
-        return ember.full(tuple(self._extended_shape()), float("nan"), dtype=self.probs.dtype,
-                          device=self.probs.device)
+        return ember.full(
+            tuple(self._extended_shape()),
+            float("nan"),
+            dtype=self.probs.dtype,
+            device=self.probs.device,
+        )
 
     def sample(self, sample_shape=()):
         # Inverse-CDF draw: count the cumulative probabilities below one uniform per sample.

@@ -30,8 +30,12 @@ class Cauchy(Distribution):
 
     @property
     def mean(self):
-        return ember.full(tuple(self._extended_shape()), float("nan"), dtype=self.loc.dtype,
-                          device=self.loc.device)
+        return ember.full(
+            tuple(self._extended_shape()),
+            float("nan"),
+            dtype=self.loc.dtype,
+            device=self.loc.device,
+        )
 
     @property
     def mode(self):
@@ -39,8 +43,12 @@ class Cauchy(Distribution):
 
     @property
     def variance(self):
-        return ember.full(tuple(self._extended_shape()), float("inf"), dtype=self.loc.dtype,
-                          device=self.loc.device)
+        return ember.full(
+            tuple(self._extended_shape()),
+            float("inf"),
+            dtype=self.loc.dtype,
+            device=self.loc.device,
+        )
 
     def rsample(self, sample_shape=()):
         shape = self._extended_shape(sample_shape)
@@ -50,8 +58,9 @@ class Cauchy(Distribution):
     def log_prob(self, value):
         if self._validate_args:
             self._validate_sample(value)
-        return (-math.log(math.pi) - self.scale.log()
-                - (((value - self.loc) / self.scale) ** 2).log1p())
+        return (
+            -math.log(math.pi) - self.scale.log() - (((value - self.loc) / self.scale) ** 2).log1p()
+        )
 
     def cdf(self, value):
         if self._validate_args:

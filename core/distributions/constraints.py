@@ -9,12 +9,38 @@ import ember
 from ember.tensor import Tensor
 
 __all__ = [
-    "Constraint", "boolean", "cat", "corr_cholesky", "dependent", "dependent_property",
-    "greater_than", "greater_than_eq", "independent", "integer_interval", "interval",
-    "half_open_interval", "is_dependent", "less_than", "lower_cholesky", "lower_triangular",
-    "MixtureSameFamilyConstraint", "multinomial", "nonnegative", "nonnegative_integer", "one_hot",
-    "positive", "positive_semidefinite", "positive_definite", "positive_integer", "real",
-    "real_vector", "simplex", "square", "stack", "symmetric", "unit_interval",
+    "Constraint",
+    "boolean",
+    "cat",
+    "corr_cholesky",
+    "dependent",
+    "dependent_property",
+    "greater_than",
+    "greater_than_eq",
+    "independent",
+    "integer_interval",
+    "interval",
+    "half_open_interval",
+    "is_dependent",
+    "less_than",
+    "lower_cholesky",
+    "lower_triangular",
+    "MixtureSameFamilyConstraint",
+    "multinomial",
+    "nonnegative",
+    "nonnegative_integer",
+    "one_hot",
+    "positive",
+    "positive_semidefinite",
+    "positive_definite",
+    "positive_integer",
+    "real",
+    "real_vector",
+    "simplex",
+    "square",
+    "stack",
+    "symmetric",
+    "unit_interval",
 ]
 
 
@@ -104,17 +130,18 @@ class _IndependentConstraint(Constraint):
         result = self.base_constraint.check(value)
         if result.dim() < self.reinterpreted_batch_ndims:
             expected = self.base_constraint.event_dim + self.reinterpreted_batch_ndims
-            raise ValueError(
-                f"Expected value.dim() >= {expected} but got {value.dim()}"
-            )
+            raise ValueError(f"Expected value.dim() >= {expected} but got {value.dim()}")
         if self.reinterpreted_batch_ndims:
-            result = result.reshape(*result.shape[:result.dim() - self.reinterpreted_batch_ndims],
-                                    -1).all(-1)
+            result = result.reshape(
+                *result.shape[: result.dim() - self.reinterpreted_batch_ndims], -1
+            ).all(-1)
         return result
 
     def __repr__(self) -> str:
-        return (f"{self.__class__.__name__[1:]}({repr(self.base_constraint)}, "
-                f"{self.reinterpreted_batch_ndims})")
+        return (
+            f"{self.__class__.__name__[1:]}({repr(self.base_constraint)}, "
+            f"{self.reinterpreted_batch_ndims})"
+        )
 
 
 class MixtureSameFamilyConstraint(Constraint):
@@ -166,8 +193,11 @@ class _Bounded(Constraint):
     """A constraint with a ``lower_bound`` and/or ``upper_bound``, which its repr names."""
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{name}={self.__dict__[name]}" for name in ("lower_bound", "upper_bound")
-                         if name in self.__dict__)
+        args = ", ".join(
+            f"{name}={self.__dict__[name]}"
+            for name in ("lower_bound", "upper_bound")
+            if name in self.__dict__
+        )
         return f"{self.__class__.__name__[1:]}({args})"
 
 
@@ -408,9 +438,12 @@ class _Stack(Constraint):
 
     def check(self, value):
         assert -value.dim() <= self.dim < value.dim()
-        vs = [value.select(self.dim, i) if hasattr(value, "select")
-              else value.narrow(self.dim, i, 1).squeeze(self.dim)
-              for i in range(value.size(self.dim))]
+        vs = [
+            value.select(self.dim, i)
+            if hasattr(value, "select")
+            else value.narrow(self.dim, i, 1).squeeze(self.dim)
+            for i in range(value.size(self.dim))
+        ]
         return ember.stack([c.check(v) for v, c in zip(vs, self.cseq)], self.dim)
 
 

@@ -44,26 +44,30 @@ class ContinuousBernoulli(_ProbsOrLogits, ExponentialFamily):
         super().__init__(self._param.size(), validate_args=validate_args)
 
     def expand(self, batch_shape, _instance=None):
-        return self._expand_probs_or_logits(ContinuousBernoulli, batch_shape, _instance,
-                                            extra=("_lims",))
+        return self._expand_probs_or_logits(
+            ContinuousBernoulli, batch_shape, _instance, extra=("_lims",)
+        )
 
     def _outside_unstable_region(self):
         return (self.probs <= self._lims[0]) | (self.probs > self._lims[1])
 
     def _cut_probs(self):
-        return ember.where(self._outside_unstable_region(), self.probs,
-                           self._lims[0] * ember.ones_like(self.probs))
+        return ember.where(
+            self._outside_unstable_region(), self.probs, self._lims[0] * ember.ones_like(self.probs)
+        )
 
     def _cont_bern_log_norm(self):
         """The log normalizing constant, as a function of ``probs``."""
         cut_probs = self._cut_probs()
-        cut_probs_below_half = ember.where(cut_probs <= 0.5, cut_probs,
-                                           ember.zeros_like(cut_probs))
-        cut_probs_above_half = ember.where(cut_probs >= 0.5, cut_probs,
-                                           ember.ones_like(cut_probs))
-        log_norm = ember.log(ember.abs(ember.log1p(-cut_probs) - ember.log(cut_probs))) \
-            - ember.where(cut_probs <= 0.5, ember.log1p(-2.0 * cut_probs_below_half),
-                          ember.log(2.0 * cut_probs_above_half - 1.0))
+        cut_probs_below_half = ember.where(cut_probs <= 0.5, cut_probs, ember.zeros_like(cut_probs))
+        cut_probs_above_half = ember.where(cut_probs >= 0.5, cut_probs, ember.ones_like(cut_probs))
+        log_norm = ember.log(
+            ember.abs(ember.log1p(-cut_probs) - ember.log(cut_probs))
+        ) - ember.where(
+            cut_probs <= 0.5,
+            ember.log1p(-2.0 * cut_probs_below_half),
+            ember.log(2.0 * cut_probs_above_half - 1.0),
+        )
         x = ember.pow(self.probs - 0.5, 2)
         taylor = math.log(2.0) + (4.0 / 3.0 + 104.0 / 45.0 * x) * x
         return ember.where(self._outside_unstable_region(), log_norm, taylor)
@@ -72,7 +76,8 @@ class ContinuousBernoulli(_ProbsOrLogits, ExponentialFamily):
     def mean(self):
         cut_probs = self._cut_probs()
         mus = cut_probs / (2.0 * cut_probs - 1.0) + 1.0 / (
-            ember.log1p(-cut_probs) - ember.log(cut_probs))
+            ember.log1p(-cut_probs) - ember.log(cut_probs)
+        )
         x = self.probs - 0.5
         taylor = 0.5 + (1.0 / 3.0 + 16.0 / 45.0 * ember.pow(x, 2)) * x
         return ember.where(self._outside_unstable_region(), mus, taylor)
@@ -84,8 +89,9 @@ class ContinuousBernoulli(_ProbsOrLogits, ExponentialFamily):
     @property
     def variance(self):
         cut_probs = self._cut_probs()
-        vars_ = cut_probs * (cut_probs - 1.0) / ember.pow(1.0 - 2.0 * cut_probs, 2) + 1.0 / \
-            ember.pow(ember.log1p(-cut_probs) - ember.log(cut_probs), 2)
+        vars_ = cut_probs * (cut_probs - 1.0) / ember.pow(
+            1.0 - 2.0 * cut_probs, 2
+        ) + 1.0 / ember.pow(ember.log1p(-cut_probs) - ember.log(cut_probs), 2)
         x = ember.pow(self.probs - 0.5, 2)
         taylor = 1.0 / 12.0 - (1.0 / 15.0 - 128.0 / 945.0 * x) * x
         return ember.where(self._outside_unstable_region(), vars_, taylor)
@@ -109,25 +115,29 @@ class ContinuousBernoulli(_ProbsOrLogits, ExponentialFamily):
         if self._validate_args:
             self._validate_sample(value)
         cut_probs = self._cut_probs()
-        cdfs = (ember.pow(cut_probs, value) * ember.pow(1.0 - cut_probs, 1.0 - value)
-                + cut_probs - 1.0) / (2.0 * cut_probs - 1.0)
+        cdfs = (
+            ember.pow(cut_probs, value) * ember.pow(1.0 - cut_probs, 1.0 - value) + cut_probs - 1.0
+        ) / (2.0 * cut_probs - 1.0)
         unbounded_cdfs = ember.where(self._outside_unstable_region(), cdfs, value)
-        return ember.where(value <= 0.0, ember.zeros_like(value),
-                           ember.where(value >= 1.0, ember.ones_like(value), unbounded_cdfs))
+        return ember.where(
+            value <= 0.0,
+            ember.zeros_like(value),
+            ember.where(value >= 1.0, ember.ones_like(value), unbounded_cdfs),
+        )
 
     def icdf(self, value):
         cut_probs = self._cut_probs()
         return ember.where(
             self._outside_unstable_region(),
-            (ember.log1p(-cut_probs + value * (2.0 * cut_probs - 1.0))
-             - ember.log1p(-cut_probs)) / (ember.log(cut_probs) - ember.log1p(-cut_probs)),
-            value)
+            (ember.log1p(-cut_probs + value * (2.0 * cut_probs - 1.0)) - ember.log1p(-cut_probs))
+            / (ember.log(cut_probs) - ember.log1p(-cut_probs)),
+            value,
+        )
 
     def entropy(self):
         log_probs0 = ember.log1p(-self.probs)
         log_probs1 = ember.log(self.probs)
-        return (self.mean * (log_probs0 - log_probs1) - self._cont_bern_log_norm()
-                - log_probs0)
+        return self.mean * (log_probs0 - log_probs1) - self._cont_bern_log_norm() - log_probs0
 
     @property
     def _natural_params(self):
@@ -136,9 +146,9 @@ class ContinuousBernoulli(_ProbsOrLogits, ExponentialFamily):
     def _log_normalizer(self, x):
         """The log normalizing constant, as a function of the natural parameter."""
         out_unst_reg = (x <= self._lims[0] - 0.5) | (x > self._lims[1] - 0.5)
-        cut_nat_params = ember.where(out_unst_reg, x,
-                                     (self._lims[0] - 0.5) * ember.ones_like(x))
+        cut_nat_params = ember.where(out_unst_reg, x, (self._lims[0] - 0.5) * ember.ones_like(x))
         log_norm = ember.log(ember.abs(ember.exp(cut_nat_params) - 1.0)) - ember.log(
-            ember.abs(cut_nat_params))
+            ember.abs(cut_nat_params)
+        )
         taylor = 0.5 * x + ember.pow(x, 2) / 24.0 - ember.pow(x, 4) / 2880.0
         return ember.where(out_unst_reg, log_norm, taylor)

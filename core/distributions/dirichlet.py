@@ -10,6 +10,7 @@ from .gamma import _standard_gamma
 
 __all__ = ["Dirichlet"]
 
+
 class Dirichlet(ExponentialFamily):
     """Dirichlet distribution over the simplex, parameterized by ``concentration`` (its last
     dimension is the event)."""
@@ -38,9 +39,11 @@ class Dirichlet(ExponentialFamily):
     def log_prob(self, value):
         if self._validate_args:
             self._validate_sample(value)
-        return (ember.xlogy(self.concentration - 1.0, value).sum(-1)
-                + ember.lgamma(self.concentration.sum(-1))
-                - ember.lgamma(self.concentration).sum(-1))
+        return (
+            ember.xlogy(self.concentration - 1.0, value).sum(-1)
+            + ember.lgamma(self.concentration.sum(-1))
+            - ember.lgamma(self.concentration).sum(-1)
+        )
 
     @property
     def mean(self):
@@ -58,15 +61,17 @@ class Dirichlet(ExponentialFamily):
     @property
     def variance(self):
         con0 = self.concentration.sum(-1, True)
-        return (self.concentration * (con0 - self.concentration)
-                / (con0.pow(2) * (con0 + 1)))
+        return self.concentration * (con0 - self.concentration) / (con0.pow(2) * (con0 + 1))
 
     def entropy(self):
         k = self.concentration.size(-1)
         a0 = self.concentration.sum(-1)
-        return (ember.lgamma(self.concentration).sum(-1) - ember.lgamma(a0)
-                - (k - a0) * ember.digamma(a0)
-                - ((self.concentration - 1.0) * ember.digamma(self.concentration)).sum(-1))
+        return (
+            ember.lgamma(self.concentration).sum(-1)
+            - ember.lgamma(a0)
+            - (k - a0) * ember.digamma(a0)
+            - ((self.concentration - 1.0) * ember.digamma(self.concentration)).sum(-1)
+        )
 
     @property
     def _natural_params(self):

@@ -50,12 +50,15 @@ class Distribution:
                 warnings.warn(
                     f"{self.__class__} does not define `arg_constraints`. Please set "
                     "`arg_constraints = {}` or initialize the distribution with "
-                    "`validate_args=False` to turn off validation.", stacklevel=2)
+                    "`validate_args=False` to turn off validation.",
+                    stacklevel=2,
+                )
             for param, constraint in arg_constraints.items():
                 if constraints.is_dependent(constraint):
                     continue  # skip constraints that cannot be checked
                 if param not in self.__dict__ and isinstance(
-                        getattr(type(self), param), lazy_property):
+                    getattr(type(self), param), lazy_property
+                ):
                     continue  # skip checking lazily-constructed args
                 value = getattr(self, param)
                 valid = constraint.check(value)
@@ -65,7 +68,8 @@ class Distribution:
                         f"({type(value).__name__} of shape {tuple(value.shape)}) "
                         f"of distribution {repr(self)} "
                         f"to satisfy the constraint {repr(constraint)}, "
-                        f"but found invalid values:\n{value}")
+                        f"but found invalid values:\n{value}"
+                    )
         super().__init__()
 
     def expand(self, batch_shape, _instance=None):
@@ -118,8 +122,9 @@ class Distribution:
         raise NotImplementedError
 
     def sample_n(self, n: int) -> Tensor:
-        warnings.warn("sample_n will be deprecated. Use .sample((n,)) instead", UserWarning,
-                      stacklevel=2)
+        warnings.warn(
+            "sample_n will be deprecated. Use .sample((n,)) instead", UserWarning, stacklevel=2
+        )
         return self.sample(Size((n,)))
 
     def log_prob(self, value: Tensor) -> Tensor:
@@ -153,7 +158,8 @@ class Distribution:
         if tuple(value.size()[event_dim_start:]) != tuple(self._event_shape):
             raise ValueError(
                 f"The right-most size of value must match event_shape: {value.size()} vs "
-                f"{self._event_shape}.")
+                f"{self._event_shape}."
+            )
 
         actual_shape = value.size()
         expected_shape = Size(tuple(self._batch_shape) + tuple(self._event_shape))
@@ -161,14 +167,17 @@ class Distribution:
             if i != 1 and j != 1 and i != j:
                 raise ValueError(
                     f"Value is not broadcastable with batch_shape+event_shape: {actual_shape} "
-                    f"vs {expected_shape}.")
+                    f"vs {expected_shape}."
+                )
         try:
             support = self.support
         except NotImplementedError:
             warnings.warn(
                 f"{self.__class__} does not define `support` to enable sample validation. "
                 "Please initialize the distribution with `validate_args=False` to turn off "
-                "validation.", stacklevel=2)
+                "validation.",
+                stacklevel=2,
+            )
             return
         assert support is not None
         valid = support.check(value)
@@ -178,13 +187,15 @@ class Distribution:
                 f"({type(value).__name__} of shape {tuple(value.shape)}) "
                 f"to be within the support ({repr(support)}) "
                 f"of the distribution {repr(self)}, "
-                f"but found invalid values:\n{value}")
+                f"but found invalid values:\n{value}"
+            )
 
     def _get_checked_instance(self, cls, _instance=None):
         if _instance is None and type(self).__init__ != cls.__init__:
             raise NotImplementedError(
                 f"Subclass {self.__class__.__name__} of {cls.__name__} that defines a custom "
-                "__init__ method must also define a custom .expand() method.")
+                "__init__ method must also define a custom .expand() method."
+            )
         return self.__new__(type(self)) if _instance is None else _instance
 
     def _expand_params(self, cls, batch_shape, _instance, params, extra=()):

@@ -45,8 +45,7 @@ class FisherSnedecor(Distribution):
     @property
     def variance(self):
         df1, df2 = self.df1, self.df2
-        var = (2 * df2.pow(2) * (df1 + df2 - 2)
-               / (df1 * (df2 - 2).pow(2) * (df2 - 4)))
+        var = 2 * df2.pow(2) * (df1 + df2 - 2) / (df1 * (df2 - 2).pow(2) * (df2 - 4))
         return ember.where(df2 > 4, var, ember.full_like(var, float("nan")))
 
     def rsample(self, sample_shape=()):

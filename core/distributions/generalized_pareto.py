@@ -17,8 +17,11 @@ class GeneralizedPareto(Distribution):
     """Generalized Pareto distribution with ``loc``, ``scale`` and ``concentration`` (the
     shape xi): exponential at xi = 0, bounded above for xi < 0."""
 
-    arg_constraints = {"loc": constraints.real, "scale": constraints.positive,
-                       "concentration": constraints.real}
+    arg_constraints = {
+        "loc": constraints.real,
+        "scale": constraints.positive,
+        "concentration": constraints.real,
+    }
     has_rsample = True
 
     def __init__(self, loc, scale, concentration, validate_args=None):
@@ -26,13 +29,15 @@ class GeneralizedPareto(Distribution):
         super().__init__(self.loc.size(), validate_args=validate_args)
 
     def expand(self, batch_shape, _instance=None):
-        return self._expand_params(GeneralizedPareto, batch_shape, _instance,
-                                   ("loc", "scale", "concentration"))
+        return self._expand_params(
+            GeneralizedPareto, batch_shape, _instance, ("loc", "scale", "concentration")
+        )
 
     def _safe(self):
         eq_zero = self.concentration.abs() < 1e-8
-        return eq_zero, ember.where(eq_zero, ember.ones_like(self.concentration),
-                                    self.concentration)
+        return eq_zero, ember.where(
+            eq_zero, ember.ones_like(self.concentration), self.concentration
+        )
 
     def rsample(self, sample_shape=()):
         shape = self._extended_shape(sample_shape)
@@ -80,7 +85,7 @@ class GeneralizedPareto(Distribution):
     def variance(self):
         valid = self.concentration < 0.5
         safe_conc = ember.where(valid, self.concentration, 0.25 * ember.ones_like(self.loc))
-        result = self.scale ** 2 / ((1 - safe_conc) ** 2 * (1 - 2 * safe_conc))
+        result = self.scale**2 / ((1 - safe_conc) ** 2 * (1 - 2 * safe_conc))
         return ember.where(valid, result, ember.full_like(result, math.nan))
 
     @property
@@ -93,8 +98,10 @@ class GeneralizedPareto(Distribution):
     @constraints.dependent_property(is_discrete=False, event_dim=0)
     def support(self):
         lower = self.loc
-        safe = ember.where(self.concentration < 0, self.concentration,
-                           -ember.ones_like(self.concentration))
-        upper = ember.where(self.concentration < 0, lower - self.scale / safe,
-                            ember.full_like(lower, math.inf))
+        safe = ember.where(
+            self.concentration < 0, self.concentration, -ember.ones_like(self.concentration)
+        )
+        upper = ember.where(
+            self.concentration < 0, lower - self.scale / safe, ember.full_like(lower, math.inf)
+        )
         return constraints.interval(lower, upper)

@@ -46,7 +46,8 @@ class Geometric(Distribution):
                     "Expected parameter probs "
                     f"({type(value).__name__} of shape {tuple(value.shape)}) "
                     f"of distribution {repr(self)} "
-                    f"to be positive but found invalid values:\n{invalid_value}")
+                    f"to be positive but found invalid values:\n{invalid_value}"
+                )
 
     def expand(self, batch_shape, _instance=None):
         return self._expand_params(Geometric, batch_shape, _instance, ("probs", "logits"))

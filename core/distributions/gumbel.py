@@ -31,11 +31,17 @@ class Gumbel(TransformedDistribution):
         if isinstance(loc, Number) and isinstance(scale, Number):
             base_dist = Uniform(float(finfo.tiny), 1 - float(finfo.eps), validate_args=False)
         else:
-            base_dist = Uniform(ember.full_like(self.loc, float(finfo.tiny)),
-                                ember.full_like(self.loc, 1 - float(finfo.eps)),
-                                validate_args=False)
-        transforms = [ExpTransform().inv, AffineTransform(loc=0, scale=-ember.ones_like(
-            self.scale)), ExpTransform().inv, AffineTransform(loc=self.loc, scale=-self.scale)]
+            base_dist = Uniform(
+                ember.full_like(self.loc, float(finfo.tiny)),
+                ember.full_like(self.loc, 1 - float(finfo.eps)),
+                validate_args=False,
+            )
+        transforms = [
+            ExpTransform().inv,
+            AffineTransform(loc=0, scale=-ember.ones_like(self.scale)),
+            ExpTransform().inv,
+            AffineTransform(loc=self.loc, scale=-self.scale),
+        ]
         super().__init__(base_dist, transforms, validate_args=validate_args)
 
     def expand(self, batch_shape, _instance=None):

@@ -23,8 +23,12 @@ class HalfCauchy(_HalfSymmetric):
 
     @property
     def mean(self):
-        return ember.full(tuple(self._extended_shape()), math.inf, dtype=self.scale.dtype,
-                          device=self.scale.device)
+        return ember.full(
+            tuple(self._extended_shape()),
+            math.inf,
+            dtype=self.scale.dtype,
+            device=self.scale.device,
+        )
 
     @property
     def variance(self):

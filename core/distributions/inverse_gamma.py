@@ -45,10 +45,13 @@ class InverseGamma(TransformedDistribution):
 
     @property
     def variance(self):
-        result = self.rate.square() / ((self.concentration - 1).square()
-                                       * (self.concentration - 2))
+        result = self.rate.square() / ((self.concentration - 1).square() * (self.concentration - 2))
         return ember.where(self.concentration > 2, result, ember.full_like(result, math.inf))
 
     def entropy(self):
-        return (self.concentration + self.rate.log() + ember.lgamma(self.concentration)
-                - (1 + self.concentration) * ember.digamma(self.concentration))
+        return (
+            self.concentration
+            + self.rate.log()
+            + ember.lgamma(self.concentration)
+            - (1 + self.concentration) * ember.digamma(self.concentration)
+        )

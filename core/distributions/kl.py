@@ -49,11 +49,9 @@ def register_kl(type_p, type_q):
     Lookup returns the most specific (type_p, type_q) match in the class hierarchies.
     """
     if not isinstance(type_p, type) or not issubclass(type_p, Distribution):
-        raise TypeError(
-            f"Expected type_p to be a Distribution subclass but got {type_p}")
+        raise TypeError(f"Expected type_p to be a Distribution subclass but got {type_p}")
     if not isinstance(type_q, type) or not issubclass(type_q, Distribution):
-        raise TypeError(
-            f"Expected type_q to be a Distribution subclass but got {type_q}")
+        raise TypeError(f"Expected type_q to be a Distribution subclass but got {type_q}")
 
     def decorator(fun):
         _KL_REGISTRY[type_p, type_q] = fun
@@ -64,10 +62,12 @@ def register_kl(type_p, type_q):
 
 
 def _dispatch_kl(type_p, type_q):
-    matches = [(sp, sq) for sp, sq in _KL_REGISTRY
-               if issubclass(type_p, sp) and issubclass(type_q, sq)]
+    matches = [
+        (sp, sq) for sp, sq in _KL_REGISTRY if issubclass(type_p, sp) and issubclass(type_q, sq)
+    ]
     if not matches:
         return NotImplemented
+
     # Most specific first: the smallest distance up each MRO (p's side first, then q's).
     def rank(m):
         dp, dq = type_p.__mro__.index(m[0]), type_q.__mro__.index(m[1])
@@ -92,7 +92,8 @@ def kl_divergence(p: Distribution, q: Distribution):
     if fun is NotImplemented:
         raise NotImplementedError(
             f"No KL(p || q) is implemented for p type {p.__class__.__name__} and "
-            f"q type {q.__class__.__name__}")
+            f"q type {q.__class__.__name__}"
+        )
     return fun(p, q)
 
 
@@ -117,10 +118,12 @@ def _kl_bernoulli_bernoulli(p, q):
 def _kl_beta_beta(p, q):
     sum_params_p = p.concentration1 + p.concentration0
     sum_params_q = q.concentration1 + q.concentration0
-    t1 = (ember.lgamma(q.concentration1) + ember.lgamma(q.concentration0)
-          + ember.lgamma(sum_params_p))
-    t2 = (ember.lgamma(p.concentration1) + ember.lgamma(p.concentration0)
-          + ember.lgamma(sum_params_q))
+    t1 = (
+        ember.lgamma(q.concentration1) + ember.lgamma(q.concentration0) + ember.lgamma(sum_params_p)
+    )
+    t2 = (
+        ember.lgamma(p.concentration1) + ember.lgamma(p.concentration0) + ember.lgamma(sum_params_q)
+    )
     t3 = (p.concentration1 - q.concentration1) * ember.digamma(p.concentration1)
     t4 = (p.concentration0 - q.concentration0) * ember.digamma(p.concentration0)
     t5 = (sum_params_q - sum_params_p) * ember.digamma(sum_params_p)
@@ -132,9 +135,11 @@ def _kl_binomial_binomial(p, q):
     # from https://math.stackexchange.com/questions/2214993/
     if bool((p.total_count < q.total_count).any()):
         raise NotImplementedError(
-            "KL between Binomials where q.total_count > p.total_count is not implemented")
-    kl = p.total_count * (p.probs * (p.logits - q.logits) + ember.log1p(-p.probs)
-                          - ember.log1p(-q.probs))
+            "KL between Binomials where q.total_count > p.total_count is not implemented"
+        )
+    kl = p.total_count * (
+        p.probs * (p.logits - q.logits) + ember.log1p(-p.probs) - ember.log1p(-q.probs)
+    )
     return _inf_where(p.total_count > q.total_count, kl)
 
 
@@ -178,7 +183,8 @@ def _kl_expfamily_expfamily(p, q):
     if type(p) is not type(q):
         raise NotImplementedError(
             "The cross KL-divergence between different exponential families cannot be "
-            "computed using Bregman divergences")
+            "computed using Bregman divergences"
+        )
     p_nparams = [np_.detach().requires_grad_() for np_ in p._natural_params]
     q_nparams = q._natural_params
     with ember.enable_grad():
@@ -241,11 +247,14 @@ def _kl_lognormal_lognormal(p, q):
 def _kl_multivariatenormal_multivariatenormal(p, q):
     # From https://en.wikipedia.org/wiki/Multivariate_normal_distribution#Kullback%E2%80%93Leibler_divergence
     if tuple(p.event_shape) != tuple(q.event_shape):
-        raise ValueError("KL-divergence between two Multivariate Normals with different event "
-                         "shapes cannot be computed")
+        raise ValueError(
+            "KL-divergence between two Multivariate Normals with different event "
+            "shapes cannot be computed"
+        )
     lp, lq = p._unbroadcasted_scale_tril, q._unbroadcasted_scale_tril
-    half_term1 = (ember.diagonal(lq, dim1=-2, dim2=-1).log().sum(-1)
-                  - ember.diagonal(lp, dim1=-2, dim2=-1).log().sum(-1))
+    half_term1 = ember.diagonal(lq, dim1=-2, dim2=-1).log().sum(-1) - ember.diagonal(
+        lp, dim1=-2, dim2=-1
+    ).log().sum(-1)
     combined_batch_shape = np.broadcast_shapes(tuple(lq.shape[:-2]), tuple(lp.shape[:-2]))
     n = p.event_shape[0]
     q_scale_tril = lq.expand(*combined_batch_shape, n, n)
@@ -322,8 +331,13 @@ def _kl_uniform_normal(p, q):
 def _kl_exponential_gamma(p, q):
     ratio = q.rate / p.rate
     t1 = -q.concentration * ember.log(ratio)
-    return (t1 + ratio + ember.lgamma(q.concentration) + q.concentration * euler_constant
-            - (1 + euler_constant))
+    return (
+        t1
+        + ratio
+        + ember.lgamma(q.concentration)
+        + q.concentration * euler_constant
+        - (1 + euler_constant)
+    )
 
 
 @register_kl(Exponential, Normal)
@@ -341,8 +355,10 @@ def _add_kl_info():
     """Appends the list of registered KL pairs to ``kl_divergence``'s docstring."""
     rows = ["KL divergence is currently implemented for the following distribution pairs:"]
     for p, q in sorted(_KL_REGISTRY, key=lambda p_q: (p_q[0].__name__, p_q[1].__name__)):
-        rows.append(f"* :class:`~ember.distributions.{p.__name__}` and "
-                    f":class:`~ember.distributions.{q.__name__}`")
+        rows.append(
+            f"* :class:`~ember.distributions.{p.__name__}` and "
+            f":class:`~ember.distributions.{q.__name__}`"
+        )
     kl_info = "\n\t".join(rows)
     if kl_divergence.__doc__:
         kl_divergence.__doc__ += kl_info

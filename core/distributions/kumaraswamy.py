@@ -33,11 +33,16 @@ class Kumaraswamy(TransformedDistribution):
 
     def __init__(self, concentration1, concentration0, validate_args=None):
         self.concentration1, self.concentration0 = broadcast_all(concentration1, concentration0)
-        base_dist = Uniform(ember.zeros_like(self.concentration0),
-                            ember.ones_like(self.concentration0), validate_args=validate_args)
-        transforms = [PowerTransform(exponent=self.concentration0.reciprocal()),
-                      AffineTransform(loc=1.0, scale=-1.0),
-                      PowerTransform(exponent=self.concentration1.reciprocal())]
+        base_dist = Uniform(
+            ember.zeros_like(self.concentration0),
+            ember.ones_like(self.concentration0),
+            validate_args=validate_args,
+        )
+        transforms = [
+            PowerTransform(exponent=self.concentration0.reciprocal()),
+            AffineTransform(loc=1.0, scale=-1.0),
+            PowerTransform(exponent=self.concentration1.reciprocal()),
+        ]
         super().__init__(base_dist, transforms, validate_args=validate_args)
 
     def expand(self, batch_shape, _instance=None):
@@ -55,14 +60,12 @@ class Kumaraswamy(TransformedDistribution):
         # ((a - 1) / (a b - 1)) ** (1 / a), defined for a >= 1 and b >= 1 (not both equal 1)
         a, b = self.concentration1, self.concentration0
         log_mode = a.reciprocal() * (ember.log(a - 1) - ember.log(a * b - 1))
-        log_mode = ember.where((a < 1) | (b < 1), ember.full_like(log_mode, float("nan")),
-                               log_mode)
+        log_mode = ember.where((a < 1) | (b < 1), ember.full_like(log_mode, float("nan")), log_mode)
         return log_mode.exp()
 
     @property
     def variance(self):
-        return (_moments(self.concentration1, self.concentration0, 2)
-                - ember.pow(self.mean, 2))
+        return _moments(self.concentration1, self.concentration0, 2) - ember.pow(self.mean, 2)
 
     def entropy(self):
         t1 = 1 - self.concentration1.reciprocal()

@@ -32,7 +32,7 @@ class Laplace(Distribution):
 
     @property
     def stddev(self):
-        return (2 ** 0.5) * self.scale
+        return (2**0.5) * self.scale
 
     def __init__(self, loc, scale, validate_args=None):
         self.loc, self.scale = broadcast_all(loc, scale)
@@ -56,7 +56,8 @@ class Laplace(Distribution):
         if self._validate_args:
             self._validate_sample(value)
         return 0.5 - 0.5 * (value - self.loc).sign() * ember.expm1(
-            -(value - self.loc).abs() / self.scale)
+            -(value - self.loc).abs() / self.scale
+        )
 
     def icdf(self, value):
         term = value - 0.5

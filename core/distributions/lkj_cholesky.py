@@ -27,15 +27,17 @@ class LKJCholesky(Distribution):
     def __init__(self, dim, concentration=1.0, validate_args=None):
         if dim < 2:
             raise ValueError(
-                f"Expected dim to be an integer greater than or equal to 2. Found dim={dim}.")
+                f"Expected dim to be an integer greater than or equal to 2. Found dim={dim}."
+            )
         self.dim = dim
         (self.concentration,) = broadcast_all(concentration)
         batch_shape = self.concentration.size()
         event_shape = Size((dim, dim))
         # This is used to draw vectorized samples from the beta distribution in Sec. 3.2.
         marginal_conc = self.concentration + 0.5 * (self.dim - 2)
-        offset = ember.arange(self.dim - 1, dtype=self.concentration.dtype,
-                              device=self.concentration.device)
+        offset = ember.arange(
+            self.dim - 1, dtype=self.concentration.dtype, device=self.concentration.device
+        )
         offset = ember.cat([ember.zeros(1, dtype=offset.dtype, device=offset.device), offset])
         beta_conc1 = offset + 0.5
         beta_conc0 = marginal_conc.unsqueeze(-1) - 0.5 * offset
@@ -61,7 +63,7 @@ class LKJCholesky(Distribution):
             u_hypersphere = u_normal / ember.where(norm == 0, ember.ones_like(norm), norm)
             w = ember.sqrt(y) * u_hypersphere
             tiny = finfo_tiny(w)
-            diag_elems = (1 - ember.sum(w ** 2, dim=-1)).clamp(min=tiny).sqrt()
+            diag_elems = (1 - ember.sum(w**2, dim=-1)).clamp(min=tiny).sqrt()
             eye = ember.eye(self.dim, dtype=w.dtype, device=w.device)
             return w + eye * diag_elems.unsqueeze(-1)
 

@@ -23,8 +23,9 @@ class LogisticNormal(TransformedDistribution):
         base_dist = Normal(loc, scale, validate_args=validate_args)
         if not base_dist.batch_shape:
             base_dist = base_dist.expand([1])
-        super().__init__(Independent(base_dist, 1), StickBreakingTransform(),
-                         validate_args=validate_args)
+        super().__init__(
+            Independent(base_dist, 1), StickBreakingTransform(), validate_args=validate_args
+        )
 
     def expand(self, batch_shape, _instance=None):
         new = self._get_checked_instance(LogisticNormal, _instance)

@@ -29,8 +29,7 @@ def _batch_capacitance_tril(W, D):
 
 def _batch_lowrank_logdet(W, D, capacitance_tril):
     """log det(W W^T + D) = log det(C) + log det(D), by the matrix determinant lemma."""
-    return (2 * ember.diagonal(capacitance_tril, dim1=-2, dim2=-1).log().sum(-1)
-            + D.log().sum(-1))
+    return 2 * ember.diagonal(capacitance_tril, dim1=-2, dim2=-1).log().sum(-1) + D.log().sum(-1)
 
 
 def _batch_lowrank_mahalanobis(W, D, x, capacitance_tril):
@@ -38,12 +37,13 @@ def _batch_lowrank_mahalanobis(W, D, x, capacitance_tril):
     Wt_Dinv = W.mT / D.unsqueeze(-2)
     Wt_Dinv_x = _batch_mv(Wt_Dinv, x)
     mahalanobis_term1 = (x.pow(2) / D).sum(-1)
-    shape = np.broadcast_shapes(tuple(capacitance_tril.shape[:-2]),
-                                tuple(Wt_Dinv_x.shape[:-1]))
+    shape = np.broadcast_shapes(tuple(capacitance_tril.shape[:-2]), tuple(Wt_Dinv_x.shape[:-1]))
     m = capacitance_tril.shape[-1]
-    sol = ember.linalg.solve_triangular(capacitance_tril.expand(*shape, m, m),
-                                        Wt_Dinv_x.expand(*shape, m).unsqueeze(-1),
-                                        upper=False).squeeze(-1)
+    sol = ember.linalg.solve_triangular(
+        capacitance_tril.expand(*shape, m, m),
+        Wt_Dinv_x.expand(*shape, m).unsqueeze(-1),
+        upper=False,
+    ).squeeze(-1)
     return mahalanobis_term1 - sol.pow(2).sum(-1)
 
 
@@ -65,16 +65,20 @@ class LowRankMultivariateNormal(Distribution):
             raise ValueError("loc must be at least one-dimensional.")
         event_shape = loc.shape[-1:]
         if cov_factor.dim() < 2:
-            raise ValueError("cov_factor must be at least two-dimensional, with optional "
-                             "leading batch dimensions")
+            raise ValueError(
+                "cov_factor must be at least two-dimensional, with optional "
+                "leading batch dimensions"
+            )
         if tuple(cov_factor.shape[-2:-1]) != tuple(event_shape):
             raise ValueError(
-                f"cov_factor must be a batch of matrices with shape {event_shape[0]} x m")
+                f"cov_factor must be a batch of matrices with shape {event_shape[0]} x m"
+            )
         if tuple(cov_diag.shape[-1:]) != tuple(event_shape):
             raise ValueError(f"cov_diag must be a batch of vectors with shape {event_shape}")
         n, m = cov_factor.shape[-2:]
-        batch_shape = np.broadcast_shapes(tuple(loc.shape[:-1]), tuple(cov_factor.shape[:-2]),
-                                          tuple(cov_diag.shape[:-1]))
+        batch_shape = np.broadcast_shapes(
+            tuple(loc.shape[:-1]), tuple(cov_factor.shape[:-2]), tuple(cov_diag.shape[:-1])
+        )
         self.loc = loc.expand(*batch_shape, n)
         self.cov_factor = cov_factor.expand(*batch_shape, n, m)
         self.cov_diag = cov_diag.expand(*batch_shape, n)
@@ -105,9 +109,9 @@ class LowRankMultivariateNormal(Distribution):
 
     @lazy_property
     def variance(self):
-        return (self._unbroadcasted_cov_factor.pow(2).sum(-1)
-                + self._unbroadcasted_cov_diag).expand(
-                    tuple(self._batch_shape) + tuple(self._event_shape))
+        return (
+            self._unbroadcasted_cov_factor.pow(2).sum(-1) + self._unbroadcasted_cov_diag
+        ).expand(tuple(self._batch_shape) + tuple(self._event_shape))
 
     @lazy_property
     def covariance_matrix(self):
@@ -130,23 +134,31 @@ class LowRankMultivariateNormal(Distribution):
         W_shape = tuple(shape[:-1]) + tuple(self.cov_factor.shape[-1:])
         eps_W = _standard_draw("standard_normal", W_shape, self.loc)
         eps_D = _standard_draw("standard_normal", shape, self.loc)
-        return (self.loc + _batch_mv(self._unbroadcasted_cov_factor, eps_W)
-                + self._unbroadcasted_cov_diag.sqrt() * eps_D)
+        return (
+            self.loc
+            + _batch_mv(self._unbroadcasted_cov_factor, eps_W)
+            + self._unbroadcasted_cov_diag.sqrt() * eps_D
+        )
 
     def log_prob(self, value):
         if self._validate_args:
             self._validate_sample(value)
         diff = value - self.loc
-        M = _batch_lowrank_mahalanobis(self._unbroadcasted_cov_factor,
-                                       self._unbroadcasted_cov_diag, diff,
-                                       self._capacitance_tril)
-        log_det = _batch_lowrank_logdet(self._unbroadcasted_cov_factor,
-                                        self._unbroadcasted_cov_diag, self._capacitance_tril)
+        M = _batch_lowrank_mahalanobis(
+            self._unbroadcasted_cov_factor,
+            self._unbroadcasted_cov_diag,
+            diff,
+            self._capacitance_tril,
+        )
+        log_det = _batch_lowrank_logdet(
+            self._unbroadcasted_cov_factor, self._unbroadcasted_cov_diag, self._capacitance_tril
+        )
         return -0.5 * (self._event_shape[0] * math.log(2 * math.pi) + log_det + M)
 
     def entropy(self):
-        log_det = _batch_lowrank_logdet(self._unbroadcasted_cov_factor,
-                                        self._unbroadcasted_cov_diag, self._capacitance_tril)
+        log_det = _batch_lowrank_logdet(
+            self._unbroadcasted_cov_factor, self._unbroadcasted_cov_diag, self._capacitance_tril
+        )
         H = 0.5 * (self._event_shape[0] * (1.0 + math.log(2 * math.pi)) + log_det)
         if len(self._batch_shape) == 0:
             return H

@@ -32,11 +32,15 @@ class MixtureSameFamily(Distribution):
         self._component_distribution = component_distribution
 
         if not isinstance(self._mixture_distribution, Categorical):
-            raise ValueError(" The Mixture distribution needs to be an  instance of "
-                             "torch.distributions.Categorical")
+            raise ValueError(
+                " The Mixture distribution needs to be an  instance of "
+                "torch.distributions.Categorical"
+            )
         if not isinstance(self._component_distribution, Distribution):
-            raise ValueError("The Component distribution need to be an instance of "
-                             "torch.distributions.Distribution")
+            raise ValueError(
+                "The Component distribution need to be an instance of "
+                "torch.distributions.Distribution"
+            )
 
         # Check that batch size matches
         mdbs = self._mixture_distribution.batch_shape
@@ -45,7 +49,8 @@ class MixtureSameFamily(Distribution):
             if size1 != 1 and size2 != 1 and size1 != size2:
                 raise ValueError(
                     f"`mixture_distribution.batch_shape` ({mdbs}) is not compatible with "
-                    f"`component_distribution.batch_shape`({cdbs})")
+                    f"`component_distribution.batch_shape`({cdbs})"
+                )
 
         # Check that the number of mixture component matches
         km = self._mixture_distribution.logits.shape[-1]
@@ -53,13 +58,13 @@ class MixtureSameFamily(Distribution):
         if km is not None and kc is not None and km != kc:
             raise ValueError(
                 f"`mixture_distribution component` ({km}) does not equal "
-                f"`component_distribution.batch_shape[-1]` ({kc})")
+                f"`component_distribution.batch_shape[-1]` ({kc})"
+            )
         self._num_component = km
 
         event_shape = self._component_distribution.event_shape
         self._event_ndims = len(event_shape)
-        super().__init__(batch_shape=cdbs, event_shape=event_shape,
-                         validate_args=validate_args)
+        super().__init__(batch_shape=cdbs, event_shape=event_shape, validate_args=validate_args)
 
     def expand(self, batch_shape, _instance=None):
         batch_shape = Size(batch_shape)
@@ -70,8 +75,9 @@ class MixtureSameFamily(Distribution):
         new._num_component = self._num_component
         new._event_ndims = self._event_ndims
         event_shape = new._component_distribution.event_shape
-        Distribution.__init__(new, batch_shape=batch_shape, event_shape=event_shape,
-                              validate_args=False)
+        Distribution.__init__(
+            new, batch_shape=batch_shape, event_shape=event_shape, validate_args=False
+        )
         new._validate_args = self._validate_args
         return new
 
@@ -90,18 +96,21 @@ class MixtureSameFamily(Distribution):
     @property
     def mean(self):
         probs = self._pad_mixture_dimensions(self.mixture_distribution.probs)
-        return ember.sum(probs * self.component_distribution.mean,
-                         dim=-1 - self._event_ndims)  # [B, E]
+        return ember.sum(
+            probs * self.component_distribution.mean, dim=-1 - self._event_ndims
+        )  # [B, E]
 
     @property
     def variance(self):
         # Law of total variance: Var(Y) = E[Var(Y|X)] + Var(E[Y|X])
         probs = self._pad_mixture_dimensions(self.mixture_distribution.probs)
-        mean_cond_var = ember.sum(probs * self.component_distribution.variance,
-                                  dim=-1 - self._event_ndims)
+        mean_cond_var = ember.sum(
+            probs * self.component_distribution.variance, dim=-1 - self._event_ndims
+        )
         var_cond_mean = ember.sum(
             probs * (self.component_distribution.mean - self._pad(self.mean)).pow(2.0),
-            dim=-1 - self._event_ndims)
+            dim=-1 - self._event_ndims,
+        )
         return mean_cond_var + var_cond_mean
 
     def cdf(self, x):
@@ -133,10 +142,8 @@ class MixtureSameFamily(Distribution):
             comp_samples = self.component_distribution.sample(sample_shape)
 
             # Gather along the k dimension
-            mix_sample_r = mix_sample.reshape(
-                *mix_shape, *([1] * (len(es) + 1)))
-            mix_sample_r = mix_sample_r.repeat(
-                *([1] * len(mix_shape)), 1, *es)
+            mix_sample_r = mix_sample.reshape(*mix_shape, *([1] * (len(es) + 1)))
+            mix_sample_r = mix_sample_r.repeat(*([1] * len(mix_shape)), 1, *es)
 
             samples = ember.gather(comp_samples, gather_dim, mix_sample_r)
             return samples.squeeze(gather_dim)
@@ -153,6 +160,5 @@ class MixtureSameFamily(Distribution):
         return x
 
     def __repr__(self) -> str:
-        args_string = (f"\n  {self.mixture_distribution},\n  "
-                       f"{self.component_distribution}")
+        args_string = f"\n  {self.mixture_distribution},\n  {self.component_distribution}"
         return "MixtureSameFamily" + "(" + args_string + ")"

@@ -84,8 +84,9 @@ class Multinomial(Distribution):
         shape = np.broadcast_shapes(tuple(self.logits.shape), tuple(value.shape))
         logits, value = self.logits.expand(shape), value.expand(shape)
         # 0 * -inf is 0 here: a category of probability zero observed zero times
-        logits = ember.where((value == 0) & (logits == float("-inf")),
-                             ember.zeros_like(logits), logits)
+        logits = ember.where(
+            (value == 0) & (logits == float("-inf")), ember.zeros_like(logits), logits
+        )
         log_factorial_n = ember.lgamma(value.sum(-1) + 1)
         log_factorial_xs = ember.lgamma(value + 1).sum(-1)
         log_powers = (logits * value).sum(-1)

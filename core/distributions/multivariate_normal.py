@@ -42,9 +42,11 @@ def _precision_to_scale_tril(P):
 
 def _check_one_matrix(covariance_matrix, precision_matrix, scale_tril) -> None:
     if (covariance_matrix is not None) + (scale_tril is not None) + (
-            precision_matrix is not None) != 1:
-        raise ValueError("Exactly one of covariance_matrix or precision_matrix or "
-                         "scale_tril may be specified.")
+        precision_matrix is not None
+    ) != 1:
+        raise ValueError(
+            "Exactly one of covariance_matrix or precision_matrix or scale_tril may be specified."
+        )
 
 
 def _scale_tril_of(covariance_matrix, precision_matrix, scale_tril):
@@ -80,8 +82,14 @@ class MultivariateNormal(Distribution):
     support = constraints.real_vector
     has_rsample = True
 
-    def __init__(self, loc, covariance_matrix=None, precision_matrix=None, scale_tril=None,
-                 validate_args=None):
+    def __init__(
+        self,
+        loc,
+        covariance_matrix=None,
+        precision_matrix=None,
+        scale_tril=None,
+        validate_args=None,
+    ):
         if loc.dim() < 1:
             raise ValueError("loc must be at least one-dimensional.")
         _check_one_matrix(covariance_matrix, precision_matrix, scale_tril)
@@ -92,15 +100,18 @@ class MultivariateNormal(Distribution):
         else:
             matrix, name = precision_matrix, "precision_matrix"
         if matrix.dim() < 2:
-            raise ValueError(f"{name} matrix must be at least two-dimensional, "
-                             "with optional leading batch dimensions")
+            raise ValueError(
+                f"{name} matrix must be at least two-dimensional, "
+                "with optional leading batch dimensions"
+            )
         batch_shape = np.broadcast_shapes(tuple(matrix.shape[:-2]), tuple(loc.shape[:-1]))
         setattr(self, name, matrix.expand(*batch_shape, -1, -1))
         self.loc = loc.expand(*batch_shape, -1)
         event_shape = self.loc.shape[-1:]
         super().__init__(batch_shape, event_shape, validate_args=validate_args)
-        self._unbroadcasted_scale_tril = _scale_tril_of(covariance_matrix, precision_matrix,
-                                                        scale_tril)
+        self._unbroadcasted_scale_tril = _scale_tril_of(
+            covariance_matrix, precision_matrix, scale_tril
+        )
 
     def expand(self, batch_shape, _instance=None):
         new = self._get_checked_instance(MultivariateNormal, _instance)
@@ -115,13 +126,13 @@ class MultivariateNormal(Distribution):
     @lazy_property
     def scale_tril(self):
         return self._unbroadcasted_scale_tril.expand(
-            tuple(self._batch_shape) + tuple(self._event_shape) * 2)
+            tuple(self._batch_shape) + tuple(self._event_shape) * 2
+        )
 
     @lazy_property
     def covariance_matrix(self):
         L = self._unbroadcasted_scale_tril
-        return ember.matmul(L, L.mT).expand(
-            tuple(self._batch_shape) + tuple(self._event_shape) * 2)
+        return ember.matmul(L, L.mT).expand(tuple(self._batch_shape) + tuple(self._event_shape) * 2)
 
     @lazy_property
     def precision_matrix(self):
@@ -130,7 +141,8 @@ class MultivariateNormal(Distribution):
         # (L L^T)^-1 = L^-T L^-1
         L_inv = ember.linalg.solve_triangular(L, eye.expand(L.shape), upper=False)
         return ember.matmul(L_inv.mT, L_inv).expand(
-            tuple(self._batch_shape) + tuple(self._event_shape) * 2)
+            tuple(self._batch_shape) + tuple(self._event_shape) * 2
+        )
 
     @property
     def mean(self):
@@ -142,8 +154,11 @@ class MultivariateNormal(Distribution):
 
     @property
     def variance(self):
-        return self._unbroadcasted_scale_tril.pow(2).sum(-1).expand(
-            tuple(self._batch_shape) + tuple(self._event_shape))
+        return (
+            self._unbroadcasted_scale_tril.pow(2)
+            .sum(-1)
+            .expand(tuple(self._batch_shape) + tuple(self._event_shape))
+        )
 
     def rsample(self, sample_shape=()):
         shape = self._extended_shape(sample_shape)

@@ -30,8 +30,9 @@ class NegativeBinomial(_ProbsOrLogits, Distribution):
         super().__init__(self._param.size(), validate_args=validate_args)
 
     def expand(self, batch_shape, _instance=None):
-        return self._expand_probs_or_logits(NegativeBinomial, batch_shape, _instance,
-                                            ("total_count", "probs", "logits"))
+        return self._expand_probs_or_logits(
+            NegativeBinomial, batch_shape, _instance, ("total_count", "probs", "logits")
+        )
 
     @property
     def mean(self):
@@ -56,11 +57,16 @@ class NegativeBinomial(_ProbsOrLogits, Distribution):
         if self._validate_args:
             self._validate_sample(value)
         # log sigmoid(x) = -softplus(-x)
-        log_unnormalized_prob = (-self.total_count * _softplus(self.logits)
-                                 - value * _softplus(-self.logits))
-        log_normalization = (-ember.lgamma(self.total_count + value) + ember.lgamma(1.0 + value)
-                             + ember.lgamma(self.total_count))
+        log_unnormalized_prob = -self.total_count * _softplus(self.logits) - value * _softplus(
+            -self.logits
+        )
+        log_normalization = (
+            -ember.lgamma(self.total_count + value)
+            + ember.lgamma(1.0 + value)
+            + ember.lgamma(self.total_count)
+        )
         # The case total_count == 0 and value == 0 has probability 1 (log_normalization is nan)
-        log_normalization = ember.where(self.total_count + value == 0,
-                                        ember.zeros_like(log_normalization), log_normalization)
+        log_normalization = ember.where(
+            self.total_count + value == 0, ember.zeros_like(log_normalization), log_normalization
+        )
         return log_unnormalized_prob - log_normalization

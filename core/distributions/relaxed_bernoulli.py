@@ -31,22 +31,24 @@ class LogitRelaxedBernoulli(_ProbsOrLogits, Distribution):
         super().__init__(self._param.size(), validate_args=validate_args)
 
     def expand(self, batch_shape, _instance=None):
-        return self._expand_probs_or_logits(LogitRelaxedBernoulli, batch_shape, _instance,
-                                            extra=("temperature",))
+        return self._expand_probs_or_logits(
+            LogitRelaxedBernoulli, batch_shape, _instance, extra=("temperature",)
+        )
 
     def rsample(self, sample_shape=()):
         shape = self._extended_shape(sample_shape)
         probs = clamp_probs(self.probs.expand(shape))
         uniforms = clamp_probs(_standard_draw("random", shape, probs))
-        return (uniforms.log() - ember.log1p(-uniforms) + probs.log()
-                - ember.log1p(-probs)) / self.temperature
+        return (
+            uniforms.log() - ember.log1p(-uniforms) + probs.log() - ember.log1p(-probs)
+        ) / self.temperature
 
     def log_prob(self, value):
         if self._validate_args:
             self._validate_sample(value)
         logits, value = broadcast_all(self.logits, value)
         diff = logits - value * self.temperature
-        temp_log = (ember.as_tensor(self.temperature, dtype=diff.dtype).log())
+        temp_log = ember.as_tensor(self.temperature, dtype=diff.dtype).log()
         return temp_log + diff - 2 * ember.log1p(diff.exp())
 
 

@@ -53,8 +53,9 @@ class ExpRelaxedCategorical(Distribution):
         if self._validate_args:
             self._validate_sample(value)
         temperature = ember.as_tensor(self.temperature, dtype=value.dtype, device=value.device)
-        log_scale = (ember.lgamma(ember.full_like(temperature, float(K)))
-                     - temperature.log() * (-(K - 1)))
+        log_scale = ember.lgamma(ember.full_like(temperature, float(K))) - temperature.log() * (
+            -(K - 1)
+        )
         score = self.logits - value * temperature
         score = (score - score.logsumexp(dim=-1, keepdim=True)).sum(-1)
         return score + log_scale
@@ -69,8 +70,7 @@ class RelaxedOneHotCategorical(TransformedDistribution):
     has_rsample = True
 
     def __init__(self, temperature, probs=None, logits=None, validate_args=None):
-        base_dist = ExpRelaxedCategorical(temperature, probs, logits,
-                                          validate_args=validate_args)
+        base_dist = ExpRelaxedCategorical(temperature, probs, logits, validate_args=validate_args)
         super().__init__(base_dist, ExpTransform(), validate_args=validate_args)
 
     def expand(self, batch_shape, _instance=None):

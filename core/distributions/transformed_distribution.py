@@ -38,11 +38,12 @@ class TransformedDistribution(Distribution):
         if len(base_shape) < transform.domain.event_dim:
             raise ValueError(
                 "base_distribution needs to have shape with size at least "
-                f"{transform.domain.event_dim}, but got {Size(base_shape)}.")
+                f"{transform.domain.event_dim}, but got {Size(base_shape)}."
+            )
         forward_shape = tuple(transform.forward_shape(base_shape))
         expanded_base_shape = tuple(transform.inverse_shape(forward_shape))
         if base_shape != expanded_base_shape:
-            base_batch_shape = expanded_base_shape[:len(expanded_base_shape) - base_event_dim]
+            base_batch_shape = expanded_base_shape[: len(expanded_base_shape) - base_event_dim]
             base_distribution = base_distribution.expand(base_batch_shape)
         reinterpreted_batch_ndims = transform.domain.event_dim - base_event_dim
         if reinterpreted_batch_ndims > 0:
@@ -51,8 +52,9 @@ class TransformedDistribution(Distribution):
 
         # Compute shapes.
         transform_change_in_event_dim = transform.codomain.event_dim - transform.domain.event_dim
-        event_dim = max(transform.codomain.event_dim,
-                        base_event_dim + transform_change_in_event_dim)
+        event_dim = max(
+            transform.codomain.event_dim, base_event_dim + transform_change_in_event_dim
+        )
         assert len(forward_shape) >= event_dim
         cut = len(forward_shape) - event_dim
         batch_shape = forward_shape[:cut]
@@ -65,7 +67,7 @@ class TransformedDistribution(Distribution):
         shape = tuple(batch_shape) + tuple(self.event_shape)
         for t in reversed(self.transforms):
             shape = tuple(t.inverse_shape(shape))
-        base_batch_shape = shape[:len(shape) - len(self.base_dist.event_shape)]
+        base_batch_shape = shape[: len(shape) - len(self.base_dist.event_shape)]
         new.base_dist = self.base_dist.expand(base_batch_shape)
         new.transforms = self.transforms
         return self._finish_expand(new, batch_shape)
@@ -107,10 +109,12 @@ class TransformedDistribution(Distribution):
             x = transform.inv(y)
             event_dim += transform.domain.event_dim - transform.codomain.event_dim
             log_prob = log_prob - _sum_rightmost(
-                transform.log_abs_det_jacobian(x, y), event_dim - transform.domain.event_dim)
+                transform.log_abs_det_jacobian(x, y), event_dim - transform.domain.event_dim
+            )
             y = x
-        return log_prob + _sum_rightmost(self.base_dist.log_prob(y),
-                                         event_dim - len(self.base_dist.event_shape))
+        return log_prob + _sum_rightmost(
+            self.base_dist.log_prob(y), event_dim - len(self.base_dist.event_shape)
+        )
 
     def _monotonize_cdf(self, value):
         """Flips the CDF of a decreasing transform: F(y) = 1 - F_base(x)."""

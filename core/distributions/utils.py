@@ -47,8 +47,11 @@ def broadcast_all(*values):
         )
     if not all(isinstance(v, Tensor) for v in values):
         like = next((v for v in values if isinstance(v, Tensor)), None)
-        opts = {"dtype": ember.get_default_dtype()} if like is None else \
-            {"dtype": like.dtype, "device": like.device}
+        opts = (
+            {"dtype": ember.get_default_dtype()}
+            if like is None
+            else {"dtype": like.dtype, "device": like.device}
+        )
         values = [v if isinstance(v, Tensor) else ember.tensor(v, **opts) for v in values]
     shape = np.broadcast_shapes(*(tuple(v.shape) for v in values))
     return tuple(v if tuple(v.shape) == shape else v.expand(shape) for v in values)
@@ -148,7 +151,7 @@ def _sum_rightmost(value: Tensor, dim: int) -> Tensor:
     """Sum out the ``dim`` rightmost dimensions of ``value``."""
     if dim == 0:
         return value
-    return value.reshape(*value.shape[:value.dim() - dim], -1).sum(-1)
+    return value.reshape(*value.shape[: value.dim() - dim], -1).sum(-1)
 
 
 def _broadcast_pair(a: Tensor, b: Tensor):

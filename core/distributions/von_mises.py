@@ -42,8 +42,9 @@ class VonMises(Distribution):
         if self._validate_args:
             self._validate_sample(value)
         log_prob = self.concentration * ember.cos(value - self.loc)
-        return (log_prob - math.log(2 * math.pi)
-                - _log_modified_bessel_fn(self.concentration, order=0))
+        return (
+            log_prob - math.log(2 * math.pi) - _log_modified_bessel_fn(self.concentration, order=0)
+        )
 
     @lazy_property
     def _loc(self):
@@ -61,7 +62,8 @@ class VonMises(Distribution):
         # Draw on the CPU in float64 (CuPy's Generator has no von Mises sampler).
         loc = np.broadcast_to(np.asarray(ember.Tensor.numpy(self.loc.detach().cpu())), shape)
         kappa = np.broadcast_to(
-            np.asarray(ember.Tensor.numpy(self.concentration.detach().cpu())), shape)
+            np.asarray(ember.Tensor.numpy(self.concentration.detach().cpu())), shape
+        )
         x = gen_for(None, np).vonmises(loc.astype(np.float64), kappa.astype(np.float64))
         x = (x + math.pi) % (2 * math.pi) - math.pi
         return Tensor._wrap(xp.asarray(x.astype(self.loc._data.dtype)))
@@ -81,5 +83,10 @@ class VonMises(Distribution):
     @lazy_property
     def variance(self):
         """The provided variance is the circular one."""
-        return 1 - (_log_modified_bessel_fn(self.concentration, order=1)
-                    - _log_modified_bessel_fn(self.concentration, order=0)).exp()
+        return (
+            1
+            - (
+                _log_modified_bessel_fn(self.concentration, order=1)
+                - _log_modified_bessel_fn(self.concentration, order=0)
+            ).exp()
+        )

@@ -24,8 +24,10 @@ class Weibull(TransformedDistribution):
         self.scale, self.concentration = broadcast_all(scale, concentration)
         self.concentration_reciprocal = self.concentration.reciprocal()
         base_dist = Exponential(ember.ones_like(self.scale), validate_args=validate_args)
-        transforms = [PowerTransform(exponent=self.concentration_reciprocal),
-                      AffineTransform(loc=0, scale=self.scale)]
+        transforms = [
+            PowerTransform(exponent=self.concentration_reciprocal),
+            AffineTransform(loc=0, scale=self.scale),
+        ]
         super().__init__(base_dist, transforms, validate_args=validate_args)
 
     def expand(self, batch_shape, _instance=None):
@@ -34,8 +36,10 @@ class Weibull(TransformedDistribution):
         new.concentration = self.concentration.expand(batch_shape)
         new.concentration_reciprocal = new.concentration.reciprocal()
         base_dist = self.base_dist.expand(batch_shape)
-        transforms = [PowerTransform(exponent=new.concentration_reciprocal),
-                      AffineTransform(loc=0, scale=new.scale)]
+        transforms = [
+            PowerTransform(exponent=new.concentration_reciprocal),
+            AffineTransform(loc=0, scale=new.scale),
+        ]
         TransformedDistribution.__init__(new, base_dist, transforms, validate_args=False)
         new._validate_args = self._validate_args
         return new
@@ -46,15 +50,21 @@ class Weibull(TransformedDistribution):
 
     @property
     def mode(self):
-        return self.scale * ((self.concentration - 1) / self.concentration) ** \
-            self.concentration.reciprocal()
+        return (
+            self.scale
+            * ((self.concentration - 1) / self.concentration) ** self.concentration.reciprocal()
+        )
 
     @property
     def variance(self):
         return self.scale.pow(2) * (
             ember.exp(ember.lgamma(1 + 2 * self.concentration_reciprocal))
-            - ember.exp(2 * ember.lgamma(1 + self.concentration_reciprocal)))
+            - ember.exp(2 * ember.lgamma(1 + self.concentration_reciprocal))
+        )
 
     def entropy(self):
-        return (euler_constant * (1 - self.concentration_reciprocal)
-                + ember.log(self.scale * self.concentration_reciprocal) + 1)
+        return (
+            euler_constant * (1 - self.concentration_reciprocal)
+            + ember.log(self.scale * self.concentration_reciprocal)
+            + 1
+        )

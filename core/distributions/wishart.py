@@ -44,14 +44,16 @@ class Wishart(Distribution):
     has_rsample = True
     _mean_carrier_measure = 0
 
-    def __init__(self, df, covariance_matrix=None, precision_matrix=None, scale_tril=None,
-                 validate_args=None):
+    def __init__(
+        self, df, covariance_matrix=None, precision_matrix=None, scale_tril=None, validate_args=None
+    ):
         _check_one_matrix(covariance_matrix, precision_matrix, scale_tril)
-        param = next(p for p in (covariance_matrix, precision_matrix, scale_tril)
-                     if p is not None)
+        param = next(p for p in (covariance_matrix, precision_matrix, scale_tril) if p is not None)
         if param.dim() < 2:
-            raise ValueError("scale_tril must be at least two-dimensional, with optional "
-                             "leading batch dimensions")
+            raise ValueError(
+                "scale_tril must be at least two-dimensional, with optional "
+                "leading batch dimensions"
+            )
         if isinstance(df, Number):
             batch_shape = tuple(param.shape[:-2])
             self.df = ember.tensor(float(df), dtype=param.dtype, device=param.device)
@@ -73,8 +75,9 @@ class Wishart(Distribution):
         if self.df.dim() < len(batch_shape):
             self.df = self.df.expand(batch_shape)
         super().__init__(batch_shape, event_shape, validate_args=validate_args)
-        self._unbroadcasted_scale_tril = _scale_tril_of(covariance_matrix, precision_matrix,
-                                                        scale_tril)
+        self._unbroadcasted_scale_tril = _scale_tril_of(
+            covariance_matrix, precision_matrix, scale_tril
+        )
         # Chi2 distributions of the Bartlett decomposition's diagonal
         offsets = ember.arange(p, dtype=self.df.dtype, device=self.df.device)
         self._dist_chi2 = Chi2(df=self.df.unsqueeze(-1) - offsets)
@@ -95,7 +98,8 @@ class Wishart(Distribution):
     @lazy_property
     def scale_tril(self):
         return self._unbroadcasted_scale_tril.expand(
-            tuple(self._batch_shape) + tuple(self._event_shape))
+            tuple(self._batch_shape) + tuple(self._event_shape)
+        )
 
     @lazy_property
     def covariance_matrix(self):
@@ -108,7 +112,8 @@ class Wishart(Distribution):
         eye = ember.eye(L.shape[-1], dtype=L.dtype, device=L.device)
         L_inv = ember.linalg.solve_triangular(L, eye.expand(L.shape), upper=False)
         return ember.matmul(L_inv.mT, L_inv).expand(
-            tuple(self._batch_shape) + tuple(self._event_shape))
+            tuple(self._batch_shape) + tuple(self._event_shape)
+        )
 
     @property
     def mean(self):
@@ -125,7 +130,8 @@ class Wishart(Distribution):
         V = self.covariance_matrix  # has shape (batch_shape x event_shape)
         diag_V = _diag(V)
         return self.df.reshape(*self._batch_shape, 1, 1) * (
-            V.pow(2) + diag_V.unsqueeze(-1) * diag_V.unsqueeze(-2))
+            V.pow(2) + diag_V.unsqueeze(-1) * diag_V.unsqueeze(-2)
+        )
 
     def rsample(self, sample_shape=()):
         # Bartlett decomposition: A lower triangular, chi-distributed diagonal, normal below it.
@@ -151,15 +157,23 @@ class Wishart(Distribution):
         M = ember.linalg.solve_triangular(L.expand(shape), value.expand(shape), upper=False)
         M = ember.linalg.solve_triangular(L.expand(shape), M.mT, upper=False)
         trace = _diag(M).sum(-1)  # tr(Sigma^-1 X) = tr(L^-1 X L^-T)
-        return (-nu * (p * math.log(2) / 2 + half_log_det) - ember.mvlgamma(nu / 2, p)
-                + (nu - p - 1) / 2 * value_logdet - trace / 2)
+        return (
+            -nu * (p * math.log(2) / 2 + half_log_det)
+            - ember.mvlgamma(nu / 2, p)
+            + (nu - p - 1) / 2 * value_logdet
+            - trace / 2
+        )
 
     def entropy(self):
         nu = self.df  # has shape (batch_shape)
         p = self._event_shape[-1]  # has singleton shape
         half_log_det = _diag(self._unbroadcasted_scale_tril).log().sum(-1)
-        return ((p + 1) * (p * math.log(2) / 2 + half_log_det) + ember.mvlgamma(nu / 2, p)
-                - (nu - p - 1) / 2 * _mvdigamma(nu / 2, p) + nu * p / 2)
+        return (
+            (p + 1) * (p * math.log(2) / 2 + half_log_det)
+            + ember.mvlgamma(nu / 2, p)
+            - (nu - p - 1) / 2 * _mvdigamma(nu / 2, p)
+            + nu * p / 2
+        )
 
     @property
     def _natural_params(self):
@@ -170,5 +184,5 @@ class Wishart(Distribution):
     def _log_normalizer(self, x, y):
         p = self._event_shape[-1]
         return (y + (p + 1) / 2) * (
-            -ember.linalg.slogdet(-2 * x).logabsdet + p * math.log(2)) + ember.mvlgamma(
-                y + (p + 1) / 2, p)
+            -ember.linalg.slogdet(-2 * x).logabsdet + p * math.log(2)
+        ) + ember.mvlgamma(y + (p + 1) / 2, p)

@@ -9,17 +9,29 @@ from .decompositions import default_decompositions
 from .dynamic_shapes import Dim, ShapesCollection
 from .exported_program import ExportedProgram
 from .graph_signature import (
-                              ConstantArgument,
-                              ExportGraphSignature,
-                              InputKind,
-                              InputSpec,
-                              OutputKind,
-                              OutputSpec,
-                              TensorArgument,
+    ConstantArgument,
+    ExportGraphSignature,
+    InputKind,
+    InputSpec,
+    OutputKind,
+    OutputSpec,
+    TensorArgument,
 )
 
 __all__ = [
-    "ConstantArgument", "Dim", "ExportError", "ExportGraphSignature", "ExportedProgram",
-    "InputKind", "InputSpec", "OutputKind", "OutputSpec", "ShapesCollection",
-    "TensorArgument", "default_decompositions", "export", "load", "save",
+    "ConstantArgument",
+    "Dim",
+    "ExportError",
+    "ExportGraphSignature",
+    "ExportedProgram",
+    "InputKind",
+    "InputSpec",
+    "OutputKind",
+    "OutputSpec",
+    "ShapesCollection",
+    "TensorArgument",
+    "default_decompositions",
+    "export",
+    "load",
+    "save",
 ]

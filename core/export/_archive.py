@@ -25,27 +25,116 @@ import zipfile
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["FORMAT_VERSION", "write_archive", "read_archive", "validate_graph",
-           "register_safe_target"]
+__all__ = [
+    "FORMAT_VERSION",
+    "write_archive",
+    "read_archive",
+    "validate_graph",
+    "register_safe_target",
+]
 
 FORMAT_VERSION = 1
 _MEMBERS = ("graph.json", "program.json", "weights.safetensors")
 # call_function targets allowed beyond ember's tensor functions (ember.jit.script's cond, ...)
 _SAFE_EXTRA: dict[str, Callable] = {}
-_SAFE_PREFIXES = ("ember.ops.", "ember.nn.functional.", "ember.nn.modules.", "ember.linalg.",
-                  "ember.fft.", "ember.special.")
-_DENIED_WORDS = ("set_", "seed", "use_", "load", "save", "open", "file", "compile", "exec",
-                 "eval", "import", "hook", "register", "print")
-_OPERATOR_OK = frozenset({
-    "add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "matmul", "neg", "pos", "abs",
-    "invert", "and_", "or_", "xor", "lshift", "rshift", "eq", "ne", "lt", "le", "gt", "ge",
-    "getitem", "setitem", "not_", "truth", "contains", "iadd", "isub", "imul", "itruediv"})
+_SAFE_PREFIXES = (
+    "ember.ops.",
+    "ember.nn.functional.",
+    "ember.nn.modules.",
+    "ember.linalg.",
+    "ember.fft.",
+    "ember.special.",
+)
+_DENIED_WORDS = (
+    "set_",
+    "seed",
+    "use_",
+    "load",
+    "save",
+    "open",
+    "file",
+    "compile",
+    "exec",
+    "eval",
+    "import",
+    "hook",
+    "register",
+    "print",
+)
+_OPERATOR_OK = frozenset(
+    {
+        "add",
+        "sub",
+        "mul",
+        "truediv",
+        "floordiv",
+        "mod",
+        "pow",
+        "matmul",
+        "neg",
+        "pos",
+        "abs",
+        "invert",
+        "and_",
+        "or_",
+        "xor",
+        "lshift",
+        "rshift",
+        "eq",
+        "ne",
+        "lt",
+        "le",
+        "gt",
+        "ge",
+        "getitem",
+        "setitem",
+        "not_",
+        "truth",
+        "contains",
+        "iadd",
+        "isub",
+        "imul",
+        "itruediv",
+    }
+)
 
-_DUNDER_OK = frozenset(f"__{p}{n.rstrip('_')}__" for p in ("", "r", "i") for n in (
-    "add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "matmul", "and_", "or_", "xor",
-    "lshift", "rshift")) | frozenset(f"__{n}__" for n in (
-        "neg", "pos", "abs", "invert", "eq", "ne", "lt", "le", "gt", "ge", "getitem",
-        "setitem", "len", "contains"))
+_DUNDER_OK = frozenset(
+    f"__{p}{n.rstrip('_')}__"
+    for p in ("", "r", "i")
+    for n in (
+        "add",
+        "sub",
+        "mul",
+        "truediv",
+        "floordiv",
+        "mod",
+        "pow",
+        "matmul",
+        "and_",
+        "or_",
+        "xor",
+        "lshift",
+        "rshift",
+    )
+) | frozenset(
+    f"__{n}__"
+    for n in (
+        "neg",
+        "pos",
+        "abs",
+        "invert",
+        "eq",
+        "ne",
+        "lt",
+        "le",
+        "gt",
+        "ge",
+        "getitem",
+        "setitem",
+        "len",
+        "contains",
+    )
+)
 
 
 def register_safe_target(name: str, fn: Callable) -> None:
@@ -88,14 +177,20 @@ def validate_graph(graph, tensor_names: set[str]) -> None:
             if n.target is getattr:
                 attr = n.args[1] if len(n.args) > 1 else None
                 if not isinstance(attr, str) or attr.startswith("_"):
-                    raise ValueError(f"{where}: getattr of {attr!r} is not allowed (only "
-                                     "public attributes)")
+                    raise ValueError(
+                        f"{where}: getattr of {attr!r} is not allowed (only public attributes)"
+                    )
         elif n.op == "call_method":
-            if not isinstance(n.target, str) or not n.target.isidentifier() or (
-                    n.target.startswith("_") and n.target not in _DUNDER_OK):
+            if (
+                not isinstance(n.target, str)
+                or not n.target.isidentifier()
+                or (n.target.startswith("_") and n.target not in _DUNDER_OK)
+            ):
                 raise ValueError(f"{where}: method {n.target!r} is not allowed")
-            if not (hasattr(Tensor, n.target) or n.target in ("keys", "values", "items",
-                                                               "index", "count")):
+            if not (
+                hasattr(Tensor, n.target)
+                or n.target in ("keys", "values", "items", "index", "count")
+            ):
                 raise ValueError(f"{where}: {n.target!r} is not a Tensor method")
         elif n.op == "get_attr":
             sub = n.meta.get("subgraph")  # a cond/while_loop branch (fx/serialize.py)
@@ -104,8 +199,9 @@ def validate_graph(graph, tensor_names: set[str]) -> None:
             elif n.target not in tensor_names:
                 raise ValueError(f"{where} reads {n.target!r}, which the file does not hold")
         elif n.op == "call_module":
-            raise ValueError(f"{where}: call_module nodes cannot be loaded (export lowers "
-                             "modules to functions)")
+            raise ValueError(
+                f"{where}: call_module nodes cannot be loaded (export lowers modules to functions)"
+            )
         elif n.op not in ("placeholder", "output"):
             raise ValueError(f"{where}: unknown opcode {n.op!r}")
 
@@ -118,14 +214,19 @@ def write_archive(f, kind: str, graph, program: dict, tensors: dict[str, Any]) -
     buf = io.BytesIO()
     plain = {k: v.detach() if v.requires_grad else v for k, v in tensors.items()}
     save_safetensors({k: v.contiguous() for k, v in plain.items()}, buf)
-    members = {"graph.json": graph_to_json(graph).encode(),
-               "program.json": json.dumps(program, sort_keys=True).encode(),
-               "weights.safetensors": buf.getvalue()}
+    members = {
+        "graph.json": graph_to_json(graph).encode(),
+        "program.json": json.dumps(program, sort_keys=True).encode(),
+        "weights.safetensors": buf.getvalue(),
+    }
     import ember
 
-    header = {"format": f"ember.{kind}", "version": FORMAT_VERSION,
-              "ember_version": str(ember.__version__),
-              "sha256": {k: hashlib.sha256(v).hexdigest() for k, v in members.items()}}
+    header = {
+        "format": f"ember.{kind}",
+        "version": FORMAT_VERSION,
+        "ember_version": str(ember.__version__),
+        "sha256": {k: hashlib.sha256(v).hexdigest() for k, v in members.items()},
+    }
     if isinstance(f, (str, os.PathLike)):
         os.makedirs(os.path.dirname(os.path.abspath(f)), exist_ok=True)
     with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as z:
@@ -147,15 +248,18 @@ def read_archive(f, kind: str, map_location=None):
             if names != want:
                 other = "export" if kind == "jit" else "jit"
                 if f"{other}/header.json" in names:
-                    raise ValueError(f"{what} was saved by ember.{other}.save; load it with "
-                                     f"ember.{other}.load")
-                raise ValueError(f"{what} is not an ember.{kind} archive (members: "
-                                 f"{sorted(names)[:6]})")
+                    raise ValueError(
+                        f"{what} was saved by ember.{other}.save; load it with ember.{other}.load"
+                    )
+                raise ValueError(
+                    f"{what} is not an ember.{kind} archive (members: {sorted(names)[:6]})"
+                )
             header = json.loads(z.read(f"{kind}/header.json"))
             data = {m: z.read(f"{kind}/{m}") for m in _MEMBERS}
     except zipfile.BadZipFile as e:
-        raise ValueError(f"{what} is not a readable ember.{kind} archive (truncated or "
-                         f"corrupted: {e})") from None
+        raise ValueError(
+            f"{what} is not a readable ember.{kind} archive (truncated or corrupted: {e})"
+        ) from None
     except (zipfile.LargeZipFile, EOFError, OSError) as e:
         if isinstance(e, FileNotFoundError):
             raise
@@ -163,14 +267,17 @@ def read_archive(f, kind: str, map_location=None):
     if not isinstance(header, dict) or header.get("format") != f"ember.{kind}":
         raise ValueError(f"{what}: header does not describe an ember.{kind} archive")
     if header.get("version") != FORMAT_VERSION:
-        raise ValueError(f"{what} has format version {header.get('version')!r}; this ember "
-                         f"reads version {FORMAT_VERSION} (saved by ember "
-                         f"{header.get('ember_version')})")
+        raise ValueError(
+            f"{what} has format version {header.get('version')!r}; this ember "
+            f"reads version {FORMAT_VERSION} (saved by ember "
+            f"{header.get('ember_version')})"
+        )
     digests = header.get("sha256") or {}
     for m, blob in data.items():
         if hashlib.sha256(blob).hexdigest() != digests.get(m):
-            raise ValueError(f"{what}: {kind}/{m} does not match its checksum (the file was "
-                             "modified or damaged)")
+            raise ValueError(
+                f"{what}: {kind}/{m} does not match its checksum (the file was modified or damaged)"
+            )
     try:
         graph = graph_from_json(data["graph.json"].decode(), extra_targets=_SAFE_EXTRA)
         program = json.loads(data["program.json"])

@@ -61,8 +61,15 @@ def _read(root, path: str):
     return fetch_attr(root, path)
 
 
-def export(mod, args: tuple, kwargs: dict | None = None, *, dynamic_shapes: Any = None,
-           strict: bool = False, preserve_module_call_signature: tuple = ()) -> ExportedProgram:
+def export(
+    mod,
+    args: tuple,
+    kwargs: dict | None = None,
+    *,
+    dynamic_shapes: Any = None,
+    strict: bool = False,
+    preserve_module_call_signature: tuple = (),
+) -> ExportedProgram:
     """Capture ``mod`` run on ``args``/``kwargs`` as an :class:`ExportedProgram`.
 
     Args:
@@ -82,15 +89,16 @@ def export(mod, args: tuple, kwargs: dict | None = None, *, dynamic_shapes: Any 
     from ember.nn import Module
 
     if not isinstance(mod, Module):
-        raise ValueError(f"Expected `mod` to be an instance of `ember.nn.Module`, got "
-                         f"{type(mod)}.")
+        raise ValueError(f"Expected `mod` to be an instance of `ember.nn.Module`, got {type(mod)}.")
     if not isinstance(args, tuple):
-        raise ValueError(f"Expecting `args` to be a tuple of example positional inputs, got "
-                         f"{type(args)}")
+        raise ValueError(
+            f"Expecting `args` to be a tuple of example positional inputs, got {type(args)}"
+        )
     kwargs = dict(kwargs or {})
     dims = normalize_dynamic_shapes(type(mod).forward, args, kwargs, dynamic_shapes)
-    tracer = RecordingTracer("export", {k: {i: d.__name__ for i, d in v.items()}
-                                        for k, v in dims.items()})
+    tracer = RecordingTracer(
+        "export", {k: {i: d.__name__ for i, d in v.items()} for k, v in dims.items()}
+    )
     graph, root, _ = capture(tracer, mod, args, kwargs)
 
     # user inputs: the tensor placeholders; Python values were baked in
@@ -118,13 +126,16 @@ def export(mod, args: tuple, kwargs: dict | None = None, *, dynamic_shapes: Any 
     constants: dict[str, Any] = {}
     first = user_nodes[0] if user_nodes else next(n for n in graph.nodes if n.op == "output")
     order = {InputKind.PARAMETER: 0, InputKind.BUFFER: 1, InputKind.CONSTANT_TENSOR: 2}
-    gets = sorted([n for n in graph.nodes if n.op == "get_attr"],
-                  key=lambda n: order[_kind(n.target, _read(root, n.target), params, buffers)])
+    gets = sorted(
+        [n for n in graph.nodes if n.op == "get_attr"],
+        key=lambda n: order[_kind(n.target, _read(root, n.target), params, buffers)],
+    )
     for n in gets:
         value = _read(root, n.target)
         if not isinstance(value, Tensor):
-            raise ValueError(f"export: attribute {n.target!r} is a {type(value).__name__}, "
-                             "not a tensor")
+            raise ValueError(
+                f"export: attribute {n.target!r} is a {type(value).__name__}, not a tensor"
+            )
         if n.target not in lifted:
             kind = _kind(n.target, value, params, buffers)
             prefix = {InputKind.PARAMETER: "p_", InputKind.BUFFER: "b_"}.get(kind, "c_")
@@ -141,7 +152,8 @@ def export(mod, args: tuple, kwargs: dict | None = None, *, dynamic_shapes: Any 
         n.replace_all_uses_with(lifted[n.target])
         graph.erase_node(n)
     input_specs = list(specs.values()) + [
-        InputSpec(InputKind.USER_INPUT, TensorArgument(n.name), None) for n in user_nodes]
+        InputSpec(InputKind.USER_INPUT, TensorArgument(n.name), None) for n in user_nodes
+    ]
 
     out_node = next(n for n in graph.nodes if n.op == "output")
     output_specs = []
@@ -157,8 +169,14 @@ def export(mod, args: tuple, kwargs: dict | None = None, *, dynamic_shapes: Any 
     graph.lint()
     gm = GraphModule({}, graph, type(mod).__name__)
     guards = InputGuards.build([n.target for n in user_nodes], user_values, dims)
-    return ExportedProgram(gm, ExportGraphSignature(input_specs, output_specs), state_dict,
-                           constants, guards, (tuple(args), kwargs))
+    return ExportedProgram(
+        gm,
+        ExportGraphSignature(input_specs, output_specs),
+        state_dict,
+        constants,
+        guards,
+        (tuple(args), kwargs),
+    )
 
 
 def _kind(target: str, value, params: dict, buffers: dict) -> InputKind:

@@ -32,8 +32,21 @@ __all__ = ["RecordingTracer", "ExportError", "TracerWarning", "user_line"]
 
 _EMBER_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # attributes that are static facts of a tensor: returned as real values, never recorded
-_STATIC_ATTRS = frozenset({"dtype", "device", "ndim", "is_cuda", "requires_grad", "layout",
-                           "is_leaf", "is_sparse", "is_quantized", "grad_fn", "training"})
+_STATIC_ATTRS = frozenset(
+    {
+        "dtype",
+        "device",
+        "ndim",
+        "is_cuda",
+        "requires_grad",
+        "layout",
+        "is_leaf",
+        "is_sparse",
+        "is_quantized",
+        "grad_fn",
+        "training",
+    }
+)
 _SHAPE_METHODS = frozenset({"size", "dim", "numel", "nelement", "ndimension"})
 _DATA_METHODS = frozenset({"item", "tolist"})
 
@@ -54,8 +67,10 @@ def _ember_line() -> str:
         frame = frame.f_back
     if frame is None or not frame.f_code.co_filename.startswith(_EMBER_DIR):
         return ""
-    return (f" [the value reached ember internals at {frame.f_code.co_filename}:"
-            f"{frame.f_lineno}, which the tracer could not record: please report this]")
+    return (
+        f" [the value reached ember internals at {frame.f_code.co_filename}:"
+        f"{frame.f_lineno}, which the tracer could not record: please report this]"
+    )
 
 
 def user_line() -> str:
@@ -131,9 +146,12 @@ def _wrap_globals(patcher, g: dict) -> None:
 def _is_ember_function(value) -> bool:
     from ember.fx import _patch
 
-    return isinstance(value, types.FunctionType) and id(value) not in _patch._originals \
-        and (value.__module__ or "").startswith("ember.") \
+    return (
+        isinstance(value, types.FunctionType)
+        and id(value) not in _patch._originals
+        and (value.__module__ or "").startswith("ember.")
         and not value.__module__.startswith(("ember.fx", "ember.export", "ember.jit"))
+    )
 
 
 def _named_wrapper(fn, name: str | None = None):
@@ -219,16 +237,15 @@ class RecordingTracer(Tracer):
 
     proxy_buffer_attributes = True  # buffers stay inputs of the graph, not folded constants
 
-    def __init__(self, mode: str = "jit", dynamic: dict[str, dict[int, str]] | None = None
-                 ) -> None:
+    def __init__(self, mode: str = "jit", dynamic: dict[str, dict[int, str]] | None = None) -> None:
         super().__init__()
         if mode not in ("jit", "export"):
             raise ValueError(f"RecordingTracer: mode must be 'jit' or 'export', got {mode!r}")
         self.mode = mode
         self.dynamic = dynamic or {}
         self.values: dict[Node, Any] = {}
-        self._taint: dict[Node, Any] = {}   # shape values -> dynamic dims they come from
-        self._data_dep: set[Node] = set()   # Python values computed from tensor data
+        self._taint: dict[Node, Any] = {}  # shape values -> dynamic dims they come from
+        self._data_dep: set[Node] = set()  # Python values computed from tensor data
         self.constant_names: list[str] = []
         self.warned = False
 
@@ -252,8 +269,11 @@ class RecordingTracer(Tracer):
 
     def create_node(self, kind, target, args, kwargs, name=None, type_expr=None) -> Node:
         node = super().create_node(kind, target, args, kwargs, name, type_expr)
-        if kind == "get_attr" and target.startswith("_tensor_constant") \
-                and target not in self.constant_names:
+        if (
+            kind == "get_attr"
+            and target.startswith("_tensor_constant")
+            and target not in self.constant_names
+        ):
             self.constant_names.append(target)
         if kind in ("call_function", "call_method", "get_attr"):
             self.values[node] = self._run(node)
@@ -279,31 +299,41 @@ class RecordingTracer(Tracer):
 
         ins = node.all_input_nodes
         if any(n in self._data_dep for n in ins) or (
-                node.op == "call_method" and node.target in _DATA_METHODS):
+            node.op == "call_method" and node.target in _DATA_METHODS
+        ):
             self._data_dep.add(node)
         src = node.args[0] if node.args else None
-        dims = self.dynamic.get(src.target, {}) if isinstance(src, Node) \
-            and src.op == "placeholder" else {}
+        dims = (
+            self.dynamic.get(src.target, {})
+            if isinstance(src, Node) and src.op == "placeholder"
+            else {}
+        )
         is_shape = (node.op == "call_method" and node.target in ("size",)) or (
-            node.op == "call_function" and node.target is getattr and node.args[1] == "shape")
+            node.op == "call_function" and node.target is getattr and node.args[1] == "shape"
+        )
         if is_shape and dims:
             idx = node.args[1] if node.op == "call_method" and len(node.args) > 1 else None
             if idx is None:
                 ndim = self.values[src].ndim
-                self._taint[node] = tuple(frozenset({(src.target, dims[i])}) if i in dims
-                                          else frozenset() for i in range(ndim))
+                self._taint[node] = tuple(
+                    frozenset({(src.target, dims[i])}) if i in dims else frozenset()
+                    for i in range(ndim)
+                )
             else:
                 i = idx % self.values[src].ndim
-                self._taint[node] = frozenset({(src.target, dims[i])}) if i in dims \
-                    else frozenset()
-        elif node.op == "call_function" and node.target is operator.getitem \
-                and isinstance(self._taint.get(src), tuple) and isinstance(node.args[1], int):
+                self._taint[node] = frozenset({(src.target, dims[i])}) if i in dims else frozenset()
+        elif (
+            node.op == "call_function"
+            and node.target is operator.getitem
+            and isinstance(self._taint.get(src), tuple)
+            and isinstance(node.args[1], int)
+        ):
             self._taint[node] = self._taint[src][node.args[1]]
         elif not isinstance(self.values[node], Tensor):
             found: set = set()
             for n in ins:
                 t = self._taint.get(n)
-                for part in (t if isinstance(t, tuple) else (t,)):
+                for part in t if isinstance(t, tuple) else (t,):
                     found |= part or set()
             if found:
                 self._taint[node] = frozenset(found)
@@ -322,25 +352,33 @@ class RecordingTracer(Tracer):
                     "its inputs (data-dependent control flow or value), which ember.export "
                     f"cannot capture{user_line()}{_ember_line()}. Keep the computation in "
                     "tensor ops "
-                    "(ember.where, masking) or pass the value as an input.")
+                    "(ember.where, masking) or pass the value as an input."
+                )
             self.warned = True
             warnings.warn(
                 f"Converting a {kind} to {what} might cause the trace to be incorrect. We "
                 "can't record the data flow of Python values, so this value will be treated "
                 "as a constant in the future. This means that the trace might not generalize "
-                f"to other inputs!{user_line()}", TracerWarning, stacklevel=3)
+                f"to other inputs!{user_line()}",
+                TracerWarning,
+                stacklevel=3,
+            )
             return value
         taint = self._taint.get(node)
         parts = set()
-        for part in (taint if isinstance(taint, tuple) else (taint,)):
+        for part in taint if isinstance(taint, tuple) else (taint,):
             parts |= part or set()
         if parts:
             names = ", ".join(sorted(f"{d!r} (input {i!r})" for i, d in parts))
-            msg = (f"the size of dynamic dimension {names} is turned into {what}, so the "
-                   f"program is specialized to its example value{user_line()}")
+            msg = (
+                f"the size of dynamic dimension {names} is turned into {what}, so the "
+                f"program is specialized to its example value{user_line()}"
+            )
             if self.mode == "export":
-                raise ExportError(f"Constraints violated: {msg}. Mark the dimension static "
-                                  "(no Dim) or keep the size computation in tensor ops.")
+                raise ExportError(
+                    f"Constraints violated: {msg}. Mark the dimension static "
+                    "(no Dim) or keep the size computation in tensor ops."
+                )
             warnings.warn(msg, TracerWarning, stacklevel=3)
         return value
 
@@ -352,17 +390,21 @@ class RecordingTracer(Tracer):
 
         fn = type(root).forward if isinstance(root, Module) else root
         sig = inspect.signature(fn)
-        params = list(sig.parameters.values())[1 if isinstance(root, Module) else 0:]
+        params = list(sig.parameters.values())[1 if isinstance(root, Module) else 0 :]
         try:
             bound = inspect.Signature(params).bind(*args, **(kwargs or {}))
         except TypeError as e:
-            raise TypeError(f"example inputs do not match the signature of "
-                            f"{getattr(fn, '__qualname__', fn)}: {e}") from None
+            raise TypeError(
+                f"example inputs do not match the signature of "
+                f"{getattr(fn, '__qualname__', fn)}: {e}"
+            ) from None
         bound.apply_defaults()
         for p in params:
             if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
-                raise TypeError(f"tracing a forward with *{p.name}/**{p.name} is not "
-                                "supported; give it named parameters")
+                raise TypeError(
+                    f"tracing a forward with *{p.name}/**{p.name} is not "
+                    "supported; give it named parameters"
+                )
 
         def has_tensor(v):
             found = []

@@ -15,10 +15,35 @@ from ember.fx import GraphModule, Tracer
 __all__ = ["decompose", "default_decompositions"]
 
 # methods whose ember function of the same name takes different arguments
-_KEEP_METHODS = frozenset({"size", "view", "type", "to", "dim", "numel", "item", "tolist",
-                           "expand", "repeat", "permute", "reshape", "contiguous", "float",
-                           "double", "half", "int", "long", "bool", "new_zeros", "new_ones",
-                           "new_full", "new_empty", "new_tensor", "masked_fill_"})
+_KEEP_METHODS = frozenset(
+    {
+        "size",
+        "view",
+        "type",
+        "to",
+        "dim",
+        "numel",
+        "item",
+        "tolist",
+        "expand",
+        "repeat",
+        "permute",
+        "reshape",
+        "contiguous",
+        "float",
+        "double",
+        "half",
+        "int",
+        "long",
+        "bool",
+        "new_zeros",
+        "new_ones",
+        "new_full",
+        "new_empty",
+        "new_tensor",
+        "masked_fill_",
+    }
+)
 
 
 def default_decompositions() -> dict[Callable, Callable]:
@@ -35,9 +60,13 @@ def decompose(gm: GraphModule, table: dict[Callable, Callable]) -> GraphModule:
     env: dict = {}
     for n in gm.graph.nodes:
         new = graph.node_copy(n, lambda x: env[x])
-        if n.op == "call_method" and n.target not in _KEEP_METHODS \
-                and not n.target.endswith("_") and n.target in funcs \
-                and getattr(ember.Tensor, n.target, None) is not None:
+        if (
+            n.op == "call_method"
+            and n.target not in _KEEP_METHODS
+            and not n.target.endswith("_")
+            and n.target in funcs
+            and getattr(ember.Tensor, n.target, None) is not None
+        ):
             new.op, new.target = "call_function", funcs[n.target]
         env[n] = new
     out = GraphModule(gm, graph, type(gm).__name__)
@@ -47,7 +76,12 @@ def decompose(gm: GraphModule, table: dict[Callable, Callable]) -> GraphModule:
         if n.op == "call_function" and n.target in table:
             n.target = table[n.target]
     out.recompile()
-    leaves = tuple({n.target for n in out.graph.nodes if n.op == "call_function"
-                    and n.target not in table.values()})
+    leaves = tuple(
+        {
+            n.target
+            for n in out.graph.nodes
+            if n.op == "call_function" and n.target not in table.values()
+        }
+    )
     tracer = Tracer(autowrap_functions=leaves)
     return GraphModule(out, tracer.trace(out), type(gm).__name__)

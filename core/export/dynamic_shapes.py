@@ -47,16 +47,20 @@ class Dim:
         return f"Dim({self.__name__!r}, min={self.min}, max={hi})"
 
     def to_json(self) -> dict:
-        return {"name": self.__name__, "min": self.min, "max": None if self.max == _INF
-                else self.max}
+        return {
+            "name": self.__name__,
+            "min": self.min,
+            "max": None if self.max == _INF else self.max,
+        }
 
 
 class ShapesCollection(dict):
     """torch.export.ShapesCollection's role: ``dynamic_shapes`` keyed by input name."""
 
 
-def normalize_dynamic_shapes(fn, args: tuple, kwargs: dict, dynamic_shapes: Any
-                             ) -> dict[str, dict[int, Dim]]:
+def normalize_dynamic_shapes(
+    fn, args: tuple, kwargs: dict, dynamic_shapes: Any
+) -> dict[str, dict[int, Dim]]:
     """``fn`` is a Module's unbound ``forward``. ``dynamic_shapes`` (dict by argument name,
     or tuple/list in argument order) ->
     ``{input name: {dim index: Dim}}``; checks the example inputs fit every range."""
@@ -73,18 +77,24 @@ def normalize_dynamic_shapes(fn, args: tuple, kwargs: dict, dynamic_shapes: Any
     if isinstance(dynamic_shapes, (tuple, list)):
         names = list(bound)
         if len(dynamic_shapes) != len(names):
-            raise ValueError(f"dynamic_shapes has {len(dynamic_shapes)} entries but the model "
-                             f"was given {len(names)} inputs ({', '.join(names)})")
+            raise ValueError(
+                f"dynamic_shapes has {len(dynamic_shapes)} entries but the model "
+                f"was given {len(names)} inputs ({', '.join(names)})"
+            )
         dynamic_shapes = dict(zip(names, dynamic_shapes))
     if not isinstance(dynamic_shapes, dict):
-        raise TypeError("dynamic_shapes must be a dict keyed by input name, or a tuple/list in "
-                        f"input order, got {type(dynamic_shapes).__name__}")
+        raise TypeError(
+            "dynamic_shapes must be a dict keyed by input name, or a tuple/list in "
+            f"input order, got {type(dynamic_shapes).__name__}"
+        )
     out: dict[str, dict[int, Dim]] = {}
     auto = 0
     for name, spec in dynamic_shapes.items():
         if name not in bound:
-            raise ValueError(f"dynamic_shapes names {name!r}, which is not an input of the "
-                             f"model (inputs: {', '.join(bound)})")
+            raise ValueError(
+                f"dynamic_shapes names {name!r}, which is not an input of the "
+                f"model (inputs: {', '.join(bound)})"
+            )
         if spec is None:
             continue
         value = bound[name]
@@ -93,15 +103,18 @@ def normalize_dynamic_shapes(fn, args: tuple, kwargs: dict, dynamic_shapes: Any
         if isinstance(spec, (tuple, list)):
             spec = dict(enumerate(spec))
         if not isinstance(spec, dict):
-            raise TypeError(f"dynamic_shapes[{name!r}] must map dim index -> Dim, got "
-                            f"{type(spec).__name__}")
+            raise TypeError(
+                f"dynamic_shapes[{name!r}] must map dim index -> Dim, got {type(spec).__name__}"
+            )
         dims: dict[int, Dim] = {}
         for i, d in spec.items():
             if d is None or d is Dim.STATIC:
                 continue
             if not isinstance(i, int) or not -value.ndim <= i < value.ndim:
-                raise ValueError(f"dynamic_shapes[{name!r}]: dim {i!r} is out of range for a "
-                                 f"{value.ndim}-d input")
+                raise ValueError(
+                    f"dynamic_shapes[{name!r}]: dim {i!r} is out of range for a "
+                    f"{value.ndim}-d input"
+                )
             if isinstance(d, _DimHint):  # AUTO / DYNAMIC: an unnamed, unbounded dim
                 d = Dim(f"_{name}_dim{i % value.ndim}_{auto}")
                 auto += 1
@@ -109,8 +122,10 @@ def normalize_dynamic_shapes(fn, args: tuple, kwargs: dict, dynamic_shapes: Any
                 raise TypeError(f"dynamic_shapes[{name!r}][{i}] must be a Dim, got {d!r}")
             size = value.shape[i]
             if not d.min <= size <= d.max:
-                raise ValueError(f"example input {name!r} has size {size} at dim {i}, outside "
-                                 f"the range [{d.min}, {d.max}] of {d!r}")
+                raise ValueError(
+                    f"example input {name!r} has size {size} at dim {i}, outside "
+                    f"the range [{d.min}, {d.max}] of {d!r}"
+                )
             dims[i % value.ndim] = d
         if dims:
             out[name] = dims
@@ -125,15 +140,19 @@ class InputGuards:
         self.inputs = inputs
 
     @classmethod
-    def build(cls, names: list[str], values: list[Any], dims: dict[str, dict[int, Dim]]
-              ) -> InputGuards:
+    def build(
+        cls, names: list[str], values: list[Any], dims: dict[str, dict[int, Dim]]
+    ) -> InputGuards:
         from ember import Tensor
 
         recs = []
         for n, v in zip(names, values):
             shape = list(v.shape) if isinstance(v, Tensor) else None
-            rec = {"name": n, "shape": shape,
-                   "dims": {str(i): d.to_json() for i, d in dims.get(n, {}).items()}}
+            rec = {
+                "name": n,
+                "shape": shape,
+                "dims": {str(i): d.to_json() for i, d in dims.get(n, {}).items()},
+            }
             if isinstance(v, Tensor):  # what a caller (ember serve) should convert JSON to
                 rec["dtype"] = str(v.dtype).removeprefix("ember.")
             recs.append(rec)
@@ -147,8 +166,10 @@ class InputGuards:
         from ember import Tensor
 
         if len(values) != len(self.inputs):
-            raise TypeError(f"the exported program takes {len(self.inputs)} inputs "
-                            f"({', '.join(r['name'] for r in self.inputs)}), got {len(values)}")
+            raise TypeError(
+                f"the exported program takes {len(self.inputs)} inputs "
+                f"({', '.join(r['name'] for r in self.inputs)}), got {len(values)}"
+            )
         seen: dict[str, tuple[str, int, int]] = {}
         for rec, v in zip(self.inputs, values):
             name, shape = rec["name"], rec["shape"]
@@ -157,9 +178,11 @@ class InputGuards:
             if not isinstance(v, Tensor):
                 raise TypeError(f"input {name!r} must be a Tensor, got {type(v).__name__}")
             if v.ndim != len(shape):
-                raise AssertionError(f"Guard failed: {name}.dim() == {len(shape)} (input "
-                                     f"{name!r} was exported as {len(shape)}-d, got "
-                                     f"{v.ndim}-d)")
+                raise AssertionError(
+                    f"Guard failed: {name}.dim() == {len(shape)} (input "
+                    f"{name!r} was exported as {len(shape)}-d, got "
+                    f"{v.ndim}-d)"
+                )
             for i, want in enumerate(shape):
                 got = v.shape[i]
                 d = rec["dims"].get(str(i))
@@ -168,16 +191,19 @@ class InputGuards:
                         raise AssertionError(
                             f"Guard failed: {name}.size()[{i}] == {want} (dim {i} of input "
                             f"{name!r} is static; got {got}. Mark it dynamic with a Dim in "
-                            "dynamic_shapes to allow other sizes)")
+                            "dynamic_shapes to allow other sizes)"
+                        )
                     continue
                 lo, hi = d["min"], d["max"]
                 if got < lo or (hi is not None and got > hi):
                     rng = f"[{lo}, {'inf' if hi is None else hi}]"
                     raise AssertionError(
                         f"Guard failed: {name}.size()[{i}] in {rng} (dim {i} of input "
-                        f"{name!r} is Dim {d['name']!r} with range {rng}; got {got})")
+                        f"{name!r} is Dim {d['name']!r} with range {rng}; got {got})"
+                    )
                 prev = seen.setdefault(d["name"], (name, i, got))
                 if prev[2] != got:
                     raise AssertionError(
                         f"Guard failed: {name}.size()[{i}] == {prev[0]}.size()[{prev[1]}] "
-                        f"(both are Dim {d['name']!r}; got {got} and {prev[2]})")
+                        f"(both are Dim {d['name']!r}; got {got} and {prev[2]})"
+                    )

@@ -23,9 +23,15 @@ class ExportedProgram:
     and checks the input guards (``Dim`` ranges, static sizes) on every call.
     """
 
-    def __init__(self, graph_module: GraphModule, graph_signature: ExportGraphSignature,
-                 state_dict: dict[str, Any], constants: dict[str, Any], guards: InputGuards,
-                 example_inputs: tuple | None = None) -> None:
+    def __init__(
+        self,
+        graph_module: GraphModule,
+        graph_signature: ExportGraphSignature,
+        state_dict: dict[str, Any],
+        constants: dict[str, Any],
+        guards: InputGuards,
+        example_inputs: tuple | None = None,
+    ) -> None:
         self._graph_module = graph_module
         self._graph_signature = graph_signature
         self._state_dict = state_dict
@@ -68,25 +74,29 @@ class ExportedProgram:
         return out
 
     def parameters(self):
-        yield from (v for k, v in self._state_dict.items()
-                    if k in self._graph_signature.parameters)
+        yield from (v for k, v in self._state_dict.items() if k in self._graph_signature.parameters)
 
     def named_parameters(self):
-        yield from ((k, v) for k, v in self._state_dict.items()
-                    if k in self._graph_signature.parameters)
+        yield from (
+            (k, v) for k, v in self._state_dict.items() if k in self._graph_signature.parameters
+        )
 
     def buffers(self):
         for k in self._graph_signature.buffers:
             yield self._state_dict[k] if k in self._state_dict else self._constants[k]
 
     def __call__(self, *args, **kwargs):
-        raise RuntimeError("Unable to call ExportedProgram directly. You should use "
-                           "`exported_program.module()` instead.")
+        raise RuntimeError(
+            "Unable to call ExportedProgram directly. You should use "
+            "`exported_program.module()` instead."
+        )
 
     def __str__(self) -> str:
-        return (f"ExportedProgram:\n{self._graph_module.print_readable(print_output=False)}\n"
-                f"Graph signature: {self._graph_signature}\n"
-                f"Range constraints: {self.range_constraints}\n")
+        return (
+            f"ExportedProgram:\n{self._graph_module.print_readable(print_output=False)}\n"
+            f"Graph signature: {self._graph_signature}\n"
+            f"Range constraints: {self.range_constraints}\n"
+        )
 
     __repr__ = __str__
 
@@ -128,8 +138,14 @@ class ExportedProgram:
         from .decompositions import decompose
 
         gm = decompose(self._graph_module, decomp_table or {})
-        return ExportedProgram(gm, copy.deepcopy(self._graph_signature), self._state_dict,
-                               self._constants, self._guards, self._example_inputs)
+        return ExportedProgram(
+            gm,
+            copy.deepcopy(self._graph_signature),
+            self._state_dict,
+            self._constants,
+            self._guards,
+            self._example_inputs,
+        )
 
     def validate(self) -> None:
         """Check the graph against its signature (placeholders in order, known targets)."""
@@ -147,7 +163,7 @@ class _GuardedModule(GraphModule):
         guards: InputGuards = self.__dict__["_guards"]
         if kwargs:  # bind by name, in the exported input order
             names = [r["name"] for r in guards.inputs]
-            args = args + tuple(kwargs[n] for n in names[len(args):] if n in kwargs)
+            args = args + tuple(kwargs[n] for n in names[len(args) :] if n in kwargs)
             kwargs = {}
         guards.check(list(args))
         return super().__call__(*args, **kwargs)
@@ -159,8 +175,7 @@ def _module_tree(root: dict[str, Any], sig: ExportGraphSignature):
     from ember.nn import Module, Parameter
 
     top = Module()
-    persistent = {s.target: s.persistent for s in sig.input_specs
-                  if s.kind is InputKind.BUFFER}
+    persistent = {s.target: s.persistent for s in sig.input_specs if s.kind is InputKind.BUFFER}
     params = set(sig.parameters)
     for path, t in root.items():
         *prefix, field = path.split(".")

@@ -6,8 +6,15 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-__all__ = ["InputKind", "OutputKind", "TensorArgument", "ConstantArgument", "InputSpec",
-           "OutputSpec", "ExportGraphSignature"]
+__all__ = [
+    "InputKind",
+    "OutputKind",
+    "TensorArgument",
+    "ConstantArgument",
+    "InputSpec",
+    "OutputSpec",
+    "ExportGraphSignature",
+]
 
 
 class InputKind(enum.Enum):
@@ -66,13 +73,18 @@ class InputSpec:
         return s
 
     def to_json(self) -> dict:
-        return {"kind": self.kind.name, "name": self.arg.name, "target": self.target,
-                "persistent": self.persistent}
+        return {
+            "kind": self.kind.name,
+            "name": self.arg.name,
+            "target": self.target,
+            "persistent": self.persistent,
+        }
 
     @classmethod
     def from_json(cls, d: dict) -> InputSpec:
-        return cls(InputKind[d["kind"]], TensorArgument(d["name"]), d["target"],
-                   d.get("persistent"))
+        return cls(
+            InputKind[d["kind"]], TensorArgument(d["name"]), d["target"], d.get("persistent")
+        )
 
 
 @dataclass
@@ -93,8 +105,7 @@ class OutputSpec:
 
     @classmethod
     def from_json(cls, d: dict) -> OutputSpec:
-        arg = ConstantArgument(d["name"], d["value"]) if "value" in d \
-            else TensorArgument(d["name"])
+        arg = ConstantArgument(d["name"], d["value"]) if "value" in d else TensorArgument(d["name"])
         return cls(OutputKind[d["kind"]], arg, d.get("target"))
 
 
@@ -118,8 +129,11 @@ class ExportGraphSignature:
 
     @property
     def non_persistent_buffers(self) -> tuple[str, ...]:
-        return tuple(s.target for s in self.input_specs
-                     if s.kind is InputKind.BUFFER and s.persistent is False)
+        return tuple(
+            s.target
+            for s in self.input_specs
+            if s.kind is InputKind.BUFFER and s.persistent is False
+        )
 
     @property
     def lifted_tensor_constants(self) -> tuple[str, ...]:
@@ -131,8 +145,11 @@ class ExportGraphSignature:
 
     @property
     def user_outputs(self) -> tuple:
-        return tuple(s.arg.name if isinstance(s.arg, TensorArgument) else s.arg.value
-                     for s in self.output_specs if s.kind is OutputKind.USER_OUTPUT)
+        return tuple(
+            s.arg.name if isinstance(s.arg, TensorArgument) else s.arg.value
+            for s in self.output_specs
+            if s.kind is OutputKind.USER_OUTPUT
+        )
 
     @property
     def inputs_to_parameters(self) -> dict[str, str]:
@@ -144,19 +161,29 @@ class ExportGraphSignature:
 
     @property
     def inputs_to_lifted_tensor_constants(self) -> dict[str, str]:
-        return {s.arg.name: s.target for s in self.input_specs
-                if s.kind is InputKind.CONSTANT_TENSOR}
+        return {
+            s.arg.name: s.target for s in self.input_specs if s.kind is InputKind.CONSTANT_TENSOR
+        }
 
     def __str__(self) -> str:
-        lines = ["# inputs", *map(str, self.input_specs), "", "# outputs",
-                 *map(str, self.output_specs)]
+        lines = [
+            "# inputs",
+            *map(str, self.input_specs),
+            "",
+            "# outputs",
+            *map(str, self.output_specs),
+        ]
         return "\n".join(lines) + "\n"
 
     def to_json(self) -> dict:
-        return {"inputs": [s.to_json() for s in self.input_specs],
-                "outputs": [s.to_json() for s in self.output_specs]}
+        return {
+            "inputs": [s.to_json() for s in self.input_specs],
+            "outputs": [s.to_json() for s in self.output_specs],
+        }
 
     @classmethod
     def from_json(cls, d: dict) -> ExportGraphSignature:
-        return cls([InputSpec.from_json(x) for x in d["inputs"]],
-                   [OutputSpec.from_json(x) for x in d["outputs"]])
+        return cls(
+            [InputSpec.from_json(x) for x in d["inputs"]],
+            [OutputSpec.from_json(x) for x in d["outputs"]],
+        )

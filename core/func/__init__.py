@@ -14,5 +14,17 @@ from ._module import functional_call, stack_module_state
 from ._transforms import functionalize, grad, grad_and_value, jvp, linearize, vjp
 from ._vmap import vmap
 
-__all__ = ["functional_call", "stack_module_state", "grad", "grad_and_value", "vjp", "jvp",
-           "jacrev", "jacfwd", "hessian", "linearize", "functionalize", "vmap"]
+__all__ = [
+    "functional_call",
+    "stack_module_state",
+    "grad",
+    "grad_and_value",
+    "vjp",
+    "jvp",
+    "jacrev",
+    "jacfwd",
+    "hessian",
+    "linearize",
+    "functionalize",
+    "vmap",
+]

@@ -23,8 +23,15 @@ from ._vmap_tensor import grad as vmap_grad
 from ._vmap_tensor import lift as vmap_lift
 from ._vmap_tensor import rewrap as vmap_rewrap
 
-__all__ = ["Level", "normalize_argnums", "check_out_tensors", "split_aux", "detach_tree",
-           "one_hot", "zeros"]
+__all__ = [
+    "Level",
+    "normalize_argnums",
+    "check_out_tensors",
+    "split_aux",
+    "detach_tree",
+    "one_hot",
+    "zeros",
+]
 
 
 def normalize_argnums(argnums: Any, num_args: int) -> tuple[int, ...]:
@@ -51,14 +58,16 @@ def check_out_tensors(flat: list, api: str) -> None:
         if not isinstance(o, Tensor):
             raise RuntimeError(
                 f"{api}: expected f(*primals) to return only tensors, got unsupported type "
-                f"{type(o)}")
+                f"{type(o)}"
+            )
 
 
 def split_aux(out: Any, api: str) -> tuple[Any, Any]:
     r"""``(output, aux)`` of a ``has_aux=True`` function; aux must hold only tensors."""
     if not (isinstance(out, tuple) and len(out) == 2):
-        raise RuntimeError(f"{api}: output of function f should be a tuple: (output, aux) if "
-                           "has_aux is True")
+        raise RuntimeError(
+            f"{api}: output of function f should be a tuple: (output, aux) if has_aux is True"
+        )
     for leaf in tree_flatten(out[1])[0]:
         if not isinstance(leaf, Tensor):
             raise RuntimeError(f"Expected tensors, got unsupported type {type(leaf)}")
@@ -165,17 +174,26 @@ class Level:
         return False
 
     @staticmethod
-    def vjp(outputs: list, inputs: list, cotangents: list, create_graph: bool,
-            retain_graph: bool = False) -> list:
+    def vjp(
+        outputs: list,
+        inputs: list,
+        cotangents: list,
+        create_graph: bool,
+        retain_graph: bool = False,
+    ) -> list:
         r"""``sum_i cotangent_i^T d output_i / d input`` per input (zeros where unused)."""
         pairs = [(o, c) for o, c in zip(outputs, cotangents) if o.requires_grad]
         res = None
         if pairs:
             with grad_mode.enable_grad():
-                res = vmap_grad([o for o, _ in pairs], inputs, [c for _, c in pairs],
-                                retain_graph=retain_graph or create_graph,
-                                create_graph=create_graph, allow_unused=True)
+                res = vmap_grad(
+                    [o for o, _ in pairs],
+                    inputs,
+                    [c for _, c in pairs],
+                    retain_graph=retain_graph or create_graph,
+                    create_graph=create_graph,
+                    allow_unused=True,
+                )
         if res is None:
             res = [None] * len(inputs)
-        return [vmap_rewrap(zeros(x.shape, x) if g is None else g, x)
-                for x, g in zip(inputs, res)]
+        return [vmap_rewrap(zeros(x.shape, x) if g is None else g, x) for x, g in zip(inputs, res)]

@@ -21,13 +21,15 @@ __all__ = ["ForwardGraph", "check_tangent"]
 
 def check_tangent(primal: Tensor, tangent, api: str) -> Tensor:
     if not isinstance(tangent, Tensor):
-        raise ValueError(f"{api}: Thing passed to transform API must be Tensor, got "
-                         f"{type(tangent)}")
+        raise ValueError(
+            f"{api}: Thing passed to transform API must be Tensor, got {type(tangent)}"
+        )
     if tangent.shape != primal.shape:
         raise RuntimeError(
             "Trying to set a forward gradient that has a different size than that of the "
             f"original Tensor, this is not supported. Tensor is of size {list(primal.shape)} "
-            f"while the given forward gradient is of size {list(tangent.shape)}.")
+            f"while the given forward gradient is of size {list(tangent.shape)}."
+        )
     if tangent.dtype != primal.dtype:
         tangent = tangent.to(primal.dtype)
     return tangent
@@ -41,14 +43,22 @@ class ForwardGraph:
         self.inputs = inputs
         self.outputs = outputs
         with grad_mode.enable_grad():
-            diff = [i for i, o in enumerate(outputs) if o.requires_grad
-                    and (o.is_floating_point() or o.is_complex())]
-            self.us = {i: level.fresh_leaf(vmap_rewrap(zeros_like(outputs[i]), outputs[i]))
-                       for i in diff}
+            diff = [
+                i
+                for i, o in enumerate(outputs)
+                if o.requires_grad and (o.is_floating_point() or o.is_complex())
+            ]
+            self.us = {
+                i: level.fresh_leaf(vmap_rewrap(zeros_like(outputs[i]), outputs[i])) for i in diff
+            }
             if diff:
-                g = vmap_grad([outputs[i] for i in diff], inputs,
-                              [self.us[i] for i in diff], create_graph=True,
-                              allow_unused=True)
+                g = vmap_grad(
+                    [outputs[i] for i in diff],
+                    inputs,
+                    [self.us[i] for i in diff],
+                    create_graph=True,
+                    allow_unused=True,
+                )
             else:
                 g = [None] * len(inputs)
         # an input whose g does not depend on u contributes nothing (J's block is zero)
@@ -56,8 +66,9 @@ class ForwardGraph:
 
     def needs_graph(self, tangents: list[Tensor]) -> bool:
         r"""Whether ``J v`` must stay differentiable for the caller."""
-        return self.level.needs_graph([*self.outputs, *(g for g in self.g if g is not None)],
-                                      *tangents)
+        return self.level.needs_graph(
+            [*self.outputs, *(g for g in self.g if g is not None)], *tangents
+        )
 
     def jvp(self, tangents: list[Tensor | None], create_graph: bool) -> list[Tensor]:
         r"""``J v`` per output; ``None`` tangents count as zero (and cost nothing)."""
@@ -66,9 +77,16 @@ class ForwardGraph:
         res = None
         if pairs and keys:
             with grad_mode.enable_grad():
-                res = vmap_grad([g for g, _ in pairs], [self.us[k] for k in keys],
-                                [t for _, t in pairs], retain_graph=True,
-                                create_graph=create_graph, allow_unused=True)
+                res = vmap_grad(
+                    [g for g, _ in pairs],
+                    [self.us[k] for k in keys],
+                    [t for _, t in pairs],
+                    retain_graph=True,
+                    create_graph=create_graph,
+                    allow_unused=True,
+                )
         by_out = dict(zip(keys, res)) if res is not None else {}
-        return [by_out.get(i) if by_out.get(i) is not None else zeros(o.shape, o)
-                for i, o in enumerate(self.outputs)]
+        return [
+            by_out.get(i) if by_out.get(i) is not None else zeros(o.shape, o)
+            for i, o in enumerate(self.outputs)
+        ]

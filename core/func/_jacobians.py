@@ -47,7 +47,7 @@ def _assemble(blocks, flat_o, spec_o, lifted, argnums):
     for row in blocks:
         trees, k = [], 0
         for leaves, spec in lifted:
-            trees.append(tree_unflatten(row[k:k + len(leaves)], spec))
+            trees.append(tree_unflatten(row[k : k + len(leaves)], spec))
             k += len(leaves)
         per_out.append(trees[0] if isinstance(argnums, int) else tuple(trees))
     return tree_unflatten(per_out, spec_o)
@@ -75,8 +75,14 @@ def _finish(jac, out, aux, keep, has_aux):
     return jac
 
 
-def jacrev(func: Callable, argnums: int | tuple[int, ...] = 0, *, has_aux: bool = False,
-           chunk_size: int | None = None, _preallocate_and_copy: bool = False) -> Callable:
+def jacrev(
+    func: Callable,
+    argnums: int | tuple[int, ...] = 0,
+    *,
+    has_aux: bool = False,
+    chunk_size: int | None = None,
+    _preallocate_and_copy: bool = False,
+) -> Callable:
     r"""Return a function computing the Jacobian of ``func`` with respect to the arguments at
     ``argnums``, by reverse mode.
 
@@ -99,25 +105,38 @@ def jacrev(func: Callable, argnums: int | tuple[int, ...] = 0, *, has_aux: bool 
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any):
-        level, lifted, flat_o, spec_o, aux = _run(func, args, kwargs, argnums, has_aux,
-                                                  "vjp(f, *primals)")
+        level, lifted, flat_o, spec_o, aux = _run(
+            func, args, kwargs, argnums, has_aux, "vjp(f, *primals)"
+        )
         xs = [x for leaves, _ in lifted for x in leaves]
         cg = level.needs_graph(flat_o)
         blocks = None
         if chunk_size != 1 and usable(flat_o, chunk_size):
-            blocks = _vectorized(jac_rows, func, args, kwargs, argnums, has_aux, flat_o,
-                                 chunk_size, cg)
+            blocks = _vectorized(
+                jac_rows, func, args, kwargs, argnums, has_aux, flat_o, chunk_size, cg
+            )
         if blocks is not None:
             jac = _assemble(blocks, flat_o, spec_o, lifted, argnums)
             return _finish(jac, flat_o, aux, cg, has_aux)
         blocks = []
         for o in flat_o:
             n = o.numel()
-            rows = [level.vjp([o], xs, [one_hot(o, k)], create_graph=cg, retain_graph=True)
-                    for k in range(n)] if o.requires_grad else []
-            blocks.append([
-                stack([r[j] for r in rows]).reshape(tuple(o.shape) + tuple(x.shape)) if rows
-                else zeros(tuple(o.shape) + tuple(x.shape), x) for j, x in enumerate(xs)])
+            rows = (
+                [
+                    level.vjp([o], xs, [one_hot(o, k)], create_graph=cg, retain_graph=True)
+                    for k in range(n)
+                ]
+                if o.requires_grad
+                else []
+            )
+            blocks.append(
+                [
+                    stack([r[j] for r in rows]).reshape(tuple(o.shape) + tuple(x.shape))
+                    if rows
+                    else zeros(tuple(o.shape) + tuple(x.shape), x)
+                    for j, x in enumerate(xs)
+                ]
+            )
         jac = _assemble(blocks, flat_o, spec_o, lifted, argnums)
         return _finish(jac, flat_o, aux, cg, has_aux)
 
@@ -127,8 +146,13 @@ def jacrev(func: Callable, argnums: int | tuple[int, ...] = 0, *, has_aux: bool 
 _RANDOMNESS = ("error", "different", "same")
 
 
-def jacfwd(func: Callable, argnums: int | tuple[int, ...] = 0, has_aux: bool = False, *,
-           randomness: str = "error") -> Callable:
+def jacfwd(
+    func: Callable,
+    argnums: int | tuple[int, ...] = 0,
+    has_aux: bool = False,
+    *,
+    randomness: str = "error",
+) -> Callable:
     r"""Return a function computing the Jacobian of ``func`` with respect to the arguments at
     ``argnums``, by forward mode (one Jacobian-vector product per input element).
 
@@ -146,17 +170,29 @@ def jacfwd(func: Callable, argnums: int | tuple[int, ...] = 0, has_aux: bool = F
         >>> jacfwd(ember.sin)(x)   # == ember.diag(x.cos())
     """
     if randomness not in _RANDOMNESS:
-        raise RuntimeError("Only allowed values for randomness are 'error', 'different', or "
-                           f"'same'. Got {randomness}")
+        raise RuntimeError(
+            "Only allowed values for randomness are 'error', 'different', or "
+            f"'same'. Got {randomness}"
+        )
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any):
-        level, lifted, flat_o, spec_o, aux = _run(func, args, kwargs, argnums, has_aux,
-                                                  "jvp(f, primals, tangents)")
+        level, lifted, flat_o, spec_o, aux = _run(
+            func, args, kwargs, argnums, has_aux, "jvp(f, primals, tangents)"
+        )
         xs = [x for leaves, _ in lifted for x in leaves]
         if usable(xs):
-            blocks = _vectorized(jac_cols, func, args, kwargs, argnums, has_aux, flat_o,
-                                 randomness, level.needs_graph(flat_o))
+            blocks = _vectorized(
+                jac_cols,
+                func,
+                args,
+                kwargs,
+                argnums,
+                has_aux,
+                flat_o,
+                randomness,
+                level.needs_graph(flat_o),
+            )
             if blocks is not None:
                 jac = _assemble(blocks, flat_o, spec_o, lifted, argnums)
                 return _finish(jac, flat_o, aux, level.needs_graph(flat_o), has_aux)
@@ -171,8 +207,9 @@ def jacfwd(func: Callable, argnums: int | tuple[int, ...] = 0, has_aux: bool = F
                 cols.append(fg.jvp(tangents, create_graph=cg))
             for i, o in enumerate(flat_o):
                 shape = tuple(o.shape) + tuple(x.shape)
-                blocks[i][j] = stack([c[i] for c in cols], dim=-1).reshape(shape) if cols \
-                    else zeros(shape, o)
+                blocks[i][j] = (
+                    stack([c[i] for c in cols], dim=-1).reshape(shape) if cols else zeros(shape, o)
+                )
         jac = _assemble(blocks, flat_o, spec_o, lifted, argnums)
         return _finish(jac, flat_o, aux, level.needs_graph(flat_o), has_aux)
 

@@ -28,7 +28,7 @@ def _basis(likes: list[Tensor]) -> list[Tensor]:
     out, off = [], 0
     for t in likes:
         m = t.numel()
-        e = _eye(n, dtype=t.dtype, device=t.device)[:, off:off + m]
+        e = _eye(n, dtype=t.dtype, device=t.device)[:, off : off + m]
         out.append(e.reshape((n,) + tuple(t.shape)))
         off += m
     return out
@@ -37,6 +37,7 @@ def _basis(likes: list[Tensor]) -> list[Tensor]:
 def _closure(func: Callable, args: tuple, kwargs: dict, nums: tuple[int, ...], has_aux: bool):
     """``func`` as a function of the differentiated arguments only, returning its flat
     outputs as a tuple."""
+
     def g(*diff):
         a = list(args)
         for i, d in zip(nums, diff):
@@ -67,8 +68,9 @@ def jac_rows(func, args, kwargs, nums, has_aux, flat_o, chunk_size) -> list[list
     blocks, off = [], 0
     for o in flat_o:
         n = o.numel()
-        blocks.append([r[off:off + n].reshape(tuple(o.shape) + tuple(x.shape))
-                       for r, x in zip(res, xs)])
+        blocks.append(
+            [r[off : off + n].reshape(tuple(o.shape) + tuple(x.shape)) for r, x in zip(res, xs)]
+        )
         off += n
     return blocks
 
@@ -91,7 +93,7 @@ def jac_cols(func, args, kwargs, nums, has_aux, flat_o, randomness) -> list[list
     for j, x in enumerate(xs):
         m = x.numel()
         for i, o in enumerate(flat_o):
-            c = res[i][off:off + m].reshape((m,) + tuple(o.shape))
+            c = res[i][off : off + m].reshape((m,) + tuple(o.shape))
             blocks[i][j] = c.movedim(0, -1).reshape(tuple(o.shape) + tuple(x.shape))
         off += m
     return blocks

@@ -12,10 +12,15 @@ from ..tensor import Tensor
 __all__ = ["functional_call", "stack_module_state"]
 
 
-def functional_call(module: Module,
-                    parameter_and_buffer_dicts: dict[str, Tensor] | tuple | list,
-                    args: Any | tuple | None = None, kwargs: dict[str, Any] | None = None, *,
-                    tie_weights: bool = True, strict: bool = False) -> Any:
+def functional_call(
+    module: Module,
+    parameter_and_buffer_dicts: dict[str, Tensor] | tuple | list,
+    args: Any | tuple | None = None,
+    kwargs: dict[str, Any] | None = None,
+    *,
+    tie_weights: bool = True,
+    strict: bool = False,
+) -> Any:
     r"""Call ``module`` with its parameters and buffers replaced by the given tensors.
 
     The module itself is unchanged afterwards; the replacements take part in autograd (and in
@@ -43,19 +48,22 @@ def functional_call(module: Module,
         merged = parameter_and_buffer_dicts
     elif isinstance(parameter_and_buffer_dicts, (list, tuple)):
         if not all(isinstance(d, dict) for d in parameter_and_buffer_dicts):
-            raise ValueError("Expected all elements of parameter_and_buffer_dicts to be "
-                             "dictionaries")
+            raise ValueError(
+                "Expected all elements of parameter_and_buffer_dicts to be dictionaries"
+            )
         keys = [k for d in parameter_and_buffer_dicts for k in d]
         dup = sorted({k for k in keys if keys.count(k) > 1})
         if dup:
-            raise ValueError(f"{dup} appeared in multiple dictionaries; behavior of functional "
-                             "call is ambiguous")
+            raise ValueError(
+                f"{dup} appeared in multiple dictionaries; behavior of functional call is ambiguous"
+            )
         merged = {k: v for d in parameter_and_buffer_dicts for k, v in d.items()}
     else:
-        raise ValueError("Expected parameter_and_buffer_dicts to be a dict, or a list/tuple of "
-                         f"dicts, but got {type(parameter_and_buffer_dicts)}")
-    return _functional_call(module, merged, args, kwargs, tie_weights=tie_weights,
-                            strict=strict)
+        raise ValueError(
+            "Expected parameter_and_buffer_dicts to be a dict, or a list/tuple of "
+            f"dicts, but got {type(parameter_and_buffer_dicts)}"
+        )
+    return _functional_call(module, merged, args, kwargs, tie_weights=tie_weights, strict=strict)
 
 
 def _stack_leaf(tensors: list[Tensor], name: str) -> Tensor:
@@ -66,8 +74,9 @@ def _stack_leaf(tensors: list[Tensor], name: str) -> Tensor:
     return out.requires_grad_(True) if all(req) else out
 
 
-def stack_module_state(models: list[Module] | tuple[Module, ...]
-                       ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+def stack_module_state(
+    models: list[Module] | tuple[Module, ...],
+) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
     r"""Stack the parameters and buffers of same-class models along a new leading dimension.
 
     Stacked parameters are new leaves (requiring grad where the models' do), so an optimizer
@@ -84,8 +93,9 @@ def stack_module_state(models: list[Module] | tuple[Module, ...]
     if not models:
         raise RuntimeError("stack_module_state: Expected at least one model, got 0.")
     if not (all(m.training for m in models) or not any(m.training for m in models)):
-        raise RuntimeError("stack_module_state: Expected all models to have the same "
-                           "training/eval mode.")
+        raise RuntimeError(
+            "stack_module_state: Expected all models to have the same training/eval mode."
+        )
     if any(type(m) is not type(models[0]) for m in models):
         raise RuntimeError("stack_module_state: Expected all models to be of the same class.")
     all_params = [dict(m.named_parameters()) for m in models]

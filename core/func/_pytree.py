@@ -28,8 +28,12 @@ class TreeSpec:
         return self.type is None
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, TreeSpec) and self.type is other.type and \
-            self.context == other.context and self.children == other.children
+        return (
+            isinstance(other, TreeSpec)
+            and self.type is other.type
+            and self.context == other.context
+            and self.children == other.children
+        )
 
     def __hash__(self) -> int:
         return hash((self.type, repr(self.context), len(self.children)))
@@ -72,8 +76,10 @@ def tree_unflatten(leaves: list[Any], spec: TreeSpec) -> Any:
     r"""Rebuild a tree of structure ``spec`` from ``leaves`` (as many as ``spec`` has)."""
     leaves = list(leaves)
     if len(leaves) != spec.num_leaves:
-        raise ValueError(f"tree_unflatten(leaves, spec): `leaves` has {len(leaves)} elements "
-                         f"but `spec` expects {spec.num_leaves}")
+        raise ValueError(
+            f"tree_unflatten(leaves, spec): `leaves` has {len(leaves)} elements "
+            f"but `spec` expects {spec.num_leaves}"
+        )
     it = iter(leaves)
     return _build(it, spec)
 

@@ -16,8 +16,9 @@ from ._pytree import tree_flatten, tree_unflatten
 __all__ = ["grad", "grad_and_value", "vjp", "jvp", "linearize", "functionalize"]
 
 
-def grad_and_value(func: Callable, argnums: int | tuple[int, ...] = 0,
-                   has_aux: bool = False) -> Callable:
+def grad_and_value(
+    func: Callable, argnums: int | tuple[int, ...] = 0, has_aux: bool = False
+) -> Callable:
     r"""Return a function computing ``(gradient, value)`` of ``func``.
 
     ``func`` must return a scalar (0-dim) tensor, or ``(scalar, aux)`` when ``has_aux``. The
@@ -52,13 +53,14 @@ def grad_and_value(func: Callable, argnums: int | tuple[int, ...] = 0,
         if out.dim() != 0:
             raise RuntimeError(
                 f"{api}: Expected f(*args) to return a scalar Tensor, got tensor with "
-                f"{out.dim()} dims. Maybe you wanted to use the vjp or jacrev APIs instead?")
+                f"{out.dim()} dims. Maybe you wanted to use the vjp or jacrev APIs instead?"
+            )
         flat_in = [x for leaves, _ in lifted for x in leaves]
         cg = level.needs_graph([out])
         grads = level.vjp([out], flat_in, [ones_like(out)], create_graph=cg)
         trees, k = [], 0
         for leaves, spec in lifted:
-            trees.append(tree_unflatten(grads[k:k + len(leaves)], spec))
+            trees.append(tree_unflatten(grads[k : k + len(leaves)], spec))
             k += len(leaves)
         g = trees[0] if isinstance(argnums, int) else tuple(trees)
         value = out if cg else out.detach()
@@ -117,18 +119,22 @@ def vjp(func: Callable, *primals: Any, has_aux: bool = False):
         if spec_c != spec_o:
             raise RuntimeError(
                 "Expected pytree structure of cotangents to be the same as pytree structure of "
-                f"outputs to the function. cotangents: {spec_c}, primal output: {spec_o}")
+                f"outputs to the function. cotangents: {spec_c}, primal output: {spec_o}"
+            )
         for i, (o, c) in enumerate(zip(flat_o, flat_c)):
             if not isinstance(c, Tensor):
                 raise ValueError(f"Thing passed to transform API must be Tensor, got {type(c)}")
             if c.shape != o.shape:
-                raise RuntimeError(f"Mismatch in shape: grad_output[{i}] has a shape of "
-                                   f"{c.shape} and output[{i}] has a shape of {o.shape}.")
+                raise RuntimeError(
+                    f"Mismatch in shape: grad_output[{i}] has a shape of "
+                    f"{c.shape} and output[{i}] has a shape of {o.shape}."
+                )
         flat_c = [c if c.dtype == o.dtype else c.to(o.dtype) for o, c in zip(flat_o, flat_c)]
         if create_graph is None:
             create_graph = cg_out or level.needs_graph([], *flat_c)
-        grads = level.vjp(flat_o, lifted, flat_c, create_graph=create_graph,
-                          retain_graph=retain_graph)
+        grads = level.vjp(
+            flat_o, lifted, flat_c, create_graph=create_graph, retain_graph=retain_graph
+        )
         return tree_unflatten(grads, spec_p)
 
     out_r = out if cg_out else detach_tree(out)
@@ -145,8 +151,9 @@ def _forward(func: Callable, primals: tuple, api: str, has_aux: bool):
     return level, flat_p, spec_p, ForwardGraph(level, lifted, flat_o), out, spec_o, aux
 
 
-def jvp(func: Callable, primals: tuple, tangents: tuple, *, strict: bool = False,
-        has_aux: bool = False):
+def jvp(
+    func: Callable, primals: tuple, tangents: tuple, *, strict: bool = False, has_aux: bool = False
+):
     r"""Return ``func(*primals)`` and its Jacobian-vector product with ``tangents``.
 
     Args:
@@ -168,15 +175,17 @@ def jvp(func: Callable, primals: tuple, tangents: tuple, *, strict: bool = False
     if strict:
         raise RuntimeError(f"{api}: strict=True is not supported.")
     if not isinstance(primals, tuple):
-        raise RuntimeError(f"{api}: Expected primals to be a tuple. E.g. it should be valid to "
-                           "call f(*primals).")
+        raise RuntimeError(
+            f"{api}: Expected primals to be a tuple. E.g. it should be valid to call f(*primals)."
+        )
     flat_p, spec_p = tree_flatten(primals)
     flat_t, spec_t = tree_flatten(tangents)
     if spec_p != spec_t:
         raise RuntimeError(
             f"{api}: Expected primals and tangents to have the same python structure. For "
             "example, if primals is a tuple of 3 tensors, tangents also must be. Got primals "
-            f"with structure {spec_p} and tangents with structure {spec_t}")
+            f"with structure {spec_p} and tangents with structure {spec_t}"
+        )
     if not flat_p:
         raise RuntimeError(f"{api}: Expected primals to contain at least one Tensor.")
     for p in flat_p:
@@ -210,15 +219,18 @@ def linearize(func: Callable, *primals: Any):
     def jvp_fn(*tangents: Any):
         flat_t, spec_t = tree_flatten(tangents)
         if spec_t != spec_p:
-            raise RuntimeError(f"Expected the tangents {spec_t} to have the same argspec as "
-                               f"the primals {spec_p}")
+            raise RuntimeError(
+                f"Expected the tangents {spec_t} to have the same argspec as the primals {spec_p}"
+            )
         for i, (p, t) in enumerate(zip(flat_p, flat_t)):
             if not isinstance(t, Tensor):
                 raise ValueError(f"Thing passed to transform API must be Tensor, got {type(t)}")
             if t.shape != p.shape:
-                raise RuntimeError(f"tangent:{i} with shape {t.shape} in flattened pytree "
-                                   f"doesn't match the shape {p.shape} of the corresponding "
-                                   "primal.")
+                raise RuntimeError(
+                    f"tangent:{i} with shape {t.shape} in flattened pytree "
+                    f"doesn't match the shape {p.shape} of the corresponding "
+                    "primal."
+                )
         flat_t = [t if t.dtype == p.dtype else t.to(p.dtype) for p, t in zip(flat_p, flat_t)]
         return tree_unflatten(fg.jvp(flat_t, create_graph=fg.needs_graph(flat_t)), spec_o)
 
@@ -249,7 +261,8 @@ def functionalize(func: Callable, *, remove: str = "mutations") -> Callable:
             "operators will be removed from the program, and replaced with their out-of-place "
             "equivalents.\n     remove='mutations_and_views': In addition to the above, all "
             "aliasing operators {view} will be replaced with their non-aliasing counterparts, "
-            "{view}_copy.\n")
+            "{view}_copy.\n"
+        )
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any):

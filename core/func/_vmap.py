@@ -47,14 +47,19 @@ def _flat_dims(dims: Any, tree: Any, what: str) -> list:
     """``dims`` (an int/None prefix of ``tree``'s structure) as one entry per leaf."""
     if dims is None or (isinstance(dims, int) and not isinstance(dims, bool)):
         return [dims] * len(tree_flatten(tree)[0])
-    if isinstance(dims, (tuple, list)) and isinstance(tree, (tuple, list)) \
-            and len(dims) == len(tree):
+    if (
+        isinstance(dims, (tuple, list))
+        and isinstance(tree, (tuple, list))
+        and len(dims) == len(tree)
+    ):
         return [d for sub, t in zip(dims, tree) for d in _flat_dims(sub, t, what)]
     if isinstance(dims, dict) and isinstance(tree, dict) and set(dims) == set(tree):
         return [d for key in tree for d in _flat_dims(dims[key], tree[key], what)]
-    raise ValueError(f"vmap: {what}={dims!r} is not compatible with the structure of the "
-                     f"{'inputs' if what == 'in_dims' else 'outputs'} ({type(tree).__name__} "
-                     f"{_structure(tree)}); give an int, None, or a matching pytree prefix")
+    raise ValueError(
+        f"vmap: {what}={dims!r} is not compatible with the structure of the "
+        f"{'inputs' if what == 'in_dims' else 'outputs'} ({type(tree).__name__} "
+        f"{_structure(tree)}); give an int, None, or a matching pytree prefix"
+    )
 
 
 def _structure(tree: Any) -> str:
@@ -76,12 +81,20 @@ def _check_dims(dims: Any, what: str) -> None:
         for d in dims.values():
             _check_dims(d, what)
         return
-    raise ValueError(f"vmap: expected {what} to be int or a (potentially nested) tuple matching "
-                     f"the structure of inputs, got: {type(dims)}.")
+    raise ValueError(
+        f"vmap: expected {what} to be int or a (potentially nested) tuple matching "
+        f"the structure of inputs, got: {type(dims)}."
+    )
 
 
-def vmap(func: Callable, in_dims: Any = 0, out_dims: Any = 0, randomness: str = "error", *,
-         chunk_size: int | None = None) -> Callable:
+def vmap(
+    func: Callable,
+    in_dims: Any = 0,
+    out_dims: Any = 0,
+    randomness: str = "error",
+    *,
+    chunk_size: int | None = None,
+) -> Callable:
     r"""Vectorizing map: ``vmap(func)`` maps ``func`` over a dim of its inputs.
 
     ``func`` is written for one sample; the returned function takes inputs with an extra
@@ -112,10 +125,13 @@ def vmap(func: Callable, in_dims: Any = 0, out_dims: Any = 0, randomness: str = 
     if not callable(func):
         raise RuntimeError(f"vmap: func must be callable, got {type(func)}")
     if randomness not in _RANDOMNESS:
-        raise RuntimeError(f"Only allowed values for randomness are 'error', 'different', or "
-                           f"'same'. Got {randomness}")
-    if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int)
-                                   or chunk_size <= 0):
+        raise RuntimeError(
+            f"Only allowed values for randomness are 'error', 'different', or "
+            f"'same'. Got {randomness}"
+        )
+    if chunk_size is not None and (
+        isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size <= 0
+    ):
         raise ValueError(f"vmap: chunk_size should be None or greater than 0. (got {chunk_size})")
     _check_dims(in_dims, "in_dims")
     _check_dims(out_dims, "out_dims")
@@ -123,23 +139,27 @@ def vmap(func: Callable, in_dims: Any = 0, out_dims: Any = 0, randomness: str = 
     @functools.wraps(func)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
         if not args:
-            raise ValueError("vmap(f)(): got no inputs. vmap maps over positional inputs; "
-                             "keyword arguments are passed to every sample unchanged")
+            raise ValueError(
+                "vmap(f)(): got no inputs. vmap maps over positional inputs; "
+                "keyword arguments are passed to every sample unchanged"
+            )
         if isinstance(in_dims, (tuple, list)):
             if len(in_dims) != len(args):
-                raise ValueError(f"vmap: in_dims is not compatible with the structure of "
-                                 f"`inputs`. in_dims has {len(in_dims)} entries but there are "
-                                 f"{len(args)} inputs (in_dims={in_dims!r})")
-            flat_dims = [d for sub, a in zip(in_dims, args) for d in _flat_dims(sub, a,
-                                                                                "in_dims")]
+                raise ValueError(
+                    f"vmap: in_dims is not compatible with the structure of "
+                    f"`inputs`. in_dims has {len(in_dims)} entries but there are "
+                    f"{len(args)} inputs (in_dims={in_dims!r})"
+                )
+            flat_dims = [d for sub, a in zip(in_dims, args) for d in _flat_dims(sub, a, "in_dims")]
         else:
             flat_dims = _flat_dims(in_dims, args, "in_dims")
         flat_args, spec = tree_flatten(args)
         size = _batch_size(flat_args, flat_dims)
         if chunk_size is None or chunk_size >= size:
             return _run(func, flat_args, flat_dims, spec, kwargs, size, out_dims, randomness)
-        return _chunked(func, flat_args, flat_dims, spec, kwargs, size, out_dims, randomness,
-                        chunk_size)
+        return _chunked(
+            func, flat_args, flat_dims, spec, kwargs, size, out_dims, randomness, chunk_size
+        )
 
     return wrapped
 
@@ -150,21 +170,29 @@ def _batch_size(flat_args: list, flat_dims: list) -> int:
         if d is None:
             continue
         if not isinstance(a, Tensor):
-            raise ValueError(f"vmap: Got in_dim={d} for an input but the input is of type "
-                             f"{type(a)}. We cannot vmap over non-Tensor arguments, please use "
-                             "None as the respective in_dim")
+            raise ValueError(
+                f"vmap: Got in_dim={d} for an input but the input is of type "
+                f"{type(a)}. We cannot vmap over non-Tensor arguments, please use "
+                "None as the respective in_dim"
+            )
         n = a.dim()
         if not -n <= d < n:
-            raise ValueError(f"vmap: Got in_dim={d} for some input, but that input is a Tensor "
-                             f"of dimensionality {n} so expected in_dim to satisfy "
-                             f"-{n} <= in_dim < {n}.")
+            raise ValueError(
+                f"vmap: Got in_dim={d} for some input, but that input is a Tensor "
+                f"of dimensionality {n} so expected in_dim to satisfy "
+                f"-{n} <= in_dim < {n}."
+            )
         sizes.append(a.shape[d])
     if not sizes:
-        raise ValueError("vmap: at least one input must be mapped (in_dims are all None or "
-                         "there are no tensor inputs)")
+        raise ValueError(
+            "vmap: at least one input must be mapped (in_dims are all None or "
+            "there are no tensor inputs)"
+        )
     if len(set(sizes)) != 1:
-        raise ValueError(f"vmap: Expected all tensors to have the same size in the mapped "
-                         f"dimension, got sizes {sizes} for the mapped dimension")
+        raise ValueError(
+            f"vmap: Expected all tensors to have the same size in the mapped "
+            f"dimension, got sizes {sizes} for the mapped dimension"
+        )
     return sizes[0]
 
 
@@ -184,8 +212,11 @@ def _run(func, flat_args, flat_dims, spec, kwargs, size, out_dims, randomness):
             inputs.append(wrap(p, levels + (level,)))
         out = patched(func)(*tree_unflatten(inputs, spec), **kwargs)
         flat_out, ospec = tree_flatten(out)
-        if isinstance(out_dims, (tuple, list)) and len(out_dims) == 1 \
-                and not isinstance(out, (tuple, list)):
+        if (
+            isinstance(out_dims, (tuple, list))
+            and len(out_dims) == 1
+            and not isinstance(out, (tuple, list))
+        ):
             flat_od = [out_dims[0]]
         else:
             flat_od = _flat_dims(out_dims, out, "out_dims")
@@ -199,8 +230,10 @@ def _unbatch(o: Any, od: Any, level: int, size: int, func) -> Any:
     if not isinstance(o, Tensor):
         if od is None:
             return o
-        raise ValueError(f"vmap: `{getattr(func, '__name__', func)}` must only return Tensors, "
-                         f"got type {type(o)}. Did you mean to set out_dims= to None for output?")
+        raise ValueError(
+            f"vmap: `{getattr(func, '__name__', func)}` must only return Tensors, "
+            f"got type {type(o)}. Did you mean to set out_dims= to None for output?"
+        )
     levels = levels_of(o)
     if level not in levels:
         if od is None:
@@ -210,14 +243,18 @@ def _unbatch(o: Any, od: Any, level: int, size: int, func) -> Any:
         shape[od] = size
         return x.expand(shape)
     if od is None:
-        raise ValueError("vmap: out_dims=None for an output that depends on the mapped inputs "
-                         "(it differs per sample); give an int out_dim")
+        raise ValueError(
+            "vmap: out_dims=None for an output that depends on the mapped inputs "
+            "(it differs per sample); give an int out_dim"
+        )
     j = levels.index(level)
     rest = tuple(lv for lv in levels if lv != level)
     nd = o.dim() + 1
     if not -nd <= od < nd:
-        raise ValueError(f"vmap: out_dim={od} is out of range for an output with {o.dim()} "
-                         f"dims per sample (expected -{nd} <= out_dim < {nd})")
+        raise ValueError(
+            f"vmap: out_dim={od} is out of range for an output with {o.dim()} "
+            f"dims per sample (expected -{nd} <= out_dim < {nd})"
+        )
     dest = (od + nd if od < 0 else od) + len(rest)
     with unwrapped(o):
         p = o.movedim(j, dest) if j != dest else o.view_as(o)
@@ -234,8 +271,12 @@ def _chunked(func, flat_args, flat_dims, spec, kwargs, size, out_dims, randomnes
         part = [a if d is None else a.narrow(d, start, n) for a, d in zip(flat_args, flat_dims)]
         pieces.append(_run(func, part, flat_dims, spec, kwargs, n, out_dims, randomness))
     flat0, ospec = tree_flatten(pieces[0])
-    if isinstance(out_dims, (tuple, list)) and len(out_dims) == 1 and len(flat0) == 1 \
-            and not isinstance(pieces[0], (tuple, list)):
+    if (
+        isinstance(out_dims, (tuple, list))
+        and len(out_dims) == 1
+        and len(flat0) == 1
+        and not isinstance(pieces[0], (tuple, list))
+    ):
         flat_od = [out_dims[0]]
     else:
         flat_od = _flat_dims(out_dims, pieces[0], "out_dims")

@@ -38,18 +38,21 @@ def _plan(x: Tensor, items: tuple):
     their dims in one sample's result, or None when they lead)."""
     for i in items:
         if is_batched(i) and (_is_mask(i) or i.is_floating_point()):
-            raise RuntimeError("vmap: indexing with a batched boolean mask has a data-dependent "
-                               "shape and cannot be batched (as in torch.func.vmap)")
+            raise RuntimeError(
+                "vmap: indexing with a batched boolean mask has a data-dependent "
+                "shape and cannot be batched (as in torch.func.vmap)"
+            )
     adv = [n for n, i in enumerate(items) if _is_adv(i)]
     if any(_is_mask(items[n]) for n in adv):
-        raise RuntimeError("vmap: mixing a boolean mask with batched index tensors is not "
-                           "supported")
+        raise RuntimeError(
+            "vmap: mixing a boolean mask with batched index tensors is not supported"
+        )
     contiguous = adv == list(range(adv[0], adv[0] + len(adv)))
     if not contiguous or adv[0] == 0:
         return None
     consumed = sum(1 for i in items if i is not None and i is not Ellipsis)
     pos = 0
-    for i in items[:adv[0]]:
+    for i in items[: adv[0]]:
         if i is Ellipsis:
             pos += x.dim() - consumed
         elif not isinstance(i, int):
@@ -88,8 +91,11 @@ def getitem_rule(fallback):
         if any(isinstance(i, int) for i in items):
             # PyTorch selects with integers first (x[1, :, i] == x[1][:, i]); NumPy would
             # count them as advanced indices
-            first = tuple(i if isinstance(i, int) or i is Ellipsis else slice(None)
-                          for i in items if i is not None)
+            first = tuple(
+                i if isinstance(i, int) or i is Ellipsis else slice(None)
+                for i in items
+                if i is not None
+            )
             x = x[first]
             items = tuple(i for i in items if not isinstance(i, int))
             return rule(orig, (x, items), kwargs)
@@ -115,9 +121,11 @@ def setitem_rule(fallback):
             return fallback(orig, args, kwargs)
         target = merge_levels(levels_of(x), levels_of(v), *(levels_of(i) for i in items))
         if levels_of(x) != target:
-            raise RuntimeError("vmap: x[index] = v with a batched index or value needs x batched "
-                               "too (each sample writes its own copy); clone x per sample first, "
-                               "or use index_put")
+            raise RuntimeError(
+                "vmap: x[index] = v with a batched index or value needs x batched "
+                "too (each sample writes its own copy); clone x per sample first, "
+                "or use index_put"
+            )
         pos = _plan(x, items)
         k = len(target)
         with unwrapped(x, items, v) as lv:
@@ -181,5 +189,6 @@ def install() -> None:
     get, put_ = RULES["__getitem__"], RULES["__setitem__"]
     RULES["__getitem__"] = RULES["getitem"] = getitem_rule(get)
     RULES["__setitem__"] = RULES["setitem"] = setitem_rule(put_)
-    RULES.update({"index_put": index_put_rule, "put": put_rule,
-                  "masked_scatter": masked_scatter_rule})
+    RULES.update(
+        {"index_put": index_put_rule, "put": put_rule, "masked_scatter": masked_scatter_rule}
+    )

@@ -13,8 +13,16 @@ from ..autograd import function as _function
 from ..tensor import Tensor
 from ._vmap_tensor import _CLASSES, _COUNTER, _PHYS, _STACK, BatchedTensor
 
-__all__ = ["RULES", "ALWAYS", "dispatch", "no_rule", "enter_level", "exit_level", "patched",
-           "install_methods"]
+__all__ = [
+    "RULES",
+    "ALWAYS",
+    "dispatch",
+    "no_rule",
+    "enter_level",
+    "exit_level",
+    "patched",
+    "install_methods",
+]
 
 
 # ---- dispatch ----------------------------------------------------------------------------
@@ -42,7 +50,8 @@ def no_rule(name: str) -> RuntimeError:
         f"vmap: there is no batching rule for '{name}', so it cannot run on a batched tensor. "
         "Batching rules exist for elementwise ops, reductions, shape and indexing ops, the "
         "matmul family and common nn.functional ops (see docs/func.md); compute this op "
-        "outside vmap, or write the function with supported ops.")
+        "outside vmap, or write the function with supported ops."
+    )
 
 
 def dispatch(name: str, orig: Callable, args: tuple, kwargs: dict):
@@ -102,8 +111,12 @@ def _namespace_targets() -> list[tuple[Any, str, str, Callable]]:
     import types
 
     for name, fn in list(Tensor.__dict__.items()):
-        if isinstance(fn, types.FunctionType) and name not in _PASS_METHODS \
-                and (not name.startswith("_") or name in _DUNDER_OPS) and name != "__init__":
+        if (
+            isinstance(fn, types.FunctionType)
+            and name not in _PASS_METHODS
+            and (not name.startswith("_") or name in _DUNDER_OPS)
+            and name != "__init__"
+        ):
             out.append((Tensor, name, name, fn))
     # modules that hold their functional as a class attribute (nn.Conv2d._fn, nn.ReLU._fn)
     import ember.nn as nn
@@ -185,15 +198,46 @@ def exit_level() -> None:
 # ---- methods of the batched classes ------------------------------------------------------
 # Intrinsic methods that are right on a batched tensor as they are (autograd state, dtype and
 # device queries).
-_PASS_METHODS = frozenset({
-    "requires_grad_", "register_hook", "retain_grad", "is_floating_point", "is_complex",
-    "element_size", "backward", "get_device", "is_signed", "data_ptr", "untyped_storage",
-    "is_shared", "is_pinned", "type_as", "__reduce_ex__", "__reduce__", "__deepcopy__",
-    "__copy__", "__setstate__", "__getstate__", "__format__", "__sizeof__", "__dir__",
-    "__init_subclass__", "__subclasshook__", "__class_getitem__", "__instancecheck__",
-    "__array__", "__array_wrap__", "__dlpack__", "__dlpack_device__", "__contains__",
-    "__reversed__", "__eq__", "__ne__", "__delitem__",
-})
+_PASS_METHODS = frozenset(
+    {
+        "requires_grad_",
+        "register_hook",
+        "retain_grad",
+        "is_floating_point",
+        "is_complex",
+        "element_size",
+        "backward",
+        "get_device",
+        "is_signed",
+        "data_ptr",
+        "untyped_storage",
+        "is_shared",
+        "is_pinned",
+        "type_as",
+        "__reduce_ex__",
+        "__reduce__",
+        "__deepcopy__",
+        "__copy__",
+        "__setstate__",
+        "__getstate__",
+        "__format__",
+        "__sizeof__",
+        "__dir__",
+        "__init_subclass__",
+        "__subclasshook__",
+        "__class_getitem__",
+        "__instancecheck__",
+        "__array__",
+        "__array_wrap__",
+        "__dlpack__",
+        "__dlpack_device__",
+        "__contains__",
+        "__reversed__",
+        "__eq__",
+        "__ne__",
+        "__delitem__",
+    }
+)
 
 
 def _method(name: str, orig: Callable) -> Callable:
@@ -225,11 +269,47 @@ def install_methods() -> None:
 
 
 # Operators that must never see a batched tensor without a rule (they compute on _data).
-_DUNDER_OPS = frozenset({
-    "__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__", "__truediv__",
-    "__rtruediv__", "__floordiv__", "__rfloordiv__", "__mod__", "__rmod__", "__pow__",
-    "__rpow__", "__matmul__", "__rmatmul__", "__neg__", "__pos__", "__abs__", "__invert__",
-    "__and__", "__rand__", "__or__", "__ror__", "__xor__", "__rxor__", "__lt__", "__le__",
-    "__gt__", "__ge__", "__eq__", "__ne__", "__getitem__", "__setitem__", "__iadd__",
-    "__isub__", "__imul__", "__itruediv__", "__lshift__", "__rshift__",
-})
+_DUNDER_OPS = frozenset(
+    {
+        "__add__",
+        "__radd__",
+        "__sub__",
+        "__rsub__",
+        "__mul__",
+        "__rmul__",
+        "__truediv__",
+        "__rtruediv__",
+        "__floordiv__",
+        "__rfloordiv__",
+        "__mod__",
+        "__rmod__",
+        "__pow__",
+        "__rpow__",
+        "__matmul__",
+        "__rmatmul__",
+        "__neg__",
+        "__pos__",
+        "__abs__",
+        "__invert__",
+        "__and__",
+        "__rand__",
+        "__or__",
+        "__ror__",
+        "__xor__",
+        "__rxor__",
+        "__lt__",
+        "__le__",
+        "__gt__",
+        "__ge__",
+        "__eq__",
+        "__ne__",
+        "__getitem__",
+        "__setitem__",
+        "__iadd__",
+        "__isub__",
+        "__imul__",
+        "__itruediv__",
+        "__lshift__",
+        "__rshift__",
+    }
+)

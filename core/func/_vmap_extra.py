@@ -157,8 +157,9 @@ def msort_rule(orig, args, kwargs):
 
 def sum_to_size_rule(orig, args, kwargs):
     x = args[0]
-    size = tuple(args[1]) if len(args) == 2 and isinstance(args[1], (tuple, list)) \
-        else tuple(args[1:])
+    size = (
+        tuple(args[1]) if len(args) == 2 and isinstance(args[1], (tuple, list)) else tuple(args[1:])
+    )
     lead = x.dim() - len(size)
     if lead:
         x = x.sum(tuple(range(lead)))
@@ -194,8 +195,11 @@ def vander_rule(orig, args, kwargs):
     powers = _em().arange(n, device=x.device)
     if not inc:
         powers = powers.flip(0)
-    return x.unsqueeze(-1) ** powers.to(x.dtype) if x.is_floating_point() else \
-        x.unsqueeze(-1) ** powers
+    return (
+        x.unsqueeze(-1) ** powers.to(x.dtype)
+        if x.is_floating_point()
+        else x.unsqueeze(-1) ** powers
+    )
 
 
 def quantile_rule(orig, args, kwargs):
@@ -228,28 +232,43 @@ def install() -> None:
     RULES["gradient"] = all_dims(9, "dim")
     for name in ("complex", "polar"):
         RULES[name] = elementwise
-    for name in ("view_as_real", "view_as_complex", "resolve_conj", "resolve_neg",
-                 "conj_physical"):
+    for name in ("view_as_real", "view_as_complex", "resolve_conj", "resolve_neg", "conj_physical"):
         RULES[name] = passthrough
-    RULES.update({
-        "diag": diag_rule, "diag_embed": diag_embed_rule, "diagflat": diagflat_rule,
-        "atleast_1d": _atleast(1), "atleast_2d": _atleast(2), "atleast_3d": _atleast(3),
-        "hsplit": _split_dir(lambda x: 1 if x.dim() > 1 else 0),
-        "vsplit": _split_dir(lambda x: 0), "dsplit": _split_dir(lambda x: 2),
-        "hstack": _stack_like(_atleast_one(1), lambda t: 1 if t.dim() > 1 else 0),
-        "vstack": _stack_like(_atleast_one(2), lambda t: 0),
-        "row_stack": _stack_like(_atleast_one(2), lambda t: 0),
-        "dstack": _stack_like(_atleast_one(3), lambda t: 2),
-        "column_stack": _stack_like(_col, lambda t: 1),
-        "broadcast_tensors": broadcast_tensors_rule, "meshgrid": meshgrid_rule,
-        "cartesian_prod": cartesian_prod_rule, "dist": dist_rule, "msort": msort_rule,
-        "sum_to_size": sum_to_size_rule,
-        "cov": cov_rule, "corrcoef": corrcoef_rule, "quantile": quantile_rule,
-        "nanquantile": quantile_rule,
-        "split_with_sizes": dim_op(2, "dim", 0), "unsafe_split": dim_op(2, "dim", 0),
-        "unsafe_chunk": dim_op(2, "dim", 0), "narrow_copy": dim_op(1, "dim", _ABSENT),
-        "unfold": dim_op(1, "dimension", _ABSENT), "rot90": dim_op(2, "dims", (0, 1)),
-        "repeat_interleave": dim_op(2, "dim", _ABSENT),
-        "trapezoid": dim_op(9, "dim", -1), "trapz": dim_op(9, "dim", -1),
-        "cumulative_trapezoid": dim_op(9, "dim", -1),
-    })
+    RULES.update(
+        {
+            "diag": diag_rule,
+            "diag_embed": diag_embed_rule,
+            "diagflat": diagflat_rule,
+            "atleast_1d": _atleast(1),
+            "atleast_2d": _atleast(2),
+            "atleast_3d": _atleast(3),
+            "hsplit": _split_dir(lambda x: 1 if x.dim() > 1 else 0),
+            "vsplit": _split_dir(lambda x: 0),
+            "dsplit": _split_dir(lambda x: 2),
+            "hstack": _stack_like(_atleast_one(1), lambda t: 1 if t.dim() > 1 else 0),
+            "vstack": _stack_like(_atleast_one(2), lambda t: 0),
+            "row_stack": _stack_like(_atleast_one(2), lambda t: 0),
+            "dstack": _stack_like(_atleast_one(3), lambda t: 2),
+            "column_stack": _stack_like(_col, lambda t: 1),
+            "broadcast_tensors": broadcast_tensors_rule,
+            "meshgrid": meshgrid_rule,
+            "cartesian_prod": cartesian_prod_rule,
+            "dist": dist_rule,
+            "msort": msort_rule,
+            "sum_to_size": sum_to_size_rule,
+            "cov": cov_rule,
+            "corrcoef": corrcoef_rule,
+            "quantile": quantile_rule,
+            "nanquantile": quantile_rule,
+            "split_with_sizes": dim_op(2, "dim", 0),
+            "unsafe_split": dim_op(2, "dim", 0),
+            "unsafe_chunk": dim_op(2, "dim", 0),
+            "narrow_copy": dim_op(1, "dim", _ABSENT),
+            "unfold": dim_op(1, "dimension", _ABSENT),
+            "rot90": dim_op(2, "dims", (0, 1)),
+            "repeat_interleave": dim_op(2, "dim", _ABSENT),
+            "trapezoid": dim_op(9, "dim", -1),
+            "trapz": dim_op(9, "dim", -1),
+            "cumulative_trapezoid": dim_op(9, "dim", -1),
+        }
+    )

@@ -42,15 +42,18 @@ def _index_pair(orig, args, kwargs, dim_first: bool):
     else:
         rest = list(args[1:])
         dim = rest.pop(1) if len(rest) > 1 else kwargs.pop("dim", None)
-    ts = [x] + [r for r in rest if isinstance(r, Tensor)] + \
-        [v for v in kwargs.values() if isinstance(v, Tensor)]
+    ts = (
+        [x]
+        + [r for r in rest if isinstance(r, Tensor)]
+        + [v for v in kwargs.values() if isinstance(v, Tensor)]
+    )
     target = merge_levels(*(levels_of(t) for t in ts))
     nd = x.dim()
     k = len(target)
     with unwrapped(args, kwargs) as lv:
+
         def fix(a):
-            return align(a, lv.get(id(a), ()), target, expand=True) if isinstance(a, Tensor) \
-                else a
+            return align(a, lv.get(id(a), ()), target, expand=True) if isinstance(a, Tensor) else a
 
         p = fix(x)
         rest = [fix(r) for r in rest]
@@ -87,7 +90,8 @@ def index_select_rule(orig, args, kwargs):
         full[d] = index.shape[0]
         return _ember().gather(x, d, index.reshape(shape).expand(full))
     return _one(lambda p, k, nd, b, dim, index: orig(p, _wrap_dim(dim, nd) + k, index))(
-        orig, (x, dim, index), {})
+        orig, (x, dim, index), {}
+    )
 
 
 def _ember():
@@ -110,18 +114,27 @@ def getitem_rule(orig, args, kwargs):
             with unwrapped(items[0]) as lv:
                 out = orig(x, items[0])
             return wrap(out, lv[id(items[0])])
-        raise RuntimeError("vmap: indexing a tensor with batched indices is only supported as "
-                           "x[index] (one index tensor)")
+        raise RuntimeError(
+            "vmap: indexing a tensor with batched indices is only supported as "
+            "x[index] (one index tensor)"
+        )
     levels = levels_of(x)
     adv = [n for n, i in enumerate(items) if _is_adv(i)]
     if adv and adv != list(range(adv[0], adv[0] + len(adv))):
-        raise RuntimeError("vmap: indexing with advanced indices separated by slices is not "
-                           "supported (NumPy would move their dims to the front)")
+        raise RuntimeError(
+            "vmap: indexing with advanced indices separated by slices is not "
+            "supported (NumPy would move their dims to the front)"
+        )
     if batched_idx:
-        if adv[0] != 0 or len(adv) != 1 or batched_idx[0].dtype.is_floating_point \
-                or str(batched_idx[0].dtype) == "ember.bool":
-            raise RuntimeError("vmap: a batched index tensor is supported as the first index "
-                               "(integer) only")
+        if (
+            adv[0] != 0
+            or len(adv) != 1
+            or batched_idx[0].dtype.is_floating_point
+            or str(batched_idx[0].dtype) == "ember.bool"
+        ):
+            raise RuntimeError(
+                "vmap: a batched index tensor is supported as the first index (integer) only"
+            )
         ix = items[0]
         target = merge_levels(levels, levels_of(ix))
         with unwrapped(x, ix) as lv:
@@ -139,11 +152,10 @@ def getitem_rule(orig, args, kwargs):
     return wrap(out, levels)
 
 
-
-
 def _pair(dim_positions: tuple[int, ...], defaults: tuple) -> Callable:
     """input/src pairs with dims (select_scatter, slice_scatter, diagonal_scatter): both
     batched alike, the dims shifted."""
+
     def rule(orig, args, kwargs):
         x, src = args[0], args[1]
         target = merge_levels(levels_of(x), levels_of(src))
@@ -151,8 +163,11 @@ def _pair(dim_positions: tuple[int, ...], defaults: tuple) -> Callable:
         args = list(args)
         names = {2: "dim", 3: "dim1", 4: "dim2"}
         for pos, default in zip(dim_positions, defaults):
-            name = names.get(pos, "dim") if orig.__name__ != "diagonal_scatter" else \
-                {3: "dim1", 4: "dim2"}[pos]
+            name = (
+                names.get(pos, "dim")
+                if orig.__name__ != "diagonal_scatter"
+                else {3: "dim1", 4: "dim2"}[pos]
+            )
             if len(args) > pos:
                 args[pos] = _wrap_dim(args[pos], nd) + k
             else:
@@ -173,18 +188,27 @@ def index_update(orig, args, kwargs):
     if is_batched(index):
         return _index_update_as_scatter(orig.__name__, args, kwargs)
     rest = list(args[3:])
-    ts = [x] + [r for r in rest if isinstance(r, Tensor)] + \
-        [v for v in kwargs.values() if isinstance(v, Tensor)]
+    ts = (
+        [x]
+        + [r for r in rest if isinstance(r, Tensor)]
+        + [v for v in kwargs.values() if isinstance(v, Tensor)]
+    )
     target = merge_levels(*(levels_of(t) for t in ts))
     nd = x.dim()
     with unwrapped(args, kwargs) as lv:
+
         def fix(a):
             if isinstance(a, Tensor) and a is not index:
                 return align(a, lv.get(id(a), ()), target, expand=True)
             return a
 
-        out = orig(fix(x), _wrap_dim(dim, nd) + len(target), index, *[fix(r) for r in rest],
-                   **{n: fix(v) for n, v in kwargs.items()})
+        out = orig(
+            fix(x),
+            _wrap_dim(dim, nd) + len(target),
+            index,
+            *[fix(r) for r in rest],
+            **{n: fix(v) for n, v in kwargs.items()},
+        )
     return wrap(out, target)
 
 
@@ -210,8 +234,7 @@ def _index_update_as_scatter(name: str, args: tuple, kwargs: dict):
     if name == "index_copy":
         return em.scatter(x, d, idx, src)
     reduce = args[4] if len(args) > 4 else kwargs["reduce"]
-    return em.scatter_reduce(x, d, idx, src, reduce,
-                             include_self=kwargs.get("include_self", True))
+    return em.scatter_reduce(x, d, idx, src, reduce, include_self=kwargs.get("include_self", True))
 
 
 def setitem_rule(orig, args, kwargs):
@@ -223,13 +246,15 @@ def setitem_rule(orig, args, kwargs):
             "vmap: inplace arithmetic(self, *extra_args) is not possible because there exists a "
             "Tensor `other` in extra_args that has more elements than `self`. This happened due "
             "to `other` being vmapped over but `self` not being vmapped over in a vmap. Please "
-            "try to use out-of-place operators instead of inplace.")
+            "try to use out-of-place operators instead of inplace."
+        )
     if any(is_batched(i) for i in items):
         raise RuntimeError("vmap: assignment through a batched index tensor has no batching rule")
     adv = [n for n, i in enumerate(items) if _is_adv(i)]
     if adv and adv != list(range(adv[0], adv[0] + len(adv))):
-        raise RuntimeError("vmap: assignment with advanced indices separated by slices is not "
-                           "supported")
+        raise RuntimeError(
+            "vmap: assignment with advanced indices separated by slices is not supported"
+        )
     levels = levels_of(x)
     k = len(levels)
     with unwrapped(x, v) as lv:
@@ -246,14 +271,25 @@ def take_rule(orig, args, kwargs):
 
 
 def install() -> None:
-    RULES.update({
-        "cat": cat_rule, "concat": cat_rule, "concatenate": cat_rule, "stack": stack_rule,
-        "gather": gather_rule, "take_along_dim": take_along_dim_rule,
-        "index_select": index_select_rule, "__getitem__": getitem_rule, "getitem": getitem_rule,
-        "__setitem__": setitem_rule, "setitem": setitem_rule, "take": take_rule,
-        "select_scatter": _pair((2,), (0,)), "slice_scatter": _pair((2,), (0,)),
-        "diagonal_scatter": _pair((3, 4), (0, 1)),
-    })
+    RULES.update(
+        {
+            "cat": cat_rule,
+            "concat": cat_rule,
+            "concatenate": cat_rule,
+            "stack": stack_rule,
+            "gather": gather_rule,
+            "take_along_dim": take_along_dim_rule,
+            "index_select": index_select_rule,
+            "__getitem__": getitem_rule,
+            "getitem": getitem_rule,
+            "__setitem__": setitem_rule,
+            "setitem": setitem_rule,
+            "take": take_rule,
+            "select_scatter": _pair((2,), (0,)),
+            "slice_scatter": _pair((2,), (0,)),
+            "diagonal_scatter": _pair((3, 4), (0, 1)),
+        }
+    )
     for name in ("scatter", "scatter_add", "scatter_reduce"):
         RULES[name] = functools.partial(_index_pair, dim_first=True)
     for name in ("index_add", "index_copy", "index_fill", "index_reduce"):

@@ -29,8 +29,9 @@ def matmul_rule(orig, args, kwargs):
         raise TypeError("matmul(): argument must be a Tensor")
     ea, eb = a.dim(), b.dim()
     if ea == 0 or eb == 0:
-        raise RuntimeError(f"both arguments to matmul need to be at least 1D, but they are "
-                           f"{ea}D and {eb}D")
+        raise RuntimeError(
+            f"both arguments to matmul need to be at least 1D, but they are {ea}D and {eb}D"
+        )
     target = merge_levels(levels_of(a), levels_of(b))
     with unwrapped(a, b) as lv:
         p, q = a, b
@@ -53,8 +54,9 @@ def _check_nd(name: str, need: tuple[int, ...], rule: Callable) -> Callable:
     def checked(orig, args, kwargs):
         for n, (t, want) in enumerate(zip(args, need)):
             if isinstance(t, Tensor) and t.dim() != want:
-                raise RuntimeError(f"{name}: expected argument {n} to be {want}-D, but got "
-                                   f"{t.dim()}-D")
+                raise RuntimeError(
+                    f"{name}: expected argument {n} to be {want}-D, but got {t.dim()}-D"
+                )
         return rule(orig, args, kwargs)
 
     return checked
@@ -78,19 +80,19 @@ def addmm_rule(orig, args, kwargs):
 
 def einsum_rule(orig, args, kwargs):
     eq = args[0]
-    ops = list(args[1]) if len(args) == 2 and isinstance(args[1], (list, tuple)) else \
-        list(args[1:])
+    ops = list(args[1]) if len(args) == 2 and isinstance(args[1], (list, tuple)) else list(args[1:])
     eq = eq.replace(" ", "")
     ins, _, out = eq.partition("->")
     specs = ins.split(",")
     if "->" not in eq:
         letters = [c for c in ins if c.isalpha()]
         out = ("..." if "..." in ins else "") + "".join(
-            sorted(c for c in set(letters) if letters.count(c) == 1))
+            sorted(c for c in set(letters) if letters.count(c) == 1)
+        )
     used = set(eq)
     free = [c for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz" if c not in used]
     target = merge_levels(*(levels_of(t) for t in ops))
-    bl = "".join(free[:len(target)])
+    bl = "".join(free[: len(target)])
     with unwrapped(ops) as lv:
         phys = []
         new_specs = []
@@ -105,17 +107,19 @@ def einsum_rule(orig, args, kwargs):
     return wrap(res, target)
 
 
-
-
 def batch_leading(orig: Callable, args: tuple, kwargs: dict):
     """Ops over the trailing dims that broadcast leading batch dims (linalg): align the batch
     dims of the tensor arguments (no rank padding: a vector stays a vector)."""
     ts = [a for a in list(args) + list(kwargs.values()) if isinstance(a, Tensor)]
     target = merge_levels(*(levels_of(t) for t in ts))
     with unwrapped(args, kwargs) as lv:
+
         def fix(a):
-            return align(a, lv[id(a)], target) if id(a) in lv else \
-                (align(a, (), target) if isinstance(a, Tensor) else a)
+            return (
+                align(a, lv[id(a)], target)
+                if id(a) in lv
+                else (align(a, (), target) if isinstance(a, Tensor) else a)
+            )
 
         out = orig(*[fix(a) for a in args], **{k: fix(v) for k, v in kwargs.items()})
     return wrap(out, target)
@@ -184,17 +188,19 @@ def tensordot_rule(orig, args, kwargs):
     a, b = args[0], args[1]
     dims = args[2] if len(args) > 2 else kwargs.get("dims", 2)
     letters = "abcdefghijklmnopqrstuvwxyz"
-    la, lb = list(letters[:a.dim()]), list(letters[a.dim():a.dim() + b.dim()])
+    la, lb = list(letters[: a.dim()]), list(letters[a.dim() : a.dim() + b.dim()])
     if isinstance(dims, int):
         da, db = list(range(a.dim() - dims, a.dim())), list(range(dims))
     else:
         da, db = [list(d) if isinstance(d, (list, tuple)) else [d] for d in dims]
     for i, j in zip(da, db):
         lb[j % b.dim()] = la[i % a.dim()]
-    out = [c for n, c in enumerate(la) if n not in [i % a.dim() for i in da]] + \
-        [c for n, c in enumerate(lb) if n not in [j % b.dim() for j in db]]
-    return einsum_rule(_ember().einsum, ("".join(la) + "," + "".join(lb) + "->" + "".join(out),
-                                      a, b), {})
+    out = [c for n, c in enumerate(la) if n not in [i % a.dim() for i in da]] + [
+        c for n, c in enumerate(lb) if n not in [j % b.dim() for j in db]
+    ]
+    return einsum_rule(
+        _ember().einsum, ("".join(la) + "," + "".join(lb) + "->" + "".join(out), a, b), {}
+    )
 
 
 def linalg_norm_rule(orig, args, kwargs):
@@ -219,16 +225,30 @@ logdet cholesky_inverse cholesky_solve pinverse triangular_solve lu_unpack orgqr
 
 
 def install() -> None:
-    RULES.update({
-        "matmul": matmul_rule, "__matmul__": matmul_rule,
-        "__rmatmul__": lambda o, a, k: matmul_rule(o, (a[1], a[0]), k),
-        "mm": _check_nd("mm", (2, 2), matmul_rule), "bmm": _check_nd("bmm", (3, 3), matmul_rule),
-        "mv": _check_nd("mv", (2, 1), matmul_rule), "dot": _check_nd("dot", (1, 1), dot_rule),
-        "vdot": _check_nd("vdot", (1, 1), dot_rule), "inner": inner_rule,
-        "outer": outer_rule, "ger": outer_rule, "addmm": addmm_rule, "baddbmm": addmm_rule,
-        "einsum": einsum_rule, "addmv": addmv_rule, "addr": addr_rule, "addbmm": addbmm_rule,
-        "kron": kron_rule, "tensordot": tensordot_rule, "cross": cross_rule,
-    })
+    RULES.update(
+        {
+            "matmul": matmul_rule,
+            "__matmul__": matmul_rule,
+            "__rmatmul__": lambda o, a, k: matmul_rule(o, (a[1], a[0]), k),
+            "mm": _check_nd("mm", (2, 2), matmul_rule),
+            "bmm": _check_nd("bmm", (3, 3), matmul_rule),
+            "mv": _check_nd("mv", (2, 1), matmul_rule),
+            "dot": _check_nd("dot", (1, 1), dot_rule),
+            "vdot": _check_nd("vdot", (1, 1), dot_rule),
+            "inner": inner_rule,
+            "outer": outer_rule,
+            "ger": outer_rule,
+            "addmm": addmm_rule,
+            "baddbmm": addmm_rule,
+            "einsum": einsum_rule,
+            "addmv": addmv_rule,
+            "addr": addr_rule,
+            "addbmm": addbmm_rule,
+            "kron": kron_rule,
+            "tensordot": tensordot_rule,
+            "cross": cross_rule,
+        }
+    )
     for name in LINALG:
         RULES["linalg." + name] = batch_leading
         RULES.setdefault(name, batch_leading)
@@ -236,9 +256,9 @@ def install() -> None:
     RULES["linalg.vector_norm"] = dim_op(2, "dim", _ABSENT)
     RULES["linalg.norm"] = linalg_norm_rule
     RULES["linalg.matmul"] = matmul_rule
-    RULES["linalg.diagonal"] = lambda o, a, k: a[0].diagonal(k.get("offset", 0),
-                                                             k.get("dim1", -2),
-                                                             k.get("dim2", -1))
+    RULES["linalg.diagonal"] = lambda o, a, k: a[0].diagonal(
+        k.get("offset", 0), k.get("dim1", -2), k.get("dim2", -1)
+    )
     RULES["linalg.vecdot"] = RULES["vecdot"] = vecdot_rule
     RULES["linalg.cross"] = linalg_cross_rule
     RULES["linalg.multi_dot"] = RULES["chain_matmul"] = chain_rule

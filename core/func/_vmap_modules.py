@@ -42,7 +42,7 @@ def _fold(t: Tensor | None, have: tuple[int, ...], target: tuple[int, ...], dim:
     if dim:
         t = t.movedim(tuple(range(k)), tuple(range(dim, dim + k)))
     shape = tuple(t.shape)
-    return t.reshape(shape[:dim] + (-1,) + shape[dim + k + 1:])
+    return t.reshape(shape[:dim] + (-1,) + shape[dim + k + 1 :])
 
 
 def _unfold(t: Tensor | None, target: tuple[int, ...], dim: int):
@@ -51,7 +51,7 @@ def _unfold(t: Tensor | None, target: tuple[int, ...], dim: int):
         return None
     k = len(target)
     shape = tuple(t.shape)
-    t = t.reshape(shape[:dim] + _size(target) + (-1,) + shape[dim + 1:])
+    t = t.reshape(shape[:dim] + _size(target) + (-1,) + shape[dim + 1 :])
     if dim:
         t = t.movedim(tuple(range(dim, dim + k)), tuple(range(k)))
     return wrap(t, target)
@@ -67,11 +67,13 @@ def _rnn_rule(name: str) -> Callable:
 
     def rule(orig, args, kwargs):
         args = list(args)
-        weights = args[w0:w0 + nw]
+        weights = args[w0 : w0 + nw]
         batch_sizes = args[w0 + nw]
         if batch_sizes is not None:
-            raise RuntimeError(f"vmap: {name} over a PackedSequence is not supported (the "
-                               "packing would differ per sample); pad the sequences instead")
+            raise RuntimeError(
+                f"vmap: {name} over a PackedSequence is not supported (the "
+                "packing would differ per sample); pad the sequences instead"
+            )
         if any(is_batched(w) for w in weights):
             return _rnn_unfused(name, args)
         x = args[0]
@@ -106,7 +108,7 @@ def _rnn_unfused(name: str, args: list):
     if b_ih is not None:
         pre = pre + b_ih
     outs = [None] * T
-    for t in (range(T - 1, -1, -1) if reverse else range(T)):
+    for t in range(T - 1, -1, -1) if reverse else range(T):
         rec = ember.matmul(h, w_hh.transpose(0, 1))
         if b_hh is not None:
             rec = rec + b_hh
@@ -131,11 +133,32 @@ def _rnn_unfused(name: str, args: list):
 
 
 # ---- multi-head attention ----------------------------------------------------------------
-_MHA_ARGS = ("query", "key", "value", "embed_dim_to_check", "num_heads", "in_proj_weight",
-             "in_proj_bias", "bias_k", "bias_v", "add_zero_attn", "dropout_p",
-             "out_proj_weight", "out_proj_bias", "training", "key_padding_mask", "need_weights",
-             "attn_mask", "use_separate_proj_weight", "q_proj_weight", "k_proj_weight",
-             "v_proj_weight", "average_attn_weights", "is_causal", "batch_first")
+_MHA_ARGS = (
+    "query",
+    "key",
+    "value",
+    "embed_dim_to_check",
+    "num_heads",
+    "in_proj_weight",
+    "in_proj_bias",
+    "bias_k",
+    "bias_v",
+    "add_zero_attn",
+    "dropout_p",
+    "out_proj_weight",
+    "out_proj_bias",
+    "training",
+    "key_padding_mask",
+    "need_weights",
+    "attn_mask",
+    "use_separate_proj_weight",
+    "q_proj_weight",
+    "k_proj_weight",
+    "v_proj_weight",
+    "average_attn_weights",
+    "is_causal",
+    "batch_first",
+)
 _MHA_DATA = ("query", "key", "value", "key_padding_mask", "attn_mask")
 
 
@@ -163,8 +186,9 @@ def mha_rule(orig, args, kwargs):
         kpm = a["key_padding_mask"]
         if kpm is not None:
             have = lv.get(id(kpm), ())
-            a["key_padding_mask"] = _fold(kpm.unsqueeze(len(have)) if unbatched else kpm,
-                                          have, target, 0)
+            a["key_padding_mask"] = _fold(
+                kpm.unsqueeze(len(have)) if unbatched else kpm, have, target, 0
+            )
         if mask is not None and (id(mask) in lv or mask_nd == 3):
             have = lv.get(id(mask), ())
             k = len(have)
@@ -200,8 +224,10 @@ def _mha_unfused(a: dict):
     from ember.nn import functional as F
 
     if a["bias_k"] is not None or a["add_zero_attn"] or a["key_padding_mask"] is not None:
-        raise RuntimeError("vmap: MultiheadAttention with batched parameters supports neither "
-                           "bias_k/bias_v, add_zero_attn nor key_padding_mask")
+        raise RuntimeError(
+            "vmap: MultiheadAttention with batched parameters supports neither "
+            "bias_k/bias_v, add_zero_attn nor key_padding_mask"
+        )
     q, k, v = a["query"], a["key"], a["value"]
     unbatched = q.dim() == 2
     if unbatched:

@@ -30,8 +30,9 @@ def _arg(args, kwargs, i, name, default=None):
 
 def renorm_rule(orig, args, kwargs):
     em = _em()
-    x, p, dim, maxnorm = (_arg(args, kwargs, i, n) for i, n in
-                          enumerate(("input", "p", "dim", "maxnorm")))
+    x, p, dim, maxnorm = (
+        _arg(args, kwargs, i, n) for i, n in enumerate(("input", "p", "dim", "maxnorm"))
+    )
     if p <= 0:
         raise RuntimeError(f"renorm: non-positive-norm not supported, got p={p}")
     if maxnorm < 0:
@@ -47,8 +48,10 @@ def block_diag_rule(orig, args, kwargs):
     mats = []
     for t in args:
         if t.dim() > 2:
-            raise RuntimeError(f"torch.block_diag: Input tensors must have 2 or fewer dimensions. "
-                               f"Input {len(mats)} has {t.dim()} dimensions")
+            raise RuntimeError(
+                f"torch.block_diag: Input tensors must have 2 or fewer dimensions. "
+                f"Input {len(mats)} has {t.dim()} dimensions"
+            )
         mats.append(t.reshape(1, 1) if t.dim() == 0 else t.reshape(1, -1) if t.dim() == 1 else t)
     cols = sum(m.shape[1] for m in mats)
     dtype = mats[0].dtype
@@ -75,8 +78,9 @@ def histogram_rule(orig, args, kwargs):
     x = args[0]
     bins = _arg(args, kwargs, 1, "bins", 100)
     if not isinstance(bins, int) or kwargs.get("weight") is not None:
-        raise RuntimeError("vmap: histogram has a batching rule for an int number of bins "
-                           "without weight only")
+        raise RuntimeError(
+            "vmap: histogram has a batching rule for an int number of bins without weight only"
+        )
     rng = kwargs.get("range")
     lo, hi = (0, 0) if rng is None else rng
     counts, lo_t, hi_t = _hist(x, bins, lo, hi)
@@ -92,7 +96,7 @@ def _hist(x, bins, lo, hi):
     em = _em()
     levels = levels_of(x)
     with unwrapped(x):
-        batch = tuple(x.shape[:len(levels)])
+        batch = tuple(x.shape[: len(levels)])
         flat = x.reshape((math.prod(batch), -1))
         if lo == hi:  # the range of each sample's data
             lo_t, hi_t = flat.amin(1, keepdim=True), flat.amax(1, keepdim=True)
@@ -129,8 +133,11 @@ def _search(seq, values, right: bool, out_int32: bool):
     if seq.dim() == 1:
         cmp = values.unsqueeze(-1) >= seq if right else values.unsqueeze(-1) > seq
     else:
-        cmp = values.unsqueeze(-1) >= seq.unsqueeze(-2) if right \
+        cmp = (
+            values.unsqueeze(-1) >= seq.unsqueeze(-2)
+            if right
             else values.unsqueeze(-1) > seq.unsqueeze(-2)
+        )
     return cmp.sum(-1).to(em.int32 if out_int32 else em.int64)
 
 
@@ -147,10 +154,10 @@ def searchsorted_rule(orig, args, kwargs):
 def bucketize_rule(orig, args, kwargs):
     values, boundaries = _arg(args, kwargs, 0, "input"), _arg(args, kwargs, 1, "boundaries")
     if boundaries.dim() != 1:
-        raise RuntimeError("boundaries tensor must be 1 dimension, but got "
-                           f"dim({boundaries.dim()})")
-    return _search(boundaries, values, kwargs.get("right", False),
-                   kwargs.get("out_int32", False))
+        raise RuntimeError(
+            f"boundaries tensor must be 1 dimension, but got dim({boundaries.dim()})"
+        )
+    return _search(boundaries, values, kwargs.get("right", False), kwargs.get("out_int32", False))
 
 
 def isin_rule(orig, args, kwargs):
@@ -175,8 +182,9 @@ def diff_rule(orig, args, kwargs):
     d = _wrap_dim(dim, x.dim())
     parts = [t for t in (pre, x, app) if t is not None]
     if len(parts) > 1:
-        x = em.cat([p if p.dim() else p.expand(x.shape[:d] + (1,) + x.shape[d + 1:])
-                    for p in parts], d)
+        x = em.cat(
+            [p if p.dim() else p.expand(x.shape[:d] + (1,) + x.shape[d + 1 :]) for p in parts], d
+        )
     return _DIFF(orig, (x, n, d), {})
 
 
@@ -184,8 +192,9 @@ def cat_rule(orig, args, kwargs):
     """``cat`` also drops PyTorch's legacy empty (1-D, zero-size) inputs, as eager does."""
     tensors = args[0] if args else kwargs["tensors"]
     kept = [t for t in tensors if not (t.dim() == 1 and t.shape[0] == 0)] or list(tensors)
-    return _CAT(orig, (kept,) + tuple(args[1:]), {k: v for k, v in kwargs.items()
-                                                  if k != "tensors"})
+    return _CAT(
+        orig, (kept,) + tuple(args[1:]), {k: v for k, v in kwargs.items() if k != "tensors"}
+    )
 
 
 def tensorinv_rule(orig, args, kwargs):
@@ -240,8 +249,10 @@ def as_strided_scatter_rule(orig, args, kwargs):
     x, src = args[0], args[1]
     idx = _strided_index(x, args[2:], kwargs)
     if tuple(src.shape) != tuple(idx.shape):
-        raise RuntimeError(f"expected src to have a size equal to the slice of self. src size = "
-                           f"{list(src.shape)}, slice size = {list(idx.shape)}")
+        raise RuntimeError(
+            f"expected src to have a size equal to the slice of self. src size = "
+            f"{list(src.shape)}, slice size = {list(idx.shape)}"
+        )
     flat = em.index_put(x.reshape(-1), (idx.reshape(-1),), src.reshape(-1).to(x.dtype))
     return flat.reshape(tuple(x.shape))
 
@@ -254,11 +265,24 @@ _COV = None
 def install() -> None:
     global _DIFF, _CAT, _COV
     _DIFF, _CAT, _COV = RULES["diff"], RULES["cat"], RULES["cov"]
-    RULES.update({
-        "renorm": renorm_rule, "block_diag": block_diag_rule, "histc": histc_rule,
-        "histogram": histogram_rule, "combinations": combinations_rule, "cov": cov_rule,
-        "as_strided": as_strided_rule, "as_strided_scatter": as_strided_scatter_rule,
-        "searchsorted": searchsorted_rule, "bucketize": bucketize_rule, "isin": isin_rule,
-        "diff": diff_rule, "cat": cat_rule, "concat": cat_rule, "concatenate": cat_rule,
-        "linalg.tensorinv": tensorinv_rule, "tensorinv": tensorinv_rule,
-    })
+    RULES.update(
+        {
+            "renorm": renorm_rule,
+            "block_diag": block_diag_rule,
+            "histc": histc_rule,
+            "histogram": histogram_rule,
+            "combinations": combinations_rule,
+            "cov": cov_rule,
+            "as_strided": as_strided_rule,
+            "as_strided_scatter": as_strided_scatter_rule,
+            "searchsorted": searchsorted_rule,
+            "bucketize": bucketize_rule,
+            "isin": isin_rule,
+            "diff": diff_rule,
+            "cat": cat_rule,
+            "concat": cat_rule,
+            "concatenate": cat_rule,
+            "linalg.tensorinv": tensorinv_rule,
+            "tensorinv": tensorinv_rule,
+        }
+    )

@@ -35,17 +35,20 @@ def _prod(shape) -> int:
 # ---- folding the batch into N ---------------------------------------------------------------
 def fold_n(full_nd: int):
     """N-first ops of a fixed rank (``full_nd`` with N): every batch dim folds into N."""
+
     def rule(orig, args, kwargs):
         x = args[0]
         if not is_batched(x) or any(is_batched(a) for a in list(args[1:]) + list(kwargs.values())):
-            raise RuntimeError(f"vmap: {getattr(orig, '__name__', orig)} supports a batched "
-                               "input only (its other tensor arguments unbatched)")
+            raise RuntimeError(
+                f"vmap: {getattr(orig, '__name__', orig)} supports a batched "
+                "input only (its other tensor arguments unbatched)"
+            )
         levels = levels_of(x)
         k, nd = len(levels), x.dim()
         batch = tuple(x._data.shape[:k])
         with unwrapped(x):
             has_n = nd == full_nd
-            q = x.reshape((-1,) + tuple(x.shape[k + 1:] if has_n else x.shape[k:]))
+            q = x.reshape((-1,) + tuple(x.shape[k + 1 :] if has_n else x.shape[k:]))
             out = orig(q, *args[1:], **kwargs)
 
             def back(t):
@@ -87,7 +90,7 @@ def conv_rule(nsp: int):
             p = p.movedim(0, 1).reshape((n, g * c) + tuple(p.shape[3:]))
             q = align(w, lv.get(id(w), ()), target, expand=True)
             o = q.shape[k]
-            q = q.reshape((g * o,) + tuple(q.shape[k + 1:]))
+            q = q.reshape((g * o,) + tuple(q.shape[k + 1 :]))
             bb = None
             if b is not None:
                 bb = align(b, lv.get(id(b), ()), target, expand=True).reshape((g * o,))
@@ -137,8 +140,16 @@ def rms_norm_rule(orig, args, kwargs):
 
 
 def batch_norm_rule(orig, args, kwargs):
-    names = ("input", "running_mean", "running_var", "weight", "bias", "training", "momentum",
-             "eps")
+    names = (
+        "input",
+        "running_mean",
+        "running_var",
+        "weight",
+        "bias",
+        "training",
+        "momentum",
+        "eps",
+    )
     a = dict(zip(names, args))
     a.update(kwargs)
     x, training = a["input"], a.get("training", False)
@@ -150,7 +161,8 @@ def batch_norm_rule(orig, args, kwargs):
         if rm is not None:
             raise RuntimeError(
                 "vmap: batch_norm in training mode would update running_mean in place with "
-                "per-sample statistics; use track_running_stats=False or eval() under vmap")
+                "per-sample statistics; use track_running_stats=False or eval() under vmap"
+            )
         dims = (0,) + tuple(range(2, nd))
         mean = x.mean(dims, keepdim=True)
         xc = x - mean
@@ -206,8 +218,13 @@ def nll_loss_rule(orig, args, kwargs):
     names = ("input", "target", "weight", "size_average", "ignore_index", "reduce", "reduction")
     a = dict(zip(names, args))
     a.update(kwargs)
-    return _nll(a["input"], a["target"], a.get("weight"), a.get("ignore_index", -100),
-                a.get("reduction", "mean"))
+    return _nll(
+        a["input"],
+        a["target"],
+        a.get("weight"),
+        a.get("ignore_index", -100),
+        a.get("reduction", "mean"),
+    )
 
 
 def _nll(logp, target, weight, ignore_index, reduction):
@@ -226,8 +243,16 @@ def _nll(logp, target, weight, ignore_index, reduction):
 
 
 def cross_entropy_rule(orig, args, kwargs):
-    names = ("input", "target", "weight", "size_average", "ignore_index", "reduce", "reduction",
-             "label_smoothing")
+    names = (
+        "input",
+        "target",
+        "weight",
+        "size_average",
+        "ignore_index",
+        "reduce",
+        "reduction",
+        "label_smoothing",
+    )
     a = dict(zip(names, args))
     a.update(kwargs)
     x, target = a["input"], a["target"]
@@ -250,8 +275,10 @@ def embedding_rule(orig, args, kwargs):
     idx = args[0]
     w = args[1] if len(args) > 1 else kwargs.pop("weight")
     if kwargs.get("max_norm") is not None or (len(args) > 3 and args[3] is not None):
-        raise RuntimeError("vmap: embedding with max_norm renormalizes the weight in place; "
-                           "not supported under vmap")
+        raise RuntimeError(
+            "vmap: embedding with max_norm renormalizes the weight in place; "
+            "not supported under vmap"
+        )
     if not is_batched(w):
         levels = levels_of(idx)
         with unwrapped(idx):
@@ -263,8 +290,10 @@ def embedding_rule(orig, args, kwargs):
 def one_hot_rule(orig, args, kwargs):
     n = args[1] if len(args) > 1 else kwargs.get("num_classes", -1)
     if n is None or n < 0:
-        raise RuntimeError("vmap: one_hot needs an explicit num_classes under vmap (the number "
-                           "of classes would depend on the data)")
+        raise RuntimeError(
+            "vmap: one_hot needs an explicit num_classes under vmap (the number "
+            "of classes would depend on the data)"
+        )
     levels = levels_of(args[0])
     with unwrapped(args[0]):
         out = orig(args[0], n)
@@ -294,12 +323,28 @@ def sdpa_rule(orig, args, kwargs):
 
 
 POOLS = {
-    "max_pool1d": 3, "max_pool2d": 4, "max_pool3d": 5, "avg_pool1d": 3, "avg_pool2d": 4,
-    "avg_pool3d": 5, "max_pool1d_with_indices": 3, "max_pool2d_with_indices": 4,
-    "max_pool3d_with_indices": 5, "adaptive_avg_pool1d": 3, "adaptive_avg_pool2d": 4,
-    "adaptive_avg_pool3d": 5, "adaptive_max_pool1d": 3, "adaptive_max_pool2d": 4,
-    "adaptive_max_pool3d": 5, "lp_pool1d": 3, "lp_pool2d": 4, "pixel_shuffle": 4,
-    "pixel_unshuffle": 4, "interpolate": 0, "upsample": 0, "channel_shuffle": 4,
+    "max_pool1d": 3,
+    "max_pool2d": 4,
+    "max_pool3d": 5,
+    "avg_pool1d": 3,
+    "avg_pool2d": 4,
+    "avg_pool3d": 5,
+    "max_pool1d_with_indices": 3,
+    "max_pool2d_with_indices": 4,
+    "max_pool3d_with_indices": 5,
+    "adaptive_avg_pool1d": 3,
+    "adaptive_avg_pool2d": 4,
+    "adaptive_avg_pool3d": 5,
+    "adaptive_max_pool1d": 3,
+    "adaptive_max_pool2d": 4,
+    "adaptive_max_pool3d": 5,
+    "lp_pool1d": 3,
+    "lp_pool2d": 4,
+    "pixel_shuffle": 4,
+    "pixel_unshuffle": 4,
+    "interpolate": 0,
+    "upsample": 0,
+    "channel_shuffle": 4,
 }
 
 
@@ -308,8 +353,13 @@ def _interp_rule(orig, args, kwargs):
     x = args[0]
     size = kwargs.get("size", args[1] if len(args) > 1 else None)
     sf = kwargs.get("scale_factor", args[2] if len(args) > 2 else None)
-    nsp = len(size) if isinstance(size, (tuple, list)) else \
-        len(sf) if isinstance(sf, (tuple, list)) else x.dim() - 2
+    nsp = (
+        len(size)
+        if isinstance(size, (tuple, list))
+        else len(sf)
+        if isinstance(sf, (tuple, list))
+        else x.dim() - 2
+    )
     return fold_n(nsp + 2)(orig, args, kwargs)
 
 
@@ -320,21 +370,40 @@ def install() -> None:
     RULES["nn.functional.interpolate"] = RULES["nn.functional.upsample"] = _interp_rule
     for n, nsp in (("conv1d", 1), ("conv2d", 2), ("conv3d", 3)):
         RULES[n] = RULES["nn.functional." + n] = conv_rule(nsp)
-    for name in ("mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "binary_cross_entropy",
-                 "binary_cross_entropy_with_logits", "kl_div", "soft_margin_loss",
-                 "poisson_nll_loss"):
+    for name in (
+        "mse_loss",
+        "l1_loss",
+        "smooth_l1_loss",
+        "huber_loss",
+        "binary_cross_entropy",
+        "binary_cross_entropy_with_logits",
+        "kl_div",
+        "soft_margin_loss",
+        "poisson_nll_loss",
+    ):
         RULES["nn.functional." + name] = pointwise_loss
         RULES.setdefault(name, pointwise_loss)
-    RULES.update({
-        "linear": linear_rule, "nn.functional.linear": linear_rule,
-        "layer_norm": layer_norm_rule, "nn.functional.layer_norm": layer_norm_rule,
-        "rms_norm": rms_norm_rule, "nn.functional.rms_norm": rms_norm_rule,
-        "batch_norm": batch_norm_rule, "nn.functional.batch_norm": batch_norm_rule,
-        "group_norm": group_norm_rule, "nn.functional.group_norm": group_norm_rule,
-        "nll_loss": nll_loss_rule, "nn.functional.nll_loss": nll_loss_rule,
-        "cross_entropy": cross_entropy_rule, "nn.functional.cross_entropy": cross_entropy_rule,
-        "embedding": embedding_rule, "nn.functional.embedding": embedding_rule,
-        "one_hot": one_hot_rule, "nn.functional.one_hot": one_hot_rule,
-        "scaled_dot_product_attention": sdpa_rule,
-        "nn.functional.scaled_dot_product_attention": sdpa_rule,
-    })
+    RULES.update(
+        {
+            "linear": linear_rule,
+            "nn.functional.linear": linear_rule,
+            "layer_norm": layer_norm_rule,
+            "nn.functional.layer_norm": layer_norm_rule,
+            "rms_norm": rms_norm_rule,
+            "nn.functional.rms_norm": rms_norm_rule,
+            "batch_norm": batch_norm_rule,
+            "nn.functional.batch_norm": batch_norm_rule,
+            "group_norm": group_norm_rule,
+            "nn.functional.group_norm": group_norm_rule,
+            "nll_loss": nll_loss_rule,
+            "nn.functional.nll_loss": nll_loss_rule,
+            "cross_entropy": cross_entropy_rule,
+            "nn.functional.cross_entropy": cross_entropy_rule,
+            "embedding": embedding_rule,
+            "nn.functional.embedding": embedding_rule,
+            "one_hot": one_hot_rule,
+            "nn.functional.one_hot": one_hot_rule,
+            "scaled_dot_product_attention": sdpa_rule,
+            "nn.functional.scaled_dot_product_attention": sdpa_rule,
+        }
+    )

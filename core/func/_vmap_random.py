@@ -15,9 +15,11 @@ def _em():
     return ember
 
 
-_RANDOM_ERROR = ("vmap: called random operation while in randomness error mode. Please either "
-                 "use the 'same' or 'different' randomness flags on vmap or perform the "
-                 "randomness operations outside of vmap")
+_RANDOM_ERROR = (
+    "vmap: called random operation while in randomness error mode. Please either "
+    "use the 'same' or 'different' randomness flags on vmap or perform the "
+    "randomness operations outside of vmap"
+)
 
 
 def _random_levels() -> tuple[int, ...]:
@@ -57,8 +59,9 @@ def _creation(orig, args, kwargs, size_pos: int):
         kwargs = dict(kwargs, size=batch + tuple(kwargs["size"]))
     else:
         rest = args[size_pos:]
-        size = tuple(rest[0]) if len(rest) == 1 and isinstance(rest[0], (tuple, list)) \
-            else tuple(rest)
+        size = (
+            tuple(rest[0]) if len(rest) == 1 and isinstance(rest[0], (tuple, list)) else tuple(rest)
+        )
         args = args[:size_pos] + [batch + size]
     return wrap(orig(*args, **kwargs), diff)
 
@@ -88,16 +91,20 @@ def random_like_rule(orig, args, kwargs):
             like = _em().empty(tuple(x.shape), dtype=x.dtype, device=x.device)
             return orig(like, *args[1:], **kwargs)
         if have:
-            raise RuntimeError("vmap: randomness='same' with a batched argument to a random op "
-                               "is not supported (each sample would need its own parameters "
-                               "but one draw)")
+            raise RuntimeError(
+                "vmap: randomness='same' with a batched argument to a random op "
+                "is not supported (each sample would need its own parameters "
+                "but one draw)"
+            )
         return orig(*args, **kwargs)
     target = merge_levels(have, diff)
     nd = max(t.dim() for t in ts)
     with unwrapped(args, kwargs) as lv:
+
         def fix(a):
-            return align(a, lv.get(id(a), ()), target, nd, expand=True) \
-                if isinstance(a, Tensor) else a
+            return (
+                align(a, lv.get(id(a), ()), target, nd, expand=True) if isinstance(a, Tensor) else a
+            )
 
         out = orig(*[fix(a) for a in args], **{n: fix(v) for n, v in kwargs.items()})
     return wrap(out, target)
@@ -111,7 +118,14 @@ def install() -> None:
         ALWAYS.add(name)
     RULES["randint"] = randint_rule
     ALWAYS.add("randint")
-    for name in ("rand_like", "randn_like", "randint_like", "bernoulli", "poisson", "normal",
-                 "multinomial"):
+    for name in (
+        "rand_like",
+        "randn_like",
+        "randint_like",
+        "bernoulli",
+        "poisson",
+        "normal",
+        "multinomial",
+    ):
         RULES[name] = random_like_rule
         ALWAYS.add(name)

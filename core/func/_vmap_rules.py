@@ -26,8 +26,9 @@ _ABSENT = object()
 def _wrap_dim(d: int, nd: int) -> int:
     n = max(nd, 1)
     if not -n <= d < n:
-        raise IndexError(f"Dimension out of range (expected to be in range of [{-n}, {n - 1}], "
-                         f"but got {d})")
+        raise IndexError(
+            f"Dimension out of range (expected to be in range of [{-n}, {n - 1}], but got {d})"
+        )
     return d + n if d < 0 else d
 
 
@@ -36,7 +37,7 @@ def _tensor_args(args: tuple, kwargs: dict) -> list[Tensor]:
 
 
 def _batch_shape(x: Tensor) -> tuple[int, ...]:
-    return tuple(x._data.shape[:len(levels_of(x))])
+    return tuple(x._data.shape[: len(levels_of(x))])
 
 
 # ---- elementwise -------------------------------------------------------------------------
@@ -46,6 +47,7 @@ def elementwise(orig: Callable, args: tuple, kwargs: dict):
     target = merge_levels(*(levels_of(t) for t in ts))
     nd = max(t.dim() for t in ts)
     with unwrapped(args, kwargs) as lv:
+
         def fix(a):
             return align(a, lv[id(a)], target, nd) if id(a) in lv else a
 
@@ -64,19 +66,28 @@ def passthrough(orig: Callable, args: tuple, kwargs: dict):
 
 
 # ---- ops taking dims -------------------------------------------------------------------
-def dim_op(pos: int, kw: str = "dim", default: Any = _ABSENT, extra: int = 0,
-           fallback: Callable | None = None, values_only: bool = False) -> Callable:
+def dim_op(
+    pos: int,
+    kw: str = "dim",
+    default: Any = _ABSENT,
+    extra: int = 0,
+    fallback: Callable | None = None,
+    values_only: bool = False,
+) -> Callable:
     """A rule for ops with a dim (int or sequence) argument at ``pos``/``kw``; ``default`` is
     the signature's default when it is a dim; ``None`` (or ``()``) means every dim: each sample
     is flattened first. ``extra``: the op accepts dims up to ``ndim + extra`` (unsqueeze).
     ``values_only``: without a dim the op returns a value, with one (values, indices)."""
+
     def rule(orig, args, kwargs):
         x = args[0]
         if not is_batched(x) or (len(args) > pos and isinstance(args[pos], Tensor)):
             if fallback is not None:
                 return fallback(orig, args, kwargs)
-            raise RuntimeError(f"vmap: {getattr(orig, '__name__', orig)} expects its first "
-                               "argument batched and its dim an int")
+            raise RuntimeError(
+                f"vmap: {getattr(orig, '__name__', orig)} expects its first "
+                "argument batched and its dim an int"
+            )
         levels = levels_of(x)
         k, nd = len(levels), x.dim()
         args, kwargs = list(args), dict(kwargs)
@@ -88,8 +99,10 @@ def dim_op(pos: int, kw: str = "dim", default: Any = _ABSENT, extra: int = 0,
             d, slot = default, "k"
         else:
             d, slot = None, "k"
-        keepdim = kwargs.get("keepdim", args[pos + 1] if len(args) > pos + 1
-                             and isinstance(args[pos + 1], bool) else False)
+        keepdim = kwargs.get(
+            "keepdim",
+            args[pos + 1] if len(args) > pos + 1 and isinstance(args[pos + 1], bool) else False,
+        )
         batch = _batch_shape(x)
         flat = d is None or (isinstance(d, (tuple, list)) and len(d) == 0)
         with unwrapped(x):
@@ -102,8 +115,14 @@ def dim_op(pos: int, kw: str = "dim", default: Any = _ABSENT, extra: int = 0,
                 new = _shift(d, 1, k)
             else:
                 new = _shift(d, nd + extra, k)
-            if flat and d is None and slot == "k" and kw not in kwargs and default is _ABSENT \
-                    and len(args) <= pos:
+            if (
+                flat
+                and d is None
+                and slot == "k"
+                and kw not in kwargs
+                and default is _ABSENT
+                and len(args) <= pos
+            ):
                 kwargs[kw] = new
             elif slot == "a":
                 args[pos] = new
@@ -116,7 +135,7 @@ def dim_op(pos: int, kw: str = "dim", default: Any = _ABSENT, extra: int = 0,
             if flat and keepdim:
                 out = _map_tensors(out, lambda t: t.reshape(batch + (1,) * nd))
             elif nd == 0 and extra == 0:
-                out = _map_tensors(out, lambda t: t.reshape(batch + tuple(t.shape[k + 1:])))
+                out = _map_tensors(out, lambda t: t.reshape(batch + tuple(t.shape[k + 1 :])))
         return wrap(out, levels)
 
     return rule
@@ -150,11 +169,14 @@ def _sizes(args: tuple) -> tuple:
 def _one(fn: Callable) -> Callable:
     """A rule from ``fn(physical x, k, logical ndim, batch shape, *rest, **kw)`` for single
     batched-input shape ops."""
+
     def rule(orig, args, kwargs):
         x = args[0]
         if not is_batched(x):
-            raise RuntimeError(f"vmap: {getattr(orig, '__name__', orig)} got a batched "
-                               "argument other than its input; not supported")
+            raise RuntimeError(
+                f"vmap: {getattr(orig, '__name__', orig)} got a batched "
+                "argument other than its input; not supported"
+            )
         levels = levels_of(x)
         k, nd, batch = len(levels), x.dim(), _batch_shape(x)
         with unwrapped(x):
@@ -171,6 +193,7 @@ def _reshape(p, k, nd, batch, *shape):
 def _as(rule: Callable) -> Callable:
     """``view_as(x, other)``-style rules: only ``other``'s logical shape matters (read before
     ``x`` is unwrapped: ``other`` may be ``x`` itself)."""
+
     def as_rule(orig, args, kwargs):
         other = args[1] if len(args) > 1 else kwargs.pop("other")
         return rule(orig, (args[0], tuple(other.shape)), {})
@@ -181,9 +204,11 @@ def _as(rule: Callable) -> Callable:
 def _permute(p, k, nd, batch, *dims):
     dims = _sizes(dims)
     if len(dims) != nd:
-        raise RuntimeError(f"permute(sparse_coo): number of dimensions in the tensor input does "
-                           f"not match the length of the desired ordering of dimensions i.e. "
-                           f"input.dim() = {nd} is not equal to len(dims) = {len(dims)}")
+        raise RuntimeError(
+            f"permute(sparse_coo): number of dimensions in the tensor input does "
+            f"not match the length of the desired ordering of dimensions i.e. "
+            f"input.dim() = {nd} is not equal to len(dims) = {len(dims)}"
+        )
     return p.permute(tuple(range(k)) + tuple(_wrap_dim(d, nd) + k for d in dims))
 
 
@@ -204,8 +229,10 @@ def _mT(p, k, nd, batch):
 def _expand(p, k, nd, batch, *sizes):
     sizes = _sizes(sizes)
     if len(sizes) < nd:
-        raise RuntimeError(f"expand: the number of sizes provided ({len(sizes)}) must be greater "
-                           f"or equal to the number of dimensions in the tensor ({nd})")
+        raise RuntimeError(
+            f"expand: the number of sizes provided ({len(sizes)}) must be greater "
+            f"or equal to the number of dimensions in the tensor ({nd})"
+        )
     p = p.reshape(batch + (1,) * (len(sizes) - nd) + tuple(p.shape[k:]))
     return p.expand(batch + tuple(sizes))
 
@@ -267,6 +294,7 @@ def _trace(p, k, nd, batch):
 def _tri(name):
     def fn(p, k, nd, batch, diagonal=0):
         return getattr(p, name)(diagonal)
+
     return fn
 
 
@@ -277,11 +305,15 @@ def _pad(p, k, nd, batch, pad, mode="constant", value=None):
     if mode != "constant" and nd < 2 + len(pad) // 2:
         return F(p, pad, mode, value)  # a sample without batch dim: the batch is N
     if mode != "constant":
-        q = p.reshape((-1,) + tuple(p.shape[k + 1:]) if nd > len(pad) // 2 + 1
-                      else (-1,) + tuple(p.shape[k:]))
+        q = p.reshape(
+            (-1,) + tuple(p.shape[k + 1 :])
+            if nd > len(pad) // 2 + 1
+            else (-1,) + tuple(p.shape[k:])
+        )
         out = F(q, pad, mode, value)
-        return out.reshape(batch + tuple(p.shape[k:k + nd - len(out.shape) + 1])
-                           + tuple(out.shape[1:]))
+        return out.reshape(
+            batch + tuple(p.shape[k : k + nd - len(out.shape) + 1]) + tuple(out.shape[1:])
+        )
     return F(p, pad, mode, value)
 
 
@@ -316,36 +348,80 @@ cuda ones_like zeros_like empty_like full_like zero_ fill_ requires_grad_ cfloat
 
 # name -> (position of dim, keyword, default when a dim, extra)
 DIM_OPS: dict[str, tuple] = {
-    "sum": (1, "dim", _ABSENT), "mean": (1, "dim", _ABSENT), "nansum": (1, "dim", _ABSENT),
-    "nanmean": (1, "dim", _ABSENT), "prod": (1, "dim", _ABSENT), "amax": (1, "dim", _ABSENT),
-    "amin": (1, "dim", _ABSENT), "max": (1, "dim", _ABSENT), "min": (1, "dim", _ABSENT),
-    "argmax": (1, "dim", _ABSENT), "argmin": (1, "dim", _ABSENT), "all": (1, "dim", _ABSENT),
-    "any": (1, "dim", _ABSENT), "std": (1, "dim", _ABSENT), "var": (1, "dim", _ABSENT),
-    "std_mean": (1, "dim", _ABSENT), "var_mean": (1, "dim", _ABSENT),
-    "count_nonzero": (1, "dim", _ABSENT), "median": (1, "dim", _ABSENT),
-    "nanmedian": (1, "dim", _ABSENT), "logsumexp": (1, "dim", _ABSENT),
-    "norm": (2, "dim", _ABSENT), "vector_norm": (2, "dim", _ABSENT),
-    "softmax": (1, "dim", _ABSENT), "log_softmax": (1, "dim", _ABSENT),
+    "sum": (1, "dim", _ABSENT),
+    "mean": (1, "dim", _ABSENT),
+    "nansum": (1, "dim", _ABSENT),
+    "nanmean": (1, "dim", _ABSENT),
+    "prod": (1, "dim", _ABSENT),
+    "amax": (1, "dim", _ABSENT),
+    "amin": (1, "dim", _ABSENT),
+    "max": (1, "dim", _ABSENT),
+    "min": (1, "dim", _ABSENT),
+    "argmax": (1, "dim", _ABSENT),
+    "argmin": (1, "dim", _ABSENT),
+    "all": (1, "dim", _ABSENT),
+    "any": (1, "dim", _ABSENT),
+    "std": (1, "dim", _ABSENT),
+    "var": (1, "dim", _ABSENT),
+    "std_mean": (1, "dim", _ABSENT),
+    "var_mean": (1, "dim", _ABSENT),
+    "count_nonzero": (1, "dim", _ABSENT),
+    "median": (1, "dim", _ABSENT),
+    "nanmedian": (1, "dim", _ABSENT),
+    "logsumexp": (1, "dim", _ABSENT),
+    "norm": (2, "dim", _ABSENT),
+    "vector_norm": (2, "dim", _ABSENT),
+    "softmax": (1, "dim", _ABSENT),
+    "log_softmax": (1, "dim", _ABSENT),
     "softmin": (1, "dim", _ABSENT),
-    "cumsum": (1, "dim", _ABSENT), "cumprod": (1, "dim", _ABSENT),
-    "cummax": (1, "dim", _ABSENT), "cummin": (1, "dim", _ABSENT),
-    "logcumsumexp": (1, "dim", _ABSENT), "mode": (1, "dim", -1),
-    "sort": (1, "dim", -1), "argsort": (1, "dim", -1),
-    "topk": (2, "dim", -1), "kthvalue": (2, "dim", -1), "diff": (2, "dim", -1),
-    "flip": (1, "dims", _ABSENT), "unbind": (1, "dim", 0), "split": (2, "dim", 0),
-    "chunk": (2, "dim", 0), "tensor_split": (2, "dim", 0), "narrow": (1, "dim", _ABSENT),
-    "select": (1, "dim", _ABSENT), "aminmax": (9, "dim", _ABSENT),
-    "normalize": (2, "dim", 1), "glu": (1, "dim", -1),
+    "cumsum": (1, "dim", _ABSENT),
+    "cumprod": (1, "dim", _ABSENT),
+    "cummax": (1, "dim", _ABSENT),
+    "cummin": (1, "dim", _ABSENT),
+    "logcumsumexp": (1, "dim", _ABSENT),
+    "mode": (1, "dim", -1),
+    "sort": (1, "dim", -1),
+    "argsort": (1, "dim", -1),
+    "topk": (2, "dim", -1),
+    "kthvalue": (2, "dim", -1),
+    "diff": (2, "dim", -1),
+    "flip": (1, "dims", _ABSENT),
+    "unbind": (1, "dim", 0),
+    "split": (2, "dim", 0),
+    "chunk": (2, "dim", 0),
+    "tensor_split": (2, "dim", 0),
+    "narrow": (1, "dim", _ABSENT),
+    "select": (1, "dim", _ABSENT),
+    "aminmax": (9, "dim", _ABSENT),
+    "normalize": (2, "dim", 1),
+    "glu": (1, "dim", -1),
 }
 
 SHAPE_OPS: dict[str, Callable] = {
-    "reshape": _reshape, "view": _reshape,
-    "permute": _permute, "transpose": _transpose, "swapaxes": _transpose,
-    "swapdims": _transpose, "t": _t, "adjoint": _mT, "expand": _expand,
-    "broadcast_to": _expand, "squeeze": _squeeze,
-    "unsqueeze": _unsqueeze, "flatten": _flatten, "ravel": _flatten, "unflatten": _unflatten,
-    "movedim": _movedim, "moveaxis": _movedim, "repeat": _repeat, "tile": _tile, "roll": _roll,
-    "diagonal": _diagonal, "trace": _trace, "tril": _tri("tril"), "triu": _tri("triu"),
+    "reshape": _reshape,
+    "view": _reshape,
+    "permute": _permute,
+    "transpose": _transpose,
+    "swapaxes": _transpose,
+    "swapdims": _transpose,
+    "t": _t,
+    "adjoint": _mT,
+    "expand": _expand,
+    "broadcast_to": _expand,
+    "squeeze": _squeeze,
+    "unsqueeze": _unsqueeze,
+    "flatten": _flatten,
+    "ravel": _flatten,
+    "unflatten": _unflatten,
+    "movedim": _movedim,
+    "moveaxis": _movedim,
+    "repeat": _repeat,
+    "tile": _tile,
+    "roll": _roll,
+    "diagonal": _diagonal,
+    "trace": _trace,
+    "tril": _tri("tril"),
+    "triu": _tri("triu"),
     "pad": _pad,
 }
 
@@ -367,8 +443,9 @@ def install() -> None:
         RULES[name] = passthrough
     for name, (pos, kw, default) in DIM_OPS.items():
         fb = _max_min_fallback if name in ("max", "min") else None
-        RULES[name] = dim_op(pos, kw, default, fallback=fb,
-                             values_only=name in ("max", "min", "median", "nanmedian"))
+        RULES[name] = dim_op(
+            pos, kw, default, fallback=fb, values_only=name in ("max", "min", "median", "nanmedian")
+        )
     RULES["unsqueeze"] = _one(_unsqueeze)
     for name, fn in SHAPE_OPS.items():
         RULES[name] = _one(fn)
@@ -380,4 +457,3 @@ def install() -> None:
     BatchedTensor.data = property(lambda self: self.detach())
     BatchedTensor.real = property(lambda self: _ember().real(self))
     BatchedTensor.imag = property(lambda self: _ember().imag(self))
-

@@ -26,8 +26,21 @@ from typing import Any
 
 from ..tensor import Size, Tensor
 
-__all__ = ["BatchedTensor", "levels_of", "is_batched", "batched_class", "wrap", "active_levels",
-           "level_size", "unwrapped", "align", "lift", "match_levels", "rewrap", "grad"]
+__all__ = [
+    "BatchedTensor",
+    "levels_of",
+    "is_batched",
+    "batched_class",
+    "wrap",
+    "active_levels",
+    "level_size",
+    "unwrapped",
+    "align",
+    "lift",
+    "match_levels",
+    "rewrap",
+    "grad",
+]
 
 # Active vmap levels, outermost first: (level id, batch size, randomness).
 _STACK: list[tuple[int, int, str]] = []
@@ -46,7 +59,7 @@ class BatchedTensor(Tensor):
     # ---- the logical view ----------------------------------------------------------------
     @property
     def shape(self) -> Size:
-        return Size(self._data.shape[0 if _PHYS[0] else len(self._levels):])
+        return Size(self._data.shape[0 if _PHYS[0] else len(self._levels) :])
 
     def size(self, dim: int | None = None):
         shape = self.shape
@@ -54,8 +67,10 @@ class BatchedTensor(Tensor):
             return shape
         n = max(len(shape), 1)
         if not -n <= dim < n:
-            raise IndexError(f"Dimension out of range (expected to be in range of [{-n}, "
-                             f"{n - 1}], but got {dim})")
+            raise IndexError(
+                f"Dimension out of range (expected to be in range of [{-n}, "
+                f"{n - 1}], but got {dim})"
+            )
         return shape[dim]
 
     def dim(self) -> int:
@@ -82,8 +97,10 @@ class BatchedTensor(Tensor):
 
     def __repr__(self) -> str:
         sizes = [level_size(lv) for lv in self._levels]
-        return (f"BatchedTensor(levels={self._levels}, batch_sizes={sizes}, "
-                f"logical_shape={list(self.shape)}, physical={Tensor.__repr__(_plain(self))})")
+        return (
+            f"BatchedTensor(levels={self._levels}, batch_sizes={sizes}, "
+            f"logical_shape={list(self.shape)}, physical={Tensor.__repr__(_plain(self))})"
+        )
 
     __hash__ = Tensor.__hash__
 
@@ -93,7 +110,8 @@ class BatchedTensor(Tensor):
             "vmap: It looks like you're attempting to use a Tensor in some data-dependent "
             "control flow (item(), tolist(), numpy(), bool() or a Python conversion of a batched "
             "tensor). We don't support that yet; please shout over at "
-            "ember's issue tracker if you need it.")
+            "ember's issue tracker if you need it."
+        )
 
     item = tolist = numpy = __bool__ = __float__ = __int__ = __index__ = _no_data
 
@@ -104,9 +122,11 @@ _CLASSES: dict[tuple[int, ...], type] = {}
 def batched_class(levels: tuple[int, ...]) -> type:
     cls = _CLASSES.get(levels)
     if cls is None:
-        cls = _CLASSES[levels] = type("BatchedTensor", (BatchedTensor,),
-                                      {"__slots__": (), "_levels": levels,
-                                       "__module__": __name__})
+        cls = _CLASSES[levels] = type(
+            "BatchedTensor",
+            (BatchedTensor,),
+            {"__slots__": (), "_levels": levels, "__module__": __name__},
+        )
     return cls
 
 
@@ -146,8 +166,10 @@ def level_size(level: int) -> int:
     for lv, n, _ in _STACK:
         if lv == level:
             return n
-    raise RuntimeError(f"vmap: a batched tensor of level {level} escaped its vmap (a tensor "
-                       "created inside vmap was kept and used after it returned)")
+    raise RuntimeError(
+        f"vmap: a batched tensor of level {level} escaped its vmap (a tensor "
+        "created inside vmap was kept and used after it returned)"
+    )
 
 
 def level_randomness(level: int) -> str:
@@ -190,19 +212,24 @@ def merge_levels(*level_tuples: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(sorted(set().union(*level_tuples)))
 
 
-def align(t: Tensor, levels: tuple[int, ...], target: tuple[int, ...], nd: int | None = None,
-          expand: bool = False) -> Tensor:
+def align(
+    t: Tensor,
+    levels: tuple[int, ...],
+    target: tuple[int, ...],
+    nd: int | None = None,
+    expand: bool = False,
+) -> Tensor:
     """Physical ``t`` (batched over ``levels``) with one dim per level of ``target`` (size 1
     where ``t`` lacks it, or the level's size with ``expand``), then its logical dims padded
     with leading ones to ``nd`` dims."""
     k = len(target)
     logical = t.ndim - len(levels)
     shape = []
-    it = iter(t.shape[:len(levels)])
+    it = iter(t.shape[: len(levels)])
     for lv in target:
         shape.append(next(it) if lv in levels else 1)
     pad = 0 if nd is None else max(nd - logical, 0)
-    new = tuple(shape) + (1,) * pad + tuple(t.shape[len(levels):])
+    new = tuple(shape) + (1,) * pad + tuple(t.shape[len(levels) :])
     if new != tuple(t.shape):
         t = t.reshape(new)
     if expand:
@@ -259,6 +286,7 @@ def rewrap(g: Any, like: Any) -> Any:
 def namespace_op(name: str) -> Callable:
     """``ember.<name>`` looked up at call time, so that it is the batching wrapper while a vmap
     runs (for transforms that call ops on tensors that may be batched)."""
+
     def op(*args, **kwargs):
         import ember
 

@@ -10,11 +10,25 @@ from ._names import target_name
 from .node import Node
 
 _BINARY = {
-    operator.add: "+", operator.sub: "-", operator.mul: "*", operator.truediv: "/",
-    operator.floordiv: "//", operator.mod: "%", operator.pow: "**", operator.matmul: "@",
-    operator.and_: "&", operator.or_: "|", operator.xor: "^", operator.lshift: "<<",
-    operator.rshift: ">>", operator.eq: "==", operator.ne: "!=", operator.lt: "<",
-    operator.le: "<=", operator.gt: ">", operator.ge: ">=",
+    operator.add: "+",
+    operator.sub: "-",
+    operator.mul: "*",
+    operator.truediv: "/",
+    operator.floordiv: "//",
+    operator.mod: "%",
+    operator.pow: "**",
+    operator.matmul: "@",
+    operator.and_: "&",
+    operator.or_: "|",
+    operator.xor: "^",
+    operator.lshift: "<<",
+    operator.rshift: ">>",
+    operator.eq: "==",
+    operator.ne: "!=",
+    operator.lt: "<",
+    operator.le: "<=",
+    operator.gt: ">",
+    operator.ge: ">=",
 }
 _UNARY = {operator.neg: "-", operator.pos: "+", operator.invert: "~", operator.not_: "not "}
 
@@ -25,8 +39,12 @@ class _Globals:
     def __init__(self) -> None:
         import ember
 
-        self.ns: dict[str, Any] = {"ember": ember, "inf": math.inf, "nan": math.nan,
-                                   "device": ember.device}
+        self.ns: dict[str, Any] = {
+            "ember": ember,
+            "inf": math.inf,
+            "nan": math.nan,
+            "device": ember.device,
+        }
         self._ids: dict[int, str] = {}
 
     def bind(self, obj: Any, hint: str) -> str:
@@ -105,15 +123,18 @@ def _expr(node: Node, root: str, g: _Globals) -> str:
             return f"{_UNARY[t]}{_arg(args[0], g)}"
         if t is operator.getitem and len(args) == 2:
             return f"{_arg(args[0], g)}[{_arg(args[1], g)}]"
-        if t is getattr and len(args) == 2 and isinstance(args[1], str) \
-                and args[1].isidentifier():
+        if t is getattr and len(args) == 2 and isinstance(args[1], str) and args[1].isidentifier():
             return f"{_arg(args[0], g)}.{args[1]}"
     return _call(g.callable_ref(t), args, kwargs, g)
 
 
 def _statement(node: Node, root: str, g: _Globals) -> str:
-    if node.op == "call_function" and node.target is operator.setitem and not node.kwargs \
-            and len(node.args) == 3:
+    if (
+        node.op == "call_function"
+        and node.target is operator.setitem
+        and not node.kwargs
+        and len(node.args) == 3
+    ):
         obj, key, value = (_arg(a, g) for a in node.args)
         return f"{obj}[{key}] = {value};  {node.name} = None"
     return f"{node.name} = {_expr(node, root, g)}"
@@ -156,6 +177,9 @@ def generate(graph, root_module: str = "self"):
         body.append(line)
     if not body or not body[-1].startswith("return"):
         body.append("return None")
-    src = f"\n\n\ndef forward({', '.join(params)}):\n" + \
-        "".join(f"    {line}\n" for line in body) + "    "
+    src = (
+        f"\n\n\ndef forward({', '.join(params)}):\n"
+        + "".join(f"    {line}\n" for line in body)
+        + "    "
+    )
     return PythonCode(src, g.ns)

@@ -27,17 +27,43 @@ _table: dict[int, str] | None = None
 _OPERATORS = frozenset(
     "add sub mul truediv floordiv mod pow matmul neg pos abs invert and_ or_ xor lshift rshift "
     "eq ne lt le gt ge not_ truth is_ is_not contains getitem setitem index iadd isub imul "
-    "itruediv ifloordiv imod ipow imatmul iand ior ixor ilshift irshift".split())
+    "itruediv ifloordiv imod ipow imatmul iand ior ixor ilshift irshift".split()
+)
 # math's functions a graph may call (the tracer records them applied to sizes)
 _MATH = frozenset(n for n in dir(math) if not n.startswith("_") and callable(getattr(math, n)))
 # ember callables that touch files, processes or global state: never reachable from a saved
 # graph (a name's last part, or a prefix of its path)
-_UNSAFE_NAMES = frozenset({"save", "load", "save_safetensors", "load_safetensors", "from_file",
-                           "manual_seed", "seed", "set_rng_state", "fork_rng", "compile"})
-_UNSAFE_PREFIXES = ("ember.serialization", "ember.utils", "ember.distributed", "ember.hub",
-                    "ember.multiprocessing", "ember.backends", "ember.cuda", "ember.cpu",
-                    "ember.accelerator", "ember.testing", "ember.profiler", "ember.onnx",
-                    "ember.launcher", "ember.set_", "ember.use_")
+_UNSAFE_NAMES = frozenset(
+    {
+        "save",
+        "load",
+        "save_safetensors",
+        "load_safetensors",
+        "from_file",
+        "manual_seed",
+        "seed",
+        "set_rng_state",
+        "fork_rng",
+        "compile",
+    }
+)
+_UNSAFE_PREFIXES = (
+    "ember.serialization",
+    "ember.utils",
+    "ember.distributed",
+    "ember.hub",
+    "ember.multiprocessing",
+    "ember.backends",
+    "ember.cuda",
+    "ember.cpu",
+    "ember.accelerator",
+    "ember.testing",
+    "ember.profiler",
+    "ember.onnx",
+    "ember.launcher",
+    "ember.set_",
+    "ember.use_",
+)
 
 
 def namespace_functions(modname: str) -> dict[str, Callable]:
@@ -48,8 +74,7 @@ def namespace_functions(modname: str) -> dict[str, Callable]:
         if name.startswith("_"):
             continue
         fn = getattr(mod, name, None)
-        if isinstance(fn, (types.FunctionType, types.BuiltinFunctionType)) \
-                and _is_ember(fn):
+        if isinstance(fn, (types.FunctionType, types.BuiltinFunctionType)) and _is_ember(fn):
             out[name] = fn
     if modname == "ember":  # the nn-alias names that ember resolves lazily (ember.softmax)
         import ember
@@ -107,20 +132,27 @@ def resolve_target(name: str, extra: dict[str, Callable] | None = None) -> Calla
         return _BUILTINS[rest]
     elif head == "math" and rest in _MATH:  # pure numeric functions (``math.sqrt`` of a size)
         return getattr(math, rest)
-    elif head == "ember" and rest and not (name.startswith(_UNSAFE_PREFIXES)
-                                           or name.rpartition(".")[2] in _UNSAFE_NAMES):
+    elif (
+        head == "ember"
+        and rest
+        and not (name.startswith(_UNSAFE_PREFIXES) or name.rpartition(".")[2] in _UNSAFE_NAMES)
+    ):
         obj: Any = importlib.import_module("ember")
         for part in rest.split("."):
             if not part.isidentifier():
                 break
             obj = getattr(obj, part, None)
             # every step must stay inside ember (a module, class or function of ember's)
-            if obj is None or not (_is_ember(obj) or (isinstance(obj, types.ModuleType)
-                                                      and obj.__name__.startswith("ember."))):
+            if obj is None or not (
+                _is_ember(obj)
+                or (isinstance(obj, types.ModuleType) and obj.__name__.startswith("ember."))
+            ):
                 break
         else:
             if callable(obj):
                 return obj
-    raise ValueError(f"cannot resolve call_function target {name!r}: only ember's tensor "
-                     "functions, operator's arithmetic/comparison/indexing, math's functions "
-                     "and builtins.getattr are allowed (pass others in extra_targets)")
+    raise ValueError(
+        f"cannot resolve call_function target {name!r}: only ember's tensor "
+        "functions, operator's arithmetic/comparison/indexing, math's functions "
+        "and builtins.getattr are allowed (pass others in extra_targets)"
+    )

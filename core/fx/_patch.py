@@ -49,6 +49,7 @@ def tracing_wrapper(orig: Callable) -> Callable:
     """The wrapper recording ``orig`` as a call_function when a Proxy is among its arguments."""
     w = _wrappers.get(id(orig))
     if w is None:
+
         @functools.wraps(orig)
         def w(*args, **kwargs):
             proxy = _find_proxy(args, kwargs)

@@ -14,8 +14,11 @@ from .node import Argument, Node, map_arg
 __all__ = ["Graph", "PythonCode"]
 
 _empty = object()  # "no default" for placeholders
-_RESERVED = set(keyword.kwlist) | set(dir(builtins)) | {"self", "ember", "operator", "inf",
-                                                        "nan", "device", "forward"}
+_RESERVED = (
+    set(keyword.kwlist)
+    | set(dir(builtins))
+    | {"self", "ember", "operator", "inf", "nan", "device", "forward"}
+)
 
 
 class PythonCode:
@@ -88,9 +91,15 @@ class Graph:
         self._base_count[base] = num
         return cand
 
-    def create_node(self, op: str, target: Any, args: tuple | None = None,
-                    kwargs: dict | None = None, name: str | None = None,
-                    type_expr: Any = None) -> Node:
+    def create_node(
+        self,
+        op: str,
+        target: Any,
+        args: tuple | None = None,
+        kwargs: dict | None = None,
+        name: str | None = None,
+        type_expr: Any = None,
+    ) -> Node:
         """Create a node and insert it at the current insert point (the end by default)."""
         args = tuple(args) if args is not None else ()
         kwargs = dict(kwargs) if kwargs is not None else {}
@@ -135,8 +144,10 @@ class Graph:
         if to_erase.graph is not self or to_erase._erased:
             raise RuntimeError(f"erase_node: node {to_erase} is not in this graph")
         if to_erase.users:
-            raise RuntimeError(f"Tried to erase Node {to_erase} but it still had "
-                               f"{len(to_erase.users)} users in the graph: {to_erase.users}!")
+            raise RuntimeError(
+                f"Tried to erase Node {to_erase} but it still had "
+                f"{len(to_erase.users)} users in the graph: {to_erase.users}!"
+            )
         to_erase._remove_from_list()
         to_erase._erased = True
         to_erase._update_args_kwargs((), {})
@@ -150,37 +161,58 @@ class Graph:
     def get_attr(self, qualified_name: str, type_expr: Any = None) -> Node:
         return self.create_node("get_attr", qualified_name, type_expr=type_expr)
 
-    def call_module(self, module_name: str, args: tuple | None = None,
-                    kwargs: dict | None = None, type_expr: Any = None) -> Node:
+    def call_module(
+        self,
+        module_name: str,
+        args: tuple | None = None,
+        kwargs: dict | None = None,
+        type_expr: Any = None,
+    ) -> Node:
         return self.create_node("call_module", module_name, args, kwargs, type_expr=type_expr)
 
-    def call_method(self, method_name: str, args: tuple | None = None,
-                    kwargs: dict | None = None, type_expr: Any = None) -> Node:
+    def call_method(
+        self,
+        method_name: str,
+        args: tuple | None = None,
+        kwargs: dict | None = None,
+        type_expr: Any = None,
+    ) -> Node:
         return self.create_node("call_method", method_name, args, kwargs, type_expr=type_expr)
 
-    def call_function(self, the_function: Callable, args: tuple | None = None,
-                      kwargs: dict | None = None, type_expr: Any = None) -> Node:
-        return self.create_node("call_function", the_function, args, kwargs,
-                                type_expr=type_expr)
+    def call_function(
+        self,
+        the_function: Callable,
+        args: tuple | None = None,
+        kwargs: dict | None = None,
+        type_expr: Any = None,
+    ) -> Node:
+        return self.create_node("call_function", the_function, args, kwargs, type_expr=type_expr)
 
     def output(self, result: Argument, type_expr: Any = None) -> Node:
         return self.create_node("output", "output", (result,), type_expr=type_expr)
 
     # ---- copying -------------------------------------------------------------------------
-    def node_copy(self, node: Node, arg_transform: Callable[[Node], Argument] = lambda x: x
-                  ) -> Node:
+    def node_copy(
+        self, node: Node, arg_transform: Callable[[Node], Argument] = lambda x: x
+    ) -> Node:
         """Copy ``node`` (from any graph) into this one, mapping its inputs by ``arg_transform``."""
         args = map_arg(node.args, arg_transform)
         kwargs = map_arg(node.kwargs, arg_transform)
         name = node.name if node.name not in self._used_names else None
-        new = self.create_node(node.op, node.target, args, kwargs,
-                               name if name is not None else _candidate(node.op, node.target),
-                               node.type)
+        new = self.create_node(
+            node.op,
+            node.target,
+            args,
+            kwargs,
+            name if name is not None else _candidate(node.op, node.target),
+            node.type,
+        )
         new.meta = dict(node.meta)
         return new
 
-    def graph_copy(self, g: Graph, val_map: dict[Node, Node], return_output_node: bool = False
-                   ) -> Argument:
+    def graph_copy(
+        self, g: Graph, val_map: dict[Node, Node], return_output_node: bool = False
+    ) -> Argument:
         """Copy every node of ``g`` except its output into this graph; return the output value."""
         for node in g.nodes:
             if node in val_map:
@@ -234,12 +266,16 @@ class Graph:
             names.add(node.name)
             for arg in node.all_input_nodes:
                 if arg.graph is not self or arg._erased:
-                    raise RuntimeError(f"Argument '{arg}' of Node '{node}' was used before it "
-                                       "has been defined! (it is not in this graph)")
+                    raise RuntimeError(
+                        f"Argument '{arg}' of Node '{node}' was used before it "
+                        "has been defined! (it is not in this graph)"
+                    )
                 if arg not in seen:
-                    raise RuntimeError(f"Argument '{arg}' of Node '{node}' was used before it "
-                                       "has been defined! Please check that Nodes in the graph "
-                                       "are topologically ordered")
+                    raise RuntimeError(
+                        f"Argument '{arg}' of Node '{node}' was used before it "
+                        "has been defined! Please check that Nodes in the graph "
+                        "are topologically ordered"
+                    )
                 if node not in arg.users:
                     raise RuntimeError(f"Node {node} is missing from the users of {arg}")
             if node.op == "output":
@@ -252,8 +288,10 @@ class Graph:
                 obj: Any = mod
                 for atom in node.target.split("."):
                     if not hasattr(obj, atom):
-                        raise RuntimeError(f"Node {node} target {node.target} references "
-                                           f"nonexistent attribute {atom} of {type(obj).__name__}")
+                        raise RuntimeError(
+                            f"Node {node} target {node.target} references "
+                            f"nonexistent attribute {atom} of {type(obj).__name__}"
+                        )
                     obj = getattr(obj, atom)
 
     # ---- printing and code ---------------------------------------------------------------

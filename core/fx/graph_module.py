@@ -40,8 +40,11 @@ def _copy_attr(src: Module, dst: Module, target: str) -> None:
     from ember import Tensor
     from ember.nn import Parameter
 
-    if isinstance(orig, Tensor) and not isinstance(orig, Parameter) \
-            and field in getattr(src, "_buffers", {}):
+    if (
+        isinstance(orig, Tensor)
+        and not isinstance(orig, Parameter)
+        and field in getattr(src, "_buffers", {})
+    ):
         dst.register_buffer(field, orig)
     else:
         setattr(dst, field, orig)
@@ -72,8 +75,9 @@ class GraphModule(Module):
             cls = type(cls.__name__, (cls,), {"_fx_impl": True})
         return super().__new__(cls)
 
-    def __init__(self, root: Module | dict[str, Any], graph: Graph,
-                 class_name: str = "GraphModule") -> None:
+    def __init__(
+        self, root: Module | dict[str, Any], graph: Graph, class_name: str = "GraphModule"
+    ) -> None:
         super().__init__()
         type(self).__name__ = class_name
         type(self).__qualname__ = class_name
@@ -97,8 +101,10 @@ class GraphModule(Module):
                         _assign_attr(GraphModule({}, sub, "GraphModule"), self, node.target)
                         continue
                     if node.target not in root:
-                        raise RuntimeError(f"Node {node} referenced target {node.target} but "
-                                           "that target was not provided in ``root``!")
+                        raise RuntimeError(
+                            f"Node {node} referenced target {node.target} but "
+                            "that target was not provided in ``root``!"
+                        )
                     _assign_attr(root[node.target], self, node.target)
         else:
             raise RuntimeError(f"Unsupported type {type(root).__name__} passed for root!")
@@ -166,8 +172,11 @@ class GraphModule(Module):
                 parts = node.target.split(".")
                 used.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
                 if node.op == "call_module":  # everything inside a called module is used
-                    used.update(f"{node.target}.{n}" for n, _ in
-                                self.get_submodule(node.target).named_modules() if n)
+                    used.update(
+                        f"{node.target}.{n}"
+                        for n, _ in self.get_submodule(node.target).named_modules()
+                        if n
+                    )
         for name, _ in reversed(list(self.named_modules())):
             if name and name not in used:
                 self.delete_submodule(name)
@@ -195,8 +204,9 @@ class GraphModule(Module):
 
     def __copy__(self):
         res = GraphModule(self, self.graph, type(self).__name__)
-        res.__dict__.update({k: v for k, v in self.__dict__.items()
-                             if k not in ("_graph", "_code")})
+        res.__dict__.update(
+            {k: v for k, v in self.__dict__.items() if k not in ("_graph", "_code")}
+        )
         return res
 
     def to_folder(self, folder: str, module_name: str = "FxModule") -> None:

@@ -19,8 +19,9 @@ class Interpreter:
     methods (``placeholder``, ``get_attr``, ``call_function``, ``call_method``,
     ``call_module``, ``output``) to observe or change what each node does."""
 
-    def __init__(self, module: GraphModule, garbage_collect_values: bool = True,
-                 graph: Graph | None = None) -> None:
+    def __init__(
+        self, module: GraphModule, garbage_collect_values: bool = True, graph: Graph | None = None
+    ) -> None:
         self.module = module
         self.submodules = dict(module.named_modules())
         self.graph = graph if graph is not None else module.graph
@@ -37,8 +38,9 @@ class Interpreter:
             for value, user in last.items():
                 self.user_to_last_uses.setdefault(user, []).append(value)
 
-    def run(self, *args, initial_env: dict[Node, Any] | None = None,
-            enable_io_processing: bool = True) -> Any:
+    def run(
+        self, *args, initial_env: dict[Node, Any] | None = None, enable_io_processing: bool = True
+    ) -> Any:
         """Run the graph on ``args`` and return its output."""
         self.env = dict(initial_env) if initial_env is not None else {}
         self.args_iter: Iterator[Any] = iter(args)
@@ -50,8 +52,11 @@ class Interpreter:
             except Exception as e:
                 if self.extra_traceback and not getattr(e, "_fx_noted", False):
                     msg = f"While executing {node.format_node()}"
-                    e.args = ((f"{e.args[0]}\n\n{msg}",) + e.args[1:]) if e.args and \
-                        isinstance(e.args[0], str) else e.args
+                    e.args = (
+                        ((f"{e.args[0]}\n\n{msg}",) + e.args[1:])
+                        if e.args and isinstance(e.args[0], str)
+                        else e.args
+                    )
                     e._fx_noted = True
                 raise
             if self.garbage_collect_values:
@@ -74,8 +79,9 @@ class Interpreter:
         except StopIteration:
             if args:
                 return args[0]
-            raise RuntimeError(f"Expected positional argument for parameter {target}, but one "
-                               "was not passed in!") from None
+            raise RuntimeError(
+                f"Expected positional argument for parameter {target}, but one was not passed in!"
+            ) from None
 
     def get_attr(self, target: str, args: tuple, kwargs: dict) -> Any:
         return self.fetch_attr(target)
@@ -98,8 +104,9 @@ class Interpreter:
         obj: Any = self.module
         for i, atom in enumerate(target.split(".")):
             if not hasattr(obj, atom):
-                raise RuntimeError("Node referenced nonexistent target "
-                                   f"{'.'.join(target.split('.')[:i + 1])}")
+                raise RuntimeError(
+                    f"Node referenced nonexistent target {'.'.join(target.split('.')[: i + 1])}"
+                )
             obj = getattr(obj, atom)
         return obj
 
@@ -109,8 +116,10 @@ class Interpreter:
     def map_nodes_to_values(self, args: Argument, n: Node) -> Any:
         def load(a: Node) -> Any:
             if a not in self.env:
-                raise RuntimeError(f"Node {n} referenced nonexistent value {a}! Run "
-                                   "Graph.lint() to diagnose such issues")
+                raise RuntimeError(
+                    f"Node {n} referenced nonexistent value {a}! Run "
+                    "Graph.lint() to diagnose such issues"
+                )
             return self.env[a]
 
         return map_arg(args, load)
@@ -164,6 +173,7 @@ class Transformer(Interpreter):
         # overrides; emit new calls with ``super().call_function(fn, args, kwargs)``)
         result = self.run(enable_io_processing=False)
         if result is not None:
-            self.new_graph.output(map_aggregate(result, lambda a: a.node
-                                                if isinstance(a, Proxy) else a))
+            self.new_graph.output(
+                map_aggregate(result, lambda a: a.node if isinstance(a, Proxy) else a)
+            )
         return GraphModule(self.module, self.new_graph, type(self.module).__name__)

@@ -32,8 +32,9 @@ def map_aggregate(a: Argument, fn: Callable[[Argument], Argument]) -> Argument:
     if isinstance(a, dict):
         return {k: map_aggregate(v, fn) for k, v in a.items()}
     if isinstance(a, slice):
-        return slice(map_aggregate(a.start, fn), map_aggregate(a.stop, fn),
-                     map_aggregate(a.step, fn))
+        return slice(
+            map_aggregate(a.start, fn), map_aggregate(a.stop, fn), map_aggregate(a.step, fn)
+        )
     return fn(a)
 
 
@@ -52,17 +53,30 @@ class Node:
     the module path, or ``"output"``. ``users`` maps each node that reads this one to ``None``.
     """
 
-    def __init__(self, graph, name: str, op: str, target: Any, args: tuple, kwargs: dict,
-                 return_type: Any = None) -> None:
+    def __init__(
+        self,
+        graph,
+        name: str,
+        op: str,
+        target: Any,
+        args: tuple,
+        kwargs: dict,
+        return_type: Any = None,
+    ) -> None:
         if op not in _OPCODES:
             raise ValueError(f"Node: unknown opcode {op!r}; expected one of {_OPCODES}")
         if op == "call_function" and not callable(target):
-            raise ValueError(f"Node [graph = {graph}, name = '{name}'] target {target} has type "
-                             f"{type(target).__name__} but a Callable is expected")
-        if op in ("call_method", "call_module", "get_attr", "placeholder") \
-                and not isinstance(target, str):
-            raise ValueError(f"Node [graph = {graph}, name = '{name}'] target {target!r} has "
-                             f"type {type(target).__name__} but a str is expected")
+            raise ValueError(
+                f"Node [graph = {graph}, name = '{name}'] target {target} has type "
+                f"{type(target).__name__} but a Callable is expected"
+            )
+        if op in ("call_method", "call_module", "get_attr", "placeholder") and not isinstance(
+            target, str
+        ):
+            raise ValueError(
+                f"Node [graph = {graph}, name = '{name}'] target {target!r} has "
+                f"type {type(target).__name__} but a str is expected"
+            )
         self.graph = graph
         self.name = name
         self.op = op
@@ -133,8 +147,10 @@ class Node:
 
         def note(n: Node) -> Node:
             if n.graph is not self.graph:
-                raise RuntimeError(f"Node {self.name!r} takes argument {n.name!r} from another "
-                                   "graph; copy it into this graph first (Graph.node_copy)")
+                raise RuntimeError(
+                    f"Node {self.name!r} takes argument {n.name!r} from another "
+                    "graph; copy it into this graph first (Graph.node_copy)"
+                )
             self._input_nodes.setdefault(n)
             return n
 
@@ -153,9 +169,13 @@ class Node:
         kwargs[key] = arg
         self.kwargs = kwargs
 
-    def replace_all_uses_with(self, replace_with: Node,
-                              delete_user_cb: Callable[[Node], bool] = lambda user: True,
-                              *, propagate_meta: bool = False) -> list[Node]:
+    def replace_all_uses_with(
+        self,
+        replace_with: Node,
+        delete_user_cb: Callable[[Node], bool] = lambda user: True,
+        *,
+        propagate_meta: bool = False,
+    ) -> list[Node]:
         """Make every user of this node read ``replace_with`` instead; return those users."""
         if propagate_meta:
             for k, v in self.meta.items():
@@ -170,6 +190,7 @@ class Node:
 
     def replace_input_with(self, old_input: Node, new_input: Node) -> None:
         """Replace every occurrence of ``old_input`` in this node's arguments."""
+
         def sub(n: Node) -> Node:
             return new_input if n is old_input else n
 
@@ -201,15 +222,19 @@ class Node:
     def format_node(self) -> str:
         if self.op == "placeholder":
             default = f" = {self.args[0]!r}" if self.args else ""
-            return (f"%{self.name} : [num_users={len(self.users)}] = "
-                    f"placeholder[target={self.target}]{default}")
+            return (
+                f"%{self.name} : [num_users={len(self.users)}] = "
+                f"placeholder[target={self.target}]{default}"
+            )
         if self.op == "output":
             return f"return {_fmt(self.args[0])}"
         from ._names import target_name
 
         target = target_name(self.target) if self.op == "call_function" else self.target
-        return (f"%{self.name} : [num_users={len(self.users)}] = {self.op}[target={target}]"
-                f"(args = {_fmt(self.args)}, kwargs = {_fmt(self.kwargs)})")
+        return (
+            f"%{self.name} : [num_users={len(self.users)}] = {self.op}[target={target}]"
+            f"(args = {_fmt(self.args)}, kwargs = {_fmt(self.kwargs)})"
+        )
 
     def __repr__(self) -> str:
         return self.name

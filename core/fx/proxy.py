@@ -23,12 +23,19 @@ class GraphAppendingTracer:
         self.graph = graph
         self.root = None
 
-    def create_proxy(self, kind, target, args, kwargs, name=None, type_expr=None,
-                     proxy_factory_fn=None):
+    def create_proxy(
+        self, kind, target, args, kwargs, name=None, type_expr=None, proxy_factory_fn=None
+    ):
         from .tracer import _create_arg_basic
 
-        node = self.graph.create_node(kind, target, _create_arg_basic(self, args),
-                                      _create_arg_basic(self, kwargs), name, type_expr)
+        node = self.graph.create_node(
+            kind,
+            target,
+            _create_arg_basic(self, args),
+            _create_arg_basic(self, kwargs),
+            name,
+            type_expr,
+        )
         return proxy_factory_fn(node) if proxy_factory_fn else Proxy(node, self)
 
     def create_arg(self, a):
@@ -87,32 +94,41 @@ class Proxy:
         return self.tracer.to_bool(self)
 
     def __len__(self) -> int:
-        raise RuntimeError("'len' is not supported in symbolic tracing by default. If you want "
-                           "this call to be recorded, please call ember.fx.wrap('len') at "
-                           "module scope")
+        raise RuntimeError(
+            "'len' is not supported in symbolic tracing by default. If you want "
+            "this call to be recorded, please call ember.fx.wrap('len') at "
+            "module scope"
+        )
 
     def __index__(self) -> int:
-        raise TraceError(f"{self} cannot be used as an index or size during symbolic tracing: "
-                         "its value is not known")
+        raise TraceError(
+            f"{self} cannot be used as an index or size during symbolic tracing: "
+            "its value is not known"
+        )
 
     def __int__(self) -> int:
-        raise TraceError(f"int({self}) needs the traced value, which symbolic tracing does not "
-                         "have")
+        raise TraceError(
+            f"int({self}) needs the traced value, which symbolic tracing does not have"
+        )
 
     def __float__(self) -> float:
-        raise TraceError(f"float({self}) needs the traced value, which symbolic tracing does "
-                         "not have")
+        raise TraceError(
+            f"float({self}) needs the traced value, which symbolic tracing does not have"
+        )
 
     def keys(self):
         return self.tracer.keys(self)
 
     def numpy(self, *args, **kwargs):
-        raise TraceError(f"{self}.numpy() leaves ember's tensors, so symbolic tracing cannot "
-                         "record what follows; keep the computation in ember ops")
+        raise TraceError(
+            f"{self}.numpy() leaves ember's tensors, so symbolic tracing cannot "
+            "record what follows; keep the computation in ember ops"
+        )
 
     def tolist(self):
-        raise TraceError(f"{self}.tolist() needs the traced value, which symbolic tracing does "
-                         "not have")
+        raise TraceError(
+            f"{self}.tolist() needs the traced value, which symbolic tracing does not have"
+        )
 
     def __setitem__(self, key, value) -> None:
         # in-place writes are recorded (and kept by dead-code elimination: see node.py)
@@ -143,8 +159,21 @@ def _unary(op):
     return impl
 
 
-for _name in ("add", "sub", "mul", "floordiv", "truediv", "mod", "pow", "lshift", "rshift",
-              "and_", "or_", "xor", "matmul"):
+for _name in (
+    "add",
+    "sub",
+    "mul",
+    "floordiv",
+    "truediv",
+    "mod",
+    "pow",
+    "lshift",
+    "rshift",
+    "and_",
+    "or_",
+    "xor",
+    "matmul",
+):
     _dunder = _name.rstrip("_")
     setattr(Proxy, f"__{_dunder}__", _binary(getattr(operator, _name)))
     setattr(Proxy, f"__r{_dunder}__", _reflected(getattr(operator, _name)))
@@ -166,8 +195,9 @@ class Attribute(Proxy):
     @property
     def node(self) -> Node:
         if self._node is None:
-            self._node = self.tracer.create_proxy("call_function", getattr,
-                                                  (self.root, self.attr), {}).node
+            self._node = self.tracer.create_proxy(
+                "call_function", getattr, (self.root, self.attr), {}
+            ).node
         return self._node
 
     def __call__(self, *args, **kwargs) -> Proxy:

@@ -60,7 +60,7 @@ def _dec(a: Any, env: dict[str, Node]) -> Any:
         return [_dec(e, env) for e in a]
     if not isinstance(a, dict):
         return a
-    (kind, v), = a.items()
+    ((kind, v),) = a.items()
     if kind == "node":
         if v not in env:
             raise ValueError(f"graph_from_json: node {v!r} is used before it is defined")
@@ -95,8 +95,13 @@ def _meta(node: Node) -> dict:
     tm = node.meta.get("tensor_meta")
     if tm is None or not hasattr(tm, "shape"):
         return {}
-    return {"tensor_meta": {"shape": list(tm.shape), "dtype": repr(tm.dtype).split(".")[-1],
-                            "requires_grad": bool(tm.requires_grad)}}
+    return {
+        "tensor_meta": {
+            "shape": list(tm.shape),
+            "dtype": repr(tm.dtype).split(".")[-1],
+            "requires_grad": bool(tm.requires_grad),
+        }
+    }
 
 
 def _subgraph(graph: Graph, node: Node) -> Any:
@@ -116,8 +121,13 @@ def graph_to_json(graph: Graph, indent: int | None = None) -> str:
     nodes = []
     for n in graph.nodes:
         target = target_name(n.target) if n.op == "call_function" else n.target
-        rec = {"name": n.name, "op": n.op, "target": target, "args": _enc(n.args),
-               "kwargs": _enc(n.kwargs)}
+        rec = {
+            "name": n.name,
+            "op": n.op,
+            "target": target,
+            "args": _enc(n.args),
+            "kwargs": _enc(n.kwargs),
+        }
         meta = _meta(n)
         if meta:
             rec["meta"] = meta
@@ -125,19 +135,21 @@ def graph_to_json(graph: Graph, indent: int | None = None) -> str:
         if sub is not None:  # a cond/while_loop branch: its graph travels with the node
             rec["subgraph"] = json.loads(graph_to_json(sub.graph))
         nodes.append(rec)
-    return json.dumps({"format": "ember.fx.graph", "version": FORMAT_VERSION, "nodes": nodes},
-                      indent=indent)
+    return json.dumps(
+        {"format": "ember.fx.graph", "version": FORMAT_VERSION, "nodes": nodes}, indent=indent
+    )
 
 
-def graph_from_json(text: str | dict, extra_targets: dict[str, Callable] | None = None
-                    ) -> Graph:
+def graph_from_json(text: str | dict, extra_targets: dict[str, Callable] | None = None) -> Graph:
     """Rebuild a Graph from :func:`graph_to_json`'s output, resolving targets safely."""
     doc = json.loads(text) if isinstance(text, (str, bytes)) else text
     if not isinstance(doc, dict) or doc.get("format") != "ember.fx.graph":
         raise ValueError("graph_from_json: not an ember.fx graph document")
     if doc.get("version") != FORMAT_VERSION:
-        raise ValueError(f"graph_from_json: format version {doc.get('version')!r} is not "
-                         f"supported (this ember reads version {FORMAT_VERSION})")
+        raise ValueError(
+            f"graph_from_json: format version {doc.get('version')!r} is not "
+            f"supported (this ember reads version {FORMAT_VERSION})"
+        )
     g = Graph()
     env: dict[str, Node] = {}
     for rec in doc["nodes"]:
@@ -145,8 +157,9 @@ def graph_from_json(text: str | dict, extra_targets: dict[str, Callable] | None 
         target = rec["target"]
         if op == "call_function":
             target = resolve_target(target, extra_targets)
-        node = g.create_node(op, target, _dec(rec["args"], env), _dec(rec["kwargs"], env),
-                             name=rec["name"])
+        node = g.create_node(
+            op, target, _dec(rec["args"], env), _dec(rec["kwargs"], env), name=rec["name"]
+        )
         if node.name != rec["name"]:
             raise ValueError(f"graph_from_json: node name {rec['name']!r} is not unique")
         meta = rec.get("meta", {}).get("tensor_meta")
@@ -154,8 +167,14 @@ def graph_from_json(text: str | dict, extra_targets: dict[str, Callable] | None 
             from .passes.shape_prop import TensorMetadata
 
             node.meta["tensor_meta"] = TensorMetadata(
-                tuple(meta["shape"]), _dec({"dtype": meta["dtype"]}, env),
-                meta.get("requires_grad", False), None, None, False, {})
+                tuple(meta["shape"]),
+                _dec({"dtype": meta["dtype"]}, env),
+                meta.get("requires_grad", False),
+                None,
+                None,
+                False,
+                {},
+            )
         if "subgraph" in rec:  # GraphModule(dict_root, graph) builds it (graph_module.py)
             node.meta["subgraph"] = graph_from_json(rec["subgraph"], extra_targets)
         env[node.name] = node
@@ -169,8 +188,10 @@ def _flat_nodes(graph: Graph) -> list:
 
         return map_arg(a, lambda n: _NodeRef(n.name))
 
-    return [(n.name, n.op, _pickle_target(n), ref(n.args), ref(n.kwargs), n.type,
-             dict(n.meta)) for n in graph.nodes]
+    return [
+        (n.name, n.op, _pickle_target(n), ref(n.args), ref(n.kwargs), n.type, dict(n.meta))
+        for n in graph.nodes
+    ]
 
 
 def _pickle_target(n: Node) -> Any:
@@ -216,7 +237,6 @@ def _unflatten_into(g: Graph, flat: list) -> None:
     for name, op, target, args, kwargs, type_expr, meta in flat:
         if isinstance(target, _TargetRef):
             target = resolve_target(target.name)
-        node = g.create_node(op, target, deref(args), deref(kwargs), name=name,
-                             type_expr=type_expr)
+        node = g.create_node(op, target, deref(args), deref(kwargs), name=name, type_expr=type_expr)
         node.meta = meta
         env[name] = node

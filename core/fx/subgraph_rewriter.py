@@ -20,8 +20,13 @@ from .graph import Graph
 from .graph_module import GraphModule, _copy_attr
 from .node import Node
 
-__all__ = ["Match", "ReplacedPatterns", "InternalMatch", "replace_pattern",
-           "replace_pattern_with_filters"]
+__all__ = [
+    "Match",
+    "ReplacedPatterns",
+    "InternalMatch",
+    "replace_pattern",
+    "replace_pattern_with_filters",
+]
 
 
 class Match(NamedTuple):
@@ -46,8 +51,12 @@ class InternalMatch:
     returning_nodes: list[Node] = field(default_factory=list)
 
     def __copy__(self) -> InternalMatch:
-        return InternalMatch(self.anchors, dict(self.nodes_map), list(self.placeholder_nodes),
-                             list(self.returning_nodes))
+        return InternalMatch(
+            self.anchors,
+            dict(self.nodes_map),
+            list(self.placeholder_nodes),
+            list(self.returning_nodes),
+        )
 
 
 def _as_graph_module(fn_or_gm: Callable | GraphModule | Graph, what: str) -> GraphModule:
@@ -58,8 +67,10 @@ def _as_graph_module(fn_or_gm: Callable | GraphModule | Graph, what: str) -> Gra
 
         return GraphModule(fn_or_gm.owning_module or Module(), fn_or_gm)
     if not callable(fn_or_gm):
-        raise TypeError(f"replace_pattern: the {what} must be a function, a GraphModule or a "
-                        f"Graph, got {type(fn_or_gm).__name__}")
+        raise TypeError(
+            f"replace_pattern: the {what} must be a function, a GraphModule or a "
+            f"Graph, got {type(fn_or_gm).__name__}"
+        )
     from .tracer import symbolic_trace
 
     return symbolic_trace(fn_or_gm)
@@ -81,8 +92,9 @@ class _SubgraphMatcher:
         self.ignore_literals = ignore_literals
         for node in pattern.nodes:
             if node.op != "output" and not node.users:
-                raise ValueError(f"replace_pattern: the pattern has dead code (node "
-                                 f"{node.name!r} is unused)")
+                raise ValueError(
+                    f"replace_pattern: the pattern has dead code (node {node.name!r} is unused)"
+                )
         out = _output_node(pattern)
         self.placeholders = [n for n in pattern.nodes if n.op == "placeholder"]
         self.returning = out.all_input_nodes
@@ -144,7 +156,8 @@ class _SubgraphMatcher:
         if pn.op == "placeholder":
             return True
         if list(pn.kwargs) != list(gn.kwargs) or not self._args(
-                [*pn.args, *pn.kwargs.values()], [*gn.args, *gn.kwargs.values()], match):
+            [*pn.args, *pn.kwargs.values()], [*gn.args, *gn.kwargs.values()], match
+        ):
             match.nodes_map.clear()
             match.nodes_map.update(saved)
             return False
@@ -161,8 +174,9 @@ class _SubgraphMatcher:
         return True
 
     def match(self, graph: Graph) -> list[InternalMatch]:
-        candidates = [(a, [n for n in graph.nodes if self._nodes_equal(a, n)])
-                      for a in self.anchors]
+        candidates = [
+            (a, [n for n in graph.nodes if self._nodes_equal(a, n)]) for a in self.anchors
+        ]
         found: list[InternalMatch] = []
 
         def search(i: int, m: InternalMatch) -> None:
@@ -190,8 +204,9 @@ class _SubgraphMatcher:
         return out
 
 
-def replace_pattern(gm: GraphModule, pattern: Callable | GraphModule,
-                    replacement: Callable | GraphModule) -> list[Match]:
+def replace_pattern(
+    gm: GraphModule, pattern: Callable | GraphModule, replacement: Callable | GraphModule
+) -> list[Match]:
     """Replace each non-overlapping match of ``pattern`` in ``gm.graph`` with ``replacement``.
 
     ``pattern`` and ``replacement`` are functions (traced here) or GraphModules taking the
@@ -199,23 +214,25 @@ def replace_pattern(gm: GraphModule, pattern: Callable | GraphModule,
     Matched intermediate values may not be used outside the match. Returns the matches;
     ``gm`` is recompiled.
     """
-    return [Match(anchor=m.anchor, nodes_map=m.nodes_map)
-            for m in _replace(gm, pattern, replacement, None, False, None)]
+    return [
+        Match(anchor=m.anchor, nodes_map=m.nodes_map)
+        for m in _replace(gm, pattern, replacement, None, False, None)
+    ]
 
 
 def replace_pattern_with_filters(
-        gm: GraphModule, pattern: Callable | GraphModule | Graph,
-        replacement: Callable | GraphModule | Graph | None = None,
-        match_filters: list[Callable[[InternalMatch, Graph, Graph], bool]] | None = None,
-        ignore_literals: bool = False,
-        replacement_callback: Callable[[InternalMatch, Graph, Graph], Graph] | None = None,
-        ) -> list[ReplacedPatterns]:
+    gm: GraphModule,
+    pattern: Callable | GraphModule | Graph,
+    replacement: Callable | GraphModule | Graph | None = None,
+    match_filters: list[Callable[[InternalMatch, Graph, Graph], bool]] | None = None,
+    ignore_literals: bool = False,
+    replacement_callback: Callable[[InternalMatch, Graph, Graph], Graph] | None = None,
+) -> list[ReplacedPatterns]:
     """:func:`replace_pattern` keeping only the matches every ``match_filters(match,
     original_graph, pattern_graph)`` accepts; ``ignore_literals`` lets literal arguments
     differ; ``replacement_callback(match, original_graph, pattern_graph)`` gives each match's
     replacement graph (instead of ``replacement``). Returns :class:`ReplacedPatterns`."""
-    return _replace(gm, pattern, replacement, match_filters, ignore_literals,
-                    replacement_callback)
+    return _replace(gm, pattern, replacement, match_filters, ignore_literals, replacement_callback)
 
 
 def _replace(gm, pattern, replacement, match_filters, ignore_literals, callback):
@@ -230,8 +247,7 @@ def _replace(gm, pattern, replacement, match_filters, ignore_literals, callback)
     if r_mod is not None:  # a mismatch is an error even where nothing matches
         _check_inputs(len(matcher.placeholders), r_mod.graph)
     matches = matcher.match(graph)
-    matches = [m for m in matches
-               if all(f(m, graph, p_graph) for f in match_filters or ())]
+    matches = [m for m in matches if all(f(m, graph, p_graph) for f in match_filters or ())]
     changed: dict[Node, Node] = {}  # a matched output -> what replaced it
     out: list[ReplacedPatterns] = []
     for m in matches:
@@ -258,8 +274,10 @@ def _replace(gm, pattern, replacement, match_filters, ignore_literals, callback)
             copied = graph.graph_copy(r_graph, val_map)
         copied = (copied,) if isinstance(copied, Node) else tuple(copied or ())
         if len(copied) != len(m.returning_nodes):
-            raise ValueError(f"replace_pattern: the pattern returns {len(m.returning_nodes)} "
-                             f"values but the replacement returns {len(copied)}")
+            raise ValueError(
+                f"replace_pattern: the pattern returns {len(m.returning_nodes)} "
+                f"values but the replacement returns {len(copied)}"
+            )
         new_nodes = [v for v in val_map.values() if v not in m.placeholder_nodes]
         for g, c in zip(m.returning_nodes, copied):
             g.replace_all_uses_with(c)
@@ -269,11 +287,15 @@ def _replace(gm, pattern, replacement, match_filters, ignore_literals, callback)
                 graph.erase_node(m.nodes_map[pn])
         owner = r_mod if r_mod is not None else r_graph.owning_module
         for n in r_graph.nodes:
-            if n.op in ("get_attr", "call_module") and owner is not None \
-                    and not _has_path(gm, n.target):
+            if (
+                n.op in ("get_attr", "call_module")
+                and owner is not None
+                and not _has_path(gm, n.target)
+            ):
                 _copy_attr(owner, gm, n.target)
-        out.append(ReplacedPatterns(anchor=m.anchors[0], nodes_map=m.nodes_map,
-                                    replacements=new_nodes))
+        out.append(
+            ReplacedPatterns(anchor=m.anchors[0], nodes_map=m.nodes_map, replacements=new_nodes)
+        )
     gm.recompile()
     return out
 
@@ -281,8 +303,10 @@ def _replace(gm, pattern, replacement, match_filters, ignore_literals, callback)
 def _check_inputs(n_pattern: int, r_graph: Graph) -> list[Node]:
     r_inputs = [n for n in r_graph.nodes if n.op == "placeholder"]
     if n_pattern != len(r_inputs):
-        raise ValueError(f"replace_pattern: the pattern takes {n_pattern} inputs but the "
-                         f"replacement takes {len(r_inputs)}")
+        raise ValueError(
+            f"replace_pattern: the pattern takes {n_pattern} inputs but the "
+            f"replacement takes {len(r_inputs)}"
+        )
     return r_inputs
 
 

@@ -49,8 +49,9 @@ def _create_arg_basic(tracer, a: Any) -> Any:
             out[k] = tracer.create_arg(v)
         return out
     if isinstance(a, slice):
-        return slice(tracer.create_arg(a.start), tracer.create_arg(a.stop),
-                     tracer.create_arg(a.step))
+        return slice(
+            tracer.create_arg(a.start), tracer.create_arg(a.stop), tracer.create_arg(a.step)
+        )
     if isinstance(a, range):
         return range(a.start, a.stop, a.step)
     if isinstance(a, _BASE_TYPES):
@@ -60,8 +61,7 @@ def _create_arg_basic(tracer, a: Any) -> Any:
 
     if isinstance(a, (dtype, device)):
         return a
-    raise NotImplementedError(f"argument of type: {type(a).__name__} cannot be recorded in a "
-                              "graph")
+    raise NotImplementedError(f"argument of type: {type(a).__name__} cannot be recorded in a graph")
 
 
 class Tracer:
@@ -73,10 +73,13 @@ class Tracer:
 
     proxy_buffer_attributes: bool = False  # as torch.fx: buffers become get_attr when used
 
-    def __init__(self, autowrap_modules: tuple = (math,), autowrap_functions: tuple = (),
-                 param_shapes_constant: bool = False) -> None:
-        self._autowrap_ids = _patch.autowrap_ids(tuple(autowrap_modules),
-                                                 tuple(autowrap_functions))
+    def __init__(
+        self,
+        autowrap_modules: tuple = (math,),
+        autowrap_functions: tuple = (),
+        param_shapes_constant: bool = False,
+    ) -> None:
+        self._autowrap_ids = _patch.autowrap_ids(tuple(autowrap_modules), tuple(autowrap_functions))
         self._autowrap_ids |= _fused.fused_leaf_ids()  # MultiheadAttention's ``_mha``
         self._autowrap_extra = tuple(autowrap_functions)
         self._autowrap_modules = tuple(autowrap_modules)
@@ -92,8 +95,15 @@ class Tracer:
         self.module_stack: dict[str, tuple[str, str]] = {}
 
     # ---- node and proxy creation -----------------------------------------------------------
-    def create_node(self, kind: str, target: Any, args: tuple, kwargs: dict,
-                    name: str | None = None, type_expr: Any = None) -> Node:
+    def create_node(
+        self,
+        kind: str,
+        target: Any,
+        args: tuple,
+        kwargs: dict,
+        name: str | None = None,
+        type_expr: Any = None,
+    ) -> Node:
         node = self.graph.create_node(kind, target, args, kwargs, name, type_expr)
         if self.module_stack:
             node.meta["nn_module_stack"] = dict(self.module_stack)
@@ -104,9 +114,16 @@ class Tracer:
     def proxy(self, node: Node) -> Proxy:
         return Proxy(node, self)
 
-    def create_proxy(self, kind: str, target: Any, args: tuple, kwargs: dict,
-                     name: str | None = None, type_expr: Any = None,
-                     proxy_factory_fn: Callable[[Node], Proxy] | None = None) -> Proxy:
+    def create_proxy(
+        self,
+        kind: str,
+        target: Any,
+        args: tuple,
+        kwargs: dict,
+        name: str | None = None,
+        type_expr: Any = None,
+        proxy_factory_fn: Callable[[Node], Proxy] | None = None,
+    ) -> Proxy:
         args_ = self.create_arg(args)
         kwargs_ = self.create_arg(kwargs)
         node = self.create_node(kind, target, args_, kwargs_, name, type_expr)
@@ -133,8 +150,9 @@ class Tracer:
                 self.tensor_attrs[id(a)] = name
             return self.create_node("get_attr", name, (), {})
         if isinstance(a, Module):
-            raise TraceError(f"a Module ({type(a).__name__}) cannot be a graph argument; call it "
-                             "instead")
+            raise TraceError(
+                f"a Module ({type(a).__name__}) cannot be a graph argument; call it instead"
+            )
         return _create_arg_basic(self, a)
 
     # ---- modules and attributes ----------------------------------------------------------
@@ -185,8 +203,9 @@ class Tracer:
                 continue
             for name, raw in list(vars(klass).items()):
                 if isinstance(raw, staticmethod) and id(raw.__func__) in ids:
-                    patcher.set_attr(klass, name,
-                                     staticmethod(_patch.tracing_wrapper(raw.__func__)))
+                    patcher.set_attr(
+                        klass, name, staticmethod(_patch.tracing_wrapper(raw.__func__))
+                    )
         if patcher.first_visit(m):
             inst = vars(m)
             for name, value in list(inst.items()):
@@ -198,30 +217,40 @@ class Tracer:
         from ember import Tensor
         from ember.nn import Parameter
 
-        if isinstance(attr_val, Parameter) or (self.proxy_buffer_attributes
-                                                and isinstance(attr_val, Tensor)):
-            name = self._param_names.get(id(attr_val)) if isinstance(attr_val, Parameter) \
+        if isinstance(attr_val, Parameter) or (
+            self.proxy_buffer_attributes and isinstance(attr_val, Tensor)
+        ):
+            name = (
+                self._param_names.get(id(attr_val))
+                if isinstance(attr_val, Parameter)
                 else self.tensor_attrs.get(id(attr_val))
+            )
             if name is not None:
                 if name not in parameter_proxy_cache:
                     factory = None
                     if self.param_shapes_constant and isinstance(attr_val, Parameter):
+
                         def factory(node, n=name, p=attr_val):
                             return ParameterProxy(self, node, n, p)
-                    parameter_proxy_cache[name] = self.create_proxy("get_attr", name, (), {},
-                                                                    proxy_factory_fn=factory)
+
+                    parameter_proxy_cache[name] = self.create_proxy(
+                        "get_attr", name, (), {}, proxy_factory_fn=factory
+                    )
                 return parameter_proxy_cache[name]
         return attr_val
 
     # ---- control flow hooks (override to customise) --------------------------------------
     def iter(self, obj: Proxy):
-        raise TraceError("Proxy object cannot be iterated. This can be attempted when the Proxy "
-                         "is used in a loop or as a *args or **kwargs function argument. See "
-                         "docs/fx.md for what control flow can be traced" + _user_line())
+        raise TraceError(
+            "Proxy object cannot be iterated. This can be attempted when the Proxy "
+            "is used in a loop or as a *args or **kwargs function argument. See "
+            "docs/fx.md for what control flow can be traced" + _user_line()
+        )
 
     def to_bool(self, obj: Proxy) -> bool:
-        raise TraceError("symbolically traced variables cannot be used as inputs to control "
-                         "flow" + _user_line())
+        raise TraceError(
+            "symbolically traced variables cannot be used as inputs to control flow" + _user_line()
+        )
 
     def keys(self, obj: Proxy):
         return self.create_proxy("call_method", "keys", (obj,), {})
@@ -235,14 +264,16 @@ class Tracer:
             self.root = root
             fn = type(root).forward
             if fn is Module.forward:
-                raise RuntimeError(f'Module [{type(root).__name__}] is missing the required '
-                                   '"forward" function')
+                raise RuntimeError(
+                    f'Module [{type(root).__name__}] is missing the required "forward" function'
+                )
         elif callable(root):
             self.root = Module()
             fn = root
         else:
-            raise TypeError(f"symbolic_trace: expected a Module or a function, got "
-                            f"{type(root).__name__}")
+            raise TypeError(
+                f"symbolic_trace: expected a Module or a function, got {type(root).__name__}"
+            )
         self.graph = Graph(tracer_cls=type(self))
         self._index_root()
         concrete_args = dict(concrete_args or {})
@@ -279,18 +310,23 @@ class Tracer:
 
     def _placeholders(self, fn: Callable, is_method: bool, concrete_args: dict) -> list:
         sig = inspect.signature(fn)
-        params = list(sig.parameters.values())[1 if is_method else 0:]
+        params = list(sig.parameters.values())[1 if is_method else 0 :]
         unknown = set(concrete_args) - {p.name for p in params}
         if unknown:
-            raise TypeError(f"concrete_args names {sorted(unknown)} are not parameters of "
-                            f"{getattr(fn, '__qualname__', fn)}")
+            raise TypeError(
+                f"concrete_args names {sorted(unknown)} are not parameters of "
+                f"{getattr(fn, '__qualname__', fn)}"
+            )
         args = []
         for p in params:
             if p.kind == p.KEYWORD_ONLY:
-                raise TraceError(f"keyword-only argument {p.name!r} is not supported by "
-                                 "symbolic_trace; give it a default in concrete_args")
-            target = ("*" if p.kind == p.VAR_POSITIONAL else
-                      "**" if p.kind == p.VAR_KEYWORD else "") + p.name
+                raise TraceError(
+                    f"keyword-only argument {p.name!r} is not supported by "
+                    "symbolic_trace; give it a default in concrete_args"
+                )
+            target = (
+                "*" if p.kind == p.VAR_POSITIONAL else "**" if p.kind == p.VAR_KEYWORD else ""
+            ) + p.name
             if p.name in concrete_args and concrete_args[p.name] is not PH:
                 # the value is baked into the trace; the input stays in the signature
                 self.create_node("placeholder", p.name, (concrete_args[p.name],), {})
@@ -334,8 +370,11 @@ class Tracer:
             patcher.autowrap_globals(vars(mod), self._autowrap_ids)
         for name in METHODS:  # real tensors meeting proxies: ``self.scale * x``, ``w.mm(x)``
             # (properties such as is_quantized stay: a wrapper would make them truthy methods)
-            if name in Tensor.__dict__ and name != "__setitem__" \
-                    and callable(Tensor.__dict__[name]):
+            if (
+                name in Tensor.__dict__
+                and name != "__setitem__"
+                and callable(Tensor.__dict__[name])
+            ):
                 patcher.set_attr(Tensor, name, _tensor_method_wrapper(name, Tensor.__dict__[name]))
 
 
@@ -347,8 +386,9 @@ def _unpack_varargs(fn: Callable) -> Callable:
         return fn
     import types
 
-    new = code.replace(co_flags=code.co_flags & ~inspect.CO_VARARGS,
-                       co_argcount=code.co_argcount + 1)
+    new = code.replace(
+        co_flags=code.co_flags & ~inspect.CO_VARARGS, co_argcount=code.co_argcount + 1
+    )
     return types.FunctionType(new, fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
 
 
@@ -366,11 +406,36 @@ def _user_line(skip: str | tuple[str, ...] | None = None) -> str:
     return f" (at {info.filename}:{info.lineno}: {src})"
 
 
-_REFLECTABLE = {"__add__", "__sub__", "__mul__", "__truediv__", "__floordiv__", "__mod__",
-                "__pow__", "__matmul__", "__and__", "__or__", "__xor__", "__radd__", "__rsub__",
-                "__rmul__", "__rtruediv__", "__rfloordiv__", "__rmod__", "__rpow__",
-                "__rmatmul__", "__rand__", "__ror__", "__rxor__", "__eq__", "__ne__", "__lt__",
-                "__le__", "__gt__", "__ge__"}
+_REFLECTABLE = {
+    "__add__",
+    "__sub__",
+    "__mul__",
+    "__truediv__",
+    "__floordiv__",
+    "__mod__",
+    "__pow__",
+    "__matmul__",
+    "__and__",
+    "__or__",
+    "__xor__",
+    "__radd__",
+    "__rsub__",
+    "__rmul__",
+    "__rtruediv__",
+    "__rfloordiv__",
+    "__rmod__",
+    "__rpow__",
+    "__rmatmul__",
+    "__rand__",
+    "__ror__",
+    "__rxor__",
+    "__eq__",
+    "__ne__",
+    "__lt__",
+    "__le__",
+    "__gt__",
+    "__ge__",
+}
 
 
 def _tensor_method_wrapper(name: str, orig: Callable) -> Callable:
@@ -381,8 +446,7 @@ def _tensor_method_wrapper(name: str, orig: Callable) -> Callable:
         if name in _REFLECTABLE:
             return NotImplemented  # Python then asks the Proxy's reflected operator
         if name == "__getitem__":
-            return proxy.tracer.create_proxy("call_function", operator.getitem,
-                                             (self,) + args, {})
+            return proxy.tracer.create_proxy("call_function", operator.getitem, (self,) + args, {})
         return proxy.tracer.create_proxy("call_method", name, (self,) + args, kwargs)
 
     method.__name__ = name

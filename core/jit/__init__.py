@@ -15,9 +15,23 @@ from ._serialization import load, save
 from ._trace import TracerWarning, TracingCheckError, trace, trace_module
 
 __all__ = [
-    "RecursiveScriptModule", "ScriptFunction", "ScriptModule", "TopLevelTracedModule",
-    "TracerWarning", "TracingCheckError", "export", "freeze", "ignore", "is_scripting",
-    "is_tracing", "load", "optimize_for_inference", "save", "script", "trace", "trace_module",
+    "RecursiveScriptModule",
+    "ScriptFunction",
+    "ScriptModule",
+    "TopLevelTracedModule",
+    "TracerWarning",
+    "TracingCheckError",
+    "export",
+    "freeze",
+    "ignore",
+    "is_scripting",
+    "is_tracing",
+    "load",
+    "optimize_for_inference",
+    "save",
+    "script",
+    "trace",
+    "trace_module",
     "unused",
 ]
 

@@ -17,8 +17,7 @@ _state = {"tracing": 0, "scripting": 0}
 
 def _mark(fn: Callable, how: str, api: str) -> Callable:
     if not callable(fn):
-        raise TypeError(f"ember.jit.{api} decorates a function or method, got "
-                        f"{type(fn).__name__}")
+        raise TypeError(f"ember.jit.{api} decorates a function or method, got {type(fn).__name__}")
     target = fn.fget if isinstance(fn, property) else fn
     target._ember_jit_modifier = how
     return fn

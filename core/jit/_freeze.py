@@ -21,11 +21,15 @@ _IMPURE_WORDS = ("dropout", "rand", "bernoulli", "normal", "multinomial", "unifo
 
 def _check(mod, api: str) -> None:
     if not isinstance(mod, ScriptModule):
-        raise RuntimeError(f"ember.jit.{api} expects a ScriptModule (from ember.jit.trace or "
-                           f"ember.jit.script), got {type(mod).__name__}")
+        raise RuntimeError(
+            f"ember.jit.{api} expects a ScriptModule (from ember.jit.trace or "
+            f"ember.jit.script), got {type(mod).__name__}"
+        )
     if mod.training:
-        raise RuntimeError("Freezing is currently only implemented for modules in eval mode. "
-                           "Please call .eval() on your module before freezing.")
+        raise RuntimeError(
+            "Freezing is currently only implemented for modules in eval mode. "
+            "Please call .eval() on your module before freezing."
+        )
 
 
 def _foldable(n: Node) -> bool:
@@ -35,8 +39,9 @@ def _foldable(n: Node) -> bool:
     return not any(w in name for w in _IMPURE_WORDS)
 
 
-def freeze(mod: ScriptModule, preserved_attrs: list[str] | None = None,
-           optimize_numerics: bool = True) -> ScriptModule:
+def freeze(
+    mod: ScriptModule, preserved_attrs: list[str] | None = None, optimize_numerics: bool = True
+) -> ScriptModule:
     """A frozen copy of ``mod`` (eval mode): weights inlined as constants, constant
     subexpressions folded. ``preserved_attrs`` names weights to keep as-is."""
     import ember
@@ -60,10 +65,12 @@ def freeze(mod: ScriptModule, preserved_attrs: list[str] | None = None,
     with ember.no_grad():
         for n in mod.graph.nodes:
             if n.op == "get_attr" and n.target not in keep:
-                value = mod.get_parameter(n.target) if _is_param(mod, n.target) else \
-                    _fetch(mod, n.target)
-                env[n] = const_node(value.detach() if isinstance(value, ember.Tensor)
-                                    else value)
+                value = (
+                    mod.get_parameter(n.target)
+                    if _is_param(mod, n.target)
+                    else _fetch(mod, n.target)
+                )
+                env[n] = const_node(value.detach() if isinstance(value, ember.Tensor) else value)
                 continue
             ins = [env[i] for i in n.all_input_nodes]
             if _foldable(n) and ins and all(i in values for i in ins):
@@ -105,8 +112,9 @@ def _fetch(mod, target: str):
     return obj
 
 
-def optimize_for_inference(mod: ScriptModule, other_methods: list[str] | None = None
-                           ) -> ScriptModule:
+def optimize_for_inference(
+    mod: ScriptModule, other_methods: list[str] | None = None
+) -> ScriptModule:
     """Freeze ``mod`` (if not frozen) and fold eval-mode batch norms into convolutions."""
     _check(mod, "optimize_for_inference")
     if not mod.__dict__.get("_frozen"):
@@ -127,17 +135,33 @@ def _fold_conv_bn(mod: ScriptModule) -> None:
             continue
         b = _bound(F.batch_norm, bn)
         conv = b.get("input")
-        if not isinstance(conv, Node) or conv.op != "call_function" \
-                or conv.target not in convs or len(conv.users) != 1 or b.get("training"):
+        if (
+            not isinstance(conv, Node)
+            or conv.op != "call_function"
+            or conv.target not in convs
+            or len(conv.users) != 1
+            or b.get("training")
+        ):
             continue
         c = _bound(conv.target, conv)
-        parts = [c.get("weight"), c.get("bias"), b.get("running_mean"), b.get("running_var"),
-                 b.get("weight"), b.get("bias")]
-        if not all(p is None or (isinstance(p, Node) and p.op == "get_attr") for p in parts) \
-                or parts[0] is None or parts[2] is None or parts[3] is None:
+        parts = [
+            c.get("weight"),
+            c.get("bias"),
+            b.get("running_mean"),
+            b.get("running_var"),
+            b.get("weight"),
+            b.get("bias"),
+        ]
+        if (
+            not all(p is None or (isinstance(p, Node) and p.op == "get_attr") for p in parts)
+            or parts[0] is None
+            or parts[2] is None
+            or parts[3] is None
+        ):
             continue
-        w, cb, mean, var, gamma, beta = (None if p is None else _fetch(mod, p.target)
-                                         for p in parts)
+        w, cb, mean, var, gamma, beta = (
+            None if p is None else _fetch(mod, p.target) for p in parts
+        )
         with ember.no_grad():
             scale = (var + b.get("eps", 1e-5)).rsqrt()
             if gamma is not None:

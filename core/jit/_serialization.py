@@ -13,8 +13,11 @@ from ._script_module import RecursiveScriptModule, ScriptFunction, ScriptModule
 __all__ = ["save", "load"]
 
 
-def save(m: ScriptModule | ScriptFunction, f: str | os.PathLike | IO[bytes],
-         _extra_files: dict[str, Any] | None = None) -> None:
+def save(
+    m: ScriptModule | ScriptFunction,
+    f: str | os.PathLike | IO[bytes],
+    _extra_files: dict[str, Any] | None = None,
+) -> None:
     """Save a traced/scripted module or function to ``f``.
 
     Only ``forward`` is saved (methods added by ``trace_module`` are not).
@@ -26,8 +29,10 @@ def save(m: ScriptModule | ScriptFunction, f: str | os.PathLike | IO[bytes],
     elif isinstance(m, ScriptModule):
         gm, kind = m, "module"
     else:
-        raise TypeError(f"ember.jit.save expects a ScriptModule or ScriptFunction (from "
-                        f"ember.jit.trace or ember.jit.script), got {type(m).__name__}")
+        raise TypeError(
+            f"ember.jit.save expects a ScriptModule or ScriptFunction (from "
+            f"ember.jit.trace or ember.jit.script), got {type(m).__name__}"
+        )
     tensors, params, buffers = dict(gm.named_parameters()), [], {}
     params = list(tensors)
     for name, mod in gm.named_modules():
@@ -48,9 +53,14 @@ def save(m: ScriptModule | ScriptFunction, f: str | os.PathLike | IO[bytes],
                 params.append(n.target)
             elif field in getattr(owner, "_buffers", {}):
                 buffers[n.target] = field not in owner._non_persistent_buffers_set
-    program = {"kind": kind, "name": type(gm).__name__ if kind == "module" else m.name,
-               "training": bool(gm.training), "parameters": params, "buffers": buffers,
-               "extra_files": {str(k): str(v) for k, v in (_extra_files or {}).items()}}
+    program = {
+        "kind": kind,
+        "name": type(gm).__name__ if kind == "module" else m.name,
+        "training": bool(gm.training),
+        "parameters": params,
+        "buffers": buffers,
+        "extra_files": {str(k): str(v) for k, v in (_extra_files or {}).items()},
+    }
     write_archive(f, "jit", gm.graph, program, tensors)
 
 
@@ -60,8 +70,9 @@ def _is_graph_module(value: Any) -> bool:
     return isinstance(value, GraphModule)
 
 
-def load(f: str | os.PathLike | IO[bytes], map_location=None,
-         _extra_files: dict[str, Any] | None = None):
+def load(
+    f: str | os.PathLike | IO[bytes], map_location=None, _extra_files: dict[str, Any] | None = None
+):
     """Load what :func:`save` wrote: a ScriptModule (or ScriptFunction), without the model's
     class or source and without running pickled code. A truncated, modified or
     version-mismatched file raises ValueError before anything runs."""
@@ -73,8 +84,9 @@ def load(f: str | os.PathLike | IO[bytes], map_location=None,
         kind = program["kind"]
         name = str(program["name"])
         specs = [InputSpec(InputKind.PARAMETER, None, k) for k in program["parameters"]]
-        specs += [InputSpec(InputKind.BUFFER, None, k, bool(p))
-                  for k, p in program["buffers"].items()]
+        specs += [
+            InputSpec(InputKind.BUFFER, None, k, bool(p)) for k, p in program["buffers"].items()
+        ]
         extra = program.get("extra_files", {})
         training = bool(program.get("training", False))
     except (KeyError, TypeError, AttributeError) as e:

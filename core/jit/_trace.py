@@ -29,16 +29,22 @@ _NONDETERMINISTIC = ("dropout", "rand", "bernoulli", "multinomial", "normal")
 class TracingCheckError(Exception):
     """The traced program did not pass ``check_trace``'s sanity checks."""
 
-    def __init__(self, graph_diff_error: str | None, tensor_compare_error: str | None = None,
-                 extra_msg: str | None = None) -> None:
+    def __init__(
+        self,
+        graph_diff_error: str | None,
+        tensor_compare_error: str | None = None,
+        extra_msg: str | None = None,
+    ) -> None:
         self.message = "Tracing failed sanity checks!\n"
         if extra_msg is not None:
             self.message += extra_msg + "\n"
         if graph_diff_error is not None:
             self.message += "ERROR: Graphs differed across invocations!\n" + graph_diff_error
         if tensor_compare_error is not None:
-            self.message += ("ERROR: Tensor-valued Constant nodes differed in value across "
-                             "invocations.\n" + tensor_compare_error)
+            self.message += (
+                "ERROR: Tensor-valued Constant nodes differed in value across "
+                "invocations.\n" + tensor_compare_error
+            )
         super().__init__(self.message)
 
 
@@ -68,13 +74,16 @@ def _record(fn, args: tuple, kwargs: dict, quiet: bool = False):
 def _strict_check(out: Any, strict: bool) -> None:
     if strict and isinstance(out, (list, dict)):
         kind = type(out).__name__
-        warnings.warn(f"Encountering a {kind} at the output of the tracer might cause the trace "
-                      "to be incorrect, this is only valid if the container structure does not "
-                      "change based on the module's inputs. Consider using a constant container "
-                      "instead (e.g. for `list`, use a `tuple` instead. for `dict`, use a "
-                      "`NamedTuple` instead). If you absolutely need this and know the side "
-                      "effects, pass strict=False to trace() to allow this behavior.",
-                      TracerWarning, stacklevel=3)
+        warnings.warn(
+            f"Encountering a {kind} at the output of the tracer might cause the trace "
+            "to be incorrect, this is only valid if the container structure does not "
+            "change based on the module's inputs. Consider using a constant container "
+            "instead (e.g. for `list`, use a `tuple` instead. for `dict`, use a "
+            "`NamedTuple` instead). If you absolutely need this and know the side "
+            "effects, pass strict=False to trace() to allow this behavior.",
+            TracerWarning,
+            stacklevel=3,
+        )
 
 
 def _flat(out: Any) -> list:
@@ -85,13 +94,18 @@ def _flat(out: Any) -> list:
     return flat
 
 
-def _check(fn, traced: Callable, graph_code: str, inputs: list[tuple], tol: float,
-           graph) -> None:
+def _check(fn, traced: Callable, graph_code: str, inputs: list[tuple], tol: float, graph) -> None:
     import ember
 
-    nondet = [n.name for n in graph.nodes if n.op in ("call_function", "call_method")
-              and any(w in (n.target if isinstance(n.target, str)
-                            else getattr(n.target, "__name__", "")) for w in _NONDETERMINISTIC)]
+    nondet = [
+        n.name
+        for n in graph.nodes
+        if n.op in ("call_function", "call_method")
+        and any(
+            w in (n.target if isinstance(n.target, str) else getattr(n.target, "__name__", ""))
+            for w in _NONDETERMINISTIC
+        )
+    ]
     for args in inputs:
         args = _as_tuple(args)
         g2, root2, _ = _record(fn, args, {}, quiet=True)
@@ -100,28 +114,48 @@ def _check(fn, traced: Callable, graph_code: str, inputs: list[tuple], tol: floa
             want = _flat(fn(*args))
             got = _flat(traced(*args))
         if nondet:
-            warnings.warn("Trace had nondeterministic nodes. Did you forget call .eval() on "
-                          f"your model? Nodes:\n\t{', '.join(nondet)}\nThis may cause errors "
-                          "in trace checking. To disable trace checking, pass "
-                          "check_trace=False to ember.jit.trace()", TracerWarning, stacklevel=3)
+            warnings.warn(
+                "Trace had nondeterministic nodes. Did you forget call .eval() on "
+                f"your model? Nodes:\n\t{', '.join(nondet)}\nThis may cause errors "
+                "in trace checking. To disable trace checking, pass "
+                "check_trace=False to ember.jit.trace()",
+                TracerWarning,
+                stacklevel=3,
+            )
         else:
             for i, (a, b) in enumerate(zip(want, got)):
-                if isinstance(a, ember.Tensor) and (a.shape != b.shape or not ember.allclose(
-                        b.to(a.dtype), a, rtol=tol, atol=tol, equal_nan=True)):
-                    diff = (b.double() - a.double()).abs().max().item() \
-                        if a.shape == b.shape else f"shapes {tuple(a.shape)} vs {tuple(b.shape)}"
+                if isinstance(a, ember.Tensor) and (
+                    a.shape != b.shape
+                    or not ember.allclose(b.to(a.dtype), a, rtol=tol, atol=tol, equal_nan=True)
+                ):
+                    diff = (
+                        (b.double() - a.double()).abs().max().item()
+                        if a.shape == b.shape
+                        else f"shapes {tuple(a.shape)} vs {tuple(b.shape)}"
+                    )
                     warnings.warn(
                         f"Output nr {i + 1}. of the traced function does not match the "
                         "corresponding output of the Python function. Detailed error:\n"
                         f"Tensor-likes are not close! Greatest absolute difference: {diff} "
-                        f"(up to {tol} allowed)", TracerWarning, stacklevel=3)
+                        f"(up to {tol} allowed)",
+                        TracerWarning,
+                        stacklevel=3,
+                    )
         if code2 != graph_code:
             import difflib
 
-            diff = "\n".join(difflib.unified_diff(graph_code.splitlines(), code2.splitlines(),
-                                                  "first trace", "check trace", lineterm=""))
-            raise TracingCheckError("\tGraph diff:\n" + "\n".join(
-                "\t\t" + ln for ln in diff.splitlines()))
+            diff = "\n".join(
+                difflib.unified_diff(
+                    graph_code.splitlines(),
+                    code2.splitlines(),
+                    "first trace",
+                    "check trace",
+                    lineterm="",
+                )
+            )
+            raise TracingCheckError(
+                "\tGraph diff:\n" + "\n".join("\t\t" + ln for ln in diff.splitlines())
+            )
 
 
 def _root_module(root):
@@ -165,8 +199,9 @@ def _build(root, graph, class_name: str, cls=TopLevelTracedModule) -> ScriptModu
     for mname, m in model.named_modules():
         for bname, b in m._buffers.items():
             if b is not None:
-                buffers[f"{mname}.{bname}" if mname else bname] = \
+                buffers[f"{mname}.{bname}" if mname else bname] = (
                     bname not in m._non_persistent_buffers_set
+                )
     tensors, specs = {}, []
     # the whole state of the model (so state_dict/load_state_dict match it), then constants
     for k, p in model.named_parameters():
@@ -189,11 +224,20 @@ def _build(root, graph, class_name: str, cls=TopLevelTracedModule) -> ScriptModu
     return sm
 
 
-def trace(func, example_inputs: Any = None, optimize: Any = None, check_trace: bool = True,
-          check_inputs: list | None = None, check_tolerance: float = 1e-5, strict: bool = True,
-          _force_outplace: bool = False, _module_class: Any = None,
-          _compilation_unit: Any = None, example_kwarg_inputs: dict | None = None,
-          _store_inputs: bool = True):
+def trace(
+    func,
+    example_inputs: Any = None,
+    optimize: Any = None,
+    check_trace: bool = True,
+    check_inputs: list | None = None,
+    check_tolerance: float = 1e-5,
+    strict: bool = True,
+    _force_outplace: bool = False,
+    _module_class: Any = None,
+    _compilation_unit: Any = None,
+    example_kwarg_inputs: dict | None = None,
+    _store_inputs: bool = True,
+):
     """Trace a Module or function on ``example_inputs`` into a ScriptModule/ScriptFunction.
 
     Args:
@@ -209,18 +253,30 @@ def trace(func, example_inputs: Any = None, optimize: Any = None, check_trace: b
     from ember.nn import Module
 
     if isinstance(func, (ScriptModule, ScriptFunction)):
-        warnings.warn("The input to trace is already a ScriptModule, tracing it is a no-op. "
-                      "Returning the object as is.", stacklevel=2)
+        warnings.warn(
+            "The input to trace is already a ScriptModule, tracing it is a no-op. "
+            "Returning the object as is.",
+            stacklevel=2,
+        )
         return func
     if isinstance(func, Module):
-        return trace_module(func, {"forward": example_inputs}, None, check_trace,
-                            [{"forward": c} for c in check_inputs] if check_inputs else None,
-                            check_tolerance, strict, _force_outplace, _module_class,
-                            example_inputs_is_kwarg=example_kwarg_inputs is not None,
-                            _kwargs=example_kwarg_inputs)
+        return trace_module(
+            func,
+            {"forward": example_inputs},
+            None,
+            check_trace,
+            [{"forward": c} for c in check_inputs] if check_inputs else None,
+            check_tolerance,
+            strict,
+            _force_outplace,
+            _module_class,
+            example_inputs_is_kwarg=example_kwarg_inputs is not None,
+            _kwargs=example_kwarg_inputs,
+        )
     if not callable(func):
-        raise TypeError(f"ember.jit.trace expects a Module or a function, got "
-                        f"{type(func).__name__}")
+        raise TypeError(
+            f"ember.jit.trace expects a Module or a function, got {type(func).__name__}"
+        )
     args = _as_tuple(example_inputs)
     kwargs = dict(example_kwarg_inputs or {})
     graph, root, out = _record(func, args, kwargs)
@@ -232,12 +288,21 @@ def trace(func, example_inputs: Any = None, optimize: Any = None, check_trace: b
     return fn
 
 
-def trace_module(mod, inputs: dict[str, Any], optimize: Any = None, check_trace: bool = True,
-                 check_inputs: list[dict] | None = None, check_tolerance: float = 1e-5,
-                 strict: bool = True, _force_outplace: bool = False,
-                 _module_class: Any = None, _compilation_unit: Any = None,
-                 example_inputs_is_kwarg: bool = False, _store_inputs: bool = True,
-                 _kwargs: dict | None = None) -> ScriptModule:
+def trace_module(
+    mod,
+    inputs: dict[str, Any],
+    optimize: Any = None,
+    check_trace: bool = True,
+    check_inputs: list[dict] | None = None,
+    check_tolerance: float = 1e-5,
+    strict: bool = True,
+    _force_outplace: bool = False,
+    _module_class: Any = None,
+    _compilation_unit: Any = None,
+    example_inputs_is_kwarg: bool = False,
+    _store_inputs: bool = True,
+    _kwargs: dict | None = None,
+) -> ScriptModule:
     """Trace several methods of ``mod``: ``inputs`` maps method name -> example inputs."""
     from ember.nn import Module
 
@@ -262,8 +327,7 @@ def trace_module(mod, inputs: dict[str, Any], optimize: Any = None, check_trace:
         else:
             traced = _build(root, graph, f"{name}_{method}", ScriptModule)
         if check_trace and not kwargs:
-            checks = [c[method] for c in check_inputs if method in c] if check_inputs \
-                else [args]
+            checks = [c[method] for c in check_inputs if method in c] if check_inputs else [args]
             _check(target, traced, traced.code, checks, check_tolerance, graph)
         if method != "forward":
             if result is None:
@@ -278,8 +342,9 @@ class _MethodAsForward:
     def __new__(cls, mod, method):
         from ember.nn import Module
 
-        sub = type(f"{type(mod).__name__}_{method}", (type(mod),),
-                   {"forward": getattr(type(mod), method)})
+        sub = type(
+            f"{type(mod).__name__}_{method}", (type(mod),), {"forward": getattr(type(mod), method)}
+        )
         obj = Module.__new__(sub)
         obj.__dict__ = mod.__dict__  # same parameters, buffers and submodules
         return obj

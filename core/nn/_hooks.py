@@ -40,8 +40,7 @@ class RemovableHandle:
                 del d[self.id]
 
     def __getstate__(self):
-        return (self.hooks_dict_ref(), self.id,
-                tuple(r() for r in self.extra_dict_ref))
+        return (self.hooks_dict_ref(), self.id, tuple(r() for r in self.extra_dict_ref))
 
     def __setstate__(self, state) -> None:
         hooks, self.id, extras = state

@@ -45,8 +45,10 @@ class _ConvertMixin:
         ``to(device, dtype)``, ``to(tensor)``. Only floating-point tensors change dtype."""
         device, dtype, _ = _parse_to(args, dict(kwargs))
         if dtype is not None and not (dtype.is_floating_point or dtype.is_complex):
-            raise TypeError("nn.Module.to only accepts floating point or complex dtypes, but got "
-                            f"desired dtype={dtype}")
+            raise TypeError(
+                "nn.Module.to only accepts floating point or complex dtypes, but got "
+                f"desired dtype={dtype}"
+            )
 
         def convert(t: Tensor) -> Tensor:
             keep = dtype is None or not (t.is_floating_point() or t.is_complex())
@@ -87,4 +89,3 @@ class _ConvertMixin:
 
     def share_memory(self) -> Module:
         return self  # NumPy arrays are pickled by value; nothing to move
-

@@ -32,8 +32,7 @@ def register_module_forward_pre_hook(hook) -> RemovableHandle:
 
 def register_module_forward_hook(hook, *, always_call: bool = False) -> RemovableHandle:
     r"""Register a forward hook common to all modules: ``hook(module, args, output)``."""
-    handle = _register_hook(_global_forward_hooks, hook, False,
-                            _global_forward_hooks_always_called)
+    handle = _register_hook(_global_forward_hooks, hook, False, _global_forward_hooks_always_called)
     if always_call:
         _global_forward_hooks_always_called[handle.id] = True
     return handle
@@ -43,23 +42,29 @@ class _HookMixin:
     """Hook registration and ``__call__`` for ``Module``."""
 
     # ---- hooks -------------------------------------------------------------------------
-    def register_forward_pre_hook(self, hook, *, prepend: bool = False,
-                                  with_kwargs: bool = False) -> RemovableHandle:
+    def register_forward_pre_hook(
+        self, hook, *, prepend: bool = False, with_kwargs: bool = False
+    ) -> RemovableHandle:
         r"""``hook(module, args)`` (or ``hook(module, args, kwargs)``) before ``forward``;
         it may return new args (or ``(args, kwargs)``)."""
-        handle = _register_hook(self._forward_pre_hooks, hook, prepend,
-                                self._forward_pre_hooks_with_kwargs)
+        handle = _register_hook(
+            self._forward_pre_hooks, hook, prepend, self._forward_pre_hooks_with_kwargs
+        )
         if with_kwargs:
             self._forward_pre_hooks_with_kwargs[handle.id] = True
         return handle
 
-    def register_forward_hook(self, hook, *, prepend: bool = False, with_kwargs: bool = False,
-                              always_call: bool = False) -> RemovableHandle:
+    def register_forward_hook(
+        self, hook, *, prepend: bool = False, with_kwargs: bool = False, always_call: bool = False
+    ) -> RemovableHandle:
         r"""``hook(module, args, output)`` (or ``hook(module, args, kwargs, output)``) after
         ``forward``; it may return a new output."""
-        handle = _register_hook(self._forward_hooks, hook, prepend,
-                                [self._forward_hooks_with_kwargs,
-                                 self._forward_hooks_always_called])
+        handle = _register_hook(
+            self._forward_hooks,
+            hook,
+            prepend,
+            [self._forward_hooks_with_kwargs, self._forward_hooks_always_called],
+        )
         if with_kwargs:
             self._forward_hooks_with_kwargs[handle.id] = True
         if always_call:
@@ -78,38 +83,48 @@ class _HookMixin:
 
     def register_backward_hook(self, hook) -> RemovableHandle:
         r"""Deprecated in PyTorch; registered here as a full backward hook."""
-        warnings.warn("register_backward_hook is deprecated; use register_full_backward_hook",
-                      FutureWarning, stacklevel=2)
+        warnings.warn(
+            "register_backward_hook is deprecated; use register_full_backward_hook",
+            FutureWarning,
+            stacklevel=2,
+        )
         return self.register_full_backward_hook(hook)
 
     def _call_impl(self, *args, **kwargs):
-        if not (self._forward_pre_hooks or self._forward_hooks or self._backward_hooks
-                or self._backward_pre_hooks or _global_forward_pre_hooks
-                or _global_forward_hooks):
+        if not (
+            self._forward_pre_hooks
+            or self._forward_hooks
+            or self._backward_hooks
+            or self._backward_pre_hooks
+            or _global_forward_pre_hooks
+            or _global_forward_hooks
+        ):
             return self.forward(*args, **kwargs)
         return self._call_with_hooks(args, kwargs)
 
     __call__ = _call_impl
 
     def _call_with_hooks(self, args, kwargs):
-        for hook_id, hook in (*_global_forward_pre_hooks.items(),
-                              *self._forward_pre_hooks.items()):
+        for hook_id, hook in (*_global_forward_pre_hooks.items(), *self._forward_pre_hooks.items()):
             if hook_id in self._forward_pre_hooks_with_kwargs:
                 res = hook(self, args, kwargs)
                 if res is not None:
                     if isinstance(res, tuple) and len(res) == 2:
                         args, kwargs = res
                     else:
-                        raise RuntimeError("forward pre-hook must return None or a tuple of "
-                                           f"(new_args, new_kwargs), but got {res}.")
+                        raise RuntimeError(
+                            "forward pre-hook must return None or a tuple of "
+                            f"(new_args, new_kwargs), but got {res}."
+                        )
             else:
                 res = hook(self, args)
                 if res is not None:
                     args = res if isinstance(res, tuple) else (res,)
         bw_hook = None
         if (self._backward_hooks or self._backward_pre_hooks) and grad_mode._state.enabled:
-            bw_hook = BackwardHook(self, list(self._backward_hooks.values()),
-                                   list(self._backward_pre_hooks.values()))
+            bw_hook = BackwardHook(
+                self, list(self._backward_hooks.values()), list(self._backward_pre_hooks.values())
+            )
             args = bw_hook.setup_input_hook(args)
         called = set()
         try:
@@ -125,8 +140,10 @@ class _HookMixin:
         except Exception:
             # Hooks registered with always_call=True still run, then the error propagates.
             for hook_id, hook in (*_global_forward_hooks.items(), *self._forward_hooks.items()):
-                always = (hook_id in self._forward_hooks_always_called
-                          or hook_id in _global_forward_hooks_always_called)
+                always = (
+                    hook_id in self._forward_hooks_always_called
+                    or hook_id in _global_forward_hooks_always_called
+                )
                 if always and hook_id not in called:
                     try:
                         if hook_id in self._forward_hooks_with_kwargs:
@@ -134,12 +151,18 @@ class _HookMixin:
                         else:
                             hook(self, args, None)
                     except Exception as exc:
-                        warnings.warn("forward hook with ``always_call=True`` raised an "
-                                      f"exception that was silenced: {exc!r}", stacklevel=2)
+                        warnings.warn(
+                            "forward hook with ``always_call=True`` raised an "
+                            f"exception that was silenced: {exc!r}",
+                            stacklevel=2,
+                        )
             raise
         if bw_hook is not None:
             if not isinstance(result, (Tensor, tuple)):
-                warnings.warn("For backward hooks to be called, module output should be a Tensor "
-                              f"or a tuple of Tensors but received {type(result)}", stacklevel=2)
+                warnings.warn(
+                    "For backward hooks to be called, module output should be a Tensor "
+                    f"or a tuple of Tensors but received {type(result)}",
+                    stacklevel=2,
+                )
             result = bw_hook.setup_output_hook(result)
         return result

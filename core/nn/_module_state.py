@@ -28,7 +28,6 @@ class _IncompatibleKeys(namedtuple("IncompatibleKeys", ["missing_keys", "unexpec
     __str__ = __repr__
 
 
-
 def _as_state_tensor(value):
     """Accept ember tensors, NumPy arrays and array-likes (e.g. torch tensors) from checkpoints."""
     if isinstance(value, Tensor):
@@ -40,7 +39,6 @@ def _as_state_tensor(value):
             value = value.detach().cpu()
         return Tensor._wrap(np.asarray(value))
     return None
-
 
 
 class _StateDictMixin:
@@ -67,8 +65,9 @@ class _StateDictMixin:
     def register_load_state_dict_pre_hook(self, hook) -> RemovableHandle:
         r"""``hook(module, state_dict, prefix, local_metadata, strict, missing_keys,
         unexpected_keys, error_msgs)`` before this module loads its part."""
-        return _register_hook(self._load_state_dict_pre_hooks,
-                              lambda *args: hook(self, *args), False)
+        return _register_hook(
+            self._load_state_dict_pre_hooks, lambda *args: hook(self, *args), False
+        )
 
     def _register_load_state_dict_pre_hook(self, hook, with_module: bool = False):
         fn = (lambda *args: hook(self, *args)) if with_module else hook
@@ -80,12 +79,14 @@ class _StateDictMixin:
 
     # ---- state dict --------------------------------------------------------------------
     def get_extra_state(self) -> Any:
-        raise RuntimeError("Reached a code path in Module.get_extra_state() that should never be "
-                           "called.")
+        raise RuntimeError(
+            "Reached a code path in Module.get_extra_state() that should never be called."
+        )
 
     def set_extra_state(self, state: Any) -> None:
-        raise RuntimeError("Reached a code path in Module.set_extra_state() that should never be "
-                           "called.")
+        raise RuntimeError(
+            "Reached a code path in Module.set_extra_state() that should never be called."
+        )
 
     def _save_to_state_dict(self, destination, prefix: str, keep_vars: bool) -> None:
         for name, param in self._parameters.items():
@@ -117,23 +118,40 @@ class _StateDictMixin:
         self._save_to_state_dict(destination, prefix, keep_vars)
         for name, module in self._modules.items():
             if module is not None:
-                module.state_dict(destination=destination, prefix=prefix + name + ".",
-                                  keep_vars=keep_vars)
+                module.state_dict(
+                    destination=destination, prefix=prefix + name + ".", keep_vars=keep_vars
+                )
         for hook in self._state_dict_hooks.values():
             result = hook(self, destination, prefix, local_metadata)
             if result is not None:
                 destination = result
         return destination
 
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
-                              unexpected_keys, error_msgs) -> None:
+    def _load_from_state_dict(
+        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+    ) -> None:
         for hook in self._load_state_dict_pre_hooks.values():
-            hook(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
-                 error_msgs)
-        local_state = {k: v for k, v in itertools.chain(
-            self._parameters.items(),
-            ((k, b) for k, b in self._buffers.items()
-             if k not in self._non_persistent_buffers_set)) if v is not None}
+            hook(
+                state_dict,
+                prefix,
+                local_metadata,
+                strict,
+                missing_keys,
+                unexpected_keys,
+                error_msgs,
+            )
+        local_state = {
+            k: v
+            for k, v in itertools.chain(
+                self._parameters.items(),
+                (
+                    (k, b)
+                    for k, b in self._buffers.items()
+                    if k not in self._non_persistent_buffers_set
+                ),
+            )
+            if v is not None
+        }
         assign = local_metadata.get("assign_to_params_buffers", False)
         for name, param in local_state.items():
             key = prefix + name
@@ -186,15 +204,16 @@ class _StateDictMixin:
         if strict:
             for key in state_dict.keys():
                 if key.startswith(prefix) and key != extra_key:
-                    head = key[len(prefix):].split(".", 1)
+                    head = key[len(prefix) :].split(".", 1)
                     if len(head) > 1:
                         if head[0] not in self._modules:
                             unexpected_keys.append(key)
                     elif head[0] not in local_state:
                         unexpected_keys.append(key)
 
-    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True,
-                        assign: bool = False) -> _IncompatibleKeys:
+    def load_state_dict(
+        self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False
+    ) -> _IncompatibleKeys:
         r"""Copy parameters and buffers from ``state_dict`` into this module and below.
 
         Args:
@@ -220,29 +239,49 @@ class _StateDictMixin:
             local_metadata = {} if metadata is None else dict(metadata.get(prefix[:-1], {}))
             if assign:
                 local_metadata["assign_to_params_buffers"] = assign
-            module._load_from_state_dict(local_state_dict, prefix, local_metadata, True,
-                                         missing_keys, unexpected_keys, error_msgs)
+            module._load_from_state_dict(
+                local_state_dict,
+                prefix,
+                local_metadata,
+                True,
+                missing_keys,
+                unexpected_keys,
+                error_msgs,
+            )
             for name, child in module._modules.items():
                 if child is not None:
                     child_prefix = prefix + name + "."
-                    child_sd = {k: v for k, v in local_state_dict.items()
-                                if k.startswith(child_prefix)}
+                    child_sd = {
+                        k: v for k, v in local_state_dict.items() if k.startswith(child_prefix)
+                    }
                     load(child, child_sd, child_prefix)
             incompatible = _IncompatibleKeys(missing_keys, unexpected_keys)
             for hook in module._load_state_dict_post_hooks.values():
                 if hook(module, incompatible) is not None:
-                    raise RuntimeError("load_state_dict post hooks must return None, but got a "
-                                       "non-None value")
+                    raise RuntimeError(
+                        "load_state_dict post hooks must return None, but got a non-None value"
+                    )
 
         load(self, state_dict)
         if strict:
             if unexpected_keys:
-                error_msgs.insert(0, "Unexpected key(s) in state_dict: {}. ".format(
-                    ", ".join(f'"{k}"' for k in unexpected_keys)))
+                error_msgs.insert(
+                    0,
+                    "Unexpected key(s) in state_dict: {}. ".format(
+                        ", ".join(f'"{k}"' for k in unexpected_keys)
+                    ),
+                )
             if missing_keys:
-                error_msgs.insert(0, "Missing key(s) in state_dict: {}. ".format(
-                    ", ".join(f'"{k}"' for k in missing_keys)))
+                error_msgs.insert(
+                    0,
+                    "Missing key(s) in state_dict: {}. ".format(
+                        ", ".join(f'"{k}"' for k in missing_keys)
+                    ),
+                )
         if error_msgs:
-            raise RuntimeError("Error(s) in loading state_dict for {}:\n\t{}".format(
-                type(self).__name__, "\n\t".join(error_msgs)))
+            raise RuntimeError(
+                "Error(s) in loading state_dict for {}:\n\t{}".format(
+                    type(self).__name__, "\n\t".join(error_msgs)
+                )
+            )
         return _IncompatibleKeys(missing_keys, unexpected_keys)

@@ -6,8 +6,17 @@ module re-exports them lazily so that ``import ember`` never loads the distribut
 (DESIGN.md §2).
 """
 
-__all__ = ["DistributedDataParallel", "DataParallel",  # noqa: F822 (resolved lazily below)
-           "data_parallel", "gather", "parallel_apply", "replicate", "scatter", "scatter_kwargs"]
+# (the names resolve lazily in __getattr__ below; pyproject ignores F822 for this file)
+__all__ = [
+    "DistributedDataParallel",
+    "DataParallel",
+    "data_parallel",
+    "gather",
+    "parallel_apply",
+    "replicate",
+    "scatter",
+    "scatter_kwargs",
+]
 
 
 def __getattr__(name):

@@ -19,9 +19,7 @@ __all__ = ["Parameter", "Buffer", "UninitializedParameter", "is_lazy"]
 def _init_alias(t: Tensor, data: Tensor, requires_grad: bool) -> None:
     """Fill the slots of a fresh subclass instance ``t`` as a detached alias of ``data``."""
     if requires_grad and not (data.is_floating_point() or data.is_complex()):
-        raise RuntimeError(
-            "Only Tensors of floating point and complex dtype can require gradients"
-        )
+        raise RuntimeError("Only Tensors of floating point and complex dtype can require gradients")
     t._data = data._data
     t.requires_grad = bool(requires_grad)
     t.grad = None
@@ -37,9 +35,7 @@ def _as_tensor(data) -> Tensor:
     if data is None:
         return Tensor._wrap(np.empty((0,), dtype=get_default_dtype().np))
     if not isinstance(data, Tensor):
-        raise TypeError(
-            f"Parameter/Buffer data must be a Tensor, but got {type(data).__name__}"
-        )
+        raise TypeError(f"Parameter/Buffer data must be a Tensor, but got {type(data).__name__}")
     return data
 
 
@@ -64,8 +60,10 @@ class Parameter(Tensor):
 
     def __reduce_ex__(self, protocol):
         data = self._data if type(self._data) is np.ndarray else self._data.get()
-        return (_rebuild_parameter, (type(self), data, self.requires_grad, str(self.device),
-                                     dict(self.__dict__)))
+        return (
+            _rebuild_parameter,
+            (type(self), data, self.requires_grad, str(self.device), dict(self.__dict__)),
+        )
 
     def __deepcopy__(self, memo):
         if id(self) in memo:
@@ -185,8 +183,7 @@ class UninitializedBuffer(_UninitializedMixin, Tensor):
 
     cls_to_become = _MaterializedBuffer
 
-    def __new__(cls, requires_grad: bool = False, device=None, dtype=None,
-                persistent: bool = True):
+    def __new__(cls, requires_grad: bool = False, device=None, dtype=None, persistent: bool = True):
         b = object.__new__(cls)
         _init_alias(b, _as_tensor(None), False)
         b.requires_grad = requires_grad
@@ -195,8 +192,9 @@ class UninitializedBuffer(_UninitializedMixin, Tensor):
         b._lazy_dtype = to_dtype(dtype) if dtype is not None else get_default_dtype()
         return b
 
-    def __init__(self, requires_grad: bool = False, device=None, dtype=None,
-                 persistent: bool = True):
+    def __init__(
+        self, requires_grad: bool = False, device=None, dtype=None, persistent: bool = True
+    ):
         pass
 
 

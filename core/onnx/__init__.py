@@ -12,10 +12,19 @@ from collections.abc import Callable
 from typing import Any
 
 __all__ = [
-    "export", "is_in_onnx_export", "register_custom_op_symbolic",
-    "unregister_custom_op_symbolic", "TrainingMode", "OperatorExportTypes", "OnnxExporterError",
-    "UnsupportedOperatorError", "select_model_mode_for_export", "ONNXProgram", "errors",
-    "producer_name", "producer_version",
+    "export",
+    "is_in_onnx_export",
+    "register_custom_op_symbolic",
+    "unregister_custom_op_symbolic",
+    "TrainingMode",
+    "OperatorExportTypes",
+    "OnnxExporterError",
+    "UnsupportedOperatorError",
+    "select_model_mode_for_export",
+    "ONNXProgram",
+    "errors",
+    "producer_name",
+    "producer_version",
 ]
 
 producer_name = "ember"
@@ -57,8 +66,9 @@ def is_in_onnx_export() -> bool:
     return _in_export
 
 
-def register_custom_op_symbolic(symbolic_name: str, symbolic_fn: Callable,
-                                opset_version: int) -> None:
+def register_custom_op_symbolic(
+    symbolic_name: str, symbolic_fn: Callable, opset_version: int
+) -> None:
     """Register ``symbolic_fn(g, *inputs, **kwargs)`` as the conversion of an op.
 
     ``symbolic_name`` is ``"namespace::op"`` (``"aten::relu"``, ``"mylib::op"``); the ``op``
@@ -67,8 +77,10 @@ def register_custom_op_symbolic(symbolic_name: str, symbolic_fn: Callable,
     ``g.op("Relu", x, alpha_f=0.1)`` like torch's graph context; the inputs are value names.
     """
     if not isinstance(symbolic_name, str) or symbolic_name.count("::") != 1:
-        raise ValueError(f"Failed to register operator {symbolic_name!r}. The symbolic name must "
-                         "match the format domain::name")
+        raise ValueError(
+            f"Failed to register operator {symbolic_name!r}. The symbolic name must "
+            "match the format domain::name"
+        )
     if not callable(symbolic_fn):
         raise TypeError(f"symbolic_fn must be callable, got {type(symbolic_fn).__name__}")
     _custom_symbolics[symbolic_name] = (symbolic_fn, int(opset_version))
@@ -87,19 +99,42 @@ def select_model_mode_for_export(model, mode: TrainingMode):
 
 
 # torch.onnx.export options that change nothing here (reports, optimizer passes, C++ ops)
-_IGNORED_OPTIONS = {"custom_opsets", "export_modules_as_functions", "autograd_inlining",
-                    "dynamic_shapes", "report", "optimize", "verify", "profile",
-                    "dump_exported_program", "artifacts_dir", "fallback", "strict"}
+_IGNORED_OPTIONS = {
+    "custom_opsets",
+    "export_modules_as_functions",
+    "autograd_inlining",
+    "dynamic_shapes",
+    "report",
+    "optimize",
+    "verify",
+    "profile",
+    "dump_exported_program",
+    "artifacts_dir",
+    "fallback",
+    "strict",
+}
 
 
-def export(model, args: Any, f=None, *, kwargs: dict | None = None,
-           export_params: bool = True, verbose: bool | None = None,
-           input_names: list[str] | None = None, output_names: list[str] | None = None,
-           opset_version: int | None = None, dynamic_axes: dict | None = None,
-           do_constant_folding: bool = True, training: TrainingMode = TrainingMode.EVAL,
-           operator_export_type: OperatorExportTypes = OperatorExportTypes.ONNX,
-           keep_initializers_as_inputs: bool = False, dynamo: bool = False,
-           external_data: bool = False, **unused: Any):
+def export(
+    model,
+    args: Any,
+    f=None,
+    *,
+    kwargs: dict | None = None,
+    export_params: bool = True,
+    verbose: bool | None = None,
+    input_names: list[str] | None = None,
+    output_names: list[str] | None = None,
+    opset_version: int | None = None,
+    dynamic_axes: dict | None = None,
+    do_constant_folding: bool = True,
+    training: TrainingMode = TrainingMode.EVAL,
+    operator_export_type: OperatorExportTypes = OperatorExportTypes.ONNX,
+    keep_initializers_as_inputs: bool = False,
+    dynamo: bool = False,
+    external_data: bool = False,
+    **unused: Any,
+):
     """Export ``model`` called on ``args`` to an ONNX file (``torch.onnx.export``).
 
     Args:
@@ -122,19 +157,33 @@ def export(model, args: Any, f=None, *, kwargs: dict | None = None,
     from ._program import ONNXProgram
 
     if operator_export_type != OperatorExportTypes.ONNX:
-        raise OnnxExporterError(f"operator_export_type={operator_export_type!r} is not "
-                                "supported: ember exports plain ONNX operators only")
+        raise OnnxExporterError(
+            f"operator_export_type={operator_export_type!r} is not "
+            "supported: ember exports plain ONNX operators only"
+        )
     unknown = set(unused) - _IGNORED_OPTIONS
     if unknown:
         raise TypeError(f"export() got unexpected keyword arguments {sorted(unknown)}")
     if unused.get("dynamic_shapes") is not None:
-        raise OnnxExporterError("dynamic_shapes is not supported; give dynamic_axes "
-                                "({input_name: {axis: 'name'}}) instead")
-    proto = _export(model, args, f, kwargs=kwargs, export_params=export_params,
-                    input_names=input_names, output_names=output_names,
-                    opset_version=opset_version, dynamic_axes=dynamic_axes,
-                    do_constant_folding=do_constant_folding, training=training,
-                    keep_initializers_as_inputs=keep_initializers_as_inputs, verbose=verbose)
+        raise OnnxExporterError(
+            "dynamic_shapes is not supported; give dynamic_axes "
+            "({input_name: {axis: 'name'}}) instead"
+        )
+    proto = _export(
+        model,
+        args,
+        f,
+        kwargs=kwargs,
+        export_params=export_params,
+        input_names=input_names,
+        output_names=output_names,
+        opset_version=opset_version,
+        dynamic_axes=dynamic_axes,
+        do_constant_folding=do_constant_folding,
+        training=training,
+        keep_initializers_as_inputs=keep_initializers_as_inputs,
+        verbose=verbose,
+    )
     return ONNXProgram(proto) if dynamo else proto
 
 

@@ -25,8 +25,8 @@ class Sym:
 
     def __init__(self, name: str, ex: Any, dyn: Any = False) -> None:
         self.name = name
-        self.ex = ex      # ember Tensor, numpy array or Python number from the example run
-        self.dyn = dyn    # tensors: frozenset of varying axes; scalars: bool
+        self.ex = ex  # ember Tensor, numpy array or Python number from the example run
+        self.dyn = dyn  # tensors: frozenset of varying axes; scalars: bool
 
     @property
     def rank(self) -> int:
@@ -94,10 +94,10 @@ class Ctx:
         self._names: set[str] = set()
         self._const_cache: dict[tuple, str] = {}
         self.module_path = ""  # the module whose node is being lowered (for error messages)
-        self.ex: Any = None    # the example value of the node being lowered
-        self.tensor_hints: dict[int, str] = {}   # id(weight) -> its attribute path
+        self.ex: Any = None  # the example value of the node being lowered
+        self.tensor_hints: dict[int, str] = {}  # id(weight) -> its attribute path
         self._tensor_names: dict[int, tuple[Any, str]] = {}
-        self.param_names: list[str] = []   # initializers that hold the model's weights
+        self.param_names: list[str] = []  # initializers that hold the model's weights
 
     # ---- names, nodes, constants -----------------------------------------------------------
     def fresh(self, base: str) -> str:
@@ -115,17 +115,25 @@ class Ctx:
         self._names.add(name)
         return name
 
-    def op(self, op_type: str, inputs: list, n_out: int = 1, domain: str = "",
-           **attrs: Any):
+    def op(self, op_type: str, inputs: list, n_out: int = 1, domain: str = "", **attrs: Any):
         """Emit one node; ``inputs`` may mix names, Syms, constants ('' = omitted input)."""
-        names = ["" if i is None or (isinstance(i, str) and i == "") else self.name_of(i)
-                 for i in inputs]
+        names = [
+            "" if i is None or (isinstance(i, str) and i == "") else self.name_of(i) for i in inputs
+        ]
         while names and names[-1] == "":
             names.pop()
         outs = [self.fresh(op_type.lower()) for _ in range(n_out)]
         attrs = {k: v for k, v in attrs.items() if v is not None}
-        self.nodes.append(self.helper.make_node(op_type, names, outs, domain=domain or None,
-                                                name=self.fresh("n_" + op_type), **attrs))
+        self.nodes.append(
+            self.helper.make_node(
+                op_type,
+                names,
+                outs,
+                domain=domain or None,
+                name=self.fresh("n_" + op_type),
+                **attrs,
+            )
+        )
         return outs[0] if n_out == 1 else outs
 
     def name_of(self, v: Any, dtype: Any = None) -> str:

@@ -63,8 +63,10 @@ def _axes_of(spec: Any, name: str) -> dict[int, str]:
         return {int(k): str(v) for k, v in spec.items()}
     if isinstance(spec, (list, tuple)):
         return {int(a): f"{name}_dynamic_axes_{i + 1}" for i, a in enumerate(spec)}
-    raise OnnxExporterError(f"dynamic_axes[{name!r}] must be a dict {{axis: name}} or a list of "
-                            f"axes, got {type(spec).__name__}")
+    raise OnnxExporterError(
+        f"dynamic_axes[{name!r}] must be a dict {{axis: name}} or a list of "
+        f"axes, got {type(spec).__name__}"
+    )
 
 
 def _record(gm, values: list) -> dict:
@@ -76,9 +78,22 @@ def _record(gm, values: list) -> dict:
     return interp.env
 
 
-def export(model, args, f, *, kwargs=None, export_params=True, input_names=None,
-           output_names=None, opset_version=None, dynamic_axes=None, do_constant_folding=True,
-           training=TrainingMode.EVAL, keep_initializers_as_inputs=False, verbose=None):
+def export(
+    model,
+    args,
+    f,
+    *,
+    kwargs=None,
+    export_params=True,
+    input_names=None,
+    output_names=None,
+    opset_version=None,
+    dynamic_axes=None,
+    do_constant_folding=True,
+    training=TrainingMode.EVAL,
+    keep_initializers_as_inputs=False,
+    verbose=None,
+):
     import onnx
 
     import ember
@@ -87,10 +102,13 @@ def export(model, args, f, *, kwargs=None, export_params=True, input_names=None,
 
     opset = DEFAULT_OPSET if opset_version is None else int(opset_version)
     if not _MIN_OPSET <= opset <= _MAX_OPSET:
-        raise OnnxExporterError(f"opset_version {opset} is not supported: use {_MIN_OPSET} to "
-                                f"{_MAX_OPSET} (default {DEFAULT_OPSET})")
-    if isinstance(dynamic_axes, (list, tuple)) or (dynamic_axes is not None
-                                                    and not isinstance(dynamic_axes, dict)):
+        raise OnnxExporterError(
+            f"opset_version {opset} is not supported: use {_MIN_OPSET} to "
+            f"{_MAX_OPSET} (default {DEFAULT_OPSET})"
+        )
+    if isinstance(dynamic_axes, (list, tuple)) or (
+        dynamic_axes is not None and not isinstance(dynamic_axes, dict)
+    ):
         raise OnnxExporterError("dynamic_axes must be a dict {input_or_output_name: axes}")
     args, kwargs = _split_args(args, kwargs)
 
@@ -102,8 +120,9 @@ def export(model, args, f, *, kwargs=None, export_params=True, input_names=None,
             try:
                 bound = inspect.signature(fn).bind(*args, **kwargs)
             except TypeError as e:
-                raise OnnxExporterError(f"the example args do not match forward's signature: "
-                                        f"{e}") from None
+                raise OnnxExporterError(
+                    f"the example args do not match forward's signature: {e}"
+                ) from None
             bound.apply_defaults()  # unpassed arguments are baked in with their defaults
             concrete = {k: v for k, v in bound.arguments.items() if not _is_tensor_tree(v)}
             if _is_scripted(model):
@@ -127,16 +146,23 @@ def export(model, args, f, *, kwargs=None, export_params=True, input_names=None,
                     raise OnnxExporterError(f"no example value for forward's argument {name!r}")
             env_a = _record(gm, ph_values)
             # names of the flattened tensor inputs
-            flat_inputs = [(n, i, t) for n, v in zip(placeholders, ph_values)
-                           if _is_tensor_tree(v) for i, t in enumerate(_flatten(v))]
+            flat_inputs = [
+                (n, i, t)
+                for n, v in zip(placeholders, ph_values)
+                if _is_tensor_tree(v)
+                for i, t in enumerate(_flatten(v))
+            ]
             names = list(input_names or [])
             if len(names) > len(flat_inputs):
-                raise OnnxExporterError(f"{len(names)} input_names given for "
-                                        f"{len(flat_inputs)} tensor inputs")
+                raise OnnxExporterError(
+                    f"{len(names)} input_names given for {len(flat_inputs)} tensor inputs"
+                )
             for k in range(len(names), len(flat_inputs)):
                 n, i, _ = flat_inputs[k]
-                names.append(n.target.lstrip("*") + (f"_{i}" if i or len(
-                    _flatten(ph_values[placeholders.index(n)])) > 1 else ""))
+                names.append(
+                    n.target.lstrip("*")
+                    + (f"_{i}" if i or len(_flatten(ph_values[placeholders.index(n)])) > 1 else "")
+                )
             dyn = dict(dynamic_axes or {})
             env_b = None
             if any(_axes_of(dyn.get(nm), nm) for nm in names):
@@ -145,13 +171,25 @@ def export(model, args, f, *, kwargs=None, export_params=True, input_names=None,
             ctx = Ctx(opset)
             for nm in names:
                 ctx.reserve(nm)
-            out_struct = _lower(ctx, gm, placeholders, ph_values, names, env_a, env_b,
-                                export_params)
+            out_struct = _lower(
+                ctx, gm, placeholders, ph_values, names, env_a, env_b, export_params
+            )
     finally:
         eonnx._in_export = False
 
-    return _build_model(onnx, ctx, names, [t for _, _, t in flat_inputs], dyn, out_struct,
-                        output_names, f, opset, export_params, keep_initializers_as_inputs)
+    return _build_model(
+        onnx,
+        ctx,
+        names,
+        [t for _, _, t in flat_inputs],
+        dyn,
+        out_struct,
+        output_names,
+        f,
+        opset,
+        export_params,
+        keep_initializers_as_inputs,
+    )
 
 
 def _second_run(gm, placeholders, ph_values, flat_inputs, names, dyn) -> dict:
@@ -162,8 +200,9 @@ def _second_run(gm, placeholders, ph_values, flat_inputs, names, dyn) -> dict:
     for (_, _, t), nm in zip(flat_inputs, names):
         for ax, dname in _axes_of(dyn.get(nm), nm).items():
             if not -t.dim() <= ax < t.dim():
-                raise OnnxExporterError(f"dynamic_axes[{nm!r}] names axis {ax} but the input "
-                                        f"has {t.dim()} dimensions")
+                raise OnnxExporterError(
+                    f"dynamic_axes[{nm!r}] names axis {ax} but the input has {t.dim()} dimensions"
+                )
             sizes.setdefault(dname, t.shape[ax])
     last_err = None
     for delta in (1, -1, 2):
@@ -182,8 +221,10 @@ def _second_run(gm, placeholders, ph_values, flat_inputs, names, dyn) -> dict:
             return _record(gm, vals)
         except Exception as e:  # noqa: BLE001 - try another size
             last_err = e
-    raise OnnxExporterError("could not run the model with the dynamic axes resized (needed to "
-                            f"find which sizes vary): {last_err}")
+    raise OnnxExporterError(
+        "could not run the model with the dynamic axes resized (needed to "
+        f"find which sizes vary): {last_err}"
+    )
 
 
 def _is_scripted(model) -> bool:
@@ -193,8 +234,10 @@ def _is_scripted(model) -> bool:
 
     if not isinstance(model, GraphModule):
         return False
-    return any(n.op == "call_function" and target_name(n.target) in (
-        "ember.cond", "ember.while_loop") for n in model.graph.nodes)
+    return any(
+        n.op == "call_function" and target_name(n.target) in ("ember.cond", "ember.while_loop")
+        for n in model.graph.nodes
+    )
 
 
 def lower_into(ctx, gm, operands: list) -> Any:
@@ -216,7 +259,8 @@ def value_info_any(name: str, v: Any):
 
     ex = _np_of(v.ex if isinstance(v, Sym) else v)
     elem = onnx.helper.np_dtype_to_tensor_dtype(
-        np.dtype(np.float32) if ex.dtype == np.float64 else ex.dtype)
+        np.dtype(np.float32) if ex.dtype == np.float64 else ex.dtype
+    )
     return onnx.helper.make_tensor_value_info(name, elem, [None] * ex.ndim)
 
 
@@ -228,8 +272,11 @@ def make_subgraph(ctx, name: str, inputs_vi: list, outputs: list):
     outs_vi = []
     for v in outputs:
         nm = ctx.fresh(f"{name}_out")
-        ctx.nodes.append(onnx.helper.make_node("Identity", [ctx.name_of(v)], [nm],
-                                               name=ctx.fresh("n_subgraph_out")))
+        ctx.nodes.append(
+            onnx.helper.make_node(
+                "Identity", [ctx.name_of(v)], [nm], name=ctx.fresh("n_subgraph_out")
+            )
+        )
         outs_vi.append(value_info_any(nm, v))
     return onnx.helper.make_graph(ctx.nodes, ctx.fresh(name), inputs_vi, outs_vi)
 
@@ -260,10 +307,12 @@ def _wrap(out: Any, ex_a: Any, ex_b: Any) -> Any:
     """Handler results: ONNX names become Syms carrying the example value."""
     if isinstance(out, str):
         return Sym(out, ex_a, _dyn_of(ex_a, ex_b))
-    if isinstance(out, (tuple, list)) and isinstance(ex_a, (tuple, list)) \
-            and len(out) == len(ex_a):
-        exb = ex_b if isinstance(ex_b, (tuple, list)) and len(ex_b) == len(ex_a) \
+    if isinstance(out, (tuple, list)) and isinstance(ex_a, (tuple, list)) and len(out) == len(ex_a):
+        exb = (
+            ex_b
+            if isinstance(ex_b, (tuple, list)) and len(ex_b) == len(ex_a)
             else [None] * len(ex_a)
+        )
         return type(out)(_wrap(o, a, b) for o, a, b in zip(out, ex_a, exb))
     return out
 
@@ -279,8 +328,17 @@ def _module_path(node) -> str:
     return path or "<root>"
 
 
-def _lower(ctx, gm, placeholders, ph_values, names, env_a, env_b, export_params,
-           prebound: list | None = None):
+def _lower(
+    ctx,
+    gm,
+    placeholders,
+    ph_values,
+    names,
+    env_a,
+    env_b,
+    export_params,
+    prebound: list | None = None,
+):
     from ember import Tensor
     from ember.fx.node import map_arg
 
@@ -341,7 +399,8 @@ def _lower(ctx, gm, placeholders, ph_values, names, env_a, env_b, export_params,
             raise UnsupportedOperatorError(
                 f"Exporting the operator '{label}' to ONNX opset version {ctx.opset} is not "
                 f"supported ({where}). Register a conversion with "
-                "ember.onnx.register_custom_op_symbolic.")
+                "ember.onnx.register_custom_op_symbolic."
+            )
         try:
             out = handler(*call_args, **kwargs)
         except UnsupportedOperatorError:
@@ -351,8 +410,9 @@ def _lower(ctx, gm, placeholders, ph_values, names, env_a, env_b, export_params,
                 raise
             raise type(e)(f"{label}: {e} ({where})") from None
         except Exception as e:  # noqa: BLE001 - name the op and module for any failure
-            raise OnnxExporterError(f"converting '{label}' failed ({where}): "
-                                    f"{type(e).__name__}: {e}") from e
+            raise OnnxExporterError(
+                f"converting '{label}' failed ({where}): {type(e).__name__}: {e}"
+            ) from e
         env[node] = _wrap(out, env_a[node], env_b[node] if env_b is not None else None)
     raise OnnxExporterError("the traced graph has no output")
 
@@ -360,7 +420,8 @@ def _lower(ctx, gm, placeholders, ph_values, names, env_a, env_b, export_params,
 def _value_info(onnx, name: str, ex: Any, dims: dict[int, str], dyn: Any):
     arr = _np_of(ex)
     elem = onnx.helper.np_dtype_to_tensor_dtype(
-        np.dtype(np.float32) if arr.dtype == np.float64 else arr.dtype)
+        np.dtype(np.float32) if arr.dtype == np.float64 else arr.dtype
+    )
     shape = []
     for i, s in enumerate(arr.shape):
         if i in dims:
@@ -372,21 +433,33 @@ def _value_info(onnx, name: str, ex: Any, dims: dict[int, str], dyn: Any):
     return onnx.helper.make_tensor_value_info(name, elem, shape)
 
 
-def _build_model(onnx, ctx: Ctx, names, inputs, dyn, out_struct, output_names, f, opset,
-                 export_params=True, keep_initializers_as_inputs=False):
+def _build_model(
+    onnx,
+    ctx: Ctx,
+    names,
+    inputs,
+    dyn,
+    out_struct,
+    output_names,
+    f,
+    opset,
+    export_params=True,
+    keep_initializers_as_inputs=False,
+):
     helper = onnx.helper
-    inputs_vi = [_value_info(onnx, nm, t, _axes_of(dyn.get(nm), nm), None)
-                 for nm, t in zip(names, inputs)]
+    inputs_vi = [
+        _value_info(onnx, nm, t, _axes_of(dyn.get(nm), nm), None) for nm, t in zip(names, inputs)
+    ]
     outs = _flatten(out_struct)
     onames = list(output_names or [])
     if len(onames) > len(outs):
         raise OnnxExporterError(f"{len(onames)} output_names given for {len(outs)} outputs")
-    onames += [f"output_{i}" if len(outs) > 1 else "output" for i in range(len(onames),
-                                                                          len(outs))]
+    onames += [f"output_{i}" if len(outs) > 1 else "output" for i in range(len(onames), len(outs))]
     unknown = set(dyn) - set(names) - set(onames)
     if unknown:
-        raise OnnxExporterError(f"dynamic_axes names {sorted(unknown)} are neither inputs "
-                                f"{names} nor outputs {onames}")
+        raise OnnxExporterError(
+            f"dynamic_axes names {sorted(unknown)} are neither inputs {names} nor outputs {onames}"
+        )
     outputs_vi = []
     for v, nm in zip(outs, onames):
         if v is None or isinstance(v, (str, bytes)):
@@ -395,8 +468,11 @@ def _build_model(onnx, ctx: Ctx, names, inputs, dyn, out_struct, output_names, f
         src = ctx.name_of(v)
         ctx.nodes.append(helper.make_node("Identity", [src], [nm], name=ctx.fresh("n_out")))
         ex = v.ex if isinstance(v, Sym) else v
-        outputs_vi.append(_value_info(onnx, nm, ex, _axes_of(dyn.get(nm), nm),
-                                      v.dyn if isinstance(v, Sym) else None))
+        outputs_vi.append(
+            _value_info(
+                onnx, nm, ex, _axes_of(dyn.get(nm), nm), v.dyn if isinstance(v, Sym) else None
+            )
+        )
     inits = ctx.initializers
     if not export_params or keep_initializers_as_inputs:
         # weights become graph inputs (without values unless kept as initializers too)
@@ -406,10 +482,10 @@ def _build_model(onnx, ctx: Ctx, names, inputs, dyn, out_struct, output_names, f
                 inputs_vi.append(helper.make_tensor_value_info(t.name, t.data_type, t.dims))
         if not export_params:
             inits = [t for t in inits if t.name not in params]
-    graph = helper.make_graph(ctx.nodes, "ember_graph", inputs_vi, outputs_vi,
-                              initializer=inits)
-    model = helper.make_model(graph, producer_name="ember",
-                              opset_imports=[helper.make_opsetid("", opset)])
+    graph = helper.make_graph(ctx.nodes, "ember_graph", inputs_vi, outputs_vi, initializer=inits)
+    model = helper.make_model(
+        graph, producer_name="ember", opset_imports=[helper.make_opsetid("", opset)]
+    )
     model.ir_version = min(model.ir_version, 9 if opset <= 20 else 10)
     onnx.checker.check_model(model)
     if f is not None:

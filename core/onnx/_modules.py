@@ -79,7 +79,8 @@ def _conv_module(ctx, m, x):
     padding = m.padding
     if m.padding_mode != "zeros":
         mode = {"reflect": "reflect", "replicate": "replicate", "circular": "circular"}[
-            m.padding_mode]
+            m.padding_mode
+        ]
         x = Sym(pad(ctx, x, list(m._reversed_padding_repeated_twice), mode), x.ex, x.dyn)
         padding = 0
     return conv(ctx, x, m.weight, m.bias, m.stride, padding, m.dilation, m.groups, nd)
@@ -88,18 +89,46 @@ def _conv_module(ctx, m, x):
 def _conv_t_module(ctx, m, x, output_size=None):
     if output_size is not None:
         raise OnnxExporterError("ConvTranspose with output_size is not converted")
-    return conv_transpose(ctx, x, m.weight, m.bias, m.stride, m.padding, m.output_padding,
-                          m.groups, m.dilation, _nd(m))
+    return conv_transpose(
+        ctx,
+        x,
+        m.weight,
+        m.bias,
+        m.stride,
+        m.padding,
+        m.output_padding,
+        m.groups,
+        m.dilation,
+        _nd(m),
+    )
 
 
 def _maxpool_module(ctx, m, x):
-    return max_pool(ctx, x, m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode,
-                    m.return_indices, _nd(m))
+    return max_pool(
+        ctx,
+        x,
+        m.kernel_size,
+        m.stride,
+        m.padding,
+        m.dilation,
+        m.ceil_mode,
+        m.return_indices,
+        _nd(m),
+    )
 
 
 def _avgpool_module(ctx, m, x):
-    return avg_pool(ctx, x, m.kernel_size, m.stride, m.padding, m.ceil_mode,
-                    m.count_include_pad, getattr(m, "divisor_override", None), _nd(m))
+    return avg_pool(
+        ctx,
+        x,
+        m.kernel_size,
+        m.stride,
+        m.padding,
+        m.ceil_mode,
+        m.count_include_pad,
+        getattr(m, "divisor_override", None),
+        _nd(m),
+    )
 
 
 def _lppool_module(ctx, m, x):
@@ -118,15 +147,25 @@ def _amp_module(ctx, m, x):
 
 def _bn_module(ctx, m, x):
     training = m.training or (m.running_mean is None and m.running_var is None)
-    return batch_norm(ctx, x, m.running_mean, m.running_var, m.weight, m.bias, training,
-                      m.momentum, m.eps)
+    return batch_norm(
+        ctx, x, m.running_mean, m.running_var, m.weight, m.bias, training, m.momentum, m.eps
+    )
 
 
 def _in_module(ctx, m, x):
     unb = rank(x) == _nd(m) + 1
     xin = Sym(ctx.unsqueeze(x, [0]), x.ex[None], x.dyn) if unb else x
-    y = instance_norm(ctx, xin, m.running_mean, m.running_var, m.weight, m.bias,
-                      m.training or not m.track_running_stats, m.momentum, m.eps)
+    y = instance_norm(
+        ctx,
+        xin,
+        m.running_mean,
+        m.running_var,
+        m.weight,
+        m.bias,
+        m.training or not m.track_running_stats,
+        m.momentum,
+        m.eps,
+    )
     return ctx.squeeze(y, [0]) if unb else y
 
 
@@ -139,14 +178,19 @@ def _cell_module(ctx, m, x, hx=None):
     unb = rank(x) == 1
     xin = ctx.unsqueeze(x, [0]) if unb else x.name
     if isinstance(m, nn.LSTMCell):
-        h, c = (hx if hx is not None else (None, None))
+        h, c = hx if hx is not None else (None, None)
     else:
         h, c = hx, None
 
     def state(s):
         if s is None:
-            return ctx.op("Expand", [ctx.const(np.zeros((1, H), dt)),
-                                     ctx.op("Concat", [ctx.dim(xin, 0), ctx.ints([H])], axis=0)])
+            return ctx.op(
+                "Expand",
+                [
+                    ctx.const(np.zeros((1, H), dt)),
+                    ctx.op("Concat", [ctx.dim(xin, 0), ctx.ints([H])], axis=0),
+                ],
+            )
         return ctx.unsqueeze(s, [0]) if unb else ctx.name_of(s)
 
     h, c = state(h), (state(c) if isinstance(m, nn.LSTMCell) else None)
@@ -158,10 +202,14 @@ def _cell_module(ctx, m, x, hx=None):
     gi = lin(xin, m.weight_ih, m.bias_ih if m.bias else None)
     gh = lin(h, m.weight_hh, m.bias_hh if m.bias else None)
     if isinstance(m, nn.LSTMCell):
-        i, f, g, o = ctx.op("Split", [ctx.op("Add", [gi, gh]), ctx.ints([H] * 4)], n_out=4,
-                            axis=1)
-        c2 = ctx.op("Add", [ctx.op("Mul", [ctx.op("Sigmoid", [f]), c]),
-                            ctx.op("Mul", [ctx.op("Sigmoid", [i]), ctx.op("Tanh", [g])])])
+        i, f, g, o = ctx.op("Split", [ctx.op("Add", [gi, gh]), ctx.ints([H] * 4)], n_out=4, axis=1)
+        c2 = ctx.op(
+            "Add",
+            [
+                ctx.op("Mul", [ctx.op("Sigmoid", [f]), c]),
+                ctx.op("Mul", [ctx.op("Sigmoid", [i]), ctx.op("Tanh", [g])]),
+            ],
+        )
         h2 = ctx.op("Mul", [ctx.op("Sigmoid", [o]), ctx.op("Tanh", [c2])])
         return (ctx.squeeze(h2, [0]), ctx.squeeze(c2, [0])) if unb else (h2, c2)
     if isinstance(m, nn.GRUCell):
@@ -179,48 +227,59 @@ def _cell_module(ctx, m, x, hx=None):
 
 
 # ---- attention ---------------------------------------------------------------------------
-def _mha_module(ctx, m, query, key, value, key_padding_mask=None, need_weights=True,
-                attn_mask=None, average_attn_weights=True, is_causal=False):
+def _mha_module(
+    ctx,
+    m,
+    query,
+    key,
+    value,
+    key_padding_mask=None,
+    need_weights=True,
+    attn_mask=None,
+    average_attn_weights=True,
+    is_causal=False,
+):
     if m.bias_k is not None or m.add_zero_attn:
-        raise OnnxExporterError("MultiheadAttention with add_bias_kv/add_zero_attn is not "
-                                "converted")
+        raise OnnxExporterError(
+            "MultiheadAttention with add_bias_kv/add_zero_attn is not converted"
+        )
     E, Hn = m.embed_dim, m.num_heads
     hd = E // Hn
     unb = rank(query) == 2
 
     def prep(t):
         if unb:
-            return ctx.unsqueeze(t, [0])          # (L, E) -> (1, L, E)
+            return ctx.unsqueeze(t, [0])  # (L, E) -> (1, L, E)
         if not m.batch_first:
-            return ctx.op("Transpose", [t], perm=[1, 0, 2])   # (L, B, E) -> (B, L, E)
+            return ctx.op("Transpose", [t], perm=[1, 0, 2])  # (L, B, E) -> (B, L, E)
         return ctx.name_of(t)
 
     q, k, v = prep(query), prep(key), prep(value)
     if m._qkv_same_embed_dim:
         w = _np_of(m.in_proj_weight)
-        ws = [w[:E], w[E:2 * E], w[2 * E:]]
+        ws = [w[:E], w[E : 2 * E], w[2 * E :]]
     else:
         ws = [_np_of(m.q_proj_weight), _np_of(m.k_proj_weight), _np_of(m.v_proj_weight)]
     b = _const_np(m.in_proj_bias)
-    bs = [b[:E], b[E:2 * E], b[2 * E:]] if b is not None else [None] * 3
+    bs = [b[:E], b[E : 2 * E], b[2 * E :]] if b is not None else [None] * 3
 
     def proj_heads(t, w, bias):
         y = ctx.op("MatMul", [t, ctx.const(w.T)])
         if bias is not None:
             y = ctx.op("Add", [y, ctx.const(bias)])
         y = ctx.op("Reshape", [y, ctx.ints([0, 0, Hn, hd])])
-        return ctx.op("Transpose", [y], perm=[0, 2, 1, 3])   # (B, H, L, hd)
+        return ctx.op("Transpose", [y], perm=[0, 2, 1, 3])  # (B, H, L, hd)
 
     qh, kh, vh = (proj_heads(t, w, bb) for t, w, bb in zip((q, k, v), ws, bs))
     qs, ks = _heads_sym(qh, query, m.batch_first, unb), _heads_sym(kh, key, m.batch_first, unb)
     mask = None
-    if attn_mask is not None:   # MHA's bool masks mark what is NOT attended: invert them
+    if attn_mask is not None:  # MHA's bool masks mark what is NOT attended: invert them
         am = ctx.name_of(attn_mask)
-        if rank(attn_mask) == 3:   # (B*H, L, S) -> (B, H, L, S)
+        if rank(attn_mask) == 3:  # (B*H, L, S) -> (B, H, L, S)
             shp = ctx.op("Concat", [ctx.ints([-1, Hn]), ctx.shape_of(am, 1)], axis=0)
             am = ctx.op("Reshape", [am, shp])
         mask = _as_keep(ctx, am, _is_bool(attn_mask))
-    if key_padding_mask is not None:   # (B, S) -> (B, 1, 1, S)
+    if key_padding_mask is not None:  # (B, S) -> (B, 1, 1, S)
         kp = ctx.name_of(key_padding_mask)
         kp = ctx.unsqueeze(kp, [0, 1, 2] if unb else [1, 2])
         kp = _as_keep(ctx, kp, _is_bool(key_padding_mask))
@@ -260,6 +319,7 @@ def _merge(ctx, a: Sym, b: Sym, like) -> Sym:
         if _is_bool(mv):
             return ctx.op("Where", [mv, _c(ctx, 0.0, like), _c(ctx, -np.inf, like)])
         return mv.name
+
     return Sym(ctx.op("Add", [additive(a), additive(b)]), np.zeros((1,), np.float32))
 
 
@@ -268,49 +328,86 @@ def _heads_sym(heads: str, t, batch_first: bool, unb: bool) -> Sym:
     ex = _np_of(t.ex if isinstance(t, Sym) else t)
     seq_axis = 0 if unb or not batch_first else 1
     dyn = isinstance(t, Sym) and isinstance(t.dyn, frozenset) and seq_axis in t.dyn
-    return Sym(heads, np.zeros((1, 1, ex.shape[seq_axis], 1), np.float32),
-               frozenset({2}) if dyn else frozenset())
+    return Sym(
+        heads,
+        np.zeros((1, 1, ex.shape[seq_axis], 1), np.float32),
+        frozenset({2}) if dyn else frozenset(),
+    )
 
 
 # ---- transformer containers: forwards without shape checks -------------------------------
 def _encoder_forward(m, src, mask=None, src_key_padding_mask=None, is_causal=None):
     out = src
     for mod in m.layers:
-        out = mod(out, src_mask=mask, is_causal=bool(is_causal),
-                  src_key_padding_mask=src_key_padding_mask)
+        out = mod(
+            out, src_mask=mask, is_causal=bool(is_causal), src_key_padding_mask=src_key_padding_mask
+        )
     return m.norm(out) if m.norm is not None else out
 
 
-def _decoder_forward(m, tgt, memory, tgt_mask=None, memory_mask=None,
-                     tgt_key_padding_mask=None, memory_key_padding_mask=None,
-                     tgt_is_causal=None, memory_is_causal=False):
+def _decoder_forward(
+    m,
+    tgt,
+    memory,
+    tgt_mask=None,
+    memory_mask=None,
+    tgt_key_padding_mask=None,
+    memory_key_padding_mask=None,
+    tgt_is_causal=None,
+    memory_is_causal=False,
+):
     out = tgt
     for mod in m.layers:
-        out = mod(out, memory, tgt_mask=tgt_mask, memory_mask=memory_mask,
-                  tgt_key_padding_mask=tgt_key_padding_mask,
-                  memory_key_padding_mask=memory_key_padding_mask,
-                  tgt_is_causal=bool(tgt_is_causal), memory_is_causal=memory_is_causal)
+        out = mod(
+            out,
+            memory,
+            tgt_mask=tgt_mask,
+            memory_mask=memory_mask,
+            tgt_key_padding_mask=tgt_key_padding_mask,
+            memory_key_padding_mask=memory_key_padding_mask,
+            tgt_is_causal=bool(tgt_is_causal),
+            memory_is_causal=memory_is_causal,
+        )
     return m.norm(out) if m.norm is not None else out
 
 
-def _transformer_forward(m, src, tgt, src_mask=None, tgt_mask=None, memory_mask=None,
-                         src_key_padding_mask=None, tgt_key_padding_mask=None,
-                         memory_key_padding_mask=None, src_is_causal=None, tgt_is_causal=None,
-                         memory_is_causal=False):
-    memory = m.encoder(src, mask=src_mask, src_key_padding_mask=src_key_padding_mask,
-                       is_causal=src_is_causal)
-    return m.decoder(tgt, memory, tgt_mask=tgt_mask, memory_mask=memory_mask,
-                     tgt_key_padding_mask=tgt_key_padding_mask,
-                     memory_key_padding_mask=memory_key_padding_mask,
-                     tgt_is_causal=tgt_is_causal, memory_is_causal=memory_is_causal)
+def _transformer_forward(
+    m,
+    src,
+    tgt,
+    src_mask=None,
+    tgt_mask=None,
+    memory_mask=None,
+    src_key_padding_mask=None,
+    tgt_key_padding_mask=None,
+    memory_key_padding_mask=None,
+    src_is_causal=None,
+    tgt_is_causal=None,
+    memory_is_causal=False,
+):
+    memory = m.encoder(
+        src, mask=src_mask, src_key_padding_mask=src_key_padding_mask, is_causal=src_is_causal
+    )
+    return m.decoder(
+        tgt,
+        memory,
+        tgt_mask=tgt_mask,
+        memory_mask=memory_mask,
+        tgt_key_padding_mask=tgt_key_padding_mask,
+        memory_key_padding_mask=memory_key_padding_mask,
+        tgt_is_causal=tgt_is_causal,
+        memory_is_causal=memory_is_causal,
+    )
 
 
 def traceable_forward(m):
     import ember.nn as nn
 
-    for cls, f in ((nn.TransformerEncoder, _encoder_forward),
-                   (nn.TransformerDecoder, _decoder_forward),
-                   (nn.Transformer, _transformer_forward)):
+    for cls, f in (
+        (nn.TransformerEncoder, _encoder_forward),
+        (nn.TransformerDecoder, _decoder_forward),
+        (nn.Transformer, _transformer_forward),
+    ):
         if type(m).forward is cls.forward and isinstance(m, cls):
             return f
     return None

@@ -76,8 +76,9 @@ def _softplus(ctx, x, beta=1.0, threshold=20.0):
         bx = ctx.op("Mul", [x, _c(ctx, beta, x)])
         sp = ctx.op("Div", [ctx.op("Softplus", [bx]), _c(ctx, beta, x)])
     # torch returns x itself where beta * x > threshold
-    return ctx.op("Where", [ctx.op("Greater", [typed(ctx, bx, dtype_of(x)),
-                                               _c(ctx, threshold, x)]), x, sp])
+    return ctx.op(
+        "Where", [ctx.op("Greater", [typed(ctx, bx, dtype_of(x)), _c(ctx, threshold, x)]), x, sp]
+    )
 
 
 @fn("mish")
@@ -132,8 +133,11 @@ def _prelu(ctx, x, weight):
 
 @fn("glu")
 def _glu(ctx, x, dim=-1):
-    a, b = ctx.op("Split", [x], n_out=2, axis=int(dim)) if ctx.opset < 18 else \
-        ctx.op("Split", [x], n_out=2, axis=int(dim), num_outputs=2)
+    a, b = (
+        ctx.op("Split", [x], n_out=2, axis=int(dim))
+        if ctx.opset < 18
+        else ctx.op("Split", [x], n_out=2, axis=int(dim), num_outputs=2)
+    )
     return ctx.op("Mul", [a, ctx.op("Sigmoid", [b])])
 
 

@@ -46,8 +46,9 @@ def attention_core(ctx, q, k, v, attn_mask, is_causal, scale, q_sym, k_sym):
 
 
 @fn("scaled_dot_product_attention")
-def sdpa(ctx, q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
-         enable_gqa=False):
+def sdpa(
+    ctx, q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False
+):
     if enable_gqa and q.shape[-3] != k.shape[-3]:
         rep = q.shape[-3] // k.shape[-3]
         k = Sym(_repeat_heads(ctx, k, rep), k.ex, k.dyn)
@@ -62,8 +63,9 @@ def _repeat_heads(ctx, t, rep):
     x = ctx.unsqueeze(t, [r - 2])  # (..., H, 1, S, E)
     shape = [1] * (r - 2) + [rep, 1, 1]
     x = ctx.op("Tile", [x, ctx.ints([1] * (r - 3) + [1] + shape[-3:])])
-    shape = ctx.op("Concat", [ctx.shape_of(t, 0, r - 3), ctx.ints([-1]),
-                              ctx.shape_of(t, r - 2)], axis=0)
+    shape = ctx.op(
+        "Concat", [ctx.shape_of(t, 0, r - 3), ctx.ints([-1]), ctx.shape_of(t, r - 2)], axis=0
+    )
     return ctx.op("Reshape", [x, shape])
 
 

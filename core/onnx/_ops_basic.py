@@ -59,15 +59,19 @@ def _arith(op_type: str, swap: bool = False):
         if alpha is not None and alpha != 1:
             b = ctx.op("Mul", [typed(ctx, b, dt), ctx.const(np.asarray(alpha, dt))])
         return ctx.op(op_type, [typed(ctx, a, dt), typed(ctx, b, dt)])
+
     return h
 
 
-for _names, _op in ((("add", "__add__", "iadd"), "Add"), (("sub", "subtract", "__sub__", "isub"),
-                                                          "Sub"),
-                    (("mul", "multiply", "__mul__", "imul"), "Mul"),
-                    (("pow", "__pow__", "float_power"), "Pow"),
-                    (("matmul", "mm", "bmm", "__matmul__"), "MatMul"),
-                    (("maximum", "fmax"), "Max"), (("minimum", "fmin"), "Min")):
+for _names, _op in (
+    (("add", "__add__", "iadd"), "Add"),
+    (("sub", "subtract", "__sub__", "isub"), "Sub"),
+    (("mul", "multiply", "__mul__", "imul"), "Mul"),
+    (("pow", "__pow__", "float_power"), "Pow"),
+    (("matmul", "mm", "bmm", "__matmul__"), "MatMul"),
+    (("maximum", "fmax"), "Max"),
+    (("minimum", "fmin"), "Min"),
+):
     fn(*_names)(_arith(_op))
 fn("rsub")(_arith("Sub", swap=True))
 fn("__radd__")(_arith("Add", swap=True))
@@ -83,8 +87,11 @@ def _div(ctx, a, b, rounding_mode=None):
     if rounding_mode == "floor" or (rounding_mode is None and not np.issubdtype(dt, np.floating)):
         return _floordiv(ctx, a, b)
     out = ctx.op("Div", [typed(ctx, a, dt), typed(ctx, b, dt)])
-    return ctx.op("Floor" if rounding_mode == "floor" else "Identity", [out]) \
-        if rounding_mode != "trunc" else _trunc(ctx, out, dt)
+    return (
+        ctx.op("Floor" if rounding_mode == "floor" else "Identity", [out])
+        if rounding_mode != "trunc"
+        else _trunc(ctx, out, dt)
+    )
 
 
 def _trunc(ctx, x, dt):
@@ -130,15 +137,18 @@ def _cmp(op_type: str, negate: bool = False):
         dt = _promote(a, b)
         out = ctx.op(op_type, [typed(ctx, a, dt), typed(ctx, b, dt)])
         return ctx.op("Not", [out]) if negate else out
+
     return h
 
 
-for _names, _op, _neg in ((("eq", "__eq__"), "Equal", False), (("ne", "__ne__", "not_equal"),
-                                                               "Equal", True),
-                          (("lt", "__lt__", "less"), "Less", False),
-                          (("le", "__le__", "less_equal"), "LessOrEqual", False),
-                          (("gt", "__gt__", "greater"), "Greater", False),
-                          (("ge", "__ge__", "greater_equal"), "GreaterOrEqual", False)):
+for _names, _op, _neg in (
+    (("eq", "__eq__"), "Equal", False),
+    (("ne", "__ne__", "not_equal"), "Equal", True),
+    (("lt", "__lt__", "less"), "Less", False),
+    (("le", "__le__", "less_equal"), "LessOrEqual", False),
+    (("gt", "__gt__", "greater"), "Greater", False),
+    (("ge", "__ge__", "greater_equal"), "GreaterOrEqual", False),
+):
     fn(*_names)(_cmp(_op, _neg))
 
 
@@ -149,6 +159,7 @@ def _logic(op_type: str):
             return ctx.op(op_type, [typed(ctx, a, np.bool_), typed(ctx, b, np.bool_)])
         name = {"And": "BitwiseAnd", "Or": "BitwiseOr", "Xor": "BitwiseXor"}[op_type]
         return ctx.op(name, [typed(ctx, a, dt), typed(ctx, b, dt)])
+
     return h
 
 
@@ -167,27 +178,43 @@ def _unary(op_type: str):
     def h(ctx, x, *a, **k):
         dt = ctx.out_dtype()
         return ctx.op(op_type, [typed(ctx, x, dt)])
+
     return h
 
 
-for _names, _op in ((("neg", "negative", "__neg__"), "Neg"), (("abs", "absolute", "__abs__"),
-                                                              "Abs"),
-                    (("exp",), "Exp"), (("log",), "Log"), (("sqrt",), "Sqrt"),
-                    (("sin",), "Sin"), (("cos",), "Cos"), (("tan",), "Tan"),
-                    (("asin", "arcsin"), "Asin"), (("acos", "arccos"), "Acos"),
-                    (("atan", "arctan"), "Atan"), (("sinh",), "Sinh"), (("cosh",), "Cosh"),
-                    (("tanh",), "Tanh"), (("sigmoid",), "Sigmoid"), (("erf",), "Erf"),
-                    (("floor",), "Floor"), (("ceil",), "Ceil"), (("sign",), "Sign"),
-                    (("reciprocal",), "Reciprocal"), (("relu",), "Relu"),
-                    (("softsign",), "Softsign"), (("isnan",), "IsNaN"),
-                    (("contiguous", "clone", "detach", "positive", "alias"), "Identity")):
+for _names, _op in (
+    (("neg", "negative", "__neg__"), "Neg"),
+    (("abs", "absolute", "__abs__"), "Abs"),
+    (("exp",), "Exp"),
+    (("log",), "Log"),
+    (("sqrt",), "Sqrt"),
+    (("sin",), "Sin"),
+    (("cos",), "Cos"),
+    (("tan",), "Tan"),
+    (("asin", "arcsin"), "Asin"),
+    (("acos", "arccos"), "Acos"),
+    (("atan", "arctan"), "Atan"),
+    (("sinh",), "Sinh"),
+    (("cosh",), "Cosh"),
+    (("tanh",), "Tanh"),
+    (("sigmoid",), "Sigmoid"),
+    (("erf",), "Erf"),
+    (("floor",), "Floor"),
+    (("ceil",), "Ceil"),
+    (("sign",), "Sign"),
+    (("reciprocal",), "Reciprocal"),
+    (("relu",), "Relu"),
+    (("softsign",), "Softsign"),
+    (("isnan",), "IsNaN"),
+    (("contiguous", "clone", "detach", "positive", "alias"), "Identity"),
+):
     fn(*_names)(_unary(_op))
 
 
 @fn("round")
 def _round(ctx, x, decimals=0):
     if decimals:
-        s = ctx.const(np.asarray(10.0 ** decimals, np.float32))
+        s = ctx.const(np.asarray(10.0**decimals, np.float32))
         return ctx.op("Div", [ctx.op("Round", [ctx.op("Mul", [x, s])]), s])
     return ctx.op("Round", [x])
 
@@ -286,6 +313,7 @@ def _reduction(op_type: str):
         dt = ctx.out_dtype()
         src = typed(ctx, x, dt) if op_type == "ReduceSum" else x.name
         return ctx.reduce(op_type, src, _axes(dim, x), keepdim)
+
     return h
 
 
@@ -306,6 +334,7 @@ def _minmax(op_type: str, arg_op: str, binary: str):
         values = ctx.reduce(op_type, x, [dim], keepdim)
         idx = ctx.op(arg_op, [x], axis=int(dim), keepdims=int(bool(keepdim)))
         return (values, idx)
+
     return h
 
 
@@ -319,6 +348,7 @@ def _arg(op_type: str):
             flat = ctx.op("Reshape", [x, ctx.ints([-1])])
             return ctx.op(op_type, [flat], axis=0, keepdims=0)
         return ctx.op(op_type, [x], axis=int(dim), keepdims=int(bool(keepdim)))
+
     return h
 
 
@@ -341,6 +371,7 @@ def _var_std(is_std: bool):
             raise OnnxExporterError("var/std over a dynamic axis is not converted")
         v = ctx.op("Div", [ss, _c(ctx, max(n - corr, 0), x)])
         return ctx.op("Sqrt", [v]) if is_std else v
+
     return h
 
 
@@ -389,8 +420,7 @@ def _filled(ctx, shape_name: str, value) -> str:
 
 @fn("zeros", "ones", "empty")
 def _zeros(ctx, *size, **kw):
-    val = 1 if ctx.ex is not None and float(_np_of(ctx.ex).reshape(-1)[:1].sum() or 0) == 1 \
-        else 0
+    val = 1 if ctx.ex is not None and float(_np_of(ctx.ex).reshape(-1)[:1].sum() or 0) == 1 else 0
     return _filled(ctx, ctx.shape_tensor(_sizes(size)), val)
 
 
@@ -401,8 +431,11 @@ def _full(ctx, size, fill_value, **kw):
 
 @fn("zeros_like", "ones_like", "empty_like", "full_like")
 def _like(ctx, x, fill_value=None, **kw):
-    v = fill_value if fill_value is not None else (
-        float(_np_of(ctx.ex).reshape(-1)[0]) if _np_of(ctx.ex).size else 0)
+    v = (
+        fill_value
+        if fill_value is not None
+        else (float(_np_of(ctx.ex).reshape(-1)[0]) if _np_of(ctx.ex).size else 0)
+    )
     return _filled(ctx, ctx.shape_of(x), v)
 
 
@@ -419,8 +452,10 @@ def _arange(ctx, start, end=None, step=1, **kw):
     if end is None:
         start, end = 0, start
     dt = ctx.out_dtype()
-    parts = [typed(ctx, v, dt) if isinstance(v, Sym) else ctx.const(np.asarray(v, dt))
-             for v in (start, end, step)]
+    parts = [
+        typed(ctx, v, dt) if isinstance(v, Sym) else ctx.const(np.asarray(v, dt))
+        for v in (start, end, step)
+    ]
     parts = [ctx.op("Reshape", [p, ctx.ints([])]) for p in parts]
     return ctx.op("Range", parts)
 

@@ -16,8 +16,10 @@ def cond(ctx, pred, true_fn, false_fn, operands=()):
     from ._exporter import _flatten, lower_subgraph
 
     if not isinstance(true_fn, GraphModule) or not isinstance(false_fn, GraphModule):
-        raise OnnxExporterError("ember.cond branches must be GraphModules (as ember.jit.script "
-                                "makes them) to be exported")
+        raise OnnxExporterError(
+            "ember.cond branches must be GraphModules (as ember.jit.script "
+            "makes them) to be exported"
+        )
     ops = list(operands)
     ex = ctx.ex
     then_g, _ = lower_subgraph(ctx, true_fn, ops, "then")
@@ -55,10 +57,14 @@ def while_loop(ctx, cond_fn, body_fn, carried_inputs, additional_inputs=()):
     ctx.nodes = []
     try:
         it_name, cin_name = ctx.fresh("loop_iter"), ctx.fresh("loop_cond_in")
-        state = [Sym(ctx.fresh("loop_carried"), c.ex if isinstance(c, Sym) else c,
-                     frozenset()) for c in carried]
-        inputs_vi = [helper.make_tensor_value_info(it_name, TensorProto.INT64, []),
-                     helper.make_tensor_value_info(cin_name, TensorProto.BOOL, [])]
+        state = [
+            Sym(ctx.fresh("loop_carried"), c.ex if isinstance(c, Sym) else c, frozenset())
+            for c in carried
+        ]
+        inputs_vi = [
+            helper.make_tensor_value_info(it_name, TensorProto.INT64, []),
+            helper.make_tensor_value_info(cin_name, TensorProto.BOOL, []),
+        ]
         inputs_vi += [value_info_any(s.name, s) for s in state]
         new = _flatten(lower_into(ctx, body_fn, state + extra))
         if len(new) != len(carried):

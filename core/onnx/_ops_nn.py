@@ -66,16 +66,26 @@ def conv(ctx, x, weight, bias, stride, padding, dilation, groups, nd):
     else:
         p = _tup(padding, nd)
         pads = p + p
-    y = ctx.op("Conv", [xin, weight, bias if bias is not None else ""], strides=strides,
-               pads=pads, dilations=dil, group=int(groups), kernel_shape=k)
+    y = ctx.op(
+        "Conv",
+        [xin, weight, bias if bias is not None else ""],
+        strides=strides,
+        pads=pads,
+        dilations=dil,
+        group=int(groups),
+        kernel_shape=k,
+    )
     return _unbatch(ctx, y, unb)
 
 
 for _nd in (1, 2, 3):
+
     def _mk(nd):
         def h(ctx, x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
             return conv(ctx, x, weight, bias, stride, padding, dilation, groups, nd)
+
         return h
+
     fn(f"conv{_nd}d")(_mk(_nd))
 
 
@@ -83,19 +93,31 @@ def conv_transpose(ctx, x, weight, bias, stride, padding, output_padding, groups
     xin, unb = _batched(ctx, x, nd)
     k = list(_np_of(weight).shape[2:]) if not isinstance(weight, Sym) else list(weight.shape[2:])
     p = _tup(padding, nd)
-    y = ctx.op("ConvTranspose", [xin, weight, bias if bias is not None else ""],
-               strides=_tup(stride, nd), pads=p + p, dilations=_tup(dilation, nd),
-               group=int(groups), output_padding=_tup(output_padding, nd), kernel_shape=k)
+    y = ctx.op(
+        "ConvTranspose",
+        [xin, weight, bias if bias is not None else ""],
+        strides=_tup(stride, nd),
+        pads=p + p,
+        dilations=_tup(dilation, nd),
+        group=int(groups),
+        output_padding=_tup(output_padding, nd),
+        kernel_shape=k,
+    )
     return _unbatch(ctx, y, unb)
 
 
 for _nd in (1, 2, 3):
+
     def _mkt(nd):
-        def h(ctx, x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
-              dilation=1):
-            return conv_transpose(ctx, x, weight, bias, stride, padding, output_padding, groups,
-                                  dilation, nd)
+        def h(
+            ctx, x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1
+        ):
+            return conv_transpose(
+                ctx, x, weight, bias, stride, padding, output_padding, groups, dilation, nd
+            )
+
         return h
+
     fn(f"conv_transpose{_nd}d")(_mkt(_nd))
 
 
@@ -116,12 +138,12 @@ def pad(ctx, x, pad, mode="constant", value=None):
             lo, hi = begins[ax], ends[ax]
             parts = []
             if lo:
-                parts.append(ctx.op("Slice", [out, ctx.ints([-lo]), ctx.ints([2 ** 62]),
-                                              ctx.ints([ax])]))
+                parts.append(
+                    ctx.op("Slice", [out, ctx.ints([-lo]), ctx.ints([2**62]), ctx.ints([ax])])
+                )
             parts.append(out)
             if hi:
-                parts.append(ctx.op("Slice", [out, ctx.ints([0]), ctx.ints([hi]),
-                                              ctx.ints([ax])]))
+                parts.append(ctx.op("Slice", [out, ctx.ints([0]), ctx.ints([hi]), ctx.ints([ax])]))
             out = ctx.op("Concat", parts, axis=ax) if len(parts) > 1 else out
         return out
     onnx_mode = {"constant": "constant", "reflect": "reflect", "replicate": "edge"}.get(mode)
@@ -143,21 +165,36 @@ def max_pool(ctx, x, kernel_size, stride, padding, dilation, ceil_mode, return_i
     k = _tup(kernel_size, nd)
     s = _tup(stride if stride not in (None, []) else kernel_size, nd)
     p = _tup(padding, nd)
-    y = ctx.op("MaxPool", [xin], kernel_shape=k, strides=s, pads=p + p,
-               dilations=_tup(dilation, nd), ceil_mode=int(bool(ceil_mode)))
+    y = ctx.op(
+        "MaxPool",
+        [xin],
+        kernel_shape=k,
+        strides=s,
+        pads=p + p,
+        dilations=_tup(dilation, nd),
+        ceil_mode=int(bool(ceil_mode)),
+    )
     return _unbatch(ctx, y, unb)
 
 
-def avg_pool(ctx, x, kernel_size, stride, padding, ceil_mode, count_include_pad,
-             divisor_override, nd):
+def avg_pool(
+    ctx, x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, nd
+):
     if divisor_override:
         raise OnnxExporterError("avg_pool with divisor_override is not converted")
     xin, unb = _batched(ctx, x, nd)
     k = _tup(kernel_size, nd)
     s = _tup(stride if stride not in (None, []) else kernel_size, nd)
     p = _tup(padding, nd)
-    y = ctx.op("AveragePool", [xin], kernel_shape=k, strides=s, pads=p + p,
-               ceil_mode=int(bool(ceil_mode)), count_include_pad=int(bool(count_include_pad)))
+    y = ctx.op(
+        "AveragePool",
+        [xin],
+        kernel_shape=k,
+        strides=s,
+        pads=p + p,
+        ceil_mode=int(bool(ceil_mode)),
+        count_include_pad=int(bool(count_include_pad)),
+    )
     return _unbatch(ctx, y, unb)
 
 
@@ -183,8 +220,9 @@ def adaptive_pool(ctx, x, output_size, nd, kind):
     if all(o == 1 for o in out):
         return _unbatch(ctx, ctx.op(glob, [xin]), unb)
     if isinstance(x.dyn, frozenset) and any(d % x.rank >= x.rank - nd for d in x.dyn):
-        raise OnnxExporterError("adaptive pooling to a size other than 1 over a dynamic "
-                                "spatial size is not converted")
+        raise OnnxExporterError(
+            "adaptive pooling to a size other than 1 over a dynamic spatial size is not converted"
+        )
     if all(s % o == 0 for s, o in zip(shape, out)):
         k = [s // o for s, o in zip(shape, out)]
         return _unbatch(ctx, ctx.op(pool, [xin], kernel_shape=k, strides=k), unb)
@@ -210,16 +248,43 @@ def _tup_opt(v, n):
 
 
 for _nd in (1, 2, 3):
-    def _mkp(nd):
-        def mp(ctx, x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
-               return_indices=False):
-            return max_pool(ctx, x, kernel_size, stride, padding, dilation, ceil_mode,
-                            return_indices, nd)
 
-        def ap(ctx, x, kernel_size, stride=None, padding=0, ceil_mode=False,
-               count_include_pad=True, divisor_override=None):
-            return avg_pool(ctx, x, kernel_size, stride, padding, ceil_mode, count_include_pad,
-                            divisor_override, nd)
+    def _mkp(nd):
+        def mp(
+            ctx,
+            x,
+            kernel_size,
+            stride=None,
+            padding=0,
+            dilation=1,
+            ceil_mode=False,
+            return_indices=False,
+        ):
+            return max_pool(
+                ctx, x, kernel_size, stride, padding, dilation, ceil_mode, return_indices, nd
+            )
+
+        def ap(
+            ctx,
+            x,
+            kernel_size,
+            stride=None,
+            padding=0,
+            ceil_mode=False,
+            count_include_pad=True,
+            divisor_override=None,
+        ):
+            return avg_pool(
+                ctx,
+                x,
+                kernel_size,
+                stride,
+                padding,
+                ceil_mode,
+                count_include_pad,
+                divisor_override,
+                nd,
+            )
 
         def lp(ctx, x, norm_type, kernel_size, stride=None, ceil_mode=False):
             return lp_pool(ctx, x, norm_type, kernel_size, stride, ceil_mode, nd)
@@ -229,10 +294,13 @@ for _nd in (1, 2, 3):
 
         def amp(ctx, x, output_size, return_indices=False):
             if return_indices:
-                raise OnnxExporterError("adaptive_max_pool with return_indices=True is not "
-                                        "converted")
+                raise OnnxExporterError(
+                    "adaptive_max_pool with return_indices=True is not converted"
+                )
             return adaptive_pool(ctx, x, output_size, nd, "max")
+
         return mp, ap, lp, aap, amp
+
     _h = _mkp(_nd)
     fn(f"max_pool{_nd}d")(_h[0])
     fn(f"avg_pool{_nd}d")(_h[1])
@@ -251,8 +319,17 @@ def _chan(ctx, v, r):
 
 
 @fn("batch_norm")
-def batch_norm(ctx, x, running_mean, running_var, weight=None, bias=None, training=False,
-               momentum=0.1, eps=1e-5):
+def batch_norm(
+    ctx,
+    x,
+    running_mean,
+    running_var,
+    weight=None,
+    bias=None,
+    training=False,
+    momentum=0.1,
+    eps=1e-5,
+):
     r = rank(x)
     c = x.shape[1]
     dt = dtype_of(x)
@@ -271,22 +348,38 @@ def batch_norm(ctx, x, running_mean, running_var, weight=None, bias=None, traini
     w = weight if weight is not None else np.ones(c, dt)
     b = bias if bias is not None else np.zeros(c, dt)
     if r == 2 or r > 2:
-        return ctx.op("BatchNormalization", [x, ctx.name_of(w), ctx.name_of(b),
-                                             ctx.name_of(running_mean),
-                                             ctx.name_of(running_var)], epsilon=float(eps))
+        return ctx.op(
+            "BatchNormalization",
+            [
+                x,
+                ctx.name_of(w),
+                ctx.name_of(b),
+                ctx.name_of(running_mean),
+                ctx.name_of(running_var),
+            ],
+            epsilon=float(eps),
+        )
 
 
 @fn("instance_norm")
-def instance_norm(ctx, x, running_mean=None, running_var=None, weight=None, bias=None,
-                  use_input_stats=True, momentum=0.1, eps=1e-5):
+def instance_norm(
+    ctx,
+    x,
+    running_mean=None,
+    running_var=None,
+    weight=None,
+    bias=None,
+    use_input_stats=True,
+    momentum=0.1,
+    eps=1e-5,
+):
     if not use_input_stats:
         return batch_norm(ctx, x, running_mean, running_var, weight, bias, False, momentum, eps)
     c = x.shape[1]
     dt = dtype_of(x)
     w = weight if weight is not None else np.ones(c, dt)
     b = bias if bias is not None else np.zeros(c, dt)
-    return ctx.op("InstanceNormalization", [x, ctx.name_of(w), ctx.name_of(b)],
-                  epsilon=float(eps))
+    return ctx.op("InstanceNormalization", [x, ctx.name_of(w), ctx.name_of(b)], epsilon=float(eps))
 
 
 @fn("layer_norm")
@@ -328,15 +421,15 @@ def rms_norm(ctx, x, normalized_shape, weight=None, eps=None):
         eps = float(np.finfo(dtype_of(x)).eps)
     axes = list(range(-len(ns), 0))
     ms = ctx.reduce("ReduceMean", ctx.op("Mul", [x, x]), axes, True)
-    y = ctx.op("Mul", [x, ctx.op("Reciprocal", [ctx.op("Sqrt", [
-        ctx.op("Add", [ms, _c(ctx, eps, x)])])])])
+    y = ctx.op(
+        "Mul", [x, ctx.op("Reciprocal", [ctx.op("Sqrt", [ctx.op("Add", [ms, _c(ctx, eps, x)])])])]
+    )
     return ctx.op("Mul", [y, weight]) if weight is not None else y
 
 
 @fn("local_response_norm")
 def local_response_norm(ctx, x, size, alpha=1e-4, beta=0.75, k=1.0):
-    return ctx.op("LRN", [x], size=int(size), alpha=float(alpha), beta=float(beta),
-                  bias=float(k))
+    return ctx.op("LRN", [x], size=int(size), alpha=float(alpha), beta=float(beta), bias=float(k))
 
 
 @fn("normalize")
@@ -349,18 +442,38 @@ def normalize(ctx, x, p=2.0, dim=1, eps=1e-12, out=None):
 
 # ---- embedding and dropout ---------------------------------------------------------------
 @fn("embedding")
-def embedding(ctx, x, weight, padding_idx=None, max_norm=None, norm_type=2.0,
-              scale_grad_by_freq=False, sparse=False):
+def embedding(
+    ctx,
+    x,
+    weight,
+    padding_idx=None,
+    max_norm=None,
+    norm_type=2.0,
+    scale_grad_by_freq=False,
+    sparse=False,
+):
     if max_norm is not None:
-        raise OnnxExporterError("embedding with max_norm (renormalizes weights in place) is not "
-                                "converted")
+        raise OnnxExporterError(
+            "embedding with max_norm (renormalizes weights in place) is not converted"
+        )
     return ctx.op("Gather", [weight, typed(ctx, x, np.int64)], axis=0)
 
 
 @fn("embedding_bag")
-def embedding_bag(ctx, x, weight, offsets=None, max_norm=None, norm_type=2,
-                  scale_grad_by_freq=False, mode="mean", sparse=False, per_sample_weights=None,
-                  include_last_offset=False, padding_idx=None):
+def embedding_bag(
+    ctx,
+    x,
+    weight,
+    offsets=None,
+    max_norm=None,
+    norm_type=2,
+    scale_grad_by_freq=False,
+    mode="mean",
+    sparse=False,
+    per_sample_weights=None,
+    include_last_offset=False,
+    padding_idx=None,
+):
     red = {"sum": "ReduceSum", "mean": "ReduceMean", "max": "ReduceMax"}[mode]
     if padding_idx is not None or max_norm is not None:
         raise OnnxExporterError("embedding_bag with padding_idx/max_norm is not converted")
@@ -373,8 +486,9 @@ def embedding_bag(ctx, x, weight, offsets=None, max_norm=None, norm_type=2,
     if offs is None:
         offs = _np_of(offsets.ex)
         if x.dyn:
-            raise OnnxExporterError("embedding_bag with run-time offsets over a dynamic input "
-                                    "is not converted")
+            raise OnnxExporterError(
+                "embedding_bag with run-time offsets over a dynamic input is not converted"
+            )
     n = x.shape[0]
     offs = [int(o) for o in offs] + ([] if include_last_offset else [n])
     bags = []
@@ -389,10 +503,17 @@ def embedding_bag(ctx, x, weight, offsets=None, max_norm=None, norm_type=2,
 def _dropout(ctx, x, p=0.5, training=True, inplace=False):
     if not training or p == 0:
         return ctx.op("Identity", [x])
-    raise OnnxExporterError("dropout in training mode is random; export with "
-                            "training=TrainingMode.EVAL")
+    raise OnnxExporterError(
+        "dropout in training mode is random; export with training=TrainingMode.EVAL"
+    )
 
 
-for _n in ("dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout",
-           "feature_alpha_dropout"):
+for _n in (
+    "dropout",
+    "dropout1d",
+    "dropout2d",
+    "dropout3d",
+    "alpha_dropout",
+    "feature_alpha_dropout",
+):
     fn(_n)(_dropout)

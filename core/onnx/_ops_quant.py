@@ -58,8 +58,10 @@ def _qparams(ctx, scale, zero_point, storage) -> tuple[str, str]:
 def quantize(ctx, x: Any, like) -> str:
     """``QuantizeLinear`` of a float value to the per-tensor qparams of the QTensor ``like``."""
     if like._axis is not None:
-        raise OnnxExporterError("a per-channel quantized activation is not exported (only "
-                                "weights may be quantized per channel)")
+        raise OnnxExporterError(
+            "a per-channel quantized activation is not exported (only "
+            "weights may be quantized per channel)"
+        )
     s, z = _qparams(ctx, like._scale, like._zero_point, _storage(like))
     return ctx.op("QuantizeLinear", [x, s, z])
 
@@ -101,16 +103,19 @@ def _has_tensor(v: Any) -> bool:
 def qdq_handler(handler: Callable | None, args: Any, kwargs: Any) -> Callable | None:
     """``handler`` itself, or (when quantized values reach a float handler) a handler that
     dequantizes them, runs ``handler`` and requantizes a quantized result."""
-    if handler is None or getattr(handler, "_qdq_aware", False) or not (
-            _any_q(args) or _any_q(kwargs)):
+    if (
+        handler is None
+        or getattr(handler, "_qdq_aware", False)
+        or not (_any_q(args) or _any_q(kwargs))
+    ):
         return handler
 
     def wrapped(ctx, *a, **k):
         ex = ctx.ex
-        if not _has_tensor(ex):   # x.shape, x.dtype, x.size(0): read from the codes as they are
+        if not _has_tensor(ex):  # x.shape, x.dtype, x.size(0): read from the codes as they are
             return handler(ctx, *a, **k)
         saved = ctx.ex
-        ctx.ex = _float_ex(ex)   # float handlers read the float example value
+        ctx.ex = _float_ex(ex)  # float handlers read the float example value
         try:
             out = handler(ctx, *_dq_tree(ctx, a), **_dq_tree(ctx, k))
         finally:
@@ -120,8 +125,9 @@ def qdq_handler(handler: Callable | None, args: Any, kwargs: Any) -> Callable | 
                 raise OnnxExporterError("a quantized result that is not one tensor")
             return quantize(ctx, out, ex)
         if isinstance(ex, (list, tuple)) and any(isinstance(e, _qtensor_cls()) for e in ex):
-            raise OnnxExporterError("an operator returning several quantized tensors is not "
-                                    "exported")
+            raise OnnxExporterError(
+                "an operator returning several quantized tensors is not exported"
+            )
         return out
 
     return wrapped
@@ -142,7 +148,7 @@ def _weight(ctx, m, w, transpose: bool = False) -> str:
     """An int8 initializer of ``w``'s codes and its ``DequantizeLinear`` (float weight)."""
     codes = np.asarray(w.cpu().numpy())
     axis = w._axis
-    if transpose:   # (out, in) -> (in, out) for MatMul; the channel axis moves with it
+    if transpose:  # (out, in) -> (in, out) for MatMul; the channel axis moves with it
         codes = np.ascontiguousarray(codes.T)
         axis = None if axis is None else 1 - int(axis)
     name = ctx.const(codes, name=_param_name(ctx, m, "weight_quantized"))
@@ -170,8 +176,9 @@ def _bias(ctx, m, b, x_scale: float, w) -> str | None:
 
 def _check_input(x, who: str):
     if not is_qsym(x):
-        raise OnnxExporterError(f"{who} expects a quantized input (is a QuantStub missing "
-                                "before it?)")
+        raise OnnxExporterError(
+            f"{who} expects a quantized input (is a QuantStub missing before it?)"
+        )
     if x.ex._axis is not None:
         raise OnnxExporterError(f"{who} expects a per-tensor quantized input")
 
@@ -208,9 +215,15 @@ def _conv_module(ctx, m, x):
     xf = dequantize(ctx, x)
     w = m.weight()
     b = _bias(ctx, m, m.bias(), float(x.ex._scale), w)
-    y = ctx.op("Conv", [xf, _weight(ctx, m, w), b], kernel_shape=list(m.kernel_size),
-               strides=list(m.stride), pads=list(m.padding) * 2, dilations=list(m.dilation),
-               group=int(m.groups))
+    y = ctx.op(
+        "Conv",
+        [xf, _weight(ctx, m, w), b],
+        kernel_shape=list(m.kernel_size),
+        strides=list(m.stride),
+        pads=list(m.padding) * 2,
+        dilations=list(m.dilation),
+        group=int(m.groups),
+    )
     if m._RELU:
         y = ctx.op("Relu", [y])
     return quantize(ctx, y, ctx.ex)
@@ -224,8 +237,14 @@ def _dynamic_qparams(ctx, x, qmax: int):
     hi = ctx.op("Max", [ctx.op("ReduceMax", [x], keepdims=0), zero])
     scale = ctx.op("Div", [ctx.op("Sub", [hi, lo]), ctx.const(np.asarray(qmax, np.float32))])
     scale = ctx.op("Max", [scale, ctx.const(np.asarray(6.1e-5, np.float32))])
-    zp = ctx.op("Clip", [ctx.op("Round", [ctx.op("Div", [ctx.op("Neg", [lo]), scale])]),
-                         zero, ctx.const(np.asarray(qmax, np.float32))])
+    zp = ctx.op(
+        "Clip",
+        [
+            ctx.op("Round", [ctx.op("Div", [ctx.op("Neg", [lo]), scale])]),
+            zero,
+            ctx.const(np.asarray(qmax, np.float32)),
+        ],
+    )
     zp = ctx.cast(zp, np.uint8)
     return ctx.op("QuantizeLinear", [x, scale, zp]), scale, zp
 
@@ -234,7 +253,7 @@ def _dynamic_linear_module(ctx, m, x):
     if is_qsym(x):
         raise OnnxExporterError("DynamicQuantizedLinear expects a float input")
     w = m.weight()
-    codes = np.ascontiguousarray(np.asarray(w.cpu().numpy()).T)   # (in, out)
+    codes = np.ascontiguousarray(np.asarray(w.cpu().numpy()).T)  # (in, out)
     wzp = np.asarray(w._zero_point)
     if m.reduce_range:
         # 7-bit activations as ember computes them; int8 weights (uint8 x int8 products
@@ -264,8 +283,10 @@ def _activation_module(ctx, m, x):
     xf = dequantize(ctx, x)
     kind = m._get_name().removeprefix("Quantized")
     if kind == "ReLU6":
-        y = ctx.op("Clip", [xf, ctx.const(np.asarray(0.0, np.float32)),
-                            ctx.const(np.asarray(6.0, np.float32))])
+        y = ctx.op(
+            "Clip",
+            [xf, ctx.const(np.asarray(0.0, np.float32)), ctx.const(np.asarray(6.0, np.float32))],
+        )
     elif kind == "Hardswish":
         y = ctx.op("HardSwish", [xf])
     elif kind == "LeakyReLU":
@@ -288,8 +309,9 @@ def _dequantize_fn(ctx, x, *rest):
 @_aware
 def _quantize_per_tensor_fn(ctx, x, scale=None, zero_point=None, dtype=None):
     if any(isinstance(v, Sym) for v in (scale, zero_point)):
-        raise OnnxExporterError("quantize_per_tensor with a run-time scale or zero point is "
-                                "not exported")
+        raise OnnxExporterError(
+            "quantize_per_tensor with a run-time scale or zero point is not exported"
+        )
     if is_qsym(x):
         raise OnnxExporterError("quantize_per_tensor of an already quantized tensor")
     return quantize(ctx, x, ctx.ex)
@@ -311,9 +333,11 @@ def _register() -> None:
 
 
 def _unsupported_module(ctx, m, *args, **kwargs):
-    raise OnnxExporterError(f"{m._get_name()} (a dynamic quantized recurrent layer) is not "
-                            "exported to ONNX; export the float model, or quantize only its "
-                            "Linear layers")
+    raise OnnxExporterError(
+        f"{m._get_name()} (a dynamic quantized recurrent layer) is not "
+        "exported to ONNX; export the float model, or quantize only its "
+        "Linear layers"
+    )
 
 
 def patch_tracer(patcher) -> None:

@@ -22,7 +22,7 @@ from ._registry import fn
 
 __all__ = ["Packed", "rnn_module"]
 
-_GATE_ORDER = {"LSTM": [0, 3, 1, 2], "GRU": [1, 0, 2]}   # torch (ifgo / rzn) -> ONNX (iofc / zrh)
+_GATE_ORDER = {"LSTM": [0, 3, 1, 2], "GRU": [1, 0, 2]}  # torch (ifgo / rzn) -> ONNX (iofc / zrh)
 
 
 class Packed(Sym):
@@ -33,8 +33,9 @@ class Packed(Sym):
 
     __slots__ = ("data", "lengths", "batch_first", "rank", "dtype")
 
-    def __init__(self, data: str, lengths: str, batch_first: bool, rank: int,
-                 dtype: np.dtype) -> None:
+    def __init__(
+        self, data: str, lengths: str, batch_first: bool, rank: int, dtype: np.dtype
+    ) -> None:
         super().__init__(data, None, frozenset())
         self.data, self.lengths, self.batch_first = data, lengths, batch_first
         self.rank, self.dtype = rank, np.dtype(dtype)
@@ -43,8 +44,7 @@ class Packed(Sym):
 @fn("pack_padded_sequence")
 def _pack(ctx, input, lengths, batch_first: bool = False, enforce_sorted: bool = True):
     if not isinstance(input, Sym):
-        raise OnnxExporterError("pack_padded_sequence: the padded input must be a run-time "
-                                "value")
+        raise OnnxExporterError("pack_padded_sequence: the padded input must be a run-time value")
     if isinstance(lengths, (list, tuple)):
         lengths = np.asarray(lengths, dtype=np.int64)
     lens = lengths.name if isinstance(lengths, Sym) else ctx.name_of(lengths, np.int64)
@@ -55,28 +55,44 @@ def _pack(ctx, input, lengths, batch_first: bool = False, enforce_sorted: bool =
 
 
 @fn("pad_packed_sequence")
-def _pad(ctx, sequence, batch_first: bool = False, padding_value: float = 0.0,
-         total_length: int | None = None):
+def _pad(
+    ctx,
+    sequence,
+    batch_first: bool = False,
+    padding_value: float = 0.0,
+    total_length: int | None = None,
+):
     if not isinstance(sequence, Packed):
-        raise OnnxExporterError("pad_packed_sequence: expected the PackedSequence of "
-                                "pack_padded_sequence or of a recurrent layer")
+        raise OnnxExporterError(
+            "pad_packed_sequence: expected the PackedSequence of "
+            "pack_padded_sequence or of a recurrent layer"
+        )
     data, r = sequence.data, sequence.rank
     if sequence.batch_first:
         data = ctx.op("Transpose", [data], perm=[1, 0] + list(range(2, r)))
     # time-major from here; the output is as long as the longest sequence (or total_length)
-    steps = ctx.reduce("ReduceMax", sequence.lengths, [0], True) if total_length is None \
+    steps = (
+        ctx.reduce("ReduceMax", sequence.lengths, [0], True)
+        if total_length is None
         else ctx.ints([int(total_length)])
+    )
     data = ctx.op("Slice", [data, ctx.ints([0]), steps, ctx.ints([0])])
     if total_length is not None:  # pad up to total_length
         missing = ctx.op("Sub", [steps, ctx.dim(data, 0)])
         pads = ctx.op("Concat", [ctx.ints([0] * r), missing, ctx.ints([0] * (r - 1))], axis=0)
         data = ctx.op("Pad", [data, pads])
     # positions past each sequence's end read padding_value
-    t = ctx.op("Range", [ctx.const(np.asarray(0, np.int64)),
-                         ctx.squeeze(ctx.dim(data, 0), [0]),
-                         ctx.const(np.asarray(1, np.int64))])
-    past = ctx.op("GreaterOrEqual", [ctx.unsqueeze(t, [1]),
-                                     ctx.unsqueeze(sequence.lengths, [0])])  # (T, B)
+    t = ctx.op(
+        "Range",
+        [
+            ctx.const(np.asarray(0, np.int64)),
+            ctx.squeeze(ctx.dim(data, 0), [0]),
+            ctx.const(np.asarray(1, np.int64)),
+        ],
+    )
+    past = ctx.op(
+        "GreaterOrEqual", [ctx.unsqueeze(t, [1]), ctx.unsqueeze(sequence.lengths, [0])]
+    )  # (T, B)
     past = ctx.unsqueeze(past, list(range(2, r)))
     fill = ctx.const(np.asarray(padding_value, dtype=sequence.dtype))
     data = ctx.op("Where", [past, fill, data])
@@ -91,15 +107,17 @@ def _reorder(w: np.ndarray, mode: str, h: int) -> np.ndarray:
     order = _GATE_ORDER.get(mode)
     if order is None:
         return w
-    return np.concatenate([w[i * h:(i + 1) * h] for i in order], axis=0)
+    return np.concatenate([w[i * h : (i + 1) * h] for i in order], axis=0)
 
 
 def rnn_module(ctx, m, x, hx=None):
     mode = m.mode if m.mode in ("LSTM", "GRU") else "RNN"
     packed = isinstance(x, Packed)
     if not packed and not isinstance(x, Sym):
-        raise OnnxExporterError("the input of a recurrent layer must be a run-time tensor or "
-                                "the PackedSequence of pack_padded_sequence")
+        raise OnnxExporterError(
+            "the input of a recurrent layer must be a run-time tensor or "
+            "the PackedSequence of pack_padded_sequence"
+        )
     H, L, P = m.hidden_size, m.num_layers, getattr(m, "proj_size", 0)
     D = 2 if m.bidirectional else 1
     data = x.data if packed else x.name
@@ -121,6 +139,7 @@ def rnn_module(ctx, m, x, hx=None):
     dt = x.dtype if packed else x.np_dtype
     hs, cs = [], []
     for layer in range(L):
+
         def sl(t, lo=layer * D):  # this layer's slice of the stacked initial states
             if L == 1:
                 return t
@@ -129,8 +148,9 @@ def rnn_module(ctx, m, x, hx=None):
         h_l = sl(h0) if h0 is not None else None
         c_l = sl(c0) if c0 is not None else None
         if P:
-            cur, yh, yc = _lstm_proj_layer(ctx, m, layer, cur, h_l, c_l, x.lengths if packed
-                                           else None, dt)
+            cur, yh, yc = _lstm_proj_layer(
+                ctx, m, layer, cur, h_l, c_l, x.lengths if packed else None, dt
+            )
             hs.append(yh)
             cs.append(yc)
             continue
@@ -143,8 +163,14 @@ def rnn_module(ctx, m, x, hx=None):
             bi = _reorder(_np_of(b_ih), mode, H) if b_ih is not None else np.zeros(g, dt)
             bh = _reorder(_np_of(b_hh), mode, H) if b_hh is not None else np.zeros(g, dt)
             bs.append(np.concatenate([bi, bh]))
-        inputs = [cur, ctx.const(np.stack(ws)), ctx.const(np.stack(rs)),
-                  ctx.const(np.stack(bs)), lens, h_l if h_l is not None else ""]
+        inputs = [
+            cur,
+            ctx.const(np.stack(ws)),
+            ctx.const(np.stack(rs)),
+            ctx.const(np.stack(bs)),
+            lens,
+            h_l if h_l is not None else "",
+        ]
         attrs = {"hidden_size": H, "direction": "bidirectional" if D == 2 else "forward"}
         if mode == "LSTM":
             inputs.append(c_l if c_l is not None else "")
@@ -157,8 +183,7 @@ def rnn_module(ctx, m, x, hx=None):
             y, yh = ctx.op("RNN", inputs, n_out=2, activations=[act] * D, **attrs)
         hs.append(yh)
         # Y: (T, D, B, H) -> (T, B, D*H)
-        cur = ctx.op("Reshape", [ctx.op("Transpose", [y], perm=[0, 2, 1, 3]),
-                                 ctx.ints([0, 0, -1])])
+        cur = ctx.op("Reshape", [ctx.op("Transpose", [y], perm=[0, 2, 1, 3]), ctx.ints([0, 0, -1])])
     h_n = ctx.op("Concat", hs, axis=0) if L > 1 else hs[0]
     c_n = (ctx.op("Concat", cs, axis=0) if L > 1 else cs[0]) if mode == "LSTM" else None
     if packed:
@@ -180,30 +205,47 @@ def _lstm_proj_layer(ctx, m, layer: int, cur: str, h0, c0, lengths, dt):
     batch = ctx.dim(cur, 1)
     mask = None
     if lengths is not None:  # (T, B, 1): 1 while the sequence runs
-        t = ctx.op("Range", [ctx.const(np.asarray(0, np.int64)),
-                             ctx.squeeze(ctx.dim(cur, 0), [0]),
-                             ctx.const(np.asarray(1, np.int64))])
-        mask = ctx.cast(ctx.op("Less", [ctx.unsqueeze(t, [1]), ctx.unsqueeze(lengths, [0])]),
-                        dt)
+        t = ctx.op(
+            "Range",
+            [
+                ctx.const(np.asarray(0, np.int64)),
+                ctx.squeeze(ctx.dim(cur, 0), [0]),
+                ctx.const(np.asarray(1, np.int64)),
+            ],
+        )
+        mask = ctx.cast(ctx.op("Less", [ctx.unsqueeze(t, [1]), ctx.unsqueeze(lengths, [0])]), dt)
         mask = ctx.unsqueeze(mask, [2])
     ys, hs, cs = [], [], []
     for d in range(D):
+
         def init(state, size, d=d):
             if state is None:
-                return ctx.op("Expand", [ctx.const(np.zeros((1, size), dt)),
-                                         ctx.op("Concat", [batch, ctx.ints([size])], axis=0)])
+                return ctx.op(
+                    "Expand",
+                    [
+                        ctx.const(np.zeros((1, size), dt)),
+                        ctx.op("Concat", [batch, ctx.ints([size])], axis=0),
+                    ],
+                )
             return ctx.op("Gather", [state, ctx.const(np.asarray(d, np.int64))], axis=0)
 
         w_ih, w_hh, b_ih, b_hh, w_hr = m._layer_weights(layer, d)
         body = _lstm_proj_step(ctx, w_ih, w_hh, b_ih, b_hh, w_hr, H, P, mask is not None, dt)
         scan_in = [cur] + ([mask] if mask is not None else [])
         rev = [d] * len(scan_in)
-        h_t, c_t, y = ctx.op("Scan", [init(h0, P), init(c0, H)] + scan_in, n_out=3,
-                             body=body, num_scan_inputs=len(scan_in),
-                             scan_input_directions=rev, scan_output_directions=[d])
+        h_t, c_t, y = ctx.op(
+            "Scan",
+            [init(h0, P), init(c0, H)] + scan_in,
+            n_out=3,
+            body=body,
+            num_scan_inputs=len(scan_in),
+            scan_input_directions=rev,
+            scan_output_directions=[d],
+        )
         ys.append(y)
         hs.append(ctx.unsqueeze(h_t, [0]))
         cs.append(ctx.unsqueeze(c_t, [0]))
+
     def cat(vs, ax):
         return ctx.op("Concat", vs, axis=ax) if len(vs) > 1 else vs[0]
 
@@ -227,8 +269,13 @@ def _lstm_proj_step(ctx, w_ih, w_hh, b_ih, b_hh, w_hr, H: int, P: int, masked: b
 
         gates = ctx.op("Add", [lin(x_t, w_ih, b_ih), lin(h, w_hh, b_hh)])
         i, f, g, o = ctx.op("Split", [gates, ctx.ints([H] * 4)], n_out=4, axis=1)
-        c2 = ctx.op("Add", [ctx.op("Mul", [ctx.op("Sigmoid", [f]), c]),
-                            ctx.op("Mul", [ctx.op("Sigmoid", [i]), ctx.op("Tanh", [g])])])
+        c2 = ctx.op(
+            "Add",
+            [
+                ctx.op("Mul", [ctx.op("Sigmoid", [f]), c]),
+                ctx.op("Mul", [ctx.op("Sigmoid", [i]), ctx.op("Tanh", [g])]),
+            ],
+        )
         h_full = ctx.op("Mul", [ctx.op("Sigmoid", [o]), ctx.op("Tanh", [c2])])
         h2 = ctx.op("MatMul", [h_full, ctx.const(_np_of(w_hr).T)])
         y = h2
@@ -240,10 +287,12 @@ def _lstm_proj_step(ctx, w_ih, w_hh, b_ih, b_hh, w_hr, H: int, P: int, masked: b
         outs = []
         for v, base in ((h2, "h_next"), (c2, "c_next"), (y, "y_t")):
             nm = ctx.fresh(base)
-            ctx.nodes.append(onnx.helper.make_node("Identity", [v], [nm],
-                                                   name=ctx.fresh("n_scan_out")))
+            ctx.nodes.append(
+                onnx.helper.make_node("Identity", [v], [nm], name=ctx.fresh("n_scan_out"))
+            )
             outs.append(onnx.helper.make_tensor_value_info(nm, elem, [None, None]))
-        return onnx.helper.make_graph(ctx.nodes, ctx.fresh("lstm_proj_step"),
-                                      vi if masked else vi[:3], outs)
+        return onnx.helper.make_graph(
+            ctx.nodes, ctx.fresh("lstm_proj_step"), vi if masked else vi[:3], outs
+        )
     finally:
         ctx.nodes = saved

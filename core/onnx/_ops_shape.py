@@ -36,8 +36,9 @@ def _dim(ctx, x):
 @fn("numel", "nelement")
 def _numel(ctx, x):
     if x.dyn:
-        return Sym(ctx.reduce("ReduceProd", ctx.shape_of(x), None, False),
-                   int(np.prod(x.shape)), True)
+        return Sym(
+            ctx.reduce("ReduceProd", ctx.shape_of(x), None, False), int(np.prod(x.shape)), True
+        )
     return int(np.prod(x.shape))
 
 
@@ -49,8 +50,11 @@ def _getattr(ctx, obj, name, *default):
         if name == "ndim":
             return obj.rank
         if name in ("T", "mT"):
-            return _transpose(ctx, obj, -2, -1) if name == "mT" or obj.rank == 2 else \
-                ctx.op("Transpose", [obj], perm=list(range(obj.rank))[::-1])
+            return (
+                _transpose(ctx, obj, -2, -1)
+                if name == "mT" or obj.rank == 2
+                else ctx.op("Transpose", [obj], perm=list(range(obj.rank))[::-1])
+            )
         if name in ("dtype", "device", "is_cuda", "requires_grad", "is_quantized", "layout"):
             return getattr(obj.ex, name)
         if name == "data":
@@ -167,8 +171,11 @@ def _repeat(ctx, x, *sizes):
 def _cat(ctx, tensors, dim=0, axis=None):
     dim = axis if axis is not None else dim
     dt = ctx.out_dtype()
-    parts = [typed(ctx, t, dt) for t in tensors if not (_np_of(
-        t.ex if isinstance(t, Sym) else t).size == 0 and rank(t) == 1)]
+    parts = [
+        typed(ctx, t, dt)
+        for t in tensors
+        if not (_np_of(t.ex if isinstance(t, Sym) else t).size == 0 and rank(t) == 1)
+    ]
     return ctx.op("Concat", parts, axis=int(dim))
 
 
@@ -256,8 +263,9 @@ def _tril(ctx, x, diagonal=0):
 def _flip(ctx, x, *dims):
     dims = _sizes(dims)
     n = len(dims)
-    return ctx.op("Slice", [x, ctx.ints([-1] * n), ctx.ints([-_BIG] * n), ctx.ints(dims),
-                            ctx.ints([-1] * n)])
+    return ctx.op(
+        "Slice", [x, ctx.ints([-1] * n), ctx.ints([-_BIG] * n), ctx.ints(dims), ctx.ints([-1] * n)]
+    )
 
 
 @fn("einsum")
@@ -277,8 +285,20 @@ def _to(ctx, x, *args, **kwargs):
     return _cast_to(ctx, x, ctx.out_dtype())
 
 
-for _m in ("float", "double", "half", "long", "int", "bool", "short", "byte", "char", "bfloat16",
-           "cpu", "cuda"):
+for _m in (
+    "float",
+    "double",
+    "half",
+    "long",
+    "int",
+    "bool",
+    "short",
+    "byte",
+    "char",
+    "bfloat16",
+    "cpu",
+    "cuda",
+):
     fn(_m, method_only=True)(_to)
 
 
@@ -304,7 +324,7 @@ def _getitem(ctx, obj, idx):
     n_real = sum(1 for it in items if it is not None and it is not Ellipsis)
     if any(it is Ellipsis for it in items):
         k = items.index(Ellipsis)
-        items = items[:k] + [slice(None)] * (obj.rank - n_real) + items[k + 1:]
+        items = items[:k] + [slice(None)] * (obj.rank - n_real) + items[k + 1 :]
     cur_name, axis = obj.name, 0
     for it in items:
         if it is None:
@@ -316,22 +336,31 @@ def _getitem(ctx, obj, idx):
                 continue
             step = 1 if it.step is None else it.step
             if isinstance(step, Sym) or step <= 0:
-                raise OnnxExporterError("slices with a run-time or non-positive step are not "
-                                        "converted")
+                raise OnnxExporterError(
+                    "slices with a run-time or non-positive step are not converted"
+                )
             start = 0 if it.start is None else it.start
             stop = _BIG if it.stop is None else it.stop
-            cur_name = ctx.op("Slice", [cur_name, _idx_value(ctx, start), _idx_value(ctx, stop),
-                                        ctx.ints([axis]), ctx.ints([step])])
+            cur_name = ctx.op(
+                "Slice",
+                [
+                    cur_name,
+                    _idx_value(ctx, start),
+                    _idx_value(ctx, stop),
+                    ctx.ints([axis]),
+                    ctx.ints([step]),
+                ],
+            )
             axis += 1
         elif isinstance(it, bool):
             raise OnnxExporterError("indexing with a Python bool is not converted")
         elif isinstance(it, int):
-            cur_name = ctx.op("Gather", [cur_name, ctx.const(np.asarray(it, np.int64))],
-                              axis=axis)
+            cur_name = ctx.op("Gather", [cur_name, ctx.const(np.asarray(it, np.int64))], axis=axis)
         elif isinstance(it, Sym):
             if it.np_dtype == np.bool_:
-                raise OnnxExporterError("boolean-mask indexing gives a data-dependent shape and "
-                                        "is not converted")
+                raise OnnxExporterError(
+                    "boolean-mask indexing gives a data-dependent shape and is not converted"
+                )
             cur_name = ctx.op("Gather", [cur_name, typed(ctx, it, np.int64)], axis=axis)
             axis += it.rank
         elif isinstance(it, (list, tuple)) or hasattr(it, "shape"):
@@ -347,8 +376,10 @@ def _getitem(ctx, obj, idx):
 
 @fn("setitem")
 def _setitem(ctx, *a):
-    raise OnnxExporterError("in-place assignment (x[i] = v) is not converted; build the "
-                            "tensor with ember.where/ember.cat instead")
+    raise OnnxExporterError(
+        "in-place assignment (x[i] = v) is not converted; build the "
+        "tensor with ember.where/ember.cat instead"
+    )
 
 
 @fn("len")
@@ -358,10 +389,19 @@ def _len(ctx, x):
 
 @fn("topk")
 def _topk(ctx, x, k, dim=-1, largest=True, sorted=True):
-    kk = ctx.op("Reshape", [typed(ctx, k, np.int64), ctx.ints([1])]) if isinstance(k, Sym) \
+    kk = (
+        ctx.op("Reshape", [typed(ctx, k, np.int64), ctx.ints([1])])
+        if isinstance(k, Sym)
         else ctx.ints([int(k)])
-    values, idx = ctx.op("TopK", [x, kk], n_out=2, axis=int(dim), largest=int(bool(largest)),
-                         sorted=int(bool(sorted)))
+    )
+    values, idx = ctx.op(
+        "TopK",
+        [x, kk],
+        n_out=2,
+        axis=int(dim),
+        largest=int(bool(largest)),
+        sorted=int(bool(sorted)),
+    )
     return (values, idx)
 
 

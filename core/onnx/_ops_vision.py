@@ -11,22 +11,39 @@ from ._registry import fn
 
 
 @fn("interpolate", "upsample")
-def interpolate(ctx, x, size=None, scale_factor=None, mode="nearest", align_corners=None,
-                recompute_scale_factor=None, antialias=False):
+def interpolate(
+    ctx,
+    x,
+    size=None,
+    scale_factor=None,
+    mode="nearest",
+    align_corners=None,
+    recompute_scale_factor=None,
+    antialias=False,
+):
     if antialias:
         raise OnnxExporterError("interpolate with antialias=True is not converted")
     nd = rank(x) - 2
     attrs = {}
     if mode == "nearest":
-        attrs = {"mode": "nearest", "coordinate_transformation_mode": "asymmetric",
-                 "nearest_mode": "floor"}
+        attrs = {
+            "mode": "nearest",
+            "coordinate_transformation_mode": "asymmetric",
+            "nearest_mode": "floor",
+        }
     elif mode == "nearest-exact":
-        attrs = {"mode": "nearest", "coordinate_transformation_mode": "half_pixel",
-                 "nearest_mode": "round_prefer_ceil"}
+        attrs = {
+            "mode": "nearest",
+            "coordinate_transformation_mode": "half_pixel",
+            "nearest_mode": "round_prefer_ceil",
+        }
     elif mode in ("linear", "bilinear", "trilinear", "bicubic"):
-        attrs = {"mode": "cubic" if mode == "bicubic" else "linear",
-                 "coordinate_transformation_mode": "align_corners" if align_corners
-                 else "pytorch_half_pixel"}
+        attrs = {
+            "mode": "cubic" if mode == "bicubic" else "linear",
+            "coordinate_transformation_mode": "align_corners"
+            if align_corners
+            else "pytorch_half_pixel",
+        }
         if mode == "bicubic":
             attrs["cubic_coeff_a"] = -0.75
     else:
@@ -38,9 +55,13 @@ def interpolate(ctx, x, size=None, scale_factor=None, mode="nearest", align_corn
     if scale_factor is None:
         raise OnnxExporterError("interpolate needs size or scale_factor")
     if recompute_scale_factor:
-        out = [int(np.floor(s * f)) for s, f in zip(
-            x.shape[2:], scale_factor if isinstance(scale_factor, (list, tuple))
-            else [scale_factor] * nd)]
+        out = [
+            int(np.floor(s * f))
+            for s, f in zip(
+                x.shape[2:],
+                scale_factor if isinstance(scale_factor, (list, tuple)) else [scale_factor] * nd,
+            )
+        ]
         return interpolate(ctx, x, out, None, mode, align_corners)
     sf = list(scale_factor) if isinstance(scale_factor, (list, tuple)) else [scale_factor] * nd
     scales = ctx.const(np.asarray([1.0, 1.0] + [float(s) for s in sf], np.float32))

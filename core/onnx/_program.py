@@ -17,9 +17,14 @@ class ONNXProgram:
     def model(self):
         return self.model_proto
 
-    def save(self, destination, *, include_initializers: bool = True,
-             keep_initializers_as_inputs: bool = False, external_data: bool | None = None
-             ) -> None:
+    def save(
+        self,
+        destination,
+        *,
+        include_initializers: bool = True,
+        keep_initializers_as_inputs: bool = False,
+        external_data: bool | None = None,
+    ) -> None:
         import onnx
 
         if not include_initializers:
@@ -29,8 +34,9 @@ class ONNXProgram:
     def initialize_inference_session(self, initializer=None) -> None:
         import onnxruntime as ort
 
-        self._session = ort.InferenceSession(self.model_proto.SerializeToString(),
-                                             providers=["CPUExecutionProvider"])
+        self._session = ort.InferenceSession(
+            self.model_proto.SerializeToString(), providers=["CPUExecutionProvider"]
+        )
 
     def release(self) -> None:
         self._session = None
@@ -46,12 +52,15 @@ class ONNXProgram:
         if self._session is None:
             self.initialize_inference_session()
         flat = _flatten(list(args) + list(kwargs.values()))
-        feeds = {i.name: (t.detach().cpu().numpy() if isinstance(t, ember.Tensor)
-                          else np.asarray(t))
-                 for i, t in zip(self._session.get_inputs(), flat)}
+        feeds = {
+            i.name: (t.detach().cpu().numpy() if isinstance(t, ember.Tensor) else np.asarray(t))
+            for i, t in zip(self._session.get_inputs(), flat)
+        }
         return [ember.tensor(o) for o in self._session.run(None, feeds)]
 
     def __repr__(self) -> str:
         g = self.model_proto.graph
-        return (f"ONNXProgram(inputs={[i.name for i in g.input]}, "
-                f"outputs={[o.name for o in g.output]}, nodes={len(g.node)})")
+        return (
+            f"ONNXProgram(inputs={[i.name for i in g.input]}, "
+            f"outputs={[o.name for o in g.output]}, nodes={len(g.node)})"
+        )

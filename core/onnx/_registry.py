@@ -7,18 +7,20 @@ from typing import Any
 
 import numpy as np
 
-FUNCTIONS: dict[str, Callable] = {}   # short name ("relu", "add", "getitem") -> handler
-METHODS: dict[str, Callable] = {}     # Tensor method names that differ from the functions
-MODULES: dict[type, Callable] = {}    # module class -> handler(ctx, module, *args, **kwargs)
+FUNCTIONS: dict[str, Callable] = {}  # short name ("relu", "add", "getitem") -> handler
+METHODS: dict[str, Callable] = {}  # Tensor method names that differ from the functions
+MODULES: dict[type, Callable] = {}  # module class -> handler(ctx, module, *args, **kwargs)
 _loaded = False
 
 
 def fn(*names: str, method_only: bool = False):
     """Register a handler ``h(ctx, *args, **kwargs)`` under function/method names."""
+
     def deco(h):
         for n in names:
             (METHODS if method_only else FUNCTIONS)[n] = h
         return h
+
     return deco
 
 
@@ -27,6 +29,7 @@ def module(*classes: type):
         for c in classes:
             MODULES[c] = h
         return h
+
     return deco
 
 
@@ -82,8 +85,9 @@ def find_module(mod: Any) -> Callable | None:
         h = MODULES.get(cls)
         if h is not None:
             # a subclass that overrides forward is traced through instead
-            return h if getattr(type(mod), "forward", None) is getattr(cls, "forward",
-                                                                       None) else None
+            return (
+                h if getattr(type(mod), "forward", None) is getattr(cls, "forward", None) else None
+            )
     return None
 
 
@@ -130,4 +134,5 @@ def _symbolic_adapter(sym: Callable) -> Callable:
             return v
 
         return sym(_GraphContext(ctx), *conv(args), **{k: conv(v) for k, v in kwargs.items()})
+
     return handler

@@ -38,8 +38,10 @@ def make_tracer():
             if leaf_handler(m) is None:
                 alt = traceable_forward(m)
                 if alt is not None:
+
                     def forward(*a, **k):  # noqa: F811 - a forward without shape checks
                         return alt(m, *a, **k)
+
             return super().call_module(m, forward, args, kwargs)
 
         def _patch_all(self, patcher, cache, fn) -> None:
@@ -50,8 +52,11 @@ def make_tracer():
             from ember.nn import Transformer
 
             gen = Transformer.__dict__["generate_square_subsequent_mask"]
-            patcher.set_attr(Transformer, "generate_square_subsequent_mask",
-                             staticmethod(tracing_wrapper(gen.__func__)))
+            patcher.set_attr(
+                Transformer,
+                "generate_square_subsequent_mask",
+                staticmethod(tracing_wrapper(gen.__func__)),
+            )
             from ._ops_quant import patch_tracer
 
             patch_tracer(patcher)  # QFunctional's requantization
@@ -73,11 +78,17 @@ class _Root:
         params = list(inspect.signature(fn).parameters.values())
         for p in params:
             if p.kind in (p.VAR_KEYWORD, p.KEYWORD_ONLY) or not p.name.isidentifier():
-                raise OnnxExporterError(f"forward's parameter {p.name!r} ({p.kind}) is not "
-                                        "supported by ember.onnx.export")
+                raise OnnxExporterError(
+                    f"forward's parameter {p.name!r} ({p.kind}) is not "
+                    "supported by ember.onnx.export"
+                )
         defaults = {p.name: p.default for p in params if p.default is not p.empty}
-        sig = ", ".join(("*" if p.kind == p.VAR_POSITIONAL else "") + p.name +
-                        (f"=__d[{p.name!r}]" if p.name in defaults else "") for p in params)
+        sig = ", ".join(
+            ("*" if p.kind == p.VAR_POSITIONAL else "")
+            + p.name
+            + (f"=__d[{p.name!r}]" if p.name in defaults else "")
+            for p in params
+        )
         call = ", ".join(("*" if p.kind == p.VAR_POSITIONAL else "") + p.name for p in params)
         ns: dict = {"__d": defaults}
         # the parameter names come from forward's signature (identifiers only, checked above)

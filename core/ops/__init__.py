@@ -368,5 +368,8 @@ from types import ModuleType as _ModuleType  # noqa: E402
 
 # The public op functions (what ``from ember.ops import *`` and ``ember.<name>`` export); the
 # family submodules themselves stay out, so ``ember.linalg`` is not shadowed by ``ops.linalg``.
-__all__ = [_n for _n, _v in list(globals().items())
-           if not _n.startswith("_") and callable(_v) and not isinstance(_v, _ModuleType)]
+__all__ = [
+    _n
+    for _n, _v in list(globals().items())
+    if not _n.startswith("_") and callable(_v) and not isinstance(_v, _ModuleType)
+]

@@ -97,8 +97,7 @@ class _Stepper:
         dt, self.last = now - self.last, now
         self.steps[self.mode] += 1
         self.spent[self.mode] += dt
-        if (self.mode == "multi" and self.est.serial is not None
-                and dt > GUARD * self.est.serial):
+        if self.mode == "multi" and self.est.serial is not None and dt > GUARD * self.est.serial:
             self._go_serial()  # the machine got busy: finish this loop on one thread
 
     def __exit__(self, *exc) -> None:

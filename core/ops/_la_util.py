@@ -50,8 +50,10 @@ geqrf_t = _nt("geqrf", ["a", "tau"])
 # ---- checks -------------------------------------------------------------------------------
 def check_float(name: str, t: Tensor, what: str = "input") -> None:
     if t._data.dtype.kind not in "fc":
-        raise RuntimeError(f"{name}: Expected a floating point or complex tensor as {what}. "
-                           f"Got {scalar_type_name(t)}")
+        raise RuntimeError(
+            f"{name}: Expected a floating point or complex tensor as {what}. "
+            f"Got {scalar_type_name(t)}"
+        )
 
 
 def check_matrix(name: str, t: Tensor, what: str = "A") -> None:
@@ -63,15 +65,18 @@ def check_square(name: str, t: Tensor, what: str = "A") -> None:
     check_matrix(name, t, what)
     m, n = t._data.shape[-2:]
     if m != n:
-        raise RuntimeError(f"{name}: {what} must be batches of square matrices, but they are "
-                           f"{m} by {n} matrices")
+        raise RuntimeError(
+            f"{name}: {what} must be batches of square matrices, but they are {m} by {n} matrices"
+        )
 
 
 def check_same_dtype(name: str, a: Tensor, b: Tensor) -> None:
     if a._data.dtype != b._data.dtype:
-        raise RuntimeError(f"{name}: Expected A and B to have the same dtype, but found A of "
-                           f"type {scalar_type_name(a)} and B of type {scalar_type_name(b)} "
-                           "instead")
+        raise RuntimeError(
+            f"{name}: Expected A and B to have the same dtype, but found A of "
+            f"type {scalar_type_name(a)} and B of type {scalar_type_name(b)} "
+            "instead"
+        )
 
 
 def host(a):

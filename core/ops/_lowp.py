@@ -14,8 +14,9 @@ import numpy as np
 
 from ..backend.dtype import bfloat16
 
-LOW_PRECISION = frozenset(d for d in (np.dtype(np.float16),
-                                      bfloat16.np if bfloat16 is not None else None) if d)
+LOW_PRECISION = frozenset(
+    d for d in (np.dtype(np.float16), bfloat16.np if bfloat16 is not None else None) if d
+)
 
 
 def _low_dtype(args):
@@ -56,8 +57,10 @@ def float32_compute(cls):
         res = backward(ctx, *(_up(g) for g in grads))
         single = not isinstance(res, tuple)
         res = (res,) if single else res
-        res = tuple(_down(g, dt) if dt in LOW_PRECISION else g
-                    for g, dt in zip(res, dtypes + (None,) * (len(res) - len(dtypes))))
+        res = tuple(
+            _down(g, dt) if dt in LOW_PRECISION else g
+            for g, dt in zip(res, dtypes + (None,) * (len(res) - len(dtypes)))
+        )
         return res[0] if single else res
 
     cls.forward = staticmethod(fwd)

@@ -29,8 +29,9 @@ def _jit(fn):
 
 
 @_jit
-def rows_forward(x, w, b, center, keep_xhat, eps, inv_d, out, xhat, mean,
-                 invstd):  # pragma: no cover
+def rows_forward(
+    x, w, b, center, keep_xhat, eps, inv_d, out, xhat, mean, invstd
+):  # pragma: no cover
     # w, b: the affine (ones and zeros when absent); inner loops are branch-free so that LLVM
     # vectorises them (a flag tested inside a row loop cost 3x here)
     m, d = x.shape
@@ -58,8 +59,9 @@ def rows_forward(x, w, b, center, keep_xhat, eps, inv_d, out, xhat, mean,
 
 
 @_jit
-def rows_backward(g, src, mean, rs, invstd, w, center, need_x, inv_d, gx, gw,
-                  gb):  # pragma: no cover
+def rows_backward(
+    g, src, mean, rs, invstd, w, center, need_x, inv_d, gx, gw, gb
+):  # pragma: no cover
     # xhat = (src - mean) * rs: src is x (rs = invstd) or xhat itself (mean 0, rs 1); w is
     # ones when absent; gw and gb are scratch when not needed (branch-free inner loops)
     m, d = g.shape

@@ -22,8 +22,7 @@ _BLOCK = 1 << 14  # elements per block: 4-5 float32 scratch arrays of 64 KiB fit
 # absolute error <= 1.5e-7 (float32's resolution at 1). The coefficients carry the 0.5 of
 # Phi(-|x|) = erfc(|x| / sqrt 2) / 2, and p the 1 / sqrt 2.
 _AS_P = 0.3275911 / math.sqrt(2.0)
-_AS_A = tuple(0.5 * a for a in (1.061405429, -1.453152027, 1.421413741, -0.284496736,
-                                0.254829592))
+_AS_A = tuple(0.5 * a for a in (1.061405429, -1.453152027, 1.421413741, -0.284496736, 0.254829592))
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
@@ -93,7 +92,7 @@ def silu_f32(x, need_grad: bool):
     with np.errstate(over="ignore"):
         for sl in blocks(np, n):
             xb = xf[sl]
-            s = s_[:xb.size]
+            s = s_[: xb.size]
             np.negative(xb, out=s)
             np.exp(s, out=s)
             s += f(1)

@@ -156,8 +156,7 @@ class Softplus(Function):
     def forward(ctx, x, beta, threshold):
         xp = ctx.xp
         bx = x * beta
-        out = xp.where(bx > threshold, x, _softplus_raw(xp, bx) / beta).astype(x.dtype,
-                                                                                 copy=False)
+        out = xp.where(bx > threshold, x, _softplus_raw(xp, bx) / beta).astype(x.dtype, copy=False)
         ctx.save_for_backward(x)
         ctx.coef = (beta, threshold)
         return out

@@ -36,13 +36,13 @@ def adaptive_avg(xp, x, out_size, adjoint=False):
             bounds = adaptive_bounds(n, m)
             if n % m == 0:
                 k = n // m
-                x = x.reshape(x.shape[:axis] + (m, k) + x.shape[axis + 1:]).mean(axis=axis + 1)
+                x = x.reshape(x.shape[:axis] + (m, k) + x.shape[axis + 1 :]).mean(axis=axis + 1)
                 continue
             parts = [x[lead + (slice(a, b),)].mean(axis=axis, keepdims=True) for a, b in bounds]
             x = xp.concatenate(parts, axis=axis)
         else:  # x has the pooled size n along this axis; spread it back over m positions
             bounds = adaptive_bounds(m, n)
-            out = xp.zeros(x.shape[:axis] + (m,) + x.shape[axis + 1:], dtype=x.dtype)
+            out = xp.zeros(x.shape[:axis] + (m,) + x.shape[axis + 1 :], dtype=x.dtype)
             for j, (a, b) in enumerate(bounds):
                 out[lead + (slice(a, b),)] += x[lead + (slice(j, j + 1),)] / (b - a)
             x = out
@@ -55,8 +55,8 @@ def _divisible_avg(xp, x, out_size, adjoint):
     (all output sizes 1) is a BLAS ``gemv`` of the flattened planes; its adjoint one broadcast
     write. Measured on (32, 512, 7, 7) -> 1x1: ~4x less than pooling one axis at a time."""
     nd = len(out_size)
-    lead = x.shape[:x.ndim - nd]
-    sizes = x.shape[x.ndim - nd:]
+    lead = x.shape[: x.ndim - nd]
+    sizes = x.shape[x.ndim - nd :]
     big, small = (out_size, sizes) if adjoint else (sizes, out_size)
     if any(m == 0 or n % m for n, m in zip(big, small)) or 0 in big:
         return None
@@ -78,7 +78,7 @@ def _divisible_avg(xp, x, out_size, adjoint):
 class AdaptiveAvgPool(Function):
     @staticmethod
     def forward(ctx, x, out_size):
-        ctx.in_size = x.shape[x.ndim - len(out_size):]
+        ctx.in_size = x.shape[x.ndim - len(out_size) :]
         return ctx.xp.ascontiguousarray(adaptive_avg(ctx.xp, x, out_size))
 
     @staticmethod
@@ -91,7 +91,7 @@ class AdaptiveAvgPool(Function):
 class AdaptiveAvgPoolAdjoint(Function):
     @staticmethod
     def forward(ctx, g, in_size):
-        ctx.out_size = g.shape[g.ndim - len(in_size):]
+        ctx.out_size = g.shape[g.ndim - len(in_size) :]
         return adaptive_avg(ctx.xp, g, in_size, adjoint=True)
 
     @staticmethod
@@ -118,7 +118,7 @@ def adaptive_max_forward(xp, x, out_size):
         pos = 0
         sizes = [b - a for a, b in box]
         for i, (a, _) in enumerate(box):
-            rest = math.prod(sizes[i + 1:])
+            rest = math.prod(sizes[i + 1 :])
             pos = pos * in_size[i] + a + (local // rest) % sizes[i]
         idx[(Ellipsis,) + cell] = pos
     return y, idx
@@ -145,7 +145,7 @@ def flat_gather(xp, x, idx, in_size):
 class AdaptiveMaxPool(Function):
     @staticmethod
     def forward(ctx, x, out_size, return_indices):
-        ctx.in_size = x.shape[x.ndim - len(out_size):]
+        ctx.in_size = x.shape[x.ndim - len(out_size) :]
         y, idx = adaptive_max_forward(ctx.xp, x, out_size)
         ctx.save_for_backward(idx)
         if not return_indices:

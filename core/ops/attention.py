@@ -124,8 +124,9 @@ def _attend_grads_in_graph(q, k, v, mask, g_out, g_w, scale, const_bias, safe, p
             return t
         shape = tuple(t.shape)
         wide = shape[:-2] + (rep,) + shape[-2:]
-        return t.unsqueeze(-3).expand(*wide).reshape(*(shape[:-3] + (shape[-3] * rep,)
-                                                       + shape[-2:]))
+        return (
+            t.unsqueeze(-3).expand(*wide).reshape(*(shape[:-3] + (shape[-3] * rep,) + shape[-2:]))
+        )
 
     kr, vr = repeat(k), repeat(v)
     qs = q * scale
@@ -176,8 +177,9 @@ class ScaledDotProductAttention(Function):
     """
 
     @staticmethod
-    def forward(ctx, q, k, v, mask, dropout_p, scale, is_causal, return_weights, safe,
-                generator, rep):
+    def forward(
+        ctx, q, k, v, mask, dropout_p, scale, is_causal, return_weights, safe, generator, rep
+    ):
         xp = ctx.xp
         kr, vr = k, v
         if rep > 1:
@@ -211,19 +213,21 @@ class ScaledDotProductAttention(Function):
             p, pd = ctx.saved_array(3), ctx.saved_array(4)
             # a mask that requires grad stays in the graph; any other is a constant bias
             const = None if mask is None or need[3] else mask._data
-            const_bias = _bias(get_array_module(p), const, is_causal, q.shape[-2], k.shape[-2],
-                               p.dtype)
-            dq, dk, dv, ds = _attend_grads_in_graph(q, k, v, mask if need[3] else None, g_out,
-                                                    g_w, scale, const_bias, safe, p, pd, rep)
-            return dq, dk, dv, (ds if need[3] else None), None, None, None, None, None, None, \
-                None
+            const_bias = _bias(
+                get_array_module(p), const, is_causal, q.shape[-2], k.shape[-2], p.dtype
+            )
+            dq, dk, dv, ds = _attend_grads_in_graph(
+                q, k, v, mask if need[3] else None, g_out, g_w, scale, const_bias, safe, p, pd, rep
+            )
+            return dq, dk, dv, (ds if need[3] else None), None, None, None, None, None, None, None
         qs, k, v, p, pd = ctx.saved_tensors[:5]
         xp = ctx.xp
         if g_out is None and g_w is None:
             return (None,) * 11
         if ctx.causal_weights is not None:
-            dq, dk, dv = attention_causal.causal_backward(g_out, qs, k, v, ctx.causal_weights,
-                                                          scale, need)
+            dq, dk, dv = attention_causal.causal_backward(
+                g_out, qs, k, v, ctx.causal_weights, scale, need
+            )
             ds = None
         else:
             dq, dk, dv, ds = _attend_backward(xp, g_out, g_w, qs, k, v, p, pd, scale, need)
@@ -249,7 +253,7 @@ def _split(arrays, layout, E):
     """The q, k, v arrays from packed projections: 'qkv', 'q_kv' or 'q_k_v'."""
     a, b, c = arrays
     if layout == "qkv":
-        return a[..., :E], a[..., E:2 * E], a[..., 2 * E:]
+        return a[..., :E], a[..., E : 2 * E], a[..., 2 * E :]
     if layout == "q_kv":
         return a, b[..., :E], b[..., E:]
     return a, b, c
@@ -268,16 +272,40 @@ class MultiHeadAttentionCore(Function):
     """
 
     @staticmethod
-    def forward(ctx, a, b, c, mask, dropout_p, num_heads, scale, is_causal, need_weights, safe,
-                generator, batch_first, layout):
+    def forward(
+        ctx,
+        a,
+        b,
+        c,
+        mask,
+        dropout_p,
+        num_heads,
+        scale,
+        is_causal,
+        need_weights,
+        safe,
+        generator,
+        batch_first,
+        layout,
+    ):
         xp = ctx.xp
         E = a.shape[-1] // 3 if layout == "qkv" else a.shape[-1]
         q, k, v = _split((a, b, c), layout, E)
         qh, kh, vh = (_heads(t, num_heads, batch_first) for t in (q, k, v))
         out = xp.empty(q.shape[:-1] + (v.shape[-1],), dtype=q.dtype)
         bias = _bias(xp, mask, is_causal, qh.shape[-2], kh.shape[-2], q.dtype)
-        qs, p, pd, _ = _attend(xp, qh, kh, vh, scale, bias, safe, dropout_p, generator,
-                               out=_heads(out, num_heads, batch_first))
+        qs, p, pd, _ = _attend(
+            xp,
+            qh,
+            kh,
+            vh,
+            scale,
+            bias,
+            safe,
+            dropout_p,
+            generator,
+            out=_heads(out, num_heads, batch_first),
+        )
         ctx.save_for_backward(a, b, c, qs, p, pd)
         ctx.meta = (num_heads, scale, batch_first, layout, E, mask, is_causal, safe)
         ctx.set_materialize_grads(False)
@@ -291,8 +319,9 @@ class MultiHeadAttentionCore(Function):
             return MultiHeadAttentionCore._grads_in_graph(ctx, g_out, g_w)
         a, b, c, qs, p, pd = ctx.saved_tensors
         xp = ctx.xp
-        grads = [xp.empty_like(t) if t is not None and n else None
-                 for t, n in zip((a, b, c), need[:3])]
+        grads = [
+            xp.empty_like(t) if t is not None and n else None for t, n in zip((a, b, c), need[:3])
+        ]
         if g_out is None and g_w is None:
             return (None,) * 13
         _, kh, vh = (_heads(t, num_heads, batch_first) for t in _split((a, b, c), layout, E))
@@ -322,10 +351,23 @@ class MultiHeadAttentionCore(Function):
         p, pd = ctx.saved_array(4), ctx.saved_array(5)
         q, k, v = _split((a, b, c), layout, E)
         qh, kh, vh = (_heads(t, num_heads, batch_first) for t in (q, k, v))
-        const_bias = _bias(get_array_module(p), mask, is_causal, qh.shape[-2], kh.shape[-2],
-                           p.dtype)
-        heads = _attend_grads_in_graph(qh, kh, vh, None, _heads(g_out, num_heads, batch_first),
-                                       g_w, scale, const_bias, safe, p, pd, 1)[:3]
+        const_bias = _bias(
+            get_array_module(p), mask, is_causal, qh.shape[-2], kh.shape[-2], p.dtype
+        )
+        heads = _attend_grads_in_graph(
+            qh,
+            kh,
+            vh,
+            None,
+            _heads(g_out, num_heads, batch_first),
+            g_w,
+            scale,
+            const_bias,
+            safe,
+            p,
+            pd,
+            1,
+        )[:3]
         dq, dk, dv = (_merge_heads(g, batch_first) for g in heads)
         if layout == "qkv":
             grads = (ember.cat([dq, dk, dv], -1), None, None)
@@ -349,11 +391,20 @@ def _sum_repeats(g, rep):
     return g.reshape(shape[:-3] + (shape[-3] // rep, rep) + shape[-2:]).sum(-3)
 
 
-def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn_mask=None,
-                                 dropout_p: float = 0.0, is_causal: bool = False,
-                                 scale: float | None = None, enable_gqa: bool = False,
-                                 *, generator=None, need_weights: bool = False,
-                                 safe_softmax: bool = True):
+def scaled_dot_product_attention(
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    attn_mask=None,
+    dropout_p: float = 0.0,
+    is_causal: bool = False,
+    scale: float | None = None,
+    enable_gqa: bool = False,
+    *,
+    generator=None,
+    need_weights: bool = False,
+    safe_softmax: bool = True,
+):
     """PyTorch's ``F.scaled_dot_product_attention``: (..., L, E) x (..., S, E) x (..., S, Ev).
 
     ``attn_mask``: bool (True = take part in attention) or float (added to the scores),
@@ -362,30 +413,43 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
     every key is masked (MultiheadAttention's weights path) instead of zeros.
     """
     if query.dim() < 2 or key.dim() < 2 or value.dim() < 2:
-        raise RuntimeError("scaled_dot_product_attention: query, key and value must be at least "
-                           f"2-D, got {query.dim()}-D, {key.dim()}-D and {value.dim()}-D")
+        raise RuntimeError(
+            "scaled_dot_product_attention: query, key and value must be at least "
+            f"2-D, got {query.dim()}-D, {key.dim()}-D and {value.dim()}-D"
+        )
     qs, ks, vs = query.shape, key.shape, value.shape
     if qs[-1] != ks[-1]:
-        raise RuntimeError(f"scaled_dot_product_attention: query's last dim ({qs[-1]}) must "
-                           f"match key's last dim ({ks[-1]})")
+        raise RuntimeError(
+            f"scaled_dot_product_attention: query's last dim ({qs[-1]}) must "
+            f"match key's last dim ({ks[-1]})"
+        )
     if ks[-2] != vs[-2]:
-        raise RuntimeError(f"scaled_dot_product_attention: key's sequence length ({ks[-2]}) "
-                           f"must match value's ({vs[-2]})")
+        raise RuntimeError(
+            f"scaled_dot_product_attention: key's sequence length ({ks[-2]}) "
+            f"must match value's ({vs[-2]})"
+        )
     if not (query.dtype == key.dtype == value.dtype):
-        raise RuntimeError("Expected query, key, and value to have the same dtype, but got "
-                           f"query.dtype: {query.dtype} key.dtype: {key.dtype} and value.dtype: "
-                           f"{value.dtype} instead.")
+        raise RuntimeError(
+            "Expected query, key, and value to have the same dtype, but got "
+            f"query.dtype: {query.dtype} key.dtype: {key.dtype} and value.dtype: "
+            f"{value.dtype} instead."
+        )
     if not query.is_floating_point():
-        raise RuntimeError(f"scaled_dot_product_attention: expected a floating dtype, got "
-                           f"{query.dtype}")
+        raise RuntimeError(
+            f"scaled_dot_product_attention: expected a floating dtype, got {query.dtype}"
+        )
     if is_causal and attn_mask is not None:
-        raise RuntimeError("_scaled_dot_product_attention: Explicit attn_mask should not be set "
-                           "when is_causal=True")
+        raise RuntimeError(
+            "_scaled_dot_product_attention: Explicit attn_mask should not be set "
+            "when is_causal=True"
+        )
     rep = 1
     if enable_gqa and query.dim() >= 3 and qs[-3] != ks[-3]:
         if qs[-3] % ks[-3] != 0 or ks[-3] != vs[-3]:
-            raise RuntimeError(f"scaled_dot_product_attention: number of heads in key/value "
-                               f"({ks[-3]}) must divide number of heads in query ({qs[-3]})")
+            raise RuntimeError(
+                f"scaled_dot_product_attention: number of heads in key/value "
+                f"({ks[-3]}) must divide number of heads in query ({qs[-3]})"
+            )
         rep = qs[-3] // ks[-3]
     mask = attn_mask
     if attn_mask is not None:
@@ -395,6 +459,16 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
             mask = attn_mask._data  # a constant: bool, or float added to the scores
         # a float mask that requires grad stays a tensor: the op returns its gradient
     sc = 1.0 / math.sqrt(qs[-1]) if scale is None else float(scale)
-    return ScaledDotProductAttention.apply(query, key, value, mask, float(dropout_p), sc,
-                                           bool(is_causal), bool(need_weights),
-                                           bool(safe_softmax), generator, rep)
+    return ScaledDotProductAttention.apply(
+        query,
+        key,
+        value,
+        mask,
+        float(dropout_p),
+        sc,
+        bool(is_causal),
+        bool(need_weights),
+        bool(safe_softmax),
+        generator,
+        rep,
+    )

@@ -17,9 +17,15 @@ BLOCK = 128  # query rows per block
 
 def applies(xp, q, k, mask, dropout_p, is_causal, return_weights) -> bool:
     """Whether the blocked causal path runs for these arguments."""
-    return (is_causal and mask is None and dropout_p == 0 and not return_weights
-            and xp is np and q.shape[-2] == k.shape[-2] >= 2 * BLOCK
-            and q.dtype.kind == "f")
+    return (
+        is_causal
+        and mask is None
+        and dropout_p == 0
+        and not return_weights
+        and xp is np
+        and q.shape[-2] == k.shape[-2] >= 2 * BLOCK
+        and q.dtype.kind == "f"
+    )
 
 
 def _tri_bias(n, dtype):
@@ -40,7 +46,7 @@ def causal_forward(q, k, v, scale):
     for i0 in range(0, L, BLOCK):
         i1 = min(i0 + BLOCK, L)
         s = qs[..., i0:i1, :] @ kt[..., :, :i1]
-        s[..., :, i0:i1] += tri[:i1 - i0, :i1 - i0]
+        s[..., :, i0:i1] += tri[: i1 - i0, : i1 - i0]
         s -= s.max(-1, keepdims=True)
         np.exp(s, out=s)
         s *= 1 / s.sum(-1, keepdims=True)

@@ -29,8 +29,9 @@ greater, greater_equal, less, less_equal, not_equal = gt, ge, lt, le, ne
 
 def isclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False) -> Tensor:
     xp = get_array_module(input._data)
-    return Tensor._wrap(xp.isclose(input._data, other._data, rtol=rtol, atol=atol,
-                                   equal_nan=equal_nan))
+    return Tensor._wrap(
+        xp.isclose(input._data, other._data, rtol=rtol, atol=atol, equal_nan=equal_nan)
+    )
 
 
 def allclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False) -> bool:
@@ -40,6 +41,3 @@ def allclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False) -> bool:
 def equal(input, other) -> bool:
     """True when both tensors have the same shape and elements."""
     return input._data.shape == other._data.shape and bool((input._data == other._data).all())
-
-
-

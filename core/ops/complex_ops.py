@@ -185,8 +185,10 @@ def view_as_real(input: Tensor) -> Tensor:
 def view_as_complex(input: Tensor) -> Tensor:
     d = input._data
     if d.dtype.name not in ("float32", "float64", "float16"):
-        raise RuntimeError("view_as_complex is only supported for float and double tensors, "
-                           f"but got a tensor of scalar type: {scalar_type_name(input)}")
+        raise RuntimeError(
+            "view_as_complex is only supported for float and double tensors, "
+            f"but got a tensor of scalar type: {scalar_type_name(input)}"
+        )
     if d.ndim == 0 or d.shape[-1] != 2:
         raise RuntimeError("Tensor must have a last dimension of size 2")
     if d.strides[-1] != d.itemsize:
@@ -203,11 +205,15 @@ def angle(input: Tensor) -> Tensor:
 def _check_float_pair(name, a, b):
     for t in (a, b):
         if t._data.dtype.name not in ("float32", "float64", "float16"):
-            raise RuntimeError(f"Expected both inputs to be Half, Float or Double tensors but "
-                               f"got {scalar_type_name(a)} and {scalar_type_name(b)}")
+            raise RuntimeError(
+                f"Expected both inputs to be Half, Float or Double tensors but "
+                f"got {scalar_type_name(a)} and {scalar_type_name(b)}"
+            )
     if a._data.dtype != b._data.dtype:
-        raise RuntimeError(f"Expected object of scalar type {scalar_type_name(a)} but got "
-                           f"scalar type {scalar_type_name(b)} for second argument")
+        raise RuntimeError(
+            f"Expected object of scalar type {scalar_type_name(a)} but got "
+            f"scalar type {scalar_type_name(b)} for second argument"
+        )
 
 
 def complex(real: Tensor, imag: Tensor) -> Tensor:  # noqa: A001 - torch.complex
@@ -240,28 +246,47 @@ imag_property = property(imag, _imag_setter)
 def adjoint(input: Tensor) -> Tensor:
     """The conjugate transpose of the last two dims."""
     if input._data.ndim < 2:
-        raise RuntimeError("tensor.adjoint() is only supported on matrices or batches of "
-                           f"matrices. Got {input._data.ndim}-D tensor.")
+        raise RuntimeError(
+            "tensor.adjoint() is only supported on matrices or batches of "
+            f"matrices. Got {input._data.ndim}-D tensor."
+        )
     return conj(input.transpose(-2, -1))
 
 
 def _mH(self):
     if self._data.ndim < 2:
-        raise RuntimeError("tensor.mH is only supported on matrices or batches of matrices. "
-                           f"Got {self._data.ndim}-D tensor.")
+        raise RuntimeError(
+            "tensor.mH is only supported on matrices or batches of matrices. "
+            f"Got {self._data.ndim}-D tensor."
+        )
     return adjoint(self)
 
 
 def _H(self):
     if self._data.ndim != 2 and self._data.ndim != 0:
-        raise RuntimeError("tensor.H is only supported on matrices (2-D tensors). Got "
-                           f"{self._data.ndim}-D tensor.")
+        raise RuntimeError(
+            f"tensor.H is only supported on matrices (2-D tensors). Got {self._data.ndim}-D tensor."
+        )
     return conj(self.transpose(0, 1)) if self._data.ndim == 2 else self
 
 
 mH_property = property(_mH)
 H_property = property(_H)
 
-__all__ = ["adjoint", "angle", "complex", "conj", "conj_physical", "imag", "is_conj",
-           "is_neg", "polar", "real", "resolve_conj", "resolve_neg", "view_as_complex",
-           "view_as_real", "is_complex"]
+__all__ = [
+    "adjoint",
+    "angle",
+    "complex",
+    "conj",
+    "conj_physical",
+    "imag",
+    "is_conj",
+    "is_neg",
+    "polar",
+    "real",
+    "resolve_conj",
+    "resolve_neg",
+    "view_as_complex",
+    "view_as_real",
+    "is_complex",
+]

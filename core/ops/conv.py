@@ -57,7 +57,7 @@ class ConvGeom:
         self.out_size = tuple(out_size)
 
     def __repr__(self) -> str:
-        return ("ConvGeom(" + ", ".join(f"{k}={getattr(self, k)}" for k in self.__slots__) + ")")
+        return "ConvGeom(" + ", ".join(f"{k}={getattr(self, k)}" for k in self.__slots__) + ")"
 
 
 # ---- array kernels (numpy or cupy through xp) -----------------------------------------------
@@ -66,8 +66,11 @@ def windows(xp, xpad, kernel, stride, dilation, out_size):
     st = xpad.strides
     spatial = st[2:]
     shape = xpad.shape[:2] + tuple(out_size) + tuple(kernel)
-    strides = st[:2] + tuple(a * s for a, s in zip(spatial, stride)) + tuple(
-        a * d for a, d in zip(spatial, dilation))
+    strides = (
+        st[:2]
+        + tuple(a * s for a, s in zip(spatial, stride))
+        + tuple(a * d for a, d in zip(spatial, dilation))
+    )
     return xp.lib.stride_tricks.as_strided(xpad, shape=shape, strides=strides)
 
 
@@ -78,8 +81,9 @@ def im2col(xp, x, geom: ConvGeom, batched: bool = False):
     that the product with the weight comes out in (N, C_out, L) order with no transpose.
     """
     nd = len(geom.kernel)
-    v = windows(xp, pad_spatial(xp, x, geom.pad), geom.kernel, geom.stride, geom.dilation,
-                geom.out_size)
+    v = windows(
+        xp, pad_spatial(xp, x, geom.pad), geom.kernel, geom.stride, geom.dilation, geom.out_size
+    )
     taps = tuple(range(2 + nd, 2 + 2 * nd))
     rows = x.shape[1] // geom.groups * math.prod(geom.kernel)
     if batched:  # (N, C, *out, *k) -> (N, C, *k, *out)
@@ -99,7 +103,8 @@ def col2im(xp, cols, n, channels, geom: ConvGeom):
     for offset in offsets(geom.kernel):
         acc[tap_slices(geom, offset)] += cols[(slice(None),) + offset]
     crop = (slice(None), slice(None)) + tuple(
-        slice(lo, lo + s) for s, (lo, _) in zip(geom.in_size, geom.pad))
+        slice(lo, lo + s) for s, (lo, _) in zip(geom.in_size, geom.pad)
+    )
     return xp.ascontiguousarray(acc[crop].transpose((1, 0) + tuple(range(2, 2 + nd))))
 
 
@@ -152,8 +157,12 @@ def conv_forward(xp, x, w, b, geom: ConvGeom, batched: bool | None = None):
         if b is not None:
             y += b[:, None]
         return y.reshape((n, w.shape[0]) + geom.out_size), cols
-    if (groups == 1 and w.shape[0] <= NARROW_OUT and cols.shape[2] >= WIDE_COLS
-            and cols.shape[1] >= MIN_ROWS):
+    if (
+        groups == 1
+        and w.shape[0] <= NARROW_OUT
+        and cols.shape[2] >= WIDE_COLS
+        and cols.shape[1] >= MIN_ROWS
+    ):
         # few output channels: (N * L, R) @ (R, O) keeps BLAS on its fast path where
         # (O, R) @ (R, N * L) does not (16 x 144 @ 144 x 8192: 2.46 -> 1.68 ms, 1 thread)
         yt = xp.dot(cols[0].T, w3[0].T)
@@ -183,12 +192,15 @@ def _direct_transpose_geom(w_shape, geom: ConvGeom):
         return None
     if w_shape[0] > 2 * w_shape[1] * geom.groups:
         return None
-    pad = tuple((d * (k - 1) - lo, d * (k - 1) - hi)
-                for (lo, hi), d, k in zip(geom.pad, geom.dilation, geom.kernel))
+    pad = tuple(
+        (d * (k - 1) - lo, d * (k - 1) - hi)
+        for (lo, hi), d, k in zip(geom.pad, geom.dilation, geom.kernel)
+    )
     if any(lo < 0 or hi < 0 for lo, hi in pad):
         return None
-    return ConvGeom(geom.stride, pad, geom.dilation, geom.groups, geom.kernel, geom.out_size,
-                    geom.in_size)
+    return ConvGeom(
+        geom.stride, pad, geom.dilation, geom.groups, geom.kernel, geom.out_size, geom.in_size
+    )
 
 
 def _flipped_transpose(xp, w, groups):
@@ -218,15 +230,19 @@ def conv_weight_grad(xp, x, g, w_shape, geom: ConvGeom, cols=None, g_cf=None):
     if is_depthwise(w_shape, geom):
         return depthwise_weight_grad(xp, x, g, w_shape, geom, cols)
     if cols is None:
-        cols = (im2col_cl(xp, x, geom) if use_channels_last(x.shape[1], geom.groups, geom.kernel)
-                else im2col(xp, x, geom))
+        cols = (
+            im2col_cl(xp, x, geom)
+            if use_channels_last(x.shape[1], geom.groups, geom.kernel)
+            else im2col(xp, x, geom)
+        )
     if g_cf is None:
         g_cf = _channels_first(xp, g, geom.groups)
     if cols.ndim == 2:  # channels-last layout (N * L, prod(k) * C)
         return weight_grad_cl(xp, cols, g_cf, w_shape)
     if cols.ndim == 4:  # per-sample layout (N, G, R, L) -> (G, R, N * L)
-        cols = xp.ascontiguousarray(cols.transpose(1, 2, 0, 3)).reshape(cols.shape[1],
-                                                                         cols.shape[2], -1)
+        cols = xp.ascontiguousarray(cols.transpose(1, 2, 0, 3)).reshape(
+            cols.shape[1], cols.shape[2], -1
+        )
     if cols.shape[2] >= WIDE_COLS and cols.shape[1] >= MIN_ROWS:
         # a long reduction: computing dw^T = cols @ g^T and transposing the small result beats
         # g @ cols^T (16 x 8192 @ 8192 x 144: 3.51 -> 1.44 ms; 32 x 8192 @ 8192 x 800:

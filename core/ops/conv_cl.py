@@ -24,8 +24,12 @@ WIDE_COLS = 1024  # as conv.WIDE_COLS
 
 
 def use_channels_last(channels: int, groups: int, kernel) -> bool:
-    return (groups == 1 and MIN_CHANNELS <= channels <= MAX_CHANNELS and len(kernel) >= 2
-            and any(k > 1 for k in kernel))
+    return (
+        groups == 1
+        and MIN_CHANNELS <= channels <= MAX_CHANNELS
+        and len(kernel) >= 2
+        and any(k > 1 for k in kernel)
+    )
 
 
 def im2col_cl(xp, x, geom):
@@ -36,14 +40,19 @@ def im2col_cl(xp, x, geom):
     to_last = (0,) + tuple(range(2, 2 + nd)) + (1,)
     if any(lo or hi for lo, hi in geom.pad):
         xh = xp.zeros((n,) + padded + (c,), dtype=x.dtype)
-        xh[(slice(None),) + tuple(slice(lo, lo + s) for s, (lo, _) in
-                                  zip(geom.in_size, geom.pad))] = x.transpose(to_last)
+        xh[
+            (slice(None),) + tuple(slice(lo, lo + s) for s, (lo, _) in zip(geom.in_size, geom.pad))
+        ] = x.transpose(to_last)
     else:
         xh = xp.ascontiguousarray(x.transpose(to_last))
     st = xh.strides
     shape = (n,) + tuple(geom.out_size) + tuple(geom.kernel) + (c,)
-    strides = ((st[0],) + tuple(st[1 + i] * s for i, s in enumerate(geom.stride))
-               + tuple(st[1 + i] * d for i, d in enumerate(geom.dilation)) + (st[-1],))
+    strides = (
+        (st[0],)
+        + tuple(st[1 + i] * s for i, s in enumerate(geom.stride))
+        + tuple(st[1 + i] * d for i, d in enumerate(geom.dilation))
+        + (st[-1],)
+    )
     v = xp.lib.stride_tricks.as_strided(xh, shape=shape, strides=strides)
     return xp.ascontiguousarray(v).reshape(n * math.prod(geom.out_size), -1)
 
@@ -52,7 +61,8 @@ def weight_cl(xp, w):
     """(O, C, *k) -> (O, prod(k) * C), the row order of ``im2col_cl``."""
     nd = w.ndim - 2
     return xp.ascontiguousarray(w.transpose((0,) + tuple(range(2, 2 + nd)) + (1,))).reshape(
-        w.shape[0], -1)
+        w.shape[0], -1
+    )
 
 
 def conv_forward_cl(xp, x, w, b, geom):

@@ -30,8 +30,10 @@ def pad_spatial(xp, x, pad):
         return x
     shape = x.shape[:2] + tuple(n + lo + hi for n, (lo, hi) in zip(x.shape[2:], pad))
     out = xp.zeros(shape, dtype=x.dtype)
-    out[(slice(None), slice(None)) + tuple(slice(lo, lo + n)
-                                           for n, (lo, _) in zip(x.shape[2:], pad))] = x
+    out[
+        (slice(None), slice(None))
+        + tuple(slice(lo, lo + n) for n, (lo, _) in zip(x.shape[2:], pad))
+    ] = x
     return out
 
 
@@ -39,12 +41,14 @@ def tap_slices(geom, offset):
     """The strided slice of a padded (., ., *S) array that kernel tap ``offset`` sees."""
     return (slice(None), slice(None)) + tuple(
         slice(o * d, o * d + s * (m - 1) + 1, s)
-        for o, d, s, m in zip(offset, geom.dilation, geom.stride, geom.out_size))
+        for o, d, s, m in zip(offset, geom.dilation, geom.stride, geom.out_size)
+    )
 
 
 def _crop(geom):
     return (slice(None), slice(None)) + tuple(
-        slice(lo, lo + s) for s, (lo, _) in zip(geom.in_size, geom.pad))
+        slice(lo, lo + s) for s, (lo, _) in zip(geom.in_size, geom.pad)
+    )
 
 
 def _channel_column(w, k, nd):
@@ -82,12 +86,16 @@ def _columns(xp, x, fr):
     n, c = x.shape[:2]
     g = fr.geom
     xc = xp.zeros((c, n) + fr.padded, dtype=x.dtype)
-    xc[(slice(None), slice(None)) + tuple(slice(lo, lo + s) for s, (lo, _) in
-                                          zip(g.in_size, g.pad))] = x.swapaxes(0, 1)
+    xc[
+        (slice(None), slice(None))
+        + tuple(slice(lo, lo + s) for s, (lo, _) in zip(g.in_size, g.pad))
+    ] = x.swapaxes(0, 1)
     item = xc.itemsize
     v = xp.lib.stride_tricks.as_strided(
-        xc, (c,) + tuple(g.kernel) + (fr.total,),
-        (xc.strides[0],) + tuple(s * d * item for s, d in zip(fr.st, g.dilation)) + (item,))
+        xc,
+        (c,) + tuple(g.kernel) + (fr.total,),
+        (xc.strides[0],) + tuple(s * d * item for s, d in zip(fr.st, g.dilation)) + (item,),
+    )
     return xp.ascontiguousarray(v).reshape(c, -1, fr.total)
 
 
@@ -103,12 +111,15 @@ def _forward_frame(xp, x, w, geom):
 
 def _direct_geom(geom):
     """The stride-1 transposed convolution as a direct one (flipped kernel), or None."""
-    pad = tuple((d * (k - 1) - lo, d * (k - 1) - hi)
-                for (lo, hi), d, k in zip(geom.pad, geom.dilation, geom.kernel))
+    pad = tuple(
+        (d * (k - 1) - lo, d * (k - 1) - hi)
+        for (lo, hi), d, k in zip(geom.pad, geom.dilation, geom.kernel)
+    )
     if any(lo < 0 or hi < 0 for lo, hi in pad):
         return None
-    return type(geom)(geom.stride, pad, geom.dilation, geom.groups, geom.kernel, geom.out_size,
-                      geom.in_size)
+    return type(geom)(
+        geom.stride, pad, geom.dilation, geom.groups, geom.kernel, geom.out_size, geom.in_size
+    )
 
 
 def _stride1(geom) -> bool:
@@ -162,10 +173,19 @@ def depthwise_weight_grad(xp, x, g, w_shape, geom, cols=None):
     xpad = pad_spatial(xp, x, geom.pad)
     axes = (0,) + tuple(range(2, g.ndim))
     tmp = xp.empty_like(g)
-    taps = [xp.multiply(xpad[tap_slices(geom, offset)], g, out=tmp).sum(axis=axes)
-            for offset in offsets(geom.kernel)]
+    taps = [
+        xp.multiply(xpad[tap_slices(geom, offset)], g, out=tmp).sum(axis=axes)
+        for offset in offsets(geom.kernel)
+    ]
     return xp.stack(taps, axis=1).reshape(w_shape)
 
 
-__all__ = ["is_depthwise", "offsets", "pad_spatial", "tap_slices", "depthwise_forward",
-           "depthwise_input_grad", "depthwise_weight_grad"]
+__all__ = [
+    "is_depthwise",
+    "offsets",
+    "pad_spatial",
+    "tap_slices",
+    "depthwise_forward",
+    "depthwise_input_grad",
+    "depthwise_weight_grad",
+]

@@ -32,7 +32,8 @@ def _not_pd(name: str, a) -> u.LinAlgError:
                 return u.LinAlgError(
                     f"{name}: {where}The factorization could not be completed because the input "
                     f"is not positive-definite (the leading minor of order {k} is not "
-                    "positive-definite).")
+                    "positive-definite)."
+                )
     return u.LinAlgError(f"{name}: The factorization could not be completed.")
 
 
@@ -73,8 +74,9 @@ def cholesky_ex(A: Tensor, *, upper: bool = False, check_errors: bool = False, o
     u.check_square("linalg.cholesky_ex", A)
     xp = _xp_of(A._data)
     try:
-        return u.linalg_cholesky_ex_t(Cholesky.apply(A, upper),
-                                      Tensor._wrap(xp.zeros(A._data.shape[:-2], np.int32)))
+        return u.linalg_cholesky_ex_t(
+            Cholesky.apply(A, upper), Tensor._wrap(xp.zeros(A._data.shape[:-2], np.int32))
+        )
     except u.LinAlgError:
         if check_errors:
             raise
@@ -91,8 +93,9 @@ def cholesky_ex(A: Tensor, *, upper: bool = False, check_errors: bool = False, o
         infos.append(info)
     fac = np.stack(facs).reshape(a.shape) if facs else a.copy()
     info = np.asarray(infos, np.int32).reshape(a.shape[:-2])
-    return u.linalg_cholesky_ex_t(Tensor._wrap(u.like(fac, A._data)),
-                                  Tensor._wrap(u.like(info, A._data)))
+    return u.linalg_cholesky_ex_t(
+        Tensor._wrap(u.like(fac, A._data)), Tensor._wrap(u.like(info, A._data))
+    )
 
 
 def torch_cholesky(input: Tensor, upper: bool = False, *, out=None) -> Tensor:
@@ -119,12 +122,15 @@ class QR(Function):
         q, r = ctx.saved_tensors
         m, n = ctx.mn
         if ctx.mode == "r":
-            raise RuntimeError("The derivative of linalg.qr depends on Q, which is not computed "
-                               "when mode='r'. Please use linalg.qr(A, mode='reduced') if you "
-                               "are going to differentiate through linalg.qr.")
+            raise RuntimeError(
+                "The derivative of linalg.qr depends on Q, which is not computed "
+                "when mode='r'. Please use linalg.qr(A, mode='reduced') if you "
+                "are going to differentiate through linalg.qr."
+            )
         if ctx.mode == "complete" and m > n:
-            raise RuntimeError("The QR decomposition is not differentiable when mode='complete' "
-                               "and nrows > ncols.")
+            raise RuntimeError(
+                "The QR decomposition is not differentiable when mode='complete' and nrows > ncols."
+            )
         if m >= n:
             return _qr_square_grad(q, r, gq, gr), None
         # wide A = Q [X | Y]: X = Q U is square; Y = Q V adds Y gV^H to gQ
@@ -144,8 +150,13 @@ def _qr_square_grad(q, r, gq, gr):
     # M = R gR^H - gQ^H Q; gA = (gQ + Q copyltu(M)) R^-H with copyltu(M) = tril(M) + tril(M,-1)^H
     mm = r @ u.mH(gr) - u.mH(gq) @ q
     low = u.tril_any(mm, -1)
-    sym = low + u.mH(low) + u.diag_embed_any(real_any(u.diagonal_any(mm)) * (1 + 0j)
-                                             if _is_c(mm) else u.diagonal_any(mm))
+    sym = (
+        low
+        + u.mH(low)
+        + u.diag_embed_any(
+            real_any(u.diagonal_any(mm)) * (1 + 0j) if _is_c(mm) else u.diagonal_any(mm)
+        )
+    )
     b = gq + q @ sym
     # X R^H = b  <=>  R X^H = b^H
     return u.mH(u.solve_any(r, u.mH(b)))
@@ -155,8 +166,10 @@ def qr(A: Tensor, mode: str = "reduced", *, out=None):
     u.check_float("linalg.qr", A)
     u.check_matrix("linalg.qr", A)
     if mode not in ("reduced", "complete", "r"):
-        raise RuntimeError(f"qr received unrecognized mode '{mode}' but expected one of "
-                           "'reduced' (default), 'r', or 'complete'")
+        raise RuntimeError(
+            f"qr received unrecognized mode '{mode}' but expected one of "
+            "'reduced' (default), 'r', or 'complete'"
+        )
     return u.linalg_qr_t(*QR.apply(A, mode))
 
 
@@ -317,7 +330,10 @@ def torch_svd(input: Tensor, some: bool = True, compute_uv: bool = True, *, out=
         xp = _xp_of(input._data)
         m, n = input._data.shape[-2:]
         batch = input._data.shape[:-2]
-        return u.svd_t(Tensor._wrap(xp.zeros(batch + (m, m), input._data.dtype)),
-                       svdvals(input), Tensor._wrap(xp.zeros(batch + (n, n), input._data.dtype)))
+        return u.svd_t(
+            Tensor._wrap(xp.zeros(batch + (m, m), input._data.dtype)),
+            svdvals(input),
+            Tensor._wrap(xp.zeros(batch + (n, n), input._data.dtype)),
+        )
     uu, s, vh = svd(input, full_matrices=not some)
     return u.svd_t(uu, s, u.mH(vh))

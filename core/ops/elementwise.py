@@ -81,7 +81,7 @@ class Div(Function):
 class Pow(Function):
     @staticmethod
     def forward(ctx, a, b):
-        out = a ** b
+        out = a**b
         ctx.save_for_backward(a, b, out)
         return out
 
@@ -161,8 +161,11 @@ class Lerp(Function):
     def backward(ctx, grad):
         start, end, weight = ctx.saved_tensors
         ns, ne, nw = ctx.needs_input_grad
-        return (grad * (1 - weight) if ns else None, grad * weight if ne else None,
-                grad * (end - start) if nw else None)
+        return (
+            grad * (1 - weight) if ns else None,
+            grad * weight if ne else None,
+            grad * (end - start) if nw else None,
+        )
 
 
 # ---- unary math ---------------------------------------------------------------------------
@@ -391,8 +394,10 @@ def sub(input, other, *, alpha=1):
         other = mul(other, alpha)
     a, b = promote(input, other)
     if isinstance(a, Tensor) and a._data.dtype.kind == "b":
-        raise RuntimeError("Subtraction, the `-` operator, with two bool tensors is not supported. "
-                           "Use the `^` or `logical_xor()` operator instead.")
+        raise RuntimeError(
+            "Subtraction, the `-` operator, with two bool tensors is not supported. "
+            "Use the `^` or `logical_xor()` operator instead."
+        )
     try:
         return Sub.apply(a, b)
     except ValueError as err:
@@ -423,8 +428,10 @@ def div(input, other, *, rounding_mode=None):
         return _trunc_div(a, b)
     if rounding_mode == "floor":
         return floor_divide(a, b)
-    raise RuntimeError(f"div expected rounding_mode to be one of None, 'trunc', or 'floor' but "
-                     f"found '{rounding_mode}'")
+    raise RuntimeError(
+        f"div expected rounding_mode to be one of None, 'trunc', or 'floor' but "
+        f"found '{rounding_mode}'"
+    )
 
 
 def _trunc_div(a, b):
@@ -471,8 +478,13 @@ def remainder(input, other):
 
 def pow(input, exponent):
     a, b = promote(input, exponent)
-    if isinstance(a, Tensor) and a._data.dtype.kind in "iu" and isinstance(b, Tensor) is False \
-            and isinstance(b, int) and b < 0:
+    if (
+        isinstance(a, Tensor)
+        and a._data.dtype.kind in "iu"
+        and isinstance(b, Tensor) is False
+        and isinstance(b, int)
+        and b < 0
+    ):
         raise RuntimeError("Integers to negative integer powers are not allowed.")
     try:
         return Pow.apply(a, b)
@@ -508,8 +520,9 @@ def where(condition, input=None, other=None):
     a, b = promote(input, other)
     if not isinstance(condition, Tensor) or condition._data.dtype.kind != "b":
         got = scalar_type_name(condition) if isinstance(condition, Tensor) else "a non-tensor"
-        raise RuntimeError("where expected condition to be a boolean tensor, but got a tensor "
-                           f"with dtype {got}")
+        raise RuntimeError(
+            f"where expected condition to be a boolean tensor, but got a tensor with dtype {got}"
+        )
     try:
         return Where.apply(condition, a, b)
     except ValueError as err:
@@ -519,8 +532,10 @@ def where(condition, input=None, other=None):
 def lerp(input, end, weight):
     for name, t in (("end", end), ("weight", weight)):
         if isinstance(t, Tensor) and t._data.dtype != input._data.dtype:
-            raise RuntimeError(f"expected dtype {cpp_type_name(input)} for `{name}` but got "
-                               f"dtype {cpp_type_name(t)}")
+            raise RuntimeError(
+                f"expected dtype {cpp_type_name(input)} for `{name}` but got "
+                f"dtype {cpp_type_name(t)}"
+            )
     try:
         return Lerp.apply(input, end, weight)
     except ValueError as err:

@@ -28,8 +28,9 @@ def index_add_rows(xp, out, idx, rows) -> None:
         from scipy import sparse
 
         n = idx.size
-        onehot = sparse.csr_matrix((np.ones(n, rows.dtype), (idx, np.arange(n))),
-                                    shape=(out.shape[0], n))
+        onehot = sparse.csr_matrix(
+            (np.ones(n, rows.dtype), (idx, np.arange(n))), shape=(out.shape[0], n)
+        )
         out += onehot @ rows
         return
     order = np.argsort(idx, kind="stable")
@@ -89,8 +90,7 @@ class EmbeddingBackward(Function):
     @staticmethod
     def forward(ctx, grad, indices, shape, padding_idx, scale_grad_by_freq):
         ctx.args = (indices, grad.shape, shape, padding_idx, scale_grad_by_freq)
-        return _embedding_weight_grad(ctx.xp, grad, indices, shape, padding_idx,
-                                      scale_grad_by_freq)
+        return _embedding_weight_grad(ctx.xp, grad, indices, shape, padding_idx, scale_grad_by_freq)
 
     @staticmethod
     def backward(ctx, ggw):
@@ -192,8 +192,10 @@ def _embedding_bag_backward_graph(ctx, grad, weight, psw):
     per-sample weights, for double backward."""
     shape, idx, bag_of, keep, counts, _, _, mode = ctx.args
     if mode == "max":
-        raise RuntimeError("embedding_bag(mode='max') does not support higher-order gradients "
-                           "(create_graph=True); use mode='sum' or 'mean'")
+        raise RuntimeError(
+            "embedding_bag(mode='max') does not support higher-order gradients "
+            "(create_graph=True); use mode='sum' or 'mean'"
+        )
     scale = 1 if counts is None else 1 / np.maximum(counts, 1)[bag_of][:, None]
     if keep is not None:
         scale = scale * keep[:, None]

@@ -19,8 +19,13 @@ from .complex_ops import conj, real_any
 from .function_free import _xp_of
 
 _DUAL = {"backward": "forward", "forward": "backward", "ortho": "ortho"}
-_COMPLEX = {"float16": np.complex64, "float32": np.complex64, "float64": np.complex128,
-            "complex64": np.complex64, "complex128": np.complex128}
+_COMPLEX = {
+    "float16": np.complex64,
+    "float32": np.complex64,
+    "float64": np.complex128,
+    "complex64": np.complex64,
+    "complex128": np.complex128,
+}
 
 
 def _norm(norm):
@@ -53,8 +58,12 @@ class C2C(Function):
         if isinstance(grad, Tensor):
             return _c2c(grad, ctx.axes, _DUAL[ctx.norm], not ctx.fwd), None, None, None
         fn = ctx.xp.fft.ifftn if ctx.fwd else ctx.xp.fft.fftn
-        return fn(grad, axes=ctx.axes, norm=_DUAL[ctx.norm]).astype(grad.dtype, copy=False), \
-            None, None, None
+        return (
+            fn(grad, axes=ctx.axes, norm=_DUAL[ctx.norm]).astype(grad.dtype, copy=False),
+            None,
+            None,
+            None,
+        )
 
 
 class R2C(Function):
@@ -63,8 +72,7 @@ class R2C(Function):
     @staticmethod
     def forward(ctx, x, axes, norm):
         ctx.axes, ctx.norm, ctx.n = axes, norm, x.shape[axes[-1]]
-        return ctx.xp.fft.rfftn(x, axes=axes, norm=norm).astype(_COMPLEX[x.dtype.name],
-                                                                 copy=False)
+        return ctx.xp.fft.rfftn(x, axes=axes, norm=norm).astype(_COMPLEX[x.dtype.name], copy=False)
 
     @staticmethod
     def backward(ctx, grad):
@@ -95,7 +103,7 @@ class C2R(Function):
         xp = _xp_of(data)
         # the bins that stand for two mirrored ones of the full spectrum count twice
         w = np.ones(m, dtype=data.dtype)
-        w[1:1 + n - m] = 2
+        w[1 : 1 + n - m] = 2
         shape = [1] * data.ndim
         shape[last] = m
         w = xp.asarray(w.reshape(shape))
@@ -140,8 +148,7 @@ def _as_complex(x: Tensor) -> Tensor:
 
 def _as_real(name: str, x: Tensor) -> Tensor:
     if x._data.dtype.kind == "c":
-        raise RuntimeError(f"{name} expects a real input tensor, but got "
-                           f"{scalar_type_name(x)}")
+        raise RuntimeError(f"{name} expects a real input tensor, but got {scalar_type_name(x)}")
     if x._data.dtype.kind not in "fV":
         x = x.to(get_default_dtype())
     return x
@@ -273,8 +280,9 @@ def ihfft2(input: Tensor, s=None, dim=(-2, -1), norm=None, *, out=None) -> Tenso
 def _shift(input: Tensor, dim, sign: int) -> Tensor:
     from .shape import roll
 
-    dims = list(range(input.ndim)) if dim is None else (
-        [dim] if isinstance(dim, int) else list(dim))
+    dims = (
+        list(range(input.ndim)) if dim is None else ([dim] if isinstance(dim, int) else list(dim))
+    )
     shifts = [sign * (input.shape[d] // 2) for d in dims]
     return roll(input, shifts, dims)
 
@@ -290,15 +298,32 @@ def ifftshift(input: Tensor, dim=None) -> Tensor:
 def _freq(values, dtype, device, requires_grad):
     from .. import creation
 
-    return creation.tensor(values, dtype=dtype or get_default_dtype(), device=device,
-                           requires_grad=requires_grad)
+    return creation.tensor(
+        values, dtype=dtype or get_default_dtype(), device=device, requires_grad=requires_grad
+    )
 
 
-def fftfreq(n: int, d: float = 1.0, *, out=None, dtype=None, layout=None, device=None,
-            requires_grad: bool = False) -> Tensor:
+def fftfreq(
+    n: int,
+    d: float = 1.0,
+    *,
+    out=None,
+    dtype=None,
+    layout=None,
+    device=None,
+    requires_grad: bool = False,
+) -> Tensor:
     return _freq(np.fft.fftfreq(n, d), dtype, device, requires_grad)
 
 
-def rfftfreq(n: int, d: float = 1.0, *, out=None, dtype=None, layout=None, device=None,
-             requires_grad: bool = False) -> Tensor:
+def rfftfreq(
+    n: int,
+    d: float = 1.0,
+    *,
+    out=None,
+    dtype=None,
+    layout=None,
+    device=None,
+    requires_grad: bool = False,
+) -> Tensor:
     return _freq(np.fft.rfftfreq(n, d), dtype, device, requires_grad)

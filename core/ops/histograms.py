@@ -32,8 +32,7 @@ def bincount(input: Tensor, weights: Tensor | None = None, minlength: int = 0) -
 
 def _check_float(input: Tensor, name: str) -> None:
     if input._data.dtype.kind != "f":
-        raise NotImplementedError(f'"{name}" not implemented for '
-                                  f"'{scalar_type_name(input)}'")
+        raise NotImplementedError(f"\"{name}\" not implemented for '{scalar_type_name(input)}'")
 
 
 def histc(input: Tensor, bins: int = 100, min: float = 0, max: float = 0) -> Tensor:
@@ -70,8 +69,10 @@ def _edges(xp, col, bins, rng, dtype):
     if rng is not None:
         lo, hi = float(rng[0]), float(rng[1])
         if lo > hi:
-            raise RuntimeError(f"torch.histogramdd(): min should not exceed max, but got min "
-                               f"{lo} max {hi} for dimension 0")
+            raise RuntimeError(
+                f"torch.histogramdd(): min should not exceed max, but got min "
+                f"{lo} max {hi} for dimension 0"
+            )
     elif col.size:
         lo, hi = float(col.min()), float(col.max())
     else:
@@ -99,15 +100,15 @@ def _histogramdd(input, bins, rng, weight, density, name):
     if isinstance(bins, (int, np.integer)) or isinstance(bins, Tensor) and bins._data.ndim == 0:
         bins = [int(bins)] * n_dims
     if len(bins) != n_dims:
-        raise RuntimeError(f"{name}(): The size of bins must be equal to the innermost "
-                           f"dimension of the input.")
+        raise RuntimeError(
+            f"{name}(): The size of bins must be equal to the innermost dimension of the input."
+        )
     if rng is not None and len(rng) != 2 * n_dims:
-        raise RuntimeError(f"{name}(): The size of range must be equal to twice the size of "
-                           f"bins.")
+        raise RuntimeError(f"{name}(): The size of range must be equal to twice the size of bins.")
     edges, flat, keep = [], 0, xp.ones(points.shape[0], dtype=bool)
     for k in range(n_dims):
         col = points[:, k]
-        e = _edges(xp, col, bins[k], None if rng is None else rng[2 * k:2 * k + 2], d.dtype)
+        e = _edges(xp, col, bins[k], None if rng is None else rng[2 * k : 2 * k + 2], d.dtype)
         pos, ok = _bin_of(xp, col, e)
         keep &= ok
         flat = flat * (e.shape[0] - 1) + xp.clip(pos, 0, e.shape[0] - 2)
@@ -116,8 +117,10 @@ def _histogramdd(input, bins, rng, weight, density, name):
     w = None
     if weight is not None:
         if weight._data.dtype != d.dtype:
-            raise RuntimeError(f"{name}(): if weight tensor is provided, it should have the "
-                               f"same dtype as the input tensor")
+            raise RuntimeError(
+                f"{name}(): if weight tensor is provided, it should have the "
+                f"same dtype as the input tensor"
+            )
         w = weight._data.reshape(-1)[keep]
     size = int(np.prod(shape))
     hist = xp.bincount(flat[keep], weights=w, minlength=size).astype(d.dtype).reshape(shape)
@@ -131,8 +134,9 @@ def _histogramdd(input, bins, rng, weight, density, name):
     return Tensor._wrap(hist), [Tensor._wrap(e) for e in edges]
 
 
-def histogram(input: Tensor, bins=100, *, range=None, weight: Tensor | None = None,
-              density: bool = False):
+def histogram(
+    input: Tensor, bins=100, *, range=None, weight: Tensor | None = None, density: bool = False
+):
     """A histogram of all elements: ``bins`` equal bins over ``range`` (the data's range by
     default) or the given 1-D tensor of edges. Returns ``(hist, bin_edges)``."""
     flat = input.reshape(-1, 1)
@@ -142,8 +146,9 @@ def histogram(input: Tensor, bins=100, *, range=None, weight: Tensor | None = No
     return return_types.histogram(hist, edges[0])
 
 
-def histogramdd(input: Tensor, bins=10, *, range=None, weight: Tensor | None = None,
-                density: bool = False):
+def histogramdd(
+    input: Tensor, bins=10, *, range=None, weight: Tensor | None = None, density: bool = False
+):
     """A D-dimensional histogram of the points in the rows of ``input`` (last dim = D).
     Returns ``(hist, bin_edges)`` with one tensor of edges per dimension."""
     if isinstance(bins, (list, tuple)) and builtins.all(isinstance(b, Tensor) for b in bins):

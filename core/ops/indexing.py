@@ -42,8 +42,13 @@ def _is_basic(idx) -> bool:
     if type(idx) is _Chain:
         return False
     items = idx if isinstance(idx, tuple) else (idx,)
-    return all(i is None or i is Ellipsis or isinstance(i, (int, slice, np.integer))
-               and not isinstance(i, bool) for i in items)
+    return all(
+        i is None
+        or i is Ellipsis
+        or isinstance(i, (int, slice, np.integer))
+        and not isinstance(i, bool)
+        for i in items
+    )
 
 
 class GetItem(Function):
@@ -187,8 +192,10 @@ def _index_error(err: IndexError, input, idx) -> IndexError:
     if "boolean index did not match" in msg and getattr(mask, "dtype", None) == np.bool_:
         shape = input._data.shape
         at = next((i for i, (m, n) in enumerate(zip(mask.shape, shape)) if m != n), 0)
-        return IndexError(f"The shape of the mask {list(mask.shape)} at index {at} does not "
-                          f"match the shape of the indexed tensor {list(shape)} at index {at}")
+        return IndexError(
+            f"The shape of the mask {list(mask.shape)} at index {at} does not "
+            f"match the shape of the indexed tensor {list(shape)} at index {at}"
+        )
     return err
 
 
@@ -196,7 +203,8 @@ def setitem(input, idx, value) -> None:
     """``input[idx] = value``: in place; recorded in the graph when gradients are involved."""
     idx = _convert_index(idx)
     tracking = grad_mode._state.enabled and (
-        input.requires_grad or (isinstance(value, Tensor) and value.requires_grad))
+        input.requires_grad or (isinstance(value, Tensor) and value.requires_grad)
+    )
     if tracking:
         from .inplace import check_inplace, rebase
 
@@ -235,8 +243,10 @@ def _setitem_error(err, input, idx, value):
 def _full_index(xp, index, dim):
     """Index tuple that addresses ``x[..., index[i, j], ...]`` along ``dim`` (gather/scatter)."""
     # an open mesh (NumPy's indices(sparse=True), which CuPy lacks)
-    full = [xp.arange(n).reshape((1,) * k + (n,) + (1,) * (index.ndim - k - 1))
-            for k, n in enumerate(index.shape)]
+    full = [
+        xp.arange(n).reshape((1,) * k + (n,) + (1,) * (index.ndim - k - 1))
+        for k, n in enumerate(index.shape)
+    ]
     full[dim] = index
     return tuple(full)
 
@@ -282,9 +292,12 @@ def take_along_dim(input, indices, dim=None):
     if dim is None:
         return gather(input.reshape(-1), 0, indices.reshape(-1))
     d = wrap_dim(dim, input._data.ndim)
-    shape = list(np.broadcast_shapes(input._data.shape[:d] + (1,) + input._data.shape[d + 1:],
-                                     indices._data.shape[:d] + (1,)
-                                     + indices._data.shape[d + 1:]))
+    shape = list(
+        np.broadcast_shapes(
+            input._data.shape[:d] + (1,) + input._data.shape[d + 1 :],
+            indices._data.shape[:d] + (1,) + indices._data.shape[d + 1 :],
+        )
+    )
     shape_x, shape_i = list(shape), list(shape)
     shape_x[d], shape_i[d] = input._data.shape[d], indices._data.shape[d]
     return gather(input.expand(shape_x), d, indices.expand(shape_i))
@@ -382,8 +395,9 @@ class IndexAdd(Function):
 
 def index_add(input, dim, index, source, *, alpha=1):
     if isinstance(index, Tensor) and index._data.dtype.kind not in "iu":
-        raise RuntimeError("index_add_(): Expected dtype int32/int64 for index but got: "
-                           f"{scalar_type_name(index)}")
+        raise RuntimeError(
+            f"index_add_(): Expected dtype int32/int64 for index but got: {scalar_type_name(index)}"
+        )
     return IndexAdd.apply(input, wrap_dim(dim, input._data.ndim), index._data, source, alpha)
 
 
@@ -405,11 +419,14 @@ class MaskedFill(Function):
 def masked_fill(input, mask, value):
     if not isinstance(mask, Tensor) or mask._data.dtype.kind != "b":
         got = cpp_type_name(mask) if isinstance(mask, Tensor) else type(mask).__name__
-        raise RuntimeError(f"masked_fill_ only supports boolean masks, but got mask with dtype "
-                           f"{got}")
+        raise RuntimeError(
+            f"masked_fill_ only supports boolean masks, but got mask with dtype {got}"
+        )
     if isinstance(value, Tensor) and value._data.ndim != 0:
-        raise RuntimeError("masked_fill_ only supports a 0-dimensional value tensor, but got "
-                           f"tensor with {value._data.ndim} dimension(s).")
+        raise RuntimeError(
+            "masked_fill_ only supports a 0-dimensional value tensor, but got "
+            f"tensor with {value._data.ndim} dimension(s)."
+        )
     if isinstance(value, Tensor):
         value = value.to(input.dtype)
     return MaskedFill.apply(input, mask, value)
@@ -444,10 +461,12 @@ def nonzero(input, *, as_tuple=False):
     idx = xp.nonzero(d)
     if as_tuple:
         return tuple(Tensor._wrap(i.astype(xp.int64, copy=False)) for i in idx)
-    return Tensor._wrap(xp.stack(idx, axis=1).astype(xp.int64, copy=False) if idx else
-                        xp.zeros((1 if d.size else 0, 0), dtype=xp.int64))
+    return Tensor._wrap(
+        xp.stack(idx, axis=1).astype(xp.int64, copy=False)
+        if idx
+        else xp.zeros((1 if d.size else 0, 0), dtype=xp.int64)
+    )
 
 
 def argwhere(input):
     return nonzero(input)
-

@@ -34,8 +34,11 @@ def _at(xp, ufunc: str, out, idx, vals) -> None:
             if xp is np:
                 raise
     host = out.get()  # pragma: no cover - GPU without the ufunc's ``at``
-    getattr(np, ufunc).at(host, tuple(i.get() if hasattr(i, "get") else i for i in idx),
-                          vals.get() if hasattr(vals, "get") else vals)
+    getattr(np, ufunc).at(
+        host,
+        tuple(i.get() if hasattr(i, "get") else i for i in idx),
+        vals.get() if hasattr(vals, "get") else vals,
+    )
     out[...] = xp.asarray(host)
 
 
@@ -60,8 +63,11 @@ class ScatterReduce(Function):
                 out[full] = 0
             scatter_add_(xp, out, full, src)
             if reduce == "mean":
-                count = xp.ones(x.shape, dtype=np.int64) if include_self \
+                count = (
+                    xp.ones(x.shape, dtype=np.int64)
+                    if include_self
                     else xp.zeros(x.shape, dtype=np.int64)
+                )
                 scatter_add_(xp, count, full, 1)
                 safe = xp.maximum(count, 1)
                 mean = out // safe if out.dtype.kind in "iub" else out / safe
@@ -93,7 +99,8 @@ class ScatterReduce(Function):
         else:
             x, src, out = (wrap(a) for a in ctx.saved_tensors)
             gx, gs = (_prod_grads if reduce == "prod" else _extreme_grads)(
-                g, x, src, out, dim, idx, include_self)
+                g, x, src, out, dim, idx, include_self
+            )
         if not tm:
             gx, gs = gx._data, gs._data
         nx, ns = ctx.needs_input_grad[:2]
@@ -130,19 +137,24 @@ def _prod_grads(g, x, src, out, dim, idx, include_self):
     single = src_zero & (gather(zeros_in, dim, idx) == 1)
     masked_src = src.masked_fill(single, 1.0)
     masked_src_result = scatter_reduce(x, dim, idx, masked_src, "prod", include_self=include_self)
-    gs = where(single, gather(g * masked_src_result, dim, idx),
-                      gather(g * out, dim, idx) / src.masked_fill(src_zero, 1.0))
+    gs = where(
+        single,
+        gather(g * masked_src_result, dim, idx),
+        gather(g * out, dim, idx) / src.masked_fill(src_zero, 1.0),
+    )
     return gx, gs
 
 
-def scatter_reduce(input: Tensor, dim: int, index: Tensor, src: Tensor, reduce: str, *,
-                   include_self: bool = True) -> Tensor:
+def scatter_reduce(
+    input: Tensor, dim: int, index: Tensor, src: Tensor, reduce: str, *, include_self: bool = True
+) -> Tensor:
     """Reduce ``src`` into a copy of ``input`` at ``index`` along ``dim`` (sum, prod, mean, amax,
     amin); ``include_self=False`` leaves ``input``'s own values out of the reduction."""
     reduce = {"max": "amax", "min": "amin"}.get(reduce, reduce)  # torch's hidden aliases
     if reduce not in _REDUCES:
-        raise RuntimeError(f"reduce argument must be either sum, prod, mean, amax or amin, got "
-                           f"{reduce}")
+        raise RuntimeError(
+            f"reduce argument must be either sum, prod, mean, amax or amin, got {reduce}"
+        )
     if not isinstance(index, Tensor) or index._data.dtype.kind not in "iu":
         raise RuntimeError("scatter_reduce(): Expected dtype int64 for index")
     nd = input._data.ndim
@@ -161,15 +173,18 @@ def scatter_with_reduce(input, dim, index, src, value, reduce):
     if reduce not in ("add", "multiply"):
         raise RuntimeError(f"reduce argument must be either add or multiply. Got {reduce}")
     if src is None:
-        src = Tensor._wrap(get_array_module(input._data).full(
-            index._data.shape, value, dtype=input._data.dtype))
+        src = Tensor._wrap(
+            get_array_module(input._data).full(index._data.shape, value, dtype=input._data.dtype)
+        )
     return scatter_reduce(input, dim, index, src, "sum" if reduce == "add" else "prod")
 
 
 def _dim_index(input, dim, index, name):
     if not isinstance(index, Tensor) or index._data.dtype.kind not in "iu":
-        raise RuntimeError(f"{name}(): Expected a long tensor for index, but got "
-                           f"{scalar_type_name(index) if isinstance(index, Tensor) else index}")
+        raise RuntimeError(
+            f"{name}(): Expected a long tensor for index, but got "
+            f"{scalar_type_name(index) if isinstance(index, Tensor) else index}"
+        )
     if index._data.ndim > 1:
         raise IndexError(f"{name}(): Index is supposed to be a vector")
     d = wrap_dim(dim, input._data.ndim)
@@ -180,9 +195,11 @@ def index_copy(input: Tensor, dim: int, index: Tensor, source: Tensor) -> Tensor
     """A copy of ``input`` with ``source``'s slices along ``dim`` written at ``index``."""
     d, idx = _dim_index(input, dim, index, "index_copy")
     if source._data.dtype != input._data.dtype:
-        raise RuntimeError(f"index_copy_(): self and source expected to have the same dtype, "
-                           f"but got (self) {scalar_type_name(input)} and (source) "
-                           f"{scalar_type_name(source)}")
+        raise RuntimeError(
+            f"index_copy_(): self and source expected to have the same dtype, "
+            f"but got (self) {scalar_type_name(input)} and (source) "
+            f"{scalar_type_name(source)}"
+        )
     if input._data.ndim == 0:
         return IndexPut.apply(input, (), source.reshape(()), False)
     return IndexPut.apply(input, idx, source, False)
@@ -193,20 +210,31 @@ def index_fill(input: Tensor, dim: int, index: Tensor, value) -> Tensor:
     d, idx = _dim_index(input, dim, index, "index_fill")
     if isinstance(value, Tensor):
         if value._data.ndim:
-            raise RuntimeError("index_fill_ only supports a 0-dimensional value tensor, but got "
-                               f"tensor with {value._data.ndim} dimension(s).")
+            raise RuntimeError(
+                "index_fill_ only supports a 0-dimensional value tensor, but got "
+                f"tensor with {value._data.ndim} dimension(s)."
+            )
         value = value.to(input.dtype)
     if input._data.ndim == 0:
         idx = ()
     return IndexPut.apply(input, idx, value, False)
 
 
-def index_reduce(input: Tensor, dim: int, index: Tensor, source: Tensor, reduce: str, *,
-                 include_self: bool = True) -> Tensor:
+def index_reduce(
+    input: Tensor,
+    dim: int,
+    index: Tensor,
+    source: Tensor,
+    reduce: str,
+    *,
+    include_self: bool = True,
+) -> Tensor:
     """Reduce ``source``'s slices into ``input``'s slices at ``index`` (prod, mean, amax, amin)."""
     if reduce not in ("prod", "mean", "amax", "amin"):
-        raise RuntimeError(f"index_reduce(): Expected reduce to be one of prod, mean, amax or "
-                           f"amin but got {reduce}.")
+        raise RuntimeError(
+            f"index_reduce(): Expected reduce to be one of prod, mean, amax or "
+            f"amin but got {reduce}."
+        )
     d, _ = _dim_index(input, dim, index, "index_reduce")
     idx = index._data.reshape(-1)
     shape = source._data.shape
@@ -217,8 +245,14 @@ def index_reduce(input: Tensor, dim: int, index: Tensor, source: Tensor, reduce:
     if view:
         view[d] = -1
     full = xp.broadcast_to(idx.reshape(view), shape) if view else idx.reshape(())
-    return scatter_reduce(input, d, Tensor._wrap(xp.ascontiguousarray(full)), source, reduce,
-                          include_self=include_self)
+    return scatter_reduce(
+        input,
+        d,
+        Tensor._wrap(xp.ascontiguousarray(full)),
+        source,
+        reduce,
+        include_self=include_self,
+    )
 
 
 def _index_tuple(indices):
@@ -238,25 +272,32 @@ def _index_tuple(indices):
 def index_put(input: Tensor, indices, values: Tensor, accumulate: bool = False) -> Tensor:
     """``input[indices] = values`` (or ``+=`` with ``accumulate``) on a copy."""
     if isinstance(values, Tensor) and values._data.dtype != input._data.dtype:
-        raise RuntimeError(f"Index put requires the source and destination dtypes match, got "
-                           f"{scalar_type_name(input)} for the destination and "
-                           f"{scalar_type_name(values)} for the source.")
+        raise RuntimeError(
+            f"Index put requires the source and destination dtypes match, got "
+            f"{scalar_type_name(input)} for the destination and "
+            f"{scalar_type_name(values)} for the source."
+        )
     return IndexPut.apply(input, _index_tuple(indices), values, bool(accumulate))
 
 
 def put(input: Tensor, index: Tensor, source: Tensor, accumulate: bool = False) -> Tensor:
     """Write ``source`` at the flat positions ``index`` of a copy of ``input``."""
     if index._data.size != source._data.size:
-        raise RuntimeError(f"put_(): Expected source and index to have the same number of "
-                           f"elements, but got source.numel() = {source._data.size}, "
-                           f"index.numel() = {index._data.size}")
+        raise RuntimeError(
+            f"put_(): Expected source and index to have the same number of "
+            f"elements, but got source.numel() = {source._data.size}, "
+            f"index.numel() = {index._data.size}"
+        )
     if source._data.dtype != input._data.dtype:
-        raise RuntimeError(f"put_(): self and source expected to have the same dtype, but got "
-                           f"self.dtype = {scalar_type_name(input)} and source.dtype = "
-                           f"{scalar_type_name(source)}")
+        raise RuntimeError(
+            f"put_(): self and source expected to have the same dtype, but got "
+            f"self.dtype = {scalar_type_name(input)} and source.dtype = "
+            f"{scalar_type_name(source)}"
+        )
     _check_flat(input, index)
-    out = IndexPut.apply(input.reshape(-1), (index._data.reshape(-1),), source.reshape(-1),
-                         bool(accumulate))
+    out = IndexPut.apply(
+        input.reshape(-1), (index._data.reshape(-1),), source.reshape(-1), bool(accumulate)
+    )
     return out.reshape(input._data.shape)
 
 
@@ -271,8 +312,10 @@ def _check_flat(input, index):
 def take(input: Tensor, index: Tensor) -> Tensor:
     """The elements of ``input`` (as if flattened) at ``index``; the result has index's shape."""
     if not isinstance(index, Tensor) or index._data.dtype.kind not in "iu":
-        raise RuntimeError("take(): Expected a long tensor for index, but got "
-                           f"{scalar_type_name(index) if isinstance(index, Tensor) else index}")
+        raise RuntimeError(
+            "take(): Expected a long tensor for index, but got "
+            f"{scalar_type_name(index) if isinstance(index, Tensor) else index}"
+        )
     _check_flat(input, index)
     return GetItem.apply(input.reshape(-1), (index._data,))
 
@@ -280,11 +323,15 @@ def take(input: Tensor, index: Tensor) -> Tensor:
 def masked_scatter(input: Tensor, mask: Tensor, source: Tensor) -> Tensor:
     """A copy of ``input`` with ``source``'s leading elements written where ``mask`` is True."""
     if not isinstance(mask, Tensor) or mask._data.dtype.kind != "b":
-        raise RuntimeError("masked_scatter_ only supports boolean masks, but got mask with "
-                           f"dtype {mask.dtype if isinstance(mask, Tensor) else type(mask)}")
+        raise RuntimeError(
+            "masked_scatter_ only supports boolean masks, but got mask with "
+            f"dtype {mask.dtype if isinstance(mask, Tensor) else type(mask)}"
+        )
     if source._data.dtype != input._data.dtype:
-        raise RuntimeError(f"masked_scatter_: expected self and source to have same dtypes but "
-                           f"got {scalar_type_name(input)} and {scalar_type_name(source)}")
+        raise RuntimeError(
+            f"masked_scatter_: expected self and source to have same dtypes but "
+            f"got {scalar_type_name(input)} and {scalar_type_name(source)}"
+        )
     xp = get_array_module(input._data)
     shape = np.broadcast_shapes(input._data.shape, mask._data.shape)
     if shape != input._data.shape:
@@ -292,8 +339,10 @@ def masked_scatter(input: Tensor, mask: Tensor, source: Tensor) -> Tensor:
     m = xp.ascontiguousarray(xp.broadcast_to(mask._data, shape))
     n = int(m.sum())
     if n > source._data.size:
-        raise RuntimeError("masked_scatter: expected source to have at least as many elements "
-                           "as the ones selected by the mask")
+        raise RuntimeError(
+            "masked_scatter: expected source to have at least as many elements "
+            "as the ones selected by the mask"
+        )
     vals = GetItem.apply(source.reshape(-1), (slice(0, n),))
     return IndexPut.apply(input, (m,), vals, False)
 
@@ -309,13 +358,12 @@ def unravel_index(indices, shape):
         indices = tensor(indices)
     d = indices._data
     if d.dtype.kind not in "iu":
-        raise TypeError("expected 'indices' to be integer dtype, but got "
-                        f"{indices.dtype}")
+        raise TypeError(f"expected 'indices' to be integer dtype, but got {indices.dtype}")
     if builtins.any(s < 0 for s in shape):
-        raise RuntimeError("'shape' cannot have negative values, but got " f"{tuple(shape)}")
+        raise RuntimeError(f"'shape' cannot have negative values, but got {tuple(shape)}")
     n = int(np.prod(shape, dtype=np.int64))
     if d.size and (int(d.min()) < -n or int(d.max()) >= n):
-        raise RuntimeError("'indices' must be in range [-" f"{n}, {n - 1}]")
+        raise RuntimeError(f"'indices' must be in range [-{n}, {n - 1}]")
     xp = get_array_module(d)
     flat = d.astype(np.int64) % builtins.max(n, 1)
     out = []

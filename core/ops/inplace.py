@@ -25,8 +25,11 @@ def rebase(t: Tensor, out: Tensor) -> None:
 def _store(self: Tensor, out: Tensor) -> None:
     src, dst = out._data, self._data
     if src.dtype != dst.dtype:
-        if src.dtype.kind in "fcV" and dst.dtype.kind not in "fcV" or (
-                src.dtype.kind == "c" and dst.dtype.kind != "c"):
+        if (
+            src.dtype.kind in "fcV"
+            and dst.dtype.kind not in "fcV"
+            or (src.dtype.kind == "c" and dst.dtype.kind != "c")
+        ):
             raise RuntimeError(
                 f"result type {scalar_type_name(out)} can't be cast to the desired output "
                 f"type {scalar_type_name(self)}"

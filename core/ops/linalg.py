@@ -49,15 +49,19 @@ def _mm_error(a, b):
     sa, sb = a._data.shape, b._data.shape
     if len(sb) == 1:
         rows = _prod(sa[:-1])
-        return RuntimeError(f"size mismatch, got input ({rows}), mat ({rows}x{sa[-1]}), "
-                            f"vec ({sb[0]})")
+        return RuntimeError(
+            f"size mismatch, got input ({rows}), mat ({rows}x{sa[-1]}), vec ({sb[0]})"
+        )
     if len(sb) == 2:
         rows = _prod(sa[:-1]) if len(sa) > 1 else 1
-        return RuntimeError(f"mat1 and mat2 shapes cannot be multiplied ({rows}x{sa[-1]} and "
-                            f"{sb[0]}x{sb[1]})")
+        return RuntimeError(
+            f"mat1 and mat2 shapes cannot be multiplied ({rows}x{sa[-1]} and {sb[0]}x{sb[1]})"
+        )
     n = _prod(broadcast_shapes(sa[:-2], sb[:-2]))
-    return RuntimeError(f"Expected size for first two dimensions of batch2 tensor to be: "
-                        f"[{n}, {sa[-1]}] but got: [{n}, {sb[-2]}].")
+    return RuntimeError(
+        f"Expected size for first two dimensions of batch2 tensor to be: "
+        f"[{n}, {sa[-1]}] but got: [{n}, {sb[-2]}]."
+    )
 
 
 def _dtype_error(a, b):
@@ -66,33 +70,43 @@ def _dtype_error(a, b):
     da, db = a._data.ndim, b._data.ndim
     na, nb = scalar_type_name(a), scalar_type_name(b)
     if da == 1 and db == 1:
-        return RuntimeError(f"dot : expected both vectors to have same dtype, but found {na} and "
-                            f"{nb}")
+        return RuntimeError(
+            f"dot : expected both vectors to have same dtype, but found {na} and {nb}"
+        )
     if db == 1:
-        return RuntimeError(f"addmv input tensors must have the same dtype, but got {nb}, {na}, "
-                            f"and {nb}")
+        return RuntimeError(
+            f"addmv input tensors must have the same dtype, but got {nb}, {na}, and {nb}"
+        )
     if db == 2:
-        return RuntimeError(f"expected m1 and m2 to have the same dtype, but got: "
-                            f"{cpp_type_name(a)} != {cpp_type_name(b)}")
+        return RuntimeError(
+            f"expected m1 and m2 to have the same dtype, but got: "
+            f"{cpp_type_name(a)} != {cpp_type_name(b)}"
+        )
     return RuntimeError(f"expected scalar type {na} but found {nb}")
 
 
 @autocast_op("matmul")
 def matmul(input, other):
     # two tensors are never promoted (PyTorch raises); NumPy operands join as tensors
-    a, b = (input, other) if isinstance(input, Tensor) and isinstance(other, Tensor) else \
-        promote(input, other)
+    a, b = (
+        (input, other)
+        if isinstance(input, Tensor) and isinstance(other, Tensor)
+        else promote(input, other)
+    )
     da, db = a._data.ndim, b._data.ndim
     if da == 0 or db == 0:
-        raise RuntimeError(f"both arguments to matmul need to be at least 1D, but they are {da}D "
-                           f"and {db}D")
+        raise RuntimeError(
+            f"both arguments to matmul need to be at least 1D, but they are {da}D and {db}D"
+        )
     ka = a._data.shape[-1]
     kb = b._data.shape[-2] if db > 1 else b._data.shape[0]
     if ka != kb:
         if da == 1 and db == 1:
-            raise RuntimeError(f"inconsistent tensor size, expected tensor [{ka}] and src [{kb}] "
-                               "to have the same number of elements, but got "
-                               f"{ka} and {kb} elements respectively")
+            raise RuntimeError(
+                f"inconsistent tensor size, expected tensor [{ka}] and src [{kb}] "
+                "to have the same number of elements, but got "
+                f"{ka} and {kb} elements respectively"
+            )
         raise _mm_error(a, b)
     if da > 2 and db > 2 and a._data.shape[:-2] != b._data.shape[:-2]:
         broadcast_shapes(a._data.shape[:-2], b._data.shape[:-2])  # PyTorch's message if not
@@ -114,16 +128,18 @@ def matmul(input, other):
 @autocast_op("mm")
 def mm(input, mat2):
     if input._data.ndim != 2 or mat2._data.ndim != 2:
-        raise RuntimeError("self must be a matrix" if input._data.ndim != 2 else
-                           "mat2 must be a matrix")
+        raise RuntimeError(
+            "self must be a matrix" if input._data.ndim != 2 else "mat2 must be a matrix"
+        )
     return matmul(input, mat2)
 
 
 @autocast_op("bmm")
 def bmm(input, mat2):
     if input._data.ndim != 3 or mat2._data.ndim != 3:
-        raise RuntimeError("batch1 must be a 3D tensor" if input._data.ndim != 3 else
-                           "batch2 must be a 3D tensor")
+        raise RuntimeError(
+            "batch1 must be a 3D tensor" if input._data.ndim != 3 else "batch2 must be a 3D tensor"
+        )
     if input._data.shape[0] != mat2._data.shape[0] or input._data.shape[2] != mat2._data.shape[1]:
         raise RuntimeError(
             f"Expected size for first two dimensions of batch2 tensor to be: "
@@ -141,8 +157,9 @@ def mv(input, vec):
 @autocast_op("dot")
 def dot(input, other):
     if input._data.ndim != 1 or other._data.ndim != 1:
-        raise RuntimeError(f"1D tensors expected, but got {input._data.ndim}D and "
-                           f"{other._data.ndim}D tensors")
+        raise RuntimeError(
+            f"1D tensors expected, but got {input._data.ndim}D and {other._data.ndim}D tensors"
+        )
     return matmul(input, other)
 
 
@@ -176,9 +193,11 @@ def _parse_einsum(eq: str, shapes):
     lhs, arrow, rhs = eq.partition("->")
     ins = lhs.split(",")
     if len(ins) != len(shapes):
-        raise RuntimeError("einsum(): more operands were provided than specified in the equation"
-                           if len(shapes) > len(ins) else
-                           "einsum(): fewer operands were provided than specified in the equation")
+        raise RuntimeError(
+            "einsum(): more operands were provided than specified in the equation"
+            if len(shapes) > len(ins)
+            else "einsum(): fewer operands were provided than specified in the equation"
+        )
     used = set(c for c in eq if c.isalpha())
     spare = [c for c in string.ascii_letters if c not in used]
     ell_n = max((len(s) - (len(t) - 3) for t, s in zip(ins, shapes) if "..." in t), default=0)
@@ -188,14 +207,18 @@ def _parse_einsum(eq: str, shapes):
         if "..." in t:
             k = len(s) - (len(t) - 3)
             if k < 0:
-                raise RuntimeError(f"einsum(): the number of subscripts in the equation "
-                                   f"({len(t) - 3}) is more than the number of dimensions "
-                                   f"({len(s)}) for operand {i}")
-            t = t.replace("...", ell[ell_n - k:] if k else "")
+                raise RuntimeError(
+                    f"einsum(): the number of subscripts in the equation "
+                    f"({len(t) - 3}) is more than the number of dimensions "
+                    f"({len(s)}) for operand {i}"
+                )
+            t = t.replace("...", ell[ell_n - k :] if k else "")
         elif len(t) != len(s):
-            raise RuntimeError(f"einsum(): the number of subscripts in the equation ({len(t)}) "
-                               f"does not match the number of dimensions ({len(s)}) for operand "
-                               f"{i} and no ellipsis was given")
+            raise RuntimeError(
+                f"einsum(): the number of subscripts in the equation ({len(t)}) "
+                f"does not match the number of dimensions ({len(s)}) for operand "
+                f"{i} and no ellipsis was given"
+            )
         full.append(t)
     if arrow:
         out = rhs.replace("...", ell)
@@ -230,8 +253,10 @@ class Einsum(Function):
                 continue
             target = ctx.ins[i]
             if len(set(target)) != len(target):
-                raise NotImplementedError("einsum backward with repeated subscripts in one "
-                                          "operand (a diagonal) is not supported")
+                raise NotImplementedError(
+                    "einsum backward with repeated subscripts in one "
+                    "operand (a diagonal) is not supported"
+                )
             others = [ctx.ins[j] for j in range(len(ops)) if j != i]
             avail = set(ctx.out).union(*others) if others else set(ctx.out)
             reduced = "".join(c for c in target if c in avail)
@@ -271,10 +296,11 @@ class VectorNorm(Function):
         elif p == 0:
             out = (a != 0).sum(axis=axes, keepdims=True).astype(x.dtype)
         else:
-            out = (a ** p).sum(axis=axes, keepdims=True) ** (1.0 / p)
+            out = (a**p).sum(axis=axes, keepdims=True) ** (1.0 / p)
         if not keepdim:
-            out = out.reshape(tuple(n for i, n in enumerate(x.shape)
-                                    if axes is not None and i not in axes))
+            out = out.reshape(
+                tuple(n for i, n in enumerate(x.shape) if axes is not None and i not in axes)
+            )
         # save the returned array itself: double backward then sees it as the output
         ctx.save_for_backward(x, out)
         ctx.p, ctx.axes, ctx.keepdim = p, axes, keepdim
@@ -285,31 +311,42 @@ class VectorNorm(Function):
         x, out = ctx.saved_tensors
         xp, p = ctx.xp, ctx.p
         if not ctx.keepdim:  # back to the reduced dims kept as 1s, to broadcast against x
-            kept = tuple(1 if ctx.axes is None or i in ctx.axes else n
-                         for i, n in enumerate(x.shape))
+            kept = tuple(
+                1 if ctx.axes is None or i in ctx.axes else n for i, n in enumerate(x.shape)
+            )
             grad, out = xp.reshape(grad, kept), xp.reshape(out, kept)
         g = grad
         safe = xp.where(out == 0, 1, out)  # PyTorch's subgradient: 0 where the norm is 0
         if p == float("inf"):
             mask = xp.abs(x) == out
-            return g * xp.sign(x) * mask / xp.sum(mask, axis=ctx.axes, keepdims=True), \
-                None, None, None
+            return (
+                g * xp.sign(x) * mask / xp.sum(mask, axis=ctx.axes, keepdims=True),
+                None,
+                None,
+                None,
+            )
         if p == 2:
             return g * x / safe * (out != 0), None, None, None
         if p == 1:
             return g * xp.sign(x), None, None, None
         if p == 0:
             return g * 0 * x, None, None, None
-        return (g * xp.sign(x) * xp.abs(x) ** (p - 1) / safe ** (p - 1) * (out != 0),
-                None, None, None)
+        return (
+            g * xp.sign(x) * xp.abs(x) ** (p - 1) / safe ** (p - 1) * (out != 0),
+            None,
+            None,
+            None,
+        )
 
 
 def vector_norm(x, ord=2, dim=None, keepdim=False, *, dtype=None):
     if dtype is not None:
         x = x.to(dtype)
     if x._data.dtype.kind not in "fcV":
-        raise RuntimeError(f"linalg.vector_norm: Expected a floating point or complex tensor as "
-                           f"input. Got {scalar_type_name(x)}")
+        raise RuntimeError(
+            f"linalg.vector_norm: Expected a floating point or complex tensor as "
+            f"input. Got {scalar_type_name(x)}"
+        )
     return VectorNorm.apply(x, float(ord), norm_dims(dim, x._data.ndim), keepdim)
 
 

@@ -126,11 +126,15 @@ def lu_factor_ex(A: Tensor, *, pivot: bool = True, check_errors: bool = False, o
     zero = diag == 0
     info = np.where(zero.any(-1), zero.argmax(-1) + 1, 0).astype(np.int32)
     if check_errors and info.any():
-        raise u.LinAlgError("linalg.lu_factor_ex: U[{0},{0}] is zero and using it on "
-                            "lu_solve would result in a division by zero.".format(
-                                int(info.reshape(-1)[np.flatnonzero(info)[0]])))
-    return u.linalg_lu_factor_ex_t(_pack(lo, up), Tensor._wrap(u.like(piv, A._data)),
-                                   Tensor._wrap(u.like(info, A._data)))
+        raise u.LinAlgError(
+            "linalg.lu_factor_ex: U[{0},{0}] is zero and using it on "
+            "lu_solve would result in a division by zero.".format(
+                int(info.reshape(-1)[np.flatnonzero(info)[0]])
+            )
+        )
+    return u.linalg_lu_factor_ex_t(
+        _pack(lo, up), Tensor._wrap(u.like(piv, A._data)), Tensor._wrap(u.like(info, A._data))
+    )
 
 
 def _pivots_to_perm(piv: np.ndarray, m: int, dtype) -> np.ndarray:
@@ -144,8 +148,14 @@ def _pivots_to_perm(piv: np.ndarray, m: int, dtype) -> np.ndarray:
     return out.reshape(piv.shape[:-1] + (m, m))
 
 
-def lu_unpack(LU_data: Tensor, LU_pivots: Tensor, unpack_data: bool = True,
-              unpack_pivots: bool = True, *, out=None):
+def lu_unpack(
+    LU_data: Tensor,
+    LU_pivots: Tensor,
+    unpack_data: bool = True,
+    unpack_pivots: bool = True,
+    *,
+    out=None,
+):
     m, n = LU_data.shape[-2:]
     k = min(m, n)
     xp = _xp_of(LU_data._data)
@@ -163,8 +173,9 @@ def lu_unpack(LU_data: Tensor, LU_pivots: Tensor, unpack_data: bool = True,
     return u.lu_unpack_t(p, lo, up)
 
 
-def lu_solve(LU: Tensor, pivots: Tensor, B: Tensor, *, left: bool = True,
-             adjoint: bool = False, out=None) -> Tensor:
+def lu_solve(
+    LU: Tensor, pivots: Tensor, B: Tensor, *, left: bool = True, adjoint: bool = False, out=None
+) -> Tensor:
     p, lo, up = lu_unpack(LU, pivots)
     if left and not adjoint:  # X = U^-1 L^-1 P^T B
         y = solve_triangular(lo, p.transpose(-2, -1) @ B, upper=False, unitriangular=True)
@@ -174,8 +185,9 @@ def lu_solve(LU: Tensor, pivots: Tensor, B: Tensor, *, left: bool = True,
         return p @ solve_triangular(u.mH(lo), y, upper=True, unitriangular=True)
     if not adjoint:  # X A = B: X = B U^-1 L^-1 P^T
         y = solve_triangular(up, B, upper=True, left=False)
-        return solve_triangular(lo, y, upper=False, left=False,
-                                unitriangular=True) @ p.transpose(-2, -1)
+        return solve_triangular(lo, y, upper=False, left=False, unitriangular=True) @ p.transpose(
+            -2, -1
+        )
     # X A^H = B: X = B P L^-H U^-H
     y = solve_triangular(u.mH(lo), B @ p, upper=True, left=False, unitriangular=True)
     return solve_triangular(u.mH(up), y, upper=False, left=False)
@@ -208,8 +220,10 @@ def ldl_factor_ex(A: Tensor, *, hermitian: bool = False, check_errors: bool = Fa
     piv = np.stack([o[1] for o in outs]).astype(np.int32).reshape(batch + (n,))
     info = np.asarray([o[2] for o in outs], np.int32).reshape(batch)
     if check_errors and info.any():
-        raise u.LinAlgError(f"linalg.ldl_factor_ex: The factorization could not be completed "
-                            f"(info = {int(info.max())}).")
+        raise u.LinAlgError(
+            f"linalg.ldl_factor_ex: The factorization could not be completed "
+            f"(info = {int(info.max())})."
+        )
     return u.linalg_ldl_factor_ex_t(*(Tensor._wrap(u.like(x, A._data)) for x in (ld, piv, info)))
 
 
@@ -218,8 +232,9 @@ def ldl_factor(A: Tensor, *, hermitian: bool = False, out=None):
     return u.linalg_ldl_factor_t(res.LD, res.pivots)
 
 
-def ldl_solve(LD: Tensor, pivots: Tensor, B: Tensor, *, hermitian: bool = False,
-              out=None) -> Tensor:
+def ldl_solve(
+    LD: Tensor, pivots: Tensor, B: Tensor, *, hermitian: bool = False, out=None
+) -> Tensor:
     name = "hetrs" if hermitian and LD._data.dtype.kind == "c" else "sytrs"
     import scipy.linalg.lapack as lapack
 
@@ -243,8 +258,8 @@ def _householder_full(A: Tensor, tau: Tensor, ncols: int) -> Tensor:
     v = A[..., :, :k].tril(-1) + Tensor._wrap(xp.eye(m, k, dtype=A._data.dtype))
     q = Tensor._wrap(xp.eye(m, ncols, dtype=A._data.dtype))
     for i in range(k - 1, -1, -1):  # Q = H_1 ... H_k applied to the first columns of I
-        vi = v[..., :, i:i + 1]
-        q = q - (vi * tau[..., i:i + 1].unsqueeze(-1)) @ (u.mH(vi) @ q)
+        vi = v[..., :, i : i + 1]
+        q = q - (vi * tau[..., i : i + 1].unsqueeze(-1)) @ (u.mH(vi) @ q)
     return q
 
 
@@ -252,11 +267,15 @@ def householder_product(A: Tensor, tau: Tensor, *, out=None) -> Tensor:
     u.check_matrix("torch.linalg.householder_product", A, "input")
     m, n = A.shape[-2:]
     if n > m:
-        raise RuntimeError("torch.linalg.householder_product: input.shape[-2] must be greater "
-                           "than or equal to input.shape[-1]")
+        raise RuntimeError(
+            "torch.linalg.householder_product: input.shape[-2] must be greater "
+            "than or equal to input.shape[-1]"
+        )
     if tau.shape[-1] > n:
-        raise RuntimeError("torch.linalg.householder_product: input.shape[-1] must be greater "
-                           "than or equal to tau.shape[-1]")
+        raise RuntimeError(
+            "torch.linalg.householder_product: input.shape[-1] must be greater "
+            "than or equal to tau.shape[-1]"
+        )
     return _householder_full(A, tau, n)
 
 
@@ -264,8 +283,15 @@ def orgqr(input: Tensor, tau: Tensor) -> Tensor:
     return householder_product(input, tau)
 
 
-def ormqr(input: Tensor, tau: Tensor, other: Tensor, left: bool = True,
-          transpose: bool = False, *, out=None) -> Tensor:
+def ormqr(
+    input: Tensor,
+    tau: Tensor,
+    other: Tensor,
+    left: bool = True,
+    transpose: bool = False,
+    *,
+    out=None,
+) -> Tensor:
     q = _householder_full(input, tau, input.shape[-2])
     if transpose:
         q = u.mH(q)
@@ -290,8 +316,10 @@ def lstsq(A: Tensor, B: Tensor, rcond=None, *, driver=None):
     u.check_same_dtype("torch.linalg.lstsq", A, B)
     drivers = (None, "gels", "gelsy", "gelsd", "gelss")
     if driver not in drivers:
-        raise RuntimeError(f"torch.linalg.lstsq: parameter `driver` should be one of "
-                           f"(gels, gelsy, gelsd, gelss). Got {driver}")
+        raise RuntimeError(
+            f"torch.linalg.lstsq: parameter `driver` should be one of "
+            f"(gels, gelsy, gelsd, gelss). Got {driver}"
+        )
     vector = B.ndim == A.ndim - 1
     b = B.unsqueeze(-1) if vector else B
     m, n = A.shape[-2:]
@@ -311,8 +339,7 @@ def lstsq(A: Tensor, B: Tensor, rcond=None, *, driver=None):
     if m > n and driver != "gelsy" and driver is not None and full_rank:
         r = A @ x - b
         residuals = (r * r.conj()).real.sum(-2) if r._data.dtype.kind == "c" else (r * r).sum(-2)
-    svals = Tensor._wrap(u.like(s.astype(rdt), A._data)) if driver in ("gelsd", "gelss") \
-        else empty
+    svals = Tensor._wrap(u.like(s.astype(rdt), A._data)) if driver in ("gelsd", "gelss") else empty
     if vector:
         x = x.squeeze(-1)
     return u.linalg_lstsq_t(x, residuals, rank, svals)
@@ -326,14 +353,18 @@ def torch_lu(A: Tensor, pivot: bool = True, get_infos: bool = False, out=None):
 
 def _removed(name: str, hint: str):
     def method(self, *args, **kwargs):
-        raise RuntimeError(f"This function was deprecated since version 1.9 and is now removed. "
-                           f"{hint}")
+        raise RuntimeError(
+            f"This function was deprecated since version 1.9 and is now removed. {hint}"
+        )
 
     method.__name__ = name
     return method
 
 
 tensor_lstsq = _removed("lstsq", "`torch.lstsq` is deprecated in favor of `torch.linalg.lstsq`.")
-tensor_eig = _removed("eig", "`torch.linalg.eig` returns complex tensors of dtype `cfloat` or "
-                      "`cdouble` rather than real tensors mimicking complex tensors.")
+tensor_eig = _removed(
+    "eig",
+    "`torch.linalg.eig` returns complex tensors of dtype `cfloat` or "
+    "`cdouble` rather than real tensors mimicking complex tensors.",
+)
 tensor_solve = _removed("solve", "`torch.solve` is deprecated in favor of `torch.linalg.solve`.")

@@ -25,7 +25,7 @@ _lcm = binary_nograd("lcm")
 def _integers_only(name, *operands):
     for t in operands:
         if isinstance(t, Tensor) and t._data.dtype.kind not in "iu":
-            raise RuntimeError(f'"{name}_cpu" not implemented for \'{scalar_type_name(t)}\'')
+            raise RuntimeError(f"\"{name}_cpu\" not implemented for '{scalar_type_name(t)}'")
 
 
 def gcd(input: Tensor, other: Tensor) -> Tensor:
@@ -51,14 +51,18 @@ def _is_float(d):
     return d.dtype.kind in "fV"
 
 
-signbit = _classify(lambda xp, d: xp.signbit(d) if d.dtype.kind != "b"
-                    else xp.zeros(d.shape, bool), "signbit")
-isposinf = _classify(lambda xp, d: xp.isposinf(d) if _is_float(d)
-                     else xp.zeros(d.shape, bool), "isposinf")
-isneginf = _classify(lambda xp, d: xp.isneginf(d) if _is_float(d)
-                     else xp.zeros(d.shape, bool), "isneginf")
-isreal = _classify(lambda xp, d: d.imag == 0 if d.dtype.kind == "c"
-                   else xp.ones(d.shape, bool), "isreal")
+signbit = _classify(
+    lambda xp, d: xp.signbit(d) if d.dtype.kind != "b" else xp.zeros(d.shape, bool), "signbit"
+)
+isposinf = _classify(
+    lambda xp, d: xp.isposinf(d) if _is_float(d) else xp.zeros(d.shape, bool), "isposinf"
+)
+isneginf = _classify(
+    lambda xp, d: xp.isneginf(d) if _is_float(d) else xp.zeros(d.shape, bool), "isneginf"
+)
+isreal = _classify(
+    lambda xp, d: d.imag == 0 if d.dtype.kind == "c" else xp.ones(d.shape, bool), "isreal"
+)
 
 
 def sgn(input: Tensor) -> Tensor:
@@ -113,8 +117,10 @@ def float_power(input, exponent) -> Tensor:
     from .convert import to_dtype_op
     from .elementwise import pow
 
-    cplx = any(isinstance(v, complex) or isinstance(v, Tensor) and v._data.dtype.kind == "c"
-               for v in (input, exponent))
+    cplx = any(
+        isinstance(v, complex) or isinstance(v, Tensor) and v._data.dtype.kind == "c"
+        for v in (input, exponent)
+    )
     target = complex128 if cplx else float64
 
     def cast(v):
@@ -147,7 +153,8 @@ def addcdiv(input: Tensor, tensor1: Tensor, tensor2: Tensor, *, value=1) -> Tens
             "addcdiv behavior can be implemented as (input + value * torch.trunc(tensor1 / "
             "tensor2)).to(input.dtype) for integer inputs and as (input + value * tensor1 / "
             "tensor2) for float inputs. The future addcdiv behavior is just the latter "
-            "implementation: (input + value * tensor1 / tensor2), for all dtypes.")
+            "implementation: (input + value * tensor1 / tensor2), for all dtypes."
+        )
     q = div(tensor1, tensor2)
     return add(input, q if value == 1 else mul(q, value))
 
@@ -157,13 +164,17 @@ def float_power_(self: Tensor, exponent) -> Tensor:
     from ..backend.dtype import complex128, float64
     from .inplace import make_inplace
 
-    cplx = isinstance(exponent, complex) or (
-        isinstance(exponent, Tensor) and exponent._data.dtype.kind == "c") or (
-        self._data.dtype.kind == "c")
+    cplx = (
+        isinstance(exponent, complex)
+        or (isinstance(exponent, Tensor) and exponent._data.dtype.kind == "c")
+        or (self._data.dtype.kind == "c")
+    )
     want = complex128 if cplx else float64
     if self._data.dtype != want.np:
-        raise RuntimeError(f"the base given to float_power_ has dtype {scalar_type_name(self)} "
-                           f"but the operation's result requires dtype {scalar_type_name(want)}")
+        raise RuntimeError(
+            f"the base given to float_power_ has dtype {scalar_type_name(self)} "
+            f"but the operation's result requires dtype {scalar_type_name(want)}"
+        )
     return make_inplace(float_power, "float_power_")(self, exponent)
 
 
@@ -207,8 +218,26 @@ def clamp_max(input: Tensor, max) -> Tensor:
 
 
 __all__ = [
-    "bitwise_left_shift", "bitwise_right_shift", "gcd", "lcm", "signbit", "isposinf",
-    "isneginf", "isreal", "sgn", "fix", "positive", "frexp", "clamp_min", "clamp_max",
-    "fill", "deg2rad", "rad2deg", "float_power", "ldexp", "addcmul", "addcdiv",
+    "bitwise_left_shift",
+    "bitwise_right_shift",
+    "gcd",
+    "lcm",
+    "signbit",
+    "isposinf",
+    "isneginf",
+    "isreal",
+    "sgn",
+    "fix",
+    "positive",
+    "frexp",
+    "clamp_min",
+    "clamp_max",
+    "fill",
+    "deg2rad",
+    "rad2deg",
+    "float_power",
+    "ldexp",
+    "addcmul",
+    "addcdiv",
     *_TOP_LEVEL_INPLACE,
 ]

@@ -238,8 +238,9 @@ class Copysign(Function):
         out = ctx.xp.copysign(a, b)
         xp = ctx.xp
         # d out / d a is +-1: the ratio of signs, and 0 at a == 0 (as torch)
-        ctx.save_for_backward(xp.where(a == 0, 0, xp.copysign(1, a) * xp.copysign(1, b))
-                              .astype(out.dtype))
+        ctx.save_for_backward(
+            xp.where(a == 0, 0, xp.copysign(1, a) * xp.copysign(1, b)).astype(out.dtype)
+        )
         return out
 
     @staticmethod
@@ -322,8 +323,9 @@ log2 = _unary(Log2, "log2")
 log10 = _unary(Log10, "log10")
 
 
-def nan_to_num(input: Tensor, nan: float = 0.0, posinf: float | None = None,
-               neginf: float | None = None) -> Tensor:
+def nan_to_num(
+    input: Tensor, nan: float = 0.0, posinf: float | None = None, neginf: float | None = None
+) -> Tensor:
     if input._data.dtype.kind not in "fcV":
         return input.clone()
     return MaskGrad.apply(input, nan, posinf, neginf)
@@ -334,7 +336,7 @@ def _binary(cls, input, other, *extra, name=None, floats=True, ints_ok=True):
     if not ints_ok:
         t = a if isinstance(a, Tensor) else b
         if t._data.dtype.kind not in "fcV":
-            raise RuntimeError(f'"{name}_cpu" not implemented for \'{scalar_type_name(t)}\'')
+            raise RuntimeError(f"\"{name}_cpu\" not implemented for '{scalar_type_name(t)}'")
     if floats:
         a, b = _floatify(a), _floatify(b)
     try:

@@ -22,9 +22,11 @@ def _singular(name: str, a) -> u.LinAlgError:
         k = _zero_pivot(m) if np.isfinite(m).all() else 0
         if k:
             where = f"(Batch element {i}): " if a.ndim > 2 else ""
-            return u.LinAlgError(f"{name}: {where}The diagonal element {k} is zero, "
-                                 "the inversion could not be completed because the input matrix "
-                                 "is singular.")
+            return u.LinAlgError(
+                f"{name}: {where}The diagonal element {k} is zero, "
+                "the inversion could not be completed because the input matrix "
+                "is singular."
+            )
     return u.LinAlgError(f"{name}: The solver failed because the input matrix is singular.")
 
 
@@ -103,7 +105,7 @@ def _expm_taylor(xp, a):
     """exp(A) by scaling and squaring with a degree-18 Taylor polynomial (CuPy path)."""
     norm = float(xp.abs(a).sum(axis=-2).max()) if a.size else 0.0
     s = max(0, int(np.ceil(np.log2(norm))) + 1) if norm > 0 else 0
-    a = a / (2.0 ** s)
+    a = a / (2.0**s)
     eye = xp.broadcast_to(xp.eye(a.shape[-1], dtype=a.dtype), a.shape)
     out, term = eye.copy(), eye
     for k in range(1, 19):
@@ -177,8 +179,10 @@ def inv_ex(A: Tensor, *, check_errors: bool = False, out=None):
             res[i] = np.linalg.inv(m)
         except np.linalg.LinAlgError:
             info[i] = _zero_pivot(m)
-    return u.linalg_inv_ex_t(Tensor._wrap(u.like(res.reshape(a.shape), A._data)),
-                             Tensor._wrap(u.like(info.reshape(a.shape[:-2]), A._data)))
+    return u.linalg_inv_ex_t(
+        Tensor._wrap(u.like(res.reshape(a.shape), A._data)),
+        Tensor._wrap(u.like(info.reshape(a.shape[:-2]), A._data)),
+    )
 
 
 def _zero_pivot(m) -> int:
@@ -218,9 +222,11 @@ def solve(A: Tensor, B: Tensor, *, left: bool = True, out=None) -> Tensor:
     if _is_vector_rhs(A, B):
         return Solve.apply(A, B.unsqueeze(-1)).squeeze(-1)
     if B._data.shape[-2] != A._data.shape[-1]:
-        raise RuntimeError(f"linalg.solve: Incompatible shapes of A and B for the equation AX = "
-                           f"B ({A._data.shape[-2]}x{A._data.shape[-1]} and "
-                           f"{B._data.shape[-2]}x{B._data.shape[-1]})")
+        raise RuntimeError(
+            f"linalg.solve: Incompatible shapes of A and B for the equation AX = "
+            f"B ({A._data.shape[-2]}x{A._data.shape[-1]} and "
+            f"{B._data.shape[-2]}x{B._data.shape[-1]})"
+        )
     return Solve.apply(A, B)
 
 
@@ -297,13 +303,11 @@ def _tolerance(xp, s, m, n, atol, rtol):
     if isinstance(rtol, Tensor):
         rtol = rtol._data
     if rtol is None:
-        rtol = np.finfo(s.dtype).eps * max(m, n) if atol is None or not np.all(atol > 0) \
-            else 0.0
+        rtol = np.finfo(s.dtype).eps * max(m, n) if atol is None or not np.all(atol > 0) else 0.0
     smax = s[..., :1] if s.shape[-1] else xp.zeros(s.shape[:-1] + (1,), s.dtype)
     tol = xp.asarray(rtol, dtype=s.dtype)[..., None] * smax if xp.ndim(rtol) else rtol * smax
     if atol is not None:
-        tol = xp.maximum(xp.asarray(atol, dtype=s.dtype)[..., None] if xp.ndim(atol)
-                         else atol, tol)
+        tol = xp.maximum(xp.asarray(atol, dtype=s.dtype)[..., None] if xp.ndim(atol) else atol, tol)
     return tol
 
 
@@ -334,8 +338,9 @@ def pinverse(input: Tensor, rcond: float = 1e-15) -> Tensor:
     return pinv(input, rtol=rcond)
 
 
-def solve_triangular(A: Tensor, B: Tensor, *, upper: bool, left: bool = True,
-                     unitriangular: bool = False, out=None) -> Tensor:
+def solve_triangular(
+    A: Tensor, B: Tensor, *, upper: bool, left: bool = True, unitriangular: bool = False, out=None
+) -> Tensor:
     u.check_float("linalg.solve_triangular", A)
     u.check_matrix("linalg.solve_triangular", B, "B")
     A, B = promote(A, B)
@@ -345,8 +350,15 @@ def solve_triangular(A: Tensor, B: Tensor, *, upper: bool, left: bool = True,
     return solve(T, B, left=left)
 
 
-def triangular_solve(b: Tensor, A: Tensor, upper: bool = True, transpose: bool = False,
-                     unitriangular: bool = False, *, out=None):
+def triangular_solve(
+    b: Tensor,
+    A: Tensor,
+    upper: bool = True,
+    transpose: bool = False,
+    unitriangular: bool = False,
+    *,
+    out=None,
+):
     M = A.transpose(-2, -1) if transpose else A
     x = solve_triangular(M, b, upper=upper != transpose, unitriangular=unitriangular)
     return u.triangular_solve_t(x, A.clone())
@@ -370,8 +382,10 @@ def tensorinv(A: Tensor, ind: int = 2, *, out=None) -> Tensor:
     rows, cols = shape[:ind], shape[ind:]
     m = int(np.prod(rows))
     if m != int(np.prod(cols)):
-        raise RuntimeError("Expected self to satisfy the requirement prod(self.shape[ind:]) == "
-                           f"prod(self.shape[:ind]), but got {int(np.prod(cols))} != {m}")
+        raise RuntimeError(
+            "Expected self to satisfy the requirement prod(self.shape[ind:]) == "
+            f"prod(self.shape[:ind]), but got {int(np.prod(cols))} != {m}"
+        )
     return inv(A.reshape(m, m)).reshape(cols + rows)
 
 
@@ -380,6 +394,6 @@ def tensorsolve(A: Tensor, B: Tensor, dims=None, *, out=None) -> Tensor:
         nd = A.ndim
         dims = [d % nd for d in dims]
         A = A.permute([i for i in range(nd) if i not in dims] + dims)
-    rest = tuple(A.shape)[B.ndim:]
+    rest = tuple(A.shape)[B.ndim :]
     n = int(np.prod(rest))
     return solve(A.reshape(-1, n), B.reshape(-1)).reshape(rest)

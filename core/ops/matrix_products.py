@@ -35,8 +35,9 @@ def linalg_cross(input: Tensor, other: Tensor, *, dim: int = -1, out=None) -> Te
         raise RuntimeError("linalg.cross: inputs must have the same number of dimensions.")
     d = wrap_dim(dim, input.ndim)
     if sa[d] != 3 or sb[d] != 3:
-        raise RuntimeError(f"linalg.cross: inputs dimension {dim} must have length 3. Got "
-                           f"{sa[d]} and {sb[d]}")
+        raise RuntimeError(
+            f"linalg.cross: inputs dimension {dim} must have length 3. Got {sa[d]} and {sb[d]}"
+        )
     shape = tuple(np.broadcast_shapes(sa, sb))
     return _cross(input.expand(*shape), other.expand(*shape), d)
 
@@ -115,8 +116,8 @@ def tensordot(a: Tensor, b: Tensor, dims=2, out=None) -> Tensor:
         da = [da] if isinstance(da, int) else list(da)
         db = [db] if isinstance(db, int) else list(db)
     letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-    la = list(letters[:a.ndim])
-    lb = list(letters[a.ndim:a.ndim + b.ndim])
+    la = list(letters[: a.ndim])
+    lb = list(letters[a.ndim : a.ndim + b.ndim])
     for i, j in zip(da, db):
         lb[j % b.ndim] = la[i % a.ndim]
     contracted = {la[i % a.ndim] for i in da}
@@ -132,8 +133,7 @@ def inner(input: Tensor, other: Tensor, *, out=None) -> Tensor:
 
 def vdot(input: Tensor, other: Tensor, *, out=None) -> Tensor:
     if input.ndim != 1 or other.ndim != 1:
-        raise RuntimeError(f"1D tensors expected, but got {input.ndim}D and {other.ndim}D "
-                           "tensors")
+        raise RuntimeError(f"1D tensors expected, but got {input.ndim}D and {other.ndim}D tensors")
     return (conj(input) * other).sum()
 
 
@@ -154,16 +154,14 @@ def addr(input: Tensor, vec1: Tensor, vec2: Tensor, *, beta=1, alpha=1, out=None
 
 
 @autocast_op("addbmm")
-def addbmm(input: Tensor, batch1: Tensor, batch2: Tensor, *, beta=1, alpha=1,
-           out=None) -> Tensor:
+def addbmm(input: Tensor, batch1: Tensor, batch2: Tensor, *, beta=1, alpha=1, out=None) -> Tensor:
     prod = _scaled(matmul(batch1, batch2).sum(0), alpha)
     return prod if beta == 0 else _scaled(input, beta) + prod
 
 
 def trace(input: Tensor) -> Tensor:
     if input.ndim != 2:
-        raise RuntimeError("trace: expected a matrix, but got tensor with dim "
-                           f"{input.ndim}")
+        raise RuntimeError(f"trace: expected a matrix, but got tensor with dim {input.ndim}")
     n = min(input.shape)
     d = u.diagonal_any(input[:n, :n])
     if input._data.dtype.kind in "biu":
@@ -199,8 +197,9 @@ def vander(x: Tensor, N: int | None = None) -> Tensor:
 
 
 # ---- norms -----------------------------------------------------------------------------------
-def matrix_norm(A: Tensor, ord="fro", dim=(-2, -1), keepdim: bool = False, *, dtype=None,
-                out=None) -> Tensor:
+def matrix_norm(
+    A: Tensor, ord="fro", dim=(-2, -1), keepdim: bool = False, *, dtype=None, out=None
+) -> Tensor:
     if dtype is not None:
         A = A.to(dtype)
     u.check_float("linalg.matrix_norm", A)
@@ -223,16 +222,20 @@ def matrix_norm(A: Tensor, ord="fro", dim=(-2, -1), keepdim: bool = False, *, dt
     return res
 
 
-def linalg_norm(input: Tensor, ord=None, dim=None, keepdim: bool = False, *, out=None,
-                dtype=None) -> Tensor:
+def linalg_norm(
+    input: Tensor, ord=None, dim=None, keepdim: bool = False, *, out=None, dtype=None
+) -> Tensor:
     if isinstance(dim, int):
         dim = (dim,)
     if dim is not None and len(dim) == 2 or (dim is None and ord is not None and input.ndim == 2):
-        return matrix_norm(input, "fro" if ord is None else ord, dim or (-2, -1), keepdim,
-                           dtype=dtype)
+        return matrix_norm(
+            input, "fro" if ord is None else ord, dim or (-2, -1), keepdim, dtype=dtype
+        )
     if ord is not None and isinstance(ord, str):
-        raise RuntimeError(f"linalg.norm: If dim is not specified but ord is, the input must be "
-                           f"1D or 2D. Got {input.ndim}D.")
+        raise RuntimeError(
+            f"linalg.norm: If dim is not specified but ord is, the input must be "
+            f"1D or 2D. Got {input.ndim}D."
+        )
     return vector_norm(input, 2 if ord is None else ord, dim, keepdim, dtype=dtype)
 
 
@@ -250,19 +253,22 @@ def cond(A: Tensor, p=None, *, out=None) -> Tensor:
     return matrix_norm(A, p) * matrix_norm(inv(A), p)
 
 
-def matrix_rank(A: Tensor, *, atol=None, rtol=None, hermitian: bool = False, out=None,
-                tol=None) -> Tensor:
+def matrix_rank(
+    A: Tensor, *, atol=None, rtol=None, hermitian: bool = False, out=None, tol=None
+) -> Tensor:
     from .matrix_ops import _tolerance
 
     if tol is not None:
         atol, rtol = tol, 0.0
     xp = _xp_of(A._data)
     a = A._data
-    s = (xp.sort(xp.abs(xp.linalg.eigvalsh(a)), axis=-1)[..., ::-1] if hermitian
-         else xp.linalg.svd(a, compute_uv=False))
+    s = (
+        xp.sort(xp.abs(xp.linalg.eigvalsh(a)), axis=-1)[..., ::-1]
+        if hermitian
+        else xp.linalg.svd(a, compute_uv=False)
+    )
     tol_ = _tolerance(xp, s, a.shape[-2], a.shape[-1], atol, rtol)
     return Tensor._wrap(xp.asarray((s > tol_).sum(-1), dtype=np.int64))
-
 
 
 def addmv_(input: Tensor, mat: Tensor, vec: Tensor, *, beta=1, alpha=1) -> Tensor:

@@ -64,8 +64,11 @@ class Linear(Function):
                 x2 = x.reshape(-1, x.shape[-1])
                 gw = _matmul_into(out[1], ctx.xp, g2.T, x2)
             if nb:
-                gb = g2.sum(0) if out[2] is None or out[2].dtype != g2.dtype \
+                gb = (
+                    g2.sum(0)
+                    if out[2] is None or out[2].dtype != g2.dtype
                     else g2.sum(0, out=out[2])
+                )
         return gx, gw, gb
 
 
@@ -99,7 +102,8 @@ class Softmax(Function):
         if not ctx._tensor_mode and _last_dim_rows(ctx.xp, out, ctx.dim):
             d = out.shape[-1]
             return softmax_last_backward(grad.reshape(-1, d), out.reshape(-1, d)).reshape(
-                out.shape), None
+                out.shape
+            ), None
         # out * (grad - sum(grad * out)): two full passes after the reduction
         s = ctx.xp.sum(grad * out, axis=ctx.dim, keepdims=True)
         return (grad - s) * out, None
@@ -135,15 +139,17 @@ class LogSoftmax(Function):
         if not ctx._tensor_mode and _last_dim_rows(xp, out, ctx.dim):
             d = out.shape[-1]
             return log_softmax_probs_backward(grad.reshape(-1, d), ctx.saved_array(1)).reshape(
-                out.shape), None
+                out.shape
+            ), None
         return grad - xp.exp(out) * xp.sum(grad, axis=ctx.dim, keepdims=True), None
 
 
 def _last_dim_rows(xp, x, dim) -> bool:
     """Whether the blocked NumPy row kernels apply: softmax over the last dim of a
     non-empty float array on the CPU."""
-    return (xp is np and x.ndim > 0 and dim in (-1, x.ndim - 1) and x.size > 0
-            and x.dtype.kind == "f")
+    return (
+        xp is np and x.ndim > 0 and dim in (-1, x.ndim - 1) and x.size > 0 and x.dtype.kind == "f"
+    )
 
 
 def _log_softmax_rows(xp, x):
@@ -169,8 +175,11 @@ def _row_scale(xp, grad, reduction, denom, rows, dtype):
     """d(loss)/d(per-row loss) for each row."""
     if reduction == "none":
         return grad.reshape(rows)
-    scale = grad.reshape(()) if reduction == "sum" else grad.reshape(()) * (
-        1.0 / denom if denom else float("nan"))
+    scale = (
+        grad.reshape(())
+        if reduction == "sum"
+        else grad.reshape(()) * (1.0 / denom if denom else float("nan"))
+    )
     return xp.full((rows,), scale, dtype=dtype)
 
 
@@ -235,12 +244,21 @@ class CrossEntropyIndices(Function):
         if ctx._tensor_mode:  # double backward: the gradient as ops of x and grad
             _, x = ctx.saved_tensors
             m, c = x.shape
-            q0 = _target_weights(get_array_module(x._data), m, c, t, wt, weight, smoothing,
-                                 valid, all_valid, x._data.dtype)
+            q0 = _target_weights(
+                get_array_module(x._data),
+                m,
+                c,
+                t,
+                wt,
+                weight,
+                smoothing,
+                valid,
+                all_valid,
+                x._data.dtype,
+            )
             scale = _row_scale_tensor(grad, reduction, denom, m)
             p = Softmax.apply(x, 1)
-            return ((p * q0.sum(1, keepdims=True) - q0) * scale, None, None, None, None,
-                    None)
+            return ((p * q0.sum(1, keepdims=True) - q0) * scale, None, None, None, None, None)
         p = ctx.saved_array(0)  # the softmax (kept unchanged: the graph may be retained)
         xp = ctx.xp
         m, c = p.shape
@@ -387,8 +405,18 @@ _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 # Numerical Recipes' erfc (fractional error < 1.2e-7 everywhere): float32 at a third of the
 # cost of scipy's double-precision erf, with relative accuracy in the tails.
-_ERFC_COEFS = (0.17087277, -0.82215223, 1.48851587, -1.13520398, 0.27886807, -0.18628806,
-               0.09678418, 0.37409196, 1.00002368, -1.26551223)
+_ERFC_COEFS = (
+    0.17087277,
+    -0.82215223,
+    1.48851587,
+    -1.13520398,
+    0.27886807,
+    -0.18628806,
+    0.09678418,
+    0.37409196,
+    1.00002368,
+    -1.26551223,
+)
 
 
 def _normal_cdf(xp, x):

@@ -57,8 +57,9 @@ class GroupNorm(Function):
         gx = None
         if nx:
             gh = g3 * weight[:, None] if weight is not None else g3
-            gx, _, _ = normalize_rows_backward(xp, gh.reshape(xhat.shape), (xhat, None, invstd),
-                                               None, True, True, False, False)
+            gx, _, _ = normalize_rows_backward(
+                xp, gh.reshape(xhat.shape), (xhat, None, invstd), None, True, True, False, False
+            )
             gx = gx.reshape(shape)
         return gx, gw, gb, None, None
 
@@ -70,7 +71,7 @@ class RmsNorm(Function):
     @staticmethod
     def forward(ctx, x, weight, nd, eps):
         xp = ctx.xp
-        d = math.prod(x.shape[x.ndim - nd:])
+        d = math.prod(x.shape[x.ndim - nd :])
         w = weight.reshape(-1) if weight is not None else None
         out, state = normalize_rows(xp, x.reshape(-1, d), eps, False, w, None)
         ctx.save_for_backward(*state, w, x, weight)  # (x, weight: double backward)
@@ -83,8 +84,9 @@ class RmsNorm(Function):
             return _rms_norm_backward_graph(ctx, grad)
         src, mean, invstd, w, _, _ = ctx.saved_tensors
         nx, nw = ctx.needs_input_grad[:2]
-        gx, gw, _ = normalize_rows_backward(ctx.xp, grad.reshape(src.shape),
-                                            (src, mean, invstd), w, False, nx, nw, False)
+        gx, gw, _ = normalize_rows_backward(
+            ctx.xp, grad.reshape(src.shape), (src, mean, invstd), w, False, nx, nw, False
+        )
         if gx is not None:
             gx = gx.reshape(grad.shape)
         if gw is not None:
@@ -120,7 +122,7 @@ def _rms_norm_backward_graph(ctx, grad):
     _, _, _, _, x, weight = ctx.saved_tensors
     nd, eps, w_shape = ctx.meta
     nx, nw = ctx.needs_input_grad[:2]
-    d = math.prod(tuple(x.shape)[x.dim() - nd:])
+    d = math.prod(tuple(x.shape)[x.dim() - nd :])
     x2 = x.reshape(-1, d)
     invstd = ((x2 * x2).mean(1, keepdim=True) + eps) ** -0.5
     xhat = x2 * invstd

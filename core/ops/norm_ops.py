@@ -102,7 +102,7 @@ class LayerNorm(Function):
     def forward(ctx, x, weight, bias, nd, eps):
         xp = ctx.xp
         d = 1
-        for s in x.shape[x.ndim - nd:]:
+        for s in x.shape[x.ndim - nd :]:
             d *= s
         x2 = x.reshape(-1, d)
         w = weight.reshape(-1) if weight is not None else None
@@ -168,7 +168,7 @@ def _layer_norm_backward_graph(ctx, grad):
     x_shape, w_shape = ctx.shapes
     nx, nw, nb = ctx.needs_input_grad[:3]
     d = 1
-    for s in x_shape[len(x_shape) - ctx.nd:]:
+    for s in x_shape[len(x_shape) - ctx.nd :]:
         d *= s
     x2 = x.reshape(-1, d)
     xc = x2 - x2.mean(1, keepdim=True)
@@ -183,4 +183,3 @@ def _layer_norm_backward_graph(ctx, grad):
         gx = gxhat - gxhat.mean(1, keepdim=True) - xhat * (gxhat * xhat).mean(1, keepdim=True)
         gx = (gx * invstd).reshape(x_shape)
     return gx, gw, gb, None, None
-

@@ -30,8 +30,11 @@ def _compiled(xp, *arrays):
     if xp is not np:
         return None
     dt = arrays[0].dtype
-    if dt not in (np.float32, np.float64) or arrays[0].shape[-1] == 0 or any(
-            a is not None and a.dtype != dt for a in arrays):
+    if (
+        dt not in (np.float32, np.float64)
+        or arrays[0].shape[-1] == 0
+        or any(a is not None and a.dtype != dt for a in arrays)
+    ):
         return None
     if _numba is None:
         _numba = False
@@ -60,8 +63,9 @@ def _ones(xp, n: int, dtype, scale: float = 1.0):
     return xp.full((n,), scale, dtype=dtype)
 
 
-def normalize_rows(xp, x2, eps: float, center: bool = True, weight=None, bias=None,
-                   keep_xhat: bool = False):
+def normalize_rows(
+    xp, x2, eps: float, center: bool = True, weight=None, bias=None, keep_xhat: bool = False
+):
     """Normalise each row of the 2-D ``x2``: ``(x - mean) / sqrt(var + eps)`` (``center``) or
     ``x / sqrt(mean(x^2) + eps)`` (RMS), then ``* weight + bias`` over the columns when given.
 
@@ -80,8 +84,19 @@ def normalize_rows(xp, x2, eps: float, center: bool = True, weight=None, bias=No
         x2 = np.ascontiguousarray(x2)
         xhat = np.empty((m, d), dtype=dt) if keep_xhat else np.empty((0, 0), dtype=dt)
         mean = np.empty(m, dtype=dt)
-        nb.rows_forward(x2, _vec(weight, d, dt, 1), _vec(bias, d, dt, 0), center, keep_xhat,
-                        dt.type(eps), dt.type(1.0 / d), out, xhat, mean, invstd.reshape(m))
+        nb.rows_forward(
+            x2,
+            _vec(weight, d, dt, 1),
+            _vec(bias, d, dt, 0),
+            center,
+            keep_xhat,
+            dt.type(eps),
+            dt.type(1.0 / d),
+            out,
+            xhat,
+            mean,
+            invstd.reshape(m),
+        )
         return out, ((xhat, None, invstd) if keep_xhat else (x2, mean, invstd))
     xhat = xp.empty((m, d), dtype=dt)
     mean_vec = _ones(xp, d, dt, 1.0 / d if d else 0.0)
@@ -120,8 +135,9 @@ def state_xhat(state):
     return (src - mean[:, None]) * invstd
 
 
-def normalize_rows_backward(xp, g2, state, weight, center: bool, need_x: bool, need_w: bool,
-                            need_b: bool):
+def normalize_rows_backward(
+    xp, g2, state, weight, center: bool, need_x: bool, need_w: bool, need_b: bool
+):
     """Gradients of :func:`normalize_rows` (``state`` its saved state) for the output
     gradient ``g2`` (M, D).
 
@@ -142,11 +158,20 @@ def normalize_rows_backward(xp, g2, state, weight, center: bool, need_x: bool, n
             mean, rs = np.zeros(m, dtype=dt), np.ones(m, dtype=dt)
         else:
             rs = inv
-        nb.rows_backward(np.ascontiguousarray(g2), np.ascontiguousarray(src), mean, rs, inv,
-                         _vec(weight, d, dt, 1), center, need_x, dt.type(1.0 / d),
-                         gx if need_x else np.empty((0, 0), dtype=dt),
-                         gw if need_w else np.zeros(d, dtype=dt),
-                         gb if need_b else np.zeros(d, dtype=dt))
+        nb.rows_backward(
+            np.ascontiguousarray(g2),
+            np.ascontiguousarray(src),
+            mean,
+            rs,
+            inv,
+            _vec(weight, d, dt, 1),
+            center,
+            need_x,
+            dt.type(1.0 / d),
+            gx if need_x else np.empty((0, 0), dtype=dt),
+            gw if need_w else np.zeros(d, dtype=dt),
+            gb if need_b else np.zeros(d, dtype=dt),
+        )
         return gx, gw, gb
     xhat = state_xhat(state)
     ones_cache = {}

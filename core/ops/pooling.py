@@ -61,12 +61,14 @@ def _slices(geom, offset):
     """The strided slice of the padded input that kernel offset ``offset`` sees at each output."""
     return (slice(None), slice(None)) + tuple(
         slice(o * d, o * d + s * (m - 1) + 1, s)
-        for o, d, s, m in zip(offset, geom.dilation, geom.stride, geom.out_size))
+        for o, d, s, m in zip(offset, geom.dilation, geom.stride, geom.out_size)
+    )
 
 
 def _crop(geom):
-    return (slice(None), slice(None)) + tuple(slice(lo, lo + n)
-                                              for n, (lo, _) in zip(geom.in_size, geom.pad))
+    return (slice(None), slice(None)) + tuple(
+        slice(lo, lo + n) for n, (lo, _) in zip(geom.in_size, geom.pad)
+    )
 
 
 def _padded(xp, x, geom, value):
@@ -84,9 +86,12 @@ def _lowest(xp, dtype):
 
 def _simple(geom) -> bool:
     """kernel == stride, no dilation, no padding, and the windows tile the input exactly."""
-    return all(k == s and d == 1 and lo == 0 and hi == 0 and n == k * o for k, s, d, (lo, hi), n, o
-               in zip(geom.kernel, geom.stride, geom.dilation, geom.pad, geom.in_size,
-                      geom.out_size))
+    return all(
+        k == s and d == 1 and lo == 0 and hi == 0 and n == k * o
+        for k, s, d, (lo, hi), n, o in zip(
+            geom.kernel, geom.stride, geom.dilation, geom.pad, geom.in_size, geom.out_size
+        )
+    )
 
 
 # ---- max pooling ---------------------------------------------------------------------------
@@ -189,9 +194,13 @@ def max_pool_scatter(xp, g, which, geom):
         n, c = g.shape[:2]
         out = np.zeros((n * c,) + geom.in_size, dtype=g.dtype)
         kh, kw, *rest = _geom2d(geom)
-        nb.max_pool2d_scatter(np.ascontiguousarray(g).reshape((n * c,) + geom.out_size),
-                              np.ascontiguousarray(which).reshape((n * c,) + geom.out_size),
-                              kw, *rest, out)
+        nb.max_pool2d_scatter(
+            np.ascontiguousarray(g).reshape((n * c,) + geom.out_size),
+            np.ascontiguousarray(which).reshape((n * c,) + geom.out_size),
+            kw,
+            *rest,
+            out,
+        )
         return out.reshape((n, c) + geom.in_size)
     padded = tuple(n + lo + hi for n, (lo, hi) in zip(geom.in_size, geom.pad))
     if _simple(geom):
@@ -228,8 +237,7 @@ def flat_indices(xp, which, geom):
     which = which.astype(xp.int64)
     flat = xp.zeros(which.shape, dtype=xp.int64)
     rest = math.prod(geom.kernel)
-    for i, (k, s, d, (lo, _)) in enumerate(zip(geom.kernel, geom.stride, geom.dilation,
-                                                 geom.pad)):
+    for i, (k, s, d, (lo, _)) in enumerate(zip(geom.kernel, geom.stride, geom.dilation, geom.pad)):
         rest //= k
         off = (which // rest) % k
         shape = [1] * (nd + 2)
@@ -295,8 +303,7 @@ def avg_divisor(xp, geom, count_include_pad, divisor_override, dtype):
     if divisor_override:
         return divisor_override
     counts = []
-    for i, (n, k, s, (lo, _)) in enumerate(zip(geom.in_size, geom.kernel, geom.stride,
-                                                geom.pad)):
+    for i, (n, k, s, (lo, _)) in enumerate(zip(geom.in_size, geom.kernel, geom.stride, geom.pad)):
         start = [o * s - lo for o in range(geom.out_size[i])]
         end = [min(a + k, n + lo) for a in start]
         if count_include_pad:
@@ -335,7 +342,7 @@ def _tile_sum(x, geom):
     for i in reversed(range(nd)):
         axis = 2 + i
         k, o = geom.kernel[i], geom.out_size[i]
-        xr = x.reshape(x.shape[:axis] + (o, k) + x.shape[axis + 1:])
+        xr = x.reshape(x.shape[:axis] + (o, k) + x.shape[axis + 1 :])
         if k > 8:  # long windows: the reduction's own loop wins over k slice additions
             x = xr.sum(axis=axis + 1)
             continue

@@ -57,33 +57,41 @@ class FakeQuantizePerChannel(Function):
 def _scalar(v, name: str):
     if isinstance(v, Tensor):
         if v.numel() != 1:
-            raise RuntimeError(f"fake_quantize_per_tensor_affine: {name} must hold one element, "
-                               f"got shape {tuple(v.shape)}")
+            raise RuntimeError(
+                f"fake_quantize_per_tensor_affine: {name} must hold one element, "
+                f"got shape {tuple(v.shape)}"
+            )
         return v.item()
     return v
 
 
 def _check_range(fn: str, quant_min: int, quant_max: int) -> None:
     if quant_min > quant_max:
-        raise RuntimeError(f"{fn}: `quant_min` should be less than or equal to `quant_max` "
-                           f"(got {quant_min} and {quant_max})")
+        raise RuntimeError(
+            f"{fn}: `quant_min` should be less than or equal to `quant_max` "
+            f"(got {quant_min} and {quant_max})"
+        )
 
 
-def fake_quantize_per_tensor_affine(input: Tensor, scale, zero_point, quant_min: int,
-                                    quant_max: int) -> Tensor:
+def fake_quantize_per_tensor_affine(
+    input: Tensor, scale, zero_point, quant_min: int, quant_max: int
+) -> Tensor:
     """Quantize and dequantize ``input`` with one scale / zero point; straight-through grad."""
     _check_range("fake_quantize_per_tensor_affine", quant_min, quant_max)
     scale = float(_scalar(scale, "scale"))
     zero_point = int(_scalar(zero_point, "zero_point"))
     if not quant_min <= zero_point <= quant_max:
-        raise RuntimeError("fake_quantize_per_tensor_affine: `zero_point` must be between "
-                           f"`quant_min` and `quant_max` (got {zero_point} not in "
-                           f"[{quant_min}, {quant_max}])")
+        raise RuntimeError(
+            "fake_quantize_per_tensor_affine: `zero_point` must be between "
+            f"`quant_min` and `quant_max` (got {zero_point} not in "
+            f"[{quant_min}, {quant_max}])"
+        )
     return FakeQuantizePerTensor.apply(input, scale, zero_point, quant_min, quant_max)
 
 
-def fake_quantize_per_channel_affine(input: Tensor, scale: Tensor, zero_point: Tensor,
-                                     axis: int, quant_min: int, quant_max: int) -> Tensor:
+def fake_quantize_per_channel_affine(
+    input: Tensor, scale: Tensor, zero_point: Tensor, axis: int, quant_min: int, quant_max: int
+) -> Tensor:
     """Per-channel fake quantization along ``axis``; straight-through gradient."""
     fn = "fake_quantize_per_channel_affine"
     _check_range(fn, quant_min, quant_max)
@@ -93,8 +101,10 @@ def fake_quantize_per_channel_affine(input: Tensor, scale: Tensor, zero_point: T
     axis %= nd
     n = input.shape[axis]
     if scale.ndim != 1 or scale.shape[0] != n or zero_point.shape != scale.shape:
-        raise RuntimeError(f"{fn}: expected scale and zero_point of shape ({n},) (dim {axis} of "
-                           f"the input), got {tuple(scale.shape)} and {tuple(zero_point.shape)}")
+        raise RuntimeError(
+            f"{fn}: expected scale and zero_point of shape ({n},) (dim {axis} of "
+            f"the input), got {tuple(scale.shape)} and {tuple(zero_point.shape)}"
+        )
     zp = zero_point._data
     if zp.size and (int(zp.min()) < quant_min or int(zp.max()) > quant_max):
         raise RuntimeError(f"{fn}: `zero_point` must be between `quant_min` and `quant_max`.")

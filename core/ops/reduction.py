@@ -84,8 +84,9 @@ class Prod(Function):
         ones = xp.ones_like(xp.take(flat, head, axis=a))
         left = xp.cumprod(xp.concatenate([ones, xp.take(flat, body, axis=a)], axis=a), axis=a)
         rev = xp.flip(flat, axis=a)
-        right = xp.flip(xp.cumprod(xp.concatenate(
-            [ones, xp.take(rev, body, axis=a)], axis=a), axis=a), axis=a)
+        right = xp.flip(
+            xp.cumprod(xp.concatenate([ones, xp.take(rev, body, axis=a)], axis=a), axis=a), axis=a
+        )
         others = (left * right).reshape(x.shape)
         return g * others, None, None
 
@@ -96,8 +97,11 @@ class MaxMin(Function):
     @staticmethod
     def forward(ctx, x, axis, keepdim, is_max):
         xp = ctx.xp
-        idx = xp.argmax(x, axis=axis, keepdims=True) if is_max else xp.argmin(
-            x, axis=axis, keepdims=True)
+        idx = (
+            xp.argmax(x, axis=axis, keepdims=True)
+            if is_max
+            else xp.argmin(x, axis=axis, keepdims=True)
+        )
         vals = xp.take_along_axis(x, idx, axis=axis)
         idx = idx.astype(xp.int64, copy=False)
         # a one-hot mask of the selected elements: works on cupy and in double backward
@@ -126,8 +130,13 @@ class AmaxAmin(Function):
         out = x.max(axis=axes, keepdims=True) if is_max else x.min(axis=axes, keepdims=True)
         ctx.save_for_backward(x, out)
         ctx.axes, ctx.keepdim = axes, keepdim
-        return out if keepdim else out.reshape(
-            tuple(n for i, n in enumerate(x.shape) if axes is not None and i not in axes))
+        return (
+            out
+            if keepdim
+            else out.reshape(
+                tuple(n for i, n in enumerate(x.shape) if axes is not None and i not in axes)
+            )
+        )
 
     @staticmethod
     def backward(ctx, grad):
@@ -171,7 +180,8 @@ class LogSumExp(Function):
         out = xp.log(xp.exp(x - m).sum(axis=axes, keepdims=True)) + m
         if not keepdim:
             out = out.reshape(
-                tuple(n for i, n in enumerate(x.shape) if axes is not None and i not in axes))
+                tuple(n for i, n in enumerate(x.shape) if axes is not None and i not in axes)
+            )
         # save the returned array itself: double backward then sees it as the output
         ctx.save_for_backward(x, out)
         ctx.axes, ctx.keepdim = axes, keepdim
@@ -228,8 +238,10 @@ class CumProd(Function):
         first = (zeros_so_far == 1) & (raw == 0)
         safe_x = xp.where(before, x, 1)
         bridged = xp.cumprod(xp.where(first, 1, x), axis=a)
-        return (xp.where(before, rcumsum(grad * out) / safe_x, 0)
-                + xp.where(first, rcumsum(grad * bridged), 0)), None
+        return (
+            xp.where(before, rcumsum(grad * out) / safe_x, 0)
+            + xp.where(first, rcumsum(grad * bridged), 0)
+        ), None
 
     supports_double_backward = True
 
@@ -243,8 +255,10 @@ def _cumprod_grad_scan(xp, rxp, x, grad, a):
     def at(v, i):
         return xp.take(v, rxp.arange(i, i + 1), axis=a)
 
-    exclusive = xp.cumprod(xp.concatenate(
-        [xp.ones_like(at(x, 0)), xp.take(x, rxp.arange(n - 1), axis=a)], axis=a), axis=a)
+    exclusive = xp.cumprod(
+        xp.concatenate([xp.ones_like(at(x, 0)), xp.take(x, rxp.arange(n - 1), axis=a)], axis=a),
+        axis=a,
+    )
     scan = [at(grad, n - 1)]
     for i in range(n - 2, -1, -1):
         scan.append(at(grad, i) + at(x, i + 1) * scan[-1])
@@ -339,8 +353,9 @@ def _arg(input, dim, keepdim, fn):
     xp = _xp(d)
     if dim is None:
         if d.size == 0:
-            raise IndexError(f"{fn}(): Expected reduction dim to be specified for "
-                             "input.numel() == 0.")
+            raise IndexError(
+                f"{fn}(): Expected reduction dim to be specified for input.numel() == 0."
+            )
         out = getattr(xp, fn)(d.reshape(-1))
         if keepdim:
             out = xp.reshape(out, (1,) * d.ndim)
@@ -420,8 +435,9 @@ def any(input, dim=None, keepdim=False):
 def count_nonzero(input, dim=None):
     d = input._data
     xp = _xp(d)
-    return Tensor._wrap(xp.asarray(xp.count_nonzero(d, axis=norm_dims(dim, d.ndim)),
-                                   dtype=xp.int64))
+    return Tensor._wrap(
+        xp.asarray(xp.count_nonzero(d, axis=norm_dims(dim, d.ndim)), dtype=xp.int64)
+    )
 
 
 def _xp(d):

@@ -50,8 +50,9 @@ class Tap:
         # idx == [0]*r + [1]*r + ... (nearest upsampling by an integer factor r): a reshape.
         n = len(self.idx)
         r = n // (int(self.idx[-1]) + 1) if n else 0
-        self.repeat = r if r > 1 and n % r == 0 and np.array_equal(self.idx, np.arange(n) // r) \
-            else 0
+        self.repeat = (
+            r if r > 1 and n % r == 0 and np.array_equal(self.idx, np.arange(n) // r) else 0
+        )
 
 
 class AxisMap:
@@ -91,9 +92,9 @@ def _matmul_axis(xp, a, mat, axis):
     shape = a.shape
     if axis == a.ndim - 1:
         return (a.reshape(-1, shape[-1]) @ mat.T).reshape(shape[:-1] + (mat.shape[0],))
-    lead, rest = math.prod(shape[:axis]), math.prod(shape[axis + 1:])
+    lead, rest = math.prod(shape[:axis]), math.prod(shape[axis + 1 :])
     out = xp.matmul(mat, a.reshape(lead, shape[axis], rest))
-    return out.reshape(shape[:axis] + (mat.shape[0],) + shape[axis + 1:])
+    return out.reshape(shape[:axis] + (mat.shape[0],) + shape[axis + 1 :])
 
 
 def _weights(xp, tap, axis, ndim, dtype, start=0, stop=None):
@@ -115,7 +116,7 @@ def apply_map(xp, x, m: AxisMap):
     out = None
     for tap in m.taps:
         if len(tap.runs) <= 8:  # a few slice copies (padding)
-            shape = x.shape[:ax] + (m.out_len,) + x.shape[ax + 1:]
+            shape = x.shape[:ax] + (m.out_len,) + x.shape[ax + 1 :]
             part = xp.empty(shape, dtype=x.dtype)
             for a, b, s0, step in tap.runs:
                 if step == 1:
@@ -140,12 +141,12 @@ def adjoint_map(xp, g, m: AxisMap):
     ax = m.axis
     if _use_dense(xp, g, m):
         return _matmul_axis(xp, g, xp.asarray(m.dense(g.dtype)).T, ax)
-    out = xp.zeros(g.shape[:ax] + (m.in_len,) + g.shape[ax + 1:], dtype=g.dtype)
+    out = xp.zeros(g.shape[:ax] + (m.in_len,) + g.shape[ax + 1 :], dtype=g.dtype)
     for tap in m.taps:
         gw = g if tap.weight is None else g * _weights(xp, tap, ax, g.ndim, g.dtype)
         if tap.repeat and tap.repeat * m.in_len == m.out_len:
             r = tap.repeat
-            out += gw.reshape(g.shape[:ax] + (-1, r) + g.shape[ax + 1:]).sum(axis=ax + 1)
+            out += gw.reshape(g.shape[:ax] + (-1, r) + g.shape[ax + 1 :]).sum(axis=ax + 1)
             continue
         for a, b, s0, step in tap.runs:
             part = gw[_along(ax, slice(a, b))]
@@ -274,8 +275,11 @@ def cubic_map(axis, n, m, scale_factor, align_corners, dtype) -> AxisMap:
         return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
 
     weights = [far(t + 1), near(t), near(1 - t), far(2 - t)]
-    return AxisMap(axis, n, [Tap(np.clip(base + k - 1, 0, n - 1), w.astype(dtype))
-                             for k, w in enumerate(weights)])
+    return AxisMap(
+        axis,
+        n,
+        [Tap(np.clip(base + k - 1, 0, n - 1), w.astype(dtype)) for k, w in enumerate(weights)],
+    )
 
 
 def _check_nonconstant_sizes(shape, width, mode: str) -> None:
@@ -289,7 +293,7 @@ def _check_nonconstant_sizes(shape, width, mode: str) -> None:
     if padded and any(out[i] < 1 for i in padded):
         first = min(padded)
         dims = range(first, len(shape))
-        names = "DHW"[-len(dims):] if len(dims) <= 3 else [f"dim {i}" for i in dims]
+        names = "DHW"[-len(dims) :] if len(dims) <= 3 else [f"dim {i}" for i in dims]
         have = ", ".join(f"{c}: {shape[i]}" for c, i in zip(names, dims))
         got = ", ".join(f"{c}: {out[i]}" for c, i in zip(names, dims))
         raise RuntimeError(f"input ({have}) is too small. Calculated output {got}")
@@ -307,12 +311,14 @@ def pad_nonconstant(input, width, mode: str):
             raise RuntimeError(
                 "Argument #4: Padding size should be less than the corresponding input "
                 f"dimension, but got: padding ({lo}, {hi}) at dimension {axis} of input "
-                f"{list(shape)}")
+                f"{list(shape)}"
+            )
         if mode == "circular" and (lo > n or hi > n):
             raise RuntimeError("Padding value causes wrapping around more than once.")
         if n == 0:
-            raise RuntimeError(f"{mode} padding: input dimension {axis} is empty, input "
-                               f"{list(shape)}")
+            raise RuntimeError(
+                f"{mode} padding: input dimension {axis} is empty, input {list(shape)}"
+            )
         maps.append(AxisMap(axis, n, [Tap(pad_index(n, lo, hi, mode))]))
     if not maps:
         from .convert import clone

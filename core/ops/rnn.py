@@ -81,7 +81,7 @@ class LSTMLayer(Function):
         # sigmoid(v) = 0.5 * tanh(v / 2) + 0.5: scaling the i, f, o rows of the weights by 1/2
         # lets one tanh over all four gates serve, then one affine fixes the sigmoid gates.
         s = xp.full((4 * Hd,), 0.5, dtype=dt)
-        s[2 * Hd:3 * Hd] = 1
+        s[2 * Hd : 3 * Hd] = 1
         shift = (1 - s).astype(dt)
         bias = None
         if b_ih is not None:
@@ -101,8 +101,11 @@ class LSTMLayer(Function):
         tanh_c = xp.empty((T, B, Hd), dtype=dt)
         # Packed batches leave the rows of finished sequences unwritten, and the projection's
         # weight gradient multiplies all of them (by zero): they must not be garbage (NaN).
-        hpre = None if w_hr is None else (xp.empty if batch_sizes is None else xp.zeros)(
-            (T, B, Hd), dtype=dt)
+        hpre = (
+            None
+            if w_hr is None
+            else (xp.empty if batch_sizes is None else xp.zeros)((T, B, Hd), dtype=dt)
+        )
         with step_blas(xp, 2 * B * P * 4 * Hd, "lstm-fwd") as steps:
             for k, t in enumerate(_steps(T, reverse)):
                 n = _active(batch_sizes, t, B)
@@ -121,7 +124,7 @@ class LSTMLayer(Function):
                 xp.tanh(a, out=a)
                 a *= s
                 a += shift
-                i, f, g, o = a[:, :Hd], a[:, Hd:2 * Hd], a[:, 2 * Hd:3 * Hd], a[:, 3 * Hd:]
+                i, f, g, o = a[:, :Hd], a[:, Hd : 2 * Hd], a[:, 2 * Hd : 3 * Hd], a[:, 3 * Hd :]
                 cn = xp.multiply(f, cs[k, :n], out=cs[k + 1, :n])
                 cn += i * g
                 tc = xp.tanh(cn, out=tanh_c[t, :n])
@@ -150,7 +153,7 @@ class LSTMLayer(Function):
         dR = None if w_hr is None else xp.zeros((T, B, P), dtype=dt)
         # d act / d pre-activation = u - a*a with u = a for sigmoid gates and 1 for tanh.
         m = xp.ones((4 * Hd,), dtype=dt)
-        m[2 * Hd:3 * Hd] = 0
+        m[2 * Hd : 3 * Hd] = 0
         one_m = (1 - m).astype(dt)
         with step_blas(xp, 2 * B * P * 4 * Hd, "lstm-bwd") as steps:
             for k, t in reversed(list(enumerate(_steps(T, reverse)))):
@@ -164,13 +167,14 @@ class LSTMLayer(Function):
                 else:
                     dhp = dhn
                 if xp is not np:  # one fused launch for the cell (see cuda_fused)
-                    cuda_fused.lstm_cell_backward(dhp, tanh_c[t, :n], cs[k, :n], acts[t, :n],
-                                                  dc[:n], dG[t, :n])
+                    cuda_fused.lstm_cell_backward(
+                        dhp, tanh_c[t, :n], cs[k, :n], acts[t, :n], dc[:n], dG[t, :n]
+                    )
                     xp.matmul(dG[t, :n], w_hh, out=dhn)
                     steps.tick()
                     continue
                 a = acts[t, :n]
-                i, f, g, o = a[:, :Hd], a[:, Hd:2 * Hd], a[:, 2 * Hd:3 * Hd], a[:, 3 * Hd:]
+                i, f, g, o = a[:, :Hd], a[:, Hd : 2 * Hd], a[:, 2 * Hd : 3 * Hd], a[:, 3 * Hd :]
                 tc = tanh_c[t, :n]
                 dcn = dc[:n]
                 tmp = dhp * o
@@ -178,9 +182,9 @@ class LSTMLayer(Function):
                 dcn += tmp
                 dg = dG[t, :n]
                 xp.multiply(dcn, g, out=dg[:, :Hd])
-                xp.multiply(dcn, cs[k, :n], out=dg[:, Hd:2 * Hd])
-                xp.multiply(dcn, i, out=dg[:, 2 * Hd:3 * Hd])
-                xp.multiply(dhp, tc, out=dg[:, 3 * Hd:])
+                xp.multiply(dcn, cs[k, :n], out=dg[:, Hd : 2 * Hd])
+                xp.multiply(dcn, i, out=dg[:, 2 * Hd : 3 * Hd])
+                xp.multiply(dhp, tc, out=dg[:, 3 * Hd :])
                 deriv = a * m
                 deriv += one_m
                 deriv -= a * a
@@ -188,14 +192,25 @@ class LSTMLayer(Function):
                 dcn *= f
                 xp.matmul(dg, w_hh, out=dhn)
                 steps.tick()
-        dx, dw_ih, dw_hh, db_ih, db_hh = ctx._weight_grads_fn(ctx, x, dG, _by_time(hs, reverse),
-                                                              w_ih)
+        dx, dw_ih, dw_hh, db_ih, db_hh = ctx._weight_grads_fn(
+            ctx, x, dG, _by_time(hs, reverse), w_ih
+        )
         need = ctx.needs_input_grad
         dw_hr = None
         if w_hr is not None and need[7]:
             dw_hr = dR.reshape(T * B, P).T @ hpre.reshape(T * B, Hd)
-        return (dx, dh if need[1] else None, dc if need[2] else None, dw_ih, dw_hh, db_ih,
-                db_hh, dw_hr, None, None)
+        return (
+            dx,
+            dh if need[1] else None,
+            dc if need[2] else None,
+            dw_ih,
+            dw_hh,
+            db_ih,
+            db_hh,
+            dw_hr,
+            None,
+            None,
+        )
 
 
 @float32_compute
@@ -215,14 +230,14 @@ class GRULayer(Function):
         dt = x.dtype
         # r and z are sigmoids: compute them as 0.5 * tanh(v / 2) + 0.5 (weights pre-scaled).
         s = xp.ones((3 * Hd,), dtype=dt)
-        s[:2 * Hd] = 0.5
+        s[: 2 * Hd] = 0.5
         bias = None if b_ih is None else b_ih.copy()
         if b_hh is not None:  # b_hr, b_hz fold into the input projection; b_hn stays apart
             bias = xp.zeros((3 * Hd,), dtype=dt) if bias is None else bias
-            bias[:2 * Hd] += b_hh[:2 * Hd]
+            bias[: 2 * Hd] += b_hh[: 2 * Hd]
         xw = _project(x, w_ih * s[:, None], None if bias is None else bias * s)
         whh_t = xp.ascontiguousarray((w_hh * s[:, None]).T)
-        b_hn = None if b_hh is None else b_hh[2 * Hd:]
+        b_hn = None if b_hh is None else b_hh[2 * Hd :]
         hs = xp.empty((T + 1, B, Hd), dtype=dt)  # states in processing order, as in LSTMLayer
         _init_state(hs[0], h0)
         ghn = xp.empty((T, B, Hd), dtype=dt)  # w_hn @ h + b_hn, needed by the r gradient
@@ -233,17 +248,17 @@ class GRULayer(Function):
                     hs[k + 1, n:] = hs[k, n:]
                 gh = hs[k, :n] @ whh_t
                 a = xw[t, :n]  # becomes [r, z, n] activations in place
-                rz = a[:, :2 * Hd]
-                rz += gh[:, :2 * Hd]
+                rz = a[:, : 2 * Hd]
+                rz += gh[:, : 2 * Hd]
                 xp.tanh(rz, out=rz)
                 rz *= 0.5
                 rz += 0.5
-                r, z = a[:, :Hd], a[:, Hd:2 * Hd]
+                r, z = a[:, :Hd], a[:, Hd : 2 * Hd]
                 gn = ghn[t, :n]
-                gn[...] = gh[:, 2 * Hd:]
+                gn[...] = gh[:, 2 * Hd :]
                 if b_hn is not None:
                     gn += b_hn
-                nn = a[:, 2 * Hd:]
+                nn = a[:, 2 * Hd :]
                 nn += r * gn
                 xp.tanh(nn, out=nn)
                 hn = xp.subtract(hs[k, :n], nn, out=hs[k + 1, :n])  # h' = n + z * (h - n)
@@ -274,27 +289,32 @@ class GRULayer(Function):
                 if g_out is not None:
                     dhn += g_out[t, :n]
                 a = acts[t, :n]
-                r, z, nn = a[:, :Hd], a[:, Hd:2 * Hd], a[:, 2 * Hd:]
+                r, z, nn = a[:, :Hd], a[:, Hd : 2 * Hd], a[:, 2 * Hd :]
                 dxt, dgt = dX[t, :n], dGH[t, :n]
-                dn = dxt[:, 2 * Hd:]
+                dn = dxt[:, 2 * Hd :]
                 xp.multiply(dhn, 1 - z, out=dn)
                 dn *= 1 - nn * nn
                 dr = dxt[:, :Hd]
                 xp.multiply(dn, ghn[t, :n], out=dr)
                 dr *= r - r * r
-                dz = dxt[:, Hd:2 * Hd]
+                dz = dxt[:, Hd : 2 * Hd]
                 xp.subtract(hs[k, :n], nn, out=dz)
                 dz *= dhn
                 dz *= z - z * z
-                dgt[:, :2 * Hd] = dxt[:, :2 * Hd]
-                xp.multiply(dn, r, out=dgt[:, 2 * Hd:])
+                dgt[:, : 2 * Hd] = dxt[:, : 2 * Hd]
+                xp.multiply(dn, r, out=dgt[:, 2 * Hd :])
                 dhn *= z
                 dhn += dgt @ w_hh
                 steps.tick()
         need = ctx.needs_input_grad
         dx, dw_ih, dw_hh, db_ih, db_hh = _weight_grads(
-            _Need(need[0], need[2], need[3], need[4], need[5]), x, dX, _by_time(hs, reverse), w_ih,
-            dGH)
+            _Need(need[0], need[2], need[3], need[4], need[5]),
+            x,
+            dX,
+            _by_time(hs, reverse),
+            w_ih,
+            dGH,
+        )
         return (dx, dh if need[1] else None, dw_ih, dw_hh, db_ih, db_hh, None, None)
 
 
@@ -361,7 +381,8 @@ class RNNLayer(Function):
                 steps.tick()
         need = ctx.needs_input_grad
         dx, dw_ih, dw_hh, db_ih, db_hh = _weight_grads(
-            _Need(need[0], need[2], need[3], need[4], need[5]), x, dP, _by_time(hs, reverse), w_ih)
+            _Need(need[0], need[2], need[3], need[4], need[5]), x, dP, _by_time(hs, reverse), w_ih
+        )
         return (dx, dh if need[1] else None, dw_ih, dw_hh, db_ih, db_hh, None, None, None)
 
 
@@ -395,7 +416,7 @@ def _outputs(xp, hs, batch_sizes, reverse):
 
 def _zero_inactive(xp, out, batch_sizes):
     for t, n in enumerate(batch_sizes):
-        out[t, int(n):] = 0
+        out[t, int(n) :] = 0
     return out
 
 

@@ -45,8 +45,7 @@ def _unique_impl(input: Tensor, sort: bool, return_inverse, return_counts, dim):
     n = rows.shape[0]
     if sort and n:
         # lexicographic order of the rows (lexsort's last key is the primary one)
-        order = argsort_raw(xp, rows[:, 0], 0) if rows.shape[1] == 1 else \
-            xp.lexsort(rows.T[::-1])
+        order = argsort_raw(xp, rows[:, 0], 0) if rows.shape[1] == 1 else xp.lexsort(rows.T[::-1])
         rows = rows[order]
     else:
         order = xp.arange(n)
@@ -70,21 +69,26 @@ def _unique_impl(input: Tensor, sort: bool, return_inverse, return_counts, dim):
     return results[0] if len(results) == 1 else tuple(results)
 
 
-def unique(input: Tensor, sorted: bool = True, return_inverse: bool = False,
-           return_counts: bool = False, dim: int | None = None):
+def unique(
+    input: Tensor,
+    sorted: bool = True,
+    return_inverse: bool = False,
+    return_counts: bool = False,
+    dim: int | None = None,
+):
     """The distinct elements (``dim``: distinct slices) in ascending order, optionally with
     the index of each input element's value in them and the count of each value."""
     return _unique_impl(input, True, return_inverse, return_counts, dim)
 
 
-def unique_consecutive(input: Tensor, return_inverse: bool = False,
-                       return_counts: bool = False, dim: int | None = None):
+def unique_consecutive(
+    input: Tensor, return_inverse: bool = False, return_counts: bool = False, dim: int | None = None
+):
     """Collapses each run of equal consecutive elements (``dim``: slices) to one."""
     return _unique_impl(input, False, return_inverse, return_counts, dim)
 
 
-def isin(elements, test_elements, *, assume_unique: bool = False,
-         invert: bool = False) -> Tensor:
+def isin(elements, test_elements, *, assume_unique: bool = False, invert: bool = False) -> Tensor:
     """Whether each element of ``elements`` is in ``test_elements`` (either may be a scalar)."""
     like = elements._data if isinstance(elements, Tensor) else test_elements._data
     e, t = _raw(elements, like), _raw(test_elements, like)
@@ -93,18 +97,27 @@ def isin(elements, test_elements, *, assume_unique: bool = False,
 
 
 # ---- searching ----------------------------------------------------------------------------
-def searchsorted(sorted_sequence: Tensor, input, *, out_int32: bool = False,
-                 right: bool = False, side: str | None = None,
-                 sorter: Tensor | None = None) -> Tensor:
+def searchsorted(
+    sorted_sequence: Tensor,
+    input,
+    *,
+    out_int32: bool = False,
+    right: bool = False,
+    side: str | None = None,
+    sorter: Tensor | None = None,
+) -> Tensor:
     """Indices at which ``input`` would be inserted into ``sorted_sequence`` (its last dim) to
     keep it sorted; ``right``/``side="right"`` puts ties after the equal elements."""
     if side is not None:
         if side not in ("left", "right"):
-            raise RuntimeError(f"torch.searchsorted(): side can only be 'left' or 'right' but "
-                               f"got {side}")
+            raise RuntimeError(
+                f"torch.searchsorted(): side can only be 'left' or 'right' but got {side}"
+            )
         if right and side == "left":
-            raise RuntimeError("torch.searchsorted(): side and right can't be set to "
-                               "opposites, got side of left while right was True")
+            raise RuntimeError(
+                "torch.searchsorted(): side and right can't be set to "
+                "opposites, got side of left while right was True"
+            )
         right = side == "right"
     seq = sorted_sequence._data
     xp = get_array_module(seq)
@@ -119,7 +132,8 @@ def searchsorted(sorted_sequence: Tensor, input, *, out_int32: bool = False,
         raise RuntimeError(
             "torch.searchsorted(): boundaries tensor should be 1 dimension or the first N-1 "
             "dimensions of boundaries tensor and input value tensor must match, but we got "
-            f"boundaries tensor {list(seq.shape)} and input value tensor {list(values.shape)}")
+            f"boundaries tensor {list(seq.shape)} and input value tensor {list(values.shape)}"
+        )
     flat_seq = seq.reshape(-1, seq.shape[-1])
     flat_val = values.reshape(-1, values.shape[-1])
     out = xp.empty(flat_val.shape, dtype=np.int64)
@@ -128,11 +142,11 @@ def searchsorted(sorted_sequence: Tensor, input, *, out_int32: bool = False,
     return _wrap(out.reshape(values.shape), dtype)
 
 
-def bucketize(input, boundaries: Tensor, *, out_int32: bool = False,
-              right: bool = False) -> Tensor:
+def bucketize(input, boundaries: Tensor, *, out_int32: bool = False, right: bool = False) -> Tensor:
     """The bucket of each element of ``input`` for the 1-D ``boundaries``: ``right=False``
     gives ``boundaries[i-1] < x <= boundaries[i]``, ``right=True`` ``... <= x < ...``."""
     if boundaries._data.ndim != 1:
-        raise RuntimeError(f"boundaries tensor must be 1 dimension, but got dim("
-                           f"{boundaries._data.ndim})")
+        raise RuntimeError(
+            f"boundaries tensor must be 1 dimension, but got dim({boundaries._data.ndim})"
+        )
     return searchsorted(boundaries, input, out_int32=out_int32, right=right)

@@ -246,9 +246,9 @@ def flatten(input, start_dim=0, end_dim=-1):
         raise RuntimeError("flatten() has invalid args: start_dim cannot come after end_dim")
     shp = input._data.shape
     n = 1
-    for d in shp[s:e + 1]:
+    for d in shp[s : e + 1]:
         n *= d
-    return reshape(input, shp[:s] + (n,) + shp[e + 1:])
+    return reshape(input, shp[:s] + (n,) + shp[e + 1 :])
 
 
 def unflatten(input, dim, sizes):
@@ -257,9 +257,11 @@ def unflatten(input, dim, sizes):
     try:
         sizes = _infer(tuple(sizes), shp[d], shp)
     except RuntimeError:
-        raise RuntimeError(f"unflatten: Provided sizes {list(sizes)} don't multiply up to the "
-                           f"size of dim {dim} ({shp[d]}) in the input tensor") from None
-    return reshape(input, shp[:d] + sizes + shp[d + 1:])
+        raise RuntimeError(
+            f"unflatten: Provided sizes {list(sizes)} don't multiply up to the "
+            f"size of dim {dim} ({shp[d]}) in the input tensor"
+        ) from None
+    return reshape(input, shp[:d] + sizes + shp[d + 1 :])
 
 
 def squeeze(input, dim=None):
@@ -305,16 +307,19 @@ def transpose(input, dim0, dim1):
 
 def t(input):
     if input._data.ndim > 2:
-        raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is "
-                           f"{input._data.ndim}D")
+        raise RuntimeError(
+            f"t() expects a tensor with <= 2 dimensions, but self is {input._data.ndim}D"
+        )
     return transpose(input, 0, -1) if input._data.ndim == 2 else input
 
 
 def movedim(input, source, destination):
     nd = input._data.ndim
     src = [wrap_dim(s, nd) for s in (source if isinstance(source, (list, tuple)) else [source])]
-    dst = [wrap_dim(s, nd) for s in
-           (destination if isinstance(destination, (list, tuple)) else [destination])]
+    dst = [
+        wrap_dim(s, nd)
+        for s in (destination if isinstance(destination, (list, tuple)) else [destination])
+    ]
     order = [i for i in range(nd) if i not in src]
     for d, s in sorted(zip(dst, src)):
         order.insert(d, s)
@@ -364,8 +369,10 @@ def broadcast_to(input, size):
 def repeat(input, *sizes):
     reps = _shape_arg(sizes)
     if len(reps) < input._data.ndim:
-        raise RuntimeError("Number of dimensions of repeat dims can not be smaller than number of "
-                           "dimensions of tensor")
+        raise RuntimeError(
+            "Number of dimensions of repeat dims can not be smaller than number of "
+            "dimensions of tensor"
+        )
     return Repeat.apply(input, reps)
 
 
@@ -513,9 +520,11 @@ def pad(input, pad, mode="constant", value=None):
         raise RuntimeError("Padding length must be divisible by 2")
     nd = input._data.ndim
     if len(pad) // 2 > nd:
-        raise RuntimeError(f"Padding length should be less than or equal to two times the input "
-                           f"dimension but got padding length {len(pad)} and input of dimension "
-                           f"{nd}")
+        raise RuntimeError(
+            f"Padding length should be less than or equal to two times the input "
+            f"dimension but got padding length {len(pad)} and input of dimension "
+            f"{nd}"
+        )
     width = [(0, 0)] * nd
     for i in range(len(pad) // 2):
         width[nd - 1 - i] = (int(pad[2 * i]), int(pad[2 * i + 1]))
@@ -528,11 +537,12 @@ def pad(input, pad, mode="constant", value=None):
         for (lo, hi), n in zip(width, input._data.shape):
             if n + builtins.min(lo, 0) < 0 or n + builtins.min(lo, 0) + builtins.min(hi, 0) < 0:
                 raise RuntimeError("narrow(): length must be non-negative.")
-        idx = tuple(builtins.slice(builtins.max(-lo, 0), n - builtins.max(-hi, 0))
-                    for (lo, hi), n in zip(width, input._data.shape))
+        idx = tuple(
+            builtins.slice(builtins.max(-lo, 0), n - builtins.max(-hi, 0))
+            for (lo, hi), n in zip(width, input._data.shape)
+        )
         from .indexing import getitem
 
         input = getitem(input, idx)
         width = [(builtins.max(lo, 0), builtins.max(hi, 0)) for lo, hi in width]
     return ConstantPad.apply(input, tuple(width), 0 if value is None else value)
-

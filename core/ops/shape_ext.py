@@ -53,8 +53,10 @@ def _select_index(input, dim, index):
     d = wrap_dim(dim, len(shape))
     n = shape[d]
     if not -n <= index < n:
-        raise IndexError(f"select(): index {index} out of range for tensor of size "
-                         f"{list(shape)} at dimension {d}")
+        raise IndexError(
+            f"select(): index {index} out of range for tensor of size "
+            f"{list(shape)} at dimension {d}"
+        )
     # the trailing Ellipsis keeps a 0-d result a view (NumPy returns a scalar copy otherwise)
     return (slice(None),) * d + (int(index) % n, Ellipsis)
 
@@ -69,20 +71,30 @@ def select_scatter(input: Tensor, src: Tensor, dim: int, index: int) -> Tensor:
     idx = _select_index(input, dim, index)
     want = input._data[idx].shape
     if tuple(src._data.shape) != want:
-        raise RuntimeError(f"expected src to have a size equal to the slice of self. src size = "
-                           f"{list(src._data.shape)}, slice size = {list(want)}")
+        raise RuntimeError(
+            f"expected src to have a size equal to the slice of self. src size = "
+            f"{list(src._data.shape)}, slice size = {list(want)}"
+        )
     return IndexPut.apply(input, idx, src.to(input.dtype), False)
 
 
-def slice_scatter(input: Tensor, src: Tensor, dim: int = 0, start: int | None = None,
-                  end: int | None = None, step: int = 1) -> Tensor:
+def slice_scatter(
+    input: Tensor,
+    src: Tensor,
+    dim: int = 0,
+    start: int | None = None,
+    end: int | None = None,
+    step: int = 1,
+) -> Tensor:
     """A copy of ``input`` with ``src`` written into ``input[..., start:end:step, ...]``."""
     d = wrap_dim(dim, input._data.ndim)
     idx = (slice(None),) * d + (slice(start, end, step),)
     want = input._data[idx].shape
     if tuple(src._data.shape) != want:
-        raise RuntimeError(f"expected src to have a size equal to the slice of self. src size = "
-                           f"{list(src._data.shape)}, slice size = {list(want)}")
+        raise RuntimeError(
+            f"expected src to have a size equal to the slice of self. src size = "
+            f"{list(src._data.shape)}, slice size = {list(want)}"
+        )
     return IndexPut.apply(input, idx, src.to(input.dtype), False)
 
 
@@ -95,8 +107,10 @@ def atleast_1d(*tensors):
 
 def atleast_2d(*tensors):
     ts = _tensors(tensors)
-    out = tuple(t.reshape(1, 1) if t._data.ndim == 0 else unsqueeze(t, 0) if t._data.ndim == 1
-                else t for t in ts)
+    out = tuple(
+        t.reshape(1, 1) if t._data.ndim == 0 else unsqueeze(t, 0) if t._data.ndim == 1 else t
+        for t in ts
+    )
     return out[0] if len(tensors) == 1 and isinstance(tensors[0], Tensor) else out
 
 
@@ -129,31 +143,44 @@ def row_stack(tensors) -> Tensor:
 def _split_indices(input, indices, d):
     """NumPy's array_split at ``indices`` (out-of-order or out-of-range bounds give empties)."""
     n = input._data.shape[d]
-    bounds = [0] + [builtins.min(builtins.max(int(i) + (n if i < 0 else 0), 0), n)
-                    for i in indices] + [n]
-    return tuple(GetItem.apply(input, (slice(None),) * d + (slice(a, builtins.max(a, b)),))
-                 for a, b in zip(bounds[:-1], bounds[1:]))
+    bounds = (
+        [0]
+        + [builtins.min(builtins.max(int(i) + (n if i < 0 else 0), 0), n) for i in indices]
+        + [n]
+    )
+    return tuple(
+        GetItem.apply(input, (slice(None),) * d + (slice(a, builtins.max(a, b)),))
+        for a, b in zip(bounds[:-1], bounds[1:])
+    )
 
 
 def _directional_split(name, input, sections, d, min_dims):
     nd = input._data.ndim
     if nd < min_dims:
-        raise RuntimeError(f"torch.{name} requires a tensor with at least {min_dims} dimension, "
-                           f"but got a tensor with {nd} dimensions!")
+        raise RuntimeError(
+            f"torch.{name} requires a tensor with at least {min_dims} dimension, "
+            f"but got a tensor with {nd} dimensions!"
+        )
     if isinstance(sections, (int, np.integer)):
         n = input._data.shape[d]
         if sections == 0 or n % sections:
-            raise RuntimeError(f"torch.{name} attempted to split along dimension {d}, but the "
-                               f"size of the dimension {n} is not divisible by the split_size "
-                               f"{sections}!")
-        return tuple(split(input, n // sections, d)) if n else \
-            _split_indices(input, [0] * (sections - 1), d)
+            raise RuntimeError(
+                f"torch.{name} attempted to split along dimension {d}, but the "
+                f"size of the dimension {n} is not divisible by the split_size "
+                f"{sections}!"
+            )
+        return (
+            tuple(split(input, n // sections, d))
+            if n
+            else _split_indices(input, [0] * (sections - 1), d)
+        )
     return _split_indices(input, list(sections), d)
 
 
 def hsplit(input: Tensor, indices_or_sections):
-    return _directional_split("hsplit", input, indices_or_sections,
-                              0 if input._data.ndim == 1 else 1, 1)
+    return _directional_split(
+        "hsplit", input, indices_or_sections, 0 if input._data.ndim == 1 else 1, 1
+    )
 
 
 def vsplit(input: Tensor, indices_or_sections):
@@ -194,8 +221,10 @@ def block_diag(*tensors) -> Tensor:
     for i, t in enumerate(tensors):
         nd = t._data.ndim
         if nd > 2:
-            raise RuntimeError(f"torch.block_diag: Input tensors must have 2 or fewer "
-                               f"dimensions. Input {i} has {nd} dimensions")
+            raise RuntimeError(
+                f"torch.block_diag: Input tensors must have 2 or fewer "
+                f"dimensions. Input {i} has {nd} dimensions"
+            )
         mats.append(t.reshape(1, -1) if nd < 2 else t)
     if not mats:
         from ..creation import zeros
@@ -228,16 +257,22 @@ def meshgrid(*tensors, indexing: str | None = None):
     swapped ('xy', NumPy's default)."""
     ts = _tensors(tensors)
     if indexing is None:
-        warnings.warn("torch.meshgrid: in an upcoming release, it will be required to pass the "
-                      "indexing argument.", UserWarning, stacklevel=2)
+        warnings.warn(
+            "torch.meshgrid: in an upcoming release, it will be required to pass the "
+            "indexing argument.",
+            UserWarning,
+            stacklevel=2,
+        )
         indexing = "ij"
     if indexing not in ("ij", "xy"):
-        raise RuntimeError(f"torch.meshgrid: indexing must be one of \"xy\" or \"ij\", but "
-                           f"received: {indexing}")
+        raise RuntimeError(
+            f'torch.meshgrid: indexing must be one of "xy" or "ij", but received: {indexing}'
+        )
     for t in ts:
         if t._data.ndim > 1:
-            raise RuntimeError(f"torch.meshgrid: Expected 0D or 1D tensor in the tensor list but "
-                               f"got: {t}")
+            raise RuntimeError(
+                f"torch.meshgrid: Expected 0D or 1D tensor in the tensor list but got: {t}"
+            )
     sizes = [t._data.size for t in ts]
     pos = list(range(len(ts)))
     if indexing == "xy" and len(ts) >= 2:
@@ -269,8 +304,7 @@ def combinations(input: Tensor, r: int = 2, with_replacement: bool = False) -> T
         raise RuntimeError(f"Expect a non-negative number, but got {r}")
     if r == 0:
         return GetItem.apply(input, (slice(0, 0),))
-    gen = itertools.combinations_with_replacement if with_replacement \
-        else itertools.combinations
+    gen = itertools.combinations_with_replacement if with_replacement else itertools.combinations
     idx = np.array(list(gen(range(input._data.shape[0]), r)), dtype=np.int64).reshape(-1, r)
     xp = get_array_module(input._data)
     return GetItem.apply(input, (xp.asarray(idx),))
@@ -288,8 +322,9 @@ def rot90(input: Tensor, k: int = 1, dims=(0, 1)) -> Tensor:
         raise RuntimeError(f"expected total dims >= 2, but got total dims = {nd}")
     d0, d1 = wrap_dim(dims[0], nd), wrap_dim(dims[1], nd)
     if d0 == d1:
-        raise RuntimeError(f"expected rotation dims to be different, but got dim0 = {d0} and "
-                           f"dim1 = {d1}")
+        raise RuntimeError(
+            f"expected rotation dims to be different, but got dim0 = {d0} and dim1 = {d1}"
+        )
     k %= 4
     if k == 1:
         return transpose(flip(input, [d1]), d0, d1)
@@ -300,8 +335,9 @@ def rot90(input: Tensor, k: int = 1, dims=(0, 1)) -> Tensor:
     return input.clone()
 
 
-def repeat_interleave(input: Tensor, repeats=None, dim: int | None = None, *,
-                      output_size: int | None = None) -> Tensor:
+def repeat_interleave(
+    input: Tensor, repeats=None, dim: int | None = None, *, output_size: int | None = None
+) -> Tensor:
     """Repeat each element (or slice along ``dim``) ``repeats`` times, next to each other."""
     xp = get_array_module(input._data)
     if repeats is None:  # repeat_interleave(repeats): the indices, each repeated
@@ -319,13 +355,19 @@ def repeat_interleave(input: Tensor, repeats=None, dim: int | None = None, *,
         if r.ndim > 1:
             raise RuntimeError("repeat_interleave only accept 1D vector as repeat")
         if r.ndim == 1 and r.shape[0] not in (1, n):
-            raise RuntimeError(f"repeats must have the same size as input along dim, but got "
-                               f"repeats.size(0) = {r.shape[0]} and input.size({d}) = {n}")
+            raise RuntimeError(
+                f"repeats must have the same size as input along dim, but got "
+                f"repeats.size(0) = {r.shape[0]} and input.size({d}) = {n}"
+            )
         reps = _host_list(r.reshape(-1)) if r.size != 1 else int(r.reshape(-1)[0])
     else:
         reps = int(repeats)
-    if isinstance(reps, int) and reps < 0 or not isinstance(reps, int) and builtins.any(
-            v < 0 for v in reps):
+    if (
+        isinstance(reps, int)
+        and reps < 0
+        or not isinstance(reps, int)
+        and builtins.any(v < 0 for v in reps)
+    ):
         raise RuntimeError("repeats can not be negative")
     index = xp.repeat(xp.arange(n), reps)
     if output_size is not None and index.shape[0] != output_size:
@@ -351,8 +393,9 @@ def vander(x: Tensor, N: int | None = None, increasing: bool = False) -> Tensor:
         from ..backend.dtype import int64
 
         x = x.to(int64)
-    ones = Tensor._wrap(get_array_module(x._data).ones((n, builtins.min(N, 1)),
-                                                        dtype=x._data.dtype))
+    ones = Tensor._wrap(
+        get_array_module(x._data).ones((n, builtins.min(N, 1)), dtype=x._data.dtype)
+    )
     cols = [ones]
     if N > 1:
         cols.append(expand(unsqueeze(x, 1), (n, N - 1)).cumprod(1))
@@ -367,10 +410,10 @@ def sum_to_size(input: Tensor, *size) -> Tensor:
     size = tuple(int(s) for s in size)
     shape = input._data.shape
     ok = len(size) <= len(shape) and builtins.all(
-        s == n or s == 1 for s, n in zip(size, shape[len(shape) - len(size):]))
+        s == n or s == 1 for s, n in zip(size, shape[len(shape) - len(size) :])
+    )
     if not ok:
-        raise RuntimeError(f"size {{{list(size)}}} is not expandable to size "
-                           f"{{{list(shape)}}}.")
+        raise RuntimeError(f"size {{{list(size)}}} is not expandable to size {{{list(shape)}}}.")
     lead = len(shape) - len(size)
     out = input.sum(tuple(range(lead))) if lead else input
     axes = tuple(i for i, s in enumerate(size) if s == 1 and out._data.shape[i] != 1)

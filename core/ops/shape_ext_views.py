@@ -110,15 +110,18 @@ def diagonal(input: Tensor, offset: int = 0, dim1: int = 0, dim2: int = 1) -> Te
     return Diagonal.apply(input, int(offset), d1, d2)
 
 
-def diagonal_scatter(input: Tensor, src: Tensor, offset: int = 0, dim1: int = 0,
-                     dim2: int = 1) -> Tensor:
+def diagonal_scatter(
+    input: Tensor, src: Tensor, offset: int = 0, dim1: int = 0, dim2: int = 1
+) -> Tensor:
     """A copy of ``input`` with ``src`` written onto its diagonal."""
     d1, d2 = _diag_dims(input, dim1, dim2)
     want = _diag_view(np, np.empty(input._data.shape, np.int8), int(offset), d1, d2).shape
     if tuple(src._data.shape) != want:
-        raise RuntimeError(f"diagonal_scatter(): expected src to have a size equal to the slice "
-                           f"of self. src size = {list(src._data.shape)}, slice size = "
-                           f"{list(want)}")
+        raise RuntimeError(
+            f"diagonal_scatter(): expected src to have a size equal to the slice "
+            f"of self. src size = {list(src._data.shape)}, slice size = "
+            f"{list(want)}"
+        )
     if src._data.dtype != input._data.dtype:
         src = src.to(input.dtype)
     return DiagonalScatter.apply(input, src, int(offset), d1, d2)
@@ -201,8 +204,13 @@ class StridedView(Function):
 def _strided_maker(size, stride, offset):
     def make(xp, a):
         flat = a.reshape(-1)  # a view for contiguous inputs (torch's storage), else a copy
-        return _as_strided(xp, flat[offset:] if offset < flat.size else flat[:0], size,
-                           [s * flat.itemsize for s in stride])
+        return _as_strided(
+            xp,
+            flat[offset:] if offset < flat.size else flat[:0],
+            size,
+            [s * flat.itemsize for s in stride],
+        )
+
     return make
 
 
@@ -211,16 +219,20 @@ def _check_strided(input, size, stride, offset):
     if len(size) != len(stride):
         raise RuntimeError("mismatch in length of strides and shape")
     if builtins.any(s < 0 for s in stride):
-        raise RuntimeError("as_strided: Negative strides are not supported at the moment, got "
-                           f"strides: {list(stride)}")
+        raise RuntimeError(
+            "as_strided: Negative strides are not supported at the moment, got "
+            f"strides: {list(stride)}"
+        )
     offset = 0 if offset is None else int(offset)
     need = 0 if 0 in size else offset + builtins.sum((n - 1) * s for n, s in zip(size, stride)) + 1
     have = input._data.size
     if need > have:
         isz = input._data.itemsize
-        raise RuntimeError(f"setStorage: sizes {list(size)}, strides {list(stride)}, storage "
-                           f"offset {offset}, and itemsize {isz} requiring a storage size of "
-                           f"{need * isz} are out of bounds for storage of size {have * isz}")
+        raise RuntimeError(
+            f"setStorage: sizes {list(size)}, strides {list(stride)}, storage "
+            f"offset {offset}, and itemsize {isz} requiring a storage size of "
+            f"{need * isz} are out of bounds for storage of size {have * isz}"
+        )
     return size, stride, offset
 
 
@@ -234,8 +246,9 @@ def as_strided(input: Tensor, size, stride, storage_offset: int | None = None) -
     return StridedView.apply(input, _strided_maker(size, stride, offset))
 
 
-def as_strided_scatter(input: Tensor, src: Tensor, size, stride,
-                       storage_offset: int | None = None) -> Tensor:
+def as_strided_scatter(
+    input: Tensor, src: Tensor, size, stride, storage_offset: int | None = None
+) -> Tensor:
     """A copy of ``input`` with ``src`` written where ``as_strided(size, stride)`` looks."""
     size, stride, offset = _check_strided(input, size, stride, storage_offset)
     shape = input._data.shape
@@ -243,8 +256,10 @@ def as_strided_scatter(input: Tensor, src: Tensor, size, stride,
     n = int(np.prod(shape, dtype=np.int64))
     idx = _strided_maker(size, stride, offset)(xp, xp.arange(n))
     if tuple(src._data.shape) != size:
-        raise RuntimeError(f"expected src to have a size equal to the slice of self. src size = "
-                           f"{list(src._data.shape)}, slice size = {list(size)}")
+        raise RuntimeError(
+            f"expected src to have a size equal to the slice of self. src size = "
+            f"{list(src._data.shape)}, slice size = {list(size)}"
+        )
     out = IndexPut.apply(input.reshape(-1), (idx,), src.to(input.dtype), False)
     return out.reshape(shape)
 

@@ -50,7 +50,7 @@ def log_softmax_last(x2):
     tmp_ = np.empty((step, d), dtype=x2.dtype)
     for s in row_blocks(np, m, d):
         xb, ob = x2[s], out[s]
-        tmp = tmp_[:ob.shape[0]]
+        tmp = tmp_[: ob.shape[0]]
         np.subtract(xb, xb.max(axis=1, keepdims=True), out=ob)
         np.exp(ob, out=tmp)
         lse = tmp @ ones

@@ -48,7 +48,7 @@ def _finish(values: Tensor, indices: Tensor, axis: int, keepdim: bool, scalar: b
     if scalar:
         return reshape(values, ()), reshape(indices, ())
     if not keepdim:
-        shape = values._data.shape[:axis] + values._data.shape[axis + 1:]
+        shape = values._data.shape[:axis] + values._data.shape[axis + 1 :]
         values, indices = reshape(values, shape), reshape(indices, shape)
     return values, indices
 
@@ -75,8 +75,7 @@ def sort(input: Tensor, dim: int = -1, descending: bool = False, stable: bool = 
     return return_types.sort(values, indices)
 
 
-def argsort(input: Tensor, dim: int = -1, descending: bool = False,
-            stable: bool = False) -> Tensor:
+def argsort(input: Tensor, dim: int = -1, descending: bool = False, stable: bool = False) -> Tensor:
     """The indices that sort ``input`` along ``dim`` (stable)."""
     d = input._data
     axis = wrap_dim(dim, d.ndim)
@@ -108,7 +107,8 @@ def kthvalue(input: Tensor, k: int, dim: int = -1, keepdim: bool = False):
     d = x._data
     if not 1 <= k <= d.shape[axis]:
         raise RuntimeError(
-            f"kthvalue(): selected number k out of range for dimension {wrap_dim(dim, d.ndim)}")
+            f"kthvalue(): selected number k out of range for dimension {wrap_dim(dim, d.ndim)}"
+        )
     xp = get_array_module(d)
     idx = _take(xp, argsort_raw(xp, d, axis), k - 1, k, axis)
     values, indices = _finish(_gather(x, axis, idx), _index_tensor(idx), axis, keepdim, scalar)
@@ -121,7 +121,7 @@ def _median_positions(xp, d, axis, ignore_nan: bool):
     first NaN of a slice that has one; ``nanmedian`` the lower median of the others."""
     n = d.shape[axis]
     if d.dtype.kind not in "fc":
-        return xp.full(d.shape[:axis] + (1,) + d.shape[axis + 1:], (n - 1) // 2, np.int64)
+        return xp.full(d.shape[:axis] + (1,) + d.shape[axis + 1 :], (n - 1) // 2, np.int64)
     valid = n - xp.isnan(d).sum(axis=axis, keepdims=True)
     if ignore_nan:
         return xp.where(valid > 0, (valid - 1) // 2, 0)
@@ -204,7 +204,7 @@ def mode(input: Tensor, dim: int = -1, keepdim: bool = False):
     first = xp.argmax(lengths, axis=1)[:, None]
     last = first + xp.take_along_axis(lengths, first, 1) - 1
     idx = xp.take_along_axis(order, last, 1)  # stable sort: the run's last original index
-    shape = d.shape[:axis] + d.shape[axis + 1:] + (1,)
+    shape = d.shape[:axis] + d.shape[axis + 1 :] + (1,)
     idx = xp.moveaxis(idx.reshape(shape), -1, axis)
     values, indices = _finish(_gather(x, axis, idx), _index_tensor(idx), axis, keepdim, scalar)
     return return_types.mode(values, indices)

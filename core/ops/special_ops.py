@@ -44,14 +44,16 @@ def _ev(xp, name: str, *args):
     ref = next((a for a in reversed(args) if hasattr(a, "dtype") and a.dtype.kind in "fV"), None)
     dtype = ref.dtype if ref is not None else None
     if dtype is not None and dtype.kind == "V":  # bfloat16: scipy has no loop for it
-        args = tuple(a.astype(np.float32) if hasattr(a, "dtype") and a.dtype == dtype else a
-                     for a in args)
+        args = tuple(
+            a.astype(np.float32) if hasattr(a, "dtype") and a.dtype == dtype else a for a in args
+        )
     fn = getattr(mod, name, None)
     if fn is None:  # no GPU kernel for this one: evaluate on the host
         import scipy.special
 
-        out = xp.asarray(getattr(scipy.special, name)(
-            *(a.get() if hasattr(a, "get") else a for a in args)))
+        out = xp.asarray(
+            getattr(scipy.special, name)(*(a.get() if hasattr(a, "get") else a for a in args))
+        )
     else:
         out = fn(*args)
     out = xp.asarray(out)
@@ -442,7 +444,24 @@ multigammaln = mvlgamma
 
 # What ``_ev`` calls during double backward (scipy's names -> ember's differentiable ops).
 _TENSOR_SPECIAL = SimpleNamespace(
-    gammaln=lgamma, psi=digamma, polygamma=polygamma, erf=erf, erfc=erfc, erfinv=erfinv,
-    erfcx=erfcx, ndtr=ndtr, log_ndtr=log_ndtr, ndtri=ndtri, i0=i0, i0e=i0e, i1=i1, i1e=i1e,
-    entr=entr, xlogy=xlogy, xlog1py=xlog1py, zeta=zeta, gammainc=igamma, gammaincc=igammac,
+    gammaln=lgamma,
+    psi=digamma,
+    polygamma=polygamma,
+    erf=erf,
+    erfc=erfc,
+    erfinv=erfinv,
+    erfcx=erfcx,
+    ndtr=ndtr,
+    log_ndtr=log_ndtr,
+    ndtri=ndtri,
+    i0=i0,
+    i0e=i0e,
+    i1=i1,
+    i1e=i1e,
+    entr=entr,
+    xlogy=xlogy,
+    xlog1py=xlog1py,
+    zeta=zeta,
+    gammainc=igamma,
+    gammaincc=igammac,
 )

@@ -18,8 +18,9 @@ def _window(window, win_length: int, n_fft: int, like: Tensor) -> Tensor:
     if window is None:
         window = _const(np.ones(win_length, like._data.real.dtype), like)
     if window.shape[-1] != win_length:
-        raise RuntimeError(f"stft: expected the window to have length {win_length}, but got "
-                           f"{window.shape[-1]}")
+        raise RuntimeError(
+            f"stft: expected the window to have length {win_length}, but got {window.shape[-1]}"
+        )
     left = (n_fft - win_length) // 2
     if left or n_fft != win_length:
         from .shape import pad
@@ -45,19 +46,29 @@ def _reflect_pad(x: Tensor, p: int, mode: str) -> Tensor:
     return x[..., _const(idx.astype(np.int64), x)]
 
 
-def stft(input: Tensor, n_fft: int, hop_length: int | None = None,
-         win_length: int | None = None, window: Tensor | None = None, center: bool = True,
-         pad_mode: str = "reflect", normalized: bool = False, onesided: bool | None = None,
-         return_complex: bool | None = None, align_to_window: bool | None = None) -> Tensor:
+def stft(
+    input: Tensor,
+    n_fft: int,
+    hop_length: int | None = None,
+    win_length: int | None = None,
+    window: Tensor | None = None,
+    center: bool = True,
+    pad_mode: str = "reflect",
+    normalized: bool = False,
+    onesided: bool | None = None,
+    return_complex: bool | None = None,
+    align_to_window: bool | None = None,
+) -> Tensor:
     from .. import fft as _fft
     from .complex_ops import view_as_real
 
-    is_c = input._data.dtype.kind == "c" or (window is not None and
-                                             window._data.dtype.kind == "c")
+    is_c = input._data.dtype.kind == "c" or (window is not None and window._data.dtype.kind == "c")
     if return_complex is None and not is_c:
-        raise RuntimeError("stft requires the return_complex parameter be given for real "
-                           "inputs, and will further require that return_complex=True in a "
-                           "future PyTorch release.")
+        raise RuntimeError(
+            "stft requires the return_complex parameter be given for real "
+            "inputs, and will further require that return_complex=True in a "
+            "future PyTorch release."
+        )
     if input.ndim not in (1, 2):
         raise RuntimeError(f"stft: expected a 1D or 2D tensor, but got {input.ndim}D")
     hop = n_fft // 4 if hop_length is None else hop_length
@@ -70,17 +81,25 @@ def stft(input: Tensor, n_fft: int, hop_length: int | None = None,
     idx = np.arange(frames)[:, None] * hop + np.arange(n_fft)[None, :]
     seg = x[..., _const(idx, x)] * _window(window, win, n_fft, input)
     one = (not is_c) if onesided is None else onesided
-    spec = (_fft.rfft(seg, dim=-1) if one else _fft.fft(seg, dim=-1))
+    spec = _fft.rfft(seg, dim=-1) if one else _fft.fft(seg, dim=-1)
     if normalized:
-        spec = spec * (n_fft ** -0.5)
+        spec = spec * (n_fft**-0.5)
     spec = spec.transpose(-1, -2)
     return spec if return_complex or return_complex is None else view_as_real(spec)
 
 
-def istft(input: Tensor, n_fft: int, hop_length: int | None = None,
-          win_length: int | None = None, window: Tensor | None = None, center: bool = True,
-          normalized: bool = False, onesided: bool | None = None, length: int | None = None,
-          return_complex: bool = False) -> Tensor:
+def istft(
+    input: Tensor,
+    n_fft: int,
+    hop_length: int | None = None,
+    win_length: int | None = None,
+    window: Tensor | None = None,
+    center: bool = True,
+    normalized: bool = False,
+    onesided: bool | None = None,
+    length: int | None = None,
+    return_complex: bool = False,
+) -> Tensor:
     from .. import fft as _fft
     from .complex_ops import real
 
@@ -88,7 +107,7 @@ def istft(input: Tensor, n_fft: int, hop_length: int | None = None,
     win = n_fft if win_length is None else win_length
     spec = input.transpose(-1, -2)  # (..., frames, freq)
     if normalized:
-        spec = spec * (n_fft ** 0.5)
+        spec = spec * (n_fft**0.5)
     one = (spec.shape[-1] != n_fft) if onesided is None else onesided
     if one:
         frames = _fft.irfft(spec, n=n_fft, dim=-1)
@@ -110,11 +129,13 @@ def istft(input: Tensor, n_fft: int, hop_length: int | None = None,
     np.add.at(env, idx, np.tile(wsq, nf))
     start = n_fft // 2 if center else 0
     end = total - (n_fft // 2 if center else 0) if length is None else start + length
-    env = env[start:min(end, total)]
+    env = env[start : min(end, total)]
     if np.abs(env).min(initial=1.0) < 1e-11:
-        raise RuntimeError("istft: window overlap add min: the window envelope is zero "
-                           "somewhere (NOLA condition failed)")
-    y = out[..., start:min(end, total)] / _const(env, frames)
+        raise RuntimeError(
+            "istft: window overlap add min: the window envelope is zero "
+            "somewhere (NOLA condition failed)"
+        )
+    y = out[..., start : min(end, total)] / _const(env, frames)
     if end > total:
         from .shape import pad
 
@@ -147,10 +168,22 @@ def pca_lowrank(A: Tensor, q: int | None = None, center: bool = True, niter: int
     return svd_lowrank(x, q, niter)
 
 
-def lobpcg(A: Tensor, k: int | None = None, B: Tensor | None = None, X: Tensor | None = None,
-           n: int | None = None, iK=None, niter=None, tol=None, largest: bool | None = None,
-           method=None, tracker=None, ortho_iparams=None, ortho_fparams=None,
-           ortho_bparams=None):
+def lobpcg(
+    A: Tensor,
+    k: int | None = None,
+    B: Tensor | None = None,
+    X: Tensor | None = None,
+    n: int | None = None,
+    iK=None,
+    niter=None,
+    tol=None,
+    largest: bool | None = None,
+    method=None,
+    tracker=None,
+    ortho_iparams=None,
+    ortho_fparams=None,
+    ortho_bparams=None,
+):
     """The k extreme eigenpairs of the symmetric (generalized) problem A x = lambda B x.
 
     Computed by a dense symmetric eigensolver rather than LOBPCG iterations: the same pairs,

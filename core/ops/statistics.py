@@ -47,8 +47,10 @@ def nanmean(input: Tensor, dim=None, keepdim: bool = False, *, dtype=None) -> Te
     """``mean`` of the non-NaN elements."""
     x = input if dtype is None else to_dtype_op(input, dtype)
     if x._data.dtype.kind not in "fcV":
-        raise RuntimeError("nanmean(): expected input to have floating point or complex dtype "
-                           f"but got {scalar_type_name(x)}")
+        raise RuntimeError(
+            "nanmean(): expected input to have floating point or complex dtype "
+            f"but got {scalar_type_name(x)}"
+        )
     count = sum(logical_not(isnan(x)), dim, keepdim)
     return nansum(x, dim, keepdim) / to_dtype_op(count, x.dtype)
 
@@ -56,8 +58,10 @@ def nanmean(input: Tensor, dim=None, keepdim: bool = False, *, dtype=None) -> Te
 def aminmax(input: Tensor, *, dim: int | None = None, keepdim: bool = False):
     """``(amin, amax)`` of ``input`` (over ``dim`` or all elements)."""
     if input._data.size == 0 and dim is None:
-        raise RuntimeError("aminmax(): cannot compute aminmax over an empty dimension as the "
-                           "operation has no identity.")
+        raise RuntimeError(
+            "aminmax(): cannot compute aminmax over an empty dimension as the "
+            "operation has no identity."
+        )
     if dim is None:
         lo, hi = amin(input), amax(input)
         if keepdim:
@@ -76,8 +80,10 @@ def _quantile(input, q, dim, keepdim, interpolation, ignore_nan, name):
     if input._data.dtype.kind not in "f":
         raise RuntimeError(f"{name}() input tensor must be either float or double dtype")
     if interpolation not in _INTERPOLATIONS:
-        raise RuntimeError(f"{name}() interpolation must be one of linear, lower, higher, "
-                           f"midpoint or nearest. Got {interpolation}")
+        raise RuntimeError(
+            f"{name}() interpolation must be one of linear, lower, higher, "
+            f"midpoint or nearest. Got {interpolation}"
+        )
     xp = get_array_module(input._data)
     dt = input._data.dtype
     if isinstance(q, Tensor):
@@ -98,7 +104,7 @@ def _quantile(input, q, dim, keepdim, interpolation, ignore_nan, name):
         axis = wrap_dim(dim, ndim)
         x = movedim(input, axis, -1) if ndim else reshape(input, (1,))
         shape = input._data.shape
-        out_shape = shape[:axis] + ((1,) if keepdim else ()) + shape[axis + 1:] if ndim else ()
+        out_shape = shape[:axis] + ((1,) if keepdim else ()) + shape[axis + 1 :] if ndim else ()
     d = x._data
     n = d.shape[-1]
     if n == 0:
@@ -128,15 +134,27 @@ def _quantile(input, q, dim, keepdim, interpolation, ignore_nan, name):
     return reshape(movedim(below, -1, 0), (qs.size,) + out_shape)
 
 
-def quantile(input: Tensor, q, dim: int | None = None, keepdim: bool = False, *,
-             interpolation: str = "linear") -> Tensor:
+def quantile(
+    input: Tensor,
+    q,
+    dim: int | None = None,
+    keepdim: bool = False,
+    *,
+    interpolation: str = "linear",
+) -> Tensor:
     """The ``q``-th quantiles of ``input`` along ``dim`` (all elements when None). A 1-D ``q``
     adds a leading dimension. Slices holding a NaN give NaN."""
     return _quantile(input, q, dim, keepdim, interpolation, False, "quantile")
 
 
-def nanquantile(input: Tensor, q, dim: int | None = None, keepdim: bool = False, *,
-                interpolation: str = "linear") -> Tensor:
+def nanquantile(
+    input: Tensor,
+    q,
+    dim: int | None = None,
+    keepdim: bool = False,
+    *,
+    interpolation: str = "linear",
+) -> Tensor:
     """``quantile`` ignoring NaNs."""
     return _quantile(input, q, dim, keepdim, interpolation, True, "nanquantile")
 
@@ -148,8 +166,13 @@ def _slice(x: Tensor, axis: int, start: int, stop: int) -> Tensor:
     return narrow(x, axis, start, builtins.max(stop - start, 0))
 
 
-def diff(input: Tensor, n: int = 1, dim: int = -1, prepend: Tensor | None = None,
-         append: Tensor | None = None) -> Tensor:
+def diff(
+    input: Tensor,
+    n: int = 1,
+    dim: int = -1,
+    prepend: Tensor | None = None,
+    append: Tensor | None = None,
+) -> Tensor:
     """The ``n``-th forward difference along ``dim`` (``!=`` for bool tensors)."""
     if input._data.ndim == 0:
         raise RuntimeError("diff expects input to be at least one-dimensional")
@@ -179,8 +202,11 @@ def gradient(input: Tensor, *, spacing=1, dim=None, edge_order: int = 1) -> tupl
     edges, along each of ``dim``; ``spacing`` is a step per dim or coordinate tensors."""
     x = _floating(input)
     ndim = x._data.ndim
-    dims = list(range(ndim)) if dim is None else (
-        [wrap_dim(dim, ndim)] if isinstance(dim, int) else [wrap_dim(d, ndim) for d in dim])
+    dims = (
+        list(range(ndim))
+        if dim is None
+        else ([wrap_dim(dim, ndim)] if isinstance(dim, int) else [wrap_dim(d, ndim) for d in dim])
+    )
     if edge_order not in (1, 2):
         raise RuntimeError("torch.gradient only supports edge_order=1 and edge_order=2.")
     if isinstance(spacing, (int, float, Tensor)):
@@ -189,16 +215,19 @@ def gradient(input: Tensor, *, spacing=1, dim=None, edge_order: int = 1) -> tupl
     if len(spacing) == 1 and len(dims) > 1:
         spacing = spacing * len(dims)
     if len(spacing) != len(dims):
-        raise RuntimeError(f"torch.gradient expected spacing to be unspecified, a scalar or "
-                           f"it's spacing and dim arguments to have the same length, but got "
-                           f"a spacing argument of length {len(spacing)} and a dim argument "
-                           f"of length {len(dims)}.")
+        raise RuntimeError(
+            f"torch.gradient expected spacing to be unspecified, a scalar or "
+            f"it's spacing and dim arguments to have the same length, but got "
+            f"a spacing argument of length {len(spacing)} and a dim argument "
+            f"of length {len(dims)}."
+        )
     outs = []
     for axis, h in zip(dims, spacing):
         n = x._data.shape[axis]
         if n < edge_order + 1:
-            raise RuntimeError("torch.gradient expected each dimension size to be at least "
-                               "edge_order+1")
+            raise RuntimeError(
+                "torch.gradient expected each dimension size to be at least edge_order+1"
+            )
         outs.append(_gradient_1d(x, axis, h, edge_order, n))
     return tuple(outs)
 
@@ -210,8 +239,12 @@ def _gradient_1d(x: Tensor, axis: int, h, edge_order: int, n: int) -> Tensor:
         return _slice(x, axis, i, n if j is None else j)
 
     if isinstance(h, Tensor) and h._data.ndim:
-        c = np.asarray(get_array_module(h._data).asnumpy(h._data)
-                       if not isinstance(h._data, np.ndarray) else h._data, dtype=np.float64)
+        c = np.asarray(
+            get_array_module(h._data).asnumpy(h._data)
+            if not isinstance(h._data, np.ndarray)
+            else h._data,
+            dtype=np.float64,
+        )
         dx = np.diff(c)
     else:
         dx = np.full(n - 1, float(h.item() if isinstance(h, Tensor) else h))
@@ -219,18 +252,27 @@ def _gradient_1d(x: Tensor, axis: int, h, edge_order: int, n: int) -> Tensor:
     a = -d2 / (d1 * (d1 + d2))
     b = (d2 - d1) / (d1 * d2)
     c_ = d1 / (d2 * (d1 + d2))
-    interior = (f(0, -2) * _along(x, a, axis, ndim) + f(1, -1) * _along(x, b, axis, ndim)
-                + f(2) * _along(x, c_, axis, ndim))
+    interior = (
+        f(0, -2) * _along(x, a, axis, ndim)
+        + f(1, -1) * _along(x, b, axis, ndim)
+        + f(2) * _along(x, c_, axis, ndim)
+    )
     if edge_order == 1:
         first = (f(1, 2) - f(0, 1)) / float(dx[0])
         last = (f(n - 1) - f(n - 2, n - 1)) / float(dx[-1])
     else:
         p, q = float(dx[0]), float(dx[1])
-        first = (f(0, 1) * (-(2 * p + q) / (p * (p + q))) + f(1, 2) * ((p + q) / (p * q))
-                 + f(2, 3) * (-p / (q * (p + q))))
+        first = (
+            f(0, 1) * (-(2 * p + q) / (p * (p + q)))
+            + f(1, 2) * ((p + q) / (p * q))
+            + f(2, 3) * (-p / (q * (p + q)))
+        )
         p, q = float(dx[-2]), float(dx[-1])
-        last = (f(n - 3, n - 2) * (q / (p * (p + q))) + f(n - 2, n - 1) * (-(p + q) / (p * q))
-                + f(n - 1) * ((2 * q + p) / (q * (p + q))))
+        last = (
+            f(n - 3, n - 2) * (q / (p * (p + q)))
+            + f(n - 2, n - 1) * (-(p + q) / (p * q))
+            + f(n - 1) * ((2 * q + p) / (q * (p + q)))
+        )
     return cat([first, interior, last], axis)
 
 
@@ -239,8 +281,9 @@ def _trapezoid_parts(y: Tensor, x, dx, dim: int):
     y = _floating(y)
     axis = wrap_dim(dim, y._data.ndim)
     n = y._data.shape[axis]
-    mid = (narrow(y, axis, 1, builtins.max(n - 1, 0))
-           + narrow(y, axis, 0, builtins.max(n - 1, 0))) / 2
+    mid = (
+        narrow(y, axis, 1, builtins.max(n - 1, 0)) + narrow(y, axis, 0, builtins.max(n - 1, 0))
+    ) / 2
     if x is None:
         return mid * (1 if dx is None else dx), axis
     x = _floating(x)
@@ -265,34 +308,44 @@ def trapz(y: Tensor, x: Tensor | None = None, *, dx=None, dim: int = -1) -> Tens
     return trapezoid(y, x, dx=dx, dim=dim)
 
 
-def cumulative_trapezoid(y: Tensor, x: Tensor | None = None, *, dx=None,
-                         dim: int = -1) -> Tensor:
+def cumulative_trapezoid(y: Tensor, x: Tensor | None = None, *, dx=None, dim: int = -1) -> Tensor:
     """The running trapezoidal integral along ``dim`` (one element fewer than ``y``)."""
     parts, axis = _trapezoid_parts(y, x, dx, dim)
     return cumsum(parts, axis)
 
 
 # ---- covariance and distances -------------------------------------------------------------
-def cov(input: Tensor, *, correction: int = 1, fweights: Tensor | None = None,
-        aweights: Tensor | None = None) -> Tensor:
+def cov(
+    input: Tensor,
+    *,
+    correction: int = 1,
+    fweights: Tensor | None = None,
+    aweights: Tensor | None = None,
+) -> Tensor:
     """The covariance matrix of the variables in the rows of ``input`` (observations in
     columns), with frequency and/or importance weights."""
     if input._data.ndim > 2:
-        raise RuntimeError(f"cov(): expected input to have two or fewer dimensions but got an "
-                           f"input with {input._data.ndim} dimensions")
+        raise RuntimeError(
+            f"cov(): expected input to have two or fewer dimensions but got an "
+            f"input with {input._data.ndim} dimensions"
+        )
     x = _floating(input)
     rows = reshape(x, (1, -1)) if x._data.ndim < 2 else x
     n_obs = rows._data.shape[1]
     w = None
     if fweights is not None:
         if fweights._data.dtype.kind not in "iu":
-            raise RuntimeError("cov(): expected fweights to have integral dtype but got "
-                               f"fweights with {from_numpy_dtype(fweights._data.dtype)} dtype")
+            raise RuntimeError(
+                "cov(): expected fweights to have integral dtype but got "
+                f"fweights with {from_numpy_dtype(fweights._data.dtype)} dtype"
+            )
         w = to_dtype_op(fweights, x.dtype)
     if aweights is not None:
         if aweights._data.dtype.kind not in "f":
-            raise RuntimeError("cov(): expected aweights to have floating point dtype but got "
-                               f"aweights with {from_numpy_dtype(aweights._data.dtype)} dtype")
+            raise RuntimeError(
+                "cov(): expected aweights to have floating point dtype but got "
+                f"aweights with {from_numpy_dtype(aweights._data.dtype)} dtype"
+            )
         rt = result_dtype(x, aweights)  # float64 weights promote the result, as PyTorch
         if rt != x.dtype:
             x, rows = to_dtype_op(x, rt), to_dtype_op(rows, rt)
@@ -307,8 +360,7 @@ def cov(input: Tensor, *, correction: int = 1, fweights: Tensor | None = None,
     else:
         w_sum = sum(w)
         avg = sum(rows * w, 1, keepdim=True) / w_sum
-        fact = w_sum - correction if aweights is None else \
-            w_sum - correction * sum(w * aw) / w_sum
+        fact = w_sum - correction if aweights is None else w_sum - correction * sum(w * aw) / w_sum
         fact = where(fact > 0, fact, 0.0)
         centered = rows - avg
         out = matmul(centered * w, centered.t()) / fact
@@ -344,4 +396,3 @@ def renorm(input: Tensor, p: float, dim: int, maxnorm: float) -> Tensor:
     norms = vector_norm(input, p, others, keepdim=True)
     # PyTorch divides by norm + 1e-7
     return input * where(norms > maxnorm, maxnorm / (norms + 1e-7), 1.0)
-

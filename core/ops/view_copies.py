@@ -44,13 +44,24 @@ def _bind():
     import ember
 
     sources = {
-        "alias_copy": _alias, "as_strided_copy": ember.as_strided, "detach_copy": ember.detach,
-        "diagonal_copy": ember.diagonal, "expand_copy": Tensor.expand,
-        "permute_copy": ember.permute, "select_copy": ember.select, "slice_copy": _slice,
-        "split_copy": ember.split, "split_with_sizes_copy": ember.split_with_sizes,
-        "squeeze_copy": ember.squeeze, "t_copy": ember.t, "transpose_copy": ember.transpose,
-        "unbind_copy": ember.unbind, "unfold_copy": _unfold, "unsqueeze_copy": ember.unsqueeze,
-        "view_as_complex_copy": ember.view_as_complex, "view_as_real_copy": ember.view_as_real,
+        "alias_copy": _alias,
+        "as_strided_copy": ember.as_strided,
+        "detach_copy": ember.detach,
+        "diagonal_copy": ember.diagonal,
+        "expand_copy": Tensor.expand,
+        "permute_copy": ember.permute,
+        "select_copy": ember.select,
+        "slice_copy": _slice,
+        "split_copy": ember.split,
+        "split_with_sizes_copy": ember.split_with_sizes,
+        "squeeze_copy": ember.squeeze,
+        "t_copy": ember.t,
+        "transpose_copy": ember.transpose,
+        "unbind_copy": ember.unbind,
+        "unfold_copy": _unfold,
+        "unsqueeze_copy": ember.unsqueeze,
+        "view_as_complex_copy": ember.view_as_complex,
+        "view_as_real_copy": ember.view_as_real,
         "view_copy": _view,
     }
     return {name: _copying(fn, name) for name, fn in sources.items()}

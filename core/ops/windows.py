@@ -15,8 +15,9 @@ from ..tensor import Tensor
 
 def _window(name, window_length, periodic, dtype, device, requires_grad, values):
     if window_length < 0:
-        raise RuntimeError(f"{name} requires non-negative window_length, got "
-                           f"window_length={window_length}")
+        raise RuntimeError(
+            f"{name} requires non-negative window_length, got window_length={window_length}"
+        )
     d = to_dtype(dtype) if dtype is not None else get_default_dtype()
     if d.np.kind not in "fV":
         raise RuntimeError(f"{name} expects floating point dtypes, got: {d}")
@@ -36,42 +37,100 @@ def _cosine_sum(*coeffs):
         for j, a in enumerate(coeffs):
             out = out + (-1) ** j * a * xp.cos(2 * np.pi * j * k / (n - 1))
         return out
+
     return values
 
 
-def hann_window(window_length: int, periodic: bool = True, *, dtype=None, layout=None,
-                device=None, pin_memory=False, requires_grad=False) -> Tensor:
-    return _window("hann_window", window_length, periodic, dtype, device, requires_grad,
-                   _cosine_sum(0.5, 0.5))
+def hann_window(
+    window_length: int,
+    periodic: bool = True,
+    *,
+    dtype=None,
+    layout=None,
+    device=None,
+    pin_memory=False,
+    requires_grad=False,
+) -> Tensor:
+    return _window(
+        "hann_window", window_length, periodic, dtype, device, requires_grad, _cosine_sum(0.5, 0.5)
+    )
 
 
-def hamming_window(window_length: int, periodic: bool = True, alpha: float = 0.54,
-                   beta: float = 0.46, *, dtype=None, layout=None, device=None,
-                   pin_memory=False, requires_grad=False) -> Tensor:
-    return _window("hamming_window", window_length, periodic, dtype, device, requires_grad,
-                   _cosine_sum(alpha, beta))
+def hamming_window(
+    window_length: int,
+    periodic: bool = True,
+    alpha: float = 0.54,
+    beta: float = 0.46,
+    *,
+    dtype=None,
+    layout=None,
+    device=None,
+    pin_memory=False,
+    requires_grad=False,
+) -> Tensor:
+    return _window(
+        "hamming_window",
+        window_length,
+        periodic,
+        dtype,
+        device,
+        requires_grad,
+        _cosine_sum(alpha, beta),
+    )
 
 
-def blackman_window(window_length: int, periodic: bool = True, *, dtype=None, layout=None,
-                    device=None, pin_memory=False, requires_grad=False) -> Tensor:
-    return _window("blackman_window", window_length, periodic, dtype, device, requires_grad,
-                   _cosine_sum(0.42, 0.5, 0.08))
+def blackman_window(
+    window_length: int,
+    periodic: bool = True,
+    *,
+    dtype=None,
+    layout=None,
+    device=None,
+    pin_memory=False,
+    requires_grad=False,
+) -> Tensor:
+    return _window(
+        "blackman_window",
+        window_length,
+        periodic,
+        dtype,
+        device,
+        requires_grad,
+        _cosine_sum(0.42, 0.5, 0.08),
+    )
 
 
-def bartlett_window(window_length: int, periodic: bool = True, *, dtype=None, layout=None,
-                    device=None, pin_memory=False, requires_grad=False) -> Tensor:
+def bartlett_window(
+    window_length: int,
+    periodic: bool = True,
+    *,
+    dtype=None,
+    layout=None,
+    device=None,
+    pin_memory=False,
+    requires_grad=False,
+) -> Tensor:
     def values(xp, k, n):
         return 1 - xp.abs(2 * k / (n - 1) - 1)
 
-    return _window("bartlett_window", window_length, periodic, dtype, device, requires_grad,
-                   values)
+    return _window("bartlett_window", window_length, periodic, dtype, device, requires_grad, values)
 
 
-def kaiser_window(window_length: int, periodic: bool = True, beta: float = 12.0, *, dtype=None,
-                  layout=None, device=None, pin_memory=False, requires_grad=False) -> Tensor:
+def kaiser_window(
+    window_length: int,
+    periodic: bool = True,
+    beta: float = 12.0,
+    *,
+    dtype=None,
+    layout=None,
+    device=None,
+    pin_memory=False,
+    requires_grad=False,
+) -> Tensor:
     def values(xp, k, n):
         half = (n - 1) / 2
-        return xp.i0(beta * xp.sqrt(xp.clip(1 - ((k - half) / half) ** 2, 0, None))) / \
-            xp.i0(xp.asarray(float(beta)))
+        return xp.i0(beta * xp.sqrt(xp.clip(1 - ((k - half) / half) ** 2, 0, None))) / xp.i0(
+            xp.asarray(float(beta))
+        )
 
     return _window("kaiser_window", window_length, periodic, dtype, device, requires_grad, values)

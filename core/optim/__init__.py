@@ -18,7 +18,24 @@ from .rprop import Rprop
 from .sgd import SGD
 from .sparse_adam import SparseAdam
 
-__all__ = ["Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "LBFGS", "NAdam", "Optimizer",
-           "RAdam", "RMSprop", "SGD", "lr_scheduler",
-           "ASGD", "Adafactor", "Muon", "Rprop", "SparseAdam", "swa_utils",
-           "swap_in_optimizer_params_and_state"]
+__all__ = [
+    "Adadelta",
+    "Adagrad",
+    "Adam",
+    "AdamW",
+    "Adamax",
+    "LBFGS",
+    "NAdam",
+    "Optimizer",
+    "RAdam",
+    "RMSprop",
+    "SGD",
+    "lr_scheduler",
+    "ASGD",
+    "Adafactor",
+    "Muon",
+    "Rprop",
+    "SparseAdam",
+    "swa_utils",
+    "swap_in_optimizer_params_and_state",
+]

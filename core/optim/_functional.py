@@ -58,8 +58,9 @@ def _grad_for_update(p: Tensor, weight_decay: float = 0.0, maximize: bool = Fals
     return g
 
 
-def _grad_with_decay(p: Tensor, lr: float, weight_decay: float, decoupled: bool,
-                     maximize: bool = False):
+def _grad_with_decay(
+    p: Tensor, lr: float, weight_decay: float, decoupled: bool, maximize: bool = False
+):
     """:func:`_grad_for_update` with the Adam family's two kinds of weight decay: added to the
     gradient (L2), or ``decoupled`` (AdamW's: the parameter shrinks by ``lr * weight_decay``
     now and the gradient is left alone)."""

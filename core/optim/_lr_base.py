@@ -38,8 +38,9 @@ def _format_param(name: str, optimizer: Optimizer, param) -> list:
 
 
 def _param_groups_val_list(optimizer: Optimizer, key: str) -> list:
-    return [g[key].clone() if isinstance(g[key], Tensor) else g[key]
-            for g in optimizer.param_groups]
+    return [
+        g[key].clone() if isinstance(g[key], Tensor) else g[key] for g in optimizer.param_groups
+    ]
 
 
 def _update_param_group_val(param_group: dict, key: str, val) -> None:
@@ -75,8 +76,11 @@ class _initial_mode:
 
 def _warn_get_lr_called_within_step(scheduler: LRScheduler) -> None:
     if not scheduler._get_lr_called_within_step:
-        warnings.warn("To get the last learning rate computed by the scheduler, please use "
-                      "`get_last_lr()`.", UserWarning, stacklevel=3)
+        warnings.warn(
+            "To get the last learning rate computed by the scheduler, please use `get_last_lr()`.",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 class LRScheduler:
@@ -149,7 +153,10 @@ class LRScheduler:
                 "Detected call of `lr_scheduler.step()` before `optimizer.step()`. You should "
                 "call them in the opposite order: `optimizer.step()` before "
                 "`lr_scheduler.step()`. Failure to do this will result in skipping the first "
-                "value of the learning rate schedule.", UserWarning, stacklevel=2)
+                "value of the learning rate schedule.",
+                UserWarning,
+                stacklevel=2,
+            )
         self._step_count += 1
         if epoch is not None:
             warnings.warn(EPOCH_DEPRECATION_WARNING, UserWarning, stacklevel=2)

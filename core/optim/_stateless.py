@@ -13,43 +13,54 @@ from .optimizer import Optimizer
 __all__ = ["swap_in_optimizer_params_and_state"]
 
 
-def _check(optimizer: Optimizer, swapin_parameters: dict[str, Tensor],
-           swapin_optim_state: dict[str, Any]):
+def _check(
+    optimizer: Optimizer, swapin_parameters: dict[str, Tensor], swapin_optim_state: dict[str, Any]
+):
     if not optimizer.state:
         raise RuntimeError(
-            "swap_in_optimizer_params_and_state requires initialized optimizer state.")
+            "swap_in_optimizer_params_and_state requires initialized optimizer state."
+        )
     if not isinstance(swapin_optim_state, dict):
         raise RuntimeError(
-            "swap_in_optimizer_params_and_state requires a DCP-style optimizer state_dict.")
+            "swap_in_optimizer_params_and_state requires a DCP-style optimizer state_dict."
+        )
     state = swapin_optim_state.get("state")
     groups = swapin_optim_state.get("param_groups")
-    if not isinstance(state, dict) or not isinstance(groups, list) or \
-            len(groups) != len(optimizer.param_groups):
-        raise RuntimeError("swap_in_optimizer_params_and_state requires the explicit parameter "
-                           "state to match optimizer.param_groups ordering.")
+    if (
+        not isinstance(state, dict)
+        or not isinstance(groups, list)
+        or len(groups) != len(optimizer.param_groups)
+    ):
+        raise RuntimeError(
+            "swap_in_optimizer_params_and_state requires the explicit parameter "
+            "state to match optimizer.param_groups ordering."
+        )
     flat = list(swapin_parameters.values())
     offset, seen, plan = 0, set(), []
     for live, group in zip(optimizer.param_groups, groups):
         ids = list(group.get("params", []))
         if len(ids) != len(live["params"]) or offset + len(ids) > len(flat):
-            raise RuntimeError("swap_in_optimizer_params_and_state requires the explicit "
-                               "parameter state to match optimizer.param_groups ordering.")
+            raise RuntimeError(
+                "swap_in_optimizer_params_and_state requires the explicit "
+                "parameter state to match optimizer.param_groups ordering."
+            )
         seen.update(ids)
-        plan.append((live, group, flat[offset:offset + len(ids)]))
+        plan.append((live, group, flat[offset : offset + len(ids)]))
         offset += len(ids)
     extra = [k for k in state if k not in seen]
     if extra:
         raise RuntimeError(
             "swap_in_optimizer_params_and_state requires swapin_optim_state['state'] to be "
             "keyed only by packed parameter ids from param_groups[*]['params']; got extra keys "
-            f"{extra!r}.")
+            f"{extra!r}."
+        )
     return state, plan
 
 
 @contextlib.contextmanager
-def swap_in_optimizer_params_and_state(optimizer: Optimizer,
-                                       swapin_parameters: dict[str, Tensor],
-                                       swapin_optim_state: dict[str, Any]):
+def swap_in_optimizer_params_and_state(
+    optimizer: Optimizer, swapin_parameters: dict[str, Tensor], swapin_optim_state: dict[str, Any]
+):
     """Temporarily replace an optimizer's parameters and state, then restore them on exit.
 
     Unlike ``load_state_dict``, the parameters in ``param_groups`` are swapped too, so

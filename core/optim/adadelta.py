@@ -42,22 +42,42 @@ class Adadelta(Optimizer):
         differentiable (bool): must be False.
     """
 
-    def __init__(self, params: Iterable, lr: float | Tensor = 1.0, rho: float = 0.9,
-                 eps: float = 1e-6, weight_decay: float = 0, foreach: bool | None = None, *,
-                 capturable: bool = False, maximize: bool = False,
-                 differentiable: bool = False) -> None:
+    def __init__(
+        self,
+        params: Iterable,
+        lr: float | Tensor = 1.0,
+        rho: float = 0.9,
+        eps: float = 1e-6,
+        weight_decay: float = 0,
+        foreach: bool | None = None,
+        *,
+        capturable: bool = False,
+        maximize: bool = False,
+        differentiable: bool = False,
+    ) -> None:
         _check_lr(lr)
         if not 0.0 <= rho <= 1.0:
             raise ValueError(f"Invalid rho value: {rho}")
         _check_nonneg(eps, "epsilon value")
         _check_nonneg(weight_decay, "weight_decay value")
-        defaults = dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize,
-                        capturable=capturable, foreach=foreach, differentiable=differentiable)
+        defaults = dict(
+            lr=lr,
+            rho=rho,
+            eps=eps,
+            weight_decay=weight_decay,
+            maximize=maximize,
+            capturable=capturable,
+            foreach=foreach,
+            differentiable=differentiable,
+        )
         super().__init__(params, defaults)
 
     # defaults for options that an older pickled optimizer lacks (see Optimizer.__setstate__)
     _group_setdefaults = {
-        "foreach": None, "maximize": False, "differentiable": False, "capturable": False,
+        "foreach": None,
+        "maximize": False,
+        "differentiable": False,
+        "capturable": False,
     }
 
     def _step_group(self, group: dict) -> None:
@@ -65,8 +85,13 @@ class Adadelta(Optimizer):
         rho, eps = group["rho"], group["eps"]
         for p, state, _ in self._stepped(group, ("square_avg", "acc_delta")):
             g = _grad_for_update(p, group["weight_decay"], group["maximize"])
-            parallel_apply(functools.partial(_adadelta_update, rho=rho, eps=eps, lr=lr),
-                           p._data, g, state["square_avg"]._data, state["acc_delta"]._data)
+            parallel_apply(
+                functools.partial(_adadelta_update, rho=rho, eps=eps, lr=lr),
+                p._data,
+                g,
+                state["square_avg"]._data,
+                state["acc_delta"]._data,
+            )
             _bump(p)
 
 

@@ -47,10 +47,18 @@ class Adafactor(Optimizer):
         maximize (bool): maximize the objective instead of minimizing it (default: False).
     """
 
-    def __init__(self, params: Iterable, lr: float | Tensor = 1e-2, beta2_decay: float = -0.8,
-                 eps: tuple[float | None, float] = (None, 1e-3), d: float = 1.0,
-                 weight_decay: float = 0.0, *, foreach: bool | None = None,
-                 maximize: bool = False) -> None:
+    def __init__(
+        self,
+        params: Iterable,
+        lr: float | Tensor = 1e-2,
+        beta2_decay: float = -0.8,
+        eps: tuple[float | None, float] = (None, 1e-3),
+        d: float = 1.0,
+        weight_decay: float = 0.0,
+        *,
+        foreach: bool | None = None,
+        maximize: bool = False,
+    ) -> None:
         if isinstance(lr, Tensor) and lr.numel() != 1:
             raise ValueError("Tensor lr must be 1-element")
         if not 0.0 <= lr:
@@ -65,8 +73,15 @@ class Adafactor(Optimizer):
             raise ValueError(f"Clipping threshold d should be >= 1 but is: {d}")
         if not 0.0 <= weight_decay:
             raise ValueError(f"weight_decay should be >= 0 but is: {weight_decay}")
-        defaults = dict(lr=lr, beta2_decay=beta2_decay, eps=eps, d=d,
-                        weight_decay=weight_decay, foreach=foreach, maximize=maximize)
+        defaults = dict(
+            lr=lr,
+            beta2_decay=beta2_decay,
+            eps=eps,
+            d=d,
+            weight_decay=weight_decay,
+            foreach=foreach,
+            maximize=maximize,
+        )
         super().__init__(params, defaults)
 
     _group_setdefaults = {"foreach": None}
@@ -100,10 +115,8 @@ class Adafactor(Optimizer):
                 param *= 1 - lr * group["weight_decay"]
             if g.ndim > 1:
                 row_var, col_var = state["row_var"]._data, state["col_var"]._data
-                _lerp_(row_var, (g * g).sum(axis=-1, keepdims=True) / g.shape[-1],
-                       one_minus_beta2)
-                _lerp_(col_var, (g * g).sum(axis=-2, keepdims=True) / g.shape[-2],
-                       one_minus_beta2)
+                _lerp_(row_var, (g * g).sum(axis=-1, keepdims=True) / g.shape[-1], one_minus_beta2)
+                _lerp_(col_var, (g * g).sum(axis=-2, keepdims=True) / g.shape[-2], one_minus_beta2)
                 var = xp.matmul(row_var, col_var)
                 var /= xp.maximum(row_var.mean(axis=-2, keepdims=True), e1)
             else:

@@ -44,18 +44,36 @@ class Adagrad(Optimizer):
         differentiable (bool): must be False.
     """
 
-    def __init__(self, params: Iterable, lr: float | Tensor = 1e-2, lr_decay: float = 0,
-                 weight_decay: float = 0, initial_accumulator_value: float = 0,
-                 eps: float = 1e-10, foreach: bool | None = None, *, maximize: bool = False,
-                 differentiable: bool = False, fused: bool | None = None) -> None:
+    def __init__(
+        self,
+        params: Iterable,
+        lr: float | Tensor = 1e-2,
+        lr_decay: float = 0,
+        weight_decay: float = 0,
+        initial_accumulator_value: float = 0,
+        eps: float = 1e-10,
+        foreach: bool | None = None,
+        *,
+        maximize: bool = False,
+        differentiable: bool = False,
+        fused: bool | None = None,
+    ) -> None:
         _check_lr(lr)
         _check_nonneg(lr_decay, "lr_decay value")
         _check_nonneg(weight_decay, "weight_decay value")
         _check_nonneg(initial_accumulator_value, "initial_accumulator_value value")
         _check_nonneg(eps, "epsilon value")
-        defaults = dict(lr=lr, lr_decay=lr_decay, eps=eps, weight_decay=weight_decay,
-                        initial_accumulator_value=initial_accumulator_value, foreach=foreach,
-                        maximize=maximize, differentiable=differentiable, fused=fused)
+        defaults = dict(
+            lr=lr,
+            lr_decay=lr_decay,
+            eps=eps,
+            weight_decay=weight_decay,
+            initial_accumulator_value=initial_accumulator_value,
+            foreach=foreach,
+            maximize=maximize,
+            differentiable=differentiable,
+            fused=fused,
+        )
         super().__init__(params, defaults)
         # Like PyTorch, state is created eagerly (so share_memory() works before a step).
         for group in self.param_groups:
@@ -65,12 +83,17 @@ class Adagrad(Optimizer):
     @staticmethod
     def _new_state(p: Tensor, initial_accumulator_value: float) -> dict:
         d = p._data
-        return {"step": _step_tensor(),
-                "sum": Tensor._wrap(_xp(d).full_like(d, initial_accumulator_value))}
+        return {
+            "step": _step_tensor(),
+            "sum": Tensor._wrap(_xp(d).full_like(d, initial_accumulator_value)),
+        }
 
     # defaults for options that an older pickled optimizer lacks (see Optimizer.__setstate__)
     _group_setdefaults = {
-        "foreach": None, "maximize": False, "differentiable": False, "fused": None,
+        "foreach": None,
+        "maximize": False,
+        "differentiable": False,
+        "fused": None,
     }
 
     def share_memory(self) -> None:
@@ -82,13 +105,14 @@ class Adagrad(Optimizer):
         # state was made at construction; ``init`` is for a group added later, and takes
         # the default initial_accumulator_value, as PyTorch does
         init = functools.partial(
-            self._new_state,
-            initial_accumulator_value=self.defaults["initial_accumulator_value"])
+            self._new_state, initial_accumulator_value=self.defaults["initial_accumulator_value"]
+        )
         for p, state, step in self._stepped(group, init=init):
             g = _grad_for_update(p, group["weight_decay"], group["maximize"])
             clr = lr / (1 + (step - 1) * lr_decay)
-            parallel_apply(functools.partial(_adagrad_update, eps=eps, clr=clr),
-                           p._data, g, state["sum"]._data)
+            parallel_apply(
+                functools.partial(_adagrad_update, eps=eps, clr=clr), p._data, g, state["sum"]._data
+            )
             _bump(p)
 
 

@@ -55,26 +55,50 @@ class Adam(Optimizer):
         differentiable (bool): must be False.
     """
 
-    def __init__(self, params: Iterable, lr: float | Tensor = 1e-3,
-                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0, amsgrad: bool = False, *,
-                 foreach: bool | None = None, maximize: bool = False, capturable: bool = False,
-                 differentiable: bool = False, fused: bool | None = None,
-                 decoupled_weight_decay: bool = False) -> None:
+    def __init__(
+        self,
+        params: Iterable,
+        lr: float | Tensor = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0,
+        amsgrad: bool = False,
+        *,
+        foreach: bool | None = None,
+        maximize: bool = False,
+        capturable: bool = False,
+        differentiable: bool = False,
+        fused: bool | None = None,
+        decoupled_weight_decay: bool = False,
+    ) -> None:
         _check_lr(lr)
         _check_nonneg(eps, "epsilon value")
         betas = _check_betas(betas)
         _check_nonneg(weight_decay, "weight_decay value")
-        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                        amsgrad=amsgrad, maximize=maximize, foreach=foreach,
-                        capturable=capturable, differentiable=differentiable, fused=fused,
-                        decoupled_weight_decay=decoupled_weight_decay)
+        defaults = dict(
+            lr=lr,
+            betas=betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            amsgrad=amsgrad,
+            maximize=maximize,
+            foreach=foreach,
+            capturable=capturable,
+            differentiable=differentiable,
+            fused=fused,
+            decoupled_weight_decay=decoupled_weight_decay,
+        )
         super().__init__(params, defaults)
 
     # defaults for options that an older pickled optimizer lacks (see Optimizer.__setstate__)
     _group_setdefaults = {
-        "amsgrad": False, "maximize": False, "foreach": None, "capturable": False,
-        "differentiable": False, "decoupled_weight_decay": False, "fused": None,
+        "amsgrad": False,
+        "maximize": False,
+        "foreach": None,
+        "capturable": False,
+        "differentiable": False,
+        "decoupled_weight_decay": False,
+        "fused": None,
     }
 
     def _step_group(self, group: dict) -> None:
@@ -94,15 +118,30 @@ class Adam(Optimizer):
             # on a GPU one fused kernel, on the CPU NumPy passes over cache-sized pieces
             rule = _adam_update if type(param) is np.ndarray else cuda_fused.adam_
             update = functools.partial(
-                rule, beta1=beta1, beta2=beta2, eps=eps,
+                rule,
+                beta1=beta1,
+                beta2=beta2,
+                eps=eps,
                 step_size=lr / (1 - beta1**step),
-                bias_correction2_sqrt=(1 - beta2**step) ** 0.5)
+                bias_correction2_sqrt=(1 - beta2**step) ** 0.5,
+            )
             parallel_apply(update, *arrays)
             _bump(p)
 
 
-def _adam_update(param, g, exp_avg, exp_avg_sq, max_sq=None, *, beta1, beta2, eps, step_size,
-                 bias_correction2_sqrt) -> None:
+def _adam_update(
+    param,
+    g,
+    exp_avg,
+    exp_avg_sq,
+    max_sq=None,
+    *,
+    beta1,
+    beta2,
+    eps,
+    step_size,
+    bias_correction2_sqrt,
+) -> None:
     """Adam's elementwise update on arrays (in place); also runs on slices in parallel."""
     _lerp_(exp_avg, g, 1 - beta1)
     exp_avg_sq *= beta2
@@ -125,15 +164,35 @@ class AdamW(Adam):
     Args are those of :class:`Adam`, with ``weight_decay`` defaulting to 1e-2.
     """
 
-    def __init__(self, params: Iterable, lr: float | Tensor = 1e-3,
-                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 1e-2, amsgrad: bool = False, *,
-                 maximize: bool = False, foreach: bool | None = None, capturable: bool = False,
-                 differentiable: bool = False, fused: bool | None = None) -> None:
-        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, foreach=foreach,
-                         maximize=maximize, capturable=capturable,
-                         differentiable=differentiable, fused=fused,
-                         decoupled_weight_decay=True)
+    def __init__(
+        self,
+        params: Iterable,
+        lr: float | Tensor = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+        amsgrad: bool = False,
+        *,
+        maximize: bool = False,
+        foreach: bool | None = None,
+        capturable: bool = False,
+        differentiable: bool = False,
+        fused: bool | None = None,
+    ) -> None:
+        super().__init__(
+            params,
+            lr,
+            betas,
+            eps,
+            weight_decay,
+            amsgrad,
+            foreach=foreach,
+            maximize=maximize,
+            capturable=capturable,
+            differentiable=differentiable,
+            fused=fused,
+            decoupled_weight_decay=True,
+        )
 
     def __setstate__(self, state):
         super().__setstate__(state)

@@ -44,22 +44,41 @@ class Adamax(Optimizer):
         differentiable (bool): must be False.
     """
 
-    def __init__(self, params: Iterable, lr: float | Tensor = 2e-3,
-                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0, foreach: bool | None = None, *,
-                 maximize: bool = False, differentiable: bool = False,
-                 capturable: bool = False) -> None:
+    def __init__(
+        self,
+        params: Iterable,
+        lr: float | Tensor = 2e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0,
+        foreach: bool | None = None,
+        *,
+        maximize: bool = False,
+        differentiable: bool = False,
+        capturable: bool = False,
+    ) -> None:
         _check_lr(lr)
         _check_nonneg(eps, "epsilon value")
         betas = _check_betas(betas)
         _check_nonneg(weight_decay, "weight_decay value")
-        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, foreach=foreach,
-                        maximize=maximize, differentiable=differentiable, capturable=capturable)
+        defaults = dict(
+            lr=lr,
+            betas=betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            foreach=foreach,
+            maximize=maximize,
+            differentiable=differentiable,
+            capturable=capturable,
+        )
         super().__init__(params, defaults)
 
     # defaults for options that an older pickled optimizer lacks (see Optimizer.__setstate__)
     _group_setdefaults = {
-        "foreach": None, "maximize": False, "differentiable": False, "capturable": False,
+        "foreach": None,
+        "maximize": False,
+        "differentiable": False,
+        "capturable": False,
     }
 
     def _step_group(self, group: dict) -> None:
@@ -69,9 +88,13 @@ class Adamax(Optimizer):
         for p, state, step in self._stepped(group, ("exp_avg", "exp_inf")):
             g = _grad_for_update(p, group["weight_decay"], group["maximize"])
             clr = lr / (1 - beta1**step)
-            parallel_apply(functools.partial(_adamax_update, beta1=beta1, beta2=beta2,
-                                             eps=eps, clr=clr),
-                           p._data, g, state["exp_avg"]._data, state["exp_inf"]._data)
+            parallel_apply(
+                functools.partial(_adamax_update, beta1=beta1, beta2=beta2, eps=eps, clr=clr),
+                p._data,
+                g,
+                state["exp_avg"]._data,
+                state["exp_inf"]._data,
+            )
             _bump(p)
 
 

@@ -51,19 +51,39 @@ class ASGD(Optimizer):
         differentiable (bool): must be False.
     """
 
-    def __init__(self, params: Iterable, lr: float | Tensor = 1e-2, lambd: float = 1e-4,
-                 alpha: float = 0.75, t0: float = 1e6, weight_decay: float = 0,
-                 foreach: bool | None = None, maximize: bool = False,
-                 differentiable: bool = False, capturable: bool = False) -> None:
+    def __init__(
+        self,
+        params: Iterable,
+        lr: float | Tensor = 1e-2,
+        lambd: float = 1e-4,
+        alpha: float = 0.75,
+        t0: float = 1e6,
+        weight_decay: float = 0,
+        foreach: bool | None = None,
+        maximize: bool = False,
+        differentiable: bool = False,
+        capturable: bool = False,
+    ) -> None:
         _check_lr(lr)
         _check_nonneg(weight_decay, "weight_decay value")
-        defaults = dict(lr=lr, lambd=lambd, alpha=alpha, t0=t0, weight_decay=weight_decay,
-                        foreach=foreach, maximize=maximize, differentiable=differentiable,
-                        capturable=capturable)
+        defaults = dict(
+            lr=lr,
+            lambd=lambd,
+            alpha=alpha,
+            t0=t0,
+            weight_decay=weight_decay,
+            foreach=foreach,
+            maximize=maximize,
+            differentiable=differentiable,
+            capturable=capturable,
+        )
         super().__init__(params, defaults)
 
     _group_setdefaults = {
-        "foreach": None, "maximize": False, "differentiable": False, "capturable": False,
+        "foreach": None,
+        "maximize": False,
+        "differentiable": False,
+        "capturable": False,
     }
 
     def _step_group(self, group: dict) -> None:
@@ -71,8 +91,12 @@ class ASGD(Optimizer):
         lambd, alpha, t0 = group["lambd"], group["alpha"], group["t0"]
 
         def init(p, lr=lr):
-            return {"step": _step_tensor(), "eta": _scalar_state(lr),
-                    "mu": _scalar_state(1.0), "ax": _zeros_state(p)}
+            return {
+                "step": _step_tensor(),
+                "eta": _scalar_state(lr),
+                "mu": _scalar_state(1.0),
+                "ax": _zeros_state(p),
+            }
 
         for p, state, step in self._stepped(group, init=init):
             g = _grad_for_update(p, group["weight_decay"], group["maximize"])

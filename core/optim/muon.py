@@ -28,8 +28,9 @@ def _bf16(xp, a):
     return rounded.view(xp.float32).reshape(a.shape)
 
 
-def _zeropower_via_newtonschulz(grad, ns_coefficients: tuple[float, float, float],
-                                ns_steps: int, eps: float):
+def _zeropower_via_newtonschulz(
+    grad, ns_coefficients: tuple[float, float, float], ns_steps: int, eps: float
+):
     """Approximately ``U V^T`` of ``grad = U S V^T`` (quintic Newton-Schulz), on arrays."""
     if ns_steps >= 100:
         raise ValueError("Number of steps must be less than 100 for computational efficiency")
@@ -91,12 +92,18 @@ class Muon(Optimizer):
             ``"match_rms_adamw"`` (``0.2 * sqrt(max(A, B))``); default ``"original"``.
     """
 
-    def __init__(self, params: Iterable, lr: float = 1e-3, weight_decay: float = 0.1,
-                 momentum: float = 0.95, nesterov: bool = True,
-                 ns_coefficients: tuple[float, float, float] = (DEFAULT_A, DEFAULT_B,
-                                                                DEFAULT_C),
-                 eps: float = EPS, ns_steps: int = DEFAULT_NS_STEPS,
-                 adjust_lr_fn: str | None = None) -> None:
+    def __init__(
+        self,
+        params: Iterable,
+        lr: float = 1e-3,
+        weight_decay: float = 0.1,
+        momentum: float = 0.95,
+        nesterov: bool = True,
+        ns_coefficients: tuple[float, float, float] = (DEFAULT_A, DEFAULT_B, DEFAULT_C),
+        eps: float = EPS,
+        ns_steps: int = DEFAULT_NS_STEPS,
+        adjust_lr_fn: str | None = None,
+    ) -> None:
         if isinstance(lr, Tensor) and lr.numel() != 1:
             raise ValueError("Tensor lr must be 1-element")
         if not 0.0 <= lr:
@@ -107,15 +114,24 @@ class Muon(Optimizer):
             raise ValueError(f"weight decay should be >= 0 but is: {weight_decay}")
         if adjust_lr_fn is not None and adjust_lr_fn not in ("original", "match_rms_adamw"):
             raise ValueError(f"Adjust learning rate function {adjust_lr_fn} is not supported")
-        defaults = dict(lr=lr, weight_decay=weight_decay, momentum=momentum, nesterov=nesterov,
-                        ns_coefficients=ns_coefficients, eps=eps, ns_steps=ns_steps,
-                        adjust_lr_fn=adjust_lr_fn)
+        defaults = dict(
+            lr=lr,
+            weight_decay=weight_decay,
+            momentum=momentum,
+            nesterov=nesterov,
+            ns_coefficients=ns_coefficients,
+            eps=eps,
+            ns_steps=ns_steps,
+            adjust_lr_fn=adjust_lr_fn,
+        )
         super().__init__(params, defaults)
         for group in self.param_groups:
             for p in group["params"]:
                 if p.ndim != 2:
-                    raise ValueError("Muon only supports 2D parameters whereas we found a "
-                                     f"parameter with size: {p.size()}")
+                    raise ValueError(
+                        "Muon only supports 2D parameters whereas we found a "
+                        f"parameter with size: {p.size()}"
+                    )
 
     def _step_group(self, group: dict) -> None:
         lr = _to_scalar(group["lr"])
@@ -138,9 +154,11 @@ class Muon(Optimizer):
                 _lerp_(update, buf, momentum)
             else:
                 update = buf
-            o = _zeropower_via_newtonschulz(update, group["ns_coefficients"],
-                                            group["ns_steps"], group["eps"])
+            o = _zeropower_via_newtonschulz(
+                update, group["ns_coefficients"], group["ns_steps"], group["eps"]
+            )
             p._data *= 1 - lr * group["weight_decay"]
             p._data -= _adjust_lr(lr, group["adjust_lr_fn"], p.shape) * o.astype(
-                p._data.dtype, copy=False)
+                p._data.dtype, copy=False
+            )
             _bump(p)

@@ -53,34 +53,57 @@ class NAdam(Optimizer):
         differentiable (bool): must be False.
     """
 
-    def __init__(self, params: Iterable, lr: float | Tensor = 2e-3,
-                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0, momentum_decay: float = 4e-3,
-                 decoupled_weight_decay: bool = False, *, foreach: bool | None = None,
-                 maximize: bool = False, capturable: bool = False,
-                 differentiable: bool = False) -> None:
+    def __init__(
+        self,
+        params: Iterable,
+        lr: float | Tensor = 2e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0,
+        momentum_decay: float = 4e-3,
+        decoupled_weight_decay: bool = False,
+        *,
+        foreach: bool | None = None,
+        maximize: bool = False,
+        capturable: bool = False,
+        differentiable: bool = False,
+    ) -> None:
         _check_lr(lr)
         _check_nonneg(eps, "epsilon value")
         betas = _check_betas(betas)
         _check_nonneg(weight_decay, "weight_decay value")
         _check_nonneg(momentum_decay, "momentum_decay value")
-        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                        momentum_decay=momentum_decay,
-                        decoupled_weight_decay=decoupled_weight_decay, maximize=maximize,
-                        foreach=foreach, capturable=capturable, differentiable=differentiable)
+        defaults = dict(
+            lr=lr,
+            betas=betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            momentum_decay=momentum_decay,
+            decoupled_weight_decay=decoupled_weight_decay,
+            maximize=maximize,
+            foreach=foreach,
+            capturable=capturable,
+            differentiable=differentiable,
+        )
         super().__init__(params, defaults)
 
     # defaults for options that an older pickled optimizer lacks (see Optimizer.__setstate__)
     _group_setdefaults = {
-        "maximize": False, "foreach": None, "capturable": False, "differentiable": False,
+        "maximize": False,
+        "foreach": None,
+        "capturable": False,
+        "differentiable": False,
         "decoupled_weight_decay": False,
     }
 
     def __setstate__(self, state):
         super().__setstate__(state)
         for s in self.state.values():
-            if isinstance(s, dict) and "mu_product" in s and not isinstance(s["mu_product"],
-                                                                            Tensor):
+            if (
+                isinstance(s, dict)
+                and "mu_product" in s
+                and not isinstance(s["mu_product"], Tensor)
+            ):
                 s["mu_product"] = _step_tensor(float(s["mu_product"]))
 
     def _step_group(self, group: dict) -> None:
@@ -99,23 +122,37 @@ class NAdam(Optimizer):
             mu_product_t *= np.float32(mu)
             mu_product = float(mu_product_t)
             mu_product_next = mu_product * mu_next
-            parallel_apply(functools.partial(
-                _nadam_update, beta1=beta1, beta2=beta2, eps=eps,
-                bias_correction2=bias_correction2,
-                grad_step=-lr * (1.0 - mu) / (1.0 - mu_product),
-                avg_step=(-lr * mu_next) / (1.0 - mu_product_next)),
-                p._data, g, state["exp_avg"]._data, state["exp_avg_sq"]._data)
+            parallel_apply(
+                functools.partial(
+                    _nadam_update,
+                    beta1=beta1,
+                    beta2=beta2,
+                    eps=eps,
+                    bias_correction2=bias_correction2,
+                    grad_step=-lr * (1.0 - mu) / (1.0 - mu_product),
+                    avg_step=(-lr * mu_next) / (1.0 - mu_product_next),
+                ),
+                p._data,
+                g,
+                state["exp_avg"]._data,
+                state["exp_avg_sq"]._data,
+            )
             _bump(p)
 
 
 def _new_state(p: Tensor) -> dict:
     """NAdam's state for a parameter's first step (PyTorch's keys, in its order)."""
-    return {"step": _step_tensor(), "mu_product": _step_tensor(1.0), "exp_avg": _zeros_state(p),
-            "exp_avg_sq": _zeros_state(p)}
+    return {
+        "step": _step_tensor(),
+        "mu_product": _step_tensor(1.0),
+        "exp_avg": _zeros_state(p),
+        "exp_avg_sq": _zeros_state(p),
+    }
 
 
-def _nadam_update(param, g, exp_avg, exp_avg_sq, *, beta1, beta2, eps, bias_correction2,
-                  grad_step, avg_step) -> None:
+def _nadam_update(
+    param, g, exp_avg, exp_avg_sq, *, beta1, beta2, eps, bias_correction2, grad_step, avg_step
+) -> None:
     """NAdam's elementwise update on arrays (in place; also on slices: ``parallel_apply``)."""
     _lerp_(exp_avg, g, 1 - beta1)
     exp_avg_sq *= beta2

@@ -18,8 +18,12 @@ from ..autograd.grad_mode import enable_grad
 from ..tensor import Tensor
 from ._functional import _step_tensor, _zeros_state
 
-__all__ = ["Optimizer", "required", "register_optimizer_step_pre_hook",
-           "register_optimizer_step_post_hook"]
+__all__ = [
+    "Optimizer",
+    "required",
+    "register_optimizer_step_pre_hook",
+    "register_optimizer_step_post_hook",
+]
 
 
 class _RequiredParameter:
@@ -86,8 +90,9 @@ def _hook_step(step: Callable) -> Callable:
         if self.__dict__.get("_in_step", False):  # super().step() from an overriding step
             return step(self, *args, **kwargs)
         self._opt_called = True  # lets a scheduler warn when it is stepped first
-        for hook in itertools.chain(_global_step_pre_hooks.values(),
-                                    self._optimizer_step_pre_hooks.values()):
+        for hook in itertools.chain(
+            _global_step_pre_hooks.values(), self._optimizer_step_pre_hooks.values()
+        ):
             result = hook(self, args, kwargs)
             if result is not None:
                 if isinstance(result, tuple) and len(result) == 2:
@@ -102,8 +107,9 @@ def _hook_step(step: Callable) -> Callable:
             out = step(self, *args, **kwargs)
         finally:
             self._in_step = False
-        for hook in itertools.chain(self._optimizer_step_post_hooks.values(),
-                                    _global_step_post_hooks.values()):
+        for hook in itertools.chain(
+            self._optimizer_step_post_hooks.values(), _global_step_post_hooks.values()
+        ):
             hook(self, args, kwargs)
         return out
 
@@ -180,15 +186,18 @@ class Optimizer:
 
     # ---- pickling and repr -------------------------------------------------------------
     def __getstate__(self) -> dict[str, Any]:
-        return {"defaults": self.defaults, "state": self.state,
-                "param_groups": self.param_groups}
+        return {"defaults": self.defaults, "state": self.state, "param_groups": self.param_groups}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        for name in ("_optimizer_step_pre_hooks", "_optimizer_step_post_hooks",
-                     "_optimizer_state_dict_pre_hooks", "_optimizer_state_dict_post_hooks",
-                     "_optimizer_load_state_dict_pre_hooks",
-                     "_optimizer_load_state_dict_post_hooks"):
+        for name in (
+            "_optimizer_step_pre_hooks",
+            "_optimizer_step_post_hooks",
+            "_optimizer_state_dict_pre_hooks",
+            "_optimizer_state_dict_post_hooks",
+            "_optimizer_load_state_dict_pre_hooks",
+            "_optimizer_load_state_dict_post_hooks",
+        ):
             if name not in self.__dict__:
                 setattr(self, name, OrderedDict())
         self.defaults.setdefault("differentiable", False)
@@ -240,36 +249,46 @@ class Optimizer:
         param_group["params"] = tensors
         if names:
             if len(names) != len(tensors):
-                raise ValueError("all optimizer params should be with/without names. Some param "
-                                 "names are missing")
+                raise ValueError(
+                    "all optimizer params should be with/without names. Some param "
+                    "names are missing"
+                )
             param_group["param_names"] = names
 
         for p in tensors:
             if not isinstance(p, Tensor):
-                raise TypeError("optimizer can only optimize Tensors, but one of the params is "
-                                + _typename(p))
+                raise TypeError(
+                    "optimizer can only optimize Tensors, but one of the params is " + _typename(p)
+                )
             if not (p.grad_fn is None or p.retains_grad):
                 raise ValueError("can't optimize a non-leaf Tensor")
 
         for name, default in self.defaults.items():
             if default is required and name not in param_group:
-                raise ValueError("parameter group didn't specify a value of required "
-                                 f"optimization parameter {name}")
+                raise ValueError(
+                    "parameter group didn't specify a value of required "
+                    f"optimization parameter {name}"
+                )
             param_group.setdefault(name, default)
 
         ids = {id(p) for p in tensors}
         if len(ids) != len(tensors):
             import warnings
 
-            warnings.warn("optimizer contains a parameter group with duplicate parameters; in "
-                          "future, this will cause an error", stacklevel=3)
+            warnings.warn(
+                "optimizer contains a parameter group with duplicate parameters; in "
+                "future, this will cause an error",
+                stacklevel=3,
+            )
         seen: set[int] = set()
         for group in self.param_groups:
             seen.update(id(p) for p in group["params"])
             if ("param_names" in param_group) != ("param_names" in group):
                 txt = "with names" if "param_names" in param_group else "without names"
-                raise ValueError("all optimizer param groups should be with/without names. "
-                                 f"cannot add param group {txt} to the optimizer")
+                raise ValueError(
+                    "all optimizer param groups should be with/without names. "
+                    f"cannot add param group {txt} to the optimizer"
+                )
         if not seen.isdisjoint(ids):
             raise ValueError("some parameters appear in more than one parameter group")
         self.param_groups.append(param_group)
@@ -313,8 +332,9 @@ class Optimizer:
         with enable_grad():
             return closure()
 
-    def _stepped(self, group: dict, buffers: Iterable[str] = (),
-                 init: Callable[[Tensor], dict] | None = None):
+    def _stepped(
+        self, group: dict, buffers: Iterable[str] = (), init: Callable[[Tensor], dict] | None = None
+    ):
         """The parameters of ``group`` that have a gradient, each as ``(p, state, step)`` after
         its step counter has counted this step (``step`` as a float).
 
@@ -394,8 +414,9 @@ class Optimizer:
             return packed
 
         param_groups = [pack_group(g) for g in self.param_groups]
-        packed_state = {(mapping[id(k)] if isinstance(k, Tensor) else k): v
-                        for k, v in self.state.items()}
+        packed_state = {
+            (mapping[id(k)] if isinstance(k, Tensor) else k): v for k, v in self.state.items()
+        }
         state_dict = {"state": packed_state, "param_groups": param_groups}
         for hook in self._optimizer_state_dict_post_hooks.values():
             result = hook(self, state_dict)
@@ -427,10 +448,16 @@ class Optimizer:
         if len(groups) != len(saved_groups):
             raise ValueError("loaded state dict has a different number of parameter groups")
         if any(len(g["params"]) != len(s["params"]) for g, s in zip(groups, saved_groups)):
-            raise ValueError("loaded state dict contains a parameter group that doesn't match "
-                             "the size of optimizer's group")
-        id_map = dict(zip(itertools.chain.from_iterable(g["params"] for g in saved_groups),
-                          itertools.chain.from_iterable(g["params"] for g in groups)))
+            raise ValueError(
+                "loaded state dict contains a parameter group that doesn't match "
+                "the size of optimizer's group"
+            )
+        id_map = dict(
+            zip(
+                itertools.chain.from_iterable(g["params"] for g in saved_groups),
+                itertools.chain.from_iterable(g["params"] for g in groups),
+            )
+        )
 
         state: defaultdict = defaultdict(dict)
         for k, v in state_dict["state"].items():

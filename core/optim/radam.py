@@ -50,25 +50,44 @@ class RAdam(Optimizer):
         differentiable (bool): must be False.
     """
 
-    def __init__(self, params: Iterable, lr: float | Tensor = 1e-3,
-                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0, decoupled_weight_decay: bool = False, *,
-                 foreach: bool | None = None, maximize: bool = False, capturable: bool = False,
-                 differentiable: bool = False) -> None:
+    def __init__(
+        self,
+        params: Iterable,
+        lr: float | Tensor = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0,
+        decoupled_weight_decay: bool = False,
+        *,
+        foreach: bool | None = None,
+        maximize: bool = False,
+        capturable: bool = False,
+        differentiable: bool = False,
+    ) -> None:
         _check_lr(lr)
         _check_nonneg(eps, "epsilon value")
         betas = _check_betas(betas)
         _check_nonneg(weight_decay, "weight_decay value")
-        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                        maximize=maximize, foreach=foreach, capturable=capturable,
-                        decoupled_weight_decay=decoupled_weight_decay,
-                        differentiable=differentiable)
+        defaults = dict(
+            lr=lr,
+            betas=betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            maximize=maximize,
+            foreach=foreach,
+            capturable=capturable,
+            decoupled_weight_decay=decoupled_weight_decay,
+            differentiable=differentiable,
+        )
         super().__init__(params, defaults)
 
     # defaults for options that an older pickled optimizer lacks (see Optimizer.__setstate__)
     _group_setdefaults = {
-        "foreach": None, "maximize": False, "differentiable": False, "decoupled_weight_decay":
-        False, "capturable": False,
+        "foreach": None,
+        "maximize": False,
+        "differentiable": False,
+        "decoupled_weight_decay": False,
+        "capturable": False,
     }
 
     def _step_group(self, group: dict) -> None:
@@ -84,18 +103,42 @@ class RAdam(Optimizer):
             rho_t = rho_inf - 2 * step * (beta2**step) / bias_correction2
             rect = None  # the variance is not tractable yet: plain momentum steps
             if rho_t > 5.0:
-                rect = ((rho_t - 4) * (rho_t - 2) * rho_inf
-                        / ((rho_inf - 4) * (rho_inf - 2) * rho_t)) ** 0.5
-            parallel_apply(functools.partial(
-                _radam_update, beta1=beta1, beta2=beta2, eps=eps, lr=lr,
-                bias_correction1=1 - beta1**step, bias_correction2=bias_correction2,
-                rect=rect),
-                param, g, state["exp_avg"]._data, state["exp_avg_sq"]._data)
+                rect = (
+                    (rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)
+                ) ** 0.5
+            parallel_apply(
+                functools.partial(
+                    _radam_update,
+                    beta1=beta1,
+                    beta2=beta2,
+                    eps=eps,
+                    lr=lr,
+                    bias_correction1=1 - beta1**step,
+                    bias_correction2=bias_correction2,
+                    rect=rect,
+                ),
+                param,
+                g,
+                state["exp_avg"]._data,
+                state["exp_avg_sq"]._data,
+            )
             _bump(p)
 
 
-def _radam_update(param, g, exp_avg, exp_avg_sq, *, beta1, beta2, eps, lr, bias_correction1,
-                  bias_correction2, rect) -> None:
+def _radam_update(
+    param,
+    g,
+    exp_avg,
+    exp_avg_sq,
+    *,
+    beta1,
+    beta2,
+    eps,
+    lr,
+    bias_correction1,
+    bias_correction2,
+    rect,
+) -> None:
     """RAdam's elementwise update on arrays (in place; also on slices: ``parallel_apply``);
     ``rect`` is None while the variance is not tractable."""
     _lerp_(exp_avg, g, 1 - beta1)

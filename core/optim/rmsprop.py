@@ -47,33 +47,58 @@ class RMSprop(Optimizer):
         differentiable (bool): must be False.
     """
 
-    def __init__(self, params: Iterable, lr: float | Tensor = 1e-2, alpha: float = 0.99,
-                 eps: float = 1e-8, weight_decay: float = 0, momentum: float = 0,
-                 centered: bool = False, capturable: bool = False,
-                 foreach: bool | None = None, maximize: bool = False,
-                 differentiable: bool = False) -> None:
+    def __init__(
+        self,
+        params: Iterable,
+        lr: float | Tensor = 1e-2,
+        alpha: float = 0.99,
+        eps: float = 1e-8,
+        weight_decay: float = 0,
+        momentum: float = 0,
+        centered: bool = False,
+        capturable: bool = False,
+        foreach: bool | None = None,
+        maximize: bool = False,
+        differentiable: bool = False,
+    ) -> None:
         _check_lr(lr)
         _check_nonneg(eps, "epsilon value")
         _check_nonneg(momentum, "momentum value")
         _check_nonneg(weight_decay, "weight_decay value")
         _check_nonneg(alpha, "alpha value")
-        defaults = dict(lr=lr, momentum=momentum, alpha=alpha, eps=eps, centered=centered,
-                        weight_decay=weight_decay, capturable=capturable, foreach=foreach,
-                        maximize=maximize, differentiable=differentiable)
+        defaults = dict(
+            lr=lr,
+            momentum=momentum,
+            alpha=alpha,
+            eps=eps,
+            centered=centered,
+            weight_decay=weight_decay,
+            capturable=capturable,
+            foreach=foreach,
+            maximize=maximize,
+            differentiable=differentiable,
+        )
         super().__init__(params, defaults)
 
     # defaults for options that an older pickled optimizer lacks (see Optimizer.__setstate__)
     _group_setdefaults = {
-        "momentum": 0, "centered": False, "foreach": None, "maximize": False, "differentiable":
-        False, "capturable": False,
+        "momentum": 0,
+        "centered": False,
+        "foreach": None,
+        "maximize": False,
+        "differentiable": False,
+        "capturable": False,
     }
 
     def _step_group(self, group: dict) -> None:
         lr = _to_scalar(group["lr"])
         alpha, eps, momentum = group["alpha"], group["eps"], group["momentum"]
         centered = group["centered"]
-        buffers = (("square_avg",) + (("momentum_buffer",) if momentum > 0 else ())
-                   + (("grad_avg",) if centered else ()))
+        buffers = (
+            ("square_avg",)
+            + (("momentum_buffer",) if momentum > 0 else ())
+            + (("grad_avg",) if centered else ())
+        )
         for p, state, _ in self._stepped(group, buffers):
             g = _grad_for_update(p, group["weight_decay"], group["maximize"])
             arrays = [p._data, g, state["square_avg"]._data]
@@ -81,9 +106,17 @@ class RMSprop(Optimizer):
                 arrays.append(state["grad_avg"]._data)
             if momentum > 0:
                 arrays.append(state["momentum_buffer"]._data)
-            parallel_apply(functools.partial(_rmsprop_update, alpha=alpha, eps=eps, lr=lr,
-                                             momentum=momentum, centered=centered),
-                           *arrays)
+            parallel_apply(
+                functools.partial(
+                    _rmsprop_update,
+                    alpha=alpha,
+                    eps=eps,
+                    lr=lr,
+                    momentum=momentum,
+                    centered=centered,
+                ),
+                *arrays,
+            )
             _bump(p)
 
 

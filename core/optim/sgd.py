@@ -36,23 +36,44 @@ class SGD(Optimizer):
         differentiable (bool): must be False.
     """
 
-    def __init__(self, params: Iterable, lr: float | Tensor = 1e-3, momentum: float = 0,
-                 dampening: float = 0, weight_decay: float = 0, nesterov: bool = False, *,
-                 maximize: bool = False, foreach: bool | None = None,
-                 differentiable: bool = False, fused: bool | None = None) -> None:
+    def __init__(
+        self,
+        params: Iterable,
+        lr: float | Tensor = 1e-3,
+        momentum: float = 0,
+        dampening: float = 0,
+        weight_decay: float = 0,
+        nesterov: bool = False,
+        *,
+        maximize: bool = False,
+        foreach: bool | None = None,
+        differentiable: bool = False,
+        fused: bool | None = None,
+    ) -> None:
         _check_lr(lr)
         _check_nonneg(momentum, "momentum value")
         _check_nonneg(weight_decay, "weight_decay value")
-        defaults = dict(lr=lr, momentum=momentum, dampening=dampening,
-                        weight_decay=weight_decay, nesterov=nesterov, maximize=maximize,
-                        foreach=foreach, differentiable=differentiable, fused=fused)
+        defaults = dict(
+            lr=lr,
+            momentum=momentum,
+            dampening=dampening,
+            weight_decay=weight_decay,
+            nesterov=nesterov,
+            maximize=maximize,
+            foreach=foreach,
+            differentiable=differentiable,
+            fused=fused,
+        )
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
         super().__init__(params, defaults)
 
     # defaults for options that an older pickled optimizer lacks (see Optimizer.__setstate__)
     _group_setdefaults = {
-        "nesterov": False, "maximize": False, "foreach": None, "differentiable": False,
+        "nesterov": False,
+        "maximize": False,
+        "foreach": None,
+        "differentiable": False,
         "fused": False,
     }
 
@@ -74,9 +95,17 @@ class SGD(Optimizer):
                     state["momentum_buffer"] = Tensor._wrap(_xp(g).empty_like(g))
                     fresh = True
                 arrays.append(state["momentum_buffer"]._data)
-            parallel_apply(functools.partial(
-                _sgd_update, lr=lr, momentum=momentum, dampening=dampening,
-                nesterov=nesterov, fresh=fresh), *arrays)
+            parallel_apply(
+                functools.partial(
+                    _sgd_update,
+                    lr=lr,
+                    momentum=momentum,
+                    dampening=dampening,
+                    nesterov=nesterov,
+                    fresh=fresh,
+                ),
+                *arrays,
+            )
             _bump(p)
 
 

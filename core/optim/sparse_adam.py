@@ -33,21 +33,33 @@ class SparseAdam(Optimizer):
        dense gradient.
     """
 
-    def __init__(self, params: Iterable, lr: float | Tensor = 1e-3,
-                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 maximize: bool = False) -> None:
+    def __init__(
+        self,
+        params: Iterable,
+        lr: float | Tensor = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        maximize: bool = False,
+    ) -> None:
         _check_lr(lr)
         _check_nonneg(eps, "epsilon value")
         betas = _check_betas(betas)
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, maximize=maximize))
-        complex_params = [[i, j] for i, group in enumerate(self.param_groups)
-                          for j, p in enumerate(group["params"]) if p.is_complex()]
+        complex_params = [
+            [i, j]
+            for i, group in enumerate(self.param_groups)
+            for j, p in enumerate(group["params"])
+            if p.is_complex()
+        ]
         if complex_params:
-            raise ValueError(f"Complex params at indices {complex_params}: SparseAdam does "
-                             "not support complex parameters")
+            raise ValueError(
+                f"Complex params at indices {complex_params}: SparseAdam does "
+                "not support complex parameters"
+            )
 
     def _step_group(self, group: dict) -> None:
         for p in group["params"]:
             if p.grad is not None and not getattr(p.grad, "is_sparse", False):
-                raise RuntimeError("SparseAdam does not support dense gradients, please "
-                                   "consider Adam instead")
+                raise RuntimeError(
+                    "SparseAdam does not support dense gradients, please consider Adam instead"
+                )

@@ -16,6 +16,16 @@ from .profiler import (
     tensorboard_trace_handler,
 )
 
-__all__ = ["profile", "schedule", "supported_activities", "tensorboard_trace_handler",
-           "ProfilerAction", "ProfilerActivity", "kineto_available", "record_function",
-           "EventList", "FunctionEvent", "FunctionEventAvg"]
+__all__ = [
+    "profile",
+    "schedule",
+    "supported_activities",
+    "tensorboard_trace_handler",
+    "ProfilerAction",
+    "ProfilerActivity",
+    "kineto_available",
+    "record_function",
+    "EventList",
+    "FunctionEvent",
+    "FunctionEventAvg",
+]

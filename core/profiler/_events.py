@@ -21,7 +21,7 @@ def _format_time(us: float) -> str:
 
 
 def _format_memory(nbytes: int) -> str:
-    kb, mb, gb = 1024, 1024 ** 2, 1024 ** 3
+    kb, mb, gb = 1024, 1024**2, 1024**3
     if abs(nbytes) >= gb:
         return f"{nbytes / gb:.2f} Gb"
     if abs(nbytes) >= mb:
@@ -34,10 +34,20 @@ def _format_memory(nbytes: int) -> str:
 class FunctionEvent:
     """One recorded op or range. Times are microseconds."""
 
-    def __init__(self, id: int, name: str, thread: int, start_us: float, end_us: float,
-                 input_shapes=None, stack=None, cpu_memory_usage: int = 0,
-                 device_time: float = 0.0, is_user_annotation: bool = False,
-                 cat: str = "cpu_op") -> None:
+    def __init__(
+        self,
+        id: int,
+        name: str,
+        thread: int,
+        start_us: float,
+        end_us: float,
+        input_shapes=None,
+        stack=None,
+        cpu_memory_usage: int = 0,
+        device_time: float = 0.0,
+        is_user_annotation: bool = False,
+        cat: str = "cpu_op",
+    ) -> None:
         self.id, self.name, self.thread = id, name, thread
         self.start_us, self.end_us = start_us, end_us
         self.input_shapes = input_shapes or []
@@ -69,9 +79,11 @@ class FunctionEvent:
         return self.device_time_total - sum(c.device_time_total for c in self.cpu_children)
 
     def __repr__(self) -> str:
-        return (f"<FunctionEvent id={self.id} name={self.name} thread={self.thread} "
-                f"cpu_time={_format_time(self.cpu_time_total)} "
-                f"input_shapes={self.input_shapes}>")
+        return (
+            f"<FunctionEvent id={self.id} name={self.name} thread={self.thread} "
+            f"cpu_time={_format_time(self.cpu_time_total)} "
+            f"input_shapes={self.input_shapes}>"
+        )
 
 
 class FunctionEventAvg:
@@ -114,22 +126,41 @@ class FunctionEventAvg:
     self_cuda_time_total = property(lambda self: self.self_device_time_total)
 
     def __repr__(self) -> str:
-        return (f"<FunctionEventAvg key={self.key} self_cpu_time="
-                f"{_format_time(self.self_cpu_time_total)} cpu_time="
-                f"{_format_time(self.cpu_time)} input_shapes={self.input_shapes}>")
+        return (
+            f"<FunctionEventAvg key={self.key} self_cpu_time="
+            f"{_format_time(self.self_cpu_time_total)} cpu_time="
+            f"{_format_time(self.cpu_time)} input_shapes={self.input_shapes}>"
+        )
 
 
 # sort keys a table accepts (PyTorch's spellings; cuda_* are aliases of device_*)
-SORT_KEYS = ("cpu_time", "cuda_time", "device_time", "cpu_time_total", "cuda_time_total",
-             "device_time_total", "self_cpu_time_total", "self_cuda_time_total",
-             "self_device_time_total", "cpu_memory_usage", "self_cpu_memory_usage", "count")
+SORT_KEYS = (
+    "cpu_time",
+    "cuda_time",
+    "device_time",
+    "cpu_time_total",
+    "cuda_time_total",
+    "device_time_total",
+    "self_cpu_time_total",
+    "self_cuda_time_total",
+    "self_device_time_total",
+    "cpu_memory_usage",
+    "self_cpu_memory_usage",
+    "count",
+)
 
 
 class EventList(list):
     """A list of events with PyTorch's reporting methods."""
 
-    def __init__(self, *args, use_device: str | None = None, profile_memory: bool = False,
-                 with_stack: bool = False, trace_meta: dict | None = None) -> None:
+    def __init__(
+        self,
+        *args,
+        use_device: str | None = None,
+        profile_memory: bool = False,
+        with_stack: bool = False,
+        trace_meta: dict | None = None,
+    ) -> None:
         super().__init__(*args)
         self._use_device = use_device
         self._profile_memory = profile_memory
@@ -140,8 +171,9 @@ class EventList(list):
     def self_cpu_time_total(self) -> float:
         return sum(e.self_cpu_time_total for e in self)
 
-    def key_averages(self, group_by_input_shapes: bool = False,
-                     group_by_stack_n: int = 0) -> EventList:
+    def key_averages(
+        self, group_by_input_shapes: bool = False, group_by_stack_n: int = 0
+    ) -> EventList:
         """One ``FunctionEventAvg`` per op name (and input shapes / top ``n`` stack frames)."""
         stats: OrderedDict = OrderedDict()
         for e in self:
@@ -151,8 +183,12 @@ class EventList(list):
             if group_by_stack_n:
                 key += tuple(e.stack[:group_by_stack_n])
             stats.setdefault(key, FunctionEventAvg()).add(e)
-        out = EventList(stats.values(), use_device=self._use_device,
-                        profile_memory=self._profile_memory, with_stack=self._with_stack)
+        out = EventList(
+            stats.values(),
+            use_device=self._use_device,
+            profile_memory=self._profile_memory,
+            with_stack=self._with_stack,
+        )
         out._grouped_shapes = group_by_input_shapes
         out._stack_n = group_by_stack_n
         return out
@@ -164,18 +200,31 @@ class EventList(list):
         total.key = "Total"
         return total
 
-    def table(self, sort_by: str | None = None, row_limit: int = 100,
-              max_src_column_width: int = 75, max_name_column_width: int = 55,
-              max_shapes_column_width: int = 80, header: str | None = None,
-              top_level_events_only: bool = False) -> str:
+    def table(
+        self,
+        sort_by: str | None = None,
+        row_limit: int = 100,
+        max_src_column_width: int = 75,
+        max_name_column_width: int = 55,
+        max_shapes_column_width: int = 80,
+        header: str | None = None,
+        top_level_events_only: bool = False,
+    ) -> str:
         """The events (or averages) as a text table, PyTorch's layout."""
         from ._table import build_table
 
         if sort_by is not None and sort_by not in SORT_KEYS:
             raise ValueError(f"table: unknown sort_by {sort_by!r}; use one of {list(SORT_KEYS)}")
-        return build_table(self, sort_by, row_limit, max_src_column_width,
-                           max_name_column_width, max_shapes_column_width, header,
-                           top_level_events_only)
+        return build_table(
+            self,
+            sort_by,
+            row_limit,
+            max_src_column_width,
+            max_name_column_width,
+            max_shapes_column_width,
+            header,
+            top_level_events_only,
+        )
 
     def export_chrome_trace(self, path: str) -> None:
         """Write the events as Chrome trace JSON (chrome://tracing, Perfetto)."""
@@ -196,13 +245,22 @@ def chrome_trace(events, meta: dict) -> dict:
     pid = os.getpid()
     trace = []
     threads = sorted({e.thread for e in events})
-    trace.append({"ph": "M", "name": "process_name", "pid": pid, "tid": 0,
-                  "args": {"name": "python"}})
-    trace.append({"ph": "M", "name": "process_labels", "pid": pid, "tid": 0,
-                  "args": {"labels": "CPU"}})
+    trace.append(
+        {"ph": "M", "name": "process_name", "pid": pid, "tid": 0, "args": {"name": "python"}}
+    )
+    trace.append(
+        {"ph": "M", "name": "process_labels", "pid": pid, "tid": 0, "args": {"labels": "CPU"}}
+    )
     for t in threads:
-        trace.append({"ph": "M", "name": "thread_name", "pid": pid, "tid": t,
-                      "args": {"name": f"thread {t} (python)"}})
+        trace.append(
+            {
+                "ph": "M",
+                "name": "thread_name",
+                "pid": pid,
+                "tid": t,
+                "args": {"name": f"thread {t} (python)"},
+            }
+        )
     has_device = False
     for i, e in enumerate(events):
         args = {"External id": i + 1, "Ev Idx": i}
@@ -210,22 +268,55 @@ def chrome_trace(events, meta: dict) -> dict:
             args["Input Dims"] = e.input_shapes
         if e.stack:
             args["Call stack"] = ";".join(e.stack)
-        trace.append({"ph": "X", "cat": e.cat, "name": e.name, "pid": pid, "tid": e.thread,
-                      "ts": e.start_us, "dur": e.cpu_time_total, "args": args})
+        trace.append(
+            {
+                "ph": "X",
+                "cat": e.cat,
+                "name": e.name,
+                "pid": pid,
+                "tid": e.thread,
+                "ts": e.start_us,
+                "dur": e.cpu_time_total,
+                "args": args,
+            }
+        )
         if e.cpu_memory_usage:
-            trace.append({"ph": "i", "s": "t", "cat": "cpu_instant_event", "name": "[memory]",
-                          "pid": pid, "tid": e.thread, "ts": e.start_us,
-                          "args": {"Device Type": 0, "Device Id": -1,
-                                   "Bytes": e.cpu_memory_usage}})
+            trace.append(
+                {
+                    "ph": "i",
+                    "s": "t",
+                    "cat": "cpu_instant_event",
+                    "name": "[memory]",
+                    "pid": pid,
+                    "tid": e.thread,
+                    "ts": e.start_us,
+                    "args": {"Device Type": 0, "Device Id": -1, "Bytes": e.cpu_memory_usage},
+                }
+            )
         if e.device_time_total:  # pragma: no cover - GPU
             has_device = True
-            trace.append({"ph": "X", "cat": "kernel", "name": e.name, "pid": "GPU",
-                          "tid": "stream", "ts": e.start_us, "dur": e.device_time_total,
-                          "args": {"External id": i + 1}})
+            trace.append(
+                {
+                    "ph": "X",
+                    "cat": "kernel",
+                    "name": e.name,
+                    "pid": "GPU",
+                    "tid": "stream",
+                    "ts": e.start_us,
+                    "dur": e.device_time_total,
+                    "args": {"External id": i + 1},
+                }
+            )
     if has_device:  # pragma: no cover - GPU
-        trace.append({"ph": "M", "name": "process_name", "pid": "GPU", "tid": 0,
-                      "args": {"name": "GPU"}})
-    doc = {"schemaVersion": 1, "deviceProperties": [], "displayTimeUnit": "ms",
-           "host_name": socket.gethostname(), "traceEvents": trace}
+        trace.append(
+            {"ph": "M", "name": "process_name", "pid": "GPU", "tid": 0, "args": {"name": "GPU"}}
+        )
+    doc = {
+        "schemaVersion": 1,
+        "deviceProperties": [],
+        "displayTimeUnit": "ms",
+        "host_name": socket.gethostname(),
+        "traceEvents": trace,
+    }
     doc.update(meta)
     return doc

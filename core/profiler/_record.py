@@ -37,8 +37,9 @@ class RawEvent:
 class Recorder:
     """What one recording session keeps: its options and the events so far."""
 
-    def __init__(self, record_shapes: bool, profile_memory: bool, with_stack: bool,
-                 use_cuda: bool) -> None:
+    def __init__(
+        self, record_shapes: bool, profile_memory: bool, with_stack: bool, use_cuda: bool
+    ) -> None:
         self.record_shapes = record_shapes
         self.profile_memory = profile_memory
         self.with_stack = with_stack
@@ -51,8 +52,9 @@ class Recorder:
         shapes = _shapes(args) if self.record_shapes else None
         mem = _nbytes(out) if self.profile_memory else 0
         stack = _user_stack() if self.with_stack else None
-        self.events.append(RawEvent(name, cat, t0, t1, threading.get_native_id(), shapes, mem,
-                                    stack, cuda))
+        self.events.append(
+            RawEvent(name, cat, t0, t1, threading.get_native_id(), shapes, mem, stack, cuda)
+        )
 
     def to_us(self, t_ns: int) -> float:
         """A perf-counter time as microseconds since the epoch (the trace's clock)."""
@@ -105,8 +107,11 @@ def op_name(cls) -> str:
         return name
     out = []
     for i, ch in enumerate(name):
-        if ch.isupper() and i and (not name[i - 1].isupper()
-                                   or (i + 1 < len(name) and name[i + 1].islower())):
+        if (
+            ch.isupper()
+            and i
+            and (not name[i - 1].isupper() or (i + 1 < len(name) and name[i + 1].islower()))
+        ):
             out.append("_")
         out.append(ch.lower())
     return "ember::" + "".join(out)
@@ -145,8 +150,7 @@ def _profiled_call_backward(node, grads, create_graph):
     t1 = _perf()
     if cuda is not None:  # pragma: no cover - GPU
         cuda[1].record()
-    rec.add("autograd::engine::evaluate_function: " + node.name(), BACKWARD, t0, t1, (), None,
-            cuda)
+    rec.add("autograd::engine::evaluate_function: " + node.name(), BACKWARD, t0, t1, (), None, cuda)
     return out
 
 
@@ -159,8 +163,10 @@ def _profiled_nograd(name, t0, args, out) -> None:
 def start(rec: Recorder) -> None:
     with _lock:
         if _active[0] is not None:
-            raise RuntimeError("Profiler is already enabled: ember records with one profiler "
-                               "at a time (stop the running one first)")
+            raise RuntimeError(
+                "Profiler is already enabled: ember records with one profiler "
+                "at a time (stop the running one first)"
+            )
         _active[0] = rec
         Function.apply = classmethod(_profiled_apply)
         _engine._call_backward = _profiled_call_backward

@@ -23,8 +23,16 @@ from typing import Any
 from . import _record
 from ._events import EventList, FunctionEvent, chrome_trace
 
-__all__ = ["profile", "schedule", "ProfilerAction", "ProfilerActivity", "record_function",
-           "tensorboard_trace_handler", "supported_activities", "kineto_available"]
+__all__ = [
+    "profile",
+    "schedule",
+    "ProfilerAction",
+    "ProfilerActivity",
+    "record_function",
+    "tensorboard_trace_handler",
+    "supported_activities",
+    "kineto_available",
+]
 
 
 class ProfilerActivity(enum.Enum):
@@ -47,8 +55,7 @@ def supported_activities() -> set:
     """CPU always; CUDA when CuPy sees a GPU."""
     from ..cuda._lazy import has_cuda
 
-    return {ProfilerActivity.CPU, ProfilerActivity.CUDA} if has_cuda() \
-        else {ProfilerActivity.CPU}
+    return {ProfilerActivity.CPU, ProfilerActivity.CUDA} if has_cuda() else {ProfilerActivity.CPU}
 
 
 def kineto_available() -> bool:
@@ -56,13 +63,24 @@ def kineto_available() -> bool:
     return False
 
 
-def schedule(*, wait: int, warmup: int, active: int, repeat: int = 0, skip_first: int = 0,
-             skip_first_wait: int = 0) -> Callable[[int], ProfilerAction]:
+def schedule(
+    *,
+    wait: int,
+    warmup: int,
+    active: int,
+    repeat: int = 0,
+    skip_first: int = 0,
+    skip_first_wait: int = 0,
+) -> Callable[[int], ProfilerAction]:
     """The action for each step: skip ``skip_first`` steps, then cycles of ``wait`` idle,
     ``warmup`` and ``active`` recorded steps (the last one saves), ``repeat`` times (0:
     forever). ``skip_first_wait=1`` skips the first cycle's wait."""
-    for n, v in (("wait", wait), ("warmup", warmup), ("repeat", repeat),
-                 ("skip_first", skip_first)):
+    for n, v in (
+        ("wait", wait),
+        ("warmup", warmup),
+        ("repeat", repeat),
+        ("skip_first", skip_first),
+    ):
         if not isinstance(v, int) or v < 0:
             raise ValueError(f"schedule: {n} must be a non-negative int, got {v!r}")
     if not isinstance(active, int) or active < 1:
@@ -136,9 +154,21 @@ def _finish(rec: _record.Recorder, use_device: str | None) -> list[FunctionEvent
 
             r.cuda[1].synchronize()
             dev = _cupy.cupy.cuda.get_elapsed_time(r.cuda[0], r.cuda[1]) * 1000.0
-        events.append(FunctionEvent(i, r.name, r.tid, rec.to_us(r.t0), rec.to_us(r.t1),
-                                    r.shapes, r.stack, r.mem, dev,
-                                    r.cat == _record.USER_ANNOTATION, r.cat))
+        events.append(
+            FunctionEvent(
+                i,
+                r.name,
+                r.tid,
+                rec.to_us(r.t0),
+                rec.to_us(r.t1),
+                r.shapes,
+                r.stack,
+                r.mem,
+                dev,
+                r.cat == _record.USER_ANNOTATION,
+                r.cat,
+            )
+        )
     stack: list = []
     for e, r in zip(events, raw):
         while stack and (stack[-1][1].tid != r.tid or stack[-1][1].t1 <= r.t0):
@@ -170,23 +200,35 @@ class profile:
         use_cuda (bool, optional): deprecated spelling of ``ProfilerActivity.CUDA``.
     """
 
-    def __init__(self, *, activities: Iterable[ProfilerActivity] | None = None,
-                 schedule: Callable[[int], ProfilerAction] | None = None,
-                 on_trace_ready: Callable[..., Any] | None = None, record_shapes: bool = False,
-                 profile_memory: bool = False, with_stack: bool = False,
-                 with_flops: bool = False, with_modules: bool = False,
-                 experimental_config=None, execution_trace_observer=None,
-                 acc_events: bool = False, use_cuda: bool | None = None,
-                 custom_trace_id_callback=None, post_processing_timeout_s=None) -> None:
+    def __init__(
+        self,
+        *,
+        activities: Iterable[ProfilerActivity] | None = None,
+        schedule: Callable[[int], ProfilerAction] | None = None,
+        on_trace_ready: Callable[..., Any] | None = None,
+        record_shapes: bool = False,
+        profile_memory: bool = False,
+        with_stack: bool = False,
+        with_flops: bool = False,
+        with_modules: bool = False,
+        experimental_config=None,
+        execution_trace_observer=None,
+        acc_events: bool = False,
+        use_cuda: bool | None = None,
+        custom_trace_id_callback=None,
+        post_processing_timeout_s=None,
+    ) -> None:
         acts = set(activities) if activities is not None else supported_activities()
         for a in acts:
             if not isinstance(a, ProfilerActivity):
-                raise TypeError(f"profile: activities must be ProfilerActivity members, got "
-                                f"{a!r}")
+                raise TypeError(f"profile: activities must be ProfilerActivity members, got {a!r}")
         if use_cuda:
-            warnings.warn("The attribute `use_cuda` will be deprecated soon, please use "
-                          "``activities=[ProfilerActivity.CUDA]`` instead.", FutureWarning,
-                          stacklevel=2)
+            warnings.warn(
+                "The attribute `use_cuda` will be deprecated soon, please use "
+                "``activities=[ProfilerActivity.CUDA]`` instead.",
+                FutureWarning,
+                stacklevel=2,
+            )
             acts.add(ProfilerActivity.CUDA)
         if schedule is not None and not callable(schedule):
             raise TypeError("profile: schedule must be callable (step -> ProfilerAction)")
@@ -237,10 +279,13 @@ class profile:
         self.step_num += 1
         self.current_action = self.schedule(self.step_num)
         if prev is ProfilerAction.RECORD_AND_SAVE or (
-                self._recording(prev) and not self._recording(self.current_action)):
+            self._recording(prev) and not self._recording(self.current_action)
+        ):
             if prev is not ProfilerAction.RECORD_AND_SAVE:
-                warnings.warn("Incomplete profiler cycle: the schedule left RECORD without "
-                              "RECORD_AND_SAVE", stacklevel=2)
+                warnings.warn(
+                    "Incomplete profiler cycle: the schedule left RECORD without RECORD_AND_SAVE",
+                    stacklevel=2,
+                )
             self._stop_trace()
             if self.on_trace_ready is not None:
                 self.on_trace_ready(self)
@@ -258,8 +303,12 @@ class profile:
         _record.pop_range(token, f"ProfilerStep#{self.step_num}")
 
     def _start_trace(self) -> None:
-        self._rec = _record.Recorder(self.record_shapes, self.profile_memory, self.with_stack,
-                                     ProfilerActivity.CUDA in self.activities)
+        self._rec = _record.Recorder(
+            self.record_shapes,
+            self.profile_memory,
+            self.with_stack,
+            ProfilerActivity.CUDA in self.activities,
+        )
         self._events = None
         _record.start(self._rec)
 
@@ -273,27 +322,38 @@ class profile:
     def events(self) -> EventList:
         """The events of the last recorded cycle."""
         if self._events is None:
-            raise RuntimeError("Profiler didn't finish running: no results before the first "
-                               "recorded cycle ends")
-        return EventList(self._events, use_device="cuda" if any(
-            e.device_time_total for e in self._events) else None,
-            profile_memory=self.profile_memory, with_stack=self.with_stack,
-            trace_meta=self._trace_meta())
+            raise RuntimeError(
+                "Profiler didn't finish running: no results before the first recorded cycle ends"
+            )
+        return EventList(
+            self._events,
+            use_device="cuda" if any(e.device_time_total for e in self._events) else None,
+            profile_memory=self.profile_memory,
+            with_stack=self.with_stack,
+            trace_meta=self._trace_meta(),
+        )
 
-    def key_averages(self, group_by_input_shape: bool = False, group_by_stack_n: int = 0,
-                     group_by_overload_name: bool = False) -> EventList:
+    def key_averages(
+        self,
+        group_by_input_shape: bool = False,
+        group_by_stack_n: int = 0,
+        group_by_overload_name: bool = False,
+    ) -> EventList:
         """Events averaged per op name (and input shapes / stack frames when asked)."""
         if group_by_input_shape and not self.record_shapes:
-            raise ValueError("key_averages(group_by_input_shape=True) needs "
-                             "profile(record_shapes=True)")
+            raise ValueError(
+                "key_averages(group_by_input_shape=True) needs profile(record_shapes=True)"
+            )
         if group_by_stack_n and not self.with_stack:
             raise ValueError("key_averages(group_by_stack_n=...) needs profile(with_stack=True)")
         return self.events().key_averages(group_by_input_shape, group_by_stack_n)
 
     def _trace_meta(self) -> dict:
-        meta = {"record_shapes": int(self.record_shapes),
-                "profile_memory": int(self.profile_memory),
-                "baseTimeNanoseconds": getattr(self, "_base_ns", 0)}
+        meta = {
+            "record_shapes": int(self.record_shapes),
+            "profile_memory": int(self.profile_memory),
+            "baseTimeNanoseconds": getattr(self, "_base_ns", 0),
+        }
         meta.update(self._metadata)
         return meta
 
@@ -320,8 +380,12 @@ class profile:
         self._metadata[key] = json.loads(value)
 
 
-def tensorboard_trace_handler(dir_name: str, worker_name: str | None = None,
-                              use_gzip: bool = False, use_python_export: bool = False):
+def tensorboard_trace_handler(
+    dir_name: str,
+    worker_name: str | None = None,
+    use_gzip: bool = False,
+    use_python_export: bool = False,
+):
     """An ``on_trace_ready`` that writes ``<worker>.<ns>.pt.trace.json[.gz]`` into
     ``dir_name`` (the layout TensorBoard's profiler plugin reads)."""
     os.makedirs(dir_name, exist_ok=True)

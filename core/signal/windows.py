@@ -15,8 +15,19 @@ from ..backend.device import CPU, get_array_module
 from ..backend.dtype import float32, float64, get_default_dtype, to_dtype
 from ..tensor import Tensor
 
-__all__ = ["bartlett", "blackman", "cosine", "exponential", "gaussian", "general_cosine",
-           "general_hamming", "hamming", "hann", "kaiser", "nuttall"]
+__all__ = [
+    "bartlett",
+    "blackman",
+    "cosine",
+    "exponential",
+    "gaussian",
+    "general_cosine",
+    "general_hamming",
+    "hamming",
+    "hann",
+    "kaiser",
+    "nuttall",
+]
 
 
 def _make(name, M, sym, dtype, device, requires_grad, values) -> Tensor:
@@ -36,8 +47,9 @@ def _make(name, M, sym, dtype, device, requires_grad, values) -> Tensor:
     return t.requires_grad_(True) if requires_grad else t
 
 
-def general_cosine(M, *, a, sym: bool = True, dtype=None, layout=None, device=None,
-                   requires_grad: bool = False) -> Tensor:
+def general_cosine(
+    M, *, a, sym: bool = True, dtype=None, layout=None, device=None, requires_grad: bool = False
+) -> Tensor:
     r"""Sum of cosines: :math:`w_n = \sum_k (-1)^k a_k \cos(2\pi k n / (M - 1))`."""
     coeffs = [float(c) for c in a]
 
@@ -50,49 +62,95 @@ def general_cosine(M, *, a, sym: bool = True, dtype=None, layout=None, device=No
     return _make("general_cosine", M, sym, dtype, device, requires_grad, values)
 
 
-def general_hamming(M, *, alpha: float = 0.54, sym: bool = True, dtype=None, layout=None,
-                    device=None, requires_grad: bool = False) -> Tensor:
-    return general_cosine(M, a=[alpha, 1.0 - alpha], sym=sym, dtype=dtype, device=device,
-                          requires_grad=requires_grad)
+def general_hamming(
+    M,
+    *,
+    alpha: float = 0.54,
+    sym: bool = True,
+    dtype=None,
+    layout=None,
+    device=None,
+    requires_grad: bool = False,
+) -> Tensor:
+    return general_cosine(
+        M, a=[alpha, 1.0 - alpha], sym=sym, dtype=dtype, device=device, requires_grad=requires_grad
+    )
 
 
-def hann(M: int, *, sym: bool = True, dtype=None, layout=None, device=None,
-         requires_grad: bool = False) -> Tensor:
-    return general_hamming(M, alpha=0.5, sym=sym, dtype=dtype, device=device,
-                           requires_grad=requires_grad)
+def hann(
+    M: int, *, sym: bool = True, dtype=None, layout=None, device=None, requires_grad: bool = False
+) -> Tensor:
+    return general_hamming(
+        M, alpha=0.5, sym=sym, dtype=dtype, device=device, requires_grad=requires_grad
+    )
 
 
-def hamming(M: int, *, sym: bool = True, dtype=None, layout=None, device=None,
-            requires_grad: bool = False) -> Tensor:
+def hamming(
+    M: int, *, sym: bool = True, dtype=None, layout=None, device=None, requires_grad: bool = False
+) -> Tensor:
     return general_hamming(M, sym=sym, dtype=dtype, device=device, requires_grad=requires_grad)
 
 
-def blackman(M: int, *, sym: bool = True, dtype=None, layout=None, device=None,
-             requires_grad: bool = False) -> Tensor:
-    return general_cosine(M, a=[0.42, 0.5, 0.08], sym=sym, dtype=dtype, device=device,
-                          requires_grad=requires_grad)
+def blackman(
+    M: int, *, sym: bool = True, dtype=None, layout=None, device=None, requires_grad: bool = False
+) -> Tensor:
+    return general_cosine(
+        M, a=[0.42, 0.5, 0.08], sym=sym, dtype=dtype, device=device, requires_grad=requires_grad
+    )
 
 
-def nuttall(M: int, *, sym: bool = True, dtype=None, layout=None, device=None,
-            requires_grad: bool = False) -> Tensor:
-    return general_cosine(M, a=[0.3635819, 0.4891775, 0.1365995, 0.0106411], sym=sym,
-                          dtype=dtype, device=device, requires_grad=requires_grad)
+def nuttall(
+    M: int, *, sym: bool = True, dtype=None, layout=None, device=None, requires_grad: bool = False
+) -> Tensor:
+    return general_cosine(
+        M,
+        a=[0.3635819, 0.4891775, 0.1365995, 0.0106411],
+        sym=sym,
+        dtype=dtype,
+        device=device,
+        requires_grad=requires_grad,
+    )
 
 
-def bartlett(M: int, *, sym: bool = True, dtype=None, layout=None, device=None,
-             requires_grad: bool = False) -> Tensor:
-    return _make("bartlett", M, sym, dtype, device, requires_grad,
-                 lambda xp, n, length: 1 - xp.abs(2 * n / (length - 1) - 1))
+def bartlett(
+    M: int, *, sym: bool = True, dtype=None, layout=None, device=None, requires_grad: bool = False
+) -> Tensor:
+    return _make(
+        "bartlett",
+        M,
+        sym,
+        dtype,
+        device,
+        requires_grad,
+        lambda xp, n, length: 1 - xp.abs(2 * n / (length - 1) - 1),
+    )
 
 
-def cosine(M: int, *, sym: bool = True, dtype=None, layout=None, device=None,
-           requires_grad: bool = False) -> Tensor:
-    return _make("cosine", M, sym, dtype, device, requires_grad,
-                 lambda xp, n, length: xp.sin(math.pi * (n + 0.5) / length))
+def cosine(
+    M: int, *, sym: bool = True, dtype=None, layout=None, device=None, requires_grad: bool = False
+) -> Tensor:
+    return _make(
+        "cosine",
+        M,
+        sym,
+        dtype,
+        device,
+        requires_grad,
+        lambda xp, n, length: xp.sin(math.pi * (n + 0.5) / length),
+    )
 
 
-def exponential(M: int, *, center: float | None = None, tau: float = 1.0, sym: bool = True,
-                dtype=None, layout=None, device=None, requires_grad: bool = False) -> Tensor:
+def exponential(
+    M: int,
+    *,
+    center: float | None = None,
+    tau: float = 1.0,
+    sym: bool = True,
+    dtype=None,
+    layout=None,
+    device=None,
+    requires_grad: bool = False,
+) -> Tensor:
     if tau <= 0:
         raise ValueError(f"Tau must be positive, got: {tau} instead.")
 
@@ -103,22 +161,46 @@ def exponential(M: int, *, center: float | None = None, tau: float = 1.0, sym: b
     return _make("exponential", M, sym, dtype, device, requires_grad, values)
 
 
-def gaussian(M: int, *, std: float = 1.0, sym: bool = True, dtype=None, layout=None,
-             device=None, requires_grad: bool = False) -> Tensor:
+def gaussian(
+    M: int,
+    *,
+    std: float = 1.0,
+    sym: bool = True,
+    dtype=None,
+    layout=None,
+    device=None,
+    requires_grad: bool = False,
+) -> Tensor:
     if std <= 0:
         raise ValueError(f"Standard deviation must be positive, got: {std} instead.")
-    return _make("gaussian", M, sym, dtype, device, requires_grad,
-                 lambda xp, n, length: xp.exp(-((n - (length - 1) / 2) ** 2) / (2 * std ** 2)))
+    return _make(
+        "gaussian",
+        M,
+        sym,
+        dtype,
+        device,
+        requires_grad,
+        lambda xp, n, length: xp.exp(-((n - (length - 1) / 2) ** 2) / (2 * std**2)),
+    )
 
 
-def kaiser(M: int, *, beta: float = 12.0, sym: bool = True, dtype=None, layout=None,
-           device=None, requires_grad: bool = False) -> Tensor:
+def kaiser(
+    M: int,
+    *,
+    beta: float = 12.0,
+    sym: bool = True,
+    dtype=None,
+    layout=None,
+    device=None,
+    requires_grad: bool = False,
+) -> Tensor:
     if beta < 0:
         raise ValueError(f"beta must be non-negative, got: {beta} instead.")
 
     def values(xp, n, length):
         half = (length - 1) / 2
-        return xp.i0(beta * xp.sqrt(xp.clip(1 - ((n - half) / half) ** 2, 0, None))) / \
-            xp.i0(xp.asarray(float(beta)))
+        return xp.i0(beta * xp.sqrt(xp.clip(1 - ((n - half) / half) ** 2, 0, None))) / xp.i0(
+            xp.asarray(float(beta))
+        )
 
     return _make("kaiser", M, sym, dtype, device, requires_grad, values)

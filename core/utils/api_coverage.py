@@ -25,22 +25,61 @@ from dataclasses import dataclass, field
 
 #: The namespaces the gate covers, in report order.
 NAMESPACES = [
-    "torch", "torch.Tensor", "torch.nn", "torch.nn.functional", "torch.nn.init",
-    "torch.nn.utils", "torch.nn.utils.rnn", "torch.nn.utils.parametrize",
-    "torch.nn.utils.parametrizations", "torch.optim", "torch.optim.lr_scheduler",
-    "torch.optim.swa_utils", "torch.autograd", "torch.autograd.functional",
-    "torch.autograd.graph", "torch.autograd.forward_ad", "torch.utils.data", "torch.linalg",
-    "torch.fft", "torch.special", "torch.distributions", "torch.testing", "torch.backends",
-    "torch.cuda", "torch.random",
+    "torch",
+    "torch.Tensor",
+    "torch.nn",
+    "torch.nn.functional",
+    "torch.nn.init",
+    "torch.nn.utils",
+    "torch.nn.utils.rnn",
+    "torch.nn.utils.parametrize",
+    "torch.nn.utils.parametrizations",
+    "torch.optim",
+    "torch.optim.lr_scheduler",
+    "torch.optim.swa_utils",
+    "torch.autograd",
+    "torch.autograd.functional",
+    "torch.autograd.graph",
+    "torch.autograd.forward_ad",
+    "torch.utils.data",
+    "torch.linalg",
+    "torch.fft",
+    "torch.special",
+    "torch.distributions",
+    "torch.testing",
+    "torch.backends",
+    "torch.cuda",
+    "torch.random",
 ]
 
 #: Tensor dunders that change behaviour a user sees; ember must define them itself.
 TENSOR_DUNDERS = [
-    "__format__", "__array__", "__array_wrap__", "__len__", "__iter__", "__contains__",
-    "__reversed__", "__bool__", "__float__", "__int__", "__index__", "__complex__",
-    "__deepcopy__", "__reduce_ex__", "__setstate__", "__dlpack__", "__dlpack_device__",
-    "__lshift__", "__rshift__", "__rlshift__", "__rrshift__", "__ilshift__", "__irshift__",
-    "__iand__", "__ior__", "__ixor__",
+    "__format__",
+    "__array__",
+    "__array_wrap__",
+    "__len__",
+    "__iter__",
+    "__contains__",
+    "__reversed__",
+    "__bool__",
+    "__float__",
+    "__int__",
+    "__index__",
+    "__complex__",
+    "__deepcopy__",
+    "__reduce_ex__",
+    "__setstate__",
+    "__dlpack__",
+    "__dlpack_device__",
+    "__lshift__",
+    "__rshift__",
+    "__rlshift__",
+    "__rrshift__",
+    "__ilshift__",
+    "__irshift__",
+    "__iand__",
+    "__ior__",
+    "__ixor__",
 ]
 
 EXCLUSIONS_FILE = os.path.join(os.path.dirname(__file__), "api_exclusions.yaml")
@@ -104,14 +143,23 @@ def public_names(torch_ns) -> list[str]:
         # a module's names are its own: its __all__ where it has one, else what it defines
         # (not the modules and typing helpers it happens to import)
         if exported is not None:
-            names = sorted(set(exported) | {n for n in names if inspect.ismodule(
-                getattr(torch_ns, n, None)) and getattr(torch_ns, n).__name__.startswith(
-                torch_ns.__name__ + ".")})
+            names = sorted(
+                set(exported)
+                | {
+                    n
+                    for n in names
+                    if inspect.ismodule(getattr(torch_ns, n, None))
+                    and getattr(torch_ns, n).__name__.startswith(torch_ns.__name__ + ".")
+                }
+            )
         else:
             # no __all__: drop what the module merely imports (typing's Optional, ...)
             names = [n for n in names if _defined_by_torch(getattr(torch_ns, n, None))]
-        names = [n for n in names if not n.startswith("_")
-                 and not _foreign_module(torch_ns, getattr(torch_ns, n, None))]
+        names = [
+            n
+            for n in names
+            if not n.startswith("_") and not _foreign_module(torch_ns, getattr(torch_ns, n, None))
+        ]
     else:
         names += [d for d in TENSOR_DUNDERS if hasattr(torch_ns, d)]
     return sorted(set(names))
@@ -134,8 +182,7 @@ def _has(ember_ns, name: str) -> bool:
         return False
     if name.startswith("__"):
         # the dunder must be ember's own, not object's default
-        return any(name in vars(k) for k in getattr(ember_ns, "__mro__", ())
-                   if k is not object)
+        return any(name in vars(k) for k in getattr(ember_ns, "__mro__", ()) if k is not object)
     try:
         return hasattr(ember_ns, name)
     except Exception:
@@ -148,9 +195,10 @@ def coverage(namespace: str, exclusions: dict[str, dict[str, str]] | None = None
         exclusions = load_exclusions()
     torch_ns = _resolve(namespace)
     if torch_ns is None:
-        raise RuntimeError(f"{namespace} does not import: is torch installed? "
-                           "(pip install -e '.[parity]')")
-    ember_ns = _resolve("ember" + namespace[len("torch"):])
+        raise RuntimeError(
+            f"{namespace} does not import: is torch installed? (pip install -e '.[parity]')"
+        )
+    ember_ns = _resolve("ember" + namespace[len("torch") :])
     rules = exclusions.get(namespace, {})
     cov = Coverage(namespace)
     for name in public_names(torch_ns):
@@ -158,7 +206,8 @@ def coverage(namespace: str, exclusions: dict[str, dict[str, str]] | None = None
             cov.implemented.append(name)
             continue
         reason = rules.get(name) or next(
-            (r for pat, r in rules.items() if fnmatch.fnmatchcase(name, pat)), None)
+            (r for pat, r in rules.items() if fnmatch.fnmatchcase(name, pat)), None
+        )
         if reason is not None:
             cov.excluded[name] = reason
         else:
@@ -170,15 +219,19 @@ def report(namespaces=NAMESPACES, show_missing: bool = False, out=sys.stdout) ->
     """Print the table (and optionally the missing names); return the coverages."""
     exclusions = load_exclusions()
     rows = [coverage(ns, exclusions) for ns in namespaces]
-    head = (f"{'namespace':34s} {'public':>6s} {'implemented':>16s} "
-            f"{'excluded':>14s} {'missing':>14s}")
+    head = (
+        f"{'namespace':34s} {'public':>6s} {'implemented':>16s} {'excluded':>14s} {'missing':>14s}"
+    )
     print(head, file=out)
     print("-" * len(head), file=out)
     for c in rows:
-        print(f"{c.namespace:34s} {c.total:6d} {len(c.implemented):7d} "
-              f"({c.percent(len(c.implemented)):5.1f}%) {len(c.excluded):5d} "
-              f"({c.percent(len(c.excluded)):5.1f}%) {len(c.missing):5d} "
-              f"({c.percent(len(c.missing)):5.1f}%)", file=out)
+        print(
+            f"{c.namespace:34s} {c.total:6d} {len(c.implemented):7d} "
+            f"({c.percent(len(c.implemented)):5.1f}%) {len(c.excluded):5d} "
+            f"({c.percent(len(c.excluded)):5.1f}%) {len(c.missing):5d} "
+            f"({c.percent(len(c.missing)):5.1f}%)",
+            file=out,
+        )
     if show_missing:
         for c in rows:
             if c.missing:
@@ -188,10 +241,12 @@ def report(namespaces=NAMESPACES, show_missing: bool = False, out=sys.stdout) ->
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ember.utils.api_coverage",
-                                     description=__doc__.split("\n\n")[0])
-    parser.add_argument("--namespace", action="append", choices=NAMESPACES,
-                        help="only this namespace (repeatable)")
+    parser = argparse.ArgumentParser(
+        prog="python -m ember.utils.api_coverage", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--namespace", action="append", choices=NAMESPACES, help="only this namespace (repeatable)"
+    )
     parser.add_argument("--missing", action="store_true", help="list the missing names")
     args = parser.parse_args(argv)
     try:

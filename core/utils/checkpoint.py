@@ -34,10 +34,21 @@ from ..autograd.graph import saved_tensors_hooks
 from ..random import default_generator
 from ..tensor import Tensor
 
-__all__ = ["checkpoint", "checkpoint_sequential", "CheckpointError", "CheckpointFunction",
-           "noop_context_fn", "detach_variable", "check_backward_validity",
-           "set_checkpoint_debug_enabled", "set_checkpoint_early_stop", "get_device_states",
-           "set_device_states", "DefaultDeviceType", "CheckpointPolicy"]
+__all__ = [
+    "checkpoint",
+    "checkpoint_sequential",
+    "CheckpointError",
+    "CheckpointFunction",
+    "noop_context_fn",
+    "detach_variable",
+    "check_backward_validity",
+    "set_checkpoint_debug_enabled",
+    "set_checkpoint_early_stop",
+    "get_device_states",
+    "set_device_states",
+    "DefaultDeviceType",
+    "CheckpointPolicy",
+]
 
 _DETERMINISM_CHECKS = ("default", "none")
 _debug_enabled: list = [None]  # None: use each call's `debug` argument
@@ -70,8 +81,9 @@ class DefaultDeviceType:
         return DefaultDeviceType._default_device_type
 
 
-def noop_context_fn() -> tuple[contextlib.AbstractContextManager,
-                               contextlib.AbstractContextManager]:
+def noop_context_fn() -> tuple[
+    contextlib.AbstractContextManager, contextlib.AbstractContextManager
+]:
     """The default ``context_fn``: no context around the first run or the recomputation."""
     return contextlib.nullcontext(), contextlib.nullcontext()
 
@@ -79,8 +91,10 @@ def noop_context_fn() -> tuple[contextlib.AbstractContextManager,
 def detach_variable(inputs: tuple) -> tuple:
     """Detached copies of the tensors in ``inputs`` keeping their ``requires_grad``."""
     if not isinstance(inputs, tuple):
-        raise RuntimeError("Only tuple of tensors is supported. Got Unsupported input type: "
-                           f"{type(inputs).__name__}")
+        raise RuntimeError(
+            "Only tuple of tensors is supported. Got Unsupported input type: "
+            f"{type(inputs).__name__}"
+        )
     out = []
     for x in inputs:
         if isinstance(x, Tensor):
@@ -97,8 +111,9 @@ def check_backward_validity(inputs: Iterable[Any]) -> None:
     if not any(isinstance(x, Tensor) and x.requires_grad for x in inputs):
         import warnings
 
-        warnings.warn("None of the inputs have requires_grad=True. Gradients will be None",
-                      stacklevel=3)
+        warnings.warn(
+            "None of the inputs have requires_grad=True. Gradients will be None", stacklevel=3
+        )
 
 
 def set_checkpoint_debug_enabled(enabled: bool | None):
@@ -195,8 +210,9 @@ class _Frame:
             return t
 
         args = detach_variable(tuple(self.args))
-        rng = _replay_rng(self.rng_state) if self.rng_state is not None \
-            else contextlib.nullcontext()
+        rng = (
+            _replay_rng(self.rng_state) if self.rng_state is not None else contextlib.nullcontext()
+        )
         with rng, enable_grad(), self.recompute_ctx_fn, saved_tensors_hooks(pack, lambda x: x):
             self.fn(*args, **self.kwargs)
         self._verify(got)
@@ -211,35 +227,50 @@ class _Frame:
                 "ember.utils.checkpoint: A different number of tensors was saved during the "
                 f"original forward and recomputation.\nNumber of tensors saved during forward: "
                 f"{len(self.meta)}\nNumber of tensors saved during recomputation: {len(new)}"
-                + self._debug_tip(new))
+                + self._debug_tip(new)
+            )
         bad = [(i, m, n) for i, (m, n) in enumerate(zip(self.meta, new)) if m != n]
         if bad:
-            lines = "\n".join(f"tensor at position {i}:\nsaved metadata: "
-                              f"{{'shape': {tuple(m[0])}, 'dtype': {m[1]}}}\nrecomputed "
-                              f"metadata: {{'shape': {tuple(n[0])}, 'dtype': {n[1]}}}"
-                              for i, m, n in bad)
+            lines = "\n".join(
+                f"tensor at position {i}:\nsaved metadata: "
+                f"{{'shape': {tuple(m[0])}, 'dtype': {m[1]}}}\nrecomputed "
+                f"metadata: {{'shape': {tuple(n[0])}, 'dtype': {n[1]}}}"
+                for i, m, n in bad
+            )
             raise CheckpointError(
                 "ember.utils.checkpoint: Recomputed values for the following tensors have "
-                "different metadata than during the forward pass.\n" + lines
-                + self._debug_tip(new))
+                "different metadata than during the forward pass.\n" + lines + self._debug_tip(new)
+            )
 
     def _debug_tip(self, new: list) -> str:
         if not self.debug:
-            return ("\nTo see which ops saved them, rerun with checkpoint(..., debug=True) or "
-                    "inside set_checkpoint_debug_enabled(True).")
+            return (
+                "\nTo see which ops saved them, rerun with checkpoint(..., debug=True) or "
+                "inside set_checkpoint_debug_enabled(True)."
+            )
         first = "\n".join(f"  {i}: {tuple(s)} {d}" for i, (s, d) in enumerate(self.meta))
         second = "\n".join(f"  {i}: {tuple(s)} {d}" for i, (s, d) in enumerate(new))
-        return (f"\nSaved during the original forward:\n{first}\nSaved during the "
-                f"recomputation:\n{second}")
+        return (
+            f"\nSaved during the original forward:\n{first}\nSaved during the "
+            f"recomputation:\n{second}"
+        )
 
 
-def _checkpoint_without_reentrant(fn, args, kwargs, preserve_rng_state, context_fn,
-                                  determinism_check, debug):
+def _checkpoint_without_reentrant(
+    fn, args, kwargs, preserve_rng_state, context_fn, determinism_check, debug
+):
     forward_ctx, recompute_ctx = context_fn()
     rng_state = _capture_rng() if preserve_rng_state else None
     # the recomputation in backward runs under the forward's autocast state, as torch's
-    frame = _Frame(with_current_autocast(fn), args, kwargs, rng_state, recompute_ctx,
-                   determinism_check == "default", debug)
+    frame = _Frame(
+        with_current_autocast(fn),
+        args,
+        kwargs,
+        rng_state,
+        recompute_ctx,
+        determinism_check == "default",
+        debug,
+    )
     with forward_ctx, saved_tensors_hooks(frame.pack, frame.unpack):
         return fn(*args, **kwargs)
 
@@ -263,8 +294,10 @@ class CheckpointFunction(Function):
         ctx.single = isinstance(out, Tensor)
         outs = (out,) if ctx.single else tuple(out)
         if not all(isinstance(o, Tensor) for o in outs):
-            raise TypeError("checkpoint(use_reentrant=True) supports functions returning a "
-                            "tensor or a tuple of tensors; use use_reentrant=False for others")
+            raise TypeError(
+                "checkpoint(use_reentrant=True) supports functions returning a "
+                "tensor or a tuple of tensors; use use_reentrant=False for others"
+            )
         return outs[0]._data if ctx.single else tuple(o._data for o in outs)
 
     @staticmethod
@@ -272,7 +305,8 @@ class CheckpointFunction(Function):
         if ctx.inputs is None:
             raise RuntimeError(
                 "When use_reentrant=True, torch.utils.checkpoint is incompatible with .grad() "
-                "or passing an `inputs` parameter to .backward(); use use_reentrant=False.")
+                "or passing an `inputs` parameter to .backward(); use use_reentrant=False."
+            )
         args = []
         for a, t, r in zip(ctx.inputs, ctx.is_tensor, ctx.requires):
             if t:
@@ -281,27 +315,35 @@ class CheckpointFunction(Function):
                 args.append(x)
             else:
                 args.append(a)
-        rng = _replay_rng(ctx.rng_state) if ctx.rng_state is not None \
-            else contextlib.nullcontext()
+        rng = _replay_rng(ctx.rng_state) if ctx.rng_state is not None else contextlib.nullcontext()
         with rng, enable_grad():
             out = ctx.run_function(*args)
         outs = (out,) if isinstance(out, Tensor) else tuple(out)
-        pairs = [(o, Tensor._wrap(g)) for o, g in zip(outs, grads)
-                 if o.requires_grad and g is not None]
+        pairs = [
+            (o, Tensor._wrap(g)) for o, g in zip(outs, grads) if o.requires_grad and g is not None
+        ]
         if not pairs:
-            raise RuntimeError("none of output has requires_grad=True, this checkpoint() is "
-                               "not necessary")
+            raise RuntimeError(
+                "none of output has requires_grad=True, this checkpoint() is not necessary"
+            )
         _autograd_backward([o for o, _ in pairs], [g for _, g in pairs])
         return (None, None) + tuple(
             (x.grad._data if x.grad is not None else None) if isinstance(x, Tensor) else None
-            for x in args)
+            for x in args
+        )
 
 
 # ---- public entry points ----------------------------------------------------------------------
-def checkpoint(function: Callable, *args, use_reentrant: bool | None = None,
-               context_fn: Callable[[], tuple] = noop_context_fn,
-               determinism_check: str = "default", debug: bool = False,
-               early_stop: bool = True, **kwargs):
+def checkpoint(
+    function: Callable,
+    *args,
+    use_reentrant: bool | None = None,
+    context_fn: Callable[[], tuple] = noop_context_fn,
+    determinism_check: str = "default",
+    debug: bool = False,
+    early_stop: bool = True,
+    **kwargs,
+):
     r"""Checkpoint a model or part of the model: run ``function(*args, **kwargs)`` without
     keeping its intermediate activations, and recompute them during backward.
 
@@ -329,27 +371,32 @@ def checkpoint(function: Callable, *args, use_reentrant: bool | None = None,
     if use_reentrant is None:
         use_reentrant = False
     if determinism_check not in _DETERMINISM_CHECKS:
-        raise ValueError(f"determinism_check should be one of {list(_DETERMINISM_CHECKS)}, "
-                         f"but got {determinism_check}")
+        raise ValueError(
+            f"determinism_check should be one of {list(_DETERMINISM_CHECKS)}, "
+            f"but got {determinism_check}"
+        )
     if not callable(function):
         raise TypeError(f"checkpoint: function must be callable, got {type(function).__name__}")
     if not grad_mode.is_grad_enabled():
         return function(*args, **kwargs)  # no graph: nothing to save, nothing to recompute
     if use_reentrant:
         if context_fn is not noop_context_fn or debug:
-            raise ValueError("Passing `context_fn` or `debug` is only supported when "
-                             "use_reentrant=False.")
+            raise ValueError(
+                "Passing `context_fn` or `debug` is only supported when use_reentrant=False."
+            )
         if kwargs:
             raise ValueError("Unexpected keyword arguments: " + ",".join(kwargs))
         check_backward_validity(args)
         return CheckpointFunction.apply(function, preserve, *args)
     debug = _debug_enabled[0] if _debug_enabled[0] is not None else debug
-    return _checkpoint_without_reentrant(function, args, kwargs, preserve, context_fn,
-                                         determinism_check, debug)
+    return _checkpoint_without_reentrant(
+        function, args, kwargs, preserve, context_fn, determinism_check, debug
+    )
 
 
-def checkpoint_sequential(functions, segments: int, input, use_reentrant: bool | None = None,
-                          **kwargs):
+def checkpoint_sequential(
+    functions, segments: int, input, use_reentrant: bool | None = None, **kwargs
+):
     r"""Checkpoint a sequential model in ``segments`` chunks: every chunk but the last runs
     under :func:`checkpoint`, so only the chunk boundaries are kept between forward and
     backward.
@@ -371,11 +418,13 @@ def checkpoint_sequential(functions, segments: int, input, use_reentrant: bool |
         functions = list(functions.children())
     functions = list(functions)
     if not isinstance(segments, int) or segments < 1:
-        raise ValueError(f"checkpoint_sequential: segments must be a positive int, got "
-                         f"{segments!r}")
+        raise ValueError(
+            f"checkpoint_sequential: segments must be a positive int, got {segments!r}"
+        )
     if segments > len(functions):
-        raise ValueError(f"checkpoint_sequential: {segments} segments for only "
-                         f"{len(functions)} functions")
+        raise ValueError(
+            f"checkpoint_sequential: {segments} segments for only {len(functions)} functions"
+        )
 
     def run_function(start, end):
         def forward(x):
@@ -389,6 +438,10 @@ def checkpoint_sequential(functions, segments: int, input, use_reentrant: bool |
     end = -1
     for start in range(0, size * (segments - 1), size):
         end = start + size - 1
-        input = checkpoint(run_function(start, end), input, use_reentrant=use_reentrant,
-                           preserve_rng_state=preserve)
+        input = checkpoint(
+            run_function(start, end),
+            input,
+            use_reentrant=use_reentrant,
+            preserve_rng_state=preserve,
+        )
     return run_function(end + 1, len(functions) - 1)(input)

@@ -43,16 +43,28 @@ _PACKAGES = (
 
 # Ports ember uses by default: cluster configs' ember.ray_port / dashboard_port, `ember serve`,
 # and torchrun's MASTER_PORT (scripts written for torchrun keep it).
-DEFAULT_PORTS = {6379: "Ray GCS (ember.ray_port)", 8265: "Ray dashboard / Jobs "
-                 "(ember.dashboard_port)", 8000: "ember serve HTTP", 29500: "torchrun MASTER_PORT"}
+DEFAULT_PORTS = {
+    6379: "Ray GCS (ember.ray_port)",
+    8265: "Ray dashboard / Jobs (ember.dashboard_port)",
+    8000: "ember serve HTTP",
+    29500: "torchrun MASTER_PORT",
+}
 
 # Shown as "set" / "unset" only: secrets.
 _SECRET_VARS = ("EMBER_TOKEN", "RAY_AUTH_TOKEN")
-_SHOWN_VARS = ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH", "EMBER_BACKEND",
-               "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "MASTER_ADDR", "MASTER_PORT")
+_SHOWN_VARS = (
+    "RAY_ADDRESS",
+    "RAY_AUTH_MODE",
+    "RAY_AUTH_TOKEN_PATH",
+    "EMBER_BACKEND",
+    "CUDA_VISIBLE_DEVICES",
+    "OMP_NUM_THREADS",
+    "MASTER_ADDR",
+    "MASTER_PORT",
+)
 
-MIN_SHM_BYTES = 1 << 30      # the shared-memory transport and Ray's object store live in /dev/shm
-MIN_OPEN_FILES = 8192        # every rank opens sockets to every peer, Ray opens many more
+MIN_SHM_BYTES = 1 << 30  # the shared-memory transport and Ray's object store live in /dev/shm
+MIN_OPEN_FILES = 8192  # every rank opens sockets to every peer, Ray opens many more
 RAY_TMP = "/tmp/ray"
 
 
@@ -87,15 +99,27 @@ def _system() -> dict:
                     break
     except OSError:
         pass
-    return {"python": sys.version.split()[0], "python_executable": sys.executable,
-            "os": platform.platform(), "machine": platform.machine(), "cpus": os.cpu_count(),
-            "memory_bytes": mem, "is_root": hasattr(os, "geteuid") and os.geteuid() == 0}
+    return {
+        "python": sys.version.split()[0],
+        "python_executable": sys.executable,
+        "os": platform.platform(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "memory_bytes": mem,
+        "is_root": hasattr(os, "geteuid") and os.geteuid() == 0,
+    }
 
 
 def _cuda(problems: list) -> dict:
     """CuPy's view of CUDA (runtime, driver, NCCL, devices), else nvidia-smi's GPU list."""
-    info = {"cupy_usable": False, "runtime": None, "driver": None, "nccl": None, "gpus": [],
-            "error": None}
+    info = {
+        "cupy_usable": False,
+        "runtime": None,
+        "driver": None,
+        "nccl": None,
+        "gpus": [],
+        "error": None,
+    }
     try:
         from ember.backend import _cupy
     except Exception as e:  # noqa: BLE001 - a broken backend import is itself the finding
@@ -112,13 +136,23 @@ def _cuda(problems: list) -> dict:
             for i in range(rt.getDeviceCount()):
                 props = rt.getDeviceProperties(i)
                 name = props["name"]
-                info["gpus"].append({"index": i, "name": name.decode() if isinstance(
-                    name, bytes) else str(name), "memory_bytes": int(props["totalGlobalMem"])})
+                info["gpus"].append(
+                    {
+                        "index": i,
+                        "name": name.decode() if isinstance(name, bytes) else str(name),
+                        "memory_bytes": int(props["totalGlobalMem"]),
+                    }
+                )
             info["cupy_usable"] = True
         except Exception as e:  # noqa: BLE001 - a driver error is the finding, not a crash
             info["error"] = f"CUDA query failed: {e}"
-            _problem(problems, "cuda", info["error"], "check the driver with `nvidia-smi`; "
-                     "reinstall the CuPy wheel that matches its CUDA version")
+            _problem(
+                problems,
+                "cuda",
+                info["error"],
+                "check the driver with `nvidia-smi`; "
+                "reinstall the CuPy wheel that matches its CUDA version",
+            )
         try:
             from cupy.cuda import nccl
 
@@ -126,16 +160,24 @@ def _cuda(problems: list) -> dict:
             info["nccl"] = f"{v // 10000}.{v // 100 % 100}.{v % 100}" if v >= 10000 else str(v)
         except Exception as e:  # noqa: BLE001 - NCCL is optional: report why it is missing
             info["nccl"] = None
-            _problem(problems, "nccl", f"NCCL is not usable from CuPy ({e}): the nccl "
-                     "backend is unavailable (CuPy tensors go through host memory)",
-                     "pip install nvidia-nccl-cu12 (or the CUDA 13 wheel) matching your CuPy "
-                     "build")
+            _problem(
+                problems,
+                "nccl",
+                f"NCCL is not usable from CuPy ({e}): the nccl "
+                "backend is unavailable (CuPy tensors go through host memory)",
+                "pip install nvidia-nccl-cu12 (or the CUDA 13 wheel) matching your CuPy build",
+            )
     if not info["gpus"]:
         info["gpus"] = _nvidia_smi_gpus()
         if info["gpus"] and cp is None:
-            _problem(problems, "cupy", f"{len(info['gpus'])} GPU(s) seen by nvidia-smi but CuPy "
-                     f"is unusable: {info['error']}", "pip install 'ember[gpu]' (cupy-cuda12x or "
-                     "cupy-cuda13x, matching the driver's CUDA version)")
+            _problem(
+                problems,
+                "cupy",
+                f"{len(info['gpus'])} GPU(s) seen by nvidia-smi but CuPy "
+                f"is unusable: {info['error']}",
+                "pip install 'ember[gpu]' (cupy-cuda12x or "
+                "cupy-cuda13x, matching the driver's CUDA version)",
+            )
     return info
 
 
@@ -147,9 +189,12 @@ def _nvidia_smi_gpus() -> list:
     if shutil.which("nvidia-smi") is None:
         return []
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=index,name,memory.total",
-                              "--format=csv,noheader,nounits"], capture_output=True, text=True,
-                             timeout=10).stdout
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=index,name,memory.total", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout
     except (OSError, subprocess.TimeoutExpired):
         return []
     gpus = []
@@ -174,26 +219,51 @@ def _ray(problems: list) -> dict:
         effective, source = "token", "RAY_AUTH_MODE unset; a token exists"
     else:
         effective, source = "default", "RAY_AUTH_MODE unset; no token"
-    info = {"auth_mode": effective, "auth_mode_source": source, "token_path": token_path,
-            "token_file": token_file, "token_env": token_env, "address_env":
-            os.environ.get("RAY_ADDRESS")}
+    info = {
+        "auth_mode": effective,
+        "auth_mode_source": source,
+        "token_path": token_path,
+        "token_file": token_file,
+        "token_env": token_env,
+        "address_env": os.environ.get("RAY_ADDRESS"),
+    }
     if effective not in ("token", "disabled", "default"):
-        _problem(problems, "ray auth", f"RAY_AUTH_MODE={mode!r} is not a mode Ray knows",
-                 "export RAY_AUTH_MODE=token (or disabled)")
+        _problem(
+            problems,
+            "ray auth",
+            f"RAY_AUTH_MODE={mode!r} is not a mode Ray knows",
+            "export RAY_AUTH_MODE=token (or disabled)",
+        )
     elif effective == "token" and not (token_env or token_file):
-        _problem(problems, "ray auth", f"RAY_AUTH_MODE=token but no token at {token_path} and "
-                 "RAY_AUTH_TOKEN is unset", "ray get-auth-token --generate")
+        _problem(
+            problems,
+            "ray auth",
+            f"RAY_AUTH_MODE=token but no token at {token_path} and RAY_AUTH_TOKEN is unset",
+            "ray get-auth-token --generate",
+        )
     elif not mode and effective == "token":
-        _problem(problems, "ray auth", "RAY_AUTH_MODE is unset: Ray turns token authentication "
-                 "on because a token exists, and warns about it at every start",
-                 "export RAY_AUTH_MODE=token")
+        _problem(
+            problems,
+            "ray auth",
+            "RAY_AUTH_MODE is unset: Ray turns token authentication "
+            "on because a token exists, and warns about it at every start",
+            "export RAY_AUTH_MODE=token",
+        )
     elif not mode:
-        _problem(problems, "ray auth", "RAY_AUTH_MODE is unset: Ray picks a mode itself and "
-                 "warns about it at every start", "ray get-auth-token --generate && export "
-                 "RAY_AUTH_MODE=token (or RAY_AUTH_MODE=disabled on a private host)")
+        _problem(
+            problems,
+            "ray auth",
+            "RAY_AUTH_MODE is unset: Ray picks a mode itself and warns about it at every start",
+            "ray get-auth-token --generate && export "
+            "RAY_AUTH_MODE=token (or RAY_AUTH_MODE=disabled on a private host)",
+        )
     if token_file and os.stat(token_path).st_mode & 0o077:
-        _problem(problems, "ray auth", f"{token_path} is readable by other users",
-                 f"chmod 600 {token_path}")
+        _problem(
+            problems,
+            "ray auth",
+            f"{token_path} is readable by other users",
+            f"chmod 600 {token_path}",
+        )
     info.update(_local_cluster())
     return info
 
@@ -210,8 +280,11 @@ def _local_cluster() -> dict:
     if address:
         host, _, port = address.rpartition(":")
         up = port.isdigit() and _connects(host or "127.0.0.1", int(port))
-    return {"local_cluster_address": address, "local_cluster_up": up,
-            "gcs_processes": _gcs_processes()}
+    return {
+        "local_cluster_address": address,
+        "local_cluster_up": up,
+        "gcs_processes": _gcs_processes(),
+    }
 
 
 def _gcs_processes() -> int:
@@ -249,10 +322,14 @@ def _ports(problems: list, ray_up: bool) -> dict:
         if ray_up and port in (6379, 8265):
             result[str(port)]["held_by"] = "the running local Ray cluster"
             continue
-        _problem(problems, "ports", f"port {port} ({use}) is in use",
-                 f"find the owner with `ss -ltnp 'sport = :{port}'`; or choose another port "
-                 "(cluster config ember.ray_port / ember.dashboard_port, `ember serve --port`, "
-                 "MASTER_PORT)")
+        _problem(
+            problems,
+            "ports",
+            f"port {port} ({use}) is in use",
+            f"find the owner with `ss -ltnp 'sport = :{port}'`; or choose another port "
+            "(cluster config ember.ray_port / ember.dashboard_port, `ember serve --port`, "
+            "MASTER_PORT)",
+        )
     return result
 
 
@@ -271,17 +348,29 @@ def _shm(problems: list) -> dict:
     try:
         st = os.statvfs("/dev/shm")
     except OSError as e:
-        _problem(problems, "/dev/shm", f"/dev/shm is unusable ({e.strerror})",
-                 "mount a tmpfs on /dev/shm (docker: --shm-size=8g)")
+        _problem(
+            problems,
+            "/dev/shm",
+            f"/dev/shm is unusable ({e.strerror})",
+            "mount a tmpfs on /dev/shm (docker: --shm-size=8g)",
+        )
         return {"size_bytes": None, "free_bytes": None}
     size, free = st.f_frsize * st.f_blocks, st.f_frsize * st.f_bavail
     if size < MIN_SHM_BYTES:
-        _problem(problems, "/dev/shm", f"/dev/shm is {_gib(size)}; the shared-memory transport "
-                 "and Ray's object store need more", "docker run --shm-size=8g ... (or `mount -o "
-                 "remount,size=8G /dev/shm` as root)")
+        _problem(
+            problems,
+            "/dev/shm",
+            f"/dev/shm is {_gib(size)}; the shared-memory transport "
+            "and Ray's object store need more",
+            "docker run --shm-size=8g ... (or `mount -o remount,size=8G /dev/shm` as root)",
+        )
     elif free < MIN_SHM_BYTES:
-        _problem(problems, "/dev/shm", f"only {_gib(free)} free in /dev/shm",
-                 "remove stale files in /dev/shm (left by killed jobs) or enlarge it")
+        _problem(
+            problems,
+            "/dev/shm",
+            f"only {_gib(free)} free in /dev/shm",
+            "remove stale files in /dev/shm (left by killed jobs) or enlarge it",
+        )
     return {"size_bytes": size, "free_bytes": free}
 
 
@@ -289,34 +378,50 @@ def _open_files(problems: list) -> dict:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and soft < MIN_OPEN_FILES:
         target = MIN_OPEN_FILES * 8 if hard == resource.RLIM_INFINITY else min(hard, 65536)
-        fix = (f"ulimit -n {target}" if target >= MIN_OPEN_FILES else
-               "raise the hard limit (nofile in /etc/security/limits.conf), then ulimit -n 65536")
-        _problem(problems, "open files", f"open-file limit is {soft}; Ray and many-rank jobs "
-                 f"need >= {MIN_OPEN_FILES}", fix)
+        fix = (
+            f"ulimit -n {target}"
+            if target >= MIN_OPEN_FILES
+            else "raise the hard limit (nofile in /etc/security/limits.conf), then ulimit -n 65536"
+        )
+        _problem(
+            problems,
+            "open files",
+            f"open-file limit is {soft}; Ray and many-rank jobs need >= {MIN_OPEN_FILES}",
+            fix,
+        )
     return {"soft": soft, "hard": hard}
 
 
 def _netns(problems: list, is_root: bool) -> dict:
     """Whether ``ip netns`` works (the two-host tests and ``ember.launcher.netns`` need it)."""
     if shutil.which("ip") is None:
-        _problem(problems, "netns", "`ip` (iproute2) is not installed; the multi-node tests "
-                 "will be skipped", "apt-get install iproute2")
+        _problem(
+            problems,
+            "netns",
+            "`ip` (iproute2) is not installed; the multi-node tests will be skipped",
+            "apt-get install iproute2",
+        )
         return {"works": False, "reason": "ip not found"}
     if not is_root:
         return {"works": False, "reason": "needs root (the multi-node tests are skipped)"}
     name = f"ember-doctor-{os.getpid()}"
     try:
-        add = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True,
-                             timeout=10)
+        add = subprocess.run(
+            ["ip", "netns", "add", name], capture_output=True, text=True, timeout=10
+        )
         if add.returncode == 0:
             subprocess.run(["ip", "netns", "delete", name], capture_output=True, timeout=10)
             return {"works": True, "reason": None}
         reason = add.stderr.strip() or f"exit code {add.returncode}"
     except (OSError, subprocess.TimeoutExpired) as e:
         reason = str(e)
-    _problem(problems, "netns", f"`ip netns add` fails ({reason}); the multi-node tests will be "
-             "skipped", "run in a container with CAP_SYS_ADMIN (docker run --privileged) or on "
-             "a host where you are root")
+    _problem(
+        problems,
+        "netns",
+        f"`ip netns add` fails ({reason}); the multi-node tests will be skipped",
+        "run in a container with CAP_SYS_ADMIN (docker run --privileged) or on "
+        "a host where you are root",
+    )
     return {"works": False, "reason": reason}
 
 
@@ -333,8 +438,12 @@ def get_env_info() -> dict:
     packages = _packages()
     info = {"system": system, "packages": packages, "cuda": _cuda(problems)}
     if packages["ray"] is None:
-        _problem(problems, "ray", "Ray is not installed; distributed jobs and the launcher "
-                 "need it", "pip install 'ray[default]'")
+        _problem(
+            problems,
+            "ray",
+            "Ray is not installed; distributed jobs and the launcher need it",
+            "pip install 'ray[default]'",
+        )
     info["ray"] = _ray(problems)
     info["ports"] = _ports(problems, info["ray"]["local_cluster_up"])
     info["shm"] = _shm(problems)
@@ -352,10 +461,14 @@ def _fmt_bytes(n) -> str:
 def format_env_info(info: dict, title: str = "ember environment") -> str:
     """Plain-text form of :func:`get_env_info`'s report."""
     s, c, r = info["system"], info["cuda"], info["ray"]
-    lines = [title, "=" * len(title),
-             f"Python:            {s['python']} ({s['python_executable']})",
-             f"OS:                {s['os']}",
-             f"CPUs / memory:     {s['cpus']} / {_fmt_bytes(s['memory_bytes'])}", ""]
+    lines = [
+        title,
+        "=" * len(title),
+        f"Python:            {s['python']} ({s['python_executable']})",
+        f"OS:                {s['os']}",
+        f"CPUs / memory:     {s['cpus']} / {_fmt_bytes(s['memory_bytes'])}",
+        "",
+    ]
     for name, ver in info["packages"].items():
         lines.append(f"{name + ':':<19}{ver or 'not installed'}")
     lines.append("")
@@ -364,8 +477,10 @@ def format_env_info(info: dict, title: str = "ember environment") -> str:
         lines.append(f"NCCL:              {c['nccl'] or 'not available'}")
     else:
         lines.append(f"CUDA:              not usable ({c['error']})")
-    gpus = ", ".join(f"{g['index']}: {g['name']} ({_fmt_bytes(g['memory_bytes'])})"
-                     for g in c["gpus"]) or "none"
+    gpus = (
+        ", ".join(f"{g['index']}: {g['name']} ({_fmt_bytes(g['memory_bytes'])})" for g in c["gpus"])
+        or "none"
+    )
     lines.append(f"GPUs:              {gpus}")
     lines.append("")
     lines.append(f"Ray auth mode:     {r['auth_mode']} ({r['auth_mode_source']})")
@@ -377,11 +492,15 @@ def format_env_info(info: dict, title: str = "ember environment") -> str:
     lines.append(f"Local Ray cluster: {cluster}; gcs_server processes: {r['gcs_processes']}")
     if r["address_env"]:
         lines.append(f"RAY_ADDRESS:       {r['address_env']}")
-    ports = ", ".join(f"{p} {'free' if v['free'] else v.get('held_by', 'IN USE')}"
-                      for p, v in info["ports"].items())
+    ports = ", ".join(
+        f"{p} {'free' if v['free'] else v.get('held_by', 'IN USE')}"
+        for p, v in info["ports"].items()
+    )
     lines.append(f"Default ports:     {ports}")
-    lines.append(f"/dev/shm:          {_fmt_bytes(info['shm']['size_bytes'])} "
-                 f"({_fmt_bytes(info['shm']['free_bytes'])} free)")
+    lines.append(
+        f"/dev/shm:          {_fmt_bytes(info['shm']['size_bytes'])} "
+        f"({_fmt_bytes(info['shm']['free_bytes'])} free)"
+    )
     of = info["open_files"]
     lines.append(f"Open-file limit:   {of['soft']} (hard {of['hard']})")
     ns = info["netns"]
@@ -406,9 +525,10 @@ def get_pretty_env_info() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ember.utils.collect_env",
-                                     description="Print the environment report to paste into "
-                                                 "an ember issue.")
+    parser = argparse.ArgumentParser(
+        prog="python -m ember.utils.collect_env",
+        description="Print the environment report to paste into an ember issue.",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
     info = get_env_info()

@@ -84,16 +84,34 @@ class Progress:
                     bar.set_metrics(loss=loss, lr=sched.get_last_lr()[0])
     """
 
-    def __init__(self, iterable: Iterable | None = None, desc: str | None = None,
-                 total: int | None = None, disable: bool | None = None, *, leave: bool = True,
-                 unit: str = "it", file: IO[str] | None = None, **tqdm_kwargs):
+    def __init__(
+        self,
+        iterable: Iterable | None = None,
+        desc: str | None = None,
+        total: int | None = None,
+        disable: bool | None = None,
+        *,
+        leave: bool = True,
+        unit: str = "it",
+        file: IO[str] | None = None,
+        **tqdm_kwargs,
+    ):
         if disable is None:
             disable = not progress_enabled(file)
         self.disabled = bool(disable)
         self._metrics: dict[str, Any] = {}
         self._file = file
-        self._bar = tqdm(iterable, desc=desc, total=total, disable=self.disabled, leave=leave,
-                         unit=unit, file=file, dynamic_ncols=True, **tqdm_kwargs)
+        self._bar = tqdm(
+            iterable,
+            desc=desc,
+            total=total,
+            disable=self.disabled,
+            leave=leave,
+            unit=unit,
+            file=file,
+            dynamic_ncols=True,
+            **tqdm_kwargs,
+        )
         if self.disabled and total is None and iterable is not None:
             # tqdm skips this when disabled; keep ``total`` meaningful either way
             self._bar.total = len(iterable) if hasattr(iterable, "__len__") else None
@@ -148,7 +166,8 @@ class Progress:
             self._metrics[k] = v.detach() if hasattr(v, "detach") else v
         if not self.disabled:
             self._bar.set_postfix_str(
-                ", ".join(f"{k}={_display(v)}" for k, v in self._metrics.items()), refresh=False)
+                ", ".join(f"{k}={_display(v)}" for k, v in self._metrics.items()), refresh=False
+            )
 
     set_postfix = set_metrics  # tqdm's name
 
@@ -176,7 +195,12 @@ class Progress:
         return f"Progress(n={self.n}, total={self.total}, {state}, metrics={self.metrics})"
 
 
-def progress(iterable: Iterable | None = None, desc: str | None = None,
-             total: int | None = None, disable: bool | None = None, **kwargs) -> Progress:
+def progress(
+    iterable: Iterable | None = None,
+    desc: str | None = None,
+    total: int | None = None,
+    disable: bool | None = None,
+    **kwargs,
+) -> Progress:
     """A :class:`Progress` bar over ``iterable``; see there for the arguments."""
     return Progress(iterable, desc=desc, total=total, disable=disable, **kwargs)

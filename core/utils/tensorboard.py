@@ -59,8 +59,9 @@ def _scalar(x: Any, what: str) -> float:
         return float(x)
     arr = _to_numpy(x)
     if arr.size != 1:
-        raise ValueError(f"{what}: expected a single number, got a value of shape "
-                         f"{tuple(arr.shape)}")
+        raise ValueError(
+            f"{what}: expected a single number, got a value of shape {tuple(arr.shape)}"
+        )
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{what}: expected a real number, got dtype {arr.dtype}")
     return float(arr.reshape(()))
@@ -79,8 +80,10 @@ def _hparam_value(key: str, v: Any):
         return float(v)
     if isinstance(v, (Tensor, np.ndarray, np.generic)):
         return _scalar(v, f"hparam {key!r}")
-    raise ValueError(f"hparam {key!r}: value should be one of int, float, str, bool, or "
-                     f"ember.Tensor, got {type(v).__name__}")
+    raise ValueError(
+        f"hparam {key!r}: value should be one of int, float, str, bool, or "
+        f"ember.Tensor, got {type(v).__name__}"
+    )
 
 
 def _drain(event_writer) -> None:
@@ -94,8 +97,9 @@ def _drain(event_writer) -> None:
     if worker is None or getattr(event_writer, "_closed", True) or not worker.is_alive():
         return
     worker.stop()
-    event_writer._worker = type(worker)(event_writer._event_queue, event_writer._ev_writer,
-                                        event_writer._flush_secs)
+    event_writer._worker = type(worker)(
+        event_writer._event_queue, event_writer._ev_writer, event_writer._flush_secs
+    )
     event_writer._worker.start()
 
 
@@ -113,36 +117,59 @@ class SummaryWriter(_ExtraMixin):
         filename_suffix (str): suffix of the event file names.
     """
 
-    def __init__(self, log_dir: str | os.PathLike | None = None, comment: str = "",
-                 purge_step: int | None = None, max_queue: int = 10, flush_secs: int = 120,
-                 filename_suffix: str = ""):
+    def __init__(
+        self,
+        log_dir: str | os.PathLike | None = None,
+        comment: str = "",
+        purge_step: int | None = None,
+        max_queue: int = 10,
+        flush_secs: int = 120,
+        filename_suffix: str = "",
+    ):
         self._writer = tensorboardX.SummaryWriter(
-            logdir=None if log_dir is None else os.fspath(log_dir), comment=comment,
-            purge_step=purge_step, max_queue=max_queue, flush_secs=flush_secs,
-            filename_suffix=filename_suffix)
+            logdir=None if log_dir is None else os.fspath(log_dir),
+            comment=comment,
+            purge_step=purge_step,
+            max_queue=max_queue,
+            flush_secs=flush_secs,
+            filename_suffix=filename_suffix,
+        )
         self.log_dir = self._writer.logdir
-        self._settings = {"max_queue": max_queue, "flush_secs": flush_secs,
-                          "filename_suffix": filename_suffix}
+        self._settings = {
+            "max_queue": max_queue,
+            "flush_secs": flush_secs,
+            "filename_suffix": filename_suffix,
+        }
         self._sub_writers: dict[str, Any] = {}  # add_scalars' runs, by directory
 
     def get_logdir(self) -> str:
         """The directory event files are written to."""
         return self.log_dir
 
-    def add_scalar(self, tag: str, scalar_value, global_step: int | None = None,
-                   walltime: float | None = None) -> None:
+    def add_scalar(
+        self, tag: str, scalar_value, global_step: int | None = None, walltime: float | None = None
+    ) -> None:
         """Log one number (a Python/NumPy number or a one-element tensor) under ``tag``."""
-        self._writer.add_scalar(tag, _scalar(scalar_value, f"add_scalar({tag!r})"),
-                                _step(global_step), walltime)
+        self._writer.add_scalar(
+            tag, _scalar(scalar_value, f"add_scalar({tag!r})"), _step(global_step), walltime
+        )
 
-    def add_scalars(self, main_tag: str, tag_scalar_dict: dict, global_step: int | None = None,
-                    walltime: float | None = None) -> None:
+    def add_scalars(
+        self,
+        main_tag: str,
+        tag_scalar_dict: dict,
+        global_step: int | None = None,
+        walltime: float | None = None,
+    ) -> None:
         """Log several numbers in one chart; each goes to its own run ``main_tag_<tag>``."""
         if not isinstance(tag_scalar_dict, dict):
-            raise TypeError(f"add_scalars({main_tag!r}): tag_scalar_dict must be a dict, got "
-                            f"{type(tag_scalar_dict).__name__}")
-        values = {k: _scalar(v, f"add_scalars({main_tag!r})[{k!r}]")
-                  for k, v in tag_scalar_dict.items()}
+            raise TypeError(
+                f"add_scalars({main_tag!r}): tag_scalar_dict must be a dict, got "
+                f"{type(tag_scalar_dict).__name__}"
+            )
+        values = {
+            k: _scalar(v, f"add_scalars({main_tag!r})[{k!r}]") for k, v in tag_scalar_dict.items()
+        }
         step = _step(global_step)
         for tag, value in values.items():
             # PyTorch's layout: one run per tag at log_dir/<main_tag with / as _>_<tag>
@@ -152,9 +179,15 @@ class SummaryWriter(_ExtraMixin):
                 fw = self._sub_writers[run] = _FileWriter(run, **self._settings)
             fw.add_summary(_summary.scalar(main_tag, value), step, walltime)
 
-    def add_histogram(self, tag: str, values, global_step: int | None = None,
-                      bins: str | int | Any = "tensorflow", walltime: float | None = None,
-                      max_bins: int | None = None) -> None:
+    def add_histogram(
+        self,
+        tag: str,
+        values,
+        global_step: int | None = None,
+        bins: str | int | Any = "tensorflow",
+        walltime: float | None = None,
+        max_bins: int | None = None,
+    ) -> None:
         """Log a histogram of ``values`` (any shape); ``bins`` as in ``numpy.histogram`` or
         ``"tensorflow"`` (exponential buckets, the default)."""
         arr = _to_numpy(values).astype(np.float64, copy=False)
@@ -164,15 +197,27 @@ class SummaryWriter(_ExtraMixin):
             bins = _to_numpy(bins)
         self._writer.add_histogram(tag, arr, _step(global_step), bins, walltime, max_bins)
 
-    def add_image(self, tag: str, img_tensor, global_step: int | None = None,
-                  walltime: float | None = None, dataformats: str = "CHW") -> None:
+    def add_image(
+        self,
+        tag: str,
+        img_tensor,
+        global_step: int | None = None,
+        walltime: float | None = None,
+        dataformats: str = "CHW",
+    ) -> None:
         """Log an image: float values in [0, 1] or uint8 in [0, 255], laid out as
         ``dataformats`` (``"CHW"``, ``"HWC"``, ``"HW"``) with 1, 3 or 4 channels."""
         arr = self._image_array(tag, img_tensor, dataformats)
         self._writer.add_image(tag, arr, _step(global_step), walltime, dataformats)
 
-    def add_images(self, tag: str, img_tensor, global_step: int | None = None,
-                   walltime: float | None = None, dataformats: str = "NCHW") -> None:
+    def add_images(
+        self,
+        tag: str,
+        img_tensor,
+        global_step: int | None = None,
+        walltime: float | None = None,
+        dataformats: str = "NCHW",
+    ) -> None:
         """Log a batch of images as one grid (``dataformats`` ``"NCHW"``, ``"NHWC"``, ...)."""
         arr = self._image_array(tag, img_tensor, dataformats)
         self._writer.add_images(tag, arr, _step(global_step), walltime, dataformats)
@@ -181,23 +226,36 @@ class SummaryWriter(_ExtraMixin):
     def _image_array(tag: str, img, dataformats: str) -> np.ndarray:
         arr = _to_numpy(img)
         if arr.ndim != len(dataformats):
-            raise ValueError(f"add_image({tag!r}): dataformats {dataformats!r} needs "
-                             f"{len(dataformats)} dims, got shape {tuple(arr.shape)}")
+            raise ValueError(
+                f"add_image({tag!r}): dataformats {dataformats!r} needs "
+                f"{len(dataformats)} dims, got shape {tuple(arr.shape)}"
+            )
         if arr.dtype == np.bool_:
             arr = arr.astype(np.float32)
         return arr
 
-    def add_text(self, tag: str, text_string: str, global_step: int | None = None,
-                 walltime: float | None = None) -> None:
+    def add_text(
+        self,
+        tag: str,
+        text_string: str,
+        global_step: int | None = None,
+        walltime: float | None = None,
+    ) -> None:
         """Log text (rendered as Markdown by TensorBoard)."""
         if not isinstance(text_string, str):
-            raise TypeError(f"add_text({tag!r}): text_string must be a str, got "
-                            f"{type(text_string).__name__}")
+            raise TypeError(
+                f"add_text({tag!r}): text_string must be a str, got {type(text_string).__name__}"
+            )
         self._writer.add_text(tag, text_string, _step(global_step), walltime)
 
-    def add_hparams(self, hparam_dict: dict, metric_dict: dict,
-                    hparam_domain_discrete: dict | None = None, run_name: str | None = None,
-                    global_step: int | None = None) -> None:
+    def add_hparams(
+        self,
+        hparam_dict: dict,
+        metric_dict: dict,
+        hparam_domain_discrete: dict | None = None,
+        run_name: str | None = None,
+        global_step: int | None = None,
+    ) -> None:
         """Log hyperparameters and their metrics for TensorBoard's HParams tab.
 
         As in PyTorch, the session goes to a sub-run ``log_dir/run_name`` (default: the current
@@ -253,10 +311,15 @@ def _set_discrete_domains(exp, hparams: dict, domains: dict) -> None:
     if not isinstance(domains, dict):
         raise TypeError("parameter: hparam_domain_discrete should be a dictionary, nothing else")
     for k, values in domains.items():
-        if k not in hparams or not isinstance(values, list) or not all(
-                isinstance(d, type(hparams[k])) for d in values):
-            raise TypeError(f"parameter: hparam_domain_discrete[{k}] should be a list of same "
-                            f"type as hparam_dict[{k}].")
+        if (
+            k not in hparams
+            or not isinstance(values, list)
+            or not all(isinstance(d, type(hparams[k])) for d in values)
+        ):
+            raise TypeError(
+                f"parameter: hparam_domain_discrete[{k}] should be a list of same "
+                f"type as hparam_dict[{k}]."
+            )
     value = exp.value[0]
     data = HParamsPluginData.FromString(value.metadata.plugin_data.content)
     for info in data.experiment.hparam_infos:

@@ -39,11 +39,14 @@ class GradBucket:
         """Replace the tensor ``buffer()`` returns (e.g. a compressed copy); DDP still reads
         the hook's result from its future."""
         if not isinstance(buffer, Tensor):
-            raise TypeError(f"GradBucket.set_buffer: expected a Tensor, got "
-                            f"{type(buffer).__name__}")
+            raise TypeError(
+                f"GradBucket.set_buffer: expected a Tensor, got {type(buffer).__name__}"
+            )
         if buffer.numel() != self._buffer.numel():
-            raise ValueError(f"GradBucket.set_buffer: the buffer has {buffer.numel()} elements, "
-                             f"the bucket {self._buffer.numel()}")
+            raise ValueError(
+                f"GradBucket.set_buffer: the buffer has {buffer.numel()} elements, "
+                f"the bucket {self._buffer.numel()}"
+            )
         self._buffer = buffer
 
     def gradients(self) -> list[Tensor]:
@@ -55,5 +58,7 @@ class GradBucket:
         return list(self._params)
 
     def __repr__(self) -> str:
-        return (f"GradBucket(index={self._index}, numel={self._buffer.numel()}, "
-                f"dtype={self._buffer.dtype}, is_last={self._is_last})")
+        return (
+            f"GradBucket(index={self._index}, numel={self._buffer.numel()}, "
+            f"dtype={self._buffer.dtype}, is_last={self._is_last})"
+        )

@@ -46,8 +46,7 @@ class _JoinConfig(NamedTuple):
 
     @staticmethod
     def construct_disabled_join_config() -> _JoinConfig:
-        return _JoinConfig(enable=False, throw_on_early_termination=False,
-                           is_first_joinable=False)
+        return _JoinConfig(enable=False, throw_on_early_termination=False, is_first_joinable=False)
 
 
 class Joinable(ABC):
@@ -89,8 +88,13 @@ class Join:
             ``divide_by_initial_world_size`` for DDP).
     """
 
-    def __init__(self, joinables: list[Joinable], enable: bool = True,
-                 throw_on_early_termination: bool = False, **kwargs) -> None:
+    def __init__(
+        self,
+        joinables: list[Joinable],
+        enable: bool = True,
+        throw_on_early_termination: bool = False,
+        **kwargs,
+    ) -> None:
         joinables = list(joinables)
         if len(joinables) == 0:
             raise ValueError("The join context manager requires at least one joinable")
@@ -98,8 +102,10 @@ class Join:
             if not isinstance(j, Joinable):
                 raise TypeError(f"Join expects Joinable objects, got {type(j).__name__}")
             if not hasattr(j, "_join_config"):
-                raise RuntimeError(f"Check that the {type(j).__name__} constructor calls the "
-                                   "``Joinable`` constructor")
+                raise RuntimeError(
+                    f"Check that the {type(j).__name__} constructor calls the "
+                    "``Joinable`` constructor"
+                )
         self._joinables = joinables
         self._join_hooks = [j.join_hook(**kwargs) for j in joinables]
         self._enable = enable
@@ -109,9 +115,11 @@ class Join:
 
     def _set_joinable_configs(self) -> None:
         for i, j in enumerate(self._joinables):
-            j._join_config = _JoinConfig(enable=self._enable,
-                                         throw_on_early_termination=self._throw_on_early_termination,
-                                         is_first_joinable=i == 0)
+            j._join_config = _JoinConfig(
+                enable=self._enable,
+                throw_on_early_termination=self._throw_on_early_termination,
+                is_first_joinable=i == 0,
+            )
 
     def _extract_dist_info(self) -> None:
         group, device = self._joinables[0].join_process_group, None
@@ -136,11 +144,15 @@ class Join:
             is_last_joiner, i = True, 0
             while self._get_num_nonjoined_procs() > 0:
                 if i == _WARN_THRESHOLD:
-                    warnings.warn(f"Detected uneven input skew of greater than {_WARN_THRESHOLD}"
-                                  ". This means that rank " f"{self._rank} has at least "
-                                  f"{_WARN_THRESHOLD} fewer inputs than other currently-active "
-                                  "ranks. This level of skew could lead to performance "
-                                  "degradation during training.", stacklevel=2)
+                    warnings.warn(
+                        f"Detected uneven input skew of greater than {_WARN_THRESHOLD}"
+                        ". This means that rank "
+                        f"{self._rank} has at least "
+                        f"{_WARN_THRESHOLD} fewer inputs than other currently-active "
+                        "ranks. This level of skew could lead to performance "
+                        "degradation during training.",
+                        stacklevel=2,
+                    )
                 if self._throw_on_early_termination:
                     self._notify_procs_to_terminate()
                 for hook in self._join_hooks:
@@ -172,8 +184,10 @@ class Join:
         ``work.result()[0]``, the number of ranks not joined) or ``None`` outside an enabled
         context."""
         if not hasattr(joinable, "_join_config"):
-            raise RuntimeError(f"Check that the {type(joinable).__name__} constructor calls "
-                               "the ``Joinable`` constructor")
+            raise RuntimeError(
+                f"Check that the {type(joinable).__name__} constructor calls "
+                "the ``Joinable`` constructor"
+            )
         config = joinable._join_config
         if not config.is_first_joinable or not config.enable:
             return None
@@ -184,6 +198,7 @@ class Join:
             zeros = ember.zeros(1, device=device)
             collectives.all_reduce(zeros, group=group)
             if zeros.item():
-                raise RuntimeError("Detected at least one rank that exhausted inputs. "
-                                   "Throwing across all ranks.")
+                raise RuntimeError(
+                    "Detected at least one rank that exhausted inputs. Throwing across all ranks."
+                )
         return work

@@ -12,5 +12,16 @@ from .runner import ExperimentResult, run
 from .spec import ExperimentSpec, Point, SpecError, load_spec
 from .tune_runner import tune
 
-__all__ = ["run", "tune", "ExperimentResult", "load_spec", "ExperimentSpec", "Point", "SpecError",
-           "write_report", "CostModel", "ComputeModel", "Interconnect"]
+__all__ = [
+    "run",
+    "tune",
+    "ExperimentResult",
+    "load_spec",
+    "ExperimentSpec",
+    "Point",
+    "SpecError",
+    "write_report",
+    "CostModel",
+    "ComputeModel",
+    "Interconnect",
+]

@@ -75,28 +75,29 @@ def volume_factor(kind: str, n: int) -> float:
     return ring_steps(kind, n) / n
 
 
-def collective_time(kind: str, n: int, nbytes: float, ic: Interconnect,
-                    messages: int = 1) -> float:
+def collective_time(kind: str, n: int, nbytes: float, ic: Interconnect, messages: int = 1) -> float:
     """α-β time of ``kind`` on ``nbytes`` split into ``messages`` separate collectives."""
     if n <= 1 or nbytes <= 0:
         return 0.0
     return messages * ring_steps(kind, n) * ic.alpha + volume_factor(kind, n) * nbytes * ic.beta
 
 
-def comm_time(strategy: str, n: int, grad_bytes: float, ic: Interconnect,
-              messages: int = 1) -> float:
+def comm_time(
+    strategy: str, n: int, grad_bytes: float, ic: Interconnect, messages: int = 1
+) -> float:
     """Communication time of one step of ``strategy`` (none of it hidden); ``messages`` is
     the number of buckets the gradient collective is split into."""
-    return sum(count * collective_time(kind, n, grad_bytes, ic, messages if bucketed else 1)
-               for kind, count, bucketed in _phases(strategy))
+    return sum(
+        count * collective_time(kind, n, grad_bytes, ic, messages if bucketed else 1)
+        for kind, count, bucketed in _phases(strategy)
+    )
 
 
 def wire_bytes(strategy: str, n: int, grad_bytes: float) -> float:
     """Bytes each rank sends per step under ``strategy``."""
     if n <= 1:
         return 0.0
-    return sum(count * volume_factor(kind, n) * grad_bytes
-               for kind, count, _ in _phases(strategy))
+    return sum(count * volume_factor(kind, n) * grad_bytes for kind, count, _ in _phases(strategy))
 
 
 def ddp_buckets(grad_bytes: float, bucket_cap_mb: float | None) -> int:
@@ -112,8 +113,9 @@ def _phases(strategy: str):
     try:
         return STRATEGY_COLLECTIVES[strategy]
     except KeyError:
-        raise ValueError(f"unknown strategy {strategy!r}; the model knows "
-                         f"{tuple(STRATEGY_COLLECTIVES)}") from None
+        raise ValueError(
+            f"unknown strategy {strategy!r}; the model knows {tuple(STRATEGY_COLLECTIVES)}"
+        ) from None
 
 
 # ---- calibration ----------------------------------------------------------------------------
@@ -121,7 +123,7 @@ def _nonneg_lstsq(a: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Least squares with non-negative coefficients (exact for these 2-column problems: the
     best of the unconstrained fit and every fit with some coefficients pinned at 0)."""
     k = a.shape[1]
-    best, best_err = np.zeros(k), float(np.sum(y ** 2))
+    best, best_err = np.zeros(k), float(np.sum(y**2))
     for mask in range(1, 1 << k):
         cols = [j for j in range(k) if mask >> j & 1]
         coef, *_ = np.linalg.lstsq(a[:, cols], y, rcond=None)
@@ -191,18 +193,38 @@ class CostModel:
     compute: ComputeModel
     overlap: dict = field(default_factory=dict)  # strategy -> fraction of compute hiding comm
 
-    def step(self, strategy: str, n: int, batch: float, grad_bytes: float, ic: Interconnect,
-             messages: int = 1) -> dict:
+    def step(
+        self,
+        strategy: str,
+        n: int,
+        batch: float,
+        grad_bytes: float,
+        ic: Interconnect,
+        messages: int = 1,
+    ) -> dict:
         """The parts of one step (seconds): data, compute, comm, exposed, step."""
         comp = self.compute.compute(batch)
         data = self.compute.data(batch)
         comm = comm_time(strategy, n, grad_bytes, ic, messages)
         exposed = max(0.0, comm - self.overlap.get(strategy, 0.0) * comp)
-        return {"data": data, "compute": comp, "comm": comm, "exposed": exposed,
-                "step": data + comp + exposed}
+        return {
+            "data": data,
+            "compute": comp,
+            "comm": comm,
+            "exposed": exposed,
+            "step": data + comp + exposed,
+        }
 
-    def efficiency(self, strategy: str, n: int, batch: float, scaling: str, grad_bytes: float,
-                   ic: Interconnect, messages: int = 1) -> float:
+    def efficiency(
+        self,
+        strategy: str,
+        n: int,
+        batch: float,
+        scaling: str,
+        grad_bytes: float,
+        ic: Interconnect,
+        messages: int = 1,
+    ) -> float:
         """Throughput at ``n`` workers over ``n`` times the 1-worker throughput.
 
         ``batch`` is per worker under weak scaling and global under strong scaling."""

@@ -6,13 +6,14 @@ from __future__ import annotations
 import os
 from collections import defaultdict
 
-_SEGMENTS = (("compute_ms", "compute", "#4c72b0"), ("comm_exposed_ms", "exposed communication",
-                                                    "#dd8452"), ("data_ms", "data loading",
-                                                                 "#55a868"))
+_SEGMENTS = (
+    ("compute_ms", "compute", "#4c72b0"),
+    ("comm_exposed_ms", "exposed communication", "#dd8452"),
+    ("data_ms", "data loading", "#55a868"),
+)
 
 
-_MEM_CATEGORIES = ("parameters", "gradients", "optimizer_state", "communication_buffers",
-                   "buffers")
+_MEM_CATEGORIES = ("parameters", "gradients", "optimizer_state", "communication_buffers", "buffers")
 
 
 def _figure(w: float = 6.4, h: float = 4.2):
@@ -58,10 +59,12 @@ def draw_all(agg: list[dict], analysis, out_dir: str) -> list[tuple[str, str]]:
     """Write every plot into ``out_dir``; return ``[(title, file name), ...]``."""
     os.makedirs(out_dir, exist_ok=True)
     series = _series(agg)
-    plots = [("Throughput vs workers", "throughput.png", _throughput),
-             ("Scaling efficiency vs workers", "efficiency.png", _efficiency),
-             ("Step-time breakdown", "breakdown.png", _breakdown),
-             ("Memory per rank", "memory.png", _memory)]
+    plots = [
+        ("Throughput vs workers", "throughput.png", _throughput),
+        ("Scaling efficiency vs workers", "efficiency.png", _efficiency),
+        ("Step-time breakdown", "breakdown.png", _breakdown),
+        ("Memory per rank", "memory.png", _memory),
+    ]
     done = []
     for title, name, fn in plots:
         fn(series, agg, os.path.join(out_dir, name))
@@ -74,8 +77,11 @@ def draw_all(agg: list[dict], analysis, out_dir: str) -> list[tuple[str, str]]:
 
 def _bars(series) -> list[tuple[str, dict]]:
     """(tick label, configuration) per bar: the series' parts on separate lines."""
-    return [(label.replace(", ", "\n") + f"\n{a['workers']} w", a)
-            for label, pts in series.items() for a in pts]
+    return [
+        (label.replace(", ", "\n") + f"\n{a['workers']} w", a)
+        for label, pts in series.items()
+        for a in pts
+    ]
 
 
 def _legend_above(ax, ncol: int) -> None:
@@ -97,13 +103,23 @@ def _throughput(series, agg, path) -> None:
     ax = fig.add_subplot()
     for label, pts in series.items():
         xs = [a["workers"] for a in pts]
-        line = ax.errorbar(xs, [a["samples_per_s"] for a in pts],
-                           yerr=[a["samples_per_s_std"] for a in pts], marker="o",
-                           capsize=3, label=label)
+        line = ax.errorbar(
+            xs,
+            [a["samples_per_s"] for a in pts],
+            yerr=[a["samples_per_s_std"] for a in pts],
+            marker="o",
+            capsize=3,
+            label=label,
+        )
         one = [a for a in pts if a["workers"] == 1]
         if one:  # ideal: n times the 1-worker throughput
-            ax.plot(xs, [one[0]["samples_per_s"] * n for n in xs], ls=":",
-                    color=line[0].get_color(), alpha=0.6)
+            ax.plot(
+                xs,
+                [one[0]["samples_per_s"] * n for n in xs],
+                ls=":",
+                color=line[0].get_color(),
+                alpha=0.6,
+            )
     ax.set_ylabel("samples / s (dotted: linear scaling)")
     ax.set_title("Throughput")
     _workers_axis(ax, agg)
@@ -116,9 +132,14 @@ def _efficiency(series, agg, path) -> None:
     ax = fig.add_subplot()
     for label, pts in series.items():
         pts = [a for a in pts if a["scaling_efficiency"] is not None]
-        ax.errorbar([a["workers"] for a in pts], [a["scaling_efficiency"] for a in pts],
-                    yerr=[a["scaling_efficiency_std"] for a in pts], marker="o", capsize=3,
-                    label=label)
+        ax.errorbar(
+            [a["workers"] for a in pts],
+            [a["scaling_efficiency"] for a in pts],
+            yerr=[a["scaling_efficiency_std"] for a in pts],
+            marker="o",
+            capsize=3,
+            label=label,
+        )
     ax.axhline(1.0, color="grey", ls=":")
     ax.set_ylim(0, max(1.1, *[a["scaling_efficiency"] or 0 for a in agg]) * 1.05)
     ax.set_ylabel("throughput / (workers × 1-worker throughput)")
@@ -186,12 +207,15 @@ def _projection(series, an, path) -> None:
         for strategy in strategies:
             curve = an.curves.get((ic.name, strategy))
             if curve:
-                ax.plot([n for n, _ in curve], [e for _, e in curve], marker=".",
-                        label=f"{strategy} (model)")
+                ax.plot(
+                    [n for n, _ in curve],
+                    [e for _, e in curve],
+                    marker=".",
+                    label=f"{strategy} (model)",
+                )
         here = i < len(an.links)  # the panels of links calibrated on this machine
         for a in measured:
-            ax.plot(a["workers"], a["scaling_efficiency"], "^", color="k" if here else "0.6",
-                    ms=6)
+            ax.plot(a["workers"], a["scaling_efficiency"], "^", color="k" if here else "0.6", ms=6)
         ax.plot([], [], "k^", label="measured here")
         ax.set_xscale("log", base=2)
         ax.set_ylim(0, 1.05)

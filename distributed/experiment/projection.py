@@ -19,9 +19,21 @@ from .costmodel import (
 )
 from .spec import ExperimentSpec
 
-_NUMERIC = ("samples_per_s", "scaling_efficiency", "step_ms", "compute_ms", "comm_exposed_ms",
-            "data_ms", "comm_wait_ms", "sent_mib_per_step", "allreduce_grad_ms", "busbw_gbps",
-            "mem_mib", "rss_peak_mib", "loss")
+_NUMERIC = (
+    "samples_per_s",
+    "scaling_efficiency",
+    "step_ms",
+    "compute_ms",
+    "comm_exposed_ms",
+    "data_ms",
+    "comm_wait_ms",
+    "sent_mib_per_step",
+    "allreduce_grad_ms",
+    "busbw_gbps",
+    "mem_mib",
+    "rss_peak_mib",
+    "loss",
+)
 
 
 def aggregate(rows: list[dict]) -> list[dict]:
@@ -33,9 +45,23 @@ def aggregate(rows: list[dict]) -> list[dict]:
             groups[r["config_id"]].append(r)
     out = []
     for rs in groups.values():
-        a = {k: rs[0][k] for k in ("config_id", "workers", "strategy", "backend", "scaling",
-                                   "batch_size", "per_worker_batch", "global_batch",
-                                   "bucket_cap_mb", "grad_bytes", "n_params", "mem_source")}
+        a = {
+            k: rs[0][k]
+            for k in (
+                "config_id",
+                "workers",
+                "strategy",
+                "backend",
+                "scaling",
+                "batch_size",
+                "per_worker_batch",
+                "global_batch",
+                "bucket_cap_mb",
+                "grad_bytes",
+                "n_params",
+                "mem_source",
+            )
+        }
         a["reps"] = len(rs)
         for k in _NUMERIC:
             vals = [r[k] for r in rs if r.get(k) is not None]
@@ -43,8 +69,9 @@ def aggregate(rows: list[dict]) -> list[dict]:
             a[f"{k}_std"] = statistics.stdev(vals) if len(vals) > 1 else 0.0
         a["rank_mem_mib"] = [x["mem_mib"] for r in rs for x in r.get("ranks", [])]
         cats = [r["memory_mib"] for r in rs if r.get("memory_mib")]
-        a["memory_mib"] = ({k: statistics.fmean(c[k] for c in cats) for k in cats[0]}
-                           if cats else None)
+        a["memory_mib"] = (
+            {k: statistics.fmean(c[k] for c in cats) for k in cats[0]} if cats else None
+        )
         a["allreduce"] = [[r["workers"], s, t] for r in rs for s, t in r.get("allreduce", [])]
         out.append(a)
     return out
@@ -74,11 +101,13 @@ class Analysis:
         if not multi:
             return None
         errs = [abs(p["step_err_pct"]) for p in multi]
-        eff = [abs(p["eff_pred"] - p["eff_meas"]) for p in multi
-               if p["eff_meas"] is not None]
-        return {"points": len(multi), "step_mean_abs_pct": statistics.fmean(errs),
-                "step_max_abs_pct": max(errs),
-                "eff_mean_abs": statistics.fmean(eff) if eff else None}
+        eff = [abs(p["eff_pred"] - p["eff_meas"]) for p in multi if p["eff_meas"] is not None]
+        return {
+            "points": len(multi),
+            "step_mean_abs_pct": statistics.fmean(errs),
+            "step_max_abs_pct": max(errs),
+            "eff_mean_abs": statistics.fmean(eff) if eff else None,
+        }
 
 
 def analyse(spec: ExperimentSpec, rows: list[dict]) -> Analysis | None:
@@ -95,8 +124,9 @@ def analyse(spec: ExperimentSpec, rows: list[dict]) -> Analysis | None:
     else:
         samples = [(a["per_worker_batch"], a["compute_ms"] / 1e3) for a in agg]
         source = f"the compute reference of {len(agg)} configuration(s) (no 1-worker point)"
-    compute = ComputeModel.fit(samples, [(a["per_worker_batch"], a["data_ms"] / 1e3)
-                                         for a in (single or agg)])
+    compute = ComputeModel.fit(
+        samples, [(a["per_worker_batch"], a["data_ms"] / 1e3) for a in (single or agg)]
+    )
     model = CostModel(compute)
     an = Analysis(model, model, compute_source=source)
     for backend in sorted({a["backend"] for a in agg}):
@@ -104,20 +134,29 @@ def analyse(spec: ExperimentSpec, rows: list[dict]) -> Analysis | None:
         if any(n > 1 for n, _, _ in samples):
             an.links[backend] = fit_alpha_beta(samples, f"this machine ({backend})")
     for strategy in spec["grid"]["strategy"]:
-        pts = [(a["workers"], a["compute_ms"] / 1e3, a["grad_bytes"],
+        pts = [
+            (
+                a["workers"],
+                a["compute_ms"] / 1e3,
+                a["grad_bytes"],
                 messages(strategy, a["grad_bytes"], a["bucket_cap_mb"]),
-                a["comm_exposed_ms"] / 1e3, an.links[a["backend"]])
-               for a in agg if a["strategy"] == strategy and a["workers"] > 1
-               and a["backend"] in an.links]
+                a["comm_exposed_ms"] / 1e3,
+                an.links[a["backend"]],
+            )
+            for a in agg
+            if a["strategy"] == strategy and a["workers"] > 1 and a["backend"] in an.links
+        ]
         model.fit_overlap(strategy, pts)
         if not pts:
-            an.notes.append(f"{strategy}: no multi-worker measurement, so no overlap is "
-                            "assumed (o = 0)")
+            an.notes.append(
+                f"{strategy}: no multi-worker measurement, so no overlap is assumed (o = 0)"
+            )
     an.predictions = _predict(model, agg, an.links)
     rate = spec["projection"]["compute_rate"]
     if rate is not None:
-        an.projection_model = CostModel(ComputeModel(0.0, 1.0 / rate, compute.data_per_sample_s),
-                                        dict(model.overlap))
+        an.projection_model = CostModel(
+            ComputeModel(0.0, 1.0 / rate, compute.data_per_sample_s), dict(model.overlap)
+        )
     _project(spec, agg, an)
     return an
 
@@ -138,15 +177,24 @@ def _predict(model: CostModel, agg: list[dict], links: dict) -> list[dict]:
         step_pred = (data + comp + exposed) * 1e3
         step_meas = a["step_ms"]
         eff = a["scaling_efficiency"]
-        out.append({"config_id": a["config_id"], "workers": n, "strategy": a["strategy"],
-                    "step_meas_ms": step_meas, "step_pred_ms": step_pred,
-                    "step_err_pct": (step_pred - step_meas) / step_meas * 100,
-                    "comm_pred_ms": comm * 1e3, "exposed_meas_ms": a["comm_exposed_ms"],
-                    "exposed_pred_ms": exposed * 1e3, "eff_meas": eff,
-                    "sent_meas_mib": a["sent_mib_per_step"],
-                    "sent_pred_mib": wire_bytes(a["strategy"], n, a["grad_bytes"]) / 2**20,
-                    # same throughput-to-step-time relation as the measurement
-                    "eff_pred": None if eff is None else eff * step_meas / step_pred})
+        out.append(
+            {
+                "config_id": a["config_id"],
+                "workers": n,
+                "strategy": a["strategy"],
+                "step_meas_ms": step_meas,
+                "step_pred_ms": step_pred,
+                "step_err_pct": (step_pred - step_meas) / step_meas * 100,
+                "comm_pred_ms": comm * 1e3,
+                "exposed_meas_ms": a["comm_exposed_ms"],
+                "exposed_pred_ms": exposed * 1e3,
+                "eff_meas": eff,
+                "sent_meas_mib": a["sent_mib_per_step"],
+                "sent_pred_mib": wire_bytes(a["strategy"], n, a["grad_bytes"]) / 2**20,
+                # same throughput-to-step-time relation as the measurement
+                "eff_pred": None if eff is None else eff * step_meas / step_pred,
+            }
+        )
     return out
 
 
@@ -159,15 +207,22 @@ def _project(spec: ExperimentSpec, agg: list[dict], an: Analysis) -> None:
         ns = [n for n in ns if batch / n >= 1]
     links = list(an.links.values()) + [
         Interconnect.from_figures(ic["name"], ic["bandwidth_gbit"], ic["latency_us"])
-        for ic in proj["interconnects"]]
+        for ic in proj["interconnects"]
+    ]
     an.interconnects = links
-    an.settings = {"scaling": scaling, "batch_size": batch, "bucket_cap_mb": cap,
-                   "grad_bytes": grad_bytes, "workers": ns,
-                   "compute_rate": an.projection_model.compute.rate,
-                   "compute_given": proj["compute_rate"] is not None}
+    an.settings = {
+        "scaling": scaling,
+        "batch_size": batch,
+        "bucket_cap_mb": cap,
+        "grad_bytes": grad_bytes,
+        "workers": ns,
+        "compute_rate": an.projection_model.compute.rate,
+        "compute_given": proj["compute_rate"] is not None,
+    }
     for ic in links:
         for strategy in g["strategy"]:
             m = messages(strategy, grad_bytes, cap)
             an.curves[(ic.name, strategy)] = [
                 (n, an.projection_model.efficiency(strategy, n, batch, scaling, grad_bytes, ic, m))
-                for n in ns]
+                for n in ns
+            ]

@@ -12,12 +12,23 @@ from .spec import ExperimentSpec, load_spec
 
 # (CSV column, table heading)
 TABLE_COLUMNS = [
-    ("point_id", "point"), ("workers", "workers"), ("strategy", "strategy"),
-    ("backend", "backend"), ("bucket_cap_mb", "bucket MB"), ("per_worker_batch", "batch/worker"),
-    ("samples_per_s", "samples/s"), ("scaling_efficiency", "efficiency"), ("step_ms", "step ms"),
-    ("compute_ms", "compute ms"), ("comm_exposed_ms", "exposed comm ms"), ("data_ms", "data ms"),
-    ("comm_wait_ms", "DDP wait ms"), ("sent_mib_per_step", "sent MiB/step"),
-    ("busbw_gbps", "busbw GB/s"), ("mem_mib", "memory MiB/rank"), ("loss", "loss"),
+    ("point_id", "point"),
+    ("workers", "workers"),
+    ("strategy", "strategy"),
+    ("backend", "backend"),
+    ("bucket_cap_mb", "bucket MB"),
+    ("per_worker_batch", "batch/worker"),
+    ("samples_per_s", "samples/s"),
+    ("scaling_efficiency", "efficiency"),
+    ("step_ms", "step ms"),
+    ("compute_ms", "compute ms"),
+    ("comm_exposed_ms", "exposed comm ms"),
+    ("data_ms", "data ms"),
+    ("comm_wait_ms", "DDP wait ms"),
+    ("sent_mib_per_step", "sent MiB/step"),
+    ("busbw_gbps", "busbw GB/s"),
+    ("mem_mib", "memory MiB/rank"),
+    ("loss", "loss"),
 ]
 
 
@@ -86,26 +97,28 @@ def _header(spec: ExperimentSpec, rd: RunDir, agg: list[dict]) -> list[str]:
     lines = [f"# Scale-out experiment: {spec.name}", ""]
     desc = f"Workload `{spec['workload']}`"
     if agg:
-        desc += (f" ({agg[0]['n_params']:,} parameters, "
-                 f"{size(agg[0]['grad_bytes'])} of gradients)")
+        desc += f" ({agg[0]['n_params']:,} parameters, {size(agg[0]['grad_bytes'])} of gradients)"
     lines.append(
         f"{desc}; {opt['name']} (lr {opt['lr']:g}); per point {spec['warmup']} warm-up and "
         f"{spec['steps']} timed steps, then {spec['compute_steps']} steps of the same model "
         f"with no communication (the compute reference); {spec['repetitions']} "
         "repetition(s). Rows: `results.csv` / `results.jsonl`; spec: `spec.yaml`; software "
-        "and machine: `environment.json`.")
+        "and machine: `environment.json`."
+    )
     lines.append("")
     envs = rd.environment()
     if envs:
         e = envs[-1]
         m, v = e.get("machine", {}), e.get("versions", {})
         gpus = ", ".join(m.get("gpus") or []) or "none"
-        lines.append(f"Machine (last session, {e.get('started')}): {m.get('cpu')}, "
-                     f"{m.get('cpu_count')} cores, {m.get('memory_gb')} GB, GPUs: {gpus}; "
-                     f"{m.get('platform')}. Ray nodes: {e.get('ray', {}).get('nodes', '?')}. "
-                     f"Load average at the start: {m.get('load_average')} (other work on the "
-                     "machine makes timings noisy; each row's `load_1m` has the load when it "
-                     "started).")
+        lines.append(
+            f"Machine (last session, {e.get('started')}): {m.get('cpu')}, "
+            f"{m.get('cpu_count')} cores, {m.get('memory_gb')} GB, GPUs: {gpus}; "
+            f"{m.get('platform')}. Ray nodes: {e.get('ray', {}).get('nodes', '?')}. "
+            f"Load average at the start: {m.get('load_average')} (other work on the "
+            "machine makes timings noisy; each row's `load_1m` has the load when it "
+            "started)."
+        )
         lines.append("Software: " + ", ".join(f"{k} {x}" for k, x in v.items()) + ".")
         lines.append("")
     return lines
@@ -115,8 +128,9 @@ def _measured(table: list[dict], rows: list[dict]) -> list[str]:
     lines = ["## Measured points", ""]
     if not table:
         return lines + ["No point has finished yet.", ""]
-    lines += md_table([h for _, h in TABLE_COLUMNS], [[r[c] for c, _ in TABLE_COLUMNS]
-                                                      for r in table])
+    lines += md_table(
+        [h for _, h in TABLE_COLUMNS], [[r[c] for c, _ in TABLE_COLUMNS] for r in table]
+    )
     sources = sorted({r["mem_source"] for r in table})
     lines += [" ".join(_READ_ME.split()).format(sources=", ".join(sources)), ""]
     return lines
@@ -140,9 +154,11 @@ def _missing(spec: ExperimentSpec, rows: list[dict]) -> list[str]:
         return []
     lines = ["## Not measured", ""]
     for strategy, ids in waiting.items():
-        lines.append(f"- `{strategy}` ({len(ids)} point(s)): not a Trainer strategy in this "
-                     "build yet; run the same command again once it is, and only these points "
-                     "will run.")
+        lines.append(
+            f"- `{strategy}` ({len(ids)} point(s)): not a Trainer strategy in this "
+            "build yet; run the same command again once it is, and only these points "
+            "will run."
+        )
     for r in failed:
         lines.append(f"- `{r['point_id']}` failed: {r.get('error', '')}")
     if pending:
@@ -152,65 +168,112 @@ def _missing(spec: ExperimentSpec, rows: list[dict]) -> list[str]:
 
 def _model(an: Analysis) -> list[str]:
     c = an.model.compute
-    lines = ["## Cost model (α-β)", "",
-             "Each strategy's collectives are priced as rings: allreduce 2(n−1)·α + "
-             "2(n−1)/n·S·β, all-gather and reduce-scatter (n−1)·α + (n−1)/n·S·β, on the gradient "
-             "size S (DDP: one allreduce per bucket; ZeRO-1 allreduce + all-gather; ZeRO-2 "
-             "reduce-scatter + all-gather; FSDP two all-gathers + reduce-scatter; the gradient "
-             "collectives of the first three in buckets, each paying its latency). A step takes "
-             "data + compute + max(0, comm − o·compute), with o the share of compute that hides "
-             "communication. Rings pay a latency that grows with n; tree and hierarchical "
-             "algorithms pay log n, so at hundreds of workers with small buckets the projection "
-             "is pessimistic.", ""]
+    lines = [
+        "## Cost model (α-β)",
+        "",
+        "Each strategy's collectives are priced as rings: allreduce 2(n−1)·α + "
+        "2(n−1)/n·S·β, all-gather and reduce-scatter (n−1)·α + (n−1)/n·S·β, on the gradient "
+        "size S (DDP: one allreduce per bucket; ZeRO-1 allreduce + all-gather; ZeRO-2 "
+        "reduce-scatter + all-gather; FSDP two all-gathers + reduce-scatter; the gradient "
+        "collectives of the first three in buckets, each paying its latency). A step takes "
+        "data + compute + max(0, comm − o·compute), with o the share of compute that hides "
+        "communication. Rings pay a latency that grows with n; tree and hierarchical "
+        "algorithms pay log n, so at hundreds of workers with small buckets the projection "
+        "is pessimistic.",
+        "",
+    ]
     if an.links:
-        lines += md_table(["link", "α (µs)", "bandwidth (GB/s)"],
-                          [[ic.name, f"{ic.alpha * 1e6:.1f}", f"{ic.bandwidth_gbps:.3g}"]
-                           for ic in an.links.values()])
-        lines += ["Fitted to the allreduce timings of every multi-worker point (calibration "
-                  "sizes and the gradient size).", ""]
+        lines += md_table(
+            ["link", "α (µs)", "bandwidth (GB/s)"],
+            [
+                [ic.name, f"{ic.alpha * 1e6:.1f}", f"{ic.bandwidth_gbps:.3g}"]
+                for ic in an.links.values()
+            ],
+        )
+        lines += [
+            "Fitted to the allreduce timings of every multi-worker point (calibration "
+            "sizes and the gradient size).",
+            "",
+        ]
     else:
         lines += ["No multi-worker point has run, so α and β of this machine are unknown.", ""]
-    lines += [f"Compute (for the projection): {c.per_sample_s * 1e3:.4g} ms per sample + "
-              f"{c.fixed_s * 1e3:.3g} ms per step ({c.rate:,.0f} samples/s per worker), fitted "
-              f"on {an.compute_source}; data loading {c.data_per_sample_s * 1e6:.3g} µs per "
-              "sample.", ""]
-    lines += md_table(["strategy", "overlap o"],
-                      [[s, f"{o:.2f}"] for s, o in sorted(an.model.overlap.items())])
+    lines += [
+        f"Compute (for the projection): {c.per_sample_s * 1e3:.4g} ms per sample + "
+        f"{c.fixed_s * 1e3:.3g} ms per step ({c.rate:,.0f} samples/s per worker), fitted "
+        f"on {an.compute_source}; data loading {c.data_per_sample_s * 1e6:.3g} µs per "
+        "sample.",
+        "",
+    ]
+    lines += md_table(
+        ["strategy", "overlap o"], [[s, f"{o:.2f}"] for s, o in sorted(an.model.overlap.items())]
+    )
     lines += [f"- {n}" for n in an.notes] + ([""] if an.notes else [])
     preds = an.predictions
     if preds:
-        lines += ["### The model on the measured points", "",
-                  "Each multi-worker configuration predicted from its own measured compute and "
-                  "data time plus the model's exposed communication, so the error below is the "
-                  "communication model's (α-β and overlap), not the test machine's core "
-                  "contention.", ""]
+        lines += [
+            "### The model on the measured points",
+            "",
+            "Each multi-worker configuration predicted from its own measured compute and "
+            "data time plus the model's exposed communication, so the error below is the "
+            "communication model's (α-β and overlap), not the test machine's core "
+            "contention.",
+            "",
+        ]
         lines += md_table(
-            ["configuration", "workers", "step ms measured", "step ms model", "error",
-             "exposed comm ms measured", "exposed comm ms model", "efficiency measured",
-             "efficiency model", "sent MiB/step measured", "sent MiB/step model"],
-            [[p["config_id"], p["workers"], f"{p['step_meas_ms']:.3f}",
-              f"{p['step_pred_ms']:.3f}", f"{p['step_err_pct']:+.1f}%",
-              f"{p['exposed_meas_ms']:.3f}", f"{p['exposed_pred_ms']:.3f}",
-              _f3(p["eff_meas"]), _f3(p["eff_pred"]), _f3(p["sent_meas_mib"]),
-              _f3(p["sent_pred_mib"])]
-             for p in preds])
+            [
+                "configuration",
+                "workers",
+                "step ms measured",
+                "step ms model",
+                "error",
+                "exposed comm ms measured",
+                "exposed comm ms model",
+                "efficiency measured",
+                "efficiency model",
+                "sent MiB/step measured",
+                "sent MiB/step model",
+            ],
+            [
+                [
+                    p["config_id"],
+                    p["workers"],
+                    f"{p['step_meas_ms']:.3f}",
+                    f"{p['step_pred_ms']:.3f}",
+                    f"{p['step_err_pct']:+.1f}%",
+                    f"{p['exposed_meas_ms']:.3f}",
+                    f"{p['exposed_pred_ms']:.3f}",
+                    _f3(p["eff_meas"]),
+                    _f3(p["eff_pred"]),
+                    _f3(p["sent_meas_mib"]),
+                    _f3(p["sent_pred_mib"]),
+                ]
+                for p in preds
+            ],
+        )
         s = an.error_summary()
         if s:
-            eff = "" if s["eff_mean_abs"] is None else (
-                f", and its scaling efficiency by {s['eff_mean_abs']:.3f} on average")
-            ratio = [p["exposed_meas_ms"] / p["comm_pred_ms"] for p in preds
-                     if p["comm_pred_ms"] > 0]
-            lines += [f"On the {s['points']} multi-worker configuration(s) the model's step time "
-                      f"was off by {s['step_mean_abs_pct']:.1f}% on average (at most "
-                      f"{s['step_max_abs_pct']:.1f}%){eff}. These are in-sample figures: α, β "
-                      "and o were calibrated on the same runs."]
+            eff = (
+                ""
+                if s["eff_mean_abs"] is None
+                else (f", and its scaling efficiency by {s['eff_mean_abs']:.3f} on average")
+            )
+            ratio = [
+                p["exposed_meas_ms"] / p["comm_pred_ms"] for p in preds if p["comm_pred_ms"] > 0
+            ]
+            lines += [
+                f"On the {s['points']} multi-worker configuration(s) the model's step time "
+                f"was off by {s['step_mean_abs_pct']:.1f}% on average (at most "
+                f"{s['step_max_abs_pct']:.1f}%){eff}. These are in-sample figures: α, β "
+                "and o were calibrated on the same runs."
+            ]
             if ratio and min(ratio) > 1.2:
                 lines[-1] += (
                     f" The exposed communication measured in training was "
                     f"{min(ratio):.1f}–{max(ratio):.1f}× the α-β time of the same collectives "
                     "run alone: during backward the communication competes with compute for "
                     "the cores (and the Python interpreter), which a pure α-β model does not "
-                    "price, so read the projection as a bound from the link alone.")
+                    "price, so read the projection as a bound from the link alone."
+                )
             lines += [""]
     return lines
 
@@ -218,33 +281,52 @@ def _model(an: Analysis) -> list[str]:
 def _projection(an: Analysis, spec: ExperimentSpec) -> list[str]:
     st = an.settings
     ns = [n for n in st["workers"] if n in spec["projection"]["workers"]]
-    batch = (f"{st['batch_size']} samples per worker (weak scaling)" if st["scaling"] == "weak"
-             else f"a global batch of {st['batch_size']} (strong scaling)")
-    rate = ("given in the spec" if st["compute_given"] else "calibrated here")
-    lines = ["### Projection", "",
-             f"Predicted scaling efficiency with {batch}, DDP buckets of {st['bucket_cap_mb']:g} "
-             f"MB, {size(st['grad_bytes'])} of gradients and a compute rate of "
-             f"{st['compute_rate']:,.0f} samples/s per worker ({rate}). Interconnect figures "
-             "are inputs (spec `projection.interconnects`), except the links fitted on this "
-             "machine.", ""]
-    lines += md_table(["interconnect", "α (µs)", "GB/s", "strategy"] + [str(n) for n in ns],
-                      [[ic.name, f"{ic.alpha * 1e6:.3g}", f"{ic.bandwidth_gbps:.3g}", s]
-                       + [f"{e:.3f}" for n, e in an.curves[(ic.name, s)] if n in ns]
-                       for ic in an.interconnects for s in spec["grid"]["strategy"]
-                       if (ic.name, s) in an.curves])
+    batch = (
+        f"{st['batch_size']} samples per worker (weak scaling)"
+        if st["scaling"] == "weak"
+        else f"a global batch of {st['batch_size']} (strong scaling)"
+    )
+    rate = "given in the spec" if st["compute_given"] else "calibrated here"
+    lines = [
+        "### Projection",
+        "",
+        f"Predicted scaling efficiency with {batch}, DDP buckets of {st['bucket_cap_mb']:g} "
+        f"MB, {size(st['grad_bytes'])} of gradients and a compute rate of "
+        f"{st['compute_rate']:,.0f} samples/s per worker ({rate}). Interconnect figures "
+        "are inputs (spec `projection.interconnects`), except the links fitted on this "
+        "machine.",
+        "",
+    ]
+    lines += md_table(
+        ["interconnect", "α (µs)", "GB/s", "strategy"] + [str(n) for n in ns],
+        [
+            [ic.name, f"{ic.alpha * 1e6:.3g}", f"{ic.bandwidth_gbps:.3g}", s]
+            + [f"{e:.3f}" for n, e in an.curves[(ic.name, s)] if n in ns]
+            for ic in an.interconnects
+            for s in spec["grid"]["strategy"]
+            if (ic.name, s) in an.curves
+        ],
+    )
     return lines
 
 
 def _timelines(rows: list[dict]) -> list[str]:
-    files = [(r["point_id"], r["timeline"]) for r in rows
-             if r.get("status") == "ok" and r.get("timeline")]
+    files = [
+        (r["point_id"], r["timeline"])
+        for r in rows
+        if r.get("status") == "ok" and r.get("timeline")
+    ]
     if not files:
         return []
-    lines = ["## Timelines", "",
-             "Chrome traces of the first timed steps, one process per rank, lanes `main` (data, "
-             "forward, backward, waits for buckets, optimizer) and `comm` (each bucket's "
-             "allreduce from launch to completion). Open them in https://ui.perfetto.dev or "
-             "chrome://tracing.", ""]
+    lines = [
+        "## Timelines",
+        "",
+        "Chrome traces of the first timed steps, one process per rank, lanes `main` (data, "
+        "forward, backward, waits for buckets, optimizer) and `comm` (each bucket's "
+        "allreduce from launch to completion). Open them in https://ui.perfetto.dev or "
+        "chrome://tracing.",
+        "",
+    ]
     return lines + [f"- [{pid}]({path})" for pid, path in files] + [""]
 
 

@@ -32,11 +32,38 @@ RESULTS_CSV = "results.csv"
 SPEC_FILE = "spec.yaml"
 ENV_FILE = "environment.json"
 CSV_COLUMNS = [
-    "point_id", "status", "workers", "strategy", "backend", "scaling", "batch_size",
-    "per_worker_batch", "global_batch", "bucket_cap_mb", "rep", "steps", "samples_per_s",
-    "scaling_efficiency", "step_ms", "compute_ms", "comm_exposed_ms", "data_ms", "comm_wait_ms",
-    "sent_mib_per_step", "grad_mib", "n_params", "allreduce_grad_ms", "busbw_gbps", "mem_mib",
-    "mem_source", "rss_peak_mib", "loss", "wall_s", "load_1m", "started", "error",
+    "point_id",
+    "status",
+    "workers",
+    "strategy",
+    "backend",
+    "scaling",
+    "batch_size",
+    "per_worker_batch",
+    "global_batch",
+    "bucket_cap_mb",
+    "rep",
+    "steps",
+    "samples_per_s",
+    "scaling_efficiency",
+    "step_ms",
+    "compute_ms",
+    "comm_exposed_ms",
+    "data_ms",
+    "comm_wait_ms",
+    "sent_mib_per_step",
+    "grad_mib",
+    "n_params",
+    "allreduce_grad_ms",
+    "busbw_gbps",
+    "mem_mib",
+    "mem_source",
+    "rss_peak_mib",
+    "loss",
+    "wall_s",
+    "load_1m",
+    "started",
+    "error",
 ]
 # spec keys whose change makes earlier rows incomparable (the grid may grow between sessions)
 _RESULT_KEYS = ("workload", "steps", "warmup", "compute_steps", "seed", "optimizer")
@@ -73,7 +100,8 @@ class RunDir:
                     f"{self.path} holds results of a spec with different {changed} "
                     f"(was {[before.get(k) for k in changed]}, now "
                     f"{[spec.data.get(k) for k in changed]}); use another output directory or "
-                    "start afresh (fresh=True, or --fresh on the command line)")
+                    "start afresh (fresh=True, or --fresh on the command line)"
+                )
         _atomic_write(old, spec.to_yaml())
 
     def add_session(self) -> None:
@@ -142,10 +170,12 @@ def with_efficiency(rows: list[dict]) -> list[dict]:
     ok = [r for r in rows if r.get("status") == "ok"]
 
     def base(r, exact):
-        keys = ("backend", "scaling", "batch_size") + (("strategy", "bucket_cap_mb") if exact
-                                                       else ())
-        vals = [b["samples_per_s"] for b in ok if b["workers"] == 1
-                and all(b[k] == r[k] for k in keys)]
+        keys = ("backend", "scaling", "batch_size") + (
+            ("strategy", "bucket_cap_mb") if exact else ()
+        )
+        vals = [
+            b["samples_per_s"] for b in ok if b["workers"] == 1 and all(b[k] == r[k] for k in keys)
+        ]
         return sum(vals) / len(vals) if vals else None
 
     out = []
@@ -153,8 +183,9 @@ def with_efficiency(rows: list[dict]) -> list[dict]:
         r = dict(r)
         if r.get("status") == "ok":
             b = base(r, True) or base(r, False)
-            r["scaling_efficiency"] = (round(r["samples_per_s"] / (r["workers"] * b), 4)
-                                       if b else None)
+            r["scaling_efficiency"] = (
+                round(r["samples_per_s"] / (r["workers"] * b), 4) if b else None
+            )
         out.append(r)
     return out
 
@@ -162,28 +193,48 @@ def with_efficiency(rows: list[dict]) -> list[dict]:
 def describe_environment() -> dict:
     """Software versions, the machine, and the Ray cluster (when Ray is up)."""
     versions = {"python": platform.python_version()}
-    for pkg in ("ember", "numpy", "scipy", "ray", "grpcio", "protobuf", "matplotlib", "pyyaml",
-                "cupy-cuda12x", "cupy-cuda13x"):
+    for pkg in (
+        "ember",
+        "numpy",
+        "scipy",
+        "ray",
+        "grpcio",
+        "protobuf",
+        "matplotlib",
+        "pyyaml",
+        "cupy-cuda12x",
+        "cupy-cuda13x",
+    ):
         try:
             versions[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
             pass
     machine = {
-        "hostname": socket.gethostname(), "platform": platform.platform(),
-        "machine": platform.machine(), "cpu": _cpu_model(), "cpu_count": os.cpu_count(),
-        "memory_gb": _memory_gb(), "gpus": _gpus(),
+        "hostname": socket.gethostname(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "memory_gb": _memory_gb(),
+        "gpus": _gpus(),
         # other work on the machine makes timings noisy: say how busy it was
-        "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg")
+        "load_average": [round(x, 2) for x in os.getloadavg()]
+        if hasattr(os, "getloadavg")
         else None,
     }
-    env = {"started": datetime.datetime.now().isoformat(timespec="seconds"),
-           "versions": versions, "machine": machine}
+    env = {
+        "started": datetime.datetime.now().isoformat(timespec="seconds"),
+        "versions": versions,
+        "machine": machine,
+    }
     try:
         import ray
 
         if ray.is_initialized():
-            env["ray"] = {"nodes": sum(1 for n in ray.nodes() if n.get("Alive")),
-                          "resources": ray.cluster_resources()}
+            env["ray"] = {
+                "nodes": sum(1 for n in ray.nodes() if n.get("Alive")),
+                "resources": ray.cluster_resources(),
+            }
     except Exception:  # describing the cluster must never fail a run
         pass
     return env
@@ -214,8 +265,10 @@ def _gpus() -> list:
         if ember.cuda.is_available():
             import cupy
 
-            return [cupy.cuda.runtime.getDeviceProperties(i)["name"].decode()
-                    for i in range(ember.cuda.device_count())]
+            return [
+                cupy.cuda.runtime.getDeviceProperties(i)["name"].decode()
+                for i in range(ember.cuda.device_count())
+            ]
     except Exception:  # no CUDA here, or a driver that cannot be asked
         pass
     return []

@@ -43,9 +43,16 @@ def default_out_dir(spec: ExperimentSpec) -> str:
     return os.path.join(os.path.expanduser("~"), "ember_results", "experiments", spec.name)
 
 
-def run(spec, out_dir: str | None = None, *, address: str | None = None, fresh: bool = False,
-        report: bool = True, verbose: bool = True,
-        worker_env: dict | None = None) -> ExperimentResult:
+def run(
+    spec,
+    out_dir: str | None = None,
+    *,
+    address: str | None = None,
+    fresh: bool = False,
+    report: bool = True,
+    verbose: bool = True,
+    worker_env: dict | None = None,
+) -> ExperimentResult:
     """Run a scale-out sweep.
 
     Args:
@@ -67,13 +74,22 @@ def run(spec, out_dir: str | None = None, *, address: str | None = None, fresh: 
     if spec["search"] is not None:  # a Ray Tune sweep: trials in parallel (tune_runner.py)
         from .tune_runner import tune
 
-        return tune(spec, out_dir, address=address, fresh=fresh, report=report,
-                    verbose=verbose, worker_env=worker_env)
+        return tune(
+            spec,
+            out_dir,
+            address=address,
+            fresh=fresh,
+            report=report,
+            verbose=verbose,
+            worker_env=worker_env,
+        )
     where = spec["where"]
     address = address or where["address"]
     if where["cluster"] is not None and address is None:
-        raise SpecError(f"{spec.source}: 'where.cluster' is resolved by the command line (ember "
-                        "experiment SPEC); from Python pass address= (its head's HOST:PORT)")
+        raise SpecError(
+            f"{spec.source}: 'where.cluster' is resolved by the command line (ember "
+            "experiment SPEC); from Python pass address= (its head's HOST:PORT)"
+        )
     workload = spec["workload"]
     if workload not in WORKLOADS:
         from .worker import load_user_workload
@@ -92,9 +108,12 @@ def run(spec, out_dir: str | None = None, *, address: str | None = None, fresh: 
             result.unavailable.append(p.id)
         else:
             todo.append(p)
-    _say(verbose, f"{len(todo)} point(s) to run, {len(result.skipped)} already done, "
-                  f"{len(result.unavailable)} waiting for strategies not in this build "
-                  f"(available: {', '.join(available)}); results in {rd.path}")
+    _say(
+        verbose,
+        f"{len(todo)} point(s) to run, {len(result.skipped)} already done, "
+        f"{len(result.unavailable)} waiting for strategies not in this build "
+        f"(available: {', '.join(available)}); results in {rd.path}",
+    )
     started_ray = _start_ray(spec, todo, address, worker_env) if todo else False
     if todo:
         rd.add_session()
@@ -124,8 +143,9 @@ def _say(verbose: bool, msg: str) -> None:
         print(f"(ember experiment) {msg}", file=sys.stderr, flush=True)
 
 
-def _start_ray(spec: ExperimentSpec, todo: list[Point], address: str | None,
-               worker_env: dict | None) -> bool:
+def _start_ray(
+    spec: ExperimentSpec, todo: list[Point], address: str | None, worker_env: dict | None
+) -> bool:
     """Start (or join) Ray sized for the largest point; True when this call started it."""
     from ..ray_cluster import ensure_ray
 
@@ -141,27 +161,51 @@ def _scaling(spec: ExperimentSpec, workers: int):
     from ..train import ScalingConfig
 
     where = spec["where"]
-    return ScalingConfig(num_workers=workers, use_gpu=where["use_gpu"],
-                         resources_per_worker={"CPU": where["cpus_per_worker"]})
+    return ScalingConfig(
+        num_workers=workers,
+        use_gpu=where["use_gpu"],
+        resources_per_worker={"CPU": where["cpus_per_worker"]},
+    )
 
 
 def _worker_config(spec: ExperimentSpec, p: Point) -> dict:
-    keys = ("workload", "seed", "steps", "warmup", "compute_steps", "trace_steps", "optimizer",
-            "calibration")
-    return dict({k: spec[k] for k in keys}, per_worker_batch=p.per_worker_batch,
-                strategy=p.strategy, bucket_cap_mb=p.bucket_cap_mb,
-                cpus_per_worker=spec["where"]["cpus_per_worker"])
+    keys = (
+        "workload",
+        "seed",
+        "steps",
+        "warmup",
+        "compute_steps",
+        "trace_steps",
+        "optimizer",
+        "calibration",
+    )
+    return dict(
+        {k: spec[k] for k in keys},
+        per_worker_batch=p.per_worker_batch,
+        strategy=p.strategy,
+        bucket_cap_mb=p.bucket_cap_mb,
+        cpus_per_worker=spec["where"]["cpus_per_worker"],
+    )
 
 
 def _base_row(p: Point, spec: ExperimentSpec) -> dict:
-    return {"point_id": p.id, "config_id": p.config_id, "workers": p.workers,
-            "strategy": p.strategy, "backend": p.backend, "scaling": p.scaling,
-            "batch_size": p.batch_size, "per_worker_batch": p.per_worker_batch,
-            "global_batch": p.global_batch, "bucket_cap_mb": p.bucket_cap_mb, "rep": p.rep,
-            "steps": spec["steps"],
-            "started": datetime.datetime.now().isoformat(timespec="seconds"),
-            # the machine's 1-minute load when the point started (others' work adds noise)
-            "load_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None}
+    return {
+        "point_id": p.id,
+        "config_id": p.config_id,
+        "workers": p.workers,
+        "strategy": p.strategy,
+        "backend": p.backend,
+        "scaling": p.scaling,
+        "batch_size": p.batch_size,
+        "per_worker_batch": p.per_worker_batch,
+        "global_batch": p.global_batch,
+        "bucket_cap_mb": p.bucket_cap_mb,
+        "rep": p.rep,
+        "steps": spec["steps"],
+        "started": datetime.datetime.now().isoformat(timespec="seconds"),
+        # the machine's 1-minute load when the point started (others' work adds noise)
+        "load_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+    }
 
 
 def _run_point(spec: ExperimentSpec, p: Point, address: str | None, rd: RunDir) -> dict:
@@ -172,16 +216,25 @@ def _run_point(spec: ExperimentSpec, p: Point, address: str | None, rd: RunDir) 
     storage = tempfile.mkdtemp(prefix="ember_experiment_")
     t0 = time.perf_counter()
     try:
-        result = Trainer(train_point, _worker_config(spec, p),
-                         scaling_config=_scaling(spec, p.workers),
-                         run_config=RunConfig(name=p.id, storage_path=storage, verbose=0,
-                                              log_to_tensorboard=False),
-                         strategy=p.strategy, backend=p.backend, ray_address=address).fit()
+        result = Trainer(
+            train_point,
+            _worker_config(spec, p),
+            scaling_config=_scaling(spec, p.workers),
+            run_config=RunConfig(
+                name=p.id, storage_path=storage, verbose=0, log_to_tensorboard=False
+            ),
+            strategy=p.strategy,
+            backend=p.backend,
+            ray_address=address,
+        ).fit()
         ranks = result.metrics["ranks"]
     except Exception as e:  # one failing point must not lose the rest of the sweep
         detail = str(e).strip().splitlines()
-        row.update(status="failed", error=" | ".join(detail[-3:])[-500:],
-                   wall_s=round(time.perf_counter() - t0, 2))
+        row.update(
+            status="failed",
+            error=" | ".join(detail[-3:])[-500:],
+            wall_s=round(time.perf_counter() - t0, 2),
+        )
         return row
     finally:
         shutil.rmtree(storage, ignore_errors=True)
@@ -190,8 +243,7 @@ def _run_point(spec: ExperimentSpec, p: Point, address: str | None, rd: RunDir) 
     if spec["trace_steps"]:
         os.makedirs(rd.file("timeline"), exist_ok=True)
         rel = os.path.join("timeline", f"{p.id}.json")
-        per_rank = [{"rank": r["rank"], "host": r["host"], "spans": r["timeline"]}
-                    for r in ranks]
+        per_rank = [{"rank": r["rank"], "host": r["host"], "spans": r["timeline"]} for r in ranks]
         with open(rd.file(rel), "w") as f:
             json.dump(chrome_trace(per_rank, title=p.id), f)
         row["timeline"] = rel
@@ -233,14 +285,14 @@ def summarize(p: Point, ranks: list[dict], steps: int) -> dict:
         "comm_exposed_ms": round(max(0.0, step - compute - data) * 1e3, 3),
         "data_ms": round(data * 1e3, 3),
         "comm_wait_ms": round(mean(r["comm_wait_s"] for r in ranks) * 1e3, 3),
-        "sent_mib_per_step": (round(mean(sent) / mib, 4) if all(s is not None for s in sent)
-                              else None),
+        "sent_mib_per_step": (
+            round(mean(sent) / mib, 4) if all(s is not None for s in sent) else None
+        ),
         "grad_mib": round(grad_bytes / mib, 4),
         "grad_bytes": grad_bytes,
         "n_params": ranks[0]["n_params"],
         "allreduce_grad_ms": round(t_grad * 1e3, 3) if t_grad else None,
-        "busbw_gbps": (round(grad_sample / t_grad * 2 * (n - 1) / n / 1e9, 4)
-                       if t_grad else None),
+        "busbw_gbps": (round(grad_sample / t_grad * 2 * (n - 1) / n / 1e9, 4) if t_grad else None),
         "mem_mib": round(max(r["memory_bytes"] for r in ranks) / mib, 4),
         "mem_source": ranks[0]["memory_source"],
         "rss_peak_mib": round(max(r["rss_peak_bytes"] for r in ranks) / mib, 2),
@@ -249,15 +301,21 @@ def summarize(p: Point, ranks: list[dict], steps: int) -> dict:
         "loss": round(mean(r["loss"] for r in ranks), 5),
         "hosts": sorted({r["host"] for r in ranks}),
         "allreduce": sorted([s, t] for s, t in by_size.items()),
-        "ranks": [{"rank": r["rank"], "host": r["host"], "step_ms": round(r["step_s"] * 1e3, 3),
-                   "compute_ms": round(r["compute_s"] * 1e3, 3),
-                   "data_ms": round(r["data_s"] * 1e3, 3),
-                   "comm_wait_ms": round(r["comm_wait_s"] * 1e3, 3),
-                   "mem_mib": round(r["memory_bytes"] / mib, 4),
-                   "rss_peak_mib": round(r["rss_peak_bytes"] / mib, 2),
-                   "memory_mib": _categories(r),
-                   "loss": round(r["loss"], 5)}
-                  for r in ranks],
+        "ranks": [
+            {
+                "rank": r["rank"],
+                "host": r["host"],
+                "step_ms": round(r["step_s"] * 1e3, 3),
+                "compute_ms": round(r["compute_s"] * 1e3, 3),
+                "data_ms": round(r["data_s"] * 1e3, 3),
+                "comm_wait_ms": round(r["comm_wait_s"] * 1e3, 3),
+                "mem_mib": round(r["memory_bytes"] / mib, 4),
+                "rss_peak_mib": round(r["rss_peak_bytes"] / mib, 2),
+                "memory_mib": _categories(r),
+                "loss": round(r["loss"], 5),
+            }
+            for r in ranks
+        ],
     }
     return out
 
@@ -272,6 +330,8 @@ def _describe(row: dict) -> str:
         return f"{row['point_id']}: stopped early (loss {row.get('loss')})"
     if row["status"] != "ok":
         return f"{row['point_id']}: FAILED ({row.get('error', '')[:200]})"
-    return (f"{row['point_id']}: {row['samples_per_s']:.1f} samples/s, step "
-            f"{row['step_ms']:.1f} ms (compute {row['compute_ms']:.1f}, exposed comm "
-            f"{row['comm_exposed_ms']:.1f}, data {row['data_ms']:.1f}) [{row['wall_s']:.1f} s]")
+    return (
+        f"{row['point_id']}: {row['samples_per_s']:.1f} samples/s, step "
+        f"{row['step_ms']:.1f} ms (compute {row['compute_ms']:.1f}, exposed comm "
+        f"{row['comm_exposed_ms']:.1f}, data {row['data_ms']:.1f}) [{row['wall_s']:.1f} s]"
+    )

@@ -36,13 +36,22 @@ _DEFAULTS = {
     "trace_steps": 3,
     "seed": 0,
     "optimizer": {"name": "adam", "lr": 1e-3, "momentum": 0.0},
-    "grid": {"workers": [1, 2], "strategy": ["ddp"], "backend": ["auto"], "batch_size": [None],
-             "scaling": ["weak"], "bucket_cap_mb": [25.0]},
+    "grid": {
+        "workers": [1, 2],
+        "strategy": ["ddp"],
+        "backend": ["auto"],
+        "batch_size": [None],
+        "scaling": ["weak"],
+        "bucket_cap_mb": [25.0],
+    },
     "repetitions": 1,
     "where": {"address": None, "cluster": None, "cpus_per_worker": 1, "use_gpu": False},
     "calibration": {"sizes_kib": [4, 64, 1024], "iters": 5},
-    "projection": {"workers": PROJECTION_WORKERS, "compute_rate": None,
-                   "interconnects": INTERCONNECTS},
+    "projection": {
+        "workers": PROJECTION_WORKERS,
+        "compute_rate": None,
+        "interconnects": INTERCONNECTS,
+    },
     # Ray Tune sections (tune_spec.py checks them); with ``search`` the sweep runs on Tune
     "search": None,
     "scheduler": None,
@@ -78,8 +87,10 @@ class Point:
     @property
     def config_id(self) -> str:
         """The point without its repetition index (repetitions share it)."""
-        return (f"w{self.workers}-{self.strategy}-{self.backend}-{self.scaling}{self.batch_size}"
-                f"-cap{self.bucket_cap_mb:g}")
+        return (
+            f"w{self.workers}-{self.strategy}-{self.backend}-{self.scaling}{self.batch_size}"
+            f"-cap{self.bucket_cap_mb:g}"
+        )
 
     @property
     def id(self) -> str:
@@ -106,7 +117,8 @@ class ExperimentSpec:
         g = self.data["grid"]
         out = []
         for strategy, backend, batch, scaling, cap in itertools.product(
-                g["strategy"], g["backend"], g["batch_size"], g["scaling"], g["bucket_cap_mb"]):
+            g["strategy"], g["backend"], g["batch_size"], g["scaling"], g["bucket_cap_mb"]
+        ):
             for workers in sorted(g["workers"]):
                 for rep in range(self.data["repetitions"]):
                     out.append(Point(workers, strategy, backend, batch, scaling, float(cap), rep))
@@ -184,8 +196,14 @@ def _check(d: dict, src: str) -> None:
     w = d["workload"]
     if not isinstance(w, str) or (w not in WORKLOADS and ":" not in w):
         _fail(src, "workload", f"must be one of {WORKLOADS} or 'module:function', got {w!r}")
-    for k, lo in (("steps", 1), ("warmup", 0), ("compute_steps", 1), ("trace_steps", 0),
-                  ("seed", 0), ("repetitions", 1)):
+    for k, lo in (
+        ("steps", 1),
+        ("warmup", 0),
+        ("compute_steps", 1),
+        ("trace_steps", 0),
+        ("seed", 0),
+        ("repetitions", 1),
+    ):
         _int(src, k, d[k], lo)
     opt = d["optimizer"]
     if opt["name"] not in ("adam", "sgd"):
@@ -224,8 +242,12 @@ def _check(d: dict, src: str) -> None:
         if "strong" in g["scaling"]:
             bad = [n for n in g["workers"] if b % n]
             if bad:
-                _fail(src, "grid.batch_size", f"{b} (a global batch under strong scaling) "
-                      f"does not split evenly over {bad} workers")
+                _fail(
+                    src,
+                    "grid.batch_size",
+                    f"{b} (a global batch under strong scaling) "
+                    f"does not split evenly over {bad} workers",
+                )
     g["bucket_cap_mb"] = [_num(src, "grid.bucket_cap_mb", c) for c in g["bucket_cap_mb"]]
     where = d["where"]
     if where["address"] is not None and where["cluster"] is not None:
@@ -253,16 +275,19 @@ def _check_projection(p: dict, src: str) -> None:
     if p["compute_rate"] is not None:
         _num(src, "projection.compute_rate", p["compute_rate"])
     if not isinstance(p["interconnects"], list):
-        _fail(src, "projection.interconnects", "must be a list of "
-              "{name, bandwidth_gbit, latency_us}")
+        _fail(
+            src, "projection.interconnects", "must be a list of {name, bandwidth_gbit, latency_us}"
+        )
     for i, ic in enumerate(p["interconnects"]):
         key = f"projection.interconnects[{i}]"
         if not isinstance(ic, dict):
             _fail(src, key, "must be a mapping {name, bandwidth_gbit, latency_us}")
         for k in ic:
             if k not in _INTERCONNECT_KEYS:
-                raise SpecError(f"{src}: unknown key {key}.{k!r} (allowed here: "
-                                f"{', '.join(_INTERCONNECT_KEYS)})")
+                raise SpecError(
+                    f"{src}: unknown key {key}.{k!r} (allowed here: "
+                    f"{', '.join(_INTERCONNECT_KEYS)})"
+                )
         for k in _INTERCONNECT_KEYS:
             if k not in ic:
                 _fail(src, key, f"is missing {k!r}")

@@ -25,8 +25,9 @@ class Tracer:
         self._spans: list[tuple] = []
         self._lock = threading.Lock()
 
-    def __call__(self, name: str, start: float, end: float, lane: str = "main",
-                 nbytes: int = 0) -> None:
+    def __call__(
+        self, name: str, start: float, end: float, lane: str = "main", nbytes: int = 0
+    ) -> None:
         self._spans.append((name, start, end, lane, int(nbytes)))
 
     @contextlib.contextmanager
@@ -102,18 +103,43 @@ def chrome_trace(per_rank: list[dict], title: str = "") -> dict:
     lanes = {"main": 0, "comm": 1}
     for entry in per_rank:
         pid = entry["rank"]
-        events.append({"name": "process_name", "ph": "M", "pid": pid, "tid": 0,
-                       "args": {"name": f"rank {pid} ({entry.get('host', '?')})"}})
-        events.append({"name": "process_sort_index", "ph": "M", "pid": pid, "tid": 0,
-                       "args": {"sort_index": pid}})
+        events.append(
+            {
+                "name": "process_name",
+                "ph": "M",
+                "pid": pid,
+                "tid": 0,
+                "args": {"name": f"rank {pid} ({entry.get('host', '?')})"},
+            }
+        )
+        events.append(
+            {
+                "name": "process_sort_index",
+                "ph": "M",
+                "pid": pid,
+                "tid": 0,
+                "args": {"sort_index": pid},
+            }
+        )
         for lane, tid in lanes.items():
-            events.append({"name": "thread_name", "ph": "M", "pid": pid, "tid": tid,
-                           "args": {"name": lane}})
+            events.append(
+                {"name": "thread_name", "ph": "M", "pid": pid, "tid": tid, "args": {"name": lane}}
+            )
         for name, start, end, lane, nbytes in entry["spans"]:
-            ev = {"name": name, "cat": lane, "ph": "X", "pid": pid, "tid": lanes.get(lane, 0),
-                  "ts": round(start * 1e6, 3), "dur": round(max(end - start, 0.0) * 1e6, 3)}
+            ev = {
+                "name": name,
+                "cat": lane,
+                "ph": "X",
+                "pid": pid,
+                "tid": lanes.get(lane, 0),
+                "ts": round(start * 1e6, 3),
+                "dur": round(max(end - start, 0.0) * 1e6, 3),
+            }
             if nbytes:
                 ev["args"] = {"bytes": nbytes}
             events.append(ev)
-    return {"traceEvents": events, "displayTimeUnit": "ms",
-            "otherData": {"title": title, "clock": "per-rank perf_counter aligned at a barrier"}}
+    return {
+        "traceEvents": events,
+        "displayTimeUnit": "ms",
+        "otherData": {"title": title, "clock": "per-rank perf_counter aligned at a barrier"},
+    }

@@ -60,9 +60,15 @@ def param_space(spec: ExperimentSpec) -> dict:
 
 
 def _trial_point(config: dict) -> Point:
-    return Point(int(config["workers"]), str(config["strategy"]), str(config["backend"]),
-                 int(config["batch_size"]), str(config["scaling"]),
-                 float(config["bucket_cap_mb"]), int(config.get("rep", 0)))
+    return Point(
+        int(config["workers"]),
+        str(config["strategy"]),
+        str(config["backend"]),
+        int(config["batch_size"]),
+        str(config["scaling"]),
+        float(config["bucket_cap_mb"]),
+        int(config.get("rep", 0)),
+    )
 
 
 def _trial_resources(cpus: float, use_gpu: bool):
@@ -79,8 +85,11 @@ def _trial_resources(cpus: float, use_gpu: bool):
 
 def _trial_ids(spec: ExperimentSpec, config: dict, p: Point) -> tuple[str, str]:
     """(config_id, point_id) of a trial: the point's, with the searched optimizer settings."""
-    extra = "".join(f"-{k}{config[k]:.3g}" if isinstance(config[k], float) else f"-{k}{config[k]}"
-                    for k in ("optimizer", "lr", "momentum") if k in spec["search"]["space"])
+    extra = "".join(
+        f"-{k}{config[k]:.3g}" if isinstance(config[k], float) else f"-{k}{config[k]}"
+        for k in ("optimizer", "lr", "momentum")
+        if k in spec["search"]["space"]
+    )
     return p.config_id + extra, f"{p.config_id}{extra}-r{p.rep}"
 
 
@@ -104,18 +113,22 @@ def run_trial(config: dict, spec_data: dict) -> None:
     if p.scaling == "strong" and p.batch_size % p.workers:
         raise SpecError(f"batch_size {p.batch_size} does not split over {p.workers} workers")
     config_id, point_id = _trial_ids(spec, config, p)
-    row = dict(_base_row(p, spec), point_id=point_id, config_id=config_id,
-               lr=wc["optimizer"]["lr"])
+    row = dict(_base_row(p, spec), point_id=point_id, config_id=config_id, lr=wc["optimizer"]["lr"])
     storage = tempfile.mkdtemp(prefix="ember_tune_trial_")
     out: dict = {}
 
     def fit():
         try:
             out["result"] = Trainer(
-                train_point, wc, scaling_config=_scaling(spec, p.workers),
-                run_config=RunConfig(name="run", storage_path=storage, verbose=0,
-                                     log_to_tensorboard=False),
-                strategy=p.strategy, backend=p.backend).fit()
+                train_point,
+                wc,
+                scaling_config=_scaling(spec, p.workers),
+                run_config=RunConfig(
+                    name="run", storage_path=storage, verbose=0, log_to_tensorboard=False
+                ),
+                strategy=p.strategy,
+                backend=p.backend,
+            ).fit()
         except BaseException as e:  # noqa: BLE001 - re-raised in the trial's thread
             out["error"] = e
 
@@ -130,8 +143,14 @@ def run_trial(config: dict, spec_data: dict) -> None:
             for m in _new_rows(metrics_file, seen):
                 seen += 1
                 if "ranks" not in m:  # an intermediate report: the scheduler's clock
-                    tune.report({"loss": m["loss"], "step": m["step"], "step_ms": m["step_ms"],
-                                 "samples_per_s": p.global_batch / (m["step_ms"] / 1e3)})
+                    tune.report(
+                        {
+                            "loss": m["loss"],
+                            "step": m["step"],
+                            "step_ms": m["step_ms"],
+                            "samples_per_s": p.global_batch / (m["step_ms"] / 1e3),
+                        }
+                    )
             if not alive:
                 break
             thread.join(0.2)
@@ -142,8 +161,15 @@ def run_trial(config: dict, spec_data: dict) -> None:
         shutil.rmtree(storage, ignore_errors=True)
     row.update(summarize(p, ranks, spec["steps"]))
     row["wall_s"] = round(time.perf_counter() - t0, 2)
-    tune.report({"loss": row["loss"], "step": spec["steps"], "step_ms": row["step_ms"],
-                 "samples_per_s": row["samples_per_s"], "ember_row": json.dumps(row)})
+    tune.report(
+        {
+            "loss": row["loss"],
+            "step": spec["steps"],
+            "step_ms": row["step_ms"],
+            "samples_per_s": row["samples_per_s"],
+            "ember_row": json.dumps(row),
+        }
+    )
 
 
 def _new_rows(path: str, skip: int) -> list[dict]:
@@ -155,9 +181,17 @@ def _new_rows(path: str, skip: int) -> list[dict]:
     return [json.loads(line) for line in lines[skip:-1] if line.strip()]
 
 
-def tune(spec, out_dir: str | None = None, *, address: str | None = None, fresh: bool = False,
-         resume: bool = True, report: bool = True, verbose: bool = True,
-         worker_env: dict | None = None) -> ExperimentResult:
+def tune(
+    spec,
+    out_dir: str | None = None,
+    *,
+    address: str | None = None,
+    fresh: bool = False,
+    resume: bool = True,
+    report: bool = True,
+    verbose: bool = True,
+    worker_env: dict | None = None,
+) -> ExperimentResult:
     """Run a sweep's trials on Ray Tune (``spec`` needs a ``search:`` section).
 
     Args:
@@ -175,22 +209,28 @@ def tune(spec, out_dir: str | None = None, *, address: str | None = None, fresh:
     """
     spec = load_spec(spec)
     if spec["search"] is None:
-        raise SpecError(f"{spec.source}: tune() needs a 'search:' section (see "
-                        "docs/experiments.md); run() measures the grid one point at a time")
+        raise SpecError(
+            f"{spec.source}: tune() needs a 'search:' section (see "
+            "docs/experiments.md); run() measures the grid one point at a time"
+        )
     from ray import tune as rtune
 
     address = address or spec["where"]["address"]
     if spec["where"]["cluster"] is not None and address is None:
-        raise SpecError(f"{spec.source}: 'where.cluster' is resolved by the command line; from "
-                        "Python pass address=")
+        raise SpecError(
+            f"{spec.source}: 'where.cluster' is resolved by the command line; from "
+            "Python pass address="
+        )
     if spec["workload"] not in WORKLOADS:
         from .worker import load_user_workload
 
         load_user_workload(spec["workload"])
     bad = sorted(set(_axis_values(spec, "strategy")) - set(available_strategies()))
     if bad:
-        raise SpecError(f"{spec.source}: strategies {bad} are not in this build "
-                        f"(available: {', '.join(available_strategies())})")
+        raise SpecError(
+            f"{spec.source}: strategies {bad} are not in this build "
+            f"(available: {', '.join(available_strategies())})"
+        )
     rd = RunDir(out_dir or default_out_dir(spec))
     tune_path = rd.file(TUNE_DIR)
     if resume and not fresh:
@@ -205,24 +245,29 @@ def tune(spec, out_dir: str | None = None, *, address: str | None = None, fresh:
     search, where = spec["search"], spec["where"]
     trainable = rtune.with_resources(
         rtune.with_parameters(run_trial, spec_data=spec.data),
-        _trial_resources(where["cpus_per_worker"], where["use_gpu"]))
+        _trial_resources(where["cpus_per_worker"], where["use_gpu"]),
+    )
     try:
         if resume and rtune.Tuner.can_restore(tune_path):
             _say(verbose, f"resuming the Tune experiment in {tune_path}")
-            tuner = rtune.Tuner.restore(tune_path, trainable, resume_unfinished=True,
-                                        resume_errored=True)
+            tuner = rtune.Tuner.restore(
+                tune_path, trainable, resume_unfinished=True, resume_errored=True
+            )
         else:
             shutil.rmtree(tune_path, ignore_errors=True)
             reports = spec["steps"] // search["report_every"] + 1
             tuner = rtune.Tuner(
-                trainable, param_space=param_space(spec),
+                trainable,
+                param_space=param_space(spec),
                 tune_config=rtune.TuneConfig(
                     num_samples=search["num_samples"],
                     max_concurrent_trials=search["max_concurrent_trials"],
                     # a trial's process imports Ray Tune and ember: reuse it for the next one
                     reuse_actors=True,
-                    scheduler=make_scheduler(spec["scheduler"], search, reports)),
-                run_config=rtune.RunConfig(name=TUNE_DIR, storage_path=rd.path, verbose=0))
+                    scheduler=make_scheduler(spec["scheduler"], search, reports),
+                ),
+                run_config=rtune.RunConfig(name=TUNE_DIR, storage_path=rd.path, verbose=0),
+            )
         grid = tuner.fit()
     finally:
         if started_ray:
@@ -252,9 +297,11 @@ def _check_same_search(spec: ExperimentSpec, rd: RunDir, tune_path: str) -> None
     keys = ("search", "scheduler", "grid", "repetitions")
     changed = [k for k in keys if before.get(k) != spec.data.get(k)]
     if changed:
-        raise SpecError(f"{rd.path} holds a Tune experiment of a spec with different {changed}; "
-                        "use another output directory or start afresh (fresh=True, or --fresh "
-                        "on the command line)")
+        raise SpecError(
+            f"{rd.path} holds a Tune experiment of a spec with different {changed}; "
+            "use another output directory or start afresh (fresh=True, or --fresh "
+            "on the command line)"
+        )
 
 
 def _axis_values(spec: ExperimentSpec, axis: str) -> list:
@@ -262,7 +309,7 @@ def _axis_values(spec: ExperimentSpec, axis: str) -> list:
     if space is None:
         return list(spec["grid"][axis])
     if isinstance(space, dict):
-        (kind, args), = space.items()
+        ((kind, args),) = space.items()
         return list(range(args[0], args[1])) if kind == "randint" else list(args)
     return [space]
 
@@ -285,8 +332,12 @@ def _record(spec: ExperimentSpec, rd: RunDir, grid, verbose: bool) -> Experiment
                 detail = str(res.error).strip().splitlines()
                 row.update(status="failed", error=" | ".join(detail[-3:])[-500:])
             else:  # stopped by the scheduler: its last progress report
-                row.update(status="stopped", loss=m.get("loss"), step_ms=m.get("step_ms"),
-                           error=f"stopped early by the scheduler at step {m.get('step')}")
+                row.update(
+                    status="stopped",
+                    loss=m.get("loss"),
+                    step_ms=m.get("step_ms"),
+                    error=f"stopped early by the scheduler at step {m.get('step')}",
+                )
         row["trial_id"] = trial_id
         bucket = {"ok": result.ran, "failed": result.failed}.get(row["status"], result.skipped)
         bucket.append(row["point_id"])

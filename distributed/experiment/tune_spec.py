@@ -27,8 +27,14 @@ GRID_PARAMS = ("workers", "strategy", "backend", "batch_size", "scaling", "bucke
 PARAMS = GRID_PARAMS + ("lr", "momentum", "optimizer")
 # space kind -> how many arguments it takes (None: a non-empty list of values)
 SPACES = {"grid_search": None, "choice": None, "uniform": 2, "loguniform": 2, "randint": 2}
-SEARCH_DEFAULTS = {"space": {}, "num_samples": 1, "max_concurrent_trials": None,
-                   "metric": "loss", "mode": "min", "report_every": 5}
+SEARCH_DEFAULTS = {
+    "space": {},
+    "num_samples": 1,
+    "max_concurrent_trials": None,
+    "metric": "loss",
+    "mode": "min",
+    "report_every": 5,
+}
 SCHEDULERS = {
     "fifo": {},
     "asha": {"grace_period": 1, "max_t": None, "reduction_factor": 2},
@@ -75,8 +81,9 @@ def check_tune_sections(d: dict, src: str) -> None:
             raise _err(src, f"search.{k}", f"must be an integer >= {lo}, got {v!r}")
     mc = out["max_concurrent_trials"]
     if mc is not None and (isinstance(mc, bool) or not isinstance(mc, int) or mc < 1):
-        raise _err(src, "search.max_concurrent_trials", f"must be null or an integer >= 1, "
-                   f"got {mc!r}")
+        raise _err(
+            src, "search.max_concurrent_trials", f"must be null or an integer >= 1, got {mc!r}"
+        )
     if out["metric"] not in METRICS:
         raise _err(src, "search.metric", f"must be one of {METRICS}, got {out['metric']!r}")
     if out["mode"] not in ("min", "max"):
@@ -88,12 +95,16 @@ def check_tune_sections(d: dict, src: str) -> None:
 def _check_space(src: str, key: str, value) -> None:
     if not isinstance(value, dict):
         if isinstance(value, (list, tuple)):
-            raise _err(src, key, "takes one value or a space such as {grid_search: [...]}, "
-                       f"got the list {value!r}")
+            raise _err(
+                src,
+                key,
+                "takes one value or a space such as {grid_search: [...]}, "
+                f"got the list {value!r}",
+            )
         return  # a fixed value
     if len(value) != 1:
         raise _err(src, key, f"must name exactly one space of {tuple(SPACES)}, got {value!r}")
-    (kind, args), = value.items()
+    ((kind, args),) = value.items()
     if kind not in SPACES:
         raise _unknown(src, f"{key}.{kind}", SPACES)
     n = SPACES[kind]
@@ -105,8 +116,11 @@ def _check_space(src: str, key: str, value) -> None:
             raise _err(src, f"{key}.{kind}", f"bounds must be numbers, got {args!r}")
         lo, hi = args
         if not lo < hi or (kind == "loguniform" and lo <= 0):
-            raise _err(src, f"{key}.{kind}", f"needs 0 < low < high for loguniform, low < high "
-                       f"otherwise; got {args!r}")
+            raise _err(
+                src,
+                f"{key}.{kind}",
+                f"needs 0 < low < high for loguniform, low < high otherwise; got {args!r}",
+            )
 
 
 def _check_scheduler(src: str, sched) -> dict:
@@ -121,8 +135,11 @@ def _check_scheduler(src: str, sched) -> dict:
     for k, v in sched.items():
         if k not in out:
             raise _unknown(src, f"scheduler.{k}", out)
-        if k != "name" and v is not None and (isinstance(v, bool) or not isinstance(v, int)
-                                               or v < 1):
+        if (
+            k != "name"
+            and v is not None
+            and (isinstance(v, bool) or not isinstance(v, int) or v < 1)
+        ):
             raise _err(src, f"scheduler.{k}", f"must be an integer >= 1, got {v!r}")
         out[k] = v
     return out
@@ -134,7 +151,7 @@ def to_tune_space(kind_args) -> object:
 
     if not isinstance(kind_args, dict):
         return kind_args
-    (kind, args), = kind_args.items()
+    ((kind, args),) = kind_args.items()
     if kind in ("grid_search", "choice"):
         return getattr(tune, kind)(list(args))
     return getattr(tune, kind)(*args)
@@ -146,8 +163,7 @@ def make_scheduler(sched: dict, search: dict, reports: int):
     from ray.tune.schedulers import ASHAScheduler, MedianStoppingRule
 
     kw = {k: v for k, v in sched.items() if k != "name" and v is not None}
-    common = {"metric": search["metric"], "mode": search["mode"],
-              "time_attr": "training_iteration"}
+    common = {"metric": search["metric"], "mode": search["mode"], "time_attr": "training_iteration"}
     if sched["name"] == "asha":
         kw.setdefault("max_t", reports)
         return ASHAScheduler(**common, **kw)

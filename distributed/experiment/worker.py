@@ -73,11 +73,19 @@ def _workload(config: dict, rank: int, world: int):
         return model, TensorDataset(x, y), workloads.make_loss(ember, name)
     ember.manual_seed(seed)
     fn = load_user_workload(name)
-    out = fn({"num_samples": n, "per_worker_batch": config["per_worker_batch"], "seed": seed,
-              "rank": rank, "world_size": world})
+    out = fn(
+        {
+            "num_samples": n,
+            "per_worker_batch": config["per_worker_batch"],
+            "seed": seed,
+            "rank": rank,
+            "world_size": world,
+        }
+    )
     if not (isinstance(out, (tuple, list)) and len(out) == 3):
-        raise TypeError(f"user workload {name} must return (model, dataset, loss_fn), got "
-                        f"{type(out).__name__}")
+        raise TypeError(
+            f"user workload {name} must return (model, dataset, loss_fn), got {type(out).__name__}"
+        )
     return tuple(out)
 
 
@@ -112,8 +120,9 @@ def _loader(dataset, batch: int):
     from ember.utils.data import DataLoader
 
     # each rank built its own shard: no DistributedSampler, but batches go to the device
-    return prepare_data_loader(DataLoader(dataset, batch_size=batch, shuffle=False,
-                                          drop_last=True), add_dist_sampler=False)
+    return prepare_data_loader(
+        DataLoader(dataset, batch_size=batch, shuffle=False, drop_last=True), add_dist_sampler=False
+    )
 
 
 def _batches(loader):
@@ -133,8 +142,7 @@ def _measure(config: dict, rank: int, world: int) -> dict:
     strategy = config["strategy"]
     model, dataset, loss_fn = _workload(config, rank, world)
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    grad_bytes = sum(p.numel() * p.element_size() for p in model.parameters()
-                     if p.requires_grad)
+    grad_bytes = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
     model = _prepare(model, strategy, config["bucket_cap_mb"])
     opt = _optimizer(model, config)
     batches = _batches(_loader(dataset, config["per_worker_batch"]))
@@ -155,8 +163,12 @@ def _measure(config: dict, rank: int, world: int) -> dict:
         sync()
         t4 = time.perf_counter()
         if tr is not None:
-            for name, a, b in (("data", t0, t1), ("forward", t1, t2), ("backward", t2, t3),
-                               ("optimizer", t3, t4)):
+            for name, a, b in (
+                ("data", t0, t1),
+                ("forward", t1, t2),
+                ("backward", t2, t3),
+                ("optimizer", t3, t4),
+            ):
                 tr(name, a, b)
         return loss, t1 - t0, t4 - t0
 
@@ -181,8 +193,11 @@ def _measure(config: dict, rank: int, world: int) -> dict:
     rss_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
     spans = tracer.spans()
     waits = sum(b - a for name, a, b, _, _ in spans if name.startswith("wait bucket"))
-    cut = step_ends[min(config["trace_steps"], len(step_ends)) - 1] \
-        if config["trace_steps"] else origin
+    cut = (
+        step_ends[min(config["trace_steps"], len(step_ends)) - 1]
+        if config["trace_steps"]
+        else origin
+    )
     timeline = [(n, a - origin, b - origin, lane, nb) for n, a, b, lane, nb in spans if a < cut]
     model = opt = batches = None  # free them before the reference phase
     gc.collect()
@@ -191,20 +206,29 @@ def _measure(config: dict, rank: int, world: int) -> dict:
     compute_t, ref_data_t = _compute_reference(config, rank, world, loss_fn, sync)
     steps = config["steps"]
     return {
-        "rank": rank, "host": socket.gethostname(), "pid": os.getpid(),
-        "n_params": n_params, "grad_bytes": grad_bytes,
+        "rank": rank,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "n_params": n_params,
+        "grad_bytes": grad_bytes,
         # medians: a shared machine's stray stalls should not decide the breakdown
-        "step_s": statistics.median(step_t), "step_mean_s": statistics.fmean(step_t),
-        "data_s": statistics.median(data_t), "compute_s": statistics.median(compute_t),
-        "ref_data_s": statistics.median(ref_data_t), "wall_s": wall,
+        "step_s": statistics.median(step_t),
+        "step_mean_s": statistics.fmean(step_t),
+        "data_s": statistics.median(data_t),
+        "compute_s": statistics.median(compute_t),
+        "ref_data_s": statistics.median(ref_data_t),
+        "wall_s": wall,
         "comm_wait_s": waits / steps,
-        "sent_bytes_per_step": counter.bytes / steps if counter.available and world > 1
+        "sent_bytes_per_step": counter.bytes / steps
+        if counter.available and world > 1
         else (0.0 if world == 1 else None),
         "memory_bytes": memory["total"] if memory else rss_peak,
         "memory_source": "memory report" if memory else "peak RSS",
         "memory": memory,
-        "rss_peak_bytes": rss_peak, "loss": last_loss,
-        "allreduce": allreduce, "timeline": timeline,
+        "rss_peak_bytes": rss_peak,
+        "loss": last_loss,
+        "allreduce": allreduce,
+        "timeline": timeline,
     }
 
 
@@ -279,8 +303,7 @@ def _memory(model, opt) -> dict | None:
     if report is None:
         return None
     out = report(model, opt)
-    return {k: int(v) for k, v in out.items()} if isinstance(out, dict) and "total" in out \
-        else None
+    return {k: int(v) for k, v in out.items()} if isinstance(out, dict) and "total" in out else None
 
 
 def _barrier(world: int) -> None:

@@ -28,14 +28,24 @@ def make_model(lib, name: str):
     if name == "tiny":
         return nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4))
     if name == "mlp":
-        return nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 256), nn.ReLU(),
-                             nn.Linear(256, 10))
+        return nn.Sequential(
+            nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 256), nn.ReLU(), nn.Linear(256, 10)
+        )
     if name == "cnn":
         return nn.Sequential(
-            nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-            nn.Linear(3136, 128), nn.ReLU(), nn.Linear(128, 10))
+            nn.Conv2d(1, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(3136, 128),
+            nn.ReLU(),
+            nn.Linear(128, 10),
+        )
     if name == "lstm":
+
         class CharLSTM(nn.Module):
             def __init__(self):
                 super().__init__()
@@ -54,8 +64,9 @@ def make_model(lib, name: str):
             super().__init__()
             self.emb = nn.Embedding(1000, 128)
             self.pos = nn.Parameter(lib.zeros(_SEQ, 128))
-            layer = nn.TransformerEncoderLayer(128, nhead=4, dim_feedforward=512,
-                                               dropout=0.1, batch_first=True)
+            layer = nn.TransformerEncoderLayer(
+                128, nhead=4, dim_feedforward=512, dropout=0.1, batch_first=True
+            )
             self.enc = nn.TransformerEncoder(layer, num_layers=2)
             self.head = nn.Linear(128, 1000)
 

@@ -18,8 +18,14 @@ from typing import Any
 from ember.nn import Module
 from ember.utils.checkpoint import checkpoint as _checkpoint
 
-__all__ = ["CheckpointImpl", "CheckpointWrapper", "checkpoint_wrapper",
-           "apply_activation_checkpointing", "CHECKPOINT_WRAPPED_MODULE", "CHECKPOINT_PREFIX"]
+__all__ = [
+    "CheckpointImpl",
+    "CheckpointWrapper",
+    "checkpoint_wrapper",
+    "apply_activation_checkpointing",
+    "CHECKPOINT_WRAPPED_MODULE",
+    "CHECKPOINT_PREFIX",
+]
 
 CHECKPOINT_WRAPPED_MODULE = "_checkpoint_wrapped_module"
 CHECKPOINT_PREFIX = CHECKPOINT_WRAPPED_MODULE + "."
@@ -33,8 +39,13 @@ class CheckpointImpl(enum.Enum):
 class CheckpointWrapper(Module):
     """Runs the wrapped module's forward under :func:`ember.utils.checkpoint.checkpoint`."""
 
-    def __init__(self, mod: Module, checkpoint_impl: CheckpointImpl = CheckpointImpl.NO_REENTRANT,
-                 checkpoint_fn: Callable | None = None, **checkpoint_fn_kwargs) -> None:
+    def __init__(
+        self,
+        mod: Module,
+        checkpoint_impl: CheckpointImpl = CheckpointImpl.NO_REENTRANT,
+        checkpoint_fn: Callable | None = None,
+        **checkpoint_fn_kwargs,
+    ) -> None:
         super().__init__()
         if not isinstance(mod, Module):
             raise TypeError(f"checkpoint_wrapper expects an nn.Module, got {type(mod).__name__}")
@@ -44,8 +55,10 @@ class CheckpointWrapper(Module):
         self.checkpoint_impl = checkpoint_impl
         if checkpoint_fn is None:
             self.checkpoint_fn = partial(
-                _checkpoint, use_reentrant=checkpoint_impl is CheckpointImpl.REENTRANT,
-                **checkpoint_fn_kwargs)
+                _checkpoint,
+                use_reentrant=checkpoint_impl is CheckpointImpl.REENTRANT,
+                **checkpoint_fn_kwargs,
+            )
         else:
             self.checkpoint_fn = partial(checkpoint_fn, **checkpoint_fn_kwargs)
         # state_dict keys without the wrapper's prefix, as PyTorch's
@@ -72,28 +85,32 @@ class CheckpointWrapper(Module):
 def _strip_prefix(module, state_dict, prefix, local_metadata):
     for key in list(state_dict.keys()):
         if key.startswith(prefix + CHECKPOINT_PREFIX):
-            state_dict[prefix + key[len(prefix) + len(CHECKPOINT_PREFIX):]] = state_dict.pop(key)
+            state_dict[prefix + key[len(prefix) + len(CHECKPOINT_PREFIX) :]] = state_dict.pop(key)
     return state_dict
 
 
 def _add_prefix(module, state_dict, prefix, *args):
     for key in list(state_dict.keys()):
         if key.startswith(prefix) and not key.startswith(prefix + CHECKPOINT_PREFIX):
-            state_dict[prefix + CHECKPOINT_PREFIX + key[len(prefix):]] = state_dict.pop(key)
+            state_dict[prefix + CHECKPOINT_PREFIX + key[len(prefix) :]] = state_dict.pop(key)
 
 
-def checkpoint_wrapper(module: Module,
-                       checkpoint_impl: CheckpointImpl = CheckpointImpl.NO_REENTRANT,
-                       checkpoint_fn: Callable | None = None,
-                       **checkpoint_fn_kwargs) -> CheckpointWrapper:
+def checkpoint_wrapper(
+    module: Module,
+    checkpoint_impl: CheckpointImpl = CheckpointImpl.NO_REENTRANT,
+    checkpoint_fn: Callable | None = None,
+    **checkpoint_fn_kwargs,
+) -> CheckpointWrapper:
     """Wrap ``module`` so its forward is activation-checkpointed."""
     return CheckpointWrapper(module, checkpoint_impl, checkpoint_fn, **checkpoint_fn_kwargs)
 
 
-def apply_activation_checkpointing(model: Module,
-                                   checkpoint_wrapper_fn: Callable = checkpoint_wrapper,
-                                   check_fn: Callable[[Module], bool] = lambda _: True,
-                                   auto_wrap_policy: Callable | None = None) -> None:
+def apply_activation_checkpointing(
+    model: Module,
+    checkpoint_wrapper_fn: Callable = checkpoint_wrapper,
+    check_fn: Callable[[Module], bool] = lambda _: True,
+    auto_wrap_policy: Callable | None = None,
+) -> None:
     """Wrap, in place, each submodule of ``model`` for which ``check_fn`` (or
     ``auto_wrap_policy``, an FSDP wrap policy) says yes, with ``checkpoint_wrapper_fn``.
     ``model`` itself is never wrapped; wrapped modules are not descended into."""

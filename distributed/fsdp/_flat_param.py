@@ -49,7 +49,7 @@ class _Unflatten(Function):
     def forward(ctx, flat, handle):
         ctx.handle = handle
         ctx.set_materialize_grads(False)
-        return tuple(flat[e.offset:e.offset + e.numel].reshape(e.shape) for e in handle.entries)
+        return tuple(flat[e.offset : e.offset + e.numel].reshape(e.shape) for e in handle.entries)
 
     @staticmethod
     def backward(ctx, *grads):
@@ -58,7 +58,7 @@ class _Unflatten(Function):
         full = xp.zeros(handle.padded, dtype=handle.compute_dtype)
         for e, g in zip(handle.entries, grads):
             if g is not None:
-                full[e.offset:e.offset + e.numel] = g.reshape(-1)
+                full[e.offset : e.offset + e.numel] = g.reshape(-1)
         handle.post_backward(full)
         return None, None
 
@@ -101,6 +101,7 @@ class FlatParamHandle:
         self.keep_low_grads = False
         if mp is not None and first.dtype.is_floating_point:
             from ._mixed_precision import np_dtype
+
             low, red = np_dtype(mp.param_dtype), np_dtype(mp.reduce_dtype)
             self.low = low if low is not None and low != self.dtype else None
             self.reduce = red if red is not None and red != self.compute_dtype else None
@@ -109,8 +110,8 @@ class FlatParamHandle:
         self.storage = FlatStorage(self.padded, self.dtype, self.device)
         full = self.storage.array
         for (p, _), e in zip(entries, self.entries):
-            full[e.offset:e.offset + e.numel] = p._data.reshape(-1)
-        full[self.numel:] = 0
+            full[e.offset : e.offset + e.numel] = p._data.reshape(-1)
+        full[self.numel :] = 0
         lo, hi = self.shard_bounds()
         if not config.shard or config.keep_full:
             flat = full[lo:hi]  # NO_SHARD: the whole storage; ZeRO-1/2: a view of its shard
@@ -146,8 +147,10 @@ class FlatParamHandle:
         return self.dtype if self.low is None else self.low
 
     def _views_of(self, full) -> tuple:
-        return tuple(ember.Tensor._wrap(full[e.offset:e.offset + e.numel].reshape(e.shape))
-                     for e in self.entries)
+        return tuple(
+            ember.Tensor._wrap(full[e.offset : e.offset + e.numel].reshape(e.shape))
+            for e in self.entries
+        )
 
     @property
     def owner(self):
@@ -195,12 +198,15 @@ class FlatParamHandle:
             self.storage.acquire()
             self._gather_version = self.flat_param._version_counter[0]
             if self.world_size == 1:
-                self.storage.array[:self.shard_size] = self._flat_array
+                self.storage.array[: self.shard_size] = self._flat_array
                 self._gather_work = True
             else:
                 self._gather_work = c10d.all_gather_into_tensor(
-                    ember.Tensor._wrap(self.storage.array), ember.Tensor._wrap(self._flat_array),
-                    group=self.config.process_group, async_op=True)
+                    ember.Tensor._wrap(self.storage.array),
+                    ember.Tensor._wrap(self._flat_array),
+                    group=self.config.process_group,
+                    async_op=True,
+                )
         if not async_op:
             self.wait_unshard()
 
@@ -224,12 +230,15 @@ class FlatParamHandle:
             self.mp_storage.acquire()
             src = self._flat_array.astype(self.low)
             if not self.config.shard or self.world_size == 1:
-                self.mp_storage.array[:src.shape[0]] = src
+                self.mp_storage.array[: src.shape[0]] = src
                 work = None
             else:
                 work = c10d.all_gather_into_tensor(
-                    ember.Tensor._wrap(self.mp_storage.array), ember.Tensor._wrap(src),
-                    group=self.config.process_group, async_op=True)
+                    ember.Tensor._wrap(self.mp_storage.array),
+                    ember.Tensor._wrap(src),
+                    group=self.config.process_group,
+                    async_op=True,
+                )
             self._mp_work = (work, src, version)  # src stays alive until the gather is done
         if not async_op:
             self.wait_compute()
@@ -330,9 +339,9 @@ class FlatParamHandle:
             self._pending.append((None, full_grad))
         elif self.config.reduce == "reduce_scatter":
             out = _empty_like(full_grad, self.shard_size)
-            work = c10d.reduce_scatter_tensor(ember.Tensor._wrap(out),
-                                              ember.Tensor._wrap(full_grad), group=pg,
-                                              async_op=True)
+            work = c10d.reduce_scatter_tensor(
+                ember.Tensor._wrap(out), ember.Tensor._wrap(full_grad), group=pg, async_op=True
+            )
             self._pending.append((work, out))
         else:
             work = c10d.all_reduce(ember.Tensor._wrap(full_grad), group=pg, async_op=True)

@@ -12,29 +12,33 @@ from ._runtime import _UnitConfig
 
 def unsupported(cpu_offload, param_init_fn, use_orig_params, device_mesh):
     if cpu_offload is not None and getattr(cpu_offload, "offload_params", False):
-        raise NotImplementedError("FullyShardedDataParallel: CPUOffload(offload_params=True) "
-                                  "is not supported")
+        raise NotImplementedError(
+            "FullyShardedDataParallel: CPUOffload(offload_params=True) is not supported"
+        )
     for name, value in (("param_init_fn", param_init_fn), ("device_mesh", device_mesh)):
         if value is not None:
             raise NotImplementedError(f"FullyShardedDataParallel: {name} is not supported")
     if use_orig_params:
-        raise NotImplementedError("FullyShardedDataParallel: use_orig_params=True is not "
-                                  "supported; build the optimizer over model.parameters() "
-                                  "(the flat parameters) after wrapping")
+        raise NotImplementedError(
+            "FullyShardedDataParallel: use_orig_params=True is not "
+            "supported; build the optimizer over model.parameters() "
+            "(the flat parameters) after wrapping"
+        )
 
 
 def check_wrappable(module, wrapper: str) -> None:
     if not isinstance(module, Module):
         raise TypeError(f"{wrapper} expects an nn.Module, got {type(module).__name__}")
-    if getattr(module, "_ember_fsdp_unit", False) or getattr(module, "_ember_fsdp_managed",
-                                                               False):
+    if getattr(module, "_ember_fsdp_unit", False) or getattr(module, "_ember_fsdp_managed", False):
         raise RuntimeError(
             f"{wrapper}: {type(module).__name__} is already wrapped (its parameters are managed "
             "by a FullyShardedDataParallel / ZeroDataParallel unit); wrap each module once"
         )
     if getattr(module, "_ember_ddp", False) or hasattr(module, "require_backward_grad_sync"):
-        raise RuntimeError(f"{wrapper}: {type(module).__name__} is wrapped in "
-                           "DistributedDataParallel; use one data-parallel wrapper, not both")
+        raise RuntimeError(
+            f"{wrapper}: {type(module).__name__} is wrapped in "
+            "DistributedDataParallel; use one data-parallel wrapper, not both"
+        )
 
 
 def resolve_ignored(module, ignored_modules, ignored_states):
@@ -88,8 +92,10 @@ def collect_params(module: Module, config: _UnitConfig) -> list[list]:
     groups, current, key, size = [], [], None, 0
     for p in order:
         k = (p._data.dtype, str(p.device), p.requires_grad)
-        if current and (k != key or (config.bucket_bytes is not None
-                                     and size + p._data.nbytes > config.bucket_bytes)):
+        if current and (
+            k != key
+            or (config.bucket_bytes is not None and size + p._data.nbytes > config.bucket_bytes)
+        ):
             groups.append(current)
             current, size = [], 0
         current.append((p, aliases[id(p)]))

@@ -31,8 +31,10 @@ def _check_dtype(field: str, value):
     if value is None:
         return None
     if not isinstance(value, type(ember.float32)):
-        raise TypeError(f"MixedPrecision.{field} must be an ember dtype (e.g. ember.bfloat16) "
-                        f"or None, got {value!r}")
+        raise TypeError(
+            f"MixedPrecision.{field} must be an ember dtype (e.g. ember.bfloat16) "
+            f"or None, got {value!r}"
+        )
     if not value.is_floating_point:
         raise ValueError(f"MixedPrecision.{field} must be a floating-point dtype, got {value}")
     return value
@@ -43,18 +45,25 @@ def resolve(mixed_precision) -> MPPolicy | None:
     if mixed_precision is None:
         return None
     if not isinstance(mixed_precision, MixedPrecision):
-        raise TypeError("FullyShardedDataParallel: mixed_precision must be an "
-                        f"ember.distributed.fsdp.MixedPrecision, got "
-                        f"{type(mixed_precision).__name__}")
+        raise TypeError(
+            "FullyShardedDataParallel: mixed_precision must be an "
+            f"ember.distributed.fsdp.MixedPrecision, got "
+            f"{type(mixed_precision).__name__}"
+        )
     mp = mixed_precision
     param = _check_dtype("param_dtype", mp.param_dtype)
     reduce = _check_dtype("reduce_dtype", mp.reduce_dtype)
     buffer = _check_dtype("buffer_dtype", mp.buffer_dtype)
     if param is None and reduce is None and buffer is None:
         return None
-    return MPPolicy(param, reduce if reduce is not None else param, buffer,
-                    bool(mp.keep_low_precision_grads), bool(mp.cast_forward_inputs),
-                    bool(mp.cast_root_forward_inputs))
+    return MPPolicy(
+        param,
+        reduce if reduce is not None else param,
+        buffer,
+        bool(mp.keep_low_precision_grads),
+        bool(mp.cast_forward_inputs),
+        bool(mp.cast_root_forward_inputs),
+    )
 
 
 def np_dtype(dtype) -> np.dtype | None:
@@ -66,8 +75,7 @@ def cast_inputs(dtype, args: tuple, kwargs: dict):
     tensors, rebuild = _flatten((args, kwargs))
     if not tensors:
         return args, kwargs
-    cast = [t.to(dtype) if t.dtype.is_floating_point and t.dtype != dtype else t
-            for t in tensors]
+    cast = [t.to(dtype) if t.dtype.is_floating_point and t.dtype != dtype else t for t in tensors]
     return rebuild(cast)
 
 

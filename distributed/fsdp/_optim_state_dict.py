@@ -56,8 +56,9 @@ def _gather_flat(h, arr):
     if h.nshards == 1:
         return arr
     out = get_array_module(arr).empty(h.padded, dtype=arr.dtype)
-    c10d.all_gather_into_tensor(ember.Tensor._wrap(out), ember.Tensor._wrap(arr),
-                                group=h.config.process_group)
+    c10d.all_gather_into_tensor(
+        ember.Tensor._wrap(out), ember.Tensor._wrap(arr), group=h.config.process_group
+    )
     return out
 
 
@@ -80,8 +81,10 @@ def optim_state_dict(model: Module, optim, osd=None) -> dict:
         h = handles.get(id(p))
         if h is None:
             if id(p) not in plain:
-                raise ValueError(f"optim_state_dict: the optimizer's parameter {i} (shape "
-                                 f"{tuple(p.shape)}) does not belong to the model")
+                raise ValueError(
+                    f"optim_state_dict: the optimizer's parameter {i} (shape "
+                    f"{tuple(p.shape)}) does not belong to the model"
+                )
             names_of[i] = [plain[id(p)]]
             if st:
                 state[plain[id(p)]] = {k: _clone(v) for k, v in st.items()}
@@ -97,7 +100,8 @@ def optim_state_dict(model: Module, optim, osd=None) -> dict:
                     flat = _gather_flat(h, v._data)
                     for d, e in zip(per, h.entries):
                         d[key] = ember.Tensor._wrap(
-                            flat[e.offset:e.offset + e.numel].reshape(e.shape).copy())
+                            flat[e.offset : e.offset + e.numel].reshape(e.shape).copy()
+                        )
                 else:
                     for d, e in zip(per, h.entries):
                         d[key] = piece(h, e, v._data)
@@ -126,8 +130,12 @@ def to_load(model: Module, optim, osd: dict) -> dict:
     handles = _handles(model)
     fqns, plain = fqn_maps(model)
     if sharded:
-        check_meta(osd[SHARD_META], c10d.get_rank(), c10d.get_world_size(),
-                   "this sharded optimizer state dict")
+        check_meta(
+            osd[SHARD_META],
+            c10d.get_rank(),
+            c10d.get_world_size(),
+            "this sharded optimizer state dict",
+        )
     saved = osd["state"]
     state = {}
     for i, p in enumerate(_params(optim)):
@@ -151,8 +159,10 @@ def to_load(model: Module, optim, osd: dict) -> dict:
         state[i] = new
     saved_groups = osd["param_groups"]
     if len(saved_groups) != len(optim.param_groups):
-        raise ValueError(f"the optimizer state dict has {len(saved_groups)} parameter groups "
-                         f"but the optimizer has {len(optim.param_groups)}")
+        raise ValueError(
+            f"the optimizer state dict has {len(saved_groups)} parameter groups "
+            f"but the optimizer has {len(optim.param_groups)}"
+        )
     groups, start = [], 0
     for g, mine in zip(saved_groups, optim.param_groups):
         new = {k: v for k, v in g.items() if k not in ("params", "param_names")}
@@ -190,9 +200,11 @@ def _flat_state(h, key, sts, names, sharded: bool):
         if s and key in s:
             arr = as_array(s[key], xp)
             if tuple(arr.shape) != e.shape:
-                raise ValueError(f"optimizer state '{key}' of '{n}' has shape "
-                                 f"{tuple(arr.shape)}, the parameter has shape {e.shape}")
-            full[e.offset:e.offset + e.numel] = arr.reshape(-1)
+                raise ValueError(
+                    f"optimizer state '{key}' of '{n}' has shape "
+                    f"{tuple(arr.shape)}, the parameter has shape {e.shape}"
+                )
+            full[e.offset : e.offset + e.numel] = arr.reshape(-1)
     return full[lo:hi].copy()
 
 
@@ -201,6 +213,7 @@ def rekey(osd: dict, key_type: OptimStateKeyType, model: Module) -> dict:
     names = original_named_parameters(model)
     ids = {n: i for i, n in enumerate(names)}
     if key_type is OptimStateKeyType.PARAM_ID:
+
         def conv(k):
             if isinstance(k, int):
                 return k
@@ -208,6 +221,7 @@ def rekey(osd: dict, key_type: OptimStateKeyType, model: Module) -> dict:
                 raise KeyError(f"rekey_optim_state_dict: the model has no parameter {k!r}")
             return ids[k]
     elif key_type is OptimStateKeyType.PARAM_NAME:
+
         def conv(k):
             if isinstance(k, str):
                 return k
@@ -218,6 +232,16 @@ def rekey(osd: dict, key_type: OptimStateKeyType, model: Module) -> dict:
         raise TypeError(f"optim_state_key_type must be an OptimStateKeyType, got {key_type!r}")
     state = {conv(k): v for k, v in osd["state"].items()}
     # an optimizer over model.parameters() lists its parameters in id order
-    groups = [dict(g, params=[conv(k) for k in sorted(g["params"], key=lambda k: (
-        k if isinstance(k, int) else ids.get(k, len(ids))))]) for g in osd["param_groups"]]
+    groups = [
+        dict(
+            g,
+            params=[
+                conv(k)
+                for k in sorted(
+                    g["params"], key=lambda k: k if isinstance(k, int) else ids.get(k, len(ids))
+                )
+            ],
+        )
+        for g in osd["param_groups"]
+    ]
     return {"state": state, "param_groups": groups}

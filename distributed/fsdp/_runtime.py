@@ -34,16 +34,21 @@ class _UnitConfig:
 
 def config_for(strategy: ShardingStrategy, process_group, **kw) -> _UnitConfig:
     if strategy is ShardingStrategy.FULL_SHARD:
-        return _UnitConfig(process_group, True, False, True, "reduce_scatter", strategy=strategy,
-                           **kw)
+        return _UnitConfig(
+            process_group, True, False, True, "reduce_scatter", strategy=strategy, **kw
+        )
     if strategy is ShardingStrategy.SHARD_GRAD_OP:
-        return _UnitConfig(process_group, True, False, False, "reduce_scatter",
-                           strategy=strategy, **kw)
+        return _UnitConfig(
+            process_group, True, False, False, "reduce_scatter", strategy=strategy, **kw
+        )
     if strategy is ShardingStrategy.NO_SHARD:
-        return _UnitConfig(process_group, False, False, False, "all_reduce", strategy=strategy,
-                           **kw)
-    raise ValueError(f"unsupported sharding strategy {strategy!r}: use one of "
-                     f"{[s.name for s in ShardingStrategy]}")
+        return _UnitConfig(
+            process_group, False, False, False, "all_reduce", strategy=strategy, **kw
+        )
+    raise ValueError(
+        f"unsupported sharding strategy {strategy!r}: use one of "
+        f"{[s.name for s in ShardingStrategy]}"
+    )
 
 
 class _PreBackward(Function):
@@ -75,7 +80,7 @@ def _flatten(obj):
         def rebuild_seq(xs):
             out, i = [], 0
             for ts, rb in parts:
-                out.append(rb(xs[i:i + len(ts)]))
+                out.append(rb(xs[i : i + len(ts)]))
                 i += len(ts)
             if hasattr(obj, "_fields"):  # namedtuple
                 return type(obj)(*out)
@@ -89,7 +94,7 @@ def _flatten(obj):
         def rebuild_map(xs):
             out, i = type(obj)(), 0
             for k, (ts, rb) in zip(keys, parts):
-                out[k] = rb(xs[i:i + len(ts)])
+                out[k] = rb(xs[i : i + len(ts)])
                 i += len(ts)
             return out
 
@@ -161,8 +166,9 @@ def clip_grad_norm_(root, max_norm: float, norm_type: float = 2.0):
     from ..reduce_op import ReduceOp
 
     p = float(norm_type)
-    handles = [h for u in root.modules() if getattr(u, "_ember_fsdp_unit", False)
-               for h in u._handles]
+    handles = [
+        h for u in root.modules() if getattr(u, "_ember_fsdp_unit", False) for h in u._handles
+    ]
     inf = p == float("inf")
     local = 0.0
     for h in handles:
@@ -171,11 +177,12 @@ def clip_grad_norm_(root, max_norm: float, norm_type: float = 2.0):
             continue
         xp = ember.backend.get_array_module(g._data)
         a = xp.abs(g._data.astype(xp.float64))
-        local = max(local, float(a.max())) if inf else local + float((a ** p).sum())
+        local = max(local, float(a.max())) if inf else local + float((a**p).sum())
     total = ember.tensor([local], dtype=ember.float64)
     if handles:
-        c10d.all_reduce(total, op=ReduceOp.MAX if inf else ReduceOp.SUM,
-                        group=handles[0].config.process_group)
+        c10d.all_reduce(
+            total, op=ReduceOp.MAX if inf else ReduceOp.SUM, group=handles[0].config.process_group
+        )
     norm = float(total[0]) if inf else float(total[0]) ** (1.0 / p)
     coef = float(max_norm) / (norm + 1e-6)
     if coef < 1.0:

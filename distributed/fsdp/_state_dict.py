@@ -35,6 +35,7 @@ def units_of(root: Module) -> list:
 def walk(root: Module):
     """``(prefix, module)`` over the original module tree (wrapper levels skipped), in the
     order ``Module.state_dict`` visits it."""
+
     def rec(m, prefix):
         while True:  # FSDP units and activation-checkpoint wrappers are transparent
             if getattr(m, "_ember_fsdp_unit", False):
@@ -115,9 +116,13 @@ def piece(h, e, flat) -> dict:
     a, b = max(lo, e.offset), min(hi, e.offset + e.numel)
     if b <= a:
         a = b = min(max(lo, e.offset), e.offset + e.numel)
-    local = flat[a - lo:b - lo].copy()
-    return {"kind": SHARD_KIND, "local_shard": ember.Tensor._wrap(local),
-            "offset": int(a - e.offset), "shape": list(e.shape)}
+    local = flat[a - lo : b - lo].copy()
+    return {
+        "kind": SHARD_KIND,
+        "local_shard": ember.Tensor._wrap(local),
+        "offset": int(a - e.offset),
+        "shape": list(e.shape),
+    }
 
 
 def is_piece(value) -> bool:
@@ -127,15 +132,20 @@ def is_piece(value) -> bool:
 def place_piece(h, e, value, out, what: str) -> None:
     """Write a saved piece into ``out`` (this rank's shard), checking it is this rank's."""
     if not is_piece(value):
-        raise RuntimeError(f"sharded state dict: {what} is not a shard piece (got "
-                           f"{type(value).__name__}); was it saved as a full state dict?")
+        raise RuntimeError(
+            f"sharded state dict: {what} is not a shard piece (got "
+            f"{type(value).__name__}); was it saved as a full state dict?"
+        )
     lo, hi = h.shard_bounds()
     a, b = max(lo, e.offset), min(hi, e.offset + e.numel)
     if b <= a:
         a = b = min(max(lo, e.offset), e.offset + e.numel)
     local = as_array(value["local_shard"])
-    if list(value["shape"]) != list(e.shape) or value["offset"] != a - e.offset \
-            or local.size != b - a:
+    if (
+        list(value["shape"]) != list(e.shape)
+        or value["offset"] != a - e.offset
+        or local.size != b - a
+    ):
         raise RuntimeError(
             f"mismatched shard for {what}: the checkpoint holds elements "
             f"[{value['offset']}, {value['offset'] + local.size}) of shape "
@@ -143,7 +153,7 @@ def place_piece(h, e, value, out, what: str) -> None:
             f"shape {e.shape}; was it saved with another number of ranks or another wrapping?"
         )
     if b > a:
-        out[a - lo:b - lo] = get_array_module(out).asarray(local.reshape(-1))
+        out[a - lo : b - lo] = get_array_module(out).asarray(local.reshape(-1))
 
 
 def check_meta(meta, rank: int, world: int, what: str) -> None:
@@ -221,8 +231,12 @@ def load_state_dict(root: Module, state_dict, strict: bool = True) -> _Incompati
     sharded = SHARD_META in state_dict
     handles = [h for u in units_of(root) for h in u._handles]
     if sharded and handles:
-        check_meta(state_dict[SHARD_META], handles[0].rank, handles[0].world_size,
-                   "this sharded state dict")
+        check_meta(
+            state_dict[SHARD_META],
+            handles[0].rank,
+            handles[0].world_size,
+            "this sharded state dict",
+        )
     managed = managed_map(root)
     expected, errors = [], []
     for mprefix, m in walk(root):
@@ -248,22 +262,35 @@ def load_state_dict(root: Module, state_dict, strict: bool = True) -> _Incompati
                     _copy_into(p, state_dict[mprefix + name], mprefix + name, errors)
             for name, b in m._buffers.items():
                 key = mprefix + name
-                if b is not None and name not in m._non_persistent_buffers_set \
-                        and key in state_dict:
+                if (
+                    b is not None
+                    and name not in m._non_persistent_buffers_set
+                    and key in state_dict
+                ):
                     _copy_into(b, state_dict[key], key, errors)
-            if type(m).set_extra_state is not Module.set_extra_state \
-                    and mprefix + "_extra_state" in state_dict:
+            if (
+                type(m).set_extra_state is not Module.set_extra_state
+                and mprefix + "_extra_state" in state_dict
+            ):
                 m.set_extra_state(state_dict[mprefix + "_extra_state"])
     if strict:
         if unexpected:
-            errors.insert(0, "Unexpected key(s) in state_dict: {}. ".format(
-                ", ".join(f'"{k}"' for k in unexpected)))
+            errors.insert(
+                0,
+                "Unexpected key(s) in state_dict: {}. ".format(
+                    ", ".join(f'"{k}"' for k in unexpected)
+                ),
+            )
         if missing:
-            errors.insert(0, "Missing key(s) in state_dict: {}. ".format(
-                ", ".join(f'"{k}"' for k in missing)))
+            errors.insert(
+                0, "Missing key(s) in state_dict: {}. ".format(", ".join(f'"{k}"' for k in missing))
+            )
     if errors:
-        raise RuntimeError("Error(s) in loading state_dict for {}:\n\t{}".format(
-            type(root).__name__, "\n\t".join(errors)))
+        raise RuntimeError(
+            "Error(s) in loading state_dict for {}:\n\t{}".format(
+                type(root).__name__, "\n\t".join(errors)
+            )
+        )
     return _IncompatibleKeys(missing, unexpected)
 
 
@@ -295,16 +322,20 @@ def _load_handle(h, state_dict, fqns, sharded: bool, errors: list) -> None:
             continue
         value = state_dict[key]
         if is_piece(value):
-            errors.append(f"'{key}' is a shard piece: load sharded state dicts whole (with "
-                          "their metadata) or consolidate them first")
+            errors.append(
+                f"'{key}' is a shard piece: load sharded state dicts whole (with "
+                "their metadata) or consolidate them first"
+            )
             continue
         arr = as_array(value, xp)
         if tuple(arr.shape) != e.shape:
-            errors.append(f"size mismatch for {key}: copying a param with shape "
-                          f"{tuple(arr.shape)} from checkpoint, the shape in current model is "
-                          f"{e.shape}.")
+            errors.append(
+                f"size mismatch for {key}: copying a param with shape "
+                f"{tuple(arr.shape)} from checkpoint, the shape in current model is "
+                f"{e.shape}."
+            )
             continue
-        full[e.offset:e.offset + e.numel] = arr.reshape(-1)
+        full[e.offset : e.offset + e.numel] = arr.reshape(-1)
     h.load_full_flat(full)
 
 
@@ -314,8 +345,10 @@ def _copy_into(t, value, key, errors) -> None:
         return
     arr = as_array(value, get_array_module(t._data))
     if tuple(arr.shape) != tuple(t.shape):
-        errors.append(f"size mismatch for {key}: copying a param with shape {tuple(arr.shape)} "
-                      f"from checkpoint, the shape in current model is {tuple(t.shape)}.")
+        errors.append(
+            f"size mismatch for {key}: copying a param with shape {tuple(arr.shape)} "
+            f"from checkpoint, the shape in current model is {tuple(t.shape)}."
+        )
         return
     t._data[...] = arr
     t._version_counter[0] += 1

@@ -27,8 +27,9 @@ class FlatStorage:
         dtype = np.dtype(dtype)
         self._map = None
         if device.type == "cpu" and _DONTNEED is not None and numel > 0:
-            self._map = mmap.mmap(-1, numel * dtype.itemsize,
-                                  flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+            self._map = mmap.mmap(
+                -1, numel * dtype.itemsize, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
+            )
             self.array = np.frombuffer(self._map, dtype=dtype, count=numel)
             self._releasable = True
         else:

@@ -34,8 +34,13 @@ def _renameat2():
         if sys.platform.startswith("linux"):
             with contextlib.suppress(OSError, AttributeError):
                 fn = ctypes.CDLL(None, use_errno=True).renameat2
-                fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
-                               ctypes.c_uint]
+                fn.argtypes = [
+                    ctypes.c_int,
+                    ctypes.c_char_p,
+                    ctypes.c_int,
+                    ctypes.c_char_p,
+                    ctypes.c_uint,
+                ]
                 fn.restype = ctypes.c_int
         _RENAMEAT2.append(fn)
     return _RENAMEAT2[0]
@@ -115,8 +120,11 @@ def _aside(final: str, marker: str) -> list[str]:
     found = []
     with contextlib.suppress(OSError):
         for entry in os.scandir(parent):
-            if entry.name.startswith(f".{base}.") and entry.name.endswith(".old") and \
-                    os.path.exists(os.path.join(entry.path, marker)):
+            if (
+                entry.name.startswith(f".{base}.")
+                and entry.name.endswith(".old")
+                and os.path.exists(os.path.join(entry.path, marker))
+            ):
                 found.append((entry.stat().st_mtime, entry.path))
     return [p for _, p in sorted(found, reverse=True)]
 

@@ -7,10 +7,19 @@ from enum import Enum, auto
 from typing import Any
 
 __all__ = [
-    "ShardingStrategy", "BackwardPrefetch", "StateDictType", "StateDictConfig",
-    "FullStateDictConfig", "ShardedStateDictConfig", "OptimStateDictConfig",
-    "FullOptimStateDictConfig", "ShardedOptimStateDictConfig", "StateDictSettings",
-    "CPUOffload", "OptimStateKeyType", "MixedPrecision",
+    "ShardingStrategy",
+    "BackwardPrefetch",
+    "StateDictType",
+    "StateDictConfig",
+    "FullStateDictConfig",
+    "ShardedStateDictConfig",
+    "OptimStateDictConfig",
+    "FullOptimStateDictConfig",
+    "ShardedOptimStateDictConfig",
+    "StateDictSettings",
+    "CPUOffload",
+    "OptimStateKeyType",
+    "MixedPrecision",
 ]
 
 

@@ -34,8 +34,12 @@ from ._state_dict import SHARD_META, as_array, is_piece
 from .api import StateDictType
 from .fully_sharded_data_parallel import FullyShardedDataParallel as FSDP
 
-__all__ = ["save_sharded_checkpoint", "load_sharded_checkpoint", "load_full_state_dicts",
-           "consolidate_state_dicts"]
+__all__ = [
+    "save_sharded_checkpoint",
+    "load_sharded_checkpoint",
+    "load_full_state_dicts",
+    "consolidate_state_dicts",
+]
 
 INDEX = "index.json"
 _FORMAT = "ember.fsdp.sharded/1"
@@ -62,13 +66,24 @@ def save_sharded_checkpoint(checkpoint_dir: str, model, optimizer=None, extra=No
     with FSDP.state_dict_type(model, StateDictType.SHARDED_STATE_DICT):
         msd = model.state_dict()
         osd = FSDP.optim_state_dict(model, optimizer) if optimizer is not None else None
-    payload = {"format": _FORMAT, "checkpoint_id": cid, "rank": rank, "world_size": world,
-               "model": dict(msd), "optim": osd, "extra": extra}
+    payload = {
+        "format": _FORMAT,
+        "checkpoint_id": cid,
+        "rank": rank,
+        "world_size": world,
+        "model": dict(msd),
+        "optim": osd,
+        "extra": extra,
+    }
     ember.save(payload, os.path.join(staging, _shard_file(rank, world)))
     c10d.barrier()
     if rank == 0:
-        index = {"format": _FORMAT, "checkpoint_id": cid, "world_size": world,
-                 "files": [_shard_file(r, world) for r in range(world)]}
+        index = {
+            "format": _FORMAT,
+            "checkpoint_id": cid,
+            "world_size": world,
+            "files": [_shard_file(r, world) for r in range(world)],
+        }
         tmp = os.path.join(staging, f".{INDEX}.{cid}.tmp")
         with open(tmp, "w") as f:
             json.dump(index, f)
@@ -96,15 +111,19 @@ def _begin(final: str) -> tuple[str, str]:
 
 def _is_ours(name: str) -> bool:
     """Files a sharded save writes (everything else in the directory is carried over)."""
-    return name == INDEX or _SHARD_RE.match(name) is not None or \
-        (name.startswith(".") and name.endswith(".tmp"))
+    return (
+        name == INDEX
+        or _SHARD_RE.match(name) is not None
+        or (name.startswith(".") and name.endswith(".tmp"))
+    )
 
 
 def _read_index(checkpoint_dir: str) -> dict:
     path = os.path.join(_swap.resolve(checkpoint_dir, INDEX), INDEX)
     if not os.path.exists(path):
-        raise FileNotFoundError(f"{checkpoint_dir} has no {INDEX}: not a sharded checkpoint, or "
-                                "its save did not finish")
+        raise FileNotFoundError(
+            f"{checkpoint_dir} has no {INDEX}: not a sharded checkpoint, or its save did not finish"
+        )
     with open(path) as f:
         index = json.load(f)
     if index.get("format") != _FORMAT:
@@ -116,8 +135,10 @@ def _read_shard(checkpoint_dir: str, index: dict, rank: int) -> dict:
     world = index["world_size"]
     path = os.path.join(_swap.resolve(checkpoint_dir, INDEX), _shard_file(rank, world))
     if not os.path.exists(path):
-        raise FileNotFoundError(f"sharded checkpoint {checkpoint_dir}: shard file "
-                                f"{_shard_file(rank, world)} of rank {rank} is missing")
+        raise FileNotFoundError(
+            f"sharded checkpoint {checkpoint_dir}: shard file "
+            f"{_shard_file(rank, world)} of rank {rank} is missing"
+        )
     payload = ember.load(path)
     if payload.get("checkpoint_id") != index["checkpoint_id"]:
         raise RuntimeError(
@@ -126,8 +147,10 @@ def _read_shard(checkpoint_dir: str, index: dict, rank: int) -> dict:
             f"{index['checkpoint_id']} (shard files of different saves were mixed)"
         )
     if payload.get("rank") != rank or payload.get("world_size") != world:
-        raise RuntimeError(f"mismatched shard checkpoint: {_shard_file(rank, world)} says it is "
-                           f"rank {payload.get('rank')} of {payload.get('world_size')}")
+        raise RuntimeError(
+            f"mismatched shard checkpoint: {_shard_file(rank, world)} says it is "
+            f"rank {payload.get('rank')} of {payload.get('world_size')}"
+        )
     return payload
 
 
@@ -154,8 +177,7 @@ def load_sharded_checkpoint(checkpoint_dir: str, model, optimizer=None):
     if optimizer is not None:
         if payload["optim"] is None:
             raise RuntimeError(f"sharded checkpoint {checkpoint_dir} holds no optimizer state")
-        optimizer.load_state_dict(FSDP.optim_state_dict_to_load(model, optimizer,
-                                                                payload["optim"]))
+        optimizer.load_state_dict(FSDP.optim_state_dict_to_load(model, optimizer, payload["optim"]))
     return payload["extra"]
 
 
@@ -172,8 +194,9 @@ def load_full_state_dicts(checkpoint_dir: str) -> dict:
         state = {}
         for name in names:
             keys = list(osds[0]["state"][name])
-            state[name] = {k: _assemble([o["state"][name][k] for o in osds], f"{name}.{k}")
-                           for k in keys}
+            state[name] = {
+                k: _assemble([o["state"][name][k] for o in osds], f"{name}.{k}") for k in keys
+            }
         optim = {"state": state, "param_groups": osds[0]["param_groups"]}
     return {"model": model, "optim": optim, "extra": payloads[0]["extra"]}
 
@@ -185,8 +208,9 @@ def consolidate_state_dicts(shards: list[dict]) -> dict:
     for r, sd in enumerate(shards):
         meta = sd.get(SHARD_META)
         if not meta or meta.get("rank") != r or meta.get("world_size") != len(shards):
-            raise RuntimeError(f"consolidate_state_dicts: shard {r} of {len(shards)} has "
-                               f"metadata {meta!r}")
+            raise RuntimeError(
+                f"consolidate_state_dicts: shard {r} of {len(shards)} has metadata {meta!r}"
+            )
     out = {}
     for key in shards[0]:
         if key == SHARD_META:
@@ -206,18 +230,23 @@ def _assemble(values: list, what: str):
     seen = np.zeros(numel, dtype=bool)
     for r, v in enumerate(values):
         if not is_piece(v) or tuple(v["shape"]) != shape:
-            raise RuntimeError(f"mismatched shards for '{what}': rank {r} holds "
-                               f"{v if not is_piece(v) else tuple(v['shape'])}, rank 0 a piece "
-                               f"of shape {shape}")
+            raise RuntimeError(
+                f"mismatched shards for '{what}': rank {r} holds "
+                f"{v if not is_piece(v) else tuple(v['shape'])}, rank 0 a piece "
+                f"of shape {shape}"
+            )
         local = np.asarray(as_array(v["local_shard"])).reshape(-1)
         a = int(v["offset"])
         if a < 0 or a + local.size > numel:
-            raise RuntimeError(f"mismatched shards for '{what}': rank {r}'s piece "
-                               f"[{a}, {a + local.size}) lies outside {numel} elements")
-        out[a:a + local.size] = local
-        seen[a:a + local.size] = True
+            raise RuntimeError(
+                f"mismatched shards for '{what}': rank {r}'s piece "
+                f"[{a}, {a + local.size}) lies outside {numel} elements"
+            )
+        out[a : a + local.size] = local
+        seen[a : a + local.size] = True
     if not seen.all():
         gap = int(np.argmin(seen))
-        raise RuntimeError(f"incomplete shards for '{what}': element {gap} of {numel} is in no "
-                           "rank's piece")
+        raise RuntimeError(
+            f"incomplete shards for '{what}': element {gap} of {numel} is in no rank's piece"
+        )
     return ember.Tensor._wrap(out.reshape(shape))

@@ -75,38 +75,62 @@ class FullyShardedDataParallel(Module):
             the features behind non-default values are not implemented.
     """
 
-    def __init__(self, module: Module, process_group=None,
-                 sharding_strategy: ShardingStrategy | None = None,
-                 cpu_offload: CPUOffload | None = None, auto_wrap_policy=None,
-                 backward_prefetch: BackwardPrefetch | None = BackwardPrefetch.BACKWARD_PRE,
-                 mixed_precision: MixedPrecision | None = None,
-                 ignored_modules: Iterable[Module] | None = None,
-                 param_init_fn=None, device_id=None, sync_module_states: bool = False,
-                 forward_prefetch: bool = False, limit_all_gathers: bool = True,
-                 use_orig_params: bool = False, ignored_states=None, device_mesh=None):
+    def __init__(
+        self,
+        module: Module,
+        process_group=None,
+        sharding_strategy: ShardingStrategy | None = None,
+        cpu_offload: CPUOffload | None = None,
+        auto_wrap_policy=None,
+        backward_prefetch: BackwardPrefetch | None = BackwardPrefetch.BACKWARD_PRE,
+        mixed_precision: MixedPrecision | None = None,
+        ignored_modules: Iterable[Module] | None = None,
+        param_init_fn=None,
+        device_id=None,
+        sync_module_states: bool = False,
+        forward_prefetch: bool = False,
+        limit_all_gathers: bool = True,
+        use_orig_params: bool = False,
+        ignored_states=None,
+        device_mesh=None,
+    ):
         super().__init__()
         unsupported(cpu_offload, param_init_fn, use_orig_params, device_mesh)
         mp = _mp.resolve(mixed_precision)
         check_wrappable(module, type(self).__name__)
         if not c10d.is_initialized():
-            raise RuntimeError(f"{type(self).__name__} needs a process group: call "
-                               "ember.distributed.init_process_group() first")
+            raise RuntimeError(
+                f"{type(self).__name__} needs a process group: call "
+                "ember.distributed.init_process_group() first"
+            )
         strategy = sharding_strategy or ShardingStrategy.FULL_SHARD
         if not isinstance(strategy, ShardingStrategy):
             raise TypeError(f"sharding_strategy must be a ShardingStrategy, got {strategy!r}")
         if backward_prefetch is not None and not isinstance(backward_prefetch, BackwardPrefetch):
-            raise TypeError(f"backward_prefetch must be a BackwardPrefetch or None, got "
-                            f"{backward_prefetch!r}")
+            raise TypeError(
+                f"backward_prefetch must be a BackwardPrefetch or None, got {backward_prefetch!r}"
+            )
         ignored_mods, ignored_params = resolve_ignored(module, ignored_modules, ignored_states)
-        config = config_for(strategy, process_group, backward_prefetch=backward_prefetch,
-                            forward_prefetch=forward_prefetch,
-                            sync_module_states=sync_module_states,
-                            ignored_params=ignored_params, ignored_modules=ignored_mods,
-                            mixed_precision=mp)
+        config = config_for(
+            strategy,
+            process_group,
+            backward_prefetch=backward_prefetch,
+            forward_prefetch=forward_prefetch,
+            sync_module_states=sync_module_states,
+            ignored_params=ignored_params,
+            ignored_modules=ignored_mods,
+            mixed_precision=mp,
+        )
         if auto_wrap_policy is not None:
             policy = _as_policy(auto_wrap_policy)
-            _recursive_wrap(module, policy, lambda m: type(self)._make_unit(m, config),
-                            set(ignored_mods), set(ignored_params), only_wrap_children=True)
+            _recursive_wrap(
+                module,
+                policy,
+                lambda m: type(self)._make_unit(m, config),
+                set(ignored_mods),
+                set(ignored_params),
+                only_wrap_children=True,
+            )
         self._setup(module, config)
 
     # ---- construction --------------------------------------------------------------------
@@ -126,8 +150,9 @@ class FullyShardedDataParallel(Module):
         self._root_ref = None
         self._pre_backward_done = False
         self._sync_gradients = True
-        self._settings = StateDictSettings(StateDictType.FULL_STATE_DICT, FullStateDictConfig(),
-                                           FullOptimStateDictConfig())
+        self._settings = StateDictSettings(
+            StateDictType.FULL_STATE_DICT, FullStateDictConfig(), FullOptimStateDictConfig()
+        )
         self._fsdp_wrapped_module = module
         module._ember_fsdp_managed = True
         for m in module.modules():  # units inside this one are not roots
@@ -138,8 +163,7 @@ class FullyShardedDataParallel(Module):
             broadcast_states(groups, module, config)
         self._handles = [FlatParamHandle(g, self, config) for g in groups]
         for i, h in enumerate(self._handles):
-            self.register_parameter("_flat_param" if i == 0 else f"_flat_param_{i}",
-                                    h.flat_param)
+            self.register_parameter("_flat_param" if i == 0 else f"_flat_param_{i}", h.flat_param)
 
     @property
     def module(self) -> Module:
@@ -176,11 +200,14 @@ class FullyShardedDataParallel(Module):
                 object.__setattr__(u, "_root_ref", self)
             mp = self._config.mixed_precision
             if mp is not None and mp.buffer_dtype is not None:
-                _mp.cast_buffers(self._fsdp_wrapped_module, mp.buffer_dtype,
-                                 self._config.ignored_modules)
+                _mp.cast_buffers(
+                    self._fsdp_wrapped_module, mp.buffer_dtype, self._config.ignored_modules
+                )
         if self._root_ref is None:
-            raise RuntimeError(f"{type(self).__name__}: this unit is nested inside another; "
-                               "call the outermost (root) module, not a nested unit")
+            raise RuntimeError(
+                f"{type(self).__name__}: this unit is nested inside another; "
+                "call the outermost (root) module, not a nested unit"
+            )
         return self._root_ref
 
     def _ensure_final_callback(self) -> None:
@@ -196,8 +223,11 @@ class FullyShardedDataParallel(Module):
         if root is self:
             self._root_pre_forward()
         mp = self._config.mixed_precision
-        if mp is not None and mp.param_dtype is not None and (
-                mp.cast_root_forward_inputs if root is self else mp.cast_forward_inputs):
+        if (
+            mp is not None
+            and mp.param_dtype is not None
+            and (mp.cast_root_forward_inputs if root is self else mp.cast_forward_inputs)
+        ):
             args, kwargs = _mp.cast_inputs(mp.param_dtype, args, kwargs)
         self._pre_forward()
         out = self._fsdp_wrapped_module(*args, **kwargs)
@@ -293,15 +323,23 @@ class FullyShardedDataParallel(Module):
     # ---- full parameters -----------------------------------------------------------------
     @staticmethod
     @contextlib.contextmanager
-    def summon_full_params(module: Module, recurse: bool = True, writeback: bool = True,
-                           rank0_only: bool = False, offload_to_cpu: bool = False,
-                           with_grads: bool = False):
+    def summon_full_params(
+        module: Module,
+        recurse: bool = True,
+        writeback: bool = True,
+        rank0_only: bool = False,
+        offload_to_cpu: bool = False,
+        with_grads: bool = False,
+    ):
         """Inside the block the original parameter attributes hold the full values; with
         ``writeback`` changes are copied back into each rank's shard afterwards."""
         if with_grads:
             raise NotImplementedError("summon_full_params(with_grads=True) is not supported")
-        units = ([m for m in module.modules() if getattr(m, "_ember_fsdp_unit", False)]
-                 if recurse else [module])
+        units = (
+            [m for m in module.modules() if getattr(m, "_ember_fsdp_unit", False)]
+            if recurse
+            else [module]
+        )
         handles = [h for u in units for h in u._handles]
         for h in handles:
             h.unshard(async_op=True)
@@ -318,9 +356,12 @@ class FullyShardedDataParallel(Module):
 
     # ---- state dicts ---------------------------------------------------------------------
     @staticmethod
-    def set_state_dict_type(module: Module, state_dict_type: StateDictType,
-                            state_dict_config=None,
-                            optim_state_dict_config=None) -> StateDictSettings:
+    def set_state_dict_type(
+        module: Module,
+        state_dict_type: StateDictType,
+        state_dict_config=None,
+        optim_state_dict_config=None,
+    ) -> StateDictSettings:
         """Set what ``state_dict`` / ``optim_state_dict`` return for every unit under
         ``module``; returns the previous settings."""
         if not isinstance(state_dict_type, StateDictType):
@@ -329,8 +370,9 @@ class FullyShardedDataParallel(Module):
         if state_dict_config is None:
             state_dict_config = FullStateDictConfig() if full else ShardedStateDictConfig()
         if optim_state_dict_config is None:
-            optim_state_dict_config = (FullOptimStateDictConfig() if full
-                                       else ShardedOptimStateDictConfig())
+            optim_state_dict_config = (
+                FullOptimStateDictConfig() if full else ShardedOptimStateDictConfig()
+            )
         new = StateDictSettings(state_dict_type, state_dict_config, optim_state_dict_config)
         units = [m for m in module.modules() if getattr(m, "_ember_fsdp_unit", False)]
         if not units:
@@ -349,17 +391,22 @@ class FullyShardedDataParallel(Module):
 
     @staticmethod
     @contextlib.contextmanager
-    def state_dict_type(module: Module, state_dict_type: StateDictType,
-                        state_dict_config=None, optim_state_dict_config=None):
+    def state_dict_type(
+        module: Module,
+        state_dict_type: StateDictType,
+        state_dict_config=None,
+        optim_state_dict_config=None,
+    ):
         """Use the given state-dict type inside the block (PyTorch's context manager)."""
         prev = FullyShardedDataParallel.set_state_dict_type(
-            module, state_dict_type, state_dict_config, optim_state_dict_config)
+            module, state_dict_type, state_dict_config, optim_state_dict_config
+        )
         try:
             yield
         finally:
             FullyShardedDataParallel.set_state_dict_type(
-                module, prev.state_dict_type, prev.state_dict_config,
-                prev.optim_state_dict_config)
+                module, prev.state_dict_type, prev.state_dict_config, prev.optim_state_dict_config
+            )
 
     def state_dict(self, *args, destination=None, prefix: str = "", keep_vars: bool = False):
         """The original parameter names with full tensors (``FULL_STATE_DICT``) or with this
@@ -378,9 +425,14 @@ class FullyShardedDataParallel(Module):
         return _osd.optim_state_dict(model, optim, optim_state_dict)
 
     @staticmethod
-    def optim_state_dict_to_load(model: Module, optim, optim_state_dict: dict,
-                                 is_named_optimizer: bool = False, load_directly: bool = False,
-                                 group=None) -> dict:
+    def optim_state_dict_to_load(
+        model: Module,
+        optim,
+        optim_state_dict: dict,
+        is_named_optimizer: bool = False,
+        load_directly: bool = False,
+        group=None,
+    ) -> dict:
         """Turn a name-keyed (full or sharded) optimizer state dict into one that
         ``optim.load_state_dict`` takes on this rank."""
         out = _osd.to_load(model, optim, optim_state_dict)
@@ -389,8 +441,13 @@ class FullyShardedDataParallel(Module):
         return out
 
     @staticmethod
-    def rekey_optim_state_dict(optim_state_dict: dict, optim_state_key_type: OptimStateKeyType,
-                               model: Module, optim_input=None, optim=None) -> dict:
+    def rekey_optim_state_dict(
+        optim_state_dict: dict,
+        optim_state_key_type: OptimStateKeyType,
+        model: Module,
+        optim_input=None,
+        optim=None,
+    ) -> dict:
         """Re-key a full optimizer state dict between parameter names and the integer ids of
         an unwrapped ``model`` (to load it into a plain optimizer, or back)."""
         return _osd.rekey(optim_state_dict, optim_state_key_type, model)

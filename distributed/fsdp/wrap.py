@@ -13,8 +13,13 @@ from collections.abc import Callable, Iterable
 
 from ember.nn import Module, ModuleDict, ModuleList, MultiheadAttention
 
-__all__ = ["ModuleWrapPolicy", "size_based_auto_wrap_policy", "transformer_auto_wrap_policy",
-           "lambda_auto_wrap_policy", "always_wrap_policy"]
+__all__ = [
+    "ModuleWrapPolicy",
+    "size_based_auto_wrap_policy",
+    "transformer_auto_wrap_policy",
+    "lambda_auto_wrap_policy",
+    "always_wrap_policy",
+]
 
 
 def always_wrap_policy(module: Module, recurse: bool, nonwrapped_numel: int) -> bool:
@@ -43,34 +48,42 @@ class ModuleWrapPolicy:
         return f"ModuleWrapPolicy({[c.__name__ for c in self._module_classes]})"
 
 
-def size_based_auto_wrap_policy(module: Module, recurse: bool, nonwrapped_numel: int,
-                                min_num_params: int = int(1e8),
-                                force_leaf_modules: set | None = None,
-                                exclude_wrap_modules: set | None = None) -> bool:
+def size_based_auto_wrap_policy(
+    module: Module,
+    recurse: bool,
+    nonwrapped_numel: int,
+    min_num_params: int = int(1e8),
+    force_leaf_modules: set | None = None,
+    exclude_wrap_modules: set | None = None,
+) -> bool:
     """Wrap a submodule once it holds at least ``min_num_params`` parameters not yet in a unit.
 
     Use with ``functools.partial(size_based_auto_wrap_policy, min_num_params=...)``.
     ``force_leaf_modules`` (default ``{MultiheadAttention}``) are never looked into;
     ``exclude_wrap_modules`` (default ``{ModuleList, ModuleDict}``) never become units.
     """
-    force_leaf = tuple(force_leaf_modules if force_leaf_modules is not None
-                       else {MultiheadAttention})
-    exclude = tuple(exclude_wrap_modules if exclude_wrap_modules is not None
-                    else {ModuleList, ModuleDict})
+    force_leaf = tuple(
+        force_leaf_modules if force_leaf_modules is not None else {MultiheadAttention}
+    )
+    exclude = tuple(
+        exclude_wrap_modules if exclude_wrap_modules is not None else {ModuleList, ModuleDict}
+    )
     is_large = nonwrapped_numel >= min_num_params
     if recurse:
         return is_large and not isinstance(module, force_leaf)
     return is_large and not isinstance(module, exclude)
 
 
-def transformer_auto_wrap_policy(module: Module, recurse: bool, nonwrapped_numel: int,
-                                 transformer_layer_cls: set) -> bool:
+def transformer_auto_wrap_policy(
+    module: Module, recurse: bool, nonwrapped_numel: int, transformer_layer_cls: set
+) -> bool:
     """Wrap every submodule of one of ``transformer_layer_cls`` (PyTorch's name)."""
     return ModuleWrapPolicy(transformer_layer_cls)(module, recurse, nonwrapped_numel)
 
 
-def lambda_auto_wrap_policy(module: Module, recurse: bool, nonwrapped_numel: int,
-                            lambda_fn: Callable[[Module], bool]) -> bool:
+def lambda_auto_wrap_policy(
+    module: Module, recurse: bool, nonwrapped_numel: int, lambda_fn: Callable[[Module], bool]
+) -> bool:
     """Wrap every submodule for which ``lambda_fn(module)`` is true."""
     return True if recurse else bool(lambda_fn(module))
 
@@ -79,9 +92,14 @@ def _numel(module: Module, ignored: set[int]) -> int:
     return sum(p.numel() for p in module.parameters() if id(p) not in ignored)
 
 
-def _recursive_wrap(module: Module, policy: Callable, wrap: Callable[[Module], Module],
-                    ignored_modules: set[int], ignored_params: set[int],
-                    only_wrap_children: bool = False) -> tuple[Module, int]:
+def _recursive_wrap(
+    module: Module,
+    policy: Callable,
+    wrap: Callable[[Module], Module],
+    ignored_modules: set[int],
+    ignored_params: set[int],
+    only_wrap_children: bool = False,
+) -> tuple[Module, int]:
     """Wrap ``module``'s subtree bottom-up; return (module or its wrapper, numel wrapped)."""
     numel = _numel(module, ignored_params)
     if not policy(module=module, recurse=True, nonwrapped_numel=numel):
@@ -95,8 +113,7 @@ def _recursive_wrap(module: Module, policy: Callable, wrap: Callable[[Module], M
             setattr(module, name, new_child)
         wrapped_numel += n
     remainder = numel - wrapped_numel
-    if not only_wrap_children and policy(module=module, recurse=False,
-                                         nonwrapped_numel=remainder):
+    if not only_wrap_children and policy(module=module, recurse=False, nonwrapped_numel=remainder):
         return wrap(module), numel
     return module, wrapped_numel
 
@@ -107,5 +124,6 @@ def _as_policy(policy) -> Callable:
         return ModuleWrapPolicy(policy)
     if isinstance(policy, functools.partial) or callable(policy):
         return policy
-    raise TypeError(f"auto_wrap_policy must be callable or a set of module classes, got "
-                    f"{type(policy).__name__}")
+    raise TypeError(
+        f"auto_wrap_policy must be callable or a set of module classes, got {type(policy).__name__}"
+    )

@@ -39,20 +39,24 @@ def consolidate(opt, to: int):
     """Every rank's shard state gathered into full per-parameter state on group rank ``to``."""
     pg, rank, world = opt.process_group, opt.rank, opt.world_size
     if not 0 <= to < world:
-        raise ValueError(f"consolidate_state_dict: to={to} is not a rank of the group "
-                         f"(0..{world - 1})")
+        raise ValueError(
+            f"consolidate_state_dict: to={to} is not a rank of the group (0..{world - 1})"
+        )
     dst = c10d.get_global_rank(pg, to) if pg is not None else to
     local = opt.optim.state
-    layout = [[(k, _is_flat(b, v)) for k, v in local.get(b.shard, {}).items()]
-              for b in opt._buckets]
+    layout = [
+        [(k, _is_flat(b, v)) for k, v in local.get(b.shard, {}).items()] for b in opt._buckets
+    ]
     if world > 1:
         layouts = [None] * world
         all_gather_object(layouts, layout, group=pg)
         bad = [r for r, lay in enumerate(layouts) if lay != layouts[0]]
         if bad:
-            raise RuntimeError(f"consolidate_state_dict: ranks {bad} hold optimizer state keys "
-                               f"{layouts[bad[0]]} but rank 0 holds {layouts[0]} (were the "
-                               "optimizers stepped differently?)")
+            raise RuntimeError(
+                f"consolidate_state_dict: ranks {bad} hold optimizer state keys "
+                f"{layouts[bad[0]]} but rank 0 holds {layouts[0]} (were the "
+                "optimizers stepped differently?)"
+            )
     ids = _param_ids(opt)
     state: dict = {}
     for b, lay in zip(opt._buckets, layout):
@@ -69,14 +73,16 @@ def consolidate(opt, to: int):
             else:
                 arr = _interop.array_of(v)
                 xp = ember.backend.get_array_module(arr)
-                bufs = [_interop.wrap(xp.empty_like(arr)) for _ in range(world)] \
-                    if rank == to else None
+                bufs = (
+                    [_interop.wrap(xp.empty_like(arr)) for _ in range(world)]
+                    if rank == to
+                    else None
+                )
                 c10d.gather(v, bufs, dst=dst, group=pg)
-                full = (xp.concatenate([_interop.array_of(t) for t in bufs]) if rank == to
-                        else None)
+                full = xp.concatenate([_interop.array_of(t) for t in bufs]) if rank == to else None
             if rank == to:
                 for p, off in zip(b.params, b.offsets):
-                    piece = full[off:off + p.numel()].reshape(tuple(p.shape)).copy()
+                    piece = full[off : off + p.numel()].reshape(tuple(p.shape)).copy()
                     state.setdefault(ids[id(p)], {})[key] = _interop.wrap(piece)
     if rank != to:
         return None
@@ -112,8 +118,10 @@ def load(opt, state_dict: dict) -> None:
     if len(saved_groups) != len(opt.param_groups):
         raise ValueError("loaded state dict has a different number of parameter groups")
     if any(len(g["params"]) != len(s["params"]) for g, s in zip(opt.param_groups, saved_groups)):
-        raise ValueError("loaded state dict contains a parameter group that doesn't match the "
-                         "size of optimizer's group")
+        raise ValueError(
+            "loaded state dict contains a parameter group that doesn't match the "
+            "size of optimizer's group"
+        )
     saved_of = {}
     for g, s in zip(opt.param_groups, saved_groups):
         for p, i in zip(g["params"], s["params"]):
@@ -123,8 +131,14 @@ def load(opt, state_dict: dict) -> None:
                 g[k] = v
     local_state, local_groups = {}, []
     for bi, b in enumerate(opt._buckets):
-        local_groups.append({k: v for k, v in opt.param_groups[b.group_index].items()
-                             if k not in ("params", "param_names")} | {"params": [bi]})
+        local_groups.append(
+            {
+                k: v
+                for k, v in opt.param_groups[b.group_index].items()
+                if k not in ("params", "param_names")
+            }
+            | {"params": [bi]}
+        )
         sts = [saved_of.get(id(p)) for p in b.params]
         present = [s for s in sts if s]
         if not present:
@@ -140,10 +154,12 @@ def load(opt, state_dict: dict) -> None:
                 if s and key in s:
                     arr = _array(s[key])
                     if tuple(arr.shape) != tuple(p.shape):
-                        raise ValueError(f"optimizer state '{key}' has shape {tuple(arr.shape)} "
-                                         f"but its parameter has shape {tuple(p.shape)}")
-                    full[off:off + p.numel()] = xp.asarray(arr).reshape(-1)
-            new[key] = _interop.wrap(full[b.lo:b.hi].copy())
+                        raise ValueError(
+                            f"optimizer state '{key}' has shape {tuple(arr.shape)} "
+                            f"but its parameter has shape {tuple(p.shape)}"
+                        )
+                    full[off : off + p.numel()] = xp.asarray(arr).reshape(-1)
+            new[key] = _interop.wrap(full[b.lo : b.hi].copy())
         local_state[bi] = new
     opt.optim.load_state_dict({"state": local_state, "param_groups": local_groups})
     opt._sync_groups(to_local=False)

@@ -46,28 +46,45 @@ class ZeroDataParallel(FullyShardedDataParallel):
         broadcast_buffers (bool): broadcast buffers from rank 0 before each forward.
     """
 
-    def __init__(self, module: Module, stage: int = 2, process_group=None,
-                 bucket_cap_mb: float = 25, broadcast_buffers: bool = True):
+    def __init__(
+        self,
+        module: Module,
+        stage: int = 2,
+        process_group=None,
+        bucket_cap_mb: float = 25,
+        broadcast_buffers: bool = True,
+    ):
         Module.__init__(self)
         if stage not in (1, 2):
-            raise ValueError(f"ZeroDataParallel: stage must be 1 or 2, got {stage!r} (use "
-                             "FullyShardedDataParallel for ZeRO-3)")
+            raise ValueError(
+                f"ZeroDataParallel: stage must be 1 or 2, got {stage!r} (use "
+                "FullyShardedDataParallel for ZeRO-3)"
+            )
         check_wrappable(module, type(self).__name__)
         if any(getattr(m, "_ember_fsdp_unit", False) for m in module.modules()):
-            raise RuntimeError("ZeroDataParallel: the module contains FullyShardedDataParallel "
-                               "units; use one sharding wrapper")
+            raise RuntimeError(
+                "ZeroDataParallel: the module contains FullyShardedDataParallel "
+                "units; use one sharding wrapper"
+            )
         if not c10d.is_initialized():
-            raise RuntimeError("ZeroDataParallel needs a process group: call "
-                               "ember.distributed.init_process_group() first")
+            raise RuntimeError(
+                "ZeroDataParallel needs a process group: call "
+                "ember.distributed.init_process_group() first"
+            )
         if bucket_cap_mb <= 0:
             raise ValueError(f"bucket_cap_mb must be positive, got {bucket_cap_mb}")
         self.stage = stage
         self.broadcast_buffers = broadcast_buffers
-        config = _UnitConfig(process_group, shard=True, keep_full=True,
-                             reshard_after_forward=False,
-                             reduce="reduce_scatter" if stage == 2 else "all_reduce",
-                             backward_prefetch=None, sync_module_states=True,
-                             bucket_bytes=int(bucket_cap_mb * 1024 * 1024))
+        config = _UnitConfig(
+            process_group,
+            shard=True,
+            keep_full=True,
+            reshard_after_forward=False,
+            reduce="reduce_scatter" if stage == 2 else "all_reduce",
+            backward_prefetch=None,
+            sync_module_states=True,
+            bucket_bytes=int(bucket_cap_mb * 1024 * 1024),
+        )
         self._setup(module, config)
 
     def forward(self, *args, **kwargs):

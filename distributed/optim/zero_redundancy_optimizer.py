@@ -60,11 +60,11 @@ class _Bucket:
         self.flat = xp.zeros(self.shard_size * world, dtype=first.dtype)
         self.views = []
         for p, off in zip(params, self.offsets):
-            view = self.flat[off:off + p.numel()].reshape(tuple(p.shape))
+            view = self.flat[off : off + p.numel()].reshape(tuple(p.shape))
             view[...] = _interop.array_of(p)
             _interop.set_array(p, view)  # the parameter now lives in the flat buffer
             self.views.append(view)
-        self.shard = Parameter(_interop.wrap(self.flat[self.lo:self.hi]))
+        self.shard = Parameter(_interop.wrap(self.flat[self.lo : self.hi]))
 
     def shard_grad(self):
         """This rank's slice of the parameters' gradients (None when none has a gradient)."""
@@ -76,7 +76,7 @@ class _Bucket:
             a, b = max(self.lo, off), min(self.hi, off + p.numel())
             if b > a and p.grad is not None:
                 grad = _interop.array_of(p.grad).reshape(-1)
-                out[a - self.lo:b - self.lo] = grad[a - off:b - off]
+                out[a - self.lo : b - self.lo] = grad[a - off : b - off]
         return out
 
 
@@ -96,18 +96,29 @@ class ZeroRedundancyOptimizer(Optimizer):
         **defaults: the local optimizer's arguments (``lr``, ``betas``, ...).
     """
 
-    def __init__(self, params, optimizer_class: type, process_group=None,
-                 parameters_as_bucket_view: bool = False, overlap_with_ddp: bool = False,
-                 **defaults):
+    def __init__(
+        self,
+        params,
+        optimizer_class: type,
+        process_group=None,
+        parameters_as_bucket_view: bool = False,
+        overlap_with_ddp: bool = False,
+        **defaults,
+    ):
         if overlap_with_ddp:
-            raise NotImplementedError("ZeroRedundancyOptimizer: overlap_with_ddp=True is not "
-                                      "supported")
+            raise NotImplementedError(
+                "ZeroRedundancyOptimizer: overlap_with_ddp=True is not supported"
+            )
         if not (isinstance(optimizer_class, type) and issubclass(optimizer_class, Optimizer)):
-            raise TypeError(f"optimizer_class must be an ember.optim.Optimizer subclass, got "
-                            f"{optimizer_class!r}")
+            raise TypeError(
+                f"optimizer_class must be an ember.optim.Optimizer subclass, got "
+                f"{optimizer_class!r}"
+            )
         if not c10d.is_initialized():
-            raise RuntimeError("ZeroRedundancyOptimizer needs a process group: call "
-                               "ember.distributed.init_process_group() first")
+            raise RuntimeError(
+                "ZeroRedundancyOptimizer needs a process group: call "
+                "ember.distributed.init_process_group() first"
+            )
         self.process_group = process_group
         self.world_size = c10d.get_world_size(process_group)
         self.rank = c10d.get_rank(process_group)
@@ -118,8 +129,7 @@ class ZeroRedundancyOptimizer(Optimizer):
         self._consolidated = None
         self.optim = None
         super().__init__(params, defaults)
-        self.optim = optimizer_class(
-            [self._local_group(b) for b in self._buckets], **defaults)
+        self.optim = optimizer_class([self._local_group(b) for b in self._buckets], **defaults)
         self._sync_groups(to_local=False)
 
     # ---- buckets -------------------------------------------------------------------------
@@ -130,13 +140,17 @@ class ZeroRedundancyOptimizer(Optimizer):
         params = self.param_groups[gi]["params"]
         for i, p in enumerate(params):
             if _owned(p):
-                raise RuntimeError(f"ZeroRedundancyOptimizer: parameter {i} of group {gi} "
-                                   f"(shape {tuple(p.shape)}) is already managed by another "
-                                   "ZeroRedundancyOptimizer; shard each parameter once")
+                raise RuntimeError(
+                    f"ZeroRedundancyOptimizer: parameter {i} of group {gi} "
+                    f"(shape {tuple(p.shape)}) is already managed by another "
+                    "ZeroRedundancyOptimizer; shard each parameter once"
+                )
             if getattr(p, "_ember_fsdp_flat", False):
-                raise RuntimeError("ZeroRedundancyOptimizer: the parameters belong to a "
-                                   "FullyShardedDataParallel / ZeroDataParallel model, whose "
-                                   "optimizer state is sharded already; use a plain optimizer")
+                raise RuntimeError(
+                    "ZeroRedundancyOptimizer: the parameters belong to a "
+                    "FullyShardedDataParallel / ZeroDataParallel model, whose "
+                    "optimizer state is sharded already; use a plain optimizer"
+                )
         runs, key = [], None
         for p in params:
             k = (_interop.array_of(p).dtype, str(p.device))
@@ -154,8 +168,11 @@ class ZeroRedundancyOptimizer(Optimizer):
             self._sync_groups(to_local=False)
 
     def _local_group(self, b: _Bucket) -> dict:
-        g = {k: v for k, v in self.param_groups[b.group_index].items()
-             if k not in ("params", "param_names")}
+        g = {
+            k: v
+            for k, v in self.param_groups[b.group_index].items()
+            if k not in ("params", "param_names")
+        }
         g["params"] = [b.shard]
         return g
 
@@ -197,10 +214,15 @@ class ZeroRedundancyOptimizer(Optimizer):
                 b.shard.grad = None
         self._sync_groups(to_local=False)
         if self.world_size > 1:
-            works = [c10d.all_gather_into_tensor(_interop.wrap(b.flat),
-                                                 _interop.wrap(b.flat[b.lo:b.hi]),
-                                                 group=self.process_group, async_op=True)
-                     for b in self._buckets]
+            works = [
+                c10d.all_gather_into_tensor(
+                    _interop.wrap(b.flat),
+                    _interop.wrap(b.flat[b.lo : b.hi]),
+                    group=self.process_group,
+                    async_op=True,
+                )
+                for b in self._buckets
+            ]
             for w in works:
                 w.wait()
         for b in self._buckets:

@@ -8,5 +8,13 @@ from ..device_mesh import DeviceMesh, init_device_mesh
 from ._api import DTensor, distribute_tensor
 from .placement_types import Partial, Placement, Replicate, Shard
 
-__all__ = ["DTensor", "DeviceMesh", "Partial", "Placement", "Replicate", "Shard",
-           "distribute_tensor", "init_device_mesh"]
+__all__ = [
+    "DTensor",
+    "DeviceMesh",
+    "Partial",
+    "Placement",
+    "Replicate",
+    "Shard",
+    "distribute_tensor",
+    "init_device_mesh",
+]

@@ -25,8 +25,13 @@ from .placement_types import Partial, Placement, Replicate, Shard
 
 __all__ = ["DTensor", "distribute_tensor"]
 
-_REDUCE = {"sum": ReduceOp.SUM, "avg": ReduceOp.AVG, "max": ReduceOp.MAX, "min": ReduceOp.MIN,
-           "product": ReduceOp.PRODUCT}
+_REDUCE = {
+    "sum": ReduceOp.SUM,
+    "avg": ReduceOp.AVG,
+    "max": ReduceOp.MAX,
+    "min": ReduceOp.MIN,
+    "product": ReduceOp.PRODUCT,
+}
 
 
 def _chunk_bounds(n: int, k: int) -> list[tuple[int, int]]:
@@ -37,19 +42,23 @@ def _chunk_bounds(n: int, k: int) -> list[tuple[int, int]]:
 
 
 def _normalize(mesh: DeviceMesh, placements, ndim: int, what: str) -> tuple[Placement, ...]:
-    placements = (tuple(Replicate() for _ in range(mesh.ndim)) if placements is None
-                  else tuple(placements))
+    placements = (
+        tuple(Replicate() for _ in range(mesh.ndim)) if placements is None else tuple(placements)
+    )
     if len(placements) != mesh.ndim:
-        raise ValueError(f"{what}: {len(placements)} placements {list(placements)} for a "
-                         f"{mesh.ndim}-d mesh of shape {mesh.shape}; give one per mesh dimension")
+        raise ValueError(
+            f"{what}: {len(placements)} placements {list(placements)} for a "
+            f"{mesh.ndim}-d mesh of shape {mesh.shape}; give one per mesh dimension"
+        )
     out = []
     for p in placements:
         if not isinstance(p, Placement):
             raise TypeError(f"{what}: placements must be Shard/Replicate/Partial, got {p!r}")
         if isinstance(p, Shard):
             if not -ndim <= p.dim < ndim:
-                raise IndexError(f"{what}: Shard(dim={p.dim}) is out of range for a "
-                                 f"{ndim}-d tensor")
+                raise IndexError(
+                    f"{what}: Shard(dim={p.dim}) is out of range for a {ndim}-d tensor"
+                )
             p = Shard(p.dim % ndim)
         out.append(p)
     return tuple(out)
@@ -82,8 +91,13 @@ class DTensor:
     each rank's piece).
     """
 
-    def __init__(self, local_tensor, device_mesh: DeviceMesh, placements: tuple[Placement, ...],
-                 shape: tuple[int, ...]) -> None:
+    def __init__(
+        self,
+        local_tensor,
+        device_mesh: DeviceMesh,
+        placements: tuple[Placement, ...],
+        shape: tuple[int, ...],
+    ) -> None:
         self._local_tensor = local_tensor
         self.device_mesh = device_mesh
         self.placements = tuple(placements)
@@ -115,15 +129,22 @@ class DTensor:
         return self._local_tensor.device
 
     def __repr__(self) -> str:
-        return (f"DTensor(local_tensor={self._local_tensor!r}, device_mesh={self.device_mesh!r}, "
-                f"placements={self.placements})")
+        return (
+            f"DTensor(local_tensor={self._local_tensor!r}, device_mesh={self.device_mesh!r}, "
+            f"placements={self.placements})"
+        )
 
     # ---- construction ------------------------------------------------------------------------
     @staticmethod
-    def from_local(local_tensor, device_mesh: DeviceMesh | None = None,
-                   placements: Sequence[Placement] | None = None, *, run_check: bool = False,
-                   shape: Sequence[int] | None = None,
-                   stride: tuple[int, ...] | None = None) -> DTensor:
+    def from_local(
+        local_tensor,
+        device_mesh: DeviceMesh | None = None,
+        placements: Sequence[Placement] | None = None,
+        *,
+        run_check: bool = False,
+        shape: Sequence[int] | None = None,
+        stride: tuple[int, ...] | None = None,
+    ) -> DTensor:
         """Wrap each rank's ``local_tensor`` as its piece of a global tensor. Without
         ``shape``, ``Shard`` pieces are assumed even (global = local x mesh size); with
         ``run_check=True`` replicated pieces are made equal by a broadcast from the first rank
@@ -139,10 +160,12 @@ class DTensor:
             shape = tuple(int(s) for s in shape)
             _, expect = _local_pieces(shape, mesh, places, mesh.get_coordinate())
             if tuple(local_tensor.shape) != expect:
-                raise ValueError(f"DTensor.from_local: local tensor of shape "
-                                 f"{tuple(local_tensor.shape)} is not this rank's piece of a "
-                                 f"global {tuple(shape)} tensor with placements {places} "
-                                 f"(expected {expect})")
+                raise ValueError(
+                    f"DTensor.from_local: local tensor of shape "
+                    f"{tuple(local_tensor.shape)} is not this rank's piece of a "
+                    f"global {tuple(shape)} tensor with placements {places} "
+                    f"(expected {expect})"
+                )
         if run_check:
             local_tensor = local_tensor.contiguous().clone()
             for i, p in enumerate(places):
@@ -158,24 +181,28 @@ class DTensor:
 
     def full_tensor(self):
         """The whole global tensor on every rank (gathers / reduces as needed)."""
-        return self.redistribute(self.device_mesh, [Replicate()] * self.device_mesh.ndim
-                                 ).to_local()
+        return self.redistribute(self.device_mesh, [Replicate()] * self.device_mesh.ndim).to_local()
 
-    def redistribute(self, device_mesh: DeviceMesh | None = None,
-                     placements: Sequence[Placement] | None = None, *,
-                     async_op: bool = False) -> DTensor:
+    def redistribute(
+        self,
+        device_mesh: DeviceMesh | None = None,
+        placements: Sequence[Placement] | None = None,
+        *,
+        async_op: bool = False,
+    ) -> DTensor:
         """The same global tensor with new ``placements`` on the same mesh."""
         mesh = device_mesh or self.device_mesh
         if mesh is not self.device_mesh and mesh != self.device_mesh:
-            raise NotImplementedError("redistribute: moving a DTensor to a different "
-                                      f"DeviceMesh ({mesh!r}) is not supported")
+            raise NotImplementedError(
+                "redistribute: moving a DTensor to a different "
+                f"DeviceMesh ({mesh!r}) is not supported"
+            )
         if placements is None:
             raise RuntimeError("redistribute: placements must be given")
         target = _normalize(mesh, placements, self.ndim, "DTensor.redistribute")
         if target == self.placements:
             return self
-        local = _Redistribute.apply(self._local_tensor, mesh, self.placements, target,
-                                    self._shape)
+        local = _Redistribute.apply(self._local_tensor, mesh, self.placements, target, self._shape)
         return DTensor(local, mesh, target, self._shape)
 
 
@@ -203,8 +230,10 @@ class _Redistribute(Function):
     @staticmethod
     def backward(ctx, grad):
         if any(isinstance(p, Partial) for p in ctx.dst):
-            raise NotImplementedError("backward through a redistribution to Partial is not "
-                                      f"supported yet ({ctx.src} -> {ctx.dst})")
+            raise NotImplementedError(
+                "backward through a redistribution to Partial is not "
+                f"supported yet ({ctx.src} -> {ctx.dst})"
+            )
         src = tuple(Replicate() if isinstance(p, Partial) else p for p in ctx.src)
         import ember
 
@@ -275,9 +304,13 @@ def _from_replicate(full, mesh: DeviceMesh, placements, shape) -> DTensor:
     return DTensor(t, mesh, placements, shape)
 
 
-def distribute_tensor(tensor, device_mesh: DeviceMesh | None = None,
-                      placements: Sequence[Placement] | None = None, *,
-                      src_data_rank: int | None = 0) -> DTensor:
+def distribute_tensor(
+    tensor,
+    device_mesh: DeviceMesh | None = None,
+    placements: Sequence[Placement] | None = None,
+    *,
+    src_data_rank: int | None = 0,
+) -> DTensor:
     """Split ``tensor`` over ``device_mesh`` by ``placements`` (all ``Replicate()`` by
     default). Every rank passes a tensor of the global shape; with ``src_data_rank=0`` (the
     default) the data of each mesh dimension's first rank is used, as in PyTorch; with
@@ -285,8 +318,9 @@ def distribute_tensor(tensor, device_mesh: DeviceMesh | None = None,
     mesh = _require_mesh(device_mesh, "distribute_tensor", tensor)
     places = _normalize(mesh, placements, tensor.dim(), "distribute_tensor")
     if any(isinstance(p, Partial) for p in places):
-        raise ValueError("distribute_tensor: Partial placements are not supported; "
-                         "use DTensor.from_local")
+        raise ValueError(
+            "distribute_tensor: Partial placements are not supported; use DTensor.from_local"
+        )
     full = tensor.detach().contiguous().clone()
     if src_data_rank is not None:
         if src_data_rank != 0:

@@ -8,7 +8,23 @@ from .result import Result
 from .session import TrainContext, get_checkpoint, get_context, report
 from .trainer import Trainer, TrainingFailedError
 
-__all__ = ["Trainer", "TrainingFailedError", "ScalingConfig", "RunConfig", "FailureConfig",
-           "CheckpointConfig", "Checkpoint", "Result", "TrainContext", "report",
-           "get_checkpoint", "get_context", "prepare_model", "prepare_data_loader", "get_device",
-           "DataConfig", "DataIterator", "get_dataset_shard"]
+__all__ = [
+    "Trainer",
+    "TrainingFailedError",
+    "ScalingConfig",
+    "RunConfig",
+    "FailureConfig",
+    "CheckpointConfig",
+    "Checkpoint",
+    "Result",
+    "TrainContext",
+    "report",
+    "get_checkpoint",
+    "get_context",
+    "prepare_model",
+    "prepare_data_loader",
+    "get_device",
+    "DataConfig",
+    "DataIterator",
+    "get_dataset_shard",
+]

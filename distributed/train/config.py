@@ -27,16 +27,21 @@ class ScalingConfig:
 
     def __post_init__(self):
         if not isinstance(self.num_workers, int) or self.num_workers < 1:
-            raise ValueError(f"ScalingConfig.num_workers must be a positive int, got "
-                             f"{self.num_workers!r}")
+            raise ValueError(
+                f"ScalingConfig.num_workers must be a positive int, got {self.num_workers!r}"
+            )
         strategies = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
         if self.placement_strategy not in strategies:
-            raise ValueError(f"ScalingConfig.placement_strategy must be one of {strategies}, "
-                             f"got {self.placement_strategy!r}")
+            raise ValueError(
+                f"ScalingConfig.placement_strategy must be one of {strategies}, "
+                f"got {self.placement_strategy!r}"
+            )
         for k, v in (self.resources_per_worker or {}).items():
             if not isinstance(v, (int, float)) or v < 0:
-                raise ValueError(f"ScalingConfig.resources_per_worker[{k!r}] must be a "
-                                 f"non-negative number, got {v!r}")
+                raise ValueError(
+                    f"ScalingConfig.resources_per_worker[{k!r}] must be a "
+                    f"non-negative number, got {v!r}"
+                )
 
     def bundle(self) -> dict:
         """The Ray resource bundle of one worker."""
@@ -58,10 +63,15 @@ class FailureConfig:
     max_failures: int = 0
 
     def __post_init__(self):
-        if isinstance(self.max_failures, bool) or not isinstance(self.max_failures, int) \
-                or self.max_failures < -1:
-            raise ValueError("FailureConfig.max_failures must be an int >= -1 (-1: retry "
-                             f"forever), got {self.max_failures!r}")
+        if (
+            isinstance(self.max_failures, bool)
+            or not isinstance(self.max_failures, int)
+            or self.max_failures < -1
+        ):
+            raise ValueError(
+                "FailureConfig.max_failures must be an int >= -1 (-1: retry "
+                f"forever), got {self.max_failures!r}"
+            )
 
 
 @dataclass
@@ -75,11 +85,14 @@ class CheckpointConfig:
 
     def __post_init__(self):
         if self.num_to_keep is not None and self.num_to_keep < 1:
-            raise ValueError(f"CheckpointConfig.num_to_keep must be >= 1 or None, got "
-                             f"{self.num_to_keep}")
+            raise ValueError(
+                f"CheckpointConfig.num_to_keep must be >= 1 or None, got {self.num_to_keep}"
+            )
         if self.checkpoint_score_order not in ("max", "min"):
-            raise ValueError("CheckpointConfig.checkpoint_score_order must be 'max' or 'min', "
-                             f"got {self.checkpoint_score_order!r}")
+            raise ValueError(
+                "CheckpointConfig.checkpoint_score_order must be 'max' or 'min', "
+                f"got {self.checkpoint_score_order!r}"
+            )
 
 
 @dataclass

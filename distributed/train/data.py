@@ -37,13 +37,20 @@ class DataConfig:
             interleave with the training output of every worker).
     """
 
-    def __init__(self, datasets_to_split: str | list[str] = "all", execution_options=None,
-                 enable_progress_bars: bool = False) -> None:
+    def __init__(
+        self,
+        datasets_to_split: str | list[str] = "all",
+        execution_options=None,
+        enable_progress_bars: bool = False,
+    ) -> None:
         if datasets_to_split != "all" and not (
-                isinstance(datasets_to_split, (list, tuple))
-                and all(isinstance(n, str) for n in datasets_to_split)):
-            raise TypeError("DataConfig: datasets_to_split must be 'all' or a list of dataset "
-                            f"names, got {datasets_to_split!r}")
+            isinstance(datasets_to_split, (list, tuple))
+            and all(isinstance(n, str) for n in datasets_to_split)
+        ):
+            raise TypeError(
+                "DataConfig: datasets_to_split must be 'all' or a list of dataset "
+                f"names, got {datasets_to_split!r}"
+            )
         self.datasets_to_split = datasets_to_split
         self.execution_options = execution_options
         self.enable_progress_bars = enable_progress_bars
@@ -53,8 +60,10 @@ class DataConfig:
         split = set(datasets) if self.datasets_to_split == "all" else set(self.datasets_to_split)
         unknown = sorted(split - set(datasets))
         if unknown:
-            raise ValueError(f"DataConfig: datasets_to_split names {unknown}, but the Trainer "
-                             f"was given datasets {sorted(datasets)}")
+            raise ValueError(
+                f"DataConfig: datasets_to_split names {unknown}, but the Trainer "
+                f"was given datasets {sorted(datasets)}"
+            )
         per_rank: list[dict[str, Any]] = [{} for _ in range(world_size)]
         for name, ds in datasets.items():
             ctx = ds.context
@@ -76,16 +85,20 @@ def check_datasets(datasets: dict | None) -> dict:
     if datasets is None:
         return {}
     if not isinstance(datasets, dict):
-        raise TypeError(f"Trainer: datasets must be a dict of name -> ray.data.Dataset, got "
-                        f"{type(datasets).__name__}")
+        raise TypeError(
+            f"Trainer: datasets must be a dict of name -> ray.data.Dataset, got "
+            f"{type(datasets).__name__}"
+        )
     try:
         from ray.data import Dataset
     except ImportError as e:
         raise ImportError("Trainer(datasets=...) needs Ray Data: pip install 'ray[data]'") from e
     for name, ds in datasets.items():
         if not isinstance(name, str) or not isinstance(ds, Dataset):
-            raise TypeError(f"Trainer: datasets[{name!r}] must be a ray.data.Dataset under a "
-                            f"str name, got {type(ds).__name__}")
+            raise TypeError(
+                f"Trainer: datasets[{name!r}] must be a ray.data.Dataset under a "
+                f"str name, got {type(ds).__name__}"
+            )
     return dict(datasets)
 
 
@@ -94,15 +107,19 @@ def get_dataset_shard(dataset_name: str | None = None) -> DataIterator:
     omitted when the Trainer was given exactly one dataset)."""
     shards = getattr(session._current(), "datasets", None) or {}
     if not shards:
-        raise KeyError("get_dataset_shard(): the Trainer was given no datasets "
-                       "(pass Trainer(..., datasets={'train': ds}))")
+        raise KeyError(
+            "get_dataset_shard(): the Trainer was given no datasets "
+            "(pass Trainer(..., datasets={'train': ds}))"
+        )
     if dataset_name is None:
         if len(shards) != 1:
             raise KeyError(f"get_dataset_shard(): name one of the datasets {sorted(shards)}")
         dataset_name = next(iter(shards))
     if dataset_name not in shards:
-        raise KeyError(f"get_dataset_shard({dataset_name!r}): the Trainer was given the "
-                       f"datasets {sorted(shards)}")
+        raise KeyError(
+            f"get_dataset_shard({dataset_name!r}): the Trainer was given the "
+            f"datasets {sorted(shards)}"
+        )
     return shards[dataset_name]
 
 
@@ -129,10 +146,15 @@ class DataIterator:
         return self._it.iter_rows(**kwargs)
 
     def iter_ember_batches(
-        self, *, prefetch_batches: int = 1, batch_size: int | None = 256,
-        dtypes: Any = None, device: Any = None,
+        self,
+        *,
+        prefetch_batches: int = 1,
+        batch_size: int | None = 256,
+        dtypes: Any = None,
+        device: Any = None,
         collate_fn: Callable[[dict[str, np.ndarray]], Any] | None = None,
-        drop_last: bool = False, local_shuffle_buffer_size: int | None = None,
+        drop_last: bool = False,
+        local_shuffle_buffer_size: int | None = None,
         local_shuffle_seed: int | None = None,
     ) -> Iterator:
         """Batches as ``{column: ember.Tensor}`` on this worker's device (Ray's
@@ -154,17 +176,23 @@ class DataIterator:
 
             device = get_device()
         batches = self._it.iter_batches(
-            prefetch_batches=prefetch_batches, batch_size=batch_size, batch_format="numpy",
-            drop_last=drop_last, local_shuffle_buffer_size=local_shuffle_buffer_size,
-            local_shuffle_seed=local_shuffle_seed)
+            prefetch_batches=prefetch_batches,
+            batch_size=batch_size,
+            batch_format="numpy",
+            drop_last=drop_last,
+            local_shuffle_buffer_size=local_shuffle_buffer_size,
+            local_shuffle_seed=local_shuffle_seed,
+        )
         for batch in batches:
             if collate_fn is not None:
                 yield collate_fn(batch)
                 continue
             if not isinstance(batch, dict):  # a single-column dataset may come as an array
                 batch = {"data": batch}
-            yield {k: _as_tensor(v, dtypes.get(k) if isinstance(dtypes, dict) else dtypes,
-                                 device) for k, v in batch.items()}
+            yield {
+                k: _as_tensor(v, dtypes.get(k) if isinstance(dtypes, dict) else dtypes, device)
+                for k, v in batch.items()
+            }
 
     def stats(self) -> str:
         return self._it.stats()

@@ -23,8 +23,13 @@ from dataclasses import dataclass
 
 from .config import FailureConfig
 
-__all__ = ["FailureDecision", "TrainingFailure", "FailurePolicy", "DefaultFailurePolicy",
-           "create_failure_policy"]
+__all__ = [
+    "FailureDecision",
+    "TrainingFailure",
+    "FailurePolicy",
+    "DefaultFailurePolicy",
+    "create_failure_policy",
+]
 
 
 class FailureDecision(enum.Enum):
@@ -50,8 +55,10 @@ class FailurePolicy(abc.ABC):
 
     def __init__(self, failure_config: FailureConfig) -> None:
         if not isinstance(failure_config, FailureConfig):
-            raise TypeError(f"{type(self).__name__}: expected a FailureConfig, got "
-                            f"{type(failure_config).__name__}")
+            raise TypeError(
+                f"{type(self).__name__}: expected a FailureConfig, got "
+                f"{type(failure_config).__name__}"
+            )
         self.failure_config = failure_config
 
     @abc.abstractmethod
@@ -66,8 +73,10 @@ class DefaultFailurePolicy(FailurePolicy):
         super().__init__(failure_config)
         limit = failure_config.max_failures
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < -1:
-            raise ValueError(f"FailureConfig.max_failures must be an int >= -1 (-1: retry "
-                             f"forever), got {limit!r}")
+            raise ValueError(
+                f"FailureConfig.max_failures must be an int >= -1 (-1: retry "
+                f"forever), got {limit!r}"
+            )
         self.failures = 0
 
     @property
@@ -77,11 +86,11 @@ class DefaultFailurePolicy(FailurePolicy):
 
     def make_decision(self, failure: TrainingFailure) -> FailureDecision:
         if not isinstance(failure, TrainingFailure):
-            raise TypeError(f"make_decision: expected a TrainingFailure, got "
-                            f"{type(failure).__name__}")
+            raise TypeError(
+                f"make_decision: expected a TrainingFailure, got {type(failure).__name__}"
+            )
         self.failures += 1
-        return (FailureDecision.RETRY if self.failures <= self.retry_limit
-                else FailureDecision.RAISE)
+        return FailureDecision.RETRY if self.failures <= self.retry_limit else FailureDecision.RAISE
 
     def describe(self) -> str:
         """``"2/3"``: failures so far / allowed (``inf`` for -1), for the driver's log."""

@@ -37,8 +37,9 @@ class LiveTable:
 
     HEADER = ("rank", "host", "state", "step", "loss", "step time", "last report")
 
-    def __init__(self, hosts: list[str], stream: TextIO | None = None,
-                 refresh: float = 0.5) -> None:
+    def __init__(
+        self, hosts: list[str], stream: TextIO | None = None, refresh: float = 0.5
+    ) -> None:
         self.ranks = [_Rank(h) for h in hosts]
         self.stream = stream or sys.stderr
         self.refresh = refresh
@@ -86,16 +87,23 @@ class LiveTable:
         now = time.monotonic() if now is None else now
         out = []
         for i, r in enumerate(self.ranks):
-            out.append((str(i), r.host, r.state, str(r.step),
-                        "-" if r.loss is None else f"{r.loss:.4g}",
-                        _age(r.step_time), _age(None if r.last is None else now - r.last)))
+            out.append(
+                (
+                    str(i),
+                    r.host,
+                    r.state,
+                    str(r.step),
+                    "-" if r.loss is None else f"{r.loss:.4g}",
+                    _age(r.step_time),
+                    _age(None if r.last is None else now - r.last),
+                )
+            )
         return out
 
     def render(self, now: float | None = None) -> list[str]:
         table = [self.HEADER, *self.rows(now)]
         widths = [max(len(row[c]) for row in table) for c in range(len(self.HEADER))]
-        return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip()
-                for row in table]
+        return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in table]
 
     def draw(self, force: bool = False) -> None:
         now = time.monotonic()

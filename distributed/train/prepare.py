@@ -31,8 +31,12 @@ def get_device():
     return _device()
 
 
-def prepare_model(model, move_to_device: bool = True, parallel_strategy: str | None = None,
-                  parallel_strategy_kwargs: dict | None = None):
+def prepare_model(
+    model,
+    move_to_device: bool = True,
+    parallel_strategy: str | None = None,
+    parallel_strategy_kwargs: dict | None = None,
+):
     """Move ``model`` to this worker's device and wrap it for data parallelism.
 
     The strategy defaults to the Trainer's (``"ddp"``); with one worker the model is returned
@@ -55,8 +59,7 @@ def prepare_model(model, move_to_device: bool = True, parallel_strategy: str | N
     if strategy in ("zero1", "zero2"):  # build the optimizer over the returned model
         from ..optim import ZeroDataParallel
 
-        return ZeroDataParallel(model, stage=int(strategy[-1]),
-                                **(parallel_strategy_kwargs or {}))
+        return ZeroDataParallel(model, stage=int(strategy[-1]), **(parallel_strategy_kwargs or {}))
     if strategy == "fsdp":
         from ..fsdp import FullyShardedDataParallel
 
@@ -104,8 +107,10 @@ class _PreparedDataLoader(DataLoader):
     def __iter__(self):
         sampler = self.sampler
         if hasattr(sampler, "set_epoch") and not self._user_sets_epoch:
-            if getattr(sampler, "user_set_epoch", False) or getattr(
-                    sampler, "epoch", self._epoch_given) != self._epoch_given:
+            if (
+                getattr(sampler, "user_set_epoch", False)
+                or getattr(sampler, "epoch", self._epoch_given) != self._epoch_given
+            ):
                 self._user_sets_epoch = True  # the user's set_epoch wins from now on
             else:
                 # a new shuffle each pass, the same on resume
@@ -130,8 +135,9 @@ def _to_device(batch, device):
     return batch
 
 
-def prepare_data_loader(data_loader: DataLoader, add_dist_sampler: bool = True,
-                        move_to_device: bool = True) -> DataLoader:
+def prepare_data_loader(
+    data_loader: DataLoader, add_dist_sampler: bool = True, move_to_device: bool = True
+) -> DataLoader:
     """Rebuild ``data_loader`` so each rank sees its own shard (a DistributedSampler that
     shuffles when the original did) and batches land on the worker's device."""
     from .. import distributed_c10d as pg
@@ -141,18 +147,29 @@ def prepare_data_loader(data_loader: DataLoader, add_dist_sampler: bool = True,
     sampler = data_loader.sampler
     if add_dist_sampler and world > 1 and not isinstance(sampler, DistributedSampler):
         if data_loader.batch_sampler is not None and data_loader.batch_size is None:
-            raise ValueError("prepare_data_loader cannot shard a loader built with a custom "
-                             "batch_sampler; shard the dataset yourself or pass "
-                             "add_dist_sampler=False")
-        sampler = _DistributedSampler(data_loader.dataset, num_replicas=world, rank=rank,
-                                      shuffle=isinstance(data_loader.sampler, RandomSampler))
-    kwargs = dict(batch_size=data_loader.batch_size, num_workers=data_loader.num_workers,
-                  collate_fn=data_loader.collate_fn, pin_memory=data_loader.pin_memory,
-                  drop_last=data_loader.drop_last, timeout=data_loader.timeout,
-                  worker_init_fn=data_loader.worker_init_fn,
-                  generator=data_loader.generator,
-                  persistent_workers=data_loader.persistent_workers,
-                  prefetch_factor=data_loader.prefetch_factor)
+            raise ValueError(
+                "prepare_data_loader cannot shard a loader built with a custom "
+                "batch_sampler; shard the dataset yourself or pass "
+                "add_dist_sampler=False"
+            )
+        sampler = _DistributedSampler(
+            data_loader.dataset,
+            num_replicas=world,
+            rank=rank,
+            shuffle=isinstance(data_loader.sampler, RandomSampler),
+        )
+    kwargs = dict(
+        batch_size=data_loader.batch_size,
+        num_workers=data_loader.num_workers,
+        collate_fn=data_loader.collate_fn,
+        pin_memory=data_loader.pin_memory,
+        drop_last=data_loader.drop_last,
+        timeout=data_loader.timeout,
+        worker_init_fn=data_loader.worker_init_fn,
+        generator=data_loader.generator,
+        persistent_workers=data_loader.persistent_workers,
+        prefetch_factor=data_loader.prefetch_factor,
+    )
     device = _device() if move_to_device else None
     if data_loader._dataset_kind_iterable:
         # an IterableDataset shards itself (by rank, and by get_worker_info() in workers)
@@ -160,6 +177,7 @@ def prepare_data_loader(data_loader: DataLoader, add_dist_sampler: bool = True,
     if data_loader.batch_size is None:  # a custom batch_sampler, kept as it is
         for k in ("batch_size", "drop_last"):
             kwargs.pop(k)
-        return _PreparedDataLoader(data_loader.dataset, batch_sampler=data_loader.batch_sampler,
-                                   device=device, **kwargs)
+        return _PreparedDataLoader(
+            data_loader.dataset, batch_sampler=data_loader.batch_sampler, device=device, **kwargs
+        )
     return _PreparedDataLoader(data_loader.dataset, sampler=sampler, device=device, **kwargs)

@@ -73,8 +73,9 @@ class SocketInbox:
         self._closed = False
         self._conns: set[socket.socket] = set()
         host = _auth.normalize_host(host)
-        sock = socket.create_server((host, 0), family=socket.AF_INET6 if ":" in host
-                                    else socket.AF_INET)
+        sock = socket.create_server(
+            (host, 0), family=socket.AF_INET6 if ":" in host else socket.AF_INET
+        )
         self.address = sock.getsockname()[:2]
         self._listener = _transport.Listener(sock, token, self._serve_async, "report inbox")
 
@@ -87,8 +88,9 @@ class SocketInbox:
                 conn.close()
                 return
             self._conns.add(conn)
-        threading.Thread(target=self._serve, args=(conn,), daemon=True,
-                         name=f"ember-reports-{rank}").start()
+        threading.Thread(
+            target=self._serve, args=(conn,), daemon=True, name=f"ember-reports-{rank}"
+        ).start()
 
     def _serve(self, conn: socket.socket) -> None:
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -160,8 +162,10 @@ class ReportClient:
                 self._sock = None
                 # a follow-on error (the driver ends the run when another rank fails): the
                 # Trainer reports the root cause before it
-                raise DistributedError(f"report(): the Trainer's driver at {self._where()} did "
-                                       "not take the report (it ended the run, or it is gone)")
+                raise DistributedError(
+                    f"report(): the Trainer's driver at {self._where()} did "
+                    "not take the report (it ended the run, or it is gone)"
+                )
 
     def _where(self) -> str:
         return _auth.join_host_port(*self.address)
@@ -169,18 +173,20 @@ class ReportClient:
     def _connect(self) -> socket.socket:
         host = self.address[0]
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = _transport.connect_with_retry(family, self.address,
-                                             time.monotonic() + 30.0,
-                                             "the Trainer's report inbox")
+        sock = _transport.connect_with_retry(
+            family, self.address, time.monotonic() + 30.0, "the Trainer's report inbox"
+        )
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         rank = int(os.environ.get("RANK", "-1"))
         try:
             _transport.client_handshake(sock, _auth.job_token(), rank, -1, timeout=30.0)
         except Exception as e:
             sock.close()
-            raise RuntimeError(f"report(): the Trainer's driver at {self._where()} refused "
-                               f"this worker (rank {rank}): the job tokens differ "
-                               f"({_auth.TOKEN_ENV}) or the handshake failed: {e}") from None
+            raise RuntimeError(
+                f"report(): the Trainer's driver at {self._where()} refused "
+                f"this worker (rank {rank}): the job tokens differ "
+                f"({_auth.TOKEN_ENV}) or the handshake failed: {e}"
+            ) from None
         return sock
 
 

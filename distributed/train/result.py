@@ -45,13 +45,18 @@ class Result:
         if os.path.exists(mfile):
             with open(mfile) as f:
                 history = [json.loads(line) for line in f if line.strip()]
-        ckpts = [(Checkpoint(os.path.join(path, c["dir"])), c["metrics"])
-                 for c in state["checkpoints"]]
+        ckpts = [
+            (Checkpoint(os.path.join(path, c["dir"])), c["metrics"]) for c in state["checkpoints"]
+        ]
         latest = state.get("latest")
-        return cls(metrics=history[-1] if history else None,
-                   checkpoint=Checkpoint(os.path.join(path, latest)) if latest else None,
-                   path=path, metrics_history=history, best_checkpoints=ckpts,
-                   error=None)
+        return cls(
+            metrics=history[-1] if history else None,
+            checkpoint=Checkpoint(os.path.join(path, latest)) if latest else None,
+            path=path,
+            metrics_history=history,
+            best_checkpoints=ckpts,
+            error=None,
+        )
 
 
 class CheckpointManager:
@@ -109,12 +114,17 @@ class CheckpointManager:
         self.kept = [k for k in self.kept if k in keep]
 
     def best(self) -> list:
-        return [(Checkpoint(os.path.join(self.run_dir, d)), m)
-                for d, m, _ in sorted(self.kept, key=self._score, reverse=True)]
+        return [
+            (Checkpoint(os.path.join(self.run_dir, d)), m)
+            for d, m, _ in sorted(self.kept, key=self._score, reverse=True)
+        ]
 
     def _save_state(self) -> None:
-        state = {"checkpoints": [{"dir": d, "metrics": m, "index": i} for d, m, i in self.kept],
-                 "latest": self.latest, "count": self.count}
+        state = {
+            "checkpoints": [{"dir": d, "metrics": m, "index": i} for d, m, i in self.kept],
+            "latest": self.latest,
+            "count": self.count,
+        }
         tmp = os.path.join(self.run_dir, _STATE + ".tmp")
         with open(tmp, "w") as f:
             json.dump(state, f, default=_jsonable)

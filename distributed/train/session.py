@@ -13,8 +13,9 @@ from .checkpoint import Checkpoint, unpack_into
 class TrainContext:
     """This worker's place in the job."""
 
-    def __init__(self, rank, local_rank, world_size, local_world_size, node_rank, trial_dir,
-                 experiment_name):
+    def __init__(
+        self, rank, local_rank, world_size, local_world_size, node_rank, trial_dir, experiment_name
+    ):
         self._rank, self._local_rank, self._world_size = rank, local_rank, world_size
         self._local_world_size, self._node_rank = local_world_size, node_rank
         self._trial_dir, self._name = trial_dir, experiment_name

@@ -36,8 +36,9 @@ class _WorkerFailure(Exception):
         self.rank, self.node, self.pid, self.detail = rank, node, pid, detail
 
 
-def _worker_main(fn, config, inbox, ckpt_ref, backend, strategy, trial_dir, name, timeout,
-                 datasets=None):
+def _worker_main(
+    fn, config, inbox, ckpt_ref, backend, strategy, trial_dir, name, timeout, datasets=None
+):
     """Runs inside each worker actor: session, process group, then the user's function."""
     import ray
 
@@ -46,9 +47,15 @@ def _worker_main(fn, config, inbox, ckpt_ref, backend, strategy, trial_dir, name
     from . import session
 
     env = os.environ
-    ctx = session.TrainContext(int(env["RANK"]), int(env["LOCAL_RANK"]), int(env["WORLD_SIZE"]),
-                               int(env["LOCAL_WORLD_SIZE"]), int(env["NODE_RANK"]), trial_dir,
-                               name)
+    ctx = session.TrainContext(
+        int(env["RANK"]),
+        int(env["LOCAL_RANK"]),
+        int(env["WORLD_SIZE"]),
+        int(env["LOCAL_WORLD_SIZE"]),
+        int(env["NODE_RANK"]),
+        trial_dir,
+        name,
+    )
     blob = ray.get(ckpt_ref[0]) if ckpt_ref else None
     sess = session._Session(ctx, inbox, blob, 0)
     sess.strategy = strategy
@@ -60,8 +67,9 @@ def _worker_main(fn, config, inbox, ckpt_ref, backend, strategy, trial_dir, name
 
     use_worker_device()  # the worker's GPU is CuPy's current device, as in Ray Train
     if backend is not None:
-        dist.init_process_group(backend=backend, init_method="env://",
-                                timeout=timedelta(seconds=timeout))
+        dist.init_process_group(
+            backend=backend, init_method="env://", timeout=timedelta(seconds=timeout)
+        )
     try:
         if len(inspect.signature(fn).parameters) == 0:
             return fn()
@@ -103,12 +111,20 @@ class Trainer:
         result = Trainer(train, scaling_config=ScalingConfig(num_workers=2)).fit()
     """
 
-    def __init__(self, train_loop_per_worker, train_loop_config: dict | None = None,
-                 scaling_config: ScalingConfig | None = None, run_config: RunConfig | None = None,
-                 strategy: str = "ddp", backend: str = "auto",
-                 resume_from_checkpoint: Checkpoint | None = None, ray_address: str | None = None,
-                 collective_timeout: float = 300.0, datasets: dict | None = None,
-                 dataset_config: DataConfig | None = None):
+    def __init__(
+        self,
+        train_loop_per_worker,
+        train_loop_config: dict | None = None,
+        scaling_config: ScalingConfig | None = None,
+        run_config: RunConfig | None = None,
+        strategy: str = "ddp",
+        backend: str = "auto",
+        resume_from_checkpoint: Checkpoint | None = None,
+        ray_address: str | None = None,
+        collective_timeout: float = 300.0,
+        datasets: dict | None = None,
+        dataset_config: DataConfig | None = None,
+    ):
         if not callable(train_loop_per_worker):
             raise TypeError("train_loop_per_worker must be callable")
         self.fn = train_loop_per_worker
@@ -125,13 +141,16 @@ class Trainer:
         self.dataset_config = dataset_config or DataConfig()
 
     @classmethod
-    def restore(cls, path: str, train_loop_per_worker, train_loop_config: dict | None = None,
-                **kwargs) -> Trainer:
+    def restore(
+        cls, path: str, train_loop_per_worker, train_loop_config: dict | None = None, **kwargs
+    ) -> Trainer:
         """Continue an interrupted run from its directory: ``fit()`` starts from the run's
         latest checkpoint and appends to its metrics history."""
         if not os.path.exists(os.path.join(path, "ember_run_state.json")):
-            raise FileNotFoundError(f"Trainer.restore: {path!r} is not an ember run directory "
-                                    "(no ember_run_state.json; was a checkpoint ever reported?)")
+            raise FileNotFoundError(
+                f"Trainer.restore: {path!r} is not an ember run directory "
+                "(no ember_run_state.json; was a checkpoint ever reported?)"
+            )
         trainer = cls(train_loop_per_worker, train_loop_config, **kwargs)
         trainer._restore_dir = os.path.abspath(path)
         return trainer
@@ -150,16 +169,20 @@ class Trainer:
             name = self.run_config.name or f"ember_train_{time.strftime('%Y-%m-%d_%H-%M-%S')}"
             run_dir = _fresh_dir(self.run_config.run_dir(name))
         manager = CheckpointManager(run_dir, self.run_config.checkpoint_config)
-        self._history: list[dict] = (Result.from_path(run_dir).metrics_history
-                                     if self._restore_dir is not None else [])
+        self._history: list[dict] = (
+            Result.from_path(run_dir).metrics_history if self._restore_dir is not None else []
+        )
         self._writer = self._tensorboard(run_dir)
         from ember.utils.progress import progress
 
         # On a terminal: a live table of the ranks (live.py); elsewhere one line per report.
         self._want_live = bool(self.run_config.verbose) and LiveTable.wanted()
         self._live: LiveTable | None = None
-        self._bar = progress(desc=name, unit="report", disable=None) \
-            if self.run_config.verbose and not self._want_live else None
+        self._bar = (
+            progress(desc=name, unit="report", disable=None)
+            if self.run_config.verbose and not self._want_live
+            else None
+        )
         policy = create_failure_policy(self.run_config.failure_config)
         start_ckpt = manager.latest_checkpoint() or self.resume_from
         try:
@@ -177,8 +200,10 @@ class Trainer:
                             f"{f.detail}"
                         ) from None
                     start_ckpt = manager.latest_checkpoint() or self.resume_from
-                    self._log(f"worker rank {f.rank} failed ({policy.describe()}); "
-                              f"restarting the group from {start_ckpt or 'scratch'}")
+                    self._log(
+                        f"worker rank {f.rank} failed ({policy.describe()}); "
+                        f"restarting the group from {start_ckpt or 'scratch'}"
+                    )
         finally:
             if self._writer is not None:
                 self._writer.close()
@@ -186,26 +211,44 @@ class Trainer:
                 self._bar.close()
             if self._live is not None:
                 self._live.close()
-        return Result(metrics=self._history[-1] if self._history else None,
-                      checkpoint=manager.latest_checkpoint(), path=run_dir,
-                      metrics_history=list(self._history), best_checkpoints=manager.best())
+        return Result(
+            metrics=self._history[-1] if self._history else None,
+            checkpoint=manager.latest_checkpoint(),
+            path=run_dir,
+            metrics_history=list(self._history),
+            best_checkpoints=manager.best(),
+        )
 
     def _run_attempt(self, ray, run_dir, name, manager, start_ckpt) -> None:
         from ..worker_group import WorkerGroup
         from .reports import open_inbox
 
-        group = WorkerGroup(self.scaling.num_workers, self.scaling.bundle(),
-                            self.scaling.placement_strategy)
+        group = WorkerGroup(
+            self.scaling.num_workers, self.scaling.bundle(), self.scaling.placement_strategy
+        )
         events: queue.Queue = queue.Queue()
         inbox = open_inbox(events, group.token)
         try:
             ckpt_ref = [ray.put(start_ckpt.pack())] if start_ckpt is not None else None
             # Every attempt splits the datasets anew: a restarted group reads fresh iterators.
-            shards = (self.dataset_config.configure(self.datasets, group.num_workers)
-                      if self.datasets else [None] * group.num_workers)
+            shards = (
+                self.dataset_config.configure(self.datasets, group.num_workers)
+                if self.datasets
+                else [None] * group.num_workers
+            )
             refs = group.execute_async_per_rank(
-                _worker_main, shards, self.fn, self.config, inbox.client(), ckpt_ref,
-                self.backend, self.strategy, run_dir, name, self.collective_timeout)
+                _worker_main,
+                shards,
+                self.fn,
+                self.config,
+                inbox.client(),
+                ckpt_ref,
+                self.backend,
+                self.strategy,
+                run_dir,
+                name,
+                self.collective_timeout,
+            )
             if self._want_live:
                 if self._live is not None:
                     self._live.close()  # the previous attempt's table stays above
@@ -221,8 +264,9 @@ class Trainer:
 
         pending: dict[int, dict[int, tuple]] = {}
         n = len(refs)
-        threading.Thread(target=_watch_tasks, args=(ray, refs, events), daemon=True,
-                         name="ember-trainer-watch").start()
+        threading.Thread(
+            target=_watch_tasks, args=(ray, refs, events), daemon=True, name="ember-trainer-watch"
+        ).start()
         remaining = n
         while remaining:
             try:
@@ -307,8 +351,7 @@ class Trainer:
         self._record(metrics, manager.run_dir)
 
     def _record(self, metrics: dict, run_dir: str) -> None:
-        metrics = dict(metrics, training_iteration=len(self._history) + 1,
-                       timestamp=time.time())
+        metrics = dict(metrics, training_iteration=len(self._history) + 1, timestamp=time.time())
         self._history.append(metrics)
         with open(os.path.join(run_dir, _METRICS), "a") as f:
             f.write(json.dumps(metrics, default=_jsonable) + "\n")
@@ -317,17 +360,22 @@ class Trainer:
                 if isinstance(v, (int, float)) and k not in ("timestamp",):
                     self._writer.add_scalar(k, v, metrics["training_iteration"])
         if self.run_config.verbose:
-            shown = {k: v for k, v in metrics.items()
-                     if k not in ("timestamp", "checkpoint_dir_name", "training_iteration")}
+            shown = {
+                k: v
+                for k, v in metrics.items()
+                if k not in ("timestamp", "checkpoint_dir_name", "training_iteration")
+            }
             if self._live is not None:
                 pass  # the live table shows it
             elif self._bar is not None and not self._bar.disabled:
                 # a live bar on a terminal: one step per report, the latest metrics after it
-                self._bar.update(1, **{k: v for k, v in shown.items()
-                                       if isinstance(v, (int, float))})
+                self._bar.update(
+                    1, **{k: v for k, v in shown.items() if isinstance(v, (int, float))}
+                )
             else:
-                text = "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                 for k, v in shown.items())
+                text = "  ".join(
+                    f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items()
+                )
                 self._log(f"[iter {metrics['training_iteration']}] {text}")
 
     def _tensorboard(self, run_dir):
@@ -378,6 +426,8 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, RayTaskError):
         return str(exc)
     if isinstance(exc, RayActorError):
-        return ("the worker process died unexpectedly (killed by a signal, out of memory, or "
-                f"its node was lost): {exc}")
+        return (
+            "the worker process died unexpectedly (killed by a signal, out of memory, or "
+            f"its node was lost): {exc}"
+        )
     return "".join(traceback.format_exception(exc))

@@ -48,8 +48,10 @@ def _cli(argv: list[str] | None = None) -> None:
         if not os.path.isfile(getattr(args, name)):
             ap.error(f"{name.upper()}: file not found: {getattr(args, name)}")
     if not zipfile.is_zipfile(args.model):
-        ap.error(f"MODEL: {args.model} is not a saved ember program (ember.export.save or "
-                 "ember.jit.save output)")
+        ap.error(
+            f"MODEL: {args.model} is not a saved ember program (ember.export.save or "
+            "ember.jit.save output)"
+        )
     main(args.model, args.inputs, args.out)
 
 

@@ -42,7 +42,7 @@ def make_data(n: int, seed: int = 0):
     x = rng.normal(0, 0.3, (n, 1, 8, 8)).astype(np.float32)
     for i, c in enumerate(y):
         r, col = divmod(int(c), 2)
-        x[i, 0, r * 4:(r + 1) * 4, col * 4:(col + 1) * 4] += 1.0
+        x[i, 0, r * 4 : (r + 1) * 4, col * 4 : (col + 1) * 4] += 1.0
     return ember.from_numpy(x), ember.from_numpy(y.astype(np.int64))
 
 

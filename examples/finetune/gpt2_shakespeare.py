@@ -53,7 +53,7 @@ class TokenWindows(Dataset):
         return self.n
 
     def __getitem__(self, i: int) -> ember.Tensor:
-        return ember.tensor(self.ids[i * self.block: (i + 1) * self.block + 1], dtype=ember.int64)
+        return ember.tensor(self.ids[i * self.block : (i + 1) * self.block + 1], dtype=ember.int64)
 
 
 def tokenize(text_path: str, model_dir: str, vocab_size: int) -> tuple[np.ndarray, str]:
@@ -65,8 +65,10 @@ def tokenize(text_path: str, model_dir: str, vocab_size: int) -> tuple[np.ndarra
         tok = AutoTokenizer.from_pretrained(model_dir)
         return np.asarray(tok.encode(raw.decode("utf-8")), dtype=np.int64), "tokenizer.json"
     if vocab_size < 256:
-        raise ValueError(f"byte-level tokens need a vocabulary of >= 256, the checkpoint has "
-                         f"{vocab_size} (give it a tokenizer.json)")
+        raise ValueError(
+            f"byte-level tokens need a vocabulary of >= 256, the checkpoint has "
+            f"{vocab_size} (give it a tokenizer.json)"
+        )
     return np.frombuffer(raw, dtype=np.uint8).astype(np.int64), "bytes"
 
 
@@ -89,8 +91,9 @@ def perplexity(model, windows, amp_dtype) -> tuple[float, float]:
             with ember.autocast(batch.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 out = model(batch[:, :-1])
             logits = out.logits.float().flatten(0, 1)
-            loss = ember.nn.functional.cross_entropy(logits, batch[:, 1:].flatten(),
-                                                     reduction="sum")
+            loss = ember.nn.functional.cross_entropy(
+                logits, batch[:, 1:].flatten(), reduction="sum"
+            )
             total += loss.item()
             count += batch[:, 1:].numel()
     model.train()
@@ -121,7 +124,8 @@ def train_loop(config: dict) -> None:
     model = train.prepare_model(model)
     optimizer = ember.optim.AdamW(model.parameters(), lr=config["lr"], weight_decay=0.01)
     loader = train.prepare_data_loader(
-        DataLoader(train_set, batch_size=config["batch_size"], shuffle=True, drop_last=True))
+        DataLoader(train_set, batch_size=config["batch_size"], shuffle=True, drop_last=True)
+    )
     total, count = perplexity(model, my_val, amp_dtype)
     before = math.exp(total / count)
 
@@ -135,8 +139,9 @@ def train_loop(config: dict) -> None:
         with ember.autocast(batch.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             out = model(batch[:, :-1])
         # The loss in float32 outside the autocast region, over the shifted window.
-        loss = ember.nn.functional.cross_entropy(out.logits.float().flatten(0, 1),
-                                                 batch[:, 1:].flatten())
+        loss = ember.nn.functional.cross_entropy(
+            out.logits.float().flatten(0, 1), batch[:, 1:].flatten()
+        )
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -149,8 +154,13 @@ def train_loop(config: dict) -> None:
     state = unwrap(model).state_dict() if config["strategy"] == "ddp" else model.state_dict()
     with tempfile.TemporaryDirectory() as d:
         ckpt = None
-        metrics = {"steps": step, "train_loss": float(np.mean(losses[-5:])),
-                   "val_ppl_before": before, "val_ppl_after": after, "val_tokens": count}
+        metrics = {
+            "steps": step,
+            "train_loss": float(np.mean(losses[-5:])),
+            "val_ppl_before": before,
+            "val_ppl_after": after,
+            "val_tokens": count,
+        }
         if rank == 0:
             plain = GPT2LMHeadModel(hf_config)
             plain.load_state_dict({k: v.cpu() for k, v in state.items()})
@@ -172,35 +182,54 @@ def make_tiny(path: Path, seed: int) -> None:
     from ember.models import GPT2Config, GPT2LMHeadModel
 
     ember.manual_seed(seed)
-    config = GPT2Config(vocab_size=256, n_positions=128, n_embd=32, n_layer=2, n_head=2,
-                        bos_token_id=10, eos_token_id=10)  # "\n"
+    config = GPT2Config(
+        vocab_size=256,
+        n_positions=128,
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        bos_token_id=10,
+        eos_token_id=10,
+    )  # "\n"
     GPT2LMHeadModel(config).save_pretrained(path)
 
 
 def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument("--model", type=Path, help="GPT-2 checkpoint directory (HF layout)")
     src.add_argument("--tiny", action="store_true", help="build a tiny random GPT-2 first")
     ap.add_argument("--data", type=Path, default=DEFAULT_TEXT, help="UTF-8 text to train on")
     ap.add_argument("--workers", type=positive_int, default=2, help="Ray training workers")
     ap.add_argument("--strategy", choices=("ddp", "fsdp"), default="ddp")
-    ap.add_argument("--amp", choices=("bf16", "off"), default="bf16",
-                    help="autocast dtype of the forward pass")
+    ap.add_argument(
+        "--amp", choices=("bf16", "off"), default="bf16", help="autocast dtype of the forward pass"
+    )
     ap.add_argument("--steps", type=positive_int, default=100, help="optimizer steps")
     ap.add_argument("--batch-size", type=positive_int, default=8, help="windows per worker")
     ap.add_argument("--block-size", type=positive_int, default=64, help="tokens per window")
     ap.add_argument("--lr", type=positive_float, default=3e-4)
-    ap.add_argument("--eval-windows", type=positive_int, default=64,
-                    help="held-out windows, shared out among the workers")
+    ap.add_argument(
+        "--eval-windows",
+        type=positive_int,
+        default=64,
+        help="held-out windows, shared out among the workers",
+    )
     ap.add_argument("--seed", type=nonneg_int, default=0)
-    ap.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "ember_finetune",
-                    help="run directory; the fine-tuned model goes to OUT/model")
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "ember_finetune",
+        help="run directory; the fine-tuned model goes to OUT/model",
+    )
     args = ap.parse_args(argv)
     if not args.data.is_file():
-        ap.error(f"--data: text file not found: {args.data} (ember downloads nothing; pass the "
-                 "path of a local UTF-8 text file, e.g. tinyshakespeare.txt)")
+        ap.error(
+            f"--data: text file not found: {args.data} (ember downloads nothing; pass the "
+            "path of a local UTF-8 text file, e.g. tinyshakespeare.txt)"
+        )
     from ember.models import AutoConfig, GPT2LMHeadModel
 
     args.out = args.out.resolve()
@@ -208,48 +237,72 @@ def main(argv: list[str] | None = None) -> dict:
         args.model = args.out / "base"
         make_tiny(args.model, args.seed)
     elif not (args.model / "config.json").is_file():
-        ap.error(f"--model: no config.json in {args.model} (a directory written by "
-                 "save_pretrained, or a Hugging Face snapshot)")
+        ap.error(
+            f"--model: no config.json in {args.model} (a directory written by "
+            "save_pretrained, or a Hugging Face snapshot)"
+        )
     hf_config = AutoConfig.from_pretrained(args.model)
     if hf_config.model_type != "gpt2":
         ap.error(f"--model: {args.model} holds a {hf_config.model_type!r} model, not gpt2")
     if args.block_size > hf_config.n_positions:
-        ap.error(f"--block-size {args.block_size} exceeds the model's n_positions "
-                 f"{hf_config.n_positions}")
+        ap.error(
+            f"--block-size {args.block_size} exceeds the model's n_positions "
+            f"{hf_config.n_positions}"
+        )
     try:
         ids, tokenizer = tokenize(str(args.data), str(args.model), hf_config.vocab_size)
     except ValueError as exc:
         ap.error(f"--model: {exc}")
     if len(ids) // 10 < (args.block_size + 1) * args.workers:
-        ap.error(f"--data: {args.data} is too short for a held-out slice of "
-                 f"{args.workers} windows of {args.block_size + 1} tokens")
+        ap.error(
+            f"--data: {args.data} is too short for a held-out slice of "
+            f"{args.workers} windows of {args.block_size + 1} tokens"
+        )
 
-    config = {"model": str(args.model.resolve()), "data": str(args.data.resolve()),
-              **{k: getattr(args, k) for k in ("strategy", "amp", "steps", "batch_size",
-                                               "block_size", "lr", "eval_windows", "seed")}}
+    config = {
+        "model": str(args.model.resolve()),
+        "data": str(args.data.resolve()),
+        **{
+            k: getattr(args, k)
+            for k in (
+                "strategy",
+                "amp",
+                "steps",
+                "batch_size",
+                "block_size",
+                "lr",
+                "eval_windows",
+                "seed",
+            )
+        },
+    }
     result = train.Trainer(
-        train_loop, config, strategy=args.strategy,
+        train_loop,
+        config,
+        strategy=args.strategy,
         scaling_config=train.ScalingConfig(num_workers=args.workers),
-        run_config=train.RunConfig(name="gpt2_shakespeare", storage_path=str(args.out),
-                                   verbose=0)).fit()
+        run_config=train.RunConfig(name="gpt2_shakespeare", storage_path=str(args.out), verbose=0),
+    ).fit()
     m = result.metrics
     saved = args.out / "model"
     shutil.rmtree(saved, ignore_errors=True)
     result.checkpoint.to_directory(str(saved))
     # The saved directory is a plain Hugging Face checkpoint: load it back and re-check.
     again = GPT2LMHeadModel.from_pretrained(saved)
-    val = TokenWindows(ids[int(len(ids) * 0.9):], args.block_size)
+    val = TokenWindows(ids[int(len(ids) * 0.9) :], args.block_size)
     with ember.no_grad():
         logits = again(val[0][None, :CHECK_TOKENS]).logits.numpy()
     diff = float(np.abs(logits - np.asarray(m["check_logits"], dtype=np.float32)).max())
     if diff > 1e-5:
         raise SystemExit(f"the reloaded model's logits differ from the trained model's by {diff}")
-    print(f"fine-tuned {args.model} for {m['steps']} steps on {args.workers} workers "
-          f"({args.strategy}, amp {args.amp}, {tokenizer} tokens): held-out perplexity "
-          f"{m['val_ppl_before']:.2f} -> {m['val_ppl_after']:.2f} over {int(m['val_tokens'])} "
-          f"tokens; saved to {saved} (reloaded, max |logit diff| {diff:.1e})", flush=True)
-    return {"before": m["val_ppl_before"], "after": m["val_ppl_after"], "path": saved,
-            "diff": diff}
+    print(
+        f"fine-tuned {args.model} for {m['steps']} steps on {args.workers} workers "
+        f"({args.strategy}, amp {args.amp}, {tokenizer} tokens): held-out perplexity "
+        f"{m['val_ppl_before']:.2f} -> {m['val_ppl_after']:.2f} over {int(m['val_tokens'])} "
+        f"tokens; saved to {saved} (reloaded, max |logit diff| {diff:.1e})",
+        flush=True,
+    )
+    return {"before": m["val_ppl_before"], "after": m["val_ppl_after"], "path": saved, "diff": diff}
 
 
 if __name__ == "__main__":

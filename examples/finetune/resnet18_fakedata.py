@@ -55,8 +55,9 @@ class ArrayImages(Dataset):
 
 def read_cifar(folder: str, train_split: bool) -> tuple[np.ndarray, list[int]]:
     """The CIFAR-format batches of one split under ``folder`` (pickles: trusted files only)."""
-    names = sorted(Path(folder).glob("data_batch_*")) if train_split else \
-        [Path(folder) / "test_batch"]
+    names = (
+        sorted(Path(folder).glob("data_batch_*")) if train_split else [Path(folder) / "test_batch"]
+    )
     chunks, labels = [], []
     for path in names:
         with open(path, "rb") as f:
@@ -64,8 +65,10 @@ def read_cifar(folder: str, train_split: bool) -> tuple[np.ndarray, list[int]]:
         data = np.asarray(entry["data"], dtype=np.uint8)
         lab = entry.get("labels", entry.get("fine_labels"))
         if data.ndim != 2 or data.shape[1] != 3072 or lab is None or len(lab) != len(data):
-            raise ValueError(f"{path}: expected 'data' of shape (N, 3072) and N 'labels', got "
-                             f"{data.shape} and {None if lab is None else len(lab)}")
+            raise ValueError(
+                f"{path}: expected 'data' of shape (N, 3072) and N 'labels', got "
+                f"{data.shape} and {None if lab is None else len(lab)}"
+            )
         chunks.append(data)
         labels += [int(v) for v in lab]
     return np.vstack(chunks).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
@@ -80,11 +83,20 @@ def datasets(config: dict):
     test_tf = T.Compose(norm)
     if config["data"] is None:
         k = config["num_classes"]
-        return (vd.FakeData(config["train_size"], (3, 32, 32), k, transform=train_tf),
-                vd.FakeData(config["test_size"], (3, 32, 32), k, transform=test_tf,
-                            random_offset=config["train_size"]))
-    return (ArrayImages(*read_cifar(config["data"], True), transform=train_tf),
-            ArrayImages(*read_cifar(config["data"], False), transform=test_tf))
+        return (
+            vd.FakeData(config["train_size"], (3, 32, 32), k, transform=train_tf),
+            vd.FakeData(
+                config["test_size"],
+                (3, 32, 32),
+                k,
+                transform=test_tf,
+                random_offset=config["train_size"],
+            ),
+        )
+    return (
+        ArrayImages(*read_cifar(config["data"], True), transform=train_tf),
+        ArrayImages(*read_cifar(config["data"], False), transform=test_tf),
+    )
 
 
 def load_weights(model, path: str) -> list[str]:
@@ -97,8 +109,11 @@ def load_weights(model, path: str) -> list[str]:
     else:
         state = ember.load(path, map_location="cpu", weights_only=True)
     own = model.state_dict()
-    fresh = [k for k in ("fc.weight", "fc.bias")
-             if k in state and k in own and tuple(state[k].shape) != tuple(own[k].shape)]
+    fresh = [
+        k
+        for k in ("fc.weight", "fc.bias")
+        if k in state and k in own and tuple(state[k].shape) != tuple(own[k].shape)
+    ]
     for k in fresh:
         del state[k]
     model.load_state_dict(state, strict=not fresh)  # any other misfit raises, naming the keys
@@ -117,11 +132,13 @@ def train_loop(config: dict) -> None:
         if rank == 0 and fresh:
             print(f"new classifier for {config['num_classes']} classes: {fresh}", flush=True)
     model = train.prepare_model(model)
-    optimizer = ember.optim.SGD(model.parameters(), lr=config["lr"], momentum=0.9,
-                                weight_decay=5e-4)
+    optimizer = ember.optim.SGD(
+        model.parameters(), lr=config["lr"], momentum=0.9, weight_decay=5e-4
+    )
     train_set, test_set = datasets(config)
     loader = train.prepare_data_loader(
-        DataLoader(train_set, batch_size=config["batch_size"], shuffle=True, drop_last=True))
+        DataLoader(train_set, batch_size=config["batch_size"], shuffle=True, drop_last=True)
+    )
     test_loader = train.prepare_data_loader(DataLoader(test_set, batch_size=64))
 
     sums = np.zeros(4)  # train correct, train seen, test correct, test seen
@@ -145,17 +162,32 @@ def train_loop(config: dict) -> None:
     if world > 1:
         dist.all_reduce(t)
     s = t.tolist()
-    train.report({"train_acc": s[0] / max(s[1], 1), "test_acc": s[2] / max(s[3], 1),
-                  "test_images": int(s[3]), "last_loss": loss.item()})
+    train.report(
+        {
+            "train_acc": s[0] / max(s[1], 1),
+            "test_acc": s[2] / max(s[3], 1),
+            "test_images": int(s[3]),
+            "last_loss": loss.item(),
+        }
+    )
 
 
 def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    ap.add_argument("--weights", type=Path, default=None,
-                    help="resnet18 state_dict to start from (.pt or .safetensors)")
-    ap.add_argument("--data", type=Path, default=None,
-                    help="directory of CIFAR-format batches (default: FakeData)")
+    ap = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    ap.add_argument(
+        "--weights",
+        type=Path,
+        default=None,
+        help="resnet18 state_dict to start from (.pt or .safetensors)",
+    )
+    ap.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="directory of CIFAR-format batches (default: FakeData)",
+    )
     ap.add_argument("--num-classes", type=positive_int, default=10)
     ap.add_argument("--train-size", type=positive_int, default=512, help="FakeData images")
     ap.add_argument("--test-size", type=positive_int, default=128, help="FakeData images")
@@ -164,8 +196,12 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--batch-size", type=positive_int, default=32, help="images per worker")
     ap.add_argument("--lr", type=positive_float, default=0.05)
     ap.add_argument("--seed", type=nonneg_int, default=0)
-    ap.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "ember_finetune",
-                    help="run directory")
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "ember_finetune",
+        help="run directory",
+    )
     args = ap.parse_args(argv)
     if args.weights is not None and not args.weights.is_file():
         ap.error(f"--weights: file not found: {args.weights}")
@@ -177,21 +213,42 @@ def main(argv: list[str] | None = None) -> dict:
         if max(labels) >= args.num_classes:
             ap.error(f"--num-classes {args.num_classes}: the data has label {max(labels)}")
     elif args.train_size < args.batch_size * args.workers:
-        ap.error(f"--train-size {args.train_size} is smaller than one step of "
-                 f"{args.workers} x {args.batch_size} images")
+        ap.error(
+            f"--train-size {args.train_size} is smaller than one step of "
+            f"{args.workers} x {args.batch_size} images"
+        )
 
-    config = {"weights": str(args.weights.resolve()) if args.weights else None,
-              "data": str(args.data.resolve()) if args.data else None,
-              **{k: getattr(args, k) for k in ("num_classes", "train_size", "test_size",
-                                               "epochs", "batch_size", "lr", "seed")}}
+    config = {
+        "weights": str(args.weights.resolve()) if args.weights else None,
+        "data": str(args.data.resolve()) if args.data else None,
+        **{
+            k: getattr(args, k)
+            for k in (
+                "num_classes",
+                "train_size",
+                "test_size",
+                "epochs",
+                "batch_size",
+                "lr",
+                "seed",
+            )
+        },
+    }
     result = train.Trainer(
-        train_loop, config, scaling_config=train.ScalingConfig(num_workers=args.workers),
-        run_config=train.RunConfig(name="resnet18_finetune", storage_path=str(args.out.resolve()),
-                                   verbose=0)).fit()
+        train_loop,
+        config,
+        scaling_config=train.ScalingConfig(num_workers=args.workers),
+        run_config=train.RunConfig(
+            name="resnet18_finetune", storage_path=str(args.out.resolve()), verbose=0
+        ),
+    ).fit()
     m = result.metrics
-    print(f"resnet18 after {args.epochs} epochs on {args.workers} workers: train accuracy "
-          f"{m['train_acc']:.3f} (last epoch), test accuracy {m['test_acc']:.3f} on "
-          f"{m['test_images']} images (chance {1 / args.num_classes:.3f})", flush=True)
+    print(
+        f"resnet18 after {args.epochs} epochs on {args.workers} workers: train accuracy "
+        f"{m['train_acc']:.3f} (last epoch), test accuracy {m['test_acc']:.3f} on "
+        f"{m['test_images']} images (chance {1 / args.num_classes:.3f})",
+        flush=True,
+    )
     return dict(m)
 
 

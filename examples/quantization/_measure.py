@@ -29,8 +29,7 @@ def latency_ms(model, x, repeats: int = 20) -> float:
 
 
 def row(name: str, acc: float, size: int, lat1: float, lat64: float) -> str:
-    return (f"{name:<22} {100 * acc:7.2f}% {size / 1024:9.1f} KiB {lat1:9.3f} ms "
-            f"{lat64:9.3f} ms")
+    return f"{name:<22} {100 * acc:7.2f}% {size / 1024:9.1f} KiB {lat1:9.3f} ms {lat64:9.3f} ms"
 
 
 HEADER = f"{'model':<22} {'accuracy':>8} {'size':>13} {'batch 1':>12} {'batch 64':>12}"

@@ -21,9 +21,11 @@ from ember.ao import quantization as tq
 from ember.nn import functional as F
 
 TEXT = Path(__file__).resolve().parents[3] / "shared" / "data" / "tinyshakespeare.txt"
-FALLBACK = ("To be, or not to be, that is the question: Whether 'tis nobler in the mind to "
-            "suffer the slings and arrows of outrageous fortune, or to take arms against a sea "
-            "of troubles and by opposing end them. ") * 200
+FALLBACK = (
+    "To be, or not to be, that is the question: Whether 'tis nobler in the mind to "
+    "suffer the slings and arrows of outrageous fortune, or to take arms against a sea "
+    "of troubles and by opposing end them. "
+) * 200
 
 
 class CharLSTM(nn.Module):
@@ -44,8 +46,8 @@ def load_text(limit: int = 400_000) -> str:
 
 def batches(ids, n: int, block: int, gen):
     starts = ember.randint(0, len(ids) - block - 1, (n,), generator=gen).tolist()
-    x = ember.tensor([ids[s:s + block] for s in starts])
-    y = ember.tensor([ids[s + 1:s + block + 1] for s in starts])
+    x = ember.tensor([ids[s : s + block] for s in starts])
+    y = ember.tensor([ids[s + 1 : s + block + 1] for s in starts])
     return x, y
 
 
@@ -81,8 +83,10 @@ def main(argv=None) -> dict:
     model.eval()
     qmodel = tq.quantize_dynamic(model, {nn.LSTM, nn.Linear}, dtype=ember.qint8)
     vx, vy = batches(ids[split:], 64, 64, ember.Generator().manual_seed(1))
-    print(f"{'model':<22} {'val loss':>8} {'accuracy':>9} {'size':>13} {'batch 1':>12} "
-          f"{'batch 64':>12}")
+    print(
+        f"{'model':<22} {'val loss':>8} {'accuracy':>9} {'size':>13} {'batch 1':>12} "
+        f"{'batch 64':>12}"
+    )
     out = {}
     for name, m in (("float32", model), ("int8 dynamic", qmodel)):
         loss, acc = evaluate(m, vx, vy)
@@ -90,8 +94,10 @@ def main(argv=None) -> dict:
         lat1 = _measure.latency_ms(m, vx[:1], 10)
         lat64 = _measure.latency_ms(m, vx, 5)
         out[name] = (loss, acc, size, lat1, lat64)
-        print(f"{name:<22} {loss:8.3f} {100 * acc:8.2f}% {size / 1024:9.1f} KiB {lat1:9.2f} ms "
-              f"{lat64:9.2f} ms")
+        print(
+            f"{name:<22} {loss:8.3f} {100 * acc:8.2f}% {size / 1024:9.1f} KiB {lat1:9.2f} ms "
+            f"{lat64:9.2f} ms"
+        )
     print(qmodel)
     return out
 

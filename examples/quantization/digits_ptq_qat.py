@@ -55,10 +55,13 @@ FUSE = [["conv1", "relu1"], ["conv2", "relu2"], ["fc1", "relu3"]]
 
 def data(batch_size: int = 32):
     ds = Digits(train=None)
-    train, test = random_split(range(len(ds)), [0.8, 0.2],
-                               generator=ember.Generator().manual_seed(1234))
-    return (DataLoader(Subset(ds, train.indices), batch_size=batch_size, shuffle=True),
-            DataLoader(Subset(ds, test.indices), batch_size=512))
+    train, test = random_split(
+        range(len(ds)), [0.8, 0.2], generator=ember.Generator().manual_seed(1234)
+    )
+    return (
+        DataLoader(Subset(ds, train.indices), batch_size=batch_size, shuffle=True),
+        DataLoader(Subset(ds, test.indices), batch_size=512),
+    )
 
 
 def accuracy(model, loader) -> float:
@@ -108,8 +111,15 @@ def report(models: dict, test_loader) -> list[tuple]:
     rows = []
     for name, m in models.items():
         m.eval()
-        rows.append((name, accuracy(m, test_loader), _measure.size_on_disk(m),
-                     _measure.latency_ms(m, x64[:1], 50), _measure.latency_ms(m, x64, 20)))
+        rows.append(
+            (
+                name,
+                accuracy(m, test_loader),
+                _measure.size_on_disk(m),
+                _measure.latency_ms(m, x64[:1], 50),
+                _measure.latency_ms(m, x64, 20),
+            )
+        )
     return rows
 
 
@@ -120,16 +130,16 @@ def main(argv=None) -> dict:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     if args.epochs < 1 or args.qat_epochs < 0:
-        p.error(f"--epochs must be >= 1 and --qat-epochs >= 0, got {args.epochs} and "
-                f"{args.qat_epochs}")
+        p.error(
+            f"--epochs must be >= 1 and --qat-epochs >= 0, got {args.epochs} and {args.qat_epochs}"
+        )
     ember.manual_seed(args.seed)
     train_loader, test_loader = data()
     model = QuantCNN()
     train(model, train_loader, args.epochs, 3e-3)
     ptq = static_ptq(model, train_loader)
     qat_model = qat(model, train_loader, args.qat_epochs)
-    rows = report({"float32": model, "int8 static PTQ": ptq, "int8 QAT": qat_model},
-                  test_loader)
+    rows = report({"float32": model, "int8 static PTQ": ptq, "int8 QAT": qat_model}, test_loader)
     print(_measure.HEADER)
     for r in rows:
         print(_measure.row(*r))

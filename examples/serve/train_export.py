@@ -41,8 +41,9 @@ def main(out_dir: str, epochs: int = 4) -> dict:
     model.eval()
     with ember.no_grad():
         acc = (model(test.data).argmax(1) == test.targets).float().mean().item()
-    ep = ember.export.export(model, (test.data[:2],),
-                             dynamic_shapes=({0: Dim("batch", min=1, max=1024)},))
+    ep = ember.export.export(
+        model, (test.data[:2],), dynamic_shapes=({0: Dim("batch", min=1, max=1024)},)
+    )
     os.makedirs(out_dir, exist_ok=True)
     ember.export.save(ep, os.path.join(out_dir, "digits.ep"))
     with open(os.path.join(out_dir, "request.json"), "w") as f:

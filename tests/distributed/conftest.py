@@ -13,14 +13,14 @@ from dist_harness import Pool  # noqa: E402
 _POOLS: dict = {}
 
 
-def _get_pool(world_size: int, backend: str, hosts: tuple | None = None,
-              env: tuple = ()) -> Pool:
+def _get_pool(world_size: int, backend: str, hosts: tuple | None = None, env: tuple = ()) -> Pool:
     key = (world_size, backend, hosts, env)
     pool = _POOLS.get(key)
     if pool is not None and pool.broken:
         pool.close()
         pool = None
     if pool is None:
+
         def rank_env(r):
             return {**dict(env), **({"EMBER_HOST_ID": hosts[r]} if hosts else {})}
 

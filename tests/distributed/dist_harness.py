@@ -28,10 +28,17 @@ def free_port() -> int:
 
 
 def _env(rank: int, world_size: int, port: int, extra: dict | None) -> dict:
-    env = {"RANK": str(rank), "WORLD_SIZE": str(world_size), "LOCAL_RANK": str(rank),
-           "LOCAL_WORLD_SIZE": str(world_size), "MASTER_ADDR": "127.0.0.1",
-           "MASTER_PORT": str(port), "EMBER_TOKEN": "test-token", "OMP_NUM_THREADS": "1",
-           "OPENBLAS_NUM_THREADS": "1"}
+    env = {
+        "RANK": str(rank),
+        "WORLD_SIZE": str(world_size),
+        "LOCAL_RANK": str(rank),
+        "LOCAL_WORLD_SIZE": str(world_size),
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(port),
+        "EMBER_TOKEN": "test-token",
+        "OMP_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+    }
     env.update({k: str(v) for k, v in (extra or {}).items()})
     return env
 
@@ -69,8 +76,9 @@ def _pool_main(rank, env, backend, timeout, inq, outq):
 class Pool:
     """``world_size`` ranks with an initialised default group (see the module docstring)."""
 
-    def __init__(self, world_size: int, backend: str, env: dict | None = None,
-                 timeout: float = 60.0) -> None:
+    def __init__(
+        self, world_size: int, backend: str, env: dict | None = None, timeout: float = 60.0
+    ) -> None:
         self.world_size, self.backend = world_size, backend
         self.broken = False
         port = free_port()
@@ -79,9 +87,18 @@ class Pool:
         self._procs = []
         for r in range(world_size):
             extra = env(r) if callable(env) else env
-            p = _CTX.Process(target=_pool_main, daemon=True,
-                             args=(r, _env(r, world_size, port, extra), backend, timeout,
-                                   self._in[r], self._out))
+            p = _CTX.Process(
+                target=_pool_main,
+                daemon=True,
+                args=(
+                    r,
+                    _env(r, world_size, port, extra),
+                    backend,
+                    timeout,
+                    self._in[r],
+                    self._out,
+                ),
+            )
             p.start()
             self._procs.append(p)
         self._collect("ready", 60.0)
@@ -96,8 +113,10 @@ class Pool:
             except queue.Empty:
                 self.broken = True
                 dead = {r: p.exitcode for r, p in enumerate(self._procs) if not p.is_alive()}
-                raise RankError(f"ranks {sorted(pending)} gave no answer ({what}) within "
-                                f"{timeout:g} s; exited: {dead}; errors: {errors}") from None
+                raise RankError(
+                    f"ranks {sorted(pending)} gave no answer ({what}) within "
+                    f"{timeout:g} s; exited: {dead}; errors: {errors}"
+                ) from None
             pending.discard(rank)
             if status == "err":
                 errors[rank] = value
@@ -105,8 +124,9 @@ class Pool:
                 results[rank] = value
         if errors:
             self.broken = True
-            raise RankError("\n".join(f"--- rank {r} ---\n{tb}"
-                                      for r, tb in sorted(errors.items())))
+            raise RankError(
+                "\n".join(f"--- rank {r} ---\n{tb}" for r, tb in sorted(errors.items()))
+            )
         return results
 
     def run(self, fn, *args, timeout: float = 60.0) -> list:
@@ -136,8 +156,9 @@ def _oneshot_main(rank, env, fn, args, outq):
         value = fn(rank, *args)
         outq.put((rank, "ok", value, time.monotonic() - t0))
     except BaseException as e:
-        outq.put((rank, "err", (type(e).__name__, str(e), traceback.format_exc()),
-                  time.monotonic() - t0))
+        outq.put(
+            (rank, "err", (type(e).__name__, str(e), traceback.format_exc()), time.monotonic() - t0)
+        )
 
 
 class Outcome:
@@ -156,18 +177,20 @@ class Outcome:
         return f"Outcome({what}, {self.seconds:.2f}s)"
 
 
-def run_ranks(fn, world_size: int, *args, env=None, timeout: float = 60.0,
-              ranks=None) -> dict:
+def run_ranks(fn, world_size: int, *args, env=None, timeout: float = 60.0, ranks=None) -> dict:
     """Run ``fn(rank, *args)`` in fresh processes (the function does its own
     ``init_process_group``); returns {rank: Outcome} (``None`` for a rank that never
     answered, e.g. one that exited on purpose)."""
     port = free_port()
     outq = _CTX.Queue()
     procs = {}
-    for r in (range(world_size) if ranks is None else ranks):
+    for r in range(world_size) if ranks is None else ranks:
         extra = env(r) if callable(env) else env
-        p = _CTX.Process(target=_oneshot_main, daemon=True,
-                         args=(r, _env(r, world_size, port, extra), fn, args, outq))
+        p = _CTX.Process(
+            target=_oneshot_main,
+            daemon=True,
+            args=(r, _env(r, world_size, port, extra), fn, args, outq),
+        )
         p.start()
         procs[r] = p
     results = dict.fromkeys(procs)

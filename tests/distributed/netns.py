@@ -61,14 +61,21 @@ class NetnsPair:
 
     def popen(self, side: int, argv: list[str], env: dict | None = None, **kw) -> subprocess.Popen:
         """Start ``argv`` inside namespace ``side`` (0 or 1)."""
-        p = subprocess.Popen(["ip", "netns", "exec", self.ns[side], *argv],
-                             env={**os.environ, **(env or {})}, **kw)
+        p = subprocess.Popen(
+            ["ip", "netns", "exec", self.ns[side], *argv], env={**os.environ, **(env or {})}, **kw
+        )
         self._procs.append(p)
         return p
 
     def python(self, side: int, code: str, env: dict | None = None) -> subprocess.Popen:
-        return self.popen(side, [sys.executable, "-c", code], env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return self.popen(
+            side,
+            [sys.executable, "-c", code],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
 
     def packet_loss(self, side: int, percent: int) -> None:
         """Drop ``percent``% of packets entering and leaving namespace ``side`` at random."""
@@ -82,8 +89,25 @@ table inet ember_loss {{
 
     def bandwidth_cap(self, side: int, rate: str = "200mbit") -> None:
         """Token-bucket cap on what namespace ``side`` sends."""
-        _run("ip", "netns", "exec", self.ns[side], "tc", "qdisc", "add", "dev", self.dev[side],
-             "root", "tbf", "rate", rate, "burst", "256kb", "latency", "100ms")
+        _run(
+            "ip",
+            "netns",
+            "exec",
+            self.ns[side],
+            "tc",
+            "qdisc",
+            "add",
+            "dev",
+            self.dev[side],
+            "root",
+            "tbf",
+            "rate",
+            rate,
+            "burst",
+            "256kb",
+            "latency",
+            "100ms",
+        )
 
     def close(self) -> None:
         for p in self._procs:

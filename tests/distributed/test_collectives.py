@@ -36,8 +36,9 @@ def close(got: np.ndarray, want: np.ndarray, what: str) -> None:
         np.testing.assert_array_equal(got, want, err_msg=what)
     else:
         tol = 2e-2 if got.dtype == np.float16 else 1e-5
-        np.testing.assert_allclose(got.astype(np.float64), want.astype(np.float64), rtol=tol,
-                                   atol=tol, err_msg=what)
+        np.testing.assert_allclose(
+            got.astype(np.float64), want.astype(np.float64), rtol=tol, atol=tol, err_msg=what
+        )
 
 
 def digest(arr: np.ndarray) -> str:
@@ -45,8 +46,13 @@ def digest(arr: np.ndarray) -> str:
 
 
 def _reference(op: str, arrays: list) -> np.ndarray:
-    fn = {"SUM": np.add, "AVG": np.add, "PRODUCT": np.multiply, "MIN": np.minimum,
-          "MAX": np.maximum}[op]
+    fn = {
+        "SUM": np.add,
+        "AVG": np.add,
+        "PRODUCT": np.multiply,
+        "MIN": np.minimum,
+        "MAX": np.maximum,
+    }[op]
     acc = arrays[0].copy()
     for a in arrays[1:]:
         acc = fn(acc, a)
@@ -129,8 +135,11 @@ def case_reduce():
                 t = _tensor(data(rank, shape, dtype))
                 dist.reduce(t, dst=dst)
                 if rank == dst:
-                    close(t._data, _reference("SUM", [data(r, shape, dtype) for r in range(n)]),
-                          f"reduce {dtype} {shape} to {dst}")
+                    close(
+                        t._data,
+                        _reference("SUM", [data(r, shape, dtype) for r in range(n)]),
+                        f"reduce {dtype} {shape} to {dst}",
+                    )
                 else:  # non-destination tensors are left as they were
                     np.testing.assert_array_equal(t._data, data(rank, shape, dtype))
     return True
@@ -204,7 +213,7 @@ def case_reduce_scatter_tensor():
             for op in ["SUM", "MAX"]:
                 dist.reduce_scatter_tensor(out, inp, op=getattr(dist.ReduceOp, op))
                 allin = [data(r, (n * per,), dtype) for r in range(n)]
-                want = _reference(op, [a[rank * per:(rank + 1) * per] for a in allin])
+                want = _reference(op, [a[rank * per : (rank + 1) * per] for a in allin])
                 close(out._data, want, f"reduce_scatter_tensor {op} {dtype} {per}")
             np.testing.assert_array_equal(inp._data, src)  # the input is left alone
     out = ember.zeros(3)
@@ -221,8 +230,9 @@ def case_gather_scatter():
     for root in range(n):
         for shape in [(), (0,), (2, 3), (30000,)]:
             lst = [ember.from_numpy(np.zeros(shape, np.int64)) for _ in range(n)]
-            dist.gather(_tensor(data(rank, shape, "int64")), lst if rank == root else None,
-                        dst=root)
+            dist.gather(
+                _tensor(data(rank, shape, "int64")), lst if rank == root else None, dst=root
+            )
             if rank == root:
                 for r in range(n):
                     np.testing.assert_array_equal(lst[r]._data, data(r, shape, "int64"))
@@ -306,8 +316,10 @@ def case_p2p():
     else:
         dist.send(ember.tensor([float(rank), 7.0]), dst=0, tag=7)
         dist.send(ember.tensor([100.0]), dst=0, tag=9)
-    ops = [dist.P2POp(dist.isend, ember.full((3,), float(rank)), nxt),
-           dist.P2POp(dist.irecv, ember.zeros(3), prv)]
+    ops = [
+        dist.P2POp(dist.isend, ember.full((3,), float(rank)), nxt),
+        dist.P2POp(dist.irecv, ember.zeros(3), prv),
+    ]
     for w in dist.batch_isend_irecv(ops):
         w.wait()
     np.testing.assert_array_equal(ops[1].tensor._data, np.full(3, prv, np.float32))
@@ -361,10 +373,22 @@ def case_new_group():
 
 
 # ---- the tests ----------------------------------------------------------------------------------
-CASES = [case_all_reduce, case_all_reduce_non_contiguous, case_broadcast, case_reduce,
-         case_all_gather, case_all_gather_into_tensor, case_reduce_scatter,
-         case_reduce_scatter_tensor, case_gather_scatter, case_all_to_all, case_barrier_and_async,
-         case_p2p, case_objects, case_new_group]
+CASES = [
+    case_all_reduce,
+    case_all_reduce_non_contiguous,
+    case_broadcast,
+    case_reduce,
+    case_all_gather,
+    case_all_gather_into_tensor,
+    case_reduce_scatter,
+    case_reduce_scatter_tensor,
+    case_gather_scatter,
+    case_all_to_all,
+    case_barrier_and_async,
+    case_p2p,
+    case_objects,
+    case_new_group,
+]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -377,8 +401,7 @@ def test_collective(pools, case, world_size, backend):
     assert all(r == results[0] for r in results), "ranks disagree on the reduced values"
 
 
-@pytest.mark.parametrize("hosts", [("a", "a", "b", "b"), ("a", "b", "b", "b")],
-                         ids=["2+2", "1+3"])
+@pytest.mark.parametrize("hosts", [("a", "a", "b", "b"), ("a", "b", "b", "b")], ids=["2+2", "1+3"])
 def test_hierarchical_all_reduce(pools, hosts):
     # "auto" with faked host identities: shared memory within a host, sockets across, and the
     # hierarchical allreduce (within host -> host leaders -> within host).
@@ -393,8 +416,13 @@ def test_hierarchical_all_reduce(pools, hosts):
 def test_grpc_stream_data_plane(pools, world_size):
     # bulk data through gRPC streams instead of raw sockets (EMBER_DATA_PLANE=grpc)
     pool = pools(world_size, "grpc", env=(("EMBER_DATA_PLANE", "grpc"),))
-    for case in (case_all_reduce, case_broadcast, case_reduce_scatter_tensor, case_p2p,
-                 case_all_to_all):
+    for case in (
+        case_all_reduce,
+        case_broadcast,
+        case_reduce_scatter_tensor,
+        case_p2p,
+        case_all_to_all,
+    ):
         results = pool.run(case)
         assert all(r == results[0] for r in results)
 
@@ -425,7 +453,9 @@ def case_endpoints_refuse_bad_tokens():
         try:
             peer_pb2_grpc.PeerStub(channel).Abort(
                 peer_pb2.AbortRequest(rank=0, message="forged"),
-                metadata=_auth.metadata("wrong-token"), timeout=5)
+                metadata=_auth.metadata("wrong-token"),
+                timeout=5,
+            )
         except grpc.RpcError as e:
             assert e.code() == grpc.StatusCode.UNAUTHENTICATED
         else:

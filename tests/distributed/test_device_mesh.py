@@ -18,8 +18,14 @@ WORLD = 4
 
 # ---- worker bodies (module level: pickled by reference) ----------------------------------------
 def _layout(mesh) -> dict:
-    out = {"mesh": mesh.mesh.tolist(), "coord": mesh.get_coordinate(), "shape": mesh.shape,
-           "ndim": mesh.ndim, "size": mesh.size(), "names": mesh.mesh_dim_names}
+    out = {
+        "mesh": mesh.mesh.tolist(),
+        "coord": mesh.get_coordinate(),
+        "shape": mesh.shape,
+        "ndim": mesh.ndim,
+        "size": mesh.size(),
+        "names": mesh.mesh_dim_names,
+    }
     for dim in range(mesh.ndim):
         out[f"size{dim}"] = mesh.size(dim)
         out[f"local{dim}"] = mesh.get_local_rank(dim)
@@ -33,14 +39,18 @@ def case_mesh_2d():
 
     mesh = init_device_mesh("cpu", (2, 2), mesh_dim_names=("dp", "tp"))
     rank = dist.get_rank()
-    out = {"root": _layout(mesh), "dp": _layout(mesh["dp"]), "tp": _layout(mesh["tp"]),
-           "both_is_root": mesh["dp", "tp"] is mesh,
-           "local_by_name": (mesh.get_local_rank("dp"), mesh.get_local_rank("tp"))}
+    out = {
+        "root": _layout(mesh),
+        "dp": _layout(mesh["dp"]),
+        "tp": _layout(mesh["tp"]),
+        "both_is_root": mesh["dp", "tp"] is mesh,
+        "local_by_name": (mesh.get_local_rank("dp"), mesh.get_local_rank("tp")),
+    }
     # each dimension's group really reduces over the right ranks: sum of 10 ** rank
     for name in ("dp", "tp"):
         pg = mesh.get_group(name)
         out[f"{name}_group_ranks"] = dist.get_process_group_ranks(pg)
-        t = ember.tensor([float(10 ** rank)])
+        t = ember.tensor([float(10**rank)])
         dist.all_reduce(t, group=pg)
         out[f"{name}_sum"] = t.item()
         # the sliced 1-d mesh hands back the same group, without a mesh_dim
@@ -56,12 +66,14 @@ def case_mesh_1d_and_explicit():
 
     rank = dist.get_rank()
     whole = init_device_mesh("cpu", (WORLD,))
-    out = {"whole_is_world": whole.get_group() is dist.group.WORLD,
-           "whole_coord": whole.get_coordinate()}
+    out = {
+        "whole_is_world": whole.get_group() is dist.group.WORLD,
+        "whole_coord": whole.get_coordinate(),
+    }
     # a transposed explicit layout: rows are [0, 2] and [1, 3]
     mesh = DeviceMesh("cpu", [[0, 2], [1, 3]], mesh_dim_names=("a", "b"))
     out["explicit_coord"] = mesh.get_coordinate()
-    t = ember.tensor([float(10 ** rank)])
+    t = ember.tensor([float(10**rank)])
     dist.all_reduce(t, group=mesh.get_group("b"))
     out["b_sum"] = t.item()
     # a mesh over 3 of the 4 ranks: rank 3 is outside it
@@ -111,8 +123,14 @@ def torch_layouts():
     from torch.testing._internal.distributed.fake_pg import FakeStore
 
     def layout(m):
-        out = {"mesh": m.mesh.tolist(), "coord": m.get_coordinate(), "shape": tuple(m.shape),
-               "ndim": m.ndim, "size": m.size(), "names": m.mesh_dim_names}
+        out = {
+            "mesh": m.mesh.tolist(),
+            "coord": m.get_coordinate(),
+            "shape": tuple(m.shape),
+            "ndim": m.ndim,
+            "size": m.size(),
+            "names": m.mesh_dim_names,
+        }
         for dim in range(m.ndim):
             out[f"size{dim}"] = m.size(dim)
             out[f"local{dim}"] = m.get_local_rank(dim)
@@ -123,9 +141,15 @@ def torch_layouts():
         tdist.init_process_group("fake", store=FakeStore(), rank=r, world_size=WORLD)
         try:
             m = init_device_mesh("cpu", (2, 2), mesh_dim_names=("dp", "tp"))
-            per_rank.append({"root": layout(m), "dp": layout(m["dp"]), "tp": layout(m["tp"]),
-                             "dp_group_ranks": tdist.get_process_group_ranks(m.get_group("dp")),
-                             "tp_group_ranks": tdist.get_process_group_ranks(m.get_group("tp"))})
+            per_rank.append(
+                {
+                    "root": layout(m),
+                    "dp": layout(m["dp"]),
+                    "tp": layout(m["tp"]),
+                    "dp_group_ranks": tdist.get_process_group_ranks(m.get_group("dp")),
+                    "tp_group_ranks": tdist.get_process_group_ranks(m.get_group("tp")),
+                }
+            )
         finally:
             tdist.destroy_process_group()
     return per_rank
@@ -140,8 +164,8 @@ def test_2d_mesh_matches_torch_layout_and_groups_reduce(pool, torch_layouts):
         assert mine["local_by_name"] == (rank // 2, rank % 2)
         assert mine["all_groups"] == [mine["dp_group_ranks"], mine["tp_group_ranks"]]
         # dp groups are the columns {0, 2} / {1, 3}; tp groups the rows {0, 1} / {2, 3}
-        assert mine["dp_sum"] == sum(10.0 ** r for r in mine["dp_group_ranks"])
-        assert mine["tp_sum"] == sum(10.0 ** r for r in mine["tp_group_ranks"])
+        assert mine["dp_sum"] == sum(10.0**r for r in mine["dp_group_ranks"])
+        assert mine["tp_sum"] == sum(10.0**r for r in mine["tp_group_ranks"])
     assert {got[r]["dp_sum"] for r in range(WORLD)} == {101.0, 1010.0}
     assert {got[r]["tp_sum"] for r in range(WORLD)} == {11.0, 1100.0}
 
@@ -170,12 +194,15 @@ def test_mesh_errors_name_the_sizes_and_names(pool):
     assert errs["bad_index"][0] == "IndexError" and "(2, 2)" in errs["bad_index"][1]
 
 
-@pytest.mark.parametrize("kwargs, exc, words", [
-    ({"mesh_shape": (2, 2), "mesh_dim_names": ("dp", "dp")}, RuntimeError, ["unique", "'dp'"]),
-    ({"mesh_shape": (2, 2), "mesh_dim_names": ("dp",)}, RuntimeError, ["same length", "1"]),
-    ({"mesh_shape": (2, 0)}, ValueError, ["positive", "(2, 0)"]),
-    ({"mesh_shape": (2,), "device_type": "cuda:0"}, RuntimeError, ["cuda:0"]),
-])
+@pytest.mark.parametrize(
+    "kwargs, exc, words",
+    [
+        ({"mesh_shape": (2, 2), "mesh_dim_names": ("dp", "dp")}, RuntimeError, ["unique", "'dp'"]),
+        ({"mesh_shape": (2, 2), "mesh_dim_names": ("dp",)}, RuntimeError, ["same length", "1"]),
+        ({"mesh_shape": (2, 0)}, ValueError, ["positive", "(2, 0)"]),
+        ({"mesh_shape": (2,), "device_type": "cuda:0"}, RuntimeError, ["cuda:0"]),
+    ],
+)
 def test_init_device_mesh_rejects_bad_arguments_before_any_group(kwargs, exc, words):
     # these checks run before init_process_group, so no process group is needed
     from ember.distributed.device_mesh import init_device_mesh
@@ -205,6 +232,5 @@ def test_docs_device_mesh_example_runs(tmp_path):
     block = re.findall(r"```python\n(.*?)```", section, flags=re.S)[0]
     script = tmp_path / "mesh_example.py"
     script.write_text(block)
-    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                       timeout=180)
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=180)
     assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stdout + r.stderr

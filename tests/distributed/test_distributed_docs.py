@@ -15,6 +15,5 @@ def test_docs_example_runs(tmp_path):
     assert blocks, "docs/distributed.md lost its example"
     script = tmp_path / "example.py"
     script.write_text(blocks[0])
-    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                       timeout=120)
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stdout + r.stderr

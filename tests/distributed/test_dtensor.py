@@ -54,27 +54,32 @@ def case_dtensor():
             ref = distribute_tensor(ember.tensor(x), mesh, _placements(other, dt_mod))
             out["redist_ok"][names, other] = moved.to_local().tolist() == ref.to_local().tolist()
     # Partial: each rank holds rank + 1; the sum runs over its dp group ([0, 2] or [1, 3])
-    part = DTensor.from_local(ember.full((2, 4), float(rank + 1)), mesh,
-                              [Partial(), Replicate()])
+    part = DTensor.from_local(ember.full((2, 4), float(rank + 1)), mesh, [Partial(), Replicate()])
     out["partial_full"] = part.full_tensor().tolist()
     out["partial_to_shard"] = part.redistribute(mesh, [Shard(1), Replicate()]).to_local().tolist()
     out["from_local_even_shape"] = tuple(
-        DTensor.from_local(ember.zeros(2, 3), mesh, [Shard(0), Shard(1)]).shape)
+        DTensor.from_local(ember.zeros(2, 3), mesh, [Shard(0), Shard(1)]).shape
+    )
     # run_check=True: the replicated pieces become the first rank's (rank 0 holds 0.0)
-    checked = DTensor.from_local(ember.full((2,), float(rank)), mesh, [Replicate(), Replicate()],
-                                 run_check=True)
+    checked = DTensor.from_local(
+        ember.full((2,), float(rank)), mesh, [Replicate(), Replicate()], run_check=True
+    )
     out["run_check"] = checked.to_local().tolist()
     # no mesh: PyTorch's default 1-d mesh over the world; 5 rows in 4 chunks is 2, 2, 1, 0
     flat = distribute_tensor(mine, placements=[Shard(0)])
-    out["default_mesh"] = (flat.device_mesh.shape, tuple(flat.to_local().shape),
-                           flat.full_tensor().tolist() == x.tolist())
+    out["default_mesh"] = (
+        flat.device_mesh.shape,
+        tuple(flat.to_local().shape),
+        flat.full_tensor().tolist() == x.tolist(),
+    )
     errors = {}
     for key, fn in {
         "count": lambda: distribute_tensor(mine, mesh, [Shard(0)]),
         "dim": lambda: distribute_tensor(mine, mesh, [Shard(2), Replicate()]),
         "partial": lambda: distribute_tensor(mine, mesh, [Partial(), Replicate()]),
-        "local_shape": lambda: DTensor.from_local(ember.zeros(2, 2), mesh,
-                                                  [Shard(0), Replicate()], shape=SHAPE),
+        "local_shape": lambda: DTensor.from_local(
+            ember.zeros(2, 2), mesh, [Shard(0), Replicate()], shape=SHAPE
+        ),
     }.items():
         try:
             fn()
@@ -112,7 +117,8 @@ def case_dtensor_grad():
     # gradient is all of w, gathered from the shards
     rep = ember.tensor(x, requires_grad=True)
     d = DTensor.from_local(rep, mesh, [Replicate(), Replicate()]).redistribute(
-        mesh, [Shard(0), Shard(1)])
+        mesh, [Shard(0), Shard(1)]
+    )
     (d.to_local() * want).sum().backward()
     out["r_to_s"] = rep.grad.tolist() == w.tolist()
     # Partial -> Replicate: each partial's gradient is the whole's
@@ -121,8 +127,11 @@ def case_dtensor_grad():
     (total * ember.tensor(w)).sum().backward()
     out["p_to_r"] = part.grad.tolist() == w.tolist()
     # distribute_tensor of a tensor that requires grad gives a leaf piece
-    out["leaf"] = distribute_tensor(ember.tensor(x, requires_grad=True), mesh,
-                                    [Shard(0), Replicate()]).to_local().requires_grad
+    out["leaf"] = (
+        distribute_tensor(ember.tensor(x, requires_grad=True), mesh, [Shard(0), Replicate()])
+        .to_local()
+        .requires_grad
+    )
     return out
 
 
@@ -146,9 +155,16 @@ def torch_locals():
         try:
             mesh = init_device_mesh("cpu", (2, 2), mesh_dim_names=("dp", "tp"))
             x = torch.from_numpy(_global())
-            per_rank.append({names: ttensor.distribute_tensor(
-                x, mesh, _placements(names, ttensor), src_data_rank=None).to_local().tolist()
-                for names in LAYOUTS})
+            per_rank.append(
+                {
+                    names: ttensor.distribute_tensor(
+                        x, mesh, _placements(names, ttensor), src_data_rank=None
+                    )
+                    .to_local()
+                    .tolist()
+                    for names in LAYOUTS
+                }
+            )
         finally:
             tdist.destroy_process_group()
     return per_rank

@@ -223,8 +223,12 @@ def test_shared_memory_signals_report_mismatches_and_dead_peers(case):
         assert kind in ("DistributedError", "DistBackendError"), res[r]
         assert secs < 10, secs
     msg0 = res[0].value[1]
-    want = {"size": "shape=[120000]", "private": "shared memory", "op": "broadcast",
-            "dead": "rank 1"}[case]
+    want = {
+        "size": "shape=[120000]",
+        "private": "shared memory",
+        "op": "broadcast",
+        "dead": "rank 1",
+    }[case]
     assert want in msg0, msg0
 
 
@@ -238,16 +242,23 @@ def scenario_init(rank, backend, timeout, hold=0.0):
 
 
 def test_bad_token_is_refused():
-    res = run_ranks(scenario_init, 2, "grpc", 3,
-                    env=lambda r: {"EMBER_TOKEN": "right" if r == 0 else "wrong"}, timeout=40)
+    res = run_ranks(
+        scenario_init,
+        2,
+        "grpc",
+        3,
+        env=lambda r: {"EMBER_TOKEN": "right" if r == 0 else "wrong"},
+        timeout=40,
+    )
     kind, msg = res[1].error
     assert kind == "DistStoreError" and "token" in msg, res[1]
     assert not res[0].ok and "did not join" in res[0].error[1], res[0]
 
 
 def test_world_size_mismatch():
-    res = run_ranks(scenario_init, 2, "shm", 3,
-                    env=lambda r: {"WORLD_SIZE": "3"} if r == 1 else {}, timeout=40)
+    res = run_ranks(
+        scenario_init, 2, "shm", 3, env=lambda r: {"WORLD_SIZE": "3"} if r == 1 else {}, timeout=40
+    )
     kind, msg = res[1].error
     assert "world size mismatch" in msg and "world_size=3" in msg and "2" in msg, msg
     assert not res[0].ok
@@ -260,17 +271,24 @@ def test_rank_out_of_range_is_a_value_error():
 
 
 def test_duplicate_rank_is_refused():
-    res = run_ranks(scenario_init, 3, "shm", 5, 3.0,
-                    env=lambda r: {"RANK": "1", "WORLD_SIZE": "2"} if r == 2 else
-                    {"WORLD_SIZE": "2"}, timeout=40)
+    res = run_ranks(
+        scenario_init,
+        3,
+        "shm",
+        5,
+        3.0,
+        env=lambda r: {"RANK": "1", "WORLD_SIZE": "2"} if r == 2 else {"WORLD_SIZE": "2"},
+        timeout=40,
+    )
     errors = [o.error[1] for o in res.values() if o is not None and not o.ok]
     assert any("already claimed" in m for m in errors), res
 
 
 def test_unreachable_master():
     port = free_port()
-    res = run_ranks(scenario_init, 2, "grpc", 1.5, env={"MASTER_PORT": str(port)}, ranks=[1],
-                    timeout=20)
+    res = run_ranks(
+        scenario_init, 2, "grpc", 1.5, env={"MASTER_PORT": str(port)}, ranks=[1], timeout=20
+    )
     kind, msg = res[1].error
     assert kind == "DistNetworkError" and "could not reach the store" in msg, msg
     assert res[1].seconds < 8
@@ -302,23 +320,47 @@ def case_bad_arguments():
 
     n = dist.get_world_size()
     checks = [
-        (ValueError, "output tensor size must be equal to world_size times input",
-         lambda: dist.all_gather_into_tensor(ember.zeros(n + 1), ember.zeros(1))),
-        (ValueError, "input tensor must be the same size as output size times world size",
-         lambda: dist.reduce_scatter_tensor(ember.zeros(1), ember.zeros(n + 1))),
-        (TypeError, "same type",
-         lambda: dist.all_gather_into_tensor(ember.zeros(n), ember.zeros(1, dtype=ember.int64))),
+        (
+            ValueError,
+            "output tensor size must be equal to world_size times input",
+            lambda: dist.all_gather_into_tensor(ember.zeros(n + 1), ember.zeros(1)),
+        ),
+        (
+            ValueError,
+            "input tensor must be the same size as output size times world size",
+            lambda: dist.reduce_scatter_tensor(ember.zeros(1), ember.zeros(n + 1)),
+        ),
+        (
+            TypeError,
+            "same type",
+            lambda: dist.all_gather_into_tensor(ember.zeros(n), ember.zeros(1, dtype=ember.int64)),
+        ),
         (ValueError, "Invalid src 7", lambda: dist.broadcast(ember.zeros(1), src=7)),
-        (ValueError, f"has {n + 1} tensors but the group has {n}",
-         lambda: dist.all_gather([ember.zeros(1)] * (n + 1), ember.zeros(1))),
-        (TypeError, "ReduceOp.AVG needs a floating-point",
-         lambda: dist.all_reduce(ember.zeros(1, dtype=ember.int64), op=dist.ReduceOp.AVG)),
-        (TypeError, "Expected parameter `tensor` of type ember.Tensor",
-         lambda: dist.all_reduce([1.0, 2.0])),
-        (TypeError, "different dtypes",
-         lambda: dist.all_gather([ember.zeros(1, dtype=ember.int64)] * n, ember.zeros(1))),
-        (ValueError, "should not be the same as the rank of the current process",
-         lambda: dist.send(ember.zeros(1), dst=dist.get_rank())),
+        (
+            ValueError,
+            f"has {n + 1} tensors but the group has {n}",
+            lambda: dist.all_gather([ember.zeros(1)] * (n + 1), ember.zeros(1)),
+        ),
+        (
+            TypeError,
+            "ReduceOp.AVG needs a floating-point",
+            lambda: dist.all_reduce(ember.zeros(1, dtype=ember.int64), op=dist.ReduceOp.AVG),
+        ),
+        (
+            TypeError,
+            "Expected parameter `tensor` of type ember.Tensor",
+            lambda: dist.all_reduce([1.0, 2.0]),
+        ),
+        (
+            TypeError,
+            "different dtypes",
+            lambda: dist.all_gather([ember.zeros(1, dtype=ember.int64)] * n, ember.zeros(1)),
+        ),
+        (
+            ValueError,
+            "should not be the same as the rank of the current process",
+            lambda: dist.send(ember.zeros(1), dst=dist.get_rank()),
+        ),
     ]
     for exc, text, fn in checks:
         try:

@@ -21,9 +21,23 @@ from ember.distributed.errors import DistStoreError
 
 DOC = pathlib.Path(__file__).resolve().parents[2] / "docs" / "distributed.md"
 # Variables a launcher sets: the children must see only the ones a test gives them.
-_LAUNCH_PREFIXES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "NODE_RANK",
-                    "GROUP_RANK", "MASTER_ADDR", "MASTER_PORT", "EMBER_TOKEN", "TORCHELASTIC",
-                    "SLURM_", "OMPI_", "PMI_", "PMIX_", "MPI_LOCAL")
+_LAUNCH_PREFIXES = (
+    "RANK",
+    "WORLD_SIZE",
+    "LOCAL_RANK",
+    "LOCAL_WORLD_SIZE",
+    "NODE_RANK",
+    "GROUP_RANK",
+    "MASTER_ADDR",
+    "MASTER_PORT",
+    "EMBER_TOKEN",
+    "TORCHELASTIC",
+    "SLURM_",
+    "OMPI_",
+    "PMI_",
+    "PMIX_",
+    "MPI_LOCAL",
+)
 # What the doc's script prints on each rank: the gradient is the mean of 3 * (rank + 1).
 _EXPECTED = "backend=gloo grad=4.50 in_sync=True"
 
@@ -34,8 +48,7 @@ def _doc_script(tmp_path) -> pathlib.Path:
     # Also show what the launcher's environment became (LOCAL_RANK is set for the script).
     # One write per line: with unbuffered output (PYTHONUNBUFFERED) print's separate writes of
     # its arguments interleave between the two ranks.
-    block += ("import os, sys\n"
-              "sys.stdout.write(f\"LOCAL_RANK {os.environ.get('LOCAL_RANK')}\\n\")\n")
+    block += "import os, sys\nsys.stdout.write(f\"LOCAL_RANK {os.environ.get('LOCAL_RANK')}\\n\")\n"
     path = tmp_path / "train.py"
     path.write_text(block)
     return path
@@ -69,9 +82,13 @@ def test_ddp_script_runs_under_torchrun(tmp_path):
     cmd = [exe]
     script = _doc_script(tmp_path)
     # torchrun's agent store takes MASTER_PORT; ember must stand beside it, not fight for it.
-    r = subprocess.run(cmd + ["--nproc-per-node", "2", "--master-port", str(_free_port()),
-                              str(script)],
-                       capture_output=True, text=True, timeout=120, env=_clean_env())
+    r = subprocess.run(
+        cmd + ["--nproc-per-node", "2", "--master-port", str(_free_port()), str(script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=_clean_env(),
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     _check_ranks(r.stdout)
     # No EMBER_TOKEN was given: rank 0 made one and handed it over through torchrun's store.
@@ -95,11 +112,26 @@ def test_torch_distributed_run_elastic_restart_and_reinit(tmp_path):
         "          f'sum {t.tolist()}', flush=True)\n"
         "    dist.destroy_process_group()\n"
         "    if attempt == 0:\n"
-        "        sys.exit(3)\n")
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-                        "--max-restarts", "1",
-                        "--master-port", str(_free_port()), str(script)],
-                       capture_output=True, text=True, timeout=120, env=_clean_env())
+        "        sys.exit(3)\n"
+    )
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc-per-node",
+            "2",
+            "--max-restarts",
+            "1",
+            "--master-port",
+            str(_free_port()),
+            str(script),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=_clean_env(),
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     for rank in range(2):
         assert f"attempt 0 gen 0 rank {rank} sum [3.0, 3.0]" in r.stdout, r.stdout
@@ -122,19 +154,29 @@ def _job_with_free_port() -> str:
 
 
 def _slurm(rank: int) -> dict:
-    return {"SLURM_PROCID": rank, "SLURM_NTASKS": 2, "SLURM_LOCALID": rank, "SLURM_NODEID": 0,
-            "SLURM_NNODES": 1, "SLURM_TASKS_PER_NODE": 2, "SLURM_STEP_ID": 0,
-            "SLURM_LAUNCH_NODE_IPADDR": "127.0.0.1"}
+    return {
+        "SLURM_PROCID": rank,
+        "SLURM_NTASKS": 2,
+        "SLURM_LOCALID": rank,
+        "SLURM_NODEID": 0,
+        "SLURM_NNODES": 1,
+        "SLURM_TASKS_PER_NODE": 2,
+        "SLURM_STEP_ID": 0,
+        "SLURM_LAUNCH_NODE_IPADDR": "127.0.0.1",
+    }
 
 
 def _ompi(rank: int) -> dict:
-    return {"OMPI_COMM_WORLD_RANK": rank, "OMPI_COMM_WORLD_SIZE": 2,
-            "OMPI_COMM_WORLD_LOCAL_RANK": rank, "OMPI_COMM_WORLD_LOCAL_SIZE": 2}
+    return {
+        "OMPI_COMM_WORLD_RANK": rank,
+        "OMPI_COMM_WORLD_SIZE": 2,
+        "OMPI_COMM_WORLD_LOCAL_RANK": rank,
+        "OMPI_COMM_WORLD_LOCAL_SIZE": 2,
+    }
 
 
 def _pmi(rank: int) -> dict:
-    return {"PMI_RANK": rank, "PMI_SIZE": 2, "MPI_LOCALRANKID": rank,
-            "MASTER_ADDR": "127.0.0.1"}
+    return {"PMI_RANK": rank, "PMI_SIZE": 2, "MPI_LOCALRANKID": rank, "MASTER_ADDR": "127.0.0.1"}
 
 
 # MPICH's PMI_* variables take the same path as Open MPI's (test_detect_precedence_and_fields).
@@ -146,10 +188,16 @@ def test_ddp_script_runs_under_slurm_and_mpi_env(tmp_path, launcher):
     else:
         common = {"MASTER_PORT": _free_port()}
     make = {"slurm": _slurm, "ompi": _ompi}[launcher]
-    procs = [subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True,
-                              env=_clean_env(EMBER_TOKEN="t", **common, **make(r)))
-             for r in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=_clean_env(EMBER_TOKEN="t", **common, **make(r)),
+        )
+        for r in range(2)
+    ]
     outs = []
     for p in procs:
         out, err = p.communicate(timeout=120)
@@ -160,19 +208,44 @@ def test_ddp_script_runs_under_slurm_and_mpi_env(tmp_path, launcher):
 
 # ---- environment detection (no processes) --------------------------------------------------------
 def test_detect_precedence_and_fields():
-    env = {"RANK": "1", "WORLD_SIZE": "4", "MASTER_ADDR": "h", "MASTER_PORT": "5",
-           "LOCAL_RANK": "1", "GROUP_RANK": "0", "SLURM_PROCID": "3", "SLURM_NTASKS": "8"}
+    env = {
+        "RANK": "1",
+        "WORLD_SIZE": "4",
+        "MASTER_ADDR": "h",
+        "MASTER_PORT": "5",
+        "LOCAL_RANK": "1",
+        "GROUP_RANK": "0",
+        "SLURM_PROCID": "3",
+        "SLURM_NTASKS": "8",
+    }
     got = _launch_env.detect(env)
-    assert (got.launcher, got.rank, got.world_size, got.local_rank, got.node_rank) == \
-        ("env", 1, 4, 1, 0)
+    assert (got.launcher, got.rank, got.world_size, got.local_rank, got.node_rank) == (
+        "env",
+        1,
+        4,
+        1,
+        0,
+    )
     got = _launch_env.detect({**env, "TORCHELASTIC_RUN_ID": "x"})
     assert got.launcher == "torchrun"
     slurm = {k: str(v) for k, v in _slurm(1).items()}
-    slurm.update(SLURM_NNODES="2", SLURM_NODEID="1", SLURM_JOB_ID="77",
-                 SLURM_TASKS_PER_NODE="2(x2)", SLURM_NTASKS="4")
+    slurm.update(
+        SLURM_NNODES="2",
+        SLURM_NODEID="1",
+        SLURM_JOB_ID="77",
+        SLURM_TASKS_PER_NODE="2(x2)",
+        SLURM_NTASKS="4",
+    )
     got = _launch_env.detect(slurm)
-    assert (got.launcher, got.rank, got.world_size, got.local_rank, got.local_world_size,
-            got.node_rank, got.master_addr) == ("slurm", 1, 4, 1, None, 1, "127.0.0.1")
+    assert (
+        got.launcher,
+        got.rank,
+        got.world_size,
+        got.local_rank,
+        got.local_world_size,
+        got.node_rank,
+        got.master_addr,
+    ) == ("slurm", 1, 4, 1, None, 1, "127.0.0.1")
     assert got.master_port == _launch_env.derived_port("slurm-77.0")
     assert 20000 <= got.master_port < 40000
     assert got.torchrun_variables()["NODE_RANK"] == "1"
@@ -188,23 +261,33 @@ def test_detect_precedence_and_fields():
     assert _launch_env.detect({"PATH": "/bin"}) is None
 
 
-@pytest.mark.parametrize("env, message", [
-    ({"SLURM_PROCID": "0"}, "SLURM_NTASKS is not"),
-    ({"OMPI_COMM_WORLD_RANK": "x", "OMPI_COMM_WORLD_SIZE": "2"},
-     "OMPI_COMM_WORLD_RANK must be an integer"),
-    ({"PMI_RANK": "0"}, "PMI_SIZE is not"),
-])
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ({"SLURM_PROCID": "0"}, "SLURM_NTASKS is not"),
+        (
+            {"OMPI_COMM_WORLD_RANK": "x", "OMPI_COMM_WORLD_SIZE": "2"},
+            "OMPI_COMM_WORLD_RANK must be an integer",
+        ),
+        ({"PMI_RANK": "0"}, "PMI_SIZE is not"),
+    ],
+)
 def test_detect_bad_environment(env, message):
     with pytest.raises(ValueError, match=message):
         _launch_env.detect(env)
 
 
-@pytest.mark.parametrize("env, message", [
-    ({"OMPI_COMM_WORLD_RANK": "0", "OMPI_COMM_WORLD_SIZE": "2", "MASTER_PORT": "1"},
-     "under mpi: set MASTER_ADDR"),
-    ({"PMI_RANK": "0", "PMI_SIZE": "1", "MPI_LOCALNRANKS": "1"}, "under mpi: set MASTER_PORT"),
-    ({}, "RANK expected"),
-])
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        (
+            {"OMPI_COMM_WORLD_RANK": "0", "OMPI_COMM_WORLD_SIZE": "2", "MASTER_PORT": "1"},
+            "under mpi: set MASTER_ADDR",
+        ),
+        ({"PMI_RANK": "0", "PMI_SIZE": "1", "MPI_LOCALNRANKS": "1"}, "under mpi: set MASTER_PORT"),
+        ({}, "RANK expected"),
+    ],
+)
 def test_init_process_group_names_what_is_missing(monkeypatch, env, message):
     import ember.distributed as dist
 
@@ -247,8 +330,9 @@ def test_backend_class_matches_torch():
 @pytest.mark.parametrize("use_libuv", [True, False])
 def test_torch_store_client_against_torch_tcpstore(use_libuv):
     torch = pytest.importorskip("torch")
-    server = torch.distributed.TCPStore("127.0.0.1", 0, is_master=True,
-                                        wait_for_workers=False, use_libuv=use_libuv)
+    server = torch.distributed.TCPStore(
+        "127.0.0.1", 0, is_master=True, wait_for_workers=False, use_libuv=use_libuv
+    )
     with TorchStoreClient("127.0.0.1", server.port, timeout=0.3) as c:
         c.set("k", "v1")
         assert server.get("k") == b"v1"  # one key space with torch's own clients

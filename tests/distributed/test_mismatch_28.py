@@ -53,11 +53,14 @@ def scenario_broadcast_src_per_rank(rank, backend, numel):
     return _timed(lambda: dist.broadcast(t, src=rank))
 
 
-@pytest.mark.parametrize("backend,numel", [
-    ("shm", 4),
-    pytest.param("grpc", 4, marks=pytest.mark.full),
-    pytest.param("shm", 1 << 18, marks=pytest.mark.full),   # the pipelined chain path
-])
+@pytest.mark.parametrize(
+    "backend,numel",
+    [
+        ("shm", 4),
+        pytest.param("grpc", 4, marks=pytest.mark.full),
+        pytest.param("shm", 1 << 18, marks=pytest.mark.full),  # the pipelined chain path
+    ],
+)
 def test_broadcast_with_different_src_raises_on_every_rank_at_that_call(backend, numel):
     res = run_ranks(scenario_broadcast_src_per_rank, 2, backend, numel, timeout=40)
     _all_raise(res, range(2), "src=0", "src=1", "broadcast")
@@ -77,9 +80,14 @@ def scenario_rooted_root_per_rank(rank, backend, op):
 
 
 @pytest.mark.full
-@pytest.mark.parametrize("op,needles", [("gather", ("dst=0", "dst=1")),
-                                        ("reduce", ("dst=0", "dst=1")),
-                                        ("scatter", ("src=0", "src=1"))])
+@pytest.mark.parametrize(
+    "op,needles",
+    [
+        ("gather", ("dst=0", "dst=1")),
+        ("reduce", ("dst=0", "dst=1")),
+        ("scatter", ("src=0", "src=1")),
+    ],
+)
 def test_rooted_collectives_with_different_roots_raise_at_that_call(op, needles):
     res = run_ranks(scenario_rooted_root_per_rank, 2, "shm", op, timeout=40)
     _all_raise(res, range(2), op, *needles)
@@ -164,8 +172,11 @@ def scenario_endpoints(rank, backend):
     dist = _init(backend)
     w = _state.world
     dist.barrier()
-    return {"store": w.master_host, "peer": w.peer_server.address,
-            "data": [list(t.address) for t in w._owned if hasattr(t, "address")]}
+    return {
+        "store": w.master_host,
+        "peer": w.peer_server.address,
+        "data": [list(t.address) for t in w._owned if hasattr(t, "address")],
+    }
 
 
 def test_single_host_job_binds_loopback_not_the_routable_address():

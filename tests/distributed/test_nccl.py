@@ -12,8 +12,8 @@ def test_dtype_and_op_tables_follow_nccl_h():
     assert _nccl.nccl_dtype("int64") == 4 and _nccl.nccl_dtype("float16") == 6
     assert _nccl.nccl_op(ReduceOp.SUM, "float32") == 0
     assert _nccl.nccl_op(ReduceOp.AVG, "float32") == 4
-    assert _nccl.nccl_op(ReduceOp.SUM, "bool") == 2       # OR over 0/1 bytes is MAX
-    assert _nccl.nccl_op(ReduceOp.PRODUCT, "bool") == 3   # AND is MIN
+    assert _nccl.nccl_op(ReduceOp.SUM, "bool") == 2  # OR over 0/1 bytes is MAX
+    assert _nccl.nccl_op(ReduceOp.PRODUCT, "bool") == 3  # AND is MIN
     with pytest.raises(TypeError, match="complex64"):
         _nccl.nccl_dtype("complex64")
     with pytest.raises(ValueError, match="BXOR"):

@@ -51,8 +51,14 @@ def _allreduce_across(pair: NetnsPair, timeout: float = 90) -> list[dict]:
     port = free_port()
     procs = []
     for rank in (0, 1):
-        env = {"RANK": str(rank), "WORLD_SIZE": "2", "MASTER_ADDR": ADDRS[0],
-               "MASTER_PORT": str(port), "EMBER_TOKEN": "netns-token", "OMP_NUM_THREADS": "1"}
+        env = {
+            "RANK": str(rank),
+            "WORLD_SIZE": "2",
+            "MASTER_ADDR": ADDRS[0],
+            "MASTER_PORT": str(port),
+            "EMBER_TOKEN": "netns-token",
+            "OMP_NUM_THREADS": "1",
+        }
         procs.append(pair.python(rank, RANK_CODE, env))
     results = []
     for rank, p in enumerate(procs):

@@ -74,8 +74,12 @@ def test_arena_all_reduce_matches_the_ring_bitwise(pools, world_size, op):
     pool = pools(world_size, "shm")
     count = 100_003  # above the direct-path threshold, not a multiple of the rank count
     out = pool.run(_arena_case, count, "float32", op)
-    want = np.stack([(np.random.default_rng(r).standard_normal(count) * 10).astype(np.float32)
-                     for r in range(world_size)])
+    want = np.stack(
+        [
+            (np.random.default_rng(r).standard_normal(count) * 10).astype(np.float32)
+            for r in range(world_size)
+        ]
+    )
     want = {"SUM": want.sum(0), "AVG": want.mean(0), "MAX": want.max(0)}[op]
     for rank in range(world_size):
         same, got = out[rank]
@@ -186,8 +190,10 @@ def _two_groups_case():
             block = pg.shared_block(50_000, "float32")
             block[...] = rank + step
             dist.all_reduce(ember.Tensor._wrap(block), group=group)
-            results.append(float(block[0]) == sum(r + step for r in members)
-                           and bool((block == block[0]).all()))
+            results.append(
+                float(block[0]) == sum(r + step for r in members)
+                and bool((block == block[0]).all())
+            )
     subgroup = resolve_group(sub) if rank != 1 else None
     if signals[key] is None:  # signals are not used on this machine
         return all(results), None

@@ -37,10 +37,10 @@ def test_set_get_add_compare_set_delete(master):
     c.set("b", b"\x00\xff")
     assert master.get("a") == b"1" and c.get("b") == b"\x00\xff"
     assert c.add("n", 3) == 3 and master.add("n", -1) == 2 and c.get("n") == b"2"
-    assert c.compare_set("cs", "", "first") == b"first"      # missing + empty expected: set
-    assert c.compare_set("cs", "wrong", "x") == b"first"     # mismatch: unchanged
+    assert c.compare_set("cs", "", "first") == b"first"  # missing + empty expected: set
+    assert c.compare_set("cs", "wrong", "x") == b"first"  # mismatch: unchanged
     assert c.compare_set("cs", "first", "second") == b"second"
-    assert c.compare_set("nokey", "x", "y") == b"x"          # PyTorch returns expected here
+    assert c.compare_set("nokey", "x", "y") == b"x"  # PyTorch returns expected here
     assert c.check(["a", "b"]) and not c.check(["a", "zzz"])
     assert c.multi_get_nowait(["a", "zzz"]) == [b"1", None]
     assert c.num_keys() == master.num_keys() >= 4
@@ -70,8 +70,9 @@ def test_bad_token_is_refused_and_logged(master, caplog):
     with caplog.at_level(logging.WARNING, logger="ember.distributed"):
         with pytest.raises(DistStoreError, match="refused this process's job token"):
             client(master, token="nope")
-    assert any("refused a call" in r.getMessage() and "wrong" in r.getMessage()
-               for r in caplog.records)
+    assert any(
+        "refused a call" in r.getMessage() and "wrong" in r.getMessage() for r in caplog.records
+    )
 
 
 def test_unreachable_and_port_in_use(master):
@@ -86,8 +87,9 @@ def test_unreachable_and_port_in_use(master):
 
 
 def test_world_size_and_wait_for_workers():
-    m = TCPStore("127.0.0.1", 0, world_size=2, is_master=True, wait_for_workers=False,
-                 timeout=2, token="tok")
+    m = TCPStore(
+        "127.0.0.1", 0, world_size=2, is_master=True, wait_for_workers=False, timeout=2, token="tok"
+    )
     try:
         with pytest.raises(DistStoreError, match="world size mismatch.*world_size=3.*2"):
             TCPStore("127.0.0.1", m.port, world_size=3, timeout=2, token="tok")

@@ -33,9 +33,15 @@ def _run(layer, x, upstream, affine, steps: int = 2) -> dict:
         layer.zero_grad()
         y = layer(xt)
         (y * ember.tensor(upstream)).sum().backward()
-    out.update(y=y.detach().numpy(), gx=xt.grad.numpy(), gw=layer.weight.grad.numpy(),
-               gb=layer.bias.grad.numpy(), mean=layer.running_mean.numpy().copy(),
-               var=layer.running_var.numpy().copy(), tracked=int(layer.num_batches_tracked))
+    out.update(
+        y=y.detach().numpy(),
+        gx=xt.grad.numpy(),
+        gw=layer.weight.grad.numpy(),
+        gb=layer.bias.grad.numpy(),
+        mean=layer.running_mean.numpy().copy(),
+        var=layer.running_var.numpy().copy(),
+        tracked=int(layer.num_batches_tracked),
+    )
     layer.eval()
     out["eval"] = layer(ember.tensor(x)).detach().numpy()
     return out
@@ -61,10 +67,12 @@ def _rank_run(world: int, momentum) -> dict:
 def test_ranks_compute_the_concatenated_batch_norm(pools, world, momentum):
     want = _reference(world, momentum)
     got = pools(world, "auto").run(_rank_run, world, momentum)
-    np.testing.assert_allclose(np.concatenate([g["y"] for g in got]), want["y"], rtol=1e-10,
-                               atol=1e-12)
-    np.testing.assert_allclose(np.concatenate([g["gx"] for g in got]), want["gx"],
-                               rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        np.concatenate([g["y"] for g in got]), want["y"], rtol=1e-10, atol=1e-12
+    )
+    np.testing.assert_allclose(
+        np.concatenate([g["gx"] for g in got]), want["gx"], rtol=1e-10, atol=1e-12
+    )
     # weight and bias gradients stay local (DDP averages them): their sum is the whole's
     for k in ("gw", "gb"):
         np.testing.assert_allclose(sum(g[k] for g in got), want[k], rtol=1e-10, atol=1e-12)
@@ -72,8 +80,9 @@ def test_ranks_compute_the_concatenated_batch_norm(pools, world, momentum):
         for k in ("mean", "var"):
             np.testing.assert_allclose(g[k], want[k], rtol=1e-12, atol=1e-14)
         assert g["tracked"] == want["tracked"] == 2
-    np.testing.assert_allclose(np.concatenate([g["eval"] for g in got]), want["eval"],
-                               rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        np.concatenate([g["eval"] for g in got]), want["eval"], rtol=1e-10, atol=1e-12
+    )
 
 
 def _ddp_train(use_ddp: bool, world: int = 2, batch: int = 4) -> list:
@@ -81,8 +90,13 @@ def _ddp_train(use_ddp: bool, world: int = 2, batch: int = 4) -> list:
     import ember.nn.functional as F
 
     ember.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
-                          nn.Flatten(), nn.Linear(4 * 5 * 5, 3))
+    model = nn.Sequential(
+        nn.Conv2d(2, 4, 3, padding=1),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(4 * 5 * 5, 3),
+    )
     rank = dist.get_rank() if use_ddp else 0
     if use_ddp:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -144,8 +158,14 @@ def test_without_a_process_group_it_is_pytorch_batch_norm():
         t.zero_grad()
         y = t(xt)
         (y * torch.from_numpy(upstream)).sum().backward()
-    want = dict(y=y.detach().numpy(), gx=xt.grad.numpy(), gw=t.weight.grad.numpy(),
-                gb=t.bias.grad.numpy(), mean=t.running_mean.numpy(), var=t.running_var.numpy())
+    want = dict(
+        y=y.detach().numpy(),
+        gx=xt.grad.numpy(),
+        gw=t.weight.grad.numpy(),
+        gb=t.bias.grad.numpy(),
+        mean=t.running_mean.numpy(),
+        var=t.running_var.numpy(),
+    )
     for k, w in want.items():
         np.testing.assert_allclose(got[k], w, rtol=1e-10, atol=1e-12, err_msg=k)
     assert list(nn.SyncBatchNorm(3).state_dict()) == list(torch.nn.SyncBatchNorm(3).state_dict())
@@ -156,8 +176,9 @@ def test_convert_sync_batchnorm_replaces_batch_norms_and_shares_their_state():
 
     def build(lib):
         inner = lib.nn.Sequential(lib.nn.BatchNorm1d(4, affine=False), lib.nn.InstanceNorm1d(4))
-        return lib.nn.Sequential(lib.nn.Conv2d(1, 4, 3), lib.nn.BatchNorm2d(4, momentum=None),
-                                 lib.nn.Flatten(), inner)
+        return lib.nn.Sequential(
+            lib.nn.Conv2d(1, 4, 3), lib.nn.BatchNorm2d(4, momentum=None), lib.nn.Flatten(), inner
+        )
 
     model = build(ember)
     model[1].eval()

@@ -13,25 +13,52 @@ def tiny_configs(transformers):
     # (grouped-query attention: 4 query heads share 2 key/value heads; Mistral's window of 3
     # is shorter than the 7-token prompts)
     return {
-        "gpt2": transformers.GPT2Config(n_layer=2, n_embd=32, n_head=4, vocab_size=VOCAB,
-                                        n_positions=64, bos_token_id=1, eos_token_id=2),
-        "llama": transformers.LlamaConfig(num_hidden_layers=2, hidden_size=32,
-                                          num_attention_heads=4, num_key_value_heads=2,
-                                          intermediate_size=64, vocab_size=VOCAB,
-                                          max_position_embeddings=64),
-        "mistral": transformers.MistralConfig(num_hidden_layers=2, hidden_size=32,
-                                              num_attention_heads=4, num_key_value_heads=2,
-                                              intermediate_size=64, vocab_size=VOCAB,
-                                              max_position_embeddings=64, sliding_window=3),
-        "bert": transformers.BertConfig(num_hidden_layers=2, hidden_size=32,
-                                        num_attention_heads=4, intermediate_size=37,
-                                        vocab_size=VOCAB, max_position_embeddings=64,
-                                        num_labels=3),
+        "gpt2": transformers.GPT2Config(
+            n_layer=2,
+            n_embd=32,
+            n_head=4,
+            vocab_size=VOCAB,
+            n_positions=64,
+            bos_token_id=1,
+            eos_token_id=2,
+        ),
+        "llama": transformers.LlamaConfig(
+            num_hidden_layers=2,
+            hidden_size=32,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            intermediate_size=64,
+            vocab_size=VOCAB,
+            max_position_embeddings=64,
+        ),
+        "mistral": transformers.MistralConfig(
+            num_hidden_layers=2,
+            hidden_size=32,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            intermediate_size=64,
+            vocab_size=VOCAB,
+            max_position_embeddings=64,
+            sliding_window=3,
+        ),
+        "bert": transformers.BertConfig(
+            num_hidden_layers=2,
+            hidden_size=32,
+            num_attention_heads=4,
+            intermediate_size=37,
+            vocab_size=VOCAB,
+            max_position_embeddings=64,
+            num_labels=3,
+        ),
     }
 
 
-HEADS = {"gpt2": "GPT2LMHeadModel", "llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM",
-         "bert": "BertForSequenceClassification"}
+HEADS = {
+    "gpt2": "GPT2LMHeadModel",
+    "llama": "LlamaForCausalLM",
+    "mistral": "MistralForCausalLM",
+    "bert": "BertForSequenceClassification",
+}
 
 
 @pytest.fixture(scope="session")

@@ -20,8 +20,9 @@ def _np(t):
 
 
 def _ember_model(arch, path):
-    auto = models.AutoModelForSequenceClassification if arch == "bert" else \
-        models.AutoModelForCausalLM
+    auto = (
+        models.AutoModelForSequenceClassification if arch == "bert" else models.AutoModelForCausalLM
+    )
     return auto.from_pretrained(path)
 
 
@@ -57,17 +58,22 @@ def test_backbone_last_hidden_state_and_gradients(hf_models, transformers, batch
     ids, _ = batch
     out = model(ember.tensor(ids))
     want = ref(torch.tensor(ids))
-    np.testing.assert_allclose(_np(out.last_hidden_state), want.last_hidden_state.detach(),
-                               atol=1e-4)
+    np.testing.assert_allclose(
+        _np(out.last_hidden_state), want.last_hidden_state.detach(), atol=1e-4
+    )
     # gradients through the causal-LM loss (fine-tuning) equal torch's
     lm = _ember_model(arch, path)
     lm(ember.tensor(ids), labels=ember.tensor(ids)).loss.backward()
     ref_head.zero_grad()
     ref_head(torch.tensor(ids), labels=torch.tensor(ids)).loss.backward()
-    name = "transformer.h.1.mlp.c_fc.weight" if arch == "gpt2" else \
-        "model.layers.1.self_attn.k_proj.weight"
-    np.testing.assert_allclose(lm.get_parameter(name).grad.numpy(),
-                               ref_head.get_parameter(name).grad.numpy(), atol=1e-5)
+    name = (
+        "transformer.h.1.mlp.c_fc.weight"
+        if arch == "gpt2"
+        else "model.layers.1.self_attn.k_proj.weight"
+    )
+    np.testing.assert_allclose(
+        lm.get_parameter(name).grad.numpy(), ref_head.get_parameter(name).grad.numpy(), atol=1e-5
+    )
     ref_head.zero_grad()
 
 
@@ -76,13 +82,18 @@ def test_greedy_generate_matches_transformers(hf_models, batch, arch):
     path, ref = hf_models[arch]
     model = _ember_model(arch, path)
     ids, mask = batch
-    got = model.generate(ember.tensor(ids), attention_mask=ember.tensor(mask),
-                         max_new_tokens=6)
-    want = ref.generate(torch.tensor(ids), attention_mask=torch.tensor(mask), max_new_tokens=6,
-                        do_sample=False, pad_token_id=0)
+    got = model.generate(ember.tensor(ids), attention_mask=ember.tensor(mask), max_new_tokens=6)
+    want = ref.generate(
+        torch.tensor(ids),
+        attention_mask=torch.tensor(mask),
+        max_new_tokens=6,
+        do_sample=False,
+        pad_token_id=0,
+    )
     assert got.tolist() == want.tolist()
-    no_cache = model.generate(ember.tensor(ids), attention_mask=ember.tensor(mask),
-                              max_new_tokens=6, use_cache=False)
+    no_cache = model.generate(
+        ember.tensor(ids), attention_mask=ember.tensor(mask), max_new_tokens=6, use_cache=False
+    )
     assert no_cache.tolist() == want.tolist()
 
 
@@ -96,7 +107,7 @@ def test_kv_cache_steps_equal_full_forward(hf_models, batch, arch):
     assert out.past_key_values.get_seq_length() == 4
     past = out.past_key_values.to_legacy_cache()  # the tuple format is accepted too
     for t in range(4, 7):
-        out = model(ids[:, t:t + 1], past_key_values=past)
+        out = model(ids[:, t : t + 1], past_key_values=past)
         past = out.past_key_values
         np.testing.assert_allclose(_np(out.logits)[:, 0], full[:, t], atol=1e-5)
 
@@ -107,10 +118,12 @@ def test_ember_save_pretrained_loads_in_transformers(transformers, tmp_path, bat
 
     cfg = tiny_configs(transformers)[arch].to_dict()
     ember.manual_seed(1)
-    config = models.AutoConfig.for_model(arch, **{k: v for k, v in cfg.items()
-                                                  if k != "model_type"})
-    auto = models.AutoModelForSequenceClassification if arch == "bert" else \
-        models.AutoModelForCausalLM
+    config = models.AutoConfig.for_model(
+        arch, **{k: v for k, v in cfg.items() if k != "model_type"}
+    )
+    auto = (
+        models.AutoModelForSequenceClassification if arch == "bert" else models.AutoModelForCausalLM
+    )
     model = auto.from_config(config).eval()  # from_config leaves dropout on, as transformers
     model.save_pretrained(tmp_path, max_shard_size="40KB" if arch == "llama" else "5GB")
     if arch == "llama":  # sharded: the index names every tensor's shard
@@ -129,16 +142,18 @@ def test_ember_save_pretrained_loads_in_transformers(transformers, tmp_path, bat
         np.testing.assert_array_equal(again.state_dict()[k].numpy(), v.numpy())
 
 
-def test_sharded_transformers_checkpoint_and_hub_cache_layout(transformers, hf_models, tmp_path,
-                                                              batch):
+def test_sharded_transformers_checkpoint_and_hub_cache_layout(
+    transformers, hf_models, tmp_path, batch
+):
     path, ref = hf_models["gpt2"]
     shard_dir = tmp_path / "models--tiny-org--gpt2" / "snapshots" / "abc123"
     ref.save_pretrained(shard_dir, max_shard_size="20KB")
     assert len(list(shard_dir.glob("model-*.safetensors"))) > 1
     (tmp_path / "models--tiny-org--gpt2" / "refs").mkdir()
     (tmp_path / "models--tiny-org--gpt2" / "refs" / "main").write_text("abc123")
-    model = models.GPT2LMHeadModel.from_pretrained("tiny-org/gpt2", cache_dir=tmp_path,
-                                                   local_files_only=True)
+    model = models.GPT2LMHeadModel.from_pretrained(
+        "tiny-org/gpt2", cache_dir=tmp_path, local_files_only=True
+    )
     ids = batch[0]
     with torch.no_grad():
         want = ref(torch.tensor(ids)).logits.numpy()

@@ -21,16 +21,24 @@ def tok_dir(tmp_path_factory):
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=300, special_tokens=["<pad>", "<s>", "</s>", "<unk>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(["hello world", "the quick brown fox jumps over the lazy dog"] * 5,
-                            trainer)
+        vocab_size=300,
+        special_tokens=["<pad>", "<s>", "</s>", "<unk>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(
+        ["hello world", "the quick brown fox jumps over the lazy dog"] * 5, trainer
+    )
     tok.post_processor = processors.TemplateProcessing(
-        single="<s> $A </s>", pair="<s> $A </s> $B </s>",
-        special_tokens=[("<s>", 1), ("</s>", 2)])
-    ref = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>",
-                                               eos_token="</s>", pad_token="<pad>",
-                                               unk_token="<unk>", padding_side="left")
+        single="<s> $A </s>", pair="<s> $A </s> $B </s>", special_tokens=[("<s>", 1), ("</s>", 2)]
+    )
+    ref = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        padding_side="left",
+    )
     path = tmp_path_factory.mktemp("tok")
     ref.save_pretrained(path)
     return path

@@ -28,8 +28,11 @@ from ember.launcher.netns import NetnsPair, head_env, write_config
 
 SUBNET = "10.78.0"  # engineer F's collective test uses 10.77.x: a different link, no clash
 # Let Ray's GCS notice a lost node within seconds rather than the default ~15-30 s.
-HEALTH_CHECKS = {"RAY_health_check_period_ms": "1000", "RAY_health_check_timeout_ms": "1000",
-                 "RAY_health_check_failure_threshold": "3"}
+HEALTH_CHECKS = {
+    "RAY_health_check_period_ms": "1000",
+    "RAY_health_check_timeout_ms": "1000",
+    "RAY_health_check_failure_threshold": "3",
+}
 
 
 @dataclass
@@ -41,17 +44,27 @@ class Cluster:
 
     def run(self, *cmd, timeout: float = 180, **kw) -> subprocess.CompletedProcess:
         """Run a command in the head's namespace as a driver of the cluster."""
-        return subprocess.run(self.pair.prefix(self.pair.head_ns) + list(cmd), env=self.env,
-                              capture_output=True, text=True, timeout=timeout, **kw)
+        return subprocess.run(
+            self.pair.prefix(self.pair.head_ns) + list(cmd),
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            **kw,
+        )
 
     def ember(self, *args, timeout: float = 180, **kw) -> subprocess.CompletedProcess:
-        return self.run(sys.executable, "-m", "ember.launcher.cli", *args, timeout=timeout,
-                        **kw)
+        return self.run(sys.executable, "-m", "ember.launcher.cli", *args, timeout=timeout, **kw)
 
     def popen_ember(self, *args) -> Streamed:
-        proc = subprocess.Popen(self.pair.prefix(self.pair.head_ns) + [
-            sys.executable, "-m", "ember.launcher.cli", *args], env=self.env,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            self.pair.prefix(self.pair.head_ns)
+            + [sys.executable, "-m", "ember.launcher.cli", *args],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         return Streamed(proc)
 
     def state(self) -> dict:
@@ -76,8 +89,10 @@ class Streamed:
         self.proc = proc
         self.out: list[str] = []
         self.err: list[str] = []
-        self._threads = [threading.Thread(target=self._read, args=(s, b), daemon=True)
-                         for s, b in ((proc.stdout, self.out), (proc.stderr, self.err))]
+        self._threads = [
+            threading.Thread(target=self._read, args=(s, b), daemon=True)
+            for s, b in ((proc.stdout, self.out), (proc.stderr, self.err))
+        ]
         for t in self._threads:
             t.start()
 
@@ -90,9 +105,11 @@ class Streamed:
         deadline = time.time() + timeout
         while not predicate("".join(self.out)):
             if self.proc.poll() is not None or time.time() > deadline:
-                raise AssertionError(f"never saw the expected output; stdout:\n"
-                                     f"{''.join(self.out)[-3000:]}\nstderr:\n"
-                                     f"{''.join(self.err)[-3000:]}")
+                raise AssertionError(
+                    f"never saw the expected output; stdout:\n"
+                    f"{''.join(self.out)[-3000:]}\nstderr:\n"
+                    f"{''.join(self.err)[-3000:]}"
+                )
             time.sleep(0.1)
 
     def finish(self, timeout: float) -> tuple[int, str, str]:
@@ -130,8 +147,9 @@ def netns_cluster():
     saved = os.environ.get("EMBER_STATE_DIR")
     os.environ["EMBER_STATE_DIR"] = state_dir
     os.makedirs(state_dir)
-    config = write_config(pair, os.path.join(root, "cluster.yaml"), temp_root=root,
-                          cpus_per_node=2, env=HEALTH_CHECKS)
+    config = write_config(
+        pair, os.path.join(root, "cluster.yaml"), temp_root=root, cpus_per_node=2, env=HEALTH_CHECKS
+    )
     pair.create()
     try:
         local_cluster.up(load(config), out=lambda *_: None)

@@ -47,14 +47,21 @@ def _script(tmp_path, name: str, body: str) -> str:
 
 def _placements(stdout: str) -> dict:
     """{rank: ip} from WHERE's lines."""
-    return {int(m.group(1)): m.group(2) for m in re.finditer(r"\[rank\d+\]: rank (\d+) of 2 "
-                                                             r"node_rank \d ip (\S+)", stdout)}
+    return {
+        int(m.group(1)): m.group(2)
+        for m in re.finditer(
+            r"\[rank\d+\]: rank (\d+) of 2 "
+            r"node_rank \d ip (\S+)",
+            stdout,
+        )
+    }
 
 
 def test_launch_runs_one_rank_on_each_host(netns_cluster, tmp_path):
     script = _script(tmp_path, "where.py", WHERE)
-    r = netns_cluster.ember("launch", "--address", f"{HEAD}:6379", "--nnodes", "2",
-                            "--nproc-per-node", "1", script)
+    r = netns_cluster.ember(
+        "launch", "--address", f"{HEAD}:6379", "--nnodes", "2", "--nproc-per-node", "1", script
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     placed = _placements(r.stdout)
     assert sorted(placed.values()) == [HEAD, WORKER], r.stdout
@@ -75,9 +82,23 @@ def test_submit_runs_the_same_job_through_ray_jobs(netns_cluster, tmp_path):
     work = tmp_path / "work"
     work.mkdir()
     _script(work, "where.py", WHERE)
-    r = netns_cluster.ember("submit", "--cluster", netns_cluster.config, "--working-dir",
-                            str(work), "--", "python", "-m", "ember.launcher.cli", "launch",
-                            "--nnodes", "2", "--nproc-per-node", "1", "where.py")
+    r = netns_cluster.ember(
+        "submit",
+        "--cluster",
+        netns_cluster.config,
+        "--working-dir",
+        str(work),
+        "--",
+        "python",
+        "-m",
+        "ember.launcher.cli",
+        "launch",
+        "--nnodes",
+        "2",
+        "--nproc-per-node",
+        "1",
+        "where.py",
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert sorted(_placements(r.stdout).values()) == [HEAD, WORKER], r.stdout
     assert "succeeded" in r.stderr
@@ -147,8 +168,17 @@ def test_ddp_across_hosts_matches_a_single_host_run(netns_cluster, tmp_path):
         pytest.skip("ember.distributed.init_process_group is not available yet")
     script = _script(tmp_path, "ddp.py", DDP)
     out = str(tmp_path / "weights.npz")
-    r = netns_cluster.ember("launch", "--cluster", netns_cluster.config, "--nnodes", "2",
-                            "--nproc-per-node", "1", script, out)
+    r = netns_cluster.ember(
+        "launch",
+        "--cluster",
+        netns_cluster.config,
+        "--nnodes",
+        "2",
+        "--nproc-per-node",
+        "1",
+        script,
+        out,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert "trained 0" in r.stdout and "trained 1" in r.stdout
     got = dict(np.load(out))
@@ -161,9 +191,19 @@ def test_ddp_across_hosts_matches_a_single_host_run(netns_cluster, tmp_path):
 def test_losing_the_worker_host_fails_with_an_error_naming_it(netns_cluster, tmp_path):
     netns_cluster.ensure_up()
     script = _script(tmp_path, "steps.py", STEPS)
-    run = netns_cluster.popen_ember("launch", "--cluster", netns_cluster.config, "--nnodes",
-                                    "2", "--nproc-per-node", "1", "--max-restarts", "1",
-                                    script, "400")
+    run = netns_cluster.popen_ember(
+        "launch",
+        "--cluster",
+        netns_cluster.config,
+        "--nnodes",
+        "2",
+        "--nproc-per-node",
+        "1",
+        "--max-restarts",
+        "1",
+        script,
+        "400",
+    )
     run.wait_for(lambda out: f"step 3 ip {WORKER}" in out and f"step 3 ip {HEAD}" in out, 90)
     t0 = time.time()
     assert netns_cluster.crash_worker_host()
@@ -178,9 +218,19 @@ def test_losing_the_worker_host_fails_with_an_error_naming_it(netns_cluster, tmp
 def test_losing_the_worker_host_recovers_when_resources_remain(netns_cluster, tmp_path):
     netns_cluster.ensure_up()  # brings the worker host back after the previous test
     script = _script(tmp_path, "steps.py", STEPS)
-    run = netns_cluster.popen_ember("launch", "--cluster", netns_cluster.config, "--workers",
-                                    "2", "--placement", "spread", "--max-restarts", "1",
-                                    script, "30")
+    run = netns_cluster.popen_ember(
+        "launch",
+        "--cluster",
+        netns_cluster.config,
+        "--workers",
+        "2",
+        "--placement",
+        "spread",
+        "--max-restarts",
+        "1",
+        script,
+        "30",
+    )
     run.wait_for(lambda out: f"step 2 ip {WORKER}" in out, 90)
     assert netns_cluster.crash_worker_host()
     code, out, err = run.finish(timeout=150)
@@ -231,5 +281,7 @@ def test_trainer_across_hosts_collects_every_ranks_reports(netns_cluster, tmp_pa
     got = json.loads(r.stdout.split("RESULT ", 1)[1])
     assert got["steps"] == [0, 1, 2]
     # rank 0's metrics; both hosts' checkpoint files, merged, from the last report
-    assert got["files"] == {"rank0.txt": f"2 {got['ip']}",
-                            "rank1.txt": f"2 {WORKER if got['ip'] == HEAD else HEAD}"}
+    assert got["files"] == {
+        "rank0.txt": f"2 {got['ip']}",
+        "rank1.txt": f"2 {WORKER if got['ip'] == HEAD else HEAD}",
+    }

@@ -11,9 +11,11 @@ import argparse
 import ember as torch
 import ember.nn.functional as F
 
-NAMES = ("emma olivia ava isabella sophia charlotte mia amelia harper evelyn abigail emily "
-         "elizabeth mila ella avery sofia camila aria scarlett victoria madison luna grace "
-         "chloe penelope layla riley zoey nora lily eleanor hannah lillian addison aubrey").split()
+NAMES = (
+    "emma olivia ava isabella sophia charlotte mia amelia harper evelyn abigail emily "
+    "elizabeth mila ella avery sofia camila aria scarlett victoria madison luna grace "
+    "chloe penelope layla riley zoey nora lily eleanor hannah lillian addison aubrey"
+).split()
 
 
 def main():
@@ -56,7 +58,7 @@ def main():
         xenc = F.one_hot(xs, num_classes=V).float()
         probs = (xenc @ W).exp()
         probs = probs / probs.sum(1, keepdims=True)
-        loss = -probs[torch.arange(n), ys].log().mean() + 0.01 * (W ** 2).mean()
+        loss = -probs[torch.arange(n), ys].log().mean() + 0.01 * (W**2).mean()
         W.grad = None
         loss.backward()
         W.data += -50 * W.grad

@@ -17,7 +17,7 @@ DEGREE = 4
 
 def features(x):
     x = x.unsqueeze(1)
-    return torch.cat([x ** i for i in range(1, DEGREE + 1)], 1)
+    return torch.cat([x**i for i in range(1, DEGREE + 1)], 1)
 
 
 def describe(W, b):

@@ -46,7 +46,7 @@ def batchify(data, bsz):
 
 def get_batch(source, i, bptt):
     seq_len = min(bptt, len(source) - 1 - i)
-    return source[i:i + seq_len], source[i + 1:i + 1 + seq_len].view(-1)
+    return source[i : i + seq_len], source[i + 1 : i + 1 + seq_len].view(-1)
 
 
 class RNNModel(nn.Module):
@@ -70,8 +70,10 @@ class RNNModel(nn.Module):
 
     def init_hidden(self, bsz):
         weight = next(self.parameters())
-        return (weight.new_zeros(self.nlayers, bsz, self.nhid),
-                weight.new_zeros(self.nlayers, bsz, self.nhid))
+        return (
+            weight.new_zeros(self.nlayers, bsz, self.nhid),
+            weight.new_zeros(self.nlayers, bsz, self.nhid),
+        )
 
 
 def repackage_hidden(h):
@@ -127,18 +129,23 @@ def main():
             for q in model.parameters():
                 q.data.add_(q.grad, alpha=-lr)
         val_loss = evaluate(model, val, args.bptt, ntokens, 5)
-        print(f"| epoch {epoch:3d} | time {time.time() - start:5.2f}s | valid loss {val_loss:5.2f}"
-              f" | valid ppl {math.exp(val_loss):8.2f}")
+        print(
+            f"| epoch {epoch:3d} | time {time.time() - start:5.2f}s | valid loss {val_loss:5.2f}"
+            f" | valid ppl {math.exp(val_loss):8.2f}"
+        )
         if best is None or val_loss < best:
-            torch.save({"state": model.state_dict(), "epoch": epoch, "vocab": d.idx2word},
-                       args.save)
+            torch.save(
+                {"state": model.state_dict(), "epoch": epoch, "vocab": d.idx2word}, args.save
+            )
             best = val_loss
         else:
             lr /= 4.0
     ckpt = torch.load(args.save)
     model.load_state_dict(ckpt["state"])
-    print(f"best epoch {ckpt['epoch']} vocab {len(ckpt['vocab'])} reloaded ppl "
-          f"{math.exp(evaluate(model, val, args.bptt, ntokens, 5)):.2f}")
+    print(
+        f"best epoch {ckpt['epoch']} vocab {len(ckpt['vocab'])} reloaded ppl "
+        f"{math.exp(evaluate(model, val, args.bptt, ntokens, 5)):.2f}"
+    )
     print("done")
 
 

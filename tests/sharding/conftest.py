@@ -24,6 +24,7 @@ _RUNS: dict = {}
 def sharding_run(tmp_path_factory):
     """``sharding_run(world)``: the output folder of the parity (+ memory on 2 ranks) run on
     ``world`` ranks, run once per session."""
+
     def get(world: int):
         if world not in _RUNS:
             out = tmp_path_factory.mktemp(f"parity{world}")
@@ -42,7 +43,6 @@ def pg1():
     if dist.is_initialized():
         pytest.skip("a process group is already initialized in this process")
     os.environ.setdefault("EMBER_TOKEN", secrets.token_hex(16))
-    dist.init_process_group(init_method=f"tcp://127.0.0.1:{free_port()}", rank=0,
-                            world_size=1)
+    dist.init_process_group(init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1)
     yield
     dist.destroy_process_group()

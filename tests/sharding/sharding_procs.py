@@ -25,11 +25,27 @@ def run_ranks(world: int, scenarios: str, outdir, timeout: float = 150) -> None:
     port, token = free_port(), secrets.token_hex(16)
     procs = []
     for rank in range(world):
-        env = dict(os.environ, RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world),
-                   LOCAL_WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
-                   EMBER_TOKEN=token, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
-        procs.append(subprocess.Popen([sys.executable, WORKER, scenarios, str(outdir)], env=env,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        env = dict(
+            os.environ,
+            RANK=str(rank),
+            LOCAL_RANK=str(rank),
+            WORLD_SIZE=str(world),
+            LOCAL_WORLD_SIZE=str(world),
+            MASTER_ADDR="127.0.0.1",
+            MASTER_PORT=str(port),
+            EMBER_TOKEN=token,
+            OMP_NUM_THREADS="1",
+            OPENBLAS_NUM_THREADS="1",
+        )
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, WORKER, scenarios, str(outdir)],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     outputs, failed = [], False
     for p in procs:
         try:
@@ -43,6 +59,8 @@ def run_ranks(world: int, scenarios: str, outdir, timeout: float = 150) -> None:
         outputs.append(err)
         failed |= p.returncode != 0
     if failed:
-        tails = "\n".join(f"--- rank {r} (exit {p.returncode}) ---\n{err[-3000:]}"
-                          for r, (p, err) in enumerate(zip(procs, outputs)))
+        tails = "\n".join(
+            f"--- rank {r} (exit {p.returncode}) ---\n{err[-3000:]}"
+            for r, (p, err) in enumerate(zip(procs, outputs))
+        )
         pytest.fail(f"{scenarios} on {world} ranks failed:\n{tails}")

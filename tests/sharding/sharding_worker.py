@@ -63,7 +63,7 @@ def batch(step: int, rank: int, world: int):
     x = rng.standard_normal((GLOBAL_BATCH, 5)).astype(np.float32)
     y = rng.integers(0, 3, GLOBAL_BATCH)
     n = GLOBAL_BATCH // world
-    return ember.tensor(x[rank * n:(rank + 1) * n]), ember.tensor(y[rank * n:(rank + 1) * n])
+    return ember.tensor(x[rank * n : (rank + 1) * n]), ember.tensor(y[rank * n : (rank + 1) * n])
 
 
 def train(model, opt, steps, rank, world, start: int = 0) -> None:
@@ -85,12 +85,19 @@ STRATEGIES = {
     "zero2": lambda m: ZeroDataParallel(m, stage=2, bucket_cap_mb=0.0002),  # several buckets
     "fsdp_full_shard": lambda m: FSDP(m, auto_wrap_policy=ModuleWrapPolicy({Block})),
     "fsdp_prefetch": lambda m: FSDP(
-        m, auto_wrap_policy=functools.partial(size_based_auto_wrap_policy, min_num_params=40),
-        forward_prefetch=True, backward_prefetch=BackwardPrefetch.BACKWARD_POST),
-    "fsdp_shard_grad_op": lambda m: FSDP(m, sharding_strategy=ShardingStrategy.SHARD_GRAD_OP,
-                                         auto_wrap_policy=ModuleWrapPolicy({Block})),
-    "fsdp_no_shard": lambda m: FSDP(m, sharding_strategy=ShardingStrategy.NO_SHARD,
-                                    auto_wrap_policy=ModuleWrapPolicy({Block})),
+        m,
+        auto_wrap_policy=functools.partial(size_based_auto_wrap_policy, min_num_params=40),
+        forward_prefetch=True,
+        backward_prefetch=BackwardPrefetch.BACKWARD_POST,
+    ),
+    "fsdp_shard_grad_op": lambda m: FSDP(
+        m,
+        sharding_strategy=ShardingStrategy.SHARD_GRAD_OP,
+        auto_wrap_policy=ModuleWrapPolicy({Block}),
+    ),
+    "fsdp_no_shard": lambda m: FSDP(
+        m, sharding_strategy=ShardingStrategy.NO_SHARD, auto_wrap_policy=ModuleWrapPolicy({Block})
+    ),
 }
 
 
@@ -114,6 +121,7 @@ def parity(out: str, rank: int, world: int) -> None:
 
 def memory(out: str, rank: int, world: int) -> None:
     """Measured bytes after one Adam step for each strategy, with the layout to check them."""
+
     def mlp():
         ember.manual_seed(0)
         return nn.Sequential(*[nn.Linear(129, 129) for _ in range(4)])
@@ -121,18 +129,27 @@ def memory(out: str, rank: int, world: int) -> None:
     x = ember.randn(8, 129)
     report = {}
     for name in ("ddp", "zero1", "zero1_wrapper", "zero2", "fsdp_full_shard"):
-        model = (DDP(mlp()) if name in ("ddp", "zero1") else
-                 ZeroDataParallel(mlp(), stage=1) if name == "zero1_wrapper" else
-                 ZeroDataParallel(mlp(), stage=2) if name == "zero2" else
-                 FSDP(mlp(), auto_wrap_policy=ModuleWrapPolicy({nn.Linear})))
-        opt = (ZeroRedundancyOptimizer(model.parameters(), ember.optim.Adam) if name == "zero1"
-               else ember.optim.Adam(model.parameters()))
+        model = (
+            DDP(mlp())
+            if name in ("ddp", "zero1")
+            else ZeroDataParallel(mlp(), stage=1)
+            if name == "zero1_wrapper"
+            else ZeroDataParallel(mlp(), stage=2)
+            if name == "zero2"
+            else FSDP(mlp(), auto_wrap_policy=ModuleWrapPolicy({nn.Linear}))
+        )
+        opt = (
+            ZeroRedundancyOptimizer(model.parameters(), ember.optim.Adam)
+            if name == "zero1"
+            else ember.optim.Adam(model.parameters())
+        )
         model(x).sum().backward()
         opt.step()
         report[name] = dist.memory_report(model, opt)
         if name == "fsdp_full_shard":  # outside forward, gathered storage is handed back
             report["fsdp_resident_after_step"] = sum(
-                h.storage.resident for u in model.modules() for h in getattr(u, "_handles", []))
+                h.storage.resident for u in model.modules() for h in getattr(u, "_handles", [])
+            )
     report["numel"] = sum(p.numel() for p in mlp().parameters())
     with open(os.path.join(out, f"memory-rank{rank}.json"), "w") as f:
         json.dump(report, f)
@@ -148,13 +165,16 @@ def ckpt_save(out: str, rank: int, world: int) -> None:
     resume from the sharded checkpoint into a fresh model on the same ranks."""
     model, opt = _fsdp_adam()
     train(model, opt, 5, rank, world)
-    checkpoint.save_sharded_checkpoint(os.path.join(out, "sharded"), model, opt,
-                                       extra={"step": 5})
-    checkpoint.save_sharded_checkpoint(os.path.join(out, "sharded_b"), model, opt,
-                                       extra={"step": 5})
-    with FSDP.state_dict_type(model, StateDictType.FULL_STATE_DICT,
-                              FullStateDictConfig(rank0_only=True),
-                              FullOptimStateDictConfig(rank0_only=True)):
+    checkpoint.save_sharded_checkpoint(os.path.join(out, "sharded"), model, opt, extra={"step": 5})
+    checkpoint.save_sharded_checkpoint(
+        os.path.join(out, "sharded_b"), model, opt, extra={"step": 5}
+    )
+    with FSDP.state_dict_type(
+        model,
+        StateDictType.FULL_STATE_DICT,
+        FullStateDictConfig(rank0_only=True),
+        FullOptimStateDictConfig(rank0_only=True),
+    ):
         full = {"model": model.state_dict(), "optim": FSDP.optim_state_dict(model, opt)}
     if rank == 0:
         ember.save(full, os.path.join(out, "full.ember"))
@@ -179,8 +199,9 @@ def ckpt_load(out: str, rank: int, world: int) -> None:
         plain = make_model()
         plain.load_state_dict(full["model"])
         popt = ember.optim.Adam(plain.parameters(), lr=1e-2)
-        popt.load_state_dict(FSDP.rekey_optim_state_dict(full["optim"],
-                                                         OptimStateKeyType.PARAM_ID, plain))
+        popt.load_state_dict(
+            FSDP.rekey_optim_state_dict(full["optim"], OptimStateKeyType.PARAM_ID, plain)
+        )
     else:
         plain, popt = _fsdp_adam()
         plain.load_state_dict(full["model"])
@@ -245,8 +266,12 @@ def mixed_precision(out: str, rank: int, world: int) -> None:
     arrays, info = {}, {}
     for name, (strategy, kw) in MP_CONFIGS.items():
         mp = MixedPrecision(param_dtype=ember.bfloat16, buffer_dtype=ember.bfloat16, **kw)
-        model = FSDP(_mp_model(), sharding_strategy=strategy, mixed_precision=mp,
-                     auto_wrap_policy=ModuleWrapPolicy({Block}))
+        model = FSDP(
+            _mp_model(),
+            sharding_strategy=strategy,
+            mixed_precision=mp,
+            auto_wrap_policy=ModuleWrapPolicy({Block}),
+        )
         opt = ember.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
         seen = {"out": set(), "grad": set(), "param": set()}
         for s in range(MP_STEPS):
@@ -265,8 +290,7 @@ def mixed_precision(out: str, rank: int, world: int) -> None:
         arrays.update({f"{name}/fsdp/{k}": v.numpy() for k, v in sd.items()})
         arrays.update({f"{name}/ref/{k}": v for k, v in _mp_reference(kw, rank, world).items()})
     model = FSDP(_mp_model(), auto_wrap_policy=ModuleWrapPolicy({Block}))  # no casts at all
-    train(model, ember.optim.SGD(model.parameters(), lr=0.05, momentum=0.9), MP_STEPS, rank,
-          world)
+    train(model, ember.optim.SGD(model.parameters(), lr=0.05, momentum=0.9), MP_STEPS, rank, world)
     arrays.update({f"fp32/fsdp/{k}": v for k, v in full_params(model).items()})
     arrays.update({f"init/{k}": v for k, v in full_params(_mp_model()).items()})
     np.savez(os.path.join(out, f"mixed_precision-rank{rank}.npz"), **arrays)
@@ -274,8 +298,13 @@ def mixed_precision(out: str, rank: int, world: int) -> None:
         json.dump(info, f)
 
 
-SCENARIOS = {"parity": parity, "memory": memory, "ckpt_save": ckpt_save, "ckpt_load": ckpt_load,
-             "mixed_precision": mixed_precision}
+SCENARIOS = {
+    "parity": parity,
+    "memory": memory,
+    "ckpt_save": ckpt_save,
+    "ckpt_load": ckpt_load,
+    "mixed_precision": mixed_precision,
+}
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ def _arrays(folder, name):
 
 
 def _part(arrays, prefix):
-    return {k[len(prefix) + 1:]: v for k, v in arrays.items() if k.startswith(prefix + "/")}
+    return {k[len(prefix) + 1 :]: v for k, v in arrays.items() if k.startswith(prefix + "/")}
 
 
 def test_sharded_resume_on_same_ranks(ckpt_dir):
@@ -38,5 +38,6 @@ def test_continue_on_other_rank_counts(ckpt_dir, world):
             got = _part(a, form)
             assert sorted(got) == sorted(cont), form
             for k in cont:
-                np.testing.assert_allclose(got[k], cont[k], rtol=0, atol=ATOL,
-                                           err_msg=f"{form} {k} on {world} ranks")
+                np.testing.assert_allclose(
+                    got[k], cont[k], rtol=0, atol=ATOL, err_msg=f"{form} {k} on {world} ranks"
+                )

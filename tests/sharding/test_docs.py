@@ -15,8 +15,9 @@ def test_docs_example_runs(tmp_path):
     code = re.findall(r"```python\n(.*?)```", text, flags=re.S)[0]
     script = tmp_path / "sharding_example.py"
     script.write_text(code)
-    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                          timeout=120, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "optimizer state" in proc.stdout and "0.bias" in proc.stdout
 
@@ -27,7 +28,8 @@ def test_docs_mixed_precision_example_runs(tmp_path):
     assert "MixedPrecision" in code
     script = tmp_path / "mixed_precision_example.py"
     script.write_text(code)
-    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                          timeout=120, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.split("\n")[0] == "ember.bfloat16 {ember.float32} {ember.float32}"

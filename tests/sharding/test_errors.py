@@ -136,8 +136,9 @@ def test_sharded_checkpoint_on_another_number_of_ranks_is_resharded(ckpt_dir):
 def test_sharded_state_dict_of_another_rank_count(ckpt_dir):
     shard = ember.load(str(ckpt_dir / "sharded" / "shard-00000-of-00002.ember"))
     m, _ = _fsdp_adam()
-    with pytest.raises(RuntimeError, match="saved by rank 0 of 2 ranks but is being loaded on "
-                                           "rank 0 of 1"):
+    with pytest.raises(
+        RuntimeError, match="saved by rank 0 of 2 ranks but is being loaded on rank 0 of 1"
+    ):
         m.load_state_dict(shard["model"])
 
 
@@ -153,8 +154,7 @@ def test_missing_shard_file_and_index(ckpt_dir, tmp_path):
     broken = tmp_path / "broken"
     shutil.copytree(ckpt_dir / "sharded", broken)
     (broken / "shard-00001-of-00002.ember").unlink()
-    with pytest.raises(FileNotFoundError, match="shard-00001-of-00002.ember of rank 1 is "
-                                                "missing"):
+    with pytest.raises(FileNotFoundError, match="shard-00001-of-00002.ember of rank 1 is missing"):
         checkpoint.load_full_state_dicts(str(broken))
     (broken / "index.json").unlink()
     with pytest.raises(FileNotFoundError, match="has no index.json"):
@@ -175,14 +175,26 @@ def test_shard_pieces_of_another_model():
 
 
 # ---- malformed mixed precision ----------------------------------------------------------
-@pytest.mark.parametrize("mp, exc, msg", [
-    ("bf16", TypeError, "mixed_precision must be an ember.distributed.fsdp.MixedPrecision, "
-                        "got str"),
-    (MixedPrecision(param_dtype=np.float16), TypeError, "MixedPrecision.param_dtype must be "
-                                                        "an ember dtype"),
-    (MixedPrecision(reduce_dtype=ember.int32), ValueError, "MixedPrecision.reduce_dtype must "
-                                                           "be a floating-point dtype"),
-])
+@pytest.mark.parametrize(
+    "mp, exc, msg",
+    [
+        (
+            "bf16",
+            TypeError,
+            "mixed_precision must be an ember.distributed.fsdp.MixedPrecision, got str",
+        ),
+        (
+            MixedPrecision(param_dtype=np.float16),
+            TypeError,
+            "MixedPrecision.param_dtype must be an ember dtype",
+        ),
+        (
+            MixedPrecision(reduce_dtype=ember.int32),
+            ValueError,
+            "MixedPrecision.reduce_dtype must be a floating-point dtype",
+        ),
+    ],
+)
 def test_bad_mixed_precision(mp, exc, msg):
     m = make_model()
     with pytest.raises(exc, match=msg):

@@ -26,12 +26,20 @@ def test_strategies_match_ddp(sharding_run, world):
         ref = {k.split("/", 2)[2]: v for k, v in arrays.items() if k.startswith(f"{oname}/ddp/")}
         assert len(ref) == 12, sorted(ref)  # 2 linears + 2 x (linear, layernorm), w and b
         for sname in STRATEGIES:
-            got = {k.split("/", 2)[2]: v for k, v in arrays.items()
-                   if k.startswith(f"{oname}/{sname}/")}
+            got = {
+                k.split("/", 2)[2]: v
+                for k, v in arrays.items()
+                if k.startswith(f"{oname}/{sname}/")
+            }
             assert sorted(got) == sorted(ref), (oname, sname)
             for k in ref:
-                np.testing.assert_allclose(got[k], ref[k], rtol=0, atol=ATOL,
-                                           err_msg=f"{oname} {sname} {k} on {world} ranks")
+                np.testing.assert_allclose(
+                    got[k],
+                    ref[k],
+                    rtol=0,
+                    atol=ATOL,
+                    err_msg=f"{oname} {sname} {k} on {world} ranks",
+                )
     init = {k: v for k, v in arrays.items() if "/ddp/" in k}
     assert any(np.abs(v).sum() > 0 for v in init.values())
     for r, other in enumerate(ranks[1:], 1):  # every rank ends with the same parameters
@@ -48,8 +56,9 @@ def test_memory_report_follows_formulas(sharding_run):
     def close(measured, formula, slack=pad + 256):  # slack: padding and 0-d step tensors
         assert formula <= measured <= formula + slack, (measured, formula)
 
-    ddp, z1, z1w, z2, z3 = (rep[k] for k in ("ddp", "zero1", "zero1_wrapper", "zero2",
-                                             "fsdp_full_shard"))
+    ddp, z1, z1w, z2, z3 = (
+        rep[k] for k in ("ddp", "zero1", "zero1_wrapper", "zero2", "fsdp_full_shard")
+    )
     close(ddp["parameters"], 4 * psi)
     close(ddp["gradients"], 4 * psi)
     close(ddp["optimizer_state"], 8 * psi)
@@ -72,7 +81,7 @@ def test_memory_report_follows_formulas(sharding_run):
 
 
 # ---- mixed precision: MixedPrecision(param_dtype=bfloat16, ...) on 2 real ranks ----------
-BF16_RTOL = 2.0 ** -8  # half a bfloat16 ulp; in practice FSDP matches its reference exactly
+BF16_RTOL = 2.0**-8  # half a bfloat16 ulp; in practice FSDP matches its reference exactly
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +94,7 @@ def mp_run(tmp_path_factory):
 
 
 def _part(arrays, prefix):
-    return {k[len(prefix) + 1:]: v for k, v in arrays.items() if k.startswith(prefix + "/")}
+    return {k[len(prefix) + 1 :]: v for k, v in arrays.items() if k.startswith(prefix + "/")}
 
 
 @pytest.mark.parametrize("name", sorted(MP_CONFIGS))
@@ -112,8 +121,9 @@ def test_mixed_precision_matches_reference(mp_run, name):
             if k == "stat":  # the buffer: cast to bf16 in the module, saved back as fp32
                 np.testing.assert_array_equal(got[k], np.float32(1.1015625))
                 continue
-            np.testing.assert_allclose(got[k], ref[k], rtol=BF16_RTOL, atol=1e-6,
-                                       err_msg=f"{name} {k} on rank {r}")
+            np.testing.assert_allclose(
+                got[k], ref[k], rtol=BF16_RTOL, atol=1e-6, err_msg=f"{name} {k} on rank {r}"
+            )
             assert got[k].dtype == np.float32
         assert any(np.abs(got[k] - init[k]).max() > 1e-3 for k in got)  # it trained
     for k, v in _part(ranks[0], name).items():  # both ranks end with the same parameters

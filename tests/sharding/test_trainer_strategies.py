@@ -42,9 +42,12 @@ def test_sharding_strategies_in_the_trainer(tmp_path):
 
     results = {}
     for strategy in ("zero1", "zero2", "fsdp"):
-        res = Trainer(_loop, scaling_config=ScalingConfig(num_workers=2), strategy=strategy,
-                      run_config=RunConfig(storage_path=str(tmp_path), name=strategy,
-                                           verbose=0)).fit()
+        res = Trainer(
+            _loop,
+            scaling_config=ScalingConfig(num_workers=2),
+            strategy=strategy,
+            run_config=RunConfig(storage_path=str(tmp_path), name=strategy, verbose=0),
+        ).fit()
         results[strategy] = res.metrics
     assert results["zero1"]["wrapper"] == results["zero2"]["wrapper"] == "ZeroDataParallel"
     assert results["fsdp"]["wrapper"] == "FullyShardedDataParallel"

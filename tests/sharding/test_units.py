@@ -46,8 +46,10 @@ def _step(model, opt, x, y):
 
 def _data(n=6):
     rng = np.random.default_rng(0)
-    return (ember.tensor(rng.standard_normal((n, 5)).astype(np.float32)),
-            ember.tensor(rng.integers(0, 3, n)))
+    return (
+        ember.tensor(rng.standard_normal((n, 5)).astype(np.float32)),
+        ember.tensor(rng.integers(0, 3, n)),
+    )
 
 
 def test_full_state_dict_is_the_unwrapped_models():
@@ -103,7 +105,7 @@ def test_unit_called_twice_in_one_forward():
     nn.functional.cross_entropy(f(x), y).backward()
     flat = _units(f)[1]._flat_param.grad.numpy()
     ref = np.concatenate([p.grad.numpy().reshape(-1) for p in plain.block.parameters()])
-    np.testing.assert_allclose(flat[:ref.size], ref, atol=1e-6)
+    np.testing.assert_allclose(flat[: ref.size], ref, atol=1e-6)
 
 
 def test_tied_weights_in_one_unit():
@@ -123,15 +125,15 @@ def test_tied_weights_in_one_unit():
     ember.manual_seed(2)
     f = FSDP(Tied())
     assert f._flat_param.numel() == 44  # the shared weight is flattened once
-    popt, opt = ember.optim.SGD(plain.parameters(), lr=0.1), ember.optim.SGD(f.parameters(),
-                                                                            lr=0.1)
+    popt, opt = ember.optim.SGD(plain.parameters(), lr=0.1), ember.optim.SGD(f.parameters(), lr=0.1)
     for _ in range(2):
         _step(plain, popt, t, t)
         _step(f, opt, t, t)
     sd = f.state_dict()
     assert sorted(sd) == ["emb.weight", "head.weight"]
-    np.testing.assert_allclose(sd["head.weight"].numpy(), plain.head.weight.detach().numpy(),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        sd["head.weight"].numpy(), plain.head.weight.detach().numpy(), atol=1e-6
+    )
 
 
 def test_summon_full_params_writeback():
@@ -152,7 +154,7 @@ def test_no_sync_accumulates_like_the_plain_model():
     plain = make_model()
     f = FSDP(make_model(), auto_wrap_policy=ModuleWrapPolicy({Block}))
     for model in (plain, f):
-        with (model.no_sync() if model is f else _nothing()):
+        with model.no_sync() if model is f else _nothing():
             nn.functional.cross_entropy(model(x[:4]), y[:4]).backward()
         nn.functional.cross_entropy(model(x[4:]), y[4:]).backward()
     got = np.concatenate([p.grad.numpy() for p in f.parameters()])
@@ -175,8 +177,11 @@ class _nothing:
 
 
 def test_eval_under_no_grad_frees_everything():
-    f = FSDP(make_model(), sharding_strategy=ShardingStrategy.SHARD_GRAD_OP,
-             auto_wrap_policy=ModuleWrapPolicy({Block}))
+    f = FSDP(
+        make_model(),
+        sharding_strategy=ShardingStrategy.SHARD_GRAD_OP,
+        auto_wrap_policy=ModuleWrapPolicy({Block}),
+    )
     with ember.no_grad():
         out = f(ember.randn(3, 5))
     assert tuple(out.shape) == (3, 3)
@@ -184,8 +189,10 @@ def test_eval_under_no_grad_frees_everything():
 
 
 def test_wrap_policies():
-    sized = FSDP(make_model(), auto_wrap_policy=functools.partial(size_based_auto_wrap_policy,
-                                                                  min_num_params=60))
+    sized = FSDP(
+        make_model(),
+        auto_wrap_policy=functools.partial(size_based_auto_wrap_policy, min_num_params=60),
+    )
     assert [type(u.module).__name__ for u in _units(sized)] == ["Sequential", "Block", "Block"]
     by_set = FSDP(make_model(), auto_wrap_policy={nn.Linear})
     assert len(_units(by_set)) == 1 + 4  # the root and every Linear
@@ -201,8 +208,10 @@ def test_sharded_state_dict_round_trip(tmp_path):
     ref = make_model().state_dict()
     for k in ref:
         np.testing.assert_array_equal(full[k].numpy(), ref[k].numpy())
-    g = FSDP(nn.Sequential(nn.Linear(5, 7), Block(7), Block(7), nn.Linear(7, 3)),
-             auto_wrap_policy=ModuleWrapPolicy({Block}))
+    g = FSDP(
+        nn.Sequential(nn.Linear(5, 7), Block(7), Block(7), nn.Linear(7, 3)),
+        auto_wrap_policy=ModuleWrapPolicy({Block}),
+    )
     g.load_state_dict(sd)
     for k, v in g.state_dict().items():
         np.testing.assert_array_equal(v.numpy(), ref[k].numpy())
@@ -233,8 +242,8 @@ def test_zero_optimizer_consolidates_into_a_plain_layout():
         sched.step()
         psched.step()
     # the scheduler sets the global groups; the local optimizer follows at each step
-    assert zopt.param_groups[0]["lr"] == pytest.approx(0.01 * 0.5 ** 3)
-    assert zopt.optim.param_groups[0]["lr"] == pytest.approx(0.01 * 0.5 ** 2)
+    assert zopt.param_groups[0]["lr"] == pytest.approx(0.01 * 0.5**3)
+    assert zopt.optim.param_groups[0]["lr"] == pytest.approx(0.01 * 0.5**2)
     for a, b in zip(m.parameters(), plain.parameters()):
         np.testing.assert_allclose(a.detach().numpy(), b.detach().numpy(), atol=1e-6)
     zopt.consolidate_state_dict(to=0)
@@ -242,8 +251,9 @@ def test_zero_optimizer_consolidates_into_a_plain_layout():
     assert sorted(sd["state"]) == sorted(ref["state"])
     for i in ref["state"]:
         for k in ref["state"][i]:
-            np.testing.assert_allclose(sd["state"][i][k].numpy(), ref["state"][i][k].numpy(),
-                                       atol=1e-6)
+            np.testing.assert_allclose(
+                sd["state"][i][k].numpy(), ref["state"][i][k].numpy(), atol=1e-6
+            )
     fresh = ZeroRedundancyOptimizer(make_model().parameters(), ember.optim.Adam, lr=0.01)
     fresh.load_state_dict(ref)  # a plain optimizer's state loads too
     st = fresh.optim.state[fresh.optim.param_groups[0]["params"][0]]
@@ -255,15 +265,18 @@ def test_two_forwards_one_backward_and_clip_grad_norm():
     plain = make_model()
     f = FSDP(make_model(), auto_wrap_policy=ModuleWrapPolicy({Block}))
     for model in (plain, f):
-        loss = (nn.functional.cross_entropy(model(x[:4]), y[:4])
-                + nn.functional.cross_entropy(model(x[4:]), y[4:]))
+        loss = nn.functional.cross_entropy(model(x[:4]), y[:4]) + nn.functional.cross_entropy(
+            model(x[4:]), y[4:]
+        )
         loss.backward()
-    ref = np.sqrt(sum(float((p.grad.numpy().astype(np.float64) ** 2).sum())
-                      for p in plain.parameters()))
+    ref = np.sqrt(
+        sum(float((p.grad.numpy().astype(np.float64) ** 2).sum()) for p in plain.parameters())
+    )
     norm = f.clip_grad_norm_(ref / 2)
     assert float(norm) == pytest.approx(ref, rel=1e-5)
-    clipped = np.sqrt(sum(float((p.grad.numpy().astype(np.float64) ** 2).sum())
-                          for p in f.parameters()))
+    clipped = np.sqrt(
+        sum(float((p.grad.numpy().astype(np.float64) ** 2).sum()) for p in f.parameters())
+    )
     assert clipped == pytest.approx(ref / 2, rel=1e-4)
 
 
@@ -272,8 +285,10 @@ def test_zero_optimizer_param_groups_and_default_memory_report():
     plain, m = make_model(), make_model()
 
     def groups(model):
-        return [{"params": model[0].parameters(), "lr": 0.1},
-                {"params": [p for i in (1, 2, 3) for p in model[i].parameters()]}]
+        return [
+            {"params": model[0].parameters(), "lr": 0.1},
+            {"params": [p for i in (1, 2, 3) for p in model[i].parameters()]},
+        ]
 
     popt = ember.optim.SGD(groups(plain), lr=0.01, momentum=0.9)
     zopt = ZeroRedundancyOptimizer(groups(m), ember.optim.SGD, lr=0.01, momentum=0.9)
@@ -303,8 +318,9 @@ def test_mixed_precision_summon_eval_and_no_sync():
         np.testing.assert_array_equal(w.numpy(), plain[1].fc.weight.detach().numpy())
     with ember.no_grad():
         assert f(ember.randn(3, 5)).dtype == ember.bfloat16
-    assert not any(h.storage.resident or h.mp_storage.resident
-                   for u in _units(f) for h in u._handles)
+    assert not any(
+        h.storage.resident or h.mp_storage.resident for u in _units(f) for h in u._handles
+    )
     ns = FSDP(make_model(), mixed_precision=_bf16(), sharding_strategy=ShardingStrategy.NO_SHARD)
     assert np.abs(ns(ember.randn(3, 5)).float().detach().numpy()).sum() > 0
     with FSDP.summon_full_params(ns):  # edits reach the bf16 copy NO_SHARD keeps
@@ -331,14 +347,21 @@ def test_mixed_precision_casts_forward_inputs():
     x, idx = ember.randn(2, 7), ember.tensor([1, 0])
     args, kwargs = cast_inputs(ember.bfloat16, (x, idx), {"h": x.double()})
     assert (args[0].dtype, args[1].dtype, kwargs["h"].dtype) == (
-        ember.bfloat16, idx.dtype, ember.bfloat16)  # only floating-point tensors are cast
+        ember.bfloat16,
+        idx.dtype,
+        ember.bfloat16,
+    )  # only floating-point tensors are cast
     policy = ModuleWrapPolicy({Block})
     # the root has no parameters of its own: the blocks cast their inputs themselves
-    f = FSDP(nn.Sequential(Block(7), Block(7)), auto_wrap_policy=policy,
-             mixed_precision=_bf16(cast_root_forward_inputs=False, cast_forward_inputs=True))
+    f = FSDP(
+        nn.Sequential(Block(7), Block(7)),
+        auto_wrap_policy=policy,
+        mixed_precision=_bf16(cast_root_forward_inputs=False, cast_forward_inputs=True),
+    )
     assert f(x).dtype == ember.bfloat16
-    buffers = FSDP(nn.Sequential(nn.BatchNorm1d(7)), mixed_precision=MixedPrecision(
-        buffer_dtype=ember.float16))
+    buffers = FSDP(
+        nn.Sequential(nn.BatchNorm1d(7)), mixed_precision=MixedPrecision(buffer_dtype=ember.float16)
+    )
     buffers(x)
     bn = buffers.module[0]
     assert bn.running_mean.dtype == ember.float16  # cast at the first forward
@@ -355,8 +378,13 @@ def test_mixed_precision_matches_torch_fsdp(tmp_path):
     pytest.importorskip("torch")
     out = tmp_path / "torch_mp.npz"
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "torch_mp_ref.py")
-    proc = subprocess.run([sys.executable, script, str(out)], capture_output=True, text=True,
-                          timeout=120, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    proc = subprocess.run(
+        [sys.executable, script, str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     ref = dict(np.load(out))
     m = nn.Sequential(nn.Linear(5, 7), nn.LayerNorm(7), nn.Linear(7, 3))
@@ -369,12 +397,11 @@ def test_mixed_precision_matches_torch_fsdp(tmp_path):
     y.float().square().sum().backward()
     meta = [str(y.dtype), str(m.stat.dtype), *sorted({str(p.grad.dtype) for p in f.parameters()})]
     assert [s.replace("ember.", "torch.") for s in meta] == list(ref["meta"])
-    np.testing.assert_allclose(y.float().detach().numpy(), ref["y"], rtol=2 ** -7, atol=1e-2)
+    np.testing.assert_allclose(y.float().detach().numpy(), ref["y"], rtol=2**-7, atol=1e-2)
     opt.step()
     sd = f.state_dict()
     assert sorted(sd) == sorted(k[6:] for k in ref if k.startswith("after/"))
     for k, v in sd.items():
         assert v.dtype == ember.float32, k
-        np.testing.assert_allclose(v.numpy(), ref["after/" + k], rtol=2 ** -7, atol=2e-2,
-                                   err_msg=k)
+        np.testing.assert_allclose(v.numpy(), ref["after/" + k], rtol=2**-7, atol=2e-2, err_msg=k)
     np.testing.assert_array_equal(sd["stat"].numpy(), ref["after/stat"])  # 1.1 via bf16

@@ -34,8 +34,14 @@ def main(out: str) -> None:
     grad_dtypes = sorted({str(p.grad.dtype) for p in f.parameters()})
     opt.step()
     sd = {f"after/{k}": v.numpy() for k, v in f.state_dict().items()}
-    np.savez(out, x=x.numpy(), y=y.float().detach().numpy(), **init, **sd,
-             meta=np.array([str(y.dtype), str(m.stat.dtype), *grad_dtypes]))
+    np.savez(
+        out,
+        x=x.numpy(),
+        y=y.float().detach().numpy(),
+        **init,
+        **sd,
+        meta=np.array([str(y.dtype), str(m.stat.dtype), *grad_dtypes]),
+    )
     dist.destroy_process_group()
 
 

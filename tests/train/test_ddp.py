@@ -16,8 +16,9 @@ BATCH = 4
 def _model():
     import ember.nn as nn
 
-    return nn.Sequential(nn.Linear(5, 16), nn.Tanh(), nn.Linear(16, 16), nn.ReLU(),
-                         nn.Linear(16, 3))
+    return nn.Sequential(
+        nn.Linear(5, 16), nn.Tanh(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 3)
+    )
 
 
 def _data(world):
@@ -39,8 +40,11 @@ def _train(world, use_ddp, rank=0, optim="sgd", bucket_cap_mb=25.0, accumulate=F
             for p in model.parameters():
                 p.add_(1.0)
     net = DistributedDataParallel(model, bucket_cap_mb=bucket_cap_mb) if use_ddp else model
-    opt = (ember.optim.SGD(net.parameters(), lr=0.1, momentum=0.9) if optim == "sgd"
-           else ember.optim.Adam(net.parameters(), lr=1e-2))
+    opt = (
+        ember.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+        if optim == "sgd"
+        else ember.optim.Adam(net.parameters(), lr=1e-2)
+    )
     x, y = _data(world)
     lo, hi = (rank * BATCH, (rank + 1) * BATCH) if use_ddp else (0, world * BATCH)
     for s in range(STEPS):
@@ -142,15 +146,18 @@ def _wide_train(world, rank, use_ddp, hold_all=False):
         opt.step()
     weights = [p.detach().numpy().copy() for p in model.parameters()]
     if use_ddp:
-        facts = {"buckets": len(net._buckets), "overlap": net._overlap,
-                 "shared": arena is not None and all(
-                     arena.offset_of(s) is not None for s in net._storages),
-                 # gradients dropped by zero_grad return their block, which the buckets take
-                 # again at the next forward: one block from the second step on
-                 "blocks": len(blocks),
-                 "grads_in_arena": arena is not None and all(
-                     arena.offset_of(p.grad._data) is not None for p in model.parameters()),
-                 "held_kept": all(np.array_equal(g.numpy(), v) for g, v in held)}
+        facts = {
+            "buckets": len(net._buckets),
+            "overlap": net._overlap,
+            "shared": arena is not None
+            and all(arena.offset_of(s) is not None for s in net._storages),
+            # gradients dropped by zero_grad return their block, which the buckets take
+            # again at the next forward: one block from the second step on
+            "blocks": len(blocks),
+            "grads_in_arena": arena is not None
+            and all(arena.offset_of(p.grad._data) is not None for p in model.parameters()),
+            "held_kept": all(np.array_equal(g.numpy(), v) for g, v in held),
+        }
     return weights, facts
 
 
@@ -161,11 +168,15 @@ def _wide_rank(world):
 
 
 @pytest.mark.parametrize("world", [2, 3])
-@pytest.mark.parametrize("env,shared,overlap", [
-    ({"EMBER_DDP_OVERLAP": "0"}, True, False),  # buckets reduced together after backward
-    ({"EMBER_DDP_OVERLAP": "1"}, True, True),  # PyTorch's overlap on the comm thread
-    ({"EMBER_SHM_ARENA_BYTES": "0", "EMBER_DDP_OVERLAP": "1"}, False, True),  # private + ring
-], ids=["deferred", "overlap", "private"])
+@pytest.mark.parametrize(
+    "env,shared,overlap",
+    [
+        ({"EMBER_DDP_OVERLAP": "0"}, True, False),  # buckets reduced together after backward
+        ({"EMBER_DDP_OVERLAP": "1"}, True, True),  # PyTorch's overlap on the comm thread
+        ({"EMBER_SHM_ARENA_BYTES": "0", "EMBER_DDP_OVERLAP": "1"}, False, True),  # private + ring
+    ],
+    ids=["deferred", "overlap", "private"],
+)
 def test_ddp_bucket_paths_match_single_process(world, env, shared, overlap):
     expected, _ = _wide_train(world, 0, False)
     outcomes = run_ranks(_in_group, world, _wide_rank, world, env=env, timeout=120)
@@ -302,8 +313,15 @@ def test_buffers_broadcast_and_state_dict_has_no_prefix():
     outcomes = _ranks(_buffers_and_state_dict, 2)
     assert all(o is not None and o.ok for o in outcomes), [o and o.traceback for o in outcomes]
     keys, mean0, w0 = outcomes[0].value
-    assert keys == ["0.bias", "0.weight", "1.bias", "1.num_batches_tracked",
-                    "1.running_mean", "1.running_var", "1.weight"]
+    assert keys == [
+        "0.bias",
+        "0.weight",
+        "1.bias",
+        "1.num_batches_tracked",
+        "1.running_mean",
+        "1.running_var",
+        "1.weight",
+    ]
     _, mean1, w1 = outcomes[1].value
     np.testing.assert_array_equal(mean0, np.zeros(4))
     np.testing.assert_array_equal(mean1, mean0)
@@ -333,8 +351,9 @@ def test_uneven_inputs_fail_fast_instead_of_hanging():
     # rank 1 runs out of batches first and leaves; rank 0's next allreduce must raise promptly
     outcomes = _ranks(_uneven, 2, [3, 2])
     assert outcomes[1] is not None and outcomes[1].ok and outcomes[1].value[0] == "finished"
-    status, kind, msg, seconds = outcomes[0].value if outcomes[0].ok else (
-        "raised", *outcomes[0].error, 0.0)
+    status, kind, msg, seconds = (
+        outcomes[0].value if outcomes[0].ok else ("raised", *outcomes[0].error, 0.0)
+    )
     assert status == "raised", outcomes[0]
     assert seconds < 30, f"took {seconds:.1f} s to notice the departed peer"
 
@@ -357,11 +376,13 @@ def test_a_storage_block_is_held_while_anything_refers_to_its_memory():
     pool = SharedStorage(np.zeros(64, np.float32), slicer, allocate)
     block = pool.current
     assert not block.held  # DDP's own references only
-    for make in (lambda v: v,                              # the view itself (a gradient)
-                 lambda v: v[1:],                          # a view of it
-                 memoryview,                               # a buffer export
-                 lambda v: ember.Tensor._wrap(v),          # a tensor on it
-                 lambda v: ember.Tensor._wrap(v).view(-1)):  # a tensor view of that
+    for make in (
+        lambda v: v,  # the view itself (a gradient)
+        lambda v: v[1:],  # a view of it
+        memoryview,  # a buffer export
+        lambda v: ember.Tensor._wrap(v),  # a tensor on it
+        lambda v: ember.Tensor._wrap(v).view(-1),
+    ):  # a tensor view of that
         ref = make(block.slices[0][1][0])
         assert block.held
         del ref

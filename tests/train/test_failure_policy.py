@@ -20,11 +20,14 @@ RETRY, RAISE = FailureDecision.RETRY, FailureDecision.RAISE
 FAILURE = TrainingFailure(rank=1, node="10.0.0.2", pid=4242, detail="KeyError: 'x'")
 
 
-@pytest.mark.parametrize("max_failures,decisions", [
-    (0, [RAISE]),
-    (1, [RETRY, RAISE]),
-    (3, [RETRY, RETRY, RETRY, RAISE]),
-])
+@pytest.mark.parametrize(
+    "max_failures,decisions",
+    [
+        (0, [RAISE]),
+        (1, [RETRY, RAISE]),
+        (3, [RETRY, RETRY, RETRY, RAISE]),
+    ],
+)
 def test_retries_max_failures_times_then_raises(max_failures, decisions):
     policy = create_failure_policy(FailureConfig(max_failures=max_failures))
     assert isinstance(policy, DefaultFailurePolicy)
@@ -36,8 +39,10 @@ def test_retries_max_failures_times_then_raises(max_failures, decisions):
 
 def test_minus_one_retries_forever():
     policy = DefaultFailurePolicy(FailureConfig(max_failures=-1))
-    assert all(d is RETRY for d in itertools.islice(
-        (policy.make_decision(FAILURE) for _ in itertools.count()), 1000))
+    assert all(
+        d is RETRY
+        for d in itertools.islice((policy.make_decision(FAILURE) for _ in itertools.count()), 1000)
+    )
     assert policy.describe() == "1000/inf"
 
 

@@ -24,8 +24,17 @@ def test_rows_show_state_step_loss_and_ages():
     table.report(0, 2, {"loss": 0.125})
     table.finished(1, ok=False)
     header, r0, r1 = table.render()
-    assert header.split() == ["rank", "host", "state", "step", "loss", "step", "time", "last",
-                              "report"]
+    assert header.split() == [
+        "rank",
+        "host",
+        "state",
+        "step",
+        "loss",
+        "step",
+        "time",
+        "last",
+        "report",
+    ]
     assert r0.split()[:5] == ["0", "10.0.0.1", "running", "2", "0.125"]
     assert r1.split()[:5] == ["1", "10.0.0.2", "failed", "1", "0.25"]
     assert re.fullmatch(r"\d+\.\ds", r0.split()[5])  # the time between rank 0's two reports
@@ -47,8 +56,12 @@ def _loop():
 @pytest.mark.usefixtures("ray_session")
 def test_fit_draws_the_table_on_a_terminal(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(LiveTable, "wanted", staticmethod(lambda stream=None: True))
-    Trainer(_loop, scaling_config=ScalingConfig(num_workers=2), backend=None,
-            run_config=RunConfig(storage_path=str(tmp_path), name="live")).fit()
+    Trainer(
+        _loop,
+        scaling_config=ScalingConfig(num_workers=2),
+        backend=None,
+        run_config=RunConfig(storage_path=str(tmp_path), name="live"),
+    ).fit()
     err = capsys.readouterr().err
     final = err.rsplit("\x1b[J", 1)[-1].strip().splitlines()  # the last drawing
     assert final[0].split()[:3] == ["rank", "host", "state"]

@@ -52,15 +52,18 @@ def _loop(config):
             kinds["x"] = str(batch["x"].dtype)
             assert np.allclose(batch["x"].numpy(), 2.0 * batch["id"].numpy())  # map_batches
         seen.append(ids)
-    images = [b["image"].shape for b in get_dataset_shard("images").iter_ember_batches(
-        batch_size=3, dtypes=ember.float32)]
+    images = [
+        b["image"].shape
+        for b in get_dataset_shard("images").iter_ember_batches(batch_size=3, dtypes=ember.float32)
+    ]
     try:
         get_dataset_shard("val")
         missing = ""
     except KeyError as e:
         missing = str(e)
-    _write(config["out"], rank, {"seen": seen, "kinds": kinds, "images": images,
-                                 "missing": missing})
+    _write(
+        config["out"], rank, {"seen": seen, "kinds": kinds, "images": images, "missing": missing}
+    )
     report({"rank": rank})
 
 
@@ -76,7 +79,8 @@ def test_shards_are_disjoint_and_cover_every_row(tmp_path):
         ids = np.arange(part * 16, (part + 1) * 16, dtype=np.int64)
         pq.write_table(pa.table({"id": ids}), tmp_path / "pq" / f"part{part}.parquet")
     train = ray.data.read_parquet(str(tmp_path / "pq")).map_batches(
-        lambda b: {"id": b["id"], "x": b["id"].astype(np.float64) * 2.0})
+        lambda b: {"id": b["id"], "x": b["id"].astype(np.float64) * 2.0}
+    )
     (tmp_path / "img").mkdir()
     for i in range(3):
         Image.fromarray(np.full((4, 5, 3), 40 * i, np.uint8)).save(tmp_path / "img" / f"{i}.png")
@@ -84,10 +88,15 @@ def test_shards_are_disjoint_and_cover_every_row(tmp_path):
 
     out = tmp_path / "out"
     out.mkdir()
-    Trainer(_loop, {"out": str(out)}, scaling_config=ScalingConfig(num_workers=2),
-            run_config=RunConfig(storage_path=str(tmp_path), name="data", verbose=0),
-            backend=None, datasets={"train": train, "images": images},
-            dataset_config=DataConfig(datasets_to_split=["train"])).fit()
+    Trainer(
+        _loop,
+        {"out": str(out)},
+        scaling_config=ScalingConfig(num_workers=2),
+        run_config=RunConfig(storage_path=str(tmp_path), name="data", verbose=0),
+        backend=None,
+        datasets={"train": train, "images": images},
+        dataset_config=DataConfig(datasets_to_split=["train"]),
+    ).fit()
 
     ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
     for epoch in range(2):
@@ -143,19 +152,27 @@ def test_restart_after_sigkill_resumes_at_the_checkpointed_epoch(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     result = Trainer(
-        _resume_loop, {"out": str(out), "marker": str(tmp_path / "killed")},
+        _resume_loop,
+        {"out": str(out), "marker": str(tmp_path / "killed")},
         scaling_config=ScalingConfig(num_workers=2),
-        run_config=RunConfig(storage_path=str(tmp_path), name="resume", verbose=0,
-                             failure_config=FailureConfig(max_failures=1)),
-        backend=None, datasets={"train": ray.data.range(ROWS)}).fit()
+        run_config=RunConfig(
+            storage_path=str(tmp_path),
+            name="resume",
+            verbose=0,
+            failure_config=FailureConfig(max_failures=1),
+        ),
+        backend=None,
+        datasets={"train": ray.data.range(ROWS)},
+    ).fit()
     assert result.metrics["epoch"] == 2
     done = sorted(p.name.split("_")[0] for p in out.iterdir())
     # epoch 0 once, epoch 1 twice (killed, then again after the restart), epoch 2 once
     assert done.count("e0") == 2 and done.count("e1") == 4 and done.count("e2") == 2, done
     # every epoch, the two ranks together read every row once
     for e in ("e0", "e2"):
-        assert sum(float(p.read_text()) for p in out.iterdir()
-                   if p.name.startswith(e)) == sum(range(ROWS))
+        assert sum(float(p.read_text()) for p in out.iterdir() if p.name.startswith(e)) == sum(
+            range(ROWS)
+        )
 
 
 @pytest.mark.full
@@ -164,7 +181,10 @@ def test_trainer_doc_snippet_runs(tmp_path, monkeypatch):
     import re
 
     doc = pathlib.Path(__file__).resolve().parents[2] / "docs" / "trainer.md"
-    block = next(b for b in re.findall(r"```python\n(.*?)```", doc.read_text(), flags=re.S)
-                 if "get_dataset_shard" in b)
+    block = next(
+        b
+        for b in re.findall(r"```python\n(.*?)```", doc.read_text(), flags=re.S)
+        if "get_dataset_shard" in b
+    )
     monkeypatch.chdir(tmp_path)
     exec(compile(block, "docs/trainer.md[Ray Data]", "exec"), {"__name__": "__doc__"})

@@ -32,12 +32,15 @@ def _loop(config):
     from ember.utils.data import DataLoader, TensorDataset
 
     ember.manual_seed(0)
-    model = prepare_model(nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Dropout(0.2),
-                                        nn.Linear(16, 2)))
+    model = prepare_model(
+        nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Dropout(0.2), nn.Linear(16, 2))
+    )
     opt = ember.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     rng = np.random.default_rng(7)
-    data = TensorDataset(ember.tensor(rng.standard_normal((96, 6)).astype(np.float32)),
-                         ember.tensor(rng.integers(0, 2, 96)))
+    data = TensorDataset(
+        ember.tensor(rng.standard_normal((96, 6)).astype(np.float32)),
+        ember.tensor(rng.integers(0, 2, 96)),
+    )
     loader = prepare_data_loader(DataLoader(data, batch_size=8, shuffle=True))
     start = 0
     ckpt = get_checkpoint()
@@ -63,10 +66,16 @@ def _loop(config):
         with tempfile.TemporaryDirectory() as d:
             ck = None
             if rank == 0:
-                ember.save({"model": model.state_dict(), "opt": opt.state_dict(),
-                            "rng": ember.get_rng_state(), "loader": loader.state_dict(),
-                            "epoch": epoch},
-                           os.path.join(d, "state.pt"))
+                ember.save(
+                    {
+                        "model": model.state_dict(),
+                        "opt": opt.state_dict(),
+                        "rng": ember.get_rng_state(),
+                        "loader": loader.state_dict(),
+                        "epoch": epoch,
+                    },
+                    os.path.join(d, "state.pt"),
+                )
                 ck = Checkpoint.from_directory(d)
             report({"epoch": epoch}, checkpoint=ck)
 
@@ -82,10 +91,18 @@ def _fit(tmp_path, name, kill_at, max_failures):
     markers = tmp_path / f"markers_{name}"
     markers.mkdir()
     cfg = {"epochs": 4, "kill_at": kill_at, "markers": str(markers)}
-    return Trainer(_loop, cfg, scaling_config=ScalingConfig(num_workers=2),
-                   run_config=RunConfig(storage_path=str(tmp_path), name=name, verbose=0,
-                                        failure_config=FailureConfig(max_failures)),
-                   collective_timeout=60).fit()
+    return Trainer(
+        _loop,
+        cfg,
+        scaling_config=ScalingConfig(num_workers=2),
+        run_config=RunConfig(
+            storage_path=str(tmp_path),
+            name=name,
+            verbose=0,
+            failure_config=FailureConfig(max_failures),
+        ),
+        collective_timeout=60,
+    ).fit()
 
 
 def test_killed_twice_mid_epoch_ends_with_the_uninterrupted_weights(tmp_path):

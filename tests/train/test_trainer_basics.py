@@ -25,15 +25,29 @@ pytestmark = pytest.mark.usefixtures("ray_session")
 
 def _env_loop():
     ctx = get_context()
-    env = {k: os.environ[k] for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE",
-                                      "NODE_RANK", "MASTER_ADDR", "MASTER_PORT", "EMBER_TOKEN")}
+    env = {
+        k: os.environ[k]
+        for k in (
+            "RANK",
+            "LOCAL_RANK",
+            "WORLD_SIZE",
+            "LOCAL_WORLD_SIZE",
+            "NODE_RANK",
+            "MASTER_ADDR",
+            "MASTER_PORT",
+            "EMBER_TOKEN",
+        )
+    }
     report({"rank": ctx.get_world_rank(), "world": ctx.get_world_size(), **env})
 
 
 def test_ranks_and_torchrun_variables(tmp_path):
-    result = Trainer(_env_loop, scaling_config=ScalingConfig(num_workers=3),
-                     run_config=RunConfig(storage_path=str(tmp_path), name="env", verbose=0),
-                     backend=None).fit()
+    result = Trainer(
+        _env_loop,
+        scaling_config=ScalingConfig(num_workers=3),
+        run_config=RunConfig(storage_path=str(tmp_path), name="env", verbose=0),
+        backend=None,
+    ).fit()
     m = result.metrics
     assert m["rank"] == 0 and m["world"] == 3
     assert m["RANK"] == "0" and m["WORLD_SIZE"] == "3" and m["LOCAL_WORLD_SIZE"] == "3"
@@ -64,15 +78,20 @@ def _ckpt_loop(config):
 
 
 def test_checkpoints_merge_ranks_and_keep_best(tmp_path):
-    cfg = CheckpointConfig(num_to_keep=2, checkpoint_score_attribute="score",
-                           checkpoint_score_order="max")
-    result = Trainer(_ckpt_loop, {"steps": 5}, scaling_config=ScalingConfig(num_workers=2),
-                     run_config=RunConfig(storage_path=str(tmp_path), name="ck",
-                                          checkpoint_config=cfg, verbose=0),
-                     backend=None).fit()
+    cfg = CheckpointConfig(
+        num_to_keep=2, checkpoint_score_attribute="score", checkpoint_score_order="max"
+    )
+    result = Trainer(
+        _ckpt_loop,
+        {"steps": 5},
+        scaling_config=ScalingConfig(num_workers=2),
+        run_config=RunConfig(
+            storage_path=str(tmp_path), name="ck", checkpoint_config=cfg, verbose=0
+        ),
+        backend=None,
+    ).fit()
     assert [m["step"] for m in result.metrics_history] == [0, 1, 2, 3, 4]
-    assert sorted(os.listdir(result.checkpoint.path)) == ["shard_0.txt", "shard_1.txt",
-                                                          "step.txt"]
+    assert sorted(os.listdir(result.checkpoint.path)) == ["shard_0.txt", "shard_1.txt", "step.txt"]
     kept = sorted(d for d in os.listdir(result.path) if d.startswith("checkpoint_"))
     # scores: 0, 2, 4, 1, 3 -> the best two are steps 2 and 4 (the latest, step 4, is one)
     assert kept == ["checkpoint_000002", "checkpoint_000004"]
@@ -85,10 +104,18 @@ def test_checkpoints_merge_ranks_and_keep_best(tmp_path):
 @pytest.mark.parametrize("sigkill", [False, True])
 def test_failure_restarts_from_latest_checkpoint(tmp_path, sigkill):
     cfg = {"steps": 4, "crash_at": 2, "marker": str(tmp_path / "crashed"), "sigkill": sigkill}
-    result = Trainer(_ckpt_loop, cfg, scaling_config=ScalingConfig(num_workers=2),
-                     run_config=RunConfig(storage_path=str(tmp_path), name="ft", verbose=0,
-                                          failure_config=FailureConfig(max_failures=1)),
-                     backend=None).fit()
+    result = Trainer(
+        _ckpt_loop,
+        cfg,
+        scaling_config=ScalingConfig(num_workers=2),
+        run_config=RunConfig(
+            storage_path=str(tmp_path),
+            name="ft",
+            verbose=0,
+            failure_config=FailureConfig(max_failures=1),
+        ),
+        backend=None,
+    ).fit()
     assert [m["step"] for m in result.metrics_history] == [0, 1, 2, 3]
     with open(os.path.join(result.checkpoint.path, "step.txt")) as f:
         assert f.read() == "4"
@@ -106,9 +133,12 @@ def _failing_loop():
 def _failure_message(loop, tmp_path) -> str:
     """The TrainingFailedError's message of a 2-worker run of ``loop`` with no restarts."""
     with pytest.raises(TrainingFailedError) as info:
-        Trainer(loop, scaling_config=ScalingConfig(num_workers=2),
-                run_config=RunConfig(storage_path=str(tmp_path), verbose=0),
-                backend=None).fit()
+        Trainer(
+            loop,
+            scaling_config=ScalingConfig(num_workers=2),
+            run_config=RunConfig(storage_path=str(tmp_path), verbose=0),
+            backend=None,
+        ).fit()
     return str(info.value)
 
 
@@ -155,8 +185,9 @@ def test_same_name_gets_a_fresh_directory_and_restore_continues(tmp_path):
     second = Trainer(_ckpt_loop, {"steps": 2}, run_config=rc, backend=None).fit()
     assert first.path != second.path and second.path.endswith("again_1")
     assert [m["step"] for m in second.metrics_history] == [0, 1]
-    restored = Trainer.restore(first.path, _ckpt_loop, {"steps": 4}, backend=None,
-                               run_config=RunConfig(verbose=0)).fit()
+    restored = Trainer.restore(
+        first.path, _ckpt_loop, {"steps": 4}, backend=None, run_config=RunConfig(verbose=0)
+    ).fit()
     assert restored.path == first.path
     assert [m["step"] for m in restored.metrics_history] == [0, 1, 2, 3]
     with pytest.raises(FileNotFoundError, match="not an ember run directory"):
@@ -205,8 +236,10 @@ def test_socket_inbox_round_trip_token_and_close(monkeypatch):
     client.put((0, 1, {"loss": 0.5}, big))
     assert _reports(events) == [(0, 1, {"loss": 0.5}, big)]  # queued before put() returned
     # several threads of one worker share its connection
-    threads = [threading.Thread(target=lambda k=k: [client.put((k, i)) for i in range(20)])
-               for k in range(3)]
+    threads = [
+        threading.Thread(target=lambda k=k: [client.put((k, i)) for i in range(20)])
+        for k in range(3)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -232,9 +265,12 @@ def test_reports_through_the_actor_inbox_for_a_ray_client_driver(tmp_path, monke
     from ember.distributed.train import reports
 
     monkeypatch.setattr(reports, "_workers_can_connect", lambda: False)
-    result = Trainer(_ckpt_loop, {"steps": 3}, scaling_config=ScalingConfig(num_workers=2),
-                     run_config=RunConfig(storage_path=str(tmp_path), name="ac", verbose=0),
-                     backend=None).fit()
+    result = Trainer(
+        _ckpt_loop,
+        {"steps": 3},
+        scaling_config=ScalingConfig(num_workers=2),
+        run_config=RunConfig(storage_path=str(tmp_path), name="ac", verbose=0),
+        backend=None,
+    ).fit()
     assert [m["step"] for m in result.metrics_history] == [0, 1, 2]
-    assert sorted(os.listdir(result.checkpoint.path)) == ["shard_0.txt", "shard_1.txt",
-                                                          "step.txt"]
+    assert sorted(os.listdir(result.checkpoint.path)) == ["shard_0.txt", "shard_1.txt", "step.txt"]

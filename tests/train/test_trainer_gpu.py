@@ -37,11 +37,13 @@ def _gpu_loop(config):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((64, 8)).astype(np.float32)
     y = (x[:, 0] > 0).astype(np.int64)
-    loader = prepare_data_loader(DataLoader(TensorDataset(ember.tensor(x), ember.tensor(y)),
-                                            batch_size=8, shuffle=True))
+    loader = prepare_data_loader(
+        DataLoader(TensorDataset(ember.tensor(x), ember.tensor(y)), batch_size=8, shuffle=True)
+    )
     ember.manual_seed(0)
-    model = prepare_model(ember.nn.Sequential(ember.nn.Linear(8, 16), ember.nn.ReLU(),
-                                              ember.nn.Linear(16, 2)))
+    model = prepare_model(
+        ember.nn.Sequential(ember.nn.Linear(8, 16), ember.nn.ReLU(), ember.nn.Linear(16, 2))
+    )
     opt = ember.optim.SGD(model.parameters(), lr=0.1)
     devices = set()
     for epoch in range(config["epochs"]):
@@ -65,22 +67,33 @@ def _gpu_loop(config):
         if ctx.get_world_rank() == 0 and epoch == config["epochs"] - 1:
             d = os.path.join(ctx.get_trial_dir(), "tmp_ckpt")
             os.makedirs(d, exist_ok=True)
-            ember.save({k: v.cpu() for k, v in model.state_dict().items()},
-                       os.path.join(d, "model.pt"))
+            ember.save(
+                {k: v.cpu() for k, v in model.state_dict().items()}, os.path.join(d, "model.pt")
+            )
             ckpt = Checkpoint.from_directory(d)
-        report({"epoch": epoch, "loss": total, "device": str(get_device()),
+        report(
+            {
+                "epoch": epoch,
+                "loss": total,
+                "device": str(get_device()),
                 "param_device": str(next(model.parameters()).device),
                 "batch_devices": sorted(devices),
                 "cuda_visible": os.environ["CUDA_VISIBLE_DEVICES"],
                 "ray_gpus": [str(g) for g in ray.get_gpu_ids()],
-                "checksum": checksum, "spread": hi.item() + lo.item()}, checkpoint=ckpt)
+                "checksum": checksum,
+                "spread": hi.item() + lo.item(),
+            },
+            checkpoint=ckpt,
+        )
 
 
 def test_one_worker_trains_on_its_gpu(tmp_path):
-    result = Trainer(_gpu_loop, {"epochs": 3},
-                     scaling_config=ScalingConfig(num_workers=1, use_gpu=True),
-                     run_config=RunConfig(storage_path=str(tmp_path), name="gpu1", verbose=0),
-                     ).fit()
+    result = Trainer(
+        _gpu_loop,
+        {"epochs": 3},
+        scaling_config=ScalingConfig(num_workers=1, use_gpu=True),
+        run_config=RunConfig(storage_path=str(tmp_path), name="gpu1", verbose=0),
+    ).fit()
     m = result.metrics
     assert m["device"] == "cuda:0" and m["param_device"] == "cuda:0"
     assert m["batch_devices"] == ["cuda:0"]
@@ -93,11 +106,15 @@ def test_one_worker_trains_on_its_gpu(tmp_path):
 
 
 def test_two_workers_share_one_gpu(tmp_path):
-    result = Trainer(_gpu_loop, {"epochs": 2},
-                     scaling_config=ScalingConfig(num_workers=2, use_gpu=True,
-                                                  resources_per_worker={"GPU": 0.5}),
-                     run_config=RunConfig(storage_path=str(tmp_path), name="gpu2", verbose=0),
-                     backend="shm").fit()
+    result = Trainer(
+        _gpu_loop,
+        {"epochs": 2},
+        scaling_config=ScalingConfig(
+            num_workers=2, use_gpu=True, resources_per_worker={"GPU": 0.5}
+        ),
+        run_config=RunConfig(storage_path=str(tmp_path), name="gpu2", verbose=0),
+        backend="shm",
+    ).fit()
     m = result.metrics
     assert m["device"] == "cuda:0" and m["param_device"] == "cuda:0"
     assert m["batch_devices"] == ["cuda:0"]

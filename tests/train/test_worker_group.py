@@ -4,15 +4,18 @@ from ember.distributed.worker_group import WorkerInfo, order_ranks
 
 
 def _w(node, gpus=()):
-    return WorkerInfo(node_id=node, node_ip=f"ip-{node}", hostname=node, pid=1,
-                      gpu_ids=list(gpus))
+    return WorkerInfo(node_id=node, node_ip=f"ip-{node}", hostname=node, pid=1, gpu_ids=list(gpus))
 
 
 def test_ranks_by_node_then_gpu_with_the_drivers_node_first():
     infos = [_w("B", ["1"]), _w("A", ["3"]), _w("B", ["0"]), _w("A", ["2"])]
     ordered = order_ranks(infos, first_node="A")
-    assert [(w.node_id, w.gpu_ids[0]) for w in ordered] == [("A", "2"), ("A", "3"),
-                                                            ("B", "0"), ("B", "1")]
+    assert [(w.node_id, w.gpu_ids[0]) for w in ordered] == [
+        ("A", "2"),
+        ("A", "3"),
+        ("B", "0"),
+        ("B", "1"),
+    ]
     assert [w.rank for w in ordered] == [0, 1, 2, 3]
     assert [w.local_rank for w in ordered] == [0, 1, 0, 1]
     assert [w.node_rank for w in ordered] == [0, 0, 1, 1]

@@ -38,14 +38,23 @@ def _cases():
 
     add("resize_bilinear_aa_down", A, lambda F, x: F.resize(x, [7, 9], mode(F, bil)))
     add("resize_bicubic_aa_down", A, lambda F, x: F.resize(x, [8, 10], mode(F, bic)))
-    add("resize_bilinear_noaa_down", T, lambda F, x: F.resize(x, [7, 9], mode(F, bil),
-                                                              antialias=False))
-    add("resize_bicubic_noaa_up", T, lambda F, x: F.resize(x, [29, 31], mode(F, bic),
-                                                           antialias=False))
+    add(
+        "resize_bilinear_noaa_down",
+        T,
+        lambda F, x: F.resize(x, [7, 9], mode(F, bil), antialias=False),
+    )
+    add(
+        "resize_bicubic_noaa_up",
+        T,
+        lambda F, x: F.resize(x, [29, 31], mode(F, bic), antialias=False),
+    )
     add("resize_bilinear_up", A, lambda F, x: F.resize(x, [27, 40], mode(F, bil)))
     add("resize_nearest", A, lambda F, x: F.resize(x, [11, 30], mode(F, near)))
-    add("resize_nearest_exact", A, lambda F, x: F.resize(x, [11, 30],
-                                                         F.InterpolationMode.NEAREST_EXACT))
+    add(
+        "resize_nearest_exact",
+        A,
+        lambda F, x: F.resize(x, [11, 30], F.InterpolationMode.NEAREST_EXACT),
+    )
     add("resize_lanczos_pil", P, lambda F, x: F.resize(x, [9, 13], F.InterpolationMode.LANCZOS))
     add("resize_short_side", A, lambda F, x: F.resize(x, 12, max_size=15))
     add("center_crop", A, lambda F, x: F.center_crop(x, [10, 13]))
@@ -61,10 +70,16 @@ def _cases():
     add("rotate_bilinear_expand", A, lambda F, x: F.rotate(x, -20.0, mode(F, bil), expand=True))
     add("rotate_center_fill", T, lambda F, x: F.rotate(x, 15.0, center=[4, 5], fill=[9.0]))
     add("affine_nearest", A, lambda F, x: F.affine(x, 12.0, [2, -1], 1.1, [5.0, 3.0]))
-    add("affine_bilinear_fill", T, lambda F, x: F.affine(x, -8.0, [1, 2], 0.9, [0.0, 4.0],
-                                                         mode(F, bil), fill=[0.0, 0.0, 0.0]))
-    add("affine_pil_bilinear", P, lambda F, x: F.affine(x, -8.0, [1, 2], 0.9, [0.0, 4.0],
-                                                        mode(F, bil), fill=[10, 20, 30]))
+    add(
+        "affine_bilinear_fill",
+        T,
+        lambda F, x: F.affine(x, -8.0, [1, 2], 0.9, [0.0, 4.0], mode(F, bil), fill=[0.0, 0.0, 0.0]),
+    )
+    add(
+        "affine_pil_bilinear",
+        P,
+        lambda F, x: F.affine(x, -8.0, [1, 2], 0.9, [0.0, 4.0], mode(F, bil), fill=[10, 20, 30]),
+    )
     add("brightness", A, lambda F, x: F.adjust_brightness(x, 1.3))
     add("contrast", A, lambda F, x: F.adjust_contrast(x, 0.6))
     add("saturation", A, lambda F, x: F.adjust_saturation(x, 1.7))
@@ -95,17 +110,32 @@ TRANSFORM_CASES = _cases()
 
 # AutoAugment's ops: (op name, magnitude), applied by each side's ``autoaugment._apply_op`` to
 # the uint8 tensor and the PIL image (nearest interpolation, fill 0 / None as the classes pass).
-AUG_OPS = [("ShearX", 0.2), ("ShearY", -0.25), ("TranslateX", 5.0), ("TranslateY", -4.0),
-           ("Rotate", 20.0), ("Brightness", 0.4), ("Color", -0.5), ("Contrast", 0.6),
-           ("Sharpness", 0.9), ("Posterize", 4.0), ("Solarize", 120.0), ("AutoContrast", 0.0),
-           ("Equalize", 0.0), ("Invert", 0.0), ("Identity", 0.0)]
+AUG_OPS = [
+    ("ShearX", 0.2),
+    ("ShearY", -0.25),
+    ("TranslateX", 5.0),
+    ("TranslateY", -4.0),
+    ("Rotate", 20.0),
+    ("Brightness", 0.4),
+    ("Color", -0.5),
+    ("Contrast", 0.6),
+    ("Sharpness", 0.9),
+    ("Posterize", 4.0),
+    ("Solarize", 120.0),
+    ("AutoContrast", 0.0),
+    ("Equalize", 0.0),
+    ("Invert", 0.0),
+    ("Identity", 0.0),
+]
 
 # v2 ops on boxes (float32, each format, canvas (18, 22)) and on a uint8 mask; ``fn(F, x)``
 # with ``F`` = ``transforms.v2.functional``.
-BOXES_XYXY = np.array([[1.0, 2.0, 9.0, 12.0], [15.5, 0.0, 22.0, 7.25], [4.0, 13.0, 11.0, 18.0]],
-                      np.float32)
+BOXES_XYXY = np.array(
+    [[1.0, 2.0, 9.0, 12.0], [15.5, 0.0, 22.0, 7.25], [4.0, 13.0, 11.0, 18.0]], np.float32
+)
 V2_OPS = [
-    ("hflip", lambda F: F.horizontal_flip), ("vflip", lambda F: F.vertical_flip),
+    ("hflip", lambda F: F.horizontal_flip),
+    ("vflip", lambda F: F.vertical_flip),
     ("resize", lambda F: lambda x: F.resize(x, [9, 30])),
     ("resize_short", lambda F: lambda x: F.resize(x, 12)),
     ("crop", lambda F: lambda x: F.crop(x, 2, 3, 10, 14)),

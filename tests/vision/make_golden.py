@@ -53,8 +53,11 @@ def torchvision_side(weights_dir: str, models: list[str]) -> None:
     torch.set_num_threads(1)
     inputs = gc.input_arrays()
     u8 = torch.from_numpy(inputs["u8"])
-    imgs = {"u8": u8, "f32": F.convert_image_dtype(u8, torch.float32),
-            "pil": Image.fromarray(inputs["u8"].transpose(1, 2, 0))}
+    imgs = {
+        "u8": u8,
+        "f32": F.convert_image_dtype(u8, torch.float32),
+        "pil": Image.fromarray(inputs["u8"].transpose(1, 2, 0)),
+    }
     out = {"input_u8": inputs["u8"]}
     for name, kind, fn in gc.TRANSFORM_CASES:
         out[name] = _to_numpy(fn(F, imgs[kind]))
@@ -63,21 +66,25 @@ def torchvision_side(weights_dir: str, models: list[str]) -> None:
     for op, mag in gc.AUG_OPS:
         for kind in ("u8", "pil"):
             fill = [0.0, 0.0, 0.0] if kind == "u8" else None
-            out[f"aug_{op}[{kind}]"] = _to_numpy(aa._apply_op(
-                imgs[kind], op, mag, F.InterpolationMode.NEAREST, fill))
+            out[f"aug_{op}[{kind}]"] = _to_numpy(
+                aa._apply_op(imgs[kind], op, mag, F.InterpolationMode.NEAREST, fill)
+            )
     # The tables behind the classes, recorded as JSON.
     tables = {"autoaugment_imagenet": aa.AutoAugment().policies}
-    for name, cls, args in (("randaugment", aa.RandAugment(), (31, (18, 22))),
-                            ("trivialaugmentwide", aa.TrivialAugmentWide(), (31,)),
-                            ("autoaugment_space", aa.AutoAugment(), (10, (18, 22)))):
+    for name, cls, args in (
+        ("randaugment", aa.RandAugment(), (31, (18, 22))),
+        ("trivialaugmentwide", aa.TrivialAugmentWide(), (31,)),
+        ("autoaugment_space", aa.AutoAugment(), (10, (18, 22))),
+    ):
         space = cls._augmentation_space(*args)
         tables[name] = {k: [v[0].tolist(), bool(v[1])] for k, v in space.items()}
     out["aug_tables_json"] = np.array(json.dumps(tables))
     from torchvision import tv_tensors
     from torchvision.transforms.v2 import functional as F2
 
-    xyxy = tv_tensors.BoundingBoxes(torch.from_numpy(gc.BOXES_XYXY), format="XYXY",
-                                    canvas_size=(18, 22))
+    xyxy = tv_tensors.BoundingBoxes(
+        torch.from_numpy(gc.BOXES_XYXY), format="XYXY", canvas_size=(18, 22)
+    )
     mask = tv_tensors.Mask(torch.from_numpy(gc.mask_array()))
     for fmt in ("XYXY", "XYWH", "CXCYWH"):
         boxes = F2.convert_bounding_box_format(xyxy, new_format=fmt)
@@ -88,8 +95,10 @@ def torchvision_side(weights_dir: str, models: list[str]) -> None:
     for op, make in gc.V2_OPS:
         out[f"v2_{op}[mask]"] = make(F2)(mask).numpy()
     np.savez_compressed(os.path.join(GOLDEN, "transforms.npz"), **out)
-    print(f"transforms.npz: {len(gc.TRANSFORM_CASES)} cases, versions torch {torch.__version__} "
-          f"torchvision {torchvision.__version__}")
+    print(
+        f"transforms.npz: {len(gc.TRANSFORM_CASES)} cases, versions torch {torch.__version__} "
+        f"torchvision {torchvision.__version__}"
+    )
 
     res = {}
     for name, kwargs, shape in gc.MODEL_CASES:
@@ -103,13 +112,14 @@ def torchvision_side(weights_dir: str, models: list[str]) -> None:
         if ember_keys != list(tv_sd):
             missing = sorted(set(tv_sd) - set(ember_sd))
             extra = sorted(set(ember_sd) - set(tv_sd))
-            raise SystemExit(f"{name}: key mismatch; missing {missing[:10]}, unexpected "
-                             f"{extra[:10]} (or a different order)")
+            raise SystemExit(
+                f"{name}: key mismatch; missing {missing[:10]}, unexpected "
+                f"{extra[:10]} (or a different order)"
+            )
         bad = [k for k in tv_sd if tuple(tv_sd[k].shape) != ember_sd[k].shape]
         if bad:
             raise SystemExit(f"{name}: shape mismatch at {bad[:10]}")
-        model.load_state_dict({k: torch.from_numpy(v) for k, v in ember_sd.items()},
-                              strict=True)
+        model.load_state_dict({k: torch.from_numpy(v) for k, v in ember_sd.items()}, strict=True)
         with torch.no_grad():
             y = model(torch.from_numpy(gc.model_input(shape)))
         res[name] = y.numpy()
@@ -139,14 +149,18 @@ def ember_side(tv_python: str, models: list[str]) -> None:
             with open(os.path.join(tmp, f"{name}.keys.json"), "w") as f:
                 json.dump(list(sd), f)
         del ember
-        subprocess.run([tv_python, __file__, "--torchvision-side", tmp, "--models", *models],
-                       check=True)
+        subprocess.run(
+            [tv_python, __file__, "--torchvision-side", tmp, "--models", *models], check=True
+        )
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--tv-python", default="/work/tvenv/bin/python",
-                   help="Python of the environment that has torchvision")
+    p.add_argument(
+        "--tv-python",
+        default="/work/tvenv/bin/python",
+        help="Python of the environment that has torchvision",
+    )
     p.add_argument("--torchvision-side", metavar="WEIGHTS_DIR", help=argparse.SUPPRESS)
     p.add_argument("--models", nargs="*", default=[m[0] for m in gc.MODEL_CASES])
     args = p.parse_args()

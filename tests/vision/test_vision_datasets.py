@@ -37,7 +37,8 @@ def server(tmp_path):
     www = tmp_path / "www"
     www.mkdir()
     httpd = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(_Handler, directory=str(www)))
+        ("127.0.0.1", 0), functools.partial(_Handler, directory=str(www))
+    )
     httpd.requests = []
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -54,15 +55,20 @@ def _md5(path) -> str:
 
 def _idx(arr: np.ndarray) -> bytes:
     code = {np.uint8: 0x08}[arr.dtype.type]
-    return bytes([0, 0, code, arr.ndim]) + struct.pack(f">{arr.ndim}I", *arr.shape) + \
-        arr.tobytes()
+    return bytes([0, 0, code, arr.ndim]) + struct.pack(f">{arr.ndim}I", *arr.shape) + arr.tobytes()
 
 
 def _write_mnist(www, rng):
-    data = {"train": (rng.integers(0, 256, (5, 28, 28), dtype=np.uint8),
-                      rng.integers(0, 10, 5, dtype=np.uint8)),
-            "t10k": (rng.integers(0, 256, (3, 28, 28), dtype=np.uint8),
-                     rng.integers(0, 10, 3, dtype=np.uint8))}
+    data = {
+        "train": (
+            rng.integers(0, 256, (5, 28, 28), dtype=np.uint8),
+            rng.integers(0, 10, 5, dtype=np.uint8),
+        ),
+        "t10k": (
+            rng.integers(0, 256, (3, 28, 28), dtype=np.uint8),
+            rng.integers(0, 10, 3, dtype=np.uint8),
+        ),
+    }
     resources = []
     for prefix, (images, labels) in data.items():
         for kind, arr in (("images-idx3-ubyte", images), ("labels-idx1-ubyte", labels)):
@@ -76,8 +82,11 @@ def _write_mnist(www, rng):
 def test_mnist_download_from_local_server(tmp_path, server, base):
     data, resources = _write_mnist(server.www, np.random.default_rng(0))
     # First mirror answers 404: the download falls back to the next one.
-    cls = type(base.__name__, (base,), {"mirrors": [server.url + "missing/", server.url],
-                                        "resources": resources})
+    cls = type(
+        base.__name__,
+        (base,),
+        {"mirrors": [server.url + "missing/", server.url], "resources": resources},
+    )
     root = tmp_path / "data"
     ds = cls(root, train=True, download=True)
     assert len(ds) == 5 and ds.classes == base.classes
@@ -131,8 +140,9 @@ def _cifar_tar(www, folder, batches, meta_name, meta_key, label_key, rng):
         data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
         labels = [int(v) for v in rng.integers(0, 10, n)]
         arrays[name] = (data, labels)
-        members[name] = pickle.dumps({b"data": data, label_key.encode(): labels,
-                                      b"batch_label": b"x"}, protocol=2)
+        members[name] = pickle.dumps(
+            {b"data": data, label_key.encode(): labels, b"batch_label": b"x"}, protocol=2
+        )
     names = [f"class{i}" for i in range(10)]
     members[meta_name] = pickle.dumps({meta_key: names}, protocol=2)
     buf = io.BytesIO()
@@ -152,13 +162,24 @@ def test_cifar_download_and_read(tmp_path, server, base):
     train_names = [n for n, _ in base.train_list]
     batches = [(n, 2) for n in train_names] + [(base.test_list[0][0], 3)]
     label_key = "labels" if base is datasets.CIFAR10 else "fine_labels"
-    arrays, md5s, names = _cifar_tar(server.www, base.base_folder, batches,
-                                     base.meta["filename"], base.meta["key"], label_key, rng)
+    arrays, md5s, names = _cifar_tar(
+        server.www,
+        base.base_folder,
+        batches,
+        base.meta["filename"],
+        base.meta["key"],
+        label_key,
+        rng,
+    )
     tgz = server.www / f"{base.base_folder}.tar.gz"
-    attrs = {"url": server.url + tgz.name, "filename": tgz.name, "tgz_md5": _md5(tgz),
-             "train_list": [[n, md5s[n]] for n in train_names],
-             "test_list": [[base.test_list[0][0], md5s[base.test_list[0][0]]]],
-             "meta": {**base.meta, "md5": md5s[base.meta["filename"]]}}
+    attrs = {
+        "url": server.url + tgz.name,
+        "filename": tgz.name,
+        "tgz_md5": _md5(tgz),
+        "train_list": [[n, md5s[n]] for n in train_names],
+        "test_list": [[base.test_list[0][0], md5s[base.test_list[0][0]]]],
+        "meta": {**base.meta, "md5": md5s[base.meta["filename"]]},
+    }
     cls = type(base.__name__, (base,), attrs)
     ds = cls(tmp_path, train=True, download=True)
     assert len(ds) == 2 * len(train_names) and ds.classes == names
@@ -206,8 +227,7 @@ def test_image_folder(tmp_path):
             pixels[f] = arr
     (tmp_path / "dog" / "notes.txt").write_text("not an image")
     ds = datasets.ImageFolder(tmp_path)
-    assert ds.classes == ["cat", "dog", "eel"] and ds.class_to_idx == {"cat": 0, "dog": 1,
-                                                                        "eel": 2}
+    assert ds.classes == ["cat", "dog", "eel"] and ds.class_to_idx == {"cat": 0, "dog": 1, "eel": 2}
     assert [os.path.basename(p) for p, _ in ds.samples] == ["a.png", "b.png", "z.bmp", "c.jpg"]
     assert ds.targets == [0, 0, 1, 2]
     img, target = ds[2]
@@ -217,8 +237,9 @@ def test_image_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="fox"):
         datasets.ImageFolder(tmp_path)
     assert len(datasets.ImageFolder(tmp_path, allow_empty=True)) == 4
-    npy = datasets.DatasetFolder(tmp_path, loader=lambda p: p, extensions=(".txt",),
-                                 allow_empty=True)
+    npy = datasets.DatasetFolder(
+        tmp_path, loader=lambda p: p, extensions=(".txt",), allow_empty=True
+    )
     assert [t for _, t in npy.samples] == [1]
 
 

@@ -32,9 +32,13 @@ def _build(name, kwargs):
     return model.eval()
 
 
-@pytest.mark.parametrize("name,kwargs,shape", [
-    pytest.param(*c, marks=() if c[0] in _CI else pytest.mark.full, id=c[0])
-    for c in gc.MODEL_CASES])
+@pytest.mark.parametrize(
+    "name,kwargs,shape",
+    [
+        pytest.param(*c, marks=() if c[0] in _CI else pytest.mark.full, id=c[0])
+        for c in gc.MODEL_CASES
+    ],
+)
 def test_matches_torchvision(name, kwargs, shape):
     model = _build(name, kwargs)
     assert list(model.state_dict()) == list(GOLDEN[f"{name}.keys"])
@@ -69,8 +73,7 @@ def test_weights_enum_loads_pth_from_hub_cache(tmp_path, monkeypatch):
     model = models.mobilenet_v3_small(weights=models.MobileNet_V3_Small_Weights.DEFAULT).eval()
     x = ember.randn(1, 3, 32, 32)
     with ember.no_grad():
-        np.testing.assert_allclose(model(x).numpy(), ref.eval()(x).numpy(), rtol=1e-5,
-                                   atol=1e-6)
+        np.testing.assert_allclose(model(x).numpy(), ref.eval()(x).numpy(), rtol=1e-5, atol=1e-6)
     bad = ref.state_dict()
     bad.pop("classifier.3.bias")
     ember.save(bad, folder / "mobilenet_v3_small-047dcff4.pth")
@@ -95,21 +98,28 @@ def test_hub_download_checks_hash(tmp_path, monkeypatch):
     os.rename(www / "tmp.pt", www / f"net-{digest[:8]}.pt")
     (www / "bad-00000000.pt").write_bytes((www / f"net-{digest[:8]}.pt").read_bytes())
     httpd = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(http.server.SimpleHTTPRequestHandler,
-                                            directory=str(www)))
+        ("127.0.0.1", 0),
+        functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(www)),
+    )
     httpd.RequestHandlerClass.log_message = lambda *a: None
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{httpd.server_address[1]}/"
-        sd = ember.hub.load_state_dict_from_url(url + f"net-{digest[:8]}.pt",
-                                                model_dir=str(tmp_path / "c"),
-                                                check_hash=True, progress=False)
+        sd = ember.hub.load_state_dict_from_url(
+            url + f"net-{digest[:8]}.pt",
+            model_dir=str(tmp_path / "c"),
+            check_hash=True,
+            progress=False,
+        )
         np.testing.assert_array_equal(sd["w"].numpy(), np.arange(4.0))
         assert os.path.isfile(tmp_path / "c" / f"net-{digest[:8]}.pt")
         with pytest.raises(RuntimeError, match="invalid hash value"):
-            ember.hub.load_state_dict_from_url(url + "bad-00000000.pt",
-                                               model_dir=str(tmp_path / "c"), check_hash=True,
-                                               progress=False)
+            ember.hub.load_state_dict_from_url(
+                url + "bad-00000000.pt",
+                model_dir=str(tmp_path / "c"),
+                check_hash=True,
+                progress=False,
+            )
         assert not os.path.exists(tmp_path / "c" / "bad-00000000.pt")
     finally:
         httpd.shutdown()
@@ -117,15 +127,18 @@ def test_hub_download_checks_hash(tmp_path, monkeypatch):
 
 
 def test_hub_load_local_hubconf(tmp_path):
-    (tmp_path / "mylayers.py").write_text("import ember\n\n\ndef make(n):\n"
-                                          "    return ember.nn.Linear(4, n)\n")
+    (tmp_path / "mylayers.py").write_text(
+        "import ember\n\n\ndef make(n):\n    return ember.nn.Linear(4, n)\n"
+    )
     (tmp_path / "hubconf.py").write_text(
-        "from mylayers import make\n\n\ndef tiny(num_classes=3):\n    \"\"\"A tiny head.\"\"\"\n"
-        "    return make(num_classes)\n\n\ndef _private():\n    pass\n")
+        'from mylayers import make\n\n\ndef tiny(num_classes=3):\n    """A tiny head."""\n'
+        "    return make(num_classes)\n\n\ndef _private():\n    pass\n"
+    )
     m = ember.hub.load(str(tmp_path), "tiny", num_classes=5)
     assert tuple(m.weight.shape) == (5, 4)
     assert "tiny" in ember.hub.list(str(tmp_path)) and "_private" not in ember.hub.list(
-        str(tmp_path))
+        str(tmp_path)
+    )
     assert ember.hub.help(str(tmp_path), "tiny") == "A tiny head."
     with pytest.raises(RuntimeError, match="Cannot find callable nope"):
         ember.hub.load(str(tmp_path), "nope")

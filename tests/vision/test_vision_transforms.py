@@ -26,15 +26,25 @@ def _np(x):
     return x.numpy() if isinstance(x, ember.Tensor) else np.asarray(x)
 
 
-@pytest.mark.parametrize("make,params,apply", [
-    (lambda: T.RandomResizedCrop(12), lambda t, x: t.get_params(x, t.scale, t.ratio),
-     lambda t, x, p: F.resized_crop(x, *p, t.size)),
-    (lambda: T.RandomCrop(9, padding=2), None, None),
-    (lambda: T.RandomRotation(30), lambda t, x: t.get_params(t.degrees),
-     lambda t, x, p: F.rotate(x, p, fill=0)),
-    (lambda: T.ColorJitter(0.4, 0.4, 0.4, 0.1), None, None),
-    (lambda: T.RandomErasing(1.0), None, None),
-], ids=["RandomResizedCrop", "RandomCrop", "RandomRotation", "ColorJitter", "RandomErasing"])
+@pytest.mark.parametrize(
+    "make,params,apply",
+    [
+        (
+            lambda: T.RandomResizedCrop(12),
+            lambda t, x: t.get_params(x, t.scale, t.ratio),
+            lambda t, x, p: F.resized_crop(x, *p, t.size),
+        ),
+        (lambda: T.RandomCrop(9, padding=2), None, None),
+        (
+            lambda: T.RandomRotation(30),
+            lambda t, x: t.get_params(t.degrees),
+            lambda t, x, p: F.rotate(x, p, fill=0),
+        ),
+        (lambda: T.ColorJitter(0.4, 0.4, 0.4, 0.1), None, None),
+        (lambda: T.RandomErasing(1.0), None, None),
+    ],
+    ids=["RandomResizedCrop", "RandomCrop", "RandomRotation", "ColorJitter", "RandomErasing"],
+)
 def test_seeded_draws_repeat(img, make, params, apply):
     x = F.to_tensor(img) if "Erasing" in repr(make()) else img
     t = make()
@@ -51,8 +61,15 @@ def test_seeded_draws_repeat(img, make, params, apply):
 def test_pipeline_v1_and_v2_agree(img):
     mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
     v1 = T.Compose([T.Resize(16), T.CenterCrop(14), T.ToTensor(), T.Normalize(mean, std)])
-    two = v2.Compose([v2.ToImage(), v2.Resize(16), v2.CenterCrop(14),
-                      v2.ToDtype(ember.float32, scale=True), v2.Normalize(mean, std)])
+    two = v2.Compose(
+        [
+            v2.ToImage(),
+            v2.Resize(16),
+            v2.CenterCrop(14),
+            v2.ToDtype(ember.float32, scale=True),
+            v2.Normalize(mean, std),
+        ]
+    )
     a, b = v1(img), two(img)
     assert tuple(a.shape) == (3, 14, 14) and a.dtype == ember.float32
     # v1 resizes the PIL image, v2 the uint8 tensor: within one uint8 step after scaling.
@@ -67,20 +84,35 @@ def test_preset_of_weights(img):
     assert out.shape == (3, 224, 224) and t.resize_size == [232]
 
 
-@pytest.mark.parametrize("call,exc,match", [
-    (lambda x: F.resize([1, 2], 4), TypeError, "PIL Image or Tensor"),
-    (lambda x: F.adjust_hue(x, 0.7), ValueError, r"hue_factor \(0.7\) is not in"),
-    (lambda x: F.adjust_brightness(x, -1), ValueError, "brightness_factor"),
-    (lambda x: F.normalize(F.to_tensor(x), [0, 0, 0], [1, 0, 1]), ValueError, "std evaluated"),
-    (lambda x: F.normalize(F.pil_to_tensor(x), [0], [1]), TypeError, "float tensor"),
-    (lambda x: T.RandomCrop(40)(x), ValueError, "larger than input image size"),
-    (lambda x: F.pad(x, [1, 2, 3]), ValueError, "Padding must be"),
-    (lambda x: F.pad(x, 1, padding_mode="wrap"), ValueError, "Padding mode"),
-    (lambda x: F.gaussian_blur(x, 4), ValueError, "odd and positive"),
-    (lambda x: F.posterize(F.to_tensor(x), 3), TypeError, "uint8"),
-    (lambda x: F.resize(x, [4, 5, 6]), ValueError, "1 or 2 values"),
-], ids=["type", "hue", "brightness", "std0", "int-normalize", "crop", "pad-len", "pad-mode",
-        "blur-even", "posterize-float", "resize-3"])
+@pytest.mark.parametrize(
+    "call,exc,match",
+    [
+        (lambda x: F.resize([1, 2], 4), TypeError, "PIL Image or Tensor"),
+        (lambda x: F.adjust_hue(x, 0.7), ValueError, r"hue_factor \(0.7\) is not in"),
+        (lambda x: F.adjust_brightness(x, -1), ValueError, "brightness_factor"),
+        (lambda x: F.normalize(F.to_tensor(x), [0, 0, 0], [1, 0, 1]), ValueError, "std evaluated"),
+        (lambda x: F.normalize(F.pil_to_tensor(x), [0], [1]), TypeError, "float tensor"),
+        (lambda x: T.RandomCrop(40)(x), ValueError, "larger than input image size"),
+        (lambda x: F.pad(x, [1, 2, 3]), ValueError, "Padding must be"),
+        (lambda x: F.pad(x, 1, padding_mode="wrap"), ValueError, "Padding mode"),
+        (lambda x: F.gaussian_blur(x, 4), ValueError, "odd and positive"),
+        (lambda x: F.posterize(F.to_tensor(x), 3), TypeError, "uint8"),
+        (lambda x: F.resize(x, [4, 5, 6]), ValueError, "1 or 2 values"),
+    ],
+    ids=[
+        "type",
+        "hue",
+        "brightness",
+        "std0",
+        "int-normalize",
+        "crop",
+        "pad-len",
+        "pad-mode",
+        "blur-even",
+        "posterize-float",
+        "resize-3",
+    ],
+)
 def test_bad_input(img, call, exc, match):
     with pytest.raises(exc, match=match):
         call(img)
@@ -97,17 +129,26 @@ def test_batched_tensor_and_grayscale(img):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("fn", [
-    lambda x: F.resize(x, [9, 11]), lambda x: F.rotate(x, 20.0, F.InterpolationMode.BILINEAR),
-    lambda x: F.adjust_hue(x, 0.2), lambda x: F.gaussian_blur(x, 5), lambda x: F.equalize(x),
-    lambda x: F.adjust_sharpness(x, 2.0), lambda x: F.pad(x, 2, padding_mode="reflect"),
-], ids=["resize", "rotate", "hue", "blur", "equalize", "sharpness", "pad"])
+@pytest.mark.parametrize(
+    "fn",
+    [
+        lambda x: F.resize(x, [9, 11]),
+        lambda x: F.rotate(x, 20.0, F.InterpolationMode.BILINEAR),
+        lambda x: F.adjust_hue(x, 0.2),
+        lambda x: F.gaussian_blur(x, 5),
+        lambda x: F.equalize(x),
+        lambda x: F.adjust_sharpness(x, 2.0),
+        lambda x: F.pad(x, 2, padding_mode="reflect"),
+    ],
+    ids=["resize", "rotate", "hue", "blur", "equalize", "sharpness", "pad"],
+)
 def test_cuda_tensors_match_cpu(img, fn):
     x = F.pil_to_tensor(img)
     got = fn(x.to("cuda"))
     assert got.device.type == "cuda"
-    np.testing.assert_allclose(got.cpu().numpy().astype(np.int64),
-                               fn(x).numpy().astype(np.int64), atol=1)
+    np.testing.assert_allclose(
+        got.cpu().numpy().astype(np.int64), fn(x).numpy().astype(np.int64), atol=1
+    )
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -120,13 +161,22 @@ def test_v2_moves_boxes_and_masks_with_the_image(seed):
     arr[:, 6:19, 9:31] = 255
     img = tv.Image(arr)
     mask = tv.Mask(arr[0] // 255)
-    boxes = tv.BoundingBoxes([[9, 6, 31, 19]], format="XYXY", canvas_size=(30, 40),
-                             dtype=ember.float32)
-    boxes = v2.functional.convert_bounding_box_format(boxes, new_format=("XYXY", "XYWH",
-                                                                        "CXCYWH")[seed])
-    t = v2.Compose([v2.RandomHorizontalFlip(), v2.RandomVerticalFlip(),
-                    v2.Pad([2, 3, 4, 5]), v2.RandomCrop(32), v2.Resize([64, 48]),
-                    v2.ColorJitter(0.5)])
+    boxes = tv.BoundingBoxes(
+        [[9, 6, 31, 19]], format="XYXY", canvas_size=(30, 40), dtype=ember.float32
+    )
+    boxes = v2.functional.convert_bounding_box_format(
+        boxes, new_format=("XYXY", "XYWH", "CXCYWH")[seed]
+    )
+    t = v2.Compose(
+        [
+            v2.RandomHorizontalFlip(),
+            v2.RandomVerticalFlip(),
+            v2.Pad([2, 3, 4, 5]),
+            v2.RandomCrop(32),
+            v2.Resize([64, 48]),
+            v2.ColorJitter(0.5),
+        ]
+    )
     ember.manual_seed(seed)
     out_img, out = t(img, {"boxes": boxes, "masks": mask, "id": 7})
     assert isinstance(out_img, tv.Image) and out["id"] == 7

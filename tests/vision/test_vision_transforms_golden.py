@@ -29,8 +29,11 @@ def _inputs():
 
     u8 = GOLDEN["input_u8"]
     t = ember.from_numpy(u8.copy())
-    return {"u8": t, "f32": F.convert_image_dtype(t, ember.float32),
-            "pil": Image.fromarray(u8.transpose(1, 2, 0))}
+    return {
+        "u8": t,
+        "f32": F.convert_image_dtype(t, ember.float32),
+        "pil": Image.fromarray(u8.transpose(1, 2, 0)),
+    }
 
 
 def _np(out):
@@ -41,8 +44,7 @@ def _np(out):
     return np.asarray(out)
 
 
-@pytest.mark.parametrize("name,kind,fn", gc.TRANSFORM_CASES, ids=[c[0] for c in
-                                                                 gc.TRANSFORM_CASES])
+@pytest.mark.parametrize("name,kind,fn", gc.TRANSFORM_CASES, ids=[c[0] for c in gc.TRANSFORM_CASES])
 def test_matches_torchvision(name, kind, fn):
     got = _np(fn(F, _inputs()[kind]))
     want = GOLDEN[name]
@@ -74,9 +76,11 @@ def test_augment_tables_match_torchvision():
     want = json.loads(str(GOLDEN["aug_tables_json"]))
     got_policy = [[list(op) for op in pair] for pair in aa.AutoAugment().policies]
     assert got_policy == want["autoaugment_imagenet"]
-    for name, space in (("randaugment", aa._space(31, (18, 22), wide=False)),
-                        ("trivialaugmentwide", aa._space(31, (0, 0), wide=True)),
-                        ("autoaugment_space", aa._space(10, (18, 22), wide=False))):
+    for name, space in (
+        ("randaugment", aa._space(31, (18, 22), wide=False)),
+        ("trivialaugmentwide", aa._space(31, (0, 0), wide=True)),
+        ("autoaugment_space", aa._space(10, (18, 22), wide=False)),
+    ):
         ref = want[name]
         if name != "autoaugment_space":  # RandAugment / TrivialAugment draw ops by position
             assert list(space) == list(ref), name
@@ -102,8 +106,9 @@ def test_v2_boxes_and_masks_match_torchvision(op, make):
         res = make(F2)(boxes)
         assert isinstance(res, tv_tensors.BoundingBoxes) and res.format.name == fmt
         assert tuple(res.canvas_size) == tuple(GOLDEN[f"v2_{op}[{fmt}].canvas"]), (op, fmt)
-        np.testing.assert_allclose(res.numpy(), GOLDEN[f"v2_{op}[{fmt}]"], rtol=1e-6,
-                                   atol=1e-5, err_msg=f"{op}[{fmt}]")
+        np.testing.assert_allclose(
+            res.numpy(), GOLDEN[f"v2_{op}[{fmt}]"], rtol=1e-6, atol=1e-5, err_msg=f"{op}[{fmt}]"
+        )
     mask = make(F2)(tv_tensors.Mask(gc.mask_array()))
     assert isinstance(mask, tv_tensors.Mask)
     np.testing.assert_array_equal(mask.numpy(), GOLDEN[f"v2_{op}[mask]"])

@@ -6,5 +6,13 @@ from .folder import DatasetFolder, ImageFolder
 from .mnist import MNIST, FashionMNIST
 from .vision import VisionDataset
 
-__all__ = ["CIFAR10", "CIFAR100", "FakeData", "DatasetFolder", "ImageFolder", "MNIST",
-           "FashionMNIST", "VisionDataset"]
+__all__ = [
+    "CIFAR10",
+    "CIFAR100",
+    "FakeData",
+    "DatasetFolder",
+    "ImageFolder",
+    "MNIST",
+    "FashionMNIST",
+    "VisionDataset",
+]

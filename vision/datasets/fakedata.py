@@ -18,13 +18,20 @@ class FakeData(VisionDataset):
     ``i + random_offset``, so it is the same on every call and in every worker (the pixels are
     not torchvision's: its generator is torch's)."""
 
-    def __init__(self, size: int = 1000, image_size: tuple[int, int, int] = (3, 224, 224),
-                 num_classes: int = 10, transform: Callable | None = None,
-                 target_transform: Callable | None = None, random_offset: int = 0) -> None:
+    def __init__(
+        self,
+        size: int = 1000,
+        image_size: tuple[int, int, int] = (3, 224, 224),
+        num_classes: int = 10,
+        transform: Callable | None = None,
+        target_transform: Callable | None = None,
+        random_offset: int = 0,
+    ) -> None:
         super().__init__(None, transform=transform, target_transform=target_transform)
         if len(image_size) != 3 or image_size[0] not in (1, 3, 4):
-            raise ValueError(f"image_size should be (C, H, W) with C in 1, 3 or 4; got "
-                             f"{image_size}")
+            raise ValueError(
+                f"image_size should be (C, H, W) with C in 1, 3 or 4; got {image_size}"
+            )
         self.size, self.num_classes = size, num_classes
         self.image_size, self.random_offset = tuple(image_size), random_offset
 

@@ -8,15 +8,24 @@ from typing import Any
 
 from .vision import VisionDataset
 
-__all__ = ["DatasetFolder", "ImageFolder", "IMG_EXTENSIONS", "default_loader", "pil_loader",
-           "find_classes", "make_dataset", "has_file_allowed_extension"]
+__all__ = [
+    "DatasetFolder",
+    "ImageFolder",
+    "IMG_EXTENSIONS",
+    "default_loader",
+    "pil_loader",
+    "find_classes",
+    "make_dataset",
+    "has_file_allowed_extension",
+]
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
 
 def has_file_allowed_extension(filename: str, extensions: str | tuple[str, ...]) -> bool:
-    return filename.lower().endswith(extensions if isinstance(extensions, str)
-                                      else tuple(extensions))
+    return filename.lower().endswith(
+        extensions if isinstance(extensions, str) else tuple(extensions)
+    )
 
 
 def find_classes(directory: str | os.PathLike) -> tuple[list[str], dict[str, int]]:
@@ -27,18 +36,23 @@ def find_classes(directory: str | os.PathLike) -> tuple[list[str], dict[str, int
     return classes, {c: i for i, c in enumerate(classes)}
 
 
-def make_dataset(directory: str | os.PathLike, class_to_idx: dict[str, int] | None = None,
-                 extensions: str | tuple[str, ...] | None = None,
-                 is_valid_file: Callable[[str], bool] | None = None,
-                 allow_empty: bool = False) -> list[tuple[str, int]]:
+def make_dataset(
+    directory: str | os.PathLike,
+    class_to_idx: dict[str, int] | None = None,
+    extensions: str | tuple[str, ...] | None = None,
+    is_valid_file: Callable[[str], bool] | None = None,
+    allow_empty: bool = False,
+) -> list[tuple[str, int]]:
     """``(path, class_index)`` for every valid file, classes in order, files sorted."""
     directory = os.path.expanduser(os.fspath(directory))
     if class_to_idx is None:
         _, class_to_idx = find_classes(directory)
     if (extensions is None) == (is_valid_file is None):
-        raise ValueError("Both extensions and is_valid_file cannot be None or not None at the "
-                         "same time")
+        raise ValueError(
+            "Both extensions and is_valid_file cannot be None or not None at the same time"
+        )
     if extensions is not None:
+
         def is_valid_file(x: str) -> bool:
             return has_file_allowed_extension(x, extensions)
 
@@ -78,26 +92,32 @@ def default_loader(path: str):
 class DatasetFolder(VisionDataset):
     """Samples ``root/<class>/**/<file>`` read by ``loader``; targets are class indices."""
 
-    def __init__(self, root: str | os.PathLike, loader: Callable[[str], Any],
-                 extensions: tuple[str, ...] | None = None, transform: Callable | None = None,
-                 target_transform: Callable | None = None,
-                 is_valid_file: Callable[[str], bool] | None = None,
-                 allow_empty: bool = False) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        loader: Callable[[str], Any],
+        extensions: tuple[str, ...] | None = None,
+        transform: Callable | None = None,
+        target_transform: Callable | None = None,
+        is_valid_file: Callable[[str], bool] | None = None,
+        allow_empty: bool = False,
+    ) -> None:
         super().__init__(root, transform=transform, target_transform=target_transform)
         if not os.path.isdir(self.root):
-            raise FileNotFoundError(f"{type(self).__name__}: root folder {self.root} does not "
-                                    "exist")
+            raise FileNotFoundError(
+                f"{type(self).__name__}: root folder {self.root} does not exist"
+            )
         classes, class_to_idx = self.find_classes(self.root)
-        samples = self.make_dataset(self.root, class_to_idx, extensions, is_valid_file,
-                                    allow_empty)
+        samples = self.make_dataset(self.root, class_to_idx, extensions, is_valid_file, allow_empty)
         self.loader, self.extensions = loader, extensions
         self.classes, self.class_to_idx = classes, class_to_idx
         self.samples = samples
         self.targets = [s[1] for s in samples]
 
     @staticmethod
-    def make_dataset(directory, class_to_idx, extensions=None, is_valid_file=None,
-                     allow_empty: bool = False) -> list[tuple[str, int]]:
+    def make_dataset(
+        directory, class_to_idx, extensions=None, is_valid_file=None, allow_empty: bool = False
+    ) -> list[tuple[str, int]]:
         return make_dataset(directory, class_to_idx, extensions, is_valid_file, allow_empty)
 
     def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:
@@ -114,12 +134,22 @@ class DatasetFolder(VisionDataset):
 class ImageFolder(DatasetFolder):
     """``DatasetFolder`` of images (``IMG_EXTENSIONS``), loaded as RGB PIL images."""
 
-    def __init__(self, root: str | os.PathLike, transform: Callable | None = None,
-                 target_transform: Callable | None = None,
-                 loader: Callable[[str], Any] = default_loader,
-                 is_valid_file: Callable[[str], bool] | None = None,
-                 allow_empty: bool = False) -> None:
-        super().__init__(root, loader, IMG_EXTENSIONS if is_valid_file is None else None,
-                         transform=transform, target_transform=target_transform,
-                         is_valid_file=is_valid_file, allow_empty=allow_empty)
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        transform: Callable | None = None,
+        target_transform: Callable | None = None,
+        loader: Callable[[str], Any] = default_loader,
+        is_valid_file: Callable[[str], bool] | None = None,
+        allow_empty: bool = False,
+    ) -> None:
+        super().__init__(
+            root,
+            loader,
+            IMG_EXTENSIONS if is_valid_file is None else None,
+            transform=transform,
+            target_transform=target_transform,
+            is_valid_file=is_valid_file,
+            allow_empty=allow_empty,
+        )
         self.imgs = self.samples

@@ -28,19 +28,38 @@ class MNIST(VisionDataset):
             them, unless they are there already.
     """
 
-    mirrors = ["https://ossci-datasets.s3.amazonaws.com/mnist/",
-               "http://yann.lecun.com/exdb/mnist/"]
-    resources = [("train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
-                 ("train-labels-idx1-ubyte.gz", "d53e105ee54ea40749a09fcbcd1e9432"),
-                 ("t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3"),
-                 ("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c")]
+    mirrors = [
+        "https://ossci-datasets.s3.amazonaws.com/mnist/",
+        "http://yann.lecun.com/exdb/mnist/",
+    ]
+    resources = [
+        ("train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
+        ("train-labels-idx1-ubyte.gz", "d53e105ee54ea40749a09fcbcd1e9432"),
+        ("t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3"),
+        ("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c"),
+    ]
     training_file, test_file = "training.pt", "test.pt"
-    classes = ["0 - zero", "1 - one", "2 - two", "3 - three", "4 - four", "5 - five",
-               "6 - six", "7 - seven", "8 - eight", "9 - nine"]
+    classes = [
+        "0 - zero",
+        "1 - one",
+        "2 - two",
+        "3 - three",
+        "4 - four",
+        "5 - five",
+        "6 - six",
+        "7 - seven",
+        "8 - eight",
+        "9 - nine",
+    ]
 
-    def __init__(self, root: str | os.PathLike, train: bool = True,
-                 transform: Callable | None = None, target_transform: Callable | None = None,
-                 download: bool = False) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        train: bool = True,
+        transform: Callable | None = None,
+        target_transform: Callable | None = None,
+        download: bool = False,
+    ) -> None:
         super().__init__(root, transform=transform, target_transform=target_transform)
         self.train = train
         if download:
@@ -48,15 +67,19 @@ class MNIST(VisionDataset):
         missing = [p for p in self._raw_paths() if not os.path.isfile(p)]
         if missing:
             urls = [f"{m}{os.path.basename(missing[0])}.gz" for m in self.mirrors]
-            raise RuntimeError(f"Dataset not found: {type(self).__name__} expects "
-                               f"{', '.join(missing)}. Pass download=True to fetch it from "
-                               f"{' or '.join(urls)}, or put the unpacked IDX files there.")
+            raise RuntimeError(
+                f"Dataset not found: {type(self).__name__} expects "
+                f"{', '.join(missing)}. Pass download=True to fetch it from "
+                f"{' or '.join(urls)}, or put the unpacked IDX files there."
+            )
         prefix = "train" if train else "t10k"
         images = read_idx(os.path.join(self.raw_folder, f"{prefix}-images-idx3-ubyte"))
         labels = read_idx(os.path.join(self.raw_folder, f"{prefix}-labels-idx1-ubyte"))
         if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-            raise ValueError(f"{type(self).__name__}: images of shape {images.shape} do not "
-                             f"match labels of shape {labels.shape}")
+            raise ValueError(
+                f"{type(self).__name__}: images of shape {images.shape} do not "
+                f"match labels of shape {labels.shape}"
+            )
         self.data = Tensor._wrap(images.astype(np.uint8, copy=False))
         self.targets = Tensor._wrap(labels.astype(np.int64))
 
@@ -70,12 +93,16 @@ class MNIST(VisionDataset):
 
     def _raw_paths(self) -> list[str]:
         prefix = "train" if self.train else "t10k"
-        return [os.path.join(self.raw_folder, f"{prefix}-{k}") for k in
-                ("images-idx3-ubyte", "labels-idx1-ubyte")]
+        return [
+            os.path.join(self.raw_folder, f"{prefix}-{k}")
+            for k in ("images-idx3-ubyte", "labels-idx1-ubyte")
+        ]
 
     def _check_exists(self) -> bool:
-        return all(os.path.isfile(os.path.join(self.raw_folder, os.path.splitext(f)[0]))
-                   for f, _ in self.resources)
+        return all(
+            os.path.isfile(os.path.join(self.raw_folder, os.path.splitext(f)[0]))
+            for f, _ in self.resources
+        )
 
     def download(self) -> None:
         """Download and unpack every file of ``resources`` not already unpacked."""
@@ -103,9 +130,21 @@ class FashionMNIST(MNIST):
     """Fashion-MNIST (Zalando), MNIST's format under ``root/FashionMNIST/raw/``."""
 
     mirrors = ["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"]
-    resources = [("train-images-idx3-ubyte.gz", "8d4fb7e6c68d591d4c3dfef9ec88bf0d"),
-                 ("train-labels-idx1-ubyte.gz", "25c81989df183df01b3e8a0aad5dffbe"),
-                 ("t10k-images-idx3-ubyte.gz", "bef4ecab320f06d8554ea6380940ec79"),
-                 ("t10k-labels-idx1-ubyte.gz", "bb300cfdad3c16e7a12a480ee83cd310")]
-    classes = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
-               "Sneaker", "Bag", "Ankle boot"]
+    resources = [
+        ("train-images-idx3-ubyte.gz", "8d4fb7e6c68d591d4c3dfef9ec88bf0d"),
+        ("train-labels-idx1-ubyte.gz", "25c81989df183df01b3e8a0aad5dffbe"),
+        ("t10k-images-idx3-ubyte.gz", "bef4ecab320f06d8554ea6380940ec79"),
+        ("t10k-labels-idx1-ubyte.gz", "bb300cfdad3c16e7a12a480ee83cd310"),
+    ]
+    classes = [
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    ]

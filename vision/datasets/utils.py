@@ -20,8 +20,15 @@ import urllib.request
 import zipfile
 from collections.abc import Sequence
 
-__all__ = ["calculate_md5", "check_md5", "check_integrity", "download_url", "extract_archive",
-           "download_and_extract_archive", "DownloadError"]
+__all__ = [
+    "calculate_md5",
+    "check_md5",
+    "check_integrity",
+    "download_url",
+    "extract_archive",
+    "download_and_extract_archive",
+    "DownloadError",
+]
 
 
 class DownloadError(RuntimeError):
@@ -46,8 +53,13 @@ def check_integrity(fpath: str | os.PathLike, md5: str | None = None) -> bool:
     return True if md5 is None else check_md5(fpath, md5)
 
 
-def download_url(url: str, root: str | os.PathLike, filename: str | None = None,
-                 md5: str | None = None, timeout: float = 60.0) -> str:
+def download_url(
+    url: str,
+    root: str | os.PathLike,
+    filename: str | None = None,
+    md5: str | None = None,
+    timeout: float = 60.0,
+) -> str:
     """Download ``url`` to ``root/filename`` unless a verified copy is there; returns the path.
 
     The bytes go to a temporary file that is renamed into place only after the MD5 matches,
@@ -68,8 +80,10 @@ def download_url(url: str, root: str | os.PathLike, filename: str | None = None,
         except (urllib.error.URLError, OSError) as exc:
             raise DownloadError(f"could not download {url} to {fpath}: {exc}") from exc
         if md5 is not None and not check_md5(tmp, md5):
-            raise DownloadError(f"MD5 mismatch for {url}: expected {md5}, got "
-                                f"{calculate_md5(tmp)}; nothing written to {fpath}")
+            raise DownloadError(
+                f"MD5 mismatch for {url}: expected {md5}, got "
+                f"{calculate_md5(tmp)}; nothing written to {fpath}"
+            )
         os.replace(tmp, fpath)
     finally:
         if os.path.exists(tmp):
@@ -77,8 +91,7 @@ def download_url(url: str, root: str | os.PathLike, filename: str | None = None,
     return fpath
 
 
-def download_from_mirrors(mirrors: Sequence[str], filename: str, root: str,
-                          md5: str | None) -> str:
+def download_from_mirrors(mirrors: Sequence[str], filename: str, root: str, md5: str | None) -> str:
     """Try each mirror in turn; the error names every URL tried."""
     errors = []
     for mirror in mirrors:
@@ -102,12 +115,16 @@ def _archive_kind(path: str) -> str:
     for suffix in _DECOMPRESSORS:
         if low.endswith(suffix):
             return suffix
-    raise RuntimeError(f"{path}: unknown archive type; supported: .tar(.gz/.bz2/.xz), .tgz, "
-                       ".zip, .gz, .bz2, .xz")
+    raise RuntimeError(
+        f"{path}: unknown archive type; supported: .tar(.gz/.bz2/.xz), .tgz, .zip, .gz, .bz2, .xz"
+    )
 
 
-def extract_archive(from_path: str | os.PathLike, to_path: str | os.PathLike | None = None,
-                    remove_finished: bool = False) -> str:
+def extract_archive(
+    from_path: str | os.PathLike,
+    to_path: str | os.PathLike | None = None,
+    remove_finished: bool = False,
+) -> str:
     """Extract ``from_path`` into ``to_path`` (default: its folder) atomically; returns
     ``to_path``. Tar members that would escape the folder are refused (tarfile's ``data``
     filter)."""
@@ -129,8 +146,10 @@ def extract_archive(from_path: str | os.PathLike, to_path: str | os.PathLike | N
                 zf.extractall(tmp)
         else:
             name = os.path.basename(from_path)[: -len(kind)]
-            with _DECOMPRESSORS[kind](from_path, "rb") as src, \
-                    open(os.path.join(tmp, name), "wb") as dst:
+            with (
+                _DECOMPRESSORS[kind](from_path, "rb") as src,
+                open(os.path.join(tmp, name), "wb") as dst,
+            ):
                 shutil.copyfileobj(src, dst, 1 << 20)
         for entry in os.listdir(tmp):
             dest = os.path.join(to_path, entry)
@@ -146,8 +165,13 @@ def extract_archive(from_path: str | os.PathLike, to_path: str | os.PathLike | N
     return to_path
 
 
-def download_and_extract_archive(url: str, download_root: str, extract_root: str | None = None,
-                                 filename: str | None = None, md5: str | None = None,
-                                 remove_finished: bool = False) -> None:
+def download_and_extract_archive(
+    url: str,
+    download_root: str,
+    extract_root: str | None = None,
+    filename: str | None = None,
+    md5: str | None = None,
+    remove_finished: bool = False,
+) -> None:
     path = download_url(url, download_root, filename, md5)
     extract_archive(path, extract_root or download_root, remove_finished)

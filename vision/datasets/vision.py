@@ -12,8 +12,9 @@ __all__ = ["VisionDataset", "StandardTransform"]
 
 
 class StandardTransform:
-    def __init__(self, transform: Callable | None = None,
-                 target_transform: Callable | None = None) -> None:
+    def __init__(
+        self, transform: Callable | None = None, target_transform: Callable | None = None
+    ) -> None:
         self.transform, self.target_transform = transform, target_transform
 
     def __call__(self, input: Any, target: Any) -> tuple[Any, Any]:
@@ -30,17 +31,23 @@ class VisionDataset(Dataset):
 
     _repr_indent = 4
 
-    def __init__(self, root: str | os.PathLike | None = None,
-                 transforms: Callable | None = None, transform: Callable | None = None,
-                 target_transform: Callable | None = None) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike | None = None,
+        transforms: Callable | None = None,
+        transform: Callable | None = None,
+        target_transform: Callable | None = None,
+    ) -> None:
         self.root = os.path.expanduser(os.fspath(root)) if root is not None else None
         has_separate = transform is not None or target_transform is not None
         if transforms is not None and has_separate:
-            raise ValueError("Only transforms or transform/target_transform can be passed as "
-                             "argument")
+            raise ValueError(
+                "Only transforms or transform/target_transform can be passed as argument"
+            )
         self.transform, self.target_transform = transform, target_transform
-        self.transforms = StandardTransform(transform, target_transform) if has_separate \
-            else transforms
+        self.transforms = (
+            StandardTransform(transform, target_transform) if has_separate else transforms
+        )
 
     def _apply(self, img, target):
         return self.transforms(img, target) if self.transforms is not None else (img, target)

@@ -34,18 +34,23 @@ class WeightsEnum(Enum):
             try:
                 obj = cls[obj.replace(cls.__name__ + ".", "")]
             except KeyError:
-                raise ValueError(f"Failed to find Weights {obj!r} in {cls.__name__}; choose "
-                                 f"from {[m for m in cls.__members__]}") from None
+                raise ValueError(
+                    f"Failed to find Weights {obj!r} in {cls.__name__}; choose "
+                    f"from {[m for m in cls.__members__]}"
+                ) from None
         elif not isinstance(obj, cls):
-            raise TypeError(f"Invalid Weight class provided; expected {cls.__name__} but "
-                            f"received {obj.__class__.__name__}.")
+            raise TypeError(
+                f"Invalid Weight class provided; expected {cls.__name__} but "
+                f"received {obj.__class__.__name__}."
+            )
         return obj
 
     def get_state_dict(self, progress: bool = True, check_hash: bool = True, **kwargs):
         from ember.hub import load_state_dict_from_url
 
-        return load_state_dict_from_url(self.url, progress=progress, check_hash=check_hash,
-                                        **kwargs)
+        return load_state_dict_from_url(
+            self.url, progress=progress, check_hash=check_hash, **kwargs
+        )
 
     @property
     def url(self) -> str:
@@ -70,8 +75,9 @@ def get_weight(name: str) -> WeightsEnum:
     enum_name, _, value = name.partition(".")
     enum = registry.get(enum_name)
     if enum is None or not isinstance(enum, type) or not issubclass(enum, WeightsEnum):
-        raise ValueError(f"The weight enum '{enum_name}' for the specific method couldn't be "
-                         "retrieved.")
+        raise ValueError(
+            f"The weight enum '{enum_name}' for the specific method couldn't be retrieved."
+        )
     return enum.verify(value)
 
 
@@ -81,19 +87,24 @@ def check_state_dict(model, state_dict) -> None:
     own = model.state_dict()
     missing = [k for k in own if k not in state_dict]
     unexpected = [k for k in state_dict if k not in own]
-    shapes = [f"size mismatch for {k}: copying a param with shape {tuple(v.shape)} from "
-              f"checkpoint, the shape in current model is {tuple(own[k].shape)}."
-              for k, v in state_dict.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
+    shapes = [
+        f"size mismatch for {k}: copying a param with shape {tuple(v.shape)} from "
+        f"checkpoint, the shape in current model is {tuple(own[k].shape)}."
+        for k, v in state_dict.items()
+        if k in own and tuple(v.shape) != tuple(own[k].shape)
+    ]
     if missing or unexpected or shapes:
         parts = []
         if missing:
             parts.append("Missing key(s) in state_dict: " + ", ".join(f'"{k}"' for k in missing))
         if unexpected:
-            parts.append("Unexpected key(s) in state_dict: "
-                         + ", ".join(f'"{k}"' for k in unexpected))
+            parts.append(
+                "Unexpected key(s) in state_dict: " + ", ".join(f'"{k}"' for k in unexpected)
+            )
         parts += shapes
-        raise RuntimeError(f"Error(s) in loading state_dict for {type(model).__name__}:\n\t"
-                           + "\n\t".join(parts))
+        raise RuntimeError(
+            f"Error(s) in loading state_dict for {type(model).__name__}:\n\t" + "\n\t".join(parts)
+        )
 
 
 def load_weights(model, weights: WeightsEnum | None, progress: bool):
@@ -107,8 +118,10 @@ def load_weights(model, weights: WeightsEnum | None, progress: bool):
 def _ovewrite_named_param(kwargs: dict[str, Any], param: str, new_value) -> None:
     if param in kwargs:
         if kwargs[param] != new_value:
-            raise ValueError(f"The parameter '{param}' expected value {new_value} but got "
-                             f"{kwargs[param]} instead.")
+            raise ValueError(
+                f"The parameter '{param}' expected value {new_value} but got "
+                f"{kwargs[param]} instead."
+            )
     else:
         kwargs[param] = new_value
 
@@ -117,5 +130,9 @@ def _imagenet_transforms(crop_size: int = 224, resize_size: int = 256, interpola
     from ember.vision.transforms import functional as F
     from ember.vision.transforms._presets import ImageClassification
 
-    return partial(ImageClassification, crop_size=crop_size, resize_size=resize_size,
-                   interpolation=interpolation or F.InterpolationMode.BILINEAR)
+    return partial(
+        ImageClassification,
+        crop_size=crop_size,
+        resize_size=resize_size,
+        interpolation=interpolation or F.InterpolationMode.BILINEAR,
+    )

@@ -22,23 +22,42 @@ def make_divisible(v: float, divisor: int, min_value: int | None = None) -> int:
 class Conv2dNormActivation(nn.Sequential):
     """``Conv2d -> norm -> activation`` as one Sequential (keys ``0.weight``, ``1.weight``...)."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3,
-                 stride: int = 1, padding: int | None = None, groups: int = 1,
-                 norm_layer: Callable[..., nn.Module] | None = nn.BatchNorm2d,
-                 activation_layer: Callable[..., nn.Module] | None = nn.ReLU,
-                 dilation: int = 1, inplace: bool | None = True, bias: bool | None = None):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        stride: int = 1,
+        padding: int | None = None,
+        groups: int = 1,
+        norm_layer: Callable[..., nn.Module] | None = nn.BatchNorm2d,
+        activation_layer: Callable[..., nn.Module] | None = nn.ReLU,
+        dilation: int = 1,
+        inplace: bool | None = True,
+        bias: bool | None = None,
+    ):
         if padding is None:
             padding = (kernel_size - 1) // 2 * dilation
         if bias is None:
             bias = norm_layer is None
-        layers: list[nn.Module] = [nn.Conv2d(in_channels, out_channels, kernel_size, stride,
-                                             padding, dilation=dilation, groups=groups,
-                                             bias=bias)]
+        layers: list[nn.Module] = [
+            nn.Conv2d(
+                in_channels,
+                out_channels,
+                kernel_size,
+                stride,
+                padding,
+                dilation=dilation,
+                groups=groups,
+                bias=bias,
+            )
+        ]
         if norm_layer is not None:
             layers.append(norm_layer(out_channels))
         if activation_layer is not None:
-            layers.append(activation_layer() if inplace is None else
-                          activation_layer(inplace=inplace))
+            layers.append(
+                activation_layer() if inplace is None else activation_layer(inplace=inplace)
+            )
         super().__init__(*layers)
         self.out_channels = out_channels
 
@@ -46,9 +65,13 @@ class Conv2dNormActivation(nn.Sequential):
 class SqueezeExcitation(nn.Module):
     """Squeeze-and-excitation: ``x * scale_activation(fc2(activation(fc1(avgpool(x)))))``."""
 
-    def __init__(self, input_channels: int, squeeze_channels: int,
-                 activation: Callable[..., nn.Module] = nn.ReLU,
-                 scale_activation: Callable[..., nn.Module] = nn.Sigmoid) -> None:
+    def __init__(
+        self,
+        input_channels: int,
+        squeeze_channels: int,
+        activation: Callable[..., nn.Module] = nn.ReLU,
+        scale_activation: Callable[..., nn.Module] = nn.Sigmoid,
+    ) -> None:
         super().__init__()
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc1 = nn.Conv2d(input_channels, squeeze_channels, 1)
@@ -94,9 +117,10 @@ class StochasticDepth(nn.Module):
         import ember
 
         survival = 1.0 - self.p
-        shape = [input.shape[0]] + [1] * (input.dim() - 1) if self.mode == "row" else \
-            [1] * input.dim()
-        noise = (ember.rand(*shape, dtype=input.dtype, device=input.device) < survival)
+        shape = (
+            [input.shape[0]] + [1] * (input.dim() - 1) if self.mode == "row" else [1] * input.dim()
+        )
+        noise = ember.rand(*shape, dtype=input.dtype, device=input.device) < survival
         noise = noise.to(input.dtype)
         if survival > 0.0:
             noise = noise / survival

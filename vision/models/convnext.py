@@ -35,14 +35,24 @@ class Permute(nn.Module):
 
 
 class CNBlock(nn.Module):
-    def __init__(self, dim: int, layer_scale: float, stochastic_depth_prob: float,
-                 norm_layer: Callable[..., nn.Module] | None = None) -> None:
+    def __init__(
+        self,
+        dim: int,
+        layer_scale: float,
+        stochastic_depth_prob: float,
+        norm_layer: Callable[..., nn.Module] | None = None,
+    ) -> None:
         super().__init__()
         norm_layer = norm_layer or partial(nn.LayerNorm, eps=1e-6)
-        self.block = nn.Sequential(nn.Conv2d(dim, dim, kernel_size=7, padding=3, groups=dim),
-                                   Permute([0, 2, 3, 1]), norm_layer(dim),
-                                   nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim),
-                                   Permute([0, 3, 1, 2]))
+        self.block = nn.Sequential(
+            nn.Conv2d(dim, dim, kernel_size=7, padding=3, groups=dim),
+            Permute([0, 2, 3, 1]),
+            norm_layer(dim),
+            nn.Linear(dim, 4 * dim),
+            nn.GELU(),
+            nn.Linear(4 * dim, dim),
+            Permute([0, 3, 1, 2]),
+        )
         self.layer_scale = nn.Parameter(ember.ones(dim, 1, 1) * layer_scale)
         self.stochastic_depth = StochasticDepth(stochastic_depth_prob, "row")
 
@@ -52,23 +62,40 @@ class CNBlock(nn.Module):
 
 class CNBlockConfig:
     def __init__(self, input_channels: int, out_channels: int | None, num_layers: int) -> None:
-        self.input_channels, self.out_channels, self.num_layers = (input_channels, out_channels,
-                                                                   num_layers)
+        self.input_channels, self.out_channels, self.num_layers = (
+            input_channels,
+            out_channels,
+            num_layers,
+        )
 
 
 class ConvNeXt(nn.Module):
-    def __init__(self, block_setting: list[CNBlockConfig], stochastic_depth_prob: float = 0.0,
-                 layer_scale: float = 1e-6, num_classes: int = 1000,
-                 block: Callable[..., nn.Module] | None = None,
-                 norm_layer: Callable[..., nn.Module] | None = None) -> None:
+    def __init__(
+        self,
+        block_setting: list[CNBlockConfig],
+        stochastic_depth_prob: float = 0.0,
+        layer_scale: float = 1e-6,
+        num_classes: int = 1000,
+        block: Callable[..., nn.Module] | None = None,
+        norm_layer: Callable[..., nn.Module] | None = None,
+    ) -> None:
         super().__init__()
         if not block_setting:
             raise ValueError("The block_setting should not be empty")
         block = block or CNBlock
         norm_layer = norm_layer or partial(LayerNorm2d, eps=1e-6)
-        layers: list[nn.Module] = [Conv2dNormActivation(
-            3, block_setting[0].input_channels, kernel_size=4, stride=4, padding=0,
-            norm_layer=norm_layer, activation_layer=None, bias=True)]
+        layers: list[nn.Module] = [
+            Conv2dNormActivation(
+                3,
+                block_setting[0].input_channels,
+                kernel_size=4,
+                stride=4,
+                padding=0,
+                norm_layer=norm_layer,
+                activation_layer=None,
+                bias=True,
+            )
+        ]
         total = sum(cnf.num_layers for cnf in block_setting)
         block_id = 0
         for cnf in block_setting:
@@ -79,15 +106,19 @@ class ConvNeXt(nn.Module):
                 block_id += 1
             layers.append(nn.Sequential(*stage))
             if cnf.out_channels is not None:
-                layers.append(nn.Sequential(norm_layer(cnf.input_channels),
-                                            nn.Conv2d(cnf.input_channels, cnf.out_channels,
-                                                      kernel_size=2, stride=2)))
+                layers.append(
+                    nn.Sequential(
+                        norm_layer(cnf.input_channels),
+                        nn.Conv2d(cnf.input_channels, cnf.out_channels, kernel_size=2, stride=2),
+                    )
+                )
         self.features = nn.Sequential(*layers)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         last = block_setting[-1]
         last_out = last.out_channels if last.out_channels is not None else last.input_channels
-        self.classifier = nn.Sequential(norm_layer(last_out), nn.Flatten(1),
-                                        nn.Linear(last_out, num_classes))
+        self.classifier = nn.Sequential(
+            norm_layer(last_out), nn.Flatten(1), nn.Linear(last_out, num_classes)
+        )
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)):
                 nn.init.trunc_normal_(m.weight, std=0.02)
@@ -99,19 +130,26 @@ class ConvNeXt(nn.Module):
 
 
 class ConvNeXt_Tiny_Weights(WeightsEnum):
-    IMAGENET1K_V1 = Weights(url="https://download.pytorch.org/models/convnext_tiny-983f1562.pth",
-                            transforms=_imagenet_transforms(224, resize_size=236),
-                            meta={"num_params": 28589128, "min_size": (32, 32)})
+    IMAGENET1K_V1 = Weights(
+        url="https://download.pytorch.org/models/convnext_tiny-983f1562.pth",
+        transforms=_imagenet_transforms(224, resize_size=236),
+        meta={"num_params": 28589128, "min_size": (32, 32)},
+    )
     DEFAULT = IMAGENET1K_V1
 
 
-def convnext_tiny(*, weights: ConvNeXt_Tiny_Weights | str | None = None, progress: bool = True,
-                  **kwargs: Any) -> ConvNeXt:
+def convnext_tiny(
+    *, weights: ConvNeXt_Tiny_Weights | str | None = None, progress: bool = True, **kwargs: Any
+) -> ConvNeXt:
     """ConvNeXt-Tiny; ``weights=ConvNeXt_Tiny_Weights.DEFAULT`` for ImageNet."""
     weights = ConvNeXt_Tiny_Weights.verify(weights)
     if weights is not None:
         _ovewrite_named_param(kwargs, "num_classes", 1000)
-    setting = [CNBlockConfig(96, 192, 3), CNBlockConfig(192, 384, 3),
-               CNBlockConfig(384, 768, 9), CNBlockConfig(768, None, 3)]
+    setting = [
+        CNBlockConfig(96, 192, 3),
+        CNBlockConfig(192, 384, 3),
+        CNBlockConfig(384, 768, 9),
+        CNBlockConfig(768, None, 3),
+    ]
     model = ConvNeXt(setting, kwargs.pop("stochastic_depth_prob", 0.1), **kwargs)
     return load_weights(model, weights, progress)

@@ -20,9 +20,17 @@ __all__ = ["EfficientNet", "MBConvConfig", "EfficientNet_B0_Weights", "efficient
 
 
 class MBConvConfig:
-    def __init__(self, expand_ratio: float, kernel: int, stride: int, input_channels: int,
-                 out_channels: int, num_layers: int, width_mult: float = 1.0,
-                 depth_mult: float = 1.0) -> None:
+    def __init__(
+        self,
+        expand_ratio: float,
+        kernel: int,
+        stride: int,
+        input_channels: int,
+        out_channels: int,
+        num_layers: int,
+        width_mult: float = 1.0,
+        depth_mult: float = 1.0,
+    ) -> None:
         self.expand_ratio, self.kernel, self.stride = expand_ratio, kernel, stride
         self.input_channels = self.adjust_channels(input_channels, width_mult)
         self.out_channels = self.adjust_channels(out_channels, width_mult)
@@ -34,8 +42,9 @@ class MBConvConfig:
 
 
 class MBConv(nn.Module):
-    def __init__(self, cnf: MBConvConfig, stochastic_depth_prob: float,
-                 norm_layer: Callable[..., nn.Module]) -> None:
+    def __init__(
+        self, cnf: MBConvConfig, stochastic_depth_prob: float, norm_layer: Callable[..., nn.Module]
+    ) -> None:
         super().__init__()
         if not 1 <= cnf.stride <= 2:
             raise ValueError("illegal stride value")
@@ -43,15 +52,40 @@ class MBConv(nn.Module):
         expanded = cnf.adjust_channels(cnf.input_channels, cnf.expand_ratio)
         layers: list[nn.Module] = []
         if expanded != cnf.input_channels:
-            layers.append(Conv2dNormActivation(cnf.input_channels, expanded, kernel_size=1,
-                                               norm_layer=norm_layer, activation_layer=nn.SiLU))
-        layers.append(Conv2dNormActivation(expanded, expanded, kernel_size=cnf.kernel,
-                                           stride=cnf.stride, groups=expanded,
-                                           norm_layer=norm_layer, activation_layer=nn.SiLU))
-        layers.append(SqueezeExcitation(expanded, max(1, cnf.input_channels // 4),
-                                        activation=partial(nn.SiLU, inplace=True)))
-        layers.append(Conv2dNormActivation(expanded, cnf.out_channels, kernel_size=1,
-                                           norm_layer=norm_layer, activation_layer=None))
+            layers.append(
+                Conv2dNormActivation(
+                    cnf.input_channels,
+                    expanded,
+                    kernel_size=1,
+                    norm_layer=norm_layer,
+                    activation_layer=nn.SiLU,
+                )
+            )
+        layers.append(
+            Conv2dNormActivation(
+                expanded,
+                expanded,
+                kernel_size=cnf.kernel,
+                stride=cnf.stride,
+                groups=expanded,
+                norm_layer=norm_layer,
+                activation_layer=nn.SiLU,
+            )
+        )
+        layers.append(
+            SqueezeExcitation(
+                expanded, max(1, cnf.input_channels // 4), activation=partial(nn.SiLU, inplace=True)
+            )
+        )
+        layers.append(
+            Conv2dNormActivation(
+                expanded,
+                cnf.out_channels,
+                kernel_size=1,
+                norm_layer=norm_layer,
+                activation_layer=None,
+            )
+        )
         self.block = nn.Sequential(*layers)
         self.stochastic_depth = StochasticDepth(stochastic_depth_prob, "row")
         self.out_channels = cnf.out_channels
@@ -64,17 +98,29 @@ class MBConv(nn.Module):
 
 
 class EfficientNet(nn.Module):
-    def __init__(self, inverted_residual_setting: list[MBConvConfig], dropout: float,
-                 stochastic_depth_prob: float = 0.2, num_classes: int = 1000,
-                 norm_layer: Callable[..., nn.Module] | None = None,
-                 last_channel: int | None = None) -> None:
+    def __init__(
+        self,
+        inverted_residual_setting: list[MBConvConfig],
+        dropout: float,
+        stochastic_depth_prob: float = 0.2,
+        num_classes: int = 1000,
+        norm_layer: Callable[..., nn.Module] | None = None,
+        last_channel: int | None = None,
+    ) -> None:
         super().__init__()
         if not inverted_residual_setting:
             raise ValueError("The inverted_residual_setting should not be empty")
         norm_layer = norm_layer or nn.BatchNorm2d
-        layers: list[nn.Module] = [Conv2dNormActivation(
-            3, inverted_residual_setting[0].input_channels, kernel_size=3, stride=2,
-            norm_layer=norm_layer, activation_layer=nn.SiLU)]
+        layers: list[nn.Module] = [
+            Conv2dNormActivation(
+                3,
+                inverted_residual_setting[0].input_channels,
+                kernel_size=3,
+                stride=2,
+                norm_layer=norm_layer,
+                activation_layer=nn.SiLU,
+            )
+        ]
         total = sum(cnf.num_layers for cnf in inverted_residual_setting)
         block_id = 0
         for cnf in inverted_residual_setting:
@@ -89,12 +135,16 @@ class EfficientNet(nn.Module):
             layers.append(nn.Sequential(*stage))
         last_in = inverted_residual_setting[-1].out_channels
         last_out = last_channel if last_channel is not None else 4 * last_in
-        layers.append(Conv2dNormActivation(last_in, last_out, kernel_size=1,
-                                           norm_layer=norm_layer, activation_layer=nn.SiLU))
+        layers.append(
+            Conv2dNormActivation(
+                last_in, last_out, kernel_size=1, norm_layer=norm_layer, activation_layer=nn.SiLU
+            )
+        )
         self.features = nn.Sequential(*layers)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Sequential(nn.Dropout(p=dropout, inplace=True),
-                                        nn.Linear(last_out, num_classes))
+        self.classifier = nn.Sequential(
+            nn.Dropout(p=dropout, inplace=True), nn.Linear(last_out, num_classes)
+        )
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out")
@@ -116,19 +166,27 @@ class EfficientNet_B0_Weights(WeightsEnum):
     IMAGENET1K_V1 = Weights(
         url="https://download.pytorch.org/models/efficientnet_b0_rwightman-7f5810bc.pth",
         transforms=_imagenet_transforms(224, 256, InterpolationMode.BICUBIC),
-        meta={"num_params": 5288548, "min_size": (1, 1)})
+        meta={"num_params": 5288548, "min_size": (1, 1)},
+    )
     DEFAULT = IMAGENET1K_V1
 
 
-def efficientnet_b0(*, weights: EfficientNet_B0_Weights | str | None = None,
-                    progress: bool = True, **kwargs: Any) -> EfficientNet:
+def efficientnet_b0(
+    *, weights: EfficientNet_B0_Weights | str | None = None, progress: bool = True, **kwargs: Any
+) -> EfficientNet:
     """EfficientNet-B0; ``weights=EfficientNet_B0_Weights.DEFAULT`` for ImageNet."""
     weights = EfficientNet_B0_Weights.verify(weights)
     if weights is not None:
         _ovewrite_named_param(kwargs, "num_classes", 1000)
     c = partial(MBConvConfig, width_mult=1.0, depth_mult=1.0)
-    setting = [c(1, 3, 1, 32, 16, 1), c(6, 3, 2, 16, 24, 2), c(6, 5, 2, 24, 40, 2),
-               c(6, 3, 2, 40, 80, 3), c(6, 5, 1, 80, 112, 3), c(6, 5, 2, 112, 192, 4),
-               c(6, 3, 1, 192, 320, 1)]
+    setting = [
+        c(1, 3, 1, 32, 16, 1),
+        c(6, 3, 2, 16, 24, 2),
+        c(6, 5, 2, 24, 40, 2),
+        c(6, 3, 2, 40, 80, 3),
+        c(6, 5, 1, 80, 112, 3),
+        c(6, 5, 2, 112, 192, 4),
+        c(6, 3, 1, 192, 320, 1),
+    ]
     model = EfficientNet(setting, kwargs.pop("dropout", 0.2), **kwargs)
     return load_weights(model, weights, progress)

@@ -13,14 +13,27 @@ from ember.tensor import Tensor
 from ._api import Weights, WeightsEnum, _imagenet_transforms, _ovewrite_named_param, load_weights
 from ._ops import Conv2dNormActivation, SqueezeExcitation, init_weights, make_divisible
 
-__all__ = ["MobileNetV3", "MobileNet_V3_Small_Weights", "mobilenet_v3_small",
-           "InvertedResidualConfig"]
+__all__ = [
+    "MobileNetV3",
+    "MobileNet_V3_Small_Weights",
+    "mobilenet_v3_small",
+    "InvertedResidualConfig",
+]
 
 
 class InvertedResidualConfig:
-    def __init__(self, input_channels: int, kernel: int, expanded_channels: int,
-                 out_channels: int, use_se: bool, activation: str, stride: int, dilation: int,
-                 width_mult: float) -> None:
+    def __init__(
+        self,
+        input_channels: int,
+        kernel: int,
+        expanded_channels: int,
+        out_channels: int,
+        use_se: bool,
+        activation: str,
+        stride: int,
+        dilation: int,
+        width_mult: float,
+    ) -> None:
         self.input_channels = make_divisible(input_channels * width_mult, 8)
         self.kernel = kernel
         self.expanded_channels = make_divisible(expanded_channels * width_mult, 8)
@@ -39,21 +52,41 @@ class InvertedResidual(nn.Module):
         act = nn.Hardswish if cnf.use_hs else nn.ReLU
         layers: list[nn.Module] = []
         if cnf.expanded_channels != cnf.input_channels:
-            layers.append(Conv2dNormActivation(cnf.input_channels, cnf.expanded_channels,
-                                               kernel_size=1, norm_layer=norm_layer,
-                                               activation_layer=act))
-        layers.append(Conv2dNormActivation(cnf.expanded_channels, cnf.expanded_channels,
-                                           kernel_size=cnf.kernel,
-                                           stride=1 if cnf.dilation > 1 else cnf.stride,
-                                           dilation=cnf.dilation, groups=cnf.expanded_channels,
-                                           norm_layer=norm_layer, activation_layer=act))
+            layers.append(
+                Conv2dNormActivation(
+                    cnf.input_channels,
+                    cnf.expanded_channels,
+                    kernel_size=1,
+                    norm_layer=norm_layer,
+                    activation_layer=act,
+                )
+            )
+        layers.append(
+            Conv2dNormActivation(
+                cnf.expanded_channels,
+                cnf.expanded_channels,
+                kernel_size=cnf.kernel,
+                stride=1 if cnf.dilation > 1 else cnf.stride,
+                dilation=cnf.dilation,
+                groups=cnf.expanded_channels,
+                norm_layer=norm_layer,
+                activation_layer=act,
+            )
+        )
         if cnf.use_se:
             squeeze = make_divisible(cnf.expanded_channels // 4, 8)
-            layers.append(SqueezeExcitation(cnf.expanded_channels, squeeze,
-                                            scale_activation=nn.Hardsigmoid))
-        layers.append(Conv2dNormActivation(cnf.expanded_channels, cnf.out_channels,
-                                           kernel_size=1, norm_layer=norm_layer,
-                                           activation_layer=None))
+            layers.append(
+                SqueezeExcitation(cnf.expanded_channels, squeeze, scale_activation=nn.Hardsigmoid)
+            )
+        layers.append(
+            Conv2dNormActivation(
+                cnf.expanded_channels,
+                cnf.out_channels,
+                kernel_size=1,
+                norm_layer=norm_layer,
+                activation_layer=None,
+            )
+        )
         self.block = nn.Sequential(*layers)
         self.out_channels = cnf.out_channels
         self._is_cn = cnf.stride > 1
@@ -64,32 +97,51 @@ class InvertedResidual(nn.Module):
 
 
 class MobileNetV3(nn.Module):
-    def __init__(self, inverted_residual_setting: list[InvertedResidualConfig],
-                 last_channel: int, num_classes: int = 1000,
-                 block: Callable[..., nn.Module] | None = None,
-                 norm_layer: Callable[..., nn.Module] | None = None,
-                 dropout: float = 0.2) -> None:
+    def __init__(
+        self,
+        inverted_residual_setting: list[InvertedResidualConfig],
+        last_channel: int,
+        num_classes: int = 1000,
+        block: Callable[..., nn.Module] | None = None,
+        norm_layer: Callable[..., nn.Module] | None = None,
+        dropout: float = 0.2,
+    ) -> None:
         super().__init__()
         if not inverted_residual_setting:
             raise ValueError("The inverted_residual_setting should not be empty")
         block = block or InvertedResidual
         norm_layer = norm_layer or partial(nn.BatchNorm2d, eps=0.001, momentum=0.01)
         first = inverted_residual_setting[0].input_channels
-        layers: list[nn.Module] = [Conv2dNormActivation(3, first, kernel_size=3, stride=2,
-                                                        norm_layer=norm_layer,
-                                                        activation_layer=nn.Hardswish)]
+        layers: list[nn.Module] = [
+            Conv2dNormActivation(
+                3,
+                first,
+                kernel_size=3,
+                stride=2,
+                norm_layer=norm_layer,
+                activation_layer=nn.Hardswish,
+            )
+        ]
         layers += [block(cnf, norm_layer) for cnf in inverted_residual_setting]
         last_in = inverted_residual_setting[-1].out_channels
         last_out = 6 * last_in
-        layers.append(Conv2dNormActivation(last_in, last_out, kernel_size=1,
-                                           norm_layer=norm_layer,
-                                           activation_layer=nn.Hardswish))
+        layers.append(
+            Conv2dNormActivation(
+                last_in,
+                last_out,
+                kernel_size=1,
+                norm_layer=norm_layer,
+                activation_layer=nn.Hardswish,
+            )
+        )
         self.features = nn.Sequential(*layers)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Sequential(nn.Linear(last_out, last_channel),
-                                        nn.Hardswish(inplace=True),
-                                        nn.Dropout(p=dropout, inplace=True),
-                                        nn.Linear(last_channel, num_classes))
+        self.classifier = nn.Sequential(
+            nn.Linear(last_out, last_channel),
+            nn.Hardswish(inplace=True),
+            nn.Dropout(p=dropout, inplace=True),
+            nn.Linear(last_channel, num_classes),
+        )
         init_weights(self)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -97,35 +149,47 @@ class MobileNetV3(nn.Module):
         return self.classifier(x)
 
 
-def _small_conf(width_mult: float = 1.0, reduced_tail: bool = False,
-                dilated: bool = False) -> tuple[list[InvertedResidualConfig], int]:
+def _small_conf(
+    width_mult: float = 1.0, reduced_tail: bool = False, dilated: bool = False
+) -> tuple[list[InvertedResidualConfig], int]:
     c = partial(InvertedResidualConfig, width_mult=width_mult)
     rd = 2 if reduced_tail else 1
     dil = 2 if dilated else 1
-    setting = [c(16, 3, 16, 16, True, "RE", 2, 1), c(16, 3, 72, 24, False, "RE", 2, 1),
-               c(24, 3, 88, 24, False, "RE", 1, 1), c(24, 5, 96, 40, True, "HS", 2, 1),
-               c(40, 5, 240, 40, True, "HS", 1, 1), c(40, 5, 240, 40, True, "HS", 1, 1),
-               c(40, 5, 120, 48, True, "HS", 1, 1), c(48, 5, 144, 48, True, "HS", 1, 1),
-               c(48, 5, 288 // rd, 96 // rd, True, "HS", 2, dil),
-               c(96 // rd, 5, 576 // rd, 96 // rd, True, "HS", 1, dil),
-               c(96 // rd, 5, 576 // rd, 96 // rd, True, "HS", 1, dil)]
+    setting = [
+        c(16, 3, 16, 16, True, "RE", 2, 1),
+        c(16, 3, 72, 24, False, "RE", 2, 1),
+        c(24, 3, 88, 24, False, "RE", 1, 1),
+        c(24, 5, 96, 40, True, "HS", 2, 1),
+        c(40, 5, 240, 40, True, "HS", 1, 1),
+        c(40, 5, 240, 40, True, "HS", 1, 1),
+        c(40, 5, 120, 48, True, "HS", 1, 1),
+        c(48, 5, 144, 48, True, "HS", 1, 1),
+        c(48, 5, 288 // rd, 96 // rd, True, "HS", 2, dil),
+        c(96 // rd, 5, 576 // rd, 96 // rd, True, "HS", 1, dil),
+        c(96 // rd, 5, 576 // rd, 96 // rd, True, "HS", 1, dil),
+    ]
     return setting, make_divisible(1024 // rd * width_mult, 8)
 
 
 class MobileNet_V3_Small_Weights(WeightsEnum):
     IMAGENET1K_V1 = Weights(
         url="https://download.pytorch.org/models/mobilenet_v3_small-047dcff4.pth",
-        transforms=_imagenet_transforms(224), meta={"num_params": 2542856, "min_size": (1, 1)})
+        transforms=_imagenet_transforms(224),
+        meta={"num_params": 2542856, "min_size": (1, 1)},
+    )
     DEFAULT = IMAGENET1K_V1
 
 
-def mobilenet_v3_small(*, weights: MobileNet_V3_Small_Weights | str | None = None,
-                       progress: bool = True, **kwargs: Any) -> MobileNetV3:
+def mobilenet_v3_small(
+    *, weights: MobileNet_V3_Small_Weights | str | None = None, progress: bool = True, **kwargs: Any
+) -> MobileNetV3:
     """MobileNetV3-Small; ``weights=MobileNet_V3_Small_Weights.DEFAULT`` for ImageNet."""
     weights = MobileNet_V3_Small_Weights.verify(weights)
     if weights is not None:
         _ovewrite_named_param(kwargs, "num_classes", 1000)
-    setting, last_channel = _small_conf(kwargs.pop("width_mult", 1.0),
-                                        kwargs.pop("reduced_tail", False),
-                                        kwargs.pop("dilated", False))
+    setting, last_channel = _small_conf(
+        kwargs.pop("width_mult", 1.0),
+        kwargs.pop("reduced_tail", False),
+        kwargs.pop("dilated", False),
+    )
     return load_weights(MobileNetV3(setting, last_channel, **kwargs), weights, progress)

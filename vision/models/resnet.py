@@ -11,14 +11,32 @@ from ember.tensor import Tensor
 
 from ._api import Weights, WeightsEnum, _imagenet_transforms, _ovewrite_named_param, load_weights
 
-__all__ = ["ResNet", "BasicBlock", "Bottleneck", "ResNet18_Weights", "ResNet34_Weights",
-           "ResNet50_Weights", "resnet18", "resnet34", "resnet50"]
+__all__ = [
+    "ResNet",
+    "BasicBlock",
+    "Bottleneck",
+    "ResNet18_Weights",
+    "ResNet34_Weights",
+    "ResNet50_Weights",
+    "resnet18",
+    "resnet34",
+    "resnet50",
+]
 
 
-def conv3x3(in_planes: int, out_planes: int, stride: int = 1, groups: int = 1,
-            dilation: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(in_planes, out_planes, kernel_size=3, stride=stride, padding=dilation,
-                     groups=groups, bias=False, dilation=dilation)
+def conv3x3(
+    in_planes: int, out_planes: int, stride: int = 1, groups: int = 1, dilation: int = 1
+) -> nn.Conv2d:
+    return nn.Conv2d(
+        in_planes,
+        out_planes,
+        kernel_size=3,
+        stride=stride,
+        padding=dilation,
+        groups=groups,
+        bias=False,
+        dilation=dilation,
+    )
 
 
 def conv1x1(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
@@ -28,9 +46,17 @@ def conv1x1(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
 class BasicBlock(nn.Module):
     expansion: int = 1
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1,
-                 downsample: nn.Module | None = None, groups: int = 1, base_width: int = 64,
-                 dilation: int = 1, norm_layer: Callable[..., nn.Module] | None = None) -> None:
+    def __init__(
+        self,
+        inplanes: int,
+        planes: int,
+        stride: int = 1,
+        downsample: nn.Module | None = None,
+        groups: int = 1,
+        base_width: int = 64,
+        dilation: int = 1,
+        norm_layer: Callable[..., nn.Module] | None = None,
+    ) -> None:
         super().__init__()
         norm_layer = norm_layer or nn.BatchNorm2d
         if groups != 1 or base_width != 64:
@@ -56,9 +82,17 @@ class Bottleneck(nn.Module):
     # The stride sits on the 3x3 convolution (ResNet v1.5), as in torchvision.
     expansion: int = 4
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1,
-                 downsample: nn.Module | None = None, groups: int = 1, base_width: int = 64,
-                 dilation: int = 1, norm_layer: Callable[..., nn.Module] | None = None) -> None:
+    def __init__(
+        self,
+        inplanes: int,
+        planes: int,
+        stride: int = 1,
+        downsample: nn.Module | None = None,
+        groups: int = 1,
+        base_width: int = 64,
+        dilation: int = 1,
+        norm_layer: Callable[..., nn.Module] | None = None,
+    ) -> None:
         super().__init__()
         norm_layer = norm_layer or nn.BatchNorm2d
         width = int(planes * (base_width / 64.0)) * groups
@@ -81,19 +115,27 @@ class Bottleneck(nn.Module):
 
 
 class ResNet(nn.Module):
-    def __init__(self, block: type[BasicBlock | Bottleneck], layers: list[int],
-                 num_classes: int = 1000, zero_init_residual: bool = False, groups: int = 1,
-                 width_per_group: int = 64,
-                 replace_stride_with_dilation: list[bool] | None = None,
-                 norm_layer: Callable[..., nn.Module] | None = None) -> None:
+    def __init__(
+        self,
+        block: type[BasicBlock | Bottleneck],
+        layers: list[int],
+        num_classes: int = 1000,
+        zero_init_residual: bool = False,
+        groups: int = 1,
+        width_per_group: int = 64,
+        replace_stride_with_dilation: list[bool] | None = None,
+        norm_layer: Callable[..., nn.Module] | None = None,
+    ) -> None:
         super().__init__()
         self._norm_layer = norm_layer or nn.BatchNorm2d
         self.inplanes = 64
         self.dilation = 1
         replace_stride_with_dilation = replace_stride_with_dilation or [False, False, False]
         if len(replace_stride_with_dilation) != 3:
-            raise ValueError("replace_stride_with_dilation should be None or a 3-element tuple, "
-                             f"got {replace_stride_with_dilation}")
+            raise ValueError(
+                "replace_stride_with_dilation should be None or a 3-element tuple, "
+                f"got {replace_stride_with_dilation}"
+            )
         self.groups = groups
         self.base_width = width_per_group
         self.conv1 = nn.Conv2d(3, self.inplanes, kernel_size=7, stride=2, padding=3, bias=False)
@@ -120,8 +162,9 @@ class ResNet(nn.Module):
                 elif isinstance(m, BasicBlock):
                     nn.init.constant_(m.bn2.weight, 0)
 
-    def _make_layer(self, block, planes: int, blocks: int, stride: int = 1,
-                    dilate: bool = False) -> nn.Sequential:
+    def _make_layer(
+        self, block, planes: int, blocks: int, stride: int = 1, dilate: bool = False
+    ) -> nn.Sequential:
         norm_layer = self._norm_layer
         downsample = None
         previous_dilation = self.dilation
@@ -129,15 +172,34 @@ class ResNet(nn.Module):
             self.dilation *= stride
             stride = 1
         if stride != 1 or self.inplanes != planes * block.expansion:
-            downsample = nn.Sequential(conv1x1(self.inplanes, planes * block.expansion, stride),
-                                       norm_layer(planes * block.expansion))
-        layers = [block(self.inplanes, planes, stride, downsample, self.groups, self.base_width,
-                        previous_dilation, norm_layer)]
+            downsample = nn.Sequential(
+                conv1x1(self.inplanes, planes * block.expansion, stride),
+                norm_layer(planes * block.expansion),
+            )
+        layers = [
+            block(
+                self.inplanes,
+                planes,
+                stride,
+                downsample,
+                self.groups,
+                self.base_width,
+                previous_dilation,
+                norm_layer,
+            )
+        ]
         self.inplanes = planes * block.expansion
         for _ in range(1, blocks):
-            layers.append(block(self.inplanes, planes, groups=self.groups,
-                                base_width=self.base_width, dilation=self.dilation,
-                                norm_layer=norm_layer))
+            layers.append(
+                block(
+                    self.inplanes,
+                    planes,
+                    groups=self.groups,
+                    base_width=self.base_width,
+                    dilation=self.dilation,
+                    norm_layer=norm_layer,
+                )
+            )
         return nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -147,57 +209,69 @@ class ResNet(nn.Module):
         return self.fc(x)
 
 
-_COMMON_META = {"min_size": (1, 1), "categories": None, "recipe":
-                "https://github.com/pytorch/vision/tree/main/references/classification"}
+_COMMON_META = {
+    "min_size": (1, 1),
+    "categories": None,
+    "recipe": "https://github.com/pytorch/vision/tree/main/references/classification",
+}
 
 
 class ResNet18_Weights(WeightsEnum):
-    IMAGENET1K_V1 = Weights(url="https://download.pytorch.org/models/resnet18-f37072fd.pth",
-                            transforms=_imagenet_transforms(224),
-                            meta={**_COMMON_META, "num_params": 11689512})
+    IMAGENET1K_V1 = Weights(
+        url="https://download.pytorch.org/models/resnet18-f37072fd.pth",
+        transforms=_imagenet_transforms(224),
+        meta={**_COMMON_META, "num_params": 11689512},
+    )
     DEFAULT = IMAGENET1K_V1
 
 
 class ResNet34_Weights(WeightsEnum):
-    IMAGENET1K_V1 = Weights(url="https://download.pytorch.org/models/resnet34-b627a593.pth",
-                            transforms=_imagenet_transforms(224),
-                            meta={**_COMMON_META, "num_params": 21797672})
+    IMAGENET1K_V1 = Weights(
+        url="https://download.pytorch.org/models/resnet34-b627a593.pth",
+        transforms=_imagenet_transforms(224),
+        meta={**_COMMON_META, "num_params": 21797672},
+    )
     DEFAULT = IMAGENET1K_V1
 
 
 class ResNet50_Weights(WeightsEnum):
-    IMAGENET1K_V1 = Weights(url="https://download.pytorch.org/models/resnet50-0676ba61.pth",
-                            transforms=_imagenet_transforms(224),
-                            meta={**_COMMON_META, "num_params": 25557032})
-    IMAGENET1K_V2 = Weights(url="https://download.pytorch.org/models/resnet50-11ad3fa6.pth",
-                            transforms=_imagenet_transforms(224, resize_size=232),
-                            meta={**_COMMON_META, "num_params": 25557032})
+    IMAGENET1K_V1 = Weights(
+        url="https://download.pytorch.org/models/resnet50-0676ba61.pth",
+        transforms=_imagenet_transforms(224),
+        meta={**_COMMON_META, "num_params": 25557032},
+    )
+    IMAGENET1K_V2 = Weights(
+        url="https://download.pytorch.org/models/resnet50-11ad3fa6.pth",
+        transforms=_imagenet_transforms(224, resize_size=232),
+        meta={**_COMMON_META, "num_params": 25557032},
+    )
     DEFAULT = IMAGENET1K_V2
 
 
-def _resnet(block, layers: list[int], weights: WeightsEnum | None, progress: bool,
-            **kwargs: Any) -> ResNet:
+def _resnet(
+    block, layers: list[int], weights: WeightsEnum | None, progress: bool, **kwargs: Any
+) -> ResNet:
     if weights is not None:
         _ovewrite_named_param(kwargs, "num_classes", 1000)
     return load_weights(ResNet(block, layers, **kwargs), weights, progress)
 
 
-def resnet18(*, weights: ResNet18_Weights | str | None = None, progress: bool = True,
-             **kwargs: Any) -> ResNet:
+def resnet18(
+    *, weights: ResNet18_Weights | str | None = None, progress: bool = True, **kwargs: Any
+) -> ResNet:
     """ResNet-18; ``weights=ResNet18_Weights.DEFAULT`` loads torchvision's ImageNet weights."""
-    return _resnet(BasicBlock, [2, 2, 2, 2], ResNet18_Weights.verify(weights), progress,
-                   **kwargs)
+    return _resnet(BasicBlock, [2, 2, 2, 2], ResNet18_Weights.verify(weights), progress, **kwargs)
 
 
-def resnet34(*, weights: ResNet34_Weights | str | None = None, progress: bool = True,
-             **kwargs: Any) -> ResNet:
+def resnet34(
+    *, weights: ResNet34_Weights | str | None = None, progress: bool = True, **kwargs: Any
+) -> ResNet:
     """ResNet-34; ``weights=ResNet34_Weights.DEFAULT`` loads torchvision's ImageNet weights."""
-    return _resnet(BasicBlock, [3, 4, 6, 3], ResNet34_Weights.verify(weights), progress,
-                   **kwargs)
+    return _resnet(BasicBlock, [3, 4, 6, 3], ResNet34_Weights.verify(weights), progress, **kwargs)
 
 
-def resnet50(*, weights: ResNet50_Weights | str | None = None, progress: bool = True,
-             **kwargs: Any) -> ResNet:
+def resnet50(
+    *, weights: ResNet50_Weights | str | None = None, progress: bool = True, **kwargs: Any
+) -> ResNet:
     """ResNet-50; ``weights=ResNet50_Weights.DEFAULT`` loads torchvision's ImageNet weights."""
-    return _resnet(Bottleneck, [3, 4, 6, 3], ResNet50_Weights.verify(weights), progress,
-                   **kwargs)
+    return _resnet(Bottleneck, [3, 4, 6, 3], ResNet50_Weights.verify(weights), progress, **kwargs)

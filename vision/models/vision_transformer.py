@@ -21,8 +21,13 @@ class MLPBlock(nn.Sequential):
     """``Linear -> GELU -> Dropout -> Linear -> Dropout`` (keys ``0.*`` and ``3.*``)."""
 
     def __init__(self, in_dim: int, mlp_dim: int, dropout: float) -> None:
-        super().__init__(nn.Linear(in_dim, mlp_dim), nn.GELU(), nn.Dropout(dropout),
-                         nn.Linear(mlp_dim, in_dim), nn.Dropout(dropout))
+        super().__init__(
+            nn.Linear(in_dim, mlp_dim),
+            nn.GELU(),
+            nn.Dropout(dropout),
+            nn.Linear(mlp_dim, in_dim),
+            nn.Dropout(dropout),
+        )
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 nn.init.xavier_uniform_(m.weight)
@@ -30,21 +35,30 @@ class MLPBlock(nn.Sequential):
 
 
 class EncoderBlock(nn.Module):
-    def __init__(self, num_heads: int, hidden_dim: int, mlp_dim: int, dropout: float,
-                 attention_dropout: float, norm_layer: Callable[..., nn.Module]) -> None:
+    def __init__(
+        self,
+        num_heads: int,
+        hidden_dim: int,
+        mlp_dim: int,
+        dropout: float,
+        attention_dropout: float,
+        norm_layer: Callable[..., nn.Module],
+    ) -> None:
         super().__init__()
         self.num_heads = num_heads
         self.ln_1 = norm_layer(hidden_dim)
-        self.self_attention = nn.MultiheadAttention(hidden_dim, num_heads,
-                                                    dropout=attention_dropout, batch_first=True)
+        self.self_attention = nn.MultiheadAttention(
+            hidden_dim, num_heads, dropout=attention_dropout, batch_first=True
+        )
         self.dropout = nn.Dropout(dropout)
         self.ln_2 = norm_layer(hidden_dim)
         self.mlp = MLPBlock(hidden_dim, mlp_dim, dropout)
 
     def forward(self, input: Tensor) -> Tensor:
         if input.dim() != 3:
-            raise ValueError(f"Expected (batch_size, seq_length, hidden_dim) got "
-                             f"{tuple(input.shape)}")
+            raise ValueError(
+                f"Expected (batch_size, seq_length, hidden_dim) got {tuple(input.shape)}"
+            )
         x = self.ln_1(input)
         x, _ = self.self_attention(x, x, x, need_weights=False)
         x = self.dropout(x) + input
@@ -52,17 +66,31 @@ class EncoderBlock(nn.Module):
 
 
 class Encoder(nn.Module):
-    def __init__(self, seq_length: int, num_layers: int, num_heads: int, hidden_dim: int,
-                 mlp_dim: int, dropout: float, attention_dropout: float,
-                 norm_layer: Callable[..., nn.Module]) -> None:
+    def __init__(
+        self,
+        seq_length: int,
+        num_layers: int,
+        num_heads: int,
+        hidden_dim: int,
+        mlp_dim: int,
+        dropout: float,
+        attention_dropout: float,
+        norm_layer: Callable[..., nn.Module],
+    ) -> None:
         super().__init__()
-        self.pos_embedding = nn.Parameter(ember.empty(1, seq_length, hidden_dim).normal_(
-            std=0.02))
+        self.pos_embedding = nn.Parameter(ember.empty(1, seq_length, hidden_dim).normal_(std=0.02))
         self.dropout = nn.Dropout(dropout)
-        self.layers = nn.Sequential(OrderedDict(
-            (f"encoder_layer_{i}", EncoderBlock(num_heads, hidden_dim, mlp_dim, dropout,
-                                                attention_dropout, norm_layer))
-            for i in range(num_layers)))
+        self.layers = nn.Sequential(
+            OrderedDict(
+                (
+                    f"encoder_layer_{i}",
+                    EncoderBlock(
+                        num_heads, hidden_dim, mlp_dim, dropout, attention_dropout, norm_layer
+                    ),
+                )
+                for i in range(num_layers)
+            )
+        )
         self.ln = norm_layer(hidden_dim)
 
     def forward(self, input: Tensor) -> Tensor:
@@ -70,24 +98,42 @@ class Encoder(nn.Module):
 
 
 class VisionTransformer(nn.Module):
-    def __init__(self, image_size: int, patch_size: int, num_layers: int, num_heads: int,
-                 hidden_dim: int, mlp_dim: int, dropout: float = 0.0,
-                 attention_dropout: float = 0.0, num_classes: int = 1000,
-                 representation_size: int | None = None,
-                 norm_layer: Callable[..., nn.Module] | None = None) -> None:
+    def __init__(
+        self,
+        image_size: int,
+        patch_size: int,
+        num_layers: int,
+        num_heads: int,
+        hidden_dim: int,
+        mlp_dim: int,
+        dropout: float = 0.0,
+        attention_dropout: float = 0.0,
+        num_classes: int = 1000,
+        representation_size: int | None = None,
+        norm_layer: Callable[..., nn.Module] | None = None,
+    ) -> None:
         super().__init__()
         norm_layer = norm_layer or partial(nn.LayerNorm, eps=1e-6)
         if image_size % patch_size != 0:
-            raise ValueError(f"Input shape indivisible by patch size! ({image_size} % "
-                             f"{patch_size})")
+            raise ValueError(
+                f"Input shape indivisible by patch size! ({image_size} % {patch_size})"
+            )
         self.image_size, self.patch_size = image_size, patch_size
         self.hidden_dim, self.mlp_dim = hidden_dim, mlp_dim
         self.num_classes, self.representation_size = num_classes, representation_size
         self.conv_proj = nn.Conv2d(3, hidden_dim, kernel_size=patch_size, stride=patch_size)
         seq_length = (image_size // patch_size) ** 2 + 1  # + the class token
         self.class_token = nn.Parameter(ember.zeros(1, 1, hidden_dim))
-        self.encoder = Encoder(seq_length, num_layers, num_heads, hidden_dim, mlp_dim, dropout,
-                               attention_dropout, norm_layer)
+        self.encoder = Encoder(
+            seq_length,
+            num_layers,
+            num_heads,
+            hidden_dim,
+            mlp_dim,
+            dropout,
+            attention_dropout,
+            norm_layer,
+        )
         self.seq_length = seq_length
         heads: OrderedDict[str, nn.Module] = OrderedDict()
         if representation_size is None:
@@ -123,20 +169,29 @@ class VisionTransformer(nn.Module):
 
 
 class ViT_B_16_Weights(WeightsEnum):
-    IMAGENET1K_V1 = Weights(url="https://download.pytorch.org/models/vit_b_16-c867db91.pth",
-                            transforms=_imagenet_transforms(224),
-                            meta={"num_params": 86567656, "min_size": (224, 224)})
+    IMAGENET1K_V1 = Weights(
+        url="https://download.pytorch.org/models/vit_b_16-c867db91.pth",
+        transforms=_imagenet_transforms(224),
+        meta={"num_params": 86567656, "min_size": (224, 224)},
+    )
     DEFAULT = IMAGENET1K_V1
 
 
-def vit_b_16(*, weights: ViT_B_16_Weights | str | None = None, progress: bool = True,
-             **kwargs: Any) -> VisionTransformer:
+def vit_b_16(
+    *, weights: ViT_B_16_Weights | str | None = None, progress: bool = True, **kwargs: Any
+) -> VisionTransformer:
     """ViT-B/16; ``weights=ViT_B_16_Weights.DEFAULT`` for ImageNet (224x224 inputs)."""
     weights = ViT_B_16_Weights.verify(weights)
     if weights is not None:
         _ovewrite_named_param(kwargs, "num_classes", 1000)
         _ovewrite_named_param(kwargs, "image_size", 224)
-    model = VisionTransformer(image_size=kwargs.pop("image_size", 224), patch_size=16,
-                              num_layers=12, num_heads=12, hidden_dim=768, mlp_dim=3072,
-                              **kwargs)
+    model = VisionTransformer(
+        image_size=kwargs.pop("image_size", 224),
+        patch_size=16,
+        num_layers=12,
+        num_heads=12,
+        hidden_dim=768,
+        mlp_dim=3072,
+        **kwargs,
+    )
     return load_weights(model, weights, progress)

@@ -5,5 +5,11 @@ from .autoaugment import AutoAugment, AutoAugmentPolicy, RandAugment, TrivialAug
 from .transforms import *  # noqa: F403
 from .transforms import __all__ as _all
 
-__all__ = list(_all) + ["functional", "v2", "AutoAugment", "AutoAugmentPolicy", "RandAugment",
-                        "TrivialAugmentWide"]
+__all__ = list(_all) + [
+    "functional",
+    "v2",
+    "AutoAugment",
+    "AutoAugmentPolicy",
+    "RandAugment",
+    "TrivialAugmentWide",
+]

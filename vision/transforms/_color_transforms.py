@@ -19,8 +19,9 @@ from .functional import _pair
 from .transforms import _rand, _randint, _rng, _Transform, _uniform
 
 
-def _range(value, name: str, center: float = 1.0, bound=(0, float("inf")),
-           clip_first_on_zero: bool = True):
+def _range(
+    value, name: str, center: float = 1.0, bound=(0, float("inf")), clip_first_on_zero: bool = True
+):
     if isinstance(value, numbers.Number):
         if value < 0:
             raise ValueError(f"If {name} is a single number, it must be non negative.")
@@ -46,13 +47,16 @@ class ColorJitter(_Transform):
     @staticmethod
     def get_params(brightness, contrast, saturation, hue):
         order = [int(i) for i in _rng().permutation(4)]
-        factors = [None if r is None else _uniform(r[0], r[1])
-                   for r in (brightness, contrast, saturation, hue)]
+        factors = [
+            None if r is None else _uniform(r[0], r[1])
+            for r in (brightness, contrast, saturation, hue)
+        ]
         return (order, *factors)
 
     def __call__(self, img):
-        order, b, c, s, h = self.get_params(self.brightness, self.contrast, self.saturation,
-                                            self.hue)
+        order, b, c, s, h = self.get_params(
+            self.brightness, self.contrast, self.saturation, self.hue
+        )
         ops = (F.adjust_brightness, F.adjust_contrast, F.adjust_saturation, F.adjust_hue)
         factors = (b, c, s, h)
         for i in order:
@@ -104,8 +108,9 @@ class GaussianBlur(_Transform):
 class RandomErasing(_Transform):
     """Erase a random box of a tensor image (Zhong et al.), torchvision's parameters."""
 
-    def __init__(self, p: float = 0.5, scale=(0.02, 0.33), ratio=(0.3, 3.3), value=0,
-                 inplace: bool = False) -> None:
+    def __init__(
+        self, p: float = 0.5, scale=(0.02, 0.33), ratio=(0.3, 3.3), value=0, inplace: bool = False
+    ) -> None:
         if not isinstance(value, (numbers.Number, str, tuple, list)):
             raise TypeError("Argument value should be either a number or str or a sequence")
         if isinstance(value, str) and value != "random":
@@ -149,8 +154,10 @@ class RandomErasing(_Transform):
             value = [float(v) for v in value]
         c = F.get_image_num_channels(img)
         if value is not None and len(value) not in (1, c):
-            raise ValueError(f"If value is a sequence, it should have either a single value or "
-                             f"{c} (number of input channels)")
+            raise ValueError(
+                f"If value is a sequence, it should have either a single value or "
+                f"{c} (number of input channels)"
+            )
         x, y, h, w, v = self.get_params(img, self.scale, self.ratio, value)
         return F.erase(img, x, y, h, w, v, self.inplace)
 

@@ -15,15 +15,20 @@ from .functional import _arr, _check, _wrap, pil_to_tensor, to_pil_image
 # ---- colour -----------------------------------------------------------------------------------
 def _color(name: str, img, *args, check_factor: bool = True):
     if check_factor and args and args[0] < 0:
-        raise ValueError(f"{name.replace('adjust_', '')}_factor ({args[0]}) is not "
-                         "non-negative.")
+        raise ValueError(f"{name.replace('adjust_', '')}_factor ({args[0]}) is not non-negative.")
     if not _check(img):
         return getattr(F_pil, name)(img, *args)
     a = _arr(img)
-    if name in ("adjust_brightness", "adjust_contrast", "adjust_saturation", "adjust_hue",
-                "adjust_sharpness") and a.shape[-3] not in (1, 3):
-        raise TypeError(f"Input image tensor permitted channel values are [1, 3], but found "
-                        f"{a.shape[-3]}")
+    if name in (
+        "adjust_brightness",
+        "adjust_contrast",
+        "adjust_saturation",
+        "adjust_hue",
+        "adjust_sharpness",
+    ) and a.shape[-3] not in (1, 3):
+        raise TypeError(
+            f"Input image tensor permitted channel values are [1, 3], but found {a.shape[-3]}"
+        )
     out = getattr(F_t, name)(a, *args)
     return _wrap(out if img.dim() > 2 else out[0])
 
@@ -63,8 +68,9 @@ def rgb_to_grayscale(img, num_output_channels: int = 1):
         return F_pil.to_grayscale(img, num_output_channels)
     a = _arr(img)
     if a.shape[-3] not in (1, 3):
-        raise TypeError(f"Input image tensor permitted channel values are [1, 3], but found "
-                        f"{a.shape[-3]}")
+        raise TypeError(
+            f"Input image tensor permitted channel values are [1, 3], but found {a.shape[-3]}"
+        )
     return _wrap(F_t.rgb_to_grayscale(a, num_output_channels))
 
 
@@ -126,4 +132,3 @@ def erase(img: Tensor, i: int, j: int, h: int, w: int, v, inplace: bool = False)
     val = v.detach()._data if isinstance(v, Tensor) else v
     out = F_t.erase(a, i, j, h, w, val, inplace)
     return img if inplace else _wrap(out)
-

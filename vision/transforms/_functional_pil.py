@@ -9,8 +9,9 @@ def _pil():
     try:
         from PIL import Image, ImageEnhance, ImageOps
     except ImportError as exc:  # pragma: no cover - Pillow is the `vision` extra
-        raise ImportError("ember.vision needs Pillow for PIL images: pip install "
-                          "'ember[vision]' (or pillow)") from exc
+        raise ImportError(
+            "ember.vision needs Pillow for PIL images: pip install 'ember[vision]' (or pillow)"
+        ) from exc
     return Image, ImageEnhance, ImageOps
 
 
@@ -22,8 +23,15 @@ def is_pil(img) -> bool:
     return isinstance(img, Image.Image)
 
 
-PIL_MODES = {"nearest": 0, "lanczos": 1, "bilinear": 2, "bicubic": 3, "box": 4, "hamming": 5,
-             "nearest-exact": 0}  # as torchvision maps it for PIL
+PIL_MODES = {
+    "nearest": 0,
+    "lanczos": 1,
+    "bilinear": 2,
+    "bicubic": 3,
+    "box": 4,
+    "hamming": 5,
+    "nearest-exact": 0,
+}  # as torchvision maps it for PIL
 
 
 def get_dimensions(img) -> list[int]:
@@ -78,15 +86,22 @@ def _fill(img, fill):
         fill = [fill] * bands
     fill = tuple(int(v) if img.mode != "F" else float(v) for v in fill)
     if len(fill) not in (1, bands):
-        raise ValueError(f"The number of elements in 'fill' does not match the number of bands "
-                         f"of the image ({len(fill)} != {bands})")
+        raise ValueError(
+            f"The number of elements in 'fill' does not match the number of bands "
+            f"of the image ({len(fill)} != {bands})"
+        )
     return fill[0] if bands == 1 else (fill * bands if len(fill) == 1 else fill)
 
 
 def affine(img, matrix, interpolation: str, fill=None):
     Image, _, _ = _pil()
-    return img.transform(img.size, Image.Transform.AFFINE, matrix, PIL_MODES[interpolation],
-                         fillcolor=_fill(img, fill))
+    return img.transform(
+        img.size,
+        Image.Transform.AFFINE,
+        matrix,
+        PIL_MODES[interpolation],
+        fillcolor=_fill(img, fill),
+    )
 
 
 def rotate(img, angle: float, interpolation: str, expand: bool, center, fill):

@@ -41,7 +41,8 @@ def convert_image_dtype(a, dtype):
         if dtype.kind == "f":
             return a.astype(dtype)
         if (a.dtype == np.float32 and dtype in (np.int32, np.int64)) or (
-                a.dtype == np.float64 and dtype == np.int64):
+            a.dtype == np.float64 and dtype == np.int64
+        ):
             raise RuntimeError(f"The cast from {a.dtype} to {dtype} cannot be performed safely.")
         eps = 1e-3
         return (a * (float(np.iinfo(dtype).max) + 1.0 - eps)).astype(dtype)
@@ -138,7 +139,7 @@ def adjust_hue(a, hue_factor: float):
 def adjust_gamma(a, gamma: float, gain: float = 1.0):
     xp = get_array_module(a)
     res = a if _is_float(a) else convert_image_dtype(a, np.float32)
-    res = xp.clip(gain * res ** gamma, 0, 1).astype(res.dtype)
+    res = xp.clip(gain * res**gamma, 0, 1).astype(res.dtype)
     return convert_image_dtype(res, a.dtype)
 
 
@@ -196,8 +197,8 @@ def _sep_conv(f, ky, kx, xp):
     # A separable "valid" correlation over the last two axes (the input is already padded).
     h = f.shape[-2] - len(ky) + 1
     w = f.shape[-1] - len(kx) + 1
-    tmp = sum(float(k) * f[..., i:i + h, :] for i, k in enumerate(ky))
-    return sum(float(k) * tmp[..., :, j:j + w] for j, k in enumerate(kx))
+    tmp = sum(float(k) * f[..., i : i + h, :] for i, k in enumerate(ky))
+    return sum(float(k) * tmp[..., :, j : j + w] for j, k in enumerate(kx))
 
 
 def _gaussian_kernel1d(ksize: int, sigma: float):
@@ -225,7 +226,7 @@ def adjust_sharpness(a, factor: float):
     f = _cast_in(a, xp)
     k = np.array([[1, 1, 1], [1, 5, 1], [1, 1, 1]], np.float32) / np.float32(13.0)
     h, w = a.shape[-2] - 2, a.shape[-1] - 2
-    inner = sum(float(k[i, j]) * f[..., i:i + h, j:j + w] for i in range(3) for j in range(3))
+    inner = sum(float(k[i, j]) * f[..., i : i + h, j : j + w] for i in range(3) for j in range(3))
     if not _is_float(a):
         inner = xp.round(inner)
     degenerate = a.copy()
@@ -239,7 +240,7 @@ def pad(a, padding, fill=0, padding_mode: str = "constant"):
     left, top, right, bottom = padding
     if min(padding) < 0:
         h, w = a.shape[-2:]
-        a = a[..., max(-top, 0):h - max(-bottom, 0), max(-left, 0):w - max(-right, 0)]
+        a = a[..., max(-top, 0) : h - max(-bottom, 0), max(-left, 0) : w - max(-right, 0)]
         left, top, right, bottom = (max(p, 0) for p in padding)
     widths = [(0, 0)] * (a.ndim - 2) + [(top, bottom), (left, right)]
     if padding_mode == "constant":
@@ -251,12 +252,12 @@ def crop(a, top: int, left: int, height: int, width: int):
     h, w = a.shape[-2:]
     right, bottom = left + width, top + height
     if left < 0 or top < 0 or right > w or bottom > h:
-        inner = a[..., max(top, 0):min(bottom, h), max(left, 0):min(right, w)]
+        inner = a[..., max(top, 0) : min(bottom, h), max(left, 0) : min(right, w)]
         return pad(inner, [max(-left, 0), max(-top, 0), max(right - w, 0), max(bottom - h, 0)])
     return a[..., top:bottom, left:right]
 
 
 def erase(a, i: int, j: int, h: int, w: int, v, inplace: bool = False):
     out = a if inplace else a.copy()
-    out[..., i:i + h, j:j + w] = v
+    out[..., i : i + h, j : j + w] = v
     return out

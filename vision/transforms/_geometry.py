@@ -86,9 +86,11 @@ def _weights(n_in: int, n_out: int, mode: str, antialias: bool) -> np.ndarray:
 def resize(a, out_h: int, out_w: int, mode: str, antialias: bool):
     xp = get_array_module(a)
     if mode not in ("nearest", "nearest-exact", "bilinear", "bicubic"):
-        raise ValueError(f"interpolation {mode!r} is not supported for tensor images; use "
-                         "nearest, nearest-exact, bilinear or bicubic (PIL images support "
-                         "box, hamming and lanczos too)")
+        raise ValueError(
+            f"interpolation {mode!r} is not supported for tensor images; use "
+            "nearest, nearest-exact, bilinear or bicubic (PIL images support "
+            "box, hamming and lanczos too)"
+        )
     aa = antialias and mode in ("bilinear", "bicubic")
     h, w = a.shape[-2:]
     f = _cast_in(a, xp)
@@ -118,8 +120,15 @@ def inverse_affine_matrix(center, angle: float, translate, scale: float, shear) 
 
 
 def affine_output_size(matrix, w: int, h: int) -> tuple[int, int]:
-    pts = np.array([[-0.5 * w, -0.5 * h, 1.0], [-0.5 * w, 0.5 * h, 1.0],
-                    [0.5 * w, 0.5 * h, 1.0], [0.5 * w, -0.5 * h, 1.0]], np.float32)
+    pts = np.array(
+        [
+            [-0.5 * w, -0.5 * h, 1.0],
+            [-0.5 * w, 0.5 * h, 1.0],
+            [0.5 * w, 0.5 * h, 1.0],
+            [0.5 * w, -0.5 * h, 1.0],
+        ],
+        np.float32,
+    )
     new = pts @ np.asarray(matrix, np.float32).reshape(2, 3).T
     tol = 1e-4
     cmax = np.ceil(np.trunc(new.max(0) / tol) * tol)
@@ -134,8 +143,9 @@ def _grid(matrix, w: int, h: int, ow: int, oh: int) -> np.ndarray:
     xs = np.linspace(-ow * 0.5 + 0.5, ow * 0.5 - 0.5, ow, dtype=np.float32)
     ys = np.linspace(-oh * 0.5 + 0.5, oh * 0.5 - 0.5, oh, dtype=np.float32)
     base = np.stack(np.broadcast_arrays(xs[None, :], ys[:, None], np.float32(1.0)), -1)
-    theta = np.asarray(matrix, np.float32).reshape(2, 3).T / np.array([0.5 * w, 0.5 * h],
-                                                                      np.float32)
+    theta = np.asarray(matrix, np.float32).reshape(2, 3).T / np.array(
+        [0.5 * w, 0.5 * h], np.float32
+    )
     return base.reshape(-1, 3) @ theta  # (oh*ow, 2), normalised x, y
 
 
@@ -150,8 +160,12 @@ def _grid_sample(f, grid, oh: int, ow: int, mode: str, xp):
     else:
         x0, y0 = np.floor(ix), np.floor(iy)
         fx, fy = ix - x0, iy - y0
-        corners = [(x0, y0, (1 - fx) * (1 - fy)), (x0 + 1, y0, fx * (1 - fy)),
-                   (x0, y0 + 1, (1 - fx) * fy), (x0 + 1, y0 + 1, fx * fy)]
+        corners = [
+            (x0, y0, (1 - fx) * (1 - fy)),
+            (x0 + 1, y0, fx * (1 - fy)),
+            (x0, y0 + 1, (1 - fx) * fy),
+            (x0 + 1, y0 + 1, fx * fy),
+        ]
     out = 0
     for cx, cy, wt in corners:
         inside = (cx >= 0) & (cx < w) & (cy >= 0) & (cy < h)
@@ -164,8 +178,9 @@ def _grid_sample(f, grid, oh: int, ow: int, mode: str, xp):
 def warp_affine(a, matrix, mode: str, fill, out_size=None):
     """Apply the inverse ``matrix`` (pixel units, centre origin) with torchvision's fill rule."""
     if mode not in ("nearest", "bilinear"):
-        raise ValueError(f"interpolation {mode!r} is not supported for tensor images; use "
-                         "nearest or bilinear")
+        raise ValueError(
+            f"interpolation {mode!r} is not supported for tensor images; use nearest or bilinear"
+        )
     xp = get_array_module(a)
     h, w = a.shape[-2:]
     ow, oh = out_size if out_size is not None else (w, h)
@@ -181,10 +196,13 @@ def warp_affine(a, matrix, mode: str, fill, out_size=None):
         c = out.shape[-3]
         fills = [float(v) for v in (fill if isinstance(fill, (list, tuple)) else [fill])]
         if len(fills) not in (1, c):
-            raise ValueError(f"The number of elements in 'fill' does not match the number of "
-                             f"channels of the image ({len(fills)} != {c})")
-        fill_img = xp.asarray(np.array(fills * (c if len(fills) == 1 else 1), f.dtype)
-                              ).reshape(c, 1, 1)
+            raise ValueError(
+                f"The number of elements in 'fill' does not match the number of "
+                f"channels of the image ({len(fills)} != {c})"
+            )
+        fill_img = xp.asarray(np.array(fills * (c if len(fills) == 1 else 1), f.dtype)).reshape(
+            c, 1, 1
+        )
         if mode == "nearest":
             out = xp.where(mask < 0.5, fill_img, out)
         else:

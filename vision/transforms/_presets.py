@@ -14,10 +14,16 @@ class ImageClassification:
     """Resize the shorter side to ``resize_size``, centre-crop ``crop_size``, scale to [0, 1]
     and normalize with ImageNet's mean and std (PIL images or tensors in)."""
 
-    def __init__(self, *, crop_size: int, resize_size: int = 256,
-                 mean: Sequence[float] = (0.485, 0.456, 0.406),
-                 std: Sequence[float] = (0.229, 0.224, 0.225),
-                 interpolation=F.InterpolationMode.BILINEAR, antialias: bool | None = True):
+    def __init__(
+        self,
+        *,
+        crop_size: int,
+        resize_size: int = 256,
+        mean: Sequence[float] = (0.485, 0.456, 0.406),
+        std: Sequence[float] = (0.229, 0.224, 0.225),
+        interpolation=F.InterpolationMode.BILINEAR,
+        antialias: bool | None = True,
+    ):
         self.crop_size, self.resize_size = [crop_size], [resize_size]
         self.mean, self.std = list(mean), list(std)
         self.interpolation, self.antialias = interpolation, antialias
@@ -31,6 +37,8 @@ class ImageClassification:
         return F.normalize(img, self.mean, self.std)
 
     def __repr__(self) -> str:
-        return (f"{self.__class__.__name__}(crop_size={self.crop_size}, resize_size="
-                f"{self.resize_size}, mean={self.mean}, std={self.std}, interpolation="
-                f"{self.interpolation})")
+        return (
+            f"{self.__class__.__name__}(crop_size={self.crop_size}, resize_size="
+            f"{self.resize_size}, mean={self.mean}, std={self.std}, interpolation="
+            f"{self.interpolation})"
+        )

@@ -23,19 +23,39 @@ __all__ = ["AutoAugmentPolicy", "AutoAugment", "RandAugment", "TrivialAugmentWid
 def _apply_op(img, op_name: str, magnitude: float, interpolation, fill):
     if op_name == "ShearX":
         # Shear about the top-left corner, as the AutoAugment reference does.
-        return F.affine(img, 0.0, [0, 0], 1.0, [math.degrees(math.atan(magnitude)), 0.0],
-                        interpolation, fill, center=[0, 0])
+        return F.affine(
+            img,
+            0.0,
+            [0, 0],
+            1.0,
+            [math.degrees(math.atan(magnitude)), 0.0],
+            interpolation,
+            fill,
+            center=[0, 0],
+        )
     if op_name == "ShearY":
-        return F.affine(img, 0.0, [0, 0], 1.0, [0.0, math.degrees(math.atan(magnitude))],
-                        interpolation, fill, center=[0, 0])
+        return F.affine(
+            img,
+            0.0,
+            [0, 0],
+            1.0,
+            [0.0, math.degrees(math.atan(magnitude))],
+            interpolation,
+            fill,
+            center=[0, 0],
+        )
     if op_name == "TranslateX":
         return F.affine(img, 0.0, [int(magnitude), 0], 1.0, [0.0, 0.0], interpolation, fill)
     if op_name == "TranslateY":
         return F.affine(img, 0.0, [0, int(magnitude)], 1.0, [0.0, 0.0], interpolation, fill)
     if op_name == "Rotate":
         return F.rotate(img, magnitude, interpolation, fill=fill)
-    adjust = {"Brightness": F.adjust_brightness, "Color": F.adjust_saturation,
-              "Contrast": F.adjust_contrast, "Sharpness": F.adjust_sharpness}
+    adjust = {
+        "Brightness": F.adjust_brightness,
+        "Color": F.adjust_saturation,
+        "Contrast": F.adjust_contrast,
+        "Sharpness": F.adjust_sharpness,
+    }
     if op_name in adjust:
         return adjust[op_name](img, 1.0 + magnitude)
     if op_name == "Posterize":
@@ -74,14 +94,19 @@ def _space(num_bins: int, image_size: tuple[int, int], wide: bool) -> dict:
     enh = 0.99 if wide else 0.9
     return {
         "Identity": (None, False),
-        "ShearX": (lin(0.0, shear, num_bins), True), "ShearY": (lin(0.0, shear, num_bins), True),
-        "TranslateX": (lin(0.0, tx, num_bins), True), "TranslateY": (lin(0.0, ty, num_bins), True),
+        "ShearX": (lin(0.0, shear, num_bins), True),
+        "ShearY": (lin(0.0, shear, num_bins), True),
+        "TranslateX": (lin(0.0, tx, num_bins), True),
+        "TranslateY": (lin(0.0, ty, num_bins), True),
         "Rotate": (lin(0.0, rot, num_bins), True),
-        "Brightness": (lin(0.0, enh, num_bins), True), "Color": (lin(0.0, enh, num_bins), True),
-        "Contrast": (lin(0.0, enh, num_bins), True), "Sharpness": (lin(0.0, enh, num_bins), True),
+        "Brightness": (lin(0.0, enh, num_bins), True),
+        "Color": (lin(0.0, enh, num_bins), True),
+        "Contrast": (lin(0.0, enh, num_bins), True),
+        "Sharpness": (lin(0.0, enh, num_bins), True),
         "Posterize": (_posterize_bins(num_bins, 6 if wide else 4), False),
         "Solarize": (lin(255.0, 0.0, num_bins), False),
-        "AutoContrast": (None, False), "Equalize": (None, False),
+        "AutoContrast": (None, False),
+        "Equalize": (None, False),
     }
 
 
@@ -123,19 +148,27 @@ _IMAGENET_POLICY = [
 class AutoAugment:
     """AutoAugment (Cubuk et al., 2019) with the ImageNet policy; uint8 images."""
 
-    def __init__(self, policy: AutoAugmentPolicy = AutoAugmentPolicy.IMAGENET,
-                 interpolation=InterpolationMode.NEAREST, fill=None) -> None:
+    def __init__(
+        self,
+        policy: AutoAugmentPolicy = AutoAugmentPolicy.IMAGENET,
+        interpolation=InterpolationMode.NEAREST,
+        fill=None,
+    ) -> None:
         if policy != AutoAugmentPolicy.IMAGENET:
-            raise NotImplementedError(f"ember.vision's AutoAugment has the IMAGENET policy; "
-                                      f"{policy} is not available yet")
+            raise NotImplementedError(
+                f"ember.vision's AutoAugment has the IMAGENET policy; {policy} is not available yet"
+            )
         self.policy, self.interpolation, self.fill = policy, interpolation, fill
         self.policies = list(_IMAGENET_POLICY)
 
     @staticmethod
     def get_params(transform_num: int) -> tuple[int, list[float], list[int]]:
         rng = _rng()
-        return (int(rng.integers(0, transform_num)), [float(v) for v in rng.random(2)],
-                [int(v) for v in rng.integers(0, 2, 2)])
+        return (
+            int(rng.integers(0, transform_num)),
+            [float(v) for v in rng.random(2)],
+            [int(v) for v in rng.integers(0, 2, 2)],
+        )
 
     def __call__(self, img):
         fill = _fill(img, self.fill)
@@ -158,14 +191,22 @@ class AutoAugment:
 class RandAugment:
     """RandAugment (Cubuk et al., 2020): ``num_ops`` random ops at a fixed ``magnitude``."""
 
-    def __init__(self, num_ops: int = 2, magnitude: int = 9, num_magnitude_bins: int = 31,
-                 interpolation=InterpolationMode.NEAREST, fill=None) -> None:
+    def __init__(
+        self,
+        num_ops: int = 2,
+        magnitude: int = 9,
+        num_magnitude_bins: int = 31,
+        interpolation=InterpolationMode.NEAREST,
+        fill=None,
+    ) -> None:
         if not 0 <= magnitude < num_magnitude_bins:
-            raise ValueError(f"magnitude should be in [0, {num_magnitude_bins}), got "
-                             f"{magnitude}")
+            raise ValueError(f"magnitude should be in [0, {num_magnitude_bins}), got {magnitude}")
         self.num_ops, self.magnitude = num_ops, magnitude
-        self.num_magnitude_bins, self.interpolation, self.fill = (num_magnitude_bins,
-                                                                  interpolation, fill)
+        self.num_magnitude_bins, self.interpolation, self.fill = (
+            num_magnitude_bins,
+            interpolation,
+            fill,
+        )
 
     def __call__(self, img):
         fill = _fill(img, self.fill)
@@ -182,17 +223,23 @@ class RandAugment:
         return img
 
     def __repr__(self) -> str:
-        return (f"{self.__class__.__name__}(num_ops={self.num_ops}, magnitude="
-                f"{self.magnitude}, num_magnitude_bins={self.num_magnitude_bins})")
+        return (
+            f"{self.__class__.__name__}(num_ops={self.num_ops}, magnitude="
+            f"{self.magnitude}, num_magnitude_bins={self.num_magnitude_bins})"
+        )
 
 
 class TrivialAugmentWide:
     """TrivialAugment (Müller & Hutter, 2021): one random op at a random magnitude."""
 
-    def __init__(self, num_magnitude_bins: int = 31, interpolation=InterpolationMode.NEAREST,
-                 fill=None) -> None:
-        self.num_magnitude_bins, self.interpolation, self.fill = (num_magnitude_bins,
-                                                                  interpolation, fill)
+    def __init__(
+        self, num_magnitude_bins: int = 31, interpolation=InterpolationMode.NEAREST, fill=None
+    ) -> None:
+        self.num_magnitude_bins, self.interpolation, self.fill = (
+            num_magnitude_bins,
+            interpolation,
+            fill,
+        )
 
     def __call__(self, img):
         fill = _fill(img, self.fill)

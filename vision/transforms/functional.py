@@ -22,12 +22,41 @@ from . import _functional_tensor as F_t
 from . import _geometry
 
 __all__ = [
-    "InterpolationMode", "get_dimensions", "get_image_size", "get_image_num_channels",
-    "to_tensor", "pil_to_tensor", "to_pil_image", "convert_image_dtype", "normalize", "resize",
-    "crop", "center_crop", "resized_crop", "pad", "hflip", "vflip", "rotate", "affine",
-    "five_crop", "ten_crop", "adjust_brightness", "adjust_contrast", "adjust_saturation",
-    "adjust_hue", "adjust_gamma", "adjust_sharpness", "rgb_to_grayscale", "to_grayscale",
-    "gaussian_blur", "invert", "posterize", "solarize", "autocontrast", "equalize", "erase",
+    "InterpolationMode",
+    "get_dimensions",
+    "get_image_size",
+    "get_image_num_channels",
+    "to_tensor",
+    "pil_to_tensor",
+    "to_pil_image",
+    "convert_image_dtype",
+    "normalize",
+    "resize",
+    "crop",
+    "center_crop",
+    "resized_crop",
+    "pad",
+    "hflip",
+    "vflip",
+    "rotate",
+    "affine",
+    "five_crop",
+    "ten_crop",
+    "adjust_brightness",
+    "adjust_contrast",
+    "adjust_saturation",
+    "adjust_hue",
+    "adjust_gamma",
+    "adjust_sharpness",
+    "rgb_to_grayscale",
+    "to_grayscale",
+    "gaussian_blur",
+    "invert",
+    "posterize",
+    "solarize",
+    "autocontrast",
+    "equalize",
+    "erase",
 ]
 
 
@@ -59,8 +88,9 @@ def _check(img) -> bool:
     """True for a tensor image, False for PIL; anything else is an error."""
     if isinstance(img, Tensor):
         if img.dim() < 2:
-            raise TypeError(f"Tensor is not a torch image: expected (..., H, W), got shape "
-                            f"{tuple(img.shape)}")
+            raise TypeError(
+                f"Tensor is not a torch image: expected (..., H, W), got shape {tuple(img.shape)}"
+            )
         return True
     if F_pil.is_pil(img):
         return False
@@ -156,8 +186,10 @@ def to_pil_image(pic, mode: str | None = None):
         if expected is None:
             raise TypeError(f"Input type {npimg.dtype} is not supported")
         if mode is not None and mode != expected and not (mode == "L" and expected == "L"):
-            raise ValueError(f"Incorrect mode ({mode}) supplied for input type {npimg.dtype}. "
-                             f"Should be {expected}")
+            raise ValueError(
+                f"Incorrect mode ({mode}) supplied for input type {npimg.dtype}. "
+                f"Should be {expected}"
+            )
         mode = expected
     elif mode is None:
         if npimg.dtype != np.uint8:
@@ -177,23 +209,28 @@ def convert_image_dtype(image: Tensor, dtype=None) -> Tensor:
     return _wrap(F_t.convert_image_dtype(image.detach()._data, dtype.np))
 
 
-def normalize(tensor: Tensor, mean: Sequence[float], std: Sequence[float],
-              inplace: bool = False) -> Tensor:
+def normalize(
+    tensor: Tensor, mean: Sequence[float], std: Sequence[float], inplace: bool = False
+) -> Tensor:
     """``(x - mean[c]) / std[c]`` per channel of a float tensor image."""
     if not isinstance(tensor, Tensor):
         raise TypeError(f"img should be Tensor Image. Got {type(tensor)}")
     if not tensor.is_floating_point():
         raise TypeError(f"Input tensor should be a float tensor. Got {tensor.dtype}.")
     if tensor.dim() < 3:
-        raise ValueError(f"Expected tensor to be a tensor image of size (..., C, H, W). Got "
-                         f"tensor.size() = {tuple(tensor.shape)}")
+        raise ValueError(
+            f"Expected tensor to be a tensor image of size (..., C, H, W). Got "
+            f"tensor.size() = {tuple(tensor.shape)}"
+        )
     a = tensor.detach()._data
     xp = get_array_module(a)
     m = xp.asarray(np.asarray(mean, a.dtype)).reshape(-1, 1, 1)
     s = xp.asarray(np.asarray(std, a.dtype)).reshape(-1, 1, 1)
     if bool((s == 0).any()):
-        raise ValueError(f"std evaluated to zero after conversion to {tensor.dtype}, leading "
-                         "to division by zero.")
+        raise ValueError(
+            f"std evaluated to zero after conversion to {tensor.dtype}, leading "
+            "to division by zero."
+        )
     out = (a - m) / s
     if inplace:
         a[...] = out
@@ -209,8 +246,10 @@ def _output_size(h: int, w: int, size, max_size) -> list[int]:
         new_short, new_long = requested, int(requested * long / short)
         if max_size is not None:
             if max_size <= requested:
-                raise ValueError(f"max_size = {max_size} must be strictly greater than the "
-                                 f"requested size for the smaller edge size = {size}")
+                raise ValueError(
+                    f"max_size = {max_size} must be strictly greater than the "
+                    f"requested size for the smaller edge size = {size}"
+                )
             if new_long > max_size:
                 new_short, new_long = int(max_size * new_short / new_long), max_size
         return [new_long, new_short] if w <= h else [new_short, new_long]
@@ -220,13 +259,20 @@ def _output_size(h: int, w: int, size, max_size) -> list[int]:
     if not isinstance(size, Sequence) or len(size) != 2:
         raise ValueError("If size is a sequence, it should have 1 or 2 values")
     if max_size is not None:
-        raise ValueError("max_size should only be passed if size specifies the length of the "
-                         "smaller edge, i.e. size should be an int or a sequence of length 1")
+        raise ValueError(
+            "max_size should only be passed if size specifies the length of the "
+            "smaller edge, i.e. size should be an int or a sequence of length 1"
+        )
     return [int(size[0]), int(size[1])]
 
 
-def resize(img, size, interpolation=InterpolationMode.BILINEAR, max_size: int | None = None,
-           antialias: bool | None = True):
+def resize(
+    img,
+    size,
+    interpolation=InterpolationMode.BILINEAR,
+    max_size: int | None = None,
+    antialias: bool | None = True,
+):
     """Resize to ``size`` ((h, w), or an int for the shorter edge keeping the aspect ratio)."""
     mode = _mode(interpolation)
     _, h, w = get_dimensions(img)
@@ -261,8 +307,12 @@ def center_crop(img, output_size):
     th, tw = _pair(output_size, "output_size")
     _, h, w = get_dimensions(img)
     if tw > w or th > h:
-        pads = [(tw - w) // 2 if tw > w else 0, (th - h) // 2 if th > h else 0,
-                (tw - w + 1) // 2 if tw > w else 0, (th - h + 1) // 2 if th > h else 0]
+        pads = [
+            (tw - w) // 2 if tw > w else 0,
+            (th - h) // 2 if th > h else 0,
+            (tw - w + 1) // 2 if tw > w else 0,
+            (th - h + 1) // 2 if th > h else 0,
+        ]
         img = pad(img, pads, fill=0)
         _, h, w = get_dimensions(img)
         if (th, tw) == (h, w):
@@ -272,19 +322,28 @@ def center_crop(img, output_size):
     return crop(img, top, left, th, tw)
 
 
-def resized_crop(img, top: int, left: int, height: int, width: int, size,
-                 interpolation=InterpolationMode.BILINEAR, antialias: bool | None = True):
-    return resize(crop(img, top, left, height, width), size, interpolation,
-                  antialias=antialias)
+def resized_crop(
+    img,
+    top: int,
+    left: int,
+    height: int,
+    width: int,
+    size,
+    interpolation=InterpolationMode.BILINEAR,
+    antialias: bool | None = True,
+):
+    return resize(crop(img, top, left, height, width), size, interpolation, antialias=antialias)
 
 
 def _padding4(padding) -> list[int]:
     if isinstance(padding, numbers.Number):
         return [int(padding)] * 4
     if not isinstance(padding, Sequence) or len(padding) not in (1, 2, 4):
-        raise ValueError(f"Padding must be an int or a 1, 2, or 4 element tuple, not a "
-                         f"{len(padding) if isinstance(padding, Sequence) else padding} "
-                         "element tuple")
+        raise ValueError(
+            f"Padding must be an int or a 1, 2, or 4 element tuple, not a "
+            f"{len(padding) if isinstance(padding, Sequence) else padding} "
+            "element tuple"
+        )
     p = [int(v) for v in padding]
     if len(p) == 1:
         return p * 4
@@ -328,8 +387,13 @@ def five_crop(img, size):
     _, h, w = get_dimensions(img)
     if ch > h or cw > w:
         raise ValueError(f"Requested crop size {size} is bigger than input size {(h, w)}")
-    return (crop(img, 0, 0, ch, cw), crop(img, 0, w - cw, ch, cw), crop(img, h - ch, 0, ch, cw),
-            crop(img, h - ch, w - cw, ch, cw), center_crop(img, [ch, cw]))
+    return (
+        crop(img, 0, 0, ch, cw),
+        crop(img, 0, w - cw, ch, cw),
+        crop(img, h - ch, 0, ch, cw),
+        crop(img, h - ch, w - cw, ch, cw),
+        center_crop(img, [ch, cw]),
+    )
 
 
 def ten_crop(img, size, vertical_flip: bool = False):
@@ -349,8 +413,16 @@ def _shear_pair(shear) -> list[float]:
     return shear
 
 
-def affine(img, angle: float, translate: Sequence[int], scale: float, shear,
-           interpolation=InterpolationMode.NEAREST, fill=None, center=None):
+def affine(
+    img,
+    angle: float,
+    translate: Sequence[int],
+    scale: float,
+    shear,
+    interpolation=InterpolationMode.NEAREST,
+    fill=None,
+    center=None,
+):
     """Rotate by ``angle`` degrees, translate, scale and shear about ``center``."""
     mode = _mode(interpolation)
     if not isinstance(translate, Sequence) or len(translate) != 2:
@@ -364,13 +436,20 @@ def affine(img, angle: float, translate: Sequence[int], scale: float, shear,
         m = _geometry.inverse_affine_matrix(c, float(angle), translate, scale, shear)
         return F_pil.affine(img, m, mode, fill)
     c = [0.0, 0.0] if center is None else [ci - s * 0.5 for ci, s in zip(center, (w, h))]
-    m = _geometry.inverse_affine_matrix(c, float(angle), [float(t) for t in translate], scale,
-                                        shear)
+    m = _geometry.inverse_affine_matrix(
+        c, float(angle), [float(t) for t in translate], scale, shear
+    )
     return _wrap(_geometry.warp_affine(_arr(img), m, mode, fill))
 
 
-def rotate(img, angle: float, interpolation=InterpolationMode.NEAREST, expand: bool = False,
-           center=None, fill=None):
+def rotate(
+    img,
+    angle: float,
+    interpolation=InterpolationMode.NEAREST,
+    expand: bool = False,
+    center=None,
+    fill=None,
+):
     """Rotate counter-clockwise by ``angle`` degrees."""
     mode = _mode(interpolation)
     if not _check(img):

@@ -21,12 +21,38 @@ from . import functional as F
 from .functional import InterpolationMode, _pair
 
 __all__ = [
-    "Compose", "ToTensor", "PILToTensor", "ToPILImage", "ConvertImageDtype", "Normalize",
-    "Resize", "CenterCrop", "Pad", "Lambda", "RandomApply", "RandomChoice", "RandomOrder",
-    "RandomCrop", "RandomHorizontalFlip", "RandomVerticalFlip", "RandomResizedCrop",
-    "FiveCrop", "TenCrop", "ColorJitter", "RandomRotation", "RandomAffine", "Grayscale",
-    "RandomGrayscale", "GaussianBlur", "RandomErasing", "RandomInvert", "RandomPosterize",
-    "RandomSolarize", "RandomAdjustSharpness", "RandomAutocontrast", "RandomEqualize",
+    "Compose",
+    "ToTensor",
+    "PILToTensor",
+    "ToPILImage",
+    "ConvertImageDtype",
+    "Normalize",
+    "Resize",
+    "CenterCrop",
+    "Pad",
+    "Lambda",
+    "RandomApply",
+    "RandomChoice",
+    "RandomOrder",
+    "RandomCrop",
+    "RandomHorizontalFlip",
+    "RandomVerticalFlip",
+    "RandomResizedCrop",
+    "FiveCrop",
+    "TenCrop",
+    "ColorJitter",
+    "RandomRotation",
+    "RandomAffine",
+    "Grayscale",
+    "RandomGrayscale",
+    "GaussianBlur",
+    "RandomErasing",
+    "RandomInvert",
+    "RandomPosterize",
+    "RandomSolarize",
+    "RandomAdjustSharpness",
+    "RandomAutocontrast",
+    "RandomEqualize",
     "InterpolationMode",
 ]
 
@@ -93,10 +119,16 @@ class Normalize(_Transform):
 
 
 class Resize(_Transform):
-    def __init__(self, size, interpolation=InterpolationMode.BILINEAR, max_size=None,
-                 antialias: bool | None = True) -> None:
-        if not isinstance(size, (int, Sequence)) or (isinstance(size, Sequence)
-                                                     and len(size) not in (1, 2)):
+    def __init__(
+        self,
+        size,
+        interpolation=InterpolationMode.BILINEAR,
+        max_size=None,
+        antialias: bool | None = True,
+    ) -> None:
+        if not isinstance(size, (int, Sequence)) or (
+            isinstance(size, Sequence) and len(size) not in (1, 2)
+        ):
             raise TypeError(f"Size should be int or sequence of length 1 or 2. Got {size!r}")
         F._mode(interpolation)
         self.size, self.interpolation = size, interpolation
@@ -118,8 +150,7 @@ class Pad(_Transform):
     def __init__(self, padding, fill=0, padding_mode: str = "constant") -> None:
         F._padding4(padding)
         if padding_mode not in ("constant", "edge", "reflect", "symmetric"):
-            raise ValueError("Padding mode should be either constant, edge, reflect or "
-                             "symmetric")
+            raise ValueError("Padding mode should be either constant, edge, reflect or symmetric")
         self.padding, self.fill, self.padding_mode = padding, fill, padding_mode
 
     def __call__(self, img):
@@ -151,13 +182,19 @@ class RandomChoice(Compose):
     def __init__(self, transforms: Sequence[Callable], p: Sequence[float] | None = None):
         super().__init__(transforms)
         if p is not None and len(p) != len(self.transforms):
-            raise ValueError(f"Length of p doesn't match the number of transforms: {len(p)} != "
-                             f"{len(self.transforms)}")
+            raise ValueError(
+                f"Length of p doesn't match the number of transforms: {len(p)} != "
+                f"{len(self.transforms)}"
+            )
         self.p = p
 
     def __call__(self, img):
-        idx = int(_rng().choice(len(self.transforms), p=None if self.p is None else
-                                [w / sum(self.p) for w in self.p]))
+        idx = int(
+            _rng().choice(
+                len(self.transforms),
+                p=None if self.p is None else [w / sum(self.p) for w in self.p],
+            )
+        )
         return self.transforms[idx](img)
 
 
@@ -169,8 +206,14 @@ class RandomOrder(Compose):
 
 
 class RandomCrop(_Transform):
-    def __init__(self, size, padding=None, pad_if_needed: bool = False, fill=0,
-                 padding_mode: str = "constant") -> None:
+    def __init__(
+        self,
+        size,
+        padding=None,
+        pad_if_needed: bool = False,
+        fill=0,
+        padding_mode: str = "constant",
+    ) -> None:
         self.size = _pair(size)
         self.padding, self.pad_if_needed = padding, pad_if_needed
         self.fill, self.padding_mode = fill, padding_mode
@@ -180,8 +223,9 @@ class RandomCrop(_Transform):
         _, h, w = F.get_dimensions(img)
         th, tw = output_size
         if h < th or w < tw:
-            raise ValueError(f"Required crop size {(th, tw)} is larger than input image size "
-                             f"{(h, w)}")
+            raise ValueError(
+                f"Required crop size {(th, tw)} is larger than input image size {(h, w)}"
+            )
         if w == tw and h == th:
             return 0, 0, h, w
         return _randint(0, h - th + 1), _randint(0, w - tw + 1), th, tw
@@ -235,8 +279,14 @@ def _resized_crop_params(height: int, width: int, scale, ratio) -> tuple[int, in
 
 
 class RandomResizedCrop(_Transform):
-    def __init__(self, size, scale=(0.08, 1.0), ratio=(3.0 / 4.0, 4.0 / 3.0),
-                 interpolation=InterpolationMode.BILINEAR, antialias: bool | None = True):
+    def __init__(
+        self,
+        size,
+        scale=(0.08, 1.0),
+        ratio=(3.0 / 4.0, 4.0 / 3.0),
+        interpolation=InterpolationMode.BILINEAR,
+        antialias: bool | None = True,
+    ):
         self.size = _pair(size)
         if scale[0] > scale[1] or ratio[0] > ratio[1]:
             warnings.warn("Scale and ratio should be of kind (min, max)", stacklevel=2)
@@ -250,8 +300,9 @@ class RandomResizedCrop(_Transform):
 
     def __call__(self, img):
         i, j, h, w = self.get_params(img, self.scale, self.ratio)
-        return F.resized_crop(img, i, j, h, w, self.size, self.interpolation,
-                              antialias=self.antialias)
+        return F.resized_crop(
+            img, i, j, h, w, self.size, self.interpolation, antialias=self.antialias
+        )
 
 
 class FiveCrop(_Transform):
@@ -281,11 +332,21 @@ def _degrees(degrees, name: str) -> list[float]:
 
 
 class RandomRotation(_Transform):
-    def __init__(self, degrees, interpolation=InterpolationMode.NEAREST, expand: bool = False,
-                 center=None, fill=0) -> None:
+    def __init__(
+        self,
+        degrees,
+        interpolation=InterpolationMode.NEAREST,
+        expand: bool = False,
+        center=None,
+        fill=0,
+    ) -> None:
         self.degrees = _degrees(degrees, "degrees")
-        self.interpolation, self.expand, self.center, self.fill = (interpolation, expand,
-                                                                   center, fill)
+        self.interpolation, self.expand, self.center, self.fill = (
+            interpolation,
+            expand,
+            center,
+            fill,
+        )
 
     @staticmethod
     def get_params(degrees: list[float]) -> float:
@@ -295,21 +356,33 @@ class RandomRotation(_Transform):
         fill = self.fill
         if isinstance(img, Tensor) and isinstance(fill, (int, float)):
             fill = [float(fill)] * F.get_image_num_channels(img)
-        return F.rotate(img, self.get_params(self.degrees), self.interpolation, self.expand,
-                        self.center, fill)
+        return F.rotate(
+            img, self.get_params(self.degrees), self.interpolation, self.expand, self.center, fill
+        )
 
 
 class RandomAffine(_Transform):
-    def __init__(self, degrees, translate=None, scale=None, shear=None,
-                 interpolation=InterpolationMode.NEAREST, fill=0, center=None) -> None:
+    def __init__(
+        self,
+        degrees,
+        translate=None,
+        scale=None,
+        shear=None,
+        interpolation=InterpolationMode.NEAREST,
+        fill=0,
+        center=None,
+    ) -> None:
         self.degrees = _degrees(degrees, "degrees")
         if translate is not None and not all(0.0 <= t <= 1.0 for t in translate):
             raise ValueError("translation values should be between 0 and 1")
         if scale is not None and any(s <= 0 for s in scale):
             raise ValueError("scale values should be positive")
         if shear is not None:
-            shear = (_degrees(shear, "shear") if isinstance(shear, numbers.Number)
-                     or len(shear) == 2 else [float(s) for s in shear])
+            shear = (
+                _degrees(shear, "shear")
+                if isinstance(shear, numbers.Number) or len(shear) == 2
+                else [float(s) for s in shear]
+            )
             if len(shear) not in (2, 4):
                 raise ValueError("shear should be a number or a sequence of 2 or 4 values")
         self.translate, self.scale, self.shear = translate, scale, shear
@@ -335,11 +408,10 @@ class RandomAffine(_Transform):
         fill = self.fill
         if isinstance(img, Tensor) and isinstance(fill, (int, float)):
             fill = [float(fill)] * F.get_image_num_channels(img)
-        angle, translate, scale, shear = self.get_params(self.degrees, self.translate,
-                                                         self.scale, self.shear,
-                                                         F.get_image_size(img))
-        return F.affine(img, angle, translate, scale, shear, self.interpolation, fill,
-                        self.center)
+        angle, translate, scale, shear = self.get_params(
+            self.degrees, self.translate, self.scale, self.shear, F.get_image_size(img)
+        )
+        return F.affine(img, angle, translate, scale, shear, self.interpolation, fill, self.center)
 
 
 # The colour and erasing classes live in their own file (imported last: they build on the

@@ -14,4 +14,4 @@ def alias_package(alias: str, package) -> None:
         if info.name.rsplit(".", 1)[-1].startswith("_"):
             continue
         mod = importlib.import_module(info.name)
-        sys.modules[alias + info.name[len(package.__name__):]] = mod
+        sys.modules[alias + info.name[len(package.__name__) :]] = mod

@@ -10,8 +10,13 @@ from ... import nn
 from ...nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 from ..nn import intrinsic as nni
 
-__all__ = ["fuse_modules", "fuse_modules_qat", "fuse_known_modules", "get_fuser_method",
-           "DEFAULT_OP_LIST_TO_FUSER_METHOD"]
+__all__ = [
+    "fuse_modules",
+    "fuse_modules_qat",
+    "fuse_known_modules",
+    "get_fuser_method",
+    "DEFAULT_OP_LIST_TO_FUSER_METHOD",
+]
 
 
 def _conv_bn(is_qat, conv, bn):
@@ -19,16 +24,19 @@ def _conv_bn(is_qat, conv, bn):
         raise AssertionError("Output channel of Conv must match num_features of BatchNorm")
     if is_qat:
         if not (bn.affine and bn.track_running_stats):
-            raise AssertionError("Only support fusing BatchNorm with affine set to True and "
-                                 "track_running_stats set to True")
+            raise AssertionError(
+                "Only support fusing BatchNorm with affine set to True and "
+                "track_running_stats set to True"
+            )
         return {nn.Conv1d: nni.ConvBn1d, nn.Conv2d: nni.ConvBn2d}[type(conv)](conv, bn)
     return fuse_conv_bn_eval(conv, bn)
 
 
 def _conv_bn_relu(is_qat, conv, bn, relu):
     if is_qat:
-        return {nn.Conv1d: nni.ConvBnReLU1d, nn.Conv2d: nni.ConvBnReLU2d}[type(conv)](conv, bn,
-                                                                                   relu)
+        return {nn.Conv1d: nni.ConvBnReLU1d, nn.Conv2d: nni.ConvBnReLU2d}[type(conv)](
+            conv, bn, relu
+        )
     fused = fuse_conv_bn_eval(conv, bn)
     return {nn.Conv1d: nni.ConvReLU1d, nn.Conv2d: nni.ConvReLU2d}[type(conv)](fused, relu)
 
@@ -73,8 +81,10 @@ def get_fuser_method(op_list, additional_fuser_method_mapping=None):
     fn = table.get(tuple(op_list))
     if fn is None:
         known = [tuple(t.__name__ for t in k) for k in DEFAULT_OP_LIST_TO_FUSER_METHOD]
-        raise AssertionError(f"did not find fuser method for: "
-                             f"{tuple(t.__name__ for t in op_list)}; fusable sequences: {known}")
+        raise AssertionError(
+            f"did not find fuser method for: "
+            f"{tuple(t.__name__ for t in op_list)}; fusable sequences: {known}"
+        )
     return fn
 
 
@@ -97,8 +107,7 @@ def _get(model, name: str):
     mod = model
     for part in name.split("."):
         if not hasattr(mod, part) and not (part.isdigit() and hasattr(mod, "__getitem__")):
-            raise AttributeError(f"fuse_modules: {type(model).__name__} has no submodule "
-                                 f"{name!r}")
+            raise AttributeError(f"fuse_modules: {type(model).__name__} has no submodule {name!r}")
         mod = mod[int(part)] if part.isdigit() and not hasattr(mod, part) else getattr(mod, part)
     return mod
 
@@ -118,24 +127,39 @@ def _fuse(model, modules_to_fuse, is_qat, inplace, fuser_func, fuse_custom_confi
     extra = (fuse_custom_config_dict or {}).get("additional_fuser_method_mapping", {})
     for names in groups:
         mods = [_get(model, n) for n in names]
-        if not is_qat and any(isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) for m in mods) \
-                and any(m.training for m in mods):
-            raise AssertionError(f"Fusion only for eval! (modules {list(names)}): call "
-                                 f"model.eval() first, or use fuse_modules_qat for QAT")
+        if (
+            not is_qat
+            and any(isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) for m in mods)
+            and any(m.training for m in mods)
+        ):
+            raise AssertionError(
+                f"Fusion only for eval! (modules {list(names)}): call "
+                f"model.eval() first, or use fuse_modules_qat for QAT"
+            )
         new = fuser_func(mods, is_qat, extra)
         for n, m in zip(names, new):
             _set(model, n, m)
     return model
 
 
-def fuse_modules(model, modules_to_fuse, inplace: bool = False,
-                 fuser_func=fuse_known_modules, fuse_custom_config_dict=None):
+def fuse_modules(
+    model,
+    modules_to_fuse,
+    inplace: bool = False,
+    fuser_func=fuse_known_modules,
+    fuse_custom_config_dict=None,
+):
     """Fuse groups of modules named in ``modules_to_fuse`` (a list of names, or a list of
     such lists) for post-training quantization; the model must be in eval mode."""
     return _fuse(model, modules_to_fuse, False, inplace, fuser_func, fuse_custom_config_dict)
 
 
-def fuse_modules_qat(model, modules_to_fuse, inplace: bool = False,
-                     fuser_func=fuse_known_modules, fuse_custom_config_dict=None):
+def fuse_modules_qat(
+    model,
+    modules_to_fuse,
+    inplace: bool = False,
+    fuser_func=fuse_known_modules,
+    fuse_custom_config_dict=None,
+):
     """Fuse for quantization-aware training (batch norms stay, in ``ConvBn*`` containers)."""
     return _fuse(model, modules_to_fuse, True, inplace, fuser_func, fuse_custom_config_dict)

@@ -35,16 +35,35 @@ class HistogramObserver(UniformQuantizationObserverBase):
     """Records a histogram of the values seen; ``calculate_qparams`` searches it for the
     clipping range with the least L2 quantization error (per tensor only)."""
 
-    def __init__(self, bins: int = 2048, dtype=_q.quint8, qscheme=_q.per_tensor_affine,
-                 reduce_range=False, quant_min=None, quant_max=None, factory_kwargs=None,
-                 eps=_EPS, is_dynamic=False, **kwargs):
+    def __init__(
+        self,
+        bins: int = 2048,
+        dtype=_q.quint8,
+        qscheme=_q.per_tensor_affine,
+        reduce_range=False,
+        quant_min=None,
+        quant_max=None,
+        factory_kwargs=None,
+        eps=_EPS,
+        is_dynamic=False,
+        **kwargs,
+    ):
         if qscheme not in (_q.per_tensor_affine, _q.per_tensor_symmetric):
-            raise NotImplementedError("HistogramObserver's qscheme only support "
-                                      "torch.per_tensor_symmetric and torch.per_tensor_affine.")
+            raise NotImplementedError(
+                "HistogramObserver's qscheme only support "
+                "torch.per_tensor_symmetric and torch.per_tensor_affine."
+            )
         if is_dynamic:
             raise NotImplementedError("HistogramObserver doesn't support dynamic quantization")
-        super().__init__(dtype=dtype, qscheme=qscheme, reduce_range=reduce_range,
-                         quant_min=quant_min, quant_max=quant_max, eps=eps, **kwargs)
+        super().__init__(
+            dtype=dtype,
+            qscheme=qscheme,
+            reduce_range=reduce_range,
+            quant_min=quant_min,
+            quant_max=quant_max,
+            eps=eps,
+            **kwargs,
+        )
         self.bins = bins
         self.register_buffer("histogram", Tensor(np.zeros(bins, _f32)))
         self.register_buffer("min_val", Tensor(np.array(np.inf, _f32)))
@@ -75,8 +94,9 @@ class HistogramObserver(UniformQuantizationObserverBase):
         if new_min == cur_min and new_max == cur_max:
             self.histogram._data = hist + update
         else:
-            self.histogram._data = (update + self._rebin(hist, cur_min, cur_max, new_min,
-                                                         new_max)).astype(_f32)
+            self.histogram._data = (
+                update + self._rebin(hist, cur_min, cur_max, new_min, new_max)
+            ).astype(_f32)
             self._set_buffer("min_val", new_min)
             self._set_buffer("max_val", new_max)
         return x_orig
@@ -85,8 +105,10 @@ class HistogramObserver(UniformQuantizationObserverBase):
         """Move the old histogram onto the new range: split each bin into 16 equal parts and
         drop each part into the new bin holding its midpoint."""
         if orig_min == orig_max:
-            return _histc(np.array([orig_min], _f32), self.bins, float(new_min),
-                          float(new_max)) * hist.sum()
+            return (
+                _histc(np.array([orig_min], _f32), self.bins, float(new_min), float(new_max))
+                * hist.sum()
+            )
         up = self.upsample_rate
         fine = np.repeat(hist, up) / _f32(up)
         n = self.bins * up
@@ -155,8 +177,11 @@ class HistogramObserver(UniformQuantizationObserverBase):
     def calculate_qparams(self):
         lo, hi = _np(self.min_val), _np(self.max_val)
         if np.isinf(lo) and np.isinf(hi):
-            warnings.warn("must run observer before calling calculate_qparams. Returning "
-                          "default scale and zero point ", stacklevel=2)
+            warnings.warn(
+                "must run observer before calling calculate_qparams. Returning "
+                "default scale and zero point ",
+                stacklevel=2,
+            )
             return Tensor(np.array([1.0], _f32)), Tensor(np.array([0], np.int64))
         new_min, new_max = self._non_linear_param_search()
         return self._calculate_qparams(new_min, new_max)

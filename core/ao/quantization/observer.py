@@ -16,13 +16,23 @@ from ...nn.module import Module
 from ...tensor import Tensor
 
 __all__ = [
-    "ObserverBase", "UniformQuantizationObserverBase", "MinMaxObserver",
-    "MovingAverageMinMaxObserver", "PerChannelMinMaxObserver",
-    "MovingAveragePerChannelMinMaxObserver", "HistogramObserver", "PlaceholderObserver",
-    "NoopObserver", "default_observer", "default_weight_observer",
-    "default_per_channel_weight_observer", "default_histogram_observer",
-    "default_dynamic_quant_observer", "default_placeholder_observer",
-    "default_float_qparams_observer", "weight_observer_range_neg_127_to_127",
+    "ObserverBase",
+    "UniformQuantizationObserverBase",
+    "MinMaxObserver",
+    "MovingAverageMinMaxObserver",
+    "PerChannelMinMaxObserver",
+    "MovingAveragePerChannelMinMaxObserver",
+    "HistogramObserver",
+    "PlaceholderObserver",
+    "NoopObserver",
+    "default_observer",
+    "default_weight_observer",
+    "default_per_channel_weight_observer",
+    "default_histogram_observer",
+    "default_dynamic_quant_observer",
+    "default_placeholder_observer",
+    "default_float_qparams_observer",
+    "weight_observer_range_neg_127_to_127",
     "per_channel_weight_observer_range_neg_127_to_127",
 ]
 
@@ -61,22 +71,24 @@ def _qmin_qmax(quant_min, quant_max, dtype, reduce_range: bool) -> tuple[int, in
     """torch's ``calculate_qmin_qmax``: a custom range (checked), else the dtype's 8-bit one."""
     if quant_min is not None and quant_max is not None:
         if not quant_min <= 0 <= quant_max:
-            raise ValueError(f"Used-specified quantization range must include 0 (got "
-                             f"[{quant_min}, {quant_max}])")
+            raise ValueError(
+                f"Used-specified quantization range must include 0 (got [{quant_min}, {quant_max}])"
+            )
         if quant_min >= quant_max:
-            raise ValueError(f"qmin must be strictly less than qmax (got {quant_min}, "
-                             f"{quant_max})")
-        limit = 2 ** 32 if dtype is _q.qint32 else 256
+            raise ValueError(f"qmin must be strictly less than qmax (got {quant_min}, {quant_max})")
+        limit = 2**32 if dtype is _q.qint32 else 256
         if not 0 < quant_max - quant_min + 1 <= limit:
-            raise ValueError(f"quantization range should be positive and not exceed the maximum "
-                             f"bit range (={limit})")
+            raise ValueError(
+                f"quantization range should be positive and not exceed the maximum "
+                f"bit range (={limit})"
+            )
         return (quant_min // 2, quant_max // 2) if reduce_range else (quant_min, quant_max)
     if dtype is _q.qint8:
         return (-64, 63) if reduce_range else (-128, 127)
     if dtype is _q.quint8:
         return (0, 127) if reduce_range else (0, 255)
     if dtype is _q.qint32:
-        return -(2 ** 31), 2 ** 31 - 1
+        return -(2**31), 2**31 - 1
     if dtype is _q.quint4x2:
         return 0, 15
     return 0, 255
@@ -100,26 +112,46 @@ class ObserverBase(Module):
 class UniformQuantizationObserverBase(ObserverBase):
     """Observers with an affine / symmetric uniform grid (scale + zero point)."""
 
-    _SUPPORTED = (_q.per_tensor_affine, _q.per_tensor_symmetric, _q.per_channel_affine,
-                  _q.per_channel_symmetric, _q.per_channel_affine_float_qparams)
+    _SUPPORTED = (
+        _q.per_tensor_affine,
+        _q.per_tensor_symmetric,
+        _q.per_channel_affine,
+        _q.per_channel_symmetric,
+        _q.per_channel_affine_float_qparams,
+    )
 
-    def __init__(self, dtype=_q.quint8, qscheme=_q.per_tensor_affine, reduce_range=False,
-                 quant_min=None, quant_max=None, factory_kwargs=None, eps=_EPS,
-                 is_dynamic=False, **kwargs):
+    def __init__(
+        self,
+        dtype=_q.quint8,
+        qscheme=_q.per_tensor_affine,
+        reduce_range=False,
+        quant_min=None,
+        quant_max=None,
+        factory_kwargs=None,
+        eps=_EPS,
+        is_dynamic=False,
+        **kwargs,
+    ):
         super().__init__(dtype=dtype, is_dynamic=is_dynamic)
         if qscheme not in self._SUPPORTED:
-            raise AssertionError(f"Default Observer only works for per_tensor_affine, "
-                                 f"per_tensor_symmetric, per_channel_affine, "
-                                 f"per_channel_symmetric and per_channel_float_qparams "
-                                 f"quantization scheme; got {qscheme}")
+            raise AssertionError(
+                f"Default Observer only works for per_tensor_affine, "
+                f"per_tensor_symmetric, per_channel_affine, "
+                f"per_channel_symmetric and per_channel_float_qparams "
+                f"quantization scheme; got {qscheme}"
+            )
         if dtype not in (_q.qint8, _q.quint8, _q.qint32, _q.quint4x2):
-            raise AssertionError(f"Default Observer only works for qint8, quint8, qint32 and "
-                                 f"quint4x2 data types; got {dtype}")
+            raise AssertionError(
+                f"Default Observer only works for qint8, quint8, qint32 and "
+                f"quint4x2 data types; got {dtype}"
+            )
         self.qscheme = qscheme
         if reduce_range:
-            warnings.warn("Please use quant_min and quant_max to specify the range for "
-                          "observers. reduce_range will be deprecated in a future release.",
-                          stacklevel=2)
+            warnings.warn(
+                "Please use quant_min and quant_max to specify the range for "
+                "observers. reduce_range will be deprecated in a future release.",
+                stacklevel=2,
+            )
         self.reduce_range = reduce_range
         self.register_buffer("eps", Tensor(np.array([eps], _f32)))  # a buffer, as torch's
         self.has_customized_qrange = quant_min is not None and quant_max is not None
@@ -130,8 +162,10 @@ class UniformQuantizationObserverBase(ObserverBase):
         min_val = np.asarray(min_val, dtype=_f32)
         max_val = np.asarray(max_val, dtype=_f32)
         if (np.isinf(min_val) & np.isinf(max_val)).any():
-            warnings.warn("must run observer before calling calculate_qparams. Returning default "
-                          "values.", stacklevel=3)
+            warnings.warn(
+                "must run observer before calling calculate_qparams. Returning default values.",
+                stacklevel=3,
+            )
             return Tensor(np.array([1.0], _f32)), Tensor(np.array([0], np.int64))
         if (min_val > max_val).any():
             raise AssertionError(f"min {min_val} should be less than max {max_val}")
@@ -155,8 +189,7 @@ class UniformQuantizationObserverBase(ObserverBase):
             zero_point = qmin - np.rint(min_neg / scale).astype(np.int64)
             zero_point = np.clip(zero_point, qmin, qmax)
         scale = np.asarray(scale, _f32).reshape(-1) if scale.ndim == 0 else scale.astype(_f32)
-        zero_point = np.asarray(zero_point).reshape(-1) if np.ndim(zero_point) == 0 \
-            else zero_point
+        zero_point = np.asarray(zero_point).reshape(-1) if np.ndim(zero_point) == 0 else zero_point
         return Tensor(scale), Tensor(zero_point)
 
     def reset_min_max_vals(self):
@@ -165,30 +198,51 @@ class UniformQuantizationObserverBase(ObserverBase):
     def _set_buffer(self, name: str, value) -> None:
         getattr(self, name)._data = np.asarray(value, dtype=_f32)
 
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
-                              unexpected_keys, error_msgs):
+    def _load_from_state_dict(
+        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+    ):
         # min_val / max_val change shape once data is seen (per channel): take the saved shape
         for name in ("min_val", "max_val"):
             key = prefix + name
             if key in state_dict and hasattr(self, name):
                 getattr(self, name)._data = np.array(_np(state_dict[key]), dtype=_f32)
-        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
-                                      unexpected_keys, error_msgs)
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
 
 
 class MinMaxObserver(UniformQuantizationObserverBase):
     """Running minimum and maximum of everything seen."""
 
-    def __init__(self, dtype=_q.quint8, qscheme=_q.per_tensor_affine, reduce_range=False,
-                 quant_min=None, quant_max=None, factory_kwargs=None, eps=_EPS,
-                 is_dynamic=False, **kwargs):
-        if qscheme in (_q.per_channel_affine, _q.per_channel_symmetric) and \
-                not isinstance(self, PerChannelMinMaxObserver):
-            raise NotImplementedError("MinMaxObserver's qscheme only support "
-                                      "torch.per_tensor_symmetric and torch.per_tensor_affine.")
-        super().__init__(dtype=dtype, qscheme=qscheme, reduce_range=reduce_range,
-                         quant_min=quant_min, quant_max=quant_max, eps=eps,
-                         is_dynamic=is_dynamic, **kwargs)
+    def __init__(
+        self,
+        dtype=_q.quint8,
+        qscheme=_q.per_tensor_affine,
+        reduce_range=False,
+        quant_min=None,
+        quant_max=None,
+        factory_kwargs=None,
+        eps=_EPS,
+        is_dynamic=False,
+        **kwargs,
+    ):
+        if qscheme in (_q.per_channel_affine, _q.per_channel_symmetric) and not isinstance(
+            self, PerChannelMinMaxObserver
+        ):
+            raise NotImplementedError(
+                "MinMaxObserver's qscheme only support "
+                "torch.per_tensor_symmetric and torch.per_tensor_affine."
+            )
+        super().__init__(
+            dtype=dtype,
+            qscheme=qscheme,
+            reduce_range=reduce_range,
+            quant_min=quant_min,
+            quant_max=quant_max,
+            eps=eps,
+            is_dynamic=is_dynamic,
+            **kwargs,
+        )
         self.register_buffer("min_val", Tensor(np.array(np.inf, _f32)))
         self.register_buffer("max_val", Tensor(np.array(-np.inf, _f32)))
 
@@ -214,13 +268,29 @@ class MinMaxObserver(UniformQuantizationObserverBase):
 class MovingAverageMinMaxObserver(MinMaxObserver):
     """Exponential moving average of each batch's min and max."""
 
-    def __init__(self, averaging_constant=0.01, dtype=_q.quint8, qscheme=_q.per_tensor_affine,
-                 reduce_range=False, quant_min=None, quant_max=None, eps=_EPS, is_dynamic=False,
-                 **kwargs):
+    def __init__(
+        self,
+        averaging_constant=0.01,
+        dtype=_q.quint8,
+        qscheme=_q.per_tensor_affine,
+        reduce_range=False,
+        quant_min=None,
+        quant_max=None,
+        eps=_EPS,
+        is_dynamic=False,
+        **kwargs,
+    ):
         self.averaging_constant = averaging_constant
-        super().__init__(dtype=dtype, qscheme=qscheme, reduce_range=reduce_range,
-                         quant_min=quant_min, quant_max=quant_max, eps=eps,
-                         is_dynamic=is_dynamic, **kwargs)
+        super().__init__(
+            dtype=dtype,
+            qscheme=qscheme,
+            reduce_range=reduce_range,
+            quant_min=quant_min,
+            quant_max=quant_max,
+            eps=eps,
+            is_dynamic=is_dynamic,
+            **kwargs,
+        )
 
     def forward(self, x_orig: Tensor) -> Tensor:
         if x_orig.numel() == 0:
@@ -242,17 +312,39 @@ class MovingAverageMinMaxObserver(MinMaxObserver):
 class PerChannelMinMaxObserver(UniformQuantizationObserverBase):
     """Running min / max per slice along ``ch_axis`` (for per-channel weight quantization)."""
 
-    def __init__(self, ch_axis=0, dtype=_q.quint8, qscheme=_q.per_channel_affine,
-                 reduce_range=False, quant_min=None, quant_max=None, factory_kwargs=None,
-                 eps=_EPS, is_dynamic=False, **kwargs):
-        if qscheme not in (_q.per_channel_affine, _q.per_channel_symmetric,
-                           _q.per_channel_affine_float_qparams):
-            raise NotImplementedError("PerChannelMinMaxObserver's qscheme only support "
-                                      "per_channel_symmetric, per_channel_affine and "
-                                      "per_channel_affine_float_qparams.")
-        super().__init__(dtype=dtype, qscheme=qscheme, reduce_range=reduce_range,
-                         quant_min=quant_min, quant_max=quant_max, eps=eps,
-                         is_dynamic=is_dynamic, **kwargs)
+    def __init__(
+        self,
+        ch_axis=0,
+        dtype=_q.quint8,
+        qscheme=_q.per_channel_affine,
+        reduce_range=False,
+        quant_min=None,
+        quant_max=None,
+        factory_kwargs=None,
+        eps=_EPS,
+        is_dynamic=False,
+        **kwargs,
+    ):
+        if qscheme not in (
+            _q.per_channel_affine,
+            _q.per_channel_symmetric,
+            _q.per_channel_affine_float_qparams,
+        ):
+            raise NotImplementedError(
+                "PerChannelMinMaxObserver's qscheme only support "
+                "per_channel_symmetric, per_channel_affine and "
+                "per_channel_affine_float_qparams."
+            )
+        super().__init__(
+            dtype=dtype,
+            qscheme=qscheme,
+            reduce_range=reduce_range,
+            quant_min=quant_min,
+            quant_max=quant_max,
+            eps=eps,
+            is_dynamic=is_dynamic,
+            **kwargs,
+        )
         self.ch_axis = ch_axis
         self.register_buffer("min_val", Tensor(np.zeros((0,), _f32)))
         self.register_buffer("max_val", Tensor(np.zeros((0,), _f32)))
@@ -278,8 +370,10 @@ class PerChannelMinMaxObserver(UniformQuantizationObserverBase):
     def calculate_qparams(self):
         lo, hi = _np(self.min_val), _np(self.max_val)
         if lo.size == 0:
-            warnings.warn("must run observer before calling calculate_qparams. Returning default "
-                          "values.", stacklevel=2)
+            warnings.warn(
+                "must run observer before calling calculate_qparams. Returning default values.",
+                stacklevel=2,
+            )
             return Tensor(np.array([1.0], _f32)), Tensor(np.array([0], np.int64))
         return self._calculate_qparams(lo, hi)
 
@@ -294,12 +388,30 @@ class PerChannelMinMaxObserver(UniformQuantizationObserverBase):
 class MovingAveragePerChannelMinMaxObserver(PerChannelMinMaxObserver):
     """Per-channel exponential moving average of min and max."""
 
-    def __init__(self, averaging_constant=0.01, ch_axis=0, dtype=_q.quint8,
-                 qscheme=_q.per_channel_affine, reduce_range=False, quant_min=None,
-                 quant_max=None, eps=_EPS, is_dynamic=False, **kwargs):
-        super().__init__(ch_axis=ch_axis, dtype=dtype, qscheme=qscheme,
-                         reduce_range=reduce_range, quant_min=quant_min, quant_max=quant_max,
-                         eps=eps, is_dynamic=is_dynamic, **kwargs)
+    def __init__(
+        self,
+        averaging_constant=0.01,
+        ch_axis=0,
+        dtype=_q.quint8,
+        qscheme=_q.per_channel_affine,
+        reduce_range=False,
+        quant_min=None,
+        quant_max=None,
+        eps=_EPS,
+        is_dynamic=False,
+        **kwargs,
+    ):
+        super().__init__(
+            ch_axis=ch_axis,
+            dtype=dtype,
+            qscheme=qscheme,
+            reduce_range=reduce_range,
+            quant_min=quant_min,
+            quant_max=quant_max,
+            eps=eps,
+            is_dynamic=is_dynamic,
+            **kwargs,
+        )
         self.averaging_constant = averaging_constant
 
     def forward(self, x_orig: Tensor) -> Tensor:
@@ -322,9 +434,17 @@ class MovingAveragePerChannelMinMaxObserver(PerChannelMinMaxObserver):
 class PlaceholderObserver(ObserverBase):
     """Records nothing; carries the dtype (and optional fixed qparams) for ``convert``."""
 
-    def __init__(self, dtype=None, custom_op_name="",
-                 compute_dtype=None, quant_min=None, quant_max=None, qscheme=None, eps=None,
-                 is_dynamic=False):
+    def __init__(
+        self,
+        dtype=None,
+        custom_op_name="",
+        compute_dtype=None,
+        quant_min=None,
+        quant_max=None,
+        qscheme=None,
+        eps=None,
+        is_dynamic=False,
+    ):
         from ... import float32
 
         super().__init__(dtype=float32 if dtype is None else dtype, is_dynamic=is_dynamic)
@@ -347,8 +467,7 @@ class NoopObserver(PlaceholderObserver):
     def __init__(self, dtype=None, custom_op_name=""):
         from ... import float16
 
-        super().__init__(dtype=float16 if dtype is None else dtype,
-                         custom_op_name=custom_op_name)
+        super().__init__(dtype=float16 if dtype is None else dtype, custom_op_name=custom_op_name)
 
 
 from .histogram import HistogramObserver  # noqa: E402  (it subclasses the base above)
@@ -357,14 +476,18 @@ default_observer = MinMaxObserver.with_args(quant_min=0, quant_max=127)
 default_placeholder_observer = PlaceholderObserver
 default_weight_observer = MinMaxObserver.with_args(dtype=_q.qint8, qscheme=_q.per_tensor_symmetric)
 weight_observer_range_neg_127_to_127 = MinMaxObserver.with_args(
-    dtype=_q.qint8, qscheme=_q.per_tensor_symmetric, quant_min=-127, quant_max=127, eps=2 ** -12)
+    dtype=_q.qint8, qscheme=_q.per_tensor_symmetric, quant_min=-127, quant_max=127, eps=2**-12
+)
 default_histogram_observer = HistogramObserver.with_args(quant_min=0, quant_max=127)
 default_per_channel_weight_observer = PerChannelMinMaxObserver.with_args(
-    dtype=_q.qint8, qscheme=_q.per_channel_symmetric)
+    dtype=_q.qint8, qscheme=_q.per_channel_symmetric
+)
 per_channel_weight_observer_range_neg_127_to_127 = PerChannelMinMaxObserver.with_args(
-    dtype=_q.qint8, qscheme=_q.per_channel_symmetric, quant_min=-127, quant_max=127,
-    eps=2 ** -12)
+    dtype=_q.qint8, qscheme=_q.per_channel_symmetric, quant_min=-127, quant_max=127, eps=2**-12
+)
 default_dynamic_quant_observer = PlaceholderObserver.with_args(
-    dtype=_q.quint8, quant_min=0, quant_max=255, is_dynamic=True)
+    dtype=_q.quint8, quant_min=0, quant_max=255, is_dynamic=True
+)
 default_float_qparams_observer = PerChannelMinMaxObserver.with_args(
-    dtype=_q.quint8, qscheme=_q.per_channel_affine_float_qparams, ch_axis=0)
+    dtype=_q.quint8, qscheme=_q.per_channel_affine_float_qparams, ch_axis=0
+)

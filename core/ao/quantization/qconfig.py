@@ -25,11 +25,22 @@ from .observer import (
     default_weight_observer,
 )
 
-__all__ = ["QConfig", "QConfigDynamic", "QConfigMapping", "default_qconfig",
-           "default_dynamic_qconfig", "per_channel_dynamic_qconfig", "default_qat_qconfig",
-           "default_per_channel_qconfig", "float16_dynamic_qconfig", "get_default_qconfig",
-           "get_default_qat_qconfig", "get_default_qconfig_mapping",
-           "get_default_qat_qconfig_mapping", "qconfig_equals"]
+__all__ = [
+    "QConfig",
+    "QConfigDynamic",
+    "QConfigMapping",
+    "default_qconfig",
+    "default_dynamic_qconfig",
+    "per_channel_dynamic_qconfig",
+    "default_qat_qconfig",
+    "default_per_channel_qconfig",
+    "float16_dynamic_qconfig",
+    "get_default_qconfig",
+    "get_default_qat_qconfig",
+    "get_default_qconfig_mapping",
+    "get_default_qat_qconfig_mapping",
+    "qconfig_equals",
+]
 
 _BACKENDS = ("fbgemm", "x86", "qnnpack", "onednn")
 
@@ -47,31 +58,38 @@ class QConfig(namedtuple("QConfig", ["activation", "weight"])):
         from ...nn.module import Module
 
         if isinstance(activation, Module) or isinstance(weight, Module):
-            raise ValueError("QConfig received observer instance, please pass observer class "
-                             "instead. Use MyObserver.with_args(x=1) to override arguments to "
-                             "constructor if needed")
+            raise ValueError(
+                "QConfig received observer instance, please pass observer class "
+                "instead. Use MyObserver.with_args(x=1) to override arguments to "
+                "constructor if needed"
+            )
         return super().__new__(cls, activation, weight)
 
 
 QConfigDynamic = QConfig
 
 default_qconfig = QConfig(activation=default_observer, weight=default_weight_observer)
-default_per_channel_qconfig = QConfig(activation=default_observer,
-                                      weight=default_per_channel_weight_observer)
-default_dynamic_qconfig = QConfig(activation=default_dynamic_quant_observer,
-                                  weight=default_weight_observer)
-per_channel_dynamic_qconfig = QConfig(activation=default_dynamic_quant_observer,
-                                      weight=default_per_channel_weight_observer)
+default_per_channel_qconfig = QConfig(
+    activation=default_observer, weight=default_per_channel_weight_observer
+)
+default_dynamic_qconfig = QConfig(
+    activation=default_dynamic_quant_observer, weight=default_weight_observer
+)
+per_channel_dynamic_qconfig = QConfig(
+    activation=default_dynamic_quant_observer, weight=default_per_channel_weight_observer
+)
 float16_dynamic_qconfig = QConfig(
     activation=PlaceholderObserver.with_args(dtype=None, is_dynamic=True),
-    weight=PlaceholderObserver.with_args(dtype=None))
+    weight=PlaceholderObserver.with_args(dtype=None),
+)
 default_qat_qconfig = QConfig(activation=default_fake_quant, weight=default_weight_fake_quant)
 
 
 def _check_backend(backend: str) -> None:
     if backend not in _BACKENDS:
-        raise AssertionError(f"backend: {backend} not supported. backend must be one of "
-                             f"{list(_BACKENDS)}")
+        raise AssertionError(
+            f"backend: {backend} not supported. backend must be one of {list(_BACKENDS)}"
+        )
 
 
 def get_default_qconfig(backend: str = "x86", version: int = 0) -> QConfig:
@@ -79,30 +97,42 @@ def get_default_qconfig(backend: str = "x86", version: int = 0) -> QConfig:
     observer for activations; per-channel symmetric int8 weights except on qnnpack)."""
     _check_backend(backend)
     if version != 0:
-        raise AssertionError(f"Version number: {version} in get_default_qconfig is not "
-                             f"supported. Version number must be 0")
+        raise AssertionError(
+            f"Version number: {version} in get_default_qconfig is not "
+            f"supported. Version number must be 0"
+        )
     if backend == "qnnpack":
-        return QConfig(activation=HistogramObserver.with_args(reduce_range=False),
-                       weight=default_weight_observer)
-    return QConfig(activation=HistogramObserver.with_args(reduce_range=backend != "onednn"),
-                   weight=default_per_channel_weight_observer)
+        return QConfig(
+            activation=HistogramObserver.with_args(reduce_range=False),
+            weight=default_weight_observer,
+        )
+    return QConfig(
+        activation=HistogramObserver.with_args(reduce_range=backend != "onednn"),
+        weight=default_per_channel_weight_observer,
+    )
 
 
 def get_default_qat_qconfig(backend: str = "x86", version: int = 1) -> QConfig:
     """The default quantization-aware-training qconfig for ``backend``."""
     _check_backend(backend)
     if version not in (0, 1):
-        raise AssertionError(f"Version number: {version} in get_default_qat_qconfig is not "
-                             f"supported. Version number must be 0 or 1")
+        raise AssertionError(
+            f"Version number: {version} in get_default_qat_qconfig is not "
+            f"supported. Version number must be 0 or 1"
+        )
     fq = FakeQuantize if version == 0 else FusedMovingAvgObsFakeQuantize
     reduce = backend in ("fbgemm", "x86")
-    act = fq.with_args(observer=MovingAverageMinMaxObserver, quant_min=0, quant_max=255,
-                       reduce_range=reduce)
+    act = fq.with_args(
+        observer=MovingAverageMinMaxObserver, quant_min=0, quant_max=255, reduce_range=reduce
+    )
     if backend == "qnnpack":
         wt = default_weight_fake_quant if version == 0 else default_fused_wt_fake_quant
     else:
-        wt = (default_per_channel_weight_fake_quant if version == 0
-              else default_fused_per_channel_wt_fake_quant)
+        wt = (
+            default_per_channel_weight_fake_quant
+            if version == 0
+            else default_fused_per_channel_wt_fake_quant
+        )
     return QConfig(activation=act, weight=wt)
 
 
@@ -149,8 +179,9 @@ class QConfigMapping:
         self.module_name_qconfigs[module_name] = qconfig
         return self
 
-    def set_module_name_object_type_order(self, module_name: str, object_type, index: int,
-                                          qconfig) -> QConfigMapping:
+    def set_module_name_object_type_order(
+        self, module_name: str, object_type, index: int, qconfig
+    ) -> QConfigMapping:
         self.module_name_object_type_order_qconfigs[(module_name, object_type, index)] = qconfig
         return self
 
@@ -173,14 +204,20 @@ class QConfigMapping:
             "module_name_regex": list(self.module_name_regex_qconfigs.items()),
             "module_name": list(self.module_name_qconfigs.items()),
             "module_name_object_type_order": [
-                (*k, v) for k, v in self.module_name_object_type_order_qconfigs.items()],
+                (*k, v) for k, v in self.module_name_object_type_order_qconfigs.items()
+            ],
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> QConfigMapping:
         m = cls()
-        unknown = set(d) - {"", "object_type", "module_name_regex", "module_name",
-                            "module_name_object_type_order"}
+        unknown = set(d) - {
+            "",
+            "object_type",
+            "module_name_regex",
+            "module_name",
+            "module_name_object_type_order",
+        }
         if unknown:
             raise ValueError(f"QConfigMapping.from_dict: unknown keys {sorted(unknown)}")
         if "" in d:
@@ -207,5 +244,3 @@ def get_default_qconfig_mapping(backend: str = "x86", version: int = 0) -> QConf
 def get_default_qat_qconfig_mapping(backend: str = "x86", version: int = 1) -> QConfigMapping:
     """A mapping with ``get_default_qat_qconfig(backend)`` as the global qconfig."""
     return QConfigMapping().set_global(get_default_qat_qconfig(backend, version))
-
-

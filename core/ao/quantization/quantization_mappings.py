@@ -11,10 +11,16 @@ from ..nn.intrinsic import quantized as nniq
 from ..nn.quantized import dynamic as nnqd
 from .stubs import DeQuantStub, QuantStub
 
-__all__ = ["DEFAULT_STATIC_QUANT_MODULE_MAPPINGS", "DEFAULT_QAT_MODULE_MAPPINGS",
-           "DEFAULT_DYNAMIC_QUANT_MODULE_MAPPINGS", "get_default_static_quant_module_mappings",
-           "get_default_qat_module_mappings", "get_default_dynamic_quant_module_mappings",
-           "get_default_qconfig_propagation_list", "no_observer_set"]
+__all__ = [
+    "DEFAULT_STATIC_QUANT_MODULE_MAPPINGS",
+    "DEFAULT_QAT_MODULE_MAPPINGS",
+    "DEFAULT_DYNAMIC_QUANT_MODULE_MAPPINGS",
+    "get_default_static_quant_module_mappings",
+    "get_default_qat_module_mappings",
+    "get_default_dynamic_quant_module_mappings",
+    "get_default_qconfig_propagation_list",
+    "no_observer_set",
+]
 
 DEFAULT_STATIC_QUANT_MODULE_MAPPINGS = {
     QuantStub: nnq.Quantize,
@@ -81,5 +87,8 @@ def get_default_dynamic_quant_module_mappings() -> dict:
 
 def get_default_qconfig_propagation_list() -> set:
     """Module types that receive a qconfig from their parent (and so get observers)."""
-    return (set(DEFAULT_STATIC_QUANT_MODULE_MAPPINGS) | set(DEFAULT_QAT_MODULE_MAPPINGS)
-            | set(DEFAULT_DYNAMIC_QUANT_MODULE_MAPPINGS))
+    return (
+        set(DEFAULT_STATIC_QUANT_MODULE_MAPPINGS)
+        | set(DEFAULT_QAT_MODULE_MAPPINGS)
+        | set(DEFAULT_DYNAMIC_QUANT_MODULE_MAPPINGS)
+    )

@@ -29,9 +29,19 @@ from .quantization_mappings import (
     no_observer_set,
 )
 
-__all__ = ["propagate_qconfig_", "add_observer_", "prepare", "prepare_qat", "convert",
-           "quantize", "quantize_dynamic", "quantize_qat", "swap_module",
-           "add_quant_dequant", "get_observer_dict"]
+__all__ = [
+    "propagate_qconfig_",
+    "add_observer_",
+    "prepare",
+    "prepare_qat",
+    "convert",
+    "quantize",
+    "quantize_dynamic",
+    "quantize_qat",
+    "swap_module",
+    "add_quant_dequant",
+    "get_observer_dict",
+]
 
 
 # ---- qconfig propagation -----------------------------------------------------------------
@@ -42,9 +52,15 @@ def propagate_qconfig_(module, qconfig_dict=None, prepare_custom_config_dict=Non
         mapping = qconfig_dict
 
         def lookup(name, mod, parent):
-            if mapping.global_qconfig is None and name == "" and not (
-                    mapping.module_name_qconfigs or mapping.object_type_qconfigs
-                    or mapping.module_name_regex_qconfigs):
+            if (
+                mapping.global_qconfig is None
+                and name == ""
+                and not (
+                    mapping.module_name_qconfigs
+                    or mapping.object_type_qconfigs
+                    or mapping.module_name_regex_qconfigs
+                )
+            ):
                 return parent
             qc = mapping.qconfig_for(name, mod)
             return parent if qc is None and name not in mapping.module_name_qconfigs else qc
@@ -82,8 +98,13 @@ def _has_observable_qconfig(mod) -> bool:
     return qc is not None and qc.activation is not None
 
 
-def add_observer_(module, qconfig_propagation_list=None, non_leaf_module_list=None,
-                  device=None, custom_module_class_mapping=None) -> None:
+def add_observer_(
+    module,
+    qconfig_propagation_list=None,
+    non_leaf_module_list=None,
+    device=None,
+    custom_module_class_mapping=None,
+) -> None:
     """Attach ``activation_post_process`` (from each module's qconfig) to quantizable leaves,
     called on their output by a forward hook."""
     allowed = qconfig_propagation_list or get_default_qconfig_propagation_list()
@@ -121,16 +142,24 @@ def _float_functional():
     return FloatFunctional
 
 
-def prepare(model, inplace: bool = False, allow_list=None, observer_non_leaf_module_list=None,
-            prepare_custom_config_dict=None):
+def prepare(
+    model,
+    inplace: bool = False,
+    allow_list=None,
+    observer_non_leaf_module_list=None,
+    prepare_custom_config_dict=None,
+):
     """Insert observers: run calibration data through the result, then ``convert`` it."""
     if not inplace:
         model = copy.deepcopy(model)
     propagate_qconfig_(model, qconfig_dict=None)
     if not any(getattr(m, "qconfig", None) for m in model.modules()):
-        warnings.warn("None of the submodule got qconfig applied. Make sure you passed correct "
-                      "configuration through `qconfig_dict` or by assigning the `.qconfig` "
-                      "attribute directly on submodules", stacklevel=2)
+        warnings.warn(
+            "None of the submodule got qconfig applied. Make sure you passed correct "
+            "configuration through `qconfig_dict` or by assigning the `.qconfig` "
+            "attribute directly on submodules",
+            stacklevel=2,
+        )
     add_observer_(model, allow_list, observer_non_leaf_module_list)
     return model
 
@@ -139,8 +168,9 @@ def prepare_qat(model, mapping=None, inplace: bool = False):
     """Swap layers for their QAT forms (fake-quantized weights) and add activation fake
     quantizers; train the result, then ``convert`` it."""
     if not model.training:
-        raise AssertionError("prepare_qat only works on models in training mode (call "
-                             "model.train())")
+        raise AssertionError(
+            "prepare_qat only works on models in training mode (call model.train())"
+        )
     mapping = mapping or get_default_qat_module_mappings()
     if not inplace:
         model = copy.deepcopy(model)
@@ -171,11 +201,13 @@ def _check_calibrated(mod, path: str) -> None:
             f"convert: the observer of module '{path or '<root>'}' ({type(mod).__name__}) has "
             f"seen no data, so it has no scale / zero point. Run calibration batches through "
             f"the prepared model (in eval mode) before convert(), or check that this module "
-            f"is on the forward path.")
+            f"is on the forward path."
+        )
 
 
-def swap_module(mod, mapping, custom_module_class_mapping=None, use_precomputed_fake_quant=False,
-                path: str = ""):
+def swap_module(
+    mod, mapping, custom_module_class_mapping=None, use_precomputed_fake_quant=False, path: str = ""
+):
     """The quantized replacement of ``mod`` per ``mapping`` (``mod`` itself when unmapped)."""
     if getattr(mod, "qconfig", None) is None or type(mod) not in mapping:
         return mod
@@ -190,8 +222,15 @@ def swap_module(mod, mapping, custom_module_class_mapping=None, use_precomputed_
     return new
 
 
-_PASS_THROUGH = (nn.ReLU, nn.MaxPool1d, nn.MaxPool2d, nn.Flatten, nn.Identity, nn.Dropout,
-                 nn.Unflatten)
+_PASS_THROUGH = (
+    nn.ReLU,
+    nn.MaxPool1d,
+    nn.MaxPool2d,
+    nn.Flatten,
+    nn.Identity,
+    nn.Dropout,
+    nn.Unflatten,
+)
 
 
 def _check_supported(mod, mapping, path: str) -> None:
@@ -208,7 +247,8 @@ def _check_supported(mod, mapping, path: str) -> None:
             f"convert: module '{path}' ({type(mod).__name__}) has a qconfig but no quantized "
             f"version in the mapping. Fuse it into its neighbour (fuse_modules), keep it in "
             f"float by setting `model.{path}.qconfig = None` (with a DeQuantStub before it and "
-            f"a QuantStub after), or pass a mapping that covers {type(mod).__name__}.")
+            f"a QuantStub after), or pass a mapping that covers {type(mod).__name__}."
+        )
 
 
 def _convert(module, mapping, is_reference, path, static: bool):
@@ -224,14 +264,22 @@ def _convert(module, mapping, is_reference, path, static: bool):
         setattr(module, name, m)
 
 
-def convert(module, mapping=None, inplace: bool = False, remove_qconfig: bool = True,
-            is_reference: bool = False, convert_custom_config_dict=None,
-            use_precomputed_fake_quant: bool = False):
+def convert(
+    module,
+    mapping=None,
+    inplace: bool = False,
+    remove_qconfig: bool = True,
+    is_reference: bool = False,
+    convert_custom_config_dict=None,
+    use_precomputed_fake_quant: bool = False,
+):
     """Swap every observed module for its quantized counterpart (torch's default mapping:
     Linear / Conv1d / Conv2d / fused ReLU variants / QAT modules / stubs)."""
     if is_reference:
-        raise NotImplementedError("convert(is_reference=True) produces reference modules for "
-                                  "FX graph mode, which ember does not have yet")
+        raise NotImplementedError(
+            "convert(is_reference=True) produces reference modules for "
+            "FX graph mode, which ember does not have yet"
+        )
     static = mapping is None
     mapping = mapping or get_default_static_quant_module_mappings()
     if not inplace:
@@ -246,8 +294,11 @@ def _remove_qconfig(module) -> None:
     for m in module.modules():
         if "qconfig" in m.__dict__:
             del m.__dict__["qconfig"]
-        if hasattr(m, "activation_post_process") and not isinstance(
-                m, (FakeQuantizeBase,)) and type(m).__name__ not in ("QFunctional",):
+        if (
+            hasattr(m, "activation_post_process")
+            and not isinstance(m, (FakeQuantizeBase,))
+            and type(m).__name__ not in ("QFunctional",)
+        ):
             if isinstance(m.activation_post_process, (ObserverBase, FakeQuantizeBase)):
                 delattr(m, "activation_post_process")
                 for k, h in list(m._forward_hooks.items()):
@@ -277,22 +328,27 @@ def quantize_qat(model, run_fn, run_args, inplace: bool = False):
     return model
 
 
-def quantize_dynamic(model, qconfig_spec=None, dtype=_q.qint8, mapping=None,
-                     inplace: bool = False):
+def quantize_dynamic(model, qconfig_spec=None, dtype=_q.qint8, mapping=None, inplace: bool = False):
     """Replace Linear / LSTM / GRU (or what ``qconfig_spec`` names) by dynamically quantized
     versions: int8 weights, activations quantized per call, float in and out."""
     if dtype is not _q.qint8:
-        raise NotImplementedError(f"quantize_dynamic: dtype={dtype} is not supported by ember "
-                                  f"(only ember.qint8; float16 / quint8 dynamic quantization "
-                                  f"are not implemented)")
+        raise NotImplementedError(
+            f"quantize_dynamic: dtype={dtype} is not supported by ember "
+            f"(only ember.qint8; float16 / quint8 dynamic quantization "
+            f"are not implemented)"
+        )
     if qconfig_spec is None:
-        qconfig_spec = {nn.Linear: default_dynamic_qconfig, nn.LSTM: default_dynamic_qconfig,
-                        nn.GRU: default_dynamic_qconfig}
+        qconfig_spec = {
+            nn.Linear: default_dynamic_qconfig,
+            nn.LSTM: default_dynamic_qconfig,
+            nn.GRU: default_dynamic_qconfig,
+        }
     elif isinstance(qconfig_spec, set):
         qconfig_spec = dict(zip(qconfig_spec, itertools.repeat(default_dynamic_qconfig)))
     if any(qc is float16_dynamic_qconfig for qc in qconfig_spec.values()):
-        raise NotImplementedError("quantize_dynamic: float16 dynamic quantization is not "
-                                  "supported by ember")
+        raise NotImplementedError(
+            "quantize_dynamic: float16 dynamic quantization is not supported by ember"
+        )
     mapping = mapping or get_default_dynamic_quant_module_mappings()
     if not inplace:
         model = copy.deepcopy(model)
@@ -316,6 +372,6 @@ def get_observer_dict(mod, target_dict, prefix: str = "") -> None:
     """Collect every ``activation_post_process`` under ``mod`` into ``target_dict``."""
     for name, m in mod.named_modules(prefix=prefix):
         if hasattr(m, "activation_post_process"):
-            target_dict[(name + "." if name else "") + "activation_post_process"] = \
+            target_dict[(name + "." if name else "") + "activation_post_process"] = (
                 m.activation_post_process
-
+            )

@@ -25,8 +25,10 @@ __all__ = ["prepare_fx", "prepare_qat_fx", "convert_fx", "fuse_fx"]
 
 def _unsupported(name: str, value: Any) -> None:
     if value is not None:
-        raise NotImplementedError(f"{name} is not supported by ember's FX graph mode "
-                                  f"quantization yet (got {type(value).__name__}); pass None")
+        raise NotImplementedError(
+            f"{name} is not supported by ember's FX graph mode "
+            f"quantization yet (got {type(value).__name__}); pass None"
+        )
 
 
 def fuse_fx(model: nn.Module, fuse_custom_config=None, backend_config=None) -> GraphModule:
@@ -40,9 +42,14 @@ def fuse_fx(model: nn.Module, fuse_custom_config=None, backend_config=None) -> G
     return _fuse_graph(gm, is_qat=False)
 
 
-def prepare_fx(model: nn.Module, qconfig_mapping: QConfigMapping | dict[str, Any],
-               example_inputs: tuple[Any, ...], prepare_custom_config=None,
-               _equalization_config=None, backend_config=None) -> GraphModule:
+def prepare_fx(
+    model: nn.Module,
+    qconfig_mapping: QConfigMapping | dict[str, Any],
+    example_inputs: tuple[Any, ...],
+    prepare_custom_config=None,
+    _equalization_config=None,
+    backend_config=None,
+) -> GraphModule:
     """Prepare a model for post-training static quantization.
 
     Args:
@@ -61,9 +68,13 @@ def prepare_fx(model: nn.Module, qconfig_mapping: QConfigMapping | dict[str, Any
     return _prepare(model, qconfig_mapping, False, example_inputs)
 
 
-def prepare_qat_fx(model: nn.Module, qconfig_mapping: QConfigMapping | dict[str, Any],
-                   example_inputs: tuple[Any, ...], prepare_custom_config=None,
-                   backend_config=None) -> GraphModule:
+def prepare_qat_fx(
+    model: nn.Module,
+    qconfig_mapping: QConfigMapping | dict[str, Any],
+    example_inputs: tuple[Any, ...],
+    prepare_custom_config=None,
+    backend_config=None,
+) -> GraphModule:
     """Prepare a model (in train mode) for quantization-aware training: fused modules keep
     their batch norms (``ConvBn*``), weighted modules become QAT modules with weight fake
     quantization, and activations get fake quantizers from the qconfig."""
@@ -72,9 +83,13 @@ def prepare_qat_fx(model: nn.Module, qconfig_mapping: QConfigMapping | dict[str,
     return _prepare(model, qconfig_mapping, True, example_inputs)
 
 
-def convert_fx(graph_module: GraphModule, convert_custom_config=None,
-               _remove_qconfig: bool = True, qconfig_mapping=None,
-               backend_config=None) -> GraphModule:
+def convert_fx(
+    graph_module: GraphModule,
+    convert_custom_config=None,
+    _remove_qconfig: bool = True,
+    qconfig_mapping=None,
+    backend_config=None,
+) -> GraphModule:
     """Turn a calibrated (or QAT-trained) prepared GraphModule into a quantized one: input
     ``quantize_per_tensor``, int8 modules, quantized add / cat / pools, output ``dequantize``.
     The prepared module is not modified."""

@@ -9,8 +9,7 @@ __all__ = ["QuantStub", "DeQuantStub", "QuantWrapper"]
 
 
 class QuantStub(Module):
-    """Identity before ``convert``; observed by ``prepare``; becomes ``nn.quantized.Quantize``.
-    """
+    """Identity before ``convert``; observed by ``prepare``; becomes ``nn.quantized.Quantize``."""
 
     def __init__(self, qconfig=None):
         super().__init__()

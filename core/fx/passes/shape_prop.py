@@ -23,8 +23,15 @@ class TensorMetadata(NamedTuple):
 def _extract(t) -> TensorMetadata:
     from ember import contiguous_format
 
-    return TensorMetadata(tuple(t.shape), t.dtype, bool(t.requires_grad), tuple(t.stride()),
-                          contiguous_format, False, {})
+    return TensorMetadata(
+        tuple(t.shape),
+        t.dtype,
+        bool(t.requires_grad),
+        tuple(t.stride()),
+        contiguous_format,
+        False,
+        {},
+    )
 
 
 class ShapeProp(Interpreter):

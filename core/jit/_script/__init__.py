@@ -75,13 +75,13 @@ def _arg_types(fn: Callable, args: list) -> dict:
         hints = typing.get_type_hints(fn)
     except Exception:  # noqa: BLE001  (an annotation naming what is not importable)
         return {}
-    names = [p for p in inspect.signature(fn).parameters][-len(args):] if args else []
-    return {a.node: hints[n] for n, a in zip(names, args)
-            if n in hints and hasattr(a, "node")}
+    names = [p for p in inspect.signature(fn).parameters][-len(args) :] if args else []
+    return {a.node: hints[n] for n, a in zip(names, args) if n in hints and hasattr(a, "node")}
 
 
-def compile_function(fn: Callable, root: Module | None = None, name: str | None = None,
-                     cls: type = GraphModule) -> GraphModule:
+def compile_function(
+    fn: Callable, root: Module | None = None, name: str | None = None, cls: type = GraphModule
+) -> GraphModule:
     """Compile ``fn`` (a function, or ``type(root).forward``-like method taking ``root``
     first) into a GraphModule whose graph has only placeholder / get_attr / call_function /
     call_method / output nodes (data-dependent control flow as ``ember.cond`` /
@@ -118,8 +118,7 @@ def compile_function(fn: Callable, root: Module | None = None, name: str | None 
             _copy_attr(root_module, holder, node.target)
     for sub_name, gm in subs.items():
         holder.add_module(sub_name, gm)
-    out = cls(holder, graph, name or (type(root).__name__ if is_method
-                                              else fn.__name__))
+    out = cls(holder, graph, name or (type(root).__name__ if is_method else fn.__name__))
     out.train(root_module.training)
     return out
 
@@ -131,19 +130,27 @@ def _script_module(module: Module) -> Module:
     if fwd is Module.forward:
         raise ScriptCompileError(f"{type(module).__name__} has no forward to compile")
     if modifier(fwd) is not None and modifier(fwd) != "export":
-        raise ScriptCompileError(f"{type(module).__name__}.forward is marked @"
-                                 f"{modifier(fwd)}; there is nothing to compile")
+        raise ScriptCompileError(
+            f"{type(module).__name__}.forward is marked @"
+            f"{modifier(fwd)}; there is nothing to compile"
+        )
     out = compile_function(fwd, module, type(module).__name__, _wrappers.module_class())
     for attr in dir(type(module)):
         meth = getattr(type(module), attr, None)
         if attr != "forward" and callable(meth) and modifier(meth) == "export":
-            _wrappers.add_method(out, attr, compile_function(
-                meth, module, f"{type(module).__name__}_{attr}"))
+            _wrappers.add_method(
+                out, attr, compile_function(meth, module, f"{type(module).__name__}_{attr}")
+            )
     return out
 
 
-def script(obj: Any, optimize: Any = None, _frames_up: int = 0, _rcb: Any = None,
-           example_inputs: Any = None) -> Any:
+def script(
+    obj: Any,
+    optimize: Any = None,
+    _frames_up: int = 0,
+    _rcb: Any = None,
+    example_inputs: Any = None,
+) -> Any:
     """Compile a Module's ``forward`` (and its ``@ember.jit.export`` methods) or a function
     from its Python source (torch.jit.script).
 
@@ -163,8 +170,10 @@ def script(obj: Any, optimize: Any = None, _frames_up: int = 0, _rcb: Any = None
     if isinstance(obj, Module):
         return _script_module(obj)
     if isinstance(obj, type):
-        raise ScriptCompileError(f"ember.jit.script of a class ({obj.__name__}) is not "
-                                 "supported; script an instance of a Module or a function")
+        raise ScriptCompileError(
+            f"ember.jit.script of a class ({obj.__name__}) is not "
+            "supported; script an instance of a Module or a function"
+        )
     if callable(obj) and hasattr(obj, "__code__"):
         if modifier(obj) in ("ignore", "unused"):
             return obj
@@ -174,5 +183,6 @@ def script(obj: Any, optimize: Any = None, _frames_up: int = 0, _rcb: Any = None
         except AttributeError:
             pass
         return out
-    raise ScriptCompileError(f"ember.jit.script: expected a Module or a function, got "
-                             f"{type(obj).__name__}")
+    raise ScriptCompileError(
+        f"ember.jit.script: expected a Module or a function, got {type(obj).__name__}"
+    )

@@ -54,9 +54,12 @@ def _tuple_arity(tracer: Any, p: Proxy) -> int | None:
 
 
 def _user_function(fn: Any) -> bool:
-    return isinstance(fn, types.FunctionType) and \
-        not (fn.__module__ or "").startswith("ember.") and fn.__module__ != "ember" \
+    return (
+        isinstance(fn, types.FunctionType)
+        and not (fn.__module__ or "").startswith("ember.")
+        and fn.__module__ != "ember"
         and fn.__name__ != "<lambda>"
+    )
 
 
 def _ember_nn_function(fn: Any) -> bool:
@@ -97,8 +100,9 @@ class _Calls:
         if fn is print:  # printing is not part of the graph (documented in docs/export.md)
             return None
         if fn is range and dyn:
-            raise ScriptCompileError("range() of a run-time value can only be iterated by a "
-                                     "for loop" + frame.where(node))
+            raise ScriptCompileError(
+                "range() of a run-time value can only be iterated by a for loop" + frame.where(node)
+            )
         if fn is len and len(args) == 1 and isinstance(args[0], Proxy):
             n = _tuple_arity(tr, args[0])
             if n is not None:  # a fixed-length tuple input: its length is known
@@ -106,9 +110,14 @@ class _Calls:
         if dyn and len(args) == 1 and isinstance(args[0], Proxy) and not kwargs:
             from . import _runtime
 
-            special = {len: _runtime.length, int: _runtime.to_int, float: _runtime.to_float,
-                       bool: _runtime.to_bool, tuple: _runtime.to_tuple,
-                       list: _runtime.to_list}
+            special = {
+                len: _runtime.length,
+                int: _runtime.to_int,
+                float: _runtime.to_float,
+                bool: _runtime.to_bool,
+                tuple: _runtime.to_tuple,
+                list: _runtime.to_list,
+            }
             if fn in special:
                 return tr.create_proxy("call_function", special[fn], (args[0],), {})
         if fn is isinstance and isinstance(args[0], Proxy):
@@ -134,8 +143,12 @@ class _Calls:
             return tr.create_proxy("call_function", fn, tuple(args), kwargs)
         if id(fn) in _patch._originals:  # a namespace function under the tracer's patch
             return fn(*args, **kwargs)
-        if dyn and isinstance(fn, types.MethodType) and _ember_nn_function(target) \
-                and isinstance(fn.__self__, Module):
+        if (
+            dyn
+            and isinstance(fn, types.MethodType)
+            and _ember_nn_function(target)
+            and isinstance(fn.__self__, Module)
+        ):
             # a method of one of ember's modules (``self._conv_forward``, input checks):
             # compile it so shape-dependent branches stay branches; else trace it as ember.fx
             snap = tr.snapshot()
@@ -160,8 +173,7 @@ class _Calls:
             if mod == "unused":
                 from ._runtime import unused_called
 
-                return tr.create_proxy("call_function", unused_called,
-                                       (target.__qualname__,), {})
+                return tr.create_proxy("call_function", unused_called, (target.__qualname__,), {})
             bound = (fn.__self__,) if isinstance(fn, types.MethodType) else ()
             return self.run_function(target, (*bound, *args), kwargs)
         return fn(*args, **kwargs)

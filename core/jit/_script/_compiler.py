@@ -79,8 +79,11 @@ def _assigned_names(stmts: list) -> list[str]:
     names: list[str] = []
     for s in stmts:
         for node in ast.walk(s):
-            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store) \
-                    and node.id not in names:
+            if (
+                isinstance(node, ast.Name)
+                and isinstance(node.ctx, ast.Store)
+                and node.id not in names
+            ):
                 names.append(node.id)
     return names
 
@@ -125,25 +128,29 @@ class Compiler(_Expr):
     def _statement(self, st, items, i, env, frame, allow_return, unrolled):
         if isinstance(st, ast.Return):
             if not allow_return:
-                raise ScriptCompileError("'return' inside a loop whose trip count depends on "
-                                         "tensor data is not supported" + frame.where(st))
+                raise ScriptCompileError(
+                    "'return' inside a loop whose trip count depends on "
+                    "tensor data is not supported" + frame.where(st)
+                )
             return ("return", self.eval(st.value, env, frame) if st.value else None)
         if isinstance(st, (ast.Break, ast.Continue)):
             stops = (_End,) if isinstance(st, ast.Break) else (_Next, _End)
             for j in range(i, len(items)):
                 if isinstance(items[j], stops):
                     return ("jump", j + 1 if isinstance(st, ast.Break) else j)
-            raise ScriptCompileError(f"'{type(st).__name__.lower()}' inside a loop whose trip "
-                                     "count depends on tensor data is not supported"
-                                     + frame.where(st))
+            raise ScriptCompileError(
+                f"'{type(st).__name__.lower()}' inside a loop whose trip "
+                "count depends on tensor data is not supported" + frame.where(st)
+            )
         if isinstance(st, ast.If):
             test = self.eval(st.test, env, frame)
             if not is_dynamic(test):
                 return ("splice", st.body if test else st.orelse)
             if _escapes(st.body + st.orelse):
                 rest = items[i:]
-                ret = self.dynamic_if(test, st.body + rest, st.orelse + rest, env, frame,
-                                      allow_return, returns=True)
+                ret = self.dynamic_if(
+                    test, st.body + rest, st.orelse + rest, env, frame, allow_return, returns=True
+                )
                 return ("return", ret)
             self.dynamic_if(test, st.body, st.orelse, env, frame, allow_return, returns=False)
             return None
@@ -156,16 +163,25 @@ class Compiler(_Expr):
                     return ("splice", st.orelse)
                 n = unrolled[id(st)] = unrolled.get(id(st), 0) + 1
                 if n > _MAX_UNROLL:
-                    raise ScriptCompileError(f"while loop unrolled more than {_MAX_UNROLL} "
-                                             "times at compile time" + frame.where(st))
+                    raise ScriptCompileError(
+                        f"while loop unrolled more than {_MAX_UNROLL} "
+                        "times at compile time" + frame.where(st)
+                    )
                 # the loop again after the body; a break skips past the _End
                 return ("splice", [*st.body, _Next(), st, _End()])
             if _escapes(st.body):
-                raise ScriptCompileError("'return'/'break'/'continue' inside a while loop "
-                                         "whose condition depends on tensor data is not "
-                                         "supported" + frame.where(st))
-            self.dynamic_loop(env, frame, st.body, lambda e: self.eval(st.test, e, frame),
-                              lambda e: self._run_loop_body(st.body, e, frame))
+                raise ScriptCompileError(
+                    "'return'/'break'/'continue' inside a while loop "
+                    "whose condition depends on tensor data is not "
+                    "supported" + frame.where(st)
+                )
+            self.dynamic_loop(
+                env,
+                frame,
+                st.body,
+                lambda e: self.eval(st.test, e, frame),
+                lambda e: self._run_loop_body(st.body, e, frame),
+            )
             return None
         self.simple_statement(st, env, frame)
         return None
@@ -202,14 +218,20 @@ class Compiler(_Expr):
     # ---- for -----------------------------------------------------------------------------
     def _for(self, st: ast.For, env: dict, frame):
         it = st.iter
-        if isinstance(it, ast.Call) and isinstance(it.func, ast.Name) and it.func.id == "range" \
-                and self.lookup("range", env, frame) is range:
+        if (
+            isinstance(it, ast.Call)
+            and isinstance(it.func, ast.Name)
+            and it.func.id == "range"
+            and self.lookup("range", env, frame) is range
+        ):
             args = [self.eval(a, env, frame) for a in it.args]
             if any(is_dynamic(a) for a in args):
                 if _escapes(st.body) or st.orelse:
-                    raise ScriptCompileError("'return'/'break'/'continue'/'else' in a for loop "
-                                             "whose range depends on tensor data is not "
-                                             "supported" + frame.where(st))
+                    raise ScriptCompileError(
+                        "'return'/'break'/'continue'/'else' in a for loop "
+                        "whose range depends on tensor data is not "
+                        "supported" + frame.where(st)
+                    )
                 self._dynamic_range(st, args, env, frame)
                 return None
             values = list(range(*args))
@@ -217,16 +239,20 @@ class Compiler(_Expr):
             iterable = self.eval(it, env, frame)
             values = self.static_iter(iterable, frame, st)
         if len(values) > _MAX_UNROLL:
-            raise ScriptCompileError(f"for loop of {len(values)} iterations is too long to "
-                                     "unroll" + frame.where(st))
+            raise ScriptCompileError(
+                f"for loop of {len(values)} iterations is too long to unroll" + frame.where(st)
+            )
         work: list = []
         for v in values:
             work += [_Bind(st.target, v), *st.body, _Next()]
         return ("splice", [*work, *st.orelse, _End()])
 
     def _dynamic_range(self, st, args, env, frame):
-        start, stop, step = (0, args[0], 1) if len(args) == 1 else \
-            (args[0], args[1], args[2] if len(args) > 2 else 1)
+        start, stop, step = (
+            (0, args[0], 1)
+            if len(args) == 1
+            else (args[0], args[1], args[2] if len(args) > 2 else 1)
+        )
         if not is_dynamic(step) and step == 0:
             raise ScriptCompileError("range() arg 3 must not be zero" + frame.where(st))
         counter = f"$range{id(st)}"
@@ -248,8 +274,9 @@ class Compiler(_Expr):
     def _run_loop_body(self, body, env, frame):
         res = self.run(body, env, frame, allow_return=False)
         if res is not None:
-            raise ScriptCompileError("'return' inside a loop whose trip count depends on "
-                                     "tensor data is not supported")
+            raise ScriptCompileError(
+                "'return' inside a loop whose trip count depends on tensor data is not supported"
+            )
 
     def dynamic_loop(self, env, frame, stmts, test_fn, body_fn, extra_carried=()):
         """``ember.while_loop`` carrying the variables ``stmts`` (the body) assign."""
@@ -262,8 +289,10 @@ class Compiler(_Expr):
         def fresh_env(g):
             e = {k: copy_value(v) for k, v in env.items()}
             with tr.on(g):
-                phs = [tr.proxy(tr.create_node("placeholder", f"carried_{k}", (), {}))
-                       for k in range(len(leaves))]
+                phs = [
+                    tr.proxy(tr.create_node("placeholder", f"carried_{k}", (), {}))
+                    for k in range(len(leaves))
+                ]
             e.update(unflatten(spec, phs))
             return e
 
@@ -279,16 +308,21 @@ class Compiler(_Expr):
         new_leaves: list = []
         new_spec = flatten({n: e[n] for n in names}, new_leaves)
         if not same_spec(spec, new_spec):
-            raise ScriptCompileError(f"a loop whose trip count depends on tensor data changes "
-                                     f"the structure or type of {names} (for example a list "
-                                     "grows); only tensors and numbers can change in it")
+            raise ScriptCompileError(
+                f"a loop whose trip count depends on tensor data changes "
+                f"the structure or type of {names} (for example a list "
+                "grows); only tensors and numbers can change in it"
+            )
         for k, v in env.items():  # containers mutated in place cannot be carried silently
             if k not in names and isinstance(v, (list, dict)):
                 a, b = [], []
                 if not same_spec(flatten(v, a), flatten(e[k], b)) or any(
-                        x is not y for x, y in zip(a, b)):
-                    raise ScriptCompileError(f"a loop whose trip count depends on tensor data "
-                                             f"mutates '{k}' in place; assign it instead")
+                    x is not y for x, y in zip(a, b)
+                ):
+                    raise ScriptCompileError(
+                        f"a loop whose trip count depends on tensor data "
+                        f"mutates '{k}' in place; assign it instead"
+                    )
         tr.outputs(g_b, new_leaves)
         outs = tr.emit_while(g_c, g_b, leaves)
         env.update(unflatten(spec, outs))
@@ -332,8 +366,10 @@ class Compiler(_Expr):
                 else:
                     raise ScriptCompileError("del is only supported on names" + frame.where(st))
         else:
-            raise ScriptCompileError(f"{type(st).__name__} statements are not supported by "
-                                     "ember.jit.script" + frame.where(st))
+            raise ScriptCompileError(
+                f"{type(st).__name__} statements are not supported by "
+                "ember.jit.script" + frame.where(st)
+            )
 
     def _raise(self, st, env, frame):
         from ._runtime import raise_exception
@@ -359,28 +395,32 @@ class Compiler(_Expr):
         elif isinstance(target, (ast.Tuple, ast.List)):
             star = [k for k, e in enumerate(target.elts) if isinstance(e, ast.Starred)]
             if star:
-                raise ScriptCompileError("starred assignment is not supported"
-                                         + frame.where(target))
+                raise ScriptCompileError(
+                    "starred assignment is not supported" + frame.where(target)
+                )
             n = len(target.elts)
             if is_dynamic(value) and not isinstance(value, (list, tuple)):
                 parts = [value[k] for k in range(n)]
             else:
                 parts = list(value)
                 if len(parts) != n:
-                    raise ScriptCompileError(f"cannot unpack {len(parts)} values into {n}"
-                                             + frame.where(target))
+                    raise ScriptCompileError(
+                        f"cannot unpack {len(parts)} values into {n}" + frame.where(target)
+                    )
             for t, v in zip(target.elts, parts):
                 self.assign(t, v, env, frame)
         elif isinstance(target, ast.Subscript):
             obj = self.eval(target.value, env, frame)
             obj[self.eval(target.slice, env, frame)] = value
         elif isinstance(target, ast.Attribute):
-            raise ScriptCompileError(f"assigning to attribute '{target.attr}' is not supported "
-                                     "in a scripted function (module state is read-only)"
-                                     + frame.where(target))
+            raise ScriptCompileError(
+                f"assigning to attribute '{target.attr}' is not supported "
+                "in a scripted function (module state is read-only)" + frame.where(target)
+            )
         else:
-            raise ScriptCompileError(f"cannot assign to {type(target).__name__}"
-                                     + frame.where(target))
+            raise ScriptCompileError(
+                f"cannot assign to {type(target).__name__}" + frame.where(target)
+            )
 
 
 class _Raise(Exception):

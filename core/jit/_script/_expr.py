@@ -26,21 +26,41 @@ from ._values import ScriptCompileError, Undefined, is_dynamic
 __all__ = ["Frame"]
 
 _BINOPS = {
-    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
-    ast.Div: operator.truediv, ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod,
-    ast.Pow: operator.pow, ast.MatMult: operator.matmul, ast.BitAnd: operator.and_,
-    ast.BitOr: operator.or_, ast.BitXor: operator.xor, ast.LShift: operator.lshift,
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+    ast.Pow: operator.pow,
+    ast.MatMult: operator.matmul,
+    ast.BitAnd: operator.and_,
+    ast.BitOr: operator.or_,
+    ast.BitXor: operator.xor,
+    ast.LShift: operator.lshift,
     ast.RShift: operator.rshift,
 }
 _INPLACE = {
-    ast.Add: operator.iadd, ast.Sub: operator.isub, ast.Mult: operator.imul,
-    ast.Div: operator.itruediv, ast.FloorDiv: operator.ifloordiv, ast.Mod: operator.imod,
-    ast.Pow: operator.ipow, ast.MatMult: operator.imatmul, ast.BitAnd: operator.iand,
-    ast.BitOr: operator.ior, ast.BitXor: operator.ixor,
+    ast.Add: operator.iadd,
+    ast.Sub: operator.isub,
+    ast.Mult: operator.imul,
+    ast.Div: operator.itruediv,
+    ast.FloorDiv: operator.ifloordiv,
+    ast.Mod: operator.imod,
+    ast.Pow: operator.ipow,
+    ast.MatMult: operator.imatmul,
+    ast.BitAnd: operator.iand,
+    ast.BitOr: operator.ior,
+    ast.BitXor: operator.ixor,
 }
 _CMPOPS = {
-    ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
-    ast.Gt: operator.gt, ast.GtE: operator.ge, ast.In: lambda a, b: a in b,
+    ast.Eq: operator.eq,
+    ast.NotEq: operator.ne,
+    ast.Lt: operator.lt,
+    ast.LtE: operator.le,
+    ast.Gt: operator.gt,
+    ast.GtE: operator.ge,
+    ast.In: lambda a, b: a in b,
     ast.NotIn: lambda a, b: a not in b,
 }
 _UNARY = {ast.USub: operator.neg, ast.UAdd: operator.pos, ast.Invert: operator.invert}
@@ -62,8 +82,11 @@ class Frame:
         if line is None:
             return f"\n  in {self.fn.__qualname__} ({self.filename})"
         line += self.offset
-        src = self.lines[line - self.offset - 1].strip() \
-            if 0 <= line - self.offset - 1 < len(self.lines) else ""
+        src = (
+            self.lines[line - self.offset - 1].strip()
+            if 0 <= line - self.offset - 1 < len(self.lines)
+            else ""
+        )
         return f"\n  at {self.filename}:{line}, in {self.fn.__qualname__}: {src}"
 
 
@@ -75,15 +98,19 @@ def _parse(fn) -> tuple:
         src = inspect.getsource(fn)
         filename = inspect.getsourcefile(fn) or code.co_filename
     except (OSError, TypeError) as e:
-        raise ScriptCompileError(f"cannot compile {fn.__qualname__}: its source is not "
-                                 f"available ({e}); define it in a file") from e
+        raise ScriptCompileError(
+            f"cannot compile {fn.__qualname__}: its source is not "
+            f"available ({e}); define it in a file"
+        ) from e
     src = textwrap.dedent(src)
     tree = ast.parse(src)
     fdef = tree.body[0]
     if not isinstance(fdef, ast.FunctionDef):
-        raise ScriptCompileError(f"cannot compile {fn.__qualname__}: ember.jit.script compiles "
-                                 f"functions defined with 'def' ({filename}:"
-                                 f"{code.co_firstlineno})")
+        raise ScriptCompileError(
+            f"cannot compile {fn.__qualname__}: ember.jit.script compiles "
+            f"functions defined with 'def' ({filename}:"
+            f"{code.co_firstlineno})"
+        )
     out = (fdef, filename, code.co_firstlineno - 1, src.splitlines())
     _sources[code] = out
     return out
@@ -106,15 +133,16 @@ class _Expr(_Calls):
         try:
             bound = inspect.signature(fn).bind(*args, **kwargs)
         except TypeError as e:
-            raise ScriptCompileError(f"{fn.__qualname__}(): {e}{frame.where(frame.tree)}") \
-                from None
+            raise ScriptCompileError(f"{fn.__qualname__}(): {e}{frame.where(frame.tree)}") from None
         bound.apply_defaults()
         env = dict(bound.arguments)
         self._env_stack.append(env)
         self.depth += 1
         if self.depth > _MAX_DEPTH:
-            raise ScriptCompileError(f"{fn.__qualname__}: recursive functions are not supported"
-                                     f" by ember.jit.script{frame.where(frame.tree)}")
+            raise ScriptCompileError(
+                f"{fn.__qualname__}: recursive functions are not supported"
+                f" by ember.jit.script{frame.where(frame.tree)}"
+            )
         try:
             res = self.run(frame.tree.body, env, frame)
         except _Raise:
@@ -128,8 +156,9 @@ class _Expr(_Calls):
         fwd = type(m).forward
         mod = modifier(fwd)
         if mod in ("ignore", "unused"):
-            raise ScriptCompileError(f"{type(m).__name__}.forward is marked @{mod}: a scripted "
-                                     "model cannot call it")
+            raise ScriptCompileError(
+                f"{type(m).__name__}.forward is marked @{mod}: a scripted model cannot call it"
+            )
         return self.run_function(fwd, (m, *args), kwargs)
 
     def lookup(self, name: str, env: dict, frame: Frame) -> Any:
@@ -150,8 +179,10 @@ class _Expr(_Calls):
     def eval(self, node: ast.expr, env: dict, frame: Frame) -> Any:
         meth = getattr(self, "_e_" + type(node).__name__, None)
         if meth is None:
-            raise ScriptCompileError(f"{type(node).__name__} expressions are not supported by "
-                                     "ember.jit.script" + frame.where(node))
+            raise ScriptCompileError(
+                f"{type(node).__name__} expressions are not supported by "
+                "ember.jit.script" + frame.where(node)
+            )
         return meth(node, env, frame)
 
     def _e_Constant(self, node, env, frame):
@@ -168,8 +199,12 @@ class _Expr(_Calls):
         return obj[self.eval(node.slice, env, frame)]
 
     def _e_Slice(self, node, env, frame):
-        return slice(*(self.eval(p, env, frame) if p is not None else None
-                       for p in (node.lower, node.upper, node.step)))
+        return slice(
+            *(
+                self.eval(p, env, frame) if p is not None else None
+                for p in (node.lower, node.upper, node.step)
+            )
+        )
 
     def _e_Tuple(self, node, env, frame):
         return tuple(self._elts(node.elts, env, frame))
@@ -200,8 +235,9 @@ class _Expr(_Calls):
         for v in node.values:
             val = self.eval(v.value if isinstance(v, ast.FormattedValue) else v, env, frame)
             if is_dynamic(val):
-                raise ScriptCompileError("an f-string of a run-time value is not supported"
-                                         + frame.where(node))
+                raise ScriptCompileError(
+                    "an f-string of a run-time value is not supported" + frame.where(node)
+                )
             parts.append(str(val))
         return "".join(parts)
 
@@ -212,8 +248,9 @@ class _Expr(_Calls):
         return _BINOPS[type(op)](a, b)
 
     def _e_BinOp(self, node, env, frame):
-        return self.binop(node.op, self.eval(node.left, env, frame),
-                          self.eval(node.right, env, frame))
+        return self.binop(
+            node.op, self.eval(node.left, env, frame), self.eval(node.right, env, frame)
+        )
 
     def _e_UnaryOp(self, node, env, frame):
         v = self.eval(node.operand, env, frame)
@@ -237,14 +274,21 @@ class _Expr(_Calls):
 
     def _compare(self, op, a, b):
         if isinstance(op, (ast.Is, ast.IsNot)):
-            dyn = [v for v in (a, b) if isinstance(v, Proxy)
-                   and (self._is_input(v.node) or self._maybe_none(v.node))]
+            dyn = [
+                v
+                for v in (a, b)
+                if isinstance(v, Proxy) and (self._is_input(v.node) or self._maybe_none(v.node))
+            ]
             if dyn and (a is None or b is None):  # an Optional input: test when it runs
                 fn = operator.is_ if isinstance(op, ast.Is) else operator.is_not
                 return self.tracer.create_proxy("call_function", fn, (a, b), {})
             return (a is b) if isinstance(op, ast.Is) else (a is not b)
-        if isinstance(op, (ast.In, ast.NotIn)) and isinstance(a, Proxy) \
-                and isinstance(b, (tuple, list)) and not is_dynamic(b):
+        if (
+            isinstance(op, (ast.In, ast.NotIn))
+            and isinstance(a, Proxy)
+            and isinstance(b, (tuple, list))
+            and not is_dynamic(b)
+        ):
             # x.dim() in (2, 3): any of the equalities, when the element is a run-time value
             hits = [operator.eq(a, e) for e in b]
             if not hits:
@@ -297,8 +341,11 @@ class _Expr(_Calls):
                 value = self.eval(node.values[k], env, frame)
                 continue
             # a run-time value: `a and b` is `b if a else a`, `a or b` is `a if a else b`
-            tail = ast.BoolOp(op=node.op, values=node.values[k:]) \
-                if len(node.values) - k > 1 else node.values[k]
+            tail = (
+                ast.BoolOp(op=node.op, values=node.values[k:])
+                if len(node.values) - k > 1
+                else node.values[k]
+            )
             ast.copy_location(tail, node)
 
             def other(e, tail=tail):
@@ -307,16 +354,22 @@ class _Expr(_Calls):
             def same(e, cur=value):
                 return cur
 
-            return self.select(value, other if is_and else same, same if is_and else other,
-                               env, frame)
+            return self.select(
+                value, other if is_and else same, same if is_and else other, env, frame
+            )
         return value
 
     def _e_IfExp(self, node, env, frame):
         test = self.eval(node.test, env, frame)
         if not isinstance(test, Proxy):
             return self.eval(node.body if test else node.orelse, env, frame)
-        return self.select(test, lambda e: self.eval(node.body, e, frame),
-                           lambda e: self.eval(node.orelse, e, frame), env, frame)
+        return self.select(
+            test,
+            lambda e: self.eval(node.body, e, frame),
+            lambda e: self.eval(node.orelse, e, frame),
+            env,
+            frame,
+        )
 
     def select(self, test, fn_t, fn_f, env, frame):
         """``fn_t(env) if test else fn_f(env)`` with ``test`` known only at run time."""
@@ -340,8 +393,11 @@ class _Expr(_Calls):
         the other branch gives a tuple of that length: ``(None, None) if hx is None else hx``."""
         from ._calls import _tuple_arity
 
-        if isinstance(v, Proxy) and isinstance(other, tuple) \
-                and _tuple_arity(self.tracer, v) == len(other):
+        if (
+            isinstance(v, Proxy)
+            and isinstance(other, tuple)
+            and _tuple_arity(self.tracer, v) == len(other)
+        ):
             with self.tracer.on(graph):
                 return tuple(v[i] for i in range(len(other)))
         return v
@@ -352,8 +408,12 @@ class _Expr(_Calls):
     _e_GeneratorExp = _e_ListComp
 
     def _e_DictComp(self, node, env, frame):
-        pairs = self._comprehension(node, env, frame, lambda e: [
-            (self.eval(node.key, e, frame), self.eval(node.value, e, frame))])
+        pairs = self._comprehension(
+            node,
+            env,
+            frame,
+            lambda e: [(self.eval(node.key, e, frame), self.eval(node.value, e, frame))],
+        )
         return dict(pairs)
 
     def _comprehension(self, node, env, frame, make) -> list:
@@ -369,8 +429,10 @@ class _Expr(_Calls):
                 self.assign(g.target, v, inner, frame)
                 conds = [self.eval(c, inner, frame) for c in g.ifs]
                 if any(is_dynamic(c) for c in conds):
-                    raise ScriptCompileError("a comprehension filter on a run-time value is not"
-                                             " supported" + frame.where(node))
+                    raise ScriptCompileError(
+                        "a comprehension filter on a run-time value is not"
+                        " supported" + frame.where(node)
+                    )
                 if all(conds):
                     gen(k + 1, inner)
 
@@ -379,7 +441,9 @@ class _Expr(_Calls):
 
     def static_iter(self, v: Any, frame: Frame, node) -> list:
         if isinstance(v, Proxy):
-            raise ScriptCompileError("cannot iterate over a value known only at run time (a "
-                                     "tensor or a shape); iterate over range(x.size(0)) and "
-                                     "index instead" + frame.where(node))
+            raise ScriptCompileError(
+                "cannot iterate over a value known only at run time (a "
+                "tensor or a shape); iterate over range(x.size(0)) and "
+                "index instead" + frame.where(node)
+            )
         return list(v)

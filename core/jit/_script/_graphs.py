@@ -66,9 +66,14 @@ class ScriptTracer(Tracer):
     # ---- undoing a failed attempt --------------------------------------------------------
     def snapshot(self) -> tuple:
         g = self.graph
-        return (g, {id(n) for n in g.nodes}, set(self.submods.get(g, {})),
-                set(self._free.get(g, {})), dict(self._caches.get(g, {})),
-                dict(self._attr_cache.get(g, {})))
+        return (
+            g,
+            {id(n) for n in g.nodes},
+            set(self.submods.get(g, {})),
+            set(self._free.get(g, {})),
+            dict(self._caches.get(g, {})),
+            dict(self._attr_cache.get(g, {})),
+        )
 
     def rollback(self, snap: tuple) -> None:
         """Erase what was added to the current graph since ``snap``."""
@@ -77,8 +82,7 @@ class ScriptTracer(Tracer):
             if id(n) not in ids:
                 for u in list(n.users):
                     if id(u) in ids:
-                        raise ScriptCompileError("internal error: cannot undo a failed "
-                                                 "compilation")
+                        raise ScriptCompileError("internal error: cannot undo a failed compilation")
                 n.users.clear()
                 g.erase_node(n)
         for name in set(self.submods.get(g, {})) - subs:
@@ -110,10 +114,20 @@ class ScriptTracer(Tracer):
         # a value of an enclosing graph becomes a placeholder of this one (lifted)
         return map_arg(super().create_arg(a), self._localize)
 
-    def create_node(self, kind: str, target: Any, args: tuple, kwargs: dict,
-                    name: str | None = None, type_expr: Any = None) -> Node:
-        if kind == "get_attr" and self.graph is not self.top \
-                and target not in self.submods.get(self.graph, {}):
+    def create_node(
+        self,
+        kind: str,
+        target: Any,
+        args: tuple,
+        kwargs: dict,
+        name: str | None = None,
+        type_expr: Any = None,
+    ) -> Node:
+        if (
+            kind == "get_attr"
+            and self.graph is not self.top
+            and target not in self.submods.get(self.graph, {})
+        ):
             return self._lifted(self.graph, ("attr", target), target.replace(".", "_"))
         return super().create_node(kind, target, args, kwargs, name, type_expr)
 
@@ -145,8 +159,9 @@ class ScriptTracer(Tracer):
             table = self._free.setdefault(g, {})
             for k, key in keys.items():
                 if k not in table:
-                    self._lifted(g, key, key[1].name if key[0] == "node"
-                                 else key[1].replace(".", "_"))
+                    self._lifted(
+                        g, key, key[1].name if key[0] == "node" else key[1].replace(".", "_")
+                    )
             first = next(n for n in g.nodes if n.op != "placeholder")
             for k in keys:  # in one order in every graph
                 first.prepend(table[k][1])
@@ -178,12 +193,12 @@ class ScriptTracer(Tracer):
     def results(self, node: Node, n: int) -> list[Proxy]:
         p = self.proxy(node)
         with self.on(node.graph):
-            return [self.create_proxy("call_function", operator.getitem, (p, i), {})
-                    for i in range(n)]
+            return [
+                self.create_proxy("call_function", operator.getitem, (p, i), {}) for i in range(n)
+            ]
 
     # ---- cond ----------------------------------------------------------------------------
-    def emit_cond(self, pred: Any, g_t: Graph, v_t: Any, g_f: Graph, v_f: Any,
-                  what: str) -> Any:
+    def emit_cond(self, pred: Any, g_t: Graph, v_t: Any, g_f: Graph, v_f: Any, what: str) -> Any:
         """``cond`` over two compiled branches whose results are ``v_t`` / ``v_f``;
         returns the merged value in the enclosing graph."""
         parent = self.graph
@@ -204,9 +219,12 @@ class ScriptTracer(Tracer):
         t_node = self.install(g_t, parent, "true_graph")
         f_node = self.install(g_f, parent, "false_graph")
         with self.on(parent):
-            node = self.create_node("call_function", cond,
-                                    (self.create_arg(pred), t_node, f_node,
-                                     self.create_arg(tuple(operands))), {})
+            node = self.create_node(
+                "call_function",
+                cond,
+                (self.create_arg(pred), t_node, f_node, self.create_arg(tuple(operands))),
+                {},
+            )
         outs = self.results(node, len(pairs))
         return _build(tmpl, outs)
 
@@ -219,9 +237,12 @@ class ScriptTracer(Tracer):
         c_node = self.install(g_c, parent, "cond_graph")
         b_node = self.install(g_b, parent, "body_graph")
         with self.on(parent):
-            node = self.create_node("call_function", while_loop,
-                                    (c_node, b_node, self.create_arg(tuple(init)),
-                                     self.create_arg(tuple(extra))), {})
+            node = self.create_node(
+                "call_function",
+                while_loop,
+                (c_node, b_node, self.create_arg(tuple(init)), self.create_arg(tuple(extra))),
+                {},
+            )
         return self.results(node, n_carried)
 
 
@@ -264,22 +285,27 @@ def _merge(a: Any, b: Any, pairs: list, what: str) -> Any:
         return (dict, out)
     if isinstance(a, (list, tuple)) and type(a) is type(b):
         if len(a) != len(b):
-            raise ScriptCompileError(f"'{what}' is a {type(a).__name__} of length {len(a)} "
-                                     f"in one branch and {len(b)} in the other")
+            raise ScriptCompileError(
+                f"'{what}' is a {type(a).__name__} of length {len(a)} "
+                f"in one branch and {len(b)} in the other"
+            )
         return (type(a), [_merge(x, y, pairs, what) for x, y in zip(a, b)])
     if isinstance(a, dict) and isinstance(b, dict):
         if list(a) != list(b):
-            raise ScriptCompileError(f"'{what}' has keys {list(a)} in one branch and {list(b)} "
-                                     "in the other")
+            raise ScriptCompileError(
+                f"'{what}' has keys {list(a)} in one branch and {list(b)} in the other"
+            )
         return (dict, {k: _merge(a[k], b[k], pairs, what) for k in a})
     if not isinstance(a, Proxy) and not isinstance(b, Proxy) and _const_eq(a, b):
         return _Same(a)
     if _outputtable(a) and _outputtable(b):
         pairs.append((a, b))
         return _Out(len(pairs) - 1)
-    raise ScriptCompileError(f"'{what}' has different values in the two branches "
-                             f"({type(a).__name__} and {type(b).__name__}) that a graph "
-                             "cannot select between")
+    raise ScriptCompileError(
+        f"'{what}' has different values in the two branches "
+        f"({type(a).__name__} and {type(b).__name__}) that a graph "
+        "cannot select between"
+    )
 
 
 def _one_sided(v: Any, pairs: list, side: int, what: str, graph: Graph) -> Any:
@@ -316,8 +342,13 @@ def _has_effects(graph: Graph, subs: dict) -> bool:
             continue
         if n.is_impure():
             return True
-        if n.op == "get_attr" and n.target in subs and _has_effects(subs[n.target].graph, {
-                k: v for k, v in subs[n.target].named_children()}):
+        if (
+            n.op == "get_attr"
+            and n.target in subs
+            and _has_effects(
+                subs[n.target].graph, {k: v for k, v in subs[n.target].named_children()}
+            )
+        ):
             return True
     return False
 
@@ -328,9 +359,11 @@ def dead_code(graph: Graph, subs: dict) -> None:
         if node.users or node.is_impure():
             continue
         if node.op == "call_function" and node.target in (cond, while_loop):
-            mods = [subs.get(a.target) for a in node.args[:3]
-                    if isinstance(a, Node) and a.op == "get_attr"]
-            if any(m is not None and _has_effects(m.graph, dict(m.named_children()))
-                   for m in mods):
+            mods = [
+                subs.get(a.target)
+                for a in node.args[:3]
+                if isinstance(a, Node) and a.op == "get_attr"
+            ]
+            if any(m is not None and _has_effects(m.graph, dict(m.named_children())) for m in mods):
                 continue
         graph.erase_node(node)

@@ -4,13 +4,31 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["script_assert", "raise_exception", "unused_called", "length", "to_int", "to_float",
-           "to_bool", "to_tuple", "to_list", "rnn_layer", "lstm_layer", "gru_layer",
-           "elman_layer", "SCRIPT_LEAVES"]
+__all__ = [
+    "script_assert",
+    "raise_exception",
+    "unused_called",
+    "length",
+    "to_int",
+    "to_float",
+    "to_bool",
+    "to_tuple",
+    "to_list",
+    "rnn_layer",
+    "lstm_layer",
+    "gru_layer",
+    "elman_layer",
+    "SCRIPT_LEAVES",
+]
 
-_KINDS = {"ValueError": ValueError, "TypeError": TypeError, "IndexError": IndexError,
-          "KeyError": KeyError, "AssertionError": AssertionError,
-          "NotImplementedError": NotImplementedError}
+_KINDS = {
+    "ValueError": ValueError,
+    "TypeError": TypeError,
+    "IndexError": IndexError,
+    "KeyError": KeyError,
+    "AssertionError": AssertionError,
+    "NotImplementedError": NotImplementedError,
+}
 
 
 def script_assert(condition: Any, message: str = "") -> None:
@@ -26,8 +44,9 @@ def raise_exception(kind: str, message: str = "") -> None:
 
 def unused_called(name: str) -> None:
     """The body of a function marked ``@ember.jit.unused``: reaching it is an error."""
-    raise RuntimeError(f"{name} was marked @ember.jit.unused and was not compiled; a scripted "
-                       "model cannot run it")
+    raise RuntimeError(
+        f"{name} was marked @ember.jit.unused and was not compiled; a scripted model cannot run it"
+    )
 
 
 def length(x: Any) -> int:
@@ -60,8 +79,9 @@ def to_list(x: Any) -> list:
     return list(x)
 
 
-def rnn_layer(mode: str, x: Any, h0: Any, c0: Any, weights: tuple, batch_sizes: Any,
-              reverse: bool) -> tuple:
+def rnn_layer(
+    mode: str, x: Any, h0: Any, c0: Any, weights: tuple, batch_sizes: Any, reverse: bool
+) -> tuple:
     """One fused RNN / LSTM / GRU layer over time-major ``x``: ``(out, h_n, c_n or None)``.
 
     The script compiler records this as one graph node (as TorchScript calls its fused
@@ -100,10 +120,25 @@ class _Apply:
 
 
 # (module name, global name) -> the recorded stand-in, patched while a script compiles
-SCRIPT_LEAVES = {("ember.nn.modules.rnn", "_layer"): rnn_layer,
-                 ("ember.nn.modules.rnn", "LSTMLayer"): _Apply(lstm_layer),
-                 ("ember.nn.modules.rnn", "GRULayer"): _Apply(gru_layer),
-                 ("ember.nn.modules.rnn", "RNNLayer"): _Apply(elman_layer)}
+SCRIPT_LEAVES = {
+    ("ember.nn.modules.rnn", "_layer"): rnn_layer,
+    ("ember.nn.modules.rnn", "LSTMLayer"): _Apply(lstm_layer),
+    ("ember.nn.modules.rnn", "GRULayer"): _Apply(gru_layer),
+    ("ember.nn.modules.rnn", "RNNLayer"): _Apply(elman_layer),
+}
 
-SAFE = (rnn_layer, lstm_layer, gru_layer, elman_layer, script_assert, raise_exception,
-        unused_called, length, to_int, to_float, to_bool, to_tuple, to_list)
+SAFE = (
+    rnn_layer,
+    lstm_layer,
+    gru_layer,
+    elman_layer,
+    script_assert,
+    raise_exception,
+    unused_called,
+    length,
+    to_int,
+    to_float,
+    to_bool,
+    to_tuple,
+    to_list,
+)

@@ -11,8 +11,16 @@ from typing import Any
 
 from ember.fx.proxy import Proxy
 
-__all__ = ["ScriptCompileError", "Undefined", "NORETURN", "is_dynamic", "copy_value",
-           "flatten", "unflatten", "same_spec"]
+__all__ = [
+    "ScriptCompileError",
+    "Undefined",
+    "NORETURN",
+    "is_dynamic",
+    "copy_value",
+    "flatten",
+    "unflatten",
+    "same_spec",
+]
 
 
 class ScriptCompileError(RuntimeError):
@@ -61,9 +69,11 @@ def copy_value(v: Any) -> Any:
 def _is_leaf(v: Any) -> bool:
     from ember import Tensor
 
-    return isinstance(v, (Proxy, Tensor)) or (isinstance(v, (int, float))
-                                              and not isinstance(v, bool)) \
+    return (
+        isinstance(v, (Proxy, Tensor))
+        or (isinstance(v, (int, float)) and not isinstance(v, bool))
         or isinstance(v, bool)
+    )
 
 
 _LEAF = "leaf"

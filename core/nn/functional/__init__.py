@@ -1,4 +1,5 @@
 """``ember.nn.functional``: gathered from one private file per family."""
+
 from ._activation import *  # noqa: F403  (D1: activations)
 from ._attention import multi_head_attention_forward, scaled_dot_product_attention  # (D3)
 from ._conv import conv1d, conv2d, conv3d, conv_transpose1d, conv_transpose2d, conv_transpose3d
@@ -11,30 +12,30 @@ from ._loss import *  # noqa: F403  (D1: losses)
 from ._loss_extra import *  # noqa: F403  (nn breadth: margin losses)
 from ._normalization import *  # noqa: F403  (D1: normalisation)
 from ._pooling import (
-                    adaptive_avg_pool1d,
-                    adaptive_avg_pool2d,
-                    adaptive_avg_pool3d,
-                    adaptive_max_pool1d,
-                    adaptive_max_pool2d,
-                    adaptive_max_pool3d,
-                    avg_pool1d,
-                    avg_pool2d,
-                    avg_pool3d,
-                    max_pool1d,
-                    max_pool1d_with_indices,
-                    max_pool2d,
-                    max_pool2d_with_indices,
-                    max_pool3d,
-                    max_pool3d_with_indices,
+    adaptive_avg_pool1d,
+    adaptive_avg_pool2d,
+    adaptive_avg_pool3d,
+    adaptive_max_pool1d,
+    adaptive_max_pool2d,
+    adaptive_max_pool3d,
+    avg_pool1d,
+    avg_pool2d,
+    avg_pool3d,
+    max_pool1d,
+    max_pool1d_with_indices,
+    max_pool2d,
+    max_pool2d_with_indices,
+    max_pool3d,
+    max_pool3d_with_indices,
 )
 from ._vision import (
-                    fold,
-                    interpolate,
-                    pad,
-                    pixel_shuffle,
-                    pixel_unshuffle,
-                    unfold,
-                    upsample,
-                    upsample_bilinear,
-                    upsample_nearest,
+    fold,
+    interpolate,
+    pad,
+    pixel_shuffle,
+    pixel_unshuffle,
+    unfold,
+    upsample,
+    upsample_bilinear,
+    upsample_nearest,
 )

@@ -14,11 +14,40 @@ from ...ops.shape import chunk
 from ...tensor import Tensor
 
 __all__ = [
-    "relu", "relu_", "relu6", "leaky_relu", "leaky_relu_", "prelu", "rrelu", "elu", "elu_",
-    "selu", "selu_", "celu", "celu_", "gelu", "silu", "mish", "sigmoid", "tanh", "hardtanh",
-    "hardtanh_", "hardsigmoid", "hardswish", "softplus", "softsign", "softmax", "log_softmax",
-    "softmin", "threshold", "threshold_", "tanhshrink", "hardshrink", "softshrink",
-    "logsigmoid", "glu",
+    "relu",
+    "relu_",
+    "relu6",
+    "leaky_relu",
+    "leaky_relu_",
+    "prelu",
+    "rrelu",
+    "elu",
+    "elu_",
+    "selu",
+    "selu_",
+    "celu",
+    "celu_",
+    "gelu",
+    "silu",
+    "mish",
+    "sigmoid",
+    "tanh",
+    "hardtanh",
+    "hardtanh_",
+    "hardsigmoid",
+    "hardswish",
+    "softplus",
+    "softsign",
+    "softmax",
+    "log_softmax",
+    "softmin",
+    "threshold",
+    "threshold_",
+    "tanhshrink",
+    "hardshrink",
+    "softshrink",
+    "logsigmoid",
+    "glu",
 ]
 
 
@@ -44,8 +73,9 @@ def relu_(input: Tensor) -> Tensor:
     return relu(input, inplace=True)
 
 
-def hardtanh(input: Tensor, min_val: float = -1.0, max_val: float = 1.0,
-             inplace: bool = False) -> Tensor:
+def hardtanh(
+    input: Tensor, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False
+) -> Tensor:
     r"""Clamp to ``[min_val, max_val]`` (zero gradient outside and at the bounds)."""
     if min_val > max_val:
         raise ValueError("min_val cannot be greater than max_val")
@@ -89,8 +119,13 @@ def prelu(input: Tensor, weight: Tensor) -> Tensor:
     return ops.where(input > 0, input, weight * input)
 
 
-def rrelu(input: Tensor, lower: float = 1.0 / 8, upper: float = 1.0 / 3,
-          training: bool = False, inplace: bool = False) -> Tensor:
+def rrelu(
+    input: Tensor,
+    lower: float = 1.0 / 8,
+    upper: float = 1.0 / 3,
+    training: bool = False,
+    inplace: bool = False,
+) -> Tensor:
     r"""Randomized leaky ReLU: a random slope in ``[lower, upper]`` while training, their mean
     otherwise."""
     if not training:
@@ -186,8 +221,11 @@ def softsign(input: Tensor) -> Tensor:
 
 
 def _softmax_dim(name: str, ndim: int) -> int:
-    warnings.warn(f"Implicit dimension choice for {name} has been deprecated. Change the call "
-                  "to include dim=X as an argument.", stacklevel=3)
+    warnings.warn(
+        f"Implicit dimension choice for {name} has been deprecated. Change the call "
+        "to include dim=X as an argument.",
+        stacklevel=3,
+    )
     return 0 if ndim in (0, 1, 3) else 1
 
 
@@ -197,12 +235,12 @@ def _softmax_prep(input: Tensor, dim, dtype, name: str):
     if dtype is not None:
         input = input.to(to_dtype(dtype))
     elif input._data.dtype.kind not in "fcV":
-        raise RuntimeError(f'"{name}_lastdim_kernel_impl" not implemented for '
-                           f"'{_scalar(input)}'")
+        raise RuntimeError(f"\"{name}_lastdim_kernel_impl\" not implemented for '{_scalar(input)}'")
     nd = max(input.dim(), 1)
     if not -nd <= dim < nd:
-        raise IndexError(f"Dimension out of range (expected to be in range of [{-nd}, {nd - 1}],"
-                         f" but got {dim})")
+        raise IndexError(
+            f"Dimension out of range (expected to be in range of [{-nd}, {nd - 1}], but got {dim})"
+        )
     return input, dim % nd if input.dim() else 0
 
 
@@ -213,23 +251,20 @@ def _scalar(t: Tensor) -> str:
 
 
 @autocast_op("softmax")
-def softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3,
-            dtype=None) -> Tensor:
+def softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype=None) -> Tensor:
     r""":math:`e^{x_i} / \sum_j e^{x_j}` along ``dim``."""
     input, dim = _softmax_prep(input, dim, dtype, "softmax")
     return nn_ops.Softmax.apply(input, dim)
 
 
 @autocast_op("log_softmax")
-def log_softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3,
-                dtype=None) -> Tensor:
+def log_softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype=None) -> Tensor:
     r""":math:`x_i - \log \sum_j e^{x_j}` along ``dim``."""
     input, dim = _softmax_prep(input, dim, dtype, "log_softmax")
     return nn_ops.LogSoftmax.apply(input, dim)
 
 
-def softmin(input: Tensor, dim: int | None = None, _stacklevel: int = 3,
-            dtype=None) -> Tensor:
+def softmin(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype=None) -> Tensor:
     r"""``softmax(-input)``."""
     input, dim = _softmax_prep(input, dim, dtype, "softmin")
     return nn_ops.Softmax.apply(-input, dim)
@@ -273,7 +308,9 @@ def glu(input: Tensor, dim: int = -1) -> Tensor:
     if input.dim() == 0:
         raise RuntimeError("glu does not support scalars because halving size must be even")
     if input.shape[dim] % 2:
-        raise RuntimeError(f"Halving dimension must be even, but dimension {dim % input.dim()} "
-                           f"is size {input.shape[dim]}")
+        raise RuntimeError(
+            f"Halving dimension must be even, but dimension {dim % input.dim()} "
+            f"is size {input.shape[dim]}"
+        )
     a, b = chunk(input, 2, dim)
     return a * ops.sigmoid(b)

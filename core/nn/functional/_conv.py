@@ -8,10 +8,20 @@ from ...ops.conv import Conv, ConvGeom, ConvTranspose
 from ...tensor import Tensor
 
 # PyTorch's scalar type names, used in its dtype error messages.
-_SCALAR_NAMES = {"float32": "Float", "float64": "Double", "float16": "Half",
-                 "bfloat16": "BFloat16", "int64": "Long", "int32": "Int", "int16": "Short",
-                 "int8": "Char", "uint8": "Byte", "bool": "Bool", "complex64": "ComplexFloat",
-                 "complex128": "ComplexDouble"}
+_SCALAR_NAMES = {
+    "float32": "Float",
+    "float64": "Double",
+    "float16": "Half",
+    "bfloat16": "BFloat16",
+    "int64": "Long",
+    "int32": "Int",
+    "int16": "Short",
+    "int8": "Char",
+    "uint8": "Byte",
+    "bool": "Bool",
+    "complex64": "ComplexFloat",
+    "complex128": "ComplexDouble",
+}
 
 
 def scalar_name(t: Tensor) -> str:
@@ -26,7 +36,8 @@ def ntuple(value, n: int, name: str, what: str = "convolution") -> tuple[int, ..
         if len(value) != n:
             raise RuntimeError(
                 f"expected {name} to be a single integer value or a list of {n} values to match "
-                f"the {what} dimensions, but got {name}={list(value)}")
+                f"the {what} dimensions, but got {name}={list(value)}"
+            )
         return tuple(int(v) for v in value)
     return (int(value),) * n
 
@@ -37,19 +48,25 @@ def _sizes(shape) -> str:
 
 def _check_common(name, input, weight, bias, nd, stride, dilation, groups, padding):
     if input.dim() not in (nd + 1, nd + 2):
-        raise RuntimeError(f"Expected {nd + 1}D (unbatched) or {nd + 2}D (batched) input to "
-                           f"{name}, but got input of size: {_sizes(input.shape)}")
+        raise RuntimeError(
+            f"Expected {nd + 1}D (unbatched) or {nd + 2}D (batched) input to "
+            f"{name}, but got input of size: {_sizes(input.shape)}"
+        )
     if weight.dim() != nd + 2:
-        raise RuntimeError(f"Expected {nd + 2}D weight for {name}, but got weight of size: "
-                           f"{_sizes(weight.shape)}")
+        raise RuntimeError(
+            f"Expected {nd + 2}D weight for {name}, but got weight of size: {_sizes(weight.shape)}"
+        )
     if input.dtype != weight.dtype:
-        raise RuntimeError(f"expected scalar type {scalar_name(input)} but found "
-                           f"{scalar_name(weight)}")
+        raise RuntimeError(
+            f"expected scalar type {scalar_name(input)} but found {scalar_name(weight)}"
+        )
     if bias is not None and bias.dtype != input.dtype:
-        raise RuntimeError(f"Input type ({cpp_type_name(input)}) and bias type "
-                           f"({cpp_type_name(bias)}) should be the same")
+        raise RuntimeError(
+            f"Input type ({cpp_type_name(input)}) and bias type "
+            f"({cpp_type_name(bias)}) should be the same"
+        )
     if not (input.dtype.is_floating_point or input.dtype.is_complex):
-        raise RuntimeError(f'"{name}" not implemented for \'{scalar_name(input)}\'')
+        raise RuntimeError(f"\"{name}\" not implemented for '{scalar_name(input)}'")
     if any(s <= 0 for s in stride):
         raise RuntimeError("non-positive stride is not supported")
     if any(d <= 0 for d in dilation):
@@ -80,8 +97,9 @@ def _conv(name, nd, input, weight, bias, stride, padding, dilation, groups):
     dilation = ntuple(dilation, nd, "dilation")
     groups = int(groups)
     if not isinstance(padding, str):
-        _check_common(name, input, weight, bias, nd, stride, dilation, groups,
-                      ntuple(padding, nd, "padding"))
+        _check_common(
+            name, input, weight, bias, nd, stride, dilation, groups, ntuple(padding, nd, "padding")
+        )
     else:
         _check_common(name, input, weight, bias, nd, stride, dilation, groups, ())
     kernel = tuple(weight.shape[2:])
@@ -91,17 +109,23 @@ def _conv(name, nd, input, weight, bias, stride, padding, dilation, groups):
         input = input.unsqueeze(0)
     out_ch, in_ch = weight.shape[0], weight.shape[1] * groups
     if out_ch % groups:
-        raise RuntimeError(f"Given groups={groups}, expected weight to be divisible by {groups} "
-                           f"at dimension 0, but got weight of size {_sizes(weight.shape)} "
-                           "instead")
+        raise RuntimeError(
+            f"Given groups={groups}, expected weight to be divisible by {groups} "
+            f"at dimension 0, but got weight of size {_sizes(weight.shape)} "
+            "instead"
+        )
     if input.shape[1] != in_ch:
-        raise RuntimeError(f"Given groups={groups}, weight of size {_sizes(weight.shape)}, "
-                           f"expected input{_sizes(input.shape)} to have {in_ch} channels, but "
-                           f"got {input.shape[1]} channels instead")
+        raise RuntimeError(
+            f"Given groups={groups}, weight of size {_sizes(weight.shape)}, "
+            f"expected input{_sizes(input.shape)} to have {in_ch} channels, but "
+            f"got {input.shape[1]} channels instead"
+        )
     if bias is not None and (bias.dim() != 1 or bias.shape[0] != out_ch):
-        raise RuntimeError(f"Given weight of size {_sizes(weight.shape)}, expected bias to be "
-                           f"1-dimensional with {out_ch} elements, but got bias of size "
-                           f"{_sizes(bias.shape)} instead")
+        raise RuntimeError(
+            f"Given weight of size {_sizes(weight.shape)}, expected bias to be "
+            f"1-dimensional with {out_ch} elements, but got bias of size "
+            f"{_sizes(bias.shape)} instead"
+        )
     in_size = tuple(input.shape[2:])
     padded = [n + lo + hi for n, (lo, hi) in zip(in_size, pad)]
     effective = [d * (k - 1) + 1 for d, k in zip(dilation, kernel)]
@@ -109,15 +133,23 @@ def _conv(name, nd, input, weight, bias, stride, padding, dilation, groups):
         raise RuntimeError(
             f"Calculated padded input size per channel: ({' x '.join(map(str, padded))}). "
             f"Kernel size: ({' x '.join(map(str, effective))}). Kernel size can't be greater "
-            "than actual input size")
+            "than actual input size"
+        )
     geom = ConvGeom(stride, pad, dilation, groups, kernel, in_size)
     out = Conv.apply(input, weight, bias, geom)
     return out.squeeze(0) if unbatched else out
 
 
 @autocast_op("conv1d")
-def conv1d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,
-           dilation=1, groups: int = 1) -> Tensor:
+def conv1d(
+    input: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride=1,
+    padding=0,
+    dilation=1,
+    groups: int = 1,
+) -> Tensor:
     r"""Applies a 1D convolution over an input signal composed of several input planes.
 
     Args:
@@ -131,8 +163,15 @@ def conv1d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
 
 
 @autocast_op("conv2d")
-def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,
-           dilation=1, groups: int = 1) -> Tensor:
+def conv2d(
+    input: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride=1,
+    padding=0,
+    dilation=1,
+    groups: int = 1,
+) -> Tensor:
     r"""Applies a 2D convolution over an input image composed of several input planes.
 
     Args:
@@ -146,8 +185,15 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
 
 
 @autocast_op("conv3d")
-def conv3d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,
-           dilation=1, groups: int = 1) -> Tensor:
+def conv3d(
+    input: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride=1,
+    padding=0,
+    dilation=1,
+    groups: int = 1,
+) -> Tensor:
     r"""Applies a 3D convolution over an input image composed of several input planes.
 
     Args:
@@ -160,8 +206,9 @@ def conv3d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
     return _conv("conv3d", 3, input, weight, bias, stride, padding, dilation, groups)
 
 
-def _conv_transpose(name, nd, input, weight, bias, stride, padding, output_padding, groups,
-                    dilation):
+def _conv_transpose(
+    name, nd, input, weight, bias, stride, padding, output_padding, groups, dilation
+):
     stride = ntuple(stride, nd, "stride")
     dilation = ntuple(dilation, nd, "dilation")
     pads = ntuple(padding, nd, "padding")
@@ -175,41 +222,61 @@ def _conv_transpose(name, nd, input, weight, bias, stride, padding, output_paddi
             raise RuntimeError(
                 "output padding must be smaller than either stride or dilation, but got "
                 f"output_padding={list(out_pad)}, stride={list(stride)}, "
-                f"dilation={list(dilation)}")
+                f"dilation={list(dilation)}"
+            )
     unbatched = input.dim() == nd + 1
     if unbatched:
         input = input.unsqueeze(0)
     if input.shape[1] != weight.shape[0]:
-        raise RuntimeError(f"Given transposed=1, weight of size {_sizes(weight.shape)}, "
-                           f"expected input{_sizes(input.shape)} to have {weight.shape[0]} "
-                           f"channels, but got {input.shape[1]} channels instead")
+        raise RuntimeError(
+            f"Given transposed=1, weight of size {_sizes(weight.shape)}, "
+            f"expected input{_sizes(input.shape)} to have {weight.shape[0]} "
+            f"channels, but got {input.shape[1]} channels instead"
+        )
     if weight.shape[0] % groups:
-        raise RuntimeError(f"Given groups={groups}, expected weight to be divisible by {groups} "
-                           f"at dimension 0, but got weight of size {_sizes(weight.shape)} "
-                           "instead")
+        raise RuntimeError(
+            f"Given groups={groups}, expected weight to be divisible by {groups} "
+            f"at dimension 0, but got weight of size {_sizes(weight.shape)} "
+            "instead"
+        )
     out_ch = weight.shape[1] * groups
     if bias is not None and (bias.dim() != 1 or bias.shape[0] != out_ch):
-        raise RuntimeError(f"Given transposed=1, weight of size {_sizes(weight.shape)}, "
-                           f"expected bias to be 1-dimensional with {out_ch} elements, but got "
-                           f"bias of size {_sizes(bias.shape)} instead")
+        raise RuntimeError(
+            f"Given transposed=1, weight of size {_sizes(weight.shape)}, "
+            f"expected bias to be 1-dimensional with {out_ch} elements, but got "
+            f"bias of size {_sizes(bias.shape)} instead"
+        )
     kernel = tuple(weight.shape[2:])
     in_size = tuple(input.shape[2:])
-    out_size = tuple((n - 1) * s - 2 * p + d * (k - 1) + op + 1 for n, s, p, d, k, op in
-                     zip(in_size, stride, pads, dilation, kernel, out_pad))
+    out_size = tuple(
+        (n - 1) * s - 2 * p + d * (k - 1) + op + 1
+        for n, s, p, d, k, op in zip(in_size, stride, pads, dilation, kernel, out_pad)
+    )
     if any(o <= 0 for o in out_size):
-        raise RuntimeError(f"Given input size per channel: ({' x '.join(map(str, in_size))}). "
-                           f"Calculated output size per channel: "
-                           f"({' x '.join(map(str, out_size))}). Output size is too small")
+        raise RuntimeError(
+            f"Given input size per channel: ({' x '.join(map(str, in_size))}). "
+            f"Calculated output size per channel: "
+            f"({' x '.join(map(str, out_size))}). Output size is too small"
+        )
     # Seen from the convolution whose input gradient this is: its input is our output.
-    geom = ConvGeom(stride, tuple((p, p) for p in pads), dilation, groups, kernel, out_size,
-                    in_size)
+    geom = ConvGeom(
+        stride, tuple((p, p) for p in pads), dilation, groups, kernel, out_size, in_size
+    )
     out = ConvTranspose.apply(input, weight, bias, geom)
     return out.squeeze(0) if unbatched else out
 
 
 @autocast_op("conv_transpose1d")
-def conv_transpose1d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1,
-                     padding=0, output_padding=0, groups: int = 1, dilation=1) -> Tensor:
+def conv_transpose1d(
+    input: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride=1,
+    padding=0,
+    output_padding=0,
+    groups: int = 1,
+    dilation=1,
+) -> Tensor:
     r"""Applies a 1D transposed convolution ("deconvolution") over an input signal.
 
     Args:
@@ -219,13 +286,31 @@ def conv_transpose1d(input: Tensor, weight: Tensor, bias: Tensor | None = None, 
         stride, padding, output_padding, groups, dilation: as in
             :class:`~ember.nn.ConvTranspose1d`.
     """
-    return _conv_transpose("conv_transpose1d", 1, input, weight, bias, stride, padding,
-                           output_padding, groups, dilation)
+    return _conv_transpose(
+        "conv_transpose1d",
+        1,
+        input,
+        weight,
+        bias,
+        stride,
+        padding,
+        output_padding,
+        groups,
+        dilation,
+    )
 
 
 @autocast_op("conv_transpose2d")
-def conv_transpose2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1,
-                     padding=0, output_padding=0, groups: int = 1, dilation=1) -> Tensor:
+def conv_transpose2d(
+    input: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride=1,
+    padding=0,
+    output_padding=0,
+    groups: int = 1,
+    dilation=1,
+) -> Tensor:
     r"""Applies a 2D transposed convolution ("deconvolution") over an input image.
 
     Args:
@@ -235,13 +320,31 @@ def conv_transpose2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, 
         stride, padding, output_padding, groups, dilation: as in
             :class:`~ember.nn.ConvTranspose2d`.
     """
-    return _conv_transpose("conv_transpose2d", 2, input, weight, bias, stride, padding,
-                           output_padding, groups, dilation)
+    return _conv_transpose(
+        "conv_transpose2d",
+        2,
+        input,
+        weight,
+        bias,
+        stride,
+        padding,
+        output_padding,
+        groups,
+        dilation,
+    )
 
 
 @autocast_op("conv_transpose3d")
-def conv_transpose3d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1,
-                     padding=0, output_padding=0, groups: int = 1, dilation=1) -> Tensor:
+def conv_transpose3d(
+    input: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride=1,
+    padding=0,
+    output_padding=0,
+    groups: int = 1,
+    dilation=1,
+) -> Tensor:
     r"""Applies a 3D transposed convolution ("deconvolution") over an input volume.
 
     Args:
@@ -251,5 +354,15 @@ def conv_transpose3d(input: Tensor, weight: Tensor, bias: Tensor | None = None, 
         stride, padding, output_padding, groups, dilation: as in
             :class:`~ember.nn.ConvTranspose3d`.
     """
-    return _conv_transpose("conv_transpose3d", 3, input, weight, bias, stride, padding,
-                           output_padding, groups, dilation)
+    return _conv_transpose(
+        "conv_transpose3d",
+        3,
+        input,
+        weight,
+        bias,
+        stride,
+        padding,
+        output_padding,
+        groups,
+        dilation,
+    )

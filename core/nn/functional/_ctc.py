@@ -117,8 +117,15 @@ def _lengths(x, name: str) -> list[int]:
     return [int(v) for v in x]
 
 
-def ctc_loss(log_probs: Tensor, targets: Tensor, input_lengths, target_lengths,
-             blank: int = 0, reduction: str = "mean", zero_infinity: bool = False) -> Tensor:
+def ctc_loss(
+    log_probs: Tensor,
+    targets: Tensor,
+    input_lengths,
+    target_lengths,
+    blank: int = 0,
+    reduction: str = "mean",
+    zero_infinity: bool = False,
+) -> Tensor:
     r"""The CTC loss of log-probabilities ``log_probs`` (T, N, C) or (T, C) against
     ``targets``: padded (N, S) or concatenated (sum(target_lengths),) class indices.
     ``reduction='mean'`` divides each loss by its target length, then averages the batch."""
@@ -139,8 +146,10 @@ def ctc_loss(log_probs: Tensor, targets: Tensor, input_lengths, target_lengths,
         raise RuntimeError("blank must be in label range")
     for k in range(n):
         if in_len[k] > t_max or in_len[k] < 0:
-            raise RuntimeError(f"Expected input_lengths to have value at most {t_max}, but got "
-                               f"value {in_len[k]} (while checking arguments for ctc_loss_cpu)")
+            raise RuntimeError(
+                f"Expected input_lengths to have value at most {t_max}, but got "
+                f"value {in_len[k]} (while checking arguments for ctc_loss_cpu)"
+            )
     td = targets._data
     host = np.asarray(td.get() if hasattr(td, "get") else td).astype(np.int64)
     if unbatched:
@@ -148,14 +157,16 @@ def ctc_loss(log_probs: Tensor, targets: Tensor, input_lengths, target_lengths,
     labels = []
     if host.ndim == 1:  # concatenated targets
         offs = np.concatenate([[0], np.cumsum(tg_len)])
-        labels = [host[offs[k]:offs[k + 1]] for k in range(n)]
+        labels = [host[offs[k] : offs[k + 1]] for k in range(n)]
     else:
         for k in range(n):
             if tg_len[k] > host.shape[1]:
-                raise RuntimeError(f"Expected tensor to have size at least {tg_len[k]} at "
-                                   f"dimension 1, but got size {host.shape[1]} for argument "
-                                   "#2 'targets' (while checking arguments for ctc_loss_cpu)")
-            labels.append(host[k, :tg_len[k]])
+                raise RuntimeError(
+                    f"Expected tensor to have size at least {tg_len[k]} at "
+                    f"dimension 1, but got size {host.shape[1]} for argument "
+                    "#2 'targets' (while checking arguments for ctc_loss_cpu)"
+                )
+            labels.append(host[k, : tg_len[k]])
     nll = CTCLoss.apply(lp, labels, in_len, blank, zero_infinity)
     if reduction == "none":
         return nll.reshape(()) if unbatched else nll

@@ -12,8 +12,12 @@ from ...creation import rand
 from ...tensor import Tensor
 from ._pooling import _tuple
 
-__all__ = ["fractional_max_pool2d", "fractional_max_pool2d_with_indices",
-           "fractional_max_pool3d", "fractional_max_pool3d_with_indices"]
+__all__ = [
+    "fractional_max_pool2d",
+    "fractional_max_pool2d_with_indices",
+    "fractional_max_pool3d",
+    "fractional_max_pool3d_with_indices",
+]
 
 
 def _starts(u, in_size: int, out_size: int, k: int):
@@ -23,8 +27,7 @@ def _starts(u, in_size: int, out_size: int, k: int):
         return xp.full(u.shape + (1,), in_size - k, dtype=np.int64)
     alpha = (in_size - k) / (out_size - 1)
     i = xp.arange(out_size - 1, dtype=u.dtype)
-    seq = (xp.floor((i + u[..., None]) * alpha) - xp.floor(u[..., None] * alpha)).astype(
-        np.int64)
+    seq = (xp.floor((i + u[..., None]) * alpha) - xp.floor(u[..., None] * alpha)).astype(np.int64)
     last = xp.full(u.shape + (1,), in_size - k, dtype=np.int64)
     return xp.concatenate([seq, last], -1)
 
@@ -44,8 +47,9 @@ def _fractional(nd, input, kernel_size, output_size, output_ratio, _random_sampl
     out = _tuple(output_size, nd, fn, "output_size")
     for s, o, k in zip(spatial, out, kernel):
         if o + k - 1 > s:
-            raise RuntimeError(f"{fn}(): pool size {k} and output size {o} are too large for "
-                               f"input size {s}")
+            raise RuntimeError(
+                f"{fn}(): pool size {k} and output size {o} are too large for input size {s}"
+            )
     if _random_samples is None:
         samples = rand((n, c, nd), dtype=x.dtype, device=x.device)
     else:
@@ -77,30 +81,52 @@ def _fractional(nd, input, kernel_size, output_size, output_ratio, _random_sampl
     return values, indices
 
 
-def fractional_max_pool2d_with_indices(input: Tensor, kernel_size, output_size=None,
-                                       output_ratio=None, return_indices: bool = False,
-                                       _random_samples: Tensor | None = None):
+def fractional_max_pool2d_with_indices(
+    input: Tensor,
+    kernel_size,
+    output_size=None,
+    output_ratio=None,
+    return_indices: bool = False,
+    _random_samples: Tensor | None = None,
+):
     """2D fractional max pooling: ``(output, indices)``."""
     return _fractional(2, input, kernel_size, output_size, output_ratio, _random_samples)
 
 
-def fractional_max_pool2d(input: Tensor, kernel_size, output_size=None, output_ratio=None,
-                          return_indices: bool = False, _random_samples: Tensor | None = None):
+def fractional_max_pool2d(
+    input: Tensor,
+    kernel_size,
+    output_size=None,
+    output_ratio=None,
+    return_indices: bool = False,
+    _random_samples: Tensor | None = None,
+):
     """2D fractional max pooling over (N, C, H, W) or (C, H, W); ``output_size`` or
     ``output_ratio`` sets the output's spatial size."""
     out = _fractional(2, input, kernel_size, output_size, output_ratio, _random_samples)
     return out if return_indices else out[0]
 
 
-def fractional_max_pool3d_with_indices(input: Tensor, kernel_size, output_size=None,
-                                       output_ratio=None, return_indices: bool = False,
-                                       _random_samples: Tensor | None = None):
+def fractional_max_pool3d_with_indices(
+    input: Tensor,
+    kernel_size,
+    output_size=None,
+    output_ratio=None,
+    return_indices: bool = False,
+    _random_samples: Tensor | None = None,
+):
     """3D fractional max pooling: ``(output, indices)``."""
     return _fractional(3, input, kernel_size, output_size, output_ratio, _random_samples)
 
 
-def fractional_max_pool3d(input: Tensor, kernel_size, output_size=None, output_ratio=None,
-                          return_indices: bool = False, _random_samples: Tensor | None = None):
+def fractional_max_pool3d(
+    input: Tensor,
+    kernel_size,
+    output_size=None,
+    output_ratio=None,
+    return_indices: bool = False,
+    _random_samples: Tensor | None = None,
+):
     """3D fractional max pooling over (N, C, D, H, W) or (C, D, H, W)."""
     out = _fractional(3, input, kernel_size, output_size, output_ratio, _random_samples)
     return out if return_indices else out[0]

@@ -18,15 +18,21 @@ from ...backend.device import get_array_module
 from ...creation import linspace, ones
 from ...tensor import Tensor
 
-__all__ = ["GRID_SAMPLE_INTERPOLATION_MODES", "GRID_SAMPLE_PADDING_MODES", "affine_grid",
-           "grid_sample"]
+__all__ = [
+    "GRID_SAMPLE_INTERPOLATION_MODES",
+    "GRID_SAMPLE_PADDING_MODES",
+    "affine_grid",
+    "grid_sample",
+]
 
 GRID_SAMPLE_INTERPOLATION_MODES = {"bilinear": 0, "nearest": 1, "bicubic": 2}
 GRID_SAMPLE_PADDING_MODES = {"zeros": 0, "border": 1, "reflection": 2}
 
-_ALIGN_WARNING = ("Default grid_sample and affine_grid behavior has changed to "
-                  "align_corners=False since 1.3.0. Please specify align_corners=True if the old "
-                  "behavior is desired. See the documentation of grid_sample for details.")
+_ALIGN_WARNING = (
+    "Default grid_sample and affine_grid behavior has changed to "
+    "align_corners=False since 1.3.0. Please specify align_corners=True if the old "
+    "behavior is desired. See the documentation of grid_sample for details."
+)
 
 
 def _base_coords(n: int, align_corners: bool, like: Tensor) -> Tensor:
@@ -48,22 +54,30 @@ def affine_grid(theta: Tensor, size: list[int], align_corners: bool | None = Non
     size = list(size)
     if len(size) == 4:
         if theta.dim() != 3 or tuple(theta.shape[-2:]) != (2, 3):
-            raise ValueError(f"Expected a batch of 2D affine matrices of shape Nx2x3 for size "
-                             f"{size}. Got {theta.shape}.")
+            raise ValueError(
+                f"Expected a batch of 2D affine matrices of shape Nx2x3 for size "
+                f"{size}. Got {theta.shape}."
+            )
         spatial = size[-2:]
     elif len(size) == 5:
         if theta.dim() != 3 or tuple(theta.shape[-2:]) != (3, 4):
-            raise ValueError(f"Expected a batch of 3D affine matrices of shape Nx3x4 for size "
-                             f"{size}. Got {theta.shape}.")
+            raise ValueError(
+                f"Expected a batch of 3D affine matrices of shape Nx3x4 for size "
+                f"{size}. Got {theta.shape}."
+            )
         spatial = size[-3:]
     else:
-        raise NotImplementedError("affine_grid only supports 4D and 5D sizes, for 2D and 3D "
-                                  f"affine transforms, respectively. Got size {size}.")
+        raise NotImplementedError(
+            "affine_grid only supports 4D and 5D sizes, for 2D and 3D "
+            f"affine transforms, respectively. Got size {size}."
+        )
     if align_corners and min(spatial) == 1:
-        warnings.warn("Since version 1.3.0, affine_grid behavior has changed for unit-size "
-                      "grids when align_corners=True. This is not an intended use case of "
-                      "affine_grid. See the documentation of affine_grid for details.",
-                      stacklevel=2)
+        warnings.warn(
+            "Since version 1.3.0, affine_grid behavior has changed for unit-size "
+            "grids when align_corners=True. This is not an intended use case of "
+            "affine_grid. See the documentation of affine_grid for details.",
+            stacklevel=2,
+        )
     elif min(size) <= 0:
         raise ValueError(f"Expected non-zero, positive output size. Got {size}")
     nd = len(spatial)
@@ -155,27 +169,40 @@ def _data(t: Tensor):
     return t._data
 
 
-def grid_sample(input: Tensor, grid: Tensor, mode: str = "bilinear",
-                padding_mode: str = "zeros", align_corners: bool | None = None) -> Tensor:
+def grid_sample(
+    input: Tensor,
+    grid: Tensor,
+    mode: str = "bilinear",
+    padding_mode: str = "zeros",
+    align_corners: bool | None = None,
+) -> Tensor:
     r"""Sample ``input`` (N, C, H, W) or (N, C, D, H, W) at the normalised positions ``grid``
     (N, H_out, W_out, 2) or (N, D_out, H_out, W_out, 3), (-1, -1) the top-left corner."""
     if mode not in GRID_SAMPLE_INTERPOLATION_MODES:
-        raise ValueError(f"nn.functional.grid_sample(): expected mode to be 'bilinear', "
-                         f"'nearest' or 'bicubic', but got: '{mode}'")
+        raise ValueError(
+            f"nn.functional.grid_sample(): expected mode to be 'bilinear', "
+            f"'nearest' or 'bicubic', but got: '{mode}'"
+        )
     if padding_mode not in GRID_SAMPLE_PADDING_MODES:
-        raise ValueError("nn.functional.grid_sample(): expected padding_mode to be 'zeros', "
-                         f"'border', or 'reflection', but got: '{padding_mode}'")
+        raise ValueError(
+            "nn.functional.grid_sample(): expected padding_mode to be 'zeros', "
+            f"'border', or 'reflection', but got: '{padding_mode}'"
+        )
     if align_corners is None:
         warnings.warn(_ALIGN_WARNING, stacklevel=2)
         align_corners = False
     nd = input.dim() - 2
     if nd not in (2, 3) or grid.dim() != input.dim() or grid.shape[-1] != nd:
-        raise RuntimeError(f"grid_sampler(): expected grid to have size {nd} in last dimension, "
-                           f"but got grid with sizes {list(grid.shape)}")
+        raise RuntimeError(
+            f"grid_sampler(): expected grid to have size {nd} in last dimension, "
+            f"but got grid with sizes {list(grid.shape)}"
+        )
     if grid.shape[0] != input.shape[0]:
-        raise RuntimeError(f"grid_sampler(): expected grid and input to have same batch size, "
-                           f"but got input with sizes {list(input.shape)} and grid with sizes "
-                           f"{list(grid.shape)}")
+        raise RuntimeError(
+            f"grid_sampler(): expected grid and input to have same batch size, "
+            f"but got input with sizes {list(input.shape)} and grid with sizes "
+            f"{list(grid.shape)}"
+        )
     if mode == "bicubic" and nd != 2:
         raise RuntimeError("grid_sampler(): bicubic interpolation only supports 4D input")
     g = _Gatherer(input, grid.shape[1:-1])
@@ -183,8 +210,7 @@ def grid_sample(input: Tensor, grid: Tensor, mode: str = "bilinear",
     coords = [_unnormalize(grid[..., k], g.sizes[k], align_corners) for k in range(nd)]
     if mode == "bicubic":
         return _bicubic(g, coords, padding_mode, align_corners)
-    coords = [_pad_coord(c, g.sizes[k], padding_mode, align_corners)
-              for k, c in enumerate(coords)]
+    coords = [_pad_coord(c, g.sizes[k], padding_mode, align_corners) for k, c in enumerate(coords)]
     if mode == "nearest":
         pos = [xp.rint(_data(c)).astype(np.int64) for c in coords]  # half to even, as nearbyint
         vals, inside = g.read(pos)
@@ -192,7 +218,7 @@ def grid_sample(input: Tensor, grid: Tensor, mode: str = "bilinear",
     low = [xp.floor(_data(c)).astype(np.int64) for c in coords]
     frac = [c - Tensor._wrap(lo.astype(_data(c).dtype)) for c, lo in zip(coords, low)]
     out = None
-    for corner in range(2 ** nd):
+    for corner in range(2**nd):
         pos, weight = [], None
         for k in range(nd):
             hi = (corner >> k) & 1
@@ -218,8 +244,7 @@ def _bicubic(g: _Gatherer, coords, padding_mode: str, align_corners: bool) -> Te
         if padding_mode == "zeros":
             return pos
         p = Tensor._wrap(pos.astype(np.float64))
-        return xp.asarray(_data(_pad_coord(p, size, padding_mode, align_corners))).astype(
-            np.int64)
+        return xp.asarray(_data(_pad_coord(p, size, padding_mode, align_corners))).astype(np.int64)
 
     out = None
     for j in range(4):

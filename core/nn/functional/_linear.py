@@ -16,15 +16,37 @@ from ...random import gen_for
 from ...tensor import Tensor
 
 __all__ = [
-    "linear", "bilinear", "embedding", "embedding_bag", "one_hot", "normalize",
-    "cosine_similarity", "pairwise_distance", "pdist", "dropout", "dropout1d", "dropout2d",
-    "dropout3d", "alpha_dropout", "feature_alpha_dropout",
+    "linear",
+    "bilinear",
+    "embedding",
+    "embedding_bag",
+    "one_hot",
+    "normalize",
+    "cosine_similarity",
+    "pairwise_distance",
+    "pdist",
+    "dropout",
+    "dropout1d",
+    "dropout2d",
+    "dropout3d",
+    "alpha_dropout",
+    "feature_alpha_dropout",
 ]
 
-_SCALAR_NAMES = {"float32": "Float", "float64": "Double", "float16": "Half",
-                 "bfloat16": "BFloat16", "int64": "Long", "int32": "Int", "int16": "Short",
-                 "int8": "Char", "uint8": "Byte", "bool": "Bool", "complex64": "ComplexFloat",
-                 "complex128": "ComplexDouble"}
+_SCALAR_NAMES = {
+    "float32": "Float",
+    "float64": "Double",
+    "float16": "Half",
+    "bfloat16": "BFloat16",
+    "int64": "Long",
+    "int32": "Int",
+    "int16": "Short",
+    "int8": "Char",
+    "uint8": "Byte",
+    "bool": "Bool",
+    "complex64": "ComplexFloat",
+    "complex128": "ComplexDouble",
+}
 
 
 def scalar_name(t: Tensor) -> str:
@@ -38,16 +60,20 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     x, w = input._data, weight._data
     if x.dtype != w.dtype or (bias is not None and bias._data.dtype != x.dtype):
         other = weight if x.dtype != w.dtype else bias
-        raise RuntimeError(f"mat1 and mat2 must have the same dtype, but got {scalar_name(input)}"
-                           f" and {scalar_name(other)}")
+        raise RuntimeError(
+            f"mat1 and mat2 must have the same dtype, but got {scalar_name(input)}"
+            f" and {scalar_name(other)}"
+        )
     if x.ndim == 0 or w.ndim not in (1, 2) or x.shape[-1] != w.shape[-1]:
         if x.ndim == 0:
-            raise RuntimeError("both arguments to linear need to be at least 1D, but they are "
-                               f"0D and {w.ndim}D")
+            raise RuntimeError(
+                f"both arguments to linear need to be at least 1D, but they are 0D and {w.ndim}D"
+            )
         rows = int(np.prod(x.shape[:-1])) if x.ndim > 1 else 1
         ws = w.shape if w.ndim == 2 else (1, w.shape[0])
-        raise RuntimeError(f"mat1 and mat2 shapes cannot be multiplied ({rows}x{x.shape[-1]} "
-                           f"and {ws[1]}x{ws[0]})")
+        raise RuntimeError(
+            f"mat1 and mat2 shapes cannot be multiplied ({rows}x{x.shape[-1]} and {ws[1]}x{ws[0]})"
+        )
     if w.ndim == 1:  # a vector weight gives one output without the feature dim
         out = ops.matmul(input, weight)
         return out + bias if bias is not None else out
@@ -58,10 +84,15 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
 def bilinear(input1: Tensor, input2: Tensor, weight: Tensor, bias: Tensor | None = None):
     r"""Apply :math:`y = x_1^T A x_2 + b` with ``weight`` of shape (out, in1, in2)."""
     if input1.shape[:-1] != input2.shape[:-1]:
-        raise RuntimeError(f"bilinear(): input batch dimensions do not match: got "
-                           f"{list(input1.shape[:-1])} and {list(input2.shape[:-1])}")
-    if weight.dim() != 3 or input1.shape[-1] != weight.shape[1] \
-            or input2.shape[-1] != weight.shape[2]:
+        raise RuntimeError(
+            f"bilinear(): input batch dimensions do not match: got "
+            f"{list(input1.shape[:-1])} and {list(input2.shape[:-1])}"
+        )
+    if (
+        weight.dim() != 3
+        or input1.shape[-1] != weight.shape[1]
+        or input2.shape[-1] != weight.shape[2]
+    ):
         raise RuntimeError(
             f"bilinear(): input sizes do not match weight: got input1 {list(input1.shape)}, "
             f"input2 {list(input2.shape)} and weight {list(weight.shape)}"
@@ -91,14 +122,22 @@ def _renorm_rows_(weight: Tensor, indices: Tensor, max_norm: float, norm_type: f
         weight._version_counter[0] += 1
 
 
-def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None,
-              max_norm: float | None = None, norm_type: float = 2.0,
-              scale_grad_by_freq: bool = False, sparse: bool = False) -> Tensor:
+def embedding(
+    input: Tensor,
+    weight: Tensor,
+    padding_idx: int | None = None,
+    max_norm: float | None = None,
+    norm_type: float = 2.0,
+    scale_grad_by_freq: bool = False,
+    sparse: bool = False,
+) -> Tensor:
     r"""Look up rows of ``weight`` by the integer ``input`` indices."""
     if input._data.dtype.kind not in "iu":
-        raise RuntimeError("Expected tensor for argument #1 'indices' to have one of the "
-                           "following scalar types: Long, Int; but got "
-                           f"{input.type()} instead (while checking arguments for embedding)")
+        raise RuntimeError(
+            "Expected tensor for argument #1 'indices' to have one of the "
+            "following scalar types: Long, Int; but got "
+            f"{input.type()} instead (while checking arguments for embedding)"
+        )
     num = weight.shape[0]
     if padding_idx is not None:
         if padding_idx > 0:
@@ -117,11 +156,19 @@ def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None,
     return _EmbeddingFn.apply(weight, idx, padding_idx, scale_grad_by_freq)
 
 
-def embedding_bag(input: Tensor, weight: Tensor, offsets: Tensor | None = None,
-                  max_norm: float | None = None, norm_type: float = 2,
-                  scale_grad_by_freq: bool = False, mode: str = "mean", sparse: bool = False,
-                  per_sample_weights: Tensor | None = None, include_last_offset: bool = False,
-                  padding_idx: int | None = None) -> Tensor:
+def embedding_bag(
+    input: Tensor,
+    weight: Tensor,
+    offsets: Tensor | None = None,
+    max_norm: float | None = None,
+    norm_type: float = 2,
+    scale_grad_by_freq: bool = False,
+    mode: str = "mean",
+    sparse: bool = False,
+    per_sample_weights: Tensor | None = None,
+    include_last_offset: bool = False,
+    padding_idx: int | None = None,
+) -> Tensor:
     r"""Sums, means or maxes of bags of embeddings (bags given by rows of a 2-D ``input`` or by
     ``offsets`` into a 1-D ``input``)."""
     if mode not in ("sum", "mean", "max"):
@@ -133,17 +180,21 @@ def embedding_bag(input: Tensor, weight: Tensor, offsets: Tensor | None = None,
             "the PyTorch GitHub."
         )
     if per_sample_weights is not None and per_sample_weights.shape != input.shape:
-        raise ValueError(f"embedding_bag: If per_sample_weights ({per_sample_weights.shape}) is "
-                         f"not None, then it must have the same shape as the input "
-                         f"({input.shape})")
+        raise ValueError(
+            f"embedding_bag: If per_sample_weights ({per_sample_weights.shape}) is "
+            f"not None, then it must have the same shape as the input "
+            f"({input.shape})"
+        )
     xp = get_array_module(input._data)
     idx = input._data
     psw = per_sample_weights
     if idx.ndim == 2:
         if offsets is not None:
-            raise ValueError("if input is 2D, then offsets has to be None, as input is treated "
-                             "is a mini-batch of fixed length sequences. However, found offsets "
-                             f"of type {type(offsets)}")
+            raise ValueError(
+                "if input is 2D, then offsets has to be None, as input is treated "
+                "is a mini-batch of fixed length sequences. However, found offsets "
+                f"of type {type(offsets)}"
+            )
         b, length = idx.shape
         starts = xp.arange(0, b * length, length, dtype=np.int64)
         idx = idx.reshape(-1)
@@ -157,13 +208,16 @@ def embedding_bag(input: Tensor, weight: Tensor, offsets: Tensor | None = None,
         starts = offsets._data.astype(np.int64)
         if include_last_offset:
             starts = starts[:-1]
-        if starts.size and (int(starts[0]) != 0 or bool((xp.diff(starts) < 0).any())
-                            or int(starts[-1]) > idx.shape[0]):
-            raise RuntimeError("offsets must start at 0, be non-decreasing and not exceed the "
-                               "number of indices")
+        if starts.size and (
+            int(starts[0]) != 0
+            or bool((xp.diff(starts) < 0).any())
+            or int(starts[-1]) > idx.shape[0]
+        ):
+            raise RuntimeError(
+                "offsets must start at 0, be non-decreasing and not exceed the number of indices"
+            )
     else:
-        raise ValueError(f"input has to be 1D or 2D Tensor, but got Tensor of dimension "
-                         f"{idx.ndim}")
+        raise ValueError(f"input has to be 1D or 2D Tensor, but got Tensor of dimension {idx.ndim}")
     num = weight.shape[0]
     if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= num):
         raise IndexError("index out of range in self")
@@ -172,8 +226,7 @@ def embedding_bag(input: Tensor, weight: Tensor, offsets: Tensor | None = None,
     if max_norm is not None:
         with grad_mode.no_grad():
             _renorm_rows_(weight, Tensor._wrap(idx), max_norm, norm_type)
-    return _EmbeddingBagFn.apply(weight, psw, idx, starts, int(starts.shape[0]), mode,
-                                 padding_idx)
+    return _EmbeddingBagFn.apply(weight, psw, idx, starts, int(starts.shape[0]), mode, padding_idx)
 
 
 def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
@@ -194,8 +247,7 @@ def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
     return Tensor._wrap(out)
 
 
-def normalize(input: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12,
-              out=None) -> Tensor:
+def normalize(input: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12, out=None) -> Tensor:
     r"""Divide by the :math:`L_p` norm over ``dim`` (at least ``eps``)."""
     denom = ops.vector_norm(input, p, dim, keepdim=True).clamp_min(eps)
     return input / denom
@@ -209,8 +261,9 @@ def cosine_similarity(x1: Tensor, x2: Tensor, dim: int = 1, eps: float = 1e-8) -
     return ((x1 / n1) * (x2 / n2)).sum(dim)
 
 
-def pairwise_distance(x1: Tensor, x2: Tensor, p: float = 2.0, eps: float = 1e-6,
-                      keepdim: bool = False) -> Tensor:
+def pairwise_distance(
+    x1: Tensor, x2: Tensor, p: float = 2.0, eps: float = 1e-6, keepdim: bool = False
+) -> Tensor:
     r""":math:`\lVert x_1 - x_2 + \epsilon \rVert_p` over the last dim."""
     return ops.vector_norm(x1 - x2 + eps, p, -1, keepdim=keepdim)
 
@@ -248,8 +301,7 @@ def _apply_mask(input: Tensor, mask, inplace: bool) -> Tensor:
     return nn_ops.MaskMul.apply(input, mask)
 
 
-def dropout(input: Tensor, p: float = 0.5, training: bool = True,
-            inplace: bool = False) -> Tensor:
+def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
     r"""Zero each element with probability ``p`` and scale the rest by :math:`1/(1-p)`."""
     _check_p(p)
     if not training or p == 0.0:
@@ -257,16 +309,19 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True,
     return _apply_mask(input, _keep_mask(input, p, input._data.shape), inplace)
 
 
-def _feature_dropout(input: Tensor, p: float, training: bool, inplace: bool, spatial: int,
-                     name: str) -> Tensor:
+def _feature_dropout(
+    input: Tensor, p: float, training: bool, inplace: bool, spatial: int, name: str
+) -> Tensor:
     _check_p(p)
     nd = input.dim()
     if nd not in (spatial + 1, spatial + 2):
-        raise RuntimeError(f"{name}: Expected {spatial + 1}D or {spatial + 2}D input, but "
-                           f"received a {nd}D input. Note that {name} exists to provide channel-"
-                           f"wise dropout on inputs with {spatial} spatial dimension, a channel "
-                           f"dimension, and an optional batch dimension (i.e. {spatial + 1}D or "
-                           f"{spatial + 2}D inputs).")
+        raise RuntimeError(
+            f"{name}: Expected {spatial + 1}D or {spatial + 2}D input, but "
+            f"received a {nd}D input. Note that {name} exists to provide channel-"
+            f"wise dropout on inputs with {spatial} spatial dimension, a channel "
+            f"dimension, and an optional batch dimension (i.e. {spatial + 1}D or "
+            f"{spatial + 2}D inputs)."
+        )
     if not training or p == 0.0:
         return input
     lead = 2 if nd == spatial + 2 else 1
@@ -303,7 +358,7 @@ def _alpha_dropout(input: Tensor, p: float, training: bool, inplace: bool, shape
         a = 0.0
     else:
         keep = (gen_for(None, xp).random(shape) >= p).astype(dt)
-        a = 1.0 / np.sqrt((_SELU_ALPHA_SCALE ** 2 * p + 1) * (1 - p))
+        a = 1.0 / np.sqrt((_SELU_ALPHA_SCALE**2 * p + 1) * (1 - p))
     alpha = _SELU_ALPHA_SCALE
     scale = keep * a
     shift = (keep - 1) * (alpha * a) + alpha * a * p
@@ -313,14 +368,16 @@ def _alpha_dropout(input: Tensor, p: float, training: bool, inplace: bool, shape
     return nn_ops.MaskAffine.apply(input, scale.astype(dt), shift.astype(dt))
 
 
-def alpha_dropout(input: Tensor, p: float = 0.5, training: bool = False,
-                  inplace: bool = False) -> Tensor:
+def alpha_dropout(
+    input: Tensor, p: float = 0.5, training: bool = False, inplace: bool = False
+) -> Tensor:
     r"""Dropout that keeps SELU's self-normalising mean and variance."""
     return _alpha_dropout(input, p, training, inplace, input._data.shape)
 
 
-def feature_alpha_dropout(input: Tensor, p: float = 0.5, training: bool = False,
-                          inplace: bool = False) -> Tensor:
+def feature_alpha_dropout(
+    input: Tensor, p: float = 0.5, training: bool = False, inplace: bool = False
+) -> Tensor:
     r"""Alpha dropout of whole channels."""
     shape = input._data.shape[:2] + (1,) * (input.dim() - 2)
     return _alpha_dropout(input, p, training, inplace, shape)

@@ -18,10 +18,22 @@ from ...tensor import Tensor
 from ._linear import pairwise_distance
 
 __all__ = [
-    "cross_entropy", "nll_loss", "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss",
-    "binary_cross_entropy", "binary_cross_entropy_with_logits", "kl_div",
-    "cosine_embedding_loss", "margin_ranking_loss", "triplet_margin_loss",
-    "hinge_embedding_loss", "soft_margin_loss", "poisson_nll_loss", "gaussian_nll_loss",
+    "cross_entropy",
+    "nll_loss",
+    "mse_loss",
+    "l1_loss",
+    "smooth_l1_loss",
+    "huber_loss",
+    "binary_cross_entropy",
+    "binary_cross_entropy_with_logits",
+    "kl_div",
+    "cosine_embedding_loss",
+    "margin_ranking_loss",
+    "triplet_margin_loss",
+    "hinge_embedding_loss",
+    "soft_margin_loss",
+    "poisson_nll_loss",
+    "gaussian_nll_loss",
 ]
 
 
@@ -38,8 +50,11 @@ def legacy_get_string(size_average, reduce, emit_warning: bool = True) -> str:
     else:
         ret = "none"
     if emit_warning:
-        warnings.warn("size_average and reduce args will be deprecated, please use "
-                      f"reduction='{ret}' instead.", stacklevel=3)
+        warnings.warn(
+            "size_average and reduce args will be deprecated, please use "
+            f"reduction='{ret}' instead.",
+            stacklevel=3,
+        )
     return ret
 
 
@@ -64,7 +79,9 @@ def _check_size(input: Tensor, target: Tensor) -> None:
         warnings.warn(
             f"Using a target size ({target.shape}) that is different to the input size "
             f"({input.shape}). This will likely lead to incorrect results due to broadcasting. "
-            "Please ensure they have the same size.", stacklevel=3)
+            "Please ensure they have the same size.",
+            stacklevel=3,
+        )
 
 
 # ---- class-index losses -------------------------------------------------------------------
@@ -94,8 +111,9 @@ def _rows_and_target(input: Tensor, target: Tensor):
 
 def _check_indices(t: np.ndarray, c: int, ignore_index: int) -> None:
     if t.dtype.kind not in "iu":
-        raise RuntimeError("expected scalar type Long but found "
-                           f"{_SCALAR.get(t.dtype.name, t.dtype.name)}")
+        raise RuntimeError(
+            f"expected scalar type Long but found {_SCALAR.get(t.dtype.name, t.dtype.name)}"
+        )
     if t.size == 0:
         return
     bad = (t < 0) | (t >= c)
@@ -105,23 +123,37 @@ def _check_indices(t: np.ndarray, c: int, ignore_index: int) -> None:
         raise IndexError(f"Target {int(t[bad].reshape(-1)[0])} is out of bounds.")
 
 
-_SCALAR = {"float32": "Float", "float64": "Double", "float16": "Half", "int32": "Int",
-           "bool": "Bool"}
+_SCALAR = {
+    "float32": "Float",
+    "float64": "Double",
+    "float16": "Half",
+    "int32": "Int",
+    "bool": "Bool",
+}
 
 
 def _check_weight(weight: Tensor | None, c: int):
     if weight is None:
         return None
     if weight.dim() != 1 or weight.shape[0] != c:
-        raise RuntimeError(f"weight tensor should be defined either for all {c} classes or no "
-                           f"classes but got weight tensor of shape: {list(weight.shape)}")
+        raise RuntimeError(
+            f"weight tensor should be defined either for all {c} classes or no "
+            f"classes but got weight tensor of shape: {list(weight.shape)}"
+        )
     return weight._data
 
 
 @autocast_op("cross_entropy_loss")
-def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
-                  size_average=None, ignore_index: int = -100, reduce=None,
-                  reduction: str = "mean", label_smoothing: float = 0.0) -> Tensor:
+def cross_entropy(
+    input: Tensor,
+    target: Tensor,
+    weight: Tensor | None = None,
+    size_average=None,
+    ignore_index: int = -100,
+    reduce=None,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+) -> Tensor:
     r"""Cross-entropy between logits ``input`` (C), (N, C) or (N, C, d1, ...) and ``target``:
     class indices (with ``ignore_index``) or class probabilities of the input's shape.
 
@@ -147,16 +179,24 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
     else:
         x, t, out_shape = _rows_and_target(input, target)
         _check_indices(t, c, ignore_index)
-        out = nn_ops.CrossEntropyIndices.apply(x, t, w, ignore_index, reduction,
-                                               float(label_smoothing))
+        out = nn_ops.CrossEntropyIndices.apply(
+            x, t, w, ignore_index, reduction, float(label_smoothing)
+        )
     if reduction == "none":
         out = out.reshape(out_shape)
     return out
 
 
 @autocast_op("nll_loss")
-def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, size_average=None,
-             ignore_index: int = -100, reduce=None, reduction: str = "mean") -> Tensor:
+def nll_loss(
+    input: Tensor,
+    target: Tensor,
+    weight: Tensor | None = None,
+    size_average=None,
+    ignore_index: int = -100,
+    reduce=None,
+    reduction: str = "mean",
+) -> Tensor:
     r"""Negative log-likelihood of log-probabilities ``input`` at the ``target`` classes."""
     reduction = _reduction(size_average, reduce, reduction)
     c = input.shape[1] if input.dim() >= 2 else input.shape[0] if input.dim() else 0
@@ -171,8 +211,14 @@ def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, size_a
 
 # ---- regression losses ----------------------------------------------------------------------
 @autocast_op("mse_loss")
-def mse_loss(input: Tensor, target: Tensor, size_average=None, reduce=None,
-             reduction: str = "mean", weight: Tensor | None = None) -> Tensor:
+def mse_loss(
+    input: Tensor,
+    target: Tensor,
+    size_average=None,
+    reduce=None,
+    reduction: str = "mean",
+    weight: Tensor | None = None,
+) -> Tensor:
     r""":math:`(x - y)^2`, reduced."""
     reduction = _reduction(size_average, reduce, reduction)
     _check_size(input, target)
@@ -184,8 +230,14 @@ def mse_loss(input: Tensor, target: Tensor, size_average=None, reduce=None,
 
 
 @autocast_op("l1_loss")
-def l1_loss(input: Tensor, target: Tensor, size_average=None, reduce=None,
-            reduction: str = "mean", weight: Tensor | None = None) -> Tensor:
+def l1_loss(
+    input: Tensor,
+    target: Tensor,
+    size_average=None,
+    reduce=None,
+    reduction: str = "mean",
+    weight: Tensor | None = None,
+) -> Tensor:
     r""":math:`|x - y|`, reduced."""
     reduction = _reduction(size_average, reduce, reduction)
     _check_size(input, target)
@@ -196,8 +248,14 @@ def l1_loss(input: Tensor, target: Tensor, size_average=None, reduce=None,
 
 
 @autocast_op("smooth_l1_loss")
-def smooth_l1_loss(input: Tensor, target: Tensor, size_average=None, reduce=None,
-                   reduction: str = "mean", beta: float = 1.0) -> Tensor:
+def smooth_l1_loss(
+    input: Tensor,
+    target: Tensor,
+    size_average=None,
+    reduce=None,
+    reduction: str = "mean",
+    beta: float = 1.0,
+) -> Tensor:
     r""":math:`0.5 d^2 / \beta` where :math:`|d| < \beta`, else :math:`|d| - 0.5 \beta`."""
     reduction = _reduction(size_average, reduce, reduction)
     if beta < 0:
@@ -212,8 +270,13 @@ def smooth_l1_loss(input: Tensor, target: Tensor, size_average=None, reduce=None
 
 
 @autocast_op("huber_loss")
-def huber_loss(input: Tensor, target: Tensor, reduction: str = "mean", delta: float = 1.0,
-               weight: Tensor | None = None) -> Tensor:
+def huber_loss(
+    input: Tensor,
+    target: Tensor,
+    reduction: str = "mean",
+    delta: float = 1.0,
+    weight: Tensor | None = None,
+) -> Tensor:
     r""":math:`0.5 d^2` where :math:`|d| < \delta`, else :math:`\delta (|d| - 0.5 \delta)`."""
     reduction = _reduction(None, None, reduction)
     _check_size(input, target)
@@ -227,14 +290,22 @@ def huber_loss(input: Tensor, target: Tensor, reduction: str = "mean", delta: fl
 
 # ---- binary cross-entropy -------------------------------------------------------------------
 @autocast_op("binary_cross_entropy")
-def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
-                         size_average=None, reduce=None, reduction: str = "mean") -> Tensor:
+def binary_cross_entropy(
+    input: Tensor,
+    target: Tensor,
+    weight: Tensor | None = None,
+    size_average=None,
+    reduce=None,
+    reduction: str = "mean",
+) -> Tensor:
     r""":math:`-w (y \log x + (1 - y) \log(1 - x))` on probabilities (logs clamped at -100)."""
     reduction = _reduction(size_average, reduce, reduction)
     if target.shape != input.shape:
-        raise ValueError(f"Using a target size ({target.shape}) that is different to the input "
-                         f"size ({input.shape}) is deprecated. Please ensure they have the same "
-                         "size.")
+        raise ValueError(
+            f"Using a target size ({target.shape}) that is different to the input "
+            f"size ({input.shape}) is deprecated. Please ensure they have the same "
+            "size."
+        )
     x = input._data
     if x.size and bool(((x < 0) | (x > 1)).any()):
         raise RuntimeError("all elements of input should be between 0 and 1")
@@ -243,32 +314,47 @@ def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = 
 
 
 @autocast_op("binary_cross_entropy_with_logits")
-def binary_cross_entropy_with_logits(input: Tensor, target: Tensor,
-                                     weight: Tensor | None = None, size_average=None,
-                                     reduce=None, reduction: str = "mean",
-                                     pos_weight: Tensor | None = None) -> Tensor:
+def binary_cross_entropy_with_logits(
+    input: Tensor,
+    target: Tensor,
+    weight: Tensor | None = None,
+    size_average=None,
+    reduce=None,
+    reduction: str = "mean",
+    pos_weight: Tensor | None = None,
+) -> Tensor:
     r"""Sigmoid + binary cross-entropy in one stable Function; ``pos_weight`` scales the
     positive term (broadcast over the last dim)."""
     reduction = _reduction(size_average, reduce, reduction)
     if target.shape != input.shape:
-        raise ValueError(f"Target size ({target.shape}) must be the same as input size "
-                         f"({input.shape})")
+        raise ValueError(
+            f"Target size ({target.shape}) must be the same as input size ({input.shape})"
+        )
     loss = loss_ops.BinaryCrossEntropyWithLogits.apply(input, target, weight, pos_weight)
     return _reduce(loss, reduction)
 
 
 # ---- divergences and embedding losses --------------------------------------------------------
 @autocast_op("kl_div")
-def kl_div(input: Tensor, target: Tensor, size_average=None, reduce=None,
-           reduction: str = "mean", log_target: bool = False) -> Tensor:
+def kl_div(
+    input: Tensor,
+    target: Tensor,
+    size_average=None,
+    reduce=None,
+    reduction: str = "mean",
+    log_target: bool = False,
+) -> Tensor:
     r"""KL divergence with ``input`` as log-probabilities: :math:`y (\log y - x)`."""
     if size_average is not None or reduce is not None:
         reduction = legacy_get_string(size_average, reduce)
     if reduction == "mean":
-        warnings.warn("reduction: 'mean' divides the total loss by both the batch size and the "
-                      "support size.'batchmean' divides only by the batch size, and aligns with "
-                      "the KL div math definition.'mean' will be changed to behave the same as "
-                      "'batchmean' in the next major release.", stacklevel=2)
+        warnings.warn(
+            "reduction: 'mean' divides the total loss by both the batch size and the "
+            "support size.'batchmean' divides only by the batch size, and aligns with "
+            "the KL div math definition.'mean' will be changed to behave the same as "
+            "'batchmean' in the next major release.",
+            stacklevel=2,
+        )
     if reduction not in ("none", "mean", "sum", "batchmean"):
         raise ValueError(f"{reduction} is not a valid value for reduction")
     if log_target:
@@ -292,14 +378,23 @@ def _cos_rows(x1: Tensor, x2: Tensor) -> Tensor:
 
 
 @autocast_op("cosine_embedding_loss")
-def cosine_embedding_loss(input1: Tensor, input2: Tensor, target: Tensor, margin: float = 0.0,
-                          size_average=None, reduce=None, reduction: str = "mean") -> Tensor:
+def cosine_embedding_loss(
+    input1: Tensor,
+    input2: Tensor,
+    target: Tensor,
+    margin: float = 0.0,
+    size_average=None,
+    reduce=None,
+    reduction: str = "mean",
+) -> Tensor:
     r""":math:`1 - \cos(x_1, x_2)` for :math:`y = 1`, :math:`\max(0, \cos - \text{margin})`
     for :math:`y = -1`."""
     reduction = _reduction(size_average, reduce, reduction)
     if input1.dim() not in (1, 2) or input1.shape != input2.shape:
-        raise RuntimeError(f"cosine_embedding_loss: expected 1D or 2D inputs of equal shapes, "
-                           f"got {list(input1.shape)} and {list(input2.shape)}")
+        raise RuntimeError(
+            f"cosine_embedding_loss: expected 1D or 2D inputs of equal shapes, "
+            f"got {list(input1.shape)} and {list(input2.shape)}"
+        )
     cos = _cos_rows(input1, input2)
     zero = cos * 0
     pos = ops.where(target == 1, 1 - cos, zero)
@@ -308,30 +403,47 @@ def cosine_embedding_loss(input1: Tensor, input2: Tensor, target: Tensor, margin
 
 
 @autocast_op("margin_ranking_loss")
-def margin_ranking_loss(input1: Tensor, input2: Tensor, target: Tensor, margin: float = 0.0,
-                        size_average=None, reduce=None, reduction: str = "mean") -> Tensor:
+def margin_ranking_loss(
+    input1: Tensor,
+    input2: Tensor,
+    target: Tensor,
+    margin: float = 0.0,
+    size_average=None,
+    reduce=None,
+    reduction: str = "mean",
+) -> Tensor:
     r""":math:`\max(0, -y (x_1 - x_2) + \text{margin})`."""
     reduction = _reduction(size_average, reduce, reduction)
     if not (input1.dim() == input2.dim() == target.dim()):
         raise RuntimeError(
             f"margin_ranking_loss : All input tensors should have same dimension but got sizes: "
-            f"input1: {input1.shape}, input2: {input2.shape}, target: {target.shape} ")
+            f"input1: {input1.shape}, input2: {input2.shape}, target: {target.shape} "
+        )
     loss = (-target * (input1 - input2) + margin).clamp_min(0)
     return _reduce(loss, reduction)
 
 
 @autocast_op("triplet_margin_loss")
-def triplet_margin_loss(anchor: Tensor, positive: Tensor, negative: Tensor,
-                        margin: float = 1.0, p: float = 2, eps: float = 1e-6,
-                        swap: bool = False, size_average=None, reduce=None,
-                        reduction: str = "mean") -> Tensor:
+def triplet_margin_loss(
+    anchor: Tensor,
+    positive: Tensor,
+    negative: Tensor,
+    margin: float = 1.0,
+    p: float = 2,
+    eps: float = 1e-6,
+    swap: bool = False,
+    size_average=None,
+    reduce=None,
+    reduction: str = "mean",
+) -> Tensor:
     r""":math:`\max(d(a, p) - d(a, n) + \text{margin}, 0)` with :math:`L_p` distances."""
     reduction = _reduction(size_average, reduce, reduction)
     if not (anchor.dim() == positive.dim() == negative.dim()):
         raise RuntimeError(
             f"The anchor, positive, and negative tensors are expected to have the same number of "
             f"dimensions, but got: anchor {anchor.dim()}D, positive {positive.dim()}D, and "
-            f"negative {negative.dim()}D inputs")
+            f"negative {negative.dim()}D inputs"
+        )
     d_ap = pairwise_distance(anchor, positive, p, eps)
     d_an = pairwise_distance(anchor, negative, p, eps)
     if swap:
@@ -340,19 +452,27 @@ def triplet_margin_loss(anchor: Tensor, positive: Tensor, negative: Tensor,
 
 
 @autocast_op("hinge_embedding_loss")
-def hinge_embedding_loss(input: Tensor, target: Tensor, margin: float = 1.0, size_average=None,
-                         reduce=None, reduction: str = "mean") -> Tensor:
+def hinge_embedding_loss(
+    input: Tensor,
+    target: Tensor,
+    margin: float = 1.0,
+    size_average=None,
+    reduce=None,
+    reduction: str = "mean",
+) -> Tensor:
     r""":math:`x` for :math:`y = 1`, :math:`\max(0, \text{margin} - x)` for :math:`y = -1`."""
     reduction = _reduction(size_average, reduce, reduction)
     zero = input * 0
     out = ops.where(target != 1, (margin - input).clamp_min(0), zero) + ops.where(
-        target != -1, input, zero)
+        target != -1, input, zero
+    )
     return _reduce(out, reduction)
 
 
 @autocast_op("soft_margin_loss")
-def soft_margin_loss(input: Tensor, target: Tensor, size_average=None, reduce=None,
-                     reduction: str = "mean") -> Tensor:
+def soft_margin_loss(
+    input: Tensor, target: Tensor, size_average=None, reduce=None, reduction: str = "mean"
+) -> Tensor:
     r""":math:`\log(1 + e^{-y x})`."""
     reduction = _reduction(size_average, reduce, reduction)
     from ._activation import softplus
@@ -361,9 +481,16 @@ def soft_margin_loss(input: Tensor, target: Tensor, size_average=None, reduce=No
 
 
 @autocast_op("poisson_nll_loss")
-def poisson_nll_loss(input: Tensor, target: Tensor, log_input: bool = True, full: bool = False,
-                     size_average=None, eps: float = 1e-8, reduce=None,
-                     reduction: str = "mean") -> Tensor:
+def poisson_nll_loss(
+    input: Tensor,
+    target: Tensor,
+    log_input: bool = True,
+    full: bool = False,
+    size_average=None,
+    eps: float = 1e-8,
+    reduce=None,
+    reduction: str = "mean",
+) -> Tensor:
     r""":math:`e^x - y x` (log input) or :math:`x - y \log(x + \epsilon)`; ``full`` adds
     Stirling's term for :math:`y > 1`."""
     reduction = _reduction(size_average, reduce, reduction)
@@ -378,8 +505,14 @@ def poisson_nll_loss(input: Tensor, target: Tensor, log_input: bool = True, full
     return _reduce(loss, reduction)
 
 
-def gaussian_nll_loss(input: Tensor, target: Tensor, var: Tensor | float, full: bool = False,
-                      eps: float = 1e-6, reduction: str = "mean") -> Tensor:
+def gaussian_nll_loss(
+    input: Tensor,
+    target: Tensor,
+    var: Tensor | float,
+    full: bool = False,
+    eps: float = 1e-6,
+    reduction: str = "mean",
+) -> Tensor:
     r""":math:`\frac12 (\log \max(\sigma^2, \epsilon) + (x - y)^2 / \max(\sigma^2,
     \epsilon))`."""
     reduction = _reduction(None, None, reduction)

@@ -18,23 +18,36 @@ from ._activation import logsigmoid
 from ._linear import pairwise_distance
 from ._loss import _reduce, _reduction
 
-__all__ = ["multi_margin_loss", "multilabel_margin_loss", "multilabel_soft_margin_loss",
-           "triplet_margin_with_distance_loss"]
+__all__ = [
+    "multi_margin_loss",
+    "multilabel_margin_loss",
+    "multilabel_soft_margin_loss",
+    "triplet_margin_with_distance_loss",
+]
 
 
 def _as_rows(input: Tensor, target: Tensor, name: str):
     """(N, C) input and (N, ...) target views, plus whether the input was a single vector."""
     if input.dim() not in (1, 2) or input.numel() == 0 and input.dim() != 2:
-        raise RuntimeError(f"{name}: Expected non-empty vector or matrix with optional 0-dim "
-                           f"batch size, but got: {list(input.shape)}")
+        raise RuntimeError(
+            f"{name}: Expected non-empty vector or matrix with optional 0-dim "
+            f"batch size, but got: {list(input.shape)}"
+        )
     if input.dim() == 1:
         return input.unsqueeze(0), target.reshape((1,) + tuple(target.shape)), True
     return input, target, False
 
 
-def multi_margin_loss(input: Tensor, target: Tensor, p: int = 1, margin: float = 1.0,
-                      weight: Tensor | None = None, size_average=None, reduce=None,
-                      reduction: str = "mean") -> Tensor:
+def multi_margin_loss(
+    input: Tensor,
+    target: Tensor,
+    p: int = 1,
+    margin: float = 1.0,
+    weight: Tensor | None = None,
+    size_average=None,
+    reduce=None,
+    reduction: str = "mean",
+) -> Tensor:
     r"""Multi-class hinge loss: :math:`\frac{1}{C} \sum_{i \ne y} w_y
     \max(0, \text{margin} - x_y + x_i)^p` per sample (``p`` 1 or 2)."""
     reduction = _reduction(size_average, reduce, reduction)
@@ -46,8 +59,7 @@ def multi_margin_loss(input: Tensor, target: Tensor, p: int = 1, margin: float =
     n, c = x.shape
     t = t.reshape(-1)
     if t.shape[0] != n:
-        raise RuntimeError(f"inconsistent target size, expected {n} but got "
-                           f"{list(target.shape)}")
+        raise RuntimeError(f"inconsistent target size, expected {n} but got {list(target.shape)}")
     td = t._data
     if td.size and (int(td.min()) < 0 or int(td.max()) >= c):
         raise RuntimeError("target out of range")
@@ -67,8 +79,9 @@ def multi_margin_loss(input: Tensor, target: Tensor, p: int = 1, margin: float =
     return _reduce(loss, reduction)
 
 
-def multilabel_margin_loss(input: Tensor, target: Tensor, size_average=None, reduce=None,
-                           reduction: str = "mean") -> Tensor:
+def multilabel_margin_loss(
+    input: Tensor, target: Tensor, size_average=None, reduce=None, reduction: str = "mean"
+) -> Tensor:
     r"""Multi-label hinge loss: :math:`\sum_{j \in y} \sum_{i \notin y}
     \frac{\max(0, 1 - (x_j - x_i))}{C}`; each target row lists class indices and ends at the
     first ``-1``."""
@@ -76,8 +89,9 @@ def multilabel_margin_loss(input: Tensor, target: Tensor, size_average=None, red
     x, t, single = _as_rows(input, target, "multilabel_margin_loss")
     n, c = x.shape
     if tuple(t.shape) != (n, c):
-        raise RuntimeError(f"inconsistent target size: {list(target.shape)} for input of size: "
-                           f"{list(input.shape)}")
+        raise RuntimeError(
+            f"inconsistent target size: {list(target.shape)} for input of size: {list(input.shape)}"
+        )
     td = t._data
     if td.size and (int(td.min()) < -1 or int(td.max()) >= c):
         raise RuntimeError("target out of range")
@@ -102,9 +116,14 @@ def multilabel_margin_loss(input: Tensor, target: Tensor, size_average=None, red
     return _reduce(loss, reduction)
 
 
-def multilabel_soft_margin_loss(input: Tensor, target: Tensor, weight: Tensor | None = None,
-                                size_average=None, reduce=None,
-                                reduction: str = "mean") -> Tensor:
+def multilabel_soft_margin_loss(
+    input: Tensor,
+    target: Tensor,
+    weight: Tensor | None = None,
+    size_average=None,
+    reduce=None,
+    reduction: str = "mean",
+) -> Tensor:
     r"""Multi-label one-versus-all logistic loss, averaged over the C classes:
     :math:`-\frac{1}{C} \sum_i w_i (y_i \log\sigma(x_i) + (1 - y_i) \log\sigma(-x_i))`."""
     reduction = _reduction(size_average, reduce, reduction)
@@ -117,21 +136,30 @@ def multilabel_soft_margin_loss(input: Tensor, target: Tensor, weight: Tensor | 
 
 
 def triplet_margin_with_distance_loss(
-        anchor: Tensor, positive: Tensor, negative: Tensor, *,
-        distance_function: Callable[[Tensor, Tensor], Tensor] | None = None,
-        margin: float = 1.0, swap: bool = False, reduction: str = "mean") -> Tensor:
+    anchor: Tensor,
+    positive: Tensor,
+    negative: Tensor,
+    *,
+    distance_function: Callable[[Tensor, Tensor], Tensor] | None = None,
+    margin: float = 1.0,
+    swap: bool = False,
+    reduction: str = "mean",
+) -> Tensor:
     r""":math:`\max(d(a, p) - d(a, n) + \text{margin}, 0)` with any distance function
     (``pairwise_distance`` by default); ``swap`` uses :math:`\min(d(a, n), d(p, n))`."""
     if margin <= 0:
-        raise ValueError(f"TripletMarginWithDistanceLoss: expected margin to be greater than 0, "
-                         f"got {margin} instead")
+        raise ValueError(
+            f"TripletMarginWithDistanceLoss: expected margin to be greater than 0, "
+            f"got {margin} instead"
+        )
     if reduction not in ("none", "mean", "sum"):
         raise ValueError(f"{reduction} is not a valid value for reduction")
     a, p, n = anchor.dim(), positive.dim(), negative.dim()
     if not a == p == n:
         raise RuntimeError(
             f"The anchor, positive, and negative tensors are expected to have the same number of "
-            f"dimensions, but got: anchor {a}D, positive {p}D, and negative {n}D inputs")
+            f"dimensions, but got: anchor {a}D, positive {p}D, and negative {n}D inputs"
+        )
     dist = distance_function if distance_function is not None else pairwise_distance
     d_pos = dist(anchor, positive)
     d_neg = dist(anchor, negative)

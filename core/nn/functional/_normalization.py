@@ -16,9 +16,16 @@ def _data(t: Tensor | None):
     return None if t is None else t._data
 
 
-def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor | None,
-               weight: Tensor | None = None, bias: Tensor | None = None,
-               training: bool = False, momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
+def batch_norm(
+    input: Tensor,
+    running_mean: Tensor | None,
+    running_var: Tensor | None,
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    training: bool = False,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> Tensor:
     r"""Normalise over every dim but 1 (batch statistics when ``training``, else the running
     ones); running statistics are updated in place while training."""
     if input.dim() < 2:
@@ -29,17 +36,24 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
             if i != 1:
                 size *= s
         if size == 1:
-            raise ValueError("Expected more than 1 value per channel when training, got input "
-                             f"size {input.shape}")
+            raise ValueError(
+                "Expected more than 1 value per channel when training, got input "
+                f"size {input.shape}"
+            )
     elif running_mean is None or running_var is None:
         raise RuntimeError("running_mean and running_var must be defined in evaluation mode")
     c = input.shape[1]
-    for name, t in (("weight", weight), ("bias", bias), ("running_mean", running_mean),
-                    ("running_var", running_var)):
+    for name, t in (
+        ("weight", weight),
+        ("bias", bias),
+        ("running_mean", running_mean),
+        ("running_var", running_var),
+    ):
         if t is not None and t.numel() != c:
             raise RuntimeError(f"{name} should contain {c} elements not {t.numel()}")
-    out = norm_ops.BatchNorm.apply(input, weight, bias, _data(running_mean), _data(running_var),
-                                   training, momentum, eps)
+    out = norm_ops.BatchNorm.apply(
+        input, weight, bias, _data(running_mean), _data(running_var), training, momentum, eps
+    )
     if training:
         for t in (running_mean, running_var):
             if t is not None:
@@ -48,21 +62,28 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
 
 
 @autocast_op("layer_norm")
-def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None,
-               bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
+def layer_norm(
+    input: Tensor,
+    normalized_shape,
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    eps: float = 1e-5,
+) -> Tensor:
     r"""Normalise over the trailing ``normalized_shape`` dims, then scale and shift."""
     shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
     nd = len(shape)
-    if input.dim() < nd or tuple(input.shape[input.dim() - nd:]) != shape:
+    if input.dim() < nd or tuple(input.shape[input.dim() - nd :]) != shape:
         raise RuntimeError(
             f"Given normalized_shape={list(shape)}, expected input with shape "
             f"[*, {', '.join(str(s) for s in shape)}], but got input of size{input.shape}"
         )
     for name, t in (("weight", weight), ("bias", bias)):
         if t is not None and tuple(t.shape) != shape:
-            raise RuntimeError(f"Expected {name} to be of same shape as normalized_shape, but "
-                               f"got {name} of shape {t.shape} and normalized_shape = "
-                               f"{list(shape)}")
+            raise RuntimeError(
+                f"Expected {name} to be of same shape as normalized_shape, but "
+                f"got {name} of shape {t.shape} and normalized_shape = "
+                f"{list(shape)}"
+            )
     return norm_ops.LayerNorm.apply(input, weight, bias, nd, eps)
 
 
@@ -71,17 +92,25 @@ def _channel_view(t: Tensor, ndim: int) -> Tensor:
 
 
 @autocast_op("group_norm")
-def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None,
-               bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
+def group_norm(
+    input: Tensor,
+    num_groups: int,
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    eps: float = 1e-5,
+) -> Tensor:
     r"""Normalise each group of ``C / num_groups`` channels (with their spatial dims)."""
     if input.dim() < 2:
-        raise RuntimeError(f"Expected at least 2 dimensions for input tensor but received "
-                           f"{input.dim()}")
+        raise RuntimeError(
+            f"Expected at least 2 dimensions for input tensor but received {input.dim()}"
+        )
     n, c = input.shape[0], input.shape[1]
     if c % num_groups != 0:
-        raise RuntimeError(f"Expected number of channels in input to be divisible by "
-                           f"num_groups, but got input of shape {input.shape} and "
-                           f"num_groups={num_groups}")
+        raise RuntimeError(
+            f"Expected number of channels in input to be divisible by "
+            f"num_groups, but got input of shape {input.shape} and "
+            f"num_groups={num_groups}"
+        )
     for name, t in (("weight", weight), ("bias", bias)):
         if t is not None and t.numel() != c:
             raise RuntimeError(f"Expected {name} to have {c} elements, got {t.numel()}")
@@ -96,10 +125,16 @@ def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None,
     return norm_group_rms.GroupNorm.apply(input, weight, bias, num_groups, eps)
 
 
-def instance_norm(input: Tensor, running_mean: Tensor | None = None,
-                  running_var: Tensor | None = None, weight: Tensor | None = None,
-                  bias: Tensor | None = None, use_input_stats: bool = True,
-                  momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
+def instance_norm(
+    input: Tensor,
+    running_mean: Tensor | None = None,
+    running_var: Tensor | None = None,
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    use_input_stats: bool = True,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> Tensor:
     r"""Normalise each (sample, channel) over its spatial dims; with running statistics, they
     track the batch average of the per-instance statistics."""
     n, c = input.shape[0], input.shape[1]
@@ -108,11 +143,13 @@ def instance_norm(input: Tensor, running_mean: Tensor | None = None,
         for s in input.shape[2:]:
             spatial *= s
         if spatial == 1:
-            raise ValueError(f"Expected more than 1 spatial element when training, got input "
-                             f"size {input.shape}")
+            raise ValueError(
+                f"Expected more than 1 spatial element when training, got input size {input.shape}"
+            )
     if not use_input_stats and (running_mean is None or running_var is None):
-        raise RuntimeError("Expected running_mean and running_var to be defined when "
-                           "use_input_stats is false")
+        raise RuntimeError(
+            "Expected running_mean and running_var to be defined when use_input_stats is false"
+        )
     if use_input_stats and running_mean is None:
         x = input.reshape(n * c, -1)
         out = norm_ops.LayerNorm.apply(x, None, None, 1, eps).reshape(input.shape)
@@ -123,8 +160,9 @@ def instance_norm(input: Tensor, running_mean: Tensor | None = None,
         xp = get_array_module(input._data)
         rep_mean = None if running_mean is None else xp.tile(running_mean._data, n)
         rep_var = None if running_var is None else xp.tile(running_var._data, n)
-        out = norm_ops.BatchNorm.apply(x, None, None, rep_mean, rep_var, use_input_stats,
-                                       momentum, eps).reshape(input.shape)
+        out = norm_ops.BatchNorm.apply(
+            x, None, None, rep_mean, rep_var, use_input_stats, momentum, eps
+        ).reshape(input.shape)
         if use_input_stats:
             for t, rep in ((running_mean, rep_mean), (running_var, rep_var)):
                 if t is not None:
@@ -137,13 +175,14 @@ def instance_norm(input: Tensor, running_mean: Tensor | None = None,
     return out
 
 
-def rms_norm(input: Tensor, normalized_shape, weight: Tensor | None = None,
-             eps: float | None = None) -> Tensor:
+def rms_norm(
+    input: Tensor, normalized_shape, weight: Tensor | None = None, eps: float | None = None
+) -> Tensor:
     r""":math:`x / \sqrt{\text{mean}(x^2) + \epsilon}` over the trailing dims, times weight;
     ``eps`` defaults to the dtype's machine epsilon."""
     shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
     nd = len(shape)
-    if input.dim() < nd or tuple(input.shape[input.dim() - nd:]) != shape:
+    if input.dim() < nd or tuple(input.shape[input.dim() - nd :]) != shape:
         raise RuntimeError(
             f"Given normalized_shape={list(shape)}, expected input with shape "
             f"[*, {', '.join(str(s) for s in shape)}], but got input of size{input.shape}"
@@ -153,8 +192,10 @@ def rms_norm(input: Tensor, normalized_shape, weight: Tensor | None = None,
 
         eps = float(np.finfo(input._data.dtype).eps)
     if weight is not None and tuple(weight.shape) != shape:
-        raise RuntimeError(f"Expected weight to be of same shape as normalized_shape, but got "
-                           f"weight of shape {weight.shape} and normalized_shape = {list(shape)}")
+        raise RuntimeError(
+            f"Expected weight to be of same shape as normalized_shape, but got "
+            f"weight of shape {weight.shape} and normalized_shape = {list(shape)}"
+        )
     if input.numel() == 0:
         dims = tuple(range(input.dim() - nd, input.dim()))
         out = input * ops.rsqrt((input * input).mean(dims, keepdim=True) + eps)

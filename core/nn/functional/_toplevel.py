@@ -77,51 +77,101 @@ def feature_alpha_dropout_(input: Tensor, p: float, train: bool) -> Tensor:
 
 
 # ---- normalisation: weight/bias first, cudnn flags ------------------------------------------
-def layer_norm(input: Tensor, normalized_shape: Sequence[int], weight: Tensor | None = None,
-               bias: Tensor | None = None, eps: float = 1e-5,
-               cudnn_enable: bool = True) -> Tensor:
+def layer_norm(
+    input: Tensor,
+    normalized_shape: Sequence[int],
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    eps: float = 1e-5,
+    cudnn_enable: bool = True,
+) -> Tensor:
     return _normalization.layer_norm(input, normalized_shape, weight, bias, eps)
 
 
-def batch_norm(input: Tensor, weight: Tensor | None, bias: Tensor | None,
-               running_mean: Tensor | None, running_var: Tensor | None, training: bool,
-               momentum: float, eps: float, cudnn_enabled: bool) -> Tensor:
-    return _normalization.batch_norm(input, running_mean, running_var, weight, bias, training,
-                                     momentum, eps)
+def batch_norm(
+    input: Tensor,
+    weight: Tensor | None,
+    bias: Tensor | None,
+    running_mean: Tensor | None,
+    running_var: Tensor | None,
+    training: bool,
+    momentum: float,
+    eps: float,
+    cudnn_enabled: bool,
+) -> Tensor:
+    return _normalization.batch_norm(
+        input, running_mean, running_var, weight, bias, training, momentum, eps
+    )
 
 
-def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None,
-               bias: Tensor | None = None, eps: float = 1e-5,
-               cudnn_enabled: bool = True) -> Tensor:
+def group_norm(
+    input: Tensor,
+    num_groups: int,
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    eps: float = 1e-5,
+    cudnn_enabled: bool = True,
+) -> Tensor:
     return _normalization.group_norm(input, num_groups, weight, bias, eps)
 
 
-def instance_norm(input: Tensor, weight: Tensor | None, bias: Tensor | None,
-                  running_mean: Tensor | None, running_var: Tensor | None,
-                  use_input_stats: bool, momentum: float, eps: float,
-                  cudnn_enabled: bool) -> Tensor:
-    return _normalization.instance_norm(input, running_mean, running_var, weight, bias,
-                                        use_input_stats, momentum, eps)
+def instance_norm(
+    input: Tensor,
+    weight: Tensor | None,
+    bias: Tensor | None,
+    running_mean: Tensor | None,
+    running_var: Tensor | None,
+    use_input_stats: bool,
+    momentum: float,
+    eps: float,
+    cudnn_enabled: bool,
+) -> Tensor:
+    return _normalization.instance_norm(
+        input, running_mean, running_var, weight, bias, use_input_stats, momentum, eps
+    )
 
 
 # ---- embedding: weight first -------------------------------------------------------------
-def embedding(weight: Tensor, indices: Tensor, padding_idx: int = -1,
-              scale_grad_by_freq: bool = False, sparse: bool = False) -> Tensor:
+def embedding(
+    weight: Tensor,
+    indices: Tensor,
+    padding_idx: int = -1,
+    scale_grad_by_freq: bool = False,
+    sparse: bool = False,
+) -> Tensor:
     # ATen's padding_idx -1 means "none" (F's None); F normalises negative indices otherwise
     pad = None if padding_idx == -1 else padding_idx
     return _linear.embedding(indices, weight, pad, None, 2.0, scale_grad_by_freq, sparse)
 
 
-def embedding_bag(weight: Tensor, indices: Tensor, offsets: Tensor,
-                  scale_grad_by_freq: bool = False, mode: int = 0, sparse: bool = False,
-                  per_sample_weights: Tensor | None = None, include_last_offset: bool = False,
-                  padding_idx: int | None = None):
+def embedding_bag(
+    weight: Tensor,
+    indices: Tensor,
+    offsets: Tensor,
+    scale_grad_by_freq: bool = False,
+    mode: int = 0,
+    sparse: bool = False,
+    per_sample_weights: Tensor | None = None,
+    include_last_offset: bool = False,
+    padding_idx: int | None = None,
+):
     """ATen's embedding_bag (mode 0 sum, 1 mean, 2 max): ``(output, offset2bag, bag_size,
     max_indices)``; the last three are bookkeeping without gradient (ATen's layout: empty
     ``offset2bag`` in sum mode, per-dimension argmax rows in max mode)."""
     name = ("sum", "mean", "max")[int(mode)]
-    out = _linear.embedding_bag(indices, weight, offsets, None, 2.0, scale_grad_by_freq, name,
-                                sparse, per_sample_weights, include_last_offset, padding_idx)
+    out = _linear.embedding_bag(
+        indices,
+        weight,
+        offsets,
+        None,
+        2.0,
+        scale_grad_by_freq,
+        name,
+        sparse,
+        per_sample_weights,
+        include_last_offset,
+        padding_idx,
+    )
     xp = get_array_module(indices._data)
     idx = indices._data.reshape(-1).astype(np.int64)
     if indices.dim() == 2:
@@ -152,68 +202,110 @@ def embedding_bag(weight: Tensor, indices: Tensor, offsets: Tensor,
 
 
 # ---- losses with ATen's integer reduction ---------------------------------------------------
-def kl_div(input: Tensor, target: Tensor, reduction: int = 1, *,
-           log_target: bool = False) -> Tensor:
+def kl_div(
+    input: Tensor, target: Tensor, reduction: int = 1, *, log_target: bool = False
+) -> Tensor:
     with warnings.catch_warnings():  # ATen's kl_div has no 'batchmean' advice to give
         warnings.simplefilter("ignore", UserWarning)
-        return _loss.kl_div(input, target, reduction=_reduction(reduction),
-                            log_target=log_target)
+        return _loss.kl_div(input, target, reduction=_reduction(reduction), log_target=log_target)
 
 
-def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Tensor | None = None,
-                                     pos_weight: Tensor | None = None,
-                                     reduction: int = 1) -> Tensor:
-    return _loss.binary_cross_entropy_with_logits(input, target, weight,
-                                                  reduction=_reduction(reduction),
-                                                  pos_weight=pos_weight)
+def binary_cross_entropy_with_logits(
+    input: Tensor,
+    target: Tensor,
+    weight: Tensor | None = None,
+    pos_weight: Tensor | None = None,
+    reduction: int = 1,
+) -> Tensor:
+    return _loss.binary_cross_entropy_with_logits(
+        input, target, weight, reduction=_reduction(reduction), pos_weight=pos_weight
+    )
 
 
-def cosine_embedding_loss(input1: Tensor, input2: Tensor, target: Tensor, margin: float = 0.0,
-                          reduction: int = 1) -> Tensor:
-    return _loss.cosine_embedding_loss(input1, input2, target, margin,
-                                       reduction=_reduction(reduction))
+def cosine_embedding_loss(
+    input1: Tensor, input2: Tensor, target: Tensor, margin: float = 0.0, reduction: int = 1
+) -> Tensor:
+    return _loss.cosine_embedding_loss(
+        input1, input2, target, margin, reduction=_reduction(reduction)
+    )
 
 
-def hinge_embedding_loss(input: Tensor, target: Tensor, margin: float = 1.0,
-                         reduction: int = 1) -> Tensor:
+def hinge_embedding_loss(
+    input: Tensor, target: Tensor, margin: float = 1.0, reduction: int = 1
+) -> Tensor:
     return _loss.hinge_embedding_loss(input, target, margin, reduction=_reduction(reduction))
 
 
-def margin_ranking_loss(input1: Tensor, input2: Tensor, target: Tensor, margin: float = 0.0,
-                        reduction: int = 1) -> Tensor:
-    return _loss.margin_ranking_loss(input1, input2, target, margin,
-                                     reduction=_reduction(reduction))
+def margin_ranking_loss(
+    input1: Tensor, input2: Tensor, target: Tensor, margin: float = 0.0, reduction: int = 1
+) -> Tensor:
+    return _loss.margin_ranking_loss(
+        input1, input2, target, margin, reduction=_reduction(reduction)
+    )
 
 
-def poisson_nll_loss(input: Tensor, target: Tensor, log_input: bool, full: bool, eps: float,
-                     reduction: int) -> Tensor:
-    return _loss.poisson_nll_loss(input, target, log_input, full, eps=eps,
-                                  reduction=_reduction(reduction))
+def poisson_nll_loss(
+    input: Tensor, target: Tensor, log_input: bool, full: bool, eps: float, reduction: int
+) -> Tensor:
+    return _loss.poisson_nll_loss(
+        input, target, log_input, full, eps=eps, reduction=_reduction(reduction)
+    )
 
 
-def triplet_margin_loss(anchor: Tensor, positive: Tensor, negative: Tensor, margin: float = 1.0,
-                        p: float = 2.0, eps: float = 1e-6, swap: bool = False,
-                        reduction: int = 1) -> Tensor:
-    return _loss.triplet_margin_loss(anchor, positive, negative, margin, p, eps, swap,
-                                     reduction=_reduction(reduction))
+def triplet_margin_loss(
+    anchor: Tensor,
+    positive: Tensor,
+    negative: Tensor,
+    margin: float = 1.0,
+    p: float = 2.0,
+    eps: float = 1e-6,
+    swap: bool = False,
+    reduction: int = 1,
+) -> Tensor:
+    return _loss.triplet_margin_loss(
+        anchor, positive, negative, margin, p, eps, swap, reduction=_reduction(reduction)
+    )
 
 
-def ctc_loss(log_probs: Tensor, targets: Tensor, input_lengths, target_lengths, blank: int = 0,
-             reduction: int = 1, zero_infinity: bool = False) -> Tensor:
+def ctc_loss(
+    log_probs: Tensor,
+    targets: Tensor,
+    input_lengths,
+    target_lengths,
+    blank: int = 0,
+    reduction: int = 1,
+    zero_infinity: bool = False,
+) -> Tensor:
     from ._ctc import ctc_loss as _ctc_loss
 
-    return _ctc_loss(log_probs, targets, input_lengths, target_lengths, blank,
-                     _reduction(reduction), zero_infinity)
+    return _ctc_loss(
+        log_probs,
+        targets,
+        input_lengths,
+        target_lengths,
+        blank,
+        _reduction(reduction),
+        zero_infinity,
+    )
 
 
 # ---- convolution, pooling, padding, sampling -----------------------------------------------
-def convolution(input: Tensor, weight: Tensor, bias: Tensor | None, stride: Sequence[int],
-                padding: Sequence[int], dilation: Sequence[int], transposed: bool,
-                output_padding: Sequence[int], groups: int) -> Tensor:
+def convolution(
+    input: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    transposed: bool,
+    output_padding: Sequence[int],
+    groups: int,
+) -> Tensor:
     nd = weight.dim() - 2
     if not 1 <= nd <= 3:
-        raise RuntimeError(f"Expected 3D, 4D or 5D weight for convolution, but got "
-                           f"{weight.dim()}D weight")
+        raise RuntimeError(
+            f"Expected 3D, 4D or 5D weight for convolution, but got {weight.dim()}D weight"
+        )
     if transposed:
         fn = (_conv.conv_transpose1d, _conv.conv_transpose2d, _conv.conv_transpose3d)[nd - 1]
         return fn(input, weight, bias, stride, padding, output_padding, groups, dilation)
@@ -229,26 +321,28 @@ def constant_pad_nd(input: Tensor, pad: Sequence[int], value: float = 0) -> Tens
     return _vision.pad(input, list(pad), "constant", value)
 
 
-def grid_sampler(input: Tensor, grid: Tensor, interpolation_mode: int, padding_mode: int,
-                 align_corners: bool) -> Tensor:
+def grid_sampler(
+    input: Tensor, grid: Tensor, interpolation_mode: int, padding_mode: int, align_corners: bool
+) -> Tensor:
     from ._grid import GRID_SAMPLE_INTERPOLATION_MODES, GRID_SAMPLE_PADDING_MODES, grid_sample
 
     modes = {v: k for k, v in GRID_SAMPLE_INTERPOLATION_MODES.items()}
     pads = {v: k for k, v in GRID_SAMPLE_PADDING_MODES.items()}
-    return grid_sample(input, grid, modes[int(interpolation_mode)], pads[int(padding_mode)],
-                       align_corners)
+    return grid_sample(
+        input, grid, modes[int(interpolation_mode)], pads[int(padding_mode)], align_corners
+    )
 
 
 @autocast_op("cdist")
-def cdist(x1: Tensor, x2: Tensor, p: float = 2.0,
-          compute_mode: str | None = None) -> Tensor:
+def cdist(x1: Tensor, x2: Tensor, p: float = 2.0, compute_mode: str | None = None) -> Tensor:
     r"""The :math:`p`-norm distance between each row of ``x1`` (..., P, M) and each row of
     ``x2`` (..., R, M): a (..., P, R) tensor."""
     if x1.dim() < 2 or x2.dim() < 2:
         raise RuntimeError(f"cdist only supports at least 2D tensors, X1 got: {x1.dim()}D")
     if x1.shape[-1] != x2.shape[-1]:
-        raise RuntimeError(f"X1 and X2 must have the same number of columns. X1: "
-                           f"{x1.shape[-1]} X2: {x2.shape[-1]}")
+        raise RuntimeError(
+            f"X1 and X2 must have the same number of columns. X1: {x1.shape[-1]} X2: {x2.shape[-1]}"
+        )
     if p < 0:
         raise RuntimeError("cdist only supports non-negative p values")
     diff = ops.unsqueeze(x1, -2) - ops.unsqueeze(x2, -3)
@@ -256,13 +350,23 @@ def cdist(x1: Tensor, x2: Tensor, p: float = 2.0,
 
 
 # ---- activations ---------------------------------------------------------------------------
-def rrelu(input: Tensor, lower: float = 1.0 / 8, upper: float = 1.0 / 3, training: bool = False,
-          generator=None) -> Tensor:
+def rrelu(
+    input: Tensor,
+    lower: float = 1.0 / 8,
+    upper: float = 1.0 / 3,
+    training: bool = False,
+    generator=None,
+) -> Tensor:
     return _activation.rrelu(input, lower, upper, training)
 
 
-def rrelu_(input: Tensor, lower: float = 1.0 / 8, upper: float = 1.0 / 3,
-           training: bool = False, generator=None) -> Tensor:
+def rrelu_(
+    input: Tensor,
+    lower: float = 1.0 / 8,
+    upper: float = 1.0 / 3,
+    training: bool = False,
+    generator=None,
+) -> Tensor:
     return _activation.rrelu(input, lower, upper, training, inplace=True)
 
 
@@ -278,28 +382,29 @@ def _layer_params(params, has_biases: bool, num_layers: int, dirs: int, proj: bo
         raise RuntimeError(f"expected {per * num_layers * dirs} parameters, got {len(params)}")
     out = []
     for k in range(num_layers * dirs):
-        w = list(params[k * per:(k + 1) * per])
+        w = list(params[k * per : (k + 1) * per])
         w_ih, w_hh = w[0], w[1]
         b_ih, b_hh = (w[2], w[3]) if has_biases else (None, None)
         out.append((w_ih, w_hh, b_ih, b_hh, w[-1] if proj else None))
     return out
 
 
-def _run_rnn(mode, x, h0, c0, params, has_biases, num_layers, dropout, train, bidirectional,
-             batch_sizes):
+def _run_rnn(
+    mode, x, h0, c0, params, has_biases, num_layers, dropout, train, bidirectional, batch_sizes
+):
     from ..modules.rnn import _layer
 
     dirs = 2 if bidirectional else 1
-    proj = (mode == "LSTM" and h0 is not None and c0 is not None
-            and h0.shape[-1] != c0.shape[-1])
+    proj = mode == "LSTM" and h0 is not None and c0 is not None and h0.shape[-1] != c0.shape[-1]
     weights = _layer_params(params, has_biases, num_layers, dirs, proj)
     h_n, c_n = [], []
     for layer in range(num_layers):
         outs = []
         for d in range(dirs):
             k = layer * dirs + d
-            out, h, c = _layer(mode, x, h0[k], None if c0 is None else c0[k], weights[k],
-                               batch_sizes, d == 1)
+            out, h, c = _layer(
+                mode, x, h0[k], None if c0 is None else c0[k], weights[k], batch_sizes, d == 1
+            )
             outs.append(out)
             h_n.append(h)
             c_n.append(c)
@@ -315,21 +420,22 @@ def _recurrent(mode, args):
     from ...ops.rnn import PackedToPadded, PaddedToPacked
 
     packed = not isinstance(args[2], (list, tuple)) or (
-        mode == "LSTM" and isinstance(args[1], Tensor))
+        mode == "LSTM" and isinstance(args[1], Tensor)
+    )
     if packed:
         data, batch_sizes, hx, params, has_biases, num_layers, dropout, train, bidir = args
         bs = batch_sizes._data
         bs = np.asarray(bs.get() if hasattr(bs, "get") else bs, dtype=np.int64)
         x, batch_first = PackedToPadded.apply(data, bs, 0.0), False
     else:
-        (x, hx, params, has_biases, num_layers, dropout, train, bidir,
-         batch_first) = args
+        (x, hx, params, has_biases, num_layers, dropout, train, bidir, batch_first) = args
         bs = None
         if batch_first:
             x = ops.transpose(x, 0, 1)
     h0, c0 = (hx[0], hx[1]) if mode == "LSTM" else (hx, None)
-    out, h_n, c_n = _run_rnn(mode, x, h0, c0, params, has_biases, num_layers, dropout, train,
-                             bidir, bs)
+    out, h_n, c_n = _run_rnn(
+        mode, x, h0, c0, params, has_biases, num_layers, dropout, train, bidir, bs
+    )
     if packed:
         out = PaddedToPacked.apply(out, bs)
     elif batch_first:
@@ -362,34 +468,90 @@ def _cell(mode, input, hx, w_ih, w_hh, b_ih, b_hh):
     return (h, c) if mode == "LSTM" else h
 
 
-def lstm_cell(input: Tensor, hx: Sequence[Tensor], w_ih: Tensor, w_hh: Tensor,
-              b_ih: Tensor | None = None, b_hh: Tensor | None = None) -> tuple[Tensor, Tensor]:
+def lstm_cell(
+    input: Tensor,
+    hx: Sequence[Tensor],
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None = None,
+    b_hh: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
     return _cell("LSTM", input, hx, w_ih, w_hh, b_ih, b_hh)
 
 
-def gru_cell(input: Tensor, hx: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None = None,
-             b_hh: Tensor | None = None) -> Tensor:
+def gru_cell(
+    input: Tensor,
+    hx: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None = None,
+    b_hh: Tensor | None = None,
+) -> Tensor:
     return _cell("GRU", input, hx, w_ih, w_hh, b_ih, b_hh)
 
 
-def rnn_tanh_cell(input: Tensor, hx: Tensor, w_ih: Tensor, w_hh: Tensor,
-                  b_ih: Tensor | None = None, b_hh: Tensor | None = None) -> Tensor:
+def rnn_tanh_cell(
+    input: Tensor,
+    hx: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None = None,
+    b_hh: Tensor | None = None,
+) -> Tensor:
     return _cell("RNN_TANH", input, hx, w_ih, w_hh, b_ih, b_hh)
 
 
-def rnn_relu_cell(input: Tensor, hx: Tensor, w_ih: Tensor, w_hh: Tensor,
-                  b_ih: Tensor | None = None, b_hh: Tensor | None = None) -> Tensor:
+def rnn_relu_cell(
+    input: Tensor,
+    hx: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None = None,
+    b_hh: Tensor | None = None,
+) -> Tensor:
     return _cell("RNN_RELU", input, hx, w_ih, w_hh, b_ih, b_hh)
 
 
 TORCH_SIGNATURES = {
-    f.__name__: f for f in (
-        dropout, dropout_, alpha_dropout, alpha_dropout_, feature_dropout, feature_dropout_,
-        feature_alpha_dropout, feature_alpha_dropout_, layer_norm, batch_norm, group_norm,
-        instance_norm, embedding, embedding_bag, kl_div, binary_cross_entropy_with_logits,
-        cosine_embedding_loss, hinge_embedding_loss, margin_ranking_loss, poisson_nll_loss,
-        triplet_margin_loss, ctc_loss, convolution, adaptive_max_pool1d, constant_pad_nd,
-        grid_sampler, cdist, rrelu, rrelu_, lstm, gru, rnn_tanh, rnn_relu, lstm_cell,
-        gru_cell, rnn_tanh_cell, rnn_relu_cell)
+    f.__name__: f
+    for f in (
+        dropout,
+        dropout_,
+        alpha_dropout,
+        alpha_dropout_,
+        feature_dropout,
+        feature_dropout_,
+        feature_alpha_dropout,
+        feature_alpha_dropout_,
+        layer_norm,
+        batch_norm,
+        group_norm,
+        instance_norm,
+        embedding,
+        embedding_bag,
+        kl_div,
+        binary_cross_entropy_with_logits,
+        cosine_embedding_loss,
+        hinge_embedding_loss,
+        margin_ranking_loss,
+        poisson_nll_loss,
+        triplet_margin_loss,
+        ctc_loss,
+        convolution,
+        adaptive_max_pool1d,
+        constant_pad_nd,
+        grid_sampler,
+        cdist,
+        rrelu,
+        rrelu_,
+        lstm,
+        gru,
+        rnn_tanh,
+        rnn_relu,
+        lstm_cell,
+        gru_cell,
+        rnn_tanh_cell,
+        rnn_relu_cell,
+    )
 }
 TORCH_SIGNATURES.update(sigmoid_=sigmoid_, tanh_=tanh_)

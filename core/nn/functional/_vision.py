@@ -24,21 +24,32 @@ _MODES = ("nearest", "linear", "bilinear", "bicubic", "trilinear", "area", "near
 def _spatial_arg(value, nd, name, in_size):
     if isinstance(value, (list, tuple)):
         if len(value) != nd:
-            what, fmt = ("output", "output size in (o1, o2, ...,oK)") if name == "size" else \
-                ("scale_factor", "scale_factor in (s1, s2, ...,sK)")
-            shown = f"output size of {value}" if name == "size" else \
-                f"scale_factor of shape {value}"
+            what, fmt = (
+                ("output", "output size in (o1, o2, ...,oK)")
+                if name == "size"
+                else ("scale_factor", "scale_factor in (s1, s2, ...,sK)")
+            )
+            shown = (
+                f"output size of {value}" if name == "size" else f"scale_factor of shape {value}"
+            )
             raise ValueError(
                 f"Input and {what} must have the same number of spatial dimensions, but got "
                 f"input with spatial dimensions of {list(in_size)} and {shown}. Please provide "
-                f"input tensor in (N, C, d1, d2, ...,dK) format and {fmt} format.")
+                f"input tensor in (N, C, d1, d2, ...,dK) format and {fmt} format."
+            )
         return tuple(value)
     return (value,) * nd
 
 
-def interpolate(input: Tensor, size=None, scale_factor=None, mode: str = "nearest",
-                align_corners: bool | None = None, recompute_scale_factor: bool | None = None,
-                antialias: bool = False) -> Tensor:
+def interpolate(
+    input: Tensor,
+    size=None,
+    scale_factor=None,
+    mode: str = "nearest",
+    align_corners: bool | None = None,
+    recompute_scale_factor: bool | None = None,
+    antialias: bool = False,
+) -> Tensor:
     r"""Down/up samples the input to the given ``size`` or by ``scale_factor``.
 
     Args:
@@ -56,11 +67,14 @@ def interpolate(input: Tensor, size=None, scale_factor=None, mode: str = "neares
         raise NotImplementedError(
             f"Input Error: Only 3D, 4D and 5D input Tensors supported (got {input.dim()}D) for "
             "the modes: nearest | linear | bilinear | bicubic | trilinear | area | "
-            f"nearest-exact (got {mode})")
+            f"nearest-exact (got {mode})"
+        )
     if mode in ("nearest", "area", "nearest-exact"):
         if align_corners is not None:
-            raise ValueError("align_corners option can only be set with the interpolating "
-                             "modes: linear | bilinear | bicubic | trilinear")
+            raise ValueError(
+                "align_corners option can only be set with the interpolating "
+                "modes: linear | bilinear | bicubic | trilinear"
+            )
     elif align_corners is None:
         align_corners = False
     if antialias:
@@ -70,10 +84,12 @@ def interpolate(input: Tensor, size=None, scale_factor=None, mode: str = "neares
         raise NotImplementedError(
             f"Input Error: Only 3D, 4D and 5D input Tensors supported (got {input.dim()}D) for "
             "the modes: nearest | linear | bilinear | bicubic | trilinear | area | "
-            f"nearest-exact (got {mode})")
+            f"nearest-exact (got {mode})"
+        )
     if mode in _LINEAR_DIMS and _LINEAR_DIMS[mode] != nd:
-        raise NotImplementedError(f"Got {input.dim()}D input, but {mode} mode needs "
-                                  f"{_LINEAR_DIMS[mode] + 2}D input")
+        raise NotImplementedError(
+            f"Got {input.dim()}D input, but {mode} mode needs {_LINEAR_DIMS[mode] + 2}D input"
+        )
     in_size = tuple(input.shape[2:])
     if size is not None and scale_factor is not None:
         raise ValueError("only one of size or scale_factor should be defined")
@@ -81,21 +97,22 @@ def interpolate(input: Tensor, size=None, scale_factor=None, mode: str = "neares
         out_size = tuple(int(s) for s in _spatial_arg(size, nd, "size", in_size))
         scales = (None,) * nd
     elif scale_factor is not None:
-        factors = tuple(float(f) for f in _spatial_arg(scale_factor, nd, "scale_factor",
-                                                       in_size))
+        factors = tuple(float(f) for f in _spatial_arg(scale_factor, nd, "scale_factor", in_size))
         out_size = tuple(math.floor(n * f) for n, f in zip(in_size, factors))
         scales = (None,) * nd if recompute_scale_factor else factors
     else:
         raise ValueError("either size or scale_factor should be defined")
     if any(o <= 0 for o in out_size):
-        raise RuntimeError(f"Input and output sizes should be greater than 0, but got input "
-                           f"({' x '.join(map(str, in_size))}) and output "
-                           f"({' x '.join(map(str, out_size))})")
+        raise RuntimeError(
+            f"Input and output sizes should be greater than 0, but got input "
+            f"({' x '.join(map(str, in_size))}) and output "
+            f"({' x '.join(map(str, out_size))})"
+        )
     if mode == "area":
         pool = (adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_avg_pool3d)[nd - 1]
         return pool(input, out_size)
     if not input.dtype.is_floating_point and mode != "nearest":
-        raise RuntimeError(f'"upsample_{mode}" not implemented for \'{input.dtype.name}\'')
+        raise RuntimeError(f"\"upsample_{mode}\" not implemented for '{input.dtype.name}'")
     dtype = input._data.dtype
     maps = []
     for i, (n, m, s) in enumerate(zip(in_size, out_size, scales)):
@@ -131,8 +148,10 @@ def _pad_sizes(pad) -> tuple[int, ...]:
     """``pad`` as a tuple of ints; a float or bool size is an error, as in PyTorch."""
     for i, p in enumerate(pad):
         if isinstance(p, (bool, float)) or not (isinstance(p, Tensor) or hasattr(p, "__index__")):
-            raise TypeError(f"pad(): argument 'pad' (position 2) must be tuple of ints, but found "
-                            f"element of type {type(p).__name__} at pos {i}")
+            raise TypeError(
+                f"pad(): argument 'pad' (position 2) must be tuple of ints, but found "
+                f"element of type {type(p).__name__} at pos {i}"
+            )
     return tuple(int(p) for p in pad)
 
 
@@ -159,7 +178,8 @@ def pad(input: Tensor, pad, mode: str = "constant", value: float | None = None) 
             "Supported combinations for non-constant padding:\n"
             "  - 2D or 3D input: padding size = 2 (pads last dimension)\n"
             "  - 3D or 4D input: padding size = 4 (pads last 2 dimensions)\n"
-            "  - 4D or 5D input: padding size = 6 (pads last 3 dimensions)")
+            "  - 4D or 5D input: padding size = 6 (pads last 3 dimensions)"
+        )
     nd = input.dim()
     width = [(0, 0)] * nd
     for i in range(dims):
@@ -173,17 +193,24 @@ def _fold_args(fn, kernel_size, dilation, padding, stride):
     p = ntuple(padding, 2, "padding", fn)
     s = ntuple(stride, 2, "stride", fn)
     if any(v <= 0 for v in k):
-        raise RuntimeError(f"kernel size should be greater than zero, but got kernel_height: "
-                           f"{k[0]} kernel_width: {k[1]}")
+        raise RuntimeError(
+            f"kernel size should be greater than zero, but got kernel_height: "
+            f"{k[0]} kernel_width: {k[1]}"
+        )
     if any(v <= 0 for v in s):
-        raise RuntimeError(f"stride should be greater than zero, but got stride_height: {s[0]} "
-                           f"stride_width: {s[1]}")
+        raise RuntimeError(
+            f"stride should be greater than zero, but got stride_height: {s[0]} "
+            f"stride_width: {s[1]}"
+        )
     if any(v <= 0 for v in d):
-        raise RuntimeError(f"dilation should be greater than zero, but got dilation_height: "
-                           f"{d[0]} dilation_width: {d[1]}")
+        raise RuntimeError(
+            f"dilation should be greater than zero, but got dilation_height: "
+            f"{d[0]} dilation_width: {d[1]}"
+        )
     if any(v < 0 for v in p):
-        raise RuntimeError(f"padding should be non-negative, but got pad_height: {p[0]} "
-                           f"pad_width: {p[1]}")
+        raise RuntimeError(
+            f"padding should be non-negative, but got pad_height: {p[0]} pad_width: {p[1]}"
+        )
     return k, d, p, s
 
 
@@ -191,8 +218,9 @@ def unfold(input: Tensor, kernel_size, dilation=1, padding=0, stride=1) -> Tenso
     r"""Extracts sliding local blocks: (N, C, H, W) -> (N, C * prod(kernel_size), L)."""
     k, d, p, s = _fold_args("unfold", kernel_size, dilation, padding, stride)
     if input.dim() not in (3, 4):
-        raise NotImplementedError(f"Input Error: Only 3D or 4D input Tensors are supported "
-                                  f"(got {input.dim()}D)")
+        raise NotImplementedError(
+            f"Input Error: Only 3D or 4D input Tensors are supported (got {input.dim()}D)"
+        )
     unbatched = input.dim() == 3
     if unbatched:
         input = input.unsqueeze(0)
@@ -203,7 +231,8 @@ def unfold(input: Tensor, kernel_size, dilation=1, padding=0, stride=1) -> Tenso
             f"Given input with spatial size ({in_size[0]}, {in_size[1]}), kernel_size={k}, "
             f"dilation={d}, padding={p}, calculated shape of the array of sliding blocks as "
             f"({geom.out_size[0]}, {geom.out_size[1]}), but its components must be at least "
-            "one.")
+            "one."
+        )
     out = Unfold.apply(input, geom)
     return out.squeeze(0) if unbatched else out
 
@@ -213,16 +242,20 @@ def fold(input: Tensor, output_size, kernel_size, dilation=1, padding=0, stride=
     out_size = ntuple(output_size, 2, "output_size", "fold")
     k, d, p, s = _fold_args("fold", kernel_size, dilation, padding, stride)
     if input.dim() not in (2, 3):
-        raise NotImplementedError(f"Input Error: Only unbatched (2D) or batched (3D) input "
-                                  f"Tensors are supported (got {input.dim()}D)")
+        raise NotImplementedError(
+            f"Input Error: Only unbatched (2D) or batched (3D) input "
+            f"Tensors are supported (got {input.dim()}D)"
+        )
     unbatched = input.dim() == 2
     if unbatched:
         input = input.unsqueeze(0)
     kk = k[0] * k[1]
     if input.shape[1] % kk:
-        raise RuntimeError(f"Expected size of input's dimension 1 to be divisible by the product "
-                           f"of kernel_size, but got input.size(1)={input.shape[1]} and "
-                           f"kernel_size={k}.")
+        raise RuntimeError(
+            f"Expected size of input's dimension 1 to be divisible by the product "
+            f"of kernel_size, but got input.size(1)={input.shape[1]} and "
+            f"kernel_size={k}."
+        )
     geom = ConvGeom(s, tuple((v, v) for v in p), d, 1, k, out_size)
     blocks = geom.out_size
     if any(b <= 0 for b in blocks) or input.shape[2] != blocks[0] * blocks[1]:
@@ -230,7 +263,8 @@ def fold(input: Tensor, output_size, kernel_size, dilation=1, padding=0, stride=
             f"Given output_size={out_size}, kernel_size={k}, dilation={d}, padding={p}, "
             f"stride={s}, expected size of input's dimension 2 to match the calculated number "
             f"of sliding blocks {blocks[0]} * {blocks[1]} = {blocks[0] * blocks[1]}, but got "
-            f"input.size(2)={input.shape[2]}.")
+            f"input.size(2)={input.shape[2]}."
+        )
     out = Fold.apply(input, geom)
     return out.squeeze(0) if unbatched else out
 
@@ -239,15 +273,19 @@ def pixel_shuffle(input: Tensor, upscale_factor: int) -> Tensor:
     r"""(*, C * r^2, H, W) -> (*, C, H * r, W * r)."""
     r = int(upscale_factor)
     if input.dim() < 3:
-        raise RuntimeError(f"pixel_shuffle expects input to have at least 3 dimensions, but got "
-                           f"input with {input.dim()} dimension(s)")
+        raise RuntimeError(
+            f"pixel_shuffle expects input to have at least 3 dimensions, but got "
+            f"input with {input.dim()} dimension(s)"
+        )
     if r <= 0:
         raise RuntimeError(f"pixel_shuffle expects a positive upscale_factor, but got {r}")
     *lead, c, h, w = input.shape
     if c % (r * r):
-        raise RuntimeError(f"pixel_shuffle expects its input's 'channel' dimension to be "
-                           f"divisible by the square of upscale_factor, but input.size(-3)={c} "
-                           f"is not divisible by {r * r}")
+        raise RuntimeError(
+            f"pixel_shuffle expects its input's 'channel' dimension to be "
+            f"divisible by the square of upscale_factor, but input.size(-3)={c} "
+            f"is not divisible by {r * r}"
+        )
     n = len(lead)
     x = input.reshape(*lead, c // (r * r), r, r, h, w)
     x = x.permute(*range(n), n, n + 3, n + 1, n + 4, n + 2)
@@ -258,17 +296,20 @@ def pixel_unshuffle(input: Tensor, downscale_factor: int) -> Tensor:
     r"""(*, C, H * r, W * r) -> (*, C * r^2, H, W), the inverse of :func:`pixel_shuffle`."""
     r = int(downscale_factor)
     if input.dim() < 3:
-        raise RuntimeError(f"pixel_unshuffle expects input to have at least 3 dimensions, but "
-                           f"got input with {input.dim()} dimension(s)")
+        raise RuntimeError(
+            f"pixel_unshuffle expects input to have at least 3 dimensions, but "
+            f"got input with {input.dim()} dimension(s)"
+        )
     if r <= 0:
         raise RuntimeError(f"pixel_unshuffle expects a positive downscale_factor, but got {r}")
     *lead, c, h, w = input.shape
     if h % r or w % r:
-        raise RuntimeError(f"pixel_unshuffle expects height and width to be divisible by "
-                           f"downscale_factor, but input.size(-2)={h} and input.size(-1)={w} "
-                           f"are not divisible by {r}")
+        raise RuntimeError(
+            f"pixel_unshuffle expects height and width to be divisible by "
+            f"downscale_factor, but input.size(-2)={h} and input.size(-1)={w} "
+            f"are not divisible by {r}"
+        )
     n = len(lead)
     x = input.reshape(*lead, c, h // r, r, w // r, r)
     x = x.permute(*range(n), n, n + 2, n + 4, n + 1, n + 3)
     return x.reshape(*lead, c * r * r, h // r, w // r)
-

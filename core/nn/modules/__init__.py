@@ -1,4 +1,5 @@
 """Layer families, one file each; each engineer appends the import line of their family."""
+
 from .activation import *  # noqa: F403  (D1)
 from .adaptive import AdaptiveLogSoftmaxWithLoss  # (nn breadth)
 from .attention import MultiheadAttention  # (D3)
@@ -23,10 +24,10 @@ from .pooling_extra import *  # noqa: F403  (nn breadth: LPPool, MaxUnpool, Frac
 from .rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNBase, RNNCell, RNNCellBase
 from .sparse import *  # noqa: F403  (D1)
 from .transformer import (  # (D3)
-                          Transformer,
-                          TransformerDecoder,
-                          TransformerDecoderLayer,
-                          TransformerEncoder,
-                          TransformerEncoderLayer,
+    Transformer,
+    TransformerDecoder,
+    TransformerDecoderLayer,
+    TransformerEncoder,
+    TransformerEncoderLayer,
 )
 from .upsampling import *  # noqa: F403  (D2)

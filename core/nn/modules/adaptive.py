@@ -36,18 +36,32 @@ class AdaptiveLogSoftmaxWithLoss(Module):
     their negated mean.
     """
 
-    def __init__(self, in_features: int, n_classes: int, cutoffs: Sequence[int],
-                 div_value: float = 4.0, head_bias: bool = False, device=None,
-                 dtype=None) -> None:
+    def __init__(
+        self,
+        in_features: int,
+        n_classes: int,
+        cutoffs: Sequence[int],
+        div_value: float = 4.0,
+        head_bias: bool = False,
+        device=None,
+        dtype=None,
+    ) -> None:
         super().__init__()
         cutoffs = list(cutoffs)
         if len(cutoffs) == 0:
             raise ValueError("cutoffs should be a sequence of length larger than 0")
-        if (cutoffs != sorted(cutoffs) or min(cutoffs) <= 0 or max(cutoffs) > n_classes - 1
-                or len(set(cutoffs)) != len(cutoffs) or any(int(c) != c for c in cutoffs)):
-            raise ValueError("cutoffs should be a sequence of unique, positive integers sorted "
-                             "in an increasing order, where each value is between 1 and "
-                             "n_classes-1")
+        if (
+            cutoffs != sorted(cutoffs)
+            or min(cutoffs) <= 0
+            or max(cutoffs) > n_classes - 1
+            or len(set(cutoffs)) != len(cutoffs)
+            or any(int(c) != c for c in cutoffs)
+        ):
+            raise ValueError(
+                "cutoffs should be a sequence of unique, positive integers sorted "
+                "in an increasing order, where each value is between 1 and "
+                "n_classes-1"
+            )
         self.in_features = in_features
         self.n_classes = n_classes
         self.cutoffs = cutoffs + [n_classes]
@@ -56,15 +70,17 @@ class AdaptiveLogSoftmaxWithLoss(Module):
         self.shortlist_size = self.cutoffs[0]
         self.n_clusters = len(self.cutoffs) - 1
         self.head_size = self.shortlist_size + self.n_clusters
-        self.head = Linear(in_features, self.head_size, bias=head_bias, device=device,
-                           dtype=dtype)
+        self.head = Linear(in_features, self.head_size, bias=head_bias, device=device, dtype=dtype)
         self.tail = ModuleList()
         for i in range(self.n_clusters):
             hsz = int(in_features // (div_value ** (i + 1)))
             osz = self.cutoffs[i + 1] - self.cutoffs[i]
-            self.tail.append(Sequential(
-                Linear(in_features, hsz, bias=False, device=device, dtype=dtype),
-                Linear(hsz, osz, bias=False, device=device, dtype=dtype)))
+            self.tail.append(
+                Sequential(
+                    Linear(in_features, hsz, bias=False, device=device, dtype=dtype),
+                    Linear(hsz, osz, bias=False, device=device, dtype=dtype),
+                )
+            )
 
     def reset_parameters(self) -> None:
         self.head.reset_parameters()
@@ -76,15 +92,20 @@ class AdaptiveLogSoftmaxWithLoss(Module):
         targ_dim = target_.dim()
         if targ_dim == 1:
             if input_.shape[0] != target_.shape[0]:
-                raise RuntimeError("Input and target should have the same size in the batch "
-                                   "dimension.")
+                raise RuntimeError(
+                    "Input and target should have the same size in the batch dimension."
+                )
             if input_.dim() != 2:
-                raise RuntimeError("1D target tensor expects 2D input tensors, but found "
-                                   f"inputs with size {list(input_.shape)}")
+                raise RuntimeError(
+                    "1D target tensor expects 2D input tensors, but found "
+                    f"inputs with size {list(input_.shape)}"
+                )
         elif targ_dim == 0:
             if input_.dim() != 1:
-                raise RuntimeError("0D target tensor expects 1D input tensors, but found "
-                                   f"inputs with size {list(input_.shape)}")
+                raise RuntimeError(
+                    "0D target tensor expects 1D input tensors, but found "
+                    f"inputs with size {list(input_.shape)}"
+                )
         else:
             raise RuntimeError("0D or 1D target tensor expected, multi-target not supported")
         batched = targ_dim > 0
@@ -112,8 +133,10 @@ class AdaptiveLogSoftmaxWithLoss(Module):
             rows_seen.append(rows)
             gather_inds[rows] = self.shortlist_size + i - 1
         if used != batch:
-            raise RuntimeError(f"Target values should be in [0, {self.n_classes - 1}], but "
-                               f"values in range [{int(t.min())}, {int(t.max())}] were found. ")
+            raise RuntimeError(
+                f"Target values should be in [0, {self.n_classes - 1}], but "
+                f"values in range [{int(t.min())}, {int(t.max())}] were found. "
+            )
         head_logprob = F.log_softmax(self.head(input), dim=1)
         output = ops.gather(head_logprob, 1, Tensor._wrap(gather_inds.reshape(-1, 1)))
         output = output.reshape(-1)
@@ -133,11 +156,10 @@ class AdaptiveLogSoftmaxWithLoss(Module):
 
     def _get_full_log_prob(self, input: Tensor, head_output: Tensor) -> Tensor:
         head_logprob = F.log_softmax(head_output, dim=1)
-        parts = [head_logprob[:, :self.shortlist_size]]
+        parts = [head_logprob[:, : self.shortlist_size]]
         for i in range(self.n_clusters):
             cluster_logprob = F.log_softmax(self.tail[i](input), dim=1)
-            parts.append(cluster_logprob
-                         + head_logprob[:, self.shortlist_size + i].unsqueeze(1))
+            parts.append(cluster_logprob + head_logprob[:, self.shortlist_size + i].unsqueeze(1))
         return ops.cat(parts, 1)
 
     def log_prob(self, input: Tensor) -> Tensor:
@@ -150,5 +172,3 @@ class AdaptiveLogSoftmaxWithLoss(Module):
     def predict(self, input: Tensor) -> Tensor:
         r"""The most likely class of each row (``log_prob(input).argmax(-1)``)."""
         return self.log_prob(input).argmax(-1)
-
-

@@ -37,8 +37,9 @@ class Sequential(Module):
                 self.add_module(str(idx), module)
 
     def _renumber(self) -> None:
-        object.__setattr__(self, "_modules", {str(i): m for i, m in
-                                              enumerate(self._modules.values())})
+        object.__setattr__(
+            self, "_modules", {str(i): m for i, m in enumerate(self._modules.values())}
+        )
 
     def __getitem__(self, idx):
         if isinstance(idx, slice):
@@ -68,8 +69,10 @@ class Sequential(Module):
 
     def __add__(self, other: Sequential) -> Sequential:
         if not isinstance(other, Sequential):
-            raise ValueError("add operator supports only objects of Sequential class, but "
-                             f"{type(other)} is given.")
+            raise ValueError(
+                "add operator supports only objects of Sequential class, but "
+                f"{type(other)} is given."
+            )
         ret = Sequential()
         for layer in chain(self, other):
             ret.append(layer)
@@ -77,8 +80,10 @@ class Sequential(Module):
 
     def __iadd__(self, other: Sequential) -> Sequential:
         if not isinstance(other, Sequential):
-            raise ValueError("add operator supports only objects of Sequential class, but "
-                             f"{type(other)} is given.")
+            raise ValueError(
+                "add operator supports only objects of Sequential class, but "
+                f"{type(other)} is given."
+            )
         for layer in list(other):
             self.append(layer)
         return self
@@ -153,8 +158,9 @@ class ModuleList(Module):
             self.extend(modules)
 
     def _renumber(self) -> None:
-        object.__setattr__(self, "_modules", {str(i): m for i, m in
-                                              enumerate(self._modules.values())})
+        object.__setattr__(
+            self, "_modules", {str(i): m for i, m in enumerate(self._modules.values())}
+        )
 
     def __getitem__(self, idx):
         if isinstance(idx, slice):
@@ -206,8 +212,10 @@ class ModuleList(Module):
 
     def extend(self, modules: Iterable[Module]) -> ModuleList:
         if not isinstance(modules, Iterable):
-            raise TypeError("ModuleList.extend should be called with an iterable, but got "
-                            + type(modules).__name__)
+            raise TypeError(
+                "ModuleList.extend should be called with an iterable, but got "
+                + type(modules).__name__
+            )
         offset = len(self)
         for i, module in enumerate(modules):
             self.add_module(str(offset + i), module)
@@ -276,19 +284,30 @@ class ModuleDict(Module):
 
     def update(self, modules) -> None:
         if not isinstance(modules, Iterable):
-            raise TypeError("ModuleDict.update should be called with an iterable of key/value "
-                            "pairs, but got " + type(modules).__name__)
+            raise TypeError(
+                "ModuleDict.update should be called with an iterable of key/value "
+                "pairs, but got " + type(modules).__name__
+            )
         if isinstance(modules, (OrderedDict, ModuleDict, Mapping)):
             for key, module in modules.items():
                 self[key] = module
             return
         for j, m in enumerate(modules):
             if not isinstance(m, Iterable):
-                raise TypeError("ModuleDict update sequence element #" + str(j)
-                                + " should be Iterable; is" + type(m).__name__)
+                raise TypeError(
+                    "ModuleDict update sequence element #"
+                    + str(j)
+                    + " should be Iterable; is"
+                    + type(m).__name__
+                )
             if not len(m) == 2:
-                raise ValueError("ModuleDict update sequence element #" + str(j)
-                                 + " has length " + str(len(m)) + "; 2 is required")
+                raise ValueError(
+                    "ModuleDict update sequence element #"
+                    + str(j)
+                    + " has length "
+                    + str(len(m))
+                    + "; 2 is required"
+                )
             self[m[0]] = m[1]
 
 

@@ -30,15 +30,21 @@ class Unflatten(Module):
         super().__init__()
         if isinstance(dim, int):
             if not isinstance(unflattened_size, (tuple, list)):
-                raise TypeError("unflattened_size must be tuple of ints, but found type "
-                                f"{type(unflattened_size).__name__}")
+                raise TypeError(
+                    "unflattened_size must be tuple of ints, but found type "
+                    f"{type(unflattened_size).__name__}"
+                )
             for i, s in enumerate(unflattened_size):
                 if not isinstance(s, int):
-                    raise TypeError(f"unflattened_size must be tuple of ints, but found element "
-                                    f"of type {type(s).__name__} at pos {i}")
+                    raise TypeError(
+                        f"unflattened_size must be tuple of ints, but found element "
+                        f"of type {type(s).__name__} at pos {i}"
+                    )
         else:
-            raise TypeError(f"invalid argument type for dim parameter (named dims are not "
-                            f"supported): {type(dim).__name__}")
+            raise TypeError(
+                f"invalid argument type for dim parameter (named dims are not "
+                f"supported): {type(dim).__name__}"
+            )
         self.dim = dim
         self.unflattened_size = unflattened_size
 

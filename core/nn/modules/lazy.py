@@ -19,20 +19,23 @@ class LazyModuleMixin:
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._load_hook = self._register_load_state_dict_pre_hook(self._lazy_load_hook)
-        self._initialize_hook = self.register_forward_pre_hook(self._infer_parameters,
-                                                               with_kwargs=True)
+        self._initialize_hook = self.register_forward_pre_hook(
+            self._infer_parameters, with_kwargs=True
+        )
 
     def has_uninitialized_params(self) -> bool:
         return any(is_lazy(p) for p in self._parameters.values()) or any(
-            is_lazy(b) for b in self._buffers.values())
+            is_lazy(b) for b in self._buffers.values()
+        )
 
     def initialize_parameters(self, *args, **kwargs) -> None:
         raise NotImplementedError(
             f"initialize_parameters is not implemented for {type(self).__name__}"
         )
 
-    def _lazy_load_hook(self, state_dict, prefix, local_metadata, strict, missing_keys,
-                        unexpected_keys, error_msgs) -> None:
+    def _lazy_load_hook(
+        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+    ) -> None:
         for name, param in list(self._parameters.items()) + list(self._buffers.items()):
             key = prefix + name
             if key in state_dict and param is not None and is_lazy(param):
@@ -53,6 +56,8 @@ class LazyModuleMixin:
         module._finish_init()
 
     def _replicate_for_data_parallel(self):
-        raise RuntimeError("Modules with uninitialized parameters can't be used with "
-                           "`DataParallel`. Run a dummy forward pass to correctly initialize "
-                           "the modules")
+        raise RuntimeError(
+            "Modules with uninitialized parameters can't be used with "
+            "`DataParallel`. Run a dummy forward pass to correctly initialize "
+            "the modules"
+        )

@@ -8,8 +8,13 @@ from ...tensor import Tensor
 from .. import functional as F
 from ..module import Module
 
-__all__ = ["LocalResponseNorm", "CrossMapLRN2d", "CosineSimilarity", "PairwiseDistance",
-           "ChannelShuffle"]
+__all__ = [
+    "LocalResponseNorm",
+    "CrossMapLRN2d",
+    "CosineSimilarity",
+    "PairwiseDistance",
+    "ChannelShuffle",
+]
 
 
 class LocalResponseNorm(Module):
@@ -17,8 +22,7 @@ class LocalResponseNorm(Module):
 
     __constants__ = ["size", "alpha", "beta", "k"]
 
-    def __init__(self, size: int, alpha: float = 1e-4, beta: float = 0.75,
-                 k: float = 1.0) -> None:
+    def __init__(self, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0) -> None:
         super().__init__()
         self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
 
@@ -39,8 +43,7 @@ class CrossMapLRN2d(Module):
 
     def forward(self, input: Tensor) -> Tensor:
         if input.dim() != 4:
-            raise ValueError(f"CrossMapLRN2d: Expected input to be 4D, got {input.dim()}D "
-                             "instead.")
+            raise ValueError(f"CrossMapLRN2d: Expected input to be 4D, got {input.dim()}D instead.")
         c = input.shape[1]
         sq = input * input
         pre_pad = int((self.size - 1) / 2 + 1)

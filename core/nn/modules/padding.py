@@ -6,18 +6,32 @@ from ...tensor import Tensor
 from .. import functional as F
 from ..module import Module
 
-__all__ = ["ZeroPad1d", "ZeroPad2d", "ZeroPad3d", "ConstantPad1d", "ConstantPad2d",
-           "ConstantPad3d", "ReflectionPad1d", "ReflectionPad2d", "ReflectionPad3d",
-           "ReplicationPad1d", "ReplicationPad2d", "ReplicationPad3d", "CircularPad1d",
-           "CircularPad2d", "CircularPad3d"]
+__all__ = [
+    "ZeroPad1d",
+    "ZeroPad2d",
+    "ZeroPad3d",
+    "ConstantPad1d",
+    "ConstantPad2d",
+    "ConstantPad3d",
+    "ReflectionPad1d",
+    "ReflectionPad2d",
+    "ReflectionPad3d",
+    "ReplicationPad1d",
+    "ReplicationPad2d",
+    "ReplicationPad3d",
+    "CircularPad1d",
+    "CircularPad2d",
+    "CircularPad3d",
+]
 
 
 def _expand(padding, nd: int) -> tuple[int, ...]:
     """An int pads every side; otherwise (left, right[, top, bottom[, front, back]])."""
     if isinstance(padding, (list, tuple)):
         if len(padding) != 2 * nd:
-            raise ValueError(f"expected padding to be an int or a tuple of {2 * nd} ints, got "
-                             f"{tuple(padding)}")
+            raise ValueError(
+                f"expected padding to be an int or a tuple of {2 * nd} ints, got {tuple(padding)}"
+            )
         return tuple(padding)
     return (padding,) * (2 * nd)
 

@@ -36,29 +36,48 @@ def _layer(mode, x, h0, c0, w, batch_sizes, reverse):
     if mode == "GRU":
         out, h = GRULayer.apply(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse)
     else:
-        out, h = RNNLayer.apply(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse,
-                                mode == "RNN_RELU")
+        out, h = RNNLayer.apply(
+            x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, mode == "RNN_RELU"
+        )
     return out, h, None
 
 
 class RNNBase(Module):
     r"""Base class of RNN, LSTM and GRU: parameters, checks and the layer/direction loop."""
 
-    def __init__(self, mode: str, input_size: int, hidden_size: int, num_layers: int = 1,
-                 bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
-                 bidirectional: bool = False, proj_size: int = 0, device=None,
-                 dtype=None) -> None:
+    def __init__(
+        self,
+        mode: str,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        proj_size: int = 0,
+        device=None,
+        dtype=None,
+    ) -> None:
         super().__init__()
         if mode not in _GATES:
             raise ValueError(f"Unrecognized RNN mode: {mode}")
-        if (not isinstance(dropout, numbers.Number) or isinstance(dropout, bool)
-                or not 0 <= dropout <= 1):
-            raise ValueError("dropout should be a number in range [0, 1] representing the "
-                             "probability of an element being zeroed")
+        if (
+            not isinstance(dropout, numbers.Number)
+            or isinstance(dropout, bool)
+            or not 0 <= dropout <= 1
+        ):
+            raise ValueError(
+                "dropout should be a number in range [0, 1] representing the "
+                "probability of an element being zeroed"
+            )
         if dropout > 0 and num_layers == 1:
-            warnings.warn("dropout option adds dropout after all but last recurrent layer, so "
-                          "non-zero dropout expects num_layers greater than 1, but got "
-                          f"dropout={dropout} and num_layers={num_layers}", stacklevel=2)
+            warnings.warn(
+                "dropout option adds dropout after all but last recurrent layer, so "
+                "non-zero dropout expects num_layers greater than 1, but got "
+                f"dropout={dropout} and num_layers={num_layers}",
+                stacklevel=2,
+            )
         if not isinstance(hidden_size, int) or isinstance(hidden_size, bool):
             raise TypeError(f"hidden_size should be of type int, got: {type(hidden_size).__name__}")
         if hidden_size <= 0:
@@ -66,8 +85,9 @@ class RNNBase(Module):
         if num_layers <= 0:
             raise ValueError("num_layers must be greater than zero")
         if proj_size < 0:
-            raise ValueError("proj_size should be a positive integer or zero to disable "
-                             "projections")
+            raise ValueError(
+                "proj_size should be a positive integer or zero to disable projections"
+            )
         if proj_size >= hidden_size:
             raise ValueError("proj_size has to be smaller than hidden_size")
         if proj_size and mode != "LSTM":
@@ -91,8 +111,10 @@ class RNNBase(Module):
             layer_input = input_size if layer == 0 else real_hidden * num_directions
             for direction in range(num_directions):
                 suffix = f"_l{layer}" + ("_reverse" if direction == 1 else "")
-                shapes = [("weight_ih", (gate_size, layer_input)),
-                          ("weight_hh", (gate_size, real_hidden))]
+                shapes = [
+                    ("weight_ih", (gate_size, layer_input)),
+                    ("weight_hh", (gate_size, real_hidden)),
+                ]
                 if bias:
                     shapes += [("bias_ih", (gate_size,)), ("bias_hh", (gate_size,))]
                 if proj_size > 0:
@@ -125,8 +147,13 @@ class RNNBase(Module):
     def _layer_weights(self, layer: int, direction: int):
         suffix = f"_l{layer}" + ("_reverse" if direction == 1 else "")
         p = self._parameters
-        return (p["weight_ih" + suffix], p["weight_hh" + suffix], p.get("bias_ih" + suffix),
-                p.get("bias_hh" + suffix), p.get("weight_hr" + suffix))
+        return (
+            p["weight_ih" + suffix],
+            p["weight_hh" + suffix],
+            p.get("bias_ih" + suffix),
+            p.get("bias_hh" + suffix),
+            p.get("weight_hr" + suffix),
+        )
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
@@ -156,8 +183,10 @@ class RNNBase(Module):
         if input.dim() != expected_dim:
             raise RuntimeError(f"input must have {expected_dim} dimensions, got {input.dim()}")
         if self.input_size != input.shape[-1]:
-            raise RuntimeError(f"input.size(-1) must be equal to input_size. Expected "
-                               f"{self.input_size}, got {input.shape[-1]}")
+            raise RuntimeError(
+                f"input.size(-1) must be equal to input_size. Expected "
+                f"{self.input_size}, got {input.shape[-1]}"
+            )
 
     def _expected_hidden(self, batch: int, cell: bool = False) -> tuple[int, int, int]:
         d = 2 if self.bidirectional else 1
@@ -184,8 +213,10 @@ class RNNBase(Module):
         else:
             bs = sorted_idx = unsorted_idx = None
             if input.dim() not in (2, 3):
-                raise ValueError(f"{self._name()}: Expected input to be 2D or 3D, got "
-                                 f"{input.dim()}D tensor instead")
+                raise ValueError(
+                    f"{self._name()}: Expected input to be 2D or 3D, got "
+                    f"{input.dim()}D tensor instead"
+                )
             unbatched = input.dim() == 2
             x = ops.unsqueeze(input, 1) if unbatched else input
             if self.batch_first and not unbatched:
@@ -205,8 +236,10 @@ class RNNBase(Module):
             for h in hs:
                 if h.dim() != want:
                     kind = "unbatched 2-D" if unbatched else "batched 3-D"
-                    raise RuntimeError(f"For {kind} input, hx{' and cx' if is_lstm else ''} "
-                                       f"should also be {want}-D but got {h.dim()}-D tensor")
+                    raise RuntimeError(
+                        f"For {kind} input, hx{' and cx' if is_lstm else ''} "
+                        f"should also be {want}-D but got {h.dim()}-D tensor"
+                    )
             if unbatched:
                 h0 = ops.unsqueeze(h0, 1)
                 c0 = ops.unsqueeze(c0, 1) if c0 is not None else None
@@ -214,10 +247,14 @@ class RNNBase(Module):
                 h0 = ops.index_select(h0, 1, sorted_idx)
                 c0 = ops.index_select(c0, 1, sorted_idx) if c0 is not None else None
             if is_lstm:
-                self._check_hidden(h0, self._expected_hidden(batch),
-                                   "Expected hidden[0] size {}, got {}")
-                self._check_hidden(c0, self._expected_hidden(batch, cell=True),
-                                   "Expected hidden[1] size {}, got {}")
+                self._check_hidden(
+                    h0, self._expected_hidden(batch), "Expected hidden[0] size {}, got {}"
+                )
+                self._check_hidden(
+                    c0,
+                    self._expected_hidden(batch, cell=True),
+                    "Expected hidden[1] size {}, got {}",
+                )
             else:
                 self._check_hidden(h0, self._expected_hidden(batch))
         out, h_n, c_n = self._run(x, h0, c0, bs)
@@ -244,9 +281,15 @@ class RNNBase(Module):
             outs = []
             for d in range(dirs):
                 k = layer * dirs + d
-                out, h, c = _layer(self.mode, x, None if h0 is None else h0[k],
-                                   None if c0 is None else c0[k], self._layer_weights(layer, d),
-                                   batch_sizes, d == 1)
+                out, h, c = _layer(
+                    self.mode,
+                    x,
+                    None if h0 is None else h0[k],
+                    None if c0 is None else c0[k],
+                    self._layer_weights(layer, d),
+                    batch_sizes,
+                    d == 1,
+                )
                 outs.append(out)
                 h_n.append(h)
                 c_n.append(c)
@@ -276,8 +319,9 @@ class RNN(RNNBase):
         elif self.nonlinearity == "relu":
             mode = "RNN_RELU"
         else:
-            raise ValueError(f"Unknown nonlinearity '{self.nonlinearity}'. Select from 'tanh' "
-                             "or 'relu'.")
+            raise ValueError(
+                f"Unknown nonlinearity '{self.nonlinearity}'. Select from 'tanh' or 'relu'."
+            )
         super().__init__(mode, *args, **kwargs)
 
 
@@ -313,8 +357,15 @@ class GRU(RNNBase):
 class RNNCellBase(Module):
     r"""Base of the cells: ``weight_ih`` (chunks*hidden, input), ``weight_hh``, biases."""
 
-    def __init__(self, input_size: int, hidden_size: int, bias: bool, num_chunks: int,
-                 device=None, dtype=None) -> None:
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool,
+        num_chunks: int,
+        device=None,
+        dtype=None,
+    ) -> None:
         super().__init__()
         self.input_size = input_size
         self.hidden_size = hidden_size
@@ -347,14 +398,16 @@ class RNNCellBase(Module):
         """Checks; returns (x as (1, B, I), hidden states as (B, H) or None, unbatched)."""
         name = type(self).__name__
         if input.dim() not in (1, 2):
-            raise ValueError(f"{name}: Expected input to be 1D or 2D, got {input.dim()}D "
-                             "instead")
+            raise ValueError(f"{name}: Expected input to be 1D or 2D, got {input.dim()}D instead")
         if input.shape[-1] != self.input_size:
-            raise RuntimeError(f"input has inconsistent input_size: got {input.shape[-1]} "
-                               f"expected {self.input_size}")
+            raise RuntimeError(
+                f"input has inconsistent input_size: got {input.shape[-1]} "
+                f"expected {self.input_size}"
+            )
         if input.dtype != self.weight_ih.dtype:
-            raise RuntimeError(f"expected input to have the type {self.weight_ih.dtype}, got "
-                               f"{input.dtype}")
+            raise RuntimeError(
+                f"expected input to have the type {self.weight_ih.dtype}, got {input.dtype}"
+            )
         unbatched = input.dim() == 1
         x = ops.unsqueeze(input, 0) if unbatched else input
         out = []
@@ -363,15 +416,19 @@ class RNNCellBase(Module):
                 out.append(None)
                 continue
             if h.dim() != input.dim():
-                raise ValueError(f"{name}: Expected hidden to be {input.dim()}D, got "
-                                 f"{h.dim()}D instead")
+                raise ValueError(
+                    f"{name}: Expected hidden to be {input.dim()}D, got {h.dim()}D instead"
+                )
             h = ops.unsqueeze(h, 0) if unbatched else h
             if h.shape[0] != x.shape[0]:
-                raise RuntimeError(f"Input batch size {x.shape[0]} doesn't match hidden{i} "
-                                   f"batch size {h.shape[0]}")
+                raise RuntimeError(
+                    f"Input batch size {x.shape[0]} doesn't match hidden{i} batch size {h.shape[0]}"
+                )
             if h.shape[1] != self.hidden_size:
-                raise RuntimeError(f"hidden{i} has inconsistent hidden_size: got {h.shape[1]}, "
-                                   f"expected {self.hidden_size}")
+                raise RuntimeError(
+                    f"hidden{i} has inconsistent hidden_size: got {h.shape[1]}, "
+                    f"expected {self.hidden_size}"
+                )
             out.append(h)
         return ops.unsqueeze(x, 0), out, unbatched
 
@@ -382,10 +439,16 @@ class RNNCellBase(Module):
 class RNNCell(RNNCellBase):
     r"""One Elman RNN step: ``h' = tanh(x W_ih^T + b_ih + h W_hh^T + b_hh)`` (or relu)."""
 
-    def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
-                 nonlinearity: str = "tanh", device=None, dtype=None) -> None:
-        super().__init__(input_size, hidden_size, bias, num_chunks=1, device=device,
-                         dtype=dtype)
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool = True,
+        nonlinearity: str = "tanh",
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__(input_size, hidden_size, bias, num_chunks=1, device=device, dtype=dtype)
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"Unknown nonlinearity: {nonlinearity}")
         self.nonlinearity = nonlinearity
@@ -399,10 +462,10 @@ class RNNCell(RNNCellBase):
 class LSTMCell(RNNCellBase):
     r"""One LSTM step; ``forward(input, (h, c)) -> (h', c')``."""
 
-    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, device=None,
-                 dtype=None) -> None:
-        super().__init__(input_size, hidden_size, bias, num_chunks=4, device=device,
-                         dtype=dtype)
+    def __init__(
+        self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None
+    ) -> None:
+        super().__init__(input_size, hidden_size, bias, num_chunks=4, device=device, dtype=dtype)
 
     def forward(self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None):
         h0, c0 = (None, None) if hx is None else hx
@@ -416,10 +479,10 @@ class LSTMCell(RNNCellBase):
 class GRUCell(RNNCellBase):
     r"""One GRU step; ``forward(input, h) -> h'``."""
 
-    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, device=None,
-                 dtype=None) -> None:
-        super().__init__(input_size, hidden_size, bias, num_chunks=3, device=device,
-                         dtype=dtype)
+    def __init__(
+        self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None
+    ) -> None:
+        super().__init__(input_size, hidden_size, bias, num_chunks=3, device=device, dtype=dtype)
 
     def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
         x, (h0,), unbatched = self._prepare(input, (hx,))

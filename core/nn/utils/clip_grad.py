@@ -34,8 +34,9 @@ def _norm(xp, g, norm_type: float):
     return (xp.abs(a) ** norm_type).sum() ** (1.0 / norm_type)
 
 
-def get_total_norm(tensors, norm_type: float = 2.0, error_if_nonfinite: bool = False,
-                   foreach: bool | None = None) -> Tensor:
+def get_total_norm(
+    tensors, norm_type: float = 2.0, error_if_nonfinite: bool = False, foreach: bool | None = None
+) -> Tensor:
     r"""The norm of the norms of ``tensors`` (as if they were concatenated into one vector)."""
     tensors = [t for t in _as_list(tensors) if t is not None]
     norm_type = float(norm_type)
@@ -53,8 +54,9 @@ def get_total_norm(tensors, norm_type: float = 2.0, error_if_nonfinite: bool = F
     return Tensor._wrap(xp.asarray(total))
 
 
-def clip_grads_with_norm_(parameters, max_norm: float, total_norm: Tensor,
-                          foreach: bool | None = None) -> None:
+def clip_grads_with_norm_(
+    parameters, max_norm: float, total_norm: Tensor, foreach: bool | None = None
+) -> None:
     r"""Scale the gradients by ``max_norm / (total_norm + 1e-6)`` when that is below 1."""
     params = _as_list(parameters)
     grads = [p.grad for p in params if p.grad is not None]
@@ -68,9 +70,13 @@ def clip_grads_with_norm_(parameters, max_norm: float, total_norm: Tensor,
             g._version_counter[0] += 1
 
 
-def clip_grad_norm_(parameters: Iterable[Tensor] | Tensor, max_norm: float,
-                    norm_type: float = 2.0, error_if_nonfinite: bool = False,
-                    foreach: bool | None = None) -> Tensor:
+def clip_grad_norm_(
+    parameters: Iterable[Tensor] | Tensor,
+    max_norm: float,
+    norm_type: float = 2.0,
+    error_if_nonfinite: bool = False,
+    foreach: bool | None = None,
+) -> Tensor:
     r"""Clip the gradient norm of ``parameters`` (computed over all of them together) to
     ``max_norm``, in place. Returns the total norm before clipping."""
     params = _as_list(parameters)
@@ -80,8 +86,9 @@ def clip_grad_norm_(parameters: Iterable[Tensor] | Tensor, max_norm: float,
     return total
 
 
-def clip_grad_value_(parameters: Iterable[Tensor] | Tensor, clip_value: float,
-                     foreach: bool | None = None) -> None:
+def clip_grad_value_(
+    parameters: Iterable[Tensor] | Tensor, clip_value: float, foreach: bool | None = None
+) -> None:
     r"""Clamp every gradient element to ``[-clip_value, clip_value]``, in place."""
     clip_value = float(clip_value)
     for p in _as_list(parameters):
@@ -91,15 +98,23 @@ def clip_grad_value_(parameters: Iterable[Tensor] | Tensor, clip_value: float,
             p.grad._version_counter[0] += 1
 
 
-def clip_grad_norm(parameters: Iterable[Tensor] | Tensor, max_norm: float,
-                   norm_type: float = 2.0, error_if_nonfinite: bool = False,
-                   foreach: bool | None = None) -> Tensor:
+def clip_grad_norm(
+    parameters: Iterable[Tensor] | Tensor,
+    max_norm: float,
+    norm_type: float = 2.0,
+    error_if_nonfinite: bool = False,
+    foreach: bool | None = None,
+) -> Tensor:
     r"""Clip the gradient norm of an iterable of parameters.
 
     .. warning:: Deprecated in favor of :func:`ember.nn.utils.clip_grad_norm_`.
     """
     import warnings
 
-    warnings.warn("`torch.nn.utils.clip_grad_norm` is now deprecated in favor of "
-                  "`torch.nn.utils.clip_grad_norm_`.", FutureWarning, stacklevel=2)
+    warnings.warn(
+        "`torch.nn.utils.clip_grad_norm` is now deprecated in favor of "
+        "`torch.nn.utils.clip_grad_norm_`.",
+        FutureWarning,
+        stacklevel=2,
+    )
     return clip_grad_norm_(parameters, max_norm, norm_type, error_if_nonfinite, foreach)

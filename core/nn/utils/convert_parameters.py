@@ -12,8 +12,9 @@ __all__ = ["parameters_to_vector", "vector_to_parameters"]
 
 def _check_same_device(param: Tensor, old_device):
     if old_device is not None and param.device != old_device:
-        raise TypeError("Found two parameters on different devices, this is currently not "
-                        "supported.")
+        raise TypeError(
+            "Found two parameters on different devices, this is currently not supported."
+        )
     return param.device
 
 
@@ -36,5 +37,5 @@ def vector_to_parameters(vec: Tensor, parameters: Iterable[Tensor]) -> None:
     for param in parameters:
         device = _check_same_device(param, device)
         n = param.numel()
-        param.data = vec[pointer:pointer + n].view_as(param).data
+        param.data = vec[pointer : pointer + n].view_as(param).data
         pointer += n

@@ -11,8 +11,12 @@ from ...tensor import Tensor
 from ..module import Module
 from ..parameter import Parameter
 
-__all__ = ["fuse_conv_bn_eval", "fuse_conv_bn_weights", "fuse_linear_bn_eval",
-           "fuse_linear_bn_weights"]
+__all__ = [
+    "fuse_conv_bn_eval",
+    "fuse_conv_bn_weights",
+    "fuse_linear_bn_eval",
+    "fuse_linear_bn_weights",
+]
 
 ConvT = TypeVar("ConvT", bound=Module)
 LinearT = TypeVar("LinearT", bound=Module)
@@ -48,14 +52,28 @@ def fuse_conv_bn_eval(conv: ConvT, bn: Module, transpose: bool = False) -> ConvT
     if bn.running_mean is None or bn.running_var is None:
         raise AssertionError("bn.running_mean and bn.running_var must not be None")
     fused_conv.weight, fused_conv.bias = fuse_conv_bn_weights(
-        fused_conv.weight, fused_conv.bias, bn.running_mean, bn.running_var, bn.eps,
-        bn.weight, bn.bias, transpose)
+        fused_conv.weight,
+        fused_conv.bias,
+        bn.running_mean,
+        bn.running_var,
+        bn.eps,
+        bn.weight,
+        bn.bias,
+        transpose,
+    )
     return fused_conv
 
 
-def fuse_conv_bn_weights(conv_w: Tensor, conv_b: Tensor | None, bn_rm: Tensor, bn_rv: Tensor,
-                         bn_eps: float, bn_w: Tensor | None, bn_b: Tensor | None,
-                         transpose: bool = False) -> tuple[Parameter, Parameter]:
+def fuse_conv_bn_weights(
+    conv_w: Tensor,
+    conv_b: Tensor | None,
+    bn_rm: Tensor,
+    bn_rv: Tensor,
+    bn_eps: float,
+    bn_w: Tensor | None,
+    bn_b: Tensor | None,
+    transpose: bool = False,
+) -> tuple[Parameter, Parameter]:
     r"""Fuse convolutional module parameters and BatchNorm module parameters into new
     convolutional module parameters.
 
@@ -95,18 +113,31 @@ def fuse_linear_bn_eval(linear: LinearT, bn: Module) -> LinearT:
     if linear.out_features != bn.num_features and bn.num_features != 1:
         raise AssertionError(
             "To fuse, linear.out_features == bn.num_features or bn.num_features == 1, got "
-            f"linear.out_features={linear.out_features} and bn.num_features={bn.num_features}")
+            f"linear.out_features={linear.out_features} and bn.num_features={bn.num_features}"
+        )
     if bn.running_mean is None or bn.running_var is None:
         raise AssertionError("bn.running_mean and bn.running_var must not be None")
     fused_linear.weight, fused_linear.bias = fuse_linear_bn_weights(
-        fused_linear.weight, fused_linear.bias, bn.running_mean, bn.running_var, bn.eps,
-        bn.weight, bn.bias)
+        fused_linear.weight,
+        fused_linear.bias,
+        bn.running_mean,
+        bn.running_var,
+        bn.eps,
+        bn.weight,
+        bn.bias,
+    )
     return fused_linear
 
 
-def fuse_linear_bn_weights(linear_w: Tensor, linear_b: Tensor | None, bn_rm: Tensor,
-                           bn_rv: Tensor, bn_eps: float, bn_w: Tensor,
-                           bn_b: Tensor) -> tuple[Parameter, Parameter]:
+def fuse_linear_bn_weights(
+    linear_w: Tensor,
+    linear_b: Tensor | None,
+    bn_rm: Tensor,
+    bn_rv: Tensor,
+    bn_eps: float,
+    bn_w: Tensor,
+    bn_b: Tensor,
+) -> tuple[Parameter, Parameter]:
     r"""Fuse linear module parameters and BatchNorm module parameters into new linear module
     parameters.
 

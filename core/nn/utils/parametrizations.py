@@ -50,8 +50,9 @@ def weight_norm(module: Module, name: str = "weight", dim: int | None = 0) -> Mo
     """
     parametrize.register_parametrization(module, name, _WeightNorm(dim), unsafe=True)
 
-    def _weight_norm_compat_hook(state_dict, prefix, local_metadata, strict, missing_keys,
-                                 unexpected_keys, error_msgs) -> None:
+    def _weight_norm_compat_hook(
+        state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+    ) -> None:
         g_key, v_key = f"{prefix}{name}_g", f"{prefix}{name}_v"
         if g_key in state_dict and v_key in state_dict:
             state_dict[f"{prefix}parametrizations.{name}.original0"] = state_dict.pop(g_key)
@@ -63,16 +64,21 @@ def weight_norm(module: Module, name: str = "weight", dim: int | None = 0) -> Mo
 
 # ---- spectral norm ---------------------------------------------------------------------------
 class _SpectralNorm(Module):
-    def __init__(self, weight: Tensor, n_power_iterations: int = 1, dim: int = 0,
-                 eps: float = 1e-12) -> None:
+    def __init__(
+        self, weight: Tensor, n_power_iterations: int = 1, dim: int = 0, eps: float = 1e-12
+    ) -> None:
         super().__init__()
         ndim = weight.ndim
         if dim >= ndim or dim < -ndim:
-            raise IndexError("Dimension out of range (expected to be in range of "
-                             f"[-{ndim}, {ndim - 1}] but got {dim})")
+            raise IndexError(
+                "Dimension out of range (expected to be in range of "
+                f"[-{ndim}, {ndim - 1}] but got {dim})"
+            )
         if n_power_iterations <= 0:
-            raise ValueError("Expected n_power_iterations to be positive, but got "
-                             f"n_power_iterations={n_power_iterations}")
+            raise ValueError(
+                "Expected n_power_iterations to be positive, but got "
+                f"n_power_iterations={n_power_iterations}"
+            )
         self.dim = dim if dim >= 0 else dim + ndim
         self.eps = eps
         if ndim > 1:
@@ -108,8 +114,13 @@ class _SpectralNorm(Module):
         return value
 
 
-def spectral_norm(module: Module, name: str = "weight", n_power_iterations: int = 1,
-                  eps: float = 1e-12, dim: int | None = None) -> Module:
+def spectral_norm(
+    module: Module,
+    name: str = "weight",
+    n_power_iterations: int = 1,
+    eps: float = 1e-12,
+    dim: int | None = None,
+) -> Module:
     r"""Apply spectral normalization to a parameter in the given module.
 
     .. math:: \mathbf{W}_{SN} = \dfrac{\mathbf{W}}{\sigma(\mathbf{W})}
@@ -137,7 +148,8 @@ def spectral_norm(module: Module, name: str = "weight", n_power_iterations: int 
 
         dim = 1 if isinstance(module, (ConvTranspose1d, ConvTranspose2d, ConvTranspose3d)) else 0
     parametrize.register_parametrization(
-        module, name, _SpectralNorm(weight, n_power_iterations, dim, eps))
+        module, name, _SpectralNorm(weight, n_power_iterations, dim, eps)
+    )
     return module
 
 
@@ -184,8 +196,9 @@ def _make_orthogonal(a: Tensor) -> Tensor:
 class _Orthogonal(Module):
     base: Tensor
 
-    def __init__(self, weight: Tensor, orthogonal_map: _OrthMaps, *,
-                 use_trivialization: bool = True) -> None:
+    def __init__(
+        self, weight: Tensor, orthogonal_map: _OrthMaps, *, use_trivialization: bool = True
+    ) -> None:
         super().__init__()
         if weight.is_complex() and orthogonal_map == _OrthMaps.householder:
             raise ValueError("The householder parametrization does not support complex tensors.")
@@ -230,8 +243,10 @@ class _Orthogonal(Module):
         from ... import cat, eye, randn
 
         if Q.shape != self.shape:
-            raise ValueError(f"Expected a matrix or batch of matrices of shape {self.shape}. "
-                             f"Got a tensor of shape {Q.shape}.")
+            raise ValueError(
+                f"Expected a matrix or batch of matrices of shape {self.shape}. "
+                f"Got a tensor of shape {Q.shape}."
+            )
         with no_grad():
             q_init = Q
             n, k = Q.size(-2), Q.size(-1)
@@ -243,7 +258,8 @@ class _Orthogonal(Module):
                 if self.orthogonal_map != _OrthMaps.householder:
                     raise NotImplementedError(
                         "It is not possible to assign to the matrix exponential or the Cayley "
-                        "parametrizations when use_trivialization=False.")
+                        "parametrizations when use_trivialization=False."
+                    )
                 A = _householder_reflectors(Q)
                 return A.mT if transpose else A
             if n == k:
@@ -270,8 +286,13 @@ def _householder_reflectors(Q: Tensor) -> Tensor:
     return A
 
 
-def orthogonal(module: Module, name: str = "weight", orthogonal_map: str | None = None, *,
-               use_trivialization: bool = True) -> Module:
+def orthogonal(
+    module: Module,
+    name: str = "weight",
+    orthogonal_map: str | None = None,
+    *,
+    use_trivialization: bool = True,
+) -> Module:
     r"""Apply an orthogonal or unitary parametrization to a matrix or a batch of matrices.
 
     The parametrized ``Q`` has orthonormal columns (``m >= n``) or rows (``m < n``), obtained
@@ -294,15 +315,21 @@ def orthogonal(module: Module, name: str = "weight", orthogonal_map: str | None 
     if not isinstance(weight, Tensor):
         raise ValueError(f"Module '{module}' has no parameter or buffer with name '{name}'")
     if weight.ndim < 2:
-        raise ValueError("Expected a matrix or batch of matrices. "
-                         f"Got a tensor of {weight.ndim} dimensions.")
+        raise ValueError(
+            f"Expected a matrix or batch of matrices. Got a tensor of {weight.ndim} dimensions."
+        )
     if orthogonal_map is None:
-        orthogonal_map = ("matrix_exp" if weight.size(-2) == weight.size(-1)
-                          or weight.is_complex() else "householder")
+        orthogonal_map = (
+            "matrix_exp"
+            if weight.size(-2) == weight.size(-1) or weight.is_complex()
+            else "householder"
+        )
     orth_enum = getattr(_OrthMaps, orthogonal_map, None)
     if orth_enum is None:
-        raise ValueError('orthogonal_map has to be one of "matrix_exp", "cayley", '
-                         f'"householder". Got: {orthogonal_map}')
+        raise ValueError(
+            'orthogonal_map has to be one of "matrix_exp", "cayley", '
+            f'"householder". Got: {orthogonal_map}'
+        )
     orth = _Orthogonal(weight, orth_enum, use_trivialization=use_trivialization)
     parametrize.register_parametrization(module, name, orth, unsafe=True)
     return module

@@ -20,9 +20,15 @@ from ..module import Module
 from ..modules.container import ModuleDict, ModuleList
 from ..parameter import Parameter
 
-__all__ = ["cached", "ParametrizationList", "register_parametrization", "is_parametrized",
-           "remove_parametrizations", "type_before_parametrizations",
-           "transfer_parametrizations_and_params"]
+__all__ = [
+    "cached",
+    "ParametrizationList",
+    "register_parametrization",
+    "is_parametrized",
+    "remove_parametrizations",
+    "type_before_parametrizations",
+    "transfer_parametrizations_and_params",
+]
 
 _cache_enabled = 0
 _cache: dict = {}
@@ -88,8 +94,10 @@ class ParametrizationList(ModuleList):
                     except NotImplementedError:
                         pass  # a right_inverse that raises is taken as the identity
         if not isinstance(new, (Tensor, collections.abc.Sequence)):
-            raise ValueError("'right_inverse' must return a Tensor or a Sequence of tensors "
-                             f"(list, tuple...). Got {type(new).__name__}")
+            raise ValueError(
+                "'right_inverse' must return a Tensor or a Sequence of tensors "
+                f"(list, tuple...). Got {type(new).__name__}"
+            )
         self.is_tensor = isinstance(new, Tensor)
         self.ntensors = 1 if self.is_tensor else len(new)
         if self.is_tensor:
@@ -144,13 +152,15 @@ class ParametrizationList(ModuleList):
         with no_grad():
             for module in reversed(self):
                 if not hasattr(module, "right_inverse"):
-                    raise RuntimeError(f"parametrization {type(module).__name__} does not "
-                                       "implement right_inverse.")
+                    raise RuntimeError(
+                        f"parametrization {type(module).__name__} does not implement right_inverse."
+                    )
                 value = module.right_inverse(value)
             if self.is_tensor:
                 if not isinstance(value, Tensor):
                     raise ValueError(
-                        f"`right_inverse` should return a tensor. Got {type(value).__name__}")
+                        f"`right_inverse` should return a tensor. Got {type(value).__name__}"
+                    )
                 if value.dtype != self.original.dtype:
                     raise ValueError(
                         f"The tensor returned by `right_inverse` has dtype {value.dtype} while "
@@ -159,16 +169,22 @@ class ParametrizationList(ModuleList):
                 _maybe_set(self.original, value)
                 return
             if not isinstance(value, collections.abc.Sequence):
-                raise ValueError("'right_inverse' must return a sequence of tensors. "
-                                 f"Got {type(value).__name__}.")
+                raise ValueError(
+                    "'right_inverse' must return a sequence of tensors. "
+                    f"Got {type(value).__name__}."
+                )
             if len(value) != self.ntensors:
-                raise ValueError("'right_inverse' must return a sequence of tensors of length "
-                                 f"{self.ntensors}. Got a sequence of length {len(value)}.")
+                raise ValueError(
+                    "'right_inverse' must return a sequence of tensors of length "
+                    f"{self.ntensors}. Got a sequence of length {len(value)}."
+                )
             for i, tensor in enumerate(value):
                 original_i = getattr(self, f"original{i}")
                 if not isinstance(tensor, Tensor):
-                    raise ValueError(f"`right_inverse` must return a sequence of tensors. Got "
-                                     f"element {i} of type {type(tensor).__name__}")
+                    raise ValueError(
+                        f"`right_inverse` must return a sequence of tensors. Got "
+                        f"element {i} of type {type(tensor).__name__}"
+                    )
                 if original_i.dtype != tensor.dtype:
                     raise ValueError(
                         f"Tensor {i} returned by `right_inverse` has dtype {tensor.dtype} while "
@@ -231,8 +247,9 @@ def _inject_property(module: Module, tensor_name: str) -> None:
     setattr(module.__class__, tensor_name, property(get_parametrized, set_original))
 
 
-def register_parametrization(module: Module, tensor_name: str, parametrization: Module, *,
-                             unsafe: bool = False) -> Module:
+def register_parametrization(
+    module: Module, tensor_name: str, parametrization: Module, *, unsafe: bool = False
+) -> Module:
     r"""Register a parametrization to a tensor in a module.
 
     After this, ``module.<tensor_name>`` returns ``parametrization(original)``; the original
@@ -269,8 +286,10 @@ def register_parametrization(module: Module, tensor_name: str, parametrization: 
         _inject_property(module, tensor_name)
         module.parametrizations[tensor_name] = parametrizations
     else:
-        raise ValueError(f"Module '{module}' does not have a parameter, a buffer, or a "
-                         f"parametrized element with name '{tensor_name}'")
+        raise ValueError(
+            f"Module '{module}' does not have a parameter, a buffer, or a "
+            f"parametrized element with name '{tensor_name}'"
+        )
     return module
 
 
@@ -296,7 +315,8 @@ def _check_chained(module: Module, tensor_name: str, parametrization: Module) ->
         return
     if not isinstance(z, Tensor):
         raise ValueError(
-            f"parametrization.right_inverse must return a tensor. Got: {type(z).__name__}")
+            f"parametrization.right_inverse must return a tensor. Got: {type(z).__name__}"
+        )
     for what, a, b in (("dtype", z.dtype, y.dtype), ("shape", z.shape, y.shape)):
         if a != b:
             raise ValueError(
@@ -316,8 +336,9 @@ def is_parametrized(module: Module, tensor_name: str | None = None) -> bool:
     return tensor_name in parametrizations
 
 
-def remove_parametrizations(module: Module, tensor_name: str,
-                            leave_parametrized: bool = True) -> Module:
+def remove_parametrizations(
+    module: Module, tensor_name: str, leave_parametrized: bool = True
+) -> Module:
     r"""Remove the parametrizations on ``module.<tensor_name>``.
 
     With ``leave_parametrized=True`` the tensor keeps its current (parametrized) value;
@@ -343,8 +364,10 @@ def remove_parametrizations(module: Module, tensor_name: str,
                 _maybe_set(original, t)
     else:
         if not leave_parametrized:
-            raise ValueError("Cannot leave unparametrized (`leave_parametrized=False`) a tensor "
-                             "that is parametrized in terms of a sequence of tensors.")
+            raise ValueError(
+                "Cannot leave unparametrized (`leave_parametrized=False`) a tensor "
+                "that is parametrized in terms of a sequence of tensors."
+            )
         t = getattr(module, tensor_name)
         original = Parameter(t.detach(), t.requires_grad) if t.requires_grad else t.detach()
     delattr(module.__class__, tensor_name)
@@ -364,8 +387,9 @@ def type_before_parametrizations(module: Module) -> type:
     return type(module)
 
 
-def transfer_parametrizations_and_params(from_module: Module, to_module: Module,
-                                         tensor_name: str | None = None) -> Module:
+def transfer_parametrizations_and_params(
+    from_module: Module, to_module: Module, tensor_name: str | None = None
+) -> Module:
     r"""Copy the parametrizations (and their originals) of ``from_module`` onto ``to_module``.
 
     Args:

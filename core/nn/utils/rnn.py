@@ -10,8 +10,14 @@ from ... import ops
 from ...ops.rnn import PackedToPadded, PaddedToPacked
 from ...tensor import Tensor
 
-__all__ = ["PackedSequence", "pack_padded_sequence", "pad_packed_sequence", "pack_sequence",
-           "unpack_sequence", "unpad_sequence"]
+__all__ = [
+    "PackedSequence",
+    "pack_padded_sequence",
+    "pad_packed_sequence",
+    "pack_sequence",
+    "unpack_sequence",
+    "unpad_sequence",
+]
 
 
 def _long(values) -> Tensor:
@@ -21,8 +27,9 @@ def _long(values) -> Tensor:
 def _host_lengths(lengths) -> np.ndarray:
     if isinstance(lengths, Tensor):
         if lengths.is_cuda:
-            raise RuntimeError("'lengths' argument should be a 1D CPU int64 tensor, but got 1D "
-                               "cuda Long tensor")
+            raise RuntimeError(
+                "'lengths' argument should be a 1D CPU int64 tensor, but got 1D cuda Long tensor"
+            )
         arr = lengths._data
     else:
         arr = np.asarray(lengths)
@@ -43,8 +50,9 @@ def invert_permutation(permutation: Tensor | None) -> Tensor | None:
     return Tensor._wrap(out)
 
 
-class PackedSequence(namedtuple("PackedSequence_",
-                                ["data", "batch_sizes", "sorted_indices", "unsorted_indices"])):
+class PackedSequence(
+    namedtuple("PackedSequence_", ["data", "batch_sizes", "sorted_indices", "unsorted_indices"])
+):
     """Holds the data and ``batch_sizes`` of a packed batch of variable-length sequences.
 
     ``data`` stacks the time steps of all sequences (sorted by decreasing length): first every
@@ -57,15 +65,18 @@ class PackedSequence(namedtuple("PackedSequence_",
         if unsorted_indices is None:
             unsorted_indices = invert_permutation(sorted_indices)
         if batch_sizes is None:
-            raise ValueError("PackedSequence needs batch_sizes; build it with "
-                             "pack_padded_sequence or pack_sequence")
+            raise ValueError(
+                "PackedSequence needs batch_sizes; build it with "
+                "pack_padded_sequence or pack_sequence"
+            )
         if not isinstance(batch_sizes, Tensor):
             batch_sizes = _long(batch_sizes)
         return super().__new__(cls, data, batch_sizes, sorted_indices, unsorted_indices)
 
     def _map_data(self, fn) -> PackedSequence:
-        return type(self)(fn(self.data), self.batch_sizes, self.sorted_indices,
-                          self.unsorted_indices)
+        return type(self)(
+            fn(self.data), self.batch_sizes, self.sorted_indices, self.unsorted_indices
+        )
 
     def to(self, *args, **kwargs) -> PackedSequence:
         data = self.data.to(*args, **kwargs)
@@ -76,8 +87,9 @@ class PackedSequence(namedtuple("PackedSequence_",
         def move(t):
             return None if t is None else t.to(device)
 
-        return type(self)(data, self.batch_sizes, move(self.sorted_indices),
-                          move(self.unsorted_indices))
+        return type(self)(
+            data, self.batch_sizes, move(self.sorted_indices), move(self.unsorted_indices)
+        )
 
     def cuda(self, *args, **kwargs) -> PackedSequence:
         return self.to("cuda" if not args else args[0])
@@ -115,17 +127,22 @@ def _batch_sizes(lengths: np.ndarray) -> np.ndarray:
     return (len(lengths) - np.cumsum(counts)[:T]).astype(np.int64)
 
 
-def pack_padded_sequence(input: Tensor, lengths, batch_first: bool = False,
-                         enforce_sorted: bool = True) -> PackedSequence:
+def pack_padded_sequence(
+    input: Tensor, lengths, batch_first: bool = False, enforce_sorted: bool = True
+) -> PackedSequence:
     """Pack a padded batch (T, B, *) (or (B, T, *) with ``batch_first``) of sequences."""
     lens = _host_lengths(lengths)
     bdim = 0 if batch_first else 1
     if input.dim() < 2:
-        raise ValueError(f"pack_padded_sequence: input must have at least 2 dims (time and "
-                         f"batch), got {input.dim()}")
+        raise ValueError(
+            f"pack_padded_sequence: input must have at least 2 dims (time and "
+            f"batch), got {input.dim()}"
+        )
     if lens.size != input.shape[bdim]:
-        raise RuntimeError(f"Expected `len(lengths)` to be equal to batch_size, but got "
-                           f"{lens.size} (batch_size={input.shape[bdim]})")
+        raise RuntimeError(
+            f"Expected `len(lengths)` to be equal to batch_size, but got "
+            f"{lens.size} (batch_size={input.shape[bdim]})"
+        )
     sorted_indices = None
     if enforce_sorted:
         if np.any(lens[1:] > lens[:-1]):
@@ -133,7 +150,8 @@ def pack_padded_sequence(input: Tensor, lengths, batch_first: bool = False,
                 "`lengths` array must be sorted in decreasing order when `enforce_sorted` is "
                 "True. You can pass `enforce_sorted=False` to pack_padded_sequence and/or "
                 "pack_sequence to sidestep this requirement if you do not need ONNX "
-                "exportability.")
+                "exportability."
+            )
     else:
         order = np.argsort(-lens, kind="stable")
         lens = lens[order]
@@ -142,12 +160,16 @@ def pack_padded_sequence(input: Tensor, lengths, batch_first: bool = False,
             sorted_indices = sorted_indices.to(input.device)
         input = ops.index_select(input, bdim, sorted_indices)
     if lens.size and lens.min() <= 0:
-        raise RuntimeError("Length of all samples has to be greater than 0, but found an element "
-                           "in 'lengths' that is <= 0")
+        raise RuntimeError(
+            "Length of all samples has to be greater than 0, but found an element "
+            "in 'lengths' that is <= 0"
+        )
     T = input.shape[1 - bdim]
     if lens.size and lens.max() > T:
-        raise RuntimeError(f"pack_padded_sequence: a length ({int(lens.max())}) exceeds the "
-                           f"padded sequence length ({T})")
+        raise RuntimeError(
+            f"pack_padded_sequence: a length ({int(lens.max())}) exceeds the "
+            f"padded sequence length ({T})"
+        )
     if batch_first:
         input = ops.transpose(input, 0, 1)
     bs = _batch_sizes(lens)
@@ -155,24 +177,33 @@ def pack_padded_sequence(input: Tensor, lengths, batch_first: bool = False,
     return PackedSequence(data, _long(bs), sorted_indices, None)
 
 
-def pad_packed_sequence(sequence: PackedSequence, batch_first: bool = False,
-                        padding_value: float = 0.0,
-                        total_length: int | None = None) -> tuple[Tensor, Tensor]:
+def pad_packed_sequence(
+    sequence: PackedSequence,
+    batch_first: bool = False,
+    padding_value: float = 0.0,
+    total_length: int | None = None,
+) -> tuple[Tensor, Tensor]:
     """Inverse of ``pack_padded_sequence``: returns (padded, lengths) in the caller's order."""
     bs = sequence.batch_sizes._data
     bs = np.asarray(bs.get() if hasattr(bs, "get") else bs, dtype=np.int64)
     T = len(bs)
     if total_length is not None:
         if total_length < T:
-            raise ValueError("Expected total_length to be at least the length of the longest "
-                             f"sequence in input, but got total_length={total_length} and max "
-                             f"sequence length being {T}")
+            raise ValueError(
+                "Expected total_length to be at least the length of the longest "
+                f"sequence in input, but got total_length={total_length} and max "
+                f"sequence length being {T}"
+            )
     padded = PackedToPadded.apply(sequence.data, bs, float(padding_value))
     if total_length is not None and total_length > T:
         from ...creation import full
 
-        extra = full((total_length - T,) + tuple(padded.shape[1:]), padding_value,
-                     dtype=padded.dtype, device=padded.device)
+        extra = full(
+            (total_length - T,) + tuple(padded.shape[1:]),
+            padding_value,
+            dtype=padded.dtype,
+            device=padded.device,
+        )
         padded = ops.cat([padded, extra], 0)
     B = int(bs[0]) if T else 0
     lengths = (bs[None, :] > np.arange(B)[:, None]).sum(1)  # steps during which b is active
@@ -196,10 +227,13 @@ def pack_sequence(sequences, enforce_sorted: bool = True) -> PackedSequence:
         raise RuntimeError(
             "`lengths` array must be sorted in decreasing order when `enforce_sorted` is True. "
             "You can pass `enforce_sorted=False` to pack_padded_sequence and/or pack_sequence to "
-            "sidestep this requirement if you do not need ONNX exportability.")
+            "sidestep this requirement if you do not need ONNX exportability."
+        )
     if lens.min() <= 0:
-        raise RuntimeError("Length of all samples has to be greater than 0, but found an element "
-                           "in 'lengths' that is <= 0")
+        raise RuntimeError(
+            "Length of all samples has to be greater than 0, but found an element "
+            "in 'lengths' that is <= 0"
+        )
     order = np.arange(lens.size) if enforce_sorted else np.argsort(-lens, kind="stable")
     sorted_lens = lens[order]
     bs = _batch_sizes(sorted_lens)
@@ -224,7 +258,7 @@ def unpad_sequence(padded_sequences: Tensor, lengths, batch_first: bool = False)
     lens = _host_lengths(lengths)
     if not batch_first:
         padded_sequences = ops.transpose(padded_sequences, 0, 1)
-    return [padded_sequences[i, :int(n)] for i, n in enumerate(lens)]
+    return [padded_sequences[i, : int(n)] for i, n in enumerate(lens)]
 
 
 def unpack_sequence(packed_sequences: PackedSequence) -> list[Tensor]:
@@ -237,13 +271,15 @@ def unpack_sequence(packed_sequences: PackedSequence) -> list[Tensor]:
 __all__ += ["pad_sequence"]
 
 
-def pad_sequence(sequences, batch_first: bool = False, padding_value: float = 0.0,
-                 padding_side: str = "right") -> Tensor:
+def pad_sequence(
+    sequences, batch_first: bool = False, padding_value: float = 0.0, padding_side: str = "right"
+) -> Tensor:
     r"""Stack tensors of shapes (L_i, *) into (T, B, *) (or (B, T, *) with ``batch_first``),
     padding each up to the longest with ``padding_value``; differentiable."""
     if padding_side not in ("left", "right"):
-        raise ValueError(f"Expected padding_side to be one of left or right, but got "
-                         f"{padding_side}.")
+        raise ValueError(
+            f"Expected padding_side to be one of left or right, but got {padding_side}."
+        )
     sequences = list(sequences)
     if not sequences:
         raise RuntimeError("received an empty list of sequences")
@@ -252,8 +288,7 @@ def pad_sequence(sequences, batch_first: bool = False, padding_value: float = 0.
     for s in sequences:
         extra = max_len - s.shape[0]
         if extra:
-            spec = [0, 0] * (s.dim() - 1) + ([0, extra] if padding_side == "right"
-                                             else [extra, 0])
+            spec = [0, 0] * (s.dim() - 1) + ([0, extra] if padding_side == "right" else [extra, 0])
             s = ops.pad(s, tuple(spec), value=padding_value)
         padded.append(s)
     return ops.stack(padded, 0 if batch_first else 1)

@@ -17,8 +17,13 @@ from ..module import Module
 from ..parameter import Parameter, UninitializedParameter
 from ._reparam_hooks import _check_unhooked, _remove_hook
 
-__all__ = ["SpectralNorm", "SpectralNormLoadStateDictPreHook", "SpectralNormStateDictHook",
-           "spectral_norm", "remove_spectral_norm"]
+__all__ = [
+    "SpectralNorm",
+    "SpectralNormLoadStateDictPreHook",
+    "SpectralNormStateDictHook",
+    "spectral_norm",
+    "remove_spectral_norm",
+]
 
 
 def _randn(n: int, like: Tensor) -> Tensor:
@@ -34,8 +39,9 @@ def _to_matrix(weight: Tensor, dim: int) -> Tensor:
     return weight.reshape(weight.size(0), -1)
 
 
-def _power_iteration(weight_mat: Tensor, u: Tensor, v: Tensor, n: int, eps: float,
-                     v_first: bool) -> None:
+def _power_iteration(
+    weight_mat: Tensor, u: Tensor, v: Tensor, n: int, eps: float, v_first: bool
+) -> None:
     """``n`` power-iteration steps on the buffers ``u``, ``v`` (updated in place)."""
     with no_grad():
         for _ in range(n):
@@ -56,13 +62,16 @@ class SpectralNorm:
     n_power_iterations: int
     eps: float
 
-    def __init__(self, name: str = "weight", n_power_iterations: int = 1, dim: int = 0,
-                 eps: float = 1e-12) -> None:
+    def __init__(
+        self, name: str = "weight", n_power_iterations: int = 1, dim: int = 0, eps: float = 1e-12
+    ) -> None:
         self.name = name
         self.dim = dim
         if n_power_iterations <= 0:
-            raise ValueError("Expected n_power_iterations to be positive, but got "
-                             f"n_power_iterations={n_power_iterations}")
+            raise ValueError(
+                "Expected n_power_iterations to be positive, but got "
+                f"n_power_iterations={n_power_iterations}"
+            )
         self.n_power_iterations = n_power_iterations
         self.eps = eps
 
@@ -95,8 +104,9 @@ class SpectralNorm:
         setattr(module, self.name, self.compute_weight(module, module.training))
 
     @staticmethod
-    def apply(module: Module, name: str, n_power_iterations: int, dim: int,
-              eps: float) -> SpectralNorm:
+    def apply(
+        module: Module, name: str, n_power_iterations: int, dim: int, eps: float
+    ) -> SpectralNorm:
         _check_unhooked(module, SpectralNorm, name, "spectral_norm")
         fn = SpectralNorm(name, n_power_iterations, dim, eps)
         weight = module._parameters[name]
@@ -105,7 +115,8 @@ class SpectralNorm:
         if isinstance(weight, UninitializedParameter):
             raise ValueError(
                 "The module passed to `SpectralNorm` can't have uninitialized parameters. Make "
-                "sure to run the dummy forward before applying spectral normalization")
+                "sure to run the dummy forward before applying spectral normalization"
+            )
         with no_grad():
             h, w = fn.reshape_weight_to_matrix(weight).shape
             u = F.normalize(_randn(h, weight), dim=0, eps=fn.eps)
@@ -129,15 +140,19 @@ class SpectralNormLoadStateDictPreHook:
     def __init__(self, fn: SpectralNorm) -> None:
         self.fn = fn
 
-    def __call__(self, state_dict, prefix, local_metadata, strict, missing_keys,
-                 unexpected_keys, error_msgs) -> None:
+    def __call__(
+        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+    ) -> None:
         fn = self.fn
         version = local_metadata.get("spectral_norm", {}).get(fn.name + ".version", None)
         if version is not None and version >= 1:
             return
         key = prefix + fn.name
-        if version is None and key not in state_dict and all(
-                key + s in state_dict for s in ("_orig", "_u", "_v")):
+        if (
+            version is None
+            and key not in state_dict
+            and all(key + s in state_dict for s in ("_orig", "_u", "_v"))
+        ):
             return  # a current checkpoint without metadata
         missing = [key + s for s in ("_orig", "", "_u") if key + s not in state_dict]
         if missing:
@@ -173,8 +188,13 @@ class SpectralNormStateDictHook:
 T_module = TypeVar("T_module", bound=Module)
 
 
-def spectral_norm(module: T_module, name: str = "weight", n_power_iterations: int = 1,
-                  eps: float = 1e-12, dim: int | None = None) -> T_module:
+def spectral_norm(
+    module: T_module,
+    name: str = "weight",
+    n_power_iterations: int = 1,
+    eps: float = 1e-12,
+    dim: int | None = None,
+) -> T_module:
     r"""Apply spectral normalization to a parameter in the given module (hook-based form).
 
     .. math:: \mathbf{W}_{SN} = \dfrac{\mathbf{W}}{\sigma(\mathbf{W})}
@@ -208,8 +228,10 @@ def remove_spectral_norm(module: T_module, name: str = "weight") -> T_module:
         name (str, optional): name of weight parameter.
     """
     _remove_hook(module, SpectralNorm, name, "spectral_norm")
-    for hooks, kind in ((module._state_dict_hooks, SpectralNormStateDictHook),
-                        (module._load_state_dict_pre_hooks, SpectralNormLoadStateDictPreHook)):
+    for hooks, kind in (
+        (module._state_dict_hooks, SpectralNormStateDictHook),
+        (module._load_state_dict_pre_hooks, SpectralNormLoadStateDictPreHook),
+    ):
         for k, hook in hooks.items():
             if isinstance(hook, kind) and hook.fn.name == name:
                 del hooks[k]

@@ -56,16 +56,22 @@ def _untie(module: Module, given: dict[str, Tensor]) -> dict[str, Tensor]:
         names = tied[name]
         values = {id(given[n]) for n in names if n in given}
         if len(values) > 1:
-            raise ValueError(f"functional_call got multiple values for keys {sorted(names)}, "
-                             "which are tied. Consider using tie_weights=False")
+            raise ValueError(
+                f"functional_call got multiple values for keys {sorted(names)}, "
+                "which are tied. Consider using tie_weights=False"
+            )
         for n in names:
             out[n] = given[name]
     return out
 
 
 @contextlib.contextmanager
-def _reparametrize_module(module: Module, parameters_and_buffers: dict[str, Tensor],
-                          tie_weights: bool = False, strict: bool = False):
+def _reparametrize_module(
+    module: Module,
+    parameters_and_buffers: dict[str, Tensor],
+    tie_weights: bool = False,
+    strict: bool = False,
+):
     values = _untie(module, parameters_and_buffers) if tie_weights else parameters_and_buffers
     if strict:
         valid = {n for n, _ in module.named_parameters(remove_duplicate=False)}
@@ -77,8 +83,11 @@ def _reparametrize_module(module: Module, parameters_and_buffers: dict[str, Tens
         if missing:
             msgs.append(f"Missing key(s): {', '.join(map(repr, missing))}.")
         if msgs:
-            raise RuntimeError("Error(s) in reparametrizing for {}:\n\t{}".format(
-                module._get_name(), "\n\t".join(msgs)))
+            raise RuntimeError(
+                "Error(s) in reparametrizing for {}:\n\t{}".format(
+                    module._get_name(), "\n\t".join(msgs)
+                )
+            )
     orig: dict[str, Any] = {}
     try:
         for name, tensor in values.items():
@@ -88,12 +97,19 @@ def _reparametrize_module(module: Module, parameters_and_buffers: dict[str, Tens
         new = {name: _swap_tensor(module, name, t) for name, t in orig.items()}
         # a module that reassigned a replaced tensor in place: hand the new one back
         parameters_and_buffers.update(
-            {k: new[k] for k in parameters_and_buffers if k in new and new[k] is not _MISSING})
+            {k: new[k] for k in parameters_and_buffers if k in new and new[k] is not _MISSING}
+        )
 
 
-def _functional_call(module: Module, parameters_and_buffers: dict[str, Tensor], args=None,
-                     kwargs: dict[str, Any] | None = None, *, tie_weights: bool = True,
-                     strict: bool = False):
+def _functional_call(
+    module: Module,
+    parameters_and_buffers: dict[str, Tensor],
+    args=None,
+    kwargs: dict[str, Any] | None = None,
+    *,
+    tie_weights: bool = True,
+    strict: bool = False,
+):
     # DataParallel lives in ember.distributed: look only if it was ever imported
     dp = sys.modules.get("ember.distributed.data_parallel")
     if dp is not None and isinstance(module, dp.DataParallel):
@@ -103,14 +119,21 @@ def _functional_call(module: Module, parameters_and_buffers: dict[str, Tensor], 
         args = ()
     elif not isinstance(args, tuple):
         args = (args,)
-    with _reparametrize_module(module, parameters_and_buffers, tie_weights=tie_weights,
-                               strict=strict):
+    with _reparametrize_module(
+        module, parameters_and_buffers, tie_weights=tie_weights, strict=strict
+    ):
         return module(*args, **kwargs)
 
 
-def functional_call(module: Module, parameters_and_buffers: dict[str, Tensor],
-                    args: Any | tuple | None = None, kwargs: dict[str, Any] | None = None, *,
-                    tie_weights: bool = True, strict: bool = False):
+def functional_call(
+    module: Module,
+    parameters_and_buffers: dict[str, Tensor],
+    args: Any | tuple | None = None,
+    kwargs: dict[str, Any] | None = None,
+    *,
+    tie_weights: bool = True,
+    strict: bool = False,
+):
     r"""Perform a functional call on the module by replacing the module parameters and
     buffers with the provided ones.
 
@@ -128,9 +151,13 @@ def functional_call(module: Module, parameters_and_buffers: dict[str, Tensor],
     Returns:
         Any: the result of calling ``module``.
     """
-    warnings.warn("`torch.nn.utils.stateless.functional_call` is deprecated as of PyTorch 2.0 "
-                  "and will be removed in a future version of PyTorch. Please use "
-                  "`torch.func.functional_call` instead which is a drop-in replacement.",
-                  FutureWarning, stacklevel=2)
-    return _functional_call(module, parameters_and_buffers, args, kwargs,
-                            tie_weights=tie_weights, strict=strict)
+    warnings.warn(
+        "`torch.nn.utils.stateless.functional_call` is deprecated as of PyTorch 2.0 "
+        "and will be removed in a future version of PyTorch. Please use "
+        "`torch.func.functional_call` instead which is a drop-in replacement.",
+        FutureWarning,
+        stacklevel=2,
+    )
+    return _functional_call(
+        module, parameters_and_buffers, args, kwargs, tie_weights=tie_weights, strict=strict
+    )

@@ -53,19 +53,24 @@ class WeightNorm:
 
     @staticmethod
     def apply(module: Module, name: str, dim: int | None) -> WeightNorm:
-        warnings.warn("`torch.nn.utils.weight_norm` is deprecated in favor of "
-                      "`torch.nn.utils.parametrizations.weight_norm`.", FutureWarning,
-                      stacklevel=3)
+        warnings.warn(
+            "`torch.nn.utils.weight_norm` is deprecated in favor of "
+            "`torch.nn.utils.parametrizations.weight_norm`.",
+            FutureWarning,
+            stacklevel=3,
+        )
         _check_unhooked(module, WeightNorm, name, "weight_norm")
         fn = WeightNorm(name, dim)
         weight = getattr(module, name)
         if isinstance(weight, UninitializedParameter):
             raise ValueError(
                 "The module passed to `WeightNorm` can't have uninitialized parameters. Make "
-                "sure to run the dummy forward before applying weight normalization")
+                "sure to run the dummy forward before applying weight normalization"
+            )
         del module._parameters[name]
-        module.register_parameter(name + "_g",
-                                  Parameter(_norm_except_dim(weight, 2, fn.dim).detach()))
+        module.register_parameter(
+            name + "_g", Parameter(_norm_except_dim(weight, 2, fn.dim).detach())
+        )
         module.register_parameter(name + "_v", Parameter(weight.detach()))
         setattr(module, name, fn.compute_weight(module))
         module.register_forward_pre_hook(fn)

@@ -31,12 +31,16 @@ def _get_context(ctx):
     if isinstance(ctx, str):
         methods = multiprocessing.get_all_start_methods()
         if ctx not in methods:
-            raise ValueError("multiprocessing_context option should specify a valid start method "
-                             f"in {methods!r}, but got multiprocessing_context={ctx!r}")
+            raise ValueError(
+                "multiprocessing_context option should specify a valid start method "
+                f"in {methods!r}, but got multiprocessing_context={ctx!r}"
+            )
         return multiprocessing.get_context(ctx)
     if not hasattr(ctx, "Process"):
-        raise TypeError("multiprocessing_context option should be a valid context object or a "
-                        f"string specifying the start method, but got {ctx!r}")
+        raise TypeError(
+            "multiprocessing_context option should be a valid context object or a "
+            f"string specifying the start method, but got {ctx!r}"
+        )
     return ctx
 
 
@@ -50,17 +54,30 @@ class _WorkerPool:
         self.procs: list = []
         self.task_conns: list = []
         self.result_conns: list = []
-        self._finalizer = weakref.finalize(self, _shutdown, self.procs, self.task_conns,
-                                           self.result_conns, self.prefix)
+        self._finalizer = weakref.finalize(
+            self, _shutdown, self.procs, self.task_conns, self.result_conns, self.prefix
+        )
         try:
             for wid in range(n):
                 task_r, task_w = ctx.Pipe(duplex=False)
                 result_r, result_w = ctx.Pipe(duplex=False)
                 proc = ctx.Process(
                     target=_worker.worker_loop,
-                    args=(loader._dataset_kind_iterable, loader.dataset, task_r, result_w,
-                          loader._auto_collation, loader.collate_fn, loader.drop_last, base_seed,
-                          loader.worker_init_fn, wid, n, f"{self.prefix}-w{wid}", os.getpid()),
+                    args=(
+                        loader._dataset_kind_iterable,
+                        loader.dataset,
+                        task_r,
+                        result_w,
+                        loader._auto_collation,
+                        loader.collate_fn,
+                        loader.drop_last,
+                        base_seed,
+                        loader.worker_init_fn,
+                        wid,
+                        n,
+                        f"{self.prefix}-w{wid}",
+                        os.getpid(),
+                    ),
                     daemon=True,
                 )
                 proc.start()
@@ -95,8 +112,9 @@ class _WorkerPool:
             else:
                 how = f"exited with code {code}"
             parts.append(f"worker {wid} (pid {p.pid}) {how}")
-        return RuntimeError(f"DataLoader worker (pid(s) {', '.join(pids)}) exited unexpectedly: "
-                            + "; ".join(parts))
+        return RuntimeError(
+            f"DataLoader worker (pid(s) {', '.join(pids)}) exited unexpectedly: " + "; ".join(parts)
+        )
 
 
 def _shutdown(procs, task_conns, result_conns, prefix) -> None:

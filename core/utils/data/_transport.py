@@ -105,7 +105,7 @@ def recv(conn: Connection):
             os.close(fd)
             os.unlink(path)  # the mapping keeps the pages until the last array goes away
         view = memoryview(mm)
-        return pickle.loads(head, buffers=[view[s:s + n] for s, n in spans])
+        return pickle.loads(head, buffers=[view[s : s + n] for s, n in spans])
     if tag == b"B":
         sizes, head = pickle.loads(body)
         bufs = []

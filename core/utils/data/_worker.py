@@ -186,9 +186,21 @@ def make_fetcher(iterable: bool, dataset, auto_collation, collate_fn, drop_last)
     return cls(dataset, auto_collation, collate_fn, drop_last)
 
 
-def worker_loop(iterable: bool, dataset, task_conn, result_conn, auto_collation: bool,
-                collate_fn, drop_last: bool, base_seed: int, init_fn, worker_id: int,
-                num_workers: int, shm_prefix: str | None, parent_pid: int) -> None:
+def worker_loop(
+    iterable: bool,
+    dataset,
+    task_conn,
+    result_conn,
+    auto_collation: bool,
+    collate_fn,
+    drop_last: bool,
+    base_seed: int,
+    init_fn,
+    worker_id: int,
+    num_workers: int,
+    shm_prefix: str | None,
+    parent_pid: int,
+) -> None:
     """The body of worker ``worker_id``: fetch the batches the main process asks for.
 
     Tasks arrive on ``task_conn`` as ``(epoch, index_in_epoch, indices)``, ``ResumeIteration``
@@ -199,8 +211,7 @@ def worker_loop(iterable: bool, dataset, task_conn, result_conn, auto_collation:
     try:
         seed = base_seed + worker_id
         seed_all(seed)
-        _worker_info = WorkerInfo(id=worker_id, num_workers=num_workers, seed=seed,
-                                  dataset=dataset)
+        _worker_info = WorkerInfo(id=worker_id, num_workers=num_workers, seed=seed, dataset=dataset)
         where = f"in DataLoader worker process {worker_id}"
         init_exception = None
         fetcher = None
@@ -228,8 +239,9 @@ def worker_loop(iterable: bool, dataset, task_conn, result_conn, auto_collation:
                 iteration_end = False
                 if init_exception is None:
                     try:
-                        fetcher = make_fetcher(iterable, dataset, auto_collation, collate_fn,
-                                               drop_last)
+                        fetcher = make_fetcher(
+                            iterable, dataset, auto_collation, collate_fn, drop_last
+                        )
                     except Exception:
                         init_exception = ExceptionWrapper(where=where)
                 continue

@@ -20,8 +20,13 @@ from ...backend.device import get_array_module
 from ...backend.dtype import from_numpy_dtype
 from ...tensor import Tensor
 
-__all__ = ["collate", "default_collate", "default_convert", "default_collate_fn_map",
-           "collate_tensor_fn"]
+__all__ = [
+    "collate",
+    "default_collate",
+    "default_convert",
+    "default_collate_fn_map",
+    "collate_tensor_fn",
+]
 
 _np_str_obj_array_pattern = re.compile(r"[SaUO]")
 
@@ -154,18 +159,28 @@ def collate(batch, *, collate_fn_map: dict | None = None):
             if isinstance(elem, collections.abc.MutableMapping):
                 # The mapping type may carry extra state: update a shallow copy of it.
                 clone = copy.copy(elem)
-                clone.update({key: collate([d[key] for d in batch],
-                                           collate_fn_map=collate_fn_map) for key in elem})
+                clone.update(
+                    {
+                        key: collate([d[key] for d in batch], collate_fn_map=collate_fn_map)
+                        for key in elem
+                    }
+                )
                 return clone
-            return elem_type({key: collate([d[key] for d in batch],
-                                           collate_fn_map=collate_fn_map) for key in elem})
+            return elem_type(
+                {
+                    key: collate([d[key] for d in batch], collate_fn_map=collate_fn_map)
+                    for key in elem
+                }
+            )
         except TypeError:
             # The mapping type may not support ``copy()`` / ``update(mapping)``.
-            return {key: collate([d[key] for d in batch], collate_fn_map=collate_fn_map)
-                    for key in elem}
+            return {
+                key: collate([d[key] for d in batch], collate_fn_map=collate_fn_map) for key in elem
+            }
     if isinstance(elem, tuple) and hasattr(elem, "_fields"):  # namedtuple
-        return elem_type(*(collate(samples, collate_fn_map=collate_fn_map)
-                           for samples in zip(*batch)))
+        return elem_type(
+            *(collate(samples, collate_fn_map=collate_fn_map) for samples in zip(*batch))
+        )
     if isinstance(elem, collections.abc.Sequence):
         it = iter(batch)
         elem_size = len(next(it))
@@ -180,8 +195,9 @@ def collate(batch, *, collate_fn_map: dict | None = None):
                 for i, samples in enumerate(transposed):
                     clone[i] = collate(samples, collate_fn_map=collate_fn_map)
                 return clone
-            return elem_type([collate(samples, collate_fn_map=collate_fn_map)
-                              for samples in transposed])
+            return elem_type(
+                [collate(samples, collate_fn_map=collate_fn_map) for samples in transposed]
+            )
         except TypeError:
             # The sequence type may not support ``copy()`` / ``__setitem__`` / ``__init__(list)``.
             return [collate(samples, collate_fn_map=collate_fn_map) for samples in transposed]

@@ -89,24 +89,39 @@ class DataLoader(Generic[T_co]):
     dataset: Dataset
     _initialized = False
 
-    def __init__(self, dataset: Dataset, batch_size: int | None = 1, shuffle: bool | None = None,
-                 sampler: Sampler | Iterable | None = None,
-                 batch_sampler: Sampler | Iterable | None = None, num_workers: int = 0,
-                 collate_fn: Callable | None = None, pin_memory: bool = False,
-                 drop_last: bool = False, timeout: float = 0,
-                 worker_init_fn: Callable[[int], None] | None = None,
-                 multiprocessing_context=None, generator=None, *,
-                 prefetch_factor: int | None = None, persistent_workers: bool = False,
-                 pin_memory_device: str = "") -> None:
+    def __init__(
+        self,
+        dataset: Dataset,
+        batch_size: int | None = 1,
+        shuffle: bool | None = None,
+        sampler: Sampler | Iterable | None = None,
+        batch_sampler: Sampler | Iterable | None = None,
+        num_workers: int = 0,
+        collate_fn: Callable | None = None,
+        pin_memory: bool = False,
+        drop_last: bool = False,
+        timeout: float = 0,
+        worker_init_fn: Callable[[int], None] | None = None,
+        multiprocessing_context=None,
+        generator=None,
+        *,
+        prefetch_factor: int | None = None,
+        persistent_workers: bool = False,
+        pin_memory_device: str = "",
+    ) -> None:
         if num_workers < 0:
-            raise ValueError("num_workers option should be non-negative; use num_workers=0 to "
-                             "disable multiprocessing.")
+            raise ValueError(
+                "num_workers option should be non-negative; use num_workers=0 to "
+                "disable multiprocessing."
+            )
         if timeout < 0:
             raise ValueError("timeout option should be non-negative")
         if num_workers == 0 and prefetch_factor is not None:
-            raise ValueError("prefetch_factor option could only be specified in multiprocessing."
-                             "let num_workers > 0 to enable multiprocessing, otherwise set "
-                             "prefetch_factor to None.")
+            raise ValueError(
+                "prefetch_factor option could only be specified in multiprocessing."
+                "let num_workers > 0 to enable multiprocessing, otherwise set "
+                "prefetch_factor to None."
+            )
         if num_workers > 0 and prefetch_factor is None:
             prefetch_factor = 2
         elif prefetch_factor is not None and prefetch_factor < 0:
@@ -126,14 +141,20 @@ class DataLoader(Generic[T_co]):
         if isinstance(dataset, IterableDataset):
             self._dataset_kind_iterable = True
             if isinstance(shuffle, bool) and shuffle:
-                raise ValueError("DataLoader with IterableDataset: expected unspecified shuffle "
-                                 f"option, but got shuffle={shuffle}")
+                raise ValueError(
+                    "DataLoader with IterableDataset: expected unspecified shuffle "
+                    f"option, but got shuffle={shuffle}"
+                )
             if sampler is not None:
-                raise ValueError("DataLoader with IterableDataset: expected unspecified sampler "
-                                 f"option, but got sampler={sampler}")
+                raise ValueError(
+                    "DataLoader with IterableDataset: expected unspecified sampler "
+                    f"option, but got sampler={sampler}"
+                )
             if batch_sampler is not None:
-                raise ValueError("DataLoader with IterableDataset: expected unspecified "
-                                 f"batch_sampler option, but got batch_sampler={batch_sampler}")
+                raise ValueError(
+                    "DataLoader with IterableDataset: expected unspecified "
+                    f"batch_sampler option, but got batch_sampler={batch_sampler}"
+                )
         else:
             self._dataset_kind_iterable = False
             shuffle = bool(shuffle)
@@ -142,13 +163,17 @@ class DataLoader(Generic[T_co]):
             raise ValueError("sampler option is mutually exclusive with shuffle")
         if batch_sampler is not None:
             if batch_size != 1 or shuffle or sampler is not None or drop_last:
-                raise ValueError("batch_sampler option is mutually exclusive with batch_size, "
-                                 "shuffle, sampler, and drop_last")
+                raise ValueError(
+                    "batch_sampler option is mutually exclusive with batch_size, "
+                    "shuffle, sampler, and drop_last"
+                )
             batch_size = None
             drop_last = False
         elif batch_size is None and drop_last:
-            raise ValueError("batch_size=None option disables auto-batching and is mutually "
-                             "exclusive with drop_last")
+            raise ValueError(
+                "batch_size=None option disables auto-batching and is mutually "
+                "exclusive with drop_last"
+            )
 
         if sampler is None:
             if self._dataset_kind_iterable:
@@ -171,8 +196,11 @@ class DataLoader(Generic[T_co]):
         self.persistent_workers = persistent_workers
 
         if pin_memory and not _pin_memory.cuda_available():
-            warnings.warn("'pin_memory' argument is set as true but no accelerator is found, "
-                              "then device pinned memory won't be used.", stacklevel=2)
+            warnings.warn(
+                "'pin_memory' argument is set as true but no accelerator is found, "
+                "then device pinned memory won't be used.",
+                stacklevel=2,
+            )
 
         self._epoch = 0  # the epoch the next iter() starts (or resumes)
         self._resume: dict | None = None
@@ -181,10 +209,17 @@ class DataLoader(Generic[T_co]):
         self._initialized = True
 
     def __setattr__(self, attr, val) -> None:
-        if self._initialized and attr in ("batch_size", "batch_sampler", "sampler", "drop_last",
-                                          "dataset", "persistent_workers"):
-            raise ValueError(f"{attr} attribute should not be set after "
-                             f"{self.__class__.__name__} is initialized")
+        if self._initialized and attr in (
+            "batch_size",
+            "batch_sampler",
+            "sampler",
+            "drop_last",
+            "dataset",
+            "persistent_workers",
+        ):
+            raise ValueError(
+                f"{attr} attribute should not be set after {self.__class__.__name__} is initialized"
+            )
         super().__setattr__(attr, val)
 
     @property
@@ -201,8 +236,9 @@ class DataLoader(Generic[T_co]):
             if self.batch_size is not None:
                 from math import ceil
 
-                length = length // self.batch_size if self.drop_last else ceil(
-                    length / self.batch_size)
+                length = (
+                    length // self.batch_size if self.drop_last else ceil(length / self.batch_size)
+                )
             return length
         return len(self._index_sampler)
 
@@ -247,12 +283,20 @@ class DataLoader(Generic[T_co]):
         it and the workers' ``base_seed``. Save it with the model's checkpoint."""
         it = self._live() if self._live is not None else None
         if it is not None and not it._finished:
-            return {"epoch": it._epoch, "batches_served": it._served,
-                    "sampler": it._sampler_state, "base_seed": it._base_seed}
+            return {
+                "epoch": it._epoch,
+                "batches_served": it._served,
+                "sampler": it._sampler_state,
+                "base_seed": it._base_seed,
+            }
         if self._resume is not None:
             return dict(self._resume)
-        return {"epoch": self._epoch, "batches_served": 0,
-                "sampler": _sampler_state(self._index_sampler), "base_seed": None}
+        return {
+            "epoch": self._epoch,
+            "batches_served": 0,
+            "sampler": _sampler_state(self._index_sampler),
+            "base_seed": None,
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore a position from :meth:`state_dict`: the next ``iter()`` yields the batches
@@ -260,12 +304,14 @@ class DataLoader(Generic[T_co]):
         missing = [k for k in _STATE_KEYS if k not in state_dict]
         unexpected = [k for k in state_dict if k not in _STATE_KEYS]
         if missing or unexpected:
-            raise KeyError(f"DataLoader.load_state_dict: missing keys {missing}, unexpected keys "
-                           f"{unexpected}")
+            raise KeyError(
+                f"DataLoader.load_state_dict: missing keys {missing}, unexpected keys {unexpected}"
+            )
         served = int(state_dict["batches_served"])
         if served < 0:
-            raise ValueError(f"DataLoader.load_state_dict: batches_served must be >= 0, got "
-                             f"{served}")
+            raise ValueError(
+                f"DataLoader.load_state_dict: batches_served must be >= 0, got {served}"
+            )
         self._epoch = int(state_dict["epoch"])
         self._resume = dict(state_dict)
 
@@ -341,9 +387,9 @@ _END = object()
 class _SingleProcessDataLoaderIter(_BaseDataLoaderIter):
     def __init__(self, loader: DataLoader, plan: _EpochPlan) -> None:
         super().__init__(loader, plan)
-        self._fetcher = _worker.make_fetcher(self._iterable, self._dataset,
-                                             self._auto_collation, self._collate_fn,
-                                             self._drop_last)
+        self._fetcher = _worker.make_fetcher(
+            self._iterable, self._dataset, self._auto_collation, self._collate_fn, self._drop_last
+        )
         if self._iterable:
             for _ in range(plan.skip):  # no indices to skip: replay and discard
                 try:

@@ -11,8 +11,16 @@ from typing import Any, Generic, TypeVar
 
 from ...tensor import Tensor
 
-__all__ = ["Dataset", "IterableDataset", "TensorDataset", "StackDataset", "ConcatDataset",
-           "ChainDataset", "Subset", "random_split"]
+__all__ = [
+    "Dataset",
+    "IterableDataset",
+    "TensorDataset",
+    "StackDataset",
+    "ConcatDataset",
+    "ChainDataset",
+    "Subset",
+    "random_split",
+]
 
 T_co = TypeVar("T_co", covariant=True)
 
@@ -63,11 +71,13 @@ class TensorDataset(Dataset[tuple]):
 
     def __init__(self, *tensors: Tensor) -> None:
         if any(not isinstance(t, Tensor) for t in tensors):
-            raise TypeError("TensorDataset expects tensors, got "
-                            f"{[type(t).__name__ for t in tensors]}")
+            raise TypeError(
+                f"TensorDataset expects tensors, got {[type(t).__name__ for t in tensors]}"
+            )
         if any(t.dim() == 0 for t in tensors):
-            raise ValueError("TensorDataset: every tensor needs a first dimension (got a 0-d "
-                             "tensor)")
+            raise ValueError(
+                "TensorDataset: every tensor needs a first dimension (got a 0-d tensor)"
+            )
         if any(tensors[0].size(0) != t.size(0) for t in tensors):
             raise AssertionError(
                 "Size mismatch between tensors: first dimensions are "
@@ -132,8 +142,9 @@ def _fetch_many(dataset, indices: list) -> list:
     if getitems is not None:
         items = getitems(indices)
         if len(items) != len(indices):
-            raise ValueError(f"Nested dataset's output size mismatch. Expected {len(indices)}, "
-                             f"got {len(items)}")
+            raise ValueError(
+                f"Nested dataset's output size mismatch. Expected {len(indices)}, got {len(items)}"
+            )
         return list(items)
     return [dataset[i] for i in indices]
 
@@ -171,8 +182,9 @@ class ConcatDataset(Dataset[T_co]):
             idx = len(self) + idx
         dataset_idx = bisect.bisect_right(self.cumulative_sizes, idx)
         if dataset_idx >= len(self.datasets):
-            raise IndexError(f"index {idx} is out of range for a ConcatDataset of length "
-                             f"{len(self)}")
+            raise IndexError(
+                f"index {idx} is out of range for a ConcatDataset of length {len(self)}"
+            )
         sample_idx = idx if dataset_idx == 0 else idx - self.cumulative_sizes[dataset_idx - 1]
         return self.datasets[dataset_idx][sample_idx]
 
@@ -218,8 +230,9 @@ class Subset(Dataset[T_co]):
         return len(self.indices)
 
 
-def random_split(dataset: Dataset, lengths: Sequence[int | float],
-                 generator: Any = None) -> list[Subset]:
+def random_split(
+    dataset: Dataset, lengths: Sequence[int | float], generator: Any = None
+) -> list[Subset]:
     """Randomly split ``dataset`` into non-overlapping subsets of the given lengths.
 
     ``lengths`` are either sample counts summing to ``len(dataset)`` or fractions summing to 1;
@@ -243,16 +256,22 @@ def random_split(dataset: Dataset, lengths: Sequence[int | float],
         lengths = subset_lengths
         for i, length in enumerate(lengths):
             if length == 0:
-                warnings.warn(f"Length of split at index {i} is 0. This might result in an empty "
-                              "dataset.", stacklevel=2)
+                warnings.warn(
+                    f"Length of split at index {i} is 0. This might result in an empty dataset.",
+                    stacklevel=2,
+                )
     if any(int(x) != x or x < 0 for x in lengths):
-        raise ValueError(f"random_split: lengths must be non-negative integers or fractions "
-                         f"summing to 1, got {lengths}")
+        raise ValueError(
+            f"random_split: lengths must be non-negative integers or fractions "
+            f"summing to 1, got {lengths}"
+        )
     lengths = [int(x) for x in lengths]
     if sum(lengths) != n:
         raise ValueError("Sum of input lengths does not equal the length of the input dataset!")
     if generator is None:
         from ...random import default_generator as generator
     indices = randperm(sum(lengths), generator=generator).tolist()
-    return [Subset(dataset, indices[offset - length: offset])
-            for offset, length in zip(itertools.accumulate(lengths), lengths)]
+    return [
+        Subset(dataset, indices[offset - length : offset])
+        for offset, length in zip(itertools.accumulate(lengths), lengths)
+    ]

@@ -58,8 +58,13 @@ class Digits(Dataset):
 
     n_train = 1437
 
-    def __init__(self, train: bool | None = True, transform: Callable | None = None,
-                 target_transform: Callable | None = None, flatten: bool = False) -> None:
+    def __init__(
+        self,
+        train: bool | None = True,
+        transform: Callable | None = None,
+        target_transform: Callable | None = None,
+        flatten: bool = False,
+    ) -> None:
         try:
             from sklearn.datasets import load_digits
         except ImportError:
@@ -67,8 +72,11 @@ class Digits(Dataset):
         raw = load_digits()
         images = (raw.images / 16.0).astype(np.float32)
         targets = raw.target.astype(np.int64)
-        part = slice(None) if train is None else (slice(0, self.n_train) if train
-                                                  else slice(self.n_train, None))
+        part = (
+            slice(None)
+            if train is None
+            else (slice(0, self.n_train) if train else slice(self.n_train, None))
+        )
         images, targets = images[part], targets[part]
         shape = (-1, 64) if flatten else (-1, 1, 8, 8)
         self.data = Tensor._wrap(np.ascontiguousarray(images.reshape(shape)))
@@ -106,12 +114,19 @@ class CharDataset(Dataset):
         val_fraction: the share of the text kept for ``"val"``.
     """
 
-    def __init__(self, path: str | os.PathLike, block_size: int, split: str | None = None,
-                 val_fraction: float = 0.1) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        block_size: int,
+        split: str | None = None,
+        val_fraction: float = 0.1,
+    ) -> None:
         path = os.fspath(path)
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"CharDataset: text file not found: {path!r} (ember downloads "
-                                    "nothing; pass the path of a local text file)")
+            raise FileNotFoundError(
+                f"CharDataset: text file not found: {path!r} (ember downloads "
+                "nothing; pass the path of a local text file)"
+            )
         with open(path, encoding="utf-8") as f:
             text = f.read()
         if not text:
@@ -132,9 +147,11 @@ class CharDataset(Dataset):
         if not isinstance(block_size, int) or block_size <= 0:
             raise ValueError(f"CharDataset: block_size must be a positive int, got {block_size}")
         if block_size >= self.data._data.shape[0]:
-            raise ValueError(f"CharDataset: block_size={block_size} needs more than "
-                             f"{block_size} characters, but {path!r} ({split or 'all'}) has "
-                             f"{self.data._data.shape[0]}")
+            raise ValueError(
+                f"CharDataset: block_size={block_size} needs more than "
+                f"{block_size} characters, but {path!r} ({split or 'all'}) has "
+                f"{self.data._data.shape[0]}"
+            )
         self.block_size = block_size
         self.path = path
 
@@ -147,8 +164,10 @@ class CharDataset(Dataset):
         try:
             return [self.stoi[c] for c in text]
         except KeyError as exc:
-            raise KeyError(f"CharDataset.encode: character {exc.args[0]!r} is not in the "
-                           f"vocabulary of {self.path!r}") from None
+            raise KeyError(
+                f"CharDataset.encode: character {exc.args[0]!r} is not in the "
+                f"vocabulary of {self.path!r}"
+            ) from None
 
     def decode(self, ids: Sequence[int] | Tensor) -> str:
         """The text of a sequence of character ids."""
@@ -165,13 +184,19 @@ class CharDataset(Dataset):
             index += n
         if not 0 <= index < n:
             raise IndexError(f"CharDataset index {index} is out of range for length {n}")
-        chunk = self.data._data[index: index + self.block_size + 1]
+        chunk = self.data._data[index : index + self.block_size + 1]
         return Tensor._wrap(chunk[:-1]), Tensor._wrap(chunk[1:])
 
 
 # ---- MNIST: IDX files -----------------------------------------------------------------------
-_IDX_TYPES = {0x08: np.dtype(np.uint8), 0x09: np.dtype(np.int8), 0x0B: np.dtype(">i2"),
-              0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+_IDX_TYPES = {
+    0x08: np.dtype(np.uint8),
+    0x09: np.dtype(np.int8),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
@@ -190,15 +215,18 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     ndim = raw[3]
     header = 4 + 4 * ndim
     if len(raw) < header:
-        raise ValueError(f"{path}: truncated IDX header ({len(raw)} bytes, {ndim} dims need "
-                         f"{header})")
+        raise ValueError(
+            f"{path}: truncated IDX header ({len(raw)} bytes, {ndim} dims need {header})"
+        )
     dims = struct.unpack(f">{ndim}I", raw[4:header])
     dtype = _IDX_TYPES[raw[2]]
     count = int(np.prod(dims, dtype=np.int64))
     expected = count * dtype.itemsize
     if len(raw) - header != expected:
-        raise ValueError(f"{path}: IDX header says shape {tuple(dims)} ({expected} bytes of "
-                         f"data) but the file holds {len(raw) - header}; truncated or corrupt")
+        raise ValueError(
+            f"{path}: IDX header says shape {tuple(dims)} ({expected} bytes of "
+            f"data) but the file holds {len(raw) - header}; truncated or corrupt"
+        )
     arr = np.frombuffer(raw, dtype=dtype, count=count, offset=header).reshape(dims)
     return arr.astype(dtype.newbyteorder("="))  # native byte order, and a writable copy
 
@@ -211,8 +239,10 @@ def _find(root: str, folders: Sequence[str], names: Sequence[str], what: str) ->
             if os.path.isfile(candidate):
                 return candidate
             tried.append(candidate)
-    raise FileNotFoundError(f"{what} not found; looked for: {', '.join(tried)} (ember does not "
-                            "download datasets: put the files there)")
+    raise FileNotFoundError(
+        f"{what} not found; looked for: {', '.join(tried)} (ember does not "
+        "download datasets: put the files there)"
+    )
 
 
 class MNIST(_ImageDataset):
@@ -220,25 +250,44 @@ class MNIST(_ImageDataset):
     ``root/raw/``; plain or ``.gz``). Images are ``uint8 (28, 28)`` arrays, targets ints.
     """
 
-    classes = ["0 - zero", "1 - one", "2 - two", "3 - three", "4 - four", "5 - five",
-               "6 - six", "7 - seven", "8 - eight", "9 - nine"]
+    classes = [
+        "0 - zero",
+        "1 - one",
+        "2 - two",
+        "3 - three",
+        "4 - four",
+        "5 - five",
+        "6 - six",
+        "7 - seven",
+        "8 - eight",
+        "9 - nine",
+    ]
     _folders = ("", os.path.join("MNIST", "raw"), "raw")
 
-    def __init__(self, root: str | os.PathLike, train: bool = True,
-                 transform: Callable | None = None,
-                 target_transform: Callable | None = None) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        train: bool = True,
+        transform: Callable | None = None,
+        target_transform: Callable | None = None,
+    ) -> None:
         self.root = os.fspath(root)
         self.train = train
         prefix = "train" if train else "t10k"
         files = {}
-        for kind, stem in (("images", f"{prefix}-images-idx3-ubyte"),
-                           ("labels", f"{prefix}-labels-idx1-ubyte")):
-            files[kind] = _find(self.root, self._folders, (stem, stem + ".gz"),
-                                f"MNIST {kind} file {stem}")
+        for kind, stem in (
+            ("images", f"{prefix}-images-idx3-ubyte"),
+            ("labels", f"{prefix}-labels-idx1-ubyte"),
+        ):
+            files[kind] = _find(
+                self.root, self._folders, (stem, stem + ".gz"), f"MNIST {kind} file {stem}"
+            )
         images, labels = read_idx(files["images"]), read_idx(files["labels"])
         if images.ndim != 3 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
-            raise ValueError(f"MNIST: {files['images']} holds images of shape {images.shape} but "
-                             f"{files['labels']} holds labels of shape {labels.shape}")
+            raise ValueError(
+                f"MNIST: {files['images']} holds images of shape {images.shape} but "
+                f"{files['labels']} holds labels of shape {labels.shape}"
+            )
         self.data = Tensor._wrap(images.astype(np.uint8, copy=False))
         self.targets = Tensor._wrap(labels.astype(np.int64))
         self.transform = transform
@@ -247,10 +296,14 @@ class MNIST(_ImageDataset):
 
 # ---- CIFAR-10: pickled python batches ---------------------------------------------------------
 _CIFAR_ALLOWED = {
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
-    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-    ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
     ("_codecs", "encode"),  # how protocol 2 writes bytes (the array data)
 }
 
@@ -261,11 +314,14 @@ class _ArraysOnlyUnpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str):
         if (module, name) not in _CIFAR_ALLOWED:
-            raise pickle.UnpicklingError(f"refusing to load {module}.{name} (a CIFAR batch holds "
-                                         "only NumPy arrays, lists and strings)")
+            raise pickle.UnpicklingError(
+                f"refusing to load {module}.{name} (a CIFAR batch holds "
+                "only NumPy arrays, lists and strings)"
+            )
         if module.startswith("numpy.core"):  # Python 2 era pickles; NumPy 2 moved it
-            module = module.replace("numpy.core", "numpy._core" if hasattr(np, "_core")
-                                    else "numpy.core")
+            module = module.replace(
+                "numpy.core", "numpy._core" if hasattr(np, "_core") else "numpy.core"
+            )
         return super().find_class(module, name)
 
 
@@ -278,8 +334,9 @@ def _load_cifar_batch(path: str) -> dict:
     except (EOFError, ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
         raise ValueError(f"{path}: corrupt or truncated CIFAR-10 batch ({exc!r})") from None
     if not isinstance(entry, dict):
-        raise ValueError(f"{path}: not a CIFAR-10 python batch (expected a dict, got "
-                         f"{type(entry).__name__})")
+        raise ValueError(
+            f"{path}: not a CIFAR-10 python batch (expected a dict, got {type(entry).__name__})"
+        )
     return {k.decode() if isinstance(k, bytes) else k: v for k, v in entry.items()}
 
 
@@ -291,12 +348,26 @@ class CIFAR10(_ImageDataset):
     base_folder = "cifar-10-batches-py"
     train_list = [f"data_batch_{i}" for i in range(1, 6)]
     test_list = ["test_batch"]
-    classes = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
-               "truck"]
+    classes = [
+        "airplane",
+        "automobile",
+        "bird",
+        "cat",
+        "deer",
+        "dog",
+        "frog",
+        "horse",
+        "ship",
+        "truck",
+    ]
 
-    def __init__(self, root: str | os.PathLike, train: bool = True,
-                 transform: Callable | None = None,
-                 target_transform: Callable | None = None) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        train: bool = True,
+        transform: Callable | None = None,
+        target_transform: Callable | None = None,
+    ) -> None:
         self.root = os.fspath(root)
         self.train = train
         folders = (self.base_folder, "")
@@ -305,13 +376,17 @@ class CIFAR10(_ImageDataset):
             path = _find(self.root, folders, (name,), f"CIFAR-10 batch {name}")
             entry = _load_cifar_batch(path)
             if "data" not in entry or ("labels" not in entry and "fine_labels" not in entry):
-                raise ValueError(f"{path}: not a CIFAR-10 python batch (keys {sorted(entry)}; "
-                                 "expected 'data' and 'labels')")
+                raise ValueError(
+                    f"{path}: not a CIFAR-10 python batch (keys {sorted(entry)}; "
+                    "expected 'data' and 'labels')"
+                )
             data = np.asarray(entry["data"], dtype=np.uint8)
             lab = np.asarray(entry.get("labels", entry.get("fine_labels")), dtype=np.int64)
             if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or data.shape[0] != lab.shape[0]:
-                raise ValueError(f"{path}: 'data' has shape {data.shape} and 'labels' "
-                                 f"{lab.shape}; expected (N, 3072) and (N,)")
+                raise ValueError(
+                    f"{path}: 'data' has shape {data.shape} and 'labels' "
+                    f"{lab.shape}; expected (N, 3072) and (N,)"
+                )
             chunks.append(data)
             labels.append(lab)
         data = np.concatenate(chunks).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)  # -> HWC

@@ -23,8 +23,15 @@ import numpy as np
 from ... import random as _random
 from ...tensor import Tensor
 
-__all__ = ["Sampler", "SequentialSampler", "RandomSampler", "SubsetRandomSampler",
-           "WeightedRandomSampler", "BatchSampler", "DistributedSampler"]
+__all__ = [
+    "Sampler",
+    "SequentialSampler",
+    "RandomSampler",
+    "SubsetRandomSampler",
+    "WeightedRandomSampler",
+    "BatchSampler",
+    "DistributedSampler",
+]
 
 T_co = TypeVar("T_co", covariant=True)
 
@@ -95,8 +102,10 @@ class _GeneratorPasses:
     def load_state_dict(self, state_dict: dict) -> None:
         """Make the next ``iter()`` replay the pass described by ``state_dict``."""
         if "generator" not in state_dict:
-            raise KeyError(f"{type(self).__name__}.load_state_dict: missing key 'generator' "
-                           f"(got keys {sorted(state_dict)})")
+            raise KeyError(
+                f"{type(self).__name__}.load_state_dict: missing key 'generator' "
+                f"(got keys {sorted(state_dict)})"
+            )
         self._in_pass = False
         self._pending_state = state_dict["generator"]
 
@@ -122,8 +131,13 @@ class RandomSampler(_GeneratorPasses, Sampler[int]):
         generator: an ``ember.Generator`` (default: a per-pass seed from the default generator).
     """
 
-    def __init__(self, data_source: Sized, replacement: bool = False,
-                 num_samples: int | None = None, generator=None) -> None:
+    def __init__(
+        self,
+        data_source: Sized,
+        replacement: bool = False,
+        num_samples: int | None = None,
+        generator=None,
+    ) -> None:
         self.data_source = data_source
         self.replacement = replacement
         self._num_samples = num_samples
@@ -190,21 +204,25 @@ class WeightedRandomSampler(_GeneratorPasses, Sampler[int]):
         generator: an ``ember.Generator``.
     """
 
-    def __init__(self, weights: Sequence[float], num_samples: int, replacement: bool = True,
-                 generator=None) -> None:
+    def __init__(
+        self, weights: Sequence[float], num_samples: int, replacement: bool = True, generator=None
+    ) -> None:
         _check_positive_int("num_samples", num_samples)
         _check_bool("replacement", replacement)
-        w = np.asarray(weights._data if isinstance(weights, Tensor) else weights,
-                       dtype=np.float64)
+        w = np.asarray(weights._data if isinstance(weights, Tensor) else weights, dtype=np.float64)
         if w.ndim != 1:
-            raise ValueError("weights should be a 1d sequence but given weights have shape "
-                             f"{tuple(w.shape)}")
+            raise ValueError(
+                f"weights should be a 1d sequence but given weights have shape {tuple(w.shape)}"
+            )
         if (w < 0).any() or not np.isfinite(w).all() or w.sum() <= 0:
-            raise RuntimeError("invalid multinomial distribution (weights must be finite, "
-                               "non-negative and not all zero)")
+            raise RuntimeError(
+                "invalid multinomial distribution (weights must be finite, "
+                "non-negative and not all zero)"
+            )
         if not replacement and num_samples > int((w > 0).sum()):
-            raise RuntimeError("cannot sample n_sample > prob_dist.size(-1) samples without "
-                               "replacement")
+            raise RuntimeError(
+                "cannot sample n_sample > prob_dist.size(-1) samples without replacement"
+            )
         self.weights = Tensor._wrap(w)
         self.num_samples = num_samples
         self.replacement = replacement
@@ -245,8 +263,9 @@ class BatchSampler(Sampler[list[int]]):
         [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9]]
     """
 
-    def __init__(self, sampler: Sampler[int] | Iterable[int], batch_size: int,
-                 drop_last: bool) -> None:
+    def __init__(
+        self, sampler: Sampler[int] | Iterable[int], batch_size: int, drop_last: bool
+    ) -> None:
         _check_positive_int("batch_size", batch_size)
         _check_bool("drop_last", drop_last)
         self.sampler = sampler
@@ -301,8 +320,15 @@ class DistributedSampler(Sampler[int]):
     for a different order every epoch.
     """
 
-    def __init__(self, dataset: Sized, num_replicas: int | None = None, rank: int | None = None,
-                 shuffle: bool = True, seed: int = 0, drop_last: bool = False) -> None:
+    def __init__(
+        self,
+        dataset: Sized,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+        shuffle: bool = True,
+        seed: int = 0,
+        drop_last: bool = False,
+    ) -> None:
         if num_replicas is None or rank is None:
             world, me = _default_group_rank()
             num_replicas = world if num_replicas is None else num_replicas
@@ -344,9 +370,11 @@ class DistributedSampler(Sampler[int]):
         else:
             indices = indices[: self.total_size]
         if len(indices) != self.total_size:
-            raise AssertionError(f"DistributedSampler: dataset length changed to {n} after the "
-                                 f"sampler was built for {self.total_size}")
-        return iter(indices[self.rank: self.total_size: self.num_replicas])
+            raise AssertionError(
+                f"DistributedSampler: dataset length changed to {n} after the "
+                f"sampler was built for {self.total_size}"
+            )
+        return iter(indices[self.rank : self.total_size : self.num_replicas])
 
     def __len__(self) -> int:
         return self.num_samples

@@ -25,8 +25,16 @@ from ... import random as _random
 from ...backend.dtype import from_numpy_dtype, get_default_dtype
 from ...tensor import Tensor
 
-__all__ = ["Compose", "ToTensor", "Normalize", "RandomHorizontalFlip", "RandomCrop",
-           "RandomResizedCrop", "Lambda", "InterpolationMode"]
+__all__ = [
+    "Compose",
+    "ToTensor",
+    "Normalize",
+    "RandomHorizontalFlip",
+    "RandomCrop",
+    "RandomResizedCrop",
+    "Lambda",
+    "InterpolationMode",
+]
 
 
 class InterpolationMode(Enum):
@@ -52,22 +60,27 @@ class _Image:
         self.kind = "tensor" if isinstance(img, Tensor) else "pil" if _is_pil(img) else "array"
         if self.kind == "tensor":
             if img.dim() < 2:
-                raise ValueError(f"Expected a tensor image of size (..., H, W), got "
-                                 f"{tuple(img.shape)}")
+                raise ValueError(
+                    f"Expected a tensor image of size (..., H, W), got {tuple(img.shape)}"
+                )
             if type(img._data) is not np.ndarray:
-                raise TypeError("image transforms work on CPU tensors; got a tensor on "
-                                f"{img.device}, move it with .cpu() first")
+                raise TypeError(
+                    "image transforms work on CPU tensors; got a tensor on "
+                    f"{img.device}, move it with .cpu() first"
+                )
             self.array, self.h_axis = img._data, img.dim() - 2
         elif self.kind == "pil":
             self.array, self.h_axis, self.mode = np.asarray(img), 0, img.mode
         elif isinstance(img, np.ndarray):
             if img.ndim not in (2, 3):
-                raise ValueError(f"Expected an image array of shape (H, W) or (H, W, C), got "
-                                 f"{img.shape}")
+                raise ValueError(
+                    f"Expected an image array of shape (H, W) or (H, W, C), got {img.shape}"
+                )
             self.array, self.h_axis = img, 0
         else:
-            raise TypeError(f"img should be a Tensor, a NumPy array or a PIL Image. Got "
-                            f"{type(img)}")
+            raise TypeError(
+                f"img should be a Tensor, a NumPy array or a PIL Image. Got {type(img)}"
+            )
         self.w_axis = self.h_axis + 1
 
     @property
@@ -150,17 +163,23 @@ class Normalize:
         if not tensor.is_floating_point():
             raise TypeError(f"Input tensor should be a float tensor. Got {tensor.dtype}.")
         if tensor.dim() < 3:
-            raise ValueError("Expected tensor to be a tensor image of size (..., C, H, W). Got "
-                             f"tensor.size() = {tensor.size()}")
+            raise ValueError(
+                "Expected tensor to be a tensor image of size (..., C, H, W). Got "
+                f"tensor.size() = {tensor.size()}"
+            )
         data = tensor._data
         mean = np.asarray(self.mean, dtype=data.dtype).reshape(-1, 1, 1)
         std = np.asarray(self.std, dtype=data.dtype).reshape(-1, 1, 1)
         if (std == 0).any():
-            raise ValueError(f"std evaluated to zero after conversion to {tensor.dtype}, leading "
-                             "to division by zero.")
+            raise ValueError(
+                f"std evaluated to zero after conversion to {tensor.dtype}, leading "
+                "to division by zero."
+            )
         if mean.shape[0] not in (1, data.shape[-3]) or std.shape[0] not in (1, data.shape[-3]):
-            raise ValueError(f"Normalize: mean has {mean.shape[0]} and std {std.shape[0]} values "
-                             f"for an image with {data.shape[-3]} channels")
+            raise ValueError(
+                f"Normalize: mean has {mean.shape[0]} and std {std.shape[0]} values "
+                f"for an image with {data.shape[-3]} channels"
+            )
         if type(data) is not np.ndarray:  # pragma: no cover - GPU
             from ...backend.device import get_array_module
 
@@ -195,8 +214,12 @@ class RandomHorizontalFlip:
         return f"{self.__class__.__name__}(p={self.p})"
 
 
-_PAD_MODES = {"constant": "constant", "edge": "edge", "reflect": "reflect",
-              "symmetric": "symmetric"}
+_PAD_MODES = {
+    "constant": "constant",
+    "edge": "edge",
+    "reflect": "reflect",
+    "symmetric": "symmetric",
+}
 
 
 def _pad(im: _Image, left: int, top: int, right: int, bottom: int, fill, mode: str):
@@ -220,8 +243,14 @@ class RandomCrop:
         padding_mode: ``"constant"``, ``"edge"``, ``"reflect"`` or ``"symmetric"``.
     """
 
-    def __init__(self, size, padding=None, pad_if_needed: bool = False, fill=0,
-                 padding_mode: str = "constant") -> None:
+    def __init__(
+        self,
+        size,
+        padding=None,
+        pad_if_needed: bool = False,
+        fill=0,
+        padding_mode: str = "constant",
+    ) -> None:
         self.size = _pair(size)
         if padding is not None:
             if isinstance(padding, numbers.Number):
@@ -233,8 +262,10 @@ class RandomCrop:
                 elif len(padding) == 2:
                     padding = [padding[0], padding[1], padding[0], padding[1]]
             else:
-                raise ValueError("Padding must be an int or a 1, 2, or 4 element tuple, not a "
-                                 f"{len(padding)} element tuple")
+                raise ValueError(
+                    "Padding must be an int or a 1, 2, or 4 element tuple, not a "
+                    f"{len(padding)} element tuple"
+                )
         if padding_mode not in _PAD_MODES:
             raise ValueError("Padding mode should be either constant, edge, reflect or symmetric")
         if not isinstance(fill, numbers.Number):
@@ -267,8 +298,7 @@ class RandomCrop:
 
 def _crop_params(h: int, w: int, th: int, tw: int) -> tuple[int, int, int, int]:
     if h < th or w < tw:
-        raise ValueError(f"Required crop size {(th, tw)} is larger than input image size "
-                         f"{(h, w)}")
+        raise ValueError(f"Required crop size {(th, tw)} is larger than input image size {(h, w)}")
     if w == tw and h == th:
         return 0, 0, h, w
     i = int(_rng().integers(0, h - th + 1))
@@ -307,8 +337,9 @@ def _resize(array, out_h: int, out_w: int, mode: InterpolationMode, h_axis: int)
         i0, i1, w0, w1 = _source_index(work.shape[axis], n_out, mode)
         shape = [1] * work.ndim
         shape[axis] = n_out
-        work = (work.take(i0, axis=axis) * w0.reshape(shape)
-                + work.take(i1, axis=axis) * w1.reshape(shape))
+        work = work.take(i0, axis=axis) * w0.reshape(shape) + work.take(i1, axis=axis) * w1.reshape(
+            shape
+        )
     if array.dtype.kind in "iub":
         info = np.iinfo(array.dtype) if array.dtype.kind != "b" else None
         work = np.round(work)
@@ -324,8 +355,10 @@ def _interpolation(mode) -> InterpolationMode:
     try:
         return InterpolationMode(str(mode).lower())
     except ValueError:
-        raise ValueError(f"interpolation should be 'nearest' or 'bilinear' (or an "
-                         f"InterpolationMode), got {mode!r}") from None
+        raise ValueError(
+            f"interpolation should be 'nearest' or 'bilinear' (or an "
+            f"InterpolationMode), got {mode!r}"
+        ) from None
 
 
 class RandomResizedCrop:
@@ -340,8 +373,9 @@ class RandomResizedCrop:
             ``align_corners=False``, without antialiasing.
     """
 
-    def __init__(self, size, scale=(0.08, 1.0), ratio=(3.0 / 4.0, 4.0 / 3.0),
-                 interpolation="bilinear") -> None:
+    def __init__(
+        self, size, scale=(0.08, 1.0), ratio=(3.0 / 4.0, 4.0 / 3.0), interpolation="bilinear"
+    ) -> None:
         self.size = _pair(size)
         if scale[0] > scale[1] or ratio[0] > ratio[1]:
             warnings.warn("Scale and ratio should be of kind (min, max)", stacklevel=2)
@@ -384,8 +418,10 @@ class RandomResizedCrop:
         return im.wrap(_resize(crop, self.size[0], self.size[1], self.interpolation, im.h_axis))
 
     def __repr__(self) -> str:
-        return (f"{self.__class__.__name__}(size={self.size}, scale={self.scale}, "
-                f"ratio={self.ratio}, interpolation={self.interpolation.value})")
+        return (
+            f"{self.__class__.__name__}(size={self.size}, scale={self.scale}, "
+            f"ratio={self.ratio}, interpolation={self.interpolation.value})"
+        )
 
 
 class Lambda:

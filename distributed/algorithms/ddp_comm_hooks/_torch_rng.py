@@ -46,8 +46,8 @@ class TorchCPUGenerator:
 
     def _uniforms(self, n: int, dtype) -> np.ndarray:
         if dtype == np.float64:
-            return self._uniform53(n).astype(np.float64) * 2.0 ** -53
-        return (self._words(n) & np.uint64(_MASK24)).astype(np.float32) * np.float32(2.0 ** -24)
+            return self._uniform53(n).astype(np.float64) * 2.0**-53
+        return (self._words(n) & np.uint64(_MASK24)).astype(np.float32) * np.float32(2.0**-24)
 
     @staticmethod
     def _box_muller16(u: np.ndarray) -> np.ndarray:
@@ -60,7 +60,7 @@ class TorchCPUGenerator:
         if self._cached_normal is not None:
             out, self._cached_normal = self._cached_normal, None
             return out
-        u1, u2 = self._uniform53(2).astype(np.float64) * 2.0 ** -53
+        u1, u2 = self._uniform53(2).astype(np.float64) * 2.0**-53
         radius = math.sqrt(-2.0 * math.log1p(-float(u2)))
         theta = 2.0 * math.pi * float(u1)
         self._cached_normal = radius * math.sin(theta)
@@ -78,7 +78,7 @@ class TorchCPUGenerator:
             return out.astype(dtype).reshape(shape)
         out = self._uniforms(n, work)
         for i in range(0, n - 15, 16):
-            out[i:i + 16] = self._box_muller16(out[i:i + 16])
+            out[i : i + 16] = self._box_muller16(out[i : i + 16])
         if n % 16:
-            out[n - 16:] = self._box_muller16(self._uniforms(16, work))
+            out[n - 16 :] = self._box_muller16(self._uniforms(16, work))
         return out.astype(dtype, copy=False).reshape(shape)

@@ -31,8 +31,13 @@ from ...distributed_c10d import get_world_size
 from ...work import Future
 from ..grad_bucket import GradBucket
 
-__all__ = ["allreduce_hook", "fp16_compress_hook", "bf16_compress_hook",
-           "fp16_compress_wrapper", "bf16_compress_wrapper"]
+__all__ = [
+    "allreduce_hook",
+    "fp16_compress_hook",
+    "bf16_compress_hook",
+    "fp16_compress_wrapper",
+    "bf16_compress_wrapper",
+]
 
 
 def _all_reduce_future(process_group, tensor: ember.Tensor) -> Future:
@@ -76,11 +81,17 @@ def _copy_back_(dst: ember.Tensor, src: ember.Tensor) -> None:
     """``dst.copy_(src)`` for the hooks' decompression (same shape, no autograd): one cast
     straight into ``dst``'s array."""
     if dst.shape != src.shape:
-        raise ValueError(f"the communicated bucket has shape {tuple(src.shape)}, the bucket "
-                         f"{tuple(dst.shape)}")
+        raise ValueError(
+            f"the communicated bucket has shape {tuple(src.shape)}, the bucket {tuple(dst.shape)}"
+        )
     out, arr = _interop.array_of(dst), _interop.array_of(src)
-    if (isinstance(arr, np.ndarray) and arr.dtype == np.float16 and out.dtype == np.float32
-            and out.flags.c_contiguous and arr.flags.c_contiguous):
+    if (
+        isinstance(arr, np.ndarray)
+        and arr.dtype == np.float16
+        and out.dtype == np.float32
+        and out.flags.c_contiguous
+        and arr.flags.c_contiguous
+    ):
         half_to_float(arr, out=out)  # NumPy's cast is ~5x slower on subnormals
     else:
         out[...] = arr
@@ -104,8 +115,12 @@ def allreduce_hook(process_group, bucket: GradBucket) -> Future:
 def _compress(buffer: ember.Tensor, dtype) -> ember.Tensor:
     """``buffer.to(dtype)``; float32 -> float16 of NumPy arrays by ``_half.float_to_half``."""
     arr = _interop.array_of(buffer)
-    if (dtype is ember.float16 and isinstance(arr, np.ndarray) and arr.dtype == np.float32
-            and arr.flags.c_contiguous):
+    if (
+        dtype is ember.float16
+        and isinstance(arr, np.ndarray)
+        and arr.dtype == np.float32
+        and arr.flags.c_contiguous
+    ):
         return _interop.wrap(float_to_half(arr, np.empty(arr.shape, np.float16)))
     return buffer.to(dtype)
 

@@ -58,8 +58,9 @@ def _orthogonalize(matrices, epsilon: float = 0) -> None:
     """Orthonormalize the columns of each matrix of a ``(batch, n, r)`` array in place
     (``r <= n``): Gram-Schmidt for ``r <= 2`` or half precision, else a QR factorization."""
     if matrices.ndim != 3 or matrices.shape[2] > matrices.shape[1]:
-        raise ValueError(f"_orthogonalize: expected (batch, n, r) with r <= n, got "
-                         f"{tuple(matrices.shape)}")
+        raise ValueError(
+            f"_orthogonalize: expected (batch, n, r) with r <= n, got {tuple(matrices.shape)}"
+        )
     xp = get_array_module(matrices)
     rank = matrices.shape[2]
     if rank <= 2 or matrices.dtype not in (np.float32, np.float64):
@@ -73,13 +74,13 @@ def _orthogonalize_gram_schmidt(matrices, epsilon: float = 0) -> None:
     xp = get_array_module(matrices)
     cols = matrices.shape[2]
     for i in range(cols):
-        col = matrices[:, :, i:i + 1]
+        col = matrices[:, :, i : i + 1]
         norm = xp.sqrt(xp.sum(col * col, axis=1, keepdims=True))
         # epsilon guards a column of zeros (vanishing gradients); without it such a column
         # becomes NaN, as in PyTorch
         col /= norm + epsilon if epsilon else norm
         if i + 1 < cols:
-            rest = matrices[:, :, i + 1:]
+            rest = matrices[:, :, i + 1 :]
             rest -= xp.sum(col * rest, axis=1, keepdims=True) * col
 
 
@@ -92,8 +93,14 @@ def _should_compress(rows: int, cols: int, rank: int, min_compression_rate: floa
 def _report_compression_stats(bucket: GradBucket, state: PowerSGDState) -> None:
     if bucket.is_last() and state.iter >= state.next_stats_report:
         stats = state.compression_stats()
-        logger.info("Compression stats: iter %s, total before compression %s, total after "
-                    "compression %s, rate %s", state.iter, stats[1], stats[2], stats[0])
+        logger.info(
+            "Compression stats: iter %s, total before compression %s, total after "
+            "compression %s, rate %s",
+            state.iter,
+            stats[1],
+            stats[2],
+            stats[0],
+        )
         state.next_stats_report = state.iter + state.compression_stats_logging_frequency
 
 
@@ -128,26 +135,50 @@ class PowerSGDState:
         batch_tensors_with_same_shape: compress gradients of equal shape in one batched product.
     """
 
-    __slots__ = ["process_group", "matrix_approximation_rank", "start_powerSGD_iter",
-                 "min_compression_rate", "orthogonalization_epsilon", "use_error_feedback",
-                 "warm_start", "batch_tensors_with_same_shape", "rng", "error_dict",
-                 "p_memory_dict", "q_memory_dict", "iter", "total_numel_before_compression",
-                 "total_numel_after_compression", "compression_stats_logging_frequency",
-                 "next_stats_report"]
+    __slots__ = [
+        "process_group",
+        "matrix_approximation_rank",
+        "start_powerSGD_iter",
+        "min_compression_rate",
+        "orthogonalization_epsilon",
+        "use_error_feedback",
+        "warm_start",
+        "batch_tensors_with_same_shape",
+        "rng",
+        "error_dict",
+        "p_memory_dict",
+        "q_memory_dict",
+        "iter",
+        "total_numel_before_compression",
+        "total_numel_after_compression",
+        "compression_stats_logging_frequency",
+        "next_stats_report",
+    ]
 
-    def __init__(self, process_group, matrix_approximation_rank: int = 1,
-                 start_powerSGD_iter: int = 1_000, min_compression_rate: float = 2,
-                 use_error_feedback: bool = True, warm_start: bool = True,
-                 orthogonalization_epsilon: float = 0, random_seed: int = 0,
-                 compression_stats_logging_frequency: int = 10_000,
-                 batch_tensors_with_same_shape: bool = False) -> None:
+    def __init__(
+        self,
+        process_group,
+        matrix_approximation_rank: int = 1,
+        start_powerSGD_iter: int = 1_000,
+        min_compression_rate: float = 2,
+        use_error_feedback: bool = True,
+        warm_start: bool = True,
+        orthogonalization_epsilon: float = 0,
+        random_seed: int = 0,
+        compression_stats_logging_frequency: int = 10_000,
+        batch_tensors_with_same_shape: bool = False,
+    ) -> None:
         if not isinstance(matrix_approximation_rank, int) or matrix_approximation_rank < 1:
-            raise ValueError("PowerSGDState: matrix_approximation_rank must be a positive int, "
-                             f"got {matrix_approximation_rank!r}")
+            raise ValueError(
+                "PowerSGDState: matrix_approximation_rank must be a positive int, "
+                f"got {matrix_approximation_rank!r}"
+            )
         if (use_error_feedback or warm_start) and start_powerSGD_iter <= 1:
-            raise ValueError("Expect `start_powerSGD_iter` > 1 if `use_error_feedback` or "
-                             "`warm_start` is enabled, because PowerSGD can only be applied "
-                             "after the first two iterations in DDP.")
+            raise ValueError(
+                "Expect `start_powerSGD_iter` > 1 if `use_error_feedback` or "
+                "`warm_start` is enabled, because PowerSGD can only be applied "
+                "after the first two iterations in DDP."
+            )
         self.process_group = process_group
         self.matrix_approximation_rank = matrix_approximation_rank
         self.start_powerSGD_iter = start_powerSGD_iter
@@ -191,8 +222,9 @@ class PowerSGDState:
 
 def _check_state(state, name: str) -> None:
     if not isinstance(state, PowerSGDState):
-        raise TypeError(f"{name}: the hook state must be a PowerSGDState, got "
-                        f"{type(state).__name__}")
+        raise TypeError(
+            f"{name}: the hook state must be a PowerSGDState, got {type(state).__name__}"
+        )
 
 
 def _draw_q(state: PowerSGDState, qs: list, xp, dtype) -> None:
@@ -272,8 +304,8 @@ def powerSGD_hook(state: PowerSGDState, bucket: GradBucket) -> Future:
     for batch in batches:
         b, n, m = batch.shape
         rank = min(n, m, state.matrix_approximation_rank)
-        ps.append(p_mem[pi:pi + b * n * rank].reshape(b, n, rank))
-        qs.append(q_mem[qi:qi + b * m * rank].reshape(b, m, rank))
+        ps.append(p_mem[pi : pi + b * n * rank].reshape(b, n, rank))
+        qs.append(q_mem[qi : qi + b * m * rank].reshape(b, m, rank))
         pi, qi = pi + b * n * rank, qi + b * m * rank
 
     if fresh:
@@ -290,7 +322,7 @@ def powerSGD_hook(state: PowerSGDState, bucket: GradBucket) -> Future:
         rest /= world
         offset = 0
         for g in uncompressed:
-            g[...] = rest[offset:offset + g.size].reshape(g.shape)
+            g[...] = rest[offset : offset + g.size].reshape(g.shape)
             offset += g.size
     if batches:
         # P = M Q, summed (not averaged: it is orthogonalized next)

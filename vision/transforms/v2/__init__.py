@@ -23,14 +23,30 @@ from ._geometry import *  # noqa: F403
 from ._geometry import __all__ as _geometry_all
 from ._transform import ImageOnly, Transform
 
-_IMAGE_ONLY = ["ColorJitter", "Normalize", "Grayscale", "RandomGrayscale", "GaussianBlur",
-               "RandomErasing", "RandomInvert", "RandomPosterize", "RandomSolarize",
-               "RandomAdjustSharpness", "RandomAutocontrast", "RandomEqualize",
-               "ConvertImageDtype", "ToPILImage", "PILToTensor", "ToTensor", "FiveCrop",
-               "TenCrop"]
+_IMAGE_ONLY = [
+    "ColorJitter",
+    "Normalize",
+    "Grayscale",
+    "RandomGrayscale",
+    "GaussianBlur",
+    "RandomErasing",
+    "RandomInvert",
+    "RandomPosterize",
+    "RandomSolarize",
+    "RandomAdjustSharpness",
+    "RandomAutocontrast",
+    "RandomEqualize",
+    "ConvertImageDtype",
+    "ToPILImage",
+    "PILToTensor",
+    "ToTensor",
+    "FiveCrop",
+    "TenCrop",
+]
 for _name in _IMAGE_ONLY:
-    globals()[_name] = type(_name, (ImageOnly,), {"_v1": getattr(_v1, _name),
-                                                  "__doc__": getattr(_v1, _name).__doc__})
+    globals()[_name] = type(
+        _name, (ImageOnly,), {"_v1": getattr(_v1, _name), "__doc__": getattr(_v1, _name).__doc__}
+    )
 
 
 class AutoAugment(ImageOnly):
@@ -136,14 +152,14 @@ class ToDtype(Transform):
         else:
             dtype = self.dtype
         if not isinstance(inpt, Tensor):
-            raise TypeError(f"ToDtype expects tensors, got {type(inpt).__name__}; use "
-                            "ToImage() first")
+            raise TypeError(
+                f"ToDtype expects tensors, got {type(inpt).__name__}; use ToImage() first"
+            )
         if self.scale and kind == "image":
             out = _F.convert_image_dtype(inpt, dtype)
         else:
             out = Tensor._wrap(inpt.detach()._data).to(dtype)
-        return tv_tensors.wrap(out, like=inpt) if isinstance(inpt, tv_tensors.TVTensor) \
-            else out
+        return tv_tensors.wrap(out, like=inpt) if isinstance(inpt, tv_tensors.TVTensor) else out
 
 
 class ToPureTensor(Transform):
@@ -153,8 +169,24 @@ class ToPureTensor(Transform):
         return Tensor._wrap(inpt._data) if isinstance(inpt, tv_tensors.TVTensor) else inpt
 
 
-__all__ = (list(_geometry_all) + _IMAGE_ONLY + [
-    "AutoAugment", "RandAugment", "TrivialAugmentWide", "AutoAugmentPolicy",
-    "InterpolationMode", "Lambda", "Compose", "RandomApply", "RandomChoice", "RandomOrder",
-    "ToImage", "ToDtype", "ToPureTensor", "Transform", "functional"])
-
+__all__ = (
+    list(_geometry_all)
+    + _IMAGE_ONLY
+    + [
+        "AutoAugment",
+        "RandAugment",
+        "TrivialAugmentWide",
+        "AutoAugmentPolicy",
+        "InterpolationMode",
+        "Lambda",
+        "Compose",
+        "RandomApply",
+        "RandomChoice",
+        "RandomOrder",
+        "ToImage",
+        "ToDtype",
+        "ToPureTensor",
+        "Transform",
+        "functional",
+    ]
+)

@@ -11,8 +11,17 @@ from ..functional import InterpolationMode, _padding4, _pair
 from . import functional as F2
 from ._transform import ImageOnly, Transform
 
-__all__ = ["RandomHorizontalFlip", "RandomVerticalFlip", "Resize", "CenterCrop", "RandomCrop",
-           "RandomResizedCrop", "Pad", "RandomRotation", "RandomAffine"]
+__all__ = [
+    "RandomHorizontalFlip",
+    "RandomVerticalFlip",
+    "Resize",
+    "CenterCrop",
+    "RandomCrop",
+    "RandomResizedCrop",
+    "Pad",
+    "RandomRotation",
+    "RandomAffine",
+]
 
 
 class RandomHorizontalFlip(Transform):
@@ -35,8 +44,13 @@ class RandomVerticalFlip(RandomHorizontalFlip):
 
 
 class Resize(Transform):
-    def __init__(self, size, interpolation=InterpolationMode.BILINEAR, max_size=None,
-                 antialias: bool | None = True) -> None:
+    def __init__(
+        self,
+        size,
+        interpolation=InterpolationMode.BILINEAR,
+        max_size=None,
+        antialias: bool | None = True,
+    ) -> None:
         _v1.Resize(size, interpolation, max_size, antialias)  # validates the arguments
         self.size, self.interpolation = size, interpolation
         self.max_size, self.antialias = max_size, antialias
@@ -67,8 +81,14 @@ class Pad(Transform):
 
 
 class RandomCrop(Transform):
-    def __init__(self, size, padding=None, pad_if_needed: bool = False, fill=0,
-                 padding_mode: str = "constant") -> None:
+    def __init__(
+        self,
+        size,
+        padding=None,
+        pad_if_needed: bool = False,
+        fill=0,
+        padding_mode: str = "constant",
+    ) -> None:
         self.size = _pair(size)
         self.padding, self.pad_if_needed = padding, pad_if_needed
         self.fill, self.padding_mode = fill, padding_mode
@@ -85,8 +105,9 @@ class RandomCrop(Transform):
             diff = th - ph
             pad[1], pad[3], ph = pad[1] + diff, pad[3] + diff, ph + 2 * diff
         if ph < th or pw < tw:
-            raise ValueError(f"Required crop size {(th, tw)} is larger than input image size "
-                             f"{(ph, pw)}")
+            raise ValueError(
+                f"Required crop size {(th, tw)} is larger than input image size {(ph, pw)}"
+            )
         top = _v1._randint(0, ph - th + 1) if ph > th else 0
         left = _v1._randint(0, pw - tw + 1) if pw > tw else 0
         return {"pad": pad, "top": top, "left": left}
@@ -98,20 +119,37 @@ class RandomCrop(Transform):
 
 
 class RandomResizedCrop(Transform):
-    def __init__(self, size, scale=(0.08, 1.0), ratio=(3.0 / 4.0, 4.0 / 3.0),
-                 interpolation=InterpolationMode.BILINEAR, antialias: bool | None = True):
+    def __init__(
+        self,
+        size,
+        scale=(0.08, 1.0),
+        ratio=(3.0 / 4.0, 4.0 / 3.0),
+        interpolation=InterpolationMode.BILINEAR,
+        antialias: bool | None = True,
+    ):
         self.size, self.scale, self.ratio = _pair(size), scale, ratio
         self.interpolation, self.antialias = interpolation, antialias
 
     def _get_params(self, image):
         h, w = F2.get_size(image)
-        return dict(zip(("top", "left", "height", "width"),
-                        _v1._resized_crop_params(h, w, self.scale, self.ratio)))
+        return dict(
+            zip(
+                ("top", "left", "height", "width"),
+                _v1._resized_crop_params(h, w, self.scale, self.ratio),
+            )
+        )
 
     def _transform(self, inpt, kind, params):
-        return F2.resized_crop(inpt, params["top"], params["left"], params["height"],
-                               params["width"], self.size, self.interpolation,
-                               antialias=self.antialias)
+        return F2.resized_crop(
+            inpt,
+            params["top"],
+            params["left"],
+            params["height"],
+            params["width"],
+            self.size,
+            self.interpolation,
+            antialias=self.antialias,
+        )
 
 
 class _NoBoxes(ImageOnly):
@@ -120,8 +158,10 @@ class _NoBoxes(ImageOnly):
     def _transform(self, inpt, kind, params):
         if kind != "image":
             what = "bounding boxes" if isinstance(inpt, BoundingBoxes) else "masks"
-            raise NotImplementedError(f"v2.{type(self).__name__} on {what} is not supported "
-                                      "by ember.vision yet; apply it to images only")
+            raise NotImplementedError(
+                f"v2.{type(self).__name__} on {what} is not supported "
+                "by ember.vision yet; apply it to images only"
+            )
         return super()._transform(inpt, kind, params)
 
 

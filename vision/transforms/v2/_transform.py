@@ -26,6 +26,7 @@ def _flatten(obj, leaves: list) -> Callable[[list], Any]:
         def rebuild_seq(it):
             items = [b(it) for b in builders]
             return kind(items) if kind in (tuple, list) else kind(*items)
+
         return rebuild_seq
     if isinstance(obj, dict):
         builders = {k: _flatten(v, leaves) for k, v in obj.items()}
@@ -74,14 +75,19 @@ class Transform:
         rebuild = _flatten(sample, leaves)
         kinds = _kinds(leaves)
         images = [x for x, k in zip(leaves, kinds) if k == "image"]
-        reference = images[0] if images else next(
-            (x for x, k in zip(leaves, kinds) if k in ("mask", "boxes")), None)
+        reference = (
+            images[0]
+            if images
+            else next((x for x, k in zip(leaves, kinds) if k in ("mask", "boxes")), None)
+        )
         if reference is None:
             raise TypeError(f"{type(self).__name__}: the sample holds no image, mask or boxes")
         params = self._get_params(reference)
         if self._needs_transform(params):
-            leaves = [self._transform(x, k, params) if k in self._kinds else x
-                      for x, k in zip(leaves, kinds)]
+            leaves = [
+                self._transform(x, k, params) if k in self._kinds else x
+                for x, k in zip(leaves, kinds)
+            ]
         return rebuild(iter(leaves))
 
     def __repr__(self) -> str:

@@ -27,8 +27,14 @@ from ..functional import (
 from ..functional import __all__ as _v1_all
 
 __all__ = list(_v1_all) + [
-    "to_dtype", "get_size", "get_num_channels", "horizontal_flip", "vertical_flip",
-    "convert_bounding_box_format", "clamp_bounding_boxes"]
+    "to_dtype",
+    "get_size",
+    "get_num_channels",
+    "horizontal_flip",
+    "vertical_flip",
+    "convert_bounding_box_format",
+    "clamp_bounding_boxes",
+]
 
 to_dtype = convert_image_dtype
 get_num_channels = get_image_num_channels
@@ -73,27 +79,40 @@ def _box_op(boxes: tv.BoundingBoxes, fn, canvas_size=None, clamp: bool = False):
     canvas = canvas_size or boxes.canvas_size
     if clamp:
         h, w = canvas
-        out = xp.stack([xp.clip(out[..., 0], 0, w), xp.clip(out[..., 1], 0, h),
-                        xp.clip(out[..., 2], 0, w), xp.clip(out[..., 3], 0, h)], axis=-1)
+        out = xp.stack(
+            [
+                xp.clip(out[..., 0], 0, w),
+                xp.clip(out[..., 1], 0, h),
+                xp.clip(out[..., 2], 0, w),
+                xp.clip(out[..., 3], 0, h),
+            ],
+            axis=-1,
+        )
     out = _from_xyxy(out, boxes.format, xp)
     if a.dtype.kind != "f":
         out = xp.round(out)
-    return tv.BoundingBoxes._from_array(out.astype(a.dtype), format=boxes.format,
-                                        canvas_size=tuple(canvas))
+    return tv.BoundingBoxes._from_array(
+        out.astype(a.dtype), format=boxes.format, canvas_size=tuple(canvas)
+    )
 
 
 def convert_bounding_box_format(inpt: tv.BoundingBoxes, old_format=None, new_format=None):
     if new_format is None:
         raise TypeError("convert_bounding_box_format() missing required argument 'new_format'")
-    new = tv.BoundingBoxFormat[new_format.upper()] if isinstance(new_format, str) \
-        else new_format
+    new = tv.BoundingBoxFormat[new_format.upper()] if isinstance(new_format, str) else new_format
     a = inpt._data
     xp = get_array_module(a)
-    old = inpt.format if old_format is None else (
-        tv.BoundingBoxFormat[old_format.upper()] if isinstance(old_format, str) else old_format)
+    old = (
+        inpt.format
+        if old_format is None
+        else (
+            tv.BoundingBoxFormat[old_format.upper()] if isinstance(old_format, str) else old_format
+        )
+    )
     out = _from_xyxy(_to_xyxy(a, old, xp), new, xp)
-    return tv.BoundingBoxes._from_array(out.astype(a.dtype), format=new,
-                                        canvas_size=inpt.canvas_size)
+    return tv.BoundingBoxes._from_array(
+        out.astype(a.dtype), format=new, canvas_size=inpt.canvas_size
+    )
 
 
 def clamp_bounding_boxes(inpt: tv.BoundingBoxes):
@@ -111,8 +130,9 @@ def _plain(inpt):
     from ember.tensor import Tensor
 
     a = inpt._data
-    return Tensor._wrap(a[None] if isinstance(inpt, tv.Mask) and a.ndim == 2 else a), \
-        isinstance(inpt, tv.Mask) and a.ndim == 2
+    return Tensor._wrap(a[None] if isinstance(inpt, tv.Mask) and a.ndim == 2 else a), isinstance(
+        inpt, tv.Mask
+    ) and a.ndim == 2
 
 
 def _unplain(out, like, squeezed: bool):
@@ -128,6 +148,7 @@ def horizontal_flip(inpt):
         def flip(b):
             xp = get_array_module(b)
             return xp.stack([w - b[..., 2], b[..., 1], w - b[..., 0], b[..., 3]], axis=-1)
+
         return _box_op(inpt, flip)
     if isinstance(inpt, (tv.Image, tv.Mask)):
         return type(inpt)._from_array(inpt._data[..., ::-1].copy())
@@ -141,6 +162,7 @@ def vertical_flip(inpt):
         def flip(b):
             xp = get_array_module(b)
             return xp.stack([b[..., 0], h - b[..., 3], b[..., 2], h - b[..., 1]], axis=-1)
+
         return _box_op(inpt, flip)
     if isinstance(inpt, (tv.Image, tv.Mask)):
         return type(inpt)._from_array(inpt._data[..., ::-1, :].copy())
@@ -151,8 +173,7 @@ hflip = horizontal_flip
 vflip = vertical_flip
 
 
-def resize(inpt, size, interpolation=InterpolationMode.BILINEAR, max_size=None,
-           antialias=True):
+def resize(inpt, size, interpolation=InterpolationMode.BILINEAR, max_size=None, antialias=True):
     if isinstance(inpt, tv.BoundingBoxes):
         h, w = inpt.canvas_size
         nh, nw = _output_size(h, w, size, max_size)
@@ -173,8 +194,10 @@ def resize(inpt, size, interpolation=InterpolationMode.BILINEAR, max_size=None,
 
 def crop(inpt, top: int, left: int, height: int, width: int):
     if isinstance(inpt, tv.BoundingBoxes):
+
         def shift(b):
             return b - get_array_module(b).asarray(np.array([left, top, left, top], b.dtype))
+
         return _box_op(inpt, shift, canvas_size=(height, width), clamp=True)
     if isinstance(inpt, (tv.Image, tv.Mask)):
         t, squeezed = _plain(inpt)
@@ -193,10 +216,17 @@ def center_crop(inpt, output_size):
     return _v1.center_crop(inpt, output_size)
 
 
-def resized_crop(inpt, top: int, left: int, height: int, width: int, size,
-                 interpolation=InterpolationMode.BILINEAR, antialias=True):
-    return resize(crop(inpt, top, left, height, width), size, interpolation,
-                  antialias=antialias)
+def resized_crop(
+    inpt,
+    top: int,
+    left: int,
+    height: int,
+    width: int,
+    size,
+    interpolation=InterpolationMode.BILINEAR,
+    antialias=True,
+):
+    return resize(crop(inpt, top, left, height, width), size, interpolation, antialias=antialias)
 
 
 def pad(inpt, padding, fill=0, padding_mode: str = "constant"):
@@ -206,8 +236,8 @@ def pad(inpt, padding, fill=0, padding_mode: str = "constant"):
 
         def shift(b):
             return b + get_array_module(b).asarray(np.array([left, top, left, top], b.dtype))
-        return _box_op(inpt, shift, canvas_size=(h + top + bottom, w + left + right),
-                       clamp=True)
+
+        return _box_op(inpt, shift, canvas_size=(h + top + bottom, w + left + right), clamp=True)
     if isinstance(inpt, (tv.Image, tv.Mask)):
         t, squeezed = _plain(inpt)
         return _unplain(_v1.pad(t, padding, fill, padding_mode), inpt, squeezed)

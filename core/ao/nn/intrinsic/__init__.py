@@ -14,5 +14,15 @@ from .modules import (
     _FusedModule,
 )
 
-__all__ = ["BNReLU2d", "ConvBn1d", "ConvBn2d", "ConvBnReLU1d", "ConvBnReLU2d", "ConvReLU1d",
-           "ConvReLU2d", "LinearBn1d", "LinearReLU", "_FusedModule"]
+__all__ = [
+    "BNReLU2d",
+    "ConvBn1d",
+    "ConvBn2d",
+    "ConvBnReLU1d",
+    "ConvBnReLU2d",
+    "ConvReLU1d",
+    "ConvReLU2d",
+    "LinearBn1d",
+    "LinearReLU",
+    "_FusedModule",
+]

@@ -6,6 +6,8 @@ __all__: list[str] = []
 
 
 def __getattr__(name):
-    raise AttributeError(f"ember.ao.nn.quantizable has no {name!r}: static quantization of "
-                         f"LSTM / MultiheadAttention is not implemented in ember (use "
-                         f"ember.ao.quantization.quantize_dynamic for LSTM)")
+    raise AttributeError(
+        f"ember.ao.nn.quantizable has no {name!r}: static quantization of "
+        f"LSTM / MultiheadAttention is not implemented in ember (use "
+        f"ember.ao.quantization.quantize_dynamic for LSTM)"
+    )

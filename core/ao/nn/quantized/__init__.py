@@ -17,9 +17,23 @@ from .modules import (
     Sigmoid,
 )
 
-__all__ = ["Conv1d", "Conv2d", "DeQuantize", "Dropout", "FloatFunctional", "FXFloatFunctional",
-           "Hardswish", "LeakyReLU", "Linear", "LinearPackedParams", "QFunctional", "Quantize",
-           "ReLU6", "Sigmoid", "dynamic"]
+__all__ = [
+    "Conv1d",
+    "Conv2d",
+    "DeQuantize",
+    "Dropout",
+    "FloatFunctional",
+    "FXFloatFunctional",
+    "Hardswish",
+    "LeakyReLU",
+    "Linear",
+    "LinearPackedParams",
+    "QFunctional",
+    "Quantize",
+    "ReLU6",
+    "Sigmoid",
+    "dynamic",
+]
 
 
 def __getattr__(name):

@@ -16,8 +16,10 @@ def float_linear_parts(mod, cls):
     seen the weight) for ``cls.from_float(mod)``."""
     name = cls.__name__
     if not hasattr(mod, "activation_post_process"):
-        raise RuntimeError(f"{name}.from_float: the input float module has no observer "
-                           f"(activation_post_process); run prepare() and calibrate first")
+        raise RuntimeError(
+            f"{name}.from_float: the input float module has no observer "
+            f"(activation_post_process); run prepare() and calibrate first"
+        )
     if not hasattr(mod, "qconfig") or mod.qconfig is None:
         raise RuntimeError(f"{name}.from_float: input float module must have qconfig defined")
     act = mod.activation_post_process

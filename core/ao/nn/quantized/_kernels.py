@@ -19,7 +19,7 @@ import numpy as np
 from ....backend import _cupy
 from ....tensor import Tensor
 
-_F32_EXACT = 2 ** 24
+_F32_EXACT = 2**24
 try:
     from numpy._core.umath import clip as _clip
 except ImportError:  # NumPy 1.x
@@ -53,13 +53,14 @@ def int_linear(a, wt, amax: int, wmax: int):
         return a @ wt
     acc = None
     for s in range(0, k, step):
-        part = (a[..., s:s + step] @ wt[s:s + step]).astype(xp.float64)
+        part = (a[..., s : s + step] @ wt[s : s + step]).astype(xp.float64)
         acc = part if acc is None else acc + part
     return acc
 
 
-def int_conv(nd: int, a, w, amax: int, wmax: int, stride, padding, dilation, groups: int,
-             fits: bool = False):
+def int_conv(
+    nd: int, a, w, amax: int, wmax: int, stride, padding, dilation, groups: int, fits: bool = False
+):
     """Convolution of integer-valued float32 arrays, exactly: float32 when one convolution
     holds the sums exactly (``fits``: the caller has checked a data bound), else float64."""
     from ....nn import functional as F
@@ -71,8 +72,15 @@ def int_conv(nd: int, a, w, amax: int, wmax: int, stride, padding, dilation, gro
     step = exact_terms(amax, wmax) // per_channel
 
     def run(x, ww, dt):
-        return conv(Tensor._wrap(x.astype(dt, copy=False)), Tensor._wrap(ww.astype(dt, copy=False)),
-                    None, stride, padding, dilation, groups)._data
+        return conv(
+            Tensor._wrap(x.astype(dt, copy=False)),
+            Tensor._wrap(ww.astype(dt, copy=False)),
+            None,
+            stride,
+            padding,
+            dilation,
+            groups,
+        )._data
 
     if fits or cin <= step:
         return run(a, w, xp.float32)
@@ -80,7 +88,7 @@ def int_conv(nd: int, a, w, amax: int, wmax: int, stride, padding, dilation, gro
         return run(a, w, xp.float64)
     acc = None
     for s in range(0, cin, step):
-        part = run(a[:, s:s + step], w[:, s:s + step], xp.float32).astype(xp.float64)
+        part = run(a[:, s : s + step], w[:, s : s + step], xp.float32).astype(xp.float64)
         acc = part if acc is None else acc + part
     return acc
 
@@ -108,8 +116,11 @@ def weight_l1(w) -> int:
     if hit is not None and ("l1",) in hit:
         return hit[("l1",)]
     zp = np.asarray(w._zero_point)
-    d = w._data.astype(np.int64) if type(w._data) is np.ndarray else \
-        _cupy.cupy.asnumpy(w._data).astype(np.int64)
+    d = (
+        w._data.astype(np.int64)
+        if type(w._data) is np.ndarray
+        else _cupy.cupy.asnumpy(w._data).astype(np.int64)
+    )
     if zp.ndim:
         shape = [1] * d.ndim
         shape[w._axis] = -1
@@ -168,8 +179,9 @@ def linear_acc(codes, zp: int, w, amax: int, wmax: int):
     return int_linear(a, wt, amax, wmax)
 
 
-def conv_acc(nd: int, codes, zp: int, w, amax: int, wmax: int, stride, padding, dilation,
-             groups: int):
+def conv_acc(
+    nd: int, codes, zp: int, w, amax: int, wmax: int, stride, padding, dilation, groups: int
+):
     """Exact accumulator of the convolution of activation codes (N, C, *S) with a quantized
     weight: onnxruntime's int32 ``ConvInteger`` where it applies, else the float path."""
     ort, utils = _lazy()
@@ -186,14 +198,23 @@ _M_CACHE: dict = {}  # (scales, weight-scale / bias identity, layout) -> the flo
 _BLOCK = 1 << 16  # elements per requantize block on CPU: its float32 buffer stays in L2
 
 
-def _constants(xp, a_scale: float, w_scale, bias, out_scale: float, out_zp: int, ndim: int,
-               channel_axis: int):
+def _constants(
+    xp, a_scale: float, w_scale, bias, out_scale: float, out_zp: int, ndim: int, channel_axis: int
+):
     """(m, c): the float32 multiplier(s) ``a_scale * w_scale / out_scale`` and offset(s)
     ``bias / out_scale + out_zp`` (None when all zero), shaped to broadcast along the channel
     axis; cached per layer (the weight scale and bias arrays are held by the entry, so their
     ids stay theirs)."""
-    key = (a_scale, out_scale, out_zp, w_scale if type(w_scale) is float else id(w_scale),
-           None if bias is None else id(bias), ndim, channel_axis, xp is np)
+    key = (
+        a_scale,
+        out_scale,
+        out_zp,
+        w_scale if type(w_scale) is float else id(w_scale),
+        None if bias is None else id(bias),
+        ndim,
+        channel_axis,
+        xp is np,
+    )
     hit = _M_CACHE.get(key)
     if hit is not None and hit[0] is w_scale and hit[1] is bias:
         return hit[2], hit[3]
@@ -215,8 +236,19 @@ def _constants(xp, a_scale: float, w_scale, bias, out_scale: float, out_zp: int,
     return m, c
 
 
-def requantize(acc, a_scale: float, w_scale, bias, out_scale: float, out_zp: int, qmin: int,
-               qmax: int, channel_axis: int, relu: bool, storage):
+def requantize(
+    acc,
+    a_scale: float,
+    w_scale,
+    bias,
+    out_scale: float,
+    out_zp: int,
+    qmin: int,
+    qmax: int,
+    channel_axis: int,
+    relu: bool,
+    storage,
+):
     """Exact accumulator (int32, or integer-valued float32 / float64) -> output codes:
     ``q = rint(clamp(float32(acc) * m + c))`` with ``m = a_scale * w_scale / out_scale`` and
     ``c = bias / out_scale + out_zp`` (per output channel), all in float32, half to even;
@@ -251,7 +283,7 @@ def requantize(acc, a_scale: float, w_scale, bias, out_scale: float, out_zp: int
     buf = np.empty((rows,) + acc.shape[1:], np.float32)
     for s in range(0, n, rows):
         e = min(n, s + rows)
-        _requantize_block(acc[s:e], buf[:e - s], m, c, lo, hi, out[s:e])
+        _requantize_block(acc[s:e], buf[: e - s], m, c, lo, hi, out[s:e])
     return out
 
 
@@ -272,8 +304,11 @@ def _dequant_acc(acc, a_scale, w_scale, bias, channel_axis: int):
     xp = xp_of(acc)
     shape = [1] * acc.ndim
     shape[channel_axis] = -1
-    ws = xp.asarray(w_scale, dtype=xp.float32).reshape(shape) if np.ndim(w_scale) else \
-        xp.float32(w_scale)
+    ws = (
+        xp.asarray(w_scale, dtype=xp.float32).reshape(shape)
+        if np.ndim(w_scale)
+        else xp.float32(w_scale)
+    )
     y = acc if acc.dtype == xp.float32 else acc.astype(xp.float32)  # in place: ours
     y *= xp.float32(a_scale) * ws
     if bias is not None:

@@ -24,12 +24,12 @@ __all__ = ["available", "set_ort_kernels", "linear_acc", "conv_acc"]
 
 _ENABLED = [True]
 _ORT = []  # [module or None], imported on first use (import costs ~0.1 s)
-_INT32_SAFE = (2 ** 31 - 1) // (255 * 255)  # products summed exactly by u8 x u8 -> int32
+_INT32_SAFE = (2**31 - 1) // (255 * 255)  # products summed exactly by u8 x u8 -> int32
 # Below this many multiply-adds a Linear takes the float path: a session run has a fixed cost
 # (~40 us here) that NumPy's GEMV beats (1 x 784 x 512: 72 us float, 84 us onnxruntime; from
 # 4 x 784 x 512 onnxruntime is 1.5-2x faster). Convolutions always gain (their float path
 # pays for im2col): 1x1x28x28 -> 32 channels 78 us against 242 us.
-LINEAR_MIN_MACS = 2 ** 19
+LINEAR_MIN_MACS = 2**19
 
 
 def set_ort_kernels(enabled: bool) -> None:
@@ -59,16 +59,20 @@ def _session(graph_nodes, inputs, outputs, initializers):
     from onnx import helper, numpy_helper  # a runtime dependency of ember (ember.onnx)
 
     ort = _ort()
-    g = helper.make_graph(graph_nodes, "ember_qkernel", inputs, outputs,
-                          [numpy_helper.from_array(v, k) for k, v in initializers.items()])
+    g = helper.make_graph(
+        graph_nodes,
+        "ember_qkernel",
+        inputs,
+        outputs,
+        [numpy_helper.from_array(v, k) for k, v in initializers.items()],
+    )
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 7
     so = ort.SessionOptions()
     so.intra_op_num_threads = num_threads()  # follow ember.set_num_threads (BLAS pool size)
     so.inter_op_num_threads = 1
     so.log_severity_level = 3
-    return ort.InferenceSession(model.SerializeToString(), so,
-                                providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
 
 def _u8_weight(w):
@@ -112,8 +116,13 @@ def _cached(w, key, build):
 
 
 def _usable(codes, zp: int, w) -> bool:
-    return (_ENABLED[0] and type(codes) is np.ndarray and codes.dtype == np.uint8
-            and type(w._data) is np.ndarray and 0 <= zp <= 255)
+    return (
+        _ENABLED[0]
+        and type(codes) is np.ndarray
+        and codes.dtype == np.uint8
+        and type(w._data) is np.ndarray
+        and 0 <= zp <= 255
+    )
 
 
 def linear_acc(codes, zp: int, w):
@@ -132,10 +141,15 @@ def linear_acc(codes, zp: int, w):
         wc, wz = u8
         k, n = wc.shape[1], wc.shape[0]
         node = helper.make_node("MatMulInteger", ["A", "B", "az", "bz"], ["Y"])
-        return _session([node], [helper.make_tensor_value_info("A", T.UINT8, [None, k]),
-                                 helper.make_tensor_value_info("az", T.UINT8, [])],
-                        [helper.make_tensor_value_info("Y", T.INT32, [None, n])],
-                        {"B": np.ascontiguousarray(wc.T), "bz": np.array(wz, np.uint8)})
+        return _session(
+            [node],
+            [
+                helper.make_tensor_value_info("A", T.UINT8, [None, k]),
+                helper.make_tensor_value_info("az", T.UINT8, []),
+            ],
+            [helper.make_tensor_value_info("Y", T.INT32, [None, n])],
+            {"B": np.ascontiguousarray(wc.T), "bz": np.array(wz, np.uint8)},
+        )
 
     sess = _cached(w, ("linear",), build)
     if sess is None:
@@ -158,15 +172,26 @@ def conv_acc(codes, zp: int, w, stride, padding, dilation, groups: int):
         if u8 is None or int(np.prod(w.shape[1:])) > _INT32_SAFE:
             return None
         wc, wz = u8
-        node = helper.make_node("ConvInteger", ["X", "W", "az", "wz"], ["Y"],
-                                strides=list(geom[0]), pads=list(geom[1]) * 2,
-                                dilations=list(geom[2]), group=geom[3],
-                                kernel_shape=list(wc.shape[2:]))
+        node = helper.make_node(
+            "ConvInteger",
+            ["X", "W", "az", "wz"],
+            ["Y"],
+            strides=list(geom[0]),
+            pads=list(geom[1]) * 2,
+            dilations=list(geom[2]),
+            group=geom[3],
+            kernel_shape=list(wc.shape[2:]),
+        )
         x_shape = [None, int(w.shape[1]) * geom[3]] + [None] * (wc.ndim - 2)
-        return _session([node], [helper.make_tensor_value_info("X", T.UINT8, x_shape),
-                                 helper.make_tensor_value_info("az", T.UINT8, [])],
-                        [helper.make_tensor_value_info("Y", T.INT32, None)],
-                        {"W": np.ascontiguousarray(wc), "wz": np.array(wz, np.uint8)})
+        return _session(
+            [node],
+            [
+                helper.make_tensor_value_info("X", T.UINT8, x_shape),
+                helper.make_tensor_value_info("az", T.UINT8, []),
+            ],
+            [helper.make_tensor_value_info("Y", T.INT32, None)],
+            {"W": np.ascontiguousarray(wc), "wz": np.array(wz, np.uint8)},
+        )
 
     sess = _cached(w, ("conv",) + geom, build)
     if sess is None:

@@ -23,8 +23,12 @@ from .prepare import OBSERVER_PREFIX
 
 __all__ = ["convert"]
 
-_LOWER_BINARY = {("add", False): quantized_ops.add, ("add", True): quantized_ops.add_relu,
-                 ("mul", False): quantized_ops.mul, ("mul", True): quantized_ops.mul_relu}
+_LOWER_BINARY = {
+    ("add", False): quantized_ops.add,
+    ("add", True): quantized_ops.add_relu,
+    ("mul", False): quantized_ops.mul,
+    ("mul", True): quantized_ops.mul_relu,
+}
 
 
 def _lowered_share(node, modules):
@@ -42,9 +46,13 @@ def _lowered_share(node, modules):
             if mod.ceil_mode or not mod.count_include_pad or mod.divisor_override:
                 raise NotImplementedError(
                     f"convert_fx: AvgPool2d '{node.target}' with ceil_mode / count_include_pad="
-                    f"False / divisor_override has no quantized lowering; give it a None qconfig")
-            return (quantized_ops.avg_pool2d,
-                    (node.args[0], mod.kernel_size, mod.stride, mod.padding), {})
+                    f"False / divisor_override has no quantized lowering; give it a None qconfig"
+                )
+            return (
+                quantized_ops.avg_pool2d,
+                (node.args[0], mod.kernel_size, mod.stride, mod.padding),
+                {},
+            )
     if node.op == "call_function" and node.target in SHARE_FUNCTIONS:
         if node.target is F.adaptive_avg_pool2d:
             return quantized_ops.adaptive_avg_pool2d, node.args, node.kwargs
@@ -65,8 +73,11 @@ class _Converter:
         self.swapped: set[str] = set()
 
     def is_observer(self, node) -> bool:
-        return node.op == "call_module" and node.target.startswith(OBSERVER_PREFIX) \
+        return (
+            node.op == "call_module"
+            and node.target.startswith(OBSERVER_PREFIX)
             and isinstance(self.modules.get(node.target), (ObserverBase, FakeQuantizeBase))
+        )
 
     def qparams(self, obs_node):
         obs = self.modules[obs_node.target]
@@ -77,7 +88,8 @@ class _Converter:
                 f"convert_fx: observer '{obs_node.target}' ({type(obs).__name__}, watching "
                 f"node '{src.name}', read by {users}) has seen no data, so it has no scale / "
                 f"zero point. Run calibration batches through the prepared model before "
-                f"convert_fx, or check that node '{src.name}' is on the forward path.")
+                f"convert_fx, or check that node '{src.name}' is on the forward path."
+            )
         scale, zp = hoist_qparams(obs)
         return scale, zp, obs.dtype
 
@@ -120,8 +132,11 @@ class _Converter:
                 elif low is not None:
                     fn, args, kwargs = low[0], tuple(low[1]), dict(low[2])
                     with self.graph.inserting_before(node):
-                        new = (self.graph.call_method(fn, args, kwargs) if isinstance(fn, str)
-                               else self.graph.call_function(fn, args, kwargs))
+                        new = (
+                            self.graph.call_method(fn, args, kwargs)
+                            if isinstance(fn, str)
+                            else self.graph.call_function(fn, args, kwargs)
+                        )
                     node.replace_all_uses_with(new)
                     self.graph.erase_node(node)
                     node = new
@@ -140,8 +155,11 @@ class _Converter:
         # torch's names: <consumer>_input_scale_0 for a model input, <value>_scale_0 otherwise
         if src.op == "placeholder":
             user = next(iter(node.users), None)
-            name = src.name if user is None else (
-                user.target.replace(".", "_") if user.op == "call_module" else user.name)
+            name = (
+                src.name
+                if user is None
+                else (user.target.replace(".", "_") if user.op == "call_module" else user.name)
+            )
             prefix = f"{name}_input_"
         else:
             prefix = f"{src.name}_"
@@ -156,14 +174,18 @@ class _Converter:
         mod = self.modules[node.target]
         obs_node = self.output_observer(node)
         if obs_node is None or node.args[0] not in self.quantized:
-            raise RuntimeError(f"convert_fx: node '{node.name}' ({type(mod).__name__}) lost its "
-                               f"observers; was the prepared graph edited?")
+            raise RuntimeError(
+                f"convert_fx: node '{node.name}' ({type(mod).__name__}) lost its "
+                f"observers; was the prepared graph edited?"
+            )
         if node.target in self.swapped:  # a module called twice: swapped at its first call
             self.quantized.add(node)
             return
         if type(mod) not in mapping:
-            raise RuntimeError(f"convert_fx: module '{node.target}' ({type(mod).__name__}) has "
-                               f"no quantized version in the static quantization mapping")
+            raise RuntimeError(
+                f"convert_fx: module '{node.target}' ({type(mod).__name__}) has "
+                f"no quantized version in the static quantization mapping"
+            )
         self.qparams(obs_node)
         mod.activation_post_process = self.modules[obs_node.target]
         qmod = mapping[type(mod)].from_float(mod)
@@ -180,8 +202,9 @@ class _Converter:
         scale, zp, _ = self.qparams(self.output_observer(last))
         s, z = self.attrs("_", scale, zp, node)
         with self.graph.inserting_before(node):
-            new = self.graph.call_function(_LOWER_BINARY[(kind, fused)],
-                                           (node.args[0], node.args[1], s, z))
+            new = self.graph.call_function(
+                _LOWER_BINARY[(kind, fused)], (node.args[0], node.args[1], s, z)
+            )
         last.replace_all_uses_with(new)
         if fused:
             self.graph.erase_node(relu)
@@ -204,8 +227,10 @@ def convert(graph_module):
         what = type(graph_module).__name__
         if isinstance(graph_module, GraphModule):
             what += " that prepare_fx did not make (no observers)"
-        raise TypeError(f"convert_fx: expected the GraphModule returned by prepare_fx / "
-                        f"prepare_qat_fx, got a {what}")
+        raise TypeError(
+            f"convert_fx: expected the GraphModule returned by prepare_fx / "
+            f"prepare_qat_fx, got a {what}"
+        )
     gm = copy.deepcopy(graph_module)
     _Converter(gm, info).run()
     for m in gm.modules():

@@ -13,9 +13,16 @@ __all__ = ["fuse_graph"]
 _FIRST = (nn.Conv1d, nn.Conv2d, nn.Linear)
 _BN_AFTER = {nn.Conv1d: nn.BatchNorm1d, nn.Conv2d: nn.BatchNorm2d, nn.Linear: nn.BatchNorm1d}
 # chains with a fuser method, longest first (linear-bn-relu has none in torch either)
-_CHAINS = {(nn.Conv1d, nn.BatchNorm1d, nn.ReLU), (nn.Conv2d, nn.BatchNorm2d, nn.ReLU),
-           (nn.Conv1d, nn.BatchNorm1d), (nn.Conv2d, nn.BatchNorm2d), (nn.Linear, nn.BatchNorm1d),
-           (nn.Conv1d, nn.ReLU), (nn.Conv2d, nn.ReLU), (nn.Linear, nn.ReLU)}
+_CHAINS = {
+    (nn.Conv1d, nn.BatchNorm1d, nn.ReLU),
+    (nn.Conv2d, nn.BatchNorm2d, nn.ReLU),
+    (nn.Conv1d, nn.BatchNorm1d),
+    (nn.Conv2d, nn.BatchNorm2d),
+    (nn.Linear, nn.BatchNorm1d),
+    (nn.Conv1d, nn.ReLU),
+    (nn.Conv2d, nn.ReLU),
+    (nn.Linear, nn.ReLU),
+}
 
 
 def _sole_user(node):
@@ -27,8 +34,11 @@ def _chain(node, modules):
     first = modules[node.target]
     nodes, mods = [node], [first]
     nxt = _sole_user(node)
-    if (nxt is not None and nxt.op == "call_module"
-            and type(modules.get(nxt.target)) is _BN_AFTER[type(first)]):
+    if (
+        nxt is not None
+        and nxt.op == "call_module"
+        and type(modules.get(nxt.target)) is _BN_AFTER[type(first)]
+    ):
         nodes.append(nxt)
         mods.append(modules[nxt.target])
         nxt = _sole_user(nxt)
@@ -54,11 +64,13 @@ def fuse_graph(gm, is_qat: bool, skip=frozenset()):
         nodes, mods = _chain(node, modules)
         if len(nodes) == 1:
             continue
-        if not is_qat and any(isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) and m.training
-                              for m in mods):
+        if not is_qat and any(
+            isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) and m.training for m in mods
+        ):
             raise AssertionError(
                 f"fuse_fx: cannot fold batch norm '{nodes[1].target}' into '{node.target}' in "
-                f"training mode; call model.eval() first, or use prepare_qat_fx for QAT")
+                f"training mode; call model.eval() first, or use prepare_qat_fx for QAT"
+            )
         fused = get_fuser_method(tuple(type(m) for m in mods))(is_qat, *mods)
         gm.add_submodule(node.target, fused)
         modules[node.target] = fused

@@ -23,9 +23,20 @@ from ...nn import intrinsic as nni
 from ...nn import qat as nnqat
 from ...nn.intrinsic import qat as nniqat
 
-__all__ = ["WEIGHTED_MODULES", "OWN_OBSERVER_MODULES", "SHARE_MODULES", "SHARE_FUNCTIONS",
-           "SHARE_METHODS", "RELU_FUNCTIONS", "METHOD_FUNCTIONS", "ADD_FUNCTIONS", "MUL_FUNCTIONS",
-           "CAT_FUNCTIONS", "node_kind", "is_relu"]
+__all__ = [
+    "WEIGHTED_MODULES",
+    "OWN_OBSERVER_MODULES",
+    "SHARE_MODULES",
+    "SHARE_FUNCTIONS",
+    "SHARE_METHODS",
+    "RELU_FUNCTIONS",
+    "METHOD_FUNCTIONS",
+    "ADD_FUNCTIONS",
+    "MUL_FUNCTIONS",
+    "CAT_FUNCTIONS",
+    "node_kind",
+    "is_relu",
+]
 
 
 def _ember():
@@ -35,9 +46,21 @@ def _ember():
 
 
 WEIGHTED_MODULES = (
-    nn.Linear, nn.Conv1d, nn.Conv2d, nni.LinearReLU, nni.ConvReLU1d, nni.ConvReLU2d,
-    nnqat.Linear, nnqat.Conv1d, nnqat.Conv2d, nniqat.LinearReLU, nniqat.ConvReLU1d,
-    nniqat.ConvReLU2d, nniqat.ConvBn1d, nniqat.ConvBn2d, nniqat.ConvBnReLU1d,
+    nn.Linear,
+    nn.Conv1d,
+    nn.Conv2d,
+    nni.LinearReLU,
+    nni.ConvReLU1d,
+    nni.ConvReLU2d,
+    nnqat.Linear,
+    nnqat.Conv1d,
+    nnqat.Conv2d,
+    nniqat.LinearReLU,
+    nniqat.ConvReLU1d,
+    nniqat.ConvReLU2d,
+    nniqat.ConvBn1d,
+    nniqat.ConvBn2d,
+    nniqat.ConvBnReLU1d,
     nniqat.ConvBnReLU2d,
 )
 # modules with their own output observer that convert swaps through the static mapping like
@@ -45,10 +68,28 @@ WEIGHTED_MODULES = (
 OWN_OBSERVER_MODULES = (nn.Hardswish, nn.LeakyReLU, nn.Dropout)
 # (torch's backend config leaves nn.Flatten out of this list: it gets a dequantize before it
 # and a quantize after it)
-SHARE_MODULES = (nn.ReLU, nn.ReLU6, nn.MaxPool1d, nn.MaxPool2d, nn.AdaptiveAvgPool2d,
-                 nn.AvgPool2d, nn.Identity)
-SHARE_METHODS = frozenset({"relu", "flatten", "view", "reshape", "permute", "transpose",
-                           "squeeze", "unsqueeze", "contiguous"})
+SHARE_MODULES = (
+    nn.ReLU,
+    nn.ReLU6,
+    nn.MaxPool1d,
+    nn.MaxPool2d,
+    nn.AdaptiveAvgPool2d,
+    nn.AvgPool2d,
+    nn.Identity,
+)
+SHARE_METHODS = frozenset(
+    {
+        "relu",
+        "flatten",
+        "view",
+        "reshape",
+        "permute",
+        "transpose",
+        "squeeze",
+        "unsqueeze",
+        "contiguous",
+    }
+)
 
 
 def _fns(*names_in_ember, functional=()):
@@ -61,10 +102,15 @@ def _fns(*names_in_ember, functional=()):
 RELU_FUNCTIONS = _fns("relu", functional=("relu",))
 # ember.X functions that read a QTensor's codes as values: convert_fx calls the QTensor method
 # of the same name instead
-METHOD_FUNCTIONS = {getattr(_ember(), n): n for n in ("relu", "flatten", "reshape", "squeeze",
-                                                      "unsqueeze", "transpose", "permute")}
-SHARE_FUNCTIONS = RELU_FUNCTIONS | frozenset(METHOD_FUNCTIONS) | _fns(
-    functional=("max_pool1d", "max_pool2d", "adaptive_avg_pool2d", "avg_pool2d"))
+METHOD_FUNCTIONS = {
+    getattr(_ember(), n): n
+    for n in ("relu", "flatten", "reshape", "squeeze", "unsqueeze", "transpose", "permute")
+}
+SHARE_FUNCTIONS = (
+    RELU_FUNCTIONS
+    | frozenset(METHOD_FUNCTIONS)
+    | _fns(functional=("max_pool1d", "max_pool2d", "adaptive_avg_pool2d", "avg_pool2d"))
+)
 ADD_FUNCTIONS = frozenset({operator.add, operator.iadd}) | _fns("add")
 MUL_FUNCTIONS = frozenset({operator.mul, operator.imul}) | _fns("mul")
 CAT_FUNCTIONS = _fns("cat", "concat", "concatenate")
@@ -82,8 +128,7 @@ def is_relu(node, modules) -> bool:
 def _two_tensors(node) -> bool:
     from ....fx import Node
 
-    return (len(node.args) == 2 and not node.kwargs
-            and all(isinstance(a, Node) for a in node.args))
+    return len(node.args) == 2 and not node.kwargs and all(isinstance(a, Node) for a in node.args)
 
 
 def node_kind(node, modules) -> str | None:

@@ -53,13 +53,18 @@ def _check_mapping(model, mapping: QConfigMapping) -> None:
     qconfigs, ``set_module_name_object_type_order``, and a module named in
     ``set_module_name`` that the model lacks or that has nothing to quantize."""
     if mapping.module_name_object_type_order_qconfigs:
-        raise NotImplementedError("prepare_fx: set_module_name_object_type_order is not "
-                                  "supported by ember's FX graph mode yet")
+        raise NotImplementedError(
+            "prepare_fx: set_module_name_object_type_order is not "
+            "supported by ember's FX graph mode yet"
+        )
     qconfigs = [("global", mapping.global_qconfig)]
-    qconfigs += [(f"object type {getattr(t, '__name__', t)}", q)
-                 for t, q in mapping.object_type_qconfigs.items()]
-    qconfigs += [(f"module name regex {r!r}", q)
-                 for r, q in mapping.module_name_regex_qconfigs.items()]
+    qconfigs += [
+        (f"object type {getattr(t, '__name__', t)}", q)
+        for t, q in mapping.object_type_qconfigs.items()
+    ]
+    qconfigs += [
+        (f"module name regex {r!r}", q) for r, q in mapping.module_name_regex_qconfigs.items()
+    ]
     qconfigs += [(f"module name {n!r}", q) for n, q in mapping.module_name_qconfigs.items()]
     for where, qc in qconfigs:
         if qc is None:
@@ -70,23 +75,30 @@ def _check_mapping(model, mapping: QConfigMapping) -> None:
                 f"prepare_fx: the {where} qconfig observes activations as "
                 f"{'dynamic ' if getattr(act, 'is_dynamic', False) else ''}"
                 f"{getattr(act, 'dtype', None)}; FX graph mode here does static quint8 "
-                f"activations only (use quantize_dynamic for dynamic quantization)")
+                f"activations only (use quantize_dynamic for dynamic quantization)"
+            )
     modules = dict(model.named_modules())
     for name, qc in mapping.module_name_qconfigs.items():
         if name not in modules:
-            raise ValueError(f"prepare_fx: qconfig_mapping.set_module_name names module "
-                             f"'{name}', which {type(model).__name__} does not have")
+            raise ValueError(
+                f"prepare_fx: qconfig_mapping.set_module_name names module "
+                f"'{name}', which {type(model).__name__} does not have"
+            )
         if qc is None:
             continue
-        if not any(isinstance(m, WEIGHTED_MODULES) or type(m) in SHARE_MODULES
-                   or isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))
-                   for m in modules[name].modules()) and list(modules[name].parameters()):
+        if not any(
+            isinstance(m, WEIGHTED_MODULES)
+            or type(m) in SHARE_MODULES
+            or isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))
+            for m in modules[name].modules()
+        ) and list(modules[name].parameters()):
             raise ValueError(
                 f"prepare_fx: module '{name}' ({type(modules[name]).__name__}) was given a "
                 f"qconfig by set_module_name, but FX graph mode has no quantized version of "
                 f"{type(modules[name]).__name__} (quantizable: Linear, Conv1d, Conv2d and their "
                 f"fused forms, add / mul / cat, relu, pooling, shape ops); set its qconfig to "
-                f"None to keep it float")
+                f"None to keep it float"
+            )
 
 
 class _Inserter:
@@ -121,34 +133,45 @@ def _swap_qat(gm, qconfigs: dict) -> None:
 
 def prepare(model, qconfig_mapping: QConfigMapping, is_qat: bool, example_inputs):
     if not isinstance(model, nn.Module):
-        raise TypeError(f"prepare_fx: model must be an ember.nn.Module, got "
-                        f"{type(model).__name__}")
+        raise TypeError(f"prepare_fx: model must be an ember.nn.Module, got {type(model).__name__}")
     if isinstance(qconfig_mapping, dict):
         qconfig_mapping = QConfigMapping.from_dict(qconfig_mapping)
     if not isinstance(qconfig_mapping, QConfigMapping):
-        raise TypeError(f"prepare_fx: qconfig_mapping must be a QConfigMapping (or its dict "
-                        f"form), got {type(qconfig_mapping).__name__}")
+        raise TypeError(
+            f"prepare_fx: qconfig_mapping must be a QConfigMapping (or its dict "
+            f"form), got {type(qconfig_mapping).__name__}"
+        )
     if not isinstance(example_inputs, tuple):
-        raise TypeError(f"prepare_fx: example_inputs must be a tuple of the model's positional "
-                        f"inputs, got {type(example_inputs).__name__}")
+        raise TypeError(
+            f"prepare_fx: example_inputs must be a tuple of the model's positional "
+            f"inputs, got {type(example_inputs).__name__}"
+        )
     _check_mapping(model, qconfig_mapping)
     model = copy.deepcopy(model)
     try:
         gm = model if isinstance(model, GraphModule) else symbolic_trace(model)
     except TraceError as e:
-        raise TraceError(f"prepare_fx: could not symbolically trace {type(model).__name__} "
-                         f"({e}); FX graph mode needs a traceable forward (or use eager-mode "
-                         f"prepare / convert)") from e
+        raise TraceError(
+            f"prepare_fx: could not symbolically trace {type(model).__name__} "
+            f"({e}); FX graph mode needs a traceable forward (or use eager-mode "
+            f"prepare / convert)"
+        ) from e
     modules = dict(gm.named_modules())
-    skip = {n.target for n in gm.graph.nodes if n.op == "call_module"
-            and module_qconfig(qconfig_mapping, n.target, modules[n.target]) is None}
+    skip = {
+        n.target
+        for n in gm.graph.nodes
+        if n.op == "call_module"
+        and module_qconfig(qconfig_mapping, n.target, modules[n.target]) is None
+    }
     fuse_graph(gm, is_qat, skip)
     modules = dict(gm.named_modules())
-    node_qc = {n.name: _node_qconfig(qconfig_mapping, n, modules) for n in gm.graph.nodes
-               if n.op in ("call_module", "call_function", "call_method")}
+    node_qc = {
+        n.name: _node_qconfig(qconfig_mapping, n, modules)
+        for n in gm.graph.nodes
+        if n.op in ("call_module", "call_function", "call_method")
+    }
     if is_qat:
-        _swap_qat(gm, {n.target: node_qc[n.name] for n in gm.graph.nodes
-                       if n.op == "call_module"})
+        _swap_qat(gm, {n.target: node_qc[n.name] for n in gm.graph.nodes if n.op == "call_module"})
     modules = dict(gm.named_modules())
     for n in gm.graph.nodes:  # from_float (convert) reads the qconfig off the module
         if n.op == "call_module" and isinstance(modules[n.target], WEIGHTED_MODULES):
@@ -177,8 +200,11 @@ def _insert_observers(gm, modules, node_qc) -> dict:
                 node.replace_all_uses_with(out, lambda u, out=out: u is not out)
                 kinds[node.name] = kind
             continue
-        args = list(node.args[0]) if kind == "cat" else list(node.args[:1 if kind ==
-                                                                       "weighted" else 2])
+        args = (
+            list(node.args[0])
+            if kind == "cat"
+            else list(node.args[: 1 if kind == "weighted" else 2])
+        )
         observed = []
         for a in args:
             if ins.is_observer(a):

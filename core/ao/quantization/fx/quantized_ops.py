@@ -20,8 +20,10 @@ __all__ = ["add", "add_relu", "mul", "mul_relu", "cat", "adaptive_avg_pool2d", "
 
 def _check(x, fn: str) -> _q.QTensor:
     if not isinstance(x, _q.QTensor):
-        raise RuntimeError(f"quantized_ops.{fn}: expected a quantized tensor, got "
-                           f"{'a float tensor' if isinstance(x, Tensor) else type(x).__name__}")
+        raise RuntimeError(
+            f"quantized_ops.{fn}: expected a quantized tensor, got "
+            f"{'a float tensor' if isinstance(x, Tensor) else type(x).__name__}"
+        )
     if x._axis is not None:
         raise RuntimeError(f"quantized_ops.{fn}: expected a per-tensor quantized tensor")
     return x
@@ -85,8 +87,9 @@ def cat(tensors, dim: int = 0) -> _q.QTensor:
             t = _requant(_dequant(t), first, s, z, False)
         parts.append(t._data)
     xp = xp_of(first._data)
-    return _q.QTensor._make(xp.concatenate(parts, axis=dim), first._qdtype,
-                            _q.per_tensor_affine, s, z)
+    return _q.QTensor._make(
+        xp.concatenate(parts, axis=dim), first._qdtype, _q.per_tensor_affine, s, z
+    )
 
 
 def _pool_codes(x: _q.QTensor, sums, counts) -> _q.QTensor:
@@ -96,7 +99,7 @@ def _pool_codes(x: _q.QTensor, sums, counts) -> _q.QTensor:
     zp = int(x._zero_point)
     lo, hi = _q.qrange(x._qdtype)
     acc = (sums - counts * zp).astype(xp.float32)
-    inv = (xp.float32(1.0) / counts.astype(xp.float32))
+    inv = xp.float32(1.0) / counts.astype(xp.float32)
     codes = xp.clip(xp.rint(acc * inv) + zp, lo, hi).astype(x._qdtype.np)
     return _q.QTensor._make(codes, x._qdtype, _q.per_tensor_affine, float(x._scale), zp)
 
@@ -111,8 +114,10 @@ def adaptive_avg_pool2d(x, output_size) -> _q.QTensor:
     """``F.adaptive_avg_pool2d`` on a quantized (N, C, H, W) or (C, H, W) tensor."""
     x = _check(x, "adaptive_avg_pool2d")
     if x.ndim not in (3, 4):
-        raise ValueError(f"quantized_ops.adaptive_avg_pool2d: expected a 3-D or 4-D input, got "
-                         f"shape {tuple(x.shape)}")
+        raise ValueError(
+            f"quantized_ops.adaptive_avg_pool2d: expected a 3-D or 4-D input, got "
+            f"shape {tuple(x.shape)}"
+        )
     h, w = x.shape[-2:]
     oh, ow = (output_size, output_size) if isinstance(output_size, int) else output_size
     oh, ow = h if oh is None else oh, w if ow is None else ow
@@ -124,7 +129,7 @@ def adaptive_avg_pool2d(x, output_size) -> _q.QTensor:
     counts = xp.empty((oh, ow), dtype=xp.int64)
     for i in range(oh):
         for j in range(ow):
-            sums[..., i, j] = a[..., hs[i]:he[i], ws[j]:we[j]].sum(axis=(-2, -1))
+            sums[..., i, j] = a[..., hs[i] : he[i], ws[j] : we[j]].sum(axis=(-2, -1))
             counts[i, j] = (he[i] - hs[i]) * (we[j] - ws[j])
     return _pool_codes(x, sums, counts)
 
@@ -147,6 +152,6 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0) -> _q.QTensor:
     sums = xp.zeros(a.shape[:-2] + (oh, ow), dtype=xp.int64)
     for i in range(kh):
         for j in range(kw):
-            sums += a[..., i:i + sh * oh:sh, j:j + sw * ow:sw]
+            sums += a[..., i : i + sh * oh : sh, j : j + sw * ow : sw]
     counts = xp.full((oh, ow), kh * kw, dtype=xp.int64)
     return _pool_codes(x, sums, counts)

@@ -10,8 +10,17 @@ from .....nn.parameter import Parameter
 from ....nn import qat as _qat
 from ...intrinsic.modules.fused import _FusedModule
 
-__all__ = ["LinearReLU", "ConvReLU1d", "ConvReLU2d", "ConvBn1d", "ConvBn2d", "ConvBnReLU1d",
-           "ConvBnReLU2d", "freeze_bn_stats", "update_bn_stats"]
+__all__ = [
+    "LinearReLU",
+    "ConvReLU1d",
+    "ConvReLU2d",
+    "ConvBn1d",
+    "ConvBn2d",
+    "ConvBnReLU1d",
+    "ConvBnReLU2d",
+    "freeze_bn_stats",
+    "update_bn_stats",
+]
 
 
 class LinearReLU(_qat.Linear):
@@ -90,8 +99,17 @@ class _ConvBn:
         w = self.weight.detach()._data * factor.reshape((-1,) + (1,) * (self.weight.ndim - 1))
         b0 = self.bias.detach()._data if self.bias is not None else np.zeros_like(gamma)
         b = (b0 - bn.running_mean.detach()._data) * factor + bn.bias.detach()._data
-        conv = self._FLOAT(self.in_channels, self.out_channels, self.kernel_size, self.stride,
-                           self.padding, self.dilation, self.groups, True, self.padding_mode)
+        conv = self._FLOAT(
+            self.in_channels,
+            self.out_channels,
+            self.kernel_size,
+            self.stride,
+            self.padding,
+            self.dilation,
+            self.groups,
+            True,
+            self.padding_mode,
+        )
         conv.weight = Parameter(_tensor(w.astype(np.float32)))
         conv.bias = Parameter(_tensor(b.astype(np.float32)))
         return conv
@@ -101,14 +119,28 @@ class _ConvBn:
     @classmethod
     def from_float(cls, mod, use_precomputed_fake_quant: bool = False):
         if not isinstance(mod, _FusedModule):
-            raise AssertionError(f"{cls.__name__}.from_float expects a fused module "
-                                 f"(fuse_modules(..., is_qat=True)), got {type(mod).__name__}")
+            raise AssertionError(
+                f"{cls.__name__}.from_float expects a fused module "
+                f"(fuse_modules(..., is_qat=True)), got {type(mod).__name__}"
+            )
         if getattr(mod, "qconfig", None) is None:
             raise AssertionError("Input float module must have qconfig defined")
         conv, bn = mod[0], mod[1]
-        q = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
-                conv.padding, conv.dilation, conv.groups, conv.bias is not None,
-                conv.padding_mode, bn.eps, bn.momentum, False, qconfig=mod.qconfig)
+        q = cls(
+            conv.in_channels,
+            conv.out_channels,
+            conv.kernel_size,
+            conv.stride,
+            conv.padding,
+            conv.dilation,
+            conv.groups,
+            conv.bias is not None,
+            conv.padding_mode,
+            bn.eps,
+            bn.momentum,
+            False,
+            qconfig=mod.qconfig,
+        )
         q.weight = Parameter(conv.weight.detach().clone())
         if conv.bias is not None:
             q.bias = Parameter(conv.bias.detach().clone())
@@ -118,17 +150,49 @@ class _ConvBn:
 
 
 def _make_convbn(name, qat_conv, bn_cls, float_conv, relu):
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
-                 groups=1, bias=None, padding_mode="zeros", eps=1e-05, momentum=0.1,
-                 freeze_bn=False, qconfig=None):
-        qat_conv.__init__(self, in_channels, out_channels, kernel_size, stride, padding,
-                          dilation, groups, bool(bias), padding_mode, qconfig=qconfig)
+    def __init__(
+        self,
+        in_channels,
+        out_channels,
+        kernel_size,
+        stride=1,
+        padding=0,
+        dilation=1,
+        groups=1,
+        bias=None,
+        padding_mode="zeros",
+        eps=1e-05,
+        momentum=0.1,
+        freeze_bn=False,
+        qconfig=None,
+    ):
+        qat_conv.__init__(
+            self,
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride,
+            padding,
+            dilation,
+            groups,
+            bool(bias),
+            padding_mode,
+            qconfig=qconfig,
+        )
         self._init_bn(eps, momentum, freeze_bn)
 
-    return type(name, (_ConvBn, qat_conv), {
-        "__init__": __init__, "_BN": bn_cls, "_FLOAT": float_conv, "_WITH_RELU": relu,
-        "__module__": __name__,
-        "__doc__": f"QAT {float_conv.__name__} + {bn_cls.__name__}{' + ReLU' if relu else ''}."})
+    return type(
+        name,
+        (_ConvBn, qat_conv),
+        {
+            "__init__": __init__,
+            "_BN": bn_cls,
+            "_FLOAT": float_conv,
+            "_WITH_RELU": relu,
+            "__module__": __name__,
+            "__doc__": f"QAT {float_conv.__name__} + {bn_cls.__name__}{' + ReLU' if relu else ''}.",
+        },
+    )
 
 
 ConvBn1d = _make_convbn("ConvBn1d", _qat.Conv1d, BatchNorm1d, _Conv1d, False)
@@ -146,5 +210,3 @@ def freeze_bn_stats(mod) -> None:
 def update_bn_stats(mod) -> None:
     if isinstance(mod, _ConvBn):
         mod.update_bn_stats()
-
-

@@ -27,8 +27,15 @@ class Linear(_Linear):
 
     _FLOAT_MODULE = _Linear
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, qconfig=None,
-                 device=None, dtype=None):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        qconfig=None,
+        device=None,
+        dtype=None,
+    ):
         super().__init__(in_features, out_features, bias)
         _need_qconfig(type(self), qconfig)
         self.qconfig = qconfig
@@ -72,15 +79,33 @@ class _QatConv:
         if getattr(mod, "qconfig", None) is None:
             raise AssertionError("Input float module must have qconfig defined")
         c = mod[0] if isinstance(mod, _FusedModule) else mod
-        q = cls(c.in_channels, c.out_channels, c.kernel_size, c.stride, c.padding, c.dilation,
-                c.groups, c.bias is not None, c.padding_mode, qconfig=mod.qconfig)
+        q = cls(
+            c.in_channels,
+            c.out_channels,
+            c.kernel_size,
+            c.stride,
+            c.padding,
+            c.dilation,
+            c.groups,
+            c.bias is not None,
+            c.padding_mode,
+            qconfig=mod.qconfig,
+        )
         _copy_params(q, c)
         return q
 
     def to_float(self):
-        c = self._FLOAT(self.in_channels, self.out_channels, self.kernel_size, self.stride,
-                        self.padding, self.dilation, self.groups, self.bias is not None,
-                        self.padding_mode)
+        c = self._FLOAT(
+            self.in_channels,
+            self.out_channels,
+            self.kernel_size,
+            self.stride,
+            self.padding,
+            self.dilation,
+            self.groups,
+            self.bias is not None,
+            self.padding_mode,
+        )
         _copy_params(c, self)
         return c
 
@@ -90,11 +115,33 @@ class Conv1d(_QatConv, _Conv1d):
 
     _FLOAT_MODULE = _FLOAT = _Conv1d
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
-                 groups=1, bias=True, padding_mode="zeros", qconfig=None, device=None,
-                 dtype=None):
-        _Conv1d.__init__(self, in_channels, out_channels, kernel_size, stride, padding,
-                         dilation, groups, bias, padding_mode)
+    def __init__(
+        self,
+        in_channels,
+        out_channels,
+        kernel_size,
+        stride=1,
+        padding=0,
+        dilation=1,
+        groups=1,
+        bias=True,
+        padding_mode="zeros",
+        qconfig=None,
+        device=None,
+        dtype=None,
+    ):
+        _Conv1d.__init__(
+            self,
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride,
+            padding,
+            dilation,
+            groups,
+            bias,
+            padding_mode,
+        )
         self._init_qat(qconfig)
 
 
@@ -103,9 +150,31 @@ class Conv2d(_QatConv, _Conv2d):
 
     _FLOAT_MODULE = _FLOAT = _Conv2d
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
-                 groups=1, bias=True, padding_mode="zeros", qconfig=None, device=None,
-                 dtype=None):
-        _Conv2d.__init__(self, in_channels, out_channels, kernel_size, stride, padding,
-                         dilation, groups, bias, padding_mode)
+    def __init__(
+        self,
+        in_channels,
+        out_channels,
+        kernel_size,
+        stride=1,
+        padding=0,
+        dilation=1,
+        groups=1,
+        bias=True,
+        padding_mode="zeros",
+        qconfig=None,
+        device=None,
+        dtype=None,
+    ):
+        _Conv2d.__init__(
+            self,
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride,
+            padding,
+            dilation,
+            groups,
+            bias,
+            padding_mode,
+        )
         self._init_qat(qconfig)

@@ -13,6 +13,19 @@ from .activation import (
 from .conv import Conv1d, Conv2d
 from .linear import Linear, LinearPackedParams
 
-__all__ = ["Conv1d", "Conv2d", "DeQuantize", "Dropout", "FloatFunctional", "FXFloatFunctional",
-           "Hardswish", "LeakyReLU", "Linear", "LinearPackedParams", "QFunctional", "Quantize",
-           "ReLU6", "Sigmoid"]
+__all__ = [
+    "Conv1d",
+    "Conv2d",
+    "DeQuantize",
+    "Dropout",
+    "FloatFunctional",
+    "FXFloatFunctional",
+    "Hardswish",
+    "LeakyReLU",
+    "Linear",
+    "LinearPackedParams",
+    "QFunctional",
+    "Quantize",
+    "ReLU6",
+    "Sigmoid",
+]

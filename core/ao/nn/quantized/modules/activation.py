@@ -14,8 +14,18 @@ from .._kernels import xp_of
 from .utils import SavedQParams as _SavedQParams
 from .utils import check_quantized_input, hoist_qparams
 
-__all__ = ["Quantize", "DeQuantize", "ReLU6", "Hardswish", "LeakyReLU", "Sigmoid",
-           "FloatFunctional", "FXFloatFunctional", "QFunctional", "Dropout"]
+__all__ = [
+    "Quantize",
+    "DeQuantize",
+    "ReLU6",
+    "Hardswish",
+    "LeakyReLU",
+    "Sigmoid",
+    "FloatFunctional",
+    "FXFloatFunctional",
+    "QFunctional",
+    "Dropout",
+]
 
 
 class Quantize(Module):
@@ -28,21 +38,23 @@ class Quantize(Module):
         self.dtype = dtype
 
     def forward(self, X: Tensor):
-        return _q.quantize_per_tensor(X, float(self.scale._data[0]),
-                                      int(self.zero_point._data[0]), self.dtype)
+        return _q.quantize_per_tensor(
+            X, float(self.scale._data[0]), int(self.zero_point._data[0]), self.dtype
+        )
 
     def _get_name(self) -> str:
         return "Quantize"
 
     def extra_repr(self) -> str:
-        return (f"scale={self.scale._data}, zero_point={self.zero_point._data}, "
-                f"dtype={self.dtype}")
+        return f"scale={self.scale._data}, zero_point={self.zero_point._data}, dtype={self.dtype}"
 
     @staticmethod
     def from_float(mod, use_precomputed_fake_quant: bool = False):
         if not hasattr(mod, "activation_post_process"):
-            raise RuntimeError("Quantize.from_float: the QuantStub has no observer; run "
-                               "prepare() and calibrate first")
+            raise RuntimeError(
+                "Quantize.from_float: the QuantStub has no observer; run "
+                "prepare() and calibrate first"
+            )
         scale, zp = hoist_qparams(mod.activation_post_process)
         return Quantize(scale, zp, mod.activation_post_process.dtype)
 
@@ -71,8 +83,9 @@ class _OutQParams(Module):
 
     def forward(self, x):
         x = check_quantized_input(x, self._get_name())
-        return _q.quantize_per_tensor(self._fn(x.dequantize()), self.scale, self.zero_point,
-                                      x.dtype)
+        return _q.quantize_per_tensor(
+            self._fn(x.dequantize()), self.scale, self.zero_point, x.dtype
+        )
 
     @classmethod
     def from_float(cls, mod, use_precomputed_fake_quant: bool = False):
@@ -116,8 +129,13 @@ class Hardswish(_SavedQParams, _OutQParams):
 
 
 class LeakyReLU(_SavedQParams, _OutQParams):
-    def __init__(self, scale: float = 1.0, zero_point: int = 0, negative_slope: float = 1e-2,
-                 inplace: bool = False):
+    def __init__(
+        self,
+        scale: float = 1.0,
+        zero_point: int = 0,
+        negative_slope: float = 1e-2,
+        inplace: bool = False,
+    ):
         super().__init__(scale, zero_point)
         self.negative_slope, self.inplace = negative_slope, inplace
 
@@ -164,8 +182,10 @@ class FloatFunctional(Module):
         self.activation_post_process = Identity()
 
     def forward(self, x):
-        raise RuntimeError("FloatFunctional is not intended to use the 'forward'. Please use the "
-                           "underlying operation")
+        raise RuntimeError(
+            "FloatFunctional is not intended to use the 'forward'. Please use the "
+            "underlying operation"
+        )
 
     def _obs(self, r):
         return self.activation_post_process(r)
@@ -217,8 +237,9 @@ class QFunctional(_SavedQParams, Module):
         return f"scale={self.scale}, zero_point={self.zero_point}"
 
     def forward(self, x):
-        raise RuntimeError("Functional is not intended to use the 'forward'. Please use the "
-                           "underlying operation")
+        raise RuntimeError(
+            "Functional is not intended to use the 'forward'. Please use the underlying operation"
+        )
 
     def _q(self, r: Tensor, like):
         return _q.quantize_per_tensor(r, self.scale, self.zero_point, like.dtype)
@@ -233,8 +254,9 @@ class QFunctional(_SavedQParams, Module):
         return self._q(x.dequantize() * y.dequantize(), x)
 
     def mul_scalar(self, x, y: float):
-        return _q.quantize_per_tensor(x.dequantize() * y, x.q_scale() * abs(y) or 1.0,
-                                      x.q_zero_point(), x.dtype)
+        return _q.quantize_per_tensor(
+            x.dequantize() * y, x.q_scale() * abs(y) or 1.0, x.q_zero_point(), x.dtype
+        )
 
     def cat(self, x, dim: int = 0):
         from ..... import cat

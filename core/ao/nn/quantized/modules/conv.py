@@ -27,19 +27,30 @@ class _ConvNd(Module):
     _RELU = False
     _NAME = "QuantizedConv2d"
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
-                 dilation=1, groups: int = 1, bias: bool = True, padding_mode: str = "zeros",
-                 device=None, dtype=None):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size,
+        stride=1,
+        padding=0,
+        dilation=1,
+        groups: int = 1,
+        bias: bool = True,
+        padding_mode: str = "zeros",
+        device=None,
+        dtype=None,
+    ):
         super().__init__()
         n = self._NDIM
         if in_channels % groups or out_channels % groups:
             raise ValueError("in_channels and out_channels must be divisible by groups")
         if padding_mode != "zeros":
-            raise ValueError(f"quantized convolution supports padding_mode='zeros' only, got "
-                             f"{padding_mode!r}")
+            raise ValueError(
+                f"quantized convolution supports padding_mode='zeros' only, got {padding_mode!r}"
+            )
         if isinstance(padding, str):
-            raise ValueError("quantized convolution needs numeric padding, got "
-                             f"{padding!r}")
+            raise ValueError(f"quantized convolution needs numeric padding, got {padding!r}")
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
         self.kernel_size = _tuple(kernel_size, n)
         self.stride, self.padding = _tuple(stride, n), _tuple(padding, n)
@@ -67,8 +78,10 @@ class _ConvNd(Module):
         return self._b
 
     def extra_repr(self) -> str:
-        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-             f"stride={self.stride}, scale={self.scale}, zero_point={self.zero_point}")
+        s = (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}, scale={self.scale}, zero_point={self.zero_point}"
+        )
         if any(self.padding):
             s += f", padding={self.padding}"
         if any(d != 1 for d in self.dilation):
@@ -85,21 +98,46 @@ class _ConvNd(Module):
             x = check_quantized_input(x, self._get_name())
         data = x._data
         if data.ndim != self._NDIM + 2:
-            raise ValueError(f"{self._get_name()}: input shape must be "
-                             f"(N, C, {'L' if self._NDIM == 1 else 'H, W'}), got {tuple(x.shape)}")
+            raise ValueError(
+                f"{self._get_name()}: input shape must be "
+                f"(N, C, {'L' if self._NDIM == 1 else 'H, W'}), got {tuple(x.shape)}"
+            )
         if data.shape[1] != self.in_channels:
-            raise RuntimeError(f"{self._get_name()}: expected input with {self.in_channels} "
-                               f"channels, got {data.shape[1]}")
+            raise RuntimeError(
+                f"{self._get_name()}: expected input with {self.in_channels} "
+                f"channels, got {data.shape[1]}"
+            )
         w, b = self._w, self._b
         zp = int(x._zero_point)
         lo, hi = _q._RANGES[x._qdtype]
-        acc = K.conv_acc(self._NDIM, data, zp, w, max(zp - lo, hi - zp), self._wmax,
-                         self.stride, self.padding, self.dilation, self.groups)
-        codes = K.requantize(acc, float(x._scale), K.weight_scale(w),
-                             None if b is None else b._data, self.scale, self.zero_point, lo, hi,
-                             1, self._RELU, data.dtype)
-        return _q.QTensor._make(codes, x._qdtype, _q.per_tensor_affine, float(self.scale),
-                                int(self.zero_point))
+        acc = K.conv_acc(
+            self._NDIM,
+            data,
+            zp,
+            w,
+            max(zp - lo, hi - zp),
+            self._wmax,
+            self.stride,
+            self.padding,
+            self.dilation,
+            self.groups,
+        )
+        codes = K.requantize(
+            acc,
+            float(x._scale),
+            K.weight_scale(w),
+            None if b is None else b._data,
+            self.scale,
+            self.zero_point,
+            lo,
+            hi,
+            1,
+            self._RELU,
+            data.dtype,
+        )
+        return _q.QTensor._make(
+            codes, x._qdtype, _q.per_tensor_affine, float(self.scale), int(self.zero_point)
+        )
 
     # torch's keys: weight (quantized), bias (float), scale, zero_point
     def _save_to_state_dict(self, destination, prefix, keep_vars):
@@ -109,8 +147,9 @@ class _ConvNd(Module):
         destination[prefix + "scale"] = Tensor(np.array(self.scale, np.float32))
         destination[prefix + "zero_point"] = Tensor(np.array(self.zero_point, np.int64))
 
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
-                              unexpected_keys, error_msgs):
+    def _load_from_state_dict(
+        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+    ):
         keys = ("weight", "bias", "scale", "zero_point")
         missing = [prefix + k for k in keys if prefix + k not in state_dict]
         if missing:
@@ -118,15 +157,18 @@ class _ConvNd(Module):
             return
         w, b = state_dict.pop(prefix + "weight"), state_dict.pop(prefix + "bias")
         if not isinstance(w, _q.QTensor) or tuple(w.shape) != tuple(self._w.shape):
-            error_msgs.append(f"{prefix}weight: expected a quantized tensor of shape "
-                              f"{tuple(self._w.shape)}, got "
-                              f"{getattr(w, 'shape', type(w).__name__)}")
+            error_msgs.append(
+                f"{prefix}weight: expected a quantized tensor of shape "
+                f"{tuple(self._w.shape)}, got "
+                f"{getattr(w, 'shape', type(w).__name__)}"
+            )
             return
         self.set_weight_bias(w, b)
         self.scale = float(state_dict.pop(prefix + "scale").item())
         self.zero_point = int(state_dict.pop(prefix + "zero_point").item())
-        super()._load_from_state_dict(state_dict, prefix, local_metadata, False, missing_keys,
-                                      unexpected_keys, error_msgs)
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, False, missing_keys, unexpected_keys, error_msgs
+        )
 
     @classmethod
     def from_float(cls, mod, use_precomputed_fake_quant: bool = False):
@@ -134,9 +176,17 @@ class _ConvNd(Module):
         from .._float_source import float_linear_parts
 
         conv, act_obs, wt_obs = float_linear_parts(mod, cls)
-        q = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
-                conv.padding, conv.dilation, conv.groups, conv.bias is not None,
-                conv.padding_mode)
+        q = cls(
+            conv.in_channels,
+            conv.out_channels,
+            conv.kernel_size,
+            conv.stride,
+            conv.padding,
+            conv.dilation,
+            conv.groups,
+            conv.bias is not None,
+            conv.padding_mode,
+        )
         bias = None if conv.bias is None else Tensor(conv.bias.detach()._data.astype(np.float32))
         q.set_weight_bias(quantize_weight(conv.weight, wt_obs), bias)
         q.scale, q.zero_point = hoist_qparams(act_obs)

@@ -49,8 +49,13 @@ def _small_forward(consts, data, qd, out_scale, out_zp):
         np.add(acc, c, out=acc)
     _clip(acc, lo, hi, out=acc)
     np.rint(acc, out=acc)
-    return _q.QTensor._make(acc.astype(storage).reshape(shp[:-1] + (acc.shape[1],)), qd,
-                            _q.per_tensor_affine, float(out_scale), int(out_zp))
+    return _q.QTensor._make(
+        acc.astype(storage).reshape(shp[:-1] + (acc.shape[1],)),
+        qd,
+        _q.per_tensor_affine,
+        float(out_scale),
+        int(out_zp),
+    )
 
 
 class LinearPackedParams(Module):
@@ -83,8 +88,9 @@ class LinearPackedParams(Module):
         destination[prefix + "dtype"] = self.dtype
         destination[prefix + "_packed_params"] = self._weight_bias()
 
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
-                              unexpected_keys, error_msgs):
+    def _load_from_state_dict(
+        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+    ):
         for key in ("dtype", "_packed_params"):
             if prefix + key not in state_dict:
                 if strict:
@@ -93,8 +99,9 @@ class LinearPackedParams(Module):
         self.dtype = state_dict.pop(prefix + "dtype")
         weight, bias = state_dict.pop(prefix + "_packed_params")
         self.set_weight_bias(weight, bias)
-        super()._load_from_state_dict(state_dict, prefix, local_metadata, False, missing_keys,
-                                      unexpected_keys, error_msgs)
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, False, missing_keys, unexpected_keys, error_msgs
+        )
 
     def extra_repr(self) -> str:
         return repr(self._weight_bias())
@@ -107,13 +114,13 @@ class Linear(SavedQParams, Module):
     _FLOAT_MODULE = None  # set below (nn.Linear)
     _RELU = False
 
-    def __init__(self, in_features: int, out_features: int, bias_: bool = True,
-                 dtype=_q.qint8):
+    def __init__(self, in_features: int, out_features: int, bias_: bool = True, dtype=_q.qint8):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
         bias = Tensor(np.zeros(out_features, np.float32)) if bias_ else None
-        w = _q.quantize_per_tensor(Tensor(np.zeros((out_features, in_features), np.float32)),
-                                   1.0, 0, _q.qint8)
+        w = _q.quantize_per_tensor(
+            Tensor(np.zeros((out_features, in_features), np.float32)), 1.0, 0, _q.qint8
+        )
         self._packed_params = LinearPackedParams(dtype)
         self._packed_params.set_weight_bias(w, bias)
         self.scale = 1.0
@@ -127,8 +134,10 @@ class Linear(SavedQParams, Module):
 
     def extra_repr(self) -> str:
         w = self.weight()
-        return (f"in_features={self.in_features}, out_features={self.out_features}, "
-                f"scale={self.scale}, zero_point={self.zero_point}, qscheme={w.qscheme()}")
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"scale={self.scale}, zero_point={self.zero_point}, qscheme={w.qscheme()}"
+        )
 
     def weight(self) -> _q.QTensor:
         return self._packed_params._weight
@@ -148,12 +157,18 @@ class Linear(SavedQParams, Module):
         if plan is not None and type(x) is _q.QTensor:
             pp = plan[0]
             data = x._data
-            if (pp._weight is plan[1] and pp._bias is plan[2] and type(data) is np.ndarray
-                    and plan[3] == (x._scale, x._zero_point, x._qdtype, self.scale,
-                                    self.zero_point, x._axis)
-                    and data.shape[-1] == self.in_features and plan[4] is not None
-                    and data.size * self.out_features < _ort.LINEAR_MIN_MACS and _CACHE[0]
-                    and d["_modules"]["_packed_params"] is pp):
+            if (
+                pp._weight is plan[1]
+                and pp._bias is plan[2]
+                and type(data) is np.ndarray
+                and plan[3]
+                == (x._scale, x._zero_point, x._qdtype, self.scale, self.zero_point, x._axis)
+                and data.shape[-1] == self.in_features
+                and plan[4] is not None
+                and data.size * self.out_features < _ort.LINEAR_MIN_MACS
+                and _CACHE[0]
+                and d["_modules"]["_packed_params"] is pp
+            ):
                 y = _small_forward(plan[4], data, x._qdtype, self.scale, self.zero_point)
                 if y is not None:
                     return y
@@ -164,12 +179,15 @@ class Linear(SavedQParams, Module):
         data = x._data
         shp = data.shape
         if shp[-1] != self.in_features:
-            raise RuntimeError(f"mat1 and mat2 shapes cannot be multiplied "
-                               f"({int(np.prod(shp[:-1]))}x{shp[-1]} and "
-                               f"{self.in_features}x{self.out_features})")
+            raise RuntimeError(
+                f"mat1 and mat2 shapes cannot be multiplied "
+                f"({int(np.prod(shp[:-1]))}x{shp[-1]} and "
+                f"{self.in_features}x{self.out_features})"
+            )
         if type(data) is np.ndarray and data.size * self.out_features < _ort.LINEAR_MIN_MACS:
-            plan = self._make_plan(pp, w, b, (x._scale, x._zero_point, x._qdtype, self.scale,
-                                              self.zero_point, None))
+            plan = self._make_plan(
+                pp, w, b, (x._scale, x._zero_point, x._qdtype, self.scale, self.zero_point, None)
+            )
             if plan[4] is not None:
                 y = _small_forward(plan[4], data, x._qdtype, self.scale, self.zero_point)
                 if y is not None:
@@ -177,11 +195,26 @@ class Linear(SavedQParams, Module):
         zp = int(x._zero_point)
         lo, hi = _q._RANGES[x._qdtype]
         acc = K.linear_acc(data.reshape(-1, shp[-1]), zp, w, max(zp - lo, hi - zp), pp._wmax)
-        codes = K.requantize(acc, float(x._scale), K.weight_scale(w),
-                             None if b is None else b._data, self.scale, self.zero_point, lo, hi,
-                             1, self._RELU, data.dtype)
-        return _q.QTensor._make(codes.reshape(shp[:-1] + (self.out_features,)), x._qdtype,
-                                _q.per_tensor_affine, float(self.scale), int(self.zero_point))
+        codes = K.requantize(
+            acc,
+            float(x._scale),
+            K.weight_scale(w),
+            None if b is None else b._data,
+            self.scale,
+            self.zero_point,
+            lo,
+            hi,
+            1,
+            self._RELU,
+            data.dtype,
+        )
+        return _q.QTensor._make(
+            codes.reshape(shp[:-1] + (self.out_features,)),
+            x._qdtype,
+            _q.per_tensor_affine,
+            float(self.scale),
+            int(self.zero_point),
+        )
 
     def __getstate__(self):  # pickling / deepcopy: the plan is a cache (float32 weight codes)
         state = self.__dict__.copy()
@@ -201,13 +234,28 @@ class Linear(SavedQParams, Module):
         if _CACHE[0]:
             l1 = K.weight_l1(w)
             # 0: every input of this dtype sums exactly in float32; else check per call
-            check = 0 if (k * amax * pp._wmax < K._F32_EXACT
-                          or amax * l1 < K._F32_EXACT) else l1
-            m, c = K._constants(np, float(xs), K.weight_scale(w), None if b is None else b._data,
-                                float(out_scale), int(out_zp), 2, 1)
+            check = 0 if (k * amax * pp._wmax < K._F32_EXACT or amax * l1 < K._F32_EXACT) else l1
+            m, c = K._constants(
+                np,
+                float(xs),
+                K.weight_scale(w),
+                None if b is None else b._data,
+                float(out_scale),
+                int(out_zp),
+                2,
+                1,
+            )
             qlo = max(lo, int(out_zp)) if self._RELU else lo
-            consts = (w, np.float32(xzp) if xzp else None, m, c, np.float32(qlo),
-                      np.float32(hi), np.dtype(qd.np), check)
+            consts = (
+                w,
+                np.float32(xzp) if xzp else None,
+                m,
+                c,
+                np.float32(qlo),
+                np.float32(hi),
+                np.dtype(qd.np),
+                check,
+            )
         plan = (pp, w, b, key, consts)
         self.__dict__["_plan"] = plan  # a cache, not module state (no __setattr__ bookkeeping)
         return plan
@@ -232,8 +280,10 @@ class Linear(SavedQParams, Module):
         ``nn.quantized.reference.Linear`` interface). ember's ``convert`` / ``convert_fx``
         produce quantized modules directly and build no reference modules themselves."""
         if not callable(getattr(ref, "get_quantized_weight", None)):
-            raise TypeError(f"Linear.from_reference expects a reference quantized Linear with "
-                            f"get_quantized_weight(), got {type(ref).__name__}")
+            raise TypeError(
+                f"Linear.from_reference expects a reference quantized Linear with "
+                f"get_quantized_weight(), got {type(ref).__name__}"
+            )
         qweight = ref.get_quantized_weight()
         q = cls(ref.in_features, ref.out_features, dtype=qweight.dtype)
         bias = None if ref.bias is None else Tensor(ref.bias.detach()._data.astype(np.float32))

@@ -8,8 +8,15 @@ from ..... import quantized as _q
 from .....tensor import Tensor
 from .._kernels import xp_of
 
-__all__ = ["quantize_weight", "check_quantized_input", "act_bound", "weight_bound", "hoist_qparams",
-           "weight_codes", "set_weight_cache"]
+__all__ = [
+    "quantize_weight",
+    "check_quantized_input",
+    "act_bound",
+    "weight_bound",
+    "hoist_qparams",
+    "weight_codes",
+    "set_weight_cache",
+]
 
 _PER_TENSOR = (_q.per_tensor_affine, _q.per_tensor_symmetric)
 
@@ -21,17 +28,25 @@ def quantize_weight(weight: Tensor, observer) -> _q.QTensor:
     if dt not in (_q.qint8, _q.quint8, _q.quint4x2):
         raise ValueError(f"unsupported weight dtype {dt}: expected ember.qint8 or ember.quint8")
     if observer.qscheme in _PER_TENSOR:
-        return _q.quantize_per_tensor(weight.detach(), float(scale._data.reshape(-1)[0]),
-                                      int(zp._data.reshape(-1)[0]), dt)
-    return _q.quantize_per_channel(weight.detach(), scale._data.astype(np.float64),
-                                   zp._data.astype(np.int64), observer.ch_axis, dt)
+        return _q.quantize_per_tensor(
+            weight.detach(), float(scale._data.reshape(-1)[0]), int(zp._data.reshape(-1)[0]), dt
+        )
+    return _q.quantize_per_channel(
+        weight.detach(),
+        scale._data.astype(np.float64),
+        zp._data.astype(np.int64),
+        observer.ch_axis,
+        dt,
+    )
 
 
 def check_quantized_input(x, who: str) -> _q.QTensor:
     if not isinstance(x, _q.QTensor):
-        raise RuntimeError(f"{who}: expected a quantized input tensor (ember.quint8 / qint8), got "
-                           f"{'a float tensor' if isinstance(x, Tensor) else type(x).__name__}; "
-                           f"is a QuantStub missing before this layer?")
+        raise RuntimeError(
+            f"{who}: expected a quantized input tensor (ember.quint8 / qint8), got "
+            f"{'a float tensor' if isinstance(x, Tensor) else type(x).__name__}; "
+            f"is a QuantStub missing before this layer?"
+        )
     if x._axis is not None:
         raise RuntimeError(f"{who}: expected a per-tensor quantized input")
     return x
@@ -105,12 +120,14 @@ class SavedQParams:
         destination[prefix + "scale"] = Tensor(np.array(self.scale, np.float32))
         destination[prefix + "zero_point"] = Tensor(np.array(self.zero_point, np.int64))
 
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
-                              unexpected_keys, error_msgs):
+    def _load_from_state_dict(
+        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+    ):
         for key, cast in (("scale", float), ("zero_point", int)):
             if prefix + key in state_dict:
                 setattr(self, key, cast(state_dict.pop(prefix + key).item()))
             elif strict:
                 missing_keys.append(prefix + key)
-        super()._load_from_state_dict(state_dict, prefix, local_metadata, False, missing_keys,
-                                      unexpected_keys, error_msgs)
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, False, missing_keys, unexpected_keys, error_msgs
+        )

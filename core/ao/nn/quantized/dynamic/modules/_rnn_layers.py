@@ -54,8 +54,9 @@ class _Recurrent:
         k = self.wc.shape[0]
         # centered codes are at most qmax in size: one float32 GEMM is exact when either bound
         # holds (else int_linear sums exact chunks in float64)
-        self.exact = (k * self.qmax * self.wmax < K._F32_EXACT
-                      or self.qmax * K.weight_l1(w) < K._F32_EXACT)
+        self.exact = (
+            k * self.qmax * self.wmax < K._F32_EXACT or self.qmax * K.weight_l1(w) < K._F32_EXACT
+        )
         self.b64 = xp.empty((n, k), xp.float64)
         self.a = xp.empty((n, k), xp.float32)
         self.hi32 = np.float32(self.qmax)
@@ -96,7 +97,7 @@ def lstm_layer(xp, gi, w_hh, b_hh, h0, c0, reverse: bool, reduce_range: bool):
     # sigmoid(v) = 0.5 * tanh(v / 2) + 0.5, as ember's float LSTM: halving the i, f, o
     # pre-activations (exact: a power of two) lets one tanh serve all four gates
     s = xp.full((g4,), 0.5, xp.float32)
-    s[2 * hs:3 * hs] = 1
+    s[2 * hs : 3 * hs] = 1
     shift = (1 - s).astype(xp.float32)
     gi *= s
     if b_hh is not None:  # the recurrent bias joins the input projection once
@@ -107,14 +108,14 @@ def lstm_layer(xp, gi, w_hh, b_hh, h0, c0, reverse: bool, reduce_range: bool):
     h = _state(xp, h0, n, hs)
     c = _state(xp, c0, n, hs)
     tc = xp.empty((n, hs), xp.float32)
-    for t in (range(steps - 1, -1, -1) if reverse else range(steps)):
+    for t in range(steps - 1, -1, -1) if reverse else range(steps):
         acc, scale = rec(h)
         xp.multiply(acc, xp.float32(scale) * sw, out=acc)  # dequantize, halved i / f / o
         acc += gi[t]
         xp.tanh(acc, out=acc)
         acc *= s
         acc += shift
-        i, f, g, o = acc[:, :hs], acc[:, hs:2 * hs], acc[:, 2 * hs:3 * hs], acc[:, 3 * hs:]
+        i, f, g, o = acc[:, :hs], acc[:, hs : 2 * hs], acc[:, 2 * hs : 3 * hs], acc[:, 3 * hs :]
         c *= f
         i *= g
         c += i
@@ -132,13 +133,13 @@ def gru_layer(xp, gi, w_hh, b_hh, h0, reverse: bool, reduce_range: bool):
     bh = None if b_hh is None else b_hh.astype(xp.float32)
     out = xp.empty((steps, n, hs), xp.float32)
     h = _state(xp, h0, n, hs)
-    for t in (range(steps - 1, -1, -1) if reverse else range(steps)):
+    for t in range(steps - 1, -1, -1) if reverse else range(steps):
         gh, scale = rec(h)
         gh *= xp.float32(scale) * rec.ws32
         if bh is not None:
             gh += bh
-        ir, iz, inn = gi[t, :, :hs], gi[t, :, hs:2 * hs], gi[t, :, 2 * hs:]
-        hr, hz, hn = gh[:, :hs], gh[:, hs:2 * hs], gh[:, 2 * hs:]
+        ir, iz, inn = gi[t, :, :hs], gi[t, :, hs : 2 * hs], gi[t, :, 2 * hs :]
+        hr, hz, hn = gh[:, :hs], gh[:, hs : 2 * hs], gh[:, 2 * hs :]
         r = _sigmoid(xp, ir + hr)
         z = _sigmoid(xp, iz + hz)
         nn_ = xp.tanh(inn + r * hn)

@@ -38,8 +38,7 @@ class Linear(_QLinear):
 
     _version = 4
 
-    def __init__(self, in_features: int, out_features: int, bias_: bool = True,
-                 dtype=_q.qint8):
+    def __init__(self, in_features: int, out_features: int, bias_: bool = True, dtype=_q.qint8):
         super().__init__(in_features, out_features, bias_, dtype=dtype)
         self.version = 4
         self.reduce_range = True
@@ -49,20 +48,30 @@ class Linear(_QLinear):
 
     def extra_repr(self) -> str:
         w = self.weight()
-        return (f"in_features={self.in_features}, out_features={self.out_features}, "
-                f"dtype={self._packed_params.dtype}, qscheme={w.qscheme()}")
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"dtype={self._packed_params.dtype}, qscheme={w.qscheme()}"
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         if isinstance(x, _q.QTensor):
-            raise RuntimeError("DynamicQuantizedLinear: expected a float input, got a quantized "
-                               "tensor")
+            raise RuntimeError(
+                "DynamicQuantizedLinear: expected a float input, got a quantized tensor"
+            )
         if x.shape[-1] != self.in_features:
-            raise RuntimeError(f"mat1 and mat2 shapes cannot be multiplied "
-                               f"({x.numel() // max(x.shape[-1], 1)}x{x.shape[-1]} and "
-                               f"{self.in_features}x{self.out_features})")
+            raise RuntimeError(
+                f"mat1 and mat2 shapes cannot be multiplied "
+                f"({x.numel() // max(x.shape[-1], 1)}x{x.shape[-1]} and "
+                f"{self.in_features}x{self.out_features})"
+            )
         b = self.bias()
-        y = dynamic_linear(x._data, self.weight(), self._packed_params._wmax,
-                           None if b is None else b._data, self.reduce_range)
+        y = dynamic_linear(
+            x._data,
+            self.weight(),
+            self._packed_params._wmax,
+            None if b is None else b._data,
+            self.reduce_range,
+        )
         return Tensor._wrap(y)
 
     @classmethod
@@ -76,8 +85,9 @@ class Linear(_QLinear):
         qconfig = getattr(mod, "qconfig", None) or default_dynamic_qconfig
         obs = qconfig.weight()
         if obs.dtype is not _q.qint8:
-            raise RuntimeError(f"dynamic quantization supports dtype=ember.qint8 weights, got "
-                               f"{obs.dtype}")
+            raise RuntimeError(
+                f"dynamic quantization supports dtype=ember.qint8 weights, got {obs.dtype}"
+            )
         obs(lin.weight)
         q = cls(lin.in_features, lin.out_features, dtype=obs.dtype)
         bias = None if lin.bias is None else Tensor(lin.bias.detach()._data.astype(np.float32))

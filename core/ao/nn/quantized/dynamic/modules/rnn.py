@@ -31,34 +31,55 @@ class PackedParameter(Module):
         super()._save_to_state_dict(destination, prefix, keep_vars)
         destination[prefix + "param"] = self.param
 
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
-                              unexpected_keys, error_msgs):
+    def _load_from_state_dict(
+        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+    ):
         if prefix + "param" in state_dict:
             self.param = tuple(state_dict.pop(prefix + "param"))
         elif strict:
             missing_keys.append(prefix + "param")
-        super()._load_from_state_dict(state_dict, prefix, local_metadata, False, missing_keys,
-                                      unexpected_keys, error_msgs)
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, False, missing_keys, unexpected_keys, error_msgs
+        )
 
 
 class _DynRNN(Module):
     _MODE = "LSTM"
     _GATES = 4
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
-                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
-                 dtype=_q.qint8):
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        dtype=_q.qint8,
+    ):
         from ......nn.modules import rnn as float_rnn
 
-        self._setup(input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                    bidirectional, dtype)
+        self._setup(
+            input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, dtype
+        )
         # as torch: freshly initialised float weights, quantized (state_dict keys from the start)
-        mod = getattr(float_rnn, self._MODE)(input_size, hidden_size, num_layers, bias,
-                                             batch_first, dropout, bidirectional)
+        mod = getattr(float_rnn, self._MODE)(
+            input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional
+        )
         self._pack(mod, None)
 
-    def _setup(self, input_size, hidden_size, num_layers, bias, batch_first, dropout,
-               bidirectional, dtype=_q.qint8) -> None:
+    def _setup(
+        self,
+        input_size,
+        hidden_size,
+        num_layers,
+        bias,
+        batch_first,
+        dropout,
+        bidirectional,
+        dtype=_q.qint8,
+    ) -> None:
         Module.__init__(self)
         self.mode, self.input_size, self.hidden_size = self._MODE, input_size, hidden_size
         self.num_layers, self.bias, self.batch_first = num_layers, bias, batch_first
@@ -82,8 +103,10 @@ class _DynRNN(Module):
 
     def forward(self, input, hx=None):
         if not isinstance(input, Tensor) or isinstance(input, _q.QTensor):
-            raise RuntimeError(f"{self._get_name()}: expected a float tensor input (packed "
-                               f"sequences are not supported by the dynamic quantized RNNs)")
+            raise RuntimeError(
+                f"{self._get_name()}: expected a float tensor input (packed "
+                f"sequences are not supported by the dynamic quantized RNNs)"
+            )
         x = input._data.astype(np.float32, copy=False)
         unbatched = x.ndim == 2
         if unbatched:
@@ -91,14 +114,16 @@ class _DynRNN(Module):
         elif self.batch_first:
             x = x.transpose(1, 0, 2)
         if x.shape[-1] != self.input_size:
-            raise RuntimeError(f"input.size(-1) must be equal to input_size. Expected "
-                               f"{self.input_size}, got {x.shape[-1]}")
+            raise RuntimeError(
+                f"input.size(-1) must be equal to input_size. Expected "
+                f"{self.input_size}, got {x.shape[-1]}"
+            )
         xp = K.xp_of(x)
         dirs = 2 if self.bidirectional else 1
         lstm = self._MODE == "LSTM"
         h0 = c0 = None
         if hx is not None:
-            h0, c0 = (hx if lstm else (hx, None))
+            h0, c0 = hx if lstm else (hx, None)
             h0 = h0._data if not unbatched else h0._data[:, None]
             if c0 is not None:
                 c0 = c0._data if not unbatched else c0._data[:, None]
@@ -114,8 +139,16 @@ class _DynRNN(Module):
                 gi = dynamic_linear(x, w_ih, weight_bound(w_ih), bi, self.reduce_range)
                 hk = None if h0 is None else h0[k]
                 if lstm:
-                    out, h, c = lstm_layer(xp, gi, w_hh, bh, hk, None if c0 is None else c0[k],
-                                           d == 1, self.reduce_range)
+                    out, h, c = lstm_layer(
+                        xp,
+                        gi,
+                        w_hh,
+                        bh,
+                        hk,
+                        None if c0 is None else c0[k],
+                        d == 1,
+                        self.reduce_range,
+                    )
                 else:
                     out, h = gru_layer(xp, gi, w_hh, bh, hk, d == 1, self.reduce_range)
                     c = None
@@ -141,13 +174,22 @@ class _DynRNN(Module):
         from .....quantization.qconfig import default_dynamic_qconfig
 
         if getattr(mod, "mode", None) != cls._MODE:
-            raise AssertionError(f"nn.quantized.dynamic.{cls._MODE}.from_float only works for "
-                                 f"nn.{cls._MODE}, got {type(mod).__name__}")
+            raise AssertionError(
+                f"nn.quantized.dynamic.{cls._MODE}.from_float only works for "
+                f"nn.{cls._MODE}, got {type(mod).__name__}"
+            )
         if getattr(mod, "proj_size", 0):
             raise NotImplementedError("dynamic quantization of an LSTM with proj_size")
         q = cls.__new__(cls)
-        q._setup(mod.input_size, mod.hidden_size, mod.num_layers, mod.bias, mod.batch_first,
-                 mod.dropout, mod.bidirectional)
+        q._setup(
+            mod.input_size,
+            mod.hidden_size,
+            mod.num_layers,
+            mod.bias,
+            mod.batch_first,
+            mod.dropout,
+            mod.bidirectional,
+        )
         q._pack(mod, getattr(mod, "qconfig", None) or default_dynamic_qconfig)
         return q
 
@@ -164,17 +206,19 @@ class _DynRNN(Module):
                 for name in ("weight_ih", "weight_hh"):
                     obs = qconfig.weight()
                     if obs.dtype is not _q.qint8:
-                        raise RuntimeError(f"dynamic quantization supports dtype=ember.qint8, "
-                                           f"got {obs.dtype}")
+                        raise RuntimeError(
+                            f"dynamic quantization supports dtype=ember.qint8, got {obs.dtype}"
+                        )
                     wt = getattr(mod, name + sfx)
                     obs(wt)
                     qws.append(quantize_weight(wt, obs))
                 bs = [None, None]
                 if mod.bias:
-                    bs = [Tensor(getattr(mod, n + sfx).detach()._data.astype(np.float32))
-                          for n in ("bias_ih", "bias_hh")]
-                self._all_weight_values.append(
-                    PackedParameter((qws[0], qws[1], bs[0], bs[1])))
+                    bs = [
+                        Tensor(getattr(mod, n + sfx).detach()._data.astype(np.float32))
+                        for n in ("bias_ih", "bias_hh")
+                    ]
+                self._all_weight_values.append(PackedParameter((qws[0], qws[1], bs[0], bs[1])))
 
 
 class LSTM(_DynRNN):
