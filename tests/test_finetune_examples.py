@@ -24,9 +24,22 @@ needs_text = pytest.mark.skipif(not TEXT.is_file(), reason=f"needs {TEXT}")
 
 
 def load_example(name: str):
+    import sys
+
     spec = importlib.util.spec_from_file_location(f"finetune_{name}", FINETUNE / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    # The example imports examples/_common.py as `_common`; in the whole suite that name may
+    # already be benchmarks/_common.py, so it is loaded fresh from examples/ for the example.
+    saved = sys.modules.pop("_common", None)
+    sys.path.insert(0, str(FINETUNE.parent))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(FINETUNE.parent))
+        if saved is not None:
+            sys.modules["_common"] = saved
+        else:
+            sys.modules.pop("_common", None)
     return module
 
 

@@ -114,7 +114,16 @@ def test_kv_cache_steps_equal_full_forward(hf_models, batch, arch):
 
 @pytest.mark.parametrize("arch", ["gpt2", "llama", "bert"])
 def test_ember_save_pretrained_loads_in_transformers(transformers, tmp_path, batch, arch):
-    from conftest import HEADS, tiny_configs
+    import importlib.util
+    from pathlib import Path
+
+    # `conftest` names several modules in the suite: load this folder's one by its path
+    spec = importlib.util.spec_from_file_location(
+        "models_conftest", Path(__file__).with_name("conftest.py")
+    )
+    local = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(local)
+    HEADS, tiny_configs = local.HEADS, local.tiny_configs
 
     cfg = tiny_configs(transformers)[arch].to_dict()
     ember.manual_seed(1)
