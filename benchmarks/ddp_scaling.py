@@ -153,14 +153,14 @@ def ember_loop(config: dict) -> None:
     entered = time.time()
     import ember
     import ember.distributed as dist
-    from ember.distributed import ddp, train
+    from ember.distributed import _ddp_layout, ddp, train
     from ember.distributed.experiment.workloads import build
 
     rank = train.get_context().get_world_rank()
     ember.manual_seed(config["seed"] + rank)  # each rank its own batch (DDP syncs the weights)
     model, x, y, loss_fn = build(ember, config["workload"], config["batch"])
     if config["first_bucket_mb"] is not None:  # DDP's first (small) bucket, PyTorch's 1 MiB
-        ddp._FIRST_BUCKET_BYTES = int(config["first_bucket_mb"] * (1 << 20))
+        _ddp_layout._FIRST_BUCKET_BYTES = int(config["first_bucket_mb"] * (1 << 20))
     model = train.prepare_model(model)
     wire = 0
     if dist.get_world_size() > 1:

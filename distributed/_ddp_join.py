@@ -18,11 +18,11 @@ import ember
 
 from . import collectives
 from ._ddp_hooks import HookWork
-from .algorithms.join import JoinHook
+from .algorithms.join import Join, Joinable, JoinHook
 from .distributed_c10d import get_rank
 from .reduce_op import ReduceOp
 
-__all__ = ["DDPJoinHook"]
+__all__ = ["DDPJoinHook", "JoinableDDP"]
 
 
 class DDPJoinHook(JoinHook):
@@ -85,3 +85,70 @@ def scale_for_joined(ddp) -> None:
     factor = ddp.world_size / active
     for b in ddp._buckets:  # (raw arrays, before they become the gradients)
         b.flat *= b.flat.dtype.type(factor)
+
+
+class JoinableDDP(Joinable):
+    """``DistributedDataParallel``'s side of Join (a mixin): the buffer broadcast and the
+    gradient-sync flag whose collectives a joined rank shadows, and the ``Joinable`` API."""
+
+    def _sync_buffers(self, joined: bool = False) -> None:
+        """Broadcast the buffers from rank 0 (under Join: from the highest rank not joined,
+        as PyTorch does, since a joined rank's buffers are stale); PyTorch skips this after a
+        forward that did not synchronize gradients (``require_forward_param_sync``)."""
+        # collected afresh each time, as PyTorch does: buffers may be reassigned
+        buffers = list(self.module.buffers())
+        if not (
+            self.broadcast_buffers
+            and self.world_size > 1
+            and buffers
+            and self.require_forward_param_sync
+        ):
+            return
+        src = 0
+        if self._join_config.enable:
+            me = get_rank(self.process_group)
+            common = ember.tensor([-1 if joined else me])
+            collectives.all_reduce(common, op=ReduceOp.MAX, group=self.process_group)
+            src = int(common.item())
+        with ember.no_grad():
+            for buf in buffers:
+                collectives.broadcast(buf, group=self.process_group, group_src=src)
+
+    def _global_requires_backward_grad_sync(self, joined: bool) -> bool:
+        """Under Join: tell the joined ranks whether this iteration's backward synchronizes
+        gradients (a joined rank gets the answer)."""
+        sync = not joined and self.require_backward_grad_sync and ember.is_grad_enabled()
+        flag = ember.tensor([1.0 if sync else 0.0])
+        collectives.all_reduce(flag, group=self.process_group)
+        return bool(flag.item())
+
+    # ---- uneven inputs (ember.distributed.algorithms.Join) ---------------------------------------
+    def join(
+        self,
+        divide_by_initial_world_size: bool = True,
+        enable: bool = True,
+        throw_on_early_termination: bool = False,
+    ) -> Join:
+        """A ``Join`` context over this model alone: ranks may run different numbers of
+        iterations inside it; a rank that ran out of inputs shadows the others' gradient
+        all-reduces with zeros. ``divide_by_initial_world_size``: average gradients over the
+        whole group (``True``, PyTorch's default) or over the ranks not yet joined."""
+        return Join(
+            [self],
+            enable,
+            throw_on_early_termination,
+            divide_by_initial_world_size=divide_by_initial_world_size,
+        )
+
+    def join_hook(self, **kwargs) -> DDPJoinHook:
+        """The hook a joined rank runs for this model (``divide_by_initial_world_size``)."""
+        # (other keywords are for other joinables of the same Join: ignored, as in PyTorch)
+        return DDPJoinHook(self, kwargs.get("divide_by_initial_world_size", True))
+
+    @property
+    def join_device(self):
+        return self._params[0].device if self._params else ember.device("cpu")
+
+    @property
+    def join_process_group(self):
+        return self.process_group

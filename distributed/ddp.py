@@ -22,7 +22,6 @@ Choice on state_dict: ``ddp.state_dict()`` returns the wrapped module's keys WIT
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import time
 import weakref
@@ -36,15 +35,14 @@ from ember.nn import Module
 
 from . import collectives
 from ._ddp_hooks import HookWork, checked_comm_hook
-from ._ddp_join import DDPJoinHook, scale_for_joined
+from ._ddp_join import JoinableDDP, scale_for_joined
+from ._ddp_layout import BucketLayout
 from ._ddp_storage import Bucket as _Bucket
-from ._ddp_storage import SharedStorage
 from ._state import resolve_group
 from .algorithms.join import Join, Joinable
-from .distributed_c10d import get_rank, get_world_size, is_initialized
+from .distributed_c10d import get_world_size, is_initialized
 from .reduce_op import ReduceOp
 
-_FIRST_BUCKET_BYTES = 1024 * 1024
 # Optional timing hook (ember.distributed.experiment's timeline): when set, it is called as
 # _tracer(name, start, end, lane, nbytes) with time.perf_counter() stamps, for each bucket's
 # allreduce (launch to completion, lane "comm") and each wait for it after backward.
@@ -77,7 +75,7 @@ def _overlap_policy(pg, module: Module) -> bool:
     return pg.size() * ember.get_num_threads() < usable_cores()
 
 
-class DistributedDataParallel(Module, Joinable):
+class DistributedDataParallel(Module, BucketLayout, JoinableDDP):
     """Synchronous data parallelism over a process group (PyTorch's DDP)."""
 
     def __init__(
@@ -142,126 +140,6 @@ class DistributedDataParallel(Module, Joinable):
         with ember.no_grad():
             for t in list(self.module.parameters()) + list(self.module.buffers()):
                 collectives.broadcast(t, src=0, group=self.process_group)
-
-    def _build_buckets(self, order: list[int], first_small: bool) -> list[_Bucket]:
-        buckets, current, size = [], [], 0
-        cap = _FIRST_BUCKET_BYTES if first_small else self.bucket_bytes_cap
-        key = None
-        for i in order:
-            p = self._params[i]
-            a = _interop.array_of(p)
-            k = (a.dtype, type(a))
-            if current and (size + a.nbytes > cap or k != key):
-                buckets.append(current)
-                current, size, cap = [], 0, self.bucket_bytes_cap
-            current.append(i)
-            size += a.nbytes
-            key = k
-        if current:
-            buckets.append(current)
-        # The buckets of one kind of array are consecutive views of one storage, so that
-        # without overlap all of them are reduced by one allreduce.
-        self._sizes = [
-            sum(_interop.array_of(self._params[i]).size for i in idxs) for idxs in buckets
-        ]
-        kinds: dict = {}
-        for b, idxs in enumerate(buckets):
-            p0 = _interop.array_of(self._params[idxs[0]])
-            kinds.setdefault((p0.dtype, type(p0)), []).append(b)
-        self._members = list(kinds.values())
-        # each kind's storage goes where its first parameter is (its GPU, for CuPy arrays)
-        self._storages, self._shared = self._allocate_storages(
-            [
-                (
-                    key,
-                    sum(self._sizes[b] for b in members),
-                    _interop.array_of(self._params[buckets[members[0]][0]]),
-                )
-                for key, members in kinds.items()
-            ]
-        )
-        self._bucket_of = {i: b for b, idxs in enumerate(buckets) for i in idxs}
-        self._buckets = [_Bucket(idxs, [self._params[i] for i in idxs]) for idxs in buckets]
-        self._pools = [
-            SharedStorage(
-                root,
-                functools.partial(self._slices, k),
-                functools.partial(self._new_block, root.size, root.dtype),
-            )
-            if shared
-            else None
-            for k, (root, shared) in enumerate(zip(self._storages, self._shared))
-        ]
-        self._slice_buckets()
-        return self._buckets
-
-    def _slices(self, k: int, storage) -> list:
-        """Per bucket of storage kind ``k``: its range of ``storage`` and the parameters'
-        views of that range."""
-        out, start = [], 0
-        for b in self._members[k]:
-            bucket = self._buckets[b]
-            flat = storage[start : start + self._sizes[b]]
-            out.append(
-                (
-                    flat,
-                    [
-                        flat[lo:hi].reshape(_interop.array_of(p).shape)
-                        for p, lo, hi in zip(bucket.params, bucket.offsets, bucket.offsets[1:])
-                    ],
-                )
-            )
-            start += self._sizes[b]
-        return out
-
-    def _new_block(self, count: int, dtype):
-        return resolve_group(self.process_group).shared_block(count, dtype)
-
-    def _slice_buckets(self, private: bool = True) -> None:
-        """Point every bucket's ``flat`` (and its per-parameter ``views``) at its range of its
-        storage (shared storage: the current block's cached views; private storage only when
-        ``private``). Parameters of shared-memory storage get their view as gradient
-        destination: ops that can (Linear) write the gradient straight into the bucket (no
-        copy-in), since the storage is handed to the gradients afterwards (``_finalize``)."""
-        for k, (storage, pool) in enumerate(zip(self._storages, self._pools)):
-            if pool is None and not private:
-                continue
-            slices = pool.current.slices if pool is not None else self._slices(k, storage)
-            for b, (flat, views) in zip(self._members[k], slices):
-                bucket = self._buckets[b]
-                bucket.flat, bucket.views = flat, views
-                for p, view in zip(bucket.params, views):
-                    _interop.set_grad_destination(p, view if pool is not None else None)
-
-    def _allocate_storages(self, kinds: list) -> tuple[list, list]:
-        """Zeroed flat storage per ``((dtype, array type), count, sample array)`` (on the
-        sample's device), and whether each is in shared memory. When all ranks are on this
-        host, host storage lives in shared memory (``_shm_arena.py``), where the allreduce
-        reads and writes the ranks' buckets in place. Every rank must agree on that, so a rank
-        that got no room makes all use private memory."""
-        pg = resolve_group(self.process_group)
-        blocks: list = []
-        if self.world_size > 1 and pg.comm is not None and pg.comm.arena is not None:
-            blocks = [
-                pg.shared_block(n, dtype) for (dtype, kind), n, _ in kinds if kind is np.ndarray
-            ]
-            ok = ember.tensor([int(all(b is not None for b in blocks))])
-            collectives.all_reduce(ok, op=ReduceOp.MIN, group=self.process_group)
-            blocks = blocks if int(ok.item()) else []
-        shared_blocks = iter(blocks)
-        storages, shared = [], []
-        for (dtype, kind), n, sample in kinds:
-            if kind is np.ndarray and blocks:
-                flat = next(shared_blocks)
-                flat[...] = 0  # touches the pages now rather than in the first step
-            elif kind is np.ndarray:
-                flat = np.zeros(n, dtype=dtype)
-            else:
-                with sample.device:  # a CuPy array: its storage on its GPU
-                    flat = ember.backend.get_array_module(sample).zeros(n, dtype=dtype)
-            storages.append(flat)
-            shared.append(kind is np.ndarray and bool(blocks))
-        return storages, shared
 
     def _reset_iteration_state(self) -> None:
         for b in self._buckets:
@@ -424,68 +302,6 @@ class DistributedDataParallel(Module, Joinable):
         else:
             self._unused = []
         return out
-
-    def _sync_buffers(self, joined: bool = False) -> None:
-        """Broadcast the buffers from rank 0 (under Join: from the highest rank not joined,
-        as PyTorch does, since a joined rank's buffers are stale); PyTorch skips this after a
-        forward that did not synchronize gradients (``require_forward_param_sync``)."""
-        # collected afresh each time, as PyTorch does: buffers may be reassigned
-        buffers = list(self.module.buffers())
-        if not (
-            self.broadcast_buffers
-            and self.world_size > 1
-            and buffers
-            and self.require_forward_param_sync
-        ):
-            return
-        src = 0
-        if self._join_config.enable:
-            me = get_rank(self.process_group)
-            common = ember.tensor([-1 if joined else me])
-            collectives.all_reduce(common, op=ReduceOp.MAX, group=self.process_group)
-            src = int(common.item())
-        with ember.no_grad():
-            for buf in buffers:
-                collectives.broadcast(buf, group=self.process_group, group_src=src)
-
-    def _global_requires_backward_grad_sync(self, joined: bool) -> bool:
-        """Under Join: tell the joined ranks whether this iteration's backward synchronizes
-        gradients (a joined rank gets the answer)."""
-        sync = not joined and self.require_backward_grad_sync and ember.is_grad_enabled()
-        flag = ember.tensor([1.0 if sync else 0.0])
-        collectives.all_reduce(flag, group=self.process_group)
-        return bool(flag.item())
-
-    # ---- uneven inputs (ember.distributed.algorithms.Join) ---------------------------------------
-    def join(
-        self,
-        divide_by_initial_world_size: bool = True,
-        enable: bool = True,
-        throw_on_early_termination: bool = False,
-    ) -> Join:
-        """A ``Join`` context over this model alone: ranks may run different numbers of
-        iterations inside it; a rank that ran out of inputs shadows the others' gradient
-        all-reduces with zeros. ``divide_by_initial_world_size``: average gradients over the
-        whole group (``True``, PyTorch's default) or over the ranks not yet joined."""
-        return Join(
-            [self],
-            enable,
-            throw_on_early_termination,
-            divide_by_initial_world_size=divide_by_initial_world_size,
-        )
-
-    def join_hook(self, **kwargs) -> DDPJoinHook:
-        """The hook a joined rank runs for this model (``divide_by_initial_world_size``)."""
-        # (other keywords are for other joinables of the same Join: ignored, as in PyTorch)
-        return DDPJoinHook(self, kwargs.get("divide_by_initial_world_size", True))
-
-    @property
-    def join_device(self):
-        return self._params[0].device if self._params else ember.device("cpu")
-
-    @property
-    def join_process_group(self):
-        return self.process_group
 
     def _renew(self) -> None:
         """Move the buckets of storage handed to the gradients by the last backward to a block

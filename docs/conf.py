@@ -90,7 +90,7 @@ nitpick_ignore_regex = [
 # get a page): torch has them as torch.utils.hooks.RemovableHandle and
 # torch.fx.subgraph_rewriter.Match.
 nitpick_ignore = [
-    ("py:class", "ember.optim.optimizer.RemovableHandle"),
+    ("py:class", "ember.optim._step_hooks.RemovableHandle"),
     ("py:class", "ember.fx.subgraph_rewriter.Match"),
 ]
 

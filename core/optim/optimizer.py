@@ -8,7 +8,6 @@ tensors, so ``state_dict()`` holds tensors in PyTorch's layout.
 
 from __future__ import annotations
 
-import functools
 import itertools
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable
@@ -17,6 +16,12 @@ from typing import Any
 from ..autograd.grad_mode import enable_grad
 from ..tensor import Tensor
 from ._functional import _step_tensor, _zeros_state
+from ._step_hooks import (  # noqa: F401 (RemovableHandle and the hooks are public here too)
+    RemovableHandle,
+    _hook_step,
+    register_optimizer_step_post_hook,
+    register_optimizer_step_pre_hook,
+)
 
 __all__ = [
     "Optimizer",
@@ -36,43 +41,6 @@ class _RequiredParameter:
 required = _RequiredParameter()
 
 
-class RemovableHandle:
-    """Removes a hook from the ordered dict it was registered in."""
-
-    _next_id = itertools.count()
-
-    def __init__(self, hooks: dict):
-        self.hooks = hooks
-        self.id = next(RemovableHandle._next_id)
-
-    def remove(self) -> None:
-        self.hooks.pop(self.id, None)
-
-    def __enter__(self) -> RemovableHandle:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.remove()
-
-
-_global_step_pre_hooks: OrderedDict = OrderedDict()
-_global_step_post_hooks: OrderedDict = OrderedDict()
-
-
-def register_optimizer_step_pre_hook(hook: Callable) -> RemovableHandle:
-    """Register ``hook(optimizer, args, kwargs)`` to run before every optimizer's ``step``."""
-    handle = RemovableHandle(_global_step_pre_hooks)
-    _global_step_pre_hooks[handle.id] = hook
-    return handle
-
-
-def register_optimizer_step_post_hook(hook: Callable) -> RemovableHandle:
-    """Register ``hook(optimizer, args, kwargs)`` to run after every optimizer's ``step``."""
-    handle = RemovableHandle(_global_step_post_hooks)
-    _global_step_post_hooks[handle.id] = hook
-    return handle
-
-
 def _typename(obj) -> str:
     if isinstance(obj, Tensor):
         return "ember.Tensor"
@@ -80,41 +48,6 @@ def _typename(obj) -> str:
     if cls.__module__ == "builtins":
         return cls.__qualname__
     return f"{cls.__module__}.{cls.__qualname__}"
-
-
-def _hook_step(step: Callable) -> Callable:
-    """Wrap a subclass's ``step`` with the step hooks (run once even when steps nest)."""
-
-    @functools.wraps(step)
-    def wrapper(self, *args, **kwargs):
-        if self.__dict__.get("_in_step", False):  # super().step() from an overriding step
-            return step(self, *args, **kwargs)
-        self._opt_called = True  # lets a scheduler warn when it is stepped first
-        for hook in itertools.chain(
-            _global_step_pre_hooks.values(), self._optimizer_step_pre_hooks.values()
-        ):
-            result = hook(self, args, kwargs)
-            if result is not None:
-                if isinstance(result, tuple) and len(result) == 2:
-                    args, kwargs = result
-                else:
-                    raise RuntimeError(
-                        f"{step} must return None or a tuple of (new_args, new_kwargs), but got "
-                        f"{result}."
-                    )
-        self._in_step = True
-        try:
-            out = step(self, *args, **kwargs)
-        finally:
-            self._in_step = False
-        for hook in itertools.chain(
-            self._optimizer_step_post_hooks.values(), _global_step_post_hooks.values()
-        ):
-            hook(self, args, kwargs)
-        return out
-
-    wrapper._ember_hooked = True
-    return wrapper
 
 
 def _grouped_step(self, closure: Callable[[], Any] | None = None):
