@@ -153,8 +153,9 @@ def ember_loop(config: dict) -> None:
     entered = time.time()
     import ember
     import ember.distributed as dist
-    from ember.distributed import _ddp_layout, ddp, train
+    from ember.distributed import train
     from ember.distributed.experiment.workloads import build
+    from ember.distributed.parallel import _ddp_layout, ddp
 
     rank = train.get_context().get_world_rank()
     ember.manual_seed(config["seed"] + rank)  # each rank its own batch (DDP syncs the weights)
@@ -222,7 +223,8 @@ def proc_child(cfg: dict) -> None:
     else:
         import ember as lib
         import ember.distributed as dist
-        from ember.distributed import DistributedDataParallel, ddp
+        from ember.distributed import DistributedDataParallel
+        from ember.distributed.parallel import ddp
 
         os.environ.setdefault("EMBER_TOKEN", "ddp_scaling")
     from ember.distributed.experiment.workloads import build

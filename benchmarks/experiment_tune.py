@@ -46,7 +46,7 @@ def _spec(args, search: dict | None) -> dict:
 def _timed(fn) -> float:
     import ray
 
-    from ember.distributed.ray_cluster import shutdown_if_started
+    from ember.distributed.train._internal.ray_cluster import shutdown_if_started
 
     ray.init(num_cpus=args.cpus, include_dashboard=False, logging_level="error")
     try:

@@ -31,7 +31,7 @@ import numpy as np
 import ember
 import ember.distributed as dist
 from ember import nn
-from ember.distributed.ddp import DistributedDataParallel as DDP
+from ember.distributed.parallel.ddp import DistributedDataParallel as DDP
 
 dist.init_process_group()
 rank = dist.get_rank()

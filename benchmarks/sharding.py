@@ -55,9 +55,9 @@ def _build(strategy: str, layers: int):
     """(model, optimizer, Ψ) for one strategy; every rank builds the same initial weights."""
     import ember
     from ember import nn
-    from ember.distributed.ddp import DistributedDataParallel as DDP
     from ember.distributed.fsdp import FullyShardedDataParallel as FSDP
     from ember.distributed.optim import ZeroDataParallel, ZeroRedundancyOptimizer
+    from ember.distributed.parallel.ddp import DistributedDataParallel as DDP
 
     class LM(nn.Module):
         def __init__(self):

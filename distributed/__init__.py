@@ -7,7 +7,7 @@ See docs/distributed.md.
 """
 
 from ._objects import all_gather_object, broadcast_object_list, gather_object, scatter_object_list
-from ._state import GroupMember, group
+from ._runtime._state import GroupMember, group
 from .collectives import (
     all_gather,
     all_gather_into_tensor,
@@ -118,7 +118,7 @@ __all__ += ["memory_report", "memory_summary"]
 # ---- data parallelism and the Trainer (issue 6) ----------------------------------------------
 from . import train  # noqa: E402
 from .algorithms import GradBucket  # noqa: E402  (what a DDP communication hook receives)
-from .ddp import DataParallel, DistributedDataParallel  # noqa: E402
+from .parallel.ddp import DataParallel, DistributedDataParallel  # noqa: E402
 from .train import (  # noqa: E402
     Checkpoint,
     CheckpointConfig,

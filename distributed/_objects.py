@@ -15,7 +15,7 @@ from ember import _interop
 from ember.tensor import Tensor
 
 from . import collectives as C
-from ._state import resolve_group
+from ._runtime._state import resolve_group
 
 
 def _pack(obj) -> np.ndarray:

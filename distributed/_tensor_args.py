@@ -7,7 +7,7 @@ import numpy as np
 from ember import _interop
 from ember.tensor import Tensor
 
-from . import _nccl
+from ._runtime import _nccl
 from .work import Work
 
 

@@ -14,8 +14,8 @@ import numpy as np
 from ember import _interop
 from ember.tensor import Tensor
 
-from . import _algorithms as alg
-from ._state import execute, resolve_group
+from ._runtime import _algorithms as alg
+from ._runtime._state import execute, resolve_group
 from ._tensor_args import (
     _bump,
     _check,

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import _state
+from ._runtime import _state
 from .distributed_c10d import get_rank, get_world_size, init_process_group, is_initialized
 from .distributed_c10d import new_group as _new_group
 from .process_group import ProcessGroup

@@ -12,9 +12,9 @@ import time
 import urllib.parse
 from datetime import timedelta
 
-from . import _auth, _launch_env, _state
-from ._state import GroupMember
-from ._world import World, normalize_backend
+from ._runtime import _auth, _launch_env, _state
+from ._runtime._state import GroupMember
+from ._runtime._world import World, normalize_backend
 from .collectives import (  # noqa: F401 - PyTorch's module exposes the collectives too
     all_gather,
     all_gather_into_tensor,
@@ -73,7 +73,7 @@ def is_gloo_available() -> bool:
 
 
 def is_nccl_available() -> bool:
-    from . import _nccl
+    from ._runtime import _nccl
 
     return _nccl.available()
 
@@ -287,7 +287,7 @@ def _check_rank(rank: int, world_size: int) -> None:
 
 
 def _internal_barrier(pg: ProcessGroup) -> None:
-    from . import _algorithms
+    from ._runtime import _algorithms
 
     ctx = pg.next_op("init_barrier", "()")
     ctx.start()

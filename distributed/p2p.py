@@ -10,7 +10,7 @@ from __future__ import annotations
 from ember import _interop
 from ember.tensor import Tensor
 
-from ._state import execute, resolve_group
+from ._runtime._state import execute, resolve_group
 from ._tensor_args import _bump, _check, _d, _root, _sh, _staged
 from .errors import DistributedError
 from .work import Work

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from . import _frames
-from ._comm import Comm
-from ._opctx import OpContext
+from ._runtime import _frames
+from ._runtime._comm import Comm
+from ._runtime._opctx import OpContext
 from .errors import DistributedError
 
 

@@ -13,8 +13,8 @@ import sys
 import time
 from datetime import timedelta
 
-from . import _auth
-from ._kv import KeyValueTable
+from ._runtime import _auth
+from ._runtime._kv import KeyValueTable
 from .errors import DistNetworkError, DistStoreError
 
 DEFAULT_TIMEOUT = timedelta(seconds=300)
@@ -222,7 +222,7 @@ class TCPStore(Store):
         self._md = _auth.metadata(self._token)
         self._server = None
         if is_master:
-            from ._store_server import serve
+            from ._runtime._store_server import serve
 
             self._server, port = serve(self.host, int(port), self._token, world_size)
         self.port = int(port)

@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    from ember.distributed.ray_cluster import RayStartError
+    from ember.distributed.train._internal.ray_cluster import RayStartError
 
     from .config import ConfigError
     from .hosts import HostError

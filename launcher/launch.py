@@ -131,7 +131,7 @@ def _plan(args, cfg=None) -> tuple[int, str]:
 def run(args) -> int:
     import ray
 
-    from ember.distributed.ray_cluster import ensure_ray, shutdown_if_started
+    from ember.distributed.train._internal.ray_cluster import ensure_ray, shutdown_if_started
     from ember.distributed.train.config import ScalingConfig
 
     cfg, address, env = _cluster(args)
@@ -359,7 +359,7 @@ def _run_once(ray, scaling, cmd, cwd, env) -> tuple[int, list]:
     from ray.util.queue import Queue
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    from ember.distributed.worker_group import WorkerGroup
+    from ember.distributed.train._internal.worker_group import WorkerGroup
 
     token = {"EMBER_TOKEN": env["EMBER_TOKEN"]} if "EMBER_TOKEN" in env else None
     group = WorkerGroup(

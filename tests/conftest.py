@@ -43,7 +43,7 @@ def pytest_collection_modifyitems(config, items):
 def ray_session():
     """One local Ray instance for the whole test session (startup costs ~2.5 s)."""
     ray = pytest.importorskip("ray")
-    from ember.distributed.ray_cluster import ensure_ray
+    from ember.distributed.train._internal.ray_cluster import ensure_ray
 
     started = not ray.is_initialized()
     if started:

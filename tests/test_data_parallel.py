@@ -18,7 +18,7 @@ import pytest
 import ember
 import ember.nn as nn
 import ember.nn.functional as F
-from ember.distributed.data_parallel import _replica_shell
+from ember.distributed.parallel.data_parallel import _replica_shell
 from ember.nn.parallel import (
     DataParallel,
     data_parallel,
@@ -432,8 +432,8 @@ def test_without_cuda_it_calls_the_module_and_has_no_prefix_surprise():
 
 
 def test_old_and_pytorch_import_paths():
-    from ember.distributed.data_parallel import DataParallel as a
-    from ember.distributed.ddp import DataParallel as b
+    from ember.distributed.parallel.data_parallel import DataParallel as a
+    from ember.distributed.parallel.ddp import DataParallel as b
 
     assert a is b is DataParallel
     assert ember.nn.parallel.replicate is replicate

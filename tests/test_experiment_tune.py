@@ -186,7 +186,7 @@ def test_worker_group_uses_the_enclosing_trial_bundles(ray_session):
     from ray.util.placement_group import placement_group, remove_placement_group
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-    from ember.distributed.worker_group import _enclosing_group
+    from ember.distributed.train._internal.worker_group import _enclosing_group
 
     @ray.remote(num_cpus=0.01)
     def probe():

@@ -122,11 +122,11 @@ def test_copy_back_rejects_a_result_of_another_shape():
         dh._copy_back_(ember.zeros(8), ember.zeros(4, dtype=ember.float16))
 
 
-# ---- the float16 conversions (``distributed/_half.py``) ----
+# ---- the float16 conversions (``distributed/parallel/_half.py``) ----
 def _half_module():
     import importlib
 
-    return importlib.import_module("ember.distributed._half")
+    return importlib.import_module("ember.distributed.parallel._half")
 
 
 def _all_floats() -> np.ndarray:

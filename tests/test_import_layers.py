@@ -97,4 +97,7 @@ def test_the_check_sees_relative_and_nested_imports():
     found = list(_imports(pkg))
     assert any(mod.startswith("ember.distributed") and nested for mod, _, nested in found)
     assert _module_name(ROOT / "core" / "nn" / "__init__.py") == "ember.nn"
-    assert _module_name(ROOT / "distributed" / "ddp.py") == "ember.distributed.ddp"
+    assert (
+        _module_name(ROOT / "distributed" / "parallel" / "ddp.py")
+        == "ember.distributed.parallel.ddp"
+    )

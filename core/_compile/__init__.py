@@ -157,7 +157,7 @@ def compile(
 # reshards are per-call side effects a trace would run once); the module they wrap is compiled.
 # Named, not imported: core never imports ember.distributed (docs/architecture.md).
 _DATA_PARALLEL = {
-    ("ember.distributed.ddp", "DistributedDataParallel"): "module",
+    ("ember.distributed.parallel.ddp", "DistributedDataParallel"): "module",
     (
         "ember.distributed.fsdp.fully_sharded_data_parallel",
         "FullyShardedDataParallel",

@@ -17,7 +17,7 @@ def __getattr__(name):
 
         return importlib.import_module(f"ember.nn.{name}")
     if name == "SyncBatchNorm":
-        from ember.distributed.sync_batchnorm import SyncBatchNorm
+        from ember.distributed.parallel.sync_batchnorm import SyncBatchNorm
 
         return SyncBatchNorm
     raise AttributeError(f"module 'ember.nn' has no attribute {name!r}")

@@ -1,6 +1,7 @@
 """``ember.nn.parallel``: PyTorch's path to the data-parallel wrappers.
 
-They live in ``ember.distributed.ddp`` and ``ember.distributed.data_parallel`` (with the
+They live in ``ember.distributed.parallel.ddp`` and
+``ember.distributed.parallel.data_parallel`` (with the
 functions ``replicate``, ``scatter``, ``parallel_apply``, ``gather``, ``data_parallel``); this
 module re-exports them lazily so that ``import ember`` never loads the distributed layer
 (DESIGN.md §2).
@@ -21,11 +22,11 @@ __all__ = [
 
 def __getattr__(name):
     if name == "DistributedDataParallel":
-        from ember.distributed import ddp
+        from ember.distributed.parallel import ddp
 
         return ddp.DistributedDataParallel
     if name in __all__:
-        from ember.distributed import data_parallel
+        from ember.distributed.parallel import data_parallel
 
         return getattr(data_parallel, name)
     raise AttributeError(f"module 'ember.nn.parallel' has no attribute {name!r}")

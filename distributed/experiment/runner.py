@@ -125,7 +125,7 @@ def run(
             _say(verbose, f"[{i}/{len(todo)}] {_describe(row)}")
     finally:
         if started_ray:
-            from ..ray_cluster import shutdown_if_started
+            from ..train._internal.ray_cluster import shutdown_if_started
 
             shutdown_if_started()
     rd.write_csv()
@@ -147,7 +147,7 @@ def _start_ray(
     spec: ExperimentSpec, todo: list[Point], address: str | None, worker_env: dict | None
 ) -> bool:
     """Start (or join) Ray sized for the largest point; True when this call started it."""
-    from ..ray_cluster import ensure_ray
+    from ..train._internal.ray_cluster import ensure_ray
 
     env = {k: str(v) for k, v in (worker_env or {}).items()}
     if spec["workload"] not in WORKLOADS:  # the workers must import the user's module too

@@ -50,7 +50,7 @@ class Tracer:
 @contextlib.contextmanager
 def ddp_tracing(tracer: Tracer):
     """Point DDP's optional module-level hook at ``tracer`` for the block."""
-    from .. import ddp
+    from ..parallel import ddp
 
     prev = ddp._tracer
     ddp._tracer = tracer
@@ -72,7 +72,7 @@ class SendCounter:
 
     def __enter__(self) -> SendCounter:
         try:
-            from .._comm import Comm
+            from .._runtime._comm import Comm
         except ImportError:
             return self
         orig = Comm.send
@@ -87,7 +87,7 @@ class SendCounter:
 
     def __exit__(self, *exc) -> None:
         if self._orig is not None:
-            from .._comm import Comm
+            from .._runtime._comm import Comm
 
             Comm.send = self._orig
             self._orig = None

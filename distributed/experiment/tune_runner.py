@@ -271,7 +271,7 @@ def tune(
         grid = tuner.fit()
     finally:
         if started_ray:
-            from ..ray_cluster import shutdown_if_started
+            from ..train._internal.ray_cluster import shutdown_if_started
 
             shutdown_if_started()
     result = _record(spec, rd, grid, verbose)

@@ -43,7 +43,7 @@ def prepare_model(
     unwrapped, as in Ray Train.
     """
     from .. import distributed_c10d as pg
-    from ..ddp import DistributedDataParallel
+    from ..parallel.ddp import DistributedDataParallel
     from . import session
 
     if move_to_device:

@@ -27,7 +27,7 @@ import struct
 import threading
 import time
 
-from .. import _auth, _transport
+from .._runtime import _auth, _transport
 from ..errors import DistributedError
 
 _CLOSED = "__ember_inbox_closed__"  # what the actor's next() returns once it is drained

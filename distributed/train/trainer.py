@@ -159,7 +159,7 @@ class Trainer:
     def fit(self) -> Result:
         import ray
 
-        from ..ray_cluster import ensure_ray
+        from ._internal.ray_cluster import ensure_ray
 
         ensure_ray(self.ray_address, self.scaling)
         if self._restore_dir is not None:
@@ -220,7 +220,7 @@ class Trainer:
         )
 
     def _run_attempt(self, ray, run_dir, name, manager, start_ckpt) -> None:
-        from ..worker_group import WorkerGroup
+        from ._internal.worker_group import WorkerGroup
         from .reports import open_inbox
 
         group = WorkerGroup(

@@ -434,8 +434,8 @@ def case_endpoints_refuse_bad_tokens():
 
     import ember
     import ember.distributed as dist
-    from ember.distributed import _auth, _state
-    from ember.distributed._transport import client_handshake
+    from ember.distributed._runtime import _auth, _state
+    from ember.distributed._runtime._transport import client_handshake
     from ember.protos import peer_pb2, peer_pb2_grpc
 
     rank = dist.get_rank()

@@ -180,7 +180,7 @@ def scenario_arena_second_call(rank, backend, case):
     import numpy as np
 
     import ember
-    from ember.distributed._state import resolve_group
+    from ember.distributed._runtime._state import resolve_group
 
     dist = _init(backend)
     pg = resolve_group(None)
@@ -211,7 +211,7 @@ def scenario_arena_second_call(rank, backend, case):
 
 @pytest.mark.parametrize("case", ["size", "private", "op", "dead"])
 def test_shared_memory_signals_report_mismatches_and_dead_peers(case):
-    from ember.distributed import _futex
+    from ember.distributed._runtime import _futex
 
     if not _futex.available():
         pytest.skip("shared-memory signals are used on x86-64 Linux only")

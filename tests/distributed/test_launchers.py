@@ -15,8 +15,8 @@ import uuid
 
 import pytest
 
-from ember.distributed import _launch_env
-from ember.distributed._torch_store import TorchStoreClient
+from ember.distributed._runtime import _launch_env
+from ember.distributed._runtime._torch_store import TorchStoreClient
 from ember.distributed.errors import DistStoreError
 
 DOC = pathlib.Path(__file__).resolve().parents[2] / "docs" / "distributed.md"

@@ -118,7 +118,7 @@ class _Clock:
 
 
 def test_refusal_log_shows_the_first_then_a_periodic_count(caplog):
-    from ember.distributed._auth import RefusalLog
+    from ember.distributed._runtime._auth import RefusalLog
 
     clock = _Clock()
     log = RefusalLog(first=10, every=60.0, clock=clock)
@@ -139,7 +139,7 @@ def test_refusal_log_shows_the_first_then_a_periodic_count(caplog):
 
 def test_store_flood_of_bad_tokens_logs_a_bounded_number_of_lines(monkeypatch, caplog):
     grpc = pytest.importorskip("grpc")
-    from ember.distributed import _auth
+    from ember.distributed._runtime import _auth
     from ember.distributed.store import TCPStore
     from ember.protos import store_pb2, store_pb2_grpc
 
@@ -167,7 +167,7 @@ def test_store_flood_of_bad_tokens_logs_a_bounded_number_of_lines(monkeypatch, c
 
 # ---- item 2: a single-host job binds loopback ----------------------------------------------------
 def scenario_endpoints(rank, backend):
-    from ember.distributed import _state
+    from ember.distributed._runtime import _state
 
     dist = _init(backend)
     w = _state.world
@@ -180,7 +180,7 @@ def scenario_endpoints(rank, backend):
 
 
 def test_single_host_job_binds_loopback_not_the_routable_address():
-    from ember.distributed import _auth
+    from ember.distributed._runtime import _auth
 
     routable = _auth.local_address_towards("192.0.2.200")
     if routable.startswith("127."):
@@ -196,7 +196,7 @@ def test_single_host_job_binds_loopback_not_the_routable_address():
 
 @pytest.mark.parametrize("local,expect", [("2", "loopback"), ("1", "routable")])
 def test_bind_host_keeps_the_routable_address_unless_single_host(monkeypatch, local, expect):
-    from ember.distributed import _auth
+    from ember.distributed._runtime import _auth
 
     routable = _auth.local_address_towards("192.0.2.200")
     if routable.startswith("127."):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ember.distributed import ReduceOp, _nccl
+from ember.distributed import ReduceOp
+from ember.distributed._runtime import _nccl
 
 
 def test_dtype_and_op_tables_follow_nccl_h():

@@ -8,7 +8,7 @@ import gc
 import numpy as np
 import pytest
 
-from ember.distributed import _shm_arena
+from ember.distributed._runtime import _shm_arena
 
 
 def test_blocks_are_reserved_reused_and_freed_with_their_last_view():
@@ -53,7 +53,7 @@ def _arena_case(count: int, dtype: str, op: str):
     once in private memory (the ring). Both must agree bitwise."""
     import ember
     import ember.distributed as dist
-    from ember.distributed._state import resolve_group
+    from ember.distributed._runtime._state import resolve_group
 
     rank = dist.get_rank()
     rng = np.random.default_rng(rank)
@@ -89,7 +89,7 @@ def test_arena_all_reduce_matches_the_ring_bitwise(pools, world_size, op):
 
 
 def _no_arena_case():
-    from ember.distributed._state import resolve_group
+    from ember.distributed._runtime._state import resolve_group
 
     pg = resolve_group(None)
     return pg.comm.arena is None, pg.shared_block(10, "float32") is None
@@ -107,7 +107,7 @@ def _repeat_case():
     agree bitwise with the ring on the same data."""
     import ember
     import ember.distributed as dist
-    from ember.distributed._state import resolve_group
+    from ember.distributed._runtime._state import resolve_group
 
     rank = dist.get_rank()
     pg = resolve_group(None)
@@ -128,7 +128,7 @@ def _repeat_case():
 @pytest.mark.parametrize("world_size", [2, 3])
 @pytest.mark.parametrize("signals", ["1", "0"])
 def test_repeated_arena_all_reduce_with_and_without_signals(pools, world_size, signals):
-    from ember.distributed import _futex
+    from ember.distributed._runtime import _futex
 
     pool = pools(world_size, "shm", env=(("EMBER_SHM_SIGNALS", signals),))
     used = signals == "1" and _futex.available()
@@ -143,7 +143,7 @@ def test_futex_wait_returns_on_wake_and_on_a_changed_word():
     import threading
     import time
 
-    from ember.distributed import _futex
+    from ember.distributed._runtime import _futex
 
     if not _futex.available():
         pytest.skip("signals are used on x86-64 Linux only")
@@ -173,7 +173,7 @@ def _two_groups_case():
     own signal blocks and call count."""
     import ember
     import ember.distributed as dist
-    from ember.distributed._state import resolve_group
+    from ember.distributed._runtime._state import resolve_group
 
     rank = dist.get_rank()
     sub = dist.new_group([0, 2])
@@ -204,7 +204,7 @@ def _two_groups_case():
 
 
 def test_arena_signals_are_kept_per_communicator(pools):
-    from ember.distributed import _futex
+    from ember.distributed._runtime import _futex
 
     pool = pools(3, "shm")
     out = pool.run(_two_groups_case)

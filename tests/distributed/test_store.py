@@ -103,7 +103,7 @@ def test_world_size_and_wait_for_workers():
 def test_master_binds_only_the_given_address(master):
     import socket
 
-    from ember.distributed._auth import local_address_towards
+    from ember.distributed._runtime._auth import local_address_towards
 
     # The service listens on 127.0.0.1 only: this host's outward address must refuse it.
     # (A UDP "connect" picks the route without sending anything.)

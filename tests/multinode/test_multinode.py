@@ -117,7 +117,7 @@ import numpy as np
 import ember
 import ember.distributed as dist
 from ember import nn
-from ember.distributed.ddp import DistributedDataParallel as DDP
+from ember.distributed.parallel.ddp import DistributedDataParallel as DDP
 
 dist.init_process_group(backend=os.environ.get("EMBER_BACKEND", "auto"))
 rank, world = dist.get_rank(), dist.get_world_size()

@@ -17,7 +17,6 @@ import numpy as np
 import ember
 import ember.distributed as dist
 from ember import nn
-from ember.distributed.ddp import DistributedDataParallel as DDP
 from ember.distributed.fsdp import (
     BackwardPrefetch,
     FullOptimStateDictConfig,
@@ -34,6 +33,7 @@ from ember.distributed.fsdp import (
     FullyShardedDataParallel as FSDP,
 )
 from ember.distributed.optim import ZeroDataParallel, ZeroRedundancyOptimizer
+from ember.distributed.parallel.ddp import DistributedDataParallel as DDP
 
 GLOBAL_BATCH = 12  # divisible by 1, 2 and 3 ranks: every world size sees the same samples
 OPTIMIZERS = {

@@ -11,10 +11,10 @@ from sharding_worker import Block, make_model
 
 import ember
 from ember import nn
-from ember.distributed.ddp import DistributedDataParallel as DDP
 from ember.distributed.fsdp import FullyShardedDataParallel as FSDP
 from ember.distributed.fsdp import MixedPrecision, ModuleWrapPolicy, StateDictType, checkpoint
 from ember.distributed.optim import ZeroDataParallel, ZeroRedundancyOptimizer
+from ember.distributed.parallel.ddp import DistributedDataParallel as DDP
 
 pytestmark = pytest.mark.usefixtures("pg1")
 

@@ -31,7 +31,7 @@ def _data(world):
 def _train(world, use_ddp, rank=0, optim="sgd", bucket_cap_mb=25.0, accumulate=False):
     import ember
     import ember.nn.functional as F
-    from ember.distributed.ddp import DistributedDataParallel
+    from ember.distributed.parallel.ddp import DistributedDataParallel
 
     ember.manual_seed(0)
     model = _model()
@@ -117,7 +117,7 @@ def _wide_train(world, rank, use_ddp, hold_all=False):
     import ember
     import ember.nn as nn
     import ember.nn.functional as F
-    from ember.distributed.ddp import DistributedDataParallel
+    from ember.distributed.parallel.ddp import DistributedDataParallel
 
     ember.manual_seed(0)
     model = nn.Sequential(nn.Linear(64, 512), nn.Tanh(), nn.Linear(512, 64))
@@ -131,7 +131,7 @@ def _wide_train(world, rank, use_ddp, hold_all=False):
     held, facts, blocks = None, {}, set()
     arena = None
     if use_ddp:
-        from ember.distributed._state import resolve_group
+        from ember.distributed._runtime._state import resolve_group
 
         arena = resolve_group(None).comm.arena
     for s in range(STEPS):
@@ -230,7 +230,7 @@ def test_ddp_falls_back_to_private_buckets_when_one_rank_has_no_room():
 
 
 def test_overlap_policy_defaults():
-    from ember.distributed.ddp import _overlap_policy
+    from ember.distributed.parallel.ddp import _overlap_policy
 
     class _PG:
         def __init__(self, hosts, size):
@@ -259,7 +259,7 @@ def _unused_params(find_unused):
     import ember
     import ember.distributed as dist
     import ember.nn as nn
-    from ember.distributed.ddp import DistributedDataParallel
+    from ember.distributed.parallel.ddp import DistributedDataParallel
 
     class Net(nn.Module):
         def __init__(self):
@@ -295,7 +295,7 @@ def _buffers_and_state_dict():
     import ember
     import ember.distributed as dist
     import ember.nn as nn
-    from ember.distributed.ddp import DistributedDataParallel
+    from ember.distributed.parallel.ddp import DistributedDataParallel
 
     ember.manual_seed(dist.get_rank())
     model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
@@ -334,7 +334,7 @@ def _uneven(steps_by_rank):
     import ember
     import ember.distributed as dist
     import ember.nn.functional as F
-    from ember.distributed.ddp import DistributedDataParallel
+    from ember.distributed.parallel.ddp import DistributedDataParallel
 
     ember.manual_seed(0)
     net = DistributedDataParallel(_model())
@@ -360,7 +360,7 @@ def test_uneven_inputs_fail_fast_instead_of_hanging():
 
 def test_a_storage_block_is_held_while_anything_refers_to_its_memory():
     import ember
-    from ember.distributed._ddp_storage import SharedStorage
+    from ember.distributed.parallel._ddp_storage import SharedStorage
 
     def slicer(root):
         flat = root[8:60]
@@ -400,7 +400,7 @@ def _reassigned_buffer_rank():
     import ember
     import ember.distributed as dist
     import ember.nn as nn
-    from ember.distributed.ddp import DistributedDataParallel
+    from ember.distributed.parallel.ddp import DistributedDataParallel
 
     rank = dist.get_rank()
     model = nn.Linear(2, 2)

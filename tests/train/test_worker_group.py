@@ -1,6 +1,6 @@
 """Rank ordering of the worker group (pure logic; the Ray paths are covered elsewhere)."""
 
-from ember.distributed.worker_group import WorkerInfo, order_ranks
+from ember.distributed.train._internal.worker_group import WorkerInfo, order_ranks
 
 
 def _w(node, gpus=()):
@@ -29,7 +29,7 @@ def test_without_the_driver_node_spawn_order_decides():
 
 
 def test_worker_envs_give_each_worker_its_gpu():
-    from ember.distributed.worker_group import worker_envs
+    from ember.distributed.train._internal.worker_group import worker_envs
 
     ordered = order_ranks([_w("A", ["1"]), _w("A", ["0"]), _w("B", ["0"]), _w("C")])
     envs = worker_envs(ordered, "10.0.0.1", 29500, "tok")
@@ -43,7 +43,7 @@ def test_worker_envs_give_each_worker_its_gpu():
 def test_worker_envs_with_workers_sharing_a_gpu():
     """Fractional GPUs (resources_per_worker={"GPU": 0.5}): both workers report GPU 0; it is
     listed once, and both train on it."""
-    from ember.distributed.worker_group import worker_envs
+    from ember.distributed.train._internal.worker_group import worker_envs
 
     ordered = order_ranks([_w("A", ["0"]), _w("A", ["0"]), _w("A", ["1"])])
     envs = worker_envs(ordered, "h", 1, "t")

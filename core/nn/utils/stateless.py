@@ -111,7 +111,7 @@ def _functional_call(
     strict: bool = False,
 ):
     # DataParallel lives in ember.distributed: look only if it was ever imported
-    dp = sys.modules.get("ember.distributed.data_parallel")
+    dp = sys.modules.get("ember.distributed.parallel.data_parallel")
     if dp is not None and isinstance(module, dp.DataParallel):
         raise RuntimeError("The stateless API can't be used with nn.DataParallel module")
     kwargs = {} if kwargs is None else kwargs

@@ -26,8 +26,8 @@ import ember
 from ember import _interop
 
 from ... import collectives
-from ..._half import float_to_half, half_to_float
 from ...distributed_c10d import get_world_size
+from ...parallel._half import float_to_half, half_to_float
 from ...work import Future
 from ..grad_bucket import GradBucket
 

@@ -35,11 +35,11 @@ import numpy as np
 
 from ember.backend.threads import usable_cores
 
+from ..errors import DistBackendError, DistNetworkError
 from . import _frames, _shm_arena
 from ._inbox import Pending, apply_piece, frame_problem
 from ._opctx import SLICE
 from ._transport import Listener, Transport, client_handshake, connect_with_retry
-from .errors import DistBackendError, DistNetworkError
 
 SHM_DIR = "/dev/shm"
 SLOT_BYTES = int(os.environ.get("EMBER_SHM_SLOT_BYTES", 1 << 20)) // 16 * 16

@@ -12,11 +12,11 @@ from __future__ import annotations
 import queue
 from concurrent import futures
 
+from ..errors import DistNetworkError
 from . import _auth, _frames
 from ._inbox import Inbox
 from ._opctx import SLICE
 from ._transport import Transport
-from .errors import DistNetworkError
 
 GRPC_PIECE_BYTES = 1 << 20  # 256 KiB - 1 MiB messages stream fastest (DESIGN.md section 8)
 _SERVICE = "ember peer service"

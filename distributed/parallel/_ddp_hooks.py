@@ -39,7 +39,7 @@ class HookWork:
     __slots__ = ("_future", "_flat", "_hook")
 
     def __init__(self, comm_hook: tuple, buckets: list, b) -> None:
-        from .algorithms.grad_bucket import GradBucket
+        from ..algorithms.grad_bucket import GradBucket
 
         state, hook = comm_hook
         index = buckets.index(b)

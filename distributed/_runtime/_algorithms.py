@@ -15,8 +15,8 @@ import os
 
 import numpy as np
 
+from ..errors import DistributedError
 from ._shm_arena import ARRIVED, DONE
-from .errors import DistributedError
 
 CHUNK_BYTES = int(os.environ.get("EMBER_CHUNK_BYTES", 4 << 20))
 SMALL_BYTES = int(os.environ.get("EMBER_SMALL_BYTES", 64 << 10))

@@ -31,9 +31,9 @@ from ember.nn import functional as F
 from ember.nn.modules.normalization import _BatchNorm
 from ember.ops.norm_ops import batch_norm_input_grad, scale_shift, update_running_stats
 
-from . import collectives
-from ._state import resolve_group
-from .distributed_c10d import is_initialized
+from .. import collectives
+from .._runtime._state import resolve_group
+from ..distributed_c10d import is_initialized
 
 __all__ = ["SyncBatchNorm"]
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import json
 
-from .errors import DistBackendError
-from .reduce_op import ReduceOp
+from ..errors import DistBackendError
+from ..reduce_op import ReduceOp
 
 # NCCL's enums (nccl.h); cupy.cuda.nccl exposes the same values as NCCL_* constants.
 _NCCL_DTYPES = {

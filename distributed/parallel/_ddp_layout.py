@@ -13,11 +13,11 @@ import numpy as np
 import ember
 from ember import _interop
 
-from . import collectives
+from .. import collectives
+from .._runtime._state import resolve_group
+from ..reduce_op import ReduceOp
 from ._ddp_storage import Bucket as _Bucket
 from ._ddp_storage import SharedStorage
-from ._state import resolve_group
-from .reduce_op import ReduceOp
 
 # PyTorch's first bucket is small (1 MiB) so that the first allreduce starts early.
 _FIRST_BUCKET_BYTES = 1024 * 1024

@@ -33,15 +33,15 @@ from ember import _interop
 from ember.backend.threads import usable_cores
 from ember.nn import Module
 
-from . import collectives
+from .. import collectives
+from .._runtime._state import resolve_group
+from ..algorithms.join import Join, Joinable
+from ..distributed_c10d import get_world_size, is_initialized
+from ..reduce_op import ReduceOp
 from ._ddp_hooks import HookWork, checked_comm_hook
 from ._ddp_join import JoinableDDP, scale_for_joined
 from ._ddp_layout import BucketLayout
 from ._ddp_storage import Bucket as _Bucket
-from ._state import resolve_group
-from .algorithms.join import Join, Joinable
-from .distributed_c10d import get_world_size, is_initialized
-from .reduce_op import ReduceOp
 
 # Optional timing hook (ember.distributed.experiment's timeline): when set, it is called as
 # _tracer(name, start, end, lane, nbytes) with time.perf_counter() stamps, for each bucket's

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from concurrent import futures
 
+from ..errors import DistNetworkError
 from . import _auth
 from ._kv import KeyValueTable
-from .errors import DistNetworkError
 
 _SERVICE = "ember store"
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .process_group import ProcessGroup
-from .work import Work
+from ..process_group import ProcessGroup
+from ..work import Work
 
 world = None  # the World of the current init_process_group, or None
 

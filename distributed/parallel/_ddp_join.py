@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import ember
 
-from . import collectives
+from .. import collectives
+from ..algorithms.join import Join, Joinable, JoinHook
+from ..distributed_c10d import get_rank
+from ..reduce_op import ReduceOp
 from ._ddp_hooks import HookWork
-from .algorithms.join import Join, Joinable, JoinHook
-from .distributed_c10d import get_rank
-from .reduce_op import ReduceOp
 
 __all__ = ["DDPJoinHook", "JoinableDDP"]
 

@@ -180,9 +180,9 @@ def agent_store_rendezvous(
     other ranks read it there. torchrun's store is only read and written through its own
     protocol: its port is never bound.
     """
+    from ..store import TCPStore
     from . import _auth
     from ._torch_store import TorchStoreClient
-    from .store import TCPStore
 
     env = os.environ
     attempt = env.get("TORCHELASTIC_RESTART_COUNT", "0")

@@ -20,7 +20,7 @@ import os
 import sys
 import time
 
-from .errors import DistBackendError, DistributedError
+from ..errors import DistBackendError, DistributedError
 
 logger = logging.getLogger("ember.distributed")
 

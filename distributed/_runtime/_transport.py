@@ -23,8 +23,8 @@ import struct
 import threading
 import time
 
+from ..errors import DistBackendError, DistNetworkError
 from . import _auth, _frames
-from .errors import DistBackendError, DistNetworkError
 
 # Bytes per frame on byte-stream transports; a multiple of 16 keeps pieces element-aligned.
 PIECE_BYTES = int(os.environ.get("EMBER_PIECE_BYTES", 4 << 20)) // 16 * 16

@@ -20,7 +20,7 @@ import socket
 import struct
 import time
 
-from .errors import DistNetworkError, DistStoreError
+from ..errors import DistNetworkError, DistStoreError
 
 _MAGIC = 0x3C85F7CE
 # QueryType values (an enum of uint8 in torch's TCPStoreBackend.hpp, stable since torch 1.x;

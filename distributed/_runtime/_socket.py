@@ -17,6 +17,7 @@ import struct
 import threading
 import time
 
+from ..errors import DistNetworkError
 from . import _frames
 from ._inbox import Inbox
 from ._opctx import SLICE
@@ -28,7 +29,6 @@ from ._transport import (
     connect_with_retry,
     recv_exact,
 )
-from .errors import DistNetworkError
 
 _DEAD = "closed its connection (the process probably exited or crashed)"
 _LEFT = "left the process group (destroy_process_group)"

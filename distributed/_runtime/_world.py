@@ -17,12 +17,12 @@ import os
 import threading
 import time
 
+from ..errors import DistBackendError, DistributedError, DistStoreError
+from ..store import PrefixStore
+from ..work import Executor
 from . import _auth, _shm
 from ._peer import GrpcStreamTransport, PeerServer, send_aborts
 from ._socket import SocketTransport
-from .errors import DistBackendError, DistributedError, DistStoreError
-from .store import PrefixStore
-from .work import Executor
 
 BACKENDS = ("auto", "shm", "grpc", "nccl")
 _ALIASES = {
