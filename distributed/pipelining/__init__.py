@@ -1,0 +1,35 @@
+"""``ember.distributed.pipelining``: PyTorch's pipeline parallelism API.
+
+Split a model into stages (by hand with ``PipelineStage``, or with ``pipe_split()`` /
+``SplitPoint`` and ``pipeline(...)``), place one or more stages per rank, and drive them with
+``ScheduleGPipe``, ``Schedule1F1B`` or ``ScheduleInterleaved1F1B``. See docs/distributed.md.
+"""
+
+from ._IR import Pipe, SplitPoint, pipe_split, pipeline
+from .microbatch import TensorChunkSpec, merge_chunks, split_args_kwargs_into_chunks
+from .schedules import (
+    PipelineScheduleMulti,
+    PipelineScheduleSingle,
+    Schedule1F1B,
+    ScheduleGPipe,
+    ScheduleInterleaved1F1B,
+    ScheduleLoopedBFS,
+)
+from .stage import PipelineStage
+
+__all__ = [
+    "Pipe",
+    "SplitPoint",
+    "pipe_split",
+    "pipeline",
+    "PipelineScheduleMulti",
+    "PipelineScheduleSingle",
+    "PipelineStage",
+    "Schedule1F1B",
+    "ScheduleGPipe",
+    "ScheduleInterleaved1F1B",
+    "ScheduleLoopedBFS",
+    "TensorChunkSpec",
+    "merge_chunks",
+    "split_args_kwargs_into_chunks",
+]

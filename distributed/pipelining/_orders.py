@@ -1,0 +1,146 @@
+"""Per-rank action orders of the pipeline schedules, and a simulator that checks an order set
+is free of deadlock and gives its ideal timeline (the theoretical bubble).
+
+An action is ``(stage_index, "F" | "B", microbatch)``. A rank runs its actions in order; a
+forward needs the previous stage's forward of the same micro-batch, a backward the next
+stage's backward. Sends never block (``isend``), receives do, so an order set that the
+simulator completes also runs without deadlock.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+__all__ = [
+    "Action",
+    "gpipe_order",
+    "interleaved_order",
+    "looped_bfs_order",
+    "one_f_one_b_order",
+    "simulate",
+    "theoretical_bubble",
+]
+
+
+class Action(NamedTuple):
+    stage: int
+    kind: str  # "F" or "B"
+    mb: int
+
+    def __repr__(self) -> str:
+        return f"{self.stage}{self.kind}{self.mb}"
+
+
+def gpipe_order(rank: int, num_ranks: int, n_mb: int) -> list[Action]:
+    """All forwards, then all backwards (one stage per rank)."""
+    return [Action(rank, "F", i) for i in range(n_mb)] + [Action(rank, "B", i) for i in range(n_mb)]
+
+
+def one_f_one_b_order(rank: int, num_ranks: int, n_mb: int) -> list[Action]:
+    """``num_ranks - rank - 1`` warm-up forwards, then one forward / one backward, then the
+    remaining backwards: at most ``num_ranks - rank`` micro-batches' activations live at once."""
+    warmup = min(num_ranks - rank - 1, n_mb)
+    out = [Action(rank, "F", i) for i in range(warmup)]
+    for i in range(n_mb - warmup):
+        out += [Action(rank, "F", warmup + i), Action(rank, "B", i)]
+    out += [Action(rank, "B", i) for i in range(n_mb - warmup, n_mb)]
+    return out
+
+
+def looped_bfs_order(rank: int, num_ranks: int, n_local: int, n_mb: int) -> list[Action]:
+    """Looped BFS (Lamy-Poirier 2022): every micro-batch through local stage 0, then through
+    local stage 1, ...; then the backwards, last local stage first."""
+    stages = [rank + k * num_ranks for k in range(n_local)]
+    fwd = [Action(s, "F", i) for s in stages for i in range(n_mb)]
+    return fwd + [Action(s, "B", i) for s in reversed(stages) for i in range(n_mb)]
+
+
+def interleaved_order(rank: int, num_ranks: int, n_local: int, n_mb: int) -> list[Action]:
+    """Interleaved 1F1B (Narayanan et al. 2021): rank ``r`` holds stages ``r, r + p, ...``.
+
+    Forwards go round by round: a round of micro-batches through local stage 0, then the same
+    round through local stage 1, ...; backwards mirror it from the last local stage. The
+    warm-up is ``(n_local - 1) * round + 2 * (p - 1 - r)`` forwards, capped at all of them.
+    """
+    rounds = max(1, n_mb // num_ranks)
+    if n_mb % rounds != 0:
+        raise ValueError(
+            f"ScheduleInterleaved1F1B needs n_microbatches ({n_mb}) to be a multiple of the "
+            f"number of rounds ({rounds} = n_microbatches // {num_ranks} ranks)"
+        )
+    per_round = n_mb // rounds
+    total = n_mb * n_local
+
+    def fwd(k: int) -> Action:
+        local = (k // per_round) % n_local
+        mb = (k // (per_round * n_local)) * per_round + k % per_round
+        return Action(rank + local * num_ranks, "F", mb)
+
+    def bwd(k: int) -> Action:
+        local = n_local - 1 - (k // per_round) % n_local
+        mb = (k // (per_round * n_local)) * per_round + k % per_round
+        return Action(rank + local * num_ranks, "B", mb)
+
+    warmup = min((n_local - 1) * per_round + 2 * (num_ranks - 1 - rank), total)
+    out = [fwd(k) for k in range(warmup)]
+    for k in range(total - warmup):
+        out += [fwd(warmup + k), bwd(k)]
+    out += [bwd(k) for k in range(total - warmup, total)]
+    return out
+
+
+def simulate(
+    orders: dict[int, list[Action]],
+    num_stages: int,
+    t_fwd: float = 1.0,
+    t_bwd: float = 2.0,
+    costs: dict[Action, float] | None = None,
+) -> dict[int, list[tuple[Action, float, float]]]:
+    """Run the orders on an ideal machine (no communication cost; each action takes
+    ``costs[action]``, else ``t_fwd``/``t_bwd``): per rank, each action's (start, end).
+    Raises ``RuntimeError`` naming the blocked actions if the orders deadlock."""
+    done: dict[tuple, float] = {}
+    pos = dict.fromkeys(orders, 0)
+    free = dict.fromkeys(orders, 0.0)
+    timeline: dict[int, list] = {r: [] for r in orders}
+    remaining = sum(len(o) for o in orders.values())
+    while remaining:
+        progressed = False
+        for r, order in orders.items():
+            while pos[r] < len(order):
+                a = order[pos[r]]
+                if a.kind == "F":
+                    deps = [(a.stage - 1, "F", a.mb)] if a.stage > 0 else []
+                else:
+                    deps = [(a.stage, "F", a.mb)]
+                    if a.stage < num_stages - 1:
+                        deps.append((a.stage + 1, "B", a.mb))
+                if any(d not in done for d in deps):
+                    break
+                start = max([free[r]] + [done[d] for d in deps])
+                if costs is not None and a in costs:
+                    end = start + costs[a]
+                else:
+                    end = start + (t_fwd if a.kind == "F" else t_bwd)
+                done[tuple(a)] = free[r] = end
+                timeline[r].append((a, start, end))
+                pos[r] += 1
+                remaining -= 1
+                progressed = True
+        if not progressed:
+            blocked = {r: o[pos[r]] for r, o in orders.items() if pos[r] < len(o)}
+            raise RuntimeError(f"pipeline schedule deadlocks; blocked actions by rank: {blocked}")
+    return timeline
+
+
+def theoretical_bubble(
+    orders: dict[int, list[Action]],
+    num_stages: int,
+    t_fwd: float = 1.0,
+    t_bwd: float = 2.0,
+    costs: dict[Action, float] | None = None,
+) -> dict[int, float]:
+    """Per rank, idle time / total time of the simulated timeline."""
+    tl = simulate(orders, num_stages, t_fwd, t_bwd, costs)
+    total = max(e for ev in tl.values() for _, _, e in ev)
+    return {r: 1.0 - sum(e - s for _, s, e in ev) / total for r, ev in tl.items()}
