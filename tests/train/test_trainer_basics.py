@@ -101,7 +101,9 @@ def test_checkpoints_merge_ranks_and_keep_best(tmp_path):
     assert [m["step"] for m in restored.metrics_history] == [0, 1, 2, 3, 4]
 
 
-@pytest.mark.parametrize("sigkill", [False, True])
+# SIGKILL recovery also runs in CI through tests/train/test_recovery.py and
+# tests/test_ddp_examples.py; the sigkill case here (~70 s) runs with EMBER_FULL_TESTS=1.
+@pytest.mark.parametrize("sigkill", [False, pytest.param(True, marks=pytest.mark.full)])
 def test_failure_restarts_from_latest_checkpoint(tmp_path, sigkill):
     cfg = {"steps": 4, "crash_at": 2, "marker": str(tmp_path / "crashed"), "sigkill": sigkill}
     result = Trainer(
@@ -159,7 +161,7 @@ def _reporting_while_a_peer_fails():
         report({"ok": 1})
 
 
-@pytest.mark.parametrize("inbox", ["socket", "actor"])
+@pytest.mark.parametrize("inbox", ["socket", pytest.param("actor", marks=pytest.mark.full)])
 def test_a_healthy_rank_reporting_during_a_failure_is_not_blamed(tmp_path, monkeypatch, inbox):
     from ember.distributed.train import reports
 
