@@ -17,11 +17,13 @@ long as these functions keep their meaning.
   written into (a view of DDP's bucket), or ``None``; ``use_grad_destinations(+1/-1)``
   counts the users, so that the engine only looks for destinations while someone sets them.
 * ``queue_engine_callback(fn)``: run ``fn()`` once the current backward pass has finished.
+* ``functional_override(name, fn)``: within a block, ``nn.functional.<name>`` goes through ``fn``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from .autograd import engine as _engine
@@ -92,3 +94,27 @@ def queue_engine_callback(callback: Callable[[], None]) -> None:
     if not callable(callback):
         raise TypeError(f"queue_engine_callback: expected a callable, got {callback!r}")
     _engine.queue_callback(callback)
+
+
+@contextlib.contextmanager
+def functional_override(name: str, override: Callable[..., Any]) -> Iterator[None]:
+    """Within the block, ``ember.nn.functional.<name>(*args, **kwargs)`` calls
+    ``override(plain, *args, **kwargs)``, where ``plain`` is the function it replaced (the
+    override passes through what it does not handle). Restored on exit, also on error. For
+    tensor types outside core that take over a functional op in a scope (DTensor's
+    ``loss_parallel`` and ``cross_entropy``), as PyTorch's DTensor dispatch does."""
+    from . import nn as _nn
+
+    functional = _nn.functional
+    plain = getattr(functional, name, None)
+    if not callable(plain):
+        raise AttributeError(f"functional_override: ember.nn.functional has no function {name!r}")
+
+    def dispatch(*args: Any, **kwargs: Any) -> Any:
+        return override(plain, *args, **kwargs)
+
+    setattr(functional, name, dispatch)
+    try:
+        yield
+    finally:
+        setattr(functional, name, plain)

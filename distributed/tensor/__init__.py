@@ -5,6 +5,7 @@ A ``DTensor`` is a global tensor over a ``DeviceMesh``: ``Shard(dim)``, ``Replic
 """
 
 from ..device_mesh import DeviceMesh, init_device_mesh
+from . import _methods  # noqa: F401  (binds DTensor's operators)
 from ._api import DTensor, distribute_tensor
 from .placement_types import Partial, Placement, Replicate, Shard
 

@@ -208,8 +208,32 @@ class DTensor:
 
 def _move(local, mesh: DeviceMesh, src, dst, shape):
     """This rank's piece under ``dst`` from its piece under ``src`` (no autograd)."""
+    fast = _reduce_scatter(local, mesh, src, dst)
+    if fast is not None:
+        return fast
     full = _to_replicate(DTensor(local, mesh, src, shape))
     return _from_replicate(full, mesh, dst, shape)._local_tensor
+
+
+def _reduce_scatter(local, mesh: DeviceMesh, src, dst):
+    """``Partial('sum')`` -> ``Shard(d)`` on one mesh dimension, the rest unchanged, with
+    even pieces: one reduce-scatter (the sequence-parallel exit of a rowwise linear) instead
+    of an all-reduce and a slice. ``None`` when it does not apply."""
+    diff = [i for i, (a, b) in enumerate(zip(src, dst)) if a != b]
+    if len(diff) != 1:
+        return None
+    i = diff[0]
+    if not (src[i] == Partial("sum") and isinstance(dst[i], Shard)):
+        return None
+    d, k = dst[i].dim, mesh.size(i)
+    if local.shape[d] % k or any(p.is_shard(d) for p in src):
+        return None
+    import ember
+
+    rows = local.movedim(d, 0).contiguous()
+    out = ember.empty((rows.shape[0] // k, *rows.shape[1:]), dtype=rows.dtype, device=rows.device)
+    _c.reduce_scatter_tensor(out, rows, group=mesh.get_group(i))
+    return out.movedim(0, d).contiguous()
 
 
 class _Redistribute(Function):
