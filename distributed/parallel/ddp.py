@@ -139,7 +139,7 @@ class DistributedDataParallel(Module, BucketLayout, JoinableDDP):
         """Broadcast parameters and buffers from rank 0 so every replica starts equal."""
         with ember.no_grad():
             for t in list(self.module.parameters()) + list(self.module.buffers()):
-                collectives.broadcast(t, src=0, group=self.process_group)
+                collectives.broadcast(t, group=self.process_group, group_src=0)
 
     def _reset_iteration_state(self) -> None:
         for b in self._buckets:

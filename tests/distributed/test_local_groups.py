@@ -27,6 +27,11 @@ def _body(rank):
         t = ember.tensor([float(10 * rank)])
         dist.all_reduce(t, group=tail)
         out["tail"] = t.item()
+        # DDP on a group without global rank 0 broadcasts from the group's first rank
+        ember.manual_seed(rank)
+        model = ember.nn.Linear(2, 1)
+        ember.nn.parallel.DistributedDataParallel(model, process_group=tail)
+        out["ddp_weight"] = model.weight.detach().tolist()
     # a second group over [0, 1]; rank 2 may call too, and gets NON_GROUP_MEMBER at once
     again = dist.new_group([0, 1], use_local_synchronization=True)
     if rank == 2:
@@ -50,6 +55,7 @@ def test_groups_synchronised_among_their_members_only():
     res = run_ranks(_body, 3, timeout=60)
     got = {r: res[r].value for r in range(3)}
     assert all(res[r].ok for r in range(3)), [res[r].traceback for r in range(3) if not res[r].ok]
+    assert got[1].pop("ddp_weight") == got[2].pop("ddp_weight")
     assert got[0] == {"pair": 3.0, "again": 2.0, "evens": 2.0}
     assert got[1] == {"pair": 3.0, "tail": 30.0, "again": 2.0}
     assert got[2] == {"tail": 30.0, "evens": 2.0}
