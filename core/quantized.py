@@ -354,8 +354,35 @@ def _array(x):
 def _quantize_codes(xp, x, inv, zp, lo, hi, storage):
     """PyTorch's rounding: fl32(x * inv + zp) with one rounding (an FMA), clamp, half-to-even.
     float64 holds the product of two float32 exactly, so one cast to float32 is the FMA."""
+    if (
+        xp is np
+        and type(inv) is float
+        and type(zp) is int
+        and x.dtype == np.float32
+        and storage in (np.uint8, np.int8)
+        and x.size
+    ):
+        kernel = _compiled_quantize()
+        if kernel is not None:  # one compiled pass for the four below (same codes)
+            out = np.empty(x.shape, storage)
+            kernel(np.ascontiguousarray(x).reshape(-1), inv, zp, lo, hi, out.reshape(-1))
+            return out
     f = (x.astype(xp.float64) * inv + zp).astype(xp.float32)
     return xp.rint(xp.clip(f, lo, hi)).astype(storage)
+
+
+_NUMBA_INT: list = []
+
+
+def _compiled_quantize():
+    """``ao.nn.quantized._numba_int.quantize_codes`` when numba is installed and on, else None
+    (imported at the first quantization: importing it imports numba)."""
+    if not _NUMBA_INT:
+        from .ao.nn.quantized import _numba_int
+
+        _NUMBA_INT.append(_numba_int)
+    nbi = _NUMBA_INT[0]
+    return nbi.quantize_codes if nbi.enabled() else None
 
 
 def quantize_per_tensor(input, scale, zero_point, dtype) -> QTensor:

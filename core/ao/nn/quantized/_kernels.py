@@ -273,6 +273,13 @@ def requantize(
         return f.astype(storage)
     lo, hi = np.float32(lo), np.float32(qmax)
     out = np.empty(acc.shape, storage)
+    if channel_axis == 1 and acc.ndim >= 2 and acc.size and acc.flags.c_contiguous:
+        nbi = _numba()
+        if nbi is not None:  # one compiled pass for the blocked NumPy passes below
+            m_n, c_n = _channel_constants(m, c, acc.shape[1])
+            shape3 = (acc.shape[0], acc.shape[1], acc.size // (acc.shape[0] * acc.shape[1]))
+            nbi.requantize_planes(acc.reshape(shape3), m_n, c_n, lo, hi, out.reshape(shape3))
+            return out
     n = acc.shape[0] if acc.ndim > 1 else 1
     per = acc.size // n if n else 0
     rows = max(1, _BLOCK // per) if per else n
@@ -285,6 +292,36 @@ def requantize(
         e = min(n, s + rows)
         _requantize_block(acc[s:e], buf[: e - s], m, c, lo, hi, out[s:e])
     return out
+
+
+_NB: list = []
+_CH_CACHE: dict = {}  # id(m), id(c), channels -> (m, c, m per channel, c per channel)
+
+
+def _numba():
+    """``_numba_int`` when numba is installed and on (``EMBER_NUMBA``), else None."""
+    if not _NB:
+        from . import _numba_int
+
+        _NB.append(_numba_int)
+    return _NB[0] if _NB[0].enabled() else None
+
+
+def _channel_constants(m, c, n: int):
+    """``_constants``' multiplier and offset as float32 arrays of one value per channel (c
+    None: zeros, as adding +0.0 changes no code); cached while ``_constants`` holds them."""
+    key = (id(m), id(c), n)
+    hit = _CH_CACHE.get(key)
+    if hit is not None and hit[0] is m and hit[1] is c:
+        return hit[2], hit[3]
+    m_n = np.broadcast_to(np.asarray(m, np.float32).reshape(-1), (n,)).copy()
+    c_n = np.zeros(n, np.float32)
+    if c is not None:
+        c_n[:] = np.asarray(c, np.float32).reshape(-1)
+    if len(_CH_CACHE) > 512:
+        _CH_CACHE.clear()
+    _CH_CACHE[key] = (m, c, m_n, c_n)
+    return m_n, c_n
 
 
 def _requantize_block(acc, f, m, c, lo, hi, out) -> None:

@@ -110,6 +110,8 @@ class _ConvNd(Module):
         w, b = self._w, self._b
         zp = int(x._zero_point)
         lo, hi = _q._RANGES[x._qdtype]
+        if self._direct_ok(data, zp, lo, hi):
+            return self._direct(x, data, zp, lo, hi)
         acc = K.conv_acc(
             self._NDIM,
             data,
@@ -138,6 +140,79 @@ class _ConvNd(Module):
         return _q.QTensor._make(
             codes, x._qdtype, _q.per_tensor_affine, float(self.scale), int(self.zero_point)
         )
+
+    def __getstate__(self):  # pickling / deepcopy: the direct plan is a cache
+        state = self.__dict__.copy()
+        state.pop("_direct_plan", None)
+        return state
+
+    def _direct_ok(self, data, zp: int, lo: int, hi: int) -> bool:
+        """Whether the compiled direct convolution (``_numba_int.conv2d_requantize``) takes
+        this call: a NumPy 2-D convolution, stride / dilation 1, one group, a short reduction
+        (at most 36 taps: an im2col GEMM is inefficient there) and at most 1024 output positions
+        (a 28x28 image: 0.09 ms against 0.17 ms through onnxruntime; 64 8x8 images: 0.98 ms
+        against 0.63 ms for float32, where the other kernels win), exact float32 sums."""
+        if (
+            self._NDIM != 2
+            or type(data) is not np.ndarray
+            or self.groups != 1
+            or self.stride != (1, 1)
+            or self.dilation != (1, 1)
+        ):
+            return False
+        taps = self.in_channels * self.kernel_size[0] * self.kernel_size[1]
+        n, _, h, w = data.shape
+        oh = h + 2 * self.padding[0] - self.kernel_size[0] + 1
+        ow = w + 2 * self.padding[1] - self.kernel_size[1] + 1
+        if taps > 36 or n * oh * ow > 1024 or oh <= 0 or ow <= 0:
+            return False
+        if taps * max(zp - lo, hi - zp) * self._wmax >= K._F32_EXACT:
+            return False
+        from .. import _numba_int as nbi  # imports numba: only for a layer that may use it
+
+        return nbi.enabled()
+
+    def _direct(self, x, data, zp: int, lo: int, hi: int):
+        from .. import _numba_int as nbi
+
+        w, b = self._w, self._b
+        key = (x._scale, self.scale, self.zero_point, self._RELU, lo, hi)
+        plan = self.__dict__.get("_direct_plan")  # a cache, not module state
+        if plan is None or plan[0] != key or plan[1] is not w or plan[2] is not b:
+            plan = (key, w, b) + self._direct_constants(x, w, b, lo, hi)
+            self.__dict__["_direct_plan"] = plan
+        m_n, c_n, qlo, qhi, wc = plan[3:]
+        n, _, h, wd = data.shape
+        ph, pw = self.padding
+        oh = h + 2 * ph - self.kernel_size[0] + 1
+        ow = wd + 2 * pw - self.kernel_size[1] + 1
+        out = np.empty((n, w.shape[0], oh, ow), data.dtype)
+        nbi.conv2d_requantize(np.ascontiguousarray(data), zp, wc, ph, pw, m_n, c_n, qlo, qhi, out)
+        return _q.QTensor._make(
+            out, x._qdtype, _q.per_tensor_affine, float(self.scale), int(self.zero_point)
+        )
+
+    def _direct_constants(self, x, w, b, lo: int, hi: int) -> tuple:
+        """(multipliers, offsets per output channel, output bounds, centered weight codes)."""
+        from .utils import weight_codes
+
+        no = w.shape[0]
+        m, c = K._constants(
+            np,
+            float(x._scale),
+            K.weight_scale(w),
+            None if b is None else b._data,
+            float(self.scale),
+            int(self.zero_point),
+            1,
+            0,
+        )
+        m_n = np.broadcast_to(np.asarray(m, np.float32).reshape(-1), (no,)).copy()
+        c_n = np.zeros(no, np.float32)  # no offset: adding +0.0 changes no code
+        if c is not None:
+            c_n[:] = np.asarray(c, np.float32).reshape(-1)
+        qlo = max(lo, int(self.zero_point)) if self._RELU else lo
+        return m_n, c_n, np.float32(qlo), np.float32(hi), weight_codes(w)[0]
 
     # torch's keys: weight (quantized), bias (float), scale, zero_point
     def _save_to_state_dict(self, destination, prefix, keep_vars):

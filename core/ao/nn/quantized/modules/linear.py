@@ -23,10 +23,42 @@ from .utils import (
 __all__ = ["LinearPackedParams", "Linear"]
 
 
+def _numba_plan(w, xzp: int, m, c, amax: int, wmax: int):
+    """(kernel, input zero point, int8 weight, int32 weight zero points, float32 multipliers and
+    offsets per output) for the compiled kernel, or None where it does not apply (numba missing
+    or off, a CuPy or non-contiguous weight, an int32 accumulator that could overflow)."""
+    wd = w._data
+    if type(wd) is not np.ndarray or wd.ndim != 2 or not wd.flags.c_contiguous:
+        return None
+    from .. import _numba_int as nbi  # imports numba: only once a plan is made
+
+    if not nbi.enabled() or not nbi.fits_int32(wd.shape[1], amax, wmax):
+        return None
+    n = wd.shape[0]
+    wzp = np.broadcast_to(np.asarray(w._zero_point, np.int32).reshape(-1), (n,)).copy()
+    m_n = np.broadcast_to(np.asarray(m, np.float32).reshape(-1), (n,)).copy()
+    c_n = np.zeros(n, np.float32)  # no offset: adding +0.0 changes no code
+    if c is not None:
+        c_n[:] = np.asarray(c, np.float32).reshape(-1)
+    return nbi.linear_requantize, int(xzp), wd, wzp, m_n, c_n
+
+
 def _small_forward(consts, data, qd, out_scale, out_zp):
     """The float-BLAS path of ``_kernels`` for a small call, with the plan's constants: the
     same operations on the same values (so the same codes), without their per-call lookups."""
-    w, zpf, m, c, lo, hi, storage, l1 = consts
+    w, zpf, m, c, lo, hi, storage, l1, nb = consts
+    if nb is not None:  # the compiled int8 kernel (_numba_int): reads the int8 weight itself
+        kernel, zp, wd, wzp, m_n, c_n = nb
+        shp = data.shape
+        out = np.empty((data.size // shp[-1], wd.shape[0]), storage)
+        kernel(data.reshape(-1, shp[-1]), zp, wd, wzp, m_n, c_n, lo, hi, out)
+        return _q.QTensor._make(
+            out.reshape(shp[:-1] + (wd.shape[0],)),
+            qd,
+            _q.per_tensor_affine,
+            float(out_scale),
+            int(out_zp),
+        )
     if l1:  # the dtype's bound is too loose for this weight: this input's own range decides
         zp = 0 if zpf is None else int(zpf)
         amax = int(data.max()) - zp
@@ -255,6 +287,7 @@ class Linear(SavedQParams, Module):
                 np.float32(hi),
                 np.dtype(qd.np),
                 check,
+                _numba_plan(w, xzp, m, c, amax, pp._wmax),
             )
         plan = (pp, w, b, key, consts)
         self.__dict__["_plan"] = plan  # a cache, not module state (no __setattr__ bookkeeping)

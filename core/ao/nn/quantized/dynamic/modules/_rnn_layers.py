@@ -17,7 +17,7 @@ from ...... import quantized as _q
 from ... import _kernels as K
 from ...modules.utils import weight_bound, weight_codes
 
-__all__ = ["dynamic_qparams", "lstm_layer", "gru_layer"]
+__all__ = ["dynamic_qparams", "lstm_layer", "gru_layer", "numba_rows_kernel", "numba_passes"]
 
 _SMALLEST_SCALE = 6.1e-5
 
@@ -60,11 +60,50 @@ class _Recurrent:
         self.b64 = xp.empty((n, k), xp.float64)
         self.a = xp.empty((n, k), xp.float32)
         self.hi32 = np.float32(self.qmax)
+        # few rows on CPU: the compiled int8 GEMV reads the int8 weight (1 byte per weight
+        # against 4 for the float32 operand) and fuses the quantization; same accumulators
+        self.kernel = numba_rows_kernel(w, n, k, self.qmax, self.wmax)
+        # more rows: the float GEMM, with the passes around it compiled (one each)
+        self.nb = numba_passes() if xp is np else None
+        if self.kernel is not None:
+            self.wd, self.wzp = w._data, weight_zero_points(w)
+            self.acc = np.empty((n, w._data.shape[0]), np.float32)
+
+    def gates(self, h, sw, add):
+        """``codes(h) @ W_hh^T * (scale * sw) + add`` as float32 (a new array, or the layer's
+        buffer on the compiled path: the caller is done with the previous step's)."""
+        nb = self.nb
+        if self.kernel is None:
+            acc, scale = self(h)
+            if nb is not None:
+                nb.scale_add(acc, np.float32(scale), sw, add)
+                return acc
+            self.xp.multiply(acc, self.xp.float32(scale) * sw, out=acc)
+            acc += add
+            return acc
+        lo, hi = nb.min_max(h)
+        scale, zp = dynamic_qparams(float(lo), float(hi), self.qmax)
+        inv = float(np.float32(1.0) / np.float32(scale))
+        acc = self.acc
+        nb.dynamic_gates(h, inv, zp, self.qmax, self.wd, self.wzp, np.float32(scale), sw, add, acc)
+        return acc
 
     def __call__(self, h):
-        xp, a = self.xp, self.a
+        xp, a, nb = self.xp, self.a, self.nb
+        if nb is not None:  # the same quantization in two compiled passes instead of seven
+            lo, hi = nb.min_max(h)
+            scale, zp = dynamic_qparams(float(lo), float(hi), self.qmax)
+            inv = float(np.float32(1.0) / np.float32(scale))
+            nb.quantize_centered(h, inv, zp, self.qmax, a)
+            if self.exact:
+                return a @ self.wc, scale
+            acc = K.int_linear(a, self.wc, max(zp, self.qmax - zp), self.wmax)
+            return acc.astype(np.float32), scale
         scale, zp = dynamic_qparams(float(h.min()), float(h.max()), self.qmax)
         inv = float(np.float32(1.0) / np.float32(scale))
+        if self.kernel is not None:  # the caller is done with the previous step's acc
+            self.kernel(h, inv, zp, self.qmax, self.wd, self.wzp, self.acc)
+            return self.acc, scale
         # dynamic_linear's quantization, into the layer's buffers: one float64 multiply-add
         # rounded once to float32 (fbgemm's FMA), clamp, round half to even, center
         xp.multiply(h, inv, out=self.b64, dtype=xp.float64)
@@ -80,6 +119,32 @@ class _Recurrent:
             return a @ self.wc, scale
         acc = K.int_linear(a, self.wc, max(zp, self.qmax - zp), self.wmax)
         return acc.astype(xp.float32), scale
+
+
+def weight_zero_points(w) -> np.ndarray:
+    """The weight's zero point per output row, int32 (the compiled kernels' operand)."""
+    n = w._data.shape[0]
+    return np.broadcast_to(np.asarray(w._zero_point, np.int32).reshape(-1), (n,)).copy()
+
+
+def numba_rows_kernel(w, rows: int, k: int, amax: int, wmax: int):
+    """``_numba_int.dynamic_acc`` where it applies (numba on, a NumPy int8 weight, at most
+    ``ROWS_MAX`` rows, an exact int32 accumulator), else None."""
+    wd = w._data
+    if type(wd) is not np.ndarray or wd.ndim != 2 or not wd.flags.c_contiguous:
+        return None
+    from ... import _numba_int as nbi  # imports numba: only for a CPU layer
+
+    if not nbi.enabled() or rows > nbi.ROWS_MAX or not nbi.fits_int32(k, amax, wmax):
+        return None
+    return nbi.dynamic_acc
+
+
+def numba_passes():
+    """The ``_numba_int`` module when numba is on, else None."""
+    from ... import _numba_int as nbi
+
+    return nbi if nbi.enabled() else None
 
 
 def _state(xp, s, n: int, hs: int):
@@ -99,9 +164,14 @@ def lstm_layer(xp, gi, w_hh, b_hh, h0, c0, reverse: bool, reduce_range: bool):
     s = xp.full((g4,), 0.5, xp.float32)
     s[2 * hs : 3 * hs] = 1
     shift = (1 - s).astype(xp.float32)
-    gi *= s
-    if b_hh is not None:  # the recurrent bias joins the input projection once
-        gi += b_hh.astype(xp.float32) * s
+    nb = numba_passes() if xp is np and gi.flags.c_contiguous else None
+    if nb is not None:  # the two passes in one (the same roundings)
+        bs = np.zeros(g4, np.float32) if b_hh is None else b_hh.astype(np.float32) * s
+        nb.mul_add(gi.reshape(-1, g4), s, bs)
+    else:
+        gi *= s
+        if b_hh is not None:  # the recurrent bias joins the input projection once
+            gi += b_hh.astype(xp.float32) * s
     rec = _Recurrent(xp, w_hh, n, reduce_range)
     sw = rec.ws32 * s
     out = xp.empty((steps, n, hs), xp.float32)
@@ -109,9 +179,7 @@ def lstm_layer(xp, gi, w_hh, b_hh, h0, c0, reverse: bool, reduce_range: bool):
     c = _state(xp, c0, n, hs)
     tc = xp.empty((n, hs), xp.float32)
     for t in range(steps - 1, -1, -1) if reverse else range(steps):
-        acc, scale = rec(h)
-        xp.multiply(acc, xp.float32(scale) * sw, out=acc)  # dequantize, halved i / f / o
-        acc += gi[t]
+        acc = rec.gates(h, sw, gi[t])  # dequantized, halved i / f / o, plus the input part
         xp.tanh(acc, out=acc)
         acc *= s
         acc += shift

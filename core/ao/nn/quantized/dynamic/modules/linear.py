@@ -9,10 +9,28 @@ from ...... import quantized as _q
 from ......tensor import Tensor
 from ... import _kernels as K
 from ...modules.linear import Linear as _QLinear
-from ...modules.utils import quantize_weight, weight_codes
-from ._rnn_layers import dynamic_qparams
+from ...modules.utils import _CACHE, quantize_weight, weight_codes
+from ._rnn_layers import (
+    dynamic_qparams,
+    numba_passes,
+    numba_rows_kernel,
+    weight_zero_points,
+)
 
 __all__ = ["Linear", "dynamic_linear"]
+
+
+def _zero_points(w: _q.QTensor) -> np.ndarray:
+    """The weight's int32 zero point per row (cached on the weight like its other operands)."""
+    hit = w._cache if _CACHE[0] else None
+    if hit is not None and ("zp32",) in hit:
+        return hit[("zp32",)]
+    zps = weight_zero_points(w)
+    if _CACHE[0]:
+        if w._cache is None:
+            w._cache = {}
+        w._cache[("zp32",)] = zps
+    return zps
 
 
 def dynamic_linear(x: np.ndarray, w: _q.QTensor, wmax: int, bias, reduce_range: bool):
@@ -20,10 +38,35 @@ def dynamic_linear(x: np.ndarray, w: _q.QTensor, wmax: int, bias, reduce_range: 
     own range (torch's fbgemm dynamic linear: reduce_range uses 7 bits for activations)."""
     xp = K.xp_of(x)
     hi = 127 if reduce_range else 255
-    lo_v = float(x.min()) if x.size else 0.0
-    hi_v = float(x.max()) if x.size else 0.0
+    k = x.shape[-1] if x.ndim else 1
+    rows = x.size // k if k else 0
+    nb = numba_passes() if xp is np and x.dtype == np.float32 and rows else None
+    if nb is not None:  # compiled passes around the GEMM, each one for NumPy's several
+        x2 = np.ascontiguousarray(x.reshape(rows, k))
+        lo_v, hi_v = (float(v) for v in nb.min_max(x2))
+    else:
+        lo_v = float(x.min()) if x.size else 0.0
+        hi_v = float(x.max()) if x.size else 0.0
     scale, zp = dynamic_qparams(lo_v, hi_v, hi)
     inv = float(np.float32(1.0) / np.float32(scale))
+    if nb is not None:
+        kernel = numba_rows_kernel(w, rows, k, max(zp, hi - zp), wmax)
+        if kernel is not None:  # few rows: the int8 GEMV, same accumulators, read as int8
+            acc = np.empty((rows, w._data.shape[0]), np.float32)
+            kernel(x2, inv, zp, hi, w._data, _zero_points(w), acc)
+            y = K.dequant_acc(acc, scale, K.weight_scale(w), bias, 1)
+            return y.reshape(x.shape[:-1] + (acc.shape[1],))
+        a = np.empty((rows, k), np.float32)
+        nb.quantize_centered(x2, inv, zp, hi, a)
+        wc, ws = weight_codes(w, transpose=True)
+        acc = K.int_linear(a, wc, max(zp, hi - zp), wmax)
+        if acc.dtype != np.float32:
+            acc = acc.astype(np.float32)
+        n = wc.shape[1]
+        ws_n = np.broadcast_to(np.asarray(ws, np.float32).reshape(-1), (n,)).copy()
+        b = np.zeros((1, n), np.float32) if bias is None else bias.astype(np.float32)
+        nb.scale_add(acc, np.float32(scale), ws_n, b.reshape(1, n))
+        return acc.reshape(x.shape[:-1] + (n,))
     codes = (x.astype(xp.float64) * inv + zp).astype(xp.float32)
     a = xp.rint(xp.clip(codes, 0, hi)) - xp.float32(zp)
     shp = a.shape
