@@ -254,19 +254,24 @@ def measure(libs, build, threads, repeat, clock, min_time):
     """Best-of-``repeat`` seconds per step for each lib, rounds alternating between libs."""
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(limits=threads):
-        for lib in libs.values():
-            if lib.__name__ == "torch":
+    prev = {k: lib.get_num_threads() for k, lib in libs.items()}
+    try:
+        with threadpool_limits(limits=threads):
+            for lib in libs.values():
+                # ember's also sizes the compiled kernels' split (ops/_kernel_split.py)
                 lib.set_num_threads(threads)
-        steps = {k: _step_fn(lib, build) for k, lib in libs.items()}
-        numbers = {}
-        for k, s in steps.items():
-            s()  # warm-up (caches, lazy imports)
-            numbers[k] = _calibrate(s, clock, min_time)
-        best = {k: float("inf") for k in steps}
-        for _ in range(repeat):
+            steps = {k: _step_fn(lib, build) for k, lib in libs.items()}
+            numbers = {}
             for k, s in steps.items():
-                best[k] = min(best[k], _round(s, clock, numbers[k]))
+                s()  # warm-up (caches, lazy imports)
+                numbers[k] = _calibrate(s, clock, min_time)
+            best = {k: float("inf") for k in steps}
+            for _ in range(repeat):
+                for k, s in steps.items():
+                    best[k] = min(best[k], _round(s, clock, numbers[k]))
+    finally:  # the process's thread counts as they were (the sweep runs inside the tests too)
+        for k, lib in libs.items():
+            lib.set_num_threads(prev[k])
     return best
 
 

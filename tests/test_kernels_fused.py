@@ -13,7 +13,7 @@ import pytest
 
 import ember
 from ember.autograd import gradcheck, gradgradcheck
-from ember.ops import act_kernels, norm_rows
+from ember.ops import act_kernels, norm_group_rms, norm_rows
 
 torch = pytest.importorskip("torch")
 F, TF = ember.nn.functional, torch.nn.functional
@@ -32,9 +32,12 @@ def norm_path(request, monkeypatch):
     monkeypatch.setattr(norm_rows, "_BLOCK_ELEMS", 64)
     if request.param == "numpy":
         monkeypatch.setattr(norm_rows, "_numba", False)
+        monkeypatch.setattr(norm_group_rms, "_numba", False)  # group norm on the row kernels
     else:
         monkeypatch.setattr(norm_rows, "_numba", None)
         assert norm_rows._compiled(np, np.zeros((1, 1), np.float32)) is not None
+        monkeypatch.setattr(norm_group_rms, "_numba", None)
+        assert norm_group_rms._group_compiled(np, np.zeros((1, 1), np.float32)) is not None
     return request.param
 
 
@@ -154,6 +157,7 @@ def test_norm_weight_shape_errors():
 @pytest.mark.parametrize("name", ["gelu", "silu"])
 def test_blocked_activations_match_torch(name, monkeypatch):
     monkeypatch.setattr(act_kernels, "_BLOCK", 100)
+    monkeypatch.setattr(act_kernels, "_numba", False)  # the NumPy kernels (numba: own tests)
     rng = np.random.default_rng(6)
     x = (rng.standard_normal((7, 53)) * 4).astype(np.float32)  # 371 elements: 4 blocks
     x.flat[:4] = [-120.0, 120.0, 0.0, -9.0]  # exp over/underflow, the kink, the far tail
@@ -189,6 +193,7 @@ def test_gelu_float64_is_exact():
 @pytest.mark.parametrize("name", ["softmax", "log_softmax"])
 def test_last_dim_softmax_blocked(name, monkeypatch):
     monkeypatch.setattr(norm_rows, "_BLOCK_ELEMS", 64)
+    monkeypatch.setattr(act_kernels, "_numba", False)  # the NumPy kernels (numba: own tests)
     x = (np.random.default_rng(8).standard_normal((3, 11, 20)) * 5).astype(np.float32)
     ref = x.astype(np.float64) - x.max(-1, keepdims=True)
     ref = ref - np.log(np.exp(ref).sum(-1, keepdims=True))

@@ -13,8 +13,11 @@ On CuPy there is one block.
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
+
+from ._kernel_split import split_call
 
 _BLOCK = 1 << 14  # elements per block: 4-5 float32 scratch arrays of 64 KiB fit L2
 
@@ -105,3 +108,64 @@ def silu_f32(x, need_grad: bool):
                 d *= s
     shape = x.shape
     return out.reshape(shape), (der.reshape(shape) if der is not None else None)
+
+
+# ---- compiled (numba) kernels: one pass, a vectorised exp ----------------------------------
+_numba = None  # the ``_numba_act`` module once loaded; False when unavailable
+# float32 is where the compiled exp wins (float64 calls libm's exp / erfc per element, no faster
+# than NumPy); the tests add float64 to run the same kernels under gradcheck
+_COMPILED_DTYPES = (np.dtype(np.float32),)
+
+
+def compiled(xp, x):
+    """The numba activation kernels (``_numba_act``) when they apply to the array ``x``: NumPy,
+    a dtype of ``_COMPILED_DTYPES``, numba installed and ``EMBER_NUMBA`` not ``0``; else None."""
+    global _numba
+    if xp is not np or x.dtype not in _COMPILED_DTYPES or x.size == 0:
+        return None
+    if _numba is None:
+        _numba = False
+        if os.environ.get("EMBER_NUMBA", "1") != "0":
+            from . import _numba_act  # (numba is an optional extra, "fast")
+
+            if _numba_act.AVAILABLE:
+                _numba = _numba_act
+    return _numba or None
+
+
+_FLAT = {
+    # name: (forward, forward with the derivative)
+    "gelu": ("gelu_forward", "gelu_forward_der"),
+    "gelu_tanh": ("gelu_tanh_forward", "gelu_tanh_forward_der"),
+    "silu": ("silu_forward", "silu_forward_der"),
+}
+
+
+def flat_compiled(kern, name: str, x, need_grad: bool):
+    """Run the compiled elementwise activation ``name`` (a key of ``_FLAT``) over ``x``;
+    returns ``(out, derivative or None)``, both fresh arrays of ``x``'s shape."""
+    xf = np.ascontiguousarray(x).reshape(-1)
+    k = kern.consts(x.dtype)
+    out = np.empty_like(xf)
+    fwd, fwd_der = (getattr(kern, f) for f in _FLAT[name])
+    der = None
+    if need_grad:
+        der = np.empty_like(xf)
+        split_call(fwd_der, xf.size, 1, lambda lo, hi: (xf[lo:hi], out[lo:hi], der[lo:hi], k))
+    else:
+        split_call(fwd, xf.size, 1, lambda lo, hi: (xf[lo:hi], out[lo:hi], k))
+    return out.reshape(x.shape), (der.reshape(x.shape) if der is not None else None)
+
+
+def rows_compiled(kern, name: str, *arrays):
+    """Run the compiled row kernel ``name`` (``softmax_forward``, ``softmax_backward``,
+    ``log_softmax_forward``, ``log_softmax_backward``) over the last dim of ``arrays`` (same
+    shape); returns a fresh array of that shape."""
+    shape = arrays[-1].shape
+    d = shape[-1]
+    a2 = [np.ascontiguousarray(a).reshape(-1, d) for a in arrays]
+    out = np.empty(a2[-1].shape, dtype=a2[-1].dtype)
+    k = kern.consts(out.dtype)
+    fn = getattr(kern, name)
+    split_call(fn, out.shape[0], d, lambda lo, hi: (*(a[lo:hi] for a in a2), out[lo:hi], k))
+    return out.reshape(shape)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..autograd.function import Function
-from .act_kernels import silu_f32
+from .act_kernels import compiled, flat_compiled, silu_f32
 
 SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_SCALE = 1.0507009873554804934193349852946
@@ -88,6 +88,11 @@ class Silu(Function):
     @staticmethod
     def forward(ctx, x):
         xp = ctx.xp
+        kern = compiled(xp, x)
+        if kern is not None:  # one pass; the derivative made alongside
+            out, der = flat_compiled(kern, "silu", x, ctx.needs_input_grad[0])
+            ctx.save_for_backward(x, der)
+            return out
         if xp is np and x.dtype == np.float32:
             # blocked: output and derivative from one exp; backward is grad * derivative
             out, der = silu_f32(x, ctx.needs_input_grad[0])

@@ -12,6 +12,76 @@ the per-tap strided slices.
 
 from __future__ import annotations
 
+import os
+
+import numpy as np
+
+from ._kernel_split import split_call
+
+_numba = None  # ``_numba_depthwise`` once loaded; False when unavailable
+
+
+def _compiled(xp, geom, *arrays):
+    """The compiled 2-D depthwise kernels when they apply: NumPy float32/float64 arrays of one
+    dtype, 2-D, numba installed, ``EMBER_NUMBA`` not ``0``; else None."""
+    global _numba
+    if xp is not np or len(geom.kernel) != 2:
+        return None
+    dt = arrays[0].dtype
+    if dt not in (np.float32, np.float64) or any(a.dtype != dt for a in arrays):
+        return None
+    if any(lo < 0 or hi < 0 for lo, hi in geom.pad) or 0 in arrays[0].shape:
+        return None
+    if _numba is None:
+        _numba = False
+        if os.environ.get("EMBER_NUMBA", "1") != "0":
+            from . import _numba_depthwise  # (numba is an optional extra, "fast")
+
+            if _numba_depthwise.AVAILABLE:
+                _numba = _numba_depthwise
+    return _numba or None
+
+
+def _kernel_and_steps(kern, name, geom):
+    """The kernel for this stride (the flat-shift ``*_s1`` form at stride 1) and its step
+    arguments (strides, then dilations; the ``_s1`` kernels take the dilations only)."""
+    if _stride1(geom):
+        return getattr(kern, name + "_s1"), geom.dilation
+    return getattr(kern, name), (*geom.stride, *geom.dilation)
+
+
+def _compiled_forward(kern, x, w, geom):
+    xpad = np.ascontiguousarray(pad_spatial(np, x, geom.pad))
+    w3 = np.ascontiguousarray(w).reshape(w.shape[0], *geom.kernel)
+    y = np.empty(x.shape[:2] + geom.out_size, dtype=x.dtype)
+    fn, st = _kernel_and_steps(kern, "forward", geom)
+    split_call(fn, x.shape[0], y[0].size, lambda lo, hi: (xpad[lo:hi], w3, *st, y[lo:hi]))
+    return y
+
+
+def _compiled_input_grad(kern, g, w, geom):
+    g = np.ascontiguousarray(g)
+    w3 = np.ascontiguousarray(w).reshape(w.shape[0], *geom.kernel)
+    padded = tuple(s + lo + hi for s, (lo, hi) in zip(geom.in_size, geom.pad))
+    acc = np.zeros(g.shape[:2] + padded, dtype=g.dtype)
+    fn, st = _kernel_and_steps(kern, "input_grad", geom)
+    split_call(fn, g.shape[0], g[0].size, lambda lo, hi: (g[lo:hi], w3, *st, acc[lo:hi]))
+    return np.ascontiguousarray(acc[_crop(geom)])
+
+
+def _compiled_weight_grad(kern, x, g, w_shape, geom):
+    xpad = np.ascontiguousarray(pad_spatial(np, x, geom.pad))
+    g = np.ascontiguousarray(g)
+    part = np.empty((g.shape[0], g.shape[1], *geom.kernel), dtype=g.dtype)  # per sample
+    fn, st = _kernel_and_steps(kern, "weight_grad", geom)
+    split_call(
+        fn,
+        g.shape[0],
+        g[0].size,
+        lambda lo, hi: (xpad[lo:hi], g[lo:hi], *st, part[lo:hi]),
+    )
+    return part.sum(axis=0).reshape(w_shape)
+
 
 def is_depthwise(w_shape, geom) -> bool:
     return geom.groups > 1 and w_shape[0] == geom.groups and w_shape[1] == 1
@@ -130,7 +200,10 @@ def depthwise_forward(xp, x, w, b, geom):
     """y = conv(x, w) + b; returns (y, cols), cols None where the strided loop ran."""
     nd = len(geom.kernel)
     cols = None
-    if _stride1(geom):
+    kern = _compiled(xp, geom, x, w)
+    if kern is not None:
+        y = _compiled_forward(kern, x, w, geom)
+    elif _stride1(geom):
         y, cols = _forward_frame(xp, x, w, geom)
     else:
         xpad = pad_spatial(xp, x, geom.pad)
@@ -148,6 +221,9 @@ def depthwise_forward(xp, x, w, b, geom):
 
 
 def depthwise_input_grad(xp, g, w, geom):
+    kern = _compiled(xp, geom, g, w)
+    if kern is not None:
+        return _compiled_input_grad(kern, g, w, geom)
     nd = len(geom.kernel)
     tgeom = _direct_geom(geom) if _stride1(geom) else None
     if tgeom is not None:  # the transposed convolution is the flipped kernel's convolution
@@ -163,6 +239,9 @@ def depthwise_input_grad(xp, g, w, geom):
 
 def depthwise_weight_grad(xp, x, g, w_shape, geom, cols=None):
     """dw; ``cols``: the forward's columns of x (stride 1), recomputed when not given."""
+    kern = _compiled(xp, geom, x, g)
+    if kern is not None:
+        return _compiled_weight_grad(kern, x, g, w_shape, geom)
     if _stride1(geom):
         fr = _Frame(geom, x.shape[0])
         if cols is None:

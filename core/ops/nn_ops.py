@@ -14,7 +14,7 @@ import numpy as np
 from ..autograd.function import Function
 from ..backend.device import get_array_module
 from ._lowp import float32_compute
-from .act_kernels import gelu_exact_f32
+from .act_kernels import compiled, flat_compiled, gelu_exact_f32, rows_compiled
 from .softmax_kernels import (
     log_softmax_last,
     log_softmax_last_probs,
@@ -87,6 +87,11 @@ class Softmax(Function):
         xp = ctx.xp
         ctx.dim = dim
         if _last_dim_rows(xp, x, dim):
+            kern = compiled(xp, x)
+            if kern is not None:  # one pass per row, a vectorised exp
+                out = rows_compiled(kern, "softmax_forward", x)
+                ctx.save_for_backward(out)
+                return out
             out = softmax_last(x.reshape(-1, x.shape[-1])).reshape(x.shape)
             ctx.save_for_backward(out)
             return out
@@ -100,6 +105,9 @@ class Softmax(Function):
     def backward(ctx, grad):
         (out,) = ctx.saved_tensors
         if not ctx._tensor_mode and _last_dim_rows(ctx.xp, out, ctx.dim):
+            kern = compiled(ctx.xp, out) if grad.dtype == out.dtype else None
+            if kern is not None:
+                return rows_compiled(kern, "softmax_backward", grad, out), None
             d = out.shape[-1]
             return softmax_last_backward(grad.reshape(-1, d), out.reshape(-1, d)).reshape(
                 out.shape
@@ -116,6 +124,11 @@ class LogSoftmax(Function):
         xp = ctx.xp
         if _last_dim_rows(xp, x, dim):
             ctx.dim = dim
+            kern = compiled(xp, x)
+            if kern is not None:  # the backward recomputes exp(out) (vectorised): nothing else kept
+                out = rows_compiled(kern, "log_softmax_forward", x)
+                ctx.save_for_backward(out, None)
+                return out
             x2 = x.reshape(-1, x.shape[-1])
             if not ctx.needs_input_grad[0]:
                 return log_softmax_last(x2).reshape(x.shape)
@@ -137,6 +150,9 @@ class LogSoftmax(Function):
         out = ctx.saved_tensors[0]
         xp = ctx.xp
         if not ctx._tensor_mode and _last_dim_rows(xp, out, ctx.dim):
+            kern = compiled(xp, out) if grad.dtype == out.dtype else None
+            if kern is not None:
+                return rows_compiled(kern, "log_softmax_backward", grad, out), None
             d = out.shape[-1]
             return log_softmax_probs_backward(grad.reshape(-1, d), ctx.saved_array(1)).reshape(
                 out.shape
@@ -457,6 +473,13 @@ class Gelu(Function):
     def forward(ctx, x, approximate):
         xp = ctx.xp
         ctx.approximate = approximate
+        kern = compiled(xp, x)
+        if kern is not None:  # one pass; the derivative made alongside, backward one product
+            name = "gelu_tanh" if approximate == "tanh" else "gelu"
+            out, der = flat_compiled(kern, name, x, ctx.needs_input_grad[0])
+            ctx.save_for_backward(x, der)
+            ctx.fused = True
+            return out
         if approximate == "tanh":
             inner = x * x
             inner *= 0.044715
@@ -485,7 +508,7 @@ class Gelu(Function):
         if ctx._tensor_mode:  # double backward: the derivative as an op of x
             approx = "none" if ctx.approximate == "derivative" else ctx.approximate
             return grad * GeluDerivative.apply(x, approx), None
-        if ctx.approximate == "derivative":  # aux is GELU'(x) itself
+        if ctx.approximate == "derivative" or getattr(ctx, "fused", False):  # aux is GELU'(x)
             return grad * aux, None
         d = _gelu_derivative(ctx.xp, x, ctx.approximate, aux)
         d *= grad

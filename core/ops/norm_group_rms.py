@@ -10,10 +10,120 @@ Double backward runs the same formulas as tensor ops.
 from __future__ import annotations
 
 import math
+import os
+
+import numpy as np
 
 from ..autograd.function import Function
+from ._kernel_split import split_call
 from ._lowp import float32_compute
 from .norm_rows import normalize_rows, normalize_rows_backward
+
+_numba = None  # ``_numba_group_norm`` once loaded; False when unavailable
+
+
+def _group_compiled(xp, x, *affine):
+    """The compiled group-norm kernels when they apply: a non-empty NumPy float32/float64 ``x``
+    with the affine (when given) of its dtype, numba installed, ``EMBER_NUMBA`` not ``0``."""
+    global _numba
+    if xp is not np or x.dtype not in (np.float32, np.float64) or x.size == 0:
+        return None
+    if any(a is not None and a.dtype != x.dtype for a in affine):
+        return None
+    if _numba is None:
+        _numba = False
+        if os.environ.get("EMBER_NUMBA", "1") != "0":
+            from . import _numba_group_norm  # (numba is an optional extra, "fast")
+
+            if _numba_group_norm.AVAILABLE:
+                _numba = _numba_group_norm
+    return _numba or None
+
+
+def _group_forward_compiled(ctx, kern, x, weight, bias, groups, eps):
+    n, c = x.shape[0], x.shape[1]
+    x4 = np.ascontiguousarray(x).reshape(n, groups, c // groups, -1)
+    dt = x.dtype
+    w = np.ones(c, dt) if weight is None else np.ascontiguousarray(weight)
+    b = np.zeros(c, dt) if bias is None else np.ascontiguousarray(bias)
+    out = np.empty_like(x4)
+    mean = np.empty((n, groups))
+    invstd = np.empty((n, groups))
+    w2, b2 = w.reshape(groups, -1), b.reshape(groups, -1)
+    split_call(
+        kern.group_norm_forward,
+        n,
+        x4[0].size,
+        lambda lo, hi: (x4[lo:hi], w2, b2, eps, out[lo:hi], mean[lo:hi], invstd[lo:hi]),
+    )
+    # only x and the (N, G) statistics are kept, as PyTorch; the backward recomputes xhat
+    ctx.save_for_backward(None, weight, None, x)
+    ctx.compiled = (kern, x4, w.reshape(groups, -1), mean, invstd)
+    return out.reshape(x.shape)
+
+
+def _group_backward_compiled(ctx, grad):
+    kern, x4, w, mean, invstd = ctx.compiled
+    nx, nw, nb = ctx.needs_input_grad[:3]
+    g4 = np.ascontiguousarray(grad, dtype=x4.dtype).reshape(x4.shape)
+    gx = np.empty_like(x4) if nx else np.empty((0, 0, 0, 0), x4.dtype)
+    sg = np.empty(x4.shape[:3])
+    sgx = np.empty(x4.shape[:3])
+    split_call(
+        kern.group_norm_backward,
+        x4.shape[0],
+        x4[0].size,
+        lambda lo, hi: (
+            *(a[lo:hi] for a in (g4, x4)),
+            w,
+            *(a[lo:hi] for a in (mean, invstd)),
+            nx,
+            *(a[lo:hi] for a in (gx, sg, sgx)),
+        ),
+    )
+    c = grad.shape[1]
+    gw = sgx.sum(axis=0).reshape(c).astype(x4.dtype) if nw else None
+    gb = sg.sum(axis=0).reshape(c).astype(x4.dtype) if nb else None
+    return (gx.reshape(grad.shape) if nx else None), gw, gb, None, None
+
+
+def batch_norm_forward_compiled(ctx, kern, x3, weight, bias, eps):
+    """Batch norm's training forward on the (N, C, L) ``x3`` by the compiled kernel; returns
+    ``(out, mean, biased var)`` (statistics float64) and keeps what the backward needs."""
+    c = x3.shape[1]
+    x3 = np.ascontiguousarray(x3)
+    dt = x3.dtype
+    w = np.ones(c, dt) if weight is None else np.ascontiguousarray(weight)
+    b = np.zeros(c, dt) if bias is None else np.ascontiguousarray(bias)
+    out = np.empty_like(x3)
+    mean, var, invstd = (np.empty(c) for _ in range(3))
+    split_call(
+        kern.batch_norm_forward,
+        c,
+        x3.shape[0] * x3.shape[2],
+        lambda lo, hi: (x3, w, b, float(eps), lo, hi, out, mean, var, invstd),
+    )
+    ctx.compiled = (kern, x3, w, mean, invstd)
+    return out, mean, var
+
+
+def batch_norm_backward_compiled(ctx, grad):
+    """Batch norm's training backward by the compiled kernel: ``(gx, gw, gb)``."""
+    kern, x3, w, mean, invstd = ctx.compiled
+    nx, nw, nb = ctx.needs_input_grad[:3]
+    g3 = np.ascontiguousarray(grad, dtype=x3.dtype).reshape(x3.shape)
+    gx = np.empty_like(x3) if nx else np.empty((0, 0, 0), x3.dtype)
+    c = x3.shape[1]
+    sg, sgx = np.empty(c), np.empty(c)
+    split_call(
+        kern.batch_norm_backward,
+        c,
+        x3.shape[0] * x3.shape[2],
+        lambda lo, hi: (g3, x3, w, mean, invstd, nx, lo, hi, gx, sg, sgx),
+    )
+    gw = sgx.astype(x3.dtype) if nw else None
+    gb = sg.astype(x3.dtype) if nb else None
+    return (gx.reshape(grad.shape) if nx else None), gw, gb
 
 
 @float32_compute
@@ -23,6 +133,11 @@ class GroupNorm(Function):
     @staticmethod
     def forward(ctx, x, weight, bias, groups, eps):
         xp = ctx.xp
+        kern = _group_compiled(xp, x, weight, bias)
+        if kern is not None:  # one kernel, affine folded in (ops/_numba_group_norm.py)
+            ctx.meta = (groups, eps)
+            return _group_forward_compiled(ctx, kern, x, weight, bias, groups, float(eps))
+        ctx.compiled = None
         n, c = x.shape[0], x.shape[1]
         spatial = math.prod(x.shape[2:])
         rows = x.reshape(n * groups, (c // groups) * spatial)
@@ -44,6 +159,8 @@ class GroupNorm(Function):
     def backward(ctx, grad):
         if ctx._tensor_mode:
             return _group_norm_backward_graph(ctx, grad)
+        if ctx.compiled is not None:
+            return _group_backward_compiled(ctx, grad)
         xhat, weight, invstd, _ = ctx.saved_tensors
         xp = ctx.xp
         groups, _ = ctx.meta

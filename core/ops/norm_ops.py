@@ -12,6 +12,11 @@ import math
 
 from ..autograd.function import Function
 from ._lowp import float32_compute
+from .norm_group_rms import (
+    _group_compiled,
+    batch_norm_backward_compiled,
+    batch_norm_forward_compiled,
+)
 from .norm_rows import normalize_rows, normalize_rows_backward
 
 
@@ -26,6 +31,15 @@ class BatchNorm(Function):
         c = shape_in[1]
         x3 = x.reshape(shape_in[0], c, math.prod(shape_in[2:]))  # (-1 fails on empty input)
         n = x3.shape[0] * x3.shape[2]
+        ctx.compiled = None
+        kern = _group_compiled(xp, x, weight, bias) if training else None
+        if kern is not None:  # one kernel, affine folded in (ops/_numba_group_norm.py)
+            out, mean, var = batch_norm_forward_compiled(ctx, kern, x3, weight, bias, eps)
+            update_running_stats(running_mean, running_var, mean, var, n, momentum)
+            ctx.save_for_backward(None, weight, None, x)  # (x: double backward)
+            ctx.meta = (training, shape_in, n)
+            ctx.eps = eps
+            return out.reshape(shape_in)
         if training:
             mean = x3.sum(axis=(0, 2)) / n
             xhat = x3 - mean[:, None]
@@ -46,6 +60,9 @@ class BatchNorm(Function):
     def backward(ctx, grad):
         if ctx._tensor_mode:
             return _batch_norm_backward_graph(ctx, grad)
+        if ctx.compiled is not None:
+            gx, gw, gb = batch_norm_backward_compiled(ctx, grad)
+            return (gx, gw, gb, None, None, None, None, None)
         xhat, weight, invstd, _ = ctx.saved_tensors  # (checks x, weight: as PyTorch does)
         xp = ctx.xp
         training, shape_in, n = ctx.meta
