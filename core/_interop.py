@@ -18,6 +18,9 @@ long as these functions keep their meaning.
   counts the users, so that the engine only looks for destinations while someone sets them.
 * ``queue_engine_callback(fn)``: run ``fn()`` once the current backward pass has finished.
 * ``functional_override(name, fn)``: within a block, ``nn.functional.<name>`` goes through ``fn``.
+* ``run_post_accumulate_grad_hooks(param)``: run the hooks of
+  ``param.register_post_accumulate_grad_hook`` after code outside the engine set its ``.grad``
+  (FSDP, whose reduced gradient shard lands after the backward pass).
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ __all__ = [
     "set_grad_destination",
     "use_grad_destinations",
     "queue_engine_callback",
+    "run_post_accumulate_grad_hooks",
+    "functional_override",
 ]
 
 
@@ -94,6 +99,20 @@ def queue_engine_callback(callback: Callable[[], None]) -> None:
     if not callable(callback):
         raise TypeError(f"queue_engine_callback: expected a callable, got {callback!r}")
     _engine.queue_callback(callback)
+
+
+def run_post_accumulate_grad_hooks(param: Tensor) -> None:
+    """Run ``param``'s post-accumulate-grad hooks (``register_post_accumulate_grad_hook``), as
+    the engine does after accumulating a leaf's gradient: for gradients written outside the
+    engine (FSDP sets a parameter's ``.grad`` once its reduction has finished)."""
+    if not isinstance(param, Tensor):
+        raise TypeError(
+            f"run_post_accumulate_grad_hooks: expected a Tensor, got {type(param).__name__}"
+        )
+    hooks = param._post_acc_hooks
+    if hooks:
+        for hook in list(hooks):
+            hook(param)
 
 
 @contextlib.contextmanager

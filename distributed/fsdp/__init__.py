@@ -11,6 +11,13 @@ from ._checkpoint_wrapper import (
     apply_activation_checkpointing,
     checkpoint_wrapper,
 )
+from ._fully_shard import (  # FSDP2
+    CPUOffloadPolicy,
+    FSDPModule,
+    MixedPrecisionPolicy,
+    OffloadPolicy,
+    fully_shard,
+)
 from .api import (
     BackwardPrefetch,
     CPUOffload,
@@ -62,3 +69,5 @@ __all__ = [
     "transformer_auto_wrap_policy",
     "wrap",
 ]
+__all__ += ["CPUOffloadPolicy", "FSDPModule", "MixedPrecisionPolicy", "OffloadPolicy"]
+__all__ += ["fully_shard"]
