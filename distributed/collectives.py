@@ -2,38 +2,30 @@
 
 Each function validates its arguments, takes a fingerprinted ``OpContext`` from the group (at
 issue time, so an ``async_op=True`` call is numbered where it is written), and runs the
-algorithm on flat NumPy views of the tensors: in place where the tensor is contiguous, through a
-contiguous copy written back otherwise. CuPy tensors go to NCCL when the backend has it, or are
-staged through host memory.
+group's communicator (``_runtime/_communicator.py``) on the tensors' arrays. The communicator
+picks the backend (NCCL for CuPy tensors when the group has it, else the collective algorithms on
+flat host views, written back where a copy was needed); this module knows none of them.
 """
 
 from __future__ import annotations
 
-import numpy as np
-
 from ember import _interop
 from ember.tensor import Tensor
 
-from ._runtime import _algorithms as alg
-from ._runtime._state import execute, resolve_group
-from ._tensor_args import (
-    _bump,
-    _check,
-    _check_list,
-    _cont,
-    _copy_flat,
-    _d,
-    _nccl_comm,
-    _nccl_inplace,
-    _nccl_run,
-    _root,
-    _same_numel,
-    _segments,
-    _sh,
-    _staged,
-    _write,
-)
+from ._runtime._communicator import Call
+from ._runtime._state import resolve_group
+from ._tensor_args import _bump, _check, _check_list, _d, _root, _same_numel, _segments, _sh
 from .reduce_op import ReduceOp, Reduction
+
+
+def _call(name: str, desc: str, async_op: bool, outputs: list) -> Call:
+    """The call as the communicator sees it; once this rank's ``outputs`` hold the results,
+    their versions are bumped (autograd's check for in-place writes)."""
+    return Call(name, desc, async_op, outputs, lambda: _bump(*outputs))
+
+
+def _arr(t: Tensor):
+    return _interop.array_of(t)
 
 
 # ---- reductions ---------------------------------------------------------------------------------
@@ -43,28 +35,11 @@ def all_reduce(tensor: Tensor, op=ReduceOp.SUM, group=None, async_op: bool = Fal
     pg = resolve_group(group)
     if pg is None:
         return None
-    red = Reduction(op, _interop.array_of(tensor).dtype)
-    nc = _nccl_comm(pg, tensor)
-    if nc is not None:
-        return _nccl_run(
-            lambda: _nccl_inplace(tensor, lambda a: nc.all_reduce(a, op)), async_op, [tensor]
-        )
-    ctx = pg.next_op("all_reduce", _d(shape=_sh(tensor), dtype=tensor.dtype, op=red.op.name))
-
-    def run():
-        flat, back = _staged(_interop.array_of(tensor))
-        ctx.start()
-        if pg.hierarchical:
-            alg.hierarchical_all_reduce(
-                pg.comm, ctx, flat, red, pg.hosts, pg.scratch("reduce", tensor)
-            )
-        else:
-            alg.all_reduce(pg.comm, ctx, flat, red)
-        if back is not None:
-            back()
-        _bump(tensor)
-
-    return execute(pg, run, async_op, [tensor])
+    red = Reduction(op, _arr(tensor).dtype)
+    desc = _d(shape=_sh(tensor), dtype=tensor.dtype, op=red.op.name)
+    return pg.communicator.all_reduce(
+        _call("all_reduce", desc, async_op, [tensor]), _arr(tensor), red
+    )
 
 
 def reduce(
@@ -81,28 +56,11 @@ def reduce(
     if pg is None:
         return None
     root = _root(pg, dst, group_dst, "dst")
-    red = Reduction(op, _interop.array_of(tensor).dtype)
-    nc = _nccl_comm(pg, tensor)
-    if nc is not None:
-        return _nccl_run(
-            lambda: _nccl_inplace(tensor, lambda a: nc.reduce(a, op, root)), async_op, [tensor]
-        )
-    ctx = pg.next_op(
-        "reduce", _d(shape=_sh(tensor), dtype=tensor.dtype, op=red.op.name, dst=pg.ranks[root])
+    red = Reduction(op, _arr(tensor).dtype)
+    desc = _d(shape=_sh(tensor), dtype=tensor.dtype, op=red.op.name, dst=pg.ranks[root])
+    return pg.communicator.reduce(
+        _call("reduce", desc, async_op, [tensor]), _arr(tensor), red, root
     )
-
-    def run():
-        mine = pg.rank() == root
-        flat, back = _staged(_interop.array_of(tensor))
-        scratch = None if mine else pg.scratch("reduce", tensor)  # partial sums elsewhere
-        ctx.start()
-        alg.reduce(pg.comm, ctx, flat, red, root, scratch)
-        if mine:
-            if back is not None:
-                back()
-            _bump(tensor)
-
-    return execute(pg, run, async_op, [tensor])
 
 
 def reduce_scatter(
@@ -119,23 +77,14 @@ def reduce_scatter(
             f"reduce_scatter: output has {output.numel()} elements but "
             f"input_list[{pg.rank()}] has {inputs[pg.rank()].numel()}"
         )
-    red = Reduction(op, _interop.array_of(output).dtype)
-    ctx = pg.next_op(
-        "reduce_scatter", _d(shapes=[_sh(t) for t in inputs], dtype=output.dtype, op=red.op.name)
+    red = Reduction(op, _arr(output).dtype)
+    desc = _d(shapes=[_sh(t) for t in inputs], dtype=output.dtype, op=red.op.name)
+    return pg.communicator.reduce_scatter(
+        _call("reduce_scatter", desc, async_op, [output]),
+        _arr(output),
+        [_arr(t) for t in inputs],
+        red,
     )
-
-    def run():
-        src = [_staged(_interop.array_of(t))[0] for t in inputs]  # read only: views will do
-        out, back = _staged(_interop.array_of(output))
-        ctx.start()
-        alg.reduce_scatter(
-            pg.comm, ctx, src, red, out, pg.scratch("rs", output, sum(t.numel() for t in inputs))
-        )
-        if back is not None:
-            back()
-        _bump(output)
-
-    return execute(pg, run, async_op, [output])
 
 
 def reduce_scatter_tensor(
@@ -158,33 +107,11 @@ def reduce_scatter_tensor(
             "input tensor must be the same size as output size times world size "
             f"({input.numel()} vs {output.numel()} x {pg.size()})"
         )
-    red = Reduction(op, _interop.array_of(output).dtype)
-    nc = _nccl_comm(pg, output, input)
-    if nc is not None:
-        return _nccl_run(
-            lambda: _nccl_inplace(
-                output, lambda o: nc.reduce_scatter(_cont(_interop.array_of(input)), o, op)
-            ),
-            async_op,
-            [output],
-        )
-    ctx = pg.next_op(
-        "reduce_scatter_tensor",
-        _d(input=_sh(input), output=_sh(output), dtype=output.dtype, op=red.op.name),
+    red = Reduction(op, _arr(output).dtype)
+    desc = _d(input=_sh(input), output=_sh(output), dtype=output.dtype, op=red.op.name)
+    return pg.communicator.reduce_scatter_tensor(
+        _call("reduce_scatter_tensor", desc, async_op, [output]), _arr(output), _arr(input), red
     )
-
-    def run():
-        src = alg.views(
-            _staged(_interop.array_of(input))[0], _segments([output.numel()] * pg.size())
-        )
-        out, back = _staged(_interop.array_of(output))
-        ctx.start()
-        alg.reduce_scatter(pg.comm, ctx, src, red, out, pg.scratch("rs", input))
-        if back is not None:
-            back()
-        _bump(output)
-
-    return execute(pg, run, async_op, [output])
 
 
 # ---- broadcast and gathers ----------------------------------------------------------------------
@@ -197,23 +124,10 @@ def broadcast(
     if pg is None:
         return None
     root = _root(pg, src, group_src, "src")
-    nc = _nccl_comm(pg, tensor)
-    if nc is not None:
-        return _nccl_run(
-            lambda: _nccl_inplace(tensor, lambda a: nc.broadcast(a, root)), async_op, [tensor]
-        )
-    ctx = pg.next_op("broadcast", _d(shape=_sh(tensor), dtype=tensor.dtype, src=pg.ranks[root]))
-
-    def run():
-        flat, back = _staged(_interop.array_of(tensor))
-        ctx.start()
-        alg.broadcast(pg.comm, ctx, flat, root)
-        if pg.rank() != root:
-            if back is not None:
-                back()
-            _bump(tensor)
-
-    return execute(pg, run, async_op, [tensor])
+    desc = _d(shape=_sh(tensor), dtype=tensor.dtype, src=pg.ranks[root])
+    return pg.communicator.broadcast(
+        _call("broadcast", desc, async_op, [tensor]), _arr(tensor), root
+    )
 
 
 def all_gather(tensor_list: list, tensor: Tensor, group=None, async_op: bool = False):
@@ -229,20 +143,10 @@ def all_gather(tensor_list: list, tensor: Tensor, group=None, async_op: bool = F
             f"all_gather: tensor_list[{me}] has {outs[me].numel()} elements but "
             f"this rank's tensor has {tensor.numel()}"
         )
-    ctx = pg.next_op("all_gather", _d(shapes=[_sh(t) for t in outs], dtype=tensor.dtype))
-
-    def run():
-        staged = [_staged(_interop.array_of(t)) for t in outs]  # receive straight into the outputs
-        parts = [flat for flat, _ in staged]
-        _copy_flat(_interop.array_of(tensor), parts[me])
-        ctx.start()
-        alg.all_gather(pg.comm, ctx, parts)
-        for t, (_, back) in zip(outs, staged):
-            if back is not None:
-                back()
-            _bump(t)
-
-    return execute(pg, run, async_op, outs)
+    desc = _d(shapes=[_sh(t) for t in outs], dtype=tensor.dtype)
+    return pg.communicator.all_gather(
+        _call("all_gather", desc, async_op, outs), [_arr(t) for t in outs], _arr(tensor)
+    )
 
 
 def all_gather_into_tensor(
@@ -265,31 +169,12 @@ def all_gather_into_tensor(
             f"size ({output_tensor.numel()} vs {input_tensor.numel()} x "
             f"{pg.size()})"
         )
-    nc = _nccl_comm(pg, output_tensor, input_tensor)
-    if nc is not None:
-        return _nccl_run(
-            lambda: _nccl_inplace(
-                output_tensor, lambda o: nc.all_gather(_cont(_interop.array_of(input_tensor)), o)
-            ),
-            async_op,
-            [output_tensor],
-        )
-    ctx = pg.next_op(
-        "all_gather_into_tensor",
-        _d(input=_sh(input_tensor), output=_sh(output_tensor), dtype=input_tensor.dtype),
+    desc = _d(input=_sh(input_tensor), output=_sh(output_tensor), dtype=input_tensor.dtype)
+    return pg.communicator.all_gather_into_tensor(
+        _call("all_gather_into_tensor", desc, async_op, [output_tensor]),
+        _arr(output_tensor),
+        _arr(input_tensor),
     )
-
-    def run():
-        flat, back = _staged(_interop.array_of(output_tensor))
-        parts = alg.views(flat, _segments([input_tensor.numel()] * pg.size()))
-        _copy_flat(_interop.array_of(input_tensor), parts[pg.rank()])
-        ctx.start()
-        alg.all_gather(pg.comm, ctx, parts)
-        if back is not None:
-            back()
-        _bump(output_tensor)
-
-    return execute(pg, run, async_op, [output_tensor])
 
 
 def gather(
@@ -307,6 +192,7 @@ def gather(
         return None
     root = _root(pg, dst, group_dst, "dst")
     mine = pg.rank() == root
+    outs: list = []  # what this rank receives into
     if mine:
         if not gather_list:
             raise ValueError("Argument ``gather_list`` must be specified on destination rank.")
@@ -314,19 +200,13 @@ def gather(
         _same_numel(outs, tensor, "gather_list")
     elif gather_list:
         raise ValueError("Argument ``gather_list`` must NOT be specified on non-destination ranks.")
-    ctx = pg.next_op("gather", _d(shape=_sh(tensor), dtype=tensor.dtype, dst=pg.ranks[root]))
-
-    def run():
-        # sends copy out before returning: a view will do
-        send = _staged(_interop.array_of(tensor))[0]
-        bufs = [np.empty_like(send) for _ in range(pg.size())] if mine else None
-        ctx.start()
-        alg.gather(pg.comm, ctx, send, bufs, root)
-        if mine:
-            for t, b in zip(outs, bufs):
-                _write(t, b)
-
-    return execute(pg, run, async_op, list(gather_list or []))
+    desc = _d(shape=_sh(tensor), dtype=tensor.dtype, dst=pg.ranks[root])
+    return pg.communicator.gather(
+        _call("gather", desc, async_op, outs),
+        _arr(tensor),
+        [_arr(t) for t in outs] if mine else None,
+        root,
+    )
 
 
 def scatter(
@@ -351,18 +231,13 @@ def scatter(
         _same_numel(parts, tensor, "scatter_list")
     elif scatter_list:
         raise ValueError("Argument ``scatter_list`` must NOT be specified on non-source ranks.")
-    ctx = pg.next_op("scatter", _d(shape=_sh(tensor), dtype=tensor.dtype, src=pg.ranks[root]))
-
-    def run():
-        flat, back = _staged(_interop.array_of(tensor))
-        sends = [_staged(_interop.array_of(t))[0] for t in parts] if mine else None
-        ctx.start()
-        alg.scatter(pg.comm, ctx, sends, flat, root)
-        if back is not None:
-            back()
-        _bump(tensor)
-
-    return execute(pg, run, async_op, [tensor])
+    desc = _d(shape=_sh(tensor), dtype=tensor.dtype, src=pg.ranks[root])
+    return pg.communicator.scatter(
+        _call("scatter", desc, async_op, [tensor]),
+        _arr(tensor),
+        [_arr(t) for t in parts] if mine else None,
+        root,
+    )
 
 
 def all_to_all(
@@ -376,17 +251,11 @@ def all_to_all(
     dtype = ins[0].dtype if ins else None
     outs = _check_list(output_tensor_list, "output_tensor_list", pg.size(), dtype)
     _check_list(ins, "input_tensor_list", None, dtype)
-    ctx = pg.next_op("all_to_all", _d(n=len(ins), dtype=dtype))
-
-    def run():
-        sends = [_staged(_interop.array_of(t))[0] for t in ins]
-        recvs = [np.empty(t.numel(), dtype=np.dtype(dtype.np)) for t in outs]
-        ctx.start()
-        alg.all_to_all(pg.comm, ctx, sends, recvs)
-        for t, r in zip(outs, recvs):
-            _write(t, r)
-
-    return execute(pg, run, async_op, outs)
+    return pg.communicator.all_to_all(
+        _call("all_to_all", _d(n=len(ins), dtype=dtype), async_op, outs),
+        [_arr(t) for t in outs],
+        [_arr(t) for t in ins],
+    )
 
 
 def all_to_all_single(
@@ -421,18 +290,13 @@ def all_to_all_single(
     osegs = splits(output, output_split_sizes, "output")
     if input.dtype is not output.dtype:
         raise TypeError(f"all_to_all_single: input is {input.dtype} but output is {output.dtype}")
-    ctx = pg.next_op("all_to_all_single", _d(dtype=input.dtype))
-
-    def run():
-        src = _staged(_interop.array_of(input))[0]
-        dst = np.empty(output.numel(), dtype=src.dtype)
-        ctx.start()
-        alg.all_to_all(
-            pg.comm, ctx, [src[slice(*s)] for s in isegs], [dst[slice(*s)] for s in osegs]
-        )
-        _write(output, dst)
-
-    return execute(pg, run, async_op, [output])
+    return pg.communicator.all_to_all_single(
+        _call("all_to_all_single", _d(dtype=input.dtype), async_op, [output]),
+        _arr(output),
+        _arr(input),
+        osegs,
+        isegs,
+    )
 
 
 def barrier(group=None, async_op: bool = False, device_ids=None):
@@ -440,13 +304,7 @@ def barrier(group=None, async_op: bool = False, device_ids=None):
     pg = resolve_group(group)
     if pg is None:
         return None
-    ctx = pg.next_op("barrier", "()")
-
-    def run():
-        ctx.start()
-        alg.barrier(pg.comm, ctx)
-
-    return execute(pg, run, async_op, [])
+    return pg.communicator.barrier(_call("barrier", "()", async_op, []))
 
 
 def monitored_barrier(group=None, timeout=None, wait_all_ranks: bool = False):
@@ -454,12 +312,6 @@ def monitored_barrier(group=None, timeout=None, wait_all_ranks: bool = False):
     pg = resolve_group(group)
     if pg is None:
         return None
-    ctx = pg.next_op("monitored_barrier", "()")
     if timeout is not None:
-        ctx.timeout = timeout.total_seconds() if hasattr(timeout, "total_seconds") else timeout
-
-    def run():
-        ctx.start()
-        alg.barrier(pg.comm, ctx)
-
-    return execute(pg, run, False, [])
+        timeout = timeout.total_seconds() if hasattr(timeout, "total_seconds") else timeout
+    return pg.communicator.barrier(_call("monitored_barrier", "()", False, []), timeout)

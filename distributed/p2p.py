@@ -2,7 +2,8 @@
 
 Messages travel on the group's point-to-point channel, matched by peer and ``tag`` in order.
 The receiver checks the size against what it expects and, on a mismatch, names the sender's
-tensor and call site.
+tensor and call site. The data moves through the group's communicator
+(``_runtime/_communicator.py``).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from ember import _interop
 from ember.tensor import Tensor
 
 from ._runtime._state import execute, resolve_group
-from ._tensor_args import _bump, _check, _d, _root, _sh, _staged
+from ._tensor_args import _bump, _check, _d, _root, _sh
 from .errors import DistributedError
 from .work import Work
 
@@ -30,10 +31,7 @@ def _send_job(pg, tensor: Tensor, peer: int, tag: int):
     ctx = pg.p2p_op("send", _d(shape=_sh(tensor), dtype=tensor.dtype, tag=tag), peer, tag)
 
     def run():
-        # sends copy out before returning: no write-back
-        flat, _ = _staged(_interop.array_of(tensor))
-        ctx.start()
-        pg.p2p.send(peer, ctx, flat, tag)
+        pg.communicator.send(ctx, _interop.array_of(tensor), peer, tag)
 
     return run
 
@@ -47,15 +45,7 @@ def _recv_job(pg, tensor: Tensor, peer: int | None, tag: int):
     )
 
     def run():
-        flat, back = _staged(_interop.array_of(tensor))
-        ctx.start()
-        src = peer
-        if src is None:
-            others = [i for i in range(pg.size()) if i != pg.rank()]
-            src = pg.p2p.wait_any(ctx, others, tag)
-        pg.p2p.recv_into(src, ctx, flat, tag)
-        if back is not None:
-            back()
+        src = pg.communicator.recv(ctx, _interop.array_of(tensor), peer, tag)
         _bump(tensor)
         return pg.ranks[src]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ._runtime import _frames
 from ._runtime._comm import Comm
+from ._runtime._communicator import Communicator
 from ._runtime._opctx import OpContext
 from .errors import DistributedError
 
@@ -30,7 +31,7 @@ class ProcessGroup:
         self.label = (
             "the default group" if group_id == 0 else f"group {group_id} (ranks {self.ranks})"
         )
-        self.comm = self.p2p = None
+        self.comm = self.p2p = self.communicator = None
         self.hosts: list[list[int]] = []
         if self.is_member:
             self.comm = Comm.of(world, self.ranks, _frames.channel_id(group_id, False))
@@ -40,6 +41,8 @@ class ProcessGroup:
                 members = [index[r] for r in host if r in index]
                 if members:
                     self.hosts.append(members)
+            # what the collectives talk to: picks NCCL, the arena or the algorithms per call
+            self.communicator = Communicator(self)
 
     # PyTorch's ProcessGroup methods
     def rank(self) -> int:

@@ -1,6 +1,6 @@
 """A shared-memory arena per rank that every rank of its host maps writable.
 
-Same-host collectives use it to move data without messages (``_algorithms.arena_all_reduce``):
+Same-host collectives use it to move data without messages (``_arena_reduce.all_reduce``):
 each rank's input lies in its own arena; the rank that owns a segment of the result reads that
 segment straight from every arena, reduces it, and writes the result into every arena. Two
 rounds of tiny notices on the transport's sockets order the steps. Against the message rings

@@ -73,7 +73,7 @@ class World:
         self._owned: list = []
         self.peer_server: PeerServer | None = None
         self.hosts: list[list[int]] = []  # global ranks grouped by host, in rank order
-        self.nccl = None
+        self.nccl: list = []  # the groups' NCCL communicators, destroyed in close()
         self.groups: dict = {}
         self.next_group_id = 0
         self.local_group_calls: dict[str, int] = {}  # new_group(use_local_synchronization)
@@ -262,8 +262,8 @@ class World:
         clean = self.abort_message is None
         self.executor.drain(timeout=self.timeout if clean else 1.0)
         self.executor.close()
-        if self.nccl is not None:
-            self.nccl.close()
+        for nc in self.nccl:
+            nc.close()
         for tp in self._owned:
             tp.close(clean)
         if self.peer_server is not None:

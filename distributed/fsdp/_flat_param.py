@@ -20,6 +20,7 @@ import weakref
 import numpy as np
 
 import ember
+from ember import _interop
 from ember.autograd import Function
 from ember.nn import Parameter
 
@@ -81,7 +82,7 @@ class FlatParamHandle:
         self.nshards = self.world_size if config.shard else 1
         self.shard_rank = self.rank if config.shard else 0
         first = entries[0][0]
-        self.dtype = first._data.dtype
+        self.dtype = _interop.array_of(first).dtype
         self.device = first.device
         self.requires_grad = first.requires_grad
         self.entries: list[_Entry] = []
@@ -110,14 +111,14 @@ class FlatParamHandle:
         self.storage = FlatStorage(self.padded, self.dtype, self.device)
         full = self.storage.array
         for (p, _), e in zip(entries, self.entries):
-            full[e.offset : e.offset + e.numel] = p._data.reshape(-1)
+            full[e.offset : e.offset + e.numel] = _interop.array_of(p).reshape(-1)
         full[self.numel :] = 0
         lo, hi = self.shard_bounds()
         if not config.shard or config.keep_full:
             flat = full[lo:hi]  # NO_SHARD: the whole storage; ZeRO-1/2: a view of its shard
         else:
             flat = full[lo:hi].copy()
-        self.flat_param = Parameter(ember.Tensor._wrap(flat), self.requires_grad)
+        self.flat_param = Parameter(_interop.wrap(flat), self.requires_grad)
         self.flat_param._ember_fsdp_flat = True  # ZeroRedundancyOptimizer refuses these
         self._flat_array = flat
         self._plain = self._views_of(full)
@@ -129,7 +130,7 @@ class FlatParamHandle:
         self._graph_views = None
         self._gather_work = None
         self._gather_version = None
-        self.gathered_version = self.flat_param._version_counter[0]
+        self.gathered_version = _interop.version(self.flat_param)
         self._pending: list = []  # (work, array) of gradient reductions in flight
         self._acc_grad = None  # unreduced gradient accumulated under no_sync()
         self.unsharded = True
@@ -148,7 +149,7 @@ class FlatParamHandle:
 
     def _views_of(self, full) -> tuple:
         return tuple(
-            ember.Tensor._wrap(full[e.offset : e.offset + e.numel].reshape(e.shape))
+            _interop.wrap(full[e.offset : e.offset + e.numel].reshape(e.shape))
             for e in self.entries
         )
 
@@ -167,11 +168,11 @@ class FlatParamHandle:
 
     def check_unchanged(self, unit_name: str) -> None:
         """Raise if the flat parameter or an original was replaced after wrapping."""
-        p = self.flat_param
-        if p._data is not self._flat_array:
+        arr = _interop.array_of(self.flat_param)
+        if arr is not self._flat_array:
             raise RuntimeError(
                 f"{unit_name}: the flat parameter's data was replaced after wrapping (it now has "
-                f"shape {tuple(p._data.shape)}, expected ({self.shard_size},) sharing the "
+                f"shape {tuple(arr.shape)}, expected ({self.shard_size},) sharing the "
                 "unit's storage). Move or cast the model before wrapping it, and change "
                 "parameter values in place (e.g. under summon_full_params)."
             )
@@ -189,21 +190,21 @@ class FlatParamHandle:
         if not self.config.shard:
             return False
         if self.config.keep_full:
-            return self.flat_param._version_counter[0] != self.gathered_version
+            return _interop.version(self.flat_param) != self.gathered_version
         return not self.unsharded
 
     def unshard(self, async_op: bool = False) -> None:
         """All-gather the full parameters into the storage (no-op when they are there)."""
         if self._gather_work is None and self.needs_gather():
             self.storage.acquire()
-            self._gather_version = self.flat_param._version_counter[0]
+            self._gather_version = _interop.version(self.flat_param)
             if self.world_size == 1:
                 self.storage.array[: self.shard_size] = self._flat_array
                 self._gather_work = True
             else:
                 self._gather_work = c10d.all_gather_into_tensor(
-                    ember.Tensor._wrap(self.storage.array),
-                    ember.Tensor._wrap(self._flat_array),
+                    _interop.wrap(self.storage.array),
+                    _interop.wrap(self._flat_array),
                     group=self.config.process_group,
                     async_op=True,
                 )
@@ -225,7 +226,7 @@ class FlatParamHandle:
         mixed precision the shard cast to ``param_dtype`` and all-gathered in it."""
         if self.low is None:
             return self.unshard(async_op)
-        version = self.flat_param._version_counter[0]
+        version = _interop.version(self.flat_param)
         if self._mp_work is None and not (self.mp_unsharded and self.mp_version == version):
             self.mp_storage.acquire()
             src = self._flat_array.astype(self.low)
@@ -234,8 +235,8 @@ class FlatParamHandle:
                 work = None
             else:
                 work = c10d.all_gather_into_tensor(
-                    ember.Tensor._wrap(self.mp_storage.array),
-                    ember.Tensor._wrap(src),
+                    _interop.wrap(self.mp_storage.array),
+                    _interop.wrap(src),
                     group=self.config.process_group,
                     async_op=True,
                 )
@@ -274,7 +275,7 @@ class FlatParamHandle:
         if with_graph and self.requires_grad:
             if self._graph_views is None:
                 src = self.mp_storage if low else self.storage
-                leaf = ember.Tensor._wrap(src.array)
+                leaf = _interop.wrap(src.array)
                 leaf.requires_grad = True
                 self._graph_views = _Unflatten.apply(leaf, self)
             views = self._graph_views
@@ -296,11 +297,11 @@ class FlatParamHandle:
         with ember.no_grad():
             if self.config.keep_full or not self.config.shard:
                 self.storage.array[...] = full
-                self.flat_param._version_counter[0] += 1
-                self.gathered_version = self.flat_param._version_counter[0]
+                _interop.bump_version(self.flat_param)
+                self.gathered_version = _interop.version(self.flat_param)
             else:
                 self._flat_array[...] = full[lo:hi]
-                self.flat_param._version_counter[0] += 1
+                _interop.bump_version(self.flat_param)
                 if self.unsharded:
                     self.storage.array[...] = full
 
@@ -310,7 +311,7 @@ class FlatParamHandle:
         if self.sharded_at_rest and self.unsharded:
             lo, hi = self.shard_bounds()
             self._flat_array[...] = self.storage.array[lo:hi]
-            self.flat_param._version_counter[0] += 1
+            _interop.bump_version(self.flat_param)
 
     # ---- gradients -----------------------------------------------------------------------
     def post_backward(self, full_grad) -> None:
@@ -340,11 +341,11 @@ class FlatParamHandle:
         elif self.config.reduce == "reduce_scatter":
             out = _empty_like(full_grad, self.shard_size)
             work = c10d.reduce_scatter_tensor(
-                ember.Tensor._wrap(out), ember.Tensor._wrap(full_grad), group=pg, async_op=True
+                _interop.wrap(out), _interop.wrap(full_grad), group=pg, async_op=True
             )
             self._pending.append((work, out))
         else:
-            work = c10d.all_reduce(ember.Tensor._wrap(full_grad), group=pg, async_op=True)
+            work = c10d.all_reduce(_interop.wrap(full_grad), group=pg, async_op=True)
             self._pending.append((work, full_grad))
 
     def finalize_grads(self) -> None:
@@ -363,12 +364,10 @@ class FlatParamHandle:
             if arr.dtype != want:  # mixed precision: the optimizer steps in the param dtype
                 arr = arr.astype(want)
             if p.grad is None:
-                p.grad = ember.Tensor._wrap(arr)
+                p.grad = _interop.wrap(arr)
             else:
-                p.grad._data += arr
-            if p._post_acc_hooks:
-                for hook in list(p._post_acc_hooks):
-                    hook(p)
+                _interop.array_of(p.grad)[...] += arr
+            _interop.run_post_accumulate_grad_hooks(p)
 
     def memory_arrays(self):
         """(category, array) pairs this handle holds beyond its flat parameter and grad."""

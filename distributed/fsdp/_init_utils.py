@@ -4,6 +4,7 @@ unit's parameters into flat-parameter groups."""
 from __future__ import annotations
 
 import ember
+from ember import _interop
 from ember.nn import Module
 
 from .. import distributed_c10d as c10d
@@ -91,15 +92,16 @@ def collect_params(module: Module, config: _UnitConfig) -> list[list]:
                 object.__setattr__(m, "_ember_fsdp_param_names", list(m._parameters))
     groups, current, key, size = [], [], None, 0
     for p in order:
-        k = (p._data.dtype, str(p.device), p.requires_grad)
+        arr = _interop.array_of(p)
+        k = (arr.dtype, str(p.device), p.requires_grad)
         if current and (
             k != key
-            or (config.bucket_bytes is not None and size + p._data.nbytes > config.bucket_bytes)
+            or (config.bucket_bytes is not None and size + arr.nbytes > config.bucket_bytes)
         ):
             groups.append(current)
             current, size = [], 0
         current.append((p, aliases[id(p)]))
-        size += p._data.nbytes
+        size += arr.nbytes
         key = k
         p._ember_fsdp_flattened = True
     if current:

@@ -12,6 +12,7 @@ for any number of ranks from the full form.
 from __future__ import annotations
 
 import ember
+from ember import _interop
 from ember.backend import get_array_module
 from ember.nn import Module
 
@@ -57,14 +58,14 @@ def _gather_flat(h, arr):
         return arr
     out = get_array_module(arr).empty(h.padded, dtype=arr.dtype)
     c10d.all_gather_into_tensor(
-        ember.Tensor._wrap(out), ember.Tensor._wrap(arr), group=h.config.process_group
+        _interop.wrap(out), _interop.wrap(arr), group=h.config.process_group
     )
     return out
 
 
 def _clone(v):
     if isinstance(v, ember.Tensor):
-        return ember.Tensor._wrap(v._data.copy())
+        return _interop.wrap(_interop.array_of(v).copy())
     return v
 
 
@@ -97,14 +98,14 @@ def optim_state_dict(model: Module, optim, osd=None) -> dict:
         for key, v in st.items():
             if _per_element(h, v):
                 if full:
-                    flat = _gather_flat(h, v._data)
+                    flat = _gather_flat(h, _interop.array_of(v))
                     for d, e in zip(per, h.entries):
-                        d[key] = ember.Tensor._wrap(
+                        d[key] = _interop.wrap(
                             flat[e.offset : e.offset + e.numel].reshape(e.shape).copy()
                         )
                 else:
                     for d, e in zip(per, h.entries):
-                        d[key] = piece(h, e, v._data)
+                        d[key] = piece(h, e, _interop.array_of(v))
             else:
                 for d in per:
                     d[key] = _clone(v)
@@ -153,7 +154,7 @@ def to_load(model: Module, optim, osd: dict) -> dict:
         new = {}
         for key in present[0]:
             if _is_element_key(h, key, sts):
-                new[key] = ember.Tensor._wrap(_flat_state(h, key, sts, names, sharded))
+                new[key] = _interop.wrap(_flat_state(h, key, sts, names, sharded))
             else:
                 new[key] = present[0][key]
         state[i] = new

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import ember
-from ember.autograd import Function, engine
+from ember import _interop
+from ember.autograd import Function
 
 from .api import BackwardPrefetch, ShardingStrategy
 
@@ -156,7 +157,7 @@ class RootState:
     def ensure_callback(self, root) -> None:
         if not self.callback_queued:
             self.callback_queued = True
-            engine.queue_callback(root._finalize_backward)
+            _interop.queue_engine_callback(root._finalize_backward)
 
 
 def clip_grad_norm_(root, max_norm: float, norm_type: float = 2.0):
@@ -175,8 +176,8 @@ def clip_grad_norm_(root, max_norm: float, norm_type: float = 2.0):
         g = h.flat_param.grad
         if g is None or (h.nshards == 1 and h.rank != 0):  # replicated: count it once
             continue
-        xp = ember.backend.get_array_module(g._data)
-        a = xp.abs(g._data.astype(xp.float64))
+        xp = ember.backend.get_array_module(_interop.array_of(g))
+        a = xp.abs(_interop.array_of(g).astype(xp.float64))
         local = max(local, float(a.max())) if inf else local + float((a**p).sum())
     total = ember.tensor([local], dtype=ember.float64)
     if handles:
@@ -188,5 +189,5 @@ def clip_grad_norm_(root, max_norm: float, norm_type: float = 2.0):
     if coef < 1.0:
         for h in handles:
             if h.flat_param.grad is not None:
-                h.flat_param.grad._data *= coef
+                _interop.array_of(h.flat_param.grad)[...] *= coef
     return ember.tensor(norm)

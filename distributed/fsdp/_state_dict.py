@@ -16,6 +16,7 @@ from collections import OrderedDict
 import numpy as np
 
 import ember
+from ember import _interop
 from ember.backend import get_array_module
 from ember.nn import Module
 from ember.nn.modules.module import _IncompatibleKeys
@@ -102,7 +103,7 @@ def original_named_parameters(root: Module) -> list[str]:
 def as_array(value, xp=np):
     """The array of a saved value (ember tensor, NumPy/CuPy array, torch tensor) in ``xp``."""
     if isinstance(value, ember.Tensor):
-        value = value._data
+        value = _interop.array_of(value)
     elif hasattr(value, "detach"):  # a torch tensor
         value = value.detach().cpu().numpy()
     if xp is np and type(value) is not np.ndarray and hasattr(value, "get"):
@@ -119,7 +120,7 @@ def piece(h, e, flat) -> dict:
     local = flat[a - lo : b - lo].copy()
     return {
         "kind": SHARD_KIND,
-        "local_shard": ember.Tensor._wrap(local),
+        "local_shard": _interop.wrap(local),
         "offset": int(a - e.offset),
         "shape": list(e.shape),
     }
@@ -211,7 +212,7 @@ def _fill(root, sd, prefix, managed, full) -> None:
             if hit is not None:
                 h, i = hit
                 if full:
-                    sd[key] = ember.Tensor._wrap(h._plain[i]._data.copy())
+                    sd[key] = _interop.wrap(_interop.array_of(h._plain[i]).copy())
                 else:
                     sd[key] = piece(h, h.entries[i], h._flat_array)
             elif m._parameters.get(name) is not None:
@@ -304,7 +305,7 @@ def _load_handle(h, state_dict, fqns, sharded: bool, errors: list) -> None:
             if key is not None:
                 place_piece(h, e, state_dict[key], out, f"'{key}'")
         h._flat_array[...] = out
-        h.flat_param._version_counter[0] += 1
+        _interop.bump_version(h.flat_param)
         if h.config.keep_full or not h.config.shard:
             h.gathered_version = -1  # gather the new shards before the next forward
         return
@@ -343,12 +344,12 @@ def _copy_into(t, value, key, errors) -> None:
     if is_piece(value):
         errors.append(f"'{key}' is a shard piece but the model keeps it whole")
         return
-    arr = as_array(value, get_array_module(t._data))
+    arr = as_array(value, get_array_module(_interop.array_of(t)))
     if tuple(arr.shape) != tuple(t.shape):
         errors.append(
             f"size mismatch for {key}: copying a param with shape {tuple(arr.shape)} "
             f"from checkpoint, the shape in current model is {tuple(t.shape)}."
         )
         return
-    t._data[...] = arr
-    t._version_counter[0] += 1
+    _interop.array_of(t)[...] = arr
+    _interop.bump_version(t)

@@ -25,7 +25,7 @@ import uuid
 import numpy as np
 
 import ember
-from ember import _tempfiles
+from ember import _interop, _tempfiles
 
 from .. import distributed_c10d as c10d
 from .._objects import broadcast_object_list
@@ -249,4 +249,4 @@ def _assemble(values: list, what: str):
         raise RuntimeError(
             f"incomplete shards for '{what}': element {gap} of {numel} is in no rank's piece"
         )
-    return ember.Tensor._wrap(out.reshape(shape))
+    return _interop.wrap(out.reshape(shape))
