@@ -12,7 +12,7 @@ import time
 import urllib.parse
 from datetime import timedelta
 
-from ._runtime import _auth, _launch_env, _state
+from ._runtime import _auth, _grace, _launch_env, _state
 from ._runtime._state import GroupMember
 from ._runtime._world import World, normalize_backend
 from .collectives import (  # noqa: F401 - PyTorch's module exposes the collectives too
@@ -201,6 +201,7 @@ def init_process_group(
     group_name: str = "",
     pg_options=None,
     device_id=None,
+    network_grace: timedelta | float | None = None,
 ) -> None:
     """Join the job's default process group (PyTorch's signature).
 
@@ -216,10 +217,14 @@ def init_process_group(
         world_size, rank: override the environment.
         store: an existing ``Store`` to rendezvous through (then ``rank`` and ``world_size``
             are required).
+        network_grace: how long a lost network connection between ranks is ridden out before
+            the job fails naming the unreachable peer (ember's addition; default
+            ``EMBER_NET_GRACE_S`` or 60 s; see docs/failure_modes.md).
 
     The job secret comes from ``EMBER_TOKEN`` (under torchrun without it, rank 0 makes one and
-    hands it to the others through torchrun's store). ``group_name``, ``pg_options`` and
-    ``device_id`` are accepted for compatibility and ignored.
+    hands it to the others through torchrun's store; otherwise this user's private token file,
+    ``~/.ember/job_token``; no token only with ``EMBER_INSECURE_NO_TOKEN=1``). ``group_name``,
+    ``pg_options`` and ``device_id`` are accepted for compatibility and ignored.
     """
     global _own_store, _init_count
     if _state.world is not None:
@@ -228,6 +233,7 @@ def init_process_group(
     backend_name = Backend.UNDEFINED if backend is None else str(backend).lower()
     backend = normalize_backend(backend)
     secs = _seconds(timeout)
+    _grace.set_grace(network_grace)
     own_store = None
     if store is None:
         rank, world_size, host, port = _rendezvous_address(init_method, rank, world_size)
@@ -249,6 +255,7 @@ def init_process_group(
                 timeout=secs,
                 wait_for_workers=False,
                 token=token,
+                _rank=rank,
             )
         master_host = store.host
     else:
@@ -269,7 +276,10 @@ def init_process_group(
         world.next_group_id = 1
         _internal_barrier(pg)
         world.after_barrier()
-    except BaseException:
+    except BaseException as e:
+        # tell the ranks waiting for this one why it will not come (issue #28)
+        if isinstance(e, Exception) and world.abort_message is None:
+            world.fail(DistributedError(f"rank {rank} failed to join: {e}"))
         world.close()
         if own_store is not None:
             own_store.close()
@@ -317,10 +327,18 @@ def _close_store(store: TCPStore, world: World, clean: bool) -> None:
     # finish their own teardown (and read an abort message) through it.
     try:
         left = world.store.add("left", 1)
+        deadline = time.monotonic() + min(10.0, world.timeout)
         if store._server is not None and clean:
-            deadline = time.monotonic() + min(10.0, world.timeout)
             while left < world.world_size and time.monotonic() < deadline:
                 time.sleep(0.01)
+                left = world.store.add("left", 0)
+        elif clean:
+            # Wait for the master to close its store: a re-initialisation in this process
+            # (notebooks, sweeps, tests) would otherwise reach the old store at the same
+            # address, and lose it while rank 0 waits for it in the new one.
+            # (A store that no longer counts this rank is rank 0's next one: the old is gone.)
+            while left > 0 and time.monotonic() < deadline:
+                time.sleep(0.005)
                 left = world.store.add("left", 0)
     except DistributedError:
         pass

@@ -9,11 +9,14 @@ keys, as in PyTorch.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
+import threading
 import time
 from datetime import timedelta
 
-from ._runtime import _auth
+from ._runtime import _auth, _grace
 from ._runtime._kv import KeyValueTable
 from .errors import DistNetworkError, DistStoreError
 
@@ -22,6 +25,32 @@ _WORKERS_KEY = "__ember_store/workers"
 _WORLD_KEY = "__ember_store/world_size"
 # Slack added to an RPC deadline on top of the server-side wait it asks for.
 _RPC_SLACK = 5.0
+# The same for retries during a network blip: short, so a retry lands soon after the link is back.
+_RETRY_SLACK = 2.0
+# Calls that are safe to repeat when their reply may have been lost (a deadline passed): an
+# ``add`` or ``compare_set`` that reached the master must not be applied twice.
+_IDEMPOTENT = frozenset({"Set", "Get", "Wait", "Delete", "NumKeys", "MultiGet"})
+# gRPC details that mean the master's process is gone, not that the network is down.
+_GONE = ("refused", "reset", "Socket closed", "Broken pipe")
+
+_no_retry = threading.local()
+
+
+@contextlib.contextmanager
+def no_retry():
+    """Store calls in this thread fail at the first network error instead of retrying for the
+    grace period (used where a job is already failing: its report must not wait)."""
+    prev = getattr(_no_retry, "on", False)
+    _no_retry.on = True
+    try:
+        yield
+    finally:
+        _no_retry.on = prev
+
+
+class StoreUnreachableError(DistStoreError):
+    """The store's master could not be reached for the whole grace period (a network partition
+    or its host is down), as opposed to its process being gone."""
 
 
 def _seconds(timeout) -> float:
@@ -208,6 +237,7 @@ class TCPStore(Store):
         wait_for_workers: bool = True,
         *,
         token: str | None = None,
+        _rank: int | None = None,
         **_ignored,
     ) -> None:
         super().__init__(timeout)
@@ -220,20 +250,42 @@ class TCPStore(Store):
         self.world_size = world_size
         self._token = _auth.job_token(token)
         self._md = _auth.metadata(self._token)
+        if _rank is not None:
+            # init_process_group's store names its rank: a refusal then tells the waiting
+            # ranks who was turned away (see _rendezvous_watch.py)
+            self._md += (("x-ember-rank", str(int(_rank))),)
         self._server = None
+        self._reconnect_lock = threading.Lock()
         if is_master:
             from ._runtime._store_server import serve
 
             self._server, port = serve(self.host, int(port), self._token, world_size)
         self.port = int(port)
         self.address = _auth.join_host_port(self.host, self.port)
-        self._channel = grpc.insecure_channel(self.address, options=_auth.CHANNEL_OPTIONS)
-        self._stub = store_pb2_grpc.StoreStub(self._channel)
+        self._stub_class = store_pb2_grpc.StoreStub
+        self._open_channel()
         self._connect()
         if world_size is not None:
             self._join(int(world_size), is_master and wait_for_workers)
 
     # ---- connection ---------------------------------------------------------------------
+    def _open_channel(self) -> None:
+        # A channel of its own connections: gRPC otherwise shares one TCP connection between
+        # channels to the same address, and a reconnect would reuse the stalled one.
+        options = _auth.CHANNEL_OPTIONS + [("grpc.use_local_subchannel_pool", 1)]
+        self._channel = self._grpc.insecure_channel(self.address, options=options)
+        self._stub = self._stub_class(self._channel)
+
+    def _reconnect(self, stub) -> None:
+        """Replace the channel whose call ``stub`` timed out (once, if several threads saw it):
+        a fresh TCP connection resumes as soon as the link is back, while the old one waits out
+        TCP's retransmission backoff."""
+        with self._reconnect_lock:
+            if self._stub is stub:
+                old = self._channel
+                self._open_channel()
+                old.close()  # calls still on it end as CANCELLED and are retried
+
     def _connect(self) -> None:
         deadline = time.monotonic() + self._timeout
         while True:
@@ -278,29 +330,82 @@ class TCPStore(Store):
                 joined = self.add(_WORKERS_KEY, 0)
 
     def _call(self, method: str, request, wait: float = 0.0):
-        try:
-            return getattr(self._stub, method)(
-                request, metadata=self._md, timeout=wait + _RPC_SLACK
+        """One RPC, retried with backoff on a fresh connection while the network is out, for
+        the grace period (``EMBER_NET_GRACE_S``) but never past the store's timeout."""
+        start = time.monotonic()
+        timeout, delay, until, warned = wait + _RPC_SLACK, 0.05, None, False
+        while True:
+            stub = self._stub
+            try:
+                return getattr(stub, method)(request, metadata=self._md, timeout=timeout)
+            except self._grpc.RpcError as e:
+                if not self._transient(method, e, stub):
+                    raise self._error(method, e) from None
+                err = e
+            now = time.monotonic()
+            if until is None:
+                until = start + min(_grace.grace_seconds(), max(self._timeout, wait + 1.0))
+            if now >= until:
+                raise StoreUnreachableError(
+                    f"the store at {self.address} (hosted by rank 0) was unreachable for "
+                    f"{now - start:.1f} s ({err.code().name}: {err.details()}): a network "
+                    f"partition or rank 0's host is down (grace period {_grace.ENV})"
+                ) from None
+            if not warned:
+                warned = True
+                _auth.logger.warning(
+                    "store call %s to %s failed (%s); retrying for up to %.0f s",
+                    method,
+                    self.address,
+                    err.code().name,
+                    until - now,
+                )
+            if err.code() == self._grpc.StatusCode.DEADLINE_EXCEEDED:
+                self._reconnect(stub)
+            time.sleep(min(delay, max(0.0, until - now)))
+            delay = min(delay * 2, 1.0)
+            timeout = max(0.5, min(wait + _RETRY_SLACK, until - time.monotonic()))
+
+    def _transient(self, method: str, e, stub) -> bool:
+        """Whether ``e`` may be a network blip worth retrying (see ``_call``)."""
+        if getattr(_no_retry, "on", False):
+            return False
+        code, codes = e.code(), self._grpc.StatusCode
+        if code == codes.CANCELLED:
+            return stub is not self._stub  # its channel was replaced under it
+        if code == codes.DEADLINE_EXCEEDED:
+            return method in _IDEMPOTENT
+        if code == codes.UNAVAILABLE:
+            details = e.details() or ""
+            return not any(g.lower() in details.lower() for g in _GONE)
+        return False
+
+    def _error(self, method: str, e) -> Exception:
+        """The error for a failed RPC that is not retried."""
+        code, codes = e.code(), self._grpc.StatusCode
+        if code == codes.UNAUTHENTICATED:
+            unset = ""
+            if not os.environ.get(_auth.TOKEN_ENV):
+                unset = (
+                    " (it is unset here, so this user's token file was used: ranks on "
+                    f"machines that do not share it need {_auth.TOKEN_ENV})"
+                )
+            return DistStoreError(
+                f"the store at {self.address} refused this process's job "
+                f"token: all ranks must share the same {_auth.TOKEN_ENV}{unset}"
             )
-        except self._grpc.RpcError as e:
-            code = e.code()
-            if code == self._grpc.StatusCode.UNAUTHENTICATED:
-                raise DistStoreError(
-                    f"the store at {self.address} refused this process's job "
-                    f"token: all ranks must share the same {_auth.TOKEN_ENV}"
-                ) from None
-            if code == self._grpc.StatusCode.UNAVAILABLE:
-                raise DistStoreError(
-                    f"lost the connection to the store at {self.address} "
-                    f"({e.details()}): did the master process exit?"
-                ) from None
-            if code == self._grpc.StatusCode.FAILED_PRECONDITION:  # e.g. add() on a non-integer
-                raise ValueError(e.details()) from None
-            if code == self._grpc.StatusCode.DEADLINE_EXCEEDED:
-                raise DistStoreError(f"store call {method} to {self.address} timed out") from None
-            raise DistStoreError(
-                f"store call {method} to {self.address} failed: {code.name}: {e.details()}"
-            ) from None
+        if code == codes.UNAVAILABLE:
+            return DistStoreError(
+                f"lost the connection to the store at {self.address} "
+                f"({e.details()}): did the master process exit?"
+            )
+        if code == codes.FAILED_PRECONDITION:  # e.g. add() on a non-integer
+            return ValueError(e.details())
+        if code == codes.DEADLINE_EXCEEDED:
+            return DistStoreError(f"store call {method} to {self.address} timed out")
+        return DistStoreError(
+            f"store call {method} to {self.address} failed: {code.name}: {e.details()}"
+        )
 
     # ---- the Store API --------------------------------------------------------------------
     def set(self, key, value):
@@ -349,6 +454,8 @@ class TCPStore(Store):
         """Close the client channel and, on the master, stop the service."""
         self._channel.close()
         if self._server is not None:
+            # waits for the port to be released (a new store may bind it next) and ends the
+            # service's threads
             self._server.stop(grace=None)
             self._server = None
 

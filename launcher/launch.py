@@ -18,6 +18,7 @@ import threading
 import time
 
 from ._live_status import LaunchStatus
+from ._ray_output import add_verbose_args, routed_ray_output
 from ._worker_io import Printer, run_child
 
 
@@ -80,6 +81,7 @@ def add_parser(sub) -> None:
         "one); on an existing cluster it is uploaded to "
         "every node, so SCRIPT must lie inside it",
     )
+    add_verbose_args(p, "launch")
     p.add_argument(
         "-m",
         dest="module",
@@ -163,8 +165,9 @@ def run(args) -> int:
     )
     remote = bool(address or os.environ.get("RAY_ADDRESS")) and not ray.is_initialized()
     shipped = _ship_working_dir(args, script) if remote else None
-    with _sigterm_stops_job():
+    with _sigterm_stops_job(), routed_ray_output(args, "launch") as ray_out:
         started = ensure_ray(address, scaling, runtime_env=shipped)
+        ray_out.relay_installed()
         try:
             _TERM["ready"] = True
             # ray.init installed its own handler, which ends in a crash dump
@@ -439,12 +442,15 @@ def _pump(ray, group, refs, queue, printer, lost: list) -> int:
 
 
 def _node_lost(ray, info) -> str:
-    """A note when Ray has already marked the worker's node dead."""
+    """A note on the worker's node: its Ray processes gone, or the node unreachable (a
+    partition: its processes may still run), told apart by probing its raylet (issue #28)."""
+    from ._node_reach import lost_note
+
     try:
-        dead = any(n["NodeID"] == info.node_id and not n["Alive"] for n in ray.nodes())
+        nodes = ray.nodes()
     except Exception:  # the GCS itself may be gone
-        dead = False
-    return f" (node {info.node_ip} was lost: its Ray processes are gone)" if dead else ""
+        return ""
+    return lost_note(nodes, info.node_id, info.node_ip)
 
 
 def _first_line(exc) -> str:

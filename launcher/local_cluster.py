@@ -201,25 +201,50 @@ def up(cfg: ClusterConfig, out=print, timeout: float = 300) -> dict:
 
 
 def _complete(cfg, state: dict, steps: list, env: dict, token, out, timeout: float) -> dict:
-    """The head is up: (re)start the workers whose Ray is not running (e.g. after a crash)."""
-    running = {}
+    """The head is up: (re)start the workers whose Ray is not running (e.g. after a crash), or
+    that the head has DEAD while their processes still run (after a partition, issue #28)."""
+    from . import node_health as nh
+
+    running, errors = {}, {}
     for entry in state["hosts"]:
         try:
             running[entry["ip"]] = bool(host_from_state(entry).processes(entry["sid"]))
-        except HostError:
-            running[entry["ip"]] = False
-    missing = [step for step in steps[1:] if not running.get(step[0].ip)]
-    if not missing:
-        out(
-            f"cluster {cfg.name!r} is already up (head {state['head']}); `ember down` first "
-            "to restart it"
+        except HostError as e:
+            running[entry["ip"]], errors[entry["ip"]] = None, str(e)
+    auth.apply_env(env)
+    alive = nh.query_alive(state["head"])
+    checks = {
+        h.ip: nh.HostCheck(
+            h.ip,
+            running.get(h.ip, False),
+            # absent from Ray (e.g. the address is a name Ray reports otherwise): unknown
+            None if alive is None else alive.get(h.ip),
+            errors.get(h.ip, ""),
         )
+        for h, _, _ in steps[1:]
+    }
+    actions = {ip: nh.decide(c) for ip, c in checks.items()}
+    missing = [step for step in steps[1:] if actions[step[0].ip] in (nh.START, nh.RESTART)]
+    manual = [step for step in steps[1:] if actions[step[0].ip] == nh.MANUAL]
+    for host, _, start in manual:
+        out(f"  {nh.reason(checks[host.ip])}; once it is reachable, run `ember up` again or:")
+        out(f"    {nh.manual_command(host, start, env)}")
+    if not missing:
+        if not manual:
+            out(
+                f"cluster {cfg.name!r} is already up (head {state['head']}); `ember down` "
+                "first to restart it"
+            )
         return state
     out(
         f"cluster {cfg.name!r} is up; starting Ray on {len(missing)} host(s) where it is not "
-        "running"
+        "running or the head has the node DEAD"
     )
     gone = {step[0].ip for step in missing}
+    for entry in state["hosts"]:
+        if entry["ip"] in gone and actions[entry["ip"]] == nh.RESTART:
+            out(f"  {nh.reason(checks[entry['ip']])}")
+            stop_host(entry, out=out)
     state["hosts"] = [h for h in state["hosts"] if h["ip"] not in gone]
     for step in missing:
         _start_host(cfg, *step, env, token, state, out, timeout)

@@ -3,7 +3,8 @@
 Every endpoint of a job (the store, each rank's peer service, each raw data connection) checks
 the job's secret token: gRPC calls carry it in the ``x-ember-token`` metadata entry, raw data
 connections prove it with an HMAC over a one-time nonce. The token comes from ``EMBER_TOKEN``
-(the ``ember`` launcher and the Trainer generate one per job).
+(the ``ember`` launcher and the Trainer generate one per job); without it, from a per-user
+private token file (``_token_file``); an empty token only with ``EMBER_INSECURE_NO_TOKEN=1``.
 """
 
 from __future__ import annotations
@@ -45,28 +46,35 @@ SERVER_OPTIONS = [
 ]
 
 _warned_no_token = False
+INSECURE_ENV = "EMBER_INSECURE_NO_TOKEN"
 
 
 def job_token(token: str | None = None) -> str:
-    """The job's secret: ``token`` if given, else ``$EMBER_TOKEN``, else ``""`` (with a warning).
-
-    An empty token still has to match on both sides; it only means any local process that
-    guesses the port could join, so launchers should always set ``EMBER_TOKEN``.
+    """The job's secret: ``token`` if given, else ``$EMBER_TOKEN``, else this user's generated
+    token (a private file, see ``_token_file``; issue #28). Only ``EMBER_INSECURE_NO_TOKEN=1``
+    gives ``""`` (any local process could then join), with one loud warning.
     """
     global _warned_no_token
     if token is not None:
         return str(token)
     value = os.environ.get(TOKEN_ENV)
-    if value is None:
+    if value:  # an empty EMBER_TOKEN (``EMBER_TOKEN=$UNSET``) is taken as unset, not as ""
+        return value
+    if os.environ.get(INSECURE_ENV, "").strip().lower() in ("1", "true", "yes"):
         if not _warned_no_token:
             _warned_no_token = True
             logger.warning(
-                "%s is not set: the job's endpoints accept any caller that knows "
-                "their address; set it to a shared secret (the ember launcher does)",
+                "INSECURE: %s=1 and %s is not set: this job's store and peer endpoints accept "
+                "ANY process that can reach their address (read and write the store, join the "
+                "collectives); unset %s to use a generated token",
+                INSECURE_ENV,
                 TOKEN_ENV,
+                INSECURE_ENV,
             )
         return ""
-    return value
+    from ._token_file import user_token
+
+    return user_token()
 
 
 def new_token() -> str:

@@ -21,6 +21,7 @@ import sys
 import time
 
 from ..errors import DistBackendError, DistributedError
+from . import _progress
 
 logger = logging.getLogger("ember.distributed")
 
@@ -40,7 +41,8 @@ def _skip_dirs() -> tuple[str, ...]:
 
         _SKIP_DIRS = (
             os.path.dirname(ember.__file__) + os.sep,
-            os.path.dirname(os.path.abspath(__file__)) + os.sep,
+            # ember.distributed (this file lives in its _runtime/ since the move, issue 24)
+            os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep,
             os.path.dirname(__import__("threading").__file__) + os.sep + "threading",
         )
     return _SKIP_DIRS
@@ -131,6 +133,7 @@ class OpContext:
         self.started = self.deadline = 0.0
 
     def start(self) -> OpContext:
+        _progress.stamp()  # this rank is not hung (the Trainer's hang watch)
         self.started = time.monotonic()
         self.deadline = self.started + self.timeout
         self._published = False

@@ -70,10 +70,8 @@ class PeerServer:
         from ember.protos import peer_pb2_grpc
 
         self.inbox = Inbox()
-        self._server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="ember-peer"),
-            options=_auth.SERVER_OPTIONS,
-        )
+        self._pool = futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="ember-peer")
+        self._server = grpc.server(self._pool, options=_auth.SERVER_OPTIONS)
         peer_pb2_grpc.add_PeerServicer_to_server(
             _servicer_class()(token, self.inbox, on_abort), self._server
         )
@@ -87,7 +85,8 @@ class PeerServer:
         self.address = _auth.join_host_port(bind_host, port)
 
     def stop(self) -> None:
-        self._server.stop(grace=None)
+        self._server.stop(grace=None).wait(5.0)
+        self._pool.shutdown(wait=False, cancel_futures=True)  # (server.stop leaves it running)
 
 
 def send_aborts(

@@ -24,7 +24,6 @@ from __future__ import annotations
 import atexit
 import mmap
 import os
-import secrets
 import select
 import socket
 import threading
@@ -36,7 +35,7 @@ import numpy as np
 from ember.backend.threads import usable_cores
 
 from ..errors import DistBackendError, DistNetworkError
-from . import _frames, _shm_arena
+from . import _frames, _shm_arena, _shm_reclaim
 from ._inbox import Pending, apply_piece, frame_problem
 from ._opctx import SLICE
 from ._transport import Listener, Transport, client_handshake, connect_with_retry
@@ -87,7 +86,9 @@ class ShmTransport(Transport):
         self.slot_bytes = max(64 << 10, min(int(slot_bytes), per_ring)) // 16 * 16
         self._ring = self.slots * self.slot_bytes
         size = max(1, len(consumers)) * self._ring
-        self.segment = f"ember-{os.getpid()}-{rank}-{secrets.token_hex(6)}"
+        # first remove what ranks killed during an earlier rendezvous left (issue #28)
+        _shm_reclaim.reclaim(SHM_DIR)
+        self.segment = _shm_reclaim.segment_name()
         self._path = os.path.join(SHM_DIR, self.segment)
         fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         atexit.register(self.unlink)
@@ -166,7 +167,9 @@ class ShmTransport(Transport):
             if self._own_arena is not None and ep.get("arena"):
                 self._own_arena.attach(peer, ep["arena"])
             if peer < self.rank:
-                sock = connect_with_retry(socket.AF_UNIX, ep["uds"], deadline, f"rank {peer}")
+                sock = connect_with_retry(
+                    socket.AF_UNIX, ep["uds"], deadline, f"rank {peer}", self.rendezvous_check
+                )
                 client_handshake(
                     sock, self.token, self.rank, peer, max(1.0, deadline - time.monotonic())
                 )
@@ -180,6 +183,8 @@ class ShmTransport(Transport):
                         f"ranks {missing} did not connect to rank "
                         f"{self.rank}'s shared-memory transport in time"
                     )
+                if self.rendezvous_check is not None:
+                    self.rendezvous_check()  # a peer died or was refused: fail now
                 self._ready.wait(min(left, SLICE))
         # Every rank sees the same endpoints, so all agree on whether the arena is usable.
         if self._own_arena is not None and all(ep.get("arena") for ep in peers.values()):
@@ -407,7 +412,16 @@ class ShmTransport(Transport):
         self.unlink()
         if self._own_arena is not None:
             self._own_arena.close()
+        self.arena = self._own_arena = None
         atexit.unregister(self.unlink)
+        # Unmap the rings now (each mmap holds a descriptor and the pages until closed).
+        self._in, self._out = {}, None
+        for m in [*self._in_maps, self._map]:
+            try:
+                m.close()
+            except BufferError:
+                pass  # still exported: closed with its last array
+        self._in_maps = []
 
 
 def _recv(sock: socket.socket, n: int) -> bytes:

@@ -26,13 +26,12 @@ from __future__ import annotations
 
 import mmap
 import os
-import secrets
 import threading
 import weakref
 
 import numpy as np
 
-from . import _futex
+from . import _futex, _shm_reclaim
 
 SHM_DIR = "/dev/shm"
 ARENA_BYTES = int(os.environ.get("EMBER_SHM_ARENA_BYTES", 8 << 30))
@@ -116,7 +115,7 @@ class Arena:
 
     def __init__(self, size: int = ARENA_BYTES) -> None:
         self.size = int(size) // _ALIGN * _ALIGN
-        self.name = f"ember-arena-{os.getpid()}-{secrets.token_hex(6)}"
+        self.name = _shm_reclaim.segment_name("arena-")
         self._path = os.path.join(SHM_DIR, self.name)
         self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         try:
@@ -235,3 +234,15 @@ class Arena:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+        # Each mmap object holds a duplicate of its file's descriptor and the pages until it
+        # is closed: close the peers' now (a mapping still exported to an array stays open,
+        # and is closed with its last array).
+        self._peers, self.signals, self.view = {}, {}, None
+        maps = [*getattr(self, "_peer_maps", []), getattr(self, "mapping", None)]
+        self._peer_maps = []
+        for m in maps:
+            try:
+                if m is not None:
+                    m.close()
+            except BufferError:
+                pass

@@ -12,13 +12,14 @@ its receive.
 
 from __future__ import annotations
 
+import errno
 import socket
 import struct
 import threading
 import time
 
 from ..errors import DistNetworkError
-from . import _frames
+from . import _frames, _grace
 from ._inbox import Inbox
 from ._opctx import SLICE
 from ._transport import (
@@ -44,6 +45,7 @@ class SocketTransport(Transport):
         self.inbox = Inbox()
         self._conns: dict[int, socket.socket] = {}
         self._locks: dict[int, threading.Lock] = {}
+        self._addrs: dict[int, str] = {}
         self._ready = threading.Condition()
         self._closing = False
         family = socket.AF_INET6 if ":" in bind_host else socket.AF_INET
@@ -67,7 +69,9 @@ class SocketTransport(Transport):
         for peer, (host, port) in sorted(peers.items()):
             if peer < self.rank:
                 family = socket.AF_INET6 if ":" in host else socket.AF_INET
-                sock = connect_with_retry(family, (host, port), deadline, f"rank {peer}")
+                sock = connect_with_retry(
+                    family, (host, port), deadline, f"rank {peer}", self.rendezvous_check
+                )
                 client_handshake(
                     sock, self.token, self.rank, peer, max(1.0, deadline - time.monotonic())
                 )
@@ -81,6 +85,8 @@ class SocketTransport(Transport):
                         f"ranks {missing} did not open their data "
                         f"connections to rank {self.rank} in time"
                     )
+                if self.rendezvous_check is not None:
+                    self.rendezvous_check()  # a peer died or was refused: fail now
                 self._ready.wait(min(left, SLICE))
 
     def _register(self, peer: int, sock: socket.socket) -> None:
@@ -92,12 +98,18 @@ class SocketTransport(Transport):
             socket.SO_SNDTIMEO,
             struct.pack("ll", int(SLICE), int(SLICE % 1 * 1e6)),
         )
+        # ride out a silent link for the grace period, then fail naming the peer
+        _grace.tune_socket(sock)
         with self._ready:
             if peer in self._conns:  # a second connection claiming the same rank
                 sock.close()
                 return
             self._conns[peer] = sock
             self._locks[peer] = threading.Lock()
+            try:
+                self._addrs[peer] = "{}:{}".format(*sock.getpeername()[:2])
+            except OSError:
+                self._addrs[peer] = "?"
             self._ready.notify_all()
         threading.Thread(
             target=self._reader, args=(peer, sock), daemon=True, name=f"ember-recv-{peer}"
@@ -121,9 +133,14 @@ class SocketTransport(Transport):
                 self.inbox.deliver(peer, frame, lambda view: recv_exact(sock, view))
         except (OSError, ConnectionError, ValueError) as e:
             if not self._closing:
-                self.inbox.peer_gone(
-                    peer, _DEAD if isinstance(e, ConnectionError) else f"broke its connection ({e})"
-                )
+                self.inbox.peer_gone(peer, self._reason(peer, e))
+
+    def _reason(self, peer: int, e: Exception) -> str:
+        if isinstance(e, OSError) and e.errno in (errno.ETIMEDOUT, errno.EHOSTUNREACH):
+            return f"at {self._addrs.get(peer, '?')} {_grace.unreachable()} [{e.strerror}]"
+        if isinstance(e, ConnectionError):
+            return _DEAD
+        return f"broke its connection ({e})"
 
     def post(self, peer, ctx, channel, tag, nbytes, dst=None, consume=None):
         return self.inbox.post(peer, ctx, channel, tag, nbytes, dst, consume)
@@ -155,8 +172,7 @@ class SocketTransport(Transport):
             except BlockingIOError:  # SO_SNDTIMEO passed without progress
                 sent = 0
             except OSError as e:
-                reason = _DEAD if isinstance(e, (BrokenPipeError, ConnectionError)) else str(e)
-                raise ctx.peer_gone(peer, reason) from None
+                raise ctx.peer_gone(peer, self._reason(peer, e)) from None
             if not sent:
                 ctx.on_idle(peer)
             while sent and views:

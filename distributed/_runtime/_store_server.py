@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from concurrent import futures
 
 from ..errors import DistNetworkError
 from . import _auth
 from ._kv import KeyValueTable
+from ._rendezvous_watch import note_refusal
 
 _SERVICE = "ember store"
 
@@ -23,6 +25,7 @@ def _servicer_class():
             self.token = token
 
         def _ok(self, context) -> bool:
+            note_refusal(self.kv, context, self.token)  # (a joining rank's, for the watch)
             return _auth.token_ok(context, self.token, _SERVICE)
 
         def Set(self, request, context):
@@ -87,10 +90,8 @@ def serve(host: str, port: int, token: str, world_size: int | None):
 
     # Blocking Get/Wait calls hold a thread each: leave room for every rank to wait at once.
     workers = 32 + 4 * int(world_size or 0)
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ember-store"),
-        options=_auth.SERVER_OPTIONS,
-    )
+    pool = futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ember-store")
+    server = grpc.server(pool, options=_auth.SERVER_OPTIONS)
     store_pb2_grpc.add_StoreServicer_to_server(_servicer_class()(token), server)
     address = _auth.join_host_port(host, port)
     try:
@@ -103,4 +104,20 @@ def serve(host: str, port: int, token: str, world_size: int | None):
         server.stop(None)
         raise DistNetworkError(f"the store could not bind to {address}: {reason}")
     server.start()
-    return server, bound
+    return _StoreServer(server, pool), bound
+
+
+class _StoreServer:
+    """The gRPC server and its thread pool, which ``server.stop()`` leaves running: ``stop``
+    ends both, so that a destroyed process group leaves no threads behind (issue #28)."""
+
+    def __init__(self, server, pool: futures.ThreadPoolExecutor) -> None:
+        self.server, self.pool = server, pool
+
+    def stop(self, grace=None, timeout: float = 5.0) -> None:
+        self.server.stop(grace).wait(timeout)  # the port is free again after this
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        deadline = time.monotonic() + 1.0
+        # idle workers exit at once; a handler still blocked in a long get() is left to end
+        for t in list(getattr(self.pool, "_threads", ())):
+            t.join(max(0.0, deadline - time.monotonic()))

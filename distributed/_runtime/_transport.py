@@ -34,6 +34,9 @@ class Transport:
     """Base class; see the module docstring for the contract."""
 
     name = "transport"
+    # set by the World while it connects: raises once the rendezvous has failed (a peer died
+    # or was refused), so connection waits end then instead of at the deadline
+    rendezvous_check = None
 
     def send(self, peer: int, ctx, channel: int, tag: int, data: memoryview) -> None:
         raise NotImplementedError
@@ -132,10 +135,15 @@ class Listener:
         self.sock.close()
 
 
-def connect_with_retry(family: int, address, deadline: float, what: str) -> socket.socket:
-    """Connect, retrying while the peer's listener is not up yet."""
+def connect_with_retry(
+    family: int, address, deadline: float, what: str, check=None
+) -> socket.socket:
+    """Connect, retrying while the peer's listener is not up yet (``check()``, if given, raises
+    when the rendezvous has failed meanwhile)."""
     delay = 0.01
     while True:
+        if check is not None:
+            check()
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
             sock.connect(address)

@@ -16,12 +16,15 @@ import json
 import os
 import threading
 import time
+import weakref
 
 from ..errors import DistBackendError, DistributedError, DistStoreError
-from ..store import PrefixStore
+from ..store import PrefixStore, StoreUnreachableError, no_retry
 from ..work import Executor
 from . import _auth, _shm
 from ._peer import GrpcStreamTransport, PeerServer, send_aborts
+from ._rendezvous_watch import RendezvousWatch
+from ._shm_reclaim import namespace_tag
 from ._socket import SocketTransport
 
 BACKENDS = ("auto", "shm", "grpc", "nccl")
@@ -78,12 +81,15 @@ class World:
         self.next_group_id = 0
         self.local_group_calls: dict[str, int] = {}  # new_group(use_local_synchronization)
         self._scratch: dict = {}
+        self._closers: list = []  # weak methods run first by close() (see on_close)
+        self.watch = RendezvousWatch(self)
 
     # ---- set-up -----------------------------------------------------------------------------
     def start(self) -> None:
         deadline = time.monotonic() + self.timeout
         host = _auth.host_identity()
-        claim = f"{host}|{os.getpid()}|{os.urandom(4).hex()}"
+        # (the pid namespace tells the rendezvous watch whether the pid can be checked here)
+        claim = f"{host}|{os.getpid()}|{namespace_tag()}.{os.urandom(4).hex()}"
         owner = self.store.compare_set(f"rank/{self.rank}", "", claim).decode()
         if owner != claim:
             raise DistributedError(
@@ -91,6 +97,7 @@ class World:
                 f"{owner.split('|')[0]}, pid {owner.split('|')[1]}): every process needs its own "
                 "RANK"
             )
+        self.watch.start()
         if self.rank == 0:
             self.store.set("world_size", str(self.world_size))
         master_world = int(self._get_or_fail("world_size", [0]))
@@ -104,6 +111,7 @@ class World:
         sock = None
         if self.backend != "shm" and self.world_size > 1:
             sock = SocketTransport(self.rank, self.token, bind)
+            sock.rendezvous_check = self.watch.check
             self._owned.append(sock)
         info = {
             "rank": self.rank,
@@ -138,6 +146,7 @@ class World:
                 use_shm = False
         if use_shm:
             shm = _shm.ShmTransport(self.rank, self.token, local)
+            shm.rendezvous_check = self.watch.check
             self._owned.append(shm)
             self.store.set(f"shm/{self.rank}", json.dumps(shm.endpoint()))
             eps = self._wait_all("shm", deadline, ranks=local)
@@ -159,6 +168,7 @@ class World:
 
     def after_barrier(self) -> None:
         """Every peer has mapped our segment: drop its name so nothing can leak."""
+        self.watch.stop()
         for tp in self._owned:
             if isinstance(tp, _shm.ShmTransport):
                 tp.unlink()
@@ -175,7 +185,16 @@ class World:
         ranks = list(range(self.world_size)) if ranks is None else ranks
         keys = [f"{what}/{r}" for r in ranks]
         try:
-            self.store.wait(keys, max(0.1, deadline - time.monotonic()))
+            # in slices, so that a dead or refused rank fails the wait within seconds
+            while True:
+                self.watch.check()
+                left = deadline - time.monotonic()
+                try:
+                    self.store.wait(keys, max(0.1, min(left, 4 * self.watch.interval)))
+                    break
+                except DistStoreError:
+                    if left <= 4 * self.watch.interval:
+                        raise
         except DistStoreError:
             have = self.store.multi_get_nowait(keys)
             missing = [r for r, v in zip(ranks, have) if v is None]
@@ -212,6 +231,10 @@ class World:
     def poll_abort(self) -> None:
         try:
             value = self.store.multi_get_nowait(["abort"])[0]
+        except StoreUnreachableError as e:  # retried for the grace period first (store.py)
+            raise self.fail(
+                DistBackendError(f"rank {self.rank} lost rank 0 ({self.describe(0)}): {e}")
+            ) from None
         except DistStoreError as e:
             raise self.fail(
                 DistBackendError(
@@ -228,7 +251,8 @@ class World:
         is gone)."""
         if self.abort_message is None:
             try:
-                value = self.store.multi_get_nowait(["abort"])[0]
+                with no_retry():  # a failure is being reported: no waiting out a partition
+                    value = self.store.multi_get_nowait(["abort"])[0]
             except DistStoreError:
                 value = None
             if value is not None:
@@ -247,7 +271,8 @@ class World:
         message = f"{err} (reported by rank {self.rank})"
         if self._set_abort(message):
             try:
-                self.store.set("abort", message)
+                with no_retry():  # best effort: an unreachable store must not delay the error
+                    self.store.set("abort", message)
             except DistributedError:
                 pass
             peers = {i["rank"]: i["peer"] for i in self.infos if i["rank"] != self.rank}
@@ -258,13 +283,30 @@ class World:
         self._set_abort(message)
 
     # ---- teardown -----------------------------------------------------------------------------
+    def on_close(self, method) -> None:
+        """Call the bound ``method`` when this world closes (held weakly, so the owner can go
+        first): users of shared memory (DDP's buckets) move out of it there, or its pages
+        would stay mapped, and held, for as long as the owner lives (issue #28)."""
+        self._closers.append(weakref.WeakMethod(method))
+
     def close(self) -> None:
+        self.watch.stop()
         clean = self.abort_message is None
         self.executor.drain(timeout=self.timeout if clean else 1.0)
         self.executor.close()
+        closers, self._closers = self._closers, []
+        for ref in closers:
+            method = ref()
+            if method is not None:
+                method()
         for nc in self.nccl:
             nc.close()
         for tp in self._owned:
             tp.close(clean)
         if self.peer_server is not None:
             self.peer_server.stop()
+        # Drop what holds mappings and sockets now rather than at the next garbage collection
+        # (groups and communicators refer back to this world).
+        self._owned, self.transports, self._scratch = [], {}, {}
+        for pg in self.groups.values():
+            pg.comm = pg.p2p = None

@@ -7,6 +7,7 @@ and ``bucket_bytes_cap``.
 from __future__ import annotations
 
 import functools
+import mmap
 
 import numpy as np
 
@@ -131,6 +132,9 @@ class BucketLayout:
             ok = ember.tensor([int(all(b is not None for b in blocks))])
             collectives.all_reduce(ok, op=ReduceOp.MIN, group=self.process_group)
             blocks = blocks if int(ok.item()) else []
+            if blocks and not getattr(self, "_release_registered", False):
+                pg.world.on_close(self._release_shared)
+                self._release_registered = True
         shared_blocks = iter(blocks)
         storages, shared = [], []
         for (dtype, kind), n, sample in kinds:
@@ -145,3 +149,31 @@ class BucketLayout:
             storages.append(flat)
             shared.append(kind is np.ndarray and bool(blocks))
         return storages, shared
+
+    def _release_shared(self) -> None:
+        """The process group is being destroyed: move every shared-memory storage, and the
+        gradients that are views of shared memory (of the current blocks, or of blocks
+        dropped when the buckets were rebuilt), into private memory, so that the arena's
+        pages go back to ``/dev/shm`` even while this DDP (or its module) lives on
+        (issue #28)."""
+        for k, pool in enumerate(self._pools):
+            if pool is None:
+                continue
+            storage = self._storages[k]
+            self._storages[k] = (storage if storage is not None else pool.root).copy()
+            self._pools[k] = None
+            self._shared[k] = False
+        for p in self._params:
+            _interop.set_grad_destination(p, None)
+            if p.grad is not None and _in_shared_memory(_interop.array_of(p.grad)):
+                p.grad = _interop.wrap(_interop.array_of(p.grad).copy())
+        self._slice_buckets()
+        self._handed = False
+
+
+def _in_shared_memory(arr) -> bool:
+    """Whether ``arr`` is a view of a memory map (the arena's blocks are)."""
+    while isinstance(getattr(arr, "base", None), np.ndarray):
+        arr = arr.base
+    base = getattr(arr, "base", None)
+    return isinstance(base.obj if isinstance(base, memoryview) else base, mmap.mmap)

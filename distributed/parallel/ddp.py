@@ -132,7 +132,7 @@ class DistributedDataParallel(Module, BucketLayout, JoinableDDP):
             for i, p in enumerate(self._params)
         ]
         _interop.use_grad_destinations(1)
-        weakref.finalize(self, _release_destinations, self._params)
+        weakref.finalize(self, _release_destinations, self._params, self._hooks)
 
     # ---- set-up ----------------------------------------------------------------------------
     def _sync_module_states(self) -> None:
@@ -150,8 +150,15 @@ class DistributedDataParallel(Module, BucketLayout, JoinableDDP):
 
     # ---- hooks -----------------------------------------------------------------------------
     def _make_hook(self, index: int):
+        # The hook lives on the parameter, which may outlive this wrapper (the user keeps the
+        # module): it holds the wrapper weakly, so that dropping the wrapper frees it and its
+        # buckets (issue #28: a strong closure kept 128 MiB of shared memory per wrapper).
+        ref = weakref.ref(self)
+
         def hook(param):
-            self._mark_ready(index)
+            ddp = ref()
+            if ddp is not None:
+                ddp._mark_ready(index)
 
         return hook
 
@@ -365,11 +372,13 @@ class DistributedDataParallel(Module, BucketLayout, JoinableDDP):
         )
 
 
-def _release_destinations(params) -> None:
-    """A DDP is gone: its parameters' gradients go back to fresh arrays."""
+def _release_destinations(params, hooks=()) -> None:
+    """A DDP is gone: its parameters' gradients go back to fresh arrays, its hooks go."""
     _interop.use_grad_destinations(-1)
     for p in params:
         _interop.set_grad_destination(p, None)
+    for h in hooks:
+        h.remove()
 
 
 def _strip_module_prefix(state_dict):

@@ -58,9 +58,15 @@ class ScalingConfig:
 class FailureConfig:
     """``max_failures``: how many times the whole group may restart from the latest
     checkpoint after a worker fails (0: fail at once; -1: retry forever). The Trainer's
-    ``failure_policy.DefaultFailurePolicy`` applies it."""
+    ``failure_policy.DefaultFailurePolicy`` applies it.
+
+    ``worker_hang_timeout_s``: a worker that neither calls ``report()`` nor enters a
+    collective for this many seconds is hung: the attempt fails with every rank's Python
+    stacks in the error, and restarts or raises per ``max_failures`` (``None``, the default:
+    no watch; see ``_internal/hang_watch.py``)."""
 
     max_failures: int = 0
+    worker_hang_timeout_s: float | None = None
 
     def __post_init__(self):
         if (
@@ -71,6 +77,14 @@ class FailureConfig:
             raise ValueError(
                 "FailureConfig.max_failures must be an int >= -1 (-1: retry "
                 f"forever), got {self.max_failures!r}"
+            )
+        hang = self.worker_hang_timeout_s
+        if hang is not None and (
+            isinstance(hang, bool) or not isinstance(hang, (int, float)) or not hang > 0
+        ):
+            raise ValueError(
+                "FailureConfig.worker_hang_timeout_s must be a positive number of seconds "
+                f"or None, got {hang!r}"
             )
 
 

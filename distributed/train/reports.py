@@ -29,6 +29,7 @@ import time
 
 from .._runtime import _auth, _transport
 from ..errors import DistributedError
+from ._internal.hang_watch import DUMP, Beat
 
 _CLOSED = "__ember_inbox_closed__"  # what the actor's next() returns once it is drained
 _LEN = struct.Struct("<Q")
@@ -59,7 +60,7 @@ def queued_reports(events: queue.Queue) -> list:
             kind, item = events.get_nowait()
         except queue.Empty:
             return items
-        if kind == "report":
+        if kind == "report" and not isinstance(item, Beat):
             items.append(item)
 
 
@@ -72,6 +73,7 @@ class SocketInbox:
         self._lock = threading.Lock()  # orders queueing against close()
         self._closed = False
         self._conns: set[socket.socket] = set()
+        self.want_stacks = False  # answer beats with DUMP (the hang watch, hang_watch.py)
         host = _auth.normalize_host(host)
         sock = socket.create_server(
             (host, 0), family=socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -101,11 +103,12 @@ class SocketInbox:
                 payload = bytearray(_LEN.unpack(head)[0])
                 _transport.recv_exact(conn, memoryview(payload))
                 item = pickle.loads(payload)
+                beat = isinstance(item, Beat)
                 with self._lock:
                     if self._closed:  # unanswered: that worker's report() raises
                         return
-                    self._events.put(("report", item))
-                conn.sendall(_ACK)
+                    self._events.put(("beat" if beat else "report", item))
+                conn.sendall(DUMP if beat and self.want_stacks else _ACK)
         except (OSError, ConnectionError):
             return  # the worker ended (or close() shut the connection)
         finally:
@@ -146,7 +149,11 @@ class ReportClient:
     def __setstate__(self, state) -> None:
         self.__init__(*state["address"])
 
-    def put(self, item) -> None:
+    def beat(self, beat: Beat) -> bytes:
+        """Send a hang-watch heartbeat; the driver's answer (``ACK`` or ``DUMP``)."""
+        return self.put(beat)
+
+    def put(self, item) -> bytes:
         payload = pickle.dumps(item, protocol=5)
         with self._lock:
             if self._sock is None:
@@ -157,6 +164,8 @@ class ReportClient:
                 ack = self._sock.recv(1)
             except OSError:
                 ack = b""
+            if ack == DUMP and isinstance(item, Beat):
+                return ack
             if ack != _ACK:
                 self._sock.close()
                 self._sock = None
@@ -166,6 +175,7 @@ class ReportClient:
                     f"report(): the Trainer's driver at {self._where()} did "
                     "not take the report (it ended the run, or it is gone)"
                 )
+            return ack
 
     def _where(self) -> str:
         return _auth.join_host_port(*self.address)
@@ -238,6 +248,11 @@ class _ActorClient:
         import ray
 
         ray.get(self.actor.put.remote(item))
+
+    def beat(self, beat: Beat) -> bytes:
+        """Through the actor the driver cannot answer: hangs are found, stacks not sent."""
+        self.put(beat)
+        return _ACK
 
 
 class ActorInbox:

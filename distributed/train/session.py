@@ -7,6 +7,7 @@ import os
 import shutil
 import tempfile
 
+from .._runtime import _progress
 from .checkpoint import Checkpoint, unpack_into
 
 
@@ -57,6 +58,7 @@ class _Session:
             self.checkpoint = unpack_into([checkpoint_blob], os.path.join(self._tmp, "ckpt"))
 
     def report(self, metrics: dict, checkpoint: Checkpoint | None = None) -> None:
+        _progress.stamp()  # this rank is not hung (the Trainer's hang watch)
         self.iteration += 1
         # The packed files go by value: once put() returns the driver holds them, so a
         # checkpoint survives this worker dying right after reporting it (an object this worker

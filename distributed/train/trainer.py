@@ -17,6 +17,7 @@ import threading
 import time
 import traceback
 
+from ._internal.hang_watch import Beacon, Beat, HangWatch, interval_for
 from .checkpoint import Checkpoint
 from .config import RunConfig, ScalingConfig, check_strategy
 from .data import DataConfig, check_datasets
@@ -37,7 +38,17 @@ class _WorkerFailure(Exception):
 
 
 def _worker_main(
-    fn, config, inbox, ckpt_ref, backend, strategy, trial_dir, name, timeout, datasets=None
+    fn,
+    config,
+    inbox,
+    ckpt_ref,
+    backend,
+    strategy,
+    trial_dir,
+    name,
+    timeout,
+    datasets=None,
+    hang_timeout=None,
 ):
     """Runs inside each worker actor: session, process group, then the user's function."""
     import ray
@@ -70,11 +81,17 @@ def _worker_main(
         dist.init_process_group(
             backend=backend, init_method="env://", timeout=timedelta(seconds=timeout)
         )
+    beacon = None
+    if hang_timeout is not None:
+        # from here on (a rank hung in the rendezvous is the rendezvous watch's to report)
+        beacon = Beacon(inbox, ctx.get_world_rank(), interval_for(hang_timeout)).start()
     try:
         if len(inspect.signature(fn).parameters) == 0:
             return fn()
         return fn(config if config is not None else {})
     finally:
+        if beacon is not None:
+            beacon.stop()
         session._activate(None)
         sess.close()
         if backend is not None and dist.is_initialized():
@@ -139,6 +156,9 @@ class Trainer:
         self._restore_dir: str | None = None
         self.datasets = check_datasets(datasets)
         self.dataset_config = dataset_config or DataConfig()
+        # set by ember experiment's Tune trials: keep the worker processes for the next trial
+        # that the same (reused) trial actor runs (WorkerGroup's reuse/keep)
+        self._reuse_workers = False
 
     @classmethod
     def restore(
@@ -160,14 +180,25 @@ class Trainer:
         import ray
 
         from ._internal.ray_cluster import ensure_ray
+        from ._internal.ray_output import RAY_LOG, RayOutput
 
-        ensure_ray(self.ray_address, self.scaling)
         if self._restore_dir is not None:
             run_dir = self._restore_dir
             name = os.path.basename(run_dir)
         else:
             name = self.run_config.name or f"ember_train_{time.strftime('%Y-%m-%d_%H-%M-%S')}"
             run_dir = _fresh_dir(self.run_config.run_dir(name))
+        # Ray's own notices and log lines go to the run's logs/ray.log, not the job's output
+        # (EMBER_VERBOSE=1 shows them too)
+        ray_out = RayOutput(os.path.join(run_dir, RAY_LOG)).install()
+        try:
+            ensure_ray(self.ray_address, self.scaling)
+            ray_out.relay_installed()
+            return self._fit(ray, run_dir, name)
+        finally:
+            ray_out.close()
+
+    def _fit(self, ray, run_dir: str, name: str) -> Result:
         manager = CheckpointManager(run_dir, self.run_config.checkpoint_config)
         self._history: list[dict] = (
             Result.from_path(run_dir).metrics_history if self._restore_dir is not None else []
@@ -224,10 +255,14 @@ class Trainer:
         from .reports import open_inbox
 
         group = WorkerGroup(
-            self.scaling.num_workers, self.scaling.bundle(), self.scaling.placement_strategy
+            self.scaling.num_workers,
+            self.scaling.bundle(),
+            self.scaling.placement_strategy,
+            reuse=self._reuse_workers,
         )
         events: queue.Queue = queue.Queue()
         inbox = open_inbox(events, group.token)
+        clean = False
         try:
             ckpt_ref = [ray.put(start_ckpt.pack())] if start_ckpt is not None else None
             # Every attempt splits the datasets anew: a restarted group reads fresh iterators.
@@ -248,14 +283,16 @@ class Trainer:
                 run_dir,
                 name,
                 self.collective_timeout,
+                hang_timeout=self.run_config.failure_config.worker_hang_timeout_s,
             )
             if self._want_live:
                 if self._live is not None:
                     self._live.close()  # the previous attempt's table stays above
                 self._live = LiveTable([info.node_ip for info in group.infos])
             self._monitor(ray, group, refs, events, inbox, manager)
+            clean = True
         finally:
-            group.shutdown()
+            group.shutdown(keep=clean and self._reuse_workers)
             inbox.close()
 
     def _monitor(self, ray, group, refs, events, inbox, manager) -> None:
@@ -264,6 +301,9 @@ class Trainer:
 
         pending: dict[int, dict[int, tuple]] = {}
         n = len(refs)
+        hang_timeout = self.run_config.failure_config.worker_hang_timeout_s
+        watch = None if hang_timeout is None else HangWatch(hang_timeout, group.infos, inbox)
+        wake = 1.0 if watch is None else min(1.0, watch.interval)
         threading.Thread(
             target=_watch_tasks, args=(ray, refs, events), daemon=True, name="ember-trainer-watch"
         ).start()
@@ -271,10 +311,21 @@ class Trainer:
         while remaining:
             try:
                 # (a timeout, so that the driver still answers Ctrl-C promptly)
-                kind, what = events.get(timeout=1.0)
+                kind, what = events.get(timeout=wake)
             except queue.Empty:
+                kind = what = None
                 if self._live is not None:
                     self._live.draw()  # the "last report" ages move on
+            if watch is not None:
+                if kind == "beat" or isinstance(what, Beat):
+                    watch.take(what)
+                hung = watch.check()
+                if hung is not None:
+                    inbox.flush()
+                    for item in queued_reports(events):
+                        self._take(item, pending, manager, n)
+                    raise _WorkerFailure(*hung)
+            if kind is None or kind == "beat" or isinstance(what, Beat):
                 continue
             if kind == "report":
                 self._take(what, pending, manager, n)

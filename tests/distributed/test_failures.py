@@ -252,7 +252,8 @@ def test_bad_token_is_refused():
     )
     kind, msg = res[1].error
     assert kind == "DistStoreError" and "token" in msg, res[1]
-    assert not res[0].ok and "did not join" in res[0].error[1], res[0]
+    # rank 0 learns the real cause from the store's note of the refusal (issue #28)
+    assert not res[0].ok and "rank 1 was turned away by the store" in res[0].error[1], res[0]
 
 
 def test_world_size_mismatch():

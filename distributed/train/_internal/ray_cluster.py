@@ -27,6 +27,13 @@ def _quiet_auth_notice() -> None:
         log.addFilter(_DropOptOutNotice())
 
 
+def keep_auth_notice() -> None:
+    """Undo :func:`_quiet_auth_notice` (a RayOutput routes the notice to the run's log)."""
+    log = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    for f in [f for f in log.filters if isinstance(f, _DropOptOutNotice)]:
+        log.removeFilter(f)
+
+
 def ensure_ray(address: str | None = None, scaling=None, runtime_env: dict | None = None) -> bool:
     """Make sure Ray is initialised; return True when this call started it.
 
@@ -54,7 +61,10 @@ def ensure_ray(address: str | None = None, scaling=None, runtime_env: dict | Non
     need = 0
     if scaling is not None:
         need = scaling.num_workers * scaling.bundle().get("CPU", 1)
-    _quiet_auth_notice()
+    from .ray_output import routing
+
+    if not routing():  # else the notice goes to the run's log (ray_output.RayOutput)
+        _quiet_auth_notice()
     # Ray gives its raylet a fixed 30 s to register; a heavily loaded machine can miss that once,
     # so a failed start is cleaned up and tried once more before it is reported.
     for attempt in (1, 2):

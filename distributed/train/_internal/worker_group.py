@@ -79,6 +79,22 @@ class _Worker:
         return fn(*args, **kwargs)
 
 
+def _alive(actors: list | None, timeout: float = 10.0) -> list | None:
+    """``actors`` if every one answers, else None (they are killed: start fresh ones)."""
+    if not actors:
+        return None
+    try:
+        ray.get([a.info.remote() for a in actors], timeout=timeout)
+        return actors
+    except Exception:  # noqa: BLE001 - a dead or stuck kept actor: replace them all
+        for a in actors:
+            try:
+                ray.kill(a, no_restart=True)
+            except Exception:  # noqa: BLE001
+                pass
+        return None
+
+
 def order_ranks(infos: list[WorkerInfo], first_node: str | None = None) -> list[WorkerInfo]:
     """Sort workers by node (``first_node``, the driver's, first if present; the others in
     spawn order), then GPU id, then spawn order; assign rank, local rank, node rank and local
@@ -154,8 +170,19 @@ def _enclosing_group(num_workers: int, bundle: dict):
     return (pg, first) if fits else (None, 0)
 
 
+# Worker actors kept between runs by a process that asked for it (``reuse=True``): a Ray Tune
+# trial actor that Tune reuses for the next trial keeps its placement group, so the next
+# trial's workers can be the same processes, which saves each trial a Python process start
+# and ember's import. Keyed by the enclosing group and the bundles used.
+_KEPT: dict[tuple, list] = {}
+
+
 class WorkerGroup:
-    """Start ``num_workers`` actors with ``bundle`` resources each, ranked and configured."""
+    """Start ``num_workers`` actors with ``bundle`` resources each, ranked and configured.
+
+    ``reuse``: inside an enclosing placement group (a Tune trial), take the actors a previous
+    group of the same shape kept there (``shutdown(keep=True)``) instead of starting new ones.
+    """
 
     def __init__(
         self,
@@ -164,6 +191,7 @@ class WorkerGroup:
         placement_strategy: str = "PACK",
         env: dict | None = None,
         start_timeout: float = 120.0,
+        reuse: bool = False,
     ):
         self.num_workers = num_workers
         self.bundle = dict(bundle)
@@ -189,8 +217,14 @@ class WorkerGroup:
                 f"({placement_strategy}) within {start_timeout:.0f} s; the cluster has "
                 f"{ray.cluster_resources()}"
             )
+        self._keep_key = (
+            (outer.id.hex(), first, num_workers, tuple(sorted(self.bundle.items())))
+            if reuse and outer is not None
+            else None
+        )
+        kept = _alive(_KEPT.pop(self._keep_key, None) if self._keep_key else None)
         custom = {k: v for k, v in self.bundle.items() if k not in ("CPU", "GPU", "memory")}
-        self.actors = [
+        self.actors = kept or [
             _Worker.options(
                 num_cpus=self.bundle.get("CPU", 0),
                 num_gpus=self.bundle.get("GPU", 0),
@@ -231,8 +265,15 @@ class WorkerGroup:
     def execute_single(self, rank: int, fn, *args, **kwargs):
         return ray.get(self.actors[rank].run.remote(fn, *args, **kwargs))
 
-    def shutdown(self) -> None:
-        """Kill the actors and free the placement group (only what this group started)."""
+    def shutdown(self, keep: bool = False) -> None:
+        """Kill the actors and free the placement group (only what this group started).
+
+        ``keep`` (a group made with ``reuse=True`` in an enclosing placement group, after a
+        clean run): leave the actors running for the next group of the same shape there."""
+        if keep and getattr(self, "_keep_key", None) is not None and self.actors:
+            _KEPT[self._keep_key] = self.actors
+            self.actors = []
+            return
         for a in getattr(self, "actors", []):
             try:
                 ray.kill(a, no_restart=True)
