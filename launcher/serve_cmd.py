@@ -8,6 +8,8 @@ import signal
 import sys
 import time
 
+from ._ray_output import add_verbose_args, routed_ray_output
+
 _ACTIONS = ("status", "shutdown")
 
 
@@ -70,6 +72,7 @@ def add_parser(sub) -> None:
         action="store_true",
         help="stay in the foreground until Ctrl-C (always so with an embedded Ray)",
     )
+    add_verbose_args(p, "serve")
     p.set_defaults(func=run_serve)
 
 
@@ -111,6 +114,11 @@ def autoscaling_from_args(args: argparse.Namespace) -> dict | None:
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    with routed_ray_output(args, "serve"):  # Ray's own lines: LOG_DIR/ray.log (--verbose)
+        return _run_serve(args)
+
+
+def _run_serve(args: argparse.Namespace) -> int:
     try:
         if args.target == "status":
             return _status(args)

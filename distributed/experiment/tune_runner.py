@@ -32,7 +32,7 @@ from .runner import (
     summarize,
 )
 from .spec import ExperimentSpec, Point, SpecError, load_spec
-from .tune_spec import GRID_PARAMS, make_scheduler, to_tune_space
+from .tune_spec import GRID_PARAMS, make_scheduler, make_search_alg, to_tune_space
 from .workloads import WORKLOADS
 
 TUNE_DIR = "tune"
@@ -119,7 +119,7 @@ def run_trial(config: dict, spec_data: dict) -> None:
 
     def fit():
         try:
-            out["result"] = Trainer(
+            trainer = Trainer(
                 train_point,
                 wc,
                 scaling_config=_scaling(spec, p.workers),
@@ -128,7 +128,12 @@ def run_trial(config: dict, spec_data: dict) -> None:
                 ),
                 strategy=p.strategy,
                 backend=p.backend,
-            ).fit()
+            )
+            # Tune reuses this trial actor (reuse_actors) and its placement group for the next
+            # trial: keep the worker processes too, so that trial skips their start and imports
+            # (EMBER_TUNE_REUSE_WORKERS=0: fresh worker processes for every trial)
+            trainer._reuse_workers = os.environ.get("EMBER_TUNE_REUSE_WORKERS", "1") != "0"
+            out["result"] = trainer.fit()
         except BaseException as e:  # noqa: BLE001 - re-raised in the trial's thread
             out["error"] = e
 
@@ -231,6 +236,7 @@ def tune(
             f"{spec.source}: strategies {bad} are not in this build "
             f"(available: {', '.join(available_strategies())})"
         )
+    search_alg = make_search_alg(spec["search"], spec["seed"])  # optuna missing: say so now
     rd = RunDir(out_dir or default_out_dir(spec))
     tune_path = rd.file(TUNE_DIR)
     if resume and not fresh:
@@ -265,6 +271,7 @@ def tune(
                     # a trial's process imports Ray Tune and ember: reuse it for the next one
                     reuse_actors=True,
                     scheduler=make_scheduler(spec["scheduler"], search, reports),
+                    search_alg=search_alg,
                 ),
                 run_config=rtune.RunConfig(name=TUNE_DIR, storage_path=rd.path, verbose=0),
             )

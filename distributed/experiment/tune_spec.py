@@ -10,12 +10,16 @@
       metric: loss                # what the scheduler and the best trial read
       mode: min
       report_every: 5             # timed steps between a trial's reports (the scheduler's clock)
+      algorithm: basic            # basic (grid and random sampling) | optuna (needs optuna)
+      seed: null                  # the optuna sampler's seed (null: the spec's seed)
     scheduler:
       name: asha                  # fifo | asha | median_stopping
       grace_period: 1
       reduction_factor: 2
 
 Grid axes not named in ``space`` take the ``grid:`` section's values (a grid search over them).
+``algorithm: optuna`` samples the space with Optuna's TPE instead; it takes no grid search, so
+every searched axis must be a ``choice`` or a range, and the grid a single point.
 """
 
 from __future__ import annotations
@@ -34,7 +38,10 @@ SEARCH_DEFAULTS = {
     "metric": "loss",
     "mode": "min",
     "report_every": 5,
+    "algorithm": "basic",
+    "seed": None,
 }
+ALGORITHMS = ("basic", "optuna")
 SCHEDULERS = {
     "fifo": {},
     "asha": {"grace_period": 1, "max_t": None, "reduction_factor": 2},
@@ -88,8 +95,46 @@ def check_tune_sections(d: dict, src: str) -> None:
         raise _err(src, "search.metric", f"must be one of {METRICS}, got {out['metric']!r}")
     if out["mode"] not in ("min", "max"):
         raise _err(src, "search.mode", f"must be 'min' or 'max', got {out['mode']!r}")
+    if out["algorithm"] not in ALGORITHMS:
+        raise _err(
+            src, "search.algorithm", f"must be one of {ALGORITHMS}, got {out['algorithm']!r}"
+        )
+    seed = out["seed"]
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise _err(src, "search.seed", f"must be null or an integer, got {seed!r}")
+    if out["algorithm"] == "optuna":
+        _check_optuna(src, d, out)
     d["search"] = out
     d["scheduler"] = _check_scheduler(src, sched)
+
+
+def _check_optuna(src: str, d: dict, search: dict) -> None:
+    """Optuna samples every trial's parameters: no grid search in the space, the grid or the
+    repetitions (Tune would refuse them only once the sweep starts)."""
+    for name, value in search["space"].items():
+        if isinstance(value, dict) and "grid_search" in value:
+            raise _err(
+                src,
+                f"search.space.{name}",
+                "is a grid_search, which algorithm 'optuna' cannot sample; use "
+                f"{{choice: {value['grid_search']!r}}}",
+            )
+    grid = d.get("grid") or {}
+    for axis in GRID_PARAMS:
+        values = grid.get(axis)
+        if axis not in search["space"] and isinstance(values, list) and len(values) > 1:
+            raise _err(
+                src,
+                f"grid.{axis}",
+                f"has {len(values)} values, a grid search that algorithm 'optuna' cannot "
+                f"sample; name it in search.space as {{choice: {values!r}}} or keep one value",
+            )
+    if (d.get("repetitions") or 1) > 1:
+        raise _err(
+            src,
+            "repetitions",
+            "must be 1 with algorithm 'optuna' (raise search.num_samples for more trials)",
+        )
 
 
 def _check_space(src: str, key: str, value) -> None:
@@ -155,6 +200,28 @@ def to_tune_space(kind_args) -> object:
     if kind in ("grid_search", "choice"):
         return getattr(tune, kind)(list(args))
     return getattr(tune, kind)(*args)
+
+
+def make_search_alg(search: dict, seed: int):
+    """The Tune searcher ``search.algorithm`` names (None: Tune's basic variant generator)."""
+    if search["algorithm"] == "basic":
+        return None
+    try:
+        import optuna  # noqa: F401 - Ray's OptunaSearch needs it; say so before Tune does
+    except ImportError:
+        from .spec import SpecError
+
+        raise SpecError(
+            "search.algorithm 'optuna' needs the optuna package, which is not installed "
+            "(pip install optuna)"
+        ) from None
+    from ray.tune.search.optuna import OptunaSearch
+
+    return OptunaSearch(
+        metric=search["metric"],
+        mode=search["mode"],
+        seed=seed if search["seed"] is None else search["seed"],
+    )
 
 
 def make_scheduler(sched: dict, search: dict, reports: int):
