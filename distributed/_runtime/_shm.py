@@ -34,11 +34,17 @@ import numpy as np
 
 from ember.backend.threads import usable_cores
 
-from ..errors import DistBackendError, DistNetworkError
+from ..errors import DistBackendError
 from . import _frames, _shm_arena, _shm_reclaim
 from ._inbox import Pending, apply_piece, frame_problem
 from ._opctx import SLICE
-from ._transport import Listener, Transport, client_handshake, connect_with_retry
+from ._transport import (
+    Listener,
+    Transport,
+    await_registered,
+    client_handshake,
+    connect_with_retry,
+)
 
 SHM_DIR = "/dev/shm"
 SLOT_BYTES = int(os.environ.get("EMBER_SHM_SLOT_BYTES", 1 << 20)) // 16 * 16
@@ -174,18 +180,18 @@ class ShmTransport(Transport):
                     sock, self.token, self.rank, peer, max(1.0, deadline - time.monotonic())
                 )
                 self._register(peer, sock)
-        with self._ready:
-            while not all(p in self._socks for p in peers):
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    missing = sorted(p for p in peers if p not in self._socks)
-                    raise DistNetworkError(
-                        f"ranks {missing} did not connect to rank "
-                        f"{self.rank}'s shared-memory transport in time"
-                    )
-                if self.rendezvous_check is not None:
-                    self.rendezvous_check()  # a peer died or was refused: fail now
-                self._ready.wait(min(left, SLICE))
+        await_registered(
+            self._ready,
+            self._socks,
+            peers,
+            deadline,
+            self.rendezvous_check,
+            SLICE,
+            lambda missing: (
+                f"ranks {missing} did not connect to rank "
+                f"{self.rank}'s shared-memory transport in time"
+            ),
+        )
         # Every rank sees the same endpoints, so all agree on whether the arena is usable.
         if self._own_arena is not None and all(ep.get("arena") for ep in peers.values()):
             self.arena = self._own_arena

@@ -26,6 +26,7 @@ from ._transport import (
     PIECE_BYTES,
     Listener,
     Transport,
+    await_registered,
     client_handshake,
     connect_with_retry,
     recv_exact,
@@ -76,18 +77,17 @@ class SocketTransport(Transport):
                     sock, self.token, self.rank, peer, max(1.0, deadline - time.monotonic())
                 )
                 self._register(peer, sock)
-        with self._ready:
-            while not all(p in self._conns for p in peers):
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    missing = sorted(p for p in peers if p not in self._conns)
-                    raise DistNetworkError(
-                        f"ranks {missing} did not open their data "
-                        f"connections to rank {self.rank} in time"
-                    )
-                if self.rendezvous_check is not None:
-                    self.rendezvous_check()  # a peer died or was refused: fail now
-                self._ready.wait(min(left, SLICE))
+        await_registered(
+            self._ready,
+            self._conns,
+            peers,
+            deadline,
+            self.rendezvous_check,
+            SLICE,
+            lambda missing: (
+                f"ranks {missing} did not open their data connections to rank {self.rank} in time"
+            ),
+        )
 
     def _register(self, peer: int, sock: socket.socket) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -154,3 +154,26 @@ def connect_with_retry(
                 raise DistNetworkError(f"could not connect to {what} at {address!r}: {e}") from None
             time.sleep(delay)
             delay = min(delay * 2, 0.5)
+
+
+def await_registered(
+    ready: threading.Condition,
+    registered: dict,
+    peers,
+    deadline: float,
+    check,
+    poll: float,
+    message,
+) -> None:
+    """Wait (holding ``ready``) until every rank of ``peers`` is in ``registered``, as the
+    transports' accept threads register them. ``check()``, when set, fails early if a peer died
+    or was refused during the rendezvous; past ``deadline``, raise ``DistNetworkError`` with
+    ``message(missing_ranks)``."""
+    with ready:
+        while not all(p in registered for p in peers):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise DistNetworkError(message(sorted(p for p in peers if p not in registered)))
+            if check is not None:
+                check()  # a peer died or was refused: fail now
+            ready.wait(min(left, poll))
