@@ -121,5 +121,14 @@ def test_launch_output_has_ray_lines_only_with_verbose(tmp_path, flags):
     assert "[rank0]: job line from rank 0" in r.stdout
     shown = r.stdout + r.stderr
     ray_lines = [line for line in shown.splitlines() if is_ray_line(line) or "opt out" in line]
-    assert bool(ray_lines) == bool(flags), shown  # the token notice: shown only when verbose
-    assert "opt out" in (tmp_path / "logs" / "ray.log").read_text()  # always kept in the log
+    # Whether Ray prints anything at all (its token notice) depends on the machine's Ray auth
+    # state, so this checks the routing, not Ray: nothing of Ray's is shown without --verbose,
+    # what is shown with it is also kept in the log, and the job's own lines never go there.
+    # (The routing itself is checked line by line above.)
+    if not flags:
+        assert not ray_lines, shown
+    log = tmp_path / "logs" / "ray.log"
+    kept = log.read_text() if log.exists() else ""
+    assert "job line from rank" not in kept
+    if any("opt out" in line for line in ray_lines):
+        assert "opt out" in kept
