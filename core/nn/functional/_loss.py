@@ -13,7 +13,7 @@ import numpy as np
 
 from ... import ops
 from ...amp._state import autocast_op
-from ...ops import loss_ops, nn_ops
+from ...ops import loss_ops
 from ...tensor import Tensor
 from ._linear import pairwise_distance
 
@@ -175,11 +175,11 @@ def cross_entropy(
             x = ops.movedim(input, 1, -1).reshape(-1, c)
             t = ops.movedim(target, 1, -1).reshape(-1, c)
             out_shape = (input.shape[0],) + tuple(input.shape[2:])
-        out = nn_ops.CrossEntropyProbs.apply(x, t, w, reduction, float(label_smoothing))
+        out = loss_ops.CrossEntropyProbs.apply(x, t, w, reduction, float(label_smoothing))
     else:
         x, t, out_shape = _rows_and_target(input, target)
         _check_indices(t, c, ignore_index)
-        out = nn_ops.CrossEntropyIndices.apply(
+        out = loss_ops.CrossEntropyIndices.apply(
             x, t, w, ignore_index, reduction, float(label_smoothing)
         )
     if reduction == "none":
@@ -203,7 +203,7 @@ def nll_loss(
     w = _check_weight(weight, c)
     x, t, out_shape = _rows_and_target(input, target)
     _check_indices(t, c, ignore_index)
-    out = nn_ops.NllIndices.apply(x, t, w, ignore_index, reduction)
+    out = loss_ops.NllIndices.apply(x, t, w, ignore_index, reduction)
     if reduction == "none":
         out = out.reshape(out_shape)
     return out
