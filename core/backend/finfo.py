@@ -25,7 +25,7 @@ class finfo:
                 "ember.iinfo to handle 'ember.finfo'"
             )
         npd = d.np if d.category == 2 else np.empty(0, d.np).real.dtype
-        info = _np_finfo(npd)
+        info = np_finfo(npd)
         self.bits = int(np.dtype(npd).itemsize * 8)
         self.eps = float(info.eps)
         self.max = float(info.max)
@@ -81,8 +81,14 @@ class iinfo:
         return f"iinfo(min={self.min:g}, max={self.max:g}, dtype={self.dtype})"
 
 
-def _np_finfo(npd):
-    if npd.kind == "V" or str(npd) == "bfloat16":  # ml_dtypes' bfloat16
+def np_finfo(npd) -> np.finfo:
+    """``np.finfo`` for any array dtype, ml_dtypes' bfloat16 and float8 types included.
+
+    ``np.finfo`` knows those only from ml_dtypes 0.7 on, whose import costs over a second
+    (pyproject.toml pins below it), so every finfo of a runtime dtype goes through here.
+    """
+    npd = np.dtype(npd)
+    if npd.kind == "V" or str(npd) == "bfloat16":  # ml_dtypes' bfloat16 / float8
         import ml_dtypes
 
         return ml_dtypes.finfo(npd)

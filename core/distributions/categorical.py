@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 import ember
+from ember.backend.finfo import np_finfo
 from ember.tensor import Size
 
 from . import constraints
@@ -94,7 +95,7 @@ class Categorical(_ProbsOrLogits, Distribution):
         return log_pmf.gather(-1, value).squeeze(-1)
 
     def entropy(self):
-        min_real = float(np.finfo(self.logits._data.dtype).min)
+        min_real = float(np_finfo(self.logits._data.dtype).min)
         logits = self.logits.clamp(min=min_real)
         p_log_p = logits * self.probs
         return -p_log_p.sum(-1)

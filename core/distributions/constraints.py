@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 import ember
+from ember.backend.finfo import np_finfo
 from ember.tensor import Tensor
 
 __all__ = [
@@ -338,7 +339,7 @@ class _CorrCholesky(Constraint):
     def check(self, value):
         a = _raw(value)
         xp = _xp(a)
-        tol = np.finfo(a.dtype).eps * a.shape[-1] * 10
+        tol = np_finfo(a.dtype).eps * a.shape[-1] * 10
         row_norm = xp.linalg.norm(a, axis=-1)
         unit = (xp.abs(row_norm - 1.0) <= tol).min(-1).astype(bool)
         return _LowerCholesky().check(value) & _bool_tensor(unit)

@@ -6,6 +6,7 @@ import numpy as np
 
 import ember
 from ember.autograd.function import Function
+from ember.backend.finfo import np_finfo
 
 from . import constraints
 from .exp_family import ExponentialFamily
@@ -39,7 +40,7 @@ class _StandardGamma(Function):
         xp = ctx.xp
         x = gen_for(None, xp).standard_gamma(alpha.astype(np.float64))
         # a zero sample has no log density: keep draws at least the dtype's smallest normal
-        x = xp.maximum(x, np.finfo(alpha.dtype).tiny).astype(alpha.dtype)
+        x = xp.maximum(x, np_finfo(alpha.dtype).tiny).astype(alpha.dtype)
         ctx.save_for_backward(alpha, x)
         return x
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import math
 from numbers import Number
 
-import numpy as np
-
 import ember
+from ember.backend.finfo import np_finfo
 
 from . import constraints
 from .transformed_distribution import TransformedDistribution
@@ -27,7 +26,7 @@ class Gumbel(TransformedDistribution):
 
     def __init__(self, loc, scale, validate_args=None):
         self.loc, self.scale = broadcast_all(loc, scale)
-        finfo = np.finfo(self.loc._data.dtype)
+        finfo = np_finfo(self.loc._data.dtype)
         if isinstance(loc, Number) and isinstance(scale, Number):
             base_dist = Uniform(float(finfo.tiny), 1 - float(finfo.eps), validate_args=False)
         else:

@@ -9,6 +9,7 @@ from operator import attrgetter
 import numpy as np
 
 import ember
+from ember.backend.finfo import np_finfo
 from ember.tensor import Tensor
 
 __all__ = [
@@ -26,15 +27,15 @@ euler_constant = 0.57721566490153286060  # Euler-Mascheroni constant
 
 
 def _finfo(dtype):
-    return np.finfo(dtype.np if hasattr(dtype, "np") else np.dtype(str(dtype).split(".")[-1]))
+    return np_finfo(dtype.np if hasattr(dtype, "np") else np.dtype(str(dtype).split(".")[-1]))
 
 
 def finfo_eps(t: Tensor) -> float:
-    return float(np.finfo(t._data.dtype).eps)
+    return float(np_finfo(t._data.dtype).eps)
 
 
 def finfo_tiny(t: Tensor) -> float:
-    return float(np.finfo(t._data.dtype).tiny)
+    return float(np_finfo(t._data.dtype).tiny)
 
 
 def broadcast_all(*values):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..backend.finfo import np_finfo
 from . import OnnxExporterError
 from ._context import Sym, _np_of
 from ._ops_basic import _c, dtype_of, rank, typed
@@ -418,7 +419,7 @@ def group_norm(ctx, x, num_groups, weight=None, bias=None, eps=1e-5):
 def rms_norm(ctx, x, normalized_shape, weight=None, eps=None):
     ns = [normalized_shape] if isinstance(normalized_shape, int) else list(normalized_shape)
     if eps is None:
-        eps = float(np.finfo(dtype_of(x)).eps)
+        eps = float(np_finfo(dtype_of(x)).eps)
     axes = list(range(-len(ns), 0))
     ms = ctx.reduce("ReduceMean", ctx.op("Mul", [x, x]), axes, True)
     y = ctx.op(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..autograd.function import Function
+from ..backend.finfo import np_finfo
 from ..tensor import Tensor
 from . import _la_util as u
 from .function_free import _xp_of
@@ -330,7 +331,7 @@ def lstsq(A: Tensor, B: Tensor, rcond=None, *, driver=None):
     s = None
     if driver in (None, "gelsy", "gelsd", "gelss"):
         s = np.linalg.svd(u.host(A._data), compute_uv=False)
-        tol = (np.finfo(s.dtype).eps * max(m, n) if rcond is None else rcond) * s[..., :1]
+        tol = (np_finfo(s.dtype).eps * max(m, n) if rcond is None else rcond) * s[..., :1]
         rank = Tensor._wrap(u.like(np.asarray((s > tol).sum(-1), np.int64), A._data))
     else:
         rank = Tensor._wrap(xp.zeros((0,), np.int64))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..autograd.function import Function
+from ..backend.finfo import np_finfo
 from ..tensor import Tensor
 from . import _la_util as u
 from ._util import promote
@@ -303,7 +304,7 @@ def _tolerance(xp, s, m, n, atol, rtol):
     if isinstance(rtol, Tensor):
         rtol = rtol._data
     if rtol is None:
-        rtol = np.finfo(s.dtype).eps * max(m, n) if atol is None or not np.all(atol > 0) else 0.0
+        rtol = np_finfo(s.dtype).eps * max(m, n) if atol is None or not np.all(atol > 0) else 0.0
     smax = s[..., :1] if s.shape[-1] else xp.zeros(s.shape[:-1] + (1,), s.dtype)
     tol = xp.asarray(rtol, dtype=s.dtype)[..., None] * smax if xp.ndim(rtol) else rtol * smax
     if atol is not None:

@@ -6,8 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-import numpy as np
-
+from ..backend.finfo import np_finfo
 from ..tensor import Tensor
 from ._functional import _bump, _lerp_, _step_tensor, _to_scalar, _xp
 from .optimizer import Optimizer
@@ -106,7 +105,7 @@ class Adafactor(Optimizer):
             param = p._data
             xp = _xp(param)
             g = -p.grad._data if group["maximize"] else p.grad._data
-            e1 = float(np.finfo(param.dtype).eps) if eps1 is None else eps1
+            e1 = float(np_finfo(param.dtype).eps) if eps1 is None else eps1
             one_minus_beta2 = step ** group["beta2_decay"]
             rho = min(lr, 1 / step**0.5)
             rms = float(xp.sqrt(xp.sum(param * param))) / math.sqrt(param.size)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from ... import ops
 from ...amp._state import autocast_op
 from ...backend.device import get_array_module
+from ...backend.finfo import np_finfo
 from ...ops import norm_group_rms, norm_ops
 from ...tensor import Tensor
 
@@ -188,9 +189,7 @@ def rms_norm(
             f"[*, {', '.join(str(s) for s in shape)}], but got input of size{input.shape}"
         )
     if eps is None:
-        import numpy as np
-
-        eps = float(np.finfo(input._data.dtype).eps)
+        eps = float(np_finfo(input._data.dtype).eps)
     if weight is not None and tuple(weight.shape) != shape:
         raise RuntimeError(
             f"Expected weight to be of same shape as normalized_shape, but got "

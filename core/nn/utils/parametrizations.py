@@ -7,6 +7,7 @@ from __future__ import annotations
 from enum import Enum, auto
 
 from ...autograd.grad_mode import no_grad
+from ...backend.finfo import np_finfo
 from ...tensor import Tensor
 from .. import functional as F
 from ..module import Module
@@ -177,10 +178,9 @@ def _diagonal(x: Tensor) -> Tensor:
 
 
 def _is_orthogonal(q: Tensor) -> bool:
-    import numpy as np
 
     n, k = q.size(-2), q.size(-1)
-    eps = 10.0 * n * float(np.finfo(q._data.dtype).eps)
+    eps = 10.0 * n * float(np_finfo(q._data.dtype).eps)
     return bool(((_mH(q) @ q) - _eye(k, q)).abs().max() <= eps)
 
 
