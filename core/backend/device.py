@@ -54,11 +54,22 @@ class device:
     def __reduce__(self):
         return (device, (str(self),))
 
+    def __enter__(self) -> device:
+        """``with ember.device("cuda"):`` makes this the default device of the factories inside
+        the block (as :func:`ember.set_default_device` does), restored on exit; blocks nest."""
+        _ENTERED.append(_DEFAULT[0])
+        _DEFAULT[0] = self
+        return self
+
+    def __exit__(self, *exc) -> None:
+        _DEFAULT[0] = _ENTERED.pop()
+
 
 CPU = device("cpu")
 _cuda_devices: dict[int, device] = {}
 # ember.set_default_device: where factories put tensors when no device is given (None: cpu)
 _DEFAULT: list = [None]
+_ENTERED: list = []  # the defaults that ``with device:`` blocks replaced, innermost last
 
 
 def default_device() -> device:

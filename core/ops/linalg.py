@@ -87,6 +87,16 @@ def _dtype_error(a, b):
 
 @autocast_op("matmul")
 def matmul(input, other):
+    """The matrix product of two tensors, with NumPy's broadcasting rules: 1-D operands are
+    treated as vectors, and batch dimensions broadcast.
+
+    Args:
+        input (Tensor): the first operand.
+        other (Tensor): the second operand.
+
+    Raises:
+        RuntimeError: the inner dimensions do not match (PyTorch's message).
+    """
     # two tensors are never promoted (PyTorch raises); NumPy operands join as tensors
     a, b = (
         (input, other)
@@ -127,6 +137,7 @@ def matmul(input, other):
 
 @autocast_op("mm")
 def mm(input, mat2):
+    """The matrix product of two 2-D tensors, ``(n, m) @ (m, p) -> (n, p)``; no broadcasting."""
     if input._data.ndim != 2 or mat2._data.ndim != 2:
         raise RuntimeError(
             "self must be a matrix" if input._data.ndim != 2 else "mat2 must be a matrix"
@@ -136,6 +147,7 @@ def mm(input, mat2):
 
 @autocast_op("bmm")
 def bmm(input, mat2):
+    """The batched matrix product ``(b, n, m) @ (b, m, p) -> (b, n, p)``; no broadcasting."""
     if input._data.ndim != 3 or mat2._data.ndim != 3:
         raise RuntimeError(
             "batch1 must be a 3D tensor" if input._data.ndim != 3 else "batch2 must be a 3D tensor"
@@ -151,11 +163,13 @@ def bmm(input, mat2):
 
 @autocast_op("mv")
 def mv(input, vec):
+    """The product of a matrix ``(n, m)`` and a vector ``(m,)``."""
     return matmul(input, vec)
 
 
 @autocast_op("dot")
 def dot(input, other):
+    """The dot product of two 1-D tensors of the same length (no conjugation; see :func:`vdot`)."""
     if input._data.ndim != 1 or other._data.ndim != 1:
         raise RuntimeError(
             f"1D tensors expected, but got {input._data.ndim}D and {other._data.ndim}D tensors"
@@ -165,10 +179,13 @@ def dot(input, other):
 
 @autocast_op("outer")
 def outer(input, vec2):
+    """The outer product of two vectors: ``out[i, j] = input[i] * vec2[j]``."""
     for name, t in (("self", input), ("vec2", vec2)):
         if t._data.ndim != 1:
             raise RuntimeError(f"outer: Expected 1-D argument {name}, but got {t._data.ndim}-D")
-    return matmul(unsqueeze(input, -1), unsqueeze(vec2, 0))
+    # an elementwise product, as in PyTorch: the dtypes promote (``outer(arange(n), freqs)``
+    # is the rotary-embedding idiom), where a matmul of mixed dtypes raises
+    return unsqueeze(input, -1) * unsqueeze(vec2, 0)
 
 
 ger = outer
@@ -176,6 +193,7 @@ ger = outer
 
 @autocast_op("addmm")
 def addmm(input, mat1, mat2, *, beta=1, alpha=1):
+    """``beta * input + alpha * (mat1 @ mat2)``, ``input`` broadcast to the product's shape."""
     out = matmul(mat1, mat2)
     if alpha != 1:
         out = out * alpha
@@ -184,6 +202,7 @@ def addmm(input, mat1, mat2, *, beta=1, alpha=1):
 
 @autocast_op("baddbmm")
 def baddbmm(input, batch1, batch2, *, beta=1, alpha=1):
+    """``beta * input + alpha * (batch1 @ batch2)`` over a batch of matrices."""
     return addmm(input, batch1, batch2, beta=beta, alpha=alpha)
 
 
@@ -271,6 +290,9 @@ class Einsum(Function):
 
 @autocast_op("einsum")
 def einsum(equation, *operands):
+    """Einstein summation: ``einsum("ij,jk->ik", a, b)`` is ``a @ b``. Operands may be passed as
+    arguments or as one list. The contraction order is NumPy's optimized one.
+    """
     if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
         operands = tuple(operands[0])
     ops = list(operands)
@@ -340,6 +362,16 @@ class VectorNorm(Function):
 
 
 def vector_norm(x, ord=2, dim=None, keepdim=False, *, dtype=None):
+    """The vector p-norm of ``x`` over ``dim`` (all elements when None).
+
+    Args:
+        x (Tensor): the input.
+        ord: the order p: a real number, ``inf`` (max of absolute values), ``-inf`` (min) or 0
+            (count of non-zeros).
+        dim: the dimension(s) to reduce; None flattens the input.
+        keepdim: keep the reduced dimensions with size 1.
+        dtype: compute and return in this dtype.
+    """
     if dtype is not None:
         x = x.to(dtype)
     if x._data.dtype.kind not in "fcV":

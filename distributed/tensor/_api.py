@@ -175,9 +175,22 @@ class DTensor:
         return DTensor(local_tensor, mesh, places, tuple(shape))
 
     # ---- views of the data -------------------------------------------------------------------
-    def to_local(self):
-        """This rank's piece (no communication)."""
-        return self._local_tensor
+    def to_local(self, *, grad_placements: Sequence[Placement] | None = None):
+        """This rank's piece (no communication).
+
+        ``grad_placements``: how the gradient that reaches the returned tensor is laid out, when
+        the code using it makes it so (e.g. ``[Partial()]`` when each rank's use of a
+        replicated piece sees only part of the batch or sequence); backward then redistributes
+        it to this DTensor's placements (summing the partial gradients over the mesh), as in
+        PyTorch. Default: the same placements as this DTensor (the gradient passes through)."""
+        if grad_placements is None:
+            return self._local_tensor
+        given = _normalize(self.device_mesh, grad_placements, self.ndim, "DTensor.to_local")
+        if given == self.placements:
+            return self._local_tensor
+        return _LocalWithGradLayout.apply(
+            self._local_tensor, self.device_mesh, given, self.placements, self._shape
+        )
 
     def full_tensor(self):
         """The whole global tensor on every rank (gathers / reduces as needed)."""
@@ -262,6 +275,25 @@ class _Redistribute(Function):
         import ember
 
         moved = _move(ember.as_tensor(grad).contiguous(), ctx.mesh, ctx.dst, src, ctx.shape)
+        return array_of(moved), None, None, None, None
+
+
+class _LocalWithGradLayout(Function):
+    """``to_local(grad_placements=...)``: the local piece unchanged; backward takes the
+    incoming gradient as laid out by ``grad_placements`` and moves it to the DTensor's own
+    placements (``Partial`` -> ``Replicate``: an all-reduce over the mesh dimension)."""
+
+    @staticmethod
+    def forward(ctx, local, mesh, grad_placements, placements, shape):
+        ctx.move = (mesh, grad_placements, placements, shape)
+        return local.view()
+
+    @staticmethod
+    def backward(ctx, grad):
+        import ember
+
+        mesh, src, dst, shape = ctx.move
+        moved = _move(ember.as_tensor(grad).contiguous(), mesh, src, dst, shape)
         return array_of(moved), None, None, None, None
 
 

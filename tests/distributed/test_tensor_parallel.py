@@ -361,3 +361,47 @@ def test_bad_plans_name_what_is_wrong(pools):
     )
     assert "Attention 'attn'" in errs["sp_module"][1]
     assert errs["mesh_2d"][0] == "ValueError" and "2-d mesh of shape (1, 2)" in errs["mesh_2d"][1]
+
+
+def case_custom_norm_sequence_parallel():
+    """A model's own RMSNorm (a leaf module written with tensor methods, as in PyTorch's Llama
+    examples) under SequenceParallel: its forward runs on each rank's half of the sequence and
+    the replicated weight's gradient is the sum over the ranks (``to_local(grad_placements=
+    [Partial()])``)."""
+    import ember
+    from ember import nn
+    from ember.distributed.tensor import DTensor, Shard, init_device_mesh
+    from ember.distributed.tensor.parallel import SequenceParallel, parallelize_module
+
+    class MyRMSNorm(nn.Module):
+        def __init__(self, dim, eps=1e-6):
+            super().__init__()
+            self.eps = eps
+            self.weight = nn.Parameter(ember.ones(dim, dtype=ember.float64) * 1.5)
+
+        def forward(self, x):
+            return x * ember.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+
+    mesh = init_device_mesh("cpu", (WORLD,))
+    x = tp_models.inputs()
+    w_out = np.random.RandomState(3).standard_normal(x.shape)
+    ref = MyRMSNorm(x.shape[-1])
+    ref_out = ref(ember.tensor(x))
+    (ref_out * ember.tensor(w_out)).sum().backward()
+
+    norm = parallelize_module(MyRMSNorm(x.shape[-1]), mesh, SequenceParallel())
+    rank = mesh.get_local_rank()
+    lo, hi = rank * x.shape[1] // WORLD, (rank + 1) * x.shape[1] // WORLD
+    out = norm(ember.tensor(x[:, lo:hi]))
+    (out.to_local() * ember.tensor(w_out[:, lo:hi])).sum().backward()
+    full = DTensor.from_local(out.to_local().detach(), mesh, [Shard(1)]).full_tensor()
+    return (
+        type(out).__name__,
+        float(np.abs(full.numpy() - ref_out.detach().numpy()).max()),
+        float(np.abs(norm.weight.grad.numpy() - ref.weight.grad.numpy()).max()),
+    )
+
+
+def test_sequence_parallel_runs_a_models_own_norm(pools):
+    for kind, out_err, grad_err in pools(WORLD, "shm").run(case_custom_norm_sequence_parallel):
+        assert kind == "DTensor" and out_err < 1e-12 and grad_err < 1e-12

@@ -9,6 +9,7 @@ import types
 from .... import nn
 from .. import ops
 from .._api import DTensor
+from ..placement_types import Partial
 from ._param import DTensorParameter
 
 __all__ = ["forward_for", "install_forward"]
@@ -29,8 +30,16 @@ def forward_for(module: nn.Module, fqn: str, style: str):
     if hasattr(nn, "RMSNorm"):
         kinds[nn.RMSNorm] = _rms_norm_forward
     fn = next((f for cls, f in kinds.items() if isinstance(module, cls)), None)
+    if fn is None and style == "SequenceParallel" and not any(True for _ in module.children()):
+        # another leaf module (a model's own RMSNorm, as in PyTorch's Llama examples): what
+        # sequence parallelism runs is position-wise (norms, dropout), so its own forward runs
+        # on this rank's sequence piece. A module with children (attention, a block) is refused:
+        # run locally it would silently mix only the local part of the sequence.
+        return _sequence_local_forward(type(module).forward)
     if fn is None:
         supported = ", ".join(c.__name__ for c in kinds)
+        if style == "SequenceParallel":
+            supported += ", or a module without children computing position by position"
         raise NotImplementedError(
             f"{style} does not support {type(module).__name__} '{fqn or '<root>'}'; "
             f"supported modules: {supported}"
@@ -66,3 +75,28 @@ def _dropout_forward(self, input):
     # each rank draws its own mask: right for shards, not for replicated activations
     local = F.dropout(input._local_tensor, self.p, self.training)
     return DTensor(local, input.device_mesh, input.placements, input._shape)
+
+
+def _sequence_local_forward(own_forward):
+    """A forward running ``own_forward`` on the local sequence piece of a ``Shard`` DTensor
+    input, with each replicated parameter used as a local tensor whose gradient is summed over
+    the mesh in backward (every rank saw only its part of the sequence); the output is a DTensor
+    with the input's placements."""
+
+    def forward(self, input, *args, **kwargs):
+        local = input.to_local() if isinstance(input, DTensor) else input
+        swapped = {}
+        for name, p in self._parameters.items():
+            if isinstance(p, DTensorParameter):
+                partial = [Partial()] * p.device_mesh.ndim
+                swapped[name] = p
+                self._parameters[name] = p.as_dtensor().to_local(grad_placements=partial)
+        try:
+            out = own_forward(self, local, *args, **kwargs)
+        finally:
+            self._parameters.update(swapped)
+        if not isinstance(input, DTensor):
+            return out
+        return DTensor.from_local(out, input.device_mesh, input.placements)
+
+    return forward

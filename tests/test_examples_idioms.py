@@ -1,0 +1,65 @@
+"""Idioms from PyTorch's own examples (pytorch/examples' tensor-parallel Llama) that stopped an
+ember port, each checked against torch: ``outer`` of an integer and a float vector (rotary
+embeddings), ``with torch.device(...):`` as the default device of a block, and the old
+``torch.distributed._tensor`` import path."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import ember
+
+torch = pytest.importorskip("torch")
+
+
+@pytest.mark.parametrize(
+    "a_dtype, b_dtype",
+    [("int64", "float32"), ("int64", "float64"), ("bool", "bool"), ("float32", "float64")],
+)
+def test_outer_promotes_like_torch(a_dtype, b_dtype):
+    a, b = np.arange(4).astype(a_dtype), np.linspace(0.5, 2, 3).astype(b_dtype)
+    got = ember.outer(ember.tensor(a), ember.tensor(b))
+    want = torch.outer(torch.tensor(a), torch.tensor(b))
+    assert str(got.dtype).split(".")[-1] == str(want.dtype).split(".")[-1]
+    np.testing.assert_array_equal(got.numpy(), want.numpy())
+    assert ember.ger(ember.tensor(a), ember.tensor(b)).dtype == got.dtype
+
+
+def test_outer_gradients_match_torch():
+    a, b = np.random.default_rng(0).standard_normal((2, 5))
+    ea, eb = (ember.tensor(v, requires_grad=True) for v in (a, b))
+    ta, tb = (torch.tensor(v, requires_grad=True) for v in (a, b))
+    (ember.outer(ea, eb) ** 2).sum().backward()
+    (torch.outer(ta, tb) ** 2).sum().backward()
+    np.testing.assert_allclose(ea.grad.numpy(), ta.grad.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(eb.grad.numpy(), tb.grad.numpy(), rtol=1e-12)
+
+
+def test_device_is_a_context_manager_for_the_default_device():
+    assert str(ember.get_default_device()) == "cpu"
+    with ember.device("cpu") as d:
+        assert d == ember.device("cpu") and ember.get_default_device() == d
+        assert ember.zeros(2).device == d
+        with ember.device("cuda"):  # nests; like torch, naming CUDA needs no GPU
+            assert ember.get_default_device().type == "cuda"
+        assert ember.get_default_device() == d
+    with torch.device("cpu"):
+        assert torch.get_default_device() == torch.device("cpu")
+    assert str(ember.get_default_device()) == "cpu"
+    try:  # restored on an exception too
+        with ember.device("cuda"):
+            raise KeyError("inside")
+    except KeyError:
+        pass
+    assert str(ember.get_default_device()) == "cpu"
+
+
+def test_old_dtensor_import_path():
+    from ember.distributed._tensor import DTensor, Shard
+    from ember.distributed._tensor.device_mesh import init_device_mesh
+
+    import ember.distributed.tensor as dt
+
+    assert DTensor is dt.DTensor and Shard is dt.Shard
+    assert init_device_mesh is dt.init_device_mesh
