@@ -56,10 +56,9 @@ def test_device_is_a_context_manager_for_the_default_device():
 
 
 def test_old_dtensor_import_path():
+    import ember.distributed.tensor as dt
     from ember.distributed._tensor import DTensor, Shard
     from ember.distributed._tensor.device_mesh import init_device_mesh
-
-    import ember.distributed.tensor as dt
 
     assert DTensor is dt.DTensor and Shard is dt.Shard
     assert init_device_mesh is dt.init_device_mesh
