@@ -62,3 +62,42 @@ def test_old_dtensor_import_path():
 
     assert DTensor is dt.DTensor and Shard is dt.Shard
     assert init_device_mesh is dt.init_device_mesh
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda", "cuda:1"])
+def test_default_backend_for_device_is_torchs(device):
+    import ember.distributed as dist
+
+    want = torch.distributed.get_default_backend_for_device(device)
+    assert dist.get_default_backend_for_device(device) == want
+    assert dist.get_default_backend_for_device(ember.device(device)) == want
+
+
+def test_default_backend_for_an_unknown_device_names_it():
+    import ember.distributed as dist
+
+    with pytest.raises(RuntimeError, match="'tpu'"):
+        dist.get_default_backend_for_device("tpu")
+
+
+def test_init_optim_state_creates_adam_state_without_moving_parameters():
+    """PyTorch's FSDP2 example calls ``_init_optim_state(opt)`` before loading optimizer state:
+    the state exists afterwards (as torch's does) and the parameters are unchanged."""
+    from torch.distributed.checkpoint.state_dict import _init_optim_state as torch_init
+
+    from ember.distributed.checkpoint.state_dict import _init_optim_state
+
+    w = np.arange(6.0).reshape(2, 3)
+    ep, tp = ember.nn.Parameter(ember.tensor(w)), torch.nn.Parameter(torch.tensor(w))
+    eopt, topt = ember.optim.AdamW([ep], lr=0.1), torch.optim.AdamW([tp], lr=0.1)
+    _init_optim_state(eopt)
+    torch_init(topt)
+    assert sorted(eopt.state[ep]) == sorted(topt.state[tp])
+    np.testing.assert_array_equal(ep.detach().numpy(), w)
+    assert ep.grad is None and eopt.param_groups[0]["lr"] == 0.1
+    # with a gradient present it does nothing, as torch's (a step would move the parameter)
+    fresh = ember.nn.Parameter(ember.tensor(w))
+    fresh.grad = ember.ones(2, 3)
+    opt = ember.optim.AdamW([fresh], lr=0.1)
+    _init_optim_state(opt)
+    assert not opt.state and np.array_equal(fresh.detach().numpy(), w)

@@ -165,6 +165,15 @@ def _init_state(model: Module, optim) -> None:
             p.grad = None
 
 
+def _init_optim_state(optim) -> None:
+    """PyTorch's private helper of the same name, which its FSDP2 example calls before loading
+    an optimizer state dict: create the state as :func:`set_optimizer_state_dict` does, unless
+    the optimizer has state or gradients already (then a step would change the parameters)."""
+    if any(p.grad is not None for g in optim.param_groups for p in g["params"]):
+        return
+    _init_state(None, optim)
+
+
 def _names_by_id(model: Module) -> dict:
     return {id(p): n for n, p in _unwrap(model).named_parameters(remove_duplicate=False)}
 
