@@ -101,3 +101,23 @@ def test_init_optim_state_creates_adam_state_without_moving_parameters():
     opt = ember.optim.AdamW([fresh], lr=0.1)
     _init_optim_state(opt)
     assert not opt.state and np.array_equal(fresh.detach().numpy(), w)
+
+
+def test_hook_handles_are_utils_hooks_removable_handles():
+    """Scripts annotate with and isinstance-check ``torch.utils.hooks.RemovableHandle``: module
+    and optimizer hook registrations return that one class, and it removes the hook."""
+    from ember.utils.hooks import RemovableHandle
+
+    m = ember.nn.Linear(2, 2)
+    calls = []
+    handle = m.register_forward_hook(lambda *a: calls.append(1))
+    opt = ember.optim.SGD(m.parameters(), lr=0.1)
+    step = opt.register_step_pre_hook(lambda *a: calls.append(2))
+    assert isinstance(handle, RemovableHandle) and isinstance(step, RemovableHandle)
+    m(ember.ones(1, 2))
+    opt.step()
+    with handle, step:  # handles are context managers, as torch's
+        pass
+    m(ember.ones(1, 2))
+    opt.step()
+    assert calls == [1, 2]

@@ -9,25 +9,7 @@ import itertools
 from collections import OrderedDict
 from collections.abc import Callable
 
-
-class RemovableHandle:
-    """Removes a hook from the ordered dict it was registered in."""
-
-    _next_id = itertools.count()
-
-    def __init__(self, hooks: dict):
-        self.hooks = hooks
-        self.id = next(RemovableHandle._next_id)
-
-    def remove(self) -> None:
-        self.hooks.pop(self.id, None)
-
-    def __enter__(self) -> RemovableHandle:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.remove()
-
+from .._hook_handle import RemovableHandle
 
 _global_step_pre_hooks: OrderedDict = OrderedDict()
 _global_step_post_hooks: OrderedDict = OrderedDict()

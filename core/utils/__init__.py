@@ -4,9 +4,9 @@ from . import data
 
 
 def __getattr__(name):
-    # ember.utils.checkpoint without an explicit import, as torch.utils.checkpoint
-    if name == "checkpoint":
+    # ember.utils.checkpoint / .hooks without an explicit import, as torch.utils's
+    if name in ("checkpoint", "hooks"):
         import importlib
 
-        return importlib.import_module("ember.utils.checkpoint")
+        return importlib.import_module(f"ember.utils.{name}")
     raise AttributeError(f"module 'ember.utils' has no attribute {name!r}")
