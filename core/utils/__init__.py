@@ -4,8 +4,8 @@ from . import data
 
 
 def __getattr__(name):
-    # ember.utils.checkpoint / .hooks without an explicit import, as torch.utils's
-    if name in ("checkpoint", "hooks"):
+    # ember.utils.benchmark / .checkpoint / .hooks without an explicit import, as torch.utils's
+    if name in ("benchmark", "checkpoint", "hooks"):
         import importlib
 
         return importlib.import_module(f"ember.utils.{name}")
