@@ -17,6 +17,9 @@ HEADER_SIZE = HEADER.size
 DATA = 1  # a chunk of a collective or point-to-point message
 CREDIT = 2  # shm: the receiver released slot `slot` of the sender's ring
 BYE = 3  # the sender is leaving the group cleanly (destroy_process_group)
+ACK = 4  # socket: the sender has read `seq` data frames of this connection's peer (_link.py)
+RESUME = 5  # socket, first frame on a (re)connection: the sender has read `seq` frames
+PROBE = 6  # socket: a liveness probe on a new connection, closed at once (_link.py)
 
 
 def channel_id(group_id: int, p2p: bool) -> int:

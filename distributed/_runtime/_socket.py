@@ -7,7 +7,12 @@ job token. Payloads are sent straight from the tensor's memory (``sendmsg`` of h
 payload, no copy in Python); a reader thread per connection reads the peer's frames as they come,
 straight into posted destinations (``_inbox.py``) or into pooled buffers when none is posted
 yet, so both directions flow at once and a send never waits for the peer's program to reach
-its receive.
+its receive. A connection that is reset is replaced and what it lost is sent again
+(``_link.py``); a peer fails the job only once it is gone.
+
+Threads per peer: the reader (never writes, so a peer's writes always drain), and an ack writer
+(acknowledges what the reader has read, so the peer can drop its copies); writers (the caller,
+the ack writer, a resend after a reconnect) take the link's lock one frame at a time.
 """
 
 from __future__ import annotations
@@ -21,19 +26,26 @@ import time
 from ..errors import DistNetworkError
 from . import _frames, _grace
 from ._inbox import Inbox
+from ._link import SEQ_MOD, Link
 from ._opctx import SLICE
 from ._transport import (
+    HANDSHAKE_S,
     PIECE_BYTES,
     Listener,
     Transport,
     await_registered,
     client_handshake,
-    connect_with_retry,
     recv_exact,
 )
 
 _DEAD = "closed its connection (the process probably exited or crashed)"
+_GONE = "closed its connection and refuses new ones (its process exited or crashed)"
 _LEFT = "left the process group (destroy_process_group)"
+_SILENT = (errno.ETIMEDOUT, errno.EHOSTUNREACH)
+
+
+class _Refused(Exception):
+    """The peer's listener refused the connection: its process is gone."""
 
 
 class SocketTransport(Transport):
@@ -44,9 +56,8 @@ class SocketTransport(Transport):
     def __init__(self, rank: int, token: str, bind_host: str) -> None:
         self.rank, self.token = rank, token
         self.inbox = Inbox()
-        self._conns: dict[int, socket.socket] = {}
-        self._locks: dict[int, threading.Lock] = {}
-        self._addrs: dict[int, str] = {}
+        self._links: dict[int, Link] = {}
+        self._endpoints: dict[int, tuple] = {}
         self._ready = threading.Condition()
         self._closing = False
         family = socket.AF_INET6 if ":" in bind_host else socket.AF_INET
@@ -58,28 +69,54 @@ class SocketTransport(Transport):
             raise DistNetworkError(f"could not bind a data socket to {bind_host}: {e}") from None
         sock.listen(128)
         self.address = (bind_host, sock.getsockname()[1])
-        self._listener = Listener(sock, token, self._register, "socket")
+        # (the listener's thread must not block: the RESUME exchange runs on a thread)
+        self._listener = Listener(
+            sock,
+            token,
+            lambda peer, conn: threading.Thread(
+                target=self._on_peer, args=(peer, conn), daemon=True, name="ember-resume"
+            ).start(),
+            "socket",
+        )
 
     def endpoint(self) -> list:
         return list(self.address)
 
-    # ---- set-up ---------------------------------------------------------------------------
+    @property
+    def resets(self) -> int:
+        """Connections replaced after a reset so far (all peers)."""
+        return sum(link.resets for link in list(self._links.values()))
+
+    # ---- set-up -----------------------------------------------------------------------------
     def connect(self, peers: dict[int, list], deadline: float) -> None:
         """Open connections to lower-ranked ``peers`` ({rank: [host, port]}) and wait for the
         higher-ranked ones to connect to us."""
-        for peer, (host, port) in sorted(peers.items()):
+        self._endpoints = {peer: (host, int(port)) for peer, (host, port) in peers.items()}
+        for peer in sorted(peers):
             if peer < self.rank:
-                family = socket.AF_INET6 if ":" in host else socket.AF_INET
-                sock = connect_with_retry(
-                    family, (host, port), deadline, f"rank {peer}", self.rendezvous_check
-                )
-                client_handshake(
-                    sock, self.token, self.rank, peer, max(1.0, deadline - time.monotonic())
-                )
-                self._register(peer, sock)
+                while True:
+                    try:
+                        sock, _ = self._dial(peer, deadline, 0, initial=True)
+                        break
+                    except _Refused:
+                        if time.monotonic() > deadline:
+                            raise DistNetworkError(
+                                f"could not connect to rank {peer} at {self._endpoints[peer]!r}: "
+                                "connection refused"
+                            ) from None
+                        time.sleep(0.05)  # its listener may not be up yet
+                    except (OSError, ConnectionError) as e:
+                        # a handshake cut short (a flood on the peer's listener): try again
+                        if time.monotonic() > deadline:
+                            raise DistNetworkError(
+                                f"could not connect to rank {peer} at "
+                                f"{self._endpoints[peer]!r}: {e}"
+                            ) from None
+                        time.sleep(0.05)
+                self._add_link(peer, sock, dialer=True)
         await_registered(
             self._ready,
-            self._conns,
+            self._links,
             peers,
             deadline,
             self.rendezvous_check,
@@ -89,7 +126,61 @@ class SocketTransport(Transport):
             ),
         )
 
-    def _register(self, peer: int, sock: socket.socket) -> None:
+    def _dial(self, peer: int, deadline: float, recv_seq: int, initial=False, kind=None):
+        """Connect to ``peer``'s listener, prove the token, exchange ``RESUME``; returns the
+        socket and how many of our frames the peer has read."""
+        host, port = self._endpoints[peer]
+        if initial and self.rendezvous_check is not None:
+            self.rendezvous_check()
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+        try:
+            sock.settimeout(max(0.05, min(HANDSHAKE_S, deadline - time.monotonic())))
+            try:
+                sock.connect((host, port))
+            except ConnectionRefusedError:
+                raise _Refused() from None
+            client_handshake(sock, self.token, self.rank, peer, sock.gettimeout())
+            sock.settimeout(max(0.05, min(HANDSHAKE_S, deadline - time.monotonic())))
+            sock.sendall(_frames.pack(kind or _frames.RESUME, 0, 0, recv_seq, 0, 0, 0))
+            if kind == _frames.PROBE:
+                return sock, 0
+            peer_recv = _read_control(sock, _frames.RESUME)
+            sock.settimeout(None)
+            return sock, peer_recv
+        except BaseException:
+            sock.close()
+            raise
+
+    def _on_peer(self, peer: int, sock: socket.socket) -> None:
+        """The listener authenticated a connection from ``peer`` (on its handshake thread)."""
+        try:
+            sock.settimeout(HANDSHAKE_S)
+            kind, peer_recv = _read_control(sock, None)
+        except (OSError, ConnectionError, ValueError):
+            sock.close()
+            return
+        with self._ready:
+            link = self._links.get(peer)
+        if kind == _frames.PROBE or peer < self.rank or self._closing:
+            sock.close()  # a liveness probe, or a connection only the other side may open
+            return
+        if link is None:
+            if peer_recv != 0:
+                sock.close()
+                return
+            try:
+                sock.sendall(_frames.pack(_frames.RESUME, 0, 0, 0, 0, 0, 0))
+            except OSError:
+                sock.close()
+                return
+            sock.settimeout(None)
+            self._add_link(peer, sock, dialer=False)
+            return
+        sock.settimeout(None)
+        link.offer(sock, peer_recv)
+        _shut(link.sock)  # the old connection, if it still looks alive here: the reader moves on
+
+    def _tune(self, sock: socket.socket) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         # A kernel-side send timeout: a blocking send queues everything in one call, yet
         # returns after SLICE without progress so timeouts and aborts are still checked.
@@ -100,48 +191,164 @@ class SocketTransport(Transport):
         )
         # ride out a silent link for the grace period, then fail naming the peer
         _grace.tune_socket(sock)
+
+    def _add_link(self, peer: int, sock: socket.socket, dialer: bool) -> None:
+        self._tune(sock)
         with self._ready:
-            if peer in self._conns:  # a second connection claiming the same rank
+            if peer in self._links:  # a second connection claiming the same rank
                 sock.close()
                 return
-            self._conns[peer] = sock
-            self._locks[peer] = threading.Lock()
+            link = Link(peer, sock, dialer)
             try:
-                self._addrs[peer] = "{}:{}".format(*sock.getpeername()[:2])
+                link.addr = "{}:{}".format(*sock.getpeername()[:2])
             except OSError:
-                self._addrs[peer] = "?"
+                link.addr = "?"
+            self._links[peer] = link
             self._ready.notify_all()
-        threading.Thread(
-            target=self._reader, args=(peer, sock), daemon=True, name=f"ember-recv-{peer}"
-        ).start()
+        for target, name in ((self._reader, "recv"), (self._acker, "ack")):
+            threading.Thread(
+                target=target, args=(link,), daemon=True, name=f"ember-{name}-{peer}"
+            ).start()
 
-    # ---- receive side -----------------------------------------------------------------------
-    def _reader(self, peer: int, sock: socket.socket) -> None:
+    # ---- receive side -------------------------------------------------------------------------
+    def _reader(self, link: Link) -> None:
+        sock = link.sock
+        while True:
+            try:
+                self._read_frames(link, sock)
+                return  # the peer left (BYE)
+            except (OSError, ConnectionError, ValueError) as e:
+                if self._closing or link.dead is not None:
+                    return
+                sock = self._recover(link, e)
+                if sock is None:
+                    return
+
+    def _read_frames(self, link: Link, sock: socket.socket) -> None:
+        peer, inbox = link.peer, self.inbox
         hdr = bytearray(_frames.HEADER_SIZE)
         view = memoryview(hdr)
-        try:
-            while True:
-                recv_exact(sock, view)
-                frame = _frames.unpack(hdr)
-                info = bytearray(frame.info)
-                if info:
-                    recv_exact(sock, memoryview(info))
-                frame.info = bytes(info)
-                if frame.kind == _frames.BYE:
-                    self.inbox.peer_gone(peer, _LEFT)
-                    return
-                self.inbox.deliver(peer, frame, lambda view: recv_exact(sock, view))
-        except (OSError, ConnectionError, ValueError) as e:
-            if not self._closing:
-                self.inbox.peer_gone(peer, self._reason(peer, e))
 
-    def _reason(self, peer: int, e: Exception) -> str:
-        if isinstance(e, OSError) and e.errno in (errno.ETIMEDOUT, errno.EHOSTUNREACH):
-            return f"at {self._addrs.get(peer, '?')} {_grace.unreachable()} [{e.strerror}]"
+        def read_into(v):
+            recv_exact(sock, v)
+
+        while True:
+            recv_exact(sock, view)
+            frame = _frames.unpack(hdr)
+            info = bytearray(frame.info)
+            if info:
+                recv_exact(sock, memoryview(info))
+            frame.info = bytes(info)
+            kind = frame.kind
+            if kind == _frames.DATA:
+                order = link.expects(frame.slot)
+                if order:
+                    if order > 0:
+                        raise _Lost(f"frame {frame.slot} came when {link.recv_seq} was next")
+                    _discard(sock, frame.nbytes)  # sent again after a reconnect: read already
+                    continue
+                inbox.deliver(peer, frame, read_into)
+                if link.received(frame.nbytes):
+                    with link.cv:
+                        link.cv.notify_all()  # wake the ack writer
+            elif kind == _frames.ACK:
+                link.acked(frame.seq)
+            elif kind == _frames.BYE:
+                link.set_dead(_LEFT)
+                inbox.peer_gone(peer, _LEFT)
+                return
+            else:
+                raise ValueError(f"unexpected frame kind {kind} on a data connection")
+
+    def _reason(self, link: Link, e: Exception) -> str:
+        if isinstance(e, OSError) and e.errno in _SILENT:
+            return f"at {link.addr} {_grace.unreachable()} [{e.strerror}]"
         if isinstance(e, ConnectionError):
             return _DEAD
         return f"broke its connection ({e})"
 
+    def _fail(self, link: Link, reason: str) -> None:
+        link.set_dead(reason)
+        _shut(link.sock)
+        self.inbox.peer_gone(link.peer, reason)
+
+    def _recover(self, link: Link, err: Exception):
+        """Replace ``link``'s broken connection; the new socket, or None once the peer is
+        reported gone."""
+        with link.cv:
+            link.up = False
+            written, link.write_error = link.write_error, None
+        _shut(link.sock)
+        if isinstance(written, OSError) and written.errno in _SILENT:
+            err = written  # a send timed out first: the grace period has passed already
+        if isinstance(err, _Lost) or (isinstance(err, OSError) and err.errno in _SILENT):
+            # frames lost, or already silent for the whole grace period: nothing to wait for
+            self._fail(link, self._reason(link, err))
+            return None
+        deadline = time.monotonic() + _grace.grace_seconds()
+        delay = 0.01
+        while not self._closing:
+            now = time.monotonic()
+            if now > deadline:
+                self._fail(
+                    link,
+                    f"at {link.addr} {_grace.unreachable()} [its connection was reset and no "
+                    "new one could be opened]",
+                )
+                return None
+            try:
+                if link.dialer:
+                    sock, peer_recv = self._dial(link.peer, deadline, link.recv_seq)
+                else:
+                    # check the peer's listener, then wait a while for its new connection
+                    got = self._await_offer(link, min(deadline, now + delay * 20))
+                    if got is None:
+                        delay = min(delay * 2, 0.05)
+                        continue
+                    sock, peer_recv = got
+                    sock.sendall(_frames.pack(_frames.RESUME, 0, 0, link.recv_seq, 0, 0, 0))
+            except _Refused:
+                self._fail(link, f"at {link.addr} {_GONE}")
+                return None
+            except (OSError, ConnectionError, ValueError):
+                time.sleep(delay)
+                delay = min(delay * 2, 0.5)
+                continue
+            self._tune(sock)
+            with link.cv:
+                link.resets += 1
+                link.gen += 1
+            threading.Thread(
+                target=self._resend,
+                args=(link, sock, peer_recv, link.gen),
+                daemon=True,
+                name=f"ember-resend-{link.peer}",
+            ).start()
+            return sock
+        return None
+
+    def _await_offer(self, link: Link, until: float):
+        """The acceptor's side: the peer's new connection, or None after ``until``. Checks the
+        peer's listener first (raises ``_Refused`` if its process is gone)."""
+        if link.peer in self._endpoints and link.offered is None:
+            try:
+                self._dial(link.peer, time.monotonic() + 1.0, 0, kind=_frames.PROBE)[0].close()
+            except _Refused:
+                with link.cv:
+                    if link.offered is None:
+                        raise
+            except (OSError, ConnectionError, ValueError):
+                pass  # unreachable for now: a partition, or the peer is busy
+        with link.cv:
+            while link.offered is None:
+                left = until - time.monotonic()
+                if left <= 0 or self._closing:
+                    return None
+                link.cv.wait(left)
+            got, link.offered = link.offered, None
+        return got
+
+    # ---- send side --------------------------------------------------------------------------
     def post(self, peer, ctx, channel, tag, nbytes, dst=None, consume=None):
         return self.inbox.post(peer, ctx, channel, tag, nbytes, dst, consume)
 
@@ -151,51 +358,143 @@ class SocketTransport(Transport):
     def probe(self, peers, channel, tag):
         return self.inbox.probe(peers, channel, tag)
 
-    # ---- send side --------------------------------------------------------------------------
     def send(self, peer, ctx, channel, tag, data):
-        sock = self._conns[peer]
+        link = self._links[peer]
         n, off = len(data), 0
-        with self._locks[peer]:
+        idle = lambda: ctx.on_idle(peer)  # noqa: E731
+        borrowed = -1  # the last frame sent from ``data`` itself (not copied)
+        with link.msg_lock:
             while True:
                 k = min(PIECE_BYTES, n - off)
-                hdr = _frames.pack(_frames.DATA, channel, tag, ctx.seq, ctx.fp, k, n, -1, ctx.info)
-                self._send_all(sock, [hdr, data[off : off + k]], peer, ctx)
+                try:
+                    link.wait_room(k, idle, SLICE)
+                except ConnectionError as e:
+                    raise ctx.peer_gone(peer, str(e)) from None
+                piece = data[off : off + k]
+                with link.lock:
+                    seq = link.next_seq
+                    hdr = _frames.pack(
+                        _frames.DATA, channel, tag, ctx.seq, ctx.fp, k, n, seq % SEQ_MOD, ctx.info
+                    )
+                    if link.keep(seq, hdr, piece):
+                        borrowed = seq
+                    if link.up:
+                        bufs = [hdr, piece]
+                        if link.ack_due:  # piggyback the acknowledgement on this write
+                            bufs.insert(0, link.ack_frame())
+                        self._write(link, bufs, idle)
                 off += k
                 if off >= n:
-                    return
+                    break
+        if borrowed >= 0:  # ``data`` may change once we return: the peer must have it
+            try:
+                link.wait_read(borrowed, idle, SLICE)
+            except ConnectionError as e:
+                raise ctx.peer_gone(peer, str(e)) from None
 
-    def _send_all(self, sock, bufs, peer, ctx) -> None:
+    def _write(self, link: Link, bufs, on_idle) -> bool:
+        """Write ``bufs`` whole (holding ``link.lock``); False if the connection broke (the
+        reader replaces it, and what it lost is sent again)."""
         views = [memoryview(b).cast("B") for b in bufs if len(b)]
+        sock = link.sock
         while views:
             try:
                 sent = sock.sendmsg(views)
             except BlockingIOError:  # SO_SNDTIMEO passed without progress
                 sent = 0
             except OSError as e:
-                raise ctx.peer_gone(peer, self._reason(peer, e)) from None
-            if not sent:
-                ctx.on_idle(peer)
+                with link.cv:
+                    link.up = False
+                    link.write_error = e  # the reader sees only its own end of the stream
+                _shut(sock)
+                return False
+            if not sent and on_idle is not None:
+                on_idle()
             while sent and views:
                 if sent >= len(views[0]):
                     sent -= len(views.pop(0))
                 else:
                     views[0] = views[0][sent:]
                     sent = 0
+        return True
+
+    def _acker(self, link: Link) -> None:
+        """Acknowledge what the reader has read whenever it is due (a writer may block; the
+        reader never does)."""
+        while not self._closing and link.dead is None:
+            with link.cv:
+                while not (link.ack_due and link.up) and not self._closing and link.dead is None:
+                    link.cv.wait(1.0)
+            if self._closing or link.dead is not None:
+                return
+            with link.lock:
+                if link.ack_due and link.up:
+                    self._write(link, [link.ack_frame()], None)
+
+    def _resend(self, link: Link, sock: socket.socket, peer_recv: int, gen: int) -> None:
+        """Install the new connection and send what the peer has not read, in order."""
+        with link.lock:
+            if gen != link.gen:  # broke again before it was installed: a newer one follows
+                _shut(sock)
+                return
+            try:
+                backlog = link.backlog(peer_recv)
+            except ConnectionError as e:
+                self._fail(link, f"at {link.addr} could not resume its connection: {e}")
+                return
+            link.sock = sock
+            for _, hdr, copy, _ in backlog:
+                if not self._write(link, [hdr] if copy is None else [hdr, copy], None):
+                    return  # broke again: the reader starts over
+            with link.cv:
+                link.up = True
+                link.cv.notify_all()
 
     # ---- teardown ---------------------------------------------------------------------------
     def close(self, clean: bool = True) -> None:
         self._closing = True
         self._listener.close()
-        for sock in list(self._conns.values()):
-            if clean:
+        for link in list(self._links.values()):
+            with link.cv:
+                link.cv.notify_all()
+            if clean and link.up and link.lock.acquire(timeout=1.0):
                 try:
-                    sock.settimeout(1.0)  # never hang at exit on a peer that stopped reading
-                    sock.sendall(_frames.pack(_frames.BYE, 0, 0, 0, 0, 0, 0))
+                    link.sock.settimeout(1.0)  # never hang at exit on a peer that stopped reading
+                    link.sock.sendall(_frames.pack(_frames.BYE, 0, 0, 0, 0, 0, 0))
                 except OSError:
                     pass
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            sock.close()
-        self._conns.clear()
+                finally:
+                    link.lock.release()
+            _shut(link.sock)
+            link.sock.close()
+        self._links.clear()
+
+
+class _Lost(ValueError):
+    """Frames are missing from the stream: it cannot be resumed."""
+
+
+def _read_control(sock: socket.socket, want):
+    """Read one control frame (``want`` kind, or RESUME/PROBE when None); its ``seq``."""
+    hdr = bytearray(_frames.HEADER_SIZE)
+    recv_exact(sock, memoryview(hdr))
+    frame = _frames.unpack(hdr)
+    allowed = (want,) if want is not None else (_frames.RESUME, _frames.PROBE)
+    if frame.kind not in allowed or frame.info:
+        raise ValueError(f"expected a RESUME frame, got kind {frame.kind}")
+    return frame.seq if want is not None else (frame.kind, frame.seq)
+
+
+def _discard(sock: socket.socket, n: int) -> None:
+    buf = bytearray(min(n, 1 << 20))
+    while n > 0:
+        k = min(n, len(buf))
+        recv_exact(sock, memoryview(buf)[:k])
+        n -= k
+
+
+def _shut(sock) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass

@@ -17,14 +17,15 @@ message's total size so a size disagreement is caught at the first piece.
 from __future__ import annotations
 
 import os
-import secrets
 import socket
-import struct
 import threading
 import time
 
 from ..errors import DistBackendError, DistNetworkError
 from . import _auth, _frames
+from ._listener import HANDSHAKE_S, Listener  # noqa: F401 (the transports' listener)
+from ._listener import HELLO as _HELLO
+from ._listener import NONCE_BYTES as _NONCE
 
 # Bytes per frame on byte-stream transports; a multiple of 16 keeps pieces element-aligned.
 PIECE_BYTES = int(os.environ.get("EMBER_PIECE_BYTES", 4 << 20)) // 16 * 16
@@ -58,10 +59,6 @@ class Transport:
 
 
 # ---- connection set-up: a one-time nonce answered with an HMAC of the job token ------------
-_HELLO = struct.Struct("<4si32s")
-_NONCE = 16
-
-
 def recv_exact(sock: socket.socket, view: memoryview) -> None:
     """Fill ``view`` from ``sock``; raises ``ConnectionError`` at end of stream."""
     n, got = len(view), 0
@@ -70,22 +67,6 @@ def recv_exact(sock: socket.socket, view: memoryview) -> None:
         if k == 0:
             raise ConnectionError("connection closed by peer")
         got += k
-
-
-def server_handshake(conn: socket.socket, token: str, timeout: float) -> int:
-    """Challenge a new data connection; returns the peer's rank or raises ``PermissionError``."""
-    conn.settimeout(timeout)
-    nonce = secrets.token_bytes(_NONCE)
-    conn.sendall(nonce)
-    buf = bytearray(_HELLO.size)
-    recv_exact(conn, memoryview(buf))
-    magic, rank, proof = _HELLO.unpack(buf)
-    if magic != _frames.MAGIC or not _auth.verify(token, nonce, rank, proof):
-        conn.sendall(b"\x00")
-        raise PermissionError("bad handshake (wrong job token or not an ember rank)")
-    conn.sendall(b"\x01")
-    conn.settimeout(None)
-    return rank
 
 
 def client_handshake(sock: socket.socket, token: str, rank: int, peer: int, timeout: float) -> None:
@@ -101,38 +82,6 @@ def client_handshake(sock: socket.socket, token: str, rank: int, peer: int, time
             f"tokens differ (all ranks must share {_auth.TOKEN_ENV})"
         )
     sock.settimeout(None)
-
-
-class Listener:
-    """Accepts data connections in a thread and hands authenticated ones to ``on_peer``."""
-
-    def __init__(self, sock: socket.socket, token: str, on_peer, what: str) -> None:
-        self.sock, self.token, self.on_peer, self.what = sock, token, on_peer, what
-        self._closed = False
-        self._thread = threading.Thread(target=self._run, name=f"ember-accept-{what}", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._closed:
-            try:
-                conn, addr = self.sock.accept()
-            except OSError:
-                return
-            try:
-                rank = server_handshake(conn, self.token, timeout=10.0)
-            except (OSError, PermissionError, ConnectionError) as e:
-                _auth.log_refusal(f"{self.what} data listener refused a connection", addr, str(e))
-                conn.close()
-                continue
-            self.on_peer(rank, conn)
-
-    def close(self) -> None:
-        self._closed = True
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.sock.close()
 
 
 def connect_with_retry(

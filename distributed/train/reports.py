@@ -183,21 +183,31 @@ class ReportClient:
     def _connect(self) -> socket.socket:
         host = self.address[0]
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = _transport.connect_with_retry(
-            family, self.address, time.monotonic() + 30.0, "the Trainer's report inbox"
-        )
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        deadline = time.monotonic() + 30.0
         rank = int(os.environ.get("RANK", "-1"))
-        try:
-            _transport.client_handshake(sock, _auth.job_token(), rank, -1, timeout=30.0)
-        except Exception as e:
-            sock.close()
+        while True:
+            sock = _transport.connect_with_retry(
+                family, self.address, deadline, "the Trainer's report inbox"
+            )
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            try:
+                _transport.client_handshake(sock, _auth.job_token(), rank, -1, timeout=30.0)
+                return sock
+            except (ConnectionError, TimeoutError) as e:
+                # closed before the challenge (the listener sheds a flood): not a refusal
+                sock.close()
+                if time.monotonic() + 0.05 < deadline:
+                    time.sleep(0.05)
+                    continue
+                err = e
+            except Exception as e:
+                sock.close()
+                err = e
             raise RuntimeError(
                 f"report(): the Trainer's driver at {self._where()} refused "
                 f"this worker (rank {rank}): the job tokens differ "
-                f"({_auth.TOKEN_ENV}) or the handshake failed: {e}"
+                f"({_auth.TOKEN_ENV}) or the handshake failed: {err}"
             ) from None
-        return sock
 
 
 # ---- the fallback: an async actor ----------------------------------------------------------------
