@@ -108,6 +108,9 @@ int = int32  # noqa: A001
 
 
 def result_type(tensor1, tensor2):
+    """The dtype that an arithmetic op on ``tensor1`` and ``tensor2`` returns, by PyTorch's
+    promotion rules (Python scalars do not upcast a tensor's dtype within its kind).
+    """
     from .ops._util import result_dtype
 
     return result_dtype(tensor1, tensor2)

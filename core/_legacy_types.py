@@ -79,7 +79,17 @@ def make_types(device_type: str, module: str) -> dict[str, tensortype]:
         out[name] = tensortype(
             name,
             (),
-            {"dtype": to_dtype(dtype_name), "_device_type": device_type, "__module__": module},
+            {
+                "dtype": to_dtype(dtype_name),
+                "_device_type": device_type,
+                "__module__": module,
+                "__doc__": (
+                    f"The legacy type of {dtype_name} tensors on {device_type}: "
+                    f"``{name}(2, 3)`` makes an uninitialized tensor of that shape, "
+                    f"``{name}([1, 2])`` one from data, and ``isinstance(t, {name})`` checks "
+                    "the tensor's dtype and device."
+                ),
+            },
         )
     return out
 

@@ -167,6 +167,11 @@ def _layout(self: Tensor):
 
 
 def is_nonzero(input: Tensor) -> bool:
+    """Whether the single element of ``input`` is non-zero.
+
+    Raises:
+        RuntimeError: ``input`` has no element or more than one.
+    """
     n = input._data.size
     if n == 0:
         raise RuntimeError("Boolean value of Tensor with no values is ambiguous")
@@ -176,14 +181,18 @@ def is_nonzero(input: Tensor) -> bool:
 
 
 def is_same_size(input: Tensor, other: Tensor) -> bool:
+    """Whether ``input`` and ``other`` have the same shape."""
     return input._data.shape == other._data.shape
 
 
 def is_signed(input: Tensor) -> bool:
+    """Whether the dtype of ``input`` is signed (every dtype but the unsigned integers and
+    ``bool``)."""
     return input.dtype.is_signed
 
 
 def is_complex(input: Tensor) -> bool:
+    """Whether the dtype of ``input`` is complex."""
     return input._data.dtype.kind == "c"
 
 
@@ -193,10 +202,12 @@ def is_inference(input: Tensor) -> bool:
 
 
 def is_distributed(input: Tensor) -> bool:
+    """Always False: ember tensors are never distributed (kept for PyTorch's API)."""
     return False
 
 
 def get_device(input: Tensor) -> int:
+    """The CUDA device index of ``input``, or -1 for a CPU tensor."""
     return _get_device(input)
 
 

@@ -53,6 +53,7 @@ class layout(_NamedConstant):
     __slots__ = ()
 
 
+#: The dense layout, the only one ember has.
 strided = layout("strided")
 
 
@@ -63,9 +64,13 @@ class memory_format(_NamedConstant):
     __slots__ = ()
 
 
+#: Row-major (C-ordered) memory, the layout of every ember tensor.
 contiguous_format = memory_format("contiguous_format")
+#: NHWC order in PyTorch; accepted by ember, whose arrays stay row-major.
 channels_last = memory_format("channels_last")
+#: NDHWC order in PyTorch; accepted by ember, whose arrays stay row-major.
 channels_last_3d = memory_format("channels_last_3d")
+#: Keep the input's memory format (always row-major in ember).
 preserve_format = memory_format("preserve_format")
 
 
@@ -186,10 +191,14 @@ def use_deterministic_algorithms(mode: bool, *, warn_only: bool = False) -> None
 
 
 def are_deterministic_algorithms_enabled() -> bool:
+    """Whether :func:`use_deterministic_algorithms` turned deterministic mode on."""
     return _flags["deterministic"]
 
 
 def is_deterministic_algorithms_warn_only_enabled() -> bool:
+    """Whether deterministic mode only warns (``use_deterministic_algorithms(True,
+    warn_only=True)``) instead of raising.
+    """
     return _flags["warn_only"]
 
 
@@ -219,6 +228,9 @@ def set_deterministic_debug_mode(debug_mode: int | str) -> None:
 
 
 def get_deterministic_debug_mode() -> int:
+    """The deterministic mode as a number: 0 off, 1 warn only, 2 raise (see
+    :func:`set_deterministic_debug_mode`).
+    """
     if not _flags["deterministic"]:
         return 0
     return 1 if _flags["warn_only"] else 2
@@ -235,6 +247,9 @@ def set_float32_matmul_precision(precision: str) -> None:
 
 
 def get_float32_matmul_precision() -> str:
+    """The float32 matrix-product precision set by :func:`set_float32_matmul_precision`:
+    ``"highest"`` (the default), ``"high"`` or ``"medium"``.
+    """
     return _flags["matmul_precision"]
 
 
@@ -246,6 +261,7 @@ def set_warn_always(b: bool) -> None:
 
 
 def is_warn_always_enabled() -> bool:
+    """Whether :func:`set_warn_always` asked for warnings on every occurrence."""
     return _flags["warn_always"]
 
 
@@ -264,6 +280,12 @@ def get_num_interop_threads() -> int:
 
 
 def set_num_interop_threads(num: int) -> None:
+    """Record the number of inter-op threads. ember runs ops one at a time, so the value is
+    only reported back, as PyTorch's would be.
+
+    Raises:
+        RuntimeError: ``num`` is not a positive integer.
+    """
     if not isinstance(num, int) or num < 1:
         raise RuntimeError("Expected positive number of threads")
     _flags["interop_threads"] = num
@@ -295,10 +317,14 @@ def get_device_module(device=None):
 
 
 def detach(input: Tensor) -> Tensor:
+    """A new tensor sharing the data of ``input``, cut from the autograd graph; see
+    :meth:`Tensor.detach`.
+    """
     return input.detach()
 
 
 def detach_(input: Tensor) -> Tensor:
+    """Cut ``input`` from the autograd graph in place and return it; see :meth:`Tensor.detach_`."""
     return input.detach_()
 
 

@@ -147,18 +147,54 @@ def _make(fill, size, dtype, device, requires_grad, value=None):
 
 
 def zeros(*size, dtype=None, device=None, requires_grad=False, out=None) -> Tensor:
+    """A tensor of the given shape filled with zeros.
+
+    Args:
+        size: the shape, as integers or one sequence (``zeros(2, 3)`` or ``zeros((2, 3))``).
+        dtype: the dtype (default: :func:`ember.get_default_dtype`).
+        device: where the tensor is created (default: the default device).
+        requires_grad: whether autograd records operations on the result.
+        out: accepted for PyTorch's signature; ignored (a new tensor is returned).
+    """
     return _make("zeros", _size(size), dtype, device, requires_grad)
 
 
 def ones(*size, dtype=None, device=None, requires_grad=False) -> Tensor:
+    """A tensor of the given shape filled with ones.
+
+    Args:
+        size: the shape, as integers or one sequence.
+        dtype: the dtype (default: :func:`ember.get_default_dtype`).
+        device: where the tensor is created (default: the default device).
+        requires_grad: whether autograd records operations on the result.
+    """
     return _make("ones", _size(size), dtype, device, requires_grad)
 
 
 def empty(*size, dtype=None, device=None, requires_grad=False, memory_format=None) -> Tensor:
+    """A tensor of the given shape with uninitialized values.
+
+    Args:
+        size: the shape, as integers or one sequence.
+        dtype: the dtype (default: :func:`ember.get_default_dtype`).
+        device: where the tensor is created (default: the default device).
+        requires_grad: whether autograd records operations on the result.
+        memory_format: accepted for PyTorch's signature; ember tensors are always contiguous.
+    """
     return _make("empty", _size(size), dtype, device, requires_grad)
 
 
 def full(size, fill_value, *, dtype=None, device=None, requires_grad=False) -> Tensor:
+    """A tensor of shape ``size`` filled with ``fill_value``.
+
+    Args:
+        size: the shape (a sequence, or an int for 1-D).
+        fill_value: the value; without ``dtype``, a bool gives a ``bool`` tensor, an int an
+            ``int64`` tensor and a float the default dtype.
+        dtype: the dtype (default: :func:`ember.get_default_dtype`).
+        device: where the tensor is created (default: the default device).
+        requires_grad: whether autograd records operations on the result.
+    """
     if dtype is None:
         if isinstance(fill_value, bool):
             dtype = "bool"
@@ -185,20 +221,57 @@ def _like(fn, input, dtype, device, requires_grad, *args):
 
 
 def zeros_like(input, *, dtype=None, device=None, requires_grad=False, memory_format=None):
+    """A tensor of zeros with the shape of ``input``.
+
+    Args:
+        input (Tensor): the tensor whose shape to take.
+        dtype: the dtype (default: that of ``input``).
+        device: the device (default: that of ``input``).
+        requires_grad: whether autograd records operations on the result.
+        memory_format: accepted for PyTorch's signature; ember tensors are always contiguous.
+    """
     return _like(zeros, input, dtype, device, requires_grad)
 
 
 def ones_like(input, *, dtype=None, device=None, requires_grad=False, memory_format=None):
+    """A tensor of ones with the shape of ``input``.
+
+    Args:
+        input (Tensor): the tensor whose shape to take.
+        dtype: the dtype (default: that of ``input``).
+        device: the device (default: that of ``input``).
+        requires_grad: whether autograd records operations on the result.
+        memory_format: accepted for PyTorch's signature; ember tensors are always contiguous.
+    """
     return _like(ones, input, dtype, device, requires_grad)
 
 
 def empty_like(input, *, dtype=None, device=None, requires_grad=False, memory_format=None):
+    """An uninitialized tensor with the shape of ``input``.
+
+    Args:
+        input (Tensor): the tensor whose shape to take.
+        dtype: the dtype (default: that of ``input``).
+        device: the device (default: that of ``input``).
+        requires_grad: whether autograd records operations on the result.
+        memory_format: accepted for PyTorch's signature; ember tensors are always contiguous.
+    """
     return _like(empty, input, dtype, device, requires_grad)
 
 
 def full_like(
     input, fill_value, *, dtype=None, device=None, requires_grad=False, memory_format=None
 ):
+    """A tensor filled with ``fill_value`` with the shape of ``input``.
+
+    Args:
+        input (Tensor): the tensor whose shape to take.
+        fill_value: the value.
+        dtype: the dtype (default: that of ``input``).
+        device: the device (default: that of ``input``).
+        requires_grad: whether autograd records operations on the result.
+        memory_format: accepted for PyTorch's signature; ember tensors are always contiguous.
+    """
     return full(
         input._data.shape,
         fill_value,
@@ -209,6 +282,20 @@ def full_like(
 
 
 def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad=False) -> Tensor:
+    """The values from ``start`` up to (not including) ``end`` in steps of ``step``, a 1-D tensor.
+
+    ``arange(n)`` counts from 0. Without ``dtype`` the result is ``int64`` when all three bounds
+    are integers, else the default floating dtype. Floating results are ``start + i * step``
+    (no accumulated error).
+
+    Args:
+        start: the first value (or ``end`` when it is the only argument).
+        end: the bound, excluded.
+        step: the increment; non-zero.
+        dtype: the dtype (default: :func:`ember.get_default_dtype`).
+        device: where the tensor is created (default: the default device).
+        requires_grad: whether autograd records operations on the result.
+    """
     if end is None:
         start, end = 0, start
     vals = [v.item() if isinstance(v, Tensor) else v for v in (start, end, step)]
@@ -229,6 +316,16 @@ def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad=Fa
 
 
 def linspace(start, end, steps, *, dtype=None, device=None, requires_grad=False) -> Tensor:
+    """``steps`` evenly spaced values from ``start`` to ``end``, both included.
+
+    Args:
+        start: the first value.
+        end: the last value.
+        steps: the number of values.
+        dtype: the dtype (default: :func:`ember.get_default_dtype`).
+        device: where the tensor is created (default: the default device).
+        requires_grad: whether autograd records operations on the result.
+    """
     xp = get_array_module(device or default_device())
     npd = (to_dtype(dtype) if dtype else get_default_dtype()).np
     t = Tensor._wrap(xp.linspace(start, end, int(steps), dtype=np.float64).astype(npd))
@@ -236,6 +333,17 @@ def linspace(start, end, steps, *, dtype=None, device=None, requires_grad=False)
 
 
 def logspace(start, end, steps, base=10.0, *, dtype=None, device=None, requires_grad=False):
+    """``steps`` values from ``base ** start`` to ``base ** end``, evenly spaced on a log scale.
+
+    Args:
+        start: the first exponent.
+        end: the last exponent.
+        steps: the number of values.
+        base: the base of the logarithm.
+        dtype: the dtype (default: :func:`ember.get_default_dtype`).
+        device: where the tensor is created (default: the default device).
+        requires_grad: whether autograd records operations on the result.
+    """
     xp = get_array_module(device or default_device())
     npd = (to_dtype(dtype) if dtype else get_default_dtype()).np
     t = Tensor._wrap(xp.logspace(start, end, int(steps), base=base).astype(npd))
@@ -243,6 +351,15 @@ def logspace(start, end, steps, base=10.0, *, dtype=None, device=None, requires_
 
 
 def eye(n, m=None, *, dtype=None, device=None, requires_grad=False) -> Tensor:
+    """A 2-D tensor with ones on the diagonal and zeros elsewhere.
+
+    Args:
+        n: the number of rows.
+        m: the number of columns (default ``n``).
+        dtype: the dtype (default: :func:`ember.get_default_dtype`).
+        device: where the tensor is created (default: the default device).
+        requires_grad: whether autograd records operations on the result.
+    """
     xp = get_array_module(device or default_device())
     npd = (to_dtype(dtype) if dtype else get_default_dtype()).np
     t = Tensor._wrap(xp.eye(n, m, dtype=npd))
@@ -284,6 +401,20 @@ def randn(*size, generator=None, dtype=None, device=None, requires_grad=False) -
 def randint(
     low, high=None, size=None, *, generator=None, dtype=None, device=None, requires_grad=False
 ) -> Tensor:
+    """Integers drawn uniformly from ``[low, high)``.
+
+    ``randint(high, size)`` draws from ``[0, high)``. Draws come from ember's generator (PCG64): the
+    same seed gives different numbers than PyTorch.
+
+    Args:
+        low: the lowest value (or ``high`` when ``high`` is omitted).
+        high: one above the highest value.
+        size: the shape (a sequence).
+        generator: the generator to draw from (default: the default generator).
+        dtype: the dtype (default ``int64``).
+        device: where the tensor is created.
+        requires_grad: whether autograd records operations on the result.
+    """
     if size is None and isinstance(high, (tuple, list)):  # randint(high, size), torch's overload
         low, high, size = 0, low, high
     if high is None:
@@ -301,12 +432,25 @@ def randint(
 
 
 def randperm(n, *, generator=None, dtype=None, device=None, requires_grad=False) -> Tensor:
+    """A random permutation of the integers ``0 .. n - 1``. Draws come from ember's generator
+    (PCG64): the same seed gives different numbers than PyTorch.
+
+    Args:
+        n: the number of integers.
+        generator: the generator to draw from.
+        dtype: the dtype (default ``int64``).
+        device: where the tensor is created.
+        requires_grad: whether autograd records operations on the result.
+    """
     return _rand_make(
         lambda g, s, dt: g.permutation(n), (), dtype or int64, device, requires_grad, generator
     )
 
 
 def rand_like(input, *, dtype=None, device=None, requires_grad=False):
+    """Uniform samples in ``[0, 1)`` with the shape of ``input`` (its dtype and device unless
+    given); see :func:`ember.rand`.
+    """
     return rand(
         input._data.shape,
         dtype=dtype or input.dtype,
@@ -316,6 +460,9 @@ def rand_like(input, *, dtype=None, device=None, requires_grad=False):
 
 
 def randn_like(input, *, dtype=None, device=None, requires_grad=False):
+    """Standard normal samples with the shape of ``input`` (its dtype and device unless given);
+    see :func:`ember.randn`.
+    """
     return randn(
         input._data.shape,
         dtype=dtype or input.dtype,
@@ -325,6 +472,9 @@ def randn_like(input, *, dtype=None, device=None, requires_grad=False):
 
 
 def randint_like(input, low, high=None, *, dtype=None, device=None):
+    """Integers from ``[low, high)`` (``[0, low)`` when ``high`` is omitted) with the shape of
+    ``input`` (its dtype and device unless given); see :func:`randint`.
+    """
     return randint(
         low, high, input._data.shape, dtype=dtype or input.dtype, device=device or input.device
     )
@@ -350,6 +500,16 @@ def normal(
 
 
 def bernoulli(input, p=None, *, generator=None) -> Tensor:
+    """Draw 0 or 1 for each element, 1 with the probability that element gives.
+
+    Args:
+        input (Tensor): the probabilities, in [0, 1].
+        p: a probability to use for every element instead of ``input``'s values.
+        generator: the generator to draw from.
+
+    Returns:
+        A tensor of the dtype and shape of ``input``.
+    """
     xp = get_array_module(input._data)
     probs = input._data if p is None else p
     u = gen_for(generator, xp).random(input._data.shape)
@@ -380,8 +540,10 @@ def multinomial(input, num_samples, replacement=False, *, generator=None) -> Ten
 
 
 def is_floating_point(input) -> bool:
+    """Whether the dtype of ``input`` is a floating dtype."""
     return input.is_floating_point()
 
 
 def numel(input) -> int:
+    """The number of elements of ``input``."""
     return input.numel()

@@ -188,6 +188,9 @@ def empty_permuted(
 def scalar_tensor(
     s, *, dtype=None, layout=None, device=None, requires_grad=False, pin_memory=None
 ) -> Tensor:
+    """A 0-d tensor holding ``s``, of the default floating dtype unless ``dtype`` is given.
+    ``layout`` and ``pin_memory`` are accepted for PyTorch's signature.
+    """
     if isinstance(s, Tensor):
         s = s.item()
     return full(
@@ -354,6 +357,9 @@ def resize_(self: Tensor, *sizes, memory_format=None) -> Tensor:
 
 
 def resize_as_(self: Tensor, the_template: Tensor, *, memory_format=None) -> Tensor:
+    """Resize ``self`` in place to the shape of ``the_template`` (see :meth:`Tensor.resize_`: grown
+    memory is zero-filled in ember) and return it.
+    """
     return resize_(self, the_template._data.shape)
 
 

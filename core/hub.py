@@ -49,6 +49,12 @@ def get_dir() -> str:
 
 
 def set_dir(d: str | os.PathLike) -> None:
+    """Set the folder where the hub keeps downloaded repositories and weights, in place of
+    :func:`get_dir`'s default. ``~`` is expanded.
+
+    Args:
+        d: the folder.
+    """
     global _hub_dir
     _hub_dir = os.path.expanduser(os.fspath(d))
 

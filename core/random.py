@@ -77,6 +77,7 @@ class Generator:
         return self._cp  # pragma: no cover
 
 
+#: The generator that random ops use when none is passed (CPU and CUDA draws).
 default_generator = Generator()
 
 
@@ -86,14 +87,26 @@ def manual_seed(seed: int) -> Generator:
 
 
 def seed() -> int:
+    """Seed the default generator from the clock (a non-deterministic seed) and return that
+    seed.
+    """
     return default_generator.seed()
 
 
 def initial_seed() -> int:
+    """The seed the default generator was last seeded with (by :func:`manual_seed` or
+    :func:`seed`).
+    """
     return default_generator.initial_seed()
 
 
 def get_rng_state():
+    """The state of the default generator, as a ``uint8`` tensor that :func:`set_rng_state`
+    accepts.
+
+    ember's state is the serialized PCG64 state of NumPy's generator: it has a different length and
+    meaning than PyTorch's Mersenne-Twister state and is not interchangeable with it.
+    """
     return default_generator.get_state()
 
 
@@ -112,6 +125,9 @@ def fork_rng_state():
 
 
 def gen_for(generator, xp):
+    """The NumPy or CuPy generator behind ``generator`` (the default generator when None) for the
+    array module ``xp``. Used by ember's own random ops.
+    """
     return (generator or default_generator).xp_generator(xp)
 
 

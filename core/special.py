@@ -65,12 +65,26 @@ from .ops.special_poly import (
 
 
 def softmax(input, dim: int, *, dtype=None):
+    """Softmax over ``dim``: e^x / sum(e^x), computed stably.
+
+    Args:
+        input (Tensor): the input.
+        dim: the dimension to normalize over.
+        dtype: cast the input to this dtype first.
+    """
     from .nn import functional  # (nn loads lazily)
 
     return functional.softmax(input, dim, dtype=dtype)
 
 
 def log_softmax(input, dim: int, *, dtype=None):
+    """The logarithm of :func:`softmax` over ``dim``, computed directly (x - logsumexp(x)).
+
+    Args:
+        input (Tensor): the input.
+        dim: the dimension to normalize over.
+        dtype: cast the input to this dtype first.
+    """
     from .nn import functional
 
     return functional.log_softmax(input, dim, dtype=dtype)

@@ -464,6 +464,7 @@ def _parse_to(args, kwargs):
 
 
 def is_tensor(obj) -> bool:
+    """Whether ``obj`` is an ember :class:`Tensor` (or a subclass, such as ``nn.Parameter``)."""
     return isinstance(obj, Tensor)
 
 

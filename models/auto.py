@@ -21,6 +21,8 @@ __all__ = [
     "AutoModelForSequenceClassification",
 ]
 
+#: The configuration class of each supported ``model_type`` (the key of a checkpoint's
+#: ``config.json``): ``bert``, ``gpt2``, ``llama`` and ``mistral``.
 CONFIG_MAPPING: dict[str, type[PretrainedConfig]] = {
     "bert": BertConfig,
     "gpt2": GPT2Config,

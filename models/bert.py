@@ -202,6 +202,9 @@ class BertPooler(nn.Module):
 
 
 class BertPreTrainedModel(PreTrainedModel):
+    """The base of the BERT models: :class:`BertConfig`, the ``bert.`` prefix of checkpoint
+    keys, and the checkpoint keys that loading ignores."""
+
     config_class = BertConfig
     base_model_prefix = "bert"
     # old files keep the position_ids buffer; pretraining checkpoints carry the MLM/NSP heads

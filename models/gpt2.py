@@ -131,6 +131,9 @@ class GPT2Block(nn.Module):
 
 
 class GPT2PreTrainedModel(PreTrainedModel, GenerationMixin):
+    """The base of the GPT-2 models: :class:`GPT2Config`, the ``transformer.`` prefix of
+    checkpoint keys, and ``generate``."""
+
     config_class = GPT2Config
     base_model_prefix = "transformer"
     # transformers < 5 saved the causal-mask buffers

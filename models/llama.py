@@ -229,6 +229,9 @@ class LlamaDecoderLayer(nn.Module):
 
 
 class LlamaPreTrainedModel(PreTrainedModel, GenerationMixin):
+    """The base of the Llama-style models: :class:`LlamaConfig`, the ``model.`` prefix of
+    checkpoint keys, and ``generate``."""
+
     config_class = LlamaConfig
     base_model_prefix = "model"
     _keys_to_ignore_on_load_unexpected = (r"rotary_emb\.inv_freq$",)

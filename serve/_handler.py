@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+#: The kinds of saved model a deployment can serve: an ``ember.export`` program, a
+#: ``ember.jit`` module, an ONNX file, an ``nn.Module`` object, or a handler class.
 ARTIFACT_KINDS = ("export", "jit", "onnx", "module", "handler")
 
 # onnxruntime's type strings -> NumPy dtypes (the ones a model input is likely to use)

@@ -43,6 +43,10 @@ def is_autocast_enabled(device_type: str | None = None) -> bool:
 
 
 def set_autocast_enabled(device_type: str, enabled: bool | None = None) -> None:
+    """Turn autocast on or off for ``device_type`` (``"cpu"`` or ``"cuda"``), as entering an
+    :class:`~ember.autocast` region does. The legacy one-argument form
+    ``set_autocast_enabled(True)`` means CUDA.
+    """
     if enabled is None:  # torch's legacy one-argument form: set_autocast_enabled(enabled)
         device_type, enabled = "cuda", device_type
     _state.DEVICES[_check_device(device_type)][0] = bool(enabled)
@@ -55,6 +59,9 @@ def get_autocast_dtype(device_type: str) -> _dtype:
 
 
 def set_autocast_dtype(device_type: str, dtype: _dtype) -> None:
+    """Set the low-precision dtype autocast uses on ``device_type``: ``float16``, ``bfloat16`` or
+    ``float32``.
+    """
     if dtype not in (float16, bfloat16, float32):
         raise RuntimeError(
             f"Currently, AutocastCPU/CUDA only support float16, bfloat16 and "
@@ -64,10 +71,14 @@ def set_autocast_dtype(device_type: str, dtype: _dtype) -> None:
 
 
 def is_autocast_cache_enabled() -> bool:
+    """Whether autocast caches the low-precision copies of leaf parameters within a region
+    (on by default).
+    """
     return _state.CACHE_ENABLED[0]
 
 
 def set_autocast_cache_enabled(enabled: bool) -> None:
+    """Turn autocast's cache of low-precision parameter copies on or off."""
     _state.CACHE_ENABLED[0] = bool(enabled)
 
 
@@ -77,26 +88,32 @@ def clear_autocast_cache() -> None:
 
 
 def is_autocast_cpu_enabled() -> bool:
+    """Whether autocast is on for CPU (``is_autocast_enabled('cpu')``)."""
     return is_autocast_enabled("cpu")
 
 
 def get_autocast_cpu_dtype() -> _dtype:
+    """The autocast dtype for CPU (``get_autocast_dtype('cpu')``)."""
     return get_autocast_dtype("cpu")
 
 
 def get_autocast_gpu_dtype() -> _dtype:
+    """The autocast dtype for CUDA (``get_autocast_dtype('cuda')``)."""
     return get_autocast_dtype("cuda")
 
 
 def set_autocast_cpu_enabled(enabled: bool) -> None:
+    """Turn autocast on or off for CPU (``set_autocast_enabled('cpu', enabled)``)."""
     set_autocast_enabled("cpu", enabled)
 
 
 def set_autocast_cpu_dtype(dtype: _dtype) -> None:
+    """Set the autocast dtype for CPU (``set_autocast_dtype('cpu', dtype)``)."""
     set_autocast_dtype("cpu", dtype)
 
 
 def set_autocast_gpu_dtype(dtype: _dtype) -> None:
+    """Set the autocast dtype for CUDA (``set_autocast_dtype('cuda', dtype)``)."""
     set_autocast_dtype("cuda", dtype)
 
 

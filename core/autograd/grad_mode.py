@@ -14,6 +14,9 @@ _state = _State()
 
 
 def is_grad_enabled() -> bool:
+    """Whether gradient recording is on in this thread: False inside :class:`~ember.no_grad`,
+    ``inference_mode`` or ``set_grad_enabled(False)``.
+    """
     return _state.enabled
 
 

@@ -42,21 +42,37 @@ class dtype:
         return complex128 if self is float64 else complex64
 
 
+#: Booleans (``ember.bool``).
 bool_ = dtype("bool", np.bool_, _BOOL)
+#: 8-bit unsigned integers.
 uint8 = dtype("uint8", np.uint8, _INT)
 # uint16/32/64: storage types with limited op support, as in PyTorch (no mixed promotion)
+#: 16-bit unsigned integers.
 uint16 = dtype("uint16", np.uint16, _INT)
+#: 32-bit unsigned integers.
 uint32 = dtype("uint32", np.uint32, _INT)
+#: 64-bit unsigned integers.
 uint64 = dtype("uint64", np.uint64, _INT)
+#: 8-bit signed integers.
 int8 = dtype("int8", np.int8, _INT)
+#: 16-bit signed integers (also ``ember.short``).
 int16 = dtype("int16", np.int16, _INT)
+#: 32-bit signed integers (also ``ember.int``).
 int32 = dtype("int32", np.int32, _INT)
+#: 64-bit signed integers (also ``ember.long``), the dtype of indices.
 int64 = dtype("int64", np.int64, _INT)
+#: 16-bit IEEE floating point (also ``ember.half``).
 float16 = dtype("float16", np.float16, _FLOAT)
+#: 32-bit IEEE floating point (also ``ember.float``), the default floating dtype.
 float32 = dtype("float32", np.float32, _FLOAT)
+#: 64-bit IEEE floating point (also ``ember.double``).
 float64 = dtype("float64", np.float64, _FLOAT)
+#: Complex numbers of two float32 (also ``ember.cfloat``).
 complex64 = dtype("complex64", np.complex64, _COMPLEX)
+#: Complex numbers of two float64 (also ``ember.cdouble``).
 complex128 = dtype("complex128", np.complex128, _COMPLEX)
+#: Brain floating point: float32's exponent range with an 8-bit significand (from
+#: ``ml_dtypes``; computed in float32 and rounded, see docs/api.md).
 bfloat16 = dtype("bfloat16", _ml_dtypes.bfloat16, _FLOAT) if _ml_dtypes is not None else None
 
 ALL = [
@@ -102,10 +118,18 @@ def _by_name(name: str) -> dtype:
 
 
 def get_default_dtype() -> dtype:
+    """The floating dtype of new tensors made from Python floats or by the factory functions
+    (``float32`` unless :func:`set_default_dtype` changed it).
+    """
     return _default_float
 
 
 def set_default_dtype(d: dtype) -> None:
+    """Set the default floating dtype: ``float16``, ``bfloat16``, ``float32`` or ``float64``.
+
+    Raises:
+        TypeError: ``d`` is not one of those.
+    """
     global _default_float
     d = to_dtype(d)
     if d not in (float16, float32, float64, bfloat16):

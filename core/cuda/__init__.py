@@ -79,6 +79,7 @@ class DeferredCudaCallError(Exception):
 
 
 def check_error(res: int) -> None:
+    """Raise :class:`CudaError` when the CUDA runtime result code ``res`` is not 0 (success)."""
     if res != 0:
         raise CudaError(res)
 
@@ -94,6 +95,7 @@ def init() -> None:
 
 
 def current_device() -> int:
+    """The index of the current CUDA device. Without CUDA it raises, as PyTorch's CPU build does."""
     return _cupy().cuda.Device().id
 
 
@@ -171,10 +173,12 @@ class _DeviceProperties:  # pragma: no cover - GPU
 
 
 def get_device_name(device=None) -> str:
+    """The name of a CUDA device (default: the current one)."""
     return get_device_properties(device).name
 
 
 def get_device_capability(device=None) -> tuple[int, int]:
+    """The compute capability ``(major, minor)`` of a CUDA device (default: the current one)."""
     p = get_device_properties(device)
     return p.major, p.minor
 
@@ -188,6 +192,9 @@ def is_bf16_supported(including_emulation: bool = True) -> bool:
 
 
 def is_tf32_supported() -> bool:
+    """Whether the current device computes in TF32 (compute capability 8.0 or newer); False without
+    CUDA.
+    """
     return is_available() and get_device_capability()[0] >= 8
 
 
@@ -201,16 +208,21 @@ def get_arch_list() -> list[str]:
 
 
 def get_gencode_flags() -> str:
+    """The ``-gencode`` flags of :func:`get_arch_list`'s architectures, as one string."""
     return " ".join(
         f"-gencode compute={a.replace('sm', 'compute')},code={a}" for a in get_arch_list()
     )
 
 
 def ipc_collect() -> None:
+    """A no-op kept for PyTorch's API (CuPy frees IPC memory itself). Without CUDA it raises, as
+    PyTorch's CPU build does.
+    """
     _cupy()
 
 
 def can_device_access_peer(device, peer_device) -> bool:
+    """Whether ``device`` can read the memory of ``peer_device`` directly (CUDA peer access)."""
     cp = _cupy()
     return bool(
         cp.cuda.runtime.deviceCanAccessPeer(  # pragma: no cover - GPU
@@ -223,6 +235,9 @@ _sync_debug_mode = 0
 
 
 def get_sync_debug_mode() -> int:
+    """The value :func:`set_sync_debug_mode` recorded (CuPy has no synchronization checker). Without
+    CUDA it raises, as PyTorch's CPU build does.
+    """
     _cupy()
     return _sync_debug_mode  # pragma: no cover - GPU
 
@@ -236,6 +251,9 @@ def set_sync_debug_mode(debug_mode: int | str) -> None:
 
 
 def current_blas_handle() -> int:
+    """The cuBLAS handle of the current device, as an integer. Without CUDA it raises, as PyTorch's
+    CPU build does.
+    """
     _cupy()
     from cupy.cuda import device as _dev  # pragma: no cover - GPU
 
@@ -243,6 +261,9 @@ def current_blas_handle() -> int:
 
 
 def current_solver_handle() -> int:
+    """The cuSOLVER handle of the current device, as an integer. Without CUDA it raises, as
+    PyTorch's CPU build does.
+    """
     _cupy()
     from cupy.cuda import device as _dev  # pragma: no cover - GPU
 
@@ -274,6 +295,8 @@ def reset_accumulated_host_memory_stats() -> None:
 
 
 class cudaStatus:
+    """The CUDA runtime status codes ``SUCCESS`` (0) and ``ERROR_NOT_READY`` (34)."""
+
     SUCCESS: int = 0
     ERROR_NOT_READY: int = 34
 
@@ -301,26 +324,33 @@ def utilization(device=None) -> int:
 
 
 def memory_usage(device=None) -> int:
+    """The percentage of time the device memory was read or written over the last sample period
+    (from NVML, through ``pynvml``).
+    """
     nv, h = _nvml_handle(device)
     return nv.nvmlDeviceGetUtilizationRates(h).memory  # pragma: no cover
 
 
 def temperature(device=None) -> int:
+    """The GPU temperature in degrees Celsius (from NVML, through ``pynvml``)."""
     nv, h = _nvml_handle(device)
     return nv.nvmlDeviceGetTemperature(h, 0)  # pragma: no cover
 
 
 def power_draw(device=None) -> int:
+    """The GPU power draw in milliwatts (from NVML, through ``pynvml``)."""
     nv, h = _nvml_handle(device)
     return nv.nvmlDeviceGetPowerUsage(h)  # pragma: no cover
 
 
 def clock_rate(device=None) -> int:
+    """The streaming-multiprocessor clock in MHz (from NVML, through ``pynvml``)."""
     nv, h = _nvml_handle(device)
     return nv.nvmlDeviceGetClockInfo(h, 1)  # pragma: no cover
 
 
 def device_memory_used(device=None) -> int:
+    """The device memory in use, in bytes, by every process (from NVML, through ``pynvml``)."""
     nv, h = _nvml_handle(device)
     return nv.nvmlDeviceGetMemoryInfo(h).used  # pragma: no cover
 

@@ -64,6 +64,9 @@ def memory_reserved(device=None) -> int:
 
 
 def max_memory_allocated(device=None) -> int:
+    """The peak of :func:`memory_allocated` since the start or the last peak reset, in bytes; 0
+    without CUDA.
+    """
     if not has_cuda():
         return 0
     _pool_bytes(device)  # pragma: no cover - GPU
@@ -71,6 +74,9 @@ def max_memory_allocated(device=None) -> int:
 
 
 def max_memory_reserved(device=None) -> int:
+    """The peak of :func:`memory_reserved` since the start or the last peak reset, in bytes; 0
+    without CUDA.
+    """
     if not has_cuda():
         return 0
     _pool_bytes(device)  # pragma: no cover - GPU
@@ -146,6 +152,7 @@ def memory_stats(device=None) -> collections.OrderedDict:
 
 
 def memory_stats_as_nested_dict(device=None) -> dict:
+    """The statistics of :func:`memory_stats` nested by the dots of their keys."""
     out: dict = {}
     for key, value in memory_stats(device).items():
         node = out
@@ -208,6 +215,9 @@ def set_per_process_memory_fraction(fraction: float, device=None) -> None:
 
 
 def get_per_process_memory_fraction(device=None) -> float:
+    """The fraction of device memory set by :func:`set_per_process_memory_fraction` (1.0 by
+    default).
+    """
     cupy_or_raise()
     return _fractions.get(device_index(device), 1.0)  # pragma: no cover - GPU
 
@@ -235,4 +245,5 @@ def host_memory_stats() -> collections.OrderedDict:
 
 
 def host_memory_stats_as_nested_dict() -> dict:
+    """An empty dict: ember keeps no pinned-host-memory statistics."""
     return {}

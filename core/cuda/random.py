@@ -46,6 +46,8 @@ def manual_seed(seed: int) -> None:
 
 
 def manual_seed_all(seed: int) -> None:
+    """Seed the CUDA generator (ember has one generator for all devices); see
+    :func:`manual_seed`."""
     manual_seed(seed)
 
 
@@ -59,10 +61,12 @@ def seed() -> None:
 
 
 def seed_all() -> None:
+    """Reseed the CUDA generator from a random number; see :func:`seed`."""
     seed()
 
 
 def initial_seed() -> int:
+    """The seed of the CUDA generator. Without CUDA it raises, as PyTorch's CPU build does."""
     cupy_or_raise()
     return _gen().initial_seed()  # pragma: no cover - GPU
 
@@ -167,6 +171,7 @@ def set_rng_state(new_state, device="cuda") -> None:
 
 
 def get_rng_state_all() -> list:
+    """The generator state of every CUDA device, a list (empty without CUDA)."""
     from . import device_count
 
     return [get_rng_state(i) for i in range(device_count())]

@@ -129,6 +129,9 @@ class Event:
 
 
 def current_stream(device=None) -> Stream:
+    """The current :class:`Stream` of a device (default: the current device). Without CUDA it
+    raises, as PyTorch's CPU build does.
+    """
     cp = cupy_or_raise()
     idx = device_index(device)  # pragma: no cover - GPU
     with cp.cuda.Device(idx):
@@ -136,6 +139,9 @@ def current_stream(device=None) -> Stream:
 
 
 def default_stream(device=None) -> Stream:
+    """The default (null) :class:`Stream` of a device. Without CUDA it raises, as PyTorch's CPU
+    build does.
+    """
     cp = cupy_or_raise()
     return Stream._wrap(cp.cuda.Stream.null, device_index(device))  # pragma: no cover - GPU
 

@@ -23,7 +23,8 @@ __all__ = [
 
 
 class Transform:
-    """An invertible (or at least evaluable) map with a computable log |det Jacobian|.
+    """An invertible (or at least evaluable) map with a computable ``log |det J|``
+    (J the Jacobian).
 
     Args:
         cache_size: 0 (no cache) or 1 (remember the latest ``(x, y)`` pair, so ``inv(y)`` of a
@@ -117,7 +118,7 @@ class Transform:
         raise NotImplementedError
 
     def log_abs_det_jacobian(self, x, y):
-        """log |dy/dx| given input ``x`` and output ``y``."""
+        """``log |dy/dx|`` given input ``x`` and output ``y``."""
         raise NotImplementedError
 
     def __repr__(self) -> str:

@@ -151,7 +151,7 @@ class TanhTransform(_ParameterFree):
 
 
 class AbsTransform(_ParameterFree):
-    """y = |x| (not bijective)."""
+    """``y = |x|`` (not bijective)."""
 
     domain = constraints.real
     codomain = constraints.positive

@@ -222,6 +222,9 @@ class _BothBounded(_Bounded):
 
 
 class _IntegerInterval(_BothBounded):
+    """Integers in ``[lower_bound, upper_bound]``:
+    ``integer_interval(lower_bound, upper_bound)``."""
+
     is_discrete = True
 
     def check(self, value):
@@ -248,26 +251,36 @@ class _Real(Constraint):
 
 
 class _GreaterThan(_LowerBounded):
+    """Reals greater than ``lower_bound``: ``greater_than(lower_bound)``."""
+
     def check(self, value):
         return self.lower_bound < value
 
 
 class _GreaterThanEq(_LowerBounded):
+    """Reals greater than or equal to ``lower_bound``: ``greater_than_eq(lower_bound)``."""
+
     def check(self, value):
         return self.lower_bound <= value
 
 
 class _LessThan(_UpperBounded):
+    """Reals less than ``upper_bound``: ``less_than(upper_bound)``."""
+
     def check(self, value):
         return value < self.upper_bound
 
 
 class _Interval(_BothBounded):
+    """Reals in ``[lower_bound, upper_bound]``: ``interval(lower_bound, upper_bound)``."""
+
     def check(self, value):
         return (self.lower_bound <= value) & (value <= self.upper_bound)
 
 
 class _HalfOpenInterval(_BothBounded):
+    """Reals in ``[lower_bound, upper_bound)``: ``half_open_interval(lower_bound, upper_bound)``."""
+
     def check(self, value):
         return (self.lower_bound <= value) & (value < self.upper_bound)
 
@@ -452,29 +465,47 @@ class _Stack(Constraint):
 dependent = _Dependent()
 dependent_property = _DependentProperty
 independent = _IndependentConstraint
+#: Values 0 or 1.
 boolean = _Boolean()
+#: Vectors (last dimension) of zeros with a single 1.
 one_hot = _OneHot()
+#: Integers >= 0.
 nonnegative_integer = _IntegerGreaterThan(0)
+#: Integers >= 1.
 positive_integer = _IntegerGreaterThan(1)
 integer_interval = _IntegerInterval
+#: Any real number that is not NaN (infinities allowed).
 real = _Real()
+#: Vectors of reals (:data:`real` over the last dimension).
 real_vector = independent(real, 1)
+#: Reals > 0.
 positive = _GreaterThan(0.0)
+#: Reals >= 0.
 nonnegative = _GreaterThanEq(0.0)
 greater_than = _GreaterThan
 greater_than_eq = _GreaterThanEq
 less_than = _LessThan
 multinomial = _Multinomial
+#: Reals in [0, 1].
 unit_interval = _Interval(0.0, 1.0)
 interval = _Interval
 half_open_interval = _HalfOpenInterval
+#: Vectors (last dimension) of non-negative entries summing to 1.
 simplex = _Simplex()
+#: Lower-triangular square matrices.
 lower_triangular = _LowerTriangular()
+#: Lower-triangular matrices with a positive diagonal.
 lower_cholesky = _LowerCholesky()
+#: Cholesky factors of correlation matrices: lower-triangular, positive diagonal, rows of
+#: unit norm.
 corr_cholesky = _CorrCholesky()
+#: Square matrices.
 square = _Square()
+#: Symmetric square matrices.
 symmetric = _Symmetric()
+#: Symmetric positive semi-definite matrices.
 positive_semidefinite = _PositiveSemidefinite()
+#: Symmetric positive-definite matrices.
 positive_definite = _PositiveDefinite()
 cat = _Cat
 stack = _Stack

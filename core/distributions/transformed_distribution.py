@@ -17,7 +17,7 @@ __all__ = ["TransformedDistribution"]
 
 class TransformedDistribution(Distribution):
     """``X ~ base_distribution``, ``Y = f_n(... f_1(X))``: samples are transformed samples and
-    ``log_prob`` subtracts each transform's log |det Jacobian| (change of variables)."""
+    ``log_prob`` subtracts each transform's ``log |det J|`` (change of variables)."""
 
     arg_constraints: dict = {}
 

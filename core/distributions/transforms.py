@@ -1,5 +1,5 @@
-"""Transforms between constrained and unconstrained spaces, with log |det Jacobian|
-(``torch.distributions.transforms``)."""
+"""Transforms between constrained and unconstrained spaces, with ``log |det J|`` of their
+Jacobian J (``torch.distributions.transforms``)."""
 
 from __future__ import annotations
 

@@ -23,6 +23,7 @@ class _PH:
         return "PH"
 
 
+#: Pass as a value of ``concrete_args`` to keep that argument a symbolic placeholder.
 PH = _PH()
 
 _BASE_TYPES = (str, int, float, bool, complex, type(None), type(Ellipsis))

@@ -148,10 +148,26 @@ def constant_(tensor: Tensor, val: float) -> Tensor:
 
 
 def ones_(tensor: Tensor) -> Tensor:
+    """Fill ``tensor`` with ones in place, without recording the operation for autograd.
+
+    Args:
+        tensor: the tensor to fill.
+
+    Returns:
+        ``tensor``.
+    """
     return constant_(tensor, 1.0)
 
 
 def zeros_(tensor: Tensor) -> Tensor:
+    """Fill ``tensor`` with zeros in place, without recording the operation for autograd.
+
+    Args:
+        tensor: the tensor to fill.
+
+    Returns:
+        ``tensor``.
+    """
     with no_grad():
         return tensor.zero_()
 

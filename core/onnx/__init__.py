@@ -27,7 +27,9 @@ __all__ = [
     "producer_version",
 ]
 
+#: The ``producer_name`` written into exported ONNX models.
 producer_name = "ember"
+#: The ``producer_version`` written into exported ONNX models.
 producer_version = "0.1"
 
 

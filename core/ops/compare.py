@@ -28,6 +28,15 @@ greater, greater_equal, less, less_equal, not_equal = gt, ge, lt, le, ne
 
 
 def isclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False) -> Tensor:
+    """Elementwise ``|input - other| <= atol + rtol * |other|``, a bool tensor.
+
+    Args:
+        input (Tensor): the first tensor.
+        other (Tensor): the second tensor, broadcast against ``input``.
+        rtol: the relative tolerance.
+        atol: the absolute tolerance.
+        equal_nan: count two NaNs as close.
+    """
     xp = get_array_module(input._data)
     return Tensor._wrap(
         xp.isclose(input._data, other._data, rtol=rtol, atol=atol, equal_nan=equal_nan)
@@ -35,6 +44,7 @@ def isclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False) -> Tensor:
 
 
 def allclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False) -> bool:
+    """Whether every element of ``input`` is close to ``other``; see :func:`isclose`."""
     return bool(isclose(input, other, rtol, atol, equal_nan)._data.all())
 
 

@@ -147,42 +147,61 @@ def conj(input: Tensor) -> Tensor:
 
 
 def conj_physical(input: Tensor) -> Tensor:
+    """The complex conjugate of each element (a copy; ember has no lazy conjugate bit). For
+    real tensors, a copy.
+    """
     return Conj.apply(input) if _is_complex(input) else input.clone()
 
 
 def resolve_conj(input: Tensor) -> Tensor:
+    """``input`` itself: ember conjugates eagerly, so there is no conjugate bit to resolve."""
     return input
 
 
 def resolve_neg(input: Tensor) -> Tensor:
+    """``input`` itself: ember has no lazy negative bit to resolve."""
     return input
 
 
 def is_conj(input: Tensor) -> bool:
+    """Always False: ember has no lazy conjugate bit (:meth:`Tensor.conj` computes)."""
     return False
 
 
 def is_neg(input: Tensor) -> bool:
+    """Always False: ember has no lazy negative bit."""
     return False
 
 
 def real(input: Tensor) -> Tensor:
+    """The real part of a complex tensor (``input`` itself for a real one)."""
     return Real.apply(input) if _is_complex(input) else input
 
 
 def imag(input: Tensor) -> Tensor:
+    """The imaginary part of a complex tensor.
+
+    Raises:
+        RuntimeError: ``input`` is not complex.
+    """
     if not _is_complex(input):
         raise RuntimeError("imag is not implemented for tensors with non-complex dtypes.")
     return Imag.apply(input)
 
 
 def view_as_real(input: Tensor) -> Tensor:
+    """A complex tensor of shape ``(*)`` as a real tensor of shape ``(*, 2)`` holding the real
+    and imaginary parts.
+    """
     if not _is_complex(input):
         raise RuntimeError("view_as_real is only supported for complex tensors")
     return ViewAsReal.apply(input)
 
 
 def view_as_complex(input: Tensor) -> Tensor:
+    """A real tensor of shape ``(*, 2)`` as a complex tensor of shape ``(*)``, the last dimension
+    holding the real and imaginary parts.
+    """
     d = input._data
     if d.dtype.name not in ("float32", "float64", "float16"):
         raise RuntimeError(
@@ -197,6 +216,9 @@ def view_as_complex(input: Tensor) -> Tensor:
 
 
 def angle(input: Tensor) -> Tensor:
+    """The argument (phase) of each element in radians, atan2(imag, real); for real input, 0 or pi
+    by sign.
+    """
     if input._data.dtype.kind in "biu":
         input = input.to(get_default_dtype())
     return Angle.apply(input)
@@ -217,11 +239,15 @@ def _check_float_pair(name, a, b):
 
 
 def complex(real: Tensor, imag: Tensor) -> Tensor:  # noqa: A001 - torch.complex
+    """The complex tensor ``real + i * imag``, from two float32 or two float64 tensors of the same
+    dtype.
+    """
     _check_float_pair("complex", real, imag)
     return Complex.apply(real, imag)
 
 
 def polar(abs: Tensor, angle: Tensor) -> Tensor:  # noqa: A002 - PyTorch's argument names
+    """The complex tensor ``abs * (cos(angle) + i sin(angle))`` from magnitudes and phases."""
     _check_float_pair("polar", abs, angle)
     return Complex.apply(abs * angle.cos(), abs * angle.sin())
 

@@ -83,8 +83,14 @@ def to(t, dev, dt, copy: bool = False):
 
 
 def clone(t, memory_format=None):
+    """A copy of ``t`` with its own data; the copy stays in the autograd graph (gradients flow back
+    to ``t``). ``memory_format`` is accepted for PyTorch's signature.
+    """
     return Clone.apply(t)
 
 
 def contiguous(t, memory_format=None):
+    """``t`` itself: ember tensors are always contiguous. ``memory_format`` is accepted for
+    PyTorch's signature.
+    """
     return t if t._data.flags.c_contiguous else Contiguous.apply(t)

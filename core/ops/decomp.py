@@ -64,12 +64,24 @@ class Cholesky(Function):
 
 
 def cholesky(A: Tensor, *, upper: bool = False, out=None) -> Tensor:
+    """The Cholesky factor L of a Hermitian positive-definite matrix, A = L L^H.
+
+    Args:
+        A (Tensor): a matrix or a batch of matrices, shape ``(*, n, n)``.
+        upper: return the upper factor U = L^H instead.
+
+    Raises:
+        ember.linalg.LinAlgError: ``A`` is not positive-definite.
+    """
     u.check_float("linalg.cholesky", A)
     u.check_square("linalg.cholesky", A)
     return Cholesky.apply(A, upper)
 
 
 def cholesky_ex(A: Tensor, *, upper: bool = False, check_errors: bool = False, out=None):
+    """:func:`cholesky` without raising: returns ``(L, info)``, ``info`` 0 where the factorization
+    succeeded and the order of the failing leading minor elsewhere (raises if ``check_errors``).
+    """
     u.check_float("linalg.cholesky_ex", A)
     u.check_square("linalg.cholesky_ex", A)
     xp = _xp_of(A._data)
@@ -99,6 +111,9 @@ def cholesky_ex(A: Tensor, *, upper: bool = False, check_errors: bool = False, o
 
 
 def torch_cholesky(input: Tensor, upper: bool = False, *, out=None) -> Tensor:
+    """The Cholesky factor of a positive-definite matrix (PyTorch's older ``torch.cholesky``);
+    prefer :func:`ember.linalg.cholesky`.
+    """
     return cholesky(input, upper=upper)
 
 
@@ -163,6 +178,16 @@ def _qr_square_grad(q, r, gq, gr):
 
 
 def qr(A: Tensor, mode: str = "reduced", *, out=None):
+    """The QR decomposition A = Q R, Q with orthonormal columns and R upper-triangular.
+
+    Args:
+        A (Tensor): shape ``(*, m, n)``.
+        mode: ``"reduced"`` (Q is ``m x k``, k = min(m, n)), ``"complete"`` (Q is ``m x m``) or
+            ``"r"`` (R only; Q is empty).
+
+    Returns:
+        A named tuple ``(Q, R)``.
+    """
     u.check_float("linalg.qr", A)
     u.check_matrix("linalg.qr", A)
     if mode not in ("reduced", "complete", "r"):
@@ -174,6 +199,9 @@ def qr(A: Tensor, mode: str = "reduced", *, out=None):
 
 
 def torch_qr(input: Tensor, some: bool = True, *, out=None):
+    """The QR decomposition (PyTorch's older ``torch.qr``): ``some=True`` gives the reduced form,
+    False the complete one; prefer :func:`ember.linalg.qr`.
+    """
     return u.qr_t(*QR.apply(input, "reduced" if some else "complete"))
 
 
@@ -237,24 +265,42 @@ class Eig(Function):
 
 
 def eigh(A: Tensor, UPLO: str = "L", *, out=None):
+    """The eigenvalues (ascending) and eigenvectors of a Hermitian or real symmetric matrix.
+
+    Args:
+        A (Tensor): a matrix or a batch of matrices, shape ``(*, n, n)``.
+        UPLO: use the lower (``"L"``) or upper (``"U"``) triangle of ``A``.
+
+    Returns:
+        A named tuple ``(eigenvalues, eigenvectors)``; the eigenvalues are real.
+    """
     u.check_float("linalg.eigh", A)
     u.check_square("linalg.eigh", A)
     return u.linalg_eigh_t(*Eigh.apply(A, UPLO))
 
 
 def eigvalsh(A: Tensor, UPLO: str = "L", *, out=None) -> Tensor:
+    """The eigenvalues (ascending, real) of a Hermitian or real symmetric matrix; see
+    :func:`eigh`.
+    """
     u.check_float("linalg.eigvalsh", A)
     u.check_square("linalg.eigvalsh", A)
     return Eigh.apply(A, UPLO)[0]
 
 
 def eig(A: Tensor, *, out=None):
+    """The eigenvalues and eigenvectors of a general square matrix, both complex.
+
+    Returns:
+        A named tuple ``(eigenvalues, eigenvectors)``, each eigenvector of unit norm.
+    """
     u.check_float("linalg.eig", A)
     u.check_square("linalg.eig", A)
     return u.linalg_eig_t(*Eig.apply(A))
 
 
 def eigvals(A: Tensor, *, out=None) -> Tensor:
+    """The (complex) eigenvalues of a general square matrix; see :func:`eig`."""
     return eig(A)[0]
 
 
@@ -313,12 +359,23 @@ class SVD(Function):
 
 
 def svd(A: Tensor, full_matrices: bool = True, *, driver=None, out=None):
+    """The singular value decomposition A = U diag(S) V^H.
+
+    Args:
+        A (Tensor): shape ``(*, m, n)``.
+        full_matrices: return square U and V^H (else their first min(m, n) columns/rows).
+        driver: accepted for PyTorch's signature (a CUDA option); ignored.
+
+    Returns:
+        A named tuple ``(U, S, Vh)``, singular values in descending order.
+    """
     u.check_float("linalg.svd", A)
     u.check_matrix("linalg.svd", A)
     return u.linalg_svd_t(*SVD.apply(A, full_matrices))
 
 
 def svdvals(A: Tensor, *, driver=None, out=None) -> Tensor:
+    """The singular values of ``A`` in descending order; see :func:`svd`."""
     u.check_float("linalg.svdvals", A)
     u.check_matrix("linalg.svdvals", A)
     return SVD.apply(A, False)[1]

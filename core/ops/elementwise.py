@@ -7,6 +7,7 @@ import numpy as np
 from ..autograd.function import Function
 from ..backend.dtype import get_default_dtype
 from ..tensor import Tensor
+from ._docs import unary_doc
 from ._util import cpp_type_name, promote, raise_broadcast_error, scalar_type_name
 from .convert import to_dtype_op
 
@@ -380,6 +381,13 @@ def _floatify(x):
 
 
 def add(input, other, *, alpha=1):
+    """``input + alpha * other``, elementwise with broadcasting.
+
+    Args:
+        input (Tensor or Number): the first operand.
+        other (Tensor or Number): the second operand, broadcast against ``input``.
+        alpha: the multiplier of ``other``.
+    """
     if alpha != 1:
         other = mul(other, alpha)
     a, b = promote(input, other)
@@ -390,6 +398,13 @@ def add(input, other, *, alpha=1):
 
 
 def sub(input, other, *, alpha=1):
+    """``input - alpha * other``, elementwise with broadcasting.
+
+    Args:
+        input (Tensor or Number): the first operand.
+        other (Tensor or Number): the second operand, broadcast against ``input``.
+        alpha: the multiplier of ``other``.
+    """
     if alpha != 1:
         other = mul(other, alpha)
     a, b = promote(input, other)
@@ -405,10 +420,23 @@ def sub(input, other, *, alpha=1):
 
 
 def rsub(input, other, *, alpha=1):
+    """``other - alpha * input``, elementwise with broadcasting (:func:`sub` reversed).
+
+    Args:
+        input (Tensor or Number): the first operand.
+        other (Tensor or Number): the second operand, broadcast against ``input``.
+        alpha: the multiplier of ``input``.
+    """
     return sub(other, input, alpha=alpha)
 
 
 def mul(input, other):
+    """``input * other``, elementwise with broadcasting.
+
+    Args:
+        input (Tensor or Number): the first operand.
+        other (Tensor or Number): the second operand, broadcast against ``input``.
+    """
     a, b = promote(input, other)
     try:
         return Mul.apply(a, b)
@@ -417,6 +445,16 @@ def mul(input, other):
 
 
 def div(input, other, *, rounding_mode=None):
+    """``input / other``, elementwise with broadcasting.
+
+    Integer inputs give a floating result unless ``rounding_mode`` is given.
+
+    Args:
+        input (Tensor or Number): the first operand.
+        other (Tensor or Number): the second operand, broadcast against ``input``.
+        rounding_mode: None (true division), ``"trunc"`` (round toward zero) or ``"floor"``
+            (round down).
+    """
     a, b = promote(input, other)
     if rounding_mode is None:
         a, b = _floatify(a), _floatify(b)
@@ -462,6 +500,12 @@ def check_int_divisor(a, b) -> None:
 
 
 def floor_divide(input, other):
+    """``input / other`` rounded down, elementwise (Python's ``//``).
+
+    Args:
+        input (Tensor or Number): the first operand.
+        other (Tensor or Number): the second operand, broadcast against ``input``.
+    """
     a, b = promote(input, other)
     check_int_divisor(a, b)
     try:
@@ -471,12 +515,25 @@ def floor_divide(input, other):
 
 
 def remainder(input, other):
+    """The remainder of ``input / other`` with the sign of ``other`` (Python's ``%``); see
+    :func:`fmod` for the sign of ``input``.
+
+    Args:
+        input (Tensor or Number): the first operand.
+        other (Tensor or Number): the second operand, broadcast against ``input``.
+    """
     # a - floor(a / b) * b: differentiable in a (gradient 1), as PyTorch's fmod/remainder.
     a, b = promote(input, other)
     return sub(a, mul(floor_divide(a, b).detach(), b))
 
 
 def pow(input, exponent):
+    """``input`` raised to ``exponent``, elementwise with broadcasting.
+
+    Args:
+        input (Tensor or Number): the base.
+        exponent (Tensor or Number): the exponent.
+    """
     a, b = promote(input, exponent)
     if (
         isinstance(a, Tensor)
@@ -493,10 +550,17 @@ def pow(input, exponent):
 
 
 def neg(input):
+    """``-input``, elementwise."""
     return Neg.apply(input)
 
 
 def maximum(input, other):
+    """The larger of ``input`` and ``other`` elementwise; NaN if either is NaN (see :func:`fmax`).
+
+    Args:
+        input (Tensor or Number): the first operand.
+        other (Tensor or Number): the second operand, broadcast against ``input``.
+    """
     a, b = promote(input, other)
     try:
         return Maximum.apply(a, b)
@@ -505,6 +569,12 @@ def maximum(input, other):
 
 
 def minimum(input, other):
+    """The smaller of ``input`` and ``other`` elementwise; NaN if either is NaN (see :func:`fmin`).
+
+    Args:
+        input (Tensor or Number): the first operand.
+        other (Tensor or Number): the second operand, broadcast against ``input``.
+    """
     a, b = promote(input, other)
     try:
         return Minimum.apply(a, b)
@@ -513,6 +583,14 @@ def minimum(input, other):
 
 
 def where(condition, input=None, other=None):
+    """Elements of ``input`` where ``condition`` is True and of ``other`` elsewhere, with
+    broadcasting. ``where(condition)`` alone is ``nonzero(condition, as_tuple=True)``.
+
+    Args:
+        condition (Tensor): a bool tensor.
+        input (Tensor or Number): the values where ``condition`` holds.
+        other (Tensor or Number): the values elsewhere.
+    """
     if input is None and other is None:
         from .indexing import nonzero
 
@@ -530,6 +608,13 @@ def where(condition, input=None, other=None):
 
 
 def lerp(input, end, weight):
+    """Linear interpolation ``input + weight * (end - input)``, elementwise with broadcasting.
+
+    Args:
+        input (Tensor): the start points.
+        end (Tensor): the end points.
+        weight (float or Tensor): the interpolation weights.
+    """
     for name, t in (("end", end), ("weight", weight)):
         if isinstance(t, Tensor) and t._data.dtype != input._data.dtype:
             raise RuntimeError(
@@ -542,43 +627,59 @@ def lerp(input, end, weight):
         raise_broadcast_error(err, input, end, weight)
 
 
-def _unary(cls):
+def _unary(cls, summary: str):
     def op(input):
         return cls.apply(_floatify(input))
 
     op.__name__ = cls.__name__.lower()
+    op.__doc__ = unary_doc(summary)
     return op
 
 
-exp = _unary(Exp)
-log = _unary(Log)
-log1p = _unary(Log1p)
-expm1 = _unary(Expm1)
-sqrt = _unary(Sqrt)
-rsqrt = _unary(Rsqrt)
-sin = _unary(Sin)
-cos = _unary(Cos)
-tanh = _unary(Tanh)
-sigmoid = _unary(Sigmoid)
+exp = _unary(Exp, "The exponential e^x of each element.")
+log = _unary(Log, "The natural logarithm ln(x) of each element (NaN below 0, -inf at 0).")
+log1p = _unary(Log1p, "ln(1 + x) of each element, accurate for small x.")
+expm1 = _unary(Expm1, "e^x - 1 of each element, accurate for small x.")
+sqrt = _unary(Sqrt, "The square root of each element (NaN below 0).")
+rsqrt = _unary(Rsqrt, "The reciprocal square root 1 / sqrt(x) of each element.")
+sin = _unary(Sin, "The sine of each element (radians).")
+cos = _unary(Cos, "The cosine of each element (radians).")
+tanh = _unary(Tanh, "The hyperbolic tangent of each element.")
+sigmoid = _unary(Sigmoid, "The logistic sigmoid 1 / (1 + e^-x) of each element.")
 
 
 def relu(input):
+    """``max(input, 0)`` elementwise; see :class:`ember.nn.ReLU`."""
     return Relu.apply(input)
 
 
 def abs(input):
+    """The absolute value of each element (the magnitude for complex input, a real tensor)."""
     return Abs.apply(input)
 
 
 def square(input):
+    """``input * input``, elementwise."""
     return Mul.apply(input, input)
 
 
 def reciprocal(input):
+    """``1 / input``, elementwise; integer inputs give the default floating dtype."""
     return div(1.0, _floatify(input))
 
 
 def clamp(input, min=None, max=None):
+    """Each element limited to ``[min, max]``.
+
+    Args:
+        input (Tensor): the input.
+        min (Number or Tensor, optional): the lower bound.
+        max (Number or Tensor, optional): the upper bound; where it is below ``min``, the result
+            is ``max``.
+
+    Raises:
+        RuntimeError: both bounds are None.
+    """
     if min is None and max is None:
         raise RuntimeError("ember.clamp: At least one of 'min' or 'max' must not be None")
     if isinstance(min, Tensor) or isinstance(max, Tensor):
@@ -591,27 +692,38 @@ def clamp(input, min=None, max=None):
     return Clamp.apply(input, min, max)
 
 
-def _zero_grad_unary(name):
+def _zero_grad_unary(name, summary: str):
     def op(input):
         if input._data.dtype.kind in "iub" and name != "sign":
             return input.clone()
         return ZeroGrad.apply(input, name)
 
     op.__name__ = name
+    op.__doc__ = unary_doc(summary, floats=False, grad="The gradient is zero everywhere.")
     return op
 
 
-sign = _zero_grad_unary("sign")
-floor = _zero_grad_unary("floor")
-ceil = _zero_grad_unary("ceil")
-trunc = _zero_grad_unary("trunc")
+sign = _zero_grad_unary("sign", "The sign of each element: -1, 0 or 1.")
+floor = _zero_grad_unary("floor", "Each element rounded down to an integer value (same dtype).")
+ceil = _zero_grad_unary("ceil", "Each element rounded up to an integer value (same dtype).")
+trunc = _zero_grad_unary("trunc", "Each element rounded toward zero (same dtype).")
 
 
 def round(input, *, decimals: int = 0):
+    """Round each element to the nearest integer value, halves to even (as NumPy and PyTorch).
+
+    Args:
+        input (Tensor): the input; integer tensors are returned unchanged (a copy).
+        decimals: the number of decimal places to round to (negative: to the left of the point).
+
+    Returns:
+        A tensor of the input's dtype. The gradient is zero everywhere.
+    """
     if input._data.dtype.kind in "iub":
         return input.clone()
     return ZeroGrad.apply(input, "round", decimals)
 
 
 def frac(input):
+    """The fractional part ``input - trunc(input)`` of each element, with the sign of ``input``."""
     return sub(input, trunc(input).detach())

@@ -191,22 +191,71 @@ def _resized(x: Tensor, dims, sizes) -> Tensor:
 
 # ---- public functions ----------------------------------------------------------------------------
 def fftn(input: Tensor, s=None, dim=None, norm=None, *, out=None) -> Tensor:
+    """The n-dimensional discrete Fourier transform.
+
+    Args:
+        input (Tensor): the signal.
+        s: the lengths of the transformed dimensions; the input is zero-padded or trimmed to them.
+        dim: the dimensions to transform; default all dimensions (None).
+        norm: ``"backward"`` (default: no scaling forward, 1/n inverse), ``"forward"`` (1/n
+            forward) or ``"ortho"`` (1/sqrt(n) both ways).
+
+    Returns:
+        A complex tensor.
+    """
     dims, sizes = _dims_sizes(input, s, dim, "fftn")
     return _c2c(_resized(_as_complex(input), dims, sizes), dims, _norm(norm), True)
 
 
 def ifftn(input: Tensor, s=None, dim=None, norm=None, *, out=None) -> Tensor:
+    """The inverse of :func:`fftn`.
+
+    Args:
+        input (Tensor): the signal.
+        s: the lengths of the transformed dimensions; the input is zero-padded or trimmed to them.
+        dim: the dimensions to transform; default all dimensions (None).
+        norm: ``"backward"`` (default: no scaling forward, 1/n inverse), ``"forward"`` (1/n
+            forward) or ``"ortho"`` (1/sqrt(n) both ways).
+
+    Returns:
+        A complex tensor.
+    """
     dims, sizes = _dims_sizes(input, s, dim, "ifftn")
     return _c2c(_resized(_as_complex(input), dims, sizes), dims, _norm(norm), False)
 
 
 def rfftn(input: Tensor, s=None, dim=None, norm=None, *, out=None) -> Tensor:
+    """The n-dimensional Fourier transform of a real signal, one-sided in the last
+    transformed dimension.
+
+    Args:
+        input (Tensor): the signal.
+        s: the lengths of the transformed dimensions; the input is zero-padded or trimmed to them.
+        dim: the dimensions to transform; default all dimensions (None).
+        norm: ``"backward"`` (default: no scaling forward, 1/n inverse), ``"forward"`` (1/n
+            forward) or ``"ortho"`` (1/sqrt(n) both ways).
+
+    Returns:
+        A complex tensor.
+    """
     x = _as_real("rfftn", input)
     dims, sizes = _dims_sizes(x, s, dim, "rfftn")
     return _r2c(_resized(x, dims, sizes), dims, _norm(norm))
 
 
 def irfftn(input: Tensor, s=None, dim=None, norm=None, *, out=None) -> Tensor:
+    """The inverse of :func:`rfftn`.
+
+    Args:
+        input (Tensor): the signal.
+        s: the lengths of the transformed dimensions; the input is zero-padded or trimmed to them.
+        dim: the dimensions to transform; default all dimensions (None).
+        norm: ``"backward"`` (default: no scaling forward, 1/n inverse), ``"forward"`` (1/n
+            forward) or ``"ortho"`` (1/sqrt(n) both ways).
+
+    Returns:
+        A real tensor.
+    """
     x = _as_complex(input)
     dims, sizes = _dims_sizes(x, s, dim, "irfftn")
     last = dims[-1]
@@ -221,18 +270,68 @@ def irfftn(input: Tensor, s=None, dim=None, norm=None, *, out=None) -> Tensor:
 
 
 def fft(input: Tensor, n=None, dim: int = -1, norm=None, *, out=None) -> Tensor:
+    """The one-dimensional discrete Fourier transform.
+
+    Args:
+        input (Tensor): the signal.
+        n: the length of the transformed dimension; the input is zero-padded or trimmed to it.
+        dim: the dimension to transform.
+        norm: ``"backward"`` (default: no scaling forward, 1/n inverse), ``"forward"`` (1/n
+            forward) or ``"ortho"`` (1/sqrt(n) both ways).
+
+    Returns:
+        A complex tensor.
+    """
     return fftn(input, None if n is None else [n], [dim], norm)
 
 
 def ifft(input: Tensor, n=None, dim: int = -1, norm=None, *, out=None) -> Tensor:
+    """The inverse of :func:`fft`.
+
+    Args:
+        input (Tensor): the signal.
+        n: the length of the transformed dimension; the input is zero-padded or trimmed to it.
+        dim: the dimension to transform.
+        norm: ``"backward"`` (default: no scaling forward, 1/n inverse), ``"forward"`` (1/n
+            forward) or ``"ortho"`` (1/sqrt(n) both ways).
+
+    Returns:
+        A complex tensor.
+    """
     return ifftn(input, None if n is None else [n], [dim], norm)
 
 
 def rfft(input: Tensor, n=None, dim: int = -1, norm=None, *, out=None) -> Tensor:
+    """The discrete Fourier transform of a real signal: only the n // 2 + 1 non-negative
+    frequencies (the rest are their conjugates).
+
+    Args:
+        input (Tensor): the signal.
+        n: the length of the transformed dimension; the input is zero-padded or trimmed to it.
+        dim: the dimension to transform.
+        norm: ``"backward"`` (default: no scaling forward, 1/n inverse), ``"forward"`` (1/n
+            forward) or ``"ortho"`` (1/sqrt(n) both ways).
+
+    Returns:
+        A complex tensor with n // 2 + 1 entries along ``dim``.
+    """
     return rfftn(input, None if n is None else [n], [dim], norm)
 
 
 def irfft(input: Tensor, n=None, dim: int = -1, norm=None, *, out=None) -> Tensor:
+    """The inverse of :func:`rfft`: a real signal from its non-negative frequencies; ``n`` is
+    the output length (default 2 * (m - 1) for m input entries).
+
+    Args:
+        input (Tensor): the signal.
+        n: the length of the transformed dimension; the input is zero-padded or trimmed to it.
+        dim: the dimension to transform.
+        norm: ``"backward"`` (default: no scaling forward, 1/n inverse), ``"forward"`` (1/n
+            forward) or ``"ortho"`` (1/sqrt(n) both ways).
+
+    Returns:
+        A real tensor.
+    """
     return irfftn(input, None if n is None else [n], [dim], norm)
 
 
@@ -242,38 +341,148 @@ def hfft(input: Tensor, n=None, dim: int = -1, norm=None, *, out=None) -> Tensor
 
 
 def ihfft(input: Tensor, n=None, dim: int = -1, norm=None, *, out=None) -> Tensor:
+    """The inverse of :func:`hfft`: the one-sided spectrum of a real signal under the inverse
+    transform's sign and scaling.
+
+    Args:
+        input (Tensor): the signal.
+        n: the length of the transformed dimension; the input is zero-padded or trimmed to it.
+        dim: the dimension to transform.
+        norm: ``"backward"`` (default: no scaling forward, 1/n inverse), ``"forward"`` (1/n
+            forward) or ``"ortho"`` (1/sqrt(n) both ways).
+
+    Returns:
+        A complex tensor with n // 2 + 1 entries along ``dim``.
+    """
     return conj(rfft(input, n, dim, _DUAL[_norm(norm)]))
 
 
 def hfftn(input: Tensor, s=None, dim=None, norm=None, *, out=None) -> Tensor:
+    """The n-dimensional transform of a signal with Hermitian symmetry, given by its one-sided
+    half in the last dimension.
+
+    Args:
+        input (Tensor): the signal.
+        s: the lengths of the transformed dimensions; the input is zero-padded or trimmed to them.
+        dim: the dimensions to transform; default all dimensions (None).
+        norm: ``"backward"`` (default: no scaling forward, 1/n inverse), ``"forward"`` (1/n
+            forward) or ``"ortho"`` (1/sqrt(n) both ways).
+
+    Returns:
+        A real tensor.
+    """
     return irfftn(conj(_as_complex(input)), s, dim, _DUAL[_norm(norm)])
 
 
 def ihfftn(input: Tensor, s=None, dim=None, norm=None, *, out=None) -> Tensor:
+    """The inverse of :func:`hfftn`.
+
+    Args:
+        input (Tensor): the signal.
+        s: the lengths of the transformed dimensions; the input is zero-padded or trimmed to them.
+        dim: the dimensions to transform; default all dimensions (None).
+        norm: ``"backward"`` (default: no scaling forward, 1/n inverse), ``"forward"`` (1/n
+            forward) or ``"ortho"`` (1/sqrt(n) both ways).
+
+    Returns:
+        A complex tensor.
+    """
     return conj(rfftn(input, s, dim, _DUAL[_norm(norm)]))
 
 
 def fft2(input: Tensor, s=None, dim=(-2, -1), norm=None, *, out=None) -> Tensor:
+    """The two-dimensional discrete Fourier transform.
+
+    Args:
+        input (Tensor): the signal.
+        s: the lengths of the transformed dimensions; the input is zero-padded or trimmed to them.
+        dim: the dimensions to transform; default the last two.
+        norm: ``"backward"`` (default: no scaling forward, 1/n inverse), ``"forward"`` (1/n
+            forward) or ``"ortho"`` (1/sqrt(n) both ways).
+
+    Returns:
+        A complex tensor.
+    """
     return fftn(input, s, dim, norm)
 
 
 def ifft2(input: Tensor, s=None, dim=(-2, -1), norm=None, *, out=None) -> Tensor:
+    """The inverse of :func:`fft2`.
+
+    Args:
+        input (Tensor): the signal.
+        s: the lengths of the transformed dimensions; the input is zero-padded or trimmed to them.
+        dim: the dimensions to transform; default the last two.
+        norm: ``"backward"`` (default: no scaling forward, 1/n inverse), ``"forward"`` (1/n
+            forward) or ``"ortho"`` (1/sqrt(n) both ways).
+
+    Returns:
+        A complex tensor.
+    """
     return ifftn(input, s, dim, norm)
 
 
 def rfft2(input: Tensor, s=None, dim=(-2, -1), norm=None, *, out=None) -> Tensor:
+    """The two-dimensional Fourier transform of a real signal; see :func:`rfftn`.
+
+    Args:
+        input (Tensor): the signal.
+        s: the lengths of the transformed dimensions; the input is zero-padded or trimmed to them.
+        dim: the dimensions to transform; default the last two.
+        norm: ``"backward"`` (default: no scaling forward, 1/n inverse), ``"forward"`` (1/n
+            forward) or ``"ortho"`` (1/sqrt(n) both ways).
+
+    Returns:
+        A complex tensor.
+    """
     return rfftn(input, s, dim, norm)
 
 
 def irfft2(input: Tensor, s=None, dim=(-2, -1), norm=None, *, out=None) -> Tensor:
+    """The inverse of :func:`rfft2`.
+
+    Args:
+        input (Tensor): the signal.
+        s: the lengths of the transformed dimensions; the input is zero-padded or trimmed to them.
+        dim: the dimensions to transform; default the last two.
+        norm: ``"backward"`` (default: no scaling forward, 1/n inverse), ``"forward"`` (1/n
+            forward) or ``"ortho"`` (1/sqrt(n) both ways).
+
+    Returns:
+        A real tensor.
+    """
     return irfftn(input, s, dim, norm)
 
 
 def hfft2(input: Tensor, s=None, dim=(-2, -1), norm=None, *, out=None) -> Tensor:
+    """The two-dimensional :func:`hfftn`.
+
+    Args:
+        input (Tensor): the signal.
+        s: the lengths of the transformed dimensions; the input is zero-padded or trimmed to them.
+        dim: the dimensions to transform; default the last two.
+        norm: ``"backward"`` (default: no scaling forward, 1/n inverse), ``"forward"`` (1/n
+            forward) or ``"ortho"`` (1/sqrt(n) both ways).
+
+    Returns:
+        A real tensor.
+    """
     return hfftn(input, s, dim, norm)
 
 
 def ihfft2(input: Tensor, s=None, dim=(-2, -1), norm=None, *, out=None) -> Tensor:
+    """The inverse of :func:`hfft2`.
+
+    Args:
+        input (Tensor): the signal.
+        s: the lengths of the transformed dimensions; the input is zero-padded or trimmed to them.
+        dim: the dimensions to transform; default the last two.
+        norm: ``"backward"`` (default: no scaling forward, 1/n inverse), ``"forward"`` (1/n
+            forward) or ``"ortho"`` (1/sqrt(n) both ways).
+
+    Returns:
+        A complex tensor.
+    """
     return ihfftn(input, s, dim, norm)
 
 
@@ -288,10 +497,14 @@ def _shift(input: Tensor, dim, sign: int) -> Tensor:
 
 
 def fftshift(input: Tensor, dim=None) -> Tensor:
+    """Roll the zero frequency to the centre of ``dim`` (all dimensions when None), as for
+    plotting a spectrum.
+    """
     return _shift(input, dim, 1)
 
 
 def ifftshift(input: Tensor, dim=None) -> Tensor:
+    """The inverse of :func:`fftshift`."""
     return _shift(input, dim, -1)
 
 
@@ -313,6 +526,13 @@ def fftfreq(
     device=None,
     requires_grad: bool = False,
 ) -> Tensor:
+    """The sample frequencies of an ``n``-point transform, ``[0, 1, ..., -1] / (d * n)`` with the
+    negative frequencies last (the order :func:`fft` returns).
+
+    Args:
+        n: the transform length.
+        d: the sample spacing.
+    """
     return _freq(np.fft.fftfreq(n, d), dtype, device, requires_grad)
 
 
@@ -326,4 +546,11 @@ def rfftfreq(
     device=None,
     requires_grad: bool = False,
 ) -> Tensor:
+    """The non-negative sample frequencies of an ``n``-point :func:`rfft`,
+    ``[0, 1, ..., n // 2] / (d * n)``.
+
+    Args:
+        n: the transform length.
+        d: the sample spacing.
+    """
     return _freq(np.fft.rfftfreq(n, d), dtype, device, requires_grad)

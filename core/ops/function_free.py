@@ -8,6 +8,7 @@ import numpy as np
 
 from ..autograd.function import _device_mismatch
 from ..tensor import Tensor
+from ._docs import nograd_doc
 
 # ember.profiler sets this to its recording callback while it records (one check per op).
 _profile_hook = [None]
@@ -47,6 +48,7 @@ def binary_nograd(ufunc_name: str):
         return result
 
     op.__name__ = ufunc_name
+    op.__doc__ = nograd_doc(ufunc_name, binary=True)
     return op
 
 
@@ -62,4 +64,5 @@ def unary_nograd(ufunc_name: str):
         return result
 
     op.__name__ = ufunc_name
+    op.__doc__ = nograd_doc(ufunc_name, binary=False)
     return op

@@ -176,6 +176,8 @@ def _convert_one(i):
 
 
 def getitem(input, idx):
+    """``input[idx]``: PyTorch's indexing (ints, slices, None, Ellipsis, bool and integer
+    tensors)."""
     idx = _convert_index(idx)
     try:
         return GetItem.apply(input, idx)
@@ -278,11 +280,23 @@ class Gather(Function):
 
 
 def gather(input, dim, index, *, sparse_grad=False):
+    """Values of ``input`` picked along ``dim`` by ``index``: ``out[i][j] = input[index[i][j]][j]``
+    for ``dim=0`` (and so on for other dimensions).
+
+    Args:
+        input (Tensor): the source.
+        dim: the dimension to index.
+        index (Tensor): int64 indices, with as many dimensions as ``input``.
+        sparse_grad: accepted for PyTorch's signature; the gradient is dense.
+    """
     dim = _check_gather(input, dim, index, "gather")
     return Gather.apply(input, dim, index._data)
 
 
 def take_along_dim(input, indices, dim=None):
+    """Values of ``input`` picked by ``indices`` along ``dim`` after broadcasting the two (as
+    ``numpy.take_along_axis``); ``dim=None`` indexes the flattened input.
+    """
     if dim is not None and indices._data.ndim != input._data.ndim:
         raise RuntimeError(
             "ember.take_along_dim(): input and indices should have the same number of "
@@ -344,6 +358,18 @@ def _scatter(input, dim, index, src, add, value=None):
 
 
 def scatter(input, dim, index, src=None, value=None, *, reduce=None):
+    """A copy of ``input`` with the values of ``src`` (or the scalar ``value``) written at ``index``
+    along ``dim``: ``out[index[i][j]][j] = src[i][j]`` for ``dim=0``.
+
+    Args:
+        input (Tensor): the tensor to copy.
+        dim: the dimension to index.
+        index (Tensor): int64 indices.
+        src (Tensor): the values to write.
+        value (Number): a scalar to write instead of ``src``.
+        reduce: ``"add"`` or ``"multiply"`` to combine with the existing values instead of
+            replacing them.
+    """
     if reduce == "add" and src is not None:
         return scatter_add(input, dim, index, src)
     if reduce is not None:  # value=, 'multiply' (and errors): indexing_ext, via scatter_reduce
@@ -354,6 +380,9 @@ def scatter(input, dim, index, src=None, value=None, *, reduce=None):
 
 
 def scatter_add(input, dim, index, src):
+    """A copy of ``input`` with the values of ``src`` added at ``index`` along ``dim``; repeated
+    indices accumulate.
+    """
     return _scatter(input, dim, index, src, True)
 
 
@@ -372,6 +401,7 @@ class IndexSelect(Function):
 
 
 def index_select(input, dim, index):
+    """The entries of ``input`` at the positions ``index`` (a 1-D int tensor) along ``dim``."""
     if not isinstance(index, Tensor) or index._data.dtype.kind not in "iu":
         raise RuntimeError("index_select(): Expected dtype int32 or int64 for index")
     if index._data.ndim > 1:
@@ -394,6 +424,9 @@ class IndexAdd(Function):
 
 
 def index_add(input, dim, index, source, *, alpha=1):
+    """A copy of ``input`` with ``alpha * source`` added at the positions ``index`` along ``dim``;
+    repeated indices accumulate.
+    """
     if isinstance(index, Tensor) and index._data.dtype.kind not in "iu":
         raise RuntimeError(
             f"index_add_(): Expected dtype int32/int64 for index but got: {scalar_type_name(index)}"
@@ -417,6 +450,7 @@ class MaskedFill(Function):
 
 
 def masked_fill(input, mask, value):
+    """A copy of ``input`` with ``value`` where ``mask`` (a bool tensor, broadcast) is True."""
     if not isinstance(mask, Tensor) or mask._data.dtype.kind != "b":
         got = cpp_type_name(mask) if isinstance(mask, Tensor) else type(mask).__name__
         raise RuntimeError(
@@ -450,12 +484,19 @@ class MaskedSelect(Function):
 
 
 def masked_select(input, mask):
+    """The elements of ``input`` where ``mask`` (broadcast) is True, as a 1-D tensor."""
     if not isinstance(mask, Tensor) or mask._data.dtype.kind != "b":
         raise RuntimeError("masked_select: expected BoolTensor for mask")
     return MaskedSelect.apply(input, mask)
 
 
 def nonzero(input, *, as_tuple=False):
+    """The indices of the non-zero elements of ``input``.
+
+    Returns:
+        An int64 tensor of shape ``(n, input.ndim)``, or with ``as_tuple=True`` a tuple of
+        ``input.ndim`` 1-D tensors, one per dimension.
+    """
     d = input._data
     xp = get_array_module(d)
     idx = xp.nonzero(d)
@@ -469,4 +510,5 @@ def nonzero(input, *, as_tuple=False):
 
 
 def argwhere(input):
+    """The indices of the non-zero elements, shape ``(n, input.ndim)``; ``nonzero(input)``."""
     return nonzero(input)

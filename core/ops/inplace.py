@@ -62,6 +62,10 @@ def make_inplace(fn, name: str):
         return self
 
     method.__name__ = name
+    method.__doc__ = (
+        f"The in-place form of ``{name[:-1]}``: computes it with ``self`` as the first argument, "
+        "writes the result into ``self`` and returns ``self``."
+    )
     return method
 
 

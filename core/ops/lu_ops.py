@@ -72,6 +72,12 @@ class LU(Function):
 
 
 def lu(A: Tensor, *, pivot: bool = True, out=None):
+    """The LU decomposition with partial pivoting, A = P L U.
+
+    Returns:
+        A named tuple ``(P, L, U)``: a permutation matrix, a unit lower-triangular and an
+        upper-triangular matrix.
+    """
     u.check_float("linalg.lu", A)
     u.check_matrix("linalg.lu", A)
     if not pivot:
@@ -112,6 +118,9 @@ def _pack(lo: Tensor, up: Tensor) -> Tensor:
 
 
 def lu_factor(A: Tensor, *, pivot: bool = True, out=None):
+    """The compact LU factorization of ``A``: ``(LU, pivots)``, L and U packed in one matrix and
+    1-based pivots as LAPACK gives them; for :func:`lu_solve` and :func:`ember.lu_unpack`.
+    """
     res = lu_factor_ex(A, pivot=pivot, check_errors=False)
     if res.info._data.any():
         pass  # like PyTorch, lu_factor reports singular inputs only through lu_factor_ex
@@ -119,6 +128,9 @@ def lu_factor(A: Tensor, *, pivot: bool = True, out=None):
 
 
 def lu_factor_ex(A: Tensor, *, pivot: bool = True, check_errors: bool = False, out=None):
+    """:func:`lu_factor` without raising: returns ``(LU, pivots, info)``, ``info`` > 0 where U
+    is singular (raises if ``check_errors``).
+    """
     p, lo, up = lu(A, pivot=pivot)
     m, n = A._data.shape[-2:]
     k = min(m, n)
@@ -157,6 +169,9 @@ def lu_unpack(
     *,
     out=None,
 ):
+    """Unpack the compact ``(LU_data, LU_pivots)`` of :func:`ember.linalg.lu_factor` into
+    ``(P, L, U)``; ``unpack_data`` / ``unpack_pivots`` False leave L, U / P empty.
+    """
     m, n = LU_data.shape[-2:]
     k = min(m, n)
     xp = _xp_of(LU_data._data)
@@ -177,6 +192,16 @@ def lu_unpack(
 def lu_solve(
     LU: Tensor, pivots: Tensor, B: Tensor, *, left: bool = True, adjoint: bool = False, out=None
 ) -> Tensor:
+    """Solve A X = B (or X A = B with ``left=False``) from the factorization of
+    :func:`lu_factor`.
+
+    Args:
+        LU (Tensor): the packed factors.
+        pivots (Tensor): the pivots.
+        B (Tensor): the right-hand side.
+        left: solve A X = B (True) or X A = B.
+        adjoint: solve with the conjugate transpose of A.
+    """
     p, lo, up = lu_unpack(LU, pivots)
     if left and not adjoint:  # X = U^-1 L^-1 P^T B
         y = solve_triangular(lo, p.transpose(-2, -1) @ B, upper=False, unitriangular=True)
@@ -195,6 +220,9 @@ def lu_solve(
 
 
 def torch_lu_solve(b: Tensor, LU_data: Tensor, LU_pivots: Tensor, *, out=None) -> Tensor:
+    """Solve A X = b from the factorization of :func:`ember.linalg.lu_factor` (PyTorch's older
+    argument order); prefer :func:`ember.linalg.lu_solve`.
+    """
     return lu_solve(LU_data, LU_pivots, b)
 
 
@@ -212,6 +240,7 @@ def _lapack_batched(name, arrays, **kw):
 
 
 def ldl_factor_ex(A: Tensor, *, hermitian: bool = False, check_errors: bool = False, out=None):
+    """:func:`ldl_factor` without raising: returns ``(LD, pivots, info)``."""
     u.check_float("linalg.ldl_factor_ex", A)
     u.check_square("linalg.ldl_factor_ex", A)
     name = "hetrf" if hermitian and A._data.dtype.kind == "c" else "sytrf"
@@ -229,6 +258,9 @@ def ldl_factor_ex(A: Tensor, *, hermitian: bool = False, check_errors: bool = Fa
 
 
 def ldl_factor(A: Tensor, *, hermitian: bool = False, out=None):
+    """The LDL^T (or LDL^H with ``hermitian``) factorization of a symmetric matrix with
+    Bunch-Kaufman pivoting: ``(LD, pivots)`` in LAPACK's compact form, for :func:`ldl_solve`.
+    """
     res = ldl_factor_ex(A, hermitian=hermitian)
     return u.linalg_ldl_factor_t(res.LD, res.pivots)
 
@@ -236,6 +268,7 @@ def ldl_factor(A: Tensor, *, hermitian: bool = False, out=None):
 def ldl_solve(
     LD: Tensor, pivots: Tensor, B: Tensor, *, hermitian: bool = False, out=None
 ) -> Tensor:
+    """Solve A X = B from the factorization of :func:`ldl_factor`."""
     name = "hetrs" if hermitian and LD._data.dtype.kind == "c" else "sytrs"
     import scipy.linalg.lapack as lapack
 
@@ -265,6 +298,9 @@ def _householder_full(A: Tensor, tau: Tensor, ncols: int) -> Tensor:
 
 
 def householder_product(A: Tensor, tau: Tensor, *, out=None) -> Tensor:
+    """The product of Householder reflections H_1 ... H_k given by the columns of ``A`` and the
+    scalars ``tau`` (as :func:`ember.geqrf` returns them): the first n columns of that product.
+    """
     u.check_matrix("torch.linalg.householder_product", A, "input")
     m, n = A.shape[-2:]
     if n > m:
@@ -281,6 +317,7 @@ def householder_product(A: Tensor, tau: Tensor, *, out=None) -> Tensor:
 
 
 def orgqr(input: Tensor, tau: Tensor) -> Tensor:
+    """The matrix Q of a QR decomposition from :func:`geqrf`'s output; ``householder_product``."""
     return householder_product(input, tau)
 
 
@@ -293,6 +330,9 @@ def ormqr(
     *,
     out=None,
 ) -> Tensor:
+    """Multiply ``other`` by the Q of :func:`geqrf`'s output without forming Q: Q @ other (or
+    other @ Q with ``left=False``; Q^H with ``transpose=True``).
+    """
     q = _householder_full(input, tau, input.shape[-2])
     if transpose:
         q = u.mH(q)
@@ -300,6 +340,9 @@ def ormqr(
 
 
 def geqrf(input: Tensor, *, out=None):
+    """The QR decomposition in LAPACK's compact form: ``(a, tau)``, R in the upper triangle of ``a``
+    and Householder vectors below it; see :func:`orgqr`.
+    """
     u.check_matrix("geqrf", input, "input")
     batch, outs = _lapack_batched("geqrf", [input._data])
     m, n = input._data.shape[-2:]

@@ -9,6 +9,7 @@ import math
 from collections import namedtuple
 
 from ..tensor import Tensor
+from ._docs import nograd_doc
 from ._util import scalar_type_name
 from .elementwise import _floatify, div, mul, sign, trunc
 from .function_free import _xp_of, binary_nograd
@@ -29,11 +30,13 @@ def _integers_only(name, *operands):
 
 
 def gcd(input: Tensor, other: Tensor) -> Tensor:
+    """The greatest common divisor of integer tensors, elementwise (non-negative; gcd(0, 0) = 0)."""
     _integers_only("gcd", input, other)
     return _gcd(input, other)
 
 
 def lcm(input: Tensor, other: Tensor) -> Tensor:
+    """The least common multiple of integer tensors, elementwise (non-negative)."""
     _integers_only("lcm", input, other)
     return _lcm(input, other)
 
@@ -44,6 +47,7 @@ def _classify(fn, name):
         return Tensor._wrap(xp.asarray(fn(xp, input._data)))
 
     op.__name__ = name
+    op.__doc__ = nograd_doc(name, binary=False)
     return op
 
 
@@ -80,6 +84,11 @@ fix = trunc
 
 
 def positive(input: Tensor) -> Tensor:
+    """``input`` itself (unary plus).
+
+    Raises:
+        RuntimeError: ``input`` is a bool tensor.
+    """
     if input._data.dtype.kind == "b":
         raise RuntimeError("The `+` operator, on a bool tensor is not supported.")
     return input
@@ -90,7 +99,7 @@ frexp_result.__module__ = "ember.return_types"
 
 
 def frexp(input: Tensor):
-    """``(mantissa, exponent)`` with ``input = mantissa * 2 ** exponent``, 0.5 <= |m| < 1."""
+    """``(mantissa, exponent)`` with ``input = mantissa * 2 ** exponent``, ``0.5 <= |m| < 1``."""
     d = input._data
     if d.dtype.kind not in "fV":
         raise RuntimeError("torch.frexp() only supports floating-point dtypes")
@@ -104,10 +113,12 @@ def frexp(input: Tensor):
 
 # ---- compositions of differentiable ops ----------------------------------------------------
 def deg2rad(input: Tensor) -> Tensor:
+    """Each element converted from degrees to radians."""
     return mul(_floatify(input), math.pi / 180)
 
 
 def rad2deg(input: Tensor) -> Tensor:
+    """Each element converted from radians to degrees."""
     return mul(_floatify(input), 180 / math.pi)
 
 
@@ -137,6 +148,7 @@ def ldexp(input: Tensor, other: Tensor) -> Tensor:
 
 
 def addcmul(input: Tensor, tensor1: Tensor, tensor2: Tensor, *, value=1) -> Tensor:
+    """``input + value * tensor1 * tensor2``, elementwise with broadcasting."""
     from .elementwise import add
 
     prod = mul(tensor1, tensor2)
@@ -144,6 +156,7 @@ def addcmul(input: Tensor, tensor1: Tensor, tensor2: Tensor, *, value=1) -> Tens
 
 
 def addcdiv(input: Tensor, tensor1: Tensor, tensor2: Tensor, *, value=1) -> Tensor:
+    """``input + value * tensor1 / tensor2``, elementwise with broadcasting."""
     from .elementwise import add, div
 
     if all(t._data.dtype.kind in "iub" for t in (tensor1, tensor2)):
@@ -206,12 +219,14 @@ def fill(input: Tensor, value) -> Tensor:
 
 
 def clamp_min(input: Tensor, min) -> Tensor:
+    """``max(input, min)`` elementwise: :func:`clamp` with a lower bound only."""
     from .elementwise import clamp
 
     return clamp(input, min=min)
 
 
 def clamp_max(input: Tensor, max) -> Tensor:
+    """``min(input, max)`` elementwise: :func:`clamp` with an upper bound only."""
     from .elementwise import clamp
 
     return clamp(input, max=max)

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..autograd.function import Function
 from ..tensor import Tensor
+from ._docs import unary_doc
 from ._util import promote, raise_broadcast_error, scalar_type_name
 from .elementwise import _floatify, check_int_divisor
 
@@ -301,31 +302,42 @@ class Heaviside(Function):
 
 
 # ---- public functions ---------------------------------------------------------------------
-def _unary(cls, name):
+def _unary(cls, name, summary: str):
     def op(input: Tensor) -> Tensor:
         return cls.apply(_floatify(input))
 
     op.__name__ = name
+    op.__doc__ = unary_doc(summary)
     return op
 
 
-tan = _unary(Tan, "tan")
-asin = arcsin = _unary(Asin, "asin")
-acos = arccos = _unary(Acos, "acos")
-atan = arctan = _unary(Atan, "atan")
-sinh = _unary(Sinh, "sinh")
-cosh = _unary(Cosh, "cosh")
-asinh = arcsinh = _unary(Asinh, "asinh")
-acosh = arccosh = _unary(Acosh, "acosh")
-atanh = arctanh = _unary(Atanh, "atanh")
-exp2 = _unary(Exp2, "exp2")
-log2 = _unary(Log2, "log2")
-log10 = _unary(Log10, "log10")
+tan = _unary(Tan, "tan", "The tangent of each element (radians).")
+asin = arcsin = _unary(Asin, "asin", "The inverse sine of each element, in [-pi/2, pi/2].")
+acos = arccos = _unary(Acos, "acos", "The inverse cosine of each element, in [0, pi].")
+atan = arctan = _unary(Atan, "atan", "The inverse tangent of each element, in (-pi/2, pi/2).")
+sinh = _unary(Sinh, "sinh", "The hyperbolic sine of each element.")
+cosh = _unary(Cosh, "cosh", "The hyperbolic cosine of each element.")
+asinh = arcsinh = _unary(Asinh, "asinh", "The inverse hyperbolic sine of each element.")
+acosh = arccosh = _unary(
+    Acosh, "acosh", "The inverse hyperbolic cosine of each element (NaN below 1)."
+)
+atanh = arctanh = _unary(Atanh, "atanh", "The inverse hyperbolic tangent of each element.")
+exp2 = _unary(Exp2, "exp2", "2 to the power of each element.")
+log2 = _unary(Log2, "log2", "The base-2 logarithm of each element.")
+log10 = _unary(Log10, "log10", "The base-10 logarithm of each element.")
 
 
 def nan_to_num(
     input: Tensor, nan: float = 0.0, posinf: float | None = None, neginf: float | None = None
 ) -> Tensor:
+    """A copy of ``input`` with NaN, positive infinity and negative infinity replaced.
+
+    Args:
+        input (Tensor): the input; integer tensors are returned as a copy.
+        nan: the value for NaN.
+        posinf: the value for +inf (default: the dtype's largest finite value).
+        neginf: the value for -inf (default: the dtype's lowest finite value).
+    """
     if input._data.dtype.kind not in "fcV":
         return input.clone()
     return MaskGrad.apply(input, nan, posinf, neginf)
@@ -346,6 +358,12 @@ def _binary(cls, input, other, *extra, name=None, floats=True, ints_ok=True):
 
 
 def atan2(input: Tensor, other: Tensor) -> Tensor:
+    """The angle atan(input / other) in (-pi, pi], by the signs of both (the quadrant).
+
+    Args:
+        input (Tensor or Number): the first operand.
+        other (Tensor or Number): the second operand, broadcast against ``input``.
+    """
     return _binary(Atan2, input, other)
 
 
@@ -353,40 +371,92 @@ arctan2 = atan2
 
 
 def logaddexp(input: Tensor, other: Tensor) -> Tensor:
+    """ln(e^input + e^other) elementwise, computed stably.
+
+    Args:
+        input (Tensor or Number): the first operand.
+        other (Tensor or Number): the second operand, broadcast against ``input``.
+    """
     return _binary(Logaddexp, input, other, False, name="logaddexp", ints_ok=False)
 
 
 def logaddexp2(input: Tensor, other: Tensor) -> Tensor:
+    """log2(2^input + 2^other) elementwise, computed stably.
+
+    Args:
+        input (Tensor or Number): the first operand.
+        other (Tensor or Number): the second operand, broadcast against ``input``.
+    """
     return _binary(Logaddexp, input, other, True, name="logaddexp2", ints_ok=False)
 
 
 def hypot(input: Tensor, other: Tensor) -> Tensor:
+    """sqrt(input^2 + other^2) elementwise, without overflow in the squares.
+
+    Args:
+        input (Tensor or Number): the first operand.
+        other (Tensor or Number): the second operand, broadcast against ``input``.
+    """
     return _binary(Hypot, input, other, name="hypot", ints_ok=False)
 
 
 def copysign(input: Tensor, other) -> Tensor:
+    """The magnitude of ``input`` with the sign of ``other``, elementwise.
+
+    Args:
+        input (Tensor or Number): the first operand.
+        other (Tensor or Number): the second operand, broadcast against ``input``.
+    """
     return _binary(Copysign, input, other)
 
 
 def fmod(input: Tensor, other) -> Tensor:
+    """The remainder of ``input / other`` with the sign of ``input`` (C's ``fmod``); see
+    :func:`remainder` for the sign of ``other``.
+
+    Args:
+        input (Tensor or Number): the first operand.
+        other (Tensor or Number): the second operand, broadcast against ``input``.
+    """
     a, b = promote(input, other)
     check_int_divisor(a, b)
     return _binary(Fmod, a, b, floats=False)
 
 
 def fmax(input: Tensor, other: Tensor) -> Tensor:
+    """The larger of ``input`` and ``other`` elementwise, ignoring NaN where only one is NaN.
+
+    Args:
+        input (Tensor or Number): the first operand.
+        other (Tensor or Number): the second operand, broadcast against ``input``.
+    """
     return _binary(FMaxMin, input, other, True, floats=False)
 
 
 def fmin(input: Tensor, other: Tensor) -> Tensor:
+    """The smaller of ``input`` and ``other`` elementwise, ignoring NaN where only one is NaN.
+
+    Args:
+        input (Tensor or Number): the first operand.
+        other (Tensor or Number): the second operand, broadcast against ``input``.
+    """
     return _binary(FMaxMin, input, other, False, floats=False)
 
 
 def nextafter(input: Tensor, other: Tensor) -> Tensor:
+    """The next floating-point value after ``input`` in the direction of ``other``.
+
+    Args:
+        input (Tensor or Number): the first operand.
+        other (Tensor or Number): the second operand, broadcast against ``input``.
+    """
     return _binary(Nextafter, input, other, name="nextafter", ints_ok=False)
 
 
 def heaviside(input: Tensor, values: Tensor) -> Tensor:
+    """The Heaviside step: 0 where ``input < 0``, 1 where ``input > 0`` and ``values`` where
+    ``input == 0``. No gradient (PyTorch has none either).
+    """
     if isinstance(values, Tensor) and values._data.dtype != input._data.dtype:
         raise RuntimeError("heaviside is not yet implemented for tensors with different dtypes.")
     try:

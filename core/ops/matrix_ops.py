@@ -160,11 +160,22 @@ def _square_float(name, a):
 
 
 def inv(A: Tensor, *, out=None) -> Tensor:
+    """The inverse of a square matrix.
+
+    Args:
+        A (Tensor): a matrix or a batch of matrices, shape ``(*, n, n)``.
+
+    Raises:
+        ember.linalg.LinAlgError: ``A`` is singular.
+    """
     _square_float("linalg.inv", A)
     return Inv.apply(A)
 
 
 def inv_ex(A: Tensor, *, check_errors: bool = False, out=None):
+    """:func:`inv` without raising: returns ``(inverse, info)``, ``info`` > 0 where ``A`` is
+    singular (raises if ``check_errors``).
+    """
     _square_float("linalg.inv_ex", A)
     try:
         return u.linalg_inv_ex_t(Inv.apply(A), _info_zeros(A))
@@ -215,6 +226,13 @@ def _is_vector_rhs(A, B) -> bool:
 
 
 def solve(A: Tensor, B: Tensor, *, left: bool = True, out=None) -> Tensor:
+    """The solution X of A X = B (or X A = B with ``left=False``) for square, invertible ``A``.
+
+    Args:
+        A (Tensor): a matrix or a batch of matrices, shape ``(*, n, n)``.
+        B (Tensor): the right-hand side, shape ``(*, n, k)`` or ``(*, n)``.
+        left: solve A X = B (True) or X A = B.
+    """
     u.check_float("linalg.solve", A)
     u.check_square("linalg.solve", A)
     A, B = promote(A, B)
@@ -232,6 +250,9 @@ def solve(A: Tensor, B: Tensor, *, left: bool = True, out=None) -> Tensor:
 
 
 def solve_ex(A: Tensor, B: Tensor, *, left: bool = True, check_errors: bool = False, out=None):
+    """:func:`solve` without raising: returns ``(result, info)``, ``info`` > 0 where ``A`` is
+    singular.
+    """
     try:
         res, info = solve(A, B, left=left), _info_zeros(A)
     except u.LinAlgError:
@@ -245,16 +266,22 @@ def solve_ex(A: Tensor, B: Tensor, *, left: bool = True, check_errors: bool = Fa
 
 
 def det(A: Tensor, *, out=None) -> Tensor:
+    """The determinant of a square matrix (or of each matrix of a batch)."""
     _square_float("linalg.det", A)
     return Det.apply(A)
 
 
 def slogdet(A: Tensor, *, out=None):
+    """The sign and the natural logarithm of the absolute value of the determinant, a named
+    tuple ``(sign, logabsdet)``; stable where the determinant under- or overflows.
+    """
     _square_float("linalg.slogdet", A)
     return u.linalg_slogdet_t(*Slogdet.apply(A))
 
 
 def _torch_slogdet(input: Tensor):
+    """The sign and log absolute determinant of a square matrix; see
+    :func:`ember.linalg.slogdet`."""
     _square_float("linalg.slogdet", input)
     return u.slogdet_t(*Slogdet.apply(input))
 
@@ -271,11 +298,15 @@ def logdet(input: Tensor) -> Tensor:
 
 
 def matrix_exp(A: Tensor) -> Tensor:
+    """The matrix exponential of a square matrix, sum over k of A^k / k!."""
     _square_float("linalg.matrix_exp", A)
     return MatrixExp.apply(A)
 
 
 def matrix_power(A: Tensor, n: int, *, out=None) -> Tensor:
+    """The ``n``-th power of a square matrix; a negative ``n`` uses the inverse, ``n`` = 0 gives
+    the identity.
+    """
     u.check_square("linalg.matrix_power", A)
     if n == 0:  # the identity, still part of the graph (with a zero gradient) as in PyTorch
         return A * 0 + u.eye_like(A)
@@ -292,6 +323,9 @@ def matrix_power(A: Tensor, n: int, *, out=None) -> Tensor:
 
 
 def pinv(A: Tensor, *, atol=None, rtol=None, hermitian: bool = False, out=None) -> Tensor:
+    """The Moore-Penrose pseudo-inverse, computed from the SVD (from the eigendecomposition with
+    ``hermitian``); singular values below ``max(atol, rtol * largest)`` are treated as zero.
+    """
     u.check_float("linalg.pinv", A)
     u.check_matrix("linalg.pinv", A)
     return Pinv.apply(A, atol, rtol)
@@ -336,12 +370,24 @@ class Pinv(Function):
 
 
 def pinverse(input: Tensor, rcond: float = 1e-15) -> Tensor:
+    """The pseudo-inverse, singular values below ``rcond`` times the largest dropped; see
+    :func:`ember.linalg.pinv`.
+    """
     return pinv(input, rtol=rcond)
 
 
 def solve_triangular(
     A: Tensor, B: Tensor, *, upper: bool, left: bool = True, unitriangular: bool = False, out=None
 ) -> Tensor:
+    """The solution X of A X = B (or X A = B with ``left=False``) for triangular ``A``.
+
+    Args:
+        A (Tensor): a triangular matrix or batch.
+        B (Tensor): the right-hand side.
+        upper: whether ``A`` is upper (True) or lower triangular.
+        left: solve A X = B (True) or X A = B.
+        unitriangular: assume a diagonal of ones.
+    """
     u.check_float("linalg.solve_triangular", A)
     u.check_matrix("linalg.solve_triangular", B, "B")
     A, B = promote(A, B)
@@ -360,6 +406,12 @@ def triangular_solve(
     *,
     out=None,
 ):
+    """Solve A X = b for triangular ``A`` (PyTorch's older API); prefer
+    :func:`ember.linalg.solve_triangular`.
+
+    Returns:
+        A named tuple ``(solution, cloned_coefficient)``.
+    """
     M = A.transpose(-2, -1) if transpose else A
     x = solve_triangular(M, b, upper=upper != transpose, unitriangular=unitriangular)
     return u.triangular_solve_t(x, A.clone())
@@ -373,10 +425,14 @@ def cholesky_solve(B: Tensor, L: Tensor, upper: bool = False, *, out=None) -> Te
 
 
 def cholesky_inverse(L: Tensor, upper: bool = False, *, out=None) -> Tensor:
+    """The inverse of A from its Cholesky factor ``L`` (A = L L^H; U^H U with ``upper``)."""
     return cholesky_solve(u.eye_like(L) + L * 0, L, upper)
 
 
 def tensorinv(A: Tensor, ind: int = 2, *, out=None) -> Tensor:
+    """The inverse of ``A`` seen as a linear map from its last ``ndim - ind`` dimensions to its
+    first ``ind`` dimensions; the result has shape ``A.shape[ind:] + A.shape[:ind]``.
+    """
     if ind <= 0:
         raise RuntimeError(f"Expected a strictly positive integer for 'ind', but got {ind}")
     shape = tuple(A.shape)
@@ -391,6 +447,9 @@ def tensorinv(A: Tensor, ind: int = 2, *, out=None) -> Tensor:
 
 
 def tensorsolve(A: Tensor, B: Tensor, dims=None, *, out=None) -> Tensor:
+    """The tensor X with ``tensordot(A, X, X.ndim) = B``; ``dims`` moves those dimensions of
+    ``A`` to the end first.
+    """
     if dims is not None:
         nd = A.ndim
         dims = [d % nd for d in dims]

@@ -29,6 +29,7 @@ def _cross(a: Tensor, b: Tensor, dim: int) -> Tensor:
 
 
 def linalg_cross(input: Tensor, other: Tensor, *, dim: int = -1, out=None) -> Tensor:
+    """The cross product of 3-vectors along ``dim``, with broadcasting."""
     input, other = promote(input, other)
     sa, sb = input._data.shape, other._data.shape
     if input.ndim != other.ndim:
@@ -53,12 +54,16 @@ def cross(input: Tensor, other: Tensor, dim=None, *, out=None) -> Tensor:
 
 
 def vecdot(x: Tensor, y: Tensor, *, dim: int = -1, out=None) -> Tensor:
+    """The dot product of vectors along ``dim``, sum of conj(x) * y, with broadcasting."""
     x, y = promote(x, y)
     return (conj(x) * y).sum(dim)
 
 
 @autocast_op("linalg_multi_dot")
 def multi_dot(tensors, *, out=None) -> Tensor:
+    """The product of a list of matrices in the cheapest order (the first and last may be
+    vectors).
+    """
     ts = list(tensors)
     if len(ts) < 2:
         raise RuntimeError(f"multi_dot(): expected at least 2 tensors but got {len(ts)}")
@@ -82,12 +87,14 @@ def multi_dot(tensors, *, out=None) -> Tensor:
 
 @autocast_op("chain_matmul")
 def chain_matmul(*matrices, out=None) -> Tensor:
+    """The product of the matrices given as arguments; see :func:`ember.linalg.multi_dot`."""
     if len(matrices) == 1:
         return matrices[0].clone()
     return multi_dot(matrices)
 
 
 def kron(input: Tensor, other: Tensor, *, out=None) -> Tensor:
+    """The Kronecker product of two tensors."""
     input, other = promote(input, other)
     nd = max(input.ndim, other.ndim)
     a = input.reshape((1,) * (nd - input.ndim) + tuple(input.shape))
@@ -104,6 +111,9 @@ def kron(input: Tensor, other: Tensor, *, out=None) -> Tensor:
 
 @autocast_op("tensordot")
 def tensordot(a: Tensor, b: Tensor, dims=2, out=None) -> Tensor:
+    """The contraction of ``a`` and ``b`` over ``dims``: the last ``dims`` dimensions of ``a``
+    with the first of ``b`` (an int), or the listed pairs (two lists).
+    """
     a, b = promote(a, b)
     if isinstance(dims, Tensor):
         dims = dims.tolist()
@@ -126,12 +136,14 @@ def tensordot(a: Tensor, b: Tensor, dims=2, out=None) -> Tensor:
 
 
 def inner(input: Tensor, other: Tensor, *, out=None) -> Tensor:
+    """The inner product over the last dimension of both tensors (a dot product for vectors)."""
     if input.ndim == 0 or other.ndim == 0:
         return input * other
     return tensordot(input, other, ([-1], [-1]))
 
 
 def vdot(input: Tensor, other: Tensor, *, out=None) -> Tensor:
+    """The dot product of two 1-D tensors with the first conjugated, sum of conj(x) * y."""
     if input.ndim != 1 or other.ndim != 1:
         raise RuntimeError(f"1D tensors expected, but got {input.ndim}D and {other.ndim}D tensors")
     return (conj(input) * other).sum()
@@ -143,23 +155,27 @@ def _scaled(x, c):
 
 @autocast_op("addmv")
 def addmv(input: Tensor, mat: Tensor, vec: Tensor, *, beta=1, alpha=1, out=None) -> Tensor:
+    """``beta * input + alpha * (mat @ vec)``."""
     prod = _scaled(matmul(mat, vec), alpha)
     return prod if beta == 0 else _scaled(input, beta) + prod
 
 
 @autocast_op("addr")
 def addr(input: Tensor, vec1: Tensor, vec2: Tensor, *, beta=1, alpha=1, out=None) -> Tensor:
+    """``beta * input + alpha * outer(vec1, vec2)``."""
     prod = _scaled(vec1.unsqueeze(-1) * vec2.unsqueeze(0), alpha)
     return prod if beta == 0 else _scaled(input, beta) + prod
 
 
 @autocast_op("addbmm")
 def addbmm(input: Tensor, batch1: Tensor, batch2: Tensor, *, beta=1, alpha=1, out=None) -> Tensor:
+    """``beta * input + alpha * sum over b of batch1[b] @ batch2[b]``."""
     prod = _scaled(matmul(batch1, batch2).sum(0), alpha)
     return prod if beta == 0 else _scaled(input, beta) + prod
 
 
 def trace(input: Tensor) -> Tensor:
+    """The sum of the diagonal of a 2-D tensor."""
     if input.ndim != 2:
         raise RuntimeError(f"trace: expected a matrix, but got tensor with dim {input.ndim}")
     n = min(input.shape)
@@ -200,6 +216,15 @@ def vander(x: Tensor, N: int | None = None) -> Tensor:
 def matrix_norm(
     A: Tensor, ord="fro", dim=(-2, -1), keepdim: bool = False, *, dtype=None, out=None
 ) -> Tensor:
+    """A matrix norm over the two dimensions ``dim``.
+
+    Args:
+        A (Tensor): the input, at least 2-D.
+        ord: ``"fro"`` (Frobenius), ``"nuc"`` (nuclear), ``inf``, ``-inf``, 1, -1, 2 or -2.
+        dim: the two dimensions holding the matrices.
+        keepdim: keep the reduced dimensions with size 1.
+        dtype: compute and return in this dtype.
+    """
     if dtype is not None:
         A = A.to(dtype)
     u.check_float("linalg.matrix_norm", A)
@@ -225,6 +250,9 @@ def matrix_norm(
 def linalg_norm(
     input: Tensor, ord=None, dim=None, keepdim: bool = False, *, out=None, dtype=None
 ) -> Tensor:
+    """A vector or matrix norm: :func:`vector_norm` when ``dim`` is an int or ``A`` is 1-D (or
+    ``ord`` is None), else :func:`matrix_norm`.
+    """
     if isinstance(dim, int):
         dim = (dim,)
     if dim is not None and len(dim) == 2 or (dim is None and ord is not None and input.ndim == 2):
@@ -240,12 +268,17 @@ def linalg_norm(
 
 
 def nuclear_norm(input: Tensor, dim=None, keepdim: bool = False, *, out=None) -> Tensor:
+    """The nuclear norm (sum of singular values) of a matrix; see
+    :func:`ember.linalg.matrix_norm`."""
     if isinstance(dim, bool):  # nuclear_norm(input, keepdim)
         dim, keepdim = None, dim
     return matrix_norm(input, "nuc", (-2, -1) if dim is None else dim, keepdim)
 
 
 def cond(A: Tensor, p=None, *, out=None) -> Tensor:
+    """The condition number of a matrix in the norm ``p`` (None: the 2-norm, the ratio of the
+    largest to the smallest singular value).
+    """
     if p is None or p in (2, -2):
         s = svdvals(A)
         big, small = s[..., 0], s[..., -1]
@@ -256,6 +289,9 @@ def cond(A: Tensor, p=None, *, out=None) -> Tensor:
 def matrix_rank(
     A: Tensor, *, atol=None, rtol=None, hermitian: bool = False, out=None, tol=None
 ) -> Tensor:
+    """The numerical rank of a matrix: the number of singular values above
+    ``max(atol, rtol * largest)``.
+    """
     from .matrix_ops import _tolerance
 
     if tol is not None:
@@ -277,4 +313,5 @@ def addmv_(input: Tensor, mat: Tensor, vec: Tensor, *, beta=1, alpha=1) -> Tenso
 
 
 def conj_physical_(input: Tensor) -> Tensor:
+    """Conjugate ``input`` in place and return it."""
     return input.conj_physical_()

@@ -284,12 +284,30 @@ def _sum_dtype(input, dtype):
 
 
 def sum(input, dim=None, keepdim=False, *, dtype=None, **kwargs):
+    """The sum of the elements of ``input`` over ``dim``.
+
+    Integer and bool inputs sum in ``int64``, as PyTorch.
+
+    Args:
+        input (Tensor): the input.
+        dim (int or tuple of ints, optional): the dimension(s) to reduce; None reduces all.
+        keepdim: keep the reduced dimensions with size 1.
+        dtype: cast the input to this dtype first.
+    """
     dim, keepdim = _dims_kw(dim, keepdim, kwargs)
     x = _sum_dtype(input, dtype)
     return Sum.apply(x, norm_dims(dim, x._data.ndim), bool(keepdim))
 
 
 def mean(input, dim=None, keepdim=False, *, dtype=None, **kwargs):
+    """The mean of the elements of ``input`` over ``dim`` (floating or complex input).
+
+    Args:
+        input (Tensor): the input.
+        dim (int or tuple of ints, optional): the dimension(s) to reduce; None reduces all.
+        keepdim: keep the reduced dimensions with size 1.
+        dtype: cast the input to this dtype first.
+    """
     dim, keepdim = _dims_kw(dim, keepdim, kwargs)
     x = input if dtype is None else to_dtype_op(input, dtype)
     if x._data.dtype.kind not in "fcV":
@@ -301,6 +319,14 @@ def mean(input, dim=None, keepdim=False, *, dtype=None, **kwargs):
 
 
 def prod(input, dim=None, keepdim=False, *, dtype=None):
+    """The product of the elements of ``input`` over ``dim`` (one int, or all elements).
+
+    Args:
+        input (Tensor): the input.
+        dim (int, optional): the dimension to reduce; None reduces all.
+        keepdim: keep the reduced dimension with size 1.
+        dtype: cast the input to this dtype first.
+    """
     x = _sum_dtype(input, dtype)
     axis = None if dim is None else wrap_dim(dim, x._data.ndim)
     if x._data.ndim == 0:  # dim 0 of a 0-d tensor: the product is the element itself
@@ -331,19 +357,39 @@ def _max_min(input, dim, keepdim, is_max, other=None):
 
 
 def max(input, dim=None, keepdim=False):
+    """The largest element of ``input``; with ``dim``, the largest along it and where it is.
+
+    Called as ``max(input, other)`` with a tensor, it is :func:`maximum`.
+
+    Returns:
+        A 0-d tensor, or with ``dim`` a named tuple ``(values, indices)``.
+    """
     return _max_min(input, dim, keepdim, True)
 
 
 def min(input, dim=None, keepdim=False):
+    """The smallest element of ``input``; with ``dim``, the smallest along it and where it is.
+
+    Called as ``min(input, other)`` with a tensor, it is :func:`minimum`.
+
+    Returns:
+        A 0-d tensor, or with ``dim`` a named tuple ``(values, indices)``.
+    """
     return _max_min(input, dim, keepdim, False)
 
 
 def amax(input, dim=(), keepdim=False):
+    """The largest values over ``dim`` (all when empty); the gradient is shared evenly among
+    equal maxima.
+    """
     dims = None if dim == () or dim is None else norm_dims(dim, input._data.ndim)
     return AmaxAmin.apply(input, dims, keepdim, True)
 
 
 def amin(input, dim=(), keepdim=False):
+    """The smallest values over ``dim`` (all when empty); the gradient is shared evenly among
+    equal minima.
+    """
     dims = None if dim == () or dim is None else norm_dims(dim, input._data.ndim)
     return AmaxAmin.apply(input, dims, keepdim, False)
 
@@ -366,14 +412,30 @@ def _arg(input, dim, keepdim, fn):
 
 
 def argmax(input, dim=None, keepdim=False):
+    """The index of the largest element over ``dim`` (of the flattened input when None); the
+    first one among ties.
+    """
     return _arg(input, dim, keepdim, "argmax")
 
 
 def argmin(input, dim=None, keepdim=False):
+    """The index of the smallest element over ``dim`` (of the flattened input when None); the
+    first one among ties.
+    """
     return _arg(input, dim, keepdim, "argmin")
 
 
 def var(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    """The variance of ``input`` over ``dim``.
+
+    Args:
+        input (Tensor): the input.
+        dim (int or tuple of ints, optional): the dimension(s) to reduce; None reduces all.
+        unbiased: the older spelling of ``correction`` (True is 1, False is 0).
+        keepdim: keep the reduced dimensions with size 1.
+        correction: the difference between the number of samples and the divisor (default 1,
+            Bessel's correction).
+    """
     if correction is None:
         correction = 1 if unbiased is None or unbiased else 0
     x = input
@@ -381,20 +443,58 @@ def var(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
 
 
 def std(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    """The standard deviation of ``input`` over ``dim``.
+
+    Args:
+        input (Tensor): the input.
+        dim (int or tuple of ints, optional): the dimension(s) to reduce; None reduces all.
+        unbiased: the older spelling of ``correction`` (True is 1, False is 0).
+        keepdim: keep the reduced dimensions with size 1.
+        correction: the difference between the number of samples and the divisor (default 1,
+            Bessel's correction).
+    """
     from .elementwise import sqrt
 
     return sqrt(var(input, dim, unbiased, keepdim, correction=correction))
 
 
 def var_mean(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    """The variance and the mean over ``dim``, a tuple ``(var, mean)``.
+
+    Args:
+        input (Tensor): the input.
+        dim (int or tuple of ints, optional): the dimension(s) to reduce; None reduces all.
+        unbiased: the older spelling of ``correction`` (True is 1, False is 0).
+        keepdim: keep the reduced dimensions with size 1.
+        correction: the difference between the number of samples and the divisor (default 1,
+            Bessel's correction).
+    """
     return var(input, dim, unbiased, keepdim, correction=correction), mean(input, dim, keepdim)
 
 
 def std_mean(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    """The standard deviation and the mean over ``dim``, a tuple ``(std, mean)``.
+
+    Args:
+        input (Tensor): the input.
+        dim (int or tuple of ints, optional): the dimension(s) to reduce; None reduces all.
+        unbiased: the older spelling of ``correction`` (True is 1, False is 0).
+        keepdim: keep the reduced dimensions with size 1.
+        correction: the difference between the number of samples and the divisor (default 1,
+            Bessel's correction).
+    """
     return std(input, dim, unbiased, keepdim, correction=correction), mean(input, dim, keepdim)
 
 
 def logsumexp(input, dim, keepdim=False):
+    """The logarithm of the sum of exponentials over ``dim``, ln(sum(e^x)), computed stably
+    (the maximum is subtracted first).
+
+    Args:
+        input (Tensor): the input.
+        dim: the dimension or dimensions to reduce.
+        keepdim: keep the reduced dimensions with size 1.
+    """
     x = input if input._data.dtype.kind in "fcV" else to_dtype_op(input, get_default_dtype())
     return LogSumExp.apply(x, norm_dims(dim, x._data.ndim), keepdim)
 
@@ -410,10 +510,12 @@ def _scan(cls, input, dim, dtype):
 
 
 def cumsum(input, dim, *, dtype=None):
+    """The cumulative sum of ``input`` along ``dim``; ``dtype`` casts the input first."""
     return _scan(CumSum, input, dim, dtype)
 
 
 def cumprod(input, dim, *, dtype=None):
+    """The cumulative product of ``input`` along ``dim``; ``dtype`` casts the input first."""
     return _scan(CumProd, input, dim, dtype)
 
 
@@ -425,14 +527,29 @@ def _bool_reduce(input, dim, keepdim, fn):
 
 
 def all(input, dim=None, keepdim=False):
+    """Whether every element over ``dim`` is non-zero, a bool tensor.
+
+    Args:
+        input (Tensor): the input.
+        dim (int or tuple of ints, optional): the dimension(s) to reduce; None reduces all.
+        keepdim: keep the reduced dimensions with size 1.
+    """
     return _bool_reduce(input, dim, keepdim, "all")
 
 
 def any(input, dim=None, keepdim=False):
+    """Whether any element over ``dim`` is non-zero, a bool tensor.
+
+    Args:
+        input (Tensor): the input.
+        dim (int or tuple of ints, optional): the dimension(s) to reduce; None reduces all.
+        keepdim: keep the reduced dimensions with size 1.
+    """
     return _bool_reduce(input, dim, keepdim, "any")
 
 
 def count_nonzero(input, dim=None):
+    """The number of non-zero elements over ``dim`` (all when None), an int64 tensor."""
     d = input._data
     xp = _xp(d)
     return Tensor._wrap(

@@ -206,11 +206,17 @@ def _infer(shape, numel, orig):
 
 
 def reshape(input, *shape):
+    """``input`` with a new shape holding the same elements in the same (row-major) order; one
+    dimension may be -1 (inferred). A view where possible, else a copy.
+    """
     shape = _infer(_shape_arg(shape), input._data.size, input._data.shape)
     return Reshape.apply(input, shape, False)
 
 
 def view(input, *shape):
+    """A view of ``input`` with a new shape (one dimension may be -1); it shares data with
+    ``input``.
+    """
     if len(shape) == 1 and not isinstance(shape[0], (int, tuple, list)):
         return _view_dtype(input, shape[0])
     shape = _infer(_shape_arg(shape), input._data.size, input._data.shape)
@@ -230,14 +236,17 @@ def _view_dtype(input, dt):
 
 
 def view_as(input, other):
+    """``input.view(other.shape)``."""
     return view(input, other._data.shape)
 
 
 def reshape_as(input, other):
+    """``input.reshape(other.shape)``."""
     return reshape(input, other._data.shape)
 
 
 def flatten(input, start_dim=0, end_dim=-1):
+    """``input`` with the dimensions ``start_dim`` to ``end_dim`` merged into one."""
     nd = input._data.ndim
     if nd == 0:
         return reshape(input, 1)
@@ -252,6 +261,7 @@ def flatten(input, start_dim=0, end_dim=-1):
 
 
 def unflatten(input, dim, sizes):
+    """``input`` with dimension ``dim`` split into the shape ``sizes`` (one entry may be -1)."""
     shp = input._data.shape
     d = wrap_dim(dim, len(shp))
     try:
@@ -265,6 +275,9 @@ def unflatten(input, dim, sizes):
 
 
 def squeeze(input, dim=None):
+    """``input`` without its dimensions of size 1 (only those in ``dim``, an int or a tuple, when
+    given).
+    """
     shp = input._data.shape
     if dim is None:
         new = tuple(s for s in shp if s != 1)
@@ -275,12 +288,14 @@ def squeeze(input, dim=None):
 
 
 def unsqueeze(input, dim):
+    """``input`` with a new dimension of size 1 inserted at ``dim``."""
     shp = input._data.shape
     d = wrap_dim(dim, len(shp) + 1)
     return Reshape.apply(input, shp[:d] + (1,) + shp[d:], True)
 
 
 def permute(input, *dims):
+    """A view of ``input`` with its dimensions reordered as ``dims``."""
     dims = _shape_arg(dims)
     nd = input._data.ndim
     if len(dims) != nd:
@@ -296,6 +311,7 @@ def permute(input, *dims):
 
 
 def transpose(input, dim0, dim1):
+    """A view of ``input`` with dimensions ``dim0`` and ``dim1`` swapped."""
     nd = input._data.ndim
     if nd < 2 and dim0 in (0, -1) and dim1 in (0, -1):
         return Reshape.apply(input, input._data.shape, True)
@@ -306,6 +322,7 @@ def transpose(input, dim0, dim1):
 
 
 def t(input):
+    """The transpose of a tensor of at most 2 dimensions (0-d and 1-d are returned as they are)."""
     if input._data.ndim > 2:
         raise RuntimeError(
             f"t() expects a tensor with <= 2 dimensions, but self is {input._data.ndim}D"
@@ -314,6 +331,7 @@ def t(input):
 
 
 def movedim(input, source, destination):
+    """``input`` with the dimension(s) ``source`` moved to the position(s) ``destination``."""
     nd = input._data.ndim
     src = [wrap_dim(s, nd) for s in (source if isinstance(source, (list, tuple)) else [source])]
     dst = [
@@ -327,6 +345,10 @@ def movedim(input, source, destination):
 
 
 def expand(input, *sizes):
+    """A view of ``input`` with its size-1 dimensions repeated to ``sizes`` without copying (-1
+    keeps
+    a size); new leading dimensions may be added.
+    """
     sizes = _shape_arg(sizes)
     shp = input._data.shape
     if len(sizes) < len(shp):
@@ -359,14 +381,17 @@ def expand(input, *sizes):
 
 
 def expand_as(input, other):
+    """``input.expand(other.shape)``."""
     return expand(input, other._data.shape)
 
 
 def broadcast_to(input, size):
+    """``input`` broadcast to the shape ``size``, as :func:`expand`."""
     return expand(input, size)
 
 
 def repeat(input, *sizes):
+    """``input`` tiled ``sizes`` times along each dimension (a copy); see :func:`tile`."""
     reps = _shape_arg(sizes)
     if len(reps) < input._data.ndim:
         raise RuntimeError(
@@ -377,6 +402,8 @@ def repeat(input, *sizes):
 
 
 def tile(input, dims):
+    """``input`` repeated ``dims`` times along each dimension; shorter ``dims`` are padded with
+    1s."""
     dims = tuple(dims)
     return repeat(input, (1,) * (input._data.ndim - len(dims)) + dims)
 
@@ -387,6 +414,9 @@ def _same_dtype(tensors):
 
 
 def cat(tensors, dim=0):
+    """The tensors joined along the existing dimension ``dim``; their other sizes must match.
+    Empty 1-D tensors are skipped, as in PyTorch.
+    """
     tensors = list(tensors)
     if not tensors:
         raise ValueError("ember.cat(): expected a non-empty list of Tensors")
@@ -416,6 +446,7 @@ concat = concatenate = cat
 
 
 def stack(tensors, dim=0):
+    """The tensors (all of one shape) joined along a new dimension ``dim``."""
     tensors = _same_dtype(list(tensors))
     if not tensors:
         raise RuntimeError("stack expects a non-empty TensorList")
@@ -430,14 +461,19 @@ def stack(tensors, dim=0):
 
 
 def hstack(tensors):
+    """The tensors joined column-wise: along dimension 1, or 0 for 1-D tensors."""
     return cat(tensors, 0 if tensors[0]._data.ndim == 1 else 1)
 
 
 def vstack(tensors):
+    """The tensors joined row-wise: 1-D tensors become rows, then joined along dimension 0."""
     return cat([t if t._data.ndim > 1 else unsqueeze(t, 0) for t in tensors], 0)
 
 
 def split(input, split_size_or_sections, dim=0):
+    """``input`` split into chunks along ``dim``: of ``split_size`` each (the last may be smaller),
+    or of the listed sizes. The chunks are views.
+    """
     axis = wrap_dim(dim, input._data.ndim)
     n = input._data.shape[axis]
     if isinstance(split_size_or_sections, int):
@@ -456,12 +492,17 @@ def split(input, split_size_or_sections, dim=0):
 
 
 def tensor_split(input, sections, dim=0):
+    """``input`` split into ``sections`` near-equal parts along ``dim``, or before each index of
+    a list.
+    """
     n = input._data.shape[wrap_dim(dim, input._data.ndim)]
     q, r = divmod(n, sections)
     return split(input, [q + 1] * r + [q] * (sections - r), dim)
 
 
 def chunk(input, chunks, dim=0):
+    """``input`` split into at most ``chunks`` equal parts along ``dim`` (the last may be
+    smaller)."""
     if chunks <= 0:
         raise RuntimeError(f"chunk expects `chunks` to be greater than 0, got: {chunks}")
     n = input._data.shape[wrap_dim(dim, input._data.ndim)]
@@ -470,24 +511,31 @@ def chunk(input, chunks, dim=0):
 
 
 def unbind(input, dim=0):
+    """The slices of ``input`` along ``dim``, as a tuple of tensors without that dimension."""
     axis = wrap_dim(dim, input._data.ndim)
     return tuple(squeeze(p, axis) for p in split(input, 1, axis))
 
 
 def flip(input, dims):
+    """``input`` with the order of elements reversed along ``dims`` (a copy)."""
     dims = [dims] if isinstance(dims, int) else dims
     return Flip.apply(input, tuple(wrap_dim(d, input._data.ndim) for d in dims))
 
 
 def fliplr(input):
+    """``input`` reversed along dimension 1 (left-right)."""
     return flip(input, [1])
 
 
 def flipud(input):
+    """``input`` reversed along dimension 0 (up-down)."""
     return flip(input, [0])
 
 
 def roll(input, shifts, dims=None):
+    """``input`` rolled by ``shifts`` along ``dims``: elements pushed past the end come back at the
+    start. With ``dims`` None, the flattened tensor is rolled and reshaped.
+    """
     if dims is None:
         return reshape(Roll.apply(flatten(input), shifts, None), input._data.shape)
     if isinstance(shifts, int):
@@ -496,14 +544,22 @@ def roll(input, shifts, dims=None):
 
 
 def tril(input, diagonal=0):
+    """The lower triangle of the matrices in ``input``, zeros above diagonal ``diagonal`` (0 the
+    main
+    diagonal, positive above it).
+    """
     return Tri.apply(input, diagonal, False)
 
 
 def triu(input, diagonal=0):
+    """The upper triangle of the matrices in ``input``, zeros below diagonal ``diagonal`` (0 the
+    main diagonal, positive above it).
+    """
     return Tri.apply(input, diagonal, True)
 
 
 def narrow(input, dim, start, length):
+    """A view of ``input`` holding ``length`` entries from ``start`` along ``dim``."""
     axis = wrap_dim(dim, input._data.ndim)
     n = input._data.shape[axis]
     start = int(start)

@@ -100,12 +100,14 @@ def slice_scatter(
 
 # ---- joins and splits ---------------------------------------------------------------------
 def atleast_1d(*tensors):
+    """Each tensor with at least one dimension (0-d tensors become shape ``(1,)``)."""
     ts = _tensors(tensors)
     out = tuple(t.reshape(1) if t._data.ndim == 0 else t for t in ts)
     return out[0] if len(tensors) == 1 and isinstance(tensors[0], Tensor) else out
 
 
 def atleast_2d(*tensors):
+    """Each tensor with at least two dimensions (new dimensions in front)."""
     ts = _tensors(tensors)
     out = tuple(
         t.reshape(1, 1) if t._data.ndim == 0 else unsqueeze(t, 0) if t._data.ndim == 1 else t
@@ -115,6 +117,8 @@ def atleast_2d(*tensors):
 
 
 def atleast_3d(*tensors):
+    """Each tensor with at least three dimensions."""
+
     def up(t):
         nd = t._data.ndim
         if nd == 0:
@@ -133,10 +137,12 @@ def column_stack(tensors) -> Tensor:
 
 
 def dstack(tensors) -> Tensor:
+    """The tensors joined along the third dimension (depth), after :func:`atleast_3d`."""
     return cat(atleast_3d(list(tensors)), 2)
 
 
 def row_stack(tensors) -> Tensor:
+    """The same as :func:`vstack`."""
     return vstack(tensors)
 
 
@@ -178,40 +184,67 @@ def _directional_split(name, input, sections, d, min_dims):
 
 
 def hsplit(input: Tensor, indices_or_sections):
+    """``input`` split along dimension 1 (0 for 1-D tensors).
+
+    Args:
+        input (Tensor): the tensor to split.
+        indices_or_sections: an int (that many equal parts; it must divide the size) or a list of
+            indices to split before.
+    """
     return _directional_split(
         "hsplit", input, indices_or_sections, 0 if input._data.ndim == 1 else 1, 1
     )
 
 
 def vsplit(input: Tensor, indices_or_sections):
+    """``input`` split along dimension 0.
+
+    Args:
+        input (Tensor): the tensor to split.
+        indices_or_sections: an int (that many equal parts; it must divide the size) or a list of
+            indices to split before.
+    """
     return _directional_split("vsplit", input, indices_or_sections, 0, 2)
 
 
 def dsplit(input: Tensor, indices_or_sections):
+    """``input`` split along dimension 2.
+
+    Args:
+        input (Tensor): the tensor to split.
+        indices_or_sections: an int (that many equal parts; it must divide the size) or a list of
+            indices to split before.
+    """
     return _directional_split("dsplit", input, indices_or_sections, 2, 3)
 
 
 def split_with_sizes(input: Tensor, split_sizes, dim: int = 0):
+    """``input`` split along ``dim`` into parts of ``split_sizes`` (they must sum to its size)."""
     return split(input, list(split_sizes), dim)
 
 
 def unsafe_split(input: Tensor, split_size: int, dim: int = 0):
+    """The same as :func:`split` (ember has no unsafe variant)."""
     return split(input, split_size, dim)
 
 
 def unsafe_split_with_sizes(input: Tensor, split_sizes, dim: int = 0):
+    """The same as :func:`split_with_sizes` (ember has no unsafe variant)."""
     return split(input, list(split_sizes), dim)
 
 
 def unsafe_chunk(input: Tensor, chunks: int, dim: int = 0):
+    """The same as :func:`chunk` (ember has no unsafe variant)."""
     return chunk(input, chunks, dim)
 
 
 def narrow_copy(input: Tensor, dim: int, start: int, length: int) -> Tensor:
+    """A copy of :func:`narrow`'s result."""
     return narrow(input, dim, start, length).clone()
 
 
 def ravel(input: Tensor) -> Tensor:
+    """The elements of ``input`` as a 1-D tensor (a view where possible)."""
     return reshape(input, -1)
 
 
@@ -243,10 +276,16 @@ def block_diag(*tensors) -> Tensor:
 
 # ---- grids --------------------------------------------------------------------------------
 def broadcast_shapes(*shapes) -> Size:
+    """The shape that the given shapes broadcast to, as :class:`Size`.
+
+    Raises:
+        RuntimeError: the shapes do not broadcast.
+    """
     return Size(_broadcast_shapes(*[(s,) if isinstance(s, int) else tuple(s) for s in shapes]))
 
 
 def broadcast_tensors(*tensors):
+    """The tensors broadcast to their common shape."""
     ts = _tensors(tensors)
     shape = _broadcast_shapes(*[t._data.shape for t in ts])
     return tuple(expand(t, shape) for t in ts)
@@ -287,6 +326,7 @@ def meshgrid(*tensors, indexing: str | None = None):
 
 
 def cartesian_prod(*tensors) -> Tensor:
+    """The Cartesian product of 1-D tensors, one row per combination (as ``itertools.product``)."""
     ts = _tensors(tensors)
     if len(ts) == 1:
         return ts[0]

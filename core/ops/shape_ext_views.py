@@ -154,6 +154,7 @@ def diag(input: Tensor, diagonal: int = 0) -> Tensor:
 
 
 def diagflat(input: Tensor, offset: int = 0) -> Tensor:
+    """A 2-D tensor with the flattened ``input`` on diagonal ``offset`` and zeros elsewhere."""
     return diag_embed(input.reshape(-1), offset, 0, 1)
 
 
@@ -302,4 +303,7 @@ def _inplace_view(fn, name: str):
 
 
 def as_strided_(input: Tensor, size, stride, storage_offset: int | None = None) -> Tensor:
+    """Give ``input`` the shape ``size`` with strides ``stride`` (in elements) in place, reading
+    its data from ``storage_offset``.
+    """
     return _inplace_view(as_strided, "as_strided_")(input, size, stride, storage_offset)

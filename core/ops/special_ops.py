@@ -15,6 +15,7 @@ import numpy as np
 
 from ..autograd.function import Function
 from ..tensor import Tensor
+from ._docs import unary_doc
 from ._util import promote, raise_broadcast_error
 from .elementwise import _floatify, sigmoid
 
@@ -359,39 +360,65 @@ class Igamma(Function):
 
 
 # ---- public functions ---------------------------------------------------------------------
-def _unary(cls, name):
+def _unary(cls, name, summary: str):
     def op(input: Tensor) -> Tensor:
         return cls.apply(_floatify(input))
 
     op.__name__ = name
+    op.__doc__ = unary_doc(summary)
     return op
 
 
-lgamma = gammaln = _unary(Lgamma, "lgamma")
-digamma = psi = _unary(Digamma, "digamma")
-erf = _unary(Erf, "erf")
-erfc = _unary(Erfc, "erfc")
-erfinv = _unary(Erfinv, "erfinv")
-erfcx = _unary(Erfcx, "erfcx")
-ndtr = _unary(Ndtr, "ndtr")
-log_ndtr = _unary(LogNdtr, "log_ndtr")
-ndtri = _unary(Ndtri, "ndtri")
-i0 = _unary(I0, "i0")
-i0e = _unary(I0e, "i0e")
-i1 = _unary(I1, "i1")
-i1e = _unary(I1e, "i1e")
-sinc = _unary(Sinc, "sinc")
-entr = _unary(Entr, "entr")
+lgamma = gammaln = _unary(
+    Lgamma,
+    "lgamma",
+    "The natural logarithm of the absolute value of the gamma function, ln(abs(Gamma(x))).",
+)
+digamma = psi = _unary(Digamma, "digamma", "The digamma function, the derivative of ln Gamma(x).")
+erf = _unary(
+    Erf,
+    "erf",
+    "The error function erf(x) = 2/sqrt(pi) * integral from 0 to x of e^(-t^2) dt.",
+)
+erfc = _unary(Erfc, "erfc", "The complementary error function 1 - erf(x).")
+erfinv = _unary(Erfinv, "erfinv", "The inverse error function, defined on (-1, 1).")
+erfcx = _unary(Erfcx, "erfcx", "The scaled complementary error function e^(x^2) * erfc(x).")
+ndtr = _unary(Ndtr, "ndtr", "The standard normal cumulative distribution function.")
+log_ndtr = _unary(
+    LogNdtr,
+    "log_ndtr",
+    "The logarithm of the standard normal CDF, accurate in the far left tail.",
+)
+ndtri = _unary(Ndtri, "ndtri", "The inverse of the standard normal CDF (the quantile function).")
+i0 = _unary(I0, "i0", "The modified Bessel function of the first kind of order 0, I0(x).")
+i0e = _unary(I0e, "i0e", "I0(x) scaled by e^-abs(x).")
+i1 = _unary(I1, "i1", "The modified Bessel function of the first kind of order 1, I1(x).")
+i1e = _unary(I1e, "i1e", "I1(x) scaled by e^-abs(x).")
+sinc = _unary(Sinc, "sinc", "The normalized sinc function sin(pi x) / (pi x), 1 at 0.")
+entr = _unary(Entr, "entr", "The elementwise entropy term -x ln(x): 0 at 0, -inf below 0.")
 expit = sigmoid
 
 
 def polygamma(n: int, input: Tensor) -> Tensor:
+    """The ``n``-th derivative of the digamma function at ``input``.
+
+    Args:
+        n: the order, a non-negative integer (0 gives :func:`digamma`).
+        input (Tensor): the points.
+    """
     if n < 0:
         raise RuntimeError("polygamma(n, x) does not support negative n.")
     return Polygamma.apply(_floatify(input), int(n))
 
 
 def logit(input: Tensor, eps: float | None = None) -> Tensor:
+    """The log-odds ln(p / (1 - p)) of each element.
+
+    Args:
+        input (Tensor): probabilities.
+        eps: clamp the input to ``[eps, 1 - eps]`` first (None: no clamping, so 0 and 1 give
+            -inf and inf).
+    """
     return Logit.apply(_floatify(input), None if eps is None else float(eps))
 
 
@@ -405,22 +432,32 @@ def _binary(cls, a, b, *extra):
 
 
 def xlogy(input, other) -> Tensor:
+    """x * ln(y) elementwise, defined as 0 where x is 0 (even where y is 0); NaN where y is NaN."""
     return _binary(Xlogy, input, other)
 
 
 def xlog1py(input, other) -> Tensor:
+    """x * ln(1 + y) elementwise, defined as 0 where x is 0; NaN where y is NaN."""
     return _binary(Xlog1py, input, other)
 
 
 def zeta(input, other) -> Tensor:
+    """The Hurwitz zeta function, sum over k >= 0 of 1 / (k + q)^x, for x = ``input`` and
+    q = ``other``."""
     return _binary(Zeta, input, other)
 
 
 def igamma(input: Tensor, other: Tensor) -> Tensor:
+    """The regularized lower incomplete gamma function P(a, x), for a = ``input`` and
+    x = ``other``. Differentiable with respect to ``other`` only.
+    """
     return _binary(Igamma, input, other, False)
 
 
 def igammac(input: Tensor, other: Tensor) -> Tensor:
+    """The regularized upper incomplete gamma function Q(a, x) = 1 - P(a, x), for a = ``input``
+    and x = ``other``. Differentiable with respect to ``other`` only.
+    """
     return _binary(Igamma, input, other, True)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from ..backend.dtype import get_default_dtype
 from ..tensor import Tensor
+from ._docs import polynomial_doc, unary_doc
 from ._util import result_dtype
 from .function_free import _xp_of
 from .special_ops import _ev
@@ -21,29 +22,39 @@ def _values(x, dtype, xp):
     return xp.asarray(x._data if isinstance(x, Tensor) else x).astype(dtype, copy=False)
 
 
-def _unary(scipy_name: str, name: str):
+def _unary(scipy_name: str, name: str, summary: str):
     def op(input: Tensor) -> Tensor:
         xp = _xp_of(input._data)
         x = _values(input, _float_np_dtype(input), xp)
         return Tensor._wrap(_ev(xp, scipy_name, x))
 
     op.__name__ = name
+    op.__doc__ = unary_doc(summary, grad="No gradient is recorded.")
     return op
 
 
-bessel_j0 = _unary("j0", "bessel_j0")
-bessel_j1 = _unary("j1", "bessel_j1")
-bessel_y0 = _unary("y0", "bessel_y0")
-bessel_y1 = _unary("y1", "bessel_y1")
-modified_bessel_i0 = _unary("i0", "modified_bessel_i0")
-modified_bessel_i1 = _unary("i1", "modified_bessel_i1")
-modified_bessel_k0 = _unary("k0", "modified_bessel_k0")
-modified_bessel_k1 = _unary("k1", "modified_bessel_k1")
-scaled_modified_bessel_k0 = _unary("k0e", "scaled_modified_bessel_k0")
-scaled_modified_bessel_k1 = _unary("k1e", "scaled_modified_bessel_k1")
+bessel_j0 = _unary("j0", "bessel_j0", "The Bessel function of the first kind of order 0, J0(x).")
+bessel_j1 = _unary("j1", "bessel_j1", "The Bessel function of the first kind of order 1, J1(x).")
+bessel_y0 = _unary("y0", "bessel_y0", "The Bessel function of the second kind of order 0, Y0(x).")
+bessel_y1 = _unary("y1", "bessel_y1", "The Bessel function of the second kind of order 1, Y1(x).")
+modified_bessel_i0 = _unary(
+    "i0", "modified_bessel_i0", "The modified Bessel function of the first kind of order 0, I0(x)."
+)
+modified_bessel_i1 = _unary(
+    "i1", "modified_bessel_i1", "The modified Bessel function of the first kind of order 1, I1(x)."
+)
+modified_bessel_k0 = _unary(
+    "k0", "modified_bessel_k0", "The modified Bessel function of the second kind of order 0, K0(x)."
+)
+modified_bessel_k1 = _unary(
+    "k1", "modified_bessel_k1", "The modified Bessel function of the second kind of order 1, K1(x)."
+)
+scaled_modified_bessel_k0 = _unary("k0e", "scaled_modified_bessel_k0", "K0(x) scaled by e^x.")
+scaled_modified_bessel_k1 = _unary("k1e", "scaled_modified_bessel_k1", "K1(x) scaled by e^x.")
 
 
 def airy_ai(input: Tensor) -> Tensor:
+    """The Airy function Ai(x) of each element. No gradient is recorded."""
     xp = _xp_of(input._data)
     x = _values(input, _float_np_dtype(input), xp)
     from .special_ops import _special_module
@@ -109,7 +120,21 @@ def _polynomial(name: str, shifted: bool = False):
         return Tensor._wrap(xp.asarray(result, dtype=dtype))
 
     op.__name__ = ("shifted_" if shifted else "") + name
+    op.__doc__ = polynomial_doc(_POLY_TITLES[name], shifted)
     return op
+
+
+# The docstring titles of the polynomial families.
+_POLY_TITLES = {
+    "chebyshev_polynomial_t": "Chebyshev polynomial of the first kind T_n(x)",
+    "chebyshev_polynomial_u": "Chebyshev polynomial of the second kind U_n(x)",
+    "chebyshev_polynomial_v": "Chebyshev polynomial of the third kind V_n(x)",
+    "chebyshev_polynomial_w": "Chebyshev polynomial of the fourth kind W_n(x)",
+    "hermite_polynomial_h": "physicists' Hermite polynomial H_n(x)",
+    "hermite_polynomial_he": "probabilists' Hermite polynomial He_n(x)",
+    "laguerre_polynomial_l": "Laguerre polynomial L_n(x)",
+    "legendre_polynomial_p": "Legendre polynomial P_n(x)",
+}
 
 
 chebyshev_polynomial_t = _polynomial("chebyshev_polynomial_t")

@@ -59,6 +59,26 @@ def stft(
     return_complex: bool | None = None,
     align_to_window: bool | None = None,
 ) -> Tensor:
+    """The short-time Fourier transform: the FFT of windowed frames of ``input``.
+
+    Args:
+        input (Tensor): a 1-D signal or a 2-D batch of them.
+        n_fft: the frame (FFT) size.
+        hop_length: the distance between frames (default ``n_fft // 4``).
+        win_length: the window size, centered in the frame (default ``n_fft``).
+        window (Tensor, optional): the window (default: all ones).
+        center: pad the signal by ``n_fft // 2`` on both sides so frame t is centered at
+            ``t * hop_length``.
+        pad_mode: the padding when ``center`` (``"reflect"``, ``"constant"``, ...).
+        normalized: scale by ``n_fft ** -0.5``.
+        onesided: keep only the non-negative frequencies (default: True for real input).
+        return_complex: return a complex tensor; required for real input (False gives the real
+            and imaginary parts in a last dimension of size 2).
+        align_to_window: accepted for PyTorch's signature.
+
+    Returns:
+        A tensor of shape ``(*, freq, frames)``.
+    """
     from .. import fft as _fft
     from .complex_ops import view_as_real
 
@@ -100,6 +120,21 @@ def istft(
     length: int | None = None,
     return_complex: bool = False,
 ) -> Tensor:
+    """The inverse of :func:`stft`: the signal rebuilt by overlap-add of the inverse FFTs of the
+    frames, divided by the summed squared window.
+
+    Args:
+        input (Tensor): the complex spectrogram, shape ``(*, freq, frames)``.
+        n_fft: the frame (FFT) size.
+        hop_length: the distance between frames (default ``n_fft // 4``).
+        win_length: the window size (default ``n_fft``).
+        window (Tensor, optional): the window :func:`stft` used.
+        center: whether :func:`stft` padded the signal (the padding is removed).
+        normalized: whether :func:`stft` normalized.
+        onesided: whether the spectrogram holds only non-negative frequencies.
+        length: trim or pad the result to this many samples.
+        return_complex: return a complex signal.
+    """
     from .. import fft as _fft
     from .complex_ops import real
 
@@ -162,6 +197,9 @@ def svd_lowrank(A: Tensor, q: int | None = 6, niter: int | None = 2, M: Tensor |
 
 
 def pca_lowrank(A: Tensor, q: int | None = None, center: bool = True, niter: int = 2):
+    """A randomized principal component analysis of ``A``: ``(U, S, V)`` with ``q`` components
+    (default min(6, m, n)), centered over the rows first unless ``center`` is False.
+    """
     m, n = A.shape[-2:]
     q = min(6, m, n) if q is None else q
     x = A - A.mean(-2, keepdim=True) if center else A

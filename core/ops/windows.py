@@ -51,6 +51,18 @@ def hann_window(
     pin_memory=False,
     requires_grad=False,
 ) -> Tensor:
+    """The Hann window, 0.5 - 0.5 cos(2 pi n / N).
+
+    Args:
+        window_length: the number of points.
+        periodic: a periodic window (True, for spectral analysis: the first ``window_length``
+            points of a window one longer) or a symmetric one (False).
+        dtype: a floating dtype (default: :func:`get_default_dtype`).
+        layout: accepted for PyTorch's signature; ignored.
+        device: where the window is created.
+        pin_memory: accepted for PyTorch's signature; ignored.
+        requires_grad: whether autograd records operations on the result.
+    """
     return _window(
         "hann_window", window_length, periodic, dtype, device, requires_grad, _cosine_sum(0.5, 0.5)
     )
@@ -68,6 +80,20 @@ def hamming_window(
     pin_memory=False,
     requires_grad=False,
 ) -> Tensor:
+    """The Hamming window, alpha - beta cos(2 pi n / N).
+
+    Args:
+        window_length: the number of points.
+        periodic: a periodic window (True, for spectral analysis: the first ``window_length``
+            points of a window one longer) or a symmetric one (False).
+        alpha: the constant term.
+        beta: the cosine's weight.
+        dtype: a floating dtype (default: :func:`get_default_dtype`).
+        layout: accepted for PyTorch's signature; ignored.
+        device: where the window is created.
+        pin_memory: accepted for PyTorch's signature; ignored.
+        requires_grad: whether autograd records operations on the result.
+    """
     return _window(
         "hamming_window",
         window_length,
@@ -89,6 +115,18 @@ def blackman_window(
     pin_memory=False,
     requires_grad=False,
 ) -> Tensor:
+    """The Blackman window, 0.42 - 0.5 cos(2 pi n / N) + 0.08 cos(4 pi n / N).
+
+    Args:
+        window_length: the number of points.
+        periodic: a periodic window (True, for spectral analysis: the first ``window_length``
+            points of a window one longer) or a symmetric one (False).
+        dtype: a floating dtype (default: :func:`get_default_dtype`).
+        layout: accepted for PyTorch's signature; ignored.
+        device: where the window is created.
+        pin_memory: accepted for PyTorch's signature; ignored.
+        requires_grad: whether autograd records operations on the result.
+    """
     return _window(
         "blackman_window",
         window_length,
@@ -110,6 +148,19 @@ def bartlett_window(
     pin_memory=False,
     requires_grad=False,
 ) -> Tensor:
+    """The Bartlett (triangular) window.
+
+    Args:
+        window_length: the number of points.
+        periodic: a periodic window (True, for spectral analysis: the first ``window_length``
+            points of a window one longer) or a symmetric one (False).
+        dtype: a floating dtype (default: :func:`get_default_dtype`).
+        layout: accepted for PyTorch's signature; ignored.
+        device: where the window is created.
+        pin_memory: accepted for PyTorch's signature; ignored.
+        requires_grad: whether autograd records operations on the result.
+    """
+
     def values(xp, k, n):
         return 1 - xp.abs(2 * k / (n - 1) - 1)
 
@@ -127,6 +178,20 @@ def kaiser_window(
     pin_memory=False,
     requires_grad=False,
 ) -> Tensor:
+    """The Kaiser window with shape parameter ``beta``.
+
+    Args:
+        window_length: the number of points.
+        periodic: a periodic window (True, for spectral analysis: the first ``window_length``
+            points of a window one longer) or a symmetric one (False).
+        beta: the shape parameter.
+        dtype: a floating dtype (default: :func:`get_default_dtype`).
+        layout: accepted for PyTorch's signature; ignored.
+        device: where the window is created.
+        pin_memory: accepted for PyTorch's signature; ignored.
+        requires_grad: whether autograd records operations on the result.
+    """
+
     def values(xp, k, n):
         half = (n - 1) / 2
         return xp.i0(beta * xp.sqrt(xp.clip(1 - ((k - half) / half) ** 2, 0, None))) / xp.i0(

@@ -16,6 +16,7 @@ from ..tensor import Tensor
 from ._functional import _to_scalar
 from .optimizer import Optimizer
 
+#: The warning a scheduler gives when ``step()`` is called with an ``epoch`` argument.
 EPOCH_DEPRECATION_WARNING = (
     "The epoch parameter in `scheduler.step()` was not necessary and is being deprecated where "
     "possible. Please use `scheduler.step()` to step the scheduler. During the deprecation, if "

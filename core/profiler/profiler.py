@@ -36,6 +36,9 @@ __all__ = [
 
 
 class ProfilerActivity(enum.Enum):
+    """The devices a :class:`profile` can record: ``CPU`` and ``CUDA`` (``XPU`` and ``MTIA``
+    exist for PyTorch's names; ember has no such devices)."""
+
     CPU = 0
     XPU = 1
     MTIA = 2
@@ -45,6 +48,10 @@ class ProfilerActivity(enum.Enum):
 
 
 class ProfilerAction(enum.Enum):
+    """What a :func:`schedule` tells the profiler to do at a step: ``NONE``, ``WARMUP`` (trace
+    but discard), ``RECORD``, or ``RECORD_AND_SAVE`` (the last step of a cycle: record, then
+    call ``on_trace_ready``)."""
+
     NONE = 0
     WARMUP = 1
     RECORD = 2
@@ -194,9 +201,9 @@ class profile:
         record_shapes (bool): keep each op's input shapes.
         profile_memory (bool): keep the bytes each op allocated for its outputs.
         with_stack (bool): keep the Python call stack of each op (``Source Location``).
-        with_flops, with_modules, experimental_config, execution_trace_observer,
-        acc_events, custom_trace_id_callback, post_processing_timeout_s: accepted for
-            PyTorch compatibility.
+        with_flops (bool): accepted for PyTorch compatibility; ignored. So are
+            ``with_modules``, ``experimental_config``, ``execution_trace_observer``,
+            ``acc_events``, ``custom_trace_id_callback`` and ``post_processing_timeout_s``.
         use_cuda (bool, optional): deprecated spelling of ``ProfilerActivity.CUDA``.
     """
 

@@ -72,6 +72,18 @@ def general_hamming(
     device=None,
     requires_grad: bool = False,
 ) -> Tensor:
+    """The generalized Hamming window, alpha - (1 - alpha) cos(2 pi n / (M - 1)).
+
+    Args:
+        M: the window length; 0 gives an empty tensor and 1 gives ``[1.]``.
+        alpha: the window coefficient (0.54 gives :func:`hamming`, 0.5 :func:`hann`).
+        sym: a symmetric window (True, for filter design) or a periodic one (False, for
+            spectral analysis: the first M points of a window of length M + 1).
+        dtype: float32 or float64 (default: :func:`ember.get_default_dtype`).
+        layout: accepted for PyTorch's signature; ignored.
+        device: where the window is created.
+        requires_grad: whether autograd records operations on the result.
+    """
     return general_cosine(
         M, a=[alpha, 1.0 - alpha], sym=sym, dtype=dtype, device=device, requires_grad=requires_grad
     )
@@ -80,6 +92,17 @@ def general_hamming(
 def hann(
     M: int, *, sym: bool = True, dtype=None, layout=None, device=None, requires_grad: bool = False
 ) -> Tensor:
+    """The Hann window, 0.5 - 0.5 cos(2 pi n / (M - 1)).
+
+    Args:
+        M: the window length; 0 gives an empty tensor and 1 gives ``[1.]``.
+        sym: a symmetric window (True, for filter design) or a periodic one (False, for
+            spectral analysis: the first M points of a window of length M + 1).
+        dtype: float32 or float64 (default: :func:`ember.get_default_dtype`).
+        layout: accepted for PyTorch's signature; ignored.
+        device: where the window is created.
+        requires_grad: whether autograd records operations on the result.
+    """
     return general_hamming(
         M, alpha=0.5, sym=sym, dtype=dtype, device=device, requires_grad=requires_grad
     )
@@ -88,12 +111,34 @@ def hann(
 def hamming(
     M: int, *, sym: bool = True, dtype=None, layout=None, device=None, requires_grad: bool = False
 ) -> Tensor:
+    """The Hamming window, 0.54 - 0.46 cos(2 pi n / (M - 1)).
+
+    Args:
+        M: the window length; 0 gives an empty tensor and 1 gives ``[1.]``.
+        sym: a symmetric window (True, for filter design) or a periodic one (False, for
+            spectral analysis: the first M points of a window of length M + 1).
+        dtype: float32 or float64 (default: :func:`ember.get_default_dtype`).
+        layout: accepted for PyTorch's signature; ignored.
+        device: where the window is created.
+        requires_grad: whether autograd records operations on the result.
+    """
     return general_hamming(M, sym=sym, dtype=dtype, device=device, requires_grad=requires_grad)
 
 
 def blackman(
     M: int, *, sym: bool = True, dtype=None, layout=None, device=None, requires_grad: bool = False
 ) -> Tensor:
+    """The Blackman window, a sum of three cosines (0.42, 0.5, 0.08).
+
+    Args:
+        M: the window length; 0 gives an empty tensor and 1 gives ``[1.]``.
+        sym: a symmetric window (True, for filter design) or a periodic one (False, for
+            spectral analysis: the first M points of a window of length M + 1).
+        dtype: float32 or float64 (default: :func:`ember.get_default_dtype`).
+        layout: accepted for PyTorch's signature; ignored.
+        device: where the window is created.
+        requires_grad: whether autograd records operations on the result.
+    """
     return general_cosine(
         M, a=[0.42, 0.5, 0.08], sym=sym, dtype=dtype, device=device, requires_grad=requires_grad
     )
@@ -102,6 +147,17 @@ def blackman(
 def nuttall(
     M: int, *, sym: bool = True, dtype=None, layout=None, device=None, requires_grad: bool = False
 ) -> Tensor:
+    """The Nuttall window, a four-term cosine sum with minimal side lobes.
+
+    Args:
+        M: the window length; 0 gives an empty tensor and 1 gives ``[1.]``.
+        sym: a symmetric window (True, for filter design) or a periodic one (False, for
+            spectral analysis: the first M points of a window of length M + 1).
+        dtype: float32 or float64 (default: :func:`ember.get_default_dtype`).
+        layout: accepted for PyTorch's signature; ignored.
+        device: where the window is created.
+        requires_grad: whether autograd records operations on the result.
+    """
     return general_cosine(
         M,
         a=[0.3635819, 0.4891775, 0.1365995, 0.0106411],
@@ -115,6 +171,17 @@ def nuttall(
 def bartlett(
     M: int, *, sym: bool = True, dtype=None, layout=None, device=None, requires_grad: bool = False
 ) -> Tensor:
+    """The Bartlett (triangular) window, zero at both ends.
+
+    Args:
+        M: the window length; 0 gives an empty tensor and 1 gives ``[1.]``.
+        sym: a symmetric window (True, for filter design) or a periodic one (False, for
+            spectral analysis: the first M points of a window of length M + 1).
+        dtype: float32 or float64 (default: :func:`ember.get_default_dtype`).
+        layout: accepted for PyTorch's signature; ignored.
+        device: where the window is created.
+        requires_grad: whether autograd records operations on the result.
+    """
     return _make(
         "bartlett",
         M,
@@ -129,6 +196,17 @@ def bartlett(
 def cosine(
     M: int, *, sym: bool = True, dtype=None, layout=None, device=None, requires_grad: bool = False
 ) -> Tensor:
+    """The cosine (sine) window, sin(pi (n + 0.5) / M).
+
+    Args:
+        M: the window length; 0 gives an empty tensor and 1 gives ``[1.]``.
+        sym: a symmetric window (True, for filter design) or a periodic one (False, for
+            spectral analysis: the first M points of a window of length M + 1).
+        dtype: float32 or float64 (default: :func:`ember.get_default_dtype`).
+        layout: accepted for PyTorch's signature; ignored.
+        device: where the window is created.
+        requires_grad: whether autograd records operations on the result.
+    """
     return _make(
         "cosine",
         M,
@@ -151,6 +229,20 @@ def exponential(
     device=None,
     requires_grad: bool = False,
 ) -> Tensor:
+    """The exponential (Poisson) window, exp(-abs(n - center) / tau).
+
+    Args:
+        M: the window length; 0 gives an empty tensor and 1 gives ``[1.]``.
+        center: the window's centre; default (M - 1) / 2. PyTorch requires None when ``sym``
+            is True; ember accepts a centre either way.
+        tau: the decay; positive.
+        sym: a symmetric window (True, for filter design) or a periodic one (False, for
+            spectral analysis: the first M points of a window of length M + 1).
+        dtype: float32 or float64 (default: :func:`ember.get_default_dtype`).
+        layout: accepted for PyTorch's signature; ignored.
+        device: where the window is created.
+        requires_grad: whether autograd records operations on the result.
+    """
     if tau <= 0:
         raise ValueError(f"Tau must be positive, got: {tau} instead.")
 
@@ -171,6 +263,18 @@ def gaussian(
     device=None,
     requires_grad: bool = False,
 ) -> Tensor:
+    """The Gaussian window, exp(-(n - (M - 1) / 2)^2 / (2 std^2)).
+
+    Args:
+        M: the window length; 0 gives an empty tensor and 1 gives ``[1.]``.
+        std: the standard deviation; positive.
+        sym: a symmetric window (True, for filter design) or a periodic one (False, for
+            spectral analysis: the first M points of a window of length M + 1).
+        dtype: float32 or float64 (default: :func:`ember.get_default_dtype`).
+        layout: accepted for PyTorch's signature; ignored.
+        device: where the window is created.
+        requires_grad: whether autograd records operations on the result.
+    """
     if std <= 0:
         raise ValueError(f"Standard deviation must be positive, got: {std} instead.")
     return _make(
@@ -194,6 +298,18 @@ def kaiser(
     device=None,
     requires_grad: bool = False,
 ) -> Tensor:
+    """The Kaiser window, I0(beta sqrt(1 - (2n / (M - 1) - 1)^2)) / I0(beta).
+
+    Args:
+        M: the window length; 0 gives an empty tensor and 1 gives ``[1.]``.
+        beta: the shape parameter; non-negative.
+        sym: a symmetric window (True, for filter design) or a periodic one (False, for
+            spectral analysis: the first M points of a window of length M + 1).
+        dtype: float32 or float64 (default: :func:`ember.get_default_dtype`).
+        layout: accepted for PyTorch's signature; ignored.
+        device: where the window is created.
+        requires_grad: whether autograd records operations on the result.
+    """
     if beta < 0:
         raise ValueError(f"beta must be non-negative, got: {beta} instead.")
 

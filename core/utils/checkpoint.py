@@ -143,6 +143,16 @@ def get_device_states(*args) -> tuple[list, list]:
 
 
 def set_device_states(devices: list, states: list, *, device_type: str | None = None) -> None:
+    """Restore the random-number state captured by :func:`get_device_states`.
+
+    ember has one generator for every device, so ``devices`` is not used: each state of ``states``
+    is loaded into the default generator.
+
+    Args:
+        devices: the devices :func:`get_device_states` returned (ignored).
+        states: the generator states :func:`get_device_states` returned.
+        device_type: accepted for PyTorch's signature; ignored.
+    """
     for state in states:
         default_generator.set_state(state)
 

@@ -18,7 +18,10 @@ class _GroupNamespace:
         return world.groups[0] if world is not None else None
 
 
+#: ``group.WORLD``: the default process group once initialized (None before).
 group = _GroupNamespace()
+#: The same object as :data:`group`; ``GroupMember.NON_GROUP_MEMBER`` is what ``new_group``
+#: returns on ranks outside the new group.
 GroupMember = group
 
 

@@ -32,6 +32,9 @@ CHECKPOINT_PREFIX = CHECKPOINT_WRAPPED_MODULE + "."
 
 
 class CheckpointImpl(enum.Enum):
+    """How ``checkpoint_wrapper`` recomputes activations: ``REENTRANT`` or ``NO_REENTRANT``,
+    the two implementations of :func:`ember.utils.checkpoint.checkpoint` (``use_reentrant``)."""
+
     REENTRANT = enum.auto()
     NO_REENTRANT = enum.auto()
 

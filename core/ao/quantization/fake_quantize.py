@@ -164,6 +164,10 @@ def _toggle(method: str):
             getattr(mod, method)()
 
     fn.__name__ = method
+    fn.__doc__ = (
+        f"Call ``{method}()`` on ``mod`` when it is a fake-quantize module (do nothing otherwise);"
+        f" meant for ``model.apply(ember.ao.quantization.{method})``."
+    )
     return fn
 
 

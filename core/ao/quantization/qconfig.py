@@ -68,20 +68,29 @@ class QConfig(namedtuple("QConfig", ["activation", "weight"])):
 
 QConfigDynamic = QConfig
 
+#: Static post-training quantization: per-tensor affine uint8 activations in [0, 127] (min/max
+#: observer, the reduced range) and per-tensor symmetric int8 weights.
 default_qconfig = QConfig(activation=default_observer, weight=default_weight_observer)
+#: As :data:`default_qconfig` with per-channel symmetric int8 weights (one scale per output
+#: channel).
 default_per_channel_qconfig = QConfig(
     activation=default_observer, weight=default_per_channel_weight_observer
 )
+#: Dynamic quantization: activations quantized per batch at run time, int8 per-tensor weights.
 default_dynamic_qconfig = QConfig(
     activation=default_dynamic_quant_observer, weight=default_weight_observer
 )
+#: Dynamic quantization with per-channel int8 weights.
 per_channel_dynamic_qconfig = QConfig(
     activation=default_dynamic_quant_observer, weight=default_per_channel_weight_observer
 )
+#: Dynamic quantization of weights to float16 (activations stay floating point).
 float16_dynamic_qconfig = QConfig(
     activation=PlaceholderObserver.with_args(dtype=None, is_dynamic=True),
     weight=PlaceholderObserver.with_args(dtype=None),
 )
+#: Quantization-aware training: fake-quantize modules with moving-average min/max observers
+#: for activations (uint8) and weights (int8).
 default_qat_qconfig = QConfig(activation=default_fake_quant, weight=default_weight_fake_quant)
 
 

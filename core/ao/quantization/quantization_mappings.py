@@ -74,14 +74,23 @@ no_observer_set = {nn.Identity, DeQuantStub}
 
 
 def get_default_static_quant_module_mappings() -> dict:
+    """The float module class -> quantized module class pairs that :func:`convert` uses for static
+    quantization (a new dict each call, safe to modify).
+    """
     return dict(DEFAULT_STATIC_QUANT_MODULE_MAPPINGS)
 
 
 def get_default_qat_module_mappings() -> dict:
+    """The float module class -> quantization-aware-training module class pairs that
+    :func:`prepare_qat` uses (a new dict each call).
+    """
     return dict(DEFAULT_QAT_MODULE_MAPPINGS)
 
 
 def get_default_dynamic_quant_module_mappings() -> dict:
+    """The float module class -> dynamically quantized module class pairs that
+    :func:`quantize_dynamic` uses (a new dict each call).
+    """
     return dict(DEFAULT_DYNAMIC_QUANT_MODULE_MAPPINGS)
 
 

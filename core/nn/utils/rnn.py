@@ -130,7 +130,7 @@ def _batch_sizes(lengths: np.ndarray) -> np.ndarray:
 def pack_padded_sequence(
     input: Tensor, lengths, batch_first: bool = False, enforce_sorted: bool = True
 ) -> PackedSequence:
-    """Pack a padded batch (T, B, *) (or (B, T, *) with ``batch_first``) of sequences."""
+    """Pack a padded batch ``(T, B, *)`` (or ``(B, T, *)`` with ``batch_first``) of sequences."""
     lens = _host_lengths(lengths)
     bdim = 0 if batch_first else 1
     if input.dim() < 2:
@@ -218,7 +218,8 @@ def pad_packed_sequence(
 
 
 def pack_sequence(sequences, enforce_sorted: bool = True) -> PackedSequence:
-    """Pack a list of tensors of shape (L_i, *) (sorted by decreasing length if enforce_sorted)."""
+    """Pack a list of tensors of shape ``(L_i, *)`` (sorted by decreasing length if
+    ``enforce_sorted``)."""
     sequences = list(sequences)
     if not sequences:
         raise RuntimeError("pack_sequence: received an empty list of sequences")
@@ -274,8 +275,8 @@ __all__ += ["pad_sequence"]
 def pad_sequence(
     sequences, batch_first: bool = False, padding_value: float = 0.0, padding_side: str = "right"
 ) -> Tensor:
-    r"""Stack tensors of shapes (L_i, *) into (T, B, *) (or (B, T, *) with ``batch_first``),
-    padding each up to the longest with ``padding_value``; differentiable."""
+    r"""Stack tensors of shapes ``(L_i, *)`` into ``(T, B, *)`` (or ``(B, T, *)`` with
+    ``batch_first``), padding each up to the longest with ``padding_value``; differentiable."""
     if padding_side not in ("left", "right"):
         raise ValueError(
             f"Expected padding_side to be one of left or right, but got {padding_side}."
