@@ -16,6 +16,11 @@ worker processes inside each Trainer worker, the same transform (``--costs`` rou
 filtering and a 3x3 convolution per 32x32 image) and the same small model step, in one run:
 
     python benchmarks/dataloader.py --ray-data [--costs 0 1 4] [--workers 1] [--samples 1024]
+        [--block-batches 1] [--stats]
+
+Its table adds the CPU time of every process (Ray's and the DataLoader's workers included) per
+sample over each feed's span, robust to other load; ``--stats`` prints Ray Data's own per-stage
+times; ``--block-batches`` sets how many batches one Ray Data block (one map task) holds.
 """
 
 from __future__ import annotations
@@ -211,6 +216,9 @@ def _ray_loop(config: dict) -> None:
 
         dist.barrier()
         times.append([cost, "Ray Data", *_timed_epochs(ray_batches, step, config["epochs"])])
+        if rank == 0 and config["stats"]:  # Ray Data's per-stage times of the last epoch
+            with open(os.path.join(config["out"], f"stats{cost}.txt"), "w") as f:
+                f.write(shard.stats())
     with open(os.path.join(config["out"], f"rank{rank}.json"), "w") as f:
         json.dump(times, f)
     train.report({"rank": rank})
@@ -237,18 +245,21 @@ def _fit(args, images: np.ndarray, labels: np.ndarray) -> list[list]:
     """One Trainer run over every feed; returns each rank's [cost, feed, samples, start, end]."""
     import tempfile
 
-    import ray.data
-
     from ember.distributed.train import DataConfig, RunConfig, ScalingConfig, Trainer
 
     # Ray Data reads the rows from the object store and transforms them on the cluster's CPUs,
-    # again every epoch, as the DataLoader does in its worker processes.
-    base = ray.data.from_items([{"image": im, "y": lab} for im, lab in zip(images, labels)])
+    # again every epoch, as the DataLoader does in its worker processes. A block holds
+    # --block-batches whole batches: one map task and one split-coordinator call per block (the
+    # per-block costs), and the workers' batches are slices of it, without re-batching copies.
+    # (``from_items`` would make 5-row blocks: 13 of them per batch.)
+    rows = args.batch_size * args.block_batches
+    base = _blocks(images, labels, rows)
     datasets = {
         f"cost{c}": base.map_batches(
             functools.partial(transform_batch, cost=c),
-            batch_size=args.batch_size,
+            batch_size=rows,
             batch_format="numpy",
+            zero_copy_batch=True,  # the transform only reads its input
         )
         for c in args.costs
     }
@@ -262,7 +273,9 @@ def _fit(args, images: np.ndarray, labels: np.ndarray) -> list[list]:
             workers=args.workers,
             epochs=args.epochs,
             out=tmp,
+            stats=args.stats,
         )
+        cpu = _TreeCPU()
         Trainer(
             _ray_loop,
             config,
@@ -271,10 +284,73 @@ def _fit(args, images: np.ndarray, labels: np.ndarray) -> list[list]:
             datasets=datasets,
             dataset_config=DataConfig(),
         ).fit()
+        cpu.stop()
         per_rank = [
             json.load(open(os.path.join(tmp, f"rank{r}.json"))) for r in range(args.trainer_workers)
         ]
-    return per_rank
+        stats = {
+            c: open(os.path.join(tmp, f"stats{c}.txt")).read() for c in args.costs if args.stats
+        }
+    return per_rank, cpu, stats
+
+
+def _blocks(images: np.ndarray, labels: np.ndarray, rows: int):
+    """A Ray Dataset of ``{"image", "y"}`` in the object store, in blocks of ``rows`` rows."""
+    import pyarrow as pa
+    import ray.data
+    from ray.data.extensions import ArrowTensorArray
+
+    return ray.data.from_arrow(
+        [
+            pa.table(
+                {
+                    "image": ArrowTensorArray.from_numpy(images[i : i + rows]),
+                    "y": labels[i : i + rows],
+                }
+            )
+            for i in range(0, len(images), rows)
+        ]
+    )
+
+
+class _TreeCPU:
+    """CPU seconds of this process and all its descendants (the local Ray: raylet, Trainer
+    workers, Ray Data's tasks and actors, DataLoader workers), sampled every 0.1 s, so that a
+    feed's CPU cost can be read over its wall-clock span; robust to other load on the machine."""
+
+    def __init__(self, interval: float = 0.1):
+        import threading
+
+        import psutil
+
+        self._me, self._seen, self.samples = psutil.Process(), {}, []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(interval,), daemon=True)
+        self._thread.start()
+
+    def _total(self) -> float:
+        for p in [self._me, *self._me.children(recursive=True)]:
+            try:
+                t = p.cpu_times()
+                # (exited processes keep their last reading: their CPU time was spent)
+                self._seen[p.pid] = t.user + t.system
+            except Exception:
+                pass
+        return sum(self._seen.values())
+
+    def _run(self, interval: float) -> None:
+        while not self._stop.is_set():
+            self.samples.append((time.time(), self._total()))
+            self._stop.wait(interval)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.samples.append((time.time(), self._total()))
+
+    def between(self, start: float, end: float) -> float:
+        t, c = zip(*self.samples)
+        return float(np.interp(end, t, c) - np.interp(start, t, c))
 
 
 def run_ray_data(args) -> list[dict]:
@@ -287,17 +363,25 @@ def run_ray_data(args) -> list[dict]:
     if __name__ != "__main__":  # loaded by a test: ship this module's code to Ray by value
         cloudpickle.register_pickle_by_value(sys.modules[__name__])
     started = not ray.is_initialized()
-    if started:
-        ray.init(
-            num_cpus=args.ray_cpus or (os.cpu_count() or 1) + args.trainer_workers,
-            include_dashboard=False,
-            logging_level="warning",
-            log_to_driver=False,
-        )
+    # Ray gives its raylet a fixed 30 s to register; on a loaded machine a start can miss it,
+    # so a failed start is cleaned up and tried again.
+    for attempt in range(3 if started else 0):
+        try:
+            ray.init(
+                num_cpus=args.ray_cpus or (os.cpu_count() or 1) + args.trainer_workers,
+                include_dashboard=False,
+                logging_level="warning",
+                log_to_driver=False,
+            )
+            break
+        except Exception:
+            ray.shutdown()
+            if attempt == 2:
+                raise
     images = make_images(args.samples, args.size)
     labels = np.arange(args.samples, dtype=np.int64) % 10
     try:
-        per_rank = _fit(args, images, labels)
+        per_rank, cpu, stats = _fit(args, images, labels)
     finally:
         if started:
             ray.shutdown()
@@ -310,8 +394,17 @@ def run_ray_data(args) -> list[dict]:
     for i, (cost, feed, *_) in enumerate(per_rank[0]):
         spans = [r[i] for r in per_rank]
         # samples into all workers over the span from the first start to the last end
-        rate = sum(s[2] for s in spans) / (max(s[4] for s in spans) - min(s[3] for s in spans))
-        rows.append(dict(cost=cost, feed=feed, transform_ms=tf_ms[cost], samples_per_s=rate))
+        n, start, end = sum(s[2] for s in spans), min(s[3] for s in spans), max(s[4] for s in spans)
+        rows.append(
+            dict(
+                cost=cost,
+                feed=feed,
+                transform_ms=tf_ms[cost],
+                samples_per_s=n / (end - start),
+                # all the processes' CPU time per sample over the span (load-robust)
+                cpu_ms=cpu.between(start, end) * 1e3 / n,
+            )
+        )
     for r in rows:
         r["vs_dataloader"] = r["samples_per_s"] / max(
             q["samples_per_s"] for q in rows if q["cost"] == r["cost"] and q["feed"] != "Ray Data"
@@ -330,9 +423,24 @@ def run_ray_data(args) -> list[dict]:
                 r["feed"],
                 f"{r['samples_per_s']:.0f}",
                 f"{r['vs_dataloader']:.2f}x",
+                f"{r['cpu_ms']:.3f}",
             ]
         )
-    print(table(out, ["cost", "transform ms/sample", "feed", "samples/s", "vs best DataLoader"]))
+    print(
+        table(
+            out,
+            [
+                "cost",
+                "transform ms/sample",
+                "feed",
+                "samples/s",
+                "vs best DataLoader",
+                "CPU ms/sample",
+            ],
+        )
+    )
+    for c, text in stats.items():
+        print(f"\nRay Data's stats, cost {c}, last epoch (rank 0's iterator):\n{text}")
     return rows
 
 
@@ -385,6 +493,15 @@ def main(argv: list[str] | None = None) -> list[dict] | None:
         default=None,
         help="--ray-data: logical CPUs of the local Ray started here (default: "
         "cores + Trainer workers, so Ray Data has the cores' worth to schedule)",
+    )
+    parser.add_argument(
+        "--block-batches",
+        type=positive_int,
+        default=1,
+        help="--ray-data: batches per Ray Data block (one map task and one split call per block)",
+    )
+    parser.add_argument(
+        "--stats", action="store_true", help="--ray-data: print Ray Data's per-stage stats"
     )
     args = parser.parse_args(argv)
     if args.ray_data:

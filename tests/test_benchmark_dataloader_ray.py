@@ -38,6 +38,7 @@ def bench():
         (["--ray-data", "--costs", "-1"], "must be >= 0"),
         (["--ray-data", "--samples", "64", "--batch-size", "64"], "less than one batch"),
         (["--ray-data", "--trainer-workers", "0"], "must be >= 1"),
+        (["--ray-data", "--block-batches", "0"], "must be >= 1"),
     ],
 )
 def test_bad_arguments_name_what_is_wrong(bench, argv, message, capsys):
@@ -77,6 +78,8 @@ def test_smallest_run_table_shape(bench, capsys, ray_session):
             "--workers",
             "0",
             "1",
+            "--block-batches",
+            "2",
         ]
     )
     text = capsys.readouterr().out
@@ -86,6 +89,7 @@ def test_smallest_run_table_shape(bench, capsys, ray_session):
     for r in rows:
         assert r["samples_per_s"] > 0 and math.isfinite(r["samples_per_s"])
         assert r["transform_ms"] > 0
+        assert r["cpu_ms"] > 0 and math.isfinite(r["cpu_ms"])
         best = max(
             q["samples_per_s"] for q in rows if q["cost"] == r["cost"] and q["feed"] != "Ray Data"
         )
@@ -97,6 +101,7 @@ def test_smallest_run_table_shape(bench, capsys, ray_session):
         "feed",
         "samples/s",
         "vs best DataLoader",
+        "CPU ms/sample",
     ]
     assert len(lines) == 1 + len(rows)
     assert "into 2 Trainer workers" in text

@@ -54,9 +54,19 @@ class DataConfig:
         self.datasets_to_split = datasets_to_split
         self.execution_options = execution_options
         self.enable_progress_bars = enable_progress_bars
+        self._bases: dict[int, tuple] = {}
 
-    def configure(self, datasets: dict[str, Any], world_size: int) -> list[dict[str, Any]]:
-        """One ``{name: DataIterator}`` per rank (called by the Trainer on the driver)."""
+    def configure(
+        self,
+        datasets: dict[str, Any],
+        world_size: int,
+        worker_resources: dict[str, float] | None = None,
+    ) -> list[dict[str, Any]]:
+        """One ``{name: DataIterator}`` per rank (called by the Trainer on the driver).
+
+        ``worker_resources`` is one Trainer worker's bundle (``{"CPU": 1, "GPU": 0}``): the
+        workers' share is excluded from what Ray Data schedules, as Ray Train does.
+        """
         split = set(datasets) if self.datasets_to_split == "all" else set(self.datasets_to_split)
         unknown = sorted(split - set(datasets))
         if unknown:
@@ -68,8 +78,9 @@ class DataConfig:
         for name, ds in datasets.items():
             ctx = ds.context
             ctx.enable_progress_bars = self.enable_progress_bars
-            if self.execution_options is not None:
-                ctx.execution_options = self.execution_options
+            ctx.execution_options = self._ingest_options(
+                ctx.execution_options, world_size, worker_resources
+            )
             if name in split:
                 for rank, it in enumerate(ds.streaming_split(world_size, equal=True)):
                     per_rank[rank][name] = DataIterator(it)
@@ -78,6 +89,39 @@ class DataConfig:
                 for rank in range(world_size):
                     per_rank[rank][name] = whole
         return per_rank
+
+    def _ingest_options(self, current, world_size: int, worker_resources: dict | None):
+        """Ray Data's ``ExecutionOptions`` for one dataset, less the Trainer workers' CPUs/GPUs.
+
+        Ray Data sizes its budget from the cluster's total resources, the CPUs the workers'
+        placement group holds included: without the exclusion it plans map tasks for CPUs it
+        cannot get, and its backpressure budgets are off by that share.
+        """
+        import copy
+
+        # The options this config produced before (a restarted attempt, or datasets sharing one
+        # context) map back to what they were made from, so the exclusion is applied once.
+        base = self._bases.get(id(current), (None, current))[1]
+        if self.execution_options is not None:
+            base = self.execution_options
+        opts = copy.deepcopy(base)
+        held = worker_resources or {}
+        cpu, gpu = held.get("CPU", 0) * world_size, held.get("GPU", 0) * world_size
+        if cpu or gpu:
+            import warnings
+
+            from ray.data import ExecutionResources
+
+            # Ray 2.60 marks exclude_resources deprecated (to go after January 2027) but its
+            # own Train DataConfig still sets it, and Ray Data does not take a placement
+            # group's share out of its budget by itself: keep it, quietly, while Ray has it.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                opts.exclude_resources = opts.exclude_resources.add(
+                    ExecutionResources(cpu=cpu, gpu=gpu)
+                )
+        self._bases[id(opts)] = (opts, base)  # (kept alive, so that its id stays unique)
+        return opts
 
 
 def check_datasets(datasets: dict | None) -> dict:
@@ -159,6 +203,11 @@ class DataIterator:
     ) -> Iterator:
         """Batches as ``{column: ember.Tensor}`` on this worker's device (Ray's
         ``iter_torch_batches`` with ember's tensors).
+
+        On CPU the tensors share memory with Ray's NumPy batches (no copy when the column's
+        dtype is already the one asked for); a batch cut from a single block may then be a
+        read-only view of the object store, as with Ray's torch batches: clone it before
+        writing in place.
 
         Args:
             prefetch_batches: batches Ray fetches ahead while the step runs.

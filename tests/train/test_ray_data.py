@@ -120,6 +120,23 @@ def test_bad_configuration_is_named_before_anything_starts():
         DataConfig(datasets_to_split=["val"]).configure({"train": ds}, 2)
 
 
+def test_the_workers_resources_are_left_out_of_ray_datas_budget():
+    import ray.data
+    from ray.data import ExecutionOptions
+
+    ds = ray.data.range(4)
+    config = DataConfig(datasets_to_split=[])
+    for _ in range(2):  # a restarted attempt configures again: the workers are left out once
+        config.configure({"val": ds}, 2, {"CPU": 1.5, "GPU": 1})
+        left_out = ds.context.execution_options.exclude_resources
+        assert (left_out.cpu, left_out.gpu) == (3, 2)
+    own = ExecutionOptions(preserve_order=True)
+    DataConfig(datasets_to_split=[], execution_options=own).configure({"val": ds}, 2, {"CPU": 1})
+    opts = ds.context.execution_options
+    assert opts.preserve_order and opts.exclude_resources.cpu == 2
+    assert own.exclude_resources.cpu == 0  # the caller's options are not changed
+
+
 def _resume_loop(config):
     rank = get_context().get_world_rank()
     start = 0
