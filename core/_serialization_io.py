@@ -4,8 +4,11 @@ safetensors payload from a path or a stream with errors that name the file."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import re
+import shutil
 import zlib
 from collections.abc import Callable
 from typing import IO
@@ -69,6 +72,29 @@ def write(entries: dict[str, np.ndarray], meta: dict[str, str], f: FileLike) -> 
             f.flush()
 
 
+def os_error(
+    exc: BaseException, path: str, note: str = "the previous file is unchanged"
+) -> OSError | None:
+    """The ``OSError`` (errno set, e.g. ``ENOSPC``) behind a failed write to ``path``, or None.
+
+    safetensors reports a full disk as ``SafetensorError: ... (os error 28)``: callers that
+    catch ``OSError`` / check ``errno`` (and readers of the message) get the errno's name and the
+    file instead. ``note`` is appended to the message."""
+    if isinstance(exc, safetensors.SafetensorError):
+        m = re.search(r"\(os error (\d+)\)", str(exc))
+        code = int(m.group(1)) if m else None
+    elif isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        code = exc.errno  # already an OSError: only the file and the outcome are added
+    else:
+        code = None
+    if not code:
+        return None
+    name = errno.errorcode.get(code, f"errno {code}")
+    return OSError(
+        code, f"{os.strerror(code)} ({name}) while writing {path}" + (f"; {note}" if note else "")
+    )
+
+
 def _atomic_write(path: str, write_to: Callable[[str], None]) -> None:
     """Run ``write_to(tmp)`` and move ``tmp`` over ``path`` only once it is safely on disk."""
     directory = os.path.dirname(os.path.abspath(path))
@@ -76,23 +102,32 @@ def _atomic_write(path: str, write_to: Callable[[str], None]) -> None:
         raise RuntimeError(f"Parent directory {directory} does not exist.")
     # temp files of killed writers (named after their pid) are removed by the next save here
     _tempfiles.remove_stale(directory)
-    tmp = _tempfiles.temp_path(path)
-    # O_EXCL: never clobber a file we did not create. Permissions end up as a plain open()
-    # would leave them: an existing file keeps its mode, a new one gets 0o666 minus the umask.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    mode = os.stat(path).st_mode if os.path.isfile(path) else os.fstat(fd).st_mode
-    os.close(fd)
+    # The file is written inside a private directory named after this writer: writers that
+    # make temp files of their own next to their target (safetensors >= 0.7 writes
+    # ``.tmpXXXXXX`` and renames it) then leave nothing a later save cannot attribute and
+    # remove if this process is killed mid-write.
+    staging = _tempfiles.temp_path(path, "partial")
+    os.mkdir(staging)
+    tmp = os.path.join(staging, os.path.basename(path))
     try:
+        # O_EXCL: never clobber a file we did not create. Permissions end up as a plain open()
+        # would leave them: an existing file keeps its mode, a new one gets 0o666 minus umask.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        mode = os.stat(path).st_mode if os.path.isfile(path) else os.fstat(fd).st_mode
+        os.close(fd)
         write_to(tmp)
         os.chmod(tmp, mode & 0o7777)  # the writer may have recreated it with its own mode
         with open(tmp, "rb+") as fh:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+    except BaseException as exc:
+        err = os_error(exc, path)
+        if err is not None:
+            raise err from exc
         raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable
         with contextlib.suppress(OSError):
             fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)

@@ -368,8 +368,8 @@ def test_save_killed_by_sigkill_leaves_old_file_and_next_save_cleans_up(tmp_path
     )
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == -signal.SIGKILL, err.decode()[-2000:]
-    left = [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
-    assert len(left) == 1 and f"-{proc.pid}." in left[0]  # the killed writer's temp file
+    left = [p.name for p in tmp_path.iterdir() if p.name.endswith(".partial")]
+    assert len(left) == 1 and f"-{proc.pid}." in left[0]  # the killed writer's temp dir
     assert ember.load(target)["w"].tolist() == [1.0] * 3  # the previous file is intact
     ember.save({"w": ember.ones(3) * 2}, target)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]

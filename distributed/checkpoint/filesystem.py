@@ -23,7 +23,7 @@ import uuid
 
 import numpy as np
 
-from ember import _tempfiles
+from ember import _serialization_io, _tempfiles
 
 from ..fsdp import _swap
 from ._items import np_dtype
@@ -127,7 +127,13 @@ class FileSystemWriter:
 
         name = rank_file(rank)
         path = os.path.join(staging, name)
-        save_file({k: to_storable(a) for k, a in arrays.items()}, path)
+        try:
+            save_file({k: to_storable(a) for k, a in arrays.items()}, path)
+        except Exception as exc:  # a full disk: an OSError naming ENOSPC and the file
+            err = _serialization_io.os_error(exc, path, note="")
+            if err is None:
+                raise
+            raise err from exc
         if self.sync_files:
             _fsync_file(path)
         return name

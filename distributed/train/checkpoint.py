@@ -69,7 +69,13 @@ def unpack_into(blobs: list[bytes], dest: str) -> Checkpoint:
         if os.path.exists(dest):
             shutil.rmtree(dest)
         os.replace(tmp, dest)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        from ember._serialization_io import os_error
+
+        # a full disk: OSError(ENOSPC) naming the checkpoint, whose predecessors are untouched
+        err = os_error(exc, dest, note="the previous checkpoints are unchanged")
+        if err is not None:
+            raise err from exc
         raise
     return Checkpoint(dest)

@@ -36,10 +36,11 @@ import numpy as np
 import ember, ember.distributed as dist
 rank = int(os.environ["RANK"])
 steps, pause = int(os.environ["CHAOS_STEPS"]), float(os.environ["CHAOS_SLEEP"])
+dim = int(os.environ.get("CHAOS_DIM", "32"))
 dist.init_process_group("grpc", timeout=120)
 print("READY", flush=True)
 ember.manual_seed(0)
-model = ember.nn.Linear(64, 32)
+model = ember.nn.Linear(64, dim)
 opt = ember.optim.SGD(model.parameters(), lr=0.05)
 rng = np.random.default_rng(rank)
 try:
@@ -64,9 +65,28 @@ print("DONE", json.dumps({n: p.detach().numpy().tobytes().hex()
 """
 
 
-def reference_weights(steps: int = STEPS) -> dict[str, str]:
+def reference_weights(steps: int = STEPS, dim: int = 32) -> dict[str, str]:
     """The loop of ``RANK_CODE`` for both ranks in one process, without a network: what an
-    uninterrupted run must end with, bit for bit (a two-rank sum is the same in either order)."""
+    uninterrupted run must end with, bit for bit (a two-rank sum is the same in either order).
+    ``dim``: the model's output features (``CHAOS_DIM``). BLAS runs on one thread, as in the
+    ranks (``OMP_NUM_THREADS=1``): a multi-threaded matmul of a larger model rounds otherwise."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        if dim > 32:  # small matmuls run on one thread anyway
+            raise RuntimeError(
+                f"reference_weights(dim={dim}) needs threadpoolctl to run BLAS on one thread"
+            ) from None
+        return _reference(steps, dim)
+    import numpy  # noqa: F401  (threadpoolctl limits the BLAS libraries already loaded)
+
+    import ember  # noqa: F401
+
+    with threadpool_limits(1):
+        return _reference(steps, dim)
+
+
+def _reference(steps: int, dim: int) -> dict[str, str]:
     import numpy as np
 
     import ember
@@ -74,7 +94,7 @@ def reference_weights(steps: int = STEPS) -> dict[str, str]:
     models, opts, rngs = [], [], []
     for rank in (0, 1):
         ember.manual_seed(0)
-        models.append(ember.nn.Linear(64, 32))
+        models.append(ember.nn.Linear(64, dim))
         opts.append(ember.optim.SGD(models[-1].parameters(), lr=0.05))
         rngs.append(np.random.default_rng(rank))
     for _ in range(steps):
@@ -102,10 +122,22 @@ class Outcome:
     resume_s: float | None = None  # from the link's return to rank 0's next finished step
     leaked_bytes: int = 0
     wall_s: float = 0.0
+    step_s: float | None = None  # rank 0's mean time between steps (after the first 2)
+    lost: int | None = None  # the side whose host was lost (``lose``)
 
     @property
     def survived(self) -> bool:
         return self.returncodes == [0, 0] and all(w is not None for w in self.weights)
+
+
+def _kill_namespace(pair: NetnsPair, side: int) -> None:
+    """SIGKILL every process in namespace ``side`` (the host is gone)."""
+    r = subprocess.run(["ip", "netns", "pids", pair.ns[side]], capture_output=True, text=True)
+    for pid in r.stdout.split():
+        try:
+            os.kill(int(pid), 9)
+        except ProcessLookupError:
+            pass
 
 
 def _cut(pair: NetnsPair, side: int, on: bool, how: str) -> None:
@@ -162,13 +194,24 @@ def run_scenario(
     steps: int = STEPS,
     timeout: float = 120.0,
     how: str = "drop",
+    dim: int = 32,
+    sleep: float = STEP_SLEEP,
+    lose: int | None = None,
 ) -> Outcome:
     """Start the two ranks, cut the link for ``cut_s`` seconds once rank 0 has done
     ``cut_after_step`` steps (``cut_s=0``: no cut), wait for both, and report. ``how``:
-    ``"drop"`` (nftables drops every packet) or ``"down"`` (``ip link set down``)."""
+    ``"drop"`` (nftables drops every packet) or ``"down"`` (``ip link set down``).
+    ``dim``: the model's output features; ``sleep``: seconds each rank sleeps after a step.
+    ``lose=side``: at the cut, the host of namespace ``side`` is lost for good: the link is
+    cut (and never restored) and every process in that namespace is SIGKILLed, so no FIN or RST
+    reaches the other side; ``cut_s`` is then ignored. Faults present from the start (packet
+    loss, bandwidth caps: ``NetnsPair.packet_loss`` / ``bandwidth_cap``) are set on ``pair``
+    before the call."""
     if how not in ("drop", "down"):
         raise ValueError(f"how must be 'drop' or 'down', got {how!r}")
-    out = Outcome(cut_s, grace_s)
+    if lose not in (None, 0, 1):
+        raise ValueError(f"lose must be None, 0 or 1, got {lose!r}")
+    out = Outcome(cut_s, grace_s, lost=lose)
     tmp = tempfile.mkdtemp(prefix="ember-chaos-")
     port = free_port()
     lines: list[list[str]] = [[], []]
@@ -186,7 +229,8 @@ def run_scenario(
             "EMBER_TOKEN": "chaos-token",
             "OMP_NUM_THREADS": "1",
             "CHAOS_STEPS": str(steps),
-            "CHAOS_SLEEP": str(STEP_SLEEP),
+            "CHAOS_SLEEP": str(sleep),
+            "CHAOS_DIM": str(dim),
             "TMPDIR": tmp,
         }
         if grace_s is not None:
@@ -217,7 +261,14 @@ def run_scenario(
         t.start()
     t_cut = t_back = None
     try:
-        if cut_s > 0:
+        if lose is not None:
+            if not reached.wait(timeout / 2):
+                raise RuntimeError(f"the ranks never reached step {cut_after_step}: {lines}")
+            t_cut = time.monotonic()
+            for side in (0, 1):  # first the link: the dying processes' FINs never leave
+                _cut(pair, side, True, how)
+            _kill_namespace(pair, lose)
+        elif cut_s > 0:
             if not reached.wait(timeout / 2):
                 raise RuntimeError(f"the ranks never reached step {cut_after_step}: {lines}")
             t_cut = time.monotonic()
@@ -251,6 +302,8 @@ def run_scenario(
         out.detect_s = first_error[0] - t_cut
     if t_back is not None:
         out.resume_s = next((t - t_back for t in step_times if t > t_back), None)
+    if len(step_times) > 3:  # the mean: a lossy link's cost is in rare stalls (TCP's RTO)
+        out.step_s = (step_times[-1] - step_times[2]) / (len(step_times) - 3)
     out.leaked_bytes = sum(_footprint(tmp, [p.pid for p in procs]).values())
     subprocess.run(["rm", "-rf", tmp])
     return out

@@ -50,10 +50,13 @@ def _loop(config):
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         ember.set_rng_state(state["rng"])
-        loader.load_state_dict(state["loader"])  # the epoch counter drives the shuffle
+        if not config.get("set_epoch"):
+            loader.load_state_dict(state["loader"])  # the epoch counter drives the shuffle
         start = state["epoch"] + 1
     rank = get_context().get_world_rank()
     for epoch in range(start, config["epochs"]):
+        if config.get("set_epoch"):  # PyTorch's idiom instead of the loader's state
+            loader.sampler.set_epoch(epoch)
         for i, (x, y) in enumerate(loader):
             kill = (epoch, i) in [tuple(k) for k in config["kill_at"]]
             marker = os.path.join(config["markers"], f"{epoch}_{i}")
@@ -87,10 +90,10 @@ def _final_weights(result):
     return {k: v.numpy() for k, v in state["model"].items()}
 
 
-def _fit(tmp_path, name, kill_at, max_failures):
+def _fit(tmp_path, name, kill_at, max_failures, **config):
     markers = tmp_path / f"markers_{name}"
     markers.mkdir()
-    cfg = {"epochs": 4, "kill_at": kill_at, "markers": str(markers)}
+    cfg = {"epochs": 4, "kill_at": kill_at, "markers": str(markers), **config}
     return Trainer(
         _loop,
         cfg,
