@@ -4,11 +4,16 @@ For 2 and 3 ranks (one process each, one BLAS thread each, one fresh process gro
 strategy) this trains a small language model with Adam under DDP, ZeRO-1
 (``ZeroRedundancyOptimizer`` + DDP), ZeRO-1 and ZeRO-2 as a wrapper (``ZeroDataParallel``) and
 ZeRO-3 (``FullyShardedDataParallel``, FULL_SHARD, one unit per encoder layer plus the
-embedding and the output layer, forward and backward prefetch), and reports per rank:
+embedding and the output layer, forward and backward prefetch), ZeRO-3 with
+``CPUOffload(offload_params=True)`` and, for an even number of ranks, HSDP (HYBRID_SHARD on a
+2 x N/2 mesh: sharded within each of 2 "hosts", replicated across them), and reports per rank:
 
 - parameters + gradients + Adam state in bytes, MEASURED by
   ``ember.distributed.memory_report`` after an optimizer step, next to the float32 formulas
-  (Ψ parameters, N ranks: DDP 16Ψ, ZeRO-1 8Ψ + 8Ψ/N, ZeRO-2 4Ψ + 12Ψ/N, ZeRO-3 16Ψ/N);
+  (Ψ parameters, N ranks: DDP 16Ψ, ZeRO-1 8Ψ + 8Ψ/N, ZeRO-2 4Ψ + 12Ψ/N, ZeRO-3 16Ψ/N,
+  HSDP 16Ψ/(N/2); with CPUOffload the ZeRO-3 bytes live on the host, so on a CUDA model the
+  device is spared all 16Ψ/N of them; on a CPU-only run the host is the device and the row
+  shows the same bytes as ZeRO-3);
 - communication buffers held between steps (DDP's buckets) and the process's peak RSS;
 - median step time, and its ratio to DDP's measured in the same run.
 
@@ -30,14 +35,21 @@ import time
 from _common import int_at_least, pin_threads, positive_int, table
 
 VOCAB, D, HEADS, FF, SEQ, BATCH = 8000, 512, 8, 2048, 64, 4
-STRATEGIES = ("ddp", "zero1", "zero1_wrapper", "zero2", "zero3")
+STRATEGIES = ("ddp", "zero1", "zero1_wrapper", "zero2", "zero3", "zero3_offload", "hsdp")
 LABELS = {
     "ddp": "DDP",
     "zero1": "ZeRO-1 (ZeroRedundancyOptimizer+DDP)",
     "zero1_wrapper": "ZeRO-1 (ZeroDataParallel stage 1)",
     "zero2": "ZeRO-2 (ZeroDataParallel stage 2)",
     "zero3": "ZeRO-3 (FSDP FULL_SHARD)",
+    "zero3_offload": "ZeRO-3 + CPUOffload(offload_params)",
+    "hsdp": "HSDP (FSDP HYBRID_SHARD, 2 hosts)",
 }
+
+
+def strategies(world: int) -> tuple[str, ...]:
+    """HSDP needs the ranks split into 2 equal "hosts" (a 2 x world/2 mesh)."""
+    return tuple(s for s in STRATEGIES if s != "hsdp" or world % 2 == 0)
 
 
 def formula(strategy: str, psi: int, n: int) -> float:
@@ -47,14 +59,20 @@ def formula(strategy: str, psi: int, n: int) -> float:
         "zero1_wrapper": 8 * psi + 8 * psi / n,
         "zero2": 4 * psi + 12 * psi / n,
         "zero3": 16 * psi / n,
+        # the same bytes, but on the host: a CUDA model keeps none of them on the device
+        "zero3_offload": 16 * psi / n,
+        # sharded within a host (n/2 ranks), replicated across the 2 hosts
+        "hsdp": 16 * psi / (n // 2),
     }[strategy]
 
 
 # ---- one rank -----------------------------------------------------------------------------
-def _build(strategy: str, layers: int):
+def _build(strategy: str, layers: int, world: int):
     """(model, optimizer, Ψ) for one strategy; every rank builds the same initial weights."""
     import ember
     from ember import nn
+    from ember.distributed.device_mesh import init_device_mesh
+    from ember.distributed.fsdp import CPUOffload, ShardingStrategy
     from ember.distributed.fsdp import FullyShardedDataParallel as FSDP
     from ember.distributed.optim import ZeroDataParallel, ZeroRedundancyOptimizer
     from ember.distributed.parallel.ddp import DistributedDataParallel as DDP
@@ -85,7 +103,13 @@ def _build(strategy: str, layers: int):
         def policy(module, recurse, nonwrapped_numel):
             return recurse or isinstance(module, nn.TransformerEncoderLayer) or id(module) in top
 
-        model = FSDP(model, auto_wrap_policy=policy, forward_prefetch=True)
+        kw = {}
+        if strategy == "zero3_offload":
+            kw["cpu_offload"] = CPUOffload(offload_params=True)
+        elif strategy == "hsdp":
+            kw["sharding_strategy"] = ShardingStrategy.HYBRID_SHARD
+            kw["device_mesh"] = init_device_mesh("cpu", (2, world // 2))
+        model = FSDP(model, auto_wrap_policy=policy, forward_prefetch=True, **kw)
     if strategy == "zero1":
         opt = ZeroRedundancyOptimizer(model.parameters(), ember.optim.Adam, lr=1e-4)
     else:
@@ -123,7 +147,7 @@ def worker(mode: str, out: str, steps: int, layers: int) -> None:
     rng = np.random.default_rng(rank)
     if mode.startswith("memory:"):
         strategy = mode.split(":", 1)[1]
-        model, opt, psi = _build(strategy, layers)
+        model, opt, psi = _build(strategy, layers, dist.get_world_size())
         for _ in range(2):
             _, loss = _step(model, opt, rng)
         res = {
@@ -133,8 +157,9 @@ def worker(mode: str, out: str, steps: int, layers: int) -> None:
             "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         }
     else:
-        built = {s: _build(s, layers)[:2] for s in STRATEGIES}
-        times = {s: [] for s in STRATEGIES}
+        world = dist.get_world_size()
+        built = {s: _build(s, layers, world)[:2] for s in strategies(world)}
+        times = {s: [] for s in built}
         for i in range(1 + steps):  # the first round warms up
             for s, (model, opt) in built.items():
                 dist.barrier()
@@ -215,16 +240,15 @@ def main() -> None:
     raw = {}
     with tempfile.TemporaryDirectory() as out:
         for world in args.ranks:
-            mem = {
-                s: launch(world, f"memory:{s}", out, args.steps, args.layers) for s in STRATEGIES
-            }
+            names = strategies(world)
+            mem = {s: launch(world, f"memory:{s}", out, args.steps, args.layers) for s in names}
             timing = launch(world, "timing", out, args.steps, args.layers)
             raw[world] = {"memory": mem, "timing": timing}
             # a step ends when the slowest rank ends
-            step = {s: max(r[s] for r in timing) for s in STRATEGIES}
+            step = {s: max(r[s] for r in timing) for s in names}
             psi = mem["ddp"][0]["psi"]
             rows = []
-            for s in STRATEGIES:
+            for s in names:
                 res = mem[s]
                 pgs = max(
                     sum(r["memory"][k] for k in ("parameters", "gradients", "optimizer_state"))

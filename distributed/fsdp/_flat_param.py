@@ -25,6 +25,7 @@ from ember.autograd import Function
 from ember.nn import Parameter
 
 from .. import distributed_c10d as c10d
+from . import _orig_params as _orig
 from ._storage import FlatStorage
 
 
@@ -85,11 +86,21 @@ class FlatParamHandle:
         self.dtype = _interop.array_of(first).dtype
         self.device = first.device
         self.requires_grad = first.requires_grad
+        # HYBRID_SHARD: gradients are also all-reduced over the replicas of this shard
+        self.replicate_group = config.replicate_group
+        self.dp_size = self.world_size
+        if self.replicate_group is not None:
+            self.dp_size *= c10d.get_world_size(self.replicate_group)
+        self.offload = config.offload_params and self.device.type != "cpu"
+        self.orig_params = [p for p, _ in entries] if config.use_orig_params else None
+        numels = [p.numel() for p, _ in entries]
+        if self.orig_params is not None:  # PyTorch aligns each original's start
+            offsets, offset = _orig.aligned_offsets(numels, self.dtype.itemsize)
+        else:
+            offsets, offset = [sum(numels[:i]) for i in range(len(numels))], sum(numels)
         self.entries: list[_Entry] = []
-        offset = 0
-        for p, aliases in entries:
-            self.entries.append(_Entry(aliases, p.shape, p.numel(), offset))
-            offset += p.numel()
+        for (p, aliases), n, off in zip(entries, numels, offsets):
+            self.entries.append(_Entry(aliases, p.shape, n, off))
         self.numel = offset
         self.shard_size = -(-max(offset, 1) // self.nshards)
         self.padded = self.shard_size * self.nshards
@@ -110,12 +121,20 @@ class FlatParamHandle:
 
         self.storage = FlatStorage(self.padded, self.dtype, self.device)
         full = self.storage.array
+        full[...] = 0  # the padding (and the alignment gaps of use_orig_params)
         for (p, _), e in zip(entries, self.entries):
             full[e.offset : e.offset + e.numel] = _interop.array_of(p).reshape(-1)
-        full[self.numel :] = 0
         lo, hi = self.shard_bounds()
+        if self.offload and not self.sharded_at_rest:
+            raise NotImplementedError(
+                f"FullyShardedDataParallel: CPUOffload(offload_params=True) with "
+                f"{config.strategy.name} on {self.device} is not supported (use FULL_SHARD, "
+                "SHARD_GRAD_OP or HYBRID_SHARD)"
+            )
         if not config.shard or config.keep_full:
             flat = full[lo:hi]  # NO_SHARD: the whole storage; ZeRO-1/2: a view of its shard
+        elif self.offload:
+            flat = _to_host(full[lo:hi])  # CPUOffload: the shard lives in host memory
         else:
             flat = full[lo:hi].copy()
         self.flat_param = Parameter(_interop.wrap(flat), self.requires_grad)
@@ -134,10 +153,13 @@ class FlatParamHandle:
         self._pending: list = []  # (work, array) of gradient reductions in flight
         self._acc_grad = None  # unreduced gradient accumulated under no_sync()
         self.unsharded = True
-        for e, view in zip(self.entries, self._plain):
-            for module, name in e.aliases:
-                del module._parameters[name]
-                module.__dict__[name] = view
+        if self.orig_params is not None:
+            _orig.bind(self)
+        else:
+            for e, view in zip(self.entries, self._plain):
+                for module, name in e.aliases:
+                    del module._parameters[name]
+                    module.__dict__[name] = view
         if self.sharded_at_rest:
             self.reshard()
 
@@ -152,6 +174,14 @@ class FlatParamHandle:
             _interop.wrap(full[e.offset : e.offset + e.numel].reshape(e.shape))
             for e in self.entries
         )
+
+    def _to_compute(self, arr):
+        """``arr`` (the host shard under CPUOffload) on the compute device."""
+        if not self.offload:
+            return arr
+        from ember.backend import get_array_module
+
+        return get_array_module(self.device).asarray(arr)
 
     @property
     def owner(self):
@@ -176,14 +206,30 @@ class FlatParamHandle:
                 "unit's storage). Move or cast the model before wrapping it, and change "
                 "parameter values in place (e.g. under summon_full_params)."
             )
-        for e in self.entries:
+        for i, e in enumerate(self.entries):
             for module, name in e.aliases:
+                if self.orig_params is not None:
+                    if module._parameters.get(name) is not self.orig_params[i]:
+                        raise RuntimeError(
+                            f"{unit_name}: parameter '{name}' of {type(module).__name__} was "
+                            "replaced after wrapping (use_orig_params=True keeps the original "
+                            "Parameter objects); change its values in place instead."
+                        )
+                    continue
                 if name in module._parameters:
                     raise RuntimeError(
                         f"{unit_name}: parameter '{name}' of {type(module).__name__} was "
                         "re-registered after wrapping; the wrapper no longer manages it. Assign "
                         "new parameters before wrapping the model."
                     )
+
+    def sync_orig_params(self) -> None:
+        """use_orig_params: take parameters given new data into the shard; the optimizer
+        changed the shard through the views, so the low-precision copy is stale too."""
+        if self.orig_params is None:
+            return
+        _orig.write_back(self)
+        _interop.bump_version(self.flat_param)
 
     # ---- parameters ----------------------------------------------------------------------
     def needs_gather(self) -> bool:
@@ -198,13 +244,15 @@ class FlatParamHandle:
         if self._gather_work is None and self.needs_gather():
             self.storage.acquire()
             self._gather_version = _interop.version(self.flat_param)
+            # CPUOffload: the host shard goes up to the device first (a no-op on the CPU)
+            src = self._to_compute(self._flat_array)
             if self.world_size == 1:
-                self.storage.array[: self.shard_size] = self._flat_array
+                self.storage.array[: self.shard_size] = src
                 self._gather_work = True
             else:
                 self._gather_work = c10d.all_gather_into_tensor(
                     _interop.wrap(self.storage.array),
-                    _interop.wrap(self._flat_array),
+                    _interop.wrap(src),
                     group=self.config.process_group,
                     async_op=True,
                 )
@@ -229,7 +277,7 @@ class FlatParamHandle:
         version = _interop.version(self.flat_param)
         if self._mp_work is None and not (self.mp_unsharded and self.mp_version == version):
             self.mp_storage.acquire()
-            src = self._flat_array.astype(self.low)
+            src = self._to_compute(self._flat_array).astype(self.low)
             if not self.config.shard or self.world_size == 1:
                 self.mp_storage.array[: src.shape[0]] = src
                 work = None
@@ -256,6 +304,8 @@ class FlatParamHandle:
 
     def reshard(self) -> None:
         """Free the gathered parameters (sharded-at-rest handles only)."""
+        if self.orig_params is not None:
+            _orig.use_sharded_views(self)
         if not self.sharded_at_rest:
             return
         if self.low is not None:
@@ -289,7 +339,10 @@ class FlatParamHandle:
         """Forget this iteration's graph views (the attributes become plain views again)."""
         if self._graph_views is not None:
             self._graph_views = None
-            self.attach_views(False)
+            if self.orig_params is not None:
+                _orig.use_sharded_views(self)
+            else:
+                self.attach_views(False)
 
     def load_full_flat(self, full: np.ndarray) -> None:
         """Take new values from a full flat array (of ``padded`` elements) on every rank."""
@@ -300,7 +353,7 @@ class FlatParamHandle:
                 _interop.bump_version(self.flat_param)
                 self.gathered_version = _interop.version(self.flat_param)
             else:
-                self._flat_array[...] = full[lo:hi]
+                self._flat_array[...] = _to_host(full[lo:hi]) if self.offload else full[lo:hi]
                 _interop.bump_version(self.flat_param)
                 if self.unsharded:
                     self.storage.array[...] = full
@@ -310,7 +363,8 @@ class FlatParamHandle:
         self.mp_unsharded = False  # the low-precision copy may be stale now: cast it again
         if self.sharded_at_rest and self.unsharded:
             lo, hi = self.shard_bounds()
-            self._flat_array[...] = self.storage.array[lo:hi]
+            part = self.storage.array[lo:hi]
+            self._flat_array[...] = _to_host(part) if self.offload else part
             _interop.bump_version(self.flat_param)
 
     # ---- gradients -----------------------------------------------------------------------
@@ -353,21 +407,31 @@ class FlatParamHandle:
         pending, self._pending = self._pending, []
         lo, hi = self.shard_bounds()
         p = self.flat_param
+        reduced = None  # use_orig_params: this backward's reduced shard, summed
         for work, arr in pending:
             if work is not None:
                 work.wait()
-            if self.world_size > 1:
-                arr *= 1.0 / self.world_size
+            if self.replicate_group is not None:  # HYBRID_SHARD: sum over the replicas
+                c10d.all_reduce(_interop.wrap(arr), group=self.replicate_group)
+            if self.dp_size > 1:
+                arr *= 1.0 / self.dp_size
             if arr.shape[0] != self.shard_size:
                 arr = arr[lo:hi]  # a full gradient: ZeRO-1 keeps it, its shard is a view
             want = self.low if self.keep_low_grads else self.dtype
             if arr.dtype != want:  # mixed precision: the optimizer steps in the param dtype
                 arr = arr.astype(want)
+            if self.offload:  # CPUOffload: the gradient shard goes down to the host
+                arr = _to_host(arr)
+            if self.orig_params is not None:
+                reduced = arr.copy() if reduced is None else reduced + arr
+                continue
             if p.grad is None:
                 p.grad = _interop.wrap(arr)
             else:
                 _interop.array_of(p.grad)[...] += arr
             _interop.run_post_accumulate_grad_hooks(p)
+        if reduced is not None:
+            _orig.set_grads(self, reduced)
 
     def memory_arrays(self):
         """(category, array) pairs this handle holds beyond its flat parameter and grad."""
@@ -380,6 +444,11 @@ class FlatParamHandle:
             yield "gradients", self._acc_grad
         for _, arr in self._pending:
             yield "communication_buffers", arr
+
+
+def _to_host(arr):
+    """A host (NumPy) copy of a device array; NumPy arrays are returned as they are."""
+    return arr if isinstance(arr, np.ndarray) else arr.get()
 
 
 def _empty_like(arr, n: int):

@@ -31,14 +31,19 @@ class _UnitConfig:
     ignored_modules: frozenset = field(default_factory=frozenset)
     strategy: ShardingStrategy | None = None
     mixed_precision: Any = None  # a _mixed_precision.MPPolicy (FSDP only)
+    # HYBRID_SHARD: the group the reduced gradient shards are all-reduced over (the replicas of
+    # this rank's shard on the other hosts); None: no replication
+    replicate_group: Any = None
+    offload_params: bool = False  # CPUOffload(offload_params=True): shards live on the host
+    use_orig_params: bool = False  # the original parameters stay, as views of the flat shard
 
 
 def config_for(strategy: ShardingStrategy, process_group, **kw) -> _UnitConfig:
-    if strategy is ShardingStrategy.FULL_SHARD:
+    if strategy in (ShardingStrategy.FULL_SHARD, ShardingStrategy.HYBRID_SHARD):
         return _UnitConfig(
             process_group, True, False, True, "reduce_scatter", strategy=strategy, **kw
         )
-    if strategy is ShardingStrategy.SHARD_GRAD_OP:
+    if strategy in (ShardingStrategy.SHARD_GRAD_OP, ShardingStrategy._HYBRID_SHARD_ZERO2):
         return _UnitConfig(
             process_group, True, False, False, "reduce_scatter", strategy=strategy, **kw
         )

@@ -32,11 +32,18 @@ class ShardingStrategy(Enum):
     - ``SHARD_GRAD_OP`` (ZeRO-2 during computation): as ``FULL_SHARD``, but parameters stay
       unsharded from forward until the end of backward (one all-gather per step).
     - ``NO_SHARD`` (DDP): nothing is sharded; gradients are all-reduced.
+    - ``HYBRID_SHARD`` (HSDP): ``FULL_SHARD`` within a shard group (a host), replicated
+      across the groups: gradients are reduce-scattered within the shard group, then
+      all-reduced across the replicas. Give the groups as a 2-D ``device_mesh``
+      (dim 0 replicate, dim 1 shard) or ``process_group=(shard_group, replicate_group)``.
+    - ``_HYBRID_SHARD_ZERO2``: as ``HYBRID_SHARD`` with ``SHARD_GRAD_OP`` within the group.
     """
 
     FULL_SHARD = auto()
     SHARD_GRAD_OP = auto()
     NO_SHARD = auto()
+    HYBRID_SHARD = auto()
+    _HYBRID_SHARD_ZERO2 = auto()
 
 
 class BackwardPrefetch(Enum):
@@ -87,26 +94,37 @@ class FullStateDictConfig(StateDictConfig):
 
 @dataclass
 class ShardedStateDictConfig(StateDictConfig):
-    pass
+    """Options of ``StateDictType.SHARDED_STATE_DICT``: each rank saves and loads only its own
+    shards (``offload_to_cpu`` as in :class:`StateDictConfig`)."""
 
 
 @dataclass
 class OptimStateDictConfig:
+    """Options of the optimizer state dict. ``offload_to_cpu``: return CPU tensors (matters only
+    for CUDA models)."""
+
     offload_to_cpu: bool = False
 
 
 @dataclass
 class FullOptimStateDictConfig(OptimStateDictConfig):
+    """Options of the full (unsharded) optimizer state dict. ``rank0_only``: only rank 0
+    receives it; the others get an empty dict."""
+
     rank0_only: bool = False
 
 
 @dataclass
 class ShardedOptimStateDictConfig(OptimStateDictConfig):
-    pass
+    """Options of the sharded optimizer state dict: each rank keeps the state of its own
+    shards."""
 
 
 @dataclass
 class StateDictSettings:
+    """What ``FullyShardedDataParallel.get_state_dict_type`` returns: the state dict type and
+    the model and optimizer state dict configurations in force."""
+
     state_dict_type: StateDictType
     state_dict_config: StateDictConfig
     optim_state_dict_config: OptimStateDictConfig
@@ -114,7 +132,13 @@ class StateDictSettings:
 
 @dataclass
 class CPUOffload:
-    """Accepted for PyTorch compatibility; ``offload_params=True`` is not supported."""
+    """Offload the sharded parameters and their gradients to the host (PyTorch's ``CPUOffload``).
+
+    With ``offload_params=True`` each unit's shard and its gradient live in host memory, so the
+    optimizer steps there; before an all-gather the shard is copied to the compute device, and
+    after the reduce-scatter the reduced gradient shard is copied back. On a CPU-only model the
+    copies are no-ops and only the placement semantics remain (everything reports device cpu).
+    """
 
     offload_params: bool = False
 

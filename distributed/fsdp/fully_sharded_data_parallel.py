@@ -24,8 +24,10 @@ from . import _state_dict as _sd
 from ._flat_param import FlatParamHandle
 from ._init_utils import (
     broadcast_states,
+    check_cpu_offload,
     check_wrappable,
     collect_params,
+    resolve_groups,
     resolve_ignored,
     unsupported,
 )
@@ -70,9 +72,17 @@ class FullyShardedDataParallel(Module):
         mixed_precision (MixedPrecision or None): compute in ``param_dtype`` (the gathered
             parameters are cast; the sharded parameters the optimizer steps keep their
             dtype), reduce gradients in ``reduce_dtype``, cast buffers to ``buffer_dtype``.
-        cpu_offload, param_init_fn, device_id, limit_all_gathers,
-        use_orig_params, ignored_states, device_mesh: accepted for PyTorch compatibility;
-            the features behind non-default values are not implemented.
+        cpu_offload (CPUOffload or None): ``CPUOffload(offload_params=True)`` keeps the shards
+            and their gradients on the host (the optimizer steps there).
+        use_orig_params (bool): ``parameters()`` yields the original parameters, each a 1-D
+            view of its part of this rank's flat shard (numel 0 when none of it is here),
+            so optimizers can have per-parameter groups.
+        device_mesh (DeviceMesh or None): a 1-D mesh to shard over, or for ``HYBRID_SHARD``
+            a 2-D mesh (dim 0 replicate, dim 1 shard); instead of ``process_group``, which
+            for ``HYBRID_SHARD`` is a ``(shard_group, replicate_group)`` tuple.
+        ignored_states: parameters or modules to leave unsharded (as ``ignored_modules``).
+        param_init_fn, device_id, limit_all_gathers: accepted for PyTorch compatibility;
+            ``param_init_fn`` is not implemented.
     """
 
     def __init__(
@@ -95,7 +105,8 @@ class FullyShardedDataParallel(Module):
         device_mesh=None,
     ):
         super().__init__()
-        unsupported(cpu_offload, param_init_fn, use_orig_params, device_mesh)
+        unsupported(param_init_fn)
+        offload = check_cpu_offload(cpu_offload)
         mp = _mp.resolve(mixed_precision)
         check_wrappable(module, type(self).__name__)
         if not c10d.is_initialized():
@@ -111,9 +122,16 @@ class FullyShardedDataParallel(Module):
                 f"backward_prefetch must be a BackwardPrefetch or None, got {backward_prefetch!r}"
             )
         ignored_mods, ignored_params = resolve_ignored(module, ignored_modules, ignored_states)
+        first = next(iter(module.parameters()), None)
+        shard_pg, replicate_pg = resolve_groups(
+            strategy, process_group, device_mesh, first.device.type if first is not None else "cpu"
+        )
         config = config_for(
             strategy,
-            process_group,
+            shard_pg,
+            replicate_group=replicate_pg,
+            offload_params=offload,
+            use_orig_params=bool(use_orig_params),
             backward_prefetch=backward_prefetch,
             forward_prefetch=forward_prefetch,
             sync_module_states=sync_module_states,
@@ -163,7 +181,13 @@ class FullyShardedDataParallel(Module):
             broadcast_states(groups, module, config)
         self._handles = [FlatParamHandle(g, self, config) for g in groups]
         for i, h in enumerate(self._handles):
-            self.register_parameter("_flat_param" if i == 0 else f"_flat_param_{i}", h.flat_param)
+            name = "_flat_param" if i == 0 else f"_flat_param_{i}"
+            if config.use_orig_params:
+                # PyTorch hides the flat parameter: parameters() yields the originals (views of
+                # this rank's shard); the attribute stays for introspection
+                object.__setattr__(self, name, h.flat_param)
+            else:
+                self.register_parameter(name, h.flat_param)
 
     @property
     def module(self) -> Module:
@@ -238,6 +262,7 @@ class FullyShardedDataParallel(Module):
         for u in state.units:
             for h in u._handles:
                 h.check_unchanged(u._unit_name())
+                h.sync_orig_params()
         state.start_iteration()
 
     def _pre_forward(self) -> None:
@@ -422,6 +447,7 @@ class FullyShardedDataParallel(Module):
     def optim_state_dict(model: Module, optim, optim_state_dict=None, group=None) -> dict:
         """The optimizer state keyed by original parameter names: full tensors
         (``FULL_STATE_DICT``) or this rank's pieces (``SHARDED_STATE_DICT``)."""
+        _no_orig_params(model, "optim_state_dict")
         return _osd.optim_state_dict(model, optim, optim_state_dict)
 
     @staticmethod
@@ -435,6 +461,7 @@ class FullyShardedDataParallel(Module):
     ) -> dict:
         """Turn a name-keyed (full or sharded) optimizer state dict into one that
         ``optim.load_state_dict`` takes on this rank."""
+        _no_orig_params(model, "optim_state_dict_to_load")
         out = _osd.to_load(model, optim, optim_state_dict)
         if load_directly:
             optim.load_state_dict(out)
@@ -456,3 +483,13 @@ class FullyShardedDataParallel(Module):
     def _ember_memory_arrays(self):
         for h in self._handles:
             yield from h.memory_arrays()
+
+
+def _no_orig_params(model: Module, what: str) -> None:
+    if any(
+        getattr(m, "_ember_fsdp_unit", False) and m._config.use_orig_params for m in model.modules()
+    ):
+        raise NotImplementedError(
+            f"FullyShardedDataParallel.{what} is not supported with use_orig_params=True yet "
+            "(the optimizer holds the original parameters' shard views, not flat parameters)"
+        )

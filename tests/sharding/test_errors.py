@@ -74,8 +74,8 @@ def test_shared_parameter_split_across_units():
 def test_bad_arguments():
     with pytest.raises(TypeError, match="ShardingStrategy"):
         FSDP(make_model(), sharding_strategy="FULL_SHARD")
-    with pytest.raises(NotImplementedError, match="use_orig_params"):
-        FSDP(make_model(), use_orig_params=True)
+    with pytest.raises(NotImplementedError, match="param_init_fn"):
+        FSDP(make_model(), param_init_fn=lambda m: None)
     with pytest.raises(ValueError, match="stage must be 1 or 2"):
         ZeroDataParallel(make_model(), stage=3)
     with pytest.raises(TypeError, match="optimizer_class"):

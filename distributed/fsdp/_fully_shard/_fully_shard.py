@@ -21,7 +21,7 @@ from ember.autograd import Function
 
 from ...device_mesh import DeviceMesh
 from ...distributed_c10d import get_world_size
-from ...tensor import DTensor, Shard
+from ...tensor import DTensor
 from ._api import MixedPrecisionPolicy, OffloadPolicy
 from ._param_group import FSDPParamGroup
 
@@ -159,7 +159,7 @@ def _state_dict_hook(module, state_dict, prefix, local_metadata) -> None:
         if key in state_dict:
             keep_vars = state_dict[key] is p.sharded or state_dict[key] is p.unsharded
             local = p.sharded if keep_vars else p.sharded.detach()
-            state_dict[key] = DTensor(local, g.mesh, (Shard(0),), p.shape)
+            state_dict[key] = DTensor(local, g.mesh, g.placements, p.shape)
 
 
 def _load_state_dict_pre_hook(module, state_dict, prefix, *args) -> None:
@@ -175,8 +175,8 @@ def _load_state_dict_pre_hook(module, state_dict, prefix, *args) -> None:
                     f"load_state_dict: '{key}' is a DTensor of global shape "
                     f"{tuple(value.shape)}, the parameter's is {p.shape}"
                 )
-            if value.placements != (Shard(0),):
-                value = value.redistribute(value.device_mesh, (Shard(0),))
+            if value.placements != g.placements:
+                value = value.redistribute(value.device_mesh, g.placements)
             state_dict[key] = value.to_local()
 
 
@@ -251,7 +251,10 @@ def fully_shard(
 
     Args:
         module (nn.Module): apply to the inner blocks first, then to the root.
-        mesh (DeviceMesh, optional): a 1-d mesh; the default is one over the whole world.
+        mesh (DeviceMesh, optional): a 1-d mesh to shard over (the default: the whole
+            world), or a 2-d mesh for HSDP: parameters are sharded over dim 1 and replicated
+            over dim 0 (``(Replicate(), Shard(0))`` placements), gradients reduce-scattered
+            over dim 1 and all-reduced over dim 0.
         reshard_after_forward (bool, optional): free the gathered parameters after forward
             (gather again in backward). ``None`` (default) means ``True``; the root keeps
             them either way, as in PyTorch.
@@ -286,10 +289,11 @@ def fully_shard(
     mesh = _default_mesh(module) if mesh is None else mesh
     if not isinstance(mesh, DeviceMesh):
         raise TypeError(f"fully_shard: mesh must be a DeviceMesh, got {type(mesh).__name__}")
-    if mesh.ndim != 1:
-        raise NotImplementedError(
-            f"fully_shard: only a 1-d mesh is supported (HSDP on a {mesh.ndim}-d mesh of shape "
-            f"{tuple(mesh.shape)} is not yet)"
+    if mesh.ndim not in (1, 2):
+        raise ValueError(
+            f"fully_shard: mesh must be 1-d (FSDP) or 2-d (HSDP: replicate dim 0, shard dim 1), "
+            f"got a {mesh.ndim}-d mesh of shape "
+            f"{tuple(mesh.shape)}"
         )
     ignored = {id(p) for p in (ignored_params or ())}
     params = [t for t in _managed_params(module) if id(t[0]._parameters[t[1]]) not in ignored]

@@ -22,7 +22,7 @@ from ember.backend import get_array_module
 
 from ... import collectives as _c
 from ...reduce_op import ReduceOp
-from ...tensor import DTensor, Shard
+from ...tensor import DTensor, Replicate, Shard
 from ...tensor.parallel import DTensorParameter
 from .._storage import FlatStorage
 from ._api import CPUOffloadPolicy, MixedPrecisionPolicy, OffloadPolicy
@@ -39,7 +39,9 @@ def _align(n: int) -> int:
 class _Param:
     """One managed parameter: where it lives in its module, its shard and its unsharded view."""
 
-    def __init__(self, module, name: str, full, mesh, rank: int, world: int, fqn: str) -> None:
+    def __init__(
+        self, module, name: str, full, mesh, rank: int, world: int, fqn: str, placements
+    ) -> None:
         if full.dim() == 0:
             raise NotImplementedError(
                 f"fully_shard: parameter '{fqn}' is 0-dimensional; FSDP2 shards dimension 0"
@@ -55,7 +57,7 @@ class _Param:
             self.row_numel *= s
         lo, hi = min(rank * self.pad_rows, n), min((rank + 1) * self.pad_rows, n)
         local = full.detach()[lo:hi].clone()  # this rank's own data, as PyTorch (no broadcast)
-        dt = DTensor(local, mesh, (Shard(0),), self.shape)
+        dt = DTensor(local, mesh, placements, self.shape)
         self.sharded = DTensorParameter(dt, requires_grad=full.requires_grad)
         self.unsharded = None  # a Parameter viewing the group's storage (made at first unshard)
         self.grad_ready = False
@@ -80,9 +82,15 @@ class FSDPParamGroup:
         offload_policy: OffloadPolicy,
     ) -> None:
         self.mesh = mesh
-        self.group = mesh.get_group(0)
-        self.world = mesh.size()
-        self.rank = mesh.get_coordinate()[0]
+        # a 1-d mesh shards over its ranks; a 2-d mesh is HSDP, as PyTorch: dim 0 replicates
+        # (gradients all-reduced across it), dim 1 shards
+        shard_dim = mesh.ndim - 1
+        self.group = mesh.get_group(shard_dim)
+        self.world = mesh.size(shard_dim)
+        self.rank = mesh.get_coordinate()[shard_dim]
+        self.replicate_group = mesh.get_group(0) if mesh.ndim == 2 else None
+        self.replicas = mesh.size(0) if mesh.ndim == 2 else 1
+        self.placements = (Shard(0),) if mesh.ndim == 1 else (Replicate(), Shard(0))
         self.mp = mp_policy
         self.offload = isinstance(offload_policy, CPUOffloadPolicy)
         self.params: list[_Param] = []
@@ -91,12 +99,14 @@ class FSDPParamGroup:
             full = module._parameters[name]
             if self.device is None:
                 self.device = full.device
-            self.params.append(_Param(module, name, full, mesh, self.rank, self.world, fqn))
+            self.params.append(
+                _Param(module, name, full, mesh, self.rank, self.world, fqn, self.placements)
+            )
         for p in self.params:
             sharded = p.sharded
             if self.offload and sharded.device.type != "cpu":
                 sharded = DTensorParameter(
-                    DTensor(sharded.to("cpu"), mesh, (Shard(0),), p.shape), p.requires_grad
+                    DTensor(sharded.to("cpu"), mesh, self.placements, p.shape), p.requires_grad
                 )
                 p.sharded = sharded
             setattr(p.module, p.name, p.sharded)
@@ -228,7 +238,10 @@ class FSDPParamGroup:
                 op=ReduceOp.SUM,
                 group=self.group,
             )
-            recv /= self.divide_factor or self.world  # mean over the data-parallel ranks
+            if self.replicate_group is not None:  # HSDP: sum the shard over the replicas
+                _c.all_reduce(_interop.wrap(recv), op=ReduceOp.SUM, group=self.replicate_group)
+            # mean over the data-parallel ranks (every replica of every shard)
+            recv /= self.divide_factor or self.world * self.replicas
             for p, off in zip(ps, offs):
                 piece = recv[off : off + p.local_rows * p.row_numel].reshape(p.sharded.shape)
                 grad = _interop.wrap(piece).to(
