@@ -20,12 +20,19 @@ import numpy as np  # noqa: E402
 
 import ember  # noqa: E402
 
-try:
-    import torch
+torch = None  # imported once the arguments are parsed: --help answers without it
 
-    torch.set_num_threads(1)
-except ImportError:  # the table then shows ember only
-    torch = None
+
+def _import_torch() -> None:
+    global torch
+    try:
+        import torch as _torch
+
+        _torch.set_num_threads(1)
+        torch = _torch
+    except ImportError:  # the table then shows ember only
+        pass
+
 
 OPS = {
     "add": (lambda a, b: a + b, [(16, 16), (16, 16)]),
@@ -69,6 +76,7 @@ def main(argv: list[str] | None = None) -> None:
         help=f"comma-separated, from {', '.join(OPS)} (matmul for short) or all; default all",
     )
     args = p.parse_args(argv)
+    _import_torch()
     rows = []
     for name in args.ops:
         fn, shapes = OPS[name]

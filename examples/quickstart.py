@@ -29,4 +29,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    import argparse
+
+    # no options: --help describes the script, and a stray argument is an error, not ignored
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
     main()

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import sys
 import time
 
 
@@ -47,3 +49,67 @@ def routed_ray_output(args, command: str):
         yield out
     finally:
         out.close()
+
+
+# A line as a Ray driver prints what its log relay got: "(raylet) ...", "(autoscaler +3s) ...",
+# "(pid=123) ...", "(Actor pid=123, ip=10.0.0.2) ...", the prefix in colour unless
+# RAY_COLOR_PREFIX=0. A submitted job's log holds such lines when its script runs ray.init.
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_RELAYED = re.compile(r"^\((?P<who>[^()]*)\) ?(?P<rest>.*)$", re.S)
+_SYSTEM = re.compile(
+    r"^(?:raylet|autoscaler|gcs_server|monitor|log_monitor|dashboard\w*|runtime_env\w*)"
+    r"(?: \+\S+)?(?:, ip=\S+)?$"
+)
+
+
+def is_ray_job_line(line: str) -> bool:
+    """True for Ray's own line in a job's output: one in Ray's log formats, or one that a
+    Ray driver relayed from Ray's system processes or from Ray's code in a worker. What the
+    job printed (relayed from its workers or not) is False."""
+    from ember.distributed.train._internal.ray_output import is_ray_line
+
+    plain = _ANSI.sub("", line)
+    m = _RELAYED.match(plain)
+    if m:
+        if _SYSTEM.match(m.group("who")):
+            return True
+        if "pid=" in m.group("who"):
+            return is_ray_line(m.group("rest"))
+    return is_ray_line(plain)
+
+
+class JobOutput:
+    """A job's output on its way to the terminal: Ray's lines (:func:`is_ray_job_line`) go to
+    ``ray_out``'s log file and, only when verbose, on to ``sink``; the job's own lines always
+    to ``sink``. Text may come in chunks that split lines: a partial last line waits for the
+    rest (``flush()`` passes it on at the end)."""
+
+    def __init__(self, ray_out, sink=None):
+        self.ray_out = ray_out
+        self.sink = sink
+        self._partial = ""
+
+    def write(self, text: str) -> None:
+        text = self._partial + text
+        lines = text.split("\n")
+        self._partial = lines.pop()
+        self._emit([line + "\n" for line in lines])
+
+    def flush(self) -> None:
+        if self._partial:
+            rest, self._partial = self._partial, ""
+            self._emit([rest])
+        (self.sink or sys.stdout).flush()
+
+    def _emit(self, lines: list[str]) -> None:
+        shown = []
+        for line in lines:
+            if is_ray_job_line(line.rstrip("\n")):
+                self.ray_out.write(line)
+                if not self.ray_out.verbose:
+                    continue
+            shown.append(line)
+        if shown:
+            sink = self.sink or sys.stdout  # looked up late: tests and redirections swap it
+            sink.write("".join(shown))
+            sink.flush()

@@ -200,6 +200,9 @@ def _deploy(args: argparse.Namespace) -> int:
         f"(metadata: {prefix}/metadata, docs: {prefix}/docs)",
         flush=True,
     )
+    metrics = _metrics_url()
+    if metrics:
+        print(f"ember serve: Prometheus metrics (Ray's, Serve's included) at {metrics}", flush=True)
     if args.address and not args.blocking:
         return 0  # the cluster keeps serving after this process exits
     # An embedded Ray lives as long as this process: stay until Ctrl-C / SIGTERM.
@@ -212,6 +215,26 @@ def _deploy(args: argparse.Namespace) -> int:
         pass
     serve.shutdown()
     return 0
+
+
+def _metrics_url() -> str | None:
+    """Where Ray's metrics agent on this machine's node serves Prometheus' text format (every
+    Ray process's metrics, Serve's proxy and replicas included); None if Ray does not say."""
+    import ray
+
+    try:
+        ip = ray.util.get_node_ip_address()
+        ports = [
+            (n["NodeManagerAddress"], n.get("MetricsExportPort"))
+            for n in ray.nodes()
+            if n.get("Alive")
+        ]
+    except Exception:  # noqa: BLE001 - a note, never a reason for serve to fail
+        return None
+    for host, port in sorted(ports, key=lambda hp: hp[0] != ip):  # this node first
+        if port:
+            return f"http://{host}:{port}/metrics"
+    return None
 
 
 def _default_name(target: str) -> str:

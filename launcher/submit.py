@@ -6,6 +6,10 @@ which runs it on the head node with the working directory uploaded. Unless ``--n
 job's output streams to the terminal and the exit code follows the job's result: 0 when it
 succeeded, the driver's exit code (or 1) when it failed, 143 when it was stopped. Ctrl-C stops
 following (the job keeps running; ``ember job stop ID`` stops it).
+
+Ray's own lines (its logger's notices in this process; in the job's output, Ray's log-format
+lines and the ``(raylet)`` / ``(autoscaler)`` lines a job's ``ray.init`` relays) go to
+``LOG_DIR/ray.log`` and reach the terminal only with ``--verbose``, as for ``ember launch``.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import shlex
 import sys
 import threading
 import time
+
+from ._ray_output import JobOutput, add_verbose_args, routed_ray_output
 
 _TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
 _PYTHON = re.compile(r"python(\d+(\.\d+)?)?")  # python, python3, python3.11
@@ -53,6 +59,7 @@ def add_parser(sub) -> None:
         nargs=argparse.REMAINDER,
         help="-- the command, e.g. -- python train.py --epochs 2",
     )
+    add_verbose_args(p, "submit")
     p.set_defaults(func=run_submit)
 
     job = sub.add_parser(
@@ -80,6 +87,7 @@ def add_parser(sub) -> None:
             )
         if name == "stop":
             q.add_argument("--no-wait", action="store_true", help="do not wait for it to stop")
+        add_verbose_args(q, "job")
         q.set_defaults(func=run_job)
 
 
@@ -139,6 +147,11 @@ def client(address: str):
 
 
 def run_submit(args) -> int:
+    with routed_ray_output(args, "submit") as ray_out:
+        return _submit(args, JobOutput(ray_out))
+
+
+def _submit(args, out: JobOutput) -> int:
     from .launch import _parse_env
 
     cmd = list(args.entrypoint)
@@ -178,7 +191,7 @@ def run_submit(args) -> int:
         print(job_id)
         _note(f"follow: ember job logs -f {job_id} --address {address}")
         return 0
-    return follow(c, job_id)
+    return follow(c, job_id, out=out)
 
 
 def _pin_interpreter(args, cmd: list, address: str) -> tuple[list, str | None]:
@@ -212,8 +225,10 @@ def _pin_interpreter(args, cmd: list, address: str) -> tuple[list, str | None]:
     return [python, *cmd[1:]], os.path.dirname(python) if os.path.isabs(python) else None
 
 
-def follow(c, job_id: str, poll: float = 0.5) -> int:
-    """Stream the job's output until it ends; return the exit code its result maps to."""
+def follow(c, job_id: str, poll: float = 0.5, out: JobOutput | None = None) -> int:
+    """Stream the job's output (through ``out``, which keeps Ray's lines apart; default:
+    everything to stdout) until it ends; return the exit code its result maps to."""
+    write = out.write if out is not None else sys.stdout.write
     lock = threading.Lock()
     printed = [0]
     closed = threading.Event()
@@ -223,8 +238,7 @@ def follow(c, job_id: str, poll: float = 0.5) -> int:
             with lock:
                 if closed.is_set():
                     return
-                sys.stdout.write(chunk)
-                sys.stdout.flush()
+                write(chunk)
                 printed[0] += len(chunk)
 
     thread = threading.Thread(target=lambda: asyncio.run(tail()), daemon=True)
@@ -234,13 +248,17 @@ def follow(c, job_id: str, poll: float = 0.5) -> int:
             time.sleep(poll)
     except KeyboardInterrupt:
         closed.set()
+        if out is not None:
+            out.flush()
         _note(f"stopped following; job {job_id} keeps running (stop it: ember job stop {job_id})")
         return 130
     thread.join(timeout=1.0)
     with lock:  # whatever the stream has not shown yet
         closed.set()
         rest = _call(c.get_job_logs, job_id)[printed[0] :]
-    sys.stdout.write(rest)
+    write(rest)
+    if out is not None:
+        out.flush()
     sys.stdout.flush()
     return _result(_call(c.get_job_info, job_id))
 
@@ -272,6 +290,11 @@ def _note(msg: str) -> None:
 
 
 def run_job(args) -> int:
+    with routed_ray_output(args, "job") as ray_out:
+        return _job(args, JobOutput(ray_out))
+
+
+def _job(args, out: JobOutput) -> int:
     address = resolve_address(args)
     c = client(address)
     if args.job_command == "list":
@@ -294,8 +317,9 @@ def run_job(args) -> int:
         return 0
     if args.job_command == "logs":
         if args.follow:
-            return follow(c, job_id)
-        sys.stdout.write(_call(c.get_job_logs, job_id))
+            return follow(c, job_id, out=out)
+        out.write(_call(c.get_job_logs, job_id))
+        out.flush()
         return 0
     # stop
     _call(c.get_job_status, job_id)  # a clear error for an unknown id

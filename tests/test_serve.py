@@ -160,6 +160,8 @@ def served(tmp_path_factory):
             dict(model=paths["onnx"], name="onnx", **_OPTS),
             dict(model=f"{d / 'handler.py'}:Doubler", name="dbl", **_OPTS),
             dict(model=paths["v1"], name="roll", **_OPTS),
+            # only test_prometheus_metrics_count_requests sends to it: its counters start at 0
+            dict(model=paths["v1"], name="counted", **_OPTS),
             # starts at 2 replicas; with no load the autoscaler shrinks it to 1 (min_replicas)
             dict(
                 model=f"{d / 'handler.py'}:Slow",
@@ -488,3 +490,41 @@ def test_docs_snippet_runs(served):
     text = doc.read_text()
     snippet = text.split("```python\n", 1)[1].split("```", 1)[0]
     exec(compile(snippet, str(doc), "exec"), {"PORT": served["port"]})
+
+
+def _metric(url: str, name: str, **labels) -> float:
+    """The sum of a metric's samples with these labels, read from Ray's metrics endpoint the
+    way a Prometheus scrape reads it (text exposition format)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = requests.get(url, timeout=10).text
+    return sum(
+        s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+    )
+
+
+def test_prometheus_metrics_count_requests(served):
+    from ember.launcher.serve_cmd import _metrics_url
+
+    # Ray's metrics agent serves every process's metrics on the node's metrics export port
+    # (ray start --metrics-export-port; a random free one unless set); `ember serve` prints it
+    port = next(n["MetricsExportPort"] for n in ray.nodes() if n["Alive"])
+    url = _metrics_url()
+    assert url is not None and url.endswith(f":{port}/metrics"), (url, port)
+    replica = ("ray_serve_deployment_request_counter_total", {"deployment": "counted"})
+    proxy = ("ray_serve_num_http_requests_total", {"application": "counted"})
+    assert _metric(url, replica[0], **replica[1]) == 0  # nothing sent to it yet
+    n = 5
+    for _ in range(n):
+        assert _post(f"{served['url']}/counted/predict", {"inputs": [[0.0] * 4]}).ok
+    # replicas push their metrics to the agent every few seconds (metrics_report_interval_ms)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        counts = [_metric(url, name, **labels) for name, labels in (replica, proxy)]
+        if counts == [n, n]:
+            break
+        time.sleep(1.0)
+    assert counts == [n, n], counts

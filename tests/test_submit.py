@@ -244,6 +244,48 @@ def test_ember_launch_runs_inside_a_submitted_job(cluster, workdir):
     assert "[rank1]: job sees payload-42 rank 1" in r.stdout
 
 
+_RAY_JOB = """
+import ray
+print("job line before ray", flush=True)
+ray.init()  # Ray logs "Connecting to existing Ray cluster ..."; its driver relays task prints
+
+
+@ray.remote(num_cpus=0)
+def task():
+    print("job line from a task")
+
+
+ray.get(task.remote())
+print("job line after ray", flush=True)
+"""
+
+
+@pytest.mark.parametrize("verbose", [False, pytest.param(True, marks=pytest.mark.full)])
+def test_ray_lines_of_a_job_go_to_the_log_and_show_only_with_verbose(
+    cluster, workdir, tmp_path, verbose
+):
+    path, env = cluster
+    (workdir / "ray_job.py").write_text(_RAY_JOB)
+    logs = tmp_path / "logs"
+    flags = ["--verbose"] if verbose else []
+    argv = ["--cluster", path, "--log-dir", str(logs), *flags]
+    r = _ember(env, "submit", *argv, "--working-dir", str(workdir), "--", "python", "ray_job.py")
+    assert r.returncode == 0, r.stdout + r.stderr
+    for line in ("job line before ray", "job line from a task", "job line after ray"):
+        assert line in r.stdout
+    # Ray's lines: the job's ray.init (in the job's log) and Ray's logger in `ember submit`
+    ray_lines = (" -- Connecting to existing Ray cluster", " -- Uploading package")
+    for ray_line in ray_lines:
+        assert (ray_line in r.stdout + r.stderr) == verbose, r.stdout + r.stderr
+    logged = (logs / "ray.log").read_text()
+    assert all(ray_line in logged for ray_line in ray_lines), logged
+    assert "job line" not in logged
+    job_id = r.stderr.split("(ember submit) job ", 1)[1].split()[0]
+    r = _ember(env, "job", "logs", job_id, *argv)
+    assert r.returncode == 0 and "job line from a task" in r.stdout
+    assert (ray_lines[0] in r.stdout) == verbose, r.stdout
+
+
 def test_status_shows_nodes_resources_and_jobs(cluster):
     path, env = cluster
     r = _ember(env, "status", path)

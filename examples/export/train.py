@@ -11,7 +11,6 @@ file in a fresh process that has no access to the ``Net`` class below.
 from __future__ import annotations
 
 import os
-import sys
 
 import numpy as np
 
@@ -73,4 +72,14 @@ def main(out_dir: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "exported")
+    import argparse
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument(
+        "out_dir",
+        nargs="?",
+        default="exported",
+        metavar="OUT_DIR",
+        help="where the two files go (default: exported)",
+    )
+    main(p.parse_args().out_dir)

@@ -54,4 +54,14 @@ def main(out_dir: str, epochs: int = 4) -> dict:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "runs/serve_digits")
+    import argparse
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument(
+        "out_dir",
+        nargs="?",
+        default="runs/serve_digits",
+        metavar="OUT_DIR",
+        help="where digits.ep and request.json go (default: runs/serve_digits)",
+    )
+    main(p.parse_args().out_dir)
