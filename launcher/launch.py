@@ -41,24 +41,31 @@ def add_parser(sub) -> None:
         metavar="CONFIG",
         help="a cluster config from cluster_configs/ (uses its head address)",
     )
-    p.add_argument("--workers", type=int, help="number of workers (default 1)")
-    p.add_argument("--nnodes", type=int, help="number of nodes (with --nproc-per-node)")
-    p.add_argument("--nproc-per-node", type=int, help="workers per node (with --nnodes)")
+    p.add_argument("--workers", type=_at_least(1), help="number of workers (default 1)")
+    p.add_argument(
+        "--nnodes",
+        type=_nnodes,
+        help="number of nodes (with --nproc-per-node), or MIN:MAX for an elastic job: it "
+        "starts on as many nodes as have room (at least MIN), goes on with fewer when a node "
+        "is lost (a restart, counted against --max-restarts) and restarts on more when a node "
+        "joins (not counted), like torchrun",
+    )
+    p.add_argument("--nproc-per-node", type=_at_least(1), help="workers per node (with --nnodes)")
     p.add_argument(
         "--gpus-per-worker",
-        type=float,
+        type=_at_least(0, float),
         default=None,
         help="GPUs per worker (default 0, or the cluster config's)",
     )
     p.add_argument(
         "--cpus-per-worker",
-        type=float,
+        type=_at_least(0, float),
         default=None,
         help="CPUs per worker (default 1, or the cluster config's)",
     )
     p.add_argument(
         "--max-restarts",
-        type=int,
+        type=_at_least(0),
         default=0,
         help="restart all workers up to R times after a failure",
     )
@@ -93,6 +100,40 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
+def _at_least(low: int, kind: type = int):
+    """An argparse type: a ``kind`` number >= ``low``; anything else is argparse's one-line
+    error naming the option (not a traceback, nor a Ray started for zero workers)."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected {'an integer' if kind is int else 'a number'}, got {text!r}"
+            ) from None
+        if not value >= low:  # also NaN
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse's messages name the type by it
+    return parse
+
+
+def _nnodes(text: str) -> tuple[int, int]:
+    """``--nnodes``: ``N`` or torchrun's elastic ``MIN:MAX``, as ``(min, max)``."""
+    lo, sep, hi = text.partition(":")
+    try:
+        lo_n = int(lo)
+        hi_n = int(hi) if sep else lo_n
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N or MIN:MAX, got {text!r}") from None
+    if lo_n < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    if lo_n > hi_n:
+        raise argparse.ArgumentTypeError(f"MIN:MAX needs MIN <= MAX, got {lo_n} > {hi_n}")
+    return lo_n, hi_n
+
+
 def _parse_env(pairs: list[str]) -> dict:
     env = {}
     for pair in pairs:
@@ -104,6 +145,10 @@ def _parse_env(pairs: list[str]) -> dict:
 
 
 def _plan(args, cfg=None) -> tuple[int, str]:
+    if isinstance(args.nnodes, tuple):  # --nnodes MIN:MAX (or N): keep MAX as args.nnodes
+        args.min_nnodes, args.nnodes = args.nnodes
+    else:
+        args.min_nnodes = args.nnodes
     if args.workers is not None and (args.nnodes or args.nproc_per_node):
         raise SystemExit("ember launch: give either --workers or --nnodes/--nproc-per-node")
     per_node = cfg.ember["workers_per_node"] if cfg is not None else None
@@ -229,22 +274,45 @@ def _run_started(ray, args, scaling, script, started, env, strategy) -> int:
         + (["-m", script] if args.module else [script_path])
         + list(args.script_args)
     )
-    code, lost = 1, []
-    for attempt in range(args.max_restarts + 1):
-        if attempt:
+    elastic = _elastic_range(args)
+    code, lost, attempt = 1, [], 0
+    while True:
+        if lost:
             _settle(ray, lost)
-        _check_nodes(ray, args, strategy)
-        if attempt:
+        if elastic is None:
+            _check_nodes(ray, args, strategy)
+        if attempt and code != _GROW:
             print(
                 f"(ember launch) job failed with exit code {code}; restarting "
                 f"({attempt}/{args.max_restarts})",
                 file=sys.stderr,
                 flush=True,
             )
-        code, lost = _run_once(ray, scaling, cmd, cwd, env)
-        if code == 0 or code == 130:
+        # torchrun's variables: failures so far (membership changes do not count)
+        run_env = {
+            **env,
+            "TORCHELASTIC_RESTART_COUNT": str(attempt),
+            "TORCHELASTIC_MAX_RESTARTS": str(args.max_restarts),
+        }
+        code, lost = _run_once(ray, scaling, cmd, cwd, run_env, elastic)
+        if code == _GROW:
+            continue  # a node joined: restart on more nodes, not a failure
+        if code == 0 or code == 130 or attempt >= args.max_restarts:
             break
+        attempt += 1
     return code
+
+
+# _run_once's code when an elastic job stops its workers to restart on more nodes
+_GROW = -1
+
+
+def _elastic_range(args):
+    """``(min nodes, max nodes, workers per node)`` for ``--nnodes MIN:MAX``, else None."""
+    lo = getattr(args, "min_nnodes", None)
+    if args.nnodes is None or lo is None or lo == args.nnodes:
+        return None
+    return lo, args.nnodes, args.nproc_per_node
 
 
 def _cluster(args):
@@ -357,17 +425,24 @@ def _noop() -> int:
     return 1
 
 
-def _run_once(ray, scaling, cmd, cwd, env) -> tuple[int, list]:
-    """One attempt: (exit code, infos of workers whose actor died)."""
+def _run_once(ray, scaling, cmd, cwd, env, elastic=None) -> tuple[int, list]:
+    """One attempt: (exit code, infos of workers whose actor died); ``_GROW`` when an
+    elastic job (``elastic``: min nodes, max nodes, workers per node) stopped to grow."""
     from ray.util.queue import Queue
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     from ember.distributed.train._internal.worker_group import WorkerGroup
 
     token = {"EMBER_TOKEN": env["EMBER_TOKEN"]} if "EMBER_TOKEN" in env else None
-    group = WorkerGroup(
-        scaling.num_workers, scaling.bundle(), scaling.placement_strategy, env=token
-    )
+    grow = None
+    if elastic is None:
+        group = WorkerGroup(
+            scaling.num_workers, scaling.bundle(), scaling.placement_strategy, env=token
+        )
+    else:
+        from ._elastic import elastic_group
+
+        group, grow = elastic_group(WorkerGroup, scaling, token, *elastic)
     # the output queue lives on the driver's node and takes no CPU: it must neither compete
     # with the workers for slots nor die with a worker node
     here = ray.get_runtime_context().get_node_id()
@@ -384,7 +459,7 @@ def _run_once(ray, scaling, cmd, cwd, env) -> tuple[int, list]:
         if LaunchStatus.wanted():  # a live per-rank table under the output, on a terminal
             status = LaunchStatus([info.node_ip for info in group.infos])
         try:
-            return _pump(ray, group, refs, queue, Printer(status), lost), lost
+            return _pump(ray, group, refs, queue, Printer(status), lost, grow), lost
         finally:
             if status is not None:
                 status.close()
@@ -403,13 +478,26 @@ def _run_once(ray, scaling, cmd, cwd, env) -> tuple[int, list]:
             pass
 
 
-def _pump(ray, group, refs, queue, printer, lost: list) -> int:
+def _pump(ray, group, refs, queue, printer, lost: list, grow=None) -> int:
     remaining = list(refs)
     codes: dict[int, int] = {}
+    next_look = time.monotonic() + 1.0
     while True:
         printer.drain(queue)
         if not remaining:
             break
+        if grow is not None and time.monotonic() >= next_look:
+            next_look = time.monotonic() + 1.0
+            more = grow()
+            if more:
+                printer.drain(queue)
+                print(
+                    f"(ember launch) {more} more node(s) have room; restarting the workers on "
+                    "more nodes (a membership change: not counted against --max-restarts)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                return _GROW
         ready, remaining = ray.wait(remaining, num_returns=len(remaining), timeout=0.05)
         for r in ready:
             rank = refs.index(r)

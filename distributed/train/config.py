@@ -13,23 +13,28 @@ class ScalingConfig:
     """How many workers and what each one gets.
 
     Args:
-        num_workers: number of training workers (one Ray actor each).
+        num_workers: number of training workers (one Ray actor each), or ``(min, max)`` for
+            elastic training: ``fit()`` starts as many workers as the cluster has room for
+            (at least ``min``, at most ``max``), re-forms a smaller group from the latest
+            checkpoint when workers are lost, and grows back toward ``max`` at a checkpoint
+            boundary when capacity returns (see ``_internal/elastic.py``).
         use_gpu: give each worker one GPU (``CUDA_VISIBLE_DEVICES`` is set so that
             ``LOCAL_RANK`` indexes the node's devices).
         resources_per_worker: Ray resources per worker, e.g. ``{"CPU": 2}``.
         placement_strategy: "PACK" (default), "SPREAD", "STRICT_PACK" or "STRICT_SPREAD".
     """
 
-    num_workers: int = 1
+    num_workers: int | tuple[int, int] = 1
     use_gpu: bool = False
     resources_per_worker: dict | None = None
     placement_strategy: str = "PACK"
 
     def __post_init__(self):
-        if not isinstance(self.num_workers, int) or self.num_workers < 1:
-            raise ValueError(
-                f"ScalingConfig.num_workers must be a positive int, got {self.num_workers!r}"
-            )
+        from ._internal.elastic import check_num_workers
+
+        if isinstance(self.num_workers, list):
+            self.num_workers = tuple(self.num_workers)
+        check_num_workers(self.num_workers)
         strategies = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
         if self.placement_strategy not in strategies:
             raise ValueError(
@@ -42,6 +47,23 @@ class ScalingConfig:
                     f"ScalingConfig.resources_per_worker[{k!r}] must be a "
                     f"non-negative number, got {v!r}"
                 )
+
+    @property
+    def min_workers(self) -> int:
+        """The fewest workers a run goes on with (``num_workers`` when it is an int)."""
+        n = self.num_workers
+        return n[0] if isinstance(n, tuple) else n
+
+    @property
+    def max_workers(self) -> int:
+        """The most workers a run uses (``num_workers`` when it is an int)."""
+        n = self.num_workers
+        return n[1] if isinstance(n, tuple) else n
+
+    @property
+    def elastic(self) -> bool:
+        """True when ``num_workers`` is a ``(min, max)`` range."""
+        return isinstance(self.num_workers, tuple)
 
     def bundle(self) -> dict:
         """The Ray resource bundle of one worker."""

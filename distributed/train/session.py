@@ -22,27 +22,35 @@ class TrainContext:
         self._trial_dir, self._name = trial_dir, experiment_name
 
     def get_world_rank(self) -> int:
+        """This worker's rank among all workers of the run."""
         return self._rank
 
     def get_local_rank(self) -> int:
+        """This worker's rank among the workers on its node."""
         return self._local_rank
 
     def get_world_size(self) -> int:
+        """The number of workers in the run."""
         return self._world_size
 
     def get_local_world_size(self) -> int:
+        """The number of workers on this worker's node."""
         return self._local_world_size
 
     def get_node_rank(self) -> int:
+        """The rank of this worker's node (nodes ordered as the worker group placed them)."""
         return self._node_rank
 
     def get_trial_dir(self) -> str:
+        """The run's directory, where reported checkpoints are kept."""
         return self._trial_dir
 
     def get_trial_name(self) -> str:
+        """The run's name (``RunConfig.name``); the same as :meth:`get_experiment_name`."""
         return self._name
 
     def get_experiment_name(self) -> str:
+        """The run's name (``RunConfig.name``)."""
         return self._name
 
 
@@ -100,6 +108,12 @@ def get_checkpoint() -> Checkpoint | None:
 
 
 def get_context() -> TrainContext:
+    """The :class:`~ember.distributed.train.TrainContext` of the running worker: its world rank,
+    local rank, world size, node rank and the run's name.
+
+    Call it inside the training function that a
+    :class:`~ember.distributed.train.Trainer` runs.
+    """
     return _current().context
 
 

@@ -31,6 +31,14 @@ class TrainingFailedError(RuntimeError):
     own traceback, its rank and node, and how many failures occurred."""
 
 
+class _Grow(Exception):
+    """An elastic group ends its attempt at a checkpoint boundary to restart larger."""
+
+    def __init__(self, current: int, room: int):
+        super().__init__(f"{current} -> {current + room}")
+        self.current, self.room = current, room
+
+
 class _WorkerFailure(Exception):
     def __init__(self, rank, node, pid, detail):
         super().__init__(detail)
@@ -159,6 +167,8 @@ class Trainer:
         # set by ember experiment's Tune trials: keep the worker processes for the next trial
         # that the same (reused) trial actor runs (WorkerGroup's reuse/keep)
         self._reuse_workers = False
+        # elastic runs: how long an attempt waits for room for ScalingConfig's min workers
+        self.elastic_wait_s = float(os.environ.get("EMBER_ELASTIC_WAIT_S", "60"))
 
     @classmethod
     def restore(
@@ -216,11 +226,19 @@ class Trainer:
         )
         policy = create_failure_policy(self.run_config.failure_config)
         start_ckpt = manager.latest_checkpoint() or self.resume_from
+        self._world_sizes: list[int] = []  # each attempt's group size (elastic runs vary)
         try:
             while True:
                 try:
                     self._run_attempt(ray, run_dir, name, manager, start_ckpt)
                     break
+                except _Grow as g:
+                    # a membership change, not a failure: max_failures is not charged
+                    start_ckpt = manager.latest_checkpoint() or self.resume_from
+                    self._log(
+                        f"room for {g.room} more worker(s) at a checkpoint boundary; "
+                        f"growing the group of {g.current} from {start_ckpt}"
+                    )
                 except _WorkerFailure as f:
                     failure = TrainingFailure(f.rank, f.node, f.pid, f.detail)
                     if policy.make_decision(failure) is FailureDecision.RAISE:
@@ -254,12 +272,16 @@ class Trainer:
         from ._internal.worker_group import WorkerGroup
         from .reports import open_inbox
 
-        group = WorkerGroup(
-            self.scaling.num_workers,
-            self.scaling.bundle(),
-            self.scaling.placement_strategy,
-            reuse=self._reuse_workers,
-        )
+        if self.scaling.elastic:
+            group = self._form_elastic_group(WorkerGroup)
+        else:
+            group = WorkerGroup(
+                self.scaling.num_workers,
+                self.scaling.bundle(),
+                self.scaling.placement_strategy,
+                reuse=self._reuse_workers,
+            )
+        self._world_sizes.append(group.num_workers)
         events: queue.Queue = queue.Queue()
         inbox = open_inbox(events, group.token)
         clean = False
@@ -267,7 +289,7 @@ class Trainer:
             ckpt_ref = [ray.put(start_ckpt.pack())] if start_ckpt is not None else None
             # Every attempt splits the datasets anew: a restarted group reads fresh iterators.
             shards = (
-                self.dataset_config.configure(self.datasets, group.num_workers)
+                self.dataset_config.configure(self.datasets, group.num_workers, group.bundle)
                 if self.datasets
                 else [None] * group.num_workers
             )
@@ -294,6 +316,41 @@ class Trainer:
         finally:
             group.shutdown(keep=clean and self._reuse_workers)
             inbox.close()
+
+    def _form_elastic_group(self, worker_group_cls):
+        """The largest group in ``num_workers=(min, max)`` that the cluster has room for."""
+        from ._internal.elastic import form_group, place_or_raise
+
+        sc = self.scaling
+        group = form_group(
+            lambda n, t: place_or_raise(
+                worker_group_cls, n, sc.bundle(), sc.placement_strategy, place_timeout=t
+            ),
+            sc.bundle(),
+            sc.placement_strategy,
+            sc.min_workers,
+            sc.max_workers,
+            wait_s=self.elastic_wait_s,
+            log=self._log,
+        )
+        previous = self._world_sizes[-1] if self._world_sizes else None
+        if previous is not None and previous != group.num_workers:
+            self._log(
+                f"elastic group re-formed with {group.num_workers} worker(s) (was {previous})"
+            )
+        return group
+
+    def _room_to_grow(self, group) -> int:
+        """How many more workers would fit now (0 unless elastic and below max)."""
+        sc = self.scaling
+        if not sc.elastic or group.num_workers >= sc.max_workers:
+            return 0
+        from ._internal.elastic import free_slots
+
+        mine = {info.node_id for info in group.infos}
+        exclude = mine if sc.placement_strategy == "STRICT_SPREAD" else ()
+        room = free_slots(sc.bundle(), sc.placement_strategy, exclude_nodes=exclude)
+        return min(room, sc.max_workers - group.num_workers)
 
     def _monitor(self, ray, group, refs, events, inbox, manager) -> None:
         """Take reports and the workers' ends as they come (no polling: see ``reports.py``)."""
@@ -328,7 +385,10 @@ class Trainer:
             if kind is None or kind == "beat" or isinstance(what, Beat):
                 continue
             if kind == "report":
-                self._take(what, pending, manager, n)
+                if self._take(what, pending, manager, n) and self.scaling.elastic:
+                    room = self._room_to_grow(group)
+                    if room:
+                        raise _Grow(n, room)  # at this checkpoint boundary
                 continue
             remaining -= 1
             failed = self._first_error(ray, refs, [what])
@@ -385,14 +445,15 @@ class Trainer:
         info = group.infos[rank]
         return _WorkerFailure(rank, info.node_ip, info.pid, _describe(exc))
 
-    def _take(self, item, pending, manager, n) -> None:
-        """File one rank's report; once every rank has reported an iteration, record it."""
+    def _take(self, item, pending, manager, n) -> bool:
+        """File one rank's report; once every rank has reported an iteration, record it.
+        True when that recorded a checkpoint (a boundary an elastic group may grow at)."""
         rank, it, metrics, blob = item
         if self._live is not None:
             self._live.report(rank, it, metrics)
         pending.setdefault(it, {})[rank] = (metrics, blob)
         if len(pending[it]) < n:
-            return
+            return False
         reports = pending.pop(it)
         metrics = dict(reports[0][0])
         blobs = [b for _, b in sorted((r, v[1]) for r, v in reports.items()) if b is not None]
@@ -400,6 +461,7 @@ class Trainer:
             ckpt = manager.add(blobs, metrics)
             metrics["checkpoint_dir_name"] = os.path.basename(ckpt.path)
         self._record(metrics, manager.run_dir)
+        return bool(blobs)
 
     def _record(self, metrics: dict, run_dir: str) -> None:
         metrics = dict(metrics, training_iteration=len(self._history) + 1, timestamp=time.time())

@@ -60,7 +60,7 @@ def ensure_ray(address: str | None = None, scaling=None, runtime_env: dict | Non
         return False
     need = 0
     if scaling is not None:
-        need = scaling.num_workers * scaling.bundle().get("CPU", 1)
+        need = getattr(scaling, "max_workers", scaling.num_workers) * scaling.bundle().get("CPU", 1)
     from .ray_output import routing
 
     if not routing():  # else the notice goes to the run's log (ray_output.RayOutput)

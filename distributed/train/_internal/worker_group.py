@@ -192,6 +192,7 @@ class WorkerGroup:
         env: dict | None = None,
         start_timeout: float = 120.0,
         reuse: bool = False,
+        place_timeout: float | None = None,
     ):
         self.num_workers = num_workers
         self.bundle = dict(bundle)
@@ -209,12 +210,14 @@ class WorkerGroup:
         self._pg = outer or placement_group(
             [self.bundle] * num_workers, strategy=placement_strategy
         )
-        ready, _ = ray.wait([self._pg.ready()], timeout=start_timeout)
+        # (an elastic group tries a size with a shorter place_timeout, then one smaller)
+        place_timeout = start_timeout if place_timeout is None else place_timeout
+        ready, _ = ray.wait([self._pg.ready()], timeout=place_timeout)
         if not ready:
             remove_placement_group(self._pg)
             raise RuntimeError(
                 f"could not place {num_workers} workers with {self.bundle} each "
-                f"({placement_strategy}) within {start_timeout:.0f} s; the cluster has "
+                f"({placement_strategy}) within {place_timeout:.0f} s; the cluster has "
                 f"{ray.cluster_resources()}"
             )
         self._keep_key = (
