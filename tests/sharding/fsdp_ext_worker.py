@@ -9,9 +9,6 @@ Also the helpers shared with torch_fsdp_ext_ref.py (values, batches, parameter g
 from __future__ import annotations
 
 import os
-import secrets
-import socket
-import subprocess
 import sys
 
 import numpy as np
@@ -53,41 +50,16 @@ def param_groups_spec(names: list[str]) -> list[dict]:
 def launch(script: str, world: int, scenarios: str, outdir, timeout: float = 600, env=None):
     """Run ``world`` ranks of ``script`` (in this folder); return the failures' stderr tails
     ('' when every rank exited 0)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    token = secrets.token_hex(16)
-    procs = []
-    for rank in range(world):
-        e = dict(
-            os.environ,
-            RANK=str(rank),
-            LOCAL_RANK=str(rank),
-            WORLD_SIZE=str(world),
-            LOCAL_WORLD_SIZE=str(world),
-            MASTER_ADDR="127.0.0.1",
-            MASTER_PORT=str(port),
-            EMBER_TOKEN=token,
-            OMP_NUM_THREADS="1",
-            OPENBLAS_NUM_THREADS="1",
-            PYTHONPATH=HERE + os.pathsep + os.environ.get("PYTHONPATH", ""),
-        )
-        e.update(env or {})
-        cmd = [sys.executable, os.path.join(HERE, script), scenarios, str(outdir)]
-        procs.append(subprocess.Popen(cmd, env=e, stderr=subprocess.PIPE, text=True))
-    fails = []
-    for r, p in enumerate(procs):
-        try:
-            _, err = p.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            for q in procs:
-                if q.poll() is None:
-                    q.kill()
-            _, err = p.communicate()
-            err += "\n[timed out]"
-        if p.returncode != 0:
-            fails.append(f"--- {script} rank {r} (exit {p.returncode}) ---\n{err[-3000:]}")
-    return "\n".join(fails)
+    from sharding_procs import launch_ranks
+
+    path = HERE + os.pathsep + os.environ.get("PYTHONPATH", "")
+    return launch_ranks(
+        os.path.join(HERE, script),
+        world,
+        [scenarios, outdir],
+        timeout,
+        {"PYTHONPATH": path, **(env or {})},
+    )
 
 
 _RUNS: dict = {}

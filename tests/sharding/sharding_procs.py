@@ -19,13 +19,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_ranks(world: int, scenarios: str, outdir, timeout: float = 150) -> None:
-    """Start ``world`` processes of the worker (torchrun's variables set) and wait for all;
-    fail with every rank's stderr tail when one of them fails or times out."""
+def launch_ranks(
+    script: str, world: int, args: list, timeout: float = 150, env: dict | None = None
+) -> str:
+    """Start ``world`` processes of ``script args...`` with torchrun's variables (and ``env``)
+    set, and wait for all; return every failed rank's stderr tail ('' when all exited 0). A
+    timeout kills the rest."""
     port, token = free_port(), secrets.token_hex(16)
     procs = []
     for rank in range(world):
-        env = dict(
+        e = dict(
             os.environ,
             RANK=str(rank),
             LOCAL_RANK=str(rank),
@@ -37,17 +40,15 @@ def run_ranks(world: int, scenarios: str, outdir, timeout: float = 150) -> None:
             OMP_NUM_THREADS="1",
             OPENBLAS_NUM_THREADS="1",
         )
+        e.update(env or {})
+        cmd = [sys.executable, script, *map(str, args)]
         procs.append(
             subprocess.Popen(
-                [sys.executable, WORKER, scenarios, str(outdir)],
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
+                cmd, env=e, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
             )
         )
-    outputs, failed = [], False
-    for p in procs:
+    fails = []
+    for rank, p in enumerate(procs):
         try:
             _, err = p.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -56,11 +57,15 @@ def run_ranks(world: int, scenarios: str, outdir, timeout: float = 150) -> None:
                     q.kill()
             _, err = p.communicate()
             err += "\n[timed out]"
-        outputs.append(err)
-        failed |= p.returncode != 0
-    if failed:
-        tails = "\n".join(
-            f"--- rank {r} (exit {p.returncode}) ---\n{err[-3000:]}"
-            for r, (p, err) in enumerate(zip(procs, outputs))
-        )
-        pytest.fail(f"{scenarios} on {world} ranks failed:\n{tails}")
+        if p.returncode != 0:
+            name = os.path.basename(script)
+            fails.append(f"--- {name} rank {rank} (exit {p.returncode}) ---\n{err[-3000:]}")
+    return "\n".join(fails)
+
+
+def run_ranks(world: int, scenarios: str, outdir, timeout: float = 150) -> None:
+    """Run ``world`` ranks of sharding_worker.py on ``scenarios``; fail with every failed
+    rank's stderr tail."""
+    failures = launch_ranks(WORKER, world, [scenarios, outdir], timeout)
+    if failures:
+        pytest.fail(f"{scenarios} on {world} ranks failed:\n{failures}")

@@ -11,13 +11,12 @@ from __future__ import annotations
 import os
 import pathlib
 import re
-import secrets
 import subprocess
 import sys
 
 import numpy as np
 import pytest
-from sharding_procs import free_port
+from sharding_procs import launch_ranks
 
 import ember
 from ember.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
@@ -30,34 +29,9 @@ CI_MP, FULL_MP = ["float16"], ["bfloat16"]
 
 
 def _launch(jobs: str, out, world: int = 2, timeout: float = 150) -> None:
-    port, token = free_port(), secrets.token_hex(16)
-    procs = []
-    for rank in range(world):
-        env = dict(
-            os.environ,
-            RANK=str(rank),
-            LOCAL_RANK=str(rank),
-            WORLD_SIZE=str(world),
-            LOCAL_WORLD_SIZE=str(world),
-            MASTER_ADDR="127.0.0.1",
-            MASTER_PORT=str(port),
-            EMBER_TOKEN=token,
-            OMP_NUM_THREADS="1",
-            OPENBLAS_NUM_THREADS="1",
-        )
-        cmd = [sys.executable, WORKER, jobs, str(out)]
-        procs.append(subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True))
-    errs = []
-    for p in procs:
-        try:
-            errs.append(p.communicate(timeout=timeout)[1])
-        except subprocess.TimeoutExpired:
-            for q in procs:
-                q.kill()
-            errs.append(p.communicate()[1] + "\n[timed out]")
-    if any(p.returncode for p in procs):
-        tails = "\n".join(f"--- rank {r} ---\n{e[-3000:]}" for r, e in enumerate(errs))
-        pytest.fail(f"{jobs} failed:\n{tails}")
+    failures = launch_ranks(WORKER, world, [jobs, out], timeout)
+    if failures:
+        pytest.fail(f"{jobs} failed:\n{failures}")
 
 
 @pytest.fixture(scope="module")
