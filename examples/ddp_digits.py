@@ -109,10 +109,11 @@ def main(argv=None) -> float:
         "lr": args.lr,
         "seed": args.seed,
     }
+    # not "ddp_digits": the quickstart's `ember launch` step writes runs/ddp_digits before this
     options = dict(
         scaling_config=train.ScalingConfig(num_workers=args.workers),
         run_config=train.RunConfig(
-            name="ddp_digits",
+            name="ddp_digits_trainer",
             storage_path=args.out,
             failure_config=train.FailureConfig(max_failures=args.max_failures),
             checkpoint_config=train.CheckpointConfig(num_to_keep=2),
@@ -120,7 +121,7 @@ def main(argv=None) -> float:
     )
     if args.resume:
         trainer = train.Trainer.restore(
-            os.path.join(args.out, "ddp_digits"), train_loop, config, **options
+            os.path.join(args.out, "ddp_digits_trainer"), train_loop, config, **options
         )
     else:
         trainer = train.Trainer(train_loop, config, **options)

@@ -11,6 +11,7 @@ import textwrap
 
 import numpy as np
 import pytest
+from reference import single_process_weights
 
 pytestmark = [pytest.mark.multinode, pytest.mark.full]
 
@@ -51,24 +52,6 @@ dist.destroy_process_group()
 """
 
 
-def _single_process_weights() -> dict:
-    import ember
-    from ember import nn
-
-    ember.manual_seed(0)
-    model = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 3))
-    opt = ember.optim.Adam(model.parameters(), lr=0.05)
-    rng = np.random.default_rng(1)
-    x = rng.standard_normal((4, 16, 8)).astype(np.float32)
-    y = rng.integers(0, 3, (4, 16))
-    for step in range(4):
-        loss = nn.functional.cross_entropy(model(ember.tensor(x[step])), ember.tensor(y[step]))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return {k: v.detach().numpy() for k, v in model.state_dict().items()}
-
-
 def test_hybrid_shard_groups_are_the_hosts(netns_cluster, tmp_path):
     script = tmp_path / "hsdp.py"
     script.write_text(textwrap.dedent(HSDP))
@@ -94,7 +77,7 @@ def test_hybrid_shard_groups_are_the_hosts(netns_cluster, tmp_path):
         assert len(members) == 2 and int(rk) in members
         assert {ip[m] for m in members} == {ip[int(rk)]}  # the shard group is the host
         assert int(numel) * 2 == int(padded)
-    got, want = dict(np.load(out)), _single_process_weights()
+    got, want = dict(np.load(out)), single_process_weights("Adam", 0.05, 4)
     assert got.keys() == want.keys()
     for k in want:
         np.testing.assert_allclose(got[k], want[k], rtol=1e-5, atol=1e-6, err_msg=k)

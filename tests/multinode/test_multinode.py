@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 import pytest
+from reference import single_process_weights
 
 pytestmark = pytest.mark.multinode
 
@@ -142,25 +143,6 @@ dist.destroy_process_group()
 """
 
 
-def _single_host_weights() -> dict:
-    """The same 6 steps on one process with the whole batch (DDP averages the two halves)."""
-    import ember
-    from ember import nn
-
-    ember.manual_seed(0)
-    model = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 3))
-    opt = ember.optim.SGD(model.parameters(), lr=0.1)
-    rng = np.random.default_rng(1)
-    x = rng.standard_normal((6, 16, 8)).astype(np.float32)
-    y = rng.integers(0, 3, (6, 16))
-    for step in range(6):
-        loss = nn.functional.cross_entropy(model(ember.tensor(x[step])), ember.tensor(y[step]))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return {k: v.detach().numpy() for k, v in model.state_dict().items()}
-
-
 def test_ddp_across_hosts_matches_a_single_host_run(netns_cluster, tmp_path):
     import ember.distributed as dist
 
@@ -182,7 +164,7 @@ def test_ddp_across_hosts_matches_a_single_host_run(netns_cluster, tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     assert "trained 0" in r.stdout and "trained 1" in r.stdout
     got = dict(np.load(out))
-    want = _single_host_weights()
+    want = single_process_weights("SGD", 0.1, 6)
     assert got.keys() == want.keys()
     for k in want:
         np.testing.assert_allclose(got[k], want[k], rtol=1e-5, atol=1e-6, err_msg=k)
