@@ -7,6 +7,7 @@ variants built by ``ops.inplace.make_inplace`` over the out-of-place op.
 from __future__ import annotations
 
 from . import creation, creation_ext, ops  # (creation_ext: shape_ext)
+from ._tensor_method_docs import METHOD_DOCS
 from .ops import inplace
 from .tensor import Tensor
 
@@ -647,5 +648,7 @@ for _op, _name in [
 METHODS["__imatmul__"] = ops.matmul
 
 for _name, _fn in METHODS.items():
+    if _name in METHOD_DOCS and not (getattr(_fn, "__doc__", None) or "").strip():
+        _fn.__doc__ = METHOD_DOCS[_name]
     setattr(Tensor, _name, _fn)
 Tensor.__hash__ = object.__hash__  # __eq__ is elementwise; hashing stays by identity

@@ -51,18 +51,19 @@ class Tensor:
     # NumPy defers to a tensor's reflected operators (np.float32(2) * t is a tensor)
     __array_priority__ = 1000
 
-    __slots__ = (
-        "_data",
-        "requires_grad",
-        "grad",
-        "grad_fn",
-        "_output_nr",
-        "_version_counter",
-        "_base",
-        "_hooks",
-        "_post_acc_hooks",
-        "__weakref__",
-    )
+    # a dict: the public slots' values are their docstrings (help(), the API reference)
+    __slots__ = {
+        "_data": "",
+        "requires_grad": "Whether autograd records operations on this tensor.",
+        "grad": "The accumulated gradient of a leaf after ``backward()`` (``None`` before).",
+        "grad_fn": "The autograd node that produced this tensor (``None`` for a leaf).",
+        "_output_nr": "",
+        "_version_counter": "",
+        "_base": "",
+        "_hooks": "",
+        "_post_acc_hooks": "",
+        "__weakref__": "",
+    }
 
     def __init__(self, data=None, *, requires_grad: bool = False):
         if data is None:
@@ -101,41 +102,51 @@ class Tensor:
     # ---- attributes --------------------------------------------------------------------
     @property
     def shape(self) -> Size:
+        """The size of each dimension, as an :class:`ember.Size`."""
         return Size(self._data.shape)
 
     def size(self, dim: int | None = None):
+        """The shape (an :class:`ember.Size`), or the size of dimension ``dim``."""
         if dim is None:
             return Size(self._data.shape)
         return self._data.shape[_wrap_dim(dim, self._data.ndim)]
 
     def dim(self) -> int:
+        """The number of dimensions (``ndimension()`` is the same)."""
         return self._data.ndim
 
     ndimension = dim
 
     @property
     def ndim(self) -> int:
+        """The number of dimensions."""
         return self._data.ndim
 
     def numel(self) -> int:
+        """The number of elements (``nelement()`` is the same)."""
         return int(self._data.size)
 
     nelement = numel
 
     @property
     def dtype(self):
+        """The element type, an :class:`ember.dtype`."""
         return from_numpy_dtype(self._data.dtype)
 
     @property
     def device(self):
+        """Where the data lives: ``cpu`` (NumPy) or ``cuda:N`` (CuPy)."""
         return CPU if type(self._data) is np.ndarray else device_of(self._data)
 
     @property
     def is_cuda(self) -> bool:
+        """Whether the data is on a CUDA device."""
         return type(self._data) is not np.ndarray
 
     @property
     def is_leaf(self) -> bool:
+        """Whether no recorded operation produced this tensor (``backward()`` fills its
+        ``.grad``)."""
         return self.grad_fn is None
 
     @property
@@ -143,41 +154,52 @@ class Tensor:
         return self._version_counter[0]
 
     def element_size(self) -> int:
+        """The size of one element in bytes."""
         return self._data.itemsize
 
     @property
     def itemsize(self) -> int:
+        """The size of one element in bytes."""
         return self._data.itemsize
 
     @property
     def nbytes(self) -> int:
+        """The size of the elements in bytes (``numel() * element_size()``)."""
         return int(self._data.nbytes)
 
     def is_floating_point(self) -> bool:
+        """Whether the dtype is a floating-point type (float16/bfloat16/float32/float64, float8)."""
         return self._data.dtype.kind == "f" or self._data.dtype.kind == "V"
 
     def is_complex(self) -> bool:
+        """Whether the dtype is complex."""
         return self._data.dtype.kind == "c"
 
     def is_contiguous(self, memory_format=None) -> bool:
+        """Whether the elements are laid out row-major without gaps (C order)."""
         return bool(self._data.flags.c_contiguous)
 
     def stride(self, dim: int | None = None):
+        """The step in elements between neighbours of each dimension, or of dimension ``dim``."""
         st = tuple(s // self._data.itemsize for s in self._data.strides)
         return st if dim is None else st[_wrap_dim(dim, self._data.ndim)]
 
     def data_ptr(self) -> int:
+        """The address of the first element (host or device memory)."""
         d = self._data
         return d.ctypes.data if type(d) is np.ndarray else d.data.ptr
 
     @property
     def T(self) -> Tensor:
+        """The tensor with its dimensions reversed (a view)."""
         from .ops.shape import permute
 
         return permute(self, tuple(range(self._data.ndim - 1, -1, -1)))
 
     @property
     def mT(self) -> Tensor:
+        """The tensor with its last two dimensions swapped (a view): a batch of transposed
+        matrices."""
         from .ops.shape import transpose
 
         return transpose(self, -2, -1)
@@ -250,6 +272,7 @@ class Tensor:
 
     @property
     def retains_grad(self) -> bool:
+        """Whether :meth:`retain_grad` was called on this non-leaf tensor."""
         fn = self.grad_fn
         if fn is None or fn._pre_hooks is None:
             return False
@@ -257,17 +280,22 @@ class Tensor:
         return any(getattr(h, "_ember_retain", False) for h in hooks)
 
     def detach(self) -> Tensor:
+        """A tensor sharing this one's data, outside the autograd graph."""
         t = Tensor._wrap(self._data)
         t._version_counter = self._version_counter
         t._base = self if self._base is None else self._base
         return t
 
     def detach_(self) -> Tensor:
+        """Detach this tensor from the graph in place (it becomes a leaf that does not require
+        grad)."""
         self.grad_fn = None
         self.requires_grad = False
         return self
 
     def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+        """Set ``requires_grad`` in place (floating-point and complex leaves only); returns
+        ``self``."""
         if requires_grad and not (self.is_floating_point() or self.is_complex()):
             raise RuntimeError("only Tensors of floating point dtype can require gradients")
         if not requires_grad and self.grad_fn is not None:
@@ -301,6 +329,7 @@ class Tensor:
         return a if dtype is None else a.astype(dtype, copy=False)
 
     def item(self):
+        """The value of a one-element tensor as a Python number."""
         if self._data.size != 1:
             raise RuntimeError(
                 f"a Tensor with {self._data.size} elements cannot be converted to Scalar"
@@ -308,6 +337,7 @@ class Tensor:
         return self._data.reshape(()).item()
 
     def tolist(self):
+        """The elements as (nested) Python lists of Python numbers."""
         d = self._data if type(self._data) is np.ndarray else self._data.get()
         return d.tolist()
 
@@ -319,6 +349,7 @@ class Tensor:
         return convert.to(self, dev, dt, copy)
 
     def cuda(self, device=None, non_blocking: bool = False) -> Tensor:
+        """A copy on a CUDA device (the current one, or ``device``); ``self`` if already there."""
         return self.to(
             "cuda"
             if device is None
@@ -326,6 +357,7 @@ class Tensor:
         )
 
     def cpu(self) -> Tensor:
+        """A copy in host memory; ``self`` if already there."""
         return self.to(CPU)
 
     def type(self, dtype=None):
@@ -334,33 +366,43 @@ class Tensor:
         return self.to(to_dtype(dtype))
 
     def type_as(self, other: Tensor) -> Tensor:
+        """This tensor converted to ``other``'s dtype."""
         return self.to(other.dtype)
 
     def float(self) -> Tensor:
+        """``self.to(ember.float32)``."""
         return self.to(to_dtype("float32"))
 
     def double(self) -> Tensor:
+        """``self.to(ember.float64)``."""
         return self.to(to_dtype("float64"))
 
     def half(self) -> Tensor:
+        """``self.to(ember.float16)``."""
         return self.to(to_dtype("float16"))
 
     def bfloat16(self) -> Tensor:
+        """``self.to(ember.bfloat16)``."""
         return self.to(to_dtype("bfloat16"))
 
     def long(self) -> Tensor:
+        """``self.to(ember.int64)``."""
         return self.to(to_dtype("int64"))
 
     def int(self) -> Tensor:
+        """``self.to(ember.int32)``."""
         return self.to(to_dtype("int32"))
 
     def short(self) -> Tensor:
+        """``self.to(ember.int16)``."""
         return self.to(to_dtype("int16"))
 
     def byte(self) -> Tensor:
+        """``self.to(ember.uint8)``."""
         return self.to(to_dtype("uint8"))
 
     def bool(self) -> Tensor:
+        """``self.to(ember.bool)``."""
         return self.to(to_dtype("bool"))
 
     # ---- Python protocol ---------------------------------------------------------------

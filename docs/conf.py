@@ -276,7 +276,8 @@ def _write_api_pages(app) -> None:
 def _require_docstring(app, what, name, obj, options, lines) -> None:
     """The gate: a public name of a covered namespace without a docstring is a warning."""
     parent = name.rpartition(".")[0]
-    if what != "module" and parent in API_NAMESPACES and not any(s.strip() for s in lines):
+    covered = parent in API_NAMESPACES or parent == "ember.Tensor"  # and its methods (api/tensor)
+    if what != "module" and covered and not any(s.strip() for s in lines):
         _logger.warning("%s %s has no docstring", what, name, type="ember", subtype="nodoc")
 
 
