@@ -65,6 +65,8 @@ class cuBLASModule:
         set_float32_matmul_precision("high" if value else "highest")
 
 
+#: The cuBLAS switches, a :class:`ember.backends.cuda.cuBLASModule`: ``matmul.allow_tf32`` is
+#: the same setting as ``ember.set_float32_matmul_precision`` (``"high"`` allows TF32).
 matmul = cuBLASModule()
 
 
@@ -102,6 +104,8 @@ class cuFFTPlanCacheManager:
         return getattr(self[0], name)
 
 
+#: The cuFFT plan caches, a :class:`ember.backends.cuda.cuFFTPlanCacheManager`:
+#: ``cufft_plan_cache[i]`` is device ``i``'s cache, and its attributes are device 0's.
 cufft_plan_cache = cuFFTPlanCacheManager()
 
 _linalg_library = "default"
@@ -138,42 +142,95 @@ _sdp = {
 
 
 def enable_flash_sdp(enabled: bool) -> None:
+    """Allow or forbid the flash-attention kernel of scaled dot-product attention.
+
+    Recorded only: ember has no flash-attention kernel.
+
+    Args:
+        enabled: whether the kernel may be chosen.
+    """
     _sdp["flash"] = bool(enabled)
 
 
 def flash_sdp_enabled() -> bool:
+    """Whether the flash-attention kernel is allowed (``True`` unless turned off by
+    :func:`ember.backends.cuda.enable_flash_sdp` or
+    :func:`ember.backends.cuda.sdp_kernel`).
+    """
     return _sdp["flash"]
 
 
 def enable_mem_efficient_sdp(enabled: bool) -> None:
+    """Allow or forbid the memory-efficient kernel of scaled dot-product attention.
+
+    Recorded only: ember has no memory-efficient attention kernel.
+
+    Args:
+        enabled: whether the kernel may be chosen.
+    """
     _sdp["mem_efficient"] = bool(enabled)
 
 
 def mem_efficient_sdp_enabled() -> bool:
+    """Whether the memory-efficient attention kernel is allowed (``True`` unless turned off
+    by :func:`ember.backends.cuda.enable_mem_efficient_sdp` or
+    :func:`ember.backends.cuda.sdp_kernel`).
+    """
     return _sdp["mem_efficient"]
 
 
 def enable_math_sdp(enabled: bool) -> None:
+    """Allow or forbid the math (reference) implementation of scaled dot-product attention.
+
+    Recorded only: it is ember's one implementation, used whatever this flag says.
+
+    Args:
+        enabled: whether the implementation may be chosen.
+    """
     _sdp["math"] = bool(enabled)
 
 
 def math_sdp_enabled() -> bool:
+    """Whether the math attention implementation is allowed (``True`` unless turned off by
+    :func:`ember.backends.cuda.enable_math_sdp` or :func:`ember.backends.cuda.sdp_kernel`).
+    """
     return _sdp["math"]
 
 
 def enable_cudnn_sdp(enabled: bool) -> None:
+    """Allow or forbid the cuDNN kernel of scaled dot-product attention.
+
+    Recorded only: ember has no cuDNN attention kernel.
+
+    Args:
+        enabled: whether the kernel may be chosen.
+    """
     _sdp["cudnn"] = bool(enabled)
 
 
 def cudnn_sdp_enabled() -> bool:
+    """Whether the cuDNN attention kernel is allowed (``True`` unless turned off by
+    :func:`ember.backends.cuda.enable_cudnn_sdp` or :func:`ember.backends.cuda.sdp_kernel`).
+    """
     return _sdp["cudnn"]
 
 
 def allow_fp16_bf16_reduction_math_sdp(enabled: bool) -> None:
+    """Let the math attention implementation reduce float16/bfloat16 inputs in their own
+    precision instead of float32.
+
+    Recorded only; off by default.
+
+    Args:
+        enabled: whether the lower-precision reduction is allowed.
+    """
     _sdp["fp16_bf16_reduction_math"] = bool(enabled)
 
 
 def fp16_bf16_reduction_math_sdp_allowed() -> bool:
+    """Whether the math attention implementation may reduce in float16/bfloat16, as set by
+    :func:`ember.backends.cuda.allow_fp16_bf16_reduction_math_sdp` (``False`` by default).
+    """
     return _sdp["fp16_bf16_reduction_math"]
 
 
@@ -183,18 +240,37 @@ def is_flash_attention_available() -> bool:
 
 
 def can_use_flash_attention(params, debug: bool = False) -> bool:
+    """Whether the flash-attention kernel could run on ``params``: always ``False`` in ember.
+
+    Args:
+        params: the attention inputs to check (not looked at).
+        debug: if ``True``, warn with the reason.
+    """
     if debug:
         warnings.warn("ember has no flash-attention kernel", stacklevel=2)
     return False
 
 
 def can_use_efficient_attention(params, debug: bool = False) -> bool:
+    """Whether the memory-efficient attention kernel could run on ``params``: always
+    ``False`` in ember.
+
+    Args:
+        params: the attention inputs to check (not looked at).
+        debug: if ``True``, warn with the reason.
+    """
     if debug:
         warnings.warn("ember has no memory-efficient attention kernel", stacklevel=2)
     return False
 
 
 def can_use_cudnn_attention(params, debug: bool = False) -> bool:
+    """Whether the cuDNN attention kernel could run on ``params``: always ``False`` in ember.
+
+    Args:
+        params: the attention inputs to check (not looked at).
+        debug: if ``True``, warn with the reason.
+    """
     if debug:
         warnings.warn("ember has no cuDNN attention kernel", stacklevel=2)
     return False

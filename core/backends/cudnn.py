@@ -25,11 +25,22 @@ __all__ = [
     "fp32_precision",
 ]
 
+#: Whether cuDNN may be used. Recorded only: ember's convolutions do not go through cuDNN
+#: (:func:`ember.backends.cudnn.is_acceptable` does read it).
 enabled = True
+#: Whether cuDNN should time its candidate algorithms and keep the fastest for each input
+#: shape. Recorded only.
 benchmark = False
+#: The number of cuDNN algorithms to time when ``benchmark`` is on. Recorded only.
 benchmark_limit = 10
+#: Ask for deterministic kernels. Ops read it together with
+#: ``ember.use_deterministic_algorithms``: either one turns determinism on.
 deterministic = False
+#: Whether cuDNN convolutions may compute float32 in TensorFloat-32 on GPUs that have it.
+#: Recorded only.
 allow_tf32 = True
+#: The float32 precision cuDNN may use (PyTorch's values: ``"none"``, ``"ieee"``,
+#: ``"tf32"``). Recorded only; ember does not check the value.
 fp32_precision = "none"
 
 
@@ -75,6 +86,24 @@ def set_flags(
     _allow_tf32=None,
     _fp32_precision="none",
 ):
+    """Set the cuDNN flags and return their previous values.
+
+    An argument left as ``None`` keeps its flag unchanged; ``_fp32_precision`` defaults to
+    ``"none"`` rather than ``None``, so it is always set.
+
+    Args:
+        _enabled: new value of ``enabled``.
+        _benchmark: new value of ``benchmark``.
+        _benchmark_limit: new value of ``benchmark_limit``.
+        _deterministic: new value of ``deterministic``.
+        _allow_tf32: new value of ``allow_tf32``.
+        _fp32_precision: new value of ``fp32_precision``.
+
+    Returns:
+        tuple: the previous ``(enabled, benchmark, benchmark_limit, deterministic,
+        allow_tf32, fp32_precision)``, in the order this function takes them, so that passing
+        it back restores them.
+    """
     mod = sys.modules[__name__]
     old = (
         mod.enabled,

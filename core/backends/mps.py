@@ -13,14 +13,25 @@ __all__ = [
 
 
 def is_built() -> bool:
+    """Whether ember was built with MPS support: always ``False``."""
     return False
 
 
 def is_available() -> bool:
+    """Whether an MPS device can be used: always ``False``, ember has no Metal backend."""
     return False
 
 
 def is_macos_or_newer(major: int, minor: int) -> bool:
+    """Whether this machine runs macOS ``major.minor`` or a later version.
+
+    Args:
+        major: the major macOS version, e.g. ``14``.
+        minor: the minor version.
+
+    Returns:
+        bool: ``False`` on any other operating system.
+    """
     import platform
 
     ver = platform.mac_ver()[0]
@@ -31,12 +42,17 @@ def is_macos_or_newer(major: int, minor: int) -> bool:
 
 
 def is_macos13_or_newer(minor: int = 0) -> bool:
+    """Whether this machine runs macOS ``13.minor`` or later (see
+    :func:`ember.backends.mps.is_macos_or_newer`).
+    """
     return is_macos_or_newer(13, minor)
 
 
 def get_name() -> str:
+    """The name of the Metal GPU: an empty string, as ember has no MPS device."""
     return ""
 
 
 def get_core_count() -> int:
+    """The number of GPU cores of the Metal device: ``0``, as ember has no MPS device."""
     return 0

@@ -18,6 +18,10 @@ __all__ = ["Weights", "WeightsEnum", "get_weight", "load_weights"]
 
 @dataclass(eq=False)
 class Weights:
+    """One set of pretrained weights: where the file comes from (``url``; ember never downloads
+    at run time, see docs/vision.md), the ``transforms`` that prepare an input for it, and
+    ``meta`` (categories, metrics, the recipe)."""
+
     url: str
     transforms: Callable
     meta: dict[str, Any] = field(default_factory=dict)

@@ -61,6 +61,15 @@ class CNBlock(nn.Module):
 
 
 class CNBlockConfig:
+    """The settings of one ConvNeXt stage.
+
+    Args:
+        input_channels: the number of channels of the stage's blocks.
+        out_channels: the number of channels after the downsampling layer that follows the
+            stage, or ``None`` for the last stage (no downsampling).
+        num_layers: the number of blocks in the stage.
+    """
+
     def __init__(self, input_channels: int, out_channels: int | None, num_layers: int) -> None:
         self.input_channels, self.out_channels, self.num_layers = (
             input_channels,
@@ -70,6 +79,22 @@ class CNBlockConfig:
 
 
 class ConvNeXt(nn.Module):
+    """A ConvNeXt image classifier (Liu et al., 2022).
+
+    A 4x4 patchifying stem, stages of ConvNeXt blocks separated by downsampling layers, global
+    average pooling, a normalization and a linear classifier. Takes ``(N, 3, H, W)`` images
+    and returns ``(N, num_classes)`` logits.
+
+    Args:
+        block_setting: one :class:`~ember.vision.models.CNBlockConfig` per stage.
+        stochastic_depth_prob: the stochastic depth rate of the last block; it grows linearly
+            from 0 over the blocks.
+        layer_scale: the initial value of each block's per-channel layer scale.
+        num_classes: the number of output classes.
+        block: the block constructor, ConvNeXt's own block by default.
+        norm_layer: the normalization layer constructor, a channel-wise layer norm by default.
+    """
+
     def __init__(
         self,
         block_setting: list[CNBlockConfig],
@@ -130,6 +155,15 @@ class ConvNeXt(nn.Module):
 
 
 class ConvNeXt_Tiny_Weights(WeightsEnum):
+    """Pretrained weights for :func:`~ember.vision.models.convnext_tiny`.
+
+    ``IMAGENET1K_V1`` is torchvision's ImageNet-1k checkpoint; ``DEFAULT`` aliases it.
+
+    Each entry's ``transforms()`` builds its inference preset (resize, centre crop,
+    ImageNet normalization), ``meta`` holds details such as ``num_params``, and
+    ``get_state_dict()`` downloads the checkpoint.
+    """
+
     IMAGENET1K_V1 = Weights(
         url="https://download.pytorch.org/models/convnext_tiny-983f1562.pth",
         transforms=_imagenet_transforms(224, resize_size=236),

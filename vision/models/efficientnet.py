@@ -20,6 +20,22 @@ __all__ = ["EfficientNet", "MBConvConfig", "EfficientNet_B0_Weights", "efficient
 
 
 class MBConvConfig:
+    """The settings of one EfficientNet stage of MBConv blocks.
+
+    Channel counts are scaled by ``width_mult`` and rounded to a multiple of 8, and the number
+    of blocks is scaled by ``depth_mult`` and rounded up.
+
+    Args:
+        expand_ratio: the expansion factor of the blocks' inner width.
+        kernel: the kernel size of the depthwise convolution.
+        stride: the stride of the stage's first block.
+        input_channels: the number of input channels of the stage.
+        out_channels: the number of output channels of the stage.
+        num_layers: the number of blocks in the stage.
+        width_mult: the channel multiplier.
+        depth_mult: the depth multiplier.
+    """
+
     def __init__(
         self,
         expand_ratio: float,
@@ -98,6 +114,23 @@ class MBConv(nn.Module):
 
 
 class EfficientNet(nn.Module):
+    """An EfficientNet image classifier (Tan & Le, 2019).
+
+    A 3x3 stem, stages of MBConv blocks with squeeze-and-excitation, a 1x1 head convolution,
+    global average pooling, dropout and a linear classifier. Takes ``(N, 3, H, W)`` images and
+    returns ``(N, num_classes)`` logits.
+
+    Args:
+        inverted_residual_setting: one :class:`~ember.vision.models.MBConvConfig` per stage.
+        dropout: the dropout probability before the classifier.
+        stochastic_depth_prob: the stochastic depth rate, scaled linearly from 0 over the
+            blocks.
+        num_classes: the number of output classes.
+        norm_layer: the normalization layer constructor, ``nn.BatchNorm2d`` by default.
+        last_channel: the width of the head convolution; four times the last stage's width
+            when ``None``.
+    """
+
     def __init__(
         self,
         inverted_residual_setting: list[MBConvConfig],
@@ -163,6 +196,16 @@ class EfficientNet(nn.Module):
 
 
 class EfficientNet_B0_Weights(WeightsEnum):
+    """Pretrained weights for :func:`~ember.vision.models.efficientnet_b0`.
+
+    ``IMAGENET1K_V1`` is torchvision's ImageNet-1k checkpoint (bicubic preprocessing);
+    ``DEFAULT`` aliases it.
+
+    Each entry's ``transforms()`` builds its inference preset (resize, centre crop,
+    ImageNet normalization), ``meta`` holds details such as ``num_params``, and
+    ``get_state_dict()`` downloads the checkpoint.
+    """
+
     IMAGENET1K_V1 = Weights(
         url="https://download.pytorch.org/models/efficientnet_b0_rwightman-7f5810bc.pth",
         transforms=_imagenet_transforms(224, 256, InterpolationMode.BICUBIC),

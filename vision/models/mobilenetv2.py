@@ -59,6 +59,23 @@ class InvertedResidual(nn.Module):
 
 
 class MobileNetV2(nn.Module):
+    """A MobileNetV2 image classifier (Sandler et al., 2018).
+
+    A 3x3 stem, inverted residual blocks with linear bottlenecks, a 1x1 head convolution,
+    global average pooling, dropout and a linear classifier. Takes ``(N, 3, H, W)`` images and
+    returns ``(N, num_classes)`` logits.
+
+    Args:
+        num_classes: the number of output classes.
+        width_mult: the channel multiplier.
+        inverted_residual_setting: rows ``[t, c, n, s]`` (expansion, output channels, number of
+            blocks, first stride), one per stage; the paper's setting when ``None``.
+        round_nearest: channel counts are rounded to a multiple of this.
+        block: the block constructor, the inverted residual block by default.
+        norm_layer: the normalization layer constructor, ``nn.BatchNorm2d`` by default.
+        dropout: the dropout probability before the classifier.
+    """
+
     def __init__(
         self,
         num_classes: int = 1000,
@@ -126,6 +143,16 @@ class MobileNetV2(nn.Module):
 
 
 class MobileNet_V2_Weights(WeightsEnum):
+    """Pretrained weights for :func:`~ember.vision.models.mobilenet_v2`.
+
+    ``IMAGENET1K_V1`` and the newer ``IMAGENET1K_V2`` are torchvision's ImageNet-1k
+    checkpoints; ``DEFAULT`` aliases ``IMAGENET1K_V2``.
+
+    Each entry's ``transforms()`` builds its inference preset (resize, centre crop,
+    ImageNet normalization), ``meta`` holds details such as ``num_params``, and
+    ``get_state_dict()`` downloads the checkpoint.
+    """
+
     IMAGENET1K_V1 = Weights(
         url="https://download.pytorch.org/models/mobilenet_v2-b0353104.pth",
         transforms=_imagenet_transforms(224),

@@ -22,6 +22,22 @@ __all__ = [
 
 
 class InvertedResidualConfig:
+    """The settings of one MobileNetV3 inverted residual block.
+
+    Channel counts are scaled by ``width_mult`` and rounded to a multiple of 8.
+
+    Args:
+        input_channels: the number of input channels.
+        kernel: the kernel size of the depthwise convolution.
+        expanded_channels: the inner width of the block.
+        out_channels: the number of output channels.
+        use_se: add a squeeze-and-excitation layer.
+        activation: ``"HS"`` for hard-swish, anything else (``"RE"``) for ReLU.
+        stride: the stride of the depthwise convolution.
+        dilation: the dilation of the depthwise convolution (a dilated block keeps stride 1).
+        width_mult: the channel multiplier.
+    """
+
     def __init__(
         self,
         input_channels: int,
@@ -97,6 +113,23 @@ class InvertedResidual(nn.Module):
 
 
 class MobileNetV3(nn.Module):
+    """A MobileNetV3 image classifier (Howard et al., 2019).
+
+    A 3x3 stem, inverted residual blocks, a 1x1 head convolution, global average pooling and
+    a two-layer classifier with hard-swish and dropout. Takes ``(N, 3, H, W)`` images and
+    returns ``(N, num_classes)`` logits.
+
+    Args:
+        inverted_residual_setting: one
+            :class:`~ember.vision.models.InvertedResidualConfig` per block.
+        last_channel: the width of the classifier's hidden layer.
+        num_classes: the number of output classes.
+        block: the block constructor, the inverted residual block by default.
+        norm_layer: the normalization layer constructor, ``nn.BatchNorm2d`` with
+            ``eps=0.001`` and ``momentum=0.01`` by default.
+        dropout: the dropout probability in the classifier.
+    """
+
     def __init__(
         self,
         inverted_residual_setting: list[InvertedResidualConfig],
@@ -172,6 +205,15 @@ def _small_conf(
 
 
 class MobileNet_V3_Small_Weights(WeightsEnum):
+    """Pretrained weights for :func:`~ember.vision.models.mobilenet_v3_small`.
+
+    ``IMAGENET1K_V1`` is torchvision's ImageNet-1k checkpoint; ``DEFAULT`` aliases it.
+
+    Each entry's ``transforms()`` builds its inference preset (resize, centre crop,
+    ImageNet normalization), ``meta`` holds details such as ``num_params``, and
+    ``get_state_dict()`` downloads the checkpoint.
+    """
+
     IMAGENET1K_V1 = Weights(
         url="https://download.pytorch.org/models/mobilenet_v3_small-047dcff4.pth",
         transforms=_imagenet_transforms(224),

@@ -44,6 +44,20 @@ def conv1x1(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
 
 
 class BasicBlock(nn.Module):
+    """The residual block of ResNet-18 and ResNet-34: two 3x3 convolutions with a shortcut.
+
+    Args:
+        inplanes: the number of input channels.
+        planes: the number of output channels (``expansion`` is 1).
+        stride: the stride of the first convolution.
+        downsample: an optional module applied to the shortcut so that it matches the output
+            shape.
+        groups: must be 1.
+        base_width: must be 64.
+        dilation: must be 1.
+        norm_layer: the normalization layer constructor, ``nn.BatchNorm2d`` by default.
+    """
+
     expansion: int = 1
 
     def __init__(
@@ -79,6 +93,24 @@ class BasicBlock(nn.Module):
 
 
 class Bottleneck(nn.Module):
+    """The residual block of ResNet-50: 1x1, 3x3 and 1x1 convolutions with a shortcut.
+
+    The stride sits on the 3x3 convolution (ResNet v1.5), and the block outputs
+    ``planes * expansion`` channels, ``expansion`` being 4.
+
+    Args:
+        inplanes: the number of input channels.
+        planes: the width of the block before expansion.
+        stride: the stride of the 3x3 convolution.
+        downsample: an optional module applied to the shortcut so that it matches the output
+            shape.
+        groups: the number of groups of the 3x3 convolution.
+        base_width: the width per group; the inner width is
+            ``int(planes * base_width / 64) * groups``.
+        dilation: the dilation of the 3x3 convolution.
+        norm_layer: the normalization layer constructor, ``nn.BatchNorm2d`` by default.
+    """
+
     # The stride sits on the 3x3 convolution (ResNet v1.5), as in torchvision.
     expansion: int = 4
 
@@ -115,6 +147,25 @@ class Bottleneck(nn.Module):
 
 
 class ResNet(nn.Module):
+    """A ResNet image classifier (He et al., 2015).
+
+    A 7x7 stem and max pooling, four stages of residual blocks, global average pooling and a
+    linear classifier. Takes ``(N, 3, H, W)`` images and returns ``(N, num_classes)`` logits.
+
+    Args:
+        block: :class:`~ember.vision.models.BasicBlock` or
+            :class:`~ember.vision.models.Bottleneck`.
+        layers: the number of blocks in each of the four stages.
+        num_classes: the number of output classes.
+        zero_init_residual: set the weight of each block's last normalization layer to zero,
+            so that every residual branch starts out contributing nothing.
+        groups: the number of groups of the 3x3 convolutions in the blocks.
+        width_per_group: the width per group in the blocks.
+        replace_stride_with_dilation: three booleans, one per stage 2 to 4: replace the
+            stage's stride with dilation.
+        norm_layer: the normalization layer constructor, ``nn.BatchNorm2d`` by default.
+    """
+
     def __init__(
         self,
         block: type[BasicBlock | Bottleneck],
@@ -217,6 +268,15 @@ _COMMON_META = {
 
 
 class ResNet18_Weights(WeightsEnum):
+    """Pretrained weights for :func:`~ember.vision.models.resnet18`.
+
+    ``IMAGENET1K_V1`` is torchvision's ImageNet-1k checkpoint; ``DEFAULT`` aliases it.
+
+    Each entry's ``transforms()`` builds its inference preset (resize, centre crop,
+    ImageNet normalization), ``meta`` holds details such as ``num_params``, and
+    ``get_state_dict()`` downloads the checkpoint.
+    """
+
     IMAGENET1K_V1 = Weights(
         url="https://download.pytorch.org/models/resnet18-f37072fd.pth",
         transforms=_imagenet_transforms(224),
@@ -226,6 +286,15 @@ class ResNet18_Weights(WeightsEnum):
 
 
 class ResNet34_Weights(WeightsEnum):
+    """Pretrained weights for :func:`~ember.vision.models.resnet34`.
+
+    ``IMAGENET1K_V1`` is torchvision's ImageNet-1k checkpoint; ``DEFAULT`` aliases it.
+
+    Each entry's ``transforms()`` builds its inference preset (resize, centre crop,
+    ImageNet normalization), ``meta`` holds details such as ``num_params``, and
+    ``get_state_dict()`` downloads the checkpoint.
+    """
+
     IMAGENET1K_V1 = Weights(
         url="https://download.pytorch.org/models/resnet34-b627a593.pth",
         transforms=_imagenet_transforms(224),
@@ -235,6 +304,16 @@ class ResNet34_Weights(WeightsEnum):
 
 
 class ResNet50_Weights(WeightsEnum):
+    """Pretrained weights for :func:`~ember.vision.models.resnet50`.
+
+    ``IMAGENET1K_V1`` and the newer ``IMAGENET1K_V2`` are torchvision's ImageNet-1k
+    checkpoints; ``DEFAULT`` aliases ``IMAGENET1K_V2``.
+
+    Each entry's ``transforms()`` builds its inference preset (resize, centre crop,
+    ImageNet normalization), ``meta`` holds details such as ``num_params``, and
+    ``get_state_dict()`` downloads the checkpoint.
+    """
+
     IMAGENET1K_V1 = Weights(
         url="https://download.pytorch.org/models/resnet50-0676ba61.pth",
         transforms=_imagenet_transforms(224),

@@ -98,6 +98,29 @@ class Encoder(nn.Module):
 
 
 class VisionTransformer(nn.Module):
+    """A Vision Transformer image classifier (Dosovitskiy et al., 2020).
+
+    The image is cut into ``patch_size`` squares, each projected to ``hidden_dim``; a class
+    token and learned position embeddings are added, a transformer encoder runs over the
+    sequence and the class token's output goes through the head. Takes ``(N, 3, image_size,
+    image_size)`` images and returns ``(N, num_classes)`` logits.
+
+    Args:
+        image_size: the height and width of the input images; a multiple of ``patch_size``.
+        patch_size: the side of each square patch.
+        num_layers: the number of encoder blocks.
+        num_heads: the number of attention heads.
+        hidden_dim: the embedding width.
+        mlp_dim: the hidden width of each block's MLP.
+        dropout: the dropout probability in the encoder.
+        attention_dropout: the dropout probability on the attention weights.
+        num_classes: the number of output classes.
+        representation_size: when given, a ``Linear`` + ``tanh`` layer of this width before the
+            final linear layer.
+        norm_layer: the normalization layer constructor, ``nn.LayerNorm`` with ``eps=1e-6`` by
+            default.
+    """
+
     def __init__(
         self,
         image_size: int,
@@ -169,6 +192,16 @@ class VisionTransformer(nn.Module):
 
 
 class ViT_B_16_Weights(WeightsEnum):
+    """Pretrained weights for :func:`~ember.vision.models.vit_b_16`.
+
+    ``IMAGENET1K_V1`` is torchvision's ImageNet-1k checkpoint, for 224x224 inputs;
+    ``DEFAULT`` aliases it.
+
+    Each entry's ``transforms()`` builds its inference preset (resize, centre crop,
+    ImageNet normalization), ``meta`` holds details such as ``num_params``, and
+    ``get_state_dict()`` downloads the checkpoint.
+    """
+
     IMAGENET1K_V1 = Weights(
         url="https://download.pytorch.org/models/vit_b_16-c867db91.pth",
         transforms=_imagenet_transforms(224),

@@ -38,6 +38,19 @@ def _range(
 
 
 class ColorJitter(_Transform):
+    """Randomly change the brightness, contrast, saturation and hue of an image.
+
+    Each factor is drawn uniformly from its range and the four adjustments run in a random
+    order; a range equal to the identity is skipped.
+
+    Args:
+        brightness: a number ``b`` for the range ``[max(0, 1 - b), 1 + b]``, or ``(min, max)``.
+        contrast: as ``brightness``.
+        saturation: as ``brightness``.
+        hue: a number ``h`` in ``[0, 0.5]`` for ``[-h, h]``, or ``(min, max)`` within
+            ``[-0.5, 0.5]``.
+    """
+
     def __init__(self, brightness=0, contrast=0, saturation=0, hue=0) -> None:
         self.brightness = _range(brightness, "brightness")
         self.contrast = _range(contrast, "contrast")
@@ -66,6 +79,12 @@ class ColorJitter(_Transform):
 
 
 class Grayscale(_Transform):
+    """Convert an image to grayscale.
+
+    Args:
+        num_output_channels: 1, or 3 to repeat the gray channel as RGB.
+    """
+
     def __init__(self, num_output_channels: int = 1) -> None:
         self.num_output_channels = num_output_channels
 
@@ -74,6 +93,12 @@ class Grayscale(_Transform):
 
 
 class RandomGrayscale(_Transform):
+    """Convert an image to grayscale with probability ``p``, keeping its number of channels.
+
+    Args:
+        p: the probability of the conversion.
+    """
+
     def __init__(self, p: float = 0.1) -> None:
         self.p = p
 
@@ -84,6 +109,14 @@ class RandomGrayscale(_Transform):
 
 
 class GaussianBlur(_Transform):
+    """Blur an image with a Gaussian kernel whose standard deviation is drawn at random.
+
+    Args:
+        kernel_size: the kernel's ``(h, w)``, or an int for a square kernel; odd and positive.
+        sigma: a positive number for a fixed standard deviation, or the ``(min, max)`` range to
+            draw it from uniformly.
+    """
+
     def __init__(self, kernel_size, sigma=(0.1, 2.0)) -> None:
         ks = _pair(kernel_size, "kernel_size")
         if any(k <= 0 or k % 2 == 0 for k in ks):
@@ -176,18 +209,45 @@ class _RandomOp(_Transform):
 
 
 class RandomInvert(_RandomOp):
+    """Invert the colours of an image with probability ``p``.
+
+    Args:
+        p: the probability of inverting.
+    """
+
     _op = staticmethod(F.invert)
 
 
 class RandomAutocontrast(_RandomOp):
+    """Stretch the contrast of each channel to the full range with probability ``p``.
+
+    Args:
+        p: the probability of the adjustment.
+    """
+
     _op = staticmethod(F.autocontrast)
 
 
 class RandomEqualize(_RandomOp):
+    """Equalize the histogram of an image with probability ``p`` (uint8 tensors or PIL images).
+
+    Args:
+        p: the probability of the adjustment.
+    """
+
     _op = staticmethod(F.equalize)
 
 
 class RandomPosterize(_RandomOp):
+    """Keep only the ``bits`` highest bits of each channel with probability ``p``.
+
+    Tensor inputs must be uint8.
+
+    Args:
+        bits: how many bits to keep, 0 to 8.
+        p: the probability of the adjustment.
+    """
+
     def __init__(self, bits: int, p: float = 0.5) -> None:
         super().__init__(p)
         self.bits = bits
@@ -197,6 +257,13 @@ class RandomPosterize(_RandomOp):
 
 
 class RandomSolarize(_RandomOp):
+    """Invert the pixels at or above ``threshold`` with probability ``p``.
+
+    Args:
+        threshold: the value from which pixels are inverted.
+        p: the probability of the adjustment.
+    """
+
     def __init__(self, threshold: float, p: float = 0.5) -> None:
         super().__init__(p)
         self.threshold = threshold
@@ -206,6 +273,13 @@ class RandomSolarize(_RandomOp):
 
 
 class RandomAdjustSharpness(_RandomOp):
+    """Change the sharpness of an image with probability ``p``.
+
+    Args:
+        sharpness_factor: 0 gives a smoothed image, 1 the original, 2 twice the sharpness.
+        p: the probability of the adjustment.
+    """
+
     def __init__(self, sharpness_factor: float, p: float = 0.5) -> None:
         super().__init__(p)
         self.sharpness_factor = sharpness_factor

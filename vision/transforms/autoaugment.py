@@ -111,6 +111,12 @@ def _space(num_bins: int, image_size: tuple[int, int], wide: bool) -> dict:
 
 
 class AutoAugmentPolicy(Enum):
+    """The learned augmentation policies of AutoAugment, named after their dataset.
+
+    Only ``IMAGENET`` is implemented by :class:`~ember.vision.transforms.AutoAugment` for
+    now; ``CIFAR10`` and ``SVHN`` are listed for compatibility.
+    """
+
     IMAGENET = "imagenet"
     CIFAR10 = "cifar10"
     SVHN = "svhn"

@@ -122,6 +122,10 @@ def get_image_size(img) -> list[int]:
 
 
 def get_image_num_channels(img) -> int:
+    """Return the number of channels of a PIL image or a tensor image.
+
+    A 2-D tensor counts as one channel.
+    """
     return get_dimensions(img)[0]
 
 
@@ -332,6 +336,19 @@ def resized_crop(
     interpolation=InterpolationMode.BILINEAR,
     antialias: bool | None = True,
 ):
+    """Crop a box of an image, then resize the crop to ``size``.
+
+    Args:
+        img: a PIL image or a tensor image ``(..., H, W)``.
+        top: the row of the box's top-left corner.
+        left: the column of the box's top-left corner.
+        height: the height of the box.
+        width: the width of the box.
+        size: the output size, as :func:`~ember.vision.transforms.functional.resize` takes it.
+        interpolation: an :class:`~ember.vision.transforms.functional.InterpolationMode`,
+            bilinear by default.
+        antialias: low-pass filter tensors before downsampling.
+    """
     return resize(crop(img, top, left, height, width), size, interpolation, antialias=antialias)
 
 
@@ -370,12 +387,14 @@ def pad(img, padding, fill=0, padding_mode: str = "constant"):
 
 
 def hflip(img):
+    """Flip a PIL image or a tensor image ``(..., H, W)`` left to right."""
     if not _check(img):
         return F_pil.hflip(img)
     return _wrap(img.detach()._data[..., ::-1].copy())
 
 
 def vflip(img):
+    """Flip a PIL image or a tensor image ``(..., H, W)`` upside down."""
     if not _check(img):
         return F_pil.vflip(img)
     return _wrap(img.detach()._data[..., ::-1, :].copy())
@@ -397,6 +416,19 @@ def five_crop(img, size):
 
 
 def ten_crop(img, size, vertical_flip: bool = False):
+    """Crop the corners and centre of an image, then those of its flipped copy.
+
+    The first five crops are those of :func:`~ember.vision.transforms.functional.five_crop`;
+    the last five come from the flipped image in the same order.
+
+    Args:
+        img: a PIL image or a tensor image.
+        size: ``(h, w)`` of each crop, or an int for square crops.
+        vertical_flip: flip upside down instead of left to right.
+
+    Returns:
+        A tuple of ten images.
+    """
     first = five_crop(img, size)
     flipped = vflip(img) if vertical_flip else hflip(img)
     return first + five_crop(flipped, size)

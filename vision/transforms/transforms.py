@@ -95,6 +95,15 @@ class PILToTensor(_Transform):
 
 
 class ToPILImage(_Transform):
+    """Convert a tensor ``(C, H, W)`` or an ndarray ``(H, W, C)`` to a PIL image.
+
+    Float tensors are multiplied by 255 and truncated to uint8 unless ``mode`` is ``"F"``.
+
+    Args:
+        mode: the PIL mode of the result; ``None`` picks one from the channel count
+            (``L``, ``LA``, ``RGB`` or ``RGBA``) and the dtype.
+    """
+
     def __init__(self, mode: str | None = None) -> None:
         self.mode = mode
 
@@ -103,6 +112,15 @@ class ToPILImage(_Transform):
 
 
 class ConvertImageDtype(_Transform):
+    """Convert a tensor image to ``dtype``, rescaling its values to the new dtype's range.
+
+    Integer images span ``[0, max]`` of their type and float images ``[0, 1]``, so uint8 255
+    becomes 1.0 and back.
+
+    Args:
+        dtype: the ember dtype of the result, for example ``ember.float32``.
+    """
+
     def __init__(self, dtype) -> None:
         self.dtype = dtype
 
@@ -111,6 +129,14 @@ class ConvertImageDtype(_Transform):
 
 
 class Normalize(_Transform):
+    """Normalize a float tensor image channel by channel: ``(x - mean[c]) / std[c]``.
+
+    Args:
+        mean: one mean per channel.
+        std: one standard deviation per channel (none may be zero).
+        inplace: write the result into the input tensor instead of a new one.
+    """
+
     def __init__(self, mean: Sequence[float], std: Sequence[float], inplace: bool = False):
         self.mean, self.std, self.inplace = mean, std, inplace
 
@@ -119,6 +145,18 @@ class Normalize(_Transform):
 
 
 class Resize(_Transform):
+    """Resize a PIL image or a tensor image ``(..., H, W)``.
+
+    Args:
+        size: ``(h, w)`` for an exact output size, or an int (or a one-element sequence) for
+            the length of the shorter edge, the longer one following the aspect ratio.
+        interpolation: an :class:`~ember.vision.transforms.InterpolationMode`, bilinear by
+            default.
+        max_size: with an int ``size``, the longest the longer edge may become; the image is
+            shrunk further when it would exceed it.
+        antialias: low-pass filter tensors before downsampling.
+    """
+
     def __init__(
         self,
         size,
@@ -139,6 +177,13 @@ class Resize(_Transform):
 
 
 class CenterCrop(_Transform):
+    """Crop the centre of an image to ``size``.
+
+    Args:
+        size: ``(h, w)``, or an int for a square crop. An image smaller than ``size`` is padded
+            with zeros.
+    """
+
     def __init__(self, size) -> None:
         self.size = _pair(size)
 
@@ -147,6 +192,16 @@ class CenterCrop(_Transform):
 
 
 class Pad(_Transform):
+    """Pad the borders of an image.
+
+    Args:
+        padding: an int for all four borders, ``(left/right, top/bottom)``, or
+            ``(left, top, right, bottom)``.
+        fill: the value of new pixels in ``"constant"`` mode.
+        padding_mode: ``"constant"``, ``"edge"`` (repeat the last pixel), ``"reflect"``
+            (mirror without repeating the edge) or ``"symmetric"`` (mirror including it).
+    """
+
     def __init__(self, padding, fill=0, padding_mode: str = "constant") -> None:
         F._padding4(padding)
         if padding_mode not in ("constant", "edge", "reflect", "symmetric"):
@@ -158,6 +213,12 @@ class Pad(_Transform):
 
 
 class Lambda(_Transform):
+    """Wrap a user function as a transform.
+
+    Args:
+        lambd: a callable applied to the input; its result is returned as is.
+    """
+
     def __init__(self, lambd: Callable) -> None:
         if not callable(lambd):
             raise TypeError(f"Argument lambd should be callable, got {type(lambd).__name__!r}")
@@ -179,6 +240,14 @@ class RandomApply(Compose):
 
 
 class RandomChoice(Compose):
+    """Apply one transform picked at random from a list.
+
+    Args:
+        transforms: the candidate transforms.
+        p: optional weights, one per transform (normalized to sum to one); uniform when
+            ``None``.
+    """
+
     def __init__(self, transforms: Sequence[Callable], p: Sequence[float] | None = None):
         super().__init__(transforms)
         if p is not None and len(p) != len(self.transforms):
@@ -199,6 +268,12 @@ class RandomChoice(Compose):
 
 
 class RandomOrder(Compose):
+    """Apply every transform of a list, in an order shuffled anew on each call.
+
+    Args:
+        transforms: the transforms to apply.
+    """
+
     def __call__(self, img):
         for i in _rng().permutation(len(self.transforms)):
             img = self.transforms[int(i)](img)
@@ -206,6 +281,17 @@ class RandomOrder(Compose):
 
 
 class RandomCrop(_Transform):
+    """Crop an image at a random position.
+
+    Args:
+        size: ``(h, w)`` of the crop, or an int for a square crop.
+        padding: optional padding applied before cropping, in the formats that
+            :class:`~ember.vision.transforms.Pad` takes.
+        pad_if_needed: pad an image smaller than ``size`` up to it instead of failing.
+        fill: the value of padded pixels in ``"constant"`` mode.
+        padding_mode: the padding mode, as in :class:`~ember.vision.transforms.Pad`.
+    """
+
     def __init__(
         self,
         size,
@@ -242,6 +328,12 @@ class RandomCrop(_Transform):
 
 
 class RandomHorizontalFlip(_Transform):
+    """Flip an image left to right with probability ``p``.
+
+    Args:
+        p: the probability of flipping.
+    """
+
     def __init__(self, p: float = 0.5) -> None:
         self.p = p
 
@@ -250,6 +342,12 @@ class RandomHorizontalFlip(_Transform):
 
 
 class RandomVerticalFlip(_Transform):
+    """Flip an image upside down with probability ``p``.
+
+    Args:
+        p: the probability of flipping.
+    """
+
     def __init__(self, p: float = 0.5) -> None:
         self.p = p
 
@@ -279,6 +377,21 @@ def _resized_crop_params(height: int, width: int, scale, ratio) -> tuple[int, in
 
 
 class RandomResizedCrop(_Transform):
+    """Crop a random region of an image and resize it to ``size``.
+
+    The region covers a random fraction of the image area (within ``scale``) at a random aspect
+    ratio (within ``ratio``, drawn log-uniformly); after ten failed draws the crop falls back
+    to a central one.
+
+    Args:
+        size: the output ``(h, w)``, or an int for a square output.
+        scale: the ``(min, max)`` fraction of the area to crop.
+        ratio: the ``(min, max)`` width / height ratio of the crop.
+        interpolation: an :class:`~ember.vision.transforms.InterpolationMode`, bilinear by
+            default.
+        antialias: low-pass filter tensors before downsampling.
+    """
+
     def __init__(
         self,
         size,
@@ -306,6 +419,14 @@ class RandomResizedCrop(_Transform):
 
 
 class FiveCrop(_Transform):
+    """Crop the four corners and the centre of an image.
+
+    Returns a tuple of five images: top-left, top-right, bottom-left, bottom-right, centre.
+
+    Args:
+        size: ``(h, w)`` of each crop, or an int for square crops.
+    """
+
     def __init__(self, size) -> None:
         self.size = _pair(size)
 
@@ -314,6 +435,18 @@ class FiveCrop(_Transform):
 
 
 class TenCrop(_Transform):
+    """Crop the corners and centre of an image, then those of its flipped copy.
+
+    The first five crops are those of :class:`~ember.vision.transforms.FiveCrop`; the last five
+    come from the flipped image in the same order.
+
+    Returns a tuple of ten images.
+
+    Args:
+        size: ``(h, w)`` of each crop, or an int for square crops.
+        vertical_flip: flip upside down instead of left to right.
+    """
+
     def __init__(self, size, vertical_flip: bool = False) -> None:
         self.size, self.vertical_flip = _pair(size), vertical_flip
 
@@ -332,6 +465,18 @@ def _degrees(degrees, name: str) -> list[float]:
 
 
 class RandomRotation(_Transform):
+    """Rotate an image by a random angle.
+
+    Args:
+        degrees: the ``(min, max)`` range of angles in degrees, counter-clockwise; a number
+            ``d`` means ``(-d, d)``.
+        interpolation: an :class:`~ember.vision.transforms.InterpolationMode`, nearest by
+            default.
+        expand: enlarge the output so that the whole rotated image fits in it.
+        center: the ``(x, y)`` centre of rotation; the image centre when ``None``.
+        fill: the value of pixels outside the rotated image.
+    """
+
     def __init__(
         self,
         degrees,
@@ -362,6 +507,21 @@ class RandomRotation(_Transform):
 
 
 class RandomAffine(_Transform):
+    """Apply a random affine transform (rotation, translation, scale, shear) to an image.
+
+    Args:
+        degrees: the ``(min, max)`` rotation range in degrees; a number ``d`` means ``(-d, d)``.
+        translate: optional ``(a, b)`` fractions of the width and height bounding the random
+            horizontal and vertical shifts.
+        scale: optional ``(min, max)`` range of the scale factor.
+        shear: optional shear in degrees: a number ``s`` (x shear in ``(-s, s)``), a
+            ``(min, max)`` x range, or four values giving x and y ranges.
+        interpolation: an :class:`~ember.vision.transforms.InterpolationMode`, nearest by
+            default.
+        fill: the value of pixels outside the transformed image.
+        center: the ``(x, y)`` centre of the transform; the image centre when ``None``.
+    """
+
     def __init__(
         self,
         degrees,

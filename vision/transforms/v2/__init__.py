@@ -50,14 +50,32 @@ for _name in _IMAGE_ONLY:
 
 
 class AutoAugment(ImageOnly):
+    """AutoAugment with its ImageNet policy, applied to the images of a sample.
+
+    Takes the arguments of :class:`~ember.vision.transforms.AutoAugment`.
+    Bounding boxes, masks and other items of the sample pass through unchanged.
+    """
+
     _v1 = _aa.AutoAugment
 
 
 class RandAugment(ImageOnly):
+    """RandAugment, applied to the images of a sample.
+
+    Takes the arguments of :class:`~ember.vision.transforms.RandAugment`.
+    Bounding boxes, masks and other items of the sample pass through unchanged.
+    """
+
     _v1 = _aa.RandAugment
 
 
 class TrivialAugmentWide(ImageOnly):
+    """TrivialAugment (wide search space), applied to the images of a sample.
+
+    Takes the arguments of :class:`~ember.vision.transforms.TrivialAugmentWide`.
+    Bounding boxes, masks and other items of the sample pass through unchanged.
+    """
+
     _v1 = _aa.TrivialAugmentWide
 
 
@@ -85,6 +103,13 @@ class Compose:
 
 
 class RandomApply(Compose):
+    """Apply a list of transforms in turn with probability ``p``, else return the input.
+
+    Args:
+        transforms: the transforms to apply, as in :class:`~ember.vision.transforms.v2.Compose`.
+        p: the probability of applying them.
+    """
+
     def __init__(self, transforms, p: float = 0.5) -> None:
         super().__init__(transforms)
         self.p = p
@@ -96,6 +121,14 @@ class RandomApply(Compose):
 
 
 class RandomChoice(Compose):
+    """Apply one transform picked at random from a list.
+
+    Args:
+        transforms: the candidate transforms.
+        p: optional weights, one per transform (normalized to sum to one); uniform when
+            ``None``.
+    """
+
     def __init__(self, transforms, p=None) -> None:
         super().__init__(transforms)
         self.p = p
@@ -106,6 +139,12 @@ class RandomChoice(Compose):
 
 
 class RandomOrder(Compose):
+    """Apply every transform of a list, in an order shuffled anew on each call.
+
+    Args:
+        transforms: the transforms to apply.
+    """
+
     def __call__(self, *inputs):
         unpack = len(inputs) > 1
         out = inputs if unpack else inputs[0]
@@ -163,6 +202,11 @@ class ToDtype(Transform):
 
 
 class ToPureTensor(Transform):
+    """Turn the ``tv_tensors`` of a sample (images, bounding boxes, masks) into plain tensors.
+
+    The data is shared, not copied; the other items pass through unchanged.
+    """
+
     _kinds = ("image", "boxes", "mask")
 
     def _transform(self, inpt, kind, params):

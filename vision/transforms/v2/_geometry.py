@@ -25,6 +25,15 @@ __all__ = [
 
 
 class RandomHorizontalFlip(Transform):
+    """Flip a sample left to right with probability ``p``.
+
+    One draw decides for the whole sample: the image, its bounding boxes and its masks are
+    flipped together or not at all.
+
+    Args:
+        p: the probability of flipping.
+    """
+
     def __init__(self, p: float = 0.5) -> None:
         self.p = p
 
@@ -39,11 +48,33 @@ class RandomHorizontalFlip(Transform):
 
 
 class RandomVerticalFlip(RandomHorizontalFlip):
+    """Flip a sample upside down with probability ``p``.
+
+    One draw decides for the whole sample: the image, its bounding boxes and its masks are
+    flipped together or not at all.
+
+    Args:
+        p: the probability of flipping.
+    """
+
     def _transform(self, inpt, kind, params):
         return F2.vertical_flip(inpt)
 
 
 class Resize(Transform):
+    """Resize the images of a sample to ``size``.
+
+    Bounding boxes and masks in the sample are transformed along with the image.
+
+    Args:
+        size: ``(h, w)`` for an exact output size, or an int for the length of the shorter
+            edge, the longer one following the aspect ratio.
+        interpolation: an :class:`~ember.vision.transforms.v2.InterpolationMode` for the
+            images, bilinear by default.
+        max_size: with an int ``size``, the longest the longer edge may become.
+        antialias: low-pass filter tensor images before downsampling.
+    """
+
     def __init__(
         self,
         size,
@@ -60,6 +91,14 @@ class Resize(Transform):
 
 
 class CenterCrop(Transform):
+    """Crop the centre of a sample to ``size``.
+
+    Bounding boxes and masks in the sample are transformed along with the image.
+
+    Args:
+        size: ``(h, w)`` of the crop, or an int for a square crop.
+    """
+
     def __init__(self, size) -> None:
         self.size = _pair(size)
 
@@ -72,6 +111,17 @@ def _fill_for(kind: str, fill):
 
 
 class Pad(Transform):
+    """Pad the borders of a sample.
+
+    Bounding boxes and masks in the sample are transformed along with the image.
+
+    Args:
+        padding: an int for all four borders, ``(left/right, top/bottom)``, or
+            ``(left, top, right, bottom)``.
+        fill: the value of new image pixels in ``"constant"`` mode (masks get 0).
+        padding_mode: ``"constant"``, ``"edge"``, ``"reflect"`` or ``"symmetric"``.
+    """
+
     def __init__(self, padding, fill=0, padding_mode: str = "constant") -> None:
         _v1.Pad(padding, fill, padding_mode)  # validates the arguments
         self.padding, self.fill, self.padding_mode = padding, fill, padding_mode
@@ -81,6 +131,19 @@ class Pad(Transform):
 
 
 class RandomCrop(Transform):
+    """Crop a sample at a random position, the same for every item of the sample.
+
+    Bounding boxes and masks in the sample are transformed along with the image.
+
+    Args:
+        size: ``(h, w)`` of the crop, or an int for a square crop.
+        padding: optional padding applied before cropping, in the formats that
+            :class:`~ember.vision.transforms.v2.Pad` takes.
+        pad_if_needed: pad a sample smaller than ``size`` up to it instead of failing.
+        fill: the value of padded image pixels (masks are always padded with 0).
+        padding_mode: ``"constant"``, ``"edge"``, ``"reflect"`` or ``"symmetric"``.
+    """
+
     def __init__(
         self,
         size,
@@ -119,6 +182,21 @@ class RandomCrop(Transform):
 
 
 class RandomResizedCrop(Transform):
+    """Crop a random region of a sample and resize it to ``size``.
+
+    The region covers a random fraction of the area (within ``scale``) at a random aspect
+    ratio (within ``ratio``). Bounding boxes and masks in the sample are transformed along
+    with the image.
+
+    Args:
+        size: the output ``(h, w)``, or an int for a square output.
+        scale: the ``(min, max)`` fraction of the area to crop.
+        ratio: the ``(min, max)`` width / height ratio of the crop.
+        interpolation: an :class:`~ember.vision.transforms.v2.InterpolationMode` for the
+            images, bilinear by default.
+        antialias: low-pass filter tensor images before downsampling.
+    """
+
     def __init__(
         self,
         size,
@@ -166,8 +244,20 @@ class _NoBoxes(ImageOnly):
 
 
 class RandomRotation(_NoBoxes):
+    """Rotate the images of a sample by a random angle.
+
+    Takes the arguments of :class:`~ember.vision.transforms.RandomRotation`. Samples holding
+    bounding boxes or masks are refused with ``NotImplementedError`` for now.
+    """
+
     _v1 = _v1.RandomRotation
 
 
 class RandomAffine(_NoBoxes):
+    """Apply a random affine transform to the images of a sample.
+
+    Takes the arguments of :class:`~ember.vision.transforms.RandomAffine`. Samples holding
+    bounding boxes or masks are refused with ``NotImplementedError`` for now.
+    """
+
     _v1 = _v1.RandomAffine
