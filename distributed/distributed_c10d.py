@@ -34,7 +34,7 @@ from .errors import DistributedError
 from .p2p import P2POp, batch_isend_irecv, irecv, isend, recv, send  # noqa: F401
 from .process_group import ProcessGroup
 from .reduce_op import ReduceOp  # noqa: F401
-from .store import TCPStore
+from .store import TCPStore, no_retry
 
 #: The default timeout of collectives and the store: 30 minutes, as PyTorch's.
 default_pg_timeout = timedelta(minutes=30)
@@ -411,9 +411,12 @@ def _close_store(store: TCPStore, world: World, clean: bool) -> None:
             # (notebooks, sweeps, tests) would otherwise reach the old store at the same
             # address, and lose it while rank 0 waits for it in the new one.
             # (A store that no longer counts this rank is rank 0's next one: the old is gone.)
-            while left > 0 and time.monotonic() < deadline:
-                time.sleep(0.005)
-                left = world.store.add("left", 0)
+            # The master's store going away is the awaited signal, not a network blip: no
+            # retrying it for the grace period (and no "retrying" warning at every exit).
+            with no_retry():
+                while left > 0 and time.monotonic() < deadline:
+                    time.sleep(0.005)
+                    left = world.store.add("left", 0)
     except DistributedError:
         pass
     store.close()
