@@ -10,7 +10,6 @@ import numpy as np
 from .backend import _cupy
 from .backend.device import as_device, default_device, get_array_module
 from .backend.dtype import from_numpy_dtype, get_default_dtype, int64, to_dtype
-from .random import gen_for
 from .tensor import Tensor
 
 
@@ -366,179 +365,6 @@ def eye(n, m=None, *, dtype=None, device=None, requires_grad=False) -> Tensor:
     return t.requires_grad_(True) if requires_grad else t
 
 
-# ---- random -------------------------------------------------------------------------------
-def _rand_make(draw, size, dtype, device, requires_grad, generator):
-    xp = get_array_module(device or default_device())
-    d = to_dtype(dtype) if dtype is not None else get_default_dtype()
-    g = gen_for(generator, xp)
-    # NumPy draws float32 or float64 directly; other float types are drawn in float32 and cast
-    draw_dtype = np.float64 if d.np == np.float64 else np.float32
-    arr = draw(g, _size(size), draw_dtype)
-    arr = arr.astype(d.np, copy=False)
-    t = Tensor._wrap(arr)
-    return t.requires_grad_(True) if requires_grad else t
-
-
-def rand(*size, generator=None, dtype=None, device=None, requires_grad=False) -> Tensor:
-    """Uniform on [0, 1)."""
-    return _rand_make(
-        lambda g, s, dt: g.random(s, dtype=dt), size, dtype, device, requires_grad, generator
-    )
-
-
-def randn(*size, generator=None, dtype=None, device=None, requires_grad=False) -> Tensor:
-    """Standard normal."""
-    return _rand_make(
-        lambda g, s, dt: g.standard_normal(s, dtype=dt),
-        size,
-        dtype,
-        device,
-        requires_grad,
-        generator,
-    )
-
-
-def randint(
-    low, high=None, size=None, *, generator=None, dtype=None, device=None, requires_grad=False
-) -> Tensor:
-    """Integers drawn uniformly from ``[low, high)``.
-
-    ``randint(high, size)`` draws from ``[0, high)``. Draws come from ember's generator (PCG64): the
-    same seed gives different numbers than PyTorch.
-
-    Args:
-        low: the lowest value (or ``high`` when ``high`` is omitted).
-        high: one above the highest value.
-        size: the shape (a sequence).
-        generator: the generator to draw from (default: the default generator).
-        dtype: the dtype (default ``int64``).
-        device: where the tensor is created.
-        requires_grad: whether autograd records operations on the result.
-    """
-    if size is None and isinstance(high, (tuple, list)):  # randint(high, size), torch's overload
-        low, high, size = 0, low, high
-    if high is None:
-        low, high = 0, low
-    if size is None:
-        raise TypeError("randint() missing required argument 'size'")
-    return _rand_make(
-        lambda g, s, dt: g.integers(low, high, s),
-        tuple(size),
-        dtype or int64,
-        device,
-        requires_grad,
-        generator,
-    )
-
-
-def randperm(n, *, generator=None, dtype=None, device=None, requires_grad=False) -> Tensor:
-    """A random permutation of the integers ``0 .. n - 1``. Draws come from ember's generator
-    (PCG64): the same seed gives different numbers than PyTorch.
-
-    Args:
-        n: the number of integers.
-        generator: the generator to draw from.
-        dtype: the dtype (default ``int64``).
-        device: where the tensor is created.
-        requires_grad: whether autograd records operations on the result.
-    """
-    return _rand_make(
-        lambda g, s, dt: g.permutation(n), (), dtype or int64, device, requires_grad, generator
-    )
-
-
-def rand_like(input, *, dtype=None, device=None, requires_grad=False):
-    """Uniform samples in ``[0, 1)`` with the shape of ``input`` (its dtype and device unless
-    given); see :func:`ember.rand`.
-    """
-    return rand(
-        input._data.shape,
-        dtype=dtype or input.dtype,
-        device=device or input.device,
-        requires_grad=requires_grad,
-    )
-
-
-def randn_like(input, *, dtype=None, device=None, requires_grad=False):
-    """Standard normal samples with the shape of ``input`` (its dtype and device unless given);
-    see :func:`ember.randn`.
-    """
-    return randn(
-        input._data.shape,
-        dtype=dtype or input.dtype,
-        device=device or input.device,
-        requires_grad=requires_grad,
-    )
-
-
-def randint_like(input, low, high=None, *, dtype=None, device=None):
-    """Integers from ``[low, high)`` (``[0, low)`` when ``high`` is omitted) with the shape of
-    ``input`` (its dtype and device unless given); see :func:`randint`.
-    """
-    return randint(
-        low, high, input._data.shape, dtype=dtype or input.dtype, device=device or input.device
-    )
-
-
-def normal(
-    mean=0.0, std=1.0, size=None, *, generator=None, dtype=None, device=None, requires_grad=False
-) -> Tensor:
-    """Normal samples; ``mean``/``std`` may be tensors (broadcast) or floats with ``size``."""
-    if isinstance(mean, Tensor) or isinstance(std, Tensor):
-        ref = mean if isinstance(mean, Tensor) else std
-        m = mean._data if isinstance(mean, Tensor) else mean
-        s = std._data if isinstance(std, Tensor) else std
-        shape = np.broadcast_shapes(np.shape(m), np.shape(s))
-        z = randn(shape, generator=generator, dtype=ref.dtype, device=ref.device)
-        return Tensor._wrap((z._data * s + m).astype(ref._data.dtype, copy=False))
-    if size is None:
-        raise TypeError("normal() with float mean and std needs a size")
-    z = randn(tuple(size), generator=generator, dtype=dtype, device=device)
-    out = Tensor._wrap(z._data * std + mean)
-    out._data = out._data.astype(z._data.dtype, copy=False)
-    return out.requires_grad_(True) if requires_grad else out
-
-
-def bernoulli(input, p=None, *, generator=None) -> Tensor:
-    """Draw 0 or 1 for each element, 1 with the probability that element gives.
-
-    Args:
-        input (Tensor): the probabilities, in [0, 1].
-        p: a probability to use for every element instead of ``input``'s values.
-        generator: the generator to draw from.
-
-    Returns:
-        A tensor of the dtype and shape of ``input``.
-    """
-    xp = get_array_module(input._data)
-    probs = input._data if p is None else p
-    u = gen_for(generator, xp).random(input._data.shape)
-    return Tensor._wrap((u < probs).astype(input._data.dtype))
-
-
-def multinomial(input, num_samples, replacement=False, *, generator=None) -> Tensor:
-    """Draw category indices from (unnormalised) probability rows."""
-    probs = np.asarray(input.detach().cpu()._data, dtype=np.float64)
-    if probs.ndim not in (1, 2):
-        raise RuntimeError("prob_dist must be 1 or 2 dim")
-    if (probs < 0).any() or not np.isfinite(probs).all():
-        raise RuntimeError("probability tensor contains either `inf`, `nan` or element < 0")
-    rows = probs.reshape(-1, probs.shape[-1])
-    if not replacement and num_samples > rows.shape[1]:
-        raise RuntimeError(
-            "cannot sample n_sample > prob_dist.size(-1) samples without replacement"
-        )
-    g = gen_for(generator, np)
-    out = np.empty((rows.shape[0], num_samples), dtype=np.int64)
-    for i, r in enumerate(rows):
-        s = r.sum()
-        if s <= 0:
-            raise RuntimeError("invalid multinomial distribution (sum of probabilities <= 0)")
-        out[i] = g.choice(r.shape[0], size=num_samples, replace=replacement, p=r / s)
-    out = out.reshape(probs.shape[:-1] + (num_samples,))
-    return Tensor._wrap(out).to(input.device)
-
-
 def is_floating_point(input) -> bool:
     """Whether the dtype of ``input`` is a floating dtype."""
     return input.is_floating_point()
@@ -547,3 +373,19 @@ def is_floating_point(input) -> bool:
 def numel(input) -> int:
     """The number of elements of ``input``."""
     return input.numel()
+
+
+# the random factories live in creation_random.py (it uses this module's helpers, so it is
+# imported last)
+from .creation_random import (  # noqa: E402, F401 (re-exported: ember.creation.rand, ...)
+    bernoulli,
+    multinomial,
+    normal,
+    rand,
+    rand_like,
+    randint,
+    randint_like,
+    randn,
+    randn_like,
+    randperm,
+)
