@@ -69,6 +69,7 @@ def run_child(
     device: str = "cpu",
     batch: int | None = None,
     amp: str | None = None,
+    mode: str | None = None,
 ) -> dict:
     """Inside a subprocess: ms/step per workload (median of ``steps`` after warm-up); with
     ``amp`` (``"bf16"``/``"fp16"``) the steps run under autocast and ``<name>/peak_mib`` is
@@ -95,11 +96,12 @@ def run_child(
         opt = lib.optim.Adam(model.parameters(), lr=1e-3)
         model.train()
         if framework.endswith("+compile"):  # --compile: ember.compile / torch.compile
-            model = lib.compile(model)
+            model = lib.compile(model, mode=mode)
             t0 = time.perf_counter()
             opt.zero_grad()
             loss_fn(model(x), y).backward()
             opt.step()
+            sync()
             out[name + "/compile_s"] = time.perf_counter() - t0  # first step: capture + codegen
 
         # fp16 needs loss scaling; bf16 has float32's range and trains without it
@@ -142,6 +144,11 @@ def run_child(
             step()
             times.append(time.perf_counter() - t0)
         out[name] = float(np.median(times) * 1e3)
+        if framework == "ember+compile" and mode == "reduce-overhead":
+            fns = [e.fn for e in model._compiled.entries if e.fn is not None]
+            runner = fns[-1] if fns else None  # was the step replayed as CUDA graphs?
+            graphed = getattr(runner, "graph", None) is not None
+            out[name + "/graphs"] = "yes" if graphed else getattr(runner, "reason", "") or "no"
         if amp is not None:  # from before the first step: activations, grads, Adam state
             out[name + "/peak_mib"] = _peak_end(lib, device, base)
     return out
@@ -167,6 +174,12 @@ def main() -> None:
         action="store_true",
         help="ember.compile vs eager ember, torch eager and torch.compile",
     )
+    ap.add_argument(
+        "--mode",
+        choices=("default", "reduce-overhead"),
+        default="default",
+        help="with --compile: the compile mode of both frameworks (reduce-overhead: CUDA graphs)",
+    )
     ap.add_argument("--json", help="write the results here too")
     ap.add_argument("--_child", nargs=2, metavar=("FRAMEWORK", "THREADS"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -174,7 +187,9 @@ def main() -> None:
         fw, th = args._child[0], int(args._child[1])
         print(
             json.dumps(
-                run_child(fw, th, args.workloads, args.steps, args.device, args.batch, args.amp)
+                run_child(
+                    fw, th, args.workloads, args.steps, args.device, args.batch, args.amp, args.mode
+                )
             )
         )
         return
@@ -249,6 +264,7 @@ def _compile_main(args) -> None:
                 *args.workloads,
             ]
             cmd += ["--batch", str(args.batch)] if args.batch else []
+            cmd += ["--mode", args.mode]
             r = subprocess.run(cmd, capture_output=True, text=True, env=env)
             if r.returncode != 0:
                 if fw == "torch+compile":  # inductor needs a C++ compiler; report, go on
@@ -282,7 +298,15 @@ def _compile_main(args) -> None:
                     f(first["torch+compile"], "{:.2f}"),
                 ]
             )
-    print(f"device: {args.device}; ratios to torch eager; first step = capture + compile (s)")
+    print(
+        f"device: {args.device}; mode: {args.mode}; ratios to torch eager; "
+        "first step = capture + compile (s)"
+    )
+    for name in args.workloads:
+        for threads in args.threads:
+            graphs = results[("ember+compile", threads)].get(name + "/graphs")
+            if graphs is not None:
+                print(f"  ember CUDA graphs, {name}: {graphs}")
     print(
         table(
             rows,

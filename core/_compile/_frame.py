@@ -20,6 +20,7 @@ from typing import Any
 
 from ._capture import GraphBreak, Unsupported, capture, is_compiling, signature_of
 from ._cudagraph import CUDAGraphRunner
+from ._cudagraph_train import TrainingGraphRunner
 from ._executor import build, plan_inplace
 from ._fuse_conv import fuse_conv_pool_relu
 from ._fuse_rnn import fuse_embedding_lstm
@@ -228,10 +229,35 @@ class CompiledFunction:
                 graph, troot, plan_inplace(graph) if optimise else None
             )
         if self._mode == "reduce-overhead" and entry.fn is not None:
-            entry.fn = CUDAGraphRunner(entry.fn)  # replays only on CUDA with autograd off
+            # replays only on CUDA; with autograd on, forward and backward graphs
+            entry.fn = (
+                self._training_runner(entry, graph, troot)
+                if is_grad_enabled()
+                else CUDAGraphRunner(entry.fn)
+            )
         entry.graph, entry.root = graph, troot
         entry.seconds = time.perf_counter() - t0
         return entry
+
+    def _training_runner(self, entry: _Entry, graph: Any, troot: Any) -> TrainingGraphRunner:
+        from ember.nn import Parameter
+
+        from ._executor import _resolve_attr
+
+        seen: dict[int, Any] = {}
+        for m in self._modules:
+            for t in (*m._parameters.values(), *m._buffers.values()):
+                if t is not None:
+                    seen.setdefault(id(t), t)
+        state = list(seen.values())
+        params = [t for t in state if isinstance(t, Parameter)]
+        skip = None if self._is_module else "a compiled function (not a Module)"
+        bound = {id(o) for _, _, o in entry.attr_guards}
+        for n in graph.nodes:
+            if skip is None and n.op == "get_attr":
+                if id(_resolve_attr(troot, n.target)) not in bound:
+                    skip = f"{n.target} is a plain tensor attribute, read per call"
+        return TrainingGraphRunner(entry.fn, params, state, skip)
 
     def _name(self) -> str:
         r = self._root

@@ -380,6 +380,11 @@ def _sole_view(g) -> bool:
     )
 
 
+# Arrays whose views leaves may take as their .grad without a copy, by id: a compiled CUDA-graph
+# backward (_compile/_cudagraph_train) hands out disjoint views of one fresh buffer it made.
+owned_bases: dict = {}
+
+
 def _deliver_leaf(leaf, g, create_graph, capture, captured, accumulate, seen_arrays):
     Tensor = _fn.Tensor
     hooks = leaf._hooks
@@ -404,7 +409,12 @@ def _deliver_leaf(leaf, g, create_graph, capture, captured, accumulate, seen_arr
             # twice): a leaf must own its .grad so later in-place updates stay local. Its
             # gradient destination is its own (see ``_grad_outs``).
             if (
-                id(g) in seen_arrays or (g.base is not None and not _sole_view(g))
+                id(g) in seen_arrays
+                or (
+                    g.base is not None
+                    and not _sole_view(g)
+                    and owned_bases.get(id(g.base)) is not g.base
+                )
             ) and g is not getattr(leaf, "_grad_dest", None):
                 g = g.copy()
             seen_arrays.add(id(g))
