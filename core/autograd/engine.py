@@ -145,11 +145,13 @@ def run_backward(
     inputs=None,
     allow_unused: bool = False,
     accumulate: bool = True,
+    split: list | None = None,
 ):
     """Backpropagate from ``tensors``; accumulate into leaves or, with ``inputs``, return grads.
 
     ``inputs`` (for ``autograd.grad``): tensors whose gradients are captured and returned;
-    nothing is accumulated into ``.grad`` then.
+    nothing is accumulated into ``.grad`` then. ``split`` (with ``inputs``): the input half of
+    a split backward (``_split``); nodes that also feed weights are appended to this list.
     """
     Tensor = _fn.Tensor
     roots = []
@@ -208,7 +210,11 @@ def run_backward(
                 if node.xp is not _np_module:
                     g0 = next((g for g in grads if g is not None), None)
                     cuda_prev = _follow_device(g0, create_graph, cuda_prev)
-                if grad_destination_users and accumulate and capture is None and not create_graph:
+                if split is not None:
+                    from ._split import input_half
+
+                    results = input_half(node, grads, needed, split)
+                elif grad_destination_users and accumulate and capture is None and not create_graph:
                     node.grad_out = _grad_outs(node, deps, buffers)
                     try:
                         results = _call_backward(node, grads, create_graph)

@@ -2,7 +2,9 @@
 
 Split a model into stages (by hand with ``PipelineStage``, or with ``pipe_split()`` /
 ``SplitPoint`` and ``pipeline(...)``), place one or more stages per rank, and drive them with
-``ScheduleGPipe``, ``Schedule1F1B`` or ``ScheduleInterleaved1F1B``. See docs/distributed.md.
+``ScheduleGPipe``, ``Schedule1F1B``, ``ScheduleInterleaved1F1B``, ``ScheduleLoopedBFS`` or the
+zero-bubble ``ScheduleInterleavedZeroBubble`` / ``ScheduleZBVZeroBubble``. See
+docs/pipelining.md.
 """
 
 from ._IR import Pipe, SplitPoint, pipe_split, pipeline
@@ -13,7 +15,9 @@ from .schedules import (
     Schedule1F1B,
     ScheduleGPipe,
     ScheduleInterleaved1F1B,
+    ScheduleInterleavedZeroBubble,
     ScheduleLoopedBFS,
+    ScheduleZBVZeroBubble,
 )
 from .stage import PipelineStage
 
@@ -28,7 +32,9 @@ __all__ = [
     "Schedule1F1B",
     "ScheduleGPipe",
     "ScheduleInterleaved1F1B",
+    "ScheduleInterleavedZeroBubble",
     "ScheduleLoopedBFS",
+    "ScheduleZBVZeroBubble",
     "TensorChunkSpec",
     "merge_chunks",
     "split_args_kwargs_into_chunks",

@@ -1,10 +1,12 @@
 """Per-rank action orders of the pipeline schedules, and a simulator that checks an order set
 is free of deadlock and gives its ideal timeline (the theoretical bubble).
 
-An action is ``(stage_index, "F" | "B", microbatch)``. A rank runs its actions in order; a
-forward needs the previous stage's forward of the same micro-batch, a backward the next
-stage's backward. Sends never block (``isend``), receives do, so an order set that the
-simulator completes also runs without deadlock.
+An action is ``(stage_index, kind, microbatch)`` with kind ``"F"`` (forward), ``"B"`` (full
+backward), or the two halves of a split backward: ``"I"`` (input gradients, sent on at once)
+and ``"W"`` (weight gradients, free to run later). A rank runs its actions in order; a forward
+needs the previous stage's forward of the same micro-batch, a backward (or ``I``) the next
+stage's input gradients, a ``W`` its own ``I``. Sends never block (``isend``), receives do, so
+an order set that the simulator completes also runs without deadlock.
 """
 
 from __future__ import annotations
@@ -19,12 +21,13 @@ __all__ = [
     "one_f_one_b_order",
     "simulate",
     "theoretical_bubble",
+    "zero_bubble_orders",
 ]
 
 
 class Action(NamedTuple):
     stage: int
-    kind: str  # "F" or "B"
+    kind: str  # "F", "B", or a split backward's "I" and "W"
     mb: int
 
     def __repr__(self) -> str:
@@ -89,6 +92,90 @@ def interleaved_order(rank: int, num_ranks: int, n_local: int, n_mb: int) -> lis
     return out
 
 
+def _deps(a: Action, num_stages: int) -> list[tuple]:
+    if a.kind == "F":
+        return [(a.stage - 1, "F", a.mb)] if a.stage > 0 else []
+    if a.kind == "W":
+        return [(a.stage, "I", a.mb)]
+    deps = [(a.stage, "F", a.mb)]
+    if a.stage < num_stages - 1:
+        deps.append((a.stage + 1, "B", a.mb))  # B or I: the next stage's input gradients
+    return deps
+
+
+def _cost(kind: str, t_fwd: float, t_bwd: float) -> float:
+    return {"F": t_fwd, "B": t_bwd}.get(kind, t_bwd / 2)  # I and W: half a backward each
+
+
+def zero_bubble_orders(
+    stage_ranks: dict[int, int], n_mb: int, max_alive: int | None = None
+) -> dict[int, list[Action]]:
+    """Orders of a zero-bubble schedule, built by list scheduling on the ideal machine with
+    F = I = W = 1: a free rank runs a ready ``I`` first (it unblocks the previous stage), else
+    its next ready ``F`` while fewer than ``max_alive`` micro-batches hold activations on it
+    (default: one more than the number of ranks times its stages; with fewer the forwards
+    stall behind deferred ``W``s), else a deferred ``W``, else it waits.
+    Forwards of a stage go in micro-batch order. Every rank computes every rank's order, so
+    they agree; the simulator then proves them deadlock-free.
+
+    ``stage_ranks`` maps stage index -> rank: ``s % p`` for the interleaved placement, the
+    V shape (``r`` and ``2p - 1 - r``) for ZBV."""
+    ranks = sorted(set(stage_ranks.values()))
+    n_stages = len(stage_ranks)
+    local = {r: sorted(s for s, q in stage_ranks.items() if q == r) for r in ranks}
+    cap = {r: max_alive or len(ranks) * len(local[r]) + 1 for r in ranks}
+    done: dict[tuple, float] = {}
+    next_f = dict.fromkeys(stage_ranks, 0)
+    ready_i: dict[int, list] = {r: [] for r in ranks}  # forwards done, backward not yet
+    pending_w: dict[int, list] = {r: [] for r in ranks}
+    alive = dict.fromkeys(ranks, 0)
+    free = dict.fromkeys(ranks, 0.0)
+    orders: dict[int, list[Action]] = {r: [] for r in ranks}
+    total = 3 * n_mb * n_stages
+    t = 0.0
+    while sum(len(o) for o in orders.values()) < total:
+        for r in ranks:
+            if free[r] > t:
+                continue
+            a = _pick(r, t, local[r], n_stages, n_mb, next_f, ready_i, pending_w, done,
+                      alive[r] < cap[r])  # fmt: skip
+            if a is None:
+                continue
+            orders[r].append(a)
+            free[r] = done[tuple(a)] = t + 1.0
+            if a.kind == "F":
+                next_f[a.stage] += 1
+                alive[r] += 1
+                ready_i[r].append(a)
+            elif a.kind == "I":
+                done[(a.stage, "B", a.mb)] = t + 1.0
+                pending_w[r].append(Action(a.stage, "W", a.mb))
+            else:
+                alive[r] -= 1
+        t = min([f for f in free.values() if f > t], default=t + 1.0)
+    return orders
+
+
+def _pick(r, t, stages, n_stages, n_mb, next_f, ready_i, pending_w, done, may_forward):
+    def ok(a):
+        return all(d in done and done[d] <= t for d in _deps(a, n_stages))
+
+    # input gradients first: the latest stage's, then the oldest micro-batch's
+    for f in sorted(ready_i[r], key=lambda f: (-f.stage, f.mb)):
+        a = Action(f.stage, "I", f.mb)
+        if ok(a):
+            ready_i[r].remove(f)
+            return a
+    if may_forward:  # the micro-batch furthest along the pipeline first
+        cands = [Action(s, "F", next_f[s]) for s in stages if next_f[s] < n_mb]
+        for a in sorted(cands, key=lambda a: (a.mb, -a.stage)):
+            if ok(a):
+                return a
+    if pending_w[r]:
+        return pending_w[r].pop(0)
+    return None
+
+
 def simulate(
     orders: dict[int, list[Action]],
     num_stages: int,
@@ -109,20 +196,17 @@ def simulate(
         for r, order in orders.items():
             while pos[r] < len(order):
                 a = order[pos[r]]
-                if a.kind == "F":
-                    deps = [(a.stage - 1, "F", a.mb)] if a.stage > 0 else []
-                else:
-                    deps = [(a.stage, "F", a.mb)]
-                    if a.stage < num_stages - 1:
-                        deps.append((a.stage + 1, "B", a.mb))
+                deps = _deps(a, num_stages)
                 if any(d not in done for d in deps):
                     break
                 start = max([free[r]] + [done[d] for d in deps])
                 if costs is not None and a in costs:
                     end = start + costs[a]
                 else:
-                    end = start + (t_fwd if a.kind == "F" else t_bwd)
+                    end = start + _cost(a.kind, t_fwd, t_bwd)
                 done[tuple(a)] = free[r] = end
+                if a.kind == "I":  # input gradients: what the previous stage waits for
+                    done[(a.stage, "B", a.mb)] = end
                 timeline[r].append((a, start, end))
                 pos[r] += 1
                 remaining -= 1

@@ -23,6 +23,7 @@ from ._orders import (
     looped_bfs_order,
     one_f_one_b_order,
     simulate,
+    zero_bubble_orders,
 )
 from .microbatch import TensorChunkSpec, merge_chunks, split_args_kwargs_into_chunks
 from .stage import PipelineStage
@@ -33,7 +34,9 @@ __all__ = [
     "Schedule1F1B",
     "ScheduleGPipe",
     "ScheduleInterleaved1F1B",
+    "ScheduleInterleavedZeroBubble",
     "ScheduleLoopedBFS",
+    "ScheduleZBVZeroBubble",
 ]
 
 
@@ -139,13 +142,18 @@ class _PipelineSchedule:
                         mb_losses[a.mb] = self._loss_fn(out, target_mbs[a.mb])
                         t1, c1 = time.perf_counter(), time.thread_time()
                         stage._events.append(("L", a.mb, t0, t1, c1 - c0))
-                elif self._has_backward:
-                    stage.backward_one_chunk(a.mb, mb_losses.get(a.mb))
+                elif not self._has_backward:
+                    continue
+                elif a.kind == "W":
+                    stage.backward_weight_one_chunk(a.mb)
+                else:  # "B", or "I": the input half of a split backward
+                    stage.backward_one_chunk(a.mb, mb_losses.get(a.mb), a.kind == "B")
             for s in self._stages.values():
                 s._wait_sends()
         finally:
             for s in self._stages.values():
                 s._cache.clear()
+                s._weight_work.clear()
         if self._has_backward and self.scale_grads:
             for s in self._stages.values():
                 s.scale_grads(self._n_microbatches)
@@ -281,4 +289,70 @@ class ScheduleLoopedBFS(PipelineScheduleMulti):
         )  # fmt: skip
         p, v = self._group_size, len(stages)
         self.pipeline_order = {r: looped_bfs_order(r, p, v, n_microbatches) for r in range(p)}
+        self._check_orders()
+
+
+class ScheduleInterleavedZeroBubble(PipelineScheduleMulti):
+    """Zero-bubble pipeline parallelism (Qi et al. 2024) on the loop placement (rank ``r``
+    holds stages ``r, r + p, ...``; one stage per rank is allowed): each backward is split
+    into its input half ``I``, sent on at once, and its weight half ``W``, deferred to fill
+    the time a rank would otherwise wait. The order is built by list scheduling on the ideal
+    machine (``_orders.zero_bubble_orders``), not torch's ZB1P construction; gradients are the
+    same as any schedule's. With one stage per rank and F = I = W its bubble is ZB-H1's,
+    (p-1)/(3m+p-1), against 1F1B's (p-1)/(m+p-1)."""
+
+    def __init__(
+        self,
+        stages: list[PipelineStage],
+        n_microbatches: int,
+        loss_fn: Callable | None = None,
+        args_chunk_spec: tuple[TensorChunkSpec, ...] | None = None,
+        kwargs_chunk_spec: dict[str, TensorChunkSpec] | None = None,
+        output_merge_spec: Any = None,
+        scale_grads: bool = True,
+    ) -> None:
+        super().__init__(
+            stages, n_microbatches, loss_fn, args_chunk_spec, kwargs_chunk_spec,
+            output_merge_spec, scale_grads,
+        )  # fmt: skip
+        placement = {s: s % self._group_size for s in range(self._num_stages)}
+        self.pipeline_order = zero_bubble_orders(placement, n_microbatches)
+        self._check_orders()
+
+
+class ScheduleZBVZeroBubble(_PipelineSchedule):
+    """The ZB-V schedule (Qi et al. 2024, section 6): exactly two stages per rank in a V,
+    rank ``r`` holding stages ``r`` and ``2p - 1 - r`` (so the last stage sits on rank 0 and
+    the loss is computed where the batch enters), with split backwards as in
+    :class:`ScheduleInterleavedZeroBubble`. The stages' rank mapping is set to the V."""
+
+    def __init__(
+        self,
+        stages: list[PipelineStage],
+        n_microbatches: int,
+        loss_fn: Callable | None = None,
+        args_chunk_spec: tuple[TensorChunkSpec, ...] | None = None,
+        kwargs_chunk_spec: dict[str, TensorChunkSpec] | None = None,
+        output_merge_spec: Any = None,
+        scale_grads: bool = True,
+    ) -> None:
+        if not isinstance(stages, (list, tuple)) or len(stages) != 2:
+            raise ValueError("ScheduleZBVZeroBubble needs exactly two stages per rank")
+        super().__init__(
+            list(stages), n_microbatches, loss_fn, args_chunk_spec, kwargs_chunk_spec,
+            output_merge_spec, scale_grads,
+        )  # fmt: skip
+        p, r = self._group_size, self._rank
+        if self._num_stages != 2 * p:
+            raise ValueError(
+                f"ScheduleZBVZeroBubble: num_stages ({self._num_stages}) must be twice the "
+                f"group size ({p})"
+            )
+        got, want = sorted(s.stage_index for s in stages), [r, 2 * p - 1 - r]
+        if got != want:
+            raise ValueError(f"ScheduleZBVZeroBubble: rank {r} must hold stages {want}, got {got}")
+        placement = {s: s if s < p else 2 * p - 1 - s for s in range(2 * p)}
+        for s in stages:
+            s.stage_index_to_group_rank = dict(placement)
+        self.pipeline_order = zero_bubble_orders(placement, n_microbatches)
         self._check_orders()

@@ -18,6 +18,7 @@ from typing import Any
 
 import ember
 import ember.distributed as dist
+from ember.autograd._split import backward_input, backward_weight
 from ember.nn import Module
 from ember.tensor import Tensor
 
@@ -133,6 +134,7 @@ class PipelineStage:
     def clear_runtime_states(self) -> None:
         """Forget the previous step's saved activations, outputs and pending sends."""
         self._cache: dict[int, tuple] = {}
+        self._weight_work: dict[int, tuple] = {}  # split backwards waiting for their W half
         self.output_chunks: list = []
         self._sends: list = []
         # (kind, micro-batch, wall start, wall end, CPU seconds of this thread)
@@ -229,12 +231,18 @@ class PipelineStage:
             self._send(_FWD, self.stage_index + 1, fwd_chunk_id, outs)
         if self.has_backward:
             self._cache[fwd_chunk_id] = (inputs, outs)
-            self.peak_microbatches_alive = max(self.peak_microbatches_alive, len(self._cache))
+            alive = len(self._cache) + len(self._weight_work)  # W halves keep their graphs
+            self.peak_microbatches_alive = max(self.peak_microbatches_alive, alive)
         return out
 
-    def backward_one_chunk(self, bwd_chunk_id: int, loss: Tensor | None = None) -> None:
+    def backward_one_chunk(
+        self, bwd_chunk_id: int, loss: Tensor | None = None, full_backward: bool = True
+    ) -> None:
         """Back-propagate micro-batch ``bwd_chunk_id``: from ``loss`` on the last stage, else
-        from the received output gradients; send the input gradients to the previous stage."""
+        from the received output gradients; send the input gradients to the previous stage.
+
+        ``full_backward=False`` runs only the input half of a split backward (zero-bubble
+        schedules); :meth:`backward_weight_one_chunk` runs the rest later."""
         inputs, outs = self._cache.pop(bwd_chunk_id)
         if self.is_last:
             if loss is None:
@@ -248,16 +256,47 @@ class PipelineStage:
             pairs = [(o, g) for o, g in zip(float_outs, got) if o.requires_grad]
             roots, grads = [o for o, _ in pairs], [g for _, g in pairs]
         t0, c0 = time.perf_counter(), time.thread_time()
-        if roots:
-            ember.autograd.backward(roots, grads)
-        self._events.append(("B", bwd_chunk_id, t0, time.perf_counter(), time.thread_time() - c0))
+        floats = [x for x in inputs if x.dtype.is_floating_point]
+        if full_backward:
+            if roots:
+                ember.autograd.backward(roots, grads)
+            got = [x.grad for x in floats]
+        else:
+            got = self._backward_input(bwd_chunk_id, roots, grads, floats)
+        kind = "B" if full_backward else "I"
+        self._events.append((kind, bwd_chunk_id, t0, time.perf_counter(), time.thread_time() - c0))
         if not self.is_first:
             in_grads = tuple(
-                x.grad if x.grad is not None else ember.zeros_like(x)
-                for x in inputs
-                if x.dtype.is_floating_point
+                g if g is not None else ember.zeros_like(x) for x, g in zip(floats, got)
             )
             self._send(_BWD, self.stage_index - 1, bwd_chunk_id, in_grads)
+
+    def _backward_input(self, mb: int, roots: list, grads: list | None, floats: list) -> list:
+        targets = [x for x in floats if x.requires_grad]
+        if not roots or not targets:  # stage 0: no input gradients; the weight half does all
+            self._weight_work[mb] = ("full", roots, grads)
+            return [None] * len(floats)
+        seeds = grads if grads is not None else [ember.ones_like(r) for r in roots]
+        got, stash = backward_input(roots, seeds, targets)
+        self._weight_work[mb] = ("split", stash)
+        by_id = {id(x): g for x, g in zip(targets, got)}
+        return [by_id.get(id(x)) for x in floats]
+
+    def backward_weight_one_chunk(self, bwd_chunk_id: int) -> None:
+        """The weight half of micro-batch ``bwd_chunk_id``'s split backward: accumulate the
+        parameters' gradients (after ``backward_one_chunk(..., full_backward=False)``)."""
+        work = self._weight_work.pop(bwd_chunk_id, None)
+        if work is None:
+            raise RuntimeError(
+                f"stage {self.stage_index}: no input-gradient half of micro-batch "
+                f"{bwd_chunk_id} to finish (call backward_one_chunk(full_backward=False) first)"
+            )
+        t0, c0 = time.perf_counter(), time.thread_time()
+        if work[0] == "split":
+            backward_weight(work[1])
+        elif work[1]:
+            ember.autograd.backward(work[1], work[2])
+        self._events.append(("W", bwd_chunk_id, t0, time.perf_counter(), time.thread_time() - c0))
 
     def scale_grads(self, grad_scale_factor: int) -> None:
         """Divide this stage's parameter gradients by ``grad_scale_factor`` (the number of

@@ -53,9 +53,16 @@ def case_schedule(name: str, n_mb: int, per_rank: int, steps: int = 1, lr: float
     n_stages = p * per_rank
     model = _model(n_stages)
     mine = list(range(rank, n_stages, p))
+    if name == "ScheduleZBVZeroBubble":  # the V: rank r holds stages r and 2p - 1 - r
+        mine = [rank, 2 * p - 1 - rank]
     stages = [P.PipelineStage(model[s], s, n_stages, "cpu") for s in mine]
     loss_fn = ember.nn.functional.mse_loss
-    if name in ("ScheduleInterleaved1F1B", "ScheduleLoopedBFS"):
+    if name in (
+        "ScheduleInterleaved1F1B",
+        "ScheduleLoopedBFS",
+        "ScheduleInterleavedZeroBubble",
+        "ScheduleZBVZeroBubble",
+    ):
         sched = getattr(P, name)(stages, n_mb, loss_fn=loss_fn)
     else:
         sched = getattr(P, name)(stages[0], n_mb, loss_fn=loss_fn)
@@ -71,7 +78,7 @@ def case_schedule(name: str, n_mb: int, per_rank: int, steps: int = 1, lr: float
         f"{s}.{n}": q.grad.numpy().copy() for s in mine for n, q in model[s].named_parameters()
     }
     # the ranks ran exactly the schedule's actions, in its order
-    ran = [(s, k, mb) for s, k, mb, *_ in sched.timeline if k in "FB"]
+    ran = [(s, k, mb) for s, k, mb, *_ in sched.timeline if k in "FBIW"]
     assert sorted(ran) == sorted(tuple(a) for a in sched.pipeline_order[rank])
     return (
         [float(v.item()) for v in losses],
@@ -131,6 +138,20 @@ def test_training_steps_match_one_process(pools, name, n_mb):
     # three SGD steps: parameters move, so later steps check more than the first gradients
     results = pools(4, "shm").run(case_schedule, name, n_mb, 1, 3, 0.5)
     _check(results, *_reference(4, steps=3, lr=0.5), n_mb)
+
+
+@pytest.mark.parametrize(
+    "name,per_rank,n_mb,steps",
+    [
+        ("ScheduleInterleavedZeroBubble", 1, 4, 1),  # split backwards, W deferred
+        ("ScheduleZBVZeroBubble", 2, 4, 2),  # the V: loss on rank 0; two SGD steps
+        pytest.param("ScheduleInterleavedZeroBubble", 2, 8, 1, marks=pytest.mark.full),
+    ],
+)
+def test_zero_bubble_schedules_match_one_process(pools, name, per_rank, n_mb, steps):
+    p = 4 // per_rank
+    results = pools(p, "shm").run(case_schedule, name, n_mb, per_rank, steps, 0.5)
+    _check(results, *_reference(4, steps=steps, lr=0.5), n_mb)
 
 
 def test_stages_of_one_rank_hand_over_in_memory(pools):

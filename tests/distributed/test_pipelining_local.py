@@ -36,6 +36,54 @@ def test_multi_stage_orders_bubble_is_p_minus_1_over_vm_plus_p_minus_1(p, v, m):
         assert bubble == pytest.approx(dict.fromkeys(range(p), (p - 1) / (v * m + p - 1)))
 
 
+@pytest.mark.parametrize("p,m", [(2, 4), (4, 8), (4, 16), (3, 6)])
+def test_zero_bubble_orders_reach_zb_h1_bubble(p, m):
+    # one stage per rank, F = I = W = 1 (t_bwd = 2): ZB-H1's (p-1)/(3m+p-1), vs 1F1B's
+    orders = O.zero_bubble_orders({s: s for s in range(p)}, m)
+    bubble = max(O.theoretical_bubble(orders, p).values())
+    assert bubble == pytest.approx((p - 1) / (3 * m + p - 1))
+    assert bubble < (p - 1) / (m + p - 1)
+    for r, order in orders.items():
+        assert sorted(order) == sorted(O.Action(r, k, i) for k in "FIW" for i in range(m))
+        fwd = [a.mb for a in order if a.kind == "F"]
+        assert fwd == sorted(fwd)  # a stage's forwards in micro-batch order
+        for a in order:  # each W after its own I
+            if a.kind == "W":
+                assert order.index(O.Action(a.stage, "I", a.mb)) < order.index(a)
+
+
+@pytest.mark.parametrize("p,m", [(2, 4), (4, 8)])
+def test_zbv_orders_beat_interleaved_1f1b(p, m):
+    v_shape = {s: s if s < p else 2 * p - 1 - s for s in range(2 * p)}
+    zbv = max(O.theoretical_bubble(O.zero_bubble_orders(v_shape, m), 2 * p).values())
+    inter = {r: O.interleaved_order(r, p, 2, m) for r in range(p)}
+    assert zbv < max(O.theoretical_bubble(inter, 2 * p).values())
+
+
+def test_split_backward_halves_equal_one_backward():
+    import ember
+    from ember.autograd._split import backward_input, backward_weight
+
+    ember.manual_seed(0)
+    a, b = ember.nn.Linear(4, 5).double(), ember.nn.Linear(5, 3).double()
+    params = [*a.parameters(), *b.parameters()]
+
+    def run(x):  # b's weight feeds the output twice: through b and through its sum
+        return (b(ember.tanh(a(x))) * b.weight.sum()).sum()
+
+    x = ember.randn(6, 4, dtype=ember.float64, requires_grad=True)
+    run(x).backward()
+    want = [p.grad.numpy().copy() for p in (x, *params)]
+    for p in (x, *params):
+        p.grad = None
+    y = run(x)
+    (gx,), stash = backward_input([y], [ember.ones_like(y)], [x])
+    assert all(p.grad is None for p in params) and len(stash) == 3
+    backward_weight(stash)
+    for got, w in zip([gx, *(p.grad for p in params)], want):
+        np.testing.assert_allclose(got.numpy(), w, rtol=1e-12)
+
+
 def test_simulator_reports_a_deadlocking_order():
     # rank 0 waits for stage 1's backward before sending its forward: nothing can start
     orders = {0: [O.Action(0, "B", 0), O.Action(0, "F", 0)], 1: O.gpipe_order(1, 2, 1)}
