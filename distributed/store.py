@@ -257,9 +257,13 @@ class TCPStore(Store):
         self._server = None
         self._reconnect_lock = threading.Lock()
         if is_master:
-            from ._runtime._store_server import serve
+            from ._runtime import _store_proc
 
-            self._server, port = serve(self.host, int(port), self._token, world_size)
+            if _store_proc.in_own_process():  # off rank 0's GIL (issue #28)
+                start = _store_proc.spawn
+            else:
+                from ._runtime._store_server import serve as start
+            self._server, port = start(self.host, int(port), self._token, world_size)
         self.port = int(port)
         self.address = _auth.join_host_port(self.host, self.port)
         self._stub_class = store_pb2_grpc.StoreStub

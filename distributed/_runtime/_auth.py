@@ -158,11 +158,17 @@ class RefusalLog:
         return True
 
 
-# One per process: every endpoint of the job shares the budget.
-log_refusal = RefusalLog(
-    int(os.environ.get("EMBER_REFUSAL_LOG_FIRST", 10)),
-    float(os.environ.get("EMBER_REFUSAL_LOG_EVERY_S", 60)),
-)
+def new_refusal_log() -> RefusalLog:
+    """A refusal log with the limits of ``EMBER_REFUSAL_LOG_FIRST``/``_EVERY_S``."""
+    return RefusalLog(
+        int(os.environ.get("EMBER_REFUSAL_LOG_FIRST", 10)),
+        float(os.environ.get("EMBER_REFUSAL_LOG_EVERY_S", 60)),
+    )
+
+
+# One per process: every endpoint of the job shares the budget (the store helper process
+# starts a new one per store it serves).
+log_refusal = new_refusal_log()
 
 
 def sign(token: str, nonce: bytes, rank: int) -> bytes:

@@ -144,6 +144,9 @@ def test_store_flood_of_bad_tokens_logs_a_bounded_number_of_lines(monkeypatch, c
     from ember.protos import store_pb2, store_pb2_grpc
 
     monkeypatch.setattr(_auth, "log_refusal", _auth.RefusalLog(first=5, every=3600.0))
+    # the patched limits apply in this process: serve the store here, not in the helper
+    # process (whose own RefusalLog logs the same way, tests/distributed/test_store.py)
+    monkeypatch.setenv("EMBER_STORE_PROCESS", "0")
     master = TCPStore("127.0.0.1", 0, is_master=True, token="good-token")
     channel = grpc.insecure_channel(master.address)
     stub = store_pb2_grpc.StoreStub(channel)
