@@ -3,6 +3,7 @@
     python benchmarks/parallelism.py                          # all strategies, sizes tiny,small
     python benchmarks/parallelism.py --size tiny --strategies dp,tp --steps 3
     python benchmarks/parallelism.py --netns                  # 2 ranks per "host" (root)
+    python benchmarks/parallelism.py --world 2 --project      # 2 ranks; the α-β projection
 
 A GPT (token + position embedding, pre-norm blocks of causal attention and a 4x MLP, bias-free
 linears, an untied LM head) is trained with Adam on one fixed global batch of ``batch``
@@ -27,6 +28,12 @@ point-to-point send passes ``Comm.send``; ``ember.distributed.experiment.tracer.
 counts them; the mean over ranks) next to the analytical count (docs/distributed.md, section
 "Parallelism benchmark"). The default backend is ``grpc`` (the network data plane, also on one
 host); under ``shm`` DDP's buckets take the shared-memory arena, which sends nothing.
+
+``--world 2`` runs every strategy on 2 ranks instead (2 pipeline stages, TP over 2; no tpdp).
+``--project`` also fits α-β to allreduces on the run's ranks, times the whole model's forward +
+backward and Adam step on one rank (every rank at once), and prints the step time
+``ember.distributed.experiment.parallel_cost`` predicts from them beside each cell's best step
+(docs/experiments.md, "Model parallelism").
 """
 
 from __future__ import annotations
@@ -189,8 +196,9 @@ def analytical(
     param_bytes: list[int],
     local_bytes: list[int] | None = None,
     hosts: int = 1,
+    n: int = WORLD,
 ) -> float:
-    """Bytes each rank sends per step (mean over the n = 4 ranks), float32.
+    """Bytes each rank sends per step (mean over the ``n`` ranks), float32.
 
     G: gradient bytes (= parameter bytes); R: the bytes of the parameters outside every FSDP
     unit (position embedding, final norm), which stay gathered from forward to backward;
@@ -200,7 +208,7 @@ def analytical(
     or take one rank from each, so only DP's and TP's allreduces change). The formulas are
     in docs/distributed.md ("Parallelism benchmark").
     """
-    n, g = WORLD, sum(param_bytes)
+    g = sum(param_bytes)
     act = cfg["batch"] * cfg["seq"] * cfg["d"] * 4
     layers = cfg["layers"]
     if strategy == "dp":  # one allreduce per bucket
@@ -212,8 +220,8 @@ def analytical(
         return TP_ALLREDUCES * layers * allreduce_bytes(act, n, hosts)
     if strategy == "pp":  # each of the p-1 cuts: activations forward, their grads back
         return (2 * (n - 1) * act + (n - 1) * PP_HEADER) / n
-    if strategy == "tpdp":  # TP on 2 ranks over batch/2, then each local grad over dp (2)
-        tp = TP_ALLREDUCES * layers * allreduce_bytes(act // 2, 2)
+    if strategy == "tpdp":  # TP on n/2 ranks over batch/2, then each local grad over dp (2)
+        tp = TP_ALLREDUCES * layers * allreduce_bytes(act // 2, n // 2)
         return tp + sum(allreduce_bytes(b, 2) for b in local_bytes)
     raise ValueError(f"unknown strategy {strategy!r}")
 
@@ -230,7 +238,7 @@ def _setup(strategy: str, cfg: dict, microbatches: int):
     from ember.distributed.tensor import init_device_mesh
     from ember.nn.parallel import DistributedDataParallel as DDP
 
-    rank, v, b = dist.get_rank(), cfg["vocab"], cfg["batch"]
+    rank, world, v, b = dist.get_rank(), dist.get_world_size(), cfg["vocab"], cfg["batch"]
     rng = np.random.default_rng(0)  # one global batch, the same on every rank
     tokens = rng.integers(0, v, (b, cfg["seq"]))
     targets = rng.integers(0, v, (b, cfg["seq"]))
@@ -246,7 +254,7 @@ def _setup(strategy: str, cfg: dict, microbatches: int):
 
     model = build_gpt(cfg)
     if strategy == "pp":
-        stage, n = rank, WORLD
+        stage, n = rank, world
         per = cfg["layers"] // n
         mod = _Stage(model, stage * per, (stage + 1) * per, stage == 0, stage == n - 1)
         from ember.distributed.pipelining import PipelineStage, Schedule1F1B
@@ -268,19 +276,19 @@ def _setup(strategy: str, cfg: dict, microbatches: int):
         return step, (mod, opt), None
     local = None
     if strategy == "dp":
-        model, x_y = DDP(model), rows(WORLD, rank)
+        model, x_y = DDP(model), rows(world, rank)
     elif strategy == "fsdp":
         block, top = type(model.blocks[0]), {id(model.tok), id(model.head)}
 
         def policy(module, recurse, nonwrapped_numel):
             return recurse or isinstance(module, block) or id(module) in top
 
-        model, x_y = FSDP(model, auto_wrap_policy=policy), rows(WORLD, rank)
+        model, x_y = FSDP(model, auto_wrap_policy=policy), rows(world, rank)
     elif strategy == "tp":
-        _tp_blocks(model, init_device_mesh("cpu", (WORLD,), mesh_dim_names=("tp",)))
+        _tp_blocks(model, init_device_mesh("cpu", (world,), mesh_dim_names=("tp",)))
         x_y = rows(1, 0)
     else:  # tpdp
-        mesh = init_device_mesh("cpu", (2, WORLD // 2), mesh_dim_names=("dp", "tp"))
+        mesh = init_device_mesh("cpu", (2, world // 2), mesh_dim_names=("dp", "tp"))
         _tp_blocks(model, mesh["tp"])
         x_y = rows(2, mesh.get_local_rank("dp"))
         local = [p.numel() * 4 for p in model.parameters()]
@@ -329,7 +337,14 @@ def _Stage(*args):
 
 
 def worker(
-    out: str, strategies: list, sizes: list, steps: int, microbatches: int, backend, hosts: int
+    out: str,
+    strategies: list,
+    sizes: list,
+    steps: int,
+    microbatches: int,
+    backend,
+    hosts: int,
+    project: bool = False,
 ):
     import statistics
     import time
@@ -339,6 +354,11 @@ def worker(
 
     dist.init_process_group(backend)
     rank = dist.get_rank()
+    if project:
+        from parallelism_projection import calibrate
+
+        with open(os.path.join(out, f"calib{rank}.json"), "w") as f:
+            json.dump(calibrate(sizes), f)
     results = []
     for size in sizes:
         cfg = SIZES[size]
@@ -362,10 +382,13 @@ def worker(
                     "strategy": strategy,
                     "params": sum(param_bytes) // 4,
                     "step": statistics.median(times),
+                    "step_min": min(times),
                     "mem": mem["parameters"] + mem["gradients"] + mem["optimizer_state"],
                     "mem_total": mem["total"],
                     "sent": statistics.median(sent),
-                    "analytical": analytical(strategy, cfg, param_bytes, local, hosts),
+                    "analytical": analytical(
+                        strategy, cfg, param_bytes, local, hosts, dist.get_world_size()
+                    ),
                 }
             )
             if rank == 0:  # progress, as each cell finishes (rank 0's own figures)
@@ -395,13 +418,13 @@ def launch(args, out: str, pair=None) -> list[list[dict]]:
     port, token = _free_port(), secrets.token_hex(16)
     addr = ADDRS[0] if pair is not None else "127.0.0.1"
     procs = []
-    for r in range(WORLD):
+    for r in range(args.world):
         env = dict(
             os.environ,
             RANK=str(r),
             LOCAL_RANK=str(r // 2 if pair else r),
-            WORLD_SIZE=str(WORLD),
-            LOCAL_WORLD_SIZE=str(2 if pair else WORLD),
+            WORLD_SIZE=str(args.world),
+            LOCAL_WORLD_SIZE=str(2 if pair else args.world),
             MASTER_ADDR=addr,
             MASTER_PORT=str(port),
             EMBER_TOKEN=token,
@@ -421,7 +444,9 @@ def launch(args, out: str, pair=None) -> list[list[dict]]:
             str(args.microbatches),
             "--backend",
             args.backend,
-        ] + (["--netns"] if pair is not None else [])
+        ]
+        argv += ["--netns"] if pair is not None else []
+        argv += ["--project"] if args.project else []
         if pair is not None:
             procs.append(pair.popen(r // 2, argv, env=env))
         else:
@@ -430,9 +455,14 @@ def launch(args, out: str, pair=None) -> list[list[dict]]:
     if any(codes):
         raise SystemExit(f"ranks failed: exit codes {codes}")
     per_rank = []
-    for r in range(WORLD):
+    for r in range(args.world):
         with open(os.path.join(out, f"rank{r}.json")) as f:
             per_rank.append(json.load(f))
+    if args.project:
+        args.calibration = []
+        for r in range(args.world):
+            with open(os.path.join(out, f"calib{r}.json")) as f:
+                args.calibration.append(json.load(f))
     return per_rank
 
 
@@ -486,9 +516,24 @@ def parse_args(argv=None):
         "--backend", choices=BACKENDS, default="grpc", help="ember backend (default grpc)"
     )
     p.add_argument("--netns", action="store_true", help="2 ranks in each of two namespaces")
+    p.add_argument(
+        "--world", type=int, choices=(2, 4), default=WORLD, help=f"ranks (default {WORLD})"
+    )
+    p.add_argument(
+        "--project",
+        action="store_true",
+        help="also fit α-β and a compute reference here and print the cost model's step times",
+    )
     p.add_argument("--json", help="also write the rows to this file")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.world != WORLD and "tpdp" in args.strategies:
+        if len(args.strategies) == len(STRATEGIES):  # the default list: leave it out
+            args.strategies = [s for s in args.strategies if s != "tpdp"]
+        else:
+            p.error(f"tpdp needs a 2 x 2 mesh: --world {WORLD}, got --world {args.world}")
+    if args.netns and args.world != WORLD:
+        p.error(f"--netns runs 2 ranks in each of two namespaces: --world {WORLD}")
     for size in args.size:
         cfg = SIZES[size]
         if cfg["batch"] % args.microbatches:
@@ -511,6 +556,7 @@ def main(argv=None) -> None:
             args.microbatches,
             args.backend,
             2 if args.netns else 1,
+            args.project,
         )
         return
     pair = None
@@ -533,16 +579,31 @@ def main(argv=None) -> None:
         for cells in zip(*per_rank)
     ]
     where = "2 hosts (network namespaces) x 2 ranks" if pair else "1 host"
-    print(f"\n{WORLD} ranks, {where}, backend {args.backend}; median of {args.steps} steps\n")
+    print(f"\n{args.world} ranks, {where}, backend {args.backend}; median of {args.steps} steps\n")
     print(table(rows, COLUMNS))
     for size in args.size:
         mine = [r for r in rows if r[0] == size]
         fast = min(mine, key=lambda r: float(r[3]))
         small = min(mine, key=lambda r: float(r[4]))
         print(f"{size}: fastest {fast[1]} ({fast[3]} ms), least memory {small[1]} ({small[4]} MiB)")
+    result = {"columns": COLUMNS, "rows": rows, "bytes": wire}
+    if args.project:
+        from parallelism_projection import PROJECTION_COLUMNS, project
+
+        prows, info = project(args, per_rank)
+        print(
+            f"\nα-β projection (this run's calibration): α {info['alpha_us']:.1f} µs, "
+            f"{info['bandwidth_gbps']:.3g} GB/s; 1-rank forward+backward "
+            + ", ".join(f"{s} {v:.1f} ms" for s, v in info["compute_ms"].items())
+            + "; Adam step "
+            + ", ".join(f"{s} {v:.1f} ms" for s, v in info["optim_ms"].items())
+            + "\n"
+        )
+        print(table(prows, PROJECTION_COLUMNS))
+        result.update(projection_columns=PROJECTION_COLUMNS, projection=prows, calibration=info)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"columns": COLUMNS, "rows": rows, "bytes": wire}, f, indent=1)
+            json.dump(result, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from .costmodel import (
     fit_alpha_beta,
     wire_bytes,
 )
+from .mp_projection import add_curves
 from .spec import ExperimentSpec
 
 _NUMERIC = (
@@ -226,3 +227,4 @@ def _project(spec: ExperimentSpec, agg: list[dict], an: Analysis) -> None:
                 (n, an.projection_model.efficiency(strategy, n, batch, scaling, grad_bytes, ic, m))
                 for n in ns
             ]
+    add_curves(an, spec, ns, links)  # TP, PP, TP x DP (spec projection.model_parallel)

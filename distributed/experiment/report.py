@@ -301,13 +301,18 @@ def _projection(an: Analysis, spec: ExperimentSpec) -> list[str]:
         ["interconnect", "α (µs)", "GB/s", "strategy"] + [str(n) for n in ns],
         [
             [ic.name, f"{ic.alpha * 1e6:.3g}", f"{ic.bandwidth_gbps:.3g}", s]
-            + [f"{e:.3f}" for n, e in an.curves[(ic.name, s)] if n in ns]
+            + [f"{e:.3f}" if e == e else "-" for n, e in an.curves[(ic.name, s)] if n in ns]
             for ic in an.interconnects
-            for s in spec["grid"]["strategy"]
+            for s in spec["grid"]["strategy"] + _mp_strategies(spec)
             if (ic.name, s) in an.curves
         ],
     )
     return lines
+
+
+def _mp_strategies(spec: ExperimentSpec) -> list[str]:
+    mp = spec["projection"].get("model_parallel")
+    return list(mp["strategies"]) if mp else []
 
 
 def _timelines(rows: list[dict]) -> list[str]:

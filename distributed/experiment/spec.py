@@ -51,6 +51,7 @@ _DEFAULTS = {
         "workers": PROJECTION_WORKERS,
         "compute_rate": None,
         "interconnects": INTERCONNECTS,
+        "model_parallel": None,  # TP / PP / TP x DP curves: see mp_projection.py
     },
     # Ray Tune sections (tune_spec.py checks them); with ``search`` the sweep runs on Tune
     "search": None,
@@ -268,6 +269,9 @@ def _check(d: dict, src: str) -> None:
 
 
 def _check_projection(p: dict, src: str) -> None:
+    from .mp_projection import check
+
+    p["model_parallel"] = check(p["model_parallel"], src)
     if not isinstance(p["workers"], list) or not p["workers"]:
         _fail(src, "projection.workers", "must be a non-empty list of worker counts")
     for n in p["workers"]:

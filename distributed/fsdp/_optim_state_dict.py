@@ -6,7 +6,8 @@ The optimizer steps the flat parameters, so its per-element state (``exp_avg``,
 (``FULL_STATE_DICT``, PyTorch's layout ``{"state": {name: {...}}, "param_groups": [{...,
 "params": [names]}]}``) or as this rank's pieces (``SHARDED_STATE_DICT``). Zero-dim state
 (``step``) is copied to every parameter of the flat parameter. ``to_load`` goes the other way,
-for any number of ranks from the full form.
+for any number of ranks from the full form. With ``use_orig_params=True`` the optimizer holds
+the original parameters (views of the shard) instead: see ``_orig_optim_state``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from ember.backend import get_array_module
 from ember.nn import Module
 
 from .. import distributed_c10d as c10d
+from ._orig_optim_state import _SCALAR_KEYS, orig_handles, state_per_name, view_state
 from ._state_dict import (
     SHARD_META,
     as_array,
@@ -29,9 +31,6 @@ from ._state_dict import (
     units_of,
 )
 from .api import OptimStateKeyType, StateDictType
-
-# Zero-dim state that is per optimizer step, not per element (matters for 0-d parameters).
-_SCALAR_KEYS = frozenset({"step", "mu_product"})
 
 
 def _handles(model: Module) -> dict:
@@ -77,7 +76,19 @@ def optim_state_dict(model: Module, optim, osd=None) -> dict:
     fqns, plain = fqn_maps(model)
     state, names_of = {}, {}
     rank, world = c10d.get_rank(), c10d.get_world_size()
+    orig = orig_handles(model)
+    if orig:  # use_orig_params=True: the optimizer holds the original parameters
+        entry_names = {(id(h), j): h.names(fqns)[j] for h, j in orig.values()}
+        params = _params(optim)
+        for i, p in enumerate(params):
+            if id(p) in orig:
+                h, j = orig[id(p)]
+                names_of[i] = [entry_names[(id(h), j)]]
+        mine = {id(p): osd["state"].get(i) for i, p in enumerate(params) if id(p) in orig}
+        state.update(state_per_name(model, mine, entry_names, full))
     for i, p in enumerate(_params(optim)):
+        if id(p) in orig:
+            continue
         st = osd["state"].get(i)
         h = handles.get(id(p))
         if h is None:
@@ -139,7 +150,17 @@ def to_load(model: Module, optim, osd: dict) -> dict:
         )
     saved = osd["state"]
     state = {}
+    orig, rebuilt = orig_handles(model), {}
     for i, p in enumerate(_params(optim)):
+        if id(p) in orig:
+            h, j = orig[id(p)]
+            if id(h) not in rebuilt:
+                rebuilt[id(h)] = _orig_flat_states(h, fqns, saved, sharded)
+            flat_states, scalars = rebuilt[id(h)]
+            st = view_state(h, j, flat_states, scalars[j]) if scalars[j] is not None else None
+            if st is not None:
+                state[i] = st
+            continue
         h = handles.get(id(p))
         if h is None:
             name = plain.get(id(p))
@@ -171,6 +192,19 @@ def to_load(model: Module, optim, osd: dict) -> dict:
         start += len(mine["params"])
         groups.append(new)
     return {"state": state, "param_groups": groups}
+
+
+def _orig_flat_states(h, fqns, saved: dict, sharded: bool):
+    """For a use_orig_params handle: each per-element key's rebuilt flat shard, and each
+    entry's 0-d state (None for an entry with no saved state)."""
+    names = h.names(fqns)
+    sts = [saved.get(n) for n in names]
+    present = [s for s in sts if s]
+    keys = list(dict.fromkeys(k for s in present for k in s))
+    elem = [k for k in keys if _is_element_key(h, k, sts)]
+    flat = {k: _flat_state(h, k, sts, names, sharded) for k in elem}
+    scalars = [None if not s else {k: v for k, v in s.items() if k not in elem} for s in sts]
+    return flat, scalars
 
 
 def _is_element_key(h, key, sts) -> bool:

@@ -259,7 +259,12 @@ def load_state_dict(root: Module, state_dict, strict: bool = True) -> _Incompati
         for mprefix, m in walk(root):
             for name in param_names(m):
                 p = m._parameters.get(name)
-                if p is not None and (mprefix + name) in state_dict:
+                # use_orig_params registers the flat shard's views here: _load_handle did them
+                if (
+                    p is not None
+                    and (id(m), name) not in managed
+                    and (mprefix + name) in state_dict
+                ):
                     _copy_into(p, state_dict[mprefix + name], mprefix + name, errors)
             for name, b in m._buffers.items():
                 key = mprefix + name

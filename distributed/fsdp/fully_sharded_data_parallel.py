@@ -447,7 +447,6 @@ class FullyShardedDataParallel(Module):
     def optim_state_dict(model: Module, optim, optim_state_dict=None, group=None) -> dict:
         """The optimizer state keyed by original parameter names: full tensors
         (``FULL_STATE_DICT``) or this rank's pieces (``SHARDED_STATE_DICT``)."""
-        _no_orig_params(model, "optim_state_dict")
         return _osd.optim_state_dict(model, optim, optim_state_dict)
 
     @staticmethod
@@ -461,7 +460,6 @@ class FullyShardedDataParallel(Module):
     ) -> dict:
         """Turn a name-keyed (full or sharded) optimizer state dict into one that
         ``optim.load_state_dict`` takes on this rank."""
-        _no_orig_params(model, "optim_state_dict_to_load")
         out = _osd.to_load(model, optim, optim_state_dict)
         if load_directly:
             optim.load_state_dict(out)
@@ -483,13 +481,3 @@ class FullyShardedDataParallel(Module):
     def _ember_memory_arrays(self):
         for h in self._handles:
             yield from h.memory_arrays()
-
-
-def _no_orig_params(model: Module, what: str) -> None:
-    if any(
-        getattr(m, "_ember_fsdp_unit", False) and m._config.use_orig_params for m in model.modules()
-    ):
-        raise NotImplementedError(
-            f"FullyShardedDataParallel.{what} is not supported with use_orig_params=True yet "
-            "(the optimizer holds the original parameters' shard views, not flat parameters)"
-        )
