@@ -15,8 +15,8 @@ import pytest
 import ember
 import ember.nn as nn
 from ember._compile import _cudagraph
-from ember.autograd import engine
 from ember._compile._cudagraph import EmulatedGraphs
+from ember.autograd import engine
 
 
 @pytest.fixture(autouse=True)
