@@ -246,34 +246,28 @@ class PipelineScheduleMulti(_PipelineSchedule):
         got = sorted(s.stage_index for s in stages)
         if got != want:
             raise ValueError(f"{name}: rank {self._rank} must hold stages {want}, got {got}")
+        self.pipeline_order = self._all_orders(p, v, n_microbatches)
+        self._check_orders()
+
+    def _all_orders(self, p: int, v: int, n_mb: int) -> dict[int, list[Action]]:
+        """Every rank's action order (each schedule class defines its own)."""
+        raise NotImplementedError
 
 
 class ScheduleInterleaved1F1B(PipelineScheduleMulti):
     """Interleaved 1F1B (virtual stages): with ``v`` stages per rank the bubble shrinks to
     about (p-1)/(v*m+p-1)."""
 
-    def __init__(
-        self,
-        stages: list[PipelineStage],
-        n_microbatches: int,
-        loss_fn: Callable | None = None,
-        args_chunk_spec: tuple[TensorChunkSpec, ...] | None = None,
-        kwargs_chunk_spec: dict[str, TensorChunkSpec] | None = None,
-        output_merge_spec: Any = None,
-        scale_grads: bool = True,
-    ) -> None:
-        super().__init__(
-            stages, n_microbatches, loss_fn, args_chunk_spec, kwargs_chunk_spec,
-            output_merge_spec, scale_grads,
-        )  # fmt: skip
-        p, v = self._group_size, len(stages)
-        self.pipeline_order = {r: interleaved_order(r, p, v, n_microbatches) for r in range(p)}
-        self._check_orders()
+    def _all_orders(self, p: int, v: int, n_mb: int) -> dict[int, list[Action]]:
+        return {r: interleaved_order(r, p, v, n_mb) for r in range(p)}
 
 
 class ScheduleLoopedBFS(PipelineScheduleMulti):
     """Looped BFS: each local stage runs all micro-batches' forwards before the next local
     stage (GPipe per stage, stages in a loop over the ranks); backwards in reverse."""
+
+    def _all_orders(self, p: int, v: int, n_mb: int) -> dict[int, list[Action]]:
+        return {r: looped_bfs_order(r, p, v, n_mb) for r in range(p)}
 
     def __init__(
         self,
@@ -287,9 +281,6 @@ class ScheduleLoopedBFS(PipelineScheduleMulti):
             stages, n_microbatches, loss_fn, output_merge_spec=output_merge_spec,
             scale_grads=scale_grads,
         )  # fmt: skip
-        p, v = self._group_size, len(stages)
-        self.pipeline_order = {r: looped_bfs_order(r, p, v, n_microbatches) for r in range(p)}
-        self._check_orders()
 
 
 class ScheduleInterleavedZeroBubble(PipelineScheduleMulti):
@@ -301,23 +292,8 @@ class ScheduleInterleavedZeroBubble(PipelineScheduleMulti):
     same as any schedule's. With one stage per rank and F = I = W its bubble is ZB-H1's,
     (p-1)/(3m+p-1), against 1F1B's (p-1)/(m+p-1)."""
 
-    def __init__(
-        self,
-        stages: list[PipelineStage],
-        n_microbatches: int,
-        loss_fn: Callable | None = None,
-        args_chunk_spec: tuple[TensorChunkSpec, ...] | None = None,
-        kwargs_chunk_spec: dict[str, TensorChunkSpec] | None = None,
-        output_merge_spec: Any = None,
-        scale_grads: bool = True,
-    ) -> None:
-        super().__init__(
-            stages, n_microbatches, loss_fn, args_chunk_spec, kwargs_chunk_spec,
-            output_merge_spec, scale_grads,
-        )  # fmt: skip
-        placement = {s: s % self._group_size for s in range(self._num_stages)}
-        self.pipeline_order = zero_bubble_orders(placement, n_microbatches)
-        self._check_orders()
+    def _all_orders(self, p: int, v: int, n_mb: int) -> dict[int, list[Action]]:
+        return zero_bubble_orders({s: s % p for s in range(p * v)}, n_mb)
 
 
 class ScheduleZBVZeroBubble(_PipelineSchedule):
