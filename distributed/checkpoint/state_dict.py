@@ -22,6 +22,13 @@ import ember
 from ember.nn import Module
 
 from ..fsdp._state_dict import SHARD_META, units_of
+from ._dtensor_state import (
+    dtensor_params,
+    from_dtensors,
+    full_tensors,
+    reshard_fully_shard,
+    to_dtensors,
+)
 
 __all__ = [
     "StateDictOptions",
@@ -121,11 +128,16 @@ def get_model_state_dict(
             sd = dict(model.state_dict())
     else:
         inner = _unwrap(model)
+        reshard_fully_shard(inner)
         sd = dict(inner.state_dict())
         if options.ignore_frozen_params:
             for name, p in inner.named_parameters():
                 if not p.requires_grad:
                     sd.pop(name, None)
+        # DTensor parameters (tensor parallel, fully_shard) as DTensors, as PyTorch
+        sd = to_dtensors(sd, dtensor_params(inner), optim=False)
+        if options.full_state_dict:
+            sd = full_tensors(sd, optim=False)
     return _offload(sd) if options.cpu_offload else sd
 
 
@@ -139,7 +151,10 @@ def set_model_state_dict(
     if _is_fsdp(model):
         with _fsdp_context(model, SHARD_META not in model_state_dict):
             return model.load_state_dict(model_state_dict, strict=strict)
-    return _unwrap(model).load_state_dict(model_state_dict, strict=strict)
+    inner = _unwrap(model)
+    reshard_fully_shard(inner)
+    local = from_dtensors(model_state_dict, dtensor_params(inner), optim=False)
+    return inner.load_state_dict(local, strict=strict)
 
 
 # ---- optimizer ------------------------------------------------------------------------------
@@ -186,6 +201,7 @@ def _one_optim_state_dict(model: Module, optim, full: bool) -> dict:
             osd = FSDP.optim_state_dict(model, optim)
         osd.pop(SHARD_META, None)
         return osd
+    reshard_fully_shard(_unwrap(model))
     names = _names_by_id(model)
     osd = optim.state_dict()
     order = [p for g in optim.param_groups for p in g["params"]]
@@ -202,6 +218,9 @@ def _one_optim_state_dict(model: Module, optim, full: bool) -> dict:
         new = {k: v for k, v in g.items() if k not in ("params", "param_names")}
         new["params"] = [key[i] for i in g["params"]]
         groups.append(new)
+    state = to_dtensors(state, dtensor_params(_unwrap(model)), optim=True)
+    if full:
+        state = full_tensors(state, optim=True)
     return {"state": state, "param_groups": groups}
 
 
@@ -243,6 +262,8 @@ def set_optimizer_state_dict(
             raise KeyError(f"set_optimizer_state_dict: the state dict has no {key!r}")
     groups = list(optim_state_dict["param_groups"])
     fsdp = _is_fsdp(model)
+    if not fsdp:
+        reshard_fully_shard(_unwrap(model))
     names = None if fsdp else _names_by_id(model)
     for optim in _optimizers(optimizers):
         mine, groups = groups[: len(optim.param_groups)], groups[len(optim.param_groups) :]
@@ -266,6 +287,7 @@ def set_optimizer_state_dict(
             continue
         order = [names[id(p)] for g in optim.param_groups for p in g["params"]]
         index = {n: i for i, n in enumerate(order)}
+        osd["state"] = from_dtensors(osd["state"], dtensor_params(_unwrap(model)), optim=True)
         unknown = sorted(wanted - set(index))
         if unknown:
             raise ValueError(

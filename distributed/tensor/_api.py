@@ -21,7 +21,7 @@ from .. import collectives as _c
 from ..device_mesh import DeviceMesh
 from ..distributed_c10d import get_process_group_ranks
 from ..reduce_op import ReduceOp
-from .placement_types import Partial, Placement, Replicate, Shard
+from .placement_types import Partial, Placement, Replicate, Shard, _StridedShard
 
 __all__ = ["DTensor", "distribute_tensor"]
 
@@ -59,24 +59,47 @@ def _normalize(mesh: DeviceMesh, placements, ndim: int, what: str) -> tuple[Plac
                 raise IndexError(
                     f"{what}: Shard(dim={p.dim}) is out of range for a {ndim}-d tensor"
                 )
-            p = Shard(p.dim % ndim)
+            if isinstance(p, _StridedShard):
+                p = _StridedShard(p.dim % ndim, p.split_factor)
+            else:
+                p = Shard(p.dim % ndim)
         out.append(p)
+    for i, p in enumerate(out):
+        if isinstance(p, _StridedShard):
+            later = 1
+            for j in range(i + 1, len(out)):
+                if out[j].is_shard(p.dim) and not isinstance(out[j], _StridedShard):
+                    later *= mesh.size(j)
+            if later != p.split_factor:
+                raise NotImplementedError(
+                    f"{what}: {p!r} on mesh dimension {i} needs later mesh dimensions "
+                    f"sharding dim {p.dim} of total size {p.split_factor} (placements "
+                    f"{list(out)}, mesh shape {mesh.shape}); only FSDP2's layout over tensor "
+                    "parallelism is supported"
+                )
     return tuple(out)
+
+
+def _shard_order(placements) -> list[int]:
+    """The mesh dimensions in the order their splits apply: the mesh's order, except that a
+    ``_StridedShard`` splits after the later dimensions (FSDP2 shards the tensor-parallel
+    piece)."""
+    strided = [i for i, p in enumerate(placements) if isinstance(p, _StridedShard)]
+    return [i for i in range(len(placements)) if i not in strided] + strided[::-1]
 
 
 def _local_pieces(shape: Sequence[int], mesh: DeviceMesh, placements, coord):
     """For each mesh dim: (tensor dim, its length before this mesh dim's split, bounds) for a
     Shard placement, else None; and the local shape."""
     shape = list(shape)
-    steps = []
-    for i, p in enumerate(placements):
+    steps = [None] * len(placements)  # indexed by mesh dimension, filled in split order
+    for i in _shard_order(placements):
+        p = placements[i]
         if isinstance(p, Shard):
             bounds = _chunk_bounds(shape[p.dim], mesh.size(i))
-            steps.append((p.dim, shape[p.dim], bounds))
+            steps[i] = (p.dim, shape[p.dim], bounds)
             lo, hi = bounds[coord[i]]
             shape[p.dim] = hi - lo
-        else:
-            steps.append(None)
     return steps, tuple(shape)
 
 
@@ -236,7 +259,7 @@ def _reduce_scatter(local, mesh: DeviceMesh, src, dst):
     if len(diff) != 1:
         return None
     i = diff[0]
-    if not (src[i] == Partial("sum") and isinstance(dst[i], Shard)):
+    if not (src[i] == Partial("sum") and type(dst[i]) is Shard):
         return None
     d, k = dst[i].dim, mesh.size(i)
     if local.shape[d] % k or any(p.is_shard(d) for p in src):
@@ -318,7 +341,7 @@ def _to_replicate(dt: DTensor):
     mesh, coord = dt.device_mesh, dt.device_mesh.get_coordinate()
     steps, _ = _local_pieces(dt._shape, mesh, dt.placements, coord)
     t = dt._local_tensor
-    for i in reversed(range(mesh.ndim)):
+    for i in reversed(_shard_order(dt.placements)):
         if steps[i] is None:
             continue
         dim, _, bounds = steps[i]
@@ -345,7 +368,8 @@ def _from_replicate(full, mesh: DeviceMesh, placements, shape) -> DTensor:
     coord = mesh.get_coordinate()
     steps, _ = _local_pieces(shape, mesh, placements, coord)
     t = full
-    for i, step in enumerate(steps):
+    for i in _shard_order(placements):
+        step = steps[i]
         if step is not None:
             dim, _, bounds = step
             lo, hi = bounds[coord[i]]

@@ -28,7 +28,8 @@ class Shard(Placement):
         self.dim = dim
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Shard) and other.dim == self.dim
+        # exact type: a _StridedShard lays the pieces out differently
+        return type(other) is type(self) and other.dim == self.dim
 
     def __hash__(self) -> int:
         return hash(("Shard", self.dim))
@@ -38,6 +39,39 @@ class Shard(Placement):
 
     def __str__(self) -> str:
         return f"S({self.dim})"
+
+
+class _StridedShard(Shard):
+    """``Shard(dim)`` whose split happens *after* the ``split_factor``-way split of the same
+    dimension by a later mesh dimension (PyTorch's ``_StridedShard``): what ``fully_shard``
+    gives a parameter that tensor parallelism already shards along dim 0 (FSDP2 cuts each
+    tensor-parallel piece, so the data-parallel rows are strided through the global tensor).
+    Only that layout (the later mesh dimensions' ``Shard(dim)`` of total size
+    ``split_factor``) is supported."""
+
+    def __init__(self, dim: int, split_factor: int) -> None:
+        super().__init__(dim)
+        if isinstance(split_factor, bool) or not isinstance(split_factor, int) or split_factor < 1:
+            raise ValueError(
+                f"_StridedShard: split_factor must be an int >= 1, got {split_factor!r}"
+            )
+        self.split_factor = split_factor
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            type(other) is _StridedShard
+            and other.dim == self.dim
+            and other.split_factor == self.split_factor
+        )
+
+    def __hash__(self) -> int:
+        return hash(("_StridedShard", self.dim, self.split_factor))
+
+    def __repr__(self) -> str:
+        return f"_StridedShard(dim={self.dim}, sf={self.split_factor})"
+
+    def __str__(self) -> str:
+        return f"_S({self.dim}, {self.split_factor})"
 
 
 class Replicate(Placement):

@@ -159,25 +159,31 @@ def _state_dict_hook(module, state_dict, prefix, local_metadata) -> None:
         if key in state_dict:
             keep_vars = state_dict[key] is p.sharded or state_dict[key] is p.unsharded
             local = p.sharded if keep_vars else p.sharded.detach()
-            state_dict[key] = DTensor(local, g.mesh, g.placements, p.shape)
+            state_dict[key] = DTensor(local, p.spmd_mesh, p.spmd_placements, p.global_shape)
 
 
 def _load_state_dict_pre_hook(module, state_dict, prefix, *args) -> None:
     """Load into the sharded parameters: a DTensor entry gives its local piece."""
     g = _state(module).group
     g.reshard()
+    assign = bool(args and args[0].get("assign_to_params_buffers"))
     for p in g.params:
         key = prefix + p.fqn
         value = state_dict.get(key)
         if isinstance(value, DTensor):
-            if tuple(value.shape) != p.shape:
+            if tuple(value.shape) != p.global_shape:
                 raise ValueError(
                     f"load_state_dict: '{key}' is a DTensor of global shape "
-                    f"{tuple(value.shape)}, the parameter's is {p.shape}"
+                    f"{tuple(value.shape)}, the parameter's is {p.global_shape}"
                 )
-            if value.placements != g.placements:
-                value = value.redistribute(value.device_mesh, g.placements)
-            state_dict[key] = value.to_local()
+            if value.placements != p.spmd_placements:
+                value = value.redistribute(value.device_mesh, p.spmd_placements)
+            state_dict[key] = value = value.to_local()
+        if assign and isinstance(value, ember.Tensor) and value.shape == p.sharded.shape:
+            # load_state_dict(assign=True), the way onto a meta model: the group keeps its
+            # own sharded parameter and takes the checkpoint's array (no copy)
+            p.sharded.data = value.detach()
+            state_dict[key] = p.sharded
 
 
 # ---- the public API ------------------------------------------------------------------------------
@@ -254,7 +260,11 @@ def fully_shard(
         mesh (DeviceMesh, optional): a 1-d mesh to shard over (the default: the whole
             world), or a 2-d mesh for HSDP: parameters are sharded over dim 1 and replicated
             over dim 0 (``(Replicate(), Shard(0))`` placements), gradients reduce-scattered
-            over dim 1 and all-reduced over dim 0.
+            over dim 1 and all-reduced over dim 0. Parameters that ``parallelize_module``
+            made DTensors on ``mesh["tp"]`` (a slice of the same named mesh, after the
+            data-parallel dims) are sharded on their TP piece and become DTensors on the
+            ``(dp..., tp)`` mesh, as in PyTorch (docs/sharding.md, "FSDP2 over tensor
+            parallelism").
         reshard_after_forward (bool, optional): free the gathered parameters after forward
             (gather again in backward). ``None`` (default) means ``True``; the root keeps
             them either way, as in PyTorch.
@@ -326,6 +336,8 @@ def _check_not_taken(params: list, fqns: list[str]) -> None:
 def _default_mesh(module) -> DeviceMesh:
     p = next(iter(module.parameters()), None)
     kind = p.device.type if p is not None else "cpu"
+    if kind == "meta":  # built on meta: the mesh of the device it will get (to_empty)
+        kind = "cuda" if ember.cuda.is_available() else "cpu"
     return DeviceMesh(kind, list(range(get_world_size())))
 
 

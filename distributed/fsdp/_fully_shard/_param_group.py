@@ -14,7 +14,7 @@ autograd keeps views of it between forward and backward, resharding hands its me
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import ember
 from ember import _interop
@@ -24,6 +24,7 @@ from ... import collectives as _c
 from ...reduce_op import ReduceOp
 from ...tensor import DTensor, Replicate, Shard
 from ...tensor.parallel import DTensorParameter
+from ...tensor.placement_types import _StridedShard
 from .._storage import FlatStorage
 from ._api import CPUOffloadPolicy, MixedPrecisionPolicy, OffloadPolicy
 
@@ -34,6 +35,60 @@ _ALIGN = 16  # byte alignment of each parameter inside the flat buffers
 
 def _align(n: int) -> int:
     return -(-n // _ALIGN) * _ALIGN
+
+
+class _TPLayout(NamedTuple):
+    """A tensor-parallel parameter's layout before ``fully_shard`` (``tp_*``) and after it
+    (``mesh``: the data-parallel dims then the TP ones, ``placements``)."""
+
+    tp_mesh: Any
+    tp_placements: tuple
+    shape: tuple  # the global shape (TP's; FSDP keeps it)
+    mesh: Any
+    placements: tuple
+
+
+def _tp_layout(full, mesh, placements, fqn: str) -> _TPLayout | None:
+    """The layout of a tensor-parallel parameter (a ``DTensorParameter`` from
+    ``parallelize_module``) sharded by ``fully_shard`` over ``mesh`` with ``placements``, as
+    PyTorch lays FSDP2 over TP: ``Shard(0)`` on the data-parallel dimension
+    (``_StridedShard(0, tp)`` when TP also shards dim 0: FSDP cuts the TP piece), then the TP
+    placement. ``None`` for a plain parameter."""
+    if not isinstance(full, DTensorParameter):
+        return None
+    tp_mesh, tp_places = full.device_mesh, tuple(full.placements)
+    dp_names, tp_names = mesh.mesh_dim_names, tp_mesh.mesh_dim_names
+    root = mesh._root
+    if not dp_names or not tp_names or tp_mesh._root is not root:
+        raise ValueError(
+            f"fully_shard: parameter '{fqn}' is a DTensor on {tp_mesh!r}; to shard it over "
+            f"{mesh!r} both meshes must be named slices of one DeviceMesh "
+            "(init_device_mesh(..., mesh_dim_names=('dp', 'tp')), then mesh['dp'] and mesh['tp'])"
+        )
+    names = dp_names + tp_names
+    order = [root.mesh_dim_names.index(n) for n in names]
+    if order != sorted(order) or len(set(names)) != len(names):
+        raise ValueError(
+            f"fully_shard: parameter '{fqn}' is a DTensor on mesh dims {tp_names}; the "
+            f"data-parallel dims {dp_names} must come before them in the root mesh "
+            f"{root.mesh_dim_names}"
+        )
+    if any(not isinstance(p, (Shard, Replicate)) for p in tp_places):
+        raise NotImplementedError(
+            f"fully_shard: parameter '{fqn}' has placements {tp_places}; only Shard and "
+            "Replicate tensor-parallel parameters can be sharded"
+        )
+    spmd_mesh = root[names]
+    tp_size = 1
+    for i, p in enumerate(tp_places):
+        if p.is_shard(0):
+            tp_size *= tp_mesh.size(i)
+    dp_places = tuple(
+        _StridedShard(0, tp_size) if p.is_shard(0) and tp_size > 1 else p for p in placements
+    )
+    return _TPLayout(
+        tp_mesh, tp_places, tuple(full._global_shape), spmd_mesh, dp_places + tp_places
+    )
 
 
 class _Param:
@@ -56,11 +111,32 @@ class _Param:
         for s in self.shape[1:]:
             self.row_numel *= s
         lo, hi = min(rank * self.pad_rows, n), min((rank + 1) * self.pad_rows, n)
+        # a tensor-parallel parameter: FSDP shards its local piece (``self.shape``); the
+        # sharded parameter is a DTensor on the (dp..., tp) mesh of the TP global shape
+        self.tp = _tp_layout(full, mesh, placements, fqn)
+        if self.tp is None:
+            self.spmd_mesh, self.spmd_placements, self.global_shape = mesh, placements, self.shape
+        else:
+            self.spmd_mesh, self.spmd_placements = self.tp.mesh, self.tp.placements
+            self.global_shape = self.tp.shape
         local = full.detach()[lo:hi].clone()  # this rank's own data, as PyTorch (no broadcast)
-        dt = DTensor(local, mesh, placements, self.shape)
-        self.sharded = DTensorParameter(dt, requires_grad=full.requires_grad)
+        self.sharded = self.make_sharded(local)
         self.unsharded = None  # a Parameter viewing the group's storage (made at first unshard)
         self.grad_ready = False
+
+    def make_sharded(self, local) -> DTensorParameter:
+        """A sharded parameter holding ``local`` (this rank's rows)."""
+        dt = DTensor(local, self.spmd_mesh, self.spmd_placements, self.global_shape)
+        return DTensorParameter(dt, requires_grad=self.requires_grad)
+
+    def make_unsharded(self, full):
+        """The unsharded parameter over ``full`` (no copy): a plain ``Parameter``, or for a
+        tensor-parallel parameter a ``DTensorParameter`` of its TP layout, so that the TP
+        forward computes with the DTensor as before ``fully_shard``."""
+        if self.tp is None:
+            return ember.nn.Parameter(full, self.requires_grad)
+        dt = DTensor(full, self.tp.tp_mesh, self.tp.tp_placements, self.tp.shape)
+        return DTensorParameter(dt, self.requires_grad)
 
     @property
     def padded_numel(self) -> int:
@@ -105,10 +181,7 @@ class FSDPParamGroup:
         for p in self.params:
             sharded = p.sharded
             if self.offload and sharded.device.type != "cpu":
-                sharded = DTensorParameter(
-                    DTensor(sharded.to("cpu"), mesh, self.placements, p.shape), p.requires_grad
-                )
-                p.sharded = sharded
+                p.sharded = sharded = p.make_sharded(sharded.to("cpu"))
             setattr(p.module, p.name, p.sharded)
         # byte layout of the all-gather (per rank) and of the unsharded storage
         self._ag_off, self._st_off, ag, st = [], [], 0, 0
@@ -154,6 +227,8 @@ class FSDPParamGroup:
         parameters and register those on their modules."""
         if self.is_unsharded or not self.params:
             return
+        if self.device.type == "meta":  # sharded on meta, then to_empty(): where shards are now
+            self.device = self.params[0].sharded.device
         xp = get_array_module(self.device)
         send = xp.zeros(self._ag_bytes, dtype=xp.uint8)
         for p, (off, _) in zip(self.params, self._ag_off):
@@ -171,7 +246,7 @@ class FSDPParamGroup:
             view.view(xp.uint8).reshape(self.world, nbytes)[...] = recv[:, off : off + nbytes]
             if p.unsharded is None:
                 full = view[: p.shape[0]].reshape(p.shape)
-                p.unsharded = ember.nn.Parameter(_interop.wrap(full), p.requires_grad)
+                p.unsharded = p.make_unsharded(_interop.wrap(full))
                 if p.requires_grad:
                     p.unsharded.register_post_accumulate_grad_hook(self._make_grad_hook(p))
             setattr(p.module, p.name, p.unsharded)
