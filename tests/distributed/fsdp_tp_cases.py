@@ -90,7 +90,9 @@ def case_train(sequence_parallel: bool, hsdp: bool = False):
     unsharded = {n: str(getattr(p, "placements", None)) for n, p in model.named_parameters()}
     for m in (model, model.block):
         m.reshard()
-    losses, ref_losses, grad_err = [], [], 0.0
+    from ember.nn.utils import clip_grad_norm_
+
+    losses, ref_losses, grad_err, norms, ref_norms = [], [], 0.0, [], []
     for _ in range(STEPS):
         idx, target = toks[dp : dp + 1, :-1], toks[dp : dp + 1, 1:].reshape(-1)
         loss = F.cross_entropy(
@@ -110,6 +112,12 @@ def case_train(sequence_parallel: bool, hsdp: bool = False):
             assert isinstance(p, DTensorParameter), name
             g = p.grad_dtensor().full_tensor()
             grad_err = max(grad_err, float((g - r.grad).abs().max().item()))
+        # the norm over whole parameters (pieces reduced over the mesh), then the same clip
+        for norm_type in (float("inf"), 2.0):
+            norms.append(float(clip_grad_norm_(model.parameters(), 1e9, norm_type)))
+            ref_norms.append(float(clip_grad_norm_(ref.parameters(), 1e9, norm_type)))
+        norms.append(float(clip_grad_norm_(model.parameters(), 0.5 * ref_norms[-1])))
+        ref_norms.append(float(clip_grad_norm_(ref.parameters(), 0.5 * ref_norms[-1])))
         opt.step()
         ref_opt.step()
         opt.zero_grad()
@@ -127,6 +135,8 @@ def case_train(sequence_parallel: bool, hsdp: bool = False):
         "ref_losses": ref_losses,
         "grad_err": grad_err,
         "param_err": param_err,
+        "norms": norms,
+        "ref_norms": ref_norms,
         "sp": sequence_parallel,
         "placements": placements,
         "unsharded": unsharded,

@@ -90,6 +90,8 @@ def _check_training(results, hsdp: bool = False):
         want = "(Replicate(), Shard(dim=0))" if hsdp else LN_PLACEMENTS[r["sp"]]
         assert r["placements"]["block.ln1.weight"] == want
         np.testing.assert_allclose(r["losses"], r["ref_losses"], rtol=0, atol=1e-12)
+        # clip_grad_norm_ over the pieces: the whole model's norm (inf, 2, then clipped at half)
+        np.testing.assert_allclose(r["norms"], r["ref_norms"], rtol=1e-12)
         assert r["grad_err"] < 1e-12, r["grad_err"]
         # AdamW divides by sqrt(v): rounding-level gradient differences grow a little
         assert r["param_err"] < 1e-8, r["param_err"]

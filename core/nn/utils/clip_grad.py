@@ -80,10 +80,58 @@ def clip_grad_norm_(
     r"""Clip the gradient norm of ``parameters`` (computed over all of them together) to
     ``max_norm``, in place. Returns the total norm before clipping."""
     params = _as_list(parameters)
-    grads = [p.grad for p in params if p.grad is not None]
-    total = get_total_norm(grads, norm_type, error_if_nonfinite, foreach)
+    with_grad = [p for p in params if p.grad is not None]
+    hook = next((type(p)._global_norm_terms for p in with_grad if _is_piece(p)), None)
+    if hook is None:
+        total = get_total_norm([p.grad for p in with_grad], norm_type, error_if_nonfinite, foreach)
+    else:
+        total = _total_over_pieces(with_grad, hook, float(norm_type), error_if_nonfinite)
     clip_grads_with_norm_(params, max_norm, total, foreach)
     return total
+
+
+def _is_piece(p) -> bool:
+    """Whether ``p`` is one rank's piece of a distributed parameter (a tensor-parallel or FSDP2
+    ``DTensorParameter``): its class reduces per-parameter norm terms over its mesh."""
+    return hasattr(type(p), "_global_norm_terms")
+
+
+def _total_over_pieces(params: list, hook, norm_type: float, error_if_nonfinite: bool):
+    """The norm over whole parameters when some are pieces: per parameter this rank's term
+    (sum of ``|g|^p``; the max or min for the infinite norms; the count of nonzeros for 0),
+    the pieces' terms reduced over the ranks holding the other pieces (``hook``, from
+    ember.distributed), then combined; torch gets the same from DTensor gradients."""
+    xp = get_array_module(params[0].grad._data)
+
+    def term(g):
+        a = g.reshape(-1)
+        if math.isinf(norm_type):
+            return _norm(xp, a, norm_type)
+        if norm_type == 0:
+            return (a != 0).sum().astype(a.dtype)
+        return xp.dot(a, a) if norm_type == 2 else (xp.abs(a) ** norm_type).sum()
+
+    terms = [Tensor._wrap(xp.asarray(term(p.grad._data))) for p in params]
+    pieces = [i for i, p in enumerate(params) if _is_piece(p)]
+    reduced = hook([params[i] for i in pieces], [terms[i] for i in pieces], norm_type)
+    for i, t in zip(pieces, reduced):
+        terms[i] = t
+    stacked = xp.stack([t._data for t in terms])
+    if norm_type == math.inf:
+        total = stacked.max()
+    elif norm_type == -math.inf:
+        total = stacked.min()
+    elif norm_type == 0:
+        total = stacked.sum()
+    else:
+        total = stacked.sum() ** (1.0 / norm_type)
+    if error_if_nonfinite and not bool(xp.isfinite(total)):
+        raise RuntimeError(
+            f"The total norm of order {norm_type} for gradients from `parameters` is "
+            "non-finite, so it cannot be clipped. To disable this error and scale the gradients "
+            "by the non-finite norm anyway, set `error_if_nonfinite=False`"
+        )
+    return Tensor._wrap(xp.asarray(total))
 
 
 def clip_grad_value_(

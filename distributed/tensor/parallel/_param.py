@@ -51,6 +51,37 @@ class DTensorParameter(Parameter):
         """The whole parameter on every rank (a gather along the sharded mesh dims)."""
         return self.as_dtensor().full_tensor()
 
+    @staticmethod
+    def _global_norm_terms(params: list, terms: list, norm_type: float) -> list:
+        """``clip_grad_norm_``'s hook: ``terms`` holds, per parameter of ``params``, this
+        rank's norm term of its gradient piece (a sum of ``|g|^p``, or the max / min for the
+        infinite norms); returns each whole parameter's, reduced over the mesh dimensions its
+        layout shards (replicated dimensions hold equal pieces and are not summed). One
+        collective per (mesh, sharded dimensions) and dimension, in parameter order, which
+        every rank shares."""
+        import math
+
+        import ember
+        import ember.distributed as dist
+
+        op = dist.ReduceOp.SUM
+        if math.isinf(norm_type):
+            op = dist.ReduceOp.MAX if norm_type > 0 else dist.ReduceOp.MIN
+        groups: dict = {}
+        for i, p in enumerate(params):
+            dims = tuple(d for d, pl in enumerate(p.placements) if pl.is_shard())
+            groups.setdefault((id(p.device_mesh), dims), (p.device_mesh, dims, []))[2].append(i)
+        out = list(terms)
+        for mesh, dims, idx in groups.values():
+            if not dims:
+                continue
+            vec = ember.stack([terms[i] for i in idx])
+            for d in dims:
+                dist.all_reduce(vec, op=op, group=mesh.get_group(d))
+            for j, i in enumerate(idx):
+                out[i] = vec[j]
+        return out
+
     def grad_dtensor(self) -> DTensor | None:
         """``.grad`` as a DTensor of this parameter's layout (``None`` before backward)."""
         if self.grad is None:
