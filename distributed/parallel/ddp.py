@@ -90,9 +90,17 @@ class DistributedDataParallel(Module, BucketLayout, JoinableDDP):
         find_unused_parameters: bool = False,
         gradient_as_bucket_view: bool = False,
         static_graph: bool = False,
+        device_mesh=None,
     ):
         super().__init__()
         Joinable.__init__(self)
+        if process_group is not None and device_mesh is not None:
+            raise RuntimeError("Cannot specify both process_group and device_mesh arguments.")
+        if device_mesh is not None:  # e.g. mesh["dp"] of a (dp, tp) mesh: DDP over TP
+            if device_mesh.ndim != 1:
+                raise RuntimeError(f"Only 1D device mesh is supported, but got {device_mesh}.")
+            process_group = device_mesh.get_group(mesh_dim=0)
+        self.device_mesh = device_mesh
         if isinstance(module, DistributedDataParallel) or getattr(module, "_ember_ddp", False):
             raise RuntimeError("the module is already wrapped in DistributedDataParallel")
         if not is_initialized():

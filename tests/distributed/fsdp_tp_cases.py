@@ -483,3 +483,40 @@ def torch_fsdp_tp_rank(rank: int, port: int, out: str) -> None:
     if rank == 0:
         np.savez(out, losses=np.array(losses), **params)
     tdist.destroy_process_group()
+
+
+def case_ddp_tp():
+    """DDP over the dp row of a 2x2 (dp, tp) mesh (``device_mesh=mesh["dp"]``) around the TP
+    model: STEPS AdamW steps next to one process; and DDP's argument checks."""
+    import ember
+    import ember.nn.functional as F
+    from ember.distributed.tensor import init_device_mesh
+    from ember.distributed.tensor.parallel import parallelize_module
+    from ember.nn.parallel import DistributedDataParallel as DDP
+
+    mesh = init_device_mesh("cpu", (2, 2), mesh_dim_names=("dp", "tp"))
+    ref, model = tp_models.ember_gpt(), tp_models.ember_gpt()
+    parallelize_module(model, mesh["tp"], _plan(False))
+    ddp = DDP(model, device_mesh=mesh["dp"])
+    errors = []
+    for kwargs in ({"device_mesh": mesh}, {"device_mesh": mesh["dp"], "process_group": 1}):
+        try:
+            DDP(tp_models.ember_gpt(), **kwargs)
+        except RuntimeError as e:
+            errors.append(str(e))
+    toks = tp_models.tokens()
+    dp = mesh.get_coordinate()[0]
+    opt = ember.optim.AdamW(ddp.parameters(), lr=0.05)
+    ref_opt = ember.optim.AdamW(ref.parameters(), lr=0.05)
+    for _ in range(STEPS):
+        for m, o, idx, tgt in (
+            (ddp, opt, toks[dp : dp + 1, :-1], toks[dp : dp + 1, 1:]),
+            (ref, ref_opt, toks[:, :-1], toks[:, 1:]),
+        ):
+            logits = m(ember.tensor(idx)).reshape(-1, tp_models.VOCAB)
+            F.cross_entropy(logits, ember.tensor(tgt.reshape(-1))).backward()
+            o.step()
+            o.zero_grad()
+    whole = [p.full_tensor() if hasattr(p, "full_tensor") else p for p in model.parameters()]
+    err = max(float((p - r).abs().max().item()) for p, r in zip(whole, ref.parameters()))
+    return err, errors

@@ -27,6 +27,7 @@ from fsdp_tp_cases import (  # noqa: E402
     _torch_gpt,
     case_dcp,
     case_dcp_state_dict,
+    case_ddp_tp,
     case_docs_example,
     case_layouts,
     case_mixed_precision,
@@ -184,3 +185,10 @@ def test_matches_torch_fsdp_tp(pools, tmp_path):
         for name, value in r["params"].items():
             # AdamW's sqrt(v) again: measured 1.1e-9
             np.testing.assert_allclose(value, want[name], rtol=0, atol=1e-8, err_msg=name)
+
+
+def test_ddp_over_tensor_parallel_on_the_dp_mesh_matches_single_process(pools):
+    for err, errors in pools(WORLD, "shm").run(case_ddp_tp, timeout=120):
+        assert err < 1e-8, err  # AdamW divides by sqrt(v): rounding-level differences grow
+        assert "Only 1D device mesh is supported" in errors[0]
+        assert errors[1] == "Cannot specify both process_group and device_mesh arguments."
