@@ -299,7 +299,8 @@ def _setup(strategy: str, cfg: dict, microbatches: int):
     def step():
         opt.zero_grad()
         loss_fn(model(x), y).backward()
-        if strategy == "tpdp":  # average over the dp row (ember's DDP cannot take a subgroup)
+        if strategy == "tpdp":  # average over the dp row, one allreduce per parameter (the
+            # analytical count's model; DDP(model, device_mesh=mesh["dp"]) buckets them instead)
             for p in model.parameters():
                 dist.all_reduce(p.grad, op=dist.ReduceOp.AVG, group=dp_group)
         opt.step()
