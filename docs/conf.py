@@ -22,6 +22,7 @@ import sys
 import textwrap
 import typing
 
+from sphinx.domains.python import PythonDomain
 from sphinx.util import logging
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -312,7 +313,51 @@ def _ignore_type_variables(app, domain, node) -> bool | None:
     return True if isinstance(obj, typing.TypeVar) else None
 
 
+class _IndexedPythonDomain(PythonDomain):
+    """Sphinx's Python domain with an index for its "fuzzy" lookups.
+
+    A type in a field list (``:type x: int``, from ``autodoc_typehints = "description"``) is
+    looked up in search mode 1; a name that is not ``module.name`` (``int``, ``Tensor``) then
+    scans every registered object for a ``.name`` suffix: ~4,900 objects for each of ~13,800
+    such references, 10-20 % of the build's CPU time. Every name search mode 1
+    reads ends with ``.name`` (or is ``name``), so answering it from only those objects, in
+    their registration order, gives the same matches.
+    """
+
+    _narrowed: dict | None = None
+    _index: dict | None = None
+    _indexed_len = -1
+
+    @property
+    def objects(self) -> dict:
+        if self._narrowed is not None:
+            return self._narrowed
+        return self.data.setdefault("objects", {})
+
+    def _ending_with(self, name: str) -> dict:
+        everything = self.data.setdefault("objects", {})
+        if self._index is None or self._indexed_len != len(everything):
+            self._index = {}
+            for fullname, entry in everything.items():
+                last = fullname.rpartition(".")[2]
+                self._index.setdefault(last, {})[fullname] = entry
+            self._indexed_len = len(everything)
+        suffix = "." + name
+        same_last = self._index.get(name.rpartition(".")[2], {})
+        return {k: v for k, v in same_last.items() if k == name or k.endswith(suffix)}
+
+    def find_obj(self, env, modname, classname, name, type, searchmode=0):
+        if searchmode != 1 or not name:
+            return super().find_obj(env, modname, classname, name, type, searchmode)
+        self._narrowed = self._ending_with(name.removesuffix("()"))
+        try:
+            return super().find_obj(env, modname, classname, name, type, searchmode)
+        finally:
+            self._narrowed = None
+
+
 def setup(app):
+    app.add_domain(_IndexedPythonDomain, override=True)
     app.connect("builder-inited", _write_api_pages)
     app.connect("autodoc-process-docstring", _require_docstring)
     app.connect("warn-missing-reference", _ignore_type_variables)

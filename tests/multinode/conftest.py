@@ -78,8 +78,16 @@ class Cluster:
         return local_cluster.stop_host(self.worker_entry(), out=lambda *_: None, grace=0)
 
     def ensure_up(self) -> None:
-        """(Re)start Ray on any host where it is not running (``ember up`` is idempotent)."""
-        local_cluster.up(load(self.config), out=lambda *_: None)
+        """(Re)start Ray on any host where it is not running (``ember up`` is idempotent).
+
+        Runs ``ember up`` inside the head's namespace, as a user on the head would: a running
+        cluster's ``up`` asks the head which nodes are alive, and from this (root) namespace the
+        head's address is not the head. On a machine whose default route accepts any TCP
+        connection (a transparent proxy, as on CI) the address looks reachable, and Ray's driver
+        then retried the proxy's HTTP 404 for ~20 s on every call before giving up.
+        """
+        r = self.ember("up", self.config, timeout=240)
+        assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
 
 
 class Streamed:
