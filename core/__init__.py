@@ -13,6 +13,14 @@ from . import backend
 from .backend import _malloc
 
 _malloc.tune()  # reuse freed memory instead of re-faulting it every step (see _malloc.py)
+
+import warnings as _warnings
+
+# PyTorch gives inf / nan for 1/0, log(0), sqrt(-1) without a word; NumPy warns. Silence those
+# warnings where ember's own code raised them (a filter costs nothing per op; np.errstate would).
+_warnings.filterwarnings(
+    "ignore", r"(divide by zero|invalid value|overflow) encountered", RuntimeWarning, r"ember(\.|$)"
+)
 from .backend.device import device
 from .backend.dtype import (
     bfloat16,
@@ -293,6 +301,12 @@ from .amp.autocast_mode import (
 )
 # </amp>
 
+
+# PyTorch's ``out=`` keyword on the top-level functions that lack one (core/_out_arg.py)
+from ._out_arg import install as _install_out  # noqa: E402
+
+_install_out(globals())
+del _install_out
 
 _QUANTIZED = {
     "qint8",

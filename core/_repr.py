@@ -25,7 +25,10 @@ def _float_formatter(values: np.ndarray):
         return lambda x: _special(x) or f"{x:.{p}f}"
     ints = np.all(finite == np.round(finite))
     # Python floats: comparing a float16 array scalar with 1e8 would overflow in the cast
-    amax, amin = float(np.abs(finite).max()), float(np.abs(finite).min())
+    # (the ratio test uses the non-zero values, as PyTorch's formatter does)
+    nonzero = np.abs(finite[finite != 0])
+    amax = float(np.abs(finite).max())
+    amin = float(nonzero.min()) if nonzero.size else 0.0
     if sci is True:
         return lambda x: _special(x) or f"{x:.{p}e}"
     if ints:
@@ -63,7 +66,12 @@ def _format(data: np.ndarray) -> str:
         fmt = str
     if data.ndim == 0:
         return fmt(data.item() if data.dtype.kind != "f" else data)
-    width = max((len(fmt(x)) for x in data.reshape(-1)), default=0)
+    flat = data.reshape(-1)
+    if data.dtype.kind == "f":
+        # PyTorch sizes the columns by the non-zero finite values only: zeros, inf and nan are
+        # padded to that width but never widen it (``[[0., -inf], [0., 0.]]``)
+        flat = flat[np.isfinite(flat) & (flat != 0)]
+    width = max((len(fmt(x)) for x in flat), default=1 if data.dtype.kind == "f" else 0)
     opts = PRINT_OPTIONS
     threshold = opts["threshold"] if data.size > opts["threshold"] else None
 
@@ -82,6 +90,8 @@ def _format(data: np.ndarray) -> str:
 
 
 def tensor_repr(t) -> str:
+    if t.is_meta:
+        return _meta_repr(t)
     d = t._data if type(t._data) is np.ndarray else t._data.get()
     body = _format(d) if d.size or d.ndim == 0 else "[]"
     extras = []
@@ -97,3 +107,15 @@ def tensor_repr(t) -> str:
     elif t.requires_grad:
         extras.append("requires_grad=True")
     return _PREFIX + body + "".join(", " + e for e in extras) + ")"
+
+
+def _meta_repr(t) -> str:
+    # torch: no values, the size always, the dtype unless it is the default float type
+    extras = ["device='meta'", f"size={tuple(t._data.shape)}"]
+    if t._data.dtype != get_default_dtype().np:
+        extras.append(f"dtype={t.dtype}")
+    if t.grad_fn is not None:
+        extras.append(f"grad_fn=<{t.grad_fn.name()}>")
+    elif t.requires_grad:
+        extras.append("requires_grad=True")
+    return _PREFIX + "..." + "".join(", " + e for e in extras) + ")"

@@ -127,7 +127,10 @@ class Encoder:
                 state = self.encode(dict(state))
             finally:
                 self._path.discard(id(t))
-        entry, dt, shape = self.entry(t._data)
+        if t.is_meta:  # no data: the record alone (torch writes no storage either)
+            entry, dt, shape = "", t._data.dtype.name, list(t.shape)
+        else:
+            entry, dt, shape = self.entry(t._data)
         record = {
             "entry": entry,
             "dtype": dt,

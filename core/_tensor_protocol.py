@@ -157,7 +157,7 @@ def _is_cpu(self: Tensor) -> bool:
 
 def _get_device(self: Tensor) -> int:
     """-1 for a CPU tensor, else the CUDA device index."""
-    return -1 if type(self._data) is np.ndarray else self.device.index
+    return -1 if type(self._data) is np.ndarray or self.is_meta else self.device.index
 
 
 def _layout(self: Tensor):
@@ -248,18 +248,17 @@ def _is_shared(self: Tensor) -> bool:
 
 
 def _share_memory_(self: Tensor) -> Tensor:
-    """Move the data into an anonymous shared mapping (inherited by forked workers).
+    """Move the data into a shared mapping: inherited by forked workers, and passed to
+    ``spawn``-ed ones by multiprocessing's pickler as the same memory (core/_shared_memory.py).
 
     Unlike PyTorch, existing views of the tensor keep the old memory: ember has no storage
     object to swap underneath them.
     """
     if _is_shared(self):
         return self
-    d = self._data
-    buf = mmap.mmap(-1, max(d.nbytes, 1))
-    shared = np.ndarray(d.shape, dtype=d.dtype, buffer=buf)
-    shared[...] = d
-    self._data = shared
+    from ._shared_memory import shared_array
+
+    self._data = shared_array(self._data)
     return self
 
 
@@ -301,10 +300,17 @@ def _cast(dt):
 
 PROPERTIES = {
     "is_cpu": property(_is_cpu, doc="True when the tensor is in host memory."),
-    "is_meta": property(lambda self: False, doc="False: ember has no meta tensors."),
     "is_sparse": property(lambda self: False, doc="False: ember tensors are dense."),
     "is_quantized": property(lambda self: False, doc="False: ember has no quantized tensors."),
     "is_mkldnn": property(lambda self: False, doc="False: no MKL-DNN layout in ember."),
+    # Device-family predicates scripts test before choosing a code path
+    # (``if x.is_cuda or x.is_xpu: ...``): ember tensors live on the CPU or a CUDA device only.
+    **{
+        f"is_{kind}": property(lambda self: False, doc=f"False: ember has no {kind} device.")
+        for kind in ("xpu", "mps", "ipu", "xla", "vulkan", "maia", "mtia", "hpu")
+    },
+    "is_nested": property(lambda self: False, doc="False: ember has no nested tensors."),
+    "is_sparse_csr": property(lambda self: False, doc="False: ember tensors are dense."),
     "output_nr": property(
         lambda self: self._output_nr, doc="Which output of its ``grad_fn`` this tensor is."
     ),

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from .backend import _cupy
+from .backend import _cupy, meta
 from .backend.device import as_device, default_device, get_array_module
 from .backend.dtype import from_numpy_dtype, get_default_dtype, int64, to_dtype
 from .tensor import Tensor
@@ -62,7 +62,9 @@ def _to_array(data, dtype, device):
         arr = arr.astype(npd)
     else:
         from_numpy_dtype(arr.dtype)  # raise for unsupported dtypes (e.g. uint32, str)
-    if dev is not None and dev.type == "cuda":
+    if dev is not None and dev.type == "meta":
+        arr = meta.to_meta(arr)
+    elif dev is not None and dev.type == "cuda":
         cp = _cupy.require_cupy()
         with cp.cuda.Device(dev.index):
             arr = cp.asarray(arr)
@@ -153,7 +155,8 @@ def zeros(*size, dtype=None, device=None, requires_grad=False, out=None) -> Tens
         dtype: the dtype (default: :func:`ember.get_default_dtype`).
         device: where the tensor is created (default: the default device).
         requires_grad: whether autograd records operations on the result.
-        out: accepted for PyTorch's signature; ignored (a new tensor is returned).
+        out: the tensor to write the zeros into, which is returned (``ember.zeros`` handles
+            it: core/_out_arg.py).
     """
     return _make("zeros", _size(size), dtype, device, requires_grad)
 

@@ -12,6 +12,7 @@ import time
 import numpy as np
 
 from .backend import _cupy
+from .backend.meta import xp as meta_xp
 
 
 class Generator:
@@ -71,6 +72,8 @@ class Generator:
         """The generator to draw with for arrays of module ``xp`` (numpy or cupy)."""
         if xp is np:
             return self._np
+        if xp is meta_xp:  # meta tensors draw nothing (and leave this generator's state alone)
+            return meta_xp.xp_generator()
         if self._cp is None:  # pragma: no cover - GPU
             seed = int(self._np.integers(0, 2**63 - 1))
             self._cp = _cupy.require_cupy().random.default_rng(seed)

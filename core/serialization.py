@@ -221,6 +221,17 @@ def _place(arr: np.ndarray, saved: str, map_location: MapLocation) -> np.ndarray
         return cp.asarray(arr)
 
 
+def _meta_array(rec: dict):
+    from .backend import meta
+
+    if not all(type(d) is int and d >= 0 for d in rec["shape"]):
+        raise codec.FormatError(f"bad shape {rec['shape']!r}")
+    try:
+        return meta.empty(rec["shape"], np.dtype(rec["dtype"]))
+    except TypeError:
+        raise codec.FormatError(f"unknown dtype {rec['dtype']!r}") from None
+
+
 class _Tensors:
     """Builds tensors from records, memoised so shared tensors and data stay shared."""
 
@@ -245,7 +256,9 @@ class _Tensors:
         rec = self.records[i]
         key = (rec["entry"], rec["device"])
         data = self._placed.get(key)
-        if data is None:
+        if rec["device"] == "meta":  # meta stays meta whatever map_location says, as in torch
+            data = _meta_array(rec)
+        elif data is None:
             arr = codec.restore_array(self.entry(rec["entry"]), rec["dtype"], rec["shape"])
             data = self._placed[key] = _place(arr, rec["device"], self.map_location)
         t = Tensor._wrap(data)

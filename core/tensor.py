@@ -11,6 +11,7 @@ import numpy as np
 from .autograd import function as _function
 from .backend.device import CPU, as_device, device_of
 from .backend.dtype import from_numpy_dtype, to_dtype
+from .backend.meta import MetaArray
 
 
 class Size(tuple):
@@ -141,7 +142,12 @@ class Tensor:
     @property
     def is_cuda(self) -> bool:
         """Whether the data is on a CUDA device."""
-        return type(self._data) is not np.ndarray
+        return type(self._data) is not np.ndarray and device_of(self._data).type == "cuda"
+
+    @property
+    def is_meta(self) -> bool:
+        """Whether this is a meta tensor: a shape and a dtype with no data."""
+        return type(self._data) is MetaArray
 
     @property
     def is_leaf(self) -> bool:
@@ -187,6 +193,8 @@ class Tensor:
     def data_ptr(self) -> int:
         """The address of the first element (host or device memory)."""
         d = self._data
+        if type(d) is MetaArray:
+            return 0  # no storage (torch: 0 on meta)
         return d.ctypes.data if type(d) is np.ndarray else d.data.ptr
 
     @property
@@ -444,7 +452,7 @@ class Tensor:
 
     def __reduce_ex__(self, protocol):
         # Pickling (multiprocessing, Ray, save with weights_only=False): data to CPU, no graph.
-        data = self._data if type(self._data) is np.ndarray else self._data.get()
+        data = self._data if type(self._data) in (np.ndarray, MetaArray) else self._data.get()
         return (_rebuild, (data, self.requires_grad, str(self.device)))
 
     def __deepcopy__(self, memo):

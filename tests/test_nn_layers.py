@@ -627,8 +627,11 @@ def test_feature_dropout_zeroes_whole_channels():
     assert np.all((per_channel == 0).all(-1) | (per_channel == 2).all(-1))
     y1 = nn.Dropout1d(0.5)(ember.ones(4, 16, 7)).numpy()
     assert np.all((y1 == 0).all(-1) | (y1 == 2).all(-1))
-    with pytest.raises(RuntimeError, match="Expected 3D or 4D input"):
-        F.dropout2d(ember.ones(2, 2), 0.5)
+    with pytest.warns(UserWarning, match="Received a 2-D input to dropout2d"):
+        y2 = F.dropout2d(ember.ones(64, 64), 0.5).numpy()  # PyTorch: elementwise, with a warning
+    assert 0 < (y2 == 0).sum(1).min() and (y2 == 0).sum(1).max() < 64
+    with pytest.raises(RuntimeError, match="Feature dropout requires at least 2 dimensions"):
+        F.dropout2d(ember.ones(4), 0.5)
 
 
 def test_alpha_dropout_keeps_moments():

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 
-__all__ = ["transforms", "datasets", "models", "tv_tensors"]
+__all__ = ["transforms", "datasets", "models", "tv_tensors", "utils"]
 
 
 def __getattr__(name: str):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading as _threading
+import warnings as _warnings
 
 import numpy as _np
 
@@ -72,10 +73,35 @@ def grad(
     grad_outputs=None,
     retain_graph=None,
     create_graph=False,
+    only_inputs=True,
     allow_unused=None,
+    is_grads_batched=False,
     materialize_grads=False,
 ):
-    """Return the gradients of ``outputs`` w.r.t. ``inputs`` without touching ``.grad``."""
+    """Return the gradients of ``outputs`` w.r.t. ``inputs`` without touching ``.grad``.
+
+    ``only_inputs`` is PyTorch's deprecated flag (ignored; gradient-penalty code still passes
+    it). ``is_grads_batched=True`` treats dim 0 of each ``grad_outputs`` as a batch of vectors
+    and returns the vector-Jacobian products stacked along a new dim 0.
+    """
+    if not only_inputs:
+        _warnings.warn(
+            "only_inputs argument is deprecated and is ignored now (defaults to True). To "
+            "accumulate gradient for other parts of the graph, please use "
+            "torch.autograd.backward.",
+            FutureWarning,
+            stacklevel=2,
+        )
+    if is_grads_batched:
+        return _batched_grad(
+            outputs,
+            inputs,
+            grad_outputs,
+            retain_graph,
+            create_graph,
+            allow_unused,
+            materialize_grads,
+        )
     outputs = _as_list(outputs)
     inputs_l = _as_list(inputs)
     grads = _as_list(grad_outputs) or [None] * len(outputs)
@@ -98,6 +124,31 @@ def grad(
 
         res = tuple(zeros_like(t) if g is None else g for t, g in zip(inputs_l, res))
     return res
+
+
+def _batched_grad(
+    outputs, inputs, grad_outputs, retain_graph, create_graph, allow_unused, materialize_grads
+):
+    # one backward per row of the batched grad_outputs (PyTorch vmaps this; same results)
+    from ..ops import stack
+
+    gos = _as_list(grad_outputs)
+    if not gos or any(g is None for g in gos):
+        raise RuntimeError("is_grads_batched=True needs a grad_outputs tensor for every output")
+    n = gos[0].shape[0]
+    if any(g.dim() == 0 or g.shape[0] != n for g in gos):
+        raise RuntimeError(
+            "is_grads_batched=True: every grad_outputs tensor needs the same batch size in dim 0"
+        )
+    keep = create_graph if retain_graph is None else retain_graph
+    kwargs = dict(
+        create_graph=create_graph, allow_unused=allow_unused, materialize_grads=materialize_grads
+    )
+    rows = [
+        grad(outputs, inputs, [g[i] for g in gos], True if i < n - 1 else keep, **kwargs)
+        for i in range(n)
+    ]
+    return tuple(None if r[0] is None else stack(list(r)) for r in zip(*rows))
 
 
 from . import (  # noqa: E402  (functional uses grad, defined above)

@@ -282,8 +282,8 @@ def _follow_device(g, create_graph: bool, prev):
     the device to restore when backward ends: the caller's, once a switch happened, else None.
     """
     arr = g._data if create_graph else g
-    if arr is None or type(arr) is _np_ndarray:
-        return prev
+    if arr is None or isinstance(arr, _np_ndarray) or _cupy.cupy is None:
+        return prev  # NumPy (or meta: an ndarray subclass) arrays: no CUDA device to follow
     runtime = _cupy.cupy.cuda.runtime
     cur = runtime.getDevice()
     want = arr.device.id
@@ -321,6 +321,10 @@ def _call_backward(node, grads, create_graph):
         finally:
             node.xp = prev_xp
             node._tensor_mode = False
+    elif node._meta:
+        from ..backend.meta import run
+
+        results = run(type(node).backward, node, grads, {})
     else:
         results = type(node).backward(node, *grads)
     if type(results) is not tuple:

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..backend import _cupy
 from ..backend.device import device_of
+from ..backend.meta import MetaArray
 from . import grad_mode
 
 # Set by ember.tensor once the Tensor class exists (tensor.py imports this module).
@@ -56,7 +57,15 @@ def _as_array(out):
         return out
     if _cupy.cupy is not None and isinstance(out, _cupy.cupy.ndarray):
         return out
+    if type(out) is MetaArray:
+        return out
     return np.asarray(out)
+
+
+def _meta_forward(forward):
+    from ..backend.meta import run
+
+    return lambda ctx, *arrays, **kwargs: run(forward, ctx, arrays, kwargs)
 
 
 class Function:
@@ -78,6 +87,7 @@ class Function:
     _tensor_mode = False
     _versions = None
     _pre_hooks = None
+    _meta = False  # a node recorded on meta tensors (its backward runs through backend/meta.py)
     _materialize = True
     _packed = False  # saved arrays went through a saved-tensor pack hook (autograd.graph)
     # Set by the engine just before backward: per input, an array the gradient may be written
@@ -160,16 +170,24 @@ class Function:
                 if first is None:
                     first = data
                 elif type(data) is not type(first):
-                    _device_mismatch(first, data)
+                    first = _device_mismatch(first, data)
                 arrays.append(data)
                 if a.requires_grad:
                     requires = True
             else:
                 arrays.append(a)
-        ctx.xp = np if first is None or type(first) is _ndarray else _cupy.cupy
+        forward = cls.forward
+        if first is None or type(first) is _ndarray:
+            ctx.xp = np
+        elif type(first) is MetaArray:  # shapes only: backend/meta.py runs the op's NumPy code
+            ctx.xp = np
+            ctx._meta = True
+            forward = _meta_forward(forward)
+        else:
+            ctx.xp = _cupy.cupy
         if not (requires and grad_mode._state.enabled):
             ctx.needs_input_grad = _NO_GRADS[len(args)] if len(args) < 8 else (False,) * len(args)
-            out = cls.forward(ctx, *arrays, **kwargs)
+            out = forward(ctx, *arrays, **kwargs)
             if type(out) is _ndarray:
                 result = _wrap(out)
                 if cls._view_of is not None:
@@ -198,7 +216,7 @@ class Function:
                 edges.append(None)
         ctx.needs_input_grad = tuple(needs)
         ctx._edges = edges
-        out = cls.forward(ctx, *arrays, **kwargs)
+        out = forward(ctx, *arrays, **kwargs)
         if type(out) is tuple:
             outs = tuple(_wrap(_as_array(o)) for o in out)
             if cls._view_of is not None:
@@ -344,9 +362,16 @@ def _share_version(ctx, outs, src) -> None:
 
 
 def _device_mismatch(a, b):
+    """Raise for arrays of two devices; returns the one whose device the result takes (a
+    meta array meets a 0-d CPU array, as torch lets a CPU scalar tensor join a meta op)."""
     da, db = device_of(a), device_of(b)
+    if da.type == "meta" and db.type == "cpu" and b.ndim == 0:
+        return a
+    if db.type == "meta" and da.type == "cpu" and a.ndim == 0:
+        return b
     if da != db:
         raise RuntimeError(
             "Expected all tensors to be on the same device, but found at least two devices, "
             f"{da} and {db}!"
         )
+    return a

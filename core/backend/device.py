@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import _cupy
+from .meta import MetaArray
+from .meta import xp as meta_xp
 
 
 class device:
@@ -26,14 +28,14 @@ class device:
             if not idx.isdigit():
                 raise RuntimeError(f"Invalid device string: '{type}'")
             index = int(idx)
-        if name not in ("cpu", "cuda"):
+        if name not in ("cpu", "cuda", "meta"):
             raise RuntimeError(
-                f"Expected one of cpu, cuda device type at start of device string: {type}"
+                f"Expected one of cpu, cuda, meta device type at start of device string: {type}"
             )
-        if name == "cpu" and index not in (None, 0):
+        if name in ("cpu", "meta") and index not in (None, 0):
             raise RuntimeError(f"CPU device index must be 0 or None, got {index}")
         self.type = name
-        self.index = None if name == "cpu" else index
+        self.index = None if name in ("cpu", "meta") else index
 
     def __repr__(self) -> str:
         if self.index is None:
@@ -66,6 +68,7 @@ class device:
 
 
 CPU = device("cpu")
+META = device("meta")  # shapes and dtypes without data (backend/meta.py)
 _cuda_devices: dict[int, device] = {}
 # ember.set_default_device: where factories put tensors when no device is given (None: cpu)
 _DEFAULT: list = [None]
@@ -93,7 +96,11 @@ def as_device(d) -> device:
 
 def device_of(array) -> device:
     """The device an array lives on."""
-    if type(array) is np.ndarray or _cupy.cupy is None:
+    if type(array) is np.ndarray:
+        return CPU
+    if type(array) is MetaArray:
+        return META
+    if _cupy.cupy is None:
         return CPU
     idx = array.device.id
     d = _cuda_devices.get(idx)
@@ -105,7 +112,8 @@ def device_of(array) -> device:
 def get_array_module(obj):
     """numpy or cupy for an array, a device, or a device string."""
     if isinstance(obj, (device, str)):
-        return np if as_device(obj).type == "cpu" else _cupy.require_cupy()
+        kind = as_device(obj).type
+        return np if kind == "cpu" else meta_xp if kind == "meta" else _cupy.require_cupy()
     if _cupy.cupy is not None and isinstance(obj, _cupy.cupy.ndarray):
         return _cupy.cupy
     return np

@@ -284,8 +284,15 @@ def extra_targets(targets: list[tuple]) -> list[tuple]:
     ids = {}
     for _, _, key, fn in targets:  # the public functions, and what autocast wrapped
         ids.setdefault(id(fn), key)
-        inner = getattr(fn, "__wrapped__", None)
-        if inner is not None:
+        # what the public name wraps: autocast's ``__wrapped__``, the ``out=`` wrapper's
+        # ``_ember_out_wrapped`` (core/_out_arg.py), possibly one inside the other
+        inner = fn
+        while True:
+            inner = getattr(inner, "_ember_out_wrapped", None) or getattr(
+                inner, "__wrapped__", None
+            )
+            if inner is None:
+                break
             ids.setdefault(id(inner), key)
     ids.update(private)
     for modname in sorted(sys.modules):

@@ -51,6 +51,12 @@ class _ConvertMixin:
             )
 
         def convert(t: Tensor) -> Tensor:
+            if t.is_meta and device is not None and str(device) != "meta":
+                raise NotImplementedError(
+                    "Cannot copy out of meta tensor; no data! Please use "
+                    "ember.nn.Module.to_empty() instead of ember.nn.Module.to() when moving "
+                    "module from meta to a different device."
+                )
             keep = dtype is None or not (t.is_floating_point() or t.is_complex())
             return t.to(device=device, dtype=None if keep else dtype)
 
@@ -88,4 +94,6 @@ class _ConvertMixin:
         return self._apply(lambda t: empty_like(t, device=device), recurse=recurse)
 
     def share_memory(self) -> Module:
-        return self  # NumPy arrays are pickled by value; nothing to move
+        """Move parameters and buffers to shared memory (``Tensor.share_memory_``): forked or
+        ``spawn``-ed processes that receive the module then update the same weights (Hogwild)."""
+        return self._apply(lambda t: t.share_memory_() if t.is_cpu else t)

@@ -4,6 +4,7 @@ the state_dict hooks, with PyTorch's key layout, metadata and error messages."""
 from __future__ import annotations
 
 import itertools
+import warnings
 from collections import OrderedDict, namedtuple
 from collections.abc import Mapping
 from typing import Any
@@ -186,6 +187,15 @@ class _StateDictMixin:
                                 input_param.requires_grad_(param.requires_grad)
                         setattr(self, name, input_param)
                     else:
+                        if not lazy and param.is_meta and not input_param.is_meta:
+                            warnings.warn(
+                                f"for {key}: copying from a non-meta parameter in the "
+                                "checkpoint to a meta parameter in the current model, which is "
+                                "a no-op. (Did you mean to pass `assign=True` to assign items "
+                                "in the state dictionary to their corresponding key in the "
+                                "module instead of copying them in place?)",
+                                stacklevel=2,
+                            )
                         param.copy_(input_param)
             except Exception as ex:
                 error_msgs.append(

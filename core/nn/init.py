@@ -13,6 +13,7 @@ import warnings
 import numpy as np
 
 from ..autograd.grad_mode import no_grad
+from ..creation import empty
 from ..random import gen_for
 from ..tensor import Tensor
 
@@ -75,16 +76,29 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
     raise ValueError(f"Unsupported nonlinearity {nonlinearity}")
 
 
+def _shape(tensor: Tensor) -> tuple:
+    """The shape ``nn.init`` sees: a DTensor parameter (FSDP2, tensor parallel) holds this
+    rank's piece, and its fans, bounds and draws are those of the whole tensor, as torch's
+    DTensor parameters report their global shape."""
+    shape = getattr(tensor, "_global_shape", None)
+    return tuple(tensor.shape) if shape is None else tuple(shape)
+
+
+def _is_piece(tensor: Tensor) -> bool:
+    return getattr(tensor, "_global_shape", None) is not None and hasattr(tensor, "_piece_of")
+
+
 def _calculate_fan_in_and_fan_out(tensor: Tensor) -> tuple[int, int]:
     dims = tensor.dim()
     if dims < 2:
         raise ValueError(
             "Fan in and fan out can not be computed for tensor with fewer than 2 dimensions"
         )
+    shape = _shape(tensor)
     receptive_field_size = 1
-    for s in tensor.shape[2:]:
+    for s in shape[2:]:
         receptive_field_size *= s
-    return tensor.shape[1] * receptive_field_size, tensor.shape[0] * receptive_field_size
+    return shape[1] * receptive_field_size, shape[0] * receptive_field_size
 
 
 def _calculate_correct_fan(tensor: Tensor, mode: str) -> int:
@@ -99,18 +113,37 @@ def _calculate_correct_fan(tensor: Tensor, mode: str) -> int:
 def uniform_(tensor: Tensor, a: float = 0.0, b: float = 1.0, generator=None) -> Tensor:
     r"""Fill with values drawn from :math:`\mathcal{U}(a, b)`."""
     with no_grad():
+        if _is_piece(tensor) and not tensor.is_meta:
+            return _fill_piece(tensor, _whole(tensor).uniform_(a, b, generator=generator))
         return tensor.uniform_(a, b, generator=generator)
 
 
 def normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0, generator=None) -> Tensor:
     r"""Fill with values drawn from :math:`\mathcal{N}(\text{mean}, \text{std}^2)`."""
     with no_grad():
+        if _is_piece(tensor) and not tensor.is_meta:
+            return _fill_piece(tensor, _whole(tensor).normal_(mean, std, generator=generator))
         return tensor.normal_(mean, std, generator=generator)
+
+
+# A DTensor parameter's draw: the whole tensor on every rank (the same numbers everywhere for
+# the same seed), then this rank keeps its piece. So the shards are independent draws that
+# together equal the unsharded init (torch's DTensor RNG tracker gives that on CUDA), and every
+# rank's generator stays in step. Costs one full-size temporary per parameter.
+def _whole(tensor: Tensor) -> Tensor:
+    return empty(_shape(tensor), dtype=tensor.dtype, device=tensor.device)
+
+
+def _fill_piece(tensor: Tensor, whole: Tensor) -> Tensor:
+    return tensor.copy_(tensor._piece_of(whole))
 
 
 def _copy_from_host(tensor: Tensor, values: np.ndarray) -> Tensor:
     with no_grad():
-        return tensor.copy_(Tensor._wrap(values.astype(tensor._data.dtype, copy=False)))
+        src = Tensor._wrap(values.astype(tensor._data.dtype, copy=False))
+        if _is_piece(tensor):
+            return _fill_piece(tensor, src)
+        return tensor.copy_(src)
 
 
 def trunc_normal_(
@@ -134,9 +167,11 @@ def trunc_normal_(
             "The distribution of values may be incorrect.",
             stacklevel=2,
         )
+    if tensor.is_meta:  # no values to draw (torch: a no-op on the meta device)
+        return tensor
     lo, hi = norm_cdf((a - mean) / std), norm_cdf((b - mean) / std)
     rng = gen_for(generator, np)
-    u = rng.uniform(2 * lo - 1, 2 * hi - 1, size=tuple(tensor.shape))
+    u = rng.uniform(2 * lo - 1, 2 * hi - 1, size=_shape(tensor))
     x = erfinv(u) * (std * math.sqrt(2.0)) + mean
     return _copy_from_host(tensor, np.clip(x, a, b))
 
@@ -176,7 +211,9 @@ def eye_(tensor: Tensor) -> Tensor:
     r"""Fill a 2-D tensor with the identity matrix."""
     if tensor.ndimension() != 2:
         raise ValueError("Only tensors with 2 dimensions are supported")
-    return _copy_from_host(tensor, np.eye(*tensor.shape))
+    if tensor.is_meta:
+        return tensor
+    return _copy_from_host(tensor, np.eye(*_shape(tensor)))
 
 
 def dirac_(tensor: Tensor, groups: int = 1) -> Tensor:
@@ -184,9 +221,11 @@ def dirac_(tensor: Tensor, groups: int = 1) -> Tensor:
     dimensions = tensor.ndimension()
     if dimensions not in [3, 4, 5]:
         raise ValueError("Only tensors with 3, 4, or 5 dimensions are supported")
-    sizes = tensor.shape
+    sizes = _shape(tensor)
     if sizes[0] % groups != 0:
         raise ValueError("dim 0 must be divisible by groups")
+    if tensor.is_meta:
+        return tensor
     out_chans_per_grp = sizes[0] // groups
     min_dim = min(out_chans_per_grp, sizes[1])
     values = np.zeros(tuple(sizes))
@@ -223,7 +262,7 @@ def kaiming_uniform_(
 ) -> Tensor:
     r"""He uniform: :math:`\mathcal{U}(-b, b)`, :math:`b = \text{gain} \times
     \sqrt{3 / \text{fan\_mode}}`."""
-    if 0 in tuple(tensor.shape):
+    if 0 in _shape(tensor):
         warnings.warn("Initializing zero-element tensors is a no-op", stacklevel=2)
         return tensor
     fan = _calculate_correct_fan(tensor, mode)
@@ -241,7 +280,7 @@ def kaiming_normal_(
 ) -> Tensor:
     r"""He normal: :math:`\mathcal{N}(0, \text{std}^2)`, :math:`\text{std} = \text{gain} /
     \sqrt{\text{fan\_mode}}`."""
-    if 0 in tuple(tensor.shape):
+    if 0 in _shape(tensor):
         warnings.warn("Initializing zero-element tensors is a no-op", stacklevel=2)
         return tensor
     fan = _calculate_correct_fan(tensor, mode)
@@ -254,10 +293,11 @@ def orthogonal_(tensor: Tensor, gain: float = 1, generator=None) -> Tensor:
     distribution is uniform); trailing dims are flattened."""
     if tensor.ndimension() < 2:
         raise ValueError("Only tensors with 2 or more dimensions are supported")
-    if tensor.numel() == 0:
+    shape = _shape(tensor)
+    if 0 in shape or tensor.is_meta:
         return tensor
-    rows = tensor.shape[0]
-    cols = tensor.numel() // rows
+    rows = shape[0]
+    cols = math.prod(shape) // rows
     flattened = gen_for(generator, np).standard_normal((rows, cols))
     if rows < cols:
         flattened = flattened.T
@@ -265,7 +305,7 @@ def orthogonal_(tensor: Tensor, gain: float = 1, generator=None) -> Tensor:
     q = q * np.sign(np.diag(r))
     if rows < cols:
         q = q.T
-    return _copy_from_host(tensor, (q * gain).reshape(tuple(tensor.shape)))
+    return _copy_from_host(tensor, (q * gain).reshape(shape))
 
 
 def sparse_(tensor: Tensor, sparsity: float, std: float = 0.01, generator=None) -> Tensor:
@@ -273,7 +313,9 @@ def sparse_(tensor: Tensor, sparsity: float, std: float = 0.01, generator=None) 
     the rest drawn from :math:`\mathcal{N}(0, \text{std}^2)`."""
     if tensor.ndimension() != 2:
         raise ValueError("Only tensors with 2 dimensions are supported")
-    rows, cols = tensor.shape
+    if tensor.is_meta:
+        return tensor
+    rows, cols = _shape(tensor)
     num_zeros = int(math.ceil(sparsity * rows))
     rng = gen_for(generator, np)
     values = rng.normal(0.0, std, size=(rows, cols))

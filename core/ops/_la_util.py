@@ -10,6 +10,7 @@ from collections import namedtuple
 import numpy as np
 
 from ..autograd.function import Function
+from ..backend.meta import MetaArray, to_meta
 from ..tensor import Tensor
 from ._util import scalar_type_name
 from .complex_ops import conj_any
@@ -85,8 +86,10 @@ def host(a):
 
 
 def like(a, ref):
-    """``a`` (NumPy) on ``ref``'s device."""
-    return a if isinstance(ref, np.ndarray) else _xp_of(ref).asarray(a)
+    """``a`` (NumPy) on ``ref``'s device (a meta ``ref``: ``a``'s shape and dtype, no data)."""
+    if isinstance(ref, np.ndarray):
+        return to_meta(a) if type(ref) is MetaArray else a
+    return _xp_of(ref).asarray(a)
 
 
 # ---- diagonal and diag_embed over the last two dims (private, closed under double backward)

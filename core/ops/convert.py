@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..autograd.function import Function
-from ..backend import _cupy
+from ..backend import _cupy, meta
 from ..backend.device import CPU
 
 
@@ -27,6 +27,11 @@ class Cast(Function):
 class ToDevice(Function):
     @staticmethod
     def forward(ctx, x, dev):
+        if dev.type == "meta":  # a shape and a dtype: nothing to copy
+            ctx.src = "meta"
+            return meta.empty(x.shape, x.dtype)
+        if type(x) is meta.MetaArray:
+            raise NotImplementedError("Cannot copy out of meta tensor; no data!")
         ctx.src = None if type(x) is np.ndarray else x.device.id
         if dev.type == "cpu":
             return x if type(x) is np.ndarray else x.get()
@@ -36,6 +41,8 @@ class ToDevice(Function):
 
     @staticmethod
     def backward(ctx, grad):
+        if ctx.src == "meta":  # the gradient of a move to meta has no values to bring back
+            raise NotImplementedError("Cannot copy out of meta tensor; no data!")
         if ctx.src is None:
             return (grad if type(grad) is np.ndarray else grad.get()), None
         cp = _cupy.require_cupy()

@@ -595,6 +595,8 @@ def where(condition, input=None, other=None):
         from .indexing import nonzero
 
         return nonzero(condition, as_tuple=True)
+    if not isinstance(input, (Tensor, np.ndarray)) and not isinstance(other, (Tensor, np.ndarray)):
+        input, other = _scalar_pair_as_tensors(input, other, condition)
     a, b = promote(input, other)
     if not isinstance(condition, Tensor) or condition._data.dtype.kind != "b":
         got = scalar_type_name(condition) if isinstance(condition, Tensor) else "a non-tensor"
@@ -605,6 +607,24 @@ def where(condition, input=None, other=None):
         return Where.apply(condition, a, b)
     except ValueError as err:
         raise_broadcast_error(err, condition, a, b)
+
+
+def _scalar_pair_as_tensors(input, other, condition):
+    """``where(cond, 1, 0)``: two Python scalars become 0-d tensors of the dtype PyTorch gives
+    the pair (bool, int64, the default float or its complex) on ``condition``'s device."""
+    from ..backend.dtype import promote_types, scalar_dtype
+    from ..creation import tensor as _tensor
+
+    for v in (input, other):
+        if not isinstance(v, (bool, int, float, complex, np.generic)):
+            raise TypeError(
+                "where(): expected input and other to be tensors or numbers, got "
+                f"{type(v).__name__}"
+            )
+    input, other = (v.item() if isinstance(v, np.generic) else v for v in (input, other))
+    dt = promote_types(scalar_dtype(input), scalar_dtype(other))
+    dev = condition.device if isinstance(condition, Tensor) else None
+    return _tensor(input, dtype=dt, device=dev), _tensor(other, dtype=dt, device=dev)
 
 
 def lerp(input, end, weight):

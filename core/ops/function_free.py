@@ -18,8 +18,9 @@ def _xp_of(d):
     if type(d) is np.ndarray:
         return np
     from ..backend.device import get_array_module
+    from ..backend.meta import MetaArray, xp
 
-    return get_array_module(d)
+    return xp if type(d) is MetaArray else get_array_module(d)
 
 
 def binary_nograd(ufunc_name: str):
@@ -32,8 +33,9 @@ def binary_nograd(ufunc_name: str):
         a = input._data if isinstance(input, Tensor) else input
         b = other._data if isinstance(other, Tensor) else other
         if isinstance(input, Tensor) and isinstance(other, Tensor) and type(a) is not type(b):
-            _device_mismatch(a, b)
-        ref = a if isinstance(input, Tensor) else b
+            ref = _device_mismatch(a, b)
+        else:
+            ref = a if isinstance(input, Tensor) else b
         xp = _xp_of(ref)
         try:
             out = getattr(xp, ufunc_name)(a, b)

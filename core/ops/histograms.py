@@ -8,6 +8,7 @@ import numpy as np
 
 from .. import return_types
 from ..backend.device import get_array_module
+from ..backend.meta import check_data_independent
 from ..tensor import Tensor
 from ._util import scalar_type_name
 
@@ -15,6 +16,7 @@ from ._util import scalar_type_name
 def bincount(input: Tensor, weights: Tensor | None = None, minlength: int = 0) -> Tensor:
     """Counts of each non-negative integer in the 1-D ``input`` (sums of ``weights``)."""
     d = input._data
+    check_data_independent("bincount", d)
     xp = get_array_module(d)
     if minlength < 0:
         raise RuntimeError("minlength should be >= 0")

@@ -7,6 +7,7 @@ import numpy as np
 from ..autograd import grad_mode
 from ..autograd.function import Function
 from ..backend.device import get_array_module
+from ..backend.meta import check_data_independent
 from ..tensor import Tensor
 from ._util import cpp_type_name, scalar_type_name, wrap_dim
 
@@ -179,6 +180,7 @@ def getitem(input, idx):
     """``input[idx]``: PyTorch's indexing (ints, slices, None, Ellipsis, bool and integer
     tensors)."""
     idx = _convert_index(idx)
+    check_data_independent("indexing with a boolean mask", input._data, mask=idx)
     try:
         return GetItem.apply(input, idx)
     except IndexError as err:
@@ -260,9 +262,10 @@ def _check_index_dtype(index, name: str, suffix: str = "") -> None:
 
 def _check_gather(input, dim, index, name):
     _check_index_dtype(index, name)
-    if index._data.ndim != input._data.ndim:
+    # as in PyTorch, a 0-d tensor counts as 1-d here (``zeros(10).scatter_(0, tensor(3), 1)``)
+    if max(index._data.ndim, 1) != max(input._data.ndim, 1):
         raise RuntimeError("Index tensor must have the same number of dimensions as input tensor")
-    return wrap_dim(dim, input._data.ndim)
+    return wrap_dim(dim, max(input._data.ndim, 1))
 
 
 class Gather(Function):
@@ -290,6 +293,9 @@ def gather(input, dim, index, *, sparse_grad=False):
         sparse_grad: accepted for PyTorch's signature; the gradient is dense.
     """
     dim = _check_gather(input, dim, index, "gather")
+    if index._data.ndim == 0 or input._data.ndim == 0:  # 0-d counts as 1-d; keep index's shape
+        flat = Gather.apply(input.reshape(-1), 0, index._data.reshape(-1))
+        return flat.reshape(index.shape)
     return Gather.apply(input, dim, index._data)
 
 
@@ -354,6 +360,11 @@ def _scatter(input, dim, index, src, add, value=None):
         src = value
     if isinstance(src, Tensor) and src._data.dtype != input._data.dtype:
         raise RuntimeError("scatter(): Expected self.dtype to be equal to src.dtype")
+    if index._data.ndim == 0 or input._data.ndim == 0:  # 0-d counts as 1-d
+        if isinstance(src, Tensor) and src._data.ndim == 0:
+            src = src.reshape(1)
+        flat = Scatter.apply(input.reshape(-1), 0, index._data.reshape(-1), src, add)
+        return flat.reshape(input.shape)
     return Scatter.apply(input, dim, index._data, src, add)
 
 
@@ -487,6 +498,7 @@ def masked_select(input, mask):
     """The elements of ``input`` where ``mask`` (broadcast) is True, as a 1-D tensor."""
     if not isinstance(mask, Tensor) or mask._data.dtype.kind != "b":
         raise RuntimeError("masked_select: expected BoolTensor for mask")
+    check_data_independent("masked_select", input._data, mask._data)
     return MaskedSelect.apply(input, mask)
 
 
@@ -498,6 +510,7 @@ def nonzero(input, *, as_tuple=False):
         ``input.ndim`` 1-D tensors, one per dimension.
     """
     d = input._data
+    check_data_independent("nonzero", d)
     xp = get_array_module(d)
     idx = xp.nonzero(d)
     if as_tuple:

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..autograd.function import Function
 from ..backend.device import get_array_module
+from ..backend.meta import is_meta
 from ..tensor import Tensor
 from ._util import scalar_type_name, wrap_dim
 from .elementwise import where
@@ -337,7 +338,8 @@ def masked_scatter(input: Tensor, mask: Tensor, source: Tensor) -> Tensor:
     if shape != input._data.shape:
         input = input.expand(shape)
     m = xp.ascontiguousarray(xp.broadcast_to(mask._data, shape))
-    n = int(m.sum())
+    # (a meta mask has no count: the result's shape is the input's all the same)
+    n = source._data.size if is_meta(m) else int(m.sum())
     if n > source._data.size:
         raise RuntimeError(
             "masked_scatter: expected source to have at least as many elements "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..autograd import grad_mode
 from ..autograd.function import Function
 from ..tensor import Tensor
@@ -94,7 +96,23 @@ def copy_(self: Tensor, src, non_blocking: bool = False) -> Tensor:
         from .. import creation
 
         src = creation.tensor(src)
+    if self.is_meta is not src.is_meta:
+        return _meta_copy(self, src)
     return _copy_inplace(self, src)
+
+
+def _meta_copy(self: Tensor, src: Tensor) -> Tensor:
+    """``copy_`` between a meta tensor and a real one: into meta, a no-op (torch: only the
+    shapes are checked); out of meta, there is nothing to copy."""
+    if src.is_meta:
+        raise NotImplementedError("Cannot copy out of meta tensor; no data!")
+    if tuple(np.broadcast_shapes(src.shape, self.shape)) != tuple(self.shape):
+        raise RuntimeError(
+            f"output with shape {list(self.shape)} doesn't match the broadcast shape "
+            f"{list(np.broadcast_shapes(src.shape, self.shape))}"
+        )
+    self._version_counter[0] += 1
+    return self
 
 
 _copy_inplace = make_inplace(CopyFrom.apply, "copy_")

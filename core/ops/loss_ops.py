@@ -4,6 +4,8 @@ reduces) with gradients for the input, the target, the weights and ``pos_weight`
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..autograd.function import Function
 from ..backend.device import get_array_module
 from ._lowp import float32_compute
@@ -25,8 +27,9 @@ class BinaryCrossEntropy(Function):
     @staticmethod
     def forward(ctx, x, t, w):
         xp = ctx.xp
-        log_x = xp.maximum(xp.log(x), -100)
-        log_1mx = xp.maximum(xp.log1p(-x), -100)
+        with np.errstate(divide="ignore"):  # x of exactly 0 or 1: -inf, clamped to -100 below
+            log_x = xp.maximum(xp.log(x), -100)
+            log_1mx = xp.maximum(xp.log1p(-x), -100)
         out = -(t * log_x + (1 - t) * log_1mx)
         if w is not None:
             out = out * w

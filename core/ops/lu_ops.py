@@ -10,6 +10,7 @@ import numpy as np
 
 from ..autograd.function import Function
 from ..backend.finfo import np_finfo
+from ..backend.meta import is_meta
 from ..tensor import Tensor
 from . import _la_util as u
 from .function_free import _xp_of
@@ -379,7 +380,7 @@ def lstsq(A: Tensor, B: Tensor, rcond=None, *, driver=None):
     else:
         rank = Tensor._wrap(xp.zeros((0,), np.int64))
     residuals = empty
-    full_rank = driver == "gels" or bool((rank._data == min(m, n)).all())
+    full_rank = driver == "gels" or is_meta(rank._data) or bool((rank._data == min(m, n)).all())
     if m > n and driver != "gelsy" and driver is not None and full_rank:
         r = A @ x - b
         residuals = (r * r.conj()).real.sum(-2) if r._data.dtype.kind == "c" else (r * r).sum(-2)

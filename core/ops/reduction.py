@@ -559,5 +559,7 @@ def count_nonzero(input, dim=None):
 
 def _xp(d):
     from ..backend.device import get_array_module
+    from ..backend.meta import MetaArray, xp
 
-    return get_array_module(d)
+    # meta arrays: the meta namespace, whose asarray keeps them meta (np.asarray would not)
+    return xp if type(d) is MetaArray else get_array_module(d)

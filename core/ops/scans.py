@@ -11,11 +11,11 @@ import numpy as np
 
 from .. import return_types
 from ..autograd.function import Function
-from ..backend.device import get_array_module
 from ..backend.dtype import get_default_dtype
 from ..tensor import Tensor
 from ._util import wrap_dim
 from .convert import to_dtype_op
+from .function_free import _xp_of  # (meta arrays: the meta namespace)
 from .shape import reshape
 from .sorting import _gather, _index_tensor
 
@@ -45,7 +45,7 @@ def _cum_extreme(input: Tensor, dim: int, is_max: bool):
     x = reshape(input, (1,)) if input._data.ndim == 0 else input
     if input._data.ndim == 0:
         axis = 0
-    idx = _running_extreme_index(get_array_module(x._data), x._data, axis, is_max)
+    idx = _running_extreme_index(_xp_of(x._data), x._data, axis, is_max)
     values, indices = _gather(x, axis, idx), _index_tensor(idx)
     if input._data.ndim == 0:
         values, indices = reshape(values, ()), reshape(indices, ())
@@ -102,7 +102,7 @@ class LogCumSumExp(Function):
             return xp.flip(_logaddexp_scan(xp, xp.flip(v, a), a), a)
 
         raw = grad
-        rxp = get_array_module(raw)
+        rxp = _xp_of(raw)
         result = 0
         with np.errstate(divide="ignore", invalid="ignore"):
             for sign in (1, -1):

@@ -5,21 +5,22 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backend.device import get_array_module
+from ..backend.meta import check_data_independent
 from ..tensor import Tensor
 from ._util import wrap_dim
+from .function_free import _xp_of  # (meta arrays: the meta namespace)
 from .sorting import argsort_raw
 
 
 def _raw(x, like=None):
     if isinstance(x, Tensor):
         return x._data
-    xp = np if like is None else get_array_module(like)
+    xp = np if like is None else _xp_of(like)
     return xp.asarray(x)
 
 
 def _wrap(a, dtype=np.int64) -> Tensor:
-    xp = get_array_module(a)
+    xp = _xp_of(a)
     return Tensor._wrap(xp.asarray(a) if dtype is None else xp.asarray(a, dtype=dtype))
 
 
@@ -35,7 +36,7 @@ def _runs(xp, rows, new):
 
 def _unique_impl(input: Tensor, sort: bool, return_inverse, return_counts, dim):
     d = input._data
-    xp = get_array_module(d)
+    xp = _xp_of(d)
     if dim is None:
         rows, shape_back = d.reshape(-1, 1), None
     else:
@@ -78,6 +79,7 @@ def unique(
 ):
     """The distinct elements (``dim``: distinct slices) in ascending order, optionally with
     the index of each input element's value in them and the count of each value."""
+    check_data_independent("unique", input._data)
     return _unique_impl(input, True, return_inverse, return_counts, dim)
 
 
@@ -85,6 +87,7 @@ def unique_consecutive(
     input: Tensor, return_inverse: bool = False, return_counts: bool = False, dim: int | None = None
 ):
     """Collapses each run of equal consecutive elements (``dim``: slices) to one."""
+    check_data_independent("unique_consecutive", input._data)
     return _unique_impl(input, False, return_inverse, return_counts, dim)
 
 
@@ -92,7 +95,7 @@ def isin(elements, test_elements, *, assume_unique: bool = False, invert: bool =
     """Whether each element of ``elements`` is in ``test_elements`` (either may be a scalar)."""
     like = elements._data if isinstance(elements, Tensor) else test_elements._data
     e, t = _raw(elements, like), _raw(test_elements, like)
-    xp = get_array_module(like)
+    xp = _xp_of(like)
     return _wrap(xp.isin(e, t.reshape(-1), invert=invert), None)
 
 
@@ -120,7 +123,7 @@ def searchsorted(
             )
         right = side == "right"
     seq = sorted_sequence._data
-    xp = get_array_module(seq)
+    xp = _xp_of(seq)
     values = _raw(input, seq)
     if sorter is not None:
         seq = xp.take_along_axis(seq, sorter._data, -1)

@@ -15,6 +15,7 @@ import warnings
 import numpy as np
 
 from ..backend.device import get_array_module
+from ..backend.meta import MetaArray
 from ..tensor import Size, Tensor
 from ._util import broadcast_shapes as _broadcast_shapes
 from ._util import result_dtype, wrap_dim
@@ -380,6 +381,9 @@ def repeat_interleave(
 ) -> Tensor:
     """Repeat each element (or slice along ``dim``) ``repeats`` times, next to each other."""
     xp = get_array_module(input._data)
+    r = input._data if repeats is None else getattr(repeats, "_data", None)
+    if type(r) is MetaArray:  # (torch's error: the output's size is in the values)
+        raise RuntimeError("cannot repeat_interleave a meta tensor without output_size")
     if repeats is None:  # repeat_interleave(repeats): the indices, each repeated
         reps = input._data
         if reps.ndim > 1:

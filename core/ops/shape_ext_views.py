@@ -15,9 +15,11 @@ import numpy as np
 
 from ..autograd import grad_mode
 from ..autograd.function import Function
-from ..backend.device import get_array_module
+from ..backend.meta import MetaArray
+from ..backend.meta import empty as meta_empty
 from ..tensor import Tensor
 from ._util import wrap_dim
+from .function_free import _xp_of  # (meta arrays: the meta namespace)
 from .indexing import IndexPut, IndexPutZeros, scatter_add_
 from .inplace import check_inplace
 
@@ -27,7 +29,7 @@ def _as_strided(xp, base, shape, strides):
 
 
 def _zeros_t(like: Tensor, shape) -> Tensor:
-    xp = get_array_module(like._data)
+    xp = _xp_of(like._data)
     return Tensor._wrap(xp.zeros(shape, dtype=like._data.dtype))
 
 
@@ -45,6 +47,8 @@ def _diag_view(xp, x, offset: int, d1: int, d2: int):
     base = x[tuple(slice(s, None) for s in start)] if length else x
     keep = [i for i in range(x.ndim) if i not in (d1, d2)]
     shape = [x.shape[i] for i in keep] + [length]
+    if type(x) is MetaArray:  # no data to view: a meta array of the shape (writes go nowhere)
+        return meta_empty(shape, x.dtype)
     strides = [x.strides[i] for i in keep] + [x.strides[d1] + x.strides[d2]]
     return _as_strided(xp, base, shape, strides)
 
@@ -167,7 +171,7 @@ def fill_diagonal_(input: Tensor, fill_value, wrap: bool = False) -> Tensor:
         raise RuntimeError("dimensions must larger than 1")
     if nd > 2 and len(set(shape)) != 1:
         raise RuntimeError("all dimensions of input must be of equal length")
-    xp = get_array_module(input._data)
+    xp = _xp_of(input._data)
     n = builtins.min(shape)
     if nd == 2 and wrap and shape[0] > shape[1] + 1:
         flat = xp.arange(0, shape[0] * shape[1], shape[1] + 1)
@@ -193,7 +197,7 @@ class StridedView(Function):
     def backward(ctx, grad):
         shape = ctx.shape
         n = int(np.prod(shape, dtype=np.int64))
-        xp = get_array_module(grad._data) if ctx._tensor_mode else ctx.xp
+        xp = _xp_of(grad._data) if ctx._tensor_mode else ctx.xp
         idx = ctx.make(xp, xp.arange(n).reshape(shape))
         if ctx._tensor_mode:
             return IndexPutZeros.apply(grad, (n,), (idx,)).reshape(shape), None
@@ -253,7 +257,7 @@ def as_strided_scatter(
     """A copy of ``input`` with ``src`` written where ``as_strided(size, stride)`` looks."""
     size, stride, offset = _check_strided(input, size, stride, storage_offset)
     shape = input._data.shape
-    xp = get_array_module(input._data)
+    xp = _xp_of(input._data)
     n = int(np.prod(shape, dtype=np.int64))
     idx = _strided_maker(size, stride, offset)(xp, xp.arange(n))
     if tuple(src._data.shape) != size:

@@ -13,13 +13,14 @@ import builtins
 import numpy as np
 
 from .. import return_types
-from ..backend.device import get_array_module
 from ..backend.dtype import from_numpy_dtype, get_default_dtype
+from ..backend.meta import is_meta
 from ..tensor import Tensor
 from ._util import result_dtype, scalar_type_name, wrap_dim
 from .compare import isnan, logical_not, logical_xor
 from .convert import to_dtype_op
 from .elementwise import lerp, sqrt, where
+from .function_free import _xp_of  # (meta arrays: the meta namespace)
 from .linalg import matmul, vector_norm
 from .reduction import amax, amin, cumsum, mean, sum
 from .shape import cat, movedim, narrow, reshape, unsqueeze
@@ -32,7 +33,7 @@ def _floating(t: Tensor) -> Tensor:
 
 def _const(t: Tensor, array) -> Tensor:
     """A constant tensor of ``t``'s dtype and device from an array or number."""
-    xp = get_array_module(t._data)
+    xp = _xp_of(t._data)
     return Tensor._wrap(xp.asarray(array, dtype=t._data.dtype))
 
 
@@ -84,7 +85,7 @@ def _quantile(input, q, dim, keepdim, interpolation, ignore_nan, name):
             f"{name}() interpolation must be one of linear, lower, higher, "
             f"midpoint or nearest. Got {interpolation}"
         )
-    xp = get_array_module(input._data)
+    xp = _xp_of(input._data)
     dt = input._data.dtype
     if isinstance(q, Tensor):
         if q._data.ndim > 1:
@@ -93,10 +94,12 @@ def _quantile(input, q, dim, keepdim, interpolation, ignore_nan, name):
             raise RuntimeError(f"{name}() q tensor must be same dtype as the input tensor")
         scalar_q, qs = q._data.ndim == 0, xp.asarray(q._data).reshape(-1)
     else:
-        scalar_q, qs = isinstance(q, (int, float)), xp.asarray(q, dtype=dt).reshape(-1)
-    if qs.size and not bool(((qs >= 0) & (qs <= 1)).all()):
+        scalar_q, qs = isinstance(q, (int, float)), np.asarray(q, dtype=dt).reshape(-1)
+    # (a meta q has no values to check; numbers given for a meta input are checked)
+    if qs.size and not is_meta(qs) and not bool(((qs >= 0) & (qs <= 1)).all()):
         bad = float(qs[~((qs >= 0) & (qs <= 1))][0])
         raise RuntimeError(f"{name}() q must be in the range [0, 1] but got {bad}")
+    qs = xp.asarray(qs)
     ndim = input._data.ndim
     if dim is None:
         x, out_shape = reshape(input, (-1,)), ((1,) * ndim if keepdim else ())
@@ -240,9 +243,7 @@ def _gradient_1d(x: Tensor, axis: int, h, edge_order: int, n: int) -> Tensor:
 
     if isinstance(h, Tensor) and h._data.ndim:
         c = np.asarray(
-            get_array_module(h._data).asnumpy(h._data)
-            if not isinstance(h._data, np.ndarray)
-            else h._data,
+            _xp_of(h._data).asnumpy(h._data) if not isinstance(h._data, np.ndarray) else h._data,
             dtype=np.float64,
         )
         dx = np.diff(c)
@@ -372,7 +373,7 @@ def corrcoef(input: Tensor) -> Tensor:
     c = cov(input)
     if c._data.ndim == 0:
         return c / c
-    xp = get_array_module(c._data)
+    xp = _xp_of(c._data)
     k = xp.arange(c._data.shape[0])
     std = sqrt(c[k, k])
     c = c / unsqueeze(std, 1) / unsqueeze(std, 0)

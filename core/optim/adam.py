@@ -116,7 +116,8 @@ class Adam(Optimizer):
             if amsgrad:
                 arrays.append(state["max_exp_avg_sq"]._data)
             # on a GPU one fused kernel, on the CPU NumPy passes over cache-sized pieces
-            rule = _adam_update if type(param) is np.ndarray else cuda_fused.adam_
+            # (meta parameters are ndarrays too: NumPy's rule, whose writes go nowhere)
+            rule = _adam_update if isinstance(param, np.ndarray) else cuda_fused.adam_
             update = functools.partial(
                 rule,
                 beta1=beta1,

@@ -94,7 +94,8 @@ class Timer:
         stmt (str or callable): what to time. Default: ``"pass"``.
         setup (str): run once before timing. Default: ``"pass"``.
         timer (callable): the clock. Default: ``timeit.default_timer``.
-        globals (dict, optional): the names ``stmt`` and ``setup`` see.
+        globals (dict, optional): the names ``stmt`` and ``setup`` see, besides ``ember`` (also
+            bound to ``torch``, as in PyTorch).
         label, sub_label, description (str, optional): how :class:`Compare` groups results.
         num_threads (int): ember's thread count while timing. Default: ``1``.
     """
@@ -114,7 +115,11 @@ class Timer:
     ):
         if not isinstance(num_threads, int) or num_threads < 1:
             raise ValueError(f"Timer: num_threads must be a positive int, got {num_threads!r}")
-        namespace = dict(globals or {})
+        import ember
+
+        # as torch.utils.benchmark does for ``torch``: the statement can name the library
+        # without importing it; ``torch`` too, for statements ported with ``import ember as torch``
+        namespace = {"torch": ember, "ember": ember, **(globals or {})}
         if global_setup:
             exec(global_setup, namespace)  # noqa: S102 - the caller's own setup code
         self._timer = timeit.Timer(stmt=stmt, setup=setup, timer=timer, globals=namespace)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from ... import ops
@@ -148,7 +150,8 @@ def embedding(
                 raise AssertionError("Padding_idx must be within num_embeddings")
             padding_idx = num + padding_idx
     idx = input._data
-    if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= num):
+    # (meta indices have no values to check)
+    if idx.size and not input.is_meta and (int(idx.min()) < 0 or int(idx.max()) >= num):
         raise IndexError("index out of range in self")
     if max_norm is not None:
         with grad_mode.no_grad():
@@ -284,7 +287,8 @@ def _check_p(p: float) -> None:
 
 def _keep_mask(x: Tensor, p: float, shape) -> np.ndarray:
     """Kept positions scaled by ``1/(1-p)`` (zeros everywhere when ``p == 1``)."""
-    xp = get_array_module(x._data)
+    # (by device: a meta tensor's mask is a meta array, drawn from no generator)
+    xp = get_array_module(x.device if x.is_meta else x._data)
     rng = gen_for(None, xp)
     dt = x._data.dtype if x._data.dtype in (np.float32, np.float64) else np.float32
     u = rng.random(shape, dtype=dt)
@@ -334,14 +338,64 @@ def dropout1d(input: Tensor, p: float = 0.5, training: bool = True, inplace: boo
     return _feature_dropout(input, p, training, inplace, 1, "dropout1d")
 
 
+_LEGACY_DIMS_MSG = (
+    "{name}: Received a {nd}-D input to {name}, which is deprecated and will result in an "
+    "error in a future release. To retain the behavior and silence this warning, please use "
+    "dropout instead. Note that {name} exists to provide channel-wise dropout on inputs with "
+    "{spatial} spatial dimensions, a channel dimension, and an optional batch dimension (i.e. "
+    "{lo}D or {hi}D inputs)."
+)
+
+
+def _legacy_feature_dropout(
+    input: Tensor, p: float, training: bool, inplace: bool, spatial: int, batched: bool
+) -> Tensor:
+    # PyTorch's dropout2d/3d accept any rank >= 1 with a deprecation warning (dropout1d does
+    # not): scripts such as pytorch/examples' mnist_rnn put Dropout2d after Linear layers
+    _check_p(p)
+    nd = input.dim()
+    name = f"dropout{spatial}d"
+    if nd not in (spatial + 1, spatial + 2):
+        warnings.warn(
+            _LEGACY_DIMS_MSG.format(
+                name=name, nd=nd, spatial=spatial, lo=spatial + 1, hi=spatial + 2
+            ),
+            stacklevel=3,
+        )
+    if nd < (2 if batched else 1):
+        raise RuntimeError("Feature dropout requires at least 2 dimensions in the input")
+    if not training or p == 0.0:
+        return input
+    # the mask covers the (batch, channel) dims of the input as PyTorch reads it: dropout2d
+    # takes every input as batched (a 3-D input is (N, C, L)); dropout3d only a 5-D one
+    lead = 2 if batched else 1
+    shape = input._data.shape[:lead] + (1,) * (nd - lead)
+    return _apply_mask(input, _keep_mask(input, p, shape), inplace)
+
+
 def dropout2d(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False):
-    r"""Zero whole channels of (N, C, H, W) or (C, H, W) inputs."""
-    return _feature_dropout(input, p, training, inplace, 2, "dropout2d")
+    r"""Zero whole channels of (N, C, H, W) or (C, H, W) inputs.
+
+    As in PyTorch, a 3-D input is read as (N, C, L) (1-D channel dropout, with a warning) and
+    other ranks are accepted with a deprecation warning (a 2-D input drops single elements).
+    """
+    nd = input.dim()
+    if nd == 3:
+        warnings.warn(
+            "dropout2d: Received a 3D input to dropout2d and assuming that channel-wise 1D "
+            "dropout behavior is desired - input is interpreted as shape (N, C, L), where C is "
+            "the channel dim. This behavior will change in a future release to interpret the "
+            "input as one without a batch dimension, i.e. shape (C, H, W). To maintain the 1D "
+            "channel-wise dropout behavior, please switch to using dropout1d instead.",
+            stacklevel=2,
+        )
+    return _legacy_feature_dropout(input, p, training, inplace, 2, batched=True)
 
 
 def dropout3d(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False):
-    r"""Zero whole channels of (N, C, D, H, W) or (C, D, H, W) inputs."""
-    return _feature_dropout(input, p, training, inplace, 3, "dropout3d")
+    r"""Zero whole channels of (N, C, D, H, W) or (C, D, H, W) inputs (other ranks: a
+    deprecation warning, the input read as unbatched, as in PyTorch)."""
+    return _legacy_feature_dropout(input, p, training, inplace, 3, batched=input.dim() == 5)
 
 
 _SELU_ALPHA_SCALE = 1.7580993408473766  # -alpha * scale of SELU: the value a dropped unit takes

@@ -13,10 +13,10 @@ def skip_init(module_cls, *args, **kwargs) -> Module:
     r"""Instantiate ``module_cls(*args, **kwargs)`` with its parameters and buffers left
     uninitialized, as if made with :func:`ember.empty`.
 
-    The module must accept a ``device`` argument. PyTorch builds the module on its ``meta``
-    device and allocates empty storage afterwards; ember has no meta device, so the module is
-    built directly on ``device`` and its initialization runs. Code written for PyTorch must not
-    rely on the contents either way: they are unspecified.
+    The module must accept a ``device`` argument. As in PyTorch, the module is built on the
+    ``meta`` device (its initialization costs nothing there) and then given empty storage on
+    ``device`` (default: CPU) with ``Module.to_empty``; the contents are
+    unspecified.
 
     Args:
         module_cls: class object; should be a subclass of :class:`ember.nn.Module`.
@@ -30,4 +30,6 @@ def skip_init(module_cls, *args, **kwargs) -> Module:
         raise RuntimeError(f"Expected a Module; got {module_cls}")
     if "device" not in inspect.signature(module_cls).parameters:
         raise RuntimeError("Module must support a 'device' arg to skip initialization")
-    return module_cls(*args, **kwargs)
+    final_device = kwargs.pop("device", "cpu")
+    kwargs["device"] = "meta"
+    return module_cls(*args, **kwargs).to_empty(device=final_device)

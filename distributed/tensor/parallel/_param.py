@@ -12,7 +12,7 @@ from __future__ import annotations
 from ember._interop import array_of, wrap
 
 from ....nn.parameter import Parameter
-from .._api import DTensor
+from .._api import DTensor, _from_replicate
 
 __all__ = ["DTensorParameter"]
 
@@ -50,6 +50,14 @@ class DTensorParameter(Parameter):
     def full_tensor(self):
         """The whole parameter on every rank (a gather along the sharded mesh dims)."""
         return self.as_dtensor().full_tensor()
+
+    def _piece_of(self, full):
+        """This rank's piece of ``full`` (a tensor of the global shape) under this layout, with
+        no communication. ``nn.init`` draws the whole tensor on every rank and keeps its piece,
+        so a sharded init equals the slice of the same init done unsharded (what torch's
+        DTensor RNG tracker guarantees) and every rank's generator advances alike."""
+        dt = _from_replicate(full, self.device_mesh, self.placements, self._global_shape)
+        return dt.to_local()
 
     @staticmethod
     def _global_norm_terms(params: list, terms: list, norm_type: float) -> list:
