@@ -148,3 +148,24 @@ __all__ = [
     "xlogy",
     "zeta",
 ]
+
+
+def _share_out_wrappers() -> None:
+    """Where a name here is the same op as a top-level ember function that core/_out_arg.py
+    gave an ``out=`` keyword, use that wrapper (``special.gammaln is ember.lgamma``, and
+    ``out=`` works on both)."""
+    import ember
+
+    wrapped = {
+        id(f._ember_out_wrapped): f
+        for f in vars(ember).values()
+        if hasattr(f, "_ember_out_wrapped")
+    }
+    g = globals()
+    for name in __all__:
+        w = wrapped.get(id(g.get(name)))
+        if w is not None:
+            g[name] = w
+
+
+_share_out_wrappers()

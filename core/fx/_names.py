@@ -97,6 +97,9 @@ def _name_table() -> dict[int, str]:
         for modname in NAMESPACES:
             for name, fn in namespace_functions(modname).items():
                 table.setdefault(id(fn), f"{modname}.{name}")
+                inner = getattr(fn, "_ember_out_wrapped", None)
+                if inner is not None:  # the op under its out= wrapper (core/_out_arg.py)
+                    table.setdefault(id(inner), f"{modname}.{name}")
         _table = table
     return _table
 

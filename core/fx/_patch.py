@@ -147,7 +147,13 @@ def _namespace_entries() -> list[tuple[str, str, Callable]]:
 
 def autowrap_ids(modules: tuple, functions: tuple) -> set[int]:
     """ids of every function the tracer records as a leaf when it meets a Proxy."""
-    ids = {id(fn) for _, _, fn in _namespace_entries()}
+    entries = _namespace_entries()
+    ids = {id(fn) for _, _, fn in entries}
+    # modules that import an op by name (``from ..ops.shape import stack``) hold the function
+    # under its out= wrapper (core/_out_arg.py): record that one as a leaf too
+    ids.update(
+        id(fn._ember_out_wrapped) for _, _, fn in entries if hasattr(fn, "_ember_out_wrapped")
+    )
     for mod in modules:
         for name in dir(mod):
             fn = getattr(mod, name)

@@ -195,9 +195,17 @@ class CpuHost:
     def __enter__(self):
         import ray
 
-        cpus = int(ray.available_resources().get("CPU", 0))
-        for _ in range(cpus - self.free_slots):
-            self._hog(wait=True)
+        # hold every CPU but free_slots, until that has held for 2 s: a previous test's
+        # actors may still be releasing theirs, and a CPU freed after the count would let the
+        # run grow before it is asked to (seen in CI: world sizes [1, 2, 2, 2, 1, 1])
+        stable_since = time.time()
+        while time.time() - stable_since < 2.0:
+            extra = int(ray.available_resources().get("CPU", 0)) - self.free_slots
+            for _ in range(extra):
+                self._hog(wait=True)
+            if extra > 0:
+                stable_since = time.time()
+            time.sleep(0.1)
         _wait_for_cpus(self.free_slots, exact=True)
         self.thread.start()
         return self
