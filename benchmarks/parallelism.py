@@ -161,6 +161,10 @@ def _tp_blocks(model, mesh) -> None:
 
 
 # ---- the analytical count ---------------------------------------------------------------------
+# DDP's bucket rule, one definition for this count and ember experiment's projection
+from ember.distributed.experiment.parallel_cost import ddp_buckets  # noqa: E402
+
+
 def allreduce_bytes(nbytes: int, n: int, hosts: int = 1) -> float:
     """Mean bytes a rank sends in one allreduce of ``nbytes`` over ``n`` ranks.
 
@@ -176,18 +180,6 @@ def allreduce_bytes(nbytes: int, n: int, hosts: int = 1) -> float:
     if hosts > 1 and n // hosts == 2:
         return ((1.0 if small else 1.5) + 1 + 1) * nbytes / 2
     return (n - 1) * nbytes if small else 2 * (n - 1) / n * nbytes
-
-
-def ddp_buckets(sizes: list[int]) -> list[int]:
-    """Bucket sizes of DDP (PyTorch's rule): parameters in reverse order, a 1 MiB first
-    bucket, then 25 MiB ones; a bucket closes when the next parameter would overflow it."""
-    out, cur, cap = [], 0, 1 << 20
-    for b in reversed(sizes):
-        if cur and cur + b > cap:
-            out.append(cur)
-            cur, cap = 0, 25 << 20
-        cur += b
-    return out + ([cur] if cur else [])
 
 
 def analytical(

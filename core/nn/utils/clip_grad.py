@@ -34,6 +34,15 @@ def _norm(xp, g, norm_type: float):
     return (xp.abs(a) ** norm_type).sum() ** (1.0 / norm_type)
 
 
+def _check_finite(xp, total, norm_type: float) -> None:
+    if not bool(xp.isfinite(total)):
+        raise RuntimeError(
+            f"The total norm of order {norm_type} for gradients from `parameters` is "
+            "non-finite, so it cannot be clipped. To disable this error and scale the gradients "
+            "by the non-finite norm anyway, set `error_if_nonfinite=False`"
+        )
+
+
 def get_total_norm(
     tensors, norm_type: float = 2.0, error_if_nonfinite: bool = False, foreach: bool | None = None
 ) -> Tensor:
@@ -45,12 +54,8 @@ def get_total_norm(
     xp = get_array_module(tensors[0]._data)
     norms = xp.stack([_norm(xp, t._data, norm_type) for t in tensors])
     total = _norm(xp, norms, norm_type)
-    if error_if_nonfinite and not bool(xp.isfinite(total)):
-        raise RuntimeError(
-            f"The total norm of order {norm_type} for gradients from `parameters` is "
-            "non-finite, so it cannot be clipped. To disable this error and scale the gradients "
-            "by the non-finite norm anyway, set `error_if_nonfinite=False`"
-        )
+    if error_if_nonfinite:
+        _check_finite(xp, total, norm_type)
     return Tensor._wrap(xp.asarray(total))
 
 
@@ -125,12 +130,8 @@ def _total_over_pieces(params: list, hook, norm_type: float, error_if_nonfinite:
         total = stacked.sum()
     else:
         total = stacked.sum() ** (1.0 / norm_type)
-    if error_if_nonfinite and not bool(xp.isfinite(total)):
-        raise RuntimeError(
-            f"The total norm of order {norm_type} for gradients from `parameters` is "
-            "non-finite, so it cannot be clipped. To disable this error and scale the gradients "
-            "by the non-finite norm anyway, set `error_if_nonfinite=False`"
-        )
+    if error_if_nonfinite:
+        _check_finite(xp, total, norm_type)
     return Tensor._wrap(xp.asarray(total))
 
 
