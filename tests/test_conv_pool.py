@@ -261,6 +261,30 @@ def test_conv_weight_only_gradient():
     np.testing.assert_allclose(eb.grad.numpy(), tb.grad.numpy(), **CONV_TOL)
 
 
+@pytest.mark.parametrize("nd", [1, 2])
+def test_conv_transpose_output_padding_below_dilation_writes_every_position(nd):
+    """Stride 1, output_padding < dilation: the last output position reads no input. The direct
+    (flipped-kernel) path must still produce it (it once read uninitialised memory there), so
+    its geometry yields exactly the transposed output size and the position holds the bias."""
+    from ember.ops.conv import ConvGeom, _direct_transpose_geom
+
+    x = ember.ones((1, 2) + (5,) * nd)
+    w = ember.ones((2, 3) + (3,) * nd)
+    y = getattr(F, f"conv_transpose{nd}d")(
+        x, w, ember.full((3,), 0.5), dilation=2, output_padding=1
+    )
+    assert tuple(y.shape[2:]) == (10,) * nd
+    assert (y.numpy()[(...,) + (-1,) * nd] == 0.5).all()
+    geom = ConvGeom((1,) * nd, ((0, 0),) * nd, (2,) * nd, 1, (3,) * nd, (10,) * nd, (5,) * nd)
+    direct = _direct_transpose_geom(tuple(w.shape), geom)
+    assert (
+        ConvGeom(
+            direct.stride, direct.pad, direct.dilation, 1, direct.kernel, direct.in_size
+        ).out_size
+        == (10,) * nd
+    )
+
+
 def test_conv_retain_graph_twice():
     rng = _rng(6)
     x, w = _e(_f32(rng, 1, 2, 5, 5), True), _e(_f32(rng, 3, 2, 3, 3), True)

@@ -192,9 +192,13 @@ def _direct_transpose_geom(w_shape, geom: ConvGeom):
         return None
     if w_shape[0] > 2 * w_shape[1] * geom.groups:
         return None
+    # The high side also takes the slack: input positions that no output reads (a transposed
+    # convolution's output_padding < dilation), whose gradient is zero but must still be written.
     pad = tuple(
-        (d * (k - 1) - lo, d * (k - 1) - hi)
-        for (lo, hi), d, k in zip(geom.pad, geom.dilation, geom.kernel)
+        (d * (k - 1) - lo, d * (k - 1) - hi + (n + lo + hi - (o - 1) - d * (k - 1) - 1))
+        for (lo, hi), d, k, n, o in zip(
+            geom.pad, geom.dilation, geom.kernel, geom.in_size, geom.out_size
+        )
     )
     if any(lo < 0 or hi < 0 for lo, hi in pad):
         return None
