@@ -42,6 +42,7 @@ CONFIGS = [
     ("ScheduleInterleavedZeroBubble", 4, 1, 8),
     ("ScheduleInterleavedZeroBubble", 4, 2, 8),
     ("ScheduleZBVZeroBubble", 4, 2, 8),
+    ("ScheduleDualPipeV", 4, 2, 8),
 ]
 
 
@@ -63,7 +64,7 @@ def _worker(rank, cfg, port, hidden, mb_rows, steps, q):
     ember.manual_seed(0)
     stages = []
     mine = range(rank, n_stages, p)
-    if name == "ScheduleZBVZeroBubble":  # the V: rank r holds stages r and 2p - 1 - r
+    if name in ("ScheduleZBVZeroBubble", "ScheduleDualPipeV"):  # the V: r and 2p - 1 - r
         mine = (rank, 2 * p - 1 - rank)
     for s in mine:
         mod = ember.nn.Sequential(
@@ -71,7 +72,7 @@ def _worker(rank, cfg, port, hidden, mb_rows, steps, q):
         )
         stages.append(P.PipelineStage(mod, s, n_stages, "cpu"))
     loss_fn = ember.nn.functional.mse_loss
-    if v > 1 or "ZeroBubble" in name:
+    if v > 1 or "ZeroBubble" in name or name == "ScheduleDualPipeV":
         sched = getattr(P, name)(stages, m, loss_fn=loss_fn)
     else:
         sched = getattr(P, name)(stages[0], m, loss_fn=loss_fn)
@@ -107,7 +108,9 @@ def theory(cfg) -> float:
     from ember.distributed.pipelining import _orders as O
 
     name, p, v, m = cfg
-    if "ZeroBubble" in name:
+    if name == "ScheduleDualPipeV":
+        orders = {r: O.dual_pipe_v_order(r, p, m) for r in range(p)}
+    elif "ZeroBubble" in name:
         v_shape = name == "ScheduleZBVZeroBubble"
         place = {s: (s if s < p else 2 * p - 1 - s) if v_shape else s % p for s in range(p * v)}
         orders = O.zero_bubble_orders(place, m)

@@ -73,17 +73,50 @@ def _unwrap(model: Module) -> Module:
     return model
 
 
-def _options(options) -> StateDictOptions:
+def _options(options, allow_broadcast: bool = False) -> StateDictOptions:
     if options is None:
         return StateDictOptions()
     if not isinstance(options, StateDictOptions):
         raise TypeError(f"options must be a StateDictOptions, got {type(options).__name__}")
-    if options.broadcast_from_rank0 or options.flatten_optimizer_state_dict:
+    if options.flatten_optimizer_state_dict:
+        raise NotImplementedError("StateDictOptions: flatten_optimizer_state_dict is not supported")
+    if options.broadcast_from_rank0 and not allow_broadcast:
         raise NotImplementedError(
-            "StateDictOptions: broadcast_from_rank0 and flatten_optimizer_state_dict are not "
-            "supported"
+            "StateDictOptions: broadcast_from_rank0 is supported by set_model_state_dict only"
         )
+    if options.broadcast_from_rank0 and not options.full_state_dict:
+        raise ValueError("full_state_dict must be True when broadcast_from_rank0 is True.")
     return options
+
+
+def _broadcast_from_rank0(model: Module, state_dict: dict[str, Any]) -> dict[str, Any]:
+    """Rank 0's whole tensors on every rank, one at a time (the other ranks' dicts are
+    ignored, as in PyTorch): where the model holds a DTensor parameter, only this rank's piece
+    of it is kept, so no rank holds more than one whole tensor at once."""
+    import ember.distributed as dist
+
+    from ..tensor import distribute_tensor
+
+    rank0 = dist.get_rank() == 0
+    meta = [
+        [(k, tuple(v.shape), v.dtype) for k, v in state_dict.items()] if rank0 else None
+    ]  # keys, shapes and dtypes first, so every rank allocates the same buffers
+    dist.broadcast_object_list(meta, src=0)
+    own = {} if _is_fsdp(model) else dtensor_params(_unwrap(model))
+    out: dict[str, Any] = {}
+    for key, shape, dtype in meta[0]:
+        if rank0:
+            buf = state_dict[key].detach().contiguous().clone()
+        else:
+            buf = ember.empty(shape, dtype=dtype)
+        dist.broadcast(buf, src=0)
+        p = own.get(key)
+        out[key] = (
+            distribute_tensor(buf, p.device_mesh, p.placements, src_data_rank=None)
+            if p is not None
+            else buf
+        )
+    return out
 
 
 def _fsdp_context(model: Module, full: bool):
@@ -146,8 +179,10 @@ def set_model_state_dict(
 ):
     """Load ``model_state_dict`` (from :func:`get_model_state_dict`, filled by ``load``);
     returns the missing and unexpected keys."""
-    options = _options(options)
+    options = _options(options, allow_broadcast=True)
     strict = options.strict and not options.ignore_frozen_params
+    if options.broadcast_from_rank0:
+        model_state_dict = _broadcast_from_rank0(model, model_state_dict)
     if _is_fsdp(model):
         with _fsdp_context(model, SHARD_META not in model_state_dict):
             return model.load_state_dict(model_state_dict, strict=strict)

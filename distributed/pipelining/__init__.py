@@ -3,8 +3,8 @@
 Split a model into stages (by hand with ``PipelineStage``, or with ``pipe_split()`` /
 ``SplitPoint`` and ``pipeline(...)``), place one or more stages per rank, and drive them with
 ``ScheduleGPipe``, ``Schedule1F1B``, ``ScheduleInterleaved1F1B``, ``ScheduleLoopedBFS`` or the
-zero-bubble ``ScheduleInterleavedZeroBubble`` / ``ScheduleZBVZeroBubble``. See
-docs/pipelining.md.
+zero-bubble ``ScheduleInterleavedZeroBubble`` / ``ScheduleZBVZeroBubble`` /
+``ScheduleDualPipeV``. See docs/pipelining.md.
 """
 
 from ._IR import Pipe, SplitPoint, pipe_split, pipeline
@@ -13,6 +13,7 @@ from .schedules import (
     PipelineScheduleMulti,
     PipelineScheduleSingle,
     Schedule1F1B,
+    ScheduleDualPipeV,
     ScheduleGPipe,
     ScheduleInterleaved1F1B,
     ScheduleInterleavedZeroBubble,
@@ -30,6 +31,7 @@ __all__ = [
     "PipelineScheduleSingle",
     "PipelineStage",
     "Schedule1F1B",
+    "ScheduleDualPipeV",
     "ScheduleGPipe",
     "ScheduleInterleaved1F1B",
     "ScheduleInterleavedZeroBubble",

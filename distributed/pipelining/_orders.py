@@ -15,6 +15,7 @@ from typing import NamedTuple
 
 __all__ = [
     "Action",
+    "dual_pipe_v_order",
     "gpipe_order",
     "interleaved_order",
     "looped_bfs_order",
@@ -89,6 +90,78 @@ def interleaved_order(rank: int, num_ranks: int, n_local: int, n_mb: int) -> lis
     for k in range(total - warmup):
         out += [fwd(warmup + k), bwd(k)]
     out += [bwd(k) for k in range(total - warmup, total)]
+    return out
+
+
+def dual_pipe_v_order(rank: int, num_ranks: int, n_mb: int) -> list[Action]:
+    """DualPipeV (DeepSeek-V3's DualPipe cut in half, as torch's ``ScheduleDualPipeV``): rank
+    ``r`` holds stage ``r`` (its "first" stage, on the way down the V) and ``2p - 1 - r`` (its
+    "second", on the way back up). Eight phases: warm-up forwards of the first stage; paired
+    forwards of both; ``I``/``W``/``F`` on the second stage (zero bubble); the steady state,
+    where each forward of one stage is paired with a full backward of the other (the two that
+    DualPipe overlaps on a GPU, run here one after the other); the drain of backwards, whose
+    second half is split into ``I`` and deferred ``W``; the remaining ``W``s last.
+
+    Needs ``n_mb >= 2 * num_ranks`` (torch's constraint: the steady state must be reached).
+    Micro-batch indices are counted per (stage, kind) in the order actions are emitted.
+    """
+    p, m = num_ranks, n_mb
+    if m < 2 * p:
+        raise ValueError(
+            f"ScheduleDualPipeV requires at least as many micro-batches as stages, but got "
+            f"n_microbatches ({m}) and num_stages ({2 * p})"
+        )
+    first, second = rank, 2 * p - 1 - rank
+    out: list[Action] = []
+    n_f = dict.fromkeys((first, second), 0)  # next forward per stage
+    n_b = dict.fromkeys((first, second), 0)  # next backward (B or I) per stage
+    w_queue: list[Action] = []  # W halves owed, oldest first
+
+    def f(stage: int) -> None:
+        out.append(Action(stage, "F", n_f[stage]))
+        n_f[stage] += 1
+
+    def b(stage: int, split: bool = False) -> None:
+        out.append(Action(stage, "I" if split else "B", n_b[stage]))
+        if split:
+            w_queue.append(Action(stage, "W", n_b[stage]))
+        n_b[stage] += 1
+
+    def w() -> None:
+        if w_queue:
+            out.append(w_queue.pop(0))
+
+    for _ in range(2 * (p - rank - 1)):  # 1: forwards of the first stage
+        f(first)
+    for _ in range(rank + 1):  # 2: both stages' forwards
+        f(first)
+        f(second)
+    for _ in range(p - rank - 1):  # 3: zero bubble on the second stage
+        b(second, split=True)
+        w()
+        f(second)
+    for _ in range(m - 2 * p + rank + 1):  # 4: steady state, F of one stage + B of the other
+        f(first)  # (the last rank runs its first pair unpaired in torch: same order here)
+        b(second)
+        f(second)
+        b(first)
+    for _ in range(p - rank - 1):  # 5: the second stage's forwards run out
+        b(second)
+        f(second)
+        b(first)
+    split = False  # 6: both stages' backwards, the later half split into I + deferred W
+    for i in range(rank + 1):
+        if i == (rank + 1) // 2 and rank % 2 == 1:
+            split = True
+        b(second, split)
+        if i == (rank + 1) // 2 and rank % 2 == 0:
+            split = True
+        b(first, split)
+    for _ in range(p - rank - 1):  # 7: the first stage's last backwards, W in between
+        w()
+        b(first, split)
+    for _ in range(rank + 1):  # 8: the deferred W's
+        w()
     return out
 
 

@@ -1,6 +1,7 @@
-"""Pipeline schedules: ``ScheduleGPipe``, ``Schedule1F1B`` (one stage per rank) and
-``ScheduleInterleaved1F1B`` (several stages per rank), with PyTorch's constructor and
-``step(*args, target=..., losses=...)``.
+"""Pipeline schedules: ``ScheduleGPipe``, ``Schedule1F1B`` (one stage per rank),
+``ScheduleInterleaved1F1B``, ``ScheduleLoopedBFS``, the zero-bubble schedules (several stages
+per rank) and the V-shaped ``ScheduleZBVZeroBubble`` / ``ScheduleDualPipeV``, with PyTorch's
+constructor and ``step(*args, target=..., losses=...)``.
 
 ``step`` splits the batch into ``n_microbatches`` along dim 0, runs this rank's actions in the
 schedule's order (``_orders``), computes ``loss_fn(output, target)`` per micro-batch on the
@@ -18,6 +19,7 @@ import ember
 
 from ._orders import (
     Action,
+    dual_pipe_v_order,
     gpipe_order,
     interleaved_order,
     looped_bfs_order,
@@ -32,6 +34,7 @@ __all__ = [
     "PipelineScheduleMulti",
     "PipelineScheduleSingle",
     "Schedule1F1B",
+    "ScheduleDualPipeV",
     "ScheduleGPipe",
     "ScheduleInterleaved1F1B",
     "ScheduleInterleavedZeroBubble",
@@ -296,11 +299,10 @@ class ScheduleInterleavedZeroBubble(PipelineScheduleMulti):
         return zero_bubble_orders({s: s % p for s in range(p * v)}, n_mb)
 
 
-class ScheduleZBVZeroBubble(_PipelineSchedule):
-    """The ZB-V schedule (Qi et al. 2024, section 6): exactly two stages per rank in a V,
-    rank ``r`` holding stages ``r`` and ``2p - 1 - r`` (so the last stage sits on rank 0 and
-    the loss is computed where the batch enters), with split backwards as in
-    :class:`ScheduleInterleavedZeroBubble`. The stages' rank mapping is set to the V."""
+class _VSchedule(_PipelineSchedule):
+    """Two stages per rank in a V: rank ``r`` holds stages ``r`` and ``2p - 1 - r`` (so the
+    last stage sits on rank 0 and the loss is computed where the batch enters). Sets the
+    stages' rank mapping to the V; subclasses give the orders."""
 
     def __init__(
         self,
@@ -312,8 +314,10 @@ class ScheduleZBVZeroBubble(_PipelineSchedule):
         output_merge_spec: Any = None,
         scale_grads: bool = True,
     ) -> None:
+        name = type(self).__name__
         if not isinstance(stages, (list, tuple)) or len(stages) != 2:
-            raise ValueError("ScheduleZBVZeroBubble needs exactly two stages per rank")
+            got = len(stages) if isinstance(stages, (list, tuple)) else type(stages).__name__
+            raise ValueError(f"{name} needs exactly two stages per rank, got {got}")
         super().__init__(
             list(stages), n_microbatches, loss_fn, args_chunk_spec, kwargs_chunk_spec,
             output_merge_spec, scale_grads,
@@ -321,14 +325,60 @@ class ScheduleZBVZeroBubble(_PipelineSchedule):
         p, r = self._group_size, self._rank
         if self._num_stages != 2 * p:
             raise ValueError(
-                f"ScheduleZBVZeroBubble: num_stages ({self._num_stages}) must be twice the "
-                f"group size ({p})"
+                f"{name}: num_stages ({self._num_stages}) must be twice the group size ({p})"
             )
         got, want = sorted(s.stage_index for s in stages), [r, 2 * p - 1 - r]
         if got != want:
-            raise ValueError(f"ScheduleZBVZeroBubble: rank {r} must hold stages {want}, got {got}")
+            raise ValueError(f"{name}: rank {r} must hold stages {want}, got {got}")
         placement = {s: s if s < p else 2 * p - 1 - s for s in range(2 * p)}
         for s in stages:
             s.stage_index_to_group_rank = dict(placement)
-        self.pipeline_order = zero_bubble_orders(placement, n_microbatches)
+        self.pipeline_order = self._all_orders(placement, p, n_microbatches)
         self._check_orders()
+
+    def _all_orders(self, placement: dict, p: int, n_mb: int) -> dict[int, list[Action]]:
+        raise NotImplementedError
+
+
+class ScheduleZBVZeroBubble(_VSchedule):
+    """The ZB-V schedule (Qi et al. 2024, section 6): exactly two stages per rank in a V,
+    rank ``r`` holding stages ``r`` and ``2p - 1 - r`` (so the last stage sits on rank 0 and
+    the loss is computed where the batch enters), with split backwards as in
+    :class:`ScheduleInterleavedZeroBubble`. The stages' rank mapping is set to the V."""
+
+    def _all_orders(self, placement: dict, p: int, n_mb: int) -> dict[int, list[Action]]:
+        return zero_bubble_orders(placement, n_mb)
+
+
+class ScheduleDualPipeV(_VSchedule):
+    """DualPipeV (the V variant of DeepSeek-V3's DualPipe, arXiv 2412.19437; torch 2.7+'s
+    ``ScheduleDualPipeV``): the V placement of :class:`ScheduleZBVZeroBubble`, with torch's
+    order (``_orders.dual_pipe_v_order``): in the steady state each forward of one local stage
+    is paired with a full backward of the other (on a GPU the pair's compute and
+    communication overlap; here they run one after the other), and the warm-up and drain
+    split backwards into ``I`` and deferred ``W``. Needs ``n_microbatches >= num_stages``."""
+
+    def __init__(
+        self,
+        stages: list[PipelineStage],
+        n_microbatches: int,
+        loss_fn: Callable | None = None,
+        args_chunk_spec: tuple[TensorChunkSpec, ...] | None = None,
+        kwargs_chunk_spec: dict[str, TensorChunkSpec] | None = None,
+        output_merge_spec: Any = None,
+        scale_grads: bool = True,
+    ) -> None:
+        if isinstance(stages, (list, tuple)) and stages and isinstance(n_microbatches, int):
+            n_stages = getattr(stages[0], "num_stages", None)
+            if n_stages is not None and n_microbatches < n_stages:
+                raise ValueError(
+                    f"ScheduleDualPipeV requires at least as many micro-batches as stages, "
+                    f"but got n_microbatches ({n_microbatches}) and num_stages ({n_stages})"
+                )
+        super().__init__(
+            stages, n_microbatches, loss_fn, args_chunk_spec, kwargs_chunk_spec,
+            output_merge_spec, scale_grads,
+        )  # fmt: skip
+
+    def _all_orders(self, placement: dict, p: int, n_mb: int) -> dict[int, list[Action]]:
+        return {r: dual_pipe_v_order(r, p, n_mb) for r in range(p)}

@@ -402,9 +402,11 @@ def distribute_tensor(
             "distribute_tensor: Partial placements are not supported; use DTensor.from_local"
         )
     full = tensor.detach().contiguous().clone()
-    if src_data_rank is not None:
-        if src_data_rank != 0:
-            raise NotImplementedError("distribute_tensor: src_data_rank must be 0 or None")
+    if src_data_rank is not None and src_data_rank != 0:
+        raise NotImplementedError("distribute_tensor: src_data_rank must be 0 or None")
+    # a meta tensor has no data to send: its pieces are meta too (a model built under
+    # ember.device("meta") is parallelized before to_empty, as in PyTorch)
+    if src_data_rank is not None and not getattr(tensor, "is_meta", False):
         for i in range(mesh.ndim):
             pg = mesh.get_group(i)
             _c.broadcast(full, src=get_process_group_ranks(pg)[0], group=pg)

@@ -1,14 +1,14 @@
 """DTensor's operator methods: ONE table binding names to the propagation rules.
 
 Importing this module (``ember.distributed.tensor`` does) gives ``DTensor`` its arithmetic,
-``@``, reductions, softmax, views and a few activations; ``ops`` holds the functional forms
-(``linear``, ``embedding``, ``layer_norm``...), which ember's ``nn.functional`` does not
-dispatch to by itself.
+``@``, reductions, softmax, ``masked_fill``, views and a few activations; ``ops`` holds the
+functional forms (``linear``, ``embedding``, ``layer_norm``, ``scaled_dot_product_attention``...),
+which ember's ``nn.functional`` does not dispatch to by itself.
 """
 
 from __future__ import annotations
 
-from . import _nn_ops, _pointwise, _view
+from . import _attention, _nn_ops, _pointwise, _view
 from ._api import DTensor
 
 __all__: list[str] = []
@@ -84,6 +84,10 @@ _METHODS = {
     "mean": lambda self, dim=None, keepdim=False: _pointwise.reduce(self, "mean", dim, keepdim),
     "softmax": _softmax("softmax"),
     "log_softmax": _softmax("log_softmax"),
+    "masked_fill": _attention.masked_fill,
+    "contiguous": lambda self, *a, **k: DTensor(
+        self._local_tensor.contiguous(), self.device_mesh, self.placements, self._shape
+    ),
     "view": _view.reshape,
     "reshape": _view.reshape,
     "transpose": _view.transpose,

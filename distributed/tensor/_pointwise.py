@@ -23,8 +23,8 @@ from .placement_types import Partial, Replicate, Shard
 __all__ = ["binary", "unary", "reduce", "softmax"]
 
 # how an elementwise op treats Partial operands: "add" is linear in every operand (P + P is
-# P), "mul" in each one separately (P * R is P), "div" in its numerator only
-_LINEARITY = {"add": "add", "sub": "add", "mul": "mul", "div": "div"}
+# P), "mul" in each one separately (P * R is P), "div" in its numerator only; masked_fill in none
+_LINEARITY = {"add": "add", "sub": "add", "mul": "mul", "div": "div", "masked_fill": "none"}
 
 
 def _broadcast_shape(a, b) -> tuple[int, ...]:

@@ -53,7 +53,7 @@ def case_schedule(name: str, n_mb: int, per_rank: int, steps: int = 1, lr: float
     n_stages = p * per_rank
     model = _model(n_stages)
     mine = list(range(rank, n_stages, p))
-    if name == "ScheduleZBVZeroBubble":  # the V: rank r holds stages r and 2p - 1 - r
+    if name in ("ScheduleZBVZeroBubble", "ScheduleDualPipeV"):  # the V: r and 2p - 1 - r
         mine = [rank, 2 * p - 1 - rank]
     stages = [P.PipelineStage(model[s], s, n_stages, "cpu") for s in mine]
     loss_fn = ember.nn.functional.mse_loss
@@ -62,6 +62,7 @@ def case_schedule(name: str, n_mb: int, per_rank: int, steps: int = 1, lr: float
         "ScheduleLoopedBFS",
         "ScheduleInterleavedZeroBubble",
         "ScheduleZBVZeroBubble",
+        "ScheduleDualPipeV",
     ):
         sched = getattr(P, name)(stages, n_mb, loss_fn=loss_fn)
     else:
