@@ -48,18 +48,27 @@ def scenario_resets(rank: int, every_s: float):
     tp = _state.world.transports[1 - rank]
     stop = threading.Event()
 
+    fired = threading.Event()
+
     def breaker():  # rank 1 breaks the connection under the transport, over and over
-        while not stop.wait(every_s):
+        while True:
             link = tp._links[1 - rank]
             try:
                 link.sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+            fired.set()
+            if stop.wait(every_s):
+                return
 
     t = ember.from_numpy(_data(rank))
     thread = threading.Thread(target=breaker, daemon=True)
     if rank == 1 and every_s > 0:
+        # The first break lands before the chain starts, so at least one reset happens even
+        # when the 16 calls would outrun the breaker's period (a quiet machine, or a loaded one
+        # where the thread is not scheduled in time); the later ones land mid-collective.
         thread.start()
+        fired.wait()
     for _ in range(STEPS):
         dist.all_reduce(t)
         t.mul_(0.5)
