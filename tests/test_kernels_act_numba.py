@@ -108,7 +108,12 @@ def test_special_values_match_torch(compiled, name):
     x = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-30, -1e-30], np.float32)
     fe, ft = _ACTS[name]
     got = fe(ember.tensor(x)).numpy()
-    np.testing.assert_allclose(got, ft(torch.tensor(x)).numpy(), rtol=1e-6, atol=1e-30)
+    want = ft(torch.tensor(x)).numpy()
+    # torch's float32 AVX-512 gelu gives NaN at +-inf (its vectorised erf); its scalar and
+    # float64 paths, and the other CPUs' vector paths, give the limits: compare with those.
+    inf = np.isinf(x)
+    want[inf] = ft(torch.tensor(x[inf], dtype=torch.float64)).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-30)
 
 
 @pytest.mark.parametrize("name", ["softmax", "log_softmax"])

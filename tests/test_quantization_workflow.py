@@ -98,7 +98,12 @@ def test_static_ptq_matches_torch(backend):
         return
     ty = tqm(x).numpy()
     ey = eqm(ember.tensor(x.numpy())).numpy()
-    np.testing.assert_array_equal(ey, ty)  # the same integer pipeline, bit for bit
+    # The same integer pipeline, code for code. Only the final dequantize may round
+    # differently: torch's AVX-512 kernel computes scale * q - scale * zp with a fused
+    # multiply-add (its AVX2 path, and ember, (q - zp) * scale), a few ulps of scale * zp.
+    s = tqm.fc2.scale
+    np.testing.assert_array_equal(np.rint(ey / s), np.rint(ty / s))
+    np.testing.assert_allclose(ey, ty, rtol=0, atol=1e-4 * s)
 
 
 def test_qat_prepare_train_convert():
