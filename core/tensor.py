@@ -66,8 +66,12 @@ class Tensor:
         "__weakref__": "",
     }
 
-    def __init__(self, data=None, *, requires_grad: bool = False):
-        if data is None:
+    def __init__(self, data=None, *sizes, requires_grad: bool = False):
+        if sizes or type(data) is int or type(data) is Size:
+            # torch.Tensor(2, 3), torch.Tensor(ember.Size([2, 3])): the legacy constructor of a
+            # float32 tensor of that size (zero-filled here; PyTorch leaves it uninitialised)
+            data = np.zeros(tuple(data) if type(data) is Size else (data, *sizes), np.float32)
+        elif data is None:
             data = np.empty((0,), dtype=np.float32)
         elif isinstance(data, Tensor):
             data = data._data
@@ -315,162 +319,7 @@ class Tensor:
         self.requires_grad = requires_grad
         return self
 
-    # ---- conversions -------------------------------------------------------------------
-    def numpy(self, *, force: bool = False) -> np.ndarray:
-        """The NumPy array behind this CPU tensor (shared memory)."""
-        if self.requires_grad and not force:
-            raise RuntimeError(
-                "Can't call numpy() on Tensor that requires grad. Use tensor.detach().numpy() "
-                "instead."
-            )
-        if type(self._data) is not np.ndarray:
-            if not force:
-                raise TypeError(
-                    f"can't convert {self.device} device type tensor to numpy. Use Tensor.cpu() "
-                    "to copy the tensor to host memory first."
-                )
-            return self._data.get()
-        return self._data
-
-    def __array__(self, dtype=None, copy=None):
-        a = self._data if type(self._data) is np.ndarray else self._data.get()
-        return a if dtype is None else a.astype(dtype, copy=False)
-
-    def item(self):
-        """The value of a one-element tensor as a Python number."""
-        if self._data.size != 1:
-            raise RuntimeError(
-                f"a Tensor with {self._data.size} elements cannot be converted to Scalar"
-            )
-        return self._data.reshape(()).item()
-
-    def tolist(self):
-        """The elements as (nested) Python lists of Python numbers."""
-        d = self._data if type(self._data) is np.ndarray else self._data.get()
-        return d.tolist()
-
-    def to(self, *args, **kwargs) -> Tensor:
-        """``to(device)``, ``to(dtype)``, ``to(device, dtype)``, ``to(other)``; differentiable."""
-        dev, dt, copy = _parse_to(args, kwargs)
-        from .ops import convert
-
-        return convert.to(self, dev, dt, copy)
-
-    def cuda(self, device=None, non_blocking: bool = False) -> Tensor:
-        """A copy on a CUDA device (the current one, or ``device``); ``self`` if already there."""
-        return self.to(
-            "cuda"
-            if device is None
-            else as_device(device if not isinstance(device, int) else f"cuda:{device}")
-        )
-
-    def cpu(self) -> Tensor:
-        """A copy in host memory; ``self`` if already there."""
-        return self.to(CPU)
-
-    def type(self, dtype=None):
-        if dtype is None:
-            return f"ember.{self.dtype.name}"
-        return self.to(to_dtype(dtype))
-
-    def type_as(self, other: Tensor) -> Tensor:
-        """This tensor converted to ``other``'s dtype."""
-        return self.to(other.dtype)
-
-    def float(self) -> Tensor:
-        """``self.to(ember.float32)``."""
-        return self.to(to_dtype("float32"))
-
-    def double(self) -> Tensor:
-        """``self.to(ember.float64)``."""
-        return self.to(to_dtype("float64"))
-
-    def half(self) -> Tensor:
-        """``self.to(ember.float16)``."""
-        return self.to(to_dtype("float16"))
-
-    def bfloat16(self) -> Tensor:
-        """``self.to(ember.bfloat16)``."""
-        return self.to(to_dtype("bfloat16"))
-
-    def long(self) -> Tensor:
-        """``self.to(ember.int64)``."""
-        return self.to(to_dtype("int64"))
-
-    def int(self) -> Tensor:
-        """``self.to(ember.int32)``."""
-        return self.to(to_dtype("int32"))
-
-    def short(self) -> Tensor:
-        """``self.to(ember.int16)``."""
-        return self.to(to_dtype("int16"))
-
-    def byte(self) -> Tensor:
-        """``self.to(ember.uint8)``."""
-        return self.to(to_dtype("uint8"))
-
-    def bool(self) -> Tensor:
-        """``self.to(ember.bool)``."""
-        return self.to(to_dtype("bool"))
-
-    # ---- Python protocol ---------------------------------------------------------------
-    def __len__(self) -> int:
-        if self._data.ndim == 0:
-            raise TypeError("len() of a 0-d tensor")
-        return self._data.shape[0]
-
-    def __iter__(self):
-        if self._data.ndim == 0:
-            raise TypeError("iteration over a 0-d tensor")
-        return (self[i] for i in range(self._data.shape[0]))
-
-    def __bool__(self) -> bool:
-        if self._data.size != 1:
-            raise RuntimeError("Boolean value of Tensor with more than one value is ambiguous")
-        return bool(self._data.reshape(()))
-
-    def __float__(self) -> float:
-        return float(self.item())
-
-    def __int__(self) -> int:
-        return int(self.item())
-
-    def __index__(self) -> int:
-        if self._data.dtype.kind not in "iub" or self._data.size != 1:
-            raise TypeError("only integer tensors of a single element can be converted to an index")
-        return int(self.item())
-
-    def __complex__(self) -> complex:
-        return complex(self.item())
-
     __hash__ = object.__hash__
-
-    def __repr__(self) -> str:
-        from ._repr import tensor_repr
-
-        return tensor_repr(self)
-
-    def __reduce_ex__(self, protocol):
-        # Pickling (multiprocessing, Ray, save with weights_only=False): data to CPU, no graph.
-        data = self._data if type(self._data) in (np.ndarray, MetaArray) else self._data.get()
-        return (_rebuild, (data, self.requires_grad, str(self.device)))
-
-    def __deepcopy__(self, memo):
-        if self.grad_fn is not None:
-            raise RuntimeError(
-                "Only Tensors created explicitly by the user (graph leaves) support the deepcopy "
-                "protocol at the moment."
-            )
-        t = type(self).__new__(type(self))
-        Tensor.__init__(t, self._data.copy(), requires_grad=self.requires_grad)
-        if self.grad is not None:
-            t.grad = self.grad.__deepcopy__(memo)
-        if hasattr(self, "__dict__"):
-            import copy
-
-            t.__dict__.update(copy.deepcopy(self.__dict__, memo))
-        memo[id(self)] = t
-        return t
 
 
 def _rebuild(data, requires_grad, dev):
@@ -520,3 +369,14 @@ def is_tensor(obj) -> bool:
 
 _function.Tensor = Tensor
 _function._wrap = Tensor._wrap
+
+
+# Conversions and the Python protocol (core/_tensor_convert.py), copied into the class here so
+# that Tensor is complete once this module is; named and documented as if defined above.
+from ._tensor_convert import _TensorConversions  # noqa: E402
+
+for _name, _fn in vars(_TensorConversions).items():
+    if callable(_fn):
+        _fn.__qualname__ = f"Tensor.{_name}"
+        setattr(Tensor, _name, _fn)
+del _name, _fn

@@ -14,7 +14,7 @@ from importlib import metadata
 import numpy as np
 import pytest
 
-from ember.utils import collect_env
+from ember.utils import _env_checks, collect_env
 
 COLLECT = [sys.executable, "-m", "ember.utils.collect_env"]
 DOCTOR = [sys.executable, "-m", "ember.launcher.cli", "doctor"]
@@ -127,7 +127,8 @@ def test_port_in_use_is_reported(monkeypatch):
         s.bind(("0.0.0.0", 0))
         s.listen()
         port = s.getsockname()[1]
-        monkeypatch.setattr(collect_env, "DEFAULT_PORTS", {port: "test server"})
+        # the check reads the ports from its own module (core/utils/_env_checks.py)
+        monkeypatch.setattr(_env_checks, "DEFAULT_PORTS", {port: "test server"})
         problems = []
         ports = collect_env._ports(problems, ray_up=False)
     assert ports[str(port)]["free"] is False
@@ -139,12 +140,12 @@ def test_small_shm_and_low_nofile(monkeypatch):
     class _St:
         f_frsize, f_blocks, f_bavail = 4096, 16384, 16384  # 64 MiB: docker's default
 
-    monkeypatch.setattr(collect_env.os, "statvfs", lambda path: _St())
+    monkeypatch.setattr(_env_checks.os, "statvfs", lambda path: _St())
     problems = []
     info = collect_env._shm(problems)
     assert info["size_bytes"] == 64 << 20
     assert "--shm-size" in problems[0]["fix"]
-    monkeypatch.setattr(collect_env.resource, "getrlimit", lambda which: (1024, 1 << 20))
+    monkeypatch.setattr(_env_checks.resource, "getrlimit", lambda which: (1024, 1 << 20))
     problems = []
     assert collect_env._open_files(problems) == {"soft": 1024, "hard": 1 << 20}
     assert problems[0]["fix"] == "ulimit -n 65536"

@@ -1,13 +1,13 @@
 """Functional losses (``ember.nn.functional``): reductions ``"none" | "mean" | "sum"``.
 
 Cross-entropy and NLL are single fused Functions on (rows, classes) views; K-dimensional inputs
-(N, C, d1, ...) are moved to that layout first.
+(N, C, d1, ...) are moved to that layout first. This file holds the class-index, regression and
+binary cross-entropy losses; the embedding / ranking losses (``_loss_embedding.py``), the
+divergence and likelihood losses (``_loss_likelihood.py``) and the reduction helpers
+(``_loss_reduction.py``) are re-exported here, and ``__all__`` lists them all.
 """
 
 from __future__ import annotations
-
-import math
-import warnings
 
 import numpy as np
 
@@ -16,7 +16,18 @@ from ...amp._state import autocast_op
 from ...backend.meta import MetaArray
 from ...ops import loss_ops
 from ...tensor import Tensor
-from ._linear import pairwise_distance
+
+# The other loss families and the shared reduction helpers, re-exported under their old path.
+from ._loss_embedding import (
+    _cos_rows,  # noqa: F401
+    cosine_embedding_loss,
+    hinge_embedding_loss,
+    margin_ranking_loss,
+    soft_margin_loss,
+    triplet_margin_loss,
+)
+from ._loss_likelihood import gaussian_nll_loss, kl_div, poisson_nll_loss
+from ._loss_reduction import _check_size, _reduce, _reduction, legacy_get_string  # noqa: F401
 
 __all__ = [
     "cross_entropy",
@@ -36,53 +47,6 @@ __all__ = [
     "poisson_nll_loss",
     "gaussian_nll_loss",
 ]
-
-
-def legacy_get_string(size_average, reduce, emit_warning: bool = True) -> str:
-    """The ``reduction`` string for PyTorch's deprecated ``size_average`` / ``reduce``."""
-    if size_average is None:
-        size_average = True
-    if reduce is None:
-        reduce = True
-    if size_average and reduce:
-        ret = "mean"
-    elif reduce:
-        ret = "sum"
-    else:
-        ret = "none"
-    if emit_warning:
-        warnings.warn(
-            "size_average and reduce args will be deprecated, please use "
-            f"reduction='{ret}' instead.",
-            stacklevel=3,
-        )
-    return ret
-
-
-def _reduction(size_average, reduce, reduction: str) -> str:
-    if size_average is not None or reduce is not None:
-        reduction = legacy_get_string(size_average, reduce)
-    if reduction not in ("none", "mean", "sum"):
-        raise ValueError(f"{reduction} is not a valid value for reduction")
-    return reduction
-
-
-def _reduce(loss: Tensor, reduction: str) -> Tensor:
-    if reduction == "mean":
-        return loss.mean()
-    if reduction == "sum":
-        return loss.sum()
-    return loss
-
-
-def _check_size(input: Tensor, target: Tensor) -> None:
-    if target.shape != input.shape:
-        warnings.warn(
-            f"Using a target size ({target.shape}) that is different to the input size "
-            f"({input.shape}). This will likely lead to incorrect results due to broadcasting. "
-            "Please ensure they have the same size.",
-            stacklevel=3,
-        )
 
 
 # ---- class-index losses -------------------------------------------------------------------
@@ -332,210 +296,4 @@ def binary_cross_entropy_with_logits(
             f"Target size ({target.shape}) must be the same as input size ({input.shape})"
         )
     loss = loss_ops.BinaryCrossEntropyWithLogits.apply(input, target, weight, pos_weight)
-    return _reduce(loss, reduction)
-
-
-# ---- divergences and embedding losses --------------------------------------------------------
-@autocast_op("kl_div")
-def kl_div(
-    input: Tensor,
-    target: Tensor,
-    size_average=None,
-    reduce=None,
-    reduction: str = "mean",
-    log_target: bool = False,
-) -> Tensor:
-    r"""KL divergence with ``input`` as log-probabilities: :math:`y (\log y - x)`."""
-    if size_average is not None or reduce is not None:
-        reduction = legacy_get_string(size_average, reduce)
-    if reduction == "mean":
-        warnings.warn(
-            "reduction: 'mean' divides the total loss by both the batch size and the "
-            "support size.'batchmean' divides only by the batch size, and aligns with "
-            "the KL div math definition.'mean' will be changed to behave the same as "
-            "'batchmean' in the next major release.",
-            stacklevel=2,
-        )
-    if reduction not in ("none", "mean", "sum", "batchmean"):
-        raise ValueError(f"{reduction} is not a valid value for reduction")
-    if log_target:
-        loss = ops.exp(target) * (target - input)
-    else:
-        pos = target > 0
-        safe = ops.where(pos, target, target * 0 + 1)
-        loss = ops.where(pos, target * ops.log(safe), target * 0) - target * input
-    if reduction == "batchmean":
-        return loss.sum() / (input.shape[0] if input.dim() else 1)
-    return _reduce(loss, reduction)
-
-
-def _cos_rows(x1: Tensor, x2: Tensor) -> Tensor:
-    # PyTorch's cosine_embedding_loss: EPSILON 1e-12 added to each squared norm
-    d = x1.dim() - 1
-    prod = (x1 * x2).sum(d)
-    m1 = (x1 * x1).sum(d) + 1e-12
-    m2 = (x2 * x2).sum(d) + 1e-12
-    return prod / ops.sqrt(m1 * m2)
-
-
-@autocast_op("cosine_embedding_loss")
-def cosine_embedding_loss(
-    input1: Tensor,
-    input2: Tensor,
-    target: Tensor,
-    margin: float = 0.0,
-    size_average=None,
-    reduce=None,
-    reduction: str = "mean",
-) -> Tensor:
-    r""":math:`1 - \cos(x_1, x_2)` for :math:`y = 1`, :math:`\max(0, \cos - \text{margin})`
-    for :math:`y = -1`."""
-    reduction = _reduction(size_average, reduce, reduction)
-    if input1.dim() not in (1, 2) or input1.shape != input2.shape:
-        raise RuntimeError(
-            f"cosine_embedding_loss: expected 1D or 2D inputs of equal shapes, "
-            f"got {list(input1.shape)} and {list(input2.shape)}"
-        )
-    cos = _cos_rows(input1, input2)
-    zero = cos * 0
-    pos = ops.where(target == 1, 1 - cos, zero)
-    neg = ops.where(target == -1, (cos - margin).clamp_min(0), zero)
-    return _reduce(pos + neg, reduction)
-
-
-@autocast_op("margin_ranking_loss")
-def margin_ranking_loss(
-    input1: Tensor,
-    input2: Tensor,
-    target: Tensor,
-    margin: float = 0.0,
-    size_average=None,
-    reduce=None,
-    reduction: str = "mean",
-) -> Tensor:
-    r""":math:`\max(0, -y (x_1 - x_2) + \text{margin})`."""
-    reduction = _reduction(size_average, reduce, reduction)
-    if not (input1.dim() == input2.dim() == target.dim()):
-        raise RuntimeError(
-            f"margin_ranking_loss : All input tensors should have same dimension but got sizes: "
-            f"input1: {input1.shape}, input2: {input2.shape}, target: {target.shape} "
-        )
-    loss = (-target * (input1 - input2) + margin).clamp_min(0)
-    return _reduce(loss, reduction)
-
-
-@autocast_op("triplet_margin_loss")
-def triplet_margin_loss(
-    anchor: Tensor,
-    positive: Tensor,
-    negative: Tensor,
-    margin: float = 1.0,
-    p: float = 2,
-    eps: float = 1e-6,
-    swap: bool = False,
-    size_average=None,
-    reduce=None,
-    reduction: str = "mean",
-) -> Tensor:
-    r""":math:`\max(d(a, p) - d(a, n) + \text{margin}, 0)` with :math:`L_p` distances."""
-    reduction = _reduction(size_average, reduce, reduction)
-    if not (anchor.dim() == positive.dim() == negative.dim()):
-        raise RuntimeError(
-            f"The anchor, positive, and negative tensors are expected to have the same number of "
-            f"dimensions, but got: anchor {anchor.dim()}D, positive {positive.dim()}D, and "
-            f"negative {negative.dim()}D inputs"
-        )
-    d_ap = pairwise_distance(anchor, positive, p, eps)
-    d_an = pairwise_distance(anchor, negative, p, eps)
-    if swap:
-        d_an = ops.minimum(d_an, pairwise_distance(positive, negative, p, eps))
-    return _reduce((d_ap - d_an + margin).clamp_min(0), reduction)
-
-
-@autocast_op("hinge_embedding_loss")
-def hinge_embedding_loss(
-    input: Tensor,
-    target: Tensor,
-    margin: float = 1.0,
-    size_average=None,
-    reduce=None,
-    reduction: str = "mean",
-) -> Tensor:
-    r""":math:`x` for :math:`y = 1`, :math:`\max(0, \text{margin} - x)` for :math:`y = -1`."""
-    reduction = _reduction(size_average, reduce, reduction)
-    zero = input * 0
-    out = ops.where(target != 1, (margin - input).clamp_min(0), zero) + ops.where(
-        target != -1, input, zero
-    )
-    return _reduce(out, reduction)
-
-
-@autocast_op("soft_margin_loss")
-def soft_margin_loss(
-    input: Tensor, target: Tensor, size_average=None, reduce=None, reduction: str = "mean"
-) -> Tensor:
-    r""":math:`\log(1 + e^{-y x})`."""
-    reduction = _reduction(size_average, reduce, reduction)
-    from ._activation import softplus
-
-    return _reduce(softplus(-target * input), reduction)
-
-
-@autocast_op("poisson_nll_loss")
-def poisson_nll_loss(
-    input: Tensor,
-    target: Tensor,
-    log_input: bool = True,
-    full: bool = False,
-    size_average=None,
-    eps: float = 1e-8,
-    reduce=None,
-    reduction: str = "mean",
-) -> Tensor:
-    r""":math:`e^x - y x` (log input) or :math:`x - y \log(x + \epsilon)`; ``full`` adds
-    Stirling's term for :math:`y > 1`."""
-    reduction = _reduction(size_average, reduce, reduction)
-    if log_input:
-        loss = ops.exp(input) - target * input
-    else:
-        loss = input - target * ops.log(input + eps)
-    if full:
-        safe = ops.where(target > 1, target, target * 0 + 2)
-        stirling = safe * ops.log(safe) - safe + 0.5 * ops.log(2 * math.pi * safe)
-        loss = loss + ops.where(target > 1, stirling, stirling * 0)
-    return _reduce(loss, reduction)
-
-
-def gaussian_nll_loss(
-    input: Tensor,
-    target: Tensor,
-    var: Tensor | float,
-    full: bool = False,
-    eps: float = 1e-6,
-    reduction: str = "mean",
-) -> Tensor:
-    r""":math:`\frac12 (\log \max(\sigma^2, \epsilon) + (x - y)^2 / \max(\sigma^2,
-    \epsilon))`."""
-    reduction = _reduction(None, None, reduction)
-    if not isinstance(var, Tensor):
-        from ...creation import full as _full
-
-        var = _full(input.shape, float(var), dtype=input.dtype)
-    elif var.shape != input.shape:
-        if input.shape[:-1] == var.shape:
-            var = var.unsqueeze(-1)
-        elif not (input.shape[:-1] == var.shape[:-1] and var.shape[-1:] == (1,)):
-            raise ValueError("var is of incorrect size")
-    if bool((var._data < 0).any()):
-        raise ValueError("var has negative entry/entries")
-    from ...autograd.grad_mode import no_grad
-
-    with no_grad():
-        clamped = var.clamp(min=eps)
-    # clamp without gradient effect at the floor, as PyTorch does (clamp_ under no_grad)
-    v = var + (clamped - var).detach()
-    d = input - target
-    loss = 0.5 * (ops.log(v) + d * d / v)
-    if full:
-        loss = loss + 0.5 * math.log(2 * math.pi)
     return _reduce(loss, reduction)

@@ -4,12 +4,13 @@ PyTorch's top-level functions are the ATen schemas: ``torch.dropout(input, p, tr
 ``torch.batch_norm(input, weight, bias, running_mean, running_var, training, momentum, eps,
 cudnn_enabled)``, ``torch.embedding(weight, indices, ...)``, losses with an integer
 ``reduction`` (0 none, 1 mean, 2 sum), ... ``ember.<name>`` resolves to ``TORCH_SIGNATURES[name]``
-when present, otherwise to ``ember.nn.functional.<name>`` (core/__init__.py).
+when present, otherwise to ``ember.nn.functional.<name>`` (core/__init__.py). The losses with
+an integer reduction live in ``_toplevel_loss.py`` and the recurrent layers in
+``_toplevel_rnn.py``; both are re-exported here and listed in the one table below.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -19,18 +20,35 @@ from ...amp._state import autocast_op
 from ...backend.device import get_array_module
 from ...ops import inplace as _inplace
 from ...tensor import Tensor
-from . import _activation, _conv, _linear, _loss, _normalization, _pooling, _vision
+from . import _activation, _conv, _linear, _normalization, _pooling, _vision
 
-_REDUCTIONS = ("none", "mean", "sum")
-
-
-def _reduction(reduction: int | str) -> str:
-    """ATen's ``at::Reduction`` enum (0 none, 1 mean, 2 sum) as F's reduction string."""
-    if isinstance(reduction, str):
-        return reduction
-    if not 0 <= int(reduction) <= 2:
-        raise ValueError(f"{reduction} is not a valid value for reduction")
-    return _REDUCTIONS[int(reduction)]
+# The two families kept in their own files, re-exported here under their old names.
+from ._toplevel_loss import (
+    _REDUCTIONS,  # noqa: F401
+    _reduction,  # noqa: F401
+    binary_cross_entropy_with_logits,
+    cosine_embedding_loss,
+    ctc_loss,
+    hinge_embedding_loss,
+    kl_div,
+    margin_ranking_loss,
+    poisson_nll_loss,
+    triplet_margin_loss,
+)
+from ._toplevel_rnn import (
+    _cell,  # noqa: F401
+    _layer_params,  # noqa: F401
+    _recurrent,  # noqa: F401
+    _run_rnn,  # noqa: F401
+    gru,
+    gru_cell,
+    lstm,
+    lstm_cell,
+    rnn_relu,
+    rnn_relu_cell,
+    rnn_tanh,
+    rnn_tanh_cell,
+)
 
 
 # ---- dropout: (input, p, train) ------------------------------------------------------------
@@ -201,92 +219,7 @@ def embedding_bag(
     return out, wrap(offset2bag.astype(np.int64)), wrap(bag_size), wrap(max_idx)
 
 
-# ---- losses with ATen's integer reduction ---------------------------------------------------
-def kl_div(
-    input: Tensor, target: Tensor, reduction: int = 1, *, log_target: bool = False
-) -> Tensor:
-    with warnings.catch_warnings():  # ATen's kl_div has no 'batchmean' advice to give
-        warnings.simplefilter("ignore", UserWarning)
-        return _loss.kl_div(input, target, reduction=_reduction(reduction), log_target=log_target)
-
-
-def binary_cross_entropy_with_logits(
-    input: Tensor,
-    target: Tensor,
-    weight: Tensor | None = None,
-    pos_weight: Tensor | None = None,
-    reduction: int = 1,
-) -> Tensor:
-    return _loss.binary_cross_entropy_with_logits(
-        input, target, weight, reduction=_reduction(reduction), pos_weight=pos_weight
-    )
-
-
-def cosine_embedding_loss(
-    input1: Tensor, input2: Tensor, target: Tensor, margin: float = 0.0, reduction: int = 1
-) -> Tensor:
-    return _loss.cosine_embedding_loss(
-        input1, input2, target, margin, reduction=_reduction(reduction)
-    )
-
-
-def hinge_embedding_loss(
-    input: Tensor, target: Tensor, margin: float = 1.0, reduction: int = 1
-) -> Tensor:
-    return _loss.hinge_embedding_loss(input, target, margin, reduction=_reduction(reduction))
-
-
-def margin_ranking_loss(
-    input1: Tensor, input2: Tensor, target: Tensor, margin: float = 0.0, reduction: int = 1
-) -> Tensor:
-    return _loss.margin_ranking_loss(
-        input1, input2, target, margin, reduction=_reduction(reduction)
-    )
-
-
-def poisson_nll_loss(
-    input: Tensor, target: Tensor, log_input: bool, full: bool, eps: float, reduction: int
-) -> Tensor:
-    return _loss.poisson_nll_loss(
-        input, target, log_input, full, eps=eps, reduction=_reduction(reduction)
-    )
-
-
-def triplet_margin_loss(
-    anchor: Tensor,
-    positive: Tensor,
-    negative: Tensor,
-    margin: float = 1.0,
-    p: float = 2.0,
-    eps: float = 1e-6,
-    swap: bool = False,
-    reduction: int = 1,
-) -> Tensor:
-    return _loss.triplet_margin_loss(
-        anchor, positive, negative, margin, p, eps, swap, reduction=_reduction(reduction)
-    )
-
-
-def ctc_loss(
-    log_probs: Tensor,
-    targets: Tensor,
-    input_lengths,
-    target_lengths,
-    blank: int = 0,
-    reduction: int = 1,
-    zero_infinity: bool = False,
-) -> Tensor:
-    from ._ctc import ctc_loss as _ctc_loss
-
-    return _ctc_loss(
-        log_probs,
-        targets,
-        input_lengths,
-        target_lengths,
-        blank,
-        _reduction(reduction),
-        zero_infinity,
-    )
+# (losses with ATen's integer reduction: _toplevel_loss.py; recurrent: _toplevel_rnn.py)
 
 
 # ---- convolution, pooling, padding, sampling -----------------------------------------------
@@ -372,144 +305,6 @@ def rrelu_(
 
 sigmoid_ = _inplace.make_inplace(ops.sigmoid, "sigmoid_")
 tanh_ = _inplace.make_inplace(ops.tanh, "tanh_")
-
-
-# ---- recurrent layers over flat parameter lists --------------------------------------------
-def _layer_params(params, has_biases: bool, num_layers: int, dirs: int, proj: bool):
-    """Split ATen's flat list into (w_ih, w_hh, b_ih, b_hh, w_hr) per layer and direction."""
-    per = 2 + 2 * has_biases + proj
-    if len(params) != per * num_layers * dirs:
-        raise RuntimeError(f"expected {per * num_layers * dirs} parameters, got {len(params)}")
-    out = []
-    for k in range(num_layers * dirs):
-        w = list(params[k * per : (k + 1) * per])
-        w_ih, w_hh = w[0], w[1]
-        b_ih, b_hh = (w[2], w[3]) if has_biases else (None, None)
-        out.append((w_ih, w_hh, b_ih, b_hh, w[-1] if proj else None))
-    return out
-
-
-def _run_rnn(
-    mode, x, h0, c0, params, has_biases, num_layers, dropout, train, bidirectional, batch_sizes
-):
-    from ..modules.rnn import _layer
-
-    dirs = 2 if bidirectional else 1
-    proj = mode == "LSTM" and h0 is not None and c0 is not None and h0.shape[-1] != c0.shape[-1]
-    weights = _layer_params(params, has_biases, num_layers, dirs, proj)
-    h_n, c_n = [], []
-    for layer in range(num_layers):
-        outs = []
-        for d in range(dirs):
-            k = layer * dirs + d
-            out, h, c = _layer(
-                mode, x, h0[k], None if c0 is None else c0[k], weights[k], batch_sizes, d == 1
-            )
-            outs.append(out)
-            h_n.append(h)
-            c_n.append(c)
-        x = outs[0] if dirs == 1 else ops.cat(outs, -1)
-        if dropout > 0 and train and layer < num_layers - 1:
-            x = _linear.dropout(x, dropout, True)
-    return x, ops.stack(h_n, 0), (ops.stack(c_n, 0) if c0 is not None else None)
-
-
-def _recurrent(mode, args):
-    """Both ATen overloads: (input, hx, params, has_biases, num_layers, dropout, train,
-    bidirectional, batch_first) and the packed (data, batch_sizes, hx, params, ...)."""
-    from ...ops.rnn import PackedToPadded, PaddedToPacked
-
-    packed = not isinstance(args[2], (list, tuple)) or (
-        mode == "LSTM" and isinstance(args[1], Tensor)
-    )
-    if packed:
-        data, batch_sizes, hx, params, has_biases, num_layers, dropout, train, bidir = args
-        bs = batch_sizes._data
-        bs = np.asarray(bs.get() if hasattr(bs, "get") else bs, dtype=np.int64)
-        x, batch_first = PackedToPadded.apply(data, bs, 0.0), False
-    else:
-        (x, hx, params, has_biases, num_layers, dropout, train, bidir, batch_first) = args
-        bs = None
-        if batch_first:
-            x = ops.transpose(x, 0, 1)
-    h0, c0 = (hx[0], hx[1]) if mode == "LSTM" else (hx, None)
-    out, h_n, c_n = _run_rnn(
-        mode, x, h0, c0, params, has_biases, num_layers, dropout, train, bidir, bs
-    )
-    if packed:
-        out = PaddedToPacked.apply(out, bs)
-    elif batch_first:
-        out = ops.transpose(out, 0, 1)
-    return (out, h_n, c_n) if mode == "LSTM" else (out, h_n)
-
-
-def lstm(*args) -> tuple[Tensor, Tensor, Tensor]:
-    return _recurrent("LSTM", args)
-
-
-def gru(*args) -> tuple[Tensor, Tensor]:
-    return _recurrent("GRU", args)
-
-
-def rnn_tanh(*args) -> tuple[Tensor, Tensor]:
-    return _recurrent("RNN_TANH", args)
-
-
-def rnn_relu(*args) -> tuple[Tensor, Tensor]:
-    return _recurrent("RNN_RELU", args)
-
-
-def _cell(mode, input, hx, w_ih, w_hh, b_ih, b_hh):
-    from ..modules.rnn import _layer
-
-    x = ops.unsqueeze(input, 0)
-    h0, c0 = (hx[0], hx[1]) if mode == "LSTM" else (hx, None)
-    _, h, c = _layer(mode, x, h0, c0, (w_ih, w_hh, b_ih, b_hh, None), None, False)
-    return (h, c) if mode == "LSTM" else h
-
-
-def lstm_cell(
-    input: Tensor,
-    hx: Sequence[Tensor],
-    w_ih: Tensor,
-    w_hh: Tensor,
-    b_ih: Tensor | None = None,
-    b_hh: Tensor | None = None,
-) -> tuple[Tensor, Tensor]:
-    return _cell("LSTM", input, hx, w_ih, w_hh, b_ih, b_hh)
-
-
-def gru_cell(
-    input: Tensor,
-    hx: Tensor,
-    w_ih: Tensor,
-    w_hh: Tensor,
-    b_ih: Tensor | None = None,
-    b_hh: Tensor | None = None,
-) -> Tensor:
-    return _cell("GRU", input, hx, w_ih, w_hh, b_ih, b_hh)
-
-
-def rnn_tanh_cell(
-    input: Tensor,
-    hx: Tensor,
-    w_ih: Tensor,
-    w_hh: Tensor,
-    b_ih: Tensor | None = None,
-    b_hh: Tensor | None = None,
-) -> Tensor:
-    return _cell("RNN_TANH", input, hx, w_ih, w_hh, b_ih, b_hh)
-
-
-def rnn_relu_cell(
-    input: Tensor,
-    hx: Tensor,
-    w_ih: Tensor,
-    w_hh: Tensor,
-    b_ih: Tensor | None = None,
-    b_hh: Tensor | None = None,
-) -> Tensor:
-    return _cell("RNN_RELU", input, hx, w_ih, w_hh, b_ih, b_hh)
 
 
 TORCH_SIGNATURES = {
