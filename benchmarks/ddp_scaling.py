@@ -60,21 +60,20 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import nonneg_int, pin_threads, positive_float, positive_int, table  # noqa: E402
+from _common import nonneg_int, pin_threads, positive_float, positive_int  # noqa: E402
+from _ddp_scaling_report import PHASES, print_report, summarise  # noqa: E402
 
 pin_threads(1)  # before numpy / torch load, in this process and (inherited) in every child
 
 import argparse  # noqa: E402
 import json  # noqa: E402
 import socket  # noqa: E402
-import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 
 WORKLOADS = ("mlp", "transformer")
 BATCH = {"mlp": 128, "transformer": 32}  # per worker (weak scaling), DESIGN.md §7
-PHASES = ("fwd", "bwd", "wait", "opt", "cpu")
 HOOKS = ("none", "fp16", "bf16", "powersgd")
 
 
@@ -299,30 +298,6 @@ def run_procs(lib: str, workload: str, workers: int, args, hook: str = "none") -
     return summarise(json.loads(line[len("RESULT ") :]), workers, BATCH[workload], None)
 
 
-# ---- figures ------------------------------------------------------------------------------------
-def summarise(ranks: list[dict], workers: int, batch: int, called: float | None) -> dict:
-    """Median step of the slowest rank, throughput, phases, startup and the load average."""
-    steps = [max(r["step"][i] for r in ranks) for i in range(len(ranks[0]["step"]))]
-    slowest = max(ranks, key=lambda r: statistics.median(r["step"]))
-    step = statistics.median(steps)
-    out = {
-        "workers": workers,
-        "batch": batch,
-        "step_ms": step * 1e3,
-        "samples_per_s": workers * batch / step,
-        "load": os.getloadavg()[0],
-        "loss": ranks[0]["loss"],
-        "wire_kib": ranks[0].get("wire", 0) / 1024,
-    }
-    for k in PHASES:
-        out[f"{k}_ms"] = statistics.median(slowest[k]) * 1e3
-    if called is not None:
-        out["startup_s"] = max(r["first_step"][1] for r in ranks) - called
-        out["to_first_step_start_s"] = max(r["first_step"][0] for r in ranks) - called
-        out["to_loop_entered_s"] = max(r["entered"] for r in ranks) - called
-    return out
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=WORKLOADS)
@@ -415,88 +390,7 @@ def main() -> None:
         for key, rs in runs.items():  # the run of median throughput (the lower one of two)
             results[key] = sorted(rs, key=lambda r: r["samples_per_s"])[(len(rs) - 1) // 2]
 
-    rows = []
-    for (name, fw, workers), r in results.items():
-        # each repeat's 2-worker run against the 1-worker run just before it
-        effs = sorted(
-            two["samples_per_s"] / (workers * one["samples_per_s"])
-            for one, two in zip(runs[(name, fw.split("+")[0], 1)], runs[(name, fw, workers)])
-        )
-        r["efficiency"], r["efficiencies"] = statistics.median(effs), effs
-        spread = f" ({effs[0]:.2f}-{effs[-1]:.2f})" if workers > 1 and len(effs) > 1 else ""
-        rows.append(
-            [
-                name,
-                fw,
-                workers,
-                r["batch"],
-                f"{r['step_ms']:.1f}",
-                f"{r['samples_per_s']:.0f}",
-                f"{r['efficiency']:.2f}{spread}",
-                *(f"{r[f'{k}_ms']:.1f}" for k in PHASES),
-                f"{r['wire_kib']:.0f}",
-                f"{r['load']:.1f}",
-            ]
-        )
-    print(
-        "\nweak scaling, 1 thread per worker; ms are medians per step (slowest rank); "
-        "efficiency: median over repeats (lowest-highest)"
-    )
-    print(
-        table(
-            rows,
-            [
-                "workload",
-                "framework",
-                "workers",
-                "batch/worker",
-                "step ms",
-                "samples/s",
-                "efficiency",
-                "fwd ms",
-                "bwd ms",
-                "DDP wait ms",
-                "opt ms",
-                "cpu ms",
-                "wire KiB",
-                "load 1m",
-            ],
-        )
-    )
-    if "ember" in args.frameworks:
-        keys = ("startup_s", "to_first_step_start_s", "to_loop_entered_s")
-        srows = [
-            [
-                kind,
-                len(startup[kind]),
-                *(f"{statistics.median(r[k] for r in startup[kind]):.2f}" for k in keys),
-            ]
-            for kind in ("cold", "warm")
-            if startup[kind]
-        ]
-        print("\nember startup, 2 workers: seconds (median) from Trainer.fit() called to ...")
-        print(
-            table(
-                srows,
-                ["fit()", "fits", "first step done", "first step begins", "train function entered"],
-            )
-        )
-    load1 = os.getloadavg()
-    print(f"\nload average at the end: {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(
-                {
-                    "load_start": load0,
-                    "load_end": load1,
-                    "startup": startup,
-                    "results": [
-                        {"workload": k[0], "framework": k[1], **v} for k, v in results.items()
-                    ],
-                },
-                f,
-                indent=2,
-            )
+    print_report(args, results, runs, startup, load0)
 
 
 if __name__ == "__main__":

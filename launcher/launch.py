@@ -10,16 +10,16 @@ so does SIGTERM (exit code 143).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import signal
 import sys
-import threading
 import time
 
-from ._live_status import LaunchStatus
+# (the moved helpers stay importable from here, their old home)
+from ._launch_args import _at_least, _nnodes, _parse_env, _plan  # noqa: F401
+from ._launch_attempt import _GROW, _first_line, _node_lost, _pump, _run_once  # noqa: F401
+from ._launch_sigterm import _TERM, _on_sigterm, _sigterm_stops_job, _Terminated
 from ._ray_output import add_verbose_args, routed_ray_output
-from ._worker_io import Printer, run_child
 
 
 def add_parser(sub) -> None:
@@ -100,81 +100,6 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
-def _at_least(low: int, kind: type = int):
-    """An argparse type: a ``kind`` number >= ``low``; anything else is argparse's one-line
-    error naming the option (not a traceback, nor a Ray started for zero workers)."""
-
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"expected {'an integer' if kind is int else 'a number'}, got {text!r}"
-            ) from None
-        if not value >= low:  # also NaN
-            raise argparse.ArgumentTypeError(f"must be >= {low}, got {text}")
-        return value
-
-    parse.__name__ = kind.__name__  # argparse's messages name the type by it
-    return parse
-
-
-def _nnodes(text: str) -> tuple[int, int]:
-    """``--nnodes``: ``N`` or torchrun's elastic ``MIN:MAX``, as ``(min, max)``."""
-    lo, sep, hi = text.partition(":")
-    try:
-        lo_n = int(lo)
-        hi_n = int(hi) if sep else lo_n
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected N or MIN:MAX, got {text!r}") from None
-    if lo_n < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    if lo_n > hi_n:
-        raise argparse.ArgumentTypeError(f"MIN:MAX needs MIN <= MAX, got {lo_n} > {hi_n}")
-    return lo_n, hi_n
-
-
-def _parse_env(pairs: list[str]) -> dict:
-    env = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"ember launch: --env expects K=V, got {pair!r}")
-        env[key] = value
-    return env
-
-
-def _plan(args, cfg=None) -> tuple[int, str]:
-    if isinstance(args.nnodes, tuple):  # --nnodes MIN:MAX (or N): keep MAX as args.nnodes
-        args.min_nnodes, args.nnodes = args.nnodes
-    else:
-        args.min_nnodes = args.nnodes
-    if args.workers is not None and (args.nnodes or args.nproc_per_node):
-        raise SystemExit("ember launch: give either --workers or --nnodes/--nproc-per-node")
-    per_node = cfg.ember["workers_per_node"] if cfg is not None else None
-    if args.nnodes is not None and args.nproc_per_node is None and per_node:
-        args.nproc_per_node = per_node  # the cluster config's workers_per_node
-    if (args.nnodes is None) != (args.nproc_per_node is None):
-        raise SystemExit("ember launch: --nnodes and --nproc-per-node go together")
-    if args.nnodes is not None:
-        n = args.nnodes * args.nproc_per_node
-        strategy = "STRICT_SPREAD" if args.nproc_per_node == 1 and args.nnodes > 1 else "SPREAD"
-        most = cfg.max_nodes() if cfg is not None else None
-        if most is not None and args.nnodes > most:
-            raise SystemExit(
-                f"ember launch: --nnodes {args.nnodes} but the cluster of "
-                f"{cfg.path} has at most {most} node(s)"
-            )
-    else:
-        n = args.workers or per_node or 1
-        strategy = "PACK"
-    if args.placement:
-        strategy = args.placement.upper()
-    if n < 1:
-        raise SystemExit(f"ember launch: the number of workers must be >= 1, got {n}")
-    return n, strategy
-
-
 def run(args) -> int:
     import ray
 
@@ -224,48 +149,6 @@ def run(args) -> int:
             shutdown_if_started()
 
 
-class _Terminated(BaseException):
-    """SIGTERM arrived: the job is stopped like on Ctrl-C and exits with 143 (128 + 15)."""
-
-
-# "ready": Ray is up, so a SIGTERM may interrupt at once; before that it is only noted, so
-# that a half-started Ray is not left behind. "pending": one arrived.
-_TERM = {"ready": False, "pending": False, "seen": False}
-
-
-def _on_sigterm(signum, frame) -> None:
-    if _TERM["seen"]:
-        return  # the first one is already stopping the job: let the clean-up finish
-    _TERM["pending"] = True
-    if _TERM["ready"]:
-        _TERM["seen"] = True
-        raise _Terminated
-
-
-@contextlib.contextmanager
-def _sigterm_stops_job():
-    """SIGTERM (from an orchestrator, ``kill``, a job scheduler) stops every worker and shuts
-    down the Ray started for the job, then exits with 143 and no traceback or crash dump."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signal handlers can only be set from the main thread
-        return
-    _TERM.update(ready=False, pending=False, seen=False)
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
-    try:
-        yield
-    except BaseException:
-        # Raised inside a Ray call, _Terminated reaches here wrapped (a SystemError from
-        # Ray's signal check): once SIGTERM arrived, whatever ends the job is its doing.
-        if not _TERM["pending"]:
-            raise
-        print(
-            "(ember launch) terminated by SIGTERM: all workers stopped", file=sys.stderr, flush=True
-        )
-        raise SystemExit(128 + signal.SIGTERM) from None
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def _run_started(ray, args, scaling, script, started, env, strategy) -> int:
     """Run the job (with its restarts) on the Ray that ``run`` made sure of."""
     cwd, script_path = _where_to_run(ray, args, script, started)
@@ -301,10 +184,6 @@ def _run_started(ray, args, scaling, script, started, env, strategy) -> int:
             break
         attempt += 1
     return code
-
-
-# _run_once's code when an elastic job stops its workers to restart on more nodes
-_GROW = -1
 
 
 def _elastic_range(args):
@@ -423,124 +302,3 @@ def _settle(ray, lost: list, timeout: float = 60.0) -> None:
 
 def _noop() -> int:
     return 1
-
-
-def _run_once(ray, scaling, cmd, cwd, env, elastic=None) -> tuple[int, list]:
-    """One attempt: (exit code, infos of workers whose actor died); ``_GROW`` when an
-    elastic job (``elastic``: min nodes, max nodes, workers per node) stopped to grow."""
-    from ray.util.queue import Queue
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-    from ember.distributed.train._internal.worker_group import WorkerGroup
-
-    token = {"EMBER_TOKEN": env["EMBER_TOKEN"]} if "EMBER_TOKEN" in env else None
-    grow = None
-    if elastic is None:
-        group = WorkerGroup(
-            scaling.num_workers, scaling.bundle(), scaling.placement_strategy, env=token
-        )
-    else:
-        from ._elastic import elastic_group
-
-        group, grow = elastic_group(WorkerGroup, scaling, token, *elastic)
-    # the output queue lives on the driver's node and takes no CPU: it must neither compete
-    # with the workers for slots nor die with a worker node
-    here = ray.get_runtime_context().get_node_id()
-    queue = Queue(
-        actor_options={
-            "num_cpus": 0,
-            "scheduling_strategy": NodeAffinitySchedulingStrategy(here, soft=False),
-        }
-    )
-    lost: list = []
-    try:
-        refs = group.execute_async(run_child, cmd, cwd, env, queue)
-        status = None
-        if LaunchStatus.wanted():  # a live per-rank table under the output, on a terminal
-            status = LaunchStatus([info.node_ip for info in group.infos])
-        try:
-            return _pump(ray, group, refs, queue, Printer(status), lost, grow), lost
-        finally:
-            if status is not None:
-                status.close()
-    except KeyboardInterrupt:
-        print("(ember launch) interrupted: stopping all workers", file=sys.stderr, flush=True)
-        return 130, lost
-    except BaseException:
-        if _TERM["pending"]:  # _Terminated, possibly wrapped by Ray (see _sigterm_stops_job)
-            print("(ember launch) SIGTERM: stopping all workers", file=sys.stderr, flush=True)
-        raise
-    finally:
-        group.shutdown()
-        try:
-            ray.kill(queue.actor, no_restart=True)
-        except Exception:
-            pass
-
-
-def _pump(ray, group, refs, queue, printer, lost: list, grow=None) -> int:
-    remaining = list(refs)
-    codes: dict[int, int] = {}
-    next_look = time.monotonic() + 1.0
-    while True:
-        printer.drain(queue)
-        if not remaining:
-            break
-        if grow is not None and time.monotonic() >= next_look:
-            next_look = time.monotonic() + 1.0
-            more = grow()
-            if more:
-                printer.drain(queue)
-                print(
-                    f"(ember launch) {more} more node(s) have room; restarting the workers on "
-                    "more nodes (a membership change: not counted against --max-restarts)",
-                    file=sys.stderr,
-                    flush=True,
-                )
-                return _GROW
-        ready, remaining = ray.wait(remaining, num_returns=len(remaining), timeout=0.05)
-        for r in ready:
-            rank = refs.index(r)
-            try:
-                codes[rank] = ray.get(r)
-            except Exception as exc:
-                info = group.infos[rank]
-                lost.append(info)
-                print(
-                    f"(ember launch) worker rank {rank} on node {info.node_ip} died"
-                    f"{_node_lost(ray, info)}: {_first_line(exc)}",
-                    file=sys.stderr,
-                    flush=True,
-                )
-                codes[rank] = 1
-            if printer.status is not None:
-                printer.drain(queue)
-                printer.status.finished(rank, codes[rank])
-            if codes[rank] != 0:
-                # like torchrun: one failure ends the job; the others are stopped
-                printer.drain(queue)
-                print(
-                    f"(ember launch) rank {rank} exited with code {codes[rank]}; stopping "
-                    "the other workers",
-                    file=sys.stderr,
-                    flush=True,
-                )
-                return codes[rank]
-    return 0
-
-
-def _node_lost(ray, info) -> str:
-    """A note on the worker's node: its Ray processes gone, or the node unreachable (a
-    partition: its processes may still run), told apart by probing its raylet (issue #28)."""
-    from ._node_reach import lost_note
-
-    try:
-        nodes = ray.nodes()
-    except Exception:  # the GCS itself may be gone
-        return ""
-    return lost_note(nodes, info.node_id, info.node_ip)
-
-
-def _first_line(exc) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

@@ -8,7 +8,7 @@ payload, no copy in Python); a reader thread per connection reads the peer's fra
 straight into posted destinations (``_inbox.py``) or into pooled buffers when none is posted
 yet, so both directions flow at once and a send never waits for the peer's program to reach
 its receive. A connection that is reset is replaced and what it lost is sent again
-(``_link.py``); a peer fails the job only once it is gone.
+(``_link.py``, ``_socket_resume.py``); a peer fails the job only once it is gone.
 
 Threads per peer: the reader (never writes, so a peer's writes always drain), and an ack writer
 (acknowledges what the reader has read, so the peer can drop its copies); writers (the caller,
@@ -17,7 +17,6 @@ the ack writer, a resend after a reconnect) take the link's lock one frame at a 
 
 from __future__ import annotations
 
-import errno
 import socket
 import struct
 import threading
@@ -28,6 +27,17 @@ from . import _frames, _grace
 from ._inbox import Inbox
 from ._link import SEQ_MOD, Link
 from ._opctx import SLICE
+from ._socket_resume import (  # noqa: F401  (_DEAD, _GONE, _SILENT: their old home)
+    _DEAD,
+    _GONE,
+    _SILENT,
+    _discard,
+    _Lost,
+    _read_control,
+    _Refused,
+    _Resume,
+    _shut,
+)
 from ._transport import (
     HANDSHAKE_S,
     PIECE_BYTES,
@@ -38,17 +48,10 @@ from ._transport import (
     recv_exact,
 )
 
-_DEAD = "closed its connection (the process probably exited or crashed)"
-_GONE = "closed its connection and refuses new ones (its process exited or crashed)"
 _LEFT = "left the process group (destroy_process_group)"
-_SILENT = (errno.ETIMEDOUT, errno.EHOSTUNREACH)
 
 
-class _Refused(Exception):
-    """The peer's listener refused the connection: its process is gone."""
-
-
-class SocketTransport(Transport):
+class SocketTransport(_Resume, Transport):
     """TCP connections to a set of peers (see the module docstring)."""
 
     name = "socket"
@@ -260,94 +263,6 @@ class SocketTransport(Transport):
             else:
                 raise ValueError(f"unexpected frame kind {kind} on a data connection")
 
-    def _reason(self, link: Link, e: Exception) -> str:
-        if isinstance(e, OSError) and e.errno in _SILENT:
-            return f"at {link.addr} {_grace.unreachable()} [{e.strerror}]"
-        if isinstance(e, ConnectionError):
-            return _DEAD
-        return f"broke its connection ({e})"
-
-    def _fail(self, link: Link, reason: str) -> None:
-        link.set_dead(reason)
-        _shut(link.sock)
-        self.inbox.peer_gone(link.peer, reason)
-
-    def _recover(self, link: Link, err: Exception):
-        """Replace ``link``'s broken connection; the new socket, or None once the peer is
-        reported gone."""
-        with link.cv:
-            link.up = False
-            written, link.write_error = link.write_error, None
-        _shut(link.sock)
-        if isinstance(written, OSError) and written.errno in _SILENT:
-            err = written  # a send timed out first: the grace period has passed already
-        if isinstance(err, _Lost) or (isinstance(err, OSError) and err.errno in _SILENT):
-            # frames lost, or already silent for the whole grace period: nothing to wait for
-            self._fail(link, self._reason(link, err))
-            return None
-        deadline = time.monotonic() + _grace.grace_seconds()
-        delay = 0.01
-        while not self._closing:
-            now = time.monotonic()
-            if now > deadline:
-                self._fail(
-                    link,
-                    f"at {link.addr} {_grace.unreachable()} [its connection was reset and no "
-                    "new one could be opened]",
-                )
-                return None
-            try:
-                if link.dialer:
-                    sock, peer_recv = self._dial(link.peer, deadline, link.recv_seq)
-                else:
-                    # check the peer's listener, then wait a while for its new connection
-                    got = self._await_offer(link, min(deadline, now + delay * 20))
-                    if got is None:
-                        delay = min(delay * 2, 0.05)
-                        continue
-                    sock, peer_recv = got
-                    sock.sendall(_frames.pack(_frames.RESUME, 0, 0, link.recv_seq, 0, 0, 0))
-            except _Refused:
-                self._fail(link, f"at {link.addr} {_GONE}")
-                return None
-            except (OSError, ConnectionError, ValueError):
-                time.sleep(delay)
-                delay = min(delay * 2, 0.5)
-                continue
-            self._tune(sock)
-            with link.cv:
-                link.resets += 1
-                link.gen += 1
-            threading.Thread(
-                target=self._resend,
-                args=(link, sock, peer_recv, link.gen),
-                daemon=True,
-                name=f"ember-resend-{link.peer}",
-            ).start()
-            return sock
-        return None
-
-    def _await_offer(self, link: Link, until: float):
-        """The acceptor's side: the peer's new connection, or None after ``until``. Checks the
-        peer's listener first (raises ``_Refused`` if its process is gone)."""
-        if link.peer in self._endpoints and link.offered is None:
-            try:
-                self._dial(link.peer, time.monotonic() + 1.0, 0, kind=_frames.PROBE)[0].close()
-            except _Refused:
-                with link.cv:
-                    if link.offered is None:
-                        raise
-            except (OSError, ConnectionError, ValueError):
-                pass  # unreachable for now: a partition, or the peer is busy
-        with link.cv:
-            while link.offered is None:
-                left = until - time.monotonic()
-                if left <= 0 or self._closing:
-                    return None
-                link.cv.wait(left)
-            got, link.offered = link.offered, None
-        return got
-
     # ---- send side --------------------------------------------------------------------------
     def post(self, peer, ctx, channel, tag, nbytes, dst=None, consume=None):
         return self.inbox.post(peer, ctx, channel, tag, nbytes, dst, consume)
@@ -431,25 +346,6 @@ class SocketTransport(Transport):
                 if link.ack_due and link.up:
                     self._write(link, [link.ack_frame()], None)
 
-    def _resend(self, link: Link, sock: socket.socket, peer_recv: int, gen: int) -> None:
-        """Install the new connection and send what the peer has not read, in order."""
-        with link.lock:
-            if gen != link.gen:  # broke again before it was installed: a newer one follows
-                _shut(sock)
-                return
-            try:
-                backlog = link.backlog(peer_recv)
-            except ConnectionError as e:
-                self._fail(link, f"at {link.addr} could not resume its connection: {e}")
-                return
-            link.sock = sock
-            for _, hdr, copy, _ in backlog:
-                if not self._write(link, [hdr] if copy is None else [hdr, copy], None):
-                    return  # broke again: the reader starts over
-            with link.cv:
-                link.up = True
-                link.cv.notify_all()
-
     # ---- teardown ---------------------------------------------------------------------------
     def close(self, clean: bool = True) -> None:
         self._closing = True
@@ -468,33 +364,3 @@ class SocketTransport(Transport):
             _shut(link.sock)
             link.sock.close()
         self._links.clear()
-
-
-class _Lost(ValueError):
-    """Frames are missing from the stream: it cannot be resumed."""
-
-
-def _read_control(sock: socket.socket, want):
-    """Read one control frame (``want`` kind, or RESUME/PROBE when None); its ``seq``."""
-    hdr = bytearray(_frames.HEADER_SIZE)
-    recv_exact(sock, memoryview(hdr))
-    frame = _frames.unpack(hdr)
-    allowed = (want,) if want is not None else (_frames.RESUME, _frames.PROBE)
-    if frame.kind not in allowed or frame.info:
-        raise ValueError(f"expected a RESUME frame, got kind {frame.kind}")
-    return frame.seq if want is not None else (frame.kind, frame.seq)
-
-
-def _discard(sock: socket.socket, n: int) -> None:
-    buf = bytearray(min(n, 1 << 20))
-    while n > 0:
-        k = min(n, len(buf))
-        recv_exact(sock, memoryview(buf)[:k])
-        n -= k
-
-
-def _shut(sock) -> None:
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass

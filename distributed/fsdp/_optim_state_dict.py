@@ -18,7 +18,13 @@ from ember.backend import get_array_module
 from ember.nn import Module
 
 from .. import distributed_c10d as c10d
-from ._orig_optim_state import _SCALAR_KEYS, orig_handles, state_per_name, view_state
+from ._orig_optim_state import (
+    _SCALAR_KEYS,
+    gather_shard,
+    orig_handles,
+    state_per_name,
+    view_state,
+)
 from ._state_dict import (
     SHARD_META,
     as_array,
@@ -50,16 +56,6 @@ def _settings(model: Module):
 
 def _per_element(h, value) -> bool:
     return isinstance(value, ember.Tensor) and tuple(value.shape) == (h.shard_size,)
-
-
-def _gather_flat(h, arr):
-    if h.nshards == 1:
-        return arr
-    out = get_array_module(arr).empty(h.padded, dtype=arr.dtype)
-    c10d.all_gather_into_tensor(
-        _interop.wrap(out), _interop.wrap(arr), group=h.config.process_group
-    )
-    return out
 
 
 def _clone(v):
@@ -109,7 +105,7 @@ def optim_state_dict(model: Module, optim, osd=None) -> dict:
         for key, v in st.items():
             if _per_element(h, v):
                 if full:
-                    flat = _gather_flat(h, _interop.array_of(v))
+                    flat = gather_shard(h, _interop.array_of(v))
                     for d, e in zip(per, h.entries):
                         d[key] = _interop.wrap(
                             flat[e.offset : e.offset + e.numel].reshape(e.shape).copy()

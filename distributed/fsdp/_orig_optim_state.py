@@ -56,7 +56,10 @@ def _shard_buffer(h, key, states: dict):
     return buf
 
 
-def _gather(h, buf):
+def gather_shard(h, buf):
+    """Handle ``h``'s flat state, whole (padded): every rank's shard-sized ``buf`` gathered
+    over the unit's group (a collective); ``buf`` itself when the unit is not sharded. Both
+    the flat-parameter and the original-parameter optimizer state dicts gather with it."""
     if h.nshards == 1:
         return buf
     out = get_array_module(buf).empty(h.padded, dtype=buf.dtype)
@@ -120,7 +123,7 @@ def state_per_name(model, optim_states: dict, names_of: dict, full: bool) -> dic
         for key in sorted(keys):
             buf = _shard_buffer(h, key, states)
             if full:
-                flat = _gather(h, buf)
+                flat = gather_shard(h, buf)
                 for j, e in enumerate(h.entries):
                     per[j][key] = _interop.wrap(
                         flat[e.offset : e.offset + e.numel].reshape(e.shape).copy()

@@ -8,22 +8,28 @@ its failure policy (``failure_policy.py``: ``FailureConfig.max_failures``) says 
 
 from __future__ import annotations
 
-import inspect
-import json
 import os
 import queue
-import sys
 import threading
 import time
-import traceback
 
-from ._internal.hang_watch import Beacon, Beat, HangWatch, interval_for
+from ._attempt_end import (  # noqa: F401  (_describe: re-exported from its old home)
+    _describe,
+    _Grow,
+    _watch_tasks,
+    _WorkerFailure,
+    first_error,
+    primary_failure,
+)
+from ._internal.hang_watch import Beat, HangWatch
+from ._trainer_output import _TrainerOutput
+from ._worker_entry import _worker_main
 from .checkpoint import Checkpoint
 from .config import RunConfig, ScalingConfig, check_strategy
 from .data import DataConfig, check_datasets
 from .failure_policy import FailureDecision, TrainingFailure, create_failure_policy
 from .live import LiveTable
-from .result import _METRICS, CheckpointManager, Result, _jsonable
+from .result import CheckpointManager, Result
 
 
 class TrainingFailedError(RuntimeError):
@@ -31,82 +37,7 @@ class TrainingFailedError(RuntimeError):
     own traceback, its rank and node, and how many failures occurred."""
 
 
-class _Grow(Exception):
-    """An elastic group ends its attempt at a checkpoint boundary to restart larger."""
-
-    def __init__(self, current: int, room: int):
-        super().__init__(f"{current} -> {current + room}")
-        self.current, self.room = current, room
-
-
-class _WorkerFailure(Exception):
-    def __init__(self, rank, node, pid, detail):
-        super().__init__(detail)
-        self.rank, self.node, self.pid, self.detail = rank, node, pid, detail
-
-
-def _worker_main(
-    fn,
-    config,
-    inbox,
-    ckpt_ref,
-    backend,
-    strategy,
-    trial_dir,
-    name,
-    timeout,
-    datasets=None,
-    hang_timeout=None,
-):
-    """Runs inside each worker actor: session, process group, then the user's function."""
-    import ray
-
-    import ember.distributed as dist
-
-    from . import session
-
-    env = os.environ
-    ctx = session.TrainContext(
-        int(env["RANK"]),
-        int(env["LOCAL_RANK"]),
-        int(env["WORLD_SIZE"]),
-        int(env["LOCAL_WORLD_SIZE"]),
-        int(env["NODE_RANK"]),
-        trial_dir,
-        name,
-    )
-    blob = ray.get(ckpt_ref[0]) if ckpt_ref else None
-    sess = session._Session(ctx, inbox, blob, 0)
-    sess.strategy = strategy
-    sess.datasets = datasets or {}  # this rank's DataIterators (get_dataset_shard)
-    session._activate(sess)
-    from datetime import timedelta
-
-    from .prepare import use_worker_device
-
-    use_worker_device()  # the worker's GPU is CuPy's current device, as in Ray Train
-    if backend is not None:
-        dist.init_process_group(
-            backend=backend, init_method="env://", timeout=timedelta(seconds=timeout)
-        )
-    beacon = None
-    if hang_timeout is not None:
-        # from here on (a rank hung in the rendezvous is the rendezvous watch's to report)
-        beacon = Beacon(inbox, ctx.get_world_rank(), interval_for(hang_timeout)).start()
-    try:
-        if len(inspect.signature(fn).parameters) == 0:
-            return fn()
-        return fn(config if config is not None else {})
-    finally:
-        if beacon is not None:
-            beacon.stop()
-        session._activate(None)
-        sess.close()
-        if backend is not None and dist.is_initialized():
-            dist.destroy_process_group()
-
-
-class Trainer:
+class Trainer(_TrainerOutput):
     """Data-parallel training on Ray, Ray Train's shape.
 
     Args:
@@ -391,7 +322,7 @@ class Trainer:
                         raise _Grow(n, room)  # at this checkpoint boundary
                 continue
             remaining -= 1
-            failed = self._first_error(ray, refs, [what])
+            failed = first_error(ray, refs, [what])
             if self._live is not None:
                 self._live.finished(refs.index(what), ok=failed is None)
             if failed is not None:
@@ -401,49 +332,11 @@ class Trainer:
                 inbox.flush()
                 for item in queued_reports(events):
                     self._take(item, pending, manager, n)
-                raise self._primary_failure(ray, group, refs, failed) from None
+                raise primary_failure(ray, group, refs, failed) from None
         # every report() has returned, so every report was queued before its worker's end
         inbox.close()
         for item in queued_reports(events):
             self._take(item, pending, manager, n)
-
-    @staticmethod
-    def _first_error(ray, refs, ready):
-        for r in ready:
-            try:
-                ray.get(r)
-            except Exception as exc:  # the user's exception or the actor's death
-                return refs.index(r), exc
-        return None
-
-    @staticmethod
-    def _primary_failure(ray, group, refs, failed) -> _WorkerFailure:
-        """The root cause among the ranks' failures: when one worker dies, its peers fail a
-        moment later in their collectives; report the death (or the user's own exception),
-        not the peers' follow-on communication errors."""
-        from ray.exceptions import RayActorError
-
-        from ..errors import DistributedError
-
-        errors = {failed[0]: failed[1]}
-        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=3.0)
-        for r in ready:
-            rank = refs.index(r)
-            if rank not in errors:
-                try:
-                    ray.get(r)
-                except Exception as exc:
-                    errors[rank] = exc
-
-        def severity(item):
-            exc = item[1]
-            if isinstance(exc, RayActorError):
-                return 0
-            return 2 if isinstance(exc, DistributedError) else 1
-
-        rank, exc = min(sorted(errors.items()), key=severity)
-        info = group.infos[rank]
-        return _WorkerFailure(rank, info.node_ip, info.pid, _describe(exc))
 
     def _take(self, item, pending, manager, n) -> bool:
         """File one rank's report; once every rank has reported an iteration, record it.
@@ -463,65 +356,6 @@ class Trainer:
         self._record(metrics, manager.run_dir)
         return bool(blobs)
 
-    def _record(self, metrics: dict, run_dir: str) -> None:
-        metrics = dict(metrics, training_iteration=len(self._history) + 1, timestamp=time.time())
-        self._history.append(metrics)
-        with open(os.path.join(run_dir, _METRICS), "a") as f:
-            f.write(json.dumps(metrics, default=_jsonable) + "\n")
-        if self._writer is not None:
-            for k, v in metrics.items():
-                if isinstance(v, (int, float)) and k not in ("timestamp",):
-                    self._writer.add_scalar(k, v, metrics["training_iteration"])
-        if self.run_config.verbose:
-            shown = {
-                k: v
-                for k, v in metrics.items()
-                if k not in ("timestamp", "checkpoint_dir_name", "training_iteration")
-            }
-            if self._live is not None:
-                pass  # the live table shows it
-            elif self._bar is not None and not self._bar.disabled:
-                # a live bar on a terminal: one step per report, the latest metrics after it
-                self._bar.update(
-                    1, **{k: v for k, v in shown.items() if isinstance(v, (int, float))}
-                )
-            else:
-                text = "  ".join(
-                    f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items()
-                )
-                self._log(f"[iter {metrics['training_iteration']}] {text}")
-
-    def _tensorboard(self, run_dir):
-        if not self.run_config.log_to_tensorboard:
-            return None
-        try:
-            from ember.utils.tensorboard import SummaryWriter
-        except ImportError:
-            return None
-        return SummaryWriter(os.path.join(run_dir, "tensorboard"))
-
-    def _log(self, msg: str) -> None:
-        bar = getattr(self, "_bar", None)
-        live = getattr(self, "_live", None)
-        if live is not None:
-            live.write(f"(ember trainer) {msg}")  # above the table
-        elif bar is not None and not bar.disabled:
-            bar.write(f"(ember trainer) {msg}")  # above the live bar, not through it
-        else:
-            print(f"(ember trainer) {msg}", file=sys.stderr, flush=True)
-
-
-def _watch_tasks(ray, refs, events: queue.Queue) -> None:
-    """Queue ``("end", ref)`` as each worker's task ends (a thread of the driver)."""
-    rest = list(refs)
-    while rest:
-        try:
-            ready, rest = ray.wait(rest, num_returns=1)
-        except Exception:  # Ray shut down under us: the driver is leaving anyway
-            return
-        for r in ready:
-            events.put(("end", r))
-
 
 def _fresh_dir(path: str) -> str:
     """``path``, or ``path_1``, ``path_2``... when a run already lives there (never mixed)."""
@@ -530,17 +364,3 @@ def _fresh_dir(path: str) -> str:
         n += 1
         candidate = f"{path}_{n}"
     return candidate
-
-
-def _describe(exc: BaseException) -> str:
-    """The worker's own traceback when Ray carries one, else a plain account of the death."""
-    from ray.exceptions import RayActorError, RayTaskError
-
-    if isinstance(exc, RayTaskError):
-        return str(exc)
-    if isinstance(exc, RayActorError):
-        return (
-            "the worker process died unexpectedly (killed by a signal, out of memory, or "
-            f"its node was lost): {exc}"
-        )
-    return "".join(traceback.format_exception(exc))
