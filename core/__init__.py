@@ -277,6 +277,8 @@ from . import accelerator, backends, cpu, functional, multiprocessing, testing
 from . import torch_version, version
 from .random import fork_rng
 from ._higher_order import cond, while_loop  # noqa: E402  (torch.cond, torch.while_loop)
+from . import sparse  # noqa: E402  (ember.sparse: the sparse COO layout, core/sparse/)
+from .sparse import sparse_coo, sparse_coo_tensor, spmm  # noqa: E402
 
 __version__ = torch_version.TorchVersion(__version__)
 # </misc>

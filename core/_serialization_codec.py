@@ -157,6 +157,15 @@ class Encoder:
         if tp is float:
             return _float(obj)
         if isinstance(obj, Tensor):
+            if obj.is_sparse:  # its parts (core/sparse/); a leaf keeps requires_grad
+                vals = obj._vals if obj.is_leaf else obj._values()
+                return {
+                    "$": "sparse_coo",
+                    "i": self.encode(obj._indices()),
+                    "v": self.encode(vals),
+                    "size": [int(s) for s in obj.shape],
+                    "c": bool(obj.is_coalesced()),
+                }
             return {"$": "tensor", "i": self.tensor(obj)}
         if tp in (list, tuple, dict, collections.OrderedDict, set, frozenset):
             if id(obj) in self._path:
@@ -259,6 +268,8 @@ def decode(node, tensor_at, entry_at):
             raise FormatError(f"{tag} node with a bad item ({exc})") from None
     if tag == "float":
         return _special_float(_field(node, "v", str))
+    if tag == "sparse_coo":
+        return _decode_sparse(node, tensor_at, entry_at)
     if tag == "complex":
         parts = _field(node, "v", list)
         if len(parts) != 2:
@@ -293,6 +304,24 @@ def decode(node, tensor_at, entry_at):
 
 
 _SEQUENCES = {"tuple": tuple, "set": set, "frozenset": frozenset}
+
+
+def _decode_sparse(node, tensor_at, entry_at):
+    from .sparse import SparseTensor, sparse_coo_tensor
+
+    idx = decode(_field(node, "i", dict), tensor_at, entry_at)
+    vals = decode(_field(node, "v", dict), tensor_at, entry_at)
+    size = _field(node, "size", list)
+    dense = (type(x) is not SparseTensor and isinstance(x, Tensor) for x in (idx, vals))
+    if not all(dense):
+        raise FormatError("sparse_coo node without dense indices and values")
+    try:
+        t = sparse_coo_tensor(idx, vals.detach(), size, is_coalesced=_field(node, "c", bool))
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise FormatError(f"bad sparse_coo node ({exc})") from None
+    if vals.requires_grad:
+        t.requires_grad_(True)
+    return t
 
 
 # ---- whole-object pickling (weights_only=False) -------------------------------------------

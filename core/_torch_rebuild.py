@@ -257,6 +257,21 @@ def layout(name):
     return name
 
 
+#: torch pickles ``torch.sparse_coo`` as ``torch.serialization._get_layout("torch.sparse_coo")``
+SPARSE_COO_LAYOUT = "torch.sparse_coo"
+
+
+def _rebuild_sparse_tensor(layout, data):
+    # torch.Tensor._reduce_ex_internal: (indices, values, size[, is_coalesced]) for sparse_coo
+    if layout != SPARSE_COO_LAYOUT:
+        raise pickle.UnpicklingError(f"ember.load: sparse layout {layout!r} is not supported")
+    from .sparse import sparse_coo_tensor
+
+    indices, values, size = data[:3]
+    coalesced = data[3] if len(data) > 3 else None
+    return sparse_coo_tensor(indices, values, size, is_coalesced=coalesced)
+
+
 def legacy_tensor_class(name: str) -> Unsupported:
     return Unsupported(f"torch.{name}", "a legacy typed tensor class")
 
@@ -269,7 +284,7 @@ REBUILD_FUNCTIONS = {
     "_rebuild_parameter_with_state": _rebuild_parameter_with_state,
     "_rebuild_device_tensor_from_cpu_tensor": _rebuild_device_tensor_from_cpu_tensor,
     "_rebuild_qtensor": Unsupported("torch._utils._rebuild_qtensor", "quantized tensors"),
-    "_rebuild_sparse_tensor": Unsupported("torch._utils._rebuild_sparse_tensor", "sparse tensors"),
+    "_rebuild_sparse_tensor": _rebuild_sparse_tensor,
     "_rebuild_meta_tensor_no_storage": Unsupported(
         "torch._utils._rebuild_meta_tensor_no_storage", "meta tensors"
     ),

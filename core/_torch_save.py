@@ -134,6 +134,13 @@ class _TorchPickler(pickle._Pickler):
                 self._global("torch._utils", "_rebuild_parameter"),
                 (plain, t.requires_grad, collections.OrderedDict()),
             )
+        if t.is_sparse:  # torch's own reduction of a sparse COO tensor (core/sparse/)
+            parts = (t._indices(), t._values(), t.shape, t.is_coalesced())
+            get_layout = self._global("torch.serialization", "_get_layout")
+            return (
+                self._global("torch._utils", "_rebuild_sparse_tensor"),
+                (_Reduced((get_layout, ("torch.sparse_coo",))), parts),
+            )
         if type(t) is not Tensor:
             raise pickle.PicklingError(f"cannot write a {type(t).__name__} in PyTorch's format")
         arr, device = t._data, str(t.device)
@@ -164,6 +171,18 @@ class _TorchPickler(pickle._Pickler):
             self._global("torch._utils", "_rebuild_tensor_v3"),
             args + (self._global("torch", root.dtype.name),),
         )
+
+
+class _Reduced:
+    """An object pickled as the given ``(callable, args)`` reduction."""
+
+    __slots__ = ("reduction",)
+
+    def __init__(self, reduction):
+        self.reduction = reduction
+
+    def __reduce__(self):
+        return self.reduction
 
 
 class _StorageRef:

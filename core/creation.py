@@ -123,7 +123,11 @@ def from_numpy(ndarray: np.ndarray) -> Tensor:
     return Tensor._wrap(ndarray if type(ndarray) is np.ndarray else ndarray.view(np.ndarray))
 
 
-def _size(size):
+def _size(size, size_kw=None):
+    if size_kw is not None:  # torch.empty(size=(2, 3))
+        if size:
+            raise TypeError("size given both positionally and as the keyword 'size'")
+        size = (size_kw,)
     if len(size) == 1 and isinstance(size[0], (tuple, list)):
         size = tuple(size[0])
     for s in size:
@@ -147,7 +151,7 @@ def _make(fill, size, dtype, device, requires_grad, value=None):
     return t
 
 
-def zeros(*size, dtype=None, device=None, requires_grad=False, out=None) -> Tensor:
+def zeros(*sizes, size=None, dtype=None, device=None, requires_grad=False, out=None) -> Tensor:
     """A tensor of the given shape filled with zeros.
 
     Args:
@@ -158,10 +162,10 @@ def zeros(*size, dtype=None, device=None, requires_grad=False, out=None) -> Tens
         out: the tensor to write the zeros into, which is returned (``ember.zeros`` handles
             it: core/_out_arg.py).
     """
-    return _make("zeros", _size(size), dtype, device, requires_grad)
+    return _make("zeros", _size(sizes, size), dtype, device, requires_grad)
 
 
-def ones(*size, dtype=None, device=None, requires_grad=False) -> Tensor:
+def ones(*sizes, size=None, dtype=None, device=None, requires_grad=False) -> Tensor:
     """A tensor of the given shape filled with ones.
 
     Args:
@@ -170,10 +174,12 @@ def ones(*size, dtype=None, device=None, requires_grad=False) -> Tensor:
         device: where the tensor is created (default: the default device).
         requires_grad: whether autograd records operations on the result.
     """
-    return _make("ones", _size(size), dtype, device, requires_grad)
+    return _make("ones", _size(sizes, size), dtype, device, requires_grad)
 
 
-def empty(*size, dtype=None, device=None, requires_grad=False, memory_format=None) -> Tensor:
+def empty(
+    *sizes, size=None, dtype=None, device=None, requires_grad=False, memory_format=None
+) -> Tensor:
     """A tensor of the given shape with uninitialized values.
 
     Args:
@@ -183,7 +189,7 @@ def empty(*size, dtype=None, device=None, requires_grad=False, memory_format=Non
         requires_grad: whether autograd records operations on the result.
         memory_format: accepted for PyTorch's signature; ember tensors are always contiguous.
     """
-    return _make("empty", _size(size), dtype, device, requires_grad)
+    return _make("empty", _size(sizes, size), dtype, device, requires_grad)
 
 
 def full(size, fill_value, *, dtype=None, device=None, requires_grad=False) -> Tensor:

@@ -204,7 +204,14 @@ class autocast:
 # ---- custom autograd Functions ----------------------------------------------------------------
 def _cast_arrays(value, device_type: str, dtype: _dtype):
     """Floating arrays of ``device_type`` in ``value`` cast to ``dtype`` (Function.forward gets
-    arrays; the engine returns each gradient in its input's dtype)."""
+    arrays; the engine returns each gradient in its input's dtype). A user Function's
+    forward gets tensors (autograd/_user_function.py): those are cast with ``.to``."""
+    from ..tensor import Tensor
+
+    if isinstance(value, Tensor):
+        if value.is_floating_point() and value.device.type == device_type:
+            return value.to(dtype)
+        return value
     if (
         hasattr(value, "dtype")
         and hasattr(value, "astype")

@@ -107,7 +107,14 @@ def make_dual(tensor: Tensor, tangent: Tensor, *, level: int | None = None) -> T
         )
     table = _duals[level]
     key = id(dual)
-    table[key] = (weakref.ref(dual, lambda _, k=key, t=table: t.pop(k, None)), tangent.detach())
+    # unpack_dual hands back the tangent itself where its layout is the primal's (PyTorch's
+    # `unpack_dual(make_dual(p, t)).tangent is t`), else a copy in the primal's layout
+    shown = tangent if tangent.stride() == tensor.stride() else tangent.contiguous()
+    table[key] = (
+        weakref.ref(dual, lambda _, k=key, t=table: t.pop(k, None)),
+        tangent.detach(),
+        shown,
+    )
     return dual
 
 
@@ -132,7 +139,7 @@ def unpack_dual(tensor: Tensor, *, level: int | None = None) -> UnpackedDualTens
         return UnpackedDualTensor(tensor, None)
     entry = table.get(id(tensor))
     if entry is not None and entry[0]() is tensor:
-        return UnpackedDualTensor(tensor.detach(), entry[1])
+        return UnpackedDualTensor(tensor.detach(), entry[2])
     return UnpackedDualTensor(tensor, _tangent(tensor, table))
 
 
@@ -146,7 +153,7 @@ def _tangent(y: Tensor, table: dict) -> Tensor | None:
     if not (y.is_floating_point() or y.is_complex()):
         return None
     duals, tangents = [], []
-    for ref, tangent in list(table.values()):
+    for ref, tangent, _ in list(table.values()):
         d = ref()
         if d is not None:
             duals.append(d)

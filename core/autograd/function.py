@@ -6,6 +6,8 @@ edges to its inputs' nodes, the arrays it saved, and the hooks registered on its
 
 from __future__ import annotations
 
+import weakref as _weakref
+
 import numpy as np
 
 from ..backend import _cupy
@@ -44,6 +46,11 @@ _vmap_guard = [None]
 # kernels or a clear error) instead of running a float op on their integer codes.
 _QTensor = type("_NoQTensorYet", (), {})
 _quantized_apply = None
+# Set by ember.sparse: the placeholder array of a sparse COO tensor, and the route that either
+# runs the op's sparse rule or raises NotImplementedError naming the op and the layout. It is
+# tested only off the hot path (the array-type-mismatch and non-NumPy branches).
+_SparseData = type("_NoSparseYet", (), {})
+_sparse_apply = None
 
 
 def _unpacked(saved):
@@ -74,8 +81,17 @@ class Function:
     Subclasses define ``forward(ctx, *args)`` on raw arrays (``ctx.xp`` is numpy or cupy) and
     ``backward(ctx, *grads)`` returning one gradient per forward argument (None for
     non-differentiable ones). Gradients may be returned in the broadcast shape: the engine sums
-    them back to each input's shape. Call ``MyFunction.apply(*args)`` with tensors.
+    them back to each input's shape. Call ``MyFunction.apply(*args)`` with tensors. Subclasses
+    defined outside ember (user code written for PyTorch) see tensors instead, as in PyTorch
+    (``_user_function.py``).
     """
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        from ._user_function import adapt_user_function, is_user_function
+
+        if is_user_function(cls):
+            adapt_user_function(cls)
 
     # Index of the argument whose memory the output may alias (view ops), or None.
     _view_of: int | None = None
@@ -103,6 +119,16 @@ class Function:
     def backward(ctx, *grads):
         raise NotImplementedError("Function subclasses must implement backward")
 
+    def __getattr__(self, name: str):
+        # Reached only when normal lookup fails (never on the hot path): PyTorch's
+        # ``grad_fn._saved_self`` / ``_saved_other`` / ``_saved_result`` (_saved_attrs.py).
+        if name.startswith("_saved_"):
+            from ._saved_attrs import ROLES, saved_by_role
+
+            if name[7:] in ROLES:
+                return saved_by_role(self, name[7:])
+        raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
+
     # ---- ctx API -------------------------------------------------------------------------
     def save_for_backward(self, *arrays) -> None:
         self._saved = arrays
@@ -127,7 +153,8 @@ class Function:
         return _unpacked(self._saved[i : i + 1])[0] if self._packed else self._saved[i]
 
     def mark_non_differentiable(self, *arrays) -> None:
-        self._non_diff = tuple(id(a) for a in arrays)
+        # user Functions (``_user_function.py``) pass the output tensors: track their arrays
+        self._non_diff = tuple(id(a._data) if isinstance(a, Tensor) else id(a) for a in arrays)
 
     def set_materialize_grads(self, value: bool) -> None:
         self._materialize = value
@@ -170,6 +197,8 @@ class Function:
                 if first is None:
                     first = data
                 elif type(data) is not type(first):
+                    if type(data) is _SparseData or type(first) is _SparseData:
+                        return _sparse_apply(cls, args, kwargs)
                     first = _device_mismatch(first, data)
                 arrays.append(data)
                 if a.requires_grad:
@@ -183,6 +212,8 @@ class Function:
             ctx.xp = np
             ctx._meta = True
             forward = _meta_forward(forward)
+        elif type(first) is _SparseData:
+            return _sparse_apply(cls, args, kwargs)
         else:
             ctx.xp = _cupy.cupy
         if not (requires and grad_mode._state.enabled):
@@ -325,13 +356,33 @@ class Function:
         return t
 
 
+# One AccumulateGrad node per live leaf (by id), as PyTorch keeps one: graph walkers such as
+# torchviz's make_dot de-duplicate nodes by identity.
+_ACC_NODES: dict = {}
+
+
 class _Acc:
     """What ``next_functions`` shows for a leaf: PyTorch's AccumulateGrad."""
 
-    __slots__ = ("variable",)
+    __slots__ = ("_ref", "metadata", "__weakref__")
 
-    def __init__(self, variable):
-        self.variable = variable
+    # a leaf's node ends the graph: graph walkers recurse into next_functions
+    next_functions: tuple = ()
+
+    def __new__(cls, variable):
+        key = id(variable)
+        node = _ACC_NODES.get(key)
+        if node is not None and node._ref() is variable:
+            return node
+        node = object.__new__(cls)
+        node._ref = _weakref.ref(variable, lambda _r, k=key: _ACC_NODES.pop(k, None))
+        node.metadata = {}
+        _ACC_NODES[key] = node
+        return node
+
+    @property
+    def variable(self):
+        return self._ref()
 
     def name(self) -> str:
         return "AccumulateGrad"

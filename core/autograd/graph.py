@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
-from . import anomaly_mode
+from . import anomaly_mode, grad_mode
 from . import function as _fn
 
 __all__ = [
@@ -111,7 +111,8 @@ class _Packed:
     def get(self):
         from ..tensor import Tensor
 
-        out = self.unpack(self.obj)
+        with grad_mode.no_grad():  # as the pack hook
+            out = self.unpack(self.obj)
         return out._data if isinstance(out, Tensor) else out
 
 
@@ -132,12 +133,22 @@ def _node_extras(ctx) -> None:
         from ..tensor import Tensor
 
         pack, unpack = hooks[-1]
-        ctx._saved = tuple(
-            _Packed(pack(Tensor._wrap(s)), unpack, s.shape, s.dtype)
-            if hasattr(s, "__array_namespace__")
-            else s
-            for s in saved
-        )
+        # the pack hook sees a saved input as the input tensor itself, as in PyTorch
+        info = getattr(ctx, "_saved_info", None) or ()
+        inputs = {
+            k: ref
+            for k, (kind, ref) in enumerate(info)
+            if kind == _fn._SAVED_INPUT and ref._data is saved[k]
+        }
+        with grad_mode.no_grad():  # PyTorch runs pack hooks with grad mode off
+            ctx._saved = tuple(
+                _Packed(
+                    pack(inputs[k] if k in inputs else Tensor._wrap(s)), unpack, s.shape, s.dtype
+                )
+                if hasattr(s, "__array_namespace__")
+                else s
+                for k, s in enumerate(saved)
+            )
         ctx._packed = True
 
 

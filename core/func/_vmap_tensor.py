@@ -277,6 +277,8 @@ def rewrap(g: Any, like: Any) -> Any:
         return g
     if type(g) is type(like):
         return g
+    if is_batched(g) and set(levels_of(like)) < set(levels_of(g)):
+        return g  # batched over more levels than the input (cotangents vmapped over a vjp_fn)
     if g._data.shape == like._data.shape:
         return wrap(g, type(like)._levels)
     # zeros of the logical shape (an unused input): broadcast over the batch
@@ -304,6 +306,9 @@ def grad(outputs: list, inputs: list, grad_outputs: list, **kwargs) -> list:
 
     if not _STACK:
         return _autograd_grad(outputs, inputs, grad_outputs, **kwargs)
+    extra = _extra_levels(outputs, inputs, grad_outputs)
+    if extra:
+        return _grad_over_extra(extra, outputs, inputs, grad_outputs, kwargs)
     grad_outputs = [match_levels(c, o) for o, c in zip(outputs, grad_outputs)]
     _PHYS[0] = True
     try:
@@ -311,3 +316,60 @@ def grad(outputs: list, inputs: list, grad_outputs: list, **kwargs) -> list:
     finally:
         _PHYS[0] = False
     return [None if g is None else rewrap(g, x) for g, x in zip(res, inputs)]
+
+
+def _extra_levels(outputs: list, inputs: list, grad_outputs: list) -> tuple[int, ...]:
+    """Levels that batch some cotangent but no output or input: the graph was recorded outside
+    those vmaps (``vjp_fn = vjp(f, x)[1]`` then ``vmap(vjp_fn)(basis)``), so its backward
+    formulas cannot carry them on the physical arrays."""
+    have = merge_levels(*(levels_of(c) for c in grad_outputs))
+    graph = set(merge_levels(*(levels_of(t) for t in list(outputs) + list(inputs))))
+    return tuple(lv for lv in have if lv not in graph)
+
+
+def _grad_over_extra(extra, outputs, inputs, grad_outputs, kwargs) -> list:
+    """:func:`grad` with cotangents batched over ``extra`` levels the graph lacks: one backward
+    pass per index of those levels (PyTorch replays its backward formulas under vmap; ember's
+    run on arrays, so the extra dims are taken one slice at a time, as ``is_grads_batched``
+    does), the results stacked back as batched over ``extra`` plus their own levels."""
+    import itertools
+
+    import ember
+
+    sizes = [level_size(lv) for lv in extra]
+    combos = list(itertools.product(*(range(n) for n in sizes)))
+    retain = kwargs.get("retain_graph")
+    if retain is None:
+        retain = kwargs.get("create_graph", False)
+    per_combo = []
+    for k, idx in enumerate(combos):
+        pick = dict(zip(extra, idx))
+        cots = []
+        for c in grad_outputs:
+            lv = levels_of(c)
+            if not any(v in pick for v in lv):
+                cots.append(c)
+                continue
+            with unwrapped(c):
+                key = tuple(pick[v] if v in pick else slice(None) for v in lv)
+                piece = c[key]
+            cots.append(wrap(piece, tuple(v for v in lv if v not in pick)))
+        kw = dict(kwargs, retain_graph=True if k < len(combos) - 1 else retain)
+        per_combo.append(grad(outputs, inputs, cots, **kw))
+    res = []
+    for j in range(len(inputs)):
+        gs = [r[j] for r in per_combo]
+        if any(g is None for g in gs):
+            res.append(None)
+            continue
+        levs = [levels_of(g) for g in gs]
+        own = merge_levels(*levs)
+        with unwrapped(*gs):
+            phys = [g if lv == own else align(g, lv, own, expand=True) for g, lv in zip(gs, levs)]
+            out = ember.stack(phys).reshape(tuple(sizes) + tuple(phys[0].shape))
+        # physical dims: extra levels, then own levels, then the sample; sort the levels
+        target = merge_levels(extra, own)
+        order = [(extra + own).index(lv) for lv in target]
+        rest = list(range(len(target), out.dim()))
+        res.append(wrap(out.permute(order + rest), target))
+    return res

@@ -1,0 +1,214 @@
+"""Elementwise binary arithmetic (add, sub, mul, pow, neg, square) and linear interpolation
+(lerp), with broadcasting: one Function per op, forward and backward side by side.
+"""
+
+from __future__ import annotations
+
+from ..autograd.function import Function
+from ..tensor import Tensor
+from ._util import cpp_type_name, promote, raise_broadcast_error
+from .elementwise_unary import _cj, _cplx
+
+
+class Add(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        return a + b
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad, grad
+
+
+class Sub(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        return a - b
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad, -grad
+
+
+class Mul(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        # save only what the needed gradients use (memory, and fewer in-place conflicts)
+        na, nb = ctx.needs_input_grad
+        ctx.save_for_backward(a if nb else None, b if na else None)
+        return a * b
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b = ctx.saved_tensors
+        na, nb = ctx.needs_input_grad
+        if _cplx(grad):
+            a, b = _cj(a), _cj(b)
+        return (grad * b if na else None), (grad * a if nb else None)
+
+
+class Pow(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        out = a**b
+        ctx.save_for_backward(a, b, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b, out = ctx.saved_tensors
+        xp = ctx.xp
+        na, nb = ctx.needs_input_grad
+        ga = gb = None
+        if na:
+            # d/da a^b = b a^(b-1); where b == 0 the gradient is 0 even at a == 0
+            ga = grad * b * a ** (b - 1) if not isinstance(b, (int, float)) or b != 0 else grad * 0
+        if nb:
+            # d/db a^b = a^b log a; PyTorch defines it as 0 where a == 0 and b >= 0
+            safe = xp.where(a == 0, 1, a) if not isinstance(a, (int, float)) else (a or 1)
+            gb = grad * out * xp.log(safe)
+        return ga, gb
+
+
+class Neg(Function):
+    @staticmethod
+    def forward(ctx, x):
+        return -x
+
+    @staticmethod
+    def backward(ctx, grad):
+        return -grad
+
+
+class Lerp(Function):
+    @staticmethod
+    def forward(ctx, start, end, weight):
+        ctx.save_for_backward(start, end, weight)
+        return start + weight * (end - start)
+
+    @staticmethod
+    def backward(ctx, grad):
+        start, end, weight = ctx.saved_tensors
+        ns, ne, nw = ctx.needs_input_grad
+        return (
+            grad * (1 - weight) if ns else None,
+            grad * weight if ne else None,
+            grad * (end - start) if nw else None,
+        )
+
+
+# ---- public functions ---------------------------------------------------------------------
+def add(input, other, *, alpha=1):
+    """``input + alpha * other``, elementwise with broadcasting.
+
+    Args:
+        input (Tensor or Number): the first operand.
+        other (Tensor or Number): the second operand, broadcast against ``input``.
+        alpha: the multiplier of ``other``.
+    """
+    if alpha != 1:
+        other = mul(other, alpha)
+    a, b = promote(input, other)
+    try:
+        return Add.apply(a, b)
+    except ValueError as err:
+        raise_broadcast_error(err, a, b)
+
+
+def sub(input, other, *, alpha=1):
+    """``input - alpha * other``, elementwise with broadcasting.
+
+    Args:
+        input (Tensor or Number): the first operand.
+        other (Tensor or Number): the second operand, broadcast against ``input``.
+        alpha: the multiplier of ``other``.
+    """
+    if alpha != 1:
+        other = mul(other, alpha)
+    a, b = promote(input, other)
+    if isinstance(a, Tensor) and a._data.dtype.kind == "b":
+        raise RuntimeError(
+            "Subtraction, the `-` operator, with two bool tensors is not supported. "
+            "Use the `^` or `logical_xor()` operator instead."
+        )
+    try:
+        return Sub.apply(a, b)
+    except ValueError as err:
+        raise_broadcast_error(err, a, b)
+
+
+def rsub(input, other, *, alpha=1):
+    """``other - alpha * input``, elementwise with broadcasting (:func:`sub` reversed).
+
+    Args:
+        input (Tensor or Number): the first operand.
+        other (Tensor or Number): the second operand, broadcast against ``input``.
+        alpha: the multiplier of ``input``.
+    """
+    return sub(other, input, alpha=alpha)
+
+
+def mul(input, other):
+    """``input * other``, elementwise with broadcasting.
+
+    Args:
+        input (Tensor or Number): the first operand.
+        other (Tensor or Number): the second operand, broadcast against ``input``.
+    """
+    a, b = promote(input, other)
+    try:
+        return Mul.apply(a, b)
+    except ValueError as err:
+        raise_broadcast_error(err, a, b)
+
+
+def pow(input, exponent):
+    """``input`` raised to ``exponent``, elementwise with broadcasting.
+
+    Args:
+        input (Tensor or Number): the base.
+        exponent (Tensor or Number): the exponent.
+    """
+    a, b = promote(input, exponent)
+    if (
+        isinstance(a, Tensor)
+        and a._data.dtype.kind in "iu"
+        and isinstance(b, Tensor) is False
+        and isinstance(b, int)
+        and b < 0
+    ):
+        raise RuntimeError("Integers to negative integer powers are not allowed.")
+    try:
+        return Pow.apply(a, b)
+    except ValueError as err:
+        raise_broadcast_error(err, a, b)
+
+
+def neg(input):
+    """``-input``, elementwise."""
+    return Neg.apply(input)
+
+
+def lerp(input, end, weight):
+    """Linear interpolation ``input + weight * (end - input)``, elementwise with broadcasting.
+
+    Args:
+        input (Tensor): the start points.
+        end (Tensor): the end points.
+        weight (float or Tensor): the interpolation weights.
+    """
+    for name, t in (("end", end), ("weight", weight)):
+        if isinstance(t, Tensor) and t._data.dtype != input._data.dtype:
+            raise RuntimeError(
+                f"expected dtype {cpp_type_name(input)} for `{name}` but got "
+                f"dtype {cpp_type_name(t)}"
+            )
+    try:
+        return Lerp.apply(input, end, weight)
+    except ValueError as err:
+        raise_broadcast_error(err, input, end, weight)
+
+
+def square(input):
+    """``input * input``, elementwise."""
+    return Mul.apply(input, input)

@@ -1,0 +1,242 @@
+"""Elementwise unary math (exp, log, sqrt, trigonometry, tanh, sigmoid, relu, abs): one Function
+per op, forward and backward side by side, plus the helpers the elementwise families share.
+"""
+
+from __future__ import annotations
+
+from ..autograd.function import Function
+from ..backend.dtype import get_default_dtype
+from ..tensor import Tensor
+from ._docs import unary_doc
+from .convert import to_dtype_op
+
+
+# ---- complex gradients (PyTorch's convention: grad * conj(d out / d in)) ---------------------
+def _cplx(grad) -> bool:
+    return getattr(grad, "_data", grad).dtype.kind == "c"
+
+
+def _cj(x):
+    """The conjugate of a saved operand (array, tensor or Python number) or None."""
+    if x is None:
+        return None
+    return x.conj() if hasattr(x, "conj") else x.conjugate()
+
+
+# ---- unary math ---------------------------------------------------------------------------
+class Exp(Function):
+    @staticmethod
+    def forward(ctx, x):
+        out = ctx.xp.exp(x)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (out,) = ctx.saved_tensors
+        return grad * (_cj(out) if _cplx(grad) else out)
+
+
+class Log(Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return ctx.xp.log(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad / (_cj(x) if _cplx(grad) else x)
+
+
+class Log1p(Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return ctx.xp.log1p(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad / (x + 1)
+
+
+class Expm1(Function):
+    @staticmethod
+    def forward(ctx, x):
+        out = ctx.xp.expm1(x)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (out,) = ctx.saved_tensors
+        return grad * (out + 1)
+
+
+class Sqrt(Function):
+    @staticmethod
+    def forward(ctx, x):
+        out = ctx.xp.sqrt(x)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (out,) = ctx.saved_tensors
+        return grad / (2 * (_cj(out) if _cplx(grad) else out))
+
+
+class Rsqrt(Function):
+    @staticmethod
+    def forward(ctx, x):
+        out = 1 / ctx.xp.sqrt(x)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (out,) = ctx.saved_tensors
+        return grad * -0.5 * out * out * out
+
+
+class Sin(Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return ctx.xp.sin(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * ctx.xp.cos(_cj(x) if _cplx(grad) else x)
+
+
+class Cos(Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return ctx.xp.cos(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return -grad * ctx.xp.sin(_cj(x) if _cplx(grad) else x)
+
+
+class Tanh(Function):
+    @staticmethod
+    def forward(ctx, x):
+        out = ctx.xp.tanh(x)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (out,) = ctx.saved_tensors
+        out = _cj(out) if _cplx(grad) else out
+        return grad * (1 - out * out)
+
+
+class Sigmoid(Function):
+    @staticmethod
+    def forward(ctx, x):
+        # sigmoid(x) = (1 + tanh(x/2)) / 2: stable in both tails and ~10x faster than a
+        # data-dependent np.where between two exp forms
+        out = ctx.xp.tanh(x * 0.5)
+        out += 1
+        out *= 0.5
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (out,) = ctx.saved_tensors
+        return grad * out * (1 - out)
+
+
+class Relu(Function):
+    @staticmethod
+    def forward(ctx, x):
+        out = ctx.xp.maximum(x, 0)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (out,) = ctx.saved_tensors
+        return grad * (out > 0)
+
+
+class Abs(Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return ctx.xp.abs(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        if _cplx(x):  # x / |x| (0 at 0), spelled so that double backward sees x in it
+            a = ctx.xp.abs(x)
+            return grad * x / ctx.xp.where(a == 0, 1, a) * (a != 0)
+        return grad * ctx.xp.sign(x)
+
+
+# ---- public functions ---------------------------------------------------------------------
+def _floatify(x):
+    """Math on integer tensors happens in the default float dtype, as in PyTorch."""
+    if isinstance(x, Tensor) and x._data.dtype.kind not in "fcV":
+        if x.is_quantized:  # its op decides (ember._quantized_ops): not a cast of the codes
+            return x
+        return to_dtype_op(x, get_default_dtype())
+    return x
+
+
+def _unary(cls, summary: str):
+    def op(input):
+        return cls.apply(_floatify(input))
+
+    op.__name__ = cls.__name__.lower()
+    op.__doc__ = unary_doc(summary)
+    return op
+
+
+exp = _unary(Exp, "The exponential e^x of each element.")
+
+
+log = _unary(Log, "The natural logarithm ln(x) of each element (NaN below 0, -inf at 0).")
+
+
+log1p = _unary(Log1p, "ln(1 + x) of each element, accurate for small x.")
+
+
+expm1 = _unary(Expm1, "e^x - 1 of each element, accurate for small x.")
+
+
+sqrt = _unary(Sqrt, "The square root of each element (NaN below 0).")
+
+
+rsqrt = _unary(Rsqrt, "The reciprocal square root 1 / sqrt(x) of each element.")
+
+
+sin = _unary(Sin, "The sine of each element (radians).")
+
+
+cos = _unary(Cos, "The cosine of each element (radians).")
+
+
+tanh = _unary(Tanh, "The hyperbolic tangent of each element.")
+
+
+sigmoid = _unary(Sigmoid, "The logistic sigmoid 1 / (1 + e^-x) of each element.")
+
+
+def relu(input):
+    """``max(input, 0)`` elementwise; see :class:`ember.nn.ReLU`."""
+    return Relu.apply(input)
+
+
+def abs(input):
+    """The absolute value of each element (the magnitude for complex input, a real tensor)."""
+    return Abs.apply(input)

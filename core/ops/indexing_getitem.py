@@ -1,0 +1,246 @@
+"""Subscript indexing: ``x[idx]`` (getitem) and ``x[idx] = value`` (setitem) with basic and
+advanced indices in torch's order, and the index-put Functions their gradients use.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..autograd import grad_mode
+from ..autograd.function import Function
+from ..backend.meta import check_data_independent
+from ..tensor import Tensor
+
+
+def scatter_add_(xp, out, idx, vals) -> None:
+    """out[idx] += vals with repeated indices accumulated (``add.at``, NumPy's and CuPy's)."""
+    xp.add.at(out, idx, vals)
+
+
+class _Chain:
+    """``x[first][rest]``: an index mixing integers with advanced (array) indices, in torch's
+    order. NumPy counts an integer as one more advanced index, so ``x[1, :, i]`` puts the
+    broadcast dimension first (shape ``(len(i), n)``); torch selects the integer first and
+    indexes the rest (``(n, len(i))``). ``first`` holds the integers (a basic index, a view)."""
+
+    __slots__ = ("first", "rest")
+
+    def __init__(self, first: tuple, rest: tuple) -> None:
+        self.first, self.rest = first, rest
+
+
+def _at(a, idx):
+    """``(view, index)`` so that ``view[index]`` is ``a[idx]`` (a chain's integers applied)."""
+    return (a[idx.first], idx.rest) if type(idx) is _Chain else (a, idx)
+
+
+def _get(a, idx):
+    a, idx = _at(a, idx)
+    return a[idx]
+
+
+def _is_basic(idx) -> bool:
+    if type(idx) is _Chain:
+        return False
+    items = idx if isinstance(idx, tuple) else (idx,)
+    return all(
+        i is None
+        or i is Ellipsis
+        or isinstance(i, (int, slice, np.integer))
+        and not isinstance(i, bool)
+        for i in items
+    )
+
+
+class GetItem(Function):
+    _view_of = 0
+
+    @staticmethod
+    def forward(ctx, x, idx):
+        ctx.shape, ctx.idx = x.shape, idx
+        out = _get(x, idx)
+        if isinstance(out, np.generic):
+            # NumPy returns a scalar copy for a full integer index; torch returns a 0-d view
+            # (``buf[i].add_(1)`` must update ``buf``). A trailing Ellipsis keeps the view.
+            # (A chain, ``t[4, tags[2]]``: an int beside a 0-d index tensor, applies its ints.)
+            a, rest = _at(x, idx)
+            out = a[(rest if isinstance(rest, tuple) else (rest,)) + (Ellipsis,)]
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        if ctx._tensor_mode:
+            return IndexPutZeros.apply(grad, ctx.shape, ctx.idx), None
+        return _index_put_zeros(ctx.xp, grad, ctx.shape, ctx.idx), None
+
+
+def _index_put_zeros(xp, grad, shape, idx):
+    out = xp.zeros(shape, dtype=grad.dtype)
+    view, idx_ = _at(out, idx)
+    if _is_basic(idx_):
+        view[idx_] = grad
+    else:
+        scatter_add_(xp, view, idx_, grad)
+    return out
+
+
+class IndexPutZeros(Function):
+    """The backward of GetItem as an op of its own, so that it can be differentiated again."""
+
+    @staticmethod
+    def forward(ctx, grad, shape, idx):
+        ctx.idx = idx
+        return _index_put_zeros(ctx.xp, grad, shape, idx)
+
+    @staticmethod
+    def backward(ctx, gg):
+        return GetItem.apply(gg, ctx.idx) if ctx._tensor_mode else _get(gg, ctx.idx), None, None
+
+
+class IndexPut(Function):
+    """Out-of-place ``x[idx] = v`` (``accumulate`` adds instead), the base of setitem."""
+
+    @staticmethod
+    def forward(ctx, x, idx, v, accumulate):
+        ctx.idx, ctx.vshape, ctx.accumulate = idx, getattr(v, "shape", ()), accumulate
+        out = x.copy()
+        view, idx = _at(out, idx)
+        if accumulate:
+            scatter_add_(ctx.xp, view, idx, v)
+        else:
+            view[idx] = v
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        xp = ctx.xp
+        gx = gv = None
+        if ctx.needs_input_grad[0]:
+            gx = grad if ctx.accumulate else _zero_at(ctx, grad, ctx.idx)
+        if ctx.needs_input_grad[2]:
+            gv = GetItem.apply(grad, ctx.idx) if ctx._tensor_mode else _get(grad, ctx.idx)
+            if gv.shape != ctx.vshape:  # v was broadcast into the selection
+                gv = _sum_to(xp, gv, ctx.vshape)
+        return gx, None, gv, None
+
+
+def _zero_at(ctx, grad, idx):
+    """``grad`` with the positions ``idx`` set to zero (differentiable in tensor mode)."""
+    if ctx._tensor_mode:
+        return IndexPut.apply(grad, idx, 0, False)
+    out = grad.copy()
+    view, idx = _at(out, idx)
+    view[idx] = 0
+    return out
+
+
+def _sum_to(xp, g, shape):
+    extra = g.ndim - len(shape)
+    g = xp.sum(g, axis=tuple(range(extra))) if extra > 0 else g
+    axes = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
+    return xp.sum(g, axis=axes, keepdims=True) if axes else g
+
+
+def _convert_index(idx):
+    if isinstance(idx, tuple):
+        return _torch_order(tuple(_convert_one(i) for i in idx))
+    return _convert_one(idx)
+
+
+def _is_int(i) -> bool:
+    return isinstance(i, (int, np.integer)) and not isinstance(i, (bool, np.bool_))
+
+
+def _torch_order(idx: tuple):
+    """Integers beside array indices become a :class:`_Chain` (torch's semantics); any other
+    index is NumPy's as it is."""
+    if not any(isinstance(i, np.ndarray) for i in idx) or not any(_is_int(i) for i in idx):
+        return idx
+    first: list = []
+    for i in idx:
+        if _is_int(i) or i is Ellipsis:
+            first.append(i)
+        elif isinstance(i, np.ndarray) and i.dtype == np.bool_:
+            first.extend([slice(None)] * i.ndim)  # a mask spans its own dimensions
+        elif i is not None and not isinstance(i, (bool, np.bool_)):  # None/True add a dim
+            first.append(slice(None))
+    return _Chain(tuple(first), tuple(i for i in idx if not _is_int(i)))
+
+
+def _convert_one(i):
+    if isinstance(i, Tensor):
+        d = i._data
+        if d.dtype.kind not in "biu":
+            raise IndexError("tensors used as indices must be long, int, byte or bool tensors")
+        return d
+    if isinstance(i, list):
+        return np.asarray([_convert_one(x) if isinstance(x, Tensor) else x for x in i])
+    return i
+
+
+def getitem(input, idx):
+    """``input[idx]``: PyTorch's indexing (ints, slices, None, Ellipsis, bool and integer
+    tensors)."""
+    idx = _convert_index(idx)
+    check_data_independent("indexing with a boolean mask", input._data, mask=idx)
+    try:
+        return GetItem.apply(input, idx)
+    except IndexError as err:
+        raise _index_error(err, input, idx) from None
+
+
+def _index_error(err: IndexError, input, idx) -> IndexError:
+    """NumPy's indexing errors in PyTorch's words (dimension, not axis; mask shapes)."""
+    msg = str(err)
+    if "is out of bounds for axis" in msg:
+        return IndexError(msg.replace("for axis", "for dimension"))
+    mask = idx[0] if isinstance(idx, tuple) and len(idx) == 1 else idx
+    if "boolean index did not match" in msg and getattr(mask, "dtype", None) == np.bool_:
+        shape = input._data.shape
+        at = next((i for i, (m, n) in enumerate(zip(mask.shape, shape)) if m != n), 0)
+        return IndexError(
+            f"The shape of the mask {list(mask.shape)} at index {at} does not "
+            f"match the shape of the indexed tensor {list(shape)} at index {at}"
+        )
+    return err
+
+
+def setitem(input, idx, value) -> None:
+    """``input[idx] = value``: in place; recorded in the graph when gradients are involved."""
+    idx = _convert_index(idx)
+    tracking = grad_mode._state.enabled and (
+        input.requires_grad or (isinstance(value, Tensor) and value.requires_grad)
+    )
+    if tracking:
+        from .inplace import check_inplace, rebase
+
+        check_inplace(input)
+        if isinstance(value, Tensor) and value._data.dtype != input._data.dtype:
+            value = value.to(input.dtype)
+        try:
+            out = IndexPut.apply(input, idx, value, False)
+        except (ValueError, IndexError) as err:
+            raise _setitem_error(err, input, idx, value) from None
+        input._data[...] = out._data
+        rebase(input, out)
+    else:
+        v = value._data if isinstance(value, Tensor) else value
+        try:
+            view, idx_ = _at(input._data, idx)
+            view[idx_] = v
+        except (ValueError, IndexError) as err:
+            raise _setitem_error(err, input, idx, value) from None
+    input._version_counter[0] += 1
+
+
+def _setitem_error(err, input, idx, value):
+    if isinstance(err, IndexError):
+        return _index_error(err, input, idx)
+    if isinstance(value, Tensor) and "could not broadcast" in str(err):
+        from .shape import expand
+
+        try:  # PyTorch reports the value expanded to the selection's shape
+            expand(value, _get(input._data, idx).shape)
+        except RuntimeError as mismatch:
+            return mismatch
+    return err

@@ -1,0 +1,72 @@
+"""The route ``Function.apply`` takes when a dense op reaches a sparse tensor
+(core/autograd/function.py): the op's sparse rule where one exists (ember.mm, ember.sum,
+ember.add's promotion, ...), else ``NotImplementedError`` naming the op and the layout."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from ._coo import SparseTensor, _unsupported
+from ._ops import add, matmul, mul
+from ._ops import sum as _sparse_sum
+
+
+def _refuse(op: str):
+    def method(self, *args, **kwargs):
+        raise _unsupported(f"the operation {op!r}")
+
+    method.__name__ = op
+    return method
+
+
+def _route_matmul(args, kwargs):
+    return matmul(args[0], args[1])
+
+
+def _route_sum(args, kwargs):
+    x, dims = args[0], (args[1] if len(args) > 1 else None)
+    keepdim = bool(args[2]) if len(args) > 2 else False
+    return _sparse_sum(x, dims, keepdim)
+
+
+def _route_add(args, kwargs):
+    return add(args[0], args[1])
+
+
+def _route_mul(args, kwargs):
+    return mul(args[0], args[1])
+
+
+def _route_cast(args, kwargs):
+    # dtype promotion inside a binary op (ember.add(dense_f32, sparse_i64)): cast the values
+    from ..backend.dtype import from_numpy_dtype
+
+    x, dt = args[0], args[1] if len(args) > 1 else kwargs.get("dtype")
+    if not isinstance(x, SparseTensor) or not isinstance(dt, np.dtype):
+        raise _unsupported("the operation 'cast'")
+    return x.to(from_numpy_dtype(dt))
+
+
+_ROUTES = {
+    "Matmul": _route_matmul,
+    "Sum": _route_sum,
+    "Add": _route_add,
+    "Mul": _route_mul,
+    "Cast": _route_cast,
+}
+
+
+def sparse_apply(cls, args, kwargs):
+    """Where ``Function.apply`` sends an op that reached a sparse tensor: its sparse rule, or
+    ``NotImplementedError`` naming the op and the layout."""
+    route = _ROUTES.get(cls.__name__)
+    if route is not None:
+        return route(args, kwargs)
+    name = re.sub(r"(?<!^)(?=[A-Z])", "_", cls.__name__).lower()  # MaxPool2d -> max_pool2d
+    raise NotImplementedError(
+        f"ember: the operation {name!r} is not implemented for tensors with layout "
+        "ember.sparse_coo (sparse tensors support coalesce, to_dense, sparse.mm/mm/matmul/@, "
+        "sum, +, -, * and / by a scalar, t/transpose); call .to_dense() first"
+    )
