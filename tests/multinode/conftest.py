@@ -57,9 +57,12 @@ class Cluster:
         return self.run(sys.executable, "-m", "ember.launcher.cli", *args, timeout=timeout, **kw)
 
     def popen_ember(self, *args) -> Streamed:
+        return self.popen_run(sys.executable, "-m", "ember.launcher.cli", *args)
+
+    def popen_run(self, *cmd) -> Streamed:
+        """Start a command in the head's namespace as a driver; its output is collected."""
         proc = subprocess.Popen(
-            self.pair.prefix(self.pair.head_ns)
-            + [sys.executable, "-m", "ember.launcher.cli", *args],
+            self.pair.prefix(self.pair.head_ns) + list(cmd),
             env=self.env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
