@@ -1,6 +1,8 @@
-"""``nn.Module``: the base class of every layer, with PyTorch's registration, traversal,
-device/dtype conversion and repr. The hook machinery lives in ``_module_hooks.py`` and the
-state_dict machinery in ``_module_state.py`` (mixins of ``Module``)."""
+"""``nn.Module``: the base class of every layer, with PyTorch's registration, attribute
+access and traversal. Colder families are mixins of ``Module`` in sibling files: hooks (and
+``__call__``) in ``_module_hooks.py``, state_dict in ``_module_state.py``, device/dtype
+conversion in ``_module_convert.py``, ``get_submodule``/``get_parameter``... in
+``_module_lookup.py`` and ``repr`` in ``_module_repr.py``."""
 
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ from ._module_hooks import (
     register_module_forward_hook,
     register_module_forward_pre_hook,
 )
+from ._module_lookup import _LookupMixin
+from ._module_repr import _TENSOR_TYPES, _addindent, _ReprMixin, _typename  # noqa: F401
 from ._module_state import _IncompatibleKeys, _StateDictMixin
 from .parameter import Buffer, Parameter
 
@@ -24,38 +28,6 @@ __all__ = [
     "register_module_forward_hook",
     "_IncompatibleKeys",
 ]
-
-_TENSOR_TYPES = {
-    "float32": "Float",
-    "float64": "Double",
-    "float16": "Half",
-    "bfloat16": "BFloat16",
-    "int64": "Long",
-    "int32": "Int",
-    "int16": "Short",
-    "int8": "Char",
-    "uint8": "Byte",
-    "bool": "Bool",
-    "complex64": "ComplexFloat",
-    "complex128": "ComplexDouble",
-}
-
-
-def _typename(obj) -> str:
-    """PyTorch's ``torch.typename``: ``ember.FloatTensor`` for tensors, else the class path."""
-    if isinstance(obj, Tensor):
-        return f"ember.{_TENSOR_TYPES[obj.dtype.name]}Tensor"
-    cls = type(obj)
-    module = cls.__module__
-    return cls.__qualname__ if module in ("builtins", None) else f"{module}.{cls.__qualname__}"
-
-
-def _addindent(s: str, num_spaces: int) -> str:
-    lines = s.split("\n")
-    if len(lines) == 1:
-        return s
-    first = lines.pop(0)
-    return first + "\n" + "\n".join(num_spaces * " " + line for line in lines)
 
 
 def _remove_from(name: str, *dicts_or_sets) -> None:
@@ -67,7 +39,7 @@ def _remove_from(name: str, *dicts_or_sets) -> None:
                 d.discard(name)
 
 
-class Module(_HookMixin, _StateDictMixin, _ConvertMixin):
+class Module(_HookMixin, _StateDictMixin, _ConvertMixin, _LookupMixin, _ReprMixin):
     r"""Base class for all neural network modules.
 
     Submodules, parameters and buffers assigned as attributes are registered automatically::
@@ -361,46 +333,6 @@ class Module(_HookMixin, _StateDictMixin, _ConvertMixin):
             sub = prefix + ("." if prefix else "") + name
             yield from module.named_modules(memo, sub, remove_duplicate)
 
-    def get_submodule(self, target: str) -> Module:
-        if target == "":
-            return self
-        mod = self
-        for item in target.split("."):
-            if not hasattr(mod, item):
-                raise AttributeError(mod._get_name() + " has no attribute `" + item + "`")
-            mod = getattr(mod, item)
-            if not isinstance(mod, Module):
-                raise AttributeError("`" + item + "` is not an nn.Module")
-        return mod
-
-    def set_submodule(self, target: str, module: Module) -> None:
-        if target == "":
-            raise ValueError("Cannot set the submodule without a target name!")
-        parent_path, _, name = target.rpartition(".")
-        parent = self.get_submodule(parent_path)
-        if not isinstance(module, Module):
-            raise ValueError("`" + "module" + f"` is not an nn.Module, found {type(module)}")
-        setattr(parent, name, module)
-
-    def get_parameter(self, target: str) -> Parameter:
-        module_path, _, name = target.rpartition(".")
-        mod = self.get_submodule(module_path)
-        if not hasattr(mod, name):
-            raise AttributeError(mod._get_name() + " has no attribute `" + name + "`")
-        param = getattr(mod, name)
-        if not isinstance(param, Parameter):
-            raise AttributeError("`" + name + "` is not an nn.Parameter")
-        return param
-
-    def get_buffer(self, target: str) -> Tensor:
-        module_path, _, name = target.rpartition(".")
-        mod = self.get_submodule(module_path)
-        if not hasattr(mod, name):
-            raise AttributeError(mod._get_name() + " has no attribute `" + name + "`")
-        if name not in mod._buffers:
-            raise AttributeError("`" + name + "` is not a buffer")
-        return getattr(mod, name)
-
     # ---- modes and in-place transforms ---------------------------------------------------
     def train(self, mode: bool = True) -> Module:
         r"""Set training mode (affects Dropout, BatchNorm...) on this module and below."""
@@ -439,26 +371,3 @@ class Module(_HookMixin, _StateDictMixin, _ConvertMixin):
             module.apply(fn)
         fn(self)
         return self
-
-    # ---- repr --------------------------------------------------------------------------
-    def _get_name(self) -> str:
-        return type(self).__name__
-
-    def extra_repr(self) -> str:
-        r"""The module-specific part of ``repr`` (override in layers)."""
-        return ""
-
-    def __repr__(self) -> str:
-        extra = self.extra_repr()
-        extra_lines = extra.split("\n") if extra else []
-        child_lines = [
-            f"({key}): " + _addindent(repr(module), 2) for key, module in self._modules.items()
-        ]
-        lines = extra_lines + child_lines
-        main = self._get_name() + "("
-        if lines:
-            if len(extra_lines) == 1 and not child_lines:
-                main += extra_lines[0]
-            else:
-                main += "\n  " + "\n  ".join(lines) + "\n"
-        return main + ")"

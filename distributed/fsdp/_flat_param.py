@@ -10,7 +10,8 @@ ZeRO-1/2, where full parameters stay on every rank).
 Forward with gradients goes through ``_Unflatten``: one autograd node whose outputs are the
 per-parameter views. It runs in backward after every use of the unit's parameters, so its
 backward is the unit's post-backward point: it assembles the full flat gradient, starts the
-reduce-scatter (or all-reduce), and frees the gathered parameters.
+reduce-scatter (or all-reduce), and frees the gathered parameters; that gradient side
+(``post_backward``, the reductions, ``finalize_grads``) is a mixin in ``_flat_param_grads.py``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from ember.nn import Parameter
 
 from .. import distributed_c10d as c10d
 from . import _orig_params as _orig
+from ._flat_param_grads import _empty_like, _FlatGradMixin, _to_host  # noqa: F401
 from ._storage import FlatStorage
 
 
@@ -65,7 +67,7 @@ class _Unflatten(Function):
         return None, None
 
 
-class FlatParamHandle:
+class FlatParamHandle(_FlatGradMixin):
     """The flat parameter of one FSDP unit (or one ZeRO bucket) and its communication.
 
     Args:
@@ -367,72 +369,6 @@ class FlatParamHandle:
             self._flat_array[...] = _to_host(part) if self.offload else part
             _interop.bump_version(self.flat_param)
 
-    # ---- gradients -----------------------------------------------------------------------
-    def post_backward(self, full_grad) -> None:
-        """The unit's gradients are complete: reduce them (or keep them under no_sync)."""
-        owner = self.owner
-        owner._ensure_final_callback()
-        if not owner._sync_gradients:
-            if self._acc_grad is None:
-                self._acc_grad = full_grad
-            else:
-                self._acc_grad += full_grad
-        else:
-            if self._acc_grad is not None:
-                full_grad += self._acc_grad
-                self._acc_grad = None
-            self._reduce(full_grad)
-        if self.sharded_at_rest:
-            self.reshard()
-        owner._after_handle_backward(self)
-
-    def _reduce(self, full_grad) -> None:
-        pg = self.config.process_group
-        if self.reduce is not None:
-            full_grad = full_grad.astype(self.reduce)
-        if self.world_size == 1:
-            self._pending.append((None, full_grad))
-        elif self.config.reduce == "reduce_scatter":
-            out = _empty_like(full_grad, self.shard_size)
-            work = c10d.reduce_scatter_tensor(
-                _interop.wrap(out), _interop.wrap(full_grad), group=pg, async_op=True
-            )
-            self._pending.append((work, out))
-        else:
-            work = c10d.all_reduce(_interop.wrap(full_grad), group=pg, async_op=True)
-            self._pending.append((work, full_grad))
-
-    def finalize_grads(self) -> None:
-        """Wait for the reductions and accumulate the averaged shard into ``flat_param.grad``."""
-        pending, self._pending = self._pending, []
-        lo, hi = self.shard_bounds()
-        p = self.flat_param
-        reduced = None  # use_orig_params: this backward's reduced shard, summed
-        for work, arr in pending:
-            if work is not None:
-                work.wait()
-            if self.replicate_group is not None:  # HYBRID_SHARD: sum over the replicas
-                c10d.all_reduce(_interop.wrap(arr), group=self.replicate_group)
-            if self.dp_size > 1:
-                arr *= 1.0 / self.dp_size
-            if arr.shape[0] != self.shard_size:
-                arr = arr[lo:hi]  # a full gradient: ZeRO-1 keeps it, its shard is a view
-            want = self.low if self.keep_low_grads else self.dtype
-            if arr.dtype != want:  # mixed precision: the optimizer steps in the param dtype
-                arr = arr.astype(want)
-            if self.offload:  # CPUOffload: the gradient shard goes down to the host
-                arr = _to_host(arr)
-            if self.orig_params is not None:
-                reduced = arr.copy() if reduced is None else reduced + arr
-                continue
-            if p.grad is None:
-                p.grad = _interop.wrap(arr)
-            else:
-                _interop.array_of(p.grad)[...] += arr
-            _interop.run_post_accumulate_grad_hooks(p)
-        if reduced is not None:
-            _orig.set_grads(self, reduced)
-
     def memory_arrays(self):
         """(category, array) pairs this handle holds beyond its flat parameter and grad."""
         if self.storage.resident or not self.storage._releasable:
@@ -444,14 +380,3 @@ class FlatParamHandle:
             yield "gradients", self._acc_grad
         for _, arr in self._pending:
             yield "communication_buffers", arr
-
-
-def _to_host(arr):
-    """A host (NumPy) copy of a device array; NumPy arrays are returned as they are."""
-    return arr if isinstance(arr, np.ndarray) else arr.get()
-
-
-def _empty_like(arr, n: int):
-    from ember.backend import get_array_module
-
-    return get_array_module(arr).empty(n, dtype=arr.dtype)

@@ -14,6 +14,18 @@ import numpy as np
 from ... import quantized as _q
 from ...nn.module import Module
 from ...tensor import Tensor
+from ._observer_utils import (  # noqa: F401  (_EPS, _f32, _np, _qmin_qmax re-exported: histogram uses them)
+    _EPS,
+    _affine_qparams,
+    _channel_minmax,
+    _check_minmax_qscheme,
+    _check_per_channel_qscheme,
+    _check_uniform_args,
+    _f32,
+    _moving_average,
+    _np,
+    _qmin_qmax,
+)
 
 __all__ = [
     "ObserverBase",
@@ -36,9 +48,6 @@ __all__ = [
     "per_channel_weight_observer_range_neg_127_to_127",
 ]
 
-_EPS = float(np.finfo(np.float32).eps)
-_f32 = np.float32
-
 
 class _PartialWrapper:
     """What ``Observer.with_args(...)`` returns: call it to build the observer (torch's)."""
@@ -60,38 +69,6 @@ class _PartialWrapper:
 
 def _with_args(cls_or_self, **kwargs):
     return _PartialWrapper(partial(cls_or_self, **kwargs))
-
-
-def _np(t) -> np.ndarray:
-    d = t._data if isinstance(t, Tensor) else t
-    return d if type(d) is np.ndarray else d.get()
-
-
-def _qmin_qmax(quant_min, quant_max, dtype, reduce_range: bool) -> tuple[int, int]:
-    """torch's ``calculate_qmin_qmax``: a custom range (checked), else the dtype's 8-bit one."""
-    if quant_min is not None and quant_max is not None:
-        if not quant_min <= 0 <= quant_max:
-            raise ValueError(
-                f"Used-specified quantization range must include 0 (got [{quant_min}, {quant_max}])"
-            )
-        if quant_min >= quant_max:
-            raise ValueError(f"qmin must be strictly less than qmax (got {quant_min}, {quant_max})")
-        limit = 2**32 if dtype is _q.qint32 else 256
-        if not 0 < quant_max - quant_min + 1 <= limit:
-            raise ValueError(
-                f"quantization range should be positive and not exceed the maximum "
-                f"bit range (={limit})"
-            )
-        return (quant_min // 2, quant_max // 2) if reduce_range else (quant_min, quant_max)
-    if dtype is _q.qint8:
-        return (-64, 63) if reduce_range else (-128, 127)
-    if dtype is _q.quint8:
-        return (0, 127) if reduce_range else (0, 255)
-    if dtype is _q.qint32:
-        return -(2**31), 2**31 - 1
-    if dtype is _q.quint4x2:
-        return 0, 15
-    return 0, 255
 
 
 class ObserverBase(Module):
@@ -133,18 +110,7 @@ class UniformQuantizationObserverBase(ObserverBase):
         **kwargs,
     ):
         super().__init__(dtype=dtype, is_dynamic=is_dynamic)
-        if qscheme not in self._SUPPORTED:
-            raise AssertionError(
-                f"Default Observer only works for per_tensor_affine, "
-                f"per_tensor_symmetric, per_channel_affine, "
-                f"per_channel_symmetric and per_channel_float_qparams "
-                f"quantization scheme; got {qscheme}"
-            )
-        if dtype not in (_q.qint8, _q.quint8, _q.qint32, _q.quint4x2):
-            raise AssertionError(
-                f"Default Observer only works for qint8, quint8, qint32 and "
-                f"quint4x2 data types; got {dtype}"
-            )
+        _check_uniform_args(qscheme, dtype, self._SUPPORTED)
         self.qscheme = qscheme
         if reduce_range:
             warnings.warn(
@@ -169,27 +135,17 @@ class UniformQuantizationObserverBase(ObserverBase):
             return Tensor(np.array([1.0], _f32)), Tensor(np.array([0], np.int64))
         if (min_val > max_val).any():
             raise AssertionError(f"min {min_val} should be less than max {max_val}")
-        qmin, qmax = self.quant_min, self.quant_max
-        zeros = np.zeros_like(min_val)
-        min_neg = np.minimum(min_val, zeros)
-        max_pos = np.maximum(max_val, zeros)
         eps = _f32(self.eps._data.reshape(-1)[0])
-        zero_point = np.zeros(min_neg.shape, np.int64)
-        if self.qscheme in (_q.per_tensor_symmetric, _q.per_channel_symmetric):
-            max_pos = np.maximum(-min_neg, max_pos)
-            scale = np.maximum(max_pos / _f32((qmax - qmin) / 2), eps)
-            if self.dtype is _q.quint8:
-                zero_point[...] = (qmin + qmax) // 2 if self.has_customized_qrange else 128
-        elif self.qscheme is _q.per_channel_affine_float_qparams:
-            scale = (max_val - min_val) / _f32(qmax - qmin)
-            scale = np.where(scale > eps, scale, _f32(1.0))
-            zero_point = -1 * min_val / scale
-        else:
-            scale = np.maximum((max_pos - min_neg) / _f32(qmax - qmin), eps)
-            zero_point = qmin - np.rint(min_neg / scale).astype(np.int64)
-            zero_point = np.clip(zero_point, qmin, qmax)
-        scale = np.asarray(scale, _f32).reshape(-1) if scale.ndim == 0 else scale.astype(_f32)
-        zero_point = np.asarray(zero_point).reshape(-1) if np.ndim(zero_point) == 0 else zero_point
+        scale, zero_point = _affine_qparams(
+            min_val,
+            max_val,
+            self.qscheme,
+            self.dtype,
+            self.quant_min,
+            self.quant_max,
+            eps,
+            self.has_customized_qrange,
+        )
         return Tensor(scale), Tensor(zero_point)
 
     def reset_min_max_vals(self):
@@ -226,13 +182,7 @@ class MinMaxObserver(UniformQuantizationObserverBase):
         is_dynamic=False,
         **kwargs,
     ):
-        if qscheme in (_q.per_channel_affine, _q.per_channel_symmetric) and not isinstance(
-            self, PerChannelMinMaxObserver
-        ):
-            raise NotImplementedError(
-                "MinMaxObserver's qscheme only support "
-                "torch.per_tensor_symmetric and torch.per_tensor_affine."
-            )
+        _check_minmax_qscheme(qscheme, isinstance(self, PerChannelMinMaxObserver))
         super().__init__(
             dtype=dtype,
             qscheme=qscheme,
@@ -297,13 +247,8 @@ class MovingAverageMinMaxObserver(MinMaxObserver):
             return x_orig
         x = _np(x_orig).astype(_f32, copy=False)
         lo, hi = _np(self.min_val), _np(self.max_val)
-        cur_lo, cur_hi = x.min(), x.max()
-        if np.isinf(lo) and np.isinf(hi):
-            lo, hi = cur_lo, cur_hi
-        else:
-            c = _f32(self.averaging_constant)
-            lo = lo + c * (cur_lo - lo)
-            hi = hi + c * (cur_hi - hi)
+        fresh = bool(np.isinf(lo) and np.isinf(hi))
+        lo, hi = _moving_average(lo, hi, x.min(), x.max(), self.averaging_constant, fresh)
         self._set_buffer("min_val", lo)
         self._set_buffer("max_val", hi)
         return x_orig
@@ -325,16 +270,7 @@ class PerChannelMinMaxObserver(UniformQuantizationObserverBase):
         is_dynamic=False,
         **kwargs,
     ):
-        if qscheme not in (
-            _q.per_channel_affine,
-            _q.per_channel_symmetric,
-            _q.per_channel_affine_float_qparams,
-        ):
-            raise NotImplementedError(
-                "PerChannelMinMaxObserver's qscheme only support "
-                "per_channel_symmetric, per_channel_affine and "
-                "per_channel_affine_float_qparams."
-            )
+        _check_per_channel_qscheme(qscheme)
         super().__init__(
             dtype=dtype,
             qscheme=qscheme,
@@ -350,8 +286,7 @@ class PerChannelMinMaxObserver(UniformQuantizationObserverBase):
         self.register_buffer("max_val", Tensor(np.zeros((0,), _f32)))
 
     def _channel_minmax(self, x: np.ndarray):
-        y = np.moveaxis(x, self.ch_axis, 0).reshape(x.shape[self.ch_axis], -1)
-        return y.min(axis=1), y.max(axis=1)
+        return _channel_minmax(x, self.ch_axis)
 
     def forward(self, x_orig: Tensor) -> Tensor:
         if x_orig.numel() == 0:
@@ -420,12 +355,8 @@ class MovingAveragePerChannelMinMaxObserver(PerChannelMinMaxObserver):
         x = _np(x_orig).astype(_f32, copy=False)
         cur_lo, cur_hi = self._channel_minmax(x)
         lo, hi = _np(self.min_val), _np(self.max_val)
-        if lo.size == 0 or hi.size == 0:
-            lo, hi = cur_lo, cur_hi
-        else:
-            c = _f32(self.averaging_constant)
-            lo = lo + c * (cur_lo - lo)
-            hi = hi + c * (cur_hi - hi)
+        fresh = lo.size == 0 or hi.size == 0
+        lo, hi = _moving_average(lo, hi, cur_lo, cur_hi, self.averaging_constant, fresh)
         self._set_buffer("min_val", lo)
         self._set_buffer("max_val", hi)
         return x_orig
@@ -470,24 +401,17 @@ class NoopObserver(PlaceholderObserver):
         super().__init__(dtype=float16 if dtype is None else dtype, custom_op_name=custom_op_name)
 
 
-from .histogram import HistogramObserver  # noqa: E402  (it subclasses the base above)
-
-default_observer = MinMaxObserver.with_args(quant_min=0, quant_max=127)
-default_placeholder_observer = PlaceholderObserver
-default_weight_observer = MinMaxObserver.with_args(dtype=_q.qint8, qscheme=_q.per_tensor_symmetric)
-weight_observer_range_neg_127_to_127 = MinMaxObserver.with_args(
-    dtype=_q.qint8, qscheme=_q.per_tensor_symmetric, quant_min=-127, quant_max=127, eps=2**-12
+# these two import the classes above: HistogramObserver subclasses them, and the ready-made
+# ``with_args`` partials (torch's names) are built from them
+from ._observer_defaults import (  # noqa: E402, F401
+    default_dynamic_quant_observer,
+    default_float_qparams_observer,
+    default_histogram_observer,
+    default_observer,
+    default_per_channel_weight_observer,
+    default_placeholder_observer,
+    default_weight_observer,
+    per_channel_weight_observer_range_neg_127_to_127,
+    weight_observer_range_neg_127_to_127,
 )
-default_histogram_observer = HistogramObserver.with_args(quant_min=0, quant_max=127)
-default_per_channel_weight_observer = PerChannelMinMaxObserver.with_args(
-    dtype=_q.qint8, qscheme=_q.per_channel_symmetric
-)
-per_channel_weight_observer_range_neg_127_to_127 = PerChannelMinMaxObserver.with_args(
-    dtype=_q.qint8, qscheme=_q.per_channel_symmetric, quant_min=-127, quant_max=127, eps=2**-12
-)
-default_dynamic_quant_observer = PlaceholderObserver.with_args(
-    dtype=_q.quint8, quant_min=0, quant_max=255, is_dynamic=True
-)
-default_float_qparams_observer = PerChannelMinMaxObserver.with_args(
-    dtype=_q.quint8, qscheme=_q.per_channel_affine_float_qparams, ch_axis=0
-)
+from .histogram import HistogramObserver  # noqa: E402

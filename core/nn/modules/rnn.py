@@ -8,13 +8,10 @@ dicts load across frameworks.
 from __future__ import annotations
 
 import math
-import numbers
-import warnings
 
 import numpy as np
 
 from ... import ops
-from ...creation import empty
 from ...ops.rnn import GRULayer, LSTMLayer, PackedToPadded, PaddedToPacked, RNNLayer
 from ...tensor import Tensor
 from .. import functional as F
@@ -22,10 +19,18 @@ from .. import init
 from ..module import Module
 from ..parameter import Parameter
 from ..utils.rnn import PackedSequence
+from ._rnn_setup import (  # noqa: F401  (_GATES re-exported)
+    _GATES,
+    _cell_extra_repr,
+    _cell_prepare,
+    _check_rnn_args,
+    _make_cell_params,
+    _make_rnn_params,
+    _rnn_extra_repr,
+    _rnn_mode,
+)
 
 __all__ = ["RNNBase", "RNN", "LSTM", "GRU", "RNNCellBase", "RNNCell", "LSTMCell", "GRUCell"]
-
-_GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
 
 
 def _layer(mode, x, h0, c0, w, batch_sizes, reverse):
@@ -60,38 +65,7 @@ class RNNBase(Module):
         dtype=None,
     ) -> None:
         super().__init__()
-        if mode not in _GATES:
-            raise ValueError(f"Unrecognized RNN mode: {mode}")
-        if (
-            not isinstance(dropout, numbers.Number)
-            or isinstance(dropout, bool)
-            or not 0 <= dropout <= 1
-        ):
-            raise ValueError(
-                "dropout should be a number in range [0, 1] representing the "
-                "probability of an element being zeroed"
-            )
-        if dropout > 0 and num_layers == 1:
-            warnings.warn(
-                "dropout option adds dropout after all but last recurrent layer, so "
-                "non-zero dropout expects num_layers greater than 1, but got "
-                f"dropout={dropout} and num_layers={num_layers}",
-                stacklevel=2,
-            )
-        if not isinstance(hidden_size, int) or isinstance(hidden_size, bool):
-            raise TypeError(f"hidden_size should be of type int, got: {type(hidden_size).__name__}")
-        if hidden_size <= 0:
-            raise ValueError("hidden_size must be greater than zero")
-        if num_layers <= 0:
-            raise ValueError("num_layers must be greater than zero")
-        if proj_size < 0:
-            raise ValueError(
-                "proj_size should be a positive integer or zero to disable projections"
-            )
-        if proj_size >= hidden_size:
-            raise ValueError("proj_size has to be smaller than hidden_size")
-        if proj_size and mode != "LSTM":
-            raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
+        _check_rnn_args(mode, hidden_size, num_layers, dropout, proj_size)
         self.mode = mode
         self.input_size = input_size
         self.hidden_size = hidden_size
@@ -101,31 +75,15 @@ class RNNBase(Module):
         self.dropout = float(dropout)
         self.bidirectional = bidirectional
         self.proj_size = proj_size
-        num_directions = 2 if bidirectional else 1
-        gate_size = _GATES[mode] * hidden_size
-        real_hidden = proj_size if proj_size > 0 else hidden_size
-        kw = {"device": device, "dtype": dtype}
-        self._flat_weights_names: list[str] = []
-        self._all_weights: list[list[str]] = []
-        for layer in range(num_layers):
-            layer_input = input_size if layer == 0 else real_hidden * num_directions
-            for direction in range(num_directions):
-                suffix = f"_l{layer}" + ("_reverse" if direction == 1 else "")
-                shapes = [
-                    ("weight_ih", (gate_size, layer_input)),
-                    ("weight_hh", (gate_size, real_hidden)),
-                ]
-                if bias:
-                    shapes += [("bias_ih", (gate_size,)), ("bias_hh", (gate_size,))]
-                if proj_size > 0:
-                    shapes.append(("weight_hr", (proj_size, hidden_size)))
-                names = []
-                for base, shape in shapes:
-                    name = base + suffix
-                    setattr(self, name, Parameter(empty(shape, **kw)))
-                    names.append(name)
-                self._flat_weights_names.extend(names)
-                self._all_weights.append(names)
+        _make_rnn_params(
+            self,
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            proj_size,
+            {"device": device, "dtype": dtype},
+        )
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -156,20 +114,7 @@ class RNNBase(Module):
         )
 
     def extra_repr(self) -> str:
-        s = f"{self.input_size}, {self.hidden_size}"
-        if self.proj_size != 0:
-            s += f", proj_size={self.proj_size}"
-        if self.num_layers != 1:
-            s += f", num_layers={self.num_layers}"
-        if self.bias is not True:
-            s += f", bias={self.bias}"
-        if self.batch_first is not False:
-            s += f", batch_first={self.batch_first}"
-        if self.dropout != 0:
-            s += f", dropout={self.dropout}"
-        if self.bidirectional is not False:
-            s += f", bidirectional={self.bidirectional}"
-        return s
+        return _rnn_extra_repr(self)
 
     # ---- checks ------------------------------------------------------------------------
     def _name(self) -> str:
@@ -309,19 +254,7 @@ class RNN(RNNBase):
     def __init__(self, *args, **kwargs) -> None:
         if "proj_size" in kwargs:
             raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
-        if len(args) > 3:
-            self.nonlinearity = args[3]
-            args = args[:3] + args[4:]
-        else:
-            self.nonlinearity = kwargs.pop("nonlinearity", "tanh")
-        if self.nonlinearity == "tanh":
-            mode = "RNN_TANH"
-        elif self.nonlinearity == "relu":
-            mode = "RNN_RELU"
-        else:
-            raise ValueError(
-                f"Unknown nonlinearity '{self.nonlinearity}'. Select from 'tanh' or 'relu'."
-            )
+        self.nonlinearity, mode, args = _rnn_mode(args, kwargs)
         super().__init__(mode, *args, **kwargs)
 
 
@@ -370,15 +303,9 @@ class RNNCellBase(Module):
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.bias = bias
-        kw = {"device": device, "dtype": dtype}
-        self.weight_ih = Parameter(empty((num_chunks * hidden_size, input_size), **kw))
-        self.weight_hh = Parameter(empty((num_chunks * hidden_size, hidden_size), **kw))
-        if bias:
-            self.bias_ih = Parameter(empty((num_chunks * hidden_size,), **kw))
-            self.bias_hh = Parameter(empty((num_chunks * hidden_size,), **kw))
-        else:
-            self.register_parameter("bias_ih", None)
-            self.register_parameter("bias_hh", None)
+        _make_cell_params(
+            self, input_size, hidden_size, bias, num_chunks, {"device": device, "dtype": dtype}
+        )
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -387,50 +314,11 @@ class RNNCellBase(Module):
             init.uniform_(weight, -stdv, stdv)
 
     def extra_repr(self) -> str:
-        s = f"{self.input_size}, {self.hidden_size}"
-        if self.bias is not True:
-            s += f", bias={self.bias}"
-        if getattr(self, "nonlinearity", "tanh") != "tanh":
-            s += f", nonlinearity={self.nonlinearity}"
-        return s
+        return _cell_extra_repr(self)
 
     def _prepare(self, input: Tensor, hxs):
         """Checks; returns (x as (1, B, I), hidden states as (B, H) or None, unbatched)."""
-        name = type(self).__name__
-        if input.dim() not in (1, 2):
-            raise ValueError(f"{name}: Expected input to be 1D or 2D, got {input.dim()}D instead")
-        if input.shape[-1] != self.input_size:
-            raise RuntimeError(
-                f"input has inconsistent input_size: got {input.shape[-1]} "
-                f"expected {self.input_size}"
-            )
-        if input.dtype != self.weight_ih.dtype:
-            raise RuntimeError(
-                f"expected input to have the type {self.weight_ih.dtype}, got {input.dtype}"
-            )
-        unbatched = input.dim() == 1
-        x = ops.unsqueeze(input, 0) if unbatched else input
-        out = []
-        for i, h in enumerate(hxs):
-            if h is None:
-                out.append(None)
-                continue
-            if h.dim() != input.dim():
-                raise ValueError(
-                    f"{name}: Expected hidden to be {input.dim()}D, got {h.dim()}D instead"
-                )
-            h = ops.unsqueeze(h, 0) if unbatched else h
-            if h.shape[0] != x.shape[0]:
-                raise RuntimeError(
-                    f"Input batch size {x.shape[0]} doesn't match hidden{i} batch size {h.shape[0]}"
-                )
-            if h.shape[1] != self.hidden_size:
-                raise RuntimeError(
-                    f"hidden{i} has inconsistent hidden_size: got {h.shape[1]}, "
-                    f"expected {self.hidden_size}"
-                )
-            out.append(h)
-        return ops.unsqueeze(x, 0), out, unbatched
+        return _cell_prepare(self, input, hxs)
 
     def _weights(self):
         return self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh

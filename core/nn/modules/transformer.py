@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 
-from ...backend.dtype import bool_
-from ...creation import ones
-from ...ops import equal, triu
 from ...tensor import Tensor
 from .. import init
 from ..functional._activation import gelu, relu
 from ..module import Module
+from ._transformer_utils import (  # noqa: F401  (re-exported)
+    _detect_is_causal_mask,
+    _generate_square_subsequent_mask,
+    _get_activation_fn,
+    _get_clones,
+    _get_seq_len,
+)
 from .activation import GELU, ReLU
 from .attention import MultiheadAttention
-from .container import ModuleList
 from .dropout import Dropout
 from .linear import Linear
 from .normalization import LayerNorm
@@ -26,49 +28,6 @@ __all__ = [
     "TransformerEncoderLayer",
     "TransformerDecoderLayer",
 ]
-
-
-def _generate_square_subsequent_mask(sz: int, device=None, dtype=None) -> Tensor:
-    """(sz, sz) float mask: -inf above the diagonal, 0 elsewhere."""
-    import ember  # through the namespace, so graph capture records a symbolic ``sz``
-
-    return ember.triu(ember.full((sz, sz), float("-inf"), dtype=dtype, device=device), diagonal=1)
-
-
-def _get_activation_fn(activation: str) -> Callable[[Tensor], Tensor]:
-    if activation == "relu":
-        return relu
-    if activation == "gelu":
-        return gelu
-    raise RuntimeError(f"activation should be relu/gelu, not {activation}")
-
-
-def _get_clones(module: Module, n: int) -> ModuleList:
-    return ModuleList([copy.deepcopy(module) for _ in range(n)])
-
-
-def _get_seq_len(src: Tensor, batch_first: bool) -> int | None:
-    if src.dim() == 2:  # unbatched: S, E
-        return src.shape[0]
-    return src.shape[1 if batch_first else 0]
-
-
-def _detect_is_causal_mask(
-    mask: Tensor | None, is_causal: bool | None = None, size: int | None = None
-) -> bool:
-    """PyTorch's rule: an explicit ``is_causal`` wins; else compare with the causal mask."""
-    make_causal = is_causal is True
-    if is_causal is None and mask is not None:
-        sz = size if size is not None else mask.shape[-2]
-        if mask.dim() == 2 and mask.shape[0] == sz and mask.shape[1] == sz:
-            # tensor ops rather than NumPy on the data, so ember.jit.script compiles the test
-            # the causal mask in the mask's own dtype (for bool: True above the diagonal)
-            if mask.dtype == bool_:
-                causal = triu(ones((sz, sz), dtype=bool_, device=mask.device), diagonal=1)
-            else:
-                causal = _generate_square_subsequent_mask(sz, mask.device, mask.dtype)
-            make_causal = bool(equal(mask, causal))
-    return make_causal
 
 
 class TransformerEncoderLayer(Module):
@@ -367,38 +326,18 @@ class Transformer(Module):
     ) -> None:
         super().__init__()
         kw = {"device": device, "dtype": dtype}
+        layer_args = (d_model, nhead, dim_feedforward, dropout, activation, layer_norm_eps)
+        layer_args += (batch_first, norm_first, bias)
         if custom_encoder is not None:
             self.encoder = custom_encoder
         else:
-            layer = TransformerEncoderLayer(
-                d_model,
-                nhead,
-                dim_feedforward,
-                dropout,
-                activation,
-                layer_norm_eps,
-                batch_first,
-                norm_first,
-                bias,
-                **kw,
-            )
+            layer = TransformerEncoderLayer(*layer_args, **kw)
             norm = LayerNorm(d_model, eps=layer_norm_eps, bias=bias, **kw)
             self.encoder = TransformerEncoder(layer, num_encoder_layers, norm)
         if custom_decoder is not None:
             self.decoder = custom_decoder
         else:
-            layer = TransformerDecoderLayer(
-                d_model,
-                nhead,
-                dim_feedforward,
-                dropout,
-                activation,
-                layer_norm_eps,
-                batch_first,
-                norm_first,
-                bias,
-                **kw,
-            )
+            layer = TransformerDecoderLayer(*layer_args, **kw)
             norm = LayerNorm(d_model, eps=layer_norm_eps, bias=bias, **kw)
             self.decoder = TransformerDecoder(layer, num_decoder_layers, norm)
         self._reset_parameters()
