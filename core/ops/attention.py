@@ -3,166 +3,34 @@
 ``softmax(q k^T * scale + bias) @ v`` where the bias gathers the causal mask, a boolean mask
 (True = may attend, PyTorch's SDPA convention) or an additive float mask. Dropout on the
 attention weights draws its mask from ember's generator.
+
+The raw-array pieces (mask to bias, softmax, ``_attend`` and its backward, the in-graph double
+backward) live in ``attention_math`` and are re-exported here.
 """
 
 from __future__ import annotations
 
 import math
 
-import numpy as np
+import numpy as np  # noqa: F401
 
 from ..autograd.function import Function
 from ..backend.device import get_array_module
-from ..random import gen_for
+from ..random import gen_for  # noqa: F401
 from ..tensor import Tensor
 from . import attention_causal
 from ._lowp import float32_compute
-
-
-def _masked_to_bias(xp, masked, dtype):
-    """A bool array (True = masked) as an additive bias: -inf where masked, else 0."""
-    bias = xp.zeros(masked.shape, dtype=dtype)
-    bias[masked] = -xp.inf
-    return bias
-
-
-def _bias(xp, mask, is_causal, L, S, dtype):
-    """The additive mask (0 / -inf, or the float mask itself) or None."""
-    bias = None
-    if mask is not None:
-        if mask.dtype == bool:
-            bias = _masked_to_bias(xp, ~mask, dtype)
-        else:
-            bias = mask.astype(dtype, copy=False)
-    if is_causal:
-        causal = _masked_to_bias(xp, ~xp.tri(L, S, dtype=bool), dtype)
-        bias = causal if bias is None else bias + causal
-    return bias
-
-
-def _softmax_(xp, s, masked: bool, safe: bool):
-    """Row softmax in place; ``safe`` gives all-masked rows zero weight (else NaN, like torch)."""
-    m = s.max(-1, keepdims=True)
-    if masked:
-        m[xp.isinf(m)] = 0  # rows with every score -inf: exp gives 0, handled below
-    s -= m
-    xp.exp(s, out=s)
-    den = s.sum(-1, keepdims=True)
-    if masked:
-        den[den == 0] = 1 if safe else xp.nan
-    s *= 1 / den
-    return s
-
-
-def _matmul(xp, a, b, out=None):
-    """``a @ b``, written into ``out`` (possibly a strided view) when given."""
-    if out is None:
-        return a @ b
-    if xp is np:
-        return np.matmul(a, b, out=out)
-    out[...] = a @ b  # CuPy: no guarantee that matmul writes into a strided ``out``
-    return out
-
-
-def _attend(xp, qh, kh, vh, scale, bias, safe, dropout_p, generator, out=None):
-    """Forward on head arrays (..., L, d): returns (qs, p, pd, o); ``o`` may go into ``out``."""
-    qs = qh * qh.dtype.type(scale)
-    s = qs @ xp.swapaxes(kh, -1, -2)
-    if bias is not None:
-        s += bias
-    p = _softmax_(xp, s, bias is not None, safe)
-    pd = p
-    if dropout_p > 0:
-        if dropout_p >= 1:
-            pd = xp.zeros_like(p)
-        else:
-            keep = gen_for(generator, xp).random(p.shape, dtype=p.dtype) >= dropout_p
-            pd = p * keep
-            pd *= p.dtype.type(1 / (1 - dropout_p))
-    o = _matmul(xp, pd, vh, out)
-    return qs, p, pd, o
-
-
-def _attend_backward(xp, g_o, g_pd, qs, kh, vh, p, pd, scale, need, outs=(None, None, None)):
-    """Gradients of q, k, v (written into ``outs`` where given) and of the scores."""
-    dq = dk = dv = None
-    if g_o is not None:
-        gp = g_o @ xp.swapaxes(vh, -1, -2)
-        g_pd = gp if g_pd is None else g_pd + gp
-        if need[2]:
-            dv = _matmul(xp, xp.swapaxes(pd, -1, -2), g_o, outs[2])
-    if dv is None and need[2] and outs[2] is not None:
-        outs[2][...] = 0
-    # d softmax: with t = dL/dpd * pd, ds = t - p * rowsum(t) (dropout folded into pd)
-    ds = g_pd * pd
-    ds -= p * ds.sum(-1, keepdims=True)
-    if need[0]:
-        dq = _matmul(xp, ds, kh, outs[0])
-        dq *= kh.dtype.type(scale)
-    if need[1]:
-        dk = _matmul(xp, xp.swapaxes(ds, -1, -2), qs, outs[1])
-    return dq, dk, dv, ds
-
-
-def _dead_rows(xp, bias):
-    """Rows whose every score is masked (-inf): the safe softmax gives them zero weight."""
-    if bias is None:
-        return None
-    dead = xp.isneginf(bias).all(-1, keepdims=True)
-    return dead if bool(dead.any()) else None
-
-
-def _attend_grads_in_graph(q, k, v, mask, g_out, g_w, scale, const_bias, safe, p, pd, rep):
-    """The first-order gradients of q, k, v (and of a float mask given as a tensor) as
-    differentiable tensor ops, for double backward: the scores and weights are recomputed
-    from q and k in the graph, and dropout reuses the forward's mask (read off ``p``/``pd``).
-    ``const_bias`` holds the constant part of the mask (bool / float array, causal)."""
-    import ember
-
-    def repeat(t):  # each key/value head ``rep`` times (grouped-query attention)
-        if rep == 1:
-            return t
-        shape = tuple(t.shape)
-        wide = shape[:-2] + (rep,) + shape[-2:]
-        return (
-            t.unsqueeze(-3).expand(*wide).reshape(*(shape[:-3] + (shape[-3] * rep,) + shape[-2:]))
-        )
-
-    kr, vr = repeat(k), repeat(v)
-    qs = q * scale
-    s = qs @ kr.mT
-    if const_bias is not None:
-        s = s + Tensor._wrap(const_bias)
-    if mask is not None:
-        s = s + mask
-    xp = get_array_module(p)
-    dead = None
-    if safe:
-        total = const_bias
-        if mask is not None:
-            total = mask._data if total is None else total + mask._data
-        dead = _dead_rows(xp, total)
-    if dead is not None:  # keep such rows finite in the graph; their weights are zero
-        s = ember.where(Tensor._wrap(xp.broadcast_to(dead, s.shape)), 0.0, s)
-    pt = ember.softmax(s, -1)
-    if dead is not None:
-        pt = pt * Tensor._wrap((~dead).astype(p.dtype))
-    pdt = pt
-    if pd is not p:  # dropout: the kept entries scaled by 1 / (1 - p), as in the forward
-        safe_p = xp.where(p == 0, 1, p)
-        pdt = pt * Tensor._wrap(xp.where(p == 0, 0, pd / safe_p).astype(p.dtype))
-    # (g_out is never None here: double backward materializes missing output gradients)
-    g_pd = g_out @ vr.mT
-    if g_w is not None:
-        g_pd = g_pd + g_w
-    dv = pdt.mT @ g_out
-    t = g_pd * pdt
-    ds = t - pt * t.sum(-1, keepdim=True)
-    dq = (ds @ kr) * scale
-    dk = ds.mT @ qs
-    if rep > 1:
-        dk, dv = _sum_repeats(dk, rep), _sum_repeats(dv, rep)
-    return dq, dk, dv, ds
+from .attention_math import (  # noqa: F401  (re-exported: every name stays importable here)
+    _attend,
+    _attend_backward,
+    _attend_grads_in_graph,
+    _bias,
+    _dead_rows,
+    _masked_to_bias,
+    _matmul,
+    _softmax_,
+    _sum_repeats,
+)
 
 
 @float32_compute
@@ -384,11 +252,6 @@ def _merge_heads(x, batch_first):
     if batch_first:
         return x.permute(0, 2, 1, 3).reshape(B, L, H * d)
     return x.permute(2, 0, 1, 3).reshape(L, B, H * d)
-
-
-def _sum_repeats(g, rep):
-    shape = g.shape
-    return g.reshape(shape[:-3] + (shape[-3] // rep, rep) + shape[-2:]).sum(-3)
 
 
 def scaled_dot_product_attention(

@@ -11,6 +11,9 @@ non-increasing; sequences are sorted by decreasing length so step ``t`` updates 
 run forward, a finished row is frozen (so its final state is the state at its last step); run in
 reverse, a row starts from ``h0`` when its first (last-in-time) step comes. Inactive positions of
 the output are zero, as in ``pad_packed_sequence``.
+
+The shared step helpers and the packed <-> padded Functions live in ``rnn_support`` and are
+re-exported here.
 """
 
 from __future__ import annotations
@@ -21,42 +24,20 @@ from ..autograd.function import Function
 from ..backend import cuda_fused
 from ._blas import step_blas
 from ._lowp import float32_compute
-
-
-def _steps(T: int, reverse: bool):
-    return range(T - 1, -1, -1) if reverse else range(T)
-
-
-def _active(batch_sizes, t: int, B: int) -> int:
-    return B if batch_sizes is None else int(batch_sizes[t])
-
-
-def _project(x, w_ih, bias):
-    """``x @ w_ih.T + bias`` for all time steps at once: (T, B, I) -> (T, B, G)."""
-    T, B, _ = x.shape
-    out = x.reshape(T * B, -1) @ w_ih.T
-    if bias is not None:
-        out += bias
-    return out.reshape(T, B, -1)
-
-
-def _weight_grads(ctx, x, g_pre, hprev, w_ih, g_hh=None):
-    """Input/weight/bias gradients from the per-step pre-activation gradients, one matmul each.
-
-    ``g_pre`` (T, B, G) is the gradient of the input projection; ``g_hh`` (default ``g_pre``) is
-    the gradient of the hidden projection ``h @ w_hh.T + b_hh``; ``hprev`` (T, B, P) the state
-    that entered each step.
-    """
-    need = ctx.needs_input_grad
-    T, B, G = g_pre.shape
-    g2 = g_pre.reshape(T * B, G)
-    gh2 = g2 if g_hh is None else g_hh.reshape(T * B, G)
-    dx = (g2 @ w_ih).reshape(x.shape) if need[0] else None
-    dw_ih = g2.T @ x.reshape(T * B, -1) if need[3] else None
-    dw_hh = gh2.T @ hprev.reshape(T * B, -1) if need[4] else None
-    db_ih = g2.sum(0) if need[5] else None
-    db_hh = gh2.sum(0) if need[6] else None
-    return dx, dw_ih, dw_hh, db_ih, db_hh
+from .rnn_support import (  # noqa: F401  (re-exported: every name stays importable here)
+    PackedToPadded,
+    PaddedToPacked,
+    _active,
+    _by_time,
+    _init_state,
+    _Need,
+    _outputs,
+    _project,
+    _steps,
+    _weight_grads,
+    _zero_inactive,
+    packed_indices,
+)
 
 
 @float32_compute
@@ -384,87 +365,3 @@ class RNNLayer(Function):
             _Need(need[0], need[2], need[3], need[4], need[5]), x, dP, _by_time(hs, reverse), w_ih
         )
         return (dx, dh if need[1] else None, dw_ih, dw_hh, db_ih, db_hh, None, None, None)
-
-
-class _Need:
-    """Adapts a layer's needs_input_grad to ``_weight_grads``' LSTM-style argument positions."""
-
-    __slots__ = ("needs_input_grad",)
-
-    def __init__(self, x, w_ih, w_hh, b_ih, b_hh):
-        self.needs_input_grad = (x, None, None, w_ih, w_hh, b_ih, b_hh)
-
-
-def _init_state(dst, init):
-    if init is None:
-        dst[...] = 0
-    else:
-        dst[...] = init
-
-
-def _by_time(hs, reverse):
-    """The state entering the step at each time index, from states kept in processing order."""
-    return hs[-2::-1] if reverse else hs[:-1]
-
-
-def _outputs(xp, hs, batch_sizes, reverse):
-    """The (T, B, P) output, by time, from states in processing order (a fresh array)."""
-    out = hs[:0:-1] if reverse else hs[1:]
-    out = xp.ascontiguousarray(out) if reverse else out.copy()
-    return out if batch_sizes is None else _zero_inactive(xp, out, batch_sizes)
-
-
-def _zero_inactive(xp, out, batch_sizes):
-    for t, n in enumerate(batch_sizes):
-        out[t, int(n) :] = 0
-    return out
-
-
-# ---- packed <-> padded (time-major) ------------------------------------------------------------
-def packed_indices(xp, batch_sizes, B: int):
-    """Flat row indices into a (T * B, ...) padded array for each packed row, in packed order."""
-    import numpy as np
-
-    bs = np.asarray(batch_sizes, dtype=np.int64)
-    starts = np.repeat(np.arange(len(bs), dtype=np.int64) * B, bs)
-    offsets = np.arange(int(bs.sum()), dtype=np.int64) - np.repeat(np.cumsum(bs) - bs, bs)
-    idx = starts + offsets
-    return idx if xp is np else xp.asarray(idx)
-
-
-class PackedToPadded(Function):
-    """(N, *F) packed rows -> (T, B, *F) time-major padded array (zeros elsewhere)."""
-
-    @staticmethod
-    def forward(ctx, data, batch_sizes, padding_value=0.0):
-        xp = ctx.xp
-        T, B = len(batch_sizes), int(batch_sizes[0])
-        idx = packed_indices(xp, batch_sizes, B)
-        out = xp.full((T * B,) + data.shape[1:], padding_value, dtype=data.dtype)
-        out[idx] = data
-        ctx.idx = idx
-        return out.reshape((T, B) + data.shape[1:])
-
-    @staticmethod
-    def backward(ctx, grad):
-        return grad.reshape((-1,) + grad.shape[2:])[ctx.idx], None, None
-
-
-class PaddedToPacked(Function):
-    """(T, B, *F) time-major padded array -> (N, *F) packed rows."""
-
-    @staticmethod
-    def forward(ctx, padded, batch_sizes):
-        xp = ctx.xp
-        T, B = padded.shape[0], padded.shape[1]
-        idx = packed_indices(xp, batch_sizes, B)
-        ctx.idx, ctx.shape = idx, padded.shape
-        return padded.reshape((T * B,) + padded.shape[2:])[idx]
-
-    @staticmethod
-    def backward(ctx, grad):
-        xp = ctx.xp
-        shape = ctx.shape
-        out = xp.zeros((shape[0] * shape[1],) + shape[2:], dtype=grad.dtype)
-        out[ctx.idx] = grad
-        return out.reshape(shape), None
