@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from .._legacy_types import make_types as _make_types
 from ..backend.device import device_count, is_available
-from . import memory, nvtx, profiler, random, streams
+from . import memory, nccl, nvtx, profiler, random, streams
 from ._lazy import cupy_or_raise as _cupy
 from ._lazy import device_index as _device_index
 from ._lazy import has_cuda as _has_cuda

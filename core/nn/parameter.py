@@ -48,6 +48,11 @@ class Parameter(Tensor):
     """
 
     def __new__(cls, data: Tensor | None = None, requires_grad: bool = True):
+        as_parameter = getattr(type(data), "_as_parameter", None)
+        if cls is Parameter and as_parameter is not None:
+            # a tensor type outside core says how it becomes a parameter: nn.Parameter(dtensor)
+            # is a DTensorParameter, as PyTorch's is a Parameter holding the DTensor
+            return as_parameter(data, requires_grad)
         p = object.__new__(cls)
         _init_alias(p, _as_tensor(data), requires_grad)
         return p

@@ -25,7 +25,7 @@ AVAILABLE = njit is not None
 
 
 def _jit(fn):
-    return njit(cache=True, fastmath=True, nogil=True)(fn) if AVAILABLE else fn
+    return njit(cache=True, fastmath=True, nogil=True, error_model="numpy")(fn) if AVAILABLE else fn
 
 
 @_jit

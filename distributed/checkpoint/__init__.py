@@ -7,6 +7,7 @@ it needs. ``state_dict.get_state_dict`` / ``set_state_dict`` give model and opti
 dicts (plain, DDP, FSDP) in the form DCP reshards. See docs/checkpointing.md.
 """
 
+from ._deprecated import load_state_dict, save_state_dict
 from .filesystem import FileSystemReader, FileSystemWriter
 from .metadata import BytesStorageMetadata, ChunkStorageMetadata, Metadata, TensorStorageMetadata
 from .state_dict_loader import load
@@ -21,5 +22,7 @@ __all__ = [
     "TensorStorageMetadata",
     "async_save",
     "load",
+    "load_state_dict",
     "save",
+    "save_state_dict",
 ]

@@ -82,7 +82,8 @@ def _options(options, allow_broadcast: bool = False) -> StateDictOptions:
         raise NotImplementedError("StateDictOptions: flatten_optimizer_state_dict is not supported")
     if options.broadcast_from_rank0 and not allow_broadcast:
         raise NotImplementedError(
-            "StateDictOptions: broadcast_from_rank0 is supported by set_model_state_dict only"
+            "StateDictOptions: broadcast_from_rank0 is supported by set_optimizer_state_dict "
+            "and set_model_state_dict only"
         )
     if options.broadcast_from_rank0 and not options.full_state_dict:
         raise ValueError("full_state_dict must be True when broadcast_from_rank0 is True.")
@@ -189,7 +190,9 @@ def set_model_state_dict(
     inner = _unwrap(model)
     reshard_fully_shard(inner)
     local = from_dtensors(model_state_dict, dtensor_params(inner), optim=False)
-    return inner.load_state_dict(local, strict=strict)
+    # a model built on the meta device takes the tensors themselves, as in PyTorch
+    assign = any(p.is_meta for p in inner.parameters())
+    return inner.load_state_dict(local, strict=strict, assign=assign)
 
 
 # ---- optimizer ------------------------------------------------------------------------------
@@ -290,8 +293,15 @@ def set_optimizer_state_dict(
     options: StateDictOptions | None = None,
 ) -> None:
     """Load name-keyed optimizer state (from :func:`get_optimizer_state_dict`, filled by
-    ``load``) into ``optimizers``."""
-    options = _options(options)
+    ``load``) into ``optimizers``; with ``broadcast_from_rank0`` only rank 0's dict is read
+    (sent whole to the other ranks, which then keep their pieces)."""
+    options = _options(options, allow_broadcast=True)
+    if options.broadcast_from_rank0:
+        import ember.distributed as dist
+
+        box = [optim_state_dict if dist.get_rank() == 0 else None]
+        dist.broadcast_object_list(box, src=0)
+        optim_state_dict = box[0]
     for key in ("state", "param_groups"):
         if key not in optim_state_dict:
             raise KeyError(f"set_optimizer_state_dict: the state dict has no {key!r}")

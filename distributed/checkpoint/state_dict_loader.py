@@ -46,8 +46,9 @@ def load(
         RuntimeError: naming every missing key and every tensor whose global shape differs
             (both shapes); nothing is loaded then.
     """
-    if planner is not None:
-        raise NotImplementedError("load: custom planners are not supported")
+    from .default_planner import DefaultLoadPlanner, check_planner
+
+    check_planner(planner, DefaultLoadPlanner, "load")
     if storage_reader is None:
         if checkpoint_id is None:
             raise ValueError("load: give checkpoint_id (a directory) or storage_reader")

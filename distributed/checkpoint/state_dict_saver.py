@@ -206,8 +206,9 @@ def save(
     Returns:
         The checkpoint's :class:`Metadata`.
     """
-    if planner is not None:
-        raise NotImplementedError("save: custom planners are not supported")
+    from .default_planner import DefaultSavePlanner, check_planner
+
+    check_planner(planner, DefaultSavePlanner, "save")
     writer = _writer(checkpoint_id, storage_writer)
     group = _Group(process_group, no_dist)
     md, staging, mine, local = _prepare(state_dict, group, writer, copy=False)

@@ -7,6 +7,7 @@ inherits them from ``_StateDictMethods``."""
 from __future__ import annotations
 
 import contextlib
+import warnings
 
 from ember.nn import Module
 
@@ -128,6 +129,54 @@ class _StateDictMethods:
         """The optimizer state keyed by original parameter names: full tensors
         (``FULL_STATE_DICT``) or this rank's pieces (``SHARDED_STATE_DICT``)."""
         return _osd.optim_state_dict(model, optim, optim_state_dict)
+
+    @staticmethod
+    def full_optim_state_dict(
+        model: Module, optim, optim_input=None, rank0_only: bool = True, group=None
+    ) -> dict:
+        """Deprecated PyTorch API (use :meth:`optim_state_dict`): the full optimizer state
+        keyed by original parameter names, on rank 0 only (``{}`` elsewhere) unless
+        ``rank0_only=False``. Every rank must call it (it gathers)."""
+        warnings.warn(
+            "FSDP.full_optim_state_dict is deprecated; use FSDP.optim_state_dict with "
+            "StateDictType.FULL_STATE_DICT",
+            FutureWarning,
+            stacklevel=2,
+        )
+        if optim_input is not None:
+            raise NotImplementedError("full_optim_state_dict: optim_input is not supported")
+        with _StateDictMethods.state_dict_type(
+            model,
+            StateDictType.FULL_STATE_DICT,
+            FullStateDictConfig(),
+            FullOptimStateDictConfig(rank0_only=rank0_only),
+        ):
+            osd = _osd.optim_state_dict(model, optim, None)
+        from .. import distributed_c10d as c10d
+
+        return {} if rank0_only and c10d.get_rank() != 0 else osd
+
+    @staticmethod
+    def scatter_full_optim_state_dict(
+        full_optim_state_dict: dict | None,
+        model: Module,
+        optim_input=None,
+        optim=None,
+        group=None,
+    ) -> dict:
+        """Deprecated PyTorch API: rank 0's :meth:`full_optim_state_dict` sent to every rank
+        and turned into what ``optim.load_state_dict`` takes there (``optim`` is required:
+        ember orders the state by the optimizer's parameters)."""
+        if optim is None:
+            raise TypeError(
+                "scatter_full_optim_state_dict: pass optim= (the optimizer to load into)"
+            )
+        import ember.distributed as dist
+
+        box = [full_optim_state_dict if dist.get_rank() == 0 else None]
+        dist.broadcast_object_list(box, src=0)
+        with _StateDictMethods.state_dict_type(model, StateDictType.FULL_STATE_DICT):
+            return _osd.to_load(model, optim, box[0])
 
     @staticmethod
     def optim_state_dict_to_load(

@@ -13,6 +13,7 @@ __all__ = [
     "StateDictConfig",
     "FullStateDictConfig",
     "ShardedStateDictConfig",
+    "LocalStateDictConfig",
     "OptimStateDictConfig",
     "FullOptimStateDictConfig",
     "ShardedOptimStateDictConfig",
@@ -96,6 +97,12 @@ class FullStateDictConfig(StateDictConfig):
 class ShardedStateDictConfig(StateDictConfig):
     """Options of ``StateDictType.SHARDED_STATE_DICT``: each rank saves and loads only its own
     shards (``offload_to_cpu`` as in :class:`StateDictConfig`)."""
+
+
+@dataclass
+class LocalStateDictConfig(StateDictConfig):
+    """PyTorch's options class of ``LOCAL_STATE_DICT`` (flat parameters), importable for
+    programs that name it; ember has no ``LOCAL_STATE_DICT``: use ``SHARDED_STATE_DICT``."""
 
 
 @dataclass

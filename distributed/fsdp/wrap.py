@@ -8,6 +8,7 @@ an FSDP unit. Wrapping goes bottom-up, so inner units form first.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Callable, Iterable
 
@@ -19,6 +20,8 @@ __all__ = [
     "transformer_auto_wrap_policy",
     "lambda_auto_wrap_policy",
     "always_wrap_policy",
+    "enable_wrap",
+    "wrap",
 ]
 
 
@@ -127,3 +130,31 @@ def _as_policy(policy) -> Callable:
     raise TypeError(
         f"auto_wrap_policy must be callable or a set of module classes, got {type(policy).__name__}"
     )
+
+
+# ---- manual wrapping: enable_wrap / wrap ------------------------------------------------------
+_WRAP_CONTEXT: list[tuple[Callable, dict]] = []
+
+
+@contextlib.contextmanager
+def enable_wrap(*, wrapper_cls: Callable, **wrapper_kwargs):
+    """Within the block, :func:`wrap` wraps modules with ``wrapper_cls(module, **kwargs)``
+    (e.g. ``enable_wrap(wrapper_cls=FSDP, mixed_precision=...)``). Blocks do not nest."""
+    if _WRAP_CONTEXT:
+        raise NotImplementedError("enable_wrap: the context is already active; it cannot nest")
+    if wrapper_cls is None:
+        raise ValueError("enable_wrap: expected a wrapper_cls, got None")
+    _WRAP_CONTEXT.append((wrapper_cls, dict(wrapper_kwargs)))
+    try:
+        yield
+    finally:
+        _WRAP_CONTEXT.pop()
+
+
+def wrap(module: Module, **wrap_overrides):
+    """``module`` wrapped with :func:`enable_wrap`'s ``wrapper_cls`` and keyword arguments
+    (``wrap_overrides`` win), or ``module`` itself outside an ``enable_wrap`` block."""
+    if not _WRAP_CONTEXT:
+        return module
+    wrapper_cls, kwargs = _WRAP_CONTEXT[-1]
+    return wrapper_cls(module, **{**kwargs, **wrap_overrides})

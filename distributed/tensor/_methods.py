@@ -58,8 +58,16 @@ def _no_array(self, *args, **kwargs):
     )
 
 
+def _as_parameter(self, requires_grad: bool = True):
+    # ``nn.Parameter(dtensor)`` (core's Parameter asks the type): a DTensorParameter
+    from .parallel._param import DTensorParameter
+
+    return DTensorParameter(self, requires_grad)
+
+
 _METHODS = {
     "__array__": _no_array,
+    "_as_parameter": _as_parameter,
     "__add__": _binop("add"),
     "__radd__": _binop("add", reverse=True),
     "__sub__": _binop("sub"),

@@ -10,4 +10,5 @@ from .efficientnet import *  # noqa: F403
 from .mobilenetv2 import *  # noqa: F403
 from .mobilenetv3 import *  # noqa: F403
 from .resnet import *  # noqa: F403
+from .vgg import *  # noqa: F403
 from .vision_transformer import *  # noqa: F403
