@@ -146,7 +146,7 @@ def export(
         input_names / output_names: names of the graph's inputs/outputs, in order.
         dynamic_axes: ``{name: {axis: "dim_name"}}`` or ``{name: [axis, ...]}`` for inputs and
             outputs whose sizes vary (batch, sequence length).
-        opset_version: the ONNX opset (default 17; 14 to 21 are accepted).
+        opset_version: the ONNX opset (default 17; 11 to 21 are accepted).
         export_params: store the weights as initializers (``False``: weights become inputs).
         training: ``TrainingMode.EVAL`` (default) puts the model in eval mode during export.
         dynamo: accepted for torch's API; ``True`` returns an :class:`ONNXProgram` wrapping

@@ -93,6 +93,7 @@ class Ctx:
         self.initializers: list = []
         self._names: set[str] = set()
         self._const_cache: dict[tuple, str] = {}
+        self._const_values: dict[str, np.ndarray] = {}  # small constants, for _opsets
         self.module_path = ""  # the module whose node is being lowered (for error messages)
         self.ex: Any = None  # the example value of the node being lowered
         self.tensor_hints: dict[int, str] = {}  # id(weight) -> its attribute path
@@ -115,15 +116,25 @@ class Ctx:
         self._names.add(name)
         return name
 
-    def op(self, op_type: str, inputs: list, n_out: int = 1, domain: str = "", **attrs: Any):
-        """Emit one node; ``inputs`` may mix names, Syms, constants ('' = omitted input)."""
+    def op(
+        self, op_type: str, inputs: list, n_out: int = 1, domain: str = "", _raw=False, **attrs: Any
+    ):
+        """Emit one node; ``inputs`` may mix names, Syms, constants ('' = omitted input).
+        Below opset 15 the node is rewritten to the opset's form (``_opsets``) unless
+        ``_raw`` (a node already in that form)."""
+        attrs = {k: v for k, v in attrs.items() if v is not None}
+        if self.opset < 15 and not domain and not _raw:  # forms that changed since: see _opsets
+            from ._opsets import adapt
+
+            out = adapt(self, op_type, list(inputs), n_out, attrs)
+            if out is not None:
+                return out
         names = [
             "" if i is None or (isinstance(i, str) and i == "") else self.name_of(i) for i in inputs
         ]
         while names and names[-1] == "":
             names.pop()
         outs = [self.fresh(op_type.lower()) for _ in range(n_out)]
-        attrs = {k: v for k, v in attrs.items() if v is not None}
         self.nodes.append(
             self.helper.make_node(
                 op_type,
@@ -171,7 +182,18 @@ class Ctx:
         self.initializers.append(self.numpy_helper.from_array(arr.copy(order="C"), nm))
         if key is not None:
             self._const_cache[key] = nm
+        if arr.dtype == np.int64 and arr.ndim <= 1:  # axes / sizes that _opsets may need
+            self._const_values[nm] = arr
         return nm
+
+    def const_value(self, v: Any) -> np.ndarray | None:
+        """The value of a small constant (an initializer name made by ``const``, a constant
+        tensor or array); None for run-time values."""
+        if isinstance(v, str):
+            return self._const_values.get(v)
+        if isinstance(v, Sym) or v is None:
+            return None
+        return _np_of(v)
 
     def out_dtype(self) -> np.dtype:
         """The numpy dtype of the node being lowered (from its example value)."""

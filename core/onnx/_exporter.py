@@ -30,7 +30,7 @@ from ._lowering import (  # noqa: F401  (re-exported: _program and _ops_control 
 from ._tracer import _Root, _select_mode, make_tracer  # noqa: F401
 
 DEFAULT_OPSET = 17
-_MIN_OPSET, _MAX_OPSET = 14, 21
+_MIN_OPSET, _MAX_OPSET = 11, 21
 
 
 def _split_args(args: Any, kwargs: dict | None) -> tuple[tuple, dict]:
@@ -283,6 +283,10 @@ def _build_model(
                 onnx, nm, ex, _axes_of(dyn.get(nm), nm), v.dyn if isinstance(v, Sym) else None
             )
         )
+    if opset < 13:
+        from ._opsets import drop_unused_constants
+
+        drop_unused_constants(ctx)
     inits = ctx.initializers
     if not export_params or keep_initializers_as_inputs:
         # weights become graph inputs (without values unless kept as initializers too)

@@ -161,4 +161,5 @@ def _log_softmax(ctx, x, dim=None, _stacklevel=3, dtype=None):
 
 @fn("softmin")
 def _softmin(ctx, x, dim=None, _stacklevel=3, dtype=None):
-    return ctx.op("Softmax", [ctx.op("Neg", [x])], axis=_softmax_dim(x, dim))
+    neg = Sym(ctx.op("Neg", [x]), x.ex)  # a Sym: its rank matters below opset 13
+    return ctx.op("Softmax", [neg], axis=_softmax_dim(x, dim))

@@ -40,7 +40,12 @@ def linear(ctx, x, weight, bias=None):
 
 @fn("bilinear")
 def bilinear(ctx, x1, x2, weight, bias=None):
-    out = ctx.op("Einsum", [x1, weight, x2], equation="...i,oij,...j->...o")
+    if ctx.opset >= 12:
+        out = ctx.op("Einsum", [x1, weight, x2], equation="...i,oij,...j->...o")
+    else:  # no Einsum before 12: [..., 1, 1, I] @ [O, I, J] -> [..., O, J], times x2, summed
+        xw = ctx.squeeze(ctx.op("MatMul", [ctx.unsqueeze(x1, [-2, -3]), weight]), [-2])
+        prod = ctx.op("Mul", [xw, ctx.unsqueeze(x2, [-2])])
+        out = ctx.reduce("ReduceSum", prod, [-1], False)
     return ctx.op("Add", [out, bias]) if bias is not None else out
 
 
