@@ -124,12 +124,17 @@ def test_failure_restarts_from_latest_checkpoint(tmp_path, sigkill):
 
 
 def _failing_loop():
+    import time
+
     def inner_helper():
         raise KeyError("the worker's own message")
 
     if get_context().get_world_rank() == 1:
+        time.sleep(0.5)
         inner_helper()
-    report({"ok": 1})
+    end = time.monotonic() + 2.0
+    while time.monotonic() < end:  # reports keep coming while the driver handles the failure
+        report({"ok": 1})
 
 
 def _failure_message(loop, tmp_path) -> str:
@@ -144,10 +149,12 @@ def _failure_message(loop, tmp_path) -> str:
     return str(info.value)
 
 
-def test_failure_without_restarts_shows_worker_traceback(tmp_path):
+# One run shows both: the failing worker's own traceback, and that rank 0, which keeps
+# reporting (through the socket inbox) while the driver handles rank 1's failure, is not blamed.
+def test_failure_without_restarts_shows_worker_traceback_not_a_reporting_peer(tmp_path):
     msg = _failure_message(_failing_loop, tmp_path)
-    assert "rank 1" in msg and "inner_helper" in msg and "the worker's own message" in msg
-    assert "1 failure(s)" in msg
+    assert "rank 1" in msg and "inner_helper" in msg and "the worker's own message" in msg, msg
+    assert "1 failure(s)" in msg, msg[-2000:]
 
 
 def _reporting_while_a_peer_fails():
@@ -161,11 +168,13 @@ def _reporting_while_a_peer_fails():
         report({"ok": 1})
 
 
-@pytest.mark.parametrize("inbox", ["socket", pytest.param("actor", marks=pytest.mark.full)])
-def test_a_healthy_rank_reporting_during_a_failure_is_not_blamed(tmp_path, monkeypatch, inbox):
+# The socket inbox's case runs in CI within the test above; the actor inbox's with
+# EMBER_FULL_TESTS=1 (its reports are covered by the Ray Client test at the end of this file).
+@pytest.mark.full
+def test_a_healthy_rank_reporting_during_a_failure_is_not_blamed_actor_inbox(tmp_path, monkeypatch):
     from ember.distributed.train import reports
 
-    monkeypatch.setattr(reports, "_workers_can_connect", lambda: inbox == "socket")
+    monkeypatch.setattr(reports, "_workers_can_connect", lambda: False)
     msg = _failure_message(_reporting_while_a_peer_fails, tmp_path)
     assert "rank 1" in msg and "rank 1's own failure" in msg, msg[-2000:]
 
