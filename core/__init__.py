@@ -339,6 +339,7 @@ def __getattr__(name):
     if name in (
         "nn",
         "optim",
+        "overrides",
         "utils",
         "distributed",
         "distributions",

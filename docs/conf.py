@@ -58,6 +58,8 @@ API_NAMESPACES = [
     "ember.linalg",
     "ember.fft",
     "ember.special",
+    "ember.sparse",
+    "ember.overrides",
     "ember.signal.windows",
     "ember.random",
     "ember.quasirandom",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+from .._torch_function import torch_function_dispatch
 from ..autograd.function import Function
 from ..backend.dtype import get_default_dtype
 from ..tensor import Tensor
@@ -189,6 +190,7 @@ def imag(input: Tensor) -> Tensor:
     return Imag.apply(input)
 
 
+@torch_function_dispatch()
 def view_as_real(input: Tensor) -> Tensor:
     """A complex tensor of shape ``(*)`` as a real tensor of shape ``(*, 2)`` holding the real
     and imaginary parts.
@@ -198,6 +200,7 @@ def view_as_real(input: Tensor) -> Tensor:
     return ViewAsReal.apply(input)
 
 
+@torch_function_dispatch()
 def view_as_complex(input: Tensor) -> Tensor:
     """A real tensor of shape ``(*, 2)`` as a complex tensor of shape ``(*)``, the last dimension
     holding the real and imaginary parts.
@@ -246,6 +249,7 @@ def complex(real: Tensor, imag: Tensor) -> Tensor:  # noqa: A001 - torch.complex
     return Complex.apply(real, imag)
 
 
+@torch_function_dispatch(2)
 def polar(abs: Tensor, angle: Tensor) -> Tensor:  # noqa: A002 - PyTorch's argument names
     """The complex tensor ``abs * (cos(angle) + i sin(angle))`` from magnitudes and phases."""
     _check_float_pair("polar", abs, angle)

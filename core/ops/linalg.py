@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import string
 
+from .._torch_function import torch_function_dispatch
 from ..amp._state import autocast_op
 from ..autograd.function import Function
 from ..tensor import Tensor
@@ -85,6 +86,7 @@ def _dtype_error(a, b):
     return RuntimeError(f"expected scalar type {na} but found {nb}")
 
 
+@torch_function_dispatch(2)
 @autocast_op("matmul")
 def matmul(input, other):
     """The matrix product of two tensors, with NumPy's broadcasting rules: 1-D operands are
@@ -177,6 +179,7 @@ def dot(input, other):
     return matmul(input, other)
 
 
+@torch_function_dispatch(2)
 @autocast_op("outer")
 def outer(input, vec2):
     """The outer product of two vectors: ``out[i, j] = input[i] * vec2[j]``."""

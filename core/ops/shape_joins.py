@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import builtins
 
+from .._torch_function import torch_function_dispatch
 from ..autograd.function import Function
 from ._util import result_dtype, wrap_dim
 from .convert import to_dtype_op
@@ -105,6 +106,7 @@ def _same_dtype(tensors):
     return [to_dtype_op(t, rt) for t in tensors]
 
 
+@torch_function_dispatch(sequence=True)
 def cat(tensors, dim=0):
     """The tensors joined along the existing dimension ``dim``; their other sizes must match.
     Empty 1-D tensors are skipped, as in PyTorch.
@@ -137,6 +139,7 @@ def cat(tensors, dim=0):
 concat = concatenate = cat
 
 
+@torch_function_dispatch(sequence=True)
 def stack(tensors, dim=0):
     """The tensors (all of one shape) joined along a new dimension ``dim``."""
     tensors = _same_dtype(list(tensors))

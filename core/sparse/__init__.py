@@ -99,7 +99,9 @@ def _dense_refusal(name: str, what: str = "sparse coordinate tensor", error=Runt
         raise error(f"{name} expected {what} layout but got Strided")
 
     method.__name__ = name
-    method.__doc__ = f"Sparse tensors only (:class:`ember.sparse.SparseTensor`): ``{name}``."
+    # no cross-reference: SparseTensor has no page in the API reference (a broken reference
+    # fails the docs build)
+    method.__doc__ = f"Sparse COO tensors only (``layout=ember.sparse_coo``): ``{name}``."
     return method
 
 

@@ -8,7 +8,7 @@ which ember's ``nn.functional`` does not dispatch to by itself.
 
 from __future__ import annotations
 
-from . import _attention, _nn_ops, _pointwise, _view
+from . import _attention, _nn_ops, _pointwise, _torch_function, _view
 from ._api import DTensor
 
 __all__: list[str] = []
@@ -103,6 +103,8 @@ _METHODS = {
     "backward": _backward,
     "requires_grad": property(lambda self: self._local_tensor.requires_grad),
 }
+
+_METHODS.update(_torch_function.METHODS)  # __torch_function__ and the dtype methods
 
 for _name, _fn in _METHODS.items():
     setattr(DTensor, _name, _fn)

@@ -24,7 +24,14 @@ __all__ = ["binary", "unary", "reduce", "softmax"]
 
 # how an elementwise op treats Partial operands: "add" is linear in every operand (P + P is
 # P), "mul" in each one separately (P * R is P), "div" in its numerator only; masked_fill in none
-_LINEARITY = {"add": "add", "sub": "add", "mul": "mul", "div": "div", "masked_fill": "none"}
+_LINEARITY = {
+    "add": "add",
+    "sub": "add",
+    "mul": "mul",
+    "div": "div",
+    "masked_fill": "none",
+    "polar": "none",
+}
 
 
 def _broadcast_shape(a, b) -> tuple[int, ...]:

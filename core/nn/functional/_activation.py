@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 
 from ... import ops
+from ..._torch_function import torch_function_dispatch
 from ...amp._state import autocast_op
 from ...backend.dtype import to_dtype
 from ...ops import activation_ops as A
@@ -171,6 +172,7 @@ def celu_(input: Tensor, alpha: float = 1.0) -> Tensor:
     return celu(input, alpha, inplace=True)
 
 
+@torch_function_dispatch()
 def gelu(input: Tensor, approximate: str = "none") -> Tensor:
     r""":math:`x \Phi(x)` (exact, with erf) or its tanh approximation."""
     if approximate not in ("none", "tanh"):
@@ -178,6 +180,7 @@ def gelu(input: Tensor, approximate: str = "none") -> Tensor:
     return nn_ops.Gelu.apply(input, approximate)
 
 
+@torch_function_dispatch()
 def silu(input: Tensor, inplace: bool = False) -> Tensor:
     r""":math:`x \sigma(x)`."""
     return _maybe_inplace(A.Silu.apply, "silu_", input, inplace)
@@ -250,6 +253,7 @@ def _scalar(t: Tensor) -> str:
     return scalar_name(t)
 
 
+@torch_function_dispatch()
 @autocast_op("softmax")
 def softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype=None) -> Tensor:
     r""":math:`e^{x_i} / \sum_j e^{x_j}` along ``dim``."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 from ... import ops
+from ..._torch_function import torch_function_dispatch
 from ...amp._state import autocast_op
 from ...backend.device import get_array_module
 from ...ops.attention import MultiHeadAttentionCore, _masked_to_bias
@@ -21,6 +22,7 @@ from ._linear import linear
 __all__ = ["scaled_dot_product_attention", "multi_head_attention_forward"]
 
 
+@torch_function_dispatch(3)
 @autocast_op("scaled_dot_product_attention")
 def scaled_dot_product_attention(
     query: Tensor,

@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 
 from ... import ops
+from ..._torch_function import torch_function_dispatch
 from ...amp._state import autocast_op
 from ...autograd import grad_mode
 from ...backend.device import get_array_module
@@ -305,6 +306,7 @@ def _apply_mask(input: Tensor, mask, inplace: bool) -> Tensor:
     return nn_ops.MaskMul.apply(input, mask)
 
 
+@torch_function_dispatch()
 def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
     r"""Zero each element with probability ``p`` and scale the rest by :math:`1/(1-p)`."""
     _check_p(p)
