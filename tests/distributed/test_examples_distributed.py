@@ -110,9 +110,9 @@ def _shard(model):
     return model
 
 
-def _fsdp2_resume_from_full_state_dict():
+def _trained_one_step():
+    """The example's model, sharded, after one Adam step on this rank's tokens (returned too)."""
     import ember.distributed as dist
-    from ember.distributed.tensor import distribute_tensor
 
     ember.manual_seed(0)
     trained = _shard(_tiny_model())
@@ -120,6 +120,13 @@ def _fsdp2_resume_from_full_state_dict():
     tokens = ember.randint(0, 16, (4, 6), generator=ember.Generator().manual_seed(dist.get_rank()))
     trained(tokens).sum().backward()
     opt.step()
+    return trained, opt, tokens
+
+
+def _fsdp2_resume_from_full_state_dict():
+    from ember.distributed.tensor import distribute_tensor
+
+    trained, opt, tokens = _trained_one_step()
     # the example's save: every rank gathers, rank 0 would write
     full_sd = {k: v.full_tensor() for k, v in trained.state_dict().items()}
 
@@ -176,12 +183,7 @@ def _fsdp2_dcp_api_resume():
     )
 
     full = StateDictOptions(full_state_dict=True, cpu_offload=True)
-    ember.manual_seed(0)
-    trained = _shard(_tiny_model())
-    opt = ember.optim.Adam(trained.parameters(), lr=1e-2)
-    tokens = ember.randint(0, 16, (4, 6), generator=ember.Generator().manual_seed(dist.get_rank()))
-    trained(tokens).sum().backward()
-    opt.step()
+    trained, opt, tokens = _trained_one_step()
     opt.zero_grad()
     model_sd = get_model_state_dict(trained, options=full)
     optim_sd = get_optimizer_state_dict(trained, opt, options=full)
