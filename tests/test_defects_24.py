@@ -255,7 +255,28 @@ def token_cluster(tmp_path_factory):
         yield path, root, ember_cli
     finally:
         down = ember_cli("down", path)
+        if down.returncode != 0:
+            _kill_processes_under(root)  # leave no Ray behind for the tests after this one
         assert down.returncode == 0 and "is down" in down.stdout, down.stdout + down.stderr
+
+
+def _kill_processes_under(root: str) -> None:
+    """SIGKILL every process whose command line names ``root`` (the cluster's temp dir: its
+    Ray daemons and workers), for a teardown whose ``ember down`` failed."""
+    import os
+    import signal
+
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmdline = f.read().decode(errors="replace")
+        except OSError:
+            continue
+        if root in cmdline and int(pid) != os.getpid():
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except OSError:
+                pass
 
 
 @pytest.mark.slow
