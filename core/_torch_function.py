@@ -16,15 +16,10 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 
+from .overrides import _overloads, handle_torch_function
 from .tensor import Tensor
 
 __all__ = ["torch_function_dispatch"]
-
-
-def _overloaded(x) -> bool:
-    # the hot path: plain tensors (and numbers) leave at the first test
-    t = type(x)
-    return t is not Tensor and getattr(t, "__torch_function__", None) is not None
 
 
 def torch_function_dispatch(n: int = 1, *, sequence: bool = False) -> Callable:
@@ -41,9 +36,8 @@ def torch_function_dispatch(n: int = 1, *, sequence: bool = False) -> Callable:
                     seq = args[0]
                     if isinstance(seq, (list, tuple)):
                         for x in seq:
-                            if type(x) is not Tensor and _overloaded(x):
-                                from .overrides import handle_torch_function
-
+                            # plain tensors leave at the exact-type test (the hot path)
+                            if type(x) is not Tensor and _overloads(x):
                                 return handle_torch_function(wrapper, seq, *args, **kwargs)
                 return fn(*args, **kwargs)
 
@@ -51,9 +45,7 @@ def torch_function_dispatch(n: int = 1, *, sequence: bool = False) -> Callable:
 
             @functools.wraps(fn)
             def wrapper(*args, **kwargs):
-                if args and type(args[0]) is not Tensor and _overloaded(args[0]):
-                    from .overrides import handle_torch_function
-
+                if args and type(args[0]) is not Tensor and _overloads(args[0]):
                     return handle_torch_function(wrapper, args[:1], *args, **kwargs)
                 return fn(*args, **kwargs)
 
@@ -62,9 +54,7 @@ def torch_function_dispatch(n: int = 1, *, sequence: bool = False) -> Callable:
             @functools.wraps(fn)
             def wrapper(*args, **kwargs):
                 for x in args[:n]:
-                    if type(x) is not Tensor and _overloaded(x):
-                        from .overrides import handle_torch_function
-
+                    if type(x) is not Tensor and _overloads(x):
                         return handle_torch_function(wrapper, args[:n], *args, **kwargs)
                 return fn(*args, **kwargs)
 

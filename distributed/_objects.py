@@ -52,6 +52,15 @@ def broadcast_object_list(
             object_list[i] = _unpack(_interop.array_of(data)[offsets[i] : offsets[i + 1]])
 
 
+def object_from_rank0(obj, group=None):
+    """Rank 0's ``obj`` on every rank (the other ranks' argument is ignored): the
+    "rank 0 decides, everyone follows" step of checkpoint and state-dict loading."""
+    pg = resolve_group(group)
+    box = [obj if pg is None or pg.rank() == 0 else None]
+    broadcast_object_list(box, group=group, group_src=0)
+    return box[0]
+
+
 def all_gather_object(object_list: list, obj, group=None) -> None:
     """``object_list[i]`` on every rank becomes rank ``i``'s ``obj``."""
     pg = resolve_group(group)

@@ -8,6 +8,10 @@ import re
 
 import numpy as np
 
+from ..ops.convert import Cast
+from ..ops.elementwise_binary import Add, Mul
+from ..ops.linalg import Matmul
+from ..ops.reduction_sum import Sum
 from ._coo import SparseTensor, _unsupported
 from ._ops import add, matmul, mul
 from ._ops import sum as _sparse_sum
@@ -21,22 +25,14 @@ def _refuse(op: str):
     return method
 
 
-def _route_matmul(args, kwargs):
-    return matmul(args[0], args[1])
-
-
 def _route_sum(args, kwargs):
     x, dims = args[0], (args[1] if len(args) > 1 else None)
     keepdim = bool(args[2]) if len(args) > 2 else False
     return _sparse_sum(x, dims, keepdim)
 
 
-def _route_add(args, kwargs):
-    return add(args[0], args[1])
-
-
-def _route_mul(args, kwargs):
-    return mul(args[0], args[1])
+def _binary(rule):
+    return lambda args, kwargs: rule(args[0], args[1])
 
 
 def _route_cast(args, kwargs):
@@ -49,19 +45,20 @@ def _route_cast(args, kwargs):
     return x.to(from_numpy_dtype(dt))
 
 
+# keyed by the op classes themselves (not their names), so a renamed op keeps its rule
 _ROUTES = {
-    "Matmul": _route_matmul,
-    "Sum": _route_sum,
-    "Add": _route_add,
-    "Mul": _route_mul,
-    "Cast": _route_cast,
+    Matmul: _binary(matmul),
+    Sum: _route_sum,
+    Add: _binary(add),
+    Mul: _binary(mul),
+    Cast: _route_cast,
 }
 
 
 def sparse_apply(cls, args, kwargs):
     """Where ``Function.apply`` sends an op that reached a sparse tensor: its sparse rule, or
     ``NotImplementedError`` naming the op and the layout."""
-    route = _ROUTES.get(cls.__name__)
+    route = _ROUTES.get(cls)
     if route is not None:
         return route(args, kwargs)
     name = re.sub(r"(?<!^)(?=[A-Z])", "_", cls.__name__).lower()  # MaxPool2d -> max_pool2d

@@ -297,11 +297,9 @@ def set_optimizer_state_dict(
     (sent whole to the other ranks, which then keep their pieces)."""
     options = _options(options, allow_broadcast=True)
     if options.broadcast_from_rank0:
-        import ember.distributed as dist
+        from .._objects import object_from_rank0
 
-        box = [optim_state_dict if dist.get_rank() == 0 else None]
-        dist.broadcast_object_list(box, src=0)
-        optim_state_dict = box[0]
+        optim_state_dict = object_from_rank0(optim_state_dict)
     for key in ("state", "param_groups"):
         if key not in optim_state_dict:
             raise KeyError(f"set_optimizer_state_dict: the state dict has no {key!r}")

@@ -171,12 +171,11 @@ class _StateDictMethods:
             raise TypeError(
                 "scatter_full_optim_state_dict: pass optim= (the optimizer to load into)"
             )
-        import ember.distributed as dist
+        from .._objects import object_from_rank0
 
-        box = [full_optim_state_dict if dist.get_rank() == 0 else None]
-        dist.broadcast_object_list(box, src=0)
+        full = object_from_rank0(full_optim_state_dict)
         with _StateDictMethods.state_dict_type(model, StateDictType.FULL_STATE_DICT):
-            return _osd.to_load(model, optim, box[0])
+            return _osd.to_load(model, optim, full)
 
     @staticmethod
     def optim_state_dict_to_load(

@@ -28,7 +28,7 @@ import ember
 from ember import _interop, _tempfiles
 
 from .. import distributed_c10d as c10d
-from .._objects import broadcast_object_list
+from .._objects import object_from_rank0
 from . import _swap
 from ._state_dict import SHARD_META, as_array, is_piece
 from .api import StateDictType
@@ -60,9 +60,7 @@ def save_sharded_checkpoint(checkpoint_dir: str, model, optimizer=None, extra=No
     """
     rank, world = c10d.get_rank(), c10d.get_world_size()
     final = os.path.abspath(checkpoint_dir)
-    box = [_begin(final) if rank == 0 else None]
-    broadcast_object_list(box, src=0)
-    cid, staging = box[0]
+    cid, staging = object_from_rank0(_begin(final) if rank == 0 else None)
     with FSDP.state_dict_type(model, StateDictType.SHARDED_STATE_DICT):
         msd = model.state_dict()
         osd = FSDP.optim_state_dict(model, optimizer) if optimizer is not None else None

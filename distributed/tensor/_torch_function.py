@@ -11,6 +11,8 @@ other participating function raises ``NotImplementedError`` naming it.
 
 from __future__ import annotations
 
+import math
+
 from . import _attention, _nn_ops, _pointwise
 from ._api import DTensor
 from ._dispatch import _as_dtensor, _check_same_mesh, _moved, _no_partial, _wrap
@@ -174,7 +176,7 @@ def _to(self, *args, **kwargs):
 
 
 def _type_as(self, other):
-    return _pointwise.unary(self, lambda t: t.to(other.dtype), linear=True)
+    return _to(self, other.dtype)
 
 
 def _flatten(self, start_dim: int = 0, end_dim: int = -1):
@@ -189,10 +191,7 @@ def _flatten(self, start_dim: int = 0, end_dim: int = -1):
     if lo > hi:
         raise RuntimeError("flatten() has invalid args: start_dim cannot come after end_dim")
     shape = self._shape
-    merged = 1
-    for s in shape[lo : hi + 1]:
-        merged *= s
-    return reshape(self, *shape[:lo], merged, *shape[hi + 1 :])
+    return reshape(self, *shape[:lo], math.prod(shape[lo : hi + 1]), *shape[hi + 1 :])
 
 
 METHODS = {
