@@ -361,11 +361,15 @@ def test_rolling_update_under_load_drops_nothing(served):
 
 def test_replica_sigkill_under_load_other_replica_answers(served):
     url = f"{served['url']}/mlp"
-    pids = set()
-    for _ in range(40):
-        pids.add(requests.get(f"{url}/healthz", timeout=30).json()["pid"])
-        if len(pids) == 2:
-            break
+    # The proxy learns of replicas by long poll and routes by power of two choices, so
+    # sequential probes can all land on one replica for a while: probe concurrently until
+    # both have answered.
+    pids: set[int] = set()
+    deadline = time.monotonic() + 60
+    with cf.ThreadPoolExecutor(8) as ex:
+        while len(pids) < 2 and time.monotonic() < deadline:
+            got = ex.map(lambda _: requests.get(f"{url}/healthz", timeout=30).json(), range(8))
+            pids.update(h["pid"] for h in got)
     assert len(pids) == 2, pids
     victim = min(pids)
     with _Load(f"{url}/predict", {"inputs": [[1.0, 1.0, 1.0, 1.0]]}) as load:
