@@ -361,6 +361,11 @@ def __getattr__(name):
         "vision",
         "hub",
         "models",
+        "nested",
+        "library",
+        "futures",
+        "mps",
+        "xpu",
     ):
         return importlib.import_module(f"ember.{name}")
     if name == "compile":  # torch.compile (core/_compile/)

@@ -12,7 +12,13 @@ def __getattr__(name):
     # (they live in the distributed layer, which ``import ember`` must not load)
     if name == "DataParallel":
         return parallel.DataParallel
-    if name in ("quantized", "qat", "intrinsic", "quantizable"):  # aliases of ember.ao.nn.*
+    if name in (
+        "quantized",
+        "qat",
+        "intrinsic",
+        "quantizable",
+        "attention",
+    ):  # ember.ao.nn.* aliases; attention
         import importlib
 
         return importlib.import_module(f"ember.nn.{name}")

@@ -5,7 +5,16 @@ from . import data
 
 def __getattr__(name):
     # ember.utils.benchmark / .checkpoint / .hooks without an explicit import, as torch.utils's
-    if name in ("benchmark", "checkpoint", "hooks"):
+    if name in (
+        "benchmark",
+        "checkpoint",
+        "hooks",
+        "_pytree",
+        "dlpack",
+        "flop_counter",
+        "module_tracker",
+        "weak",
+    ):
         import importlib
 
         return importlib.import_module(f"ember.utils.{name}")
