@@ -29,7 +29,11 @@ from ember.distributed.train import (
     prepare_model,
     report,
 )
-from ember.distributed.train._internal.elastic import ElasticCapacityError, free_slots
+from ember.distributed.train._internal.elastic import (
+    ElasticCapacityError,
+    _reserve_pending,
+    free_slots,
+)
 
 GLOBAL_BATCH = 8
 
@@ -261,6 +265,16 @@ def test_free_slots_honours_the_placement_strategy():
     assert free_slots({"CPU": 1, "GPU": 1}, "SPREAD", free=free) == 1 + 0 + 2
     # whole nodes with room for 2 workers each (the launcher's --nproc-per-node 2)
     assert free_slots(one_cpu, "SPREAD", per_node=2, free=free) == 2
+
+
+def test_pending_placement_groups_keep_the_room_they_asked_for():
+    # a job's pending group asked for the CPU a killed worker frees first: the re-formed group
+    # must not count it (CI saw the group grow back into a lost host's CPU)
+    free = {"a": {"CPU": 2.0}, "b": {"CPU": 1.0, "GPU": 1.0}}
+    pending = [{0: {"CPU": 1.0}}, {0: {"CPU": 1.0, "GPU": 1.0}}, {0: {"TPU": 1.0}}]
+    left = _reserve_pending({k: dict(v) for k, v in free.items()}, pending)
+    assert left == {"a": {"CPU": 1.0}, "b": {"CPU": 0.0, "GPU": 0.0}}  # TPU fits nowhere: ignored
+    assert free_slots({"CPU": 1}, "PACK", free=left) == 1
 
 
 @pytest.mark.slow

@@ -62,12 +62,39 @@ def check_num_workers(num_workers) -> None:
 
 
 def _per_node_free() -> dict[str, dict]:
-    """``{node_id: available resources}`` of the alive nodes."""
+    """``{node_id: available resources}`` of the alive nodes, less what pending placement
+    groups are waiting for."""
     import ray
     from ray._private.state import available_resources_per_node
+    from ray.util.placement_group import placement_group_table
 
     alive = {n["NodeID"] for n in ray.nodes() if n.get("Alive")}
-    return {k: v for k, v in available_resources_per_node().items() if k in alive}
+    free = {k: dict(v) for k, v in available_resources_per_node().items() if k in alive}
+    pending = [
+        pg["bundles"]
+        for pg in placement_group_table().values()
+        if pg.get("state") in ("PENDING", "RESCHEDULING")
+    ]
+    return _reserve_pending(free, pending)
+
+
+def _reserve_pending(free: dict[str, dict], pending: list[dict]) -> dict[str, dict]:
+    """Take the bundles of placement groups that asked first out of ``free``: Ray places
+    pending groups as room appears (a killed worker's CPU, a group just removed), but its
+    available-resources view shows that room as free for a moment, and a group sized on it
+    would take the room from under them (another job, or a failed group's replacement racing
+    the job that reserved the CPU). Each bundle is taken from the roomiest node it fits on;
+    a bundle that fits no node now is not competing for this room and is left out."""
+    for bundles in pending:
+        for bundle in bundles.values():
+            need = {k: v for k, v in bundle.items() if v}
+            fits = [node for node, avail in free.items() if _fits(avail, need) >= 1]
+            if not need or not fits:
+                continue
+            node = max(fits, key=lambda n: sum(free[n].get(k, 0.0) for k in need))
+            for k, v in need.items():
+                free[node][k] = free[node].get(k, 0.0) - v
+    return free
 
 
 def _fits(avail: dict, bundle: dict) -> int:
