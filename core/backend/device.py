@@ -28,7 +28,7 @@ class device:
             if not idx.isdigit():
                 raise RuntimeError(f"Invalid device string: '{type}'")
             index = int(idx)
-        if name not in ("cpu", "cuda", "meta"):
+        if name not in ("cpu", "cuda", "meta") and name not in ABSENT_DEVICE_TYPES:
             raise RuntimeError(
                 f"Expected one of cpu, cuda, meta device type at start of device string: {type}"
             )
@@ -67,6 +67,9 @@ class device:
         _DEFAULT[0] = _ENTERED.pop()
 
 
+# Device types PyTorch names that ember has no backend for: ``ember.device("mps")`` exists (so
+# device-agnostic code can build and compare it) but placing a tensor there raises (as_device).
+ABSENT_DEVICE_TYPES = ("mps", "xpu")
 CPU = device("cpu")
 META = device("meta")  # shapes and dtypes without data (backend/meta.py)
 _cuda_devices: dict[int, device] = {}
@@ -88,6 +91,11 @@ def as_device(d) -> device:
         d = device("cuda", d)
     elif not isinstance(d, device):
         d = device(d)
+    if d.type in ABSENT_DEVICE_TYPES:
+        raise RuntimeError(
+            f"ember has no {d.type.upper()} backend: no tensor can live on device '{d}' "
+            f"(ember.{d.type}.is_available() is False); use 'cpu' or 'cuda'"
+        )
     if d.type == "cuda" and d.index is None:
         cp = _cupy.require_cupy()
         d = device("cuda", cp.cuda.Device().id)

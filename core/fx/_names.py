@@ -113,6 +113,9 @@ def target_name(target: Any) -> str:
     """``ember.relu`` / ``operator.add`` / ``builtins.getattr``, or ``module.qualname``."""
     if isinstance(target, str):
         return target
+    custom = getattr(type(target), "_fx_target_name", None)  # ember.ops.<ns>.<op>.default
+    if custom is not None:
+        return target._fx_target_name
     name = _name_table().get(id(target))
     if name is not None:
         return name

@@ -324,6 +324,8 @@ def _candidate(op: str, target: Any) -> str:
         return str(target)  # "*args" -> "_args", as torch.fx names it
     if op == "output":
         return "output"
+    if getattr(type(target), "_fx_target_name", None) is not None:  # custom op: "crop", not
+        return target.__name__  # "default" (ember.ops.mylib.crop.default), as torch names it
     from ._names import target_name
 
     return target_name(target).rsplit(".", 1)[-1]

@@ -373,3 +373,36 @@ __all__ = [
     for _n, _v in list(globals().items())
     if not _n.startswith("_") and callable(_v) and not isinstance(_v, _ModuleType)
 ]
+
+
+def load_library(path: str) -> None:
+    """``torch.ops.load_library``: ember cannot load compiled operator libraries."""
+    raise RuntimeError(
+        f"ember.ops.load_library({path!r}): ember cannot load compiled (C++/CUDA) operator "
+        "libraries; wrap the kernel in Python with ember.library.custom_op (docs/custom_ops.md)"
+    )
+
+
+def __getattr__(name: str):
+    # Reached only for names this package does not hold (never for a real op or submodule):
+    # ``ember.ops.<namespace>`` of custom operators and ``ember.ops.aten`` (core/library/).
+    import sys
+
+    lib = sys.modules.get("ember.library._custom_op")
+    if not name.isidentifier() or (
+        # private probes (hasattr(ops, "_ember_out_wrapped")) are not namespaces, unless an
+        # operator was defined in that namespace
+        name.startswith("_")
+        and (lib is None or not any(q.startswith(name + "::") for q in lib.OPS))
+    ):
+        raise AttributeError(f"module 'ember.ops' has no attribute {name!r}")
+    import importlib
+    import importlib.util
+
+    # ``from ..ops import nn_ops`` reaches here before the submodule is imported: never shadow it
+    if importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        return importlib.import_module(f"{__name__}.{name}")
+    from ..library._namespace import namespace
+
+    ns = globals()[name] = namespace(name)  # later lookups are plain attribute reads
+    return ns

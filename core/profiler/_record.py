@@ -121,12 +121,16 @@ def op_name(cls) -> str:
 _orig_apply = Function.__dict__["apply"]
 _orig_call_backward = _engine._call_backward
 _names: dict = {}
+_observers: list = []  # add_observer: objects told about every op and backward node
 
 
 def _profiled_apply(cls, *args, **kwargs):
     rec = _active[0]
-    if rec is None:  # a thread still inside an op when recording stopped
-        return _orig_apply.__func__(cls, *args, **kwargs)
+    if rec is None:  # only observers (or a thread still inside an op when recording stopped)
+        out = _orig_apply.__func__(cls, *args, **kwargs)
+        for obs in _observers:
+            obs.on_apply(cls, args, out)
+        return out
     cuda = _cuda_events() if rec.use_cuda and _is_cuda(args) else None
     t0 = _perf()
     out = _orig_apply.__func__(cls, *args, **kwargs)
@@ -137,10 +141,14 @@ def _profiled_apply(cls, *args, **kwargs):
     if name is None:
         name = _names[cls] = op_name(cls)
     rec.add(name, CPU_OP, t0, t1, args, out, cuda)
+    for obs in _observers:
+        obs.on_apply(cls, args, out)
     return out
 
 
 def _profiled_call_backward(node, grads, create_graph):
+    for obs in _observers:
+        obs.on_backward(node, create_graph)
     rec = _active[0]
     if rec is None:
         return _orig_call_backward(node, grads, create_graph)
@@ -168,8 +176,7 @@ def start(rec: Recorder) -> None:
                 "at a time (stop the running one first)"
             )
         _active[0] = rec
-        Function.apply = classmethod(_profiled_apply)
-        _engine._call_backward = _profiled_call_backward
+        _install(True)
         _free._profile_hook[0] = _profiled_nograd
 
 
@@ -177,10 +184,36 @@ def stop(rec: Recorder) -> None:
     with _lock:
         if _active[0] is not rec:
             return
-        Function.apply = _orig_apply
-        _engine._call_backward = _orig_call_backward
         _free._profile_hook[0] = None
         _active[0] = None
+        _install(bool(_observers))
+
+
+def _install(on: bool) -> None:
+    """Swap the hooked entry points in (``on``) or restore the originals (caller holds _lock)."""
+    if on:
+        Function.apply = classmethod(_profiled_apply)
+        _engine._call_backward = _profiled_call_backward
+    else:
+        Function.apply = _orig_apply
+        _engine._call_backward = _orig_call_backward
+
+
+def add_observer(obs) -> None:
+    """Have ``obs.on_apply(cls, args, out)`` called after every ``Function.apply`` and
+    ``obs.on_backward(node, create_graph)`` before every backward node runs, until
+    :func:`remove_observer` (``ember.utils.flop_counter`` uses this); ops pay nothing while
+    no observer is registered and no profiler records."""
+    with _lock:
+        _observers.append(obs)
+        _install(True)
+
+
+def remove_observer(obs) -> None:
+    with _lock:
+        if obs in _observers:
+            _observers.remove(obs)
+        _install(bool(_observers) or _active[0] is not None)
 
 
 def is_recording() -> bool:
