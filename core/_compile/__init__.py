@@ -118,7 +118,8 @@ def compile(
         return decorator
     if not callable(model):
         raise TypeError(f"compile(): expected a Module or a callable, got {type(model).__name__}")
-    if disable:
+    if disable or getattr(model, "_ember_eager_kernel", False):
+        # a function that is already its own kernel (flex_attention) compiles to itself
         return model
     Module = _module_base()
     if isinstance(model, OptimizedModule):

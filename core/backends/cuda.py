@@ -2,8 +2,10 @@
 the cuFFT plan cache and library preferences.
 
 ``matmul.allow_tf32`` is the same setting as ``ember.set_float32_matmul_precision`` ("high"
-allows TF32), as in PyTorch. ember has one attention implementation (the math one): the
-flash/memory-efficient/cuDNN kernels report unavailable; the toggles are recorded.
+allows TF32), as in PyTorch. The scaled-dot-product-attention toggles are the same state
+``ember.nn.attention.sdpa_kernel`` sets, and ``F.scaled_dot_product_attention`` obeys them:
+ember's implementation counts as MATH on every device and as FLASH_ATTENTION on CPU (its
+blocked CPU path); with neither allowed it raises "No viable backend" as PyTorch does.
 """
 
 from __future__ import annotations
@@ -137,14 +139,35 @@ _sdp = {
     "mem_efficient": True,
     "math": True,
     "cudnn": True,
+    "overrideable": True,
     "fp16_bf16_reduction_math": False,
 }
+
+
+def _check_sdp_backend(device_type: str) -> None:
+    """Raise PyTorch's error when no attention backend ember can run on ``device_type`` is
+    enabled (``sdpa_kernel`` / ``enable_*_sdp``): MATH anywhere, FLASH_ATTENTION on CPU."""
+    if _sdp["math"] or (_sdp["flash"] and device_type == "cpu"):
+        return
+    names = {
+        "flash": "FLASH_ATTENTION",
+        "mem_efficient": "EFFICIENT_ATTENTION",
+        "cudnn": "CUDNN_ATTENTION",
+        "overrideable": "OVERRIDEABLE",
+    }
+    enabled = [v for k, v in names.items() if _sdp[k]] or ["none"]
+    raise RuntimeError(
+        "No viable backend for scaled_dot_product_attention was found. This is likely due to "
+        "turning off both the math kernel and the fused kernels. (ember runs MATH on every "
+        f"device and FLASH_ATTENTION on CPU; enabled on {device_type}: {', '.join(enabled)})"
+    )
 
 
 def enable_flash_sdp(enabled: bool) -> None:
     """Allow or forbid the flash-attention kernel of scaled dot-product attention.
 
-    Recorded only: ember has no flash-attention kernel.
+    ember's CPU implementation counts as the flash kernel (it is blocked for long causal
+    sequences); on CUDA ember has none, so turning math off leaves no backend there.
 
     Args:
         enabled: whether the kernel may be chosen.
@@ -163,7 +186,7 @@ def flash_sdp_enabled() -> bool:
 def enable_mem_efficient_sdp(enabled: bool) -> None:
     """Allow or forbid the memory-efficient kernel of scaled dot-product attention.
 
-    Recorded only: ember has no memory-efficient attention kernel.
+    ember has no memory-efficient attention kernel: enabling it alone leaves no backend.
 
     Args:
         enabled: whether the kernel may be chosen.
@@ -182,7 +205,8 @@ def mem_efficient_sdp_enabled() -> bool:
 def enable_math_sdp(enabled: bool) -> None:
     """Allow or forbid the math (reference) implementation of scaled dot-product attention.
 
-    Recorded only: it is ember's one implementation, used whatever this flag says.
+    ember's implementation is the math one; with this off, ``F.scaled_dot_product_attention``
+    runs only where flash is enabled and the input is on the CPU, and raises otherwise.
 
     Args:
         enabled: whether the implementation may be chosen.
@@ -200,7 +224,7 @@ def math_sdp_enabled() -> bool:
 def enable_cudnn_sdp(enabled: bool) -> None:
     """Allow or forbid the cuDNN kernel of scaled dot-product attention.
 
-    Recorded only: ember has no cuDNN attention kernel.
+    ember has no cuDNN attention kernel: enabling it alone leaves no backend.
 
     Args:
         enabled: whether the kernel may be chosen.

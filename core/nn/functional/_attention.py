@@ -14,6 +14,7 @@ from ... import ops
 from ..._torch_function import torch_function_dispatch
 from ...amp._state import autocast_op
 from ...backend.device import get_array_module
+from ...backends.cuda import _check_sdp_backend, _sdp
 from ...ops.attention import MultiHeadAttentionCore, _masked_to_bias
 from ...ops.attention import scaled_dot_product_attention as _sdpa
 from ...tensor import Tensor
@@ -45,6 +46,13 @@ def scaled_dot_product_attention(
         scale: defaults to ``1 / sqrt(E)``.
         enable_gqa: allow fewer key/value heads than query heads (grouped-query attention).
     """
+    if not _sdp["math"]:  # sdpa_kernel / enable_math_sdp(False) restricted the backends
+        _check_sdp_backend(query.device.type)
+    if attn_mask is not None and type(attn_mask) is not Tensor:
+        # ember.nn.attention.bias.CausalBias (a tensor subclass in PyTorch) chooses its path
+        sdpa = getattr(attn_mask, "_scaled_dot_product_attention", None)
+        if sdpa is not None:
+            return sdpa(query, key, value, dropout_p, is_causal, scale, enable_gqa)
     return _sdpa(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa)
 
 
