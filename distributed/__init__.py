@@ -165,3 +165,12 @@ __all__ += [
 from .device_mesh import DeviceMesh, init_device_mesh  # noqa: E402
 
 __all__ += ["DeviceMesh", "init_device_mesh"]
+
+
+# ---- RPC and distributed autograd: loaded on first use ------------------------------------------
+def __getattr__(name: str):
+    if name in ("rpc", "autograd"):
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -7,45 +7,9 @@ from collections import deque
 from concurrent.futures import Future as _CFuture
 from concurrent.futures import TimeoutError as _CFTimeout
 
+from ember.futures import Future  # noqa: F401 - the one Future class (core owns it)
+
 from .errors import DistributedError
-
-
-class Future:
-    """PyTorch's ``torch.futures.Future`` subset: ``wait``, ``value``, ``done``, ``then``."""
-
-    def __init__(self, inner: _CFuture | None = None) -> None:
-        self._f = inner if inner is not None else _CFuture()
-
-    def done(self) -> bool:
-        return self._f.done()
-
-    def wait(self):
-        return self._f.result()
-
-    def value(self):
-        return self._f.result()
-
-    def set_result(self, result) -> None:
-        self._f.set_result(result)
-
-    def set_exception(self, exc: BaseException) -> None:
-        self._f.set_exception(exc)
-
-    def add_done_callback(self, callback) -> None:
-        self._f.add_done_callback(lambda _f: callback(self))
-
-    def then(self, callback) -> Future:
-        """A future for ``callback(self)``, run once this one completes."""
-        out = Future()
-
-        def chain(_):
-            try:
-                out.set_result(callback(self))
-            except BaseException as e:
-                out.set_exception(e)
-
-        self._f.add_done_callback(chain)
-        return out
 
 
 class Work:
