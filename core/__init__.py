@@ -242,6 +242,7 @@ from ._torch_misc import (
     is_deterministic_algorithms_warn_only_enabled,
     is_inference_mode_enabled,
     is_warn_always_enabled,
+    jagged,
     layout,
     memory_format,
     nan,

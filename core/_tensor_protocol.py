@@ -309,7 +309,7 @@ PROPERTIES = {
         f"is_{kind}": property(lambda self: False, doc=f"False: ember has no {kind} device.")
         for kind in ("xpu", "mps", "ipu", "xla", "vulkan", "maia", "mtia", "hpu")
     },
-    "is_nested": property(lambda self: False, doc="False: ember has no nested tensors."),
+    "is_nested": property(lambda self: False, doc="False for dense tensors (see ember.nested)."),
     "is_sparse_csr": property(lambda self: False, doc="False: ember tensors are dense."),
     "output_nr": property(
         lambda self: self._output_nr, doc="Which output of its ``grad_fn`` this tensor is."

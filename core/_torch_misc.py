@@ -53,8 +53,10 @@ class layout(_NamedConstant):
     __slots__ = ()
 
 
-#: The dense layout, the only one ember has.
+#: The dense layout (and that of ``ember.nested`` tensors built with the default layout).
 strided = layout("strided")
+#: The jagged layout of ``ember.nested`` tensors: one ragged dimension, packed values + offsets.
+jagged = layout("jagged")
 
 
 class memory_format(_NamedConstant):

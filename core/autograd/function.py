@@ -51,6 +51,10 @@ _quantized_apply = None
 # tested only off the hot path (the array-type-mismatch and non-NumPy branches).
 _SparseData = type("_NoSparseYet", (), {})
 _sparse_apply = None
+# Set by ember.nested the same way: a nested tensor's placeholder and its route
+# (core/nested/_route.py), also tested only off the hot path.
+_NestedData = type("_NoNestedYet", (), {})
+_nested_apply = None
 
 
 def _unpacked(saved):
@@ -199,6 +203,8 @@ class Function:
                 elif type(data) is not type(first):
                     if type(data) is _SparseData or type(first) is _SparseData:
                         return _sparse_apply(cls, args, kwargs)
+                    if type(data) is _NestedData or type(first) is _NestedData:
+                        return _nested_apply(cls, args, kwargs)
                     first = _device_mismatch(first, data)
                 arrays.append(data)
                 if a.requires_grad:
@@ -214,6 +220,8 @@ class Function:
             forward = _meta_forward(forward)
         elif type(first) is _SparseData:
             return _sparse_apply(cls, args, kwargs)
+        elif type(first) is _NestedData:
+            return _nested_apply(cls, args, kwargs)
         else:
             ctx.xp = _cupy.cupy
         if not (requires and grad_mode._state.enabled):
