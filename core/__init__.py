@@ -217,6 +217,15 @@ from ._tensor_protocol import (
     is_signed,
     to_dlpack,
 )
+from ._checks import (
+    _check,
+    _check_index,
+    _check_is_size,
+    _check_not_implemented,
+    _check_type,
+    _check_value,
+    _check_with,
+)
 from ._torch_misc import (
     are_deterministic_algorithms_enabled,
     can_cast,
@@ -358,6 +367,7 @@ def __getattr__(name):
         "compiler",
         "_dynamo",
         "_compile",
+        "_logging",
         "serve",
         "vision",
         "hub",

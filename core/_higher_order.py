@@ -6,6 +6,9 @@ them) they are ``call_function`` nodes whose branch/body arguments are GraphModu
 ``get_attr`` submodules, so a graph keeps data-dependent control flow instead of baking in
 the path one example took. The graph calls pass every value a branch reads as an operand
 (branches close over nothing), which is what lets the JSON form save them.
+
+A ``cond`` whose predicate is a tracer's Proxy (``ember.export``, ``ember.fx.symbolic_trace``
+of a program written with ``torch.cond``) records both branches and ``where`` s their outputs.
 """
 
 from __future__ import annotations
@@ -57,7 +60,43 @@ def cond(pred: Any, true_fn: Callable, false_fn: Callable, operands: Sequence = 
             f"{type(true_fn).__name__} and {type(false_fn).__name__}"
         )
     operands = _check_operands(operands, "cond", "operands")
+    from .fx.proxy import Proxy
+
+    if isinstance(pred, Proxy):  # traced (ember.export, fx): the predicate has no value yet
+        return _traced_cond(pred, true_fn, false_fn, operands)
     return (true_fn if _as_bool(pred, "cond") else false_fn)(*operands)
+
+
+cond._traces_itself = True  # fx/_patch.py: a traced call runs cond itself, not a leaf node
+
+
+def _traced_cond(pred: Any, true_fn: Callable, false_fn: Callable, operands: tuple) -> Any:
+    """Under a tracer (``torch.export``'s ``cond`` idiom), record both branches and select
+    each output with ``where(pred, t, f)``: the graph stays a flat list of tensor ops (it
+    saves and loads like any other) and follows the predicate on every call. torch.cond's own
+    rules make this exact: both branches return the same structure, shapes and dtypes, and
+    mutate nothing. Both branches run, so gradients of the branch not taken are zeros."""
+    import ember
+
+    t, f = true_fn(*operands), false_fn(*operands)
+    # a comparison of sizes is a traced Python bool: as a tensor it can drive where()
+    pred = ember.as_tensor(pred)
+
+    def merge(a: Any, b: Any, where: str) -> Any:
+        if isinstance(a, (tuple, list)) and type(a) is type(b) and len(a) == len(b):
+            return type(a)(merge(x, y, f"{where}[{i}]") for i, (x, y) in enumerate(zip(a, b)))
+        tensors = (ember.Tensor, ember.fx.Proxy)
+        if isinstance(a, tensors) and isinstance(b, tensors):
+            return ember.where(pred, a, b)
+        if not isinstance(a, tensors) and not isinstance(b, tensors) and a == b:
+            return a
+        raise RuntimeError(
+            "cond: true_fn and false_fn must return outputs of the same structure; "
+            f"output{where or ''} is {type(a).__name__} in true_fn and {type(b).__name__} "
+            "in false_fn"
+        )
+
+    return merge(t, f, "")
 
 
 def while_loop(

@@ -23,6 +23,7 @@ import warnings
 from collections.abc import Callable
 
 from .autograd import grad_mode
+from .overrides import _tensor_like, handle_torch_function
 from .tensor import Tensor
 
 # torch functions documented with ``*, out=None`` (torch 2.13), the ones ember defines
@@ -95,12 +96,19 @@ def with_out(fn: Callable, name: str | None = None) -> Callable:
     except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
         params = {}
     factory = "dtype" in params and "device" in params
+    check = not factory  # a factory's first argument is a size or a list
 
     # no defaults in the wrapper's own code and no ``__wrapped__``: tools that read a function's
     # source for its defaults (Sphinx's autodoc_preserve_defaults) or test for ``__wrapped__``
     # (vmap's patch check) see a plain function with the signature set below
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        # a tensor-like first argument (DTensor) goes to its __torch_function__: tested here so
+        # that these functions pay no second wrapper (core/_torch_function.py)
+        if check and args and type(args[0]) is not Tensor and _tensor_like(args[0]):
+            if getattr(fn, "__ember_torch_function__", False):
+                return fn(*args, **kwargs)  # fn dispatches itself (with its own relevant args)
+            return handle_torch_function(wrapper, args[:1], *args, **kwargs)
         out = kwargs.pop("out", None)
         if out is None:
             return fn(*args, **kwargs)
@@ -135,6 +143,7 @@ def with_out(fn: Callable, name: str | None = None) -> Callable:
             extra = inspect.Parameter("out", inspect.Parameter.KEYWORD_ONLY, default=None)
             wrapper.__signature__ = base.replace(parameters=[*params.values(), extra])
     wrapper._ember_out_wrapped = fn
+    wrapper.__ember_torch_function__ = True
     return wrapper
 
 

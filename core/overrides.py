@@ -1,5 +1,4 @@
-"""``ember.overrides``: PyTorch's ``__torch_function__`` protocol (``torch.overrides``), for a
-bounded set of functions.
+"""``ember.overrides``: PyTorch's ``__torch_function__`` protocol (``torch.overrides``).
 
 A type (a tensor-like class, or a ``Tensor`` subclass) that defines the class method::
 
@@ -12,9 +11,14 @@ tensor arguments: ``func`` is the public function (``ember.view_as_complex``,
 found, ``args``/``kwargs`` the call's. Returning ``NotImplemented`` passes to the next type;
 when every type declines, a ``TypeError`` names the function and the types.
 
-Participating: ``nn.functional.scaled_dot_product_attention``, ``silu``, ``gelu``,
-``softmax``, ``dropout``; ``ember.view_as_complex``, ``view_as_real``, ``polar``, ``outer``,
-``matmul``, ``cat``, ``stack``. Other functions do not check (the hot path stays thin).
+Participating for any overloading type (``Tensor`` subclasses included):
+``nn.functional.scaled_dot_product_attention``, ``silu``, ``gelu``, ``softmax``, ``dropout``;
+``ember.view_as_complex``, ``view_as_real``, ``polar``, ``outer``, ``matmul``, ``cat``,
+``stack``. Every other public function of ``ember.nn.functional``, and the ``ember.*``
+functions that take ``out=`` or follow autocast, hand the call over when their first tensor
+argument (``F.embedding``: its ``weight`` too) is a tensor-like object that is not a
+``Tensor`` (``DTensor``, a user's wrapper class); on plain tensors that costs one exact-type
+test, fused into the wrapper those functions already have (``_torch_function.py``).
 """
 
 from __future__ import annotations
@@ -37,6 +41,33 @@ __all__ = [
 def _overloads(x) -> bool:
     t = type(x)
     return t is not Tensor and getattr(t, "__torch_function__", None) is not None
+
+
+# Set while a ``__torch_function__`` handler runs a function as written on its tensor-like
+# arguments (``_no_tensor_like_dispatch``): the broad set of functions then does not hand the
+# call back (the bounded set, which Tensor subclasses use, is not affected).
+_TENSOR_LIKE_OFF = [0]
+
+
+def _tensor_like(x) -> bool:
+    """``x`` is not a Tensor and its type defines ``__torch_function__`` (the broad set's test,
+    made after ``type(x) is not Tensor``)."""
+    return (
+        not _TENSOR_LIKE_OFF[0]
+        and not isinstance(x, Tensor)
+        and getattr(type(x), "__torch_function__", None) is not None
+    )
+
+
+class _no_tensor_like_dispatch:
+    """Run functions of the broad set as written on tensor-like arguments (duck typing): what a
+    handler does for a function it has no rule for."""
+
+    def __enter__(self) -> None:
+        _TENSOR_LIKE_OFF[0] += 1
+
+    def __exit__(self, *exc) -> None:
+        _TENSOR_LIKE_OFF[0] -= 1
 
 
 def has_torch_function(relevant_args: Iterable[Any]) -> bool:

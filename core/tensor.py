@@ -6,6 +6,8 @@ file holds what is intrinsic to a tensor: attributes, autograd entry points, con
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 from .autograd import function as _function
@@ -75,10 +77,21 @@ class Tensor:
             data = np.empty((0,), dtype=np.float32)
         elif isinstance(data, Tensor):
             data = data._data
+        elif isinstance(data, np.ndarray):
+            # a user's torch.Tensor(ndarray) is float32 too (CleanRL's ``torch.Tensor(next_done)``
+            # of a bool array); ember's own modules wrap arrays of any dtype with Tensor(arr)
+            if data.dtype != np.float32 and not sys._getframe(1).f_globals.get(
+                "__name__", ""
+            ).startswith("ember"):
+                data = data.astype(np.float32)
         elif not hasattr(data, "__array_namespace__"):
             from .creation import _to_array
 
             data = _to_array(data, None, None)
+            if isinstance(data, np.ndarray) and data.dtype != np.float32:
+                # torch.Tensor([0]) is the legacy FloatTensor constructor: float32 whatever the
+                # Python values (char_rnn's ``loss = torch.Tensor([0])``, then ``loss += l``)
+                data = data.astype(np.float32)
         self._data = data
         self.requires_grad = requires_grad
         self.grad = None

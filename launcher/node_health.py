@@ -80,7 +80,7 @@ def alive_by_ip(nodes: list[dict]) -> dict[str, bool]:
 def query_alive(address: str) -> dict[str, bool] | None:
     """Address -> Alive for every node the head at ``address`` knows; None if it cannot be
     asked (then ``ember up`` decides from the hosts' processes alone, as before)."""
-    from .up import reachable
+    from .up import proxy_bypassed, reachable
 
     if not reachable(address, timeout=2.0):
         return None
@@ -89,13 +89,18 @@ def query_alive(address: str) -> dict[str, bool] | None:
     if ray.is_initialized():  # this process is already some cluster's driver: do not disturb
         return None
     try:
-        ray.init(
-            address=address, include_dashboard=False, logging_level="error", log_to_driver=False
-        )
-        try:
-            return alive_by_ip(ray.nodes())
-        finally:
-            ray.shutdown()
+        # the head is asked directly, never through an HTTP proxy in the environment
+        with proxy_bypassed(address):
+            ray.init(
+                address=address,
+                include_dashboard=False,
+                logging_level="error",
+                log_to_driver=False,
+            )
+            try:
+                return alive_by_ip(ray.nodes())
+            finally:
+                ray.shutdown()
     except Exception:  # noqa: BLE001 - a head that cannot be asked is "unknown", not a failure
         return None
 

@@ -11,6 +11,7 @@ The config is validated first (nothing starts on a bad file). Then, by provider:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -204,6 +205,37 @@ def _print_hosts(state: dict) -> None:
         print(f"  {entry['role']:6s} {entry['ip']:15s} session {entry['sid']:<8d} {alive}")
 
 
+@contextlib.contextmanager
+def proxy_bypassed(address: str):
+    """Inside, connections to ``address``'s host and to loopback skip the HTTP proxy set in the
+    environment (``http_proxy``/``https_proxy``/``grpc_proxy``).
+
+    Ray's driver (``ray.init(address=...)``) reaches the head's GCS through gRPC, which honours
+    those variables: with a proxy that cannot reach the cluster's private addresses, each
+    ``ember up``/``ember status`` stalled ~10-20 s in ``ray.init`` before going direct. The
+    head's host, ``127.0.0.1`` and ``localhost`` join ``no_proxy``/``NO_PROXY`` (existing
+    entries kept) and both are restored on exit."""
+    hostport = address.split("://", 1)[-1].split("/", 1)[0]  # ray://h:p, http://h:p/ too
+    if hostport.startswith("["):  # [v6]:port
+        host = hostport[1:].partition("]")[0]
+    else:  # v4:port, name:port, or a bare address (a v6 one has several colons)
+        host = hostport.rpartition(":")[0] if hostport.count(":") == 1 else hostport
+    saved = {k: os.environ.get(k) for k in ("no_proxy", "NO_PROXY")}
+    current = [e.strip() for v in saved.values() if v for e in v.split(",") if e.strip()]
+    wanted = [h for h in (host, "127.0.0.1", "localhost") if h and h not in current]
+    value = ",".join(dict.fromkeys(current + wanted))
+    try:
+        if wanted:
+            os.environ["no_proxy"] = os.environ["NO_PROXY"] = value
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def reachable(address: str, timeout: float = 5.0) -> bool:
     host, _, port = address.rpartition(":")
     try:
@@ -219,15 +251,16 @@ def show_ray(address: str, dashboard: str | None) -> int:
     if "://" not in address and not reachable(address):
         print(f"ember status: cannot reach the Ray head at {address}", file=sys.stderr)
         return 1
-    ctx = ray.init(
-        address=address, include_dashboard=False, logging_level="error", log_to_driver=False
-    )
-    try:
-        nodes = ray.nodes()
-        total, free = ray.cluster_resources(), ray.available_resources()
-        dashboard = dashboard or (f"http://{ctx.dashboard_url}" if ctx.dashboard_url else None)
-    finally:
-        ray.shutdown()
+    with proxy_bypassed(address):
+        ctx = ray.init(
+            address=address, include_dashboard=False, logging_level="error", log_to_driver=False
+        )
+        try:
+            nodes = ray.nodes()
+            total, free = ray.cluster_resources(), ray.available_resources()
+            dashboard = dashboard or (f"http://{ctx.dashboard_url}" if ctx.dashboard_url else None)
+        finally:
+            ray.shutdown()
     print(f"Ray at {address}: {sum(n['Alive'] for n in nodes)} node(s) alive")
     for n in sorted(nodes, key=lambda n: (not n["Alive"], n["NodeManagerAddress"])):
         res = n.get("Resources") or {}
@@ -240,7 +273,8 @@ def show_ray(address: str, dashboard: str | None) -> int:
         if total.get(r):
             print(f"  {r}: {total[r] - free.get(r, 0):g} of {total[r]:g} in use")
     if dashboard:
-        _print_jobs(dashboard)
+        with proxy_bypassed(dashboard):  # the Jobs API is HTTP: requests honours the proxy
+            _print_jobs(dashboard)
     return 0
 
 

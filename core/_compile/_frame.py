@@ -12,6 +12,7 @@ the break is traced once, not every call.
 
 from __future__ import annotations
 
+import logging
 import time
 import warnings
 import weakref
@@ -26,6 +27,11 @@ from ._fuse_conv import fuse_conv_pool_relu
 from ._fuse_rnn import fuse_embedding_lstm
 from ._gpu_codegen import fuse_elementwise
 from ._reorder import relu_after_max_pool
+
+# ember._logging.set_logs(graph_breaks=True / recompiles=True / dynamo=logging.INFO) shows these
+_breaks_log = logging.getLogger("ember._dynamo.graph_breaks")
+_recompiles_log = logging.getLogger("ember._dynamo.recompiles")
+_log = logging.getLogger("ember._dynamo")
 
 __all__ = ["CompiledFunction", "config"]
 
@@ -42,6 +48,15 @@ class _Config:
     fuse_conv_pool: bool = True
     # ember-only: elementwise chains as generated CuPy kernels when compiled for CUDA inputs
     fuse_elementwise_gpu: bool = True
+
+    # torch's older name for recompile_limit (tutorials still set it)
+    @property
+    def cache_size_limit(self) -> int:
+        return self.recompile_limit
+
+    @cache_size_limit.setter
+    def cache_size_limit(self, value: int) -> None:
+        self.recompile_limit = value
 
 
 config = _Config()
@@ -171,6 +186,9 @@ class CompiledFunction:
                 )
             return None
         self._compiles += 1
+        if self._compiles > 1:
+            _recompiles_log.debug("Recompiling %s: a new input signature %s", self._name(), key)
+        _log.info("ember.compile: compiling %s (compile #%d)", self._name(), self._compiles)
         entry = self._compile(values, bound)
         self._cache[key] = entry
         self.entries.append(entry)
@@ -205,6 +223,12 @@ class CompiledFunction:
                 ) from e
             entry.break_reason = e
             self.break_reasons.append(e)
+            _breaks_log.debug(
+                "Graph break in %s: %s%s",
+                self._name(),
+                e.reason,
+                f"\n  at {e.user_stack}" if e.user_stack else "",
+            )
             entry.seconds = time.perf_counter() - t0
             return entry
         backend = self._backend

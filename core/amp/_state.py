@@ -149,12 +149,20 @@ def autocast_op(name: str):
     """Mark a public op as autocast-aware under its ATen name (see ``_policy.py``)."""
 
     def deco(fn):
+        from ..overrides import _tensor_like, handle_torch_function
+        from ..tensor import Tensor
+
         @functools.wraps(fn)
         def op(*args, **kwargs):
+            # a tensor-like first argument (DTensor) goes to its __torch_function__: the test
+            # lives here so that these ops pay no second wrapper (core/_torch_function.py)
+            if args and type(args[0]) is not Tensor and _tensor_like(args[0]):
+                return handle_torch_function(op, args[:1], *args, **kwargs)
             if ON[0]:
                 return _dispatch(name, fn, args, kwargs)
             return fn(*args, **kwargs)
 
+        op.__ember_torch_function__ = True
         return op
 
     return deco

@@ -9,6 +9,13 @@ gives tensors, and what they return is handed back to the engine as arrays. PyTo
 form (``forward(*args)`` without ``ctx`` plus ``setup_context(ctx, inputs, output)``) is
 supported too. Under ``create_graph=True`` the engine already runs backward on tensors and the
 wrapper passes through.
+
+A Function defining ``jvp`` but no ``backward`` (or ``vjp``) works under forward-mode AD, as in
+PyTorch. ember's forward mode is the double-vjp construction (``forward_ad.py``): it runs a
+differentiable backward on a zero cotangent ``u`` and differentiates ``<J^T u, v>`` with respect
+to ``u``. Such a Function's backward therefore returns :class:`_TransposedJvp` of ``u``: zeros
+(``J^T 0``, exact) whose own backward is the user's ``jvp``. A real backward pass (a nonzero
+cotangent) raises PyTorch's error for a Function without ``backward``.
 """
 
 from __future__ import annotations
@@ -19,8 +26,14 @@ import numpy as np
 
 from ..backend import _cupy
 from . import grad_mode
+from .function import Function  # (imported from function.py once Function exists)
 
 __all__ = ["adapt_user_function", "is_user_function"]
+
+_NO_BACKWARD = (
+    "You must implement either the backward or vjp method for your custom autograd.Function "
+    "to use it with backward mode AD."
+)
 
 
 def is_user_function(cls: type) -> bool:
@@ -60,7 +73,10 @@ def _own(cls, name: str):
 
 def adapt_user_function(cls: type) -> None:
     """Wrap ``cls``'s own ``forward``/``backward`` to take and return tensors."""
-    from .function import Function
+    if _own(cls, "backward") is None and _own(cls, "vjp") is not None:
+        cls.backward = staticmethod(_own(cls, "vjp"))  # PyTorch's alias
+    if cls.backward is Function.backward:  # forward mode only (without jvp: PyTorch's errors)
+        cls.backward = staticmethod(_backward_from_jvp)
 
     fwd = _own(cls, "forward")
     if fwd is not None and not getattr(fwd, "_ember_tensor_io", False):
@@ -69,6 +85,8 @@ def adapt_user_function(cls: type) -> None:
 
         @functools.wraps(fwd)
         def forward(ctx, *args, **kwargs):
+            # the inputs' layouts: jvp gets zeros for a tensor input without a tangent
+            ctx._jvp_inputs = tuple((a.shape, a.dtype) if _is_array(a) else None for a in args)
             targs = _as_tensors(args)
             with grad_mode.no_grad():
                 if split:
@@ -100,3 +118,72 @@ def adapt_user_function(cls: type) -> None:
 
         backward._ember_tensor_io = True
         cls.backward = staticmethod(backward)
+
+
+def _backward_from_jvp(ctx, *grads):
+    """The backward of a Function that defines only ``jvp`` (see the module docstring)."""
+    if not ctx._tensor_mode:
+        raise NotImplementedError(_NO_BACKWARD)
+    outs = _TransposedJvp.apply(ctx, *grads)
+    outs = outs if type(outs) is tuple else (outs,)
+    it = iter(outs)
+    return tuple(None if e is None else next(it) for e in ctx._edges)
+
+
+class _JvpContext:
+    """The Function's ctx as its ``jvp`` sees it: ``saved_tensors`` are the tensors given to
+    ``save_for_forward`` (else those saved for backward); other attributes pass through."""
+
+    __slots__ = ("_ctx",)
+
+    def __init__(self, ctx) -> None:
+        object.__setattr__(self, "_ctx", ctx)
+
+    @property
+    def saved_tensors(self):
+        ctx = self._ctx
+        if ctx._saved_forward is not None:
+            return ctx._saved_forward
+        return _as_tensors(ctx.saved_tensors)
+
+    def __getattr__(self, name: str):
+        return getattr(self._ctx, name)
+
+    def __setattr__(self, name: str, value) -> None:
+        setattr(self._ctx, name, value)
+
+
+class _TransposedJvp(Function):
+    """``J^T u`` of a jvp-only Function ``node`` at ``u = 0``: zeros for each input that
+    requires grad; its backward with respect to ``u`` is ``J v``, the user's ``jvp``."""
+
+    @staticmethod
+    def forward(ctx, node, *grads):
+        xp = ctx.xp
+        if any(g is not None and bool(xp.any(g != 0)) for g in grads):
+            raise NotImplementedError(_NO_BACKWARD)
+        ctx.node = node
+        outs = tuple(xp.zeros(e[2], dtype=e[3]) for e in node._edges if e is not None)
+        return outs if len(outs) != 1 else outs[0]
+
+    @staticmethod
+    def backward(ctx, *cotangents):
+        node = ctx.node
+        it = iter(cotangents)
+        tangents = []
+        for meta, edge in zip(node._jvp_inputs, node._edges):
+            if meta is None:
+                tangents.append(None)  # not a tensor: None, as PyTorch passes
+                continue
+            t = next(it) if edge is not None else None
+            if t is None:
+                t = ctx.xp.zeros(meta[0], dtype=meta[1])
+            tangents.append(t)
+        if ctx._tensor_mode:  # create_graph: a differentiable jvp
+            res = type(node).jvp(_JvpContext(node), *tangents)
+        else:
+            with grad_mode.no_grad():
+                res = type(node).jvp(_JvpContext(node), *_as_tensors(tangents))
+            res = _as_arrays(res)
+        res = res if type(res) is tuple else (res,)
+        return (None, *res)

@@ -110,6 +110,7 @@ class Function:
     _meta = False  # a node recorded on meta tensors (its backward runs through backend/meta.py)
     _materialize = True
     _packed = False  # saved arrays went through a saved-tensor pack hook (autograd.graph)
+    _saved_forward = None  # ctx.save_for_forward's tensors (user Functions with a jvp)
     # Set by the engine just before backward: per input, an array the gradient may be written
     # into (``out=``) and returned, or None (see ``engine.grad_destinations``). Ops that ignore
     # it stay correct; it only saves the copy into a preallocated buffer such as DDP's bucket.
@@ -122,6 +123,13 @@ class Function:
     @staticmethod
     def backward(ctx, *grads):
         raise NotImplementedError("Function subclasses must implement backward")
+
+    @staticmethod
+    def jvp(ctx, *tangents):
+        raise NotImplementedError(
+            "You must implement the jvp function for custom autograd.Function to use it with "
+            "forward mode AD."
+        )
 
     def __getattr__(self, name: str):
         # Reached only when normal lookup fails (never on the hot path): PyTorch's
@@ -136,6 +144,11 @@ class Function:
     # ---- ctx API -------------------------------------------------------------------------
     def save_for_backward(self, *arrays) -> None:
         self._saved = arrays
+
+    def save_for_forward(self, *tensors) -> None:
+        """Keep ``tensors`` for the Function's ``jvp`` (forward-mode AD), where they are read
+        back as ``ctx.saved_tensors`` (``_user_function.py``)."""
+        self._saved_forward = tensors
 
     @property
     def saved_tensors(self):
@@ -434,3 +447,7 @@ def _device_mismatch(a, b):
             f"{da} and {db}!"
         )
     return a
+
+
+# torch.autograd.function.once_differentiable, importable from here as in PyTorch
+from ._once import once_differentiable  # noqa: E402,F401

@@ -53,6 +53,57 @@ class Dim:
             "max": None if self.max == _INF else self.max,
         }
 
+    # derived dims (torch.export's ``dx + 1``, ``2 * dx``): an affine function of one Dim
+    def _affine(self, mul: int, add: int) -> _DerivedDim:
+        if not isinstance(mul, int) or not isinstance(add, int) or mul < 1:
+            raise TypeError(
+                f"a derived Dim is a * {self.__name__} + b with ints a >= 1 and b; got "
+                f"a={mul!r}, b={add!r}"
+            )
+        return _DerivedDim(self, mul, add)
+
+    def __add__(self, other: int) -> _DerivedDim:
+        return self._affine(1, other)
+
+    __radd__ = __add__
+
+    def __sub__(self, other: int) -> _DerivedDim:
+        return self._affine(1, -other if isinstance(other, int) else other)
+
+    def __mul__(self, other: int) -> _DerivedDim:
+        return self._affine(other, 0)
+
+    __rmul__ = __mul__
+
+
+class _DerivedDim(Dim):
+    """``mul * root + add`` for a root :class:`Dim` (``Dim("dx") + 1``): its size follows the
+    root's, so the guards check that one root value explains every dim derived from it."""
+
+    def __init__(self, root: Dim, mul: int, add: int) -> None:
+        if isinstance(root, _DerivedDim):  # (2 * dx) + 1: compose into one affine map
+            root, mul, add = root.root, root.mul * mul, root.add * mul + add
+        self.root, self.mul, self.add = root, mul, add
+        self.__name__ = (f"{mul} * " if mul != 1 else "") + root.__name__
+        if add:
+            self.__name__ += f" {'+' if add > 0 else '-'} {abs(add)}"
+        self.min = mul * root.min + add
+        self.max = _INF if root.max == _INF else mul * root.max + add
+        if self.min < 0:
+            raise ValueError(
+                f"derived Dim {self.__name__!r} can be negative: {root!r} needs min >= "
+                f"{-(add // mul)}"
+            )
+
+    def __repr__(self) -> str:
+        return self.__name__
+
+    def _affine(self, mul: int, add: int) -> _DerivedDim:
+        return _DerivedDim(self, mul, add)
+
+    def to_json(self) -> dict:
+        return {**super().to_json(), "root": self.root.to_json(), "mul": self.mul, "add": self.add}
+
 
 class ShapesCollection(dict):
     """torch.export.ShapesCollection's role: ``dynamic_shapes`` keyed by input name."""
@@ -201,9 +252,25 @@ class InputGuards:
                         f"Guard failed: {name}.size()[{i}] in {rng} (dim {i} of input "
                         f"{name!r} is Dim {d['name']!r} with range {rng}; got {got})"
                     )
-                prev = seen.setdefault(d["name"], (name, i, got))
-                if prev[2] != got:
+                # every dim of one root Dim (itself or derived, a * root + b) must agree on
+                # the root's value
+                root, mul, add = d.get("root", d), d.get("mul", 1), d.get("add", 0)
+                value, rest = divmod(got - add, mul)
+                if rest:
+                    raise AssertionError(
+                        f"Guard failed: {name}.size()[{i}] == {d['name']} (dim {i} of input "
+                        f"{name!r}; got {got}, which is not {d['name']} for an integer "
+                        f"{root['name']})"
+                    )
+                prev = seen.setdefault(root["name"], (name, i, value, d["name"]))
+                if prev[2] != value and prev[3] == d["name"]:  # one Dim at both places
                     raise AssertionError(
                         f"Guard failed: {name}.size()[{i}] == {prev[0]}.size()[{prev[1]}] "
                         f"(both are Dim {d['name']!r}; got {got} and {prev[2]})"
+                    )
+                if prev[2] != value:
+                    raise AssertionError(
+                        f"Guard failed: {name}.size()[{i}] == {d['name']} (dim {i} of input "
+                        f"{name!r} is {d['name']!r} and dim {prev[1]} of {prev[0]!r} is "
+                        f"{prev[3]!r}: they give {root['name']} = {value} and {prev[2]})"
                     )

@@ -70,6 +70,7 @@ class ExportedProgram:
         out = {}
         for rec in self._guards.inputs:
             for d in rec["dims"].values():
+                d = d.get("root", d)  # a derived dim (dx + 1) constrains its root
                 out[d["name"]] = (d["min"], d["max"])
         return out
 

@@ -53,7 +53,8 @@ def tracing_wrapper(orig: Callable) -> Callable:
         @functools.wraps(orig)
         def w(*args, **kwargs):
             proxy = _find_proxy(args, kwargs)
-            if proxy is None:
+            # functions marked _traces_itself record their own ops (ember.cond)
+            if proxy is None or getattr(orig, "_traces_itself", False):
                 return orig(*args, **kwargs)
             return proxy.tracer.create_proxy("call_function", orig, args, kwargs)
 

@@ -9,7 +9,10 @@ backward. ``cache=True`` keeps the machine code on disk, so only the first run i
 checkout compiles (a few seconds per dtype); later runs load it.
 
 Arrays must be C-contiguous and of one float dtype; scalars arrive in that dtype, so float32
-stays float32 (``fastmath`` lets LLVM vectorise the row sums).
+stays float32 (``fastmath`` lets LLVM vectorise the row sums). The flags leave out ``nnan`` /
+``ninf`` and ``arcp``: with them ``1 / sqrt(inf)`` became a reciprocal-sqrt estimate plus a
+Newton step, NaN instead of 0, so a row holding +inf came out all NaN where PyTorch gives 0 for
+the finite elements (measured: no slower on 8192 x 512 float32).
 """
 
 from __future__ import annotations
@@ -23,9 +26,14 @@ except ImportError:  # numba is optional: norm_rows then keeps its NumPy kernels
 
 AVAILABLE = njit is not None
 
+# reassociation (vectorised row sums) and contraction (FMA) only: see the module docstring
+_FLAGS = {"reassoc", "contract", "nsz"}
+
 
 def _jit(fn):
-    return njit(cache=True, fastmath=True, nogil=True, error_model="numpy")(fn) if AVAILABLE else fn
+    return (
+        njit(cache=True, fastmath=_FLAGS, nogil=True, error_model="numpy")(fn) if AVAILABLE else fn
+    )
 
 
 @_jit

@@ -192,3 +192,24 @@ def raise_broadcast_error(err: Exception, *operands):
         except RuntimeError as mismatch:
             raise mismatch from None
     raise err
+
+
+def deprecated_scalar_first(name: str, scalar, rest: tuple, args: tuple) -> tuple:
+    """PyTorch's deprecated overloads that take the multiplier first, ``add(x, 0.5, y)``,
+    ``x.add_(-lr, grad)``, ``addcmul_(1 - beta, g, g)`` (common in pre-1.5 scripts): warn as
+    torch does and return the operands (``rest`` then ``args``) and the multiplier."""
+    import numbers
+    import warnings
+
+    if len(args) != 1 or not isinstance(scalar, numbers.Number) or isinstance(scalar, bool):
+        raise TypeError(
+            f"{name}() got {len(args)} unexpected positional argument(s): the multiplier goes "
+            f"in the keyword (alpha= / value=), e.g. {name}(input, other, alpha=2)"
+        )
+    warnings.warn(
+        f"This overload of {name} is deprecated:\n\t{name}(Number, Tensor ...)\nConsider "
+        "passing the multiplier as a keyword (alpha= or value=) instead.",
+        UserWarning,
+        stacklevel=3,
+    )
+    return (*rest, args[0]), scalar

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from ..autograd.function import Function
 from ..tensor import Tensor
-from ._util import cpp_type_name, promote, raise_broadcast_error
+from ._util import cpp_type_name, deprecated_scalar_first, promote, raise_broadcast_error
 from .elementwise_unary import _cj, _cplx
 
 
@@ -98,14 +98,19 @@ class Lerp(Function):
 
 
 # ---- public functions ---------------------------------------------------------------------
-def add(input, other, *, alpha=1):
+def add(input, other, *args, alpha=1):
     """``input + alpha * other``, elementwise with broadcasting.
 
     Args:
         input (Tensor or Number): the first operand.
         other (Tensor or Number): the second operand, broadcast against ``input``.
         alpha: the multiplier of ``other``.
+
+    PyTorch's deprecated ``add(input, alpha, other)`` (a number before the tensor) works too,
+    with torch's warning.
     """
+    if args:
+        (other,), alpha = deprecated_scalar_first("add", other, (), args)
     if alpha != 1:
         other = mul(other, alpha)
     a, b = promote(input, other)
@@ -115,14 +120,19 @@ def add(input, other, *, alpha=1):
         raise_broadcast_error(err, a, b)
 
 
-def sub(input, other, *, alpha=1):
+def sub(input, other, *args, alpha=1):
     """``input - alpha * other``, elementwise with broadcasting.
 
     Args:
         input (Tensor or Number): the first operand.
         other (Tensor or Number): the second operand, broadcast against ``input``.
         alpha: the multiplier of ``other``.
+
+    PyTorch's deprecated ``sub(input, alpha, other)`` (a number before the tensor) works too,
+    with torch's warning.
     """
+    if args:
+        (other,), alpha = deprecated_scalar_first("sub", other, (), args)
     if alpha != 1:
         other = mul(other, alpha)
     a, b = promote(input, other)

@@ -10,7 +10,7 @@ from collections import namedtuple
 
 from ..tensor import Tensor
 from ._docs import nograd_doc
-from ._util import scalar_type_name
+from ._util import deprecated_scalar_first, scalar_type_name
 from .elementwise import _floatify, div, mul, sign, trunc
 from .function_free import _xp_of, binary_nograd
 from .math_ops import exp2
@@ -147,16 +147,22 @@ def ldexp(input: Tensor, other: Tensor) -> Tensor:
     return mul(_floatify(input), exp2(other))
 
 
-def addcmul(input: Tensor, tensor1: Tensor, tensor2: Tensor, *, value=1) -> Tensor:
-    """``input + value * tensor1 * tensor2``, elementwise with broadcasting."""
+def addcmul(input: Tensor, tensor1: Tensor, tensor2: Tensor, *args, value=1) -> Tensor:
+    """``input + value * tensor1 * tensor2``, elementwise with broadcasting (also PyTorch's
+    deprecated ``addcmul(input, value, tensor1, tensor2)``, with its warning)."""
+    if args:
+        (tensor1, tensor2), value = deprecated_scalar_first("addcmul", tensor1, (tensor2,), args)
     from .elementwise import add
 
     prod = mul(tensor1, tensor2)
     return add(input, prod if value == 1 else mul(prod, value))
 
 
-def addcdiv(input: Tensor, tensor1: Tensor, tensor2: Tensor, *, value=1) -> Tensor:
-    """``input + value * tensor1 / tensor2``, elementwise with broadcasting."""
+def addcdiv(input: Tensor, tensor1: Tensor, tensor2: Tensor, *args, value=1) -> Tensor:
+    """``input + value * tensor1 / tensor2``, elementwise with broadcasting (also PyTorch's
+    deprecated ``addcdiv(input, value, tensor1, tensor2)``, with its warning)."""
+    if args:
+        (tensor1, tensor2), value = deprecated_scalar_first("addcdiv", tensor1, (tensor2,), args)
     from .elementwise import add, div
 
     if all(t._data.dtype.kind in "iub" for t in (tensor1, tensor2)):

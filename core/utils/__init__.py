@@ -18,4 +18,8 @@ def __getattr__(name):
         import importlib
 
         return importlib.import_module(f"ember.utils.{name}")
+    if name == "swap_tensors":
+        from ._swap import swap_tensors
+
+        return swap_tensors
     raise AttributeError(f"module 'ember.utils' has no attribute {name!r}")

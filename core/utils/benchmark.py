@@ -9,13 +9,21 @@ measurements as a table: one per ``label``, rows by ``sub_label``, columns by ``
 
 from __future__ import annotations
 
+import enum
 import statistics
 import textwrap
 import timeit
 from collections.abc import Callable, Iterable
 from typing import Any
 
-__all__ = ["Compare", "Measurement", "Timer"]
+__all__ = ["Compare", "Language", "Measurement", "Timer"]
+
+
+class Language(enum.Enum):
+    """The language of a :class:`Timer`'s statement (torch's names; ember times Python)."""
+
+    PYTHON = 0
+    CPP = 1
 
 
 class Measurement:
@@ -98,6 +106,7 @@ class Timer:
             bound to ``torch``, as in PyTorch).
         label, sub_label, description (str, optional): how :class:`Compare` groups results.
         num_threads (int): ember's thread count while timing. Default: ``1``.
+        language (Language): :attr:`Language.PYTHON` only (``Language.CPP`` raises).
     """
 
     def __init__(
@@ -112,7 +121,14 @@ class Timer:
         description: str | None = None,
         env: str | None = None,
         num_threads: int = 1,
+        language: Language | str = Language.PYTHON,
     ):
+        if language not in (Language.PYTHON, "py", "python"):
+            # torch compiles C++ statements against libtorch; ember has no C++ frontend
+            raise ValueError(
+                f"Timer: language={language!r} is not supported: ember times Python statements "
+                "only (Language.PYTHON)"
+            )
         if not isinstance(num_threads, int) or num_threads < 1:
             raise ValueError(f"Timer: num_threads must be a positive int, got {num_threads!r}")
         import ember
@@ -122,6 +138,11 @@ class Timer:
         namespace = {"torch": ember, "ember": ember, **(globals or {})}
         if global_setup:
             exec(global_setup, namespace)  # noqa: S102 - the caller's own setup code
+        # torch dedents both: setup is usually an indented triple-quoted block
+        if isinstance(stmt, str):
+            stmt = textwrap.dedent(stmt).strip() or "pass"
+        if isinstance(setup, str):
+            setup = textwrap.dedent(setup).strip() or "pass"
         self._timer = timeit.Timer(stmt=stmt, setup=setup, timer=timer, globals=namespace)
         text = stmt if isinstance(stmt, str) else getattr(stmt, "__name__", repr(stmt))
         self._spec = {
@@ -170,6 +191,13 @@ class Timer:
             if callback is not None:
                 callback(number, t)
         return Measurement(number, times, self._spec)
+
+    def collect_callgrind(self, *args, **kwargs):
+        """Not available: torch counts instructions with Valgrind's Callgrind over libtorch."""
+        raise NotImplementedError(
+            "Timer.collect_callgrind: ember has no Callgrind integration; time the statement "
+            "with blocked_autorange() or adaptive_autorange() instead"
+        )
 
     def adaptive_autorange(
         self,

@@ -5,8 +5,11 @@ with DTensors map to DTensor's operators, and DTensor's dtype methods.
 kept); ``view_as_complex``/``view_as_real`` run on the local pieces when the last dim is not
 sharded (same placements); ``polar`` is elementwise; ``silu``/``gelu``/``dropout`` are
 elementwise on the local pieces; ``softmax`` gathers a sharded ``dim``; ``matmul`` is
-``ops.matmul``; ``cat``/``stack`` join local pieces when the joined dim is not sharded. Any
-other participating function raises ``NotImplementedError`` naming it.
+``ops.matmul``; ``cat``/``stack`` join local pieces when the joined dim is not sharded;
+``F.linear``/``embedding``/``layer_norm``/``rms_norm`` are the operators of ``ops``;
+``relu``/``tanh``/``sigmoid``/``leaky_relu`` are elementwise. Any other function runs as written
+on the DTensor (its methods, as before these functions handed DTensors over); where that fails,
+``NotImplementedError`` names the function.
 """
 
 from __future__ import annotations
@@ -74,6 +77,17 @@ def _elementwise(name: str):
     return run
 
 
+def _embedding(
+    input, weight, padding_idx=None, max_norm=None, norm_type=2.0, scale_grad_by_freq=False,
+    sparse=False,
+):  # fmt: skip
+    if max_norm is not None or scale_grad_by_freq or sparse:
+        raise NotImplementedError(
+            "F.embedding on a DTensor: max_norm, scale_grad_by_freq and sparse are not supported"
+        )
+    return _nn_ops.embedding(input, weight, padding_idx)
+
+
 def _softmax(input, dim=None, _stacklevel=3, dtype=None):
     import ember.nn.functional as F
 
@@ -132,6 +146,14 @@ def _handlers() -> dict:
             F.gelu: _elementwise("gelu"),
             F.dropout: _elementwise("dropout"),
             F.softmax: _softmax,
+            F.relu: _elementwise("relu"),
+            F.tanh: _elementwise("tanh"),
+            F.sigmoid: _elementwise("sigmoid"),
+            F.leaky_relu: _elementwise("leaky_relu"),
+            F.linear: _nn_ops.linear,
+            F.embedding: _embedding,
+            F.layer_norm: _nn_ops.layer_norm,
+            F.rms_norm: _nn_ops.rms_norm,
             ember.view_as_complex: _view_as_complex,
             ember.view_as_real: _view_as_real,
             ember.polar: _polar,
@@ -149,15 +171,25 @@ def _handlers() -> dict:
 def __torch_function__(cls, func, types, args=(), kwargs=None):
     """ember's participating functions on DTensors (``ember.overrides``)."""
     handler = _handlers().get(_key(func))
-    if handler is None:
-        name = getattr(func, "__name__", repr(func))
-        raise NotImplementedError(
-            f"{getattr(func, '__module__', '')}.{name} is not implemented for DTensor "
-            "(ember.distributed.tensor supports scaled_dot_product_attention, silu, gelu, "
-            "dropout, softmax, view_as_complex, view_as_real, polar, outer, matmul, cat, "
-            "stack); call it on dtensor.to_local() or dtensor.full_tensor()"
-        )
-    return handler(*args, **(kwargs or {}))
+    if handler is not None:
+        return handler(*args, **(kwargs or {}))
+    name = getattr(func, "__name__", repr(func))
+    message = (
+        f"{getattr(func, '__module__', '')}.{name} is not implemented for DTensor "
+        "(ember.distributed.tensor supports scaled_dot_product_attention, silu, gelu, "
+        "dropout, softmax, relu, tanh, sigmoid, leaky_relu, linear, embedding, layer_norm, "
+        "rms_norm, view_as_complex, view_as_real, polar, outer, matmul, cat, stack); call it "
+        "on dtensor.to_local() or dtensor.full_tensor()"
+    )
+    # no rule: run the function as written on the DTensor (its methods), as it ran before the
+    # broad set of functions handed DTensors over
+    from ember.overrides import _no_tensor_like_dispatch
+
+    try:
+        with _no_tensor_like_dispatch():
+            return func(*args, **(kwargs or {}))
+    except (TypeError, AttributeError) as e:
+        raise NotImplementedError(message) from e
 
 
 # ---- dtype methods -------------------------------------------------------------------------

@@ -63,7 +63,7 @@ def test_vgg16_has_torchvisions_layout():
     assert list(v.state_dict()) == want
     assert isinstance(v.features[30], ember.nn.MaxPool2d) and len(v.features) == 31
     with pytest.raises(ValueError, match="no pretrained weights"):
-        models.vgg19(weights="DEFAULT")
+        models.vgg11(weights="DEFAULT")  # (vgg19 has VGG19_Weights: the style tutorial's)
 
 
 def test_vgg_trunk_matches_torch():

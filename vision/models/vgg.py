@@ -18,6 +18,7 @@ __all__ = [
     "VGG",
     "VGG16_Weights",
     "VGG16_BN_Weights",
+    "VGG19_Weights",
     "vgg11",
     "vgg13",
     "vgg16",
@@ -131,6 +132,18 @@ class VGG16_BN_Weights(WeightsEnum):
     DEFAULT = IMAGENET1K_V1
 
 
+class VGG19_Weights(WeightsEnum):
+    """Pretrained weights for :func:`vgg19` (torchvision's ImageNet-1k checkpoint; the neural
+    style transfer tutorial's feature extractor)."""
+
+    IMAGENET1K_V1 = Weights(
+        url="https://download.pytorch.org/models/vgg19-dcbb9e9d.pth",
+        transforms=_imagenet_transforms(224),
+        meta={**_COMMON_META, "num_params": 143667240},
+    )
+    DEFAULT = IMAGENET1K_V1
+
+
 def _vgg(cfg: str, batch_norm: bool, weights, progress: bool, **kwargs: Any) -> VGG:
     if weights is not None:
         kwargs["init_weights"] = False
@@ -169,8 +182,9 @@ def vgg16_bn(
     return _vgg("D", True, VGG16_BN_Weights.verify(weights), progress, **kwargs)
 
 
-def vgg19(*, weights: None = None, progress: bool = True, **kwargs: Any) -> VGG:
-    """VGG-19 (configuration E); no pretrained weights in ember (``weights`` must be None)."""
-    if weights is not None:
-        raise ValueError("vgg19: ember has no pretrained weights entry for vgg19")
-    return _vgg("E", False, None, progress, **kwargs)
+def vgg19(
+    *, weights: VGG19_Weights | str | None = None, progress: bool = True, **kwargs: Any
+) -> VGG:
+    """VGG-19 (configuration E); ``weights=VGG19_Weights.DEFAULT`` loads torchvision's
+    ImageNet weights."""
+    return _vgg("E", False, VGG19_Weights.verify(weights), progress, **kwargs)

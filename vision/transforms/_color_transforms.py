@@ -1,4 +1,5 @@
-"""Colour and erasing transforms of ``ember.vision.transforms`` (v1), re-exported there.
+"""Colour and erasing transforms of ``ember.vision.transforms`` (v1), re-exported by
+``transforms.py``, whose name they keep as ``__module__`` (torchvision's pickled path).
 
 ``ColorJitter, Grayscale, RandomGrayscale, GaussianBlur, RandomErasing`` and the
 ``Random{Invert,Autocontrast,Equalize,Posterize,Solarize,AdjustSharpness}`` family.
@@ -286,3 +287,21 @@ class RandomAdjustSharpness(_RandomOp):
 
     def _apply(self, img):
         return F.adjust_sharpness(img, self.sharpness_factor)
+
+
+# torchvision's path: printed and pickled instances name the public module, not this file
+for _cls in (
+    ColorJitter,
+    Grayscale,
+    RandomGrayscale,
+    GaussianBlur,
+    RandomErasing,
+    RandomInvert,
+    RandomAutocontrast,
+    RandomEqualize,
+    RandomPosterize,
+    RandomSolarize,
+    RandomAdjustSharpness,
+):
+    _cls.__module__ = "ember.vision.transforms.transforms"
+del _cls

@@ -1,5 +1,5 @@
-"""Colour ops and blur of ``transforms.functional`` (re-exported there; same dispatch: PIL
-images to Pillow, tensors to the array kernels)."""
+"""Colour ops and blur of ``transforms.functional`` (re-exported there, whose name they keep as
+``__module__``; same dispatch: PIL images to Pillow, tensors to the array kernels)."""
 
 from __future__ import annotations
 
@@ -217,3 +217,25 @@ def erase(img: Tensor, i: int, j: int, h: int, w: int, v, inplace: bool = False)
     val = v.detach()._data if isinstance(v, Tensor) else v
     out = F_t.erase(a, i, j, h, w, val, inplace)
     return img if inplace else _wrap(out)
+
+
+# torchvision's path: the functions report (and pickle as) the public module, not this file
+for _fn in (
+    adjust_brightness,
+    adjust_contrast,
+    adjust_saturation,
+    adjust_sharpness,
+    adjust_hue,
+    adjust_gamma,
+    rgb_to_grayscale,
+    to_grayscale,
+    invert,
+    posterize,
+    solarize,
+    autocontrast,
+    equalize,
+    gaussian_blur,
+    erase,
+):
+    _fn.__module__ = "ember.vision.transforms.functional"
+del _fn

@@ -12,6 +12,7 @@ from ...ops import activation_ops as A
 from ...ops import nn_ops
 from ...ops.inplace import make_inplace
 from ...ops.shape import chunk
+from ...overrides import _tensor_like, handle_torch_function
 from ...tensor import Tensor
 
 __all__ = [
@@ -62,6 +63,8 @@ def _maybe_inplace(fn, name, input, inplace, *args):
 
 def relu(input: Tensor, inplace: bool = False) -> Tensor:
     r""":math:`\max(0, x)`."""
+    if type(input) is not Tensor and _tensor_like(input):  # (DTensor: __torch_function__)
+        return handle_torch_function(relu, (input,), input, inplace=inplace)
     if input.is_quantized:  # ember.quantized.QTensor: max(code, zero_point)
         return input.relu()
     if inplace:  # relu saves its output, so it can overwrite its input directly
@@ -78,6 +81,8 @@ def hardtanh(
     input: Tensor, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False
 ) -> Tensor:
     r"""Clamp to ``[min_val, max_val]`` (zero gradient outside and at the bounds)."""
+    if type(input) is not Tensor and _tensor_like(input):  # DTensor
+        return handle_torch_function(hardtanh, (input,), input, min_val, max_val, inplace)
     if min_val > max_val:
         raise ValueError("min_val cannot be greater than max_val")
     return _maybe_inplace(A.Hardtanh.apply, "hardtanh_", input, inplace, min_val, max_val)
@@ -95,6 +100,8 @@ def relu6(input: Tensor, inplace: bool = False) -> Tensor:
 
 def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:
     r""":math:`x` for :math:`x > 0`, else :math:`\text{negative\_slope} \cdot x`."""
+    if type(input) is not Tensor and _tensor_like(input):  # DTensor
+        return handle_torch_function(leaky_relu, (input,), input, negative_slope, inplace)
     return _maybe_inplace(A.LeakyRelu.apply, "leaky_relu_", input, inplace, negative_slope)
 
 
@@ -193,11 +200,15 @@ def mish(input: Tensor, inplace: bool = False) -> Tensor:
 
 def sigmoid(input: Tensor) -> Tensor:
     """Elementwise logistic sigmoid, ``1 / (1 + exp(-x))``."""
+    if type(input) is not Tensor and _tensor_like(input):  # DTensor
+        return handle_torch_function(sigmoid, (input,), input)
     return ops.sigmoid(input)
 
 
 def tanh(input: Tensor) -> Tensor:
     """Elementwise hyperbolic tangent."""
+    if type(input) is not Tensor and _tensor_like(input):  # DTensor
+        return handle_torch_function(tanh, (input,), input)
     return ops.tanh(input)
 
 

@@ -15,6 +15,7 @@ from ...ops import inplace as _inplace
 from ...ops import nn_ops
 from ...ops.embedding_ops import Embedding as _EmbeddingFn
 from ...ops.embedding_ops import EmbeddingBag as _EmbeddingBagFn
+from ...overrides import _tensor_like, handle_torch_function
 from ...random import gen_for
 from ...tensor import Tensor
 
@@ -135,6 +136,14 @@ def embedding(
     sparse: bool = False,
 ) -> Tensor:
     r"""Look up rows of ``weight`` by the integer ``input`` indices."""
+    # a DTensor (``__torch_function__``); ``weight`` is a Parameter (a subclass): isinstance
+    if (type(input) is not Tensor and _tensor_like(input)) or (
+        not isinstance(weight, Tensor) and _tensor_like(weight)
+    ):
+        return handle_torch_function(
+            embedding, (input, weight), input, weight, padding_idx, max_norm, norm_type,
+            scale_grad_by_freq, sparse,
+        )  # fmt: skip
     if input._data.dtype.kind not in "iu":
         raise RuntimeError(
             "Expected tensor for argument #1 'indices' to have one of the "

@@ -8,6 +8,7 @@ from ...amp._state import autocast_op
 from ...backend.device import get_array_module
 from ...backend.finfo import np_finfo
 from ...ops import norm_group_rms, norm_ops
+from ...overrides import _tensor_like, handle_torch_function
 from ...tensor import Tensor
 
 __all__ = ["batch_norm", "layer_norm", "group_norm", "instance_norm", "rms_norm"]
@@ -29,6 +30,11 @@ def batch_norm(
 ) -> Tensor:
     r"""Normalise over every dim but 1 (batch statistics when ``training``, else the running
     ones); running statistics are updated in place while training."""
+    if type(input) is not Tensor and _tensor_like(input):  # DTensor
+        return handle_torch_function(
+            batch_norm, (input,), input, running_mean, running_var, weight, bias, training,
+            momentum, eps,
+        )  # fmt: skip
     if input.dim() < 2:
         raise ValueError(f"Expected 2D or more input (got {input.dim()}D input)")
     if training:
@@ -181,6 +187,8 @@ def rms_norm(
 ) -> Tensor:
     r""":math:`x / \sqrt{\text{mean}(x^2) + \epsilon}` over the trailing dims, times weight;
     ``eps`` defaults to the dtype's machine epsilon."""
+    if type(input) is not Tensor and _tensor_like(input):  # DTensor
+        return handle_torch_function(rms_norm, (input,), input, normalized_shape, weight, eps)
     shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
     nd = len(shape)
     if input.dim() < nd or tuple(input.shape[input.dim() - nd :]) != shape:

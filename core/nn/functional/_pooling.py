@@ -11,6 +11,7 @@ from ...ops.pooling import (
     avg_divisor,
     pooling_output_size,
 )
+from ...overrides import _tensor_like, handle_torch_function
 from ...tensor import Tensor
 
 
@@ -129,6 +130,11 @@ def max_pool2d(
     return_indices: bool = False,
 ):
     """2D max pooling over (N, C, H, W) or (C, H, W); see :class:`~ember.nn.MaxPool2d`."""
+    if type(input) is not Tensor and _tensor_like(input):  # DTensor
+        return handle_torch_function(
+            max_pool2d, (input,), input, kernel_size, stride, padding, dilation, ceil_mode,
+            return_indices,
+        )  # fmt: skip
     return _max_pool(2, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
 
 
@@ -212,6 +218,11 @@ def avg_pool2d(
     divisor_override: int | None = None,
 ) -> Tensor:
     """2D average pooling over (N, C, H, W) or (C, H, W); see :class:`~ember.nn.AvgPool2d`."""
+    if type(input) is not Tensor and _tensor_like(input):  # DTensor
+        return handle_torch_function(
+            avg_pool2d, (input,), input, kernel_size, stride, padding, ceil_mode, count_include_pad,
+            divisor_override,
+        )  # fmt: skip
     return _avg_pool(
         2, input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override
     )
@@ -274,6 +285,8 @@ def adaptive_avg_pool1d(input: Tensor, output_size) -> Tensor:
 
 def adaptive_avg_pool2d(input: Tensor, output_size) -> Tensor:
     """2D adaptive average pooling to ``output_size`` (an int, a pair, None keeps a size)."""
+    if type(input) is not Tensor and _tensor_like(input):  # DTensor
+        return handle_torch_function(adaptive_avg_pool2d, (input,), input, output_size)
     return _adaptive_avg(2, input, output_size)
 
 

@@ -1,0 +1,84 @@
+"""``torch._check`` and its family: assertions that PyTorch programs (and the
+``torch.export`` tutorial) use to state facts about values, ``torch._check(b >= 3)``.
+
+Eagerly each one raises its error type when the condition is False; ``message`` is a
+zero-argument callable giving the text, as in PyTorch.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+
+__all__ = [
+    "_check",
+    "_check_index",
+    "_check_is_size",
+    "_check_not_implemented",
+    "_check_type",
+    "_check_value",
+    "_check_with",
+]
+
+_DEFAULT = (
+    "Expected cond to be True, but got False. (Could this error message be improved? If so, "
+    "please report an enhancement request to PyTorch.)"
+)
+
+
+def _check_with(error_type: type, cond, message: Callable[[], str] | None = None) -> None:
+    """Raise ``error_type(message())`` unless ``cond`` is True (a bool, or a one-element bool
+    tensor)."""
+    from .tensor import Tensor
+
+    if isinstance(cond, Tensor):
+        cond = bool(cond.item())
+    elif hasattr(cond, "tracer"):  # a traced value (fx/export): its own bool() says what fails
+        cond = bool(cond)
+    if not isinstance(cond, bool):
+        raise TypeError(f"cond must be a bool, but got {type(cond)}")
+    if cond:
+        return
+    if message is None:
+        raise error_type(_DEFAULT)
+    if not callable(message):
+        raise TypeError("message must be a callable")
+    raise error_type(str(message()))
+
+
+def _check(cond, message: Callable[[], str] | None = None) -> None:
+    """Raise RuntimeError unless ``cond`` holds."""
+    _check_with(RuntimeError, cond, message)
+
+
+def _check_index(cond, message: Callable[[], str] | None = None) -> None:
+    """Raise IndexError unless ``cond`` holds."""
+    _check_with(IndexError, cond, message)
+
+
+def _check_value(cond, message: Callable[[], str] | None = None) -> None:
+    """Raise ValueError unless ``cond`` holds."""
+    _check_with(ValueError, cond, message)
+
+
+def _check_type(cond, message: Callable[[], str] | None = None) -> None:
+    """Raise TypeError unless ``cond`` holds."""
+    _check_with(TypeError, cond, message)
+
+
+def _check_not_implemented(cond, message: Callable[[], str] | None = None) -> None:
+    """Raise NotImplementedError unless ``cond`` holds."""
+    _check_with(NotImplementedError, cond, message)
+
+
+def _check_is_size(i, message: Callable[[], str] | None = None, *, max=None) -> None:
+    """``i`` is usable as a size: ``i >= 0`` (and ``i <= max`` when given)."""
+    warnings.warn(
+        "_check_is_size will be removed in a future PyTorch release along with "
+        "guard_size_oblivious. Use _check(i >= 0) instead.",
+        FutureWarning,
+        stacklevel=2,
+    )
+    _check(int(i) >= 0, message)
+    if max is not None:
+        _check(int(i) <= max, message)
