@@ -5,10 +5,12 @@ Inside ``with context() as context_id:`` every RPC (``rpc_sync``, ``rpc_async``,
 *recv* on the receiving one, under one message id; the received tensors are fresh leaves. The
 context id travels with each call, so calls made by the callee join the same context.
 
-``backward(context_id, roots)`` runs local autograd from the roots to every leaf it reaches;
-gradients of received tensors go back over RPC to the worker that sent them, which continues
-from its send (PyTorch's "FAST mode": one local pass per arriving gradient, the graph kept
-until the context ends). Gradients accumulate in the context, per worker, not in ``.grad``:
+``backward(context_id, roots)`` runs local autograd from the roots to every leaf it reaches
+(an accumulating pass: hooks, DDP's gradient buckets and engine callbacks run as in
+``Tensor.backward``); gradients of received tensors go back over RPC to the worker that sent
+them, which continues from its send (PyTorch's "FAST mode": one local pass per arriving
+gradient, the graph kept until the context ends). Gradients accumulate in the context, per
+worker, not in ``.grad`` (each leaf's ``.grad`` is set aside during a pass and restored):
 ``get_gradients(context_id)`` returns them as ``{tensor: grad}``.
 """
 
@@ -183,23 +185,36 @@ def _reachable_leaves(outputs) -> list:
 
 
 def _pass(ctx: DistAutogradContext, outputs, grads) -> None:
-    """One local pass from ``outputs`` (seeded with ``grads``), then the remote parts."""
-    results, outs, gouts = [], [], []
+    """One local pass from ``outputs`` (seeded with ``grads``), then the remote parts.
+
+    The pass is an ordinary accumulating backward, as PyTorch's distributed engine runs
+    AccumulateGrad's hooks: leaf hooks, post-accumulate-grad hooks (DDP's buckets and their
+    allreduce) and engine callbacks (DDP's finalize) all fire. The leaves' ``.grad`` is set
+    aside for the pass and restored after it, so what accumulated lands in the context only.
+    """
+    roots, groots = [], []
     for t, g in zip(outputs, grads):
-        if g is None:
-            continue
-        if t.grad_fn is None:
-            if t.requires_grad:
-                results.append((t, g))
-        else:
-            outs.append(t)
-            gouts.append(g)
-    if outs:
-        leaves = _reachable_leaves(outs)
-        if leaves:
-            with _engine_lock:  # one local pass at a time: the engine's state is per process
-                gs = ember.autograd.grad(outs, leaves, gouts, retain_graph=True, allow_unused=True)
-            results += [(leaf, g) for leaf, g in zip(leaves, gs) if g is not None]
+        if g is not None and t.requires_grad:
+            roots.append(t)
+            groots.append(g)
+    results = []
+    if roots:
+        leaves = _reachable_leaves([t for t in roots if t.grad_fn is not None])
+        known = {id(t) for t in leaves}
+        for t in roots:  # leaves sent themselves (a tensor may travel twice in a message)
+            if t.grad_fn is None and id(t) not in known:
+                known.add(id(t))
+                leaves.append(t)
+        with _engine_lock:  # one local pass at a time: the engine's state is per process
+            kept = [leaf.grad for leaf in leaves]
+            try:
+                for leaf in leaves:
+                    leaf.grad = None
+                ember.autograd.backward(roots, groots, retain_graph=True)
+                results = [(leaf, leaf.grad) for leaf in leaves if leaf.grad is not None]
+            finally:
+                for leaf, old in zip(leaves, kept):
+                    leaf.grad = old
     onward: dict[tuple, list] = {}
     for t, g in results:
         where = ctx.recvs.get(id(t))

@@ -27,7 +27,9 @@ class _LocalOptimizer:
         from .. import autograd as dist_autograd
 
         grads = dist_autograd.get_gradients(context_id)
-        with _LocalOptimizer._lock:
+        # the engine lock too: a distributed backward pass on this worker sets the leaves'
+        # .grad aside while it runs (see autograd._pass), so .grad must not change meanwhile
+        with _LocalOptimizer._lock, dist_autograd._engine_lock:
             for p in self._params:
                 g = grads.get(p)
                 p.grad = None if g is None else g.clone()
@@ -45,12 +47,25 @@ def _local_step(opt_rref, context_id: int) -> None:
 
 
 class DistributedOptimizer:
-    """``DistributedOptimizer(optimizer_class, params_rref, *args, **kwargs)``.
+    """An optimizer over parameters that live on several RPC workers.
+
+    Each worker owning some of the parameters builds an ``optimizer_class`` over them;
+    :meth:`step` steps them all at once with the gradients that a distributed backward pass
+    (:func:`ember.distributed.autograd.backward`) accumulated in a context.
 
     Args:
-        optimizer_class: a local optimizer class (``ember.optim.SGD``, ...).
-        params_rref: ``RRef``s to the parameters to optimize (on any workers).
+        optimizer_class: a local optimizer class (:class:`ember.optim.SGD`, ...).
+        params_rref: :class:`~ember.distributed.rpc.RRef` objects to the parameters to
+            optimize, owned by any workers.
         args, kwargs: passed to ``optimizer_class`` on every owner.
+
+    Example::
+
+        >>> with dist_autograd.context() as context_id:
+        ...     loss = rpc.rpc_sync("worker1", forward, args=(x,)).sum()
+        ...     dist_autograd.backward(context_id, [loss])
+        ...     opt = DistributedOptimizer(ember.optim.SGD, param_rrefs, lr=0.05)
+        ...     opt.step(context_id)
     """
 
     def __init__(self, optimizer_class, params_rref, *args, **kwargs) -> None:

@@ -93,12 +93,24 @@ class _Unpickler(pickle.Unpickler):
         return t
 
 
+_pickling = threading.local()
+
+
+def in_rpc_pickling() -> bool:
+    """Whether this thread is pickling an RPC message (``RemoteModule`` pickles only then)."""
+    return getattr(_pickling, "depth", 0) > 0
+
+
 def dumps(obj) -> tuple[tuple, list]:
     """``obj`` as a payload ``(pickle bytes, out-of-band buffers)``, and the tensors it holds
     (in stream order)."""
     buf, buffers = io.BytesIO(), []
     p = _Pickler(buf, buffers)
-    p.dump(obj)
+    _pickling.depth = getattr(_pickling, "depth", 0) + 1
+    try:
+        p.dump(obj)
+    finally:
+        _pickling.depth -= 1
     return (buf.getvalue(), [b.raw() for b in buffers]), p.tensors
 
 

@@ -1,0 +1,1 @@
+"""``ember.distributed.nn.api``: PyTorch's ``torch.distributed.nn.api`` path."""
