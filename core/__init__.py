@@ -399,6 +399,11 @@ def __getattr__(name):
         from .nn.functional._toplevel import TORCH_SIGNATURES
 
         return TORCH_SIGNATURES.get(name) or getattr(functional, name)
+    if name.startswith("_foreach_"):  # torch._foreach_add_, ... (core/_foreach.py)
+        from . import _foreach
+
+        if name in _foreach.__all__:
+            return getattr(_foreach, name)
     if name.endswith("_copy"):  # torch.view_copy, torch.diagonal_copy, ...
         from .ops import view_copies
 

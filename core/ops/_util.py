@@ -59,6 +59,13 @@ def promote(a, b):
     if ta and tb:
         if a._data.dtype == b._data.dtype:
             return a, b
+    elif isinstance(b, np.generic) or isinstance(a, np.generic):
+        # NumPy scalars (``x / np.sqrt(d_k)``, graykode's Transformer) are weak like Python
+        # numbers in PyTorch; NumPy 2 would let an np.float64 lift a float32 array
+        return promote(
+            a.item() if isinstance(a, np.generic) else a,
+            b.item() if isinstance(b, np.generic) else b,
+        )
     elif ta and _scalar_fits(b, a._data.dtype):
         return a, (b if a._data.dtype.kind != "V" else _weak_scalar(b, a._data.dtype))
     elif tb and _scalar_fits(a, b._data.dtype):
