@@ -191,6 +191,9 @@ FAMILIES = {
         (attn_case(2, 16, 1024, 64, causal=True), False),
         (attn_case(1, 4, 2048, 16, causal=True), False),
         (attn_case(8, 4, 128, 32, masked=True), True),
+        # large batches run in chunks on one BLAS thread each (ops/attention_chunks.py)
+        (attn_case(256, 8, 128, 64), False),
+        (attn_case(256, 8, 128, 64, causal=True), False),
     ],
     "rnn": [
         (rnn_case("LSTM", 32, 64, 64, 128), True),

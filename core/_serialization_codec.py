@@ -157,6 +157,8 @@ class Encoder:
         if tp is float:
             return _float(obj)
         if isinstance(obj, Tensor):
+            if obj.is_nested:  # its dense parts (core/nested/); leaf parts keep requires_grad
+                return self._nested(obj)
             if obj.is_sparse:  # its parts (core/sparse/); a leaf keeps requires_grad
                 vals = obj._vals if obj.is_leaf else obj._values()
                 return {
@@ -194,6 +196,22 @@ class Encoder:
             e, dt, shape = self.entry(arr)
             return {"$": "npscalar", "e": e, "dtype": dt, "shape": shape}
         raise NotPlain(f"{tp.__module__}.{tp.__qualname__}")
+
+    def _nested(self, obj):
+        """A nested tensor as its dense parts: jagged values/offsets[/lengths] and the ragged
+        dim, or the components of a strided one."""
+        parts = obj._parts() if obj.is_leaf else [p.detach() for p in obj._parts()]
+        if obj._comps is not None:
+            return {"$": "nested_strided", "v": [self.encode(c) for c in parts]}
+        node = {
+            "$": "nested_jagged",
+            "v": self.encode(parts[0]),
+            "o": self.encode(obj._offsets),
+            "r": int(obj._ragged_idx),
+        }
+        if obj._lengths is not None:
+            node["l"] = self.encode(obj._lengths)
+        return node
 
     def _container(self, obj, tp):
         enc = self.encode
@@ -270,6 +288,10 @@ def decode(node, tensor_at, entry_at):
         return _special_float(_field(node, "v", str))
     if tag == "sparse_coo":
         return _decode_sparse(node, tensor_at, entry_at)
+    if tag in ("nested_jagged", "nested_strided"):
+        from ._serialization_nested import decode_nested
+
+        return decode_nested(node, tensor_at, entry_at)
     if tag == "complex":
         parts = _field(node, "v", list)
         if len(parts) != 2:

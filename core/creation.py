@@ -123,6 +123,20 @@ def from_numpy(ndarray: np.ndarray) -> Tensor:
     return Tensor._wrap(ndarray if type(ndarray) is np.ndarray else ndarray.view(np.ndarray))
 
 
+def _dim_int(s, what: str = "size"):
+    """A size entry given as a tensor as an int: like torch (``__index__``), an integer tensor
+    with one element (e.g. a 0-d ``seq_len`` tensor); other entries pass through unchanged."""
+    if not isinstance(s, Tensor):
+        return s
+    if s._data.dtype.kind not in "iu" or s.numel() != 1:
+        raise TypeError(
+            f"expected a sequence of integers as {what}, got a tensor of dtype {s.dtype} and "
+            f"shape {list(s.shape)} (a tensor in a {what} must be an integer tensor with one "
+            "element)"
+        )
+    return int(s.item())
+
+
 def _size(size, size_kw=None):
     if size_kw is not None:  # torch.empty(size=(2, 3))
         if size:
@@ -130,6 +144,8 @@ def _size(size, size_kw=None):
         size = (size_kw,)
     if len(size) == 1 and isinstance(size[0], (tuple, list)):
         size = tuple(size[0])
+    if not all(type(s) is int for s in size):
+        size = tuple(_dim_int(s) for s in size)
     for s in size:
         if not isinstance(s, (int, np.integer)) or isinstance(s, bool):
             raise TypeError(f"expected a sequence of integers as size, got {size!r}")

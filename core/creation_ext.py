@@ -24,8 +24,9 @@ def _done(t: Tensor, requires_grad: bool) -> Tensor:
     return t.requires_grad_(True) if requires_grad else t
 
 
-def _sizes(size):
-    return _size(size if len(size) != 1 or not isinstance(size[0], int) else (size[0],))
+def _sizes(sizes, size=None):
+    """The shape of ``new_empty(2, 3)``, ``new_empty((2, 3))`` or ``new_empty(size=(2, 3))``."""
+    return _size(sizes, size)
 
 
 # ---- Tensor.new_* -------------------------------------------------------------------------
@@ -48,10 +49,17 @@ def new_tensor(
 
 
 def new_empty(
-    self, *size, dtype=None, device=None, requires_grad=False, layout=None, pin_memory=False
+    self,
+    *sizes,
+    size=None,
+    dtype=None,
+    device=None,
+    requires_grad=False,
+    layout=None,
+    pin_memory=False,
 ) -> Tensor:
     return empty(
-        _sizes(size),
+        _sizes(sizes, size),
         dtype=dtype or self.dtype,
         device=device or self.device,
         requires_grad=requires_grad,
@@ -59,10 +67,17 @@ def new_empty(
 
 
 def new_zeros(
-    self, *size, dtype=None, device=None, requires_grad=False, layout=None, pin_memory=False
+    self,
+    *sizes,
+    size=None,
+    dtype=None,
+    device=None,
+    requires_grad=False,
+    layout=None,
+    pin_memory=False,
 ) -> Tensor:
     return zeros(
-        _sizes(size),
+        _sizes(sizes, size),
         dtype=dtype or self.dtype,
         device=device or self.device,
         requires_grad=requires_grad,
@@ -70,10 +85,17 @@ def new_zeros(
 
 
 def new_ones(
-    self, *size, dtype=None, device=None, requires_grad=False, layout=None, pin_memory=False
+    self,
+    *sizes,
+    size=None,
+    dtype=None,
+    device=None,
+    requires_grad=False,
+    layout=None,
+    pin_memory=False,
 ) -> Tensor:
     return ones(
-        _sizes(size),
+        _sizes(sizes, size),
         dtype=dtype or self.dtype,
         device=device or self.device,
         requires_grad=requires_grad,

@@ -18,7 +18,7 @@ from ..autograd.function import Function
 from ..backend.device import get_array_module
 from ..random import gen_for  # noqa: F401
 from ..tensor import Tensor
-from . import attention_causal
+from . import attention_causal, attention_chunks
 from ._lowp import float32_compute
 from .attention_math import (  # noqa: F401  (re-exported: every name stays importable here)
     _attend,
@@ -55,7 +55,13 @@ class ScaledDotProductAttention(Function):
             vr = xp.repeat(v, rep, axis=-3)
         ctx.causal_weights = None
         if attention_causal.applies(xp, q, kr, mask, dropout_p, is_causal, return_weights):
-            out, qs, ctx.causal_weights = attention_causal.causal_forward(q, kr, vr, scale)
+            ranges = attention_chunks._chunks(xp, q, kr, vr)
+            if ranges is not None:  # a large batch: in chunks on one BLAS thread each
+                out, qs, ctx.causal_weights = attention_chunks.causal_forward_chunked(
+                    q, kr, vr, scale, ranges
+                )
+            else:
+                out, qs, ctx.causal_weights = attention_causal.causal_forward(q, kr, vr, scale)
             # (the weights live in blocks on ctx; qs stands in for p and pd, which only double
             # backward reads, for their array module and dtype and to see that pd is p)
             ctx.save_for_backward(qs, kr, vr, qs, qs, q, k, v, mask)
@@ -92,7 +98,12 @@ class ScaledDotProductAttention(Function):
         xp = ctx.xp
         if g_out is None and g_w is None:
             return (None,) * 11
-        if ctx.causal_weights is not None:
+        if isinstance(ctx.causal_weights, attention_chunks.CausalChunks):
+            dq, dk, dv = attention_chunks.causal_backward_chunked(
+                g_out, qs, k, v, ctx.causal_weights, scale, need
+            )
+            ds = None
+        elif ctx.causal_weights is not None:
             dq, dk, dv = attention_causal.causal_backward(
                 g_out, qs, k, v, ctx.causal_weights, scale, need
             )

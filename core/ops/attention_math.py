@@ -12,6 +12,7 @@ import numpy as np
 from ..backend.device import get_array_module
 from ..random import gen_for
 from ..tensor import Tensor
+from .attention_chunks import _attend_backward_chunked, _attend_chunked, _chunks
 
 
 def _masked_to_bias(xp, masked, dtype):
@@ -60,7 +61,16 @@ def _matmul(xp, a, b, out=None):
 
 
 def _attend(xp, qh, kh, vh, scale, bias, safe, dropout_p, generator, out=None):
-    """Forward on head arrays (..., L, d): returns (qs, p, pd, o); ``o`` may go into ``out``."""
+    """Forward on head arrays (..., L, d): returns (qs, p, pd, o); ``o`` may go into ``out``.
+    Large NumPy batches run in chunks of the leading axis (``attention_chunks``)."""
+    ranges = None if bias is not None and bias.ndim > qh.ndim else _chunks(xp, qh, kh, vh)
+    if ranges is not None:
+        return _attend_chunked(qh, kh, vh, scale, bias, safe, dropout_p, generator, out, ranges)
+    return _attend_whole(xp, qh, kh, vh, scale, bias, safe, dropout_p, generator, out)
+
+
+def _attend_whole(xp, qh, kh, vh, scale, bias, safe, dropout_p, generator, out=None):
+    """``_attend`` in one piece."""
     qs = qh * qh.dtype.type(scale)
     s = qs @ xp.swapaxes(kh, -1, -2)
     if bias is not None:
@@ -79,7 +89,16 @@ def _attend(xp, qh, kh, vh, scale, bias, safe, dropout_p, generator, out=None):
 
 
 def _attend_backward(xp, g_o, g_pd, qs, kh, vh, p, pd, scale, need, outs=(None, None, None)):
-    """Gradients of q, k, v (written into ``outs`` where given) and of the scores."""
+    """Gradients of q, k, v (written into ``outs`` where given) and of the scores (in chunks,
+    like ``_attend``, the scores' gradient is None unless ``need[3]`` asks for it)."""
+    ranges = _chunks(xp, qs, kh, vh, g_o, p)
+    if ranges is not None:
+        return _attend_backward_chunked(g_o, g_pd, qs, kh, vh, p, pd, scale, need, outs, ranges)
+    return _attend_backward_whole(xp, g_o, g_pd, qs, kh, vh, p, pd, scale, need, outs)
+
+
+def _attend_backward_whole(xp, g_o, g_pd, qs, kh, vh, p, pd, scale, need, outs=(None,) * 3):
+    """``_attend_backward`` in one piece."""
     dq = dk = dv = None
     if g_o is not None:
         gp = g_o @ xp.swapaxes(vh, -1, -2)

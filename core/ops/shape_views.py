@@ -63,6 +63,10 @@ class Expand(Function):
 def _shape_arg(shape):
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
+    if not all(type(s) is int for s in shape):  # 0-d integer tensors (torch takes them)
+        from ..creation import _dim_int
+
+        shape = tuple(_dim_int(s, "shape") for s in shape)
     return tuple(int(s) for s in shape)
 
 
@@ -94,7 +98,7 @@ def view(input, *shape):
     """A view of ``input`` with a new shape (one dimension may be -1); it shares data with
     ``input``.
     """
-    if len(shape) == 1 and not isinstance(shape[0], (int, tuple, list)):
+    if len(shape) == 1 and not isinstance(shape[0], (int, tuple, list, Tensor)):
         return _view_dtype(input, shape[0])
     shape = _infer(_shape_arg(shape), input._data.size, input._data.shape)
     return Reshape.apply(input, shape, True)
