@@ -4,6 +4,8 @@ globals and thread count, and Compare lays results out by label, sub_label and d
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -61,6 +63,10 @@ def test_compare_tables_by_label_row_and_column(capsys):
     cmp.print()
     out = capsys.readouterr().out
     lines = out.strip().splitlines()
-    assert "[ sum ]" in lines[0] and lines[-1].startswith("Times are in ")
+    # PyTorch's layout: title, columns, a section per thread count, rows, the unit
+    assert lines[0].startswith("[--") and " sum " in lines[0]
+    assert re.fullmatch(r"Times are in \w+seconds \((ns|us|ms)\)\.", lines[-1])
+    assert "e+" not in out  # 3 significant figures without exponents, as PyTorch
     assert lines[1].split("|")[1].strip() == "a" and lines[1].split("|")[2].strip() == "b"
-    assert lines[2].startswith("n=10") and lines[3].startswith("n=1000")
+    assert lines[2].startswith("1 threads: ---")
+    assert lines[3].strip().startswith("n=10 ") and lines[4].strip().startswith("n=1000")

@@ -21,12 +21,14 @@ __all__ = [
     "TopLevelTracedModule",
     "TracerWarning",
     "TracingCheckError",
+    "enable_onednn_fusion",
     "export",
     "freeze",
     "ignore",
     "is_scripting",
     "is_tracing",
     "load",
+    "onednn_fusion_enabled",
     "optimize_for_inference",
     "save",
     "script",
@@ -34,6 +36,22 @@ __all__ = [
     "trace_module",
     "unused",
 ]
+
+
+_onednn_fusion = [False]
+
+
+def enable_onednn_fusion(enabled: bool) -> None:
+    """PyTorch's switch for oneDNN Graph fusion of traced CPU graphs. ember has no oneDNN: the
+    setting is kept (:func:`onednn_fusion_enabled` reports it) and changes nothing."""
+    if not isinstance(enabled, bool):
+        raise TypeError(f"enable_onednn_fusion: expected a bool, got {enabled!r}")
+    _onednn_fusion[0] = enabled
+
+
+def onednn_fusion_enabled() -> bool:
+    """What :func:`enable_onednn_fusion` last set (False at start)."""
+    return _onednn_fusion[0]
 
 
 def script(obj, *args, **kwargs):

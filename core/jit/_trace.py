@@ -53,7 +53,9 @@ def _as_tuple(example_inputs: Any) -> tuple:
 
     if isinstance(example_inputs, tuple):
         return example_inputs
-    if isinstance(example_inputs, (Tensor, list, dict)) or example_inputs is not None:
+    if isinstance(example_inputs, list):  # torch.jit.trace takes a list as the arguments too
+        return tuple(example_inputs)
+    if isinstance(example_inputs, (Tensor, dict)) or example_inputs is not None:
         return (example_inputs,)
     return ()
 

@@ -12,6 +12,7 @@ import os
 import threading
 import time
 import traceback
+import weakref
 
 from ..autograd import engine as _engine
 from ..autograd.function import Function
@@ -45,16 +46,34 @@ class Recorder:
         self.with_stack = with_stack
         self.use_cuda = use_cuda
         self.events: list[RawEvent] = []
+        # (perf ns, +/-bytes, device) per op output made / freed (export_memory_timeline)
+        self.mem_events: list[tuple[int, int, str]] = []
         self.wall0 = time.time_ns()
         self.perf0 = _perf()
 
     def add(self, name, cat, t0, t1, args, out, cuda=None) -> None:
         shapes = _shapes(args) if self.record_shapes else None
         mem = _nbytes(out) if self.profile_memory else 0
+        if mem:
+            self._track(out, t1)
         stack = _user_stack() if self.with_stack else None
         self.events.append(
             RawEvent(name, cat, t0, t1, threading.get_native_id(), shapes, mem, stack, cuda)
         )
+
+    def _track(self, out, t1: int) -> None:
+        """Record when each output tensor is made and (by a weakref finalizer) freed."""
+        append = self.mem_events.append
+        for o in out if type(out) is tuple else (out,):
+            data = getattr(o, "_data", None)
+            if data is None or not data.nbytes:
+                continue
+            n, dev = int(data.nbytes), str(getattr(o, "device", "cpu"))
+            append((t1, n, dev))
+            try:
+                weakref.finalize(o, _freed, append, n, dev)
+            except TypeError:  # not weak-referenceable: counted as never freed
+                pass
 
     def to_us(self, t_ns: int) -> float:
         """A perf-counter time as microseconds since the epoch (the trace's clock)."""
@@ -67,6 +86,10 @@ _lock = threading.Lock()
 
 def _shapes(args) -> list:
     return [list(a.shape) if hasattr(a, "_data") else [] for a in args]
+
+
+def _freed(append, nbytes: int, device: str) -> None:
+    append((_perf(), -nbytes, device))
 
 
 def _nbytes(out) -> int:

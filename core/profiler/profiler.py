@@ -322,6 +322,7 @@ class profile:
     def _stop_trace(self) -> None:
         rec, self._rec = self._rec, None
         _record.stop(rec)
+        self._mem_rec = (rec.mem_events, _record._perf(), rec.to_us)
         self._events = _finish(rec, "cuda" if rec.use_cuda else None)
         self._base_ns = rec.wall0
 
@@ -374,6 +375,15 @@ class profile:
         else:
             with open(path, "w") as f:
                 json.dump(doc, f)
+
+    def export_memory_timeline(self, path: str, device: str | None = None) -> None:
+        """Write the memory held by op outputs over the last cycle: ``.html`` (a plot),
+        ``.json`` / ``.json.gz`` (``[times, sizes by category]``) or ``.raw.json.gz``
+        (``(time, action, bytes, category)``), as PyTorch. Needs ``record_shapes``,
+        ``profile_memory`` and ``with_stack``; every byte is in the "Unknown" category."""
+        from . import _memory_timeline
+
+        _memory_timeline.export(self, path, device)
 
     def export_stacks(self, path: str, metric: str = "self_cpu_time_total") -> None:
         if not self.with_stack:

@@ -10,13 +10,25 @@ measurements as a table: one per ``label``, rows by ``sub_label``, columns by ``
 from __future__ import annotations
 
 import enum
+import math
 import statistics
 import textwrap
 import timeit
 from collections.abc import Callable, Iterable
 from typing import Any
 
-__all__ = ["Compare", "Language", "Measurement", "Timer"]
+from ._benchmark_fuzzer import FuzzedParameter, FuzzedTensor, Fuzzer, ParameterAlias
+
+__all__ = [
+    "Compare",
+    "FuzzedParameter",
+    "FuzzedTensor",
+    "Fuzzer",
+    "Language",
+    "Measurement",
+    "ParameterAlias",
+    "Timer",
+]
 
 
 class Language(enum.Enum):
@@ -73,26 +85,43 @@ class Measurement:
         raise AttributeError(f"'Measurement' object has no attribute {name!r}")
 
     def __repr__(self) -> str:
+        # PyTorch's layout: title, description, setup, the time, the counts
         unit, scale = _unit(self.median)
         q1, q3 = self._quartiles()
-        spec = self.task_spec
-        head = " / ".join(x for x in (spec["label"], spec["sub_label"]) if x)
-        lines = [f"<ember.utils.benchmark.Measurement object at {hex(id(self))}>"]
-        if head:
-            lines.append(head)
-        lines.append(textwrap.indent(spec["description"] or spec["stmt"], "  "))
-        lines.append(f"  Median: {self.median * scale:.2f} {unit}")
-        if len(self.times) >= 4:
+        spec, n = self.task_spec, len(self.times)
+        lines = [f"<ember.utils.benchmark.Measurement object at {hex(id(self))}>", _summary(spec)]
+        lines.append(f"  {'Median: ' if n > 1 else ''}{self.median * scale:.2f} {unit}")
+        if n >= 4:
             lines.append(
                 f"  IQR:    {self.iqr * scale:.2f} {unit} ({q1 * scale:.2f} to {q3 * scale:.2f})"
             )
         threads = spec["num_threads"]
         lines.append(
-            f"  {len(self.times)} measurement{'s' * (len(self.times) != 1)}, "
-            f"{self.number_per_run} runs per measurement, {threads} "
-            f"thread{'s' * (threads != 1)}"
+            f"  {n} measurement{'s' * (n > 1)}, {self.number_per_run} runs "
+            f"{'per measurement,' if n > 1 else ','} {threads} thread{'s' * (threads > 1)}"
         )
-        return "\n".join(lines)
+        return "\n".join(line for line in lines if line)
+
+
+def _summary(spec: dict) -> str:
+    """Title (``label: sub_label``, else the statement), description and setup lines."""
+    sub = spec.get("sub_label")
+    stmt = spec["stmt"] if isinstance(spec["stmt"], str) else getattr(spec["stmt"], "__name__", "")
+    if spec.get("label") is not None:
+        title = spec["label"] + (f": {sub}" if sub else "")
+    elif "\n" not in stmt:
+        title = stmt + (f": {sub}" if sub else "")
+    else:
+        title = f"stmt:{f' ({sub})' if sub else ''}\n" + textwrap.indent(stmt, "  ")
+    setup = spec.get("setup") or "pass"
+    if setup == "pass":
+        setup_str = ""
+    elif "\n" in setup:
+        setup_str = "setup:\n" + textwrap.indent(setup, "  ")
+    else:
+        setup_str = f"setup: {setup}"
+    parts = [title, spec.get("description") or "", setup_str]
+    return "\n".join(f"{x}\n" if "\n" in x else x for x in parts if x)
 
 
 class Timer:
@@ -252,27 +281,61 @@ class Compare:
         print(str(self))
 
     def _table(self, label: str, ms: list[Measurement]) -> str:
-        rows = list(dict.fromkeys(m.task_spec["sub_label"] or m.task_spec["stmt"] for m in ms))
+        # PyTorch's layout: a section per thread count, a row per (env, sub_label or stmt),
+        # a column per description, medians in one unit per table
+        def row_of(m):
+            name = m.task_spec["sub_label"] or m.task_spec["stmt"] or "[Unknown]"
+            env = m.task_spec.get("env")
+            return (env, name)
+
         cols = list(dict.fromkeys(m.task_spec["description"] or "" for m in ms))
-        cell = {
-            (m.task_spec["sub_label"] or m.task_spec["stmt"], m.task_spec["description"] or ""): m
-            for m in ms
-        }
+        threads = sorted({m.task_spec["num_threads"] for m in ms})
+        envs = any(m.task_spec.get("env") for m in ms)
         unit, scale = _unit(min(m.median for m in ms))
-        fmt = (lambda v: f"{v:.3g}") if self._figures else (lambda v: f"{v:.1f}")
-        body = [[""] + cols]
-        for r in rows:
-            body.append(
-                [r] + [fmt(cell[r, c].median * scale) if (r, c) in cell else "" for c in cols]
-            )
-        widths = [max(len(line[i]) for line in body) for i in range(len(body[0]))]
-        text = [
-            " | ".join(
-                [line[0].ljust(widths[0])] + [v.rjust(w) for v, w in zip(line[1:], widths[1:])]
-            )
-            for line in body
-        ]
-        return "\n".join([f"[ {label} ]".center(len(text[0]), "-"), *text, f"Times are in {unit}."])
+        fmt = _three_figures if self._figures else (lambda v: f"{v:.1f}")
+
+        env_width = max((len(m.task_spec.get("env") or "") + 2 for m in ms), default=0)
+
+        def name(row):
+            env, text = row
+            return (f"({env})".ljust(env_width) + "  " if envs else "") + text
+
+        sections = []
+        for t in threads:
+            part = [m for m in ms if m.task_spec["num_threads"] == t]
+            cell = {(row_of(m), m.task_spec["description"] or ""): m for m in part}
+            rows = list(dict.fromkeys(row_of(m) for m in part))
+            body = [
+                [name(r)] + [fmt(cell[r, c].median * scale) if (r, c) in cell else "" for c in cols]
+                for r in rows
+            ]
+            sections.append((t, body))
+        lines_all = [b for _, body in sections for b in body] + [[""] + cols]
+        widths = [max(len(line[i]) for line in lines_all) for i in range(len(cols) + 1)]
+        indent = "      " if not envs else "  "
+
+        def fmt_line(line, pad=indent):
+            cells = [v.rjust(w) for v, w in zip(line[1:], widths[1:])]
+            return pad + line[0].ljust(widths[0]) + "  |  " + "  |  ".join(cells)
+
+        header = fmt_line([""] + cols)
+        width = len(header)
+        text = [f"[{f' {label} ':-^{width - 2}}]", header]
+        for t, body in sections:
+            head = f"{t} threads: "  # PyTorch's spelling, 1 included
+            text.append(head + "-" * max(width - len(head), 0))
+            text.extend(fmt_line(line) for line in body)
+        name_of_unit = {"s": "seconds", "ms": "milliseconds", "us": "microseconds"}
+        text += ["", f"Times are in {name_of_unit.get(unit, 'nanoseconds')} ({unit}).", ""]
+        return "\n".join(text)
+
+
+def _three_figures(v: float) -> str:
+    """``v`` to 3 significant figures, without exponent notation (14600, 35.4, 0.123)."""
+    if v == 0 or not math.isfinite(v):
+        return f"{v:.1f}"
+    digits = 2 - math.floor(math.log10(abs(v)))
+    return f"{round(v, digits):.{max(digits, 0)}f}"
 
 
 def _unit(seconds: float) -> tuple[str, float]:

@@ -1,5 +1,6 @@
-"""ember.fx.experimental: torch.fx.experimental's ``proxy_tensor.make_fx``."""
+"""ember.fx.experimental: torch.fx.experimental's ``proxy_tensor.make_fx`` and
+``optimization.fuse``."""
 
-from . import proxy_tensor
+from . import optimization, proxy_tensor
 
-__all__ = ["proxy_tensor"]
+__all__ = ["optimization", "proxy_tensor"]

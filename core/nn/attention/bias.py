@@ -3,14 +3,18 @@
 ``causal_upper_left(L, S)`` is the mask ``is_causal=True`` applies (query ``i`` sees keys
 ``0..i``); ``causal_lower_right(L, S)`` aligns the diagonal to the bottom-right corner (query
 ``i`` sees keys ``0..i + S - L``), the usual mask when a few new queries attend to a longer
-key/value cache. Pass either as ``attn_mask``. In PyTorch ``CausalBias`` is a tensor subclass;
-here it is a small object that ``F.scaled_dot_product_attention`` recognises.
+key/value cache. Pass either as ``attn_mask``. As in PyTorch, ``CausalBias`` is a tensor
+subclass (``issubclass(type(bias), Tensor)``; it holds the ``(L, S)`` bool mask it stands for,
+which other ops see) that ``F.scaled_dot_product_attention`` recognises and runs as
+``is_causal=True`` where the two agree.
 """
 
 from __future__ import annotations
 
 import warnings
 from enum import IntEnum
+
+from ...tensor import Tensor
 
 __all__ = ["causal_upper_left", "causal_lower_right", "CausalVariant", "CausalBias"]
 
@@ -22,8 +26,9 @@ class CausalVariant(IntEnum):
     LOWER_RIGHT = 2
 
 
-class CausalBias:
-    """A causal (triangular) attention bias of shape ``(seq_len_q, seq_len_kv)``.
+class CausalBias(Tensor):
+    """A causal (triangular) attention bias of shape ``(seq_len_q, seq_len_kv)``: a bool
+    tensor (True = may attend) that ``F.scaled_dot_product_attention`` runs on its fast path.
 
     Args:
         variant: :class:`CausalVariant` ``UPPER_LEFT`` or ``LOWER_RIGHT``.
@@ -31,9 +36,17 @@ class CausalBias:
         seq_len_kv: the key/value sequence length.
     """
 
-    def __init__(self, variant: CausalVariant, seq_len_q: int, seq_len_kv: int) -> None:
+    def __new__(cls, variant: CausalVariant, seq_len_q: int, seq_len_kv: int):
+        from ..parameter import _init_alias
+
         if not isinstance(variant, CausalVariant):
             raise AssertionError(f"variant must be a CausalVariant, got {type(variant).__name__}")
+        t = object.__new__(cls)
+        _init_alias(t, _mask(variant, int(seq_len_q), int(seq_len_kv)), False)
+        return t
+
+    def __init__(self, variant: CausalVariant, seq_len_q: int, seq_len_kv: int) -> None:
+        # the tensor slots were filled in __new__ (Tensor.__init__ must not reset them)
         self.variant = variant
         self.seq_len_q = int(seq_len_q)
         self.seq_len_kv = int(seq_len_kv)
@@ -44,24 +57,9 @@ class CausalBias:
                 stacklevel=2,
             )
 
-    @property
-    def shape(self) -> tuple[int, int]:
-        return (self.seq_len_q, self.seq_len_kv)
-
-    @property
-    def dtype(self):
-        import ember
-
-        return ember.bool
-
     def _materialize(self, device=None):
-        """The bias as a bool tensor (True = may attend) on ``device``."""
-        import ember
-
-        ones = ember.ones(self.seq_len_q, self.seq_len_kv, dtype=ember.bool, device=device)
-        if self.variant == CausalVariant.UPPER_LEFT:
-            return ember.tril(ones)
-        return ember.tril(ones, diagonal=self.seq_len_kv - self.seq_len_q)
+        """The bias as a plain bool tensor (True = may attend) on ``device``."""
+        return _mask(self.variant, self.seq_len_q, self.seq_len_kv, device)
 
     def _scaled_dot_product_attention(
         self, query, key, value, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False
@@ -78,6 +76,21 @@ class CausalBias:
 
     def __repr__(self) -> str:
         return repr(self._materialize())
+
+    def __reduce_ex__(self, protocol):
+        return (type(self), (self.variant, self.seq_len_q, self.seq_len_kv))
+
+    def __deepcopy__(self, memo):
+        return type(self)(self.variant, self.seq_len_q, self.seq_len_kv)
+
+
+def _mask(variant: CausalVariant, seq_len_q: int, seq_len_kv: int, device=None):
+    import ember
+
+    ones = ember.ones(seq_len_q, seq_len_kv, dtype=ember.bool, device=device)
+    if variant == CausalVariant.UPPER_LEFT:
+        return ember.tril(ones)
+    return ember.tril(ones, diagonal=seq_len_kv - seq_len_q)
 
 
 def _size(size, name: str) -> tuple[int, int]:
