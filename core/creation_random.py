@@ -14,34 +14,43 @@ from .random import gen_for
 from .tensor import Tensor
 
 
-def _rand_make(draw, size, dtype, device, requires_grad, generator):
+def _rand_make(draw, size, dtype, device, requires_grad, generator, size_kw=None):
     xp = get_array_module(device or default_device())
     d = to_dtype(dtype) if dtype is not None else get_default_dtype()
     g = gen_for(generator, xp)
     # NumPy draws float32 or float64 directly; other float types are drawn in float32 and cast
     draw_dtype = np.float64 if d.np == np.float64 else np.float32
-    arr = draw(g, _size(size), draw_dtype)
+    arr = draw(g, _size(size, size_kw), draw_dtype)
     arr = arr.astype(d.np, copy=False)
     t = Tensor._wrap(arr)
     return t.requires_grad_(True) if requires_grad else t
 
 
-def rand(*size, generator=None, dtype=None, device=None, requires_grad=False) -> Tensor:
-    """Uniform on [0, 1)."""
+def rand(*sizes, size=None, generator=None, dtype=None, device=None, requires_grad=False) -> Tensor:
+    """Uniform on [0, 1); the shape as integers, one sequence, or ``size=``."""
     return _rand_make(
-        lambda g, s, dt: g.random(s, dtype=dt), size, dtype, device, requires_grad, generator
-    )
-
-
-def randn(*size, generator=None, dtype=None, device=None, requires_grad=False) -> Tensor:
-    """Standard normal."""
-    return _rand_make(
-        lambda g, s, dt: g.standard_normal(s, dtype=dt),
-        size,
+        lambda g, s, dt: g.random(s, dtype=dt),
+        sizes,
         dtype,
         device,
         requires_grad,
         generator,
+        size,
+    )
+
+
+def randn(
+    *sizes, size=None, generator=None, dtype=None, device=None, requires_grad=False
+) -> Tensor:
+    """Standard normal; the shape as integers, one sequence, or ``size=``."""
+    return _rand_make(
+        lambda g, s, dt: g.standard_normal(s, dtype=dt),
+        sizes,
+        dtype,
+        device,
+        requires_grad,
+        generator,
+        size,
     )
 
 

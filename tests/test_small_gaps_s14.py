@@ -142,3 +142,42 @@ def test_malformed_nested_node_is_a_format_error():
         decode_nested(node, tensor_at, None)
     with pytest.raises(FormatError, match="ragged dim"):
         decode_nested({**node, "r": 3}, tensor_at, None)
+
+
+@pytest.mark.parametrize("layout", ["split", "contiguous", "dropout"])
+def test_sdpa_output_keeps_the_querys_layout_as_torch(layout):
+    # nanoGPT-style scripts ``y.transpose(1, 2).view(B, T, C)`` without ``.contiguous()``: torch's
+    # fused output follows a (B, T, H, D)-laid-out query; its math path (dropout) is contiguous
+    import torch
+
+    import ember.nn.functional as F
+
+    B, T, H, D = 2, 16, 4, 8
+    x = np.random.default_rng(0).standard_normal((B, T, 3 * H * D)).astype(np.float32)
+    outs = []
+    for lib, fn in ((ember, F), (torch, torch.nn.functional)):
+        if layout == "contiguous":
+            q = k = v = lib.tensor(x[:, :, : H * D].reshape(B, H, T, D).copy())
+        else:
+            q, k, v = (
+                t.view(B, T, H, D).transpose(1, 2) for t in lib.tensor(x).split(H * D, dim=2)
+            )
+        p = 0.5 if layout == "dropout" else 0.0
+        y = fn.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
+        outs.append((tuple(y.stride()), y))
+    assert outs[0][0] == outs[1][0]
+    if layout == "split":
+        got = outs[0][1].transpose(1, 2).view(B, T, H * D)
+        np.testing.assert_allclose(
+            got.numpy(), outs[1][1].transpose(1, 2).reshape(B, T, H * D).numpy(), atol=1e-5
+        )
+
+
+def test_rand_and_randn_take_size_as_a_keyword():
+    ember.manual_seed(0)
+    a = ember.rand(size=(2, 3))
+    ember.manual_seed(0)
+    assert ember.equal(a, ember.rand(2, 3))
+    assert ember.randn(size=[4], dtype=ember.float64).dtype == ember.float64
+    with pytest.raises(TypeError, match="both positionally and as the keyword 'size'"):
+        ember.randn(2, size=(3,))

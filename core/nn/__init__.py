@@ -6,6 +6,10 @@ from .module import Module
 from .modules import *  # noqa: F403
 from .parameter import Buffer, Parameter, UninitializedBuffer, UninitializedParameter
 
+# ``ember.nn.attention`` is torch.nn.attention's package (core/nn/attention/, loaded lazily by
+# __getattr__ below); the star import bound the modules file of that name (MultiheadAttention's)
+del attention  # noqa: F821
+
 
 def __getattr__(name):
     # ``ember.nn.DataParallel`` and ``ember.nn.SyncBatchNorm`` as in PyTorch, loaded lazily

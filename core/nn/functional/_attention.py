@@ -53,7 +53,20 @@ def scaled_dot_product_attention(
         sdpa = getattr(attn_mask, "_scaled_dot_product_attention", None)
         if sdpa is not None:
             return sdpa(query, key, value, dropout_p, is_causal, scale, enable_gqa)
-    return _sdpa(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa)
+    out = _sdpa(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa)
+    if out.dim() == 4 and not dropout_p and _heads_transposed(query) and out.shape == query.shape:
+        # PyTorch's (fused) output keeps the query's memory layout: a query made by
+        # ``x.view(B, T, H, D).transpose(1, 2)`` gives an output whose ``transpose(1, 2)`` is
+        # contiguous, and scripts ``.view(B, T, C)`` it without ``.contiguous()`` (with
+        # dropout torch takes its math path, whose output is contiguous)
+        out = out.transpose(1, 2).contiguous().transpose(1, 2)
+    return out
+
+
+def _heads_transposed(t: Tensor) -> bool:
+    """Whether ``t`` (B, H, L, E) is laid out as (B, L, H, E) in memory (its heads stride less
+    than its positions: a ``view(B, L, H, E).transpose(1, 2)``, of a split too)."""
+    return t.shape[1] > 1 and t.shape[2] > 1 and t.stride(1) < t.stride(2)
 
 
 def _canonical_mask(mask, name: str, dtype):
