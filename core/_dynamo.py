@@ -9,6 +9,7 @@ from typing import Any
 
 from ember._compile import Unsupported, config
 from ember._compile._capture import GraphBreak
+from ember._compile._static import mark_dynamic, mark_static
 from ember.compiler import allow_in_graph, disable, is_compiling, reset
 
 __all__ = [
@@ -19,8 +20,14 @@ __all__ = [
     "exc",
     "explain",
     "is_compiling",
+    "mark_dynamic",
+    "mark_static",
+    "maybe_mark_dynamic",
     "reset",
 ]
+
+# ember makes a marked dim's capture shape-generic or, where it cannot, runs that call eagerly
+maybe_mark_dynamic = mark_dynamic
 
 exc = types.SimpleNamespace(Unsupported=Unsupported, GraphBreak=GraphBreak)
 

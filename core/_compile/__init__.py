@@ -90,8 +90,10 @@ def compile(
             decorator.
         fullgraph: raise :class:`Unsupported` at the first graph break instead of running that
             call signature eagerly.
-        dynamic: ``True`` compiles shape-generic graphs at once; ``False`` recompiles for every
-            new shape; ``None`` (default) recompiles once, then goes shape-generic.
+        dynamic: ``True`` compiles shape-generic graphs at once; ``False`` specializes on the
+            sizes (Python ints while capturing) and recompiles for every new shape; ``None``
+            (default) specializes, and after one recompile goes shape-generic where ember's
+            symbolic sizes can express the code (otherwise it keeps specializing).
         backend: ``"ember"`` (``"inductor"``: the same) runs the planned executor; ``"eager"``
             (``"aot_eager"``) runs the captured graph with no optimisation; a callable gets
             ``(GraphModule, example_inputs)`` and returns the function to run.

@@ -44,6 +44,9 @@ _RANDOM_FACTORIES = (
     "multinomial",
     "poisson",
 )
+# with static shapes a size is an int, so ``ember.zeros(x.size(0), 4)`` has no Proxy argument:
+# recorded all the same, so each call gets a fresh tensor (never one constant shared by calls)
+_SIZED_FACTORIES = ("zeros", "ones", "full", "empty", "arange", "eye", "linspace", "logspace")
 _BREAK_METHODS = {
     "item": "Tensor.item() (a data-dependent Python scalar)",
     "tolist": "Tensor.tolist() (data-dependent Python values)",
@@ -101,11 +104,39 @@ class _CompileTracer(Tracer):
 
     proxy_buffer_attributes = True  # buffers read in forward (BatchNorm stats) become get_attr
 
-    def __init__(self, leaves: set[str], extra_modules: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        leaves: set[str],
+        extra_modules: dict[str, Any],
+        examples: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(autowrap_functions=tuple(_allowed_in_graph))
         self.record_stack_traces = True
         self._leaves = leaves
         self._extra_modules = extra_modules
+        self._examples = examples  # None: sizes stay symbolic (dynamic shapes)
+        self._static = None
+
+    def trace(self, root, concrete_args=None):
+        if self._examples is not None:
+            from ember import Tensor
+
+            # Tensor's methods as they are before the trace patches them (size evaluation
+            # must call the real ones); the root module is set by ``trace``
+            self._static_methods = dict(Tensor.__dict__)
+        return super().trace(root, concrete_args)
+
+    def concrete_meta(self, proxy, what: str, args: tuple):
+        """Answer a Proxy's size query with the example's value (``_static.py``)."""
+        if self._examples is None:
+            from ember.fx.proxy import _NO_META
+
+            return _NO_META
+        if self._static is None:
+            from ._static import StaticShapes
+
+            self._static = StaticShapes(self._examples, self.root, self._static_methods)
+        return self._static.query(proxy, what, args)
 
     def is_leaf_module(self, m, module_qualified_name: str) -> bool:
         return module_qualified_name in self._leaves
@@ -143,7 +174,10 @@ class _CompileTracer(Tracer):
         from ember._tensor_methods import METHODS
 
         tracer = self
-        for name in _RANDOM_FACTORIES:  # record even without a Proxy: never freeze a draw
+        factories = _RANDOM_FACTORIES
+        if self._examples is not None:
+            factories += _SIZED_FACTORIES
+        for name in factories:  # record even without a Proxy: never freeze a draw
             orig = getattr(ember, name, None)
             if orig is not None:
                 orig = _patch._originals.get(id(orig), orig)
@@ -261,12 +295,17 @@ def closed_over_modules(fn: Callable) -> dict[str, Any]:
 
 
 def capture(
-    root: Any, concrete_args: dict[str, Any], modules: dict[str, Any] | None = None
+    root: Any,
+    concrete_args: dict[str, Any],
+    modules: dict[str, Any] | None = None,
+    examples: dict[str, Any] | None = None,
 ) -> tuple[Graph, Any]:
     """Trace ``root`` (a Module or function); return ``(graph, tracer_root_module)``.
 
     ``modules``: Module arguments of a compiled function, installed (as the modules it closes
     over) on the trace's root so their parameters become ``get_attr`` nodes.
+    ``examples``: the call's arguments by name: sizes become Python ints (static shapes);
+    ``None`` keeps them symbolic.
     Raises :class:`GraphBreak` when the code cannot be captured whole.
     """
     from ember.nn import Module
@@ -275,7 +314,7 @@ def capture(
     extra = {} if isinstance(root, Module) else {**closed_over_modules(root), **(modules or {})}
     leaves: set[str] = set()
     for _ in range(_MAX_LEAF_RETRIES):
-        tracer = _CompileTracer(leaves, extra)
+        tracer = _CompileTracer(leaves, extra, examples)
         _compiling += 1
         try:
             graph = tracer.trace(root, concrete_args)

@@ -27,6 +27,7 @@ from ._fuse_conv import fuse_conv_pool_relu
 from ._fuse_rnn import fuse_embedding_lstm
 from ._gpu_codegen import fuse_elementwise
 from ._reorder import relu_after_max_pool
+from ._static import _DIM_MARKS, _marked_dynamic
 
 # ember._logging.set_logs(graph_breaks=True / recompiles=True / dynamo=logging.INFO) shows these
 _breaks_log = logging.getLogger("ember._dynamo.graph_breaks")
@@ -125,6 +126,7 @@ class CompiledFunction:
         """Forget every compiled entry (``ember.compiler.reset``)."""
         self._cache: dict[Any, _Entry] = {}
         self._dynamic_shapes = self._dynamic is True
+        self._auto_dynamic_failed = False  # a shape-generic capture broke: stay specialized
         self._compiles = 0
         self._warned = False
         self.break_reasons: list[GraphBreak] = []
@@ -166,12 +168,18 @@ class CompiledFunction:
         )
 
     def _miss(self, key: tuple, values: list, bound) -> _Entry | None:
-        if not self._dynamic_shapes and self._dynamic is None and self._cache:
+        auto = False
+        if (
+            not self._dynamic_shapes
+            and self._dynamic is None
+            and self._cache
+            and not self._auto_dynamic_failed
+        ):
             # torch's automatic dynamic: a second shape for the same code makes shapes symbolic
             loose = self._key(values, True)
             if any(self._key_loose(k) == loose for k in self._cache):
-                self._dynamic_shapes = True
-                key = loose
+                self._dynamic_shapes = auto = True
+                exact, key = key, loose
                 hit = self._cache.get(key)
                 if hit is not None and hit.valid():
                     return hit
@@ -179,26 +187,66 @@ class CompiledFunction:
             if not self._warned:
                 self._warned = True
                 warnings.warn(
-                    f"ember.compile: {self._name()} hit config.recompile_limit "
-                    f"({config.recompile_limit}); later new signatures run eagerly. "
-                    "Set ember._dynamo.config.recompile_limit to raise it.",
+                    f"ember._dynamo hit config.recompile_limit ({config.recompile_limit})\n"
+                    f"   function: {self._name()!r}\n"
+                    f"   last reason: {self._why(values)}\n"
+                    "Later new signatures run eagerly. To log all recompilation reasons, use "
+                    "ember._logging.set_logs(recompiles=True); "
+                    "ember._dynamo.config.recompile_limit raises the limit.",
                     stacklevel=3,
                 )
             return None
         self._compiles += 1
         if self._compiles > 1:
-            _recompiles_log.debug("Recompiling %s: a new input signature %s", self._name(), key)
+            _recompiles_log.debug(
+                "Recompiling function %s\n    triggered by the following guard failure(s):\n"
+                "    - %s",
+                self._name(),
+                self._why(values),
+            )
         _log.info("ember.compile: compiling %s (compile #%d)", self._name(), self._compiles)
-        entry = self._compile(values, bound)
+        static = not self._dynamic_shapes and not any(_marked_dynamic(v) for v in values)
+        entry = self._compile(values, bound, static, self._fullgraph and not auto)
+        if auto and entry.break_reason is not None:
+            # ember's symbolic sizes cannot express this code (a branch on a size): keep
+            # specializing on each shape, as torch does for sizes it cannot make dynamic
+            self._dynamic_shapes, self._auto_dynamic_failed = False, True
+            self.break_reasons.remove(entry.break_reason)
+            key = exact
+            entry = self._compile(values, bound, True, self._fullgraph)
         self._cache[key] = entry
         self.entries.append(entry)
         return entry
+
+    def _why(self, values: list) -> str:
+        """The first guard of the newest entry that this call fails (torch's recompile log)."""
+        from ember import is_grad_enabled
+
+        if not self._cache:
+            return "no compiled entry yet"
+        grad, training, args = next(reversed(self._cache))
+        if grad != is_grad_enabled():
+            return f"grad_mode changed (expected {grad})"
+        if training != tuple(m.training for m in self._modules):
+            return "a module's training flag changed"
+        names = list(self._sig.parameters)
+        for i, (old, v) in enumerate(zip(args, values)):
+            new = _arg_key(v, self._dynamic_shapes)
+            if old != new:
+                name = names[i] if i < len(names) else f"args[{i}]"
+                if old[0] == "T" and new[0] == "T":
+                    what = ("size", "dtype", "device", "requires_grad")
+                    for label, a, b in zip(what, old[1:], new[1:]):
+                        if a != b:
+                            return f"tensor '{name}' {label} mismatch: expected {a}, actual {b}"
+                return f"'{name}' changed: expected {old}, actual {new}"
+        return "a guard on bound parameters or buffers failed"
 
     def _key_loose(self, key: tuple) -> tuple:
         grad, training, args = key
         return grad, training, tuple(_loosen(a) for a in args)
 
-    def _compile(self, values: list, bound) -> _Entry:
+    def _compile(self, values: list, bound, static: bool, fullgraph: bool) -> _Entry:
         from ember import Tensor, is_grad_enabled
         from ember.nn import Module
 
@@ -206,6 +254,8 @@ class CompiledFunction:
         t0 = time.perf_counter()
         concrete: dict[str, Any] = {}
         extra: dict[str, Any] = {}
+        # static shapes: sizes are the call's own ints (guarded by the exact-shape key)
+        examples = dict(bound.arguments) if static else None
         for (name, value), kind in zip(bound.arguments.items(), self._kinds):
             if kind in (kind.VAR_POSITIONAL, kind.VAR_KEYWORD):
                 continue
@@ -214,9 +264,9 @@ class CompiledFunction:
                 if isinstance(value, Module):
                     extra[name] = value
         try:
-            graph, troot = capture(self._root, concrete, extra)
+            graph, troot = capture(self._root, concrete, extra, examples)
         except GraphBreak as e:
-            if self._fullgraph:
+            if fullgraph:
                 where = f"\n  at {e.user_stack}" if e.user_stack else ""
                 raise Unsupported(
                     f"ember.compile(fullgraph=True): graph break: {e.reason}{where}"
@@ -299,9 +349,14 @@ def _arg_key(v: Any, dynamic: bool) -> Any:
     from ember.nn import Module
 
     if isinstance(v, Tensor):
+        marks = _DIM_MARKS.get(id(v))
+        if marks is not None and not dynamic:
+            shape = tuple(None if i in marks[1] else n for i, n in enumerate(v.shape))
+        else:
+            shape = len(v.shape) if dynamic else tuple(v.shape)
         return (
             "T",
-            len(v.shape) if dynamic else tuple(v.shape),
+            shape,
             v.dtype,
             str(v.device),
             v.requires_grad,
@@ -317,7 +372,7 @@ def _arg_key(v: Any, dynamic: bool) -> Any:
 
 def _loosen(a: Any) -> Any:
     if isinstance(a, tuple) and a and a[0] == "T":
-        return ("T", len(a[1]), *a[2:])
+        return ("T", len(a[1]) if isinstance(a[1], tuple) else a[1], *a[2:])
     if isinstance(a, tuple) and len(a) == 2 and a[0] in (tuple, list):
         return (a[0], tuple(_loosen(e) for e in a[1]))
     return a

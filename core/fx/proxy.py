@@ -12,6 +12,9 @@ from .node import Node
 __all__ = ["Proxy", "Attribute", "ParameterProxy", "TraceError", "GraphAppendingTracer"]
 
 
+_NO_META = object()  # ``Tracer.concrete_meta``'s "no value": record the query as a node
+
+
 class TraceError(ValueError):
     """Raised when a traced program depends on the values of its inputs."""
 
@@ -93,7 +96,61 @@ class Proxy:
     def __bool__(self) -> bool:
         return self.tracer.to_bool(self)
 
+    # Size queries: a tracer with ``concrete_meta`` (ember.compile's, when it specializes on
+    # sizes as torch.compile does by default) answers them with the traced example's values;
+    # otherwise they are recorded as graph nodes, as torch.fx does.
+    def _concrete(self, what: str, *args: Any) -> Any:
+        hook = getattr(self.tracer, "concrete_meta", None)
+        return _NO_META if hook is None else hook(self, what, args)
+
+    @property
+    def shape(self) -> Any:
+        v = self._concrete("shape")
+        return Attribute(self, "shape") if v is _NO_META else v
+
+    @property
+    def ndim(self) -> Any:
+        v = self._concrete("ndim")
+        return Attribute(self, "ndim") if v is _NO_META else v
+
+    @property
+    def dtype(self) -> Any:
+        v = self._concrete("dtype")
+        return Attribute(self, "dtype") if v is _NO_META else v
+
+    @property
+    def device(self) -> Any:
+        v = self._concrete("device")
+        return Attribute(self, "device") if v is _NO_META else v
+
+    def size(self, *args: Any, **kwargs: Any) -> Any:
+        v = _NO_META if kwargs else self._concrete("size", *args)
+        if v is _NO_META:
+            return self.tracer.create_proxy("call_method", "size", (self,) + args, kwargs)
+        return v
+
+    def dim(self) -> Any:
+        v = self._concrete("dim")
+        if v is _NO_META:
+            return self.tracer.create_proxy("call_method", "dim", (self,), {})
+        return v
+
+    def numel(self) -> Any:
+        v = self._concrete("numel")
+        if v is _NO_META:
+            return self.tracer.create_proxy("call_method", "numel", (self,), {})
+        return v
+
+    def nelement(self) -> Any:
+        v = self._concrete("numel")
+        if v is _NO_META:
+            return self.tracer.create_proxy("call_method", "nelement", (self,), {})
+        return v
+
     def __len__(self) -> int:
+        v = self._concrete("len")
+        if v is not _NO_META:
+            return v
         raise RuntimeError(
             "'len' is not supported in symbolic tracing by default. If you want "
             "this call to be recorded, please call ember.fx.wrap('len') at "
