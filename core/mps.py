@@ -53,10 +53,12 @@ def seed() -> None:
 
 
 def get_rng_state(device="mps"):
+    """The MPS generator's state; raises, as ember has no MPS device."""
     raise _no_mps("getRNGState")
 
 
 def set_rng_state(new_state, device="mps") -> None:
+    """Set the MPS generator's state; raises, as ember has no MPS device."""
     raise _no_mps("setRNGState")
 
 
@@ -66,16 +68,20 @@ def empty_cache() -> None:
 
 
 def set_per_process_memory_fraction(fraction: float) -> None:
+    """Cap the MPS memory this process may allocate; raises, as ember has no MPS device."""
     raise _no_mps("setMemoryFraction")
 
 
 def current_allocated_memory() -> int:
+    """The bytes of MPS memory held by tensors; raises, as ember has no MPS device."""
     raise _no_mps("getCurrentAllocatedMemory")
 
 
 def driver_allocated_memory() -> int:
+    """The bytes the Metal driver allocated; raises, as ember has no MPS device."""
     raise _no_mps("getDriverAllocatedMemory")
 
 
 def recommended_max_memory() -> int:
+    """Metal's recommended working-set size in bytes; raises, as ember has no MPS device."""
     raise _no_mps("getRecommendedMaxMemory")

@@ -55,10 +55,12 @@ def is_available() -> bool:
 
 
 def is_initialized() -> bool:
+    """Whether the XPU runtime is initialized: always ``False``."""
     return False
 
 
 def init() -> None:
+    """Initialize the XPU runtime; raises, as ember has no XPU backend."""
     raise _no_xpu()
 
 
@@ -68,26 +70,32 @@ def device_count() -> int:
 
 
 def current_device() -> int:
+    """The index of the current XPU device; raises, as ember has no XPU backend."""
     raise _no_xpu()
 
 
 def set_device(device) -> None:
+    """Select the current XPU device; raises, as ember has no XPU backend."""
     raise _no_xpu()
 
 
 def get_device_name(device=None) -> str:
+    """The name of an XPU device; raises, as ember has no XPU backend."""
     raise _no_xpu()
 
 
 def get_device_properties(device=None):
+    """The properties of an XPU device; raises, as ember has no XPU backend."""
     raise _no_xpu()
 
 
 def get_device_capability(device=None):
+    """The capability of an XPU device; raises, as ember has no XPU backend."""
     raise _no_xpu()
 
 
 def synchronize(device=None) -> None:
+    """Wait for the work queued on an XPU device; raises, as ember has no XPU backend."""
     raise _no_xpu()
 
 
@@ -101,86 +109,103 @@ def manual_seed(seed: int) -> None:
 
 
 def manual_seed_all(seed: int) -> None:
+    """Seed the generators of all XPU devices: a no-op without XPU."""
     int(seed)
 
 
 def seed() -> None:
-    pass
+    """Seed the XPU generator randomly: a no-op without XPU."""
 
 
 def seed_all() -> None:
-    pass
+    """Seed the generators of all XPU devices randomly: a no-op without XPU."""
 
 
 def initial_seed() -> int:
+    """The XPU generator's initial seed; raises, as ember has no XPU backend."""
     raise _no_xpu()
 
 
 def memory_allocated(device=None) -> int:
+    """The bytes of XPU memory held by tensors: ``0``."""
     return 0
 
 
 def max_memory_allocated(device=None) -> int:
+    """The peak of :func:`memory_allocated`: ``0``."""
     return 0
 
 
 def memory_reserved(device=None) -> int:
+    """The bytes of XPU memory held by the caching allocator: ``0``."""
     return 0
 
 
 def max_memory_reserved(device=None) -> int:
+    """The peak of :func:`memory_reserved`: ``0``."""
     return 0
 
 
 def reset_peak_memory_stats(device=None) -> None:
-    pass
+    """Reset the peaks of the XPU memory statistics: a no-op without XPU."""
 
 
 def is_bf16_supported(including_emulation: bool = True) -> bool:
+    """Whether the XPU device supports ``bfloat16``: ``False``."""
     return False
 
 
 def is_tf32_supported() -> bool:
+    """Whether the XPU device supports TF32: ``False``."""
     return False
 
 
 def get_arch_list() -> list:
+    """The XPU architectures ember was built for: ``[]``."""
     return []
 
 
 def get_gencode_flags() -> str:
+    """The XPU code-generation flags ember was built with: ``""``."""
     return ""
 
 
 def get_rng_state(device="xpu"):
+    """The XPU generator's state; raises, as ember has no XPU backend."""
     raise _no_xpu()
 
 
 def set_rng_state(new_state, device="xpu") -> None:
+    """Set the XPU generator's state; raises, as ember has no XPU backend."""
     raise _no_xpu()
 
 
 def get_rng_state_all() -> list:
+    """The generator states of all XPU devices: ``[]``."""
     return []
 
 
 def set_rng_state_all(new_states) -> None:
-    pass
+    """Set the generator states of all XPU devices: a no-op without XPU."""
 
 
 def mem_get_info(device=None):
+    """The free and total XPU memory in bytes; raises, as ember has no XPU backend."""
     raise _no_xpu()
 
 
 def memory_stats(device=None) -> dict:
+    """The XPU caching allocator's statistics: an empty ``OrderedDict``."""
     from collections import OrderedDict
 
     return OrderedDict()
 
 
 def memory_snapshot() -> list:
+    """A snapshot of the XPU caching allocator's state: ``[]``."""
     return []
 
 
 def current_stream(device=None):
+    """The current XPU stream; raises, as ember has no XPU backend."""
     raise _no_xpu()

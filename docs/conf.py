@@ -118,6 +118,22 @@ API_NAMESPACES = [
     "ember.utils.hooks",
     "ember.nn.utils.prune",
     "ember.distributed.elastic.multiprocessing.errors",
+    "ember.nested",
+    "ember.library",
+    "ember.nn.attention",
+    "ember.nn.attention.flex_attention",
+    "ember.nn.attention.bias",
+    "ember.futures",
+    "ember.distributed.rpc",
+    "ember.distributed.rpc.functions",
+    "ember.distributed.autograd",
+    "ember.utils.flop_counter",
+    "ember.utils.module_tracker",
+    "ember.utils.dlpack",
+    "ember.utils.weak",
+    "ember.mps",
+    "ember.xpu",
+    "ember.fx.experimental.proxy_tensor",
 ]
 
 # Documented by a hand-written page (api/tensor.rst), not by the generated one.
@@ -162,6 +178,10 @@ nitpick_ignore = [
     ("py:class", "ember.nn.utils.rnn.PackedSequence_"),
 ]
 
+# Public names a namespace serves lazily from its module ``__getattr__``: dir() does not list
+# them, so public_names() would miss them (``ember.compile`` imports the compiler on first use).
+_LAZY_PUBLIC = {"ember": ["compile"]}
+
 _GENERATED = os.path.join(_HERE, "api", "_generated")
 _logger = logging.getLogger("ember.docs")
 
@@ -181,7 +201,10 @@ def public_names(modname: str) -> list[str]:
             # ember.Tensor ...): keep what this namespace's own modules define.
             if ((getattr(obj, "__module__", None) or "") + ".").startswith(modname + "."):
                 names.append(name)
-    return [n for n in names if not inspect.ismodule(getattr(mod, n))]
+        names += [n for n in _LAZY_PUBLIC.get(modname, []) if n not in names]
+    # An underscore name in __all__ is PyTorch's too (flex_attention's _score_mod_signature, a
+    # type alias): private all the same, with no page.
+    return [n for n in names if not n.startswith("_") and not inspect.ismodule(getattr(mod, n))]
 
 
 def _home_namespaces() -> dict[int, str]:

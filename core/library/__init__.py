@@ -83,9 +83,35 @@ def custom_op(
     device_types: str | Sequence[str] | None = None,
     schema: str | None = None,
 ) -> Callable:
-    """Wrap ``fn`` as the custom operator ``name`` (``"ns::op"``); a decorator when ``fn`` is
-    omitted. ``mutates_args`` names the Tensor arguments ``fn`` writes into; the schema is
-    inferred from the type hints unless ``schema`` gives it."""
+    """Wrap ``fn`` as the custom operator ``name``; a decorator when ``fn`` is omitted.
+
+    The operator is also reachable as ``ember.ops.<ns>.<op>``.
+
+    Args:
+        name: the qualified name, ``"ns::op"``.
+        fn: the implementation (its type hints give the schema).
+        mutates_args: the names of the Tensor arguments ``fn`` writes into (``()``: none;
+            PyTorch's ``"unknown"`` is refused).
+        device_types: the device type(s) ``fn`` is the kernel of (``"cpu"``, ``"cuda"``);
+            ``None``: all of them.
+        schema: the schema (``"(Tensor x, float factor) -> Tensor"``) instead of the inferred
+            one.
+
+    Returns:
+        A :class:`CustomOpDef`, callable like ``fn``.
+
+    Example::
+
+        >>> @ember.library.custom_op("mylib::scale", mutates_args=())
+        ... def scale(x: ember.Tensor, factor: float) -> ember.Tensor:
+        ...     return x * factor
+        >>> scale.register_autograd(
+        ...     lambda ctx, grad: (grad * ctx.factor, None),
+        ...     setup_context=lambda ctx, inputs, output: setattr(ctx, "factor", inputs[1]),
+        ... )
+        >>> ember.ops.mylib.scale(ember.ones(2), 3.0)
+        tensor([3., 3.])
+    """
     ns, opname = split_qualname(name)
 
     def make(f: Callable) -> CustomOpDef:
@@ -184,7 +210,16 @@ def register_fake(op: Any, func: Callable | None = None, /, *, lib=None, _stackl
 def register_autograd(
     op: Any, backward: Callable, /, *, setup_context: Callable | None = None, lib=None
 ) -> None:
-    """Give ``op`` a backward formula: ``backward(ctx, *grads)`` -> one gradient per input."""
+    """Give ``op`` a backward formula.
+
+    Args:
+        op: the operator (a :class:`CustomOpDef`, an op object or ``"ns::op"``).
+        backward: ``backward(ctx, *grads)``, returning one gradient per input (``None`` for a
+            non-Tensor input).
+        setup_context: ``setup_context(ctx, inputs, output)``, run after the forward to save
+            on ``ctx`` what ``backward`` needs.
+        lib: accepted for PyTorch's signature; unused.
+    """
     _resolve(op).set_autograd(backward, setup_context)
 
 
@@ -195,15 +230,34 @@ def register_vmap(op: Any, func: Callable | None = None, /, *, lib=None):
 
 
 def register_torch_dispatch(op: Any, torch_dispatch_class: type, func=None, *, lib=None):
+    """Register ``func`` as ``op``'s rule under ``torch_dispatch_class``'s ``__torch_dispatch__``.
+
+    Args:
+        op: the operator, as a qualified name (``"mylib::foo"``) or an op object.
+        torch_dispatch_class: the tensor subclass or dispatch mode the rule applies to.
+        func: the rule, called as ``func(mode_or_subclass, op, types, args, kwargs)``; without
+            it the call returns a decorator.
+        lib: accepted for PyTorch's signature; unused.
+    """
     o = _resolve(op)
     return CustomOpDef(o, lambda: None).register_torch_dispatch(torch_dispatch_class, func)
 
 
 def fallthrough_kernel(*args, **kwargs):
+    """PyTorch's marker kernel for a dispatch key that falls through to the next one.
+
+    ember's dispatcher has no fall-through: registered with :meth:`Library.impl`, it raises
+    ``NotImplementedError`` when the operator runs under that key.
+    """
     raise NotImplementedError("fallthrough_kernel is a registration marker, not a kernel")
 
 
 def get_ctx():
+    """The context of a fake kernel (PyTorch's ``FakeImplCtx``, for data-dependent sizes).
+
+    Raises ``NotImplementedError``: fake kernels run on meta tensors in ember, and output sizes
+    that depend on the data (``ctx.new_dynamic_size()``) are not supported.
+    """
     raise NotImplementedError(
         "ember.library.get_ctx: fake kernels run on meta tensors here; data-dependent output "
         "sizes (ctx.new_dynamic_size) are not supported"
@@ -233,6 +287,20 @@ class Library:
         return f"Library(kind={self.kind}, ns={self.ns}, dispatch_key={self.dispatch_key})"
 
     def define(self, schema: str, alias_analysis: str = "", *, tags=()) -> str:
+        """Define the operator ``schema`` (``"foo(Tensor x) -> Tensor"``) in this library's
+        namespace and return its name.
+
+        Args:
+            schema: the operator's schema, without the namespace.
+            alias_analysis: accepted for PyTorch's signature; unused.
+            tags: accepted for PyTorch's signature; unused.
+
+        Example::
+
+            >>> lib = ember.library.Library("mylib", "FRAGMENT")
+            >>> lib.define("twice(Tensor x) -> Tensor")
+            'twice'
+        """
         if self.kind == "IMPL":
             raise RuntimeError(f"Library({self.ns!r}, 'IMPL') cannot define operators")
         parsed = parse_schema(schema, f"{self.ns}::_")
@@ -243,6 +311,16 @@ class Library:
         return parsed.name.split("::")[1]
 
     def impl(self, op_name: Any, fn: Callable, dispatch_key: str = "", *, with_keyset=False):
+        """Register ``fn`` as the kernel of ``op_name`` for ``dispatch_key``.
+
+        Args:
+            op_name: the operator, by name in this namespace (``"twice"``), qualified name
+                (``"mylib::twice"``) or op object.
+            fn: the kernel.
+            dispatch_key: ``"CPU"``, ``"CUDA"``, ``"Meta"``, ``"Autograd"``, ...; defaults to
+                the library's own key (``""``: every device).
+            with_keyset: accepted for PyTorch's signature; unused.
+        """
         if isinstance(op_name, str) and "::" not in op_name:
             op_name = f"{self.ns}::{op_name}"
         op = _resolve(op_name)

@@ -118,8 +118,22 @@ def nested_tensor(
 
 
 def as_nested_tensor(ts, dtype=None, device=None, layout=None) -> NestedTensor:
-    """A nested tensor of ``ts`` (a list of tensors, or a tensor split along dim 0) that keeps
-    the autograd history: gradients flow back to ``ts``."""
+    """A nested tensor of ``ts`` that keeps the autograd history: gradients flow back to
+    ``ts`` (:func:`nested_tensor` copies into a new leaf instead).
+
+    Args:
+        ts: a list of tensors of the same number of dimensions, or a tensor split along dim 0.
+        dtype: the dtype of the result (default: the components').
+        device: the device of the result (default: the components').
+        layout: ``ember.strided`` (the default) or ``ember.jagged``.
+
+    Example::
+
+        >>> a = ember.ones(2, 4, requires_grad=True)
+        >>> nt = ember.nested.as_nested_tensor([a, ember.ones(3, 4)], layout=ember.jagged)
+        >>> nt.is_nested
+        True
+    """
     layout = _check_layout(layout)
     if isinstance(ts, NestedTensor) and ts.layout is layout and dtype is None and device is None:
         return ts
@@ -215,8 +229,22 @@ def _pad_to(t: Tensor, shape: Sequence[int], value: float) -> Tensor:
 
 
 def to_padded_tensor(input: NestedTensor, padding: float, output_size=None) -> Tensor:
-    """A dense tensor of ``input``'s components padded with ``padding`` to the largest size
-    in each dimension (or to ``output_size``); differentiable."""
+    """A dense tensor of ``input``'s components padded to the largest size in each
+    dimension; differentiable.
+
+    Args:
+        input: a nested tensor.
+        padding: the value of the padding elements.
+        output_size: the size of the result, at least the largest components' (default: just
+            that).
+
+    Example::
+
+        >>> nt = ember.nested.nested_tensor([ember.ones(2), ember.ones(3)], layout=ember.jagged)
+        >>> ember.nested.to_padded_tensor(nt, 0.0)
+        tensor([[1., 1., 0.],
+                [1., 1., 1.]])
+    """
     from ..ops.shape_joins import stack
 
     if not isinstance(input, NestedTensor):

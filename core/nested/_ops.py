@@ -190,6 +190,11 @@ def _refusing(name: str):
         raise refuse(name)
 
     method.__name__ = name
+    # Without its own docstring, the API reference would show the inherited Tensor method's.
+    method.__doc__ = (
+        f"Not supported on a nested tensor: raises ``NotImplementedError`` (use "
+        f":meth:`unbind` or :func:`ember.nested.to_padded_tensor` for ``{name}``)."
+    )
     return method
 
 

@@ -240,6 +240,14 @@ def register_flop_formula(op_class: type):
 
 # ---- the counter --------------------------------------------------------------------------
 def get_suffix_str(number: int) -> str:
+    """The unit suffix (``""``, ``"K"``, ``"M"``, ``"B"``, ``"T"``) that
+    :class:`FlopCounterMode`'s table shows ``number`` in.
+
+    Example::
+
+        >>> ember.utils.flop_counter.get_suffix_str(123_456_789)
+        'M'
+    """
     suffixes = ["", "K", "M", "B", "T"]
     return suffixes[max(0, min(len(suffixes) - 1, (len(str(number)) - 2) // 3))]
 
@@ -335,6 +343,8 @@ class FlopCounterMode:
             self.flop_counts[p][key] += flops
 
     def on_apply(self, cls, args, out) -> None:
+        """The profiler's observer hook after an op ran: count its forward FLOPs (and note
+        its backward's). Called by ember, not by users."""
         formula = self._formula(cls)
         if formula is None:
             return
@@ -351,6 +361,8 @@ class FlopCounterMode:
             self._pending[node] = (bw_key, bw_flops, parents)
 
     def on_backward(self, node, create_graph: bool) -> None:
+        """The profiler's observer hook when ``node``'s backward runs: count the backward
+        FLOPs noted by :meth:`on_apply`. Called by ember, not by users."""
         pending = self._pending.pop(node, None)
         # with create_graph the backward runs ops through Function.apply: counted there
         if pending is not None and not create_graph:

@@ -108,6 +108,7 @@ class WeakIdKeyDictionary(MutableMapping):
         return f"<{type(self).__name__} at {id(self):#x}>"
 
     def copy(self) -> WeakIdKeyDictionary:
+        """A shallow copy, holding the same keys weakly."""
         new = type(self)(ref_type=self.ref_type)
         new.update(self.items())
         return new
@@ -115,6 +116,7 @@ class WeakIdKeyDictionary(MutableMapping):
     __copy__ = copy
 
     def keyrefs(self) -> list:
+        """The weak references to the keys."""
         return list(self.data)
 
 

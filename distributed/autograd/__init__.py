@@ -48,23 +48,31 @@ class DistAutogradContext:
         return self.id
 
     def record_send(self, tensors: list) -> int:
+        """Record ``tensors`` sent in an RPC of this context; returns the message id under
+        which their gradients come back."""
         msg_id = next(_msg_seq)
         with self.lock:
             self.sends[msg_id] = list(tensors)
         return msg_id
 
     def record_recv(self, peer: int, msg_id: int, tensors: list) -> None:
+        """Record ``tensors`` received from worker ``peer`` in message ``msg_id``: backward
+        sends their gradients back there."""
         with self.lock:
             for pos, t in enumerate(tensors):
                 self.recvs[id(t)] = (peer, msg_id, pos, len(tensors))
                 self._recv_keep.append(t)
 
     def accumulate(self, leaf, grad) -> None:
+        """Add ``grad`` to the gradient of ``leaf`` held in this context (not its
+        ``.grad``)."""
         with self.lock:
             old = self.grads.get(id(leaf))
             self.grads[id(leaf)] = (leaf, grad if old is None else old[1] + grad)
 
     def gradients(self) -> dict:
+        """The gradients accumulated in this context: ``{leaf tensor: gradient}`` (what
+        :func:`get_gradients` returns)."""
         with self.lock:
             return {leaf: g for leaf, g in self.grads.values()}
 
@@ -140,14 +148,34 @@ def _release(context_id: int, from_worker) -> None:
 
 
 def get_gradients(context_id: int) -> dict:
-    """``{tensor: gradient}`` for the leaves this worker's part of ``backward`` reached."""
+    """The gradients that :func:`backward` accumulated on this worker in a context.
+
+    Args:
+        context_id: the id of a :class:`context`.
+
+    Returns:
+        ``{tensor: gradient}`` for the leaves this worker's part of the backward pass reached
+        (their ``.grad`` is left alone).
+    """
     return _retrieve(context_id).gradients()
 
 
 def backward(context_id: int, roots, retain_graph: bool = False) -> None:
-    """Distributed backward from ``roots`` (scalar tensors on this worker); returns once every
-    worker's part has finished. The graph stays until the context ends (``retain_graph`` is
-    accepted for compatibility)."""
+    """Run the backward pass from ``roots`` through every worker that the forward pass's RPCs
+    reached; returns once every worker's part has finished.
+
+    Args:
+        context_id: the id of the :class:`context` the forward pass ran in.
+        roots: scalar tensors on this worker (usually the loss).
+        retain_graph: accepted for compatibility: the graph stays until the context ends.
+
+    Example::
+
+        >>> with dist_autograd.context() as context_id:
+        ...     loss = rpc.rpc_sync("worker1", ember.mul, args=(x, 2)).sum()
+        ...     dist_autograd.backward(context_id, [loss])
+        ...     grads = dist_autograd.get_gradients(context_id)  # {x: tensor([2., 2.])}
+    """
     ctx = _retrieve(context_id)
     roots = list(roots)
     for r in roots:

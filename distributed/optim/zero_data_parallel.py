@@ -88,6 +88,8 @@ class ZeroDataParallel(FullyShardedDataParallel):
         self._setup(module, config)
 
     def forward(self, *args, **kwargs):
+        """Run the wrapped module (after broadcasting its buffers from rank 0 when
+        ``broadcast_buffers``)."""
         pg = self._config.process_group
         if self.broadcast_buffers and c10d.get_world_size(pg) > 1:
             with ember.no_grad():

@@ -152,22 +152,59 @@ def _check_call(func, args, kwargs) -> tuple:
 
 
 def rpc_async(to, func, args=None, kwargs=None, timeout: float = UNSET_RPC_TIMEOUT) -> Future:
-    """Call ``func(*args, **kwargs)`` on worker ``to``; an ``ember.futures.Future`` for its
-    result. An error raised there re-raises from ``wait()`` naming the worker, with its
-    traceback; past ``timeout`` seconds (default: the backend's ``rpc_timeout``; 0: none)
-    ``wait()`` raises."""
+    """Call ``func(*args, **kwargs)`` on worker ``to`` without waiting.
+
+    An error raised there re-raises from ``wait()`` naming the worker, with its traceback.
+
+    Args:
+        to: the destination worker: its name, id or :class:`WorkerInfo`.
+        func: a picklable callable (a module-level function, a builtin, a class ...).
+        args: the positional arguments of ``func`` (a tuple).
+        kwargs: the keyword arguments of ``func`` (a dict).
+        timeout: seconds before ``wait()`` raises; :data:`UNSET_RPC_TIMEOUT` (the default)
+            takes the backend's ``rpc_timeout``, ``0`` waits forever.
+
+    Returns:
+        An :class:`ember.futures.Future` of ``func``'s result.
+
+    Example::
+
+        >>> fut = rpc.rpc_async("worker1", ember.add, args=(ember.ones(2), 3))
+        >>> fut.wait()
+        tensor([4., 4.])
+    """
     args, kwargs = _check_call(func, args, kwargs)
     return _agent.current().request(to, "call", (func, args, kwargs), timeout)
 
 
 def rpc_sync(to, func, args=None, kwargs=None, timeout: float = UNSET_RPC_TIMEOUT):
-    """``rpc_async(...).wait()``."""
+    """Call ``func(*args, **kwargs)`` on worker ``to`` and wait for its result:
+    ``rpc_async(to, func, args, kwargs, timeout).wait()`` (see :func:`rpc_async` for the
+    arguments).
+
+    Example::
+
+        >>> rpc.rpc_sync("worker1", ember.add, args=(ember.ones(2), 3))
+        tensor([4., 4.])
+    """
     return rpc_async(to, func, args, kwargs, timeout).wait()
 
 
 def remote(to, func, args=None, kwargs=None, timeout: float = UNSET_RPC_TIMEOUT) -> RRef:
-    """Run ``func`` on worker ``to`` and keep the result there; an ``RRef`` to it (at once:
-    ``to_here()`` waits, and raises the call's error)."""
+    """Run ``func(*args, **kwargs)`` on worker ``to`` and keep the result there.
+
+    Returns at once; :meth:`RRef.to_here` waits for the value (and raises the call's error).
+    The arguments are :func:`rpc_async`'s.
+
+    Returns:
+        An :class:`RRef` to the result, owned by ``to``.
+
+    Example::
+
+        >>> rref = rpc.remote("worker1", ember.add, args=(ember.ones(2), 3))
+        >>> rref.to_here()
+        tensor([4., 4.])
+    """
     args, kwargs = _check_call(func, args, kwargs)
     agent = _agent.current()
     owner = agent.resolve(to).id

@@ -6,9 +6,12 @@ import enum
 from dataclasses import dataclass
 
 # torch.distributed.rpc.constants
+#: The timeout in seconds of an RPC when neither the call nor :func:`init_rpc`'s options set one.
 DEFAULT_RPC_TIMEOUT_SEC = 60.0
 DEFAULT_NUM_WORKER_THREADS = 16
 DEFAULT_INIT_METHOD = "env://"
+#: The ``timeout`` default of :func:`rpc_sync`, :func:`rpc_async` and :func:`remote`: use the
+#: timeout of the backend options.
 UNSET_RPC_TIMEOUT = -1.0
 
 
@@ -64,6 +67,7 @@ class TensorPipeRpcBackendOptions(RpcBackendOptions):
         self.device_maps.setdefault(to, {}).update(device_map)
 
     def set_devices(self, devices: list) -> None:
+        """Set the devices this worker's RPC agent uses (kept for compatibility)."""
         self.devices = list(devices)
 
 

@@ -83,12 +83,16 @@ class RRef:
         return _agent.current().workers[self._owner]
 
     def owner_name(self) -> str:
+        """The owner's worker name."""
         return self.owner().name
 
     def is_owner(self) -> bool:
+        """Whether this worker owns the value."""
         return _agent.current().rank == self._owner
 
     def confirmed_by_owner(self) -> bool:
+        """Whether the owner has confirmed this reference: ``True`` once the call that
+        creates the value (:func:`~ember.distributed.rpc.remote`'s) has completed."""
         return self._created is None or self._created.done()
 
     # ---- values -------------------------------------------------------------------------
@@ -126,9 +130,13 @@ class RRef:
         return _Proxy(self, "rpc_sync", timeout)
 
     def rpc_async(self, timeout: float = -1.0):
+        """``rref.rpc_async().method(*args)`` runs ``method`` on the owner's value and
+        returns a :class:`~ember.futures.Future` of its result."""
         return _Proxy(self, "rpc_async", timeout)
 
     def remote(self, timeout: float = -1.0):
+        """``rref.remote().method(*args)`` runs ``method`` on the owner's value and returns
+        an ``RRef`` to its result, owned by the same worker."""
         return _Proxy(self, "remote", timeout)
 
     def backward(self, dist_autograd_ctx_id: int = -1, retain_graph: bool = False) -> None:

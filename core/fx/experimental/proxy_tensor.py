@@ -121,7 +121,28 @@ def make_fx(
     _allow_fake_constant: bool = False,
     _error_on_data_dependent_ops: bool = True,
 ) -> Callable[..., Any]:
-    """Return a function that, given example inputs, traces ``f`` into a GraphModule."""
+    """Return a function that, given example inputs, traces ``f`` into a GraphModule.
+
+    The trace runs ``f`` once on the inputs and records every ember op it calls, so Python
+    control flow is specialised to those inputs.
+
+    Args:
+        f: the function to trace (its arguments are tensors or pytrees of them).
+        decomposition_table: ``{op: function}``: ops traced through these functions instead.
+        tracing_mode: ``"real"`` (run on the inputs), ``"fake"`` or ``"symbolic"`` (run on
+            meta copies of them: no data is computed).
+        pre_dispatch: accepted for PyTorch's signature.
+        record_module_stack: accepted for PyTorch's signature.
+
+    Example::
+
+        >>> gm = make_fx(lambda x: ember.sin(x) * 2)(ember.ones(3))
+        >>> print(gm.code)
+        def forward(self, arg0_1):
+            sin = ember.sin(arg0_1);  arg0_1 = None
+            mul = sin * 2;  sin = None
+            return mul
+    """
     if tracing_mode not in _MODES:
         raise ValueError(f"make_fx: tracing_mode must be one of {_MODES}, got {tracing_mode!r}")
     if not callable(f):

@@ -154,6 +154,7 @@ class BlockMask:
 
     @property
     def shape(self) -> tuple[int, ...]:
+        """``(B, H, Q_LEN, KV_LEN)``: the batch and head sizes and the sequence lengths."""
         *batch, _, _ = self.kv_indices.shape
         return tuple(batch) + self.seq_lengths
 
@@ -271,9 +272,32 @@ def create_block_mask(
     separate_full_blocks: bool = True,
     **_ignored,
 ) -> BlockMask:
-    """The :class:`BlockMask` of ``mask_mod`` over (B, H, Q_LEN, KV_LEN) (``B``/``H`` None:
-    1, broadcast over the batch/heads). ``_compile`` is accepted and ignored: the mask_mod is
-    evaluated with broadcast index tensors, a band of query rows at a time."""
+    """The :class:`BlockMask` of ``mask_mod`` over (B, H, Q_LEN, KV_LEN).
+
+    ``_compile`` is accepted and ignored: the mask_mod is evaluated with broadcast index
+    tensors, a band of query rows at a time.
+
+    Args:
+        mask_mod: ``mask_mod(b, h, q_idx, kv_idx)``, a bool tensor: True where the query may
+            attend to the key.
+        B: the batch size; ``None``: 1, broadcast over the batch.
+        H: the number of heads; ``None``: 1, broadcast over the heads.
+        Q_LEN: the query sequence length.
+        KV_LEN: the key/value sequence length.
+        device: where the mask is built (default: the default device).
+        BLOCK_SIZE: the block size, or ``(query block, key block)``.
+        separate_full_blocks: keep the blocks that the mask fully allows apart, so that
+            ``flex_attention`` skips evaluating the mask_mod in them.
+
+    Example::
+
+        >>> def causal(b, h, q_idx, kv_idx):
+        ...     return q_idx >= kv_idx
+        >>> block_mask = create_block_mask(causal, None, None, 256, 256)
+        >>> q = ember.randn(1, 2, 256, 16)
+        >>> flex_attention(q, q, q, block_mask=block_mask).shape
+        ember.Size([1, 2, 256, 16])
+    """
     if not callable(mask_mod):
         raise TypeError(f"mask_mod must be callable, got {type(mask_mod).__name__}")
     if _is_score_mod(mask_mod):
