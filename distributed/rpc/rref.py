@@ -63,18 +63,21 @@ class RRef:
     RRef to a value made on another worker.
     """
 
-    __slots__ = ("_owner", "_id", "_weight", "_created", "__weakref__")
+    # _session: the agent (one init_rpc .. shutdown) the reference belongs to; a reference
+    # that outlives its session (a cycle collected after a re-init) must not decref there
+    __slots__ = ("_owner", "_id", "_weight", "_created", "_session", "__weakref__")
 
     def __init__(self, value=None, type_hint=None) -> None:
         agent = _agent.current()
         self._owner, self._id, self._weight = agent.rank, _new_id(agent), FULL
-        self._created = None
+        self._created, self._session = None, agent
         _entry(agent, self._id, FULL).fut.set_result(value)
 
     @classmethod
     def _make(cls, owner: int, rref_id, weight: int, created=None) -> RRef:
         r = cls.__new__(cls)
         r._owner, r._id, r._weight, r._created = owner, rref_id, weight, created
+        r._session = _agent._agent
         return r
 
     # ---- identity -----------------------------------------------------------------------
@@ -163,7 +166,8 @@ class RRef:
     def __del__(self) -> None:
         agent = _agent._agent
         weight, self._weight = getattr(self, "_weight", 0), 0
-        if weight and agent is not None and not agent._closed:
+        session = getattr(self, "_session", None)
+        if weight and agent is not None and agent is session and not agent._closed:
             agent.oneway(self._owner, "decref", (self._id, weight))
 
     def __repr__(self) -> str:

@@ -338,6 +338,34 @@ def test_rpc_in_one_process_edge_cases(solo):
     assert w.grad is None
 
 
+def test_an_rref_outliving_its_session_leaves_the_next_alone(monkeypatch):
+    # an RRef kept by a reference cycle is collected after shutdown and a new init_rpc: its
+    # decref must not reach the new session (it made the owner count go negative there)
+    monkeypatch.setenv("EMBER_TOKEN", "solo-test")
+
+    def init():
+        opts = rpc.TensorPipeRpcBackendOptions(init_method=f"tcp://127.0.0.1:{free_port()}")
+        rpc.init_rpc("solo", rank=0, world_size=1, rpc_backend_options=opts)
+
+    gc.disable()
+    try:
+        init()
+        cycle = [rpc.remote("solo", ember.ones, args=(2,))]
+        cycle.append(cycle)
+        cycle[0].to_here()
+        del cycle
+        rpc.shutdown()
+        init()
+    finally:
+        gc.enable()
+    try:
+        gc.collect()
+        time.sleep(0.5)  # a stray decref is a one-way message: give it time to land
+        assert owned() == 0
+    finally:
+        rpc.shutdown()
+
+
 def die():
     os._exit(3)
 
