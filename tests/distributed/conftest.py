@@ -40,3 +40,18 @@ def pools():
     for pool in _POOLS.values():
         pool.close()
     _POOLS.clear()
+
+
+@pytest.fixture
+def rpc_solo(monkeypatch):
+    """RPC with one worker named "solo", in this process (calls to itself go through the same
+    wire); shut down after the test."""
+    from dist_harness import free_port
+
+    import ember.distributed.rpc as rpc
+
+    monkeypatch.setenv("EMBER_TOKEN", "solo-test")
+    opts = rpc.TensorPipeRpcBackendOptions(init_method=f"tcp://127.0.0.1:{free_port()}")
+    rpc.init_rpc("solo", rank=0, world_size=1, rpc_backend_options=opts)
+    yield
+    rpc.shutdown()

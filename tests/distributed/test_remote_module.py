@@ -148,21 +148,12 @@ def forward_on_copy(remote):
     return remote(ember.ones(1, 3))
 
 
-@pytest.fixture
-def solo(monkeypatch):
-    monkeypatch.setenv("EMBER_TOKEN", "solo-test")
-    opts = rpc.TensorPipeRpcBackendOptions(init_method=f"tcp://127.0.0.1:{free_port()}")
-    rpc.init_rpc("solo", rank=0, world_size=1, rpc_backend_options=opts)
-    yield
-    rpc.shutdown()
-
-
 def test_remote_module_needs_rpc():
     with pytest.raises(AssertionError, match="RemoteModule only works in RPC"):
         RemoteModule("w/cpu", ember.nn.Linear, args=(2, 2))
 
 
-def test_remote_module_api(solo):
+def test_remote_module_api(rpc_solo):
     ember.manual_seed(0)
     m = RemoteModule("solo/cpu", ember.nn.Linear, args=(3, 2), kwargs={"bias": True})
     local = m.get_module_rref().local_value()

@@ -299,17 +299,7 @@ def not_a_future():
     return 3
 
 
-@pytest.fixture
-def solo(monkeypatch):
-    """RPC with one worker, in this process (calls to itself go through the same wire)."""
-    monkeypatch.setenv("EMBER_TOKEN", "solo-test")
-    opts = rpc.TensorPipeRpcBackendOptions(init_method=f"tcp://127.0.0.1:{free_port()}")
-    rpc.init_rpc("solo", rank=0, world_size=1, rpc_backend_options=opts)
-    yield
-    rpc.shutdown()
-
-
-def test_rpc_in_one_process_edge_cases(solo):
+def test_rpc_in_one_process_edge_cases(rpc_solo):
     assert rpc.get_worker_info() == rpc.WorkerInfo("solo", 0)
     with pytest.raises(ValueError, match="unknown RPC worker name 'nobody'"):
         rpc.rpc_sync("nobody", identity, args=(1,))
