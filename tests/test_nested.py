@@ -343,6 +343,89 @@ def test_unsupported_ops_name_themselves():
         F.scaled_dot_product_attention(heads_last, heads_last, heads_last)
 
 
+# ---- the ragged dimension: softmax, matmul, flatten; torch's refusals -------------------
+@pytest.mark.parametrize("dim", [1, -2])
+def test_softmax_over_ragged_dim_matches_torch(dim):
+    e, t = _pair(_arrays())
+    _close(F.softmax(e, dim), torch.softmax(t, dim))
+    # gradients: against torch's dense softmax within each component (torch 2.13's own jagged
+    # softmax backward over the ragged dim on CPU disagrees with it, so it is not the reference)
+    w = torch.tensor(np.random.default_rng(1).standard_normal((sum(LENS), D)), dtype=torch.float32)
+    for ef, tf in ((F.softmax, torch.softmax), (F.log_softmax, torch.log_softmax)):
+        # torch refuses log_softmax over the ragged dim; it is log_softmax within each component
+        e, _ = _pair(_arrays())
+        cs = [torch.tensor(a, requires_grad=True) for a in _arrays()]
+        eo, to = ef(e, dim), torch.cat([tf(c, 0) for c in cs])
+        np.testing.assert_allclose(eo.values().detach().numpy(), to.detach().numpy(), atol=1e-5)
+        (eo.values() * ember.tensor(w.numpy())).sum().backward()
+        (to * w).sum().backward()
+        np.testing.assert_allclose(
+            e.grad.values().numpy(), torch.cat([c.grad for c in cs]).numpy(), atol=1e-5
+        )
+
+
+def test_softmax_over_ragged_dim_of_a_narrowed_view():
+    base = ember.arange(24.0).reshape(3, 4, 2) / 7
+    nt = ember.nested.narrow(
+        base, 1, ember.tensor([0, 1, 2]), ember.tensor([2, 3, 1]), layout=ember.jagged
+    )
+    assert not nt.is_contiguous()
+    out = nt.softmax(1)
+    for c, o in zip(nt.unbind(), out.unbind()):
+        np.testing.assert_allclose(o.numpy(), ember.softmax(c, 0).numpy(), atol=1e-6)
+
+
+def test_matmul_with_jagged_second_operand_matches_torch():
+    e, t = _pair(_arrays())
+    w = np.random.default_rng(2).standard_normal((5, D)).astype(np.float32)
+    ew, tw = ember.tensor(w, requires_grad=True), torch.tensor(w, requires_grad=True)
+    # dense (5, D) @ jagged (B, D, j) -> jagged (B, 5, j)
+    eo, to = ember.matmul(ew, e.transpose(1, 2)), torch.matmul(tw, t.transpose(1, 2))
+    assert eo.is_nested and eo.shape[2] is e.shape[1]
+    _close(eo, to)
+    # jagged (B, D, j) @ jagged (B, j, D): contracts the ragged dim -> dense (B, D, D)
+    eg, tg = ember.matmul(e.transpose(1, 2), e), torch.matmul(t.transpose(1, 2), t)
+    assert not eg.is_nested and tuple(eg.shape) == (3, D, D)
+    _close(eg, tg, atol=1e-4)
+    (eo.values().sum() + eg.sum()).backward()
+    (to.values().sum() + tg.sum()).backward()
+    _grads_close(e, t, atol=1e-4)
+    np.testing.assert_allclose(ew.grad.numpy(), tw.grad.numpy(), atol=1e-4)
+    with pytest.raises(RuntimeError, match="not supported between inputs of shapes"):
+        ember.matmul(e, e.transpose(1, 2))  # torch refuses this too
+    with pytest.raises(RuntimeError, match="not supported between inputs of shapes"):
+        ember.matmul(ew, e)
+
+
+def test_top_level_flatten_matches_torch():
+    arrays = [np.ones((n, 2, 3), np.float32) * n for n in LENS]
+    e, t = _pair(arrays, requires_grad=False)
+    eo, to = ember.flatten(e, 2), torch.flatten(t, 2)
+    assert eo.is_nested and eo.shape[2] == to.shape[2] == 6
+    _close(eo, to)
+    assert ember.flatten(e, 2, 2) is e
+    with pytest.raises(RuntimeError, match="dim=0"):
+        ember.flatten(e)
+    with pytest.raises(RuntimeError, match="ragged dimension"):
+        ember.flatten(e, 1)
+
+
+def test_batch_slicing_and_sdpa_mask_are_refused_as_torch():
+    e, t = _pair(_arrays(), requires_grad=False)
+    for index in (slice(1, 3), slice(None, None, 2)):
+        with pytest.raises(RuntimeError, match="not supported for NestedTensor on dim=0"):
+            t[index]
+        with pytest.raises(RuntimeError, match="not supported for NestedTensor on dim=0"):
+            e[index]
+    q = e.unflatten(-1, [2, 4]).transpose(1, 2)
+    tq = t.unflatten(-1, [2, 4]).transpose(1, 2)
+    mask = np.ones((4, 4), bool)
+    with pytest.raises(ValueError, match="Masks are not yet supported"):
+        torch.nn.functional.scaled_dot_product_attention(tq, tq, tq, attn_mask=torch.tensor(mask))
+    with pytest.raises(ValueError, match="Masks are not yet supported"):
+        F.scaled_dot_product_attention(q, q, q, attn_mask=ember.tensor(mask))
+
+
 @pytest.mark.gpu
 def test_cuda_matches_cpu():
     e, _ = _pair(_arrays((3, 1, 4, 3)), requires_grad=False)

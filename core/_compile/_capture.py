@@ -110,7 +110,11 @@ class _CompileTracer(Tracer):
         extra_modules: dict[str, Any],
         examples: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__(autowrap_functions=tuple(_allowed_in_graph))
+        from ember.nn.attention.flex_attention import flex_attention
+
+        # flex_attention is one opaque call of the graph (its band loop is data-dependent);
+        # its score_mod/mask_mod/BlockMask arguments are constants (create_arg)
+        super().__init__(autowrap_functions=(*_allowed_in_graph, flex_attention))
         self.record_stack_traces = True
         self._leaves = leaves
         self._extra_modules = extra_modules
@@ -140,6 +144,26 @@ class _CompileTracer(Tracer):
 
     def is_leaf_module(self, m, module_qualified_name: str) -> bool:
         return module_qualified_name in self._leaves
+
+    def create_arg(self, a: Any) -> Any:
+        # a plain function (flex_attention's score_mod/mask_mod) or a BlockMask: a constant
+        # of the graph, called at run time, unless its closure holds a value of the trace
+        import types
+
+        from ember.fx.proxy import Proxy
+        from ember.nn.attention.flex_attention import BlockMask
+
+        if isinstance(a, types.FunctionType):
+            cells = [c.cell_contents for c in a.__closure__ or () if _filled(c)]
+            if any(isinstance(c, Proxy) for c in cells):
+                raise GraphBreak(
+                    f"function {a.__qualname__} passed to a graph call closes over a traced value",
+                    _user_line(),
+                )
+            return a
+        if isinstance(a, BlockMask):
+            return a
+        return super().create_arg(a)
 
     def _index_root(self) -> None:
         for name, mod in self._extra_modules.items():  # modules a compiled function closes over
@@ -357,3 +381,11 @@ def signature_of(root: Any) -> inspect.Signature:
     if isinstance(root, Module):
         sig = sig.replace(parameters=list(sig.parameters.values())[1:])
     return sig
+
+
+def _filled(cell) -> bool:
+    try:
+        _ = cell.cell_contents
+    except ValueError:  # an empty cell (a name not yet bound)
+        return False
+    return True

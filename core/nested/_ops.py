@@ -271,18 +271,45 @@ def _dropout(input, p=0.5, training=True, inplace=False):
 def _matmul(a, b):
     from ..ops.linalg import matmul
 
-    if isinstance(a, NestedTensor) and a._comps is not None:
-        bs = b._comps if isinstance(b, NestedTensor) else [b] * len(a._comps)
-        if len(bs) != len(a._comps):
-            raise RuntimeError("matmul(): nested tensors of different batch sizes")
-        return NestedTensor._strided([matmul(x, y) for x, y in zip(a._comps, bs)])
-    if isinstance(a, NestedTensor) and not isinstance(b, NestedTensor):
+    strided = [t for t in (a, b) if isinstance(t, NestedTensor) and t._comps is not None]
+    if strided:
+        n = len(strided[0]._comps)
+        as_ = a._comps if isinstance(a, NestedTensor) else [a] * n
+        bs = b._comps if isinstance(b, NestedTensor) else [b] * n
+        if len(as_) != len(bs) or any(
+            isinstance(t, NestedTensor) and t._comps is None for t in (a, b)
+        ):
+            raise RuntimeError("matmul(): nested tensors of different layouts or batch sizes")
+        return NestedTensor._strided([matmul(x, y) for x, y in zip(as_, bs)])
+    if not isinstance(b, NestedTensor):
         if b.dim() != 2:
             raise refuse("matmul of a jagged tensor with a dense operand of other than 2 dims")
         if a._ragged_idx == a.dim() - 1:
             raise RuntimeError("matmul(): the last dimension of the jagged input is ragged")
         return a._like(matmul(a._values, b))
-    raise refuse("matmul with a jagged tensor as the second operand or both operands")
+    if not isinstance(a, NestedTensor):
+        # dense (n, k) @ jagged (B, ..., k, j): the ragged dimension must be the last, as
+        # PyTorch's jagged matmul (each column of values is one row of a component)
+        if a.dim() != 2 or b._ragged_idx != b.dim() - 1:
+            raise RuntimeError(
+                f"matmul(): not supported between inputs of shapes {list(a.shape)} and "
+                f"{list(b.shape)} (a dense first operand needs 2 dims and a jagged second "
+                "operand ragged in its last dimension)"
+            )
+        return b._like(matmul(a, b._values))
+    # jagged (B, ..., n, j) @ jagged (B, ..., j, m): a contraction over the ragged dimension
+    # gives a dense (B, ..., n, m), one matmul per component
+    from ..ops.shape_joins import stack
+
+    if a._ragged_idx != a.dim() - 1 or b._ragged_idx != b.dim() - 2:
+        raise RuntimeError(
+            f"matmul(): not supported between inputs of shapes {list(a.shape)} and "
+            f"{list(b.shape)} (two jagged operands must contract over their ragged dimension: "
+            "(B, ..., n, j) @ (B, ..., j, m))"
+        )
+    if a._lengths_list() != b._lengths_list():
+        raise RuntimeError("matmul(): the jagged operands' components have different lengths")
+    return stack([matmul(x, y) for x, y in zip(a.unbind(), b.unbind())], 0)
 
 
 def _cat(tensors, dim=0):

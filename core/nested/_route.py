@@ -242,9 +242,28 @@ def _softmax(cls, args, kwargs):
         if dim == 0:
             raise refuse(f"{op_name(cls)} over the batch dimension")
         return NestedTensor._strided([cls.apply(c, dim - 1) for c in nt._comps])
-    if dim in (0, nt._ragged_idx):
-        raise refuse(f"{op_name(cls)} over the batch or ragged dimension of a jagged tensor")
+    if dim == 0:
+        raise refuse(f"{op_name(cls)} over the batch dimension of a jagged tensor")
+    if dim == nt._ragged_idx:
+        return _ragged_softmax(cls, nt)
     return nt._like(cls.apply(nt._values, dim - 1))
+
+
+def _ragged_softmax(cls, nt: NestedTensor) -> NestedTensor:
+    """(log_)softmax over the ragged dimension: within each component (its own length), as
+    PyTorch's jagged softmax. One op per component, joined back along the ragged dimension,
+    so padding never enters a sum and the gradient is the ops' own."""
+    from ..ops.shape_joins import cat
+    from ._segments import is_packed
+
+    r = nt._ragged_idx - 1
+    out = cat([cls.apply(c, r) for c in nt.unbind()], r)
+
+    if is_packed(nt):
+        return nt._like(out)
+    # a non-contiguous view (gaps between components): the result is packed, new offsets
+    offsets = np.concatenate([[0], np.cumsum(nt._lengths_list())]).astype(np.int64)
+    return NestedTensor._jagged(out, Tensor._wrap(offsets).to(out.device), None, r + 1)
 
 
 def _permute(cls, args, kwargs):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import numpy as np
 
 from ..tensor import Tensor
-from ._route import refuse
 from ._segments import is_packed, row_index
 from ._tensor import NestedTensor
 
@@ -53,7 +52,12 @@ def scaled_dot_product_attention(
             "when one is"
         )
     if attn_mask is not None:
-        raise refuse("scaled_dot_product_attention with attn_mask (use is_causal)")
+        # PyTorch 2.13 refuses any mask on nested inputs with this ValueError
+        raise ValueError(
+            "Masks are not yet supported! (scaled_dot_product_attention on nested tensors takes "
+            "no attn_mask; each component attends only to itself; use is_causal=True for a "
+            "causal mask)"
+        )
     args = (None, dropout_p, is_causal, scale, enable_gqa)
     if any(t._comps is not None for t in qkv):
         if not all(t._comps is not None for t in qkv):

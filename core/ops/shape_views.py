@@ -128,6 +128,8 @@ def reshape_as(input, other):
 
 def flatten(input, start_dim=0, end_dim=-1):
     """``input`` with the dimensions ``start_dim`` to ``end_dim`` merged into one."""
+    if type(input) is not Tensor and getattr(input, "is_nested", False):
+        return input.flatten(start_dim, end_dim)  # ember.nested's rule (the ragged dim)
     nd = input._data.ndim
     if nd == 0:
         return reshape(input, 1)

@@ -11,8 +11,9 @@ per band of query rows, on broadcast index tensors (``b`` (B,1,1,1), ``h`` (1,H,
 - key blocks the block mask leaves empty for a whole band are never gathered or computed
   (causal: about half the work; a sliding window: a band of it), and full blocks skip the
   mask_mod;
-- only one band of scores is live at a time in inference (no_grad), so memory grows with
-  ``rows x KV_LEN``, not ``Q_LEN x KV_LEN``.
+- only one band of scores is live at a time, so memory grows with ``rows x KV_LEN``, not
+  ``Q_LEN x KV_LEN``; in training too: backward recomputes each band's scores from q/k/v and
+  the saved log-sum-exp (``_flex_grad.py``), as flash attention does.
 
 Rows with no key to attend to give zeros (and ``lse = -inf``), as in PyTorch.
 """
@@ -303,13 +304,16 @@ def flex_attention(
         key, value = key.repeat_interleave(rep, dim=1), value.repeat_interleave(rep, dim=1)
     xp = get_array_module(query._data)
     rows_hint = max(1, min(L, _BAND_ELEMENTS // max(1, B * Hq * S)))
-    training = ember.is_grad_enabled() and any(t.requires_grad for t in (query, key, value))
-    if block_mask is None and training:
-        # autograd keeps every band's scores anyway: one band (bands bound inference memory)
-        rows_hint = L
     mask_mod = None if block_mask is None else block_mask.mask_mod
     if mask_mod is noop_mask:
         mask_mod = None
+    grads = any(t.requires_grad for t in (query, key, value)) and ember.is_grad_enabled()
+    if grads and not (want_lse or want_max):
+        # training: one node whose backward recomputes each band's scores (_flex_grad.py)
+        from ._flex_grad import flex_train
+
+        out = flex_train(query, key, value, score_mod, block_mask, mask_mod, sc, rows_hint, xp)
+        return (out.to(out_dtype), AuxOutput()) if return_aux is not None else out.to(out_dtype)
     b_idx = _index(xp, xp.arange(B), 0)
     h_idx = _index(xp, xp.arange(Hq), 1)
     neg_inf = float("-inf")
@@ -395,5 +399,5 @@ def _allowed(xp, keep, mask_mod, B, H, r0, r1, kv_pos):
 
 # ``ember.compile(flex_attention)`` returns flex_attention itself: PyTorch compiles it into a
 # fused kernel, and ember's eager implementation is that kernel. (Inside a compiled model the
-# call is a graph break: its data-dependent block loop and closures are not traceable.)
+# call is one opaque graph node, its closures constants: core/_compile/_capture.py.)
 flex_attention._ember_eager_kernel = True
