@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 import ember
 
 from .. import collectives
+from .._runtime import _state
 from ..distributed_c10d import get_rank
 
 __all__ = ["Join", "Joinable", "JoinHook"]
@@ -122,9 +123,12 @@ class Join:
             )
 
     def _extract_dist_info(self) -> None:
+        def world_if_none(g):  # None and ``group.WORLD`` are the same group
+            return _state.group.WORLD if g is None else g
+
         group, device = self._joinables[0].join_process_group, None
         for j in self._joinables:
-            if j.join_process_group is not group:
+            if world_if_none(j.join_process_group) is not world_if_none(group):
                 raise ValueError("Using join context manager with multiple process groups")
             if device is None:
                 device = j.join_device

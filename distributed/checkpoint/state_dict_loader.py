@@ -47,8 +47,24 @@ def load(
             (both shapes); nothing is loaded then.
     """
     from .default_planner import DefaultLoadPlanner, check_planner
+    from .stateful import Stateful, to_state_dict
 
     check_planner(planner, DefaultLoadPlanner, "load")
+    # a Stateful value is loaded into its state_dict(), which is then handed back to it
+    stateful = {k: v for k, v in state_dict.items() if isinstance(v, Stateful)}
+    if not stateful:
+        _load(state_dict, checkpoint_id, storage_reader)
+        return
+    loaded = to_state_dict(state_dict)
+    _load(loaded, checkpoint_id, storage_reader)
+    for k, v in loaded.items():
+        if k in stateful:
+            stateful[k].load_state_dict(v)
+        else:
+            state_dict[k] = v  # (a replaced non-tensor value lands in the caller's dict)
+
+
+def _load(state_dict: dict, checkpoint_id, storage_reader) -> None:
     if storage_reader is None:
         if checkpoint_id is None:
             raise ValueError("load: give checkpoint_id (a directory) or storage_reader")

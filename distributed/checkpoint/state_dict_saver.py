@@ -207,8 +207,10 @@ def save(
         The checkpoint's :class:`Metadata`.
     """
     from .default_planner import DefaultSavePlanner, check_planner
+    from .stateful import to_state_dict
 
     check_planner(planner, DefaultSavePlanner, "save")
+    state_dict = to_state_dict(state_dict)  # (Stateful values save their state_dict())
     writer = _writer(checkpoint_id, storage_writer)
     group = _Group(process_group, no_dist)
     md, staging, mine, local = _prepare(state_dict, group, writer, copy=False)
@@ -266,6 +268,9 @@ def async_save(
     ``timeout`` seconds (default: the process group's), leaving the previous checkpoint."""
     if planner is not None:
         raise NotImplementedError("async_save: custom planners are not supported")
+    from .stateful import to_state_dict
+
+    state_dict = to_state_dict(state_dict)
     writer = _writer(checkpoint_id, storage_writer)
     group = _Group(process_group, no_dist)
     md, staging, mine, local = _prepare(state_dict, group, writer, copy=True)

@@ -24,6 +24,7 @@ from ember.nn import Parameter
 from ember.optim import Optimizer
 
 from .. import distributed_c10d as c10d
+from ..algorithms.join import Join, Joinable, JoinHook
 
 __all__ = ["ZeroRedundancyOptimizer"]
 
@@ -80,11 +81,24 @@ class _Bucket:
         return out
 
 
-class ZeroRedundancyOptimizer(Optimizer):
+class _ZeROJoinHook(JoinHook):
+    """What a rank that ran out of inputs does for a ``ZeroRedundancyOptimizer`` inside
+    ``Join``: one step per iteration of the others, so its shard is still updated (with the
+    gradients it holds, as in PyTorch) and it joins their all-gather."""
+
+    def __init__(self, zero: ZeroRedundancyOptimizer) -> None:
+        self.zero = zero
+
+    def main_hook(self) -> None:
+        self.zero._step(None, notify=False)
+
+
+class ZeroRedundancyOptimizer(Optimizer, Joinable):
     r"""Wrap ``optimizer_class`` so that each rank keeps the state of 1/N of the parameters.
 
     Use it with ``DistributedDataParallel`` (which averages the gradients); every rank calls
-    ``step`` and ends with the same parameters.
+    ``step`` and ends with the same parameters. It is a ``Joinable``: with uneven inputs,
+    ``with Join([ddp_model, zero_optimizer]):`` keeps the joined ranks stepping their shards.
 
     Args:
         params (iterable): tensors or param-group dicts, as for any optimizer.
@@ -128,6 +142,7 @@ class ZeroRedundancyOptimizer(Optimizer):
         self._buckets: list[_Bucket] = []
         self._consolidated = None
         self.optim = None
+        Joinable.__init__(self)  # (Optimizer.__init__ does not chain to it)
         super().__init__(params, defaults)
         self.optim = optimizer_class([self._local_group(b) for b in self._buckets], **defaults)
         self._sync_groups(to_local=False)
@@ -201,6 +216,11 @@ class ZeroRedundancyOptimizer(Optimizer):
     # ---- stepping ------------------------------------------------------------------------
     def step(self, closure=None, **kwargs):
         """Step this rank's shard with the local optimizer, then all-gather the parameters."""
+        return self._step(closure, notify=True, **kwargs)
+
+    def _step(self, closure, notify: bool, **kwargs):
+        if notify:  # (a joined rank's main hook steps without telling the join context)
+            Join.notify_join_context(self)
         loss = self._eval_closure(closure)
         self._check_params()
         self._sync_groups(to_local=True)
@@ -229,6 +249,19 @@ class ZeroRedundancyOptimizer(Optimizer):
             for p in b.params:
                 _interop.bump_version(p)
         return loss
+
+    # ---- Joinable ----------------------------------------------------------------------
+    def join_hook(self, **kwargs) -> JoinHook:
+        """The hook a joined rank runs: a step per iteration of the ranks not joined."""
+        return _ZeROJoinHook(self)
+
+    @property
+    def join_device(self):
+        return self._buckets[0].shard.device if self._buckets else ember.device("cpu")
+
+    @property
+    def join_process_group(self):
+        return self.process_group
 
     # ---- state dicts ---------------------------------------------------------------------
     def consolidate_state_dict(self, to: int = 0) -> None:
