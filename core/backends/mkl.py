@@ -1,4 +1,6 @@
-"""``ember.backends.mkl``: Intel MKL. ember calls NumPy's BLAS (OpenBLAS in the wheels)."""
+"""``ember.backends.mkl``: Intel MKL. With the optional ``mkl`` wheel (``pip install
+ember[mkl]``) ember runs float32/float64 matrix products through MKL (``ember.backend.mkl_gemm``);
+otherwise through NumPy's BLAS (OpenBLAS in the wheels)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,12 @@ VERBOSE_ON = 1
 
 
 def is_available() -> bool:
-    """True when NumPy's BLAS is MKL."""
+    """True when ember's matrix products use MKL: the ``mkl`` wheel's path is on, or NumPy's own
+    BLAS is MKL."""
+    from ..backend import mkl_gemm
+
+    if mkl_gemm.enabled():
+        return True
     try:
         from threadpoolctl import threadpool_info
 

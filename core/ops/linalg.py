@@ -7,6 +7,7 @@ import string
 from .._torch_function import torch_function_dispatch
 from ..amp._state import autocast_op
 from ..autograd.function import Function
+from ..backend.mkl_gemm import matmul as _gemm
 from ..tensor import Tensor
 from ._lowp import float32_compute
 from ._util import broadcast_shapes, cpp_type_name, norm_dims, promote, scalar_type_name
@@ -21,7 +22,7 @@ class Matmul(Function):
     def forward(ctx, a, b):
         na, nb = ctx.needs_input_grad
         ctx.save_for_backward(a if nb else None, b if na else None)
-        return a @ b
+        return _gemm(a, b)
 
     @staticmethod
     def backward(ctx, grad):
@@ -31,8 +32,8 @@ class Matmul(Function):
         if grad.dtype.kind == "c" if not hasattr(grad, "_data") else grad._data.dtype.kind == "c":
             a = a.conj() if a is not None else None  # PyTorch's complex convention
             b = b.conj() if b is not None else None
-        ga = grad @ xp.swapaxes(b, -1, -2) if na else None
-        gb = xp.swapaxes(a, -1, -2) @ grad if nb else None
+        ga = _gemm(grad, xp.swapaxes(b, -1, -2)) if na else None
+        gb = _gemm(xp.swapaxes(a, -1, -2), grad) if nb else None
         return ga, gb
 
 

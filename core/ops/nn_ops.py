@@ -12,6 +12,7 @@ import math
 import numpy as np
 
 from ..autograd.function import Function
+from ..backend.mkl_gemm import matmul as mm
 from ._lowp import float32_compute
 from .act_kernels import compiled, flat_compiled, gelu_exact_f32, rows_compiled
 from .softmax_kernels import (
@@ -34,9 +35,9 @@ class Linear(Function):
         ctx.save_for_backward(x if nw else None, w if nx else None)
         if x.ndim > 2:
             # one 2-D GEMM over all leading dims (a stacked matmul would loop over them)
-            out = (x.reshape(-1, x.shape[-1]) @ w.T).reshape(x.shape[:-1] + (w.shape[0],))
+            out = mm(x.reshape(-1, x.shape[-1]), w.T).reshape(x.shape[:-1] + (w.shape[0],))
         else:
-            out = x @ w.T
+            out = mm(x, w.T)
         if b is not None:
             out += b
         return out
@@ -51,7 +52,7 @@ class Linear(Function):
         gx = gw = gb = None
         g2 = grad.reshape(-1, grad.shape[-1]) if grad.ndim > 2 else grad
         if nx:
-            gx = g2 @ w
+            gx = mm(g2, w)
             if grad.ndim > 2:
                 gx = gx.reshape(grad.shape[:-1] + (w.shape[1],))
         if nw or nb:
@@ -73,8 +74,8 @@ class Linear(Function):
 def _matmul_into(dest, xp, a, b):
     """``a @ b``, written into ``dest`` when one is given with the result's dtype."""
     if dest is not None and dest.dtype == np.result_type(a.dtype, b.dtype):
-        return xp.matmul(a, b, out=dest)
-    return a @ b
+        return mm(a, b, out=dest) if xp is np else xp.matmul(a, b, out=dest)
+    return mm(a, b)
 
 
 # ---- softmax family -------------------------------------------------------------------------

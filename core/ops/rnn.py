@@ -22,6 +22,8 @@ import numpy as np
 
 from ..autograd.function import Function
 from ..backend import cuda_fused
+from ..backend.mkl_gemm import addmm_, matmul_into
+from ..backend.mkl_gemm import matmul as mm
 from ._blas import step_blas
 from ._lowp import float32_compute
 from .rnn_support import (  # noqa: F401  (re-exported: every name stays importable here)
@@ -94,12 +96,12 @@ class LSTMLayer(Function):
                     hs[k + 1, n:] = hs[k, n:]
                     cs[k + 1, n:] = cs[k, n:]
                 a = acts[t, :n]
-                a += hs[k, :n] @ whh_t
+                addmm_(a, hs[k, :n], whh_t)
                 if xp is not np:  # one fused launch for the cell (see cuda_fused)
                     h = hs[k + 1, :n] if w_hr is None else hpre[t, :n]
                     cuda_fused.lstm_cell_forward(a, cs[k, :n], cs[k + 1, :n], tanh_c[t, :n], h)
                     if w_hr is not None:
-                        xp.matmul(h, whr_t, out=hs[k + 1, :n])
+                        matmul_into(xp, h, whr_t, hs[k + 1, :n])
                     steps.tick()
                     continue
                 xp.tanh(a, out=a)
@@ -113,7 +115,7 @@ class LSTMLayer(Function):
                     xp.multiply(o, tc, out=hs[k + 1, :n])
                 else:
                     hp = xp.multiply(o, tc, out=hpre[t, :n])
-                    xp.matmul(hp, whr_t, out=hs[k + 1, :n])
+                    matmul_into(xp, hp, whr_t, hs[k + 1, :n])
                 steps.tick()
         out = _outputs(xp, hs, batch_sizes, reverse)
         ctx.save_for_backward(x, w_ih, w_hh, w_hr, acts, hs, cs, tanh_c, hpre)
@@ -144,14 +146,14 @@ class LSTMLayer(Function):
                     dhn += g_out[t, :n]
                 if w_hr is not None:
                     dR[t, :n] = dhn
-                    dhp = dhn @ w_hr
+                    dhp = mm(dhn, w_hr)
                 else:
                     dhp = dhn
                 if xp is not np:  # one fused launch for the cell (see cuda_fused)
                     cuda_fused.lstm_cell_backward(
                         dhp, tanh_c[t, :n], cs[k, :n], acts[t, :n], dc[:n], dG[t, :n]
                     )
-                    xp.matmul(dG[t, :n], w_hh, out=dhn)
+                    matmul_into(xp, dG[t, :n], w_hh, dhn)
                     steps.tick()
                     continue
                 a = acts[t, :n]
@@ -171,7 +173,7 @@ class LSTMLayer(Function):
                 deriv -= a * a
                 dg *= deriv
                 dcn *= f
-                xp.matmul(dg, w_hh, out=dhn)
+                matmul_into(xp, dg, w_hh, dhn)
                 steps.tick()
         dx, dw_ih, dw_hh, db_ih, db_hh = ctx._weight_grads_fn(
             ctx, x, dG, _by_time(hs, reverse), w_ih
@@ -179,7 +181,7 @@ class LSTMLayer(Function):
         need = ctx.needs_input_grad
         dw_hr = None
         if w_hr is not None and need[7]:
-            dw_hr = dR.reshape(T * B, P).T @ hpre.reshape(T * B, Hd)
+            dw_hr = mm(dR.reshape(T * B, P).T, hpre.reshape(T * B, Hd))
         return (
             dx,
             dh if need[1] else None,
@@ -227,7 +229,7 @@ class GRULayer(Function):
                 n = _active(batch_sizes, t, B)
                 if n < B:
                     hs[k + 1, n:] = hs[k, n:]
-                gh = hs[k, :n] @ whh_t
+                gh = mm(hs[k, :n], whh_t)
                 a = xw[t, :n]  # becomes [r, z, n] activations in place
                 rz = a[:, : 2 * Hd]
                 rz += gh[:, : 2 * Hd]
@@ -285,7 +287,7 @@ class GRULayer(Function):
                 dgt[:, : 2 * Hd] = dxt[:, : 2 * Hd]
                 xp.multiply(dn, r, out=dgt[:, 2 * Hd :])
                 dhn *= z
-                dhn += dgt @ w_hh
+                addmm_(dhn, dgt, w_hh)
                 steps.tick()
         need = ctx.needs_input_grad
         dx, dw_ih, dw_hh, db_ih, db_hh = _weight_grads(
@@ -324,7 +326,7 @@ class RNNLayer(Function):
                 n = _active(batch_sizes, t, B)
                 if n < B:
                     hs[k + 1, n:] = hs[k, n:]
-                a = xp.matmul(hs[k, :n], whh_t, out=hs[k + 1, :n])
+                a = matmul_into(xp, hs[k, :n], whh_t, hs[k + 1, :n])
                 a += pre[t, :n]
                 if relu:
                     xp.maximum(a, 0, out=a)
@@ -358,7 +360,7 @@ class RNNLayer(Function):
                     xp.multiply(dhn, y > 0, out=dp)
                 else:
                     xp.multiply(dhn, 1 - y * y, out=dp)
-                xp.matmul(dp, w_hh, out=dhn)
+                matmul_into(xp, dp, w_hh, dhn)
                 steps.tick()
         need = ctx.needs_input_grad
         dx, dw_ih, dw_hh, db_ih, db_hh = _weight_grads(

@@ -7,6 +7,7 @@ by ``rnn``.
 from __future__ import annotations
 
 from ..autograd.function import Function
+from ..backend.mkl_gemm import matmul as mm
 
 
 def _steps(T: int, reverse: bool):
@@ -20,7 +21,7 @@ def _active(batch_sizes, t: int, B: int) -> int:
 def _project(x, w_ih, bias):
     """``x @ w_ih.T + bias`` for all time steps at once: (T, B, I) -> (T, B, G)."""
     T, B, _ = x.shape
-    out = x.reshape(T * B, -1) @ w_ih.T
+    out = mm(x.reshape(T * B, -1), w_ih.T)
     if bias is not None:
         out += bias
     return out.reshape(T, B, -1)
@@ -37,9 +38,9 @@ def _weight_grads(ctx, x, g_pre, hprev, w_ih, g_hh=None):
     T, B, G = g_pre.shape
     g2 = g_pre.reshape(T * B, G)
     gh2 = g2 if g_hh is None else g_hh.reshape(T * B, G)
-    dx = (g2 @ w_ih).reshape(x.shape) if need[0] else None
-    dw_ih = g2.T @ x.reshape(T * B, -1) if need[3] else None
-    dw_hh = gh2.T @ hprev.reshape(T * B, -1) if need[4] else None
+    dx = mm(g2, w_ih).reshape(x.shape) if need[0] else None
+    dw_ih = mm(g2.T, x.reshape(T * B, -1)) if need[3] else None
+    dw_hh = mm(gh2.T, hprev.reshape(T * B, -1)) if need[4] else None
     db_ih = g2.sum(0) if need[5] else None
     db_hh = gh2.sum(0) if need[6] else None
     return dx, dw_ih, dw_hh, db_ih, db_hh

@@ -1,0 +1,215 @@
+"""Matrix products through Intel MKL when the optional ``mkl`` wheel is installed.
+
+Why: NumPy's wheels bundle OpenBLAS, and on the skinny products that convolutions (im2col),
+recurrent steps and linear layers with small batches make, OpenBLAS 0.3.31 runs well below
+MKL (PyTorch's CPU BLAS). Measured at one thread on a 2-core AVX-512 Xeon (process time, best
+of 15 interleaved rounds), float32 GFLOP/s OpenBLAS -> MKL: 32x128 @ 128x512 (an LSTM step)
+63 -> 113; 8192x144 @ 144x16 (a 16-channel 3x3 convolution) 38 -> 84; 16x8192 @ 8192x144
+(its weight gradient) 45 -> 88; 64x2048 @ 2048x576 81 -> 133; large square products are
+equal (512x1024 @ 1024x4096: 118 / 122). ``pip install ember[mkl]`` adds the wheel.
+
+How: the wheel's ``libmkl_rt`` is loaded at the first product that qualifies, with MKL's
+*sequential* threading layer (MKL's own OpenMP threads would compete with ember's worker pool
+and with OpenBLAS's threads), and called from small numba functions (``_mkl_kernels``: ~1 us a
+call where ctypes costs ~12 us) that release the GIL, so the pool can run several products at
+once. The path therefore needs numba as well (the ``fast`` extra) and follows
+``EMBER_NUMBA``. A product qualifies when both operands are NumPy float32 or float64 matrices
+(or equal-length stacks of them, for the strided batch routine) of one dtype, each with unit
+stride along one of its last two axes (a transposed view is passed as a transpose flag, not
+copied), and it has at least ``MIN_FLOPS`` multiply-adds.
+With more than one BLAS thread (``ember.set_num_threads``), products from ``MULTI_FLOPS`` up
+stay with OpenBLAS, which splits them across threads. Everything else, and every product when
+MKL is absent or turned off, is ``numpy.matmul``.
+
+``EMBER_MKL=0`` (or :func:`set_enabled`) turns the path off; it is also off on CPUs that are
+not Intel's unless ``EMBER_MKL=1`` (MKL's generic code path is not measured there). MKL is
+loaded only after ``LOAD_AFTER`` multiply-adds have gone through NumPy (see there), at once
+with ``EMBER_MKL=1``, :func:`set_enabled` or :func:`enabled`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+
+import numpy as np
+
+from .threads import num_threads
+
+# Products below this many multiply-adds go to NumPy, whose call is as cheap (~1 us).
+MIN_FLOPS = 1 << 16
+# With more than one BLAS thread, products from this size keep OpenBLAS's threads.
+MULTI_FLOPS = 1 << 25
+
+# MKL and numba are loaded (~0.7 s of CPU in a fresh process, most of it numba's start) only
+# once the process has sent this many multiply-adds to NumPy -- about half a second of GEMM on
+# one core -- so that short scripts and the many small processes of a launch never pay for it.
+LOAD_AFTER = 1 << 34
+_seen = 0
+
+_lib = None  # the loaded library, False when unavailable
+_kernels = None
+_enabled: bool | None = None
+
+
+def _find_library() -> str | None:
+    """The path of ``libmkl_rt`` from the installed ``mkl`` distribution, if any."""
+    try:
+        from importlib.metadata import PackageNotFoundError, distribution
+
+        dist = distribution("mkl")
+    except (ImportError, PackageNotFoundError):
+        return None
+    for f in dist.files or ():
+        if f.name.startswith("libmkl_rt.so"):
+            return str(dist.locate_file(f))
+    return None
+
+
+def _intel_cpu() -> bool:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("vendor_id"):
+                    return "GenuineIntel" in line
+    except OSError:
+        pass
+    return False
+
+
+def _load():
+    """Load MKL (sequential layer) and the compiled trampolines; False when either is missing."""
+    global _lib, _kernels
+    if _lib is not None:
+        return _lib
+    _lib = False
+    path = _find_library()
+    if path is None:
+        return _lib
+    try:
+        import llvmlite.binding as llvm
+
+        lib = ctypes.CDLL(path)
+        # before any other MKL call: no MKL threads (see the module docstring)
+        lib.MKL_Set_Threading_Layer(ctypes.c_int(1))  # MKL_THREADING_SEQUENTIAL
+        llvm.load_library_permanently(path)  # makes cblas_*_64 resolvable for the kernels
+        from . import _mkl_kernels
+    except (ImportError, OSError, AttributeError, RuntimeError):
+        return _lib
+    _kernels = _mkl_kernels
+    _lib = lib
+    return _lib
+
+
+def enabled() -> bool:
+    """Whether products may go to MKL (``mkl`` and numba installed, the path switched on)."""
+    global _enabled
+    if _enabled is None:
+        flag = os.environ.get("EMBER_MKL", "")
+        if flag == "0" or os.environ.get("EMBER_NUMBA", "1") == "0":
+            _enabled = False
+        else:
+            _enabled = (flag == "1" or _intel_cpu()) and bool(_load())
+    return _enabled
+
+
+def _ready(flops: int) -> bool:
+    """``enabled()``, deferred until ``LOAD_AFTER`` multiply-adds have gone through NumPy."""
+    global _seen
+    if _enabled is None and os.environ.get("EMBER_MKL", "") != "1":
+        _seen += flops
+        if _seen < LOAD_AFTER:
+            return False
+    return enabled()
+
+
+def set_enabled(flag: bool) -> bool:
+    """Switch the MKL path on or off for this process; returns the previous setting.
+
+    Switching on has no effect when MKL or numba cannot be loaded.
+    """
+    global _enabled
+    prev = enabled()
+    _enabled = bool(flag) and bool(_load())
+    return prev
+
+
+def _fallback(a, b, out):
+    # ``@`` serves any array module (CuPy's too); ``out=`` callers pass NumPy arrays
+    return a @ b if out is None else np.matmul(a, b, out=out)
+
+
+def matmul_into(xp, a, b, out):
+    """``a @ b`` written into ``out`` for arrays of the module ``xp``; returns ``out``."""
+    return matmul(a, b, out=out) if xp is np else xp.matmul(a, b, out=out)
+
+
+def addmm_(c, a, b) -> None:
+    """``c += a @ b`` in place for 2-D NumPy matrices: one MKL call with ``beta = 1`` where it
+    qualifies (no temporary product), ``c += a @ b`` otherwise."""
+    if (
+        _enabled is not False
+        and type(a) is np.ndarray
+        and type(b) is np.ndarray
+        and type(c) is np.ndarray
+        and a.ndim == 2
+        and b.ndim == 2
+        and c.ndim == 2
+        and a.dtype == b.dtype == c.dtype
+        and a.dtype.char in "fd"
+        and a.shape[1] == b.shape[0]
+        and c.shape == (a.shape[0], b.shape[1])
+        and 0 not in c.shape
+        and a.size * c.shape[1] >= MIN_FLOPS
+        and not (a.size * c.shape[1] >= MULTI_FLOPS and num_threads() > 1)
+        and _ready(a.size * c.shape[1])
+        and not np.may_share_memory(c, a)
+        and not np.may_share_memory(c, b)
+        and _kernels.kernel(a.dtype, 2)(a, b, c, 1)
+    ):
+        return
+    c += a @ b
+
+
+def matmul(a, b, out=None):
+    """``a @ b`` for 2-D matrices or equal-length 3-D stacks of NumPy arrays, through MKL where
+    the product qualifies (see the module docstring); ``a @ b`` (or ``numpy.matmul(a, b,
+    out=out)``) otherwise, so any array module's arrays may be passed.
+    """
+    if (
+        _enabled is False
+        or type(a) is not np.ndarray
+        or type(b) is not np.ndarray
+        or a.ndim != b.ndim
+        or a.ndim not in (2, 3)
+        or a.dtype != b.dtype
+        or a.dtype.char not in "fd"
+    ):
+        return _fallback(a, b, out)
+    shape = a.shape[:-1] + b.shape[-1:]
+    flops = a.size * shape[-1]
+    if (
+        flops < MIN_FLOPS
+        or a.shape[-1] != b.shape[-2]
+        or a.shape[:-2] != b.shape[:-2]
+        or 0 in shape
+        or (flops >= MULTI_FLOPS and num_threads() > 1)
+        or not _ready(flops)
+    ):
+        return _fallback(a, b, out)
+    if out is None:
+        c = np.empty(shape, dtype=a.dtype)
+    elif (
+        type(out) is np.ndarray
+        and out.shape == shape
+        and out.dtype == a.dtype
+        and out.flags.c_contiguous
+        and not np.may_share_memory(out, a)
+        and not np.may_share_memory(out, b)
+    ):
+        c = out
+    else:
+        return _fallback(a, b, out)
+    fn = _kernels.kernel(a.dtype, a.ndim)
+    done = fn(a, b, c, 0) if a.ndim == 2 else fn(a, b, c)
+    return c if done else np.matmul(a, b, out=out)
