@@ -411,3 +411,9 @@ def __getattr__(name):
         if fn is not None:
             return fn
     raise AttributeError(f"module 'ember' has no attribute {name!r}")
+
+
+# einops: ember's backend is registered now if einops is loaded, else when it is (core/_einops.py)
+from . import _einops
+
+_einops.install()

@@ -17,10 +17,17 @@ from ._runtime._state import resolve_group
 from ._tensor_args import _bump, _check, _check_list, _d, _root, _same_numel, _segments, _sh
 from .reduce_op import ReduceOp, Reduction
 
+# Callables ``fn(name)`` told of every collective this process issues (``CommDebugMode``);
+# empty, the hot path pays one truth test.
+_observers: list = []
+
 
 def _call(name: str, desc: str, async_op: bool, outputs: list) -> Call:
     """The call as the communicator sees it; once this rank's ``outputs`` hold the results,
     their versions are bumped (autograd's check for in-place writes)."""
+    if _observers:
+        for fn in tuple(_observers):
+            fn(name)
     return Call(name, desc, async_op, outputs, lambda: _bump(*outputs))
 
 

@@ -10,6 +10,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from .._einops import adopt_torch_layer
 from ..tensor import Tensor
 from ._module_convert import _ConvertMixin
 from ._module_hooks import (
@@ -151,7 +152,10 @@ class Module(_HookMixin, _StateDictMixin, _ConvertMixin, _LookupMixin, _ReprMixi
     def add_module(self, name: str, module: Module | None) -> None:
         r"""Add a child module, reachable as an attribute named ``name``."""
         if not isinstance(module, Module) and module is not None:
-            raise TypeError(f"{_typename(module)} is not a Module subclass")
+            twin = adopt_torch_layer(module)  # einops' torch layers (core/_einops.py)
+            if twin is None:
+                raise TypeError(f"{_typename(module)} is not a Module subclass")
+            module = twin
         if not isinstance(name, str):
             raise TypeError(f"module name should be a string. Got {_typename(name)}")
         if hasattr(self, name) and name not in self._modules:
@@ -202,7 +206,9 @@ class Module(_HookMixin, _StateDictMixin, _ConvertMixin, _LookupMixin, _ReprMixi
             modules[name] = value
             return
         if modules is not None and name in modules:
-            if value is not None:
+            if value is not None and (twin := adopt_torch_layer(value)) is not None:
+                value = twin  # einops' torch layer replacing a child (core/_einops.py)
+            elif value is not None:
                 raise TypeError(
                     f"cannot assign '{_typename(value)}' as child module '{name}' "
                     "(ember.nn.Module or None expected)"
@@ -225,6 +231,12 @@ class Module(_HookMixin, _StateDictMixin, _ConvertMixin, _LookupMixin, _ReprMixi
                 persistent = name not in self._non_persistent_buffers_set
             self.register_buffer(name, value, persistent)
             return
+        if modules is not None and type(value).__module__ == "einops.layers.torch":
+            twin = adopt_torch_layer(value)  # einops' torch layers (core/_einops.py)
+            if twin is not None:
+                _remove_from(name, d, self._parameters, self._buffers)
+                modules[name] = twin
+                return
         object.__setattr__(self, name, value)
 
     def __delattr__(self, name: str) -> None:

@@ -386,6 +386,7 @@ def load_library(path: str) -> None:
 def __getattr__(name: str):
     # Reached only for names this package does not hold (never for a real op or submodule):
     # ``ember.ops.<namespace>`` of custom operators and ``ember.ops.aten`` (core/library/).
+    import builtins
     import sys
 
     lib = sys.modules.get("ember.library._custom_op")
@@ -393,7 +394,8 @@ def __getattr__(name: str):
         # private probes (hasattr(ops, "_ember_out_wrapped")) are not namespaces, unless an
         # operator was defined in that namespace
         name.startswith("_")
-        and (lib is None or not any(q.startswith(name + "::") for q in lib.OPS))
+        # (builtins.any: this module's ``any`` is the tensor op)
+        and (lib is None or not builtins.any(q.startswith(name + "::") for q in lib.OPS))
     ):
         raise AttributeError(f"module 'ember.ops' has no attribute {name!r}")
     import importlib

@@ -11,6 +11,7 @@ from ..backend.mkl_gemm import matmul as _gemm
 from ..tensor import Tensor
 from ._lowp import float32_compute
 from ._util import broadcast_shapes, cpp_type_name, norm_dims, promote, scalar_type_name
+from .einsum_pairs import contract
 from .shape import squeeze, unsqueeze
 
 
@@ -262,8 +263,7 @@ class Einsum(Function):
         ctx.ins, ctx.out = ins, out
         ctx.shapes = [o.shape for o in ops]
         ctx.save_for_backward(*ops)
-        full = ",".join(ins) + "->" + out
-        return ctx.xp.einsum(full, *ops, optimize=len(ops) > 2)
+        return contract(ctx.xp, ins, out, list(ops))
 
     @staticmethod
     def backward(ctx, grad):
@@ -283,8 +283,8 @@ class Einsum(Function):
             others = [ctx.ins[j] for j in range(len(ops)) if j != i]
             avail = set(ctx.out).union(*others) if others else set(ctx.out)
             reduced = "".join(c for c in target if c in avail)
-            spec = ",".join([ctx.out] + others) + "->" + reduced
-            g = xp.einsum(spec, grad, *[ops[j] for j in range(len(ops)) if j != i])
+            rest = [ops[j] for j in range(len(ops)) if j != i]
+            g = contract(xp, [ctx.out] + others, reduced, [grad] + rest)
             if reduced != target:  # letters summed out in this operand alone: broadcast back
                 shape = [n if c in reduced else 1 for c, n in zip(target, ctx.shapes[i])]
                 g = xp.broadcast_to(xp.reshape(g, tuple(shape)), ctx.shapes[i])

@@ -20,12 +20,14 @@ __all__ = ["Leaf", "flatten", "local_item", "np_dtype"]
 
 @dataclass
 class Leaf:
-    """One flattened value: ``container[key]`` holds it, ``fqn`` names it."""
+    """One flattened value: ``container[key]`` holds it, ``fqn`` names it, ``path`` is the
+    keys (and list indices) leading to it from the top of the state dict."""
 
     fqn: str
     container: Any
     key: Any
     value: Any
+    path: tuple = ()
 
 
 def _is_dtensor(v) -> bool:
@@ -53,20 +55,20 @@ def flatten(state_dict: dict) -> list[Leaf]:
         raise TypeError(f"state_dict must be a dict, got {type(state_dict).__name__}")
     out: list[Leaf] = []
 
-    def rec(container, prefix):
+    def rec(container, prefix, path):
         items = container.items() if isinstance(container, dict) else enumerate(container)
         for k, v in items:
             if k == SHARD_META:
                 continue
             fqn = f"{prefix}{k}"
             if is_piece(v) or not (isinstance(v, (dict, list, tuple)) and _holds_tensor(v)):
-                out.append(Leaf(fqn, container, k, v))
+                out.append(Leaf(fqn, container, k, v, (*path, k)))
             else:
                 if isinstance(v, tuple):
                     raise TypeError(f"state_dict: '{fqn}' is a tuple holding tensors; use a list")
-                rec(v, fqn + ".")
+                rec(v, fqn + ".", (*path, k))
 
-    rec(state_dict, "")
+    rec(state_dict, "", ())
     seen: set[str] = set()
     for leaf in out:
         if leaf.fqn in seen:

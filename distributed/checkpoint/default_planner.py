@@ -51,8 +51,10 @@ class DefaultLoadPlanner:
 
 def check_planner(planner, kind: type, what: str) -> None:
     """Accept ``None`` or a default-option ``kind``; refuse anything else, naming it."""
-    if planner is None or (type(planner) is kind and planner._is_default()):
+    # (format_utils.DynamicMetaLoadPlanner plans as the default planner does)
+    same = type(planner) is kind or getattr(type(planner), "_plans_as_default", False)
+    if planner is None or (same and planner._is_default()):
         return
-    if type(planner) is kind:
+    if same:
         raise NotImplementedError(f"{what}: only {kind.__name__}'s default options are supported")
     raise NotImplementedError(f"{what}: custom planners are not supported")

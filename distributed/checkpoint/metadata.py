@@ -112,12 +112,16 @@ class BytesStorageMetadata:
 @dataclass
 class Metadata:
     """The whole checkpoint: ``state_dict_metadata`` maps each flattened key to a
-    :class:`TensorStorageMetadata` or :class:`BytesStorageMetadata`."""
+    :class:`TensorStorageMetadata` or :class:`BytesStorageMetadata`. ``planner_data`` maps a
+    nested key to its path in the saved state dict (``"model.net1.weight"`` ->
+    ``["model", "net1.weight"]``), as PyTorch's default planner records it; keys at the top
+    level are left out."""
 
     state_dict_metadata: dict[str, TensorStorageMetadata | BytesStorageMetadata]
     checkpoint_id: str = ""
     world_size: int = 1
     files: list[str] = field(default_factory=list)
+    planner_data: dict[str, list] = field(default_factory=dict)
 
     def dumps(self) -> str:
         tensors, objects = {}, {}
@@ -126,16 +130,17 @@ class Metadata:
                 tensors[k] = v.to_json()
             else:
                 objects[k] = encode(v.value)
-        return json.dumps(
-            {
-                "format": FORMAT,
-                "checkpoint_id": self.checkpoint_id,
-                "world_size": self.world_size,
-                "files": self.files,
-                "tensors": tensors,
-                "objects": objects,
-            }
-        )
+        out = {
+            "format": FORMAT,
+            "checkpoint_id": self.checkpoint_id,
+            "world_size": self.world_size,
+            "files": self.files,
+            "tensors": tensors,
+            "objects": objects,
+        }
+        if self.planner_data:  # (absent from checkpoints of flat state dicts, and older ones)
+            out["planner_data"] = {k: encode(list(v)) for k, v in self.planner_data.items()}
+        return json.dumps(out)
 
     @classmethod
     def loads(cls, text: str, where: str = "checkpoint") -> Metadata:
@@ -144,7 +149,8 @@ class Metadata:
             raise RuntimeError(f"{where}: unknown checkpoint format {d.get('format')!r}")
         md: dict = {k: TensorStorageMetadata.from_json(v) for k, v in d["tensors"].items()}
         md.update({k: BytesStorageMetadata(decode(v)) for k, v in d["objects"].items()})
-        return cls(md, d["checkpoint_id"], d["world_size"], d["files"])
+        paths = {k: decode(v) for k, v in d.get("planner_data", {}).items()}
+        return cls(md, d["checkpoint_id"], d["world_size"], d["files"], paths)
 
 
 # ---- JSON with tuples and non-string keys kept ----------------------------------------------

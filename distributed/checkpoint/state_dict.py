@@ -128,12 +128,22 @@ def _fsdp_context(model: Module, full: bool):
     return FSDP.state_dict_type(model, kind)
 
 
-def _optimizers(optimizers) -> list:
+# PyTorch's words when an optimizer-only call gets no optimizer
+_NO_OPTIMIZERS = "Optimizers are not passed in but optim_only is set to True."
+
+
+def _optimizers(optimizers, allow_empty: bool = False) -> list:
+    """``optimizers`` as a list; an empty one is refused (PyTorch's RuntimeError) unless the
+    caller also handles the model (``get_state_dict(model, [])``)."""
     if isinstance(optimizers, ember.optim.Optimizer):
         return [optimizers]
-    if isinstance(optimizers, Iterable):
+    if isinstance(optimizers, Iterable) and not isinstance(optimizers, (str, bytes)):
         out = list(optimizers)
-        if out and all(isinstance(o, ember.optim.Optimizer) for o in out):
+        if not out:
+            if allow_empty:
+                return out
+            raise RuntimeError(_NO_OPTIMIZERS)
+        if all(isinstance(o, ember.optim.Optimizer) for o in out):
             return out
     raise TypeError(f"optimizers must be an Optimizer or a list of them, got {optimizers!r}")
 
@@ -295,6 +305,7 @@ def set_optimizer_state_dict(
     """Load name-keyed optimizer state (from :func:`get_optimizer_state_dict`, filled by
     ``load``) into ``optimizers``; with ``broadcast_from_rank0`` only rank 0's dict is read
     (sent whole to the other ranks, which then keep their pieces)."""
+    optimizers = _optimizers(optimizers)  # (an empty list is refused before the dict is read)
     options = _options(options, allow_broadcast=True)
     if options.broadcast_from_rank0:
         from .._objects import object_from_rank0
@@ -353,11 +364,13 @@ def set_optimizer_state_dict(
 def get_state_dict(
     model: Module, optimizers, *, submodules=None, options: StateDictOptions | None = None
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``(get_model_state_dict(model), get_optimizer_state_dict(model, optimizers))``."""
-    return (
-        get_model_state_dict(model, submodules=submodules, options=options),
-        get_optimizer_state_dict(model, optimizers, submodules=submodules, options=options),
-    )
+    """``(get_model_state_dict(model), get_optimizer_state_dict(model, optimizers))``; with no
+    optimizers (``[]``) the second is ``{}``, as in PyTorch."""
+    model_sd = get_model_state_dict(model, submodules=submodules, options=options)
+    if not _optimizers(optimizers, allow_empty=True):
+        return model_sd, {}
+    optim_sd = get_optimizer_state_dict(model, optimizers, submodules=submodules, options=options)
+    return model_sd, optim_sd
 
 
 def set_state_dict(
@@ -368,7 +381,13 @@ def set_state_dict(
     optim_state_dict: dict[str, Any],
     options: StateDictOptions | None = None,
 ):
-    """Load both; returns the model's missing and unexpected keys."""
+    """Load both; returns the model's missing and unexpected keys. With no optimizers
+    (``[]``) ``optim_state_dict`` is ignored, as in PyTorch (an empty ``model_state_dict``
+    then is an error: nothing would be loaded)."""
+    if not _optimizers(optimizers, allow_empty=True):
+        if not model_state_dict:
+            raise RuntimeError(_NO_OPTIMIZERS)
+        return set_model_state_dict(model, model_state_dict, options=options)
     keys = set_model_state_dict(model, model_state_dict, options=options)
     set_optimizer_state_dict(model, optimizers, optim_state_dict, options=options)
     return keys

@@ -156,6 +156,7 @@ def _prepare(state_dict, group: _Group, writer: FileSystemWriter, copy: bool):
     _, cid, staging = head
     try:
         md, assign = _plan([d for _, d, _ in got], objects, group.world, cid)
+        md.planner_data = _paths(state_dict)
     except Exception:
         if group.rank == 0:
             _discard(staging)
@@ -176,6 +177,22 @@ def _prepare(state_dict, group: _Group, writer: FileSystemWriter, copy: bool):
         if where is not None and where[0] == group.rank:
             mine[where[1]] = np.array(arr, copy=True) if copy else arr
     return md, staging, mine, local
+
+
+def _paths(state_dict: dict) -> dict[str, list]:
+    """``Metadata.planner_data``: the path of every nested key (a dict key that is not a
+    string is kept as ``{"__key__": key}``, so it is not taken for a list index)."""
+    out = {}
+    for leaf in flatten(state_dict):
+        if len(leaf.path) > 1:
+            steps, node = [], state_dict
+            for k in leaf.path:
+                steps.append(
+                    {"__key__": k} if isinstance(node, dict) and not isinstance(k, str) else k
+                )
+                node = node[k]
+            out[leaf.fqn] = steps
+    return out
 
 
 def _discard(staging: str) -> None:

@@ -103,6 +103,12 @@ class FlatParamHandle(_FlatGradMixin):
         self.entries: list[_Entry] = []
         for (p, aliases), n, off in zip(entries, numels, offsets):
             self.entries.append(_Entry(aliases, p.shape, n, off))
+        # tensor-parallel parameters (DTensorParameter) are flattened as their local pieces;
+        # forward sees them as DTensors of the same layout again (FSDP1 over TP: 2-D)
+        self._layouts = [
+            (p.device_mesh, p.placements, p._global_shape) if hasattr(p, "as_dtensor") else None
+            for p, _ in entries
+        ]
         self.numel = offset
         self.shard_size = -(-max(offset, 1) // self.nshards)
         self.padded = self.shard_size * self.nshards
@@ -333,7 +339,11 @@ class FlatParamHandle(_FlatGradMixin):
             views = self._graph_views
         else:
             views = self._plain_low if low else self._plain
-        for e, view in zip(self.entries, views):
+        for e, view, layout in zip(self.entries, views, self._layouts):
+            if layout is not None:
+                from ..tensor import DTensor
+
+                view = DTensor(view, *layout)
             for module, name in e.aliases:
                 module.__dict__[name] = view
 

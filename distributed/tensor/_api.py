@@ -21,6 +21,7 @@ from .. import collectives as _c
 from ..device_mesh import DeviceMesh
 from ..distributed_c10d import get_process_group_ranks
 from ..reduce_op import ReduceOp
+from . import _funcol
 from .placement_types import Partial, Placement, Replicate, Shard, _StridedShard
 
 __all__ = ["DTensor", "distribute_tensor"]
@@ -268,7 +269,7 @@ def _reduce_scatter(local, mesh: DeviceMesh, src, dst):
 
     rows = local.movedim(d, 0).contiguous()
     out = ember.empty((rows.shape[0] // k, *rows.shape[1:]), dtype=rows.dtype, device=rows.device)
-    _c.reduce_scatter_tensor(out, rows, group=mesh.get_group(i))
+    _funcol.reduce_scatter_tensor(out, rows, group=mesh.get_group(i))
     return out.movedim(0, d).contiguous()
 
 
@@ -352,12 +353,12 @@ def _to_replicate(dt: DTensor):
         padded = ember.cat([t, t.new_zeros(tuple(pad_shape))], dim) if pad_shape[dim] else t
         padded = padded.contiguous()
         parts = [ember.empty_like(padded) for _ in bounds]
-        _c.all_gather(parts, padded, group=mesh.get_group(i))
+        _funcol.all_gather(parts, padded, group=mesh.get_group(i))
         t = ember.cat([_narrow(p, dim, 0, hi - lo) for p, (lo, hi) in zip(parts, bounds)], dim)
     for i, p in enumerate(dt.placements):
         if isinstance(p, Partial):
             t = t.contiguous().clone()
-            _c.all_reduce(t, op=_REDUCE[p.reduce_op], group=mesh.get_group(i))
+            _funcol.all_reduce(t, op=_REDUCE[p.reduce_op], group=mesh.get_group(i))
     return t
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 from ember._interop import array_of
 
 from ...autograd import Function
-from .. import collectives as _c
+from . import _funcol
 from ._api import DTensor, _chunk_bounds
 from .placement_types import Replicate
 
@@ -40,7 +40,7 @@ class _GradSum(Function):
         import ember
 
         t = ember.as_tensor(grad).contiguous().clone()
-        _c.all_reduce(t, group=ctx.group)
+        _funcol.all_reduce(t, group=ctx.group)
         return array_of(t), None
 
 

@@ -19,6 +19,7 @@ import math
 from . import _attention, _nn_ops, _pointwise
 from ._api import DTensor
 from ._dispatch import _as_dtensor, _check_same_mesh, _moved, _no_partial, _wrap
+from .debug import _comm_mode
 from .placement_types import Replicate, Shard
 
 __all__: list[str] = []
@@ -170,6 +171,8 @@ def _handlers() -> dict:
 
 def __torch_function__(cls, func, types, args=(), kwargs=None):
     """ember's participating functions on DTensors (``ember.overrides``)."""
+    if _comm_mode._ACTIVE:  # CommDebugMode lists the DTensor operations
+        _comm_mode._note_dtensor_op(func, args, kwargs or {})
     handler = _handlers().get(_key(func))
     if handler is not None:
         return handler(*args, **(kwargs or {}))

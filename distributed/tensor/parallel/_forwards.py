@@ -85,16 +85,23 @@ def _sequence_local_forward(own_forward):
 
     def forward(self, input, *args, **kwargs):
         local = input.to_local() if isinstance(input, DTensor) else input
-        swapped = {}
+        swapped, shadowed = {}, {}
         for name, p in self._parameters.items():
             if isinstance(p, DTensorParameter):
                 partial = [Partial()] * p.device_mesh.ndim
                 swapped[name] = p
                 self._parameters[name] = p.as_dtensor().to_local(grad_placements=partial)
+            # FSDP over TP gives forward the unsharded parameter as a DTensor attribute
+            cur = self.__dict__.get(name)
+            if isinstance(cur, DTensor):
+                shadowed[name] = cur
+                partial = [Partial()] * cur.device_mesh.ndim
+                self.__dict__[name] = cur.to_local(grad_placements=partial)
         try:
             out = own_forward(self, local, *args, **kwargs)
         finally:
             self._parameters.update(swapped)
+            self.__dict__.update(shadowed)
         if not isinstance(input, DTensor):
             return out
         return DTensor.from_local(out, input.device_mesh, input.placements)

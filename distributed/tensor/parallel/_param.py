@@ -72,6 +72,8 @@ class DTensorParameter(Parameter):
         import ember
         import ember.distributed as dist
 
+        from .. import _funcol
+
         op = dist.ReduceOp.SUM
         if math.isinf(norm_type):
             op = dist.ReduceOp.MAX if norm_type > 0 else dist.ReduceOp.MIN
@@ -85,7 +87,7 @@ class DTensorParameter(Parameter):
                 continue
             vec = ember.stack([terms[i] for i in idx])
             for d in dims:
-                dist.all_reduce(vec, op=op, group=mesh.get_group(d))
+                _funcol.all_reduce(vec, op=op, group=mesh.get_group(d))  # Partial -> Replicate
             for j, i in enumerate(idx):
                 out[i] = vec[j]
         return out

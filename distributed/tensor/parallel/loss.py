@@ -14,8 +14,8 @@ import contextlib
 from ember._interop import array_of, functional_override
 
 from ....autograd import Function
-from ... import collectives as _c
 from ...reduce_op import ReduceOp
+from .. import _funcol
 from .._api import DTensor, _chunk_bounds
 from ..placement_types import Replicate
 
@@ -26,7 +26,7 @@ def _all_reduce(arr, op, group):
     import ember
 
     t = ember.as_tensor(arr).contiguous().clone()
-    _c.all_reduce(t, op=op, group=group)
+    _funcol.all_reduce(t, op=op, group=group)
     return array_of(t)
 
 
