@@ -67,6 +67,10 @@ def phi(v):  # pragma: no cover - the standard normal CDF, replaced by the overl
     return 0.5 * math.erfc(-v * _SQRT1_2)
 
 
+def phi_e(v, e):  # pragma: no cover - Phi(v) given e = exp(-v^2 / 2), replaced by the overload
+    return 0.5 * math.erfc(-v * _SQRT1_2)
+
+
 if AVAILABLE:
     f32 = np.float32
 
@@ -106,6 +110,24 @@ if AVAILABLE:
         q = f32(0.5) * t * p * fexp(-z * z)  # Phi(-|v|)
         return f32(1.0) - q if v > f32(0.0) else q
 
+    def _phi_e32(v, e):  # pragma: no cover - compiled
+        # _phi32 with exp(-z^2) = exp(-v^2 / 2) given: GELU's derivative needs that exp too
+        z = abs(v) * f32(_SQRT1_2)
+        t = f32(1.0) / (f32(1.0) + f32(_AS_P) * z)
+        p = f32(_AS[0])
+        p = p * t + f32(_AS[1])
+        p = p * t + f32(_AS[2])
+        p = p * t + f32(_AS[3])
+        p = p * t + f32(_AS[4])
+        q = f32(0.5) * t * p * e
+        return f32(1.0) - q if v > f32(0.0) else q
+
+    @overload(phi_e, jit_options={"fastmath": _FLAGS, "error_model": "numpy"})
+    def _phi_e_ol(v, e):
+        if isinstance(v, types.Float) and v.bitwidth == 32:
+            return _phi_e32
+        return lambda v, e: 0.5 * math.erfc(-v * _SQRT1_2)
+
     @overload(fexp, jit_options={"fastmath": _FLAGS, "error_model": "numpy"})
     def _fexp_ol(v):
         if isinstance(v, types.Float) and v.bitwidth == 32:
@@ -137,12 +159,14 @@ def gelu_forward(x, out, k):  # pragma: no cover
 @_jit
 def gelu_forward_der(x, out, der, k):  # pragma: no cover
     # the derivative Phi(v) + v pdf(v) alongside: the backward is then one product
+    # one exp per element: exp(-v^2 / 2) serves Phi (float32: its erfc) and the pdf
     half, c = k[1], k[6]
     for i in range(x.size):
         v = x[i]
-        p = phi(v)
+        e = fexp(-half * v * v)
+        p = phi_e(v, e)
         out[i] = v * p
-        der[i] = p + v * fexp(-half * v * v) * c
+        der[i] = p + v * e * c
 
 
 @_jit
@@ -187,13 +211,22 @@ def silu_forward_der(x, out, der, k):  # pragma: no cover
 
 # ---- rows: 2-D C-contiguous arrays, over the last dim ------------------------------------
 @_jit
-def softmax_forward(x, out, k):  # pragma: no cover
+def _row_max(x, i, d):  # pragma: no cover
+    # a select, not ``max``: keeps a NaN found first. Not vectorised (~0.9 ns per element), so
+    # long rows take NumPy's row max instead (see ``act_kernels.rows_compiled``)
+    mx = x[i, 0]
+    for j in range(d):
+        mx = x[i, j] if x[i, j] > mx else mx
+    return mx
+
+
+@_jit
+def softmax_forward(x, rmax, have_max, out, k):  # pragma: no cover
+    # rmax: the row maxima when have_max (any NaN in a row makes the row NaN either way)
     m, d = x.shape
     zero, one = k[0], k[2]
     for i in range(m):
-        mx = x[i, 0]
-        for j in range(d):
-            mx = x[i, j] if x[i, j] > mx else mx
+        mx = rmax[i] if have_max else _row_max(x, i, d)
         s = zero
         for j in range(d):
             e = fexp(x[i, j] - mx)
@@ -217,13 +250,11 @@ def softmax_backward(g, y, gx, k):  # pragma: no cover
 
 
 @_jit
-def log_softmax_forward(x, out, k):  # pragma: no cover
+def log_softmax_forward(x, rmax, have_max, out, k):  # pragma: no cover
     m, d = x.shape
     zero = k[0]
     for i in range(m):
-        mx = x[i, 0]
-        for j in range(d):
-            mx = x[i, j] if x[i, j] > mx else mx
+        mx = rmax[i] if have_max else _row_max(x, i, d)
         s = zero
         for j in range(d):
             s += fexp(x[i, j] - mx)

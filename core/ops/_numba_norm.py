@@ -68,10 +68,13 @@ def rows_forward(
 
 @_jit
 def rows_backward(
-    g, src, mean, rs, invstd, w, center, need_x, inv_d, gx, gw, gb
+    g, src, mean, rs, invstd, w, center, need_x, inv_d, gx, gw, gb, part_rows
 ):  # pragma: no cover
     # xhat = (src - mean) * rs: src is x (rs = invstd) or xhat itself (mean 0, rs 1); w is
-    # ones when absent; gw and gb are scratch when not needed (branch-free inner loops)
+    # ones when absent; gw and gb are scratch when not needed (branch-free inner loops).
+    # gw, gb are (parts, d): row i adds into part i // part_rows, so that the caller can split
+    # the rows on part boundaries over threads and sum the parts in one fixed order (the
+    # result then does not depend on the thread count)
     m, d = g.shape
     zero = inv_d - inv_d
     for i in range(m):
@@ -79,11 +82,13 @@ def rows_backward(
         c2 = zero
         mu = mean[i]
         r = rs[i]
+        pw = gw[i // part_rows]
+        pb = gb[i // part_rows]
         for j in range(d):
             gij = g[i, j]
             h = (src[i, j] - mu) * r
-            gw[j] += gij * h
-            gb[j] += gij
+            pw[j] += gij * h
+            pb[j] += gij
             gh = gij * w[j]
             c1 += gh
             c2 += gh * h

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..autograd.function import Function
-from .act_kernels import compiled, flat_compiled, silu_f32
+from .act_kernels import compiled, flat_compiled, silu_f32, times
 
 SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_SCALE = 1.0507009873554804934193349852946
@@ -105,7 +105,7 @@ class Silu(Function):
     def backward(ctx, grad):
         x, der = ctx.saved_tensors
         if der is not None and not ctx._tensor_mode:
-            return grad * der
+            return times(grad, der)  # split over threads when large
         s = _sigmoid(ctx.xp, x)  # recomputed from x so that double backward sees it
         return grad * (s * (1 + x * (1 - s)))
 

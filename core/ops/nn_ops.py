@@ -14,7 +14,7 @@ import numpy as np
 from ..autograd.function import Function
 from ..backend.mkl_gemm import matmul as mm
 from ._lowp import float32_compute
-from .act_kernels import compiled, flat_compiled, gelu_exact_f32, rows_compiled
+from .act_kernels import compiled, flat_compiled, gelu_exact_f32, rows_compiled, times
 from .softmax_kernels import (
     log_softmax_last,
     log_softmax_last_probs,
@@ -302,7 +302,7 @@ class Gelu(Function):
             approx = "none" if ctx.approximate == "derivative" else ctx.approximate
             return grad * GeluDerivative.apply(x, approx), None
         if ctx.approximate == "derivative" or getattr(ctx, "fused", False):  # aux is GELU'(x)
-            return grad * aux, None
+            return times(grad, aux), None  # split over threads when large
         d = _gelu_derivative(ctx.xp, x, ctx.approximate, aux)
         d *= grad
         return d, None

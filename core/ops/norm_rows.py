@@ -15,9 +15,14 @@ import os
 
 import numpy as np
 
+from ._kernel_split import fresh_output, split_call
+
 # Elements per block: ~4 float32 arrays of this size (input, output, scratch, gradient) fit a
 # 512 KiB L2; 16K-64K measured within noise of each other, 4K pays too much Python per block.
 _BLOCK_ELEMS = 1 << 15
+# Rows per part of the compiled backward's column sums: ~64K elements, the thread split's
+# minimum slice (``_kernel_split``), so a (parts, d) partial array costs ~1/64 of the input
+_PART_ELEMS = 1 << 16
 
 
 _numba = None  # the compiled kernels' module once loaded; False when unavailable
@@ -77,27 +82,36 @@ def normalize_rows(
     """
     m, d = x2.shape
     dt = x2.dtype
-    out = xp.empty((m, d), dtype=dt)
     invstd = xp.empty((m, 1), dtype=dt)
     nb = _compiled(xp, x2, weight, bias)
     if nb is not None:
         x2 = np.ascontiguousarray(x2)
+        out = fresh_output((m, d), dt, x2)  # not 4K-aliased with x2
         xhat = np.empty((m, d), dtype=dt) if keep_xhat else np.empty((0, 0), dtype=dt)
         mean = np.empty(m, dtype=dt)
-        nb.rows_forward(
-            x2,
-            _vec(weight, d, dt, 1),
-            _vec(bias, d, dt, 0),
-            center,
-            keep_xhat,
-            dt.type(eps),
-            dt.type(1.0 / d),
-            out,
-            xhat,
-            mean,
-            invstd.reshape(m),
+        w, b, inv = _vec(weight, d, dt, 1), _vec(bias, d, dt, 0), invstd.reshape(m)
+        eps_, inv_d = dt.type(eps), dt.type(1.0 / d)
+        # rows are independent: slices of them run on the pool's threads (bitwise as 1 thread)
+        split_call(
+            nb.rows_forward,
+            m,
+            d,
+            lambda lo, hi: (
+                x2[lo:hi],
+                w,
+                b,
+                center,
+                keep_xhat,
+                eps_,
+                inv_d,
+                out[lo:hi],
+                xhat[lo:hi] if keep_xhat else xhat,
+                mean[lo:hi],
+                inv[lo:hi],
+            ),
         )
         return out, ((xhat, None, invstd) if keep_xhat else (x2, mean, invstd))
+    out = xp.empty((m, d), dtype=dt)
     xhat = xp.empty((m, d), dtype=dt)
     mean_vec = _ones(xp, d, dt, 1.0 / d if d else 0.0)
     for s in row_blocks(xp, m, d):
@@ -158,20 +172,26 @@ def normalize_rows_backward(
             mean, rs = np.zeros(m, dtype=dt), np.ones(m, dtype=dt)
         else:
             rs = inv
-        nb.rows_backward(
-            np.ascontiguousarray(g2),
-            np.ascontiguousarray(src),
-            mean,
-            rs,
-            inv,
-            _vec(weight, d, dt, 1),
-            center,
-            need_x,
-            dt.type(1.0 / d),
-            gx if need_x else np.empty((0, 0), dtype=dt),
-            gw if need_w else np.zeros(d, dtype=dt),
-            gb if need_b else np.zeros(d, dtype=dt),
-        )
+        g2, src, w = np.ascontiguousarray(g2), np.ascontiguousarray(src), _vec(weight, d, dt, 1)
+        inv_d = dt.type(1.0 / d)
+        gx_ = gx if need_x else np.empty((0, 0), dtype=dt)
+        # the column sums (gw, gb) go to per-part rows summed in a fixed order afterwards: the
+        # threads take whole parts, so the sums are bitwise the same for any thread count
+        part_rows = max(1, min(m, _PART_ELEMS // d))
+        parts = -(-m // part_rows)
+        pw, pb = np.zeros((parts, d), dtype=dt), np.zeros((parts, d), dtype=dt)
+
+        def args(p0, p1):
+            lo, hi = p0 * part_rows, min(m, p1 * part_rows)
+            gxs = gx_[lo:hi] if need_x else gx_
+            rows = (g2[lo:hi], src[lo:hi], mean[lo:hi], rs[lo:hi], inv[lo:hi])
+            return (*rows, w, center, need_x, inv_d, gxs, pw[p0:p1], pb[p0:p1], part_rows)
+
+        split_call(nb.rows_backward, parts, part_rows * d, args)
+        if need_w:
+            np.sum(pw, axis=0, out=gw)
+        if need_b:
+            np.sum(pb, axis=0, out=gb)
         return gx, gw, gb
     xhat = state_xhat(state)
     ones_cache = {}
