@@ -6,7 +6,7 @@ Ray or gRPC: the distributed layer loads on first use of ``ember.distributed``.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+__version__ = "2.13.0+ember.0.1.0"  # ember.version: the PyTorch API level + ember's release
 
 # ruff: noqa: I001  (the order matters: Tensor, then the ops, then the method table)
 from . import backend
@@ -290,7 +290,7 @@ from ._higher_order import cond, while_loop  # noqa: E402  (torch.cond, torch.wh
 from . import sparse  # noqa: E402  (ember.sparse: the sparse COO layout, core/sparse/)
 from .sparse import sparse_coo, sparse_coo_tensor, spmm  # noqa: E402
 
-__version__ = torch_version.TorchVersion(__version__)
+__version__ = version.__version__
 # </misc>
 
 # <amp>  (mixed precision: core/amp/)

@@ -1,5 +1,5 @@
 """``ember.torch_version``: ``TorchVersion``, a version string that compares as a version
-(``ember.__version__ >= "0.1"``, ``>= (0, 1)``)."""
+(``ember.__version__ >= "2.0"``, ``>= (2, 0)``)."""
 
 from __future__ import annotations
 

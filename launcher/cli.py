@@ -27,9 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _version() -> str:
-    from ember import __version__
+    from ember import version
 
-    return f"ember {__version__}"
+    return f"ember {version.ember} (PyTorch API {version.torch_api})"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -179,7 +179,12 @@ def test_global_switches_roundtrip():
 
 
 def test_version_compare_and_device_modules():
-    assert ember.__version__ >= "0.1" and ember.__version__ < (1, 0)
+    # the PyTorch API level, so that programs gating on torch.__version__ take their 2.x paths
+    assert ember.__version__ >= "2.0" and ember.__version__ < (3, 0)
+    assert ember.__version__ == "2.13.0+ember.0.1.0" and ember.version.ember == "0.1.0"
+    from importlib.metadata import version
+
+    assert version("ember") == ember.version.ember
     assert ember.version.__version__ == ember.__version__
     assert ember.get_device_module("cpu") is ember.cpu
     assert ember.cpu.device_count() == 1 and ember.cpu.current_device() == "cpu"

@@ -224,7 +224,7 @@ def write_archive(f, kind: str, graph, program: dict, tensors: dict[str, Any]) -
     header = {
         "format": f"ember.{kind}",
         "version": FORMAT_VERSION,
-        "ember_version": str(ember.__version__),
+        "ember_version": ember.version.ember,
         "sha256": {k: hashlib.sha256(v).hexdigest() for k, v in members.items()},
     }
     if isinstance(f, (str, os.PathLike)):
