@@ -116,7 +116,10 @@ def kernel(dtype, ndim: int):
     fn = _compiled.get(key)
     if fn is None:
         t = types.float32 if dtype == np.float32 else types.float64
-        arrays = (types.Array(t, ndim, "A"),) * 3
+        # the operands are typed read-only, so that writable arrays and read-only ones (a
+        # matrix broadcast against a stack at stride 0) convert to the one signature
+        ins = (types.Array(t, ndim, "A", readonly=True),) * 2
+        arrays = (*ins, types.Array(t, ndim, "A"))
         if ndim == 2:
             fn = njit(types.boolean(*arrays, types.int64), cache=True, nogil=True)(gemm)
         else:

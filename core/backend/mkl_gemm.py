@@ -172,20 +172,37 @@ def addmm_(c, a, b) -> None:
 
 
 def matmul(a, b, out=None):
-    """``a @ b`` for 2-D matrices or equal-length 3-D stacks of NumPy arrays, through MKL where
-    the product qualifies (see the module docstring); ``a @ b`` (or ``numpy.matmul(a, b,
-    out=out)``) otherwise, so any array module's arrays may be passed.
+    """``a @ b`` for NumPy matrices and stacks of them (2-D @ 2-D, 3-D @ 3-D of one length, and
+    a matrix against a stack, which shares it at stride 0) through MKL where the product
+    qualifies (see the module docstring); ``a @ b`` (or ``numpy.matmul(a, b, out=out)``)
+    otherwise, so any array module's arrays may be passed. A 2-D ``out`` needs unit stride
+    along its rows only (a block of a larger array serves); a 3-D one must be C-contiguous.
     """
     if (
         _enabled is False
         or type(a) is not np.ndarray
         or type(b) is not np.ndarray
-        or a.ndim != b.ndim
         or a.ndim not in (2, 3)
+        or b.ndim not in (2, 3)
         or a.dtype != b.dtype
         or a.dtype.char not in "fd"
     ):
         return _fallback(a, b, out)
+    if (
+        a.ndim == 3
+        and b.ndim == 2
+        and a.flags.c_contiguous
+        and (out is None or (out.shape == a.shape[:2] + b.shape[1:] and out.flags.c_contiguous))
+    ):  # a C-contiguous stack times a matrix is one tall product
+        flat = matmul(
+            a.reshape(-1, a.shape[2]), b, None if out is None else out.reshape(-1, b.shape[1])
+        )
+        return flat.reshape(a.shape[:2] + b.shape[1:]) if out is None else out
+    if a.ndim != b.ndim:  # one matrix against a stack: the matrix repeats at stride 0
+        if a.ndim == 2:
+            a = np.broadcast_to(a, b.shape[:1] + a.shape)
+        else:
+            b = np.broadcast_to(b, a.shape[:1] + b.shape)
     shape = a.shape[:-1] + b.shape[-1:]
     flops = a.size * shape[-1]
     if (
@@ -203,11 +220,11 @@ def matmul(a, b, out=None):
         type(out) is np.ndarray
         and out.shape == shape
         and out.dtype == a.dtype
-        and out.flags.c_contiguous
+        and (out.ndim == 2 or out.flags.c_contiguous)
         and not np.may_share_memory(out, a)
         and not np.may_share_memory(out, b)
     ):
-        c = out
+        c = out  # (a 2-D out without unit row stride is refused by the kernel below)
     else:
         return _fallback(a, b, out)
     fn = _kernels.kernel(a.dtype, a.ndim)

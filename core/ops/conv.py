@@ -28,6 +28,8 @@ import math
 import numpy as np
 
 from ..autograd.function import Function
+from ..backend.mkl_gemm import addmm_, matmul_into
+from ..backend.mkl_gemm import matmul as mm
 from ._lowp import float32_compute
 from .conv_blocked import blocked_forward, blocked_weight_grad, use_blocked
 from .conv_cl import conv_forward_cl, im2col_cl, use_channels_last, weight_grad_cl
@@ -126,10 +128,10 @@ def _gemm(xp, a, b):
     """(G, m, k) @ (G, k, n) as one 2-D GEMM per group: NumPy's stacked matmul leaves BLAS for
     a slow loop when an operand is a transposed view (measured 5-10x slower on grouped convs)."""
     if a.shape[0] == 1:
-        return xp.dot(a[0], b[0])[None]
+        return mm(a[0], b[0])[None]
     out = xp.empty((a.shape[0], a.shape[1], b.shape[2]), dtype=xp.result_type(a, b))
     for g in range(a.shape[0]):
-        xp.dot(a[g], b[g], out=out[g])
+        matmul_into(xp, a[g], b[g], out[g])
     return out
 
 
@@ -156,7 +158,7 @@ def conv_forward(xp, x, w, b, geom: ConvGeom, batched: bool | None = None):
         # per-sample column layout the weight gradient reads (8 x 256 -> 64 x 16 x 16, 1
         # thread: 1.45 -> 0.94 ms)
         x3 = xp.ascontiguousarray(x).reshape(n, x.shape[1], -1)
-        y = xp.matmul(w.reshape(w.shape[0], -1), x3)
+        y = mm(w.reshape(w.shape[0], -1), x3)
         if b is not None:
             y += b[:, None]
         return y.reshape((n, w.shape[0]) + geom.out_size), x3[:, None]
@@ -181,7 +183,7 @@ def conv_forward(xp, x, w, b, geom: ConvGeom, batched: bool | None = None):
     ):
         # few output channels: (N * L, R) @ (R, O) keeps BLAS on its fast path where
         # (O, R) @ (R, N * L) does not (16 x 144 @ 144 x 8192: 2.46 -> 1.68 ms, 1 thread)
-        yt = xp.dot(cols[0].T, w3[0].T)
+        yt = mm(cols[0].T, w3[0].T)
         if b is not None:
             yt += b
         y = yt.reshape(n, -1, w.shape[0]).transpose(0, 2, 1)
@@ -255,7 +257,7 @@ def conv_input_grad(xp, g, w, geom: ConvGeom, g_cf=None):
     if _pointwise(geom):  # dx[n] = W^T @ g[n] (8 x 64 -> 256 x 16 x 16: 1.46 -> 1.05 ms)
         n, o = g.shape[0], g.shape[1]
         wt = xp.ascontiguousarray(w.reshape(o, -1).T)
-        gx = xp.matmul(wt, xp.ascontiguousarray(g).reshape(n, o, -1))
+        gx = mm(wt, xp.ascontiguousarray(g).reshape(n, o, -1))
         return gx.reshape((n, wt.shape[0]) + geom.in_size)
     tgeom = _direct_transpose_geom(w.shape, geom, g.shape[0])
     if tgeom is not None:
@@ -277,9 +279,9 @@ def conv_weight_grad(xp, x, g, w_shape, geom: ConvGeom, cols=None, g_cf=None):
         n = x.shape[0]
         x3 = xp.ascontiguousarray(x).reshape(n, x.shape[1], -1)
         g3 = xp.ascontiguousarray(g).reshape(n, g.shape[1], -1)
-        gw = xp.dot(g3[0], x3[0].T)
+        gw = mm(g3[0], x3[0].T)
         for i in range(1, n):
-            gw += xp.dot(g3[i], x3[i].T)
+            addmm_(gw, g3[i], x3[i].T)
         return gw.reshape(w_shape)
     if cols is None and use_blocked(xp, x, w_shape, geom):
         return blocked_weight_grad(x, g, w_shape, geom)

@@ -22,6 +22,8 @@ import math
 
 import numpy as np
 
+from ..backend.mkl_gemm import addmm_
+from ..backend.mkl_gemm import matmul as mm
 from ..backend.threads import num_threads
 from .conv_depthwise import pad_spatial
 
@@ -88,7 +90,7 @@ def blocked_forward(x, w, b, geom):
     w2 = w.reshape(o, -1)
     y = np.empty((n, o, math.prod(geom.out_size)), dtype=dtype)
     for i, cols, blk in _blocks(x, geom):
-        np.matmul(w2, blk, out=y[i, :, cols])
+        mm(w2, blk, out=y[i, :, cols])
     if b is not None:
         y += b[:, None]
     return y.reshape((n, o) + tuple(geom.out_size))
@@ -100,8 +102,6 @@ def blocked_weight_grad(x, g, w_shape, geom):
     g3 = g.reshape(n, o, -1)
     # dw^T (R, O) = blocks @ g^T: BLAS's faster orientation for these long, thin products
     gwt = np.zeros((math.prod(w_shape[1:]), o), dtype=np.result_type(x, g))
-    tmp = np.empty_like(gwt)
     for i, cols, blk in _blocks(x, geom):
-        np.matmul(blk, g3[i, :, cols].T, out=tmp)
-        gwt += tmp
+        addmm_(gwt, blk, g3[i, :, cols].T)
     return np.ascontiguousarray(gwt.T).reshape(w_shape)

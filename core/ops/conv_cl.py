@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import math
 
+from ..backend.mkl_gemm import matmul as mm
+
 MIN_CHANNELS, MAX_CHANNELS = 32, 128
 WIDE_COLS = 1024  # as conv.WIDE_COLS
 
@@ -69,7 +71,7 @@ def conv_forward_cl(xp, x, w, b, geom):
     """y = conv(x, w) + b through channels-last columns; returns (y, cols)."""
     n, o = x.shape[0], w.shape[0]
     cols = im2col_cl(xp, x, geom)
-    y = xp.dot(cols, weight_cl(xp, w).T)  # (N * L, O)
+    y = mm(cols, weight_cl(xp, w).T)  # (N * L, O)
     if b is not None:
         y += b
     y = y.reshape(n, -1, o).transpose(0, 2, 1)
@@ -80,10 +82,10 @@ def weight_grad_cl(xp, cols, g_cf, w_shape):
     """dw from channels-last columns and g as (1, O, N * L) (``_channels_first``)."""
     nd = len(w_shape) - 2
     if cols.shape[0] < WIDE_COLS:
-        gw = xp.dot(g_cf[0], cols).reshape((w_shape[0],) + tuple(w_shape[2:]) + (w_shape[1],))
+        gw = mm(g_cf[0], cols).reshape((w_shape[0],) + tuple(w_shape[2:]) + (w_shape[1],))
         return xp.ascontiguousarray(gw.transpose((0, nd + 1) + tuple(range(1, nd + 1))))
     # dw^T = cols^T @ g^T (prod(k) * C, O): BLAS's faster orientation for a long reduction
     # (16 x 8192 @ 8192 x 144: 3.4 -> 1.5 ms, 1 thread); the sweep's 128->128 on 8 x 8 x 8
     # (512 columns) was slower this way (ratio 1.1 -> 1.5), hence the same rule as conv.py's
-    gwt = xp.dot(cols.T, g_cf[0].T).reshape(tuple(w_shape[2:]) + (w_shape[1], w_shape[0]))
+    gwt = mm(cols.T, g_cf[0].T).reshape(tuple(w_shape[2:]) + (w_shape[1], w_shape[0]))
     return xp.ascontiguousarray(gwt.transpose((nd + 1, nd) + tuple(range(nd))))

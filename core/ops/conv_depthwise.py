@@ -16,6 +16,7 @@ import os
 
 import numpy as np
 
+from ..backend.mkl_gemm import matmul as mm
 from ._kernel_split import split_call
 
 _numba = None  # ``_numba_depthwise`` once loaded; False when unavailable
@@ -179,7 +180,7 @@ def _forward_frame(xp, x, w, geom):
     columns make the weight gradient one matrix-vector product per channel."""
     fr = _Frame(geom, x.shape[0])
     cols = _columns(xp, x, fr)
-    y = xp.matmul(w.reshape(w.shape[0], 1, -1), cols).reshape(w.shape[0], -1)
+    y = mm(w.reshape(w.shape[0], 1, -1), cols).reshape(w.shape[0], -1)
     return xp.ascontiguousarray(fr.view(xp, y).swapaxes(0, 1)), cols
 
 
@@ -254,7 +255,7 @@ def depthwise_weight_grad(xp, x, g, w_shape, geom, cols=None):
             cols = _columns(xp, x, fr)
         gz = xp.zeros((g.shape[1], fr.total), dtype=g.dtype)
         fr.view(xp, gz)[...] = g.swapaxes(0, 1)
-        return xp.matmul(cols, gz[:, :, None]).reshape(w_shape)
+        return mm(cols, gz[:, :, None]).reshape(w_shape)
     xpad = pad_spatial(xp, x, geom.pad)
     axes = (0,) + tuple(range(2, g.ndim))
     tmp = xp.empty_like(g)
