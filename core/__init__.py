@@ -320,6 +320,13 @@ from ._out_arg import install as _install_out  # noqa: E402
 _install_out(globals())
 del _install_out
 
+# ``__torch_function__`` on the rest of the public functions that take tensors (reshape,
+# transpose, where ...): one generated test per tensor parameter (core/_torch_function.py)
+from ._torch_function import install_namespace_dispatch as _install_tf  # noqa: E402
+
+_install_tf(globals())
+del _install_tf
+
 _QUANTIZED = {
     "qint8",
     "quint8",

@@ -143,7 +143,7 @@ def with_out(fn: Callable, name: str | None = None) -> Callable:
             extra = inspect.Parameter("out", inspect.Parameter.KEYWORD_ONLY, default=None)
             wrapper.__signature__ = base.replace(parameters=[*params.values(), extra])
     wrapper._ember_out_wrapped = fn
-    wrapper.__ember_torch_function__ = True
+    wrapper.__ember_torch_function__ = check  # (factories are not dispatched, as in PyTorch)
     return wrapper
 
 

@@ -173,7 +173,8 @@ class _TensorConversions:
                 "protocol at the moment."
             )
         t = type(self).__new__(type(self))
-        Tensor.__init__(t, self._data.copy(), requires_grad=self.requires_grad)
+        Tensor.__init__(t, requires_grad=self.requires_grad)
+        t._data = self._data.copy()  # any dtype (Tensor(ndarray) makes float32)
         if self.grad is not None:
             t.grad = self.grad.__deepcopy__(memo)
         if hasattr(self, "__dict__"):

@@ -127,7 +127,8 @@ class QTensor(Tensor):
     @staticmethod
     def _make(codes, qdtype, scheme, scale, zero_point, axis=None) -> QTensor:
         t = QTensor.__new__(QTensor)
-        Tensor.__init__(t, codes)
+        Tensor.__init__(t)
+        t._data = codes  # the integer codes as they are (Tensor(ndarray) makes float32)
         t._qdtype, t._qscheme, t._axis = qdtype, scheme, axis
         t._scale, t._zero_point = scale, zero_point
         t._cache = None
@@ -175,11 +176,11 @@ class QTensor(Tensor):
 
     def q_per_channel_scales(self) -> Tensor:
         self._per_channel("q_per_channel_scales")
-        return Tensor(self._scale.copy())
+        return Tensor._wrap(self._scale.copy())
 
     def q_per_channel_zero_points(self) -> Tensor:
         self._per_channel("q_per_channel_zero_points")
-        return Tensor(self._zero_point.copy())
+        return Tensor._wrap(self._zero_point.copy())
 
     def q_per_channel_axis(self) -> int:
         self._per_channel("q_per_channel_axis")
@@ -187,7 +188,7 @@ class QTensor(Tensor):
 
     def int_repr(self) -> Tensor:
         """The integer codes as a plain uint8 / int8 / int32 tensor (a copy, as torch)."""
-        return Tensor(self._data.copy())
+        return Tensor._wrap(self._data.copy())
 
     def dequantize(self) -> Tensor:
         xp = _xp(self._data)

@@ -6,8 +6,6 @@ file holds what is intrinsic to a tensor: attributes, autograd entry points, con
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 
 from .autograd import function as _function
@@ -78,11 +76,10 @@ class Tensor:
         elif isinstance(data, Tensor):
             data = data._data
         elif isinstance(data, np.ndarray):
-            # a user's torch.Tensor(ndarray) is float32 too (CleanRL's ``torch.Tensor(next_done)``
-            # of a bool array); ember's own modules wrap arrays of any dtype with Tensor(arr)
-            if data.dtype != np.float32 and not sys._getframe(1).f_globals.get(
-                "__name__", ""
-            ).startswith("ember"):
+            # torch.Tensor(ndarray) is float32 whatever the array's dtype (CleanRL's
+            # ``torch.Tensor(next_done)`` of a bool array); ember's own code wraps arrays of
+            # other dtypes with Tensor._wrap
+            if data.dtype != np.float32:
                 data = data.astype(np.float32)
         elif not hasattr(data, "__array_namespace__"):
             from .creation import _to_array

@@ -129,6 +129,7 @@ class _Branchy(nn.Module):
 
 
 def test_data_dependent_control_flow_raises_trace_error_like_torch():
+    relu = ember.relu
     with pytest.raises(fx.TraceError, match="control flow"):
         fx.symbolic_trace(_Branchy())
     assert isinstance(fx.TraceError("x"), ValueError)
@@ -147,7 +148,7 @@ def test_data_dependent_control_flow_raises_trace_error_like_torch():
     # every patch is undone after a failed trace
     assert ember.nn.Module.__dict__.get("__call__") is None
     assert "__add__" in ember.Tensor.__dict__
-    assert ember.relu.__module__ == "ember.ops.elementwise_unary"
+    assert ember.relu is relu
 
 
 def test_torch_gives_the_same_trace_errors():

@@ -281,6 +281,39 @@ def test_flop_counter_ops_mha_and_no_grad_match_torch():
             assert ef.get_flop_counts()["Global"] == want, fn.__name__
 
 
+@pytest.mark.parametrize(
+    "sa, sb",
+    [
+        ((5, 4), (4,)),  # mv: not counted
+        ((5, 4), (4, 1)),  # a (k, 1) matrix: mm
+        ((3, 5, 4), (4,)),  # batch @ vector: mv
+        ((3, 5, 4), (4, 1)),  # folded into one mm
+        ((4,), (4, 6)),  # vector @ matrix: an mm of a (1, k) row
+        ((4,), (2, 4, 6)),  # vector @ batch: mv of the transposed batch
+        ((4,), (4,)),  # dot
+        ((1, 4), (4,)),
+    ],
+)
+def test_flop_counter_matrix_vector_vs_column_match_torch(sa, sb):
+    # ember's matmul runs a 1-D operand as a column through the Mv op (an explicit signal,
+    # not a look at matmul's frame); a real (k, 1) matrix stays an mm
+    from torch.utils.flop_counter import FlopCounterMode as TorchCounter
+
+    from ember.utils.flop_counter import FlopCounterMode
+
+    counts = []
+    for m, counter in ((torch, TorchCounter), (ember, FlopCounterMode)):
+        a, b = m.randn(*sa, requires_grad=True), m.randn(*sb, requires_grad=True)
+        with counter(display=False) as fc:
+            (a @ b).sum().backward()
+            if len(sa) == 2 and len(sb) == 1:
+                m.mv(a, b)
+        counts.append(
+            (fc.get_total_flops(), {str(k): n for k, n in fc.get_flop_counts()["Global"].items()})
+        )
+    assert counts[1] == counts[0]
+
+
 def test_flop_counter_sdpa_table_hooks_and_profiler(capsys):
     from ember.autograd.function import Function
     from ember.utils.flop_counter import FlopCounterMode

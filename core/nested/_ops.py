@@ -351,4 +351,10 @@ def torch_function(cls, func, types, args=(), kwargs=None):
         return _cat(*args, **kwargs)
     if name in ("softmax", "silu", "gelu"):
         return func.__wrapped__(*args, **kwargs)
-    raise refuse(name)
+    if getattr(func, "_ember_any_type", False):  # the bounded set's others (view_as_real ...)
+        raise refuse(name)
+    # every other function runs as written: its ops reach _route.nested_apply
+    from ..overrides import _no_subclass_dispatch
+
+    with _no_subclass_dispatch():
+        return func(*args, **kwargs)

@@ -10,7 +10,7 @@ from importlib import import_module
 
 import numpy as np
 
-from ..ops.linalg import Matmul
+from ..ops.linalg import Matmul, Mv
 from ..ops.reduction_sum import Mean, Sum
 from ..tensor import Tensor
 from ._tensor import NestedTensor
@@ -297,6 +297,7 @@ _RULES = {
     _mod("shape_joins").Split: _split,
     nn_ops.Linear: _last_dim_op,
     Matmul: _last_dim_op,
+    Mv: _last_dim_op,
     nn_ops.Softmax: _softmax,
     nn_ops.LogSoftmax: _softmax,
 }

@@ -38,6 +38,13 @@ class Matmul(Function):
         return ga, gb
 
 
+class Mv(Matmul):
+    """:class:`Matmul` where one operand was a 1-D vector that PyTorch's ``matmul`` runs as
+    ``mv`` (``A @ v``, ``v @ batched``): the same kernel, a class of its own so that observers
+    (``FlopCounterMode``, which does not count ``mv``; the profiler's ``ember::mv``) can tell
+    it from a real ``(k, 1)`` matrix."""
+
+
 def _prod(shape) -> int:
     n = 1
     for s in shape:
@@ -131,7 +138,8 @@ def matmul(input, other):
     # 1-D operands: promote to matrices and squeeze the added dim afterwards, as numpy does
     a2 = unsqueeze(a, 0) if da == 1 else a
     b2 = unsqueeze(b, -1) if db == 1 else b
-    out = Matmul.apply(a2, b2)
+    # PyTorch: matrix/batch @ vector and vector @ batch are mv, vector @ matrix an mm
+    out = (Mv if db != 2 else Matmul).apply(a2, b2)
     if db == 1:
         out = squeeze(out, -1)
     if da == 1:

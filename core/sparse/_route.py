@@ -10,7 +10,7 @@ import numpy as np
 
 from ..ops.convert import Cast
 from ..ops.elementwise_binary import Add, Mul
-from ..ops.linalg import Matmul
+from ..ops.linalg import Matmul, Mv
 from ..ops.reduction_sum import Sum
 from ._coo import SparseTensor, _unsupported
 from ._ops import add, matmul, mul
@@ -48,6 +48,7 @@ def _route_cast(args, kwargs):
 # keyed by the op classes themselves (not their names), so a renamed op keeps its rule
 _ROUTES = {
     Matmul: _binary(matmul),
+    Mv: _binary(matmul),
     Sum: _route_sum,
     Add: _binary(add),
     Mul: _binary(mul),

@@ -16,8 +16,6 @@ them (PyTorch's backward module tracking is approximate).
 
 from __future__ import annotations
 
-import inspect
-import sys
 import weakref
 from collections import defaultdict
 from math import prod
@@ -91,8 +89,6 @@ def _shape(a) -> tuple:
 
 def _matmul(args, out, needs):
     a, b = _shape(args[0]), _shape(args[1])
-    if len(b) == 2 and b[-1] == 1 and len(a) >= 2 and _vector_b(args):
-        return None  # matrix @ vector: PyTorch's mv, which it does not count
     if len(b) == 2:  # (.., m, k) @ (k, n): PyTorch folds the leading dims into one mm
         n = mm_flop((prod(a[:-1]), a[-1]), b)
         key = MM
@@ -101,24 +97,6 @@ def _matmul(args, out, needs):
         n = bmm_flop((batch, a[-2], a[-1]), (batch, b[-2], b[-1]))
         key = BMM
     return key, n, key, n * sum(needs[:2])
-
-
-def _vector_b(args) -> bool:
-    # ops.matmul turns a 1-D right operand into a (k, 1) column before Matmul, which PyTorch
-    # runs as mv (not counted); a real (k, 1) matrix is an mm. Only ops.matmul's own frame
-    # (a few frames up: the formula, on_apply, the hooked apply) tells them apart; this runs
-    # for (k, 1) right operands only.
-    from ..ops import linalg
-
-    code = inspect.unwrap(linalg.matmul).__code__
-    frame = sys._getframe(1)
-    for _ in range(5):
-        if frame is None:
-            return False
-        if frame.f_code is code:
-            return frame.f_locals.get("db") == 1  # (ops.matmul's ndim of its right operand)
-        frame = frame.f_back
-    return False
 
 
 def _linear(args, out, needs):

@@ -45,8 +45,8 @@ class FakeQuantizeBase(Module):
 
     def __init__(self):
         super().__init__()
-        self.register_buffer("fake_quant_enabled", Tensor(np.array([1], np.uint8)))
-        self.register_buffer("observer_enabled", Tensor(np.array([1], np.uint8)))
+        self.register_buffer("fake_quant_enabled", Tensor._wrap(np.array([1], np.uint8)))
+        self.register_buffer("observer_enabled", Tensor._wrap(np.array([1], np.uint8)))
 
     def enable_fake_quant(self, enabled: bool = True) -> None:
         self.fake_quant_enabled._data[0] = 1 if enabled else 0
@@ -85,7 +85,7 @@ class FakeQuantize(FakeQuantizeBase):
         self.quant_min, self.quant_max = obs.quant_min, obs.quant_max
         self.is_dynamic = is_dynamic
         self.register_buffer("scale", Tensor(np.array([1.0], np.float32)))
-        self.register_buffer("zero_point", Tensor(np.array([0], np.int32)))
+        self.register_buffer("zero_point", Tensor._wrap(np.array([0], np.int32)))
         self.dtype = obs.dtype
         self.qscheme = obs.qscheme
         self.ch_axis = getattr(obs, "ch_axis", -1)
@@ -154,7 +154,7 @@ class FusedMovingAvgObsFakeQuantize(FakeQuantize):
         ]
         return (
             Tensor(np.array([p[0] for p in pairs], np.float32)),
-            Tensor(np.array([p[1] for p in pairs], np.int64)),
+            Tensor._wrap(np.array([p[1] for p in pairs], np.int64)),
         )
 
 

@@ -182,7 +182,7 @@ class HistogramObserver(UniformQuantizationObserverBase):
                 "default scale and zero point ",
                 stacklevel=2,
             )
-            return Tensor(np.array([1.0], _f32)), Tensor(np.array([0], np.int64))
+            return Tensor(np.array([1.0], _f32)), Tensor._wrap(np.array([0], np.int64))
         new_min, new_max = self._non_linear_param_search()
         return self._calculate_qparams(new_min, new_max)
 

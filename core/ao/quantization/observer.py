@@ -132,7 +132,7 @@ class UniformQuantizationObserverBase(ObserverBase):
                 "must run observer before calling calculate_qparams. Returning default values.",
                 stacklevel=3,
             )
-            return Tensor(np.array([1.0], _f32)), Tensor(np.array([0], np.int64))
+            return Tensor(np.array([1.0], _f32)), Tensor._wrap(np.array([0], np.int64))
         if (min_val > max_val).any():
             raise AssertionError(f"min {min_val} should be less than max {max_val}")
         eps = _f32(self.eps._data.reshape(-1)[0])
@@ -146,7 +146,7 @@ class UniformQuantizationObserverBase(ObserverBase):
             eps,
             self.has_customized_qrange,
         )
-        return Tensor(scale), Tensor(zero_point)
+        return Tensor._wrap(scale), Tensor._wrap(zero_point)
 
     def reset_min_max_vals(self):
         raise NotImplementedError("Cannot reset min/max values in the given observer.")
@@ -309,7 +309,7 @@ class PerChannelMinMaxObserver(UniformQuantizationObserverBase):
                 "must run observer before calling calculate_qparams. Returning default values.",
                 stacklevel=2,
             )
-            return Tensor(np.array([1.0], _f32)), Tensor(np.array([0], np.int64))
+            return Tensor(np.array([1.0], _f32)), Tensor._wrap(np.array([0], np.int64))
         return self._calculate_qparams(lo, hi)
 
     def extra_repr(self) -> str:

@@ -98,7 +98,7 @@ class _Converter:
         self.attr_count[prefix] = k + 1
         names = (f"{prefix}scale_{k}", f"{prefix}zero_point_{k}")
         self.gm.register_buffer(names[0], Tensor(np.array(scale, np.float32)))
-        self.gm.register_buffer(names[1], Tensor(np.array(zp, np.int64)))
+        self.gm.register_buffer(names[1], Tensor._wrap(np.array(zp, np.int64)))
         with self.graph.inserting_before(before):
             return self.graph.get_attr(names[0]), self.graph.get_attr(names[1])
 

@@ -34,7 +34,7 @@ class Quantize(Module):
     def __init__(self, scale: float, zero_point: int, dtype, factory_kwargs=None):
         super().__init__()
         self.register_buffer("scale", Tensor(np.array([scale], np.float32)))
-        self.register_buffer("zero_point", Tensor(np.array([zero_point], np.int64)))
+        self.register_buffer("zero_point", Tensor._wrap(np.array([zero_point], np.int64)))
         self.dtype = dtype
 
     def forward(self, X: Tensor):

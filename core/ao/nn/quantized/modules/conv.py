@@ -220,7 +220,7 @@ class _ConvNd(Module):
         destination[prefix + "weight"] = self._w
         destination[prefix + "bias"] = self._b
         destination[prefix + "scale"] = Tensor(np.array(self.scale, np.float32))
-        destination[prefix + "zero_point"] = Tensor(np.array(self.zero_point, np.int64))
+        destination[prefix + "zero_point"] = Tensor._wrap(np.array(self.zero_point, np.int64))
 
     def _load_from_state_dict(
         self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs

@@ -118,7 +118,7 @@ class SavedQParams:
     def _save_to_state_dict(self, destination, prefix, keep_vars):
         super()._save_to_state_dict(destination, prefix, keep_vars)
         destination[prefix + "scale"] = Tensor(np.array(self.scale, np.float32))
-        destination[prefix + "zero_point"] = Tensor(np.array(self.zero_point, np.int64))
+        destination[prefix + "zero_point"] = Tensor._wrap(np.array(self.zero_point, np.int64))
 
     def _load_from_state_dict(
         self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
