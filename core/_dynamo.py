@@ -88,7 +88,9 @@ def explain(f: Callable, *extra_args: Any, **extra_kwargs: Any) -> Callable[...,
     orig = orig if inner_mod is None else inner_mod
 
     def inner(*args: Any, **kwargs: Any) -> ExplainOutput:
-        cf = CompiledFunction(orig, backend="eager")
+        # a compiled callable's ``dynamic`` carries over: symbolic sizes report their guards
+        state = getattr(f, "_ember_compiled", None) or getattr(f, "_compiled", None)
+        cf = CompiledFunction(orig, backend="eager", dynamic=getattr(state, "_dynamic", None))
         cf(*args, **kwargs)
         graphs, ops_per_graph, reasons = [], [], []
         for e in cf.entries:
@@ -113,6 +115,8 @@ def explain(f: Callable, *extra_args: Any, **extra_kwargs: Any) -> Callable[...,
                 "tensor shape/dtype/device/requires_grad (each tensor input)",
                 "parameter and buffer identity",
             ]
+            # control flow on symbolic sizes: one guard per decision (torch's shape_env guards)
+            guards += [f"size: {g.text}" for e in cf.entries for g in e.guards]
         times = ", ".join(f"{e.seconds * 1e3:.1f} ms" for e in cf.entries)
         return ExplainOutput(
             graphs,

@@ -109,6 +109,7 @@ class _CompileTracer(Tracer):
         leaves: set[str],
         extra_modules: dict[str, Any],
         examples: dict[str, Any] | None = None,
+        guard_examples: dict[str, Any] | None = None,
     ) -> None:
         from ember.nn.attention.flex_attention import flex_attention
 
@@ -120,9 +121,13 @@ class _CompileTracer(Tracer):
         self._extra_modules = extra_modules
         self._examples = examples  # None: sizes stay symbolic (dynamic shapes)
         self._static = None
+        # symbolic sizes: the call's arguments, to turn control flow on a size into a guard
+        self._guard_examples = guard_examples
+        self.size_guards = None
+        self._not_guardable: str | None = None  # why the last size expression had no guard
 
     def trace(self, root, concrete_args=None):
-        if self._examples is not None:
+        if self._examples is not None or self._guard_examples is not None:
             from ember import Tensor
 
             # Tensor's methods as they are before the trace patches them (size evaluation
@@ -135,12 +140,51 @@ class _CompileTracer(Tracer):
         if self._examples is None:
             from ember.fx.proxy import _NO_META
 
-            return _NO_META
+            if self._guard_examples is None:
+                return _NO_META
+            from ._guards import input_meta
+
+            return input_meta(self._guard_examples, proxy, what)
         if self._static is None:
             from ._static import StaticShapes
 
             self._static = StaticShapes(self._examples, self.root, self._static_methods)
         return self._static.query(proxy, what, args)
+
+    def _size_value(self, obj, kind: type):
+        """``kind(obj)`` for a symbolic size expression: its value here, plus a guard."""
+        from ._guards import NotGuardable, SizeGuards
+
+        self._not_guardable = None
+        if self._guard_examples is None:
+            return None
+        if self.size_guards is None:
+            self.size_guards = SizeGuards(self._guard_examples, self.root, self._static_methods)
+        try:
+            return self.size_guards.value(obj.node, kind)
+        except NotGuardable as e:
+            self._not_guardable = str(e)
+            return None
+
+    def proxy(self, node):
+        if self._guard_examples is None:
+            return super().proxy(node)
+        from ._guards import SizeProxy
+
+        return SizeProxy(node, self)
+
+    def to_bool(self, obj) -> bool:
+        v = self._size_value(obj, bool)
+        if v is None:  # a TraceError: an ember.nn module's forward is retried as a leaf
+            from ember.fx.proxy import TraceError
+
+            why = getattr(self, "_not_guardable", None)
+            raise TraceError(
+                "symbolically traced variables cannot be used as inputs to control flow"
+                + (f" (not a guardable size expression: {why})" if why else "")
+                + _user_line()
+            )
+        return v
 
     def is_leaf_module(self, m, module_qualified_name: str) -> bool:
         return module_qualified_name in self._leaves
@@ -224,6 +268,12 @@ class _CompileTracer(Tracer):
         patcher.set_attr(
             builtins, "print", _breaker("print() (a Python side effect)", builtins.print)
         )
+        if self._guard_examples is not None:
+            from ._guards import sym_min_max
+
+            # ``max(x.size(1), 8)`` of symbolic sizes stays symbolic (torch's sym_max): no guard
+            for name in ("min", "max"):
+                patcher.set_attr(builtins, name, sym_min_max(tracer, getattr(builtins, name)))
         from ember.optim.optimizer import Optimizer
 
         for cls in _subclasses(Optimizer):
@@ -323,6 +373,8 @@ def capture(
     concrete_args: dict[str, Any],
     modules: dict[str, Any] | None = None,
     examples: dict[str, Any] | None = None,
+    guard_examples: dict[str, Any] | None = None,
+    guards: list | None = None,
 ) -> tuple[Graph, Any]:
     """Trace ``root`` (a Module or function); return ``(graph, tracer_root_module)``.
 
@@ -330,6 +382,8 @@ def capture(
     over) on the trace's root so their parameters become ``get_attr`` nodes.
     ``examples``: the call's arguments by name: sizes become Python ints (static shapes);
     ``None`` keeps them symbolic.
+    ``guard_examples``: with symbolic sizes, the call's arguments by name: Python control flow
+    on a size takes its value on them and appends a guard (``_guards.py``) to ``guards``.
     Raises :class:`GraphBreak` when the code cannot be captured whole.
     """
     from ember.nn import Module
@@ -338,10 +392,17 @@ def capture(
     extra = {} if isinstance(root, Module) else {**closed_over_modules(root), **(modules or {})}
     leaves: set[str] = set()
     for _ in range(_MAX_LEAF_RETRIES):
-        tracer = _CompileTracer(leaves, extra, examples)
+        tracer = _CompileTracer(leaves, extra, examples, guard_examples)
         _compiling += 1
         try:
             graph = tracer.trace(root, concrete_args)
+            sg = tracer.size_guards
+            if sg is not None and sg.guards:
+                from ._guards import drop_dead
+
+                drop_dead(graph, sg.nodes)
+                if guards is not None:
+                    guards.extend(sg.guards)
             return graph, tracer.root
         except GraphBreak:
             raise

@@ -26,6 +26,7 @@ from ._executor import build, plan_inplace
 from ._fuse_conv import fuse_conv_pool_relu
 from ._fuse_rnn import fuse_embedding_lstm
 from ._gpu_codegen import fuse_elementwise
+from ._guards import Guard, check_guards, duck_guards
 from ._reorder import relu_after_max_pool
 from ._static import _DIM_MARKS, _marked_dynamic
 
@@ -72,7 +73,16 @@ _SCALARS = (bool, int, float, str, type(None))
 
 
 class _Entry:
-    __slots__ = ("fn", "source", "graph", "root", "attr_guards", "break_reason", "seconds")
+    __slots__ = (
+        "fn",
+        "source",
+        "graph",
+        "root",
+        "attr_guards",
+        "break_reason",
+        "seconds",
+        "guards",
+    )
 
     def __init__(self) -> None:
         self.fn = None
@@ -82,6 +92,7 @@ class _Entry:
         self.attr_guards: list = []
         self.break_reason: GraphBreak | None = None
         self.seconds = 0.0
+        self.guards: list[Guard] = []  # on symbolic sizes (``_guards.py``)
 
     def valid(self) -> bool:
         for d, name, obj in self.attr_guards:
@@ -124,10 +135,12 @@ class CompiledFunction:
     # ---- state --------------------------------------------------------------------------
     def reset(self) -> None:
         """Forget every compiled entry (``ember.compiler.reset``)."""
-        self._cache: dict[Any, _Entry] = {}
+        # key -> entries, newest first; entries under one key differ by their size guards
+        self._cache: dict[Any, list[_Entry]] = {}
         self._dynamic_shapes = self._dynamic is True
         self._auto_dynamic_failed = False  # a shape-generic capture broke: stay specialized
         self._compiles = 0
+        self._own: set[tuple[str, int]] = set()  # dims whose duck-sizing guard failed
         self._warned = False
         self.break_reasons: list[GraphBreak] = []
         self.entries: list[_Entry] = []  # every entry compiled, in order (explain reads it)
@@ -149,14 +162,32 @@ class CompiledFunction:
         bound.apply_defaults()
         values = list(bound.arguments.values())
         key = self._key(values, self._dynamic_shapes)
-        entry = self._cache.get(key)
-        if entry is None or not entry.valid():
+        entry = self._lookup(key, values)
+        if entry is None and self._dynamic_shapes and self._dynamic is None:
+            # automatic dynamic: the shapes compiled before it went symbolic still match
+            entry = self._lookup(self._key(values, False), values)
+        if entry is None:
             entry = self._miss(key, values, bound)
             if entry is None:
                 return self._eager(args, kwargs)
         if entry.fn is None:  # a graph break for this signature: eager
             return self._eager(args, kwargs)
         return entry.fn(*values)
+
+    def _lookup(self, key: tuple, values: list) -> _Entry | None:
+        env = None
+        for e in self._cache.get(key, ()):
+            if not e.valid():
+                continue
+            if e.guards:
+                env = env or self._env(values)
+                if check_guards(e.guards, env) is not None:
+                    continue
+            return e
+        return None
+
+    def _env(self, values: list) -> dict[str, Any]:
+        return dict(zip(self._sig.parameters, values))
 
     def _key(self, values: list, dynamic: bool) -> tuple:
         from ember import is_grad_enabled
@@ -180,9 +211,12 @@ class CompiledFunction:
             if any(self._key_loose(k) == loose for k in self._cache):
                 self._dynamic_shapes = auto = True
                 exact, key = key, loose
-                hit = self._cache.get(key)
-                if hit is not None and hit.valid():
+                hit = self._lookup(key, values)
+                if hit is not None:
                     return hit
+        env = self._env(values)
+        for e in self._cache.get(key, ()):  # a failed duck-sizing guard: that dim goes alone
+            self._own.update(g.duck for g in e.guards if g.duck is not None and not g.holds(env))
         if self._compiles >= config.recompile_limit:
             if not self._warned:
                 self._warned = True
@@ -214,7 +248,8 @@ class CompiledFunction:
             self.break_reasons.remove(entry.break_reason)
             key = exact
             entry = self._compile(values, bound, True, self._fullgraph)
-        self._cache[key] = entry
+        # a size guard's miss adds an entry beside the others of this key
+        self._cache[key] = [entry, *(e for e in self._cache.get(key, ()) if e.valid())]
         self.entries.append(entry)
         return entry
 
@@ -224,6 +259,10 @@ class CompiledFunction:
 
         if not self._cache:
             return "no compiled entry yet"
+        for e in self._cache.get(self._key(values, self._dynamic_shapes), ()):
+            failed = check_guards(e.guards, self._env(values)) if e.valid() else None
+            if failed is not None:
+                return f"size guard failed: {failed.text}"
         grad, training, args = next(reversed(self._cache))
         if grad != is_grad_enabled():
             return f"grad_mode changed (expected {grad})"
@@ -256,6 +295,8 @@ class CompiledFunction:
         extra: dict[str, Any] = {}
         # static shapes: sizes are the call's own ints (guarded by the exact-shape key)
         examples = dict(bound.arguments) if static else None
+        # symbolic sizes: a branch on a size takes the call's value and guards it
+        guard_examples = None if static else dict(bound.arguments)
         for (name, value), kind in zip(bound.arguments.items(), self._kinds):
             if kind in (kind.VAR_POSITIONAL, kind.VAR_KEYWORD):
                 continue
@@ -264,7 +305,9 @@ class CompiledFunction:
                 if isinstance(value, Module):
                     extra[name] = value
         try:
-            graph, troot = capture(self._root, concrete, extra, examples)
+            graph, troot = capture(
+                self._root, concrete, extra, examples, guard_examples, entry.guards
+            )
         except GraphBreak as e:
             if fullgraph:
                 where = f"\n  at {e.user_stack}" if e.user_stack else ""
@@ -309,6 +352,8 @@ class CompiledFunction:
                 if is_grad_enabled()
                 else CUDAGraphRunner(entry.fn)
             )
+        if not static:
+            entry.guards += duck_guards(dict(bound.arguments), self._symbolic_dims, self._own)
         entry.graph, entry.root = graph, troot
         entry.seconds = time.perf_counter() - t0
         return entry
@@ -333,6 +378,12 @@ class CompiledFunction:
                     skip = f"{n.target} is a plain tensor attribute, read per call"
         return TrainingGraphRunner(entry.fn, params, state, skip)
 
+    def _symbolic_dims(self, t: Any) -> set[int]:
+        if self._dynamic_shapes:
+            return {d for d, n in enumerate(t.shape) if n >= 2}
+        marks = _DIM_MARKS.get(id(t))
+        return set(marks[1]) if marks is not None and marks[0]() is t else set()
+
     def _name(self) -> str:
         r = self._root
         return type(r).__name__ if self._is_module else getattr(r, "__qualname__", repr(r))
@@ -353,7 +404,8 @@ def _arg_key(v: Any, dynamic: bool) -> Any:
         if marks is not None and not dynamic:
             shape = tuple(None if i in marks[1] else n for i, n in enumerate(v.shape))
         else:
-            shape = len(v.shape) if dynamic else tuple(v.shape)
+            # symbolic: the rank, and sizes 0 and 1 exactly (torch's 0/1 specialization)
+            shape = _sym_shape(v.shape) if dynamic else tuple(v.shape)
         return (
             "T",
             shape,
@@ -372,10 +424,14 @@ def _arg_key(v: Any, dynamic: bool) -> Any:
 
 def _loosen(a: Any) -> Any:
     if isinstance(a, tuple) and a and a[0] == "T":
-        return ("T", len(a[1]) if isinstance(a[1], tuple) else a[1], *a[2:])
+        return ("T", _sym_shape(a[1]), *a[2:])
     if isinstance(a, tuple) and len(a) == 2 and a[0] in (tuple, list):
         return (a[0], tuple(_loosen(e) for e in a[1]))
     return a
+
+
+def _sym_shape(shape: tuple) -> tuple:
+    return tuple(n if n is not None and n < 2 else None for n in shape)
 
 
 def reset_all() -> None:

@@ -7,6 +7,8 @@ from the file name) and ``ember.load`` reads PyTorch's ``.pth`` files without to
 
 from __future__ import annotations
 
+import functools
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -117,6 +119,71 @@ def load_weights(model, weights: WeightsEnum | None, progress: bool):
         check_state_dict(model, state_dict)
         model.load_state_dict(state_dict)
     return model
+
+
+def handle_legacy_interface(weights_enum: type[WeightsEnum] | None) -> Callable:
+    """Accept torchvision's pre-0.13 ``pretrained=`` argument on a builder (also positional,
+    ``resnet18(True)``), with torchvision's deprecation warnings: ``pretrained=True`` means
+    ``weights=<Enum>.IMAGENET1K_V1``, ``False`` means ``weights=None``. Older programs
+    (``models.resnet152(pretrained=True)``) call builders this way. ``weights_enum`` None: the
+    builder has no weights entry, and ``pretrained=True`` is refused."""
+
+    def outer(builder: Callable) -> Callable:
+        @functools.wraps(builder)
+        def inner(*args: Any, **kwargs: Any):
+            name = builder.__name__
+            if args:
+                if len(args) > 1 or not isinstance(args[0], bool) or "pretrained" in kwargs:
+                    raise TypeError(
+                        f"{name}() takes keyword arguments only (weights=..., progress=...); "
+                        f"got positional {args!r}"
+                    )
+                warnings.warn(
+                    "Using 'pretrained' as positional parameter(s) is deprecated since 0.13 "
+                    "and may be removed in the future. Please use keyword parameter(s) "
+                    "instead.",
+                    UserWarning,
+                    stacklevel=2,
+                )
+                kwargs["pretrained"] = args[0]
+            if "pretrained" not in kwargs:
+                return builder(**kwargs)
+            pretrained = kwargs.pop("pretrained")
+            if "weights" in kwargs:
+                raise ValueError(
+                    f"{name}(): pass either weights= or the deprecated pretrained=, not both"
+                )
+            if not isinstance(pretrained, bool):
+                raise TypeError(f"{name}(): pretrained must be a bool, got {pretrained!r}")
+            if pretrained and weights_enum is None:
+                raise ValueError(f"{name}: ember has no pretrained weights entry for {name}")
+            if pretrained:
+                weights = weights_enum["IMAGENET1K_V1"]
+                now = f"weights={weights!r}"
+                also = (
+                    f" You can also use `weights={weights_enum.__name__}.DEFAULT` to get "
+                    "the most up-to-date weights."
+                )
+            else:
+                weights, now, also = None, "weights=None", ""
+            warnings.warn(
+                "The parameter 'pretrained' is deprecated since 0.13 and may be removed in the "
+                "future, please use 'weights' instead.",
+                UserWarning,
+                stacklevel=2,
+            )
+            warnings.warn(
+                "Arguments other than a weight enum or `None` for 'weights' are deprecated "
+                "since 0.13 and may be removed in the future. The current behavior is "
+                f"equivalent to passing `{now}`.{also}",
+                UserWarning,
+                stacklevel=2,
+            )
+            return builder(weights=weights, **kwargs)
+
+        return inner
+
+    return outer
 
 
 def _ovewrite_named_param(kwargs: dict[str, Any], param: str, new_value) -> None:

@@ -10,7 +10,14 @@ import ember
 from ember import nn
 from ember.tensor import Tensor
 
-from ._api import Weights, WeightsEnum, _imagenet_transforms, _ovewrite_named_param, load_weights
+from ._api import (
+    Weights,
+    WeightsEnum,
+    _imagenet_transforms,
+    _ovewrite_named_param,
+    handle_legacy_interface,
+    load_weights,
+)
 from ._ops import Conv2dNormActivation, StochasticDepth
 
 __all__ = ["ConvNeXt", "CNBlockConfig", "ConvNeXt_Tiny_Weights", "convnext_tiny"]
@@ -172,6 +179,7 @@ class ConvNeXt_Tiny_Weights(WeightsEnum):
     DEFAULT = IMAGENET1K_V1
 
 
+@handle_legacy_interface(ConvNeXt_Tiny_Weights)
 def convnext_tiny(
     *, weights: ConvNeXt_Tiny_Weights | str | None = None, progress: bool = True, **kwargs: Any
 ) -> ConvNeXt:

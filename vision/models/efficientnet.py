@@ -13,7 +13,14 @@ from ember import nn
 from ember.tensor import Tensor
 
 from ..transforms.functional import InterpolationMode
-from ._api import Weights, WeightsEnum, _imagenet_transforms, _ovewrite_named_param, load_weights
+from ._api import (
+    Weights,
+    WeightsEnum,
+    _imagenet_transforms,
+    _ovewrite_named_param,
+    handle_legacy_interface,
+    load_weights,
+)
 from ._ops import Conv2dNormActivation, SqueezeExcitation, StochasticDepth, make_divisible
 
 __all__ = ["EfficientNet", "MBConvConfig", "EfficientNet_B0_Weights", "efficientnet_b0"]
@@ -214,6 +221,7 @@ class EfficientNet_B0_Weights(WeightsEnum):
     DEFAULT = IMAGENET1K_V1
 
 
+@handle_legacy_interface(EfficientNet_B0_Weights)
 def efficientnet_b0(
     *, weights: EfficientNet_B0_Weights | str | None = None, progress: bool = True, **kwargs: Any
 ) -> EfficientNet:

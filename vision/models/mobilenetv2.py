@@ -9,7 +9,14 @@ import ember
 from ember import nn
 from ember.tensor import Tensor
 
-from ._api import Weights, WeightsEnum, _imagenet_transforms, _ovewrite_named_param, load_weights
+from ._api import (
+    Weights,
+    WeightsEnum,
+    _imagenet_transforms,
+    _ovewrite_named_param,
+    handle_legacy_interface,
+    load_weights,
+)
 from ._ops import Conv2dNormActivation, init_weights, make_divisible
 
 __all__ = ["MobileNetV2", "MobileNet_V2_Weights", "mobilenet_v2"]
@@ -166,6 +173,7 @@ class MobileNet_V2_Weights(WeightsEnum):
     DEFAULT = IMAGENET1K_V2
 
 
+@handle_legacy_interface(MobileNet_V2_Weights)
 def mobilenet_v2(
     *, weights: MobileNet_V2_Weights | str | None = None, progress: bool = True, **kwargs: Any
 ) -> MobileNetV2:

@@ -10,7 +10,14 @@ import ember
 from ember import nn
 from ember.tensor import Tensor
 
-from ._api import Weights, WeightsEnum, _imagenet_transforms, _ovewrite_named_param, load_weights
+from ._api import (
+    Weights,
+    WeightsEnum,
+    _imagenet_transforms,
+    _ovewrite_named_param,
+    handle_legacy_interface,
+    load_weights,
+)
 from ._ops import Conv2dNormActivation, SqueezeExcitation, init_weights, make_divisible
 
 __all__ = [
@@ -222,6 +229,7 @@ class MobileNet_V3_Small_Weights(WeightsEnum):
     DEFAULT = IMAGENET1K_V1
 
 
+@handle_legacy_interface(MobileNet_V3_Small_Weights)
 def mobilenet_v3_small(
     *, weights: MobileNet_V3_Small_Weights | str | None = None, progress: bool = True, **kwargs: Any
 ) -> MobileNetV3:

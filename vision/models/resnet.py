@@ -9,7 +9,14 @@ import ember
 from ember import nn
 from ember.tensor import Tensor
 
-from ._api import Weights, WeightsEnum, _imagenet_transforms, _ovewrite_named_param, load_weights
+from ._api import (
+    Weights,
+    WeightsEnum,
+    _imagenet_transforms,
+    _ovewrite_named_param,
+    handle_legacy_interface,
+    load_weights,
+)
 
 __all__ = [
     "ResNet",
@@ -18,9 +25,13 @@ __all__ = [
     "ResNet18_Weights",
     "ResNet34_Weights",
     "ResNet50_Weights",
+    "ResNet101_Weights",
+    "ResNet152_Weights",
     "resnet18",
     "resnet34",
     "resnet50",
+    "resnet101",
+    "resnet152",
 ]
 
 
@@ -327,6 +338,38 @@ class ResNet50_Weights(WeightsEnum):
     DEFAULT = IMAGENET1K_V2
 
 
+class ResNet101_Weights(WeightsEnum):
+    """Pretrained weights for :func:`~ember.vision.models.resnet101` (as ``ResNet50_Weights``)."""
+
+    IMAGENET1K_V1 = Weights(
+        url="https://download.pytorch.org/models/resnet101-63fe2227.pth",
+        transforms=_imagenet_transforms(224),
+        meta={**_COMMON_META, "num_params": 44549160},
+    )
+    IMAGENET1K_V2 = Weights(
+        url="https://download.pytorch.org/models/resnet101-cd907fc2.pth",
+        transforms=_imagenet_transforms(224, resize_size=232),
+        meta={**_COMMON_META, "num_params": 44549160},
+    )
+    DEFAULT = IMAGENET1K_V2
+
+
+class ResNet152_Weights(WeightsEnum):
+    """Pretrained weights for :func:`~ember.vision.models.resnet152` (as ``ResNet50_Weights``)."""
+
+    IMAGENET1K_V1 = Weights(
+        url="https://download.pytorch.org/models/resnet152-394f9c45.pth",
+        transforms=_imagenet_transforms(224),
+        meta={**_COMMON_META, "num_params": 60192808},
+    )
+    IMAGENET1K_V2 = Weights(
+        url="https://download.pytorch.org/models/resnet152-f82ba261.pth",
+        transforms=_imagenet_transforms(224, resize_size=232),
+        meta={**_COMMON_META, "num_params": 60192808},
+    )
+    DEFAULT = IMAGENET1K_V2
+
+
 def _resnet(
     block, layers: list[int], weights: WeightsEnum | None, progress: bool, **kwargs: Any
 ) -> ResNet:
@@ -335,6 +378,7 @@ def _resnet(
     return load_weights(ResNet(block, layers, **kwargs), weights, progress)
 
 
+@handle_legacy_interface(ResNet18_Weights)
 def resnet18(
     *, weights: ResNet18_Weights | str | None = None, progress: bool = True, **kwargs: Any
 ) -> ResNet:
@@ -342,6 +386,7 @@ def resnet18(
     return _resnet(BasicBlock, [2, 2, 2, 2], ResNet18_Weights.verify(weights), progress, **kwargs)
 
 
+@handle_legacy_interface(ResNet34_Weights)
 def resnet34(
     *, weights: ResNet34_Weights | str | None = None, progress: bool = True, **kwargs: Any
 ) -> ResNet:
@@ -349,8 +394,27 @@ def resnet34(
     return _resnet(BasicBlock, [3, 4, 6, 3], ResNet34_Weights.verify(weights), progress, **kwargs)
 
 
+@handle_legacy_interface(ResNet50_Weights)
 def resnet50(
     *, weights: ResNet50_Weights | str | None = None, progress: bool = True, **kwargs: Any
 ) -> ResNet:
     """ResNet-50; ``weights=ResNet50_Weights.DEFAULT`` loads torchvision's ImageNet weights."""
     return _resnet(Bottleneck, [3, 4, 6, 3], ResNet50_Weights.verify(weights), progress, **kwargs)
+
+
+@handle_legacy_interface(ResNet101_Weights)
+def resnet101(
+    *, weights: ResNet101_Weights | str | None = None, progress: bool = True, **kwargs: Any
+) -> ResNet:
+    """ResNet-101; ``weights=ResNet101_Weights.DEFAULT`` loads torchvision's ImageNet weights."""
+    weights = ResNet101_Weights.verify(weights)
+    return _resnet(Bottleneck, [3, 4, 23, 3], weights, progress, **kwargs)
+
+
+@handle_legacy_interface(ResNet152_Weights)
+def resnet152(
+    *, weights: ResNet152_Weights | str | None = None, progress: bool = True, **kwargs: Any
+) -> ResNet:
+    """ResNet-152; ``weights=ResNet152_Weights.DEFAULT`` loads torchvision's ImageNet weights."""
+    weights = ResNet152_Weights.verify(weights)
+    return _resnet(Bottleneck, [3, 8, 36, 3], weights, progress, **kwargs)

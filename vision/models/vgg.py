@@ -12,7 +12,14 @@ from typing import Any
 from ember import nn
 from ember.tensor import Tensor
 
-from ._api import Weights, WeightsEnum, _imagenet_transforms, _ovewrite_named_param, load_weights
+from ._api import (
+    Weights,
+    WeightsEnum,
+    _imagenet_transforms,
+    _ovewrite_named_param,
+    handle_legacy_interface,
+    load_weights,
+)
 
 __all__ = [
     "VGG",
@@ -153,6 +160,7 @@ def _vgg(cfg: str, batch_norm: bool, weights, progress: bool, **kwargs: Any) -> 
     return load_weights(model, weights, progress)
 
 
+@handle_legacy_interface(None)
 def vgg11(*, weights: None = None, progress: bool = True, **kwargs: Any) -> VGG:
     """VGG-11 (configuration A); no pretrained weights in ember (``weights`` must be None)."""
     if weights is not None:
@@ -160,6 +168,7 @@ def vgg11(*, weights: None = None, progress: bool = True, **kwargs: Any) -> VGG:
     return _vgg("A", False, None, progress, **kwargs)
 
 
+@handle_legacy_interface(None)
 def vgg13(*, weights: None = None, progress: bool = True, **kwargs: Any) -> VGG:
     """VGG-13 (configuration B); no pretrained weights in ember (``weights`` must be None)."""
     if weights is not None:
@@ -167,6 +176,7 @@ def vgg13(*, weights: None = None, progress: bool = True, **kwargs: Any) -> VGG:
     return _vgg("B", False, None, progress, **kwargs)
 
 
+@handle_legacy_interface(VGG16_Weights)
 def vgg16(
     *, weights: VGG16_Weights | str | None = None, progress: bool = True, **kwargs: Any
 ) -> VGG:
@@ -175,6 +185,7 @@ def vgg16(
     return _vgg("D", False, VGG16_Weights.verify(weights), progress, **kwargs)
 
 
+@handle_legacy_interface(VGG16_BN_Weights)
 def vgg16_bn(
     *, weights: VGG16_BN_Weights | str | None = None, progress: bool = True, **kwargs: Any
 ) -> VGG:
@@ -182,6 +193,7 @@ def vgg16_bn(
     return _vgg("D", True, VGG16_BN_Weights.verify(weights), progress, **kwargs)
 
 
+@handle_legacy_interface(VGG19_Weights)
 def vgg19(
     *, weights: VGG19_Weights | str | None = None, progress: bool = True, **kwargs: Any
 ) -> VGG:

@@ -12,7 +12,14 @@ import ember
 from ember import nn
 from ember.tensor import Tensor
 
-from ._api import Weights, WeightsEnum, _imagenet_transforms, _ovewrite_named_param, load_weights
+from ._api import (
+    Weights,
+    WeightsEnum,
+    _imagenet_transforms,
+    _ovewrite_named_param,
+    handle_legacy_interface,
+    load_weights,
+)
 
 __all__ = ["VisionTransformer", "ViT_B_16_Weights", "vit_b_16"]
 
@@ -210,6 +217,7 @@ class ViT_B_16_Weights(WeightsEnum):
     DEFAULT = IMAGENET1K_V1
 
 
+@handle_legacy_interface(ViT_B_16_Weights)
 def vit_b_16(
     *, weights: ViT_B_16_Weights | str | None = None, progress: bool = True, **kwargs: Any
 ) -> VisionTransformer:
