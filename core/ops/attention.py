@@ -18,7 +18,7 @@ from ..autograd.function import Function
 from ..backend.device import get_array_module
 from ..random import gen_for  # noqa: F401
 from ..tensor import Tensor
-from . import attention_causal, attention_chunks
+from . import attention_causal, attention_chunks, attention_kernels
 from ._lowp import float32_compute
 from .attention_math import (  # noqa: F401  (re-exported: every name stays importable here)
     _attend,
@@ -68,8 +68,12 @@ class ScaledDotProductAttention(Function):
             ctx.meta = (scale, rep, v.shape, is_causal, safe)
             ctx.set_materialize_grads(False)
             return out
-        bias = _bias(xp, mask, is_causal, q.shape[-2], k.shape[-2], q.dtype)
-        qs, p, pd, out = _attend(xp, q, kr, vr, scale, bias, safe, dropout_p, generator)
+        # causal alone: the compiled kernel masks while it takes the softmax (no bias array)
+        causal = is_causal and mask is None and attention_kernels.available(xp, q.dtype)
+        bias = None if causal else _bias(xp, mask, is_causal, q.shape[-2], k.shape[-2], q.dtype)
+        qs, p, pd, out = _attend(
+            xp, q, kr, vr, scale, bias, safe, dropout_p, generator, causal=causal
+        )
         # q, k, v and the mask as given: for double backward, which recomputes from them
         ctx.save_for_backward(qs, kr, vr, p, pd, q, k, v, mask)
         ctx.meta = (scale, rep, v.shape, is_causal, safe)

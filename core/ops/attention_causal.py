@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import attention_kernels
+
 BLOCK = 128  # query rows per block
 
 
@@ -35,8 +37,10 @@ def _tri_bias(n, dtype):
     return bias
 
 
-def causal_forward(q, k, v, scale):
-    """Returns ``(out, qs, weights)``: ``weights[b]`` the softmax of block ``b`` over its keys."""
+def causal_forward(q, k, v, scale, split=True):
+    """Returns ``(out, qs, weights)``: ``weights[b]`` the softmax of block ``b`` over its keys.
+    The compiled row kernel (``attention_kernels``) does the masked softmax where it applies;
+    ``split=False`` keeps it on this thread."""
     L = q.shape[-2]
     qs = q * q.dtype.type(scale)
     kt = np.swapaxes(k, -1, -2)
@@ -46,16 +50,17 @@ def causal_forward(q, k, v, scale):
     for i0 in range(0, L, BLOCK):
         i1 = min(i0 + BLOCK, L)
         s = qs[..., i0:i1, :] @ kt[..., :, :i1]
-        s[..., :, i0:i1] += tri[: i1 - i0, : i1 - i0]
-        s -= s.max(-1, keepdims=True)
-        np.exp(s, out=s)
-        s *= 1 / s.sum(-1, keepdims=True)
+        if not attention_kernels.causal_softmax_(s, i0, split):
+            s[..., :, i0:i1] += tri[: i1 - i0, : i1 - i0]
+            s -= s.max(-1, keepdims=True)
+            np.exp(s, out=s)
+            s *= 1 / s.sum(-1, keepdims=True)
         np.matmul(s, v[..., :i1, :], out=out[..., i0:i1, :])
         weights.append(s)
     return out, qs, weights
 
 
-def causal_backward(g, qs, k, v, weights, scale, need):
+def causal_backward(g, qs, k, v, weights, scale, need, split=True):
     """Gradients of q, k, v (None where ``need`` is False) from the saved block weights."""
     L = qs.shape[-2]
     dq = np.empty_like(qs) if need[0] else None
@@ -69,8 +74,9 @@ def causal_backward(g, qs, k, v, weights, scale, need):
         if need[2]:
             dv[..., :i1, :] += np.swapaxes(p, -1, -2) @ gb
         ds = gb @ vt[..., :, :i1]
-        ds -= np.einsum("...ij,...ij->...i", ds, p)[..., None]
-        ds *= p
+        if not attention_kernels.causal_softmax_grad_(ds, p, i0, split):
+            ds -= np.einsum("...ij,...ij->...i", ds, p)[..., None]
+            ds *= p
         if need[0]:
             np.matmul(ds, k[..., :i1, :], out=dq[..., i0:i1, :])
         if need[1]:

@@ -78,8 +78,9 @@ def _run(fn, ranges) -> None:
             limiter.restore_original_limits()
 
 
-def _attend_chunked(qh, kh, vh, scale, bias, safe, dropout_p, generator, out, ranges):
-    """``_attend`` over chunks of the leading axis (see the module docstring)."""
+def _attend_chunked(qh, kh, vh, scale, bias, safe, dropout_p, generator, out, ranges, causal=False):
+    """``_attend`` over chunks of the leading axis (see the module docstring); ``causal`` as
+    ``_attend``'s."""
     from . import attention_math  # (it imports this module)
 
     nd = qh.ndim
@@ -97,10 +98,7 @@ def _attend_chunked(qh, kh, vh, scale, bias, safe, dropout_p, generator, out, ra
         qc, pc = qs[lo:hi], p[lo:hi]
         np.multiply(qh[lo:hi], qh.dtype.type(scale), out=qc)
         np.matmul(qc, np.swapaxes(kh[lo:hi], -1, -2), out=pc)
-        bc = _rows(bias, lo, hi, nd)
-        if bc is not None:
-            pc += bc
-        attention_math._softmax_(np, pc, bc is not None, safe)
+        attention_math._scores_softmax_(np, pc, _rows(bias, lo, hi, nd), safe, causal, False)
         pdc = pc
         if dropped:
             pdc = pd[lo:hi]
@@ -148,6 +146,7 @@ def _attend_backward_chunked(g_o, g_pd, qs, kh, vh, p, pd, scale, need, outs, ra
             scale,
             need,
             outs_c,
+            split=False,
         )
         if ds is not None:
             ds[lo:hi] = got[3]
@@ -175,7 +174,7 @@ def causal_forward_chunked(q, k, v, scale, ranges):
     index = {r: i for i, r in enumerate(ranges)}
 
     def chunk(lo, hi):
-        o, s, w = attention_causal.causal_forward(q[lo:hi], k[lo:hi], v[lo:hi], scale)
+        o, s, w = attention_causal.causal_forward(q[lo:hi], k[lo:hi], v[lo:hi], scale, split=False)
         out[lo:hi], qs[lo:hi] = o, s
         saved.weights[index[(lo, hi)]] = w
 
@@ -192,7 +191,7 @@ def causal_backward_chunked(g, qs, k, v, saved, scale, need):
     def chunk(lo, hi):
         w = saved.weights[saved.ranges.index((lo, hi))]
         parts = attention_causal.causal_backward(
-            g[lo:hi], qs[lo:hi], k[lo:hi], v[lo:hi], w, scale, need
+            g[lo:hi], qs[lo:hi], k[lo:hi], v[lo:hi], w, scale, need, split=False
         )
         for dst, part in zip(full, parts):
             if dst is not None:

@@ -12,6 +12,7 @@ import numpy as np
 from ..backend.device import get_array_module
 from ..random import gen_for
 from ..tensor import Tensor
+from . import attention_kernels
 from .attention_chunks import _attend_backward_chunked, _attend_chunked, _chunks
 
 
@@ -36,8 +37,12 @@ def _bias(xp, mask, is_causal, L, S, dtype):
     return bias
 
 
-def _softmax_(xp, s, masked: bool, safe: bool):
-    """Row softmax in place; ``safe`` gives all-masked rows zero weight (else NaN, like torch)."""
+def _softmax_(xp, s, masked: bool, safe: bool, split: bool = True):
+    """Row softmax in place; ``safe`` gives all-masked rows zero weight (else NaN, like torch).
+    The compiled kernel runs where it applies (``attention_kernels``; ``split=False`` keeps it
+    on this thread)."""
+    if attention_kernels.softmax_(xp, s, masked, safe, split):
+        return s
     m = s.max(-1, keepdims=True)
     if masked:
         m[xp.isinf(m)] = 0  # rows with every score -inf: exp gives 0, handled below
@@ -60,22 +65,36 @@ def _matmul(xp, a, b, out=None):
     return out
 
 
-def _attend(xp, qh, kh, vh, scale, bias, safe, dropout_p, generator, out=None):
+def _attend(xp, qh, kh, vh, scale, bias, safe, dropout_p, generator, out=None, causal=False):
     """Forward on head arrays (..., L, d): returns (qs, p, pd, o); ``o`` may go into ``out``.
-    Large NumPy batches run in chunks of the leading axis (``attention_chunks``)."""
+    Large NumPy batches run in chunks of the leading axis (``attention_chunks``). ``causal``
+    (only where ``attention_kernels.available``; ``bias`` is then None): the compiled
+    kernel's causal softmax stands in for the causal bias."""
     ranges = None if bias is not None and bias.ndim > qh.ndim else _chunks(xp, qh, kh, vh)
     if ranges is not None:
-        return _attend_chunked(qh, kh, vh, scale, bias, safe, dropout_p, generator, out, ranges)
-    return _attend_whole(xp, qh, kh, vh, scale, bias, safe, dropout_p, generator, out)
+        return _attend_chunked(
+            qh, kh, vh, scale, bias, safe, dropout_p, generator, out, ranges, causal
+        )
+    return _attend_whole(xp, qh, kh, vh, scale, bias, safe, dropout_p, generator, out, causal)
 
 
-def _attend_whole(xp, qh, kh, vh, scale, bias, safe, dropout_p, generator, out=None):
+def _scores_softmax_(xp, s, bias, safe, causal, split=True):
+    """The weights from the scores ``s`` in place: bias added (or the causal mask applied by
+    the compiled kernel), then the row softmax."""
+    if causal and attention_kernels.causal_softmax_(s, 0, split):
+        return s
+    if causal:  # (empty scores; or the kernels went away since the caller asked)
+        bias = _bias(xp, None, True, s.shape[-2], s.shape[-1], s.dtype)
+    if bias is not None:
+        s += bias
+    return _softmax_(xp, s, bias is not None, safe, split)
+
+
+def _attend_whole(xp, qh, kh, vh, scale, bias, safe, dropout_p, generator, out=None, causal=False):
     """``_attend`` in one piece."""
     qs = qh * qh.dtype.type(scale)
     s = qs @ xp.swapaxes(kh, -1, -2)
-    if bias is not None:
-        s += bias
-    p = _softmax_(xp, s, bias is not None, safe)
+    p = _scores_softmax_(xp, s, bias, safe, causal)
     pd = p
     if dropout_p > 0:
         if dropout_p >= 1:
@@ -97,19 +116,25 @@ def _attend_backward(xp, g_o, g_pd, qs, kh, vh, p, pd, scale, need, outs=(None, 
     return _attend_backward_whole(xp, g_o, g_pd, qs, kh, vh, p, pd, scale, need, outs)
 
 
-def _attend_backward_whole(xp, g_o, g_pd, qs, kh, vh, p, pd, scale, need, outs=(None,) * 3):
-    """``_attend_backward`` in one piece."""
+def _attend_backward_whole(
+    xp, g_o, g_pd, qs, kh, vh, p, pd, scale, need, outs=(None,) * 3, split=True
+):
+    """``_attend_backward`` in one piece (``split``: see ``_softmax_``)."""
     dq = dk = dv = None
+    fresh = False  # whether g_pd is this function's own temporary (then ds overwrites it)
     if g_o is not None:
         gp = g_o @ xp.swapaxes(vh, -1, -2)
         g_pd = gp if g_pd is None else g_pd + gp
+        fresh = True
         if need[2]:
             dv = _matmul(xp, xp.swapaxes(pd, -1, -2), g_o, outs[2])
     if dv is None and need[2] and outs[2] is not None:
         outs[2][...] = 0
     # d softmax: with t = dL/dpd * pd, ds = t - p * rowsum(t) (dropout folded into pd)
-    ds = g_pd * pd
-    ds -= p * ds.sum(-1, keepdims=True)
+    ds = attention_kernels.softmax_grad(xp, g_pd, p, pd, fresh, split)
+    if ds is None:
+        ds = g_pd * pd
+        ds -= p * ds.sum(-1, keepdims=True)
     if need[0]:
         dq = _matmul(xp, ds, kh, outs[0])
         dq *= kh.dtype.type(scale)
