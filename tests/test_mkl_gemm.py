@@ -153,3 +153,27 @@ def test_loaded_only_after_enough_work():
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["None", "False", "True"]
+
+
+@needs_mkl
+def test_stacks_of_more_than_three_dims(small_products):
+    """(B, H, m, k) stacks merge into one strided batch when their leading axes allow (C order,
+    broadcast heads at stride 0); other layouts and a strided out go to NumPy."""
+    rng = np.random.default_rng(4)
+    a = rng.standard_normal((2, 3, 5, 4)).astype(np.float32)
+    b = rng.standard_normal((2, 3, 4, 6)).astype(np.float32)
+    cases = [
+        (a, b),
+        (np.swapaxes(rng.standard_normal((2, 3, 4, 5)).astype(np.float32), -1, -2), b),
+        (a, np.broadcast_to(b[:1], b.shape)),
+        (rng.standard_normal((3, 2, 5, 4)).astype(np.float32).swapaxes(0, 1), b),  # no merge
+    ]
+    for x, y in cases:
+        np.testing.assert_allclose(mkl_gemm.matmul(x, y), np.matmul(x, y), rtol=1e-5, atol=1e-5)
+        out = np.empty((2, 3, 5, 6), np.float32)
+        assert mkl_gemm.matmul(x, y, out=out) is out
+        np.testing.assert_allclose(out, np.matmul(x, y), rtol=1e-5, atol=1e-5)
+    big = np.zeros((2, 3, 5, 8), np.float32)
+    mkl_gemm.matmul(a, b, out=big[..., :6])  # a strided out: NumPy writes it
+    np.testing.assert_allclose(big[..., :6], np.matmul(a, b), rtol=1e-5, atol=1e-5)
+    assert not big[..., 6:].any()

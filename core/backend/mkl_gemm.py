@@ -30,6 +30,7 @@ with ``EMBER_MKL=1``, :func:`set_enabled` or :func:`enabled`.
 from __future__ import annotations
 
 import ctypes
+import math
 import os
 
 import numpy as np
@@ -182,12 +183,14 @@ def matmul(a, b, out=None):
         _enabled is False
         or type(a) is not np.ndarray
         or type(b) is not np.ndarray
-        or a.ndim not in (2, 3)
-        or b.ndim not in (2, 3)
+        or a.ndim < 2
+        or b.ndim < 2
         or a.dtype != b.dtype
         or a.dtype.char not in "fd"
     ):
         return _fallback(a, b, out)
+    if a.ndim > 3 or b.ndim > 3:  # (B, H, m, k) @ (B, H, k, n): one stack when views allow
+        return _matmul_nd(a, b, out)
     if (
         a.ndim == 3
         and b.ndim == 2
@@ -230,3 +233,31 @@ def matmul(a, b, out=None):
     fn = _kernels.kernel(a.dtype, a.ndim)
     done = fn(a, b, c, 0) if a.ndim == 2 else fn(a, b, c)
     return c if done else np.matmul(a, b, out=out)
+
+
+def _stack_view(x):
+    """``x`` (..., m, k) as a 3-D view (prod(...), m, k) when its leading axes merge into one
+    stride (C-ordered leading axes, broadcast ones at stride 0, any of size 1); else None."""
+    lead, strides = x.shape[:-2], x.strides[:-2]
+    real = [i for i, n in enumerate(lead) if n != 1]
+    step = strides[real[-1]] if real else 0
+    for i in real:
+        if strides[i] != step * math.prod(lead[i + 1 :]):
+            return None
+    return np.lib.stride_tricks.as_strided(
+        x, (math.prod(lead),) + x.shape[-2:], (step,) + x.strides[-2:], writeable=False
+    )
+
+
+def _matmul_nd(a, b, out):
+    """Stacks with more than one leading axis, of one leading shape: merged into a 3-D stack."""
+    shape = a.shape[:-1] + b.shape[-1:]
+    if a.ndim != b.ndim or a.shape[:-2] != b.shape[:-2] or 0 in shape:
+        return _fallback(a, b, out)
+    if out is not None and (out.shape != shape or not out.flags.c_contiguous):
+        return _fallback(a, b, out)
+    a3, b3 = _stack_view(a), _stack_view(b)
+    if a3 is None or b3 is None:
+        return _fallback(a, b, out)
+    r = matmul(a3, b3, None if out is None else out.reshape((-1,) + shape[-2:]))
+    return r.reshape(shape) if out is None else out

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..backend.mkl_gemm import matmul as mm
 from . import attention_kernels
 
 BLOCK = 128  # query rows per block
@@ -49,7 +50,7 @@ def causal_forward(q, k, v, scale, split=True):
     weights = []
     for i0 in range(0, L, BLOCK):
         i1 = min(i0 + BLOCK, L)
-        s = qs[..., i0:i1, :] @ kt[..., :, :i1]
+        s = mm(qs[..., i0:i1, :], kt[..., :, :i1])
         if not attention_kernels.causal_softmax_(s, i0, split):
             s[..., :, i0:i1] += tri[: i1 - i0, : i1 - i0]
             s -= s.max(-1, keepdims=True)
@@ -72,15 +73,15 @@ def causal_backward(g, qs, k, v, weights, scale, need, split=True):
         p = weights[b]
         gb = g[..., i0:i1, :]
         if need[2]:
-            dv[..., :i1, :] += np.swapaxes(p, -1, -2) @ gb
-        ds = gb @ vt[..., :, :i1]
+            dv[..., :i1, :] += mm(np.swapaxes(p, -1, -2), gb)
+        ds = mm(gb, vt[..., :, :i1])
         if not attention_kernels.causal_softmax_grad_(ds, p, i0, split):
             ds -= np.einsum("...ij,...ij->...i", ds, p)[..., None]
             ds *= p
         if need[0]:
             np.matmul(ds, k[..., :i1, :], out=dq[..., i0:i1, :])
         if need[1]:
-            dk[..., :i1, :] += np.swapaxes(ds, -1, -2) @ qs[..., i0:i1, :]
+            dk[..., :i1, :] += mm(np.swapaxes(ds, -1, -2), qs[..., i0:i1, :])
     if dq is not None:
         dq *= qs.dtype.type(scale)
     return dq, dk, dv

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..backend.mkl_gemm import matmul as mm
 from ..backend.threads import num_threads, thread_pool
 from ..random import gen_for
 
@@ -97,7 +98,7 @@ def _attend_chunked(qh, kh, vh, scale, bias, safe, dropout_p, generator, out, ra
     def chunk(lo, hi):
         qc, pc = qs[lo:hi], p[lo:hi]
         np.multiply(qh[lo:hi], qh.dtype.type(scale), out=qc)
-        np.matmul(qc, np.swapaxes(kh[lo:hi], -1, -2), out=pc)
+        mm(qc, np.swapaxes(kh[lo:hi], -1, -2), out=pc)
         attention_math._scores_softmax_(np, pc, _rows(bias, lo, hi, nd), safe, causal, False)
         pdc = pc
         if dropped:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..backend.device import get_array_module
+from ..backend.mkl_gemm import matmul as mm
 from ..random import gen_for
 from ..tensor import Tensor
 from . import attention_kernels
@@ -58,9 +59,9 @@ def _softmax_(xp, s, masked: bool, safe: bool, split: bool = True):
 def _matmul(xp, a, b, out=None):
     """``a @ b``, written into ``out`` (possibly a strided view) when given."""
     if out is None:
-        return a @ b
+        return mm(a, b)
     if xp is np:
-        return np.matmul(a, b, out=out)
+        return mm(a, b, out=out)
     out[...] = a @ b  # CuPy: no guarantee that matmul writes into a strided ``out``
     return out
 
@@ -93,7 +94,7 @@ def _scores_softmax_(xp, s, bias, safe, causal, split=True):
 def _attend_whole(xp, qh, kh, vh, scale, bias, safe, dropout_p, generator, out=None, causal=False):
     """``_attend`` in one piece."""
     qs = qh * qh.dtype.type(scale)
-    s = qs @ xp.swapaxes(kh, -1, -2)
+    s = mm(qs, xp.swapaxes(kh, -1, -2))
     p = _scores_softmax_(xp, s, bias, safe, causal)
     pd = p
     if dropout_p > 0:
@@ -123,7 +124,7 @@ def _attend_backward_whole(
     dq = dk = dv = None
     fresh = False  # whether g_pd is this function's own temporary (then ds overwrites it)
     if g_o is not None:
-        gp = g_o @ xp.swapaxes(vh, -1, -2)
+        gp = mm(g_o, xp.swapaxes(vh, -1, -2))
         g_pd = gp if g_pd is None else g_pd + gp
         fresh = True
         if need[2]:
