@@ -177,3 +177,14 @@ def test_stacks_of_more_than_three_dims(small_products):
     mkl_gemm.matmul(a, b, out=big[..., :6])  # a strided out: NumPy writes it
     np.testing.assert_allclose(big[..., :6], np.matmul(a, b), rtol=1e-5, atol=1e-5)
     assert not big[..., 6:].any()
+
+
+def test_docs_snippet_runs():
+    """The MKL snippet of docs/kernels.md."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "kernels.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    code = next(b for b in blocks if "mkl_gemm" in b)
+    exec(compile(code, "docs/kernels.md", "exec"), {})
