@@ -151,9 +151,12 @@ def consts(dtype):
 
 @_jit
 def gelu_forward(x, out, k):  # pragma: no cover
+    # Phi from the same exp as gelu_forward_der: outputs with and without grad agree bitwise
+    # (activation checkpointing recomputes a forward and compares; tests/test_activation_checkpoint)
+    half = k[1]
     for i in range(x.size):
         v = x[i]
-        out[i] = v * phi(v)
+        out[i] = v * phi_e(v, fexp(-half * v * v))
 
 
 @_jit
