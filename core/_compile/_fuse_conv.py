@@ -33,6 +33,8 @@ from ember.fx.graph import Graph
 from ember.fx.node import Node
 
 from ..autograd.function import Function
+from ..backend.mkl_gemm import addmm_
+from ..backend.mkl_gemm import matmul as mm
 from ..ops.conv import ConvGeom, _direct_transpose_geom, _flipped_transpose, conv_input_grad
 from ..ops.conv_cl import im2col_cl, use_channels_last, weight_cl
 
@@ -138,12 +140,10 @@ def _chunked_tn(xp, a, b):
     k = a.shape[0]
     rows = max(64, _BLOCK_BYTES // (a.itemsize * (a.shape[1] + b.shape[1])) // 32 * 32)
     if xp.__name__ != "numpy" or k <= 2 * rows:
-        return xp.dot(a.T, b)
-    out = xp.dot(a[:rows].T, b[:rows])
-    tmp = xp.empty_like(out)
+        return mm(a.T, b)
+    out = mm(a[:rows].T, b[:rows])
     for s in range(rows, k, rows):
-        xp.dot(a[s : s + rows].T, b[s : s + rows], out=tmp)
-        out += tmp
+        addmm_(out, a[s : s + rows].T, b[s : s + rows])
     return out
 
 
@@ -160,10 +160,10 @@ def _chunked_nn(xp, a, b):
     m = a.shape[0]
     rows = max(64, _ROW_BLOCK_BYTES // (a.itemsize * a.shape[1]) // 32 * 32)
     if xp.__name__ != "numpy" or m <= 2 * rows:
-        return xp.dot(a, b)
+        return mm(a, b)
     out = xp.empty((m, b.shape[1]), dtype=xp.result_type(a, b))
     for s in range(0, m, rows):
-        xp.dot(a[s : s + rows], b, out=out[s : s + rows])
+        mm(a[s : s + rows], b, out=out[s : s + rows])
     return out
 
 
