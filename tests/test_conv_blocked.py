@@ -102,8 +102,9 @@ def tiny_blocks(one_thread, monkeypatch):
         (2, 2, 2, 3, 6, 3, {"padding": 1}),
         (2, 1, 2, 2, 7, 3, {"padding": 1, "stride": 2, "dilation": 2}),
         (3, 1, 2, 2, 4, 2, {"padding": 1}),
+        (2, 1, 2, 2, 6, 3, {"padding": (1, 2), "stride": (2, 1), "dilation": (1, 2)}),
     ],
-    ids=["1d", "2d", "2d-strided-dilated", "3d-even-kernel"],
+    ids=["1d", "2d", "2d-strided-dilated", "3d-even-kernel", "2d-wide-rows-dilated"],
 )
 def test_blocked_gradcheck(tiny_blocks, case):
     nd, n, ci, co, size, k, kw = case
@@ -118,6 +119,71 @@ def test_blocked_gradcheck(tiny_blocks, case):
 
     assert gradcheck(fn, (x, w, b))
     assert gradgradcheck(fn, (x, w, b))
+
+
+def test_wide_rows_rules():
+    geom = conv.ConvGeom((1, 1), ((1, 2),) * 2, (1, 1), 1, (3, 3), (32, 32))
+    assert conv_blocked.wide_width(geom) == 35  # the padded width
+    assert conv_blocked.wide_width(conv.ConvGeom((2, 1), ((1, 1),) * 2, (1, 1), 1, (3, 3), (9, 9)))
+    # a strided last dim has no contiguous runs; 1-D has no rows to widen
+    assert (
+        conv_blocked.wide_width(conv.ConvGeom((1, 2), ((1, 1),) * 2, (1, 1), 1, (3, 3), (9, 9)))
+        is None
+    )
+    assert conv_blocked.wide_width(conv.ConvGeom((1,), ((1, 1),), (1,), 1, (3,), (9,))) is None
+
+
+def test_wide_rows_match_narrow_and_torch(one_thread, monkeypatch):
+    # stride 2 on rows, dilation 2 along them, uneven padding: wide rows against the per-row
+    # gather (float64, exact up to summation order) and against torch (float32)
+    rng = np.random.default_rng(5)
+    geom = conv.ConvGeom((2, 1), ((1, 1), (2, 3)), (1, 2), 1, (3, 3), (9, 11))
+    x = rng.standard_normal((2, 3, 9, 11))
+    w = rng.standard_normal((4, 3, 3, 3))
+    g = rng.standard_normal((2, 4) + geom.out_size)
+    wide = (conv_blocked.blocked_forward(x, w, None, geom),)
+    wide += (conv_blocked.blocked_weight_grad(x, g, w.shape, geom),)
+    monkeypatch.setattr(conv_blocked, "WIDE_ROWS", False)
+    narrow = (conv_blocked.blocked_forward(x, w, None, geom),)
+    narrow += (conv_blocked.blocked_weight_grad(x, g, w.shape, geom),)
+    for a, r in zip(wide, narrow):
+        np.testing.assert_allclose(a, r, rtol=1e-12, atol=1e-12)
+    monkeypatch.setattr(conv_blocked, "WIDE_ROWS", True)
+    _check_vs_torch(2, 4, 16, 8, 64, 3, padding=(1, 2), stride=(2, 1), dilation=(1, 2))
+
+
+def test_wide_rows_weight_grad_with_inf(one_thread):
+    # the wide rows read past each row's end: an inf there must not turn dw into NaN where
+    # torch's stays finite (the weight gradient falls back to the per-row gather)
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((8, 16, 32, 32)).astype(np.float32)
+    x[0, 3, 5, 0] = np.inf
+    w = (rng.standard_normal((16, 16, 3, 3)) * 0.1).astype(np.float32)
+    geom = conv.ConvGeom((1, 1), ((1, 1),) * 2, (1, 1), 1, (3, 3), (32, 32))
+    assert conv_blocked.use_blocked(np, x, w.shape, geom)
+    g = np.ones((8, 16, 32, 32), np.float32)
+    grads = []
+    for lib in (ember, torch):
+        wl = lib.tensor(w, requires_grad=True)
+        lib.nn.functional.conv2d(lib.tensor(x), wl, padding=1).backward(lib.tensor(g))
+        grads.append(wl.grad.numpy())
+    np.testing.assert_array_equal(np.isnan(grads[0]), np.isnan(grads[1]))
+    np.testing.assert_array_equal(np.isinf(grads[0]), np.isinf(grads[1]))
+    assert np.isfinite(grads[1]).any()
+
+
+def test_narrow_out_follows_the_blas(one_thread, monkeypatch):
+    from ember.backend import mkl_gemm
+
+    # MKL loaded and on (the flag mkl_gemm's products read; loading it here would cost ~3 s)
+    monkeypatch.setattr(mkl_gemm, "_enabled", True)
+    assert conv._narrow_out(1 << 24) == conv.NARROW_OUT_MKL
+    assert conv._narrow_out(1) == conv.NARROW_OUT  # too small for MKL: NumPy's OpenBLAS runs it
+    monkeypatch.setattr(mkl_gemm, "_enabled", None)  # not loaded yet: OpenBLAS
+    assert conv._narrow_out(1 << 24) == conv.NARROW_OUT
+    ember.set_num_threads(2)  # a BLAS pool keeps large products on OpenBLAS
+    monkeypatch.setattr(mkl_gemm, "_enabled", True)
+    assert conv._narrow_out(mkl_gemm.MULTI_FLOPS) == conv.NARROW_OUT
 
 
 @pytest.mark.parametrize("nd,ci,co", [(2, 64, 256), (2, 256, 64), (1, 48, 16), (3, 8, 12)])

@@ -10,8 +10,9 @@ than output channels (a first layer) use a per-sample column layout instead, who
 comes out in (N, C_out, L) order without a transpose (conv 1->32 forward: 2.1 -> 1.0 ms).
 Depthwise convolutions have their own kernels (``conv_depthwise``). By shape (issue 23, measured
 with benchmarks/kernels.py): 32-128 input channels in 2-D/3-D take channels-last columns
-(``conv_cl``); at most 16 output channels take the (N * L, R) @ (R, O) GEMM orientation; weight
-gradients over many columns compute dw^T; and at stride 1 the input gradient is a direct
+(``conv_cl``); under OpenBLAS at most 16 output channels take the (N * L, R) @ (R, O) GEMM
+orientation (MKL keeps (O, R) @ (R, N * L): ``_narrow_out``); weight gradients over many
+columns compute dw^T; and at stride 1 the input gradient is a direct
 convolution with the flipped kernel instead of GEMM + col2im (unless g has fewer columns than
 output channels). At one BLAS thread a large column matrix with a small weight is made and used
 block by block (``conv_blocked``); 1x1 stride-1 convolutions are per-sample GEMMs, no columns.
@@ -28,8 +29,10 @@ import math
 import numpy as np
 
 from ..autograd.function import Function
+from ..backend import mkl_gemm as _mkl
 from ..backend.mkl_gemm import addmm_, matmul_into
 from ..backend.mkl_gemm import matmul as mm
+from ..backend.threads import num_threads
 from ._lowp import float32_compute
 from .conv_blocked import blocked_forward, blocked_weight_grad, use_blocked
 from .conv_cl import conv_forward_cl, im2col_cl, use_channels_last, weight_grad_cl
@@ -115,13 +118,32 @@ def col2im(xp, cols, n, channels, geom: ConvGeom):
     return xp.ascontiguousarray(acc[crop].transpose((1, 0) + tuple(range(2, 2 + nd))))
 
 
-# GEMM orientation by shape (OpenBLAS, 1 thread, process time; see the comments at the uses)
-NARROW_OUT = 16  # forward with at most this many output channels: cols^T @ w^T
-WIDE_COLS = 1024  # weight gradients over at least this many columns: (cols @ g^T)^T
+# GEMM orientation by shape and by the BLAS that runs the product (1 thread, process time; see
+# the comments at the uses). The choices that depend on which BLAS is active live here only.
+NARROW_OUT = 16  # OpenBLAS: forward with at most this many output channels: cols^T @ w^T
+# MKL: never; its (O, R) @ (R, N * L) is the faster one (issue 23, h13: forward 16->16 on
+# 4 x 32^2 0.61 -> 0.50 ms, 16->8 0.65 -> 0.51, 8->16 on 8 x 32^2 0.66 -> 0.50)
+NARROW_OUT_MKL = 0
+WIDE_COLS = 1024  # weight gradients over at least this many columns: (cols @ g^T)^T (both)
 # ... both only with at least this many column rows (C * prod(k)): on a first layer's 27 rows
 # the A/B (3->16 on 8 x 32 x 32, k3) gave 3.9 -> 4.9 ms, within the ~15% noise of the loaded
 # machine, so the measured-neutral old orientation stays there
 MIN_ROWS = 64
+
+
+def _mkl_runs(flops: int) -> bool:
+    """Whether mkl_gemm sends a product of ``flops`` multiply-adds to MKL now (without loading
+    MKL: before it is loaded the products run on NumPy's OpenBLAS)."""
+    return (
+        _mkl._enabled is True
+        and flops >= _mkl.MIN_FLOPS
+        and not (flops >= _mkl.MULTI_FLOPS and num_threads() > 1)
+    )
+
+
+def _narrow_out(flops: int) -> int:
+    """``NARROW_OUT`` of the BLAS that runs a forward product of ``flops`` multiply-adds."""
+    return NARROW_OUT_MKL if _mkl_runs(flops) else NARROW_OUT
 
 
 def _gemm(xp, a, b):
@@ -177,7 +199,7 @@ def conv_forward(xp, x, w, b, geom: ConvGeom, batched: bool | None = None):
         return y.reshape((n, w.shape[0]) + geom.out_size), cols
     if (
         groups == 1
-        and w.shape[0] <= NARROW_OUT
+        and w.shape[0] <= _narrow_out(w.size * cols.shape[2])
         and cols.shape[2] >= WIDE_COLS
         and cols.shape[1] >= MIN_ROWS
     ):
