@@ -386,6 +386,10 @@ def __getattr__(name):
         "xpu",
     ):
         return importlib.import_module(f"ember.{name}")
+    if name == "_C":  # torch._C: its __torch_function__ switches (core/_C.py)
+        return importlib.import_module("ember._C")
+    if name in ("DisableTorchFunction", "DisableTorchFunctionSubclass"):
+        return getattr(importlib.import_module("ember.overrides"), name)
     if name == "compile":  # torch.compile (core/_compile/)
         return importlib.import_module("ember._compile").compile
     if name == "vmap":  # torch.vmap: ember.func.vmap

@@ -48,7 +48,7 @@ def _special(x) -> str | None:
     return None
 
 
-def _format(data: np.ndarray) -> str:
+def _format(data: np.ndarray, prefix: str = _PREFIX) -> str:
     if data.dtype.kind == "V":  # bfloat16 (ml_dtypes)
         data = data.astype(np.float32)
     if data.dtype.kind == "f":
@@ -81,7 +81,7 @@ def _format(data: np.ndarray) -> str:
     return np.array2string(
         data,
         separator=", ",
-        prefix=_PREFIX,
+        prefix=prefix,
         formatter={"all": item},
         threshold=np.inf if threshold is None else threshold,
         edgeitems=opts["edgeitems"],
@@ -93,7 +93,11 @@ def tensor_repr(t) -> str:
     if t.is_meta:
         return _meta_repr(t)
     d = t._data if type(t._data) is np.ndarray else t._data.get()
-    body = _format(d) if d.size or d.ndim == 0 else "[]"
+    # a user's Tensor subclass prints its name, as PyTorch's (``Meters([1., 2.])``)
+    cls = type(t)
+    internal = cls.__module__ == "ember" or cls.__module__.startswith("ember.")
+    prefix = _PREFIX if internal else cls.__name__ + "("
+    body = _format(d, prefix) if d.size or d.ndim == 0 else "[]"
     extras = []
     if t.device.type != "cpu":
         extras.append(f"device='{t.device}'")
@@ -106,7 +110,7 @@ def tensor_repr(t) -> str:
         extras.append(f"grad_fn=<{t.grad_fn.name()}>")
     elif t.requires_grad:
         extras.append("requires_grad=True")
-    return _PREFIX + body + "".join(", " + e for e in extras) + ")"
+    return prefix + body + "".join(", " + e for e in extras) + ")"
 
 
 def _meta_repr(t) -> str:

@@ -164,6 +164,11 @@ class _TensorConversions:
     def __reduce_ex__(self, protocol):
         # Pickling (multiprocessing, Ray, save with weights_only=False): data to CPU, no graph.
         data = self._data if type(self._data) in (np.ndarray, MetaArray) else self._data.get()
+        if type(self) is not Tensor:
+            # a subclass comes back as itself with its attributes (PyTorch's
+            # _rebuild_from_type_v2); classes with state of their own override this
+            plain = _rebuild(data, self.requires_grad, str(self.device))
+            return (_rebuild_subclass, (type(self), plain, _extra_state(self)))
         return (_rebuild, (data, self.requires_grad, str(self.device)))
 
     def __deepcopy__(self, memo):
@@ -172,19 +177,21 @@ class _TensorConversions:
                 "Only Tensors created explicitly by the user (graph leaves) support the deepcopy "
                 "protocol at the moment."
             )
-        t = type(self).__new__(type(self))
-        Tensor.__init__(t, requires_grad=self.requires_grad)
-        t._data = self._data.copy()  # any dtype (Tensor(ndarray) makes float32)
+        # the class's own __new__ does not run (its signature is the subclass's business)
+        t = _make_subclass(type(self), Tensor._wrap(self._data.copy()))
+        t.requires_grad = self.requires_grad
         if self.grad is not None:
             t.grad = self.grad.__deepcopy__(memo)
-        if hasattr(self, "__dict__"):
+        if type(self) is not Tensor:
             import copy
 
-            t.__dict__.update(copy.deepcopy(self.__dict__, memo))
+            for k, v in _extra_state(self).items():
+                object.__setattr__(t, k, copy.deepcopy(v, memo))
         memo[id(self)] = t
         return t
 
 
 # Imported last, after the class above exists: ``core/tensor.py`` imports this module at its end,
 # so either module may be imported first without meeting a half-initialised other.
+from ._tensor_subclass import _extra_state, _make_subclass, _rebuild_subclass  # noqa: E402
 from .tensor import Tensor, _parse_to, _rebuild  # noqa: E402

@@ -41,6 +41,8 @@ __all__ = [
     "has_torch_function_unary",
     "has_torch_function_variadic",
     "is_tensor_like",
+    "DisableTorchFunction",
+    "DisableTorchFunctionSubclass",
 ]
 
 
@@ -73,9 +75,78 @@ def _convert(ret, cls):
 
 
 _SLOTS = [n for n in Tensor.__slots__ if n != "__weakref__"]
-# a subclass that does not define its own __torch_function__ is not dispatched (it inherits
-# this default; PyTorch dispatches it and converts the results, ember runs the function)
+# a user's subclass that does not define its own __torch_function__ is given
+# _subclass_torch_function (the same default under another name) by _setup_subclass, so it is
+# dispatched and its results converted, as in PyTorch; ember's own subclasses keep this one
+# and are not dispatched
 Tensor.__torch_function__ = classmethod(_default_torch_function)
+
+
+def _subclass_torch_function(cls, func, types, args=(), kwargs=None):
+    """The default of a user's Tensor subclass that defines no ``__torch_function__``: the
+    same as ``Tensor.__torch_function__`` (results as the subclass), under another name so that
+    its instances dispatch (``_overloads``) while ember's own subclasses do not."""
+    return _default_torch_function(cls, func, types, args, kwargs)
+
+
+# Tensor methods that are not rows of the method table but that PyTorch dispatches too
+_EXTRA_METHODS = (
+    "to detach float double half bfloat16 long int short bool type_as cpu cuda new_tensor"
+).split()
+
+
+def _method_dispatch(fn: Callable) -> Callable:
+    """``Tensor.<name>`` (``fn``) for a subclass: calls on an instance go to its class's
+    ``__torch_function__`` with ``func`` = ``fn`` (PyTorch passes ``Tensor.<name>``), which a
+    handler runs as written (no dispatch while it does)."""
+
+    def method(self, *args, **kwargs):
+        if _tensor_like(self):
+            return handle_torch_function(fn, (self, *args), self, *args, **kwargs)
+        return fn(self, *args, **kwargs)
+
+    method.__name__ = getattr(fn, "__name__", "method")
+    method.__qualname__ = getattr(fn, "__qualname__", method.__name__)
+    method.__doc__ = getattr(fn, "__doc__", None)
+    method.__wrapped__ = fn
+    return method
+
+
+def _is_internal(klass: type) -> bool:
+    return klass.__module__ == "ember" or klass.__module__.startswith("ember.")
+
+
+def _setup_subclass(cls: type) -> None:
+    """Called for every new Tensor subclass (``Tensor.__init_subclass__``): a user's subclass
+    gets the Tensor methods and operators dispatching to its ``__torch_function__`` (its own,
+    or PyTorch's default that returns results as the subclass), as in PyTorch. Plain Tensor
+    methods are untouched (no cost outside subclasses). ember's own subclasses (Parameter,
+    Buffer, QTensor ...) keep their behaviour, as do a user's subclasses of those that define
+    no handler (ops on a Parameter subclass return plain Tensors, as PyTorch's)."""
+    if _is_internal(cls):
+        return
+    chain = []
+    for klass in cls.__mro__:
+        if klass is Tensor:
+            break
+        chain.append(klass)
+    if not any("__torch_function__" in k.__dict__ for k in chain):
+        if any(_is_internal(k) for k in chain):
+            return
+        cls.__torch_function__ = classmethod(_subclass_torch_function)
+    from ._tensor_methods import METHODS
+
+    own = set()
+    for klass in chain:
+        own.update(klass.__dict__)
+    for name in (*METHODS, *_EXTRA_METHODS):
+        fn = Tensor.__dict__.get(name)
+        if name not in own and callable(fn) and not isinstance(fn, type):
+            setattr(cls, name, _method_dispatch(fn))
+    for name in ("T", "mT", "H", "mH", "real", "imag"):  # properties whose values are tensors
+        prop = Tensor.__dict__.get(name)
+        if name not in own and isinstance(prop, property):
+            setattr(cls, name, property(_method_dispatch(prop.fget), prop.fset, None, prop.__doc__))
 
 
 class _State(threading.local):
@@ -96,7 +167,10 @@ def _overloads(x) -> bool:
     if t is Tensor:
         return False
     f = getattr(t, "__torch_function__", None)
-    if f is None or getattr(f, "__func__", None) is _default_torch_function:
+    if f is None:
+        return False
+    f = getattr(f, "__func__", None)
+    if f is _default_torch_function or f is _disabled_torch_function_impl:
         return False
     return not (_STATE.sub_off and isinstance(x, Tensor))
 
@@ -106,7 +180,10 @@ def _tensor_like(x) -> bool:
     this thread: the test of the broad set (made after ``type(x) is not Tensor``) -- tensor-like
     objects and Tensor subclasses with a ``__torch_function__`` of their own."""
     f = getattr(type(x), "__torch_function__", None)
-    if f is None or getattr(f, "__func__", None) is _default_torch_function:
+    if f is None:
+        return False
+    f = getattr(f, "__func__", None)
+    if f is _default_torch_function or f is _disabled_torch_function_impl:
         return False
     return not (_STATE.sub_off if isinstance(x, Tensor) else _STATE.off)
 
@@ -131,6 +208,33 @@ class _no_subclass_dispatch:
 
     def __exit__(self, *exc) -> None:
         _STATE.sub_off -= 1
+
+
+class DisableTorchFunctionSubclass(_no_subclass_dispatch):
+    """``torch.DisableTorchFunctionSubclass``: within it, Tensor subclasses' own
+    ``__torch_function__`` handlers are not called (in this thread); tensor-like objects that
+    are not Tensors still dispatch."""
+
+
+class DisableTorchFunction:
+    """``torch.DisableTorchFunction``: within it, no ``__torch_function__`` handler is called
+    (in this thread): functions run as written on subclasses and tensor-like arguments alike
+    (auto_LiRPA's ``BoundedTensor`` handler runs ops under it)."""
+
+    def __enter__(self) -> None:
+        _STATE.off += 1
+        _STATE.sub_off += 1
+
+    def __exit__(self, *exc) -> None:
+        _STATE.off -= 1
+        _STATE.sub_off -= 1
+
+
+def _disabled_torch_function_impl(cls, func, types, args=(), kwargs=None):
+    """``torch._C._disabled_torch_function_impl``: a class that sets its
+    ``__torch_function__`` to this runs functions as written (results not converted)."""
+    with _no_subclass_dispatch():
+        return func(*args, **(kwargs or {}))
 
 
 def has_torch_function(relevant_args: Iterable[Any]) -> bool:

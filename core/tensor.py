@@ -66,38 +66,20 @@ class Tensor:
         "__weakref__": "",
     }
 
-    def __init__(self, data=None, *sizes, requires_grad: bool = False):
-        if sizes or type(data) is int or type(data) is Size:
-            # torch.Tensor(2, 3), torch.Tensor(ember.Size([2, 3])): the legacy constructor of a
-            # float32 tensor of that size (zero-filled here; PyTorch leaves it uninitialised)
-            data = np.zeros(tuple(data) if type(data) is Size else (data, *sizes), np.float32)
-        elif data is None:
-            data = np.empty((0,), dtype=np.float32)
-        elif isinstance(data, Tensor):
-            data = data._data
-        elif isinstance(data, np.ndarray):
-            # torch.Tensor(ndarray) is float32 whatever the array's dtype (CleanRL's
-            # ``torch.Tensor(next_done)`` of a bool array); ember's own code wraps arrays of
-            # other dtypes with Tensor._wrap
-            if data.dtype != np.float32:
-                data = data.astype(np.float32)
-        elif not hasattr(data, "__array_namespace__"):
-            from .creation import _to_array
+    def __new__(cls, *args, device=None, requires_grad: bool = False):
+        # torch.Tensor's legacy constructor, and what a subclass's ``super().__new__(cls, ...)``
+        # reaches (core/_tensor_subclass.py); ops and ember.tensor build with Tensor._wrap
+        return _legacy_new(cls, args, device, requires_grad)
 
-            data = _to_array(data, None, None)
-            if isinstance(data, np.ndarray) and data.dtype != np.float32:
-                # torch.Tensor([0]) is the legacy FloatTensor constructor: float32 whatever the
-                # Python values (char_rnn's ``loss = torch.Tensor([0])``, then ``loss += l``)
-                data = data.astype(np.float32)
-        self._data = data
-        self.requires_grad = requires_grad
-        self.grad = None
-        self.grad_fn = None
-        self._output_nr = 0
-        self._version_counter = [0]
-        self._base = None
-        self._hooks = None
-        self._post_acc_hooks = None
+    # no __init__: as torch.Tensor's, it is object.__init__, which ignores the constructor's
+    # arguments once __new__ has built the tensor (a subclass's super().__init__() is fine)
+
+    def __init_subclass__(cls, **kwargs):
+        # a user's subclass: methods and operators dispatch to its __torch_function__
+        super().__init_subclass__(**kwargs)
+        from .overrides import _setup_subclass
+
+        _setup_subclass(cls)
 
     @staticmethod
     def _wrap(data) -> Tensor:
@@ -390,3 +372,12 @@ for _name, _fn in vars(_TensorConversions).items():
         _fn.__qualname__ = f"Tensor.{_name}"
         setattr(Tensor, _name, _fn)
 del _name, _fn
+
+# Subclassing (core/_tensor_subclass.py): ``Tensor._make_subclass`` and ``Tensor.as_subclass``.
+from . import _tensor_subclass  # noqa: E402
+
+_legacy_new = _tensor_subclass.legacy_new
+
+Tensor._make_subclass = staticmethod(_tensor_subclass._make_subclass)
+Tensor.as_subclass = _tensor_subclass.as_subclass
+Tensor.as_subclass.__qualname__ = "Tensor.as_subclass"

@@ -57,8 +57,10 @@ class Parameter(Tensor):
         _init_alias(p, _as_tensor(data), requires_grad)
         return p
 
-    def __init__(self, data: Tensor | None = None, requires_grad: bool = True):
-        pass  # everything happens in __new__ (Tensor.__init__ must not reset the slots)
+    def __init__(self, *args, **kwargs):
+        # everything happens in __new__; as PyTorch's, __init__ takes whatever a subclass's
+        # __new__ does (``DPParameter(data, requires_dp=False)``) and ignores it
+        pass
 
     def __repr__(self) -> str:
         return "Parameter containing:\n" + super().__repr__()
@@ -107,8 +109,8 @@ class Buffer(Tensor):
         b.persistent = persistent
         return b
 
-    def __init__(self, data: Tensor | None = None, *, persistent: bool = True):
-        pass
+    def __init__(self, *args, **kwargs):
+        pass  # (as Parameter's)
 
     def _as_plain(self) -> Tensor:
         """The plain Tensor a module stores for this buffer (same storage and version)."""
