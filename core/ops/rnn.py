@@ -35,10 +35,13 @@ from .rnn_support import (  # noqa: F401  (re-exported: every name stays importa
     _Need,
     _outputs,
     _project,
+    _sizes,
     _steps,
     _weight_grads,
     _zero_inactive,
+    cell_kernels,
     packed_indices,
+    sequence_kernels,
 )
 
 
@@ -89,34 +92,45 @@ class LSTMLayer(Function):
             if w_hr is None
             else (xp.empty if batch_sizes is None else xp.zeros)((T, B, Hd), dtype=dt)
         )
-        with step_blas(xp, 2 * B * P * 4 * Hd, "lstm-fwd") as steps:
-            for k, t in enumerate(_steps(T, reverse)):
-                n = _active(batch_sizes, t, B)
-                if n < B:  # finished (or not yet started) rows keep their state
-                    hs[k + 1, n:] = hs[k, n:]
-                    cs[k + 1, n:] = cs[k, n:]
-                a = acts[t, :n]
-                addmm_(a, hs[k, :n], whh_t)
-                if xp is not np:  # one fused launch for the cell (see cuda_fused)
-                    h = hs[k + 1, :n] if w_hr is None else hpre[t, :n]
-                    cuda_fused.lstm_cell_forward(a, cs[k, :n], cs[k + 1, :n], tanh_c[t, :n], h)
-                    if w_hr is not None:
-                        matmul_into(xp, h, whr_t, hs[k + 1, :n])
+        # one fused cell: a CUDA launch (see cuda_fused) or a compiled pass (_numba_rnn)
+        kern, kc = cell_kernels(xp, dt)
+        fused = cuda_fused.lstm_cell_forward if xp is not np else None
+        if kern is not None:
+            fused = lambda *arrays: kern.lstm_forward(*arrays, kc)  # noqa: E731
+        seq, sk = (None, None) if w_hr is not None else sequence_kernels(xp, dt, B * P * 4 * Hd)
+        if seq is not None:  # the whole loop compiled (_numba_rnn_seq)
+            acts = np.ascontiguousarray(acts)
+            bs = _sizes(batch_sizes, T, B)
+            seq.lstm_forward_seq(acts, hs, cs, tanh_c, whh_t, bs, bool(reverse), sk)
+        else:
+            with step_blas(xp, 2 * B * P * 4 * Hd, "lstm-fwd") as steps:
+                for k, t in enumerate(_steps(T, reverse)):
+                    n = _active(batch_sizes, t, B)
+                    if n < B:  # finished (or not yet started) rows keep their state
+                        hs[k + 1, n:] = hs[k, n:]
+                        cs[k + 1, n:] = cs[k, n:]
+                    a = acts[t, :n]
+                    addmm_(a, hs[k, :n], whh_t)
+                    if fused is not None:
+                        h = hs[k + 1, :n] if w_hr is None else hpre[t, :n]
+                        fused(a, cs[k, :n], cs[k + 1, :n], tanh_c[t, :n], h)
+                        if w_hr is not None:
+                            matmul_into(xp, h, whr_t, hs[k + 1, :n])
+                        steps.tick()
+                        continue
+                    xp.tanh(a, out=a)
+                    a *= s
+                    a += shift
+                    i, f, g, o = a[:, :Hd], a[:, Hd : 2 * Hd], a[:, 2 * Hd : 3 * Hd], a[:, 3 * Hd :]
+                    cn = xp.multiply(f, cs[k, :n], out=cs[k + 1, :n])
+                    cn += i * g
+                    tc = xp.tanh(cn, out=tanh_c[t, :n])
+                    if w_hr is None:
+                        xp.multiply(o, tc, out=hs[k + 1, :n])
+                    else:
+                        hp = xp.multiply(o, tc, out=hpre[t, :n])
+                        matmul_into(xp, hp, whr_t, hs[k + 1, :n])
                     steps.tick()
-                    continue
-                xp.tanh(a, out=a)
-                a *= s
-                a += shift
-                i, f, g, o = a[:, :Hd], a[:, Hd : 2 * Hd], a[:, 2 * Hd : 3 * Hd], a[:, 3 * Hd :]
-                cn = xp.multiply(f, cs[k, :n], out=cs[k + 1, :n])
-                cn += i * g
-                tc = xp.tanh(cn, out=tanh_c[t, :n])
-                if w_hr is None:
-                    xp.multiply(o, tc, out=hs[k + 1, :n])
-                else:
-                    hp = xp.multiply(o, tc, out=hpre[t, :n])
-                    matmul_into(xp, hp, whr_t, hs[k + 1, :n])
-                steps.tick()
         out = _outputs(xp, hs, batch_sizes, reverse)
         ctx.save_for_backward(x, w_ih, w_hh, w_hr, acts, hs, cs, tanh_c, hpre)
         ctx.meta = (batch_sizes, reverse, Hd)
@@ -138,43 +152,54 @@ class LSTMLayer(Function):
         m = xp.ones((4 * Hd,), dtype=dt)
         m[2 * Hd : 3 * Hd] = 0
         one_m = (1 - m).astype(dt)
-        with step_blas(xp, 2 * B * P * 4 * Hd, "lstm-bwd") as steps:
-            for k, t in reversed(list(enumerate(_steps(T, reverse)))):
-                n = _active(batch_sizes, t, B)
-                dhn = dh[:n]
-                if g_out is not None:
-                    dhn += g_out[t, :n]
-                if w_hr is not None:
-                    dR[t, :n] = dhn
-                    dhp = mm(dhn, w_hr)
-                else:
-                    dhp = dhn
-                if xp is not np:  # one fused launch for the cell (see cuda_fused)
-                    cuda_fused.lstm_cell_backward(
-                        dhp, tanh_c[t, :n], cs[k, :n], acts[t, :n], dc[:n], dG[t, :n]
-                    )
-                    matmul_into(xp, dG[t, :n], w_hh, dhn)
+        kern, kc = cell_kernels(xp, dt)
+        fused = cuda_fused.lstm_cell_backward if xp is not np else None
+        if kern is not None:
+            fused = lambda *arrays: kern.lstm_backward(*arrays, kc)  # noqa: E731
+        seq, sk = (None, None) if w_hr is not None else sequence_kernels(xp, dt, B * P * 4 * Hd)
+        if seq is not None:  # the whole loop compiled (_numba_rnn_seq)
+            go = dh.reshape(1, B, P) if g_out is None else g_out.astype(dt, copy=False)
+            w = np.ascontiguousarray(w_hh)
+            bs = _sizes(batch_sizes, T, B)
+            seq.lstm_backward_seq(
+                go, g_out is not None, dh, dc, acts, cs, tanh_c, w, dG, bs, bool(reverse), sk
+            )
+        else:
+            with step_blas(xp, 2 * B * P * 4 * Hd, "lstm-bwd") as steps:
+                for k, t in reversed(list(enumerate(_steps(T, reverse)))):
+                    n = _active(batch_sizes, t, B)
+                    dhn = dh[:n]
+                    if g_out is not None:
+                        dhn += g_out[t, :n]
+                    if w_hr is not None:
+                        dR[t, :n] = dhn
+                        dhp = mm(dhn, w_hr)
+                    else:
+                        dhp = dhn
+                    if fused is not None:  # as in the forward
+                        fused(dhp, tanh_c[t, :n], cs[k, :n], acts[t, :n], dc[:n], dG[t, :n])
+                        matmul_into(xp, dG[t, :n], w_hh, dhn)
+                        steps.tick()
+                        continue
+                    a = acts[t, :n]
+                    i, f, g, o = a[:, :Hd], a[:, Hd : 2 * Hd], a[:, 2 * Hd : 3 * Hd], a[:, 3 * Hd :]
+                    tc = tanh_c[t, :n]
+                    dcn = dc[:n]
+                    tmp = dhp * o
+                    tmp *= 1 - tc * tc
+                    dcn += tmp
+                    dg = dG[t, :n]
+                    xp.multiply(dcn, g, out=dg[:, :Hd])
+                    xp.multiply(dcn, cs[k, :n], out=dg[:, Hd : 2 * Hd])
+                    xp.multiply(dcn, i, out=dg[:, 2 * Hd : 3 * Hd])
+                    xp.multiply(dhp, tc, out=dg[:, 3 * Hd :])
+                    deriv = a * m
+                    deriv += one_m
+                    deriv -= a * a
+                    dg *= deriv
+                    dcn *= f
+                    matmul_into(xp, dg, w_hh, dhn)
                     steps.tick()
-                    continue
-                a = acts[t, :n]
-                i, f, g, o = a[:, :Hd], a[:, Hd : 2 * Hd], a[:, 2 * Hd : 3 * Hd], a[:, 3 * Hd :]
-                tc = tanh_c[t, :n]
-                dcn = dc[:n]
-                tmp = dhp * o
-                tmp *= 1 - tc * tc
-                dcn += tmp
-                dg = dG[t, :n]
-                xp.multiply(dcn, g, out=dg[:, :Hd])
-                xp.multiply(dcn, cs[k, :n], out=dg[:, Hd : 2 * Hd])
-                xp.multiply(dcn, i, out=dg[:, 2 * Hd : 3 * Hd])
-                xp.multiply(dhp, tc, out=dg[:, 3 * Hd :])
-                deriv = a * m
-                deriv += one_m
-                deriv -= a * a
-                dg *= deriv
-                dcn *= f
-                matmul_into(xp, dg, w_hh, dhn)
-                steps.tick()
         dx, dw_ih, dw_hh, db_ih, db_hh = ctx._weight_grads_fn(
             ctx, x, dG, _by_time(hs, reverse), w_ih
         )
@@ -224,13 +249,21 @@ class GRULayer(Function):
         hs = xp.empty((T + 1, B, Hd), dtype=dt)  # states in processing order, as in LSTMLayer
         _init_state(hs[0], h0)
         ghn = xp.empty((T, B, Hd), dtype=dt)  # w_hn @ h + b_hn, needed by the r gradient
+        kern, kc = cell_kernels(xp, dt)
+        gh_buf = xp.empty((B, 3 * Hd), dtype=dt)
         with step_blas(xp, 2 * B * Hd * 3 * Hd, "gru-fwd") as steps:
             for k, t in enumerate(_steps(T, reverse)):
                 n = _active(batch_sizes, t, B)
                 if n < B:
                     hs[k + 1, n:] = hs[k, n:]
-                gh = mm(hs[k, :n], whh_t)
+                gh = matmul_into(xp, hs[k, :n], whh_t, gh_buf[:n])
                 a = xw[t, :n]  # becomes [r, z, n] activations in place
+                if kern is not None:  # the cell in one compiled pass (_numba_rnn)
+                    has_b = b_hn is not None
+                    bh = b_hn if has_b else kc
+                    kern.gru_forward(a, gh, bh, has_b, hs[k, :n], ghn[t, :n], hs[k + 1, :n], kc)
+                    steps.tick()
+                    continue
                 rz = a[:, : 2 * Hd]
                 rz += gh[:, : 2 * Hd]
                 xp.tanh(rz, out=rz)
@@ -265,6 +298,7 @@ class GRULayer(Function):
         new = xp.empty if batch_sizes is None else xp.zeros
         dX = new((T, B, 3 * Hd), dtype=dt)  # gradient of the input projection
         dGH = new((T, B, 3 * Hd), dtype=dt)  # gradient of h @ w_hh.T + b_hh
+        kern, kc = cell_kernels(xp, dt)
         with step_blas(xp, 2 * B * Hd * 3 * Hd, "gru-bwd") as steps:
             for k, t in reversed(list(enumerate(_steps(T, reverse)))):
                 n = _active(batch_sizes, t, B)
@@ -274,6 +308,11 @@ class GRULayer(Function):
                 a = acts[t, :n]
                 r, z, nn = a[:, :Hd], a[:, Hd : 2 * Hd], a[:, 2 * Hd :]
                 dxt, dgt = dX[t, :n], dGH[t, :n]
+                if kern is not None:  # the cell in one compiled pass; dhn becomes z * dhn
+                    kern.gru_backward(dhn, a, hs[k, :n], ghn[t, :n], dxt, dgt, kc)
+                    addmm_(dhn, dgt, w_hh)
+                    steps.tick()
+                    continue
                 dn = dxt[:, 2 * Hd :]
                 xp.multiply(dhn, 1 - z, out=dn)
                 dn *= 1 - nn * nn

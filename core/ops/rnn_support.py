@@ -6,8 +6,65 @@ by ``rnn``.
 
 from __future__ import annotations
 
+import os
+
+import numpy as np
+
 from ..autograd.function import Function
 from ..backend.mkl_gemm import matmul as mm
+
+# ---- compiled cells -------------------------------------------------------------------------
+_numba = None  # the ``_numba_rnn`` module once loaded; False when unavailable
+# float32 is the production dtype; the tests add float64 so the gradchecks run the kernels
+_COMPILED_DTYPES = (np.dtype(np.float32),)
+
+
+def cell_kernels(xp, dtype):
+    """``(module, constants)`` of the compiled cells (``_numba_rnn``) for NumPy arrays of a dtype
+    in ``_COMPILED_DTYPES`` when numba is installed and ``EMBER_NUMBA`` is not ``0``; else
+    ``(None, None)`` and the NumPy cells run."""
+    global _numba
+    if xp is not np or np.dtype(dtype) not in _COMPILED_DTYPES:
+        return None, None
+    if _numba is None:
+        _numba = False
+        if os.environ.get("EMBER_NUMBA", "1") != "0":
+            from . import _numba_rnn  # (numba is an optional extra, "fast")
+
+            if _numba_rnn.AVAILABLE:
+                _numba = _numba_rnn
+    return (_numba, _numba.consts(dtype)) if _numba else (None, None)
+
+
+_seq = None  # the ``_numba_rnn_seq`` module once loaded; False when unavailable
+
+
+def sequence_kernels(xp, dtype, step_flops: int):
+    """``(module, constants)`` of the compiled whole-sequence LSTM loops (``_numba_rnn_seq``)
+    where they apply: the compiled cells do (``cell_kernels``), MKL is loaded and would take
+    the per-step product (``mkl_gemm``'s rules); else ``(None, None)``."""
+    global _seq
+    kern, kc = cell_kernels(xp, dtype)
+    if kern is None or _seq is False:
+        return None, None
+    from ..backend import mkl_gemm
+
+    if not mkl_gemm._ready(step_flops) or (
+        step_flops >= mkl_gemm.MULTI_FLOPS and mkl_gemm.num_threads() > 1
+    ):
+        return None, None
+    if _seq is None:
+        from . import _numba_rnn_seq
+
+        _seq = _numba_rnn_seq
+    return _seq, kc
+
+
+def _sizes(batch_sizes, T: int, B: int):
+    """The active rows of every time step as an int64 array (``B`` each without packing)."""
+    if batch_sizes is None:
+        return np.full(T, B, dtype=np.int64)
+    return np.asarray(batch_sizes, dtype=np.int64)
 
 
 def _steps(T: int, reverse: bool):
@@ -83,8 +140,6 @@ def _zero_inactive(xp, out, batch_sizes):
 # ---- packed <-> padded (time-major) ------------------------------------------------------------
 def packed_indices(xp, batch_sizes, B: int):
     """Flat row indices into a (T * B, ...) padded array for each packed row, in packed order."""
-    import numpy as np
-
     bs = np.asarray(batch_sizes, dtype=np.int64)
     starts = np.repeat(np.arange(len(bs), dtype=np.int64) * B, bs)
     offsets = np.arange(int(bs.sum()), dtype=np.int64) - np.repeat(np.cumsum(bs) - bs, bs)
