@@ -374,6 +374,8 @@ def __getattr__(name):
         "compiler",
         "_dynamo",
         "_compile",
+        "_higher_order_ops",
+        "_inductor",
         "_logging",
         "serve",
         "vision",

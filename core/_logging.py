@@ -1,9 +1,11 @@
 """``ember._logging``: ``set_logs`` (torch._logging.set_logs) for the compiler's logs.
 
 ``set_logs(graph_breaks=True)`` prints each graph break of ``ember.compile`` with its reason,
-``recompiles=True`` each recompilation, ``dynamo=logging.INFO`` (or ``DEBUG``) the compiler's
-progress. Names torch has that ember's compiler has no log for (``inductor``, ``aot``,
-``output_code``, ``dynamic`` ...) are accepted and do nothing.
+``recompiles=True`` each recompilation, ``graph=True`` / ``graph_code=True`` each captured
+graph (as nodes / as Python), ``output_code=True`` the code ember runs for it,
+``dynamo=logging.INFO`` (or ``DEBUG``) the compiler's progress. Names torch has that ember's
+compiler has no log for (``inductor``, ``aot``, ``fusion``, ``dynamic`` ...) are accepted and do
+nothing.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ __all__ = ["set_logs"]
 _ARTIFACTS = {
     "graph_breaks": "ember._dynamo.graph_breaks",
     "recompiles": "ember._dynamo.recompiles",
+    "graph": "ember._dynamo.graph",  # core/_compile/_artifact_logs.py
+    "graph_code": "ember._dynamo.graph_code",
+    "output_code": "ember._dynamo.output_code",
 }
 # component levels (a logging level or None) and their loggers
 _COMPONENTS = {"dynamo": "ember._dynamo", "export": "ember.export"}
@@ -34,13 +39,10 @@ _SILENT = frozenset(
         "distributed",
         "dynamic",
         "fsdp",
-        "graph",
-        "graph_code",
         "graph_sizes",
         "guards",
         "inductor",
         "onnx",
-        "output_code",
         "perf_hints",
         "post_grad_graphs",
         "schedule",

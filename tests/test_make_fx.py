@@ -95,9 +95,10 @@ def test_make_fx_modes_and_grad():
         return ember.autograd.grad(np_sin(x).sum(), [x])[0]
 
     xg = ember.randn(3, requires_grad=True)
-    gm = make_fx(g)(xg)
-    assert "ember.autograd.grad" in gm.code
-    assert ember.allclose(gm(xg), xg.detach().cos())
+    gm = make_fx(g)(xg)  # the custom op's registered backward is in the graph, as in torch
+    assert "ember.autograd.grad" not in gm.code and "cos = arg0_1.cos()" in gm.code
+    x2 = ember.randn(3)  # a new input, without requires_grad: no autograd runs
+    assert ember.allclose(gm(x2), x2.cos())
     with pytest.raises(ValueError, match="tracing_mode"):
         make_fx(f, tracing_mode="bogus")
 
@@ -148,18 +149,160 @@ def test_make_fx_nodes_match_torch():
     )
 
 
-def test_make_fx_records_func_transforms_as_one_node():
-    def f(x):
-        return ember.func.grad(lambda t: (t.sin() ** 2).sum())(x) + grad(lambda t: t.sum())(x)
-
+def test_make_fx_records_vmap_as_one_node():
     def h(x):
         return ember.vmap(lambda r: np_sin(r).sum())(x).exp()
 
-    x = ember.randn(3)
-    gm = make_fx(f)(x)
-    assert [n.name for n in gm.graph.nodes if n.op == "call_function"][:2] == ["grad", "grad_1"]
-    assert ember.allclose(gm(x), f(x))
     x2 = ember.randn(3, 2)
     gm = make_fx(h)(x2)
     assert "vmap" in gm.code and ember.allclose(gm(x2), h(x2))
-    assert ember.func.grad.__module__.startswith("ember.func")  # the patch is undone
+    assert ember.func.grad.__module__.startswith("ember.func")  # the patches are undone
+    assert ember.autograd.grad.__module__.startswith("ember.autograd")
+
+
+# ---- backward ops in the graph (torch's make_fx traces through autograd.grad / func.grad) ----
+def _ops_of(gm) -> list[str]:
+    """The graph's ops by kind: ember.sin, x.sin() and aten.sin.default all read ``sin``."""
+    names = []
+    for n in gm.graph.nodes:
+        if n.op == "call_method":
+            names.append(n.target)
+        elif n.op == "call_function":
+            t = n.target
+            name = getattr(t, "__name__", str(t))
+            names.append(str(t).split(".")[-2] if str(t).startswith("aten.") else name)
+    return names
+
+
+def _tanh_mlp(lib):
+    def f(x, w):
+        y = lib.tanh(x @ w)
+        return lib.autograd.grad((y * y).mean(), [x, w])
+
+    return f
+
+
+def _sin_sq(lib):
+    return lambda x: lib.func.grad(lambda t: (t.sin() ** 2).sum())(x)
+
+
+def _hessian_diag(lib):
+    def f(x):
+        (g,) = lib.autograd.grad((x**3).sum(), x, create_graph=True)
+        return lib.autograd.grad(g.sum(), x)[0]
+
+    return f
+
+
+def _nested(lib):
+    return lambda x: lib.func.grad(lib.func.grad(lambda t: t.sin()))(x)
+
+
+# (function, example shapes, requires_grad, ember's ops by kind: torch's as of 2.13, with
+# ember's spellings: its expand of the seed gradient goes through a reshape, mm is matmul,
+# t() a transpose, tanh_backward and pow backward written out as mul/sub)
+_CASES = {
+    "autograd_grad": (
+        _tanh_mlp,
+        [(2, 3), (3, 4)],
+        True,
+        "matmul tanh mul mean ones_like reshape truediv expand mul mul add mul sub mul "
+        "transpose matmul transpose matmul",
+    ),
+    "func_grad": (
+        _sin_sq,
+        [(3,)],
+        False,
+        "detach sin pow sum ones_like reshape expand mul pow mul cos mul",
+    ),
+    "double_backward": (
+        _hessian_diag,
+        [(3,)],
+        True,
+        "pow sum ones_like reshape expand mul pow mul sum ones_like reshape expand mul mul pow mul",
+    ),
+    "nested_func_grad": (
+        _nested,
+        [()],
+        False,
+        "detach view_as sin ones_like cos mul ones_like mul neg sin mul reshape",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(_CASES))
+def test_make_fx_expands_backward(case):
+    make, shapes, rg, ops = _CASES[case]
+    f = make(ember)
+    rng = np.random.default_rng(0)
+    args = [ember.tensor(rng.standard_normal(s).astype(np.float32)) for s in shapes]
+    gm = make_fx(f)(*[a.clone().requires_grad_(rg) for a in args])
+    assert _ops_of(gm) == ops.split()
+    assert "grad" not in gm.code  # no autograd call left: the gradient is the graph's ops
+    fake = make_fx(f, tracing_mode="fake")(*[a.clone().requires_grad_(rg) for a in args])
+    assert _ops_of(fake) == ops.split()  # on meta values (shapes only) the same graph
+    # run again on new inputs, without autograd: the gradient autograd gives
+    new = [ember.tensor(rng.standard_normal(s).astype(np.float32)) for s in shapes]
+    got = gm(*new)
+    want = f(*[a.clone().requires_grad_(rg) for a in new])
+    got, want = (got, want) if isinstance(got, tuple) else ((got,), (want,))
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a.numpy(), b.detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_make_fx_expands_func_grad_imported_by_name():
+    def f(x):  # ``from ember.func import grad`` in the traced function's module
+        return grad(lambda t: (t * t).sum())(x) + 1
+
+    x = ember.randn(4)
+    gm = make_fx(f)(x)
+    assert "grad" not in gm.code and "ones_like" in gm.code
+    x2 = ember.randn(4)
+    assert ember.allclose(gm(x2), 2 * x2 + 1)
+
+
+def test_make_fx_backward_it_cannot_replay_is_one_node():
+    import ember.nn.functional as F
+
+    # cross_entropy's fused backward reads the probabilities its forward computed inside the
+    # op: values the graph does not hold, so the call stays one node (run by autograd)
+    y = ember.tensor([0, 2, 1])
+
+    def f(x):
+        return ember.autograd.grad(F.cross_entropy(x, y), x)[0]
+
+    x = ember.randn(3, 4, requires_grad=True)
+    gm = make_fx(f)(x)
+    assert "ember.autograd.grad(" in gm.code
+    x2 = ember.randn(3, 4, requires_grad=True)
+    assert ember.allclose(gm(x2), f(x2))
+
+    # func.grad falls back the same way (one node, the transformed function)
+    def h(t):
+        return ember.func.grad(lambda u: F.cross_entropy(u, y))(t) * 2
+
+    gm = make_fx(h)(x.detach())
+    assert [n.name for n in gm.graph.nodes if n.op == "call_function"][0] == "grad"
+    assert ember.allclose(gm(x2.detach()), h(x2.detach()))
+
+
+@pytest.mark.full  # torch's make_fx imports its compiler stack (~13 s)
+def test_make_fx_backward_matches_torch():
+    torch = pytest.importorskip("torch")
+    from torch.fx.experimental.proxy_tensor import make_fx as torch_make_fx
+
+    rng = np.random.default_rng(1)
+    for case, (make, shapes, rg, _) in sorted(_CASES.items()):
+        arrays = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+        tg = torch_make_fx(make(torch))(*[torch.tensor(a, requires_grad=rg) for a in arrays])
+        eg = make_fx(make(ember))(*[ember.tensor(a).requires_grad_(rg) for a in arrays])
+        t_ops, e_ops = _ops_of(tg), _ops_of(eg)
+        # the gradient ops torch records that ember's graph holds too, by kind
+        for kind in ("sin", "cos", "tanh", "mean", "pow", "ones_like", "expand"):
+            assert (kind in t_ops) == (kind in e_ops), (case, kind, t_ops, e_ops)
+        new = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+        t_out = tg(*[torch.tensor(a) for a in new])
+        e_out = eg(*[ember.tensor(a) for a in new])
+        t_out, e_out = (t_out, e_out) if isinstance(t_out, tuple) else ((t_out,), (e_out,))
+        for a, b in zip(t_out, e_out):
+            np.testing.assert_allclose(a.detach().numpy(), b.numpy(), rtol=1e-5, atol=1e-6)

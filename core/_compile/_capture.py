@@ -17,7 +17,6 @@ optimizer step taken once), so while a compile trace runs:
 from __future__ import annotations
 
 import builtins
-import inspect
 import threading
 import traceback
 from collections.abc import Callable
@@ -28,6 +27,17 @@ from ember.fx import _patch
 from ember.fx.graph import Graph
 from ember.fx.tracer import Tracer
 from ember.fx.tracer import _user_line as fx_user_line
+
+from ._capture_util import (  # (re-exported: ember._compile._capture.signature_of, ...)
+    _filled,
+    _first_line,
+    _is_builtin_module,
+    _recording,
+    _static_function_slots,
+    _subclasses,
+    closed_over_modules,
+    signature_of,  # noqa: F401
+)
 
 __all__ = ["GraphBreak", "Unsupported", "capture", "is_compiling"]
 
@@ -288,36 +298,6 @@ class _CompileTracer(Tracer):
                     )
 
 
-def _static_function_slots(ids: set[int]) -> list[tuple[type, str, Callable]]:
-    from ember.nn import Module
-
-    out = []
-    for cls in _subclasses(Module):
-        if not (cls.__module__ or "").startswith("ember."):
-            continue
-        for name, v in list(cls.__dict__.items()):
-            if isinstance(v, staticmethod) and id(v.__func__) in ids:
-                out.append((cls, name, v.__func__))
-    return out
-
-
-def _subclasses(cls: type) -> list[type]:
-    out, todo = [], [cls]
-    while todo:
-        c = todo.pop()
-        out.append(c)
-        todo.extend(c.__subclasses__())
-    return out
-
-
-def _recording(tracer: Tracer, orig: Callable) -> Callable:
-    def record(*args, **kwargs):
-        return tracer.create_proxy("call_function", orig, args, kwargs)
-
-    record.__name__ = orig.__name__
-    return record
-
-
 def _breaker(reason: str, orig: Callable | None = None) -> Callable:
     owner = threading.get_ident()  # builtins are process-wide: other threads keep printing
 
@@ -344,28 +324,6 @@ def _real_mutation_guard(name: str, method: Callable) -> Callable:
 
     guarded.__name__ = name
     return guarded
-
-
-def closed_over_modules(fn: Callable) -> dict[str, Any]:
-    """Modules a function reads from its globals or closure (``model`` in a train step)."""
-    from ember.nn import Module
-
-    found: dict[str, Any] = {}
-    code = getattr(fn, "__code__", None)
-    if code is None:
-        return found
-    glb = getattr(fn, "__globals__", {})
-    for name in code.co_names:
-        if isinstance(glb.get(name), Module):
-            found[name] = glb[name]
-    for name, cell in zip(code.co_freevars, getattr(fn, "__closure__", None) or ()):
-        try:
-            val = cell.cell_contents
-        except ValueError:
-            continue
-        if isinstance(val, Module):
-            found[name] = val
-    return found
 
 
 def capture(
@@ -423,30 +381,3 @@ def capture(
         finally:
             _compiling -= 1
     raise GraphBreak("too many untraceable ember.nn modules")
-
-
-def _is_builtin_module(m: Any) -> bool:
-    return (type(m).__module__ or "").startswith("ember.")
-
-
-def _first_line(e: Exception) -> str:
-    text = str(e) or type(e).__name__
-    return text.splitlines()[0] if text else text
-
-
-def signature_of(root: Any) -> inspect.Signature:
-    from ember.nn import Module
-
-    fn = type(root).forward if isinstance(root, Module) else root
-    sig = inspect.signature(fn)
-    if isinstance(root, Module):
-        sig = sig.replace(parameters=list(sig.parameters.values())[1:])
-    return sig
-
-
-def _filled(cell) -> bool:
-    try:
-        _ = cell.cell_contents
-    except ValueError:  # an empty cell (a name not yet bound)
-        return False
-    return True

@@ -19,10 +19,13 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+from . import _stance
+from ._artifact_logs import log_entry
 from ._capture import GraphBreak, Unsupported, capture, is_compiling, signature_of
 from ._cudagraph import CUDAGraphRunner
 from ._cudagraph_train import TrainingGraphRunner
 from ._executor import build, plan_inplace
+from ._frame_keys import _SCALARS, _arg_key, _loosen, _on_cuda, _sym_shape  # noqa: F401
 from ._fuse_conv import fuse_conv_pool_relu
 from ._fuse_rnn import fuse_embedding_lstm
 from ._gpu_codegen import fuse_elementwise
@@ -69,7 +72,6 @@ _HOOK_DICTS = (
     "_forward_hooks",
     "_forward_hooks_with_kwargs",
 )
-_SCALARS = (bool, int, float, str, type(None))
 
 
 class _Entry:
@@ -152,6 +154,8 @@ class CompiledFunction:
     def __call__(self, *args, **kwargs):
         if is_compiling() or self._has_varkw:  # inside another capture: trace straight through
             return self._eager(args, kwargs)
+        if _stance.eager_now(self):  # ember.compiler.set_stance("force_eager"), ...
+            return self._eager(args, kwargs)
         h = self._hookable
         if h is not None and any(getattr(h, d, None) for d in _HOOK_DICTS):
             return self._eager(args, kwargs)  # hooks on the compiled module itself run eagerly
@@ -199,6 +203,8 @@ class CompiledFunction:
         )
 
     def _miss(self, key: tuple, values: list, bound) -> _Entry | None:
+        if _stance.eager_on_miss(self, lambda: self._why(values)):
+            return None  # set_stance("eager_on_recompile")
         auto = False
         if (
             not self._dynamic_shapes
@@ -251,6 +257,7 @@ class CompiledFunction:
         # a size guard's miss adds an entry beside the others of this key
         self._cache[key] = [entry, *(e for e in self._cache.get(key, ()) if e.valid())]
         self.entries.append(entry)
+        log_entry(self._name(), entry)  # set_logs(graph=True / output_code=True)
         return entry
 
     def _why(self, values: list) -> str:
@@ -387,51 +394,6 @@ class CompiledFunction:
     def _name(self) -> str:
         r = self._root
         return type(r).__name__ if self._is_module else getattr(r, "__qualname__", repr(r))
-
-
-def _on_cuda(values: list) -> bool:
-    from ember import Tensor
-
-    return any(isinstance(v, Tensor) and v.device.type == "cuda" for v in values)
-
-
-def _arg_key(v: Any, dynamic: bool) -> Any:
-    from ember import Tensor
-    from ember.nn import Module
-
-    if isinstance(v, Tensor):
-        marks = _DIM_MARKS.get(id(v))
-        if marks is not None and not dynamic:
-            shape = tuple(None if i in marks[1] else n for i, n in enumerate(v.shape))
-        else:
-            # symbolic: the rank, and sizes 0 and 1 exactly (torch's 0/1 specialization)
-            shape = _sym_shape(v.shape) if dynamic else tuple(v.shape)
-        return (
-            "T",
-            shape,
-            v.dtype,
-            str(v.device),
-            v.requires_grad,
-        )
-    if type(v) in _SCALARS:
-        return ("C", type(v), v)
-    if isinstance(v, (tuple, list)):
-        return (type(v), tuple(_arg_key(e, dynamic) for e in v))
-    if isinstance(v, Module):
-        return ("M", id(v), tuple(m.training for m in v.modules()))
-    return ("O", id(v))
-
-
-def _loosen(a: Any) -> Any:
-    if isinstance(a, tuple) and a and a[0] == "T":
-        return ("T", _sym_shape(a[1]), *a[2:])
-    if isinstance(a, tuple) and len(a) == 2 and a[0] in (tuple, list):
-        return (a[0], tuple(_loosen(e) for e in a[1]))
-    return a
-
-
-def _sym_shape(shape: tuple) -> tuple:
-    return tuple(n if n is not None and n < 2 else None for n in shape)
 
 
 def reset_all() -> None:

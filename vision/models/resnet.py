@@ -9,13 +9,14 @@ import ember
 from ember import nn
 from ember.tensor import Tensor
 
-from ._api import (
-    Weights,
-    WeightsEnum,
-    _imagenet_transforms,
-    _ovewrite_named_param,
-    handle_legacy_interface,
-    load_weights,
+from ._api import WeightsEnum, _ovewrite_named_param, handle_legacy_interface, load_weights
+from ._resnet_weights import (  # (re-exported: the weight enums keep this module's name)
+    _COMMON_META,  # noqa: F401
+    ResNet18_Weights,
+    ResNet34_Weights,
+    ResNet50_Weights,
+    ResNet101_Weights,
+    ResNet152_Weights,
 )
 
 __all__ = [
@@ -269,105 +270,6 @@ class ResNet(nn.Module):
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         x = ember.flatten(self.avgpool(x), 1)
         return self.fc(x)
-
-
-_COMMON_META = {
-    "min_size": (1, 1),
-    "categories": None,
-    "recipe": "https://github.com/pytorch/vision/tree/main/references/classification",
-}
-
-
-class ResNet18_Weights(WeightsEnum):
-    """Pretrained weights for :func:`~ember.vision.models.resnet18`.
-
-    ``IMAGENET1K_V1`` is torchvision's ImageNet-1k checkpoint; ``DEFAULT`` aliases it.
-
-    Each entry's ``transforms()`` builds its inference preset (resize, centre crop,
-    ImageNet normalization), ``meta`` holds details such as ``num_params``, and
-    ``get_state_dict()`` downloads the checkpoint.
-    """
-
-    IMAGENET1K_V1 = Weights(
-        url="https://download.pytorch.org/models/resnet18-f37072fd.pth",
-        transforms=_imagenet_transforms(224),
-        meta={**_COMMON_META, "num_params": 11689512},
-    )
-    DEFAULT = IMAGENET1K_V1
-
-
-class ResNet34_Weights(WeightsEnum):
-    """Pretrained weights for :func:`~ember.vision.models.resnet34`.
-
-    ``IMAGENET1K_V1`` is torchvision's ImageNet-1k checkpoint; ``DEFAULT`` aliases it.
-
-    Each entry's ``transforms()`` builds its inference preset (resize, centre crop,
-    ImageNet normalization), ``meta`` holds details such as ``num_params``, and
-    ``get_state_dict()`` downloads the checkpoint.
-    """
-
-    IMAGENET1K_V1 = Weights(
-        url="https://download.pytorch.org/models/resnet34-b627a593.pth",
-        transforms=_imagenet_transforms(224),
-        meta={**_COMMON_META, "num_params": 21797672},
-    )
-    DEFAULT = IMAGENET1K_V1
-
-
-class ResNet50_Weights(WeightsEnum):
-    """Pretrained weights for :func:`~ember.vision.models.resnet50`.
-
-    ``IMAGENET1K_V1`` and the newer ``IMAGENET1K_V2`` are torchvision's ImageNet-1k
-    checkpoints; ``DEFAULT`` aliases ``IMAGENET1K_V2``.
-
-    Each entry's ``transforms()`` builds its inference preset (resize, centre crop,
-    ImageNet normalization), ``meta`` holds details such as ``num_params``, and
-    ``get_state_dict()`` downloads the checkpoint.
-    """
-
-    IMAGENET1K_V1 = Weights(
-        url="https://download.pytorch.org/models/resnet50-0676ba61.pth",
-        transforms=_imagenet_transforms(224),
-        meta={**_COMMON_META, "num_params": 25557032},
-    )
-    IMAGENET1K_V2 = Weights(
-        url="https://download.pytorch.org/models/resnet50-11ad3fa6.pth",
-        transforms=_imagenet_transforms(224, resize_size=232),
-        meta={**_COMMON_META, "num_params": 25557032},
-    )
-    DEFAULT = IMAGENET1K_V2
-
-
-class ResNet101_Weights(WeightsEnum):
-    """Pretrained weights for :func:`~ember.vision.models.resnet101` (as ``ResNet50_Weights``)."""
-
-    IMAGENET1K_V1 = Weights(
-        url="https://download.pytorch.org/models/resnet101-63fe2227.pth",
-        transforms=_imagenet_transforms(224),
-        meta={**_COMMON_META, "num_params": 44549160},
-    )
-    IMAGENET1K_V2 = Weights(
-        url="https://download.pytorch.org/models/resnet101-cd907fc2.pth",
-        transforms=_imagenet_transforms(224, resize_size=232),
-        meta={**_COMMON_META, "num_params": 44549160},
-    )
-    DEFAULT = IMAGENET1K_V2
-
-
-class ResNet152_Weights(WeightsEnum):
-    """Pretrained weights for :func:`~ember.vision.models.resnet152` (as ``ResNet50_Weights``)."""
-
-    IMAGENET1K_V1 = Weights(
-        url="https://download.pytorch.org/models/resnet152-394f9c45.pth",
-        transforms=_imagenet_transforms(224),
-        meta={**_COMMON_META, "num_params": 60192808},
-    )
-    IMAGENET1K_V2 = Weights(
-        url="https://download.pytorch.org/models/resnet152-f82ba261.pth",
-        transforms=_imagenet_transforms(224, resize_size=232),
-        meta={**_COMMON_META, "num_params": 60192808},
-    )
-    DEFAULT = IMAGENET1K_V2
 
 
 def _resnet(

@@ -8,12 +8,13 @@ public ops, not aten's: ``ember.relu`` where torch shows ``aten.relu.default``.
 
 ``tracing_mode="fake"`` / ``"symbolic"`` run the trace on meta copies of the inputs (shapes
 and dtypes only; custom ops use their fake kernels), so nothing is computed; shapes are still
-specialized to the example's. ``ember.autograd.grad`` called by the function is recorded as
-one node, and so is each call of a function made by ``ember.func``'s ``grad``,
-``grad_and_value``, ``jacrev``, ``jacfwd``, ``hessian`` or ``vmap`` (their backward/batched
-ops are not expanded into the graph, as torch's would be). ``decomposition_table`` maps an
-op (an ember function, ``ember.ops.aten.<op>.<overload>`` or a custom op) to a function that
-replaces it, traced through.
+specialized to the example's. ``ember.autograd.grad`` and functions made by ``ember.func``'s
+``grad`` / ``grad_and_value``, called by the function, put their backward's ops into the graph,
+as torch's do (``_traced_backward.py``; a backward that reads a value the graph does not hold
+is one node instead). Each call of a function made by ``jacrev``, ``jacfwd``, ``hessian`` or
+``vmap`` is one node (their ops are not expanded, as torch's would be).
+``decomposition_table`` maps an op (an ember function, ``ember.ops.aten.<op>.<overload>`` or a
+custom op) to a function that replaces it, traced through.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ __all__ = ["make_fx"]
 
 _MODES = ("real", "fake", "symbolic")
 # ember.func transforms whose returned function becomes one node when called on traced values
-_TRANSFORMS = ("grad", "grad_and_value", "jacrev", "jacfwd", "hessian", "vmap")
+_TRANSFORMS = ("jacrev", "jacfwd", "hessian", "vmap")
+# ember.func transforms whose calls on traced values record the function's and its backward's ops
+_GRAD_TRANSFORMS = ("grad", "grad_and_value")
 
 
 def _leaf(fn: Callable, name: str) -> Callable:
@@ -46,12 +49,29 @@ def _leaf(fn: Callable, name: str) -> Callable:
 def _patch_transforms(patcher, fn_globals: dict) -> None:
     import functools
 
+    import ember.autograd
     import ember.func as func
 
+    from ._traced_backward import expanding_autograd_grad, expanding_grad_and_value
+
+    def expanding(orig, name):
+        def transform(f, argnums=0, has_aux=False):
+            return expanding_grad_and_value(
+                orig, f, argnums, has_aux, with_value=name == "grad_and_value"
+            )
+
+        return functools.wraps(orig)(transform)
+
+    patches = [(ember.autograd, "grad", expanding_autograd_grad(ember.autograd.grad))]
+    for name in _GRAD_TRANSFORMS:
+        patches.append((func, name, expanding(getattr(func, name), name)))
     for name in _TRANSFORMS:
         orig = getattr(func, name)
         patched = functools.wraps(orig)(lambda *a, _o=orig, _n=name, **k: _leaf(_o(*a, **k), _n))
-        patcher.set_attr(func, name, patched)
+        patches.append((func, name, patched))
+    for owner, name, patched in patches:
+        orig = getattr(owner, name)
+        patcher.set_attr(owner, name, patched)
         for key, value in list(fn_globals.items()):  # ``from ember.func import grad``
             if value is orig:
                 patcher.set_item(fn_globals, key, patched)
@@ -164,9 +184,6 @@ def make_fx(
                 ),
             )
         tracer = RecordingTracer(mode="jit")
-        grad = ember.autograd.grad  # recorded as one node, replayed by the GraphModule
-        tracer._autowrap_extra = tuple(tracer._autowrap_extra) + (grad,)
-        tracer._autowrap_ids = set(tracer._autowrap_ids) | {id(grad)}
         fn = _named_wrapper(f, len(args))
         with warnings.catch_warnings(), _patch.Patcher() as patcher:
             warnings.simplefilter("ignore", TracerWarning)  # make_fx bakes branches silently
