@@ -50,13 +50,18 @@ class LeakyRelu(Function):
         ctx.slope = slope
         if 0 <= slope <= 1:
             return ctx.xp.maximum(x, x * slope)
-        return x * ((x > 0) * (1 - slope) + slope)
+        pos = x * (x > 0)
+        return pos + (x - pos) * slope
 
     @staticmethod
     def backward(ctx, grad):
         (x,) = ctx.saved_tensors
-        slope = ctx.slope
-        return grad * ((x > 0) * (1 - slope) + slope), None
+        # mask the gradient itself rather than build `mask * (1 - slope) + slope`: a bool
+        # tensor times a Python float is float32 (create_graph runs this on tensors), which
+        # rounded a float64 gradient's slope to float32; here each element is `grad` or
+        # `grad * slope`, as in torch
+        pos = grad * (x > 0)
+        return pos + (grad - pos) * ctx.slope, None
 
 
 class Elu(Function):

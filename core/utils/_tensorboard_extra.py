@@ -29,7 +29,7 @@ class _ExtraMixin:
         walltime: float | None = None,
     ) -> None:
         """Render a matplotlib figure (or a list of them, as one grid) into an image."""
-        from .tensorboard import _step
+        from .tensorboard import _raw_tags, _step
 
         figs = figure if isinstance(figure, (list, tuple)) else [figure]
         for f in figs:
@@ -37,7 +37,8 @@ class _ExtraMixin:
                 raise TypeError(
                     f"add_figure({tag!r}): expected a matplotlib Figure, got {type(f).__name__}"
                 )
-        self._writer.add_figure(tag, figure, _step(global_step), close, walltime)
+        with _raw_tags():
+            self._writer.add_figure(tag, figure, _step(global_step), close, walltime)
 
     def add_embedding(
         self,

@@ -10,6 +10,7 @@ import): ``from ember.utils.tensorboard import SummaryWriter``.
 
 from __future__ import annotations
 
+import contextlib
 import numbers
 import os
 import sys
@@ -40,6 +41,20 @@ def _import_tensorboardx():
 
 
 tensorboardX, _summary, _FileWriter = _import_tensorboardx()
+
+
+@contextlib.contextmanager
+def _raw_tags():
+    """Keep tags as given: tensorboardX turns characters outside ``[-/\\w.]`` into ``_``
+    ("Training loss" -> "Training_loss"), torch's writer does not, and TensorBoard reads any
+    tag. Scoped to ember's own calls so tensorboardX used directly keeps its behaviour."""
+    clean = _summary._clean_tag
+    _summary._clean_tag = lambda name: name
+    try:
+        yield
+    finally:
+        _summary._clean_tag = clean
+
 
 __all__ = ["SummaryWriter"]
 
@@ -150,9 +165,9 @@ class SummaryWriter(_ExtraMixin):
         self, tag: str, scalar_value, global_step: int | None = None, walltime: float | None = None
     ) -> None:
         """Log one number (a Python/NumPy number or a one-element tensor) under ``tag``."""
-        self._writer.add_scalar(
-            tag, _scalar(scalar_value, f"add_scalar({tag!r})"), _step(global_step), walltime
-        )
+        value = _scalar(scalar_value, f"add_scalar({tag!r})")
+        with _raw_tags():
+            self._writer.add_scalar(tag, value, _step(global_step), walltime)
 
     def add_scalars(
         self,
@@ -177,7 +192,8 @@ class SummaryWriter(_ExtraMixin):
             fw = self._sub_writers.get(run)
             if fw is None:
                 fw = self._sub_writers[run] = _FileWriter(run, **self._settings)
-            fw.add_summary(_summary.scalar(main_tag, value), step, walltime)
+            with _raw_tags():
+                fw.add_summary(_summary.scalar(main_tag, value), step, walltime)
 
     def add_histogram(
         self,
@@ -195,7 +211,8 @@ class SummaryWriter(_ExtraMixin):
             raise ValueError(f"add_histogram({tag!r}): the input has no element")
         if isinstance(bins, Tensor):
             bins = _to_numpy(bins)
-        self._writer.add_histogram(tag, arr, _step(global_step), bins, walltime, max_bins)
+        with _raw_tags():
+            self._writer.add_histogram(tag, arr, _step(global_step), bins, walltime, max_bins)
 
     def add_image(
         self,
@@ -208,7 +225,8 @@ class SummaryWriter(_ExtraMixin):
         """Log an image: float values in [0, 1] or uint8 in [0, 255], laid out as
         ``dataformats`` (``"CHW"``, ``"HWC"``, ``"HW"``) with 1, 3 or 4 channels."""
         arr = self._image_array(tag, img_tensor, dataformats)
-        self._writer.add_image(tag, arr, _step(global_step), walltime, dataformats)
+        with _raw_tags():
+            self._writer.add_image(tag, arr, _step(global_step), walltime, dataformats)
 
     def add_images(
         self,
@@ -220,7 +238,8 @@ class SummaryWriter(_ExtraMixin):
     ) -> None:
         """Log a batch of images as one grid (``dataformats`` ``"NCHW"``, ``"NHWC"``, ...)."""
         arr = self._image_array(tag, img_tensor, dataformats)
-        self._writer.add_images(tag, arr, _step(global_step), walltime, dataformats)
+        with _raw_tags():
+            self._writer.add_images(tag, arr, _step(global_step), walltime, dataformats)
 
     @staticmethod
     def _image_array(tag: str, img, dataformats: str) -> np.ndarray:
@@ -280,8 +299,9 @@ class SummaryWriter(_ExtraMixin):
         with tensorboardX.SummaryWriter(logdir=logdir, **self._settings) as w_hp:
             for s in (exp, ssi, sei):
                 w_hp.file_writer.add_summary(s, step)
-            for k, v in metrics.items():
-                w_hp.add_scalar(k, v, step)
+            with _raw_tags():
+                for k, v in metrics.items():
+                    w_hp.add_scalar(k, v, step)
 
     def flush(self) -> None:
         """Write pending events to disk; they are readable when this returns."""

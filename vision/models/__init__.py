@@ -7,6 +7,7 @@ checkpoints (``.pth`` via ``ember.load``, or safetensors) load with ``load_state
 from ._api import Weights, WeightsEnum, get_weight
 from .convnext import *  # noqa: F403
 from .efficientnet import *  # noqa: F403
+from .googlenet import *  # noqa: F403
 from .mobilenetv2 import *  # noqa: F403
 from .mobilenetv3 import *  # noqa: F403
 from .resnet import *  # noqa: F403

@@ -244,6 +244,11 @@ def _softmax_dim(name: str, ndim: int) -> int:
 
 
 def _softmax_prep(input: Tensor, dim, dtype, name: str):
+    if not isinstance(input, Tensor):
+        # e.g. `self.softmax(1)` for `self.softmax(x)`: name the argument, as torch does
+        raise TypeError(
+            f"{name}(): argument 'input' (position 1) must be Tensor, not {type(input).__name__}"
+        )
     if dim is None:
         dim = _softmax_dim(name, input.dim())
     if dtype is not None:

@@ -125,6 +125,13 @@ def cross_entropy(
     log_softmax and the negative log-likelihood run as ONE Function with the analytic gradient
     :math:`\text{softmax}(x) \sum_c q_c - q` (``q`` the weighted, smoothed target).
     """
+    for name, pos, arg in (("input", 1, input), ("target", 2, target)):
+        if not isinstance(arg, Tensor):
+            # e.g. a model's (logits, aux) tuple in training mode: name it, as torch does
+            raise TypeError(
+                f"cross_entropy_loss(): argument '{name}' (position {pos}) must be Tensor, "
+                f"not {type(arg).__name__}"
+            )
     reduction = _reduction(size_average, reduce, reduction)
     if not 0.0 <= label_smoothing <= 1.0:
         raise RuntimeError(f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
