@@ -282,10 +282,17 @@ def _type(self: Tensor, dtype=None, non_blocking: bool = False, **kwargs):
     elif isinstance(dtype, tensortype):
         device = dtype._device_type
         dtype = dtype.dtype
+    elif dtype is Tensor:
+        # `Tensor = torch.cuda.FloatTensor if cuda else torch.Tensor; x.type(Tensor)`: the
+        # class stands for the default tensor type (a CPU tensor of the default dtype)
+        from .backend.dtype import get_default_dtype
+
+        device, dtype = "cpu", get_default_dtype()
     try:
         dt = to_dtype(dtype)
     except TypeError:
-        raise ValueError(f"invalid type: '{dtype}'") from None
+        name = getattr(dtype, "__name__", dtype)
+        raise ValueError(f"invalid type: '{name}'") from None
     if device is not None and self.device.type != device:
         return self.to(device=device, dtype=dt)
     return self if dt is self.dtype else self.to(dt)

@@ -194,6 +194,18 @@ def _index_error(err: IndexError, input, idx) -> IndexError:
     msg = str(err)
     if "is out of bounds for axis" in msg:
         return IndexError(msg.replace("for axis", "for dimension"))
+    if msg.startswith("too many indices for array"):
+        ndim = input._data.ndim
+        first = idx[0] if isinstance(idx, tuple) and idx else idx
+        if ndim == 0 and isinstance(first, (int, np.integer)) and not isinstance(first, bool):
+            # old programs' `loss.data[0]`: PyTorch's hint at .item() is what the user needs
+            return IndexError(
+                "invalid index of a 0-dim tensor. Use `tensor.item()` in Python or "
+                "`tensor.item<T>()` in C++ to convert a 0-dim tensor to a number"
+            )
+        if ndim == 0 and isinstance(first, slice):
+            return IndexError("slice() cannot be applied to a 0-dim tensor.")
+        return IndexError(f"too many indices for tensor of dimension {ndim}")
     mask = idx[0] if isinstance(idx, tuple) and len(idx) == 1 else idx
     if "boolean index did not match" in msg and getattr(mask, "dtype", None) == np.bool_:
         shape = input._data.shape
