@@ -41,6 +41,7 @@ __all__ = [
     "set_grad_destination",
     "use_grad_destinations",
     "queue_engine_callback",
+    "in_backward",
     "run_post_accumulate_grad_hooks",
     "functional_override",
 ]
@@ -99,6 +100,13 @@ def queue_engine_callback(callback: Callable[[], None]) -> None:
     if not callable(callback):
         raise TypeError(f"queue_engine_callback: expected a callable, got {callback!r}")
     _engine.queue_callback(callback)
+
+
+def in_backward() -> bool:
+    """Whether the autograd engine is running a backward pass now (PyTorch:
+    ``torch._C._current_graph_task_id() != -1``); observers use it to tell a forward rerun
+    inside backward (activation checkpointing) from a real forward."""
+    return _engine._depth[0] > 0
 
 
 def run_post_accumulate_grad_hooks(param: Tensor) -> None:

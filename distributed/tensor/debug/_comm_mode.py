@@ -67,9 +67,9 @@ class _CommModeModuleTracker:
 
     @property
     def is_bw(self) -> bool:
-        from ember.autograd import engine
+        from ember._interop import in_backward
 
-        return engine._depth[0] > 0
+        return in_backward()
 
     def _mod_name(self, mod) -> str:
         name = self._names.get(mod)
