@@ -248,3 +248,15 @@ def test_set_logs_prints_graph_and_output_code(capsys):
     ember.compiler.reset()
     fn(ember.ones(2, 2), ember.zeros(2, 2))  # logs off again: nothing printed
     assert capsys.readouterr().err == ""
+
+
+def test_higher_order_ops_names_survive_importing_their_submodules():
+    """``import ember._higher_order_ops.cond`` after the package must not replace the package's
+    ``cond`` function with the submodule (the CI order imported every module first)."""
+    import importlib
+
+    import ember._higher_order_ops as hop
+
+    for name in ("cond", "while_loop", "map", "scan", "associative_scan"):
+        importlib.import_module(f"ember._higher_order_ops.{name}")
+        assert callable(getattr(hop, name)), name

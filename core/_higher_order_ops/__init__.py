@@ -5,10 +5,13 @@
 ``ember.compile`` (which unrolls them for the shapes it sees) and ``vmap`` go through them.
 """
 
-from ember._higher_order import cond, while_loop
-
+# Every name is bound from its own submodule, so that the submodules are imported here: a
+# submodule imported later (``import ember._higher_order_ops.cond``, as tests/test_imports.py
+# does) would otherwise replace the package's ``cond`` function with the module.
 from .associative_scan import associative_scan
+from .cond import cond
 from .map import map  # noqa: A004 -- torch's name
 from .scan import scan
+from .while_loop import while_loop
 
 __all__ = ["associative_scan", "cond", "map", "scan", "while_loop"]
