@@ -179,15 +179,13 @@ def matmul(a, b, out=None):
     otherwise, so any array module's arrays may be passed. A 2-D ``out`` needs unit stride
     along its rows only (a block of a larger array serves); a 3-D one must be C-contiguous.
     """
-    if (
-        _enabled is False
-        or type(a) is not np.ndarray
-        or type(b) is not np.ndarray
-        or a.ndim < 2
-        or b.ndim < 2
-        or a.dtype != b.dtype
-        or a.dtype.char not in "fd"
-    ):
+    if _enabled is False or type(a) is not np.ndarray or type(b) is not np.ndarray:
+        return _fallback(a, b, out)
+    if b.ndim < 2 or a.size * b.shape[-1] < MIN_FLOPS:
+        # small products first, at the cost of one multiply: they are most calls of a small
+        # model, and NumPy's call is as cheap as MKL's would be
+        return a @ b if out is None else np.matmul(a, b, out=out)
+    if a.ndim < 2 or a.dtype != b.dtype or a.dtype.char not in "fd":
         return _fallback(a, b, out)
     if a.ndim > 3 or b.ndim > 3:  # (B, H, m, k) @ (B, H, k, n): one stack when views allow
         return _matmul_nd(a, b, out)

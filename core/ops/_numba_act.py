@@ -63,10 +63,6 @@ def fexp(v):  # pragma: no cover - replaced by the overload inside compiled code
     return math.exp(v)
 
 
-def phi(v):  # pragma: no cover - the standard normal CDF, replaced by the overload
-    return 0.5 * math.erfc(-v * _SQRT1_2)
-
-
 def phi_e(v, e):  # pragma: no cover - Phi(v) given e = exp(-v^2 / 2), replaced by the overload
     return 0.5 * math.erfc(-v * _SQRT1_2)
 
@@ -99,19 +95,9 @@ if AVAILABLE:
         s2 = np.int32((n2 + np.int32(127)) << np.int32(23)).view(np.float32)
         return p1 * s2
 
-    def _phi32(v):  # pragma: no cover - compiled
-        z = abs(v) * f32(_SQRT1_2)
-        t = f32(1.0) / (f32(1.0) + f32(_AS_P) * z)
-        p = f32(_AS[0])
-        p = p * t + f32(_AS[1])
-        p = p * t + f32(_AS[2])
-        p = p * t + f32(_AS[3])
-        p = p * t + f32(_AS[4])
-        q = f32(0.5) * t * p * fexp(-z * z)  # Phi(-|v|)
-        return f32(1.0) - q if v > f32(0.0) else q
-
     def _phi_e32(v, e):  # pragma: no cover - compiled
-        # _phi32 with exp(-z^2) = exp(-v^2 / 2) given: GELU's derivative needs that exp too
+        # the standard normal CDF (Abramowitz-Stegun erfc) with exp(-v^2 / 2) given: GELU's
+        # output and derivative share that one exp (both kernels, so they agree bitwise)
         z = abs(v) * f32(_SQRT1_2)
         t = f32(1.0) / (f32(1.0) + f32(_AS_P) * z)
         p = f32(_AS[0])
@@ -133,12 +119,6 @@ if AVAILABLE:
         if isinstance(v, types.Float) and v.bitwidth == 32:
             return _exp32
         return lambda v: math.exp(v)
-
-    @overload(phi, jit_options={"fastmath": _FLAGS, "error_model": "numpy"})
-    def _phi_ol(v):
-        if isinstance(v, types.Float) and v.bitwidth == 32:
-            return _phi32
-        return lambda v: 0.5 * math.erfc(-v * _SQRT1_2)
 
 
 # ---- elementwise: flat contiguous arrays ------------------------------------------------

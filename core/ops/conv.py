@@ -17,7 +17,8 @@ convolution with the flipped kernel instead of GEMM + col2im (unless g has fewer
 output channels). At one BLAS thread a large column matrix with a small weight is made and used
 block by block (``conv_blocked``); 1x1 stride-1 convolutions are per-sample GEMMs, no columns.
 
-Three Functions close over each other so that double backward works: ``Conv`` (y = x * w + b),
+Three Functions (in ``conv_functions``, re-exported here) close over each other so that double
+backward works: ``Conv`` (y = x * w + b),
 ``ConvTranspose`` (its input gradient, plus a bias) and ``ConvWeightGrad`` (its weight gradient);
 the backward of each is made of the other two.
 """
@@ -28,12 +29,10 @@ import math
 
 import numpy as np
 
-from ..autograd.function import Function
 from ..backend import mkl_gemm as _mkl
 from ..backend.mkl_gemm import addmm_, matmul_into
 from ..backend.mkl_gemm import matmul as mm
 from ..backend.threads import num_threads
-from ._lowp import float32_compute
 from .conv_blocked import blocked_forward, blocked_weight_grad, use_blocked
 from .conv_cl import conv_forward_cl, im2col_cl, use_channels_last, weight_grad_cl
 from .conv_depthwise import (
@@ -340,161 +339,13 @@ def _bias_grad(xp, g):
     return xp.matmul(g3, xp.ones(g3.shape[2], dtype=g.dtype)).sum(axis=0)
 
 
-# ---- Functions -----------------------------------------------------------------------------
-@float32_compute
-class Conv(Function):
-    """y = conv(x, w) + b over N spatial dims."""
-
-    @staticmethod
-    def forward(ctx, x, w, b, geom):
-        ctx.geom = geom
-        y, cols = conv_forward(ctx.xp, x, w, b, geom)
-        # The columns are the weight gradient's operand; keep them only when it is needed.
-        ctx.cols = cols if ctx.needs_input_grad[1] else None
-        ctx.save_for_backward(x, w)
-        return y
-
-    @staticmethod
-    def backward(ctx, grad):
-        x, w = ctx.saved_tensors
-        geom, need = ctx.geom, ctx.needs_input_grad
-        gx = gw = gb = None
-        if ctx._tensor_mode:
-            if need[0]:
-                gx = ConvTranspose.apply(grad, w, None, geom)
-            if need[1]:
-                gw = ConvWeightGrad.apply(x, grad, tuple(w.shape), geom)
-        else:
-            xp, cols = ctx.xp, ctx.cols
-            if grad.dtype.kind == "c":  # the conjugate Wirtinger gradient, as PyTorch
-                x, w = _conj(x), _conj(w)
-                cols = _conj(cols)
-            # (N, O, *out) -> (G, O/g, N * L) once for both GEMM paths that read it; the
-            # depthwise, direct input-gradient and blocked weight-gradient paths do not
-            g_cf = None
-            if (
-                not is_depthwise(w.shape, geom)
-                and not _pointwise(geom)
-                and (
-                    (need[0] and _direct_transpose_geom(w.shape, geom, grad.shape[0]) is None)
-                    or (need[1] and (cols is not None or not use_blocked(xp, x, w.shape, geom)))
-                )
-            ):
-                g_cf = _channels_first(xp, grad, geom.groups)
-            if need[0]:
-                gx = conv_input_grad(xp, grad, w, geom, g_cf)
-            if need[1]:
-                gw = conv_weight_grad(xp, x, grad, w.shape, geom, cols, g_cf)
-                ctx.cols = None
-        if need[2]:
-            gb = _bias_grad(ctx.xp, grad)
-        return gx, gw, gb, None
-
-
-def _conj(a):
-    return a.conj() if a is not None else None
-
-
-@float32_compute
-class ConvTranspose(Function):
-    """y = conv_transpose(x, w) + b: the input gradient of ``Conv`` with w, as an op."""
-
-    @staticmethod
-    def forward(ctx, x, w, b, geom):
-        ctx.geom = geom
-        ctx.save_for_backward(x, w)
-        y = conv_input_grad(ctx.xp, x, w, geom)
-        if b is not None:
-            y += b.reshape((-1,) + (1,) * len(geom.kernel))
-        return y
-
-    @staticmethod
-    def backward(ctx, grad):
-        x, w = ctx.saved_tensors
-        geom, need = ctx.geom, ctx.needs_input_grad
-        gx = gw = gb = None
-        if ctx._tensor_mode:
-            if need[0]:
-                gx = Conv.apply(grad, w, None, geom)
-            if need[1]:
-                gw = ConvWeightGrad.apply(grad, x, tuple(w.shape), geom)
-        else:
-            xp, cols = ctx.xp, None
-            if grad.dtype.kind == "c":
-                x, w = _conj(x), _conj(w)
-            if need[0]:
-                gx, cols = conv_forward(xp, grad, w, None, geom)
-            if need[1]:
-                gw = conv_weight_grad(xp, grad, x, w.shape, geom, cols)
-        if need[2]:
-            gb = _bias_grad(ctx.xp, grad)
-        return gx, gw, gb, None
-
-
-@float32_compute
-class ConvWeightGrad(Function):
-    """gw = d conv(x, w) / dw applied to g, as an op (so the weight gradient has a backward)."""
-
-    @staticmethod
-    def forward(ctx, x, g, w_shape, geom):
-        ctx.geom = geom
-        ctx.save_for_backward(x, g)
-        return conv_weight_grad(ctx.xp, x, g, w_shape, geom)
-
-    @staticmethod
-    def backward(ctx, grad):
-        x, g = ctx.saved_tensors
-        geom, need = ctx.geom, ctx.needs_input_grad
-        gx = gg = None
-        if ctx._tensor_mode:
-            if need[0]:
-                gx = ConvTranspose.apply(g, grad, None, geom)
-            if need[1]:
-                gg = Conv.apply(x, grad, None, geom)
-        else:
-            if grad.dtype.kind == "c":
-                x, g = _conj(x), _conj(g)
-            if need[0]:
-                gx = conv_input_grad(ctx.xp, g, grad, geom)
-            if need[1]:
-                gg = conv_forward(ctx.xp, x, grad, None, geom)[0]
-        return gx, gg, None, None
-
-
-# ---- unfold / fold (im2col / col2im as ops) ------------------------------------------------
-def unfold_forward(xp, x, geom: ConvGeom):
-    """(N, C, *S) -> (N, C * prod(kernel), L), PyTorch's ``F.unfold``."""
-    cols = im2col(xp, x, geom, batched=True)
-    return cols.reshape(x.shape[0], cols.shape[2], -1)
-
-
-def fold_forward(xp, cols, geom: ConvGeom):
-    """(N, C * prod(kernel), L) -> (N, C, *S) summing overlaps, PyTorch's ``F.fold``."""
-    n, rows = cols.shape[0], cols.shape[1]
-    return col2im(xp, cols.transpose(1, 0, 2), n, rows // math.prod(geom.kernel), geom)
-
-
-class Unfold(Function):
-    @staticmethod
-    def forward(ctx, x, geom):
-        ctx.geom = geom
-        return unfold_forward(ctx.xp, x, geom)
-
-    @staticmethod
-    def backward(ctx, grad):
-        if ctx._tensor_mode:
-            return Fold.apply(grad, ctx.geom), None
-        return fold_forward(ctx.xp, grad, ctx.geom), None
-
-
-class Fold(Function):
-    @staticmethod
-    def forward(ctx, cols, geom):
-        ctx.geom = geom
-        return fold_forward(ctx.xp, cols, geom)
-
-    @staticmethod
-    def backward(ctx, grad):
-        if ctx._tensor_mode:
-            return Unfold.apply(grad, ctx.geom), None
-        return unfold_forward(ctx.xp, grad, ctx.geom), None
+# The autograd Functions live in conv_functions (imported last: they call the kernels above)
+from .conv_functions import (  # noqa: E402, F401
+    Conv,
+    ConvTranspose,
+    ConvWeightGrad,
+    Fold,
+    Unfold,
+    fold_forward,
+    unfold_forward,
+)

@@ -1,0 +1,186 @@
+"""The convolution Functions (autograd): ``Conv``, ``ConvTranspose``, ``ConvWeightGrad`` (which
+close over each other so that double backward works) and ``Unfold`` / ``Fold``. The kernels
+they call -- layouts, GEMM orientations, the blocked and direct paths -- are in ``conv``, which
+re-exports these names.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ..autograd.function import Function
+from ._lowp import float32_compute
+from .conv import (
+    ConvGeom,
+    _bias_grad,
+    _channels_first,
+    _direct_transpose_geom,
+    _pointwise,
+    col2im,
+    conv_forward,
+    conv_input_grad,
+    conv_weight_grad,
+    im2col,
+)
+from .conv_blocked import use_blocked
+from .conv_depthwise import is_depthwise
+
+
+# ---- Functions -----------------------------------------------------------------------------
+@float32_compute
+class Conv(Function):
+    """y = conv(x, w) + b over N spatial dims."""
+
+    @staticmethod
+    def forward(ctx, x, w, b, geom):
+        ctx.geom = geom
+        y, cols = conv_forward(ctx.xp, x, w, b, geom)
+        # The columns are the weight gradient's operand; keep them only when it is needed.
+        ctx.cols = cols if ctx.needs_input_grad[1] else None
+        ctx.save_for_backward(x, w)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, w = ctx.saved_tensors
+        geom, need = ctx.geom, ctx.needs_input_grad
+        gx = gw = gb = None
+        if ctx._tensor_mode:
+            if need[0]:
+                gx = ConvTranspose.apply(grad, w, None, geom)
+            if need[1]:
+                gw = ConvWeightGrad.apply(x, grad, tuple(w.shape), geom)
+        else:
+            xp, cols = ctx.xp, ctx.cols
+            if grad.dtype.kind == "c":  # the conjugate Wirtinger gradient, as PyTorch
+                x, w = _conj(x), _conj(w)
+                cols = _conj(cols)
+            # (N, O, *out) -> (G, O/g, N * L) once for both GEMM paths that read it; the
+            # depthwise, direct input-gradient and blocked weight-gradient paths do not
+            g_cf = None
+            if (
+                not is_depthwise(w.shape, geom)
+                and not _pointwise(geom)
+                and (
+                    (need[0] and _direct_transpose_geom(w.shape, geom, grad.shape[0]) is None)
+                    or (need[1] and (cols is not None or not use_blocked(xp, x, w.shape, geom)))
+                )
+            ):
+                g_cf = _channels_first(xp, grad, geom.groups)
+            if need[0]:
+                gx = conv_input_grad(xp, grad, w, geom, g_cf)
+            if need[1]:
+                gw = conv_weight_grad(xp, x, grad, w.shape, geom, cols, g_cf)
+                ctx.cols = None
+        if need[2]:
+            gb = _bias_grad(ctx.xp, grad)
+        return gx, gw, gb, None
+
+
+def _conj(a):
+    return a.conj() if a is not None else None
+
+
+@float32_compute
+class ConvTranspose(Function):
+    """y = conv_transpose(x, w) + b: the input gradient of ``Conv`` with w, as an op."""
+
+    @staticmethod
+    def forward(ctx, x, w, b, geom):
+        ctx.geom = geom
+        ctx.save_for_backward(x, w)
+        y = conv_input_grad(ctx.xp, x, w, geom)
+        if b is not None:
+            y += b.reshape((-1,) + (1,) * len(geom.kernel))
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, w = ctx.saved_tensors
+        geom, need = ctx.geom, ctx.needs_input_grad
+        gx = gw = gb = None
+        if ctx._tensor_mode:
+            if need[0]:
+                gx = Conv.apply(grad, w, None, geom)
+            if need[1]:
+                gw = ConvWeightGrad.apply(grad, x, tuple(w.shape), geom)
+        else:
+            xp, cols = ctx.xp, None
+            if grad.dtype.kind == "c":
+                x, w = _conj(x), _conj(w)
+            if need[0]:
+                gx, cols = conv_forward(xp, grad, w, None, geom)
+            if need[1]:
+                gw = conv_weight_grad(xp, grad, x, w.shape, geom, cols)
+        if need[2]:
+            gb = _bias_grad(ctx.xp, grad)
+        return gx, gw, gb, None
+
+
+@float32_compute
+class ConvWeightGrad(Function):
+    """gw = d conv(x, w) / dw applied to g, as an op (so the weight gradient has a backward)."""
+
+    @staticmethod
+    def forward(ctx, x, g, w_shape, geom):
+        ctx.geom = geom
+        ctx.save_for_backward(x, g)
+        return conv_weight_grad(ctx.xp, x, g, w_shape, geom)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, g = ctx.saved_tensors
+        geom, need = ctx.geom, ctx.needs_input_grad
+        gx = gg = None
+        if ctx._tensor_mode:
+            if need[0]:
+                gx = ConvTranspose.apply(g, grad, None, geom)
+            if need[1]:
+                gg = Conv.apply(x, grad, None, geom)
+        else:
+            if grad.dtype.kind == "c":
+                x, g = _conj(x), _conj(g)
+            if need[0]:
+                gx = conv_input_grad(ctx.xp, g, grad, geom)
+            if need[1]:
+                gg = conv_forward(ctx.xp, x, grad, None, geom)[0]
+        return gx, gg, None, None
+
+
+# ---- unfold / fold (im2col / col2im as ops) ------------------------------------------------
+def unfold_forward(xp, x, geom: ConvGeom):
+    """(N, C, *S) -> (N, C * prod(kernel), L), PyTorch's ``F.unfold``."""
+    cols = im2col(xp, x, geom, batched=True)
+    return cols.reshape(x.shape[0], cols.shape[2], -1)
+
+
+def fold_forward(xp, cols, geom: ConvGeom):
+    """(N, C * prod(kernel), L) -> (N, C, *S) summing overlaps, PyTorch's ``F.fold``."""
+    n, rows = cols.shape[0], cols.shape[1]
+    return col2im(xp, cols.transpose(1, 0, 2), n, rows // math.prod(geom.kernel), geom)
+
+
+class Unfold(Function):
+    @staticmethod
+    def forward(ctx, x, geom):
+        ctx.geom = geom
+        return unfold_forward(ctx.xp, x, geom)
+
+    @staticmethod
+    def backward(ctx, grad):
+        if ctx._tensor_mode:
+            return Fold.apply(grad, ctx.geom), None
+        return fold_forward(ctx.xp, grad, ctx.geom), None
+
+
+class Fold(Function):
+    @staticmethod
+    def forward(ctx, cols, geom):
+        ctx.geom = geom
+        return fold_forward(ctx.xp, cols, geom)
+
+    @staticmethod
+    def backward(ctx, grad):
+        if ctx._tensor_mode:
+            return Unfold.apply(grad, ctx.geom), None
+        return unfold_forward(ctx.xp, grad, ctx.geom), None
