@@ -63,6 +63,10 @@ def fexp(v):  # pragma: no cover - replaced by the overload inside compiled code
     return math.exp(v)
 
 
+def recip1p(e):  # pragma: no cover - 1 / (1 + e), replaced by the overload in compiled code
+    return 1.0 / (1.0 + e)
+
+
 def phi_e(v, e):  # pragma: no cover - Phi(v) given e = exp(-v^2 / 2), replaced by the overload
     return 0.5 * math.erfc(-v * _SQRT1_2)
 
@@ -108,11 +112,21 @@ if AVAILABLE:
         q = f32(0.5) * t * p * e
         return f32(1.0) - q if v > f32(0.0) else q
 
-    @overload(phi_e, jit_options={"fastmath": _FLAGS, "error_model": "numpy"})
+    # No ``reassoc`` inside Phi: the output-only kernel could otherwise regroup ``v * Phi``
+    # across its factors (it did, for results near the subnormal range) where the
+    # output+derivative kernel, which also uses ``e`` elsewhere, does not.
+    @overload(phi_e, jit_options={"fastmath": _FLAGS - {"reassoc"}, "error_model": "numpy"})
     def _phi_e_ol(v, e):
         if isinstance(v, types.Float) and v.bitwidth == 32:
             return _phi_e32
         return lambda v, e: 0.5 * math.erfc(-v * _SQRT1_2)
+
+    # Without ``arcp``/``reassoc`` on this division, LLVM cannot fold ``v * (1 / (1 + e))`` into
+    # ``v / (1 + e)`` in the output-only kernels (where the reciprocal has one use) while the
+    # output+derivative kernels keep it: both kernels then give the same bits.
+    @overload(recip1p, jit_options={"fastmath": {"contract", "nsz", "afn"}, "error_model": "numpy"})
+    def _recip1p_ol(e):
+        return lambda e: type(e)(1.0) / (type(e)(1.0) + e)
 
     @overload(fexp, jit_options={"fastmath": _FLAGS, "error_model": "numpy"})
     def _fexp_ol(v):
@@ -154,11 +168,15 @@ def gelu_forward_der(x, out, der, k):  # pragma: no cover
 
 @_jit
 def gelu_tanh_forward(x, out, k):  # pragma: no cover
-    one, two, c, a = k[2], k[3], k[4], k[5]
+    two, c, a = k[3], k[4], k[5]
     for i in range(x.size):
         v = x[i]
-        # (1 + tanh u) / 2 = 1 / (1 + exp(-2u)), so GELU = v / (1 + exp(-2u))
-        out[i] = v / (one + fexp(-two * c * (v + a * v * v * v)))
+        v2 = v * v
+        # (1 + tanh u) / 2 = 1 / (1 + exp(-2u)), so GELU = v s. The expression is
+        # gelu_tanh_forward_der's, step for step, so both give the same bits (a checkpointed
+        # region recomputes the activation without grad and must match).
+        s = recip1p(fexp(-two * c * (v + a * v2 * v)))
+        out[i] = v * s
 
 
 @_jit
@@ -168,7 +186,7 @@ def gelu_tanh_forward_der(x, out, der, k):  # pragma: no cover
     for i in range(x.size):
         v = x[i]
         v2 = v * v
-        s = one / (one + fexp(-two * c * (v + a * v2 * v)))  # (1 + tanh u) / 2
+        s = recip1p(fexp(-two * c * (v + a * v2 * v)))  # (1 + tanh u) / 2
         out[i] = v * s
         # d/dv [v s] = s + 2 v s (1 - s) u'   ((1 - tanh^2 u) / 2 = 2 s (1 - s))
         der[i] = s + two * v * s * (one - s) * c * (one + a3 * v2)
@@ -176,10 +194,10 @@ def gelu_tanh_forward_der(x, out, der, k):  # pragma: no cover
 
 @_jit
 def silu_forward(x, out, k):  # pragma: no cover
-    one = k[2]
     for i in range(x.size):
         v = x[i]
-        out[i] = v / (one + fexp(-v))
+        s = recip1p(fexp(-v))  # as silu_forward_der computes it: the same bits
+        out[i] = v * s
 
 
 @_jit
@@ -187,7 +205,7 @@ def silu_forward_der(x, out, der, k):  # pragma: no cover
     one = k[2]
     for i in range(x.size):
         v = x[i]
-        s = one / (one + fexp(-v))
+        s = recip1p(fexp(-v))
         out[i] = v * s
         der[i] = s * (one + v * (one - s))
 
