@@ -4,6 +4,23 @@ programs save to / load from the safe archive of ember.export (docs/export.md)."
 
 from . import _script  # noqa: E402,I001  (registers what scripted graphs call as safe to load)
 from ._decorators import export, ignore, is_scripting, is_tracing, unused
+from ._eager_api import (
+    Attribute,
+    Error,
+    Final,
+    Future,
+    ScriptWarning,
+    annotate,
+    fork,
+    fuser,
+    interface,
+    isinstance,
+    optimized_execution,
+    script_if_tracing,
+    set_fusion_strategy,
+    strict_fusion,
+    wait,
+)
 from ._freeze import freeze, optimize_for_inference
 from ._script_module import (
     RecursiveScriptModule,
@@ -15,26 +32,41 @@ from ._serialization import load, save
 from ._trace import TracerWarning, TracingCheckError, trace, trace_module
 
 __all__ = [
+    "Attribute",
+    "Error",
+    "Final",
+    "Future",
     "RecursiveScriptModule",
+    "ScriptWarning",
     "ScriptFunction",
     "ScriptModule",
     "TopLevelTracedModule",
     "TracerWarning",
     "TracingCheckError",
+    "annotate",
     "enable_onednn_fusion",
     "export",
+    "fork",
     "freeze",
+    "fuser",
     "ignore",
+    "interface",
     "is_scripting",
     "is_tracing",
+    "isinstance",
     "load",
     "onednn_fusion_enabled",
     "optimize_for_inference",
+    "optimized_execution",
     "save",
     "script",
+    "script_if_tracing",
+    "set_fusion_strategy",
+    "strict_fusion",
     "trace",
     "trace_module",
     "unused",
+    "wait",
 ]
 
 
