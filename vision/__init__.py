@@ -1,5 +1,5 @@
-"""``ember.vision``: torchvision's API on ember — ``transforms``, ``datasets``, ``models`` and
-``tv_tensors``, ``io``.
+"""``ember.vision``: torchvision's API on ember — ``transforms``, ``datasets``, ``models``, ``ops``
+and ``tv_tensors``, ``io``.
 
 Images are PIL images (Pillow, the ``vision`` extra) or ember tensors ``(..., C, H, W)``.
 See ``docs/vision.md``.
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 
-__all__ = ["transforms", "datasets", "models", "tv_tensors", "utils", "io"]
+__all__ = ["transforms", "datasets", "models", "ops", "tv_tensors", "utils", "io"]
 
 
 def __getattr__(name: str):

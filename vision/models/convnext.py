@@ -10,6 +10,7 @@ import ember
 from ember import nn
 from ember.tensor import Tensor
 
+from ..ops.misc import Permute
 from ._api import (
     Weights,
     WeightsEnum,
@@ -30,15 +31,6 @@ class LayerNorm2d(nn.LayerNorm):
         x = x.permute(0, 2, 3, 1)
         x = nn.functional.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
         return x.permute(0, 3, 1, 2)
-
-
-class Permute(nn.Module):
-    def __init__(self, dims: list[int]) -> None:
-        super().__init__()
-        self.dims = dims
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x.permute(*self.dims)
 
 
 class CNBlock(nn.Module):

@@ -1,0 +1,51 @@
+"""Checks and conversions the RoI operators share."""
+
+from __future__ import annotations
+
+import ember
+from ember import Tensor
+
+__all__ = ["check_roi_boxes_shape", "convert_boxes_to_roi_format", "pair"]
+
+
+def pair(size) -> tuple[int, int]:
+    """``output_size`` as ``(height, width)``."""
+    if isinstance(size, int):
+        return size, size
+    size = tuple(size)
+    if len(size) == 1:
+        return size[0], size[0]
+    if len(size) != 2:
+        raise ValueError(f"output_size must be an int or a pair of ints, got {size}")
+    return int(size[0]), int(size[1])
+
+
+def check_roi_boxes_shape(boxes) -> None:
+    """Boxes are a ``(K, 5)`` tensor of ``(batch_index, x1, y1, x2, y2)`` rows or a list of
+    ``(L, 4)`` tensors, one per image."""
+    if isinstance(boxes, (list, tuple)):
+        for b in boxes:
+            if not isinstance(b, Tensor) or b.dim() != 2 or b.shape[1] != 4:
+                shape = tuple(b.shape) if isinstance(b, Tensor) else type(b).__name__
+                raise ValueError(
+                    f"each element of a list of boxes must be a (L, 4) tensor, got {shape}"
+                )
+    elif isinstance(boxes, Tensor):
+        if boxes.dim() != 2 or boxes.shape[1] != 5:
+            raise ValueError(
+                f"boxes given as one tensor must have shape (K, 5) (batch index, x1, y1, x2, "
+                f"y2), got {tuple(boxes.shape)}"
+            )
+    else:
+        raise TypeError(f"boxes must be a Tensor or a list of Tensors, got {type(boxes).__name__}")
+
+
+def convert_boxes_to_roi_format(boxes: list[Tensor]) -> Tensor:
+    """A list of per-image ``(L, 4)`` boxes as one ``(K, 5)`` tensor with the image index."""
+    cat = ember.cat(list(boxes), dim=0)
+    idx = ember.cat(
+        [ember.full((b.shape[0], 1), i, dtype=cat.dtype, device=cat.device) for i, b in
+         enumerate(boxes)],
+        dim=0,
+    )  # fmt: skip
+    return ember.cat([idx, cat], dim=1)
