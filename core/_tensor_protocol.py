@@ -237,6 +237,16 @@ def _pin_memory(self: Tensor, device=None) -> Tensor:
     return out  # pragma: no cover
 
 
+def _record_stream(self: Tensor, stream) -> None:
+    """Mark this CUDA tensor as used by ``stream``: its memory is not reused before the work
+    queued there so far has finished (prefetching on a side stream, then reading on another)."""
+    if self.device.type != "cuda":
+        raise RuntimeError(f"record_stream expects a CUDA tensor, got one on {self.device}")
+    from .cuda.streams import _hold_until_done  # pragma: no cover - GPU
+
+    _hold_until_done(stream, self._data)  # pragma: no cover - GPU
+
+
 def _is_shared(self: Tensor) -> bool:
     """True when the data lives in a shared (``share_memory_``) mapping."""
     base = self._data
@@ -341,6 +351,7 @@ METHODS = {
     "is_distributed": is_distributed,
     "is_pinned": _is_pinned,
     "pin_memory": _pin_memory,
+    "record_stream": _record_stream,
     "is_shared": _is_shared,
     "share_memory_": _share_memory_,
     "type": _type,

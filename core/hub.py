@@ -34,7 +34,11 @@ __all__ = [
 ]
 
 _hub_dir: str | None = None
-_HASH_RE = re.compile(r"-([a-f0-9]*)\.")
+# the SHA-256 prefix in a checkpoint's file name (``resnet18-f37072fd.pth``); torch's public
+# name, which libraries (timm) import with ``urlparse`` from this module
+HASH_REGEX = re.compile(r"-([a-f0-9]*)\.")
+urlparse = urllib.parse.urlparse
+urlopen = urllib.request.urlopen
 
 
 def get_dir() -> str:
@@ -123,13 +127,13 @@ def load_state_dict_from_url(
     if model_dir is None:
         model_dir = os.path.join(get_dir(), "checkpoints")
     os.makedirs(model_dir, exist_ok=True)
-    filename = file_name or os.path.basename(urllib.parse.urlparse(url).path)
+    filename = file_name or os.path.basename(urlparse(url).path)
     if not filename:
         raise ValueError(f"cannot derive a file name from {url!r}; pass file_name=")
     cached = os.path.join(model_dir, filename)
     hash_prefix = None
     if check_hash:
-        m = _HASH_RE.search(filename)
+        m = HASH_REGEX.search(filename)
         if m is None or not m.group(1):
             raise ValueError(
                 f"check_hash=True needs a file name with a hash suffix like "

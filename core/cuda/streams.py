@@ -153,6 +153,21 @@ def set_stream(stream: Stream | None) -> None:
     stream._cp.use()  # pragma: no cover - GPU
 
 
+_held: list = []  # (event, array) pairs that Tensor.record_stream keeps referenced
+
+
+def _hold_until_done(stream: Stream, array) -> None:
+    """Keep ``array`` referenced until the work queued on ``stream`` so far has finished, so
+    its memory cannot return to CuPy's pool (and be handed out again) while ``stream`` still
+    reads it: ``Tensor.record_stream``, used by prefetchers that copy on a side stream."""
+    if not isinstance(stream, Stream):
+        raise TypeError(
+            f"record_stream(): expected an ember.cuda.Stream, got {type(stream).__name__}"
+        )
+    _held[:] = [(e, a) for e, a in _held if not e.query()]  # pragma: no cover - GPU
+    _held.append((stream.record_event(), array))  # pragma: no cover - GPU
+
+
 class StreamContext:
     """Run the block with ``stream`` current (``None``: a no-op, also without CUDA)."""
 

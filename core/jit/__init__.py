@@ -5,6 +5,8 @@ programs save to / load from the safe archive of ember.export (docs/export.md)."
 from . import _script  # noqa: E402,I001  (registers what scripted graphs call as safe to load)
 from ._decorators import export, ignore, is_scripting, is_tracing, unused
 from ._eager_api import (
+    _overload,
+    _overload_method,
     Attribute,
     Error,
     Final,

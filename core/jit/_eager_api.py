@@ -78,6 +78,16 @@ def script_if_tracing(fn: Callable) -> Callable:
     return fn
 
 
+def _overload(func: Callable) -> Callable:
+    """Declare one typed signature of an overloaded function for the script compiler (the
+    undecorated definition after the declarations is the implementation); eagerly the
+    declaration is returned and the later definition replaces it, as in torch."""
+    return func
+
+
+_overload_method = _overload
+
+
 def fork(func: Callable, *args: Any, **kwargs: Any) -> Future:
     """Run ``func(*args, **kwargs)`` and return a completed ``Future`` holding its result (or
     its exception), as ``torch.jit.fork`` does outside a scripted program."""

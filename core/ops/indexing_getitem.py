@@ -108,7 +108,7 @@ class IndexPut(Function):
         if accumulate:
             scatter_add_(ctx.xp, view, idx, v)
         else:
-            view[idx] = v
+            _assign(view, idx, v)
         return out
 
     @staticmethod
@@ -124,6 +124,20 @@ class IndexPut(Function):
         return gx, None, gv, None
 
 
+def _assign(view, idx, v) -> None:
+    """``view[idx] = v``, dropping leading size-1 dims of ``v`` as PyTorch does when the
+    selection has fewer dims (``R[-1, 0] = torch.tensor([x])``; NumPy refuses a 1-element
+    array for a single element)."""
+    try:
+        view[idx] = v
+    except ValueError:
+        shape = getattr(v, "shape", ())
+        lead = next((i for i, n in enumerate(shape) if n != 1), len(shape))
+        if not lead:
+            raise
+        view[idx] = v.reshape(shape[lead:])
+
+
 def _zero_at(ctx, grad, idx):
     """``grad`` with the positions ``idx`` set to zero (differentiable in tensor mode)."""
     if ctx._tensor_mode:
@@ -135,6 +149,8 @@ def _zero_at(ctx, grad, idx):
 
 
 def _sum_to(xp, g, shape):
+    if g.ndim < len(shape):  # v had leading size-1 dims the selection lacks
+        g = g.reshape((1,) * (len(shape) - g.ndim) + tuple(g.shape))
     extra = g.ndim - len(shape)
     g = xp.sum(g, axis=tuple(range(extra))) if extra > 0 else g
     axes = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
@@ -239,7 +255,7 @@ def setitem(input, idx, value) -> None:
         v = value._data if isinstance(value, Tensor) else value
         try:
             view, idx_ = _at(input._data, idx)
-            view[idx_] = v
+            _assign(view, idx_, v)
         except (ValueError, IndexError) as err:
             raise _setitem_error(err, input, idx, value) from None
     input._version_counter[0] += 1
@@ -248,7 +264,8 @@ def setitem(input, idx, value) -> None:
 def _setitem_error(err, input, idx, value):
     if isinstance(err, IndexError):
         return _index_error(err, input, idx)
-    if isinstance(value, Tensor) and "could not broadcast" in str(err):
+    msg = str(err)
+    if isinstance(value, Tensor) and ("could not broadcast" in msg or "with a sequence" in msg):
         from .shape import expand
 
         try:  # PyTorch reports the value expanded to the selection's shape

@@ -78,7 +78,7 @@ def _write_mnist(www, rng):
     return data, resources
 
 
-@pytest.mark.parametrize("base", [datasets.MNIST, datasets.FashionMNIST])
+@pytest.mark.parametrize("base", [datasets.MNIST, datasets.FashionMNIST, datasets.KMNIST])
 def test_mnist_download_from_local_server(tmp_path, server, base):
     data, resources = _write_mnist(server.www, np.random.default_rng(0))
     # First mirror answers 404: the download falls back to the next one.

@@ -3,7 +3,7 @@
 from .cifar import CIFAR10, CIFAR100
 from .fakedata import FakeData
 from .folder import DatasetFolder, ImageFolder
-from .mnist import MNIST, FashionMNIST
+from .mnist import KMNIST, MNIST, FashionMNIST
 from .vision import VisionDataset
 
 __all__ = [
@@ -14,5 +14,6 @@ __all__ = [
     "ImageFolder",
     "MNIST",
     "FashionMNIST",
+    "KMNIST",
     "VisionDataset",
 ]

@@ -2,9 +2,11 @@
 
 Every worker has its own task pipe (main -> worker: which batch to load) and result pipe
 (worker -> main). Batch ``i`` of an epoch goes to the workers round-robin; results may arrive
-out of order and are held until their turn, so batches come out in sampler order. The main
-process waits on the result pipes and on the workers' process sentinels together, so a worker
-that dies is noticed at once instead of hanging the loop.
+out of order and are held until their turn, so batches come out in sampler order (with
+``in_order=False`` each is served as it arrives, and a worker already holding its share of the
+prefetch is passed over). The main process waits on the result pipes and on the workers'
+process sentinels together, so a worker that dies is noticed at once instead of hanging the
+loop.
 """
 
 from __future__ import annotations
@@ -153,6 +155,7 @@ class MultiProcessingDataLoaderIter(_BaseDataLoaderIter):
         self._num_workers = loader.num_workers
         self._prefetch = max(1, loader.prefetch_factor) * loader.num_workers
         self._persistent = loader.persistent_workers
+        self._in_order = loader.in_order
         self._gen = 0  # epoch tag of tasks: results of an abandoned epoch are dropped
         self._pool = _WorkerPool(loader, plan.base_seed)
         self._begin(plan)
@@ -173,6 +176,7 @@ class MultiProcessingDataLoaderIter(_BaseDataLoaderIter):
         self._inbox: deque = deque()
         self._active = [True] * self._num_workers
         self._cycle = itertools.cycle(range(self._num_workers))
+        self._outstanding = [0] * self._num_workers  # tasks sent to each worker, not yet back
         self._send_idx = self._rcvd_idx = 0 if self._iterable else self._skip_indices(plan.skip)
         for _ in range(self._prefetch):
             self._try_put_index()
@@ -191,29 +195,39 @@ class MultiProcessingDataLoaderIter(_BaseDataLoaderIter):
         except OSError:
             self._fail(self._pool.dead_workers_error())
 
+    def _pick_worker(self) -> int | None:
+        """The next live worker round-robin; out of order, one holding its share of the
+        prefetch is passed over, so a slow worker is not handed more work than it can do."""
+        live = sum(self._active)
+        cap = max(1, self._prefetch // live) if live and not self._in_order else None
+        for _ in range(self._num_workers):
+            wid = next(self._cycle)
+            if self._active[wid] and (cap is None or self._outstanding[wid] < cap):
+                return wid
+        return None  # every worker's IterableDataset copy is exhausted (or all are busy)
+
     def _try_put_index(self) -> None:
+        wid = self._pick_worker()
+        if wid is None:
+            return
         try:
             index = self._next_index()
         except StopIteration:
             return
-        for _ in range(self._num_workers):
-            wid = next(self._cycle)
-            if self._active[wid]:
-                break
-        else:
-            return  # every worker's IterableDataset copy is exhausted
         self._send(self._pool.task_conns[wid], (self._gen, self._send_idx, index))
         self._task_info[self._send_idx] = (wid,)
+        self._outstanding[wid] += 1
         self._send_idx += 1
 
     def _next_data(self):
         while True:
             # Skip tasks of workers whose IterableDataset ended: they will never have data.
+            # (With in_order=False a task served early has no entry left.)
             while self._rcvd_idx < self._send_idx:
-                info = self._task_info[self._rcvd_idx]
-                if len(info) == 2 or self._active[info[0]]:
+                info = self._task_info.get(self._rcvd_idx)
+                if info is not None and (len(info) == 2 or self._active[info[0]]):
                     break
-                del self._task_info[self._rcvd_idx]
+                self._task_info.pop(self._rcvd_idx, None)
                 self._rcvd_idx += 1
             else:
                 self._end_epoch()
@@ -223,18 +237,20 @@ class MultiProcessingDataLoaderIter(_BaseDataLoaderIter):
                 del self._task_info[self._rcvd_idx]
                 return self._process(info[1])
             idx, data = self._get_data()
+            self._outstanding[self._task_info[idx][0]] -= 1
             if isinstance(data, _worker.IterableDatasetStopIteration):
                 self._active[data.worker_id] = False
                 self._try_put_index()
                 continue
-            if idx != self._rcvd_idx:
+            if idx != self._rcvd_idx and self._in_order:
                 self._task_info[idx] += (data,)  # early: hold it until its turn
             else:
                 del self._task_info[idx]
-                return self._process(data)
+                return self._process(data, in_turn=idx == self._rcvd_idx)
 
-    def _process(self, data):
-        self._rcvd_idx += 1
+    def _process(self, data, in_turn: bool = True):
+        if in_turn:
+            self._rcvd_idx += 1
         self._try_put_index()
         if isinstance(data, _worker.ExceptionWrapper):
             data.reraise()

@@ -108,6 +108,7 @@ class DataLoader(Generic[T_co]):
         prefetch_factor: int | None = None,
         persistent_workers: bool = False,
         pin_memory_device: str = "",
+        in_order: bool = True,
     ) -> None:
         if num_workers < 0:
             raise ValueError(
@@ -137,6 +138,8 @@ class DataLoader(Generic[T_co]):
         self.timeout = timeout
         self.worker_init_fn = worker_init_fn
         self.multiprocessing_context = multiprocessing_context
+        # False: with workers, a batch is served as soon as any worker delivers it
+        self.in_order = in_order
 
         if isinstance(dataset, IterableDataset):
             self._dataset_kind_iterable = True
