@@ -132,3 +132,34 @@ def test_script_if_tracing_runs_eagerly():
         return x * 2
 
     assert double(ember.ones(1)).tolist() == [2.0]
+
+
+class _Dense(ember.nn.Module):
+    # timm's DenseLayer: typed overload declarations, then the implementation
+    @ember.jit._overload_method  # noqa: F811
+    def forward(self, x: list[ember.Tensor]) -> ember.Tensor:
+        pass
+
+    @ember.jit._overload_method
+    def forward(self, x: ember.Tensor) -> ember.Tensor:  # noqa: F811
+        pass
+
+    def forward(self, x):  # noqa: F811
+        if isinstance(x, ember.Tensor):
+            x = [x]
+        return ember.cat(x, 1)
+
+
+def test_overload_declarations_leave_the_implementation():
+    out = _Dense()([ember.ones(1, 2), ember.zeros(1, 1)])
+    assert out.tolist() == [[1.0, 1.0, 0.0]]
+    assert _Dense()(ember.ones(1, 2)).shape == (1, 2)
+
+
+def test_annotations_module_and_hub_names_libraries_import():
+    from ember.hub import HASH_REGEX, download_url_to_file, urlparse  # noqa: F401
+    from ember.jit.annotations import BroadcastingList2, List, Optional, Tuple  # noqa: F401
+
+    assert HASH_REGEX.search("resnet18-f37072fd.pth").group(1) == "f37072fd"
+    assert urlparse("https://x.org/a/b.pth").path == "/a/b.pth"
+    assert BroadcastingList2[int] == List[int]
