@@ -373,6 +373,7 @@ def __getattr__(name):
         "serialization",
         "compiler",
         "_dynamo",
+        "_export",
         "_compile",
         "_higher_order_ops",
         "_inductor",

@@ -51,42 +51,71 @@ def _special(x) -> str | None:
 def _format(data: np.ndarray, prefix: str = _PREFIX) -> str:
     if data.dtype.kind == "V":  # bfloat16 (ml_dtypes)
         data = data.astype(np.float32)
+    opts = PRINT_OPTIONS
+    summarize = data.size > opts["threshold"]
+    edge = opts["edgeitems"]
+    # as PyTorch, the format (fixed or scientific, the width) follows the values printed only
+    shown = _summarized(data, edge) if summarize else data
     if data.dtype.kind == "f":
-        fmt = _float_formatter(data)
+        fmt = _float_formatter(shown)
     elif data.dtype.kind == "b":
 
         def fmt(x):
             return "True" if x else "False"
     elif data.dtype.kind == "c":
-        p = PRINT_OPTIONS["precision"]
+        # as PyTorch: the real and imaginary parts each get their own float format
+        fr, fi = _float_formatter(shown.real), _float_formatter(shown.imag)
 
         def fmt(x):
-            return f"{x.real:.{p}f}{x.imag:+.{p}f}j"
+            imag = fi(x.imag)
+            return fr(x.real) + ("" if imag[0] in "+-" else "+") + imag + "j"
     else:
         fmt = str
     if data.ndim == 0:
         return fmt(data.item() if data.dtype.kind != "f" else data)
-    flat = data.reshape(-1)
+    flat = shown.reshape(-1)
     if data.dtype.kind == "f":
         # PyTorch sizes the columns by the non-zero finite values only: zeros, inf and nan are
         # padded to that width but never widen it (``[[0., -inf], [0., 0.]]``)
         flat = flat[np.isfinite(flat) & (flat != 0)]
     width = max((len(fmt(x)) for x in flat), default=1 if data.dtype.kind == "f" else 0)
-    opts = PRINT_OPTIONS
-    threshold = opts["threshold"] if data.size > opts["threshold"] else None
 
     def item(x):
         return fmt(x).rjust(width)
 
-    return np.array2string(
-        data,
-        separator=", ",
-        prefix=prefix,
-        formatter={"all": item},
-        threshold=np.inf if threshold is None else threshold,
-        edgeitems=opts["edgeitems"],
-        max_line_width=opts["linewidth"],
-    )
+    return _nested(data, len(prefix), summarize, item, width)
+
+
+def _summarized(data: np.ndarray, edge: int) -> np.ndarray:
+    """The values a summarized print shows: ``edge`` items at each end of every long dim."""
+    for dim, n in enumerate(data.shape):
+        if n > 2 * edge:
+            keep = np.r_[0:edge, n - edge : n]
+            data = np.take(data, keep, axis=dim)
+    return data
+
+
+def _nested(data: np.ndarray, indent: int, summarize: bool, item, width: int) -> str:
+    """PyTorch's layout (``torch/_tensor_str.py``): each innermost row wraps at
+    ``(linewidth - indent) // (width + 2)`` items, closing brackets not counted; rows of a
+    matrix are joined by a comma and a line break, matrices by one blank line more per dim."""
+    edge = PRINT_OPTIONS["edgeitems"]
+    n = data.shape[0]
+    cut = summarize and n > 2 * edge
+    if data.ndim == 1:
+        per_line = max(1, (PRINT_OPTIONS["linewidth"] - indent) // (width + 2))
+        if cut:
+            cells = [item(x) for x in data[:edge]] + [" ..."] + [item(x) for x in data[-edge:]]
+        else:
+            cells = [item(x) for x in data]
+        lines = [", ".join(cells[i : i + per_line]) for i in range(0, len(cells), per_line)]
+        return "[" + (",\n" + " " * (indent + 1)).join(lines) + "]"
+    rows = range(edge) if cut else range(n)
+    parts = [_nested(data[i], indent + 1, summarize, item, width) for i in rows]
+    if cut:
+        parts.append("...")
+        parts += [_nested(data[i], indent + 1, summarize, item, width) for i in range(n - edge, n)]
+    return "[" + ("," + "\n" * (data.ndim - 1) + " " * (indent + 1)).join(parts) + "]"
 
 
 def tensor_repr(t) -> str:
@@ -101,7 +130,9 @@ def tensor_repr(t) -> str:
     extras = []
     if t.device.type != "cpu":
         extras.append(f"device='{t.device}'")
-    default_dtypes = (get_default_dtype().np, np.dtype(np.int64), np.dtype(np.bool_))
+    default_float = get_default_dtype().np
+    default_complex = np.dtype(np.complex128 if default_float == np.float64 else np.complex64)
+    default_dtypes = (default_float, np.dtype(np.int64), np.dtype(np.bool_), default_complex)
     if d.size == 0 and d.dtype in default_dtypes and d.shape != (0,):
         extras.append(f"size={tuple(d.shape)}")
     if d.dtype not in default_dtypes or (d.size == 0 and d.dtype != get_default_dtype().np):
@@ -110,7 +141,21 @@ def tensor_repr(t) -> str:
         extras.append(f"grad_fn=<{t.grad_fn.name()}>")
     elif t.requires_grad:
         extras.append("requires_grad=True")
-    return prefix + body + "".join(", " + e for e in extras) + ")"
+    return _add_suffixes(prefix + body, extras, len(prefix))
+
+
+def _add_suffixes(text: str, suffixes: list[str], indent: int) -> str:
+    """PyTorch's: a suffix that would pass the line width starts a line of its own."""
+    parts = [text]
+    last = len(text) - text.rfind("\n") + 1
+    for suffix in suffixes:
+        if last + len(suffix) + 2 > PRINT_OPTIONS["linewidth"]:
+            parts.append(",\n" + " " * indent + suffix)
+            last = indent + len(suffix)
+        else:
+            parts.append(", " + suffix)
+            last += len(suffix) + 2
+    return "".join(parts) + ")"
 
 
 def _meta_repr(t) -> str:

@@ -87,11 +87,12 @@ def _min(self, dim=None, keepdim=False):
 METHODS = {
     # operators
     "__add__": ops.add,
-    "__radd__": _r(ops.add),
+    # commutative: ``2 * b`` records (b, 2) as torch does, so grad_fn.next_functions[0] is b's
+    "__radd__": ops.add,
     "__sub__": ops.sub,
     "__rsub__": _r(ops.sub),
     "__mul__": ops.mul,
-    "__rmul__": _r(ops.mul),
+    "__rmul__": ops.mul,
     "__truediv__": ops.div,
     "__rtruediv__": _r(ops.div),
     "__floordiv__": ops.floor_divide,

@@ -89,6 +89,7 @@ def test_depthwise_split_across_threads(monkeypatch):
     one = run()
     monkeypatch.setattr(threads, "_cached", 2)
     monkeypatch.setattr(_kernel_split, "_MIN_PER_THREAD", 1)
+    monkeypatch.setattr(conv_depthwise, "MIN_PER_THREAD", 1)  # the depthwise kernels' own
     two = run()
     for a, b in zip(one, two):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)

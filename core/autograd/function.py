@@ -79,6 +79,11 @@ def _meta_forward(forward):
     return lambda ctx, *arrays, **kwargs: run(forward, ctx, arrays, kwargs)
 
 
+def _is_internal(cls) -> bool:
+    """An op of ember's own (as opposed to a user's ``autograd.Function`` subclass)."""
+    return cls.__module__ == "ember" or cls.__module__.startswith("ember.")
+
+
 class Function:
     """Base class for differentiable ops and for user-defined autograd functions.
 
@@ -184,10 +189,13 @@ class Function:
         )
 
     def name(self) -> str:
-        return type(self).__name__ + "Backward0"
+        # torch: its own nodes are ``MulBackward0``; a user's Function is ``LegendreBackward``
+        cls = type(self)
+        return cls.__name__ + ("Backward0" if _is_internal(cls) else "Backward")
 
     def __repr__(self) -> str:
-        return f"<{self.name()} object at {id(self):#x}>"
+        where = "" if _is_internal(type(self)) else "ember.autograd.function."
+        return f"<{where}{self.name()} object at {id(self):#x}>"
 
     def register_prehook(self, hook, output_nr: int = 0):
         hooks = self._pre_hooks

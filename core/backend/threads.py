@@ -7,6 +7,8 @@ larger than the free cores makes small matrix products many times slower.
 
 from __future__ import annotations
 
+import threading
+
 _limiter = None
 _cached: int | None = None  # the pool size last set or read (reading it costs ~1 ms)
 
@@ -34,8 +36,11 @@ def get_num_threads() -> int:
 
 
 def num_threads() -> int:
-    """The BLAS pool size, read once and then tracked through ``set_num_threads`` (cheap)."""
+    """The BLAS pool size, read once and then tracked through ``set_num_threads`` (cheap); 1
+    on a thread that runs one part of a split op (``run_parts``)."""
     global _cached
+    if getattr(_local, "one", False):
+        return 1
     if _cached is None:
         _cached = get_num_threads()
     return _cached
@@ -65,6 +70,35 @@ def thread_pool():
             max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="ember-worker"
         )
     return _pool
+
+
+# Per-thread state: ``one`` is set while a thread runs a part of a split op
+_local = threading.local()
+
+
+def as_one_thread(fn, *args):
+    """``fn(*args)`` with ``num_threads() == 1`` on this thread while it runs."""
+    prev = getattr(_local, "one", False)
+    _local.one = True
+    try:
+        return fn(*args)
+    finally:
+        _local.one = prev
+
+
+def run_parts(fn, bounds) -> list:
+    """``[fn(lo, hi) for lo, hi in consecutive pairs of bounds]``, one pair a thread: the first
+    on the calling thread, the others in ``thread_pool()``. Each part sees ``num_threads() ==
+    1`` for its duration, so that it makes its own choices as at one thread (MKL's sequential
+    GEMM, no nested split into the pool, whose two workers could then wait on each other)."""
+    pool = thread_pool()
+    pairs = list(zip(bounds[:-1], bounds[1:]))
+    futures = [pool.submit(as_one_thread, fn, lo, hi) for lo, hi in pairs[1:]]
+    try:
+        first = as_one_thread(fn, *pairs[0])
+    finally:
+        rest = [f.result() for f in futures]
+    return [first] + rest
 
 
 # An update of several elementwise passes (Adam's is about twelve) runs on pieces this size,

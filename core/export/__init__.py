@@ -2,6 +2,7 @@
 graph with its weights lifted to inputs), with dynamic dimensions, and save it to one safe
 file that loads without the model's class (docs/export.md)."""
 
+from . import _packed_rnn  # noqa: F401  (registers the packed-sequence nodes as loadable)
 from ._export import export
 from ._recorder import ExportError
 from ._serialize import load, save

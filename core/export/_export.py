@@ -33,7 +33,9 @@ def capture(tracer: RecordingTracer, model, args: tuple, kwargs: dict):
         graph, out = tracer.trace_with_inputs(model, args, kwargs)
     graph.eliminate_dead_code()
     root = tracer.root
-    if root is model:  # fx keeps forward-made tensors on the root: keep the model clean
+    if root is model or (  # (or a view sharing its state: recorder._named_forward)
+        hasattr(root, "__dict__") and hasattr(model, "__dict__") and vars(root) is vars(model)
+    ):  # fx keeps forward-made tensors on the root: keep the model clean
         from ember.nn import Module
 
         holder = Module()
@@ -103,9 +105,13 @@ def export(
 
     # user inputs: the tensor placeholders; Python values were baked in
     user_nodes, user_values = [], []
+    all_inputs, baked = [], {}  # every input of forward, and the Python values baked in
     for n in list(graph.nodes):
         if n.op != "placeholder":
             continue
+        all_inputs.append(n.target)
+        if n not in tracer.values and n.target in tracer._example:
+            baked[n.target] = tracer._example[n.target]
         if n in tracer.values:
             user_nodes.append(n)
             user_values.append(tracer.values[n])
@@ -169,7 +175,7 @@ def export(
     graph.lint()
     gm = GraphModule({}, graph, type(mod).__name__)
     guards = InputGuards.build([n.target for n in user_nodes], user_values, dims)
-    return ExportedProgram(
+    ep = ExportedProgram(
         gm,
         ExportGraphSignature(input_specs, output_specs),
         state_dict,
@@ -177,6 +183,8 @@ def export(
         guards,
         (tuple(args), kwargs),
     )
+    ep._baked_inputs = (all_inputs, baked)  # ep.module() takes them again (and checks them)
+    return ep
 
 
 def _kind(target: str, value, params: dict, buffers: dict) -> InputKind:

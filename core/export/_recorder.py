@@ -28,6 +28,8 @@ from ember.fx import Tracer
 from ember.fx.node import Node, map_aggregate, map_arg
 from ember.fx.proxy import Attribute, Proxy
 
+from ._call_shims import _named_forward, _refuse_quantized
+
 __all__ = ["RecordingTracer", "ExportError", "TracerWarning", "user_line"]
 
 _EMBER_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -214,6 +216,13 @@ class _ValueMixin:
     def numpy(self, *args, **kwargs):
         return self.tracer.concretize(self, "a NumPy array").numpy(*args, **kwargs)
 
+    # ember.fx's Proxy answers these as properties (plain ``Attribute``s, for ember.compile's
+    # size specialization), which would bypass ``__getattr__`` above: route them back
+    shape = property(lambda self: _ValueMixin.__getattr__(self, "shape"))
+    ndim = property(lambda self: _ValueMixin.__getattr__(self, "ndim"))
+    dtype = property(lambda self: _ValueMixin.__getattr__(self, "dtype"))
+    device = property(lambda self: _ValueMixin.__getattr__(self, "device"))
+
     def tolist(self):
         return self.tracer.concretize(self, "a Python list").tolist()
 
@@ -238,7 +247,10 @@ class RecordingTracer(Tracer):
     proxy_buffer_attributes = True  # buffers stay inputs of the graph, not folded constants
 
     def __init__(self, mode: str = "jit", dynamic: dict[str, dict[int, str]] | None = None) -> None:
-        super().__init__()
+        from ember.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+        # packing is recorded as one node each (values flow between them: _packed_rnn.py)
+        super().__init__(autowrap_functions=(pack_padded_sequence, pad_packed_sequence))
         if mode not in ("jit", "export"):
             raise ValueError(f"RecordingTracer: mode must be 'jit' or 'export', got {mode!r}")
         self.mode = mode
@@ -257,15 +269,44 @@ class RecordingTracer(Tracer):
         return False
 
     def call_module(self, m, forward, args, kwargs):
+        _refuse_quantized(self, m)
         # ember.nn's own forwards call ember helpers outside the public namespaces
         # (``ops.transpose``, ``_mha``): record those as call_function leaves too; their
         # qualified names resolve inside ember, so the JSON form keeps them.
         if self._patcher is not None:
             _wrap_ember_module(self._patcher, m)
+        from ._packed_rnn import record_packed_rnn
+
+        packed = record_packed_rnn(self, m, args, kwargs)  # a recurrent layer on packed input
+        if packed is not None:
+            return packed
         return super().call_module(m, forward, args, kwargs)
 
     def proxy(self, node: Node) -> Proxy:
         return RecordingProxy(node, self)
+
+    def path_of_module(self, mod) -> str:
+        try:
+            return super().path_of_module(mod)
+        except NameError:  # a module the forward closes over instead of registering
+            return f"<external {type(mod).__name__}>"
+
+    def create_arg(self, a: Any) -> Any:
+        from ember.nn import Parameter
+
+        if isinstance(a, Parameter) and id(a) not in self._param_names:
+            # the weights of a module outside the root are constants of the program (as in
+            # torch's non-strict export), kept under _tensor_constantN
+            name = self.tensor_attrs.get(id(a))
+            if name is None:
+                i = 0
+                while hasattr(self.root, f"_tensor_constant{i}"):
+                    i += 1
+                name = f"_tensor_constant{i}"
+                setattr(self.root, name, a.detach())
+                self.tensor_attrs[id(a)] = name
+            return self.create_node("get_attr", name, (), {})
+        return super().create_arg(a)
 
     def create_node(self, kind, target, args, kwargs, name=None, type_expr=None) -> Node:
         node = super().create_node(kind, target, args, kwargs, name, type_expr)
@@ -399,12 +440,13 @@ class RecordingTracer(Tracer):
                 f"{getattr(fn, '__qualname__', fn)}: {e}"
             ) from None
         bound.apply_defaults()
-        for p in params:
-            if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+        if any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params):
+            if not isinstance(root, Module):
                 raise TypeError(
-                    f"tracing a forward with *{p.name}/**{p.name} is not "
-                    "supported; give it named parameters"
+                    "tracing a function with *args/**kwargs is not supported; wrap it in a "
+                    "Module or give it named parameters"
                 )
+            root, bound = _named_forward(root, params, bound)
 
         def has_tensor(v):
             found = []

@@ -130,6 +130,8 @@ class ExportedProgram:
             root[s.target] = src[s.target]
         gm = _GuardedModule(_module_tree(root, sig), graph, "GraphModule")
         gm.__dict__["_guards"] = self._guards
+        gm.__dict__["_exported_program"] = self  # (aot_compile keeps the dynamic dims)
+        gm.__dict__["_baked_inputs"] = getattr(self, "_baked_inputs", None)
         return gm
 
     def run_decompositions(self, decomp_table: dict | None = None) -> ExportedProgram:
@@ -162,12 +164,42 @@ class _GuardedModule(GraphModule):
 
     def __call__(self, *args, **kwargs):
         guards: InputGuards = self.__dict__["_guards"]
+        baked = self.__dict__.get("_baked_inputs")
+        if baked and baked[1] and len(args) + len(kwargs) > len(guards.inputs):
+            args, kwargs = _drop_baked(baked, guards, args, kwargs)
         if kwargs:  # bind by name, in the exported input order
             names = [r["name"] for r in guards.inputs]
             args = args + tuple(kwargs[n] for n in names[len(args) :] if n in kwargs)
             kwargs = {}
         guards.check(list(args))
         return super().__call__(*args, **kwargs)
+
+
+def _drop_baked(baked, guards: InputGuards, args: tuple, kwargs: dict):
+    """Take forward's whole argument list, as torch's unlifted module does: the Python values
+    baked into the program must equal the export-time ones, and are then left out."""
+    names, consts = baked
+    if len(args) > len(names):
+        return args, kwargs  # the guards name the count that was expected
+    vals = dict(zip(names, args))
+    vals.update(kwargs)
+    for k, want in consts.items():
+        got = vals.get(k, want)
+        if not (got is want or (type(got) is type(want) and _equal(got, want))):
+            i = names.index(k)
+            raise AssertionError(
+                f"Guard failed: input {k!r} (forward's argument {i}) was exported as the "
+                f"constant {want!r}; got {got!r}. Export again to use another value"
+            )
+    keep = [r["name"] for r in guards.inputs]
+    return tuple(vals[n] for n in keep if n in vals), {}
+
+
+def _equal(a, b) -> bool:
+    try:
+        return bool(a == b)
+    except Exception:  # (containers of tensors: not a constant match)
+        return False
 
 
 def _module_tree(root: dict[str, Any], sig: ExportGraphSignature):

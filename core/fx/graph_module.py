@@ -61,6 +61,17 @@ def _assign_attr(obj: Any, dst: Module, target: str) -> None:
     setattr(dst, field, obj)
 
 
+def _has_path(root: Any, target: str) -> bool:
+    """Whether ``root`` holds the dotted ``target`` (a branch under a submodule that holds
+    tensors of its own, ``loop.cond_graph_0``, is missing from a loaded tree)."""
+    obj = root
+    for part in target.split("."):
+        if not hasattr(obj, part):
+            return False
+        obj = getattr(obj, part)
+    return True
+
+
 class GraphModule(Module):
     """A Module made from a root (Module or dict of attributes) and a :class:`Graph`.
 
@@ -87,7 +98,7 @@ class GraphModule(Module):
             for node in graph.nodes:
                 if node.op in ("get_attr", "call_module"):
                     sub = node.meta.get("subgraph") if node.op == "get_attr" else None
-                    if sub is not None and not hasattr(root, node.target.split(".")[0]):
+                    if sub is not None and not _has_path(root, node.target):
                         # a cond/while_loop branch loaded from JSON (serialize.py)
                         _assign_attr(GraphModule({}, sub, "GraphModule"), self, node.target)
                         continue

@@ -120,6 +120,15 @@ class Tracer:
                 self.tensor_attrs[id(a)] = name
             return self.create_node("get_attr", name, (), {})
         if isinstance(a, Module):
+            # a submodule passed as a value (the branch graphs of a scripted cond/while_loop
+            # traced through): read it by path, as torch.fx does for installed submodules
+            path = None
+            if self.submodule_paths is not None:
+                path = self.submodule_paths.get(id(a))
+            if path is None:
+                path = next((n for n, m in self.root.named_modules() if m is a), None)
+            if path:
+                return self.create_node("get_attr", path, (), {})
             raise TraceError(
                 f"a Module ({type(a).__name__}) cannot be a graph argument; call it instead"
             )

@@ -40,6 +40,9 @@ class ScriptModule(GraphModule):
         """The graph with every call inlined (traced graphs already are)."""
         return self.graph
 
+    def extra_repr(self) -> str:
+        return f"original_name={self.__dict__.get('original_name', type(self).__name__)}"
+
     def add_method(self, name: str, gm: GraphModule) -> None:
         """Attach another compiled method (``trace_module``'s extra inputs, ``@export``)."""
         if not name.isidentifier() or name == "forward":

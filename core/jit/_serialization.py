@@ -60,8 +60,16 @@ def save(
         "parameters": params,
         "buffers": buffers,
         "extra_files": {str(k): str(v) for k, v in (_extra_files or {}).items()},
+        "modules": _submodule_names(gm) if kind == "module" else {},
     }
     write_archive(f, "jit", gm.graph, program, tensors)
+
+
+def _submodule_names(gm) -> dict[str, str]:
+    """``{path: original class name}`` of a traced/scripted module's submodules."""
+    from ._submodules import TracedSubmodule
+
+    return {p: m._get_name() for p, m in gm.named_modules() if p and isinstance(m, TracedSubmodule)}
 
 
 def _is_graph_module(value: Any) -> bool:
@@ -102,4 +110,9 @@ def load(
         return ScriptFunction(GraphModule(tree, graph, name), name)
     sm = RecursiveScriptModule(tree, graph, name)
     sm.train(training)
+    modules = program.get("modules") or {}
+    if isinstance(modules, dict):
+        from ._submodules import apply_module_names
+
+        apply_module_names(sm, {str(k): str(v) for k, v in modules.items()})
     return sm

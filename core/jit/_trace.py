@@ -20,6 +20,7 @@ from ember.fx import GraphModule
 
 from . import _decorators
 from ._script_module import ScriptFunction, ScriptModule, TopLevelTracedModule
+from ._submodules import attach_submodules
 
 __all__ = ["trace", "trace_module", "TracerWarning", "TracingCheckError"]
 
@@ -107,6 +108,7 @@ def _check(fn, traced: Callable, graph_code: str, inputs: list[tuple], tol: floa
             w in (n.target if isinstance(n.target, str) else getattr(n.target, "__name__", ""))
             for w in _NONDETERMINISTIC
         )
+        and not _eval_dropout(n)
     ]
     for args in inputs:
         args = _as_tuple(args)
@@ -158,6 +160,15 @@ def _check(fn, traced: Callable, graph_code: str, inputs: list[tuple], tol: floa
             raise TracingCheckError(
                 "\tGraph diff:\n" + "\n".join("\t\t" + ln for ln in diff.splitlines())
             )
+
+
+def _eval_dropout(n) -> bool:
+    """A dropout recorded with ``training=False`` (an eval-mode model): the identity."""
+    name = n.target if isinstance(n.target, str) else getattr(n.target, "__name__", "")
+    if "dropout" not in name or n.op != "call_function":
+        return False
+    training = n.kwargs.get("training", n.args[2] if len(n.args) > 2 else True)
+    return training is False
 
 
 def _root_module(root):
@@ -223,6 +234,7 @@ def _build(root, graph, class_name: str, cls=TopLevelTracedModule) -> ScriptModu
     tree.training = model.training
     sm = cls(tree, graph, class_name)
     sm.training = model.training
+    attach_submodules(sm, model)  # torch's hierarchy: traced_cell.dg, traced_cell.dg.code
     return sm
 
 

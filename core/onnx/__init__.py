@@ -117,6 +117,53 @@ _IGNORED_OPTIONS = {
 }
 
 
+def _axes_of_dynamic_shapes(model, args, kwargs, shapes, input_names) -> dict:
+    """torch.export-style ``dynamic_shapes`` (``{arg: {axis: Dim}}`` or a tuple in argument
+    order; ``Dim``, a name, or ``Dim.AUTO``/``DYNAMIC`` per axis) -> ``dynamic_axes`` keyed
+    by ONNX input name (``input_names`` where given, else the argument's name)."""
+    import inspect
+
+    import ember
+
+    fn = model.forward if isinstance(model, ember.nn.Module) else model
+    args = args if isinstance(args, tuple) else (args,)
+    try:
+        bound = inspect.signature(fn).bind(*args, **(kwargs or {})).arguments
+    except TypeError as e:
+        raise OnnxExporterError(f"the example args do not match forward's signature: {e}") from None
+    tensors = [k for k, v in bound.items() if isinstance(v, ember.Tensor)]
+    if isinstance(shapes, (tuple, list)):
+        shapes = dict(zip(bound, shapes))
+    if not isinstance(shapes, dict):
+        raise OnnxExporterError(
+            f"dynamic_shapes must be a dict or a tuple, got {type(shapes).__name__}"
+        )
+    out: dict = {}
+    for arg, spec in shapes.items():
+        if spec is None:
+            continue
+        if arg not in tensors:
+            raise OnnxExporterError(
+                f"dynamic_shapes names {arg!r}, which is not a tensor input of the model "
+                f"(tensor inputs: {', '.join(tensors)})"
+            )
+        i = tensors.index(arg)
+        name = input_names[i] if input_names and i < len(input_names) else arg
+        if isinstance(spec, (tuple, list)):
+            spec = dict(enumerate(spec))
+        axes = {}
+        for ax, d in spec.items():
+            if d is None:
+                continue
+            dname = d if isinstance(d, str) else getattr(d, "__name__", None)
+            if not isinstance(dname, str) or dname.startswith("Dim."):
+                dname = f"{name}_dim_{int(ax)}"  # Dim.AUTO / Dim.DYNAMIC
+            axes[int(ax)] = dname
+        if axes:
+            out[name] = axes
+    return out
+
+
 def export(
     model,
     args: Any,
@@ -145,7 +192,8 @@ def export(
         f: a path or a writable binary file; ``None`` returns the ``onnx.ModelProto`` only.
         input_names / output_names: names of the graph's inputs/outputs, in order.
         dynamic_axes: ``{name: {axis: "dim_name"}}`` or ``{name: [axis, ...]}`` for inputs and
-            outputs whose sizes vary (batch, sequence length).
+            outputs whose sizes vary (batch, sequence length). torch.export's
+            ``dynamic_shapes={"x": {0: Dim("batch")}}`` is accepted too (keyword).
         opset_version: the ONNX opset (default 17; 11 to 21 are accepted).
         export_params: store the weights as initializers (``False``: weights become inputs).
         training: ``TrainingMode.EVAL`` (default) puts the model in eval mode during export.
@@ -167,9 +215,10 @@ def export(
     if unknown:
         raise TypeError(f"export() got unexpected keyword arguments {sorted(unknown)}")
     if unused.get("dynamic_shapes") is not None:
-        raise OnnxExporterError(
-            "dynamic_shapes is not supported; give dynamic_axes "
-            "({input_name: {axis: 'name'}}) instead"
+        if dynamic_axes is not None:
+            raise OnnxExporterError("give dynamic_shapes or dynamic_axes, not both")
+        dynamic_axes = _axes_of_dynamic_shapes(
+            model, args, kwargs, unused["dynamic_shapes"], input_names
         )
     proto = _export(
         model,

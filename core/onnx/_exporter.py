@@ -31,6 +31,7 @@ from ._tracer import _Root, _select_mode, make_tracer  # noqa: F401
 
 DEFAULT_OPSET = 17
 _MIN_OPSET, _MAX_OPSET = 11, 21
+_CONVERT_FROM = 7  # opsets 7-10: written at 11 and converted down (onnx.version_converter)
 
 
 def _split_args(args: Any, kwargs: dict | None) -> tuple[tuple, dict]:
@@ -86,11 +87,16 @@ def export(
     import ember
     import ember.onnx as eonnx
     from ember.fx import GraphModule
+    from ember.fx.proxy import TraceError
 
     opset = DEFAULT_OPSET if opset_version is None else int(opset_version)
+    down = None
+    if _CONVERT_FROM <= opset < _MIN_OPSET:
+        # export at the lowest opset ember writes, then onnx's version converter steps down
+        down, opset = opset, _MIN_OPSET
     if not _MIN_OPSET <= opset <= _MAX_OPSET:
         raise OnnxExporterError(
-            f"opset_version {opset} is not supported: use {_MIN_OPSET} to "
+            f"opset_version {opset} is not supported: use {_CONVERT_FROM} to "
             f"{_MAX_OPSET} (default {DEFAULT_OPSET})"
         )
     if isinstance(dynamic_axes, (list, tuple)) or (
@@ -115,11 +121,16 @@ def export(
             if _is_scripted(model):
                 gm = model  # ember.jit.script's graph: control flow as ember.cond nodes
             else:
-                tracer = make_tracer()
-                traced = _Root.of(model, fn) if isinstance(model, ember.nn.Module) else model
-                graph = tracer.trace(traced, concrete_args=concrete or None)
-                root = traced if isinstance(model, ember.nn.Module) else tracer.root
-                gm = GraphModule(root, graph)
+                try:
+                    tracer = make_tracer()
+                    traced = _Root.of(model, fn) if isinstance(model, ember.nn.Module) else model
+                    graph = tracer.trace(traced, concrete_args=concrete or None)
+                    root = traced if isinstance(model, ember.nn.Module) else tracer.root
+                    gm = GraphModule(root, graph)
+                except TraceError as e:
+                    if "control flow" not in str(e) or kwargs:
+                        raise
+                    gm = _jit_fallback(model, args)
             graph = gm.graph
             placeholders = [n for n in graph.nodes if n.op == "placeholder"]
             ph_values = []
@@ -176,6 +187,7 @@ def export(
         opset,
         export_params,
         keep_initializers_as_inputs,
+        down,
     )
 
 
@@ -212,6 +224,28 @@ def _second_run(gm, placeholders, ph_values, flat_inputs, names, dyn) -> dict:
         "could not run the model with the dynamic axes resized (needed to "
         f"find which sizes vary): {last_err}"
     )
+
+
+def _jit_fallback(model, args):
+    """torch's exporter falls back to ``torch.jit.trace`` for data-dependent Python control
+    flow: the graph follows the branches taken on the example inputs (TracerWarning says so);
+    ``ember.cond`` exports both branches."""
+    import ember
+
+    if not isinstance(model, ember.nn.Module):
+        model = _FnModule(model)
+    return ember.jit.trace(model, tuple(args), check_trace=False)
+
+
+class _FnModule:
+    def __new__(cls, fn):
+        import ember
+
+        class Wrapped(ember.nn.Module):
+            def forward(self, *a, **k):
+                return fn(*a, **k)
+
+        return Wrapped()
 
 
 def _is_scripted(model) -> bool:
@@ -255,6 +289,7 @@ def _build_model(
     opset,
     export_params=True,
     keep_initializers_as_inputs=False,
+    down=None,
 ):
     helper = onnx.helper
     inputs_vi = [
@@ -302,6 +337,58 @@ def _build_model(
     )
     model.ir_version = min(model.ir_version, 9 if opset <= 20 else 10)
     onnx.checker.check_model(model)
+    if down is not None:
+        model = _convert_down(onnx, model, down)
     if f is not None:
         onnx.save(model, f)
     return model
+
+
+def _convert_down(onnx, model, opset: int):
+    """``model`` at ``opset`` (< 11) through onnx's version converter; when an op has no
+    older form the model stays at opset 11 with a warning (as torch's exporter keeps its
+    own opset when the conversion fails)."""
+    import warnings
+
+    from onnx import version_converter
+
+    same = _relabel(onnx, model, opset)
+    if same is not None:
+        return same
+    try:
+        out = version_converter.convert_version(model, opset)
+        onnx.checker.check_model(out)
+        return out
+    except Exception as e:  # the converter raises plain RuntimeErrors/ValueErrors
+        warnings.warn(
+            f"ONNX model could not be converted from opset {_MIN_OPSET} to opset {opset} "
+            f"({str(e).splitlines()[0] if str(e) else type(e).__name__}); it is kept at "
+            f"opset {_MIN_OPSET}",
+            UserWarning,
+            stacklevel=3,
+        )
+        return model
+
+
+def _relabel(onnx, model, opset: int):
+    """``model`` labelled ``opset`` when every node reads the same there (the converter has no
+    adapter for Gemm 11 -> 9, whose only change made ``C`` optional); else None."""
+    from onnx import defs
+
+    for n in model.graph.node:
+        if any(a.type in (a.GRAPH, a.GRAPHS) for a in n.attribute):
+            return None
+        try:
+            old = defs.get_schema(n.op_type, opset, n.domain).since_version
+            new = defs.get_schema(n.op_type, _MIN_OPSET, n.domain).since_version
+        except Exception:  # (no schema at that opset: let the converter say so)
+            return None
+        if old != new and not (n.op_type == "Gemm" and len(n.input) == 3):
+            return None
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    for imp in out.opset_import:
+        if imp.domain in ("", "ai.onnx"):
+            imp.version = opset
+    onnx.checker.check_model(out)
+    return out

@@ -302,6 +302,14 @@ for _m in (
     fn(_m, method_only=True)(_to)
 
 
+@fn("as_tensor", "asarray")
+def _as_tensor(ctx, x, *args, **kwargs):
+    # a traced cond's predicate (``where(as_tensor(pred), t, f)``): a cast at most
+    if isinstance(x, Sym):
+        return _cast_to(ctx, x, ctx.out_dtype())
+    return ctx.const(np.asarray(_np_of(x) if hasattr(x, "shape") else x, dtype=ctx.out_dtype()))
+
+
 @fn("type_as")
 def _type_as(ctx, x, other):
     return _cast_to(ctx, x, ctx.out_dtype())

@@ -20,11 +20,13 @@ _ALIAS_BYTES = 512
 _PAGE = 4096
 
 
-def split_call(fn, n_items: int, item_size: int, args_for) -> None:
+def split_call(fn, n_items: int, item_size: int, args_for, min_per_thread: int = 0) -> None:
     """``fn(*args_for(lo, hi))`` over consecutive ranges covering ``range(n_items)``, one per
-    thread (``num_threads()``, fewer when an item range would hold under ``_MIN_PER_THREAD``
-    elements of ``item_size`` each); the first range runs on the calling thread."""
-    nt = min(num_threads(), n_items, max(1, n_items * item_size // _MIN_PER_THREAD))
+    thread (``num_threads()``, fewer when an item range would hold under ``min_per_thread``
+    elements of ``item_size`` each, ``_MIN_PER_THREAD`` by default); the first range runs on
+    the calling thread."""
+    least = min_per_thread or _MIN_PER_THREAD
+    nt = min(num_threads(), n_items, max(1, n_items * item_size // least))
     if nt < 2:
         fn(*args_for(0, n_items))
         return

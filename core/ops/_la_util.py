@@ -21,8 +21,16 @@ class LinAlgError(RuntimeError):
     """``torch.linalg.LinAlgError``: a factorization or solve failed (singular, not PD)."""
 
 
+def return_repr(self) -> str:
+    """PyTorch's layout of a ``return_types`` tuple: the qualified name, one field a line."""
+    body = ",\n".join(f"{f}={v!r}" for f, v in zip(self._fields, self))
+    return f"ember.return_types.{type(self).__name__}(\n{body})"
+
+
 def _nt(name, fields):
-    return namedtuple(name, fields, module="ember.return_types")
+    cls = namedtuple(name, fields, module="ember.return_types")
+    cls.__repr__ = return_repr
+    return cls
 
 
 # torch.return_types.* names and fields

@@ -16,6 +16,8 @@ columns compute dw^T; and at stride 1 the input gradient is a direct
 convolution with the flipped kernel instead of GEMM + col2im (unless g has fewer columns than
 output channels). At one BLAS thread a large column matrix with a small weight is made and used
 block by block (``conv_blocked``); 1x1 stride-1 convolutions are per-sample GEMMs, no columns.
+At two or more threads with MKL on, ``conv_split`` runs these one-thread choices on the whole
+batch or on parts of it, one a thread.
 
 Three Functions (in ``conv_functions``, re-exported here) close over each other so that double
 backward works: ``Conv`` (y = x * w + b),
@@ -44,6 +46,7 @@ from .conv_depthwise import (
     pad_spatial,
     tap_slices,
 )
+from .conv_split import split_forward, split_input_grad, split_weight_grad
 
 
 class ConvGeom:
@@ -173,6 +176,10 @@ def conv_forward(xp, x, w, b, geom: ConvGeom, batched: bool | None = None):
     """
     if is_depthwise(w.shape, geom):
         return depthwise_forward(xp, x, w, b, geom)
+    if batched is None:  # at two threads: one-thread algorithms on parts (conv_split)
+        split = split_forward(xp, x, w, b, geom, conv_forward)
+        if split is not None:
+            return split
     n, nd, groups = x.shape[0], len(geom.kernel), geom.groups
     if batched is None and _pointwise(geom):
         # 1x1, stride 1, no padding: y[n] = W @ x[n], no columns at all; x itself is the
@@ -275,6 +282,9 @@ def conv_input_grad(xp, g, w, geom: ConvGeom, g_cf=None):
     """d conv(x, w) / dx applied to g (N, O, *out): the transposed convolution of g with w."""
     if is_depthwise(w.shape, geom):
         return depthwise_input_grad(xp, g, w, geom)
+    split = split_input_grad(xp, g, w, geom, conv_input_grad)
+    if split is not None:
+        return split
     if _pointwise(geom):  # dx[n] = W^T @ g[n] (8 x 64 -> 256 x 16 x 16: 1.46 -> 1.05 ms)
         n, o = g.shape[0], g.shape[1]
         wt = xp.ascontiguousarray(w.reshape(o, -1).T)
@@ -294,6 +304,9 @@ def conv_weight_grad(xp, x, g, w_shape, geom: ConvGeom, cols=None, g_cf=None):
     """d conv(x, w) / dw applied to g; ``cols``: the columns of x when the forward kept them."""
     if is_depthwise(w_shape, geom):
         return depthwise_weight_grad(xp, x, g, w_shape, geom, cols)
+    split = split_weight_grad(xp, x, g, w_shape, geom, cols, conv_weight_grad)
+    if split is not None:
+        return split
     if _pointwise(geom) and x.shape[0] > 0:
         # dw = sum_n g[n] @ x[n]^T: no transposed copy of x or g (the (G, R, N * L) columns
         # and g_cf cost 0.2-0.3 ms of a 1.4 ms weight gradient, 8 x 64 -> 256 x 16 x 16)

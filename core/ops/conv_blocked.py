@@ -32,7 +32,10 @@ from ..backend.threads import num_threads
 from .conv_depthwise import pad_spatial
 
 BLOCK_BYTES = 512 << 10  # columns per block: L2 is 2 MB per core here
-MIN_COLS_BYTES = 4 << 20  # use the blocked path from this size of the full column matrix
+# use the blocked path from this size of the full column matrix: about L2 (2 MB a core here);
+# at 4 MB, half a batch's parts at two threads (conv_split) missed it: 1 thread, process time,
+# 64->64 on 4 x 16^2 (2.4 MB of columns) 6.3 -> 4.5 ms a step, 16->16 on 4 x 32^2 2.0 -> 1.8
+MIN_COLS_BYTES = 2 << 20
 # ... and up to this size of the weight, which every block's GEMM reads again: 256->256 on
 # 8 x 14^2 (2.4 MB of weight) went 54 -> 76 ms per step blocked, 128->128 on 4 x 28^2 (0.6 MB)
 # 34 -> 33, 64->64 on 2 x 56^2 (0.15 MB) 22.7 -> 17.5 (1 thread)
@@ -44,7 +47,9 @@ def use_blocked(xp, x, w_shape, geom) -> bool:
     """True where the blocked path applies: NumPy, groups = 1, a large column matrix, one BLAS
     thread. With a pool of BLAS threads each of the ~100 small products synchronises its
     threads, and on a busy machine that collapses (16->16 on 8 x 32^2 at 2 threads, load ~10:
-    88 -> 736 ms per step), so a pool keeps the unblocked paths' three large GEMMs."""
+    88 -> 736 ms per step), so a pool keeps the unblocked paths' three large GEMMs. (At two
+    threads with MKL, ``conv_split`` runs convolutions with ``num_threads() == 1``, so this
+    path applies there too.)"""
     if xp is not np or geom.groups != 1 or x.dtype.kind not in "fc" or num_threads() != 1:
         return False
     if 0 in x.shape or 0 in geom.out_size:

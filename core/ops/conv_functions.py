@@ -24,6 +24,7 @@ from .conv import (
 )
 from .conv_blocked import use_blocked
 from .conv_depthwise import is_depthwise
+from .conv_split import split_backward
 
 
 # ---- Functions -----------------------------------------------------------------------------
@@ -52,29 +53,42 @@ class Conv(Function):
                 gw = ConvWeightGrad.apply(x, grad, tuple(w.shape), geom)
         else:
             xp, cols = ctx.xp, ctx.cols
+            ctx.cols = None
             if grad.dtype.kind == "c":  # the conjugate Wirtinger gradient, as PyTorch
-                x, w = _conj(x), _conj(w)
-                cols = _conj(cols)
-            # (N, O, *out) -> (G, O/g, N * L) once for both GEMM paths that read it; the
-            # depthwise, direct input-gradient and blocked weight-gradient paths do not
-            g_cf = None
-            if (
-                not is_depthwise(w.shape, geom)
-                and not _pointwise(geom)
-                and (
-                    (need[0] and _direct_transpose_geom(w.shape, geom, grad.shape[0]) is None)
-                    or (need[1] and (cols is not None or not use_blocked(xp, x, w.shape, geom)))
-                )
-            ):
-                g_cf = _channels_first(xp, grad, geom.groups)
-            if need[0]:
-                gx = conv_input_grad(xp, grad, w, geom, g_cf)
-            if need[1]:
-                gw = conv_weight_grad(xp, x, grad, w.shape, geom, cols, g_cf)
-                ctx.cols = None
+                x, w, cols = _conj(x), _conj(w), _conj(cols)
+            split = None
+            if not is_depthwise(w.shape, geom):  # at two threads: by parts (conv_split)
+                kernels = (conv_input_grad, conv_weight_grad, _bias_grad)
+                split = split_backward(xp, x, grad, w, geom, cols, need, kernels, _backward)
+            gx, gw, gb = _backward(xp, x, grad, w, geom, cols, need) if split is None else split
+            return gx, gw, gb, None
         if need[2]:
             gb = _bias_grad(ctx.xp, grad)
         return gx, gw, gb, None
+
+
+def _backward(xp, x, grad, w, geom, cols, need):
+    """(dx, dw, db) of ``Conv`` for arrays."""
+    gx = gw = gb = None
+    # (N, O, *out) -> (G, O/g, N * L) once for both GEMM paths that read it; the
+    # depthwise, direct input-gradient and blocked weight-gradient paths do not
+    g_cf = None
+    if (
+        not is_depthwise(w.shape, geom)
+        and not _pointwise(geom)
+        and (
+            (need[0] and _direct_transpose_geom(w.shape, geom, grad.shape[0]) is None)
+            or (need[1] and (cols is not None or not use_blocked(xp, x, w.shape, geom)))
+        )
+    ):
+        g_cf = _channels_first(xp, grad, geom.groups)
+    if need[0]:
+        gx = conv_input_grad(xp, grad, w, geom, g_cf)
+    if need[1]:
+        gw = conv_weight_grad(xp, x, grad, w.shape, geom, cols, g_cf)
+    if need[2]:
+        gb = _bias_grad(xp, grad)
+    return gx, gw, gb
 
 
 def _conj(a):

@@ -165,7 +165,8 @@ class Relu(Function):
     @staticmethod
     def backward(ctx, grad):
         (out,) = ctx.saved_tensors
-        return grad * (out > 0)
+        # a select, not a product: a negative gradient at a dead unit is 0., not -0. (torch)
+        return ctx.xp.where(out > 0, grad, 0)
 
 
 class Abs(Function):

@@ -1,17 +1,50 @@
 """Embedding lookups with analytic gradients: ``embedding`` and ``embedding_bag``.
 
-The weight gradient is a scatter-add of output gradients into the looked-up rows. On NumPy it
-is a sparse one-hot matrix times the gradient rows (scipy's CSR GEMM; float16 falls back to
-sorting the indices and ``np.add.reduceat``); on CuPy it is ``cupy.add.at``.
+The weight gradient is a scatter-add of output gradients into the looked-up rows. On NumPy,
+float32 / float64, it is a compiled loop (``_numba_embed_ce.scatter_rows``) writing straight
+into the zeroed gradient, split over threads by vocabulary range; without numba, a sparse
+one-hot matrix times the gradient rows (scipy's CSR GEMM); float16 sorts the indices and uses
+``np.add.reduceat``; on CuPy it is ``cupy.add.at``.
 """
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from ..autograd.function import Function
+from ._kernel_split import split_call
 
 _SPARSE_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_kern = None  # the ``_numba_embed_ce`` module once loaded; False without numba
+
+
+def compiled():
+    """The compiled kernels module (``_numba_embed_ce``), or None without numba or with
+    ``EMBER_NUMBA=0``."""
+    global _kern
+    if _kern is None:
+        _kern = False
+        if os.environ.get("EMBER_NUMBA", "1") != "0":
+            from . import _numba_embed_ce
+
+            if _numba_embed_ce.AVAILABLE:
+                _kern = _numba_embed_ce
+    return _kern or None
+
+
+def _scatter_compiled(kern, out, idx, rows, skip: int) -> None:
+    """``out[idx[i]] += rows[i]`` (rows ``skip`` left alone), the vocabulary split over the
+    threads: the work that scales is mapping and zeroing ``out``'s pages, so the split is
+    sized by ``out``'s elements."""
+    idx = idx.astype(np.int64, copy=False)
+    split_call(
+        kern.scatter_rows,
+        out.shape[0],
+        out.shape[1],
+        lambda lo, hi: (out, idx, rows, lo, hi, skip),
+    )
 
 
 def index_add_rows(xp, out, idx, rows) -> None:
@@ -20,6 +53,10 @@ def index_add_rows(xp, out, idx, rows) -> None:
         return
     if xp is not np:  # pragma: no cover - GPU
         xp.add.at(out, idx, rows)
+        return
+    kern = compiled() if rows.dtype in _SPARSE_DTYPES and rows.dtype == out.dtype else None
+    if kern is not None:
+        _scatter_compiled(kern, out, idx, rows, -1)
         return
     if rows.dtype in _SPARSE_DTYPES:
         # A one-hot (V x N) CSR matrix times the rows: scipy's sparse GEMM sums each id's rows
@@ -74,10 +111,18 @@ def _embedding_weight_grad(xp, grad, indices, shape, padding_idx, scale_grad_by_
         counts = xp.bincount(flat, minlength=shape[0])
         rows = rows / counts[flat][:, None].astype(rows.dtype)
     gw = xp.zeros((shape[0], rows.shape[1]), dtype=grad.dtype)
-    index_add_rows(xp, gw, flat, rows)
-    if padding_idx is not None:
-        gw[padding_idx] = 0
-    return gw.reshape(shape)
+    kern = compiled() if xp is np and rows.dtype in _SPARSE_DTYPES and flat.size else None
+    if kern is not None:
+        # the padding row is skipped rather than zeroed after: a write there would map its page
+        pad = -1 if padding_idx is None else padding_idx % shape[0]
+        _scatter_compiled(kern, gw, flat, rows, pad)
+    else:
+        index_add_rows(xp, gw, flat, rows)
+        if padding_idx is not None:
+            gw[padding_idx] = 0
+    # the (V, d) array itself, not a view of it, when the weight is 2-D: the engine adopts it
+    # as the leaf's .grad without a copy
+    return gw if gw.shape == tuple(shape) else gw.reshape(shape)
 
 
 class EmbeddingBackward(Function):

@@ -67,6 +67,23 @@ class GetItem(Function):
             out = a[(rest if isinstance(rest, tuple) else (rest,)) + (Ellipsis,)]
         return out
 
+    def name(self) -> str:
+        # torch's node names the last view op the index applies (``w[0][0:10]``: Slice)
+        idx = getattr(self, "idx", Ellipsis)  # (freed with the graph after backward)
+        items = idx if isinstance(idx, tuple) else (idx,)
+        last = "Slice"
+        for i in items:
+            if i is None:
+                last = "Unsqueeze"
+            elif _is_int(i):
+                last = "Select"
+            elif isinstance(i, slice):
+                if i != slice(None):
+                    last = "Slice"
+            elif i is not Ellipsis:
+                return "IndexBackward0"
+        return last + "Backward0"
+
     @staticmethod
     def backward(ctx, grad):
         if ctx._tensor_mode:

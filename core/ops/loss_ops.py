@@ -9,6 +9,7 @@ import numpy as np
 from ..autograd.function import Function
 from ..backend.device import get_array_module
 from ._lowp import float32_compute
+from .loss_ce_compiled import ce_backward_compiled, ce_compiled, ce_forward_compiled
 from .nn_ops import LogSoftmax, Softmax, _log_softmax_rows
 from .softmax_kernels import softmax_rows_lse
 
@@ -143,6 +144,9 @@ class CrossEntropyIndices(Function):
     def forward(ctx, x, target, weight, ignore_index, reduction, smoothing):
         xp = ctx.xp
         m, c = x.shape
+        kern = ce_compiled(xp, x, target, weight, smoothing)
+        if kern is not None:
+            return ce_forward_compiled(ctx, kern, x, target, weight, ignore_index, reduction)
         # one exp pass gives the softmax (saved: the backward makes no second exp) and each
         # row's log-sum-exp; log_softmax itself is formed only when smoothing needs its sums
         p, lse = softmax_rows_lse(xp, x)
@@ -166,13 +170,18 @@ class CrossEntropyIndices(Function):
         denom = float(m) if wt is None else float(wt.sum())
         ctx.save_for_backward(p, x)  # (x: for double backward, which recomputes softmax)
         ctx.args = (t, wt, weight, reduction, smoothing, denom, valid, all_valid)
+        ctx.kern = None
         return _reduce_rows(xp, per_row.astype(x.dtype, copy=False), reduction, denom)
 
     @staticmethod
     def backward(ctx, grad):
+        if ctx.kern is not None and not ctx._tensor_mode:
+            return ce_backward_compiled(ctx, grad), None, None, None, None, None
         t, wt, weight, reduction, smoothing, denom, valid, all_valid = ctx.args
         if ctx._tensor_mode:  # double backward: the gradient as ops of x and grad
-            _, x = ctx.saved_tensors
+            x = ctx.saved_tensors[1]
+            if ctx.kern is not None:  # the compiled forward kept the raw target only
+                t, wt, valid, all_valid = _index_weights(np, t, weight, ctx.ignore, x._data.dtype)
             m, c = x.shape
             q0 = _target_weights(
                 get_array_module(x._data),
@@ -208,6 +217,20 @@ class CrossEntropyIndices(Function):
             gx = p * coef.astype(p.dtype, copy=False)[:, None]
             gx[rows, t] -= coef
         return gx, None, None, None, None, None
+
+
+def _index_weights(xp, target, weight, ignore_index, dtype):
+    """``(t, wt, valid, all_valid)``: targets with ignored rows sent to class 0, the per-row
+    weights (None when all are 1) and the rows not ignored."""
+    valid = target != ignore_index
+    all_valid = bool(valid.all())
+    t = target if all_valid else xp.where(valid, target, 0)
+    wt = None
+    if weight is not None:
+        wt = weight[t] if all_valid else weight[t] * valid
+    elif not all_valid:
+        wt = valid.astype(dtype)
+    return t, wt, valid, all_valid
 
 
 @float32_compute

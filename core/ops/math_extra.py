@@ -9,6 +9,7 @@ import math
 from collections import namedtuple
 
 from ..tensor import Tensor
+from . import _la_util
 from ._docs import nograd_doc
 from ._util import deprecated_scalar_first, scalar_type_name
 from .elementwise import _floatify, div, mul, sign, trunc
@@ -96,6 +97,7 @@ def positive(input: Tensor) -> Tensor:
 
 frexp_result = namedtuple("frexp", ["mantissa", "exponent"])
 frexp_result.__module__ = "ember.return_types"
+frexp_result.__repr__ = _la_util.return_repr  # torch.return_types' layout
 
 
 def frexp(input: Tensor):

@@ -19,6 +19,7 @@ import os
 import numpy as np
 
 from ..autograd.function import Function
+from ._kernel_split import split_call
 
 
 class PoolGeom:
@@ -104,11 +105,13 @@ def max_pool_forward(xp, x, geom):
     (``maximum`` propagates it); PyTorch then reports the last NaN's position, which a second
     pass fixes up when the output holds any NaN.
     """
-    # (a NaN, or +inf with -inf, makes the sum NaN: such inputs keep the NumPy loop; tiled 2x2
-    # keeps its pairwise tree, measured as fast: 16x32x64x64 13.1 vs 15.0 ms fwd+bwd)
+    # (a NaN makes a part's sum NaN: such inputs keep the NumPy loop; tiled 2x2 keeps its
+    # pairwise tree, measured as fast: 16x32x64x64 13.1 vs 15.0 ms fwd+bwd)
     nb = None if geom.kernel == (2, 2) and _simple(geom) else _compiled(xp, x, geom)
-    if nb is not None and x.size and not np.isnan(x.sum()):
-        return _max_pool2d_compiled(nb, x, geom)
+    if nb is not None and x.size:
+        res = _max_pool2d_compiled(nb, x, geom)
+        if res is not None:
+            return res
     xpad = _padded(xp, x, geom, _lowest(xp, x.dtype))
     taps = offsets(geom.kernel)
     if geom.kernel == (2, 2) and _simple(geom):
@@ -161,12 +164,26 @@ def _geom2d(geom):
 
 
 def _max_pool2d_compiled(nb, x, geom):
-    """One pass over the output (16x64x56x56 k3 s2: forward 47 -> 16 ms, see docs/kernels.md)."""
+    """One pass over the output (16x64x56x56 k3 s2: forward 47 -> 16 ms, see docs/kernels.md),
+    the planes split over the threads; None when the input holds a NaN (or +inf with -inf),
+    which the NumPy loop handles."""
     n, c, h, w = x.shape
     planes = np.ascontiguousarray(x).reshape(n * c, h, w)
     out = np.empty((n * c,) + geom.out_size, dtype=x.dtype)
     which = np.empty(out.shape, dtype=np.uint8 if math.prod(geom.kernel) < 256 else np.int32)
-    nb.max_pool2d_forward(planes, *_geom2d(geom), out, which)
+    g2 = _geom2d(geom)
+    bad = np.zeros(n * c, dtype=bool)  # bad[lo]: a NaN in the planes [lo, hi)
+
+    def part(lo, hi):
+        # the NaN test (one sum) runs in the thread too: NumPy's reduction releases the GIL
+        if np.isnan(planes[lo:hi].sum()):
+            bad[lo] = True
+            return
+        nb.max_pool2d_forward(planes[lo:hi], *g2, out[lo:hi], which[lo:hi])
+
+    split_call(part, n * c, h * w, lambda lo, hi: (lo, hi))
+    if bad.any():
+        return None
     shape = (n, c) + geom.out_size
     return out.reshape(shape), which.reshape(shape)
 
@@ -194,12 +211,14 @@ def max_pool_scatter(xp, g, which, geom):
         n, c = g.shape[:2]
         out = np.zeros((n * c,) + geom.in_size, dtype=g.dtype)
         kh, kw, *rest = _geom2d(geom)
-        nb.max_pool2d_scatter(
-            np.ascontiguousarray(g).reshape((n * c,) + geom.out_size),
-            np.ascontiguousarray(which).reshape((n * c,) + geom.out_size),
-            kw,
-            *rest,
-            out,
+        g3 = np.ascontiguousarray(g).reshape((n * c,) + geom.out_size)
+        w3 = np.ascontiguousarray(which).reshape((n * c,) + geom.out_size)
+        # planes split over the threads (each writes, and maps the pages of, its own planes)
+        split_call(
+            nb.max_pool2d_scatter,
+            n * c,
+            math.prod(geom.in_size),
+            lambda lo, hi: (g3[lo:hi], w3[lo:hi], kw, *rest, out[lo:hi]),
         )
         return out.reshape((n, c) + geom.in_size)
     padded = tuple(n + lo + hi for n, (lo, hi) in zip(geom.in_size, geom.pad))

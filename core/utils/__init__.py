@@ -13,6 +13,7 @@ def __getattr__(name):
         "dlpack",
         "flop_counter",
         "module_tracker",
+        "mobile_optimizer",
         "weak",
     ):
         import importlib

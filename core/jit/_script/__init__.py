@@ -135,6 +135,12 @@ def _script_module(module: Module) -> Module:
             f"{modifier(fwd)}; there is nothing to compile"
         )
     out = compile_function(fwd, module, type(module).__name__, _wrappers.module_class())
+    try:  # torch's hierarchy: scripted.dg prints as MyDecisionGate(original_name=...)
+        from .._submodules import apply_module_names, module_names
+
+        apply_module_names(out, module_names(module))
+    except ImportError:
+        pass
     for attr in dir(type(module)):
         meth = getattr(type(module), attr, None)
         if attr != "forward" and callable(meth) and modifier(meth) == "export":

@@ -25,6 +25,9 @@ from ._values import NORETURN, ScriptCompileError, Undefined, _const_eq, _is_lea
 __all__ = ["ScriptTracer", "dead_code"]
 
 
+_QUANTIZED = ("ember.ao.nn.quantized", "ember.ao.nn.intrinsic.quantized")
+
+
 def _is_builtin_module(m: Any) -> bool:
     return (type(m).__module__ or "").startswith("ember.")
 
@@ -34,7 +37,11 @@ class ScriptTracer(Tracer):
     written by users to the script compiler (their ``forward`` may hold control flow)."""
 
     def __init__(self, compiler) -> None:
-        super().__init__()
+        from ember.export._packed_rnn import packed_rnn
+        from ember.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+        # a traced module's packed-sequence nodes stay single nodes (export/_packed_rnn.py)
+        super().__init__(autowrap_functions=(pack_padded_sequence, pad_packed_sequence, packed_rnn))
         self.compiler = compiler
         self._caches: dict[Graph, dict] = {}
         self.submods: dict[Graph, dict[str, GraphModule]] = {}
@@ -54,6 +61,12 @@ class ScriptTracer(Tracer):
     def call_module(self, m, forward, args: tuple, kwargs: dict) -> Any:
         if not _is_builtin_module(m):
             return self.compiler.call_user_module(m, args, kwargs)
+        if (type(m).__module__ or "").startswith(_QUANTIZED):  # int8 kernels on raw codes
+            raise ScriptCompileError(
+                f"cannot compile the quantized module {m._get_name()}: its int8 kernels run "
+                "outside ember's graph ops. Keep it eager, script the float model, or export "
+                "it with ember.onnx.export (QDQ ONNX for quantized Linear/Conv layers)"
+            )
         # ember's own modules: compile their forward too (shape-dependent branches stay
         # branches); what the compiler cannot take is traced through as ember.fx does
         snap = self.snapshot()
