@@ -1,33 +1,112 @@
-"""``ember._dynamo``: ``explain``, ``reset``, ``config`` and ``exc`` (torch._dynamo's names)."""
+"""``ember._dynamo``: ``explain``, ``reset``, ``config``, ``exc``, ``graph_break``,
+``compiled_autograd.enable`` and ``utils.counters`` (torch._dynamo's names)."""
 
 from __future__ import annotations
 
+import logging
+import sys
 import types
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from ember._compile import Unsupported, config
 from ember._compile._capture import GraphBreak
+from ember._compile._frame import counters as _counters
 from ember._compile._static import mark_dynamic, mark_static
 from ember.compiler import allow_in_graph, disable, is_compiling, reset
 
 __all__ = [
     "ExplainOutput",
     "allow_in_graph",
+    "compiled_autograd",
     "config",
     "disable",
     "exc",
     "explain",
+    "graph_break",
     "is_compiling",
     "mark_dynamic",
     "mark_static",
     "maybe_mark_dynamic",
     "reset",
+    "same",
+    "utils",
 ]
 
 # ember makes a marked dim's capture shape-generic or, where it cannot, runs that call eagerly
 maybe_mark_dynamic = mark_dynamic
+
+
+def graph_break() -> None:
+    """End the graph here (torch._dynamo.graph_break): inside ``ember.compile`` the call
+    signature runs eagerly (ember does not split a function into several graphs)."""
+    if is_compiling():
+        from ember._compile._capture import _user_line
+
+        raise GraphBreak("torch._dynamo.graph_break()", _user_line())
+
+
+@contextmanager
+def _compiled_autograd_enable(compiler_fn: Callable | None = None):
+    """``torch._dynamo.compiled_autograd.enable(compiler_fn)``: ember's autograd engine runs
+    the backward inside (eagerly, hooks included); accepted so programs run unchanged."""
+    prev, config.compiled_autograd = config.compiled_autograd, True
+    try:
+        yield
+    finally:
+        config.compiled_autograd = prev
+
+
+def same(ref: Any, res: Any, tol: float = 1e-4, equal_nan: bool = False, **_: Any) -> bool:
+    """Whether ``res`` matches ``ref`` (torch._dynamo.utils.same): tensors within ``tol``
+    (relative and absolute) with the same shape, containers item by item, the rest by ``==``;
+    a mismatch is logged as torch does (``Accuracy failed: allclose not within tol=...``)."""
+    from ember import Tensor, allclose
+
+    if isinstance(ref, (list, tuple)):
+        return (
+            isinstance(res, (list, tuple))
+            and len(ref) == len(res)
+            and all(same(a, b, tol, equal_nan) for a, b in zip(ref, res))
+        )
+    if isinstance(ref, dict):
+        return (
+            isinstance(res, dict)
+            and ref.keys() == res.keys()
+            and all(same(ref[k], res[k], tol, equal_nan) for k in ref)
+        )
+    if isinstance(ref, Tensor):
+        if not isinstance(res, Tensor) or tuple(ref.shape) != tuple(res.shape):
+            return False
+        a, b = ref.detach(), res.detach()
+        if not a.is_floating_point():
+            return bool((a == b).all())
+        ok = allclose(a.double(), b.double(), rtol=tol, atol=tol, equal_nan=equal_nan)
+        if not ok:
+            logging.getLogger("ember._dynamo.utils").error(
+                "Accuracy failed: allclose not within tol=%s", tol
+            )
+        return bool(ok)
+    return bool(ref == res)
+
+
+def _submodule(name: str, **attrs: Any) -> types.ModuleType:
+    # ember._dynamo is one file: its torch submodules are registered so that
+    # ``from torch._dynamo.utils import same`` ports as ``from ember._dynamo.utils import same``
+    mod = types.ModuleType(f"{__name__}.{name}")
+    mod.__dict__.update(attrs)
+    sys.modules[mod.__name__] = mod
+    return mod
+
+
+# (torch 2.13 names it ``_enable``; the tutorial's ``enable`` is the older name)
+compiled_autograd = _submodule(
+    "compiled_autograd", enable=_compiled_autograd_enable, _enable=_compiled_autograd_enable
+)
+# torch._dynamo.utils.counters: counters["stats"]["unique_graphs"] counts captured graphs
+utils = _submodule("utils", counters=_counters, same=same)
 
 exc = types.SimpleNamespace(Unsupported=Unsupported, GraphBreak=GraphBreak)
 

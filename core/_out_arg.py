@@ -23,7 +23,7 @@ import warnings
 from collections.abc import Callable
 
 from .autograd import grad_mode
-from .overrides import _tensor_like, handle_torch_function
+from .overrides import _PLAIN, _tensor_like, any_relevant, handle_torch_function
 from .tensor import Tensor
 
 # torch functions documented with ``*, out=None`` (torch 2.13), the ones ember defines
@@ -103,12 +103,22 @@ def with_out(fn: Callable, name: str | None = None) -> Callable:
     # (vmap's patch check) see a plain function with the signature set below
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        # a tensor-like first argument (DTensor) goes to its __torch_function__: tested here so
-        # that these functions pay no second wrapper (core/_torch_function.py)
-        if check and args and type(args[0]) is not Tensor and _tensor_like(args[0]):
-            if getattr(fn, "__ember_torch_function__", False):
-                return fn(*args, **kwargs)  # fn dispatches itself (with its own relevant args)
-            return handle_torch_function(wrapper, args[:1], *args, **kwargs)
+        # a tensor-like argument, any of them as in torch (DTensor, `add(t, tensor_like)`,
+        # `out=tensor_like`), goes to its __torch_function__: tested here so that these
+        # functions pay no second wrapper (core/_torch_function.py); Tensors and Python
+        # scalars leave at the first two tests
+        if check:
+            for x in args:
+                if type(x) is not Tensor and type(x) not in _PLAIN and _tensor_like(x):
+                    return handle_torch_function(
+                        wrapper, any_relevant(args, kwargs), *args, **kwargs
+                    )
+            if kwargs:
+                for x in kwargs.values():
+                    if type(x) is not Tensor and type(x) not in _PLAIN and _tensor_like(x):
+                        return handle_torch_function(
+                            wrapper, any_relevant(args, kwargs), *args, **kwargs
+                        )
         out = kwargs.pop("out", None)
         if out is None:
             return fn(*args, **kwargs)

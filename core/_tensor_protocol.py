@@ -272,6 +272,13 @@ def _share_memory_(self: Tensor) -> Tensor:
     return self
 
 
+def _qualname(cls: type) -> str:
+    """A class's name as torch's errors print it (``float``, ``numpy.float32``)."""
+    mod = cls.__module__
+    bare = mod == "builtins" or mod.split(".")[0] == "ember"
+    return cls.__name__ if bare else f"{mod}.{cls.__name__}"
+
+
 def _type(self: Tensor, dtype=None, non_blocking: bool = False, **kwargs):
     """``t.type()`` names the legacy type (``'ember.FloatTensor'``); ``t.type(T)`` casts to a
     dtype, a legacy type (``ember.DoubleTensor``) or its name (``'torch.cuda.LongTensor'``)."""
@@ -298,11 +305,15 @@ def _type(self: Tensor, dtype=None, non_blocking: bool = False, **kwargs):
         from .backend.dtype import get_default_dtype
 
         device, dtype = "cpu", get_default_dtype()
+    elif isinstance(dtype, (str, type)):
+        # torch accepts only dtypes and tensor types here: `t.type(float)`, `t.type("float32")`
+        # and `t.type(np.float32)` raise (they are not shorthand for a dtype as in `.to`)
+        name = dtype if isinstance(dtype, str) else _qualname(dtype)
+        raise ValueError(f"invalid type: '{name}'")
     try:
         dt = to_dtype(dtype)
     except TypeError:
-        name = getattr(dtype, "__name__", dtype)
-        raise ValueError(f"invalid type: '{name}'") from None
+        raise TypeError("dtype must be a type, str, or dtype object") from None
     if device is not None and self.device.type != device:
         return self.to(device=device, dtype=dt)
     return self if dt is self.dtype else self.to(dt)

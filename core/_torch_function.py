@@ -10,7 +10,8 @@ That bounded list (the functions tensor-parallel model code calls on DTensors th
 Tensor methods; docs/api.md, "ember.overrides") dispatches any overloading type. The rest of
 ``ember.nn.functional`` and the ``ember.*`` functions with an ``out=`` or autocast wrapper
 dispatch tensor-like objects that are not Tensors (:func:`tensor_like_dispatch`, and the same
-test fused into those wrappers: ``_out_arg.py``, ``amp/_state.py``): a wrapper of its own costs
+test fused into those wrappers, on every argument as in torch: ``_out_arg.py``,
+``amp/_state.py``): a wrapper of its own costs
 a call frame, ~8% of ``F.relu`` on a small tensor (measured), one exact-type test in a wrapper
 that exists anyway costs under 1%; the hottest plain functions (``F.relu``, ``F.embedding``)
 test inline. Core never imports ``ember.distributed``: the DTensor side lives in

@@ -1,9 +1,13 @@
 """``ember.compiler`` (torch.compiler): reset, disable, is_compiling, allow_in_graph,
-set_stance."""
+set_stance, save_cache_artifacts / load_cache_artifacts."""
 
 from __future__ import annotations
 
+import collections
+import dataclasses
 import functools
+import json
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -12,7 +16,9 @@ __all__ = [
     "disable",
     "is_compiling",
     "is_dynamo_compiling",
+    "load_cache_artifacts",
     "reset",
+    "save_cache_artifacts",
     "set_stance",
 ]
 
@@ -94,7 +100,8 @@ class set_stance:  # noqa: N801 -- torch's name; a function, context manager and
 
     Called plainly it sets the stance until the next call; as a context manager it restores
     the previous stance on exit; as a decorator the stance holds while the function runs.
-    Changing the stance inside a compiled region is a graph break there (torch raises).
+    Changing the stance inside a compiled region raises ``AssertionError`` ("Attempt to trace
+    forbidden callable"), as torch does.
     """
 
     def __init__(
@@ -105,14 +112,14 @@ class set_stance:  # noqa: N801 -- torch's name; a function, context manager and
         force_backend: Any = None,
     ) -> None:
         from ember._compile import _stance
-        from ember._compile._capture import GraphBreak, _user_line
+        from ember._compile._capture import ForbiddenCallable
 
+        if is_compiling():  # torch: an AssertionError that ends the compile (no graph break)
+            raise ForbiddenCallable(set_stance)
         if force_backend is not None:
             raise NotImplementedError(
                 "set_stance: force_backend is not supported by ember.compile (one backend)"
             )
-        if is_compiling():
-            raise GraphBreak("ember.compiler.set_stance inside a compiled region", _user_line())
         self.stance = stance
         self.skip_guard_eval_unsafe = skip_guard_eval_unsafe
         self.prev = _stance.swap(stance)
@@ -134,14 +141,14 @@ class set_stance:  # noqa: N801 -- torch's name; a function, context manager and
         if not callable(fn):
             raise TypeError(f"set_stance: expected a function to decorate, got {fn!r}")
         _stance.swap(self.prev)  # as a decorator it holds only while fn runs
-        stance, name = self.stance, getattr(fn, "__qualname__", repr(fn))
+        stance = self.stance
 
         @functools.wraps(fn)
         def with_stance(*args: Any, **kwargs: Any) -> Any:
-            from ember._compile._capture import GraphBreak, _user_line
+            from ember._compile._capture import ForbiddenCallable
 
             if is_compiling():
-                raise GraphBreak(f"call to {name}, decorated with set_stance", _user_line())
+                raise ForbiddenCallable(fn)
             prev = _stance.swap(stance)
             try:
                 return fn(*args, **kwargs)
@@ -149,3 +156,55 @@ class set_stance:  # noqa: N801 -- torch's name; a function, context manager and
                 _stance.swap(prev)
 
         return with_stance
+
+
+# ---- compile caching (torch.compiler.save_cache_artifacts / load_cache_artifacts) -----------
+# ember keeps no compiled code to carry between processes: a capture is a Python trace plus
+# generated Python (milliseconds to tens of milliseconds per graph, and one per module class
+# under regional compilation), so there is nothing to restore. The artifacts name what this
+# process compiled; loading them checks the format and restores nothing. The TORCHINDUCTOR_*
+# cache variables have no effect for the same reason.
+_CACHE_MAGIC = b"ember-compile-cache/1\n"
+
+
+@dataclasses.dataclass
+class CacheInfo:
+    """What a cache blob holds (torch.compiler._cache.CacheInfo): ``artifacts["ember"]`` lists
+    the compiled functions and modules by name."""
+
+    artifacts: dict[str, list[str]] = dataclasses.field(
+        default_factory=lambda: collections.defaultdict(list)
+    )
+
+
+def save_cache_artifacts() -> tuple[bytes, CacheInfo] | None:
+    """``(bytes, CacheInfo)`` naming what this process compiled, or ``None`` when nothing was
+    (torch's return values; see the note above on what ember keeps)."""
+    from ember._compile._frame import _REGISTRY
+
+    names = sorted(cf._name() for cf in list(_REGISTRY) if cf.entries)
+    if not names:
+        return None
+    info = CacheInfo()
+    info.artifacts["ember"] = names
+    return _CACHE_MAGIC + json.dumps({"ember": names}).encode(), info
+
+
+def load_cache_artifacts(serialized_artifacts: bytes) -> CacheInfo | None:
+    """Read a blob from :func:`save_cache_artifacts`: its ``CacheInfo``, or ``None`` (with a
+    warning in the log, as torch) when the bytes are not one."""
+    if not isinstance(serialized_artifacts, (bytes, bytearray)):
+        raise TypeError(
+            "load_cache_artifacts: expected bytes, got " + type(serialized_artifacts).__name__
+        )
+    data = bytes(serialized_artifacts)
+    try:
+        if not data.startswith(_CACHE_MAGIC):
+            raise ValueError("not an ember compile-cache blob")
+        names = json.loads(data[len(_CACHE_MAGIC) :])["ember"]
+    except (ValueError, KeyError, TypeError) as e:
+        logging.getLogger("ember.compiler").warning("Failed to read cache artifacts: %s", e)
+        return None
+    info = CacheInfo()
+    info.artifacts["ember"] = list(names)
+    return info

@@ -6,6 +6,7 @@ import builtins
 
 import numpy as np
 
+from . import _factory_kwargs
 from .backend import _cupy, meta
 from .backend.device import as_device, default_device, get_array_module
 from .backend.dtype import from_numpy_dtype, get_default_dtype, int64, to_dtype
@@ -166,7 +167,16 @@ def _make(fill, size, dtype, device, requires_grad, value=None):
     return t
 
 
-def zeros(*sizes, size=None, dtype=None, device=None, requires_grad=False, out=None) -> Tensor:
+def zeros(
+    *sizes,
+    size=None,
+    dtype=None,
+    device=None,
+    requires_grad=False,
+    out=None,
+    layout=None,
+    pin_memory=False,
+) -> Tensor:
     """A tensor of the given shape filled with zeros.
 
     Args:
@@ -176,11 +186,17 @@ def zeros(*sizes, size=None, dtype=None, device=None, requires_grad=False, out=N
         requires_grad: whether autograd records operations on the result.
         out: the tensor to write the zeros into, which is returned (``ember.zeros`` handles
             it: core/_out_arg.py).
+        layout, pin_memory: PyTorch's keywords (core/_factory_kwargs.py).
     """
-    return _make("zeros", _size(sizes, size), dtype, device, requires_grad)
+    t = _make("zeros", _size(sizes, size), dtype, device, requires_grad)
+    if layout is not None or pin_memory:
+        return _factory_kwargs.apply(t, layout, pin_memory, "zeros")
+    return t
 
 
-def ones(*sizes, size=None, dtype=None, device=None, requires_grad=False) -> Tensor:
+def ones(
+    *sizes, size=None, dtype=None, device=None, requires_grad=False, layout=None, pin_memory=False
+) -> Tensor:
     """A tensor of the given shape filled with ones.
 
     Args:
@@ -188,12 +204,23 @@ def ones(*sizes, size=None, dtype=None, device=None, requires_grad=False) -> Ten
         dtype: the dtype (default: :func:`ember.get_default_dtype`).
         device: where the tensor is created (default: the default device).
         requires_grad: whether autograd records operations on the result.
+        layout, pin_memory: PyTorch's keywords (core/_factory_kwargs.py).
     """
-    return _make("ones", _size(sizes, size), dtype, device, requires_grad)
+    t = _make("ones", _size(sizes, size), dtype, device, requires_grad)
+    if layout is not None or pin_memory:
+        return _factory_kwargs.apply(t, layout, pin_memory, "ones")
+    return t
 
 
 def empty(
-    *sizes, size=None, dtype=None, device=None, requires_grad=False, memory_format=None
+    *sizes,
+    size=None,
+    dtype=None,
+    device=None,
+    requires_grad=False,
+    memory_format=None,
+    layout=None,
+    pin_memory=False,
 ) -> Tensor:
     """A tensor of the given shape with uninitialized values.
 
@@ -203,11 +230,24 @@ def empty(
         device: where the tensor is created (default: the default device).
         requires_grad: whether autograd records operations on the result.
         memory_format: accepted for PyTorch's signature; ember tensors are always contiguous.
+        layout, pin_memory: PyTorch's keywords (core/_factory_kwargs.py).
     """
-    return _make("empty", _size(sizes, size), dtype, device, requires_grad)
+    t = _make("empty", _size(sizes, size), dtype, device, requires_grad)
+    if layout is not None or pin_memory:
+        return _factory_kwargs.apply(t, layout, pin_memory, "empty")
+    return t
 
 
-def full(size, fill_value, *, dtype=None, device=None, requires_grad=False) -> Tensor:
+def full(
+    size,
+    fill_value,
+    *,
+    dtype=None,
+    device=None,
+    requires_grad=False,
+    layout=None,
+    pin_memory=False,
+) -> Tensor:
     """A tensor of shape ``size`` filled with ``fill_value``.
 
     Args:
@@ -217,13 +257,14 @@ def full(size, fill_value, *, dtype=None, device=None, requires_grad=False) -> T
         dtype: the dtype (default: :func:`ember.get_default_dtype`).
         device: where the tensor is created (default: the default device).
         requires_grad: whether autograd records operations on the result.
+        layout, pin_memory: PyTorch's keywords (core/_factory_kwargs.py).
     """
     if dtype is None:
         if isinstance(fill_value, bool):
             dtype = "bool"
         elif isinstance(fill_value, int):
             dtype = int64
-    return _make(
+    t = _make(
         "full",
         _size((size,) if isinstance(size, int) else tuple(size)),
         dtype,
@@ -231,19 +272,33 @@ def full(size, fill_value, *, dtype=None, device=None, requires_grad=False) -> T
         requires_grad,
         fill_value,
     )
+    if layout is not None or pin_memory:
+        return _factory_kwargs.apply(t, layout, pin_memory, "full")
+    return t
 
 
-def _like(fn, input, dtype, device, requires_grad, *args):
+def _like(fn, input, dtype, device, requires_grad, *args, layout=None, pin_memory=False):
     return fn(
         *args,
         input._data.shape,
         dtype=dtype or input.dtype,
         device=device or input.device,
         requires_grad=requires_grad,
+        layout=layout,
+        pin_memory=pin_memory,
     )
 
 
-def zeros_like(input, *, dtype=None, device=None, requires_grad=False, memory_format=None):
+def zeros_like(
+    input,
+    *,
+    dtype=None,
+    device=None,
+    requires_grad=False,
+    memory_format=None,
+    layout=None,
+    pin_memory=False,
+):
     """A tensor of zeros with the shape of ``input``.
 
     Args:
@@ -252,11 +307,21 @@ def zeros_like(input, *, dtype=None, device=None, requires_grad=False, memory_fo
         device: the device (default: that of ``input``).
         requires_grad: whether autograd records operations on the result.
         memory_format: accepted for PyTorch's signature; ember tensors are always contiguous.
+        layout, pin_memory: PyTorch's keywords (core/_factory_kwargs.py).
     """
-    return _like(zeros, input, dtype, device, requires_grad)
+    return _like(zeros, input, dtype, device, requires_grad, layout=layout, pin_memory=pin_memory)
 
 
-def ones_like(input, *, dtype=None, device=None, requires_grad=False, memory_format=None):
+def ones_like(
+    input,
+    *,
+    dtype=None,
+    device=None,
+    requires_grad=False,
+    memory_format=None,
+    layout=None,
+    pin_memory=False,
+):
     """A tensor of ones with the shape of ``input``.
 
     Args:
@@ -265,11 +330,21 @@ def ones_like(input, *, dtype=None, device=None, requires_grad=False, memory_for
         device: the device (default: that of ``input``).
         requires_grad: whether autograd records operations on the result.
         memory_format: accepted for PyTorch's signature; ember tensors are always contiguous.
+        layout, pin_memory: PyTorch's keywords (core/_factory_kwargs.py).
     """
-    return _like(ones, input, dtype, device, requires_grad)
+    return _like(ones, input, dtype, device, requires_grad, layout=layout, pin_memory=pin_memory)
 
 
-def empty_like(input, *, dtype=None, device=None, requires_grad=False, memory_format=None):
+def empty_like(
+    input,
+    *,
+    dtype=None,
+    device=None,
+    requires_grad=False,
+    memory_format=None,
+    layout=None,
+    pin_memory=False,
+):
     """An uninitialized tensor with the shape of ``input``.
 
     Args:
@@ -278,12 +353,21 @@ def empty_like(input, *, dtype=None, device=None, requires_grad=False, memory_fo
         device: the device (default: that of ``input``).
         requires_grad: whether autograd records operations on the result.
         memory_format: accepted for PyTorch's signature; ember tensors are always contiguous.
+        layout, pin_memory: PyTorch's keywords (core/_factory_kwargs.py).
     """
-    return _like(empty, input, dtype, device, requires_grad)
+    return _like(empty, input, dtype, device, requires_grad, layout=layout, pin_memory=pin_memory)
 
 
 def full_like(
-    input, fill_value, *, dtype=None, device=None, requires_grad=False, memory_format=None
+    input,
+    fill_value,
+    *,
+    dtype=None,
+    device=None,
+    requires_grad=False,
+    memory_format=None,
+    layout=None,
+    pin_memory=False,
 ):
     """A tensor filled with ``fill_value`` with the shape of ``input``.
 
@@ -294,6 +378,7 @@ def full_like(
         device: the device (default: that of ``input``).
         requires_grad: whether autograd records operations on the result.
         memory_format: accepted for PyTorch's signature; ember tensors are always contiguous.
+        layout, pin_memory: PyTorch's keywords (core/_factory_kwargs.py).
     """
     return full(
         input._data.shape,
@@ -301,6 +386,8 @@ def full_like(
         dtype=dtype or input.dtype,
         device=device or input.device,
         requires_grad=requires_grad,
+        layout=layout,
+        pin_memory=pin_memory,
     )
 
 

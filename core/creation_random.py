@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _factory_kwargs
 from .backend.device import default_device, get_array_module
 from .backend.dtype import get_default_dtype, int64, to_dtype
 from .creation import _size
@@ -14,7 +15,18 @@ from .random import gen_for
 from .tensor import Tensor
 
 
-def _rand_make(draw, size, dtype, device, requires_grad, generator, size_kw=None):
+def _rand_make(
+    draw,
+    size,
+    dtype,
+    device,
+    requires_grad,
+    generator,
+    size_kw=None,
+    layout=None,
+    pin=False,
+    name="rand",
+):
     xp = get_array_module(device or default_device())
     d = to_dtype(dtype) if dtype is not None else get_default_dtype()
     g = gen_for(generator, xp)
@@ -23,10 +35,21 @@ def _rand_make(draw, size, dtype, device, requires_grad, generator, size_kw=None
     arr = draw(g, _size(size, size_kw), draw_dtype)
     arr = arr.astype(d.np, copy=False)
     t = Tensor._wrap(arr)
+    if layout is not None or pin:  # PyTorch's factory keywords (core/_factory_kwargs.py)
+        t = _factory_kwargs.apply(t, layout, pin, name)
     return t.requires_grad_(True) if requires_grad else t
 
 
-def rand(*sizes, size=None, generator=None, dtype=None, device=None, requires_grad=False) -> Tensor:
+def rand(
+    *sizes,
+    size=None,
+    generator=None,
+    dtype=None,
+    device=None,
+    requires_grad=False,
+    layout=None,
+    pin_memory=False,
+) -> Tensor:
     """Uniform on [0, 1); the shape as integers, one sequence, or ``size=``."""
     return _rand_make(
         lambda g, s, dt: g.random(s, dtype=dt),
@@ -36,11 +59,21 @@ def rand(*sizes, size=None, generator=None, dtype=None, device=None, requires_gr
         requires_grad,
         generator,
         size,
+        layout,
+        pin_memory,
+        "rand",
     )
 
 
 def randn(
-    *sizes, size=None, generator=None, dtype=None, device=None, requires_grad=False
+    *sizes,
+    size=None,
+    generator=None,
+    dtype=None,
+    device=None,
+    requires_grad=False,
+    layout=None,
+    pin_memory=False,
 ) -> Tensor:
     """Standard normal; the shape as integers, one sequence, or ``size=``."""
     return _rand_make(
@@ -51,11 +84,23 @@ def randn(
         requires_grad,
         generator,
         size,
+        layout,
+        pin_memory,
+        "randn",
     )
 
 
 def randint(
-    low, high=None, size=None, *, generator=None, dtype=None, device=None, requires_grad=False
+    low,
+    high=None,
+    size=None,
+    *,
+    generator=None,
+    dtype=None,
+    device=None,
+    requires_grad=False,
+    layout=None,
+    pin_memory=False,
 ) -> Tensor:
     """Integers drawn uniformly from ``[low, high)``.
 
@@ -84,10 +129,22 @@ def randint(
         device,
         requires_grad,
         generator,
+        layout=layout,
+        pin=pin_memory,
+        name="randint",
     )
 
 
-def randperm(n, *, generator=None, dtype=None, device=None, requires_grad=False) -> Tensor:
+def randperm(
+    n,
+    *,
+    generator=None,
+    dtype=None,
+    device=None,
+    requires_grad=False,
+    layout=None,
+    pin_memory=False,
+) -> Tensor:
     """A random permutation of the integers ``0 .. n - 1``. Draws come from ember's generator
     (PCG64): the same seed gives different numbers than PyTorch.
 
@@ -99,11 +156,21 @@ def randperm(n, *, generator=None, dtype=None, device=None, requires_grad=False)
         requires_grad: whether autograd records operations on the result.
     """
     return _rand_make(
-        lambda g, s, dt: g.permutation(n), (), dtype or int64, device, requires_grad, generator
+        lambda g, s, dt: g.permutation(n),
+        (),
+        dtype or int64,
+        device,
+        requires_grad,
+        generator,
+        layout=layout,
+        pin=pin_memory,
+        name="randperm",
     )
 
 
-def rand_like(input, *, dtype=None, device=None, requires_grad=False):
+def rand_like(
+    input, *, dtype=None, device=None, requires_grad=False, layout=None, pin_memory=False
+):
     """Uniform samples in ``[0, 1)`` with the shape of ``input`` (its dtype and device unless
     given); see :func:`ember.rand`.
     """
@@ -112,10 +179,14 @@ def rand_like(input, *, dtype=None, device=None, requires_grad=False):
         dtype=dtype or input.dtype,
         device=device or input.device,
         requires_grad=requires_grad,
+        layout=layout,
+        pin_memory=pin_memory,
     )
 
 
-def randn_like(input, *, dtype=None, device=None, requires_grad=False):
+def randn_like(
+    input, *, dtype=None, device=None, requires_grad=False, layout=None, pin_memory=False
+):
     """Standard normal samples with the shape of ``input`` (its dtype and device unless given);
     see :func:`ember.randn`.
     """
@@ -124,15 +195,23 @@ def randn_like(input, *, dtype=None, device=None, requires_grad=False):
         dtype=dtype or input.dtype,
         device=device or input.device,
         requires_grad=requires_grad,
+        layout=layout,
+        pin_memory=pin_memory,
     )
 
 
-def randint_like(input, low, high=None, *, dtype=None, device=None):
+def randint_like(input, low, high=None, *, dtype=None, device=None, layout=None, pin_memory=False):
     """Integers from ``[low, high)`` (``[0, low)`` when ``high`` is omitted) with the shape of
     ``input`` (its dtype and device unless given); see :func:`randint`.
     """
     return randint(
-        low, high, input._data.shape, dtype=dtype or input.dtype, device=device or input.device
+        low,
+        high,
+        input._data.shape,
+        dtype=dtype or input.dtype,
+        device=device or input.device,
+        layout=layout,
+        pin_memory=pin_memory,
     )
 
 

@@ -26,6 +26,7 @@ run functions as written are per thread.
 
 from __future__ import annotations
 
+import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterable
@@ -43,6 +44,8 @@ __all__ = [
     "is_tensor_like",
     "DisableTorchFunction",
     "DisableTorchFunctionSubclass",
+    "TorchFunctionMode",
+    "BaseTorchFunctionMode",
 ]
 
 
@@ -188,6 +191,17 @@ def _tensor_like(x) -> bool:
     return not (_STATE.sub_off if isinstance(x, Tensor) else _STATE.off)
 
 
+# argument types that never overload: the wrappers that test every argument skip them with one
+# set lookup instead of a failed attribute lookup (``add(t, 2.0)``)
+_PLAIN = frozenset((int, float, bool, complex, str, type(None)))
+
+
+def any_relevant(args: tuple, kwargs: dict) -> list[Any]:
+    """The arguments of a call that may overload, positional then keyword (``out`` included),
+    for the wrappers that dispatch on any argument (``_out_arg.py``, ``amp/_state.py``)."""
+    return [*args, *kwargs.values()] if kwargs else list(args)
+
+
 class _no_tensor_like_dispatch:
     """Run the functions of the broad set as written on tensor-like arguments (duck typing):
     what a handler does for a function it has no rule for. Per thread."""
@@ -275,6 +289,16 @@ def _overloaded_types(relevant_args: Iterable[Any]) -> list[tuple[type, Any]]:
     return found
 
 
+def _is_pytorch_tensor_type(t: type) -> bool:
+    """``t`` is real PyTorch's ``torch.Tensor`` or a subclass of it (never an ember type, even
+    where a stand-in module named ``torch`` is ember itself)."""
+    if issubclass(t, Tensor) or not t.__module__.startswith("torch"):
+        return False
+    torch = sys.modules.get("torch")
+    base = getattr(torch, "Tensor", None)
+    return isinstance(base, type) and base is not Tensor and issubclass(t, base)
+
+
 def handle_torch_function(
     public_api: Callable, relevant_args: Iterable[Any], *args: Any, **kwargs: Any
 ) -> Any:
@@ -284,6 +308,15 @@ def handle_torch_function(
     overloaded = _overloaded_types(relevant_args)
     types = tuple(t for t, _ in overloaded)
     for t, _ in overloaded:
+        if _is_pytorch_tensor_type(t):
+            # PyTorch's own ``__torch_function__`` calls the ember function again: a recursion
+            # without end (a ``datasets`` ``with_format("torch")`` batch fed to ember, say)
+            name = getattr(public_api, "__name__", None) or repr(public_api)
+            raise TypeError(
+                f"{name}(): got a PyTorch tensor ({t.__module__}.{t.__qualname__}); ember "
+                "functions take ember tensors: convert it with ember.tensor(x) or "
+                "ember.from_numpy(x.numpy())"
+            )
         method = t.__torch_function__
         if type(method) is FunctionType:  # a plain method: a class method, as PyTorch does
             warnings.warn(
@@ -317,3 +350,6 @@ def get_overridable_functions() -> dict[Any, list[Callable]]:
         ]
         out[ns] = fns
     return out
+
+
+from ._function_mode import BaseTorchFunctionMode, TorchFunctionMode  # noqa: E402

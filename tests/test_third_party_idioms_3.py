@@ -59,6 +59,13 @@ def test_type_refusal_names_the_class():
     assert ours == ("ValueError", "invalid type: 'dict'")
 
 
+@pytest.mark.parametrize("arg", [float, int, bool, "float", "torch.float32", np.float32, 3])
+def test_type_refuses_python_types_and_dtype_names(arg):
+    # `.type` is not `.to`: a Python type or a dtype's name is no tensor type (torch 2.13)
+    ours = _errors(ember, lambda fw: fw.ones(2).type(arg))
+    assert ours == _errors(torch, lambda fw: fw.ones(2).type(arg))
+
+
 # ---- began: ``(d_loss_real + torch.abs(diff)).data[0]`` on a 0-dim loss -------------------------
 @pytest.mark.parametrize(
     "index",

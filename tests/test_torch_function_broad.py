@@ -1,7 +1,8 @@
 """The broad ``__torch_function__`` set (``core/_torch_function.py``): every public
 ``ember.nn.functional`` function and the ``ember.*`` functions with an ``out=`` or autocast
 wrapper hand a tensor-like (non-Tensor) first argument to its type, with the public function
-as ``func``; plain tensors take the unchanged path."""
+as ``func`` (the out=/autocast-wrapped ones any argument, as torch); plain tensors take the
+unchanged path."""
 
 from __future__ import annotations
 
@@ -117,3 +118,32 @@ def test_plain_tensors_and_declining_types():
     out = ember.empty(0)
     assert ember.add(x2, 1, out=out) is out
     assert tuple(ember.zeros(2, 3).shape) == (2, 3)
+
+
+class Probe:
+    """A tensor-like that reports the call it received: (name, #args, keyword names)."""
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        return func.__name__, len(args), sorted(kwargs or {})
+
+
+# out=- and autocast-wrapped functions dispatch on any argument, as torch does (torch 2.13)
+ANY_ARG = {
+    "add(t, p)": lambda fw, t, p: fw.add(t, p),
+    "add(t, other=p)": lambda fw, t, p: fw.add(t, other=p),
+    "mul(t, p)": lambda fw, t, p: fw.mul(t, p),
+    "mm(t, p)": lambda fw, t, p: fw.mm(t, p),
+    "where(c, t, p)": lambda fw, t, p: fw.where(t > 0, t, p),
+    "add(t, t, out=p)": lambda fw, t, p: fw.add(t, t, out=p),
+    "clamp(t, min=p)": lambda fw, t, p: fw.clamp(t, min=p),
+    "pow(2, p)": lambda fw, t, p: fw.pow(2, p),
+    "lerp(t, t, p)": lambda fw, t, p: fw.lerp(t, t, p),
+}
+
+
+@pytest.mark.parametrize("name", list(ANY_ARG))
+def test_tensor_like_in_any_argument_is_handed_over(name):
+    torch = pytest.importorskip("torch")
+    call = ANY_ARG[name]
+    assert call(ember, ember.ones(2, 2), Probe()) == call(torch, torch.ones(2, 2), Probe())

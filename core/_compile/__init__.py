@@ -14,7 +14,14 @@ from typing import Any
 from ._capture import GraphBreak, Unsupported, is_compiling
 from ._frame import CompiledFunction, config
 
-__all__ = ["OptimizedModule", "Unsupported", "compile", "config", "is_compiling"]
+__all__ = [
+    "OptimizedModule",
+    "Unsupported",
+    "compile",
+    "compile_forward",
+    "config",
+    "is_compiling",
+]
 
 _BACKENDS = ("ember", "inductor", "eager", "aot_eager")
 _MODES = (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -154,6 +161,61 @@ def compile(
     compiled_fn._ember_compiled = compiled
     compiled_fn._torchdynamo_orig_callable = model
     return compiled_fn
+
+
+def compile_forward(module: Any, **kwargs: Any) -> Callable:
+    """``module.compile(**kwargs)``: the compiled forward installed on the instance. The
+    module itself is the compiled root (its parameters are bound, its graph is shared with
+    other modules of its structure); its ``__call__`` and hooks stay eager around it."""
+    if kwargs.pop("disable", False):
+        return functools.partial(type(module).forward, module)
+    opts = {k: kwargs.pop(k) for k in ("fullgraph", "dynamic", "backend", "mode") if k in kwargs}
+    options = kwargs.pop("options", None)
+    if kwargs:
+        raise TypeError(f"compile() got an unexpected keyword argument {next(iter(kwargs))!r}")
+    _check(
+        opts.get("fullgraph", False),
+        opts.get("dynamic"),
+        opts.get("backend", "ember"),
+        opts.get("mode"),
+        options,
+    )
+    return _CompiledForward(module, opts)
+
+
+class _CompiledForward:
+    """The forward ``module.compile()`` installs. A deep copy or an unpickled copy of the
+    module gets a forward compiled for *itself* (a plain closure would keep running the
+    original module's parameters); the compiled function is made at the first call."""
+
+    def __init__(self, module: Any, opts: dict) -> None:
+        from ._capture_util import signature_of
+
+        self._module, self._opts, self._compiled = module, opts, None
+        functools.update_wrapper(self, type(module).forward)
+        del self.__wrapped__  # the signature is the bound one, without ``self``
+        self.__signature__ = signature_of(module)
+
+    @property
+    def _ember_compiled(self) -> CompiledFunction:
+        if self._compiled is None:
+            self._compiled = _InnerCompiled(self._module, **self._opts)
+        return self._compiled
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return (self._compiled or self._ember_compiled)(*args, **kwargs)
+
+    def __deepcopy__(self, memo: dict) -> _CompiledForward:
+        import copy
+
+        # the module being copied is in the memo already (deepcopy records it first)
+        mod = memo.get(id(self._module))
+        if mod is None:
+            mod = copy.deepcopy(self._module, memo)
+        return _CompiledForward(mod, dict(self._opts))
+
+    def __reduce__(self) -> tuple:
+        return _CompiledForward, (self._module, self._opts)
 
 
 # DDP and FSDP keep their forward eager (buffer broadcasts, bucket renewal, all-gathers and

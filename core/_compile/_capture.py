@@ -39,7 +39,7 @@ from ._capture_util import (  # (re-exported: ember._compile._capture.signature_
     signature_of,  # noqa: F401
 )
 
-__all__ = ["GraphBreak", "Unsupported", "capture", "is_compiling"]
+__all__ = ["ForbiddenCallable", "GraphBreak", "Unsupported", "capture", "is_compiling"]
 
 _RANDOM_FACTORIES = (
     "rand",
@@ -83,6 +83,18 @@ class GraphBreak(Exception):
         if where.startswith("(at ") and where.endswith(")"):
             where = where[4:-1]
         self.user_stack = where  # "file:line: source"
+
+
+class ForbiddenCallable(AssertionError):
+    """A call that must not be traced (``set_stance`` in a compiled region): it ends the
+    compile with this error instead of a graph break, as torch's AssertionError does."""
+
+    def __init__(self, fn: Any) -> None:
+        # the user's line: the innermost frame outside ember._compile, ember.fx, ember.compiler
+        at = fx_user_line((*_SKIP_DIRS, _CORE_DIR + "/compiler.py")).strip()
+        where = at[4:-1] if at.startswith("(at ") else ""
+        tail = f"\n\nfrom user code:\n   {where}" if where else ""
+        super().__init__(f"Attempt to trace forbidden callable {fn!r}{tail}")
 
 
 _SKIP_DIRS = tuple(str(Path(__file__).resolve().parents[1] / d) for d in ("fx", "_compile"))
@@ -227,7 +239,7 @@ class _CompileTracer(Tracer):
     def call_module(self, m, forward: Callable, args: tuple, kwargs: dict) -> Any:
         try:
             return super().call_module(m, forward, args, kwargs)
-        except GraphBreak:
+        except (GraphBreak, ForbiddenCallable):
             raise
         except Exception as e:  # innermost module first: the one whose forward failed
             if not hasattr(e, "_ember_module"):
@@ -362,7 +374,7 @@ def capture(
                 if guards is not None:
                     guards.extend(sg.guards)
             return graph, tracer.root
-        except GraphBreak:
+        except (GraphBreak, ForbiddenCallable):
             raise
         except Exception as e:
             where = getattr(e, "_ember_module", None)

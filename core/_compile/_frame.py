@@ -12,6 +12,7 @@ the break is traced once, not every call.
 
 from __future__ import annotations
 
+import collections
 import logging
 import time
 import warnings
@@ -19,7 +20,8 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from . import _stance
+from .._function_mode import _ACTIVE as _MODES
+from . import _share, _stance
 from ._artifact_logs import log_entry
 from ._capture import GraphBreak, Unsupported, capture, is_compiling, signature_of
 from ._cudagraph import CUDAGraphRunner
@@ -45,6 +47,8 @@ class _Config:
     """``ember._dynamo.config`` (the knobs torch._dynamo.config has that apply here)."""
 
     recompile_limit: int = 8
+    # accepted: ember's own autograd engine runs every backward (hooks included)
+    compiled_autograd: bool = False
     accumulated_recompile_limit: int = 256
     verbose: bool = False
     # ember-only: rewrite ``lstm(embedding(ids))`` to project the table (see _fuse_rnn)
@@ -65,6 +69,8 @@ class _Config:
 
 
 config = _Config()
+# torch._dynamo.utils.counters (ember._dynamo.utils): "stats"/"unique_graphs" per capture
+counters: collections.defaultdict = collections.defaultdict(collections.Counter)
 _REGISTRY: weakref.WeakSet = weakref.WeakSet()
 _HOOK_DICTS = (
     "_forward_pre_hooks",
@@ -153,6 +159,8 @@ class CompiledFunction:
 
     def __call__(self, *args, **kwargs):
         if is_compiling() or self._has_varkw:  # inside another capture: trace straight through
+            return self._eager(args, kwargs)
+        if _MODES[0]:  # a TorchFunctionMode is active: it sees the ops run eagerly
             return self._eager(args, kwargs)
         if _stance.eager_now(self):  # ember.compiler.set_stance("force_eager"), ...
             return self._eager(args, kwargs)
@@ -311,10 +319,20 @@ class CompiledFunction:
                 concrete[name] = value  # baked into the graph; the key holds the value/identity
                 if isinstance(value, Module):
                     extra[name] = value
+        share = _share.share_key(self, values, static, extra)
+        shared = _share.lookup(share, self._root) if share is not None else None
         try:
-            graph, troot = capture(
-                self._root, concrete, extra, examples, guard_examples, entry.guards
-            )
+            if shared is not None:  # another module of this structure was traced (_share.py)
+                graph, guards = shared
+                troot = self._root
+                entry.guards.extend(guards)
+                _log.info("ember.compile: %s reuses a graph captured before", self._name())
+            else:
+                graph, troot = capture(
+                    self._root, concrete, extra, examples, guard_examples, entry.guards
+                )
+                if share is not None:
+                    _share.store(share, graph, entry.guards)
         except GraphBreak as e:
             if fullgraph:
                 where = f"\n  at {e.user_stack}" if e.user_stack else ""
@@ -363,6 +381,7 @@ class CompiledFunction:
             entry.guards += duck_guards(dict(bound.arguments), self._symbolic_dims, self._own)
         entry.graph, entry.root = graph, troot
         entry.seconds = time.perf_counter() - t0
+        counters["stats"]["unique_graphs"] += 1
         return entry
 
     def _training_runner(self, entry: _Entry, graph: Any, troot: Any) -> TrainingGraphRunner:
@@ -399,3 +418,4 @@ class CompiledFunction:
 def reset_all() -> None:
     for cf in list(_REGISTRY):
         cf.reset()
+    _share.reset()

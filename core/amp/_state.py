@@ -149,15 +149,22 @@ def autocast_op(name: str):
     """Mark a public op as autocast-aware under its ATen name (see ``_policy.py``)."""
 
     def deco(fn):
-        from ..overrides import _tensor_like, handle_torch_function
+        from ..overrides import _PLAIN, _tensor_like, any_relevant, handle_torch_function
         from ..tensor import Tensor
 
         @functools.wraps(fn)
         def op(*args, **kwargs):
-            # a tensor-like first argument (DTensor) goes to its __torch_function__: the test
-            # lives here so that these ops pay no second wrapper (core/_torch_function.py)
-            if args and type(args[0]) is not Tensor and _tensor_like(args[0]):
-                return handle_torch_function(op, args[:1], *args, **kwargs)
+            # a tensor-like argument, any of them as in torch (DTensor), goes to its
+            # __torch_function__: the test lives here so that these ops pay no second wrapper
+            # (core/_torch_function.py); Tensors and Python scalars leave at the first tests
+            for x in args:
+                if type(x) is not Tensor and type(x) not in _PLAIN and _tensor_like(x):
+                    return handle_torch_function(op, any_relevant(args, kwargs), *args, **kwargs)
+            if kwargs:
+                for x in kwargs.values():
+                    if type(x) is not Tensor and type(x) not in _PLAIN and _tensor_like(x):
+                        relevant = any_relevant(args, kwargs)
+                        return handle_torch_function(op, relevant, *args, **kwargs)
             if ON[0]:
                 return _dispatch(name, fn, args, kwargs)
             return fn(*args, **kwargs)

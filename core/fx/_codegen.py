@@ -155,12 +155,16 @@ def generate(graph, root_module: str = "self"):
         dies_at.setdefault(user, []).append(value)
 
     params, body = [root_module], []
+    # a default is written only where every later positional placeholder has one too
+    # (``concrete_args={"x": value}`` for a first argument: ``def forward(self, x, y)``)
+    phs = [n for n in nodes if n.op == "placeholder" and not n.target.startswith("*")]
+    no_default = {n for i, n in enumerate(phs) if any(not m.args for m in phs[i:])}
     for node in nodes:
         if node.op == "placeholder":
             t = node.target
             if t.startswith("*"):
                 params.append(t)
-            elif node.args:
+            elif node.args and node not in no_default:
                 params.append(f"{t} = {_arg(node.args[0], g)}")
             else:
                 params.append(t)

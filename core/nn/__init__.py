@@ -1,5 +1,7 @@
 """``ember.nn``: modules, parameters, functional, init (PyTorch's names)."""
 
+import sys as _sys
+
 from . import common_types, functional, grad, init, parallel, utils
 from ._factory import factory_kwargs
 from .module import Module
@@ -9,6 +11,10 @@ from .parameter import Buffer, Parameter, UninitializedBuffer, UninitializedPara
 # ``ember.nn.attention`` is torch.nn.attention's package (core/nn/attention/, loaded lazily by
 # __getattr__ below); the star import bound the modules file of that name (MultiheadAttention's)
 del attention  # noqa: F821
+# the star import also bound nn.modules' torch-path submodules (nn.modules.batchnorm, ...), one
+# of them over ``ember.nn.utils``: only the package's own names stay
+del batchnorm, channelshuffle, distance, instancenorm  # noqa: F821
+utils = _sys.modules[__name__ + ".utils"]  # noqa: F811
 
 
 def __getattr__(name):

@@ -264,14 +264,10 @@ class Module(_HookMixin, _StateDictMixin, _ConvertMixin, _LookupMixin, _ReprMixi
         """Compile this Module's ``forward`` in place with :func:`ember.compile` (same keyword
         arguments). Unlike ``ember.compile(module)``, the module keeps its class and its
         ``state_dict`` keys (no ``_orig_mod.`` prefix); hooks still run around the call."""
-        import functools
-
-        from .._compile import compile as _compile
+        from .._compile import compile_forward
 
         # an instance attribute shadows the class's forward; _call_impl calls self.forward
-        self.__dict__["forward"] = _compile(
-            functools.partial(type(self).forward, self), *args, **kwargs
-        )
+        self.__dict__["forward"] = compile_forward(self, *args, **kwargs)
 
     def __setstate__(self, state) -> None:
         self.__dict__.update(state)

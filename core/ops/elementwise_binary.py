@@ -205,8 +205,16 @@ def lerp(input, end, weight):
     Args:
         input (Tensor): the start points.
         end (Tensor): the end points.
-        weight (float or Tensor): the interpolation weights.
+        weight (float or Tensor): the interpolation weights; a 0-dim tensor of another dtype
+            counts as a scalar, as in PyTorch (``exp_avg.lerp_(grad, 1 - beta1_t)`` with a
+            float32 ``beta1_t`` on bfloat16 state: karpathy/autoresearch's fused AdamW).
     """
+    if (
+        isinstance(weight, Tensor)
+        and weight._data.ndim == 0
+        and weight._data.dtype != input._data.dtype
+    ):
+        weight = weight.to(input.dtype)
     for name, t in (("end", end), ("weight", weight)):
         if isinstance(t, Tensor) and t._data.dtype != input._data.dtype:
             raise RuntimeError(

@@ -10,12 +10,12 @@ from .shape_views import flatten, reshape
 
 
 class Flip(Function):
-    _view_of = 0
-
+    # A copy, as torch.flip: NumPy's flip is a view, and an in-place op on the result
+    # (timm's Mixup: ``x.flip(0).mul_(1 - lam)``) must not write through to ``x``.
     @staticmethod
     def forward(ctx, x, axes):
         ctx.axes = axes
-        return ctx.xp.flip(x, axis=axes)
+        return ctx.xp.flip(x, axis=axes).copy()
 
     @staticmethod
     def backward(ctx, grad):

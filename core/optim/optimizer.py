@@ -15,6 +15,14 @@ from typing import Any
 
 from ..autograd.grad_mode import enable_grad
 from ..tensor import Tensor
+from ._compat import (  # noqa: F401 (torch.optim.optimizer's names third-party optimizers import)
+    ParamsT,
+    _default_to_fused_or_foreach,
+    _get_capturable_supported_devices,
+    _params_t,
+    _use_grad_for_differentiable,
+    cuda_graph_capture_health_check,
+)
 from ._functional import _step_tensor, _zeros_state
 from ._step_hooks import (  # noqa: F401 (RemovableHandle and the hooks are public here too)
     RemovableHandle,
@@ -257,6 +265,9 @@ class Optimizer:
                 the loss.
         """
         raise NotImplementedError
+
+    def _cuda_graph_capture_health_check(self) -> None:
+        cuda_graph_capture_health_check(self)
 
     @staticmethod
     def _eval_closure(closure):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -82,6 +83,28 @@ class MNIST(VisionDataset):
             )
         self.data = Tensor._wrap(images.astype(np.uint8, copy=False))
         self.targets = Tensor._wrap(labels.astype(np.int64))
+
+    # torchvision's pre-0.2.2 names, still read by older programs (PyTorch-GAN's MNIST-M
+    # builder: ``datasets.MNIST(...).train_labels``), with its deprecation warnings
+    @property
+    def train_labels(self) -> Tensor:
+        warnings.warn("train_labels has been renamed targets", stacklevel=2)
+        return self.targets
+
+    @property
+    def test_labels(self) -> Tensor:
+        warnings.warn("test_labels has been renamed targets", stacklevel=2)
+        return self.targets
+
+    @property
+    def train_data(self) -> Tensor:
+        warnings.warn("train_data has been renamed data", stacklevel=2)
+        return self.data
+
+    @property
+    def test_data(self) -> Tensor:
+        warnings.warn("test_data has been renamed data", stacklevel=2)
+        return self.data
 
     @property
     def raw_folder(self) -> str:

@@ -5,6 +5,7 @@ checkpoints (``.pth`` via ``ember.load``, or safetensors) load with ``load_state
 """
 
 from ._api import Weights, WeightsEnum, get_weight
+from .alexnet import *  # noqa: F403
 from .convnext import *  # noqa: F403
 from .efficientnet import *  # noqa: F403
 from .googlenet import *  # noqa: F403

@@ -23,10 +23,12 @@ from ._api import (
 
 __all__ = [
     "VGG",
+    "VGG11_BN_Weights",
     "VGG16_Weights",
     "VGG16_BN_Weights",
     "VGG19_Weights",
     "vgg11",
+    "vgg11_bn",
     "vgg13",
     "vgg16",
     "vgg16_bn",
@@ -116,6 +118,18 @@ _COMMON_META = {
 }
 
 
+class VGG11_BN_Weights(WeightsEnum):
+    """Pretrained weights for :func:`vgg11_bn` (torchvision's ImageNet-1k checkpoint;
+    bentrevett/pytorch-image-classification's VGG notebook fine-tunes it)."""
+
+    IMAGENET1K_V1 = Weights(
+        url="https://download.pytorch.org/models/vgg11_bn-6002323d.pth",
+        transforms=_imagenet_transforms(224),
+        meta={**_COMMON_META, "num_params": 132868840},
+    )
+    DEFAULT = IMAGENET1K_V1
+
+
 class VGG16_Weights(WeightsEnum):
     """Pretrained weights for :func:`vgg16` (torchvision's ImageNet-1k checkpoint;
     ``DEFAULT`` aliases it; ``get_state_dict()`` downloads it)."""
@@ -166,6 +180,14 @@ def vgg11(*, weights: None = None, progress: bool = True, **kwargs: Any) -> VGG:
     if weights is not None:
         raise ValueError("vgg11: ember has no pretrained weights entry for vgg11")
     return _vgg("A", False, None, progress, **kwargs)
+
+
+@handle_legacy_interface(VGG11_BN_Weights)
+def vgg11_bn(
+    *, weights: VGG11_BN_Weights | str | None = None, progress: bool = True, **kwargs: Any
+) -> VGG:
+    """VGG-11 (configuration A) with BatchNorm after each convolution."""
+    return _vgg("A", True, VGG11_BN_Weights.verify(weights), progress, **kwargs)
 
 
 @handle_legacy_interface(None)

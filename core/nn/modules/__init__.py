@@ -1,5 +1,8 @@
 """Layer families, one file each; each engineer appends the import line of their family."""
 
+# torch's submodule paths that programs import from or test against
+# (``nn.modules.batchnorm.BatchNorm2d``, ``from torch.nn.modules.utils import _pair``)
+from . import batchnorm, channelshuffle, distance, instancenorm, utils  # noqa: F401
 from .activation import *  # noqa: F403  (D1)
 from .adaptive import AdaptiveLogSoftmaxWithLoss  # (nn breadth)
 from .attention import MultiheadAttention  # (D3)
