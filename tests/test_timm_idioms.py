@@ -123,3 +123,26 @@ def test_nn_modules_submodule_paths_as_torch():
     consume_prefix_in_state_dict_if_present(sd, "module.")
     assert sorted(sd) == ["b", "other", "w"]
     assert ember.nn.modules.batchnorm.SyncBatchNorm is ember.nn.SyncBatchNorm
+
+
+def _gpsa_normalise(fw, a, b):
+    # timm's ConViT (GPSA.get_attention): a mix normalised in place by its own sum
+    attn = 0.3 * a.softmax(dim=-1) + 0.7 * b.softmax(dim=-1)
+    attn /= attn.sum(dim=-1).unsqueeze(-1)
+    return attn
+
+
+def test_in_place_division_by_a_function_of_itself_matches_torch():
+    rng = np.random.default_rng(2)
+    a0, b0, w = rng.standard_normal((3, 2, 4, 4)), rng.standard_normal((2, 4, 4)), rng.random(4)
+    grads = []
+    for fw in (ember, torch):
+        a = fw.tensor(a0[0], requires_grad=True)
+        b = fw.tensor(b0, requires_grad=True)
+        (_gpsa_normalise(fw, a, b) @ fw.tensor(w)).square().sum().backward()
+        grads.append((a.grad.numpy(), b.grad.numpy()))
+    for ours, theirs in zip(*grads):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-10, atol=1e-12)
+    a = ember.tensor(a0[1], requires_grad=True)
+    b = ember.tensor(b0, requires_grad=True)
+    assert ember.autograd.gradgradcheck(lambda p, q: _gpsa_normalise(ember, p, q), (a, b))

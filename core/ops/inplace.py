@@ -44,6 +44,27 @@ def _store(self: Tensor, out: Tensor) -> None:
     dst[...] = src
 
 
+def _keep_original_self(node, self: Tensor) -> None:
+    """The op about to overwrite ``self`` saved ``self`` itself as an input (``x /= x.sum()``:
+    Div keeps its dividend for the divisor's gradient). Give the node a snapshot of the old
+    values, still joined to ``self``'s old place in the graph, so that its backward (and a
+    double backward through it) reads what the forward read, as PyTorch's formulas do."""
+    from ..autograd.function import _SAVED_INPUT
+
+    old = self._data
+    snap = Tensor._wrap(old.copy())
+    snap.requires_grad = self.requires_grad
+    snap.grad_fn, snap._output_nr = self.grad_fn, self._output_nr
+    node._saved = tuple(snap._data if s is old else s for s in node._saved)
+    if getattr(node, "_saved_info", None) is not None:
+        node._saved_info = [
+            (_SAVED_INPUT, snap) if kind == _SAVED_INPUT and ref is self else (kind, ref)
+            for kind, ref in node._saved_info
+        ]
+    if node._versions is not None:
+        node._versions = [v for v in node._versions if v[2] is not self] or None
+
+
 def make_inplace(fn, name: str):
     """``self.op_(...)``: compute ``fn(self, ...)`` and write the result into self's storage."""
 
@@ -54,6 +75,10 @@ def make_inplace(fn, name: str):
         if tracking:
             check_inplace(self)
             out = fn(self, *args, **kwargs)
+            node = out.grad_fn
+            if node is not None and node._saved and not node._packed:
+                if any(s is self._data for s in node._saved):
+                    _keep_original_self(node, self)
             _store(self, out)
             rebase(self, out)
         else:
