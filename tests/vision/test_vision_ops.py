@@ -232,6 +232,11 @@ def test_roi_pool_matches_reference_and_gradcheck():
     assert gradcheck(lambda t: ops.RoIPool(2, 0.9)(t, ember.tensor(rois)), (xt,))
     with pytest.raises(ValueError, match=r"\(K, 5\)"):
         ops.roi_pool(ember.tensor(x), ember.tensor(rois[:, :4]), 2)
+    bad = rois.copy()
+    bad[0, 0] = 2  # the input has images 0 and 1
+    for op in (ops.roi_pool, ops.roi_align):
+        with pytest.raises(ValueError, match=r"batch indices must lie in \[0, 2\), got \[1, 2\]"):
+            op(ember.tensor(x), ember.tensor(bad), 2)
 
 
 def test_multiscale_roi_align_pools_each_box_from_its_level():

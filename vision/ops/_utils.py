@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 import ember
 from ember import Tensor
 
-__all__ = ["check_roi_boxes_shape", "convert_boxes_to_roi_format", "pair"]
+__all__ = ["check_roi_boxes_shape", "convert_boxes_to_roi_format", "host_rois", "pair"]
 
 
 def pair(size) -> tuple[int, int]:
@@ -49,3 +51,20 @@ def convert_boxes_to_roi_format(boxes: list[Tensor]) -> Tensor:
         dim=0,
     )  # fmt: skip
     return ember.cat([idx, cat], dim=1)
+
+
+def host_rois(input: Tensor, boxes, name: str) -> np.ndarray:
+    """The RoI operators' checks: an ``(N, C, H, W)`` input and boxes in either form whose
+    batch indices name one of its images; returns the ``(K, 5)`` rows on the host."""
+    if input.dim() != 4:
+        raise ValueError(f"{name} expects an (N, C, H, W) input, got {tuple(input.shape)}")
+    check_roi_boxes_shape(boxes)
+    rois = boxes if isinstance(boxes, Tensor) else convert_boxes_to_roi_format(boxes)
+    host = rois.detach().cpu().numpy().astype(np.float64)
+    batch = host[:, 0]
+    if host.shape[0] and (batch.min() < 0 or batch.max() >= input.shape[0]):
+        raise ValueError(
+            f"box batch indices must lie in [0, {input.shape[0]}), got "
+            f"{sorted({int(b) for b in batch})}"
+        )
+    return host

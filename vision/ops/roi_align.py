@@ -18,7 +18,7 @@ import numpy as np
 import ember
 from ember import Tensor, nn
 
-from ._utils import check_roi_boxes_shape, convert_boxes_to_roi_format, pair
+from ._utils import host_rois, pair
 
 __all__ = ["RoIAlign", "roi_align"]
 
@@ -72,19 +72,13 @@ def roi_align(
     by averaging bilinear samples: ``sampling_ratio`` per bin and axis (``<= 0``: adaptive,
     ``ceil(region / output)``). ``spatial_scale`` maps box coordinates to the input's; with
     ``aligned=True`` pixel centres sit at half-integers. Returns ``(K, C, PH, PW)``."""
-    if input.dim() != 4:
-        raise ValueError(f"roi_align expects an (N, C, H, W) input, got {tuple(input.shape)}")
-    check_roi_boxes_shape(boxes)
-    rois = boxes if isinstance(boxes, Tensor) else convert_boxes_to_roi_format(boxes)
+    host = host_rois(input, boxes, "roi_align")
     ph, pw = pair(output_size)
-    n, c, height, width = input.shape
-    host = rois.detach().cpu().numpy().astype(np.float64)
+    _, c, height, width = input.shape
     k = host.shape[0]
     if k == 0:
         return input.new_zeros((0, c, ph, pw))
     batch = host[:, 0].astype(np.int64)
-    if batch.min() < 0 or batch.max() >= n:
-        raise ValueError(f"box batch indices must lie in [0, {n}), got {sorted(set(batch))}")
     wy, wx = _region_weights(host, height, width, ph, pw, spatial_scale, sampling_ratio, aligned)
     parts, order = [], []
     for b in np.unique(batch):

@@ -15,7 +15,7 @@ import numpy as np
 import ember
 from ember import Tensor, nn
 
-from ._utils import check_roi_boxes_shape, convert_boxes_to_roi_format, pair
+from ._utils import host_rois, pair
 
 __all__ = ["RoIPool", "roi_pool"]
 
@@ -34,24 +34,18 @@ def roi_pool(
     """Max-pool each region of ``boxes`` (coordinates rounded to the input's grid after
     ``spatial_scale``) into ``output_size`` bins; empty bins give 0. Returns
     ``(K, C, PH, PW)``."""
-    if input.dim() != 4:
-        raise ValueError(f"roi_pool expects an (N, C, H, W) input, got {tuple(input.shape)}")
-    check_roi_boxes_shape(boxes)
-    rois = boxes if isinstance(boxes, Tensor) else convert_boxes_to_roi_format(boxes)
+    rois = host_rois(input, boxes, "roi_pool")
     ph, pw = pair(output_size)
-    n, c, height, width = input.shape
-    host_rois = rois.detach().cpu().numpy().astype(np.float64)
-    k = host_rois.shape[0]
+    _, c, height, width = input.shape
+    k = rois.shape[0]
     if k == 0:
         return input.new_zeros((0, c, ph, pw))
     x = input.detach().cpu().numpy()
     flat = np.zeros((k, c, ph, pw), dtype=np.int64)  # index into input.reshape(-1)
     keep = np.zeros((k, 1, ph, pw), dtype=bool)
     chan = np.arange(c)
-    for i, (b, x1, y1, x2, y2) in enumerate(host_rois):
+    for i, (b, x1, y1, x2, y2) in enumerate(rois):
         b = int(b)
-        if not 0 <= b < n:
-            raise ValueError(f"box {i} has batch index {b}, outside [0, {n})")
         sw, sh = _round(x1 * spatial_scale), _round(y1 * spatial_scale)
         ew, eh = _round(x2 * spatial_scale), _round(y2 * spatial_scale)
         bin_h = max(eh - sh + 1, 1) / ph
