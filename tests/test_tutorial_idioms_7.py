@@ -388,3 +388,48 @@ def test_tracing_a_quantized_model_says_what_to_do():
         ember.jit.trace(q, ember.randn(2, 4))
     with pytest.raises(Exception, match="quantized module DynamicQuantizedLinear"):
         ember.jit.script(q)  # the static-quantization tutorial's jit.save(jit.script(...))
+
+
+class _Block(ember.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.linear1 = ember.nn.Linear(6, 6)
+        self.norm = ember.nn.LayerNorm(6)
+
+    def forward(self, x):
+        return self.norm(ember.sigmoid(self.linear1(x)))
+
+
+def test_regional_aot_one_package_serves_every_block(tmp_path):
+    # recipes/regional_aot: package one block without its weights, then load each block's
+    # state_dict into its own loaded package and use it as that block's forward
+    ember.manual_seed(0)
+    blocks = ember.nn.ModuleList([_Block() for _ in range(3)])
+    x = ember.randn(4, 6)
+    ref = x
+    for b in blocks:
+        ref = b(ref)
+    path = ember._inductor.aoti_compile_and_package(
+        ember.export.export(blocks[0], args=(x,)),
+        package_path=str(tmp_path / "block.pt2"),
+        inductor_configs={"aot_inductor.package_constants_in_so": False},
+    )
+    for b in blocks:
+        compiled = ember._inductor.aoti_load_package(path)
+        compiled.load_constants(b.state_dict(), check_full_update=True, user_managed=True)
+        b.forward = compiled
+    out = x
+    for b in blocks:
+        out = b(out)
+    np.testing.assert_allclose(out.detach().numpy(), ref.detach().numpy(), rtol=1e-6)
+    # user_managed: the package reads the block's own storage, so in-place updates show
+    with ember.no_grad():
+        blocks[2].norm.bias.add_(1.0)
+        eager = blocks[2].norm(ember.sigmoid(blocks[2].linear1(out)))
+        np.testing.assert_allclose(blocks[2](out).numpy(), eager.numpy(), rtol=1e-6)
+    copied = ember._inductor.aoti_load_package(path)
+    copied.load_constants(blocks[1].state_dict(), check_full_update=False)
+    with pytest.raises(RuntimeError, match="no value given for"):
+        copied.load_constants({"linear1.weight": blocks[1].linear1.weight}, check_full_update=True)
+    with pytest.raises(RuntimeError, match="must be a"):
+        copied.load_constants({"linear1.bias": ember.zeros(7)}, check_full_update=False)

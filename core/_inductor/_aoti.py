@@ -137,6 +137,47 @@ class AOTICompiledModel:
     def get_constant_fqns(self) -> list[str]:
         return list(self._program.state_dict)
 
+    def load_constants(
+        self, constants_map: dict, *, check_full_update: bool, user_managed: bool = False
+    ) -> None:
+        """Replace the package's weights by ``constants_map``'s (FQN -> tensor): regional AoT
+        compilation packages one block and loads each copy's ``state_dict`` into its own
+        loaded package. ``user_managed=True`` shares the given tensors' storage (later in-place
+        updates are seen); otherwise the values are copied. ``check_full_update`` requires
+        every weight of the package to be given; names the package lacks are ignored."""
+        from ember import Tensor, no_grad
+
+        names = self.get_constant_fqns()
+        if check_full_update:
+            missing = [n for n in names if n not in constants_map]
+            if missing:
+                raise RuntimeError(f"load_constants: no value given for {missing}")
+        for name in names:
+            if name not in constants_map:
+                continue
+            value = constants_map[name]
+            prefix, _, leaf = name.rpartition(".")
+            owner = self._module.get_submodule(prefix) if prefix else self._module
+            current = getattr(owner, leaf)
+            if not isinstance(value, Tensor) or (value.shape, value.dtype) != (
+                current.shape,
+                current.dtype,
+            ):
+                got = (
+                    f"{tuple(value.shape)} {value.dtype}"
+                    if isinstance(value, Tensor)
+                    else type(value).__name__
+                )
+                raise RuntimeError(
+                    f"load_constants: {name!r} must be a {current.dtype} tensor of shape "
+                    f"{tuple(current.shape)}, got {got}"
+                )
+            with no_grad():
+                if user_managed:
+                    current.data = value.detach()
+                else:
+                    current.copy_(value)
+
     def __repr__(self) -> str:
         return f"AOTICompiledModel({self.path!r})"
 
