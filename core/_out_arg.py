@@ -108,17 +108,10 @@ def with_out(fn: Callable, name: str | None = None) -> Callable:
         # functions pay no second wrapper (core/_torch_function.py); Tensors and Python
         # scalars leave at the first two tests
         if check:
-            for x in args:
+            relevant = any_relevant(args, kwargs)
+            for x in relevant:
                 if type(x) is not Tensor and type(x) not in _PLAIN and _tensor_like(x):
-                    return handle_torch_function(
-                        wrapper, any_relevant(args, kwargs), *args, **kwargs
-                    )
-            if kwargs:
-                for x in kwargs.values():
-                    if type(x) is not Tensor and type(x) not in _PLAIN and _tensor_like(x):
-                        return handle_torch_function(
-                            wrapper, any_relevant(args, kwargs), *args, **kwargs
-                        )
+                    return handle_torch_function(wrapper, relevant, *args, **kwargs)
         out = kwargs.pop("out", None)
         if out is None:
             return fn(*args, **kwargs)

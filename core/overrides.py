@@ -196,10 +196,11 @@ def _tensor_like(x) -> bool:
 _PLAIN = frozenset((int, float, bool, complex, str, type(None)))
 
 
-def any_relevant(args: tuple, kwargs: dict) -> list[Any]:
+def any_relevant(args: tuple, kwargs: dict) -> tuple:
     """The arguments of a call that may overload, positional then keyword (``out`` included),
-    for the wrappers that dispatch on any argument (``_out_arg.py``, ``amp/_state.py``)."""
-    return [*args, *kwargs.values()] if kwargs else list(args)
+    for the wrappers that dispatch on any argument (``_out_arg.py``, ``amp/_state.py``); the
+    positional tuple itself when there are no keywords (no copy on the hot path)."""
+    return (*args, *kwargs.values()) if kwargs else args
 
 
 class _no_tensor_like_dispatch:

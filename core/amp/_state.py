@@ -157,14 +157,10 @@ def autocast_op(name: str):
             # a tensor-like argument, any of them as in torch (DTensor), goes to its
             # __torch_function__: the test lives here so that these ops pay no second wrapper
             # (core/_torch_function.py); Tensors and Python scalars leave at the first tests
-            for x in args:
+            relevant = any_relevant(args, kwargs)
+            for x in relevant:
                 if type(x) is not Tensor and type(x) not in _PLAIN and _tensor_like(x):
-                    return handle_torch_function(op, any_relevant(args, kwargs), *args, **kwargs)
-            if kwargs:
-                for x in kwargs.values():
-                    if type(x) is not Tensor and type(x) not in _PLAIN and _tensor_like(x):
-                        relevant = any_relevant(args, kwargs)
-                        return handle_torch_function(op, relevant, *args, **kwargs)
+                    return handle_torch_function(op, relevant, *args, **kwargs)
             if ON[0]:
                 return _dispatch(name, fn, args, kwargs)
             return fn(*args, **kwargs)
