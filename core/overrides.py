@@ -300,6 +300,16 @@ def _is_pytorch_tensor_type(t: type) -> bool:
     return isinstance(base, type) and base is not Tensor and issubclass(t, base)
 
 
+def pytorch_tensor_error(where: str, t: type) -> TypeError:
+    """The error for a real PyTorch tensor (of type ``t``) given to ember (``where``: the
+    function, ``"stack()"``, or the kind of op)."""
+    return TypeError(
+        f"{where}: got a PyTorch tensor ({t.__module__}.{t.__qualname__}); ember "
+        "functions take ember tensors: convert it with ember.tensor(x) or "
+        "ember.from_numpy(x.numpy())"
+    )
+
+
 def handle_torch_function(
     public_api: Callable, relevant_args: Iterable[Any], *args: Any, **kwargs: Any
 ) -> Any:
@@ -313,11 +323,7 @@ def handle_torch_function(
             # PyTorch's own ``__torch_function__`` calls the ember function again: a recursion
             # without end (a ``datasets`` ``with_format("torch")`` batch fed to ember, say)
             name = getattr(public_api, "__name__", None) or repr(public_api)
-            raise TypeError(
-                f"{name}(): got a PyTorch tensor ({t.__module__}.{t.__qualname__}); ember "
-                "functions take ember tensors: convert it with ember.tensor(x) or "
-                "ember.from_numpy(x.numpy())"
-            )
+            raise pytorch_tensor_error(f"{name}()", t)
         method = t.__torch_function__
         if type(method) is FunctionType:  # a plain method: a class method, as PyTorch does
             warnings.warn(

@@ -83,6 +83,13 @@ def test_a_pytorch_tensor_given_to_ember_is_a_clear_error():
         ember.stack(ids)
     with pytest.raises(TypeError, match="ember.tensor"):
         ember.nn.Embedding(10, 2)(ids[0])
+    # mixed into arithmetic (either side), and padded as a batch of sequences
+    with pytest.raises(TypeError, match=r"arithmetic operand: got a PyTorch tensor"):
+        ember.ones(3) + ids[0]
+    with pytest.raises(TypeError, match=r"got a PyTorch tensor"):
+        ember.ones(3, dtype=ember.int64) * ids[0]
+    with pytest.raises(TypeError, match=r"got a PyTorch tensor"):
+        ember.nn.utils.rnn.pad_sequence(ids, batch_first=True)
     # the conversion the message names works
     batch = ember.stack([ember.tensor(t) for t in ids])
     assert batch.tolist() == [[1, 2, 3], [4, 5, 6]]

@@ -76,6 +76,8 @@ def promote(a, b):
         a, ta = Tensor._wrap(a), True
     if not tb and isinstance(b, np.ndarray):
         b, tb = Tensor._wrap(b), True
+    if not (ta and tb):
+        _refuse_pytorch_tensor(b if ta else a)
     rt = result_dtype(a, b)
     npd = rt.np
     if ta and a._data.dtype != npd:
@@ -85,6 +87,15 @@ def promote(a, b):
     if not ta and not tb:
         raise TypeError("expected at least one tensor operand")
     return a, b
+
+
+def _refuse_pytorch_tensor(operand) -> None:
+    """A real PyTorch tensor mixed into ember arithmetic would otherwise fail deep in NumPy
+    (``ember_t + torch_t``): name it, and the conversion."""
+    from ..overrides import _is_pytorch_tensor_type, pytorch_tensor_error
+
+    if _is_pytorch_tensor_type(type(operand)):
+        raise pytorch_tensor_error("an arithmetic operand", type(operand))
 
 
 def _weak_scalar(s, np_dtype):
