@@ -1,9 +1,7 @@
 """``ember.vision.ops``: torchvision.ops on ember -- box utilities and NMS, RoIAlign/RoIPool
 (single and multi-scale), the feature pyramid, focal loss, stochastic depth and DropBlock, and
-the layers vision models share (``FrozenBatchNorm2d``, ``Conv2dNormActivation``, ``MLP``...).
-
-Not here: deformable convolution and the position-sensitive RoI ops (``deform_conv2d``,
-``ps_roi_align``, ``ps_roi_pool``).
+the layers vision models share (``FrozenBatchNorm2d``, ``Conv2dNormActivation``, ``MLP``...),
+deformable convolution (v1 and v2) and the position-sensitive RoI ops of R-FCN.
 """
 
 from __future__ import annotations
@@ -21,6 +19,7 @@ from .boxes import (
     nms,
     remove_small_boxes,
 )
+from .deform_conv import DeformConv2d, deform_conv2d
 from .drop_block import DropBlock2d, DropBlock3d, drop_block2d, drop_block3d
 from .feature_pyramid_network import FeaturePyramidNetwork
 from .focal_loss import sigmoid_focal_loss
@@ -33,6 +32,7 @@ from .misc import (
     SqueezeExcitation,
 )
 from .poolers import MultiScaleRoIAlign
+from .ps_roi import PSRoIAlign, PSRoIPool, ps_roi_align, ps_roi_pool
 from .roi_align import RoIAlign, roi_align
 from .roi_pool import RoIPool, roi_pool
 from .stochastic_depth import StochasticDepth, stochastic_depth
@@ -41,11 +41,14 @@ __all__ = [
     "MLP",
     "Conv2dNormActivation",
     "Conv3dNormActivation",
+    "DeformConv2d",
     "DropBlock2d",
     "DropBlock3d",
     "FeaturePyramidNetwork",
     "FrozenBatchNorm2d",
     "MultiScaleRoIAlign",
+    "PSRoIAlign",
+    "PSRoIPool",
     "Permute",
     "RoIAlign",
     "RoIPool",
@@ -57,12 +60,15 @@ __all__ = [
     "box_iou",
     "clip_boxes_to_image",
     "complete_box_iou",
+    "deform_conv2d",
     "distance_box_iou",
     "drop_block2d",
     "drop_block3d",
     "generalized_box_iou",
     "masks_to_boxes",
     "nms",
+    "ps_roi_align",
+    "ps_roi_pool",
     "remove_small_boxes",
     "roi_align",
     "roi_pool",

@@ -20,7 +20,7 @@ from ember import Tensor, nn
 
 from ._utils import host_rois, pair
 
-__all__ = ["RoIAlign", "roi_align"]
+__all__ = ["RoIAlign", "roi_align", "separable_pool"]
 
 
 def _axis_weights(start, bin_size, pooled, grid, size) -> np.ndarray:
@@ -78,8 +78,17 @@ def roi_align(
     k = host.shape[0]
     if k == 0:
         return input.new_zeros((0, c, ph, pw))
-    batch = host[:, 0].astype(np.int64)
     wy, wx = _region_weights(host, height, width, ph, pw, spatial_scale, sampling_ratio, aligned)
+    return separable_pool(input, host, wy, wx)
+
+
+def separable_pool(input: Tensor, host: np.ndarray, wy: np.ndarray, wx: np.ndarray) -> Tensor:
+    """``out[k] = Wy[k] @ input[batch[k]] @ Wx[k]^T`` for each region ``k`` of ``host`` (its
+    ``(K, 5)`` rows), every channel at once: ``wy`` is ``(K, PH, H)``, ``wx`` ``(K, PW, W)``.
+    Returns ``(K, C, PH, PW)``; autograd reaches ``input``."""
+    _, c, height, width = input.shape
+    k, ph, pw = wy.shape[0], wy.shape[1], wx.shape[1]
+    batch = host[:, 0].astype(np.int64)
     parts, order = [], []
     for b in np.unique(batch):
         idx = np.nonzero(batch == b)[0]
