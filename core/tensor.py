@@ -6,12 +6,24 @@ file holds what is intrinsic to a tensor: attributes, autograd entry points, con
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from .autograd import function as _function
 from .backend.device import CPU, as_device, device_of
 from .backend.dtype import from_numpy_dtype, to_dtype
 from .backend.meta import MetaArray
+
+# torch's words: reading ``.grad`` of a non-leaf that does not retain it is almost always a
+# mistake (the leaf was meant), so it warns
+_NON_LEAF_GRAD = (
+    "The .grad attribute of a Tensor that is not a leaf Tensor is being accessed. Its .grad "
+    "attribute won't be populated during autograd.backward(). If you indeed want the .grad "
+    "field to be populated for a non-leaf Tensor, use .retain_grad() on the non-leaf Tensor. "
+    "If you access the non-leaf Tensor by mistake, make sure you access the leaf Tensor "
+    "instead."
+)
 
 
 class Size(tuple):
@@ -56,7 +68,7 @@ class Tensor:
     __slots__ = {
         "_data": "",
         "requires_grad": "Whether autograd records operations on this tensor.",
-        "grad": "The accumulated gradient of a leaf after ``backward()`` (``None`` before).",
+        "_grad": "",
         "grad_fn": "The autograd node that produced this tensor (``None`` for a leaf).",
         "_output_nr": "",
         "_version_counter": "",
@@ -64,6 +76,9 @@ class Tensor:
         "_hooks": "",
         "_post_acc_hooks": "",
         "__weakref__": "",
+        # as torch's, a tensor takes arbitrary attributes (transformers marks buffers with
+        # ``_is_hf_initialized``); the dict is only allocated on the first such assignment
+        "__dict__": "",
     }
 
     def __new__(cls, *args, device=None, requires_grad: bool = False):
@@ -87,7 +102,7 @@ class Tensor:
         t = _new(Tensor)
         t._data = data
         t.requires_grad = False
-        t.grad = None
+        t._grad = None
         t.grad_fn = None
         t._output_nr = 0
         t._version_counter = [0]
@@ -97,6 +112,30 @@ class Tensor:
         return t
 
     # ---- attributes --------------------------------------------------------------------
+    @property
+    def grad(self) -> Tensor | None:
+        """The accumulated gradient of a leaf after ``backward()`` (``None`` before)."""
+        g = self._grad
+        if g is None and self.grad_fn is not None and not self.retains_grad:
+            warnings.warn(_NON_LEAF_GRAD, UserWarning, stacklevel=2)
+        return g
+
+    @grad.setter
+    def grad(self, value: Tensor | None) -> None:
+        if value is not None:
+            if not isinstance(value, Tensor):
+                raise TypeError(
+                    "assigned grad expected to be a Tensor or None but got grad of type "
+                    f"{type(value).__name__}"
+                )
+            if value._data.shape != self._data.shape and type(self._data) is type(value._data):
+                raise RuntimeError(
+                    f"attempting to assign a gradient of size '{list(value._data.shape)}' to a "
+                    f"tensor of size '{list(self._data.shape)}'. Please ensure that the "
+                    "gradient and the tensor are the same size"
+                )
+        self._grad = value
+
     @property
     def shape(self) -> Size:
         """The size of each dimension, as an :class:`ember.Size`."""

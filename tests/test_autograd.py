@@ -1,6 +1,7 @@
 """The autograd engine: accumulation, retain/create graph, hooks, versions, custom Functions."""
 
 import gc
+import warnings
 import weakref
 
 import numpy as np
@@ -144,6 +145,30 @@ def test_retain_grad():
     assert h.retains_grad
     (h * h).sum().backward()
     np.testing.assert_allclose(h.grad.numpy(), 2 * h.detach().numpy())
+
+
+def test_grad_of_a_non_leaf_warns_and_assigned_grads_are_checked_as_in_torch():
+    import torch
+
+    for fw in (ember, torch):
+        x = fw.ones(3, dtype=fw.float64, requires_grad=True)
+        h = x * 2
+        h.sum().backward()
+        with pytest.warns(UserWarning, match="not a leaf Tensor is being accessed"):
+            assert h.grad is None
+        with pytest.raises(
+            RuntimeError, match=r"assign a gradient of size '\[2\]' to a tensor of size '\[3\]'"
+        ):
+            x.grad = fw.ones(2, dtype=fw.float64)
+        with pytest.raises(TypeError, match="expected to be a Tensor or None"):
+            x.grad = 3.0
+        x.grad = None  # a leaf, a retained non-leaf and a detached tensor read quietly
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert x.grad is None and h.detach().grad is None
+            k = x * 3
+            k.retain_grad()
+            assert k.grad is None
 
 
 def test_inplace_on_saved_tensor_raises_pytorch_error():
