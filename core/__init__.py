@@ -226,6 +226,17 @@ from ._checks import (
     _check_value,
     _check_with,
 )
+from ._sym import (
+    OutOfMemoryError,
+    sym_float,
+    sym_int,
+    sym_ite,
+    sym_max,
+    sym_min,
+    sym_not,
+    sym_sqrt,
+    sym_sum,
+)
 from ._torch_misc import (
     are_deterministic_algorithms_enabled,
     can_cast,

@@ -245,6 +245,7 @@ METHODS = {
     "masked_select": ops.masked_select,
     "take_along_dim": ops.take_along_dim,
     "nonzero": ops.nonzero,
+    "nonzero_static": ops.nonzero_static,
     "argwhere": ops.argwhere,
     # linear algebra
     "matmul": ops.matmul,

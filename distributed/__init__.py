@@ -6,7 +6,29 @@ Start every process with torchrun's variables (``RANK``, ``WORLD_SIZE``, ``MASTE
 See docs/distributed.md.
 """
 
-from ._objects import all_gather_object, broadcast_object_list, gather_object, scatter_object_list
+from ._c10d_extras import (
+    DebugLevel,
+    breakpoint,
+    get_debug_level,
+    get_node_local_rank,
+    is_backend_available,
+    is_mpi_available,
+    is_ucc_available,
+    is_xccl_available,
+    new_subgroups,
+    new_subgroups_by_enumeration,
+    set_debug_level,
+    set_debug_level_from_env,
+    supports_complex,
+)
+from ._objects import (
+    all_gather_object,
+    broadcast_object_list,
+    gather_object,
+    recv_object_list,
+    scatter_object_list,
+    send_object_list,
+)
 from ._runtime._state import GroupMember, group
 from .collectives import (
     all_gather,
@@ -109,6 +131,22 @@ __all__ = [
     "scatter",
     "scatter_object_list",
     "send",
+    # ---- the small helpers (_c10d_extras.py) and objects point to point
+    "DebugLevel",
+    "breakpoint",
+    "get_debug_level",
+    "get_node_local_rank",
+    "is_backend_available",
+    "is_mpi_available",
+    "is_ucc_available",
+    "is_xccl_available",
+    "new_subgroups",
+    "new_subgroups_by_enumeration",
+    "recv_object_list",
+    "send_object_list",
+    "set_debug_level",
+    "set_debug_level_from_env",
+    "supports_complex",
 ]
 
 # ---- parameter sharding (issue 7): the memory report; the sharding packages load on import

@@ -127,3 +127,47 @@ def scatter_object_list(
         raise ValueError(f"scatter_object_input_list must have {n} entries on the source rank")
     broadcast_object_list(objs, group=group, group_src=root)
     scatter_object_output_list[0] = objs[pg.rank()]
+
+
+def send_object_list(
+    object_list: list, dst: int | None = None, group=None, device=None, group_dst=None
+) -> None:
+    """Send the picklable objects of ``object_list`` to rank ``dst`` (global rank, or
+    ``group_dst`` within ``group``), which receives them with :func:`recv_object_list`."""
+    from . import p2p
+
+    pg = resolve_group(group)
+    if pg is None:
+        return
+    parts = [_pack(o) for o in object_list]
+    sizes = _t(np.array([p.size for p in parts], dtype=np.int64))
+    p2p.send(sizes, dst, group=group, group_dst=group_dst)
+    data = _t(np.concatenate(parts) if parts else np.empty(0, np.uint8))
+    p2p.send(data, dst, group=group, group_dst=group_dst)
+
+
+def recv_object_list(
+    object_list: list, src: int | None = None, group=None, device=None, group_src=None
+) -> int:
+    """Fill ``object_list`` in place with the objects a peer sent with
+    :func:`send_object_list` (``len(object_list)`` of them); from rank ``src``, or from any
+    rank when ``src`` is None. Returns the sender's rank (-1 outside the group)."""
+    from . import p2p
+
+    pg = resolve_group(group)
+    if pg is None:
+        return -1
+    sizes = _t(np.zeros(len(object_list), dtype=np.int64))
+    sender = p2p.recv(sizes, src, group=group, group_src=group_src)
+    lengths = _interop.array_of(sizes)
+    data = _t(np.empty(int(lengths.sum()), dtype=np.uint8))
+    # the data comes from the rank that sent the sizes, even when ``src`` was "any"
+    if group_src is None and src is None:
+        p2p.recv(data, sender, group=group)
+    else:
+        p2p.recv(data, src, group=group, group_src=group_src)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    got = _interop.array_of(data)
+    for i in range(len(object_list)):
+        object_list[i] = _unpack(got[offsets[i] : offsets[i + 1]])
+    return sender

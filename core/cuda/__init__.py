@@ -64,6 +64,9 @@ has_half = True
 has_magma = False
 
 
+from .._sym import OutOfMemoryError  # noqa: E402,F401  (torch.cuda.OutOfMemoryError is torch's)
+
+
 class CudaError(RuntimeError):
     """A CUDA runtime error code, with the driver's message."""
 

@@ -68,6 +68,7 @@ from .indexing import (
     masked_fill,
     masked_select,
     nonzero,
+    nonzero_static,
     scatter,
     scatter_add,
     setitem,

@@ -4,7 +4,7 @@
   the index-put Functions their gradients use;
 - ``indexing_dim``: indices along one dim: gather/take_along_dim, scatter/scatter_add,
   index_select, index_add;
-- ``indexing_mask``: masked_fill, masked_select, nonzero/argwhere.
+- ``indexing_mask``: masked_fill, masked_select, nonzero/nonzero_static/argwhere.
 """
 
 from __future__ import annotations
@@ -53,4 +53,5 @@ from .indexing_mask import (  # noqa: F401
     masked_fill,
     masked_select,
     nonzero,
+    nonzero_static,
 )

@@ -91,6 +91,21 @@ def nonzero(input, *, as_tuple=False):
     )
 
 
+def nonzero_static(input, *, size: int, fill_value: int = -1):
+    """``nonzero(input)`` with a fixed number of rows, ``size``: the first ``size`` indices,
+    padded with rows of ``fill_value`` where there are fewer (the export-friendly form, whose
+    shape does not depend on the data). Returns an int64 ``(size, input.ndim)`` tensor."""
+    if not isinstance(size, int) or size < 0:
+        raise RuntimeError(f"nonzero_static: 'size' must be a non-negative int, got {size!r}")
+    d = input._data
+    xp = get_array_module(d)
+    rows = xp.stack(xp.nonzero(d), axis=1) if d.ndim else xp.zeros((0, 0), dtype=xp.int64)
+    out = xp.full((size, d.ndim), fill_value, dtype=xp.int64)
+    n = min(size, rows.shape[0])
+    out[:n] = rows[:n]
+    return Tensor._wrap(out)
+
+
 def argwhere(input):
     """The indices of the non-zero elements, shape ``(n, input.ndim)``; ``nonzero(input)``."""
     return nonzero(input)

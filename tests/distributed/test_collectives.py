@@ -327,6 +327,7 @@ def case_p2p():
 
 
 def case_objects():
+    import ember
     import ember.distributed as dist
 
     rank, n = dist.get_rank(), dist.get_world_size()
@@ -339,6 +340,22 @@ def case_objects():
     out = [None]
     dist.scatter_object_list(out, [f"for {r}" for r in range(n)] if rank == 0 else None, src=0)
     assert out == [f"for {rank}"]
+    # point to point: rank 0 -> rank 1 (received from any rank), and back from a named rank
+    if rank == 0 and n > 1:
+        dist.send_object_list([{"a": 1}, "two", (3,)], dst=1)
+        back = [None]
+        assert dist.recv_object_list(back, src=1) == 1 and back == [[rank + 1] * 3]
+    elif rank == 1:
+        got = [None, None, None]
+        assert dist.recv_object_list(got) == 0 and got == [{"a": 1}, "two", (3,)]
+        dist.send_object_list([[rank] * 3], dst=0)
+    # subgroups of equal size (pairs where the world is even, else singletons)
+    size = 2 if n % 2 == 0 else 1
+    mine, groups = dist.new_subgroups(group_size=size)
+    assert len(groups) == n // size and dist.get_world_size(mine) == size
+    t = ember.tensor([float(rank)])
+    dist.all_reduce(t, group=mine)
+    assert t.item() == sum(range(rank - rank % size, rank - rank % size + size))
     return True
 
 
