@@ -40,8 +40,9 @@ maybe_mark_dynamic = mark_dynamic
 
 
 def graph_break() -> None:
-    """End the graph here (torch._dynamo.graph_break): inside ``ember.compile`` the call
-    signature runs eagerly (ember does not split a function into several graphs)."""
+    """End the graph here (torch._dynamo.graph_break): inside ``ember.compile`` the code
+    before and after it become separate graphs (when called from a top-level statement of
+    the compiled function; elsewhere the call signature runs eagerly)."""
     if is_compiling():
         from ember._compile._capture import _user_line
 
@@ -107,6 +108,24 @@ compiled_autograd = _submodule(
 )
 # torch._dynamo.utils.counters: counters["stats"]["unique_graphs"] counts captured graphs
 utils = _submodule("utils", counters=_counters, same=same)
+
+
+class TransformGetItemToIndex:
+    """``with TransformGetItemToIndex(): vmap(fn)(...)``: in torch, a function mode that turns
+    ``x[idx]`` with 0-d tensor indices into ``aten.index`` so that vmap can batch it
+    (HuggingFace transformers builds its attention masks this way). ember's vmap batches
+    tensor indexing itself, so the context changes nothing here (and costs no mode patching)."""
+
+    def __enter__(self) -> TransformGetItemToIndex:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+
+_trace_wrapped_higher_order_op = _submodule(
+    "_trace_wrapped_higher_order_op", TransformGetItemToIndex=TransformGetItemToIndex
+)
 
 exc = types.SimpleNamespace(Unsupported=Unsupported, GraphBreak=GraphBreak)
 
@@ -174,17 +193,22 @@ def explain(f: Callable, *extra_args: Any, **extra_kwargs: Any) -> Callable[...,
         graphs, ops_per_graph, reasons = [], [], []
         for e in cf.entries:
             if e.graph is not None:
-                graphs.append(GraphModule(e.root, e.graph))
                 ops = [
                     n.target if n.op != "call_function" else target_name(n.target)
                     for n in e.graph.nodes
                     if n.op in ("call_function", "call_method", "call_module")
                 ]
-                ops_per_graph.append(ops)
+                if ops or not cf.break_reasons:  # torch compiles no empty piece of a split
+                    graphs.append(GraphModule(e.root, e.graph))
+                    ops_per_graph.append(ops)
             if e.break_reason is not None:
                 br = e.break_reason
+                why = getattr(br, "not_split", None)  # not split: the signature ran eagerly
                 reasons.append(
-                    GraphCompileReason(br.reason, [br.user_stack] if br.user_stack else [])
+                    GraphCompileReason(
+                        br.reason + (f" (not split: {why})" if why else ""),
+                        [br.user_stack] if br.user_stack else [],
+                    )
                 )
         guards = []
         if cf.entries:

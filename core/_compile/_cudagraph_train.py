@@ -217,3 +217,26 @@ class _Replay(Function):  # the forward and backward replays as one autograd nod
         engine.owned_bases.update(owned)
         runner._owned = list(owned)
         return (None, *result)
+
+
+def training_runner(cf: Any, entry: Any, graph: Any, troot: Any) -> TrainingGraphRunner:
+    """The runner of ``cf``'s (``_frame.CompiledFunction``) entry under
+    ``mode="reduce-overhead"`` with autograd on; ``skip`` says why it stays the executor."""
+    from ember.nn import Parameter
+
+    from ._executor import _resolve_attr
+
+    seen: dict[int, Any] = {}
+    for m in cf._modules:
+        for t in (*m._parameters.values(), *m._buffers.values()):
+            if t is not None:
+                seen.setdefault(id(t), t)
+    state = list(seen.values())
+    params = [t for t in state if isinstance(t, Parameter)]
+    skip = None if cf._is_module else "a compiled function (not a Module)"
+    bound = {id(o) for _, _, o in entry.attr_guards}
+    for n in graph.nodes:
+        if skip is None and n.op == "get_attr":
+            if id(_resolve_attr(troot, n.target)) not in bound:
+                skip = f"{n.target} is a plain tensor attribute, read per call"
+    return TrainingGraphRunner(entry.fn, params, state, skip)

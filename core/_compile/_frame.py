@@ -6,14 +6,15 @@ tensors by shape (or rank, once shapes are dynamic), dtype, device and ``require
 Python scalars and strings by value (they are baked into the graph); modules by identity.
 An entry also checks, per call, that every parameter and buffer it bound is still the one
 installed on its module. A miss compiles a new entry, up to ``config.recompile_limit``; after
-that the call runs eagerly (one warning). A graph break caches an eager entry for that key, so
-the break is traced once, not every call.
+that the call runs eagerly (one warning). A graph break caches an entry for that key that runs
+the call eagerly or split into graphs around the break (``_resume.py``): traced once.
 """
 
 from __future__ import annotations
 
 import collections
 import logging
+import sys
 import time
 import warnings
 import weakref
@@ -21,11 +22,11 @@ from collections.abc import Callable
 from typing import Any
 
 from .._function_mode import _ACTIVE as _MODES
-from . import _share, _stance
+from . import _resume, _share, _stance
 from ._artifact_logs import log_entry
 from ._capture import GraphBreak, Unsupported, capture, is_compiling, signature_of
 from ._cudagraph import CUDAGraphRunner
-from ._cudagraph_train import TrainingGraphRunner
+from ._cudagraph_train import training_runner
 from ._executor import build, plan_inplace
 from ._frame_keys import _SCALARS, _arg_key, _loosen, _on_cuda, _sym_shape  # noqa: F401
 from ._fuse_conv import fuse_conv_pool_relu
@@ -81,16 +82,8 @@ _HOOK_DICTS = (
 
 
 class _Entry:
-    __slots__ = (
-        "fn",
-        "source",
-        "graph",
-        "root",
-        "attr_guards",
-        "break_reason",
-        "seconds",
-        "guards",
-    )
+    __slots__ = ("fn", "source", "graph", "root", "attr_guards", "break_reason", "seconds")
+    __slots__ += ("guards",)
 
     def __init__(self) -> None:
         self.fn = None
@@ -111,6 +104,8 @@ class _Entry:
 
 class CompiledFunction:
     """What ``ember.compile`` returns for a function (and runs inside an OptimizedModule)."""
+
+    _sym_scalars: frozenset[str] = frozenset()
 
     def __init__(
         self,
@@ -315,7 +310,8 @@ class CompiledFunction:
         for (name, value), kind in zip(bound.arguments.items(), self._kinds):
             if kind in (kind.VAR_POSITIONAL, kind.VAR_KEYWORD):
                 continue
-            if type(value) in _SCALARS or isinstance(value, Module):
+            sym = name in self._sym_scalars  # a symbolic scalar input (_piece.py)
+            if (type(value) in _SCALARS and not sym) or isinstance(value, Module):
                 concrete[name] = value  # baked into the graph; the key holds the value/identity
                 if isinstance(value, Module):
                     extra[name] = value
@@ -347,6 +343,7 @@ class CompiledFunction:
                 e.reason,
                 f"\n  at {e.user_stack}" if e.user_stack else "",
             )
+            entry.fn = _resume.try_split(self, e)  # graphs around the break (_resume.py)
             entry.seconds = time.perf_counter() - t0
             return entry
         backend = self._backend
@@ -359,6 +356,7 @@ class CompiledFunction:
             _, entry.source, entry.attr_guards = build(graph, troot)
         else:
             if backend in ("ember", "inductor"):
+                _custom_pass(graph, troot)
                 relu_after_max_pool(graph)
                 if config.fuse_conv_pool:
                     fuse_conv_pool_relu(graph, troot)
@@ -373,7 +371,7 @@ class CompiledFunction:
         if self._mode == "reduce-overhead" and entry.fn is not None:
             # replays only on CUDA; with autograd on, forward and backward graphs
             entry.fn = (
-                self._training_runner(entry, graph, troot)
+                training_runner(self, entry, graph, troot)
                 if is_grad_enabled()
                 else CUDAGraphRunner(entry.fn)
             )
@@ -384,29 +382,10 @@ class CompiledFunction:
         counters["stats"]["unique_graphs"] += 1
         return entry
 
-    def _training_runner(self, entry: _Entry, graph: Any, troot: Any) -> TrainingGraphRunner:
-        from ember.nn import Parameter
-
-        from ._executor import _resolve_attr
-
-        seen: dict[int, Any] = {}
-        for m in self._modules:
-            for t in (*m._parameters.values(), *m._buffers.values()):
-                if t is not None:
-                    seen.setdefault(id(t), t)
-        state = list(seen.values())
-        params = [t for t in state if isinstance(t, Parameter)]
-        skip = None if self._is_module else "a compiled function (not a Module)"
-        bound = {id(o) for _, _, o in entry.attr_guards}
-        for n in graph.nodes:
-            if skip is None and n.op == "get_attr":
-                if id(_resolve_attr(troot, n.target)) not in bound:
-                    skip = f"{n.target} is a plain tensor attribute, read per call"
-        return TrainingGraphRunner(entry.fn, params, state, skip)
-
     def _symbolic_dims(self, t: Any) -> set[int]:
         if self._dynamic_shapes:
-            return {d for d, n in enumerate(t.shape) if n >= 2}
+            # a nested tensor's ragged size (NestedInt) is not an int: no duck guard on it
+            return {d for d, n in enumerate(t.shape) if type(n) is int and n >= 2}
         marks = _DIM_MARKS.get(id(t))
         return set(marks[1]) if marks is not None and marks[0]() is t else set()
 
@@ -419,3 +398,12 @@ def reset_all() -> None:
     for cf in list(_REGISTRY):
         cf.reset()
     _share.reset()
+
+
+def _custom_pass(graph: Any, troot: Any) -> None:
+    # a program's ember._inductor.config.post_grad_custom_post_pass (a pattern matcher's)
+    fn = getattr(sys.modules.get("ember._inductor.config"), "post_grad_custom_post_pass", None)
+    if callable(fn):
+        from ember._inductor.pattern_matcher import run_custom_pass
+
+        run_custom_pass(fn, graph, troot)

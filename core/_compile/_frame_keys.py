@@ -39,6 +39,8 @@ def _arg_key(v: Any, dynamic: bool) -> Any:
         return ("C", type(v), v)
     if isinstance(v, (tuple, list)):
         return (type(v), tuple(_arg_key(e, dynamic) for e in v))
+    if type(v) is dict:  # (a graph break's live locals): by content, as tuples are
+        return (dict, tuple((k, _arg_key(e, dynamic)) for k, e in v.items()))
     if isinstance(v, Module):
         return ("M", id(v), tuple(m.training for m in v.modules()))
     return ("O", id(v))
@@ -53,4 +55,5 @@ def _loosen(a: Any) -> Any:
 
 
 def _sym_shape(shape: tuple) -> tuple:
-    return tuple(n if n is not None and n < 2 else None for n in shape)
+    # a nested tensor's ragged size (a NestedInt) is symbolic like any size above 1
+    return tuple(n if type(n) is int and n < 2 else None for n in shape)
