@@ -394,6 +394,7 @@ def __getattr__(name):
         "hub",
         "models",
         "nested",
+        "masked",
         "library",
         "futures",
         "mps",

@@ -126,8 +126,8 @@ def _setup_subclass(cls: type) -> None:
     methods are untouched (no cost outside subclasses). ember's own subclasses (Parameter,
     Buffer, QTensor ...) keep their behaviour, as do a user's subclasses of those that define
     no handler (ops on a Parameter subclass return plain Tensors, as PyTorch's)."""
-    if _is_internal(cls):
-        return
+    if _is_internal(cls) and not cls.__dict__.get("_user_dispatch", False):
+        return  # ember's own subclasses dispatch only when they ask (ember.masked.MaskedTensor)
     chain = []
     for klass in cls.__mro__:
         if klass is Tensor:

@@ -7,7 +7,14 @@ AOTInductor's ``aoti_compile_and_package`` / ``aoti_load_package`` (and the olde
 ``aot_compile`` with ``ember._export.aot_load``) package an exported program (``_aoti.py``).
 """
 
-from . import config, utils
+from . import config, pattern_matcher, utils
 from ._aoti import aot_compile, aoti_compile_and_package, aoti_load_package
 
-__all__ = ["aot_compile", "aoti_compile_and_package", "aoti_load_package", "config", "utils"]
+__all__ = [
+    "aot_compile",
+    "aoti_compile_and_package",
+    "aoti_load_package",
+    "config",
+    "pattern_matcher",
+    "utils",
+]

@@ -123,6 +123,13 @@ def grad(
         from ..creation import zeros_like
 
         res = tuple(zeros_like(t) if g is None else g for t, g in zip(inputs_l, res))
+    if any(type(t).__name__ == "MaskedTensor" for t in inputs_l):
+        from ..masked._core import _wrap  # a MaskedTensor's gradient is masked like it
+
+        res = tuple(
+            _wrap(g, t._masked_mask) if g is not None and hasattr(t, "_masked_mask") else g
+            for t, g in zip(inputs_l, res)
+        )
     return res
 
 

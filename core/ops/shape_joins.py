@@ -35,7 +35,10 @@ class Cat(Function):
     def forward(ctx, axis, *xs):
         ctx.axis = axis
         ctx.sizes = [x.shape[axis] for x in xs]
-        return ctx.xp.concatenate(xs, axis=axis)
+        out = ctx.xp.concatenate(xs, axis=axis)
+        # torch's result is contiguous whatever its inputs' layouts (numpy's keeps theirs, and
+        # a .view() after cat of transposed pieces would fail)
+        return out if out.flags.c_contiguous else ctx.xp.ascontiguousarray(out)
 
     @staticmethod
     def backward(ctx, grad):
@@ -54,7 +57,8 @@ class Stack(Function):
     @staticmethod
     def forward(ctx, axis, *xs):
         ctx.axis = axis
-        return ctx.xp.stack(xs, axis=axis)
+        out = ctx.xp.stack(xs, axis=axis)
+        return out if out.flags.c_contiguous else ctx.xp.ascontiguousarray(out)
 
     @staticmethod
     def backward(ctx, grad):

@@ -262,6 +262,7 @@ def chrome_trace(events, meta: dict) -> dict:
             }
         )
     has_device = False
+    allocated = 0  # the running total TensorBoard's memory view plots
     for i, e in enumerate(events):
         args = {"External id": i + 1, "Ev Idx": i}
         if e.input_shapes:
@@ -281,6 +282,7 @@ def chrome_trace(events, meta: dict) -> dict:
             }
         )
         if e.cpu_memory_usage:
+            allocated += e.cpu_memory_usage
             trace.append(
                 {
                     "ph": "i",
@@ -290,7 +292,15 @@ def chrome_trace(events, meta: dict) -> dict:
                     "pid": pid,
                     "tid": e.thread,
                     "ts": e.start_us,
-                    "args": {"Device Type": 0, "Device Id": -1, "Bytes": e.cpu_memory_usage},
+                    "args": {
+                        "Total Reserved": 0,
+                        "Total Allocated": allocated,
+                        "Bytes": e.cpu_memory_usage,
+                        "Device Id": -1,
+                        "Device Type": 0,
+                        "Addr": 0,
+                        "Ev Idx": len(events) + i,
+                    },
                 }
             )
         if e.device_time_total:  # pragma: no cover - GPU

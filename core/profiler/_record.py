@@ -17,6 +17,7 @@ import weakref
 from ..autograd import engine as _engine
 from ..autograd.function import Function
 from ..ops import function_free as _free
+from . import _annotations
 
 _perf = time.perf_counter_ns
 _EMBER_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -201,6 +202,7 @@ def start(rec: Recorder) -> None:
         _active[0] = rec
         _install(True)
         _free._profile_hook[0] = _profiled_nograd
+        _annotations.install(True)
 
 
 def stop(rec: Recorder) -> None:
@@ -210,6 +212,7 @@ def stop(rec: Recorder) -> None:
         _free._profile_hook[0] = None
         _active[0] = None
         _install(bool(_observers))
+        _annotations.install(False)
 
 
 def _install(on: bool) -> None:

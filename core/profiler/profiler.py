@@ -16,6 +16,7 @@ import json
 import os
 import socket
 import time
+import uuid
 import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -302,7 +303,10 @@ class profile:
         meta = {
             "record_shapes": int(self.record_shapes),
             "profile_memory": int(self.profile_memory),
+            "with_stack": int(self.with_stack),
             "baseTimeNanoseconds": getattr(self, "_base_ns", 0),
+            # torch's (kineto's) trace id: 32 upper-case hex digits per trace
+            "trace_id": uuid.uuid4().hex.upper(),
         }
         meta.update(self._metadata)
         return meta

@@ -124,3 +124,24 @@ def _dense_dense_dim(self) -> int:
 
 Tensor.sparse_dim = _dense_sparse_dim
 Tensor.dense_dim = _dense_dense_dim
+
+
+def _sparse_mask(self, mask: SparseTensor) -> SparseTensor:
+    """``self`` at the specified entries of the sparse COO ``mask`` (its values ignored): a
+    coalesced sparse tensor with ``mask``'s indices (Adagrad's sparse update)."""
+    import ember
+
+    if not isinstance(mask, SparseTensor):
+        raise RuntimeError("sparse_mask expected sparse coordinate tensor layout but got Strided")
+    if tuple(mask.shape) != tuple(self.shape):
+        raise RuntimeError(
+            f"sparse_mask(): operands have incompatible sizes; self has size {tuple(self.shape)}"
+            f" but mask has size {tuple(mask.shape)}"
+        )
+    m = mask.coalesce()
+    idx = m.indices()
+    vals = self.detach()[tuple(idx[i] for i in range(idx.shape[0]))]
+    return ember.sparse_coo_tensor(idx, vals, tuple(self.shape)).coalesce()
+
+
+Tensor.sparse_mask = _sparse_mask

@@ -23,7 +23,7 @@ def sparse_repr(s) -> str:
         pad + "values=" + _inner(s._vals, len(pad + "values=")) + ",",
     ]
     tail = f"size={tuple(s.shape)}, nnz={s._nnz()}"
-    if s.dtype.name != "float32":
+    if s.dtype.name not in ("float32", "int64", "bool"):  # torch's defaults go unstated
         tail += f", dtype={s.dtype}"
     if s.device.type != "cpu":
         tail += f", device='{s.device}'"

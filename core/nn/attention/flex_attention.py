@@ -56,6 +56,8 @@ __all__ = [
     "_mask_mod_signature",
 ]
 
+# torch's default block size for create_block_mask (transformers imports the name)
+_DEFAULT_SPARSE_BLOCK_SIZE = 128
 _BAND_ELEMENTS = 1 << 22  # scores per band (B * H * rows * cols) when no block mask is given
 
 
@@ -136,6 +138,13 @@ def _validate(query, key, value, block_mask, enable_gqa):
     for name, t in (("query", query), ("key", key), ("value", value)):
         if not isinstance(t, Tensor):
             raise TypeError(f"flex_attention: {name} must be a Tensor, got {type(t).__name__}")
+    if query.is_nested or key.is_nested or value.is_nested:
+        # torch 2.13 dropped jagged inputs (and create_nested_block_mask); same error
+        raise NotImplementedError(
+            "flex_attention does not support NestedTensor inputs, including "
+            "torch.compile(flex_attention) with jagged NestedTensor inputs. "
+            "Convert inputs to dense tensors before calling flex_attention."
+        )
     if query.dim() != 4 or key.dim() != 4 or value.dim() != 4:
         raise NotImplementedError("NYI: query, key, and value must be 4D tensors")
     if not query.is_floating_point():
