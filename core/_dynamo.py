@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from ember._compile import Unsupported, config
+from ember._compile import OptimizedModule, Unsupported, config
 from ember._compile._capture import GraphBreak
 from ember._compile._frame import counters as _counters
 from ember._compile._static import mark_dynamic, mark_static
@@ -19,6 +19,7 @@ from ember.compiler import allow_in_graph, disable, is_compiling, reset
 
 __all__ = [
     "ExplainOutput",
+    "OptimizedModule",
     "allow_in_graph",
     "compiled_autograd",
     "config",
@@ -29,6 +30,7 @@ __all__ = [
     "is_compiling",
     "mark_dynamic",
     "mark_static",
+    "mark_static_address",
     "maybe_mark_dynamic",
     "reset",
     "same",
@@ -39,13 +41,24 @@ __all__ = [
 maybe_mark_dynamic = mark_dynamic
 
 
+def mark_static_address(t: Any, guard: bool = True) -> None:
+    """Mark ``t``'s memory as fixed across calls (torch._dynamo.mark_static_address: a hint
+    for CUDA graphs, which transformers gives its static KV cache). ember keeps no CUDA graphs
+    of compiled code, so the hint is checked and has no effect."""
+    from ember import Tensor
+
+    if not isinstance(t, Tensor):
+        raise TypeError(f"mark_static_address expects a tensor but received {type(t)}")
+
+
 def graph_break() -> None:
     """End the graph here (torch._dynamo.graph_break): inside ``ember.compile`` the code
     before and after it become separate graphs (when called from a top-level statement of
     the compiled function; elsewhere the call signature runs eagerly)."""
-    if is_compiling():
-        from ember._compile._capture import _user_line
+    from ember._compile._capture import _user_line
+    from ember._compile._capture import is_compiling as capturing
 
+    if capturing():  # (not while exporting: torch's non-strict export runs it as Python)
         raise GraphBreak("torch._dynamo.graph_break()", _user_line())
 
 
@@ -123,6 +136,9 @@ class TransformGetItemToIndex:
         return None
 
 
+# torch._dynamo.eval_frame.OptimizedModule: what compiling a Module returns (accelerate's
+# is_compiled_module checks it)
+eval_frame = _submodule("eval_frame", OptimizedModule=OptimizedModule)
 _trace_wrapped_higher_order_op = _submodule(
     "_trace_wrapped_higher_order_op", TransformGetItemToIndex=TransformGetItemToIndex
 )

@@ -1,5 +1,6 @@
-"""``ember.compiler`` (torch.compiler): reset, disable, is_compiling, allow_in_graph,
-set_stance, save_cache_artifacts / load_cache_artifacts."""
+"""``ember.compiler`` (torch.compiler): reset, disable, is_compiling / is_exporting,
+allow_in_graph, set_stance, the default backend, wrap_numpy, nested_compile_region,
+substitute_in_graph, cudagraph_mark_step_begin, save_cache_artifacts / load_cache_artifacts."""
 
 from __future__ import annotations
 
@@ -13,13 +14,21 @@ from typing import Any
 
 __all__ = [
     "allow_in_graph",
+    "cudagraph_mark_step_begin",
     "disable",
+    "get_default_backend",
     "is_compiling",
     "is_dynamo_compiling",
+    "is_exporting",
+    "list_backends",
     "load_cache_artifacts",
+    "nested_compile_region",
     "reset",
     "save_cache_artifacts",
+    "set_default_backend",
     "set_stance",
+    "substitute_in_graph",
+    "wrap_numpy",
 ]
 
 
@@ -30,14 +39,27 @@ def reset() -> None:
     reset_all()
 
 
-def is_compiling() -> bool:
-    """True while ember.compile is capturing a graph (code may take a trace-friendly path)."""
+def _capturing() -> bool:
+    # ember.compile's own capture (not export): where graph breaks and stances apply
     from ember._compile._capture import is_compiling as _is
 
     return _is()
 
 
+def is_compiling() -> bool:
+    """True while ember.compile captures a graph or ember.export traces a program (code may
+    take a trace-friendly path), as torch's."""
+    return _capturing() or _exporting[0] > 0
+
+
 is_dynamo_compiling = is_compiling
+
+_exporting = [0]  # ember.export's capture depth (core/export/_export.py)
+
+
+def is_exporting() -> bool:
+    """True while ``ember.export.export`` traces a program."""
+    return _exporting[0] > 0
 
 
 def disable(
@@ -64,7 +86,7 @@ def disable(
 
     @functools.wraps(fn)
     def eager_only(*args, **kwargs):
-        if is_compiling():
+        if _capturing():
             why = f" ({reason})" if reason else ""
             raise GraphBreak(f"call to {name}, marked ember.compiler.disable{why}", _user_line())
         return fn(*args, **kwargs)
@@ -114,7 +136,7 @@ class set_stance:  # noqa: N801 -- torch's name; a function, context manager and
         from ember._compile import _stance
         from ember._compile._capture import ForbiddenCallable
 
-        if is_compiling():  # torch: an AssertionError that ends the compile (no graph break)
+        if _capturing():  # torch: an AssertionError that ends the compile (no graph break)
             raise ForbiddenCallable(set_stance)
         if force_backend is not None:
             raise NotImplementedError(
@@ -147,7 +169,7 @@ class set_stance:  # noqa: N801 -- torch's name; a function, context manager and
         def with_stance(*args: Any, **kwargs: Any) -> Any:
             from ember._compile._capture import ForbiddenCallable
 
-            if is_compiling():
+            if _capturing():
                 raise ForbiddenCallable(fn)
             prev = _stance.swap(stance)
             try:
@@ -156,6 +178,133 @@ class set_stance:  # noqa: N801 -- torch's name; a function, context manager and
                 _stance.swap(prev)
 
         return with_stance
+
+
+# ---- the default backend, backends, and the decorators of torch.compiler --------------------
+_default_backend: list = ["ember"]
+_DEBUG_BACKENDS = ("eager", "aot_eager")
+
+
+def set_default_backend(backend: str | Callable | None) -> None:
+    """The backend ``ember.compile`` uses when none is given (``None`` restores ``"ember"``)."""
+    from ember._compile import _check
+
+    backend = "ember" if backend is None else backend
+    _check(False, None, backend, None, None)  # an unknown name fails here, naming the choices
+    _default_backend[0] = backend
+
+
+def get_default_backend() -> str | Callable:
+    """The backend ``ember.compile`` uses when none is given."""
+    return _default_backend[0]
+
+
+def list_backends(exclude_tags: tuple[str, ...] | None = ("debug", "experimental")) -> list[str]:
+    """The backend names ``ember.compile`` accepts (``"inductor"`` is ember's own executor
+    under torch's name); ``"eager"`` and ``"aot_eager"`` carry the ``debug`` tag."""
+    from ember._compile import _BACKENDS
+
+    skip = set(exclude_tags or ())
+    return sorted(b for b in _BACKENDS if not ("debug" in skip and b in _DEBUG_BACKENDS))
+
+
+def cudagraph_mark_step_begin() -> None:
+    """Mark the start of a training or inference step for ``mode="reduce-overhead"``.
+
+    torch's cudagraph trees use the mark to know that the previous step's outputs may be
+    overwritten. ember's CUDA-graph runners overwrite their static outputs on every replay
+    whether or not a step is marked (clone an output to keep it), so there is nothing to
+    record; the call is accepted so that such training loops run unchanged."""
+
+
+def wrap_numpy(fn: Callable) -> Callable:
+    """Turn a function on NumPy arrays into one on tensors: tensor arguments (nested in
+    lists, tuples and dicts too) arrive as arrays, array results return as tensors on the
+    first tensor argument's device. Under ``ember.compile`` the call is a graph break (the
+    arrays are host data)."""
+    import numpy as np
+
+    from ember.tensor import Tensor
+    from ember.utils._pytree import tree_map
+
+    @functools.wraps(fn)
+    def on_tensors(*args: Any, **kwargs: Any) -> Any:
+        device = []
+
+        def to_np(v: Any) -> Any:
+            if isinstance(v, Tensor):
+                device.append(v.device)
+                return v.detach().cpu().numpy()
+            return v
+
+        args, kwargs = tree_map(to_np, (args, kwargs))
+        out = fn(*args, **kwargs)
+
+        def to_tensor(v: Any) -> Any:
+            if isinstance(v, np.ndarray):  # (NumPy scalars stay scalars, as torch's)
+                import ember
+
+                t = ember.from_numpy(v)
+                return t.to(device[0]) if device else t
+            return v
+
+        return tree_map(to_tensor, out)
+
+    return on_tensors
+
+
+def nested_compile_region(
+    fn: Callable | None = None,
+    *,
+    options: Any = None,
+    max_reuse_entries: int = 8,
+    reuse_hash_fn: Any = None,
+) -> Any:
+    """Mark ``fn`` as a region torch compiles once and reuses per call site. ember's capture
+    traces a call's ops into the caller's graph, and regional compilation already shares one
+    capture between modules of one structure (docs/compile.md), so the region runs as
+    written: the decorator returns ``fn`` itself (usable bare or with arguments)."""
+    if fn is None:
+        return functools.partial(
+            nested_compile_region,
+            options=options,
+            max_reuse_entries=max_reuse_entries,
+            reuse_hash_fn=reuse_hash_fn,
+        )
+    if not callable(fn):
+        raise TypeError(f"nested_compile_region: expected a callable, got {type(fn).__name__}")
+    return fn
+
+
+def substitute_in_graph(
+    original_fn: Callable,
+    *,
+    can_constant_fold_through: bool = False,
+    skip_signature_check: bool = False,
+) -> Callable:
+    """Register a Python stand-in for ``original_fn`` (torch uses it to trace C functions).
+    ember's capture runs Python functions as they are, so the stand-in is only checked and
+    returned: its signature must match ``original_fn``'s unless ``skip_signature_check``."""
+    import inspect
+
+    if not callable(original_fn):
+        raise TypeError(f"substitute_in_graph expects a function but got {original_fn!r}")
+
+    def register(polyfill: Callable) -> Callable:
+        if not skip_signature_check:
+            try:
+                want, got = inspect.signature(original_fn), inspect.signature(polyfill)
+            except (TypeError, ValueError):
+                want = got = None
+            if want is not None and str(want) != str(got):
+                raise TypeError(
+                    f"Signature mismatch between {original_fn} and {polyfill}: {want} != {got}"
+                )
+        polyfill.__torch_dynamo_original__ = original_fn
+        polyfill.__torch_dynamo_can_constant_fold_through__ = can_constant_fold_through
+        return polyfill
+
+    return register
 
 
 # ---- compile caching (torch.compiler.save_cache_artifacts / load_cache_artifacts) -----------

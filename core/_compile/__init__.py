@@ -85,7 +85,7 @@ def compile(
     *,
     fullgraph: bool = False,  # noqa: A001
     dynamic: bool | None = None,
-    backend: str | Callable = "ember",
+    backend: str | Callable | None = None,
     mode: str | None = None,
     options: dict[str, Any] | None = None,
     disable: bool = False,
@@ -101,7 +101,8 @@ def compile(
             sizes (Python ints while capturing) and recompiles for every new shape; ``None``
             (default) specializes, and after one recompile goes shape-generic where ember's
             symbolic sizes can express the code (otherwise it keeps specializing).
-        backend: ``"ember"`` (``"inductor"``: the same) runs the planned executor; ``"eager"``
+        backend: ``None`` takes ``ember.compiler.get_default_backend()`` (``"ember"`` unless
+            set); ``"ember"`` (``"inductor"``: the same) runs the planned executor; ``"eager"``
             (``"aot_eager"``) runs the captured graph with no optimisation; a callable gets
             ``(GraphModule, example_inputs)`` and returns the function to run.
         mode: ``"reduce-overhead"`` replays calls with autograd off on CUDA inputs as a CUDA
@@ -110,6 +111,10 @@ def compile(
         options: backend options (accepted, unused by the built-in backends).
         disable: return ``model`` unchanged.
     """
+    if backend is None:
+        from ember.compiler import get_default_backend
+
+        backend = get_default_backend()
     _check(fullgraph, dynamic, backend, mode, options)
     if model is None:
 

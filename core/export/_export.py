@@ -26,11 +26,15 @@ __all__ = ["export", "capture"]
 def capture(tracer: RecordingTracer, model, args: tuple, kwargs: dict):
     """Trace ``model`` with ``tracer``; returns ``(graph, root, output)`` with dead nodes
     removed and the tensor constants made during forward moved off the user's model."""
-    from ember import no_grad
+    from ember import compiler, no_grad
 
     root_before = set(vars(model)) if hasattr(model, "__dict__") else set()
-    with no_grad():
-        graph, out = tracer.trace_with_inputs(model, args, kwargs)
+    compiler._exporting[0] += 1  # ember.compiler.is_exporting() / is_compiling() answer True
+    try:
+        with no_grad():
+            graph, out = tracer.trace_with_inputs(model, args, kwargs)
+    finally:
+        compiler._exporting[0] -= 1
     graph.eliminate_dead_code()
     root = tracer.root
     if root is model or (  # (or a view sharing its state: recorder._named_forward)
