@@ -23,7 +23,17 @@ import numpy as np
 
 from ._numba_act import AVAILABLE, _jit, fexp
 
-__all__ = ["AVAILABLE", "scatter_rows", "ce_forward", "ce_backward"]
+__all__ = [
+    "AVAILABLE",
+    "SHORT_ROWS",
+    "scatter_rows",
+    "ce_forward",
+    "ce_forward_short",
+    "ce_backward",
+]
+
+# rows shorter than this take ``ce_forward_short`` (64 x 400: 33 us row by row, 39 flat)
+SHORT_ROWS = 128
 
 
 @_jit
@@ -87,6 +97,43 @@ def ce_forward(x, t, w, has_w, ignore, rmax, have_max, e, rs, per_row, sums, k):
             continue
         wi = w[ti] if has_w else one
         li = (mx + np.log(s) - x[i, ti]) * wi
+        per_row[i] = li
+        total += wi
+        loss += li
+    sums[0] += total
+    sums[1] += loss
+
+
+@_jit
+def ce_forward_short(x, t, w, has_w, ignore, e, rs, per_row, sums, k):  # pragma: no cover
+    # ce_forward (no ``rmax``) for short rows (C < SHORT_ROWS), in three passes: the row maxima
+    # and ``x - max`` into ``e``, one exp over all of ``e`` as a flat run, then the row sums and
+    # losses. Row by row, every row's exp loop ends in scalar remainder iterations (2 of 50),
+    # ~30 ns a row: 512 x 50 took 47 us, 33.8 us so (512 x 10: 23.8 -> 15.6 us). ``e`` is
+    # C-contiguous; per_row holds the row maxima until the losses replace them.
+    m, d = x.shape
+    zero, one = k[0], k[2]
+    for i in range(m):
+        mx = _row_max4(x, i, d)
+        per_row[i] = mx
+        for j in range(d):
+            e[i, j] = x[i, j] - mx
+    ef = e.reshape(m * d)
+    for j in range(m * d):
+        ef[j] = fexp(ef[j])
+    total = 0.0
+    loss = 0.0
+    for i in range(m):
+        s = zero
+        for j in range(d):
+            s += e[i, j]
+        rs[i] = one / s
+        ti = t[i]
+        if ti == ignore:
+            per_row[i] = zero
+            continue
+        wi = w[ti] if has_w else one
+        li = (per_row[i] + np.log(s) - x[i, ti]) * wi
         per_row[i] = li
         total += wi
         loss += li

@@ -5,8 +5,9 @@ product calls MKL from compiled code (``backend._mkl_kernels``) and the cell is
 Why: with the compiled cell, what was left of an LSTM step (n32 H128) beyond its product and
 its cell was ~25 us of Python per step -- a dozen slices, ``addmm_``'s checks, the step timer --
 about a fifth of the layer. Used by ``rnn.LSTMLayer`` for NumPy float32 without a projection
-(``proj_size``) when MKL is loaded (``mkl_gemm.enabled()``) and the per-step product would go
-to MKL anyway (one thread, or a product below ``mkl_gemm.MULTI_FLOPS``). Importing this module
+(``proj_size``) when MKL is loaded (``mkl_gemm.enabled()``), and the per-step product would go
+to MKL anyway (one thread, a product below ``mkl_gemm.MULTI_FLOPS``, or one of at most
+``rnn_support.SEQ_MULTI_ROWS`` rows). Importing this module
 needs MKL loaded (the products resolve ``cblas_sgemm_64`` by name), hence ``rnn_support``'s
 lazy import.
 

@@ -42,9 +42,15 @@ def ce_forward_compiled(ctx, kern, x, target, weight, ignore_index, reduction):
     ign = -(1 << 62) if ignore_index is None else int(ignore_index)
     # long rows take their maxima from NumPy's vectorised row max (see act_kernels)
     long_rows = c >= act_kernels._NUMPY_MAX_MIN_D
+    # short rows: one flat exp pass over the part (see ``ce_forward_short``)
+    short = c < kern.SHORT_ROWS
 
     def part(lo, hi):  # (the row max too runs on the part's own thread)
         xs = x[lo:hi]
+        if short:
+            kern.ce_forward_short(xs, t[lo:hi], w, has_w, ign, e[lo:hi], rs[lo:hi],
+                                  per_row[lo:hi], sums[lo], k)  # fmt: skip
+            return
         rmax = np.max(xs, axis=1) if long_rows else per_row[:0]
         kern.ce_forward(xs, t[lo:hi], w, has_w, ign, rmax, long_rows, e[lo:hi], rs[lo:hi],
                         per_row[lo:hi], sums[lo], k)  # fmt: skip

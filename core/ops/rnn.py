@@ -41,6 +41,7 @@ from .rnn_support import (  # noqa: F401  (re-exported: every name stays importa
     _zero_inactive,
     cell_kernels,
     packed_indices,
+    scaled_transpose,
     sequence_kernels,
 )
 
@@ -77,7 +78,7 @@ class LSTMLayer(Function):
         # pre-activations, then activations in place (through the class: ember.compile's
         # embedding+LSTM fusion projects a gathered input instead)
         acts = ctx._project_fn(x, w_ih * s[:, None], bias)
-        whh_t = xp.ascontiguousarray((w_hh * s[:, None]).T)
+        whh_t = scaled_transpose(xp, w_hh, s)
         whr_t = None if w_hr is None else xp.ascontiguousarray(w_hr.T)
         # States in processing order: hs[k] enters step k, hs[k + 1] leaves it (no copies).
         hs = xp.empty((T + 1, B, P), dtype=dt)
@@ -97,7 +98,7 @@ class LSTMLayer(Function):
         fused = cuda_fused.lstm_cell_forward if xp is not np else None
         if kern is not None:
             fused = lambda *arrays: kern.lstm_forward(*arrays, kc)  # noqa: E731
-        seq, sk = (None, None) if w_hr is not None else sequence_kernels(xp, dt, B * P * 4 * Hd)
+        seq, sk = (None, None) if w_hr is not None else sequence_kernels(xp, dt, B * P * 4 * Hd, B)
         if seq is not None:  # the whole loop compiled (_numba_rnn_seq)
             acts = np.ascontiguousarray(acts)
             bs = _sizes(batch_sizes, T, B)
@@ -156,7 +157,7 @@ class LSTMLayer(Function):
         fused = cuda_fused.lstm_cell_backward if xp is not np else None
         if kern is not None:
             fused = lambda *arrays: kern.lstm_backward(*arrays, kc)  # noqa: E731
-        seq, sk = (None, None) if w_hr is not None else sequence_kernels(xp, dt, B * P * 4 * Hd)
+        seq, sk = (None, None) if w_hr is not None else sequence_kernels(xp, dt, B * P * 4 * Hd, B)
         if seq is not None:  # the whole loop compiled (_numba_rnn_seq)
             go = dh.reshape(1, B, P) if g_out is None else g_out.astype(dt, copy=False)
             w = np.ascontiguousarray(w_hh)
@@ -244,7 +245,7 @@ class GRULayer(Function):
             bias = xp.zeros((3 * Hd,), dtype=dt) if bias is None else bias
             bias[: 2 * Hd] += b_hh[: 2 * Hd]
         xw = _project(x, w_ih * s[:, None], None if bias is None else bias * s)
-        whh_t = xp.ascontiguousarray((w_hh * s[:, None]).T)
+        whh_t = scaled_transpose(xp, w_hh, s)
         b_hn = None if b_hh is None else b_hh[2 * Hd :]
         hs = xp.empty((T + 1, B, Hd), dtype=dt)  # states in processing order, as in LSTMLayer
         _init_state(hs[0], h0)

@@ -37,12 +37,21 @@ def cell_kernels(xp, dtype):
 
 
 _seq = None  # the ``_numba_rnn_seq`` module once loaded; False when unavailable
+# With several threads, per-step products from ``mkl_gemm.MULTI_FLOPS`` up of at most this many
+# rows take the compiled loop as well (MKL's sequential GEMM): such a product is a read of the
+# whole weight for a few rows, which OpenBLAS's two threads did not speed up (8 x 1024 @
+# 1024 x 4096 at 2 threads: 1.5-2.0 ms OpenBLAS, 1.4-2.0 MKL; its backward 1.2 against 0.9),
+# and the Python loop around them cost more: LSTM n8 T32 1024->1024 L4 at 2 threads, wall,
+# with the tiled transpose, 749 -> 606 ms (1 thread 620). From 16 rows OpenBLAS's threads win
+# (16: 1.6 vs 2.4 ms, 32: 3.2 vs 5.7). 0 restores the old rule (for A/B runs).
+SEQ_MULTI_ROWS = 8
 
 
-def sequence_kernels(xp, dtype, step_flops: int):
+def sequence_kernels(xp, dtype, step_flops: int, rows: int = 0):
     """``(module, constants)`` of the compiled whole-sequence LSTM loops (``_numba_rnn_seq``)
     where they apply: the compiled cells do (``cell_kernels``), MKL is loaded and would take
-    the per-step product (``mkl_gemm``'s rules); else ``(None, None)``."""
+    the per-step product (``mkl_gemm``'s rules), or that product has at most
+    ``SEQ_MULTI_ROWS`` ``rows`` (the batch); else ``(None, None)``."""
     global _seq
     kern, kc = cell_kernels(xp, dtype)
     if kern is None or _seq is False:
@@ -50,7 +59,9 @@ def sequence_kernels(xp, dtype, step_flops: int):
     from ..backend import mkl_gemm
 
     if not mkl_gemm._ready(step_flops) or (
-        step_flops >= mkl_gemm.MULTI_FLOPS and mkl_gemm.num_threads() > 1
+        step_flops >= mkl_gemm.MULTI_FLOPS
+        and mkl_gemm.num_threads() > 1
+        and not 0 < rows <= SEQ_MULTI_ROWS
     ):
         return None, None
     if _seq is None:
@@ -58,6 +69,22 @@ def sequence_kernels(xp, dtype, step_flops: int):
 
         _seq = _numba_rnn_seq
     return _seq, kc
+
+
+def scaled_transpose(xp, w, s):
+    """``(w * s[:, None]).T`` as a C-contiguous array: the compiled tiled copy
+    (``_numba_rnn.scaled_transpose``) where the cells are compiled and the weight is large (a
+    4096 x 1024 LSTM weight: 31 -> 8 ms a layer and step), NumPy otherwise. Equal bitwise."""
+    kern, _ = cell_kernels(xp, w.dtype)
+    if kern is None or w.ndim != 2 or w.size < _TILED_MIN or s.dtype != w.dtype:
+        return xp.ascontiguousarray((w * s[:, None]).T)
+    out = np.empty((w.shape[1], w.shape[0]), dtype=w.dtype)
+    kern.scaled_transpose(w, s, out)
+    return out
+
+
+# weights from this many elements take the tiled transpose (below it fits in L2 either way)
+_TILED_MIN = 1 << 18
 
 
 def _sizes(batch_sizes, T: int, B: int):
