@@ -388,11 +388,15 @@ def test_swap_tensors_like_torch():
         np.testing.assert_array_equal(_np(mod.weight), want)
 
 
-def test_swap_tensors_rejects_bad_arguments():
+def test_swap_tensors_rejects_bad_arguments_and_swaps_a_parameter_with_a_tensor():
     with pytest.raises(TypeError, match="Tensor"):
         ember.utils.swap_tensors(ember.ones(1), 1)
-    with pytest.raises(RuntimeError, match="layouts differ"):
-        ember.utils.swap_tensors(ember.nn.Parameter(ember.ones(1)), ember.ones(1))
+    # plain tensors take attributes as torch's do, so a Parameter and a Tensor swap as in torch
+    for fw in (ember, torch):
+        p, t = fw.nn.Parameter(fw.ones(1)), fw.zeros(2)
+        fw.utils.swap_tensors(p, t)
+        assert type(p) is fw.Tensor and p.tolist() == [0.0, 0.0]
+        assert type(t) is fw.nn.Parameter and t.tolist() == [1.0] and t.requires_grad
 
 
 # ---- spatial_transformer: affine_grid + grid_sample ----------------------------------------

@@ -11,6 +11,9 @@ import importlib
 
 __all__ = ["transforms", "datasets", "models", "ops", "tv_tensors", "utils", "io"]
 
+# torchvision's release for torch 2.13, tagged like ember.__version__ ("2.13.0+ember.X")
+__version__ = "0.28.0+" + __import__("ember").__version__.partition("+")[2]
+
 
 def __getattr__(name: str):
     # Lazy: ``import ember.vision`` stays cheap; each part loads on first use.

@@ -10,7 +10,9 @@ from typing import BinaryIO
 import ember
 from ember.tensor import Tensor
 
-__all__ = ["make_grid", "save_image"]
+from ._draw import draw_bounding_boxes, draw_segmentation_masks
+
+__all__ = ["draw_bounding_boxes", "draw_segmentation_masks", "make_grid", "save_image"]
 
 
 def _as_batch(tensor: Tensor | list[Tensor]) -> Tensor:

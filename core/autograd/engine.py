@@ -226,6 +226,8 @@ def run_backward(
                     results = _call_backward(node, grads, create_graph)
             else:
                 results = None
+            if results is not None and node._post_hooks:
+                results = _run_post_hooks(node, results, grads, create_graph)
             if not retain_graph:
                 node._saved = None
             for i, e in enumerate(node._edges):
@@ -366,6 +368,45 @@ def _run_pre_hooks(node, grads, create_graph, capture, captured):
             if idx is not None:
                 captured[idx] = g
     return grads
+
+
+def _run_post_hooks(node, results, grads, create_graph):
+    """Node hooks (``grad_fn.register_hook``): ``hook(grad_inputs, grad_outputs)`` may return
+    new grad_inputs. Trailing non-tensor arguments of the op (a conv's stride, ...) have no
+    slot, so the tuple is torch's (a conv's is ``(input, weight, bias)``)."""
+    edges = node._edges
+    n = len(edges)
+    while n and edges[n - 1] is None:
+        n -= 1
+
+    def wrap(a):
+        if a is None or create_graph:
+            return a
+        return _fn.Tensor._wrap(_np_asarray(a) if isinstance(a, _np_generic) else a)
+
+    grad_inputs = tuple(
+        None if edges[i] is None or results[i] is None else wrap(results[i]) for i in range(n)
+    )
+    grad_outputs = tuple(wrap(g) for g in grads)
+    for hook in list(node._post_hooks):
+        r = hook(grad_inputs, grad_outputs)
+        if r is None:
+            continue
+        r = tuple(r) if isinstance(r, (tuple, list)) else (r,)
+        if len(r) > len(grad_inputs) and all(g is None for g in r[len(grad_inputs) :]):
+            r = r[: len(grad_inputs)]  # torch counts a Python number as an input (no grad)
+        if len(r) != len(grad_inputs):
+            name = getattr(hook, "__name__", repr(hook))
+            raise RuntimeError(
+                f"hook '{name}' has returned an incorrect number of values "
+                f"(got {len(r)}, but expected {len(grad_inputs)})"
+            )
+        grad_inputs = r
+    new = list(results)
+    for i, g in enumerate(grad_inputs):
+        if edges[i] is not None:
+            new[i] = None if g is None else (g if create_graph else g._data)
+    return tuple(new)
 
 
 def _base_refs(a):

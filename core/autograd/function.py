@@ -112,6 +112,7 @@ class Function:
     _tensor_mode = False
     _versions = None
     _pre_hooks = None
+    _post_hooks = None  # register_hook: hook(grad_inputs, grad_outputs) after backward
     _meta = False  # a node recorded on meta tensors (its backward runs through backend/meta.py)
     _materialize = True
     _packed = False  # saved arrays went through a saved-tensor pack hook (autograd.graph)
@@ -196,6 +197,16 @@ class Function:
     def __repr__(self) -> str:
         where = "" if _is_internal(type(self)) else "ember.autograd.function."
         return f"<{where}{self.name()} object at {id(self):#x}>"
+
+    def register_hook(self, hook):
+        r"""Run ``hook(grad_inputs, grad_outputs)`` after this node's backward; it may return
+        new ``grad_inputs`` (PyTorch's ``Node.register_hook``). ``grad_inputs`` has one entry
+        per tensor input of the forward op (``None`` where no gradient flows)."""
+        hooks = self._post_hooks
+        if hooks is None:
+            hooks = self._post_hooks = []
+        hooks.append(hook)
+        return _RemovableHandle(hooks, hook)
 
     def register_prehook(self, hook, output_nr: int = 0):
         hooks = self._pre_hooks

@@ -29,6 +29,7 @@ from ._script_module import (
     ScriptFunction,
     ScriptModule,
     TopLevelTracedModule,
+    script_method,
 )
 from ._serialization import load, save
 from ._trace import TracerWarning, TracingCheckError, trace, trace_module
@@ -63,6 +64,7 @@ __all__ = [
     "save",
     "script",
     "script_if_tracing",
+    "script_method",
     "set_fusion_strategy",
     "strict_fusion",
     "trace",

@@ -24,6 +24,8 @@ def save(
     """
     from ember.nn import Parameter
 
+    if isinstance(m, ScriptModule) and m.__dict__.get("_legacy"):
+        m = m._compiled()  # a pre-1.2 style subclass: compiled on first use
     if isinstance(m, ScriptFunction):
         gm, kind = m.graph_module, "function"
     elif isinstance(m, ScriptModule):

@@ -35,6 +35,10 @@ class Conv(Function):
     @staticmethod
     def forward(ctx, x, w, b, geom):
         ctx.geom = geom
+        if x.shape[0] == 0:  # an empty batch (detection heads on zero RoIs): no kernel runs
+            ctx.cols = None
+            ctx.save_for_backward(x, w)
+            return ctx.xp.zeros((0, w.shape[0]) + tuple(geom.out_size), dtype=x.dtype)
         y, cols = conv_forward(ctx.xp, x, w, b, geom)
         # The columns are the weight gradient's operand; keep them only when it is needed.
         ctx.cols = cols if ctx.needs_input_grad[1] else None
@@ -54,6 +58,11 @@ class Conv(Function):
         else:
             xp, cols = ctx.xp, ctx.cols
             ctx.cols = None
+            if x.shape[0] == 0:
+                gx = xp.zeros_like(x) if need[0] else None
+                gw = xp.zeros_like(w) if need[1] else None
+                gb = xp.zeros(w.shape[0], dtype=w.dtype) if need[2] else None
+                return gx, gw, gb, None
             if grad.dtype.kind == "c":  # the conjugate Wirtinger gradient, as PyTorch
                 x, w, cols = _conj(x), _conj(w), _conj(cols)
             split = None
@@ -122,6 +131,10 @@ class ConvTranspose(Function):
             xp, cols = ctx.xp, None
             if grad.dtype.kind == "c":
                 x, w = _conj(x), _conj(w)
+            if x.shape[0] == 0:  # an empty batch
+                gx = xp.zeros_like(x) if need[0] else None
+                gw = xp.zeros_like(w) if need[1] else None
+                need = (False, False, need[2])
             if need[0]:
                 gx, cols = conv_forward(xp, grad, w, None, geom)
             if need[1]:

@@ -21,9 +21,8 @@ def swap_tensors(t1, t2) -> None:
     """Swap the contents of ``t1`` and ``t2`` in place: data, autograd state (``grad``,
     ``requires_grad``, ``grad_fn``), Python class and instance attributes.
 
-    Both must have the same object layout: two plain tensors, or two tensor subclasses with
-    instance attributes (``nn.Parameter``); swapping a plain tensor with a Parameter raises
-    (ember's plain tensors have no ``__dict__``, which torch's have).
+    Both must have the same object layout (the same slots); a plain tensor and an
+    ``nn.Parameter`` swap, as in torch.
     """
     from ember.tensor import Tensor
 
@@ -37,7 +36,7 @@ def swap_tensors(t1, t2) -> None:
     if c1 is not c2 and (has_dict[0] != has_dict[1] or _slot_names(c1) != _slot_names(c2)):
         raise RuntimeError(
             f"swap_tensors: cannot swap a {c1.__name__} with a {c2.__name__}: their object "
-            "layouts differ in ember (a plain Tensor has no __dict__)"
+            "layouts differ (their classes define different slots)"
         )
     missing = object()
     for name in _slot_names(c1):

@@ -3,6 +3,7 @@
 from .cifar import CIFAR10, CIFAR100
 from .fakedata import FakeData
 from .folder import DatasetFolder, ImageFolder
+from .imagenet import ImageNet
 from .mnist import KMNIST, MNIST, FashionMNIST
 from .vision import VisionDataset
 
@@ -12,6 +13,7 @@ __all__ = [
     "FakeData",
     "DatasetFolder",
     "ImageFolder",
+    "ImageNet",
     "MNIST",
     "FashionMNIST",
     "KMNIST",

@@ -4,10 +4,12 @@ Module names match torchvision's, so ``state_dict`` keys are the same and torchv
 checkpoints (``.pth`` via ``ember.load``, or safetensors) load with ``load_state_dict``.
 """
 
+from . import detection  # torchvision.models.detection
 from ._api import Weights, WeightsEnum, get_weight
 from .alexnet import *  # noqa: F403
 from .convnext import *  # noqa: F403
 from .efficientnet import *  # noqa: F403
+from .efficientnet_v2 import *  # noqa: F403
 from .googlenet import *  # noqa: F403
 from .mobilenetv2 import *  # noqa: F403
 from .mobilenetv3 import *  # noqa: F403

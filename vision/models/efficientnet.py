@@ -170,7 +170,9 @@ class EfficientNet(nn.Module):
                 if stage:
                     block_cnf.input_channels, block_cnf.stride = block_cnf.out_channels, 1
                 sd_prob = stochastic_depth_prob * float(block_id) / total
-                stage.append(MBConv(block_cnf, sd_prob, norm_layer))
+                # a config names its block (EfficientNetV2's Fused-MBConv stages); MBConv else
+                block = getattr(cnf, "block", MBConv)
+                stage.append(block(block_cnf, sd_prob, norm_layer))
                 block_id += 1
             layers.append(nn.Sequential(*stage))
         last_in = inverted_residual_setting[-1].out_channels

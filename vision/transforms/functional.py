@@ -105,6 +105,11 @@ def _wrap(a) -> Tensor:
 
 
 # ---- introspection and conversion --------------------------------------------------------------
+def _is_pil_image(img) -> bool:
+    """torchvision's private check, which the detection references call."""
+    return F_pil.is_pil(img)
+
+
 def get_dimensions(img) -> list[int]:
     """``[channels, height, width]``."""
     if _check(img):
