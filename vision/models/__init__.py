@@ -4,15 +4,25 @@ Module names match torchvision's, so ``state_dict`` keys are the same and torchv
 checkpoints (``.pth`` via ``ember.load``, or safetensors) load with ``load_state_dict``.
 """
 
-from . import detection  # torchvision.models.detection
+from . import (
+    detection,  # torchvision.models.detection
+    segmentation,  # torchvision.models.segmentation
+)
 from ._api import Weights, WeightsEnum, get_weight
 from .alexnet import *  # noqa: F403
 from .convnext import *  # noqa: F403
+from .densenet import *  # noqa: F403
 from .efficientnet import *  # noqa: F403
 from .efficientnet_v2 import *  # noqa: F403
 from .googlenet import *  # noqa: F403
+from .inception import *  # noqa: F403
+from .mnasnet import *  # noqa: F403
 from .mobilenetv2 import *  # noqa: F403
 from .mobilenetv3 import *  # noqa: F403
+from .regnet import *  # noqa: F403
 from .resnet import *  # noqa: F403
+from .shufflenetv2 import *  # noqa: F403
+from .squeezenet import *  # noqa: F403
+from .swin_transformer import *  # noqa: F403
 from .vgg import *  # noqa: F403
 from .vision_transformer import *  # noqa: F403

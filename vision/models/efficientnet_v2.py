@@ -21,6 +21,7 @@ from ._ops import Conv2dNormActivation, StochasticDepth
 from .efficientnet import EfficientNet, MBConvConfig
 
 __all__ = [
+    "FusedMBConv",
     "FusedMBConvConfig",
     "EfficientNet_V2_S_Weights",
     "EfficientNet_V2_M_Weights",

@@ -22,7 +22,9 @@ from ._ops import Conv2dNormActivation, SqueezeExcitation, init_weights, make_di
 
 __all__ = [
     "MobileNetV3",
+    "MobileNet_V3_Large_Weights",
     "MobileNet_V3_Small_Weights",
+    "mobilenet_v3_large",
     "mobilenet_v3_small",
     "InvertedResidualConfig",
 ]
@@ -238,6 +240,66 @@ def mobilenet_v3_small(
     if weights is not None:
         _ovewrite_named_param(kwargs, "num_classes", 1000)
     setting, last_channel = _small_conf(
+        kwargs.pop("width_mult", 1.0),
+        kwargs.pop("reduced_tail", False),
+        kwargs.pop("dilated", False),
+    )
+    return load_weights(MobileNetV3(setting, last_channel, **kwargs), weights, progress)
+
+
+def _large_conf(
+    width_mult: float = 1.0, reduced_tail: bool = False, dilated: bool = False
+) -> tuple[list[InvertedResidualConfig], int]:
+    c = partial(InvertedResidualConfig, width_mult=width_mult)
+    rd = 2 if reduced_tail else 1
+    dil = 2 if dilated else 1
+    setting = [
+        c(16, 3, 16, 16, False, "RE", 1, 1),
+        c(16, 3, 64, 24, False, "RE", 2, 1),  # C1
+        c(24, 3, 72, 24, False, "RE", 1, 1),
+        c(24, 5, 72, 40, True, "RE", 2, 1),  # C2
+        c(40, 5, 120, 40, True, "RE", 1, 1),
+        c(40, 5, 120, 40, True, "RE", 1, 1),
+        c(40, 3, 240, 80, False, "HS", 2, 1),  # C3
+        c(80, 3, 200, 80, False, "HS", 1, 1),
+        c(80, 3, 184, 80, False, "HS", 1, 1),
+        c(80, 3, 184, 80, False, "HS", 1, 1),
+        c(80, 3, 480, 112, True, "HS", 1, 1),
+        c(112, 3, 672, 112, True, "HS", 1, 1),
+        c(112, 5, 672, 160 // rd, True, "HS", 2, dil),  # C4
+        c(160 // rd, 5, 960 // rd, 160 // rd, True, "HS", 1, dil),
+        c(160 // rd, 5, 960 // rd, 160 // rd, True, "HS", 1, dil),
+    ]
+    return setting, make_divisible(1280 // rd * width_mult, 8)
+
+
+class MobileNet_V3_Large_Weights(WeightsEnum):
+    """Pretrained weights for :func:`~ember.vision.models.mobilenet_v3_large` (torchvision's
+    ImageNet-1k checkpoints; ``DEFAULT`` is ``IMAGENET1K_V2``, the newer recipe's)."""
+
+    IMAGENET1K_V1 = Weights(
+        url="https://download.pytorch.org/models/mobilenet_v3_large-8738ca79.pth",
+        transforms=_imagenet_transforms(224),
+        meta={"num_params": 5483032, "min_size": (1, 1)},
+    )
+    IMAGENET1K_V2 = Weights(
+        url="https://download.pytorch.org/models/mobilenet_v3_large-5c1a4163.pth",
+        transforms=_imagenet_transforms(224, 232),
+        meta={"num_params": 5483032, "min_size": (1, 1)},
+    )
+    DEFAULT = IMAGENET1K_V2
+
+
+@handle_legacy_interface(MobileNet_V3_Large_Weights)
+def mobilenet_v3_large(
+    *, weights: MobileNet_V3_Large_Weights | str | None = None, progress: bool = True, **kwargs: Any
+) -> MobileNetV3:
+    """MobileNetV3-Large; ``dilated=True`` keeps the last stage at output stride 16 (the
+    segmentation backbone's setting)."""
+    weights = MobileNet_V3_Large_Weights.verify(weights)
+    if weights is not None:
+        _ovewrite_named_param(kwargs, "num_classes", 1000)
+    setting, last_channel = _large_conf(
         kwargs.pop("width_mult", 1.0),
         kwargs.pop("reduced_tail", False),
         kwargs.pop("dilated", False),
