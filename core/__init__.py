@@ -28,6 +28,11 @@ from .backend.dtype import (
     complex64,
     complex128,
     dtype,
+    float8_e4m3fn,
+    float8_e4m3fnuz,
+    float8_e5m2,
+    float8_e5m2fnuz,
+    float8_e8m0fnu,
     float16,
     float32,
     float64,
@@ -405,6 +410,10 @@ def __getattr__(name):
         return importlib.import_module("ember._C")
     if name in ("DisableTorchFunction", "DisableTorchFunctionSubclass"):
         return getattr(importlib.import_module("ember.overrides"), name)
+    if name in ("UntypedStorage", "TypedStorage"):  # torch.UntypedStorage (core/storage.py)
+        from . import storage
+
+        return getattr(storage, name)
     if name == "compile":  # torch.compile (core/_compile/)
         return importlib.import_module("ember._compile").compile
     if name == "vmap":  # torch.vmap: ember.func.vmap

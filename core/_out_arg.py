@@ -97,6 +97,13 @@ def with_out(fn: Callable, name: str | None = None) -> Callable:
         params = {}
     factory = "dtype" in params and "device" in params
     check = not factory  # a factory's first argument is a size or a list
+    # torch's argument parser takes NumPy's names for ``dim`` and ``keepdim`` (``torch.all(x,
+    # axis=-1, keepdims=True)``, as transformers' beam search writes it)
+    aliases = tuple(
+        (alias, real)
+        for alias, real in (("axis", "dim"), ("keepdims", "keepdim"))
+        if real in params and alias not in params
+    )
 
     # no defaults in the wrapper's own code and no ``__wrapped__``: tools that read a function's
     # source for its defaults (Sphinx's autodoc_preserve_defaults) or test for ``__wrapped__``
@@ -112,6 +119,12 @@ def with_out(fn: Callable, name: str | None = None) -> Callable:
             for x in relevant:
                 if type(x) is not Tensor and type(x) not in _PLAIN and _tensor_like(x):
                     return handle_torch_function(wrapper, relevant, *args, **kwargs)
+        if aliases and kwargs:
+            for alias, real in aliases:
+                if alias in kwargs:
+                    if real in kwargs:
+                        raise TypeError(f"{name}() got both {real!r} and its alias {alias!r}")
+                    kwargs[real] = kwargs.pop(alias)
         out = kwargs.pop("out", None)
         if out is None:
             return fn(*args, **kwargs)

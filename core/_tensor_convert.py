@@ -164,9 +164,10 @@ class _TensorConversions:
     def __reduce_ex__(self, protocol):
         # Pickling (multiprocessing, Ray, save with weights_only=False): data to CPU, no graph.
         data = self._data if type(self._data) in (np.ndarray, MetaArray) else self._data.get()
-        if type(self) is not Tensor:
-            # a subclass comes back as itself with its attributes (PyTorch's
-            # _rebuild_from_type_v2); classes with state of their own override this
+        if type(self) is not Tensor or self.__dict__:
+            # a subclass (or a tensor given attributes) comes back as itself with its
+            # attributes (PyTorch's _rebuild_from_type_v2); classes with state of their own
+            # override this
             plain = _rebuild(data, self.requires_grad, str(self.device))
             return (_rebuild_subclass, (type(self), plain, _extra_state(self)))
         return (_rebuild, (data, self.requires_grad, str(self.device)))
@@ -182,7 +183,7 @@ class _TensorConversions:
         t.requires_grad = self.requires_grad
         if self.grad is not None:
             t.grad = self.grad.__deepcopy__(memo)
-        if type(self) is not Tensor:
+        if type(self) is not Tensor or self.__dict__:
             import copy
 
             for k, v in _extra_state(self).items():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from . import _tensor_methods_ext as _ext
 from . import creation, ops
+from . import storage as _storage
 from ._tensor_method_docs import METHOD_DOCS
 from ._tensor_methods_ext import _r
 from .ops import inplace
@@ -258,6 +259,11 @@ METHODS = {
     # (sorting, math, linalg_ext, shape_ext: core/_tensor_methods_ext.py)
     **_ext.METHODS,
     # <misc>
+    # storages: the memory block behind a tensor (core/storage.py)
+    "untyped_storage": _storage.untyped_storage,
+    "storage": _storage.typed_storage,
+    "_typed_storage": _storage.typed_storage,
+    "storage_offset": _storage.storage_offset,
     # (dunders and protocol attributes: core/_tensor_protocol.py)
     **__import__("ember._tensor_protocol", fromlist=["METHODS"]).METHODS,
     "hardshrink": _functional("hardshrink"),

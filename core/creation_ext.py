@@ -256,6 +256,8 @@ def asarray(obj, *, dtype=None, device=None, copy=None, requires_grad=False) -> 
         if copy:
             out = out.clone() if out is obj else out
         return _done(out.detach() if out is obj and requires_grad else out, requires_grad)
+    if type(obj).__name__ == "UntypedStorage" and hasattr(obj, "_array"):
+        obj = obj._array()  # ember.UntypedStorage: its bytes, shared (torch.asarray(storage))
     arr = _to_array(obj, dtype, device)
     shares = (
         isinstance(obj, np.ndarray)

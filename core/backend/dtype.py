@@ -110,6 +110,33 @@ _NAMES.update(
 )
 _FROM_NP = {d.np: d for d in ALL}
 
+# 8-bit floats (from ml_dtypes): storage types, as in PyTorch -- cast to and from them with
+# ``.to``; they take no part in type promotion. Kept out of ``ALL`` (no op support to test).
+
+
+def _float8(name: str) -> dtype | None:
+    np_type = getattr(_ml_dtypes, name, None)
+    return dtype(name, np_type, _FLOAT) if np_type is not None else None
+
+
+#: 8-bit float, 4 exponent and 3 mantissa bits, no infinities (storage only; from ml_dtypes).
+float8_e4m3fn = _float8("float8_e4m3fn")
+#: 8-bit float e4m3, no infinities or negative zero (storage only; from ml_dtypes).
+float8_e4m3fnuz = _float8("float8_e4m3fnuz")
+#: 8-bit float, 5 exponent and 2 mantissa bits (storage only; from ml_dtypes).
+float8_e5m2 = _float8("float8_e5m2")
+#: 8-bit float e5m2, no infinities or negative zero (storage only; from ml_dtypes).
+float8_e5m2fnuz = _float8("float8_e5m2fnuz")
+#: 8-bit exponent-only scale type e8m0 (storage only; from ml_dtypes).
+float8_e8m0fnu = _float8("float8_e8m0fnu")
+FLOAT8 = [
+    d
+    for d in (float8_e4m3fn, float8_e4m3fnuz, float8_e5m2, float8_e5m2fnuz, float8_e8m0fnu)
+    if d is not None
+]
+_NAMES.update({d.name: d for d in FLOAT8})
+_FROM_NP.update({d.np: d for d in FLOAT8})
+
 _default_float = float32
 
 
@@ -171,6 +198,11 @@ def promote_types(a: dtype, b: dtype) -> dtype:
     uint8 with int8 gives int16, float16 with bfloat16 gives float32."""
     if a is b:
         return a
+    if a in FLOAT8 or b in FLOAT8:
+        raise RuntimeError(
+            "Promotion for Float8 Types is not supported, attempted to promote "
+            f"{_C10_NAMES[a.name]} and {_C10_NAMES[b.name]}"
+        )
     if a in _BARE_UINTS or b in _BARE_UINTS:
         raise RuntimeError(
             "Promotion for uint16, uint32, uint64 types is not supported, attempted to promote "
@@ -204,6 +236,11 @@ _C10_NAMES = dict(
     uint16="UInt16",
     uint32="UInt32",
     uint64="UInt64",
+    float8_e4m3fn="Float8_e4m3fn",
+    float8_e4m3fnuz="Float8_e4m3fnuz",
+    float8_e5m2="Float8_e5m2",
+    float8_e5m2fnuz="Float8_e5m2fnuz",
+    float8_e8m0fnu="Float8_e8m0fnu",
 )
 
 

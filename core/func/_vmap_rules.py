@@ -310,6 +310,13 @@ SHAPE_OPS: dict[str, Callable] = {
 }
 
 
+def _new_factory(orig, args, kwargs):
+    """``x.new_ones(size)`` and friends: the result depends only on ``x``'s dtype and device,
+    so it is one unbatched tensor of the logical size (functorch gives the same values)."""
+    with unwrapped(args, kwargs):
+        return orig(*args, **kwargs)
+
+
 def _ember():
     import ember
 
@@ -333,6 +340,8 @@ def install() -> None:
     RULES["unsqueeze"] = _one(_unsqueeze)
     for name, fn in SHAPE_OPS.items():
         RULES[name] = _one(fn)
+    for name in ("new_ones", "new_zeros", "new_empty", "new_full"):
+        RULES[name] = _new_factory
     RULES["view_as"] = RULES["reshape_as"] = _as(_one(_reshape))
     RULES["expand_as"] = _as(_one(_expand))
     # properties of the logical view

@@ -207,6 +207,8 @@ def _convert_one(i):
             raise IndexError("tensors used as indices must be long, int, byte or bool tensors")
         return d
     if isinstance(i, list):
+        if not i:  # torch: an empty list selects nothing (int64, where NumPy would make float)
+            return np.empty(0, np.int64)
         return np.asarray([_convert_one(x) if isinstance(x, Tensor) else x for x in i])
     return i
 

@@ -94,10 +94,14 @@ def reshape(input, *shape):
     return Reshape.apply(input, shape, False)
 
 
-def view(input, *shape):
+def view(input, *shape, dtype=None):
     """A view of ``input`` with a new shape (one dimension may be -1); it shares data with
-    ``input``.
+    ``input``. ``view(dtype)`` (or ``view(dtype=...)``) reinterprets the bytes instead.
     """
+    if dtype is not None:
+        if shape:
+            raise TypeError("view() takes either a shape or dtype=, not both")
+        return _view_dtype(input, dtype)
     if len(shape) == 1 and not isinstance(shape[0], (int, tuple, list, Tensor)):
         return _view_dtype(input, shape[0])
     shape = _infer(_shape_arg(shape), input._data.size, input._data.shape)
@@ -108,12 +112,38 @@ def _view_dtype(input, dt):
     from ..backend.dtype import to_dtype
 
     d = to_dtype(dt)
-    if d.itemsize != input._data.itemsize:
-        raise RuntimeError("view(dtype) with a different element size is not supported")
-    out = Tensor._wrap(input._data.view(d.np))
+    a, old = input._data, input.dtype
+    if d.itemsize != a.itemsize:
+        # torch's rule: the last dim is contiguous and its bytes divide into the new elements
+        # (it grows or shrinks by the size ratio); the other strides must divide too
+        kind = "smaller" if d.itemsize < a.itemsize else "larger"
+        if a.ndim == 0:
+            raise RuntimeError(
+                f"self.dim() cannot be 0 to view {_c10(old)} as {_c10(d)} (different element sizes)"
+            )
+        if a.shape[-1] != 1 and a.strides[-1] != a.itemsize:
+            raise RuntimeError(
+                f"self.stride(-1) must be 1 to view {_c10(old)} as {_c10(d)} (different element "
+                "sizes), but got " + str(a.strides[-1] // a.itemsize)
+            )
+        if kind == "larger" and (a.shape[-1] * a.itemsize) % d.itemsize:
+            ratio = d.itemsize // a.itemsize
+            raise RuntimeError(
+                f"self.size(-1) must be divisible by {ratio} to view {_c10(old)} as {_c10(d)} "
+                f"(different element sizes), but got {a.shape[-1]}"
+            )
+        if a.shape[-1] == 1 and a.strides[-1] != a.itemsize:
+            a = a.reshape(a.shape)  # a size-1 last dim may carry any stride; numpy needs 1
+    out = Tensor._wrap(a.view(d.np))
     out._version_counter = input._version_counter
     out._base = input if input._base is None else input._base
     return out
+
+
+def _c10(d) -> str:
+    from ..backend.dtype import _C10_NAMES
+
+    return _C10_NAMES.get(d.name, d.name)
 
 
 def view_as(input, other):

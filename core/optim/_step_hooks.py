@@ -37,9 +37,12 @@ def _hook_step(step: Callable) -> Callable:
         if self.__dict__.get("_in_step", False):  # super().step() from an overriding step
             return step(self, *args, **kwargs)
         self._opt_called = True  # lets a scheduler warn when it is stepped first
-        for hook in itertools.chain(
-            _global_step_pre_hooks.values(), self._optimizer_step_pre_hooks.values()
-        ):
+        own_pre = getattr(self, "_optimizer_step_pre_hooks", None)
+        if own_pre is None:
+            # a wrapper class that skips Optimizer.__init__ (accelerate's AcceleratedOptimizer):
+            # torch never hooks its step (the optimizer it wraps runs the hooks, once)
+            return step(self, *args, **kwargs)
+        for hook in itertools.chain(_global_step_pre_hooks.values(), own_pre.values()):
             result = hook(self, args, kwargs)
             if result is not None:
                 if isinstance(result, tuple) and len(result) == 2:
