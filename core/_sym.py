@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import builtins
 import math
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the annotations name Tensor: the __torch_function__ wrappers dispatch on
+    from .tensor import Tensor  # tensor-likes there, as torch.sym_* do (core/_torch_function.py)
 
 __all__ = [
     "OutOfMemoryError",
@@ -30,41 +34,41 @@ class OutOfMemoryError(RuntimeError):
     OutOfMemoryError``)."""
 
 
-def sym_int(a):
+def sym_int(a: Tensor | float):
     """``int(a)`` truncating toward zero, as ``torch.sym_int``."""
     return a if isinstance(a, int) else int(math.trunc(a))
 
 
-def sym_float(a):
+def sym_float(a: Tensor | float):
     """``float(a)``."""
     return float(a)
 
 
-def sym_max(a, b):
+def sym_max(a: Tensor | float, b: Tensor | float):
     """``max(a, b)`` (symbolic while ember.compile traces sizes)."""
     return builtins.max(a, b)
 
 
-def sym_min(a, b):
+def sym_min(a: Tensor | float, b: Tensor | float):
     """``min(a, b)`` (symbolic while ember.compile traces sizes)."""
     return builtins.min(a, b)
 
 
-def sym_not(a):
+def sym_not(a: Tensor | bool):
     """``not a``."""
     return not a
 
 
-def sym_sqrt(a):
+def sym_sqrt(a: Tensor | float):
     """``math.sqrt(a)``."""
     return math.sqrt(a)
 
 
-def sym_ite(b, t, f):
+def sym_ite(b: Tensor | bool, t: Tensor | float, f: Tensor | float):
     """``t if b else f``."""
     return t if b else f
 
 
-def sym_sum(args):
+def sym_sum(args: list[Tensor | float]):
     """``sum(args)``, starting from 0."""
     return builtins.sum(args)
