@@ -302,6 +302,23 @@ from ._legacy_types import (
 from . import accelerator, backends, cpu, functional, multiprocessing, testing
 from . import torch_version, version
 from .random import fork_rng
+from .sparse import (  # noqa: E402  (the compressed layouts, core/sparse/_compressed*.py)
+    ccol_indices_copy,
+    col_indices_copy,
+    crow_indices_copy,
+    indices_copy,
+    row_indices_copy,
+    sparse_bsc,
+    sparse_bsc_tensor,
+    sparse_bsr,
+    sparse_bsr_tensor,
+    sparse_compressed_tensor,
+    sparse_csc,
+    sparse_csc_tensor,
+    sparse_csr,
+    sparse_csr_tensor,
+    values_copy,
+)
 from ._higher_order import cond, while_loop  # noqa: E402  (torch.cond, torch.while_loop)
 from . import sparse  # noqa: E402  (ember.sparse: the sparse COO layout, core/sparse/)
 from .sparse import sparse_coo, sparse_coo_tensor, spmm  # noqa: E402

@@ -168,6 +168,16 @@ class Encoder:
                     "size": [int(s) for s in obj.shape],
                     "c": bool(obj.is_coalesced()),
                 }
+            if obj.layout.name in _COMPRESSED:  # its parts (core/sparse/_compressed.py)
+                vals = obj._vals if obj.is_leaf else obj._values()
+                return {
+                    "$": "sparse_compressed",
+                    "layout": obj.layout.name,
+                    "c": self.encode(obj._cidx),
+                    "p": self.encode(obj._pidx),
+                    "v": self.encode(vals),
+                    "size": [int(s) for s in obj.shape],
+                }
             return {"$": "tensor", "i": self.tensor(obj)}
         if tp in (list, tuple, dict, collections.OrderedDict, set, frozenset):
             if id(obj) in self._path:
@@ -288,6 +298,8 @@ def decode(node, tensor_at, entry_at):
         return _special_float(_field(node, "v", str))
     if tag == "sparse_coo":
         return _decode_sparse(node, tensor_at, entry_at)
+    if tag == "sparse_compressed":
+        return _decode_compressed(node, tensor_at, entry_at)
     if tag in ("nested_jagged", "nested_strided"):
         from ._serialization_nested import decode_nested
 
@@ -326,6 +338,30 @@ def decode(node, tensor_at, entry_at):
 
 
 _SEQUENCES = {"tuple": tuple, "set": set, "frozenset": frozenset}
+
+
+_COMPRESSED = ("sparse_csr", "sparse_csc", "sparse_bsr", "sparse_bsc")
+
+
+def _decode_compressed(node, tensor_at, entry_at):
+    from ._torch_misc import layout
+    from .sparse import sparse_compressed_tensor
+
+    name = _field(node, "layout", str)
+    if name not in _COMPRESSED:
+        raise FormatError(f"sparse_compressed node with a bad layout {name!r}")
+    parts = [decode(_field(node, k, dict), tensor_at, entry_at) for k in ("c", "p", "v")]
+    if not all(type(x) is Tensor for x in parts[:2]) or not isinstance(parts[2], Tensor):
+        raise FormatError("sparse_compressed node without dense indices and values")
+    try:
+        t = sparse_compressed_tensor(
+            *parts[:2], parts[2].detach(), _field(node, "size", list), layout=layout._by_name[name]
+        )
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise FormatError(f"bad sparse_compressed node ({exc})") from None
+    if parts[2].requires_grad:
+        t.requires_grad_(True)
+    return t
 
 
 def _decode_sparse(node, tensor_at, entry_at):

@@ -133,7 +133,8 @@ IGNORED = frozenset(
     "empty_strided eye fill from_numpy frombuffer full is_tensor linspace logspace normal ones "
     "promote_types rand rand_like randint randint_like randn randn_like randperm range "
     "result_type scalar_tensor set_default_tensor_type set_warn_always sparse_coo_tensor "
-    "tensor tril_indices triu_indices typename vander zeros".split()
+    "sparse_csr_tensor sparse_csc_tensor sparse_bsr_tensor sparse_bsc_tensor "
+    "sparse_compressed_tensor tensor tril_indices triu_indices typename vander zeros".split()
 )
 _EMPTY = inspect.Parameter.empty
 

@@ -263,6 +263,13 @@ SPARSE_COO_LAYOUT = "torch.sparse_coo"
 
 def _rebuild_sparse_tensor(layout, data):
     # torch.Tensor._reduce_ex_internal: (indices, values, size[, is_coalesced]) for sparse_coo
+    if layout in ("torch.sparse_csr", "torch.sparse_csc", "torch.sparse_bsr", "torch.sparse_bsc"):
+        # (compressed_indices, plain_indices, values, size): core/sparse/_compressed.py
+        from ._torch_misc import layout as _layouts
+        from .sparse import sparse_compressed_tensor
+
+        lay = _layouts._by_name[layout[len("torch.") :]]
+        return sparse_compressed_tensor(*data[:3], data[3], layout=lay)
     if layout != SPARSE_COO_LAYOUT:
         raise pickle.UnpicklingError(f"ember.load: sparse layout {layout!r} is not supported")
     from .sparse import sparse_coo_tensor

@@ -141,6 +141,14 @@ class _TorchPickler(pickle._Pickler):
                 self._global("torch._utils", "_rebuild_sparse_tensor"),
                 (_Reduced((get_layout, ("torch.sparse_coo",))), parts),
             )
+        if t.layout.name in ("sparse_csr", "sparse_csc", "sparse_bsr", "sparse_bsc"):
+            # torch's reduction of a compressed tensor (core/sparse/_compressed.py)
+            parts = (t._cidx.detach(), t._pidx.detach(), t._values(), t.shape)
+            get_layout = self._global("torch.serialization", "_get_layout")
+            return (
+                self._global("torch._utils", "_rebuild_sparse_tensor"),
+                (_Reduced((get_layout, (f"torch.{t.layout.name}",))), parts),
+            )
         if type(t) is not Tensor:
             raise pickle.PicklingError(f"cannot write a {type(t).__name__} in PyTorch's format")
         arr, device = t._data, str(t.device)

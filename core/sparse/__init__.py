@@ -9,12 +9,40 @@ from __future__ import annotations
 
 from ..autograd import function as _function
 from ..tensor import Tensor
-from . import _ops, _route
+from . import _compressed, _compressed_build, _compressed_ops, _ops, _route
+from ._compressed import (
+    SparseCompressedTensor,
+    sparse_bsc,
+    sparse_bsr,
+    sparse_csc,
+    sparse_csr,
+)
+from ._compressed_factories import (
+    check_sparse_tensor_invariants,
+    sparse_bsc_tensor,
+    sparse_bsr_tensor,
+    sparse_compressed_tensor,
+    sparse_csc_tensor,
+    sparse_csr_tensor,
+)
+from ._compressed_ops import sampled_addmm
 from ._construct import sparse_coo_tensor
 from ._coo import SparseTensor, _SparseData, sparse_coo
 from ._ops import add, coalesce, mm, sum, to_dense, to_sparse
 
-__all__ = ["SparseTensor", "add", "addmm", "log_softmax", "mm", "softmax", "spmm", "sum"]
+__all__ = [
+    "SparseCompressedTensor",
+    "SparseTensor",
+    "add",
+    "addmm",
+    "check_sparse_tensor_invariants",
+    "log_softmax",
+    "mm",
+    "sampled_addmm",
+    "softmax",
+    "spmm",
+    "sum",
+]
 
 
 def spmm(input, mat2):
@@ -24,6 +52,8 @@ def spmm(input, mat2):
 
 def addmm(mat, mat1, mat2, *, beta=1.0, alpha=1.0):
     """``beta * mat + alpha * (mat1 @ mat2)`` with a sparse ``mat1`` (dense result)."""
+    if isinstance(mat1, SparseCompressedTensor):
+        return _compressed_ops.addmm(mat, mat1, mat2, beta=beta, alpha=alpha)
     out = mm(mat1, mat2)
     if alpha != 1:
         out = out * alpha
@@ -145,3 +175,120 @@ def _sparse_mask(self, mask: SparseTensor) -> SparseTensor:
 
 
 Tensor.sparse_mask = _sparse_mask
+
+
+# ---- the compressed layouts (CSR, CSC, BSR, BSC): methods and conversions ----------------
+def _r_c(fn):
+    return lambda self, other: fn(other, self)
+
+
+def _compressed_to_dense(self, dtype=None, *, masked_grad=None):
+    """The dense tensor (differentiable w.r.t. the values)."""
+    return _compressed_build.compressed_to_dense(self if dtype is None else self.to(dtype))
+
+
+_C = _compressed_ops
+_COMPRESSED_METHODS = {
+    "to_dense": _compressed_to_dense,
+    "sum": _C.sum,
+    "mm": _C.matmul,
+    "matmul": _C.matmul,
+    "t": _C.t,
+    "transpose": _C.transpose,
+    "add": _C.add,
+    "sub": _C.sub,
+    "mul": _C.mul,
+    "div": _C.div,
+    "neg": _C.neg,
+    "__matmul__": _C.matmul,
+    "__rmatmul__": _r_c(_C.matmul),
+    "__add__": _C.add,
+    "__radd__": _r_c(_C.add),
+    "__sub__": _C.sub,
+    "__rsub__": _r_c(_C.sub),
+    "__mul__": _C.mul,
+    "__rmul__": _C.mul,
+    "__truediv__": _C.div,
+    "__neg__": _C.neg,
+}
+_COMPRESSED_METHODS["__abs__"] = lambda self: self._with_values(self._vals.abs())
+for _op in ("eq", "ne", "lt", "le", "gt", "ge", "and", "or", "xor", "invert"):
+    _COMPRESSED_METHODS.setdefault(f"__{_op}__", _route._refuse(_op))
+for _name, _fn in _COMPRESSED_METHODS.items():
+    setattr(SparseCompressedTensor, _name, _fn)
+
+
+def _to_compressed_method(lay):
+    def method(self, blocksize=None, dense_dim=None):
+        return _compressed_build.to_layout(self, lay, blocksize, dense_dim)
+
+    def method_rc(self, dense_dim=None):
+        return _compressed_build.to_layout(self, lay, None, dense_dim)
+
+    fn = method if lay in (sparse_bsr, sparse_bsc) else method_rc
+    fn.__name__ = f"to_{lay.name}"
+    fn.__doc__ = f"This tensor in the ``ember.{lay.name}`` layout (PyTorch's ``to_{lay.name}``)."
+    return fn
+
+
+for _lay in (sparse_csr, sparse_csc, sparse_bsr, sparse_bsc):
+    for _cls in (Tensor, SparseTensor, SparseCompressedTensor):
+        setattr(_cls, f"to_{_lay.name}", _to_compressed_method(_lay))
+
+_coo_to_sparse = SparseTensor.to_sparse
+
+
+def _to_sparse_any(self, sparse_dim=None, *, layout=None, blocksize=None, dense_dim=None):
+    """This tensor in ``layout`` (sparse COO by default; ``ember.sparse_csr``/``csc``/``bsr``/
+    ``bsc`` with ``blocksize`` for the block layouts), as PyTorch's ``Tensor.to_sparse``."""
+    lay = _compressed_build._layout_of(layout) if layout is not None else None
+    if lay is not None:
+        return _compressed_build.to_layout(self, lay, blocksize, dense_dim)
+    if isinstance(self, SparseCompressedTensor):
+        return _compressed_build.compressed_to_coo(self)
+    if isinstance(self, SparseTensor):
+        return _coo_to_sparse(self, sparse_dim)
+    return to_sparse(self, sparse_dim, layout=layout)
+
+
+for _cls in (Tensor, SparseTensor, SparseCompressedTensor):
+    _cls.to_sparse = _to_sparse_any
+SparseCompressedTensor.to_sparse_coo = _compressed_build.compressed_to_coo
+
+
+def _not_compressed(name: str, kind: str):
+    def method(self, *args, **kwargs):
+        raise RuntimeError(
+            f"{name} expected sparse {kind} compressed tensor layout but got "
+            f"{_compressed.layout_name(self)}"
+        )
+
+    method.__name__ = name
+    method.__doc__ = (
+        f"Sparse compressed tensors only (``layout=ember.sparse_csr``, ...): ``{name}``."
+    )
+    return method
+
+
+for _cls in (Tensor, SparseTensor):
+    _cls.crow_indices = _not_compressed("crow_indices", "row")
+    _cls.col_indices = _not_compressed("col_indices", "row")
+    _cls.ccol_indices = _not_compressed("ccol_indices", "column")
+    _cls.row_indices = _not_compressed("row_indices", "column")
+
+
+def _copy_of(name: str):
+    def fn(input: Tensor) -> Tensor:
+        return getattr(input, name)().clone()
+
+    fn.__name__ = f"{name}_copy"
+    fn.__doc__ = f"A copy of ``input.{name}()`` (PyTorch's ``torch.{name}_copy``)."
+    return fn
+
+
+crow_indices_copy = _copy_of("crow_indices")
+col_indices_copy = _copy_of("col_indices")
+ccol_indices_copy = _copy_of("ccol_indices")
+row_indices_copy = _copy_of("row_indices")
+indices_copy = _copy_of("indices")
+values_copy = _copy_of("values")

@@ -12,6 +12,7 @@ from ..ops.convert import Cast
 from ..ops.elementwise_binary import Add, Mul
 from ..ops.linalg import Matmul, Mv
 from ..ops.reduction_sum import Sum
+from ._compressed import SparseCompressedTensor
 from ._coo import SparseTensor, _unsupported
 from ._ops import add, matmul, mul
 from ._ops import sum as _sparse_sum
@@ -59,6 +60,10 @@ _ROUTES = {
 def sparse_apply(cls, args, kwargs):
     """Where ``Function.apply`` sends an op that reached a sparse tensor: its sparse rule, or
     ``NotImplementedError`` naming the op and the layout."""
+    if any(isinstance(a, SparseCompressedTensor) for a in args):
+        from ._compressed_ops import compressed_apply
+
+        return compressed_apply(cls, args, kwargs)
     route = _ROUTES.get(cls)
     if route is not None:
         return route(args, kwargs)
