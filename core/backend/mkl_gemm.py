@@ -23,8 +23,9 @@ MKL is absent or turned off, is ``numpy.matmul``.
 
 ``EMBER_MKL=0`` (or :func:`set_enabled`) turns the path off; it is also off on CPUs that are
 not Intel's unless ``EMBER_MKL=1`` (MKL's generic code path is not measured there). MKL is
-loaded only after ``LOAD_AFTER`` multiply-adds have gone through NumPy (see there), at once
-with ``EMBER_MKL=1``, :func:`set_enabled` or :func:`enabled`.
+loaded only after ``LOAD_AFTER`` multiply-adds have gone through NumPy (see there; sooner at
+several threads, see ``SMP_FLOPS``), at once with ``EMBER_MKL=1``, :func:`set_enabled` or
+:func:`enabled`.
 """
 
 from __future__ import annotations
@@ -47,6 +48,15 @@ MULTI_FLOPS = 1 << 25
 # one core -- so that short scripts and the many small processes of a launch never pay for it.
 LOAD_AFTER = 1 << 34
 _seen = 0
+# ... except at more than one BLAS thread, where each product that OpenBLAS would split across
+# its threads (from ``SMP_FLOPS``, OpenBLAS's own threshold) and that is below ``MULTI_FLOPS``
+# counts as (at least) ``LOAD_AFTER >> SMP_LOAD_SHIFT`` multiply-adds: MKL loads after 16.
+# Why: OpenBLAS's threads spin while they wait for each other, and on a loaded machine one of
+# them is often descheduled, so each such product costs a scheduler slice (1-12 ms) where MKL's
+# sequential call takes 0.05-0.3 ms: efficientnet_v2_s at 48x48 px, batch 2, two threads, took
+# 1.3-2.5 s a forward here (0.1 s at one thread) before MKL ever loaded (issue 23).
+SMP_FLOPS = 1 << 18
+SMP_LOAD_SHIFT = 4
 
 _lib = None  # the loaded library, False when unavailable
 _kernels = None
@@ -118,7 +128,10 @@ def _ready(flops: int) -> bool:
     """``enabled()``, deferred until ``LOAD_AFTER`` multiply-adds have gone through NumPy."""
     global _seen
     if _enabled is None and os.environ.get("EMBER_MKL", "") != "1":
-        _seen += flops
+        if SMP_FLOPS <= flops < MULTI_FLOPS and num_threads() > 1:
+            _seen += max(flops, LOAD_AFTER >> SMP_LOAD_SHIFT)  # see SMP_FLOPS
+        else:
+            _seen += flops
         if _seen < LOAD_AFTER:
             return False
     return enabled()

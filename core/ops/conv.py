@@ -148,11 +148,24 @@ def _narrow_out(flops: int) -> int:
     return NARROW_OUT_MKL if _mkl_runs(flops) else NARROW_OUT
 
 
+# Grouped products of fewer multiply-adds a group than this go to NumPy's stacked matmul when
+# MKL would not take them: its C loop makes the same BLAS call per group as the Python loop
+# below (bitwise the same result) without ~15 us of Python per group. RegNet's 8-channel groups
+# (issue 23; 1 thread, (G, 8, 72) @ (G, 72, n)): G 55, n 8: 0.126 -> 0.019 ms; G 26, n 128:
+# 0.155 -> 0.028; G 13, n 512: 0.31 -> 0.15. Larger groups keep the loop, which measured as
+# fast or faster there (G 64, 16 x 144 @ 144 x 1568 with a transposed operand: 13.2 vs 24.3).
+STACKED_MAX_FLOPS = 1 << 19
+
+
 def _gemm(xp, a, b):
     """(G, m, k) @ (G, k, n) as one 2-D GEMM per group: NumPy's stacked matmul leaves BLAS for
-    a slow loop when an operand is a transposed view (measured 5-10x slower on grouped convs)."""
+    a slow loop when an operand is a transposed view (measured 5-10x slower on grouped convs)
+    on large groups; small groups go to it whole (``STACKED_MAX_FLOPS``)."""
     if a.shape[0] == 1:
         return mm(a[0], b[0])[None]
+    flops = a.shape[1] * a.shape[2] * b.shape[2]
+    if xp is np and flops < STACKED_MAX_FLOPS and not _mkl_runs(flops):
+        return np.matmul(a, b)
     out = xp.empty((a.shape[0], a.shape[1], b.shape[2]), dtype=xp.result_type(a, b))
     for g in range(a.shape[0]):
         matmul_into(xp, a[g], b[g], out[g])
@@ -186,6 +199,11 @@ def conv_forward(xp, x, w, b, geom: ConvGeom, batched: bool | None = None):
         # per-sample column layout the weight gradient reads (8 x 256 -> 64 x 16 x 16, 1
         # thread: 1.45 -> 0.94 ms)
         x3 = xp.ascontiguousarray(x).reshape(n, x.shape[1], -1)
+        if ONE_PIXEL and x3.shape[2] == 1:  # one pixel (squeeze-excite): see _ONE_PIXEL
+            y = mm(x3[:, :, 0], w.reshape(w.shape[0], -1).T)
+            if b is not None:
+                y += b
+            return y.reshape((n, w.shape[0]) + geom.out_size), x3[:, None]
         y = mm(w.reshape(w.shape[0], -1), x3)
         if b is not None:
             y += b[:, None]
@@ -268,6 +286,15 @@ def _flipped_transpose(xp, w, groups):
     return xp.ascontiguousarray(wt[flip]).reshape((groups * cg, o // groups) + k)
 
 
+# _ONE_PIXEL: a 1x1 convolution of a 1x1 input (squeeze-excite's two layers in mobilenet_v3,
+# efficientnet, regnet_y) is a linear layer over the batch. The per-sample products above have
+# a single column there, laid out so that NumPy's matmul cannot hand them to BLAS (a length-1
+# axis with a non-unit stride) and runs its naive loop: forward + backward of 960 -> 240 on
+# 2 x 960 x 1 x 1 took 2.7 ms (torch 0.6); as three (N, C) products, see the test file
+# tests/test_model_zoo_speed_fixes.py and docs/kernels.md (issue 23).
+ONE_PIXEL = True
+
+
 def _pointwise(geom: ConvGeom) -> bool:
     """A 1x1 convolution at stride 1 without padding (one group): a per-sample GEMM."""
     return (
@@ -287,6 +314,9 @@ def conv_input_grad(xp, g, w, geom: ConvGeom, g_cf=None):
         return split
     if _pointwise(geom):  # dx[n] = W^T @ g[n] (8 x 64 -> 256 x 16 x 16: 1.46 -> 1.05 ms)
         n, o = g.shape[0], g.shape[1]
+        if ONE_PIXEL and math.prod(geom.in_size) == 1:  # one pixel: dx = g @ W (_ONE_PIXEL)
+            gx = mm(xp.ascontiguousarray(g).reshape(n, o), w.reshape(o, -1))
+            return gx.reshape((n, gx.shape[1]) + geom.in_size)
         wt = xp.ascontiguousarray(w.reshape(o, -1).T)
         gx = mm(wt, xp.ascontiguousarray(g).reshape(n, o, -1))
         return gx.reshape((n, wt.shape[0]) + geom.in_size)
@@ -313,6 +343,8 @@ def conv_weight_grad(xp, x, g, w_shape, geom: ConvGeom, cols=None, g_cf=None):
         n = x.shape[0]
         x3 = xp.ascontiguousarray(x).reshape(n, x.shape[1], -1)
         g3 = xp.ascontiguousarray(g).reshape(n, g.shape[1], -1)
+        if ONE_PIXEL and x3.shape[2] == 1:  # one pixel: dw = g^T @ x over the batch (_ONE_PIXEL)
+            return mm(g3[:, :, 0].T, x3[:, :, 0]).reshape(w_shape)
         gw = mm(g3[0], x3[0].T)
         for i in range(1, n):
             addmm_(gw, g3[i], x3[i].T)

@@ -13,7 +13,20 @@ from ..tensor import Tensor
 
 
 def scatter_add_(xp, out, idx, vals) -> None:
-    """out[idx] += vals with repeated indices accumulated (``add.at``, NumPy's and CuPy's)."""
+    """out[idx] += vals with repeated indices accumulated (``add.at``, NumPy's and CuPy's).
+
+    Rows picked by one integer array without repeats take ``out[idx] += vals`` instead: NumPy's
+    ``add.at`` goes element by element (~23 ns each), so the gradient of Faster R-CNN's pooled
+    regions (``result[idx_in_level] = ...``, 1024 x 256 x 7 x 7) took 300 ms a call where the
+    fancy-indexed add takes 70 on a loaded machine (issue 23). Each element then gets one
+    addition either way, so the result is bitwise the same."""
+    if xp is np and out.ndim >= 2:
+        i = idx[0] if type(idx) is tuple and len(idx) == 1 else idx
+        if type(i) is np.ndarray and i.ndim == 1 and i.dtype.kind in "iu" and i.size > 1:
+            s = np.sort(i)
+            if s[0] >= 0 and (s[1:] != s[:-1]).all():  # (negative ones may alias others)
+                out[i] += vals
+                return
     xp.add.at(out, idx, vals)
 
 

@@ -160,6 +160,10 @@ def remove_small_boxes(boxes: Tensor, min_size: float) -> Tensor:
 def _nms_kept(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
     # greedy: walk boxes by decreasing score (stable for ties, as torchvision's CPU kernel),
     # keep one and drop every later box whose IoU with it is above the threshold
+    from . import _nms_compiled
+
+    if _nms_compiled.AVAILABLE and boxes.shape[0] >= _nms_compiled.MIN_BOXES:
+        return _nms_compiled.nms_kept(boxes, scores, iou_threshold)
     order = np.argsort(-scores, kind="stable")
     x1, y1, x2, y2 = (boxes[order, i] for i in range(4))
     areas = (x2 - x1) * (y2 - y1)
