@@ -302,6 +302,9 @@ from ._legacy_types import (
 from . import accelerator, backends, cpu, functional, multiprocessing, testing
 from . import torch_version, version
 from .random import fork_rng
+from ._higher_order import cond, while_loop  # noqa: E402  (torch.cond, torch.while_loop)
+from . import sparse  # noqa: E402  (ember.sparse: the sparse COO layout, core/sparse/)
+from .sparse import sparse_coo, sparse_coo_tensor, spmm  # noqa: E402
 from .sparse import (  # noqa: E402  (the compressed layouts, core/sparse/_compressed*.py)
     ccol_indices_copy,
     col_indices_copy,
@@ -319,9 +322,6 @@ from .sparse import (  # noqa: E402  (the compressed layouts, core/sparse/_compr
     sparse_csr_tensor,
     values_copy,
 )
-from ._higher_order import cond, while_loop  # noqa: E402  (torch.cond, torch.while_loop)
-from . import sparse  # noqa: E402  (ember.sparse: the sparse COO layout, core/sparse/)
-from .sparse import sparse_coo, sparse_coo_tensor, spmm  # noqa: E402
 
 __version__ = version.__version__
 # </misc>
@@ -427,10 +427,18 @@ def __getattr__(name):
         return importlib.import_module("ember._C")
     if name in ("DisableTorchFunction", "DisableTorchFunctionSubclass"):
         return getattr(importlib.import_module("ember.overrides"), name)
+    if name in ("ScriptModule", "ScriptFunction"):  # torch.ScriptModule is torch.jit's class
+        return getattr(importlib.import_module("ember.jit"), name)
+    if name == "PyTorchFileReader":  # torch.PyTorchFileReader (core/_pytorch_file.py)
+        return importlib.import_module("ember._pytorch_file").PyTorchFileReader
     if name in ("UntypedStorage", "TypedStorage"):  # torch.UntypedStorage (core/storage.py)
         from . import storage
 
         return getattr(storage, name)
+    if name in ("Stream", "Event"):  # torch.Stream / torch.Event, device-generic (core/_streams.py)
+        from . import _streams
+
+        return getattr(_streams, name)
     if name == "compile":  # torch.compile (core/_compile/)
         return importlib.import_module("ember._compile").compile
     if name == "vmap":  # torch.vmap: ember.func.vmap

@@ -21,6 +21,7 @@ __all__ = [
     "ExplainOutput",
     "OptimizedModule",
     "allow_in_graph",
+    "assume_constant_result",
     "compiled_autograd",
     "config",
     "disable",
@@ -49,6 +50,13 @@ def mark_static_address(t: Any, guard: bool = True) -> None:
 
     if not isinstance(t, Tensor):
         raise TypeError(f"mark_static_address expects a tensor but received {type(t)}")
+
+
+def assume_constant_result(fn: Callable) -> Callable:
+    """torch._dynamo.assume_constant_result: in torch, the traced graph keeps ``fn``'s first
+    result as a constant. ember's capture runs ``fn`` on every call instead, which gives the
+    same results whenever the assumption holds (transformers marks its kernel probes so)."""
+    return fn
 
 
 def graph_break() -> None:

@@ -77,12 +77,12 @@ def _random(self, low=0, high=None, *, generator=None):
     )
 
 
-def _max(self, dim=None, keepdim=False):
-    return ops.max(self, dim, keepdim)
+def _max(self, dim=None, keepdim=False, **kwargs):  # (kwargs: numpy's axis=/keepdims=)
+    return ops.max(self, dim, keepdim, **kwargs)
 
 
-def _min(self, dim=None, keepdim=False):
-    return ops.min(self, dim, keepdim)
+def _min(self, dim=None, keepdim=False, **kwargs):
+    return ops.min(self, dim, keepdim, **kwargs)
 
 
 METHODS = {

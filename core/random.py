@@ -19,7 +19,10 @@ class Generator:
     """A random number generator, ``torch.Generator``: ``manual_seed``, ``get_state``..."""
 
     def __init__(self, device="cpu"):
-        self.device = device
+        from .backend.device import device as _device
+
+        # an ember.device, as torch's (diffusers' randn_tensor reads generator.device.type)
+        self.device = _device(device if device is not None else "cpu")
         self._seed = 67280421310721  # PyTorch's default initial seed
         self._np = np.random.Generator(np.random.PCG64(self._seed))
         self._cp = None

@@ -68,6 +68,20 @@ class Backend(str):
     GRPC = "grpc"
     SHM = "shm"
 
+    #: The backend ``init_process_group`` picks per device type when none is named (PyTorch's
+    #: table, read by Lightning's DDP strategy); every one of them runs on ember's transports.
+    default_device_backend_map: dict[str, str] = {"cpu": "gloo", "cuda": "nccl"}
+    #: The names ember accepts, PyTorch's first.
+    backend_list: list[str] = ["undefined", "gloo", "nccl", "auto", "grpc", "shm"]
+    #: The device types each backend's collectives take.
+    backend_capability: dict[str, list[str]] = {
+        "gloo": ["cpu", "cuda"],
+        "nccl": ["cuda"],
+        "auto": ["cpu", "cuda"],
+        "grpc": ["cpu", "cuda"],
+        "shm": ["cpu"],
+    }
+
     def __new__(cls, name: str):
         normalize_backend(name)  # validates
         return str.__new__(cls, str(name).lower())

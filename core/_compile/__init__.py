@@ -48,6 +48,12 @@ class OptimizedModule(_module_base()):
     def forward(self, *args, **kwargs):
         return self._compiled(*args, **kwargs)
 
+    @property
+    def dynamo_ctx(self) -> Callable[[Callable], Callable]:
+        """torch's ``OptimizedModule.dynamo_ctx``: compiles a function with this module's
+        settings (Lightning's ``from_compiled`` compiles the step methods with it)."""
+        return functools.partial(compile, **self.__dict__.get("_compile_opts", {}))
+
     def __getattr__(self, name: str):
         try:
             return super().__getattr__(name)
@@ -147,12 +153,15 @@ def compile(
             ),
         )
     if isinstance(model, Module):
-        return OptimizedModule(
+        om = OptimizedModule(
             model,
             CompiledFunction(
                 model, fullgraph=fullgraph, dynamic=dynamic, backend=backend, mode=mode
             ),
         )
+        opts = dict(fullgraph=fullgraph, dynamic=dynamic, backend=backend, mode=mode)
+        object.__setattr__(om, "_compile_opts", opts)
+        return om
     if isinstance(model, CompiledFunction):
         model = model._root
     compiled = CompiledFunction(

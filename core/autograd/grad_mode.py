@@ -47,13 +47,24 @@ class _GradModeContext:
         return wrapper
 
 
-class no_grad(_GradModeContext):
+class _NoParamContext(_GradModeContext):
+    # ``@ember.no_grad`` without parentheses decorates too (PyTorch >= 2.0; transformers'
+    # weight converters use it): called with a function, the class returns the wrapper
+    def __new__(cls, orig_func=None):
+        if orig_func is None:
+            return super().__new__(cls)
+        if not callable(orig_func):
+            raise TypeError(f"{cls.__name__}() takes no arguments, got {orig_func!r}")
+        return cls()(orig_func)
+
+
+class no_grad(_NoParamContext):
     """Disable gradient tracking inside the block: no graph is recorded."""
 
     _mode = False
 
 
-class enable_grad(_GradModeContext):
+class enable_grad(_NoParamContext):
     """Enable gradient tracking inside the block (e.g. within ``no_grad``)."""
 
     _mode = True

@@ -363,6 +363,10 @@ def __getattr__(name):
         import importlib
 
         return importlib.import_module("ember.cuda.amp")
+    if name in ("CUDAGraph", "graph", "graph_pool_handle"):  # CuPy capture (_graph_types.py)
+        from . import _graph_types
+
+        return getattr(_graph_types, name)
     if name == "default_generators":  # one per device, all ember's default generator
         from ..random import default_generator
 

@@ -84,7 +84,13 @@ class Lerp(Function):
     @staticmethod
     def forward(ctx, start, end, weight):
         ctx.save_for_backward(start, end, weight)
-        return start + weight * (end - start)
+        # PyTorch's two-sided formula: from ``end`` when |weight| >= 0.5. It rounds as torch
+        # does and keeps infinities: lerp(-inf, x, 0.5) is -inf, not nan (diffusers' KDPM2
+        # interpolates log-sigmas that end in log(0))
+        diff = end - start
+        if isinstance(weight, (int, float)):
+            return start + weight * diff if abs(weight) < 0.5 else end - diff * (1 - weight)
+        return ctx.xp.where(abs(weight) < 0.5, start + weight * diff, end - diff * (1 - weight))
 
     @staticmethod
     def backward(ctx, grad):

@@ -9,7 +9,7 @@ from collections import namedtuple
 from ..autograd.function import Function
 from ..tensor import Tensor
 from ._util import norm_dims, wrap_dim
-from .reduction_sum import _expand_back
+from .reduction_sum import _dims_kw, _expand_back
 
 # torch.return_types.max / .min (ember.return_types re-exports them)
 max_result = namedtuple("max", ["values", "indices"], module="ember.return_types")
@@ -96,7 +96,7 @@ def _max_min(input, dim, keepdim, is_max, other=None):
     return (max_result if is_max else min_result)(v, i)
 
 
-def max(input, dim=None, keepdim=False):
+def max(input, dim=None, keepdim=False, **kwargs):
     """The largest element of ``input``; with ``dim``, the largest along it and where it is.
 
     Called as ``max(input, other)`` with a tensor, it is :func:`maximum`.
@@ -104,10 +104,12 @@ def max(input, dim=None, keepdim=False):
     Returns:
         A 0-d tensor, or with ``dim`` a named tuple ``(values, indices)``.
     """
+    if kwargs:  # numpy's axis=/keepdims= spellings, as PyTorch accepts
+        dim, keepdim = _dims_kw(dim, keepdim, kwargs)
     return _max_min(input, dim, keepdim, True)
 
 
-def min(input, dim=None, keepdim=False):
+def min(input, dim=None, keepdim=False, **kwargs):
     """The smallest element of ``input``; with ``dim``, the smallest along it and where it is.
 
     Called as ``min(input, other)`` with a tensor, it is :func:`minimum`.
@@ -115,21 +117,27 @@ def min(input, dim=None, keepdim=False):
     Returns:
         A 0-d tensor, or with ``dim`` a named tuple ``(values, indices)``.
     """
+    if kwargs:
+        dim, keepdim = _dims_kw(dim, keepdim, kwargs)
     return _max_min(input, dim, keepdim, False)
 
 
-def amax(input, dim=(), keepdim=False):
+def amax(input, dim=(), keepdim=False, **kwargs):
     """The largest values over ``dim`` (all when empty); the gradient is shared evenly among
     equal maxima.
     """
+    if kwargs:
+        dim, keepdim = _dims_kw(dim, keepdim, kwargs)
     dims = None if dim == () or dim is None else norm_dims(dim, input._data.ndim)
     return AmaxAmin.apply(input, dims, keepdim, True)
 
 
-def amin(input, dim=(), keepdim=False):
+def amin(input, dim=(), keepdim=False, **kwargs):
     """The smallest values over ``dim`` (all when empty); the gradient is shared evenly among
     equal minima.
     """
+    if kwargs:
+        dim, keepdim = _dims_kw(dim, keepdim, kwargs)
     dims = None if dim == () or dim is None else norm_dims(dim, input._data.ndim)
     return AmaxAmin.apply(input, dims, keepdim, False)
 
@@ -151,17 +159,21 @@ def _arg(input, dim, keepdim, fn):
     return Tensor._wrap(xp.asarray(out, dtype=xp.int64))
 
 
-def argmax(input, dim=None, keepdim=False):
+def argmax(input, dim=None, keepdim=False, **kwargs):
     """The index of the largest element over ``dim`` (of the flattened input when None); the
     first one among ties.
     """
+    if kwargs:
+        dim, keepdim = _dims_kw(dim, keepdim, kwargs)
     return _arg(input, dim, keepdim, "argmax")
 
 
-def argmin(input, dim=None, keepdim=False):
+def argmin(input, dim=None, keepdim=False, **kwargs):
     """The index of the smallest element over ``dim`` (of the flattened input when None); the
     first one among ties.
     """
+    if kwargs:
+        dim, keepdim = _dims_kw(dim, keepdim, kwargs)
     return _arg(input, dim, keepdim, "argmin")
 
 

@@ -146,25 +146,62 @@ def _seq_keys(d):
     return [(SequenceKey(i), v) for i, v in enumerate(d)]
 
 
+# the builtins' (un)flatten functions under PyTorch's private names: libraries register their
+# own dict-like classes with them (diffusers' BaseOutput uses _dict_flatten/_dict_unflatten)
+def _tuple_flatten(d: tuple) -> tuple[list, Any]:
+    return list(d), None
+
+
+def _tuple_unflatten(values: Iterable[Any], context: Any) -> tuple:
+    return tuple(values)
+
+
+def _list_flatten(d: list) -> tuple[list, Any]:
+    return list(d), None
+
+
+def _list_unflatten(values: Iterable[Any], context: Any) -> list:
+    return list(values)
+
+
+def _dict_flatten(d: dict) -> tuple[list, Any]:
+    return list(d.values()), list(d.keys())
+
+
+def _dict_unflatten(values: Iterable[Any], context: Any) -> dict:
+    return dict(zip(context, values))
+
+
+def _seq_flatten_with_keys(d) -> tuple[list, Any]:
+    return _seq_keys(d), None
+
+
+_tuple_flatten_with_keys = _list_flatten_with_keys = _seq_flatten_with_keys
+
+
+def _dict_flatten_with_keys(d: dict) -> tuple[list, Any]:
+    return [(MappingKey(k), v) for k, v in d.items()], list(d)
+
+
 def _register_builtins() -> None:
     reg = register_pytree_node
     reg(
         tuple,
-        lambda d: (list(d), None),
-        lambda v, c: tuple(v),
-        flatten_with_keys_fn=lambda d: (_seq_keys(d), None),
+        _tuple_flatten,
+        _tuple_unflatten,
+        flatten_with_keys_fn=_tuple_flatten_with_keys,
     )
     reg(
         list,
-        lambda d: (list(d), None),
-        lambda v, c: list(v),
-        flatten_with_keys_fn=lambda d: (_seq_keys(d), None),
+        _list_flatten,
+        _list_unflatten,
+        flatten_with_keys_fn=_list_flatten_with_keys,
     )
     reg(
         dict,
-        lambda d: (list(d.values()), list(d.keys())),
-        lambda v, c: dict(zip(c, v)),
-        flatten_with_keys_fn=lambda d: ([(MappingKey(k), v) for k, v in d.items()], list(d)),
+        _dict_flatten,
+        _dict_unflatten,
+        flatten_with_keys_fn=_dict_flatten_with_keys,
     )
     # every namedtuple class is a node under the one key ``namedtuple`` (as PyTorch's)
     SUPPORTED_NODES[namedtuple] = NodeDef(

@@ -161,6 +161,15 @@ class SummaryWriter(_ExtraMixin):
         """The directory event files are written to."""
         return self.log_dir
 
+    def _get_file_writer(self):
+        """The event-file writer of ``log_dir`` (torch's private accessor; Lightning's
+        TensorBoardLogger writes its hparams summaries through it)."""
+        return self._writer._get_file_writer()
+
+    @property
+    def file_writer(self):
+        return self._writer._get_file_writer()
+
     def add_scalar(
         self, tag: str, scalar_value, global_step: int | None = None, walltime: float | None = None
     ) -> None:
@@ -346,3 +355,43 @@ def _set_discrete_domains(exp, hparams: dict, domains: dict) -> None:
         if info.name in domains:
             info.domain_discrete.extend(domains[info.name])
     value.metadata.plugin_data.content = data.SerializeToString()
+
+
+def _hparams_summary(hparam_dict=None, metric_dict=None, hparam_domain_discrete=None):
+    r"""``torch.utils.tensorboard.summary.hparams``: the experiment, session-start and
+    session-end summaries of one hyperparameter run (write them with a file writer)."""
+    if not isinstance(hparam_dict, dict) or not isinstance(metric_dict, dict):
+        raise TypeError("hparams(): hparam_dict and metric_dict should be dictionaries.")
+    hparams = {k: _hparam_value(k, v) for k, v in hparam_dict.items()}
+    metrics = {k: _scalar(v, f"hparams metric {k!r}") for k, v in metric_dict.items()}
+    exp, ssi, sei = _summary.hparams(hparams, metrics)
+    if hparam_domain_discrete:
+        _set_discrete_domains(exp, hparams, hparam_domain_discrete)
+    return exp, ssi, sei
+
+
+def _register_submodules() -> None:
+    # torch.utils.tensorboard is a package: programs import ``.summary`` (``hparams``,
+    # ``scalar``, ...) and ``.writer`` (``SummaryWriter``, ``FileWriter``) by path. This module
+    # is one file, so the two are registered; summary functions other than hparams are
+    # tensorboardX's own (the library torch's writer grew from, same signatures).
+    import types
+
+    summary = types.ModuleType(f"{__name__}.summary")
+    summary.hparams = _hparams_summary
+
+    def _summary_attr(name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(_summary, name)
+
+    summary.__getattr__ = _summary_attr
+    writer = types.ModuleType(f"{__name__}.writer")
+    writer.SummaryWriter = SummaryWriter
+    writer.FileWriter = _FileWriter
+    for mod in (summary, writer):
+        sys.modules[mod.__name__] = mod
+        globals()[mod.__name__.rsplit(".", 1)[1]] = mod
+
+
+_register_submodules()

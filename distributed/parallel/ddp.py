@@ -39,6 +39,7 @@ from ..algorithms.join import Join, Joinable
 from ..distributed_c10d import get_world_size, is_initialized
 from ..reduce_op import ReduceOp
 from ._ddp_hooks import HookWork, checked_comm_hook
+from ._ddp_info import DDPInfo
 from ._ddp_join import JoinableDDP, scale_for_joined
 from ._ddp_layout import BucketLayout
 from ._ddp_storage import Bucket as _Bucket
@@ -75,7 +76,7 @@ def _overlap_policy(pg, module: Module) -> bool:
     return pg.size() * ember.get_num_threads() < usable_cores()
 
 
-class DistributedDataParallel(Module, BucketLayout, JoinableDDP):
+class DistributedDataParallel(Module, BucketLayout, JoinableDDP, DDPInfo):
     """Synchronous data parallelism over a process group (PyTorch's DDP)."""
 
     def __init__(
@@ -113,6 +114,7 @@ class DistributedDataParallel(Module, BucketLayout, JoinableDDP):
         self.process_group = process_group
         self.broadcast_buffers = broadcast_buffers
         self.find_unused_parameters = find_unused_parameters
+        self.static_graph = bool(static_graph)  # kept for PyTorch's readers (_ddp_info.py)
         # PyTorch's rule: the small first bucket (to start communicating early) applies only
         # when the cap is left at its default
         self._first_small = bucket_cap_mb is None

@@ -406,3 +406,13 @@ class _SingleProcessDataLoaderIter(_BaseDataLoaderIter):
 
     def _next_data(self):
         return self._fetcher.fetch(self._next_index())
+
+
+def __getattr__(name: str):
+    # torch's names for the worker-process iterator (Lightning's CombinedLoader imports it to
+    # shut workers down); its module loads multiprocessing, so only on first use
+    if name == "_MultiProcessingDataLoaderIter":
+        from ._multiprocess import MultiProcessingDataLoaderIter
+
+        return MultiProcessingDataLoaderIter
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
