@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._numba_act import AVAILABLE, _jit, fexp
+from ._numba_act import AVAILABLE, _jit, _row_max, fexp
 
 __all__ = [
     "AVAILABLE",
@@ -50,29 +50,6 @@ def scatter_rows(out, idx, rows, lo, hi, skip):  # pragma: no cover
 
 
 @_jit
-def _row_max4(x, i, d):  # pragma: no cover
-    # four independent select chains (a NaN found first stays, as in ``_numba_act._row_max``):
-    # the one chain is latency-bound, ~2x slower on rows of 50
-    m0 = x[i, 0]
-    m1, m2, m3 = m0, m0, m0
-    j = 0
-    while j + 4 <= d:
-        a, b, c, e = x[i, j], x[i, j + 1], x[i, j + 2], x[i, j + 3]
-        m0 = a if a > m0 else m0
-        m1 = b if b > m1 else m1
-        m2 = c if c > m2 else m2
-        m3 = e if e > m3 else m3
-        j += 4
-    while j < d:
-        a = x[i, j]
-        m0 = a if a > m0 else m0
-        j += 1
-    m0 = m1 if m1 > m0 else m0
-    m2 = m3 if m3 > m2 else m2
-    return m2 if m2 > m0 else m0
-
-
-@_jit
 def ce_forward(x, t, w, has_w, ignore, rmax, have_max, e, rs, per_row, sums, k):  # pragma: no cover
     # x, e: (m, C); t: (m,) int64 targets (checked in [0, C) unless == ignore); w: (C,) class
     # weights when has_w; rmax: the row maxima when have_max; e: exp(x - max), rs: (m,) the
@@ -84,7 +61,7 @@ def ce_forward(x, t, w, has_w, ignore, rmax, have_max, e, rs, per_row, sums, k):
     total = 0.0
     loss = 0.0
     for i in range(m):
-        mx = rmax[i] if have_max else _row_max4(x, i, d)
+        mx = rmax[i] if have_max else _row_max(x, i, d)
         s = zero
         for j in range(d):
             v = fexp(x[i, j] - mx)
@@ -114,7 +91,7 @@ def ce_forward_short(x, t, w, has_w, ignore, e, rs, per_row, sums, k):  # pragma
     m, d = x.shape
     zero, one = k[0], k[2]
     for i in range(m):
-        mx = _row_max4(x, i, d)
+        mx = _row_max(x, i, d)
         per_row[i] = mx
         for j in range(d):
             e[i, j] = x[i, j] - mx
