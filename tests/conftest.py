@@ -21,6 +21,19 @@ def _netns_available() -> bool:
     return os.geteuid() == 0 and shutil.which("ip") is not None
 
 
+def pytest_configure(config):
+    # Decide the MKL GEMM path once, before any test: its deferred load (after LOAD_AFTER
+    # multiply-adds, or 16 medium products at two threads; core/backend/mkl_gemm.py) would
+    # otherwise switch BLAS libraries in the middle of whichever test crosses the threshold,
+    # and a test that compares two computations bit for bit (fused vs eager convolution) sees
+    # two libraries' roundings. Tests of the deferral itself run in subprocesses.
+    try:
+        from ember.backend import mkl_gemm
+    except Exception:
+        return
+    mkl_gemm.enabled()
+
+
 def pytest_collection_modifyitems(config, items):
     skip_gpu = pytest.mark.skip(reason="needs CUDA and CuPy")
     skip_netns = pytest.mark.skip(reason="needs root and `ip netns`")

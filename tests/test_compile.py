@@ -207,7 +207,15 @@ def test_automatic_dynamic_shapes_and_recompile_limit():
         np.testing.assert_allclose(f(x).numpy(), (x.sin() * n).numpy(), rtol=1e-6)
     assert calls == [[(2, 2)], [(3, 2)]]  # the second shape made the graph shape-generic
 
-    g = ember.compile(lambda x, k: x * k)
+    # a Python number goes symbolic after one recompile (torch's automatic dynamic): five
+    # values, two graphs, no warning
+    h = ember.compile(lambda x, k: x * k)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        outs = [h(ember.ones(2), k).numpy() for k in range(5)]
+    np.testing.assert_array_equal(np.stack(outs), np.arange(5)[:, None] * np.ones((5, 2)))
+    assert len(h._ember_compiled.entries) == 2
+    g = ember.compile(lambda x, k: x * k, dynamic=False)  # specializes on every value
     old = ember._dynamo.config.recompile_limit
     ember._dynamo.config.recompile_limit = 2
     try:

@@ -320,3 +320,36 @@ def test_dynamo_ctx_compiles_step_methods():
     eager = ember.nn.functional.cross_entropy(model.lin(x), y)
     np.testing.assert_allclose(loss.item(), eager.item(), rtol=1e-6)
     assert model.lin.weight.grad is not None
+
+
+def _compiled_step_graphs(fw):
+    from importlib import import_module
+
+    counters = import_module(fw.__name__ + "._dynamo.utils").counters
+    fw.manual_seed(0)
+    lin = fw.nn.Linear(4, 2)
+
+    def training_step(batch, batch_idx, lr):
+        x, y = batch
+        return fw.nn.functional.mse_loss(lin(x), y) * lr + batch_idx * 0
+
+    step = fw.compile(training_step)
+    before = counters["stats"]["unique_graphs"]
+    losses = []
+    for i in range(6):
+        loss = step((fw.ones(3, 4), fw.zeros(3, 2)), i, 0.1 * (i + 1))
+        loss.backward()
+        losses.append(loss.item())
+    return counters["stats"]["unique_graphs"] - before, losses
+
+
+def test_a_compiled_step_taking_batch_idx_compiles_twice_not_per_batch():
+    # torch's automatic dynamic for Python numbers: batch_idx and lr are baked in on the first
+    # call and become graph inputs after one recompile (before, ember compiled once per batch
+    # until the recompile limit, then ran eagerly)
+    import torch
+
+    ours, ours_losses = _compiled_step_graphs(ember)
+    theirs, _ = _compiled_step_graphs(torch)
+    assert ours == theirs == 2
+    assert ours_losses == pytest.approx([v * (i + 1) for i, v in enumerate([ours_losses[0]] * 6)])

@@ -86,6 +86,18 @@ def _check(fullgraph, dynamic, backend, mode, options) -> None:
         raise TypeError(f"compile(): options must be a dict, got {type(options).__name__}")
 
 
+def _compiled_class(dynamic: bool | None) -> type:
+    # torch's automatic dynamic for Python numbers (specialize_int / specialize_float False):
+    # an int or float argument is baked in first and, when a later call brings another value,
+    # becomes a graph input after one recompile (a Lightning step's batch_idx compiles twice,
+    # not once per batch); dynamic=False specializes on every value, as torch's
+    if dynamic is False:
+        return CompiledFunction
+    from ._piece import PieceFunction
+
+    return PieceFunction
+
+
 def compile(
     model: Callable | None = None,
     *,
@@ -155,7 +167,7 @@ def compile(
     if isinstance(model, Module):
         om = OptimizedModule(
             model,
-            CompiledFunction(
+            _compiled_class(dynamic)(
                 model, fullgraph=fullgraph, dynamic=dynamic, backend=backend, mode=mode
             ),
         )
@@ -164,7 +176,7 @@ def compile(
         return om
     if isinstance(model, CompiledFunction):
         model = model._root
-    compiled = CompiledFunction(
+    compiled = _compiled_class(dynamic)(
         model, fullgraph=fullgraph, dynamic=dynamic, backend=backend, mode=mode
     )
 
