@@ -10,7 +10,7 @@ autograd history.
 
 from __future__ import annotations
 
-from ember import Tensor
+from ember import Tensor, _interop
 from ember import cat as _cat
 from ember import empty as _empty
 from ember.autograd import Function
@@ -141,14 +141,14 @@ class _AllToAllSingle(Function):
     @staticmethod
     def forward(ctx, x, output_split_sizes, input_split_sizes, group):
         ctx.splits, ctx.group = (output_split_sizes, input_split_sizes), group
-        out = all_to_all_single(Tensor._wrap(x), output_split_sizes, input_split_sizes, group)
-        return out._data
+        out = all_to_all_single(_interop.wrap(x), output_split_sizes, input_split_sizes, group)
+        return _interop.array_of(out)
 
     @staticmethod
     def backward(ctx, grad):
         out_sizes, in_sizes = ctx.splits
-        back = all_to_all_single(Tensor._wrap(grad), in_sizes, out_sizes, ctx.group)
-        return back._data, None, None, None
+        back = all_to_all_single(_interop.wrap(grad), in_sizes, out_sizes, ctx.group)
+        return _interop.array_of(back), None, None, None
 
 
 def all_to_all_single_autograd(

@@ -21,9 +21,13 @@ def _layout(name: str):
     return layout._by_name.get(name) or layout(name)
 
 
+#: PyTorch's ``torch.sparse_csr``: compressed sparse rows (:class:`SparseCompressedTensor`).
 sparse_csr = _layout("sparse_csr")
+#: PyTorch's ``torch.sparse_csc``: compressed sparse columns.
 sparse_csc = _layout("sparse_csc")
+#: PyTorch's ``torch.sparse_bsr``: block compressed sparse rows.
 sparse_bsr = _layout("sparse_bsr")
+#: PyTorch's ``torch.sparse_bsc``: block compressed sparse columns.
 sparse_bsc = _layout("sparse_bsc")
 COMPRESSED_LAYOUTS = (sparse_csr, sparse_csc, sparse_bsr, sparse_bsc)
 ROW_LAYOUTS = (sparse_csr, sparse_bsr)  # compressed along rows
