@@ -473,6 +473,15 @@ def __getattr__(name):
     raise AttributeError(f"module 'ember' has no attribute {name!r}")
 
 
+# NumPy's axis=/keepdims= for dim/keepdim on Tensor methods and the linalg/special/fft functions,
+# as torch's argument parser takes them (the ember.* wrappers above rename them themselves)
+from . import _numpy_names, special  # noqa: E402
+
+_numpy_names.install_methods(Tensor)
+for _mod in (linalg, special, fft):
+    _numpy_names.install_namespace(_mod)
+del _mod
+
 # einops: ember's backend is registered now if einops is loaded, else when it is (core/_einops.py)
 from . import _einops
 

@@ -22,6 +22,7 @@ import inspect
 import warnings
 from collections.abc import Callable
 
+from ._numpy_names import renamer
 from .autograd import grad_mode
 from .overrides import _PLAIN, _tensor_like, any_relevant, handle_torch_function
 from .tensor import Tensor
@@ -99,11 +100,7 @@ def with_out(fn: Callable, name: str | None = None) -> Callable:
     check = not factory  # a factory's first argument is a size or a list
     # torch's argument parser takes NumPy's names for ``dim`` and ``keepdim`` (``torch.all(x,
     # axis=-1, keepdims=True)``, as transformers' beam search writes it)
-    aliases = tuple(
-        (alias, real)
-        for alias, real in (("axis", "dim"), ("keepdims", "keepdim"))
-        if real in params and alias not in params
-    )
+    ren = renamer(fn, name)
 
     # no defaults in the wrapper's own code and no ``__wrapped__``: tools that read a function's
     # source for its defaults (Sphinx's autodoc_preserve_defaults) or test for ``__wrapped__``
@@ -119,12 +116,8 @@ def with_out(fn: Callable, name: str | None = None) -> Callable:
             for x in relevant:
                 if type(x) is not Tensor and type(x) not in _PLAIN and _tensor_like(x):
                     return handle_torch_function(wrapper, relevant, *args, **kwargs)
-        if aliases and kwargs:
-            for alias, real in aliases:
-                if alias in kwargs:
-                    if real in kwargs:
-                        raise TypeError(f"{name}() got both {real!r} and its alias {alias!r}")
-                    kwargs[real] = kwargs.pop(alias)
+        if ren is not None and kwargs:
+            ren(kwargs)
         out = kwargs.pop("out", None)
         if out is None:
             return fn(*args, **kwargs)
@@ -159,6 +152,8 @@ def with_out(fn: Callable, name: str | None = None) -> Callable:
             extra = inspect.Parameter("out", inspect.Parameter.KEYWORD_ONLY, default=None)
             wrapper.__signature__ = base.replace(parameters=[*params.values(), extra])
     wrapper._ember_out_wrapped = fn
+    if ren is not None:
+        wrapper._ember_numpy_names = fn
     wrapper.__ember_torch_function__ = check  # (factories are not dispatched, as in PyTorch)
     return wrapper
 

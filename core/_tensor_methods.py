@@ -209,7 +209,7 @@ METHODS = {
     "reshape_as": ops.reshape_as,
     "permute": ops.permute,
     "transpose": ops.transpose,
-    "swapaxes": ops.transpose,
+    "swapaxes": ops.swapaxes,
     "swapdims": ops.transpose,
     "t": ops.t,
     "movedim": ops.movedim,

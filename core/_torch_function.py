@@ -27,6 +27,7 @@ import functools
 import inspect
 from collections.abc import Callable
 
+from . import _numpy_names
 from .overrides import _overloads, _tensor_like, handle_torch_function
 from .tensor import Tensor
 
@@ -44,10 +45,13 @@ def torch_function_dispatch(n: int = 1, *, sequence: bool = False) -> Callable:
     a list of tensors, as for ``cat``/``stack``, and its items are)."""
 
     def decorate(fn: Callable) -> Callable:
+        ren = _numpy_names.renamer(fn)  # NumPy's axis=/keepdims=, or None
         if sequence:
 
             @functools.wraps(fn)
             def wrapper(*args, **kwargs):
+                if ren is not None and kwargs:
+                    ren(kwargs)
                 if args:
                     seq = args[0]
                     if isinstance(seq, (list, tuple)):
@@ -61,6 +65,8 @@ def torch_function_dispatch(n: int = 1, *, sequence: bool = False) -> Callable:
 
             @functools.wraps(fn)
             def wrapper(*args, **kwargs):
+                if ren is not None and kwargs:
+                    ren(kwargs)
                 if args and type(args[0]) is not Tensor and _overloads(args[0]):
                     return handle_torch_function(wrapper, args[:1], *args, **kwargs)
                 return fn(*args, **kwargs)
@@ -69,11 +75,15 @@ def torch_function_dispatch(n: int = 1, *, sequence: bool = False) -> Callable:
 
             @functools.wraps(fn)
             def wrapper(*args, **kwargs):
+                if ren is not None and kwargs:
+                    ren(kwargs)
                 for x in args[:n]:
                     if type(x) is not Tensor and _overloads(x):
                         return handle_torch_function(wrapper, args[:n], *args, **kwargs)
                 return fn(*args, **kwargs)
 
+        if ren is not None:
+            wrapper._ember_numpy_names = fn
         wrapper.__wrapped__ = fn
         wrapper.__ember_torch_function__ = True  # listed by overrides.get_overridable_functions
         wrapper._ember_any_type = True  # (Tensor subclasses too, whatever the thread's switch)
@@ -86,13 +96,19 @@ def tensor_like_dispatch(fn: Callable, n: int = 1) -> Callable:
     """``fn`` handing the call to ``__torch_function__`` when one of its first ``n`` positional
     arguments is a tensor-like object that is not a Tensor (see the module docstring)."""
 
+    ren = _numpy_names.renamer(fn)  # NumPy's axis=/keepdims=, or None
+
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        if ren is not None and kwargs:
+            ren(kwargs)
         for x in args[:n]:
             if type(x) is not Tensor and _tensor_like(x):
                 return handle_torch_function(wrapper, args[:n], *args, **kwargs)
         return fn(*args, **kwargs)
 
+    if ren is not None:
+        wrapper._ember_numpy_names = fn
     wrapper.__ember_torch_function__ = True
     return wrapper
 
@@ -239,11 +255,18 @@ def namespace_dispatch(fn: Callable, name: str | None = None) -> Callable:
     if not checks:
         return fn
     name = name or fn.__name__
+    # NumPy's axis=/keepdims= for dim/keepdim, resolved before the tests (core/_numpy_names.py)
+    pl = None if any(p.name.startswith("_n") for p in params) else _numpy_names.plan(params)
+    prologue = ""
+    if pl is not None:
+        ref = _numpy_names._Refs(helpers)
+        shown = _numpy_names.shown(shown, pl, ref)
+        helpers.update(_NA=_numpy_names.NA, _both=_numpy_names._both)
+        prologue = _numpy_names.prologue(pl, name, ref, _numpy_names.given_call(params))
     head = str(sig.replace(parameters=shown, return_annotation=_EMPTY))
     rel = "(" + "".join(f"{r}, " for r in relevant) + ")"
     src = (
-        f"def {name}{head}:\n"
-        f"    if {' or '.join(checks)}:\n"
+        f"def {name}{head}:\n" + prologue + f"    if {' or '.join(checks)}:\n"
         f"        return _go(_pub, {rel}, ({''.join(f'{a}, ' for a in pos)}), "
         f"{var or '()'}, {{{', '.join(f'{k!r}: {k}' for k in kw)}}}, {varkw or '{}'})\n"
         + (  # one *args item (reshape(x, (2, 3))): passed as is, not repacked (~0.08 us)
@@ -265,6 +288,9 @@ def namespace_dispatch(fn: Callable, name: str | None = None) -> Callable:
     # found where it is public, as torch.reshape (pickle looks functions up by these)
     wrapper.__module__, wrapper.__qualname__ = "ember", name
     wrapper._ember_defaults = (tuple(pos_defaults), kw_defaults)
+    if pl is not None:  # help() shows PyTorch's signature, not the aliases' sentinels
+        wrapper.__signature__ = sig
+        wrapper._ember_numpy_names = fn
     # the op under its public wrapper, as for the out= wrapper: fx, vmap and ember.special
     # map it to the public name
     wrapper._ember_out_wrapped = fn

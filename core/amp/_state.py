@@ -149,11 +149,16 @@ def autocast_op(name: str):
     """Mark a public op as autocast-aware under its ATen name (see ``_policy.py``)."""
 
     def deco(fn):
+        from .._numpy_names import renamer
         from ..overrides import _PLAIN, _tensor_like, any_relevant, handle_torch_function
         from ..tensor import Tensor
 
+        ren = renamer(fn)  # NumPy's axis=/keepdims= (``torch.softmax(x, axis=-1)``), or None
+
         @functools.wraps(fn)
         def op(*args, **kwargs):
+            if ren is not None and kwargs:
+                ren(kwargs)
             # a tensor-like argument, any of them as in torch (DTensor), goes to its
             # __torch_function__: the test lives here so that these ops pay no second wrapper
             # (core/_torch_function.py); Tensors and Python scalars leave at the first tests
@@ -166,6 +171,8 @@ def autocast_op(name: str):
             return fn(*args, **kwargs)
 
         op.__ember_torch_function__ = True
+        if ren is not None:
+            op._ember_numpy_names = fn
         return op
 
     return deco

@@ -134,6 +134,7 @@ from .shape import (
     split,
     squeeze,
     stack,
+    swapaxes,
     t,
     tensor_split,
     tile,
@@ -356,7 +357,7 @@ from .windows import (
 # <misc>
 # </misc>
 
-swapaxes = swapdims = transpose
+swapdims = transpose
 clip = clamp
 true_divide = divide = div
 multiply = mul

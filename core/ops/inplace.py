@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._numpy_names import renamer
 from ..autograd import grad_mode
 from ..autograd.function import Function
 from ..tensor import Tensor
@@ -67,8 +68,11 @@ def _keep_original_self(node, self: Tensor) -> None:
 
 def make_inplace(fn, name: str):
     """``self.op_(...)``: compute ``fn(self, ...)`` and write the result into self's storage."""
+    ren = renamer(fn, name)  # NumPy's axis=/keepdims= (``x.cumsum_(axis=0)``), or None
 
     def method(self, *args, **kwargs):
+        if ren is not None and kwargs:
+            ren(kwargs)
         tracking = grad_mode._state.enabled and (
             self.requires_grad or any(isinstance(a, Tensor) and a.requires_grad for a in args)
         )

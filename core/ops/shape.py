@@ -57,6 +57,7 @@ from .shape_views import (  # noqa: F401
     reshape,
     reshape_as,
     squeeze,
+    swapaxes,
     t,
     transpose,
     unflatten,

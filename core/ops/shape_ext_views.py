@@ -293,6 +293,10 @@ def unfold(input: Tensor, dimension: int, size: int, step: int) -> Tensor:
 
 # ---- in-place view ops (they change the tensor's shape, not its values) -------------------
 def _inplace_view(fn, name: str):
+    from .._numpy_names import with_numpy_names
+
+    fn = with_numpy_names(fn, name[:-1])  # (``x.unsqueeze_(axis=0)``, as torch's parser)
+
     def method(self, *args, **kwargs):
         if grad_mode._state.enabled and self.requires_grad:
             check_inplace(self)

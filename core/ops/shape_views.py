@@ -52,6 +52,11 @@ class Expand(Function):
 
     @staticmethod
     def forward(ctx, x, shape):
+        if x.shape == shape:
+            # nothing repeats: a plain (writable) view, as torch's same-shape expand is
+            # (linear_operator writes into ``x.expand_as(y).contiguous()``); NumPy's
+            # broadcast_to always hands back a read-only array
+            return x[...]
         return ctx.xp.broadcast_to(x, shape)
 
     @staticmethod
@@ -232,6 +237,11 @@ def transpose(input, dim0, dim1):
     a, b = wrap_dim(dim0, nd), wrap_dim(dim1, nd)
     axes[a], axes[b] = axes[b], axes[a]
     return Permute.apply(input, tuple(axes))
+
+
+def swapaxes(input, axis0, axis1):
+    """Alias for :func:`transpose` under NumPy's names (``torch.swapaxes(x, axis0, axis1)``)."""
+    return transpose(input, axis0, axis1)
 
 
 def t(input):

@@ -43,6 +43,8 @@ def _view(input: Tensor, *shape_or_dtype) -> Tensor:
 def _bind():
     import ember
 
+    from .._numpy_names import with_numpy_names
+
     sources = {
         "alias_copy": _alias,
         "as_strided_copy": ember.as_strided,
@@ -51,7 +53,7 @@ def _bind():
         "expand_copy": Tensor.expand,
         "permute_copy": ember.permute,
         "select_copy": ember.select,
-        "slice_copy": _slice,
+        "slice_copy": with_numpy_names(_slice, "slice_copy"),
         "split_copy": ember.split,
         "split_with_sizes_copy": ember.split_with_sizes,
         "squeeze_copy": ember.squeeze,
