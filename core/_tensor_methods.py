@@ -8,12 +8,15 @@ spliced in at their place, so ``METHODS`` keeps one order and one binding loop.
 
 from __future__ import annotations
 
+import numpy as np
+
 from . import _tensor_methods_ext as _ext
 from . import creation, ops
 from . import storage as _storage
 from ._tensor_method_docs import METHOD_DOCS
 from ._tensor_methods_ext import _r
 from .ops import inplace
+from .random import torch_stream
 from .tensor import Tensor
 
 
@@ -50,7 +53,17 @@ def _fill_random(draw):
     return method
 
 
+def _stream(self, generator):
+    """The CPU stream for an in-place draw into ``self`` (None on CuPy / meta: their own way)."""
+    from .backend.device import get_array_module
+
+    return torch_stream(generator, get_array_module(self._data))
+
+
 def _uniform(self, a=0.0, b=1.0, *, generator=None):
+    st = _stream(self, generator)
+    if st is not None and self.dtype.is_floating_point:  # torch's uniform_ (core/_mt_stream.py)
+        return Tensor._wrap(st.uniform_fill(tuple(self.shape), self._data.dtype, a, b))
     return (
         creation.rand(self.shape, generator=generator, dtype=self.dtype, device=self.device)
         * (b - a)
@@ -59,6 +72,12 @@ def _uniform(self, a=0.0, b=1.0, *, generator=None):
 
 
 def _normal(self, mean=0.0, std=1.0, *, generator=None):
+    st = _stream(self, generator)
+    if st is not None and self._data.dtype in (np.float32, np.float64):
+        # torch's normal_: non-contiguous targets take its one-at-a-time path
+        contiguous = self._data.flags.c_contiguous
+        out = st.normal_fill(tuple(self.shape), self._data.dtype, mean, std, contiguous)
+        return Tensor._wrap(out)
     return (
         creation.randn(self.shape, generator=generator, dtype=self.dtype, device=self.device) * std
         + mean
@@ -66,10 +85,19 @@ def _normal(self, mean=0.0, std=1.0, *, generator=None):
 
 
 def _bernoulli(self, p=0.5, *, generator=None):
+    st = _stream(self, generator)
+    if st is not None:
+        if isinstance(p, Tensor):
+            probs = np.broadcast_to(p._data, self._data.shape)
+            return Tensor._wrap(st.bernoulli_tensor(probs))
+        return Tensor._wrap(st.bernoulli_scalar(self._data.shape, float(p)))
     return creation.bernoulli(self, p, generator=generator)
 
 
 def _random(self, low=0, high=None, *, generator=None):
+    st = _stream(self, generator)
+    if st is not None and high is None and not low:  # random_(): [0, 2**digits] of the dtype
+        return Tensor._wrap(st.random_full(self._data.dtype, tuple(self.shape)))
     if high is None:
         low, high = 0, low if low else 2**24
     return creation.randint(

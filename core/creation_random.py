@@ -11,7 +11,7 @@ from . import _factory_kwargs
 from .backend.device import default_device, get_array_module
 from .backend.dtype import get_default_dtype, int64, to_dtype
 from .creation import _size
-from .random import gen_for
+from .random import gen_for, torch_stream
 from .tensor import Tensor
 
 
@@ -30,7 +30,7 @@ def _rand_make(
     xp = get_array_module(device or default_device())
     d = to_dtype(dtype) if dtype is not None else get_default_dtype()
     g = gen_for(generator, xp)
-    # NumPy draws float32 or float64 directly; other float types are drawn in float32 and cast
+    # float32 or float64 draws; other float types are drawn in float32 and rounded, as torch's
     draw_dtype = np.float64 if d.np == np.float64 else np.float32
     arr = draw(g, _size(size, size_kw), draw_dtype)
     arr = arr.astype(d.np, copy=False)
@@ -104,8 +104,8 @@ def randint(
 ) -> Tensor:
     """Integers drawn uniformly from ``[low, high)``.
 
-    ``randint(high, size)`` draws from ``[0, high)``. Draws come from ember's generator (PCG64): the
-    same seed gives different numbers than PyTorch.
+    ``randint(high, size)`` draws from ``[0, high)``. The same seed gives PyTorch's numbers
+    (``core/_mt_stream.py``).
 
     Args:
         low: the lowest value (or ``high`` when ``high`` is omitted).
@@ -145,8 +145,8 @@ def randperm(
     layout=None,
     pin_memory=False,
 ) -> Tensor:
-    """A random permutation of the integers ``0 .. n - 1``. Draws come from ember's generator
-    (PCG64): the same seed gives different numbers than PyTorch.
+    """A random permutation of the integers ``0 .. n - 1``; the same seed gives PyTorch's
+    permutation (``core/_mt_stream.py``).
 
     Args:
         n: the number of integers.
@@ -246,6 +246,13 @@ def bernoulli(input, p=None, *, generator=None) -> Tensor:
         A tensor of the dtype and shape of ``input``.
     """
     xp = get_array_module(input._data)
+    stream = torch_stream(generator, xp)
+    if stream is not None:  # torch's draws: one uniform of p's dtype per element, or float64
+        if p is None:
+            hits = stream.bernoulli_tensor(input._data)
+        else:
+            hits = stream.bernoulli_scalar(input._data.shape, float(p))
+        return Tensor._wrap(hits.astype(input._data.dtype))
     probs = input._data if p is None else p
     u = gen_for(generator, xp).random(input._data.shape)
     return Tensor._wrap((u < probs).astype(input._data.dtype))

@@ -1,18 +1,42 @@
 """Random number generation: ``Generator``, ``manual_seed``, RNG state save/restore.
 
-CPU draws come from NumPy's PCG64; CUDA draws from CuPy's generator seeded alongside it. The
-numbers differ from PyTorch's (parity tests copy weights instead of sharing seeds).
+CPU draws follow PyTorch's CPU generator: a Mersenne Twister seeded as ``torch.manual_seed``
+seeds it, read through torch's transformations (``core/_mt_stream.py``), so the same seed gives
+torch's numbers for ``rand``, ``randn``, ``randint``, ``randperm``, ``bernoulli``, ``nn.init``,
+dropout masks and the samplers. The state is torch's 5056-byte layout: ``get_rng_state()``
+saved by either framework restores in the other. CUDA draws come from CuPy's generator seeded
+from this one (not torch's CUDA numbers).
 """
 
 from __future__ import annotations
 
-import json
 import time
 
 import numpy as np
 
+from ._mt_stream import TorchStream
 from .backend import _cupy
 from .backend.meta import xp as meta_xp
+
+# torch's CPUGeneratorImplState (the legacy THGeneratorState, then the float normal cache)
+_STATE = np.dtype(
+    [
+        ("the_initial_seed", "<u8"),
+        ("left", "<i4"),
+        ("seeded", "<i4"),
+        ("next", "<u8"),
+        ("state", "<u8", (624,)),
+        ("normal_x", "<f8"),
+        ("normal_y", "<f8"),
+        ("normal_rho", "<f8"),
+        ("normal_is_valid", "<i4"),
+        ("_pad", "<i4"),
+        ("next_float_normal_sample", "<f4"),
+        ("is_next_float_normal_sample_valid", "u1"),
+        ("_pad2", "u1", (3,)),
+    ]
+)
+_LEGACY_SIZE = 5048  # the state without the float cache (older PyTorch), also accepted
 
 
 class Generator:
@@ -23,16 +47,18 @@ class Generator:
 
         # an ember.device, as torch's (diffusers' randn_tensor reads generator.device.type)
         self.device = _device(device if device is not None else "cpu")
-        self._seed = 67280421310721  # PyTorch's default initial seed
-        self._np = np.random.Generator(np.random.PCG64(self._seed))
+        self._np = TorchStream(67280421310721)  # PyTorch's default initial seed
         self._cp = None
+
+    @property
+    def _seed(self) -> int:
+        return self._np.initial_seed
 
     def manual_seed(self, seed: int) -> Generator:
         seed = int(seed)
         if seed < 0:
             seed &= (1 << 64) - 1
-        self._seed = seed
-        self._np = np.random.Generator(np.random.PCG64(seed))
+        self._np.seed(seed)
         self._cp = None
         return self
 
@@ -45,30 +71,57 @@ class Generator:
         return self._seed
 
     def get_state(self):
-        """The state as a uint8 tensor (JSON of the bit generator state), like PyTorch's."""
+        """The state as a uint8 tensor in PyTorch's layout (``torch.get_rng_state()``'s 5056
+        bytes: the seed, the Mersenne Twister words and position, the cached normals)."""
         from .tensor import Tensor
 
-        blob = json.dumps(
-            {"seed": self._seed, "state": self._np.bit_generator.state}, default=int
-        ).encode()
-        return Tensor._wrap(np.frombuffer(blob, dtype=np.uint8).copy())
+        st = self._np
+        key, pos = st.engine_state()
+        rec = np.zeros((), dtype=_STATE)
+        rec["the_initial_seed"] = st.initial_seed
+        rec["seeded"] = 1
+        # torch reads word `next` and counts `left` down to a twist at 0 (left + next == 625)
+        rec["next"] = 0 if st.fresh else pos
+        rec["left"] = 1 if pos >= 624 else 625 - pos
+        rec["state"] = key
+        if st.normal_cache is not None:
+            rec["normal_is_valid"], rec["normal_y"] = 1, st.normal_cache
+        if st.float_normal_cache is not None:
+            rec["is_next_float_normal_sample_valid"] = 1
+            rec["next_float_normal_sample"] = st.float_normal_cache
+        return Tensor._wrap(np.frombuffer(rec.tobytes(), dtype=np.uint8).copy())
 
     def set_state(self, state) -> Generator:
-        data = bytes(np.asarray(state, dtype=np.uint8).tobytes())
-        try:
-            d = json.loads(data.decode())
-            bg = np.random.PCG64()
-            bg.state = d["state"]
-        except Exception as exc:
+        """Restore a state from :meth:`get_state` (or from PyTorch's ``get_rng_state()``)."""
+        from .tensor import Tensor
+
+        if isinstance(state, Tensor) and state.dtype.np != np.uint8:
+            raise TypeError(
+                f"expected a torch.ByteTensor, but got {state.dtype} for the generator state"
+            )
+        data = np.asarray(state, dtype=np.uint8).tobytes()
+        if len(data) not in (_STATE.itemsize, _LEGACY_SIZE):
             raise RuntimeError(
-                f"Generator.set_state: not a valid ember generator state ({exc})"
-            ) from None
-        self._seed = d["seed"]
-        self._np = np.random.Generator(bg)
+                f"Expected either a THGeneratorState of size {_LEGACY_SIZE} or a "
+                f"CPUGeneratorImplState of size {_STATE.itemsize} but found the input RNG state "
+                f"size to be {len(data)}"
+            )
+        rec = np.frombuffer(data.ljust(_STATE.itemsize, b"\0"), dtype=_STATE)[0]
+        left, nxt = int(rec["left"]), int(rec["next"])
+        if not 1 <= left <= 624 or nxt > 624:
+            raise RuntimeError("The generator state is corrupted (its position is out of range)")
+        st = self._np
+        st.seed(int(rec["the_initial_seed"]))
+        st.set_engine_state(rec["state"].astype(np.uint32), 624 if left == 1 else nxt)
+        st.fresh = left == 1 and nxt == 0
+        st.normal_cache = float(rec["normal_y"]) if rec["normal_is_valid"] else None
+        valid_f = len(data) == _STATE.itemsize and rec["is_next_float_normal_sample_valid"]
+        st.float_normal_cache = float(rec["next_float_normal_sample"]) if valid_f else None
         self._cp = None
         return self
 
-    def numpy(self) -> np.random.Generator:
+    def numpy(self) -> TorchStream:
+        """The stream behind this generator: NumPy ``Generator``'s methods, torch's numbers."""
         return self._np
 
     def xp_generator(self, xp):
@@ -110,8 +163,7 @@ def get_rng_state():
     """The state of the default generator, as a ``uint8`` tensor that :func:`set_rng_state`
     accepts.
 
-    ember's state is the serialized PCG64 state of NumPy's generator: it has a different length and
-    meaning than PyTorch's Mersenne-Twister state and is not interchangeable with it.
+    It is PyTorch's layout (5056 bytes): a state saved by torch restores here, and the reverse.
     """
     return default_generator.get_state()
 
@@ -135,6 +187,18 @@ def gen_for(generator, xp):
     array module ``xp``. Used by ember's own random ops.
     """
     return (generator or default_generator).xp_generator(xp)
+
+
+def torch_stream(generator, xp):
+    """The generator's :class:`TorchStream` when ``xp`` is NumPy (torch's CPU numbers), else
+    None (CuPy and meta arrays draw their own way)."""
+    return (generator or default_generator)._np if xp is np else None
+
+
+def seed_draw(generator=None) -> int:
+    """``torch.empty((), dtype=torch.int64).random_(generator=g).item()``: the seed torch's
+    samplers and data loaders draw for a pass."""
+    return int((generator or default_generator)._np.random_full(np.int64))
 
 
 def thread_safe_generator():

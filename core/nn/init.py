@@ -1,8 +1,9 @@
 """``nn.init``: in-place initialisers with PyTorch's names, formulas and error messages.
 
 Every function runs without recording a graph and returns the tensor it filled. Random draws
-come from ember's generator (``generator=`` or the default one); the numbers differ from
-PyTorch's but the distributions are the same.
+come from ember's generator (``generator=`` or the default one) and make PyTorch's draws: after
+the same ``manual_seed`` a model is initialised with torch's weights (bit for bit for uniform
+initialisers, to float32 rounding for normal ones; ``core/_mt_stream.py``).
 """
 
 from __future__ import annotations
@@ -154,9 +155,9 @@ def trunc_normal_(
     b: float = 2.0,
     generator=None,
 ) -> Tensor:
-    r"""Fill with a normal distribution truncated to :math:`[a, b]` (inverse-CDF sampling,
-    as PyTorch does)."""
-    from scipy.special import erfinv
+    r"""Fill with a normal distribution truncated to :math:`[a, b]`, by rejection as PyTorch
+    2.13 does: redraw out-of-range normals while most of the mass is inside, else uniform
+    candidates on :math:`[a, b]` accepted by the density ratio (the same draws as torch's)."""
 
     def norm_cdf(x):
         return (1.0 + math.erf(x / math.sqrt(2.0))) / 2.0
@@ -169,11 +170,33 @@ def trunc_normal_(
         )
     if tensor.is_meta:  # no values to draw (torch: a no-op on the meta device)
         return tensor
-    lo, hi = norm_cdf((a - mean) / std), norm_cdf((b - mean) / std)
-    rng = gen_for(generator, np)
-    u = rng.uniform(2 * lo - 1, 2 * hi - 1, size=_shape(tensor))
-    x = erfinv(u) * (std * math.sqrt(2.0)) + mean
-    return _copy_from_host(tensor, np.clip(x, a, b))
+    shape = _shape(tensor)
+    dt = tensor._data.dtype if tensor._data.dtype in (np.float32, np.float64) else np.float32
+    st = gen_for(generator, np)
+    f = dt.type  # torch's in-place steps round Python numbers to the tensor's dtype
+    if norm_cdf((b - mean) / std) - norm_cdf((a - mean) / std) > 0.3:
+        lo, hi = f(a), f(b)
+        result = st.normal_fill(shape, dt, mean, std)
+        while True:
+            rejected = (result < lo) | (result > hi)
+            if not rejected.any():
+                break
+            result = np.where(rejected, st.normal_fill(shape, dt, mean, std), result)
+        return _copy_from_host(tensor, result)
+    mode = max(a, min(mean, b))
+    log_peak = -0.5 * ((mode - mean) / std) ** 2
+
+    def log_ratio(x):  # log pdf(x) - log pdf(mode), in the tensor's dtype
+        return ((x - f(mean)) / f(std)) ** 2 * f(-0.5) - f(log_peak)
+
+    result = st.uniform_fill(shape, dt, a, b)
+    pending = np.log(st.uniform_fill(shape, dt, 0.0, 1.0)) > log_ratio(result)
+    while pending.any():
+        candidates = st.uniform_fill(shape, dt, a, b)
+        result = np.where(pending, candidates, result)
+        accept = np.log(st.uniform_fill(shape, dt, 0.0, 1.0)) > log_ratio(candidates)
+        pending = np.where(pending, accept, pending)
+    return _copy_from_host(tensor, result)
 
 
 def constant_(tensor: Tensor, val: float) -> Tensor:
@@ -298,7 +321,9 @@ def orthogonal_(tensor: Tensor, gain: float = 1, generator=None) -> Tensor:
         return tensor
     rows = shape[0]
     cols = math.prod(shape) // rows
-    flattened = gen_for(generator, np).standard_normal((rows, cols))
+    # torch draws normal_(0, 1) in the tensor's dtype and factors it in that dtype too
+    dt = tensor._data.dtype if tensor._data.dtype in (np.float32, np.float64) else np.float32
+    flattened = gen_for(generator, np).normal_fill((rows, cols), dt, 0.0, 1.0)
     if rows < cols:
         flattened = flattened.T
     q, r = np.linalg.qr(flattened)

@@ -12,7 +12,7 @@ from ..._torch_function import torch_function_dispatch
 from ...backend.device import get_array_module
 from ...ops import inplace as _inplace
 from ...ops import nn_ops
-from ...random import gen_for
+from ...random import gen_for, torch_stream
 from ...tensor import Tensor
 
 
@@ -25,11 +25,15 @@ def _keep_mask(x: Tensor, p: float, shape) -> np.ndarray:
     """Kept positions scaled by ``1/(1-p)`` (zeros everywhere when ``p == 1``)."""
     # (by device: a meta tensor's mask is a meta array, drawn from no generator)
     xp = get_array_module(x.device if x.is_meta else x._data)
-    rng = gen_for(None, xp)
-    dt = x._data.dtype if x._data.dtype in (np.float32, np.float64) else np.float32
-    u = rng.random(shape, dtype=dt)
-    if p >= 1.0:
+    if p >= 1.0:  # (torch draws nothing then)
         return xp.zeros(shape, dtype=x._data.dtype)
+    stream = torch_stream(None, xp)
+    if stream is not None:  # torch's mask: bernoulli_(1 - p), then divided by 1 - p
+        mask = stream.bernoulli_scalar(tuple(shape), 1.0 - p).astype(x._data.dtype)
+        mask /= mask.dtype.type(1.0 - p)
+        return mask
+    dt = x._data.dtype if x._data.dtype in (np.float32, np.float64) else np.float32
+    u = gen_for(None, xp).random(shape, dtype=dt)
     mask = (u >= p).astype(x._data.dtype)
     mask *= 1.0 / (1.0 - p)
     return mask
@@ -148,7 +152,11 @@ def _alpha_dropout(input: Tensor, p: float, training: bool, inplace: bool, shape
         keep = xp.zeros(shape, dtype=dt)
         a = 0.0
     else:
-        keep = (gen_for(None, xp).random(shape) >= p).astype(dt)
+        stream = torch_stream(None, xp)
+        if stream is not None:  # torch's noise: bernoulli_(1 - p)
+            keep = stream.bernoulli_scalar(tuple(shape), 1.0 - p).astype(dt)
+        else:
+            keep = (gen_for(None, xp).random(shape) >= p).astype(dt)
         a = 1.0 / np.sqrt((_SELU_ALPHA_SCALE**2 * p + 1) * (1 - p))
     alpha = _SELU_ALPHA_SCALE
     scale = keep * a

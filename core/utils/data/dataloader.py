@@ -271,12 +271,17 @@ class DataLoader(Generic[T_co]):
             _load_sampler_state(self._index_sampler, resume["sampler"])
         epoch = self._epoch
         self._epoch += 1
+        # torch draws each pass's base seed (workers or not) before the sampler draws its own; a
+        # pass resumed mid-way drew it before the checkpoint, one resumed before its first batch
+        # draws it once the sampler's generator is restored
+        drawn_seed = _random.seed_draw(self.generator) if resume is None else None
         sampler_iter = iter(self._index_sampler)
+        if resume is not None and not int(resume.get("batches_served") or 0):
+            drawn_seed = _random.seed_draw(self.generator)
         sampler_state = _sampler_state(self._index_sampler)  # describes this epoch's pass
         base_seed = None if resume is None else resume.get("base_seed")
         if base_seed is None and self.num_workers > 0:
-            gen = self.generator if self.generator is not None else _random.default_generator
-            base_seed = int(gen.numpy().integers(0, 2**62))
+            base_seed = drawn_seed if drawn_seed is not None else _random.seed_draw(self.generator)
         skip = 0 if resume is None else int(resume["batches_served"])
         return _EpochPlan(epoch, sampler_iter, sampler_state, base_seed, skip)
 

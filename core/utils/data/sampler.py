@@ -68,20 +68,26 @@ class _GeneratorPasses:
 
     generator: Any
 
-    def _start_pass(self) -> np.random.Generator:
-        """The NumPy generator for a new pass; records the state the pass starts from."""
+    def _start_pass(self, own_seed: bool = True) -> np.random.Generator:
+        """The NumPy generator for a new pass; records the state the pass starts from.
+
+        Without a generator, a pass draws from a private generator seeded from the default one
+        (``own_seed``, as torch's ``RandomSampler``) or from the default generator itself (as
+        torch's ``SubsetRandomSampler``); a replayed pass uses a private copy either way."""
         pending = getattr(self, "_pending_state", None)
         self._pending_state = None
         if self.generator is not None:
             if pending is not None:
                 self.generator.set_state(pending)
             gen = self.generator
+        elif pending is None and not own_seed:
+            gen = _random.default_generator
         else:
             gen = _random.Generator()
             if pending is not None:
                 gen.set_state(pending)
-            else:
-                gen.manual_seed(int(_random.default_generator.numpy().integers(0, 2**63 - 1)))
+            else:  # torch's seed: torch.empty((), dtype=torch.int64).random_()
+                gen.manual_seed(_random.seed_draw())
         self._pass_state = gen.get_state()
         self._in_pass = True
         return gen.numpy()
@@ -167,8 +173,9 @@ class RandomSampler(_GeneratorPasses, Sampler[int]):
         # one permutation of the dataset in memory at a time
         for _ in range(count // n):
             yield from gen.permutation(n).tolist()
-        if count % n:
-            yield from gen.permutation(n)[: count % n].tolist()
+        # (drawn even when nothing of it is used, as torch's: a given generator ends where
+        # torch's would)
+        yield from gen.permutation(n)[: count % n].tolist()
         self._end_pass()
 
     def __len__(self) -> int:
@@ -183,7 +190,7 @@ class SubsetRandomSampler(_GeneratorPasses, Sampler[int]):
         self.generator = generator
 
     def __iter__(self) -> Iterator[int]:
-        perm = self._start_pass().permutation(len(self.indices))
+        perm = self._start_pass(own_seed=False).permutation(len(self.indices))
         return self._emit([self.indices[i] for i in perm.tolist()])
 
     def _emit(self, order: list[int]) -> Iterator[int]:

@@ -1,0 +1,300 @@
+"""PyTorch's CPU random streams: a Mersenne Twister seeded as ``torch.manual_seed`` seeds it,
+and the transformations torch's CPU kernels apply to its 32-bit outputs.
+
+The same seed gives the same numbers as PyTorch's CPU generator for ``rand``/``uniform_``
+(float32 and float64: bit for bit), ``randn``/``normal_`` (float64 bit for bit; float32 bit for
+bit below 16 elements, and to a few float32 ulps from 16 elements, where torch's vectorised
+``log``/``sincos`` round differently from NumPy's), ``randint``/``random_``, ``randperm``,
+``bernoulli`` and the draws built on them (``nn.init``, dropout masks, ``RandomSampler``,
+``random_split``). The engine is NumPy's ``MT19937`` with its legacy (``init_genrand``)
+seeding, which is the ``std::mt19937`` sequence torch's ``at::mt19937`` produces.
+
+What each op does with the 32-bit outputs ``r`` (read from ATen's CPU distribution helpers,
+and checked against torch 2.13 in ``tests/test_torch_streams.py``):
+
+- uniform floats: ``(r & (2**d - 1)) * 2**-d`` with ``d`` the mantissa digits (24 for float32
+  from one output; 53 for float64 from two, high word first), scaled as ``x * (to - from) +
+  from`` in the tensor's dtype;
+- normal, 16 elements or more: the whole tensor filled with uniforms, then Box-Muller over
+  blocks of 16 (the first 8 as ``u1``, the next 8 as ``u2``), the last partial block redrawn
+  from 16 fresh uniforms; fewer than 16: one double Box-Muller pair per two elements, the sine
+  half kept for the next call (the generator's cached normal);
+- integers in ``[low, high)``: ``r % (high - low) + low`` (two outputs when the range needs 64
+  bits); ``random_()`` without bounds: ``r % (2**d + 1)`` for floats, ``r % (max + 1)`` for
+  integers (64-bit types from two outputs);
+- ``randperm(n)``: Fisher-Yates from the front, swapping ``i`` with ``i + r % (n - i)``;
+- Bernoulli with a scalar ``p``: a float64 uniform ``< p``; with a tensor of probabilities, a
+  uniform of the probabilities' dtype ``< p``.
+
+Other distributions (Poisson, gamma, ``multinomial``'s choice, ...) come from a NumPy
+``Generator`` over the same engine: reproducible under ``manual_seed``, not torch's numbers.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+
+__all__ = ["TorchStream", "mantissa_digits"]
+
+_N = 624  # the Mersenne Twister's state words
+_U32 = np.uint64(0xFFFFFFFF)
+
+
+def mantissa_digits(dtype) -> int:
+    """The significand bits of a float dtype (``std::numeric_limits<T>::digits``) or the value
+    bits of an integer dtype."""
+    dt = np.dtype(dtype)
+    if dt.kind == "f" or dt.name == "bfloat16":
+        return {2: 11 if dt.name == "float16" else 8, 4: 24, 8: 53}[dt.itemsize]
+    if dt.kind == "b":
+        return 1
+    info = np.iinfo(dt)
+    return int(info.bits - (1 if info.min < 0 else 0))
+
+
+class TorchStream:
+    """One ``torch.Generator``'s CPU stream. Methods named as NumPy's ``Generator`` draw with
+    torch's transformations; any other NumPy distribution is drawn from the same engine."""
+
+    def __init__(self, seed: int = 67280421310721) -> None:
+        self.seed(seed)
+
+    # ---- state ----------------------------------------------------------------------------
+    def seed(self, seed: int) -> None:
+        """Reseed as ``torch.manual_seed``: the engine takes the seed's low 32 bits."""
+        self.initial_seed = int(seed) & ((1 << 64) - 1)
+        self._bg = np.random.MT19937(0)
+        self._bg._legacy_seeding(self.initial_seed & 0xFFFFFFFF)
+        self._np = np.random.Generator(self._bg)
+        self.normal_cache: float | None = None  # the Box-Muller sine half (double)
+        self.float_normal_cache: float | None = None  # (kept in the state only)
+        self.fresh = True  # no draw since seeding (torch's state then says next = 0)
+
+    def engine_state(self) -> tuple[np.ndarray, int]:
+        """The 624 state words and the index of the next word to read (624: twist first)."""
+        st = self._bg.state["state"]
+        return np.asarray(st["key"], dtype=np.uint32), int(st["pos"])
+
+    def set_engine_state(self, key, pos: int) -> None:
+        state = self._bg.state
+        state["state"] = {"key": np.asarray(key, dtype=np.uint32), "pos": int(pos)}
+        self._bg.state = state
+        self._np = np.random.Generator(self._bg)
+
+    def __getattr__(self, name: str):
+        # the rest of NumPy's distributions (poisson, gamma, choice, ...), on the same engine
+        return getattr(self._np, name)
+
+    # ---- raw outputs ----------------------------------------------------------------------
+    def raw32(self, n: int) -> np.ndarray:
+        """The next ``n`` 32-bit outputs (as uint64)."""
+        self.fresh = False
+        if n <= 0:
+            return np.empty(0, dtype=np.uint64)
+        return self._bg.random_raw(n)
+
+    def raw64(self, n: int) -> np.ndarray:
+        """The next ``n`` 64-bit values, each two outputs (high word first)."""
+        r = self.raw32(2 * n)
+        return (r[0::2] << np.uint64(32)) | r[1::2]
+
+    def _unit(self, n: int, digits: int) -> np.ndarray:
+        """``n`` uniforms on [0, 1) as float64 holding ``digits``-bit fractions."""
+        r = self.raw64(n) if digits > 32 else self.raw32(n)
+        return (r & np.uint64((1 << digits) - 1)).astype(np.float64) * (2.0**-digits)
+
+    # ---- uniform --------------------------------------------------------------------------
+    def random(self, size=None, dtype=np.float64, out=None):
+        """Uniform [0, 1), torch's ``rand`` (NumPy's ``Generator.random`` signature)."""
+        return self.uniform_fill(size, dtype, 0.0, 1.0)
+
+    def uniform_fill(self, size, dtype, low: float, high: float):
+        """torch's ``uniform_(low, high)`` on a fresh tensor of ``size`` and ``dtype``."""
+        shape = () if size is None else tuple(np.atleast_1d(size)) if np.ndim(size) else (size,)
+        n = math.prod(shape)
+        dt = np.dtype(dtype)
+        wide = dt == np.float64
+        x = self._unit(n, 53 if wide else 24)  # (the half types round a float32 draw)
+        if wide:
+            out = x * (high - low) + low
+        else:  # bounds in float32, the scaling in float64, one rounding at the end
+            f32 = np.float32
+            out = x * float(f32(high) - f32(low)) + float(f32(low))
+        out = out.astype(dt).reshape(shape)
+        return out if size is not None else out[()]
+
+    # ---- normal ---------------------------------------------------------------------------
+    def standard_normal(self, size=None, dtype=np.float64, out=None):
+        """Standard normal, torch's ``randn``."""
+        return self.normal_fill(size, dtype, 0.0, 1.0)
+
+    def normal_fill(self, size, dtype, mean: float, std: float, contiguous: bool = True):
+        """torch's ``normal_(mean, std)`` on a fresh tensor of ``size`` and ``dtype``."""
+        shape = () if size is None else tuple(np.atleast_1d(size)) if np.ndim(size) else (size,)
+        n = math.prod(shape)
+        dt = np.dtype(dtype)
+        if n >= 16 and contiguous:
+            out = self._normal_blocks(n, dt, mean, std)
+        else:
+            out = (self._normal_pairs(n) * std + mean).astype(dt)
+        out = out.reshape(shape)
+        return out if size is not None else out[()]
+
+    def _normal_pairs(self, n: int) -> np.ndarray:
+        """``n`` float64 normals one at a time, the sine half of each pair cached."""
+        out = np.empty(n, dtype=np.float64)
+        i = 0
+        if n and self.normal_cache is not None:
+            out[0], self.normal_cache, i = self.normal_cache, None, 1
+        pairs = (n - i + 1) // 2
+        if pairs:
+            # the C library's log1p/cos/sin, as torch's scalar path (NumPy's vector loops
+            # differ from them in the last bit now and then)
+            flat = []
+            for u1, u2 in self._unit(2 * pairs, 53).reshape(pairs, 2).tolist():
+                radius = math.sqrt(-2.0 * math.log1p(-u2))
+                theta = 2.0 * math.pi * u1
+                flat += (radius * math.cos(theta), radius * math.sin(theta))
+            out[i:] = flat[: n - i]
+            if (n - i) % 2:  # an odd count: the last sine waits for the next draw
+                self.normal_cache = flat[-1]
+        return out
+
+    def _normal_blocks(self, n: int, dt: np.dtype, mean: float, std: float) -> np.ndarray:
+        """torch's ``normal_fill``: uniforms for every element, Box-Muller per 16."""
+        wide = dt == np.float64
+        work = np.float64 if wide else np.float32
+        digits = 53 if wide else mantissa_digits(dt)
+        data = self._unit(n, digits).astype(work)
+        full = n - n % 16
+        out = np.empty(n, dtype=work)
+        if full:
+            out[:full] = self._box_muller16(data[:full], work, mean, std)
+        if n % 16:
+            tail = self._unit(16, digits).astype(work)
+            out[n - 16 :] = self._box_muller16(tail, work, mean, std)
+        return out.astype(dt, copy=False)
+
+    @staticmethod
+    def _box_muller16(data: np.ndarray, work, mean: float, std: float) -> np.ndarray:
+        blocks = data.reshape(-1, 2, 8)
+        u1 = work(1) - blocks[:, 0]
+        u2 = blocks[:, 1]
+        radius = np.sqrt(work(-2) * np.log(u1))
+        theta = work(2.0 * math.pi) * u2
+        res = np.empty_like(blocks)
+        if work is np.float64:
+            res[:, 0] = radius * np.cos(theta) * std + mean
+            res[:, 1] = radius * np.sin(theta) * std + mean
+        else:  # torch's float kernel ends with one fused multiply-add (rounded once)
+            cos_t, sin_t = radius * np.cos(theta), radius * np.sin(theta)
+            s, m = float(np.float32(std)), float(np.float32(mean))
+            res[:, 0] = (cos_t.astype(np.float64) * s + m).astype(np.float32)
+            res[:, 1] = (sin_t.astype(np.float64) * s + m).astype(np.float32)
+        return res.reshape(-1)
+
+    # ---- integers -------------------------------------------------------------------------
+    def integers(self, low, high=None, size=None, dtype=np.int64, endpoint=False):
+        """Integers in ``[low, high)``: torch's ``randint`` / ``random_(low, high)``."""
+        if high is None:
+            low, high = 0, low
+        high = int(high) + (1 if endpoint else 0)
+        low = int(low)
+        span = high - low
+        if span <= 0:
+            raise ValueError(
+                f"random_ expects 'from' to be less than 'to', but got from={low} >= to={high}"
+            )
+        shape = () if size is None else tuple(np.atleast_1d(size)) if np.ndim(size) else (size,)
+        n = math.prod(shape)
+        if span >= (1 << 63):
+            raise ValueError(f"random_ expects a range below 2**63, but got [{low}, {high})")
+        r = self.raw32(n) if span < (1 << 32) else self.raw64(n)
+        out = ((r % np.uint64(span)).astype(np.int64) + low).astype(dtype).reshape(shape)
+        return out if size is not None else out[()]
+
+    def random_full(self, dtype, size=None):
+        """torch's ``random_()`` without bounds: ``[0, 2**digits]`` of a float dtype, ``[0,
+        max]`` of an integer one."""
+        dt = np.dtype(dtype)
+        digits = mantissa_digits(dt)
+        shape = () if size is None else tuple(size)
+        n = math.prod(shape)
+        wide = dt == np.float64 or dt == np.int64
+        r = self.raw64(n) if wide else self.raw32(n)
+        # floats: [0, 2**digits]; integers: [0, max] (bool: the lowest bit)
+        mod = (1 << digits) + 1 if dt.kind == "f" or dt.name == "bfloat16" else 1 << digits
+        vals = [int(v) % mod for v in r] if mod > (1 << 63) else (r % np.uint64(mod)).tolist()
+        return (
+            np.array(vals, dtype=np.float64 if dt.kind == "f" else np.int64)
+            .astype(dt)
+            .reshape(shape)
+        )
+
+    def permutation(self, x):
+        """torch's ``randperm(n)`` (NumPy's ``permutation`` signature for an int)."""
+        if not isinstance(x, (int, np.integer)):
+            return self._np.permutation(x)
+        n = int(x)
+        perm = np.arange(n, dtype=np.int64)
+        if n < 2:
+            return perm
+        z = (self.raw32(n - 1) % np.arange(n, 1, -1, dtype=np.uint64)).astype(np.int64)
+        _fisher_yates(perm, z)
+        return perm
+
+    # ---- Bernoulli ------------------------------------------------------------------------
+    def bernoulli_scalar(self, shape, p: float) -> np.ndarray:
+        """``bernoulli_(p)`` with a float ``p``: a float64 uniform below ``p`` (bool array)."""
+        return self._unit(math.prod(shape), 53).reshape(shape) < p
+
+    def bernoulli_tensor(self, probs: np.ndarray) -> np.ndarray:
+        """``bernoulli(probs)``: per element, a uniform of the probabilities' dtype."""
+        digits = 53 if probs.dtype == np.float64 else 24
+        return self._unit(probs.size, digits).reshape(probs.shape) < probs
+
+
+def _fisher_yates_py(perm: np.ndarray, z: np.ndarray) -> None:
+    p = perm.tolist()
+    for i, k in enumerate(z.tolist()):
+        j = i + k
+        p[i], p[j] = p[j], p[i]
+    perm[:] = p
+
+
+_KERNEL: list = []  # the compiled swap loop, once built (False: numba missing or disabled)
+
+
+def _compiled():
+    if not _KERNEL:
+        kernel = False
+        if os.environ.get("EMBER_NUMBA", "1") != "0":
+            try:
+                from numba import njit
+            except ImportError:  # pragma: no cover - numba is optional
+                njit = None
+            if njit is not None:
+
+                @njit(cache=True, nogil=True)
+                def kernel(perm, z):  # pragma: no cover - compiled
+                    for i in range(z.shape[0]):
+                        j = i + z[i]
+                        t = perm[i]
+                        perm[i] = perm[j]
+                        perm[j] = t
+
+        _KERNEL.append(kernel)
+    return _KERNEL[0]
+
+
+def _fisher_yates(perm: np.ndarray, z: np.ndarray) -> None:
+    """Swap ``perm[i]`` with ``perm[i + z[i]]`` for each ``i`` in order (sequential: compiled
+    for long permutations, ~30x quicker than the interpreter's loop at 60000 items)."""
+    kernel = _compiled() if z.shape[0] >= 4096 else False
+    if kernel:
+        kernel(perm, z)
+    else:
+        _fisher_yates_py(perm, z)
