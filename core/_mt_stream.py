@@ -246,6 +246,36 @@ class TorchStream:
         _fisher_yates(perm, z)
         return perm
 
+    # ---- exponential, multinomial ---------------------------------------------------------
+    def exponential_fill(self, shape, dtype, lambd: float) -> np.ndarray:
+        """torch's ``exponential_(lambd)``: ``-1/lambd * log1p(-u)`` of float64 uniforms."""
+        u = self._unit(math.prod(shape), 53)
+        if np.dtype(dtype) == np.float64:  # the C library's log1p (NumPy's differs in the last bit)
+            scale = -1.0 / lambd
+            return np.array([scale * math.log1p(-x) for x in u.tolist()]).reshape(shape)
+        return ((-1.0 / lambd) * np.log1p(-u)).astype(dtype).reshape(shape)
+
+    def multinomial(self, probs: np.ndarray, num_samples: int, replacement: bool) -> np.ndarray:
+        """torch's ``multinomial`` on rows of (unnormalised) weights ``probs`` (2-D): one draw
+        or draws without replacement by ``argmax``/``topk`` of ``probs / Exp(1)`` (the Gumbel
+        trick), more with replacement by searching the normalised cumulative weights."""
+        if not replacement or num_samples == 1:
+            q = self.exponential_fill(probs.shape, probs.dtype, 1.0)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                keys = probs / q
+            if num_samples == 1:
+                return np.argmax(keys, axis=-1)[:, None]
+            # topk: the largest first, the lower index first among equals
+            order = np.argsort(-keys, axis=-1, kind="stable")
+            return order[:, :num_samples]
+        out = np.empty((probs.shape[0], num_samples), dtype=np.int64)
+        for i, row in enumerate(probs.astype(np.float64)):
+            cum = np.cumsum(row)
+            cum /= cum[-1]
+            cum[-1] = 1.0
+            out[i] = np.searchsorted(cum, self._unit(num_samples, 53), side="left")
+        return out
+
     # ---- Bernoulli ------------------------------------------------------------------------
     def bernoulli_scalar(self, shape, p: float) -> np.ndarray:
         """``bernoulli_(p)`` with a float ``p``: a float64 uniform below ``p`` (bool array)."""

@@ -10,7 +10,7 @@ import numpy as np
 
 from .backend.device import get_array_module
 from .ops.inplace import check_inplace
-from .random import gen_for
+from .random import gen_for, torch_stream
 from .tensor import Tensor
 
 
@@ -31,6 +31,10 @@ def _uniform01(self, generator):
 def exponential_(self: Tensor, lambd: float = 1.0, *, generator=None) -> Tensor:
     if lambd <= 0:
         raise RuntimeError(f"exponential_ expects lambda > 0.0, but found lambda={lambd}")
+    xp = get_array_module(self._data)
+    stream = torch_stream(generator, xp)
+    if stream is not None and self._data.dtype.kind == "f":  # torch's draws
+        return _fill(self, stream.exponential_fill(self._data.shape, self._data.dtype, lambd))
     xp, u = _uniform01(self, generator)
     return _fill(self, -xp.log1p(-u) / lambd)
 

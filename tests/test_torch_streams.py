@@ -71,6 +71,30 @@ DRAWS = [
         lambda T: T.tensor(list(_ud(T).SubsetRandomSampler([3, 5, 7, 9]))),
         True,
     ),
+    ("exponential_", lambda T: T.empty(30).exponential_(2.5), True),
+    ("exponential_f64", lambda T: T.empty(30, dtype=T.float64).exponential_(), True),
+    (
+        "multinomial_one",
+        lambda T: T.multinomial(T.tensor([[0.2, 0.3, 0.5], [0.1, 0.0, 0.9]]), 1),
+        True,
+    ),
+    ("multinomial_without", lambda T: T.multinomial(T.tensor([0.2, 0.3, 0.5, 1.0, 2.0]), 3), True),
+    ("multinomial_with", lambda T: T.multinomial(T.rand(4, 7), 20, replacement=True), True),
+    (
+        "sampling_tokens",
+        lambda T: T.multinomial(T.softmax(T.randn(2, 50), -1), num_samples=1),
+        True,
+    ),
+    (
+        "WeightedRandomSampler",
+        lambda T: T.tensor(list(_ud(T).WeightedRandomSampler([0.1, 0.5, 0.2, 0.9], 12))),
+        True,
+    ),
+    (
+        "WeightedRandomSampler_without",
+        lambda T: T.tensor(list(_ud(T).WeightedRandomSampler([0.1, 0.5, 0.2, 0.9], 3, False))),
+        True,
+    ),
     (
         "DistributedSampler",
         lambda T: T.tensor(list(_ud(T).DistributedSampler(range(20), 2, 1))),

@@ -237,10 +237,11 @@ class WeightedRandomSampler(_GeneratorPasses, Sampler[int]):
 
     def __iter__(self) -> Iterator[int]:
         w = self.weights._data
-        gen = self._start_pass()
-        if self.replacement:
+        # torch's: multinomial from the default generator itself (no per-pass seed)
+        gen = self._start_pass(own_seed=False)
+        if self.replacement and self.num_samples > 1:
             return self._emit_drawn(gen, w)
-        draws = gen.choice(w.shape[0], size=self.num_samples, replace=False, p=w / w.sum())
+        draws = gen.multinomial(w[None], self.num_samples, self.replacement)[0]
         return self._emit(draws.tolist())
 
     def _emit_drawn(self, gen, w: np.ndarray) -> Iterator[int]:
@@ -250,7 +251,8 @@ class WeightedRandomSampler(_GeneratorPasses, Sampler[int]):
         last = w.shape[0] - 1
         for start in range(0, self.num_samples, _CHUNK):
             u = gen.random(min(_CHUNK, self.num_samples - start))
-            yield from np.minimum(np.searchsorted(cdf, u, side="right"), last).tolist()
+            # the first bucket whose cumulative weight reaches u, as torch's binary search
+            yield from np.minimum(np.searchsorted(cdf, u, side="left"), last).tolist()
         self._end_pass()
 
     def _emit(self, order: list[int]) -> Iterator[int]:
