@@ -15,7 +15,7 @@ import pytest
 import ember
 from ember.autograd import gradcheck, gradgradcheck
 from ember.backend import mkl_gemm, threads
-from ember.ops import conv, conv_blocked, conv_split
+from ember.ops import conv, conv_blocked, conv_direct, conv_split
 
 torch = pytest.importorskip("torch")
 
@@ -32,6 +32,8 @@ def two_threads(monkeypatch):
     monkeypatch.setattr(conv_split, "MAX_PARTS", 2)
     monkeypatch.setattr(conv_split, "MIN_PART_ROWS", 0)
     monkeypatch.setattr(conv_split, "MIN_PART_OUT", 0)
+    # the GEMM paths in parts; the direct kernel in parts: tests/test_conv_direct.py
+    monkeypatch.setattr(conv_direct, "ENABLED", False)
     before = ember.get_num_threads()
     ember.set_num_threads(2)
     yield

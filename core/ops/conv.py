@@ -14,7 +14,9 @@ with benchmarks/kernels.py): 32-128 input channels in 2-D/3-D take channels-last
 orientation (MKL keeps (O, R) @ (R, N * L): ``_narrow_out``); weight gradients over many
 columns compute dw^T; and at stride 1 the input gradient is a direct
 convolution with the flipped kernel instead of GEMM + col2im (unless g has fewer columns than
-output channels). At one BLAS thread a large column matrix with a small weight is made and used
+output channels). At one thread, stride-1 2-D/3-D convolutions with few channels take the
+compiled direct kernels (``conv_direct``: forward, weight gradient, and the input gradient as
+the flipped kernel's forward); a large column matrix with a small weight is made and used
 block by block (``conv_blocked``); 1x1 stride-1 convolutions are per-sample GEMMs, no columns.
 At two or more threads with MKL on, ``conv_split`` runs these one-thread choices on the whole
 batch or on parts of it, one a thread.
@@ -46,6 +48,7 @@ from .conv_depthwise import (
     pad_spatial,
     tap_slices,
 )
+from .conv_direct import direct_forward, direct_weight_grad, use_direct, use_direct_weight_grad
 from .conv_split import split_forward, split_input_grad, split_weight_grad
 
 
@@ -208,6 +211,10 @@ def conv_forward(xp, x, w, b, geom: ConvGeom, batched: bool | None = None):
         if b is not None:
             y += b[:, None]
         return y.reshape((n, w.shape[0]) + geom.out_size), x3[:, None]
+    if batched is None and use_direct(xp, x, w.shape, geom):
+        # few channels, stride 1: the compiled direct kernel (conv_direct); also the input
+        # gradient's path, a direct convolution of g with the flipped kernel
+        return direct_forward(x, w, b, geom), None
     if batched is None and use_blocked(xp, x, w.shape, geom):
         return blocked_forward(x, w, b, geom), None  # the weight gradient gathers its own
     if batched is None and use_channels_last(x.shape[1], groups, geom.kernel):
@@ -349,6 +356,10 @@ def conv_weight_grad(xp, x, g, w_shape, geom: ConvGeom, cols=None, g_cf=None):
         for i in range(1, n):
             addmm_(gw, g3[i], x3[i].T)
         return gw.reshape(w_shape)
+    if cols is None and use_direct_weight_grad(xp, x, w_shape, geom):
+        gw = direct_weight_grad(x, g, w_shape, geom)
+        if gw is not None:
+            return gw
     if cols is None and use_blocked(xp, x, w_shape, geom):
         return blocked_weight_grad(x, g, w_shape, geom)
     if cols is None:
