@@ -24,5 +24,6 @@ from .resnet import *  # noqa: F403
 from .shufflenetv2 import *  # noqa: F403
 from .squeezenet import *  # noqa: F403
 from .swin_transformer import *  # noqa: F403
+from .swin_transformer_v2 import *  # noqa: F403
 from .vgg import *  # noqa: F403
 from .vision_transformer import *  # noqa: F403

@@ -10,6 +10,7 @@ window: feature maps are padded per attention call as in torchvision.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -90,10 +91,13 @@ def shifted_window_attention(
     dropout: float = 0.0,
     qkv_bias: Tensor | None = None,
     proj_bias: Tensor | None = None,
+    logit_scale: Tensor | None = None,
     training: bool = True,
 ) -> Tensor:
     """Window multi-head self-attention with relative position bias on ``(B, H, W, C)``,
-    shifted by ``shift_size`` (no shift where a window covers the whole padded map)."""
+    shifted by ``shift_size`` (no shift where a window covers the whole padded map). With
+    ``logit_scale`` (Swin V2) the attention is the cosine of ``q`` and ``k`` times
+    ``exp(min(logit_scale, log 100))`` and the keys' bias is zero."""
     b, h, w, c = input.shape
     pad_r = (window_size[1] - w % window_size[1]) % window_size[1]
     pad_b = (window_size[0] - h % window_size[0]) % window_size[0]
@@ -111,10 +115,20 @@ def shifted_window_attention(
     x = x.view(b, nh, window_size[0], nw, window_size[1], c)
     x = x.permute(0, 1, 3, 2, 4, 5).reshape(b * num_windows, n, c)
 
+    if logit_scale is not None and qkv_bias is not None:
+        # V2 has no key bias: zero it (out of place, so the parameter keeps its value)
+        length = qkv_bias.numel() // 3
+        keep = ember.ones_like(qkv_bias)
+        keep[length : 2 * length] = 0
+        qkv_bias = qkv_bias * keep
     qkv = F.linear(x, qkv_weight, qkv_bias)
     qkv = qkv.reshape(x.size(0), n, 3, num_heads, c // num_heads).permute(2, 0, 3, 1, 4)
     q, k, v = qkv[0], qkv[1], qkv[2]
-    attn = (q * (c // num_heads) ** -0.5).matmul(k.transpose(-2, -1))
+    if logit_scale is not None:
+        attn = F.normalize(q, dim=-1).matmul(F.normalize(k, dim=-1).transpose(-2, -1))
+        attn = attn * ember.clamp(logit_scale, max=math.log(100.0)).exp()
+    else:
+        attn = (q * (c // num_heads) ** -0.5).matmul(k.transpose(-2, -1))
     attn = attn + relative_position_bias
     if sum(shift) > 0:
         mask = _shift_mask(pad_h, pad_w, window_size, shift, num_windows).to(attn.dtype)

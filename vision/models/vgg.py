@@ -30,9 +30,11 @@ __all__ = [
     "vgg11",
     "vgg11_bn",
     "vgg13",
+    "vgg13_bn",
     "vgg16",
     "vgg16_bn",
     "vgg19",
+    "vgg19_bn",
 ]
 
 # channels per convolution, "M" a 2x2 max pool (the paper's configurations A, B, D and E)
@@ -139,6 +141,13 @@ class VGG16_Weights(WeightsEnum):
         transforms=_imagenet_transforms(224),
         meta={**_COMMON_META, "num_params": 138357544},
     )
+    # the SSD authors' VGG-16 features, ssd300_vgg16's default backbone: the classifier is
+    # untrained (no categories) and the inputs are 0-255 scaled, mean-subtracted
+    IMAGENET1K_FEATURES = Weights(
+        url="https://download.pytorch.org/models/vgg16_features-amdegroot-88682ab5.pth",
+        transforms=_imagenet_transforms(224),
+        meta={**_COMMON_META, "num_params": 138357544, "categories": None},
+    )
     DEFAULT = IMAGENET1K_V1
 
 
@@ -198,6 +207,14 @@ def vgg13(*, weights: None = None, progress: bool = True, **kwargs: Any) -> VGG:
     return _vgg("B", False, None, progress, **kwargs)
 
 
+@handle_legacy_interface(None)
+def vgg13_bn(*, weights: None = None, progress: bool = True, **kwargs: Any) -> VGG:
+    """VGG-13 with BatchNorm after each convolution; no pretrained weights in ember."""
+    if weights is not None:
+        raise ValueError("vgg13_bn: ember has no pretrained weights entry for vgg13_bn")
+    return _vgg("B", True, None, progress, **kwargs)
+
+
 @handle_legacy_interface(VGG16_Weights)
 def vgg16(
     *, weights: VGG16_Weights | str | None = None, progress: bool = True, **kwargs: Any
@@ -222,3 +239,11 @@ def vgg19(
     """VGG-19 (configuration E); ``weights=VGG19_Weights.DEFAULT`` loads torchvision's
     ImageNet weights."""
     return _vgg("E", False, VGG19_Weights.verify(weights), progress, **kwargs)
+
+
+@handle_legacy_interface(None)
+def vgg19_bn(*, weights: None = None, progress: bool = True, **kwargs: Any) -> VGG:
+    """VGG-19 with BatchNorm after each convolution; no pretrained weights in ember."""
+    if weights is not None:
+        raise ValueError("vgg19_bn: ember has no pretrained weights entry for vgg19_bn")
+    return _vgg("E", True, None, progress, **kwargs)

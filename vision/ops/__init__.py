@@ -23,6 +23,7 @@ from .deform_conv import DeformConv2d, deform_conv2d
 from .drop_block import DropBlock2d, DropBlock3d, drop_block2d, drop_block3d
 from .feature_pyramid_network import FeaturePyramidNetwork
 from .focal_loss import sigmoid_focal_loss
+from .giou_loss import generalized_box_iou_loss
 from .misc import (
     MLP,
     Conv2dNormActivation,
@@ -65,6 +66,7 @@ __all__ = [
     "drop_block2d",
     "drop_block3d",
     "generalized_box_iou",
+    "generalized_box_iou_loss",
     "masks_to_boxes",
     "nms",
     "ps_roi_align",

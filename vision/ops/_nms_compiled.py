@@ -46,7 +46,10 @@ def _kept_sorted(x1, y1, x2, y2, iou_threshold, kept):  # pragma: no cover
                 w = max(0.0, min(x2[i], x2[j]) - max(x1[i], x1[j]))
                 h = max(0.0, min(y2[i], y2[j]) - max(y1[i], y1[j]))
                 inter = w * h
-                if inter / (areas[i] + areas[j] - inter) > iou_threshold:
+                union = areas[i] + areas[j] - inter
+                # two empty boxes have IoU 0/0: NaN in the NumPy path, never above the
+                # threshold, so both are kept (numba would raise ZeroDivisionError instead)
+                if union > 0.0 and inter / union > iou_threshold:
                     alive[j] = False
     return count
 

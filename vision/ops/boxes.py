@@ -179,7 +179,8 @@ def _nms_kept(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np
         w = np.maximum(0.0, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]))
         h = np.maximum(0.0, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]))
         inter = w * h
-        iou = inter / (areas[i] + areas[rest] - inter)
+        with np.errstate(invalid="ignore", divide="ignore"):  # empty boxes: NaN, kept
+            iou = inter / (areas[i] + areas[rest] - inter)
         alive[rest[iou > iou_threshold]] = False
     return np.asarray(kept, dtype=np.int64)
 

@@ -1,11 +1,13 @@
-"""``ember.vision.models.detection``: torchvision's two-stage detectors on ember -- Faster
-R-CNN and Mask R-CNN with a ResNet-50-FPN backbone, and their parts (anchors, RPN, RoI heads,
-transform), with torchvision's module names so ``state_dict`` keys match its checkpoints.
+"""``ember.vision.models.detection``: torchvision's detectors on ember -- the two-stage Faster
+R-CNN and Mask R-CNN and the single-stage RetinaNet (v1, v2) and FCOS with a ResNet-50-FPN
+backbone, SSD300 with VGG-16 and SSDlite with MobileNetV3-Large, and their parts (anchors,
+RPN, RoI heads, dense heads, transform), with torchvision's module names so ``state_dict``
+keys match its checkpoints.
 
-Not here: RetinaNet, SSD/SSDlite, FCOS, Keypoint R-CNN and the v2 / MobileNet variants.
+Keypoint R-CNN too. Not here: the Faster / Mask R-CNN v2 and MobileNet variants.
 """
 
-from .anchor_utils import AnchorGenerator
+from .anchor_utils import AnchorGenerator, DefaultBoxGenerator
 from .backbone_utils import BackboneWithFPN, IntermediateLayerGetter, resnet_fpn_backbone
 from .faster_rcnn import (
     FasterRCNN,
@@ -14,8 +16,23 @@ from .faster_rcnn import (
     TwoMLPHead,
     fasterrcnn_resnet50_fpn,
 )
+from .fcos import (
+    FCOS,
+    FCOS_ResNet50_FPN_Weights,
+    FCOSClassificationHead,
+    FCOSHead,
+    FCOSRegressionHead,
+    fcos_resnet50_fpn,
+)
 from .generalized_rcnn import GeneralizedRCNN
 from .image_list import ImageList
+from .keypoint_rcnn import (
+    KeypointRCNN,
+    KeypointRCNN_ResNet50_FPN_Weights,
+    KeypointRCNNHeads,
+    KeypointRCNNPredictor,
+    keypointrcnn_resnet50_fpn,
+)
 from .mask_rcnn import (
     MaskRCNN,
     MaskRCNN_ResNet50_FPN_Weights,
@@ -23,13 +40,46 @@ from .mask_rcnn import (
     MaskRCNNPredictor,
     maskrcnn_resnet50_fpn,
 )
+from .retinanet import (
+    RetinaNet,
+    RetinaNet_ResNet50_FPN_V2_Weights,
+    RetinaNet_ResNet50_FPN_Weights,
+    RetinaNetClassificationHead,
+    RetinaNetHead,
+    RetinaNetRegressionHead,
+    retinanet_resnet50_fpn,
+    retinanet_resnet50_fpn_v2,
+)
 from .roi_heads import RoIHeads
 from .rpn import RegionProposalNetwork, RPNHead
+from .ssd import (
+    SSD,
+    SSD300_VGG16_Weights,
+    SSDClassificationHead,
+    SSDFeatureExtractorVGG,
+    SSDHead,
+    SSDRegressionHead,
+    ssd300_vgg16,
+)
+from .ssdlite import (
+    SSDLite320_MobileNet_V3_Large_Weights,
+    SSDLiteClassificationHead,
+    SSDLiteFeatureExtractorMobileNet,
+    SSDLiteHead,
+    SSDLiteRegressionHead,
+    ssdlite320_mobilenet_v3_large,
+)
 from .transform import GeneralizedRCNNTransform
 
 __all__ = [
     "AnchorGenerator",
     "BackboneWithFPN",
+    "DefaultBoxGenerator",
+    "FCOS",
+    "FCOSClassificationHead",
+    "FCOSHead",
+    "FCOSRegressionHead",
+    "FCOS_ResNet50_FPN_Weights",
     "FasterRCNN",
     "FasterRCNN_ResNet50_FPN_Weights",
     "FastRCNNPredictor",
@@ -37,14 +87,41 @@ __all__ = [
     "GeneralizedRCNNTransform",
     "ImageList",
     "IntermediateLayerGetter",
+    "KeypointRCNN",
+    "KeypointRCNNHeads",
+    "KeypointRCNNPredictor",
+    "KeypointRCNN_ResNet50_FPN_Weights",
     "MaskRCNN",
     "MaskRCNNHeads",
     "MaskRCNNPredictor",
     "MaskRCNN_ResNet50_FPN_Weights",
     "RPNHead",
     "RegionProposalNetwork",
+    "RetinaNet",
+    "RetinaNetClassificationHead",
+    "RetinaNetHead",
+    "RetinaNetRegressionHead",
+    "RetinaNet_ResNet50_FPN_V2_Weights",
+    "RetinaNet_ResNet50_FPN_Weights",
     "RoIHeads",
+    "SSD",
+    "SSD300_VGG16_Weights",
+    "SSDClassificationHead",
+    "SSDFeatureExtractorVGG",
+    "SSDHead",
+    "SSDLite320_MobileNet_V3_Large_Weights",
+    "SSDLiteClassificationHead",
+    "SSDLiteFeatureExtractorMobileNet",
+    "SSDLiteHead",
+    "SSDLiteRegressionHead",
+    "SSDRegressionHead",
     "TwoMLPHead",
     "fasterrcnn_resnet50_fpn",
+    "fcos_resnet50_fpn",
+    "keypointrcnn_resnet50_fpn",
     "maskrcnn_resnet50_fpn",
+    "retinanet_resnet50_fpn",
+    "retinanet_resnet50_fpn_v2",
+    "ssd300_vgg16",
+    "ssdlite320_mobilenet_v3_large",
 ]

@@ -3,14 +3,27 @@ coder, the IoU matcher and the balanced positive/negative sampler."""
 
 from __future__ import annotations
 
+import functools
 import math
+import warnings
+from collections.abc import Callable
+from typing import Any
 
 import ember
 from ember import Tensor, nn
 
 from ...ops.misc import FrozenBatchNorm2d
 
-__all__ = ["BalancedPositiveNegativeSampler", "BoxCoder", "Matcher", "overwrite_eps"]
+__all__ = [
+    "BalancedPositiveNegativeSampler",
+    "BoxCoder",
+    "BoxLinearCoder",
+    "Matcher",
+    "SSDMatcher",
+    "handle_legacy_detection",
+    "overwrite_eps",
+    "retrieve_out_channels",
+]
 
 
 class BalancedPositiveNegativeSampler:
@@ -121,6 +134,56 @@ class BoxCoder:
         return pred.flatten(1)
 
 
+class BoxLinearCoder:
+    """FCOS's box code: the distances ``(l, t, r, b)`` from a reference box's centre to a
+    box's left, top, right and bottom sides, divided by the reference box's width/height when
+    ``normalize_by_size``. Works on ``(..., 4)`` tensors of matching shape."""
+
+    def __init__(self, normalize_by_size: bool = True) -> None:
+        self.normalize_by_size = normalize_by_size
+
+    def _centre_and_size(self, boxes: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        ctr_x = 0.5 * (boxes[..., 0] + boxes[..., 2])
+        ctr_y = 0.5 * (boxes[..., 1] + boxes[..., 3])
+        size = None
+        if self.normalize_by_size:
+            w = boxes[..., 2] - boxes[..., 0]
+            h = boxes[..., 3] - boxes[..., 1]
+            size = ember.stack((w, h, w, h), dim=-1)
+        return ctr_x, ctr_y, size
+
+    def encode(self, reference_boxes: Tensor, proposals: Tensor) -> Tensor:
+        """The ``(l, t, r, b)`` code of ``proposals`` about ``reference_boxes``' centres."""
+        ctr_x, ctr_y, size = self._centre_and_size(reference_boxes)
+        targets = ember.stack(
+            (
+                ctr_x - proposals[..., 0],
+                ctr_y - proposals[..., 1],
+                proposals[..., 2] - ctr_x,
+                proposals[..., 3] - ctr_y,
+            ),
+            dim=-1,
+        )
+        return targets / size if size is not None else targets
+
+    def decode(self, rel_codes: Tensor, boxes: Tensor) -> Tensor:
+        """The boxes whose code about ``boxes`` is ``rel_codes`` (the inverse of
+        :meth:`encode`)."""
+        boxes = boxes.to(dtype=rel_codes.dtype)
+        ctr_x, ctr_y, size = self._centre_and_size(boxes)
+        if size is not None:
+            rel_codes = rel_codes * size
+        return ember.stack(
+            (
+                ctr_x - rel_codes[..., 0],
+                ctr_y - rel_codes[..., 1],
+                ctr_x + rel_codes[..., 2],
+                ctr_y + rel_codes[..., 3],
+            ),
+            dim=-1,
+        )
+
+
 class Matcher:
     """Assign each prediction (column of an ``(M gt, N pred)`` quality matrix) the ground
     truth it overlaps most: its index when the IoU is ``>= high_threshold``,
@@ -168,9 +231,84 @@ class Matcher:
         matches[pred_inds_to_update] = all_matches[pred_inds_to_update]
 
 
+class SSDMatcher(Matcher):
+    """SSD's matching: a prediction takes the ground truth it overlaps most when the IoU is
+    ``>= threshold``, and every ground truth also takes its own best prediction, whatever the
+    IoU (the ground truth's index overrides the prediction's own match)."""
+
+    def __init__(self, threshold: float) -> None:
+        super().__init__(threshold, threshold, allow_low_quality_matches=False)
+
+    def __call__(self, match_quality_matrix: Tensor) -> Tensor:
+        matches = super().__call__(match_quality_matrix)
+        _, best_pred_per_gt = match_quality_matrix.max(dim=1)
+        matches[best_pred_per_gt] = ember.arange(
+            best_pred_per_gt.shape[0], dtype=ember.int64, device=best_pred_per_gt.device
+        )
+        return matches
+
+
+def retrieve_out_channels(model: nn.Module, size: tuple[int, int]) -> list[int]:
+    """The channel count of each map ``model`` returns for a ``size`` ``(h, w)`` input, from a
+    forward pass on zeros in eval mode (the model's mode is restored)."""
+    was_training = model.training
+    model.eval()
+    with ember.no_grad():
+        device = next(model.parameters()).device
+        features = model(ember.zeros((1, 3, size[1], size[0]), device=device))
+        if isinstance(features, Tensor):
+            features = {"0": features}
+        out_channels = [int(x.shape[1]) for x in features.values()]
+    if was_training:
+        model.train()
+    return out_channels
+
+
 def overwrite_eps(model: nn.Module, eps: float) -> None:
     """Set the ``eps`` of every ``FrozenBatchNorm2d`` (the COCO_V1 checkpoints were trained
     with 0.0)."""
     for module in model.modules():
         if isinstance(module, FrozenBatchNorm2d):
             module.eps = eps
+
+
+def handle_legacy_detection(weights_enum, backbone_enum) -> Callable:
+    """Accept the pre-0.13 ``pretrained=`` / ``pretrained_backbone=`` flags of torchvision's
+    detection builders, with its deprecation warnings: ``pretrained=True`` means
+    ``weights=<weights_enum>.COCO_V1``, ``pretrained_backbone=True`` means
+    ``weights_backbone=<backbone_enum>.IMAGENET1K_V1``, ``False`` means ``None``."""
+
+    def outer(builder: Callable) -> Callable:
+        @functools.wraps(builder)
+        def inner(*args: Any, **kwargs: Any):
+            if args:
+                raise TypeError(
+                    f"{builder.__name__}() takes keyword arguments only (weights=..., "
+                    f"num_classes=...); got positional {args!r}"
+                )
+            for old, new, enum, entry in (
+                ("pretrained", "weights", weights_enum, "COCO_V1"),
+                ("pretrained_backbone", "weights_backbone", backbone_enum, "IMAGENET1K_V1"),
+            ):
+                if old not in kwargs:
+                    continue
+                flag = kwargs.pop(old)
+                if new in kwargs:
+                    raise ValueError(
+                        f"{builder.__name__}(): pass either {new}= or the deprecated {old}=, "
+                        "not both"
+                    )
+                if not isinstance(flag, bool):
+                    raise TypeError(f"{builder.__name__}(): {old} must be a bool, got {flag!r}")
+                kwargs[new] = enum[entry] if flag else None
+                warnings.warn(
+                    f"The parameter '{old}' is deprecated since 0.13 and may be removed in the "
+                    f"future, please use '{new}' instead.",
+                    UserWarning,
+                    stacklevel=2,
+                )
+            return builder(**kwargs)
+
+        return inner
+
+    return outer

@@ -13,6 +13,7 @@ from ...ops import MultiScaleRoIAlign
 from ...ops import misc as misc_nn_ops
 from .._api import Weights, WeightsEnum
 from ..resnet import ResNet50_Weights, resnet50
+from . import _utils as det_utils
 from ._utils import overwrite_eps
 from .anchor_utils import AnchorGenerator
 from .backbone_utils import _resnet_fpn_extractor, _validate_trainable_layers
@@ -220,6 +221,7 @@ def _load_detection_weights(model: nn.Module, weights, progress: bool) -> None:
             overwrite_eps(model, 0.0)  # those checkpoints were trained with eps 0
 
 
+@det_utils.handle_legacy_detection(FasterRCNN_ResNet50_FPN_Weights, ResNet50_Weights)
 def fasterrcnn_resnet50_fpn(
     *,
     weights: FasterRCNN_ResNet50_FPN_Weights | str | None = None,

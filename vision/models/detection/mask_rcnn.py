@@ -13,6 +13,7 @@ from ...ops import MultiScaleRoIAlign
 from ...ops import misc as misc_nn_ops
 from .._api import Weights, WeightsEnum
 from ..resnet import ResNet50_Weights, resnet50
+from . import _utils as det_utils
 from .backbone_utils import _resnet_fpn_extractor, _validate_trainable_layers
 from .faster_rcnn import (
     _COCO_CATEGORIES,
@@ -149,6 +150,7 @@ class MaskRCNN_ResNet50_FPN_Weights(WeightsEnum):
     DEFAULT = COCO_V1
 
 
+@det_utils.handle_legacy_detection(MaskRCNN_ResNet50_FPN_Weights, ResNet50_Weights)
 def maskrcnn_resnet50_fpn(
     *,
     weights: MaskRCNN_ResNet50_FPN_Weights | str | None = None,

@@ -1,6 +1,7 @@
-"""The second stage of Faster / Mask R-CNN (torchvision.models.detection.roi_heads):
-proposal sampling and matching, the box branch's loss and post-processing, and the mask
-branch's loss (ground-truth masks RoIAligned onto the proposals), inference and pasting."""
+"""The second stage of Faster / Mask / Keypoint R-CNN (torchvision.models.detection.roi_heads):
+proposal sampling and matching, the box branch's loss and post-processing, the mask branch's
+loss (ground-truth masks RoIAligned onto the proposals), inference and pasting, and the
+keypoint branch (its maps in ``_keypoint_ops``)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,20 @@ from ember.nn import functional as F
 from ...ops import boxes as box_ops
 from ...ops import roi_align
 from . import _utils as det_utils
+from ._keypoint_ops import (
+    heatmaps_to_keypoints,
+    keypointrcnn_inference,
+    keypointrcnn_loss,
+    keypoints_to_heatmap,
+)
 
 __all__ = [
     "RoIHeads",
     "fastrcnn_loss",
+    "heatmaps_to_keypoints",
+    "keypointrcnn_inference",
+    "keypointrcnn_loss",
+    "keypoints_to_heatmap",
     "maskrcnn_inference",
     "maskrcnn_loss",
     "paste_masks_in_image",
@@ -155,14 +166,6 @@ class RoIHeads(nn.Module):
         keypoint_predictor: nn.Module | None = None,
     ) -> None:
         super().__init__()
-        if (
-            keypoint_roi_pool is not None
-            or keypoint_head is not None
-            or keypoint_predictor is not None
-        ):
-            raise NotImplementedError(
-                "keypoint heads (Keypoint R-CNN) are not implemented in ember"
-            )
         self.box_similarity = box_ops.box_iou
         self.proposal_matcher = det_utils.Matcher(fg_iou_thresh, bg_iou_thresh, False)
         self.fg_bg_sampler = det_utils.BalancedPositiveNegativeSampler(
@@ -178,10 +181,20 @@ class RoIHeads(nn.Module):
         self.mask_roi_pool = mask_roi_pool
         self.mask_head = mask_head
         self.mask_predictor = mask_predictor
+        self.keypoint_roi_pool = keypoint_roi_pool
+        self.keypoint_head = keypoint_head
+        self.keypoint_predictor = keypoint_predictor
 
     def has_mask(self) -> bool:
         return not (
             self.mask_roi_pool is None or self.mask_head is None or self.mask_predictor is None
+        )
+
+    def has_keypoint(self) -> bool:
+        return not (
+            self.keypoint_roi_pool is None
+            or self.keypoint_head is None
+            or self.keypoint_predictor is None
         )
 
     def assign_targets_to_proposals(self, proposals, gt_boxes, gt_labels):
@@ -215,6 +228,8 @@ class RoIHeads(nn.Module):
                 raise ValueError(f"every target needs 'boxes' and 'labels', got keys {list(t)}")
             if self.has_mask() and "masks" not in t:
                 raise ValueError("every target should contain 'masks' when training Mask R-CNN")
+            if self.has_keypoint() and "keypoints" not in t:
+                raise ValueError("every target should contain 'keypoints' for Keypoint R-CNN")
 
     def select_training_samples(self, proposals, targets):
         self.check_targets(targets)
@@ -311,4 +326,31 @@ class RoIHeads(nn.Module):
                 probs = maskrcnn_inference(mask_logits, [r["labels"] for r in result])
                 for prob, r in zip(probs, result):
                     r["masks"] = prob
+        if self.has_keypoint():
+            self._keypoint_forward(features, proposals, image_shapes, targets, labels,
+                                   matched_idxs, result, losses)  # fmt: skip
         return result, losses
+
+    def _keypoint_forward(self, features, proposals, image_shapes, targets, labels,
+                          matched_idxs, result, losses) -> None:  # fmt: skip
+        # training: the positive proposals and their ground truths; eval: the detections
+        if self.training:
+            keypoint_proposals, pos_matched_idxs = [], []
+            for i in range(len(proposals)):
+                pos = ember.where(labels[i] > 0)[0]
+                keypoint_proposals.append(proposals[i][pos])
+                pos_matched_idxs.append(matched_idxs[i][pos])
+        else:
+            keypoint_proposals = [r["boxes"] for r in result]
+        keypoint_features = self.keypoint_roi_pool(features, keypoint_proposals, image_shapes)
+        keypoint_logits = self.keypoint_predictor(self.keypoint_head(keypoint_features))
+        if self.training:
+            gt_keypoints = [t["keypoints"] for t in targets]
+            losses["loss_keypoint"] = keypointrcnn_loss(
+                keypoint_logits, keypoint_proposals, gt_keypoints, pos_matched_idxs
+            )
+        else:
+            probs, scores = keypointrcnn_inference(keypoint_logits, keypoint_proposals)
+            for prob, kps, r in zip(probs, scores, result):
+                r["keypoints"] = prob
+                r["keypoints_scores"] = kps

@@ -15,7 +15,7 @@ from ember.nn import functional as F
 from .image_list import ImageList
 from .roi_heads import paste_masks_in_image
 
-__all__ = ["GeneralizedRCNNTransform", "resize_boxes"]
+__all__ = ["GeneralizedRCNNTransform", "resize_boxes", "resize_keypoints"]
 
 
 def _resized_size(h: int, w: int, min_size: float, max_size: float) -> tuple[int, int]:
@@ -48,6 +48,15 @@ def resize_boxes(boxes: Tensor, original_size, new_size) -> Tensor:
         [ratio_w, ratio_h, ratio_w, ratio_h], dtype=boxes.dtype, device=boxes.device
     )
     return boxes * scale
+
+
+def resize_keypoints(keypoints: Tensor, original_size, new_size) -> Tensor:
+    """Scale the ``x, y`` of ``(..., K, 3)`` keypoints from ``original_size`` ``(h, w)`` to
+    ``new_size`` (visibility unchanged)."""
+    ratio_h = float(new_size[0]) / float(original_size[0])
+    ratio_w = float(new_size[1]) / float(original_size[1])
+    scale = ember.tensor([ratio_w, ratio_h, 1.0], dtype=keypoints.dtype, device=keypoints.device)
+    return keypoints * scale[: keypoints.shape[-1]]
 
 
 class GeneralizedRCNNTransform(nn.Module):
@@ -126,7 +135,7 @@ class GeneralizedRCNNTransform(nn.Module):
             return image, target
         target["boxes"] = resize_boxes(target["boxes"], (h, w), image.shape[-2:])
         if "keypoints" in target:
-            raise NotImplementedError("keypoint targets are not supported in ember")
+            target["keypoints"] = resize_keypoints(target["keypoints"], (h, w), image.shape[-2:])
         return image, target
 
     def batch_images(self, images: list[Tensor], size_divisible: int = 32) -> Tensor:
@@ -155,6 +164,8 @@ class GeneralizedRCNNTransform(nn.Module):
             pred["boxes"] = boxes
             if "masks" in pred:
                 pred["masks"] = paste_masks_in_image(pred["masks"], boxes, o_im_s)
+            if "keypoints" in pred:
+                pred["keypoints"] = resize_keypoints(pred["keypoints"], im_s, o_im_s)
         return result
 
     def __repr__(self) -> str:
