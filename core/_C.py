@@ -41,6 +41,13 @@ def _log_api_usage_metadata(event: str, metadata_map: dict) -> None:
         )
 
 
+def _are_functorch_transforms_active() -> bool:
+    r"""``torch._C._are_functorch_transforms_active``: whether a ``torch.func`` transform is
+    running. ember's transforms (``ember.func``) run on ordinary tensors, with no functorch
+    interpreter stack to consult, so this answers ``False``."""
+    return False
+
+
 def _nn_parse_to(*args, **kwargs) -> tuple:
     r"""``torch._C._nn._parse_to``: the ``(device, dtype, non_blocking, memory_format)`` that
     ``Tensor.to``/``Module.to`` read from their arguments (Lightning's ``DeviceDtypeModuleMixin``
@@ -52,6 +59,19 @@ def _nn_parse_to(*args, **kwargs) -> tuple:
     device, dtype, _ = _parse_to(args, dict(kwargs))
     return device, dtype, non_blocking, memory_format
 
+
+def _get_tracing_state():
+    r"""``torch._C._get_tracing_state``: the active ``torch.jit.trace`` state, or ``None``.
+
+    Libraries (Pyro's ``ignore_jit_warnings``) only test it for truth; while
+    ``ember.jit.trace`` runs this answers a truthy marker object, otherwise ``None``.
+    """
+    from .jit._decorators import is_tracing
+
+    return _TRACING_STATE if is_tracing() else None
+
+
+_TRACING_STATE = _types.SimpleNamespace(name="ember.jit.trace")
 
 #: torch._C._nn: of ATen's nn bindings, the argument parser of ``.to()``
 _nn = _types.ModuleType("ember._C._nn")

@@ -25,6 +25,7 @@ from .backend.device import device
 from .backend.dtype import (
     bfloat16,
     bool_ as bool,
+    complex32,
     complex64,
     complex128,
     dtype,
@@ -51,6 +52,12 @@ from . import ops
 from . import _tensor_methods  # binds the method table onto Tensor
 from .ops import *  # noqa: F403  (the public op functions, PyTorch's names)
 from .ops import abs, all, any, max, min, pow, round, sum  # shadow builtins, as torch does
+from .ops.segment import (  # torch.segment_reduce and the CSR index conversions
+    _convert_indices_from_coo_to_csr,
+    _convert_indices_from_csr_to_coo,
+    _segment_reduce,
+    segment_reduce,
+)
 from . import autograd, cuda, linalg, random
 
 # <linalg_ext>
@@ -115,7 +122,7 @@ from .random import (
 )
 
 half, double, short, long = float16, float64, int16, int64
-cfloat, cdouble = complex64, complex128
+cfloat, cdouble, chalf = complex64, complex128, complex32
 float = float32  # noqa: A001 - PyTorch exports these names too
 int = int32  # noqa: A001
 
@@ -223,6 +230,8 @@ from ._tensor_protocol import (
     to_dlpack,
 )
 from ._checks import (
+    _assert,
+    _assert_async,
     _check,
     _check_index,
     _check_is_size,
@@ -233,6 +242,9 @@ from ._checks import (
 )
 from ._sym import (
     OutOfMemoryError,
+    SymBool,
+    SymFloat,
+    SymInt,
     sym_float,
     sym_int,
     sym_ite,
@@ -304,7 +316,7 @@ from . import torch_version, version
 from .random import fork_rng
 from ._higher_order import cond, while_loop  # noqa: E402  (torch.cond, torch.while_loop)
 from . import sparse  # noqa: E402  (ember.sparse: the sparse COO layout, core/sparse/)
-from .sparse import sparse_coo, sparse_coo_tensor, spmm  # noqa: E402
+from .sparse import dsmm, sparse_coo, sparse_coo_tensor, spmm  # noqa: E402
 from .sparse import (  # noqa: E402  (the compressed layouts, core/sparse/_compressed*.py)
     ccol_indices_copy,
     col_indices_copy,
@@ -410,6 +422,9 @@ def __getattr__(name):
         "_compile",
         "_higher_order_ops",
         "_inductor",
+        "_subclasses",
+        "_tensor_str",
+        "_utils",
         "_logging",
         "serve",
         "vision",
@@ -421,6 +436,7 @@ def __getattr__(name):
         "futures",
         "mps",
         "xpu",
+        "__config__",
     ):
         return importlib.import_module(f"ember.{name}")
     if name == "_C":  # torch._C: its __torch_function__ switches (core/_C.py)
@@ -439,6 +455,10 @@ def __getattr__(name):
         from . import _streams
 
         return getattr(_streams, name)
+    if name == "torch":  # torch.torch is torch itself (kornia writes torch.torch.Tensor)
+        import sys
+
+        return sys.modules[__name__]
     if name == "compile":  # torch.compile (core/_compile/)
         return importlib.import_module("ember._compile").compile
     if name == "vmap":  # torch.vmap: ember.func.vmap

@@ -11,6 +11,8 @@ import warnings
 from collections.abc import Callable
 
 __all__ = [
+    "_assert",
+    "_assert_async",
     "_check",
     "_check_index",
     "_check_is_size",
@@ -82,3 +84,24 @@ def _check_is_size(i, message: Callable[[], str] | None = None, *, max=None) -> 
     _check(int(i) >= 0, message)
     if max is not None:
         _check(int(i) <= max, message)
+
+
+def _assert(condition, message: str) -> None:
+    """``torch._assert``: a traceable ``assert condition, message`` (AssertionError)."""
+    if not condition:
+        raise AssertionError(message)
+
+
+def _assert_async(cond, msg: str | None = None) -> None:
+    """``torch._assert_async``: raise RuntimeError unless the one-element tensor ``cond`` is
+    nonzero (PyTorch checks it on the device without a host sync; ember checks at once)."""
+    from .tensor import Tensor
+
+    if not isinstance(cond, Tensor):
+        raise TypeError(f"_assert_async(): cond must be a Tensor, got {type(cond).__name__}")
+    if cond.numel() == 0:
+        raise RuntimeError("Boolean value of Tensor with no values is ambiguous")
+    if cond.numel() > 1:
+        raise RuntimeError("Boolean value of Tensor with more than one value is ambiguous")
+    if not bool(cond.item()):
+        raise RuntimeError(msg or "Expected Tensor with single nonzero value, but got zero")

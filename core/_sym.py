@@ -18,6 +18,9 @@ if TYPE_CHECKING:  # the annotations name Tensor: the __torch_function__ wrapper
 
 __all__ = [
     "OutOfMemoryError",
+    "SymBool",
+    "SymFloat",
+    "SymInt",
     "sym_float",
     "sym_int",
     "sym_ite",
@@ -27,6 +30,28 @@ __all__ = [
     "sym_sqrt",
     "sym_sum",
 ]
+
+
+class _NeverMade:
+    def __init__(self, *args, **kwargs):
+        raise TypeError(
+            f"ember.{type(self).__name__} cannot be instantiated: ember's sizes and shape "
+            "values are plain Python numbers"
+        )
+
+
+class SymInt(_NeverMade):
+    """``torch.SymInt``: a symbolic size under compile/export. ember's sizes are always Python
+    ints (its capture patches the builtins instead), so none is ever made and
+    ``isinstance(n, (int, ember.SymInt))`` is the plain ``int`` test."""
+
+
+class SymFloat(_NeverMade):
+    """``torch.SymFloat``: like :class:`SymInt`, never made (values are Python floats)."""
+
+
+class SymBool(_NeverMade):
+    """``torch.SymBool``: like :class:`SymInt`, never made (values are Python bools)."""
 
 
 class OutOfMemoryError(RuntimeError):

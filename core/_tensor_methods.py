@@ -56,7 +56,10 @@ def _fill_random(draw):
 def _stream(self, generator):
     """The CPU stream for an in-place draw into ``self`` (None on CuPy / meta: their own way)."""
     from .backend.device import get_array_module
+    from .backend.meta import MetaArray
 
+    if isinstance(self._data, MetaArray):  # meta arrays answer NumPy as their module
+        return None
     return torch_stream(generator, get_array_module(self._data))
 
 
@@ -111,6 +114,17 @@ def _max(self, dim=None, keepdim=False, **kwargs):  # (kwargs: numpy's axis=/kee
 
 def _min(self, dim=None, keepdim=False, **kwargs):
     return ops.min(self, dim, keepdim, **kwargs)
+
+
+def _split(self, split_size, dim=0):
+    """The tensor split into chunks along ``dim``: of ``split_size`` each (the last may be
+    smaller), or of the sizes in the list ``split_size``; views of the tensor."""
+    # torch's Tensor.split names its size ``split_size`` (BoTorch: x.split(split_size=n)),
+    # torch.split ``split_size_or_sections``
+    return ops.split(self, split_size, dim)
+
+
+_split.__name__ = _split.__qualname__ = "split"
 
 
 METHODS = {
@@ -251,7 +265,7 @@ METHODS = {
     "broadcast_to": ops.broadcast_to,
     "repeat": ops.repeat,
     "tile": ops.tile,
-    "split": ops.split,
+    "split": _split,
     "chunk": ops.chunk,
     "tensor_split": ops.tensor_split,
     "unbind": ops.unbind,
@@ -292,6 +306,7 @@ METHODS = {
     "storage": _storage.typed_storage,
     "_typed_storage": _storage.typed_storage,
     "storage_offset": _storage.storage_offset,
+    "set_": _storage.set_,
     # (dunders and protocol attributes: core/_tensor_protocol.py)
     **__import__("ember._tensor_protocol", fromlist=["METHODS"]).METHODS,
     "hardshrink": _functional("hardshrink"),

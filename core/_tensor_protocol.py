@@ -342,6 +342,9 @@ PROPERTIES = {
     "output_nr": property(
         lambda self: self._output_nr, doc="Which output of its ``grad_fn`` this tensor is."
     ),
+    # torch's address of the C++ TensorImpl: one per tensor object (Pyro's ``pyro.module``
+    # compares it to tell whether the param store handed back the module's own parameter)
+    "_cdata": property(lambda self: id(self), doc="An id unique to this tensor object."),
     "layout": property(_layout, doc="The memory layout: always ``ember.strided``."),
 }
 

@@ -140,7 +140,7 @@ def install_tensor_like_dispatch(
 _TENSOR_PARAMS = frozenset(
     "input other tensor tensors self t x y A B L b LU_data LU_pivots count prob elements "
     "test_elements the_template indices values condition mask index src source weight "
-    "tensor1 tensor2 vec vec1 vec2 mat mat1 mat2 batch1 batch2 operands".split()
+    "tensor1 tensor2 vec vec1 vec2 mat mat1 mat2 batch1 batch2 operands LU LD pivots tau".split()
 )
 # ember.* functions that PyTorch does not dispatch either (torch.overrides'
 # get_ignored_functions(): factories, state, dtype queries, ...)

@@ -85,10 +85,52 @@ def linspace(
     """
     xp = get_array_module(device or default_device())
     npd = (to_dtype(dtype) if dtype else get_default_dtype()).np
-    t = Tensor._wrap(xp.linspace(start, end, int(steps), dtype=np.float64).astype(npd))
+    t = Tensor._wrap(_linspace_array(xp, start, end, int(steps), npd))
     if layout is not None or pin_memory:
         t = _factory_kwargs.apply(t, layout, pin_memory, "linspace")
     return t.requires_grad_(True) if requires_grad else t
+
+
+def _linspace_array(xp, start, end, steps: int, npd: np.dtype):
+    """PyTorch's CPU linspace values, bit for bit in float32: ``step = (end - start) / (steps -
+    1)`` in the output's precision, then ``start + step * i`` for the first half and ``end - step
+    * (steps - 1 - i)`` for the rest, each one fused multiply-add (one rounding; emulated in a
+    wider type). The values match torch's exactly, so grids built from them sample the same
+    pixels at ``nearest`` ties (kornia's warps build their grids with linspace)."""
+    start, end = (v.item() if isinstance(v, Tensor) else v for v in (start, end))
+    # ml_dtypes' bfloat16 has kind "V"
+    if npd.kind not in "fiuV" or steps < 2:  # complex, 0 or 1 step: NumPy's values
+        return xp.linspace(start, end, steps, dtype=np.float64).astype(npd)
+    i = xp.arange(steps)
+    first = i < steps // 2
+    if npd.kind in "fV" and npd.itemsize == 2:  # float16/bfloat16: each operation rounds
+        lo, hi = npd.type(start), npd.type(end)
+        diff = np.float32(npd.type(np.float32(hi) - np.float32(lo)))
+        step = npd.type(diff / np.float32(npd.type(steps - 1)))
+
+        def mul_add(a, b, n, sign):  # a + sign * (step * n), rounded after each operation
+            prod = (np.float32(b) * n.astype(npd).astype(np.float32)).astype(npd)
+            return (np.float32(a) + sign * prod.astype(np.float32)).astype(npd)
+
+        return xp.where(first, mul_add(lo, step, i, 1), mul_add(hi, step, steps - 1 - i, -1))
+    # The step is in the output's precision (double for integers, whose bounds are truncated
+    # first); each value is one multiply-add, rounded once: float64 holds float32's exact
+    # product, long double emulates the integers' (truncation is sensitive to the last bit);
+    # float64 itself computes in float64, within an ulp of torch's fma (long double is 5x slower)
+    if npd.kind == "f":
+        cd, wide = npd.type, np.float64
+        lo, hi = cd(start), cd(end)
+    else:
+        cd, wide = np.float64, np.longdouble if xp is np else np.float64
+        lo, hi = cd(int(start)), cd(int(end))
+    step = wide((hi - lo) / cd(steps - 1))
+    half = steps // 2
+    vals = xp.empty(steps, dtype=wide)
+    xp.multiply(xp.arange(half, dtype=wide), step, out=vals[:half])
+    vals[:half] += wide(lo)
+    xp.multiply(xp.arange(steps - half - 1, -1, -1, dtype=wide), -step, out=vals[half:])
+    vals[half:] += wide(hi)
+    return vals.astype(cd).astype(npd, copy=False)
 
 
 def logspace(

@@ -98,3 +98,26 @@ __all__ = [
     "vecdot",
     "vector_norm",
 ]
+
+
+def _install_torch_function() -> None:
+    # torch.linalg's functions take part in __torch_function__ (linear_operator's
+    # LinearOperator, not a Tensor, handles torch.linalg.cholesky & co.): the same generated
+    # per-parameter test as the ember.* functions (core/_torch_function.py)
+    from ._torch_function import namespace_dispatch
+
+    g = globals()
+    for name in __all__:
+        fn = g[name]
+        if not callable(fn) or isinstance(fn, type):
+            continue
+        if getattr(fn, "__ember_torch_function__", False):
+            continue
+        wrapped = namespace_dispatch(fn, name)
+        if wrapped is not fn:
+            wrapped.__module__ = "ember.linalg"
+            g[name] = wrapped
+
+
+_install_torch_function()
+del _install_torch_function

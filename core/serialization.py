@@ -61,6 +61,9 @@ __all__ = [
 ]
 
 FileLike = sio.FileLike
+# PyTorch's type aliases for load's arguments (third-party code imports them to annotate)
+FILE_LIKE = FileLike
+MAP_LOCATION = Any
 
 _FORMAT_VERSION = "1"
 _INLINE_STRUCTURE_LIMIT = 1 << 20  # larger structures go into an entry, not the header

@@ -18,7 +18,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["UntypedStorage", "TypedStorage", "untyped_storage", "typed_storage", "storage_offset"]
+__all__ = [
+    "UntypedStorage",
+    "TypedStorage",
+    "untyped_storage",
+    "typed_storage",
+    "storage_offset",
+    "set_",
+]
 
 
 def _root(a: Any) -> Any:
@@ -203,3 +210,84 @@ def storage_offset(self) -> int:
     if ptr == 0:
         return 0
     return (self.data_ptr() - ptr) // self._data.itemsize
+
+
+def _elements(self: Any, source: Any) -> Any:
+    """The whole storage behind ``source`` (a tensor or storage) as a 1-D array of this
+    tensor's dtype, sharing memory (CPU)."""
+    if isinstance(source, (UntypedStorage, TypedStorage)):
+        raw = source.untyped()._array()
+    else:
+        raw = _byte_view(source._data) if isinstance(source._data, np.ndarray) else None
+        if raw is None:
+            raise RuntimeError(
+                "set_: a view with storage_offset/size/stride needs a CPU source whose storage "
+                "is one contiguous block"
+            )
+    itemsize = self._data.dtype.itemsize
+    return raw[: raw.size - raw.size % itemsize].view(self._data.dtype)
+
+
+def set_(self, source: Any = None, storage_offset: int = 0, size=None, stride=None):
+    """``Tensor.set_``: this tensor now uses ``source``'s memory (in place).
+
+    ``set_()`` makes it an empty 1-D tensor; ``set_(tensor)`` shares the tensor's memory,
+    size and strides; ``set_(tensor_or_storage, storage_offset, size, stride=None)`` views that
+    storage (stride defaults to contiguous). Not recorded by autograd: a source that requires
+    grad must be set under ``no_grad``.
+    """
+    from numpy.lib.stride_tricks import as_strided
+
+    from .autograd import grad_mode
+    from .ops.inplace import check_inplace
+    from .tensor import Tensor
+
+    check_inplace(self)
+    if source is None:
+        new = self._data[:0].reshape(0).copy()
+    elif isinstance(source, Tensor):
+        if source._data.dtype != self._data.dtype:
+            raise RuntimeError(
+                f"set_: source has dtype {source.dtype} but this tensor has dtype {self.dtype}"
+            )
+        if source.requires_grad and grad_mode._state.enabled:
+            raise RuntimeError(
+                "set_: ember does not record set_ in the autograd graph; call it under "
+                "no_grad() or with a detached source"
+            )
+        new = source._data if size is None else None
+    elif isinstance(source, (UntypedStorage, TypedStorage)):
+        new = None
+        if size is None:
+            size = (_elements(self, source).size - int(storage_offset),)
+    else:
+        raise TypeError(
+            f"set_(): source must be a Tensor or a storage, not {type(source).__name__}"
+        )
+    if new is None:  # a strided view into the source's storage
+        if size is None:
+            raise TypeError("set_(): size is required with a storage_offset")
+        size = tuple(int(n) for n in size)
+        if stride is None:
+            stride, acc = [], 1
+            for n in reversed(size):
+                stride.insert(0, acc)
+                acc *= max(n, 1)
+        stride, offset = tuple(int(s) for s in stride), int(storage_offset)
+        if len(stride) != len(size) or offset < 0 or any(s < 0 for s in stride):
+            raise RuntimeError(
+                f"set_: bad geometry: size {list(size)}, stride {list(stride)}, "
+                f"storage_offset {offset}"
+            )
+        flat = _elements(self, source)
+        need = 0 if 0 in size else offset + sum((n - 1) * s for n, s in zip(size, stride)) + 1
+        if need > flat.size:
+            raise RuntimeError(
+                f"set_: size {list(size)}, stride {list(stride)} and storage_offset {offset} "
+                f"need {need} elements; the storage holds {flat.size}"
+            )
+        isz = flat.itemsize
+        new = as_strided(flat[offset:], shape=size, strides=[s * isz for s in stride])
+    self._data = new
+    self._version_counter[0] += 1
+    return self

@@ -21,6 +21,9 @@ from . import _state
 __all__ = ["autocast", "custom_fwd", "custom_bwd", "is_autocast_available"]
 
 _SUPPORTED = ("cpu", "cuda")
+# torch's other autocast device types, with torch's default dtypes: ember has no such device,
+# so their autocast is never on, but asking about it is not an error (kornia asks about "mps")
+_OTHER = {"mps": float16, "xpu": float16, "hpu": bfloat16, "xla": bfloat16, "ipu": float16}
 
 
 def is_autocast_available(device_type: str) -> bool:
@@ -39,6 +42,8 @@ def _check_device(device_type) -> str:
 # ---- torch.* state functions ------------------------------------------------------------------
 def is_autocast_enabled(device_type: str | None = None) -> bool:
     """Whether autocast is on for ``device_type`` (no argument: CUDA, as torch's)."""
+    if device_type in _OTHER:
+        return False
     return _state.DEVICES[_check_device(device_type or "cuda")][0]
 
 
@@ -55,6 +60,8 @@ def set_autocast_enabled(device_type: str, enabled: bool | None = None) -> None:
 
 def get_autocast_dtype(device_type: str) -> _dtype:
     """The lower-precision dtype autocast uses on ``device_type``."""
+    if device_type in _OTHER:
+        return _OTHER[device_type]
     return _state.DEVICES[_check_device(device_type)][1]
 
 

@@ -28,7 +28,7 @@ from ..backend import _cupy
 from . import grad_mode
 from .function import Function  # (imported from function.py once Function exists)
 
-__all__ = ["adapt_user_function", "is_user_function"]
+__all__ = ["Opaque", "adapt_user_function", "is_user_function"]
 
 _NO_BACKWARD = (
     "You must implement either the backward or vjp method for your custom autograd.Function "
@@ -47,10 +47,23 @@ def _is_array(a) -> bool:
     )
 
 
+class Opaque:
+    """A tensor handed to a user Function's ``forward`` as it is, outside the graph: the
+    sparse route (core/sparse/_route.py) wraps sparse arguments in it so ``apply`` treats them
+    as constants; ``forward`` sees the tensor itself."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value) -> None:
+        self.value = value
+
+
 def _as_tensors(values):
     from ..tensor import Tensor
 
-    return tuple(Tensor._wrap(v) if _is_array(v) else v for v in values)
+    return tuple(
+        Tensor._wrap(v) if _is_array(v) else (v.value if type(v) is Opaque else v) for v in values
+    )
 
 
 def _as_arrays(out):

@@ -470,3 +470,7 @@ def _device_mismatch(a, b):
 
 # torch.autograd.function.once_differentiable, importable from here as in PyTorch
 from ._once import once_differentiable  # noqa: E402,F401
+
+# torch.autograd.function.FunctionCtx: the type of ``ctx``. Here a Function instance is its
+# own ctx, so the name is Function itself (isinstance(ctx, FunctionCtx) holds, as in torch).
+FunctionCtx = Function

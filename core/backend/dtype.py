@@ -137,6 +137,25 @@ FLOAT8 = [
 _NAMES.update({d.name: d for d in FLOAT8})
 _FROM_NP.update({d.np: d for d in FLOAT8})
 
+
+class _NameOnlyDtype(dtype):
+    """A PyTorch dtype NumPy has no type for: the name exists (programs test ``x.dtype in
+    (..., torch.complex32)``), but a tensor of it cannot be made (``.np`` raises)."""
+
+    __slots__ = ()
+
+    def __init__(self, name: str, category: int, itemsize: int):
+        self.name, self.category, self.itemsize, self.is_signed = name, category, itemsize, True
+
+    @property
+    def np(self):
+        raise TypeError(f"ember.{self.name} is not supported: NumPy has no {self.name} type")
+
+
+#: Complex numbers of two float16 (also ``ember.chalf``): named only, no tensor can hold it.
+complex32 = _NameOnlyDtype("complex32", _COMPLEX, 4)
+_NAMES.update(complex32=complex32, chalf=complex32)
+
 _default_float = float32
 
 

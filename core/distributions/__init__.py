@@ -6,7 +6,7 @@ from ember's default generator (``ember.manual_seed`` makes draws reproducible).
 
 from __future__ import annotations
 
-from . import constraints, transforms
+from . import _kl_lowrank, constraints, transforms  # _kl_lowrank: low-rank MVN KL rules
 from .bernoulli import Bernoulli
 from .beta import Beta
 from .binomial import Binomial

@@ -34,7 +34,9 @@ class Distribution:
     def set_default_validate_args(value: bool) -> None:
         """Sets whether validation is enabled or disabled by default."""
         if value not in [True, False]:
-            raise ValueError
+            raise ValueError(
+                f"Distribution.set_default_validate_args expects True or False, got {value!r}"
+            )
         Distribution._validate_args = value
 
     def __init__(self, batch_shape=(), event_shape=(), validate_args=None):

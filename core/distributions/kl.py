@@ -47,10 +47,12 @@ def register_kl(type_p, type_q):
             ...
 
     Lookup returns the most specific (type_p, type_q) match in the class hierarchies.
+    Like PyTorch, any class is accepted (Pyro registers its own ``Distribution`` base, which
+    is a mixin rather than a subclass of ours); anything that is not a class is an error.
     """
-    if not isinstance(type_p, type) or not issubclass(type_p, Distribution):
+    if not isinstance(type_p, type):
         raise TypeError(f"Expected type_p to be a Distribution subclass but got {type_p}")
-    if not isinstance(type_q, type) or not issubclass(type_q, Distribution):
+    if not isinstance(type_q, type):
         raise TypeError(f"Expected type_q to be a Distribution subclass but got {type_q}")
 
     def decorator(fun):
@@ -69,8 +71,13 @@ def _dispatch_kl(type_p, type_q):
         return NotImplemented
 
     # Most specific first: the smallest distance up each MRO (p's side first, then q's).
+    def depth(cls, base):
+        # a virtual subclass (ABC.register) has no MRO entry: rank it least specific
+        mro = cls.__mro__
+        return mro.index(base) if base in mro else len(mro)
+
     def rank(m):
-        dp, dq = type_p.__mro__.index(m[0]), type_q.__mro__.index(m[1])
+        dp, dq = depth(type_p, m[0]), depth(type_q, m[1])
         return (dp + dq, dp, dq)
 
     matches.sort(key=rank)

@@ -54,7 +54,9 @@ def broadcast_all(*values):
             else {"dtype": like.dtype, "device": like.device}
         )
         values = [v if isinstance(v, Tensor) else ember.tensor(v, **opts) for v in values]
-    shape = np.broadcast_shapes(*(tuple(v.shape) for v in values))
+    # ember.broadcast_shapes raises PyTorch's RuntimeError ("The size of tensor a (25) must
+    # match the size of tensor b (2) ...") where NumPy's would be a ValueError
+    shape = tuple(ember.broadcast_shapes(*(tuple(v.shape) for v in values)))
     return tuple(v if tuple(v.shape) == shape else v.expand(shape) for v in values)
 
 
@@ -97,6 +99,11 @@ def probs_to_logits(probs: Tensor, is_binary: bool = False) -> Tensor:
     if is_binary:
         return ember.log(ps_clamped) - ember.log1p(-ps_clamped)
     return ember.log(ps_clamped)
+
+
+def _standard_normal(shape, dtype, device) -> Tensor:
+    """A standard normal draw of ``shape`` (torch.distributions.utils._standard_normal)."""
+    return ember.empty(shape, dtype=dtype, device=device).normal_()
 
 
 class lazy_property:

@@ -57,8 +57,10 @@ def _aten_fn(op_name: str):
     import ember
     from ember import Tensor
 
+    from ._aten_extra import ATEN_EXTRA
+
     name = _ATEN_ALIASES.get(op_name, op_name)
-    fn = getattr(ember, name, None)
+    fn = ATEN_EXTRA.get(name) or getattr(ember, name, None)
     if fn is None:
         import ember.nn.functional as F
 

@@ -65,6 +65,11 @@ def _is_basic(idx) -> bool:
     )
 
 
+def _c_contiguous(a) -> bool:
+    flags = getattr(a, "flags", None)  # (meta arrays have none: layout is moot there)
+    return flags is None or flags.c_contiguous
+
+
 class GetItem(Function):
     _view_of = 0
 
@@ -78,6 +83,11 @@ class GetItem(Function):
             # (A chain, ``t[4, tags[2]]``: an int beside a 0-d index tensor, applies its ints.)
             a, rest = _at(x, idx)
             out = a[(rest if isinstance(rest, tuple) else (rest,)) + (Ellipsis,)]
+        elif not _c_contiguous(out) and not _is_basic(idx):
+            # torch's advanced indexing returns a fresh contiguous tensor; NumPy's ``x[:, m]``
+            # is laid out index-dimension first, and ``.view(-1)`` of it must work (PyG's
+            # ``edge_index[:, mask].view(-1)``)
+            out = ctx.xp.ascontiguousarray(out)
         return out
 
     def name(self) -> str:

@@ -12,17 +12,84 @@ from ._util import scalar_type_name
 
 
 def check_inplace(t: Tensor) -> None:
-    if t.requires_grad and t.grad_fn is None and grad_mode._state.enabled:
+    if not grad_mode._state.enabled:
+        return
+    if t.requires_grad and t.grad_fn is None:
         raise RuntimeError(
             "a leaf Variable that requires grad is being used in an in-place operation."
+        )
+    base = t._base
+    if base is not None and t.grad_fn is not None and base.requires_grad and base.grad_fn is None:
+        raise RuntimeError(
+            "a view of a leaf Variable that requires grad is being used in an in-place operation."
         )
 
 
 def rebase(t: Tensor, out: Tensor) -> None:
-    """``t`` now holds ``out``'s values: give it ``out``'s place in the graph."""
+    """``t`` now holds ``out``'s values: give it ``out``'s place in the graph.
+
+    When ``t`` is a differentiable view (made by a view op while its base was in the graph),
+    the write also changed its base: the base moves to a :class:`CopySlices` node, as in
+    PyTorch, so ``K.diagonal().add_(noise)`` or ``K.view(-1)[::n + 1] += noise`` (Pyro's GP
+    models) send gradients to ``noise`` through later uses of ``K``."""
+    base = t._base
+    propagate = base is not None and base is not t and t.grad_fn is not None
     t.grad_fn = out.grad_fn
     t._output_nr = out._output_nr
     t.requires_grad = out.requires_grad
+    if propagate and out.requires_grad:
+        _rebase_base(base, t)
+
+
+class CopySlices(Function):
+    """The base of a view written in place: the view's region comes from the new view, the
+    rest from the base's old value. The data already holds the result (the view aliases the
+    base), so forward returns the base's array and backward splits the gradient."""
+
+    @staticmethod
+    def forward(ctx, base, view, offset, strides):
+        ctx.shape, ctx.region = base.shape, (view.shape, offset, strides)
+        return base
+
+    @staticmethod
+    def backward(ctx, grad):
+        xp = ctx.xp
+        g = xp.array(xp.broadcast_to(grad, ctx.shape), order="C", copy=True)
+        shape, offset, strides = ctx.region
+        flat = g.reshape(-1)
+        region = xp.lib.stride_tricks.as_strided(flat[offset:], shape, strides)
+        g_view = region.copy()
+        region[...] = 0
+        return g, g_view, None, None
+
+    supports_double_backward = False
+
+
+def _rebase_base(base: Tensor, view: Tensor) -> None:
+    """Move ``base`` to a CopySlices node joining its old graph and the new ``view``
+    (check_inplace has refused a view of a leaf that requires grad)."""
+    b, v = base._data, view._data
+    flags = getattr(b, "flags", None)  # (meta arrays have no memory to locate the view in)
+    if flags is None or not flags.c_contiguous or b.dtype != v.dtype:
+        return  # (a view of a strided base: not located here; its own graph stays right)
+    item = b.itemsize
+    offset, rem = divmod(_address(v) - _address(b), item)
+    if rem or any(st % item for st in v.strides) or not 0 <= offset < max(b.size, 1):
+        return
+    old = Tensor._wrap(b)
+    old.requires_grad, old.grad_fn, old._output_nr = (
+        base.requires_grad,
+        base.grad_fn,
+        base._output_nr,
+    )
+    out = CopySlices.apply(old, view, offset, v.strides)
+    base.grad_fn, base._output_nr, base.requires_grad = out.grad_fn, out._output_nr, True
+
+
+def _address(a) -> int:
+    if isinstance(a, np.ndarray):
+        return a.__array_interface__["data"][0]
+    return a.data.ptr  # cupy
 
 
 def _store(self: Tensor, out: Tensor) -> None:

@@ -50,6 +50,12 @@ def spmm(input, mat2):
     return mm(input, mat2)
 
 
+def dsmm(input, mat2):
+    """``sparse @ dense`` as a dense tensor (PyTorch's ``torch.dsmm``, exported as
+    ``ember.dsmm``): :func:`mm`."""
+    return mm(input, mat2)
+
+
 def addmm(mat, mat1, mat2, *, beta=1.0, alpha=1.0):
     """``beta * mat + alpha * (mat1 @ mat2)`` with a sparse ``mat1`` (dense result)."""
     if isinstance(mat1, SparseCompressedTensor):

@@ -268,13 +268,19 @@ class SparseTensor(Tensor):
         return self.detach()
 
     def __getitem__(self, index):
-        raise _unsupported("indexing")
+        from ._select import route_getitem  # an integer along one dimension, as select()
+
+        return route_getitem((self, index), {})
 
     def __setitem__(self, index, value):
         raise _unsupported("index assignment")
 
     def __iter__(self):
-        raise _unsupported("iteration")
+        from ._select import select
+
+        if self.dim() == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return (select(self, 0, i) for i in range(self.shape[0]))
 
     def __bool__(self) -> bool:
         raise _unsupported("bool()")

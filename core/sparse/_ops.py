@@ -209,6 +209,10 @@ def to_sparse(self: Tensor, sparse_dim: int | None = None, *, layout=None) -> Sp
 def _mm_2d(s: SparseTensor, dense: Tensor, name: str) -> Tensor:
     if s.dim() != 2 or s.dense_dim() != 0:
         raise _unsupported(f"{name} of a {s.dim()}-D sparse tensor with {s.dense_dim()} dense dims")
+    if isinstance(dense, SparseTensor) and dense.dense_dim() == 0:
+        # sparse @ sparse is sparse in PyTorch (sentence-transformers' cos_sim / dot_score of
+        # sparse embeddings); the second operand densified, differentiable w.r.t. both values
+        return _mm_2d(s, dense.to_dense(), name).to_sparse()
     if not isinstance(dense, Tensor) or isinstance(dense, SparseTensor):
         raise _unsupported(f"{name} with a sparse second operand")
     vec = dense.dim() == 1
@@ -230,10 +234,16 @@ def _mm_2d(s: SparseTensor, dense: Tensor, name: str) -> Tensor:
     return out.squeeze(-1) if vec else out
 
 
-def mm(mat1, mat2) -> Tensor:
+def mm(mat1, mat2, reduce: str = "sum") -> Tensor:
     r"""The matrix product ``mat1 @ mat2`` where ``mat1`` is a 2-D sparse COO tensor and
     ``mat2`` is dense (PyTorch's ``torch.sparse.mm``); gradients reach ``mat2`` and the values
-    of ``mat1`` (a sparse gradient with ``mat1``'s pattern)."""
+    of ``mat1`` (a sparse gradient with ``mat1``'s pattern). With a CSR ``mat1``, ``reduce``
+    (``"sum"``, ``"mean"``, ``"amax"``/``"max"``, ``"amin"``/``"min"``) reduces each row's
+    terms instead of summing them (``_mm_reduce.py``)."""
+    if reduce != "sum":
+        from ._mm_reduce import mm_reduce
+
+        return mm_reduce(mat1, mat2, reduce)
     if isinstance(mat1, SparseTensor):
         return _mm_2d(mat1, mat2, "sparse.mm")
     if isinstance(mat2, SparseTensor):

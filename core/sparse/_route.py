@@ -8,14 +8,19 @@ import re
 
 import numpy as np
 
+from ..autograd._user_function import Opaque, is_user_function
 from ..ops.convert import Cast
 from ..ops.elementwise_binary import Add, Mul
+from ..ops.indexing_getitem import GetItem
 from ..ops.linalg import Matmul, Mv
 from ..ops.reduction_sum import Sum
+from ..ops.shape_joins import Stack
+from ..ops.shape_views import Reshape
 from ._compressed import SparseCompressedTensor
 from ._coo import SparseTensor, _unsupported
 from ._ops import add, matmul, mul
 from ._ops import sum as _sparse_sum
+from ._select import route_getitem, route_reshape, route_stack
 
 
 def _refuse(op: str):
@@ -54,12 +59,20 @@ _ROUTES = {
     Add: _binary(add),
     Mul: _binary(mul),
     Cast: _route_cast,
+    GetItem: route_getitem,  # an integer: select (SparseEncoder.decode)
+    Stack: route_stack,  # sparse rows back into a batch (SparseEncoder.encode)
+    Reshape: route_reshape,  # unsqueeze only
 }
 
 
 def sparse_apply(cls, args, kwargs):
     """Where ``Function.apply`` sends an op that reached a sparse tensor: its sparse rule, or
-    ``NotImplementedError`` naming the op and the layout."""
+    ``NotImplementedError`` naming the op and the layout. A user's ``autograd.Function`` gets
+    its sparse arguments as they are, as in PyTorch (linear_operator's DSMM multiplies a sparse
+    matrix in its forward); they take no gradient through it."""
+    if is_user_function(cls):
+        sparse = (SparseTensor, SparseCompressedTensor)
+        return cls.apply(*(Opaque(a) if isinstance(a, sparse) else a for a in args), **kwargs)
     if any(isinstance(a, SparseCompressedTensor) for a in args):
         from ._compressed_ops import compressed_apply
 
@@ -71,5 +84,6 @@ def sparse_apply(cls, args, kwargs):
     raise NotImplementedError(
         f"ember: the operation {name!r} is not implemented for tensors with layout "
         "ember.sparse_coo (sparse tensors support coalesce, to_dense, sparse.mm/mm/matmul/@, "
-        "sum, +, -, * and / by a scalar, t/transpose); call .to_dense() first"
+        "sum, +, -, * and / by a scalar, t/transpose, integer indexing/select/iteration, "
+        "stack, unsqueeze); call .to_dense() first"
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from datetime import timedelta
 
@@ -133,6 +134,20 @@ def _barrier(agent, key: str, deadline: float) -> None:
             )
         time.sleep(0.005)
         n = agent.store.add(key, 0)
+
+
+def _require_initialized(func):
+    """Decorate ``func`` to raise, as torch's, when called before ``init_rpc``.
+
+    PyTorch Geometric's distributed helpers wrap their RPC calls with it at import.
+    """
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        _agent.current()  # raises "RPC has not been initialized ..."
+        return func(*args, **kwargs)
+
+    return wrapper
 
 
 def get_worker_info(worker_name: str | None = None) -> WorkerInfo:

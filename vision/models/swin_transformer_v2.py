@@ -29,10 +29,9 @@ from .swin_transformer import (
     shifted_window_attention,
 )
 
+# (the V2 building blocks stay importable from this module, as torchvision keeps them out of
+# torchvision.models)
 __all__ = [
-    "PatchMergingV2",
-    "ShiftedWindowAttentionV2",
-    "SwinTransformerBlockV2",
     "Swin_V2_B_Weights",
     "Swin_V2_S_Weights",
     "Swin_V2_T_Weights",

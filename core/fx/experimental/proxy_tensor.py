@@ -23,13 +23,21 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["make_fx"]
+__all__ = ["get_proxy_mode", "make_fx"]
 
 _MODES = ("real", "fake", "symbolic")
 # ember.func transforms whose returned function becomes one node when called on traced values
 _TRANSFORMS = ("jacrev", "jacfwd", "hessian", "vmap")
 # ember.func transforms whose calls on traced values record the function's and its backward's ops
 _GRAD_TRANSFORMS = ("grad", "grad_and_value")
+# the tracers of the make_fx calls now running, innermost last (get_proxy_mode reads it)
+_ACTIVE: list = []
+
+
+def get_proxy_mode() -> Any:
+    """The innermost running ``make_fx`` trace, or ``None`` outside one (torch's
+    ``get_proxy_mode``; libraries test it to skip data-dependent fast paths while tracing)."""
+    return _ACTIVE[-1] if _ACTIVE else None
 
 
 def _leaf(fn: Callable, name: str) -> Callable:
@@ -188,7 +196,11 @@ def make_fx(
         with warnings.catch_warnings(), _patch.Patcher() as patcher:
             warnings.simplefilter("ignore", TracerWarning)  # make_fx bakes branches silently
             _patch_transforms(patcher, getattr(f, "__globals__", {}))
-            graph, _ = tracer.trace_with_inputs(fn, args)
+            _ACTIVE.append(tracer)
+            try:
+                graph, _ = tracer.trace_with_inputs(fn, args)
+            finally:
+                _ACTIVE.pop()
         graph.eliminate_dead_code()
         root = tracer.root if isinstance(tracer.root, ember.nn.Module) else ember.nn.Module()
         gm = GraphModule(root, graph, "make_fx")

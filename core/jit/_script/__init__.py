@@ -161,7 +161,8 @@ def script(
     from its Python source (torch.jit.script).
 
     Args:
-        obj: an ``ember.nn.Module`` or a function defined in a file.
+        obj: an ``ember.nn.Module`` or a function defined in a file (a class comes back
+            unchanged, usable from eager code only).
         optimize: ignored (deprecated in PyTorch too).
         example_inputs: accepted for torch's signature; types come from the source.
 
@@ -176,10 +177,10 @@ def script(
     if isinstance(obj, Module):
         return _script_module(obj)
     if isinstance(obj, type):
-        raise ScriptCompileError(
-            f"ember.jit.script of a class ({obj.__name__}) is not "
-            "supported; script an instance of a Module or a function"
-        )
+        # torch registers a TorchScript class and hands back the class itself, which eager
+        # code keeps using (PyTorch Geometric scripts ``SelectOutput`` at import); ember
+        # compiles no classes, so scripted code cannot construct it
+        return obj
     if callable(obj) and hasattr(obj, "__code__"):
         if modifier(obj) in ("ignore", "unused"):
             return obj

@@ -349,11 +349,20 @@ def _build(tmpl: Any, outs: list) -> Any:
     return kind(_build(e, outs) for e in body)
 
 
+def _impure(node: Node) -> bool:
+    """A node dead-code elimination keeps: fx's side effects, plus a call writing its result
+    into an ``out=`` tensor (linear_operator's scripted CG updates return nothing and work
+    only through ``torch.mul(a, b, out=c)``, which TorchScript keeps as a mutation)."""
+    if node.is_impure():
+        return True
+    return node.op in ("call_function", "call_method") and node.kwargs.get("out") is not None
+
+
 def _has_effects(graph: Graph, subs: dict) -> bool:
     for n in graph.nodes:
         if n.op in ("placeholder", "output"):
             continue
-        if n.is_impure():
+        if _impure(n):
             return True
         if (
             n.op == "get_attr"
@@ -369,7 +378,7 @@ def _has_effects(graph: Graph, subs: dict) -> bool:
 def dead_code(graph: Graph, subs: dict) -> None:
     """Erase unused pure nodes; a cond/while_loop whose subgraphs raise or assert stays."""
     for node in reversed(list(graph.nodes)):
-        if node.users or node.is_impure():
+        if node.users or _impure(node):
             continue
         if node.op == "call_function" and node.target in (cond, while_loop):
             mods = [

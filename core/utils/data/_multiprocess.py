@@ -22,7 +22,7 @@ from collections import deque
 from multiprocessing.connection import wait
 
 from . import _transport, _worker
-from .dataloader import DataLoader, _BaseDataLoaderIter, _EpochPlan
+from .dataloader import DataLoader, _BaseDataLoaderIter, _EpochPlan, _foreign_plan, _is_iterable
 
 _SHUTDOWN_GRACE_S = 2.0  # how long exiting workers get before they are terminated
 
@@ -66,7 +66,7 @@ class _WorkerPool:
                 proc = ctx.Process(
                     target=_worker.worker_loop,
                     args=(
-                        loader._dataset_kind_iterable,
+                        _is_iterable(loader),
                         loader.dataset,
                         task_r,
                         result_w,
@@ -149,7 +149,9 @@ def _shutdown(procs, task_conns, result_conns, prefix) -> None:
 
 
 class MultiProcessingDataLoaderIter(_BaseDataLoaderIter):
-    def __init__(self, loader: DataLoader, plan: _EpochPlan) -> None:
+    def __init__(self, loader: DataLoader, plan: _EpochPlan | None = None) -> None:
+        if plan is None:  # torch's one-argument form (see dataloader._foreign_plan)
+            plan = _foreign_plan(loader)
         super().__init__(loader, plan)
         self._loader_ref = weakref.ref(loader)
         self._num_workers = loader.num_workers

@@ -38,6 +38,13 @@ get_worker_info = _worker.get_worker_info
 _STATE_KEYS = ("epoch", "batches_served", "sampler", "base_seed")
 
 
+class _DatasetKind:
+    """torch's dataset-kind tags (``loader._dataset_kind``); fastai's loader sets ``Iterable``."""
+
+    Map = 0
+    Iterable = 1
+
+
 class _InfiniteConstantSampler(Sampler):
     """The 'indices' of an IterableDataset: ``None`` forever (batched into lists of None)."""
 
@@ -226,6 +233,10 @@ class DataLoader(Generic[T_co]):
         super().__setattr__(attr, val)
 
     @property
+    def _dataset_kind(self) -> int:
+        return _DatasetKind.Iterable if self._dataset_kind_iterable else _DatasetKind.Map
+
+    @property
     def _auto_collation(self) -> bool:
         return self.batch_sampler is not None
 
@@ -335,10 +346,35 @@ class _EpochPlan:
         self.skip = skip
 
 
+def _is_iterable(loader) -> bool:
+    iterable = getattr(loader, "_dataset_kind_iterable", None)
+    if iterable is None:  # a duck-typed loader with torch's attribute names
+        iterable = loader._dataset_kind == _DatasetKind.Iterable
+    return bool(iterable)
+
+
+def _foreign_plan(loader) -> _EpochPlan:
+    """The epoch of torch's one-argument form, ``_SingleProcessDataLoaderIter(loader)``: fastai
+    builds the iterator itself over a duck-typed loader that has torch's attribute names
+    (``_index_sampler``, ``_dataset_kind``, ``generator``, ...), never through ``__iter__``."""
+    sampler_iter = iter(loader._index_sampler)
+    # torch's iterator draws its base seed here, workers or not (the default stream moves on)
+    gen = getattr(loader, "generator", None)
+    draw = getattr(_random, "seed_draw", None)  # (torch's stream: core/random.py)
+    if draw is not None:
+        seed = draw(gen)
+    else:
+        seed = int((gen or _random.default_generator).numpy().integers(0, 2**62))
+    base_seed = seed if getattr(loader, "num_workers", 0) > 0 else None
+    return _EpochPlan(0, sampler_iter, None, base_seed, 0)
+
+
 class _BaseDataLoaderIter:
-    def __init__(self, loader: DataLoader, plan: _EpochPlan) -> None:
+    def __init__(self, loader: DataLoader, plan: _EpochPlan | None = None) -> None:
         self._dataset = loader.dataset
-        self._iterable = loader._dataset_kind_iterable
+        if plan is None:
+            plan = _foreign_plan(loader)
+        self._iterable = _is_iterable(loader)
         self._auto_collation = loader._auto_collation
         self._drop_last = loader.drop_last
         self._index_sampler = loader._index_sampler
@@ -393,7 +429,9 @@ _END = object()
 
 
 class _SingleProcessDataLoaderIter(_BaseDataLoaderIter):
-    def __init__(self, loader: DataLoader, plan: _EpochPlan) -> None:
+    def __init__(self, loader: DataLoader, plan: _EpochPlan | None = None) -> None:
+        if plan is None:
+            plan = _foreign_plan(loader)
         super().__init__(loader, plan)
         self._fetcher = _worker.make_fetcher(
             self._iterable, self._dataset, self._auto_collation, self._collate_fn, self._drop_last
