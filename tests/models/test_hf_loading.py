@@ -154,11 +154,12 @@ def test_sampling_generate(tmp_path):
         for _ in range(2)
     ]
     assert runs[0] == runs[1]
-    eos = greedy[0, 4].item()  # stop at the second generated token, then pad
+    eos = greedy[0, 4].item()  # the second generated token: generation stops where it first is
+    stop = 3 + greedy[0, 3:].tolist().index(eos) + 1
     out = model.generate(
         ember.tensor([[3, 4, 5], [3, 4, 5]]), max_new_tokens=5, eos_token_id=eos, pad_token_id=0
     )
-    assert out.shape == (2, 5) and out[:, -1].tolist() == [eos, eos]
+    assert out.shape == (2, stop) and out[:, -1].tolist() == [eos, eos]
     # generation_config.json gives the defaults (sampling with top_k=1 is greedy)
     (tmp_path / "generation_config.json").write_text(
         json.dumps({"do_sample": True, "top_k": 1, "max_new_tokens": 2})
