@@ -356,8 +356,10 @@ def _swin(
     stochastic_depth_prob: float,
     weights: WeightsEnum | None,
     progress: bool,
+    window_size: list[int] = (7, 7),
     **kwargs: Any,
 ) -> SwinTransformer:
+    """V1 (7x7 windows) and, with V2's block, merging and 8x8 windows, V2."""
     if weights is not None:
         _ovewrite_named_param(kwargs, "num_classes", 1000)
     model = SwinTransformer(
@@ -365,20 +367,20 @@ def _swin(
         embed_dim=embed_dim,
         depths=depths,
         num_heads=num_heads,
-        window_size=[7, 7],
+        window_size=list(window_size),
         stochastic_depth_prob=stochastic_depth_prob,
         **kwargs,
     )
     return load_weights(model, weights, progress)
 
 
-def _weights(file: str, num_params: int, resize_size: int) -> Weights:
+def _weights(file: str, num_params: int, resize_size: int, crop_size: int = 224) -> Weights:
     from ember.vision.transforms.functional import InterpolationMode
 
     return Weights(
         url="https://download.pytorch.org/models/" + file,
-        transforms=_imagenet_transforms(224, resize_size, InterpolationMode.BICUBIC),
-        meta={"num_params": num_params, "min_size": (224, 224), "categories": None},
+        transforms=_imagenet_transforms(crop_size, resize_size, InterpolationMode.BICUBIC),
+        meta={"num_params": num_params, "min_size": (crop_size, crop_size), "categories": None},
     )
 
 

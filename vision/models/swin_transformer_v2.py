@@ -13,19 +13,14 @@ import ember
 from ember import nn
 from ember.tensor import Tensor
 
-from ._api import (
-    Weights,
-    WeightsEnum,
-    _imagenet_transforms,
-    _ovewrite_named_param,
-    handle_legacy_interface,
-    load_weights,
-)
+from ._api import WeightsEnum, handle_legacy_interface
 from .swin_transformer import (
     ShiftedWindowAttention,
     SwinTransformer,
     SwinTransformerBlock,
     _patch_merging_pad,
+    _swin,
+    _weights,
     shifted_window_attention,
 )
 
@@ -139,46 +134,32 @@ class SwinTransformerBlockV2(SwinTransformerBlock):
         return x + self.stochastic_depth(self.norm2(self.mlp(x)))
 
 
-def _weights(file: str, num_params: int, resize_size: int) -> Weights:
-    from ember.vision.transforms.functional import InterpolationMode
-
-    return Weights(
-        url="https://download.pytorch.org/models/" + file,
-        transforms=_imagenet_transforms(256, resize_size, InterpolationMode.BICUBIC),
-        meta={"num_params": num_params, "min_size": (256, 256), "categories": None},
-    )
-
-
 class Swin_V2_T_Weights(WeightsEnum):
     """Pretrained weights for :func:`swin_v2_t` (torchvision's ImageNet-1k checkpoint)."""
 
-    IMAGENET1K_V1 = _weights("swin_v2_t-b137f0e2.pth", 28351570, 260)
+    IMAGENET1K_V1 = _weights("swin_v2_t-b137f0e2.pth", 28351570, 260, 256)
     DEFAULT = IMAGENET1K_V1
 
 
 class Swin_V2_S_Weights(WeightsEnum):
     """Pretrained weights for :func:`swin_v2_s` (torchvision's ImageNet-1k checkpoint)."""
 
-    IMAGENET1K_V1 = _weights("swin_v2_s-637d8ceb.pth", 49737442, 260)
+    IMAGENET1K_V1 = _weights("swin_v2_s-637d8ceb.pth", 49737442, 260, 256)
     DEFAULT = IMAGENET1K_V1
 
 
 class Swin_V2_B_Weights(WeightsEnum):
     """Pretrained weights for :func:`swin_v2_b` (torchvision's ImageNet-1k checkpoint)."""
 
-    IMAGENET1K_V1 = _weights("swin_v2_b-781e5279.pth", 87930848, 272)
+    IMAGENET1K_V1 = _weights("swin_v2_b-781e5279.pth", 87930848, 272, 256)
     DEFAULT = IMAGENET1K_V1
 
 
 def _swin_v2(embed_dim, depths, num_heads, sd_prob, weights, progress, **kwargs: Any):
-    if weights is not None:
-        _ovewrite_named_param(kwargs, "num_classes", 1000)
-    model = SwinTransformer(
-        patch_size=[4, 4], embed_dim=embed_dim, depths=depths, num_heads=num_heads,
-        window_size=[8, 8], stochastic_depth_prob=sd_prob, block=SwinTransformerBlockV2,
-        downsample_layer=PatchMergingV2, **kwargs,
+    return _swin(
+        embed_dim, depths, num_heads, sd_prob, weights, progress, window_size=[8, 8],
+        block=SwinTransformerBlockV2, downsample_layer=PatchMergingV2, **kwargs,
     )  # fmt: skip
-    return load_weights(model, weights, progress)
 
 
 @handle_legacy_interface(Swin_V2_T_Weights)

@@ -312,3 +312,19 @@ def handle_legacy_detection(weights_enum, backbone_enum) -> Callable:
         return inner
 
     return outer
+
+
+def check_backbone_and_anchors(backbone, anchor_generator, name: str = "anchor_generator") -> None:
+    """torchvision's constructor checks: the backbone names its ``out_channels``, the anchor
+    generator (``name``) is an ``AnchorGenerator`` or None."""
+    from .anchor_utils import AnchorGenerator
+
+    if not hasattr(backbone, "out_channels"):
+        raise ValueError(
+            "backbone should contain an attribute out_channels specifying the number of "
+            "output channels (assumed to be the same for all the levels)"
+        )
+    if not isinstance(anchor_generator, (AnchorGenerator, type(None))):
+        raise TypeError(
+            f"{name} should be of type AnchorGenerator or None instead of {type(anchor_generator)}"
+        )

@@ -133,16 +133,7 @@ class FasterRCNN(GeneralizedRCNN):
         bbox_reg_weights: tuple[float, float, float, float] | None = None,
         **kwargs: Any,
     ) -> None:
-        if not hasattr(backbone, "out_channels"):
-            raise ValueError(
-                "backbone should contain an attribute out_channels specifying the number of "
-                "output channels (assumed to be the same for all the levels)"
-            )
-        if not isinstance(rpn_anchor_generator, (AnchorGenerator, type(None))):
-            raise TypeError(
-                f"rpn_anchor_generator should be of type AnchorGenerator or None instead of "
-                f"{type(rpn_anchor_generator)}"
-            )
+        det_utils.check_backbone_and_anchors(backbone, rpn_anchor_generator, "rpn_anchor_generator")
         if not isinstance(box_roi_pool, (MultiScaleRoIAlign, type(None))):
             raise TypeError(
                 f"box_roi_pool should be of type MultiScaleRoIAlign or None instead of "

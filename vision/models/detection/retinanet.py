@@ -222,16 +222,7 @@ class RetinaNet(_SingleStageDetector):
         **kwargs: Any,
     ) -> None:
         super().__init__()
-        if not hasattr(backbone, "out_channels"):
-            raise ValueError(
-                "backbone should contain an attribute out_channels specifying the number of "
-                "output channels (assumed to be the same for all the levels)"
-            )
-        if not isinstance(anchor_generator, (AnchorGenerator, type(None))):
-            raise TypeError(
-                f"anchor_generator should be of type AnchorGenerator or None instead of "
-                f"{type(anchor_generator)}"
-            )
+        det_utils.check_backbone_and_anchors(backbone, anchor_generator)
         self.backbone = backbone
         if anchor_generator is None:
             anchor_generator = _default_anchorgen()
