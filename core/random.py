@@ -100,6 +100,12 @@ class Generator:
                 f"expected a torch.ByteTensor, but got {state.dtype} for the generator state"
             )
         data = np.asarray(state, dtype=np.uint8).tobytes()
+        if data[:1] == b"{" and b'"state"' in data[:200]:  # earlier ember's JSON of PCG64
+            raise RuntimeError(
+                "this generator state was saved by an earlier ember (NumPy's PCG64 generator); "
+                "ember's generator is now PyTorch's Mersenne Twister and cannot continue that "
+                "stream: reseed with manual_seed"
+            )
         if len(data) not in (_STATE.itemsize, _LEGACY_SIZE):
             raise RuntimeError(
                 f"Expected either a THGeneratorState of size {_LEGACY_SIZE} or a "

@@ -167,4 +167,7 @@ def test_bad_state_is_refused_and_keeps_the_old_one():
         ember.set_rng_state(ember.zeros(10, dtype=ember.uint8))
     with pytest.raises(TypeError, match="ByteTensor"):
         ember.set_rng_state(ember.zeros(5056))
+    old_format = b'{"seed": 1, "state": {"bit_generator": "PCG64"}}'
+    with pytest.raises(RuntimeError, match="earlier ember"):
+        ember.set_rng_state(ember.tensor(np.frombuffer(old_format, dtype=np.uint8).copy()))
     np.testing.assert_array_equal(ember.get_rng_state().numpy(), before.numpy())
