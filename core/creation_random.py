@@ -270,17 +270,10 @@ def multinomial(input, num_samples, replacement=False, *, generator=None) -> Ten
         raise RuntimeError(
             "cannot sample n_sample > prob_dist.size(-1) samples without replacement"
         )
-    g = gen_for(generator, np)
-    if all(r.sum() > 0 for r in rows) and hasattr(g, "multinomial"):  # torch's draws
-        dt = input._data.dtype if input._data.dtype in (np.float32, np.float64) else np.float32
-        weights = np.asarray(input.detach().cpu()._data, dtype=dt).reshape(rows.shape)
-        out = g.multinomial(weights, num_samples, replacement)
-        return Tensor._wrap(out.reshape(probs.shape[:-1] + (num_samples,))).to(input.device)
-    out = np.empty((rows.shape[0], num_samples), dtype=np.int64)
-    for i, r in enumerate(rows):
-        s = r.sum()
-        if s <= 0:
-            raise RuntimeError("invalid multinomial distribution (sum of probabilities <= 0)")
-        out[i] = g.choice(r.shape[0], size=num_samples, replace=replacement, p=r / s)
-    out = out.reshape(probs.shape[:-1] + (num_samples,))
-    return Tensor._wrap(out).to(input.device)
+    if (rows.sum(axis=1) <= 0).any():
+        raise RuntimeError("invalid multinomial distribution (sum of probabilities <= 0)")
+    # torch's draws (core/_mt_stream.py), from the weights in their own dtype
+    dt = input._data.dtype if input._data.dtype in (np.float32, np.float64) else np.float32
+    weights = np.asarray(input.detach().cpu()._data, dtype=dt).reshape(rows.shape)
+    out = gen_for(generator, np).multinomial(weights, num_samples, replacement)
+    return Tensor._wrap(out.reshape(probs.shape[:-1] + (num_samples,))).to(input.device)

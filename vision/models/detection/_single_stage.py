@@ -11,7 +11,7 @@ from ember import Tensor, nn
 from ...ops import boxes as box_ops
 from .._api import Weights
 from .faster_rcnn import _COCO_CATEGORIES, _detection_transforms
-from .generalized_rcnn import GeneralizedRCNN
+from .generalized_rcnn import GeneralizedRCNN, _check_boxes
 
 
 def _flatten_level(t: Tensor, k: int) -> Tensor:
@@ -43,16 +43,7 @@ class _SingleStageDetector(nn.Module):
             GeneralizedRCNN._check_targets(self, targets)
         original_image_sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
         images, targets = self.transform(images, targets)
-        if targets is not None:
-            for target_idx, target in enumerate(targets):
-                boxes = target["boxes"]
-                degenerate = (boxes[:, 2:] <= boxes[:, :2]).any(dim=1)
-                if bool(degenerate.any()):
-                    bb_idx = int(ember.where(degenerate)[0][0])
-                    raise ValueError(
-                        "All bounding boxes should have positive height and width. Found "
-                        f"invalid box {boxes[bb_idx].tolist()} for target at index {target_idx}."
-                    )
+        _check_boxes(targets)
         features = self.backbone(images.tensors)
         if isinstance(features, Tensor):
             features = OrderedDict([("0", features)])

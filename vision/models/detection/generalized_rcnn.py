@@ -11,6 +11,22 @@ from ember import Tensor, nn
 __all__ = ["GeneralizedRCNN"]
 
 
+def _check_boxes(targets) -> None:
+    """torchvision's check after the transform: every target box has positive height and
+    width (one error naming the first bad box and its target)."""
+    if targets is None:
+        return
+    for target_idx, target in enumerate(targets):
+        boxes = target["boxes"]
+        degenerate = (boxes[:, 2:] <= boxes[:, :2]).any(dim=1)
+        if bool(degenerate.any()):
+            bb_idx = int(ember.where(degenerate)[0][0])
+            raise ValueError(
+                "All bounding boxes should have positive height and width. Found "
+                f"invalid box {boxes[bb_idx].tolist()} for target at index {target_idx}."
+            )
+
+
 class GeneralizedRCNN(nn.Module):
     """Call with a list of ``(C, H, W)`` float images (sizes may differ) and, in training,
     one target dict per image (``boxes`` ``(N, 4)`` float ``x1, y1, x2, y2`` in pixels,
@@ -50,16 +66,7 @@ class GeneralizedRCNN(nn.Module):
             raise ValueError("images must be a list of (C, H, W) tensors or an (N, C, H, W) tensor")
         original_image_sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
         images, targets = self.transform(images, targets)
-        if targets is not None:
-            for target_idx, target in enumerate(targets):
-                boxes = target["boxes"]
-                degenerate = (boxes[:, 2:] <= boxes[:, :2]).any(dim=1)
-                if bool(degenerate.any()):
-                    bb_idx = int(ember.where(degenerate)[0][0])
-                    raise ValueError(
-                        "All bounding boxes should have positive height and width. Found "
-                        f"invalid box {boxes[bb_idx].tolist()} for target at index {target_idx}."
-                    )
+        _check_boxes(targets)
         features = self.backbone(images.tensors)
         if isinstance(features, Tensor):
             features = OrderedDict([("0", features)])
