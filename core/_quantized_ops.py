@@ -24,6 +24,7 @@ from .ops import (
     nn_ops,
     pooling,
     reduction,
+    reduction_sum,
     resample,
     shape,
 )
@@ -182,6 +183,7 @@ _UNARY = {
     elementwise.Clamp: _clamp,
     pooling.MaxPool: _value_op,
     adaptive_pool.AdaptiveAvgPool: _value_op,
+    reduction_sum.Mean: _value_op,
     resample.Resample: _value_op,
     reduction.AmaxAmin: _value_op,
     activation_ops.LeakyRelu: _float_same,
@@ -221,8 +223,8 @@ def quantized_apply(cls, args, kwargs):
     raise RuntimeError(
         f"Could not run '{_op_name(cls)}' with arguments from the 'QuantizedCPU' backend: "
         f"ember runs only shape ops, relu / hardtanh / clamp / leaky_relu / gelu / sigmoid / "
-        f"tanh / hardsigmoid, max / average pooling, nearest interpolation and cat / stack on "
-        f"quantized tensors (got a {q.dtype} tensor). Call "
+        f"tanh / hardsigmoid, max / average pooling, mean, nearest interpolation and cat / "
+        f"stack on quantized tensors (got a {q.dtype} tensor). Call "
         f".dequantize() first, or use the ember.ao.nn.quantized module for this op."
     )
 

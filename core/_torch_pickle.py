@@ -124,6 +124,15 @@ def _device(type_or_str, index=None):
     return device(type_or_str) if index is None else device(type_or_str, index)
 
 
+def _dtype_by_name(name):
+    from .backend.dtype import _NAMES
+
+    d = _NAMES.get(name) if isinstance(name, str) else None
+    if d is None:
+        raise pickle.UnpicklingError(f"unknown dtype {name!r} in a checkpoint")
+    return d
+
+
 def _allowed_globals() -> dict[str, Any]:
     from .nn.parameter import Parameter
 
@@ -149,8 +158,15 @@ def _allowed_globals() -> dict[str, Any]:
     table["torch.storage.TypedStorage"] = rb.STORAGE_TYPES["TypedStorage"]
     for name in rb.TENSOR_CLASSES:
         table[f"torch.{name}"] = rb.legacy_tensor_class(name)
-    for name in rb.QSCHEMES:
-        table[f"torch.{name}"] = rb.Unsupported(f"torch.{name}", "quantized tensors")
+    rb._quantized_tables()
+    from .quantized import _rebuild_q
+
+    table["ember.quantized._rebuild_q"] = _rebuild_q  # ember's own format (checks its args)
+    table["ember.backend.dtype._by_name"] = _dtype_by_name  # a pickled dtype (qint8, ...)
+    for name, dt in rb.TORCH_DTYPES.items():  # (the quantized ones are filled in now)
+        table[f"torch.{name}"] = dt
+    for name, scheme in rb.QSCHEMES.items():
+        table[f"torch.{name}"] = scheme
     for name, fn in rb.REBUILD_FUNCTIONS.items():
         table[f"torch._utils.{name}"] = fn
     return table

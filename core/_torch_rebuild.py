@@ -55,17 +55,33 @@ for _name in (
     *(f"uint{i}" for i in range(1, 8)),
 ):
     TORCH_DTYPES[_name] = Unsupported(f"torch.{_name}", f"tensors of dtype torch.{_name}")
-for _name in ("qint8", "quint8", "qint32", "quint4x2", "quint2x4"):
-    TORCH_DTYPES[_name] = Unsupported(f"torch.{_name}", "quantized tensors")
+# quantized dtypes: torch stores one code per element for these three (quint4x2 / quint2x4
+# pack several per byte; ember keeps one code per byte, so their storages are not read)
+for _name in ("quint4x2", "quint2x4"):
+    TORCH_DTYPES[_name] = Unsupported(f"torch.{_name}", "packed sub-byte quantized tensors")
 TORCH_DTYPES["bool"] = bool_
 
-QSCHEMES = (
-    "per_tensor_affine",
-    "per_tensor_symmetric",
-    "per_channel_affine",
-    "per_channel_symmetric",
-    "per_channel_affine_float_qparams",
+
+def _quantized_tables() -> None:
+    from . import quantized as _q  # (core/quantized.py imports tensor code that imports us)
+
+    for name in ("qint8", "quint8", "qint32"):
+        TORCH_DTYPES[name] = getattr(_q, name)
+        STORAGE_TYPES[_QSTORAGE[name]].dtype = TORCH_DTYPES[name]
+    QSCHEMES.update((name, _q._SCHEMES[name]) for name in QSCHEMES)
+
+
+# torch's qscheme names -> ember's qscheme objects (filled by _quantized_tables)
+QSCHEMES: dict = dict.fromkeys(
+    (
+        "per_tensor_affine",
+        "per_tensor_symmetric",
+        "per_channel_affine",
+        "per_channel_symmetric",
+        "per_channel_affine_float_qparams",
+    )
 )
+_QSTORAGE = {"qint8": "QInt8Storage", "quint8": "QUInt8Storage", "qint32": "QInt32Storage"}
 TENSOR_CLASSES = tuple(
     f"{p}Tensor"
     for p in ("Double", "Float", "BFloat16", "Long", "Int", "Short", "Char", "Byte", "Bool", "Half")
@@ -279,6 +295,50 @@ def _rebuild_sparse_tensor(layout, data):
     return sparse_coo_tensor(indices, values, size, is_coalesced=coalesced)
 
 
+def _rebuild_qtensor(
+    storage, storage_offset, size, stride, quantizer_params, requires_grad, backward_hooks
+):
+    """torch's quantized tensor: the integer codes as a view of a quantized storage, and
+    ``quantizer_params`` = ``(scheme, scale, zero_point)`` or ``(scheme, scales,
+    zero_points, axis)``."""
+    from .quantized import QTensor
+
+    qdtype = getattr(storage, "dtype", None)
+    if qdtype not in (TORCH_DTYPES["qint8"], TORCH_DTYPES["quint8"], TORCH_DTYPES["qint32"]):
+        raise pickle.UnpicklingError(
+            f"a quantized tensor needs a quantized storage, got {storage!r}"
+        )
+    if not isinstance(quantizer_params, tuple) or not quantizer_params:
+        raise pickle.UnpicklingError(f"bad quantizer parameters {quantizer_params!r}")
+    scheme, rest = quantizer_params[0], quantizer_params[1:]
+    codes = _view(storage, qdtype, storage_offset, size, stride)
+    if scheme is QSCHEMES["per_tensor_affine"] and len(rest) == 2:
+        scale, zero_point = rest
+        if not isinstance(scale, float) or type(zero_point) is not int:
+            raise pickle.UnpicklingError(f"bad per-tensor scale / zero point {rest!r}")
+        return QTensor._make(codes, qdtype, scheme, scale, zero_point)
+    per_channel = (QSCHEMES["per_channel_affine"], QSCHEMES["per_channel_affine_float_qparams"])
+    if scheme in per_channel and len(rest) == 3:
+        scales, zero_points, axis = rest
+        if not all(isinstance(v, (Tensor, list)) for v in (scales, zero_points)):
+            raise pickle.UnpicklingError(f"bad per-channel scales / zero points {rest!r}")
+        scales = np.asarray(scales._data if isinstance(scales, Tensor) else scales, np.float64)
+        zps = zero_points._data if isinstance(zero_points, Tensor) else zero_points
+        if (
+            type(axis) is not int
+            or not 0 <= axis < codes.ndim
+            or scales.shape != (codes.shape[axis],)
+            or np.shape(zps) != scales.shape
+        ):
+            raise pickle.UnpicklingError(
+                f"per-channel parameters of shape {scales.shape} along axis {axis!r} do not "
+                f"fit a quantized tensor of size {list(codes.shape)}"
+            )
+        zdtype = np.float64 if scheme is per_channel[1] else np.int64
+        return QTensor._make(codes, qdtype, scheme, scales, np.asarray(zps, zdtype), axis)
+    raise pickle.UnpicklingError(f"unsupported quantization scheme {scheme!r} in a checkpoint")
+
+
 def legacy_tensor_class(name: str) -> Unsupported:
     return Unsupported(f"torch.{name}", "a legacy typed tensor class")
 
@@ -290,7 +350,7 @@ REBUILD_FUNCTIONS = {
     "_rebuild_parameter": _rebuild_parameter,
     "_rebuild_parameter_with_state": _rebuild_parameter_with_state,
     "_rebuild_device_tensor_from_cpu_tensor": _rebuild_device_tensor_from_cpu_tensor,
-    "_rebuild_qtensor": Unsupported("torch._utils._rebuild_qtensor", "quantized tensors"),
+    "_rebuild_qtensor": _rebuild_qtensor,
     "_rebuild_sparse_tensor": _rebuild_sparse_tensor,
     "_rebuild_meta_tensor_no_storage": Unsupported(
         "torch._utils._rebuild_meta_tensor_no_storage", "meta tensors"

@@ -149,6 +149,8 @@ class _TorchPickler(pickle._Pickler):
                 self._global("torch._utils", "_rebuild_sparse_tensor"),
                 (_Reduced((get_layout, (f"torch.{t.layout.name}",))), parts),
             )
+        if getattr(t, "is_quantized", False):
+            return self._qtensor(t)
         if type(t) is not Tensor:
             raise pickle.PicklingError(f"cannot write a {type(t).__name__} in PyTorch's format")
         arr, device = t._data, str(t.device)
@@ -179,6 +181,37 @@ class _TorchPickler(pickle._Pickler):
             self._global("torch._utils", "_rebuild_tensor_v3"),
             args + (self._global("torch", root.dtype.name),),
         )
+
+    def _qtensor(self, q):
+        """torch's reduction of a quantized tensor: its codes in a ``QInt8Storage`` (etc.)
+        and ``(scheme, scale, zero_point)`` or ``(scheme, scales, zero_points, axis)``."""
+        from .tensor import Tensor
+
+        name = rb._QSTORAGE.get(q._qdtype.name)
+        if name is None:
+            raise pickle.PicklingError(f"cannot write a {q._qdtype} tensor in PyTorch's format")
+        codes = q._data if type(q._data) is np.ndarray else q._data.get()
+        codes = np.ascontiguousarray(codes)
+        key = self._key_of[id(codes)] = str(len(self.storages))
+        self.storages[key] = codes.reshape(-1)
+        self._alive.append(codes)
+        pid = ("storage", self._global("torch", name), key, str(q.device), codes.size)
+        if q._axis is None:
+            params = (
+                self._global("torch", "per_tensor_affine"),
+                float(q._scale),
+                int(q._zero_point),
+            )
+        else:  # torch writes per_channel_affine for both per-channel schemes
+            params = (
+                self._global("torch", "per_channel_affine"),
+                Tensor._wrap(np.asarray(q._scale, np.float64)),
+                Tensor._wrap(np.asarray(q._zero_point)),
+                int(q._axis),
+            )
+        strides = tuple(s // max(codes.itemsize, 1) for s in codes.strides)
+        args = (_StorageRef(pid), 0, tuple(codes.shape), strides, params, False)
+        return self._global("torch._utils", "_rebuild_qtensor"), args + (collections.OrderedDict(),)
 
 
 class _Reduced:

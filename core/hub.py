@@ -133,13 +133,10 @@ def load_state_dict_from_url(
     cached = os.path.join(model_dir, filename)
     hash_prefix = None
     if check_hash:
+        # as torch: a name without a '-<sha256 prefix>' suffix (torchvision's older quantized
+        # checkpoints: 'resnet18_fbgemm_16fa66dd.pth') is downloaded unchecked
         m = HASH_REGEX.search(filename)
-        if m is None or not m.group(1):
-            raise ValueError(
-                f"check_hash=True needs a file name with a hash suffix like "
-                f"'name-<sha256 prefix>.pth'; got {filename!r}"
-            )
-        hash_prefix = m.group(1)
+        hash_prefix = m.group(1) if m is not None and m.group(1) else None
     if not os.path.exists(cached):
         download_url_to_file(url, cached, hash_prefix, progress=progress)
     return _load(cached, map_location, weights_only)

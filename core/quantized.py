@@ -294,16 +294,12 @@ class QTensor(Tensor):
         # the codes travel as a plain Tensor: ember.save then stores them as raw int8 bytes
         # beside the pickle (a pickled array in protocol 2 would inflate bytes >= 0x80)
         data = self._data if type(self._data) is np.ndarray else self._data.get()
+        scale, zp = self._scale, self._zero_point
+        if self._axis is not None:  # per-channel arrays travel as tensors too (no NumPy pickle)
+            scale, zp = Tensor._wrap(np.asarray(scale)), Tensor._wrap(np.asarray(zp))
         return (
             _rebuild_q,
-            (
-                Tensor._wrap(data),
-                self._qdtype.name,
-                self._qscheme.name,
-                self._scale,
-                self._zero_point,
-                self._axis,
-            ),
+            (Tensor._wrap(data), self._qdtype.name, self._qscheme.name, scale, zp, self._axis),
         )
 
     def __deepcopy__(self, memo):
@@ -332,8 +328,24 @@ class QTensor(Tensor):
 
 
 def _rebuild_q(data, dtname, scheme, scale, zp, axis):
+    # also reached from ember.load(weights_only=True): every argument is checked
+    import pickle
+
     data = data._data if isinstance(data, Tensor) else data
-    return QTensor._make(data, _dt._NAMES[dtname], _SCHEMES[scheme], scale, zp, axis)
+    qdtype, qscheme = _dt._NAMES.get(dtname), _SCHEMES.get(scheme)
+    if qdtype not in _QDTYPES or qscheme is None or not hasattr(data, "dtype"):
+        raise pickle.UnpicklingError(f"bad quantized tensor ({dtname!r}, {scheme!r})")
+    if data.dtype != qdtype.np:
+        raise pickle.UnpicklingError(f"{dtname} codes stored as {data.dtype}")
+    if axis is None:
+        scale, zp = float(scale), int(zp)
+    elif type(axis) is not int or not 0 <= axis < data.ndim:
+        raise pickle.UnpicklingError(f"bad quantization axis {axis!r}")
+    else:
+        scale, zp = (np.asarray(v._data if isinstance(v, Tensor) else v) for v in (scale, zp))
+        if scale.shape != (data.shape[axis],) or zp.shape != scale.shape:
+            raise pickle.UnpicklingError(f"bad per-channel parameters for axis {axis}")
+    return QTensor._make(data, qdtype, qscheme, scale, zp, axis)
 
 
 def _xp(a):

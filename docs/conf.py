@@ -107,6 +107,7 @@ API_NAMESPACES = [
     "ember.vision.transforms.v2",
     "ember.vision.transforms.functional",
     "ember.vision.models",
+    "ember.vision.models.quantization",
     "ember.vision.datasets",
     "ember.backends",
     "ember.backends.cpu",

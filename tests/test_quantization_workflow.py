@@ -186,8 +186,10 @@ def test_convert_uncalibrated_names_module():
     e.qconfig = eq.get_default_qconfig("x86")
     e = eq.fuse_modules(e, [["conv", "bn", "relu"]])
     p = eq.prepare(e)
-    with pytest.raises(RuntimeError, match=r"module 'quant' \(QuantStub\) has seen no data"):
-        eq.convert(p)
+    # as torch: a warning naming the module, and the observer's default qparams
+    with pytest.warns(UserWarning, match=r"module 'quant' \(QuantStub\) has seen no data"):
+        q = eq.convert(p)
+    assert (float(q.quant.scale), int(q.quant.zero_point)) == (1.0, 0)
 
 
 def test_convert_unsupported_module_names_path():

@@ -224,7 +224,9 @@ def mean(input, dim=None, keepdim=False, *, dtype=None, **kwargs):
     """
     dim, keepdim = _dims_kw(dim, keepdim, kwargs)
     x = input if dtype is None else to_dtype_op(input, dtype)
-    if x._data.dtype.kind not in "fcV":
+    # a quantized tensor (integer codes) goes on: its mean is taken on the codes, keeping its
+    # scale and zero point (ember._quantized_ops), as torch's quantized mean
+    if x._data.dtype.kind not in "fcV" and getattr(x, "_qdtype", None) is None:
         raise RuntimeError(
             "mean(): could not infer output dtype. Input dtype must be either a floating point "
             f"or complex dtype. Got: {scalar_type_name(x)}"

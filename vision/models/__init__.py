@@ -6,6 +6,7 @@ checkpoints (``.pth`` via ``ember.load``, or safetensors) load with ``load_state
 
 from . import (
     detection,  # torchvision.models.detection
+    quantization,  # torchvision.models.quantization
     segmentation,  # torchvision.models.segmentation
 )
 from ._api import Weights, WeightsEnum, get_weight

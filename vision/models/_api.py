@@ -97,7 +97,11 @@ def check_state_dict(model, state_dict) -> None:
         f"size mismatch for {k}: copying a param with shape {tuple(v.shape)} from "
         f"checkpoint, the shape in current model is {tuple(own[k].shape)}."
         for k, v in state_dict.items()
-        if k in own and tuple(v.shape) != tuple(own[k].shape)
+        # (quantized models hold non-tensor entries too: a packed-params dtype, a tuple)
+        if k in own
+        and hasattr(v, "shape")
+        and hasattr(own[k], "shape")
+        and tuple(v.shape) != tuple(own[k].shape)
     ]
     if missing or unexpected or shapes:
         parts = []
@@ -121,12 +125,16 @@ def load_weights(model, weights: WeightsEnum | None, progress: bool):
     return model
 
 
-def handle_legacy_interface(weights_enum: type[WeightsEnum] | None) -> Callable:
+def handle_legacy_interface(
+    weights_enum: type[WeightsEnum] | Callable[[dict], WeightsEnum] | None,
+) -> Callable:
     """Accept torchvision's pre-0.13 ``pretrained=`` argument on a builder (also positional,
     ``resnet18(True)``), with torchvision's deprecation warnings: ``pretrained=True`` means
     ``weights=<Enum>.IMAGENET1K_V1``, ``False`` means ``weights=None``. Older programs
     (``models.resnet152(pretrained=True)``) call builders this way. ``weights_enum`` None: the
-    builder has no weights entry, and ``pretrained=True`` is refused."""
+    builder has no weights entry, and ``pretrained=True`` is refused; a function of the call's
+    keyword arguments: it names the entry (the quantized builders pick the quantized or the
+    float weights by ``quantize=``)."""
 
     def outer(builder: Callable) -> Callable:
         @functools.wraps(builder)
@@ -158,10 +166,13 @@ def handle_legacy_interface(weights_enum: type[WeightsEnum] | None) -> Callable:
             if pretrained and weights_enum is None:
                 raise ValueError(f"{name}: ember has no pretrained weights entry for {name}")
             if pretrained:
-                weights = weights_enum["IMAGENET1K_V1"]
+                if isinstance(weights_enum, type):
+                    weights = weights_enum["IMAGENET1K_V1"]
+                else:
+                    weights = weights_enum(kwargs)
                 now = f"weights={weights!r}"
                 also = (
-                    f" You can also use `weights={weights_enum.__name__}.DEFAULT` to get "
+                    f" You can also use `weights={type(weights).__name__}.DEFAULT` to get "
                     "the most up-to-date weights."
                 )
             else:

@@ -1,4 +1,5 @@
-"""The pretrained-weight enums of the ResNets (``ResNet18_Weights`` ... ``ResNet152_Weights``),
+"""The pretrained-weight enums of the ResNets (``ResNet18_Weights`` ... ``ResNet152_Weights``,
+the ResNeXts and the wide ResNets),
 re-exported by ``resnet.py``, where they keep their ``__module__`` (torchvision's layout)."""
 
 from __future__ import annotations
@@ -104,12 +105,70 @@ class ResNet152_Weights(WeightsEnum):
     DEFAULT = IMAGENET1K_V2
 
 
+def _w(name: str, num_params: int, resize_size: int = 256) -> Weights:
+    """One torchvision checkpoint ``name`` (file name under download.pytorch.org/models/)."""
+    return Weights(
+        url=f"https://download.pytorch.org/models/{name}.pth",
+        transforms=_imagenet_transforms(224, resize_size=resize_size),
+        meta={**_COMMON_META, "num_params": num_params},
+    )
+
+
+class ResNeXt50_32X4D_Weights(WeightsEnum):
+    """Pretrained weights for :func:`~ember.vision.models.resnext50_32x4d` (as
+    ``ResNet50_Weights``)."""
+
+    IMAGENET1K_V1 = _w("resnext50_32x4d-7cdf4587", 25028904)
+    IMAGENET1K_V2 = _w("resnext50_32x4d-1a0047aa", 25028904, 232)
+    DEFAULT = IMAGENET1K_V2
+
+
+class ResNeXt101_32X8D_Weights(WeightsEnum):
+    """Pretrained weights for :func:`~ember.vision.models.resnext101_32x8d` (as
+    ``ResNet50_Weights``)."""
+
+    IMAGENET1K_V1 = _w("resnext101_32x8d-8ba56ff5", 88791336)
+    IMAGENET1K_V2 = _w("resnext101_32x8d-110c445d", 88791336, 232)
+    DEFAULT = IMAGENET1K_V2
+
+
+class ResNeXt101_64X4D_Weights(WeightsEnum):
+    """Pretrained weights for :func:`~ember.vision.models.resnext101_64x4d` (torchvision's
+    one ImageNet-1k checkpoint, trained with its newer recipe)."""
+
+    IMAGENET1K_V1 = _w("resnext101_64x4d-173b62eb", 83455272, 232)
+    DEFAULT = IMAGENET1K_V1
+
+
+class Wide_ResNet50_2_Weights(WeightsEnum):
+    """Pretrained weights for :func:`~ember.vision.models.wide_resnet50_2` (as
+    ``ResNet50_Weights``)."""
+
+    IMAGENET1K_V1 = _w("wide_resnet50_2-95faca4d", 68883240)
+    IMAGENET1K_V2 = _w("wide_resnet50_2-9ba9bcbe", 68883240, 232)
+    DEFAULT = IMAGENET1K_V2
+
+
+class Wide_ResNet101_2_Weights(WeightsEnum):
+    """Pretrained weights for :func:`~ember.vision.models.wide_resnet101_2` (as
+    ``ResNet50_Weights``)."""
+
+    IMAGENET1K_V1 = _w("wide_resnet101_2-32ee1156", 126886696)
+    IMAGENET1K_V2 = _w("wide_resnet101_2-d733dc28", 126886696, 232)
+    DEFAULT = IMAGENET1K_V2
+
+
 for _cls in (
     ResNet18_Weights,
     ResNet34_Weights,
     ResNet50_Weights,
     ResNet101_Weights,
     ResNet152_Weights,
+    ResNeXt50_32X4D_Weights,
+    ResNeXt101_32X8D_Weights,
+    ResNeXt101_64X4D_Weights,
+    Wide_ResNet50_2_Weights,
+    Wide_ResNet101_2_Weights,
 ):
     _cls.__module__ = "ember.vision.models.resnet"
 del _cls

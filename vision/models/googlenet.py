@@ -85,9 +85,11 @@ class Inception(nn.Module):
             block(in_channels, pool_proj, kernel_size=1),
         )
 
+    def _forward(self, x: Tensor) -> list[Tensor]:
+        return [b(x) for b in (self.branch1, self.branch2, self.branch3, self.branch4)]
+
     def forward(self, x: Tensor) -> Tensor:
-        branches = (self.branch1, self.branch2, self.branch3, self.branch4)
-        return ember.cat([b(x) for b in branches], 1)
+        return ember.cat(self._forward(x), 1)
 
 
 class InceptionAux(nn.Module):

@@ -68,8 +68,17 @@ class InvertedResidualConfig:
         self.stride, self.dilation = stride, dilation
 
 
+# torchvision's default squeeze-excitation of MobileNetV3 (hard sigmoid gate)
+_HARD_SE = partial(SqueezeExcitation, scale_activation=nn.Hardsigmoid)
+
+
 class InvertedResidual(nn.Module):
-    def __init__(self, cnf: InvertedResidualConfig, norm_layer: Callable[..., nn.Module]):
+    def __init__(
+        self,
+        cnf: InvertedResidualConfig,
+        norm_layer: Callable[..., nn.Module],
+        se_layer: Callable[..., nn.Module] = _HARD_SE,
+    ):
         super().__init__()
         if cnf.stride not in (1, 2):
             raise ValueError("illegal stride value")
@@ -100,9 +109,7 @@ class InvertedResidual(nn.Module):
         )
         if cnf.use_se:
             squeeze = make_divisible(cnf.expanded_channels // 4, 8)
-            layers.append(
-                SqueezeExcitation(cnf.expanded_channels, squeeze, scale_activation=nn.Hardsigmoid)
-            )
+            layers.append(se_layer(cnf.expanded_channels, squeeze))
         layers.append(
             Conv2dNormActivation(
                 cnf.expanded_channels,

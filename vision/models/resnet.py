@@ -17,6 +17,11 @@ from ._resnet_weights import (  # (re-exported: the weight enums keep this modul
     ResNet50_Weights,
     ResNet101_Weights,
     ResNet152_Weights,
+    ResNeXt50_32X4D_Weights,
+    ResNeXt101_32X8D_Weights,
+    ResNeXt101_64X4D_Weights,
+    Wide_ResNet50_2_Weights,
+    Wide_ResNet101_2_Weights,
 )
 
 __all__ = [
@@ -33,6 +38,16 @@ __all__ = [
     "resnet50",
     "resnet101",
     "resnet152",
+    "ResNeXt50_32X4D_Weights",
+    "ResNeXt101_32X8D_Weights",
+    "ResNeXt101_64X4D_Weights",
+    "Wide_ResNet50_2_Weights",
+    "Wide_ResNet101_2_Weights",
+    "resnext50_32x4d",
+    "resnext101_32x8d",
+    "resnext101_64x4d",
+    "wide_resnet50_2",
+    "wide_resnet101_2",
 ]
 
 
@@ -320,3 +335,59 @@ def resnet152(
     """ResNet-152; ``weights=ResNet152_Weights.DEFAULT`` loads torchvision's ImageNet weights."""
     weights = ResNet152_Weights.verify(weights)
     return _resnet(Bottleneck, [3, 8, 36, 3], weights, progress, **kwargs)
+
+
+def _grouped(
+    weights_enum: type[WeightsEnum],
+    layers: list[int],
+    groups: int,
+    width_per_group: int,
+    weights,
+    progress: bool,
+    kwargs: dict,
+) -> ResNet:
+    """A Bottleneck ResNet with grouped (ResNeXt) or widened 3x3 convolutions."""
+    _ovewrite_named_param(kwargs, "groups", groups)
+    _ovewrite_named_param(kwargs, "width_per_group", width_per_group)
+    return _resnet(Bottleneck, layers, weights_enum.verify(weights), progress, **kwargs)
+
+
+@handle_legacy_interface(ResNeXt50_32X4D_Weights)
+def resnext50_32x4d(
+    *, weights: ResNeXt50_32X4D_Weights | str | None = None, progress: bool = True, **kwargs: Any
+) -> ResNet:
+    """ResNeXt-50 32x4d (Xie et al., 2017): ResNet-50 with 32 groups of width 4 in each 3x3."""
+    return _grouped(ResNeXt50_32X4D_Weights, [3, 4, 6, 3], 32, 4, weights, progress, kwargs)
+
+
+@handle_legacy_interface(ResNeXt101_32X8D_Weights)
+def resnext101_32x8d(
+    *, weights: ResNeXt101_32X8D_Weights | str | None = None, progress: bool = True, **kwargs: Any
+) -> ResNet:
+    """ResNeXt-101 32x8d: ResNet-101 with 32 groups of width 8 in each 3x3."""
+    return _grouped(ResNeXt101_32X8D_Weights, [3, 4, 23, 3], 32, 8, weights, progress, kwargs)
+
+
+@handle_legacy_interface(ResNeXt101_64X4D_Weights)
+def resnext101_64x4d(
+    *, weights: ResNeXt101_64X4D_Weights | str | None = None, progress: bool = True, **kwargs: Any
+) -> ResNet:
+    """ResNeXt-101 64x4d: ResNet-101 with 64 groups of width 4 in each 3x3."""
+    return _grouped(ResNeXt101_64X4D_Weights, [3, 4, 23, 3], 64, 4, weights, progress, kwargs)
+
+
+@handle_legacy_interface(Wide_ResNet50_2_Weights)
+def wide_resnet50_2(
+    *, weights: Wide_ResNet50_2_Weights | str | None = None, progress: bool = True, **kwargs: Any
+) -> ResNet:
+    """Wide ResNet-50-2 (Zagoruyko & Komodakis, 2016): ResNet-50 with each block's inner 3x3
+    twice as wide (the outer 1x1 widths are unchanged)."""
+    return _grouped(Wide_ResNet50_2_Weights, [3, 4, 6, 3], 1, 128, weights, progress, kwargs)
+
+
+@handle_legacy_interface(Wide_ResNet101_2_Weights)
+def wide_resnet101_2(
+    *, weights: Wide_ResNet101_2_Weights | str | None = None, progress: bool = True, **kwargs: Any
+) -> ResNet:
+    """Wide ResNet-101-2: ResNet-101 with each block's inner 3x3 twice as wide."""
+    return _grouped(Wide_ResNet101_2_Weights, [3, 4, 23, 3], 1, 128, weights, progress, kwargs)

@@ -166,9 +166,11 @@ class SqueezeExcitation(nn.Module):
         self.activation = activation()
         self.scale_activation = scale_activation()
 
+    def _scale(self, input: Tensor) -> Tensor:
+        return self.scale_activation(self.fc2(self.activation(self.fc1(self.avgpool(input)))))
+
     def forward(self, input: Tensor) -> Tensor:
-        scale = self.fc2(self.activation(self.fc1(self.avgpool(input))))
-        return self.scale_activation(scale) * input
+        return self._scale(input) * input
 
 
 class MLP(nn.Sequential):

@@ -195,13 +195,18 @@ def _uncalibrated(obs) -> bool:
 
 
 def _check_calibrated(mod, path: str) -> None:
+    # torch converts such a module with the observer's default qparams (scale 1, zero point
+    # 0) and a warning; torchvision relies on it (modules off the eval path, such as
+    # GoogLeNet's auxiliary heads or an unused skip add, are never calibrated)
     obs = getattr(mod, "activation_post_process", None)
     if obs is not None and _uncalibrated(obs):
-        raise RuntimeError(
+        warnings.warn(
             f"convert: the observer of module '{path or '<root>'}' ({type(mod).__name__}) has "
-            f"seen no data, so it has no scale / zero point. Run calibration batches through "
-            f"the prepared model (in eval mode) before convert(), or check that this module "
-            f"is on the forward path."
+            f"seen no data; it gets the default scale 1.0 and zero point 0. Run calibration "
+            f"batches through the prepared model (in eval mode) before convert() if this "
+            f"module is on the forward path.",
+            UserWarning,
+            stacklevel=4,
         )
 
 
