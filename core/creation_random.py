@@ -169,13 +169,23 @@ def randperm(
 
 
 def rand_like(
-    input, *, dtype=None, device=None, requires_grad=False, layout=None, pin_memory=False
+    input,
+    *,
+    generator=None,
+    dtype=None,
+    device=None,
+    requires_grad=False,
+    layout=None,
+    pin_memory=False,
+    memory_format=None,
 ):
     """Uniform samples in ``[0, 1)`` with the shape of ``input`` (its dtype and device unless
-    given); see :func:`ember.rand`.
+    given); see :func:`ember.rand`. ``memory_format`` is accepted for PyTorch's signature
+    (ember tensors are always contiguous).
     """
     return rand(
         input._data.shape,
+        generator=generator,
         dtype=dtype or input.dtype,
         device=device or input.device,
         requires_grad=requires_grad,
@@ -185,13 +195,22 @@ def rand_like(
 
 
 def randn_like(
-    input, *, dtype=None, device=None, requires_grad=False, layout=None, pin_memory=False
+    input,
+    *,
+    generator=None,
+    dtype=None,
+    device=None,
+    requires_grad=False,
+    layout=None,
+    pin_memory=False,
+    memory_format=None,
 ):
     """Standard normal samples with the shape of ``input`` (its dtype and device unless given);
-    see :func:`ember.randn`.
+    see :func:`ember.randn`. ``memory_format`` is accepted for PyTorch's signature.
     """
     return randn(
         input._data.shape,
+        generator=generator,
         dtype=dtype or input.dtype,
         device=device or input.device,
         requires_grad=requires_grad,
@@ -200,16 +219,34 @@ def randn_like(
     )
 
 
-def randint_like(input, low, high=None, *, dtype=None, device=None, layout=None, pin_memory=False):
+def randint_like(
+    input,
+    low=0,
+    high=None,
+    *,
+    generator=None,
+    dtype=None,
+    device=None,
+    requires_grad=False,
+    layout=None,
+    pin_memory=False,
+    memory_format=None,
+):
     """Integers from ``[low, high)`` (``[0, low)`` when ``high`` is omitted) with the shape of
-    ``input`` (its dtype and device unless given); see :func:`randint`.
+    ``input`` (its dtype and device unless given); see :func:`randint`. As in PyTorch,
+    ``randint_like(p, high=2)`` draws from ``[0, 2)`` (AdaHessian's Rademacher vectors);
+    ``memory_format`` is accepted for PyTorch's signature.
     """
+    if high is None:
+        low, high = 0, low
     return randint(
         low,
         high,
         input._data.shape,
+        generator=generator,
         dtype=dtype or input.dtype,
         device=device or input.device,
+        requires_grad=requires_grad,
         layout=layout,
         pin_memory=pin_memory,
     )

@@ -51,7 +51,10 @@ class Pow(Function):
     @staticmethod
     def forward(ctx, a, b):
         out = a**b
-        ctx.save_for_backward(a, b, out)
+        # the result is needed only for the exponent's gradient: like torch's pow(Tensor,
+        # Scalar), ``y = x ** 2; y /= 2`` must not trip the in-place version check
+        # (pytorch-metric-learning's LiftedStructureLoss)
+        ctx.save_for_backward(a, b, out if ctx.needs_input_grad[1] else None)
         return out
 
     @staticmethod

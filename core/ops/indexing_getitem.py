@@ -4,6 +4,8 @@ advanced indices in torch's order, and the index-put Functions their gradients u
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from ..autograd import grad_mode
@@ -197,7 +199,29 @@ def _sum_to(xp, g, shape):
     return xp.sum(g, axis=axes, keepdims=True) if axes else g
 
 
+def _sequence_as_tuple(idx) -> bool:
+    """torch's (and old NumPy's) rule: a list shorter than 32 that holds a sequence, tensor,
+    slice, ``None`` or ``...`` indexes like the tuple of its items (``mat[[rows, cols]]``, as
+    pytorch-metric-learning's HistogramLoss writes), with torch's deprecation warning."""
+    if not isinstance(idx, list) or len(idx) >= 32:
+        return False
+    if any(
+        isinstance(i, (list, tuple, range, Tensor, np.ndarray, slice)) or i is None or i is Ellipsis
+        for i in idx
+    ):
+        warnings.warn(
+            "Using a non-tuple sequence for multidimensional indexing is deprecated; use "
+            "x[tuple(seq)] instead of x[seq]",
+            UserWarning,
+            stacklevel=4,
+        )
+        return True
+    return False
+
+
 def _convert_index(idx):
+    if _sequence_as_tuple(idx):
+        idx = tuple(idx)
     if isinstance(idx, tuple):
         return _torch_order(tuple(_convert_one(i) for i in idx))
     return _convert_one(idx)
@@ -223,11 +247,17 @@ def _torch_order(idx: tuple):
     return _Chain(tuple(first), tuple(i for i in idx if not _is_int(i)))
 
 
+class _WrapperIndex(Exception):
+    """An index is a ``__torch_dispatch__`` wrapper subclass (core/_dispatch.py)."""
+
+
 def _convert_one(i):
     if isinstance(i, Tensor):
         d = i._data
         if d.dtype.kind not in "biu":
             raise IndexError("tensors used as indices must be long, int, byte or bool tensors")
+        if type(d) is not np.ndarray and type(d).__name__ == "WrapperData":
+            raise _WrapperIndex  # a __torch_dispatch__ subclass as the index: getitem routes it
         return d
     if isinstance(i, list):
         if not i:  # torch: an empty list selects nothing (int64, where NumPy would make float)
@@ -239,7 +269,12 @@ def _convert_one(i):
 def getitem(input, idx):
     """``input[idx]``: PyTorch's indexing (ints, slices, None, Ellipsis, bool and integer
     tensors)."""
-    idx = _convert_index(idx)
+    try:
+        idx = _convert_index(idx)
+    except _WrapperIndex:  # x[index_subclass]: aten.index.Tensor goes to the subclass
+        from .._dispatch import index_dispatch
+
+        return index_dispatch(GetItem, input, idx)
     check_data_independent("indexing with a boolean mask", input._data, mask=idx)
     try:
         return GetItem.apply(input, idx)
