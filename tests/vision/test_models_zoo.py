@@ -68,6 +68,9 @@ SEGMENTATION = {  # with the auxiliary head, as torchvision's COCO checkpoints
     "fcn_resnet50": 35322218,
     "deeplabv3_resnet50": 42004074,
     "lraspp_mobilenet_v3_large": 3221538,
+    "fcn_resnet101": 54314346,
+    "deeplabv3_resnet101": 60996202,
+    "deeplabv3_mobilenet_v3_large": 11029328,
 }
 
 
@@ -198,15 +201,28 @@ def test_inception_e_matches_torch_twin():
     _compare(inception.InceptionE(16), TInceptionE(16), (2, 16, 5, 5), grad_rtol=1e-3)
 
 
-@pytest.mark.parametrize("name", sorted(SEGMENTATION))
+@pytest.mark.parametrize(
+    "name",
+    [
+        n if "101" not in n else pytest.param(n, marks=pytest.mark.full)
+        for n in sorted(SEGMENTATION)
+    ],
+)
 def test_segmentation_models(name):
     from ember.vision.models import segmentation
 
     kwargs = {} if name.startswith("lraspp") else {"aux_loss": True}
     model = getattr(segmentation, name)(weights_backbone=None, **kwargs)
     assert _count(model) == SEGMENTATION[name]
-    enum = {"fcn": "FCN_ResNet50", "deeplabv3": "DeepLabV3_ResNet50"}.get(name.split("_")[0])
-    enum = getattr(segmentation, (enum or "LRASPP_MobileNet_V3_Large") + "_Weights")
+    enum = {
+        "fcn_resnet50": "FCN_ResNet50",
+        "fcn_resnet101": "FCN_ResNet101",
+        "deeplabv3_resnet50": "DeepLabV3_ResNet50",
+        "deeplabv3_resnet101": "DeepLabV3_ResNet101",
+        "deeplabv3_mobilenet_v3_large": "DeepLabV3_MobileNet_V3_Large",
+        "lraspp_mobilenet_v3_large": "LRASPP_MobileNet_V3_Large",
+    }[name]
+    enum = getattr(segmentation, enum + "_Weights")
     assert enum.DEFAULT.meta["num_params"] == SEGMENTATION[name]
     model.eval()
     with ember.no_grad():

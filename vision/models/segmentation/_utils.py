@@ -38,6 +38,31 @@ class _SimpleSegmentationModel(nn.Module):
         return result
 
 
+def _voc_weights(name: str, num_params: int):
+    """One of torchvision's COCO-trained (VOC labels) segmentation checkpoints."""
+    from .._api import Weights, _imagenet_transforms
+
+    return Weights(
+        url=f"https://download.pytorch.org/models/{name}.pth",
+        transforms=_imagenet_transforms(520, 520),
+        meta={"num_params": num_params, "min_size": (1, 1), "categories": None, "num_classes": 21},
+    )
+
+
+def _resolve(enum, weights, backbone_enum, weights_backbone, num_classes, aux_loss):
+    """torchvision's argument rules: with ``weights`` the backbone's own weights are not
+    loaded, 21 classes and the auxiliary head are required; else 21 classes by default."""
+    weights = enum.verify(weights)
+    weights_backbone = backbone_enum.verify(weights_backbone)
+    if weights is not None:
+        weights_backbone = None
+        num_classes = _ovewrite_value_param("num_classes", num_classes, 21)
+        aux_loss = _ovewrite_value_param("aux_loss", aux_loss, True)
+    elif num_classes is None:
+        num_classes = 21
+    return weights, weights_backbone, num_classes, aux_loss
+
+
 def _ovewrite_value_param(param: str, actual, expected):
     if actual is not None and actual != expected:
         raise ValueError(

@@ -10,11 +10,12 @@ from ember import nn
 from ember.nn import functional as F
 from ember.tensor import Tensor
 
-from .._api import Weights, WeightsEnum, _imagenet_transforms, load_weights
-from .._resnet_weights import ResNet50_Weights
+from .._api import WeightsEnum, load_weights
+from .._resnet_weights import ResNet50_Weights, ResNet101_Weights
 from ..detection.backbone_utils import IntermediateLayerGetter
-from ..resnet import ResNet, resnet50
-from ._utils import _ovewrite_value_param, _SimpleSegmentationModel
+from ..mobilenetv3 import MobileNet_V3_Large_Weights, MobileNetV3, mobilenet_v3_large
+from ..resnet import ResNet, resnet50, resnet101
+from ._utils import _resolve, _SimpleSegmentationModel, _voc_weights
 from .fcn import FCNHead
 
 __all__ = [
@@ -22,7 +23,11 @@ __all__ = [
     "DeepLabHead",
     "ASPP",
     "DeepLabV3_ResNet50_Weights",
+    "DeepLabV3_ResNet101_Weights",
+    "DeepLabV3_MobileNet_V3_Large_Weights",
     "deeplabv3_resnet50",
+    "deeplabv3_resnet101",
+    "deeplabv3_mobilenet_v3_large",
 ]
 
 
@@ -115,12 +120,38 @@ def _deeplabv3_resnet(backbone: ResNet, num_classes: int, aux: bool | None) -> D
 class DeepLabV3_ResNet50_Weights(WeightsEnum):
     """torchvision's COCO (VOC labels) checkpoint for :func:`deeplabv3_resnet50`."""
 
-    COCO_WITH_VOC_LABELS_V1 = Weights(
-        url="https://download.pytorch.org/models/deeplabv3_resnet50_coco-cd0a2569.pth",
-        transforms=_imagenet_transforms(520, 520),
-        meta={"num_params": 42004074, "min_size": (1, 1), "categories": None, "num_classes": 21},
-    )
+    COCO_WITH_VOC_LABELS_V1 = _voc_weights("deeplabv3_resnet50_coco-cd0a2569", 42004074)
     DEFAULT = COCO_WITH_VOC_LABELS_V1
+
+
+class DeepLabV3_ResNet101_Weights(WeightsEnum):
+    """torchvision's COCO (VOC labels) checkpoint for :func:`deeplabv3_resnet101`."""
+
+    COCO_WITH_VOC_LABELS_V1 = _voc_weights("deeplabv3_resnet101_coco-586e9e4e", 60996202)
+    DEFAULT = COCO_WITH_VOC_LABELS_V1
+
+
+class DeepLabV3_MobileNet_V3_Large_Weights(WeightsEnum):
+    """torchvision's COCO (VOC labels) checkpoint for :func:`deeplabv3_mobilenet_v3_large`."""
+
+    COCO_WITH_VOC_LABELS_V1 = _voc_weights("deeplabv3_mobilenet_v3_large-fc3c493d", 11029328)
+    DEFAULT = COCO_WITH_VOC_LABELS_V1
+
+
+def _deeplabv3_mobilenetv3(backbone: MobileNetV3, num_classes: int, aux: bool | None):
+    features = backbone.features
+    # the strided blocks start the stages C1..Cn-1; the stem and the last block are C0 and Cn
+    stage_indices = [0]
+    stage_indices += [i for i, b in enumerate(features) if getattr(b, "_is_cn", False)]
+    stage_indices.append(len(features) - 1)
+    out_pos, aux_pos = stage_indices[-1], stage_indices[-4]  # output strides 16 and 8
+    return_layers = {str(out_pos): "out"}
+    if aux:
+        return_layers[str(aux_pos)] = "aux"
+    body = IntermediateLayerGetter(features, return_layers=return_layers)
+    aux_classifier = FCNHead(features[aux_pos].out_channels, num_classes) if aux else None
+    head = DeepLabHead(features[out_pos].out_channels, num_classes)
+    return DeepLabV3(body, head, aux_classifier)
 
 
 def deeplabv3_resnet50(
@@ -135,13 +166,62 @@ def deeplabv3_resnet50(
     """DeepLabV3 with a dilated ResNet-50 (output stride 8) and ASPP rates 12/24/36.
     ``num_classes`` defaults to 21; pass ``weights_backbone=None`` for random initialisation
     (the default, as torchvision's, downloads the ImageNet ResNet-50)."""
-    weights = DeepLabV3_ResNet50_Weights.verify(weights)
-    weights_backbone = ResNet50_Weights.verify(weights_backbone)
-    if weights is not None:
-        weights_backbone = None
-        num_classes = _ovewrite_value_param("num_classes", num_classes, 21)
-        aux_loss = _ovewrite_value_param("aux_loss", aux_loss, True)
-    elif num_classes is None:
-        num_classes = 21
+    weights, weights_backbone, num_classes, aux_loss = _resolve(
+        DeepLabV3_ResNet50_Weights,
+        weights,
+        ResNet50_Weights,
+        weights_backbone,
+        num_classes,
+        aux_loss,
+    )
     backbone = resnet50(weights=weights_backbone, replace_stride_with_dilation=[False, True, True])
     return load_weights(_deeplabv3_resnet(backbone, num_classes, aux_loss), weights, progress)
+
+
+def deeplabv3_resnet101(
+    *,
+    weights: DeepLabV3_ResNet101_Weights | str | None = None,
+    progress: bool = True,
+    num_classes: int | None = None,
+    aux_loss: bool | None = None,
+    weights_backbone: ResNet101_Weights | str | None = ResNet101_Weights.IMAGENET1K_V1,
+    **kwargs: Any,
+) -> DeepLabV3:
+    """DeepLabV3 with a dilated ResNet-101 (as :func:`deeplabv3_resnet50`)."""
+    weights, weights_backbone, num_classes, aux_loss = _resolve(
+        DeepLabV3_ResNet101_Weights,
+        weights,
+        ResNet101_Weights,
+        weights_backbone,
+        num_classes,
+        aux_loss,
+    )
+    backbone = resnet101(weights=weights_backbone, replace_stride_with_dilation=[False, True, True])
+    return load_weights(_deeplabv3_resnet(backbone, num_classes, aux_loss), weights, progress)
+
+
+def deeplabv3_mobilenet_v3_large(
+    *,
+    weights: DeepLabV3_MobileNet_V3_Large_Weights | str | None = None,
+    progress: bool = True,
+    num_classes: int | None = None,
+    aux_loss: bool | None = None,
+    weights_backbone: MobileNet_V3_Large_Weights
+    | str
+    | None = MobileNet_V3_Large_Weights.IMAGENET1K_V1,
+    **kwargs: Any,
+) -> DeepLabV3:
+    """DeepLabV3 on a dilated MobileNetV3-Large (output stride 16; the auxiliary head reads
+    the stride-8 stage). ``num_classes`` defaults to 21; pass ``weights_backbone=None`` for
+    random initialisation."""
+    weights, weights_backbone, num_classes, aux_loss = _resolve(
+        DeepLabV3_MobileNet_V3_Large_Weights,
+        weights,
+        MobileNet_V3_Large_Weights,
+        weights_backbone,
+        num_classes,
+        aux_loss,
+    )
+    backbone = mobilenet_v3_large(weights=weights_backbone, dilated=True)
+    model = _deeplabv3_mobilenetv3(backbone, num_classes, aux_loss)
+    return load_weights(model, weights, progress)

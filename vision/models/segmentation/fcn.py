@@ -6,13 +6,20 @@ from typing import Any
 
 from ember import nn
 
-from .._api import Weights, WeightsEnum, _imagenet_transforms, load_weights
-from .._resnet_weights import ResNet50_Weights
+from .._api import WeightsEnum, load_weights
+from .._resnet_weights import ResNet50_Weights, ResNet101_Weights
 from ..detection.backbone_utils import IntermediateLayerGetter
-from ..resnet import ResNet, resnet50
-from ._utils import _ovewrite_value_param, _SimpleSegmentationModel
+from ..resnet import ResNet, resnet50, resnet101
+from ._utils import _resolve, _SimpleSegmentationModel, _voc_weights
 
-__all__ = ["FCN", "FCNHead", "FCN_ResNet50_Weights", "fcn_resnet50"]
+__all__ = [
+    "FCN",
+    "FCNHead",
+    "FCN_ResNet50_Weights",
+    "FCN_ResNet101_Weights",
+    "fcn_resnet50",
+    "fcn_resnet101",
+]
 
 
 class FCN(_SimpleSegmentationModel):
@@ -46,11 +53,14 @@ def _fcn_resnet(backbone: ResNet, num_classes: int, aux: bool | None) -> FCN:
 class FCN_ResNet50_Weights(WeightsEnum):
     """torchvision's COCO (VOC's 20 categories + background) checkpoint for :func:`fcn_resnet50`."""
 
-    COCO_WITH_VOC_LABELS_V1 = Weights(
-        url="https://download.pytorch.org/models/fcn_resnet50_coco-1167a1af.pth",
-        transforms=_imagenet_transforms(520, 520),
-        meta={"num_params": 35322218, "min_size": (1, 1), "categories": None, "num_classes": 21},
-    )
+    COCO_WITH_VOC_LABELS_V1 = _voc_weights("fcn_resnet50_coco-1167a1af", 35322218)
+    DEFAULT = COCO_WITH_VOC_LABELS_V1
+
+
+class FCN_ResNet101_Weights(WeightsEnum):
+    """torchvision's COCO (VOC labels) checkpoint for :func:`fcn_resnet101`."""
+
+    COCO_WITH_VOC_LABELS_V1 = _voc_weights("fcn_resnet101_coco-7ecb50ca", 54314346)
     DEFAULT = COCO_WITH_VOC_LABELS_V1
 
 
@@ -67,13 +77,25 @@ def fcn_resnet50(
     ``num_classes`` defaults to 21; ``aux_loss`` adds the ``layer3`` head. As in torchvision,
     ``weights_backbone`` defaults to the ImageNet ResNet-50 (a download): pass
     ``weights_backbone=None`` for random initialisation."""
-    weights = FCN_ResNet50_Weights.verify(weights)
-    weights_backbone = ResNet50_Weights.verify(weights_backbone)
-    if weights is not None:
-        weights_backbone = None
-        num_classes = _ovewrite_value_param("num_classes", num_classes, 21)
-        aux_loss = _ovewrite_value_param("aux_loss", aux_loss, True)
-    elif num_classes is None:
-        num_classes = 21
+    weights, weights_backbone, num_classes, aux_loss = _resolve(
+        FCN_ResNet50_Weights, weights, ResNet50_Weights, weights_backbone, num_classes, aux_loss
+    )
     backbone = resnet50(weights=weights_backbone, replace_stride_with_dilation=[False, True, True])
+    return load_weights(_fcn_resnet(backbone, num_classes, aux_loss), weights, progress)
+
+
+def fcn_resnet101(
+    *,
+    weights: FCN_ResNet101_Weights | str | None = None,
+    progress: bool = True,
+    num_classes: int | None = None,
+    aux_loss: bool | None = None,
+    weights_backbone: ResNet101_Weights | str | None = ResNet101_Weights.IMAGENET1K_V1,
+    **kwargs: Any,
+) -> FCN:
+    """FCN with a dilated ResNet-101 backbone (as :func:`fcn_resnet50`)."""
+    weights, weights_backbone, num_classes, aux_loss = _resolve(
+        FCN_ResNet101_Weights, weights, ResNet101_Weights, weights_backbone, num_classes, aux_loss
+    )
+    backbone = resnet101(weights=weights_backbone, replace_stride_with_dilation=[False, True, True])
     return load_weights(_fcn_resnet(backbone, num_classes, aux_loss), weights, progress)
