@@ -51,7 +51,8 @@ def scatter_rows(out, idx, rows, lo, hi, skip):  # pragma: no cover
 
 @_jit
 def ce_forward(x, t, w, has_w, ignore, rmax, have_max, e, rs, per_row, sums, k):  # pragma: no cover
-    # x, e: (m, C); t: (m,) int64 targets (checked in [0, C) unless == ignore); w: (C,) class
+    # x, e: (m, C); t: (m,) int64 targets, in [0, C) unless == ignore: the kernel returns the
+    # first row whose target is neither (its sums then incomplete), else -1; w: (C,) class
     # weights when has_w; rmax: the row maxima when have_max; e: exp(x - max), rs: (m,) the
     # reciprocal row sums (softmax = e * rs, formed by the backward: one pass less here);
     # per_row: (m,) weighted losses (0 for ignored rows); sums[0] += the weight sum of the
@@ -72,6 +73,8 @@ def ce_forward(x, t, w, has_w, ignore, rmax, have_max, e, rs, per_row, sums, k):
         if ti == ignore:
             per_row[i] = zero
             continue
+        if ti < 0 or ti >= d:  # the caller raises torch's IndexError for this row
+            return i
         wi = w[ti] if has_w else one
         li = (mx + np.log(s) - x[i, ti]) * wi
         per_row[i] = li
@@ -79,6 +82,7 @@ def ce_forward(x, t, w, has_w, ignore, rmax, have_max, e, rs, per_row, sums, k):
         loss += li
     sums[0] += total
     sums[1] += loss
+    return -1
 
 
 @_jit
@@ -109,6 +113,8 @@ def ce_forward_short(x, t, w, has_w, ignore, e, rs, per_row, sums, k):  # pragma
         if ti == ignore:
             per_row[i] = zero
             continue
+        if ti < 0 or ti >= d:
+            return i
         wi = w[ti] if has_w else one
         li = (per_row[i] + np.log(s) - x[i, ti]) * wi
         per_row[i] = li
@@ -116,6 +122,7 @@ def ce_forward_short(x, t, w, has_w, ignore, e, rs, per_row, sums, k):  # pragma
         loss += li
     sums[0] += total
     sums[1] += loss
+    return -1
 
 
 @_jit

@@ -14,7 +14,7 @@ import numpy as np
 from ... import ops
 from ...amp._state import autocast_op
 from ...backend.meta import MetaArray
-from ...ops import loss_ops
+from ...ops import loss_ce_compiled, loss_ops
 from ...tensor import Tensor
 
 # The other loss families and the shared reduction helpers, re-exported under their old path.
@@ -52,6 +52,9 @@ __all__ = [
 # ---- class-index losses -------------------------------------------------------------------
 def _rows_and_target(input: Tensor, target: Tensor):
     """Input as (rows, C) and target as (rows,), plus the shape of a 'none' result."""
+    xs, ts = input._data.shape, target._data.shape
+    if len(xs) == 2 and ts == xs[:1]:  # the common case, on the raw shapes (~3 us less)
+        return input, target._data, ts
     nd = input.dim()
     if nd == 0:
         raise ValueError("Expected 1 or more dimensions (got 0)")
@@ -74,12 +77,13 @@ def _rows_and_target(input: Tensor, target: Tensor):
     return rows, target._data.reshape(-1), expected
 
 
-def _check_indices(t: np.ndarray, c: int, ignore_index: int) -> None:
+def _check_indices(t: np.ndarray, c: int, ignore_index: int, bounds: bool = True) -> None:
+    """The target's dtype, and (``bounds``) that each index is a class or ``ignore_index``."""
     if t.dtype.kind not in "iu":
         raise RuntimeError(
             f"expected scalar type Long but found {_SCALAR.get(t.dtype.name, t.dtype.name)}"
         )
-    if t.size == 0 or type(t) is MetaArray:  # meta targets have no values to check
+    if not bounds or t.size == 0 or type(t) is MetaArray:  # meta targets have no values
         return
     if t.min() >= 0 and t.max() < c:  # the common case in two reductions
         return
@@ -137,8 +141,9 @@ def cross_entropy(
     reduction = _reduction(size_average, reduce, reduction)
     if not 0.0 <= label_smoothing <= 1.0:
         raise RuntimeError(f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
-    probs = target._data.dtype.kind in "fV" and target.shape == input.shape
-    c = input.shape[1] if input.dim() >= 2 else input.shape[0] if input.dim() else 0
+    xs = input._data.shape  # (the raw shapes: each Tensor.shape builds a Size)
+    probs = target._data.dtype.kind in "fV" and target._data.shape == xs
+    c = xs[1] if len(xs) >= 2 else xs[0] if xs else 0
     w = _check_weight(weight, c)
     if probs:
         if input.dim() == 1:
@@ -152,7 +157,13 @@ def cross_entropy(
         out = loss_ops.CrossEntropyProbs.apply(x, t, w, reduction, float(label_smoothing))
     else:
         x, t, out_shape = _rows_and_target(input, target)
-        _check_indices(t, c, ignore_index)
+        # the compiled kernels check the targets as they read them (loss_ce_compiled): two
+        # reductions less, ~5 us of a 512 x 50 call
+        xd = x._data
+        compiled = type(xd) is np.ndarray and (
+            loss_ce_compiled.ce_compiled(np, xd, t, w, label_smoothing) is not None
+        )
+        _check_indices(t, c, ignore_index, bounds=not compiled)
         out = loss_ops.CrossEntropyIndices.apply(
             x, t, w, ignore_index, reduction, float(label_smoothing)
         )
