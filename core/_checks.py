@@ -88,6 +88,11 @@ def _check_is_size(i, message: Callable[[], str] | None = None, *, max=None) -> 
 
 def _assert(condition, message: str) -> None:
     """``torch._assert``: a traceable ``assert condition, message`` (AssertionError)."""
+    if type(condition) is not bool:
+        from .overrides import _tensor_like, handle_torch_function
+
+        if _tensor_like(condition):  # an fx Proxy: recorded, as torch's is
+            return handle_torch_function(_assert, (condition,), condition, message)
     if not condition:
         raise AssertionError(message)
 

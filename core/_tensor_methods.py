@@ -14,7 +14,7 @@ from . import _tensor_methods_ext as _ext
 from . import creation, ops
 from . import storage as _storage
 from ._tensor_method_docs import METHOD_DOCS
-from ._tensor_methods_ext import _r
+from ._tensor_methods_ext import _operator, _r
 from .ops import inplace
 from .random import torch_stream
 from .tensor import Tensor
@@ -129,14 +129,14 @@ _split.__name__ = _split.__qualname__ = "split"
 
 METHODS = {
     # operators
-    "__add__": ops.add,
+    "__add__": _operator(ops.add, "__add__"),
     # commutative: ``2 * b`` records (b, 2) as torch does, so grad_fn.next_functions[0] is b's
     "__radd__": ops.add,
-    "__sub__": ops.sub,
+    "__sub__": _operator(ops.sub, "__sub__"),
     "__rsub__": _r(ops.sub),
-    "__mul__": ops.mul,
+    "__mul__": _operator(ops.mul, "__mul__"),
     "__rmul__": ops.mul,
-    "__truediv__": ops.div,
+    "__truediv__": _operator(ops.div, "__truediv__"),
     "__rtruediv__": _r(ops.div),
     "__floordiv__": ops.floor_divide,
     "__rfloordiv__": _r(ops.floor_divide),
@@ -144,7 +144,7 @@ METHODS = {
     "__rmod__": _r(ops.remainder),
     "__pow__": ops.pow,
     "__rpow__": _r(ops.pow),
-    "__matmul__": ops.matmul,
+    "__matmul__": _operator(ops.matmul, "__matmul__"),
     "__rmatmul__": _r(ops.matmul),
     "__neg__": ops.neg,
     "__pos__": lambda self: self,

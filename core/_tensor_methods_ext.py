@@ -16,6 +16,21 @@ def _r(fn):
     return lambda self, other: fn(other, self)
 
 
+def _operator(fn, name):
+    """``Tensor.__mul__`` and its kin: as torch's, ``NotImplemented`` for a tuple or list
+    subclass (zuko's ``NestedTensor`` of tensors, with its own ``__rmul__``: ``dt * nested``),
+    which NumPy would otherwise stack or refuse; plain lists and tuples stay operands."""
+
+    def method(self, other):
+        if isinstance(other, (tuple, list)) and type(other) not in (tuple, list):
+            return NotImplemented
+        return fn(self, other)
+
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = fn.__doc__
+    return method
+
+
 METHODS = {
     # <sorting>
     "sort": ops.sort,

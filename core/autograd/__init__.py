@@ -107,6 +107,8 @@ def grad(
     grads = _as_list(grad_outputs) or [None] * len(outputs)
     if retain_graph is None:
         retain_graph = create_graph
+    if not inputs_l:  # checked first, as torch does
+        raise RuntimeError("`inputs` argument to `grad()` cannot be empty.")
     for t in inputs_l:
         if not t.requires_grad:
             raise RuntimeError("One of the differentiated Tensors does not require grad")

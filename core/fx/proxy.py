@@ -194,6 +194,22 @@ class Proxy:
     def __reduce__(self):
         raise TraceError(f"{self} cannot be pickled or copied during symbolic tracing")
 
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        # ``torch.broadcast_tensors(proxy, ...)`` outside a symbolic trace (e3nn builds its
+        # tensor-product graphs by hand from ``Proxy(graph.placeholder(...))``): the ember
+        # function's dispatch hands the call here and it is recorded, as torch.fx's Proxy does
+        kwargs = kwargs or {}
+        from ._patch import _find_proxy
+
+        proxy = _find_proxy(args, kwargs)
+        name = getattr(func, "__name__", None)
+        from ..tensor import Tensor
+
+        if name is not None and getattr(Tensor, name, None) is func:
+            return proxy.tracer.create_proxy("call_method", name, args, kwargs)
+        return proxy.tracer.create_proxy("call_function", func, args, kwargs)
+
 
 def _binary(op):
     def impl(self, other):

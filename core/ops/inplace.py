@@ -31,9 +31,13 @@ def rebase(t: Tensor, out: Tensor) -> None:
     When ``t`` is a differentiable view (made by a view op while its base was in the graph),
     the write also changed its base: the base moves to a :class:`CopySlices` node, as in
     PyTorch, so ``K.diagonal().add_(noise)`` or ``K.view(-1)[::n + 1] += noise`` (Pyro's GP
-    models) send gradients to ``noise`` through later uses of ``K``."""
+    models) send gradients to ``noise`` through later uses of ``K``. A view of a base outside
+    the graph counts too: ``out = x.new_zeros(n, 4); out.narrow(-1, 0, 2).copy_(x)`` (e3nn's
+    generated code) makes ``out`` require grad, as in PyTorch."""
     base = t._base
-    propagate = base is not None and base is not t and t.grad_fn is not None
+    propagate = (
+        base is not None and base is not t and (t.grad_fn is not None or not base.requires_grad)
+    )
     t.grad_fn = out.grad_fn
     t._output_nr = out._output_nr
     t.requires_grad = out.requires_grad

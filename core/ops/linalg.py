@@ -282,20 +282,28 @@ class Einsum(Function):
             if not need:
                 grads.append(None)
                 continue
-            target = ctx.ins[i]
-            if len(set(target)) != len(target):
-                raise NotImplementedError(
-                    "einsum backward with repeated subscripts in one "
-                    "operand (a diagonal) is not supported"
-                )
+            full_target = ctx.ins[i]
+            # a letter repeated in one operand ("ii->i", zuko's trace "i...i") reads its
+            # diagonal: the gradient is computed over the distinct letters, then written
+            # onto that diagonal of a zero array
+            target = "".join(dict.fromkeys(full_target))
+            sizes = dict(zip(full_target, ctx.shapes[i]))
+            shape_i = tuple(sizes[c] for c in target)
             others = [ctx.ins[j] for j in range(len(ops)) if j != i]
             avail = set(ctx.out).union(*others) if others else set(ctx.out)
             reduced = "".join(c for c in target if c in avail)
             rest = [ops[j] for j in range(len(ops)) if j != i]
             g = contract(xp, [ctx.out] + others, reduced, [grad] + rest)
             if reduced != target:  # letters summed out in this operand alone: broadcast back
-                shape = [n if c in reduced else 1 for c, n in zip(target, ctx.shapes[i])]
-                g = xp.broadcast_to(xp.reshape(g, tuple(shape)), ctx.shapes[i])
+                shape = [sizes[c] if c in reduced else 1 for c in target]
+                g = xp.broadcast_to(xp.reshape(g, tuple(shape)), shape_i)
+            if target != full_target:
+                out = xp.zeros(ctx.shapes[i], dtype=g.dtype)
+                strides = tuple(
+                    sum(st for c2, st in zip(full_target, out.strides) if c2 == c) for c in target
+                )
+                xp.lib.stride_tricks.as_strided(out, shape_i, strides)[...] = g
+                g = out
             grads.append(g)
         return tuple(grads)
 
@@ -306,7 +314,9 @@ def einsum(equation, *operands):
     arguments or as one list. The contraction order is NumPy's optimized one.
     """
     if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
-        operands = tuple(operands[0])
+        # called again unpacked, as torch's is, so that a tensor-like in the list reaches its
+        # __torch_function__ (opt_einsum's torch backend passes a list of fx Proxies)
+        return einsum(equation, *operands[0])
     ops = list(operands)
     for k in range(1, len(ops)):
         ops[0], ops[k] = promote(ops[0], ops[k])

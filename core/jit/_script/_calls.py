@@ -13,6 +13,7 @@ import types
 import typing
 from typing import TYPE_CHECKING, Any
 
+from ember import _checks
 from ember.fx import _patch
 from ember.fx._names import _name_table
 from ember.fx.proxy import Proxy
@@ -127,6 +128,11 @@ class _Calls:
             if _tuple_arity(tr, args[0]) is not None:  # an input annotated as a tuple
                 return any(t is tuple or t is list for t in types_)
             return any(isinstance(t, type) and issubclass(t, Tensor) for t in types_)
+        if fn is _checks._assert and not dyn:  # ``torch._assert`` on a compile-time value
+            cond = args[0] if args else kwargs.get("condition")
+            if not cond:
+                self._always_fails(args[1] if len(args) > 1 else kwargs.get("message", ""))
+            return None
         name = getattr(fn, "__name__", "")
         if (getattr(fn, "__module__", None) or "").startswith("ember.jit"):
             if name == "is_scripting":

@@ -355,8 +355,8 @@ class Compiler(_Expr):
                 from ._runtime import script_assert
 
                 self.tracer.create_proxy("call_function", script_assert, (test, str(msg)), {})
-            elif not test:
-                raise ScriptCompileError(f"assertion always fails: {msg}" + frame.where(st))
+            elif not test:  # this path always fails: at run time, as in TorchScript
+                self._always_fails(msg)
         elif isinstance(st, ast.Raise):
             self._raise(st, env, frame)
         elif isinstance(st, ast.Delete):
@@ -370,6 +370,14 @@ class Compiler(_Expr):
                 f"{type(st).__name__} statements are not supported by "
                 "ember.jit.script" + frame.where(st)
             )
+
+    def _always_fails(self, msg) -> None:
+        """An assertion false while compiling (``torch._assert(self.flag, ...)`` in an exported
+        method that is never called): the path raises AssertionError when it runs."""
+        from ._runtime import raise_exception
+
+        self.tracer.create_proxy("call_function", raise_exception, ("AssertionError", str(msg)), {})
+        raise _Raise()
 
     def _raise(self, st, env, frame):
         from ._runtime import raise_exception

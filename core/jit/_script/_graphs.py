@@ -153,6 +153,13 @@ class ScriptTracer(Tracer):
         table = self._free.setdefault(g, {})
         k = (key[0], id(key[1]) if key[0] == "node" else key[1])
         if k not in table:
+            # a placeholder's target is its parameter name in the generated code: a lifted
+            # ``self.weight`` beside a lifted argument ``weight`` (e3nn's ``_get_weights``)
+            # needs another one
+            taken = {n.target for n in g.nodes if n.op == "placeholder"}
+            stem, i = name, 1
+            while name in taken:
+                name, i = f"{stem}_{i}", i + 1
             first = next((n for n in g.nodes if n.op != "placeholder"), None)
             ctx = g.inserting_before(first) if first is not None else contextlib.nullcontext()
             with ctx:
