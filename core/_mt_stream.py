@@ -268,12 +268,17 @@ class TorchStream:
             # topk: the largest first, the lower index first among equals
             order = np.argsort(-keys, axis=-1, kind="stable")
             return order[:, :num_samples]
+        cum = np.cumsum(probs.astype(np.float64), axis=1)
+        cum /= cum[:, -1:]
+        cum[:, -1] = 1.0
+        # the rows' uniforms in torch's order (row by row), then each row's left search
+        # (how many of its cumulative weights lie below each uniform), in row chunks
+        u = self._unit(probs.shape[0] * num_samples, 53).reshape(probs.shape[0], num_samples)
         out = np.empty((probs.shape[0], num_samples), dtype=np.int64)
-        for i, row in enumerate(probs.astype(np.float64)):
-            cum = np.cumsum(row)
-            cum /= cum[-1]
-            cum[-1] = 1.0
-            out[i] = np.searchsorted(cum, self._unit(num_samples, 53), side="left")
+        step = max(1, (1 << 22) // max(1, num_samples * probs.shape[1]))
+        for i in range(0, probs.shape[0], step):
+            c, v = cum[i : i + step, None, :], u[i : i + step, :, None]
+            out[i : i + step] = (c < v).sum(axis=-1)
         return out
 
     # ---- Bernoulli ------------------------------------------------------------------------

@@ -10,7 +10,6 @@ from .exp_family import ExponentialFamily
 from .utils import (
     _bce_with_logits,
     _broadcast_pair,
-    _standard_draw,
 )
 
 __all__ = ["Bernoulli"]
@@ -48,8 +47,8 @@ class Bernoulli(_ProbsOrLogits, ExponentialFamily):
     def sample(self, sample_shape=()):
         shape = self._extended_shape(sample_shape)
         with ember.no_grad():
-            u = _standard_draw("random", shape, self.probs)
-            return (u < self.probs.expand(shape)).to(self.probs.dtype)
+            # torch's draw (one uniform per element, in the probabilities' dtype)
+            return ember.bernoulli(self.probs.expand(shape))
 
     def log_prob(self, value):
         if self._validate_args:

@@ -11,7 +11,6 @@ from ember.tensor import Size
 from . import constraints
 from ._probs_logits import _ProbsOrLogits
 from .distribution import Distribution
-from .utils import _standard_draw
 
 __all__ = ["Categorical"]
 
@@ -75,15 +74,14 @@ class Categorical(_ProbsOrLogits, Distribution):
         )
 
     def sample(self, sample_shape=()):
-        # Inverse-CDF draw: count the cumulative probabilities below one uniform per sample.
+        # torch's draw: multinomial with replacement over the flattened batch rows, so the
+        # same seed picks the same actions as torch (RL rollouts, e.g. Stable-Baselines3).
         shape = tuple(self._extended_shape(sample_shape))
+        n = int(np.prod(tuple(sample_shape), dtype=np.int64))
         with ember.no_grad():
-            probs = self.probs
-            cdf = probs.cumsum(-1)
-            cdf = cdf / cdf[..., -1:]
-            u = _standard_draw("random", shape + (1,), probs)
-            idx = (cdf.expand(*shape, self._num_events) <= u).sum(-1)
-            return idx.clamp(max=self._num_events - 1).long()
+            probs_2d = self.probs.reshape(-1, self._num_events)
+            samples_2d = ember.multinomial(probs_2d, n, True).T
+            return samples_2d.reshape(shape)
 
     def log_prob(self, value):
         if self._validate_args:

@@ -62,12 +62,25 @@ def broadcast_all(*values):
 
 def _standard_draw(kind, shape, like: Tensor, generator=None, **kw) -> Tensor:
     """A draw of NumPy/CuPy Generator method ``kind`` of ``shape`` as a tensor like ``like``."""
-    from ember.random import gen_for
+    from ember.random import gen_for, torch_stream
 
     xp = np if type(like._data) is np.ndarray else _cupy_module()
+    dt = like._data.dtype
+    stream = torch_stream(generator, xp) if dt.kind == "f" else None
+    if stream is not None:
+        # torch's CPU draws in the parameter's own dtype (Normal.rsample's ``normal_()``,
+        # Uniform's ``rand``, Laplace's ``uniform_``, Exponential's ``exponential_()``), so
+        # a seeded program samples the same numbers as under torch
+        size = tuple(shape)
+        if kind in ("standard_normal", "random"):
+            return Tensor._wrap(np.asarray(getattr(stream, kind)(size, dtype=dt), dtype=dt))
+        if kind == "uniform":
+            return Tensor._wrap(stream.uniform_fill(size, dt, kw["low"], kw["high"]))
+        if kind == "standard_exponential":
+            return Tensor._wrap(stream.exponential_fill(size, dt, 1.0))
     gen = gen_for(generator, xp)
     out = getattr(gen, kind)(size=tuple(shape), **kw)
-    return Tensor._wrap(xp.asarray(out, dtype=like._data.dtype))
+    return Tensor._wrap(xp.asarray(out, dtype=dt))
 
 
 def _cupy_module():  # pragma: no cover - GPU
