@@ -1,4 +1,5 @@
-"""Compiled (numba) direct convolution at stride 1: register-blocked micro-kernels.
+"""Compiled (numba) direct convolution: register-blocked micro-kernels (any stride: the caller
+lays a strided input out as its stride phases, ``conv_direct._plan``).
 
 Plain numba loops do not give a register-blocked kernel: with ``fastmath`` LLVM's loop
 vectoriser turns the tap loop into 64 vector reductions that spill, without it the SLP
@@ -38,7 +39,7 @@ from .conv_direct import GVEC_BYTES, OB, TB, VEC_BYTES, WOB
 
 try:
     from llvmlite import ir
-    from numba import njit, types
+    from numba import njit, prange, types
     from numba.core import cgutils
     from numba.extending import intrinsic
 except ImportError:  # numba is optional
@@ -325,3 +326,93 @@ if AVAILABLE:
                                 (ob * WOB * t3 + t0) * c + c0,
                                 t3 * c,
                             )
+
+    # Two or more threads (``conv_direct.THREADED``): the same loops with the outer one a
+    # ``prange`` -- the forward over (sample, 8 output channels), the weight gradients over
+    # blocks of 8 output channels (each writes its own rows of dw: no reduction across
+    # threads). numba's pool keeps its threads ready, where a hand-off to ember's Python
+    # pool per call did not get the second core on a loaded machine (docs/kernels.md).
+
+    @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
+    def forward_par(xf, wk, offs, plane_step, y):  # pragma: no cover
+        n_, npl, qpad = y.shape[0], y.shape[2], y.shape[3]
+        nob, c, p, o = wk.shape[0], xf.shape[1], xf.shape[2], y.shape[1]
+        t = wk.shape[2]
+        jb = VEC_BYTES // xf.itemsize
+        xflat, wflat, yflat = xf.reshape(-1), wk.reshape(-1), y.reshape(-1)
+        ystride = npl * qpad
+        for i in prange(n_ * nob):
+            n = i // nob
+            ob = i % nob
+            for pl in range(npl):
+                for j0 in range(0, qpad, jb):
+                    _fwd_micro(
+                        xflat,
+                        n * c * p + pl * plane_step + j0,
+                        p,
+                        wflat,
+                        ob * c * t * OB,
+                        c,
+                        offs,
+                        yflat,
+                        (n * o + ob * OB) * ystride + pl * qpad + j0,
+                        ystride,
+                    )
+
+    @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
+    def weight_grad_cl_par(xcl, gw, offs3, plane_step, dwv):  # pragma: no cover
+        n_, o, npl, qpad = gw.shape
+        p, c, t3 = xcl.shape[1], xcl.shape[2], offs3.shape[0]
+        v = GVEC_BYTES // xcl.itemsize
+        xflat, gflat, dflat = xcl.reshape(-1), gw.reshape(-1), dwv.reshape(-1)
+        gstride = npl * qpad
+        for ob in prange(o // WOB):
+            for n in range(n_):
+                for pl in range(npl):
+                    goff = (n * o + ob * WOB) * gstride + pl * qpad
+                    for c0 in range(0, c, v):
+                        xoff = (n * p + pl * plane_step) * c + c0
+                        for t0 in range(0, t3, TB):
+                            _wgrad_cl_micro(
+                                xflat,
+                                xoff,
+                                c,
+                                gflat,
+                                goff,
+                                gstride,
+                                offs3,
+                                t0,
+                                qpad,
+                                dflat,
+                                (ob * WOB * t3 + t0) * c + c0,
+                                t3 * c,
+                            )
+
+    @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
+    def weight_grad_par(xf, gw, offs3, plane_step, dwp):  # pragma: no cover
+        n_, o, npl, qpad = gw.shape
+        c, p, t3, v = xf.shape[1], xf.shape[2], offs3.shape[0], dwp.shape[3]
+        xflat, gflat, dflat = xf.reshape(-1), gw.reshape(-1), dwp.reshape(-1)
+        gstride = npl * qpad
+        for ob in prange(o // WOB):
+            for n in range(n_):
+                for pl in range(npl):
+                    for q0 in range(0, qpad, QBLOCK):
+                        nq = (min(QBLOCK, qpad - q0)) // v
+                        goff = (n * o + ob * WOB) * gstride + pl * qpad + q0
+                        for ch in range(c):
+                            xoff = (n * c + ch) * p + pl * plane_step + q0
+                            for t0 in range(0, t3, TB):
+                                _wgrad_micro(
+                                    xflat,
+                                    xoff,
+                                    gflat,
+                                    goff,
+                                    gstride,
+                                    offs3,
+                                    t0,
+                                    nq,
+                                    dflat,
+                                    ((ob * WOB * c + ch) * t3 + t0) * v,
+                                    c * t3 * v,
+                                )

@@ -1,4 +1,4 @@
-"""Direct convolution at stride 1 with compiled register-blocked kernels (few channels).
+"""Direct convolution at stride 1 and 2 with compiled register-blocked kernels (few channels).
 
 For convolutions with few channels (16->16 3x3, 32->32 5x5, 3-D 16->32) the im2col + GEMM
 paths spend about torch's whole step in three skinny GEMMs plus the gathers of their column
@@ -14,16 +14,26 @@ the padded width, so that a kernel tap is one fixed offset into the flat padded 
 they meet zeros of a widened copy of g (which is why an input with inf or NaN keeps the GEMM
 path there: ``0 * inf`` would make a NaN that torch's gradient does not have).
 
-Selected by ``use_direct`` (numba present, NumPy float32/float64, groups 1, 2-D or 3-D, unit
-stride, output channels a multiple of 8 up to ``MAX_OUT``, input channels up to ``MAX_IN``,
-one thread: ``conv_split`` runs its parts with one thread each). ``ENABLED = False`` switches
-it off (A/B).
+At stride 2 the padded input is laid out as its stride phases (``_plan``), so a tap is again
+one offset and the same kernels serve the forward and the weight gradient; the input gradient
+runs per phase of the padded input as a stride-1 correlation of g with that phase's taps
+(``direct_input_grad``). The forward keeps its padded input for the weight gradient
+(``DirectCols``).
+
+Selected by ``use_direct`` (numba present, NumPy float32/float64, groups 1, 2-D or 3-D,
+stride at most ``MAX_STRIDE``, output channels a multiple of 8 up to ``MAX_OUT``, input
+channels up to ``MAX_IN``, at most ``MAX_WASTE`` computed positions per output; one thread:
+at two, ``conv_split`` keeps a direct convolution in one part and its kernel calls run their
+parallel variants, ``THREADED``). ``ENABLED = False`` switches it off (A/B).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import os
+import threading
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -44,8 +54,79 @@ MAX_IN = 128
 # lose, 128->128 on 8 x 8^2 (1.5) 1.7 / 2.2 / 1.8 -> 2.0 / 2.6 / 2.5 ms, 256->256 on 4 x 7^2
 # (1.31) 3.0 / 4.3 / 2.8 -> 3.4 / 4.3 / 4.6; 2-D 32^2 k3 computes 1.06, 16^2 and 3-D 16^3 1.13
 MAX_WASTE = 1.25
+# stride at most (the stride phases' layout, ``_plan``)
+MAX_STRIDE = 2
+STRIDED_INPUT_GRAD = True  # a strided convolution's input gradient by phases (A/B)
 CL_WGRAD = True  # the channels-last weight-gradient kernel (False: the lane-summing one, A/B)
 MAX_WGRAD_CHANNELS = 256  # weight gradient: input x output channels, at most
+
+
+# Two threads: the kernel calls (not the copies around them) run numba's parallel variants
+# (``*_par``: the outer loop a prange), from MIN_KERNEL_MACS multiply-adds a call; and
+# ``conv_split`` keeps a direct convolution in one part (``with_kernel_threads``). 2 threads,
+# wall, ms a step, two parts -> one part + parallel kernels: 64->64 on 8 x 16^2 5.0 -> 3.5,
+# 32->32 k5 on 8 x 32^2 11.8 -> 10.1, 3-D 16->32 on 2 x 16^3 8.4 -> 7.3; calls below 2^25
+# (16->16 on 8 x 32^2: 20 M) lost a little in parallel (2.3 -> 2.8) and stay serial.
+THREADED = True
+MIN_KERNEL_MACS = 1 << 25
+_tl = threading.local()
+
+
+def with_kernel_threads(n: int, fn, *args):
+    """``fn(*args)`` with the direct kernels allowed ``n`` threads on this thread."""
+    prev = getattr(_tl, "n", 1)
+    _tl.n = n
+    try:
+        return fn(*args)
+    finally:
+        _tl.n = prev
+
+
+_PARALLEL_OK: bool | None = None
+
+
+def _parallel_ok() -> bool:
+    """Whether numba's parallel kernels may run: only on its TBB threading layer, which is
+    thread- and fork-safe (GNU OpenMP is not fork-safe, e.g. under DataLoader workers, and
+    the workqueue layer aborts on concurrent launches from two Python threads); otherwise
+    the serial kernels run (``_call`` also falls back when TBB cannot be loaded)."""
+    global _PARALLEL_OK
+    if _PARALLEL_OK is None:
+        try:
+            import numba
+            from numba.np.ufunc import parallel
+
+            if parallel._is_initialized:  # launched before us: usable only if it is TBB
+                _PARALLEL_OK = numba.threading_layer() == "tbb"
+            else:
+                if numba.config.THREADING_LAYER == "default":
+                    numba.config.THREADING_LAYER = "safe"  # TBB, or an error at launch
+                _PARALLEL_OK = numba.config.THREADING_LAYER in ("safe", "tbb")
+        except Exception:  # a numba without this layout: serial kernels
+            _PARALLEL_OK = False
+    return _PARALLEL_OK
+
+
+def _call(name: str, macs: int, *args) -> None:
+    """The kernel ``name`` on ``args``, its parallel variant where threads are allowed."""
+    nt = getattr(_tl, "n", 1) if THREADED else 1
+    if nt < 2 or macs < MIN_KERNEL_MACS or not _parallel_ok():
+        getattr(_k, name)(*args)
+        return
+    import numba
+
+    global _PARALLEL_OK
+    try:
+        prev = numba.get_num_threads()
+    except ValueError:  # "No threading layer could be loaded" (no TBB): serial from now on
+        _PARALLEL_OK = False
+        getattr(_k, name)(*args)
+        return
+    numba.set_num_threads(min(nt, numba.config.NUMBA_NUM_THREADS))  # (thread-local)
+    try:
+        getattr(_k, name + "_par")(*args)
+    finally:
+        numba.set_num_threads(prev)
 
 
 _k = None  # the kernel module once loaded, False where numba is missing or EMBER_NUMBA=0
@@ -65,41 +146,67 @@ def available() -> bool:
     return bool(_k)
 
 
+def _phase_sizes(ps, stride):
+    """Per dim, the size of a stride phase of the padded input (its largest: phase 0)."""
+    return tuple(-(-p // s) for p, s in zip(ps, stride))
+
+
 def _plan(x_shape, itemsize: int, geom):
-    """(padded sizes, planes, plane step, q, qpad, offsets) of the wide-row layout."""
-    nd = len(geom.kernel)
-    ps = tuple(n + lo + hi for n, (lo, hi) in zip(x_shape[2:], geom.pad))
-    out = geom.out_size
-    wp = ps[-1]
+    """``_plan_of`` for a geometry (cached: the selection asks several times a step)."""
+    pad = tuple(tuple(p) for p in geom.pad)
+    return _plan_of(
+        tuple(x_shape[2:]), itemsize, geom.stride, pad, geom.dilation, geom.kernel, geom.out_size
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _plan_of(in_size, itemsize, stride, pad, dilation, kernel, out):
+    """(phase sizes, planes, plane step, q, qpad, offsets) of the wide-row layout.
+
+    At stride s the padded input is split into its prod(s) stride phases (``xpad[r::s]`` per
+    dim), laid one after another per channel: a tap ``d * k = s * q + r`` then reads phase
+    ``r`` at the fixed offset ``q``, so a strided convolution is the same flat loop as a
+    stride-1 one over the phases (wide rows of the phase width)."""
+    nd = len(kernel)
+    ps = tuple(n + lo + hi for n, (lo, hi) in zip(in_size, pad))
+    ph = _phase_sizes(ps, stride)
+    wp = ph[-1]
     npl = out[0] if nd == 3 else 1
-    step = ps[-2] * wp if nd == 3 else 0
+    step = ph[-2] * wp if nd == 3 else 0
     q = out[-2] * wp
     jb = VEC_BYTES // itemsize
     qpad = -(-q // jb) * jb
-    strides = [math.prod(ps[i + 1 :]) for i in range(nd)]
+    strides = [math.prod(ph[i + 1 :]) for i in range(nd)]
+    size = math.prod(ph)
     offs = np.array(
         [
-            sum(i * d * s for i, d, s in zip(idx, geom.dilation, strides))
-            for idx in np.ndindex(*geom.kernel)
+            np.ravel_multi_index([i * d % s for i, d, s in zip(idx, dilation, stride)], stride)
+            * size
+            + sum(i * d // s * st for i, d, s, st in zip(idx, dilation, stride, strides))
+            for idx in np.ndindex(*kernel)
         ],
         dtype=np.int64,
     )
-    return ps, npl, step, q, qpad, offs
+    # (shared by the cache's callers, which only read it; left writeable so that the kernels
+    # see one array type, not a second, read-only, compiled signature)
+    return ph, npl, step, q, qpad, offs
 
 
-def use_direct(xp, x, w_shape, geom) -> bool:
-    """Whether the direct kernels take this convolution (module docstring)."""
+def use_direct(xp, x, w_shape, geom, x_shape=None) -> bool:
+    """Whether the direct kernels take this convolution (module docstring); ``x_shape``
+    stands in for ``x.shape`` where x is a placeholder of the dtype."""
     if not ENABLED or xp is not np or x.dtype.char not in "fd":
         return False
     nd = len(geom.kernel)
-    if nd not in (2, 3) or geom.groups != 1 or any(s != 1 for s in geom.stride):
+    if nd not in (2, 3) or geom.groups != 1 or max(geom.stride) > MAX_STRIDE:
         return False
     o, c = w_shape[0], w_shape[1]
     if o % OB or o > MAX_OUT or c > MAX_IN or math.prod(geom.kernel) < 2:
         return False
-    if 0 in x.shape or 0 in geom.out_size or num_threads() != 1 or not available():
+    x_shape = x.shape if x_shape is None else x_shape
+    if 0 in x_shape or 0 in geom.out_size or num_threads() != 1 or not available():
         return False
-    _, npl, _, _, qpad, _ = _plan(x.shape, x.dtype.itemsize, geom)
+    _, npl, _, _, qpad, _ = _plan(x_shape, x.dtype.itemsize, geom)
     return npl * qpad <= MAX_WASTE * math.prod(geom.out_size)
 
 
@@ -118,16 +225,31 @@ def use_direct_weight_grad(xp, x, w_shape, geom) -> bool:
     return w_shape[1] % lanes == 0 or w_shape[0] * w_shape[1] <= MAX_WGRAD_CHANNELS
 
 
-def _flat_input(x, geom, ps, need):
-    """The zero-padded input flat per channel, (N, C, P), with spare zeros at the end for the
-    last wide row's reads."""
+def _phase_slices(n, lo, s, r):
+    """(phase slice, input slice) along one dim: padded positions ``r + s * a`` that hold
+    input ``r + s * a - lo`` (of ``n``)."""
+    a0 = max(0, -(-(lo - r) // s))
+    x0 = r + s * a0 - lo
+    cnt = len(range(x0, n, s)) if x0 < n else 0
+    return slice(a0, a0 + cnt), slice(x0, x0 + s * (cnt - 1) + 1 if cnt else x0, s)
+
+
+def _flat_input(x, geom, ph, need):
+    """The zero-padded input flat per channel, its stride phases one after another, (N, C,
+    P), with spare zeros at the end for the last wide row's reads."""
     n, c = x.shape[:2]
-    size = math.prod(ps)
-    xf = np.zeros((n, c, max(size, need)), dtype=x.dtype)
-    inner = (slice(None), slice(None)) + tuple(
-        slice(lo, lo + s) for s, (lo, _) in zip(x.shape[2:], geom.pad)
-    )
-    xf[:, :, :size].reshape((n, c) + ps)[inner] = x
+    size = math.prod(ph)
+    nph = math.prod(geom.stride)
+    xf = np.zeros((n, c, max(size * nph, need)), dtype=x.dtype)
+    for i, r in enumerate(np.ndindex(*geom.stride)):
+        sl = [
+            _phase_slices(m, lo, s, ri)
+            for m, (lo, _), s, ri in zip(x.shape[2:], geom.pad, geom.stride, r)
+        ]
+        dst = xf[:, :, i * size : (i + 1) * size].reshape((n, c) + ph)
+        dst[(slice(None),) * 2 + tuple(a for a, _ in sl)] = x[
+            (slice(None),) * 2 + tuple(b for _, b in sl)
+        ]
     return xf
 
 
@@ -138,43 +260,154 @@ def _crop(a, npl, q, wp, out):
     return v.reshape((n, o) + tuple(out)) if len(out) == 3 else v[:, :, 0]
 
 
-def direct_forward(x, w, b, geom):
-    """conv(x, w) + b by the direct kernel (``use_direct`` must hold)."""
-    ps, npl, step, q, qpad, offs = _plan(x.shape, x.dtype.itemsize, geom)
-    xf = _flat_input(np.ascontiguousarray(x), geom, ps, (npl - 1) * step + qpad + offs[-1])
+class DirectCols:
+    """The forward's zero-padded flat input (``_flat_input``), kept as the "columns" for the
+    direct weight gradient, which then need not build it again."""
+
+    __slots__ = ("xf",)
+
+    def __init__(self, xf):
+        self.xf = xf
+
+    def conj(self) -> DirectCols:  # real dtypes only: the direct path takes float32/float64
+        return self
+
+
+def direct_forward(x, w, b, geom, keep: bool = False):
+    """(conv(x, w) + b, cols) by the direct kernel (``use_direct`` must hold); with ``keep``,
+    cols is the padded input as ``DirectCols`` for ``direct_weight_grad``, else None."""
+    ph, npl, step, q, qpad, offs = _plan(x.shape, x.dtype.itemsize, geom)
+    xf = _flat_input(np.ascontiguousarray(x), geom, ph, (npl - 1) * step + qpad + offs.max())
     o, c = w.shape[:2]
     # (O, C, T) -> (O / 8, C, T, 8): a tap's 8 weights side by side for the broadcasts
     wk = np.ascontiguousarray(
         w.astype(x.dtype, copy=False).reshape(o // OB, OB, c, -1).transpose(0, 2, 3, 1)
     )
     y = np.empty((x.shape[0], o, npl, qpad), dtype=x.dtype)
-    _k.forward(xf, wk, offs, step, y)
-    y = np.ascontiguousarray(_crop(y, npl, q, ps[-1], geom.out_size))
+    macs = x.shape[0] * o * c * len(offs) * npl * qpad
+    _call("forward", macs, xf, wk, offs, step, y)
+    y = np.ascontiguousarray(_crop(y, npl, q, ph[-1], geom.out_size))
     if b is not None:
         y += b.reshape((o,) + (1,) * len(geom.kernel))
-    return y
+    return y, DirectCols(xf) if keep else None
 
 
-def direct_weight_grad(x, g, w_shape, geom):
-    """d conv(x, w) / dw applied to g by the direct kernel, or None where x is not finite."""
+def direct_weight_grad(x, g, w_shape, geom, xf=None):
+    """d conv(x, w) / dw applied to g by the direct kernel, or None where x is not finite;
+    ``xf``: the forward's padded flat input (``DirectCols``), else built here."""
     if not np.isfinite(x).all():
         return None
-    ps, npl, step, q, qpad, offs = _plan(x.shape, x.dtype.itemsize, geom)
-    xf = _flat_input(np.ascontiguousarray(x), geom, ps, (npl - 1) * step + qpad + offs[-1])
+    ph, npl, step, q, qpad, offs = _plan(x.shape, x.dtype.itemsize, geom)
+    if xf is None:
+        xf = _flat_input(np.ascontiguousarray(x), geom, ph, (npl - 1) * step + qpad + offs.max())
     n, o = g.shape[:2]
     gw = np.zeros((n, o, npl, qpad), dtype=x.dtype)
-    _crop(gw, npl, q, ps[-1], geom.out_size)[...] = g
+    _crop(gw, npl, q, ph[-1], geom.out_size)[...] = g
     t = len(offs)
     t3 = -(-t // TB) * TB
     offs3 = np.zeros(t3, dtype=np.int64)  # padded taps read offset 0; their sums are dropped
     offs3[:t] = offs
     lanes = GVEC_BYTES // x.dtype.itemsize
+    macs = n * o * w_shape[1] * t * npl * qpad
     if CL_WGRAD and w_shape[1] % lanes == 0:
         # channels-last input: a vector of input channels against g's scalars, no lane sums
         xcl = np.ascontiguousarray(xf.transpose(0, 2, 1))
         dwv = np.zeros((o, t3, w_shape[1]), dtype=x.dtype)
-        _k.weight_grad_cl(xcl, gw, offs3, step, dwv)
+        _call("weight_grad_cl", macs, xcl, gw, offs3, step, dwv)
         return np.ascontiguousarray(dwv[:, :t].transpose(0, 2, 1)).reshape(w_shape)
     dwp = np.zeros((o, w_shape[1], t3, lanes), dtype=x.dtype)
-    _k.weight_grad(xf, gw, offs3, step, dwp)
+    _call("weight_grad", macs, xf, gw, offs3, step, dwp)
     return dwp[:, :, :t].sum(axis=-1).reshape(w_shape)
+
+
+def _input_grad_plan(w_shape, geom, itemsize: int):
+    """The strided input gradient's layout: per dim the phase size M and the largest tap
+    offset Q (g is padded to M + Q with g at Q), and per output phase its taps' indices and
+    offsets (cached, as ``_plan``)."""
+    key = (geom.stride, tuple(tuple(p) for p in geom.pad), geom.dilation, geom.kernel)
+    return _input_grad_plan_of(key + (geom.in_size, geom.out_size), itemsize)
+
+
+@functools.lru_cache(maxsize=256)
+def _input_grad_plan_of(key, itemsize: int):
+    stride, pad, dilation, kernel, in_size, out_size = key
+    geom = SimpleNamespace(
+        stride=stride, pad=pad, dilation=dilation, kernel=kernel, in_size=in_size
+    )
+    nd = len(geom.kernel)
+    ps = tuple(n + lo + hi for n, (lo, hi) in zip(geom.in_size, geom.pad))
+    m = _phase_sizes(ps, geom.stride)
+    qmax = tuple((k - 1) * d // s for k, d, s in zip(geom.kernel, geom.dilation, geom.stride))
+    gs = tuple(a + b for a, b in zip(m, qmax))  # padded g's sizes
+    npl = m[0] if nd == 3 else 1
+    step = gs[-2] * gs[-1] if nd == 3 else 0
+    q = m[-2] * gs[-1]
+    jb = VEC_BYTES // itemsize
+    qpad = -(-q // jb) * jb
+    strides = [math.prod(gs[i + 1 :]) for i in range(nd)]
+    phases = {r: [] for r in np.ndindex(*geom.stride)}
+    for t, idx in enumerate(np.ndindex(*geom.kernel)):
+        r = tuple(i * d % s for i, d, s in zip(idx, geom.dilation, geom.stride))
+        off = sum(
+            (qm - i * d // s) * st
+            for i, d, s, qm, st in zip(idx, geom.dilation, geom.stride, qmax, strides)
+        )
+        phases[r].append((t, off))
+    phases = {
+        r: (
+            np.array([t for t, _ in taps], dtype=np.int64),
+            np.array([o for _, o in taps], dtype=np.int64),
+        )
+        for r, taps in phases.items()
+        if taps
+    }
+    return m, qmax, gs, npl, step, q, qpad, phases
+
+
+def use_direct_input_grad(xp, g, w_shape, geom) -> bool:
+    """Whether the direct kernel takes a strided convolution's input gradient: ``use_direct``
+    of the forward, with the input channels (the transpose's outputs) a multiple of 8 up to
+    ``MAX_OUT`` and at most ``MAX_WASTE`` computed positions per input position."""
+    if not STRIDED_INPUT_GRAD or max(geom.stride) == 1:
+        return False
+    c = w_shape[1]
+    if c % OB or c > MAX_OUT or w_shape[0] > MAX_IN:
+        return False
+    x_shape = (g.shape[0], c) + tuple(geom.in_size)
+    if not use_direct(xp, g, w_shape, geom, x_shape):
+        return False
+    m, _, _, npl, _, _, qpad, phases = _input_grad_plan(w_shape, geom, g.dtype.itemsize)
+    ps = [n + lo + hi for n, (lo, hi) in zip(geom.in_size, geom.pad)]
+    return len(phases) * npl * qpad <= MAX_WASTE * math.prod(ps)
+
+
+def direct_input_grad(g, w, geom):
+    """d conv(x, w) / dx applied to g at stride > 1 by the direct kernel: per stride phase r
+    of the padded input, ``dxpad[r::s] = sum over the taps d * k = s * q + r of g shifted by
+    q``, a stride-1 correlation of g (padded by Q = max q) with those taps flipped; the phases'
+    results are interleaved into dx (``use_direct_input_grad`` must hold)."""
+    n, o = g.shape[:2]
+    c = w.shape[1]
+    nd = len(geom.kernel)
+    m, qmax, gs, npl, step, q, qpad, phases = _input_grad_plan(w.shape, geom, g.dtype.itemsize)
+    need = (npl - 1) * step + qpad + sum(qmax[i] * math.prod(gs[i + 1 :]) for i in range(nd))
+    gf = np.zeros((n, o, max(math.prod(gs), need)), dtype=g.dtype)
+    inner = tuple(slice(qm, qm + s) for qm, s in zip(qmax, geom.out_size))
+    gf[:, :, : math.prod(gs)].reshape((n, o) + gs)[(slice(None),) * 2 + inner] = g
+    # (O, C, T) -> (C / 8, O, T, 8): the transpose's weights, 8 input channels side by side
+    wt = w.astype(g.dtype, copy=False).reshape(o, c // OB, OB, -1).transpose(1, 0, 3, 2)
+    full = len(phases) == math.prod(geom.stride)
+    dx = (np.empty if full else np.zeros)((n, c) + tuple(geom.in_size), dtype=g.dtype)
+    y = np.empty((n, c, npl, qpad), dtype=g.dtype)
+    for r, (idx, offs) in phases.items():
+        macs = n * o * c * len(idx) * npl * qpad
+        _call("forward", macs, gf, np.ascontiguousarray(wt[:, :, idx]), offs, step, y)
+        ph = _crop(y, npl, q, gs[-1], m)  # (N, C, *M): dxpad[r::s]
+        sl = [
+            _phase_slices(a, pl, s, ri)
+            for a, (pl, _), s, ri in zip(geom.in_size, geom.pad, geom.stride, r)
+        ]
+        dx[(slice(None),) * 2 + tuple(b for _, b in sl)] = ph[
+            (slice(None),) * 2 + tuple(a for a, _ in sl)
+        ]
+    return dx

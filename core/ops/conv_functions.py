@@ -24,6 +24,7 @@ from .conv import (
 )
 from .conv_blocked import use_blocked
 from .conv_depthwise import is_depthwise
+from .conv_direct import DirectCols, use_direct_input_grad, use_direct_weight_grad
 from .conv_split import split_backward
 
 
@@ -86,8 +87,17 @@ def _backward(xp, x, grad, w, geom, cols, need):
         not is_depthwise(w.shape, geom)
         and not _pointwise(geom)
         and (
-            (need[0] and _direct_transpose_geom(w.shape, geom, grad.shape[0]) is None)
-            or (need[1] and (cols is not None or not use_blocked(xp, x, w.shape, geom)))
+            (
+                need[0]
+                and _direct_transpose_geom(w.shape, geom, grad.shape[0]) is None
+                and not use_direct_input_grad(xp, grad, w.shape, geom)
+            )
+            or (
+                need[1]
+                and not isinstance(cols, DirectCols)
+                and (cols is not None or not use_blocked(xp, x, w.shape, geom))
+                and (cols is not None or not use_direct_weight_grad(xp, x, w.shape, geom))
+            )
         )
     ):
         g_cf = _channels_first(xp, grad, geom.groups)

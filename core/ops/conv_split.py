@@ -47,6 +47,8 @@ import numpy as np
 
 from ..backend import mkl_gemm as _mkl
 from ..backend.threads import as_one_thread, num_threads, run_parts
+from . import conv_direct
+from .conv_direct import with_kernel_threads
 
 # multiply-adds a part, at least: 1-D 128->128 k5 on 8 x 64 (21 M a part) went 3.8 -> 4.8 ms
 # in two parts in one run, 5.2 -> 4.1 and 3.9 -> 3.6 in others; 64->64 on 8 x 16^2 (38 M) won
@@ -57,6 +59,13 @@ ENABLED = True  # False: the paths as before (A/B)
 MAX_PARTS = 2
 # more than one part only for a deep GEMM (C/g * prod(k) column rows) with many output channels
 MIN_PART_ROWS, MIN_PART_OUT = 256, 32
+
+
+def _one_part(fn, *args):
+    """``fn(*args)`` as one part on the calling thread: ``num_threads() == 1`` for its
+    choices, while the direct kernels' calls may still use this many threads (their copies
+    stay on one; ``conv_direct.with_kernel_threads``)."""
+    return as_one_thread(with_kernel_threads, num_threads(), fn, *args)
 
 
 class SplitCols:
@@ -72,7 +81,20 @@ class SplitCols:
         return SplitCols(self.bounds, [None if p is None else p.conj() for p in self.parts])
 
 
-def split_bounds(xp, n: int, w_shape, out_size, itemsize: int = 4) -> list | None:
+def _direct(xp, a, w_shape, geom) -> bool:
+    """Whether the direct kernels take this convolution as at one thread, their parallel
+    variants allowed (``conv_direct.THREADED``): then one part, since those beat two parts
+    (session 19, 2 threads, ms a step: 64->64 on 8 x 16^2 4.48 -> 4.21, 32->32 k5 on 8 x
+    32^2 10.2 -> 9.5, 3-D 16->32 on 2 x 16^3 8.5 -> 5.8; docs/kernels.md)."""
+    if not conv_direct.THREADED:
+        return False
+    x_shape = (a.shape[0], w_shape[1] * geom.groups) + tuple(geom.in_size)
+    return as_one_thread(conv_direct.use_direct, xp, a, w_shape, geom, x_shape)
+
+
+def split_bounds(
+    xp, n: int, w_shape, out_size, itemsize: int = 4, direct: bool = False
+) -> list | None:
     """The sample bounds of the parts for a convolution of ``n`` samples with a weight
     ``w_shape`` and output size ``out_size`` at two or more threads: one part (``[0, n]``: the
     whole batch on the calling thread, as at one thread) or more; None where the convolution
@@ -89,6 +111,8 @@ def split_bounds(xp, n: int, w_shape, out_size, itemsize: int = 4) -> list | Non
     nt = max(1, min(nt, MAX_PARTS, n, macs // MIN_PART_MACS))
     if math.prod(w_shape[1:]) < MIN_PART_ROWS or w_shape[0] < MIN_PART_OUT:
         nt = 1  # the gathers and copies outweigh the GEMMs: one part (module docstring)
+    if direct:
+        nt = 1  # the direct kernels' parallel variants (``_direct``)
     return [n * i // nt for i in range(nt + 1)]
 
 
@@ -96,11 +120,12 @@ def split_forward(xp, x, w, b, geom, forward):
     """``forward(xp, x, w, b, geom)`` (-> (y, cols)) by parts, or None where not split."""
     if x.dtype.char not in "fd" or w.dtype != x.dtype:
         return None
-    bounds = split_bounds(xp, x.shape[0], w.shape, geom.out_size, x.dtype.itemsize)
+    direct = _direct(xp, x, w.shape, geom)
+    bounds = split_bounds(xp, x.shape[0], w.shape, geom.out_size, x.dtype.itemsize, direct)
     if bounds is None:
         return None
     if len(bounds) == 2:
-        return as_one_thread(forward, xp, x, w, b, geom)
+        return _one_part(forward, xp, x, w, b, geom)
     y = np.empty((x.shape[0], w.shape[0]) + tuple(geom.out_size), dtype=x.dtype)
 
     def part(lo, hi):
@@ -115,11 +140,12 @@ def split_input_grad(xp, g, w, geom, input_grad):
     """``input_grad(xp, g, w, geom)`` by parts, or None where not split."""
     if g.dtype.char not in "fd" or w.dtype != g.dtype:
         return None
-    bounds = split_bounds(xp, g.shape[0], w.shape, geom.out_size, g.dtype.itemsize)
+    direct = _direct(xp, g, w.shape, geom)
+    bounds = split_bounds(xp, g.shape[0], w.shape, geom.out_size, g.dtype.itemsize, direct)
     if bounds is None:
         return None
     if len(bounds) == 2:
-        return as_one_thread(input_grad, xp, g, w, geom)
+        return _one_part(input_grad, xp, g, w, geom)
     c = w.shape[1] * geom.groups
     dx = np.empty((g.shape[0], c) + tuple(geom.in_size), dtype=g.dtype)
 
@@ -136,11 +162,12 @@ def split_weight_grad(xp, x, g, w_shape, geom, cols, weight_grad):
     if isinstance(cols, SplitCols):
         bounds, parts = cols.bounds, cols.parts
     elif x.dtype.char in "fd" and g.dtype == x.dtype:
-        bounds = split_bounds(xp, x.shape[0], w_shape, geom.out_size, x.dtype.itemsize)
+        direct = _direct(xp, x, w_shape, geom)
+        bounds = split_bounds(xp, x.shape[0], w_shape, geom.out_size, x.dtype.itemsize, direct)
         if bounds is None:
             return None
         if len(bounds) == 2:
-            return as_one_thread(weight_grad, xp, x, g, w_shape, geom, cols)
+            return _one_part(weight_grad, xp, x, g, w_shape, geom, cols)
         if cols is not None:  # the whole batch's columns from a forward in one part
             return None
         parts = [None] * (len(bounds) - 1)
@@ -169,11 +196,12 @@ def split_backward(xp, x, g, w, geom, cols, need, kernels, whole):
     if isinstance(cols, SplitCols):
         bounds, parts = cols.bounds, cols.parts
     else:
-        bounds = split_bounds(xp, g.shape[0], w.shape, geom.out_size, g.dtype.itemsize)
+        direct = _direct(xp, x, w.shape, geom)
+        bounds = split_bounds(xp, g.shape[0], w.shape, geom.out_size, g.dtype.itemsize, direct)
         if bounds is None:
             return None
         if len(bounds) == 2:
-            return as_one_thread(whole, xp, x, g, w, geom, cols, need)
+            return _one_part(whole, xp, x, g, w, geom, cols, need)
         if cols is not None and need[1]:  # the whole batch's columns
             return None
         parts = [None] * (len(bounds) - 1)
