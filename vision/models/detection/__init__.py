@@ -4,17 +4,29 @@ backbone, SSD300 with VGG-16 and SSDlite with MobileNetV3-Large, and their parts
 RPN, RoI heads, dense heads, transform), with torchvision's module names so ``state_dict``
 keys match its checkpoints.
 
-Keypoint R-CNN too. Not here: the Faster / Mask R-CNN v2 and MobileNet variants.
+Keypoint R-CNN, the Faster / Mask R-CNN v2 and the MobileNetV3-Large-FPN Faster R-CNNs too.
 """
 
 from .anchor_utils import AnchorGenerator, DefaultBoxGenerator
-from .backbone_utils import BackboneWithFPN, IntermediateLayerGetter, resnet_fpn_backbone
+from .backbone_utils import (
+    BackboneWithFPN,
+    IntermediateLayerGetter,
+    mobilenet_backbone,
+    resnet_fpn_backbone,
+)
 from .faster_rcnn import (
     FasterRCNN,
+    FasterRCNN_MobileNet_V3_Large_320_FPN_Weights,
+    FasterRCNN_MobileNet_V3_Large_FPN_Weights,
+    FasterRCNN_ResNet50_FPN_V2_Weights,
     FasterRCNN_ResNet50_FPN_Weights,
+    FastRCNNConvFCHead,
     FastRCNNPredictor,
     TwoMLPHead,
+    fasterrcnn_mobilenet_v3_large_320_fpn,
+    fasterrcnn_mobilenet_v3_large_fpn,
     fasterrcnn_resnet50_fpn,
+    fasterrcnn_resnet50_fpn_v2,
 )
 from .fcos import (
     FCOS,
@@ -35,10 +47,12 @@ from .keypoint_rcnn import (
 )
 from .mask_rcnn import (
     MaskRCNN,
+    MaskRCNN_ResNet50_FPN_V2_Weights,
     MaskRCNN_ResNet50_FPN_Weights,
     MaskRCNNHeads,
     MaskRCNNPredictor,
     maskrcnn_resnet50_fpn,
+    maskrcnn_resnet50_fpn_v2,
 )
 from .retinanet import (
     RetinaNet,
@@ -82,6 +96,10 @@ __all__ = [
     "FCOS_ResNet50_FPN_Weights",
     "FasterRCNN",
     "FasterRCNN_ResNet50_FPN_Weights",
+    "FasterRCNN_ResNet50_FPN_V2_Weights",
+    "FasterRCNN_MobileNet_V3_Large_FPN_Weights",
+    "FasterRCNN_MobileNet_V3_Large_320_FPN_Weights",
+    "FastRCNNConvFCHead",
     "FastRCNNPredictor",
     "GeneralizedRCNN",
     "GeneralizedRCNNTransform",
@@ -95,6 +113,7 @@ __all__ = [
     "MaskRCNNHeads",
     "MaskRCNNPredictor",
     "MaskRCNN_ResNet50_FPN_Weights",
+    "MaskRCNN_ResNet50_FPN_V2_Weights",
     "RPNHead",
     "RegionProposalNetwork",
     "RetinaNet",
@@ -116,10 +135,15 @@ __all__ = [
     "SSDLiteRegressionHead",
     "SSDRegressionHead",
     "TwoMLPHead",
+    "fasterrcnn_mobilenet_v3_large_320_fpn",
+    "fasterrcnn_mobilenet_v3_large_fpn",
     "fasterrcnn_resnet50_fpn",
+    "fasterrcnn_resnet50_fpn_v2",
     "fcos_resnet50_fpn",
     "keypointrcnn_resnet50_fpn",
     "maskrcnn_resnet50_fpn",
+    "maskrcnn_resnet50_fpn_v2",
+    "mobilenet_backbone",
     "retinanet_resnet50_fpn",
     "retinanet_resnet50_fpn_v2",
     "ssd300_vgg16",

@@ -11,11 +11,12 @@ from ember import Tensor, nn
 
 from ...ops import misc as misc_nn_ops
 from ...ops.feature_pyramid_network import ExtraFPNBlock, FeaturePyramidNetwork, LastLevelMaxPool
-from .. import resnet
+from .. import mobilenetv2, mobilenetv3, resnet
 
 __all__ = [
     "BackboneWithFPN",
     "IntermediateLayerGetter",
+    "mobilenet_backbone",
     "resnet_fpn_backbone",
 ]
 
@@ -150,3 +151,69 @@ def _validate_trainable_layers(
             f"{trainable_backbone_layers} "
         )
     return trainable_backbone_layers
+
+
+def mobilenet_backbone(
+    *,
+    backbone_name: str,
+    weights=None,
+    fpn: bool,
+    norm_layer: Callable[..., nn.Module] = misc_nn_ops.FrozenBatchNorm2d,
+    trainable_layers: int = 2,
+    returned_layers: list[int] | None = None,
+    extra_blocks: ExtraFPNBlock | None = None,
+) -> nn.Module:
+    """A MobileNet (``"mobilenet_v2"``, ``"mobilenet_v3_large"``, ...) feature trunk, with an
+    FPN over its last two stages (``fpn=True``) or a 1x1 convolution to 256 channels."""
+    module = mobilenetv3 if backbone_name.startswith("mobilenet_v3") else mobilenetv2
+    if backbone_name not in module.__all__:
+        raise ValueError(f"unknown MobileNet backbone {backbone_name!r}")
+    backbone = getattr(module, backbone_name)(weights=weights, norm_layer=norm_layer)
+    return _mobilenet_extractor(backbone, fpn, trainable_layers, returned_layers, extra_blocks)
+
+
+def _mobilenet_extractor(
+    backbone,
+    fpn: bool,
+    trainable_layers: int,
+    returned_layers: list[int] | None = None,
+    extra_blocks: ExtraFPNBlock | None = None,
+    norm_layer: Callable[..., nn.Module] | None = None,
+) -> nn.Module:
+    features = backbone.features
+    # the strided blocks start the stages C1..Cn-1; the stem and the last block are C0 and Cn
+    stage_indices = [0]
+    stage_indices += [i for i, b in enumerate(features) if getattr(b, "_is_cn", False)]
+    stage_indices.append(len(features) - 1)
+    num_stages = len(stage_indices)
+    if trainable_layers < 0 or trainable_layers > num_stages:
+        raise ValueError(
+            f"Trainable layers should be in the range [0,{num_stages}], got {trainable_layers} "
+        )
+    # the first blocks, up to the trainable stages, are frozen
+    freeze_before = (
+        len(features) if trainable_layers == 0 else stage_indices[num_stages - trainable_layers]
+    )
+    for block in features[:freeze_before]:
+        for parameter in block.parameters():
+            parameter.requires_grad_(False)
+    out_channels = 256
+    if not fpn:
+        m = nn.Sequential(features, nn.Conv2d(features[-1].out_channels, out_channels, 1))
+        m.out_channels = out_channels
+        return m
+    if extra_blocks is None:
+        extra_blocks = LastLevelMaxPool()
+    if returned_layers is None:
+        returned_layers = [num_stages - 2, num_stages - 1]
+    if min(returned_layers) < 0 or max(returned_layers) >= num_stages:
+        raise ValueError(
+            f"Each returned layer should be in the range [0,{num_stages - 1}], got "
+            f"{returned_layers} "
+        )
+    return_layers = {f"{stage_indices[k]}": str(v) for v, k in enumerate(returned_layers)}
+    in_channels_list = [features[stage_indices[i]].out_channels for i in returned_layers]
+    return BackboneWithFPN(
+        features, return_layers, in_channels_list, out_channels, extra_blocks=extra_blocks,
+        norm_layer=norm_layer,
+    )  # fmt: skip

@@ -25,9 +25,16 @@ from .transform import GeneralizedRCNNTransform
 __all__ = [
     "FasterRCNN",
     "FasterRCNN_ResNet50_FPN_Weights",
+    "FasterRCNN_ResNet50_FPN_V2_Weights",
+    "FasterRCNN_MobileNet_V3_Large_FPN_Weights",
+    "FasterRCNN_MobileNet_V3_Large_320_FPN_Weights",
+    "FastRCNNConvFCHead",
     "FastRCNNPredictor",
     "TwoMLPHead",
     "fasterrcnn_resnet50_fpn",
+    "fasterrcnn_resnet50_fpn_v2",
+    "fasterrcnn_mobilenet_v3_large_fpn",
+    "fasterrcnn_mobilenet_v3_large_320_fpn",
 ]
 
 _COCO_CATEGORIES = [
@@ -66,6 +73,39 @@ class TwoMLPHead(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         x = x.flatten(start_dim=1)
         return F.relu(self.fc7(F.relu(self.fc6(x))))
+
+
+class FastRCNNConvFCHead(nn.Sequential):
+    """The v2 box head: ``conv_layers`` 3x3 convolutions (+norm, +ReLU) over the pooled
+    ``input_size = (channels, height, width)`` features, flattened, then ``fc_layers`` linear
+    layers with ReLU."""
+
+    def __init__(
+        self,
+        input_size: tuple[int, int, int],
+        conv_layers: list[int],
+        fc_layers: list[int],
+        norm_layer=None,
+    ) -> None:
+        channels, height, width = input_size
+        blocks: list[nn.Module] = []
+        previous = channels
+        for current in conv_layers:
+            blocks.append(
+                misc_nn_ops.Conv2dNormActivation(previous, current, norm_layer=norm_layer)
+            )
+            previous = current
+        blocks.append(nn.Flatten())
+        previous = previous * height * width
+        for current in fc_layers:
+            blocks += [nn.Linear(previous, current), nn.ReLU(inplace=True)]
+            previous = current
+        super().__init__(*blocks)
+        for layer in self.modules():
+            if isinstance(layer, nn.Conv2d):
+                nn.init.kaiming_normal_(layer.weight, mode="fan_out", nonlinearity="relu")
+                if layer.bias is not None:
+                    nn.init.zeros_(layer.bias)
 
 
 class FastRCNNPredictor(nn.Module):
@@ -242,3 +282,14 @@ def fasterrcnn_resnet50_fpn(
     model = FasterRCNN(backbone, num_classes=num_classes, **kwargs)
     _load_detection_weights(model, weights, progress)
     return model
+
+
+# the v2 and MobileNet builders (a module of their own; torchvision's names live here)
+from ._rcnn_variants import (  # noqa: E402
+    FasterRCNN_MobileNet_V3_Large_320_FPN_Weights,
+    FasterRCNN_MobileNet_V3_Large_FPN_Weights,
+    FasterRCNN_ResNet50_FPN_V2_Weights,
+    fasterrcnn_mobilenet_v3_large_320_fpn,
+    fasterrcnn_mobilenet_v3_large_fpn,
+    fasterrcnn_resnet50_fpn_v2,
+)
