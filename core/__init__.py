@@ -455,6 +455,8 @@ def __getattr__(name):
         from . import _streams
 
         return getattr(_streams, name)
+    if name == "Future":  # torch.Future is torch.futures.Future (Captum checks isinstance)
+        return importlib.import_module("ember.futures").Future
     if name == "torch":  # torch.torch is torch itself (kornia writes torch.torch.Tensor)
         import sys
 

@@ -26,7 +26,9 @@ def _operator(fn, name):
             return NotImplemented
         return fn(self, other)
 
-    method.__name__ = method.__qualname__ = name
+    # handlers see the function's own name, as when the operator was the function itself
+    # (ember.masked's dispatch treats "add" as elementwise, "__add__" as its own method)
+    method.__name__ = method.__qualname__ = fn.__name__
     method.__doc__ = fn.__doc__
     return method
 

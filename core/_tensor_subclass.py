@@ -141,6 +141,15 @@ def _make_subclass(
     return t
 
 
+def _make_wrapper_subclass(cls, size, *args, **kwargs) -> Tensor:
+    r"""``torch.Tensor._make_wrapper_subclass(cls, size, strides=..., dtype=..., device=...,
+    requires_grad=...)``: a ``cls`` instance with that metadata and no data of its own, whose
+    ops reach ``cls.__torch_dispatch__`` (core/_dispatch.py, docs/torch_dispatch.md)."""
+    from ._dispatch import make_wrapper_subclass
+
+    return make_wrapper_subclass(cls, size, *args, **kwargs)
+
+
 def as_subclass(self, cls) -> Tensor:
     r"""Makes a ``cls`` instance with the same data as ``self``: changes in the output mirror
     changes in ``self``, and the output stays attached to the autograd graph. ``cls`` must be

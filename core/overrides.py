@@ -133,6 +133,11 @@ def _setup_subclass(cls: type) -> None:
         if klass is Tensor:
             break
         chain.append(klass)
+    if any("__torch_dispatch__" in k.__dict__ for k in chain):
+        from ._dispatch_ops import setup_dispatch_subclass
+
+        if setup_dispatch_subclass(cls, chain):
+            return  # its ops go to __torch_dispatch__; no __torch_function__ to wrap for
     if not any("__torch_function__" in k.__dict__ for k in chain):
         if any(_is_internal(k) for k in chain):
             return

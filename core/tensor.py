@@ -418,5 +418,6 @@ from . import _tensor_subclass  # noqa: E402
 _legacy_new = _tensor_subclass.legacy_new
 
 Tensor._make_subclass = staticmethod(_tensor_subclass._make_subclass)
+Tensor._make_wrapper_subclass = staticmethod(_tensor_subclass._make_wrapper_subclass)
 Tensor.as_subclass = _tensor_subclass.as_subclass
 Tensor.as_subclass.__qualname__ = "Tensor.as_subclass"

@@ -76,6 +76,16 @@ def _as_arrays(out):
     return out
 
 
+def _saved_array(s):
+    """What the engine keeps for a saved value: a tensor's array, or (a sparse or
+    ``__torch_dispatch__`` tensor, whose array is a placeholder) the tensor itself."""
+    from ..tensor import Tensor
+
+    if isinstance(s, Tensor):
+        return s._data if _is_array(s._data) else Opaque(s)
+    return s
+
+
 def _own(cls, name: str):
     """``cls``'s own (not inherited) plain function for the staticmethod ``name``."""
     attr = cls.__dict__.get(name)
@@ -101,6 +111,9 @@ def adapt_user_function(cls: type) -> None:
             # the inputs' layouts: jvp gets zeros for a tensor input without a tangent
             ctx._jvp_inputs = tuple((a.shape, a.dtype) if _is_array(a) else None for a in args)
             targs = _as_tensors(args)
+            for t, a, need in zip(targs, args, ctx.needs_input_grad, strict=False):
+                if need and _is_array(a):  # as torch's: the inputs keep requires_grad
+                    t.requires_grad = True
             with grad_mode.no_grad():
                 if split:
                     out = fwd(*targs, **kwargs)
@@ -108,7 +121,7 @@ def adapt_user_function(cls: type) -> None:
                 else:
                     out = fwd(ctx, *targs, **kwargs)
             if ctx._saved:  # the engine tracks saved arrays (versions, double backward)
-                ctx._saved = tuple(_as_arrays(s) for s in ctx._saved)
+                ctx._saved = tuple(_saved_array(s) for s in ctx._saved)
             return _as_arrays(out)
 
         forward._ember_tensor_io = True

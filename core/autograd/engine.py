@@ -8,6 +8,8 @@ backward pass is itself recorded and can be differentiated again.
 from __future__ import annotations
 
 import sys as _sys
+from heapq import heappop as _heappop
+from heapq import heappush as _heappush
 
 import numpy as _np_module
 from numpy import asarray as _np_asarray
@@ -174,17 +176,24 @@ def run_backward(
 
     capture: dict[int, int] | None = None  # id(leaf) or (id(node), out_nr) -> index in inputs
     captured = None
-    needed = None
+    needed = runs = None
     if inputs is not None:
         capture, captured = {}, [None] * len(inputs)
         for i, t in enumerate(inputs):
             key = id(t) if t.grad_fn is None else (id(t.grad_fn), t._output_nr)
             capture[key] = i
         targets = {id(t) if t.grad_fn is None else id(t.grad_fn) for t in inputs}
-        needed = _needed(roots, targets) | targets
+        # a target node itself runs only if another target lies below it (PyTorch's engine
+        # stops at an input: Captum differentiates a layer's output, then below it)
+        runs = _needed(roots, targets)
+        needed = runs | targets
 
     deps = _collect(roots)
-    ready = list({id(r): r for r in roots if deps.get(id(r), 0) == 0}.values())
+    # The ready queue is PyTorch's: a heap on creation order, the latest-created node first;
+    # leaves (PyTorch's AccumulateGrad, sequence number "infinity") go before any node.
+    ready = []
+    for r in {id(r): r for r in roots if deps.get(id(r), 0) == 0}.values():
+        _push(ready, r)
     prev_mode = grad_mode._state.enabled
     grad_mode._state.enabled = create_graph
     cuda_prev = None  # the caller's CUDA device once backward has switched devices
@@ -192,7 +201,7 @@ def run_backward(
     depth = _depth[0]
     try:
         while ready:
-            node = ready.pop()
+            node = _heappop(ready)[2]
             if not isinstance(node, Function):
                 g = buffers.pop(id(node), None)
                 if g is not None:
@@ -206,7 +215,7 @@ def run_backward(
             if grads is not None and (node._pre_hooks is not None or capture is not None):
                 grads = _run_pre_hooks(node, grads, create_graph, capture, captured)
             # A node that received no gradient at all passes none on (nothing to compute).
-            if grads is not None and (needed is None or id(node) in needed):
+            if grads is not None and (runs is None or id(node) in runs):
                 if node.xp is not _np_module:
                     g0 = next((g for g in grads if g is not None), None)
                     cuda_prev = _follow_device(g0, create_graph, cuda_prev)
@@ -228,8 +237,8 @@ def run_backward(
                 results = None
             if results is not None and node._post_hooks:
                 results = _run_post_hooks(node, results, grads, create_graph)
-            if not retain_graph:
-                node._saved = None
+            if not retain_graph and (runs is None or id(node) in runs):
+                node._saved = None  # (autograd.grad frees only the part of the graph it ran)
             for i, e in enumerate(node._edges):
                 if e is None:
                     continue
@@ -253,7 +262,7 @@ def run_backward(
                 n = deps[k] - 1
                 deps[k] = n
                 if n == 0:
-                    ready.append(tgt)
+                    _push(ready, tgt)
     finally:
         grad_mode._state.enabled = prev_mode
         if cuda_prev is not None:
@@ -274,6 +283,16 @@ def run_backward(
             )
         out.append(None if g is None else (g if create_graph else Tensor._wrap(g)))
     return tuple(out)
+
+
+_tiebreak = __import__("itertools").count().__next__
+
+
+def _push(ready: list, node) -> None:
+    # (-sequence number, insertion count, node): a leaf tensor sorts first; nodes of equal
+    # sequence number (none recorded) keep insertion order, so the heap never compares nodes
+    seq = node._seq if isinstance(node, Function) else float("inf")
+    _heappush(ready, (-seq, _tiebreak(), node))
 
 
 def _follow_device(g, create_graph: bool, prev):
@@ -357,10 +376,13 @@ def _run_pre_hooks(node, grads, create_graph, capture, captured):
             continue
         hooks = node._pre_hooks.get(out_nr) if node._pre_hooks is not None else None
         if hooks:
+            # one gradient tensor for the hooks in turn until one returns a new one, as in
+            # PyTorch (Captum's LRP sets an attribute on it in one hook, reads it in another)
+            gt = g if create_graph else _fn.Tensor._wrap(g)
             for hook in list(hooks):
-                gt = g if create_graph else _fn.Tensor._wrap(g)
                 r = hook(gt)
                 if r is not None:
+                    gt = r
                     g = r if create_graph else r._data
             grads[out_nr] = g
         if capture is not None:
@@ -443,9 +465,11 @@ def _deliver_leaf(leaf, g, create_graph, capture, captured, accumulate, seen_arr
     Tensor = _fn.Tensor
     hooks = leaf._hooks
     if hooks:
+        gt = g if create_graph else Tensor._wrap(g)  # one tensor for all (_run_pre_hooks)
         for hook in list(hooks):
-            r = hook(g if create_graph else Tensor._wrap(g))
+            r = hook(gt)
             if r is not None:
+                gt = r
                 g = r if create_graph else r._data
     if capture is not None:
         idx = capture.get(id(leaf))

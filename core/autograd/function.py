@@ -19,6 +19,10 @@ from . import grad_mode
 Tensor = None
 _wrap = None
 _new = object.__new__
+# Creation order of graph nodes (PyTorch's sequence_nr): the engine runs the latest-created
+# ready node first, as PyTorch's does, so hooks fire in PyTorch's order (Opacus pairs each
+# module call's activations with its backward hook by that order).
+_next_seq = __import__("itertools").count(1).__next__
 _ndarray = np.ndarray
 _NO_GRADS = [(False,) * n for n in range(8)]
 
@@ -55,6 +59,10 @@ _sparse_apply = None
 # (core/nested/_route.py), also tested only off the hot path.
 _NestedData = type("_NoNestedYet", (), {})
 _nested_apply = None
+# Set by ember._dispatch (on the first Tensor._make_wrapper_subclass): a wrapper subclass's
+# placeholder and the route to its __torch_dispatch__, tested only off the hot path too.
+_WrapperData = type("_NoWrapperYet", (), {})
+_wrapper_apply = None
 
 
 def _unpacked(saved):
@@ -117,6 +125,7 @@ class Function:
     _materialize = True
     _packed = False  # saved arrays went through a saved-tensor pack hook (autograd.graph)
     _saved_forward = None  # ctx.save_for_forward's tensors (user Functions with a jvp)
+    _seq = 0  # creation order, set when the node joins a graph (see _next_seq)
     # Set by the engine just before backward: per input, an array the gradient may be written
     # into (``out=``) and returned, or None (see ``engine.grad_destinations``). Ops that ignore
     # it stay correct; it only saves the copy into a preallocated buffer such as DDP's bucket.
@@ -237,6 +246,8 @@ class Function:
                         return _sparse_apply(cls, args, kwargs)
                     if type(data) is _NestedData or type(first) is _NestedData:
                         return _nested_apply(cls, args, kwargs)
+                    if type(data) is _WrapperData or type(first) is _WrapperData:
+                        return _wrapper_apply(cls, args, kwargs)
                     first = _device_mismatch(first, data)
                 arrays.append(data)
                 if a.requires_grad:
@@ -254,6 +265,8 @@ class Function:
             return _sparse_apply(cls, args, kwargs)
         elif type(first) is _NestedData:
             return _nested_apply(cls, args, kwargs)
+        elif type(first) is _WrapperData:
+            return _wrapper_apply(cls, args, kwargs)
         else:
             ctx.xp = _cupy.cupy
         if not (requires and grad_mode._state.enabled):
@@ -287,6 +300,7 @@ class Function:
                 edges.append(None)
         ctx.needs_input_grad = tuple(needs)
         ctx._edges = edges
+        ctx._seq = _next_seq()
         out = forward(ctx, *arrays, **kwargs)
         if type(out) is tuple:
             outs = tuple(_wrap(_as_array(o)) for o in out)
@@ -385,6 +399,8 @@ class Function:
             return ref
         array = _unpacked(self._saved[i : i + 1])[0] if self._packed else self._saved[i]
         if kind == _SAVED_CONST and not hasattr(array, "__array_namespace__"):
+            if type(array).__name__ == "Opaque":  # a sparse or dispatch-subclass tensor
+                return array.value
             return array  # None, Python scalars, shapes
         t = Tensor._wrap(array)
         if kind == _SAVED_OUTPUT:

@@ -191,6 +191,10 @@ class _OpDef:
 
     def redispatch(self, values: list, tensors: list | None = None) -> Any:
         """Run the kernel for the tensors' device type (below autograd)."""
+        dispatch = sys.modules.get("ember._dispatch")  # loaded once a mode or subclass exists
+        if dispatch is not None and getattr(dispatch._TLS, "stack", None):
+            pos, kw = self.split(values)  # a dispatch mode sees the op (docs/torch_dispatch.md)
+            return dispatch.call_mode(self.overload, tuple(pos), kw)
         if tensors is None:
             tensors = _tensors_in(values)
         if not tensors:

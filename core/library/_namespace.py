@@ -100,6 +100,18 @@ class AtenOverload:
     def __repr__(self) -> str:
         return f"aten.{self._name}.{self._overloadname}"
 
+    # equal to the op objects a __torch_dispatch__ handler is handed (core/_dispatch_ops.py),
+    # so ``func == aten.mm.default`` and tables keyed by these objects match
+    def __eq__(self, other) -> bool:
+        if self is other:
+            return True
+        name = getattr(other, "_name", None)
+        over = getattr(other, "_overloadname", None)
+        return name == self._name and over == self._overloadname and hasattr(other, "name")
+
+    def __hash__(self) -> int:
+        return hash(("aten", self._name, self._overloadname))
+
 
 class AtenPacket:
     """``ember.ops.aten.<op>``: callable; any overload attribute resolves to the same op."""

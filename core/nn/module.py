@@ -21,7 +21,7 @@ from ._module_hooks import (
 from ._module_lookup import _LookupMixin
 from ._module_repr import _TENSOR_TYPES, _addindent, _ReprMixin, _typename  # noqa: F401
 from ._module_state import _IncompatibleKeys, _StateDictMixin
-from .parameter import Buffer, Parameter
+from .parameter import Buffer, Parameter, is_wrapper_param
 
 __all__ = [
     "Module",
@@ -136,7 +136,7 @@ class Module(_HookMixin, _StateDictMixin, _ConvertMixin, _LookupMixin, _ReprMixi
         if param is None:
             self._parameters[name] = None
             return
-        if not isinstance(param, Parameter):
+        if not isinstance(param, Parameter) and not is_wrapper_param(param):
             raise TypeError(
                 f"cannot assign '{_typename(param)}' object to parameter '{name}' "
                 "(ember.nn.Parameter or None required)"
@@ -191,7 +191,7 @@ class Module(_HookMixin, _StateDictMixin, _ConvertMixin, _LookupMixin, _ReprMixi
             self.register_parameter(name, value)
             return
         if params is not None and name in params:
-            if value is not None:
+            if value is not None and not is_wrapper_param(value):
                 raise TypeError(
                     f"cannot assign '{_typename(value)}' as parameter '{name}' "
                     "(ember.nn.Parameter or None expected)"
@@ -237,6 +237,10 @@ class Module(_HookMixin, _StateDictMixin, _ConvertMixin, _LookupMixin, _ReprMixi
                 _remove_from(name, d, self._parameters, self._buffers)
                 modules[name] = twin
                 return
+        if params is not None and isinstance(value, Tensor) and is_wrapper_param(value):
+            _remove_from(name, d, self._buffers, self._modules, self._non_persistent_buffers_set)
+            self.register_parameter(name, value)  # nn.Parameter(a wrapper subclass)
+            return
         object.__setattr__(self, name, value)
 
     def __delattr__(self, name: str) -> None:

@@ -55,3 +55,4 @@ def _lazy_submodule(name: str, names: tuple[str, ...]) -> None:
 
 _lazy_submodule("distributed", ("DistributedDataParallel",))
 _lazy_submodule("data_parallel", ("DataParallel", "data_parallel"))
+_lazy_submodule("scatter_gather", ("scatter", "scatter_kwargs", "gather"))

@@ -39,6 +39,17 @@ def _as_tensor(data) -> Tensor:
     return data
 
 
+def is_wrapper_param(value) -> bool:
+    """``nn.Parameter(w)`` of a ``__torch_dispatch__`` wrapper subclass ``w`` (core/_dispatch.py):
+    ``w``'s own type, marked ``_is_param`` as torch marks it; Module registers it as a
+    parameter (``isinstance(w, Parameter)`` stays False here: no metaclass check taxes every
+    other isinstance test)."""
+    return (
+        type(getattr(value, "_data", None)).__name__ == "WrapperData"
+        and getattr(value, "__dict__", {}).get("_is_param", False) is True
+    )
+
+
 class Parameter(Tensor):
     r"""A Tensor that is a module parameter.
 
@@ -53,6 +64,12 @@ class Parameter(Tensor):
             # a tensor type outside core says how it becomes a parameter: nn.Parameter(dtensor)
             # is a DTensorParameter, as PyTorch's is a Parameter holding the DTensor
             return as_parameter(data, requires_grad)
+        if cls is Parameter and type(getattr(data, "_data", None)).__name__ == "WrapperData":
+            # a __torch_dispatch__ wrapper subclass stays itself (torch: ``_is_param``)
+            p = data.detach()
+            p.requires_grad = bool(requires_grad)
+            p._is_param = True
+            return p
         p = object.__new__(cls)
         _init_alias(p, _as_tensor(data), requires_grad)
         return p

@@ -43,6 +43,13 @@ def binary_nograd(ufunc_name: str):
             from ._util import raise_broadcast_error
 
             raise_broadcast_error(err, input, other)
+        except NotImplementedError as err:
+            if type(err).__name__ != "_NoData":
+                raise
+            # a __torch_dispatch__ wrapper subclass (core/_dispatch.py): to its handler
+            from .._dispatch import nograd_dispatch
+
+            return nograd_dispatch(op, ufunc_name, (input, other))
         # ufuncs on 0-d arrays return scalars; a tensor always holds an array
         result = Tensor._wrap(xp.asarray(out))
         if hook is not None:
@@ -60,7 +67,14 @@ def unary_nograd(ufunc_name: str):
         if hook is not None:
             t0 = time.perf_counter_ns()
         xp = _xp_of(input._data)
-        result = Tensor._wrap(xp.asarray(getattr(xp, ufunc_name)(input._data)))
+        try:
+            result = Tensor._wrap(xp.asarray(getattr(xp, ufunc_name)(input._data)))
+        except NotImplementedError as err:
+            if type(err).__name__ != "_NoData":
+                raise
+            from .._dispatch import nograd_dispatch  # a wrapper subclass (core/_dispatch.py)
+
+            return nograd_dispatch(op, ufunc_name, (input,))
         if hook is not None:
             hook(ufunc_name, t0, (input,), result)
         return result

@@ -215,8 +215,50 @@ def stop(rec: Recorder) -> None:
         _annotations.install(False)
 
 
+# While a __torch_dispatch__ mode is entered (core/_dispatch.py), its (apply, call_backward)
+# pair sits outside these hooks and runs ops through apply_inner / call_backward_inner.
+_outer: list = [None]
+
+
+def apply_inner(cls, *args, **kwargs):
+    """``Function.apply`` beneath an outer hook: recorded when a profiler or observer is on."""
+    if _active[0] is not None or _observers:
+        return _profiled_apply(cls, *args, **kwargs)
+    return _orig_apply.__func__(cls, *args, **kwargs)
+
+
+def call_backward_inner(node, grads, create_graph):
+    if _active[0] is not None or _observers:
+        return _profiled_call_backward(node, grads, create_graph)
+    return _orig_call_backward(node, grads, create_graph)
+
+
+def note_apply(cls, args, out, t0: int | None) -> None:
+    """Record an op an outer hook ran itself (its forward, as a dispatch mode's autograd node
+    does), ``t0`` its start time: for the profiler and the observers."""
+    rec = _active[0]
+    if rec is not None and t0 is not None:
+        name = _names.get(cls)
+        if name is None:
+            name = _names[cls] = op_name(cls)
+        rec.add(name, CPU_OP, t0, _perf(), args, out)
+    for obs in _observers:
+        obs.on_apply(cls, args, out)
+
+
+def set_outer(hooks) -> None:
+    """Install ``hooks`` (``(apply classmethod, call_backward)``) outside the recording hooks,
+    or remove them (``None``)."""
+    with _lock:
+        _outer[0] = hooks
+        _install(_active[0] is not None or bool(_observers))
+
+
 def _install(on: bool) -> None:
     """Swap the hooked entry points in (``on``) or restore the originals (caller holds _lock)."""
+    if _outer[0] is not None:  # a dispatch mode's hooks stay outermost; they call ours
+        Function.apply, _engine._call_backward = _outer[0]
+        return
     if on:
         Function.apply = classmethod(_profiled_apply)
         _engine._call_backward = _profiled_call_backward

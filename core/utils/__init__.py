@@ -10,6 +10,7 @@ def __getattr__(name):
         "checkpoint",
         "hooks",
         "_pytree",
+        "_python_dispatch",
         "dlpack",
         "flop_counter",
         "module_tracker",

@@ -38,5 +38,6 @@ for _name, _target in (
     ("device_mesh", "ember.distributed.device_mesh"),
     ("placement_types", "ember.distributed.tensor.placement_types"),
     ("api", "ember.distributed.tensor._api"),
+    ("experimental", "ember.distributed.tensor.experimental"),
 ):
     sys.modules[f"{__name__}.{_name}"] = import_module(_target)

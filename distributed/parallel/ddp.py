@@ -157,6 +157,7 @@ class DistributedDataParallel(Module, BucketLayout, JoinableDDP, DDPInfo):
             b.work = None
         self._callback_queued = False
         self._seen = set()
+        self._next_bucket = 0  # buckets launch in index order, as PyTorch's Reducer does
 
     # ---- hooks -----------------------------------------------------------------------------
     def _make_hook(self, index: int):
@@ -193,8 +194,12 @@ class DistributedDataParallel(Module, BucketLayout, JoinableDDP, DDPInfo):
             self._order.append(index)
         b = self._buckets[self._bucket_of[index]]
         b.pending -= 1
-        if b.pending == 0:
-            self._launch(b)
+        # a finished bucket waits for the ones before it (gradients need not become ready in
+        # bucket order), so the communication hook sees buckets 0, 1, ... as PyTorch's does
+        buckets = self._buckets
+        while self._next_bucket < len(buckets) and buckets[self._next_bucket].pending == 0:
+            self._next_bucket += 1
+            self._launch(buckets[self._next_bucket - 1])
 
     def _launch(self, b: _Bucket) -> None:
         """Bucket ``b`` is ready: copy its gradients in and start (or defer) its allreduce."""
@@ -207,7 +212,7 @@ class DistributedDataParallel(Module, BucketLayout, JoinableDDP, DDPInfo):
         if self._comm_hook is not None:  # the hook communicates, bucket by bucket
             b.work = HookWork(self._comm_hook, self._buckets, b)
             return
-        if not all(x.pending == 0 for x in self._buckets):
+        if self._next_bucket < len(self._buckets):  # not the last bucket
             if self._overlap:
                 self._reduce(b, b.flat, async_op=True)
             return

@@ -26,6 +26,9 @@ from .placement_types import Replicate
 
 __all__: list[str] = []
 
+# set by experimental.implicit_replication(): plain tensors mixed with DTensors count as Replicate
+_IMPLICIT_REPLICATION = [False]
+
 
 class _GradSum(Function):
     """Identity forward; backward all-reduces the gradient over one process group."""
@@ -103,11 +106,13 @@ def _as_dtensor(x, mesh, what: str):
     import ember
 
     if isinstance(x, ember.Tensor):
-        if x.dim() == 0:
-            return DTensor(x, mesh, (Replicate(),) * mesh.ndim, ())
+        if x.dim() == 0 or _IMPLICIT_REPLICATION[0]:
+            # the whole tensor on every rank (experimental.implicit_replication lifts the rule)
+            return DTensor(x, mesh, (Replicate(),) * mesh.ndim, tuple(x.shape))
         raise RuntimeError(
             f"{what}: got mixed ember.Tensor and DTensor operands; convert the tensor with "
-            "DTensor.from_local or distribute_tensor first"
+            "DTensor.from_local or distribute_tensor first (or run under "
+            "ember.distributed.tensor.experimental.implicit_replication())"
         )
     return x
 

@@ -33,6 +33,10 @@ from .sampler import (
 __all__ = ["DataLoader", "get_worker_info", "default_collate", "default_convert"]
 
 T_co = TypeVar("T_co", covariant=True)
+T = TypeVar("T")
+# PyTorch's private type aliases, which libraries (Opacus) import for their annotations
+_worker_init_fn_t = Callable[[int], None]
+_collate_fn_t = Callable[[list[T]], Any]
 get_worker_info = _worker.get_worker_info
 
 _STATE_KEYS = ("epoch", "batches_served", "sampler", "base_seed")
