@@ -64,6 +64,8 @@ FileLike = sio.FileLike
 # PyTorch's type aliases for load's arguments (third-party code imports them to annotate)
 FILE_LIKE = FileLike
 MAP_LOCATION = Any
+# torch.save's default pickle protocol (MONAI's StateCacher imports it as a default argument)
+DEFAULT_PROTOCOL = 2
 
 _FORMAT_VERSION = "1"
 _INLINE_STRUCTURE_LIMIT = 1 << 20  # larger structures go into an entry, not the header

@@ -53,6 +53,22 @@ def flags_frozen():
     yield
 
 
+__allow_nonbracketed_mutation_flag = True
+
+
+@contextlib.contextmanager
+def __allow_nonbracketed_mutation():
+    """torch's private guard around setting backend flags outside ``flags()`` (MONAI's
+    ``set_determinism`` enters it); ember never freezes flags, so it only records the state."""
+    global __allow_nonbracketed_mutation_flag
+    old = __allow_nonbracketed_mutation_flag
+    __allow_nonbracketed_mutation_flag = True
+    try:
+        yield
+    finally:
+        __allow_nonbracketed_mutation_flag = old
+
+
 def set_flags_on(module, **values) -> dict:
     """Set attributes of a backend module, returning the previous values (for ``flags``)."""
     old = {k: getattr(module, k) for k in values}

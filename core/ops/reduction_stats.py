@@ -7,10 +7,12 @@ from __future__ import annotations
 import builtins
 
 from ..autograd.function import Function
+from ._lowp import float32_compute
 from ._util import norm_dims
 from .reduction_sum import _expand_back, mean
 
 
+@float32_compute  # float16/bfloat16 accumulate in float32, as in torch
 class Var(Function):
     @staticmethod
     def forward(ctx, x, axes, correction, keepdim):

@@ -7,6 +7,7 @@ from __future__ import annotations
 from ..autograd.function import Function
 from ..backend.device import get_array_module
 from ..backend.dtype import get_default_dtype, int64
+from ._lowp import LOW_PRECISION, float32_compute
 from ._util import norm_dims, scalar_type_name, wrap_dim
 from .convert import to_dtype_op
 
@@ -24,6 +25,10 @@ class Sum(Function):
     @staticmethod
     def forward(ctx, x, axes, keepdim):
         ctx.shape, ctx.axes, ctx.keepdim = x.shape, axes, keepdim
+        if x.dtype in LOW_PRECISION:
+            # accumulate in float32 and round once, as PyTorch's CPU kernels do: ml_dtypes'
+            # bfloat16 sum adds in bfloat16 one by one and stalls at 256 (256 + 1 == 256)
+            return x.sum(axis=axes, keepdims=keepdim, dtype="float32").astype(x.dtype)
         return x.sum(axis=axes, keepdims=keepdim)
 
     @staticmethod
@@ -41,6 +46,8 @@ class Mean(Function):
         for a in range(x.ndim) if axes is None else axes:
             n *= x.shape[a]
         ctx.n = n
+        if x.dtype in LOW_PRECISION:  # float32 accumulation, as in Sum
+            return x.mean(axis=axes, keepdims=keepdim, dtype="float32").astype(x.dtype)
         return x.mean(axis=axes, keepdims=keepdim)
 
     @staticmethod
@@ -85,6 +92,7 @@ class Prod(Function):
         return g * others, None, None
 
 
+@float32_compute  # float16/bfloat16 accumulate in float32, as in torch
 class LogSumExp(Function):
     @staticmethod
     def forward(ctx, x, axes, keepdim):
@@ -110,6 +118,7 @@ class LogSumExp(Function):
         return g * xp.exp(x - o), None, None
 
 
+@float32_compute
 class CumSum(Function):
     @staticmethod
     def forward(ctx, x, axis):
@@ -122,6 +131,7 @@ class CumSum(Function):
         return xp.flip(xp.cumsum(xp.flip(grad, axis=ctx.axis), axis=ctx.axis), axis=ctx.axis), None
 
 
+@float32_compute
 class CumProd(Function):
     @staticmethod
     def forward(ctx, x, axis):

@@ -29,6 +29,8 @@ __all__ = [
 ]
 
 _np_str_obj_array_pattern = re.compile(r"[SaUO]")
+# torch's public name for the same pattern (MONAI's image readers import it)
+np_str_obj_array_pattern = _np_str_obj_array_pattern
 
 default_collate_err_msg_format = (
     "default_collate: batch must contain tensors, numpy arrays, numbers, dicts or lists; found {}"
@@ -95,6 +97,12 @@ def _stack(arrays) -> Tensor:
 
 def collate_tensor_fn(batch, *, collate_fn_map=None) -> Tensor:
     """Stack equally-shaped tensors along a new first dimension."""
+    if any(type(t) is not Tensor for t in batch):
+        # A Tensor subclass (MONAI's MetaTensor) collates through ``stack`` as torch's does, so
+        # its ``__torch_function__`` sees the call and the batch keeps the subclass and metadata.
+        from ... import stack  # the public one, which dispatches __torch_function__
+
+        return stack(list(batch), 0)
     return _stack([t._data for t in batch])
 
 
