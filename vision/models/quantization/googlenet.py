@@ -14,24 +14,13 @@ from ember.tensor import Tensor
 from .._api import WeightsEnum, _ovewrite_named_param, handle_legacy_interface
 from ..googlenet import BasicConv2d, GoogLeNet, GoogLeNet_Weights, Inception, InceptionAux
 from ._weights import qweights
-from .utils import _builder_kwargs, _fuse_modules, _legacy, _quantizable_builder
+from .utils import _builder_kwargs, _FusableConvBnReLU, _legacy, _quantizable_builder
 
 __all__ = ["QuantizableGoogLeNet", "GoogLeNet_QuantizedWeights", "googlenet"]
 
 
-class QuantizableBasicConv2d(BasicConv2d):
+class QuantizableBasicConv2d(_FusableConvBnReLU, BasicConv2d):
     """``Conv2d -> BatchNorm2d -> ReLU`` with the ReLU as a module (fusable)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.relu = nn.ReLU()
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.relu(self.bn(self.conv(x)))
-
-    def fuse_model(self, is_qat: bool | None = None) -> None:
-        """Fuse conv + bn + relu."""
-        _fuse_modules(self, ["conv", "bn", "relu"], is_qat, inplace=True)
 
 
 class QuantizableInception(Inception):

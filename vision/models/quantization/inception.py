@@ -13,24 +13,13 @@ from .. import inception as _float
 from .._api import WeightsEnum, _ovewrite_named_param, handle_legacy_interface
 from ..inception import Inception_V3_Weights
 from ._weights import qweights
-from .utils import _builder_kwargs, _fuse_modules, _legacy, _quantizable_builder
+from .utils import _builder_kwargs, _FusableConvBnReLU, _legacy, _quantizable_builder
 
 __all__ = ["QuantizableInception3", "Inception_V3_QuantizedWeights", "inception_v3"]
 
 
-class QuantizableBasicConv2d(_float.BasicConv2d):
+class QuantizableBasicConv2d(_FusableConvBnReLU, _float.BasicConv2d):
     """``Conv2d -> BatchNorm2d -> ReLU`` with the ReLU as a module (fusable)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.relu = nn.ReLU()
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.relu(self.bn(self.conv(x)))
-
-    def fuse_model(self, is_qat: bool | None = None) -> None:
-        """Fuse conv + bn + relu."""
-        _fuse_modules(self, ["conv", "bn", "relu"], is_qat, inplace=True)
 
 
 def _quantizable_block(base: type) -> type:

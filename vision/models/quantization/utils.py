@@ -35,6 +35,22 @@ def _fuse_modules(
     return method(model, modules_to_fuse, **kwargs)
 
 
+class _FusableConvBnReLU:
+    """Mixin for GoogLeNet's and Inception's ``BasicConv2d`` (``conv`` -> ``bn`` -> ReLU):
+    the ReLU as a module, so that ``fuse_model`` can fuse the three."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.relu = nn.ReLU()
+
+    def forward(self, x):
+        return self.relu(self.bn(self.conv(x)))
+
+    def fuse_model(self, is_qat: bool | None = None) -> None:
+        """Fuse conv + bn + relu."""
+        _fuse_modules(self, ["conv", "bn", "relu"], is_qat, inplace=True)
+
+
 def quantize_model(model: nn.Module, backend: str) -> nn.Module:
     """Post-training static quantization of a quantizable model, in place, as torchvision's
     ``quantize=True`` builders do it: eval mode, fuse, observers per ``backend`` ("fbgemm":
