@@ -108,7 +108,9 @@ class Comm:
                 return
         next_idle = time.monotonic() + SLICE
         while not sig.reached(i, counter):
-            tp.watch(self.ranks[i], ctx, self.channel)
+            # (the member may reach the signal and start its next operation between the test
+            # above and the watch: the watch re-tests the signal before calling it a mismatch)
+            tp.watch(self.ranks[i], ctx, self.channel, lambda: sig.reached(i, counter))
             sig.sleep(i, counter, _SIGNAL_NAP)
             if time.monotonic() >= next_idle:
                 next_idle = time.monotonic() + SLICE

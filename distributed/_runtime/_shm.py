@@ -302,16 +302,20 @@ class ShmTransport(_ShmSetupMixin, Transport):
         if p.problem is not None:
             raise p.error()
 
-    def watch(self, peer: int, ctx, channel: int) -> None:
+    def watch(self, peer: int, ctx, channel: int, reached=None) -> None:
         """For a rank waiting on ``peer``'s shared-memory signals (``_shm_arena.Signals``):
         raise if ``peer`` has left, or has sent a message on ``channel``, which means it is in
-        another operation than the one awaited."""
+        another operation than the one awaited -- unless ``reached()`` now says the awaited
+        signal came: then the peer finished this operation and its message is the next one's
+        (it was set between the caller's test and this look)."""
         with self._lock:
             self._pump(0.0)
             if peer in self._gone:
                 raise ctx.peer_gone(peer, self._gone[peer])
             for (ch, _tag), queue in self._stash[peer].items():
                 if ch == channel and queue:
+                    if reached is not None and reached():
+                        return
                     frame = queue[0][0]
                     if frame.fp != ctx.fp:
                         raise ctx.mismatch(peer, frame)
