@@ -108,6 +108,7 @@ API_NAMESPACES = [
     "ember.vision.transforms.functional",
     "ember.vision.models",
     "ember.vision.models.quantization",
+    "ember.vision.models.video",
     "ember.vision.datasets",
     "ember.backends",
     "ember.backends.cpu",

@@ -8,6 +8,7 @@ from . import (
     detection,  # torchvision.models.detection
     quantization,  # torchvision.models.quantization
     segmentation,  # torchvision.models.segmentation
+    video,  # torchvision.models.video
 )
 from ._api import Weights, WeightsEnum, get_weight
 from .alexnet import *  # noqa: F403

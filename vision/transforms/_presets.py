@@ -42,3 +42,42 @@ class ImageClassification:
             f"{self.resize_size}, mean={self.mean}, std={self.std}, interpolation="
             f"{self.interpolation})"
         )
+
+
+class VideoClassification:
+    """A video clip ``(T, C, H, W)`` or a batch ``(N, T, C, H, W)`` of uint8 frames: resize
+    each frame to ``resize_size`` (no antialiasing, as torchvision's preset), centre-crop
+    ``crop_size``, scale to [0, 1], normalize with Kinetics-400's mean and std, and return
+    ``(C, T, H, W)`` (``(N, C, T, H, W)``), the video models' layout."""
+
+    def __init__(
+        self,
+        *,
+        crop_size: tuple[int, int],
+        resize_size: tuple[int, int],
+        mean: Sequence[float] = (0.43216, 0.394666, 0.37645),
+        std: Sequence[float] = (0.22803, 0.22145, 0.216989),
+        interpolation=F.InterpolationMode.BILINEAR,
+    ):
+        self.crop_size, self.resize_size = list(crop_size), list(resize_size)
+        self.mean, self.std = list(mean), list(std)
+        self.interpolation = interpolation
+
+    def __call__(self, vid: Tensor) -> Tensor:
+        squeeze = vid.ndim < 5
+        if squeeze:
+            vid = vid.unsqueeze(0)
+        n, t, c, h, w = vid.shape
+        vid = vid.reshape(-1, c, h, w)
+        vid = F.resize(vid, self.resize_size, self.interpolation, antialias=False)
+        vid = F.center_crop(vid, self.crop_size)
+        vid = F.normalize(F.convert_image_dtype(vid, ember.float32), self.mean, self.std)
+        vid = vid.reshape(n, t, c, *self.crop_size).permute(0, 2, 1, 3, 4)
+        return vid.squeeze(0) if squeeze else vid
+
+    def __repr__(self) -> str:
+        return (
+            f"{self.__class__.__name__}(crop_size={self.crop_size}, resize_size="
+            f"{self.resize_size}, mean={self.mean}, std={self.std}, interpolation="
+            f"{self.interpolation})"
+        )
