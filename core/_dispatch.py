@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from ._shape_only import ShapeOnly
 from .autograd import function as _function
 from .autograd import grad_mode
 from .autograd.function import _as_array, _is_internal, _share_version
@@ -56,7 +57,7 @@ def _no_data(what: str) -> _NoData:
     )
 
 
-class WrapperData:
+class WrapperData(ShapeOnly):
     """The ``_data`` of a wrapper subclass: shape, dtype, device and strides, no elements."""
 
     __slots__ = ("shape", "dtype", "device", "_strides")
@@ -64,21 +65,6 @@ class WrapperData:
     def __init__(self, shape, dtype, device, strides=None) -> None:
         self.shape, self.dtype, self.device = tuple(int(s) for s in shape), dtype, device
         self._strides = None if strides is None else tuple(int(s) for s in strides)
-
-    @property
-    def ndim(self) -> int:
-        return len(self.shape)
-
-    @property
-    def size(self) -> int:
-        n = 1
-        for s in self.shape:
-            n *= s
-        return n
-
-    @property
-    def itemsize(self) -> int:
-        return self.dtype.itemsize
 
     @property
     def nbytes(self) -> int:

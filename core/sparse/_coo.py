@@ -15,6 +15,7 @@ indices (PyTorch's sparse gradient, restricted to the stored entries).
 
 from __future__ import annotations
 
+from .._shape_only import ShapeOnly
 from .._torch_misc import layout
 from ..tensor import Tensor, _parse_to
 
@@ -33,7 +34,7 @@ class _MissingArrayAttribute(NotImplementedError, AttributeError):
     user, AttributeError for ``hasattr``/``getattr(..., default)`` probes in ember's code."""
 
 
-class _SparseData:
+class _SparseData(ShapeOnly):
     """The ``_data`` of a sparse tensor: its shape and dtype, no elements. A NumPy ufunc or
     function reached with it, or any other array attribute, raises NotImplementedError."""
 
@@ -48,21 +49,6 @@ class _SparseData:
     def __init__(self, shape, dtype) -> None:
         self.shape = tuple(shape)
         self.dtype = dtype
-
-    @property
-    def ndim(self) -> int:
-        return len(self.shape)
-
-    @property
-    def size(self) -> int:
-        n = 1
-        for s in self.shape:
-            n *= s
-        return n
-
-    @property
-    def itemsize(self) -> int:
-        return self.dtype.itemsize
 
     def __array__(self, dtype=None, copy=None):
         raise _unsupported("conversion to a NumPy array")
