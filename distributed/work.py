@@ -9,6 +9,7 @@ from concurrent.futures import TimeoutError as _CFTimeout
 
 from ember.futures import Future  # noqa: F401 - the one Future class (core owns it)
 
+from ._runtime import _progress
 from .errors import DistributedError
 
 
@@ -93,13 +94,18 @@ class Executor:
         with self._cv:
             while self._queue or self._running:
                 self._cv.wait()
-            self._running = True
+            self._set_running(True)
         try:
             return fn()
         finally:
             with self._cv:
-                self._running = False
+                self._set_running(False)
                 self._cv.notify_all()
+
+    def _set_running(self, on: bool) -> None:
+        # under self._cv; the hang watch tells a rank waiting in a collective from a stuck one
+        self._running = on
+        _progress.running += 1 if on else -1
 
     def _loop(self) -> None:
         while True:
@@ -109,7 +115,7 @@ class Executor:
                         return
                     self._cv.wait()
                 fn, fut = self._queue.popleft()
-                self._running = True
+                self._set_running(True)
             try:
                 if fut.set_running_or_notify_cancel():
                     try:
@@ -121,7 +127,7 @@ class Executor:
                 # op's buffers (DDP reuses a gradient bucket's block once nothing does)
                 fn = fut = None
                 with self._cv:
-                    self._running = False
+                    self._set_running(False)
                     self._cv.notify_all()
 
     def drain(self, timeout: float | None = None) -> None:

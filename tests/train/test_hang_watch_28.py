@@ -39,7 +39,7 @@ def test_hang_watch_names_the_still_rank_and_collects_stacks():
     rank, node, pid, detail = watch.check()
     assert (rank, node, pid) == (1, "10.0.0.1", 1001)
     assert "rank 1 (node 10.0.0.1, pid 1001) made no progress" in detail
-    assert "for 3.5 s, over FailureConfig.worker_hang_timeout_s=2" in detail
+    assert "for 3.6 s, over FailureConfig.worker_hang_timeout_s=2" in detail  # when named
     assert detail.index("--- rank 0 ---") < detail.index("a.py") < detail.index("--- rank 1 ---")
     assert detail.index("b.py") > detail.index("--- rank 1 ---")
     assert not inbox.want_stacks
@@ -56,6 +56,22 @@ def test_hang_watch_names_the_longest_idle_first():
     watch.take(Beat(1, 1.9, "sleeping"))
     rank, _, _, detail = watch.check()
     assert rank == 1 and "also still: rank 0 (1.2 s)" in detail
+
+
+def test_hang_watch_names_the_rank_outside_a_collective():
+    # rank 0 entered the next collective before the slower rank 1 reached its last report()
+    # and stopped there: rank 0 is still longer, but it waits for rank 1, which is the cause;
+    # rank 1 passes the timeout only while the stacks are collected
+    clock = [3.0]
+    watch = HangWatch(2.0, [_Info(0), _Info(1)], _Inbox(), clock=lambda: clock[0])
+    watch.take(Beat(0, 2.1, in_collective=True))
+    watch.take(Beat(1, 1.9))
+    assert watch.check() is None  # rank 0 found still: stacks asked for
+    clock[0] = 3.5
+    watch.take(Beat(0, 2.6, "waiting in all_reduce", in_collective=True))
+    watch.take(Beat(1, 2.4, "sleeping"))
+    rank, _, _, detail = watch.check()
+    assert rank == 1 and "also still: rank 0 (2.6 s)" in detail
 
 
 def test_hang_watch_reports_a_silent_rank_without_stacks():
