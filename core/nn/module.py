@@ -21,6 +21,7 @@ from ._module_hooks import (
 from ._module_lookup import _LookupMixin
 from ._module_repr import _TENSOR_TYPES, _addindent, _ReprMixin, _typename  # noqa: F401
 from ._module_state import _IncompatibleKeys, _StateDictMixin
+from ._public_functions import UnbindPublicFunctions
 from .parameter import Buffer, Parameter, is_wrapper_param
 
 __all__ = [
@@ -40,7 +41,9 @@ def _remove_from(name: str, *dicts_or_sets) -> None:
                 d.discard(name)
 
 
-class Module(_HookMixin, _StateDictMixin, _ConvertMixin, _LookupMixin, _ReprMixin):
+class Module(
+    _HookMixin, _StateDictMixin, _ConvertMixin, _LookupMixin, _ReprMixin, UnbindPublicFunctions
+):
     r"""Base class for all neural network modules.
 
     Submodules, parameters and buffers assigned as attributes are registered automatically::
