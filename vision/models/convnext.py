@@ -1,4 +1,4 @@
-"""ConvNeXt-Tiny (Liu et al., 2022) with torchvision's module names."""
+"""ConvNeXt Tiny / Small / Base / Large (Liu et al., 2022) with torchvision's module names."""
 
 from __future__ import annotations
 
@@ -21,7 +21,18 @@ from ._api import (
 )
 from ._ops import Conv2dNormActivation, StochasticDepth
 
-__all__ = ["ConvNeXt", "CNBlockConfig", "ConvNeXt_Tiny_Weights", "convnext_tiny"]
+__all__ = [
+    "ConvNeXt",
+    "CNBlockConfig",
+    "ConvNeXt_Tiny_Weights",
+    "ConvNeXt_Small_Weights",
+    "ConvNeXt_Base_Weights",
+    "ConvNeXt_Large_Weights",
+    "convnext_tiny",
+    "convnext_small",
+    "convnext_base",
+    "convnext_large",
+]
 
 
 class LayerNorm2d(nn.LayerNorm):
@@ -153,8 +164,15 @@ class ConvNeXt(nn.Module):
         return self.classifier(self.avgpool(self.features(x)))
 
 
-class ConvNeXt_Tiny_Weights(WeightsEnum):
-    """Pretrained weights for :func:`~ember.vision.models.convnext_tiny`.
+def _weights(name: str, resize_size: int, num_params: int) -> Weights:
+    return Weights(
+        url=f"https://download.pytorch.org/models/{name}.pth",
+        transforms=_imagenet_transforms(224, resize_size=resize_size),
+        meta={"num_params": num_params, "min_size": (32, 32)},
+    )
+
+
+_ENUM_DOC = """Pretrained weights for :func:`~ember.vision.models.{0}`.
 
     ``IMAGENET1K_V1`` is torchvision's ImageNet-1k checkpoint; ``DEFAULT`` aliases it.
 
@@ -163,12 +181,46 @@ class ConvNeXt_Tiny_Weights(WeightsEnum):
     ``get_state_dict()`` downloads the checkpoint.
     """
 
-    IMAGENET1K_V1 = Weights(
-        url="https://download.pytorch.org/models/convnext_tiny-983f1562.pth",
-        transforms=_imagenet_transforms(224, resize_size=236),
-        meta={"num_params": 28589128, "min_size": (32, 32)},
-    )
+
+class ConvNeXt_Tiny_Weights(WeightsEnum):
+    __doc__ = _ENUM_DOC.format("convnext_tiny")
+    IMAGENET1K_V1 = _weights("convnext_tiny-983f1562", 236, 28589128)
     DEFAULT = IMAGENET1K_V1
+
+
+class ConvNeXt_Small_Weights(WeightsEnum):
+    __doc__ = _ENUM_DOC.format("convnext_small")
+    IMAGENET1K_V1 = _weights("convnext_small-0c510722", 230, 50223688)
+    DEFAULT = IMAGENET1K_V1
+
+
+class ConvNeXt_Base_Weights(WeightsEnum):
+    __doc__ = _ENUM_DOC.format("convnext_base")
+    IMAGENET1K_V1 = _weights("convnext_base-6075fbad", 232, 88591464)
+    DEFAULT = IMAGENET1K_V1
+
+
+class ConvNeXt_Large_Weights(WeightsEnum):
+    __doc__ = _ENUM_DOC.format("convnext_large")
+    IMAGENET1K_V1 = _weights("convnext_large-ea097f82", 232, 197767336)
+    DEFAULT = IMAGENET1K_V1
+
+
+def _convnext(
+    widths: tuple[int, int, int, int],
+    stage3_depth: int,
+    default_sd_prob: float,
+    weights: WeightsEnum | None,
+    progress: bool,
+    **kwargs: Any,
+) -> ConvNeXt:
+    if weights is not None:
+        _ovewrite_named_param(kwargs, "num_classes", 1000)
+    depths = (3, 3, stage3_depth, 3)
+    nxt = (*widths[1:], None)
+    setting = [CNBlockConfig(c, n, d) for c, n, d in zip(widths, nxt, depths)]
+    sd = kwargs.pop("stochastic_depth_prob", default_sd_prob)
+    return load_weights(ConvNeXt(setting, sd, **kwargs), weights, progress)
 
 
 @handle_legacy_interface(ConvNeXt_Tiny_Weights)
@@ -177,13 +229,34 @@ def convnext_tiny(
 ) -> ConvNeXt:
     """ConvNeXt-Tiny; ``weights=ConvNeXt_Tiny_Weights.DEFAULT`` for ImageNet."""
     weights = ConvNeXt_Tiny_Weights.verify(weights)
-    if weights is not None:
-        _ovewrite_named_param(kwargs, "num_classes", 1000)
-    setting = [
-        CNBlockConfig(96, 192, 3),
-        CNBlockConfig(192, 384, 3),
-        CNBlockConfig(384, 768, 9),
-        CNBlockConfig(768, None, 3),
-    ]
-    model = ConvNeXt(setting, kwargs.pop("stochastic_depth_prob", 0.1), **kwargs)
-    return load_weights(model, weights, progress)
+    return _convnext((96, 192, 384, 768), 9, 0.1, weights, progress, **kwargs)
+
+
+@handle_legacy_interface(ConvNeXt_Small_Weights)
+def convnext_small(
+    *, weights: ConvNeXt_Small_Weights | str | None = None, progress: bool = True, **kwargs: Any
+) -> ConvNeXt:
+    """ConvNeXt-Small (50.2 M parameters); ``weights=ConvNeXt_Small_Weights.DEFAULT`` for
+    ImageNet."""
+    weights = ConvNeXt_Small_Weights.verify(weights)
+    return _convnext((96, 192, 384, 768), 27, 0.4, weights, progress, **kwargs)
+
+
+@handle_legacy_interface(ConvNeXt_Base_Weights)
+def convnext_base(
+    *, weights: ConvNeXt_Base_Weights | str | None = None, progress: bool = True, **kwargs: Any
+) -> ConvNeXt:
+    """ConvNeXt-Base (88.6 M parameters); ``weights=ConvNeXt_Base_Weights.DEFAULT`` for
+    ImageNet."""
+    weights = ConvNeXt_Base_Weights.verify(weights)
+    return _convnext((128, 256, 512, 1024), 27, 0.5, weights, progress, **kwargs)
+
+
+@handle_legacy_interface(ConvNeXt_Large_Weights)
+def convnext_large(
+    *, weights: ConvNeXt_Large_Weights | str | None = None, progress: bool = True, **kwargs: Any
+) -> ConvNeXt:
+    """ConvNeXt-Large (197.8 M parameters); ``weights=ConvNeXt_Large_Weights.DEFAULT`` for
+    ImageNet."""
+    weights = ConvNeXt_Large_Weights.verify(weights)
+    return _convnext((192, 384, 768, 1536), 27, 0.5, weights, progress, **kwargs)

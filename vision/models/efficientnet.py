@@ -1,4 +1,4 @@
-"""EfficientNet-B0 (Tan & Le, 2019) with torchvision's module names."""
+"""EfficientNet-B0 to B7 (Tan & Le, 2019) with torchvision's module names."""
 
 from __future__ import annotations
 
@@ -23,7 +23,13 @@ from ._api import (
 )
 from ._ops import Conv2dNormActivation, SqueezeExcitation, StochasticDepth, make_divisible
 
-__all__ = ["EfficientNet", "MBConvConfig", "EfficientNet_B0_Weights", "efficientnet_b0"]
+_SIZES = range(8)
+__all__ = [
+    "EfficientNet",
+    "MBConvConfig",
+    *(f"EfficientNet_B{i}_Weights" for i in _SIZES),
+    *(f"efficientnet_b{i}" for i in _SIZES),
+]
 
 
 class MBConvConfig:
@@ -204,34 +210,93 @@ class EfficientNet(nn.Module):
         return self.classifier(ember.flatten(self.avgpool(self.features(x)), 1))
 
 
-class EfficientNet_B0_Weights(WeightsEnum):
-    """Pretrained weights for :func:`~ember.vision.models.efficientnet_b0`.
+def _weights(name: str, crop: int, resize: int, num_params: int, bilinear: bool = False):
+    mode = InterpolationMode.BILINEAR if bilinear else InterpolationMode.BICUBIC
+    return Weights(
+        url=f"https://download.pytorch.org/models/{name}.pth",
+        transforms=_imagenet_transforms(crop, resize, mode),
+        meta={"num_params": num_params, "min_size": (1, 1)},
+    )
 
-    ``IMAGENET1K_V1`` is torchvision's ImageNet-1k checkpoint (bicubic preprocessing);
-    ``DEFAULT`` aliases it.
+
+_ENUM_DOC = """Pretrained weights for :func:`~ember.vision.models.efficientnet_b{0}`.
+
+    ``IMAGENET1K_V1`` is torchvision's ImageNet-1k checkpoint (bicubic preprocessing){1};
+    ``DEFAULT`` aliases {2}.
 
     Each entry's ``transforms()`` builds its inference preset (resize, centre crop,
     ImageNet normalization), ``meta`` holds details such as ``num_params``, and
     ``get_state_dict()`` downloads the checkpoint.
     """
 
-    IMAGENET1K_V1 = Weights(
-        url="https://download.pytorch.org/models/efficientnet_b0_rwightman-7f5810bc.pth",
-        transforms=_imagenet_transforms(224, 256, InterpolationMode.BICUBIC),
-        meta={"num_params": 5288548, "min_size": (1, 1)},
-    )
+
+def _doc(i: int) -> str:
+    return _ENUM_DOC.format(i, "", "it")
+
+
+class EfficientNet_B0_Weights(WeightsEnum):
+    __doc__ = _doc(0)
+    IMAGENET1K_V1 = _weights("efficientnet_b0_rwightman-7f5810bc", 224, 256, 5288548)
     DEFAULT = IMAGENET1K_V1
 
 
-@handle_legacy_interface(EfficientNet_B0_Weights)
-def efficientnet_b0(
-    *, weights: EfficientNet_B0_Weights | str | None = None, progress: bool = True, **kwargs: Any
+class EfficientNet_B1_Weights(WeightsEnum):
+    __doc__ = _ENUM_DOC.format(
+        1, ", ``IMAGENET1K_V2`` its retrained one (bilinear, 79.8% top-1)", "``IMAGENET1K_V2``"
+    )
+    IMAGENET1K_V1 = _weights("efficientnet_b1_rwightman-bac287d4", 240, 256, 7794184)
+    IMAGENET1K_V2 = _weights("efficientnet_b1-c27df63c", 240, 255, 7794184, bilinear=True)
+    DEFAULT = IMAGENET1K_V2
+
+
+class EfficientNet_B2_Weights(WeightsEnum):
+    __doc__ = _doc(2)
+    IMAGENET1K_V1 = _weights("efficientnet_b2_rwightman-c35c1473", 288, 288, 9109994)
+    DEFAULT = IMAGENET1K_V1
+
+
+class EfficientNet_B3_Weights(WeightsEnum):
+    __doc__ = _doc(3)
+    IMAGENET1K_V1 = _weights("efficientnet_b3_rwightman-b3899882", 300, 320, 12233232)
+    DEFAULT = IMAGENET1K_V1
+
+
+class EfficientNet_B4_Weights(WeightsEnum):
+    __doc__ = _doc(4)
+    IMAGENET1K_V1 = _weights("efficientnet_b4_rwightman-23ab8bcd", 380, 384, 19341616)
+    DEFAULT = IMAGENET1K_V1
+
+
+class EfficientNet_B5_Weights(WeightsEnum):
+    __doc__ = _doc(5)
+    IMAGENET1K_V1 = _weights("efficientnet_b5_lukemelas-1a07897c", 456, 456, 30389784)
+    DEFAULT = IMAGENET1K_V1
+
+
+class EfficientNet_B6_Weights(WeightsEnum):
+    __doc__ = _doc(6)
+    IMAGENET1K_V1 = _weights("efficientnet_b6_lukemelas-24a108a5", 528, 528, 43040704)
+    DEFAULT = IMAGENET1K_V1
+
+
+class EfficientNet_B7_Weights(WeightsEnum):
+    __doc__ = _doc(7)
+    IMAGENET1K_V1 = _weights("efficientnet_b7_lukemelas-c5b4e57e", 600, 600, 66347960)
+    DEFAULT = IMAGENET1K_V1
+
+
+def _efficientnet(
+    width_mult: float,
+    depth_mult: float,
+    dropout: float,
+    weights: WeightsEnum | None,
+    progress: bool,
+    norm_layer: Callable[..., nn.Module] | None = None,
+    **kwargs: Any,
 ) -> EfficientNet:
-    """EfficientNet-B0; ``weights=EfficientNet_B0_Weights.DEFAULT`` for ImageNet."""
-    weights = EfficientNet_B0_Weights.verify(weights)
     if weights is not None:
         _ovewrite_named_param(kwargs, "num_classes", 1000)
-    c = partial(MBConvConfig, width_mult=1.0, depth_mult=1.0)
+    c = partial(MBConvConfig, width_mult=width_mult, depth_mult=depth_mult)
     setting = [
         c(1, 3, 1, 32, 16, 1),
         c(6, 3, 2, 16, 24, 2),
@@ -241,5 +306,48 @@ def efficientnet_b0(
         c(6, 5, 2, 112, 192, 4),
         c(6, 3, 1, 192, 320, 1),
     ]
-    model = EfficientNet(setting, kwargs.pop("dropout", 0.2), **kwargs)
+    if norm_layer is not None:
+        kwargs.setdefault("norm_layer", norm_layer)
+    model = EfficientNet(setting, kwargs.pop("dropout", dropout), **kwargs)
     return load_weights(model, weights, progress)
+
+
+# (width multiplier, depth multiplier, dropout) per size, as torchvision's builders
+_SCALING = {
+    0: (1.0, 1.0, 0.2),
+    1: (1.0, 1.1, 0.2),
+    2: (1.1, 1.2, 0.3),
+    3: (1.2, 1.4, 0.3),
+    4: (1.4, 1.8, 0.4),
+    5: (1.6, 2.2, 0.4),
+    6: (1.8, 2.6, 0.5),
+    7: (2.0, 3.1, 0.5),
+}
+
+
+def _builder(i: int, enum: type[WeightsEnum]) -> Callable[..., EfficientNet]:
+    # B5-B7 keep the batch-norm settings of the checkpoints they were ported from (lukemelas)
+    norm = partial(nn.BatchNorm2d, eps=0.001, momentum=0.01) if i >= 5 else None
+
+    def build(
+        *, weights: WeightsEnum | str | None = None, progress: bool = True, **kwargs: Any
+    ) -> EfficientNet:
+        return _efficientnet(*_SCALING[i], enum.verify(weights), progress, norm, **kwargs)
+
+    build.__name__ = build.__qualname__ = f"efficientnet_b{i}"
+    build.__doc__ = (
+        f"EfficientNet-B{i} ({enum.IMAGENET1K_V1.meta['num_params'] / 1e6:.1f} M parameters); "
+        f"``weights=EfficientNet_B{i}_Weights.DEFAULT`` for ImageNet."
+    )
+    build.__annotations__["weights"] = f"EfficientNet_B{i}_Weights | str | None"
+    return handle_legacy_interface(enum)(build)
+
+
+efficientnet_b0 = _builder(0, EfficientNet_B0_Weights)
+efficientnet_b1 = _builder(1, EfficientNet_B1_Weights)
+efficientnet_b2 = _builder(2, EfficientNet_B2_Weights)
+efficientnet_b3 = _builder(3, EfficientNet_B3_Weights)
+efficientnet_b4 = _builder(4, EfficientNet_B4_Weights)
+efficientnet_b5 = _builder(5, EfficientNet_B5_Weights)
+efficientnet_b6 = _builder(6, EfficientNet_B6_Weights)
+efficientnet_b7 = _builder(7, EfficientNet_B7_Weights)
