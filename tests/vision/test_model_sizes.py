@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+import ember
 from ember import nn
 from ember.vision import models
 
@@ -62,3 +63,57 @@ def test_legacy_pretrained_flag_needs_no_download_for_false():
     with pytest.warns(UserWarning, match="pretrained"):
         model = models.convnext_small(pretrained=False, num_classes=4)
     assert model.classifier[2].out_features == 4
+
+
+VIT = {
+    "vit_b_32": 88224232,
+    "vit_l_16": 304326632,
+    "vit_l_32": 306535400,
+    "vit_h_14": 632045800,
+}
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=[] if n == "vit_b_32" else [pytest.mark.full]) for n in VIT]
+)
+def test_vit_parameter_counts_are_torchvisions(name):
+    model = models.get_model(name)
+    assert sum(p.numel() for p in model.parameters()) == VIT[name]
+    enum = models.get_model_weights(name)
+    linear = getattr(enum, "IMAGENET1K_V1", None) or enum.IMAGENET1K_SWAG_LINEAR_V1
+    assert linear.meta["num_params"] == VIT[name]
+
+
+@pytest.mark.full
+def test_vit_swag_entries_are_for_their_image_size():
+    # the end-to-end SWAG entry is for 384 px images: more position embeddings
+    e2e = models.ViT_B_16_Weights.IMAGENET1K_SWAG_E2E_V1
+    model = models.vit_b_16(image_size=e2e.meta["min_size"][0])
+    assert sum(p.numel() for p in model.parameters()) == e2e.meta["num_params"]
+    assert models.ViT_H_14_Weights.DEFAULT is models.ViT_H_14_Weights.IMAGENET1K_SWAG_E2E_V1
+    with pytest.raises(TypeError):  # as torchvision's, vit_h_14 takes no pretrained=
+        models.vit_h_14(pretrained=True)
+
+
+def test_interpolate_embeddings_matches_torch_resampling():
+    import numpy as np
+    import torch
+
+    from ember.vision.models.vision_transformer import interpolate_embeddings
+
+    rng = np.random.default_rng(0)
+    pos = rng.standard_normal((1, 1 + 4 * 4, 8)).astype(np.float32)  # a 4 x 4 grid + class token
+    head = rng.standard_normal((3, 8)).astype(np.float32)
+    state = {"encoder.pos_embedding": ember.tensor(pos), "heads.head.weight": ember.tensor(head)}
+    out = interpolate_embeddings(24, 4, state, "bicubic", reset_heads=True)
+    assert list(out) == ["encoder.pos_embedding"]  # resized: the head is left out
+    grid = torch.tensor(pos[:, 1:]).permute(0, 2, 1).reshape(1, 8, 4, 4)
+    grid = torch.nn.functional.interpolate(grid, size=6, mode="bicubic", align_corners=True)
+    ref = torch.cat([torch.tensor(pos[:, :1]), grid.reshape(1, 8, 36).permute(0, 2, 1)], 1)
+    np.testing.assert_allclose(out["encoder.pos_embedding"].numpy(), ref.numpy(), atol=1e-6)
+    assert state["encoder.pos_embedding"].shape == (1, 37, 8)  # in place, as torchvision
+    same = interpolate_embeddings(24, 4, state, reset_heads=True)  # nothing to resize
+    assert same is state and "heads.head.weight" in same
+    bad = {"encoder.pos_embedding": ember.zeros(1, 1 + 15, 8)}
+    with pytest.raises(ValueError, match="not a perfect square"):
+        interpolate_embeddings(24, 4, bad)
