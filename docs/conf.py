@@ -109,6 +109,7 @@ API_NAMESPACES = [
     "ember.vision.models",
     "ember.vision.models.quantization",
     "ember.vision.models.video",
+    "ember.vision.models.optical_flow",
     "ember.vision.datasets",
     "ember.backends",
     "ember.backends.cpu",

@@ -11,8 +11,15 @@ import ember
 from ember.tensor import Tensor
 
 from ._draw import draw_bounding_boxes, draw_segmentation_masks
+from ._flow_image import flow_to_image
 
-__all__ = ["draw_bounding_boxes", "draw_segmentation_masks", "make_grid", "save_image"]
+__all__ = [
+    "draw_bounding_boxes",
+    "draw_segmentation_masks",
+    "flow_to_image",
+    "make_grid",
+    "save_image",
+]
 
 
 def _as_batch(tensor: Tensor | list[Tensor]) -> Tensor:

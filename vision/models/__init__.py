@@ -6,11 +6,21 @@ checkpoints (``.pth`` via ``ember.load``, or safetensors) load with ``load_state
 
 from . import (
     detection,  # torchvision.models.detection
+    optical_flow,  # torchvision.models.optical_flow
     quantization,  # torchvision.models.quantization
     segmentation,  # torchvision.models.segmentation
     video,  # torchvision.models.video
 )
-from ._api import Weights, WeightsEnum, get_weight
+from ._api import (
+    Weights,
+    WeightsEnum,
+    get_model,
+    get_model_builder,
+    get_model_weights,
+    get_weight,
+    list_models,
+    register_model,
+)
 from .alexnet import *  # noqa: F403
 from .convnext import *  # noqa: F403
 from .densenet import *  # noqa: F403
@@ -18,6 +28,7 @@ from .efficientnet import *  # noqa: F403
 from .efficientnet_v2 import *  # noqa: F403
 from .googlenet import *  # noqa: F403
 from .inception import *  # noqa: F403
+from .maxvit import *  # noqa: F403
 from .mnasnet import *  # noqa: F403
 from .mobilenetv2 import *  # noqa: F403
 from .mobilenetv3 import *  # noqa: F403

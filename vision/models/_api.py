@@ -76,10 +76,18 @@ class WeightsEnum(Enum):
 
 def get_weight(name: str) -> WeightsEnum:
     """``get_weight("ResNet50_Weights.IMAGENET1K_V2")``."""
-    from . import __dict__ as registry
+    import importlib
 
     enum_name, _, value = name.partition(".")
-    enum = registry.get(enum_name)
+    enum = None
+    # torchvision looks in the models package and its subpackages (video, detection, ...)
+    for pkg_name in _PACKAGES:
+        try:
+            enum = vars(importlib.import_module(pkg_name)).get(enum_name)
+        except ImportError:
+            continue
+        if enum is not None:
+            break
     if enum is None or not isinstance(enum, type) or not issubclass(enum, WeightsEnum):
         raise ValueError(
             f"The weight enum '{enum_name}' for the specific method couldn't be retrieved."
@@ -217,4 +225,147 @@ def _imagenet_transforms(crop_size: int = 224, resize_size: int = 256, interpola
         crop_size=crop_size,
         resize_size=resize_size,
         interpolation=interpolation or F.InterpolationMode.BILINEAR,
+    )
+
+
+# --- the model registry: torchvision's get_model / list_models -------------------------------
+
+BUILTIN_MODELS: dict[str, Callable] = {}
+_SCANNED = False
+# the packages whose public builders make up the registry (torchvision names the quantized
+# builders ``quantized_<name>``)
+_PACKAGES = {
+    "ember.vision.models": "",
+    "ember.vision.models.detection": "",
+    "ember.vision.models.optical_flow": "",
+    "ember.vision.models.quantization": "quantized_",
+    "ember.vision.models.segmentation": "",
+    "ember.vision.models.video": "",
+}
+
+
+def register_model(name: str | None = None) -> Callable:
+    """Decorator: register a model builder under ``name`` (its function name by default)."""
+
+    def wrapper(fn: Callable) -> Callable:
+        key = name if name is not None else fn.__name__
+        if key in BUILTIN_MODELS and BUILTIN_MODELS[key] is not fn:
+            raise ValueError(f"An entry is already registered under the name '{key}'.")
+        BUILTIN_MODELS[key] = fn
+        return fn
+
+    return wrapper
+
+
+def _is_builder(fn: Any) -> bool:
+    import inspect
+
+    if not inspect.isfunction(fn) or fn.__name__.startswith("_"):
+        return False
+    if fn.__name__ != fn.__name__.lower() or "backbone" in fn.__name__:
+        return False
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    # builders take ``weights`` as a keyword-only argument; helpers such as
+    # ``mobilenet_backbone`` take it positionally and are not models
+    return "weights" in params and params["weights"].kind is inspect.Parameter.KEYWORD_ONLY
+
+
+def _scan() -> None:
+    """Register every public builder of the model packages once (the builders are plain
+    functions: scanning them keeps each model file free of registry boilerplate)."""
+    global _SCANNED
+    if _SCANNED:
+        return
+    import importlib
+
+    for pkg_name, prefix in _PACKAGES.items():
+        try:
+            pkg = importlib.import_module(pkg_name)
+        except ImportError:
+            continue
+        names = getattr(pkg, "__all__", None) or [n for n in vars(pkg) if not n.startswith("_")]
+        for attr in names:
+            fn = getattr(pkg, attr, None)
+            if _is_builder(fn) and fn.__module__.startswith(pkg_name + "."):
+                BUILTIN_MODELS.setdefault(prefix + fn.__name__, fn)
+    _SCANNED = True
+
+
+def list_models(
+    module: Any = None,
+    include: str | list[str] | None = None,
+    exclude: str | list[str] | None = None,
+) -> list[str]:
+    """The sorted names of the registered models, optionally only those of ``module`` (e.g.
+    ``ember.vision.models.video``) and filtered by Unix shell-style wildcards ``include`` /
+    ``exclude``."""
+    import fnmatch
+
+    _scan()
+    models = {
+        k
+        for k, v in BUILTIN_MODELS.items()
+        if module is None or v.__module__.rsplit(".", 1)[0] == module.__name__
+    }
+    if include:
+        keep: set[str] = set()
+        for pattern in [include] if isinstance(include, str) else include:
+            keep |= set(fnmatch.filter(models, pattern))
+        models = keep
+    if exclude:
+        for pattern in [exclude] if isinstance(exclude, str) else exclude:
+            models -= set(fnmatch.filter(models, pattern))
+    return sorted(models)
+
+
+def get_model_builder(name: str) -> Callable:
+    """The builder registered under ``name``."""
+    _scan()
+    name = name.lower()
+    try:
+        return BUILTIN_MODELS[name]
+    except KeyError:
+        raise ValueError(f"Unknown model {name}") from None
+
+
+def get_model(name: str, **config: Any):
+    """Build the model registered under ``name`` with the builder's keyword ``config``
+    (``get_model("resnet18", weights=None, num_classes=10)``)."""
+    return get_model_builder(name)(**config)
+
+
+def get_model_weights(name: Callable | str) -> type[WeightsEnum]:
+    """The ``WeightsEnum`` class of a builder (by name or the builder itself)."""
+    import inspect
+    import typing
+
+    fn = get_model_builder(name) if isinstance(name, str) else name
+    ann = inspect.signature(fn).parameters.get("weights")
+    ann = None if ann is None else ann.annotation
+    if isinstance(ann, str):  # postponed annotations (``from __future__ import annotations``)
+        try:
+            ann = typing.get_type_hints(inspect.unwrap(fn)).get("weights")
+        except Exception:
+            ann = None
+    for t in [ann, *typing.get_args(ann)]:
+        if isinstance(t, type) and issubclass(t, WeightsEnum):
+            return t
+    # builders without an annotation: the enum the module names after the builder (for the
+    # quantized builders, the quantized enum, as torchvision's annotation lists it first)
+    mod = inspect.getmodule(inspect.unwrap(fn))
+    quantized = mod.__name__.startswith("ember.vision.models.quantization")
+    suffix = "_quantizedweights" if quantized else "_weights"
+    for v in vars(mod).values():
+        if isinstance(v, type) and issubclass(v, WeightsEnum) and v is not WeightsEnum:
+            stem = v.__name__.lower()
+            if stem.endswith(suffix) and stem[: -len(suffix)].replace("_", "") == (
+                fn.__name__.replace("_", "")
+            ):
+                return v
+    raise ValueError(
+        "The WeightsEnum class for the specific method couldn't be retrieved. Make sure the "
+        "typing info is correct."
     )

@@ -19,9 +19,10 @@ def stochastic_depth(input: Tensor, p: float, mode: str, training: bool = True) 
         return input
     survival = 1.0 - p
     shape = [input.shape[0]] + [1] * (input.dim() - 1) if mode == "row" else [1] * input.dim()
-    noise = (ember.rand(*shape, dtype=input.dtype, device=input.device) < survival).to(input.dtype)
+    # bernoulli_ draws torch's stream: under the same seed the dropped rows are torch's
+    noise = ember.empty(shape, dtype=input.dtype, device=input.device).bernoulli_(survival)
     if survival > 0.0:
-        noise = noise / survival
+        noise.div_(survival)
     return input * noise
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import ember
+from ember import nn
 from ember.tensor import Tensor
 
 from . import functional as F
@@ -80,4 +81,30 @@ class VideoClassification:
             f"{self.__class__.__name__}(crop_size={self.crop_size}, resize_size="
             f"{self.resize_size}, mean={self.mean}, std={self.std}, interpolation="
             f"{self.interpolation})"
+        )
+
+
+class OpticalFlow(nn.Module):
+    """The optical-flow models' preset: ``forward(img1, img2)`` takes two PIL images or
+    ``(C, H, W)`` / ``(N, C, H, W)`` tensors (uint8 or float), scales them to [0, 1] and maps
+    that to [-1, 1]; returns the two float tensors (no resizing: RAFT takes any size that
+    divides by 8)."""
+
+    def forward(self, img1, img2) -> tuple[Tensor, Tensor]:
+        out = []
+        for img in (img1, img2):
+            if not isinstance(img, Tensor):
+                img = F.pil_to_tensor(img)
+            img = F.convert_image_dtype(img, ember.float32)
+            img = F.normalize(img, mean=[0.5, 0.5, 0.5], std=[0.5, 0.5, 0.5])
+            out.append(img.contiguous())
+        return out[0], out[1]
+
+    def __repr__(self) -> str:
+        return self.__class__.__name__ + "()"
+
+    def describe(self) -> str:
+        return (
+            "Accepts ``PIL.Image``, batched ``(B, C, H, W)`` and single ``(C, H, W)`` image "
+            "tensors. The images are rescaled to ``[-1.0, 1.0]``."
         )
