@@ -110,6 +110,7 @@ API_NAMESPACES = [
     "ember.vision.models.quantization",
     "ember.vision.models.video",
     "ember.vision.models.optical_flow",
+    "ember.vision.models.feature_extraction",
     "ember.vision.datasets",
     "ember.backends",
     "ember.backends.cpu",

@@ -42,11 +42,11 @@ class UnbindPublicFunctions:
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
-        if cls.__module__.startswith("ember."):  # ember's own modules: written for ember
+        if (cls.__module__ or "").startswith("ember."):  # ember's own modules: written for ember
             return
         public = None
         for name, value in list(vars(cls).items()):
-            if type(value) is not FunctionType or not value.__module__.startswith("ember"):
+            if type(value) is not FunctionType or not (value.__module__ or "").startswith("ember"):
                 continue
             if public is None:
                 public = _public_functions()

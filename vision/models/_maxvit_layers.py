@@ -215,7 +215,7 @@ class PartitionAttentionLayer(nn.Module):
         self.stochastic_dropout = StochasticDepth(p_stochastic_dropout, mode="row")
 
     def forward(self, x: Tensor) -> Tensor:
-        if tuple(x.shape[-2:]) != self.grid_size:
+        if isinstance(x, Tensor) and tuple(x.shape[-2:]) != self.grid_size:  # not a fx Proxy
             raise ValueError(
                 f"PartitionAttentionLayer was built for a {self.grid_size} grid, got an input "
                 f"of spatial size {tuple(x.shape[-2:])} (MaxVit's input_size fixes it)"

@@ -221,7 +221,9 @@ class MaxVit(nn.Module):
                 nn.init.constant_(m.bias, 0)
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.ndim != 4 or tuple(x.shape[-2:]) != self.input_size:
+        # checked on tensors only: under ember.fx x is a Proxy, and the traced graph keeps
+        # torchvision's nodes (feature extraction names them as torchvision does)
+        if isinstance(x, Tensor) and (x.ndim != 4 or tuple(x.shape[-2:]) != self.input_size):
             raise ValueError(
                 f"MaxVit was built for input_size={self.input_size} and takes (N, 3, "
                 f"{self.input_size[0]}, {self.input_size[1]}) images; got {tuple(x.shape)}"

@@ -50,6 +50,18 @@ def _patch_merging_pad(x: Tensor) -> Tensor:
     return ember.cat(parts + [x[..., 1::2, 1::2, :]], -1)
 
 
+def _get_relative_position_bias(table: Tensor, index: Tensor, window_size: list[int]) -> Tensor:
+    """``(1, heads, Wh*Ww, Wh*Ww)``: each token pair's row of the bias ``table``."""
+    n = window_size[0] * window_size[1]
+    bias = table[index].view(n, n, -1)
+    return bias.permute(2, 0, 1).contiguous().unsqueeze(0)
+
+
+# recorded as single calls by ember.fx (feature extraction), as torchvision's are
+ember.fx.wrap("_patch_merging_pad")
+ember.fx.wrap("_get_relative_position_bias")
+
+
 class PatchMerging(nn.Module):
     """``(..., H, W, C)`` -> ``(..., H/2, W/2, 2C)``: concatenate each 2x2 cell, norm, linear."""
 
@@ -147,6 +159,9 @@ def shifted_window_attention(
     return x[:, :h, :w, :].contiguous()
 
 
+ember.fx.wrap("shifted_window_attention")
+
+
 class ShiftedWindowAttention(nn.Module):
     """See :func:`shifted_window_attention`; owns ``qkv``, ``proj`` and the
     ``(2Wh-1)(2Ww-1) x heads`` ``relative_position_bias_table``."""
@@ -192,16 +207,17 @@ class ShiftedWindowAttention(nn.Module):
         self.register_buffer("relative_position_index", index.flatten())
 
     def get_relative_position_bias(self) -> Tensor:
-        n = self.window_size[0] * self.window_size[1]
-        bias = self.relative_position_bias_table[self.relative_position_index].view(n, n, -1)
-        return bias.permute(2, 0, 1).contiguous().unsqueeze(0)
+        return _get_relative_position_bias(
+            self.relative_position_bias_table, self.relative_position_index, self.window_size
+        )
 
     def forward(self, x: Tensor) -> Tensor:
+        bias = self.get_relative_position_bias()  # first, as torchvision (traced graph order)
         return shifted_window_attention(
             x,
             self.qkv.weight,
             self.proj.weight,
-            self.get_relative_position_bias(),
+            bias,
             self.window_size,
             self.num_heads,
             shift_size=self.shift_size,

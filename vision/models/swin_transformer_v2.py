@@ -18,11 +18,16 @@ from .swin_transformer import (
     ShiftedWindowAttention,
     SwinTransformer,
     SwinTransformerBlock,
+    _get_relative_position_bias,
     _patch_merging_pad,
     _swin,
     _weights,
     shifted_window_attention,
 )
+
+ember.fx.wrap("_patch_merging_pad")  # single calls in traced graphs, as torchvision's
+ember.fx.wrap("_get_relative_position_bias")
+ember.fx.wrap("shifted_window_attention")
 
 # (the V2 building blocks stay importable from this module, as torchvision keeps them out of
 # torchvision.models)
@@ -91,14 +96,14 @@ class ShiftedWindowAttentionV2(ShiftedWindowAttention):
         self.register_buffer("relative_coords_table", table)
 
     def get_relative_position_bias(self) -> Tensor:
-        n = self.window_size[0] * self.window_size[1]
         table = self.cpb_mlp(self.relative_coords_table).view(-1, self.num_heads)
-        bias = table[self.relative_position_index].view(n, n, -1)
-        return 16 * ember.sigmoid(bias.permute(2, 0, 1).contiguous().unsqueeze(0))
+        bias = _get_relative_position_bias(table, self.relative_position_index, self.window_size)
+        return 16 * ember.sigmoid(bias)
 
     def forward(self, x: Tensor) -> Tensor:
+        bias = self.get_relative_position_bias()  # first, as torchvision (traced graph order)
         return shifted_window_attention(
-            x, self.qkv.weight, self.proj.weight, self.get_relative_position_bias(),
+            x, self.qkv.weight, self.proj.weight, bias,
             self.window_size, self.num_heads, shift_size=self.shift_size,
             attention_dropout=self.attention_dropout, dropout=self.dropout,
             qkv_bias=self.qkv.bias, proj_bias=self.proj.bias, logit_scale=self.logit_scale,

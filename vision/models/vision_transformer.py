@@ -13,6 +13,7 @@ import ember
 from ember import nn
 from ember.tensor import Tensor
 
+from ..ops.misc import MLP
 from ._api import WeightsEnum, _ovewrite_named_param, handle_legacy_interface, load_weights
 from ._vit_weights import (
     ViT_B_16_Weights,
@@ -41,16 +42,13 @@ class ConvStemConfig(NamedTuple):
     activation_layer: Callable[..., nn.Module] = nn.ReLU
 
 
-class MLPBlock(nn.Sequential):
-    """``Linear -> GELU -> Dropout -> Linear -> Dropout`` (keys ``0.*`` and ``3.*``)."""
+class MLPBlock(MLP):
+    """``Linear -> GELU -> Dropout -> Linear -> Dropout`` (keys ``0.*`` and ``3.*``): an
+    ``ember.vision.ops.MLP``, as torchvision's (one node in feature extraction's graphs)."""
 
     def __init__(self, in_dim: int, mlp_dim: int, dropout: float) -> None:
         super().__init__(
-            nn.Linear(in_dim, mlp_dim),
-            nn.GELU(),
-            nn.Dropout(dropout),
-            nn.Linear(mlp_dim, in_dim),
-            nn.Dropout(dropout),
+            in_dim, [mlp_dim, in_dim], activation_layer=nn.GELU, inplace=None, dropout=dropout
         )
         for m in self.modules():
             if isinstance(m, nn.Linear):
@@ -79,10 +77,9 @@ class EncoderBlock(nn.Module):
         self.mlp = MLPBlock(hidden_dim, mlp_dim, dropout)
 
     def forward(self, input: Tensor) -> Tensor:
-        if input.dim() != 3:
-            raise ValueError(
-                f"Expected (batch_size, seq_length, hidden_dim) got {tuple(input.shape)}"
-            )
+        ember._assert(
+            input.dim() == 3, f"Expected (batch_size, seq_length, hidden_dim) got {input.shape}"
+        )
         x = self.ln_1(input)
         x, _ = self.self_attention(x, x, x, need_weights=False)
         x = self.dropout(x) + input
@@ -118,6 +115,9 @@ class Encoder(nn.Module):
         self.ln = norm_layer(hidden_dim)
 
     def forward(self, input: Tensor) -> Tensor:
+        ember._assert(
+            input.dim() == 3, f"Expected (batch_size, seq_length, hidden_dim) got {input.shape}"
+        )
         return self.ln(self.layers(self.dropout(input + self.pos_embedding)))
 
 
@@ -234,16 +234,24 @@ class VisionTransformer(nn.Module):
         nn.init.zeros_(self.heads.head.bias)
 
     def _process_input(self, x: Tensor) -> Tensor:
+        # asserts rather than an ``if``, and torchvision's order of operations: ember.fx
+        # traces through, and feature extraction names the nodes as torchvision does
         n, _, h, w = x.shape
-        if h != self.image_size or w != self.image_size:
-            raise ValueError(f"Wrong image size! Expected {self.image_size} but got {h}x{w}")
         p = self.patch_size
+        ember._assert(
+            h == self.image_size, f"Wrong image height! Expected {self.image_size} but got {h}!"
+        )
+        ember._assert(
+            w == self.image_size, f"Wrong image width! Expected {self.image_size} but got {w}!"
+        )
+        n_h, n_w = h // p, w // p
         x = self.conv_proj(x)
-        return x.reshape(n, self.hidden_dim, (h // p) * (w // p)).permute(0, 2, 1)
+        return x.reshape(n, self.hidden_dim, n_h * n_w).permute(0, 2, 1)
 
     def forward(self, x: Tensor) -> Tensor:
         x = self._process_input(x)
-        cls = self.class_token.expand(x.shape[0], -1, -1)
+        n = x.shape[0]
+        cls = self.class_token.expand(n, -1, -1)
         x = self.encoder(ember.cat([cls, x], dim=1))
         return self.heads(x[:, 0])
 
