@@ -16,10 +16,12 @@ from ember._compile._fuse_conv import (
 @pytest.fixture(autouse=True)
 def _gemm_paths(monkeypatch):
     # the fused kernel repeats eager's GEMM paths bitwise; eager's direct kernel for few
-    # channels (ops/conv_direct.py) sums in another order, so it is off here
-    from ember.ops import conv_direct
+    # channels (ops/conv_direct.py) and the channels-last one for small planes
+    # (ops/conv_direct_cl.py) sum in another order, so they are off here
+    from ember.ops import conv_direct, conv_direct_cl
 
     monkeypatch.setattr(conv_direct, "ENABLED", False)
+    monkeypatch.setattr(conv_direct_cl, "ENABLED", False)
 
 
 def _grads(out, inputs, g):

@@ -178,6 +178,9 @@ def test_two_parts(monkeypatch):
         pytest.skip("MKL (or numba) is not installed: no parts")
     monkeypatch.setattr(conv_split, "MIN_PART_MACS", 1)
     monkeypatch.setattr(D, "THREADED", False)  # (with it: one part, the kernels in parallel)
+    from ember.ops import conv_direct_cl
+
+    monkeypatch.setattr(conv_direct_cl, "ENABLED", False)  # (it takes 64 channels on 8 x 14)
     rng = np.random.default_rng(5)
     x = rng.standard_normal((4, 64, 8, 14))
     w = rng.standard_normal((64, 64, 3, 3)) * 0.1

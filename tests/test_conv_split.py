@@ -15,7 +15,7 @@ import pytest
 import ember
 from ember.autograd import gradcheck, gradgradcheck
 from ember.backend import mkl_gemm, threads
-from ember.ops import conv, conv_blocked, conv_direct, conv_split
+from ember.ops import conv, conv_blocked, conv_direct, conv_direct_cl, conv_split
 
 torch = pytest.importorskip("torch")
 
@@ -34,6 +34,7 @@ def two_threads(monkeypatch):
     monkeypatch.setattr(conv_split, "MIN_PART_OUT", 0)
     # the GEMM paths in parts; the direct kernel in parts: tests/test_conv_direct.py
     monkeypatch.setattr(conv_direct, "ENABLED", False)
+    monkeypatch.setattr(conv_direct_cl, "ENABLED", False)
     before = ember.get_num_threads()
     ember.set_num_threads(2)
     yield

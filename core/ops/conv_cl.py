@@ -47,6 +47,12 @@ def im2col_cl(xp, x, geom):
         ] = x.transpose(to_last)
     else:
         xh = xp.ascontiguousarray(x.transpose(to_last))
+    return cols_from_padded(xp, xh, geom)
+
+
+def cols_from_padded(xp, xh, geom):
+    """``im2col_cl``'s columns from the zero-padded channels-last input xh (N, *padded, C)."""
+    n, c = xh.shape[0], xh.shape[-1]
     st = xh.strides
     shape = (n,) + tuple(geom.out_size) + tuple(geom.kernel) + (c,)
     strides = (

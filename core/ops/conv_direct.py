@@ -65,10 +65,13 @@ MAX_WGRAD_CHANNELS = 256  # weight gradient: input x output channels, at most
 # (``*_par``: the outer loop a prange), from MIN_KERNEL_MACS multiply-adds a call; and
 # ``conv_split`` keeps a direct convolution in one part (``with_kernel_threads``). 2 threads,
 # wall, ms a step, two parts -> one part + parallel kernels: 64->64 on 8 x 16^2 5.0 -> 3.5,
-# 32->32 k5 on 8 x 32^2 11.8 -> 10.1, 3-D 16->32 on 2 x 16^3 8.4 -> 7.3; calls below 2^25
-# (16->16 on 8 x 32^2: 20 M) lost a little in parallel (2.3 -> 2.8) and stay serial.
+# 32->32 k5 on 8 x 32^2 11.8 -> 10.1, 3-D 16->32 on 2 x 16^3 8.4 -> 7.3. 16->16 on 8 x 32^2
+# (20 M a call) lost a little in parallel in session 19 (2.3 -> 2.8) but won in session 20
+# (from 2^24: 2.62 -> 2.27, 2.69 -> 2.16; from 2^20: 2.73 -> 2.18, 2.13 -> 1.85, 2.28 ->
+# 2.00, 1.63 -> 1.75); smaller calls (3->16: 3.5 M, 16->32 s2: 9.4 M) measured mixed and stay
+# serial.
 THREADED = True
-MIN_KERNEL_MACS = 1 << 25
+MIN_KERNEL_MACS = 1 << 24
 _tl = threading.local()
 
 

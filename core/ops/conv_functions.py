@@ -25,6 +25,7 @@ from .conv import (
 from .conv_blocked import use_blocked
 from .conv_depthwise import is_depthwise
 from .conv_direct import DirectCols, use_direct_input_grad, use_direct_weight_grad
+from .conv_direct_cl import use_direct_cl_weight_grad
 from .conv_split import split_backward
 
 
@@ -95,6 +96,7 @@ def _backward(xp, x, grad, w, geom, cols, need):
             or (
                 need[1]
                 and not isinstance(cols, DirectCols)
+                and not use_direct_cl_weight_grad(cols)
                 and (cols is not None or not use_blocked(xp, x, w.shape, geom))
                 and (cols is not None or not use_direct_weight_grad(xp, x, w.shape, geom))
             )

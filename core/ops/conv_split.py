@@ -47,7 +47,7 @@ import numpy as np
 
 from ..backend import mkl_gemm as _mkl
 from ..backend.threads import as_one_thread, num_threads, run_parts
-from . import conv_direct
+from . import conv_direct, conv_direct_cl
 from .conv_direct import with_kernel_threads
 
 # multiply-adds a part, at least: 1-D 128->128 k5 on 8 x 64 (21 M a part) went 3.8 -> 4.8 ms
@@ -81,7 +81,7 @@ class SplitCols:
         return SplitCols(self.bounds, [None if p is None else p.conj() for p in self.parts])
 
 
-def _direct(xp, a, w_shape, geom) -> bool:
+def _direct(xp, a, w_shape, geom) -> bool | str:
     """Whether the direct kernels take this convolution as at one thread, their parallel
     variants allowed (``conv_direct.THREADED``): then one part, since those beat two parts
     (session 19, 2 threads, ms a step: 64->64 on 8 x 16^2 4.48 -> 4.21, 32->32 k5 on 8 x
@@ -89,11 +89,13 @@ def _direct(xp, a, w_shape, geom) -> bool:
     if not conv_direct.THREADED:
         return False
     x_shape = (a.shape[0], w_shape[1] * geom.groups) + tuple(geom.in_size)
+    if as_one_thread(conv_direct_cl.use_direct_cl, xp, a, w_shape, geom, x_shape):
+        return "cl"  # (also with a weight over MAX_WEIGHT_BYTES: ``split_bounds``)
     return as_one_thread(conv_direct.use_direct, xp, a, w_shape, geom, x_shape)
 
 
 def split_bounds(
-    xp, n: int, w_shape, out_size, itemsize: int = 4, direct: bool = False
+    xp, n: int, w_shape, out_size, itemsize: int = 4, direct: bool | str = False
 ) -> list | None:
     """The sample bounds of the parts for a convolution of ``n`` samples with a weight
     ``w_shape`` and output size ``out_size`` at two or more threads: one part (``[0, n]``: the
@@ -102,7 +104,12 @@ def split_bounds(
     if not ENABLED or xp is not np or n < 1 or _mkl._enabled is False:
         return None
     nt = num_threads()
-    if nt < 2 or math.prod(w_shape) * itemsize > MAX_WEIGHT_BYTES:
+    if nt < 2:
+        return None
+    if math.prod(w_shape) * itemsize > MAX_WEIGHT_BYTES and direct != "cl":
+        # OpenBLAS's threads; the channels-last direct kernel's parallel variants beat them
+        # (256->256 on 4 x 7^2, 2 threads, ms a step: 8.95 -> 6.75 in one run, 6.73 -> 6.62
+        # in another; torch 9.04 and 6.35)
         return None
     macs = math.prod(w_shape) * n * math.prod(out_size)
     # _ready: MKL's deferred load counts these products too (``mkl_gemm.LOAD_AFTER``)
