@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys as _sys
 import threading as _threading
 import warnings as _warnings
 
@@ -14,15 +15,25 @@ from .function import Function
 from .grad_mode import enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled
 from .gradcheck import gradcheck, gradgradcheck
 
+# Tensor.backward calls backward() below through this module object (function.py's _autograd).
+_function_mod._autograd = _sys.modules[__name__]
+
 
 def _make_grads(tensors, grads):
     Tensor = _function_mod.Tensor
     out = []
     for t, g in zip(tensors, grads):
         if g is None:
-            if t._data.size != 1:
+            d = t._data
+            if d.size != 1:
                 raise RuntimeError("grad can be implicitly created only for scalar outputs")
-            xp = get_array_module(t._data)
+            if type(d) is _np.ndarray:  # (np.ones is Python around empty + copyto)
+                g = _np.empty(d.shape, dtype=d.dtype)
+                g.fill(1)
+                g = Tensor._wrap(g)
+                out.append(g)
+                continue
+            xp = get_array_module(d)
             if xp is _np:
                 g = Tensor._wrap(_np.ones(t._data.shape, dtype=t._data.dtype))
             else:

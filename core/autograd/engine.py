@@ -20,6 +20,7 @@ from ..backend import _cupy
 from . import anomaly_mode as _anomaly
 from . import function as _fn
 from . import grad_mode
+from ._engine_hooks import _needed, _run_post_hooks, _run_pre_hooks
 from .function import Function
 
 
@@ -44,8 +45,11 @@ def _collect(roots):
     """Dependency counts of every node reachable from the roots (iterative DFS)."""
     deps: dict[int, int] = {}
     # one entry per node: outputs of one node (split, unbind) may all be roots
-    stack = list({id(r): r for r in roots if isinstance(r, Function)}.values())
-    seen = {id(r) for r in stack}
+    if len(roots) == 1:  # (a loss: no dict and set built for one root)
+        stack = [roots[0]] if isinstance(roots[0], Function) else []
+    else:
+        stack = list({id(r): r for r in roots if isinstance(r, Function)}.values())
+    root_ids = [id(r) for r in stack] if len(stack) < 2 else {id(r) for r in stack}
     while stack:
         node = stack.pop()
         for e in node._edges:
@@ -53,39 +57,14 @@ def _collect(roots):
                 continue
             tgt = e[0]
             k = id(tgt)
-            deps[k] = deps.get(k, 0) + 1
-            if k not in seen:
-                seen.add(k)
-                if isinstance(tgt, Function):
+            n = deps.get(k)
+            if n is None:  # first reached: walk below it (roots are on the stack already)
+                deps[k] = 1
+                if isinstance(tgt, Function) and k not in root_ids:
                     stack.append(tgt)
+            else:
+                deps[k] = n + 1
     return deps
-
-
-def _needed(roots, targets: set[int]) -> set[int]:
-    """Nodes from which some target is reachable (only those run for ``autograd.grad``)."""
-    needed: set[int] = set()
-    order = []
-    stack = [r for r in roots if isinstance(r, Function)]
-    seen = {id(r) for r in stack}
-    while stack:  # first a plain DFS to list the nodes, then propagate in reverse order
-        node = stack.pop()
-        order.append(node)
-        for e in node._edges:
-            if e is not None and isinstance(e[0], Function) and id(e[0]) not in seen:
-                seen.add(id(e[0]))
-                stack.append(e[0])
-    changed = True
-    while changed:  # a fixed point; graphs are DAGs so this settles in a few sweeps
-        changed = False
-        for node in reversed(order):
-            if id(node) in needed:
-                continue
-            for e in node._edges:
-                if e is not None and (id(e[0]) in targets or id(e[0]) in needed):
-                    needed.add(id(node))
-                    changed = True
-                    break
-    return needed
 
 
 _callbacks: list = []  # (depth of the backward that queued it, callback)
@@ -192,8 +171,24 @@ def run_backward(
     # The ready queue is PyTorch's: a heap on creation order, the latest-created node first;
     # leaves (PyTorch's AccumulateGrad, sequence number "infinity") go before any node.
     ready = []
-    for r in {id(r): r for r in roots if deps.get(id(r), 0) == 0}.values():
-        _push(ready, r)
+    if len(roots) == 1:
+        if id(roots[0]) not in deps:
+            _push(ready, roots[0])
+    else:
+        for r in {id(r): r for r in roots if deps.get(id(r), 0) == 0}.values():
+            _push(ready, r)
+    # The plain case -- no gradient capture, no split, no graph of the backward, the engine's
+    # own _call_backward (not a profiler's, a dispatch mode's or fx's) -- calls each node's
+    # backward inline: the helper's call and its checks cost ~1 us a node on small ops.
+    plain = (
+        not create_graph
+        and capture is None
+        and split is None
+        and _call_backward is _plain_call_backward
+        and not grad_destination_users
+    )
+    plain_acc = plain and accumulate
+    grad_prop = Tensor.__dict__["grad"]  # (a subclass with its own .grad takes _deliver_leaf)
     prev_mode = grad_mode._state.enabled
     grad_mode._state.enabled = create_graph
     cuda_prev = None  # the caller's CUDA device once backward has switched devices
@@ -207,69 +202,111 @@ def run_backward(
                 if g is not None:
                     if type(g) is not _np_ndarray:
                         cuda_prev = _follow_device(g, create_graph, cuda_prev)
+                    elif plain_acc and not node._hooks and not node._post_acc_hooks:
+                        # the usual step after the first: add into the leaf's .grad in place
+                        # (what _deliver_leaf does, without its call and checks)
+                        cur = node._grad
+                        if (
+                            cur is not None
+                            and not cur.requires_grad
+                            and type(cur._data) is _np_ndarray
+                            and type(node).grad is grad_prop
+                        ):
+                            cur._data += g
+                            continue
                     _deliver_leaf(
                         node, g, create_graph, capture, captured, accumulate, seen_leaf_arrays
                     )
                 continue
             grads = buffers.pop(id(node), None)
-            if grads is not None and (node._pre_hooks is not None or capture is not None):
-                grads = _run_pre_hooks(node, grads, create_graph, capture, captured)
-            # A node that received no gradient at all passes none on (nothing to compute).
-            if grads is not None and (runs is None or id(node) in runs):
-                if node.xp is not _np_module:
-                    g0 = next((g for g in grads if g is not None), None)
-                    cuda_prev = _follow_device(g0, create_graph, cuda_prev)
-                if split is not None:
-                    from ._split import input_half
-
-                    results = input_half(node, grads, needed, split)
-                elif grad_destination_users and accumulate and capture is None and not create_graph:
-                    node.grad_out = _grad_outs(node, deps, buffers)
-                    try:
-                        results = _call_backward(node, grads, create_graph)
-                    finally:
-                        # only for this call: a graph kept alive afterwards (the last loss)
-                        # must not keep DDP's buckets referenced
-                        node.grad_out = None
-                else:
-                    results = _call_backward(node, grads, create_graph)
-            else:
+            edges = node._edges
+            if grads is None:
                 results = None
+            elif plain and node._pre_hooks is None and node.xp is _np_module and not node._meta:
+                if node._materialize and (grads[0] is None or len(grads) > 1):
+                    if any(g is None for g in grads):
+                        grads = [
+                            _zeros(node, i, False) if g is None else g for i, g in enumerate(grads)
+                        ]
+                results = type(node).backward(node, *grads)
+                if type(results) is not tuple:
+                    results = (results,)
+                if len(results) != len(edges):
+                    results = _check_count(node, results)
+                if _anomaly._state[0]:
+                    _anomaly.check_backward(node, results)
+            else:
+                if node._pre_hooks is not None or capture is not None:
+                    grads = _run_pre_hooks(node, grads, create_graph, capture, captured)
+                # A node that received no gradient at all passes none on (nothing to compute).
+                if runs is None or id(node) in runs:
+                    if node.xp is not _np_module:
+                        g0 = next((g for g in grads if g is not None), None)
+                        cuda_prev = _follow_device(g0, create_graph, cuda_prev)
+                    if split is not None:
+                        from ._split import input_half
+
+                        results = input_half(node, grads, needed, split)
+                    elif (
+                        grad_destination_users
+                        and accumulate
+                        and capture is None
+                        and not create_graph
+                    ):
+                        node.grad_out = _grad_outs(node, deps, buffers)
+                        try:
+                            results = _call_backward(node, grads, create_graph)
+                        finally:
+                            # only for this call: a graph kept alive afterwards (the last loss)
+                            # must not keep DDP's buckets referenced
+                            node.grad_out = None
+                    else:
+                        results = _call_backward(node, grads, create_graph)
+                else:
+                    results = None
             if results is not None and node._post_hooks:
                 results = _run_post_hooks(node, results, grads, create_graph)
             if not retain_graph and (runs is None or id(node) in runs):
                 node._saved = None  # (autograd.grad frees only the part of the graph it ran)
-            for i, e in enumerate(node._edges):
+            i = -1
+            for e in edges:
+                i += 1
                 if e is None:
                     continue
                 tgt, out_nr, shape, dtype = e
                 k = id(tgt)
                 g = results[i] if results is not None else None
+                is_node = isinstance(tgt, Function)
                 if g is not None:
-                    if isinstance(g, _np_generic):  # NumPy ufuncs turn 0-d results to scalars
-                        g = _np_asarray(g)
+                    if type(g) is not _np_ndarray and isinstance(g, _np_generic):
+                        g = _np_asarray(g)  # NumPy ufuncs turn 0-d results to scalars
                     if g.shape != shape:
                         g = _unbroadcast(g, shape, node.xp if not create_graph else _tensor_xp())
                     if g.dtype != dtype:
                         g = g.astype(dtype) if not create_graph else g.to(_dtype_of(dtype))
-                    if isinstance(tgt, Function):
+                    if is_node:
                         buf = buffers.get(k)
                         if buf is None:
                             buf = buffers[k] = [None] * len(tgt._outputs_meta)
-                        buf[out_nr] = _add(buf[out_nr], g)
+                        cur = buf[out_nr]
+                        buf[out_nr] = g if cur is None else _add(cur, g)
                     else:
-                        buffers[k] = _add(buffers.get(k), g)
+                        cur = buffers.get(k)
+                        buffers[k] = g if cur is None else _add(cur, g)
                 n = deps[k] - 1
                 deps[k] = n
                 if n == 0:
-                    _push(ready, tgt)
+                    _heappush(ready, (-tgt._seq if is_node else _LEAF_KEY, _tiebreak(), tgt))
     finally:
         grad_mode._state.enabled = prev_mode
         if cuda_prev is not None:
             _cupy.cupy.cuda.runtime.setDevice(cuda_prev)
         _depth[0] -= 1
-        callbacks = [cb for d, cb in _callbacks if d >= depth]
-        _callbacks[:] = [(d, cb) for d, cb in _callbacks if d < depth]
+        if _callbacks:
+            callbacks = [cb for d, cb in _callbacks if d >= depth]
+            _callbacks[:] = [(d, cb) for d, cb in _callbacks if d < depth]
+        else:
+            callbacks = ()
     for cb in callbacks:  # e.g. DDP waits for its last gradient buckets here
         cb()
     if captured is None:
@@ -288,11 +325,13 @@ def run_backward(
 _tiebreak = __import__("itertools").count().__next__
 
 
+_LEAF_KEY = -float("inf")
+
+
 def _push(ready: list, node) -> None:
     # (-sequence number, insertion count, node): a leaf tensor sorts first; nodes of equal
     # sequence number (none recorded) keep insertion order, so the heap never compares nodes
-    seq = node._seq if isinstance(node, Function) else float("inf")
-    _heappush(ready, (-seq, _tiebreak(), node))
+    _heappush(ready, (-node._seq if isinstance(node, Function) else _LEAF_KEY, _tiebreak(), node))
 
 
 def _follow_device(g, create_graph: bool, prev):
@@ -350,85 +389,34 @@ def _call_backward(node, grads, create_graph):
         results = type(node).backward(node, *grads)
     if type(results) is not tuple:
         results = (results,)
-    n = len(node._edges)
-    if len(results) > n and all(r is None for r in results[n:]):
-        results = results[:n]  # torch allows extra trailing Nones (custom_function_conv_bn)
-    if len(results) != n:
-        raise RuntimeError(
-            f"function {node.name()} returned an incorrect number of gradients "
-            f"(expected {len(node._edges)}, got {len(results)})"
-        )
+    if len(results) != len(node._edges):
+        results = _check_count(node, results)
     if _anomaly._state[0]:  # detect_anomaly: NaN in a backward's results raises here
         _anomaly.check_backward(node, results)
     return results
+
+
+# The engine's own per-node call: run_backward calls backward inline while this is the one in
+# place (a profiler, a dispatch mode or fx swaps in its own _call_backward).
+_plain_call_backward = _call_backward
+
+
+def _check_count(node, results):
+    """A backward's results of another length than the node's inputs: torch allows extra
+    trailing Nones (custom_function_conv_bn); anything else is an error."""
+    n = len(node._edges)
+    if len(results) > n and all(r is None for r in results[n:]):
+        return results[:n]
+    raise RuntimeError(
+        f"function {node.name()} returned an incorrect number of gradients "
+        f"(expected {n}, got {len(results)})"
+    )
 
 
 def _zeros(node, i, create_graph):
     shape, dtype = node._outputs_meta[i]
     z = node.xp.zeros(shape, dtype=dtype)
     return _fn.Tensor._wrap(z) if create_graph else z
-
-
-def _run_pre_hooks(node, grads, create_graph, capture, captured):
-    grads = list(grads)
-    for out_nr, g in enumerate(grads):
-        if g is None:
-            continue
-        hooks = node._pre_hooks.get(out_nr) if node._pre_hooks is not None else None
-        if hooks:
-            # one gradient tensor for the hooks in turn until one returns a new one, as in
-            # PyTorch (Captum's LRP sets an attribute on it in one hook, reads it in another)
-            gt = g if create_graph else _fn.Tensor._wrap(g)
-            for hook in list(hooks):
-                r = hook(gt)
-                if r is not None:
-                    gt = r
-                    g = r if create_graph else r._data
-            grads[out_nr] = g
-        if capture is not None:
-            idx = capture.get((id(node), out_nr))
-            if idx is not None:
-                captured[idx] = g
-    return grads
-
-
-def _run_post_hooks(node, results, grads, create_graph):
-    """Node hooks (``grad_fn.register_hook``): ``hook(grad_inputs, grad_outputs)`` may return
-    new grad_inputs. Trailing non-tensor arguments of the op (a conv's stride, ...) have no
-    slot, so the tuple is torch's (a conv's is ``(input, weight, bias)``)."""
-    edges = node._edges
-    n = len(edges)
-    while n and edges[n - 1] is None:
-        n -= 1
-
-    def wrap(a):
-        if a is None or create_graph:
-            return a
-        return _fn.Tensor._wrap(_np_asarray(a) if isinstance(a, _np_generic) else a)
-
-    grad_inputs = tuple(
-        None if edges[i] is None or results[i] is None else wrap(results[i]) for i in range(n)
-    )
-    grad_outputs = tuple(wrap(g) for g in grads)
-    for hook in list(node._post_hooks):
-        r = hook(grad_inputs, grad_outputs)
-        if r is None:
-            continue
-        r = tuple(r) if isinstance(r, (tuple, list)) else (r,)
-        if len(r) > len(grad_inputs) and all(g is None for g in r[len(grad_inputs) :]):
-            r = r[: len(grad_inputs)]  # torch counts a Python number as an input (no grad)
-        if len(r) != len(grad_inputs):
-            name = getattr(hook, "__name__", repr(hook))
-            raise RuntimeError(
-                f"hook '{name}' has returned an incorrect number of values "
-                f"(got {len(r)}, but expected {len(grad_inputs)})"
-            )
-        grad_inputs = r
-    new = list(results)
-    for i, g in enumerate(grad_inputs):
-        if edges[i] is not None:
-            new[i] = None if g is None else (g if create_graph else g._data)
-    return tuple(new)
 
 
 def _base_refs(a):
@@ -453,6 +441,7 @@ def _sole_view(g) -> bool:
         and g.flags.c_contiguous
         and base.flags.c_contiguous
         and g.nbytes == base.nbytes
+        and g.flags.writeable  # (an empty broadcast view passes the tests above)
     )
 
 

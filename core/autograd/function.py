@@ -17,6 +17,7 @@ from ._acc_node import _Acc, _RemovableHandle  # (re-exported: tensor.py, graph.
 # Set by ember.tensor once the Tensor class exists (tensor.py imports this module).
 Tensor = None
 _wrap = None
+_autograd = None  # the ember.autograd module (set there), for Tensor.backward
 _new = object.__new__
 # Creation order of graph nodes (PyTorch's sequence_nr): the engine runs the latest-created
 # ready node first, as PyTorch's does, so hooks fire in PyTorch's order (Opacus pairs each
@@ -36,6 +37,7 @@ _FREED_MSG = (
 # How a saved array relates to the graph, for double backward: an input, the output, or a constant.
 _SAVED_INPUT, _SAVED_OUTPUT, _SAVED_CONST = 0, 1, 2
 _OUTPUT0_INFO = ((_SAVED_OUTPUT, 0),)
+_CONST_INFO = (_SAVED_CONST, None)
 
 # Per-node extras (anomaly mode's forward stacks, saved-tensor hooks, copies under
 # allow_mutation_on_saved_tensors): one flag read when a node is recorded; autograd.graph
@@ -124,6 +126,11 @@ class Function:
     _materialize = True
     _packed = False  # saved arrays went through a saved-tensor pack hook (autograd.graph)
     _saved_forward = None  # ctx.save_for_forward's tensors (user Functions with a jvp)
+    # Read with getattr(ctx, name, None) on hot paths: a class default keeps those reads off
+    # ``__getattr__`` below (a Python call and a formatted AttributeError, ~1 us each).
+    _lowp_in = None  # float32_compute's input dtypes (ops/_lowp.py)
+    _saved_info = None
+    _anomaly_stack = None
     _seq = 0  # creation order, set when the node joins a graph (see _next_seq)
     # Set by the engine just before backward: per input, an array the gradient may be written
     # into (``out=``) and returned, or None (see ``engine.grad_destinations``). Ops that ignore
@@ -313,7 +320,7 @@ class Function:
                     o.grad_fn = ctx
                     o._output_nr = i
             if ctx._saved:
-                ctx._describe_saved(args, outs)
+                ctx._describe_saved(args, outs, arrays)
             if _extras[0]:
                 _node_extras(ctx)
             return outs
@@ -334,31 +341,47 @@ class Function:
                 ctx._saved_info = _OUTPUT0_INFO
                 ctx._versions = [(counter, counter[0], 0)]
             else:
-                ctx._describe_saved(args, (result,))
+                ctx._describe_saved(args, (result,), arrays)
         if _extras[0]:
             _node_extras(ctx)
         return result
 
-    def _describe_saved(self, args, outs) -> None:
+    def _describe_saved(self, args, outs, arrays=None) -> None:
         # Where each saved array came from, so double backward can see it as a tensor, and the
         # version of each saved input/output, to catch later in-place modification.
+        # ``arrays``: the forward's arguments with tensors replaced by their arrays (apply's
+        # list), compared by identity first (a layer norm saves six arrays, four of them
+        # derived: an isinstance per argument per saved array was ~20% of its apply).
+        if arrays is None:
+            arrays = [a._data if isinstance(a, Tensor) else a for a in args]
         info = []
         versions = []
         for s in self._saved:
-            for a in args:
-                if isinstance(a, Tensor) and a._data is s:
-                    info.append((_SAVED_INPUT, a))
-                    versions.append((a._version_counter, a._version_counter[0], a))
-                    break
+            if s is None:
+                info.append(_CONST_INFO)
+                continue
+            j = 0
+            for d in arrays:
+                if d is s:
+                    a = args[j]
+                    if isinstance(a, Tensor):  # (a raw array argument: a tensor may follow)
+                        info.append((_SAVED_INPUT, a))
+                        counter = a._version_counter
+                        versions.append((counter, counter[0], a))
+                        break
+                j += 1
             else:
-                for i, o in enumerate(outs):
+                i = 0
+                for o in outs:
                     if o._data is s:
                         info.append((_SAVED_OUTPUT, i))
                         # the counter, not the tensor: output -> node -> output would be a cycle
-                        versions.append((o._version_counter, o._version_counter[0], i))
+                        counter = o._version_counter
+                        versions.append((counter, counter[0], i))
                         break
+                    i += 1
                 else:
-                    info.append((_SAVED_CONST, None))
+                    info.append(_CONST_INFO)
         self._saved_info = info
         self._versions = versions or None
 

@@ -19,9 +19,20 @@ LOW_PRECISION = frozenset(
 )
 
 
+# argument types with no dtype: skipped without a failed attribute lookup (every float32_compute
+# op passes some: layer norm's eps and dims, cross-entropy's reduction and ignore_index)
+_NO_DTYPE = frozenset((int, float, bool, str, tuple, type(None)))
+_ndarray = np.ndarray
+
+
 def _low_dtype(args):
     for a in args:
-        dt = getattr(a, "dtype", None)
+        if type(a) is _ndarray:
+            dt = a.dtype
+        elif type(a) in _NO_DTYPE:
+            continue
+        else:
+            dt = getattr(a, "dtype", None)
         if dt in LOW_PRECISION:
             return dt
     return None

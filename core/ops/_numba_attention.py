@@ -25,6 +25,8 @@ __all__ = [
     "causal_softmax_",
     "softmax_grad_",
     "causal_softmax_grad_",
+    "causal_exp_",
+    "causal_exp_grad_",
 ]
 
 
@@ -114,6 +116,50 @@ def causal_softmax_(s, i0, lo):  # pragma: no cover - compiled
                 row[j] *= inv
             for j in range(end, C):
                 row[j] = zero
+
+
+@_jit
+def causal_exp_(s, i0, lo, inv):  # pragma: no cover - compiled
+    """``causal_softmax_`` without its scale pass: row ``r`` of block ``b`` becomes
+    ``exp(s - max)`` over keys ``[0, i0 + r]`` (zeros after) and ``inv[b, r]`` its reciprocal
+    sum; the caller scales the head-dim-wide output rows instead of the key-wide weights."""
+    n, R, C = s.shape
+    zero = s.dtype.type(0)
+    one = s.dtype.type(1)
+    for b in range(n):
+        for r in range(R):
+            row = s[b, r]
+            end = min(i0 + r + 1, C)
+            mx = _rowmax(row, end)
+            tot = zero
+            for j in range(end):
+                e = _exp_under(row[j] - mx, lo, zero)
+                row[j] = e
+                tot += e
+            inv[b, r] = one / tot
+            for j in range(end, C):
+                row[j] = zero
+
+
+@_jit
+def causal_exp_grad_(gp, e, i0, inv):  # pragma: no cover - compiled
+    """The backward of ``causal_exp_``'s weights ``p = e * inv``: ``gp`` holds ``inv * (g v^T)``
+    (the output gradient's rows scaled first) and becomes the scores' gradient in place,
+    ``e * (gp - inv * rowsum(gp * e))``; zeros after key ``i0 + r``."""
+    n, R, C = gp.shape
+    zero = gp.dtype.type(0)
+    for b in range(n):
+        for r in range(R):
+            g, ei = gp[b, r], e[b, r]
+            end = min(i0 + r + 1, C)
+            tot = zero
+            for j in range(end):
+                tot += g[j] * ei[j]
+            c = tot * inv[b, r]
+            for j in range(end):
+                g[j] = ei[j] * (g[j] - c)
+            for j in range(end, C):
+                g[j] = zero
 
 
 @_jit

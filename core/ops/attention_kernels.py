@@ -107,3 +107,40 @@ def causal_softmax_grad_(ds, p, i0: int, split: bool = True) -> bool:
         split,
     )
     return True
+
+
+def causal_exp_(s, i0: int, inv, split: bool = True) -> bool:
+    """``causal_softmax_`` without the scale pass: the block's rows become ``exp(s - max)``
+    (zeros after each row's last key) and ``inv`` (R,) their reciprocal sums. False (nothing
+    done) if not applicable."""
+    k = kernels(np, s)
+    if k is None or inv.dtype != s.dtype:
+        return False
+    s3 = s.reshape((-1,) + s.shape[-2:])
+    inv2 = inv.reshape(s3.shape[:2])
+    lo = _UNDER[s.dtype]
+    _run(
+        k.causal_exp_,
+        s3.shape[0],
+        s3[0].size,
+        lambda a, b: (s3[a:b], i0, lo, inv2[a:b]),
+        split,
+    )
+    return True
+
+
+def causal_exp_grad_(ds, e, i0: int, inv, split: bool = True) -> bool:
+    """``ds`` (``inv``-scaled rows of the weights' gradient) in place becomes the scores'
+    gradient of ``causal_exp_``'s block ``e``. False if not applicable."""
+    if ds.shape != e.shape or ds.dtype != e.dtype or kernels(np, ds, e) is None:
+        return False
+    d3, e3 = (a.reshape((-1,) + a.shape[-2:]) for a in (ds, e))
+    inv2 = inv.reshape(d3.shape[:2])
+    _run(
+        _mod.causal_exp_grad_,
+        d3.shape[0],
+        d3[0].size,
+        lambda a, b: (d3[a:b], e3[a:b], i0, inv2[a:b]),
+        split,
+    )
+    return True

@@ -15,6 +15,7 @@ import os
 
 import numpy as np
 
+from . import _kernel_split
 from ._kernel_split import fresh_output, split_call
 
 # Elements per block: ~4 float32 arrays of this size (input, output, scratch, gradient) fit a
@@ -35,12 +36,11 @@ def _compiled(xp, *arrays):
     if xp is not np:
         return None
     dt = arrays[0].dtype
-    if (
-        dt not in (np.float32, np.float64)
-        or arrays[0].shape[-1] == 0
-        or any(a is not None and a.dtype != dt for a in arrays)
-    ):
+    if dt not in (np.float32, np.float64) or arrays[0].shape[-1] == 0:
         return None
+    for a in arrays:  # (a loop, not any(<generator>): this runs on every small norm call)
+        if a is not None and a.dtype != dt:
+            return None
     if _numba is None:
         _numba = False
         if os.environ.get("EMBER_NUMBA", "1") != "0":
@@ -91,6 +91,10 @@ def normalize_rows(
         mean = np.empty(m, dtype=dt)
         w, b, inv = _vec(weight, d, dt, 1), _vec(bias, d, dt, 0), invstd.reshape(m)
         eps_, inv_d = dt.type(eps), dt.type(1.0 / d)
+        if m * d < 2 * _kernel_split._MIN_PER_THREAD:
+            # split_call would run one slice here anyway: no closure, no slices (~2 us)
+            nb.rows_forward(x2, w, b, center, keep_xhat, eps_, inv_d, out, xhat, mean, inv)
+            return out, ((xhat, None, invstd) if keep_xhat else (x2, mean, invstd))
         # rows are independent: slices of them run on the pool's threads (bitwise as 1 thread)
         split_call(
             nb.rows_forward,
@@ -179,6 +183,12 @@ def normalize_rows_backward(
         # threads take whole parts, so the sums are bitwise the same for any thread count
         part_rows = max(1, min(m, _PART_ELEMS // d))
         parts = -(-m // part_rows)
+        if parts == 1:  # one part, summed into gw / gb directly (the same bits)
+            pw = gw[None] if need_w else np.zeros((1, d), dtype=dt)
+            pb = gb[None] if need_b else np.zeros((1, d), dtype=dt)
+            row_args = (g2, src, mean, rs, inv, w, center, need_x, inv_d, gx_, pw, pb)
+            nb.rows_backward(*row_args, part_rows)
+            return gx, gw, gb
         pw, pb = np.zeros((parts, d), dtype=dt), np.zeros((parts, d), dtype=dt)
 
         def args(p0, p1):

@@ -79,13 +79,15 @@ def layer_norm(
     r"""Normalise over the trailing ``normalized_shape`` dims, then scale and shift."""
     shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
     nd = len(shape)
-    if input.dim() < nd or tuple(input.shape[input.dim() - nd :]) != shape:
+    # the arrays' shapes (plain tuples): building ``Size`` objects cost ~2 us a call here
+    in_shape = input._data.shape
+    if len(in_shape) < nd or in_shape[len(in_shape) - nd :] != shape:
         raise RuntimeError(
             f"Given normalized_shape={list(shape)}, expected input with shape "
             f"[*, {', '.join(str(s) for s in shape)}], but got input of size{input.shape}"
         )
     for name, t in (("weight", weight), ("bias", bias)):
-        if t is not None and tuple(t.shape) != shape:
+        if t is not None and t._data.shape != shape:
             raise RuntimeError(
                 f"Expected {name} to be of same shape as normalized_shape, but "
                 f"got {name} of shape {t.shape} and normalized_shape = "
