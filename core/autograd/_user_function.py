@@ -10,6 +10,12 @@ form (``forward(*args)`` without ``ctx`` plus ``setup_context(ctx, inputs, outpu
 supported too. Under ``create_graph=True`` the engine already runs backward on tensors and the
 wrapper passes through.
 
+As in PyTorch, ``forward`` gets the caller's own tensor objects (a module's parameters, an input
+that requires grad), not fresh tensors over the same arrays: a memory-saving Function that runs
+``torch.autograd.grad`` on those parameters inside ``forward`` under ``enable_grad`` (normflows'
+residual flows) must reach the real graph leaves. ``apply`` keeps the caller's arguments on a
+per-thread stack for the wrapped ``forward`` to pick them up.
+
 A Function defining ``jvp`` but no ``backward`` (or ``vjp``) works under forward-mode AD, as in
 PyTorch. ember's forward mode is the double-vjp construction (``forward_ad.py``): it runs a
 differentiable backward on a zero cotangent ``u`` and differentiates ``<J^T u, v>`` with respect
@@ -21,6 +27,7 @@ cotangent) raises PyTorch's error for a Function without ``backward``.
 from __future__ import annotations
 
 import functools
+import threading
 
 import numpy as np
 
@@ -66,6 +73,42 @@ def _as_tensors(values):
     )
 
 
+# The arguments of the user Function applications in progress on this thread, innermost last.
+_callers = threading.local()
+
+
+def _user_apply(cls, *args, **kwargs):
+    """``Function.apply`` for a user Function: remembers the caller's tensors for ``forward``."""
+    stack = getattr(_callers, "stack", None)
+    if stack is None:
+        stack = _callers.stack = []
+    stack.append(args)
+    try:
+        return _function_apply(cls, *args, **kwargs)
+    finally:
+        stack.pop()
+
+
+_function_apply = Function.__dict__["apply"].__func__
+
+
+def _forward_inputs(args):
+    """``forward``'s tensors: the caller's own tensor where its array is the one ``apply``
+    passed (the same position), else a new tensor over the array."""
+    from ..tensor import Tensor
+
+    stack = getattr(_callers, "stack", None)
+    callers = stack[-1] if stack else ()
+    out = []
+    for i, v in enumerate(args):
+        if _is_array(v):
+            c = callers[i] if i < len(callers) else None
+            out.append(c if isinstance(c, Tensor) and c._data is v else Tensor._wrap(v))
+        else:
+            out.append(v.value if type(v) is Opaque else v)
+    return tuple(out)
+
+
 def _as_arrays(out):
     from ..tensor import Tensor
 
@@ -101,6 +144,8 @@ def adapt_user_function(cls: type) -> None:
     if cls.backward is Function.backward:  # forward mode only (without jvp: PyTorch's errors)
         cls.backward = staticmethod(_backward_from_jvp)
 
+    if getattr(cls.apply, "__func__", None) is _function_apply:  # not the user's own apply
+        cls.apply = classmethod(_user_apply)
     fwd = _own(cls, "forward")
     if fwd is not None and not getattr(fwd, "_ember_tensor_io", False):
         setup = getattr(cls, "setup_context", None)
@@ -110,9 +155,9 @@ def adapt_user_function(cls: type) -> None:
         def forward(ctx, *args, **kwargs):
             # the inputs' layouts: jvp gets zeros for a tensor input without a tangent
             ctx._jvp_inputs = tuple((a.shape, a.dtype) if _is_array(a) else None for a in args)
-            targs = _as_tensors(args)
+            targs = _forward_inputs(args)
             for t, a, need in zip(targs, args, ctx.needs_input_grad, strict=False):
-                if need and _is_array(a):  # as torch's: the inputs keep requires_grad
+                if need and _is_array(a) and not t.requires_grad:  # as torch's: inputs keep it
                     t.requires_grad = True
             with grad_mode.no_grad():
                 if split:
