@@ -6,6 +6,7 @@ extension, and everything else of ``torch._C`` is internal to PyTorch.
 
 from __future__ import annotations
 
+import sys as _sys
 import types as _types
 
 from .overrides import (
@@ -48,6 +49,26 @@ def _are_functorch_transforms_active() -> bool:
     return False
 
 
+def _is_torch_function_mode_enabled() -> bool:
+    r"""``torch._C._is_torch_function_mode_enabled``: whether a ``TorchFunctionMode`` is on
+    this thread's mode stack (libraries take a slower, mode-aware path then)."""
+    from . import _function_mode
+
+    return _function_mode.active() and bool(_function_mode._stack())
+
+
+def _is_alias_of(tensor, other) -> bool:
+    r"""``torch._C._is_alias_of``: whether ``tensor`` and ``other`` view the same memory block
+    (the same storage)."""
+    from .storage import _block
+    from .tensor import Tensor
+
+    if not isinstance(tensor, Tensor) or not isinstance(other, Tensor):
+        raise TypeError("_is_alias_of(): expected two tensors")
+    ptr, size = _block(tensor._data)
+    return ptr != 0 and (ptr, size) == _block(other._data)
+
+
 def _nn_parse_to(*args, **kwargs) -> tuple:
     r"""``torch._C._nn._parse_to``: the ``(device, dtype, non_blocking, memory_format)`` that
     ``Tensor.to``/``Module.to`` read from their arguments (Lightning's ``DeviceDtypeModuleMixin``
@@ -76,6 +97,24 @@ _TRACING_STATE = _types.SimpleNamespace(name="ember.jit.trace")
 #: torch._C._nn: of ATen's nn bindings, the argument parser of ``.to()``
 _nn = _types.ModuleType("ember._C._nn")
 _nn._parse_to = _nn_parse_to
+
+
+def _functorch_getattr(name: str):
+    # torch._C._functorch: the batched-tensor primitives of vmap, served lazily by
+    # core/_functorch/vmap.py (importing ember.func here would slow ``import ember``)
+    if name in _FUNCTORCH_NAMES:
+        from ._functorch import vmap as _vmap
+
+        return getattr(_vmap, name)
+    raise AttributeError(f"module 'ember._C._functorch' has no attribute {name!r}")
+
+
+_FUNCTORCH_NAMES = ("_add_batch_dim", "_remove_batch_dim", "is_batchedtensor", "get_unwrapped")
+#: torch._C._functorch (``from torch._C._functorch import is_batchedtensor`` works: registered
+#: in sys.modules)
+_functorch = _types.ModuleType("ember._C._functorch")
+_functorch.__getattr__ = _functorch_getattr
+_sys.modules.setdefault("ember._C._functorch", _functorch)
 
 
 def __getattr__(name: str):

@@ -96,6 +96,7 @@ from .creation import (
 )
 
 # <shape_ext>
+from .creation_file import from_file
 from .creation_ext import (
     asarray,
     binomial,
@@ -423,6 +424,7 @@ def __getattr__(name):
         "_higher_order_ops",
         "_inductor",
         "_subclasses",
+        "_guards",
         "_tensor_str",
         "_utils",
         "_logging",
@@ -445,9 +447,11 @@ def __getattr__(name):
         return getattr(importlib.import_module("ember.overrides"), name)
     if name in ("ScriptModule", "ScriptFunction"):  # torch.ScriptModule is torch.jit's class
         return getattr(importlib.import_module("ember.jit"), name)
+    if name == "TensorType":  # TorchScript's tensor type, named in annotations (core/jit/)
+        return importlib.import_module("ember.jit._tensor_type").TensorType
     if name == "PyTorchFileReader":  # torch.PyTorchFileReader (core/_pytorch_file.py)
         return importlib.import_module("ember._pytorch_file").PyTorchFileReader
-    if name in ("UntypedStorage", "TypedStorage"):  # torch.UntypedStorage (core/storage.py)
+    if name in ("UntypedStorage", "TypedStorage", "StorageBase"):  # (core/storage.py)
         from . import storage
 
         return getattr(storage, name)

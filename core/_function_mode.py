@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import threading
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -86,27 +87,52 @@ def _stack() -> list:
     return st
 
 
-def _wrapper(orig: Callable, reported: list | None = None) -> Callable:
+class _ModeWrapper:
     """``orig`` handing its calls to the innermost visible mode; ``reported`` (filled later)
     holds the callable the mode is told about when it is not this wrapper (``x + y``:
-    ``Tensor.add``)."""
+    ``Tensor.add``).
 
-    def public(*args, **kwargs):
+    It hashes and compares equal to ``orig``, so a table keyed by the public functions before
+    any mode was entered still finds the ``func`` a mode is handed (thop's FLOPs counter keys
+    ``torch.matmul`` / ``torch.Tensor.matmul`` at import, as ultralytics' ``model.info()``
+    runs it), while ``func is torch.Tensor.add`` inside the mode holds as well. A descriptor,
+    so that as a Tensor attribute it binds like the method it replaces."""
+
+    def __init__(self, orig: Callable, reported: list | None = None) -> None:
+        self._orig = orig
+        self._reported = reported
+        functools.update_wrapper(self, orig)
+
+    def __call__(self, *args, **kwargs):
         st = getattr(_TLS, "stack", None)
         if not st:
-            return orig(*args, **kwargs)
+            return self._orig(*args, **kwargs)
         n = len(st) if _TLS.visible is None else _TLS.visible
         if n == 0:
-            return orig(*args, **kwargs)
+            return self._orig(*args, **kwargs)
         prev, _TLS.visible = _TLS.visible, n - 1  # the mode is popped while its handler runs
         try:
-            func = reported[0] if reported else public
+            func = self._reported[0] if self._reported else self
             return st[n - 1].__torch_function__(func, (), args, kwargs)
         finally:
             _TLS.visible = prev
 
-    functools.update_wrapper(public, orig)
-    return public
+    def __get__(self, obj, objtype=None):
+        return self if obj is None else types.MethodType(self, obj)
+
+    def __eq__(self, other) -> bool:
+        if isinstance(other, _ModeWrapper):
+            other = other._orig
+        return self._orig is other
+
+    def __hash__(self) -> int:
+        return hash(self._orig)
+
+    def __repr__(self) -> str:
+        return repr(self._orig)
+
+
+_wrapper = _ModeWrapper
 
 
 _PLAN: list[tuple[Any, str, Any, Callable]] = []  # (owner, name, original, wrapper), built once

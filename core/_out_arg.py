@@ -152,6 +152,8 @@ def with_out(fn: Callable, name: str | None = None) -> Callable:
             extra = inspect.Parameter("out", inspect.Parameter.KEYWORD_ONLY, default=None)
             wrapper.__signature__ = base.replace(parameters=[*params.values(), extra])
     wrapper._ember_out_wrapped = fn
+    if getattr(fn, "_ember_public_api", None) is fn and fn.__name__ == name:
+        fn._ember_public_api = wrapper  # fn dispatches: it hands __torch_function__ this face
     if ren is not None:
         wrapper._ember_numpy_names = fn
     wrapper.__ember_torch_function__ = check  # (factories are not dispatched, as in PyTorch)

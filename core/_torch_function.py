@@ -58,7 +58,9 @@ def torch_function_dispatch(n: int = 1, *, sequence: bool = False) -> Callable:
                         for x in seq:
                             # plain tensors leave at the exact-type test (the hot path)
                             if type(x) is not Tensor and _overloads(x):
-                                return handle_torch_function(wrapper, seq, *args, **kwargs)
+                                return handle_torch_function(
+                                    wrapper._ember_public_api, seq, *args, **kwargs
+                                )
                 return fn(*args, **kwargs)
 
         elif n == 1:
@@ -68,7 +70,9 @@ def torch_function_dispatch(n: int = 1, *, sequence: bool = False) -> Callable:
                 if ren is not None and kwargs:
                     ren(kwargs)
                 if args and type(args[0]) is not Tensor and _overloads(args[0]):
-                    return handle_torch_function(wrapper, args[:1], *args, **kwargs)
+                    return handle_torch_function(
+                        wrapper._ember_public_api, args[:1], *args, **kwargs
+                    )
                 return fn(*args, **kwargs)
 
         else:
@@ -79,12 +83,17 @@ def torch_function_dispatch(n: int = 1, *, sequence: bool = False) -> Callable:
                     ren(kwargs)
                 for x in args[:n]:
                     if type(x) is not Tensor and _overloads(x):
-                        return handle_torch_function(wrapper, args[:n], *args, **kwargs)
+                        return handle_torch_function(
+                            wrapper._ember_public_api, args[:n], *args, **kwargs
+                        )
                 return fn(*args, **kwargs)
 
         if ren is not None:
             wrapper._ember_numpy_names = fn
         wrapper.__wrapped__ = fn
+        # what __torch_function__ is handed as ``func``: the function users call, which an
+        # outer wrapper (``_out_arg.with_out``) replaces with itself (``func is torch.stack``)
+        wrapper._ember_public_api = wrapper
         wrapper.__ember_torch_function__ = True  # listed by overrides.get_overridable_functions
         wrapper._ember_any_type = True  # (Tensor subclasses too, whatever the thread's switch)
         return wrapper

@@ -206,6 +206,28 @@ def _is_allowed(obj) -> bool:
     return ident in _ALLOWED_IDS or any(ident == id(v) for v in _user_globals.values())
 
 
+def _ember_counterpart(module: str, name: str):
+    """ember's object for a pickled ``torch.*`` global outside the table, for a trusted load
+    (``weights_only=False``) of whole pickled objects: ``torch.nn.modules.conv.Conv2d`` is
+    ``ember.nn.modules.conv.Conv2d`` (ultralytics' ``yolov8n.pt`` pickles whole models). A
+    module class ember files elsewhere is found by its name in ``ember.nn``. ``None`` when
+    ember has no such object."""
+    import importlib
+
+    obj = None
+    try:
+        obj = importlib.import_module("ember" + module[5:])
+        for part in name.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError):
+        obj = None
+    if obj is None and module.startswith("torch.nn.modules"):
+        from . import nn
+
+        obj = getattr(nn, name, None)
+    return obj
+
+
 class RestrictedUnpickler(pickle._Unpickler):
     """The pure-Python unpickler with every code-running path gated.
 
@@ -213,8 +235,9 @@ class RestrictedUnpickler(pickle._Unpickler):
         file: the pickle stream.
         persistent_load: resolves storage ids (``("storage", type, key, location, numel)``).
         weights_only: if False, globals outside the allowlist are imported as plain pickle
-            would (torch's own globals still map to ember, and other ``torch.*`` names are
-            refused because ember never imports torch).
+            would (torch's own globals still map to ember, other ``torch.*`` names to
+            ember's object of the same path, and those ember lacks are refused because ember
+            never imports torch).
     """
 
     dispatch = dict(pickle._Unpickler.dispatch)
@@ -249,6 +272,9 @@ class RestrictedUnpickler(pickle._Unpickler):
         if self.weights_only:
             raise _refusal(full)
         if module == "torch" or module.startswith("torch."):
+            found = _ember_counterpart(module, name)
+            if found is not None:
+                return found
             raise pickle.UnpicklingError(
                 f"the checkpoint pickles {full}, which ember cannot rebuild without PyTorch "
                 "(a whole torch object such as an nn.Module?); save its state_dict() instead"

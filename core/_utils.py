@@ -37,3 +37,29 @@ def _unflatten_dense_tensors(flat: Tensor, tensors: Sequence[Tensor]) -> tuple[T
         outputs.append(flat.narrow(0, offset, n).view_as(t))
         offset += n
     return tuple(outputs)
+
+
+def _get_available_device_type() -> str | None:
+    r"""The accelerator type this process can use (``"cuda"``), or ``None`` on a CPU-only host
+    (``torch._utils._get_available_device_type``)."""
+    import ember
+
+    if ember.cuda.is_available():
+        return "cuda"
+    return None
+
+
+def _get_device_module(device_type: str):
+    r"""``ember.<device_type>`` (``ember.cuda``, ``ember.cpu``): the module of a device type."""
+    import ember
+
+    module = getattr(ember, device_type, None) if isinstance(device_type, str) else None
+    if module is None:
+        raise RuntimeError(
+            f"Device '{device_type}' does not have a corresponding module registered as "
+            f"'torch.{device_type}'."
+        )
+    return module
+
+
+__all__ += ["_get_available_device_type", "_get_device_module"]

@@ -14,6 +14,7 @@ from typing import Any
 
 __all__ = [
     "allow_in_graph",
+    "assume_constant_result",
     "cudagraph_mark_step_begin",
     "disable",
     "get_default_backend",
@@ -104,6 +105,15 @@ def allow_in_graph(fn: Callable) -> Callable:
         raise TypeError(f"allow_in_graph: expected a callable, got {type(fn).__name__}")
     if fn not in _allowed_in_graph:
         _allowed_in_graph.append(fn)
+    return fn
+
+
+def assume_constant_result(fn: Callable) -> Callable:
+    """Mark ``fn`` as returning a constant for the compiler to fold (torch's hint for Dynamo).
+
+    ember's capture runs Python functions as they are, so ``fn`` comes back unchanged."""
+    if not callable(fn):
+        raise TypeError(f"assume_constant_result: expected a callable, got {type(fn).__name__}")
     return fn
 
 

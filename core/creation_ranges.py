@@ -15,7 +15,7 @@ from .tensor import Tensor
 
 
 def arange(
-    start,
+    start=None,
     end=None,
     step=1,
     *,
@@ -41,7 +41,11 @@ def arange(
         layout, pin_memory: PyTorch's keywords (core/_factory_kwargs.py).
     """
     if end is None:
+        if start is None:
+            raise TypeError('arange() missing 1 required positional arguments: "end"')
         start, end = 0, start
+    elif start is None:  # arange(end=n), as ultralytics' task-aligned assigner calls it
+        start = 0
     vals = [v.item() if isinstance(v, Tensor) else v for v in (start, end, step)]
     if step == 0:
         raise RuntimeError("step must be nonzero")

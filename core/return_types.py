@@ -19,12 +19,38 @@ def _repr(self) -> str:
     return f"ember.return_types.{type(self).__name__}(\n{body})"
 
 
+def _from_sequence(cls) -> None:
+    """Let ``cls(seq)`` build from one sequence of all the fields too: torch's return types are
+    struct sequences, built that way (``torch.return_types.max([values, indices])``, as
+    tensordict's reductions do); ``cls(values, indices)`` keeps working."""
+    new = cls.__new__
+    n = len(cls._fields)
+
+    def __new__(c, *args, **kwargs):
+        if not kwargs:
+            if len(args) == n:  # the fields (ember's own calls): no second frame
+                return tuple.__new__(c, args)
+            if len(args) == 1 and isinstance(args[0], (tuple, list)):
+                if len(args[0]) != n:
+                    raise TypeError(
+                        f"ember.return_types.{c.__name__}() takes a {n}-sequence "
+                        f"({len(args[0])}-sequence given)"
+                    )
+                return tuple.__new__(c, args[0])
+        return new(c, *args, **kwargs)  # keywords, and namedtuple's errors
+
+    cls.__new__ = __new__
+
+
 max.__repr__ = min.__repr__ = _repr
+_from_sequence(max)
+_from_sequence(min)
 
 
 def _named(name: str, fields: list[str]):
     cls = namedtuple(name, fields, module=__name__)
     cls.__repr__ = _repr
+    _from_sequence(cls)
     return cls
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "StorageBase",
     "UntypedStorage",
     "TypedStorage",
     "untyped_storage",
@@ -54,7 +55,12 @@ def _byte_view(a: Any) -> Any:
     return r.reshape(-1, order="A").view(np.uint8)
 
 
-class UntypedStorage:
+class StorageBase:
+    """``torch.StorageBase``: the base class of :class:`UntypedStorage` (libraries test
+    ``isinstance(x, torch.StorageBase)`` to tell a storage from a tensor)."""
+
+
+class UntypedStorage(StorageBase):
     """The bytes behind a tensor (``t.untyped_storage()``), or a file's bytes mapped into
     memory (``UntypedStorage.from_file``)."""
 

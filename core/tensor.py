@@ -265,9 +265,8 @@ class Tensor:
         inputs=None,
     ) -> None:
         """Compute gradients of this tensor w.r.t. graph leaves (accumulated into ``.grad``)."""
-        from .autograd import backward
-
-        backward(self, gradient, retain_graph, create_graph, inputs=inputs)
+        # (a module attribute: a function-level ``from .autograd import`` cost ~1 us a call)
+        _function._autograd.backward(self, gradient, retain_graph, create_graph, inputs=inputs)
 
     def register_hook(self, hook):
         """Run ``hook(grad)`` when this tensor's gradient is computed; it may return a new one."""
@@ -326,7 +325,10 @@ class Tensor:
         """A tensor sharing this one's data, outside the autograd graph."""
         t = Tensor._wrap(self._data)
         t._version_counter = self._version_counter
-        t._base = self if self._base is None else self._base
+        # not an autograd view (torch: ``x.detach()._base is None``): an in-place write of a
+        # grad-requiring value into ``w.data`` must not pull ``w`` into the graph (ultralytics'
+        # DFL writes ``conv.weight.data[:] = nn.Parameter(...)`` into a frozen weight)
+        t._base = None
         return t
 
     def detach_(self) -> Tensor:

@@ -170,14 +170,17 @@ def _compare(actual, expected, path: str, **opts):
     if isinstance(actual, collections.abc.Mapping) and isinstance(
         expected, collections.abc.Mapping
     ):
-        if set(actual) != set(expected):
+        # keys(), as torch: iterating a mapping-like container may not give its keys (a
+        # TensorDict iterates over its first batch dim)
+        akeys, ekeys = set(actual.keys()), set(expected.keys())
+        if akeys != ekeys:
             raise _Mismatch(
                 f"The keys of the mappings do not match:\nMissing keys in the "
-                f"actual mapping: {sorted(map(str, set(expected) - set(actual)))}\n"
+                f"actual mapping: {sorted(map(str, ekeys - akeys))}\n"
                 "Additional keys in the actual mapping: "
-                f"{sorted(map(str, set(actual) - set(expected)))}"
+                f"{sorted(map(str, akeys - ekeys))}"
             )
-        for k in expected:
+        for k in expected.keys():
             msg = _compare(actual[k], expected[k], f"{path}[{k!r}]", **opts)
             if msg is not None:
                 return msg + f"\n\nThe failure occurred for item {path}[{k!r}]"

@@ -15,6 +15,7 @@ MAPPING = {
     "protos": "ember.protos",
     "serve": "ember.serve",
     "models": "ember.models",
+    "vision": "ember.vision",
 }
 
 

@@ -10,6 +10,25 @@ from __future__ import annotations
 import importlib
 
 __all__ = ["transforms", "datasets", "models", "ops", "tv_tensors", "utils", "io"]
+_PARTS = tuple(__all__)
+__all__ += ["get_image_backend", "set_image_backend"]
+
+_image_backend = "PIL"
+
+
+def set_image_backend(backend: str) -> None:
+    """Set the package used to load images: ``"PIL"`` or ``"accimage"`` (torchvision's names;
+    libraries such as lightly read it through :func:`get_image_backend` in their loaders)."""
+    global _image_backend
+    if backend not in ("PIL", "accimage"):
+        raise ValueError(f"Invalid backend '{backend}'. Options are 'PIL' and 'accimage'")
+    _image_backend = backend
+
+
+def get_image_backend() -> str:
+    """The name of the package used to load images (``"PIL"`` unless set otherwise)."""
+    return _image_backend
+
 
 # torchvision's release for torch 2.13, tagged like ember.__version__ ("2.13.0+ember.X")
 __version__ = "0.28.0+" + __import__("ember").__version__.partition("+")[2]
@@ -17,6 +36,6 @@ __version__ = "0.28.0+" + __import__("ember").__version__.partition("+")[2]
 
 def __getattr__(name: str):
     # Lazy: ``import ember.vision`` stays cheap; each part loads on first use.
-    if name in __all__:
+    if name in _PARTS:
         return importlib.import_module(f"ember.vision.{name}")
     raise AttributeError(f"module 'ember.vision' has no attribute {name!r}")

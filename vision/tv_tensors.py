@@ -18,11 +18,18 @@ from ember.tensor import Tensor
 __all__ = ["TVTensor", "Image", "Mask", "BoundingBoxes", "BoundingBoxFormat", "wrap"]
 
 
-def _as_array(data, dtype=None):
+def _as_array(data, dtype=None, device=None):
     t = data if isinstance(data, Tensor) else ember.as_tensor(np.asarray(data))
     if dtype is not None:
         t = t.to(dtype)
+    if device is not None:
+        t = t.to(device)
     return t.detach()._data
+
+
+def _grad(out, requires_grad):
+    # torchvision's constructors take requires_grad= (lightly's AddGridTransform passes it)
+    return out.requires_grad_(True) if requires_grad else out
 
 
 class TVTensor(Tensor):
@@ -52,15 +59,15 @@ class Image(TVTensor):
 
     __slots__ = ()
 
-    def __new__(cls, data, *, dtype=None):
+    def __new__(cls, data, *, dtype=None, device=None, requires_grad=None):
         if hasattr(data, "getbands"):  # PIL image
             arr = np.asarray(data)
             arr = arr[:, :, None] if arr.ndim == 2 else arr
             data = np.ascontiguousarray(arr.transpose(2, 0, 1))
-        array = _as_array(data, dtype)
+        array = _as_array(data, dtype, device)
         if array.ndim < 2:
             raise ValueError(f"Image needs at least 2 dimensions, got shape {array.shape}")
-        return cls._from_array(array[None] if array.ndim == 2 else array)
+        return _grad(cls._from_array(array[None] if array.ndim == 2 else array), requires_grad)
 
 
 class Mask(TVTensor):
@@ -68,8 +75,8 @@ class Mask(TVTensor):
 
     __slots__ = ()
 
-    def __new__(cls, data, *, dtype=None):
-        return cls._from_array(_as_array(data, dtype))
+    def __new__(cls, data, *, dtype=None, device=None, requires_grad=None):
+        return _grad(cls._from_array(_as_array(data, dtype, device)), requires_grad)
 
 
 class BoundingBoxFormat(Enum):
@@ -83,7 +90,7 @@ class BoundingBoxes(TVTensor):
 
     __slots__ = ("format", "canvas_size")
 
-    def __new__(cls, data, *, format, canvas_size, dtype=None):
+    def __new__(cls, data, *, format, canvas_size, dtype=None, device=None, requires_grad=None):
         if isinstance(format, str):
             try:
                 format = BoundingBoxFormat[format.upper()]
@@ -92,16 +99,17 @@ class BoundingBoxes(TVTensor):
                     f"unknown bounding box format {format!r}; use one of "
                     f"{[f.name for f in BoundingBoxFormat]}"
                 ) from None
-        array = _as_array(data, dtype)
+        array = _as_array(data, dtype, device)
         if array.ndim == 1:
             array = array[None]
         if array.ndim != 2 or array.shape[-1] != 4:
             raise ValueError(f"BoundingBoxes expects shape (N, 4), got {array.shape}")
         if len(canvas_size) != 2:
             raise ValueError(f"canvas_size should be (height, width), got {canvas_size}")
-        return cls._from_array(
+        out = cls._from_array(
             array, format=format, canvas_size=(int(canvas_size[0]), int(canvas_size[1]))
         )
+        return _grad(out, requires_grad)
 
     def __repr__(self) -> str:
         return (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import threading
 
 
@@ -25,6 +26,44 @@ def is_inference_mode_enabled() -> bool:
     return getattr(_state, "inference", False)
 
 
+def _decorate(make_ctx, fn):
+    """``fn`` run inside a fresh ``make_ctx()``. A generator function gets the mode around each
+    resumption, not just around the call that creates it, as PyTorch's decorators do
+    (ultralytics' predictor is a generator under ``@torch.inference_mode()``)."""
+    if inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        def generator_wrapper(*args, **kwargs):
+            gen = fn(*args, **kwargs)
+            try:
+                with make_ctx():
+                    response = gen.send(None)
+                while True:
+                    try:
+                        request = yield response
+                    except GeneratorExit:
+                        with make_ctx():
+                            gen.close()
+                        raise
+                    except BaseException as exc:
+                        with make_ctx():
+                            response = gen.throw(exc)
+                    else:
+                        with make_ctx():
+                            response = gen.send(request)
+            except StopIteration as stop:
+                return stop.value
+
+        return generator_wrapper
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with make_ctx():
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
 class _GradModeContext:
     """Base for the context managers; also usable as decorators, like PyTorch's."""
 
@@ -39,12 +78,7 @@ class _GradModeContext:
         return False
 
     def __call__(self, fn):
-        @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            with self.__class__():
-                return fn(*args, **kwargs)
-
-        return wrapper
+        return _decorate(self.__class__, fn)
 
 
 class _NoParamContext(_GradModeContext):
@@ -87,13 +121,7 @@ class inference_mode(_GradModeContext):
 
     def __call__(self, fn):
         mode = not self._mode
-
-        @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            with inference_mode(mode):
-                return fn(*args, **kwargs)
-
-        return wrapper
+        return _decorate(lambda: inference_mode(mode), fn)
 
 
 class set_grad_enabled(_GradModeContext):
@@ -114,10 +142,4 @@ class set_grad_enabled(_GradModeContext):
     def __call__(self, fn):
         _state.enabled = self._prev  # used as a decorator: the construction must not stick
         mode = self._mode
-
-        @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            with set_grad_enabled(mode):
-                return fn(*args, **kwargs)
-
-        return wrapper
+        return _decorate(lambda: set_grad_enabled(mode), fn)

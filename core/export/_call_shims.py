@@ -24,10 +24,13 @@ def _refuse_quantized(tracer, m) -> None:
         )
 
 
-def _named_forward(root, params: list, bound):
+def _named_forward(root, params: list, bound, given: set | None = None):
     """A view of ``root`` whose forward names every input ``forward(*args, **kwargs)`` got:
     ``args_0, args_1, ...`` for the ``*args`` items and the keys of ``**kwargs`` (the
-    "ExportHelper" wrappers of torch.export's tutorials). The view shares ``root``'s state."""
+    "ExportHelper" wrappers of torch.export's tutorials). The view shares ``root``'s state.
+    Trailing positional parameters the call left to their defaults (not in ``given``) are
+    left out, as in the call itself: ``forward(tensordict=None, *args, **kwargs)`` called with
+    keywords only must not receive ``None`` positionally (tensordict's dispatch)."""
     from ember.nn import Module
 
     pos, kw, flat = [], [], []  # (placeholder name, value)
@@ -41,6 +44,10 @@ def _named_forward(root, params: list, bound):
             kw.append((p.name, v))
         else:
             pos.append((p.name, v))
+    if given is not None:
+        names = {p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD}
+        while pos and pos[-1][0] in names and pos[-1][0] not in given:
+            pos.pop()
     flat = pos + kw
     taken = {n for n, _ in pos}
     if any(n in taken for n, _ in kw):

@@ -439,6 +439,7 @@ class RecordingTracer(Tracer):
                 f"example inputs do not match the signature of "
                 f"{getattr(fn, '__qualname__', fn)}: {e}"
             ) from None
+        given = set(bound.arguments)
         bound.apply_defaults()
         if any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params):
             if not isinstance(root, Module):
@@ -446,7 +447,7 @@ class RecordingTracer(Tracer):
                     "tracing a function with *args/**kwargs is not supported; wrap it in a "
                     "Module or give it named parameters"
                 )
-            root, bound = _named_forward(root, params, bound)
+            root, bound = _named_forward(root, params, bound, given)
 
         def has_tensor(v):
             found = []

@@ -138,23 +138,11 @@ def vmap(
 
     @functools.wraps(func)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
-        if not args:
-            raise ValueError(
-                "vmap(f)(): got no inputs. vmap maps over positional inputs; "
-                "keyword arguments are passed to every sample unchanged"
-            )
-        if isinstance(in_dims, (tuple, list)):
-            if len(in_dims) != len(args):
-                raise ValueError(
-                    f"vmap: in_dims is not compatible with the structure of "
-                    f"`inputs`. in_dims has {len(in_dims)} entries but there are "
-                    f"{len(args)} inputs (in_dims={in_dims!r})"
-                )
-            flat_dims = [d for sub, a in zip(in_dims, args) for d in _flat_dims(sub, a, "in_dims")]
-        else:
-            flat_dims = _flat_dims(in_dims, args, "in_dims")
-        flat_args, spec = tree_flatten(args)
-        size = _batch_size(flat_args, flat_dims)
+        # the stages are looked up on torch._functorch.vmap's module at each call, as
+        # PyTorch's are: libraries (tensordict) replace them to batch their own containers
+        from .._functorch import vmap as stages
+
+        size, flat_dims, flat_args, spec = stages._process_batched_inputs(in_dims, args, func)
         if chunk_size is None or chunk_size >= size:
             return _run(func, flat_args, flat_dims, spec, kwargs, size, out_dims, randomness)
         return _chunked(
@@ -162,6 +150,32 @@ def vmap(
         )
 
     return wrapped
+
+
+def _get_name(func: Any) -> str:
+    return getattr(func, "__name__", repr(func))
+
+
+def _process_batched_inputs(in_dims: Any, args: tuple, func: Callable) -> tuple:
+    """``(batch_size, flat_in_dims, flat_args, args_spec)`` of vmap's positional inputs
+    (``torch._functorch.vmap._process_batched_inputs``)."""
+    if not args:
+        raise ValueError(
+            "vmap(f)(): got no inputs. vmap maps over positional inputs; "
+            "keyword arguments are passed to every sample unchanged"
+        )
+    if isinstance(in_dims, (tuple, list)):
+        if len(in_dims) != len(args):
+            raise ValueError(
+                f"vmap: in_dims is not compatible with the structure of "
+                f"`inputs`. in_dims has {len(in_dims)} entries but there are "
+                f"{len(args)} inputs (in_dims={in_dims!r})"
+            )
+        flat_dims = [d for sub, a in zip(in_dims, args) for d in _flat_dims(sub, a, "in_dims")]
+    else:
+        flat_dims = _flat_dims(in_dims, args, "in_dims")
+    flat_args, spec = tree_flatten(args)
+    return _batch_size(flat_args, flat_dims), flat_dims, flat_args, spec
 
 
 def _batch_size(flat_args: list, flat_dims: list) -> int:
@@ -197,41 +211,57 @@ def _batch_size(flat_args: list, flat_dims: list) -> int:
 
 
 def _run(func, flat_args, flat_dims, spec, kwargs, size, out_dims, randomness):
+    from .._functorch import vmap as stages
+
     level = enter_level(size, randomness)
     try:
-        inputs = []
-        for a, d in zip(flat_args, flat_dims):
-            if d is None:
-                inputs.append(a)
-                continue
-            levels = levels_of(a)
-            k = len(levels)
-            d = d + a.dim() if d < 0 else d
-            with unwrapped(a):
-                p = a.movedim(d + k, k) if d else a.view_as(a)  # an alias: a stays unbatched
-            inputs.append(wrap(p, levels + (level,)))
-        out = patched(func)(*tree_unflatten(inputs, spec), **kwargs)
-        flat_out, ospec = tree_flatten(out)
-        if (
-            isinstance(out_dims, (tuple, list))
-            and len(out_dims) == 1
-            and not isinstance(out, (tuple, list))
-        ):
-            flat_od = [out_dims[0]]
-        else:
-            flat_od = _flat_dims(out_dims, out, "out_dims")
-        results = [_unbatch(o, od, level, size, func) for o, od in zip(flat_out, flat_od)]
+        inputs = stages._create_batched_inputs(flat_dims, flat_args, level, spec)
+        out = patched(func)(*inputs, **kwargs)
+        return stages._unwrap_batched(out, out_dims, level, size, func)
     finally:
         exit_level()
+
+
+def _add_batch_dim(a: Tensor, d: int, level: int) -> Tensor:
+    """``a`` seen as batched over its dim ``d`` at vmap level ``level`` (an alias of ``a``)."""
+    levels = levels_of(a)
+    k = len(levels)
+    d = d + a.dim() if d < 0 else d
+    with unwrapped(a):
+        p = a.movedim(d + k, k) if d else a.view_as(a)  # an alias: a stays unbatched
+    return wrap(p, levels + (level,))
+
+
+def _create_batched_inputs(flat_dims: list, flat_args: list, level: int, spec: Any) -> Any:
+    """The inputs ``func`` sees: each mapped leaf batched at ``level``, unflattened."""
+    inputs = [a if d is None else _add_batch_dim(a, d, level) for a, d in zip(flat_args, flat_dims)]
+    return tree_unflatten(inputs, spec)
+
+
+def _unwrap_batched(out: Any, out_dims: Any, level: int, size: int, func: Callable) -> Any:
+    """``func``'s outputs with the batch dim of ``level`` moved to ``out_dims``."""
+    flat_out, ospec = tree_flatten(out)
+    if (
+        isinstance(out_dims, (tuple, list))
+        and len(out_dims) == 1
+        and not isinstance(out, (tuple, list))
+    ):
+        flat_od = [out_dims[0]]
+    else:
+        flat_od = _flat_dims(out_dims, out, "out_dims")
+    name = _get_name(func)
+    results = [_unbatch(o, od, level, size, name) for o, od in zip(flat_out, flat_od)]
     return tree_unflatten(results, ospec)
 
 
-def _unbatch(o: Any, od: Any, level: int, size: int, func) -> Any:
+def _unbatch(o: Any, od: Any, level: int, size: int, name: str) -> Any:
+    """``o`` with the batch dim of ``level`` at ``od`` (expanded if ``o`` does not depend on
+    the mapped inputs); ``torch._functorch.vmap._maybe_remove_batch_dim``."""
     if not isinstance(o, Tensor):
         if od is None:
             return o
         raise ValueError(
-            f"vmap: `{getattr(func, '__name__', func)}` must only return Tensors, "
+            f"vmap: `{name}` must only return Tensors, "
             f"got type {type(o)}. Did you mean to set out_dims= to None for output?"
         )
     levels = levels_of(o)

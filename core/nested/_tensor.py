@@ -231,13 +231,39 @@ class NestedTensor(Tensor):
         return self._data.dtype.itemsize
 
     def values(self) -> Tensor:
-        """The packed components (jagged layout): differentiable, shares memory."""
+        """The packed components: jagged layout, a differentiable view; strided layout, the
+        flattened components one after the other (torch's buffer; ember keeps the strided
+        components apart, so this is a differentiable copy)."""
         if self._comps is not None:
-            raise RuntimeError(
-                "values() is only supported for nested tensors with layout=ember.jagged; this "
-                "one is ember.strided (build it with layout=ember.jagged)"
-            )
+            from ..ops.shape_joins import cat
+
+            return cat([c.reshape(-1) for c in self._comps], 0)
         return self._values
+
+    def _strided_meta(self, what: str, fn) -> Tensor:
+        if self._comps is None:
+            raise RuntimeError(f"{what}() is only supported for layout=ember.strided")
+        from ..backend.dtype import int64
+        from ..creation import tensor as _tensor
+
+        rows = [fn(c) for c in self._comps]
+        return _tensor(rows, dtype=int64)
+
+    def _nested_tensor_size(self) -> Tensor:
+        """The ``(B, ndim)`` int64 shapes of the components (strided layout)."""
+        return self._strided_meta("_nested_tensor_size", lambda c: list(c.shape))
+
+    def _nested_tensor_strides(self) -> Tensor:
+        """The ``(B, ndim)`` int64 strides of the components as packed in ``values()``."""
+        return self._strided_meta("_nested_tensor_strides", lambda c: list(c.contiguous().stride()))
+
+    def _nested_tensor_storage_offsets(self) -> Tensor:
+        """The ``B`` int64 offsets of the components in ``values()``."""
+        starts, n = [], 0
+        for c in self._comps or []:
+            starts.append(n)
+            n += c.numel()
+        return self._strided_meta("_nested_tensor_storage_offsets", lambda c: 0).new_tensor(starts)
 
     def offsets(self) -> Tensor:
         """The ``B + 1`` int64 boundaries of the components in ``values()``."""

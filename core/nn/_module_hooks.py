@@ -39,6 +39,36 @@ def register_module_forward_hook(hook, *, always_call: bool = False) -> Removabl
     return handle
 
 
+# Registration hooks for every module: ``hook(module, name, value)`` may return a replacement
+# for the parameter/buffer/submodule being registered (PyTorch's global registration hooks).
+_global_parameter_registration_hooks: dict[int, Callable] = OrderedDict()
+_global_buffer_registration_hooks: dict[int, Callable] = OrderedDict()
+_global_module_registration_hooks: dict[int, Callable] = OrderedDict()
+
+
+def _run_registration_hooks(hooks: OrderedDict, module, name: str, value):
+    for hook in hooks.values():
+        output = hook(module, name, value)
+        if output is not None:
+            value = output
+    return value
+
+
+def register_module_parameter_registration_hook(hook) -> RemovableHandle:
+    r"""``hook(module, name, param)`` on every ``register_parameter``; may return a new one."""
+    return _register_hook(_global_parameter_registration_hooks, hook, False)
+
+
+def register_module_buffer_registration_hook(hook) -> RemovableHandle:
+    r"""``hook(module, name, buffer)`` on every ``register_buffer``; may return a new one."""
+    return _register_hook(_global_buffer_registration_hooks, hook, False)
+
+
+def register_module_module_registration_hook(hook) -> RemovableHandle:
+    r"""``hook(module, name, submodule)`` on every ``add_module``; may return a new one."""
+    return _register_hook(_global_module_registration_hooks, hook, False)
+
+
 class _HookMixin:
     """Hook registration and ``__call__`` for ``Module``."""
 

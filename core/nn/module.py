@@ -13,8 +13,12 @@ from typing import Any
 from .._einops import adopt_torch_layer
 from ..tensor import Tensor
 from ._module_convert import _ConvertMixin
+from ._module_hooks import _global_buffer_registration_hooks as _buffer_reg_hooks
+from ._module_hooks import _global_module_registration_hooks as _module_reg_hooks
+from ._module_hooks import _global_parameter_registration_hooks as _param_reg_hooks
 from ._module_hooks import (
     _HookMixin,
+    _run_registration_hooks,
     register_module_forward_hook,
     register_module_forward_pre_hook,
 )
@@ -118,6 +122,8 @@ class Module(
             )
         if isinstance(tensor, Buffer):
             tensor = tensor._as_plain()
+        if _buffer_reg_hooks:
+            tensor = _run_registration_hooks(_buffer_reg_hooks, self, name, tensor)
         self._buffers[name] = tensor
         if persistent:
             self._non_persistent_buffers_set.discard(name)
@@ -150,6 +156,8 @@ class Module(
                 f"created explicitly. To express '{name}' as a function of another Tensor, "
                 "compute the value in the forward() method."
             )
+        if _param_reg_hooks:
+            param = _run_registration_hooks(_param_reg_hooks, self, name, param)
         self._parameters[name] = param
 
     def add_module(self, name: str, module: Module | None) -> None:
@@ -167,6 +175,8 @@ class Module(
             raise KeyError(f'module name can\'t contain ".", got: {name}')
         if name == "":
             raise KeyError('module name can\'t be empty string ""')
+        if _module_reg_hooks:
+            module = _run_registration_hooks(_module_reg_hooks, self, name, module)
         self._modules[name] = module
 
     def register_module(self, name: str, module: Module | None) -> None:

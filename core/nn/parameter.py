@@ -223,3 +223,8 @@ class UninitializedBuffer(_UninitializedMixin, Tensor):
 
 
 __all__ += ["UninitializedBuffer"]
+
+#: torch.nn.parameter.UninitializedTensorMixin: the base of the lazy placeholders (libraries
+#: test ``isinstance(x, UninitializedTensorMixin)``)
+UninitializedTensorMixin = _UninitializedMixin
+__all__ += ["UninitializedTensorMixin"]

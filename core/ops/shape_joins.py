@@ -87,8 +87,12 @@ class Split(Function):
 
 
 # ---- public functions ---------------------------------------------------------------------
-def repeat(input, *sizes):
+def repeat(input, *sizes, repeats=None):
     """``input`` tiled ``sizes`` times along each dimension (a copy); see :func:`tile`."""
+    if repeats is not None:  # x.repeat(repeats=(2, 1)), torch's keyword
+        if sizes:
+            raise TypeError("repeat() got multiple values for argument 'repeats'")
+        sizes = (repeats,)
     reps = _shape_arg(sizes)
     if len(reps) < input._data.ndim:
         raise RuntimeError(
@@ -212,6 +216,8 @@ def chunk(input, chunks, dim=0):
 def unbind(input, dim=0):
     """The slices of ``input`` along ``dim``, as a tuple of tensors without that dimension."""
     axis = wrap_dim(dim, input._data.ndim)
+    if input._data.shape[axis] == 0:
+        return ()  # no slices (split would give one empty chunk)
     return tuple(squeeze(p, axis) for p in split(input, 1, axis))
 
 

@@ -91,18 +91,30 @@ def _infer(shape, numel, orig):
     return shape
 
 
-def reshape(input, *shape):
+def _by_keyword(fn: str, args: tuple, value, key: str) -> tuple:
+    # torch's methods also take their sizes by keyword: x.reshape(shape=...), x.view(size=...),
+    # x.expand(size=...), x.permute(dims=...), x.repeat(repeats=...) (lightly's patchify)
+    if value is None:
+        return args
+    if args:
+        raise TypeError(f"{fn}() got multiple values for argument '{key}'")
+    return (value,)
+
+
+def reshape(input, *args, shape=None):
     """``input`` with a new shape holding the same elements in the same (row-major) order; one
     dimension may be -1 (inferred). A view where possible, else a copy.
     """
+    shape = _by_keyword("reshape", args, shape, "shape")
     shape = _infer(_shape_arg(shape), input._data.size, input._data.shape)
     return Reshape.apply(input, shape, False)
 
 
-def view(input, *shape, dtype=None):
+def view(input, *args, size=None, dtype=None):
     """A view of ``input`` with a new shape (one dimension may be -1); it shares data with
     ``input``. ``view(dtype)`` (or ``view(dtype=...)``) reinterprets the bytes instead.
     """
+    shape = _by_keyword("view", args, size, "size")
     if dtype is not None:
         if shape:
             raise TypeError("view() takes either a shape or dtype=, not both")
@@ -212,9 +224,9 @@ def unsqueeze(input, dim):
     return Reshape.apply(input, shp[:d] + (1,) + shp[d:], True)
 
 
-def permute(input, *dims):
+def permute(input, *args, dims=None):
     """A view of ``input`` with its dimensions reordered as ``dims``."""
-    dims = _shape_arg(dims)
+    dims = _shape_arg(_by_keyword("permute", args, dims, "dims"))
     nd = input._data.ndim
     if len(dims) != nd:
         raise RuntimeError(
@@ -267,12 +279,12 @@ def movedim(input, source, destination):
     return Permute.apply(input, tuple(order))
 
 
-def expand(input, *sizes):
+def expand(input, *args, size=None):
     """A view of ``input`` with its size-1 dimensions repeated to ``sizes`` without copying (-1
     keeps
     a size); new leading dimensions may be added.
     """
-    sizes = _shape_arg(sizes)
+    sizes = _shape_arg(_by_keyword("expand", args, size, "size"))
     shp = input._data.shape
     if len(sizes) < len(shp):
         raise RuntimeError(

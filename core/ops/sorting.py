@@ -59,7 +59,10 @@ def _gather(input: Tensor, axis: int, idx) -> Tensor:
 
 
 def _index_tensor(idx) -> Tensor:
-    return Tensor._wrap(idx.astype(get_array_module(idx).int64, copy=False))
+    # contiguous, as torch's: topk's indices are a slice of an argsort, and callers ``.view``
+    # them (ultralytics' RT-DETR head: ``x.topk(k, dim=1)[1].view(-1)``)
+    xp = get_array_module(idx)
+    return Tensor._wrap(xp.ascontiguousarray(idx.astype(xp.int64, copy=False)))
 
 
 # ---- sort ---------------------------------------------------------------------------------

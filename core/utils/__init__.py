@@ -8,6 +8,7 @@ def __getattr__(name):
     if name in (
         "benchmark",
         "checkpoint",
+        "deterministic",
         "hooks",
         "_pytree",
         "_python_dispatch",

@@ -21,6 +21,9 @@ from ._pytree_extra import (
     SequenceKey,
     _broadcast_to_and_flatten,  # noqa: F401  (PyTorch's, libraries use it)
     arg_tree_leaves,
+    is_structseq,
+    is_structseq_class,
+    is_structseq_instance,
     key_get,
     keystr,
     map_only,
@@ -73,9 +76,15 @@ __all__ = [
     "is_namedtuple",
     "is_namedtuple_class",
     "is_namedtuple_instance",
+    "is_structseq",
+    "is_structseq_class",
+    "is_structseq_instance",
 ]
 
 PyTree = Any
+Context = Any  # a node's flatten context (PyTorch's type alias)
+FlattenFunc = Callable[[PyTree], tuple[list, Context]]
+UnflattenFunc = Callable[[Iterable, Context], PyTree]
 
 
 class NodeDef(NamedTuple):

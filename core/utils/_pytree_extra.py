@@ -229,6 +229,28 @@ def _broadcast_to_and_flatten(tree: Any, treespec: _pt.TreeSpec, is_leaf=None) -
     return out
 
 
+def is_structseq_class(cls: Any) -> bool:
+    r"""Whether ``cls`` is a C struct sequence type (``os.stat_result``, ``time.struct_time``;
+    PyTorch's ``torch.return_types``; ember's return types are namedtuples instead)."""
+    return (
+        isinstance(cls, type)
+        and cls.__bases__ == (tuple,)
+        and isinstance(getattr(cls, "n_sequence_fields", None), int)
+        and isinstance(getattr(cls, "n_fields", None), int)
+        and isinstance(getattr(cls, "n_unnamed_fields", None), int)
+    )
+
+
+def is_structseq(obj: Any) -> bool:
+    r"""Whether ``obj`` is a struct sequence type or an instance of one."""
+    return is_structseq_class(obj) or is_structseq_instance(obj)
+
+
+def is_structseq_instance(obj: Any) -> bool:
+    r"""Whether ``obj`` is an instance of a struct sequence type."""
+    return is_structseq_class(type(obj))
+
+
 def treespec_pprint(treespec: _pt.TreeSpec) -> str:
     """The structure drawn as the tree itself with ``*`` for each leaf."""
 

@@ -17,7 +17,7 @@ from ember.tensor import Tensor
 
 from . import functional as F
 from .functional import _pair
-from .transforms import _rand, _randint, _rng, _Transform, _uniform
+from .transforms import _aspect_ratio, _rand, _randint, _randperm, _Transform, _uniform
 
 
 def _range(
@@ -60,7 +60,7 @@ class ColorJitter(_Transform):
 
     @staticmethod
     def get_params(brightness, contrast, saturation, hue):
-        order = [int(i) for i in _rng().permutation(4)]
+        order = _randperm(4)
         factors = [
             None if r is None else _uniform(r[0], r[1])
             for r in (brightness, contrast, saturation, hue)
@@ -161,10 +161,9 @@ class RandomErasing(_Transform):
     def get_params(img: Tensor, scale, ratio, value=None):
         c, h, w = F.get_dimensions(img)
         area = h * w
-        log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
         for _ in range(10):
             erase_area = area * _uniform(scale[0], scale[1])
-            aspect = math.exp(_uniform(log_ratio[0], log_ratio[1]))
+            aspect = _aspect_ratio(ratio)
             eh = int(round(math.sqrt(erase_area * aspect)))
             ew = int(round(math.sqrt(erase_area / aspect)))
             if not (eh < h and ew < w):

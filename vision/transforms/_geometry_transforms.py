@@ -16,7 +16,7 @@ from ember.tensor import Tensor
 
 from . import functional as F
 from .functional import InterpolationMode, _pair
-from .transforms import _rand, _randint, _Transform, _uniform
+from .transforms import _aspect_ratio, _rand, _randint, _Transform, _uniform
 
 
 class RandomCrop(_Transform):
@@ -96,10 +96,9 @@ class RandomVerticalFlip(_Transform):
 
 def _resized_crop_params(height: int, width: int, scale, ratio) -> tuple[int, int, int, int]:
     area = height * width
-    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
     for _ in range(10):
         target_area = area * _uniform(scale[0], scale[1])
-        aspect = math.exp(_uniform(log_ratio[0], log_ratio[1]))
+        aspect = _aspect_ratio(ratio)
         w = int(round(math.sqrt(target_area * aspect)))
         h = int(round(math.sqrt(target_area / aspect)))
         if 0 < w <= width and 0 < h <= height:

@@ -11,11 +11,12 @@ from enum import Enum
 
 import numpy as np
 
+import ember as _ember
 from ember.tensor import Tensor
 
 from . import functional as F
 from .functional import InterpolationMode
-from .transforms import _randint, _rng
+from .transforms import _randint
 
 __all__ = ["AutoAugmentPolicy", "AutoAugment", "RandAugment", "TrivialAugmentWide"]
 
@@ -169,11 +170,11 @@ class AutoAugment:
 
     @staticmethod
     def get_params(transform_num: int) -> tuple[int, list[float], list[int]]:
-        rng = _rng()
+        # torchvision's draws: randint(transform_num, (1,)), rand((2,)), randint(2, (2,))
         return (
-            int(rng.integers(0, transform_num)),
-            [float(v) for v in rng.random(2)],
-            [int(v) for v in rng.integers(0, 2, 2)],
+            _randint(0, transform_num),
+            _ember.rand(2).tolist(),
+            _ember.randint(0, 2, (2,)).tolist(),
         )
 
     def __call__(self, img):

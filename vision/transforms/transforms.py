@@ -1,15 +1,18 @@
 """torchvision's v1 transform classes on ember (``ember.vision.transforms``).
 
-Random choices draw from ember's default generator (``ember.manual_seed`` makes them
-reproducible; DataLoader workers seed it per worker). ember's generator is not torch's, so the
-same seed gives other draws than torchvision: each random class has torchvision's static
-``get_params`` and applies the same functional op, which is what the parity tests compare.
+Random choices make torchvision's own draws (``torch.rand(1)``, ``torch.randint``,
+``torch.empty(1).uniform_``, ``torch.randperm``; Python's ``random`` for RandomChoice and
+RandomOrder) on ember's default generator, whose streams follow torch's: the same
+``manual_seed`` gives torchvision's crops, flips and jitter. DataLoader workers seed it per
+worker. Each random class has torchvision's static ``get_params``.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Sequence
 
+import ember as _ember
 from ember import random as _random
 from ember.tensor import Tensor
 from ember.utils.data.transforms import Compose  # the same as torchvision's
@@ -59,16 +62,30 @@ def _rng():
     return _random.default_generator.numpy()
 
 
+# The draws below are torchvision's own calls on torch's default generator, so that the same
+# ``manual_seed`` gives the same crops, flips and jitter as torchvision (ember's streams follow
+# torch's: core/_mt_stream.py).
 def _rand() -> float:
-    return float(_rng().random())
+    return float(_ember.rand(1))  # torch.rand(1)
 
 
 def _randint(low: int, high: int) -> int:
-    return int(_rng().integers(low, high))
+    return int(_ember.randint(low, high, (1,)))  # torch.randint(low, high, size=(1,)).item()
 
 
 def _uniform(lo: float, hi: float) -> float:
-    return float(_rng().uniform(lo, hi))
+    return float(_ember.empty(1).uniform_(lo, hi))  # torch.empty(1).uniform_(lo, hi).item()
+
+
+def _randperm(n: int) -> list[int]:
+    return _ember.randperm(n).tolist()
+
+
+def _aspect_ratio(ratio) -> float:
+    """The aspect-ratio draw of torchvision's RandomResizedCrop and RandomErasing: the exp of a
+    float32 uniform between the float32 logs of ``ratio``."""
+    lo, hi = _ember.log(_ember.tensor([float(r) for r in ratio])).tolist()
+    return float(_ember.exp(_ember.empty(1).uniform_(lo, hi)))
 
 
 def _setup_size(size, error_msg: str) -> tuple[int, int]:
@@ -290,13 +307,8 @@ class RandomChoice(Compose):
         self.p = p
 
     def __call__(self, img):
-        idx = int(
-            _rng().choice(
-                len(self.transforms),
-                p=None if self.p is None else [w / sum(self.p) for w in self.p],
-            )
-        )
-        return self.transforms[idx](img)
+        # torchvision draws from Python's ``random`` here
+        return random.choices(self.transforms, weights=self.p)[0](img)
 
 
 class RandomOrder(Compose):
@@ -307,8 +319,10 @@ class RandomOrder(Compose):
     """
 
     def __call__(self, img):
-        for i in _rng().permutation(len(self.transforms)):
-            img = self.transforms[int(i)](img)
+        order = list(range(len(self.transforms)))
+        random.shuffle(order)  # Python's ``random``, as torchvision
+        for i in order:
+            img = self.transforms[i](img)
         return img
 
 

@@ -110,55 +110,68 @@ class _IndexPadNd(Module):
         return f"{self.padding}"
 
 
-class ReflectionPad1d(_IndexPadNd):
+# torch's private family bases: FLOPs counters (thop) register rules on them
+class _ReflectionPadNd(_IndexPadNd):
+    _mode = "reflect"
+
+
+class _ReplicationPadNd(_IndexPadNd):
+    _mode = "replicate"
+
+
+class _CircularPadNd(_IndexPadNd):
+    _mode = "circular"
+
+
+class ReflectionPad1d(_ReflectionPadNd):
     r"""Pads the last dimension with the reflection of the input (edge not repeated)."""
 
     _nd, _mode = 1, "reflect"
 
 
-class ReflectionPad2d(_IndexPadNd):
+class ReflectionPad2d(_ReflectionPadNd):
     r"""Pads the last 2 dimensions with the reflection of the input."""
 
     _nd, _mode = 2, "reflect"
 
 
-class ReflectionPad3d(_IndexPadNd):
+class ReflectionPad3d(_ReflectionPadNd):
     r"""Pads the last 3 dimensions with the reflection of the input."""
 
     _nd, _mode = 3, "reflect"
 
 
-class ReplicationPad1d(_IndexPadNd):
+class ReplicationPad1d(_ReplicationPadNd):
     r"""Pads the last dimension by repeating the edge values."""
 
     _nd, _mode = 1, "replicate"
 
 
-class ReplicationPad2d(_IndexPadNd):
+class ReplicationPad2d(_ReplicationPadNd):
     r"""Pads the last 2 dimensions by repeating the edge values."""
 
     _nd, _mode = 2, "replicate"
 
 
-class ReplicationPad3d(_IndexPadNd):
+class ReplicationPad3d(_ReplicationPadNd):
     r"""Pads the last 3 dimensions by repeating the edge values."""
 
     _nd, _mode = 3, "replicate"
 
 
-class CircularPad1d(_IndexPadNd):
+class CircularPad1d(_CircularPadNd):
     r"""Pads the last dimension by wrapping the input around."""
 
     _nd, _mode = 1, "circular"
 
 
-class CircularPad2d(_IndexPadNd):
+class CircularPad2d(_CircularPadNd):
     r"""Pads the last 2 dimensions by wrapping the input around."""
 
     _nd, _mode = 2, "circular"
 
 
-class CircularPad3d(_IndexPadNd):
+class CircularPad3d(_CircularPadNd):
     r"""Pads the last 3 dimensions by wrapping the input around."""
 
     _nd, _mode = 3, "circular"

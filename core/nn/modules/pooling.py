@@ -189,19 +189,23 @@ class _AdaptivePool(Module):
         return f"output_size={self.output_size}"
 
 
-class AdaptiveAvgPool1d(_AdaptivePool):
+class _AdaptiveAvgPoolNd(_AdaptivePool):
+    """torch's base of the adaptive average pools (FLOPs counters such as thop test for it)."""
+
+
+class AdaptiveAvgPool1d(_AdaptiveAvgPoolNd):
     r"""1D adaptive average pooling to ``output_size`` over (N, C, L) or (C, L)."""
 
     _fn = staticmethod(F.adaptive_avg_pool1d)
 
 
-class AdaptiveAvgPool2d(_AdaptivePool):
+class AdaptiveAvgPool2d(_AdaptiveAvgPoolNd):
     r"""2D adaptive average pooling to ``output_size`` (int, pair, None keeps that size)."""
 
     _fn = staticmethod(F.adaptive_avg_pool2d)
 
 
-class AdaptiveAvgPool3d(_AdaptivePool):
+class AdaptiveAvgPool3d(_AdaptiveAvgPoolNd):
     r"""3D adaptive average pooling to ``output_size`` (int, triple, None keeps that size)."""
 
     _fn = staticmethod(F.adaptive_avg_pool3d)
@@ -232,3 +236,22 @@ class AdaptiveMaxPool3d(_AdaptiveMaxPool):
     r"""3D adaptive max pooling to ``output_size``, optionally returning the indices."""
 
     _fn = staticmethod(F.adaptive_max_pool3d)
+
+
+_AdaptiveMaxPoolNd = _AdaptiveMaxPool  # torch's name for the adaptive max pools' base
+
+# torch keeps every pooling layer in ``nn.modules.pooling``; tools such as thop register rules on
+# its private bases there (``nn.modules.pooling._MaxUnpoolNd``), so re-export the extra family.
+from .pooling_extra import (  # noqa: E402, F401
+    FractionalMaxPool2d,
+    FractionalMaxPool3d,
+    LPPool1d,
+    LPPool2d,
+    LPPool3d,
+    MaxUnpool1d,
+    MaxUnpool2d,
+    MaxUnpool3d,
+    _FractionalMaxPoolNd,
+    _LPPoolNd,
+    _MaxUnpoolNd,
+)

@@ -126,6 +126,14 @@ def batch_seed(base_seed: int, index: int) -> int:
     return _mix(_mix(base_seed & _MASK64) ^ index) & ((1 << 63) - 1)
 
 
+def _generate_state(base_seed: int, worker_id: int) -> list[int]:
+    r"""PyTorch's NumPy seed words for worker ``worker_id`` of a loader seeded ``base_seed``:
+    four uint32 from NumPy's ``SeedSequence`` of ``(worker_id, low and high 32 bits of
+    base_seed, 0)`` (libraries such as tensordict seed NumPy with it)."""
+    entropy = [int(worker_id), int(base_seed) & 0xFFFFFFFF, (int(base_seed) & _MASK64) >> 32, 0]
+    return np.random.SeedSequence(entropy).generate_state(4).tolist()
+
+
 def seed_all(seed: int) -> None:
     """Seed ember's default generator, ``random`` and NumPy's global generator."""
     random.seed(seed)

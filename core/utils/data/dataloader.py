@@ -261,10 +261,8 @@ class DataLoader(Generic[T_co]):
         return len(self._index_sampler)
 
     def __iter__(self):
-        plan = self._start_epoch()
-        if self.num_workers == 0:
-            it = _SingleProcessDataLoaderIter(self, plan)
-        elif self.persistent_workers:
+        if self.num_workers > 0 and self.persistent_workers:
+            plan = self._start_epoch()
             if self._iterator is None:
                 from ._multiprocess import MultiProcessingDataLoaderIter
 
@@ -273,11 +271,19 @@ class DataLoader(Generic[T_co]):
                 self._iterator._reset(plan)
             it = self._iterator
         else:
-            from ._multiprocess import MultiProcessingDataLoaderIter
-
-            it = MultiProcessingDataLoaderIter(self, plan)
+            it = self._get_iterator()
         self._live = weakref.ref(it)
         return it
+
+    def _get_iterator(self):
+        """A fresh iterator over the next epoch, as torch's hook of this name (ultralytics'
+        ``InfiniteDataLoader`` keeps one for all epochs over a repeating batch sampler)."""
+        plan = self._start_epoch()
+        if self.num_workers == 0:
+            return _SingleProcessDataLoaderIter(self, plan)
+        from ._multiprocess import MultiProcessingDataLoaderIter
+
+        return MultiProcessingDataLoaderIter(self, plan)
 
     def _start_epoch(self) -> _EpochPlan:
         """Begin an epoch: fresh, or the one a loaded state describes."""

@@ -213,6 +213,29 @@ class ToPureTensor(Transform):
         return Tensor._wrap(inpt._data) if isinstance(inpt, tv_tensors.TVTensor) else inpt
 
 
+class ConvertBoundingBoxFormat(Transform):
+    """Convert the ``BoundingBoxes`` of a sample to ``format`` ("XYXY", "XYWH", "CXCYWH")."""
+
+    _kinds = ("boxes",)
+
+    def __init__(self, format) -> None:
+        if isinstance(format, str):
+            format = tv_tensors.BoundingBoxFormat[format.upper()]
+        self.format = format
+
+    def _transform(self, inpt, kind, params):
+        return functional.convert_bounding_box_format(inpt, new_format=self.format)
+
+
+class ClampBoundingBoxes(Transform):
+    """Clamp the ``BoundingBoxes`` of a sample to their ``canvas_size``."""
+
+    _kinds = ("boxes",)
+
+    def _transform(self, inpt, kind, params):
+        return functional.clamp_bounding_boxes(inpt)
+
+
 __all__ = (
     list(_geometry_all)
     + _IMAGE_ONLY
@@ -230,6 +253,8 @@ __all__ = (
         "ToImage",
         "ToDtype",
         "ToPureTensor",
+        "ConvertBoundingBoxFormat",
+        "ClampBoundingBoxes",
         "Transform",
         "functional",
     ]

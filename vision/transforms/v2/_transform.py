@@ -8,6 +8,7 @@ tensor counts as the image only when the sample holds neither, and then only the
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -53,9 +54,27 @@ def _kinds(leaves: list) -> list[str]:
     return kinds
 
 
+def _legacy_hook(cls) -> bool:
+    # torchvision < 0.21's subclass hook is ``_transform(self, inpt, params)``; ember's own
+    # transforms define ``_transform(self, inpt, kind, params)``
+    fn = cls._transform
+    if fn is Transform._transform:
+        return False
+    try:
+        return len(inspect.signature(fn).parameters) == 3
+    except (TypeError, ValueError):
+        return False
+
+
 class Transform:
     """Base of v2's transforms: override ``_get_params(image)`` and ``_transform(inpt, kind,
-    params)``; ``kind`` is "image", "boxes" or "mask"."""
+    params)``; ``kind`` is "image", "boxes" or "mask".
+
+    Subclasses written for torchvision work too: torchvision's public hooks
+    ``make_params(flat_inputs)`` and ``transform(inpt, params)`` (0.21+), or the older
+    ``_get_params(flat_inputs)`` / ``_transform(inpt, params)``, receive the sample's images,
+    bounding boxes and masks (every other leaf passes through).
+    """
 
     # The kinds this transform touches; the others pass through unchanged.
     _kinds: tuple[str, ...] = ("image", "boxes", "mask")
@@ -69,11 +88,37 @@ class Transform:
     def _needs_transform(self, params: dict[str, Any]) -> bool:
         return True
 
+    def make_params(self, flat_inputs: list) -> dict[str, Any]:
+        """torchvision's hook: the random parameters of one call, from the sample's leaves."""
+        return {}
+
+    def transform(self, inpt, params: dict[str, Any]):
+        """torchvision's hook: transform one image, bounding boxes or mask leaf."""
+        raise NotImplementedError
+
+    def _torchvision_style(self, leaves: list, kinds: list[str]):
+        cls = type(self)
+        legacy = _legacy_hook(cls)
+        if cls.transform is Transform.transform and not legacy:
+            return None
+        flat = [x for x, k in zip(leaves, kinds) if k != "other"]
+        if cls.make_params is not Transform.make_params:
+            params = self.make_params(flat)
+        elif legacy and cls._get_params is not Transform._get_params:
+            params = self._get_params(flat)
+        else:
+            params = {}
+        hook = self._transform if legacy else self.transform
+        return [hook(x, params) if k != "other" else x for x, k in zip(leaves, kinds)]
+
     def __call__(self, *inputs):
         sample = inputs if len(inputs) > 1 else inputs[0]
         leaves: list = []
         rebuild = _flatten(sample, leaves)
         kinds = _kinds(leaves)
+        done = self._torchvision_style(leaves, kinds)
+        if done is not None:
+            return rebuild(iter(done))
         images = [x for x, k in zip(leaves, kinds) if k == "image"]
         reference = (
             images[0]
