@@ -266,6 +266,22 @@ def rotate(
     return _wrap(_geometry.warp_affine(_arr(img), m, mode, fill, size))
 
 
+def perspective(
+    img,
+    startpoints: Sequence[Sequence[int]],
+    endpoints: Sequence[Sequence[int]],
+    interpolation=InterpolationMode.BILINEAR,
+    fill=None,
+):
+    """Warp so that the four corners ``startpoints`` (top-left, top-right, bottom-right,
+    bottom-left, as ``[x, y]``) move to ``endpoints``; ``fill`` for the pixels from outside."""
+    coeffs = _geometry.perspective_coeffs(startpoints, endpoints)
+    mode = _mode(interpolation)
+    if not _check(img):
+        return F_pil.perspective(img, coeffs, mode, fill)
+    return _wrap(_geometry.warp_perspective(_arr(img), coeffs, mode, fill))
+
+
 # Documented, pickled and repr'd as ``ember.vision.transforms.functional``'s, as before the split.
 for _fn in (
     resize,
@@ -279,6 +295,7 @@ for _fn in (
     ten_crop,
     affine,
     rotate,
+    perspective,
 ):
     _fn.__module__ = "ember.vision.transforms.functional"
 del _fn

@@ -104,6 +104,17 @@ def affine(img, matrix, interpolation: str, fill=None):
     )
 
 
+def perspective(img, coeffs, interpolation: str, fill=None):
+    Image, _, _ = _pil()
+    return img.transform(
+        img.size,
+        Image.Transform.PERSPECTIVE,
+        coeffs,
+        PIL_MODES[interpolation],
+        fillcolor=_fill(img, fill),
+    )
+
+
 def rotate(img, angle: float, interpolation: str, expand: bool, center, fill):
     return img.rotate(angle, PIL_MODES[interpolation], expand, center, fillcolor=_fill(img, fill))
 

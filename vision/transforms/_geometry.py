@@ -130,9 +130,11 @@ def affine_output_size(matrix, w: int, h: int) -> tuple[int, int]:
         np.float32,
     )
     new = pts @ np.asarray(matrix, np.float32).reshape(2, 3).T
+    # rounded in image coordinates ([0, w] x [0, h]), as PIL and torchvision round
+    shift = np.array([0.5 * w, 0.5 * h], np.float32)
     tol = 1e-4
-    cmax = np.ceil(np.trunc(new.max(0) / tol) * tol)
-    cmin = np.floor(np.trunc(new.min(0) / tol) * tol)
+    cmax = np.ceil(np.trunc((new.max(0) + shift) / tol) * tol)
+    cmin = np.floor(np.trunc((new.min(0) + shift) / tol) * tol)
     size = cmax - cmin
     return int(size[0]), int(size[1])
 
@@ -177,15 +179,54 @@ def _grid_sample(f, grid, oh: int, ow: int, mode: str, xp):
 
 def warp_affine(a, matrix, mode: str, fill, out_size=None):
     """Apply the inverse ``matrix`` (pixel units, centre origin) with torchvision's fill rule."""
+    h, w = a.shape[-2:]
+    ow, oh = out_size if out_size is not None else (w, h)
+    return _warp(a, _grid(matrix, w, h, ow, oh), oh, ow, mode, fill)
+
+
+def perspective_coeffs(startpoints, endpoints) -> list[float]:
+    """The eight coefficients ``a..h`` that map an output pixel ``(x, y)`` to the input pixel
+    ``((a x + b y + c) / (g x + h y + 1), (d x + e y + f) / (g x + h y + 1))``, so that the four
+    ``endpoints`` land on the four ``startpoints`` (least squares in float64, as torchvision)."""
+    if len(startpoints) != 4 or len(endpoints) != 4:
+        raise ValueError(
+            f"Please provide exactly four corners, got {len(startpoints)} startpoints and "
+            f"{len(endpoints)} endpoints."
+        )
+    rows = []
+    for (x, y), (u, v) in zip(endpoints, startpoints):
+        rows.append([x, y, 1, 0, 0, 0, -u * x, -u * y])
+        rows.append([0, 0, 0, x, y, 1, -v * x, -v * y])
+    b = np.asarray(startpoints, np.float64).reshape(8)
+    sol = np.linalg.lstsq(np.asarray(rows, np.float64), b, rcond=None)[0]
+    return sol.astype(np.float32).tolist()
+
+
+def _perspective_grid(coeffs, w: int, h: int) -> np.ndarray:
+    # output pixel centres (x + 0.5, y + 0.5) through the projective map, normalised to [-1, 1]
+    xs = np.arange(w, dtype=np.float32) + np.float32(0.5)
+    ys = np.arange(h, dtype=np.float32) + np.float32(0.5)
+    base = np.stack(np.broadcast_arrays(xs[None, :], ys[:, None], np.float32(1.0)), -1)
+    base = base.reshape(-1, 3)
+    c = np.asarray(coeffs, np.float32)
+    num = base @ (c[:6].reshape(2, 3).T / np.array([0.5 * w, 0.5 * h], np.float32))
+    den = base @ np.array([c[6], c[7], 1.0], np.float32)
+    return num / den[:, None] - 1.0
+
+
+def warp_perspective(a, coeffs, mode: str, fill):
+    """Apply :func:`perspective_coeffs`' map to a ``(..., C, H, W)`` array, torchvision's fill."""
+    h, w = a.shape[-2:]
+    return _warp(a, _perspective_grid(coeffs, w, h), h, w, mode, fill)
+
+
+def _warp(a, grid, oh: int, ow: int, mode: str, fill):
     if mode not in ("nearest", "bilinear"):
         raise ValueError(
             f"interpolation {mode!r} is not supported for tensor images; use nearest or bilinear"
         )
     xp = get_array_module(a)
-    h, w = a.shape[-2:]
-    ow, oh = out_size if out_size is not None else (w, h)
     f = a.astype(np.float32) if a.dtype != np.float64 else a
-    grid = _grid(matrix, w, h, ow, oh)
     if fill is not None:
         # torchvision appends a ones channel, warps it too, and blends the fill in by it.
         ones = xp.ones(f.shape[:-3] + (1,) + f.shape[-2:], f.dtype)

@@ -244,6 +244,58 @@ class RandomRotation(_Transform):
         )
 
 
+class RandomPerspective(_Transform):
+    """Apply a random perspective warp with probability ``p``.
+
+    Each corner moves inwards by a random amount of up to ``distortion_scale`` times half the
+    image's width and height (torchvision's draws, in its order).
+
+    Args:
+        distortion_scale: how far the corners may move, in ``[0, 1]``.
+        p: the probability of warping.
+        interpolation: an :class:`~ember.vision.transforms.InterpolationMode`, bilinear by
+            default.
+        fill: the value of pixels from outside the image.
+    """
+
+    def __init__(
+        self,
+        distortion_scale: float = 0.5,
+        p: float = 0.5,
+        interpolation=InterpolationMode.BILINEAR,
+        fill=0,
+    ) -> None:
+        if not isinstance(fill, (numbers.Number, tuple, list)):
+            raise TypeError("Fill should be either a sequence or a number.")
+        self.distortion_scale, self.p = distortion_scale, p
+        self.interpolation, self.fill = interpolation, fill
+
+    @staticmethod
+    def get_params(width: int, height: int, distortion_scale: float):
+        """``(startpoints, endpoints)``: the image's corners and where they move."""
+        dx, dy = int(distortion_scale * (width // 2)), int(distortion_scale * (height // 2))
+        top_left = [_randint(0, dx + 1), _randint(0, dy + 1)]
+        top_right = [_randint(width - dx - 1, width), _randint(0, dy + 1)]
+        bottom_right = [_randint(width - dx - 1, width), _randint(height - dy - 1, height)]
+        bottom_left = [_randint(0, dx + 1), _randint(height - dy - 1, height)]
+        start = [[0, 0], [width - 1, 0], [width - 1, height - 1], [0, height - 1]]
+        return start, [top_left, top_right, bottom_right, bottom_left]
+
+    def __call__(self, img):
+        fill = self.fill
+        channels, height, width = F.get_dimensions(img)
+        if isinstance(img, Tensor):
+            fill = [float(f) for f in (fill if isinstance(fill, (list, tuple)) else [fill])]
+            fill = fill * channels if len(fill) == 1 else fill
+        if _rand() < self.p:
+            start, end = self.get_params(width, height, self.distortion_scale)
+            return F.perspective(img, start, end, self.interpolation, fill)
+        return img
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(p={self.p})"
+
+
 class RandomAffine(_Transform):
     """Apply a random affine transform (rotation, translation, scale, shear) to an image.
 
@@ -323,6 +375,7 @@ for _cls in (
     TenCrop,
     RandomRotation,
     RandomAffine,
+    RandomPerspective,
 ):
     _cls.__module__ = "ember.vision.transforms.transforms"
 del _cls

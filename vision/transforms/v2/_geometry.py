@@ -21,6 +21,7 @@ __all__ = [
     "Pad",
     "RandomRotation",
     "RandomAffine",
+    "RandomPerspective",
 ]
 
 
@@ -261,3 +262,13 @@ class RandomAffine(_NoBoxes):
     """
 
     _v1 = _v1.RandomAffine
+
+
+class RandomPerspective(_NoBoxes):
+    """Warp the images of a sample by a random perspective with probability ``p``.
+
+    Takes the arguments of :class:`~ember.vision.transforms.RandomPerspective`. Samples
+    holding bounding boxes or masks are refused with ``NotImplementedError`` for now.
+    """
+
+    _v1 = _v1.RandomPerspective
