@@ -19,6 +19,7 @@ from .. import autoaugment as _aa
 from .. import functional as _F
 from .. import transforms as _v1
 from . import functional
+from ._augment import CutMix, MixUp
 from ._geometry import *  # noqa: F403
 from ._geometry import __all__ as _geometry_all
 from ._transform import ImageOnly, Transform
@@ -255,6 +256,8 @@ __all__ = (
         "ToPureTensor",
         "ConvertBoundingBoxFormat",
         "ClampBoundingBoxes",
+        "CutMix",
+        "MixUp",
         "Transform",
         "functional",
     ]
