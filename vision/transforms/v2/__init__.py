@@ -20,6 +20,12 @@ from .. import functional as _F
 from .. import transforms as _v1
 from . import functional
 from ._augment import CutMix, MixUp
+from ._detection import (
+    RandomIoUCrop,
+    RandomPhotometricDistort,
+    RandomZoomOut,
+    SanitizeBoundingBoxes,
+)
 from ._geometry import *  # noqa: F403
 from ._geometry import __all__ as _geometry_all
 from ._transform import ImageOnly, Transform
@@ -258,6 +264,10 @@ __all__ = (
         "ClampBoundingBoxes",
         "CutMix",
         "MixUp",
+        "RandomPhotometricDistort",
+        "RandomZoomOut",
+        "RandomIoUCrop",
+        "SanitizeBoundingBoxes",
         "Transform",
         "functional",
     ]

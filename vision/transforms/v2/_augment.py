@@ -23,21 +23,23 @@ from ._transform import _flatten
 __all__ = ["MixUp", "CutMix"]
 
 
-def _default_labels(sample) -> Tensor:
-    # torchvision's default labels_getter: the second item of a pair, or a dict's "labels"
-    if isinstance(sample, dict):
-        for key in sample:
-            if isinstance(key, str) and key.lower() == "labels":
-                return sample[key]
-        raise ValueError(
-            "Could not infer where the labels are in the sample: the dict has no 'labels' "
-            "key; pass labels_getter=..."
-        )
+def find_labels(sample) -> Tensor:
+    """torchvision's default ``labels_getter``: in ``(image, target)`` look at ``target``; a
+    tensor is the labels, a dict gives its ``"labels"`` entry (any case), else the first key
+    containing "label"."""
     if isinstance(sample, (tuple, list)) and len(sample) >= 2:
-        return sample[1]
+        sample = sample[1]
+    if isinstance(sample, Tensor) and not isinstance(sample, tv.TVTensor):
+        return sample
+    if isinstance(sample, dict):
+        keys = [k for k in sample if isinstance(k, str)]
+        key = next((k for k in keys if k.lower() == "labels"), None)
+        key = key or next((k for k in keys if "label" in k.lower()), None)
+        if key is not None:
+            return sample[key]
     raise ValueError(
-        "Could not infer where the labels are in the sample: pass (images, labels) or a dict "
-        "with a 'labels' key, or give labels_getter=..."
+        "Could not infer where the labels are in the sample: pass (images, labels), "
+        "(image, {'labels': ...}) or a dict with a 'labels' key, or give labels_getter=..."
     )
 
 
@@ -57,7 +59,7 @@ class _MixUpCutMix:
                 f"{num_classes}"
             )
         self.alpha, self.num_classes = float(alpha), num_classes
-        self._labels_getter = _default_labels if labels_getter == "default" else labels_getter
+        self._labels_getter = find_labels if labels_getter == "default" else labels_getter
         self._dist = ember.distributions.Beta(ember.tensor([alpha]), ember.tensor([alpha]))
 
     def _mix(self, images: Tensor, lam: float) -> tuple[Tensor, float]:

@@ -88,6 +88,11 @@ class Transform:
     def _needs_transform(self, params: dict[str, Any]) -> bool:
         return True
 
+    def _sample_params(self, leaves: list, kinds: list[str], reference) -> dict[str, Any]:
+        """The parameters of one call; from the reference image unless a transform needs the
+        whole sample (``RandomIoUCrop`` reads the boxes)."""
+        return self._get_params(reference)
+
     def make_params(self, flat_inputs: list) -> dict[str, Any]:
         """torchvision's hook: the random parameters of one call, from the sample's leaves."""
         return {}
@@ -127,7 +132,7 @@ class Transform:
         )
         if reference is None:
             raise TypeError(f"{type(self).__name__}: the sample holds no image, mask or boxes")
-        params = self._get_params(reference)
+        params = self._sample_params(leaves, kinds, reference)
         if self._needs_transform(params):
             leaves = [
                 self._transform(x, k, params) if k in self._kinds else x

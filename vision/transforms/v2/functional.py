@@ -240,8 +240,42 @@ def pad(inpt, padding, fill=0, padding_mode: str = "constant"):
         return _box_op(inpt, shift, canvas_size=(h + top + bottom, w + left + right), clamp=True)
     if isinstance(inpt, (tv.Image, tv.Mask)):
         t, squeezed = _plain(inpt)
-        return _unplain(_v1.pad(t, padding, fill, padding_mode), inpt, squeezed)
-    return _v1.pad(inpt, padding, fill, padding_mode)
+        return _unplain(_pad_tensor(t, padding, fill, padding_mode), inpt, squeezed)
+    return (
+        _pad_tensor(inpt, padding, fill, padding_mode)
+        if _is_tensor(inpt)
+        else _v1.pad(inpt, padding, fill, padding_mode)
+    )
+
+
+def _is_tensor(x) -> bool:
+    from ember.tensor import Tensor
+
+    return isinstance(x, Tensor)
+
+
+def _pad_tensor(t, padding, fill, padding_mode: str):
+    # v2 fills a tensor per channel (v1 takes one number): a canvas of the fill values with
+    # the image placed in it
+    per_channel = isinstance(fill, (tuple, list)) and len(fill) > 1
+    p = _padding4(padding)
+    if not per_channel or padding_mode != "constant" or min(p) < 0:
+        return _v1.pad(t, padding, fill, padding_mode)
+    from ember.tensor import Tensor
+
+    a = t._data
+    xp = get_array_module(a)
+    c, h, w = a.shape[-3:]
+    if len(fill) != c:
+        raise ValueError(
+            f"The number of elements in 'fill' does not match the number of channels of the "
+            f"image ({len(fill)} != {c})"
+        )
+    left, top, right, bottom = p
+    values = xp.asarray(np.asarray(fill, np.float64).astype(a.dtype)).reshape(c, 1, 1)
+    out = xp.broadcast_to(values, a.shape[:-3] + (c, h + top + bottom, w + left + right)).copy()
+    out[..., top : top + h, left : left + w] = a
+    return Tensor._wrap(out)
 
 
 __all__ += ["get_dimensions", "hflip", "vflip"]
