@@ -97,25 +97,15 @@ def softmax_(s, masked, safe, lo):  # pragma: no cover - compiled
 @_jit
 def causal_softmax_(s, i0, lo):  # pragma: no cover - compiled
     """The (n, R, C) C-contiguous scores of query rows ``[i0, i0 + R)`` against keys
-    ``[0, C)``, in place: row ``r`` is the softmax over keys ``[0, i0 + r]``, zeros after."""
+    ``[0, C)``, in place: row ``r`` is the softmax over keys ``[0, i0 + r]``, zeros after
+    (``causal_exp_`` and the scale pass it leaves to its caller)."""
     n, R, C = s.shape
-    zero = s.dtype.type(0)
-    one = s.dtype.type(1)
+    inv = np.empty((n, R), s.dtype)
+    causal_exp_(s, i0, lo, inv)
     for b in range(n):
         for r in range(R):
-            row = s[b, r]
-            end = min(i0 + r + 1, C)
-            mx = _rowmax(row, end)
-            tot = zero
-            for j in range(end):
-                e = _exp_under(row[j] - mx, lo, zero)
-                row[j] = e
-                tot += e
-            inv = one / tot
-            for j in range(end):
-                row[j] *= inv
-            for j in range(end, C):
-                row[j] = zero
+            for j in range(min(i0 + r + 1, C)):
+                s[b, r, j] *= inv[b, r]
 
 
 @_jit
