@@ -14,6 +14,7 @@ import numpy as np
 from .. import return_types
 from ..autograd.function import Function
 from ..backend.device import get_array_module
+from ..backend.meta import MetaArray
 from ..tensor import Tensor
 from ._util import wrap_dim
 from .indexing import Gather
@@ -62,7 +63,10 @@ def _index_tensor(idx) -> Tensor:
     # contiguous, as torch's: topk's indices are a slice of an argsort, and callers ``.view``
     # them (ultralytics' RT-DETR head: ``x.topk(k, dim=1)[1].view(-1)``)
     xp = get_array_module(idx)
-    return Tensor._wrap(xp.ascontiguousarray(idx.astype(xp.int64, copy=False)))
+    out = idx.astype(xp.int64, copy=False)
+    if not isinstance(out, MetaArray) and not out.flags.c_contiguous:  # (meta: no data)
+        out = xp.ascontiguousarray(out)
+    return Tensor._wrap(out)
 
 
 # ---- sort ---------------------------------------------------------------------------------
