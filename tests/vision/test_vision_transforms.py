@@ -194,7 +194,7 @@ def test_v2_refuses_boxes_where_unsupported():
 
     boxes = tv.BoundingBoxes([[1, 1, 4, 4]], format="XYXY", canvas_size=(8, 8))
     with pytest.raises(NotImplementedError, match="bounding boxes"):
-        v2.RandomRotation(10)(tv.Image(np.zeros((3, 8, 8), np.uint8)), boxes)
+        v2.RandomPerspective(p=1.0)(tv.Image(np.zeros((3, 8, 8), np.uint8)), boxes)
     with pytest.raises(ValueError, match="format"):
         tv.BoundingBoxes([[1, 1, 4, 4]], format="XYZ", canvas_size=(8, 8))
     with pytest.raises(ValueError, match=r"\(N, 4\)"):

@@ -2,10 +2,10 @@
 masks (``ember.vision.tv_tensors``).
 
 A transform takes one input or a nest of tuples / lists / dicts; the geometric ones (flips,
-``Resize``, ``CenterCrop``, ``RandomCrop``, ``RandomResizedCrop``, ``Pad``) draw their
-parameters once and move boxes and masks with the image; the colour and other image-only
-transforms leave boxes and masks alone. ``RandomRotation`` / ``RandomAffine`` refuse boxes and
-masks (not supported yet).
+``Resize``, ``CenterCrop``, ``RandomCrop``, ``RandomResizedCrop``, ``Pad``, ``RandomRotation``,
+``RandomAffine``, ``RandomZoomOut``, ``RandomIoUCrop``) draw their parameters once and move
+boxes and masks with the image; the colour and other image-only transforms leave boxes and
+masks alone. ``RandomPerspective`` refuses boxes and masks (not supported yet).
 """
 
 from __future__ import annotations

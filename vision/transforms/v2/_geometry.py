@@ -7,6 +7,7 @@ from typing import Any
 
 from ...tv_tensors import BoundingBoxes
 from .. import transforms as _v1
+from .._functional_pil import is_pil
 from ..functional import InterpolationMode, _padding4, _pair
 from . import functional as F2
 from ._transform import ImageOnly, Transform
@@ -244,24 +245,77 @@ class _NoBoxes(ImageOnly):
         return super()._transform(inpt, kind, params)
 
 
-class RandomRotation(_NoBoxes):
-    """Rotate the images of a sample by a random angle.
+class _RandomAffineBase(Transform):
+    """Draw v1's parameters once per sample; apply them to images, boxes and masks."""
 
-    Takes the arguments of :class:`~ember.vision.transforms.RandomRotation`. Samples holding
-    bounding boxes or masks are refused with ``NotImplementedError`` for now.
+    _v1: type
+
+    def __init__(self, *args, **kwargs) -> None:
+        self._impl = self._v1(*args, **kwargs)
+
+    def __getattr__(self, name: str):
+        if name == "_impl":
+            raise AttributeError(name)
+        return getattr(self._impl, name)
+
+    def __repr__(self) -> str:
+        return repr(self._impl)
+
+    def _fill(self, inpt, kind: str):
+        fill = self._impl.fill
+        if kind == "image" and not is_pil(inpt) and isinstance(fill, (int, float)):
+            return [float(fill)] * F2.get_num_channels(inpt)
+        return fill
+
+
+class RandomRotation(_RandomAffineBase):
+    """Rotate a sample by a random angle: images, bounding boxes (their rotated corners'
+    bounding box, clamped; the canvas grows with ``expand``) and masks (nearest) alike.
+
+    Takes the arguments of :class:`~ember.vision.transforms.RandomRotation`.
     """
 
     _v1 = _v1.RandomRotation
 
+    def _get_params(self, image) -> dict[str, Any]:
+        return {"angle": self._impl.get_params(self._impl.degrees)}
 
-class RandomAffine(_NoBoxes):
-    """Apply a random affine transform to the images of a sample.
+    def _transform(self, inpt, kind, params):
+        t = self._impl
+        return F2.rotate(
+            inpt, params["angle"], t.interpolation, t.expand, t.center, self._fill(inpt, kind)
+        )
 
-    Takes the arguments of :class:`~ember.vision.transforms.RandomAffine`. Samples holding
-    bounding boxes or masks are refused with ``NotImplementedError`` for now.
+
+class RandomAffine(_RandomAffineBase):
+    """Apply a random affine transform to a sample: images, bounding boxes (their moved
+    corners' bounding box, clamped) and masks (nearest) alike.
+
+    Takes the arguments of :class:`~ember.vision.transforms.RandomAffine`.
     """
 
     _v1 = _v1.RandomAffine
+
+    def _get_params(self, image) -> dict[str, Any]:
+        t = self._impl
+        h, w = F2.get_size(image)
+        angle, translate, scale, shear = t.get_params(
+            t.degrees, t.translate, t.scale, t.shear, [w, h]
+        )
+        return {"angle": angle, "translate": translate, "scale": scale, "shear": shear}
+
+    def _transform(self, inpt, kind, params):
+        t = self._impl
+        return F2.affine(
+            inpt,
+            params["angle"],
+            params["translate"],
+            params["scale"],
+            params["shear"],
+            t.interpolation,
+            self._fill(inpt, kind),
+            t.center,
+        )
 
 
 class RandomPerspective(_NoBoxes):

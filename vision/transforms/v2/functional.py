@@ -279,3 +279,7 @@ def _pad_tensor(t, padding, fill, padding_mode: str):
 
 
 __all__ += ["get_dimensions", "hflip", "vflip"]
+
+
+# affine and rotate move bounding boxes and masks too (v1's take images only)
+from ._affine import affine, rotate  # noqa: E402,F401
