@@ -282,6 +282,27 @@ def perspective(
     return _wrap(_geometry.warp_perspective(_arr(img), coeffs, mode, fill))
 
 
+def elastic_transform(img, displacement, interpolation=InterpolationMode.BILINEAR, fill=None):
+    """Move each pixel by ``displacement`` (``(1, H, W, 2)``, in grid_sample's [-1, 1] units;
+    :meth:`~ember.vision.transforms.ElasticTransform.get_params` draws one)."""
+    from ember.tensor import Tensor
+
+    if not isinstance(displacement, Tensor):
+        raise TypeError("Argument displacement should be a Tensor")
+    mode = _mode(interpolation)
+    if not _check(img):  # PIL: through a uint8 tensor, back in the image's mode
+        from .functional import pil_to_tensor, to_pil_image
+
+        out = elastic_transform(pil_to_tensor(img), displacement, interpolation, fill)
+        return to_pil_image(out, mode=img.mode)
+    _, h, w = get_dimensions(img)
+    if tuple(displacement.shape) != (1, h, w, 2):
+        raise ValueError(
+            f"Argument displacement shape should be {(1, h, w, 2)}, got {tuple(displacement.shape)}"
+        )
+    return _wrap(_geometry.warp_displaced(_arr(img), displacement.numpy(), mode, fill))
+
+
 # Documented, pickled and repr'd as ``ember.vision.transforms.functional``'s, as before the split.
 for _fn in (
     resize,
@@ -296,6 +317,7 @@ for _fn in (
     affine,
     rotate,
     perspective,
+    elastic_transform,
 ):
     _fn.__module__ = "ember.vision.transforms.functional"
 del _fn

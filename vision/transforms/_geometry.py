@@ -220,6 +220,17 @@ def warp_perspective(a, coeffs, mode: str, fill):
     return _warp(a, _perspective_grid(coeffs, w, h), h, w, mode, fill)
 
 
+def warp_displaced(a, displacement, mode: str, fill):
+    """Sample ``a`` at the identity grid plus ``displacement`` (``(1, H, W, 2)``, grid_sample's
+    [-1, 1] units): torchvision's elastic transform."""
+    h, w = a.shape[-2:]
+    xs = np.linspace((-w + 1) / w, (w - 1) / w, w, dtype=np.float32)
+    ys = np.linspace((-h + 1) / h, (h - 1) / h, h, dtype=np.float32)
+    base = np.stack(np.broadcast_arrays(xs[None, :], ys[:, None]), -1)
+    grid = (base + np.asarray(displacement, np.float32).reshape(h, w, 2)).reshape(-1, 2)
+    return _warp(a, grid, h, w, mode, fill)
+
+
 def _warp(a, grid, oh: int, ow: int, mode: str, fill):
     if mode not in ("nearest", "bilinear"):
         raise ValueError(

@@ -44,6 +44,7 @@ __all__ = [
     "RandomRotation",
     "RandomAffine",
     "RandomPerspective",
+    "ElasticTransform",
     "Grayscale",
     "RandomGrayscale",
     "GaussianBlur",
@@ -346,6 +347,7 @@ from ._color_transforms import (  # noqa: E402
 # The random and multi-crop geometry classes live in their own file (imported last: they
 # build on the helpers above).
 from ._geometry_transforms import (  # noqa: E402
+    ElasticTransform,
     FiveCrop,
     RandomAffine,
     RandomCrop,

@@ -23,6 +23,7 @@ __all__ = [
     "RandomRotation",
     "RandomAffine",
     "RandomPerspective",
+    "ElasticTransform",
 ]
 
 
@@ -326,3 +327,13 @@ class RandomPerspective(_NoBoxes):
     """
 
     _v1 = _v1.RandomPerspective
+
+
+class ElasticTransform(_NoBoxes):
+    """Morph the images of a sample by random displacement fields.
+
+    Takes the arguments of :class:`~ember.vision.transforms.ElasticTransform`. Samples
+    holding bounding boxes or masks are refused with ``NotImplementedError`` for now.
+    """
+
+    _v1 = _v1.ElasticTransform
