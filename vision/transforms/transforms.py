@@ -347,12 +347,10 @@ from ._color_transforms import (  # noqa: E402
 # The random and multi-crop geometry classes live in their own file (imported last: they
 # build on the helpers above).
 from ._geometry_transforms import (  # noqa: E402
-    ElasticTransform,
     FiveCrop,
     RandomAffine,
     RandomCrop,
     RandomHorizontalFlip,
-    RandomPerspective,
     RandomResizedCrop,
     RandomRotation,
     RandomVerticalFlip,
@@ -360,3 +358,4 @@ from ._geometry_transforms import (  # noqa: E402
     _degrees,  # noqa: F401 (still importable from here)
     _resized_crop_params,  # noqa: F401 (still importable from here)
 )
+from ._warp_transforms import ElasticTransform, RandomPerspective  # noqa: E402
