@@ -13,6 +13,13 @@ from ..backend.device import device_of
 from ..backend.meta import MetaArray
 from . import grad_mode
 from ._acc_node import _Acc, _RemovableHandle  # (re-exported: tensor.py, graph.py)
+from ._saved import (  # (re-exported: ops/inplace.py, _dispatch_autograd.py, fx)
+    _SAVED_CONST,
+    _SAVED_INPUT,
+    _SAVED_OUTPUT,
+    _SavedMixin,
+    _unpacked,
+)
 
 # Set by ember.tensor once the Tensor class exists (tensor.py imports this module).
 Tensor = None
@@ -34,8 +41,6 @@ _FREED_MSG = (
     "backward."
 )
 
-# How a saved array relates to the graph, for double backward: an input, the output, or a constant.
-_SAVED_INPUT, _SAVED_OUTPUT, _SAVED_CONST = 0, 1, 2
 _OUTPUT0_INFO = ((_SAVED_OUTPUT, 0),)
 _CONST_INFO = (_SAVED_CONST, None)
 
@@ -66,11 +71,6 @@ _WrapperData = type("_NoWrapperYet", (), {})
 _wrapper_apply = None
 
 
-def _unpacked(saved):
-    """The saved arrays, with those packed by a saved-tensor hook unpacked."""
-    return tuple(s.get() if type(s).__name__ == "_Packed" else s for s in saved)
-
-
 def _as_array(out):
     """NumPy reductions may return NumPy scalars; tensors always hold arrays."""
     if type(out) is np.ndarray:
@@ -93,7 +93,7 @@ def _is_internal(cls) -> bool:
     return cls.__module__ == "ember" or cls.__module__.startswith("ember.")
 
 
-class Function:
+class Function(_SavedMixin):
     """Base class for differentiable ops and for user-defined autograd functions.
 
     Subclasses define ``forward(ctx, *args)`` on raw arrays (``ctx.xp`` is numpy or cupy) and
@@ -384,54 +384,6 @@ class Function:
                     info.append(_CONST_INFO)
         self._saved_info = info
         self._versions = versions or None
-
-    def _check_versions(self) -> None:
-        for counter, expected, ref in self._versions:
-            if counter[0] == expected:
-                continue
-            if isinstance(ref, int):
-                where = f"output {ref} of {self.name()}"
-                array = self._saved[
-                    [
-                        k
-                        for k, (kind, r) in enumerate(self._saved_info)
-                        if kind == _SAVED_OUTPUT and r == ref
-                    ][0]
-                ]
-            else:
-                where = (
-                    f"output {ref._output_nr} of {ref.grad_fn.name()}"
-                    if ref.grad_fn is not None
-                    else "a leaf tensor"
-                )
-                array = ref._data
-            from ..backend.dtype import from_numpy_dtype
-
-            shape = ", ".join(str(n) for n in array.shape)
-            raise RuntimeError(
-                "one of the variables needed for gradient computation has been modified by an "
-                f"inplace operation: [ember.{from_numpy_dtype(array.dtype).name} [{shape}]], "
-                f"which is {where}, is at version {counter[0]}; expected version {expected} "
-                "instead."
-            )
-
-    def _saved_as_tensor(self, i: int):
-        kind, ref = self._saved_info[i]
-        if kind == _SAVED_INPUT:
-            return ref
-        array = _unpacked(self._saved[i : i + 1])[0] if self._packed else self._saved[i]
-        if kind == _SAVED_CONST and not hasattr(array, "__array_namespace__"):
-            if type(array).__name__ == "Opaque":  # a sparse or dispatch-subclass tensor
-                return array.value
-            return array  # None, Python scalars, shapes
-        t = Tensor._wrap(array)
-        if kind == _SAVED_OUTPUT:
-            # A fresh handle on the output that still points at this node, so gradients of the
-            # backward graph flow through the forward graph (no reference cycle is kept).
-            t.requires_grad = True
-            t.grad_fn = self
-            t._output_nr = ref
-        return t
 
 
 def _share_version(ctx, outs, src) -> None:
