@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ember.backend.device import get_array_module
+from ember.tensor import Tensor
 
 from ... import tv_tensors as tv
 from .. import functional as _v1
@@ -127,8 +128,6 @@ def _rewrap(out, like):
 
 def _plain(inpt):
     # Image/Mask data as a plain tensor for the v1 kernels (a 2-d mask gets a channel axis).
-    from ember.tensor import Tensor
-
     a = inpt._data
     return Tensor._wrap(a[None] if isinstance(inpt, tv.Mask) and a.ndim == 2 else a), isinstance(
         inpt, tv.Mask
@@ -243,15 +242,9 @@ def pad(inpt, padding, fill=0, padding_mode: str = "constant"):
         return _unplain(_pad_tensor(t, padding, fill, padding_mode), inpt, squeezed)
     return (
         _pad_tensor(inpt, padding, fill, padding_mode)
-        if _is_tensor(inpt)
+        if isinstance(inpt, Tensor)
         else _v1.pad(inpt, padding, fill, padding_mode)
     )
-
-
-def _is_tensor(x) -> bool:
-    from ember.tensor import Tensor
-
-    return isinstance(x, Tensor)
 
 
 def _pad_tensor(t, padding, fill, padding_mode: str):
@@ -261,8 +254,6 @@ def _pad_tensor(t, padding, fill, padding_mode: str):
     p = _padding4(padding)
     if not per_channel or padding_mode != "constant" or min(p) < 0:
         return _v1.pad(t, padding, fill, padding_mode)
-    from ember.tensor import Tensor
-
     a = t._data
     xp = get_array_module(a)
     c, h, w = a.shape[-3:]
