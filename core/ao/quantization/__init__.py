@@ -55,6 +55,7 @@ from .qconfig import (
     qconfig_equals,
 )
 from .quantization_mappings import (
+    get_default_compare_output_module_list,
     get_default_dynamic_quant_module_mappings,
     get_default_qat_module_mappings,
     get_default_qconfig_propagation_list,
@@ -128,6 +129,7 @@ __all__ = [
     "get_default_qat_qconfig_mapping",
     "get_default_qconfig",
     "get_default_qconfig_mapping",
+    "get_default_compare_output_module_list",
     "get_default_qconfig_propagation_list",
     "get_default_static_quant_module_mappings",
     "get_fuser_method",

@@ -19,6 +19,7 @@ __all__ = [
     "get_default_qat_module_mappings",
     "get_default_dynamic_quant_module_mappings",
     "get_default_qconfig_propagation_list",
+    "get_default_compare_output_module_list",
     "no_observer_set",
 ]
 
@@ -101,3 +102,16 @@ def get_default_qconfig_propagation_list() -> set:
         | set(DEFAULT_QAT_MODULE_MAPPINGS)
         | set(DEFAULT_DYNAMIC_QUANT_MODULE_MAPPINGS)
     )
+
+
+def get_default_compare_output_module_list() -> set:
+    """Module types whose outputs the eager numeric suite logs
+    (``ember.ao.ns._numeric_suite.compare_model_outputs``): the float, QAT, quantized and
+    dynamic modules of the default maps, the stubs, and ``nn.Sequential``."""
+    maps = (
+        DEFAULT_STATIC_QUANT_MODULE_MAPPINGS,
+        DEFAULT_QAT_MODULE_MAPPINGS,
+        DEFAULT_DYNAMIC_QUANT_MODULE_MAPPINGS,
+    )
+    types = {t for m in maps for t in (*m, *m.values())}
+    return types | {nn.Sequential, QuantStub, DeQuantStub, nnq.Quantize, nnq.DeQuantize}

@@ -139,7 +139,7 @@ class _Converter:
                         )
                     node.replace_all_uses_with(new)
                     self.graph.erase_node(node)
-                    node = new
+                    new.name, node = node.name, new  # torch keeps the float node's name
                 self.quantized.add(node)
             elif kind != "fused_relu":
                 self.float_consumer(node)
@@ -209,6 +209,8 @@ class _Converter:
         if fused:
             self.graph.erase_node(relu)
         self.graph.erase_node(node)
+        if not fused:
+            new.name = node.name  # torch's names: "add" stays "add"; add + relu is "add_relu"
         self.quantized.add(new)
 
     def float_consumer(self, node):
