@@ -351,3 +351,33 @@ def test_docs_snippet_runs(capsys):
     exec(compile(code, "docs/quantization.md", "exec"), {})
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("_0 ") and "alone:" in out[-1]  # layer "0": node "_0"
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_dynamic_rnn_draws_torchs_random_numbers(bidirectional):
+    """torch builds a dynamic quantized LSTM / GRU from random weights before copying the
+    float ones in: a script's later draws (the numeric-suite tutorial's input) follow that."""
+    for name in ("LSTM", "GRU"):
+        draws = []
+        for T in (torch, ember):
+            model = T.nn.Sequential(getattr(T.nn, name)(6, 5, 2, bidirectional=bidirectional))
+            T.manual_seed(3)
+            T.ao.quantization.quantize_dynamic(model, {getattr(T.nn, name)}, dtype=T.qint8)
+            draws.append(T.rand(4).numpy())
+        np.testing.assert_array_equal(draws[0], draws[1])
+
+
+def test_eager_dynamic_outputs_match_torchs_keys():
+    t, e = _pair(3)
+    tq = torch.ao.quantization.quantize_dynamic(t, {torch.nn.LSTM, torch.nn.Linear})
+    eq = ember.ao.quantization.quantize_dynamic(e, {ember.nn.LSTM, ember.nn.Linear})
+    tok = np.array([[1, 4, 2]]).T
+    ta = tns.compare_model_outputs(t, tq, torch.tensor(tok))
+    ea = ens.compare_model_outputs(e, eq, ember.tensor(tok))
+    assert sorted(ea) == sorted(ta) == ["emb.stats", "fc.stats", "rnn.stats"]
+    for k in ta:
+        f, q = ta[k]["float"][0], ta[k]["quantized"][0]
+        ef, eq_ = ea[k]["float"][0], ea[k]["quantized"][0]
+        if isinstance(f, tuple):
+            f, q, ef, eq_ = f[0], q[0], ef[0], eq_[0]
+        _close(_num(eq_), _num(q), rtol=1e-5)

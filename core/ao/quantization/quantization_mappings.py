@@ -114,4 +114,11 @@ def get_default_compare_output_module_list() -> set:
         DEFAULT_DYNAMIC_QUANT_MODULE_MAPPINGS,
     )
     types = {t for m in maps for t in (*m, *m.values())}
-    return types | {nn.Sequential, QuantStub, DeQuantStub, nnq.Quantize, nnq.DeQuantize}
+    # torch's list also names the float modules quantized kernels exist for
+    names = (
+        "Conv3d ConvTranspose1d ConvTranspose2d ConvTranspose3d BatchNorm2d BatchNorm3d "
+        "InstanceNorm1d InstanceNorm2d InstanceNorm3d GroupNorm LayerNorm Embedding "
+        "EmbeddingBag ELU PReLU LSTMCell GRUCell RNNCell"
+    )
+    extra = {getattr(pkg, n) for n in names.split() for pkg in (nn, nnq) if hasattr(pkg, n)}
+    return types | extra | {nn.Sequential, QuantStub, DeQuantStub, nnq.Quantize, nnq.DeQuantize}

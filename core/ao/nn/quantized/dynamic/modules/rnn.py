@@ -58,16 +58,33 @@ class _DynRNN(Module):
         bidirectional: bool = False,
         dtype=_q.qint8,
     ):
-        from ......nn.modules import rnn as float_rnn
-
         self._setup(
             input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, dtype
         )
-        # as torch: freshly initialised float weights, quantized (state_dict keys from the start)
-        mod = getattr(float_rnn, self._MODE)(
-            input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional
-        )
-        self._pack(mod, None)
+        # as torch: standard-normal weights quantized at scale 0.1 (state_dict keys from the
+        # start), drawn in torch's order so the generator moves on as torch's does
+        for w_ih, w_hh, b_ih, b_hh in self._random_weights():
+            qw = [_q.quantize_per_tensor(w, 0.1, 0, _q.qint8) for w in (w_ih, w_hh)]
+            bs = (b_ih, b_hh) if bias else (None, None)
+            self._all_weight_values.append(PackedParameter((qw[0], qw[1], *bs)))
+
+    def _random_weights(self):
+        """torch's draws when it builds a dynamic quantized RNN: ``randn`` of w_ih, w_hh,
+        b_ih, b_hh for each layer and direction (``from_float`` makes them too, then drops
+        them: the random numbers a script draws afterwards are torch's)."""
+        import ember
+
+        gates = self._GATES * self.hidden_size
+        dirs = 2 if self.bidirectional else 1
+        for layer in range(self.num_layers):
+            for _ in range(dirs):
+                n_in = self.input_size if layer == 0 else self.hidden_size * dirs
+                yield (
+                    ember.randn(gates, n_in),
+                    ember.randn(gates, self.hidden_size),
+                    ember.randn(gates),
+                    ember.randn(gates),
+                )
 
     def _setup(
         self,
@@ -190,6 +207,8 @@ class _DynRNN(Module):
             mod.dropout,
             mod.bidirectional,
         )
+        for _ in q._random_weights():  # torch builds the module first: the same draws
+            pass
         q._pack(mod, getattr(mod, "qconfig", None) or default_dynamic_qconfig)
         return q
 
