@@ -215,6 +215,8 @@ def load(
     if unknown:
         raise TypeError(f"load() got unexpected keyword arguments {sorted(unknown)}")
     f, kind = _sniff(f)
+    if kind == "zip" and _is_torchscript(f):
+        return _load_torchscript(f, map_location, weights_only)
     if kind in ("zip", "legacy"):
         name = repr(os.fspath(f)) if isinstance(f, (str, os.PathLike)) else repr(f)
         return _torch_format.load_torch(
@@ -264,6 +266,34 @@ def load(
             raise src.error(f"the file is corrupted ({exc})") from None
         except RecursionError:
             raise src.error("the file is corrupted (its structure is nested too deeply)") from None
+
+
+def _is_torchscript(f: FileLike) -> bool:
+    from .jit._torchscript_load import is_torchscript
+
+    return is_torchscript(f)
+
+
+def _load_torchscript(f: FileLike, map_location: MapLocation, weights_only: bool):
+    """As ``torch.load`` of a ``torch.jit.save`` archive: refused with weights_only=True,
+    else loaded by ``ember.jit.load`` with a warning."""
+    import warnings
+
+    if weights_only:
+        raise RuntimeError(
+            "Cannot use ``weights_only=True`` with TorchScript archives passed to "
+            "``ember.load``. Load it with ``ember.jit.load`` instead (which runs the "
+            "archive's TorchScript code: only for files from a trusted source)."
+        )
+    warnings.warn(
+        "'ember.load' received a zip file that looks like a TorchScript archive dispatching "
+        "to 'ember.jit.load' (call 'ember.jit.load' directly to silence this warning)",
+        UserWarning,
+        stacklevel=3,
+    )
+    from .jit import load as jit_load
+
+    return jit_load(f, map_location=map_location)
 
 
 def _restricted_pickle_loads(blob: bytes, tensor_at, name: str, meta: dict):

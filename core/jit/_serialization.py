@@ -85,7 +85,19 @@ def load(
 ):
     """Load what :func:`save` wrote: a ScriptModule (or ScriptFunction), without the model's
     class or source and without running pickled code. A truncated, modified or
-    version-mismatched file raises ValueError before anything runs."""
+    version-mismatched file raises ValueError before anything runs.
+
+    A TorchScript archive written by PyTorch (``torch.jit.save``) loads too, as a
+    :class:`~ember.jit._torchscript_module.TorchScriptModule` whose methods run the archive's
+    TorchScript code on ember's operators (``core/jit/_torchscript_load.py``). That code is
+    executed as ``torch.jit.load`` executes it (it is the model), in a namespace of aten ops
+    and a few builtins; its pickles are read by the weights-only unpickler. Load such files
+    only from sources you would run ``torch.jit.load`` on.
+    """
+    from ._torchscript_load import is_torchscript, load_torchscript
+
+    if is_torchscript(f):
+        return load_torchscript(f, map_location, _extra_files)
     from ember.export.exported_program import _module_tree
     from ember.export.graph_signature import ExportGraphSignature, InputKind, InputSpec
 
