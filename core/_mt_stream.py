@@ -1,13 +1,14 @@
 """PyTorch's CPU random streams: a Mersenne Twister seeded as ``torch.manual_seed`` seeds it,
 and the transformations torch's CPU kernels apply to its 32-bit outputs.
 
-The same seed gives the same numbers as PyTorch's CPU generator for ``rand``/``uniform_``
-(float32 and float64: bit for bit), ``randn``/``normal_`` (float64 bit for bit; float32 bit for
-bit below 16 elements, and to a few float32 ulps from 16 elements, where torch's vectorised
-``log``/``sincos`` round differently from NumPy's), ``randint``/``random_``, ``randperm``,
-``bernoulli`` and the draws built on them (``nn.init``, dropout masks, ``RandomSampler``,
-``random_split``). The engine is NumPy's ``MT19937`` with its legacy (``init_genrand``)
-seeding, which is the ``std::mt19937`` sequence torch's ``at::mt19937`` produces.
+The same seed gives the same numbers as PyTorch's CPU generator, bit for bit, for
+``rand``/``uniform_``, ``randn``/``normal_`` (float64, float32 and the half types; float32 from
+16 elements through torch's AVX2 ``log``/``sincos``, ``core/_mt_avx_math.py``),
+``randint``/``random_``, ``randperm``, ``bernoulli`` and the draws built on them (``nn.init``,
+dropout masks, ``RandomSampler``, ``random_split``); the rejection samplers (gamma, Poisson,
+binomial) and the per-element fills are in ``core/_mt_samplers.py``. The engine is NumPy's
+``MT19937`` with its legacy (``init_genrand``) seeding, which is the ``std::mt19937`` sequence
+torch's ``at::mt19937`` produces.
 
 What each op does with the 32-bit outputs ``r`` (read from ATen's CPU distribution helpers,
 and checked against torch 2.13 in ``tests/test_torch_streams.py``):
@@ -15,10 +16,11 @@ and checked against torch 2.13 in ``tests/test_torch_streams.py``):
 - uniform floats: ``(r & (2**d - 1)) * 2**-d`` with ``d`` the mantissa digits (24 for float32
   from one output; 53 for float64 from two, high word first), scaled as ``x * (to - from) +
   from`` in the tensor's dtype;
-- normal, 16 elements or more: the whole tensor filled with uniforms, then Box-Muller over
-  blocks of 16 (the first 8 as ``u1``, the next 8 as ``u2``), the last partial block redrawn
-  from 16 fresh uniforms; fewer than 16: one double Box-Muller pair per two elements, the sine
-  half kept for the next call (the generator's cached normal);
+- normal, 16 elements or more: the whole tensor filled with uniforms (the half types: only
+  the full blocks'), then Box-Muller over blocks of 16 (the first 8 as ``u1``, the next 8 as
+  ``u2``) ending in ``fma(n, std, mean)``, the last partial block redrawn from 16 fresh
+  uniforms; fewer than 16: one double Box-Muller pair per two elements, the sine half kept for
+  the next call (the generator's cached normal), ``z * std + mean`` rounded once (an FMA);
 - integers in ``[low, high)``: ``r % (high - low) + low`` (two outputs when the range needs 64
   bits); ``random_()`` without bounds: ``r % (2**d + 1)`` for floats, ``r % (max + 1)`` for
   integers (64-bit types from two outputs);
@@ -26,7 +28,7 @@ and checked against torch 2.13 in ``tests/test_torch_streams.py``):
 - Bernoulli with a scalar ``p``: a float64 uniform ``< p``; with a tensor of probabilities, a
   uniform of the probabilities' dtype ``< p``.
 
-Other distributions (Poisson, gamma, ``multinomial``'s choice, ...) come from a NumPy
+NumPy ``Generator`` methods not listed here (``choice``, ``beta``, ...) come from a NumPy
 ``Generator`` over the same engine: reproducible under ``manual_seed``, not torch's numbers.
 """
 
@@ -36,6 +38,8 @@ import math
 import os
 
 import numpy as np
+
+from . import _mt_avx_math
 
 __all__ = ["TorchStream", "mantissa_digits"]
 
@@ -138,8 +142,10 @@ class TorchStream:
         dt = np.dtype(dtype)
         if n >= 16 and contiguous:
             out = self._normal_blocks(n, dt, mean, std)
-        else:
-            out = (self._normal_pairs(n) * std + mean).astype(dt)
+        elif std == 1.0 and mean == 0.0:
+            out = self._normal_pairs(n).astype(dt)
+        else:  # z * std + mean rounded once (an FMA in torch's kernel)
+            out = _mt_avx_math.fma64(self._normal_pairs(n), std, mean).astype(dt)
         out = out.reshape(shape)
         return out if size is not None else out[()]
 
@@ -167,9 +173,11 @@ class TorchStream:
         """torch's ``normal_fill``: uniforms for every element, Box-Muller per 16."""
         wide = dt == np.float64
         work = np.float64 if wide else np.float32
-        digits = 53 if wide else mantissa_digits(dt)
-        data = self._unit(n, digits).astype(work)
+        digits = 53 if wide else 24  # (half types: float32 uniforms, float32 math)
         full = n - n % 16
+        # float32/64 fill every element with a uniform first; the half types draw only the
+        # full blocks' (so their last partial block reads other uniforms)
+        data = self._unit(n if dt.itemsize > 2 else full, digits).astype(work)
         out = np.empty(n, dtype=work)
         if full:
             out[:full] = self._box_muller16(data[:full], work, mean, std)
@@ -180,20 +188,16 @@ class TorchStream:
 
     @staticmethod
     def _box_muller16(data: np.ndarray, work, mean: float, std: float) -> np.ndarray:
+        if work is not np.float64:  # the AVX2 kernel's own log/sincos (core/_mt_avx_math.py)
+            return _mt_avx_math.box_muller16(data, mean, std)
         blocks = data.reshape(-1, 2, 8)
-        u1 = work(1) - blocks[:, 0]
-        u2 = blocks[:, 1]
-        radius = np.sqrt(work(-2) * np.log(u1))
-        theta = work(2.0 * math.pi) * u2
+        radius = np.sqrt(-2.0 * np.log(1.0 - blocks[:, 0]))
+        theta = (2.0 * math.pi) * blocks[:, 1]
         res = np.empty_like(blocks)
-        if work is np.float64:
-            res[:, 0] = radius * np.cos(theta) * std + mean
-            res[:, 1] = radius * np.sin(theta) * std + mean
-        else:  # torch's float kernel ends with one fused multiply-add (rounded once)
-            cos_t, sin_t = radius * np.cos(theta), radius * np.sin(theta)
-            s, m = float(np.float32(std)), float(np.float32(mean))
-            res[:, 0] = (cos_t.astype(np.float64) * s + m).astype(np.float32)
-            res[:, 1] = (sin_t.astype(np.float64) * s + m).astype(np.float32)
+        res[:, 0] = radius * np.cos(theta)
+        res[:, 1] = radius * np.sin(theta)
+        if std != 1.0 or mean != 0.0:  # torch's std::fma(n, std, mean): rounded once
+            res = _mt_avx_math.fma64(res, std, mean)
         return res.reshape(-1)
 
     # ---- integers -------------------------------------------------------------------------

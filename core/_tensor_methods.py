@@ -76,7 +76,7 @@ def _uniform(self, a=0.0, b=1.0, *, generator=None):
 
 def _normal(self, mean=0.0, std=1.0, *, generator=None):
     st = _stream(self, generator)
-    if st is not None and self._data.dtype in (np.float32, np.float64):
+    if st is not None and (self._data.dtype.kind == "f" or self._data.dtype.name == "bfloat16"):
         # torch's normal_: non-contiguous targets take its one-at-a-time path
         contiguous = self._data.flags.c_contiguous
         out = st.normal_fill(tuple(self.shape), self._data.dtype, mean, std, contiguous)

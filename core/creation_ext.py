@@ -386,6 +386,8 @@ def map_(self: Tensor, tensor: Tensor, callable) -> Tensor:
 from .creation_random_ext import (  # noqa: E402, F401 (re-exported: ember.creation_ext.poisson, ...)
     _check_float_pair,
     _fill,
+    _sample_dirichlet,
+    _standard_gamma,
     _uniform01,
     binomial,
     cauchy_,

@@ -30,13 +30,35 @@ def _rand_make(
     xp = get_array_module(device or default_device())
     d = to_dtype(dtype) if dtype is not None else get_default_dtype()
     g = gen_for(generator, xp)
+    if d.np.kind == "c":  # torch fills the real view (..., 2): its own stream's numbers
+        return _complex_draw(draw, g, xp, d, _size(size, size_kw), generator, requires_grad, name)
     # float32 or float64 draws; other float types are drawn in float32 and rounded, as torch's
     draw_dtype = np.float64 if d.np == np.float64 else np.float32
+    if name == "randn" and d.np.itemsize == 2 and torch_stream(generator, xp) is not None:
+        draw_dtype = d.np  # torch's half normal_ draws its uniforms block by block
     arr = draw(g, _size(size, size_kw), draw_dtype)
     arr = arr.astype(d.np, copy=False)
     t = Tensor._wrap(arr)
     if layout is not None or pin:  # PyTorch's factory keywords (core/_factory_kwargs.py)
         t = _factory_kwargs.apply(t, layout, pin, name)
+    return t.requires_grad_(True) if requires_grad else t
+
+
+def _complex_draw(draw, g, xp, d, shape, generator, requires_grad, name) -> Tensor:
+    """``rand`` / ``randn`` of a complex dtype: torch draws the real and imaginary parts as
+    consecutive numbers of the real view, and ``randn`` is ``normal_(0, 1/sqrt(2))`` on it
+    (unit variance in all)."""
+    comp = np.float64 if d.np == np.complex128 else np.float32
+    full = (*shape, 2)
+    stream = torch_stream(generator, xp)
+    if name == "randn" and stream is not None:
+        arr = stream.normal_fill(full, comp, 0.0, 0.5**0.5)
+    elif name == "randn":
+        arr = g.standard_normal(full, dtype=comp) * comp(0.5**0.5)
+    else:
+        arr = draw(g, full, comp)
+    arr = xp.ascontiguousarray(arr.astype(comp, copy=False)).view(d.np)[..., 0]
+    t = Tensor._wrap(arr)
     return t.requires_grad_(True) if requires_grad else t
 
 
@@ -91,7 +113,7 @@ def randn(
 
 
 def randint(
-    low,
+    low=None,
     high=None,
     size=None,
     *,
@@ -118,7 +140,9 @@ def randint(
     """
     if size is None and isinstance(high, (tuple, list)):  # randint(high, size), torch's overload
         low, high, size = 0, low, high
-    if high is None:
+    if low is None:  # randint(high=n, size=...) (pykeen's negative sampler)
+        low = 0
+    elif high is None:
         low, high = 0, low
     if size is None:
         raise TypeError("randint() missing required argument 'size'")
@@ -155,6 +179,7 @@ def randperm(
         device: where the tensor is created.
         requires_grad: whether autograd records operations on the result.
     """
+    n = n.__index__() if isinstance(n, Tensor) else n  # torch takes a 0-dim integer tensor
     return _rand_make(
         lambda g, s, dt: g.permutation(n),
         (),
@@ -257,18 +282,44 @@ def normal(
 ) -> Tensor:
     """Normal samples; ``mean``/``std`` may be tensors (broadcast) or floats with ``size``."""
     if isinstance(mean, Tensor) or isinstance(std, Tensor):
-        ref = mean if isinstance(mean, Tensor) else std
-        m = mean._data if isinstance(mean, Tensor) else mean
-        s = std._data if isinstance(std, Tensor) else std
-        shape = np.broadcast_shapes(np.shape(m), np.shape(s))
-        z = randn(shape, generator=generator, dtype=ref.dtype, device=ref.device)
-        return Tensor._wrap((z._data * s + m).astype(ref._data.dtype, copy=False))
+        return _normal_tensors(mean, std, generator)
     if size is None:
         raise TypeError("normal() with float mean and std needs a size")
-    z = randn(tuple(size), generator=generator, dtype=dtype, device=device)
-    out = Tensor._wrap(z._data * std + mean)
-    out._data = out._data.astype(z._data.dtype, copy=False)
+    xp = get_array_module(device or default_device())
+    d = to_dtype(dtype) if dtype is not None else get_default_dtype()
+    stream = torch_stream(generator, xp)
+    if stream is not None and d.np.kind == "f":  # torch: empty(size).normal_(mean, std)
+        draw_dt = np.float64 if d.np == np.float64 else np.float32
+        out = Tensor._wrap(stream.normal_fill(tuple(size), draw_dt, mean, std).astype(d.np))
+    else:
+        z = randn(tuple(size), generator=generator, dtype=dtype, device=device)
+        out = Tensor._wrap((z._data * std + mean).astype(z._data.dtype, copy=False))
     return out.requires_grad_(True) if requires_grad else out
+
+
+def _normal_tensors(mean, std, generator) -> Tensor:
+    """torch's ``normal`` with a tensor mean or std: ``normal_(0, std)`` then ``+ mean`` for a
+    float std, else ``normal_(0, 1)`` then ``* std + mean``, in the mean's dtype (the std's
+    when the mean is a float), each step rounded in that dtype."""
+    ref = mean if isinstance(mean, Tensor) else std
+    m = mean._data if isinstance(mean, Tensor) else mean
+    s = std._data if isinstance(std, Tensor) else std
+    if isinstance(std, Tensor) and bool((std._data < 0).any()):
+        raise RuntimeError("normal expects all elements of std >= 0.0")
+    shape = np.broadcast_shapes(np.shape(m), np.shape(s))
+    dt = ref._data.dtype
+    xp = get_array_module(ref._data)
+    stream = torch_stream(generator, xp)
+    scale = float(s) if not isinstance(std, Tensor) else 1.0
+    draw_dt = np.float64 if dt == np.float64 else np.float32
+    if stream is not None and dt.kind == "f":
+        z = stream.normal_fill(shape, draw_dt, 0.0, scale).astype(dt)
+    else:
+        z = gen_for(generator, xp).standard_normal(shape, dtype=draw_dt).astype(dt) * scale
+    if isinstance(std, Tensor):
+        z = z * s.astype(dt, copy=False)
+    z = (z + (m.astype(dt, copy=False) if isinstance(mean, Tensor) else dt.type(m))).astype(dt)
+    return Tensor._wrap(z)
 
 
 def bernoulli(input, p=None, *, generator=None) -> Tensor:

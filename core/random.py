@@ -1,10 +1,12 @@
 """Random number generation: ``Generator``, ``manual_seed``, RNG state save/restore.
 
 CPU draws follow PyTorch's CPU generator: a Mersenne Twister seeded as ``torch.manual_seed``
-seeds it, read through torch's transformations (``core/_mt_stream.py``), so the same seed gives
-torch's numbers for ``rand``, ``randn``, ``randint``, ``randperm``, ``bernoulli``, ``nn.init``,
-dropout masks and the samplers. The state is torch's 5056-byte layout: ``get_rng_state()``
-saved by either framework restores in the other. CUDA draws come from CuPy's generator seeded
+seeds it, read through torch's transformations (``core/_mt_stream.py``,
+``core/_mt_samplers.py``), so the same seed gives torch's numbers for ``rand``, ``randn``,
+``randint``, ``randperm``, ``bernoulli``, ``poisson``, ``binomial``, the gamma and Dirichlet
+samplers, ``nn.init``, dropout masks, the data samplers and ``torch.distributions``' samples.
+The state is torch's 5056-byte layout: ``get_rng_state()`` saved by either framework restores
+in the other. CUDA draws come from CuPy's generator seeded
 from this one (not torch's CUDA numbers).
 """
 

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import ember
-from ember.tensor import Tensor
 
 from . import constraints
 from ._probs_logits import _ProbsOrLogits
 from .distribution import Distribution
-from .utils import xp_of
 
 __all__ = ["Binomial"]
 
@@ -55,15 +53,10 @@ class Binomial(_ProbsOrLogits, Distribution):
         return self.total_count * self.probs * (1 - self.probs)
 
     def sample(self, sample_shape=()):
-        from ember.random import gen_for
-
         shape = tuple(self._extended_shape(sample_shape))
-        with ember.no_grad():
-            xp = xp_of(self.probs)
-            n = xp.broadcast_to(self.total_count._data, shape).astype(xp.int64)
-            p = xp.broadcast_to(self.probs._data, shape)
-            out = gen_for(None, xp).binomial(n, p, size=shape)
-            return Tensor._wrap(xp.asarray(out, dtype=self.probs._data.dtype))
+        with ember.no_grad():  # torch's draw: torch.binomial of the expanded parameters
+            count = self.total_count.expand(shape).to(self.probs.dtype)
+            return ember.binomial(count, self.probs.expand(shape))
 
     def log_prob(self, value):
         if self._validate_args:

@@ -8,7 +8,7 @@ import ember
 
 from . import constraints
 from .distribution import Distribution
-from .utils import _standard_draw, broadcast_all
+from .utils import broadcast_all
 
 __all__ = ["Cauchy"]
 
@@ -52,7 +52,8 @@ class Cauchy(Distribution):
 
     def rsample(self, sample_shape=()):
         shape = self._extended_shape(sample_shape)
-        eps = _standard_draw("standard_cauchy", shape, self.loc)
+        # torch's draw: loc.new(shape).cauchy_() (CPU: torch's numbers, core/_mt_samplers.py)
+        eps = ember.empty(tuple(shape), dtype=self.loc.dtype, device=self.loc.device).cauchy_()
         return self.loc + eps * self.scale
 
     def log_prob(self, value):

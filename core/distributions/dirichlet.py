@@ -2,13 +2,54 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 import ember
+from ember.autograd.function import Function
 
 from . import constraints
+from ._reparam_grads import dirichlet_grad
 from .exp_family import ExponentialFamily
-from .gamma import _standard_gamma
 
 __all__ = ["Dirichlet"]
+
+
+class _Dirichlet(Function):
+    """``torch._sample_dirichlet`` with torch's reparameterized gradient: ``dirichlet_grad(x,
+    alpha, sum(alpha)) * (grad - sum(x * grad))`` (each coordinate's Beta marginal)."""
+
+    supports_double_backward = False
+
+    @staticmethod
+    def forward(ctx, alpha):
+        x = _dirichlet_draw(ctx.xp, alpha)
+        ctx.save_for_backward(alpha, x)
+        return x
+
+    @staticmethod
+    def backward(ctx, grad):
+        alpha, x = ctx.saved_tensors
+        total = alpha.sum(-1, keepdims=True)
+        scale = dirichlet_grad(ctx.xp, x, alpha, total).astype(x.dtype)
+        return scale * (grad - (x * grad).sum(-1, keepdims=True))
+
+
+def _dirichlet_draw(xp, alpha):
+    """The draw in ``alpha``'s dtype (gamma draws in float64, each row over its sum); NumPy
+    float32/float64: torch's numbers (``core/_mt_samplers.py``)."""
+    from ember import _mt_samplers
+    from ember.backend.finfo import np_finfo
+    from ember.random import gen_for, torch_stream
+
+    stream = torch_stream(None, xp)
+    if stream is not None and alpha.dtype in (np.float32, np.float64):
+        g = _mt_samplers.gamma(stream, alpha.astype(np.float64))
+    else:
+        g = gen_for(None, xp).standard_gamma(alpha.astype(np.float64))
+        g = xp.maximum(g, np_finfo(np.float64).tiny)
+    x = (g / g.sum(-1, keepdims=True)).astype(alpha.dtype)
+    one = alpha.dtype.type(1)
+    return xp.clip(x, np_finfo(alpha.dtype).tiny, xp.nextafter(one, alpha.dtype.type(0)))
 
 
 class Dirichlet(ExponentialFamily):
@@ -32,9 +73,7 @@ class Dirichlet(ExponentialFamily):
     def rsample(self, sample_shape=()):
         # Normalized reparameterized gamma draws: gradients flow through the gamma sampler.
         shape = tuple(self._extended_shape(sample_shape))
-        concentration = self.concentration.expand(shape)
-        gammas = _standard_gamma(concentration)
-        return gammas / gammas.sum(-1, keepdim=True)
+        return _Dirichlet.apply(self.concentration.expand(shape))
 
     def log_prob(self, value):
         if self._validate_args:

@@ -9,38 +9,24 @@ from ember.autograd.function import Function
 from ember.backend.finfo import np_finfo
 
 from . import constraints
+from ._reparam_grads import standard_gamma_grad
 from .exp_family import ExponentialFamily
 from .utils import broadcast_all
 
 __all__ = ["Gamma"]
 
 
-def _scipy_special(xp):
-    if xp is np:
-        import scipy.special
-
-        return scipy.special
-    import cupyx.scipy.special  # pragma: no cover - GPU
-
-    return cupyx.scipy.special  # pragma: no cover
-
-
 class _StandardGamma(Function):
     """Draws Gamma(alpha, 1) samples; the backward is the implicit reparameterization gradient
     dx/dalpha = -(dF/dalpha)(x; alpha) / f(x; alpha), F the gamma CDF and f its density
-    (Figurnov et al., 2018). dF/dalpha comes from a central difference of the regularized
-    incomplete gamma function in float64, accurate to about 1e-8 relative."""
+    (Figurnov et al., 2018), by torch's piecewise approximation (``_reparam_grads.py``)."""
 
     supports_double_backward = False
 
     @staticmethod
     def forward(ctx, alpha):
-        from ember.random import gen_for
-
         xp = ctx.xp
-        x = gen_for(None, xp).standard_gamma(alpha.astype(np.float64))
-        # a zero sample has no log density: keep draws at least the dtype's smallest normal
-        x = xp.maximum(x, np_finfo(alpha.dtype).tiny).astype(alpha.dtype)
+        x = _gamma_draw(xp, alpha)
         ctx.save_for_backward(alpha, x)
         return x
 
@@ -51,13 +37,22 @@ class _StandardGamma(Function):
 
 
 def _standard_gamma_grad(xp, alpha, x):
-    sp = _scipy_special(xp)
-    a = alpha.astype(np.float64)
-    xd = x.astype(np.float64)
-    h = 1e-4 * a
-    dcdf = (sp.gammainc(a + h, xd) - sp.gammainc(a - h, xd)) / (2 * h)
-    log_pdf = (a - 1) * xp.log(xd) - xd - sp.gammaln(a)
-    return (-dcdf * xp.exp(-log_pdf)).astype(alpha.dtype)
+    """``dx/dalpha`` of Gamma(alpha, 1) draws ``x``, torch's approximation, in ``alpha``'s
+    dtype."""
+    return standard_gamma_grad(xp, alpha, x).astype(alpha.dtype)
+
+
+def _gamma_draw(xp, alpha):
+    """Gamma(alpha, 1) draws in ``alpha``'s dtype, at least its smallest normal number (a zero
+    has no log density). NumPy float32/float64: torch's numbers (``core/_mt_samplers.py``)."""
+    from ember import _mt_samplers
+    from ember.random import gen_for, torch_stream
+
+    stream = torch_stream(None, xp)
+    if stream is not None and alpha.dtype in (np.float32, np.float64):
+        return _mt_samplers.gamma(stream, alpha)
+    x = gen_for(None, xp).standard_gamma(alpha.astype(np.float64))
+    return xp.maximum(x, np_finfo(alpha.dtype).tiny).astype(alpha.dtype)
 
 
 def _standard_gamma(concentration):
@@ -95,6 +90,9 @@ class Gamma(ExponentialFamily):
     def rsample(self, sample_shape=()):
         shape = tuple(self._extended_shape(sample_shape))
         value = _standard_gamma(self.concentration.expand(shape)) / self.rate.expand(shape)
+        # as torch: a quotient that underflows is lifted to the smallest normal number
+        tiny = float(np_finfo(value._data.dtype).tiny)
+        value._data[...] = value._data.clip(min=tiny)
         return value
 
     def log_prob(self, value):

@@ -76,7 +76,8 @@ class Geometric(Distribution):
         shape = self._extended_shape(sample_shape)
         tiny = finfo_tiny(self.probs)
         with ember.no_grad():
-            u = _standard_draw("random", shape, self.probs).clamp(min=tiny)
+            # torch's draw: uniform_(tiny, 1) in the probabilities' dtype
+            u = _standard_draw("uniform", shape, self.probs, low=tiny, high=1.0)
             return (u.log() / ember.log1p(-self.probs)).floor()
 
     def log_prob(self, value):

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import ember
-from ember.tensor import Tensor
 
 from . import constraints
 from .exp_family import ExponentialFamily
-from .utils import broadcast_all, xp_of
+from .utils import broadcast_all
 
 __all__ = ["Poisson"]
 
@@ -38,14 +37,9 @@ class Poisson(ExponentialFamily):
         return self._expand_params(Poisson, batch_shape, _instance, ("rate",))
 
     def sample(self, sample_shape=()):
-        from ember.random import gen_for
-
         shape = tuple(self._extended_shape(sample_shape))
-        rate = self.rate._data
-        xp = xp_of(self.rate)
-        lam = xp.broadcast_to(rate, shape)
-        out = gen_for(None, xp).poisson(lam=lam, size=shape)
-        return Tensor._wrap(xp.asarray(out, dtype=rate.dtype))
+        with ember.no_grad():  # torch's draw: torch.poisson of the expanded rates
+            return ember.poisson(self.rate.expand(shape))
 
     def log_prob(self, value):
         if self._validate_args:

@@ -1,0 +1,243 @@
+"""torch's float32 Box-Muller, bit for bit: the AVX2 kernel's ``log`` and ``sincos`` in NumPy.
+
+On x86 CPUs torch's float32 ``normal_`` of 16 elements or more (``randn``, ``nn.init``'s
+normals, ``Normal.sample``) runs its AVX2 kernel (also on AVX512 machines: that stub is not
+built for AVX512). The kernel takes ``log`` and ``sincos`` from ``avx_mathfun.h``, Cephes'
+float32 polynomials, which round otherwise than NumPy's or the C library's; and the compiler
+contracts each multiply feeding an add into one fused multiply-add. The functions below
+evaluate the same polynomials in the same order, each contracted step rounded once (an exact
+float32 FMA through float64 rounded to odd), so the same uniforms give the same normals.
+(On CPUs without AVX2, e.g. ARM, torch's own float32 numbers differ from these.)
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+
+__all__ = ["box_muller16", "fma32", "fma64"]
+
+_F32 = np.float32
+_LOG_P = [
+    _F32(v)
+    for v in (
+        7.0376836292e-2,
+        -1.1514610310e-1,
+        1.1676998740e-1,
+        -1.2420140846e-1,
+        1.4249322787e-1,
+        -1.6668057665e-1,
+        2.0000714765e-1,
+        -2.4999993993e-1,
+        3.3333331174e-1,
+    )
+]
+_MIN_NORM = np.array([0x00800000], dtype=np.uint32).view(_F32)[0]
+
+
+def fma32(a, b, c) -> np.ndarray:
+    """``a * b + c`` for float32 operands, rounded once to float32: the product is exact in
+    float64, the sum rounded to odd there (so the last rounding to float32 is the only one)."""
+    p = np.asarray(a, dtype=np.float64) * np.asarray(b, dtype=np.float64)
+    return _odd_sum(p, np.broadcast_to(np.asarray(c, dtype=np.float64), p.shape)).astype(_F32)
+
+
+def _odd_sum(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a + b`` in float64 rounded to odd (exact sums stay; inexact ones take the odd one of
+    the two neighbours)."""
+    s = a + b
+    bb = s - a
+    err = (a - (s - bb)) + (b - bb)  # TwoSum: the rounding error, exact
+    bits = s.view(np.int64)
+    fix = (err != 0) & ((bits & 1) == 0)
+    # one unit in the last place toward the exact sum: up in magnitude when err has s's sign
+    step = np.where((err > 0) == (s > 0), 1, -1) * fix
+    return (bits + step).view(np.float64)
+
+
+def _split(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    t = a * 134217729.0  # 2**27 + 1 (Veltkamp)
+    hi = t - (t - a)
+    return hi, a - hi
+
+
+def fma64(a, b, c) -> np.ndarray:
+    """``a * b + c`` in float64 rounded once (Boldo and Melquiond's emulation: the exact
+    product as two doubles, its sum with ``c`` as two, the low parts added rounded to odd)."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.broadcast_to(np.asarray(b, dtype=np.float64), a.shape)
+    c = np.broadcast_to(np.asarray(c, dtype=np.float64), a.shape)
+    uh = a * b
+    (ah, al), (bh, bl) = _split(a), _split(b)
+    ul = ((ah * bh - uh) + ah * bl + al * bh) + al * bl  # Dekker: a * b == uh + ul exactly
+    th = c + uh
+    bb = th - c
+    tl = (c - (th - bb)) + (uh - bb)
+    return th + _odd_sum(ul, tl)
+
+
+def log_ps(x: np.ndarray) -> np.ndarray:
+    """``log256_ps``: the exponent split off, Cephes' degree-9 polynomial on the mantissa."""
+    x = np.maximum(x, _MIN_NORM)
+    bits = x.view(np.uint32)
+    e = ((bits >> 23).astype(np.int32) - 0x7F).astype(_F32) + _F32(1)
+    x = ((bits & np.uint32(0x807FFFFF)) | np.uint32(0x3F000000)).view(_F32)  # in [0.5, 1)
+    small = x < _F32(0.707106781186547524)
+    tmp = np.where(small, x, _F32(0))
+    x = x - _F32(1)
+    e = e - small.astype(_F32)
+    x = x + tmp
+    z = x * x
+    y = np.full_like(x, _LOG_P[0])
+    for p in _LOG_P[1:]:
+        y = fma32(y, x, p)
+    y = y * x
+    y = fma32(y, z, e * _F32(-2.12194440e-4))
+    y = fma32(-z, _F32(0.5), y)
+    return fma32(e, _F32(0.693359375), x + y)
+
+
+def sincos_ps(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``sincos256_ps``: reduced by multiples of pi/4 in three steps, then Cephes' sine and
+    cosine polynomials, picked and signed by the octant."""
+    sign_sin = np.signbit(x)
+    x = np.abs(x)
+    j = (x * _F32(1.27323954473516)).astype(np.int32)  # 4 / pi, truncated
+    j = (j + 1) & ~1
+    y = j.astype(_F32)
+    sign_sin ^= (j & 4) != 0
+    poly = (j & 2) == 0
+    x = fma32(y, _F32(-0.78515625), x)
+    x = fma32(y, _F32(-2.4187564849853515625e-4), x)
+    x = fma32(y, _F32(-3.77489497744594108e-8), x)
+    sign_cos = (~(j - 2) & 4) != 0
+    z = x * x
+    yc = fma32(np.full_like(x, _F32(2.443315711809948e-5)), z, _F32(-1.388731625493765e-3))
+    yc = fma32(yc, z, _F32(4.166664568298827e-2))
+    yc = fma32(yc * z, z, -(z * _F32(0.5))) + _F32(1)
+    ys = fma32(np.full_like(x, _F32(-1.9515295891e-4)), z, _F32(8.3321608736e-3))
+    ys = fma32(ys, z, _F32(-1.6666654611e-1))
+    ys = fma32(ys * z, x, x)
+    s, c = np.where(poly, ys, yc), np.where(poly, yc, ys)
+    return np.where(sign_sin, -s, s), np.where(sign_cos, -c, c)
+
+
+# ---- the same, one element at a time, for numba ----------------------------------------------
+def _fma_f32(a, b, c):  # (replaced by LLVM's fma when compiled)
+    return _F32(np.float64(a) * np.float64(b) + np.float64(c))
+
+
+def _log1(x):
+    x = max(x, _MIN_NORM)
+    m, ex = math.frexp(np.float64(x))  # x = m * 2**ex, m in [0.5, 1): the kernel's split
+    x = _F32(m)
+    e = _F32(ex)
+    if x < _F32(0.707106781186547524):
+        e = e - _F32(1)
+        x = x - _F32(1) + x
+    else:
+        x = x - _F32(1)
+    z = x * x
+    y = _LOG_P_ARR[0]
+    for i in range(1, 9):
+        y = _fma_f32(y, x, _LOG_P_ARR[i])
+    y = y * x
+    y = _fma_f32(y, z, e * _F32(-2.12194440e-4))
+    y = _fma_f32(-z, _F32(0.5), y)
+    return _fma_f32(e, _F32(0.693359375), x + y)
+
+
+def _sincos1(x):
+    neg = x < _F32(0)
+    x = abs(x)
+    j = np.int32(x * _F32(1.27323954473516))
+    j = (j + 1) & ~1
+    y = _F32(j)
+    if j & 4:
+        neg = not neg
+    poly = (j & 2) == 0
+    x = _fma_f32(y, _F32(-0.78515625), x)
+    x = _fma_f32(y, _F32(-2.4187564849853515625e-4), x)
+    x = _fma_f32(y, _F32(-3.77489497744594108e-8), x)
+    neg_cos = (~(j - 2) & 4) != 0
+    z = x * x
+    yc = _fma_f32(_F32(2.443315711809948e-5), z, _F32(-1.388731625493765e-3))
+    yc = _fma_f32(yc, z, _F32(4.166664568298827e-2))
+    yc = _fma_f32(yc * z, z, -(z * _F32(0.5))) + _F32(1)
+    ys = _fma_f32(_F32(-1.9515295891e-4), z, _F32(8.3321608736e-3))
+    ys = _fma_f32(ys, z, _F32(-1.6666654611e-1))
+    ys = _fma_f32(ys * z, x, x)
+    s, c = (ys, yc) if poly else (yc, ys)
+    return (-s if neg else s), (-c if neg_cos else c)
+
+
+def _box_muller_loop(data, mean, std, out):
+    two_pi = _F32(2.0 * math.pi)
+    for b in range(0, data.shape[0], 16):
+        for j in range(8):
+            radius = math.sqrt(_F32(-2) * _log1(_F32(1) - data[b + j]))
+            sin_t, cos_t = _sincos1(two_pi * data[b + j + 8])
+            out[b + j] = _fma_f32(_F32(radius) * cos_t, std, mean)
+            out[b + j + 8] = _fma_f32(_F32(radius) * sin_t, std, mean)
+
+
+_LOG_P_ARR = np.array(_LOG_P, dtype=_F32)
+_LOOP: list = []  # the compiled loop, once built (False: numba missing or disabled)
+
+
+def _compiled_loop():
+    if not _LOOP:
+        loop = False
+        if os.environ.get("EMBER_NUMBA", "1") != "0":
+            try:
+                import numba
+            except ImportError:  # pragma: no cover - numba is optional
+                numba = None
+            if numba is not None:
+                loop = _compile(numba)
+        _LOOP.append(loop)
+    return _LOOP[0]
+
+
+def _compile(numba):
+    from llvmlite import ir
+    from numba.extending import intrinsic
+
+    @intrinsic
+    def fma_f32(typingctx, a, b, c):
+        f32 = numba.types.float32
+        sig = f32(f32, f32, f32)
+
+        def codegen(context, builder, signature, args):
+            t = ir.FloatType()
+            fn = builder.module.declare_intrinsic("llvm.fma", [t], ir.FunctionType(t, [t] * 3))
+            return builder.call(fn, args)
+
+        return sig, codegen
+
+    jit = numba.njit(cache=True, nogil=True)
+    g = globals()
+    g["_fma_f32"] = fma_f32
+    g["_log1"], g["_sincos1"] = jit(_log1), jit(_sincos1)
+    return jit(_box_muller_loop)
+
+
+def box_muller16(data: np.ndarray, mean: float, std: float) -> np.ndarray:
+    """torch's ``NormalFill16<float>`` on float32 uniforms (a multiple of 16): per block of
+    16, the first 8 as ``u1``, the next 8 as ``u2``, cosines then sines, ``fma(n, std,
+    mean)``. Compiled (numba) from 4096 elements, NumPy below or without numba."""
+    loop = _compiled_loop() if data.shape[0] >= 4096 else False
+    if loop:
+        out = np.empty_like(data)
+        loop(data, _F32(mean), _F32(std), out)
+        return out
+    blocks = data.reshape(-1, 2, 8)
+    radius = np.sqrt(_F32(-2) * log_ps(_F32(1) - blocks[:, 0]))
+    sin_t, cos_t = sincos_ps(_F32(2.0 * math.pi) * blocks[:, 1])
+    res = np.empty_like(blocks)
+    m, s = _F32(mean), _F32(std)
+    res[:, 0] = fma32(radius * cos_t, s, m)
+    res[:, 1] = fma32(radius * sin_t, s, m)
+    return res.reshape(-1)
