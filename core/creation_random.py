@@ -5,6 +5,8 @@ factories and the helpers both use."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from . import _factory_kwargs
@@ -52,9 +54,10 @@ def _complex_draw(draw, g, xp, d, shape, generator, requires_grad, name) -> Tens
     full = (*shape, 2)
     stream = torch_stream(generator, xp)
     if name == "randn" and stream is not None:
-        arr = stream.normal_fill(full, comp, 0.0, 0.5**0.5)
+        # torch scales by 1 / sqrt(2), one ulp below 0.5**0.5 in float64
+        arr = stream.normal_fill(full, comp, 0.0, 1 / math.sqrt(2))
     elif name == "randn":
-        arr = g.standard_normal(full, dtype=comp) * comp(0.5**0.5)
+        arr = g.standard_normal(full, dtype=comp) * comp(1 / math.sqrt(2))
     else:
         arr = draw(g, full, comp)
     arr = xp.ascontiguousarray(arr.astype(comp, copy=False)).view(d.np)[..., 0]

@@ -23,6 +23,8 @@ def _d(T):
 # ops or a matmul after the draw (torch's vectorised exp/log and BLAS round otherwise than
 # NumPy's); their draws, and the state after them, are torch's.
 DRAWS = [
+    ("randn_complex64", lambda T: T.randn(40, dtype=T.complex64), True),
+    ("randn_complex128", lambda T: T.randn(7, 3, dtype=T.complex128), True),
     ("geometric_", lambda T: T.empty(60).geometric_(0.2), True),
     ("geometric_int64", lambda T: T.empty(60, dtype=T.int64).geometric_(0.7), True),
     ("cauchy_", lambda T: T.empty(60).cauchy_(0.1, 1.3), True),
