@@ -63,10 +63,33 @@ def _split(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return hi, a - hi
 
 
+_SMALL = 32  # below this many elements, Python floats beat a dozen NumPy calls
+
+
+def _fma64_small(a: np.ndarray, b: float, c: float) -> np.ndarray:
+    """:func:`fma64` with scalar ``b`` and ``c``, element by element in Python floats: the
+    exact product as two doubles (Dekker), then ``math.fsum``, which rounds the exact sum once
+    (~1 us an element against ~20 NumPy calls for any size)."""
+    t = b * 134217729.0
+    bh = t - (t - b)
+    bl = b - bh
+    out = np.empty(a.shape, dtype=np.float64)
+    flat = out.reshape(-1)
+    for i, x in enumerate(a.reshape(-1).tolist()):
+        p = x * b
+        t = x * 134217729.0
+        xh = t - (t - x)
+        xl = x - xh
+        flat[i] = math.fsum((p, ((xh * bh - p) + xh * bl + xl * bh) + xl * bl, c))
+    return out
+
+
 def fma64(a, b, c) -> np.ndarray:
     """``a * b + c`` in float64 rounded once (Boldo and Melquiond's emulation: the exact
     product as two doubles, its sum with ``c`` as two, the low parts added rounded to odd)."""
     a = np.asarray(a, dtype=np.float64)
+    if a.size <= _SMALL and np.ndim(b) == 0 and np.ndim(c) == 0:
+        return _fma64_small(a, float(b), float(c))
     b = np.broadcast_to(np.asarray(b, dtype=np.float64), a.shape)
     c = np.broadcast_to(np.asarray(c, dtype=np.float64), a.shape)
     uh = a * b
