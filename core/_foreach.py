@@ -119,7 +119,7 @@ def _foreach_norm(self, ord=2, dtype=None) -> list:
 _UNARY = (
     "abs", "acos", "asin", "atan", "ceil", "cos", "cosh", "erf", "erfc", "exp", "expm1",
     "floor", "frac", "lgamma", "log", "log10", "log1p", "log2", "neg", "reciprocal", "round",
-    "sigmoid", "sign", "sin", "sinh", "sqrt", "tan", "tanh", "trunc",
+    "rsqrt", "sigmoid", "sign", "sin", "sinh", "sqrt", "tan", "tanh", "trunc",
 )  # fmt: skip
 _BINARY = ("add", "sub", "mul", "div", "pow", "maximum", "minimum", "clamp_min", "clamp_max")
 
@@ -145,6 +145,16 @@ def _foreach_minimum_(self, other) -> None:
     ts = _check_list("_foreach_minimum_", self)
     for t, o in zip(ts, _others("_foreach_minimum_", other, len(ts))):
         t.copy_(t.minimum(o) if isinstance(o, Tensor) else t.clamp(max=o))
+
+
+def _foreach_max(self) -> tuple:
+    """The largest element of each tensor (a 0-d tensor per input)."""
+    return tuple(t.max() for t in _check_list("_foreach_max", self))
+
+
+def _foreach_clone(self, *, memory_format=None) -> list:
+    """A copy of each tensor."""
+    return [t.clone() for t in _check_list("_foreach_clone", self)]
 
 
 __all__ = sorted(n for n in globals() if n.startswith("_foreach_"))

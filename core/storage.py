@@ -121,6 +121,11 @@ class UntypedStorage(StorageBase):
     def __len__(self) -> int:
         return self._nbytes
 
+    def __sizeof__(self) -> int:
+        # torch counts the bytes the storage holds (torchinfo's "Input size" is
+        # ``sys.getsizeof(t.untyped_storage())`` summed over the inputs)
+        return object.__sizeof__(self) + self._nbytes
+
     def _array(self) -> Any:
         if self._bytes is None:
             raise RuntimeError(f"{self!r}: its bytes cannot be read from here")
@@ -181,6 +186,9 @@ class TypedStorage:
         return self._untyped.nbytes() // self.dtype.itemsize
 
     __len__ = size
+
+    def __sizeof__(self) -> int:
+        return object.__sizeof__(self) + self.nbytes()
 
     def __repr__(self) -> str:
         return f"<TypedStorage of {self.size()} {self.dtype} elements on {self.device}>"

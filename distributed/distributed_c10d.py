@@ -67,6 +67,12 @@ class Backend(str):
     NCCL = "nccl"
     GRPC = "grpc"
     SHM = "shm"
+    # PyTorch's other names, read as constants by libraries (ignite's native model); ember's
+    # ``init_process_group`` refuses them with its usual "Invalid backend" error.
+    MPI = "mpi"
+    UCC = "ucc"
+    XCCL = "xccl"
+    FAKE = "fake"
 
     #: The backend ``init_process_group`` picks per device type when none is named (PyTorch's
     #: table, read by Lightning's DDP strategy); every one of them runs on ember's transports.

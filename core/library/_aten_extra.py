@@ -60,7 +60,32 @@ def _sparse_addmm(input, mat1, mat2, *, beta=1, alpha=1):
     return ember.sparse.addmm(input, mat1, mat2, beta=beta, alpha=alpha)
 
 
+def _convolution(
+    input,
+    weight,
+    bias,
+    stride,
+    padding,
+    dilation,
+    transposed: bool,
+    output_padding,
+    groups: int,
+    benchmark: bool = False,
+    deterministic: bool = False,
+    cudnn_enabled: bool = True,
+    allow_tf32: bool = True,
+):
+    """``aten._convolution``: ``aten.convolution`` plus backend flags, which ember ignores
+    (ptflops keys its table by it at import)."""
+    import ember
+
+    return ember.convolution(
+        input, weight, bias, stride, padding, dilation, transposed, output_padding, groups
+    )
+
+
 ATEN_EXTRA = {
+    "_convolution": _convolution,
     "_to_copy": _to_copy,
     "_pin_memory": _pin_memory,
     "index": index,

@@ -77,3 +77,41 @@ def float32_compute(cls):
     cls.forward = staticmethod(fwd)
     cls.backward = staticmethod(bwd)
     return cls
+
+
+class OpmathScalar(np.ndarray):
+    """A Python float held in float32 beside a float16/bfloat16 NumPy array.
+
+    torch's CPU ``mul`` and ``div`` by a Python scalar keep the scalar in float32 ("opmath")
+    and round the product once: ``bf16(f32(x) * f32(0.37))``. NumPy would round the scalar to
+    the array's dtype first (NEP 50), which changes about a third of the results by one ulp.
+    A ufunc with this operand runs in float32 and rounds back to the other operand's dtype.
+    (torch's ``add``, ``sub``, ``pow`` and comparisons do round the scalar: they don't use it.)
+    """
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        if method != "__call__" or kwargs:
+            return NotImplemented
+        low = None
+        args = []
+        for x in inputs:
+            if isinstance(x, OpmathScalar):
+                args.append(np.float32(x.view(np.ndarray)[()]))
+            else:
+                dt = getattr(x, "dtype", None)
+                if dt in LOW_PRECISION:
+                    low, x = dt, x.astype(np.float32)
+                args.append(x)
+        out = ufunc(*args)
+        return out.astype(low) if low is not None else out
+
+
+def opmath_scalar(value: float) -> OpmathScalar:
+    """``value`` as an :class:`OpmathScalar` (a 0-d float32 array)."""
+    return np.asarray(value, dtype=np.float32).view(OpmathScalar)
+
+
+def is_low_cpu(t) -> bool:
+    """Whether tensor ``t`` holds a float16/bfloat16 NumPy array."""
+    d = t._data
+    return type(d) is np.ndarray and d.dtype in LOW_PRECISION

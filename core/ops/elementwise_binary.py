@@ -4,9 +4,13 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..autograd.function import Function
 from ..tensor import Tensor
+from ._lowp import LOW_PRECISION, opmath_scalar
 from ._util import cpp_type_name, deprecated_scalar_first, promote, raise_broadcast_error
+from .elementwise_lowp import AddScaledLow, use_fused_low
 from .elementwise_unary import _cj, _cplx
 
 
@@ -83,6 +87,22 @@ class Neg(Function):
         return -grad
 
 
+def _lerp_low(xp, start, end, weight):
+    """float16/bfloat16 lerp as torch's CPU kernel computes it: in float32, ``end - start``
+    rounded, then one fused multiply-add (float64 stands in for the fusion), then one rounding
+    to the input dtype, which the result keeps."""
+    f32, f64 = np.float32, np.float64
+    s, e = start.astype(f32), end.astype(f32)
+    d = (e - s).astype(f64)
+    if isinstance(weight, (int, float)):
+        w = f32(weight)
+        out = s + w * d if abs(w) < 0.5 else e - d * (f32(1) - w)
+    else:
+        w = weight.astype(f32)
+        out = xp.where(abs(w) < 0.5, s + w.astype(f64) * d, e - d * (1 - w).astype(f64))
+    return out.astype(f32).astype(start.dtype)
+
+
 class Lerp(Function):
     @staticmethod
     def forward(ctx, start, end, weight):
@@ -90,8 +110,12 @@ class Lerp(Function):
         # PyTorch's two-sided formula: from ``end`` when |weight| >= 0.5. It rounds as torch
         # does and keeps infinities: lerp(-inf, x, 0.5) is -inf, not nan (diffusers' KDPM2
         # interpolates log-sigmas that end in log(0))
+        if start.dtype in LOW_PRECISION:
+            return _lerp_low(ctx.xp, start, end, weight)
         diff = end - start
         if isinstance(weight, (int, float)):
+            if start.dtype.kind == "f":  # torch's 1 - weight is taken in the compute dtype
+                weight = start.dtype.type(weight)
             return start + weight * diff if abs(weight) < 0.5 else end - diff * (1 - weight)
         return ctx.xp.where(abs(weight) < 0.5, start + weight * diff, end - diff * (1 - weight))
 
@@ -121,6 +145,8 @@ def add(input, other, *args, alpha=1):
     if args:
         (other,), alpha = deprecated_scalar_first("add", other, (), args)
     if alpha != 1:
+        if use_fused_low(input, other):  # float16/bfloat16: torch's single rounding
+            return AddScaledLow.apply(input, other, alpha)
         other = mul(other, alpha)
     a, b = promote(input, other)
     try:
@@ -143,6 +169,8 @@ def sub(input, other, *args, alpha=1):
     if args:
         (other,), alpha = deprecated_scalar_first("sub", other, (), args)
     if alpha != 1:
+        if use_fused_low(input, other):  # float16/bfloat16: torch's single rounding
+            return AddScaledLow.apply(input, other, -alpha)
         other = mul(other, alpha)
     a, b = promote(input, other)
     if isinstance(a, Tensor) and a._data.dtype.kind == "b":
@@ -174,6 +202,13 @@ def mul(input, other):
         input (Tensor or Number): the first operand.
         other (Tensor or Number): the second operand, broadcast against ``input``.
     """
+    if (
+        type(other) is float
+        and isinstance(input, Tensor)
+        and input._data.dtype in LOW_PRECISION
+        and type(input._data) is np.ndarray
+    ):
+        return Mul.apply(input, opmath_scalar(other))  # torch's float32 scalar: _lowp.py
     a, b = promote(input, other)
     try:
         return Mul.apply(a, b)

@@ -10,6 +10,7 @@ import numpy as np
 from ..autograd.function import Function
 from ..tensor import Tensor
 from ._docs import unary_doc
+from ._lowp import LOW_PRECISION, opmath_scalar
 from ._util import promote, raise_broadcast_error
 from .convert import to_dtype_op
 from .elementwise_binary import mul, sub
@@ -68,6 +69,14 @@ def div(input, other, *, rounding_mode=None):
         rounding_mode: None (true division), ``"trunc"`` (round toward zero) or ``"floor"``
             (round down).
     """
+    if (
+        rounding_mode is None
+        and type(other) is float
+        and isinstance(input, Tensor)
+        and input._data.dtype in LOW_PRECISION
+        and type(input._data) is np.ndarray
+    ):
+        return Div.apply(input, opmath_scalar(other))  # torch's float32 scalar: _lowp.py
     a, b = promote(input, other)
     if rounding_mode is None:
         a, b = _floatify(a), _floatify(b)

@@ -13,6 +13,7 @@ from . import _la_util
 from ._docs import nograd_doc
 from ._util import deprecated_scalar_first, scalar_type_name
 from .elementwise import _floatify, div, mul, sign, trunc
+from .elementwise_lowp import AddcdivLow, AddcmulLow, use_fused_low
 from .function_free import _xp_of, binary_nograd
 from .math_ops import exp2
 
@@ -156,6 +157,8 @@ def addcmul(input: Tensor, tensor1: Tensor, tensor2: Tensor, *args, value=1) -> 
         (tensor1, tensor2), value = deprecated_scalar_first("addcmul", tensor1, (tensor2,), args)
     from .elementwise import add
 
+    if use_fused_low(input, tensor1, tensor2):  # float16/bfloat16: torch's single rounding
+        return AddcmulLow.apply(input, tensor1, tensor2, value)
     prod = mul(tensor1, tensor2)
     return add(input, prod if value == 1 else mul(prod, value))
 
@@ -176,6 +179,8 @@ def addcdiv(input: Tensor, tensor1: Tensor, tensor2: Tensor, *args, value=1) -> 
             "tensor2) for float inputs. The future addcdiv behavior is just the latter "
             "implementation: (input + value * tensor1 / tensor2), for all dtypes."
         )
+    if use_fused_low(input, tensor1, tensor2):
+        return AddcdivLow.apply(input, tensor1, tensor2, value)
     q = div(tensor1, tensor2)
     return add(input, q if value == 1 else mul(q, value))
 

@@ -266,6 +266,17 @@ class Optimizer:
         """
         raise NotImplementedError
 
+    def _patch_step_function(self) -> None:
+        """torch's step-hook installer, called by optimizers that skip ``Optimizer.__init__``
+        (pytorch_optimizer's ``Lookahead``); ember hooks each subclass's ``step`` when the
+        class is made, so this only covers a ``step`` assigned to the class later."""
+        cls = type(self)
+        self._zero_grad_profile_name = f"Optimizer.zero_grad#{cls.__name__}.zero_grad"
+        if not getattr(cls.step, "_ember_hooked", False):
+            cls.step = _hook_step(cls.step)
+
+    profile_hook_step = staticmethod(_hook_step)
+
     def _cuda_graph_capture_health_check(self) -> None:
         cuda_graph_capture_health_check(self)
 

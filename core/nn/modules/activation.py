@@ -8,6 +8,7 @@ from .. import functional as F
 from .. import init
 from ..module import Module
 from ..parameter import Parameter
+from .utils import _functional
 
 __all__ = [
     "ReLU",
@@ -69,37 +70,31 @@ class _Plain(Module):
 class ReLU(_Inplace):
     r""":math:`\max(0, x)`."""
 
-    _fn = staticmethod(F.relu)
-
-
-class ReLU6(_Inplace):
-    r""":math:`\min(\max(0, x), 6)`."""
-
-    _fn = staticmethod(F.relu6)
+    _fn = _functional("relu")
 
 
 class SELU(_Inplace):
     r"""Scaled ELU with the self-normalising constants."""
 
-    _fn = staticmethod(F.selu)
+    _fn = _functional("selu")
 
 
 class SiLU(_Inplace):
     r""":math:`x \sigma(x)`."""
 
-    _fn = staticmethod(F.silu)
+    _fn = _functional("silu")
 
 
 class Mish(_Inplace):
     r""":math:`x \tanh(\text{softplus}(x))`."""
 
-    _fn = staticmethod(F.mish)
+    _fn = _functional("mish")
 
 
 class Hardsigmoid(_Inplace):
     r""":math:`\text{relu6}(x + 3) / 6`."""
 
-    _fn = staticmethod(F.hardsigmoid)
+    _fn = _functional("hardsigmoid")
 
     def extra_repr(self) -> str:
         return ""
@@ -108,7 +103,7 @@ class Hardsigmoid(_Inplace):
 class Hardswish(_Inplace):
     r""":math:`x \cdot \text{relu6}(x + 3) / 6`."""
 
-    _fn = staticmethod(F.hardswish)
+    _fn = _functional("hardswish")
 
     def extra_repr(self) -> str:
         return ""
@@ -117,31 +112,31 @@ class Hardswish(_Inplace):
 class Sigmoid(_Plain):
     """Applies the logistic sigmoid ``1 / (1 + exp(-x))`` elementwise."""
 
-    _fn = staticmethod(F.sigmoid)
+    _fn = _functional("sigmoid")
 
 
 class Tanh(_Plain):
     """Applies the hyperbolic tangent elementwise."""
 
-    _fn = staticmethod(F.tanh)
+    _fn = _functional("tanh")
 
 
 class Softsign(_Plain):
     """Applies ``x / (1 + |x|)`` elementwise."""
 
-    _fn = staticmethod(F.softsign)
+    _fn = _functional("softsign")
 
 
 class Tanhshrink(_Plain):
     """Applies ``x - tanh(x)`` elementwise."""
 
-    _fn = staticmethod(F.tanhshrink)
+    _fn = _functional("tanhshrink")
 
 
 class LogSigmoid(_Plain):
     """Applies ``log(sigmoid(x))`` elementwise."""
 
-    _fn = staticmethod(F.logsigmoid)
+    _fn = _functional("logsigmoid")
 
 
 class LeakyReLU(Module):
@@ -261,6 +256,17 @@ class Hardtanh(Module):
         return f"min_val={self.min_val}, max_val={self.max_val}{inplace}"
 
 
+class ReLU6(Hardtanh):
+    r""":math:`\min(\max(0, x), 6)`: ``Hardtanh(0, 6)``, as in torch (its forward is
+    ``F.hardtanh``, which FLOP counters that patch ``F.relu6`` do not count twice)."""
+
+    def __init__(self, inplace: bool = False) -> None:
+        super().__init__(0.0, 6.0, inplace)
+
+    def extra_repr(self) -> str:
+        return "inplace=True" if self.inplace else ""
+
+
 class Softplus(Module):
     r""":math:`\frac{1}{\beta} \log(1 + e^{\beta x})`, linear above ``threshold``."""
 
@@ -297,19 +303,19 @@ class _DimActivation(Module):
 class Softmax(_DimActivation):
     r""":math:`e^{x_i} / \sum_j e^{x_j}` along ``dim``."""
 
-    _fn = staticmethod(F.softmax)
+    _fn = _functional("softmax")
 
 
 class LogSoftmax(_DimActivation):
     r"""log of softmax along ``dim``, computed stably."""
 
-    _fn = staticmethod(F.log_softmax)
+    _fn = _functional("log_softmax")
 
 
 class Softmin(_DimActivation):
     r"""``softmax(-x)`` along ``dim``."""
 
-    _fn = staticmethod(F.softmin)
+    _fn = _functional("softmin")
 
 
 class Softmax2d(Module):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ...tensor import Tensor
 from .. import functional as F
 from ..module import Module
+from .utils import _functional
 
 __all__ = [
     "MaxPool1d",
@@ -67,19 +68,19 @@ class MaxPool1d(_MaxPoolNd):
         ceil_mode: use ceil instead of floor for the output size.
     """
 
-    _fn = staticmethod(F.max_pool1d)
+    _fn = _functional("max_pool1d")
 
 
 class MaxPool2d(_MaxPoolNd):
     r"""2D max pooling over (N, C, H, W) or (C, H, W); arguments as :class:`MaxPool1d`."""
 
-    _fn = staticmethod(F.max_pool2d)
+    _fn = _functional("max_pool2d")
 
 
 class MaxPool3d(_MaxPoolNd):
     r"""3D max pooling over (N, C, D, H, W) or (C, D, H, W); arguments as :class:`MaxPool1d`."""
 
-    _fn = staticmethod(F.max_pool3d)
+    _fn = _functional("max_pool3d")
 
 
 class AvgPool1d(Module):
@@ -166,13 +167,13 @@ class AvgPool2d(_AvgPoolNd):
         divisor_override: if given, the divisor of every window.
     """
 
-    _fn = staticmethod(F.avg_pool2d)
+    _fn = _functional("avg_pool2d")
 
 
 class AvgPool3d(_AvgPoolNd):
     r"""3D average pooling over (N, C, D, H, W) or (C, D, H, W); as :class:`AvgPool2d`."""
 
-    _fn = staticmethod(F.avg_pool3d)
+    _fn = _functional("avg_pool3d")
 
 
 class _AdaptivePool(Module):
@@ -196,19 +197,19 @@ class _AdaptiveAvgPoolNd(_AdaptivePool):
 class AdaptiveAvgPool1d(_AdaptiveAvgPoolNd):
     r"""1D adaptive average pooling to ``output_size`` over (N, C, L) or (C, L)."""
 
-    _fn = staticmethod(F.adaptive_avg_pool1d)
+    _fn = _functional("adaptive_avg_pool1d")
 
 
 class AdaptiveAvgPool2d(_AdaptiveAvgPoolNd):
     r"""2D adaptive average pooling to ``output_size`` (int, pair, None keeps that size)."""
 
-    _fn = staticmethod(F.adaptive_avg_pool2d)
+    _fn = _functional("adaptive_avg_pool2d")
 
 
 class AdaptiveAvgPool3d(_AdaptiveAvgPoolNd):
     r"""3D adaptive average pooling to ``output_size`` (int, triple, None keeps that size)."""
 
-    _fn = staticmethod(F.adaptive_avg_pool3d)
+    _fn = _functional("adaptive_avg_pool3d")
 
 
 class _AdaptiveMaxPool(_AdaptivePool):
@@ -223,19 +224,19 @@ class _AdaptiveMaxPool(_AdaptivePool):
 class AdaptiveMaxPool1d(_AdaptiveMaxPool):
     r"""1D adaptive max pooling to ``output_size``, optionally returning the indices."""
 
-    _fn = staticmethod(F.adaptive_max_pool1d)
+    _fn = _functional("adaptive_max_pool1d")
 
 
 class AdaptiveMaxPool2d(_AdaptiveMaxPool):
     r"""2D adaptive max pooling to ``output_size``, optionally returning the indices."""
 
-    _fn = staticmethod(F.adaptive_max_pool2d)
+    _fn = _functional("adaptive_max_pool2d")
 
 
 class AdaptiveMaxPool3d(_AdaptiveMaxPool):
     r"""3D adaptive max pooling to ``output_size``, optionally returning the indices."""
 
-    _fn = staticmethod(F.adaptive_max_pool3d)
+    _fn = _functional("adaptive_max_pool3d")
 
 
 _AdaptiveMaxPoolNd = _AdaptiveMaxPool  # torch's name for the adaptive max pools' base

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from ...tensor import Tensor
-from .. import functional as F
 from ..module import Module
+from .utils import _functional
 
 __all__ = [
     "LPPool1d",
@@ -47,19 +47,19 @@ class _LPPoolNd(Module):
 class LPPool1d(_LPPoolNd):
     r"""1D power-average pooling :math:`(\sum x^p)^{1/p}` over (N, C, L) or (C, L)."""
 
-    _fn = staticmethod(F.lp_pool1d)
+    _fn = _functional("lp_pool1d")
 
 
 class LPPool2d(_LPPoolNd):
     r"""2D power-average pooling over (N, C, H, W) or (C, H, W)."""
 
-    _fn = staticmethod(F.lp_pool2d)
+    _fn = _functional("lp_pool2d")
 
 
 class LPPool3d(_LPPoolNd):
     r"""3D power-average pooling over (N, C, D, H, W) or (C, D, H, W)."""
 
-    _fn = staticmethod(F.lp_pool3d)
+    _fn = _functional("lp_pool3d")
 
 
 class _MaxUnpoolNd(Module):
@@ -85,19 +85,19 @@ class _MaxUnpoolNd(Module):
 class MaxUnpool1d(_MaxUnpoolNd):
     r"""Partial inverse of :class:`MaxPool1d`: values back at their argmax, zeros elsewhere."""
 
-    _fn, _nd = staticmethod(F.max_unpool1d), 1
+    _fn, _nd = _functional("max_unpool1d"), 1
 
 
 class MaxUnpool2d(_MaxUnpoolNd):
     r"""Partial inverse of :class:`MaxPool2d`."""
 
-    _fn, _nd = staticmethod(F.max_unpool2d), 2
+    _fn, _nd = _functional("max_unpool2d"), 2
 
 
 class MaxUnpool3d(_MaxUnpoolNd):
     r"""Partial inverse of :class:`MaxPool3d`."""
 
-    _fn, _nd = staticmethod(F.max_unpool3d), 3
+    _fn, _nd = _functional("max_unpool3d"), 3
 
 
 class _FractionalMaxPoolNd(Module):
@@ -143,10 +143,10 @@ class _FractionalMaxPoolNd(Module):
 class FractionalMaxPool2d(_FractionalMaxPoolNd):
     r"""2D fractional max pooling over (N, C, H, W) or (C, H, W)."""
 
-    _fn, _nd = staticmethod(F.fractional_max_pool2d), 2
+    _fn, _nd = _functional("fractional_max_pool2d"), 2
 
 
 class FractionalMaxPool3d(_FractionalMaxPoolNd):
     r"""3D fractional max pooling over (N, C, D, H, W) or (C, D, H, W)."""
 
-    _fn, _nd = staticmethod(F.fractional_max_pool3d), 3
+    _fn, _nd = _functional("fractional_max_pool3d"), 3

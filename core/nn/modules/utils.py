@@ -54,3 +54,26 @@ def consume_prefix_in_state_dict_if_present(state_dict: dict, prefix: str) -> No
                 continue
             if key == prefix.replace(".", "") or key.startswith(prefix):
                 metadata[key[len(prefix) :]] = metadata.pop(key)
+
+
+class _functional:  # noqa: N801 - used like ``staticmethod``
+    """A class attribute that reads ``ember.nn.functional.<name>`` at each access.
+
+    torch's layers call ``F.relu`` / ``F.avg_pool2d`` through the module at call time, so a
+    library that patches ``torch.nn.functional.relu`` (ptflops' functional counters) sees the
+    layers' calls as well; binding the function once at class creation would hide them.
+    """
+
+    __slots__ = ("name",)
+    _namespace: Any = None  # ember.nn.functional, bound on first use (an import costs ~5 us)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, owner: Any = None) -> Callable:
+        ns = _functional._namespace
+        if ns is None:
+            from .. import functional as ns
+
+            _functional._namespace = ns
+        return getattr(ns, self.name)
