@@ -293,8 +293,11 @@ def test_strided_two_threads_kernel_parts(monkeypatch):
 
     if not mkl_gemm.enabled():
         pytest.skip("MKL is not installed: conv_split keeps the threaded GEMM paths")
+    from ember.ops import conv_direct_fused
+
     monkeypatch.setattr(D, "THREADED", True)
     monkeypatch.setattr(D, "MIN_KERNEL_MACS", 1)
+    monkeypatch.setattr(conv_direct_fused, "ENABLED", False)  # (its own: test_conv_s21.py)
     calls = []
     for name in ("forward_par", "weight_grad_cl_par"):
         real = getattr(D._k, name)

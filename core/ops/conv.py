@@ -23,9 +23,8 @@ stride-1 convolutions are per-sample GEMMs, no columns. At two or more threads w
 thread.
 
 Three Functions (in ``conv_functions``, re-exported here) close over each other so that double
-backward works: ``Conv`` (y = x * w + b),
-``ConvTranspose`` (its input gradient, plus a bias) and ``ConvWeightGrad`` (its weight gradient);
-the backward of each is made of the other two.
+backward works: ``Conv`` (y = x * w + b), ``ConvTranspose`` (its input gradient, plus a bias)
+and ``ConvWeightGrad`` (its weight gradient); the backward of each is made of the other two.
 """
 
 from __future__ import annotations
@@ -39,6 +38,7 @@ from ..backend.mkl_gemm import addmm_, matmul_into
 from ..backend.mkl_gemm import matmul as mm
 from ..backend.threads import num_threads
 from . import conv_direct_cl as _dcl
+from . import conv_direct_narrow as _narrow
 from .conv_blocked import blocked_forward, blocked_weight_grad, use_blocked
 from .conv_cl import (
     cols_from_padded,
@@ -314,12 +314,10 @@ def _flipped_transpose(xp, w, groups):
     return xp.ascontiguousarray(wt[flip]).reshape((groups * cg, o // groups) + k)
 
 
-# _ONE_PIXEL: a 1x1 convolution of a 1x1 input (squeeze-excite's two layers in mobilenet_v3,
-# efficientnet, regnet_y) is a linear layer over the batch. The per-sample products above have
-# a single column there, laid out so that NumPy's matmul cannot hand them to BLAS (a length-1
-# axis with a non-unit stride) and runs its naive loop: forward + backward of 960 -> 240 on
-# 2 x 960 x 1 x 1 took 2.7 ms (torch 0.6); as three (N, C) products, see the test file
-# tests/test_model_zoo_speed_fixes.py and docs/kernels.md (issue 23).
+# _ONE_PIXEL: a 1x1 convolution of a 1x1 input (squeeze-excite in mobilenet_v3, efficientnet,
+# regnet_y) is a linear layer over the batch. The per-sample products have one column there,
+# which NumPy's matmul cannot hand to BLAS (a length-1 axis with a non-unit stride): 960 ->
+# 240 on 2 x 960 x 1 x 1 took 2.7 ms (torch 0.6); now three (N, C) products (issue 23).
 ONE_PIXEL = True
 
 
@@ -350,6 +348,8 @@ def conv_input_grad(xp, g, w, geom: ConvGeom, g_cf=None):
         return gx.reshape((n, wt.shape[0]) + geom.in_size)
     if use_direct_input_grad(xp, g, w.shape, geom):  # strided, few channels: by stride phases
         return direct_input_grad(g, w, geom)
+    if _narrow.use_padded_input_grad(xp, g, w.shape, geom):  # 3 input channels: no col2im
+        return _narrow.padded_input_grad(g, w, geom)
     wt_shape = (w.shape[1], w.shape[0]) + tuple(w.shape[2:])
     tgeom = _direct_transpose_geom(w.shape, geom)
     if tgeom is not None and _dcl.use_direct_cl(xp, g, wt_shape, tgeom):
@@ -391,7 +391,7 @@ def conv_weight_grad(xp, x, g, w_shape, geom: ConvGeom, cols=None, g_cf=None):
             return _dcl.direct_cl_weight_grad(cols, g, w_shape, geom)
         cols = cols_from_padded(xp, cols.xh, geom)
     if isinstance(cols, DirectCols):  # a direct forward kept its padded input
-        gw = direct_weight_grad(x, g, w_shape, geom, cols.xf)
+        gw = direct_weight_grad(x, g, w_shape, geom, cols)
         if gw is not None:
             return gw
         cols = None

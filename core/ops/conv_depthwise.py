@@ -17,6 +17,7 @@ import os
 import numpy as np
 
 from ..backend.mkl_gemm import matmul as mm
+from ..backend.threads import num_threads
 from ._kernel_split import split_call
 
 _numba = None  # ``_numba_depthwise`` once loaded; False when unavailable
@@ -26,6 +27,14 @@ _numba = None  # ``_numba_depthwise`` once loaded; False when unavailable
 # machine, same process: 8 x 64 x 16^2 k3 1.07 -> 1.14 ms a step, 32 x 32 x 32^2 7.46 -> 7.93)
 # and won above it (8 x 128 x 56^2 29.4 -> 26.0)
 MIN_PER_THREAD = 1 << 20
+# 3x3 at stride 1: ``_numba_depthwise_k3`` (nine taps a pass over each output row; the input
+# gradient as the flipped kernel's forward), False: the per-tap kernels (A/B)
+K3 = True
+_k3 = None
+# ... whose calls at two or more threads run their parallel variants (numba's threads, the
+# planes in blocks) from this many output values: below it the serial kernel on the calling
+# thread (``MIN_PER_THREAD`` for the others)
+K3_MIN_PAR = 1 << 16
 
 
 def _compiled(xp, geom, *arrays):
@@ -49,10 +58,48 @@ def _compiled(xp, geom, *arrays):
     return _numba or None
 
 
+def _use_k3(geom) -> bool:
+    """Whether the 3x3 stride-1 kernels (``K3``) take this geometry."""
+    global _k3
+    if not K3 or not _stride1(geom) or tuple(geom.kernel) != (3, 3):
+        return False
+    if _k3 is None:
+        from . import _numba_depthwise_k3
+
+        _k3 = _numba_depthwise_k3
+    return True
+
+
+class _K3Call:
+    """A 3x3 kernel of ``_numba_depthwise_k3``; at two or more threads its parallel variant
+    (from ``K3_MIN_PAR`` padded input values; ``conv_direct._call`` sets numba's threads), and
+    ``split_call`` then hands it the whole batch (``_min_per_thread``)."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def __call__(self, *args):
+        from .conv_direct import MIN_KERNEL_MACS, _call, with_kernel_threads
+
+        nt = num_threads()
+        if nt < 2 or args[0].size < K3_MIN_PAR:
+            getattr(_k3, self.name)(*args)
+        else:
+            with_kernel_threads(nt, lambda: _call(self.name, MIN_KERNEL_MACS, *args, mod=_k3))
+
+
+def _min_per_thread(fn) -> int:
+    """``split_call``'s least output values a thread: none for the parallel 3x3 kernels."""
+    return 1 << 62 if isinstance(fn, _K3Call) else MIN_PER_THREAD
+
+
 def _kernel_and_steps(kern, name, geom):
-    """The kernel for this stride (the flat-shift ``*_s1`` form at stride 1) and its step
-    arguments (strides, then dilations; the ``_s1`` kernels take the dilations only)."""
+    """The kernel for this stride (the flat-shift ``*_s1`` form at stride 1, the nine-tap one
+    for 3x3: ``_use_k3``) and its step arguments (strides, then dilations; the ``_s1``
+    kernels take the dilations only)."""
     if _stride1(geom):
+        if name != "input_grad" and _use_k3(geom):
+            return _K3Call(name + "_s1"), geom.dilation
         return getattr(kern, name + "_s1"), geom.dilation
     return getattr(kern, name), (*geom.stride, *geom.dilation)
 
@@ -65,11 +112,15 @@ def _compiled_forward(kern, x, w, geom):
     y = np.empty(x.shape[:2] + geom.out_size, dtype=x.dtype)
     fn, st = _kernel_and_steps(kern, "forward", geom)
     args = lambda lo, hi: (xpad[lo:hi], w3, *st, y[lo:hi])  # noqa: E731
-    split_call(fn, x.shape[0], y[0].size, args, MIN_PER_THREAD)
+    split_call(fn, x.shape[0], y[0].size, args, _min_per_thread(fn))
     return y, xpad
 
 
 def _compiled_input_grad(kern, g, w, geom):
+    tgeom = _direct_geom(geom) if _use_k3(geom) else None
+    if tgeom is not None:  # the flipped kernel's forward: 8 x 64 x 16^2, 1 thread, ms:
+        # per-tap scatter + crop 0.25 -> pad of g + nine-tap forward ~0.12
+        return _compiled_forward(kern, g, np.ascontiguousarray(w[:, :, ::-1, ::-1]), tgeom)[0]
     g = np.ascontiguousarray(g)
     w3 = np.ascontiguousarray(w).reshape(w.shape[0], *geom.kernel)
     padded = tuple(s + lo + hi for s, (lo, hi) in zip(geom.in_size, geom.pad))
@@ -92,7 +143,7 @@ def _compiled_weight_grad(kern, x, g, w_shape, geom, xpad=None):
         g.shape[0],
         g[0].size,
         lambda lo, hi: (xpad[lo:hi], g[lo:hi], *st, part[lo:hi]),
-        MIN_PER_THREAD,
+        _min_per_thread(fn),
     )
     return part.sum(axis=0).reshape(w_shape)
 

@@ -18,7 +18,8 @@ At stride 2 the padded input is laid out as its stride phases (``_plan``), so a 
 one offset and the same kernels serve the forward and the weight gradient; the input gradient
 runs per phase of the padded input as a stride-1 correlation of g with that phase's taps
 (``direct_input_grad``). The forward keeps its padded input for the weight gradient
-(``DirectCols``).
+(``DirectCols``). At two or more kernel threads the forward runs one sample at a time, its
+copies included, on numba's threads (``conv_direct_fused``).
 
 Selected by ``use_direct`` (numba present, NumPy float32/float64, groups 1, 2-D or 3-D,
 stride at most ``MAX_STRIDE``, output channels a multiple of 8 up to ``MAX_OUT``, input
@@ -110,11 +111,18 @@ def _parallel_ok() -> bool:
     return _PARALLEL_OK
 
 
-def _call(name: str, macs: int, *args) -> None:
-    """The kernel ``name`` on ``args``, its parallel variant where threads are allowed."""
-    nt = getattr(_tl, "n", 1) if THREADED else 1
+def kernel_threads() -> int:
+    """The threads the direct kernels' calls may use on this thread (``with_kernel_threads``)."""
+    return getattr(_tl, "n", 1) if THREADED else 1
+
+
+def _call(name: str, macs: int, *args, mod=None) -> None:
+    """The kernel ``name`` of ``mod`` (default: ``_numba_conv_direct``) on ``args``, its
+    parallel variant where threads are allowed."""
+    _k_ = _k if mod is None else mod
+    nt = kernel_threads()
     if nt < 2 or macs < MIN_KERNEL_MACS or not _parallel_ok():
-        getattr(_k, name)(*args)
+        getattr(_k_, name)(*args)
         return
     import numba
 
@@ -123,11 +131,11 @@ def _call(name: str, macs: int, *args) -> None:
         prev = numba.get_num_threads()
     except ValueError:  # "No threading layer could be loaded" (no TBB): serial from now on
         _PARALLEL_OK = False
-        getattr(_k, name)(*args)
+        getattr(_k_, name)(*args)
         return
     numba.set_num_threads(min(nt, numba.config.NUMBA_NUM_THREADS))  # (thread-local)
     try:
-        getattr(_k, name + "_par")(*args)
+        getattr(_k_, name + "_par")(*args)
     finally:
         numba.set_num_threads(prev)
 
@@ -265,12 +273,13 @@ def _crop(a, npl, q, wp, out):
 
 class DirectCols:
     """The forward's zero-padded flat input (``_flat_input``), kept as the "columns" for the
-    direct weight gradient, which then need not build it again."""
+    direct weight gradient, which then need not build it again; ``xcl``: the same
+    channels-last, where the fused forward made it (``conv_direct_fused``), else None."""
 
-    __slots__ = ("xf",)
+    __slots__ = ("xf", "xcl")
 
-    def __init__(self, xf):
-        self.xf = xf
+    def __init__(self, xf, xcl=None):
+        self.xf, self.xcl = xf, xcl
 
     def conj(self) -> DirectCols:  # real dtypes only: the direct path takes float32/float64
         return self
@@ -279,6 +288,10 @@ class DirectCols:
 def direct_forward(x, w, b, geom, keep: bool = False):
     """(conv(x, w) + b, cols) by the direct kernel (``use_direct`` must hold); with ``keep``,
     cols is the padded input as ``DirectCols`` for ``direct_weight_grad``, else None."""
+    from . import conv_direct_fused as _fused  # (imports this module)
+
+    if _fused.use_fused(x, w.shape[0], geom):  # layout, kernels and crop in one pass
+        return _fused.fused_forward(x, w, b, geom, keep)
     ph, npl, step, q, qpad, offs = _plan(x.shape, x.dtype.itemsize, geom)
     xf = _flat_input(np.ascontiguousarray(x), geom, ph, (npl - 1) * step + qpad + offs.max())
     o, c = w.shape[:2]
@@ -297,24 +310,33 @@ def direct_forward(x, w, b, geom, keep: bool = False):
 
 def direct_weight_grad(x, g, w_shape, geom, xf=None):
     """d conv(x, w) / dw applied to g by the direct kernel, or None where x is not finite;
-    ``xf``: the forward's padded flat input (``DirectCols``), else built here."""
+    ``xf``: the forward's padded flat input or its ``DirectCols``, else built here."""
     if not np.isfinite(x).all():
         return None
     ph, npl, step, q, qpad, offs = _plan(x.shape, x.dtype.itemsize, geom)
-    if xf is None:
+    xcl = xf.xcl if isinstance(xf, DirectCols) else None
+    xf = xf.xf if isinstance(xf, DirectCols) else xf
+    cl = CL_WGRAD and w_shape[1] % (GVEC_BYTES // x.dtype.itemsize) == 0
+    if xf is None and (xcl is None or not cl):
         xf = _flat_input(np.ascontiguousarray(x), geom, ph, (npl - 1) * step + qpad + offs.max())
     n, o = g.shape[:2]
-    gw = np.zeros((n, o, npl, qpad), dtype=x.dtype)
-    _crop(gw, npl, q, ph[-1], geom.out_size)[...] = g
+    from . import conv_direct_fused as _fused
+
+    if kernel_threads() > 1 and _fused.ENABLED and _fused.available():  # g widened in parallel
+        gw = _fused.widen(g, npl, qpad, ph[-1], geom.out_size)
+    else:
+        gw = np.zeros((n, o, npl, qpad), dtype=x.dtype)
+        _crop(gw, npl, q, ph[-1], geom.out_size)[...] = g
     t = len(offs)
     t3 = -(-t // TB) * TB
     offs3 = np.zeros(t3, dtype=np.int64)  # padded taps read offset 0; their sums are dropped
     offs3[:t] = offs
     lanes = GVEC_BYTES // x.dtype.itemsize
     macs = n * o * w_shape[1] * t * npl * qpad
-    if CL_WGRAD and w_shape[1] % lanes == 0:
+    if cl:
         # channels-last input: a vector of input channels against g's scalars, no lane sums
-        xcl = np.ascontiguousarray(xf.transpose(0, 2, 1))
+        if xcl is None:
+            xcl = np.ascontiguousarray(xf.transpose(0, 2, 1))
         dwv = np.zeros((o, t3, w_shape[1]), dtype=x.dtype)
         _call("weight_grad_cl", macs, xcl, gw, offs3, step, dwv)
         return np.ascontiguousarray(dwv[:, :t].transpose(0, 2, 1)).reshape(w_shape)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 from ..autograd.function import Function
+from . import conv_lift as _lift
 from ._lowp import float32_compute
 from .conv import (
     ConvGeom,
@@ -26,6 +27,7 @@ from .conv_blocked import use_blocked
 from .conv_depthwise import is_depthwise
 from .conv_direct import DirectCols, use_direct_input_grad, use_direct_weight_grad
 from .conv_direct_cl import use_direct_cl_weight_grad
+from .conv_direct_narrow import use_padded_input_grad
 from .conv_split import split_backward
 
 
@@ -41,7 +43,12 @@ class Conv(Function):
             ctx.cols = None
             ctx.save_for_backward(x, w)
             return ctx.xp.zeros((0, w.shape[0]) + tuple(geom.out_size), dtype=x.dtype)
-        y, cols = conv_forward(ctx.xp, x, w, b, geom)
+        ctx.lifted = _lift.liftable(ctx.xp, x, w.shape, geom)  # 1-D as 2-D (conv_lift)
+        if ctx.lifted:
+            y, cols = conv_forward(ctx.xp, _lift.up(x), _lift.up(w), b, _lift.lift(geom))
+            y = _lift.down(y)
+        else:
+            y, cols = conv_forward(ctx.xp, x, w, b, geom)
         # The columns are the weight gradient's operand; keep them only when it is needed.
         ctx.cols = cols if ctx.needs_input_grad[1] else None
         ctx.save_for_backward(x, w)
@@ -67,11 +74,16 @@ class Conv(Function):
                 return gx, gw, gb, None
             if grad.dtype.kind == "c":  # the conjugate Wirtinger gradient, as PyTorch
                 x, w, cols = _conj(x), _conj(w), _conj(cols)
+            w_shape = w.shape
+            if getattr(ctx, "lifted", False):  # as the forward ran: 2-D (conv_lift)
+                x, grad, w, geom = _lift.up(x), _lift.up(grad), _lift.up(w), _lift.lift(geom)
             split = None
             if not is_depthwise(w.shape, geom):  # at two threads: by parts (conv_split)
                 kernels = (conv_input_grad, conv_weight_grad, _bias_grad)
                 split = split_backward(xp, x, grad, w, geom, cols, need, kernels, _backward)
             gx, gw, gb = _backward(xp, x, grad, w, geom, cols, need) if split is None else split
+            if getattr(ctx, "lifted", False):
+                gx, gw = _lift.down(gx), None if gw is None else gw.reshape(w_shape)
             return gx, gw, gb, None
         if need[2]:
             gb = _bias_grad(ctx.xp, grad)
@@ -92,6 +104,7 @@ def _backward(xp, x, grad, w, geom, cols, need):
                 need[0]
                 and _direct_transpose_geom(w.shape, geom, grad.shape[0]) is None
                 and not use_direct_input_grad(xp, grad, w.shape, geom)
+                and not use_padded_input_grad(xp, grad, w.shape, geom)
             )
             or (
                 need[1]
