@@ -94,6 +94,31 @@ def _get_tracing_state():
 
 _TRACING_STATE = _types.SimpleNamespace(name="ember.jit.trace")
 
+
+def _is_tracing() -> bool:
+    """``torch._C._is_tracing()`` (asteroid's ``script_if_tracing`` guards): True while
+    ``ember.jit.trace`` runs."""
+    from .jit._decorators import is_tracing
+
+    return is_tracing()
+
+
+_JIT_FLAGS = {"executor": True, "mode": True}
+
+
+def _jit_set_profiling_executor(flag: bool) -> bool:
+    """``torch._C._jit_set_profiling_executor`` (speechbrain turns it off at import): ember's
+    jit has no profiling executor; the flag is kept and its old value returned, as torch's."""
+    old, _JIT_FLAGS["executor"] = _JIT_FLAGS["executor"], bool(flag)
+    return old
+
+
+def _jit_set_profiling_mode(flag: bool) -> bool:
+    """``torch._C._jit_set_profiling_mode``: kept as :func:`_jit_set_profiling_executor`."""
+    old, _JIT_FLAGS["mode"] = _JIT_FLAGS["mode"], bool(flag)
+    return old
+
+
 #: torch._C._nn: of ATen's nn bindings, the argument parser of ``.to()``
 _nn = _types.ModuleType("ember._C._nn")
 _nn._parse_to = _nn_parse_to

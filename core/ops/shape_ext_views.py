@@ -206,6 +206,42 @@ class StridedView(Function):
         return out.reshape(shape), None
 
 
+def overlap_add(xp, g, step: int, n: int):
+    """The sum of the windows ``g[..., t, :]`` (shape ``(..., frames, size)``) placed at
+    ``t * step`` in a zero array of length ``n`` (the adjoint of ``unfold(-1, size, step)``):
+    ``ceil(size / step)`` slice adds."""
+    frames, size = g.shape[-2:]
+    lead = g.shape[:-2]
+    span = frames * step
+    out = xp.zeros(lead + (max(n, (frames - 1) * step + size) + step,), dtype=g.dtype)
+    for q in range(-(-size // step)):
+        w = min(step, size - q * step)
+        blk = g[..., q * step : q * step + w]
+        if w < step:  # the last group (or windows shorter than the step): zeros after them
+            blk = xp.concatenate([blk, xp.zeros(lead + (frames, step - w), g.dtype)], axis=-1)
+        out[..., q * step : q * step + span] += blk.reshape(lead + (span,))
+    return out[..., :n]
+
+
+class UnfoldView(StridedView):
+    """``unfold``'s view. Its gradient is the overlap-add of the windows (NumPy's ``add.at``
+    over every element was most of an STFT's backward)."""
+
+    @staticmethod
+    def forward(ctx, x, make, dim, size, step):
+        ctx.dim, ctx.size, ctx.step = dim, size, step
+        return StridedView.forward(ctx, x, make)
+
+    @staticmethod
+    def backward(ctx, grad):
+        shape, d, size, step = ctx.shape, ctx.dim, ctx.size, ctx.step
+        if ctx._tensor_mode or not shape or size > 64 * step:
+            return (*StridedView.backward(ctx, grad), None, None, None)
+        xp = ctx.xp
+        out = overlap_add(xp, xp.moveaxis(grad, d, -2), step, shape[d])
+        return xp.ascontiguousarray(xp.moveaxis(out, -1, d)), None, None, None, None
+
+
 def _strided_maker(size, stride, offset):
     def make(xp, a):
         flat = a.reshape(-1)  # a view for contiguous inputs (torch's storage), else a copy
@@ -288,7 +324,9 @@ def unfold(input: Tensor, dimension: int, size: int, step: int) -> Tensor:
         strides[d] = a.strides[d] * step
         return _as_strided(xp, a, shape + [size], strides + [a.strides[d]])
 
-    return StridedView.apply(input, make)
+    if not nd:
+        return StridedView.apply(input, make)
+    return UnfoldView.apply(input, make, d, size, step)
 
 
 # ---- in-place view ops (they change the tensor's shape, not its values) -------------------

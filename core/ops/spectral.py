@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..autograd.function import Function
 from ..tensor import Tensor
 from . import _la_util as u
-from .function_free import _xp_of
+from .shape_ext_views import _as_strided, overlap_add
 
 
 def _const(a, like: Tensor) -> Tensor:
@@ -29,21 +30,35 @@ def _window(window, win_length: int, n_fft: int, like: Tensor) -> Tensor:
     return window
 
 
-def _reflect_pad(x: Tensor, p: int, mode: str) -> Tensor:
-    n = x.shape[-1]
-    if mode == "reflect":
-        idx = np.r_[np.arange(p, 0, -1), np.arange(n), np.arange(n - 2, n - 2 - p, -1)]
-    elif mode == "replicate":
-        idx = np.r_[np.zeros(p, int), np.arange(n), np.full(p, n - 1)]
-    elif mode == "circular":
-        idx = np.r_[np.arange(n - p, n), np.arange(n), np.arange(p)]
-    elif mode == "constant":
-        from .shape import pad
+class OverlapAdd(Function):
+    """istft's overlap-add of frames ``(..., frames, n_fft)`` into ``(..., total)``; the
+    gradient is the frames of the gradient (``unfold``)."""
 
-        return pad(x, (p, p))
-    else:
-        raise RuntimeError(f"stft: unsupported pad_mode {mode!r}")
-    return x[..., _const(idx.astype(np.int64), x)]
+    @staticmethod
+    def forward(ctx, frames, hop, total):
+        ctx.hop, ctx.n_fft = hop, frames.shape[-1]
+        return overlap_add(ctx.xp, frames, hop, total)
+
+    @staticmethod
+    def backward(ctx, grad):
+        if ctx._tensor_mode:
+            return grad.unfold(-1, ctx.n_fft, ctx.hop), None, None
+        xp, hop, n_fft = ctx.xp, ctx.hop, ctx.n_fft
+        grad = xp.ascontiguousarray(grad)
+        frames = (grad.shape[-1] - n_fft) // hop + 1
+        step = grad.strides[-1]
+        shape, strides = grad.shape[:-1] + (frames, n_fft), grad.strides[:-1] + (hop * step, step)
+        return xp.ascontiguousarray(_as_strided(xp, grad, shape, strides)), None, None
+
+
+def _center_pad(x: Tensor, p: int, mode: str) -> Tensor:
+    """torch.stft's ``center`` padding: ``F.pad`` of the signal viewed as 3-D (torch's
+    errors name that shape)."""
+    from .shape import pad
+
+    shape = tuple(x.shape)
+    x3 = x.reshape((1,) * (3 - len(shape)) + shape)
+    return pad(x3, (p, p), mode).reshape(shape[:-1] + (shape[-1] + 2 * p,))
 
 
 def stft(
@@ -93,13 +108,12 @@ def stft(
         raise RuntimeError(f"stft: expected a 1D or 2D tensor, but got {input.ndim}D")
     hop = n_fft // 4 if hop_length is None else hop_length
     win = n_fft if win_length is None else win_length
-    x = _reflect_pad(input, n_fft // 2, pad_mode) if center else input
+    x = _center_pad(input, n_fft // 2, pad_mode) if center else input
     n = x.shape[-1]
     if n_fft <= 0 or n_fft > n:
         raise RuntimeError(f"stft: expected 0 < n_fft <= {n}, but got n_fft={n_fft}")
-    frames = 1 + (n - n_fft) // hop
-    idx = np.arange(frames)[:, None] * hop + np.arange(n_fft)[None, :]
-    seg = x[..., _const(idx, x)] * _window(window, win, n_fft, input)
+    # the frames as a strided view (a gather of every sample was most of stft's time)
+    seg = x.unfold(-1, n_fft, hop) * _window(window, win, n_fft, input)
     one = (not is_c) if onesided is None else onesided
     spec = _fft.rfft(seg, dim=-1) if one else _fft.fft(seg, dim=-1)
     if normalized:
@@ -154,14 +168,9 @@ def istft(
     frames = frames * w
     nf = frames.shape[-2]
     total = n_fft + hop * (nf - 1)
-    idx = (np.arange(nf)[:, None] * hop + np.arange(n_fft)[None, :]).reshape(-1)
-    lead = tuple(frames.shape[:-2])
-    xp = _xp_of(frames._data)
-    out = Tensor._wrap(xp.zeros(lead + (total,), dtype=frames._data.dtype))
-    out = out.index_add(out.ndim - 1, _const(idx, frames), frames.reshape(lead + (-1,)))
+    out = OverlapAdd.apply(frames, hop, total)
     wsq = u.host((w * w)._data)
-    env = np.zeros(total, wsq.dtype)
-    np.add.at(env, idx, np.tile(wsq, nf))
+    env = overlap_add(np, np.broadcast_to(wsq, (nf, n_fft)), hop, total)
     start = n_fft // 2 if center else 0
     end = total - (n_fft // 2 if center else 0) if length is None else start + length
     env = env[start : min(end, total)]
