@@ -11,7 +11,8 @@ import importlib
 
 __all__ = ["transforms", "datasets", "models", "ops", "tv_tensors", "utils", "io"]
 _PARTS = tuple(__all__)
-__all__ += ["get_image_backend", "set_image_backend"]
+__all__ += ["get_image_backend", "set_image_backend", "get_video_backend", "set_video_backend"]
+__all__ += ["disable_beta_transforms_warning"]
 
 _image_backend = "PIL"
 
@@ -28,6 +29,24 @@ def set_image_backend(backend: str) -> None:
 def get_image_backend() -> str:
     """The name of the package used to load images (``"PIL"`` unless set otherwise)."""
     return _image_backend
+
+
+_video_backend = "pyav"
+
+
+def set_video_backend(backend: str) -> None:
+    """torchvision's video-backend switch; as in torchvision 0.28 (where only ``"pyav"`` is
+    left) it changes nothing."""
+
+
+def get_video_backend() -> str:
+    """The package used to decode videos: ``"pyav"``, as torchvision 0.28's."""
+    return _video_backend
+
+
+def disable_beta_transforms_warning() -> None:
+    """A no-op, as in torchvision (``transforms.v2`` is stable; code written for 0.15 calls
+    it)."""
 
 
 # torchvision's release for torch 2.13, tagged like ember.__version__ ("2.13.0+ember.X")

@@ -139,3 +139,60 @@ def draw_segmentation_masks(
         drawn[mask] = color
     out = arr * (1 - alpha) + drawn * alpha
     return _back(out.astype(np.uint8), image)
+
+
+def draw_keypoints(
+    image: Tensor,
+    keypoints: Tensor,
+    connectivity: list[tuple[int, int]] | None = None,
+    colors: str | tuple[int, int, int] | None = None,
+    radius: int = 2,
+    width: int = 3,
+    visibility: Tensor | None = None,
+) -> Tensor:
+    """Draw ``keypoints`` ``(num_instances, K, 2)`` (``[x, y]``) on an RGB image ``(3, H, W)``
+    (``uint8``, or float in [0, 1]) as filled circles of ``radius``, joined by lines of
+    ``width`` for each ``(i, j)`` of ``connectivity``; ``visibility`` ``(num_instances, K)``
+    hides points and the lines that touch them. Returns a new image of the input's dtype."""
+    from PIL import Image, ImageDraw
+
+    if not isinstance(image, Tensor):
+        raise TypeError(f"The image must be a tensor, got {type(image)}")
+    if not (image.dtype == ember.uint8 or image.is_floating_point()):
+        raise ValueError(f"The image dtype must be uint8 or float, got {image.dtype}")
+    if image.dim() != 3:
+        raise ValueError("Pass individual images, not batches")
+    if image.shape[0] != 3:
+        raise ValueError("Pass an RGB image. Other Image formats are not supported")
+    if keypoints.ndim != 3:
+        raise ValueError("keypoints must be of shape (num_instances, K, 2)")
+    vis = (
+        np.ones(tuple(keypoints.shape[:-1]), bool)
+        if visibility is None
+        else visibility.detach().cpu().numpy().astype(bool)
+    )
+    if vis.ndim == 3:  # (N, K, 1), as pred.split([2, 1], dim=-1) gives it
+        vis = vis[..., 0]
+    if vis.ndim != 2:
+        raise ValueError(f"visibility must be of shape (num_instances, K). Got ndim={vis.ndim}")
+    if vis.shape != tuple(keypoints.shape[:-1]):
+        raise ValueError(
+            "keypoints and visibility must have the same dimensionality for num_instances and "
+            f"K. Got visibility.shape={vis.shape} and keypoints.shape={tuple(keypoints.shape)}"
+        )
+    arr = image.detach().cpu().numpy()
+    if image.is_floating_point():  # v2's to_dtype(uint8, scale=True): truncating
+        arr = (arr * (255 + 1.0 - 1e-3)).astype(np.uint8)
+    canvas = Image.fromarray(np.ascontiguousarray(arr.transpose(1, 2, 0)))
+    draw = ImageDraw.Draw(canvas)
+    points = keypoints.detach().cpu().numpy().astype(np.int64).tolist()
+    for inst, inst_vis in zip(points, vis.tolist()):
+        for (x, y), shown in zip(inst, inst_vis):
+            if shown:
+                draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=colors, width=0)
+        for i, j in connectivity or ():
+            if inst_vis[i] and inst_vis[j]:
+                draw.line(((inst[i][0], inst[i][1]), (inst[j][0], inst[j][1])), width=width)
+    out = ember.from_numpy(np.ascontiguousarray(np.asarray(canvas).transpose(2, 0, 1)))
+    out = out.to(image.device)
+    return out.to(image.dtype) / 255 if image.is_floating_point() else out

@@ -21,6 +21,8 @@ __all__ = [
     "decode_image",
     "decode_png",
     "decode_jpeg",
+    "decode_gif",
+    "decode_webp",
     "read_image",
     "encode_png",
     "encode_jpeg",
@@ -114,6 +116,24 @@ def decode_image(
 
 decode_png = decode_image
 decode_jpeg = decode_image
+
+
+def decode_webp(input, mode: ImageReadMode = ImageReadMode.UNCHANGED) -> ember.Tensor:
+    """Decode a WEBP image (1-D ``uint8`` bytes) to ``(C, H, W)`` ``uint8`` RGB[A]."""
+    return decode_image(input, mode)
+
+
+def decode_gif(input) -> ember.Tensor:
+    """Decode a GIF (1-D ``uint8`` bytes) to RGB ``uint8``: ``(C, H, W)`` for one frame,
+    ``(N, C, H, W)`` for ``N`` frames (each frame as Pillow composes it)."""
+    Image = _image()
+    img = Image.open(_io.BytesIO(_bytes_of(input, "decode_gif").tobytes()))
+    frames = []
+    for i in range(getattr(img, "n_frames", 1)):
+        img.seek(i)
+        frames.append(np.asarray(img.convert("RGB"), dtype=np.uint8).transpose(2, 0, 1))
+    out = frames[0] if len(frames) == 1 else np.stack(frames)
+    return ember.from_numpy(np.ascontiguousarray(out))
 
 
 def read_image(

@@ -15,7 +15,16 @@ import numpy as np
 import ember
 from ember.tensor import Tensor
 
-__all__ = ["TVTensor", "Image", "Mask", "BoundingBoxes", "BoundingBoxFormat", "wrap"]
+__all__ = [
+    "TVTensor",
+    "Image",
+    "Mask",
+    "BoundingBoxes",
+    "BoundingBoxFormat",
+    "is_rotated_bounding_format",
+    "KeyPoints",
+    "wrap",
+]
 
 
 def _as_array(data, dtype=None, device=None):
@@ -71,11 +80,14 @@ class Image(TVTensor):
 
 
 class Mask(TVTensor):
-    """A segmentation mask ``(..., H, W)``."""
+    """A segmentation mask ``(..., H, W)`` (a PIL image gives ``(C, H, W)``)."""
 
     __slots__ = ()
 
     def __new__(cls, data, *, dtype=None, device=None, requires_grad=None):
+        if hasattr(data, "getbands"):  # PIL image: (C, H, W), as torchvision's pil_to_tensor
+            arr = np.asarray(data)
+            data = np.ascontiguousarray(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1))
         return _grad(cls._from_array(_as_array(data, dtype, device)), requires_grad)
 
 
@@ -83,6 +95,14 @@ class BoundingBoxFormat(Enum):
     XYXY = "XYXY"
     XYWH = "XYWH"
     CXCYWH = "CXCYWH"
+
+
+def is_rotated_bounding_format(format: BoundingBoxFormat | str) -> bool:
+    """Whether ``format`` is one of torchvision's rotated-box formats (``XYWHR``, ``CXCYWHR``,
+    ``XYXYXYXY``; ember has none of them yet, so its own formats answer ``False``)."""
+    if isinstance(format, BoundingBoxFormat):
+        format = format.value
+    return format in ("XYWHR", "CXCYWHR", "XYXYXYXY")
 
 
 class BoundingBoxes(TVTensor):
@@ -118,6 +138,28 @@ class BoundingBoxes(TVTensor):
         )
 
 
+class KeyPoints(TVTensor):
+    """Points ``(..., 2)`` (``[x, y]``) on an image of ``canvas_size`` ``(H, W)``: polygons
+    ``(N, P, 2)``, skeletons, ... (a 1-d ``[x, y]`` becomes ``(1, 2)``). ``transforms.v2``
+    moves them with the image."""
+
+    __slots__ = ("canvas_size",)
+
+    def __new__(cls, data, *, canvas_size, dtype=None, device=None, requires_grad=None):
+        array = _as_array(data, dtype, device)
+        if array.ndim == 1:
+            array = array[None]
+        elif array.shape[-1] != 2:
+            raise ValueError(f"Expected a tensor of shape (..., 2), not {tuple(array.shape)}")
+        if len(canvas_size) != 2:
+            raise ValueError(f"canvas_size should be (height, width), got {canvas_size}")
+        out = cls._from_array(array, canvas_size=(int(canvas_size[0]), int(canvas_size[1])))
+        return _grad(out, requires_grad)
+
+    def __repr__(self) -> str:
+        return f"KeyPoints({Tensor._wrap(self._data)!r}, canvas_size={self.canvas_size})"
+
+
 def wrap(wrappee: Tensor, *, like: TVTensor, **kwargs) -> TVTensor:
     """``wrappee``'s data with ``like``'s type and metadata (``kwargs`` override it)."""
     array = wrappee.detach()._data
@@ -127,4 +169,6 @@ def wrap(wrappee: Tensor, *, like: TVTensor, **kwargs) -> TVTensor:
             format=kwargs.get("format", like.format),
             canvas_size=kwargs.get("canvas_size", like.canvas_size),
         )
+    if isinstance(like, KeyPoints):
+        return KeyPoints._from_array(array, canvas_size=kwargs.get("canvas_size", like.canvas_size))
     return type(like)._from_array(array)

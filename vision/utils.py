@@ -10,11 +10,12 @@ from typing import BinaryIO
 import ember
 from ember.tensor import Tensor
 
-from ._draw import draw_bounding_boxes, draw_segmentation_masks
+from ._draw import draw_bounding_boxes, draw_keypoints, draw_segmentation_masks
 from ._flow_image import flow_to_image
 
 __all__ = [
     "draw_bounding_boxes",
+    "draw_keypoints",
     "draw_segmentation_masks",
     "flow_to_image",
     "make_grid",

@@ -199,6 +199,9 @@ def tensor_split(input, sections, dim=0):
     a list.
     """
     n = input._data.shape[wrap_dim(dim, input._data.ndim)]
+    if not isinstance(sections, int):  # indices (ascending): cut before each, as torch
+        cuts = [0] + [builtins.min(builtins.max(int(i), 0), n) for i in sections] + [n]
+        return split(input, [b - a for a, b in zip(cuts, cuts[1:])], dim)
     q, r = divmod(n, sections)
     return split(input, [q + 1] * r + [q] * (sections - r), dim)
 

@@ -61,7 +61,11 @@ def test_outputs_equal_torchvisions(name):
     np.testing.assert_allclose(out.numpy(), ref.numpy(), rtol=1e-4, atol=1e-5 * ref.abs().max())
 
 
-@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v3_small", "swin_t", "vit_b_32"])
+@pytest.mark.parametrize(
+    "name",
+    ["resnet18", "mobilenet_v3_small", "swin_t", "vit_b_32"]
+    + ["r3d_18", "mc3_18", "r2plus1d_18", "s3d", "swin3d_t", "mvit_v1_b", "mvit_v2_s"],
+)
 def test_feature_extraction_names_equal_torchvisions(name):
     from torchvision.models import feature_extraction as tfe
 
@@ -69,3 +73,175 @@ def test_feature_extraction_names_equal_torchvisions(name):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert efe.get_graph_node_names(em) == tfe.get_graph_node_names(tm)
+
+
+# ---- transforms.v2 on whole samples: same seed, same outputs -----------------------------------
+def _v2_sample(lib, fmt: str, dtype):
+    rng = np.random.default_rng(0)
+    img = (rng.random((3, 37, 53)) * 255).astype(np.uint8)
+    mask = (rng.random((37, 53)) > 0.5).astype(np.uint8)
+    boxes = np.array([[3, 4, 17, 26], [20, 10, 15, 12], [30, 20, 10, 10]]).astype(dtype)
+    if fmt == "XYXY":
+        boxes = np.array([[3, 4, 20, 30], [10.5, 2.2, 40.7, 33.1], [30, 20, 52, 36]], dtype)
+    wrap = torch.tensor if lib is torchvision.tv_tensors else (lambda a: a)
+    return (
+        lib.Image(wrap(img)),
+        lib.BoundingBoxes(wrap(boxes), format=fmt, canvas_size=(37, 53)),
+        lib.Mask(wrap(mask)),
+    )
+
+
+V2_CASES = [
+    ("RandomPerspective", {"p": 1.0, "distortion_scale": 0.6}),
+    ("ElasticTransform", {"alpha": 30.0, "sigma": 3.0}),
+    ("RandomResize", {"min_size": 20, "max_size": 60}),
+    ("RandomShortestSize", {"min_size": [20, 30, 40], "max_size": 70}),
+    ("ScaleJitter", {"target_size": (64, 80)}),
+    ("RandomChannelPermutation", {}),
+    ("AugMix", {}),
+    ("AutoAugment", {}),
+    ("RandAugment", {}),
+    ("TrivialAugmentWide", {}),
+]
+
+
+@pytest.mark.parametrize("fmt", ["XYXY", "XYWH", "CXCYWH"])
+@pytest.mark.parametrize("name,kw", V2_CASES, ids=[c[0] for c in V2_CASES])
+def test_v2_samples_equal_torchvisions(name, kw, fmt):
+    from torchvision.transforms import v2 as tv2
+
+    from ember.vision import tv_tensors as etv
+    from ember.vision.transforms import v2 as ev2
+
+    # (the auto-augmentations refuse boxes and masks)
+    n = 1 if name in ("AugMix", "AutoAugment", "RandAugment", "TrivialAugmentWide") else 3
+    for seed in range(3):
+        torch.manual_seed(seed)
+        ref = getattr(tv2, name)(**kw)(*_v2_sample(torchvision.tv_tensors, fmt, np.float32)[:n])
+        ember.manual_seed(seed)
+        out = getattr(ev2, name)(**kw)(*_v2_sample(etv, fmt, np.float32)[:n])
+        ref, out = (ref, out) if n > 1 else ((ref,), (out,))
+        for r, o in zip(ref, out):
+            assert type(o).__name__ == type(r).__name__ and o.shape == tuple(r.shape)
+            # uint8 pixels may round one level apart (float op order); boxes to float32 ulps
+            atol = 1e-4 if type(r).__name__ == "BoundingBoxes" else 2
+            np.testing.assert_allclose(o.numpy().astype(float), r.numpy(), atol=atol)
+
+
+@pytest.mark.parametrize("fn", ["distance_box_iou_loss", "complete_box_iou_loss"])
+def test_iou_losses_equal_torchvisions(fn):
+    from ember.vision import ops
+
+    b1 = np.array([[0, 0, 10, 10], [5, 5, 15, 25], [1, 2, 3, 4]], np.float32)
+    b2 = np.array([[1, 1, 9, 12], [20, 20, 30, 30], [1, 2, 3, 4]], np.float32)
+    for red in ("none", "mean", "sum"):
+        ref = getattr(torchvision.ops, fn)(torch.tensor(b1), torch.tensor(b2), red)
+        out = getattr(ops, fn)(ember.tensor(b1), ember.tensor(b2), red)
+        np.testing.assert_allclose(out.numpy(), ref.numpy(), rtol=1e-6)
+
+
+# ---- datasets: the same small files give the same samples ---------------------------------------
+def test_datasets_equal_torchvisions(tmp_path):
+    # (torchvision's SVHN and STL10 check the official files' MD5, so small files written
+    # here only load in ember: tests/vision/test_vision_datasets_2.py)
+    from test_vision_datasets_2 import write_image_lists, write_image_lists_2, write_voc
+
+    from ember.vision import datasets as ed
+
+    tvd, root = torchvision.datasets, str(tmp_path)
+    write_voc(root)
+    write_image_lists(root)
+    write_image_lists_2(root)
+    pet_kw = {"split": "test", "target_types": ["category", "binary-category", "segmentation"]}
+    pairs = [
+        (tvd.OxfordIIITPet(root, **pet_kw), ed.OxfordIIITPet(root, **pet_kw)),
+        (tvd.GTSRB(root), ed.GTSRB(root)),
+        (tvd.GTSRB(root, "test"), ed.GTSRB(root, "test")),
+        (tvd.VOCSegmentation(root), ed.VOCSegmentation(root)),
+        (tvd.VOCDetection(root), ed.VOCDetection(root)),
+        (tvd.EuroSAT(root), ed.EuroSAT(root)),
+        (tvd.Country211(root, "test"), ed.Country211(root, "test")),
+        (tvd.RenderedSST2(root, "val"), ed.RenderedSST2(root, "val")),
+        (tvd.DTD(root), ed.DTD(root)),
+        (tvd.Food101(root), ed.Food101(root)),
+    ]
+    for ref, out in pairs:
+        assert len(ref) == len(out) and getattr(ref, "classes", 0) == getattr(out, "classes", 0)
+        for i in range(len(ref)):
+            (ri, rt), (oi, ot) = ref[i], out[i]
+            np.testing.assert_array_equal(np.asarray(ri), np.asarray(oi))
+            for r, o in zip(rt, ot) if isinstance(rt, tuple) else [(rt, ot)]:
+                if hasattr(r, "mode"):
+                    assert r.mode == o.mode
+                    np.testing.assert_array_equal(np.asarray(r), np.asarray(o))
+                else:
+                    assert r == o
+    # wrap_dataset_for_transforms_v2 on VOC: the same boxes, labels and masks
+    wrap_t, wrap_e = tvd.wrap_dataset_for_transforms_v2, ed.wrap_dataset_for_transforms_v2
+    for cls in ("VOCDetection", "VOCSegmentation"):
+        ref, out = wrap_t(getattr(tvd, cls)(root)), wrap_e(getattr(ed, cls)(root))
+        for i in range(len(ref)):
+            rt, ot = ref[i][1], out[i][1]
+            if isinstance(rt, dict):
+                assert rt["boxes"].canvas_size == ot["boxes"].canvas_size
+                rt, ot = (rt["boxes"], rt["labels"]), (ot["boxes"], ot["labels"])
+            else:
+                rt, ot = (rt,), (ot,)
+            for r, o in zip(rt, ot):
+                assert type(r).__name__ == type(o).__name__
+                np.testing.assert_array_equal(o.numpy(), r.numpy())
+
+
+def test_draw_keypoints_equals_torchvisions():
+    from ember.vision import utils as eu
+
+    rng = np.random.default_rng(0)
+    img = (rng.random((3, 40, 50)) * 255).astype(np.uint8)
+    kp = np.array([[[5, 5], [20, 30], [40, 10]], [[10, 35], [45, 38], [30, 20]]], np.float32)
+    vis = np.array([[1, 1, 0], [1, 1, 1]], bool)
+    kw = {"connectivity": [(0, 1), (1, 2)], "colors": "red", "radius": 3, "width": 2}
+    for x in (img, img.astype(np.float32) / 255):
+        ref = torchvision.utils.draw_keypoints(
+            torch.tensor(x), torch.tensor(kp), visibility=torch.tensor(vis), **kw
+        )
+        out = eu.draw_keypoints(
+            ember.tensor(x), ember.tensor(kp), visibility=ember.tensor(vis), **kw
+        )  # noqa: E501
+        np.testing.assert_allclose(out.numpy(), ref.numpy(), atol=1e-7)
+
+
+KP_CASES = [
+    ("RandomHorizontalFlip", {"p": 1.0}),
+    ("Resize", {"size": 20}),
+    ("RandomResizedCrop", {"size": 24}),
+    ("Pad", {"padding": [2, 3]}),
+    ("RandomCrop", {"size": 20, "padding": 3}),
+    ("RandomRotation", {"degrees": 30, "expand": True}),
+    ("RandomAffine", {"degrees": 20, "translate": (0.1, 0.1), "scale": (0.8, 1.2), "shear": 10}),
+    ("RandomPerspective", {"p": 1.0}),
+    ("ElasticTransform", {"alpha": 30.0}),
+    ("ScaleJitter", {"target_size": (40, 60)}),
+    ("ClampKeyPoints", {}),
+    ("SanitizeKeyPoints", {}),
+]
+
+
+@pytest.mark.parametrize("name,kw", KP_CASES, ids=[c[0] for c in KP_CASES])
+def test_v2_keypoints_equal_torchvisions(name, kw):
+    from torchvision.transforms import v2 as tv2
+
+    from ember.vision import tv_tensors as etv
+    from ember.vision.transforms import v2 as ev2
+
+    img = (np.random.default_rng(0).random((3, 37, 53)) * 255).astype(np.uint8)
+    kp = np.array([[[3, 4], [20, 30], [50.5, 2.2]], [[10, 36], [0, 0], [52, 36]]], np.float32)
+    for seed in range(3):
+        torch.manual_seed(seed)
+        ref = getattr(tv2, name)(**kw)(
+            torchvision.tv_tensors.Image(torch.tensor(img)),
+            torchvision.tv_tensors.KeyPoints(torch.tensor(kp), canvas_size=(37, 53)),
+        )[1]
+        ember.manual_seed(seed)
+        out = getattr(ev2, name)(**kw)(etv.Image(img), etv.KeyPoints(kp, canvas_size=(37, 53)))[1]
+        assert isinstance(out, etv.KeyPoints) and out.canvas_size == tuple(ref.canvas_size)
+        np.testing.assert_allclose(out.numpy(), ref.numpy(), atol=1e-4)

@@ -189,12 +189,10 @@ def test_v2_moves_boxes_and_masks_with_the_image(seed):
     np.testing.assert_allclose([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], b, atol=1.5)
 
 
-def test_v2_refuses_boxes_where_unsupported():
+def test_v2_bounding_boxes_check_their_arguments():
     from ember.vision import tv_tensors as tv
 
-    boxes = tv.BoundingBoxes([[1, 1, 4, 4]], format="XYXY", canvas_size=(8, 8))
-    with pytest.raises(NotImplementedError, match="bounding boxes"):
-        v2.RandomPerspective(p=1.0)(tv.Image(np.zeros((3, 8, 8), np.uint8)), boxes)
+    # (v2.RandomPerspective moves boxes now: tests/vision/test_transforms_v2_warps.py)
     with pytest.raises(ValueError, match="format"):
         tv.BoundingBoxes([[1, 1, 4, 4]], format="XYZ", canvas_size=(8, 8))
     with pytest.raises(ValueError, match=r"\(N, 4\)"):

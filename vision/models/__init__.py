@@ -6,6 +6,7 @@ checkpoints (``.pth`` via ``ember.load``, or safetensors) load with ``load_state
 
 from . import (
     detection,  # torchvision.models.detection
+    mobilenet,  # torchvision.models.mobilenet (v2 and v3)
     optical_flow,  # torchvision.models.optical_flow
     quantization,  # torchvision.models.quantization
     segmentation,  # torchvision.models.segmentation

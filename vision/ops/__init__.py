@@ -20,6 +20,7 @@ from .boxes import (
     remove_small_boxes,
 )
 from .deform_conv import DeformConv2d, deform_conv2d
+from .diou_ciou_loss import complete_box_iou_loss, distance_box_iou_loss
 from .drop_block import DropBlock2d, DropBlock3d, drop_block2d, drop_block3d
 from .feature_pyramid_network import FeaturePyramidNetwork
 from .focal_loss import sigmoid_focal_loss
@@ -58,6 +59,8 @@ __all__ = [
     "batched_nms",
     "box_area",
     "box_convert",
+    "complete_box_iou_loss",
+    "distance_box_iou_loss",
     "box_iou",
     "clip_boxes_to_image",
     "complete_box_iou",

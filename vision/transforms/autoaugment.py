@@ -262,3 +262,7 @@ class TrivialAugmentWide:
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}(num_magnitude_bins={self.num_magnitude_bins})"
+
+
+# AugMix lives in _augmix.py and is importable from here, as torchvision's
+from ._augmix import AugMix  # noqa: E402,F401

@@ -308,9 +308,11 @@ class RandomChoice(Compose):
             )
         self.p = p
 
-    def __call__(self, img):
-        # torchvision draws from Python's ``random`` here
-        return random.choices(self.transforms, weights=self.p)[0](img)
+    def __call__(self, *args):
+        # torchvision draws from Python's ``random`` here; every argument goes to the
+        # picked transform, so batch transforms taking ``(images, targets)`` work (the
+        # classification references' ``RandomChoice([RandomMixUp, RandomCutMix])``)
+        return random.choices(self.transforms, weights=self.p)[0](*args)
 
 
 class RandomOrder(Compose):
@@ -358,4 +360,5 @@ from ._geometry_transforms import (  # noqa: E402
     _degrees,  # noqa: F401 (still importable from here)
     _resized_crop_params,  # noqa: F401 (still importable from here)
 )
+from ._linear_transform import LinearTransformation  # noqa: E402,F401
 from ._warp_transforms import ElasticTransform, RandomPerspective  # noqa: E402

@@ -64,24 +64,44 @@ class Pool(nn.Module):
         self.norm_before_pool = norm_before_pool
 
     def forward(self, x: Tensor, thw: tuple[int, int, int]) -> tuple[Tensor, tuple[int, ...]]:
-        squeeze = x.dim() == 3
-        if squeeze:
-            x = x.unsqueeze(1)
-        elif x.dim() != 4:
-            raise ValueError(f"Pool expects (B, N, C) or (B, heads, N, C), got {tuple(x.shape)}")
-        cls_tok, grid = x[:, :, :1], x[:, :, 1:]
-        b, n, length, c = grid.shape
-        if length != thw[0] * thw[1] * thw[2]:
-            raise ValueError(f"Pool: {length} grid tokens do not form a {thw} grid")
-        grid = grid.transpose(2, 3).reshape((b * n, c) + tuple(thw))
+        # torchvision's steps, in its order (they are the nodes feature extraction names)
+        x, tensor_dim = _unsqueeze(x, 4, 1)
+        cls_tok, x = ember.tensor_split(x, (1,), dim=2)
+        x = x.transpose(2, 3)
+        b, n, c = x.shape[:3]
+        x = x.reshape((b * n, c) + tuple(thw)).contiguous()
         if self.norm_before_pool and self.norm_act is not None:
-            grid = self.norm_act(grid)
-        grid = self.pool(grid)
-        new_thw = tuple(grid.shape[2:])
-        x = ember.cat((cls_tok, grid.reshape(b, n, c, -1).transpose(2, 3)), dim=2)
+            x = self.norm_act(x)
+        x = self.pool(x)
+        t, h, w = x.shape[2:]
+        x = x.reshape(b, n, c, -1).transpose(2, 3)
+        x = ember.cat((cls_tok, x), dim=2)
         if not self.norm_before_pool and self.norm_act is not None:
             x = self.norm_act(x)
-        return (x.squeeze(1) if squeeze else x), new_thw
+        return _squeeze(x, 4, 1, tensor_dim), (t, h, w)
+
+
+def _unsqueeze(x: Tensor, target_dim: int, expand_dim: int) -> tuple[Tensor, int]:
+    """``x`` with an axis at ``expand_dim`` if it has one dimension fewer than
+    ``target_dim``, and its original number of dimensions."""
+    tensor_dim = x.dim()
+    if tensor_dim == target_dim - 1:
+        x = x.unsqueeze(expand_dim)
+    elif tensor_dim != target_dim:
+        raise ValueError(f"Unsupported input dimension {tuple(x.shape)}")
+    return x, tensor_dim
+
+
+def _squeeze(x: Tensor, target_dim: int, expand_dim: int, tensor_dim: int) -> Tensor:
+    """Undo :func:`_unsqueeze`."""
+    return x.squeeze(expand_dim) if tensor_dim == target_dim - 1 else x
+
+
+def _add_shortcut(x: Tensor, shortcut: Tensor, residual_with_cls_embed: bool) -> Tensor:
+    """MViT v2's pooled-query residual (the class token's too, or not)."""
+    if residual_with_cls_embed:
+        return x + shortcut
+    return x + F.pad(shortcut[:, :, 1:], (0, 0, 1, 0))
 
 
 def _interpolate(embedding: Tensor, d: int) -> Tensor:
@@ -131,6 +151,13 @@ def _add_rel_pos(
         rel_t[..., :, None, None] + rel_h[..., None, :, None] + rel_w[..., None, None, :]
     ).reshape(bsz, heads, qt * qh * qw, kt * kh * kw)
     return attn + F.pad(rel, (1, 0, 1, 0))
+
+
+# recorded as single calls by ember.fx (feature extraction), as torchvision's are
+ember.fx.wrap("_unsqueeze")
+ember.fx.wrap("_squeeze")
+ember.fx.wrap("_add_rel_pos")
+ember.fx.wrap("_add_shortcut")
 
 
 def _pool_conv(head_dim: int, kernel: Sequence[int], stride: Sequence[int]) -> nn.Conv3d:
@@ -198,7 +225,7 @@ class MultiscaleAttention(nn.Module):
                 nn.init.trunc_normal_(p, std=0.02)
 
     def forward(self, x: Tensor, thw: tuple[int, int, int]) -> tuple[Tensor, tuple[int, ...]]:
-        b, n, _ = x.shape
+        b, n, c = x.shape
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).transpose(1, 3)
         q, k, v = qkv.unbind(dim=2)  # each (B, heads, N, head_dim)
         k_thw = thw
@@ -209,13 +236,13 @@ class MultiscaleAttention(nn.Module):
         if self.pool_q is not None:
             q, thw = self.pool_q(q, thw)
 
-        attn = (self.scaler * q).matmul(k.transpose(2, 3))
-        if self.rel_pos_h is not None:
+        attn = ember.matmul(self.scaler * q, k.transpose(2, 3))
+        if self.rel_pos_h is not None and self.rel_pos_w is not None and self.rel_pos_t is not None:
             attn = _add_rel_pos(attn, q, thw, k_thw, self.rel_pos_h, self.rel_pos_w, self.rel_pos_t)
-        x = attn.softmax(dim=-1).matmul(v)
+        attn = attn.softmax(dim=-1)
+        x = ember.matmul(attn, v)
         if self.residual_pool:
-            # MViT v2: add the pooled queries (the class token's too, or not)
-            x = x + (q if self.residual_with_cls_embed else F.pad(q[:, :, 1:], (0, 0, 1, 0)))
+            x = _add_shortcut(x, q, self.residual_with_cls_embed)
         x = x.transpose(1, 2).reshape(b, -1, self.output_dim)
         return self.project(x), thw
 
@@ -309,8 +336,16 @@ class PositionalEncoding(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         cls = self.class_token.expand(x.size(0), -1).unsqueeze(1)
         x = ember.cat((cls, x), dim=1)
-        if self.spatial_pos is not None:
-            # token t*H*W + s gets temporal_pos[t] + spatial_pos[s]
-            grid = (self.temporal_pos[:, None, :] + self.spatial_pos[None, :, :]).flatten(0, 1)
-            x = x + ember.cat((self.class_pos.unsqueeze(0), grid), dim=0).unsqueeze(0)
+        if (
+            self.spatial_pos is not None
+            and self.temporal_pos is not None
+            and self.class_pos is not None
+        ):  # noqa: E501
+            # token t*H*W + s gets temporal_pos[t] + spatial_pos[s] (torchvision's op order)
+            hw_size, embed_size = self.spatial_pos.shape
+            pos = ember.repeat_interleave(self.temporal_pos, hw_size, dim=0)
+            spatial = self.spatial_pos.unsqueeze(0).expand(self.temporal_size, -1, -1)
+            pos.add_(spatial.reshape(-1, embed_size))
+            pos = ember.cat((self.class_pos.unsqueeze(0), pos), dim=0).unsqueeze(0)
+            x.add_(pos)
         return x

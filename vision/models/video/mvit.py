@@ -14,7 +14,9 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
 
+import ember
 from ember import nn
+from ember.fx import Proxy
 from ember.tensor import Tensor
 
 from ...transforms._presets import VideoClassification
@@ -33,7 +35,11 @@ from ._mvit_layers import (  # noqa: F401  (torchvision has the layers in this m
     PositionalEncoding,
     _add_rel_pos,
     _rel_index,
+    _unsqueeze,
 )
+
+# recorded as one call by ember.fx, as torchvision's (wrapped where it is called from)
+ember.fx.wrap("_unsqueeze")
 
 __all__ = ["MViT", "MViT_V1_B_Weights", "mvit_v1_b", "MViT_V2_S_Weights", "mvit_v2_s"]
 
@@ -123,13 +129,12 @@ class MViT(nn.Module):
                     nn.init.trunc_normal_(p, std=0.02)
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.dim() == 4:
-            x = x.unsqueeze(2)  # (B, C, H, W) images as one-frame clips
-        elif x.dim() != 5:
-            raise ValueError(f"MViT expects (N, 3, T, H, W) clips, got {tuple(x.shape)}")
+        # torchvision's steps, in its order (they are the nodes feature extraction names);
+        # (B, C, H, W) images become one-frame clips
+        x = _unsqueeze(x, 5, 2)[0]
         x = self.conv_proj(x)
         thw = (self.pos_encoding.temporal_size, *self.pos_encoding.spatial_size)
-        if tuple(x.shape[2:]) != thw:
+        if not isinstance(x, Proxy) and tuple(x.shape[2:]) != thw:
             # the positions (v1) and the pooling grid are fixed when the model is built
             raise ValueError(
                 f"MViT was built for {thw} patches (spatial_size, temporal_size of the "
@@ -140,7 +145,8 @@ class MViT(nn.Module):
         x = self.pos_encoding(x.flatten(2).transpose(1, 2))
         for blk in self.blocks:
             x, thw = blk(x, thw)
-        return self.head(self.norm(x)[:, 0])
+        x = self.norm(x)
+        return self.head(x[:, 0])
 
 
 def _mvit(block_setting, stochastic_depth_prob: float, weights, progress: bool, **kwargs):

@@ -101,8 +101,10 @@ class BasicBlock(nn.Module):
         self.stride = stride
 
     def forward(self, x: Tensor) -> Tensor:
+        out = self.conv2(self.conv1(x))
+        # the shortcut after the main path, as torchvision (the order of the traced nodes)
         residual = x if self.downsample is None else self.downsample(x)
-        return self.relu(self.conv2(self.conv1(x)) + residual)
+        return self.relu(out + residual)
 
 
 class Bottleneck(nn.Module):
@@ -126,8 +128,9 @@ class Bottleneck(nn.Module):
         self.stride = stride
 
     def forward(self, x: Tensor) -> Tensor:
+        out = self.conv3(self.conv2(self.conv1(x)))
         residual = x if self.downsample is None else self.downsample(x)
-        return self.relu(self.conv3(self.conv2(self.conv1(x))) + residual)
+        return self.relu(out + residual)
 
 
 class BasicStem(nn.Sequential):

@@ -11,6 +11,7 @@ from typing import Any
 
 import ember
 from ember import nn
+from ember.fx import Proxy
 from ember.tensor import Tensor
 
 from ...ops.misc import Conv3dNormActivation
@@ -146,18 +147,23 @@ class S3D(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.dim() != 5:
-            raise ValueError(f"S3D expects clips (N, 3, T, H, W), got shape {tuple(x.shape)}")
-        t, h, w = _feature_size(*x.shape[2:])
-        if t < 2 or h < 7 or w < 7:
-            # the 2x7x7 average pool needs at least 2x7x7 features: 13 frames of 209x209
-            raise ValueError(
-                f"S3D needs clips of at least 13 frames of 209x209 pixels (its features are "
-                f"average-pooled over 2x7x7); got T, H, W = {tuple(x.shape[2:])}, which gives "
-                f"{t}x{h}x{w} features"
-            )
+        if not isinstance(x, Proxy):  # checked on tensors; fx traces torchvision's graph
+            _check_clip(x)
         x = self.classifier(self.avgpool(self.features(x)))
         return ember.mean(x, dim=(2, 3, 4))
+
+
+def _check_clip(x: Tensor) -> None:
+    if x.dim() != 5:
+        raise ValueError(f"S3D expects clips (N, 3, T, H, W), got shape {tuple(x.shape)}")
+    t, h, w = _feature_size(*x.shape[2:])
+    if t < 2 or h < 7 or w < 7:
+        # the 2x7x7 average pool needs at least 2x7x7 features: 13 frames of 209x209
+        raise ValueError(
+            f"S3D needs clips of at least 13 frames of 209x209 pixels (its features are "
+            f"average-pooled over 2x7x7); got T, H, W = {tuple(x.shape[2:])}, which gives "
+            f"{t}x{h}x{w} features"
+        )
 
 
 class S3D_Weights(WeightsEnum):

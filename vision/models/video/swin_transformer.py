@@ -43,9 +43,26 @@ __all__ = [
 ]
 
 
-def _pad_size_3d(size: tuple[int, ...], unit: tuple[int, ...]) -> tuple[int, int, int]:
-    """How much to pad each of ``(T, H, W)`` at its end to whole multiples of ``unit``."""
-    return tuple((unit[i] - size[i] % unit[i]) % unit[i] for i in range(3))  # type: ignore[return-value]
+def _compute_pad_size_3d(size_dhw: tuple[int, ...], patch_size: tuple[int, ...]):
+    """How much to pad each of ``(T, H, W)`` at its end to whole multiples of ``patch_size``."""
+    pad = [(patch_size[i] - size_dhw[i] % patch_size[i]) % patch_size[i] for i in range(3)]
+    return pad[0], pad[1], pad[2]
+
+
+def _get_window_and_shift_size(shift_size: list[int], size_dhw, window_size: list[int]):
+    """A window that covers an axis of the features shrinks to it and does not shift."""
+    for i in range(3):
+        if size_dhw[i] <= window_size[i]:
+            window_size[i], shift_size[i] = size_dhw[i], 0
+    return window_size, shift_size
+
+
+def _get_relative_position_bias(table: Tensor, index: Tensor, window_size: list[int]) -> Tensor:
+    """``(1, heads, vol, vol)``; a window shrunk to small features reads the top-left block of
+    the full index."""
+    vol = window_size[0] * window_size[1] * window_size[2]
+    bias = table[index[:vol, :vol].flatten()].view(vol, vol, -1)
+    return bias.permute(2, 0, 1).contiguous().unsqueeze(0)
 
 
 def _shift_mask_3d(padded: tuple[int, ...], window: list[int], shift: list[int]) -> Tensor:
@@ -82,7 +99,7 @@ def shifted_window_attention_3d(
     """Window multi-head self-attention with a relative position bias on ``(B, T, H, W, C)``
     features, the windows shifted by ``shift_size`` (no shift where it is 0)."""
     b, t, h, w, c = input.shape
-    pad = _pad_size_3d((t, h, w), tuple(window_size))
+    pad = _compute_pad_size_3d((t, h, w), tuple(window_size))
     x = F.pad(input, (0, 0, 0, pad[2], 0, pad[1], 0, pad[0]))
     padded = tuple(x.shape[1:4])
     shifted = sum(shift_size) > 0
@@ -115,6 +132,13 @@ def shifted_window_attention_3d(
     if shifted:
         x = ember.roll(x, shifts=tuple(shift_size), dims=(1, 2, 3))
     return x[:, :t, :h, :w, :].contiguous()
+
+
+# recorded as single calls by ember.fx (feature extraction), as torchvision's are
+ember.fx.wrap("_compute_pad_size_3d")
+ember.fx.wrap("_get_window_and_shift_size")
+ember.fx.wrap("_get_relative_position_bias")
+ember.fx.wrap("shifted_window_attention_3d")
 
 
 class ShiftedWindowAttention3d(nn.Module):
@@ -166,20 +190,19 @@ class ShiftedWindowAttention3d(nn.Module):
         self.register_buffer("relative_position_index", index)  # kept 2-D, as torchvision
 
     def get_relative_position_bias(self, window_size: list[int]) -> Tensor:
-        # a window shrunk to small features reads the top-left block of the full index
-        vol = window_size[0] * window_size[1] * window_size[2]
-        index = self.relative_position_index[:vol, :vol].flatten()
-        bias = self.relative_position_bias_table[index].view(vol, vol, -1)
-        return bias.permute(2, 0, 1).contiguous().unsqueeze(0)
+        return _get_relative_position_bias(
+            self.relative_position_bias_table, self.relative_position_index, window_size
+        )
 
     def forward(self, x: Tensor) -> Tensor:
-        size = x.shape[1:4]
-        window, shift = list(self.window_size), list(self.shift_size)
-        for i in range(3):
-            if size[i] <= window[i]:  # the window covers this axis: no shift along it
-                window[i], shift[i] = size[i], 0
+        # torchvision's steps, in its order (they are the nodes feature extraction names)
+        _, t, h, w, _ = x.shape
+        window, shift = _get_window_and_shift_size(
+            list(self.shift_size), [t, h, w], list(self.window_size)
+        )
+        bias = self.get_relative_position_bias(window)
         return shifted_window_attention_3d(
-            x, self.qkv.weight, self.proj.weight, self.get_relative_position_bias(window),
+            x, self.qkv.weight, self.proj.weight, bias,
             window, self.num_heads, shift_size=shift, attention_dropout=self.attention_dropout,
             dropout=self.dropout, qkv_bias=self.qkv.bias, proj_bias=self.proj.bias,
             training=self.training,
@@ -206,11 +229,12 @@ class PatchEmbed3d(nn.Module):
         self.norm = norm_layer(embed_dim) if norm_layer is not None else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.dim() != 5:
+        if not isinstance(x, ember.fx.Proxy) and x.dim() != 5:
             raise ValueError(
                 f"PatchEmbed3d expects clips (N, C, T, H, W), got shape {tuple(x.shape)}"
             )
-        pad = _pad_size_3d(tuple(x.shape[2:]), self.tuple_patch_size)
+        _, _, t, h, w = x.size()
+        pad = _compute_pad_size_3d((t, h, w), self.tuple_patch_size)
         x = self.proj(F.pad(x, (0, pad[2], 0, pad[1], 0, pad[0])))
         return self.norm(x.permute(0, 2, 3, 4, 1))  # B, T, H, W, C
 

@@ -5,7 +5,7 @@ A transform takes one input or a nest of tuples / lists / dicts; the geometric o
 ``Resize``, ``CenterCrop``, ``RandomCrop``, ``RandomResizedCrop``, ``Pad``, ``RandomRotation``,
 ``RandomAffine``, ``RandomZoomOut``, ``RandomIoUCrop``) draw their parameters once and move
 boxes and masks with the image; the colour and other image-only transforms leave boxes and
-masks alone. ``RandomPerspective`` refuses boxes and masks (not supported yet).
+masks alone. ``RandomPerspective`` and ``ElasticTransform`` warp boxes and masks too.
 """
 
 from __future__ import annotations
@@ -26,9 +26,20 @@ from ._detection import (
     RandomZoomOut,
     SanitizeBoundingBoxes,
 )
+from ._extra import *  # noqa: F403
+from ._extra import __all__ as _extra_all
 from ._geometry import *  # noqa: F403
 from ._geometry import __all__ as _geometry_all
+from ._keypoints import ClampKeyPoints, SanitizeKeyPoints, get_keypoints
 from ._transform import ImageOnly, Transform
+from ._utils import (
+    check_type,
+    get_bounding_boxes,
+    has_all,
+    has_any,
+    query_chw,
+    query_size,
+)
 
 _IMAGE_ONLY = [
     "ColorJitter",
@@ -56,35 +67,8 @@ for _name in _IMAGE_ONLY:
     )
 
 
-class AutoAugment(ImageOnly):
-    """AutoAugment with its ImageNet policy, applied to the images of a sample.
-
-    Takes the arguments of :class:`~ember.vision.transforms.AutoAugment`.
-    Bounding boxes, masks and other items of the sample pass through unchanged.
-    """
-
-    _v1 = _aa.AutoAugment
-
-
-class RandAugment(ImageOnly):
-    """RandAugment, applied to the images of a sample.
-
-    Takes the arguments of :class:`~ember.vision.transforms.RandAugment`.
-    Bounding boxes, masks and other items of the sample pass through unchanged.
-    """
-
-    _v1 = _aa.RandAugment
-
-
-class TrivialAugmentWide(ImageOnly):
-    """TrivialAugment (wide search space), applied to the images of a sample.
-
-    Takes the arguments of :class:`~ember.vision.transforms.TrivialAugmentWide`.
-    Bounding boxes, masks and other items of the sample pass through unchanged.
-    """
-
-    _v1 = _aa.TrivialAugmentWide
-
+# torchvision's v2 draws (not v1's): _auto_augment.py
+from ._auto_augment import AutoAugment, RandAugment, TrivialAugmentWide  # noqa: E402
 
 AutoAugmentPolicy = _aa.AutoAugmentPolicy
 InterpolationMode = _F.InterpolationMode
@@ -214,7 +198,7 @@ class ToPureTensor(Transform):
     The data is shared, not copied; the other items pass through unchanged.
     """
 
-    _kinds = ("image", "boxes", "mask")
+    _kinds = ("image", "boxes", "mask", "keypoints")
 
     def _transform(self, inpt, kind, params):
         return Tensor._wrap(inpt._data) if isinstance(inpt, tv_tensors.TVTensor) else inpt
@@ -245,6 +229,7 @@ class ClampBoundingBoxes(Transform):
 
 __all__ = (
     list(_geometry_all)
+    + list(_extra_all)
     + _IMAGE_ONLY
     + [
         "AutoAugment",
@@ -270,5 +255,14 @@ __all__ = (
         "SanitizeBoundingBoxes",
         "Transform",
         "functional",
+        "check_type",
+        "get_bounding_boxes",
+        "has_all",
+        "has_any",
+        "query_chw",
+        "query_size",
+        "ClampKeyPoints",
+        "SanitizeKeyPoints",
+        "get_keypoints",
     ]
 )

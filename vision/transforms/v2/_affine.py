@@ -19,6 +19,7 @@ from .. import _geometry
 from .. import functional as _v1
 from .._functional_geometry import _shear_pair
 from ..functional import InterpolationMode
+from . import _keypoints as _kp
 
 
 def forward_affine_matrix(center, angle: float, translate, scale: float, shear) -> list[float]:
@@ -87,6 +88,10 @@ def affine(
         if scale <= 0.0:
             raise ValueError("Argument scale should be positive")
         return _affine_boxes(inpt, angle, translate, scale, _shear_pair(shear), center, False)
+    if isinstance(inpt, tv.KeyPoints):
+        if scale <= 0.0:
+            raise ValueError("Argument scale should be positive")
+        return _kp.affine(inpt, angle, translate, scale, _shear_pair(shear), center, False)
     if isinstance(inpt, tv.Mask):
         return _warp_mask(
             inpt,
@@ -112,6 +117,8 @@ def rotate(
     """v1's ``rotate`` for images; bounding boxes and masks (nearest) move alike."""
     if isinstance(inpt, tv.BoundingBoxes):
         return _affine_boxes(inpt, -angle, [0.0, 0.0], 1.0, [0.0, 0.0], center, expand)
+    if isinstance(inpt, tv.KeyPoints):
+        return _kp.affine(inpt, -angle, [0.0, 0.0], 1.0, [0.0, 0.0], center, expand)
     if isinstance(inpt, tv.Mask):
         return _warp_mask(
             inpt, lambda t: _v1.rotate(t, angle, InterpolationMode.NEAREST, expand, center, fill)

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...tv_tensors import BoundingBoxes
 from .. import transforms as _v1
 from .._functional_pil import is_pil
 from ..functional import InterpolationMode, _padding4, _pair
 from . import functional as F2
-from ._transform import ImageOnly, Transform
+from ._transform import Transform
 
 __all__ = [
     "RandomHorizontalFlip",
@@ -233,19 +232,6 @@ class RandomResizedCrop(Transform):
         )
 
 
-class _NoBoxes(ImageOnly):
-    _kinds = ("image", "boxes", "mask")
-
-    def _transform(self, inpt, kind, params):
-        if kind != "image":
-            what = "bounding boxes" if isinstance(inpt, BoundingBoxes) else "masks"
-            raise NotImplementedError(
-                f"v2.{type(self).__name__} on {what} is not supported "
-                "by ember.vision yet; apply it to images only"
-            )
-        return super()._transform(inpt, kind, params)
-
-
 class _RandomAffineBase(Transform):
     """Draw v1's parameters once per sample; apply them to images, boxes and masks."""
 
@@ -319,21 +305,5 @@ class RandomAffine(_RandomAffineBase):
         )
 
 
-class RandomPerspective(_NoBoxes):
-    """Warp the images of a sample by a random perspective with probability ``p``.
-
-    Takes the arguments of :class:`~ember.vision.transforms.RandomPerspective`. Samples
-    holding bounding boxes or masks are refused with ``NotImplementedError`` for now.
-    """
-
-    _v1 = _v1.RandomPerspective
-
-
-class ElasticTransform(_NoBoxes):
-    """Morph the images of a sample by random displacement fields.
-
-    Takes the arguments of :class:`~ember.vision.transforms.ElasticTransform`. Samples
-    holding bounding boxes or masks are refused with ``NotImplementedError`` for now.
-    """
-
-    _v1 = _v1.ElasticTransform
+# the warps live in _warp.py (kernels and transforms together)
+from ._warp import ElasticTransform, RandomPerspective  # noqa: E402

@@ -42,6 +42,8 @@ def _kinds(leaves: list) -> list[str]:
     for x in leaves:
         if isinstance(x, tv.BoundingBoxes):
             kinds.append("boxes")
+        elif isinstance(x, tv.KeyPoints):
+            kinds.append("keypoints")
         elif isinstance(x, tv.Mask):
             kinds.append("mask")
         elif is_pil(x) or isinstance(x, tv.Image):
@@ -77,7 +79,7 @@ class Transform:
     """
 
     # The kinds this transform touches; the others pass through unchanged.
-    _kinds: tuple[str, ...] = ("image", "boxes", "mask")
+    _kinds: tuple[str, ...] = ("image", "boxes", "mask", "keypoints")
 
     def _get_params(self, image) -> dict[str, Any]:
         return {}
@@ -128,7 +130,9 @@ class Transform:
         reference = (
             images[0]
             if images
-            else next((x for x, k in zip(leaves, kinds) if k in ("mask", "boxes")), None)
+            else next(
+                (x for x, k in zip(leaves, kinds) if k in ("mask", "boxes", "keypoints")), None
+            )
         )
         if reference is None:
             raise TypeError(f"{type(self).__name__}: the sample holds no image, mask or boxes")

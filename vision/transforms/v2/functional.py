@@ -26,6 +26,7 @@ from ..functional import (
     get_image_size,
 )
 from ..functional import __all__ as _v1_all
+from . import _keypoints as _kp
 
 __all__ = list(_v1_all) + [
     "to_dtype",
@@ -43,7 +44,7 @@ get_num_channels = get_image_num_channels
 
 def get_size(inpt) -> list[int]:
     """``[height, width]`` (v2's order); for boxes, their canvas size."""
-    if isinstance(inpt, tv.BoundingBoxes):
+    if isinstance(inpt, (tv.BoundingBoxes, tv.KeyPoints)):
         return list(inpt.canvas_size)
     if isinstance(inpt, tv.Mask):
         return [int(inpt.shape[-2]), int(inpt.shape[-1])]
@@ -149,6 +150,8 @@ def horizontal_flip(inpt):
             return xp.stack([w - b[..., 2], b[..., 1], w - b[..., 0], b[..., 3]], axis=-1)
 
         return _box_op(inpt, flip)
+    if isinstance(inpt, tv.KeyPoints):
+        return _kp.horizontal_flip(inpt)
     if isinstance(inpt, (tv.Image, tv.Mask)):
         return type(inpt)._from_array(inpt._data[..., ::-1].copy())
     return _v1.hflip(inpt)
@@ -163,6 +166,8 @@ def vertical_flip(inpt):
             return xp.stack([b[..., 0], h - b[..., 3], b[..., 2], h - b[..., 1]], axis=-1)
 
         return _box_op(inpt, flip)
+    if isinstance(inpt, tv.KeyPoints):
+        return _kp.vertical_flip(inpt)
     if isinstance(inpt, (tv.Image, tv.Mask)):
         return type(inpt)._from_array(inpt._data[..., ::-1, :].copy())
     return _v1.vflip(inpt)
@@ -181,6 +186,9 @@ def resize(inpt, size, interpolation=InterpolationMode.BILINEAR, max_size=None, 
         ratios = xp.asarray(np.array([nw / w, nh / h, nw / w, nh / h], np.float64))
         out = (a * ratios).astype(a.dtype)
         return tv.BoundingBoxes._from_array(out, format=inpt.format, canvas_size=(nh, nw))
+    if isinstance(inpt, tv.KeyPoints):
+        h, w = inpt.canvas_size
+        return _kp.resize(inpt, tuple(_output_size(h, w, size, max_size)))
     if isinstance(inpt, tv.Mask):
         t, squeezed = _plain(inpt)
         out = _v1.resize(t, size, InterpolationMode.NEAREST, max_size, antialias=False)
@@ -198,6 +206,8 @@ def crop(inpt, top: int, left: int, height: int, width: int):
             return b - get_array_module(b).asarray(np.array([left, top, left, top], b.dtype))
 
         return _box_op(inpt, shift, canvas_size=(height, width), clamp=True)
+    if isinstance(inpt, tv.KeyPoints):
+        return _kp.crop(inpt, top, left, height, width)
     if isinstance(inpt, (tv.Image, tv.Mask)):
         t, squeezed = _plain(inpt)
         return _unplain(_v1.crop(t, top, left, height, width), inpt, squeezed)
@@ -205,7 +215,7 @@ def crop(inpt, top: int, left: int, height: int, width: int):
 
 
 def center_crop(inpt, output_size):
-    if isinstance(inpt, tv.BoundingBoxes):
+    if isinstance(inpt, (tv.BoundingBoxes, tv.KeyPoints)):
         th, tw = _pair(output_size, "output_size")
         h, w = inpt.canvas_size
         return crop(inpt, int(round((h - th) / 2.0)), int(round((w - tw) / 2.0)), th, tw)
@@ -237,6 +247,13 @@ def pad(inpt, padding, fill=0, padding_mode: str = "constant"):
             return b + get_array_module(b).asarray(np.array([left, top, left, top], b.dtype))
 
         return _box_op(inpt, shift, canvas_size=(h + top + bottom, w + left + right), clamp=True)
+    if isinstance(inpt, tv.KeyPoints):
+        if padding_mode != "constant":
+            raise ValueError(
+                f"Padding mode '{padding_mode}' is not supported with KeyPoints (supported modes "
+                "are constant)"
+            )
+        return _kp.pad(inpt, *_padding4(padding))
     if isinstance(inpt, (tv.Image, tv.Mask)):
         t, squeezed = _plain(inpt)
         return _unplain(_pad_tensor(t, padding, fill, padding_mode), inpt, squeezed)
@@ -274,3 +291,18 @@ __all__ += ["get_dimensions", "hflip", "vflip"]
 
 # affine and rotate move bounding boxes and masks too (v1's take images only)
 from ._affine import affine, rotate  # noqa: E402,F401
+from ._keypoints import clamp_keypoints, sanitize_keypoints  # noqa: E402,F401
+from ._warp import elastic, elastic_transform, perspective  # noqa: E402,F401
+
+__all__ += ["elastic", "perspective", "clamp_keypoints", "sanitize_keypoints"]
+
+# v2-only kernels, then torchvision's per-type kernel names (resize_image, resize_mask, ...)
+from ._kernels import *  # noqa: E402,F403
+from ._kernels import __all__ as _kernels_all  # noqa: E402
+
+__all__ += _kernels_all
+
+from ._kernel_names import *  # noqa: E402,F403
+from ._kernel_names import __all__ as _names_all  # noqa: E402
+
+__all__ += _names_all
