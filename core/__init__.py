@@ -98,6 +98,8 @@ from .creation import (
 # <shape_ext>
 from .creation_file import from_file
 from .creation_ext import (
+    _sample_dirichlet,
+    _standard_gamma,
     asarray,
     binomial,
     empty_permuted,
@@ -447,8 +449,12 @@ def __getattr__(name):
         return getattr(importlib.import_module("ember.overrides"), name)
     if name in ("ScriptModule", "ScriptFunction"):  # torch.ScriptModule is torch.jit's class
         return getattr(importlib.import_module("ember.jit"), name)
+    if name == "types":  # torch.types' aliases (Number, Device, _size, ...), core/types.py
+        return importlib.import_module("ember.types")
     if name == "TensorType":  # TorchScript's tensor type, named in annotations (core/jit/)
         return importlib.import_module("ember.jit._tensor_type").TensorType
+    if name == "DeviceObjType":  # TorchScript's device type, named in annotations (as a class)
+        return device
     if name == "PyTorchFileReader":  # torch.PyTorchFileReader (core/_pytorch_file.py)
         return importlib.import_module("ember._pytorch_file").PyTorchFileReader
     if name in ("UntypedStorage", "TypedStorage", "StorageBase"):  # (core/storage.py)
@@ -512,3 +518,7 @@ del _mod
 from . import _einops
 
 _einops.install()
+# opt_einsum: ember's backend entry in its dispatch table, now or on import (core/_opt_einsum.py)
+from . import _opt_einsum
+
+_opt_einsum.install()

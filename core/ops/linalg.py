@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import string
 
+import numpy as np
+
 from .._torch_function import torch_function_dispatch
 from ..amp._state import autocast_op
 from ..autograd.function import Function
@@ -263,6 +265,13 @@ def _parse_einsum(eq: str, shapes):
     return full, out
 
 
+def _conj(o):
+    """``o`` conjugated when complex (an array, or a Tensor in double backward)."""
+    if isinstance(o.dtype, np.dtype):
+        return o.conj() if o.dtype.kind == "c" else o
+    return o.conj() if o.is_complex() else o
+
+
 @float32_compute
 class Einsum(Function):
     @staticmethod
@@ -292,7 +301,9 @@ class Einsum(Function):
             others = [ctx.ins[j] for j in range(len(ops)) if j != i]
             avail = set(ctx.out).union(*others) if others else set(ctx.out)
             reduced = "".join(c for c in target if c in avail)
-            rest = [ops[j] for j in range(len(ops)) if j != i]
+            # a complex product's gradient takes the other factors conjugated (torch's
+            # convention: grad_a = grad * conj(b)), as FNO's complex spectral weights need
+            rest = [_conj(ops[j]) for j in range(len(ops)) if j != i]
             g = contract(xp, [ctx.out] + others, reduced, [grad] + rest)
             if reduced != target:  # letters summed out in this operand alone: broadcast back
                 shape = [sizes[c] if c in reduced else 1 for c in target]

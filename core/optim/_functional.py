@@ -35,6 +35,29 @@ def _xp(arr):
     return get_array_module(arr)
 
 
+def _real_view(a):
+    """``torch.view_as_real`` of a complex array (a 0-d one as 1-d), other arrays as they are.
+
+    PyTorch's optimizers step a complex parameter as the pairs of reals it is made of, so
+    that ``g * g`` is per component (not the complex square) and ``sqrt``, ``sign``, ``max``
+    apply to each part. An array that cannot be viewed so (a strided last dimension, a meta
+    parameter's broadcast array) is returned unchanged.
+    """
+    if a.dtype.kind != "c":
+        return a
+    try:
+        return (a if a.ndim else a.reshape(1)).view(a.real.dtype)
+    except ValueError:
+        return a
+
+
+def parallel_apply(fn, *arrays, **kwargs) -> None:
+    """``backend.threads.parallel_apply`` on the arrays, complex ones viewed as real pairs."""
+    from ..backend.threads import parallel_apply as _apply
+
+    _apply(fn, *[_real_view(a) for a in arrays], **kwargs)
+
+
 def _bump(p: Tensor) -> None:
     """Mark an in-place update of a parameter (autograd's saved-tensor check reads this)."""
     p._version_counter[0] += 1

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable
 
-from ..backend.threads import parallel_apply
 from ..tensor import Tensor
 from ._functional import (
     _addcmul_,
@@ -15,6 +14,7 @@ from ._functional import (
     _grad_for_update,
     _to_scalar,
     _xp,
+    parallel_apply,
 )
 from .optimizer import Optimizer
 

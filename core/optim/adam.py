@@ -8,7 +8,6 @@ from collections.abc import Iterable
 import numpy as np
 
 from ..backend import cuda_fused
-from ..backend.threads import parallel_apply
 from ..tensor import Tensor
 from ._functional import (
     _addcdiv_,
@@ -21,6 +20,7 @@ from ._functional import (
     _lerp_,
     _to_scalar,
     _xp,
+    parallel_apply,
 )
 from .optimizer import Optimizer
 

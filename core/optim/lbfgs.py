@@ -8,7 +8,7 @@ import numpy as np
 
 from ..autograd.grad_mode import enable_grad
 from ..tensor import Tensor
-from ._functional import _bump, _check_lr, _to_scalar, _xp
+from ._functional import _bump, _check_lr, _real_view, _to_scalar, _xp
 from .optimizer import Optimizer
 
 __all__ = ["LBFGS"]
@@ -192,23 +192,26 @@ class LBFGS(Optimizer):
 
     def _numel(self) -> int:
         if self._numel_cache is None:
-            self._numel_cache = sum(p.numel() for p in self._params)
+            # a complex parameter counts as its real pairs (torch's view_as_real)
+            self._numel_cache = sum(p.numel() * (2 if p.is_complex() else 1) for p in self._params)
         return self._numel_cache
 
     def _gather_flat_grad(self):
         views = []
         for p in self._params:
             if p.grad is None:
-                views.append(_xp(p._data).zeros(p._data.size, dtype=p._data.dtype))
+                d = _real_view(p._data)
+                views.append(_xp(d).zeros(d.size, dtype=d.dtype))
             else:
-                views.append(p.grad._data.reshape(-1))
+                views.append(_real_view(p.grad._data).reshape(-1))
         return _xp(views[0]).concatenate(views)
 
     def _add_grad(self, step_size, update) -> None:
         offset = 0
         for p in self._params:
-            n = p._data.size
-            p._data += (update[offset : offset + n] * step_size).reshape(p._data.shape)
+            d = _real_view(p._data)
+            n = d.size
+            d += (update[offset : offset + n] * step_size).reshape(d.shape)
             _bump(p)
             offset += n
         assert offset == self._numel()

@@ -7,7 +7,6 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from ..backend.threads import parallel_apply
 from ..tensor import Tensor
 from ._functional import (
     _addcdiv_,
@@ -22,6 +21,7 @@ from ._functional import (
     _to_scalar,
     _xp,
     _zeros_state,
+    parallel_apply,
 )
 from .optimizer import Optimizer
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from ..tensor import Tensor
-from ._functional import _bump, _check_lr, _step_tensor, _to_scalar, _xp, _zeros_state
+from ._functional import _bump, _check_lr, _real_view, _step_tensor, _to_scalar, _xp, _zeros_state
 from .optimizer import Optimizer
 
 __all__ = ["Rprop"]
@@ -69,7 +69,8 @@ class Rprop(Optimizer):
 
         def init(p, lr=lr):
             size = _zeros_state(p)
-            size._data[...] = lr
+            # a complex step size is lr in both parts: they step as two reals (torch's)
+            size._data[...] = complex(lr, lr) if p.is_complex() else lr
             return {"step": _step_tensor(), "prev": _zeros_state(p), "step_size": size}
 
         for p, state, _ in self._stepped(group, init=init):
@@ -78,6 +79,9 @@ class Rprop(Optimizer):
                 g = -g
             xp = _xp(g)
             prev, size = state["prev"]._data, state["step_size"]._data
+            # a complex parameter steps as pairs of reals (torch's view_as_real)
+            g, prev, size = _real_view(g), _real_view(prev), _real_view(size)
+            param = _real_view(p._data)
             sign = xp.sign(g * prev)
             factor = xp.where(sign > 0, etaplus, xp.where(sign < 0, etaminus, 1))
             factor = factor.astype(size.dtype)
@@ -85,6 +89,6 @@ class Rprop(Optimizer):
             xp.clip(size, lo, hi, out=size)
             # after a sign change the step is skipped and the gradient forgotten
             g = xp.where(factor == size.dtype.type(etaminus), 0, g).astype(g.dtype)
-            p._data -= xp.sign(g) * size
+            param -= xp.sign(g) * size
             prev[...] = g
             _bump(p)

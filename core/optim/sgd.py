@@ -5,9 +5,16 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable
 
-from ..backend.threads import parallel_apply
 from ..tensor import Tensor
-from ._functional import _bump, _check_lr, _check_nonneg, _grad_for_update, _to_scalar, _xp
+from ._functional import (
+    _bump,
+    _check_lr,
+    _check_nonneg,
+    _grad_for_update,
+    _to_scalar,
+    _xp,
+    parallel_apply,
+)
 from .optimizer import Optimizer
 
 __all__ = ["SGD"]

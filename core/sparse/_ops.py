@@ -206,7 +206,27 @@ def to_sparse(self: Tensor, sparse_dim: int | None = None, *, layout=None) -> Sp
     return SparseTensor._make(_wrap(idx), vals, tuple(self.shape), True)
 
 
+def _bmm_3d(s: SparseTensor, dense: Tensor, name: str) -> Tensor:
+    """``torch.bmm`` of a 3-D sparse COO tensor and a dense one (torch-harmonics' DISCO
+    contraction): one 2-D product with the block-diagonal matrix of the batch."""
+    b, n, m = s.shape
+    if tuple(dense.shape[:2]) != (b, m):
+        raise RuntimeError(
+            "Expected size for first two dimensions of batch2 tensor to be: "
+            f"[{b}, {m}] but got: [{dense.shape[0]}, {dense.shape[1]}]."
+        )
+    idx = s._idx._data
+    xp = get_array_module(idx)
+    flat_idx = xp.stack([idx[0] * n + idx[1], idx[0] * m + idx[2]])
+    flat = SparseTensor._make(_wrap(flat_idx), s._vals, (b * n, b * m), s.is_coalesced())
+    p = dense.shape[2]
+    return _mm_2d(flat, dense.reshape(b * m, p), name).reshape(b, n, p)
+
+
 def _mm_2d(s: SparseTensor, dense: Tensor, name: str) -> Tensor:
+    if s.dim() == 3 and s.dense_dim() == 0 and isinstance(dense, Tensor) and dense.dim() == 3:
+        if not isinstance(dense, SparseTensor):
+            return _bmm_3d(s, dense, name)
     if s.dim() != 2 or s.dense_dim() != 0:
         raise _unsupported(f"{name} of a {s.dim()}-D sparse tensor with {s.dense_dim()} dense dims")
     if isinstance(dense, SparseTensor) and dense.dense_dim() == 0:
