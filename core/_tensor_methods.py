@@ -15,6 +15,8 @@ from . import creation, ops
 from . import storage as _storage
 from ._tensor_method_docs import METHOD_DOCS
 from ._tensor_methods_ext import _operator, _r
+from .backend.device import get_array_module
+from .backend.meta import MetaArray
 from .ops import inplace
 from .random import torch_stream
 from .tensor import Tensor
@@ -55,18 +57,18 @@ def _fill_random(draw):
 
 def _stream(self, generator):
     """The CPU stream for an in-place draw into ``self`` (None on CuPy / meta: their own way)."""
-    from .backend.device import get_array_module
-    from .backend.meta import MetaArray
-
-    if isinstance(self._data, MetaArray):  # meta arrays answer NumPy as their module
+    data = self._data
+    if type(data) is np.ndarray:  # (the common case, without the module lookups)
+        return torch_stream(generator, np)
+    if isinstance(data, MetaArray):  # meta arrays answer NumPy as their module
         return None
-    return torch_stream(generator, get_array_module(self._data))
+    return torch_stream(generator, get_array_module(data))
 
 
 def _uniform(self, a=0.0, b=1.0, *, generator=None):
     st = _stream(self, generator)
     if st is not None and self.dtype.is_floating_point:  # torch's uniform_ (core/_mt_stream.py)
-        return Tensor._wrap(st.uniform_fill(tuple(self.shape), self._data.dtype, a, b))
+        return Tensor._wrap(st.uniform_fill(self._data.shape, self._data.dtype, a, b))
     return (
         creation.rand(self.shape, generator=generator, dtype=self.dtype, device=self.device)
         * (b - a)
@@ -79,7 +81,7 @@ def _normal(self, mean=0.0, std=1.0, *, generator=None):
     if st is not None and (self._data.dtype.kind == "f" or self._data.dtype.name == "bfloat16"):
         # torch's normal_: non-contiguous targets take its one-at-a-time path
         contiguous = self._data.flags.c_contiguous
-        out = st.normal_fill(tuple(self.shape), self._data.dtype, mean, std, contiguous)
+        out = st.normal_fill(self._data.shape, self._data.dtype, mean, std, contiguous)
         return Tensor._wrap(out)
     return (
         creation.randn(self.shape, generator=generator, dtype=self.dtype, device=self.device) * std
@@ -125,6 +127,16 @@ def _split(self, split_size, dim=0):
 
 
 _split.__name__ = _split.__qualname__ = "split"
+
+
+def _broadcast_to(self, *size, **kwargs):
+    """``input`` broadcast to the shape ``size``; the method takes the sizes as separate
+    integers too (``h.broadcast_to(batch, hidden)``, as speechbrain's Li-GRU), the function
+    only a sequence."""
+    return ops.expand(self, *size, **kwargs)
+
+
+_broadcast_to.__name__ = _broadcast_to.__qualname__ = "broadcast_to"
 
 
 METHODS = {
@@ -262,7 +274,7 @@ METHODS = {
     "unflatten": ops.unflatten,
     "expand": ops.expand,
     "expand_as": ops.expand_as,
-    "broadcast_to": ops.broadcast_to,
+    "broadcast_to": _broadcast_to,
     "repeat": ops.repeat,
     "tile": ops.tile,
     "split": _split,

@@ -10,11 +10,25 @@ import math
 import numpy as np
 
 from . import _factory_kwargs
-from .backend.device import default_device, get_array_module
+from .backend.device import CPU, default_device, get_array_module
 from .backend.dtype import get_default_dtype, int64, to_dtype
 from .creation import _size
 from .random import gen_for, torch_stream
 from .tensor import Tensor
+
+_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
+
+
+def _shape_arg(size, size_kw) -> tuple:
+    """:func:`ember.creation._size` for the common spellings (``rand(2, 3)``, ``rand((2, 3))``),
+    without its generic checks; anything else goes through it."""
+    if size_kw is None:
+        dims = size[0] if len(size) == 1 and type(size[0]) in (tuple, list) else size
+        for s in dims:
+            if type(s) is not int or s < 0:
+                return _size(size, size_kw)
+        return tuple(dims)
+    return _size(size, size_kw)
 
 
 def _rand_make(
@@ -29,17 +43,20 @@ def _rand_make(
     pin=False,
     name="rand",
 ):
-    xp = get_array_module(device or default_device())
+    dev = device or default_device()
+    xp = np if dev is CPU else get_array_module(dev)
     d = to_dtype(dtype) if dtype is not None else get_default_dtype()
     g = gen_for(generator, xp)
-    if d.np.kind == "c":  # torch fills the real view (..., 2): its own stream's numbers
+    dnp = d.np
+    if dnp.kind == "c":  # torch fills the real view (..., 2): its own stream's numbers
         return _complex_draw(draw, g, xp, d, _size(size, size_kw), generator, requires_grad, name)
     # float32 or float64 draws; other float types are drawn in float32 and rounded, as torch's
-    draw_dtype = np.float64 if d.np == np.float64 else np.float32
-    if name == "randn" and d.np.itemsize == 2 and torch_stream(generator, xp) is not None:
-        draw_dtype = d.np  # torch's half normal_ draws its uniforms block by block
-    arr = draw(g, _size(size, size_kw), draw_dtype)
-    arr = arr.astype(d.np, copy=False)
+    draw_dtype = _F64 if dnp == _F64 else _F32
+    if name == "randn" and dnp.itemsize == 2 and xp is np:
+        draw_dtype = dnp  # torch's half normal_ draws its uniforms block by block
+    arr = draw(g, _shape_arg(size, size_kw), draw_dtype)
+    if arr.dtype != dnp:
+        arr = arr.astype(dnp)
     t = Tensor._wrap(arr)
     if layout is not None or pin:  # PyTorch's factory keywords (core/_factory_kwargs.py)
         t = _factory_kwargs.apply(t, layout, pin, name)
