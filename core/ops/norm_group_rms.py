@@ -15,21 +15,28 @@ import os
 import numpy as np
 
 from ..autograd.function import Function
+from . import _kernel_split
 from ._kernel_split import split_call
 from ._lowp import float32_compute
-from .norm_rows import normalize_rows, normalize_rows_backward
+from .norm_rows import _rows_saved, _rows_state, normalize_rows, normalize_rows_backward
 
 _numba = None  # ``_numba_group_norm`` once loaded; False when unavailable
+_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
+_FLOATS = (np.float32, np.float64)
 
 
 def _group_compiled(xp, x, *affine):
     """The compiled group-norm kernels when they apply: a non-empty NumPy float32/float64 ``x``
     with the affine (when given) of its dtype, numba installed, ``EMBER_NUMBA`` not ``0``."""
     global _numba
-    if xp is not np or x.dtype not in (np.float32, np.float64) or x.size == 0:
+    dt = x.dtype
+    # (identity first, and a loop: ``dtype in (np.float32, ...)`` and ``any(<generator>)``
+    # cost ~0.5 us on every small call)
+    if xp is not np or (dt is not _F32 and dt is not _F64 and dt not in _FLOATS) or x.size == 0:
         return None
-    if any(a is not None and a.dtype != x.dtype for a in affine):
-        return None
+    for a in affine:
+        if a is not None and a.dtype != dt:
+            return None
     if _numba is None:
         _numba = False
         if os.environ.get("EMBER_NUMBA", "1") != "0":
@@ -50,12 +57,15 @@ def _group_forward_compiled(ctx, kern, x, weight, bias, groups, eps):
     mean = np.empty((n, groups))
     invstd = np.empty((n, groups))
     w2, b2 = w.reshape(groups, -1), b.reshape(groups, -1)
-    split_call(
-        kern.group_norm_forward,
-        n,
-        x4[0].size,
-        lambda lo, hi: (x4[lo:hi], w2, b2, eps, out[lo:hi], mean[lo:hi], invstd[lo:hi]),
-    )
+    if x.size < 2 * _kernel_split._MIN_PER_THREAD:  # one slice anyway: no closure, no slices
+        kern.group_norm_forward(x4, w2, b2, eps, out, mean, invstd)
+    else:
+        split_call(
+            kern.group_norm_forward,
+            n,
+            x4[0].size,
+            lambda lo, hi: (x4[lo:hi], w2, b2, eps, out[lo:hi], mean[lo:hi], invstd[lo:hi]),
+        )
     # only x and the (N, G) statistics are kept, as PyTorch; the backward recomputes xhat
     ctx.save_for_backward(None, weight, None, x)
     ctx.compiled = (kern, x4, w.reshape(groups, -1), mean, invstd)
@@ -69,18 +79,21 @@ def _group_backward_compiled(ctx, grad):
     gx = np.empty_like(x4) if nx else np.empty((0, 0, 0, 0), x4.dtype)
     sg = np.empty(x4.shape[:3])
     sgx = np.empty(x4.shape[:3])
-    split_call(
-        kern.group_norm_backward,
-        x4.shape[0],
-        x4[0].size,
-        lambda lo, hi: (
-            *(a[lo:hi] for a in (g4, x4)),
-            w,
-            *(a[lo:hi] for a in (mean, invstd)),
-            nx,
-            *(a[lo:hi] for a in (gx, sg, sgx)),
-        ),
-    )
+    if x4.size < 2 * _kernel_split._MIN_PER_THREAD:  # one slice anyway (see the forward)
+        kern.group_norm_backward(g4, x4, w, mean, invstd, nx, gx, sg, sgx)
+    else:
+        split_call(
+            kern.group_norm_backward,
+            x4.shape[0],
+            x4[0].size,
+            lambda lo, hi: (
+                *(a[lo:hi] for a in (g4, x4)),
+                w,
+                *(a[lo:hi] for a in (mean, invstd)),
+                nx,
+                *(a[lo:hi] for a in (gx, sg, sgx)),
+            ),
+        )
     c = grad.shape[1]
     gw = sgx.sum(axis=0).reshape(c).astype(x4.dtype) if nw else None
     gb = sg.sum(axis=0).reshape(c).astype(x4.dtype) if nb else None
@@ -190,8 +203,9 @@ class RmsNorm(Function):
         xp = ctx.xp
         d = math.prod(x.shape[x.ndim - nd :])
         w = weight.reshape(-1) if weight is not None else None
-        out, state = normalize_rows(xp, x.reshape(-1, d), eps, False, w, None)
-        ctx.save_for_backward(*state, w, x, weight)  # (x, weight: double backward)
+        x2 = x.reshape(-1, d)
+        out, state = normalize_rows(xp, x2, eps, False, w, None)
+        ctx.save_for_backward(*_rows_saved(state, x2, w), x, weight)  # (x, weight: 2nd order)
         ctx.meta = (nd, eps, None if weight is None else weight.shape)
         return out.reshape(x.shape)
 
@@ -199,7 +213,7 @@ class RmsNorm(Function):
     def backward(ctx, grad):
         if ctx._tensor_mode:
             return _rms_norm_backward_graph(ctx, grad)
-        src, mean, invstd, w, _, _ = ctx.saved_tensors
+        src, mean, invstd, w = _rows_state(ctx.saved_tensors, ctx.meta[0])
         nx, nw = ctx.needs_input_grad[:2]
         gx, gw, _ = normalize_rows_backward(
             ctx.xp, grad.reshape(src.shape), (src, mean, invstd), w, False, nx, nw, False

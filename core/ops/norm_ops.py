@@ -17,7 +17,7 @@ from .norm_group_rms import (
     batch_norm_backward_compiled,
     batch_norm_forward_compiled,
 )
-from .norm_rows import normalize_rows, normalize_rows_backward
+from .norm_rows import _rows_saved, _rows_state, normalize_rows, normalize_rows_backward
 
 
 @float32_compute
@@ -125,7 +125,7 @@ class LayerNorm(Function):
         w = weight.reshape(-1) if weight is not None else None
         b = bias.reshape(-1) if bias is not None else None
         out, state = normalize_rows(xp, x2, eps, True, w, b)
-        ctx.save_for_backward(*state, w, x, weight)  # (x, weight: double backward)
+        ctx.save_for_backward(*_rows_saved(state, x2, w), x, weight)  # (x, weight: 2nd order)
         ctx.shapes = (x.shape, None if weight is None else weight.shape)
         ctx.eps, ctx.nd = eps, nd
         return out.reshape(x.shape)
@@ -134,7 +134,8 @@ class LayerNorm(Function):
     def backward(ctx, grad):
         if ctx._tensor_mode:
             return _layer_norm_backward_graph(ctx, grad)
-        src, mean, invstd, w, _, _ = ctx.saved_tensors  # (checks x and weight, as PyTorch)
+        # (checks x and weight, as PyTorch)
+        src, mean, invstd, w = _rows_state(ctx.saved_tensors, ctx.nd)
         xp = ctx.xp
         x_shape, w_shape = ctx.shapes
         nx, nw, nb = ctx.needs_input_grad[:3]

@@ -11,6 +11,7 @@ which is faster than ``sum(axis=...)`` or ``einsum``. On CuPy there is one block
 
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
@@ -27,6 +28,24 @@ _PART_ELEMS = 1 << 16
 
 
 _numba = None  # the compiled kernels' module once loaded; False when unavailable
+_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
+_FLOATS = (np.float32, np.float64)
+# The compiled kernels' scalar arguments (eps, 1 / d) in the rows' dtype, by (dtype char,
+# value): ``dtype.type(v)`` is ~0.25 us, twice in every small norm call's forward
+_SCALARS: dict = {}
+# The forward's unused ``xhat`` argument (no normalised rows kept): never written
+_NO_XHAT = {_F32: np.empty((0, 0), _F32), _F64: np.empty((0, 0), _F64)}
+_FILLS: dict = {}  # _vec's constant vectors
+
+
+def _scalar(dt, v):
+    key = (dt.char, v)
+    s = _SCALARS.get(key)
+    if s is None:
+        if len(_SCALARS) > 512:  # (as many eps / width pairs as a program uses; bounded)
+            _SCALARS.clear()
+        s = _SCALARS[key] = dt.type(v)
+    return s
 
 
 def _compiled(xp, *arrays):
@@ -36,7 +55,8 @@ def _compiled(xp, *arrays):
     if xp is not np:
         return None
     dt = arrays[0].dtype
-    if dt not in (np.float32, np.float64) or arrays[0].shape[-1] == 0:
+    # identity first: ``dtype in (np.float32, np.float64)`` converts the types (~0.2 us)
+    if (dt is not _F32 and dt is not _F64 and dt not in _FLOATS) or arrays[0].shape[-1] == 0:
         return None
     for a in arrays:  # (a loop, not any(<generator>): this runs on every small norm call)
         if a is not None and a.dtype != dt:
@@ -60,8 +80,17 @@ def row_blocks(xp, m: int, d: int):
 
 
 def _vec(a, d, dt, fill):
-    """A contiguous affine vector for the compiled kernels; ``fill`` (1 or 0) when absent."""
-    return np.full(d, fill, dtype=dt) if a is None else np.ascontiguousarray(a)
+    """A contiguous affine vector for the compiled kernels; ``fill`` (1 or 0) when absent,
+    one array per (dtype, width, fill) kept for reuse: the kernels only read it."""
+    if a is not None:
+        return np.ascontiguousarray(a)
+    key = (dt.char, d, fill)
+    v = _FILLS.get(key)
+    if v is None:
+        if len(_FILLS) > 64:  # (bounded: a few widths per program)
+            _FILLS.clear()
+        v = _FILLS[key] = np.full(d, fill, dtype=dt)
+    return v
 
 
 def _ones(xp, n: int, dtype, scale: float = 1.0):
@@ -82,15 +111,18 @@ def normalize_rows(
     """
     m, d = x2.shape
     dt = x2.dtype
-    invstd = xp.empty((m, 1), dtype=dt)
     nb = _compiled(xp, x2, weight, bias)
     if nb is not None:
         x2 = np.ascontiguousarray(x2)
-        out = fresh_output((m, d), dt, x2)  # not 4K-aliased with x2
-        xhat = np.empty((m, d), dtype=dt) if keep_xhat else np.empty((0, 0), dtype=dt)
+        # not 4K-aliased with x2 (below a page the check is moot: ~0.3 us saved per call)
+        small = m * d * dt.itemsize < _kernel_split._PAGE
+        out = np.empty((m, d), dt) if small else fresh_output((m, d), dt, x2)
+        xhat = np.empty((m, d), dtype=dt) if keep_xhat else _NO_XHAT[dt]
         mean = np.empty(m, dtype=dt)
-        w, b, inv = _vec(weight, d, dt, 1), _vec(bias, d, dt, 0), invstd.reshape(m)
-        eps_, inv_d = dt.type(eps), dt.type(1.0 / d)
+        inv = np.empty(m, dtype=dt)
+        invstd = inv.reshape(m, 1)
+        w, b = _vec(weight, d, dt, 1), _vec(bias, d, dt, 0)
+        eps_, inv_d = _scalar(dt, eps), _scalar(dt, 1.0 / d)
         if m * d < 2 * _kernel_split._MIN_PER_THREAD:
             # split_call would run one slice here anyway: no closure, no slices (~2 us)
             nb.rows_forward(x2, w, b, center, keep_xhat, eps_, inv_d, out, xhat, mean, inv)
@@ -115,6 +147,7 @@ def normalize_rows(
             ),
         )
         return out, ((xhat, None, invstd) if keep_xhat else (x2, mean, invstd))
+    invstd = xp.empty((m, 1), dtype=dt)
     out = xp.empty((m, d), dtype=dt)
     xhat = xp.empty((m, d), dtype=dt)
     mean_vec = _ones(xp, d, dt, 1.0 / d if d else 0.0)
@@ -165,9 +198,6 @@ def normalize_rows_backward(
     """
     m, d = g2.shape
     dt = g2.dtype
-    gx = xp.empty((m, d), dtype=dt) if need_x else None
-    gw = xp.zeros((d,), dtype=dt) if need_w else None
-    gb = xp.zeros((d,), dtype=dt) if need_b else None
     src, mean, invstd = state
     nb = _compiled(xp, g2, src, weight)
     if nb is not None:
@@ -177,17 +207,23 @@ def normalize_rows_backward(
         else:
             rs = inv
         g2, src, w = np.ascontiguousarray(g2), np.ascontiguousarray(src), _vec(weight, d, dt, 1)
-        inv_d = dt.type(1.0 / d)
-        gx_ = gx if need_x else np.empty((0, 0), dtype=dt)
+        inv_d = _scalar(dt, 1.0 / d)
+        gx = np.empty((m, d), dtype=dt) if need_x else None
+        gx_ = gx if need_x else _NO_XHAT[dt]
         # the column sums (gw, gb) go to per-part rows summed in a fixed order afterwards: the
         # threads take whole parts, so the sums are bitwise the same for any thread count
         part_rows = max(1, min(m, _PART_ELEMS // d))
         parts = -(-m // part_rows)
+        gw = np.zeros((d,), dtype=dt) if need_w else None
+        gb = np.zeros((d,), dtype=dt) if need_b else None
         if parts == 1:  # one part, summed into gw / gb directly (the same bits)
+            # (gw and gb stay arrays of their own: the engine copies a leaf's gradient that
+            # is a view of a larger buffer)
             pw = gw[None] if need_w else np.zeros((1, d), dtype=dt)
             pb = gb[None] if need_b else np.zeros((1, d), dtype=dt)
-            row_args = (g2, src, mean, rs, inv, w, center, need_x, inv_d, gx_, pw, pb)
-            nb.rows_backward(*row_args, part_rows)
+            nb.rows_backward(
+                g2, src, mean, rs, inv, w, center, need_x, inv_d, gx_, pw, pb, part_rows
+            )
             return gx, gw, gb
         pw, pb = np.zeros((parts, d), dtype=dt), np.zeros((parts, d), dtype=dt)
 
@@ -203,6 +239,9 @@ def normalize_rows_backward(
         if need_b:
             np.sum(pb, axis=0, out=gb)
         return gx, gw, gb
+    gx = xp.empty((m, d), dtype=dt) if need_x else None
+    gw = xp.zeros((d,), dtype=dt) if need_w else None
+    gb = xp.zeros((d,), dtype=dt) if need_b else None
     xhat = state_xhat(state)
     ones_cache = {}
     inv_d = 1.0 / d if d else 0.0
@@ -238,3 +277,24 @@ def normalize_rows_backward(
         ob -= tmp
         ob *= invstd[s]
     return gx, gw, gb
+
+
+def _rows_saved(state, x2, w) -> tuple:
+    """What a row norm saves of its ``normalize_rows`` state and flattened weight ``w``: on the
+    compiled path the rows are the input itself (``x2``, a view of ``x``, saved after these
+    as ``x``) and ``w`` a view of the weight, so both are left out (None): each saved array
+    costs ``Function.apply`` a search of the op's arguments (~0.3 us) on every call."""
+    src, mean, invstd = state
+    if mean is not None and src is x2:
+        return None, mean, invstd, None
+    return src, mean, invstd, w
+
+
+def _rows_state(saved, nd: int) -> tuple:
+    """``(src, mean, invstd, w)`` of a row norm's ``saved`` (``_rows_saved`` then ``x``,
+    ``weight``), the rows and the flattened weight rebuilt from ``x`` and ``weight``."""
+    src, mean, invstd, w, x, weight = saved
+    if src is None:
+        src = x.reshape(-1, math.prod(x.shape[x.ndim - nd :]))
+        w = None if weight is None else weight.reshape(-1)
+    return src, mean, invstd, w
