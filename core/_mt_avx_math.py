@@ -66,22 +66,27 @@ def _split(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 _SMALL = 32  # below this many elements, Python floats beat a dozen NumPy calls
 
 
-def _fma64_small(a: np.ndarray, b: float, c: float) -> np.ndarray:
-    """:func:`fma64` with scalar ``b`` and ``c``, element by element in Python floats: the
-    exact product as two doubles (Dekker), then ``math.fsum``, which rounds the exact sum once
-    (~1 us an element against ~20 NumPy calls for any size)."""
+def fma_list(xs: list, b: float, c: float) -> list:
+    """``x * b + c`` rounded once for each Python float ``x``: the exact product as two
+    doubles (Dekker), then ``math.fsum``, which rounds the exact sum once (~1 us an element
+    against ~20 NumPy calls for any size)."""
     t = b * 134217729.0
     bh = t - (t - b)
     bl = b - bh
-    out = np.empty(a.shape, dtype=np.float64)
-    flat = out.reshape(-1)
-    for i, x in enumerate(a.reshape(-1).tolist()):
+    fsum = math.fsum
+    out = []
+    for x in xs:
         p = x * b
         t = x * 134217729.0
         xh = t - (t - x)
         xl = x - xh
-        flat[i] = math.fsum((p, ((xh * bh - p) + xh * bl + xl * bh) + xl * bl, c))
+        out.append(fsum((p, ((xh * bh - p) + xh * bl + xl * bh) + xl * bl, c)))
     return out
+
+
+def _fma64_small(a: np.ndarray, b: float, c: float) -> np.ndarray:
+    """:func:`fma64` with scalar ``b`` and ``c``, element by element in Python floats."""
+    return np.array(fma_list(a.reshape(-1).tolist(), b, c), dtype=np.float64).reshape(a.shape)
 
 
 def fma64(a, b, c) -> np.ndarray:
@@ -90,10 +95,16 @@ def fma64(a, b, c) -> np.ndarray:
     a = np.asarray(a, dtype=np.float64)
     if a.size <= _SMALL and np.ndim(b) == 0 and np.ndim(c) == 0:
         return _fma64_small(a, float(b), float(c))
-    b = np.broadcast_to(np.asarray(b, dtype=np.float64), a.shape)
-    c = np.broadcast_to(np.asarray(c, dtype=np.float64), a.shape)
+    if np.ndim(b) == 0 and np.ndim(c) == 0:  # scalars: b split once, not per element
+        b, c = float(b), float(c)
+        t = b * 134217729.0
+        bh, bl = t - (t - b), b - (t - (t - b))
+    else:
+        b = np.broadcast_to(np.asarray(b, dtype=np.float64), a.shape)
+        c = np.broadcast_to(np.asarray(c, dtype=np.float64), a.shape)
+        bh, bl = _split(b)
     uh = a * b
-    (ah, al), (bh, bl) = _split(a), _split(b)
+    ah, al = _split(a)
     ul = ((ah * bh - uh) + ah * bl + al * bh) + al * bl  # Dekker: a * b == uh + ul exactly
     th = c + uh
     bb = th - c

@@ -40,6 +40,19 @@ import os
 import numpy as np
 
 from . import _mt_avx_math
+from ._mt_fast import (
+    _DTYPES,
+    _FAST,
+    _M24,
+    _M53,
+    _S24,
+    _S53,
+    _TWO_PI,
+    _f32_bounds,
+    _fast_bound,
+    _floats,
+    _shape,
+)
 
 __all__ = ["TorchStream", "mantissa_digits"]
 
@@ -105,6 +118,20 @@ class TorchStream:
         r = self.raw32(2 * n)
         return (r[0::2] << np.uint64(32)) | r[1::2]
 
+    def _unit_list(self, n: int, digits: int) -> list[float]:
+        """:meth:`_unit` as Python floats (for a few values)."""
+        r = self.raw32(2 * n if digits > 32 else n).tolist()
+        if digits == 24:
+            return [(v & _M24) * _S24 for v in r]
+        if digits == 53:
+            it = iter(r)
+            return [(((h << 32) | lo) & _M53) * _S53 for h, lo in zip(it, it)]
+        mask, scale = (1 << digits) - 1, 2.0**-digits
+        if digits > 32:
+            it = iter(r)
+            return [(((h << 32) | lo) & mask) * scale for h, lo in zip(it, it)]
+        return [(v & mask) * scale for v in r]
+
     def _unit(self, n: int, digits: int) -> np.ndarray:
         """``n`` uniforms on [0, 1) as float64 holding ``digits``-bit fractions."""
         r = self.raw64(n) if digits > 32 else self.raw32(n)
@@ -117,13 +144,28 @@ class TorchStream:
 
     def uniform_fill(self, size, dtype, low: float, high: float):
         """torch's ``uniform_(low, high)`` on a fresh tensor of ``size`` and ``dtype``."""
-        shape = () if size is None else tuple(np.atleast_1d(size)) if np.ndim(size) else (size,)
+        shape = _shape(size)
         n = math.prod(shape)
-        dt = np.dtype(dtype)
+        dt = _DTYPES.get(dtype) or np.dtype(dtype)
         wide = dt == np.float64
+        if 0 < n <= _FAST and low == 0 and high == 1 and _fast_bound(low) and _fast_bound(high):
+            out = _floats(self._unit_list(n, 53 if wide else 24), dt, shape)  # (x * 1 + 0 == x)
+            return out if size is not None else out[()]
+        if 0 < n <= _FAST and _fast_bound(low) and _fast_bound(high):
+            if wide:
+                scale, off = float(high - low), float(low)
+            else:
+                scale, off = _f32_bounds(float(low), float(high))
+            vals = self._unit_list(n, 53 if wide else 24)
+            if wide and (scale != 1.0 or off != 0.0):  # torch's x * (to - from) + from: an FMA
+                vals = _mt_avx_math.fma_list(vals, scale, off)
+            elif not wide:
+                vals = [x * scale + off for x in vals]
+            out = _floats(vals, dt, shape)
+            return out if size is not None else out[()]
         x = self._unit(n, 53 if wide else 24)  # (the half types round a float32 draw)
-        if wide:
-            out = x * (high - low) + low
+        if wide:  # x * (to - from) + from, contracted to an FMA in torch's build
+            out = x if high - low == 1 and low == 0 else _mt_avx_math.fma64(x, high - low, low)
         else:  # bounds in float32, the scaling in float64, one rounding at the end
             f32 = np.float32
             out = x * float(f32(high) - f32(low)) + float(f32(low))
@@ -137,11 +179,17 @@ class TorchStream:
 
     def normal_fill(self, size, dtype, mean: float, std: float, contiguous: bool = True):
         """torch's ``normal_(mean, std)`` on a fresh tensor of ``size`` and ``dtype``."""
-        shape = () if size is None else tuple(np.atleast_1d(size)) if np.ndim(size) else (size,)
+        shape = _shape(size)
         n = math.prod(shape)
-        dt = np.dtype(dtype)
+        dt = _DTYPES.get(dtype) or np.dtype(dtype)
         if n >= 16 and contiguous:
             out = self._normal_blocks(n, dt, mean, std)
+        elif n <= _FAST and type(mean) in (float, int) and type(std) in (float, int):
+            z = self._normal_list(n)
+            if std != 1.0 or mean != 0.0:  # z * std + mean rounded once (an FMA)
+                z = _mt_avx_math.fma_list(z, float(std), float(mean))
+            out = _floats(z, dt, shape)
+            return out if size is not None else out[()]
         elif std == 1.0 and mean == 0.0:
             out = self._normal_pairs(n).astype(dt)
         else:  # z * std + mean rounded once (an FMA in torch's kernel)
@@ -151,22 +199,28 @@ class TorchStream:
 
     def _normal_pairs(self, n: int) -> np.ndarray:
         """``n`` float64 normals one at a time, the sine half of each pair cached."""
-        out = np.empty(n, dtype=np.float64)
-        i = 0
-        if n and self.normal_cache is not None:
-            out[0], self.normal_cache, i = self.normal_cache, None, 1
-        pairs = (n - i + 1) // 2
+        return np.array(self._normal_list(n), dtype=np.float64)
+
+    def _normal_list(self, n: int) -> list[float]:
+        """:meth:`_normal_pairs` as Python floats: a Box-Muller pair per two elements, from two
+        float64 uniforms, through the C library's log1p/cos/sin as torch's scalar path (NumPy's
+        vector loops differ from them in the last bit now and then)."""
+        out: list[float] = []
+        if not n:
+            return out
+        if self.normal_cache is not None:
+            out.append(self.normal_cache)
+            self.normal_cache = None
+        pairs = (n - len(out) + 1) // 2
         if pairs:
-            # the C library's log1p/cos/sin, as torch's scalar path (NumPy's vector loops
-            # differ from them in the last bit now and then)
-            flat = []
-            for u1, u2 in self._unit(2 * pairs, 53).reshape(pairs, 2).tolist():
-                radius = math.sqrt(-2.0 * math.log1p(-u2))
-                theta = 2.0 * math.pi * u1
-                flat += (radius * math.cos(theta), radius * math.sin(theta))
-            out[i:] = flat[: n - i]
-            if (n - i) % 2:  # an odd count: the last sine waits for the next draw
-                self.normal_cache = flat[-1]
+            sqrt, log1p, cos, sin = math.sqrt, math.log1p, math.cos, math.sin
+            it = iter(self.raw32(4 * pairs).tolist())
+            for h1, l1, h2, l2 in zip(it, it, it, it):
+                radius = sqrt(-2.0 * log1p(-((((h2 << 32) | l2) & _M53) * _S53)))
+                theta = _TWO_PI * ((((h1 << 32) | l1) & _M53) * _S53)
+                out += (radius * cos(theta), radius * sin(theta))
+            if len(out) > n:  # an odd count: the last sine waits for the next draw
+                self.normal_cache = out.pop()
         return out
 
     def _normal_blocks(self, n: int, dt: np.dtype, mean: float, std: float) -> np.ndarray:
@@ -212,10 +266,22 @@ class TorchStream:
             raise ValueError(
                 f"random_ expects 'from' to be less than 'to', but got from={low} >= to={high}"
             )
-        shape = () if size is None else tuple(np.atleast_1d(size)) if np.ndim(size) else (size,)
+        shape = _shape(size)
         n = math.prod(shape)
-        if span >= (1 << 63):
-            raise ValueError(f"random_ expects a range below 2**63, but got [{low}, {high})")
+        if span >= (1 << 64):
+            raise ValueError(f"random_ expects a range below 2**64, but got [{low}, {high})")
+        if 0 < n <= _FAST and -(1 << 63) <= low and high <= (1 << 63):
+            r = self.raw32(n if span < (1 << 32) else 2 * n).tolist()
+            if span < (1 << 32):
+                vals = [v % span + low for v in r]
+            else:
+                it = iter(r)
+                vals = [((h << 32) | lo) % span + low for h, lo in zip(it, it)]
+            out = np.array(vals, dtype=np.int64)
+            if dtype is not np.int64:
+                out = out.astype(dtype)
+            out = out if len(shape) == 1 else out.reshape(shape)
+            return out if size is not None else out[()]
         r = self.raw32(n) if span < (1 << 32) else self.raw64(n)
         out = ((r % np.uint64(span)).astype(np.int64) + low).astype(dtype).reshape(shape)
         return out if size is not None else out[()]
@@ -243,6 +309,12 @@ class TorchStream:
         if not isinstance(x, (int, np.integer)):
             return self._np.permutation(x)
         n = int(x)
+        if 2 <= n <= _FAST:  # Fisher-Yates in Python ints
+            p = list(range(n))
+            for i, v in enumerate(self.raw32(n - 1).tolist()):
+                j = i + v % (n - i)
+                p[i], p[j] = p[j], p[i]
+            return np.array(p, dtype=np.int64)
         perm = np.arange(n, dtype=np.int64)
         if n < 2:
             return perm
@@ -253,10 +325,12 @@ class TorchStream:
     # ---- exponential, multinomial ---------------------------------------------------------
     def exponential_fill(self, shape, dtype, lambd: float) -> np.ndarray:
         """torch's ``exponential_(lambd)``: ``-1/lambd * log1p(-u)`` of float64 uniforms."""
-        u = self._unit(math.prod(shape), 53)
-        if np.dtype(dtype) == np.float64:  # the C library's log1p (NumPy's differs in the last bit)
-            scale = -1.0 / lambd
-            return np.array([scale * math.log1p(-x) for x in u.tolist()]).reshape(shape)
+        n = math.prod(shape)
+        if (_DTYPES.get(dtype) or np.dtype(dtype)) == np.float64:  # the C library's log1p
+            scale, log1p = -1.0 / lambd, math.log1p  # (NumPy's differs in the last bit)
+            vals = [scale * log1p(-x) for x in self._unit_list(n, 53)]
+            return np.array(vals, dtype=np.float64).reshape(shape)
+        u = np.array(self._unit_list(n, 53)) if n <= _FAST else self._unit(n, 53)
         return ((-1.0 / lambd) * np.log1p(-u)).astype(dtype).reshape(shape)
 
     def multinomial(self, probs: np.ndarray, num_samples: int, replacement: bool) -> np.ndarray:
@@ -288,7 +362,23 @@ class TorchStream:
     # ---- Bernoulli ------------------------------------------------------------------------
     def bernoulli_scalar(self, shape, p: float) -> np.ndarray:
         """``bernoulli_(p)`` with a float ``p``: a float64 uniform below ``p`` (bool array)."""
-        return self._unit(math.prod(shape), 53).reshape(shape) < p
+        # u < p with u = k * 2**-53 (k < 2**53, exact) is k < p * 2**53 (exact too), that is
+        # k < ceil(p * 2**53): compared as integers, without making the floats
+        n, t = math.prod(shape), float(p) * 2.0**53
+        if not t > 0.0:  # (p <= 0 or NaN: nothing below it)
+            self.raw32(2 * n)
+            return np.zeros(shape, dtype=bool)
+        if t > 2.0**53:
+            self.raw32(2 * n)
+            return np.ones(shape, dtype=bool)
+        t = math.ceil(t)
+        if n <= _FAST:
+            it = iter(self.raw32(2 * n).tolist())
+            hits = [(((h << 32) | lo) & _M53) < t for h, lo in zip(it, it)]
+            return np.array(hits, dtype=bool).reshape(shape)
+        r = self.raw32(2 * n)
+        k = ((r[0::2] & np.uint64(0x1FFFFF)) << np.uint64(32)) | r[1::2]
+        return (k < np.uint64(t)).reshape(shape)
 
     def bernoulli_tensor(self, probs: np.ndarray) -> np.ndarray:
         """``bernoulli(probs)``: per element, a uniform of the probabilities' dtype."""

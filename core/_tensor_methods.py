@@ -80,9 +80,13 @@ def _normal(self, mean=0.0, std=1.0, *, generator=None):
     st = _stream(self, generator)
     if st is not None and (self._data.dtype.kind == "f" or self._data.dtype.name == "bfloat16"):
         # torch's normal_: non-contiguous targets take its one-at-a-time path
-        contiguous = self._data.flags.c_contiguous
-        out = st.normal_fill(self._data.shape, self._data.dtype, mean, std, contiguous)
-        return Tensor._wrap(out)
+        data = self._data
+        if data.flags.c_contiguous:
+            return Tensor._wrap(st.normal_fill(data.shape, data.dtype, mean, std))
+        # torch's one-at-a-time path fills in memory order (the axes by decreasing stride)
+        order = sorted(range(data.ndim), key=lambda d: -abs(data.strides[d]))
+        out = st.normal_fill(tuple(data.shape[d] for d in order), data.dtype, mean, std, False)
+        return Tensor._wrap(out.transpose(np.argsort(order)))
     return (
         creation.randn(self.shape, generator=generator, dtype=self.dtype, device=self.device) * std
         + mean
