@@ -14,6 +14,10 @@ from .backend import _malloc
 
 _malloc.tune()  # reuse freed memory instead of re-faulting it every step (see _malloc.py)
 
+from . import _numba_import_guard
+
+_numba_import_guard.install()  # numba's lazy import survives a replaced builtins.print
+
 import warnings as _warnings
 
 # PyTorch gives inf / nan for 1/0, log(0), sqrt(-1) without a word; NumPy warns. Silence those

@@ -51,6 +51,16 @@ def _check_device(target) -> device:
     return dev
 
 
+def default_restore_location(storage: Tensor, location: str) -> Tensor:
+    """``torch.serialization.default_restore_location``: ``storage`` placed on the device that
+    ``location`` names (``"cpu"``, ``"cuda:0"``), with ``ember.load``'s errors for a missing
+    device. A ``map_location`` callable receives ember's data as a CPU tensor, so this is what
+    ``map_location=lambda s, _: default_restore_location(s, "cpu")`` (torchvision's
+    ``references/classification/utils.py``) needs."""
+    dev = _check_device(location)
+    return storage if storage.device == dev else storage.to(dev)
+
+
 def _place(arr: np.ndarray, saved: str, map_location: MapLocation) -> np.ndarray:
     """The array for data saved on device ``saved``, moved as ``map_location`` asks (torch's
     rules: None keeps the saved device; a str/device/int picks one; a dict maps location

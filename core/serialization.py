@@ -42,6 +42,7 @@ from ._serialization_read import (
     _meta_array,  # noqa: F401
     _place,
     _Tensors,
+    default_restore_location,
 )
 from ._torch_format import get_unsafe_globals_in_checkpoint
 from ._torch_pickle import add_safe_globals, clear_safe_globals, get_safe_globals, safe_globals
@@ -58,6 +59,7 @@ __all__ = [
     "get_safe_globals",
     "safe_globals",
     "get_unsafe_globals_in_checkpoint",
+    "default_restore_location",
 ]
 
 FileLike = sio.FileLike

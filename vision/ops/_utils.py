@@ -7,7 +7,13 @@ import numpy as np
 import ember
 from ember import Tensor
 
-__all__ = ["check_roi_boxes_shape", "convert_boxes_to_roi_format", "host_rois", "pair"]
+__all__ = [
+    "check_roi_boxes_shape",
+    "convert_boxes_to_roi_format",
+    "host_rois",
+    "pair",
+    "split_normalization_params",
+]
 
 
 def pair(size) -> tuple[int, int]:
@@ -68,3 +74,42 @@ def host_rois(input: Tensor, boxes, name: str) -> np.ndarray:
             f"{sorted({int(b) for b in batch})}"
         )
     return host
+
+
+def split_normalization_params(
+    model: ember.nn.Module, norm_classes: list[type] | None = None
+) -> tuple[list[Tensor], list[Tensor]]:
+    """``(norm_params, other_params)``: the trainable parameters of ``model``'s leaf
+    normalization modules, and all the others (torchvision's ``ops._utils`` helper that its
+    ``references/`` use for ``--norm-weight-decay``).
+
+    Args:
+        model: the model whose parameters are split.
+        norm_classes: the normalization module classes; by default batch, layer, group,
+            instance and local response normalization.
+    """
+    nn = ember.nn
+    if not norm_classes:
+        norm_classes = [
+            nn.modules.batchnorm._BatchNorm,
+            nn.LayerNorm,
+            nn.GroupNorm,
+            nn.modules.instancenorm._InstanceNorm,
+            nn.LocalResponseNorm,
+        ]
+    for t in norm_classes:
+        if not issubclass(t, nn.Module):
+            raise ValueError(f"Class {t} is not a subclass of nn.Module.")
+    classes = tuple(norm_classes)
+    norm_params: list[Tensor] = []
+    other_params: list[Tensor] = []
+    for module in model.modules():
+        # a module with children contributes only its own direct parameters here; a leaf
+        # module's parameters go to one list or the other by its class
+        if next(module.children(), None) is not None:
+            other_params.extend(p for p in module.parameters(recurse=False) if p.requires_grad)
+        elif isinstance(module, classes):
+            norm_params.extend(p for p in module.parameters() if p.requires_grad)
+        else:
+            other_params.extend(p for p in module.parameters() if p.requires_grad)
+    return norm_params, other_params

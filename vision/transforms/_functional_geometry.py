@@ -153,7 +153,8 @@ def pad(img, padding, fill=0, padding_mode: str = "constant"):
     a = _arr(img)
     if isinstance(fill, (tuple, list)):
         if len(fill) != 1:
-            raise ValueError("tensor pad supports only a number as fill")
+            # torchvision's words and type (a per-channel fill pads PIL images only)
+            raise TypeError("Got inappropriate fill arg")
         fill = fill[0]
     out = F_t.pad(a, p, fill if fill is not None else 0, padding_mode)
     return _wrap(out if img.dim() > 2 else out[0])

@@ -119,6 +119,12 @@ class Transform:
         return [hook(x, params) if k != "other" else x for x, k in zip(leaves, kinds)]
 
     def __call__(self, *inputs):
+        # torchvision's Transform is an nn.Module: calling it runs ``forward``, which subclasses
+        # may override whole (the segmentation references' CocoDetectionToVOCSegmentation)
+        return self.forward(*inputs)
+
+    def forward(self, *inputs):
+        """Transform a sample: its images, bounding boxes and masks, the rest passed through."""
         sample = inputs if len(inputs) > 1 else inputs[0]
         leaves: list = []
         rebuild = _flatten(sample, leaves)

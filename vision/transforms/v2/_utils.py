@@ -91,3 +91,42 @@ def query_size(flat_inputs: list[Any]) -> tuple[int, int]:
         raise ValueError(f"Found multiple HxW dimensions in the sample: {_sizes_str(sizes)}")
     h, w = sizes.pop()
     return h, w
+
+
+# ---- fill arguments: torchvision's private helpers, which custom v2 transforms call (the
+# segmentation references' ``PadIfSmaller``: ``fill={tv_tensors.Mask: 255, "others": 0}``)
+
+
+def _check_fill_arg(fill) -> None:
+    if isinstance(fill, dict):
+        for value in fill.values():
+            _check_fill_arg(value)
+    elif fill is not None and not isinstance(fill, (int, float, tuple, list)):
+        raise TypeError(
+            "Got inappropriate fill arg, only Numbers, tuples, lists and dicts are allowed."
+        )
+
+
+def _convert_fill_arg(fill):
+    """A number stays a number, a sequence becomes a list of floats; ``None`` stays ``None``
+    (no fill is not the same as a fill of 0)."""
+    if fill is None or isinstance(fill, (int, float)):
+        return fill
+    return [float(v) for v in fill]
+
+
+def _setup_fill_arg(fill) -> dict:
+    """``fill`` as a dict from input type (or ``"others"``) to its fill value."""
+    _check_fill_arg(fill)
+    if isinstance(fill, dict):
+        return {k: _convert_fill_arg(v) for k, v in fill.items()}
+    return {"others": _convert_fill_arg(fill)}
+
+
+def _get_fill(fill_dict: dict, inpt_type: type):
+    """The fill for inputs of ``inpt_type``: its own entry, else the ``"others"`` one."""
+    if inpt_type in fill_dict:
+        return fill_dict[inpt_type]
+    if "others" in fill_dict:
+        return fill_dict["others"]
+    raise RuntimeError(f"no fill value for {inpt_type.__name__} and no 'others' entry")
