@@ -22,6 +22,7 @@ from ._transform_elementwise import (
     SoftplusTransform,
     StickBreakingTransform,
     TanhTransform,
+    _clipped_sigmoid,
 )
 from ._transform_structured import (
     CatTransform,
@@ -55,3 +56,4 @@ __all__ = [
 ]
 
 _InverseTransform  # noqa: B018 - importable as torch's private name
+_clipped_sigmoid  # noqa: B018 - private in torch too; pytorch-forecasting imports it

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..backend.mkl_gemm import matmul as mm
 from ..backend.threads import num_threads, thread_pool
-from ..random import gen_for
+from .dropout_draw import dropout_draw
 
 _MIN_BYTES = 8 << 20  # scores from this size run in chunks
 _CHUNK_BYTES = 2 << 20  # scores per chunk
@@ -102,7 +102,7 @@ def _attend_chunked(qh, kh, vh, scale, bias, safe, dropout_p, generator, out, ra
     p = np.empty(shape, dtype=dtype)
     dropped = 0 < dropout_p < 1
     pd = np.empty(shape, dtype=dtype) if dropped else p
-    keep = gen_for(generator, np).random(shape, dtype=dtype) if dropped else None
+    keep = dropout_draw(generator, np, shape, dtype, dropout_p) if dropped else None
     if out is None:
         out = np.empty(qh.shape[:-1] + (vh.shape[-1],), dtype=np.result_type(dtype, vh.dtype))
 

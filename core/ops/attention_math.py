@@ -11,10 +11,10 @@ import numpy as np
 
 from ..backend.device import get_array_module
 from ..backend.mkl_gemm import matmul as mm
-from ..random import gen_for
 from ..tensor import Tensor
 from . import attention_kernels
 from .attention_chunks import _attend_backward_chunked, _attend_chunked, _chunks
+from .dropout_draw import dropout_draw
 
 
 def _masked_to_bias(xp, masked, dtype):
@@ -101,7 +101,7 @@ def _attend_whole(xp, qh, kh, vh, scale, bias, safe, dropout_p, generator, out=N
         if dropout_p >= 1:
             pd = xp.zeros_like(p)
         else:
-            keep = gen_for(generator, xp).random(p.shape, dtype=p.dtype) >= dropout_p
+            keep = dropout_draw(generator, xp, p.shape, p.dtype, dropout_p) >= dropout_p
             pd = p * keep
             pd *= p.dtype.type(1 / (1 - dropout_p))
     o = _matmul(xp, pd, vh, out)

@@ -309,7 +309,12 @@ def _mha(
         layout,
     )
     out, weights = res if need_weights else (res, None)
-    out = linear(out, out_proj_weight, out_proj_bias)
+    if batch_first and training:  # torch's output is (L, B, E) in memory, seen as (B, L, E):
+        # a dropout after it draws in that order (only training draws: eval skips the copy)
+        out = ops.contiguous(ops.transpose(out, 0, 1))
+        out = ops.transpose(linear(out, out_proj_weight, out_proj_bias), 0, 1)
+    else:
+        out = linear(out, out_proj_weight, out_proj_bias)
     if weights is not None and average_attn_weights:
         weights = ops.mean(weights, 1)
     if not is_batched:

@@ -51,7 +51,30 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
     _check_p(p)
     if not training or p == 0.0:
         return input
-    return _apply_mask(input, _keep_mask(input, p, input._data.shape), inplace)
+    data = input._data
+    order = _dense_order(data)
+    if order is None:
+        return _apply_mask(input, _keep_mask(input, p, data.shape), inplace)
+    # torch draws into ``empty_like(input)``, which keeps a permuted (transposed) layout, and
+    # fills it in memory order: draw in that order, then view it in the input's axes
+    mask = _keep_mask(input, p, tuple(data.shape[d] for d in order))
+    return _apply_mask(input, mask.transpose(np.argsort(order)), inplace)
+
+
+def _dense_order(a) -> list[int] | None:
+    """The axes of a dense, non-overlapping but permuted NumPy array from outermost to
+    innermost in memory; None for a C-contiguous one or any other layout."""
+    if not isinstance(a, np.ndarray) or a.ndim < 2 or a.flags.c_contiguous:
+        return None
+    big = [d for d in range(a.ndim) if a.shape[d] != 1]
+    order = sorted(big, key=lambda d: -a.strides[d])
+    step = a.itemsize
+    for d in reversed(order):  # dense: each axis strides over all the axes inside it
+        if a.strides[d] != step:
+            return None
+        step *= a.shape[d]
+    order = [d for d in range(a.ndim) if a.shape[d] == 1] + order
+    return None if order == sorted(order) else order
 
 
 def _feature_dropout(
