@@ -34,6 +34,8 @@ import importlib.util
 import sys
 from typing import Any
 
+from ._post_import import AfterExecLoader
+
 _BACKENDS = "einops._backends"
 _TORCH_LAYERS = "einops.layers.torch"
 _EMBER_LAYERS = "einops.layers.ember"  # einops' naming: einops.layers.<framework>
@@ -49,23 +51,6 @@ def is_ember_program() -> bool:
         torch = sys.modules["torch"]
         return torch is None or torch is sys.modules.get("ember")
     return importlib.util.find_spec("torch") is None
-
-
-class _RegisteringLoader:
-    """einops' own loader for ``einops._backends``, defining ember's backend after it ran."""
-
-    def __init__(self, loader: Any) -> None:
-        self._loader = loader
-
-    def create_module(self, spec):
-        return self._loader.create_module(spec)
-
-    def exec_module(self, module) -> None:
-        self._loader.exec_module(module)  # the import system has put it in sys.modules
-        _register_backend()
-
-    def __getattr__(self, name: str) -> Any:  # get_source, get_filename, ... for tracebacks
-        return getattr(self._loader, name)
 
 
 class _EmberLayersLoader:
@@ -90,7 +75,7 @@ class _EinopsFinder:
         if fullname == _BACKENDS:
             spec = _spec_from_later_finders(fullname, path, target)
             if spec is not None and spec.loader is not None:
-                spec.loader = _RegisteringLoader(spec.loader)
+                spec.loader = AfterExecLoader(spec.loader, lambda _module: _register_backend())
             return spec
         if fullname == _EMBER_LAYERS or (fullname == _TORCH_LAYERS and is_ember_program()):
             return importlib.util.spec_from_loader(fullname, _EmberLayersLoader())

@@ -19,6 +19,8 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from ._post_import import AfterExecLoader
+
 __all__ = ["einsum", "tensordot", "transpose", "install"]
 
 _DISPATCH = "opt_einsum.backends.dispatch"
@@ -49,23 +51,6 @@ def _register(dispatch: Any) -> None:
         aliases.setdefault("ember", __name__)
 
 
-class _RegisteringLoader:
-    """opt_einsum's own loader for its dispatch module, registering ember after it ran."""
-
-    def __init__(self, loader: Any) -> None:
-        self._loader = loader
-
-    def create_module(self, spec):
-        return self._loader.create_module(spec)
-
-    def exec_module(self, module) -> None:
-        self._loader.exec_module(module)
-        _register(module)
-
-    def __getattr__(self, name: str) -> Any:  # get_source, get_filename, ... for tracebacks
-        return getattr(self._loader, name)
-
-
 class _OptEinsumFinder:
     """A ``sys.meta_path`` finder that only answers for ``opt_einsum.backends.dispatch``."""
 
@@ -80,7 +65,7 @@ class _OptEinsumFinder:
             spec = find_spec(fullname, path, target) if find_spec is not None else None
             if spec is not None:
                 if spec.loader is not None:
-                    spec.loader = _RegisteringLoader(spec.loader)
+                    spec.loader = AfterExecLoader(spec.loader, _register)
                 return spec
         return None
 

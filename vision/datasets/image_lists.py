@@ -10,18 +10,10 @@ from collections.abc import Callable
 from typing import Any
 
 from .folder import ImageFolder, default_loader, make_dataset
+from .utils import verify_str_arg as _verify
 from .vision import VisionDataset
 
 __all__ = ["EuroSAT", "Country211", "RenderedSST2", "DTD", "Food101"]
-
-
-def _verify(value: str, arg: str, valid) -> str:
-    if value not in valid:
-        raise ValueError(
-            f"Unknown value '{value}' for argument {arg}. Valid values are "
-            f"{{{', '.join(repr(v) for v in valid)}}}."
-        )
-    return value
 
 
 def _missing(cls, path: str, download: bool):

@@ -9,18 +9,10 @@ from typing import Any
 
 import numpy as np
 
+from .utils import verify_str_arg as _verify
 from .vision import VisionDataset
 
 __all__ = ["SVHN", "STL10"]
-
-
-def _verify(value: str, arg: str, valid) -> str:
-    if value not in valid:
-        raise ValueError(
-            f"Unknown value '{value}' for argument {arg}. Valid values are "
-            f"{{{', '.join(repr(v) for v in valid)}}}."
-        )
-    return value
 
 
 def _no_download(cls, what: str):

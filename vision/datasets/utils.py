@@ -28,7 +28,27 @@ __all__ = [
     "extract_archive",
     "download_and_extract_archive",
     "DownloadError",
+    "verify_str_arg",
 ]
+
+
+def verify_str_arg(
+    value: str,
+    arg: str | None = None,
+    valid_values: Sequence[str] | None = None,
+    custom_msg: str | None = None,
+) -> str:
+    """``value`` if it is a string among ``valid_values``; otherwise torchvision's ValueError
+    naming the argument and the valid values."""
+    if not isinstance(value, str):
+        where = "" if arg is None else f" for argument {arg}"
+        raise ValueError(f"Expected type str{where}, but got type {type(value)}.")
+    if valid_values is None or value in valid_values:
+        return value
+    listed = ", ".join(f"'{v}'" for v in valid_values)
+    raise ValueError(
+        custom_msg or f"Unknown value '{value}' for argument {arg}. Valid values are {{{listed}}}."
+    )
 
 
 class DownloadError(RuntimeError):

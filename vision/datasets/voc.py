@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 from xml.etree.ElementTree import Element, parse
 
+from .utils import verify_str_arg as _verify
 from .vision import VisionDataset
 
 __all__ = ["VOCSegmentation", "VOCDetection"]
@@ -21,15 +22,6 @@ _BASE_DIRS = {
     "2008": os.path.join("VOCdevkit", "VOC2008"),
     "2007": os.path.join("VOCdevkit", "VOC2007"),
 }
-
-
-def _verify(value: str, arg: str, valid) -> str:
-    if value not in valid:
-        raise ValueError(
-            f"Unknown value '{value}' for argument {arg}. Valid values are "
-            f"{{{', '.join(repr(v) for v in valid)}}}."
-        )
-    return value
 
 
 class _VOCBase(VisionDataset):

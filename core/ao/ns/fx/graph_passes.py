@@ -56,15 +56,35 @@ def _is_constant(gm: GraphModule, node: Node) -> bool:
     return node.op == "get_attr"
 
 
-def _logger(logger_cls: Callable, gm: GraphModule, sub: Subgraph, logged: Node, **kw: Any):
+def _logger(
+    logger_cls: Callable,
+    gm: GraphModule,
+    sub: Subgraph,
+    logged: Node,
+    model_name: str,
+    ref_name: str,
+    index: tuple[int, int] | None = None,
+):
+    """A ``logger_cls`` for ``logged``: an output logger, or with ``index`` (index of the
+    argument, index within it) an input logger."""
+    kind = (
+        NSSingleResultValuesType.NODE_OUTPUT
+        if index is None
+        else NSSingleResultValuesType.NODE_INPUT
+    )
+    i, j = index or (0, 0)
     return logger_cls(
         ref_node_name=sub.base_op_node.name,
         prev_node_name=logged.name,
+        model_name=model_name,
+        ref_name=ref_name,
         prev_node_target_type=get_target_type_str(gm, logged),
         ref_node_target_type=get_target_type_str(gm, sub.base_op_node),
+        results_type=kind.value,
+        index_within_arg=j,
+        index_of_arg=i,
         fqn=get_fqn(gm, sub.base_op_node),
         qconfig_str="",
-        **kw,
     )
 
 
@@ -84,34 +104,14 @@ def add_loggers_to_model(
         sub = Subgraph(*(by_name[n.name] for n in (sub.start_node, sub.end_node, sub.base_op_node)))
         if should_log_inputs:
             for i, j, arg in _input_nodes(out, sub.start_node):
-                logger = _logger(
-                    logger_cls,
-                    out,
-                    sub,
-                    arg,
-                    model_name=model_name,
-                    ref_name=ref_name,
-                    results_type=NSSingleResultValuesType.NODE_INPUT.value,
-                    index_within_arg=j,
-                    index_of_arg=i,
-                )
+                logger = _logger(logger_cls, out, sub, arg, model_name, ref_name, (i, j))
                 with graph.inserting_before(sub.start_node):
                     node = _insert_module(
                         out, _unique(out, f"{sub.start_node.name}_ns_logger_input"), logger, (arg,)
                     )
                 sub.start_node.replace_input_with(arg, node)
         logged = _skip_observers(out, sub.end_node)
-        logger = _logger(
-            logger_cls,
-            out,
-            sub,
-            logged,
-            model_name=model_name,
-            ref_name=ref_name,
-            results_type=NSSingleResultValuesType.NODE_OUTPUT.value,
-            index_within_arg=0,
-            index_of_arg=0,
-        )
+        logger = _logger(logger_cls, out, sub, logged, model_name, ref_name)
         with graph.inserting_after(logged):
             node = _insert_module(out, _unique(out, f"{logged.name}_ns_logger"), logger, (logged,))
         logged.replace_all_uses_with(node, delete_user_cb=lambda u, n=node: u is not n)
@@ -222,29 +222,9 @@ def create_a_shadows_b(
                     f"{sub_a.start_node.name}: they take a different number of tensor inputs"
                 )
                 continue
-            logger_a = _logger(
-                logger_cls,
-                gm_a,
-                sub_a,
-                sub_a.end_node,
-                model_name=name_a,
-                ref_name=ref_name,
-                results_type=NSSingleResultValuesType.NODE_OUTPUT.value,
-                index_within_arg=0,
-                index_of_arg=0,
-            )
+            logger_a = _logger(logger_cls, gm_a, sub_a, sub_a.end_node, name_a, ref_name)
             _insert_module(out, _unique(out, f"{shadow.name}_ns_logger_a"), logger_a, (shadow,))
-        logger_b = _logger(
-            logger_cls,
-            out,
-            sub_b,
-            logged_b,
-            model_name=name_b,
-            ref_name=ref_name,
-            results_type=NSSingleResultValuesType.NODE_OUTPUT.value,
-            index_within_arg=0,
-            index_of_arg=0,
-        )
+        logger_b = _logger(logger_cls, out, sub_b, logged_b, name_b, ref_name)
         with graph.inserting_after(logged_b):
             node = _insert_module(
                 out, _unique(out, f"{logged_b.name}_ns_logger_b"), logger_b, (logged_b,)
