@@ -150,8 +150,10 @@ def test_docs_fsdp_tp_example_matches_single_process(pools):
     section = text[text.index("### FSDP2 over tensor parallelism") :]
     code = re.findall(r"```python\n(.*?)```", section, flags=re.S)[0]
     for losses, ref_losses in pools(WORLD, "shm").run(case_docs_example, code, timeout=120):
-        # float32: summed logits of magnitude ~10
-        np.testing.assert_allclose(losses, ref_losses, rtol=1e-5)
+        # float32: summed logits of magnitude ~10, so the tolerance is absolute too (a sum
+        # that cancels to 0.4 keeps the terms' rounding: 5e-6 apart once the example's weights
+        # became torch's float32 normals)
+        np.testing.assert_allclose(losses, ref_losses, rtol=1e-5, atol=1e-4)
         assert losses[0] != losses[-1]
 
 
