@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 
 import numpy as np
 
@@ -261,8 +262,11 @@ def _compile(numba):
 def box_muller16(data: np.ndarray, mean: float, std: float) -> np.ndarray:
     """torch's ``NormalFill16<float>`` on float32 uniforms (a multiple of 16): per block of
     16, the first 8 as ``u1``, the next 8 as ``u2``, cosines then sines, ``fma(n, std,
-    mean)``. Compiled (numba) from 4096 elements, NumPy below or without numba."""
-    loop = _compiled_loop() if data.shape[0] >= 4096 else False
+    mean)``. Compiled (numba) from 4096 elements once numba is loaded; before that only from
+    2**21 elements, where NumPy's version (~0.3 s a million) would cost more than numba's start
+    (~0.7 s): a short script does not load numba for its random weights."""
+    n = data.shape[0]
+    loop = _compiled_loop() if n >= 1 << 21 or (n >= 4096 and "numba" in sys.modules) else False
     if loop:
         out = np.empty_like(data)
         loop(data, _F32(mean), _F32(std), out)
