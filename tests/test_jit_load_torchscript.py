@@ -192,7 +192,8 @@ def test_missing_operator_names_op_file_and_line(archives, tmp_path):
     "edit, match",
     [
         (lambda n, d: d[: len(d) // 2] if n.endswith("data.pkl") else d, "data.pkl"),
-        (lambda n, d: b"def forward(:\n" if n.endswith("_1.py") else d, "not valid"),
+        # every code file (torch's ___torch_mangle_N names depend on what the process traced)
+        (lambda n, d: b"def forward(:\n" if n.endswith(".py") else d, "not valid"),
         (lambda n, d: d.replace(b"    return", b"    import os\n    return"), "import"),
         (
             lambda n, d: d.replace(b"torch.tanh(", b"x.__class__(") if n.endswith(".py") else d,
