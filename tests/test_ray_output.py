@@ -24,7 +24,13 @@ def ray_terminal(capsys):
     with, which under pytest is the collection's capture)."""
     import ray  # noqa: F401 - sets Ray's logger up
 
-    handlers = [h for h in logging.getLogger("ray").handlers if hasattr(h, "setStream")]
+    # Ray's own terminal handlers only: pytest 9 puts its log-capture handlers on the logger
+    # too, and pointing those at capsys left pytest reading a closed stream
+    handlers = [
+        h
+        for h in logging.getLogger("ray").handlers
+        if hasattr(h, "setStream") and type(h).__module__.startswith("ray.")
+    ]
     before = [h.stream for h in handlers]
     for h in handlers:
         h.stream = sys.stderr  # not setStream: it flushes the old one, which may be closed
