@@ -34,7 +34,7 @@ import importlib.util
 import sys
 from typing import Any
 
-from ._post_import import AfterExecLoader
+from ._post_import import AfterExecLoader, spec_from_later_finders
 
 _BACKENDS = "einops._backends"
 _TORCH_LAYERS = "einops.layers.torch"
@@ -73,25 +73,13 @@ class _EinopsFinder:
     @classmethod
     def find_spec(cls, fullname: str, path=None, target=None):
         if fullname == _BACKENDS:
-            spec = _spec_from_later_finders(fullname, path, target)
+            spec = spec_from_later_finders(cls, fullname, path, target)
             if spec is not None and spec.loader is not None:
                 spec.loader = AfterExecLoader(spec.loader, lambda _module: _register_backend())
             return spec
         if fullname == _EMBER_LAYERS or (fullname == _TORCH_LAYERS and is_ember_program()):
             return importlib.util.spec_from_loader(fullname, _EmberLayersLoader())
         return None
-
-
-def _spec_from_later_finders(fullname: str, path, target):
-    finders = sys.meta_path
-    start = finders.index(_EinopsFinder) + 1 if _EinopsFinder in finders else 0
-    for finder in finders[start:]:
-        find_spec = getattr(finder, "find_spec", None)
-        if find_spec is not None:
-            spec = find_spec(fullname, path, target)
-            if spec is not None:
-                return spec
-    return None
 
 
 def install() -> None:

@@ -58,7 +58,8 @@ def _odd_sum(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (bits + step).view(np.float64)
 
 
-def _split(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _split(a):
+    """Veltkamp's split of an array or a float into high and low halves (``hi + lo == a``)."""
     t = a * 134217729.0  # 2**27 + 1 (Veltkamp)
     hi = t - (t - a)
     return hi, a - hi
@@ -71,9 +72,7 @@ def fma_list(xs: list, b: float, c: float) -> list:
     """``x * b + c`` rounded once for each Python float ``x``: the exact product as two
     doubles (Dekker), then ``math.fsum``, which rounds the exact sum once (~1 us an element
     against ~20 NumPy calls for any size)."""
-    t = b * 134217729.0
-    bh = t - (t - b)
-    bl = b - bh
+    bh, bl = _split(b)
     fsum = math.fsum
     out = []
     for x in xs:
@@ -98,8 +97,7 @@ def fma64(a, b, c) -> np.ndarray:
         return _fma64_small(a, float(b), float(c))
     if np.ndim(b) == 0 and np.ndim(c) == 0:  # scalars: b split once, not per element
         b, c = float(b), float(c)
-        t = b * 134217729.0
-        bh, bl = t - (t - b), b - (t - (t - b))
+        bh, bl = _split(b)
     else:
         b = np.broadcast_to(np.asarray(b, dtype=np.float64), a.shape)
         c = np.broadcast_to(np.asarray(c, dtype=np.float64), a.shape)

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import builtins
 import importlib.abc
-import importlib.machinery
 import sys
+
+from ._post_import import spec_from_later_finders
 
 _BUILTIN_PRINT = builtins.print
 
@@ -45,7 +46,7 @@ class _NumbaFinder(importlib.abc.MetaPathFinder):
             return None
         if self in sys.meta_path:
             sys.meta_path.remove(self)  # one use: numba imports once
-        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        spec = spec_from_later_finders(self, name, path, target)  # (self is off the list now)
         if spec is not None and spec.loader is not None:
             spec.loader = _RealPrintLoader(spec.loader)
         return spec

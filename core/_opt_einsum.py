@@ -19,7 +19,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from ._post_import import AfterExecLoader
+from ._post_import import AfterExecLoader, spec_from_later_finders
 
 __all__ = ["einsum", "tensordot", "transpose", "install"]
 
@@ -58,16 +58,10 @@ class _OptEinsumFinder:
     def find_spec(cls, fullname: str, path=None, target=None):
         if fullname != _DISPATCH:
             return None
-        finders = sys.meta_path
-        start = finders.index(cls) + 1 if cls in finders else 0
-        for finder in finders[start:]:
-            find_spec = getattr(finder, "find_spec", None)
-            spec = find_spec(fullname, path, target) if find_spec is not None else None
-            if spec is not None:
-                if spec.loader is not None:
-                    spec.loader = AfterExecLoader(spec.loader, _register)
-                return spec
-        return None
+        spec = spec_from_later_finders(cls, fullname, path, target)
+        if spec is not None and spec.loader is not None:
+            spec.loader = AfterExecLoader(spec.loader, _register)
+        return spec
 
 
 def install() -> None:

@@ -4,10 +4,11 @@ registers itself in a third-party library's tables when that library is imported
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["AfterExecLoader"]
+__all__ = ["AfterExecLoader", "spec_from_later_finders"]
 
 
 class AfterExecLoader:
@@ -26,3 +27,16 @@ class AfterExecLoader:
 
     def __getattr__(self, name: str) -> Any:  # get_source, get_filename, ... for tracebacks
         return getattr(self._loader, name)
+
+
+def spec_from_later_finders(finder: Any, fullname: str, path=None, target=None):
+    """The spec the ``sys.meta_path`` finders after ``finder`` give ``fullname`` (the module
+    as it would import without ember's finder), or None."""
+    finders = sys.meta_path
+    start = finders.index(finder) + 1 if finder in finders else 0
+    for later in finders[start:]:
+        find_spec = getattr(later, "find_spec", None)
+        spec = find_spec(fullname, path, target) if find_spec is not None else None
+        if spec is not None:
+            return spec
+    return None

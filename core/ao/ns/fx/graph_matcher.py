@@ -30,11 +30,15 @@ class GraphMatchingException(Exception):
 
 @dataclass
 class Subgraph:
-    """``start_node`` .. ``end_node`` of one layer; ``base_op_node`` holds its weights."""
+    """``start_node`` .. ``end_node`` of one layer."""
 
     start_node: Node
     end_node: Node
-    base_op_node: Node
+
+    @property
+    def base_op_node(self) -> Node:
+        """The node holding the layer's weights and naming it: the chain's first op."""
+        return self.start_node
 
 
 # ops a quantized graph folds into the op before them
@@ -144,7 +148,7 @@ def subgraphs(gm: GraphModule) -> list[Subgraph]:
             if key in follows and nxt is not None and node_op_key(gm, nxt) in allowed:
                 end = nxt
                 absorbed.add(nxt)
-        out.append(Subgraph(node, end, node))
+        out.append(Subgraph(node, end))
     return out
 
 

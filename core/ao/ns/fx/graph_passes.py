@@ -9,9 +9,9 @@ from collections.abc import Callable
 from typing import Any
 
 from ....fx import GraphModule, Node
-from .graph_matcher import Subgraph, _skip_observers, node_op_key
+from .graph_matcher import Subgraph, _skip_observers
 from .ns_types import NSSingleResultValuesType
-from .weight_utils import get_fqn, get_target_type_str
+from .weight_utils import attr_value, get_fqn, get_target_type_str, stored_attr
 
 __all__ = ["add_loggers_to_model", "create_a_shadows_b", "to_float"]
 
@@ -43,17 +43,9 @@ def _input_nodes(gm: GraphModule, node: Node) -> list[tuple[int, int, Node]]:
     for i, a in enumerate(node.args):
         items = list(enumerate(a)) if isinstance(a, (list, tuple)) else [(0, a)]
         for j, v in items:
-            if isinstance(v, Node) and not _is_constant(gm, v):
+            if isinstance(v, Node) and stored_attr(gm, v) is None:
                 out.append((i, j, v))
     return out
-
-
-def _is_constant(gm: GraphModule, node: Node) -> bool:
-    while node.op in ("call_module", "call_method", "call_function"):
-        if node_op_key(gm, node) is not None or not node.args or not isinstance(node.args[0], Node):
-            return False
-        node = node.args[0]  # through observers and casts
-    return node.op == "get_attr"
 
 
 def _logger(
@@ -101,7 +93,7 @@ def add_loggers_to_model(
     by_name = {n.name: n for n in out.graph.nodes}
     graph = out.graph
     for ref_name, sub in subgraphs.items():
-        sub = Subgraph(*(by_name[n.name] for n in (sub.start_node, sub.end_node, sub.base_op_node)))
+        sub = Subgraph(by_name[sub.start_node.name], by_name[sub.end_node.name])
         if should_log_inputs:
             for i, j, arg in _input_nodes(out, sub.start_node):
                 logger = _logger(logger_cls, out, sub, arg, model_name, ref_name, (i, j))
@@ -146,14 +138,11 @@ def _copy_subgraph_into(
             return type(a)(mapped(v, k) for v in a)
         if not isinstance(a, Node):
             return a
-        if a not in env and _is_constant(gm_a, a):
+        root = None if a in env else stored_attr(gm_a, a)
+        if root is not None:
             # a stored weight of a functional op: copied over (without its weight observer)
-            root = _root(a)
-            obj: Any = gm_a
-            for part in root.target.split("."):
-                obj = getattr(obj, part)
             name = _unique(gm_b, f"{prefix}_shadow_copy_{k}_attr")
-            setattr(gm_b, name, copy.deepcopy(obj))
+            setattr(gm_b, name, copy.deepcopy(attr_value(gm_a, root)))
             env[a] = gm_b.graph.create_node("get_attr", name, (), {}, name=name)
         if a in env:
             return env[a]
@@ -176,12 +165,6 @@ def _copy_subgraph_into(
     return last
 
 
-def _root(node: Node) -> Node:
-    while node.op != "get_attr":
-        node = node.args[0]
-    return node
-
-
 def create_a_shadows_b(
     name_a: str,
     gm_a: GraphModule,
@@ -197,9 +180,7 @@ def create_a_shadows_b(
     by_name = {n.name: n for n in out.graph.nodes}
     graph = out.graph
     for ref_name, (sub_a, sub_b) in pairs.items():
-        sub_b = Subgraph(
-            *(by_name[n.name] for n in (sub_b.start_node, sub_b.end_node, sub_b.base_op_node))
-        )
+        sub_b = Subgraph(by_name[sub_b.start_node.name], by_name[sub_b.end_node.name])
         logged_b = _skip_observers(out, sub_b.end_node)
         inputs_b = [v for _, _, v in _input_nodes(out, sub_b.start_node)]
         with graph.inserting_after(logged_b):

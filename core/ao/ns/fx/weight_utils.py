@@ -9,13 +9,20 @@ attribute it reads.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from ....fx import GraphModule, Node
 from ....tensor import Tensor
 from .graph_matcher import node_op_key
 
-__all__ = ["extract_weight_from_node", "get_target_type_str", "get_fqn"]
+__all__ = [
+    "extract_weight_from_node",
+    "get_target_type_str",
+    "get_fqn",
+    "stored_attr",
+    "attr_value",
+]
 
 _WEIGHTED_FUNCTIONS = {"linear", "conv1d", "conv2d", "conv3d"}
 
@@ -66,21 +73,19 @@ def _module_weights(mod: Any) -> list[Tensor] | None:
     return None if w is None else [w]
 
 
-def _constant(gm: GraphModule, node: Any) -> Tensor | None:
-    """The tensor a weight argument reads, through observers / fake quants / dequantize."""
-    while isinstance(node, Node):
-        if node.op == "get_attr":
-            obj: Any = gm
-            for part in node.target.split("."):
-                obj = getattr(obj, part)
-            return _plain(obj)
-        if node.op in ("call_module", "call_function", "call_method") and node.args:
-            if node_op_key(gm, node) is not None:
-                return None  # a computed weight, not a stored one
-            node = node.args[0]
-            continue
-        return None
-    return None
+def stored_attr(gm: GraphModule, node: Any) -> Node | None:
+    """The ``get_attr`` node a value reads through observers, fake quants and casts, or
+    None when the value is computed (or is not a node)."""
+    while isinstance(node, Node) and node.op in ("call_module", "call_function", "call_method"):
+        if node_op_key(gm, node) is not None or not node.args:
+            return None  # a computed value, not a stored one
+        node = node.args[0]
+    return node if isinstance(node, Node) and node.op == "get_attr" else None
+
+
+def attr_value(gm: GraphModule, node: Node) -> Any:
+    """The object a ``get_attr`` node reads."""
+    return functools.reduce(getattr, node.target.split("."), gm)
 
 
 def extract_weight_from_node(gm: GraphModule, node: Node) -> list[Tensor] | None:
@@ -89,6 +94,7 @@ def extract_weight_from_node(gm: GraphModule, node: Node) -> list[Tensor] | None
         return _module_weights(gm.get_submodule(node.target))
     if node_op_key(gm, node) in _WEIGHTED_FUNCTIONS:
         w = node.args[1] if len(node.args) > 1 else node.kwargs.get("weight")
-        t = _constant(gm, w)
+        attr = stored_attr(gm, w)
+        t = None if attr is None else _plain(attr_value(gm, attr))
         return None if t is None else [t]
     return None
