@@ -2,8 +2,9 @@
 workers through get_dataset_shard().iter_ember_batches().
 
 One Trainer run in CI covers the splitting, the tensors, the unsplit dataset, the preprocessing
-on the cluster and the missing-name error (each Ray Data pipeline costs seconds to start); the
-restart after a SIGKILLed worker runs with EMBER_FULL_TESTS=1.
+on the cluster, the missing-name error, seeded determinism and the per-epoch reshuffle (each
+Ray Data pipeline costs seconds to start); the restart after a SIGKILLed worker runs with
+EMBER_FULL_TESTS=1.
 """
 
 from __future__ import annotations
@@ -61,10 +62,23 @@ def _loop(config):
         missing = ""
     except KeyError as e:
         missing = str(e)
+    orders = {
+        name: _two_epochs(name, batch_size=8) for name in ("seeded_a", "seeded_b", "unseeded")
+    }
+    orders["local"] = _two_epochs(
+        "local", batch_size=4, local_shuffle_buffer_size=8, local_shuffle_seed=5
+    )
     _write(
-        config["out"], rank, {"seen": seen, "kinds": kinds, "images": images, "missing": missing}
+        config["out"],
+        rank,
+        {"seen": seen, "kinds": kinds, "images": images, "missing": missing, "orders": orders},
     )
     report({"rank": rank})
+
+
+def _two_epochs(name: str, **kwargs) -> list[list[int]]:
+    shard = get_dataset_shard(name)
+    return [[i for b in shard.iter_ember_batches(**kwargs) for i in b["id"].tolist()] for _ in "ab"]
 
 
 def test_shards_are_disjoint_and_cover_every_row(tmp_path):
@@ -72,6 +86,7 @@ def test_shards_are_disjoint_and_cover_every_row(tmp_path):
     import pyarrow.parquet as pq
     import ray.data
     from PIL import Image
+    from ray.data import ExecutionOptions
 
     # Parquet files the test writes, preprocessed on the cluster's CPUs by map_batches.
     (tmp_path / "pq").mkdir()
@@ -100,6 +115,9 @@ def test_shards_are_disjoint_and_cover_every_row(tmp_path):
         Image.fromarray(np.full((4, 5, 3), 40 * i, np.uint8)).save(tmp_path / "img" / f"{i}.png")
     images = ray.data.read_images(str(tmp_path / "img"))
 
+    def shuffled(seed):
+        return ray.data.range(ROWS, override_num_blocks=6).random_shuffle(seed=seed)
+
     out = tmp_path / "out"
     out.mkdir()
     Trainer(
@@ -108,8 +126,21 @@ def test_shards_are_disjoint_and_cover_every_row(tmp_path):
         scaling_config=ScalingConfig(num_workers=2),
         run_config=RunConfig(storage_path=str(tmp_path), name="data", verbose=0),
         backend=None,
-        datasets={"train": train, "images": images},
-        dataset_config=DataConfig(datasets_to_split=["train"]),
+        datasets={
+            "train": train,
+            "images": images,
+            "seeded_a": shuffled(3),
+            "seeded_b": shuffled(3),
+            "unseeded": shuffled(None),
+            "local": ray.data.range(ROWS, override_num_blocks=6),
+        },
+        # Ray Data's recipe for reproducible ingest: blocks leave the pipeline in order, so the
+        # split (each block to the worker that has had fewest rows) deals the same blocks to the
+        # same worker every time.
+        dataset_config=DataConfig(
+            datasets_to_split=["train", "seeded_a", "seeded_b", "unseeded", "local"],
+            execution_options=ExecutionOptions(preserve_order=True),
+        ),
     ).fit()
 
     ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
@@ -122,6 +153,20 @@ def test_shards_are_disjoint_and_cover_every_row(tmp_path):
         assert r["kinds"] == {"id": ["Tensor", "ember.int64"], "x": "ember.float32"}
         assert r["images"] == [[3, 4, 5, 3]]  # the unsplit dataset: every worker reads it all
         assert "'train'" in r["missing"] and "'images'" in r["missing"]
+        orders = r["orders"]
+        # the same seed: the same rows in the same order, in two pipelines and in both epochs
+        seeded = orders["seeded_a"]
+        assert seeded[0] == seeded[1] == orders["seeded_b"][0] == orders["seeded_b"][1]
+        assert seeded[0] != sorted(seeded[0])  # shuffled, not the input order
+        # a seeded local shuffle repeats its order over this worker's rows
+        assert orders["local"][0] == orders["local"][1] != sorted(orders["local"][0])
+    for name in ("seeded_a", "unseeded", "local"):
+        for epoch in range(2):
+            a, b = (set(r["orders"][name][epoch]) for r in ranks)
+            assert not a & b and a | b == set(range(ROWS)), (name, epoch)
+    # no seed: each epoch is a new permutation (a repeat has probability 1 / 48!)
+    unseeded = [r["orders"]["unseeded"] for r in ranks]
+    assert unseeded[0][0] + unseeded[1][0] != unseeded[0][1] + unseeded[1][1]
 
 
 def test_bad_configuration_is_named_before_anything_starts():
