@@ -221,3 +221,24 @@ def test_resume_refuses_a_changed_search(tmp_path):
     (out / "spec.yaml").write_text(load_spec(_spec(space={"lr": 0.1})).to_yaml())
     with pytest.raises(SpecError, match=r"different \['search'\]"):
         tune(_spec(space={"lr": 0.2}), str(out), verbose=False)
+
+
+def test_optuna_search_with_the_median_stopping_rule(ray_session, tmp_path):
+    """Optuna's TPE sampler picks each trial's lr inside the space, seeded (two runs of the
+    spec draw the same values); the median stopping rule sits on the trials' reports."""
+    pytest.importorskip("optuna")
+    spec = dict(
+        _spec(space={"lr": {"loguniform": [1e-3, 1e-1]}}, algorithm="optuna", num_samples=2),
+        scheduler={"name": "median_stopping", "grace_period": 1, "min_samples_required": 2},
+    )
+    spec["search"]["max_concurrent_trials"] = 1  # TPE reads the first trial's result
+    out = str(tmp_path / "optuna")
+    result = tune(spec, out, verbose=False, report=False)
+    rows = RunDir(out).rows()
+    assert len(rows) == 2 and len(result.ran) + len(result.skipped) == 2 and not result.failed
+    lrs = sorted(r["lr"] for r in rows)
+    assert all(1e-3 <= lr <= 1e-1 for lr in lrs) and lrs[0] != lrs[1]
+    assert {r["status"] for r in rows} <= {"ok", "stopped"}
+    again = tune(spec, str(tmp_path / "optuna_again"), verbose=False, report=False)
+    assert sorted(r["lr"] for r in RunDir(str(tmp_path / "optuna_again")).rows()) == lrs
+    assert len(again.ran) + len(again.skipped) == 2
