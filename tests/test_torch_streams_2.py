@@ -115,7 +115,9 @@ DRAWS = [
         lambda T: _d(T).FisherSnedecor(T.tensor([3.0, 10.0]), T.tensor([4.0, 6.0])).sample((9,)),
         True,
     ),
-    ("LKJCholesky", lambda T: _d(T).LKJCholesky(3, 0.5).sample((4,)), True),
+    # close, not exact: the same draws, but torch's float32 sqrt is not correctly rounded on
+    # every CPU (on an AMD EPYC, 19 % of results are one ulp from NumPy's correctly rounded one)
+    ("LKJCholesky", lambda T: _d(T).LKJCholesky(3, 0.5).sample((4,)), False),
     (
         "OneHotCategorical",
         lambda T: _d(T).OneHotCategorical(T.tensor([0.1, 0.9])).sample((9,)),
