@@ -168,6 +168,9 @@ FAMILIES = {
         (conv_case(1, 8, 64, 64, 128, 3), False),
         (conv_case(1, 8, 128, 128, 64, 5), False),
         (conv_case(3, 2, 16, 32, 16, 3), False),
+        # output channels not a multiple of 64; more than twice the input channels (session 22)
+        (conv_case(2, 8, 64, 96, 16, 3), False),
+        (conv_case(2, 8, 32, 128, 8, 3), False),
     ],
     "norm": [
         (norm_case("batch", (32, 16, 32, 32)), True),

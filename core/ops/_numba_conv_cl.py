@@ -17,11 +17,17 @@ entry of a table (``pos``), so no plane size or stride wastes work.
 - ``weight_layout`` / ``transpose2d``: the weight's re-layout and dw's transpose back, as
   compiled loops (NumPy's transposing copies took 2-4x as long).
 
+The micro-kernels are made by ``make_fwd_micro`` / ``make_wgrad_micro`` for a vector width and
+a count of positions (input channels) a call; ``_numba_conv_cl_tail`` makes narrower ones for
+the output channels past the last whole vector.
+
 Arrays are C-contiguous, float32 or float64, of one dtype. ``AVAILABLE`` is False without
 numba (``conv_direct_cl`` then keeps the other paths). The kernels are ``cache=True``.
 """
 
 from __future__ import annotations
+
+import functools
 
 from .conv_direct_cl import CL_P, CL_VEC_BYTES
 
@@ -48,133 +54,144 @@ def _jit(fn):
 if AVAILABLE:
     from ._numba_conv_direct import _broadcast, _ptr, _vec
 
-    @intrinsic
-    def _fwd_cl_micro(typingctx, x, pos, pidx, c, cw, w, woff, offs, y, yoff, sy, acc0):
-        """One call: CL_P positions (``x`` at ``pos[pidx + p]``) x one vector of output
+    def make_fwd_micro(vec_bytes: int, npos: int):
+        """The forward micro-kernel for vectors of ``vec_bytes`` and ``npos`` positions a
+        call (``_fwd_cl_micro``: 256 bytes, ``CL_P``; ``_numba_conv_cl_tail``: the last
+        output channels). numba's cache keys on the calling kernel's file: after changing
+        this, touch _numba_conv_cl_tail.py too."""
+
+        @intrinsic
+        def micro(typingctx, x, pos, pidx, c, cw, w, woff, offs, y, yoff, sy, acc0):
+            sig = types.void(x, pos, pidx, c, cw, w, woff, offs, y, yoff, sy, acc0)
+            return sig, functools.partial(_fwd_codegen, vec_bytes, npos)
+
+        return micro
+
+    def _fwd_codegen(vec_bytes, npos, context, builder, signature, args):
+        """One call: ``npos`` positions (``x`` at ``pos[pidx + p]``) x one vector of output
         channels, reduced over all taps (``offs``) and ``c`` input channels; stores
-        (overwrites) the outputs at ``y[yoff + p * sy]``."""
-        sig = types.void(x, pos, pidx, c, cw, w, woff, offs, y, yoff, sy, acc0)
-
-        def codegen(context, builder, signature, args):
-            xa, pa, pidx, c, cw, wa, woff, oa, ya, yoff, sy, acc0 = args
-            a_ = signature.args
-            xt, pt, wt, ot, yt_ = a_[0], a_[1], a_[5], a_[7], a_[8]
-            fty, vty, width, name = _vec(context, xt.dtype, CL_VEC_BYTES)
-            i64 = ir.IntType(64)
-            fma = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(vty, [vty] * 3), name
+        (overwrites) the outputs at ``y[yoff + p * sy]``, adds to them where ``acc0`` is not
+        0 (a later block of input channels)."""
+        xa, pa, pidx, c, cw, wa, woff, oa, ya, yoff, sy, acc0 = args
+        a_ = signature.args
+        xt, pt, wt, ot, yt_ = a_[0], a_[1], a_[5], a_[7], a_[8]
+        fty, vty, width, name = _vec(context, xt.dtype, vec_bytes)
+        i64 = ir.IntType(64)
+        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty] * 3), name)
+        xp, wp = _ptr(context, builder, xt, xa), _ptr(context, builder, wt, wa)
+        pp = _ptr(context, builder, pt, pa)
+        offs = context.make_array(ot)(context, builder, oa)
+        op, nt = offs.data, builder.extract_value(offs.shape, 0)
+        yp = _ptr(context, builder, yt_, ya)
+        # allocas of vectors, only loaded and stored: promoted to registers by mem2reg
+        ybase = builder.gep(yp, [yoff])
+        pys = [
+            builder.bitcast(
+                builder.gep(ybase, [builder.mul(ir.Constant(i64, p), sy)]), vty.as_pointer()
             )
-            xp, wp = _ptr(context, builder, xt, xa), _ptr(context, builder, wt, wa)
-            pp = _ptr(context, builder, pt, pa)
-            offs = context.make_array(ot)(context, builder, oa)
-            op, nt = offs.data, builder.extract_value(offs.shape, 0)
-            yp = _ptr(context, builder, yt_, ya)
-            # allocas of vectors, only loaded and stored: promoted to registers by mem2reg
-            ybase = builder.gep(yp, [yoff])
-            pys = [
-                builder.bitcast(
-                    builder.gep(ybase, [builder.mul(ir.Constant(i64, p), sy)]), vty.as_pointer()
-                )
-                for p in range(CL_P)
-            ]
-            accs = [cgutils.alloca_once(builder, vty) for _ in range(CL_P)]
-            for a in accs:
-                builder.store(ir.Constant(vty, None), a)
-            with builder.if_then(builder.icmp_signed("!=", acc0, ir.Constant(acc0.type, 0))):
-                for a, py in zip(accs, pys):  # a later block of input channels: add to y
-                    old = builder.load(py)
-                    old.align = width
-                    builder.store(old, a)
-            xpos = [
-                builder.gep(
-                    xp, [builder.load(builder.gep(pp, [builder.add(pidx, ir.Constant(i64, p))]))]
-                )
-                for p in range(CL_P)
-            ]
-            wbase = builder.gep(wp, [woff])
-            nv = ir.Constant(i64, vty.count)
-            wtap = builder.mul(cw, nv)
-            with cgutils.for_range(builder, nt) as lt:
-                off = builder.load(builder.gep(op, [lt.index]))
-                wt_ = builder.gep(wbase, [builder.mul(lt.index, wtap)])
-                xrows = [builder.gep(xpos[p], [off]) for p in range(CL_P)]
-                with cgutils.for_range(builder, c) as lc:
-                    pw = builder.gep(wt_, [builder.mul(lc.index, nv)])
-                    wv = builder.load(builder.bitcast(pw, vty.as_pointer()))
-                    wv.align = width
-                    for p in range(CL_P):
-                        xs = builder.load(builder.gep(xrows[p], [lc.index]))
-                        acc = builder.load(accs[p])
-                        builder.store(
-                            builder.call(fma, [_broadcast(builder, vty, xs), wv, acc]), accs[p]
-                        )
-            for a, py in zip(accs, pys):
-                st = builder.store(builder.load(a), py)
-                st.align = width
-            return context.get_dummy_value()
-
-        return sig, codegen
-
-    @intrinsic
-    def _wgrad_cl_micro(typingctx, x, xoff, pos, j0, nj, g, sg, dw, dwoff, sdw, acc0):
-        """One call: dw for CL_P input channels (``x`` at ``xoff + pos[j] + i``) x one vector
-        of output channels (``g`` at ``j * sg``), reduced over positions ``j0 .. j0 + nj``;
-        stored at ``dw[dwoff + i * sdw]``, added to it where ``acc0`` is not 0."""
-        sig = types.void(x, xoff, pos, j0, nj, g, sg, dw, dwoff, sdw, acc0)
-
-        def codegen(context, builder, signature, args):
-            xa, xoff, pa, j0, nj, ga, sg, da, dwoff, sdw, acc0 = args
-            a_ = signature.args
-            fty, vty, width, name = _vec(context, a_[0].dtype, CL_VEC_BYTES)
-            i64 = ir.IntType(64)
-            fma = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(vty, [vty] * 3), name
+            for p in range(npos)
+        ]
+        accs = [cgutils.alloca_once(builder, vty) for _ in range(npos)]
+        for a in accs:
+            builder.store(ir.Constant(vty, None), a)
+        with builder.if_then(builder.icmp_signed("!=", acc0, ir.Constant(acc0.type, 0))):
+            for a, py in zip(accs, pys):  # a later block of input channels: add to y
+                old = builder.load(py)
+                old.align = width
+                builder.store(old, a)
+        xpos = [
+            builder.gep(
+                xp, [builder.load(builder.gep(pp, [builder.add(pidx, ir.Constant(i64, p))]))]
             )
-            xp = builder.gep(_ptr(context, builder, a_[0], xa), [xoff])
-            pp = builder.gep(_ptr(context, builder, a_[2], pa), [j0])
-            gp = builder.gep(_ptr(context, builder, a_[5], ga), [builder.mul(j0, sg)])
-            dp = builder.gep(_ptr(context, builder, a_[7], da), [dwoff])
-            pds = [
-                builder.bitcast(
-                    builder.gep(dp, [builder.mul(ir.Constant(i64, i), sdw)]), vty.as_pointer()
-                )
-                for i in range(CL_P)
-            ]
-            accs = [cgutils.alloca_once(builder, vty) for _ in range(CL_P)]
-            for a in accs:
-                builder.store(ir.Constant(vty, None), a)
-            with builder.if_then(builder.icmp_signed("!=", acc0, ir.Constant(acc0.type, 0))):
-                for a, pd in zip(accs, pds):  # a later block of positions: add to dw
-                    old = builder.load(pd)
-                    old.align = width
-                    builder.store(old, a)
-            with cgutils.for_range(builder, nj) as lj:
-                xj = builder.gep(xp, [builder.load(builder.gep(pp, [lj.index]))])
-                pg = builder.gep(gp, [builder.mul(lj.index, sg)])
-                gv = builder.load(builder.bitcast(pg, vty.as_pointer()))
-                gv.align = width
-                for i in range(CL_P):
-                    xs = builder.load(builder.gep(xj, [ir.Constant(i64, i)]))
-                    acc = builder.load(accs[i])
+            for p in range(npos)
+        ]
+        wbase = builder.gep(wp, [woff])
+        nv = ir.Constant(i64, vty.count)
+        wtap = builder.mul(cw, nv)
+        with cgutils.for_range(builder, nt) as lt:
+            off = builder.load(builder.gep(op, [lt.index]))
+            wt_ = builder.gep(wbase, [builder.mul(lt.index, wtap)])
+            xrows = [builder.gep(xpos[p], [off]) for p in range(npos)]
+            with cgutils.for_range(builder, c) as lc:
+                pw = builder.gep(wt_, [builder.mul(lc.index, nv)])
+                wv = builder.load(builder.bitcast(pw, vty.as_pointer()))
+                wv.align = width
+                for p in range(npos):
+                    xs = builder.load(builder.gep(xrows[p], [lc.index]))
+                    acc = builder.load(accs[p])
                     builder.store(
-                        builder.call(fma, [_broadcast(builder, vty, xs), gv, acc]), accs[i]
+                        builder.call(fma, [_broadcast(builder, vty, xs), wv, acc]), accs[p]
                     )
-            for a, pd in zip(accs, pds):
-                st = builder.store(builder.load(a), pd)
-                st.align = width
-            return context.get_dummy_value()
+        for a, py in zip(accs, pys):
+            st = builder.store(builder.load(a), py)
+            st.align = width
+        return context.get_dummy_value()
 
-        return sig, codegen
+    def make_wgrad_micro(vec_bytes: int, npos: int):
+        """The weight-gradient micro-kernel for vectors of ``vec_bytes`` and ``npos`` input
+        channels a call (``_wgrad_cl_micro``: 256 bytes, ``CL_P``)."""
+
+        @intrinsic
+        def micro(typingctx, x, xoff, pos, j0, nj, g, sg, dw, dwoff, sdw, acc0):
+            sig = types.void(x, xoff, pos, j0, nj, g, sg, dw, dwoff, sdw, acc0)
+            return sig, functools.partial(_wgrad_codegen, vec_bytes, npos)
+
+        return micro
+
+    def _wgrad_codegen(vec_bytes, npos, context, builder, signature, args):
+        """One call: dw for ``npos`` input channels (``x`` at ``xoff + pos[j] + i``) x one
+        vector of output channels (``g`` at ``j * sg``), reduced over positions ``j0 .. j0 +
+        nj``; stored at ``dw[dwoff + i * sdw]``, added to it where ``acc0`` is not 0."""
+        xa, xoff, pa, j0, nj, ga, sg, da, dwoff, sdw, acc0 = args
+        a_ = signature.args
+        fty, vty, width, name = _vec(context, a_[0].dtype, vec_bytes)
+        i64 = ir.IntType(64)
+        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty] * 3), name)
+        xp = builder.gep(_ptr(context, builder, a_[0], xa), [xoff])
+        pp = builder.gep(_ptr(context, builder, a_[2], pa), [j0])
+        gp = builder.gep(_ptr(context, builder, a_[5], ga), [builder.mul(j0, sg)])
+        dp = builder.gep(_ptr(context, builder, a_[7], da), [dwoff])
+        pds = [
+            builder.bitcast(
+                builder.gep(dp, [builder.mul(ir.Constant(i64, i), sdw)]), vty.as_pointer()
+            )
+            for i in range(npos)
+        ]
+        accs = [cgutils.alloca_once(builder, vty) for _ in range(npos)]
+        for a in accs:
+            builder.store(ir.Constant(vty, None), a)
+        with builder.if_then(builder.icmp_signed("!=", acc0, ir.Constant(acc0.type, 0))):
+            for a, pd in zip(accs, pds):  # a later block of positions: add to dw
+                old = builder.load(pd)
+                old.align = width
+                builder.store(old, a)
+        with cgutils.for_range(builder, nj) as lj:
+            xj = builder.gep(xp, [builder.load(builder.gep(pp, [lj.index]))])
+            pg = builder.gep(gp, [builder.mul(lj.index, sg)])
+            gv = builder.load(builder.bitcast(pg, vty.as_pointer()))
+            gv.align = width
+            for i in range(npos):
+                xs = builder.load(builder.gep(xj, [ir.Constant(i64, i)]))
+                acc = builder.load(accs[i])
+                builder.store(builder.call(fma, [_broadcast(builder, vty, xs), gv, acc]), accs[i])
+        for a, pd in zip(accs, pds):
+            st = builder.store(builder.load(a), pd)
+            st.align = width
+        return context.get_dummy_value()
+
+    _fwd_cl_micro = make_fwd_micro(CL_VEC_BYTES, CL_P)
+    _wgrad_cl_micro = make_wgrad_micro(CL_VEC_BYTES, CL_P)
 
     @_jit
     def weight_grad_cl(xh, gcl, offs, pos, j_, o, dwt):  # pragma: no cover
         # xh channels-last padded input, flat, with CL_P spare values at its end; gcl
         # (J, >= O) g channels-last (J: the positions, without pos's padding; o: O); dwt
-        # (Cp, T, O), Cp the input channels rounded up to CL_P (the caller drops the extra
-        # rows). Positions in blocks of JBLOCK, so that g's block (JBLOCK x V) stays in cache
-        # while every (tap, input channels) goes over it.
+        # (Cp, T, >= O), Cp the input channels rounded up to CL_P (the caller drops the extra
+        # rows); o: the output channels of whole vectors (a tail: ``_numba_conv_cl_tail``).
+        # Positions in blocks of JBLOCK, so that g's block (JBLOCK x V) stays in cache while
+        # every (tap, input channels) goes over it.
         sg = gcl.shape[1]
-        cp, t_ = dwt.shape[0], dwt.shape[1]
+        cp, t_, sd = dwt.shape
         v = CL_VEC_BYTES // gcl.itemsize
         gflat, dflat = gcl.reshape(-1), dwt.reshape(-1)
         for ob in range(o // v):
@@ -191,8 +208,8 @@ if AVAILABLE:
                             gflat[ob * v :],
                             sg,
                             dflat,
-                            (c0 * t_ + t) * o + ob * v,
-                            t_ * o,
+                            (c0 * t_ + t) * sd + ob * v,
+                            t_ * sd,
                             j0,
                         )
 
@@ -200,7 +217,7 @@ if AVAILABLE:
     def weight_grad_cl_par(xh, gcl, offs, pos, j_, o, dwt):  # pragma: no cover
         # prange over (output-channel block, tap): each writes its own vectors of dwt
         sg = gcl.shape[1]
-        cp, t_ = dwt.shape[0], dwt.shape[1]
+        cp, t_, sd = dwt.shape
         v = CL_VEC_BYTES // gcl.itemsize
         gflat, dflat = gcl.reshape(-1), dwt.reshape(-1)
         nob = o // v
@@ -219,8 +236,8 @@ if AVAILABLE:
                         gflat[ob * v :],
                         sg,
                         dflat,
-                        (c0 * t_ + t) * o + ob * v,
-                        t_ * o,
+                        (c0 * t_ + t) * sd + ob * v,
+                        t_ * sd,
                         j0,
                     )
 
@@ -313,6 +330,25 @@ if AVAILABLE:
         else:
             for b in range(nb):
                 for c in range(c_):
+                    for t in range(t_):
+                        for i in range(v):
+                            wk[b, t, c, i] = w3[b * v + i, c, t]
+
+    @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
+    def weight_layout_par(w3, flip, wk):  # pragma: no cover
+        # prange over w3's rows (flip) or input channels: each writes its own rows of wk (2
+        # threads, 256 x 256 x 9: 0.5 ms a call serial, two calls a step)
+        o_, c_, t_ = w3.shape
+        nb, v = wk.shape[0], wk.shape[3]
+        if flip:
+            for o in prange(o_):
+                for b in range(nb):
+                    for t in range(t_):
+                        for i in range(v):
+                            wk[b, t, o, i] = w3[o, b * v + i, t_ - 1 - t]
+        else:
+            for c in prange(c_):
+                for b in range(nb):
                     for t in range(t_):
                         for i in range(v):
                             wk[b, t, c, i] = w3[b * v + i, c, t]

@@ -274,9 +274,12 @@ def conv_forward(xp, x, w, b, geom: ConvGeom, batched: bool | None = None):
 # than col2im's strided accumulation (one pass per kernel tap) and its final transpose (16->16
 # channels, 8 x 32 x 32, k3, 1 thread: input gradient 4.2 -> 3.4 ms; 32->32 k5 26.9 -> 18.2).
 DIRECT_TRANSPOSE = True
+# ... also with more than twice the output channels, where the direct kernels take it (they
+# copy no columns of g; session 22)
+WIDE_DIRECT_TRANSPOSE = True
 
 
-def _direct_transpose_geom(w_shape, geom: ConvGeom, n: int | None = None):
+def _direct_transpose_geom(w_shape, geom: ConvGeom, n: int | None = None, wide: bool = False):
     """The geometry of the transposed convolution as a direct one, or None where it does not
     apply (stride > 1, a padding wider than the dilated kernel, or many more output channels
     than input channels, where im2col of g would copy more than col2im adds up).
@@ -284,10 +287,11 @@ def _direct_transpose_geom(w_shape, geom: ConvGeom, n: int | None = None):
     With the batch size ``n``, also None where g has fewer columns (N * L) than output
     channels: then flipping and transposing the weight (O x C x k, a cache-hostile copy) costs
     more than col2im of the GEMM's small result (512->512 on 2 x 7 x 7, k3, 1 thread: input
-    gradient 18.1 -> 11.8 ms; 256->256 on 4 x 7 x 7: 7.0 -> 6.4)."""
+    gradient 18.1 -> 11.8 ms; 256->256 on 4 x 7 x 7: 7.0 -> 6.4). ``wide``: without the
+    channel ratio rule (for the direct kernels, which copy no columns of g)."""
     if not DIRECT_TRANSPOSE or any(s != 1 for s in geom.stride):
         return None
-    if w_shape[0] > 2 * w_shape[1] * geom.groups:
+    if w_shape[0] > 2 * w_shape[1] * geom.groups and not wide:
         return None
     if n is not None and n * math.prod(geom.out_size) < w_shape[0]:
         return None
@@ -331,6 +335,22 @@ def _pointwise(geom: ConvGeom) -> bool:
     )
 
 
+def _transposed_direct(xp, g, w_shape, geom: ConvGeom):
+    """(kind, geometry) of the stride-1 input gradient as a convolution of g with the flipped
+    transposed kernel: kind "cl" (the channels-last direct kernel), "conv" (``conv_forward``
+    of g: the direct kernels or im2col + GEMM) or None (GEMM + col2im)."""
+    wt_shape = (w_shape[1], w_shape[0]) + tuple(w_shape[2:])
+    wide = WIDE_DIRECT_TRANSPOSE
+    tgeom = _direct_transpose_geom(w_shape, geom, wide=wide)
+    if tgeom is not None and _dcl.use_direct_cl(xp, g, wt_shape, tgeom):
+        return "cl", tgeom
+    tgeom = _direct_transpose_geom(w_shape, geom, g.shape[0])
+    if tgeom is None and wide:  # 16->40 on 8 x 32^2, 1 thread: GEMM + col2im 2.38 -> 1.2 ms
+        tgeom = _direct_transpose_geom(w_shape, geom, g.shape[0], wide=True)
+        tgeom = tgeom if tgeom is not None and use_direct(xp, g, wt_shape, tgeom) else None
+    return (None, None) if tgeom is None else ("conv", tgeom)
+
+
 def conv_input_grad(xp, g, w, geom: ConvGeom, g_cf=None):
     """d conv(x, w) / dx applied to g (N, O, *out): the transposed convolution of g with w."""
     if is_depthwise(w.shape, geom):
@@ -350,15 +370,13 @@ def conv_input_grad(xp, g, w, geom: ConvGeom, g_cf=None):
         return direct_input_grad(g, w, geom)
     if _narrow.use_padded_input_grad(xp, g, w.shape, geom):  # 3 input channels: no col2im
         return _narrow.padded_input_grad(g, w, geom)
-    wt_shape = (w.shape[1], w.shape[0]) + tuple(w.shape[2:])
-    tgeom = _direct_transpose_geom(w.shape, geom)
-    if tgeom is not None and _dcl.use_direct_cl(xp, g, wt_shape, tgeom):
+    kind, tgeom = _transposed_direct(xp, g, w.shape, geom)
+    if kind == "cl":
         # the channels-last direct kernel, which lays out the flipped transpose of w itself
         # (no copy of w first); also where g has fewer columns than w has rows (256->256 on
         # 4 x 7^2, 1 thread: GEMM + col2im 3.07 ms -> 1.9)
         return _dcl.direct_cl_forward(g, w, None, tgeom, flip=True)[0]
-    tgeom = _direct_transpose_geom(w.shape, geom, g.shape[0])
-    if tgeom is not None:
+    if kind is not None:
         return conv_forward(xp, g, _flipped_transpose(xp, w, geom.groups), None, tgeom)[0]
     if g_cf is None:
         g_cf = _channels_first(xp, g, geom.groups)

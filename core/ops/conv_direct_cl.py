@@ -19,14 +19,17 @@ x one vector of output channels over all taps and input channels, at ~80 G multi
   kept input and MKL's GEMM.
 
 Selected by ``use_direct_cl``: numba present, NumPy float32/float64, groups 1, 2-D or 3-D,
-a kernel of 2+ taps, output channels a multiple of the vector, ``MIN_IN`` to ``MAX_IN``
-input channels, one thread, and where ``conv_direct`` does not take the convolution (or does,
-on planes of at most ``OVER_DIRECT_MAX_L`` outputs with ``OVER_DIRECT_MIN_IN``+ channels,
-where this kernel measured faster). At two threads ``conv_split`` keeps it in one part and
-the kernel calls run their parallel variants from ``conv_direct.MIN_KERNEL_MACS``
-(``conv_direct.THREADED``; numba's TBB layer only). ``ENABLED = False`` switches it off
-(A/B). The kernels are ``cache=True``: a fresh process's first call compiles or loads them
-(numba's own start-up, ~1-2 s, is paid by the first compiled kernel of any kind).
+a kernel of 2+ taps, ``MIN_IN`` to ``MAX_IN`` input channels, one thread, output channels a
+multiple of the vector or not (``TAIL``: the channels past the last whole vector, rounded up
+to 64 bytes, run ``_numba_conv_cl_tail``'s kernels of 128 / 64-byte vectors; at most
+``MAX_TAIL_WASTE`` computed channels per output channel), and where ``conv_direct`` does
+not take the convolution (or does, on planes of at most ``OVER_DIRECT_MAX_L`` outputs with
+``OVER_DIRECT_MIN_IN``+ channels, where this kernel measured faster). At two threads
+``conv_split`` keeps it in one part and the kernel calls run their parallel variants from
+``conv_direct.MIN_KERNEL_MACS`` (``conv_direct.THREADED``; numba's TBB layer only).
+``ENABLED = False`` switches it off (A/B). The kernels are ``cache=True``: a fresh process's
+first call compiles or loads them (numba's own start-up, ~1-2 s, is paid by the first
+compiled kernel of any kind).
 """
 
 from __future__ import annotations
@@ -55,8 +58,16 @@ OVER_DIRECT_MAX_L, OVER_DIRECT_MIN_IN = 256, 32
 CL_WGRAD = True  # the weight gradient by the channels-last kernel (False: GEMM, A/B)
 PAD_ROWS = 0  # ``_row``: off (measured within noise, 256->256 on 4 x 7^2 and 128->128 8^2)
 WGRAD_MAX_IN = 128  # the weight gradient's kernel up to this many input channels
+# Output channels not a multiple of the vector (session 22): the channels past the last whole
+# vector (the tail, rounded up to 64 bytes) run ``_numba_conv_cl_tail``'s narrower kernels.
+# TAIL = False keeps such convolutions on the other paths (A/B); at most MAX_TAIL_WASTE
+# computed output channels per output channel (40 -> 48: 1.2; 24 -> 32: 1.33)
+TAIL = True
+MAX_TAIL_WASTE = 1.34
+POS_ALIGN = 24  # the position table's padding: a multiple of every kernel's positions a call
 
 _k = None  # the kernel module once loaded, False where numba is missing or EMBER_NUMBA=0
+_kt = None  # the tail kernels' module, loaded on first use
 
 
 def available() -> bool:
@@ -71,12 +82,41 @@ def available() -> bool:
     return bool(_k)
 
 
-def _call(name: str, macs: int, *args) -> None:
-    """The kernel ``name`` on ``args``, its parallel variant where threads are allowed (the
-    rules of ``conv_direct._call``: numba's TBB layer only)."""
+def _tail_kernels():
+    global _kt
+    if _kt is None:
+        from . import _numba_conv_cl_tail as _kt
+    return _kt
+
+
+def _vec_lanes(itemsize: int) -> int:
+    return CL_VEC_BYTES // itemsize
+
+
+def _split_out(o: int, itemsize: int) -> tuple[int, int]:
+    """(output channels in whole vectors, the tail's lanes: the rest rounded up to 64 bytes)."""
+    v, u = _vec_lanes(itemsize), 64 // itemsize
+    full = o // v * v
+    return full, -(-(o - full) // u) * u
+
+
+def _tail_pieces(full: int, r: int, itemsize: int):
+    """(first channel, lanes) of each tail kernel's part: 128 bytes, then 64 if left."""
+    h = 128 // itemsize
+    pieces = [(full + i, h) for i in range(0, r - r % h, h)]
+    if r % h:
+        pieces.append((full + r - r % h, r % h))
+    return pieces
+
+
+def _call(name: str, macs: int, *args, mod=None) -> None:
+    """The kernel ``name`` (of ``_numba_conv_cl``, or ``mod``) on ``args``, its parallel
+    variant where threads are allowed (the rules of ``conv_direct._call``: numba's TBB layer
+    only)."""
+    mod = _k if mod is None else mod
     nt = getattr(conv_direct._tl, "n", 1) if conv_direct.THREADED else 1
     if nt < 2 or macs < conv_direct.MIN_KERNEL_MACS or not conv_direct._parallel_ok():
-        getattr(_k, name)(*args)
+        getattr(mod, name)(*args)
         return
     import numba
 
@@ -84,11 +124,11 @@ def _call(name: str, macs: int, *args) -> None:
         prev = numba.get_num_threads()
     except ValueError:  # no threading layer could be loaded: serial from now on
         conv_direct._PARALLEL_OK = False
-        getattr(_k, name)(*args)
+        getattr(mod, name)(*args)
         return
     numba.set_num_threads(min(nt, numba.config.NUMBA_NUM_THREADS))  # (thread-local)
     try:
-        getattr(_k, name + "_par")(*args)
+        getattr(mod, name + "_par")(*args)
     finally:
         numba.set_num_threads(prev)
 
@@ -102,8 +142,12 @@ def use_direct_cl(xp, x, w_shape, geom, x_shape=None) -> bool:
     if nd not in (2, 3) or geom.groups != 1 or math.prod(geom.kernel) < 2:
         return False
     o, c = w_shape[0], w_shape[1]
-    if o % (CL_VEC_BYTES // x.dtype.itemsize) or not MIN_IN <= c <= MAX_IN:
+    if not MIN_IN <= c <= MAX_IN:
         return False
+    if o % _vec_lanes(x.dtype.itemsize):  # a tail: narrower kernels (_numba_conv_cl_tail)
+        full, r = _split_out(o, x.dtype.itemsize)
+        if not TAIL or (full + r) > MAX_TAIL_WASTE * o:
+            return False
     x_shape = x.shape if x_shape is None else x_shape
     if 0 in x_shape or 0 in geom.out_size or num_threads() != 1:
         return False
@@ -118,7 +162,7 @@ def use_direct_cl(xp, x, w_shape, geom, x_shape=None) -> bool:
 def _plan_of(n, in_size, c, stride, pad, dilation, kernel, out):
     """(padded sizes, tap offsets, position table) of the channels-last layout: the table
     holds each output position's first input element in the flat padded copy, padded with
-    zeros (position 0, whose outputs are dropped) to a multiple of ``CL_P``."""
+    zeros (position 0, whose outputs are dropped) to a multiple of ``POS_ALIGN``."""
     nd = len(kernel)
     ps = tuple(m + lo + hi for m, (lo, hi) in zip(in_size, pad))
     st = [math.prod(ps[i + 1 :]) * c for i in range(nd)]
@@ -131,7 +175,7 @@ def _plan_of(n, in_size, c, stride, pad, dilation, kernel, out):
         ax = np.arange(out[i], dtype=np.int64) * stride[i] * st[i]
         one += ax.reshape((-1,) + (1,) * (nd - 1 - i))
     j = n * one.size
-    pos = np.zeros(-(-j // CL_P) * CL_P, dtype=np.int64)
+    pos = np.zeros(-(-j // POS_ALIGN) * POS_ALIGN, dtype=np.int64)
     pos[:j] = (np.arange(n, dtype=np.int64)[:, None] * (math.prod(ps) * c) + one.ravel()).ravel()
     return ps, offs, pos
 
@@ -202,16 +246,31 @@ def direct_cl_forward(x, w, b, geom, flip: bool = False, keep: bool = False):
         out,
     )
     flat, xh = to_channels_last(x, ps, pad)
-    v = CL_VEC_BYTES // x.dtype.itemsize
-    # -> (O / V, T, C, V): a (tap, channel)'s V output channels side by side
-    wk = _aligned((o // v, len(offs), c, v), x.dtype)
+    isz = x.dtype.itemsize
+    v, t = _vec_lanes(isz), len(offs)
+    full, r = _split_out(o, isz)
     w3 = np.ascontiguousarray(w, dtype=x.dtype).reshape(w.shape[0], w.shape[1], -1)
-    _k.weight_layout(w3, flip, wk)
-    y = _aligned((len(pos), _row(o, x.dtype.itemsize)), x.dtype)
-    macs = o * c * len(offs) * len(pos)
-    # input channels a block: the block's weights within ~L1 (T x cb x V values)
-    cb = max(4, min(c, L1_BYTES // (len(offs) * CL_VEC_BYTES)))
-    _call("forward_cl", macs, flat, wk, offs, pos, cb, o, y)
+    # y's rows: whole vectors and the tail (zero weights past o, those outputs dropped)
+    y = _aligned((len(pos), _row(o, isz) if not r else full + r), x.dtype)
+    if full:
+        # -> (O / V, T, C, V): a (tap, channel)'s V output channels side by side
+        wk = _aligned((full // v, t, c, v), x.dtype)
+        macs = full * c * t * len(pos)
+        _call("weight_layout", macs, w3, flip, wk)  # (in parallel with the kernel's threads)
+        # input channels a block: the block's weights within ~L1 (T x cb x V values)
+        cb = max(4, min(c, L1_BYTES // (t * CL_VEC_BYTES)))
+        _call("forward_cl", macs, flat, wk, offs, pos, cb, full, y)
+    for o0, ri in _tail_pieces(full, r, isz):
+        # the tail's weights (T, C, R), from w's last output channels (or input ones)
+        wt = np.zeros((t, c, ri), dtype=x.dtype)
+        m = min(ri, o - o0)
+        if flip:  # the flipped transpose: wt[t, o, i] = w3[o, o0 + i, T - 1 - t]
+            wt[:, :, :m] = w3[:, o0 : o0 + m, ::-1].transpose(2, 0, 1)
+        else:
+            wt[:, :, :m] = w3[o0 : o0 + m].transpose(2, 1, 0)
+        cb = max(4, min(c, L1_BYTES // (t * ri * isz)))
+        kt = _tail_kernels()
+        _call("forward_cl_tail", ri * c * t * len(pos), flat, wt, offs, pos, cb, y, o0, mod=kt)
     yv = y[: n * math.prod(out), :o].reshape((n,) + out + (o,))
     y = np.ascontiguousarray(yv.transpose((0, nd + 1) + tuple(range(1, nd + 1))))
     if b is not None:
@@ -247,11 +306,19 @@ def direct_cl_weight_grad(cols: ClCols, g, w_shape, geom):
         out,
     )
     j = n * math.prod(out)
-    gcl = _aligned((j, _row(o, dt.itemsize)), dt)
+    full, r = _split_out(o, dt.itemsize)
+    sd = full + r if r else o  # dw's rows: the tail's extra lanes are dropped
+    gcl = _aligned((j, _row(o, dt.itemsize) if not r else sd), dt)
     gcl[:, :o].reshape(n, -1, o)[...] = g.reshape(n, o, -1).transpose(0, 2, 1)
+    if r:
+        gcl[:, o:] = 0
     t = len(offs)
-    dwt = _aligned((-(-c // CL_P) * CL_P, t, o), dt)
-    _call("weight_grad_cl", o * c * t * j, cols.flat, gcl, offs, pos, j, o, dwt)
-    dw = np.empty((o, c * t), dtype=dt)
-    _k.transpose2d(dwt[:c].reshape(c * t, o), dw)
-    return dw.reshape(w_shape)
+    dwt = _aligned((-(-c // CL_P) * CL_P, t, sd), dt)
+    if full:
+        _call("weight_grad_cl", full * c * t * j, cols.flat, gcl, offs, pos, j, full, dwt)
+    for o0, ri in _tail_pieces(full, r, dt.itemsize):
+        args = (cols.flat, gcl, o0, ri, offs, pos, j, dwt, o0)
+        _call("weight_grad_cl_tail", ri * c * t * j, *args, mod=_tail_kernels())
+    dw = np.empty((sd, c * t), dtype=dt)
+    _k.transpose2d(dwt[:c].reshape(c * t, sd), dw)
+    return dw[:o].reshape(w_shape)

@@ -15,8 +15,8 @@ from .conv import (
     ConvGeom,
     _bias_grad,
     _channels_first,
-    _direct_transpose_geom,
     _pointwise,
+    _transposed_direct,
     col2im,
     conv_forward,
     conv_input_grad,
@@ -102,7 +102,7 @@ def _backward(xp, x, grad, w, geom, cols, need):
         and (
             (
                 need[0]
-                and _direct_transpose_geom(w.shape, geom, grad.shape[0]) is None
+                and _transposed_direct(xp, grad, w.shape, geom)[0] is None
                 and not use_direct_input_grad(xp, grad, w.shape, geom)
                 and not use_padded_input_grad(xp, grad, w.shape, geom)
             )

@@ -39,7 +39,8 @@ class Mul(Function):
     def forward(ctx, a, b):
         # save only what the needed gradients use (memory, and fewer in-place conflicts)
         na, nb = ctx.needs_input_grad
-        ctx.save_for_backward(a if nb else None, b if na else None)
+        if na or nb:  # (neither: no graph is recorded, nothing to save)
+            ctx.save_for_backward(a if nb else None, b if na else None)
         return a * b
 
     @staticmethod

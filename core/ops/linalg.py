@@ -24,7 +24,8 @@ class Matmul(Function):
     @staticmethod
     def forward(ctx, a, b):
         na, nb = ctx.needs_input_grad
-        ctx.save_for_backward(a if nb else None, b if na else None)
+        if na or nb:  # (neither: no graph is recorded, nothing to save)
+            ctx.save_for_backward(a if nb else None, b if na else None)
         return _gemm(a, b)
 
     @staticmethod

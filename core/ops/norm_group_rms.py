@@ -53,7 +53,7 @@ def _group_forward_compiled(ctx, kern, x, weight, bias, groups, eps):
     dt = x.dtype
     w = np.ones(c, dt) if weight is None else np.ascontiguousarray(weight)
     b = np.zeros(c, dt) if bias is None else np.ascontiguousarray(bias)
-    out = np.empty_like(x4)
+    out = np.empty(x4.shape, dt)  # (x4 is C-contiguous; empty_like is Python around this)
     mean = np.empty((n, groups))
     invstd = np.empty((n, groups))
     w2, b2 = w.reshape(groups, -1), b.reshape(groups, -1)
@@ -68,7 +68,7 @@ def _group_forward_compiled(ctx, kern, x, weight, bias, groups, eps):
         )
     # only x and the (N, G) statistics are kept, as PyTorch; the backward recomputes xhat
     ctx.save_for_backward(None, weight, None, x)
-    ctx.compiled = (kern, x4, w.reshape(groups, -1), mean, invstd)
+    ctx.compiled = (kern, x4, w2, mean, invstd)
     return out.reshape(x.shape)
 
 
@@ -76,7 +76,7 @@ def _group_backward_compiled(ctx, grad):
     kern, x4, w, mean, invstd = ctx.compiled
     nx, nw, nb = ctx.needs_input_grad[:3]
     g4 = np.ascontiguousarray(grad, dtype=x4.dtype).reshape(x4.shape)
-    gx = np.empty_like(x4) if nx else np.empty((0, 0, 0, 0), x4.dtype)
+    gx = np.empty(x4.shape, x4.dtype) if nx else np.empty((0, 0, 0, 0), x4.dtype)
     sg = np.empty(x4.shape[:3])
     sgx = np.empty(x4.shape[:3])
     if x4.size < 2 * _kernel_split._MIN_PER_THREAD:  # one slice anyway (see the forward)
@@ -201,13 +201,13 @@ class RmsNorm(Function):
     @staticmethod
     def forward(ctx, x, weight, nd, eps):
         xp = ctx.xp
-        d = math.prod(x.shape[x.ndim - nd :])
-        w = weight.reshape(-1) if weight is not None else None
-        x2 = x.reshape(-1, d)
+        # 2-D rows over the last dim and a 1-D weight as they are (as LayerNorm's forward)
+        x2 = x if nd == 1 and x.ndim == 2 else x.reshape(-1, math.prod(x.shape[x.ndim - nd :]))
+        w = weight if weight is None or weight.ndim == 1 else weight.reshape(-1)
         out, state = normalize_rows(xp, x2, eps, False, w, None)
         ctx.save_for_backward(*_rows_saved(state, x2, w), x, weight)  # (x, weight: 2nd order)
         ctx.meta = (nd, eps, None if weight is None else weight.shape)
-        return out.reshape(x.shape)
+        return out if x2 is x else out.reshape(x.shape)
 
     @staticmethod
     def backward(ctx, grad):

@@ -118,17 +118,22 @@ class LayerNorm(Function):
     @staticmethod
     def forward(ctx, x, weight, bias, nd, eps):
         xp = ctx.xp
-        d = 1
-        for s in x.shape[x.ndim - nd :]:
-            d *= s
-        x2 = x.reshape(-1, d)
-        w = weight.reshape(-1) if weight is not None else None
-        b = bias.reshape(-1) if bias is not None else None
+        # rows of a 2-D input over its last dim, and 1-D affine vectors, are used as they are
+        # (the common ``LayerNorm(d)`` on (n, d): three reshape calls less, ~0.4 us)
+        if nd == 1 and x.ndim == 2:
+            x2 = x
+        else:
+            d = 1
+            for s in x.shape[x.ndim - nd :]:
+                d *= s
+            x2 = x.reshape(-1, d)
+        w = weight if weight is None or weight.ndim == 1 else weight.reshape(-1)
+        b = bias if bias is None or bias.ndim == 1 else bias.reshape(-1)
         out, state = normalize_rows(xp, x2, eps, True, w, b)
         ctx.save_for_backward(*_rows_saved(state, x2, w), x, weight)  # (x, weight: 2nd order)
         ctx.shapes = (x.shape, None if weight is None else weight.shape)
         ctx.eps, ctx.nd = eps, nd
-        return out.reshape(x.shape)
+        return out if x2 is x else out.reshape(x.shape)
 
     @staticmethod
     def backward(ctx, grad):

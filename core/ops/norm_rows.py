@@ -48,6 +48,18 @@ def _scalar(dt, v):
     return s
 
 
+def _scalars(dt, eps, d: int):
+    """``(eps, 1 / d)`` in the dtype ``dt``, from the same cache as :func:`_scalar` (one
+    look-up for the forward's pair, by (dtype char, eps, width))."""
+    key = (dt.char, eps, d)
+    s = _SCALARS.get(key)
+    if s is None:
+        if len(_SCALARS) > 512:
+            _SCALARS.clear()
+        s = _SCALARS[key] = (dt.type(eps), dt.type(1.0 / d))
+    return s
+
+
 def _compiled(xp, *arrays):
     """The numba kernels (``_numba_norm``) when they apply to these arrays, else None: NumPy
     arrays of one float dtype, numba installed, and ``EMBER_NUMBA`` not set to ``0``."""
@@ -122,7 +134,7 @@ def normalize_rows(
         inv = np.empty(m, dtype=dt)
         invstd = inv.reshape(m, 1)
         w, b = _vec(weight, d, dt, 1), _vec(bias, d, dt, 0)
-        eps_, inv_d = _scalar(dt, eps), _scalar(dt, 1.0 / d)
+        eps_, inv_d = _scalars(dt, eps, d)
         if m * d < 2 * _kernel_split._MIN_PER_THREAD:
             # split_call would run one slice here anyway: no closure, no slices (~2 us)
             nb.rows_forward(x2, w, b, center, keep_xhat, eps_, inv_d, out, xhat, mean, inv)

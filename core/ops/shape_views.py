@@ -4,9 +4,13 @@ squeeze/unsqueeze, permute/transpose/movedim, expand/broadcast_to.
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..autograd.function import Function
 from ..tensor import Tensor
 from ._util import scalar_type_name, wrap_dim
+
+_ndarray = np.ndarray
 
 
 class Reshape(Function):
@@ -17,6 +21,8 @@ class Reshape(Function):
         ctx.shape = x.shape
         if view:
             try:
+                if type(x) is _ndarray:  # the method: np.reshape is ~0.5 us of Python around it
+                    return x.reshape(shape, copy=False)
                 return ctx.xp.reshape(x, shape, copy=False)
             except (ValueError, AttributeError, TypeError):
                 raise RuntimeError(
@@ -68,6 +74,13 @@ class Expand(Function):
 def _shape_arg(shape):
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
+    # the common case, plain ints, returns the tuple as it is: a loop, not all(<generator>) and
+    # tuple(<generator>) (~0.6 us of every view / reshape call)
+    for s in shape:
+        if type(s) is not int:
+            break
+    else:
+        return shape if type(shape) is tuple else tuple(shape)
     if not all(type(s) is int for s in shape):  # 0-d integer tensors (torch takes them)
         from ..creation import _dim_int
 
