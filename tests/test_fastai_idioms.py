@@ -231,8 +231,10 @@ def test_vgg13_bn_and_vgg19_bn_have_torchvisions_layout():
     assert sum(p.numel() for p in v13.parameters()) == 133053736
     assert sum(p.numel() for p in v19.parameters()) == 143678248
     assert sum(isinstance(m, ember.nn.BatchNorm2d) for m in v19.features) == 16
-    with pytest.raises(ValueError, match="no pretrained weights entry for vgg13_bn"):
-        models.vgg13_bn(weights="IMAGENET1K_V1")
+    # torchvision's weights entries (loaded from the hub cache; nothing downloads here)
+    w13, w19 = models.VGG13_BN_Weights.verify("IMAGENET1K_V1"), models.VGG19_BN_Weights.DEFAULT
+    assert w13.meta["num_params"] == 133053736 and w19.meta["num_params"] == 143678248
+    assert w13.url.endswith("vgg13_bn-abd245e5.pth") and w19.url.endswith("vgg19_bn-c79401a0.pth")
 
 
 def test_doc_snippet_runs():

@@ -62,8 +62,8 @@ def test_pretrained_true_loads_the_v1_weights(tmp_path, monkeypatch):
 def test_pretrained_bad_uses_name_the_problem():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        with pytest.raises(ValueError, match="vgg11: ember has no pretrained weights entry"):
-            models.vgg11(pretrained=True)
+        with pytest.raises(ValueError, match="Failed to find Weights 'IMAGENET1K_V9'"):
+            models.vgg11(weights="IMAGENET1K_V9")  # (every VGG has its weights enum now)
         with pytest.raises(ValueError, match="either weights= or the deprecated pretrained="):
             models.resnet18(pretrained=False, weights=None)
         with pytest.raises(TypeError, match="pretrained must be a bool"):

@@ -1,9 +1,12 @@
 """``ember.vision.tv_tensors``: tensors that say what they hold (torchvision's tv_tensors).
 
-``Image`` (``(..., C, H, W)``), ``Mask`` (``(..., H, W)``) and ``BoundingBoxes`` (``(N, 4)``
-with a ``format`` and the ``canvas_size`` ``(H, W)`` they live on). ``transforms.v2`` uses
-the type to pick the kernel: boxes move with the image, masks resample with nearest. As in
-torchvision, arithmetic on them returns plain tensors; ``wrap`` re-attaches the metadata.
+``Image`` (``(..., C, H, W)``), ``Video`` (``(..., T, C, H, W)``), ``Mask`` (``(..., H, W)``)
+and ``BoundingBoxes`` (``(N, 4)``, or ``(N, 5)`` / ``(N, 8)`` for rotated boxes, with a
+``format`` and the ``canvas_size`` ``(H, W)`` they live on). ``transforms.v2`` uses the type to
+pick the kernel: boxes move with the image, masks resample with nearest. As in torchvision,
+operations on them return plain tensors (``clone``, ``to``, ``detach``, ``requires_grad_``
+and ``pin_memory`` keep the type) unless ``set_return_type("TVTensor")`` is in force; ``wrap``
+re-attaches the metadata.
 """
 
 from __future__ import annotations
@@ -15,20 +18,25 @@ import numpy as np
 import ember
 from ember.tensor import Tensor
 
+from ._tv_return_type import install_methods, set_return_type
+
 __all__ = [
     "TVTensor",
     "Image",
+    "Video",
     "Mask",
     "BoundingBoxes",
     "BoundingBoxFormat",
     "is_rotated_bounding_format",
     "KeyPoints",
+    "set_return_type",
     "wrap",
 ]
 
 
 def _as_array(data, dtype=None, device=None):
-    t = data if isinstance(data, Tensor) else ember.as_tensor(np.asarray(data))
+    # torch.as_tensor's dtypes: Python floats become float32, NumPy arrays keep theirs
+    t = data if isinstance(data, Tensor) else ember.as_tensor(data)
     if dtype is not None:
         t = t.to(dtype)
     if device is not None:
@@ -62,6 +70,27 @@ class TVTensor(Tensor):
     def as_subclass_of_tensor(self) -> Tensor:
         return Tensor._wrap(self._data)
 
+    @classmethod
+    def wrap(cls, tensor: Tensor, like: TVTensor, **kwargs):
+        """``tensor`` as a ``cls`` instance (an alias that stays in the autograd graph); the
+        subclasses with metadata copy it from ``like`` (``kwargs`` override it)."""
+        return tensor.as_subclass(cls)
+
+    @classmethod
+    def _wrap_output(cls, output, like: TVTensor):
+        # what set_return_type("TVTensor") (and clone/to/detach) return: tensors come back
+        # as ``like``'s type and metadata; tuples and lists (chunk, unbind) part by part
+        if isinstance(output, Tensor) and not isinstance(output, cls):
+            return cls.wrap(output, like)
+        if isinstance(output, (tuple, list)) and any(isinstance(p, Tensor) for p in output):
+            parts = [cls._wrap_output(part, like) for part in output]
+            # (max / sort / ... return named tuples: rebuilt field by field)
+            return type(output)(*parts) if hasattr(output, "_fields") else type(output)(parts)
+        return output
+
+    def __deepcopy__(self, memo):
+        return self.detach().clone().requires_grad_(self.requires_grad)
+
 
 class Image(TVTensor):
     """An image tensor ``(..., C, H, W)``; a 2-d input gets a channel axis."""
@@ -79,6 +108,18 @@ class Image(TVTensor):
         return _grad(cls._from_array(array[None] if array.ndim == 2 else array), requires_grad)
 
 
+class Video(TVTensor):
+    """A video tensor ``(..., T, C, H, W)``; ``transforms.v2`` transforms every frame alike."""
+
+    __slots__ = ()
+
+    def __new__(cls, data, *, dtype=None, device=None, requires_grad=None):
+        array = _as_array(data, dtype, device)
+        if array.ndim < 4:
+            raise ValueError(f"Video needs at least 4 dimensions, got shape {array.shape}")
+        return _grad(cls._from_array(array), requires_grad)
+
+
 class Mask(TVTensor):
     """A segmentation mask ``(..., H, W)`` (a PIL image gives ``(C, H, W)``)."""
 
@@ -92,21 +133,37 @@ class Mask(TVTensor):
 
 
 class BoundingBoxFormat(Enum):
+    """Coordinate format of a bounding box: ``XYXY`` (top-left and bottom-right corners),
+    ``XYWH`` (top-left corner, width, height), ``CXCYWH`` (centre, width, height), and the
+    rotated ones: ``XYWHR`` / ``CXCYWHR`` (the same plus a rotation ``r`` in degrees,
+    counter-clockwise) and ``XYXYXYXY`` (the four corners, from the top-left one round)."""
+
     XYXY = "XYXY"
     XYWH = "XYWH"
     CXCYWH = "CXCYWH"
+    XYWHR = "XYWHR"
+    CXCYWHR = "CXCYWHR"
+    XYXYXYXY = "XYXYXYXY"
+
+
+# the number of values per box in each format
+_BOX_WIDTH = {"XYXY": 4, "XYWH": 4, "CXCYWH": 4, "XYWHR": 5, "CXCYWHR": 5, "XYXYXYXY": 8}
 
 
 def is_rotated_bounding_format(format: BoundingBoxFormat | str) -> bool:
-    """Whether ``format`` is one of torchvision's rotated-box formats (``XYWHR``, ``CXCYWHR``,
-    ``XYXYXYXY``; ember has none of them yet, so its own formats answer ``False``)."""
+    """Whether ``format`` is one of the rotated-box formats (``XYWHR``, ``CXCYWHR``,
+    ``XYXYXYXY``)."""
     if isinstance(format, BoundingBoxFormat):
         format = format.value
+    elif not isinstance(format, str):
+        raise ValueError(f"format should be str or BoundingBoxFormat, got {type(format)}")
     return format in ("XYWHR", "CXCYWHR", "XYXYXYXY")
 
 
 class BoundingBoxes(TVTensor):
-    """Boxes ``(N, 4)`` in ``format`` on an image of ``canvas_size`` ``(H, W)``."""
+    """Boxes ``(N, K)`` in ``format`` on an image of ``canvas_size`` ``(H, W)``: ``K`` is 4,
+    or 5 (``XYWHR``, ``CXCYWHR``) and 8 (``XYXYXYXY``) for rotated boxes, which must be
+    floating point."""
 
     __slots__ = ("format", "canvas_size")
 
@@ -122,14 +179,31 @@ class BoundingBoxes(TVTensor):
         array = _as_array(data, dtype, device)
         if array.ndim == 1:
             array = array[None]
-        if array.ndim != 2 or array.shape[-1] != 4:
-            raise ValueError(f"BoundingBoxes expects shape (N, 4), got {array.shape}")
+        k = _BOX_WIDTH[format.value]
+        if array.ndim != 2 or array.shape[-1] != k:
+            raise ValueError(
+                f"BoundingBoxes in format {format.value} expect shape (N, {k}), got {array.shape}"
+            )
+        if k != 4 and array.dtype.kind != "f":
+            raise ValueError(
+                f"Rotated bounding boxes should be floating point tensors, got {array.dtype}."
+            )
         if len(canvas_size) != 2:
             raise ValueError(f"canvas_size should be (height, width), got {canvas_size}")
         out = cls._from_array(
             array, format=format, canvas_size=(int(canvas_size[0]), int(canvas_size[1]))
         )
         return _grad(out, requires_grad)
+
+    @classmethod
+    def wrap(cls, tensor: Tensor, like: BoundingBoxes, **kwargs) -> BoundingBoxes:
+        out = tensor.as_subclass(cls)
+        fmt = kwargs.get("format", like.format)
+        object.__setattr__(
+            out, "format", BoundingBoxFormat[fmt.upper()] if isinstance(fmt, str) else fmt
+        )
+        object.__setattr__(out, "canvas_size", tuple(kwargs.get("canvas_size", like.canvas_size)))
+        return out
 
     def __repr__(self) -> str:
         return (
@@ -156,19 +230,25 @@ class KeyPoints(TVTensor):
         out = cls._from_array(array, canvas_size=(int(canvas_size[0]), int(canvas_size[1])))
         return _grad(out, requires_grad)
 
+    @classmethod
+    def wrap(cls, tensor: Tensor, like: KeyPoints, **kwargs) -> KeyPoints:
+        out = tensor.as_subclass(cls)
+        object.__setattr__(out, "canvas_size", tuple(kwargs.get("canvas_size", like.canvas_size)))
+        return out
+
     def __repr__(self) -> str:
         return f"KeyPoints({Tensor._wrap(self._data)!r}, canvas_size={self.canvas_size})"
 
 
 def wrap(wrappee: Tensor, *, like: TVTensor, **kwargs) -> TVTensor:
-    """``wrappee``'s data with ``like``'s type and metadata (``kwargs`` override it)."""
-    array = wrappee.detach()._data
-    if isinstance(like, BoundingBoxes):
-        return BoundingBoxes._from_array(
-            array,
-            format=kwargs.get("format", like.format),
-            canvas_size=kwargs.get("canvas_size", like.canvas_size),
-        )
-    if isinstance(like, KeyPoints):
-        return KeyPoints._from_array(array, canvas_size=kwargs.get("canvas_size", like.canvas_size))
-    return type(like)._from_array(array)
+    """Convert ``wrappee`` into ``like``'s :class:`TVTensor` subclass, with ``like``'s metadata
+    (``format``, ``canvas_size``; ``kwargs`` override it). The result shares ``wrappee``'s data
+    and stays in its autograd graph. Subclasses define how their metadata moves with their
+    ``wrap`` classmethod."""
+    wrap_method = getattr(type(like), "wrap", None)
+    if wrap_method is not None:
+        return wrap_method(wrappee, like, **kwargs)
+    return wrappee.as_subclass(type(like))
+
+
+install_methods(TVTensor, Tensor)

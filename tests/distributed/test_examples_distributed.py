@@ -62,8 +62,8 @@ def test_vgg16_has_torchvisions_layout():
     want += [f"classifier.{i}.{k}" for i in (0, 3, 6) for k in ("weight", "bias")]
     assert list(v.state_dict()) == want
     assert isinstance(v.features[30], ember.nn.MaxPool2d) and len(v.features) == 31
-    with pytest.raises(ValueError, match="no pretrained weights"):
-        models.vgg11(weights="DEFAULT")  # (vgg19 has VGG19_Weights: the style tutorial's)
+    assert models.VGG11_Weights.verify("DEFAULT") is models.VGG11_Weights.IMAGENET1K_V1
+    assert models.VGG11_Weights.DEFAULT.meta["num_params"] == 132863336
 
 
 def test_vgg_trunk_matches_torch():

@@ -245,3 +245,74 @@ def test_v2_keypoints_equal_torchvisions(name, kw):
         out = getattr(ev2, name)(**kw)(etv.Image(img), etv.KeyPoints(kp, canvas_size=(37, 53)))[1]
         assert isinstance(out, etv.KeyPoints) and out.canvas_size == tuple(ref.canvas_size)
         np.testing.assert_allclose(out.numpy(), ref.numpy(), atol=1e-4)
+
+
+# ---- session 22: VGG weights entries, rotated boxes, v2 posterize, return types ---------------
+@pytest.mark.parametrize("name", ["vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg19_bn"])
+def test_vgg_weights_entries_equal_torchvisions(name):
+    ref = torchvision.models.get_model_weights(name).DEFAULT
+    got = models.get_model_weights(name).DEFAULT
+    assert got.url == ref.url and got.meta["num_params"] == ref.meta["num_params"]
+
+
+@pytest.mark.parametrize("old", ["XYWHR", "CXCYWHR", "XYXYXYXY"])
+def test_rotated_box_conversions_equal_torchvisions(old):
+    import torchvision.transforms.v2.functional as tF2
+
+    from ember.vision import tv_tensors
+    from ember.vision.transforms.v2 import functional as F2
+
+    rng = np.random.default_rng(0)
+    a = np.concatenate([rng.random((6, 2)) * 50, rng.random((6, 2)) * 20 + 1], axis=1)
+    a = np.concatenate([a, rng.uniform(-180, 180, (6, 1))], axis=1).astype(np.float32)
+    xywhr = torch.from_numpy(a)
+    start = tF2.convert_bounding_box_format(xywhr, old_format="XYWHR", new_format=old)
+    for new in ("XYWHR", "CXCYWHR", "XYXYXYXY"):
+        want = tF2.convert_bounding_box_format(start, old_format=old, new_format=new)
+        boxes = torchvision.tv_tensors.BoundingBoxes(start, format=old, canvas_size=(64, 64))
+        mine = tv_tensors.BoundingBoxes(start.numpy(), format=old, canvas_size=(64, 64))
+        got = F2.convert_bounding_box_format(mine, new_format=new)
+        assert tF2.convert_bounding_box_format(boxes, new_format=new).format.value == new
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-3)
+
+
+def test_v2_posterize_and_return_types_equal_torchvisions():
+    import torchvision.transforms.v2.functional  # noqa: F401
+
+    from ember.vision import tv_tensors
+    from ember.vision.transforms.v2 import functional as F2
+
+    x = np.random.default_rng(0).random((3, 8, 8)).astype(np.float32)
+    for bits in (0, 1, 3, 8):
+        want = torchvision.transforms.v2.functional.posterize(torch.from_numpy(x), bits)
+        np.testing.assert_array_equal(F2.posterize(ember.tensor(x), bits).numpy(), want.numpy())
+    tv = torchvision.tv_tensors
+    t_img, e_img = tv.Image(torch.from_numpy(x)), tv_tensors.Image(ember.tensor(x))
+    for op in ("clone", "detach", "flip"):
+        args = (-1,) if op == "flip" else ()
+        for mode in ("Tensor", "TVTensor"):
+            with tv.set_return_type(mode), tv_tensors.set_return_type(mode):
+                t_out, e_out = getattr(t_img, op)(*args), getattr(e_img, op)(*args)
+                assert type(t_out).__name__ == type(e_out).__name__, (op, mode)
+
+
+@pytest.mark.parametrize("fmt", ["XYWHR", "CXCYWHR", "XYXYXYXY"])
+def test_rotated_box_flips_equal_torchvisions(fmt):
+    import torchvision.transforms.v2.functional as tF2
+
+    from ember.vision import tv_tensors
+    from ember.vision.transforms.v2 import functional as F2
+
+    rng = np.random.default_rng(1)
+    a = np.concatenate(
+        [rng.random((5, 2)) * 30, rng.random((5, 2)) * 10 + 1, rng.uniform(-90, 90, (5, 1))], 1
+    )
+    start = tF2.convert_bounding_box_format(
+        torch.from_numpy(a.astype(np.float32)), old_format="XYWHR", new_format=fmt
+    )
+    ref = torchvision.tv_tensors.BoundingBoxes(start, format=fmt, canvas_size=(40, 50))
+    mine = tv_tensors.BoundingBoxes(start.numpy(), format=fmt, canvas_size=(40, 50))
+    for name in ("horizontal_flip", "vertical_flip"):
+        want, got = getattr(tF2, name)(ref), getattr(F2, name)(mine)
+        assert type(got) is tv_tensors.BoundingBoxes and got.format.value == fmt
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-4)

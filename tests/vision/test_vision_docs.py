@@ -14,15 +14,17 @@ DOC = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "vision.md")
 
 def test_snippets_run(capsys):
     snippets = re.findall(r"```python\n(.*?)```", open(DOC).read(), re.S)
-    assert len(snippets) == 10
+    assert len(snippets) == 11
     for snippet in snippets:
         exec(compile(snippet, "docs/vision.md", "exec"), {"__name__": "__docs__"})
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("ember.Size([4, 3, 32, 32])")
     assert out[1] == "ember.Size([3, 32, 32]) (32, 32) ember.Size([32, 32])"
     assert out[2] == "BoundingBoxes True"  # the warps snippet
-    assert out[3] == "['x', 'conv1', 'bn1', 'relu', 'maxpool', 'layer1.0.conv1'] 70"  # features
-    assert out[4] == "{'0': (1, 32, 8, 8), '1': (1, 32, 2, 2)}"
+    # the tv_tensors snippet: Video, a user's kernel, set_return_type, rotated boxes
+    assert out[3:6] == ["Video Heatmap", "Video", "[1.0, 2.0, 3.598076105117798, 0.5]"]
+    assert out[6] == "['x', 'conv1', 'bn1', 'relu', 'maxpool', 'layer1.0.conv1'] 70"  # features
+    assert out[7] == "{'0': (1, 32, 8, 8), '1': (1, 32, 2, 2)}"
     assert out[-8] == "ember.Size([2, 2])"  # the quantizable models' snippet
     assert out[-7:-5] == ["tensor([0, 2])", "ember.Size([3, 8, 7, 7])"]  # the ops snippet
     assert out[-5] == "ember.Size([2, 32, 20, 20])"  # the deformable convolution snippet

@@ -23,10 +23,14 @@ from ._api import (
 
 __all__ = [
     "VGG",
+    "VGG11_Weights",
     "VGG11_BN_Weights",
+    "VGG13_Weights",
+    "VGG13_BN_Weights",
     "VGG16_Weights",
     "VGG16_BN_Weights",
     "VGG19_Weights",
+    "VGG19_BN_Weights",
     "vgg11",
     "vgg11_bn",
     "vgg13",
@@ -120,6 +124,17 @@ _COMMON_META = {
 }
 
 
+class VGG11_Weights(WeightsEnum):
+    """Pretrained weights for :func:`vgg11` (torchvision's ImageNet-1k checkpoint)."""
+
+    IMAGENET1K_V1 = Weights(
+        url="https://download.pytorch.org/models/vgg11-8a719046.pth",
+        transforms=_imagenet_transforms(224),
+        meta={**_COMMON_META, "num_params": 132863336},
+    )
+    DEFAULT = IMAGENET1K_V1
+
+
 class VGG11_BN_Weights(WeightsEnum):
     """Pretrained weights for :func:`vgg11_bn` (torchvision's ImageNet-1k checkpoint;
     bentrevett/pytorch-image-classification's VGG notebook fine-tunes it)."""
@@ -128,6 +143,28 @@ class VGG11_BN_Weights(WeightsEnum):
         url="https://download.pytorch.org/models/vgg11_bn-6002323d.pth",
         transforms=_imagenet_transforms(224),
         meta={**_COMMON_META, "num_params": 132868840},
+    )
+    DEFAULT = IMAGENET1K_V1
+
+
+class VGG13_Weights(WeightsEnum):
+    """Pretrained weights for :func:`vgg13` (torchvision's ImageNet-1k checkpoint)."""
+
+    IMAGENET1K_V1 = Weights(
+        url="https://download.pytorch.org/models/vgg13-19584684.pth",
+        transforms=_imagenet_transforms(224),
+        meta={**_COMMON_META, "num_params": 133047848},
+    )
+    DEFAULT = IMAGENET1K_V1
+
+
+class VGG13_BN_Weights(WeightsEnum):
+    """Pretrained weights for :func:`vgg13_bn` (torchvision's ImageNet-1k checkpoint)."""
+
+    IMAGENET1K_V1 = Weights(
+        url="https://download.pytorch.org/models/vgg13_bn-abd245e5.pth",
+        transforms=_imagenet_transforms(224),
+        meta={**_COMMON_META, "num_params": 133053736},
     )
     DEFAULT = IMAGENET1K_V1
 
@@ -174,6 +211,17 @@ class VGG19_Weights(WeightsEnum):
     DEFAULT = IMAGENET1K_V1
 
 
+class VGG19_BN_Weights(WeightsEnum):
+    """Pretrained weights for :func:`vgg19_bn` (torchvision's ImageNet-1k checkpoint)."""
+
+    IMAGENET1K_V1 = Weights(
+        url="https://download.pytorch.org/models/vgg19_bn-c79401a0.pth",
+        transforms=_imagenet_transforms(224),
+        meta={**_COMMON_META, "num_params": 143678248},
+    )
+    DEFAULT = IMAGENET1K_V1
+
+
 def _vgg(cfg: str, batch_norm: bool, weights, progress: bool, **kwargs: Any) -> VGG:
     if weights is not None:
         kwargs["init_weights"] = False
@@ -183,12 +231,13 @@ def _vgg(cfg: str, batch_norm: bool, weights, progress: bool, **kwargs: Any) -> 
     return load_weights(model, weights, progress)
 
 
-@handle_legacy_interface(None)
-def vgg11(*, weights: None = None, progress: bool = True, **kwargs: Any) -> VGG:
-    """VGG-11 (configuration A); no pretrained weights in ember (``weights`` must be None)."""
-    if weights is not None:
-        raise ValueError("vgg11: ember has no pretrained weights entry for vgg11")
-    return _vgg("A", False, None, progress, **kwargs)
+@handle_legacy_interface(VGG11_Weights)
+def vgg11(
+    *, weights: VGG11_Weights | str | None = None, progress: bool = True, **kwargs: Any
+) -> VGG:
+    """VGG-11 (configuration A); ``weights=VGG11_Weights.DEFAULT`` loads torchvision's
+    ImageNet weights (from the hub cache: ember downloads nothing at run time)."""
+    return _vgg("A", False, VGG11_Weights.verify(weights), progress, **kwargs)
 
 
 @handle_legacy_interface(VGG11_BN_Weights)
@@ -199,20 +248,20 @@ def vgg11_bn(
     return _vgg("A", True, VGG11_BN_Weights.verify(weights), progress, **kwargs)
 
 
-@handle_legacy_interface(None)
-def vgg13(*, weights: None = None, progress: bool = True, **kwargs: Any) -> VGG:
-    """VGG-13 (configuration B); no pretrained weights in ember (``weights`` must be None)."""
-    if weights is not None:
-        raise ValueError("vgg13: ember has no pretrained weights entry for vgg13")
-    return _vgg("B", False, None, progress, **kwargs)
+@handle_legacy_interface(VGG13_Weights)
+def vgg13(
+    *, weights: VGG13_Weights | str | None = None, progress: bool = True, **kwargs: Any
+) -> VGG:
+    """VGG-13 (configuration B)."""
+    return _vgg("B", False, VGG13_Weights.verify(weights), progress, **kwargs)
 
 
-@handle_legacy_interface(None)
-def vgg13_bn(*, weights: None = None, progress: bool = True, **kwargs: Any) -> VGG:
-    """VGG-13 with BatchNorm after each convolution; no pretrained weights in ember."""
-    if weights is not None:
-        raise ValueError("vgg13_bn: ember has no pretrained weights entry for vgg13_bn")
-    return _vgg("B", True, None, progress, **kwargs)
+@handle_legacy_interface(VGG13_BN_Weights)
+def vgg13_bn(
+    *, weights: VGG13_BN_Weights | str | None = None, progress: bool = True, **kwargs: Any
+) -> VGG:
+    """VGG-13 with BatchNorm after each convolution."""
+    return _vgg("B", True, VGG13_BN_Weights.verify(weights), progress, **kwargs)
 
 
 @handle_legacy_interface(VGG16_Weights)
@@ -241,9 +290,9 @@ def vgg19(
     return _vgg("E", False, VGG19_Weights.verify(weights), progress, **kwargs)
 
 
-@handle_legacy_interface(None)
-def vgg19_bn(*, weights: None = None, progress: bool = True, **kwargs: Any) -> VGG:
-    """VGG-19 with BatchNorm after each convolution; no pretrained weights in ember."""
-    if weights is not None:
-        raise ValueError("vgg19_bn: ember has no pretrained weights entry for vgg19_bn")
-    return _vgg("E", True, None, progress, **kwargs)
+@handle_legacy_interface(VGG19_BN_Weights)
+def vgg19_bn(
+    *, weights: VGG19_BN_Weights | str | None = None, progress: bool = True, **kwargs: Any
+) -> VGG:
+    """VGG-19 with BatchNorm after each convolution."""
+    return _vgg("E", True, VGG19_BN_Weights.verify(weights), progress, **kwargs)

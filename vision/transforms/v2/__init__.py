@@ -67,6 +67,15 @@ for _name in _IMAGE_ONLY:
     )
 
 
+class _RandomPosterizeV2(_v1.RandomPosterize):
+    # v2's posterize takes float images too (v1's refuses them)
+    def _apply(self, img):
+        return functional.posterize(img, self.bits)
+
+
+RandomPosterize._v1 = _RandomPosterizeV2  # noqa: F405 (made in the loop above)
+
+
 # torchvision's v2 draws (not v1's): _auto_augment.py
 from ._auto_augment import AutoAugment, RandAugment, TrivialAugmentWide  # noqa: E402
 

@@ -34,11 +34,38 @@ __all__ = [
     "get_num_frames",
     "is_pure_tensor",
     "sanitize_bounding_boxes",
+    "posterize",
 ]
 
 
 def _keep(out, like):
     return type(like)._from_array(out._data) if isinstance(like, tv.Image) else out
+
+
+# value bits per integer dtype (the sign bit excluded), as torchvision's _num_value_bits
+_VALUE_BITS = {"uint8": 8, "int8": 7, "int16": 15, "uint16": 16, "int32": 31, "int64": 63}
+
+
+def posterize(inpt, bits: int):
+    """Keep ``bits`` bits per channel. Unlike v1's, v2's takes float images too: they are
+    quantised to ``2**bits`` levels (``floor(x * 2**bits) / 2**bits``, clamped)."""
+    if is_pil(inpt):
+        return _v1.posterize(inpt, bits)
+    if not isinstance(bits, int) or not 0 <= bits <= 8:
+        raise TypeError(f"bits must be a positive integer in the range [0, 8], got {bits} instead.")
+    img = Tensor._wrap(inpt._data)
+    if img.is_floating_point():
+        levels = 1 << bits
+        return _keep((img * levels).floor().clamp(0, levels - 1) * (1.0 / levels), inpt)
+    name = str(img.dtype).rsplit(".", 1)[-1]
+    if name not in _VALUE_BITS:
+        raise TypeError(
+            f"Number of value bits is only defined for integer dtypes, but got {img.dtype}."
+        )
+    n = _VALUE_BITS[name]
+    if bits >= n:
+        return inpt
+    return _keep(img & (((1 << bits) - 1) << (n - bits)), inpt)
 
 
 def gaussian_noise(inpt, mean: float = 0.0, sigma: float = 0.1, clip: bool = True):

@@ -16,6 +16,7 @@ from ember.tensor import Tensor
 
 from ... import tv_tensors as tv
 from .._functional_pil import is_pil
+from . import _register
 
 
 def _flatten(obj, leaves: list) -> Callable[[list], Any]:
@@ -37,16 +38,20 @@ def _flatten(obj, leaves: list) -> Callable[[list], Any]:
 
 
 def _kinds(leaves: list) -> list[str]:
-    has_image = any(is_pil(x) or isinstance(x, tv.Image) for x in leaves)
+    # a Video is transformed as an image (its kernels see (..., T, C, H, W)); instances of a
+    # user's TVTensor subclass ("custom") go to the kernels registered for them (_register.py)
+    has_image = any(is_pil(x) or isinstance(x, (tv.Image, tv.Video)) for x in leaves)
     kinds, plain_taken = [], has_image
     for x in leaves:
-        if isinstance(x, tv.BoundingBoxes):
+        if _register.is_custom(x):
+            kinds.append("custom")
+        elif isinstance(x, tv.BoundingBoxes):
             kinds.append("boxes")
         elif isinstance(x, tv.KeyPoints):
             kinds.append("keypoints")
         elif isinstance(x, tv.Mask):
             kinds.append("mask")
-        elif is_pil(x) or isinstance(x, tv.Image):
+        elif is_pil(x) or isinstance(x, (tv.Image, tv.Video)):
             kinds.append("image")
         elif isinstance(x, Tensor) and not isinstance(x, tv.TVTensor) and not plain_taken:
             kinds.append("image")
@@ -141,14 +146,30 @@ class Transform:
             )
         )
         if reference is None:
+            reference = next((x for x, k in zip(leaves, kinds) if k == "custom"), None)
+        if reference is None:
             raise TypeError(f"{type(self).__name__}: the sample holds no image, mask or boxes")
         params = self._sample_params(leaves, kinds, reference)
         if self._needs_transform(params):
-            leaves = [
-                self._transform(x, k, params) if k in self._kinds else x
-                for x, k in zip(leaves, kinds)
-            ]
+            leaves = [self._leaf(x, k, params) for x, k in zip(leaves, kinds)]
         return rebuild(iter(leaves))
+
+    def _leaf(self, x, kind: str, params: dict[str, Any]):
+        if kind == "custom":
+            return _register.run_custom(lambda x: self._transform(x, kind, params), x)
+        if kind not in self._kinds:
+            return x
+        out = self._transform(x, kind, params)
+        if isinstance(x, tv.Video) and isinstance(out, Tensor) and not isinstance(out, tv.TVTensor):
+            return tv.Video._from_array(out._data)  # (the v1 colour kernels return tensors)
+        return out
+
+    def _call_kernel(self, functional, inpt, *args, **kwargs):
+        """torchvision's helper for ``transform``: ``functional(inpt, ...)``, or ``inpt``
+        unchanged when it is a user's TVTensor with no kernel registered for ``functional``."""
+        if _register.is_custom(inpt):
+            return _register.run_custom(lambda x: functional(x, *args, **kwargs), inpt)
+        return functional(inpt, *args, **kwargs)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v}" for k, v in vars(self).items() if not k.startswith("_"))

@@ -47,8 +47,9 @@ def _coefficients(startpoints, endpoints, coefficients) -> list[float]:
 
 
 def _boxes_as_xyxy(boxes: tv.BoundingBoxes):
-    from .functional import _to_xyxy
+    from .functional import _no_rotated, _to_xyxy
 
+    _no_rotated(boxes)
     a = boxes._data
     xp = get_array_module(a)
     # integer boxes stay integer in XYXY (torchvision converts with ``.to(dtype)``: truncation)

@@ -26,6 +26,7 @@ from ..functional import (
     get_image_size,
 )
 from ..functional import __all__ as _v1_all
+from . import _box_formats as _bf
 from . import _keypoints as _kp
 
 __all__ = list(_v1_all) + [
@@ -74,6 +75,7 @@ def _from_xyxy(a, fmt: tv.BoundingBoxFormat, xp):
 
 def _box_op(boxes: tv.BoundingBoxes, fn, canvas_size=None, clamp: bool = False):
     """Apply ``fn`` to the boxes in XYXY (float) and return them in their own format."""
+    _no_rotated(boxes)
     a = boxes._data
     xp = get_array_module(a)
     f = a if a.dtype.kind == "f" else a.astype(np.float32)
@@ -98,23 +100,34 @@ def _box_op(boxes: tv.BoundingBoxes, fn, canvas_size=None, clamp: bool = False):
     )
 
 
-def convert_bounding_box_format(inpt: tv.BoundingBoxes, old_format=None, new_format=None):
+def convert_bounding_box_format(inpt, old_format=None, new_format=None, inplace: bool = False):
+    """``inpt`` in box format ``new_format``: a ``BoundingBoxes`` (its own format is the old
+    one; ``old_format`` must not be passed) or a plain tensor ``(..., K)`` with ``old_format``.
+    Rotated formats (``XYWHR``, ``CXCYWHR``, ``XYXYXYXY``) convert among themselves only."""
     if new_format is None:
         raise TypeError("convert_bounding_box_format() missing required argument 'new_format'")
-    new = tv.BoundingBoxFormat[new_format.upper()] if isinstance(new_format, str) else new_format
-    a = inpt._data
-    xp = get_array_module(a)
-    old = (
-        inpt.format
-        if old_format is None
-        else (
-            tv.BoundingBoxFormat[old_format.upper()] if isinstance(old_format, str) else old_format
+    new = _bf._as_format(new_format)
+    if isinstance(inpt, tv.BoundingBoxes):
+        if old_format is not None:
+            raise ValueError("For bounding box tv_tensor inputs, `old_format` must not be passed.")
+        out = _bf.convert_array(inpt._data, inpt.format, new)
+        return tv.BoundingBoxes._from_array(out, format=new, canvas_size=inpt.canvas_size)
+    if isinstance(inpt, Tensor) and not isinstance(inpt, tv.TVTensor):
+        if old_format is None:
+            raise ValueError("For pure tensor inputs, `old_format` has to be passed.")
+        return Tensor._wrap(_bf.convert_array(inpt._data, old_format, new))
+    raise TypeError(
+        "Input can either be a plain tensor or a bounding box tv_tensor, but got "
+        f"{type(inpt)} instead."
+    )
+
+
+def _no_rotated(boxes: tv.BoundingBoxes) -> None:
+    if tv.is_rotated_bounding_format(boxes.format):
+        raise NotImplementedError(
+            f"ember's v2 geometric kernels move rotated boxes ({boxes.format.value}) in the "
+            "flips only; convert_bounding_box_format converts them"
         )
-    )
-    out = _from_xyxy(_to_xyxy(a, old, xp), new, xp)
-    return tv.BoundingBoxes._from_array(
-        out.astype(a.dtype), format=new, canvas_size=inpt.canvas_size
-    )
 
 
 def clamp_bounding_boxes(inpt: tv.BoundingBoxes):
@@ -141,7 +154,14 @@ def _unplain(out, like, squeezed: bool):
 
 
 # ---- geometry ------------------------------------------------------------------------------------
+def _flip_rotated(boxes: tv.BoundingBoxes, horizontal: bool) -> tv.BoundingBoxes:
+    out = _bf.flip_rotated(boxes._data, boxes.format, boxes.canvas_size, horizontal)
+    return tv.BoundingBoxes._from_array(out, format=boxes.format, canvas_size=boxes.canvas_size)
+
+
 def horizontal_flip(inpt):
+    if isinstance(inpt, tv.BoundingBoxes) and tv.is_rotated_bounding_format(inpt.format):
+        return _flip_rotated(inpt, horizontal=True)
     if isinstance(inpt, tv.BoundingBoxes):
         w = inpt.canvas_size[1]
 
@@ -158,6 +178,8 @@ def horizontal_flip(inpt):
 
 
 def vertical_flip(inpt):
+    if isinstance(inpt, tv.BoundingBoxes) and tv.is_rotated_bounding_format(inpt.format):
+        return _flip_rotated(inpt, horizontal=False)
     if isinstance(inpt, tv.BoundingBoxes):
         h = inpt.canvas_size[0]
 
@@ -179,6 +201,7 @@ vflip = vertical_flip
 
 def resize(inpt, size, interpolation=InterpolationMode.BILINEAR, max_size=None, antialias=True):
     if isinstance(inpt, tv.BoundingBoxes):
+        _no_rotated(inpt)
         h, w = inpt.canvas_size
         nh, nw = _output_size(h, w, size, max_size)
         a = inpt._data
@@ -306,3 +329,11 @@ from ._kernel_names import *  # noqa: E402,F403
 from ._kernel_names import __all__ as _names_all  # noqa: E402
 
 __all__ += _names_all
+
+# user kernels for their own TVTensor types, and Video in, Video out (_register.py): every
+# public functional above becomes its dispatching wrapper
+from . import _register  # noqa: E402
+
+_register.install(globals(), [n for n in __all__ if n not in _names_all])
+register_kernel = _register.register_kernel
+__all__ += ["register_kernel"]
