@@ -6,6 +6,7 @@ extension, and everything else of ``torch._C`` is internal to PyTorch.
 
 from __future__ import annotations
 
+import enum as _enum
 import sys as _sys
 import types as _types
 
@@ -88,8 +89,10 @@ def _get_tracing_state():
     ``ember.jit.trace`` runs this answers a truthy marker object, otherwise ``None``.
     """
     from .jit._decorators import is_tracing
+    from .jit._trace_graph import tracing_state
 
-    return _TRACING_STATE if is_tracing() else None
+    # ``jit._get_trace_graph``'s state takes module scopes (fvcore's push_scope hooks)
+    return tracing_state() or (_TRACING_STATE if is_tracing() else None)
 
 
 _TRACING_STATE = _types.SimpleNamespace(name="ember.jit.trace")
@@ -124,6 +127,33 @@ _nn = _types.ModuleType("ember._C._nn")
 _nn._parse_to = _nn_parse_to
 
 
+#: torch._C.Tag: the operator tags ``Library.define(..., tags=[...])`` accepts (ember records
+#: none of them; torchao tags its ops with ``needs_fixed_stride_order`` at import)
+Tag = _enum.Enum(
+    "Tag",
+    "core cudagraph_unsafe data_dependent_output dynamic_output_shape flexible_layout generated "
+    "inplace inplace_view maybe_aliasing_or_mutating needs_contiguous_strides needs_exact_strides "
+    "needs_fixed_stride_order nondeterministic_bitwise nondeterministic_seeded out out_variant "
+    "pointwise pt2_compliant_tag reduction view_copy".split(),
+    start=0,
+)
+
+
+class _ExperimentalConfig:
+    """``torch._C._profiler._ExperimentalConfig``: the profiler's experimental options (stack
+    verbosity, performance events). ember's profiler takes it as ``experimental_config=`` and
+    reads none of them; they are kept as attributes."""
+
+    def __init__(self, **options) -> None:
+        self.__dict__.update(options)
+
+
+#: torch._C._profiler (torchtune's profiler setup imports ``_ExperimentalConfig`` from it)
+_profiler = _types.ModuleType("ember._C._profiler")
+_profiler._ExperimentalConfig = _ExperimentalConfig
+_sys.modules.setdefault("ember._C._profiler", _profiler)
+
+
 def _functorch_getattr(name: str):
     # torch._C._functorch: the batched-tensor primitives of vmap, served lazily by
     # core/_functorch/vmap.py (importing ember.func here would slow ``import ember``)
@@ -142,9 +172,34 @@ _functorch.__getattr__ = _functorch_getattr
 _sys.modules.setdefault("ember._C._functorch", _functorch)
 
 
+def _distributed_rpc_getattr(name: str):
+    # torch._C._distributed_rpc: the RPC bindings (torchrl's collectors test
+    # ``isinstance(self, torch._C._distributed_rpc.PyRRef)`` on every call); served from
+    # ember.distributed.rpc on first use, a lazy re-export since core never imports distributed
+    # at import time
+    import importlib
+
+    rpc = importlib.import_module("ember.distributed.rpc")
+    try:
+        return getattr(rpc, name)
+    except AttributeError:
+        raise AttributeError(
+            f"module 'ember._C._distributed_rpc' has no attribute {name!r}"
+        ) from None
+
+
+_distributed_rpc = _types.ModuleType("ember._C._distributed_rpc")
+_distributed_rpc.__getattr__ = _distributed_rpc_getattr
+_sys.modules.setdefault("ember._C._distributed_rpc", _distributed_rpc)
+
+
 def __getattr__(name: str):
     if name == "PyTorchFileReader":  # torch._C.PyTorchFileReader (core/_pytorch_file.py)
         from ._pytorch_file import PyTorchFileReader
 
         return PyTorchFileReader
+    if name in ("Graph", "Node", "Value"):  # torch._C.Graph: jit._get_trace_graph's objects
+        from .jit import _trace_graph
+
+        return getattr(_trace_graph, name)
     raise AttributeError(f"module 'ember._C' has no attribute {name!r}")

@@ -224,6 +224,8 @@ _FROM_FUNCTIONAL = {
 # <misc>
 # (the torch surface around the math: core/_torch_misc.py, _tensor_protocol.py, ...)
 from .backend.dtype import uint16, uint32, uint64
+from .backend.dtype import int1, int2, int3, int4, int5, int6, int7  # sub-byte: named only
+from .backend.dtype import uint1, uint2, uint3, uint4, uint5, uint6, uint7
 from .backend.finfo import finfo, iinfo
 from ._tensor_protocol import (
     from_dlpack,
@@ -401,6 +403,12 @@ _QUANTIZED = {
 }
 
 
+# TorchScript's scalar types (core/_script_types.py)
+_script_types_names = frozenset(
+    "BoolType ComplexType FloatType IntType NoneType NumberType StringType".split()
+)
+
+
 def __getattr__(name):
     # Lazy subpackages: heavy or optional pieces load on first use (import ember stays fast).
     import importlib
@@ -429,6 +437,7 @@ def __getattr__(name):
         "_compile",
         "_higher_order_ops",
         "_inductor",
+        "_ops",
         "_subclasses",
         "_guards",
         "_tensor_str",
@@ -457,6 +466,8 @@ def __getattr__(name):
         return importlib.import_module("ember.types")
     if name == "TensorType":  # TorchScript's tensor type, named in annotations (core/jit/)
         return importlib.import_module("ember.jit._tensor_type").TensorType
+    if name in _script_types_names:  # TorchScript's scalar types, named in checks
+        return getattr(importlib.import_module("ember._script_types"), name)
     if name == "DeviceObjType":  # TorchScript's device type, named in annotations (as a class)
         return device
     if name == "PyTorchFileReader":  # torch.PyTorchFileReader (core/_pytorch_file.py)
@@ -526,3 +537,7 @@ _einops.install()
 from . import _opt_einsum
 
 _opt_einsum.install()
+# torchrl: its compiled segment trees, in Python, when torch is ember (core/_torchrl_ext.py)
+from . import _torchrl_ext
+
+_torchrl_ext.install()

@@ -251,11 +251,22 @@ def _mode_apply(cls, *args, **kwargs):
     if not getattr(_TLS, "stack", None) or not _is_internal(cls):
         # a user's autograd.Function is above dispatch: the mode sees the ops it runs
         return _record.apply_inner(cls, *args, **kwargs)
+    if cls.__name__ in _DECOMPOSED and getattr(_TLS.stack[-1], "_ember_decompose", True):
+        # torch's decomposition, op by op (_dispatch_decomp.py); ember's jit trace-graph
+        # recorder opts out: torch's tracer records ``aten::linear`` itself
+        from ._dispatch_decomp import decomposition_for
+
+        run = decomposition_for(cls, args)
+        if run is not None:
+            return run(*args, **kwargs)
     if grad_mode._state.enabled and any(isinstance(a, Tensor) and a.requires_grad for a in args):
         from ._dispatch_autograd import outer_autograd
 
         return outer_autograd(cls, args, kwargs, _mode_below)
     return _mode_below(cls, args, kwargs)
+
+
+_DECOMPOSED = frozenset({"Linear", "Matmul"})
 
 
 def _mode_below(cls, args, kwargs):

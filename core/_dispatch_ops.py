@@ -10,7 +10,9 @@ A few ops are reported in ATen's spelling with ATen's arguments, because handler
 those: ``Permute`` of a matrix as ``aten.t.default(x)``, ``Reshape`` as
 ``aten.view.default(x, shape)``, ``Matmul`` of two matrices / two stacks as ``aten.mm`` /
 ``aten.bmm``, ``Cast`` as ``aten._to_copy.default(x, dtype=...)``, ``Sum`` as
-``aten.sum.default(x)`` / ``aten.sum.dim_IntList(x, dims, keepdim)``. Every other op keeps its
+``aten.sum.default(x)`` / ``aten.sum.dim_IntList(x, dims, keepdim)``; indexing, ``cat`` and
+convolutions (``aten.convolution``) are spelled in ``_dispatch_decomp.py``, which also runs
+``linear`` / ``matmul`` as torch's decomposition under a mode. Every other op keeps its
 own arguments (those of its ``Function.forward``) under the snake_case of its class name
 (``CrossEntropyIndices`` -> ``aten.cross_entropy_indices.default``).
 
@@ -27,6 +29,8 @@ import sys
 from typing import Any
 
 import numpy as np
+
+from ._dispatch_decomp import register_spellings
 
 __all__ = ["DispatchOverload", "BackwardOverload", "overload_for", "backward_overload_for"]
 
@@ -134,6 +138,9 @@ class _OverloadBase:
     def __hash__(self) -> int:
         return hash(("aten", self._name, self._overloadname))
 
+    def __deepcopy__(self, memo):  # op objects are singletons, as torch's
+        return self
+
 
 def _key(op: Any):
     name = getattr(op, "_name", None)
@@ -207,9 +214,16 @@ def _permute(cls, args, kwargs):
 
 def _reshape(cls, args, kwargs):
     x, shape, view = args
-    if not view:
+    if not view and not _contiguous(x):  # torch's reshape of a contiguous tensor is a view
         return _cached(cls, "reshape", "default", lambda x, s: (x, tuple(s), False)), (x, shape), {}
     return _cached(cls, "view", "default", lambda x, s: (x, tuple(s), True)), (x, shape), {}
+
+
+def _contiguous(x) -> bool:
+    try:
+        return bool(x.is_contiguous())
+    except (AttributeError, NotImplementedError):
+        return False
 
 
 def _matmul(cls, args, kwargs):
@@ -243,58 +257,8 @@ def _sum(cls, args, kwargs):
     return ov, (x, dims, keepdim), {}
 
 
-def _full(k) -> bool:
-    return type(k) is slice and k == slice(None)
-
-
-def _getitem(cls, args, kwargs):
-    from .tensor import Tensor
-
-    x, idx = args
-    key = idx if type(idx) is tuple else (idx,)
-    plain = [k for k in key if not _full(k)]
-    if len(plain) == 1 and all(type(k) in (int, slice) for k in key):
-        d = next(i for i, k in enumerate(key) if not _full(k))
-        k = plain[0]
-        if type(k) is int:
-            return _cached(cls, "select", "int", _select_back), (x, d, k), {}
-        ov = _cached(cls, "slice", "Tensor", _slice_back)
-        return ov, (x, d, k.start, k.stop, 1 if k.step is None else k.step), {}
-    if plain and all(_full(k) or _is_raw(k) for k in key):
-        while _full(key[-1]):
-            key = key[:-1]
-        idx_list = [None if _full(k) else Tensor._wrap(k) for k in key]
-        return _cached(cls, "index", "Tensor", _index_back), (x, idx_list), {}
-    return _cached(cls, "get_item", "default", None), args, kwargs
-
-
-def _select_back(x, dim, index):
-    return (x, (slice(None),) * dim + (index,))
-
-
-def _slice_back(x, dim=0, start=None, end=None, step=1):
-    return (x, (slice(None),) * dim + (slice(start, end, step),))
-
-
-def _index_back(x, indices):
-    return (x, tuple(slice(None) if i is None else getattr(i, "_data", i) for i in indices))
-
-
 _SPELLINGS = {"Permute": _permute, "Reshape": _reshape, "Matmul": _matmul, "Cast": _cast}
 _SPELLINGS["Sum"] = _sum
-_SPELLINGS["GetItem"] = _getitem
-
-
-def _cat(cls, args, kwargs):
-    axis, *tensors = args
-    return _cached(cls, "cat", "default", _cat_back), (list(tensors), axis), {}
-
-
-def _cat_back(tensors, dim=0):
-    return (dim, *tensors)
-
-
-_SPELLINGS["Cat"] = _cat
 _CACHE: dict = {}
 
 
@@ -302,11 +266,12 @@ def _cached(cls, name: str, overload: str, to_apply) -> DispatchOverload:
     key = (cls, name, overload)
     ov = _CACHE.get(key)
     if ov is None:
-        params = _PARAMS.get(name) if to_apply is not None or name in ("mm", "bmm") else None
+        params = _PARAMS.get(name) if to_apply is not None or name in _ATEN_ARGS else None
         ov = _CACHE[key] = DispatchOverload(cls, name, overload, to_apply, params)
     return ov
 
 
+_ATEN_ARGS = ("mm", "bmm", "addmm")  # ops whose forward is ATen's but named otherwise
 # ATen's argument names of the ops reported in ATen's spelling
 _PARAMS = {
     "t": ["self"],
@@ -321,6 +286,9 @@ _PARAMS = {
     "index": ["self", "indices"],
     "cat": ["tensors", "dim"],
 }
+
+
+register_spellings(_SPELLINGS, _PARAMS, _NAMES)  # convolution (_dispatch_decomp.py)
 
 
 def overload_for(cls: type, args: tuple, kwargs: dict) -> tuple[DispatchOverload, tuple, dict]:

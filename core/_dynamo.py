@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 import types
+import warnings
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -114,6 +116,12 @@ def same(ref: Any, res: Any, tol: float = 1e-4, equal_nan: bool = False, **_: An
     return bool(ref == res)
 
 
+@functools.cache
+def _warn_once(msg: str, stacklevel: int = 1) -> None:
+    """Warn with ``msg`` the first time only (torch._dynamo.utils.warn_once; torchao's kernels)."""
+    warnings.warn(msg, stacklevel=stacklevel + 1)
+
+
 def _submodule(name: str, **attrs: Any) -> types.ModuleType:
     # ember._dynamo is one file: its torch submodules are registered so that
     # ``from torch._dynamo.utils import same`` ports as ``from ember._dynamo.utils import same``
@@ -128,7 +136,7 @@ compiled_autograd = _submodule(
     "compiled_autograd", enable=_compiled_autograd_enable, _enable=_compiled_autograd_enable
 )
 # torch._dynamo.utils.counters: counters["stats"]["unique_graphs"] counts captured graphs
-utils = _submodule("utils", counters=_counters, same=same)
+utils = _submodule("utils", counters=_counters, same=same, warn_once=_warn_once)
 
 
 class TransformGetItemToIndex:

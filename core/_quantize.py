@@ -111,6 +111,10 @@ def quantize_per_channel(input, scales, zero_points, axis: int, dtype) -> QTenso
     codes = _quantize_codes(
         xp, x.astype(xp.float32, copy=False), xp.asarray(inv), xp.asarray(zpf), lo, hi, d.np
     )
+    if zp.dtype.kind == "f":  # float zero points: torch's float-qparams scheme (embeddings)
+        return QTensor._make(
+            codes, d, per_channel_affine_float_qparams, sc, zp.astype(np.float64), axis
+        )
     return QTensor._make(
         codes, d, per_channel_affine, sc.astype(np.float64), zp.astype(np.int64), axis
     )
@@ -223,6 +227,7 @@ from .quantized import (  # noqa: E402
     _check_qdtype,
     _xp,
     per_channel_affine,
+    per_channel_affine_float_qparams,
     per_tensor_affine,
     qint8,
     qint32,

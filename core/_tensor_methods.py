@@ -160,7 +160,7 @@ METHODS = {
     "__rmod__": _r(ops.remainder),
     "__pow__": ops.pow,
     "__rpow__": _r(ops.pow),
-    "__matmul__": _operator(ops.matmul, "__matmul__"),
+    "__matmul__": _operator(ops.matmul, "__matmul__", ops.matmul.__wrapped__),
     "__rmatmul__": _r(ops.matmul),
     "__neg__": ops.neg,
     "__pos__": lambda self: self,
@@ -323,6 +323,7 @@ METHODS = {
     "_typed_storage": _storage.typed_storage,
     "storage_offset": _storage.storage_offset,
     "set_": _storage.set_,
+    "is_set_to": _storage.is_set_to,
     # (dunders and protocol attributes: core/_tensor_protocol.py)
     **__import__("ember._tensor_protocol", fromlist=["METHODS"]).METHODS,
     "hardshrink": _functional("hardshrink"),

@@ -5,7 +5,7 @@ under one folder, ``<name>/data.pkl`` (the object, pickle protocol 2, with stora
 persistent ids ``("storage", torch.FloatStorage, key, location, numel)``), ``<name>/data/<key>``
 (each storage's raw bytes), ``<name>/byteorder`` and ``<name>/version``.
 
-Writing (the zip format only) lives in ``_torch_save``.
+Writing (both formats) lives in ``_torch_save``.
 
 Legacy format (``_use_new_zipfile_serialization=False``, PyTorch < 1.6): five pickles in one
 stream (magic number, protocol version, system info, the object, the storage keys), then each
@@ -411,19 +411,21 @@ def _seekable(fh) -> bool:
         return False
 
 
-def save_torch(obj: Any, f, protocol: int, atomic_write) -> None:
-    """``ember.save(..., _use_new_zipfile_serialization=True)``: torch's zip format."""
-    from ._torch_save import save_zip
+def save_torch(obj: Any, f, protocol: int, atomic_write, legacy: bool = False) -> None:
+    """``ember.save(..., _use_new_zipfile_serialization=True)``: torch's zip format; ``False``
+    (``legacy``): its pre-1.6 stream."""
+    from ._torch_save import save_legacy, save_zip
 
+    write = save_legacy if legacy else save_zip
     if isinstance(f, (str, os.PathLike)):
 
         def write_to(tmp: str) -> None:
             with open(tmp, "wb") as fh:
-                save_zip(obj, fh, protocol=protocol)
+                write(obj, fh, protocol=protocol)
 
         atomic_write(os.fspath(f), write_to)
-    elif _seekable(f):
-        save_zip(obj, f, protocol=protocol)
+    elif legacy or _seekable(f):  # the legacy stream never seeks
+        write(obj, f, protocol=protocol)
     else:  # zip needs to seek back to its local headers
         buf = io.BytesIO()
         save_zip(obj, buf, protocol=protocol)

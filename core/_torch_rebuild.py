@@ -334,7 +334,12 @@ def _rebuild_qtensor(
                 f"per-channel parameters of shape {scales.shape} along axis {axis!r} do not "
                 f"fit a quantized tensor of size {list(codes.shape)}"
             )
-        zdtype = np.float64 if scheme is per_channel[1] else np.int64
+        # torch pickles float-qparams tensors (embeddings) as per_channel_affine too: their
+        # float zero points tell them apart, as torch's own rebuild does
+        if scheme is per_channel[1] or np.asarray(zps).dtype.kind == "f":
+            scheme, zdtype = per_channel[1], np.float64
+        else:
+            zdtype = np.int64
         return QTensor._make(codes, qdtype, scheme, scales, np.asarray(zps, zdtype), axis)
     raise pickle.UnpicklingError(f"unsupported quantization scheme {scheme!r} in a checkpoint")
 

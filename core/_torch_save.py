@@ -264,3 +264,39 @@ def save_zip(obj: Any, fh, archive: str = "archive", protocol: int = 2) -> None:
             info.file_size = size
             with zf.open(info, "w", force_zip64=bool(zip64)) as out:
                 out.write(memoryview(data).cast("B") if isinstance(data, np.ndarray) else data)
+
+
+# torch's pre-1.6 stream: its magic number and protocol version, pickled before the object
+_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+_LEGACY_PROTOCOL = 1001
+
+
+class _LegacyPickler(_TorchPickler):
+    """Storages as the legacy format names them: typed, counted in elements, no view."""
+
+    def _storage(self, root: np.ndarray, device: str, typed: bool) -> _StorageRef:
+        if not typed:  # an untyped storage travels as bytes
+            root = root.reshape(-1).view(np.uint8)
+        ref = super()._storage(root, device, True)
+        return _StorageRef((*ref.pid, None))
+
+
+def save_legacy(obj: Any, fh, protocol: int = 2) -> None:
+    """Write ``obj`` to ``fh`` in torch's legacy format (``_use_new_zipfile_serialization=False``):
+    five pickles (magic number, protocol version, system info, the object, the sorted storage
+    keys), then each storage as a little-endian int64 element count and its bytes."""
+    sys_info = {
+        "protocol_version": _LEGACY_PROTOCOL,
+        "little_endian": True,
+        "type_sizes": {"short": 2, "int": 4, "long": 4},
+    }
+    for head in (_LEGACY_MAGIC, _LEGACY_PROTOCOL, sys_info):
+        pickle.dump(head, fh, protocol=protocol)
+    pickler = _LegacyPickler(fh, protocol)
+    pickler.dump(obj)
+    keys = sorted(pickler.storages)
+    pickle.dump(keys, fh, protocol=protocol)
+    for key in keys:
+        flat = np.ascontiguousarray(pickler.storages[key])
+        fh.write(struct.pack("<q", flat.size))
+        fh.write(memoryview(flat.view(np.uint8)))

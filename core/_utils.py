@@ -63,3 +63,39 @@ def _get_device_module(device_type: str):
 
 
 __all__ += ["_get_available_device_type", "_get_device_module"]
+
+
+def _take_tensors(tensors: Sequence[Tensor], size_limit: int):
+    """Yield lists of ``tensors`` of one type each, every list holding at most ``size_limit``
+    bytes (or one tensor bigger than that); within a type the input order is kept. A list is
+    yielded when it fills, the partly filled ones at the end (torch._utils._take_tensors;
+    mmengine buckets its all-reduces with it)."""
+    buckets: dict[str, list] = {}  # type -> [tensors, bytes]
+    for t in tensors:
+        if getattr(t, "is_sparse", False):
+            idx, val = t._indices(), t._values()
+            nbytes = idx.numel() * idx.element_size() + val.numel() * val.element_size()
+        else:
+            nbytes = t.numel() * t.element_size()
+        bucket = buckets.setdefault(t.type(), [[], 0])
+        if bucket[1] and bucket[1] + nbytes > size_limit:
+            yield bucket[0]
+            bucket = buckets[t.type()] = [[], 0]
+        bucket[0].append(t)
+        bucket[1] += nbytes
+    for chunk, _ in buckets.values():
+        if chunk:
+            yield chunk
+
+
+__all__ += ["_take_tensors"]
+
+
+def __getattr__(name: str):
+    # torch._utils.ExceptionWrapper (torchdata's stateful DataLoader imports it from here):
+    # the DataLoader's own, loaded on first use
+    if name in ("ExceptionWrapper", "KeyErrorMessage"):
+        from .utils.data import _worker
+
+        return getattr(_worker, name)
+    raise AttributeError(f"module 'ember._utils' has no attribute {name!r}")

@@ -174,6 +174,8 @@ def empty_strided(
         raise RuntimeError("mismatch in length of strides and shape")
     need = 0 if 0 in size else 1 + builtins.sum((n - 1) * s for n, s in zip(size, stride))
     store = zeros(need, dtype=dtype, device=device)
+    if store.is_meta:  # no memory to stride over: a meta tensor of that size, as torch's
+        return _done(empty(size, dtype=dtype, device=device), requires_grad)
     xp = get_array_module(store._data)
     item = store._data.itemsize
     arr = xp.lib.stride_tricks.as_strided(

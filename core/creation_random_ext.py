@@ -118,14 +118,14 @@ def _standard_gamma(input: Tensor, generator=None) -> Tensor:
     """Gamma(``input``, 1) draws, differentiable in ``input`` (``torch._standard_gamma``)."""
     from .distributions.gamma import _standard_gamma as gamma
 
-    return gamma(input)
+    return gamma(input, generator)
 
 
 def _sample_dirichlet(input: Tensor, generator=None) -> Tensor:
     """Dirichlet draws over ``input``'s last dimension (``torch._sample_dirichlet``)."""
     from .distributions.dirichlet import _Dirichlet
 
-    return _Dirichlet.apply(input)
+    return _Dirichlet.apply(input, generator)
 
 
 for _fn in (

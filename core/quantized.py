@@ -199,9 +199,10 @@ class QTensor(Tensor):
             shape = [1] * q.ndim
             shape[self._axis] = -1
             if self._qscheme is per_channel_affine_float_qparams:
+                # torch's convention: float zero points, x = (q - zero_point) * scale
                 zp = xp.asarray(self._zero_point, dtype=xp.float32).reshape(shape)
                 sc = xp.asarray(self._scale, dtype=xp.float32).reshape(shape)
-                out = q * sc + zp
+                out = (q - zp) * sc
             else:  # torch multiplies by the float64 per-channel scales, then rounds to float32
                 zp = xp.asarray(self._zero_point, dtype=xp.float64).reshape(shape)
                 sc = xp.asarray(self._scale, dtype=xp.float64).reshape(shape)

@@ -26,6 +26,7 @@ import io
 import json
 import os
 import pickle
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -103,15 +104,11 @@ def save(
         pickle_module: module used for pickling objects that need it.
         pickle_protocol: pickle protocol for such objects.
         _use_new_zipfile_serialization: ``True``: PyTorch's zip format; ``None`` (default):
-            ember's format. ``False`` (PyTorch's pre-1.6 format) is not written.
+            ember's format; ``False``: PyTorch's pre-1.6 legacy format.
     """
     if _use_new_zipfile_serialization is not None:
-        if _use_new_zipfile_serialization is not True:
-            raise ValueError(
-                "ember.save writes PyTorch's zip format "
-                "(_use_new_zipfile_serialization=True), not its legacy format"
-            )
-        return _torch_format.save_torch(obj, f, pickle_protocol, sio._atomic_write)
+        legacy = not _use_new_zipfile_serialization
+        return _torch_format.save_torch(obj, f, pickle_protocol, sio._atomic_write, legacy)
     enc = codec.Encoder()
     meta = {"format": "ember", "ember.version": _FORMAT_VERSION}
     try:
@@ -177,12 +174,38 @@ def save_safetensors(state_dict: dict, path: FileLike, metadata: dict | None = N
 
 
 # ---- reading ------------------------------------------------------------------------------
+def _resolve_weights_only(weights_only: bool | None, pickle_module) -> bool:
+    # torch.load's defaulting: True unless a pickle_module is given, then the two environment
+    # switches (mmengine 0.10's resume needs TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 on torch >= 2.6)
+    truthy = ("1", "y", "yes", "true")
+    force_on = os.environ.get("TORCH_FORCE_WEIGHTS_ONLY_LOAD", "0").lower() in truthy
+    force_off = os.environ.get("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "0").lower() in truthy
+    if force_on and force_off:
+        raise RuntimeError(
+            "Only one of `TORCH_FORCE_WEIGHTS_ONLY_LOAD` or `TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD` "
+            "should be set, but both were set."
+        )
+    if force_on:
+        return True
+    if weights_only is None:
+        if force_off:
+            warnings.warn(
+                "Environment variable TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD detected, since the "
+                "`weights_only` argument was not explicitly passed to `ember.load`, forcing "
+                "weights_only=False.",
+                stacklevel=3,
+            )
+            return False
+        return pickle_module is None
+    return bool(weights_only)
+
+
 def load(
     f: FileLike,
     map_location: MapLocation = None,
     pickle_module=None,
     *,
-    weights_only: bool | None = True,
+    weights_only: bool | None = None,
     mmap: bool | None = None,
     **pickle_load_args: Any,
 ) -> Any:
@@ -203,14 +226,16 @@ def load(
             devices (``{"cuda:1": "cuda:0"}``), or a callable ``fn(tensor, location)`` that
             returns the tensor to use (``None`` for the default), as in ``torch.load``.
         pickle_module: unpickling module for files that hold pickled objects.
-        weights_only: if True (default), refuse files holding pickled objects, which could run
-            arbitrary code. Pass False only for files from a trusted source (a PyTorch
-            checkpoint loaded so warns).
+        weights_only: if True (the default unless ``pickle_module`` is given), refuse files
+            holding pickled objects, which could run arbitrary code. Pass False only for files
+            from a trusted source (a PyTorch checkpoint loaded so warns). As in torch, the
+            environment variable ``TORCH_FORCE_WEIGHTS_ONLY_LOAD=1`` forces True and
+            ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` makes an unset ``weights_only`` False.
         mmap: PyTorch zip checkpoints only: map storages from the file (copy-on-write) instead
             of reading them. ember/safetensors files are always read lazily by name.
         pickle_load_args: ``encoding`` for PyTorch checkpoints pickled by Python 2.
     """
-    weights_only = True if weights_only is None else weights_only
+    weights_only = _resolve_weights_only(weights_only, pickle_module)
     if weights_only and pickle_module is not None:
         raise RuntimeError("Can not safely load weights when explicit pickle_module is specified")
     unknown = set(pickle_load_args) - {"encoding"}

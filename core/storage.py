@@ -305,3 +305,20 @@ def set_(self, source: Any = None, storage_offset: int = 0, size=None, stride=No
     self._data = new
     self._version_counter[0] += 1
     return self
+
+
+def is_set_to(self, tensor: Any) -> bool:
+    """``Tensor.is_set_to``: whether both tensors view the same memory the same way (one
+    storage, the same storage offset, sizes and strides), as after ``self.set_(tensor)``."""
+    if not hasattr(tensor, "_data"):
+        raise TypeError(
+            f"is_set_to(): argument 'tensor' must be Tensor, not {type(tensor).__name__}"
+        )
+    a, b = self._data, tensor._data
+    return (
+        _block(a)[0] == _block(b)[0]
+        and self.data_ptr() == tensor.data_ptr()
+        and a.dtype.itemsize == b.dtype.itemsize
+        and a.shape == b.shape
+        and a.strides == b.strides
+    )

@@ -222,8 +222,16 @@ class Tensor:
 
     def stride(self, dim: int | None = None):
         """The step in elements between neighbours of each dimension, or of dimension ``dim``."""
-        st = tuple(s // self._data.itemsize for s in self._data.strides)
-        return st if dim is None else st[_wrap_dim(dim, self._data.ndim)]
+        d = self._data
+        if type(d) is MetaArray:  # no memory behind it: the contiguous strides, as torch's meta
+            st, step = [], 1
+            for n in reversed(d.shape):
+                st.append(step)
+                step *= max(n, 1)
+            st = tuple(reversed(st))
+        else:
+            st = tuple(s // d.itemsize for s in d.strides)
+        return st if dim is None else st[_wrap_dim(dim, d.ndim)]
 
     def data_ptr(self) -> int:
         """The address of the first element (host or device memory)."""

@@ -201,3 +201,44 @@ def test_decorators_and_is_tracing():
         None,
     ]
     assert get_modifier(jit.ignore(drop=True)(lambda: 0)) == "ignore_and_drop"
+
+
+class _WithExport(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(3, 2)
+
+    def forward(self, x):
+        return self.lin(x)
+
+    @jit.export
+    def version(self):
+        return 2.0
+
+
+def test_freeze_keeps_a_preserved_exported_method_and_drops_the_rest():
+    """torch.jit.freeze(m, ["version"]) keeps the exported method on the frozen module;
+    without it the method is gone (torch's behaviour, both ways)."""
+    torch = pytest.importorskip("torch")
+    for mod in (jit, torch.jit):
+        cls = _WithExport if mod is jit else _torch_with_export(torch)
+        scripted = mod.script(cls().eval())
+        assert mod.freeze(scripted, ["version"]).version() == 2.0
+        with pytest.raises(AttributeError):
+            mod.freeze(scripted).version()
+
+
+def _torch_with_export(torch):
+    class TorchWithExport(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(3, 2)
+
+        def forward(self, x):
+            return self.lin(x)
+
+        @torch.jit.export
+        def version(self):
+            return 2.0
+
+    return TorchWithExport

@@ -441,3 +441,14 @@ def test_fsdp2_built_on_meta_trains_like_one_process(tmp_path):
     for way in ("to_empty", "assign"):
         mean = (runs[0][f"{way}/losses"] + runs[1][f"{way}/losses"]) / 2
         np.testing.assert_allclose(mean, runs[0]["ref/losses"], rtol=1e-12)
+
+
+def test_meta_strides_and_empty_strided_are_torchs():
+    """A meta tensor reports contiguous strides (it has no memory to stride over), and
+    empty_strided on meta stays meta, as torch's does."""
+    torch = pytest.importorskip("torch")
+    for mod in (ember, torch):
+        t = mod.empty(2, 3, 4, device="meta")
+        assert t.stride() == (12, 4, 1) and t.stride(1) == 4
+        s = mod.empty_strided((2, 3), (1, 2), device="meta")
+        assert s.is_meta and tuple(s.shape) == (2, 3)

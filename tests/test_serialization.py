@@ -255,8 +255,10 @@ def test_weights_only_load_never_runs_code(tmp_path):
 def test_pickle_module_with_weights_only_is_refused(tmp_path):
     ember.save({"a": 1}, tmp_path / "a.pt")
     with pytest.raises(RuntimeError, match="explicit pickle_module"):
-        ember.load(tmp_path / "a.pt", pickle_module=pickle)
+        ember.load(tmp_path / "a.pt", pickle_module=pickle, weights_only=True)
     assert ember.load(tmp_path / "a.pt", pickle_module=pickle, weights_only=False) == {"a": 1}
+    # as torch.load: a pickle_module without weights_only means weights_only=False
+    assert ember.load(tmp_path / "a.pt", pickle_module=pickle) == {"a": 1}
 
 
 def test_self_referencing_container_is_pickled(tmp_path):

@@ -223,13 +223,19 @@ def test_torch_reads_ember_zip(tmp_path, dtypes):
     assert torch.load(path, weights_only=True, mmap=True)["view"].shape == (2, 2)
 
 
-def test_ember_save_to_stream_and_legacy_refused():
+def test_ember_save_to_stream_and_legacy():
     buf = io.BytesIO()
     ember.save({"w": ember.ones(2)}, buf, _use_new_zipfile_serialization=True)
     buf.seek(0)
     assert torch.equal(torch.load(buf, weights_only=True)["w"], torch.ones(2))
-    with pytest.raises(ValueError, match="legacy"):
-        ember.save({}, io.BytesIO(), _use_new_zipfile_serialization=False)
+    # the pre-1.6 format (session 22): torch reads it, views still share one storage
+    base = ember.arange(6.0).view(2, 3)
+    buf = io.BytesIO()
+    ember.save({"x": base, "v": base[1:]}, buf, _use_new_zipfile_serialization=False)
+    buf.seek(0)
+    got = torch.load(buf, weights_only=True)
+    assert torch.equal(got["v"], torch.tensor([[3.0, 4.0, 5.0]]))
+    assert got["v"].untyped_storage().data_ptr() == got["x"].untyped_storage().data_ptr()
 
 
 class _Marker:

@@ -113,6 +113,22 @@ def grad(
             allow_unused,
             materialize_grads,
         )
+    if _function_mod._vmap_guard[0] is not None:  # inside ember.func.vmap: batched tensors
+        from ..func._vmap_tensor import grad_in_vmap
+
+        res = grad_in_vmap(
+            _as_list(outputs),
+            _as_list(inputs),
+            _as_list(grad_outputs),
+            dict(
+                retain_graph=retain_graph,
+                create_graph=create_graph,
+                allow_unused=allow_unused,
+                materialize_grads=materialize_grads,
+            ),
+        )
+        if res is not None:
+            return res
     outputs = _as_list(outputs)
     inputs_l = _as_list(inputs)
     grads = _as_list(grad_outputs) or [None] * len(outputs)

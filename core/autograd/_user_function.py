@@ -205,10 +205,11 @@ class _JvpContext:
     """The Function's ctx as its ``jvp`` sees it: ``saved_tensors`` are the tensors given to
     ``save_for_forward`` (else those saved for backward); other attributes pass through."""
 
-    __slots__ = ("_ctx",)
+    __slots__ = ("_ctx", "_deleted")
 
     def __init__(self, ctx) -> None:
         object.__setattr__(self, "_ctx", ctx)
+        object.__setattr__(self, "_deleted", set())
 
     @property
     def saved_tensors(self):
@@ -218,10 +219,19 @@ class _JvpContext:
         return _as_tensors(ctx.saved_tensors)
 
     def __getattr__(self, name: str):
+        if name in self._deleted:
+            raise AttributeError(f"'{type(self._ctx).__name__}' object has no attribute '{name}'")
         return getattr(self._ctx, name)
 
     def __setattr__(self, name: str, value) -> None:
+        self._deleted.discard(name)
         setattr(self._ctx, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        # ``del ctx.result`` in a jvp (the forward-AD tutorial frees what backward will not
+        # use): hidden from this call only, as ember may run the jvp again for another tangent
+        getattr(self, name)  # AttributeError if there is nothing to delete
+        self._deleted.add(name)
 
 
 class _TransposedJvp(Function):

@@ -110,11 +110,14 @@ def make_dual(tensor: Tensor, tangent: Tensor, *, level: int | None = None) -> T
     # unpack_dual hands back the tangent itself where its layout is the primal's (PyTorch's
     # `unpack_dual(make_dual(p, t)).tangent is t`), else a copy in the primal's layout
     shown = tangent if tangent.stride() == tensor.stride() else tangent.contiguous()
-    table[key] = (
-        weakref.ref(dual, lambda _, k=key, t=table: t.pop(k, None)),
-        tangent.detach(),
-        shown,
-    )
+    if tensor.requires_grad:
+        # a view's results reach it only through its grad_fn, which does not keep the tensor
+        # alive: ``f(make_dual(p, t))`` with ``p`` requiring grad would lose the tangent as
+        # soon as the temporary dies. Held until the level exits (a leaf is held by its graph).
+        ref = (lambda d: lambda: d)(dual)
+    else:
+        ref = weakref.ref(dual, lambda _, k=key, t=table: t.pop(k, None))
+    table[key] = (ref, tangent.detach(), shown)
     return dual
 
 

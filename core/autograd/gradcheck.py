@@ -63,6 +63,30 @@ def _analytic_jacobian(fn, inputs, i):
     return np.stack(rows, axis=0) if rows else np.zeros((0, inputs[i]._data.size))
 
 
+def _forward_jacobian(fn, inputs, i):
+    """Columns: the forward-mode tangent of every output for a one-hot tangent of input i."""
+    from . import forward_ad as fwd
+
+    x = inputs[i]
+    cols = []
+    for k in range(x._data.size):
+        seed = np.zeros(x._data.size, dtype=x._data.dtype)
+        seed[k] = 1
+        with fwd.dual_level():
+            args = list(inputs)
+            args[i] = fwd.make_dual(x, _fn.Tensor._wrap(seed.reshape(x._data.shape)))
+            col = []
+            for o in _flat_outputs(fn(*args)):
+                t = fwd.unpack_dual(o).tangent
+                size = o._data.size
+                col.append(np.zeros(size) if t is None else np.asarray(t._data, np.float64))
+        cols.append(np.concatenate([c.reshape(-1) for c in col]) if col else np.zeros(0))
+    if not cols:
+        n_out = sum(o._data.size for o in _flat_outputs(fn(*inputs)))
+        return np.zeros((n_out, 0))
+    return np.stack(cols, axis=1)
+
+
 def gradcheck(
     func,
     inputs,
@@ -71,26 +95,34 @@ def gradcheck(
     atol: float = 1e-5,
     rtol: float = 1e-3,
     raise_exception: bool = True,
+    check_backward_ad: bool = True,
+    check_forward_ad: bool = False,
     **_ignored,
 ) -> bool:
-    """Compare analytic gradients with central differences for every input requiring grad."""
+    """Compare analytic gradients with central differences for every input requiring grad:
+    reverse mode (``check_backward_ad``, the default) and forward mode (``check_forward_ad``:
+    a Function with only ``jvp`` passes ``check_backward_ad=False``, as in torch)."""
     inputs = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
+    modes = [(_analytic_jacobian, "")] if check_backward_ad else []
+    if check_forward_ad:
+        modes.append((_forward_jacobian, " computed with forward mode"))
     for i, x in enumerate(inputs):
         if not (isinstance(x, _fn.Tensor) and x.requires_grad):
             continue
         if x._data.dtype != np.float64:
             raise ValueError(f"gradcheck expects float64 inputs; input {i} is {x.dtype}")
-        analytic = _analytic_jacobian(func, inputs, i)
-        numeric = _numeric_jacobian(func, inputs, i, eps)
-        if analytic.shape != numeric.shape or not np.allclose(
-            analytic, numeric, atol=atol, rtol=rtol
-        ):
-            if not raise_exception:
-                return False
-            raise GradcheckError(
-                f"Jacobian mismatch for output 0 with respect to input {i},\n"
-                f"numerical:{numeric}\nanalytical:{analytic}\n"
-            )
+        numeric = _numeric_jacobian(func, inputs, i, eps) if modes else None
+        for jacobian, how in modes:
+            analytic = jacobian(func, inputs, i)
+            if analytic.shape != numeric.shape or not np.allclose(
+                analytic, numeric, atol=atol, rtol=rtol
+            ):
+                if not raise_exception:
+                    return False
+                raise GradcheckError(
+                    f"Jacobian{how} mismatch for output 0 with respect to input {i},\n"
+                    f"numerical:{numeric}\nanalytical:{analytic}\n"
+                )
     return True
 
 

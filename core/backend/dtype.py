@@ -144,8 +144,9 @@ class _NameOnlyDtype(dtype):
 
     __slots__ = ()
 
-    def __init__(self, name: str, category: int, itemsize: int):
-        self.name, self.category, self.itemsize, self.is_signed = name, category, itemsize, True
+    def __init__(self, name: str, category: int, itemsize: int, is_signed: bool = True):
+        self.name, self.category, self.itemsize = name, category, itemsize
+        self.is_signed = is_signed
 
     @property
     def np(self):
@@ -155,6 +156,54 @@ class _NameOnlyDtype(dtype):
 #: Complex numbers of two float16 (also ``ember.chalf``): named only, no tensor can hold it.
 complex32 = _NameOnlyDtype("complex32", _COMPLEX, 4)
 _NAMES.update(complex32=complex32, chalf=complex32)
+
+# The sub-byte integer dtypes: named only (in torch they are shells for tensor subclasses
+# such as torchao's, which index tables by them); no tensor of ember has one.
+#: 1-bit unsigned integer (named only: tensor subclasses such as torchao's use it)
+uint1 = _NameOnlyDtype("uint1", _INT, 1, is_signed=False)
+#: 2-bit unsigned integer (named only: tensor subclasses such as torchao's use it)
+uint2 = _NameOnlyDtype("uint2", _INT, 1, is_signed=False)
+#: 3-bit unsigned integer (named only: tensor subclasses such as torchao's use it)
+uint3 = _NameOnlyDtype("uint3", _INT, 1, is_signed=False)
+#: 4-bit unsigned integer (named only: tensor subclasses such as torchao's use it)
+uint4 = _NameOnlyDtype("uint4", _INT, 1, is_signed=False)
+#: 5-bit unsigned integer (named only: tensor subclasses such as torchao's use it)
+uint5 = _NameOnlyDtype("uint5", _INT, 1, is_signed=False)
+#: 6-bit unsigned integer (named only: tensor subclasses such as torchao's use it)
+uint6 = _NameOnlyDtype("uint6", _INT, 1, is_signed=False)
+#: 7-bit unsigned integer (named only: tensor subclasses such as torchao's use it)
+uint7 = _NameOnlyDtype("uint7", _INT, 1, is_signed=False)
+#: 1-bit signed integer (named only: tensor subclasses such as torchao's use it)
+int1 = _NameOnlyDtype("int1", _INT, 1)
+#: 2-bit signed integer (named only: tensor subclasses such as torchao's use it)
+int2 = _NameOnlyDtype("int2", _INT, 1)
+#: 3-bit signed integer (named only: tensor subclasses such as torchao's use it)
+int3 = _NameOnlyDtype("int3", _INT, 1)
+#: 4-bit signed integer (named only: tensor subclasses such as torchao's use it)
+int4 = _NameOnlyDtype("int4", _INT, 1)
+#: 5-bit signed integer (named only: tensor subclasses such as torchao's use it)
+int5 = _NameOnlyDtype("int5", _INT, 1)
+#: 6-bit signed integer (named only: tensor subclasses such as torchao's use it)
+int6 = _NameOnlyDtype("int6", _INT, 1)
+#: 7-bit signed integer (named only: tensor subclasses such as torchao's use it)
+int7 = _NameOnlyDtype("int7", _INT, 1)
+SUB_BYTE = [
+    uint1,
+    uint2,
+    uint3,
+    uint4,
+    uint5,
+    uint6,
+    uint7,
+    int1,
+    int2,
+    int3,
+    int4,
+    int5,
+    int6,
+    int7,
+]
+_NAMES.update({d.name: d for d in SUB_BYTE})
 
 _default_float = float32
 

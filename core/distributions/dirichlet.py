@@ -21,8 +21,8 @@ class _Dirichlet(Function):
     supports_double_backward = False
 
     @staticmethod
-    def forward(ctx, alpha):
-        x = _dirichlet_draw(ctx.xp, alpha)
+    def forward(ctx, alpha, generator=None):
+        x = _dirichlet_draw(ctx.xp, alpha, generator)
         ctx.save_for_backward(alpha, x)
         return x
 
@@ -31,21 +31,22 @@ class _Dirichlet(Function):
         alpha, x = ctx.saved_tensors
         total = alpha.sum(-1, keepdims=True)
         scale = dirichlet_grad(ctx.xp, x, alpha, total).astype(x.dtype)
-        return scale * (grad - (x * grad).sum(-1, keepdims=True))
+        return scale * (grad - (x * grad).sum(-1, keepdims=True)), None
 
 
-def _dirichlet_draw(xp, alpha):
-    """The draw in ``alpha``'s dtype (gamma draws in float64, each row over its sum); NumPy
-    float32/float64: torch's numbers (``core/_mt_samplers.py``)."""
+def _dirichlet_draw(xp, alpha, generator=None):
+    """The draw in ``alpha``'s dtype (gamma draws in float64, each row over its sum) from
+    ``generator`` (the default one when None); NumPy float32/float64: torch's numbers
+    (``core/_mt_samplers.py``)."""
     from ember import _mt_samplers
     from ember.backend.finfo import np_finfo
     from ember.random import gen_for, torch_stream
 
-    stream = torch_stream(None, xp)
+    stream = torch_stream(generator, xp)
     if stream is not None and alpha.dtype in (np.float32, np.float64):
         g = _mt_samplers.gamma(stream, alpha.astype(np.float64))
     else:
-        g = gen_for(None, xp).standard_gamma(alpha.astype(np.float64))
+        g = gen_for(generator, xp).standard_gamma(alpha.astype(np.float64))
         g = xp.maximum(g, np_finfo(np.float64).tiny)
     x = (g / g.sum(-1, keepdims=True)).astype(alpha.dtype)
     one = alpha.dtype.type(1)

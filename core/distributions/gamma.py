@@ -24,16 +24,16 @@ class _StandardGamma(Function):
     supports_double_backward = False
 
     @staticmethod
-    def forward(ctx, alpha):
+    def forward(ctx, alpha, generator=None):
         xp = ctx.xp
-        x = _gamma_draw(xp, alpha)
+        x = _gamma_draw(xp, alpha, generator)
         ctx.save_for_backward(alpha, x)
         return x
 
     @staticmethod
     def backward(ctx, grad):
         alpha, x = ctx.saved_tensors
-        return grad * _standard_gamma_grad(ctx.xp, alpha, x)
+        return grad * _standard_gamma_grad(ctx.xp, alpha, x), None
 
 
 def _standard_gamma_grad(xp, alpha, x):
@@ -42,22 +42,23 @@ def _standard_gamma_grad(xp, alpha, x):
     return standard_gamma_grad(xp, alpha, x).astype(alpha.dtype)
 
 
-def _gamma_draw(xp, alpha):
+def _gamma_draw(xp, alpha, generator=None):
     """Gamma(alpha, 1) draws in ``alpha``'s dtype, at least its smallest normal number (a zero
-    has no log density). NumPy float32/float64: torch's numbers (``core/_mt_samplers.py``)."""
+    has no log density), from ``generator`` (the default one when None). NumPy
+    float32/float64: torch's numbers (``core/_mt_samplers.py``)."""
     from ember import _mt_samplers
     from ember.random import gen_for, torch_stream
 
-    stream = torch_stream(None, xp)
+    stream = torch_stream(generator, xp)
     if stream is not None and alpha.dtype in (np.float32, np.float64):
         return _mt_samplers.gamma(stream, alpha)
-    x = gen_for(None, xp).standard_gamma(alpha.astype(np.float64))
+    x = gen_for(generator, xp).standard_gamma(alpha.astype(np.float64))
     return xp.maximum(x, np_finfo(alpha.dtype).tiny).astype(alpha.dtype)
 
 
-def _standard_gamma(concentration):
+def _standard_gamma(concentration, generator=None):
     """A reparameterized Gamma(concentration, 1) draw of ``concentration``'s shape."""
-    return _StandardGamma.apply(concentration)
+    return _StandardGamma.apply(concentration, generator)
 
 
 class Gamma(ExponentialFamily):

@@ -318,6 +318,24 @@ def grad(outputs: list, inputs: list, grad_outputs: list, **kwargs) -> list:
     return [None if g is None else rewrap(g, x) for g, x in zip(res, inputs)]
 
 
+def grad_in_vmap(outputs: list, inputs: list, grad_outputs: list | None, kwargs) -> tuple | None:
+    """``ember.autograd.grad`` called inside a vmap with batched tensors (the vmap recipe's
+    ``vmap(lambda v: autograd.grad(y, x, v))(eye)``, a graph recorded outside the vmap): the
+    vmap-aware :func:`grad`. ``None`` (the plain engine) unless only cotangents are batched:
+    a graph with batched outputs or inputs was recorded inside the vmap, where the engine's
+    sums over the batch would not be per-sample gradients (torch refuses those too), and
+    :func:`grad` itself calls the engine on the physical arrays."""
+    if _PHYS[0] or not _STACK:
+        return None
+    cots = list(grad_outputs) if grad_outputs else []
+    graph = list(outputs) + list(inputs)
+    if any(is_batched(t) for t in graph) or not any(is_batched(c) for c in cots):
+        return None
+    if len(cots) != len(outputs) or any(c is None for c in cots):
+        return None  # the engine's own error about the missing grad_outputs
+    return tuple(grad(list(outputs), list(inputs), cots, **kwargs))
+
+
 def _extra_levels(outputs: list, inputs: list, grad_outputs: list) -> tuple[int, ...]:
     """Levels that batch some cotangent but no output or input: the graph was recorded outside
     those vmaps (``vjp_fn = vjp(f, x)[1]`` then ``vmap(vjp_fn)(basis)``), so its backward

@@ -33,6 +33,7 @@ from ._script_module import (
 )
 from ._serialization import load, save
 from ._trace import TracerWarning, TracingCheckError, trace, trace_module
+from ._trace_graph import get_trace_graph as _get_trace_graph
 
 __all__ = [
     "Attribute",

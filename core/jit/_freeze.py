@@ -9,6 +9,7 @@ convolution before it (new weight and bias), so the program runs fewer ops.
 from __future__ import annotations
 
 import inspect
+import types
 
 from ember.fx.node import Node, map_arg
 
@@ -92,6 +93,14 @@ def freeze(
     # (type(mod) is GraphModule's per-instance class: make a fresh one of the public class)
     cls = next(c for c in type(mod).__mro__ if "_fx_impl" not in c.__dict__)
     out = cls(root, graph, type(mod).__name__)
+    for k in keep:
+        # what the graph does not read (an exported method, a plain attribute) is carried over
+        # as it is: torch keeps a preserved attribute or method on the frozen module
+        if "." not in k and not hasattr(out, k):
+            value = _fetch(mod, k)
+            if inspect.ismethod(value):
+                value = types.MethodType(value.__func__, out)
+            object.__setattr__(out, k, value)
     out.eval()
     out.__dict__["_frozen"] = True
     return out

@@ -71,7 +71,19 @@ def _record(fn, args: tuple, kwargs: dict, quiet: bool = False):
             graph, root, out = capture(tracer, fn, args, kwargs)
     finally:
         _decorators._state["tracing"] -= 1
+    _drop_defaulted_inputs(graph, len(args), kwargs)
     return graph, root, out
+
+
+def _drop_defaulted_inputs(graph, n_args: int, kwargs: dict) -> None:
+    """Remove the inputs the example did not give (parameters left at their defaults, baked
+    in): torch's traced graph has the example's inputs only. Keeping them would also print
+    a mutable default as it is after the run (``cache=[...]`` grows at each run), so the
+    check trace would see a different graph."""
+    placeholders = [n for n in graph.nodes if n.op == "placeholder"]
+    for n in placeholders[n_args:]:
+        if n.target not in kwargs and n.args and not n.users:
+            graph.erase_node(n)
 
 
 def _strict_check(out: Any, strict: bool) -> None:

@@ -46,6 +46,9 @@ class OpNamespace:
             return op.packet
         if self.name == "aten":
             return _aten_packet(op_name)
+        if self.name in _COLLECTIVE_NAMESPACES:
+            key = self.__dict__[op_name] = _CollectiveKey(self.name, op_name)
+            return key
         raise AttributeError(
             f"'_OpNamespace' 'ember.ops.{self.name}' object has no attribute '{op_name}': no "
             f"operator {self.name}::{op_name} is defined (define it with "
@@ -65,7 +68,8 @@ def _aten_fn(op_name: str):
         import ember.nn.functional as F
 
         fn = getattr(F, name, None)
-    if fn is None and name.endswith("_") and hasattr(Tensor, name):  # in-place: add_, relu_
+    # the in-place ops (add_, relu_) and the method-only ones (new_zeros, new_empty)
+    if fn is None and hasattr(Tensor, name) and callable(getattr(Tensor, name)):
         meth = getattr(Tensor, name)
         fn = lambda self, *a, **k: meth(self, *a, **k)  # noqa: E731
         fn.__name__ = name
@@ -75,6 +79,35 @@ def _aten_fn(op_name: str):
             "by name to ember's own functions: ember.<name> or ember.nn.functional.<name>)"
         )
     return fn
+
+
+# torch's functional-collective op namespaces: libraries key their __torch_dispatch__ tables by
+# these ops at import (torchao: ``torch.ops._c10d_functional.wait_tensor.default``)
+_COLLECTIVE_NAMESPACES = ("c10d_functional", "_c10d_functional", "c10d")
+
+
+class _CollectiveKey:
+    """``ember.ops.<collective namespace>.<name>`` (and its ``.default``): a hashable op key.
+    ember's collectives are ``ember.distributed``'s functions, so calling one raises."""
+
+    def __init__(self, ns: str, name: str) -> None:
+        self._ns, self._name, self.__name__ = ns, name, name
+
+    @property
+    def default(self) -> _CollectiveKey:
+        return self
+
+    def name(self) -> str:
+        return f"{self._ns}::{self._name}"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError(
+            f"ember.ops.{self._ns}.{self._name}: ember runs collectives through "
+            "ember.distributed's functions, not as operators"
+        )
+
+    def __repr__(self) -> str:
+        return f"{self._ns}.{self._name}"
 
 
 class AtenOverload:
@@ -112,6 +145,9 @@ class AtenOverload:
     def __hash__(self) -> int:
         return hash(("aten", self._name, self._overloadname))
 
+    def __deepcopy__(self, memo) -> AtenOverload:  # torch's op objects are singletons
+        return self
+
 
 class AtenPacket:
     """``ember.ops.aten.<op>``: callable; any overload attribute resolves to the same op."""
@@ -133,6 +169,10 @@ class AtenPacket:
 
     def overloads(self) -> list[str]:
         return ["default"]
+
+    def __deepcopy__(self, memo) -> AtenPacket:
+        # one object per op, as torch's: ptflops deep-copies its table keyed by packets
+        return self
 
     def __repr__(self) -> str:
         return f"<OpOverloadPacket(op='aten.{self._name}')>"

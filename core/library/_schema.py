@@ -114,6 +114,10 @@ def _default_text(v: Any) -> str:
         return "[" + ", ".join(_default_text(e) for e in v) + "]"
     if isinstance(v, str):
         return f'"{v}"'
+    from ember import dtype
+
+    if isinstance(v, dtype):  # torch writes ScalarType d=float32
+        return v.name
     return repr(v)
 
 
@@ -138,6 +142,12 @@ def _parse_default(text: str, type_: str) -> Any:
         pass
     if "[" in type_ and re.match(r"^-?\d+$", text):  # int[2] x=1 means [1, 1]
         return int(text)
+    if type_.startswith("ScalarType"):
+        from ember.backend.dtype import _NAMES
+
+        name = text.rpartition(".")[2]  # float32 (torch's form) or torch.float32
+        if name in _NAMES:
+            return _NAMES[name]
     raise ValueError(f"cannot parse the default value {text!r} of type {type_!r}")
 
 
@@ -249,9 +259,12 @@ def _hint_type(hint: Any, where: str) -> str:
         return simple[hint]
     origin = typing.get_origin(hint)
     targs = typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType) and len(targs) == 2 and type(None) in targs:
-        inner = targs[0] if targs[1] is type(None) else targs[1]
-        return _hint_type(inner, where) + "?"
+    if origin in (typing.Union, types.UnionType) and type(None) in targs:
+        rest = [t for t in targs if t is not type(None)]
+        if len(rest) == 1:
+            return _hint_type(rest[0], where) + "?"
+        if set(rest) == {int, float, bool}:  # Optional[Union[int, float, bool]] (torchao)
+            return "Scalar?"
     if origin in (typing.Union, types.UnionType) and set(targs) == {int, float, bool}:
         return "Scalar"
     if origin in (list, tuple, Sequence, typing.Sequence) and targs:

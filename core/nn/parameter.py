@@ -11,6 +11,7 @@ import numpy as np
 
 from ..backend.device import as_device, get_array_module
 from ..backend.dtype import get_default_dtype, to_dtype
+from ..backend.meta import MetaArray
 from ..tensor import Tensor
 
 __all__ = ["Parameter", "Buffer", "UninitializedParameter", "is_lazy"]
@@ -83,7 +84,9 @@ class Parameter(Tensor):
         return "Parameter containing:\n" + super().__repr__()
 
     def __reduce_ex__(self, protocol):
-        data = self._data if type(self._data) is np.ndarray else self._data.get()
+        # (a meta parameter has no data to copy out: it pickles as its MetaArray, as torch
+        # pickles a meta tensor, e.g. torchrl's meta-device policy copy sent to its workers)
+        data = self._data if type(self._data) in (np.ndarray, MetaArray) else self._data.get()
         return (
             _rebuild_parameter,
             (type(self), data, self.requires_grad, str(self.device), dict(self.__dict__)),
@@ -99,6 +102,12 @@ class Parameter(Tensor):
 
             result.__dict__.update(copy.deepcopy(self.__dict__, memo))
         return result
+
+
+#: torch.nn.parameter._ParameterMeta, the metaclass of PyTorch's Parameter (its isinstance
+#: check also accepts tensors marked ``_is_param``); ember's Parameter is a plain class, so
+#: this is ``type`` and ``type(Parameter) is _ParameterMeta`` holds as in PyTorch
+_ParameterMeta = type(Parameter)
 
 
 def _rebuild_parameter(cls, data, requires_grad, dev, state):
@@ -228,3 +237,9 @@ __all__ += ["UninitializedBuffer"]
 #: test ``isinstance(x, UninitializedTensorMixin)``)
 UninitializedTensorMixin = _UninitializedMixin
 __all__ += ["UninitializedTensorMixin"]
+
+# Parameter and Buffer never dispatch to a __torch_function__ (ember's own subclasses, as a
+# plain Tensor): the wrappers that test every argument skip them with one set lookup
+from .. import overrides as _overrides  # noqa: E402
+
+_overrides._PLAIN.update((Parameter, Buffer))

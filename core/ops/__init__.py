@@ -396,6 +396,7 @@ def __getattr__(name: str):
         # private probes (hasattr(ops, "_ember_out_wrapped")) are not namespaces, unless an
         # operator was defined in that namespace
         name.startswith("_")
+        and name != "_c10d_functional"  # torch's native functional collectives (torchao)
         # (builtins.any: this module's ``any`` is the tensor op)
         and (lib is None or not builtins.any(q.startswith(name + "::") for q in lib.OPS))
     ):

@@ -337,7 +337,8 @@ def masked_scatter(input: Tensor, mask: Tensor, source: Tensor) -> Tensor:
     shape = np.broadcast_shapes(input._data.shape, mask._data.shape)
     if shape != input._data.shape:
         input = input.expand(shape)
-    m = xp.ascontiguousarray(xp.broadcast_to(mask._data, shape))
+    # (a copy, not ascontiguousarray, which makes a 0-d mask 1-d)
+    m = xp.broadcast_to(mask._data, shape).copy()
     # (a meta mask has no count: the result's shape is the input's all the same)
     n = source._data.size if is_meta(m) else int(m.sum())
     if n > source._data.size:

@@ -21,13 +21,14 @@ def _format_time(us: float) -> str:
 
 
 def _format_memory(nbytes: int) -> str:
+    # torch 2.x's units (KB / MB / GB; its 1.x tables said Kb / Mb / Gb)
     kb, mb, gb = 1024, 1024**2, 1024**3
     if abs(nbytes) >= gb:
-        return f"{nbytes / gb:.2f} Gb"
+        return f"{nbytes / gb:.2f} GB"
     if abs(nbytes) >= mb:
-        return f"{nbytes / mb:.2f} Mb"
+        return f"{nbytes / mb:.2f} MB"
     if abs(nbytes) >= kb:
-        return f"{nbytes / kb:.2f} Kb"
+        return f"{nbytes / kb:.2f} KB"
     return f"{nbytes} B"
 
 

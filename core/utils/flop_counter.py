@@ -105,6 +105,12 @@ def _linear(args, out, needs):
     return (ADDMM if args[2] is not None else MM), n, MM, n * sum(needs[:2])
 
 
+def _addmm(args, out, needs):
+    # the ``addmm`` of ``linear``'s decomposition under a dispatch mode (_dispatch_decomp.py)
+    n = mm_flop(_shape(args[1]), _shape(args[2]))
+    return ADDMM, n, MM, n * sum(needs[1:3])
+
+
 def _conv(transposed: bool):
     def count(args, out, needs):
         x, w, y = _shape(args[0]), _shape(args[1]), _shape(out)
@@ -184,6 +190,7 @@ _FORMULAS: dict = {}
 
 def _load_formulas() -> dict:
     if not _FORMULAS:
+        from .._dispatch_decomp import Addmm
         from ..ops.attention import MultiHeadAttentionCore, ScaledDotProductAttention
         from ..ops.conv import Conv, ConvTranspose
         from ..ops.linalg import Einsum, Matmul
@@ -191,6 +198,7 @@ def _load_formulas() -> dict:
 
         _FORMULAS.update(
             {
+                Addmm: _addmm,
                 Matmul: _matmul,
                 Einsum: _einsum,
                 Linear: _linear,

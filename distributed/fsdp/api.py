@@ -14,6 +14,7 @@ __all__ = [
     "FullStateDictConfig",
     "ShardedStateDictConfig",
     "LocalStateDictConfig",
+    "LocalOptimStateDictConfig",
     "OptimStateDictConfig",
     "FullOptimStateDictConfig",
     "ShardedOptimStateDictConfig",
@@ -119,6 +120,12 @@ class FullOptimStateDictConfig(OptimStateDictConfig):
     receives it; the others get an empty dict."""
 
     rank0_only: bool = False
+
+
+@dataclass
+class LocalOptimStateDictConfig(OptimStateDictConfig):
+    """PyTorch's options class of the ``LOCAL_STATE_DICT`` optimizer state, importable for
+    programs that name it (mmengine's FSDP wrapper); ember has no ``LOCAL_STATE_DICT``."""
 
 
 @dataclass

@@ -118,10 +118,19 @@ class DTensor:
     def __init__(
         self,
         local_tensor,
-        device_mesh: DeviceMesh,
-        placements: tuple[Placement, ...],
-        shape: tuple[int, ...],
+        device_mesh: DeviceMesh | None = None,
+        placements: tuple[Placement, ...] | None = None,
+        shape: tuple[int, ...] | None = None,
+        *,
+        spec=None,
+        requires_grad: bool = False,
     ) -> None:
+        if spec is not None:  # torch's DTensor(local_tensor, spec, requires_grad=...)
+            device_mesh, placements, shape = spec.mesh, spec.placements, spec.shape
+        if device_mesh is None or placements is None or shape is None:
+            raise TypeError("DTensor: give device_mesh, placements and shape, or spec=")
+        if requires_grad and not local_tensor.requires_grad:
+            local_tensor = local_tensor.detach().requires_grad_(True)
         self._local_tensor = local_tensor
         self.device_mesh = device_mesh
         self.placements = tuple(placements)

@@ -32,6 +32,12 @@ class CommOp:
     def name(self) -> str:
         return f"{self._ns}::{self._name}"
 
+    @property
+    def default(self) -> CommOp:
+        """The key itself (``torch.ops.c10d_functional.all_reduce.default``, as libraries
+        spell it in their dispatch tables)."""
+        return self
+
     def __str__(self) -> str:
         return f"{self._ns}.{self._name}"
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 __all__ = ["Partial", "Placement", "Replicate", "Shard"]
 
+# importable from here, as from torch.distributed._tensor.placement_types (torchtune)
+from ._dtensor_spec import DTensorSpec, TensorMeta  # noqa: E402, F401
+
 
 class Placement:
     """Base class of ``Shard``, ``Replicate`` and ``Partial``."""

@@ -391,6 +391,9 @@ class PlaceholderObserver(ObserverBase):
     def calculate_qparams(self):
         raise Exception("calculate_qparams should not be called for PlaceholderObserver")
 
+    def extra_repr(self) -> str:
+        return f"dtype={self.dtype}, is_dynamic={self.is_dynamic}"
+
 
 class NoopObserver(PlaceholderObserver):
     """An observer that does nothing (dtype float16 by default, as torch's)."""
@@ -399,6 +402,9 @@ class NoopObserver(PlaceholderObserver):
         from ... import float16
 
         super().__init__(dtype=float16 if dtype is None else dtype, custom_op_name=custom_op_name)
+
+    def extra_repr(self) -> str:
+        return ""  # torch's NoopObserver() shows nothing
 
 
 # these two import the classes above: HistogramObserver subclasses them, and the ready-made

@@ -20,6 +20,7 @@ from .observer import (
     MovingAverageMinMaxObserver,
     PlaceholderObserver,
     default_dynamic_quant_observer,
+    default_float_qparams_observer,
     default_observer,
     default_per_channel_weight_observer,
     default_weight_observer,
@@ -35,6 +36,7 @@ __all__ = [
     "default_qat_qconfig",
     "default_per_channel_qconfig",
     "float16_dynamic_qconfig",
+    "float_qparams_weight_only_qconfig",
     "get_default_qconfig",
     "get_default_qat_qconfig",
     "get_default_qconfig_mapping",
@@ -88,6 +90,11 @@ per_channel_dynamic_qconfig = QConfig(
 float16_dynamic_qconfig = QConfig(
     activation=PlaceholderObserver.with_args(dtype=None, is_dynamic=True),
     weight=PlaceholderObserver.with_args(dtype=None),
+)
+#: Weight-only quantization of embeddings: uint8 rows with a float scale and zero point each
+#: (``nn.Embedding`` -> ``nn.quantized.Embedding``); activations stay float.
+float_qparams_weight_only_qconfig = QConfig(
+    activation=PlaceholderObserver, weight=default_float_qparams_observer
 )
 #: Quantization-aware training: fake-quantize modules with moving-average min/max observers
 #: for activations (uint8) and weights (int8).

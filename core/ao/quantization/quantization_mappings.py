@@ -33,6 +33,7 @@ DEFAULT_STATIC_QUANT_MODULE_MAPPINGS = {
     nn.Hardswish: nnq.Hardswish,
     nn.LeakyReLU: nnq.LeakyReLU,
     nn.Dropout: nnq.Dropout,
+    nn.Embedding: nnq.Embedding,
     nnq.FloatFunctional: nnq.QFunctional,
     nni.LinearReLU: nniq.LinearReLU,
     nni.ConvReLU1d: nniq.ConvReLU1d,
@@ -68,6 +69,7 @@ DEFAULT_DYNAMIC_QUANT_MODULE_MAPPINGS = {
     nn.LSTM: nnqd.LSTM,
     nn.GRU: nnqd.GRU,
     nni.LinearReLU: nnqd.Linear,
+    nn.Embedding: nnq.Embedding,  # weight-only (float_qparams_weight_only_qconfig), as torch
 }
 
 # modules whose output an observer never watches (they are float-in / float-out or identity)

@@ -9,6 +9,7 @@ Masks are constants here: no gradient flows into a float mask through multi-head
 from __future__ import annotations
 
 import math
+import warnings
 
 from ... import ops
 from ..._torch_function import torch_function_dispatch
@@ -229,6 +230,16 @@ def _mha(
         )
     dt = query._data.dtype
     xp = get_array_module(query._data)
+    if (
+        key_padding_mask is not None
+        and attn_mask is not None
+        and key_padding_mask.dtype != attn_mask.dtype
+    ):  # torch's deprecation (a bool padding mask beside a float causal mask, say)
+        warnings.warn(
+            "Support for mismatched key_padding_mask and attn_mask is deprecated. "
+            "Use same type for both instead.",
+            stacklevel=2,
+        )
     kpm = _canonical_mask(key_padding_mask, "key_padding_mask", dt)
     if is_causal and attn_mask is None:
         raise RuntimeError(

@@ -19,8 +19,18 @@ from ..parameter import Parameter
 _GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
 
 
-def _check_rnn_args(mode: str, hidden_size, num_layers: int, dropout, proj_size: int) -> None:
-    """``RNNBase.__init__``'s checks, with PyTorch's messages."""
+def _check_rnn_args(
+    mode: str,
+    input_size,
+    hidden_size,
+    num_layers: int,
+    dropout,
+    proj_size: int,
+    bias=True,
+    batch_first=False,
+) -> None:
+    """``RNNBase.__init__``'s checks, with PyTorch's messages (sizes must be Python ints, as
+    in torch: ``nn.LSTM(np.int64(8), 16)`` raises there too)."""
     if mode not in _GATES:
         raise ValueError(f"Unrecognized RNN mode: {mode}")
     if (
@@ -39,6 +49,14 @@ def _check_rnn_args(mode: str, hidden_size, num_layers: int, dropout, proj_size:
             f"dropout={dropout} and num_layers={num_layers}",
             stacklevel=3,  # as if from RNNBase.__init__ (stacklevel=2 there)
         )
+    if not isinstance(bias, bool):
+        raise TypeError(f"bias should be of type bool, got: {type(bias).__name__}")
+    if not isinstance(batch_first, bool):
+        raise TypeError(f"batch_first should be of type bool, got: {type(batch_first).__name__}")
+    if not isinstance(input_size, int) or isinstance(input_size, bool):
+        raise TypeError(f"input_size should be of type int, got: {type(input_size).__name__}")
+    if input_size <= 0:
+        raise ValueError("input_size must be greater than zero")
     if not isinstance(hidden_size, int) or isinstance(hidden_size, bool):
         raise TypeError(f"hidden_size should be of type int, got: {type(hidden_size).__name__}")
     if hidden_size <= 0:

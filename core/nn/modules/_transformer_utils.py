@@ -59,3 +59,39 @@ def _detect_is_causal_mask(
                 causal = _generate_square_subsequent_mask(sz, mask.device, mask.dtype)
             make_causal = bool(equal(mask, causal))
     return make_causal
+
+
+def _nested_fast_path_refusal(layer: Module) -> str:
+    """Why PyTorch's encoder would not use nested tensors with ``layer`` ("" if it would).
+
+    ``TransformerEncoder`` warns with this reason and clears ``use_nested_tensor``, as torch
+    does: programs read the flag, and the language-model tutorial prints the warning.
+    """
+    from .transformer import TransformerEncoderLayer
+
+    if not isinstance(layer, TransformerEncoderLayer):
+        return "encoder_layer was not TransformerEncoderLayer"
+    attn = layer.self_attn
+    checks = (
+        (layer.norm_first, "encoder_layer.norm_first was True"),
+        (
+            not attn.batch_first,
+            "encoder_layer.self_attn.batch_first was not True"
+            "(use batch_first for better inference performance)",
+        ),
+        (
+            not attn._qkv_same_embed_dim,
+            "encoder_layer.self_attn._qkv_same_embed_dim was not True",
+        ),
+        (attn.in_proj_bias is None, "encoder_layer.self_attn was passed bias=False"),
+        (
+            not layer.activation_relu_or_gelu,
+            "encoder_layer.activation_relu_or_gelu was not True",
+        ),
+        (
+            layer.norm1.eps != layer.norm2.eps,
+            "encoder_layer.norm1.eps was not equal to encoder_layer.norm2.eps",
+        ),
+        (attn.num_heads % 2 == 1, "encoder_layer.self_attn.num_heads is odd"),
+    )
+    return next((why for failed, why in checks if failed), "")

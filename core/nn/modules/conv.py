@@ -325,3 +325,19 @@ class ConvTranspose3d(_ConvTransposeNd):
 
     _nd = 3
     _fn = staticmethod(F.conv_transpose3d)
+
+
+class _ConvTransposeMixin(_ConvTransposeNd):
+    """torch's deprecated internal base of the transposed convolutions, kept importable
+    (mmengine's ``parrots_wrapper`` imports it); constructing one warns, as torch's."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        import warnings
+
+        warnings.warn(
+            "`_ConvTransposeMixin` is a deprecated internal class. "
+            "Please consider using public APIs.",
+            FutureWarning,
+            stacklevel=2,
+        )
+        super().__init__(*args, **kwargs)

@@ -4,6 +4,8 @@ defaults and reprs."""
 
 from __future__ import annotations
 
+import numbers
+
 from ...backend.dtype import int64
 from ...creation import empty, ones, tensor, zeros
 from ...tensor import Tensor
@@ -241,8 +243,8 @@ class InstanceNorm3d(_InstanceNorm):
 
 
 def _shape_tuple(normalized_shape) -> tuple[int, ...]:
-    if isinstance(normalized_shape, int):
-        return (normalized_shape,)
+    if isinstance(normalized_shape, numbers.Integral):  # NumPy ints too, as torch
+        return (int(normalized_shape),)
     return tuple(int(s) for s in normalized_shape)
 
 

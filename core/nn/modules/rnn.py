@@ -65,7 +65,9 @@ class RNNBase(Module):
         dtype=None,
     ) -> None:
         super().__init__()
-        _check_rnn_args(mode, hidden_size, num_layers, dropout, proj_size)
+        _check_rnn_args(
+            mode, input_size, hidden_size, num_layers, dropout, proj_size, bias, batch_first
+        )
         self.mode = mode
         self.input_size = input_size
         self.hidden_size = hidden_size

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 from ...tensor import Tensor
@@ -14,6 +15,7 @@ from ._transformer_utils import (  # noqa: F401  (re-exported)
     _get_activation_fn,
     _get_clones,
     _get_seq_len,
+    _nested_fast_path_refusal,
 )
 from .activation import GELU, ReLU
 from .attention import MultiheadAttention
@@ -232,6 +234,14 @@ class TransformerEncoder(Module):
         self.enable_nested_tensor = enable_nested_tensor
         self.use_nested_tensor = enable_nested_tensor
         self.mask_check = mask_check
+        why_not = _nested_fast_path_refusal(encoder_layer)
+        if enable_nested_tensor and why_not:
+            warnings.warn(
+                "enable_nested_tensor is True, but self.use_nested_tensor is False because "
+                + why_not,
+                stacklevel=2,
+            )
+            self.use_nested_tensor = False
 
     def forward(
         self,

@@ -233,6 +233,10 @@ def convert(graph_module):
             f"convert_fx: expected the GraphModule returned by prepare_fx / "
             f"prepare_qat_fx, got a {what}"
         )
+    if info.get("dynamic"):
+        from ._dynamic import convert_dynamic
+
+        return convert_dynamic(graph_module)
     gm = copy.deepcopy(graph_module)
     _Converter(gm, info).run()
     for m in gm.modules():

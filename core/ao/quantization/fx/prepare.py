@@ -141,6 +141,10 @@ def prepare(model, qconfig_mapping: QConfigMapping, is_qat: bool, example_inputs
             f"prepare_fx: qconfig_mapping must be a QConfigMapping (or its dict "
             f"form), got {type(qconfig_mapping).__name__}"
         )
+    from ._dynamic import is_dynamic_mapping, prepare_dynamic
+
+    if not is_qat and is_dynamic_mapping(qconfig_mapping):  # dynamic / weight-only qconfigs
+        return prepare_dynamic(model, qconfig_mapping, module_qconfig)
     if not isinstance(example_inputs, tuple):
         raise TypeError(
             f"prepare_fx: example_inputs must be a tuple of the model's positional "

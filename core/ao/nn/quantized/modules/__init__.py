@@ -11,6 +11,7 @@ from .activation import (
     Sigmoid,
 )
 from .conv import Conv1d, Conv2d
+from .embedding_ops import Embedding, EmbeddingPackedParams
 from .linear import Linear, LinearPackedParams
 
 __all__ = [
@@ -18,6 +19,8 @@ __all__ = [
     "Conv2d",
     "DeQuantize",
     "Dropout",
+    "Embedding",
+    "EmbeddingPackedParams",
     "FloatFunctional",
     "FXFloatFunctional",
     "Hardswish",

@@ -108,12 +108,17 @@ class _DynRNN(Module):
     def _get_name(self) -> str:
         return f"DynamicQuantized{self._MODE}"
 
+    def __repr__(self) -> str:  # the packed weights stay hidden, as torch prints them
+        return f"{self._get_name()}({self.extra_repr()})"
+
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
         if self.num_layers != 1:
             s += f", num_layers={self.num_layers}"
         if self.batch_first:
             s += ", batch_first=True"
+        if self.dropout != 0:
+            s += f", dropout={self.dropout}"
         if self.bidirectional:
             s += ", bidirectional=True"
         return s
