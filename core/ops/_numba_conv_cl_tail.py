@@ -57,6 +57,17 @@ if AVAILABLE:
             _fwd2(xh, pos, j0, cn, c, wflat, woff, offs, yflat, yo, sy, acc0)
 
     @_jit
+    def _fwd_range(xh, pos, c, cb, r, wflat, offs, yflat, sy, yoff, nv, j0, j1):
+        # positions j0..j1 of the tail's forward, in blocks of cb input channels
+        p = TAIL_POS[nv - 1]
+        for c0 in range(0, c, cb):
+            cn = min(cb, c - c0)
+            for j in range(j0, j1, p):
+                _fwd_block(
+                    xh[c0:], pos, j, cn, c, wflat, c0 * r, offs, yflat, j * sy + yoff, sy, c0, nv
+                )
+
+    @_jit
     def forward_cl_tail(xh, wt, offs, pos, cb, y, yoff):  # pragma: no cover
         # xh the channels-last padded input, flat; wt (T, C, R) the tail's weights; pos (J,),
         # J a multiple of every TAIL_POS; y (J, >= yoff + R). Blocks of cb input channels over
@@ -64,28 +75,10 @@ if AVAILABLE:
         j_, sy = y.shape
         t, c, r = wt.shape
         nv = r * wt.itemsize // 64
-        p = TAIL_POS[nv - 1]
         wflat, yflat = wt.reshape(-1), y.reshape(-1)
         for j0 in range(0, j_, CHUNK_POS):
             j1 = min(j0 + CHUNK_POS, j_)
-            for c0 in range(0, c, cb):
-                cn = min(cb, c - c0)
-                for j in range(j0, j1, p):
-                    _fwd_block(
-                        xh[c0:],
-                        pos,
-                        j,
-                        cn,
-                        c,
-                        wflat,
-                        c0 * r,
-                        offs,
-                        yflat,
-                        j * sy + yoff,
-                        sy,
-                        c0,
-                        nv,
-                    )
+            _fwd_range(xh, pos, c, cb, r, wflat, offs, yflat, sy, yoff, nv, j0, j1)
 
     @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
     def forward_cl_tail_par(xh, wt, offs, pos, cb, y, yoff):  # pragma: no cover
@@ -93,30 +86,12 @@ if AVAILABLE:
         j_, sy = y.shape
         t, c, r = wt.shape
         nv = r * wt.itemsize // 64
-        p = TAIL_POS[nv - 1]
         wflat, yflat = wt.reshape(-1), y.reshape(-1)
         nch = -(-j_ // PAR_CHUNK_POS)
         for i in prange(nch):
             j0 = i * PAR_CHUNK_POS
             j1 = min(j0 + PAR_CHUNK_POS, j_)
-            for c0 in range(0, c, cb):
-                cn = min(cb, c - c0)
-                for j in range(j0, j1, p):
-                    _fwd_block(
-                        xh[c0:],
-                        pos,
-                        j,
-                        cn,
-                        c,
-                        wflat,
-                        c0 * r,
-                        offs,
-                        yflat,
-                        j * sy + yoff,
-                        sy,
-                        c0,
-                        nv,
-                    )
+            _fwd_range(xh, pos, c, cb, r, wflat, offs, yflat, sy, yoff, nv, j0, j1)
 
     @_jit
     def _wg_block(xh, xoff, pos, j0, nj, gflat, sg, dflat, dwoff, sdw, acc0, nv):

@@ -124,14 +124,19 @@ _COMMON_META = {
 }
 
 
+def _imagenet(file: str, num_params: int) -> Weights:
+    """torchvision's ImageNet-1k checkpoint ``file``.pth of a VGG (224-pixel transforms)."""
+    return Weights(
+        url=f"https://download.pytorch.org/models/{file}.pth",
+        transforms=_imagenet_transforms(224),
+        meta={**_COMMON_META, "num_params": num_params},
+    )
+
+
 class VGG11_Weights(WeightsEnum):
     """Pretrained weights for :func:`vgg11` (torchvision's ImageNet-1k checkpoint)."""
 
-    IMAGENET1K_V1 = Weights(
-        url="https://download.pytorch.org/models/vgg11-8a719046.pth",
-        transforms=_imagenet_transforms(224),
-        meta={**_COMMON_META, "num_params": 132863336},
-    )
+    IMAGENET1K_V1 = _imagenet("vgg11-8a719046", 132863336)
     DEFAULT = IMAGENET1K_V1
 
 
@@ -139,33 +144,21 @@ class VGG11_BN_Weights(WeightsEnum):
     """Pretrained weights for :func:`vgg11_bn` (torchvision's ImageNet-1k checkpoint;
     bentrevett/pytorch-image-classification's VGG notebook fine-tunes it)."""
 
-    IMAGENET1K_V1 = Weights(
-        url="https://download.pytorch.org/models/vgg11_bn-6002323d.pth",
-        transforms=_imagenet_transforms(224),
-        meta={**_COMMON_META, "num_params": 132868840},
-    )
+    IMAGENET1K_V1 = _imagenet("vgg11_bn-6002323d", 132868840)
     DEFAULT = IMAGENET1K_V1
 
 
 class VGG13_Weights(WeightsEnum):
     """Pretrained weights for :func:`vgg13` (torchvision's ImageNet-1k checkpoint)."""
 
-    IMAGENET1K_V1 = Weights(
-        url="https://download.pytorch.org/models/vgg13-19584684.pth",
-        transforms=_imagenet_transforms(224),
-        meta={**_COMMON_META, "num_params": 133047848},
-    )
+    IMAGENET1K_V1 = _imagenet("vgg13-19584684", 133047848)
     DEFAULT = IMAGENET1K_V1
 
 
 class VGG13_BN_Weights(WeightsEnum):
     """Pretrained weights for :func:`vgg13_bn` (torchvision's ImageNet-1k checkpoint)."""
 
-    IMAGENET1K_V1 = Weights(
-        url="https://download.pytorch.org/models/vgg13_bn-abd245e5.pth",
-        transforms=_imagenet_transforms(224),
-        meta={**_COMMON_META, "num_params": 133053736},
-    )
+    IMAGENET1K_V1 = _imagenet("vgg13_bn-abd245e5", 133053736)
     DEFAULT = IMAGENET1K_V1
 
 
@@ -173,11 +166,7 @@ class VGG16_Weights(WeightsEnum):
     """Pretrained weights for :func:`vgg16` (torchvision's ImageNet-1k checkpoint;
     ``DEFAULT`` aliases it; ``get_state_dict()`` downloads it)."""
 
-    IMAGENET1K_V1 = Weights(
-        url="https://download.pytorch.org/models/vgg16-397923af.pth",
-        transforms=_imagenet_transforms(224),
-        meta={**_COMMON_META, "num_params": 138357544},
-    )
+    IMAGENET1K_V1 = _imagenet("vgg16-397923af", 138357544)
     # the SSD authors' VGG-16 features, ssd300_vgg16's default backbone: the classifier is
     # untrained (no categories) and the inputs are 0-255 scaled, mean-subtracted
     IMAGENET1K_FEATURES = Weights(
@@ -191,11 +180,7 @@ class VGG16_Weights(WeightsEnum):
 class VGG16_BN_Weights(WeightsEnum):
     """Pretrained weights for :func:`vgg16_bn` (torchvision's ImageNet-1k checkpoint)."""
 
-    IMAGENET1K_V1 = Weights(
-        url="https://download.pytorch.org/models/vgg16_bn-6c64b313.pth",
-        transforms=_imagenet_transforms(224),
-        meta={**_COMMON_META, "num_params": 138365992},
-    )
+    IMAGENET1K_V1 = _imagenet("vgg16_bn-6c64b313", 138365992)
     DEFAULT = IMAGENET1K_V1
 
 
@@ -203,22 +188,14 @@ class VGG19_Weights(WeightsEnum):
     """Pretrained weights for :func:`vgg19` (torchvision's ImageNet-1k checkpoint; the neural
     style transfer tutorial's feature extractor)."""
 
-    IMAGENET1K_V1 = Weights(
-        url="https://download.pytorch.org/models/vgg19-dcbb9e9d.pth",
-        transforms=_imagenet_transforms(224),
-        meta={**_COMMON_META, "num_params": 143667240},
-    )
+    IMAGENET1K_V1 = _imagenet("vgg19-dcbb9e9d", 143667240)
     DEFAULT = IMAGENET1K_V1
 
 
 class VGG19_BN_Weights(WeightsEnum):
     """Pretrained weights for :func:`vgg19_bn` (torchvision's ImageNet-1k checkpoint)."""
 
-    IMAGENET1K_V1 = Weights(
-        url="https://download.pytorch.org/models/vgg19_bn-c79401a0.pth",
-        transforms=_imagenet_transforms(224),
-        meta={**_COMMON_META, "num_params": 143678248},
-    )
+    IMAGENET1K_V1 = _imagenet("vgg19_bn-c79401a0", 143678248)
     DEFAULT = IMAGENET1K_V1
 
 
