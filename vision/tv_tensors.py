@@ -160,14 +160,41 @@ def is_rotated_bounding_format(format: BoundingBoxFormat | str) -> bool:
     return format in ("XYWHR", "CXCYWHR", "XYXYXYXY")
 
 
+def _check_clamping_mode(mode):
+    if mode is not None and mode not in ("hard", "soft"):
+        raise ValueError(f"clamping_mode must be None, hard or soft, got {mode}.")
+    return mode
+
+
 class BoundingBoxes(TVTensor):
     """Boxes ``(N, K)`` in ``format`` on an image of ``canvas_size`` ``(H, W)``: ``K`` is 4,
     or 5 (``XYWHR``, ``CXCYWHR``) and 8 (``XYXYXYXY``) for rotated boxes, which must be
-    floating point."""
+    floating point. ``clamping_mode`` says how the geometric transforms fit boxes that leave
+    the canvas: ``"soft"`` (the default), ``"hard"`` or ``None`` (not clamped); for
+    axis-aligned boxes soft and hard agree."""
 
-    __slots__ = ("format", "canvas_size")
+    __slots__ = ("format", "canvas_size", "_clamping_mode")
 
-    def __new__(cls, data, *, format, canvas_size, dtype=None, device=None, requires_grad=None):
+    @property
+    def clamping_mode(self) -> str | None:
+        # boxes built by _from_array without the mode get torchvision's default
+        return getattr(self, "_clamping_mode", "soft")
+
+    @clamping_mode.setter
+    def clamping_mode(self, mode: str | None) -> None:
+        object.__setattr__(self, "_clamping_mode", _check_clamping_mode(mode))
+
+    def __new__(
+        cls,
+        data,
+        *,
+        format,
+        canvas_size,
+        clamping_mode: str | None = "soft",
+        dtype=None,
+        device=None,
+        requires_grad=None,
+    ):
         if isinstance(format, str):
             try:
                 format = BoundingBoxFormat[format.upper()]
@@ -191,7 +218,10 @@ class BoundingBoxes(TVTensor):
         if len(canvas_size) != 2:
             raise ValueError(f"canvas_size should be (height, width), got {canvas_size}")
         out = cls._from_array(
-            array, format=format, canvas_size=(int(canvas_size[0]), int(canvas_size[1]))
+            array,
+            format=format,
+            canvas_size=(int(canvas_size[0]), int(canvas_size[1])),
+            clamping_mode=clamping_mode,
         )
         return _grad(out, requires_grad)
 
@@ -203,12 +233,13 @@ class BoundingBoxes(TVTensor):
             out, "format", BoundingBoxFormat[fmt.upper()] if isinstance(fmt, str) else fmt
         )
         object.__setattr__(out, "canvas_size", tuple(kwargs.get("canvas_size", like.canvas_size)))
+        out.clamping_mode = kwargs.get("clamping_mode", like.clamping_mode)
         return out
 
     def __repr__(self) -> str:
         return (
             f"BoundingBoxes({Tensor._wrap(self._data)!r}, format={self.format}, "
-            f"canvas_size={self.canvas_size})"
+            f"canvas_size={self.canvas_size}, clamping_mode={self.clamping_mode})"
         )
 
 

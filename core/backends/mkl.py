@@ -17,11 +17,13 @@ def is_available() -> bool:
 
     if mkl_gemm.enabled():
         return True
+    # NumPy's build says which BLAS it links (asking threadpoolctl instead would also count an
+    # MKL some other library loaded into the process, e.g. the mkl wheel after a forced load)
     try:
-        from threadpoolctl import threadpool_info
+        import numpy as np
 
-        return any(p.get("internal_api") == "mkl" for p in threadpool_info())
-    except Exception:
+        return "mkl" in str(np.__config__.CONFIG["Build Dependencies"]["blas"]["name"]).lower()
+    except (AttributeError, KeyError, TypeError):
         return False
 
 

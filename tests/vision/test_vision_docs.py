@@ -23,8 +23,9 @@ def test_snippets_run(capsys):
     assert out[2] == "BoundingBoxes True"  # the warps snippet
     # the tv_tensors snippet: Video, a user's kernel, set_return_type, rotated boxes
     assert out[3:6] == ["Video Heatmap", "Video", "[1.0, 2.0, 3.598076105117798, 0.5]"]
-    assert out[6] == "['x', 'conv1', 'bn1', 'relu', 'maxpool', 'layer1.0.conv1'] 70"  # features
-    assert out[7] == "{'0': (1, 32, 8, 8), '1': (1, 32, 2, 2)}"
+    assert out[6:8] == ["[2.0, 9.0, 3.0, 4.0, 120.0]", "hard [7.23, 5.0, 4.91, 2.91, 45.0]"]
+    assert out[8] == "['x', 'conv1', 'bn1', 'relu', 'maxpool', 'layer1.0.conv1'] 70"  # features
+    assert out[9] == "{'0': (1, 32, 8, 8), '1': (1, 32, 2, 2)}"
     assert out[-8] == "ember.Size([2, 2])"  # the quantizable models' snippet
     assert out[-7:-5] == ["tensor([0, 2])", "ember.Size([3, 8, 7, 7])"]  # the ops snippet
     assert out[-5] == "ember.Size([2, 32, 20, 20])"  # the deformable convolution snippet

@@ -228,12 +228,41 @@ class ConvertBoundingBoxFormat(Transform):
 
 
 class ClampBoundingBoxes(Transform):
-    """Clamp the ``BoundingBoxes`` of a sample to their ``canvas_size``."""
+    """Clamp the ``BoundingBoxes`` of a sample to their ``canvas_size``.
+
+    Args:
+        clamping_mode: ``"auto"`` (the default) uses each box set's own ``clamping_mode``;
+            ``"soft"``, ``"hard"`` or None override it.
+    """
 
     _kinds = ("boxes",)
 
+    def __init__(self, clamping_mode: str | None = "auto") -> None:
+        self.clamping_mode = clamping_mode
+
     def _transform(self, inpt, kind, params):
-        return functional.clamp_bounding_boxes(inpt)
+        return functional.clamp_bounding_boxes(inpt, clamping_mode=self.clamping_mode)
+
+
+class SetClampingMode(Transform):
+    """Set the ``clamping_mode`` of the ``BoundingBoxes`` of a sample, used by the transforms
+    that follow.
+
+    Args:
+        clamping_mode: ``"soft"``, ``"hard"`` or None (no clamping).
+    """
+
+    _kinds = ("boxes",)
+
+    def __init__(self, clamping_mode: str | None) -> None:
+        if clamping_mode not in (None, "soft", "hard"):
+            raise ValueError(f"clamping_mode must be soft, hard or None, got {clamping_mode}")
+        self.clamping_mode = clamping_mode
+
+    def _transform(self, inpt, kind, params):
+        out = inpt.clone()
+        out.clamping_mode = self.clamping_mode
+        return out
 
 
 __all__ = (
@@ -256,6 +285,7 @@ __all__ = (
         "ToPureTensor",
         "ConvertBoundingBoxFormat",
         "ClampBoundingBoxes",
+        "SetClampingMode",
         "CutMix",
         "MixUp",
         "RandomPhotometricDistort",

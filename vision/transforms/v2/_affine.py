@@ -2,7 +2,8 @@
 
 A box moves as torchvision moves it: its four corners go through the forward affine map
 about the canvas centre (or ``center``), the new box is their bounding box, clamped to the
-canvas. ``rotate(expand=True)`` grows the canvas as the image's and shifts the boxes into it.
+canvas. Rotated boxes move by their four corners (see ``_rotated.py``).
+``rotate(expand=True)`` grows the canvas as the image's and shifts the boxes into it.
 Masks are warped as images with nearest sampling.
 """
 
@@ -53,6 +54,14 @@ def _affine_boxes(boxes: tv.BoundingBoxes, angle, translate, scale, shear, cente
         inv = _geometry.inverse_affine_matrix(c, angle, translate, scale, shear)
         nw, nh = _geometry.affine_output_size(inv, w, h)
         canvas = (nh, nw)
+
+    if tv.is_rotated_bounding_format(boxes.format):
+        from . import _rotated
+        from .functional import _boxes_like
+
+        a = boxes._data
+        out = _rotated.affine(a, boxes.format, m, shift, canvas, boxes.clamping_mode)
+        return _boxes_like(out, boxes, canvas)
 
     def move(b):
         xp = get_array_module(b)

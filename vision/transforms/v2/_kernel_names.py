@@ -78,8 +78,10 @@ for _name in _MASK_OPS:
 del _name
 
 
-def _boxes(bounding_boxes, format, canvas_size) -> tv.BoundingBoxes:
-    return tv.BoundingBoxes(bounding_boxes, format=format, canvas_size=canvas_size)
+def _boxes(bounding_boxes, format, canvas_size, clamping_mode="soft") -> tv.BoundingBoxes:
+    return tv.BoundingBoxes(
+        bounding_boxes, format=format, canvas_size=canvas_size, clamping_mode=clamping_mode
+    )
 
 
 def _with_canvas(out: tv.BoundingBoxes):
@@ -97,63 +99,92 @@ def vertical_flip_bounding_boxes(bounding_boxes, format, canvas_size):
 
 
 def resize_bounding_boxes(
-    bounding_boxes, canvas_size, size, max_size=None, format=tv.BoundingBoxFormat.XYXY
+    bounding_boxes,
+    canvas_size,
+    size,
+    max_size=None,
+    format=tv.BoundingBoxFormat.XYXY,
+    clamping_mode="soft",
 ):
     """Scale boxes with their canvas; returns ``(boxes, new canvas_size)``."""
-    return _with_canvas(
-        F.resize(_boxes(bounding_boxes, format, canvas_size), size, max_size=max_size)
-    )
+    b = _boxes(bounding_boxes, format, canvas_size, clamping_mode)
+    return _with_canvas(F.resize(b, size, max_size=max_size))
 
 
 def affine_bounding_boxes(
-    bounding_boxes, format, canvas_size, angle, translate, scale, shear, center=None
+    bounding_boxes,
+    format,
+    canvas_size,
+    angle,
+    translate,
+    scale,
+    shear,
+    center=None,
+    clamping_mode="soft",
 ):
     """Move boxes by an affine map (their moved corners' bounding box, clamped)."""
-    b = _boxes(bounding_boxes, format, canvas_size)
+    b = _boxes(bounding_boxes, format, canvas_size, clamping_mode)
     return _plain(F.affine(b, angle, translate, scale, shear, center=center))
 
 
-def rotate_bounding_boxes(bounding_boxes, format, canvas_size, angle, expand=False, center=None):
+def rotate_bounding_boxes(
+    bounding_boxes, format, canvas_size, angle, expand=False, center=None, clamping_mode="soft"
+):
     """Rotate boxes; returns ``(boxes, new canvas_size)`` (it grows with ``expand``)."""
-    b = _boxes(bounding_boxes, format, canvas_size)
+    b = _boxes(bounding_boxes, format, canvas_size, clamping_mode)
     return _with_canvas(F.rotate(b, angle, expand=expand, center=center))
 
 
-def pad_bounding_boxes(bounding_boxes, format, canvas_size, padding, padding_mode="constant"):
+def pad_bounding_boxes(
+    bounding_boxes, format, canvas_size, padding, padding_mode="constant", clamping_mode="soft"
+):
     """Shift boxes into a padded canvas; returns ``(boxes, new canvas_size)``."""
     if padding_mode not in ("constant",):
         raise ValueError(f"Padding mode '{padding_mode}' is not supported with bounding boxes")
-    return _with_canvas(F.pad(_boxes(bounding_boxes, format, canvas_size), padding))
+    b = _boxes(bounding_boxes, format, canvas_size, clamping_mode)
+    return _with_canvas(F.pad(b, padding))
 
 
-def crop_bounding_boxes(bounding_boxes, format, top, left, height, width):
+def crop_bounding_boxes(bounding_boxes, format, top, left, height, width, clamping_mode="soft"):
     """Shift boxes into a crop (clamped); returns ``(boxes, (height, width))``."""
-    b = _boxes(bounding_boxes, format, (height, width))
+    b = _boxes(bounding_boxes, format, (height, width), clamping_mode)
     return _with_canvas(F.crop(b, top, left, height, width))
 
 
-def center_crop_bounding_boxes(bounding_boxes, format, canvas_size, output_size):
+def center_crop_bounding_boxes(
+    bounding_boxes, format, canvas_size, output_size, clamping_mode="soft"
+):
     """Boxes in the centre crop of ``output_size``; returns ``(boxes, new canvas_size)``."""
-    return _with_canvas(F.center_crop(_boxes(bounding_boxes, format, canvas_size), output_size))
+    b = _boxes(bounding_boxes, format, canvas_size, clamping_mode)
+    return _with_canvas(F.center_crop(b, output_size))
 
 
-def resized_crop_bounding_boxes(bounding_boxes, format, top, left, height, width, size):
+def resized_crop_bounding_boxes(
+    bounding_boxes, format, top, left, height, width, size, clamping_mode="soft"
+):
     """Crop then resize boxes; returns ``(boxes, new canvas_size)``."""
-    b = _boxes(bounding_boxes, format, (height, width))
+    b = _boxes(bounding_boxes, format, (height, width), clamping_mode)
     return _with_canvas(F.resized_crop(b, top, left, height, width, size))
 
 
 def perspective_bounding_boxes(
-    bounding_boxes, format, canvas_size, startpoints, endpoints, coefficients=None
+    bounding_boxes,
+    format,
+    canvas_size,
+    startpoints,
+    endpoints,
+    coefficients=None,
+    clamping_mode="soft",
 ):
     """Move boxes by a perspective map (their moved corners' bounding box, clamped)."""
-    b = _boxes(bounding_boxes, format, canvas_size)
+    b = _boxes(bounding_boxes, format, canvas_size, clamping_mode)
     return _plain(F.perspective(b, startpoints, endpoints, coefficients=coefficients))
 
 
-def elastic_bounding_boxes(bounding_boxes, format, canvas_size, displacement):
+def elastic_bounding_boxes(bounding_boxes, format, canvas_size, displacement, clamping_mode="soft"):
     """Move boxes by an elastic displacement field (see ``v2.functional.elastic``)."""
-    return _plain(F.elastic(_boxes(bounding_boxes, format, canvas_size), displacement))
+    b = _boxes(bounding_boxes, format, canvas_size, clamping_mode)
+    return _plain(F.elastic(b, displacement))
 
 
 def get_size_bounding_boxes(bounding_box: tv.BoundingBoxes) -> list[int]:

@@ -5,8 +5,10 @@ boxes and masks, and the random transforms that draw them (``RandomPerspective``
 Boxes move as torchvision moves them: a perspective sends each box's four corners through the
 inverse of the image's map and takes their bounding box; an elastic warp looks each corner up
 in the approximate inverse grid ``identity - displacement`` (torchvision's approximation) and
-takes the bounding box of the four looked-up points. Both clamp to the canvas. Masks warp as
-images with nearest sampling.
+takes the bounding box of the four looked-up points. Rotated boxes keep their corners (a
+perspective's parallelogram made a rectangle) or, in an elastic warp, move their centre only.
+All clamp to the canvas by the boxes' ``clamping_mode``. Masks warp as images with nearest
+sampling.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from .. import transforms as _v1t
 from .._functional_pil import is_pil
 from ..functional import InterpolationMode
 from . import _keypoints as _kp
+from . import _rotated
 from ._transform import Transform
 
 __all__ = ["perspective", "elastic", "elastic_transform", "RandomPerspective", "ElasticTransform"]
@@ -58,19 +61,18 @@ def _boxes_as_xyxy(boxes: tv.BoundingBoxes):
 
 def _boxes_back(out, boxes: tv.BoundingBoxes, xp):
     """Clamp XYXY ``out`` to the canvas, return it in the boxes' format and dtype."""
-    from .functional import _from_xyxy
+    from .functional import _boxes_like, _from_xyxy
 
     h, w = boxes.canvas_size
     out = out.astype(np.float32) if out.dtype.kind != "f" else out.copy()
-    out[:, 0::2] = xp.clip(out[:, 0::2], 0, w)
-    out[:, 1::2] = xp.clip(out[:, 1::2], 0, h)
+    if boxes.clamping_mode is not None:
+        out[:, 0::2] = xp.clip(out[:, 0::2], 0, w)
+        out[:, 1::2] = xp.clip(out[:, 1::2], 0, h)
     out = _from_xyxy(out, boxes.format, xp).reshape(boxes._data.shape)
     # torchvision casts back with ``.to(dtype)``: integer boxes are truncated, not rounded
     # (a corner landing within a float32 ulp of an integer may truncate one pixel apart from
     # torch, whose small-matmul rounding depends on its CPU kernel)
-    return tv.BoundingBoxes._from_array(
-        out.astype(boxes._data.dtype), format=boxes.format, canvas_size=boxes.canvas_size
-    )
+    return _boxes_like(out.astype(boxes._data.dtype), boxes)
 
 
 def _inverse_perspective(c: list[float], dtype, what: str):
@@ -99,6 +101,15 @@ def _inverse_perspective(c: list[float], dtype, what: str):
 def _perspective_boxes(boxes: tv.BoundingBoxes, c: list[float]) -> tv.BoundingBoxes:
     if boxes._data.size == 0:
         return boxes
+    if tv.is_rotated_bounding_format(boxes.format):
+        from .functional import _boxes_like
+
+        a = boxes._data
+        theta1, theta2 = _inverse_perspective(c, a.dtype, "bounding boxes")
+        out = _rotated.perspective(
+            a, boxes.format, theta1, theta2, boxes.canvas_size, boxes.clamping_mode
+        )
+        return _boxes_like(out, boxes)
     b, xp = _boxes_as_xyxy(boxes)
     dtype = b.dtype if b.dtype.kind == "f" else np.dtype(np.float32)
     theta1, theta2 = (xp.asarray(t) for t in _inverse_perspective(c, dtype, "bounding boxes"))
@@ -117,12 +128,20 @@ def _elastic_boxes(boxes: tv.BoundingBoxes, displacement: Tensor) -> tv.Bounding
         )
     if boxes._data.size == 0:
         return boxes
-    b, xp = _boxes_as_xyxy(boxes)
-    dtype = b.dtype if b.dtype.kind == "f" else np.dtype(np.float32)
+    rotated = tv.is_rotated_bounding_format(boxes.format)
+    a = boxes._data
+    xp = get_array_module(a)
+    dtype = a.dtype if a.dtype.kind == "f" else np.dtype(np.float32)
     xs = np.linspace((-w + 1) / w, (w - 1) / w, w, dtype=dtype)
     ys = np.linspace((-h + 1) / h, (h - 1) / h, h, dtype=dtype)
     ident = np.stack(np.broadcast_arrays(xs[None, :], ys[:, None]), -1)
     inv_grid = xp.asarray(ident) - xp.asarray(displacement.numpy()[0].astype(dtype))
+    if rotated:
+        from .functional import _boxes_like
+
+        out = _rotated.elastic(a, boxes.format, inv_grid, (h, w), boxes.clamping_mode)
+        return _boxes_like(out, boxes)
+    b, xp = _boxes_as_xyxy(boxes)
     pts = b[:, [0, 1, 2, 1, 2, 3, 0, 3]].reshape(-1, 2)
     if pts.dtype.kind == "f":
         pts = xp.ceil(pts)

@@ -28,6 +28,7 @@ from ..functional import (
 from ..functional import __all__ as _v1_all
 from . import _box_formats as _bf
 from . import _keypoints as _kp
+from . import _rotated as _rot
 
 __all__ = list(_v1_all) + [
     "to_dtype",
@@ -73,15 +74,31 @@ def _from_xyxy(a, fmt: tv.BoundingBoxFormat, xp):
     return xp.stack([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1], axis=-1)
 
 
+def _boxes_like(array, like: tv.BoundingBoxes, canvas_size=None, format=None):
+    """``array`` as ``BoundingBoxes`` with ``like``'s metadata (``canvas_size`` / ``format``
+    override it)."""
+    return tv.BoundingBoxes._from_array(
+        array,
+        format=like.format if format is None else format,
+        canvas_size=tuple(like.canvas_size if canvas_size is None else canvas_size),
+        clamping_mode=like.clamping_mode,
+    )
+
+
+def _rotated(boxes) -> bool:
+    return isinstance(boxes, tv.BoundingBoxes) and tv.is_rotated_bounding_format(boxes.format)
+
+
 def _box_op(boxes: tv.BoundingBoxes, fn, canvas_size=None, clamp: bool = False):
-    """Apply ``fn`` to the boxes in XYXY (float) and return them in their own format."""
+    """Apply ``fn`` to the boxes in XYXY (float) and return them in their own format (clamped
+    to the canvas with ``clamp`` unless the boxes' ``clamping_mode`` is None)."""
     _no_rotated(boxes)
     a = boxes._data
     xp = get_array_module(a)
     f = a if a.dtype.kind == "f" else a.astype(np.float32)
     out = fn(_to_xyxy(f, boxes.format, xp))
     canvas = canvas_size or boxes.canvas_size
-    if clamp:
+    if clamp and boxes.clamping_mode is not None:
         h, w = canvas
         out = xp.stack(
             [
@@ -95,9 +112,7 @@ def _box_op(boxes: tv.BoundingBoxes, fn, canvas_size=None, clamp: bool = False):
     out = _from_xyxy(out, boxes.format, xp)
     if a.dtype.kind != "f":
         out = xp.round(out)
-    return tv.BoundingBoxes._from_array(
-        out.astype(a.dtype), format=boxes.format, canvas_size=tuple(canvas)
-    )
+    return _boxes_like(out.astype(a.dtype), boxes, canvas)
 
 
 def convert_bounding_box_format(inpt, old_format=None, new_format=None, inplace: bool = False):
@@ -111,7 +126,7 @@ def convert_bounding_box_format(inpt, old_format=None, new_format=None, inplace:
         if old_format is not None:
             raise ValueError("For bounding box tv_tensor inputs, `old_format` must not be passed.")
         out = _bf.convert_array(inpt._data, inpt.format, new)
-        return tv.BoundingBoxes._from_array(out, format=new, canvas_size=inpt.canvas_size)
+        return _boxes_like(out, inpt, format=new)
     if isinstance(inpt, Tensor) and not isinstance(inpt, tv.TVTensor):
         if old_format is None:
             raise ValueError("For pure tensor inputs, `old_format` has to be passed.")
@@ -125,13 +140,34 @@ def convert_bounding_box_format(inpt, old_format=None, new_format=None, inplace:
 def _no_rotated(boxes: tv.BoundingBoxes) -> None:
     if tv.is_rotated_bounding_format(boxes.format):
         raise NotImplementedError(
-            f"ember's v2 geometric kernels move rotated boxes ({boxes.format.value}) in the "
-            "flips only; convert_bounding_box_format converts them"
+            f"this kernel takes axis-aligned boxes only, got {boxes.format.value}"
         )
 
 
-def clamp_bounding_boxes(inpt: tv.BoundingBoxes):
-    return _box_op(inpt, lambda b: b, clamp=True)
+def clamp_bounding_boxes(inpt, format=None, canvas_size=None, clamping_mode="auto"):
+    """Clamp boxes to their canvas: a ``BoundingBoxes`` (``"auto"`` takes its own
+    ``clamping_mode``) or a plain tensor with ``format``, ``canvas_size`` and a
+    ``clamping_mode`` (``"soft"``, ``"hard"`` or None). See :class:`ClampBoundingBoxes`."""
+    if clamping_mode is not None and clamping_mode not in ("soft", "hard", "auto"):
+        raise ValueError(f"clamping_mode must be soft, hard, auto or None, got {clamping_mode}")
+    if isinstance(inpt, tv.BoundingBoxes):
+        if format is not None or canvas_size is not None:
+            raise ValueError(
+                "For bounding box tv_tensor inputs, `format` and `canvas_size` must not be passed."
+            )
+        mode = inpt.clamping_mode if clamping_mode == "auto" else clamping_mode
+        return _boxes_like(_rot.clamp_array(inpt._data, inpt.format, inpt.canvas_size, mode), inpt)
+    if isinstance(inpt, Tensor) and not isinstance(inpt, tv.TVTensor):
+        if format is None or canvas_size is None or clamping_mode == "auto":
+            raise ValueError(
+                "For pure tensor inputs, `format`, `canvas_size` and `clamping_mode` have to be "
+                "passed."
+            )
+        return Tensor._wrap(_rot.clamp_array(inpt._data, format, tuple(canvas_size), clamping_mode))
+    raise TypeError(
+        "Input can either be a plain tensor or a bounding box tv_tensor, but got "
+        f"{type(inpt)} instead."
+    )
 
 
 def _rewrap(out, like):
@@ -156,7 +192,7 @@ def _unplain(out, like, squeezed: bool):
 # ---- geometry ------------------------------------------------------------------------------------
 def _flip_rotated(boxes: tv.BoundingBoxes, horizontal: bool) -> tv.BoundingBoxes:
     out = _bf.flip_rotated(boxes._data, boxes.format, boxes.canvas_size, horizontal)
-    return tv.BoundingBoxes._from_array(out, format=boxes.format, canvas_size=boxes.canvas_size)
+    return _boxes_like(out, boxes)
 
 
 def horizontal_flip(inpt):
@@ -201,14 +237,16 @@ vflip = vertical_flip
 
 def resize(inpt, size, interpolation=InterpolationMode.BILINEAR, max_size=None, antialias=True):
     if isinstance(inpt, tv.BoundingBoxes):
-        _no_rotated(inpt)
         h, w = inpt.canvas_size
         nh, nw = _output_size(h, w, size, max_size)
         a = inpt._data
+        if _rotated(inpt):
+            out = _rot.resize(a, inpt.format, (h, w), (nh, nw), inpt.clamping_mode)
+            return _boxes_like(out, inpt, (nh, nw))
         xp = get_array_module(a)
         ratios = xp.asarray(np.array([nw / w, nh / h, nw / w, nh / h], np.float64))
         out = (a * ratios).astype(a.dtype)
-        return tv.BoundingBoxes._from_array(out, format=inpt.format, canvas_size=(nh, nw))
+        return _boxes_like(out, inpt, (nh, nw))
     if isinstance(inpt, tv.KeyPoints):
         h, w = inpt.canvas_size
         return _kp.resize(inpt, tuple(_output_size(h, w, size, max_size)))
@@ -223,6 +261,9 @@ def resize(inpt, size, interpolation=InterpolationMode.BILINEAR, max_size=None, 
 
 
 def crop(inpt, top: int, left: int, height: int, width: int):
+    if _rotated(inpt):
+        out = _rot.crop(inpt._data, inpt.format, top, left, height, width, inpt.clamping_mode)
+        return _boxes_like(out, inpt, (height, width))
     if isinstance(inpt, tv.BoundingBoxes):
 
         def shift(b):
@@ -265,6 +306,10 @@ def pad(inpt, padding, fill=0, padding_mode: str = "constant"):
     if isinstance(inpt, tv.BoundingBoxes):
         left, top, right, bottom = _padding4(padding)
         h, w = inpt.canvas_size
+        if _rotated(inpt):
+            canvas = (h + top + bottom, w + left + right)
+            out = _rot.pad(inpt._data, inpt.format, canvas, left, top, inpt.clamping_mode)
+            return _boxes_like(out, inpt, canvas)
 
         def shift(b):
             return b + get_array_module(b).asarray(np.array([left, top, left, top], b.dtype))
