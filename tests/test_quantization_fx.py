@@ -402,13 +402,14 @@ def test_errors_name_the_node_or_module():
         eqfx.convert_fx(ember.fx.symbolic_trace(m))
     with pytest.raises(AssertionError, match="batch norm 'bn1' into 'conv1' in training"):
         eqfx.fuse_fx(_cnn(ember).train())
-    # static and dynamic qconfigs in one mapping are refused; dynamic ones alone are FX's
-    # dynamic mode (session 22; tests/test_tutorials_s22.py)
-    dynamic = eq.get_default_qconfig_mapping().set_object_type(
+    # a dynamic qconfig beside static ones is refused in QAT (prepare_fx takes the mix since
+    # session 22, tests/test_quantization_s22.py; dynamic ones alone: tests/test_tutorials_s22.py)
+    dynamic = eq.get_default_qat_qconfig_mapping().set_object_type(
         ember.nn.Linear, eq.default_dynamic_qconfig
     )
     with pytest.raises(NotImplementedError, match="object type Linear qconfig.*dynamic"):
-        eqfx.prepare_fx(m, dynamic, (ember.randn(1, 12),))
+        eqfx.prepare_qat_fx(m.train(), dynamic, (ember.randn(1, 12),))
+    m.eval()
 
     class Branchy(ember.nn.Module):
         def forward(self, x):

@@ -34,6 +34,7 @@ DEFAULT_STATIC_QUANT_MODULE_MAPPINGS = {
     nn.LeakyReLU: nnq.LeakyReLU,
     nn.Dropout: nnq.Dropout,
     nn.Embedding: nnq.Embedding,
+    nn.EmbeddingBag: nnq.EmbeddingBag,
     nnq.FloatFunctional: nnq.QFunctional,
     nni.LinearReLU: nniq.LinearReLU,
     nni.ConvReLU1d: nniq.ConvReLU1d,
@@ -70,6 +71,7 @@ DEFAULT_DYNAMIC_QUANT_MODULE_MAPPINGS = {
     nn.GRU: nnqd.GRU,
     nni.LinearReLU: nnqd.Linear,
     nn.Embedding: nnq.Embedding,  # weight-only (float_qparams_weight_only_qconfig), as torch
+    nn.EmbeddingBag: nnq.EmbeddingBag,
 }
 
 # modules whose output an observer never watches (they are float-in / float-out or identity)

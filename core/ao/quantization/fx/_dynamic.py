@@ -16,7 +16,14 @@ from .... import nn
 from ....fx import GraphModule, symbolic_trace
 from ..quantization_mappings import get_default_dynamic_quant_module_mappings
 
-__all__ = ["is_dynamic_mapping", "prepare_dynamic", "convert_dynamic"]
+__all__ = [
+    "is_dynamic_mapping",
+    "is_runtime_qconfig",
+    "prepare_dynamic",
+    "convert_dynamic",
+    "split_runtime_nodes",
+    "runtime_observer",
+]
 
 _PREFIX = "activation_post_process_"
 
@@ -32,6 +39,35 @@ def _weight_only(qc) -> bool:
     dtype = getattr(act, "dtype", None)
     float_act = dtype is None or (dtype.is_floating_point and dtype.itemsize >= 2)
     return not getattr(act, "is_dynamic", False) and float_act
+
+
+def is_runtime_qconfig(qc) -> bool:
+    """A dynamic or weight-only qconfig: activations quantized at run time, or left float."""
+    return qc is not None and (getattr(qc.activation(), "is_dynamic", False) or _weight_only(qc))
+
+
+def split_runtime_nodes(gm, node_qc: dict) -> dict:
+    """Mixed mappings (a static qconfig beside dynamic / weight-only ones, which torch allows):
+    take the modules with a dynamic version whose qconfig is dynamic / weight-only out of
+    ``node_qc`` (no static observers: their inputs and outputs stay float) and return them,
+    node name -> qconfig. Other nodes under such a qconfig stay float (qconfig None)."""
+    modules = dict(gm.named_modules())
+    dyn_types = get_default_dynamic_quant_module_mappings()
+    runtime = {}
+    for node in gm.graph.nodes:
+        qc = node_qc.get(node.name)
+        if not is_runtime_qconfig(qc):
+            continue
+        node_qc[node.name] = None
+        if node.op == "call_module" and type(modules[node.target]) in dyn_types:
+            runtime[node.name] = qc
+    return runtime
+
+
+def runtime_observer(qc):
+    """The observer before a module under ``qc`` (mixed mappings): the ``PlaceholderObserver``
+    of a dynamic qconfig, None for a weight-only one (its input stays float)."""
+    return None if _weight_only(qc) else qc.activation()
 
 
 def is_dynamic_mapping(mapping) -> bool:

@@ -63,6 +63,14 @@ def _lowered_share(node, modules):
     return None
 
 
+def _scope(node) -> str:
+    """The path of the module whose forward made ``node`` (a module call: that module)."""
+    if node.op == "call_module":
+        return node.target
+    stack = [p for p, _ in node.meta.get("nn_module_stack", {}).values() if p]
+    return stack[-1] if stack else ""
+
+
 class _Converter:
     def __init__(self, gm, info):
         self.gm, self.graph, self.info = gm, gm.graph, info
@@ -114,7 +122,10 @@ class _Converter:
                 self.observer(node)
                 continue
             kind = self.info["kinds"].get(node.name)
-            if kind == "weighted":
+            if node.name in self.info.get("runtime", {}):  # mixed mapping: a dynamic module
+                self.float_consumer(node)
+                self.runtime_module(node)
+            elif kind == "weighted":
                 self.weighted(node, mapping)
             elif kind in ("add", "mul"):
                 self.binary(node, kind)
@@ -144,31 +155,52 @@ class _Converter:
             elif kind != "fused_relu":
                 self.float_consumer(node)
 
+    def runtime_module(self, node):
+        """Swap a module under a dynamic / weight-only qconfig for its dynamic version (float
+        in, float out: ``float_consumer`` has dequantized its input)."""
+        if node.target in self.swapped:
+            return
+        from ..quantization_mappings import get_default_dynamic_quant_module_mappings
+
+        mod = self.modules[node.target]
+        qmod = get_default_dynamic_quant_module_mappings()[type(mod)].from_float(mod)
+        self.gm.add_submodule(node.target, qmod)
+        self.modules[node.target] = qmod
+        self.swapped.add(node.target)
+
     def observer(self, node):
         src = node.args[0]
+        if node.target in self.info.get("runtime_observers", ()):  # quantizes at run time
+            node.replace_all_uses_with(src)
+            self.graph.erase_node(node)
+            return
         if src in self.quantized:
             self.qparams(node)  # still refuse an uncalibrated one
             node.replace_all_uses_with(src)
             self.graph.erase_node(node)
             return
         scale, zp, dtype = self.qparams(node)
-        # torch's names: <consumer>_input_scale_0 for a model input, <value>_scale_0 otherwise
-        if src.op == "placeholder":
-            user = next(iter(node.users), None)
-            name = (
-                src.name
-                if user is None
-                else (user.target.replace(".", "_") if user.op == "call_module" else user.name)
-            )
-            prefix = f"{name}_input_"
-        else:
-            prefix = f"{src.name}_"
-        s, z = self.attrs(prefix, scale, zp, node)
+        s, z = self.attrs(self._qparams_prefix(src, node), scale, zp, node)
         with self.graph.inserting_before(node):
             q = self.graph.call_function(_q.quantize_per_tensor, (src, s, z, dtype))
         node.replace_all_uses_with(q)
         self.graph.erase_node(node)
         self.quantized.add(q)
+
+    def _qparams_prefix(self, src, obs_node) -> str:
+        """torch's names for the qparams of a value entering a quantized region:
+        ``<consumer>_input_`` for a model input or the output of a node without a qconfig,
+        else ``<scope>_``, the path of the module that made the value ("" at the top)."""
+        float_nodes = self.info.get("float_nodes")
+        if src.op == "placeholder" or (float_nodes is not None and src.name in float_nodes):
+            user = next(iter(obs_node.users), None)
+            if user is None:
+                return f"{src.name}_input_"
+            name = _scope(user).replace(".", "_") if user.op == "call_module" else user.name
+            return f"{name}_input_"
+        if float_nodes is None:  # a graph prepared before these names: the older rule
+            return f"{src.name}_"
+        return f"{_scope(src).replace('.', '_')}_"
 
     def weighted(self, node, mapping):
         mod = self.modules[node.target]

@@ -10,7 +10,10 @@ from .... import nn
 from .... import quantized as _q
 from ....fx import GraphModule, TraceError, symbolic_trace
 from ..qconfig import QConfigMapping
-from ..quantization_mappings import get_default_qat_module_mappings
+from ..quantization_mappings import (
+    get_default_dynamic_quant_module_mappings,
+    get_default_qat_module_mappings,
+)
 from .fuse import fuse_graph
 from .patterns import SHARE_MODULES, WEIGHTED_MODULES, is_relu, node_kind
 
@@ -48,10 +51,12 @@ def _node_qconfig(mapping: QConfigMapping, node, modules):
     return mapping.global_qconfig
 
 
-def _check_mapping(model, mapping: QConfigMapping) -> None:
-    """Refuse what FX mode here cannot honour, naming it: dynamic / non-quint8 activation
-    qconfigs, ``set_module_name_object_type_order``, and a module named in
-    ``set_module_name`` that the model lacks or that has nothing to quantize."""
+def _check_mapping(model, mapping: QConfigMapping, is_qat: bool) -> None:
+    """Refuse what FX mode here cannot honour, naming it: non-quint8 static activation
+    qconfigs, dynamic ones in QAT, ``set_module_name_object_type_order``, and a module named
+    in ``set_module_name`` that the model lacks or that has nothing to quantize."""
+    from ._dynamic import is_runtime_qconfig
+
     if mapping.module_name_object_type_order_qconfigs:
         raise NotImplementedError(
             "prepare_fx: set_module_name_object_type_order is not "
@@ -67,7 +72,7 @@ def _check_mapping(model, mapping: QConfigMapping) -> None:
     ]
     qconfigs += [(f"module name {n!r}", q) for n, q in mapping.module_name_qconfigs.items()]
     for where, qc in qconfigs:
-        if qc is None:
+        if qc is None or (not is_qat and is_runtime_qconfig(qc)):  # mixed: see _dynamic
             continue
         act = qc.activation()
         if getattr(act, "is_dynamic", False) or getattr(act, "dtype", None) is not _q.quint8:
@@ -88,6 +93,7 @@ def _check_mapping(model, mapping: QConfigMapping) -> None:
             continue
         if not any(
             isinstance(m, WEIGHTED_MODULES)
+            or (is_runtime_qconfig(qc) and type(m) in get_default_dynamic_quant_module_mappings())
             or type(m) in SHARE_MODULES
             or isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))
             for m in modules[name].modules()
@@ -141,7 +147,12 @@ def prepare(model, qconfig_mapping: QConfigMapping, is_qat: bool, example_inputs
             f"prepare_fx: qconfig_mapping must be a QConfigMapping (or its dict "
             f"form), got {type(qconfig_mapping).__name__}"
         )
-    from ._dynamic import is_dynamic_mapping, prepare_dynamic
+    from ._dynamic import (
+        is_dynamic_mapping,
+        is_runtime_qconfig,
+        prepare_dynamic,
+        split_runtime_nodes,
+    )
 
     if not is_qat and is_dynamic_mapping(qconfig_mapping):  # dynamic / weight-only qconfigs
         return prepare_dynamic(model, qconfig_mapping, module_qconfig)
@@ -150,7 +161,7 @@ def prepare(model, qconfig_mapping: QConfigMapping, is_qat: bool, example_inputs
             f"prepare_fx: example_inputs must be a tuple of the model's positional "
             f"inputs, got {type(example_inputs).__name__}"
         )
-    _check_mapping(model, qconfig_mapping)
+    _check_mapping(model, qconfig_mapping, is_qat)
     model = copy.deepcopy(model)
     try:
         gm = model if isinstance(model, GraphModule) else symbolic_trace(model)
@@ -161,11 +172,14 @@ def prepare(model, qconfig_mapping: QConfigMapping, is_qat: bool, example_inputs
             f"prepare / convert)"
         ) from e
     modules = dict(gm.named_modules())
-    skip = {
+    skip = {  # no fusion for float modules nor for those quantized at run time
         n.target
         for n in gm.graph.nodes
         if n.op == "call_module"
-        and module_qconfig(qconfig_mapping, n.target, modules[n.target]) is None
+        and (
+            (qc := module_qconfig(qconfig_mapping, n.target, modules[n.target])) is None
+            or (not is_qat and is_runtime_qconfig(qc))
+        )
     }
     fuse_graph(gm, is_qat, skip)
     modules = dict(gm.named_modules())
@@ -174,23 +188,47 @@ def prepare(model, qconfig_mapping: QConfigMapping, is_qat: bool, example_inputs
         for n in gm.graph.nodes
         if n.op in ("call_module", "call_function", "call_method")
     }
+    # nodes without a qconfig: convert names the qparams of their observers after the consumer
+    float_nodes = {n for n, qc in node_qc.items() if qc is None}
+    runtime = {} if is_qat else split_runtime_nodes(gm, node_qc)
     if is_qat:
         _swap_qat(gm, {n.target: node_qc[n.name] for n in gm.graph.nodes if n.op == "call_module"})
     modules = dict(gm.named_modules())
     for n in gm.graph.nodes:  # from_float (convert) reads the qconfig off the module
         if n.op == "call_module" and isinstance(modules[n.target], WEIGHTED_MODULES):
             modules[n.target].qconfig = node_qc[n.name]
-    kinds = _insert_observers(gm, modules, node_qc)
+    runtime_obs: list[str] = []
+    kinds = _insert_observers(gm, modules, node_qc, runtime, runtime_obs)
     gm.recompile()
-    gm._ember_fx_quant = {"is_qat": is_qat, "kinds": kinds, "qconfig_mapping": qconfig_mapping}
+    gm._ember_fx_quant = {
+        "is_qat": is_qat,
+        "kinds": kinds,
+        "qconfig_mapping": qconfig_mapping,
+        "runtime": {n.name: n.target for n in gm.graph.nodes if n.name in runtime},
+        "runtime_observers": set(runtime_obs),
+        "float_nodes": float_nodes,
+    }
     return gm
 
 
-def _insert_observers(gm, modules, node_qc) -> dict:
+def _insert_observers(gm, modules, node_qc, runtime: dict, runtime_obs: list) -> dict:
+    """Observers in graph order (torch's numbering); ``runtime``'s modules (dynamic /
+    weight-only qconfigs in a mixed mapping) get their qconfig and, when dynamic, the
+    placeholder observer before their input (its name joins ``runtime_obs``)."""
+    from ._dynamic import runtime_observer
+
     ins = _Inserter(gm)
     input_obs: dict = {}  # float value -> its input observer node
     kinds: dict[str, str] = {}
     for node in list(gm.graph.nodes):
+        if node.name in runtime:
+            modules[node.target].qconfig = runtime[node.name]  # convert's from_float reads it
+            obs_mod = runtime_observer(runtime[node.name])
+            if obs_mod is not None and node.args:
+                obs = ins.insert(node.args[0], obs_mod, "input")
+                node.replace_input_with(node.args[0], obs)
+                runtime_obs.append(obs.target)
+            continue
         if ins.is_observer(node) or node.name not in node_qc:
             continue
         qc = node_qc[node.name]

@@ -11,7 +11,7 @@ from .activation import (
     Sigmoid,
 )
 from .conv import Conv1d, Conv2d
-from .embedding_ops import Embedding, EmbeddingPackedParams
+from .embedding_ops import Embedding, EmbeddingBag, EmbeddingPackedParams
 from .linear import Linear, LinearPackedParams
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "DeQuantize",
     "Dropout",
     "Embedding",
+    "EmbeddingBag",
     "EmbeddingPackedParams",
     "FloatFunctional",
     "FXFloatFunctional",

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...... import quantized as _q
+from ......ops._blas import step_blas
 from ... import _kernels as K
 from ...modules.utils import weight_bound, weight_codes
 
@@ -178,17 +179,19 @@ def lstm_layer(xp, gi, w_hh, b_hh, h0, c0, reverse: bool, reduce_range: bool):
     h = _state(xp, h0, n, hs)
     c = _state(xp, c0, n, hs)
     tc = xp.empty((n, hs), xp.float32)
-    for t in range(steps - 1, -1, -1) if reverse else range(steps):
-        acc = rec.gates(h, sw, gi[t])  # dequantized, halved i / f / o, plus the input part
-        xp.tanh(acc, out=acc)
-        acc *= s
-        acc += shift
-        i, f, g, o = acc[:, :hs], acc[:, hs : 2 * hs], acc[:, 2 * hs : 3 * hs], acc[:, 3 * hs :]
-        c *= f
-        i *= g
-        c += i
-        xp.tanh(c, out=tc)
-        h = xp.multiply(o, tc, out=out[t])
+    with _step_blas(xp, rec, g4, "qlstm-dyn") as clock:
+        for t in range(steps - 1, -1, -1) if reverse else range(steps):
+            acc = rec.gates(h, sw, gi[t])  # dequantized, halved i / f / o, plus the input part
+            xp.tanh(acc, out=acc)
+            acc *= s
+            acc += shift
+            i, f, g = acc[:, :hs], acc[:, hs : 2 * hs], acc[:, 2 * hs : 3 * hs]
+            c *= f
+            i *= g
+            c += i
+            xp.tanh(c, out=tc)
+            h = xp.multiply(acc[:, 3 * hs :], tc, out=out[t])
+            clock.tick()
     return out, h, c
 
 
@@ -201,19 +204,48 @@ def gru_layer(xp, gi, w_hh, b_hh, h0, reverse: bool, reduce_range: bool):
     bh = None if b_hh is None else b_hh.astype(xp.float32)
     out = xp.empty((steps, n, hs), xp.float32)
     h = _state(xp, h0, n, hs)
-    for t in range(steps - 1, -1, -1) if reverse else range(steps):
-        gh, scale = rec(h)
-        gh *= xp.float32(scale) * rec.ws32
-        if bh is not None:
-            gh += bh
-        ir, iz, inn = gi[t, :, :hs], gi[t, :, hs : 2 * hs], gi[t, :, 2 * hs :]
-        hr, hz, hn = gh[:, :hs], gh[:, hs : 2 * hs], gh[:, 2 * hs :]
-        r = _sigmoid(xp, ir + hr)
-        z = _sigmoid(xp, iz + hz)
-        nn_ = xp.tanh(inn + r * hn)
-        h = (1 - z) * nn_ + z * h
-        out[t] = h
+    with _step_blas(xp, rec, g3, "qgru-dyn") as clock:
+        for t in range(steps - 1, -1, -1) if reverse else range(steps):
+            gh, scale = rec(h)
+            gh *= xp.float32(scale) * rec.ws32
+            if bh is not None:
+                gh += bh
+            ir, iz, inn = gi[t, :, :hs], gi[t, :, hs : 2 * hs], gi[t, :, 2 * hs :]
+            hr, hz, hn = gh[:, :hs], gh[:, hs : 2 * hs], gh[:, 2 * hs :]
+            r = _sigmoid(xp, ir + hr)
+            z = _sigmoid(xp, iz + hz)
+            nn_ = xp.tanh(inn + r * hn)
+            h = (1 - z) * nn_ + z * h
+            out[t] = h
+            clock.tick()
     return out, h
+
+
+def _step_blas(xp, rec: _Recurrent, gates: int, kind: str):
+    """The BLAS thread mode for the loop's per-step GEMM (``ops._blas.step_blas``): on a busy
+    machine a multithreaded BLAS waits for its threads at every small product (20x256x1024:
+    5-13 ms against 0.2 ms on one thread, measured here), so the loop measures both modes. The
+    compiled int8 GEMV path uses no BLAS: nothing to choose there."""
+    if rec.kernel is not None:
+        return _NO_CLOCK
+    rows, k = rec.a.shape
+    return step_blas(xp, 2 * rows * k * gates, kind)
+
+
+class _NoClock:
+    """The loop's clock where the BLAS threading is left alone."""
+
+    def __enter__(self) -> _NoClock:
+        return self
+
+    def tick(self) -> None:
+        pass
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+
+_NO_CLOCK = _NoClock()
 
 
 def _sigmoid(xp, x):
