@@ -83,10 +83,18 @@ def _user_apply(cls, *args, **kwargs):
     if stack is None:
         stack = _callers.stack = []
     stack.append(args)
+    nones = getattr(_callers, "nones", None)
+    if nones is None:
+        nones = _callers.nones = []
+    nones.append(())
     try:
-        return _function_apply(cls, *args, **kwargs)
+        out = _function_apply(cls, *args, **kwargs)
     finally:
         stack.pop()
+        positions = nones.pop()
+    if positions:  # forward returned None there: so does apply, as PyTorch's
+        out = tuple(None if i in positions else o for i, o in enumerate(out))
+    return out
 
 
 _function_apply = Function.__dict__["apply"].__func__
@@ -167,6 +175,8 @@ def adapt_user_function(cls: type) -> None:
                     out = fwd(ctx, *targs, **kwargs)
             if ctx._saved:  # the engine tracks saved arrays (versions, double backward)
                 ctx._saved = tuple(_saved_array(s) for s in ctx._saved)
+            if type(out) is tuple and any(o is None for o in out):
+                out = _none_placeholders(ctx, out)
             return _as_arrays(out)
 
         forward._ember_tensor_io = True
@@ -177,6 +187,9 @@ def adapt_user_function(cls: type) -> None:
 
         @functools.wraps(bwd)
         def backward(ctx, *grads):
+            none_out = ctx.__dict__.get("_none_outputs")
+            if none_out:  # outputs forward returned as None get None, as in PyTorch
+                grads = tuple(None if i in none_out else g for i, g in enumerate(grads))
             if ctx._tensor_mode:  # create_graph: grads and saved values are tensors already
                 return bwd(ctx, *grads)
             ctx._tensor_mode = True
@@ -189,6 +202,19 @@ def adapt_user_function(cls: type) -> None:
 
         backward._ember_tensor_io = True
         cls.backward = staticmethod(backward)
+
+
+def _none_placeholders(ctx, out: tuple) -> tuple:
+    """A forward that returns ``None`` among its outputs (PyTorch passes it through): the
+    engine takes arrays, so ``None`` becomes a 0-d bool array (never differentiable) and
+    ``apply`` (``_user_apply``) hands ``None`` back in its place."""
+    positions = tuple(i for i, o in enumerate(out) if o is None)
+    ctx._none_outputs = positions
+    nones = getattr(_callers, "nones", None)
+    if nones:
+        nones[-1] = positions
+    xp = ctx.__dict__.get("xp", np)
+    return tuple(xp.zeros((), dtype=bool) if o is None else o for o in out)
 
 
 def _backward_from_jvp(ctx, *grads):

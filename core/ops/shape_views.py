@@ -63,6 +63,11 @@ class Expand(Function):
             # (linear_operator writes into ``x.expand_as(y).contiguous()``); NumPy's
             # broadcast_to always hands back a read-only array
             return x[...]
+        lead = len(shape) - x.ndim
+        if shape[lead:] == x.shape and all(s == 1 for s in shape[:lead]):
+            # only new leading dims of size 1: still nothing repeats, and the view stays
+            # writable (transformers 5 copies into ``arange(n).expand((1, -1))`` buffers)
+            return x[(None,) * lead]
         return ctx.xp.broadcast_to(x, shape)
 
     @staticmethod

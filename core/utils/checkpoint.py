@@ -54,6 +54,8 @@ __all__ = [
     "set_device_states",
     "DefaultDeviceType",
     "CheckpointPolicy",
+    "SelectiveCheckpointContext",
+    "create_selective_checkpoint_contexts",
 ]
 
 _DETERMINISM_CHECKS = ("default", "none")
@@ -91,6 +93,40 @@ def noop_context_fn() -> tuple[
     contextlib.AbstractContextManager, contextlib.AbstractContextManager
 ]:
     """The default ``context_fn``: no context around the first run or the recomputation."""
+    return contextlib.nullcontext(), contextlib.nullcontext()
+
+
+class SelectiveCheckpointContext:
+    """What a selective-checkpoint policy function receives first: ``is_recompute`` is
+    ``True`` during the recomputation."""
+
+    def __init__(self, *, is_recompute: bool) -> None:
+        self.is_recompute = is_recompute
+
+
+def create_selective_checkpoint_contexts(
+    policy_fn_or_list: Callable | list, allow_cache_entry_mutation: bool = False
+) -> tuple[contextlib.AbstractContextManager, contextlib.AbstractContextManager]:
+    r"""The ``context_fn`` pair for selective activation checkpointing.
+
+    PyTorch saves the outputs of the ops the policy marks ``MUST_SAVE``/``PREFER_SAVE`` and
+    recomputes the rest. Ember recomputes the whole region (every op is treated as
+    ``PREFER_RECOMPUTE``): the values and gradients are the same, only the memory/compute
+    trade differs. The policy is validated, not consulted.
+
+    Args:
+        policy_fn_or_list (Callable or List): a function ``(ctx, op, *args, **kwargs) ->
+            CheckpointPolicy`` or a list of ops to save.
+        allow_cache_entry_mutation (bool, optional): accepted for PyTorch compatibility.
+
+    Returns:
+        Two context managers, for the first run and for the recomputation.
+    """
+    if not (callable(policy_fn_or_list) or isinstance(policy_fn_or_list, (list, tuple))):
+        raise TypeError(
+            "create_selective_checkpoint_contexts: policy_fn_or_list must be a callable or a "
+            f"list of ops, got {type(policy_fn_or_list).__name__}"
+        )
     return contextlib.nullcontext(), contextlib.nullcontext()
 
 
