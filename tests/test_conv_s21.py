@@ -100,6 +100,7 @@ def test_fused_forward_same_as_numpy_passes(case, dtype, monkeypatch):
 def test_fused_selection_rules(monkeypatch):
     x = np.zeros((4, 16, 32, 32), np.float32)
     geom = _geom(x.shape, (16, 16, 3, 3), 1)
+    monkeypatch.setattr(FZ, "ONE_THREAD", False)  # (session 22: True, the fused loops)
     assert not FZ.use_fused(x, 16, geom)  # one thread: NumPy's passes
     monkeypatch.setattr(D, "kernel_threads", lambda: 2)
     assert FZ.use_fused(x, 16, geom)

@@ -322,7 +322,8 @@ def direct_weight_grad(x, g, w_shape, geom, xf=None):
     n, o = g.shape[:2]
     from . import conv_direct_fused as _fused
 
-    if kernel_threads() > 1 and _fused.ENABLED and _fused.available():  # g widened in parallel
+    # g widened by the compiled loop (on numba's threads at two threads)
+    if (kernel_threads() > 1 or _fused.one_thread(geom)) and _fused.ENABLED and _fused.available():
         gw = _fused.widen(g, npl, qpad, ph[-1], geom.out_size)
     else:
         gw = np.zeros((n, o, npl, qpad), dtype=x.dtype)
@@ -411,6 +412,10 @@ def direct_input_grad(g, w, geom):
     of the padded input, ``dxpad[r::s] = sum over the taps d * k = s * q + r of g shifted by
     q``, a stride-1 correlation of g (padded by Q = max q) with those taps flipped; the phases'
     results are interleaved into dx (``use_direct_input_grad`` must hold)."""
+    from . import conv_direct_fused as _fused  # (imports this module)
+
+    if _fused.use_fused_input_grad(g, w.shape, geom):  # layout, kernels, scatter in one pass
+        return _fused.fused_input_grad(g, w, geom)
     n, o = g.shape[:2]
     c = w.shape[1]
     nd = len(geom.kernel)

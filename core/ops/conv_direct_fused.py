@@ -19,18 +19,28 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+from types import SimpleNamespace
 
 import numpy as np
 
 from . import conv_direct as _cd
 
 ENABLED = True
+# the strided input gradient (``conv_direct.direct_input_grad``) fused the same way, at two or
+# more threads (``fused_input_grad``; False: its NumPy passes, A/B)
+INPUT_GRAD = True
+UNSIGNED = True  # the copy loops' runs as uint64 (``_table``; False: int64, as before, A/B)
+# the fused loops at one thread too, for 2-D convolutions (False: only at two or more threads,
+# as before; A/B): with uint64 runs they beat NumPy's passes there (``use_fused``); a 3-D step
+# measured 3% slower (16->32 on 2 x 16^3, 8.40 -> 8.65 and 8.44 -> 8.82 ms), so 3-D keeps them
+ONE_THREAD = True
 # at two or more threads, the samples run on numba's threads from this many multiply-adds a
 # call (the whole batch's); with fewer samples than threads the unfused path (its kernels
 # split over output channels) runs instead
 MIN_PAR_MACS = 1 << 20
 
 _f = None  # the kernel module once loaded, False where numba is missing
+_fi = None  # the input-gradient kernel module, likewise
 
 
 def available() -> bool:
@@ -108,6 +118,19 @@ def _out_runs(npl, qpad, wp, out):
     return np.array(rows, dtype=np.int64)
 
 
+@functools.lru_cache(maxsize=512)
+def _unsigned(fn, *key):
+    return fn(*key).astype(np.uint64)
+
+
+def _table(fn, *key):
+    """``fn(*key)``'s runs as uint64 (``UNSIGNED``): numba indexes with an unsigned index
+    without the wraparound test of a possibly negative one, which kept the copy loops from
+    vectorising (session 22, 1 thread, the strided input gradient's copies ~0.3 -> ~0.1 ms
+    on 8 x 16 x 32^2)."""
+    return _unsigned(fn, *key) if UNSIGNED else fn(*key)
+
+
 def fused_forward(x, w, b, geom, keep: bool = False):
     """``conv_direct.direct_forward`` by the fused kernel (its result and cols); where the
     weight gradient will take the channels-last kernel, cols keeps the padded input in that
@@ -123,8 +146,8 @@ def fused_forward(x, w, b, geom, keep: bool = False):
     )
     pad = tuple(tuple(p) for p in geom.pad)
     key = (tuple(x.shape[2:]), tuple(geom.stride), pad, ph)
-    runs, zruns = _runs(*key), _zero_runs(*key, xf.shape[2])
-    oruns = _out_runs(npl, qpad, ph[-1], tuple(geom.out_size))
+    runs, zruns = _table(_runs, *key), _table(_zero_runs, *key, xf.shape[2])
+    oruns = _table(_out_runs, npl, qpad, ph[-1], tuple(geom.out_size))
     yw = np.empty((n, o, npl * qpad), dtype=dt)
     y = np.empty((n, o) + tuple(geom.out_size), dtype=dt)
     bias = np.zeros(o, dt) if b is None else np.ascontiguousarray(b, dtype=dt)
@@ -142,19 +165,125 @@ def widen(g, npl: int, qpad: int, wp: int, out):
     n, o = g.shape[:2]
     out = tuple(out)
     gw = np.empty((n, o, npl, qpad), dtype=g.dtype)
-    args = (np.ascontiguousarray(g).reshape(n * o, -1), _out_runs(npl, qpad, wp, out))
-    args += (_out_zero_runs(npl, qpad, wp, out), gw.reshape(n * o, -1))
+    args = (np.ascontiguousarray(g).reshape(n * o, -1), _table(_out_runs, npl, qpad, wp, out))
+    args += (_table(_out_zero_runs, npl, qpad, wp, out), gw.reshape(n * o, -1))
     _cd._call("widen", _cd.MIN_KERNEL_MACS, *args, mod=_f)
     return gw
+
+
+def one_thread(geom) -> bool:
+    """Whether the fused loops take this geometry at one kernel thread (``ONE_THREAD``)."""
+    return ONE_THREAD and len(geom.kernel) == 2
 
 
 def use_fused(x, o: int, geom) -> bool:
     """Whether ``fused_forward`` takes a direct forward: at two or more kernel threads
     (``conv_direct.with_kernel_threads``), with at least as many samples as threads and
-    ``MIN_PAR_MACS``. At one thread the fused loops measured no faster than NumPy's passes
-    (16->16 on 8 x 32^2: 0.47 -> 0.52 ms; the copies are memory-bound either way)."""
+    ``MIN_PAR_MACS``; at one thread too with ``ONE_THREAD``. Session 21 measured the fused
+    loops no faster than NumPy's passes at one thread (16->16 on 8 x 32^2: 0.47 -> 0.52 ms);
+    with uint64 runs (``_table``) they are faster (session 22, forward alone, 1 thread, ms:
+    3->16 on 8 x 32^2 0.19 -> 0.13, 16->32 s2 0.38 -> 0.34, 3-D 16->32 3.09 -> 2.95)."""
     nt = _cd.kernel_threads()
-    if not ENABLED or nt < 2 or x.shape[0] < nt or not available():
+    if not ENABLED or (nt < 2 and not one_thread(geom)) or x.shape[0] < nt or not available():
         return False
     ph, npl, _, _, qpad, offs = _cd._plan(x.shape, x.dtype.itemsize, geom)
     return x.shape[0] * o * x.shape[1] * len(offs) * npl * qpad >= MIN_PAR_MACS
+
+
+# ---- the strided input gradient, one sample at a time (``_numba_conv_fused_ig``) ----------------
+def _ig_available() -> bool:
+    """Whether the fused input-gradient kernels load (``conv_direct.available``)."""
+    global _fi
+    if _fi is None:
+        _fi = False
+        if _cd.available():
+            from . import _numba_conv_fused_ig
+
+            _fi = _numba_conv_fused_ig
+    return bool(_fi)
+
+
+def use_fused_input_grad(g, w_shape, geom) -> bool:
+    """Whether ``fused_input_grad`` takes a strided input gradient that
+    ``conv_direct.use_direct_input_grad`` gave the direct kernels: the rules of ``use_fused``
+    (two or more kernel threads or ``ONE_THREAD``, as many samples as threads,
+    ``MIN_PAR_MACS``)."""
+    nt = _cd.kernel_threads()
+    if not (ENABLED and INPUT_GRAD) or (nt < 2 and not one_thread(geom)) or g.shape[0] < nt:
+        return False
+    if not _ig_available():
+        return False
+    macs = g.shape[0] * math.prod(w_shape) * math.prod(geom.in_size) // math.prod(geom.stride)
+    return macs >= MIN_PAR_MACS
+
+
+@functools.lru_cache(maxsize=256)
+def _ig_tables(w_shape, stride, pad, dilation, kernel, in_size, out_size, itemsize):
+    """The fused input gradient's plan (``conv_direct._input_grad_plan``) and its run tables:
+    g's layout runs and zero runs, the phases' tap offsets (with starts), and per phase the
+    runs (source offset, destination offset, count, destination step) of its wide rows into
+    dx (with starts)."""
+    geom = SimpleNamespace(
+        stride=stride, pad=pad, dilation=dilation, kernel=kernel, in_size=in_size, out_size=out_size
+    )
+    plan = _cd._input_grad_plan(w_shape, geom, itemsize)
+    m, qmax, gs, npl, step, q, qpad, phases = plan
+    nd = len(kernel)
+    need = (npl - 1) * step + qpad + sum(qmax[i] * math.prod(gs[i + 1 :]) for i in range(nd))
+    p = max(math.prod(gs), need)
+    gpad = tuple((qm, a - o - qm) for qm, a, o in zip(qmax, gs, out_size))
+    gruns = _runs(out_size, (1,) * nd, gpad, gs)
+    gzruns = _zero_runs(out_size, (1,) * nd, gpad, gs, p)
+    offs = np.concatenate([o for _, o in phases.values()]).astype(np.int64)
+    ostarts = np.cumsum([0] + [len(o) for _, o in phases.values()]).astype(np.int64)
+    xst = [math.prod(in_size[i + 1 :]) for i in range(nd)]
+    rows, dstarts = [], [0]
+    for r in phases:
+        sl = [_cd._phase_slices(a, lo, s, ri) for a, (lo, _), s, ri in zip(in_size, pad, stride, r)]
+        cnts = [a.stop - a.start for a, _ in sl]
+        if 0 not in cnts:
+            lead = [
+                [(a.start + j, b.start + j * b.step) for j in range(cnt)]
+                for (a, b), cnt in zip(sl[:-1], cnts[:-1])
+            ]
+            a_last, b_last = sl[-1]
+            for combo in itertools.product(*lead):
+                # the wide rows: (planes of qpad,) rows of gs[-1]
+                ai = [a for a, _ in combo]
+                src = (ai[0] * qpad + ai[1] * gs[-1]) if nd == 3 else ai[0] * gs[-1]
+                dst = sum(b * st for (_, b), st in zip(combo, xst))
+                rows.append((src + a_last.start, dst + b_last.start, cnts[-1], stride[-1]))
+        dstarts.append(len(rows))
+    druns = np.array(rows, dtype=np.uint64).reshape(-1, 4)
+    # unsigned runs: numba then indexes without the wraparound test of a possibly negative
+    # index, which keeps the copy loops from vectorising
+    u = np.uint64
+    tables = (gruns.astype(u), gzruns.astype(u), offs, ostarts, druns, np.array(dstarts, u))
+    return plan, p, tables
+
+
+def fused_input_grad(g, w, geom):
+    """``conv_direct.direct_input_grad`` by the fused kernel: per sample g's padded layout,
+    every stride phase's micro-kernels and the scatter of its results into dx, the samples on
+    numba's threads (``use_fused_input_grad`` must hold)."""
+    _ig_available()  # (loads the kernels' module)
+    n, o = g.shape[:2]
+    c = w.shape[1]
+    dt = g.dtype
+    pad = tuple(tuple(p) for p in geom.pad)
+    key = (tuple(w.shape), tuple(geom.stride), pad, tuple(geom.dilation), tuple(geom.kernel))
+    key += (tuple(geom.in_size), tuple(geom.out_size), dt.itemsize)
+    plan, p, (gruns, gzruns, offs, ostarts, druns, dstarts) = _ig_tables(*key)
+    _, _, _, npl, step, _, qpad, phases = plan
+    # (O, C, T) -> per phase (C / 8, O, T_k, 8): the transpose's weights, one block a phase
+    wt = w.astype(dt, copy=False).reshape(o, c // _cd.OB, _cd.OB, -1).transpose(1, 0, 3, 2)
+    blocks = [wt[:, :, idx].reshape(-1) for idx, _ in phases.values()]
+    woffs = np.cumsum([0] + [b.size for b in blocks[:-1]]).astype(np.int64)
+    gf = np.empty((n, o, p), dtype=dt)
+    yw = np.empty((n, c, npl * qpad), dtype=dt)
+    dx = np.empty((n, c) + tuple(geom.in_size), dtype=dt)
+    zero = len(phases) < math.prod(geom.stride)  # some positions get no tap
+    args = (np.ascontiguousarray(g).reshape(n, o, -1), gruns, gzruns, gf, np.concatenate(blocks))
+    args += (woffs, offs, ostarts, step, qpad, yw, druns, dstarts, zero, dx.reshape(n, c, -1))
+    _cd._call("input_grad", _cd.MIN_KERNEL_MACS, *args, mod=_fi)  # (the parallel variant)
+    return dx
