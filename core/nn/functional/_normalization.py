@@ -228,7 +228,7 @@ def rms_norm(
             f"Expected weight to be of same shape as normalized_shape, but got "
             f"weight of shape {weight.shape} and normalized_shape = {list(shape)}"
         )
-    if input._data.size == 0:
+    if 0 in in_shape:  # (not ``_data.size``: a nested tensor's array has no size)
         dims = tuple(range(input.dim() - nd, input.dim()))
         out = input * ops.rsqrt((input * input).mean(dims, keepdim=True) + eps)
         return out * weight if weight is not None else out
