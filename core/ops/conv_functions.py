@@ -17,13 +17,12 @@ from .conv import (
     _channels_first,
     _pointwise,
     _transposed_direct,
-    col2im,
     conv_forward,
     conv_input_grad,
     conv_weight_grad,
-    im2col,
 )
 from .conv_blocked import use_blocked
+from .conv_columns import col2im, im2col
 from .conv_depthwise import is_depthwise
 from .conv_direct import DirectCols, use_direct_input_grad, use_direct_weight_grad
 from .conv_direct_cl import use_direct_cl_weight_grad
