@@ -102,6 +102,13 @@ if AVAILABLE:
             _wg2(xh, xoff, pos, j0, nj, gflat, sg, dflat, dwoff, sdw, acc0)
 
     @_jit
+    def _wg_tap(xh, offs, t, pos, j0, nj, gflat, sg, dflat, cp, t_, sd, doff, nv):
+        # tap t over positions j0..j0+nj, every CL_P input channels: its own vectors of dwt
+        for c0 in range(0, cp, CL_P):
+            dwoff = (c0 * t_ + t) * sd + doff
+            _wg_block(xh, offs[t] + c0, pos, j0, nj, gflat, sg, dflat, dwoff, t_ * sd, j0, nv)
+
+    @_jit
     def weight_grad_cl_tail(xh, gcl, goff, r, offs, pos, j_, dwt, doff):  # pragma: no cover
         # gcl (J, >= goff + R) g channels-last; dwt (Cp, T, >= doff + R), Cp a multiple of
         # CL_P; r: R, the tail's lanes (a multiple of 64 bytes).
@@ -112,21 +119,7 @@ if AVAILABLE:
         for j0 in range(0, j_, JBLOCK):
             nj = min(JBLOCK, j_ - j0)
             for t in range(t_):
-                for c0 in range(0, cp, CL_P):
-                    _wg_block(
-                        xh,
-                        offs[t] + c0,
-                        pos,
-                        j0,
-                        nj,
-                        gflat,
-                        sg,
-                        dflat,
-                        (c0 * t_ + t) * sd + doff,
-                        t_ * sd,
-                        j0,
-                        nv,
-                    )
+                _wg_tap(xh, offs, t, pos, j0, nj, gflat, sg, dflat, cp, t_, sd, doff, nv)
 
     @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
     def weight_grad_cl_tail_par(xh, gcl, goff, r, offs, pos, j_, dwt, doff):  # pragma: no cover
@@ -138,18 +131,4 @@ if AVAILABLE:
         for t in prange(t_):
             for j0 in range(0, j_, JBLOCK):
                 nj = min(JBLOCK, j_ - j0)
-                for c0 in range(0, cp, CL_P):
-                    _wg_block(
-                        xh,
-                        offs[t] + c0,
-                        pos,
-                        j0,
-                        nj,
-                        gflat,
-                        sg,
-                        dflat,
-                        (c0 * t_ + t) * sd + doff,
-                        t_ * sd,
-                        j0,
-                        nv,
-                    )
+                _wg_tap(xh, offs, t, pos, j0, nj, gflat, sg, dflat, cp, t_, sd, doff, nv)
