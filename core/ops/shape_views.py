@@ -58,16 +58,13 @@ class Expand(Function):
 
     @staticmethod
     def forward(ctx, x, shape):
-        if x.shape == shape:
-            # nothing repeats: a plain (writable) view, as torch's same-shape expand is
-            # (linear_operator writes into ``x.expand_as(y).contiguous()``); NumPy's
-            # broadcast_to always hands back a read-only array
-            return x[...]
         lead = len(shape) - x.ndim
         if shape[lead:] == x.shape and all(s == 1 for s in shape[:lead]):
-            # only new leading dims of size 1: still nothing repeats, and the view stays
-            # writable (transformers 5 copies into ``arange(n).expand((1, -1))`` buffers)
-            return x[(None,) * lead]
+            # nothing repeats (the same shape, or only new leading dims of size 1): a plain
+            # writable view, as torch's is (linear_operator writes into
+            # ``x.expand_as(y).contiguous()``, transformers 5 into ``arange(n).expand((1, -1))``);
+            # NumPy's broadcast_to always hands back a read-only array
+            return x[(None,) * lead + (Ellipsis,)]
         return ctx.xp.broadcast_to(x, shape)
 
     @staticmethod
