@@ -10,7 +10,8 @@ so a load spike on the shared machine hits both; each time is the best of ``--re
 Threads: ``threadpoolctl`` limits NumPy's BLAS/OpenMP pools and ``torch.set_num_threads`` torch's.
 ``--clock cpu`` (the default at 1 thread) times with ``time.process_time``, which a busy machine
 disturbs far less than wall time; at 2 threads the default is wall time (``perf_counter``), since
-process time adds the threads' work up instead of measuring the latency they buy.
+process time adds the threads' work up instead of measuring the latency they buy; there each
+round starts after a rest (``PAUSE``), so that no pool's idle workers still spin in it.
 
 Each family's table gives ms per forward+backward for ember and torch, their ratio, the geomean
 ratio and the worst shape. The targets (issue 23): geomean <= 1.0 per family at 1 thread,
@@ -256,8 +257,17 @@ def _round(step, clock, number):
     return (clock() - t0) / number
 
 
-def measure(libs, build, threads, repeat, clock, min_time):
-    """Best-of-``repeat`` seconds per step for each lib, rounds alternating between libs."""
+# Seconds of rest before each timed round at 2+ threads: a pool's idle workers spin after its
+# last parallel call (measured here, CPU burnt while the process slept: OpenBLAS 0.3.31 ~100
+# ms of a core, torch's OpenMP ~10 ms, numba's TBB ~3 ms), and without the rest they ran into
+# the other library's round: torch's 2-thread conv 512->512 on 2 x 7^2 took 35 ms after
+# ember's OpenBLAS round, 8 ms after a rest (session 23, docs/kernels.md)
+PAUSE = 0.15
+
+
+def measure(libs, build, threads, repeat, clock, min_time, pause=0.0):
+    """Best-of-``repeat`` seconds per step for each lib, rounds alternating between libs,
+    each after ``pause`` seconds of sleep."""
     from threadpoolctl import threadpool_limits
 
     prev = {k: lib.get_num_threads() for k, lib in libs.items()}
@@ -274,6 +284,7 @@ def measure(libs, build, threads, repeat, clock, min_time):
             best = {k: float("inf") for k in steps}
             for _ in range(repeat):
                 for k, s in steps.items():
+                    time.sleep(pause)
                     best[k] = min(best[k], _round(s, clock, numbers[k]))
     finally:  # the process's thread counts as they were (the sweep runs inside the tests too)
         for k, lib in libs.items():
@@ -308,7 +319,7 @@ def run(
             timer = time.process_time if clk == "cpu" else time.perf_counter
             rows = []
             for name, build in cases:
-                best = measure(libs, build, th, repeat, timer, min_time)
+                best = measure(libs, build, th, repeat, timer, min_time, PAUSE if th > 1 else 0)
                 rows.append(
                     {
                         "shape": name,

@@ -290,13 +290,16 @@ def test_strided_two_threads_kernel_parts(monkeypatch):
     # conv_split runs a few-channel convolution in one part; the direct kernels then run their
     # parallel variants: the same results as one thread
     from ember.backend import mkl_gemm
+    from ember.ops import conv_split as _cs
 
-    if not mkl_gemm.enabled():
+    if not (_cs.DIRECT_WITHOUT_MKL or mkl_gemm.enabled()):  # (session 23: no MKL needed)
         pytest.skip("MKL is not installed: conv_split keeps the threaded GEMM paths")
     from ember.ops import conv_direct_fused
 
     monkeypatch.setattr(D, "THREADED", True)
     monkeypatch.setattr(D, "MIN_KERNEL_MACS", 1)
+    # (small: conv_split would run it as at one thread)
+    monkeypatch.setattr("ember.ops.conv_split.MIN_THREADED_MACS", 1)
     monkeypatch.setattr(conv_direct_fused, "ENABLED", False)  # (its own: test_conv_s21.py)
     calls = []
     for name in ("forward_par", "weight_grad_cl_par"):

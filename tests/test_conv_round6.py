@@ -205,10 +205,13 @@ def test_wide_input_grad_gradcheck():
 @pytest.mark.full  # compiling the parallel variants takes several seconds on a cold cache
 def test_two_threads_tail_parallel_kernels(monkeypatch):
     from ember.backend import mkl_gemm
+    from ember.ops import conv_split as _cs
 
-    if not mkl_gemm.enabled():
+    if not (_cs.DIRECT_WITHOUT_MKL or mkl_gemm.enabled()):  # (session 23: no MKL needed)
         pytest.skip("MKL is not installed: conv_split keeps the threaded GEMM paths")
     monkeypatch.setattr(D, "MIN_KERNEL_MACS", 1)
+    # (small: conv_split would run it as at one thread)
+    monkeypatch.setattr("ember.ops.conv_split.MIN_THREADED_MACS", 1)
     kt = CL._tail_kernels()
     calls = _spy(monkeypatch, kt, ["forward_cl_tail_par", "weight_grad_cl_tail_par"])
     layouts = _spy(monkeypatch, CL._k, ["weight_layout_par"])

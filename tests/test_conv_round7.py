@@ -145,8 +145,9 @@ def test_two_threads_against_torch(dtype, monkeypatch):
     # gradient by the fused kernel (serial kernels here: no compile of the parallel variants)
     torch = pytest.importorskip("torch")
     from ember.backend import mkl_gemm
+    from ember.ops import conv_split as _cs
 
-    if not mkl_gemm.enabled():
+    if not (_cs.DIRECT_WITHOUT_MKL or mkl_gemm.enabled()):  # (session 23: no MKL needed)
         pytest.skip("MKL is not installed: conv_split keeps the threaded GEMM paths")
     monkeypatch.setattr(D, "_parallel_ok", lambda: False)
     monkeypatch.setattr(FZ, "MIN_PAR_MACS", 1)
@@ -184,9 +185,12 @@ def test_fused_input_grad_gradcheck(fused_serial, monkeypatch):
 @pytest.mark.full  # compiling the parallel variants takes several seconds on a cold cache
 def test_two_threads_parallel_fused_input_grad(monkeypatch):
     from ember.backend import mkl_gemm
+    from ember.ops import conv_split as _cs
 
-    if not mkl_gemm.enabled():
+    if not (_cs.DIRECT_WITHOUT_MKL or mkl_gemm.enabled()):  # (session 23: no MKL needed)
         pytest.skip("MKL is not installed: conv_split keeps the threaded GEMM paths")
+    # (small: conv_split would run it as at one thread)
+    monkeypatch.setattr(_cs, "MIN_THREADED_MACS", 1)
     FZ._ig_available()
     calls = []
     real = FZ._fi.input_grad_par

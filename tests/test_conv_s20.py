@@ -207,7 +207,7 @@ def test_two_threads_one_part(monkeypatch):
     from ember.backend import mkl_gemm
     from ember.ops import conv_split
 
-    if not mkl_gemm.enabled():
+    if not (conv_split.DIRECT_WITHOUT_MKL or mkl_gemm.enabled()):  # (session 23: no MKL needed)
         pytest.skip("MKL is not installed: conv_split keeps the threaded GEMM paths")
     monkeypatch.setattr(D, "MIN_KERNEL_MACS", 1 << 62)
     rng = np.random.default_rng(5)
@@ -228,10 +228,13 @@ def test_two_threads_one_part(monkeypatch):
 @pytest.mark.full  # compiling the parallel variants takes several seconds on a cold cache
 def test_two_threads_parallel_kernels(monkeypatch):
     from ember.backend import mkl_gemm
+    from ember.ops import conv_split as _cs
 
-    if not mkl_gemm.enabled():
+    if not (_cs.DIRECT_WITHOUT_MKL or mkl_gemm.enabled()):  # (session 23: no MKL needed)
         pytest.skip("MKL is not installed: conv_split keeps the threaded GEMM paths")
     monkeypatch.setattr(D, "MIN_KERNEL_MACS", 1)
+    # (small: conv_split would run it as at one thread)
+    monkeypatch.setattr("ember.ops.conv_split.MIN_THREADED_MACS", 1)
     calls = []
     for name in ("forward_cl_par", "weight_grad_cl_par"):
         real = getattr(CL._k, name)

@@ -186,8 +186,9 @@ def test_two_threads_fused_path(monkeypatch):
     # at two threads a direct convolution runs in one part with the fused forward (serial
     # kernels here: no compile of the parallel variants); the same results as one thread
     from ember.backend import mkl_gemm
+    from ember.ops import conv_split as _cs
 
-    if not mkl_gemm.enabled():
+    if not (_cs.DIRECT_WITHOUT_MKL or mkl_gemm.enabled()):  # (session 23: no MKL needed)
         pytest.skip("MKL is not installed: conv_split keeps the threaded GEMM paths")
     monkeypatch.setattr(D, "_parallel_ok", lambda: False)
     x, w, b, g = _two_thread_case()
@@ -205,9 +206,12 @@ def test_two_threads_fused_path(monkeypatch):
 @pytest.mark.full  # compiling the parallel variants takes several seconds on a cold cache
 def test_two_threads_parallel_fused_kernels(monkeypatch):
     from ember.backend import mkl_gemm
+    from ember.ops import conv_split as _cs
 
-    if not mkl_gemm.enabled():
+    if not (_cs.DIRECT_WITHOUT_MKL or mkl_gemm.enabled()):  # (session 23: no MKL needed)
         pytest.skip("MKL is not installed: conv_split keeps the threaded GEMM paths")
+    # (small: conv_split would run it as at one thread)
+    monkeypatch.setattr(_cs, "MIN_THREADED_MACS", 1)
     calls = []
     for name in ("forward_par", "widen_par"):
         real = getattr(FZ._f, name)
@@ -370,8 +374,9 @@ def test_lifted_1d_double_backward():
 
 def test_lifted_1d_two_threads(monkeypatch):
     from ember.backend import mkl_gemm
+    from ember.ops import conv_split as _cs
 
-    if not mkl_gemm.enabled():
+    if not (_cs.DIRECT_WITHOUT_MKL or mkl_gemm.enabled()):  # (session 23: no MKL needed)
         pytest.skip("MKL is not installed: conv_split keeps the threaded GEMM paths")
     monkeypatch.setattr(D, "_parallel_ok", lambda: False)
     rng = np.random.default_rng(10)

@@ -20,7 +20,7 @@ input gradient as the flipped kernel's forward, at stride 2 per stride phase); a
 column matrix with a small weight is made and used block by block (``conv_blocked``); 1x1
 stride-1 convolutions are per-sample GEMMs, no columns. At two or more threads with MKL on,
 ``conv_split`` runs these one-thread choices on the whole batch or on parts of it, one a
-thread.
+thread; without MKL, the direct kernels' choices on the whole batch.
 
 Three Functions (in ``conv_functions``, re-exported here) close over each other so that double
 backward works: ``Conv`` (y = x * w + b), ``ConvTranspose`` (its input gradient, plus a bias)

@@ -14,6 +14,12 @@ gradient write each part's samples into one output; the weight gradient sums the
 part order, so a run is reproducible; the order differs from one thread's, so the results agree
 to rounding, not bitwise). The forward's columns are kept per part (``SplitCols``).
 
+Without MKL (AMD, by default) a convolution the direct kernels take (``conv_direct``,
+``conv_direct_cl``; a weight up to ``MAX_WEIGHT_BYTES``) still runs in one part: before session
+23 it fell back to the GEMM paths on OpenBLAS's threads at two threads and lost to one thread
+(3-D 16->32 on 2 x 16^3: 7.8 ms at 1 thread, 20.4 at 2, 5.1 now). Under
+``MIN_THREADED_MACS`` the part runs exactly as at one thread (docs/kernels.md, session 23).
+
 Two parts only for deep GEMMs with many output channels (``MIN_PART_ROWS`` column rows,
 ``MIN_PART_OUT`` output channels) and enough work (``MIN_PART_MACS`` a part); otherwise one
 part, the whole batch on the calling thread. On this machine's two vCPUs the parts' gathers
@@ -59,13 +65,27 @@ ENABLED = True  # False: the paths as before (A/B)
 MAX_PARTS = 2
 # more than one part only for a deep GEMM (C/g * prod(k) column rows) with many output channels
 MIN_PART_ROWS, MIN_PART_OUT = 256, 32
+# A direct convolution stays one part with its kernels' parallel variants whether or not MKL
+# is on (False: only with MKL on, as before session 23; A/B)
+DIRECT_WITHOUT_MKL = True
+# A convolution in one part (``_one_part``) lets its kernels use several threads from this
+# many multiply-adds (forward, whole batch); smaller ones run as at one thread: numba's
+# parallel variants lost there (session 23, see docs/kernels.md)
+MIN_THREADED_MACS = 1 << 24
 
 
-def _one_part(fn, *args):
+def _one_part(macs: int, fn, *args):
     """``fn(*args)`` as one part on the calling thread: ``num_threads() == 1`` for its
     choices, while the direct kernels' calls may still use this many threads (their copies
-    stay on one; ``conv_direct.with_kernel_threads``)."""
-    return as_one_thread(with_kernel_threads, num_threads(), fn, *args)
+    stay on one; ``conv_direct.with_kernel_threads``) if the convolution has ``macs >=
+    MIN_THREADED_MACS`` multiply-adds; a smaller one runs exactly as at one thread."""
+    nk = num_threads() if macs >= MIN_THREADED_MACS else 1
+    return as_one_thread(with_kernel_threads, nk, fn, *args)
+
+
+def _macs(n: int, w_shape, out_size) -> int:
+    """The multiply-adds of a convolution's forward (``n`` samples)."""
+    return n * math.prod(w_shape) * math.prod(out_size)
 
 
 class SplitCols:
@@ -100,16 +120,23 @@ def split_bounds(
     """The sample bounds of the parts for a convolution of ``n`` samples with a weight
     ``w_shape`` and output size ``out_size`` at two or more threads: one part (``[0, n]``: the
     whole batch on the calling thread, as at one thread) or more; None where the convolution
-    keeps its own multi-threaded paths (one thread, MKL off, a large weight)."""
-    if not ENABLED or xp is not np or n < 1 or _mkl._enabled is False:
+    keeps its own multi-threaded paths (one thread, MKL off and no direct kernel, a large
+    weight)."""
+    if not ENABLED or xp is not np or n < 1:
         return None
     nt = num_threads()
     if nt < 2:
         return None
-    if math.prod(w_shape) * itemsize > MAX_WEIGHT_BYTES and direct != "cl":
+    big = math.prod(w_shape) * itemsize > MAX_WEIGHT_BYTES
+    if big and direct != "cl":
         # OpenBLAS's threads; the channels-last direct kernel's parallel variants beat them
         # (256->256 on 4 x 7^2, 2 threads, ms a step: 8.95 -> 6.75 in one run, 6.73 -> 6.62
-        # in another; torch 9.04 and 6.35)
+        # in another; torch 9.04 and 6.35) where MKL is on (Intel), not on AMD without it
+        # (session 23: 6.93 OpenBLAS -> 8.49 in one part)
+        return None
+    if direct and DIRECT_WITHOUT_MKL and not big:
+        return [0, n]  # the direct kernels need no MKL (``DIRECT_WITHOUT_MKL``)
+    if _mkl._enabled is False:
         return None
     macs = math.prod(w_shape) * n * math.prod(out_size)
     # _ready: MKL's deferred load counts these products too (``mkl_gemm.LOAD_AFTER``)
@@ -132,7 +159,7 @@ def split_forward(xp, x, w, b, geom, forward):
     if bounds is None:
         return None
     if len(bounds) == 2:
-        return _one_part(forward, xp, x, w, b, geom)
+        return _one_part(_macs(x.shape[0], w.shape, geom.out_size), forward, xp, x, w, b, geom)
     y = np.empty((x.shape[0], w.shape[0]) + tuple(geom.out_size), dtype=x.dtype)
 
     def part(lo, hi):
@@ -152,7 +179,7 @@ def split_input_grad(xp, g, w, geom, input_grad):
     if bounds is None:
         return None
     if len(bounds) == 2:
-        return _one_part(input_grad, xp, g, w, geom)
+        return _one_part(_macs(g.shape[0], w.shape, geom.out_size), input_grad, xp, g, w, geom)
     c = w.shape[1] * geom.groups
     dx = np.empty((g.shape[0], c) + tuple(geom.in_size), dtype=g.dtype)
 
@@ -174,7 +201,8 @@ def split_weight_grad(xp, x, g, w_shape, geom, cols, weight_grad):
         if bounds is None:
             return None
         if len(bounds) == 2:
-            return _one_part(weight_grad, xp, x, g, w_shape, geom, cols)
+            macs = _macs(x.shape[0], w_shape, geom.out_size)
+            return _one_part(macs, weight_grad, xp, x, g, w_shape, geom, cols)
         if cols is not None:  # the whole batch's columns from a forward in one part
             return None
         parts = [None] * (len(bounds) - 1)
@@ -208,7 +236,8 @@ def split_backward(xp, x, g, w, geom, cols, need, kernels, whole):
         if bounds is None:
             return None
         if len(bounds) == 2:
-            return _one_part(whole, xp, x, g, w, geom, cols, need)
+            macs = _macs(g.shape[0], w.shape, geom.out_size)
+            return _one_part(macs, whole, xp, x, g, w, geom, cols, need)
         if cols is not None and need[1]:  # the whole batch's columns
             return None
         parts = [None] * (len(bounds) - 1)
