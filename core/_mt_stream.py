@@ -21,9 +21,9 @@ and checked against torch 2.13 in ``tests/test_torch_streams.py``):
   ``u2``) ending in ``fma(n, std, mean)``, the last partial block redrawn from 16 fresh
   uniforms; fewer than 16: one double Box-Muller pair per two elements, the sine half kept for
   the next call (the generator's cached normal), ``z * std + mean`` rounded once (an FMA);
-- integers in ``[low, high)``: ``r % (high - low) + low`` (two outputs when the range needs 64
-  bits); ``random_()`` without bounds: ``r % (2**d + 1)`` for floats, ``r % (max + 1)`` for
-  integers (64-bit types from two outputs);
+- integers in ``[low, high)``: ``r % (high - low) + low`` (two outputs when the range is
+  2**28 or more); ``random_()`` without bounds: ``r % (2**d + 1)`` for floats,
+  ``r % (max + 1)`` for integers (64-bit types from two outputs);
 - ``randperm(n)``: Fisher-Yates from the front, swapping ``i`` with ``i + r % (n - i)``;
 - Bernoulli with a scalar ``p``: a float64 uniform ``< p``; with a tensor of probabilities, a
   uniform of the probabilities' dtype ``< p``.
@@ -70,6 +70,12 @@ def mantissa_digits(dtype) -> int:
         return 1
     info = np.iinfo(dt)
     return int(info.bits - (1 if info.min < 0 else 0))
+
+
+# torch draws a 64-bit value for a ``random_(from, to)`` / ``randint`` span of 2**28 or more
+# (less modulo bias), one 32-bit output below (checked against torch 2.13 for int32 / int64 /
+# float64 at spans 4 .. 2**39: sbi's MCMC seeds come from ``randint(high=2**31)``).
+_WIDE_SPAN = 1 << 28
 
 
 class TorchStream:
@@ -271,8 +277,8 @@ class TorchStream:
         if span >= (1 << 64):
             raise ValueError(f"random_ expects a range below 2**64, but got [{low}, {high})")
         if 0 < n <= _FAST and -(1 << 63) <= low and high <= (1 << 63):
-            r = self.raw32(n if span < (1 << 32) else 2 * n).tolist()
-            if span < (1 << 32):
+            r = self.raw32(n if span < _WIDE_SPAN else 2 * n).tolist()
+            if span < _WIDE_SPAN:
                 vals = [v % span + low for v in r]
             else:
                 it = iter(r)
@@ -282,7 +288,7 @@ class TorchStream:
                 out = out.astype(dtype)
             out = out if len(shape) == 1 else out.reshape(shape)
             return out if size is not None else out[()]
-        r = self.raw32(n) if span < (1 << 32) else self.raw64(n)
+        r = self.raw32(n) if span < _WIDE_SPAN else self.raw64(n)
         out = ((r % np.uint64(span)).astype(np.int64) + low).astype(dtype).reshape(shape)
         return out if size is not None else out[()]
 

@@ -79,6 +79,21 @@ _callers = threading.local()
 
 def _user_apply(cls, *args, **kwargs):
     """``Function.apply`` for a user Function: remembers the caller's tensors for ``forward``."""
+    if getattr(Function.__dict__["apply"], "__func__", None) is not _function_apply:  # a mode
+        hook = _python_op_hook()
+        if hook is not None:  # jit._get_trace_graph: one prim::PythonOp, as torch's tracer
+            return hook(cls, lambda: _user_apply_inner(cls, args, kwargs), args, kwargs)
+    return _user_apply_inner(cls, args, kwargs)
+
+
+def _python_op_hook():
+    from .._dispatch import _TLS
+
+    stack = getattr(_TLS, "stack", None)
+    return getattr(stack[-1], "_ember_python_op", None) if stack else None
+
+
+def _user_apply_inner(cls, args: tuple, kwargs: dict):
     stack = getattr(_callers, "stack", None)
     if stack is None:
         stack = _callers.stack = []
@@ -92,8 +107,8 @@ def _user_apply(cls, *args, **kwargs):
     finally:
         stack.pop()
         positions = nones.pop()
-    if positions:  # forward returned None there: so does apply, as PyTorch's
-        out = tuple(None if i in positions else o for i, o in enumerate(out))
+    if positions:  # forward returned None / a non-tensor there: so does apply, as PyTorch's
+        out = tuple(positions[i] if i in positions else o for i, o in enumerate(out))
     return out
 
 
@@ -142,6 +157,8 @@ def _own(cls, name: str):
     attr = cls.__dict__.get(name)
     if isinstance(attr, staticmethod):
         return attr.__func__
+    if isinstance(attr, classmethod):  # ``def forward(cls, ctx, ...)`` (pytorch_tabular's entmax)
+        return attr.__get__(None, cls)
     return attr if callable(attr) else None
 
 
@@ -175,7 +192,7 @@ def adapt_user_function(cls: type) -> None:
                     out = fwd(ctx, *targs, **kwargs)
             if ctx._saved:  # the engine tracks saved arrays (versions, double backward)
                 ctx._saved = tuple(_saved_array(s) for s in ctx._saved)
-            if type(out) is tuple and any(o is None for o in out):
+            if type(out) is tuple and any(_passes_through(o) for o in out):
                 out = _none_placeholders(ctx, out)
             return _as_arrays(out)
 
@@ -204,17 +221,27 @@ def adapt_user_function(cls: type) -> None:
         cls.backward = staticmethod(backward)
 
 
+def _passes_through(o) -> bool:
+    """A forward output that is no tensor (``None``, a flag, a type, a number): PyTorch's
+    ``apply`` returns it as it is (torchopt's implicit gradients return ``output_is_tensor``
+    and ``type(output)`` so)."""
+    from ..tensor import Tensor
+
+    return not (isinstance(o, Tensor) or _is_array(o))
+
+
 def _none_placeholders(ctx, out: tuple) -> tuple:
-    """A forward that returns ``None`` among its outputs (PyTorch passes it through): the
-    engine takes arrays, so ``None`` becomes a 0-d bool array (never differentiable) and
-    ``apply`` (``_user_apply``) hands ``None`` back in its place."""
-    positions = tuple(i for i, o in enumerate(out) if o is None)
-    ctx._none_outputs = positions
+    """A forward that returns ``None`` or other non-tensors among its outputs (PyTorch passes
+    them through): the engine takes arrays, so each becomes a 0-d bool array (never
+    differentiable), ``apply`` (``_user_apply``) hands the object back in its place and
+    ``backward`` gets ``None`` for its gradient."""
+    positions = {i: o for i, o in enumerate(out) if _passes_through(o)}
+    ctx._none_outputs = tuple(positions)
     nones = getattr(_callers, "nones", None)
     if nones:
         nones[-1] = positions
     xp = ctx.__dict__.get("xp", np)
-    return tuple(xp.zeros((), dtype=bool) if o is None else o for o in out)
+    return tuple(xp.zeros((), dtype=bool) if i in positions else o for i, o in enumerate(out))
 
 
 def _backward_from_jvp(ctx, *grads):

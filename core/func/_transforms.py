@@ -7,6 +7,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
+from ..autograd import grad_mode
 from ..creation import ones_like
 from ..tensor import Tensor
 from ._common import Level, detach_tree, normalize_argnums
@@ -93,6 +94,11 @@ def grad(func: Callable, argnums: int | tuple[int, ...] = 0, has_aux: bool = Fal
     return wrapper
 
 
+def _live(tensors: list) -> bool:
+    r"""Whether grad mode is on now and some of ``tensors`` require grad."""
+    return grad_mode.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
 def vjp(func: Callable, *primals: Any, has_aux: bool = False):
     r"""Run ``func(*primals)`` and return its output and a function for vector-Jacobian
     products.
@@ -131,7 +137,10 @@ def vjp(func: Callable, *primals: Any, has_aux: bool = False):
                 )
         flat_c = [c if c.dtype == o.dtype else c.to(o.dtype) for o, c in zip(flat_o, flat_c)]
         if create_graph is None:
-            create_graph = cg_out or level.needs_graph([], *flat_c)
+            # decided at call time too: a vjp_fn made under no_grad (a custom Function's
+            # backward) that an enclosing transform calls with cotangents requiring grad must
+            # stay differentiable in them (torchopt's implicit differentiation nests so)
+            create_graph = cg_out or level.needs_graph([], *flat_c) or _live(flat_c)
         grads = level.vjp(
             flat_o, lifted, flat_c, create_graph=create_graph, retain_graph=retain_graph
         )

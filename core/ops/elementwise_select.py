@@ -162,4 +162,10 @@ def clamp(input, min=None, max=None):
         if max is not None:
             out = minimum(out, max)
         return out
+    if isinstance(input, Tensor) and input._data.dtype.kind in "biu":
+        # ``int_tensor.clamp(min=1e-5)`` is a default-float tensor in PyTorch (x-transformers'
+        # masked mean divides by it); NumPy's clip would give float64
+        for bound in (min, max):
+            if bound is not None:
+                input, _ = promote(input, bound)
     return Clamp.apply(input, min, max)

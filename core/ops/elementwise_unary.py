@@ -4,6 +4,8 @@ per op, forward and backward side by side, plus the helpers the elementwise fami
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..autograd.function import Function
 from ..backend.dtype import get_default_dtype
 from ..tensor import Tensor
@@ -141,11 +143,13 @@ class Tanh(Function):
 class Sigmoid(Function):
     @staticmethod
     def forward(ctx, x):
-        # sigmoid(x) = (1 + tanh(x/2)) / 2: stable in both tails and ~10x faster than a
-        # data-dependent np.where between two exp forms
-        out = ctx.xp.tanh(x * 0.5)
+        # 1 / (1 + exp(-x)), as PyTorch: exact to the last bits in the negative tail
+        # (sigmoid(-34) = 1.9e-15; (1 + tanh(x/2)) / 2 cancels to 0 there, and
+        # x-transformers' / diffusion schedules' sqrt(sigmoid(log_snr)) then divide by it);
+        # exp(-x) = inf gives 0 with no branch
+        out = ctx.xp.exp(-x)
         out += 1
-        out *= 0.5
+        out = ctx.xp.reciprocal(out, out=out) if out.ndim else 1 / out  # 0-d: a NumPy scalar
         ctx.save_for_backward(out)
         return out
 
@@ -153,6 +157,9 @@ class Sigmoid(Function):
     def backward(ctx, grad):
         (out,) = ctx.saved_tensors
         return grad * out * (1 - out)
+
+
+_SAME_SIZE_INT = {2: np.int16, 4: np.int32, 8: np.int64}  # Relu.backward's select
 
 
 class Relu(Function):
@@ -166,7 +173,16 @@ class Relu(Function):
     def backward(ctx, grad):
         (out,) = ctx.saved_tensors
         # a select, not a product: a negative gradient at a dead unit is 0., not -0. (torch)
-        return ctx.xp.where(out > 0, grad, 0)
+        it = None
+        if type(grad).__module__ == "numpy" and grad.dtype.kind == "f":  # not CuPy, a Tensor
+            it = _SAME_SIZE_INT.get(grad.dtype.itemsize)
+        if it is None or grad.shape != out.shape:
+            return ctx.xp.where(out > 0, grad, 0)
+        # the same select as a bitwise AND with an all-ones / all-zeros mask: NumPy's where
+        # branches per element and mispredicts on ReLU's random pattern (1 M float32: 1.15 ms
+        # -> 0.13 ms here, bit for bit the same, NaN / inf / -0. included)
+        mask = np.negative((out > 0).view(np.int8), dtype=it)
+        return np.bitwise_and(grad.view(it), mask).view(grad.dtype)
 
 
 class Abs(Function):

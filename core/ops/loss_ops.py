@@ -19,7 +19,7 @@ def _softplus(xp, x):
 
 
 def _sigmoid(xp, x):
-    return xp.tanh(x * 0.5) * 0.5 + 0.5  # one transcendental pass, no overflow
+    return 1 / (1 + xp.exp(-x))  # full relative precision in the negative tail, as torch
 
 
 class BinaryCrossEntropy(Function):
@@ -79,8 +79,10 @@ class BinaryCrossEntropyWithLogits(Function):
         nx, nt, nw, npw = ctx.needs_input_grad
         gx = gt = gw = gpw = None
         if nx:
-            lw = 1 + (pos_weight - 1) * t if pos_weight is not None else 1
-            gx = g * ((1 - t) - lw * _sigmoid(xp, -x))
+            # lw sigmoid(x) - p t, as torch: (1 - t) - lw sigmoid(-x) is the same sum, but it
+            # cancels to 0 where sigmoid(x) is tiny (x = -18 gave 0 for 1.5e-8)
+            pt = pos_weight * t if pos_weight is not None else t
+            gx = g * ((1 - t + pt) * _sigmoid(xp, x) - pt)
         if nt:
             gt = g * (-x + (pos_weight - 1) * sp) if pos_weight is not None else -g * x
         if nw:

@@ -395,3 +395,7 @@ def _register_submodules() -> None:
 
 
 _register_submodules()
+# A package, as torch's is: with a ``__path__`` the import system resolves
+# ``torch.utils.tensorboard.writer`` through an alias of this module (sbi imports it so) instead
+# of refusing "is not a package"; the submodules themselves come from sys.modules above.
+__path__: list[str] = []

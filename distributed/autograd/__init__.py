@@ -22,7 +22,7 @@ import threading
 
 import ember
 
-__all__ = ["context", "backward", "get_gradients", "DistAutogradContext"]
+__all__ = ["context", "backward", "get_gradients", "is_available", "DistAutogradContext"]
 
 _lock = threading.Lock()
 _contexts: dict[int, DistAutogradContext] = {}
@@ -75,6 +75,11 @@ class DistAutogradContext:
         :func:`get_gradients` returns)."""
         with self.lock:
             return {leaf: g for leaf, g in self.grads.values()}
+
+
+def is_available() -> bool:
+    """Distributed autograd is always built in ember (torch's ``is_available``)."""
+    return True
 
 
 def _current() -> DistAutogradContext | None:
