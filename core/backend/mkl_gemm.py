@@ -22,7 +22,13 @@ stay with OpenBLAS, which splits them across threads. Everything else, and every
 MKL is absent or turned off, is ``numpy.matmul``.
 
 ``EMBER_MKL=0`` (or :func:`set_enabled`) turns the path off; it is also off on CPUs that are
-not Intel's unless ``EMBER_MKL=1`` (MKL's generic code path is not measured there). MKL is
+not Intel's unless ``EMBER_MKL=1``. Measured on a 2-core AVX-512 AMD EPYC (session 23, MKL
+2026.2.1, 1 thread, CPU time) MKL does not pay there: the convolution GEMMs are equal or
+slower (2048x576 @ 576x64: OpenBLAS 86 GFLOP/s, MKL 84; 8192x800 @ 800x32 61 / 56), large
+products slower (256x1024 @ 1024x4096: 88-92 / 62-86) and only few rows against a
+*transposed* weight faster (8x1024 @ (4096x1024).T: 17 / 26-33), which the recurrent layers
+avoid (``rnn.LSTMLayer``: ``w_hh @ h.T``, 26-27 GFLOP/s without MKL); the kernel sweep with
+``EMBER_MKL=1``: conv 1.06 of torch against 1.05, rnn 1.01 against 0.94. MKL is
 loaded only after ``LOAD_AFTER`` multiply-adds have gone through NumPy (see there; sooner at
 several threads, see ``SMP_FLOPS``), at once with ``EMBER_MKL=1``, :func:`set_enabled` or
 :func:`enabled`.
@@ -122,6 +128,12 @@ def enabled() -> bool:
         else:
             _enabled = (flag == "1" or _intel_cpu()) and bool(_load())
     return _enabled
+
+
+def active() -> bool:
+    """Whether products go to MKL now (loaded and switched on); unlike ``enabled()`` it never
+    loads MKL."""
+    return _enabled is True
 
 
 def _ready(flops: int) -> bool:

@@ -15,10 +15,15 @@ import os
 import numpy as np
 
 from ..autograd.function import Function
-from . import _kernel_split
 from ._kernel_split import split_call
 from ._lowp import float32_compute
-from .norm_rows import _rows_saved, _rows_state, normalize_rows, normalize_rows_backward
+from .norm_rows import (
+    _rows_saved,
+    _rows_state,
+    normalize_rows,
+    normalize_rows_backward,
+    split_min,
+)
 
 _numba = None  # ``_numba_group_norm`` once loaded; False when unavailable
 _F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
@@ -57,7 +62,7 @@ def _group_forward_compiled(ctx, kern, x, weight, bias, groups, eps):
     mean = np.empty((n, groups))
     invstd = np.empty((n, groups))
     w2, b2 = w.reshape(groups, -1), b.reshape(groups, -1)
-    if x.size < 2 * _kernel_split._MIN_PER_THREAD:  # one slice anyway: no closure, no slices
+    if x.size < 2 * split_min():  # one slice anyway: no closure, no slices
         kern.group_norm_forward(x4, w2, b2, eps, out, mean, invstd)
     else:
         split_call(
@@ -65,6 +70,7 @@ def _group_forward_compiled(ctx, kern, x, weight, bias, groups, eps):
             n,
             x4[0].size,
             lambda lo, hi: (x4[lo:hi], w2, b2, eps, out[lo:hi], mean[lo:hi], invstd[lo:hi]),
+            split_min(),
         )
     # only x and the (N, G) statistics are kept, as PyTorch; the backward recomputes xhat
     ctx.save_for_backward(None, weight, None, x)
@@ -79,7 +85,7 @@ def _group_backward_compiled(ctx, grad):
     gx = np.empty(x4.shape, x4.dtype) if nx else np.empty((0, 0, 0, 0), x4.dtype)
     sg = np.empty(x4.shape[:3])
     sgx = np.empty(x4.shape[:3])
-    if x4.size < 2 * _kernel_split._MIN_PER_THREAD:  # one slice anyway (see the forward)
+    if x4.size < 2 * split_min():  # one slice anyway (see the forward)
         kern.group_norm_backward(g4, x4, w, mean, invstd, nx, gx, sg, sgx)
     else:
         split_call(
@@ -93,6 +99,7 @@ def _group_backward_compiled(ctx, grad):
                 nx,
                 *(a[lo:hi] for a in (gx, sg, sgx)),
             ),
+            split_min(),
         )
     c = grad.shape[1]
     gw = sgx.sum(axis=0).reshape(c).astype(x4.dtype) if nw else None
@@ -115,6 +122,7 @@ def batch_norm_forward_compiled(ctx, kern, x3, weight, bias, eps):
         c,
         x3.shape[0] * x3.shape[2],
         lambda lo, hi: (x3, w, b, float(eps), lo, hi, out, mean, var, invstd),
+        split_min(),
     )
     ctx.compiled = (kern, x3, w, mean, invstd)
     return out, mean, var
@@ -133,6 +141,7 @@ def batch_norm_backward_compiled(ctx, grad):
         c,
         x3.shape[0] * x3.shape[2],
         lambda lo, hi: (g3, x3, w, mean, invstd, nx, lo, hi, gx, sg, sgx),
+        split_min(),
     )
     gw = sgx.astype(x3.dtype) if nw else None
     gb = sg.astype(x3.dtype) if nb else None

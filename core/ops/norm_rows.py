@@ -25,6 +25,19 @@ _BLOCK_ELEMS = 1 << 15
 # Rows per part of the compiled backward's column sums: ~64K elements, the thread split's
 # minimum slice (``_kernel_split``), so a (parts, d) partial array costs ~1/64 of the input
 _PART_ELEMS = 1 << 16
+# The norm kernels go to the pool's threads only from ``_MIN_PER_THREAD << _SPLIT_SHIFT``
+# elements a thread (512K: from 1M elements in all at 2 threads). A norm is a few passes at
+# ~0.5 ns an element, so below that a worker's hand-off and wake-up cost more than half the
+# pass saves. Quiet run, 2 cores, forward + backward, one thread (CPU ms) vs split (wall ms):
+# layer 256x1024 0.149 vs 0.250; group 16x64x16x16 0.168 vs 0.254; rms 256x1024 0.143 vs
+# 0.244; batch 32x16x32x32 0.343 vs 0.451; layer 64x128x512 (4M) 4.45 vs 2.90 (session 23).
+_SPLIT_SHIFT = 3
+
+
+def split_min() -> int:
+    """Elements per thread below which the norm kernels stay on the calling thread (follows
+    ``_kernel_split._MIN_PER_THREAD``, which the tests lower to force a split)."""
+    return _kernel_split._MIN_PER_THREAD << _SPLIT_SHIFT
 
 
 _numba = None  # the compiled kernels' module once loaded; False when unavailable
@@ -135,7 +148,8 @@ def normalize_rows(
         invstd = inv.reshape(m, 1)
         w, b = _vec(weight, d, dt, 1), _vec(bias, d, dt, 0)
         eps_, inv_d = _scalars(dt, eps, d)
-        if m * d < 2 * _kernel_split._MIN_PER_THREAD:
+        least = split_min()
+        if m * d < 2 * least:
             # split_call would run one slice here anyway: no closure, no slices (~2 us)
             nb.rows_forward(x2, w, b, center, keep_xhat, eps_, inv_d, out, xhat, mean, inv)
             return out, ((xhat, None, invstd) if keep_xhat else (x2, mean, invstd))
@@ -157,6 +171,7 @@ def normalize_rows(
                 mean[lo:hi],
                 inv[lo:hi],
             ),
+            least,
         )
         return out, ((xhat, None, invstd) if keep_xhat else (x2, mean, invstd))
     invstd = xp.empty((m, 1), dtype=dt)
@@ -245,7 +260,7 @@ def normalize_rows_backward(
             rows = (g2[lo:hi], src[lo:hi], mean[lo:hi], rs[lo:hi], inv[lo:hi])
             return (*rows, w, center, need_x, inv_d, gxs, pw[p0:p1], pb[p0:p1], part_rows)
 
-        split_call(nb.rows_backward, parts, part_rows * d, args)
+        split_call(nb.rows_backward, parts, part_rows * d, args, split_min())
         if need_w:
             np.sum(pw, axis=0, out=gw)
         if need_b:
