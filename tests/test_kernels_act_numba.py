@@ -1,5 +1,5 @@
 """The compiled activation kernels of issue 23 (``ops/_numba_act.py``): GELU exact / tanh, SiLU,
-softmax and log_softmax over the last dim, forward and backward. Forward against a float64
+sigmoid, softmax and log_softmax over the last dim, forward and backward. Forward against a float64
 NumPy reference, gradients against torch, float64 gradcheck / gradgradcheck through the same
 kernels (float64 is added to the compiled dtypes), special values (overflow and underflow of
 the exponential, infinities, NaN) against torch."""
@@ -13,7 +13,7 @@ import pytest
 
 import ember
 from ember.autograd import gradcheck, gradgradcheck
-from ember.ops import act_kernels
+from ember.ops import act_kernels, elementwise_unary
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("numba")
@@ -25,8 +25,9 @@ _EDGES = [-120.0, -88.0, -87.5, -30.0, -9.0, -1e-3, 0.0, 1e-3, 5.0, 30.0, 88.5, 
 
 @pytest.fixture
 def compiled(monkeypatch):
-    """The compiled kernels, for float32 and float64."""
+    """The compiled kernels, for float32 and float64, from any size."""
     monkeypatch.setattr(act_kernels, "_numba", None)
+    monkeypatch.setattr(elementwise_unary, "_COMPILED_MIN", 1)
     monkeypatch.setattr(
         act_kernels, "_COMPILED_DTYPES", (np.dtype(np.float32), np.dtype(np.float64))
     )
@@ -43,6 +44,7 @@ _ACTS = {
         lambda a: TF.gelu(a, approximate="tanh"),
     ),
     "silu": (F.silu, TF.silu),
+    "sigmoid": (ember.sigmoid, torch.sigmoid),
     "softmax": (lambda a: F.softmax(a, -1), lambda a: TF.softmax(a, -1)),
     "log_softmax": (lambda a: F.log_softmax(a, -1), lambda a: TF.log_softmax(a, -1)),
 }
@@ -58,6 +60,9 @@ def _ref(name, x):
         return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
     if name == "silu":
         return x / (1 + np.exp(-x))
+    if name == "sigmoid":
+        with np.errstate(over="ignore"):
+            return 1 / (1 + np.exp(-x))
     z = x - x.max(-1, keepdims=True)
     lp = z - np.log(np.exp(z).sum(-1, keepdims=True))
     return lp if name == "log_softmax" else np.exp(lp)
@@ -103,7 +108,7 @@ def test_float64_gradcheck_through_kernels(compiled, name):
     assert gradgradcheck(fe, (x,))
 
 
-@pytest.mark.parametrize("name", ["gelu", "gelu_tanh", "silu"])
+@pytest.mark.parametrize("name", ["gelu", "gelu_tanh", "silu", "sigmoid"])
 def test_special_values_match_torch(compiled, name):
     x = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-30, -1e-30], np.float32)
     fe, ft = _ACTS[name]
@@ -298,3 +303,24 @@ def test_output_same_with_and_without_grad(name, fn, dtype):
         plain = fn(x).numpy()
     with_grad = fn(x.clone().requires_grad_()).detach().numpy()
     np.testing.assert_array_equal(plain.view(np.uint8), with_grad.view(np.uint8))
+
+
+@pytest.mark.parametrize("grad", ["sum", "scaled sum", "strided", "full"])
+def test_sigmoid_backward_kernel_takes_each_gradient_layout(compiled, grad):
+    # one compiled pass reads a contiguous gradient, or one value broadcast (a sum's); other
+    # layouts take NumPy's expression. Each agrees with torch, and the tails stay exact.
+    x = _x((40, 50), seed=4, scale=12.0)
+    xe, xt = ember.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    ye, yt = ember.sigmoid(xe), torch.sigmoid(xt)
+    g = _x((50, 40), seed=5, scale=1.0)
+    if grad == "sum":
+        ye.sum().backward(), yt.sum().backward()
+    elif grad == "scaled sum":
+        (ye * 3.0).sum().backward(), (yt * 3.0).sum().backward()
+    elif grad == "strided":
+        ye.backward(ember.tensor(g).t()), yt.backward(torch.tensor(g).t())
+    else:
+        ye.backward(ember.tensor(g.T.copy())), yt.backward(torch.tensor(g.T.copy()))
+    np.testing.assert_allclose(ye.detach().numpy(), yt.detach().numpy(), rtol=1e-6, atol=1e-30)
+    # (1 - s) near s = 1 carries the rounding of s: a few float32 ulps of 1, relative
+    np.testing.assert_allclose(xe.grad.numpy(), xt.grad.numpy(), rtol=1e-5, atol=1e-30)

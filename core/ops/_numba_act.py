@@ -1,5 +1,6 @@
-"""Compiled (numba) activation kernels: GELU (exact and tanh), SiLU, and softmax / log_softmax
-over rows, forward and backward, each one pass (two for the row kernels) over the data.
+"""Compiled (numba) activation kernels: GELU (exact and tanh), SiLU, sigmoid, and softmax /
+log_softmax over rows, forward and backward, each one pass (two for the row kernels) over the
+data.
 
 The gain is the exponential. NumPy 2.4 on an AVX2 machine has no vectorised float32 ``exp``
 (~4 ns per element, more than torch's whole GELU forward), and numba without Intel's SVML calls
@@ -190,6 +191,22 @@ def gelu_tanh_forward_der(x, out, der, k):  # pragma: no cover
         out[i] = v * s
         # d/dv [v s] = s + 2 v s (1 - s) u'   ((1 - tanh^2 u) / 2 = 2 s (1 - s))
         der[i] = s + two * v * s * (one - s) * c * (one + a3 * v2)
+
+
+@_jit
+def sigmoid_forward(x, out, k):  # pragma: no cover
+    for i in range(x.size):
+        out[i] = recip1p(fexp(-x[i]))  # exp(-x) = inf gives 0: no branch
+
+
+@_jit
+def sigmoid_backward(g, out, res, k):  # pragma: no cover
+    # ``g`` has out's size, or one element: a broadcast gradient (``y.sum().backward()``)
+    one = k[2]
+    step = 1 if g.size == out.size else 0
+    for i in range(out.size):
+        o = out[i]
+        res[i] = g[i * step] * (o * (one - o))
 
 
 @_jit

@@ -110,6 +110,35 @@ def silu_f32(x, need_grad: bool):
     return out.reshape(shape), (der.reshape(shape) if der is not None else None)
 
 
+def sigmoid_grad(kern, grad, out):
+    """``grad * out * (1 - out)`` in one compiled pass when the saved sigmoid ``out`` is a
+    C-contiguous NumPy array and ``grad`` one of its shape and dtype, C-contiguous or one value
+    broadcast (the gradient of a ``sum``); else None."""
+    if not (
+        type(grad) is np.ndarray
+        and grad.shape == out.shape
+        and grad.dtype == out.dtype
+        and out.flags.c_contiguous
+    ):
+        return None
+    if grad.flags.c_contiguous:
+        gf = grad.reshape(-1)
+    elif not any(grad.strides):
+        gf = np.array([grad.flat[0]], dtype=grad.dtype)  # one value, read by every element
+    else:
+        return None
+    of = out.reshape(-1)
+    res = fresh_output(of.shape, of.dtype, of)
+    k = kern.consts(of.dtype)
+    whole = gf.size == of.size
+
+    def args(lo, hi):
+        return (gf[lo:hi] if whole else gf, of[lo:hi], res[lo:hi], k)
+
+    split_call(kern.sigmoid_backward, of.size, 1, args)
+    return res.reshape(grad.shape)
+
+
 def _multiply(a, b, out):
     np.multiply(a, b, out=out)
 
@@ -161,6 +190,7 @@ _FLAT = {
     "gelu": ("gelu_forward", "gelu_forward_der"),
     "gelu_tanh": ("gelu_tanh_forward", "gelu_tanh_forward_der"),
     "silu": ("silu_forward", "silu_forward_der"),
+    "sigmoid": ("sigmoid_forward", None),  # its backward reads the output (``sigmoid_grad``)
 }
 
 
@@ -170,13 +200,14 @@ def flat_compiled(kern, name: str, x, need_grad: bool):
     xf = np.ascontiguousarray(x).reshape(-1)
     k = kern.consts(x.dtype)
     out = fresh_output(xf.shape, xf.dtype, xf)
-    fwd, fwd_der = (getattr(kern, f) for f in _FLAT[name])
+    fwd_name, fwd_der_name = _FLAT[name]
     der = None
     if need_grad:
         der = fresh_output(xf.shape, xf.dtype, xf)
+        fwd_der = getattr(kern, fwd_der_name)
         split_call(fwd_der, xf.size, 1, lambda lo, hi: (xf[lo:hi], out[lo:hi], der[lo:hi], k))
     else:
-        split_call(fwd, xf.size, 1, lambda lo, hi: (xf[lo:hi], out[lo:hi], k))
+        split_call(getattr(kern, fwd_name), xf.size, 1, lambda lo, hi: (xf[lo:hi], out[lo:hi], k))
     return out.reshape(x.shape), (der.reshape(x.shape) if der is not None else None)
 
 
