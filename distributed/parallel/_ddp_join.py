@@ -95,14 +95,16 @@ class JoinableDDP(Joinable):
         """Broadcast the buffers from rank 0 (under Join: from the highest rank not joined,
         as PyTorch does, since a joined rank's buffers are stale); PyTorch skips this after a
         forward that did not synchronize gradients (``require_forward_param_sync``)."""
-        # collected afresh each time, as PyTorch does: buffers may be reassigned
-        buffers = list(self.module.buffers())
         if not (
             self.broadcast_buffers
             and self.world_size > 1
-            and buffers
+            and self.modules_buffers  # (PyTorch's test: the buffers found at the last sync)
             and self.require_forward_param_sync
         ):
+            return
+        # collected afresh each time, as PyTorch does: buffers may be reassigned
+        self.modules_buffers = buffers = list(self.module.buffers())
+        if not buffers:
             return
         src = 0
         if self._join_config.enable:

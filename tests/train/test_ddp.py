@@ -415,3 +415,26 @@ def test_ddp_broadcasts_a_buffer_reassigned_after_wrapping():
     for o in _ranks(_reassigned_buffer_rank, 2):
         assert o is not None and o.ok, o and o.traceback
         assert o.value == [5.0, 5.0, 5.0]  # rank 0's new buffer, as PyTorch does
+
+
+def _buffer_added_after_wrapping_rank():
+    import ember
+    import ember.distributed as dist
+    import ember.nn as nn
+    from ember.distributed.parallel.ddp import DistributedDataParallel
+
+    rank = dist.get_rank()
+    model = nn.Linear(2, 2)
+    net = DistributedDataParallel(model)  # no buffers at wrap time
+    model.register_buffer("scale", ember.full((3,), float(rank + 5)))
+    net(ember.ones(1, 2))
+    return model.scale.numpy().tolist()
+
+
+def test_ddp_without_buffers_at_wrap_time_broadcasts_none():
+    # PyTorch's rule (its ``modules_buffers``, found at wrap time): a module wrapped without
+    # buffers skips the broadcast, so each rank keeps a buffer it adds later
+    outs = _ranks(_buffer_added_after_wrapping_rank, 2)
+    for o in outs:
+        assert o is not None and o.ok, o and o.traceback
+    assert [o.value for o in outs] == [[5.0] * 3, [6.0] * 3]
