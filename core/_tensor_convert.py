@@ -64,10 +64,16 @@ class _TensorConversions:
 
     def to(self, *args, **kwargs) -> Tensor:
         """``to(device)``, ``to(dtype)``, ``to(device, dtype)``, ``to(other)``; differentiable."""
+        layout = kwargs.pop("memory_format", None)
         dev, dt, copy = _parse_to(args, kwargs)
         from .ops import convert
 
-        return convert.to(self, dev, dt, copy)
+        out = convert.to(self, dev, dt, copy)
+        if layout is not None and convert._channels_last_rank(layout):
+            out = convert.to_channels_last(out, layout)  # NHWC strides, as torch's
+        elif layout is not None and layout is _contiguous_format():
+            out = convert.contiguous(out)
+        return out
 
     def cuda(self, device=None, non_blocking: bool = False) -> Tensor:
         """A copy on a CUDA device (the current one, or ``device``); ``self`` if already there."""
@@ -190,6 +196,12 @@ class _TensorConversions:
                 object.__setattr__(t, k, copy.deepcopy(v, memo))
         memo[id(self)] = t
         return t
+
+
+def _contiguous_format():
+    from ._torch_misc import contiguous_format
+
+    return contiguous_format
 
 
 # Imported last, after the class above exists: ``core/tensor.py`` imports this module at its end,

@@ -60,19 +60,20 @@ jagged = layout("jagged")
 
 
 class memory_format(_NamedConstant):
-    """A memory format for ``.to``/``.contiguous``/``empty_like``. ember arrays are C-ordered:
-    every format is accepted and the result is a dense row-major array."""
+    """A memory format for ``.to``/``.contiguous``/``clone``/``is_contiguous``: ``channels_last``
+    gives torch's NHWC strides (an NHWC array indexed NCHW); factories and ``*_like`` accept
+    every format and return row-major arrays."""
 
     __slots__ = ()
 
 
-#: Row-major (C-ordered) memory, the layout of every ember tensor.
+#: Row-major (C-ordered) memory, the layout ember's ops produce.
 contiguous_format = memory_format("contiguous_format")
-#: NHWC order in PyTorch; accepted by ember, whose arrays stay row-major.
+#: NHWC order (``.contiguous``/``.to``/``clone``/``is_contiguous``, ``Module.to``).
 channels_last = memory_format("channels_last")
-#: NDHWC order in PyTorch; accepted by ember, whose arrays stay row-major.
+#: NDHWC order, as ``channels_last`` for 5-D tensors.
 channels_last_3d = memory_format("channels_last_3d")
-#: Keep the input's memory format (always row-major in ember).
+#: Keep the input's memory format (``clone`` keeps ``channels_last``; others: row-major).
 preserve_format = memory_format("preserve_format")
 
 

@@ -229,7 +229,7 @@ def empty(
         dtype: the dtype (default: :func:`ember.get_default_dtype`).
         device: where the tensor is created (default: the default device).
         requires_grad: whether autograd records operations on the result.
-        memory_format: accepted for PyTorch's signature; ember tensors are always contiguous.
+        memory_format: accepted for PyTorch's signature; the result is row-major.
         layout, pin_memory: PyTorch's keywords (core/_factory_kwargs.py).
     """
     t = _make("empty", _size(sizes, size), dtype, device, requires_grad)
@@ -277,8 +277,8 @@ def full(
     return t
 
 
-def _like(fn, input, dtype, device, requires_grad, *args, layout=None, pin_memory=False):
-    return fn(
+def _like(fn, input, dtype, device, requires_grad, *args, layout=None, pin_memory=False, fmt=None):
+    out = fn(
         *args,
         input._data.shape,
         dtype=dtype or input.dtype,
@@ -287,6 +287,11 @@ def _like(fn, input, dtype, device, requires_grad, *args, layout=None, pin_memor
         layout=layout,
         pin_memory=pin_memory,
     )
+    if fmt is not None or input.ndim in (4, 5):  # channels_last kept, as torch's
+        from .ops.convert import like_layout
+
+        out = like_layout(out, input, fmt)
+    return out
 
 
 def zeros_like(
@@ -306,10 +311,20 @@ def zeros_like(
         dtype: the dtype (default: that of ``input``).
         device: the device (default: that of ``input``).
         requires_grad: whether autograd records operations on the result.
-        memory_format: accepted for PyTorch's signature; ember tensors are always contiguous.
+        memory_format: ``channels_last`` lays the result out NHWC; the default keeps
+            ``input``'s NHWC layout (otherwise row-major).
         layout, pin_memory: PyTorch's keywords (core/_factory_kwargs.py).
     """
-    return _like(zeros, input, dtype, device, requires_grad, layout=layout, pin_memory=pin_memory)
+    return _like(
+        zeros,
+        input,
+        dtype,
+        device,
+        requires_grad,
+        layout=layout,
+        pin_memory=pin_memory,
+        fmt=memory_format,
+    )
 
 
 def ones_like(
@@ -329,10 +344,20 @@ def ones_like(
         dtype: the dtype (default: that of ``input``).
         device: the device (default: that of ``input``).
         requires_grad: whether autograd records operations on the result.
-        memory_format: accepted for PyTorch's signature; ember tensors are always contiguous.
+        memory_format: ``channels_last`` lays the result out NHWC; the default keeps
+            ``input``'s NHWC layout (otherwise row-major).
         layout, pin_memory: PyTorch's keywords (core/_factory_kwargs.py).
     """
-    return _like(ones, input, dtype, device, requires_grad, layout=layout, pin_memory=pin_memory)
+    return _like(
+        ones,
+        input,
+        dtype,
+        device,
+        requires_grad,
+        layout=layout,
+        pin_memory=pin_memory,
+        fmt=memory_format,
+    )
 
 
 def empty_like(
@@ -352,10 +377,20 @@ def empty_like(
         dtype: the dtype (default: that of ``input``).
         device: the device (default: that of ``input``).
         requires_grad: whether autograd records operations on the result.
-        memory_format: accepted for PyTorch's signature; ember tensors are always contiguous.
+        memory_format: ``channels_last`` lays the result out NHWC; the default keeps
+            ``input``'s NHWC layout (otherwise row-major).
         layout, pin_memory: PyTorch's keywords (core/_factory_kwargs.py).
     """
-    return _like(empty, input, dtype, device, requires_grad, layout=layout, pin_memory=pin_memory)
+    return _like(
+        empty,
+        input,
+        dtype,
+        device,
+        requires_grad,
+        layout=layout,
+        pin_memory=pin_memory,
+        fmt=memory_format,
+    )
 
 
 def full_like(
@@ -377,10 +412,11 @@ def full_like(
         dtype: the dtype (default: that of ``input``).
         device: the device (default: that of ``input``).
         requires_grad: whether autograd records operations on the result.
-        memory_format: accepted for PyTorch's signature; ember tensors are always contiguous.
+        memory_format: ``channels_last`` lays the result out NHWC; the default keeps
+            ``input``'s NHWC layout (otherwise row-major).
         layout, pin_memory: PyTorch's keywords (core/_factory_kwargs.py).
     """
-    return full(
+    out = full(
         input._data.shape,
         fill_value,
         dtype=dtype or input.dtype,
@@ -389,6 +425,11 @@ def full_like(
         layout=layout,
         pin_memory=pin_memory,
     )
+    if memory_format is not None or input.ndim in (4, 5):  # channels_last kept, as torch's
+        from .ops.convert import like_layout
+
+        out = like_layout(out, input, memory_format)
+    return out
 
 
 def is_floating_point(input) -> bool:

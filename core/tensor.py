@@ -217,8 +217,14 @@ class Tensor:
         return self._data.dtype.kind == "c"
 
     def is_contiguous(self, memory_format=None) -> bool:
-        """Whether the elements are laid out row-major without gaps (C order)."""
-        return bool(self._data.flags.c_contiguous)
+        """Whether the elements are laid out row-major without gaps (C order), or, for
+        ``memory_format=channels_last`` (``channels_last_3d``), NHWC (NDHWC) as torch's."""
+        if memory_format is None:
+            return bool(self._data.flags.c_contiguous)
+        from .ops.convert import _channels_last_rank, is_channels_last
+
+        rank = _channels_last_rank(memory_format)
+        return is_channels_last(self, rank) if rank else bool(self._data.flags.c_contiguous)
 
     def stride(self, dim: int | None = None):
         """The step in elements between neighbours of each dimension, or of dimension ``dim``."""

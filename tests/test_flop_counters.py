@@ -41,7 +41,35 @@ def _models(lib):
             a = (q @ k.transpose(-1, -2)).softmax(-1) @ v
             return self.proj(a.transpose(1, 2).reshape(2, 3, 8)) @ lib.ones(8, 5)
 
+    class Square(lib.autograd.Function):  # a user's Function: one prim::PythonOp in torch
+        @staticmethod
+        def forward(ctx, x, scale):
+            ctx.save_for_backward(x)
+            return x * x * scale
+
+        @staticmethod
+        def backward(ctx, grad):
+            (x,) = ctx.saved_tensors
+            return 2 * x * grad, None
+
+    class Resize(nn.Module):  # ops torch runs as one ATen op and ember composes
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, padding=1)
+            self.inorm = nn.InstanceNorm2d(4, affine=True)
+            self.gn = nn.GroupNorm(2, 4)
+            self.up = nn.Upsample(scale_factor=2, mode="nearest")
+            self.inorm2 = nn.InstanceNorm2d(4, track_running_stats=True)
+            self.up2 = nn.Upsample(size=(9, 11), mode="bilinear")
+
+        def forward(self, x):
+            y = self.inorm2(self.up(self.gn(self.inorm(self.conv(x)))))
+            y = self.up2(Square.apply(y, 0.5))
+            y = lib.nn.functional.interpolate(y, scale_factor=0.5, mode="bicubic")
+            return lib.nn.functional.interpolate(y, size=(3, 3), mode="nearest-exact")
+
     return {
+        "resize": (Resize(), (2, 3, 5, 6)),
         "mlp": (nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3)), (5, 6)),
         "cnn": (
             nn.Sequential(
@@ -186,6 +214,15 @@ def _graph_counts(lib, model, x):
         elif kind == "aten::batch_norm":
             assert ins[5].toIValue() is False  # training
             n = _prod(shape(ins[0])) * (2 if shape(ins[1]) is not None else 1)
+        elif kind in ("aten::instance_norm", "aten::group_norm"):  # the affine input: 1, 2
+            affine = shape(ins[1 if kind == "aten::instance_norm" else 2]) is not None
+            n = _prod(shape(ins[0])) * (5 if affine else 4)
+        elif kind == "aten::upsample_nearest2d":
+            n = _prod(shape(outs[0]))
+        elif kind == "aten::upsample_bilinear2d":
+            n = 4 * _prod(shape(outs[0]))
+        elif kind == "prim::PythonOp":
+            kind, n = f"{kind}.{node.pyname()}", 1
         else:
             continue
         by_kind[kind] = by_kind.get(kind, 0) + n
@@ -194,7 +231,7 @@ def _graph_counts(lib, model, x):
     return by_scope, by_kind
 
 
-@pytest.mark.parametrize("name", ["mlp", "cnn", "block", "attn"])
+@pytest.mark.parametrize("name", ["mlp", "cnn", "block", "attn", "resize"])
 def test_trace_graph_walker_matches_torch(name):
     got = {}
     for lib in (ember, torch):
@@ -220,3 +257,43 @@ def test_trace_graph_objects():
     assert [v.toIValue() for v in stride.node().inputs()] == [2, 2]
     assert "aten::linear" in str(graph) and nodes[-1].kind() == "aten::linear"
     assert ember._C._get_tracing_state() is None
+
+
+def _op_nodes(graph) -> list:
+    """(kind, pyname, input types, output sizes, constants) of each op (no constants, lists)."""
+    out = []
+    for n in graph.nodes():
+        if n.kind() in ("prim::Constant", "prim::ListConstruct"):
+            continue
+        kinds = [v.type().kind() if v.isCompleteTensor() else str(v.type()) for v in n.inputs()]
+        kinds = ["List" if k.endswith("[]") or k.startswith("List") else k for k in kinds]
+        sizes = [v.type().sizes() for v in n.outputs()]
+        consts = [v.toIValue() for v in n.inputs() if not v.isCompleteTensor()]
+        out.append(
+            (n.kind(), n.pyname() if n.kind() == "prim::PythonOp" else "", kinds, sizes, consts)
+        )
+    return out
+
+
+def test_trace_graph_one_node_ops_match_torch():
+    # interpolate, instance_norm and a user's Function are one node each, argued as torch's
+    got = {}
+    for lib in (ember, torch):
+        model, x = _build(lib, "resize")
+        got[lib.__name__] = _op_nodes(lib.jit._get_trace_graph(model, (x,))[0])
+    assert got["ember"] == got["torch"]
+    kinds = [k for k, *_ in got["ember"]]
+    assert kinds.count("aten::instance_norm") == 2 and "prim::PythonOp" in kinds
+    assert "aten::upsample_bicubic2d" in kinds and "aten::_upsample_nearest_exact2d" in kinds
+
+
+def test_docs_one_node_snippet_runs(capsys):
+    from pathlib import Path
+
+    text = (Path(__file__).parents[1] / "docs" / "porting_examples.md").read_text()
+    section = text.split("## fvcore and ptflops' aten backend", 1)[1].split("\n## ", 1)[0]
+    code = next(c for c in section.split("```python\n")[1:] if "class Square" in c)
+    code = code.split("```", 1)[0]
+    exec(compile(code, "porting_examples.md", "exec"), {})
+    want = [line[2:] for line in code.splitlines() if line.startswith("# [")]
+    assert capsys.readouterr().out.splitlines() == want

@@ -12,6 +12,8 @@ docs/porting_examples.md "trl and flair" records the trainers run through them):
   create_selective_checkpoint_contexts, policy_fn))``;
 - the DPO and reward losses (masked per-token log-probs gathered from the labels,
   ``-logsigmoid`` of margins);
+- the online trainers' losses: GRPO's group-normalised advantages and clipped importance
+  ratio with the k3 KL to a reference, RLOO's leave-one-out baseline, token entropies;
 - flair's tagger: an LSTM over packed padded sentences and a CRF forward score
   (``logsumexp`` over transitions), trained for a few SGD steps.
 """
@@ -201,6 +203,62 @@ def test_dpo_and_reward_losses():
     e, t = (_preference_program(lib) for lib in LIBS.values())
     for a, b in zip(e, t):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+# ---- GRPO and RLOO losses (trl's online trainers) ------------------------------------------
+def _online_program(lib, rloo: bool):
+    g = 4  # generations per prompt
+    logits = lib.tensor(_rand(11, 8, 5, 13), requires_grad=True)
+    ref_logits = lib.tensor(_rand(12, 8, 5, 13))
+    ids = lib.tensor(np.random.default_rng(13).integers(0, 13, (8, 5)))
+    mask_np = np.ones((8, 5), np.float32)
+    mask_np[1, 3:] = mask_np[6, 4:] = 0  # completions ended by EOS
+    mask = lib.tensor(mask_np)
+    rewards = lib.tensor(_rand(14, 8))
+    logps = lib.gather(logits.log_softmax(-1), 2, ids.unsqueeze(-1)).squeeze(-1)
+    with lib.no_grad():
+        ref = lib.gather(ref_logits.log_softmax(-1), 2, ids.unsqueeze(-1)).squeeze(-1)
+        old = logps.detach() - 0.05  # a stale policy: ratios away from 1
+    grouped = rewards.view(-1, g)
+    if rloo:  # each completion's baseline: the mean of the others in its group
+        baseline = (grouped.sum(1, keepdim=True) - grouped) / (g - 1)
+        adv = (grouped - baseline).flatten()
+    else:
+        mean = grouped.mean(dim=1).repeat_interleave(g, dim=0)
+        std = grouped.std(dim=1).repeat_interleave(g, dim=0)
+        adv = lib.nan_to_num((rewards - mean) / (std + 1e-4), nan=0.0)
+    adv = adv.unsqueeze(1)
+    kl = lib.exp(ref - logps) - (ref - logps) - 1
+    ratio = lib.exp(logps - old)
+    clipped = lib.clamp(ratio, 1 - 0.2, 1 + 0.28)
+    per_token = -lib.min(ratio * adv, clipped * adv) + 0.04 * kl
+    loss = ((per_token * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)).mean()
+    loss.backward()
+    with lib.no_grad():
+        p = logits.softmax(-1)
+        entropy = -(p * logits.log_softmax(-1)).sum(-1)
+        clip_frac = ((ratio > 1.28).float() * mask).sum() / mask.sum()
+    return _np(loss), _np(logits.grad), _np(entropy), _np(kl), _np(clip_frac)
+
+
+@pytest.mark.parametrize("rloo", [False, True])
+def test_grpo_and_rloo_losses(rloo):
+    e, t = (_online_program(lib, rloo) for lib in LIBS.values())
+    for a, b in zip(e, t):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-6)
+
+
+def _sampling_program(lib):
+    # generate()'s sampling step: softmax of temperature-scaled logits, one multinomial draw
+    # per row, squeezed to a token per sequence (the values depend on the generator)
+    lib.manual_seed(0)
+    probs = (lib.tensor(_rand(15, 3, 13)) / 0.7).softmax(-1)
+    tokens = lib.multinomial(probs, num_samples=1).squeeze(1)
+    return tokens.shape, tokens.dtype == lib.long, bool(((tokens >= 0) & (tokens < 13)).all())
+
+
+def test_sampling_step_shapes():
+    assert _sampling_program(ember) == _sampling_program(torch)
 
 
 # ---- flair's tagger: packed LSTM and a CRF forward score --------------------------------

@@ -211,3 +211,19 @@ def test_transforms_and_errors():
         F2.clamp_bounding_boxes(boxes, format="XYWHR")
     assert "clamping_mode=soft" in repr(boxes)
     assert boxes.clone().clamping_mode == "soft"
+
+
+@pytest.mark.parametrize("fmt", ["XYWHR", "XYXYXYXY", "XYXY"])
+def test_pad_refuses_nonconstant_modes_on_boxes(fmt):
+    # torchvision 0.28's pad_bounding_boxes (the kernel F.pad and v2.Pad reach for boxes)
+    if fmt == "XYXY":
+        boxes = tv.BoundingBoxes([[1.0, 2, 8, 9]], format="XYXY", canvas_size=(H, W))
+    else:
+        boxes = F2.convert_bounding_box_format(_boxes("XYWHR"), new_format=fmt)
+    msg = "Padding mode 'reflect' is not supported with bounding boxes"
+    with pytest.raises(ValueError, match=msg):
+        F2.pad(boxes, [2, 3], padding_mode="reflect")
+    with pytest.raises(ValueError, match=msg):
+        T2.Pad(2, padding_mode="reflect")({"image": tv.Image(ember.zeros(3, H, W)), "b": boxes})
+    out = F2.pad(boxes, [2, 3], padding_mode="constant")
+    assert out.canvas_size == (H + 6, W + 4)

@@ -70,6 +70,9 @@ class TensorType:
         by_dtype = {v: k for k, v in _STORAGE_DTYPES.items()}
         return by_dtype.get(str(self._dtype).replace("ember.", ""))
 
+    def kind(self) -> str:
+        return "TensorType"
+
     def dim(self) -> int:
         if self._sizes is None:
             raise RuntimeError("TensorType.dim(): the number of dimensions is not known")

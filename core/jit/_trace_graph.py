@@ -8,8 +8,11 @@ Model-analysis tools read torch's traced graph node by node: fvcore's ``FlopCoun
 running the function once under a dispatch mode (docs/torch_dispatch.md) and names each op as
 torch's tracer does: the ops it records at the level above autograd (``aten::linear``,
 ``aten::_convolution``, ``aten::batch_norm``, ``aten::layer_norm``, ``aten::matmul``,
-``aten::einsum``, ...) with torch's argument lists. Ops that are not ember ``Function``\\ s
-(factories, comparisons, size arithmetic) do not appear, as they do not reach a mode.
+``aten::einsum``, ...) with torch's argument lists; the functions torch runs as one op and
+ember composes (``interpolate``, ``instance_norm``) as that one op (``aten::upsample_*``,
+``aten::instance_norm``), and a user's ``autograd.Function`` as one ``prim::PythonOp``. Ops
+that are not ember ``Function``\\ s (factories, comparisons, size arithmetic) do not appear,
+as they do not reach a mode.
 """
 
 from __future__ import annotations
@@ -94,6 +97,7 @@ class Node:
 
     def __init__(self, kind: str, scope: str, inputs: list[Value]) -> None:
         self._kind, self._scope, self._inputs, self._outputs = kind, scope, inputs, []
+        self._pyname: str | None = None  # a prim::PythonOp's autograd.Function class name
         for v in inputs:
             v._uses.append(self)
 
@@ -122,7 +126,7 @@ class Node:
         return len(self._outputs)
 
     def pyname(self) -> str:
-        return self._kind.split("::")[-1]
+        return self._pyname or self._kind.split("::")[-1]
 
     def __str__(self) -> str:
         outs = ", ".join(f"%{v._name} : {v._type}" for v in self._outputs)

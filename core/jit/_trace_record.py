@@ -5,8 +5,11 @@ ember reports its ops to a mode under ``ember.ops.aten`` names (docs/torch_dispa
 of them are coarser or differently spelled than the ATen op torch's tracer records, and
 analysis tools key their formulas on torch's spelling and argument positions (fvcore's
 ``conv_flop_jit`` reads ``transposed`` from input 6 of ``aten::_convolution``), so those are
-translated here. The recorder asks for ember's fused ops undecomposed (``_ember_decompose``):
-torch's tracer records ``aten::linear``, not ``t`` and ``addmm``.
+translated here. Functions that torch runs as one op and ember composes (``interpolate``,
+``instance_norm``) reach it through ``_ember_one_op``, a user's ``autograd.Function`` through
+``_ember_python_op``: each is one node, its parts unrecorded. The recorder asks for ember's
+fused ops undecomposed (``_ember_decompose``): torch's tracer records ``aten::linear``, not
+``t`` and ``addmm``.
 """
 
 from __future__ import annotations
@@ -34,6 +37,11 @@ def _batch_norm(args, kwargs):
 def _layer_norm(args, kwargs):
     x, weight, bias, nd, eps = args
     return "aten::layer_norm", [x, list(x.shape[len(x.shape) - nd :]), weight, bias, eps, True]
+
+
+def _group_norm(args, kwargs):
+    x, weight, bias, groups, eps = args
+    return "aten::group_norm", [x, groups, weight, bias, eps, True]
 
 
 def _max_pool(args, kwargs):
@@ -80,6 +88,7 @@ _KINDS = {
     "convolution": _convolution,
     "batch_norm": _batch_norm,
     "layer_norm": _layer_norm,
+    "group_norm": _group_norm,
     "max_pool": _max_pool,
     "avg_pool": _avg_pool,
     "adaptive_avg_pool": _adaptive_avg_pool,
@@ -117,6 +126,7 @@ class Recorder(TorchDispatchMode):
         self._values: dict[int, Value] = {}
         self._keep: list = []  # the tensors behind the values (their ids stay unique)
         self._count = 0
+        self._inside = 0  # > 0 while one recorded op runs its parts (not recorded)
 
     def _name(self, prefix: str = "") -> str:
         self._count += 1
@@ -160,11 +170,40 @@ class Recorder(TorchDispatchMode):
         return self._constant(a)
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        from ember import Tensor
-
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
-        kind, inputs = torch_kind(func, args, kwargs)
+        if not self._inside:
+            self._record(*torch_kind(func, args, kwargs), out)
+        return out
+
+    def _ember_one_op(self, kind: str, inputs: list, run):
+        """A composite ember function torch runs as one op (``_dispatch_decomp.as_one_op``)."""
+        out = self._run_inside(run)
+        if not self._inside:
+            self._record(kind, inputs, out)
+        return out
+
+    def _ember_python_op(self, cls, run, args: tuple, kwargs: dict):
+        """A user's ``autograd.Function``: one ``prim::PythonOp`` of its tensor arguments (its
+        other arguments are the node's scalar attributes in torch)."""
+        from ember import Tensor
+
+        out = self._run_inside(run)
+        if not self._inside:
+            tensors = [a for a in (*args, *kwargs.values()) if isinstance(a, Tensor)]
+            self._record("prim::PythonOp", tensors, out)._pyname = cls.__name__
+        return out
+
+    def _run_inside(self, run):
+        self._inside += 1
+        try:
+            return run()
+        finally:
+            self._inside -= 1
+
+    def _record(self, kind: str, inputs: list, out) -> Node:
+        from ember import Tensor
+
         node = Node(kind, self.state.current_scope(), [self._input(a) for a in inputs])
         for o in out if isinstance(out, (tuple, list)) else (out,):
             if isinstance(o, Tensor):
@@ -175,4 +214,4 @@ class Recorder(TorchDispatchMode):
                 v = Value(node, self._name(), const=o)
             node._outputs.append(v)
         self.graph._nodes.append(node)
-        return out
+        return node

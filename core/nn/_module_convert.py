@@ -43,6 +43,7 @@ class _ConvertMixin:
     def to(self, *args, **kwargs) -> Module:
         r"""Move and/or cast parameters and buffers: ``to(device)``, ``to(dtype)``,
         ``to(device, dtype)``, ``to(tensor)``. Only floating-point tensors change dtype."""
+        layout = kwargs.get("memory_format")  # torch: applied to the 4-D / 5-D tensors
         device, dtype, _ = _parse_to(args, dict(kwargs))
         if dtype is not None and not (dtype.is_floating_point or dtype.is_complex):
             raise TypeError(
@@ -58,7 +59,8 @@ class _ConvertMixin:
                     "module from meta to a different device."
                 )
             keep = dtype is None or not (t.is_floating_point() or t.is_complex())
-            return t.to(device=device, dtype=None if keep else dtype)
+            fmt = layout if layout is not None and t.dim() in (4, 5) else None
+            return t.to(device=device, dtype=None if keep else dtype, memory_format=fmt)
 
         return self._apply(convert)
 

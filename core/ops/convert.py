@@ -72,6 +72,93 @@ class Contiguous(Function):
         return grad
 
 
+class ToChannelsLast(Function):
+    """A copy laid out NHWC (NDHWC) in memory, indexed NCHW: torch's ``channels_last`` strides
+    (the kernels read any strides; this is what ``stride()`` and ``is_contiguous`` report)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return nhwc_array(ctx.xp, x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad
+
+
+def nhwc_array(xp, x):
+    """A copy of the 4-D / 5-D array ``x`` laid out NHWC (NDHWC), indexed as ``x``."""
+    if type(x) is meta.MetaArray:
+        return x.copy()  # no memory to lay out
+    order = (0, *range(2, x.ndim), 1)
+    back = (0, x.ndim - 1, *range(1, x.ndim - 1))
+    out = xp.empty(tuple(x.shape[i] for i in order), x.dtype)  # its own strides, even for
+    out[...] = x.transpose(order)  # size-1 dims (ascontiguousarray may keep a view's)
+    return out.transpose(back)
+
+
+def like_layout(out, input, memory_format):
+    """``out`` (a new ``*_like(input)`` tensor) laid out as torch's: NHWC for ``channels_last``,
+    and for the default ``preserve_format`` where ``input`` is NHWC; otherwise row-major."""
+    from .._torch_misc import preserve_format
+
+    rank = _channels_last_rank(memory_format)
+    if rank and out.ndim != rank:
+        _to_layout(out, memory_format, False)  # torch's rank error
+    if not rank and (memory_format is None or memory_format is preserve_format):
+        r, flags = input.ndim, getattr(input._data, "flags", None)  # sparse/nested: none
+        if r in (4, 5) and flags is not None and not flags.c_contiguous:
+            rank = r if is_channels_last(input, r) else 0
+    if rank:
+        from ..backend.device import get_array_module
+
+        out._data = nhwc_array(get_array_module(out._data), out._data)
+    return out
+
+
+def _channels_last_rank(memory_format) -> int:
+    """4 for ``channels_last``, 5 for ``channels_last_3d``, else 0."""
+    from .._torch_misc import channels_last, channels_last_3d
+
+    return 4 if memory_format is channels_last else 5 if memory_format is channels_last_3d else 0
+
+
+def is_channels_last(t, rank: int) -> bool:
+    """torch's ``is_contiguous(memory_format=channels_last[_3d])``: the strides read NHWC
+    (NDHWC) where the sizes are not 1."""
+    if t.ndim != rank:
+        return False
+    shape, strides = t.shape, t.stride()
+    expected = 1
+    for d in (1, *range(rank - 1, 1, -1), 0):
+        if shape[d] != 1:
+            if strides[d] != expected:
+                return False
+            expected *= shape[d]
+    return True
+
+
+def _to_layout(t, memory_format, copy: bool):
+    """``t`` in ``memory_format`` (a copy when ``copy`` or when its layout differs)."""
+    rank = _channels_last_rank(memory_format)
+    if rank:
+        if t.ndim != rank:
+            name = "channels_last" if rank == 4 else "channels_last_3d"
+            raise RuntimeError(f"required rank {rank} tensor to use {name} format")
+        return ToChannelsLast.apply(t) if copy or not is_channels_last(t, rank) else t
+    if copy:
+        return Clone.apply(t)
+    return t if t._data.flags.c_contiguous else Contiguous.apply(t)
+
+
+def to_channels_last(t, memory_format):
+    """``t.to(memory_format=channels_last[_3d])``: ``t`` where its strides already suggest that
+    format, else an NHWC (NDHWC) copy (torch's rule: ``suggest_memory_format``)."""
+    from .._prims_common import suggest_memory_format
+
+    _to_layout(t, memory_format, False)  # the rank check
+    return t if suggest_memory_format(t) is memory_format else ToChannelsLast.apply(t)
+
+
 def to_dtype_op(t, dt):
     if t._data.dtype == dt.np:
         return t
@@ -91,13 +178,23 @@ def to(t, dev, dt, copy: bool = False):
 
 def clone(t, memory_format=None):
     """A copy of ``t`` with its own data; the copy stays in the autograd graph (gradients flow back
-    to ``t``). ``memory_format`` is accepted for PyTorch's signature.
+    to ``t``). ``memory_format``: ``channels_last`` lays the copy out NHWC; the default
+    (``preserve_format``) keeps a ``channels_last`` tensor's layout and copies any other row-major.
     """
-    return Clone.apply(t)
+    from .._torch_misc import preserve_format
+
+    if memory_format is None or memory_format is preserve_format:
+        rank = t.ndim
+        if rank in (4, 5) and not t._data.flags.c_contiguous and is_channels_last(t, rank):
+            return ToChannelsLast.apply(t)
+        return Clone.apply(t)
+    return _to_layout(t, memory_format, True)
 
 
 def contiguous(t, memory_format=None):
-    """``t`` itself: ember tensors are always contiguous. ``memory_format`` is accepted for
-    PyTorch's signature.
+    """``t`` itself where it is laid out in ``memory_format`` (row-major by default, NHWC for
+    ``channels_last``), else a copy that is (torch's strides; see ``ToChannelsLast``).
     """
-    return t if t._data.flags.c_contiguous else Contiguous.apply(t)
+    if memory_format is None:
+        return t if t._data.flags.c_contiguous else Contiguous.apply(t)
+    return _to_layout(t, memory_format, False)

@@ -162,7 +162,7 @@ def clamp(input, min=None, max=None):
         if max is not None:
             out = minimum(out, max)
         return out
-    if isinstance(input, Tensor) and input._data.dtype.kind in "biu":
+    if isinstance(input, Tensor) and input._data.dtype.kind in "biu" and not input.is_quantized:
         # ``int_tensor.clamp(min=1e-5)`` is a default-float tensor in PyTorch (x-transformers'
         # masked mean divides by it); NumPy's clip would give float64
         for bound in (min, max):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from ..._dispatch_decomp import as_one_op
 from ...ops import shape as _shape
 from ...ops.conv import ConvGeom, Fold, Unfold
 from ...ops.resample import (
@@ -113,6 +114,23 @@ def interpolate(
         return pool(input, out_size)
     if not input.dtype.is_floating_point and mode != "nearest":
         raise RuntimeError(f"\"upsample_{mode}\" not implemented for '{input.dtype.name}'")
+    # torch's one op (upsample_bilinear2d(input, output_size, align_corners, scale_factors)):
+    # what jit._get_trace_graph records (fvcore counts upsampling flops by these names)
+    sizes_scales = (None, list(scales)) if scales[0] is not None else (list(out_size), None)
+    if mode in ("nearest", "nearest-exact"):
+        kind = f"upsample_nearest{nd}d" if mode == "nearest" else f"_upsample_nearest_exact{nd}d"
+        args = [input, *sizes_scales]
+    else:
+        kind = f"upsample_{mode}{nd}d"
+        args = [input, sizes_scales[0], align_corners, sizes_scales[1]]
+
+    def run():
+        return _resample(input, in_size, out_size, scales, mode, align_corners)
+
+    return as_one_op(f"aten::{kind}", args, run)
+
+
+def _resample(input, in_size, out_size, scales, mode, align_corners) -> Tensor:
     dtype = input._data.dtype
     maps = []
     for i, (n, m, s) in enumerate(zip(in_size, out_size, scales)):

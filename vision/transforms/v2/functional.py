@@ -304,6 +304,8 @@ def resized_crop(
 
 def pad(inpt, padding, fill=0, padding_mode: str = "constant"):
     if isinstance(inpt, tv.BoundingBoxes):
+        if padding_mode != "constant":  # torchvision's check, for axis-aligned and rotated boxes
+            raise ValueError(f"Padding mode '{padding_mode}' is not supported with bounding boxes")
         left, top, right, bottom = _padding4(padding)
         h, w = inpt.canvas_size
         if _rotated(inpt):
