@@ -294,17 +294,7 @@ def _like(fn, input, dtype, device, requires_grad, *args, layout=None, pin_memor
     return out
 
 
-def zeros_like(
-    input,
-    *,
-    dtype=None,
-    device=None,
-    requires_grad=False,
-    memory_format=None,
-    layout=None,
-    pin_memory=False,
-):
-    """A tensor of zeros with the shape of ``input``.
+_LIKE_DOC = """{what} with the shape of ``input``.
 
     Args:
         input (Tensor): the tensor whose shape to take.
@@ -315,82 +305,40 @@ def zeros_like(
             ``input``'s NHWC layout (otherwise row-major).
         layout, pin_memory: PyTorch's keywords (core/_factory_kwargs.py).
     """
-    return _like(
-        zeros,
+
+
+def _like_factory(fn, name: str, what: str):
+    """``zeros_like`` / ``ones_like`` / ``empty_like``: one signature, over ``fn``."""
+
+    def like(
         input,
-        dtype,
-        device,
-        requires_grad,
-        layout=layout,
-        pin_memory=pin_memory,
-        fmt=memory_format,
-    )
+        *,
+        dtype=None,
+        device=None,
+        requires_grad=False,
+        memory_format=None,
+        layout=None,
+        pin_memory=False,
+    ):
+        return _like(
+            fn,
+            input,
+            dtype,
+            device,
+            requires_grad,
+            layout=layout,
+            pin_memory=pin_memory,
+            fmt=memory_format,
+        )
+
+    like.__name__ = like.__qualname__ = name
+    like.__doc__ = _LIKE_DOC.format(what=what)
+    return like
 
 
-def ones_like(
-    input,
-    *,
-    dtype=None,
-    device=None,
-    requires_grad=False,
-    memory_format=None,
-    layout=None,
-    pin_memory=False,
-):
-    """A tensor of ones with the shape of ``input``.
-
-    Args:
-        input (Tensor): the tensor whose shape to take.
-        dtype: the dtype (default: that of ``input``).
-        device: the device (default: that of ``input``).
-        requires_grad: whether autograd records operations on the result.
-        memory_format: ``channels_last`` lays the result out NHWC; the default keeps
-            ``input``'s NHWC layout (otherwise row-major).
-        layout, pin_memory: PyTorch's keywords (core/_factory_kwargs.py).
-    """
-    return _like(
-        ones,
-        input,
-        dtype,
-        device,
-        requires_grad,
-        layout=layout,
-        pin_memory=pin_memory,
-        fmt=memory_format,
-    )
-
-
-def empty_like(
-    input,
-    *,
-    dtype=None,
-    device=None,
-    requires_grad=False,
-    memory_format=None,
-    layout=None,
-    pin_memory=False,
-):
-    """An uninitialized tensor with the shape of ``input``.
-
-    Args:
-        input (Tensor): the tensor whose shape to take.
-        dtype: the dtype (default: that of ``input``).
-        device: the device (default: that of ``input``).
-        requires_grad: whether autograd records operations on the result.
-        memory_format: ``channels_last`` lays the result out NHWC; the default keeps
-            ``input``'s NHWC layout (otherwise row-major).
-        layout, pin_memory: PyTorch's keywords (core/_factory_kwargs.py).
-    """
-    return _like(
-        empty,
-        input,
-        dtype,
-        device,
-        requires_grad,
-        layout=layout,
-        pin_memory=pin_memory,
-        fmt=memory_format,
-    )
+zeros_like = _like_factory(zeros, "zeros_like", "A tensor of zeros")
+ones_like = _like_factory(ones, "ones_like", "A tensor of ones")
+empty_like = _like_factory(empty, "empty_like", "An uninitialized tensor")
 
 
 def full_like(
