@@ -37,6 +37,14 @@ def contract(xp, ins: list[str], out: str, ops: list):
     con = [c for c in sa if c in sb and c not in out]
     fa = [c for c in sa if c not in sb]
     fb = [c for c in sb if c not in sa]
+    if not con:
+        # nothing contracted: a broadcast product, as torch's (``mul``), so the result is
+        # laid out in the output's order (DANet's ``einsum("nd,bd->bnd", ...).view(b, -1, 1)``)
+        ea = xp.transpose(a, [sa.index(c) for c in out if c in sa])
+        eb = xp.transpose(b, [sb.index(c) for c in out if c in sb])
+        ea = ea.reshape([size[c] if c in sa else 1 for c in out])
+        eb = eb.reshape([size[c] if c in sb else 1 for c in out])
+        return ea * eb
     nb = math.prod(size[c] for c in batch)
     nk = math.prod(size[c] for c in con)
     am = xp.transpose(a, [sa.index(c) for c in batch + fa + con])

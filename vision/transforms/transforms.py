@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 
 import ember as _ember
 from ember import random as _random
+from ember.nn import Module
 from ember.tensor import Tensor
 from ember.utils.data.transforms import Compose  # the same as torchvision's
 
@@ -109,7 +110,15 @@ def _forwarder(self, *args, **kwargs):
 _forwarder._ember_forwarder = True
 
 
-class _Transform:
+class _Transform(Module):
+    # torchvision's transforms are nn.Modules (``nn.Sequential(CenterCrop(10), Normalize(...))``
+    # in its docs); the Module state exists before any __init__ runs, since ember's transforms
+    # (and users' written for ember) set attributes without calling ``super().__init__()``
+    def __new__(cls, *args, **kwargs):
+        self = super().__new__(cls)
+        Module.__init__(self)
+        return self
+
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
         # torchvision's transforms are nn.Modules called through ``forward``: a subclass that
@@ -121,13 +130,17 @@ class _Transform:
     def forward(self, *args, **kwargs):
         """torchvision's name for the call; runs the nearest transform's own ``__call__``."""
         for klass in type(self).__mro__:
+            if klass is _Transform:
+                break  # (Module's own __call__ would come back here)
             call = klass.__dict__.get("__call__")
             if call is not None and not getattr(call, "_ember_forwarder", False):
                 return call(self, *args, **kwargs)
         raise NotImplementedError(f"{type(self).__name__} defines no transform")
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v}" for k, v in vars(self).items() if not k.startswith("_"))
+        args = ", ".join(
+            f"{k}={v}" for k, v in vars(self).items() if not k.startswith("_") and k != "training"
+        )
         return f"{self.__class__.__name__}({args})"
 
 

@@ -412,6 +412,16 @@ class _BaseDataLoaderIter:
         self._served = done
         return done
 
+    @property
+    def _num_yielded(self) -> int:
+        # torch's name for the batches served: speechbrain's SaveableDataLoader checkpoints
+        # it, and sets it after fast-forwarding ``_sampler_iter`` on recovery
+        return self._served
+
+    @_num_yielded.setter
+    def _num_yielded(self, value: int) -> None:
+        self._served = int(value)
+
     def _next_index(self):
         return next(self._sampler_iter)  # may raise StopIteration
 

@@ -84,13 +84,13 @@ InterpolationMode = _F.InterpolationMode
 Lambda = _v1.Lambda
 
 
-class Compose:
+class Compose(Transform):
     """Apply ``transforms`` in turn to the whole sample (one input or several)."""
 
     def __init__(self, transforms) -> None:
         self.transforms = list(transforms)
 
-    def __call__(self, *inputs):
+    def forward(self, *inputs):
         unpack = len(inputs) > 1
         for t in self.transforms:
             out = t(*inputs)
@@ -114,10 +114,10 @@ class RandomApply(Compose):
         super().__init__(transforms)
         self.p = p
 
-    def __call__(self, *inputs):
+    def forward(self, *inputs):
         if _v1._rand() >= self.p:
             return inputs if len(inputs) > 1 else inputs[0]
-        return super().__call__(*inputs)
+        return super().forward(*inputs)
 
 
 class RandomChoice(Compose):
@@ -133,7 +133,7 @@ class RandomChoice(Compose):
         super().__init__(transforms)
         self.p = p
 
-    def __call__(self, *inputs):
+    def forward(self, *inputs):
         w = None if self.p is None else [x / sum(self.p) for x in self.p]
         return self.transforms[int(_v1._rng().choice(len(self.transforms), p=w))](*inputs)
 
@@ -145,7 +145,7 @@ class RandomOrder(Compose):
         transforms: the transforms to apply.
     """
 
-    def __call__(self, *inputs):
+    def forward(self, *inputs):
         unpack = len(inputs) > 1
         out = inputs if unpack else inputs[0]
         for i in _v1._rng().permutation(len(self.transforms)):

@@ -12,6 +12,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
+from ember.nn import Module
 from ember.tensor import Tensor
 
 from ... import tv_tensors as tv
@@ -73,9 +74,12 @@ def _legacy_hook(cls) -> bool:
         return False
 
 
-class Transform:
+class Transform(Module):
     """Base of v2's transforms: override ``_get_params(image)`` and ``_transform(inpt, kind,
     params)``; ``kind`` is "image", "boxes" or "mask".
+
+    As torchvision's, a transform is an :class:`~ember.nn.Module`, so ``nn.Sequential`` and
+    ``nn.ModuleList`` take it (torchgeo builds ``nn.Sequential(v2.CenterCrop(224))``).
 
     Subclasses written for torchvision work too: torchvision's public hooks
     ``make_params(flat_inputs)`` and ``transform(inpt, params)`` (0.21+), or the older
@@ -85,6 +89,13 @@ class Transform:
 
     # The kinds this transform touches; the others pass through unchanged.
     _kinds: tuple[str, ...] = ("image", "boxes", "mask", "keypoints")
+
+    def __new__(cls, *args, **kwargs):
+        # the Module state exists before any __init__ runs: ember's transforms (and users'
+        # written for ember) set attributes without calling ``super().__init__()``
+        self = super().__new__(cls)
+        Module.__init__(self)
+        return self
 
     def _get_params(self, image) -> dict[str, Any]:
         return {}
@@ -172,7 +183,9 @@ class Transform:
         return functional(inpt, *args, **kwargs)
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v}" for k, v in vars(self).items() if not k.startswith("_"))
+        args = ", ".join(
+            f"{k}={v}" for k, v in vars(self).items() if not k.startswith("_") and k != "training"
+        )
         return f"{self.__class__.__name__}({args})"
 
 
@@ -183,7 +196,8 @@ class ImageOnly(Transform):
     _v1: type
 
     def __init__(self, *args, **kwargs) -> None:
-        self._impl = self._v1(*args, **kwargs)
+        # the v1 transform is an implementation detail, not a child Module
+        object.__setattr__(self, "_impl", self._v1(*args, **kwargs))
 
     def _transform(self, inpt, kind, params):
         out = self._impl(inpt)

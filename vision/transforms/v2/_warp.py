@@ -240,7 +240,10 @@ class RandomPerspective(Transform):
         interpolation=InterpolationMode.BILINEAR,
         fill=0,
     ) -> None:
-        self._impl = _v1t.RandomPerspective(distortion_scale, p, interpolation, fill)
+        # the v1 transform is an implementation detail, not a child Module
+        object.__setattr__(
+            self, "_impl", _v1t.RandomPerspective(distortion_scale, p, interpolation, fill)
+        )
 
     def __getattr__(self, name: str):
         if name == "_impl":
@@ -284,7 +287,8 @@ class ElasticTransform(Transform):
     def __init__(
         self, alpha=50.0, sigma=5.0, interpolation=InterpolationMode.BILINEAR, fill=0
     ) -> None:
-        self._impl = _v1t.ElasticTransform(alpha, sigma, interpolation, fill)
+        # the v1 transform is an implementation detail, not a child Module
+        object.__setattr__(self, "_impl", _v1t.ElasticTransform(alpha, sigma, interpolation, fill))
 
     def __getattr__(self, name: str):
         if name == "_impl":
