@@ -14,6 +14,10 @@ from .backend import _malloc
 
 _malloc.tune()  # reuse freed memory instead of re-faulting it every step (see _malloc.py)
 
+from .backend import openblas_pool as _openblas_pool
+
+_openblas_pool.quiet_on_import()  # OpenBLAS's idle workers sleep after ~1.6 ms, not ~0.1 s
+
 from . import _numba_import_guard
 
 _numba_import_guard.install()  # numba's lazy import survives a replaced builtins.print

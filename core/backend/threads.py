@@ -27,6 +27,9 @@ def set_num_threads(n: int) -> None:
     global _cached
     _limiter = _controller().limit(limits=n)
     _cached = n
+    from . import openblas_pool
+
+    openblas_pool.catch_up()  # an OpenBLAS loaded after ``import ember`` (SciPy's) sleeps too
 
 
 def get_num_threads() -> int:

@@ -185,17 +185,16 @@ class Relu(Function):
     @staticmethod
     def backward(ctx, grad):
         (out,) = ctx.saved_tensors
-        # a select, not a product: a negative gradient at a dead unit is 0., not -0.; a NaN
-        # output passes its gradient (torch's threshold_backward: out <= 0 selects 0)
+        # a select, not a product: a negative gradient at a dead unit is 0., not -0. (torch)
         it = None
         if type(grad).__module__ == "numpy" and grad.dtype.kind == "f":  # not CuPy, a Tensor
             it = _SAME_SIZE_INT.get(grad.dtype.itemsize)
         if it is None or grad.shape != out.shape:
-            return ctx.xp.where(out <= 0, 0, grad)
-        # the same select as a bitwise AND with an all-zeros / all-ones mask (dead 1 - 1 = 0,
-        # live 0 - 1 = -1): NumPy's where branches per element and mispredicts on ReLU's
-        # random pattern (1 M float32: 1.15 ms -> 0.13 ms here; inf / -0. kept bit for bit)
-        mask = np.subtract((out <= 0).view(np.int8), 1, dtype=it)
+            return ctx.xp.where(out > 0, grad, 0)
+        # the same select as a bitwise AND with an all-ones / all-zeros mask (-1 / 0): NumPy's
+        # where branches per element and mispredicts on ReLU's random pattern (1 M float32:
+        # 1.15 ms -> 0.13 ms here; bit for bit where's, NaN / inf / -0. gradients included)
+        mask = np.negative((out > 0).view(np.int8), dtype=it)
         return np.bitwise_and(grad.view(it), mask).view(grad.dtype)
 
 
