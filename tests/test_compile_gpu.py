@@ -54,7 +54,7 @@ def test_kernel_source_of_a_known_chain():
         "T t1 = (t0 + (T)1.0);",
         "T t2 = ((t1 > (T)0 || isnan(t1)) ? t1 : (T)0);",
         "T t3 = tanh(t2);",
-        "T t4 = (((T)1 + tanh(x0 * (T)0.5)) * (T)0.5);",
+        "T t4 = ((T)1 / ((T)1 + exp(-x0)));",
         "T t5 = (t3 - t4);",
         "y = t5;",
     ]

@@ -37,7 +37,8 @@ _CUDA = {
     "relu": (1, "(({0} > (T)0 || isnan({0})) ? {0} : (T)0)"),  # NaN stays, as np.maximum
     # ember's own formula (ops.elementwise.Sigmoid), so both round alike
     "tanh": (1, "tanh({0})"),
-    "sigmoid": (1, "(((T)1 + tanh({0} * (T)0.5)) * (T)0.5)"),
+    # as eager's Sigmoid: 1 / (1 + exp(-x)), exact in the negative tail (exp overflow gives 0)
+    "sigmoid": (1, "((T)1 / ((T)1 + exp(-{0})))"),
     "exp": (1, "exp({0})"),
     "log": (1, "log({0})"),
     "sqrt": (1, "sqrt({0})"),
@@ -50,7 +51,7 @@ def _numpy_ops(xp) -> dict:
         return xp.maximum(a, 0)
 
     def sigmoid(a):
-        return (1 + xp.tanh(a * 0.5)) * 0.5
+        return 1 / (1 + xp.exp(-a))
 
     return {
         "add": operator.add,
