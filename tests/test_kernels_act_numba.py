@@ -324,3 +324,26 @@ def test_sigmoid_backward_kernel_takes_each_gradient_layout(compiled, grad):
     np.testing.assert_allclose(ye.detach().numpy(), yt.detach().numpy(), rtol=1e-6, atol=1e-30)
     # (1 - s) near s = 1 carries the rounding of s: a few float32 ulps of 1, relative
     np.testing.assert_allclose(xe.grad.numpy(), xt.grad.numpy(), rtol=1e-5, atol=1e-30)
+
+
+@pytest.mark.parametrize("grad", ["sum", "full"])
+def test_silu_recompute_path_at_two_threads(compiled, monkeypatch, grad):
+    # at 2+ threads a large SiLU saves x, not the derivative, and the backward recomputes it
+    # in one compiled pass: values and gradients as torch's, as on the derivative path
+    from ember.backend import threads
+    from ember.ops import activation_ops
+
+    monkeypatch.setattr(activation_ops, "SILU_RECOMPUTE_MIN", 1)
+    monkeypatch.setattr(activation_ops, "num_threads", lambda: 2)
+    x = _x((30, 70), seed=6, scale=8.0)
+    x.flat[: len(_EDGES)] = _EDGES
+    xe, xt = ember.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    ye, yt = F.silu(xe), TF.silu(xt)
+    assert ye.grad_fn is not None and threads.num_threads() >= 1
+    if grad == "sum":
+        ye.sum().backward(), yt.sum().backward()
+    else:
+        g = _x(x.shape, seed=7, scale=1.0)
+        ye.backward(ember.tensor(g)), yt.backward(torch.tensor(g))
+    np.testing.assert_allclose(ye.detach().numpy(), yt.detach().numpy(), rtol=2e-6, atol=2e-6)
+    np.testing.assert_allclose(xe.grad.numpy(), xt.grad.numpy(), rtol=1e-5, atol=2e-6)

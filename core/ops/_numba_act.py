@@ -227,6 +227,18 @@ def silu_forward_der(x, out, der, k):  # pragma: no cover
         der[i] = s * (one + v * (one - s))
 
 
+@_jit
+def silu_backward(x, g, res, k):  # pragma: no cover
+    # the derivative recomputed from x (one exp) and applied: what a backward that saved only
+    # x reads; ``g`` has x's size, or one element (a broadcast gradient), as sigmoid_backward
+    one = k[2]
+    step = 1 if g.size == x.size else 0
+    for i in range(x.size):
+        v = x[i]
+        s = recip1p(fexp(-v))
+        res[i] = g[i * step] * (s * (one + v * (one - s)))
+
+
 # ---- rows: 2-D C-contiguous arrays, over the last dim ------------------------------------
 @_jit
 def _row_max(x, i, d):  # pragma: no cover

@@ -110,15 +110,16 @@ def silu_f32(x, need_grad: bool):
     return out.reshape(shape), (der.reshape(shape) if der is not None else None)
 
 
-def sigmoid_grad(kern, grad, out):
-    """``grad * out * (1 - out)`` in one compiled pass when the saved sigmoid ``out`` is a
-    C-contiguous NumPy array and ``grad`` one of its shape and dtype, C-contiguous or one value
-    broadcast (the gradient of a ``sum``); else None."""
+def saved_grad(kern, name: str, grad, saved):
+    """The compiled one-pass backward ``name`` (``sigmoid_backward``: ``saved`` is the output;
+    ``silu_backward``: ``saved`` is the input) when ``saved`` is a C-contiguous NumPy array and
+    ``grad`` one of its shape and dtype, C-contiguous or one value broadcast (the gradient of a
+    ``sum``); else None."""
     if not (
         type(grad) is np.ndarray
-        and grad.shape == out.shape
-        and grad.dtype == out.dtype
-        and out.flags.c_contiguous
+        and grad.shape == saved.shape
+        and grad.dtype == saved.dtype
+        and saved.flags.c_contiguous
     ):
         return None
     if grad.flags.c_contiguous:
@@ -127,16 +128,24 @@ def sigmoid_grad(kern, grad, out):
         gf = np.array([grad.flat[0]], dtype=grad.dtype)  # one value, read by every element
     else:
         return None
-    of = out.reshape(-1)
-    res = fresh_output(of.shape, of.dtype, of)
-    k = kern.consts(of.dtype)
-    whole = gf.size == of.size
+    sf = saved.reshape(-1)
+    res = fresh_output(sf.shape, sf.dtype, sf)
+    k = kern.consts(sf.dtype)
+    whole = gf.size == sf.size
+    fn = getattr(kern, name)
 
     def args(lo, hi):
-        return (gf[lo:hi] if whole else gf, of[lo:hi], res[lo:hi], k)
+        if name == "sigmoid_backward":
+            return (gf[lo:hi] if whole else gf, sf[lo:hi], res[lo:hi], k)
+        return (sf[lo:hi], gf[lo:hi] if whole else gf, res[lo:hi], k)
 
-    split_call(kern.sigmoid_backward, of.size, 1, args)
+    split_call(fn, sf.size, 1, args)
     return res.reshape(grad.shape)
+
+
+def sigmoid_grad(kern, grad, out):
+    """``grad * out * (1 - out)`` in one compiled pass (see ``saved_grad``); else None."""
+    return saved_grad(kern, "sigmoid_backward", grad, out)
 
 
 def _multiply(a, b, out):
