@@ -33,7 +33,7 @@ import math
 from .autograd.function import Function
 from .ops._lowp import float32_compute
 
-__all__ = ["Addmm", "as_one_op", "decomposition_for", "register_spellings"]
+__all__ = ["Addmm", "as_one_op", "decomposition_for", "mode_hook", "register_spellings"]
 
 
 @float32_compute
@@ -117,11 +117,17 @@ def as_one_op(kind: str, inputs: list, run):
     ``aten::instance_norm``): fvcore keys its counts on those. Any other mode, and no mode,
     sees the ops ``run`` executes.
     """
+    hook = mode_hook("_ember_one_op")
+    return run() if hook is None else hook(kind, inputs, run)
+
+
+def mode_hook(name: str):
+    """The innermost dispatch mode's attribute ``name`` (a recorder's hook), or None when no
+    mode is on or it has none."""
     from ._dispatch import _TLS
 
     stack = getattr(_TLS, "stack", None)
-    hook = getattr(stack[-1], "_ember_one_op", None) if stack else None
-    return run() if hook is None else hook(kind, inputs, run)
+    return getattr(stack[-1], name, None) if stack else None
 
 
 # ---- convolutions: torch's name and arguments ------------------------------------------------

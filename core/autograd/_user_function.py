@@ -80,17 +80,12 @@ _callers = threading.local()
 def _user_apply(cls, *args, **kwargs):
     """``Function.apply`` for a user Function: remembers the caller's tensors for ``forward``."""
     if getattr(Function.__dict__["apply"], "__func__", None) is not _function_apply:  # a mode
-        hook = _python_op_hook()
+        from .._dispatch_decomp import mode_hook
+
+        hook = mode_hook("_ember_python_op")
         if hook is not None:  # jit._get_trace_graph: one prim::PythonOp, as torch's tracer
             return hook(cls, lambda: _user_apply_inner(cls, args, kwargs), args, kwargs)
     return _user_apply_inner(cls, args, kwargs)
-
-
-def _python_op_hook():
-    from .._dispatch import _TLS
-
-    stack = getattr(_TLS, "stack", None)
-    return getattr(stack[-1], "_ember_python_op", None) if stack else None
 
 
 def _user_apply_inner(cls, args: tuple, kwargs: dict):

@@ -135,6 +135,7 @@ class Function(_SavedMixin):
     _saved_info = None
     _anomaly_stack = None
     _seq = 0  # creation order, set when the node joins a graph (see _next_seq)
+    _grad_dest = None  # a node is never a gradient destination (engine._grad_outs)
     # Set by the engine just before backward: per input, an array the gradient may be written
     # into (``out=``) and returned, or None (see ``engine.grad_destinations``). Ops that ignore
     # it stay correct; it only saves the copy into a preallocated buffer such as DDP's bucket.

@@ -27,13 +27,16 @@ _applied: int | None = None  # the timeout set through set_thread_timeout, if an
 _done: set[str] = set()  # the libraries (paths) that have it
 
 
-def _openblas_libs() -> list:
+def _openblas_libs(controller=None) -> list:
     """(path, library) of each pthreads OpenBLAS loaded in this process: NumPy's, and SciPy's
-    where SciPy was imported (its own copy, with its own pool)."""
-    from threadpoolctl import ThreadpoolController
+    where SciPy was imported (its own copy, with its own pool). ``controller``: a
+    ``threadpoolctl.ThreadpoolController`` the caller already made (its scan costs ~1 ms)."""
+    if controller is None:
+        from threadpoolctl import ThreadpoolController
 
+        controller = ThreadpoolController()
     libs = []
-    for ctl in ThreadpoolController().select(internal_api="openblas").lib_controllers:
+    for ctl in controller.select(internal_api="openblas").lib_controllers:
         if getattr(ctl, "threading_layer", None) != "pthreads":
             continue  # an OpenMP build waits as its OpenMP runtime says (OMP_WAIT_POLICY)
         try:
@@ -80,13 +83,14 @@ def _apply(libs: list, value: int) -> None:
             os.environ[ENV] = prev
 
 
-def catch_up() -> None:
+def catch_up(controller=None) -> None:
     """The timeout ember set, on OpenBLAS libraries loaded since (SciPy's): called by
-    ``set_num_threads``."""
+    ``set_num_threads`` with its ``ThreadpoolController``."""
     if _applied is None:
         return
     try:
-        _apply([(p, lib) for p, lib in _openblas_libs() if p not in _done], _applied)
+        libs = _openblas_libs(controller)
+        _apply([(p, lib) for p, lib in libs if p not in _done], _applied)
     except (ImportError, OSError, AttributeError):
         pass
 

@@ -25,11 +25,13 @@ def set_num_threads(n: int) -> None:
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"set_num_threads expects a positive integer, got {n!r}")
     global _cached
-    _limiter = _controller().limit(limits=n)
+    controller = _controller()
+    _limiter = controller.limit(limits=n)
     _cached = n
     from . import openblas_pool
 
-    openblas_pool.catch_up()  # an OpenBLAS loaded after ``import ember`` (SciPy's) sleeps too
+    # an OpenBLAS loaded after ``import ember`` (SciPy's) sleeps soon too
+    openblas_pool.catch_up(controller)
 
 
 def get_num_threads() -> int:

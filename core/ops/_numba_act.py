@@ -200,7 +200,7 @@ def sigmoid_forward(x, out, k):  # pragma: no cover
 
 
 @_jit
-def sigmoid_backward(g, out, res, k):  # pragma: no cover
+def sigmoid_backward(out, g, res, k):  # pragma: no cover
     # ``g`` has out's size, or one element: a broadcast gradient (``y.sum().backward()``)
     one = k[2]
     step = 1 if g.size == out.size else 0

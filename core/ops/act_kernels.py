@@ -134,9 +134,7 @@ def saved_grad(kern, name: str, grad, saved):
     whole = gf.size == sf.size
     fn = getattr(kern, name)
 
-    def args(lo, hi):
-        if name == "sigmoid_backward":
-            return (gf[lo:hi] if whole else gf, sf[lo:hi], res[lo:hi], k)
+    def args(lo, hi):  # both kernels take (saved, grad, result, constants)
         return (sf[lo:hi], gf[lo:hi] if whole else gf, res[lo:hi], k)
 
     split_call(fn, sf.size, 1, args)

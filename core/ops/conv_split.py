@@ -138,7 +138,7 @@ def split_bounds(
         return [0, n]  # the direct kernels need no MKL (``DIRECT_WITHOUT_MKL``)
     if _mkl._enabled is False:
         return None
-    macs = math.prod(w_shape) * n * math.prod(out_size)
+    macs = _macs(n, w_shape, out_size)
     # _ready: MKL's deferred load counts these products too (``mkl_gemm.LOAD_AFTER``)
     if not _mkl._ready(macs):
         return None

@@ -102,12 +102,10 @@ def like_layout(out, input, memory_format):
     from .._torch_misc import preserve_format
 
     rank = _channels_last_rank(memory_format)
-    if rank and out.ndim != rank:
-        _to_layout(out, memory_format, False)  # torch's rank error
-    if not rank and (memory_format is None or memory_format is preserve_format):
-        r, flags = input.ndim, getattr(input._data, "flags", None)  # sparse/nested: none
-        if r in (4, 5) and flags is not None and not flags.c_contiguous:
-            rank = r if is_channels_last(input, r) else 0
+    if rank:
+        _check_rank(out, rank)
+    elif memory_format is None or memory_format is preserve_format:
+        rank = _nhwc_rank(input)
     if rank:
         from ..backend.device import get_array_module
 
@@ -120,6 +118,22 @@ def _channels_last_rank(memory_format) -> int:
     from .._torch_misc import channels_last, channels_last_3d
 
     return 4 if memory_format is channels_last else 5 if memory_format is channels_last_3d else 0
+
+
+def _nhwc_rank(t) -> int:
+    """4 or 5 where ``t`` is laid out NHWC (NDHWC) and not row-major (what ``preserve_format``
+    keeps), else 0."""
+    flags = getattr(t._data, "flags", None)  # sparse / nested arrays: none
+    r = t.ndim
+    if r in (4, 5) and flags is not None and not flags.c_contiguous and is_channels_last(t, r):
+        return r
+    return 0
+
+
+def _check_rank(t, rank: int) -> None:
+    if t.ndim != rank:
+        name = "channels_last" if rank == 4 else "channels_last_3d"
+        raise RuntimeError(f"required rank {rank} tensor to use {name} format")
 
 
 def is_channels_last(t, rank: int) -> bool:
@@ -141,9 +155,7 @@ def _to_layout(t, memory_format, copy: bool):
     """``t`` in ``memory_format`` (a copy when ``copy`` or when its layout differs)."""
     rank = _channels_last_rank(memory_format)
     if rank:
-        if t.ndim != rank:
-            name = "channels_last" if rank == 4 else "channels_last_3d"
-            raise RuntimeError(f"required rank {rank} tensor to use {name} format")
+        _check_rank(t, rank)
         return ToChannelsLast.apply(t) if copy or not is_channels_last(t, rank) else t
     if copy:
         return Clone.apply(t)
@@ -155,7 +167,7 @@ def to_channels_last(t, memory_format):
     format, else an NHWC (NDHWC) copy (torch's rule: ``suggest_memory_format``)."""
     from .._prims_common import suggest_memory_format
 
-    _to_layout(t, memory_format, False)  # the rank check
+    _check_rank(t, _channels_last_rank(memory_format))
     return t if suggest_memory_format(t) is memory_format else ToChannelsLast.apply(t)
 
 
@@ -184,10 +196,7 @@ def clone(t, memory_format=None):
     from .._torch_misc import preserve_format
 
     if memory_format is None or memory_format is preserve_format:
-        rank = t.ndim
-        if rank in (4, 5) and not t._data.flags.c_contiguous and is_channels_last(t, rank):
-            return ToChannelsLast.apply(t)
-        return Clone.apply(t)
+        return ToChannelsLast.apply(t) if _nhwc_rank(t) else Clone.apply(t)
     return _to_layout(t, memory_format, True)
 
 

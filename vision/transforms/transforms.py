@@ -110,15 +110,31 @@ def _forwarder(self, *args, **kwargs):
 _forwarder._ember_forwarder = True
 
 
-class _Transform(Module):
-    # torchvision's transforms are nn.Modules (``nn.Sequential(CenterCrop(10), Normalize(...))``
-    # in its docs); the Module state exists before any __init__ runs, since ember's transforms
-    # (and users' written for ember) set attributes without calling ``super().__init__()``
+class _TransformModule(Module):
+    """What v1's and v2's transform bases share. torchvision's transforms are nn.Modules
+    (``nn.Sequential(CenterCrop(10), Normalize(...))`` in its docs); the Module state exists
+    before any ``__init__`` runs, since ember's transforms (and users' written for ember) set
+    attributes without calling ``super().__init__()``."""
+
     def __new__(cls, *args, **kwargs):
         self = super().__new__(cls)
         Module.__init__(self)
         return self
 
+    def __setattr__(self, name: str, value) -> None:
+        if name == "_impl":  # a v2 transform's v1 implementation: a detail, not a child Module
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
+
+    def __repr__(self) -> str:
+        args = ", ".join(
+            f"{k}={v}" for k, v in vars(self).items() if not k.startswith("_") and k != "training"
+        )
+        return f"{self.__class__.__name__}({args})"
+
+
+class _Transform(_TransformModule):
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
         # torchvision's transforms are nn.Modules called through ``forward``: a subclass that
@@ -136,12 +152,6 @@ class _Transform(Module):
             if call is not None and not getattr(call, "_ember_forwarder", False):
                 return call(self, *args, **kwargs)
         raise NotImplementedError(f"{type(self).__name__} defines no transform")
-
-    def __repr__(self) -> str:
-        args = ", ".join(
-            f"{k}={v}" for k, v in vars(self).items() if not k.startswith("_") and k != "training"
-        )
-        return f"{self.__class__.__name__}({args})"
 
 
 class ToTensor(_Transform):

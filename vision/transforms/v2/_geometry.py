@@ -238,8 +238,7 @@ class _RandomAffineBase(Transform):
     _v1: type
 
     def __init__(self, *args, **kwargs) -> None:
-        # the v1 transform is an implementation detail, not a child Module
-        object.__setattr__(self, "_impl", self._v1(*args, **kwargs))
+        self._impl = self._v1(*args, **kwargs)
 
     def __getattr__(self, name: str):
         if name == "_impl":

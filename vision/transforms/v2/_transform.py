@@ -12,11 +12,11 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from ember.nn import Module
 from ember.tensor import Tensor
 
 from ... import tv_tensors as tv
 from .._functional_pil import is_pil
+from ..transforms import _TransformModule
 from . import _register
 
 
@@ -74,7 +74,7 @@ def _legacy_hook(cls) -> bool:
         return False
 
 
-class Transform(Module):
+class Transform(_TransformModule):
     """Base of v2's transforms: override ``_get_params(image)`` and ``_transform(inpt, kind,
     params)``; ``kind`` is "image", "boxes" or "mask".
 
@@ -89,13 +89,6 @@ class Transform(Module):
 
     # The kinds this transform touches; the others pass through unchanged.
     _kinds: tuple[str, ...] = ("image", "boxes", "mask", "keypoints")
-
-    def __new__(cls, *args, **kwargs):
-        # the Module state exists before any __init__ runs: ember's transforms (and users'
-        # written for ember) set attributes without calling ``super().__init__()``
-        self = super().__new__(cls)
-        Module.__init__(self)
-        return self
 
     def _get_params(self, image) -> dict[str, Any]:
         return {}
@@ -182,12 +175,6 @@ class Transform(Module):
             return _register.run_custom(lambda x: functional(x, *args, **kwargs), inpt)
         return functional(inpt, *args, **kwargs)
 
-    def __repr__(self) -> str:
-        args = ", ".join(
-            f"{k}={v}" for k, v in vars(self).items() if not k.startswith("_") and k != "training"
-        )
-        return f"{self.__class__.__name__}({args})"
-
 
 class ImageOnly(Transform):
     """Applies a v1 transform (colour, normalisation, ...) to the image leaves only."""
@@ -196,8 +183,7 @@ class ImageOnly(Transform):
     _v1: type
 
     def __init__(self, *args, **kwargs) -> None:
-        # the v1 transform is an implementation detail, not a child Module
-        object.__setattr__(self, "_impl", self._v1(*args, **kwargs))
+        self._impl = self._v1(*args, **kwargs)
 
     def _transform(self, inpt, kind, params):
         out = self._impl(inpt)

@@ -240,10 +240,7 @@ class RandomPerspective(Transform):
         interpolation=InterpolationMode.BILINEAR,
         fill=0,
     ) -> None:
-        # the v1 transform is an implementation detail, not a child Module
-        object.__setattr__(
-            self, "_impl", _v1t.RandomPerspective(distortion_scale, p, interpolation, fill)
-        )
+        self._impl = _v1t.RandomPerspective(distortion_scale, p, interpolation, fill)
 
     def __getattr__(self, name: str):
         if name == "_impl":
@@ -287,8 +284,7 @@ class ElasticTransform(Transform):
     def __init__(
         self, alpha=50.0, sigma=5.0, interpolation=InterpolationMode.BILINEAR, fill=0
     ) -> None:
-        # the v1 transform is an implementation detail, not a child Module
-        object.__setattr__(self, "_impl", _v1t.ElasticTransform(alpha, sigma, interpolation, fill))
+        self._impl = _v1t.ElasticTransform(alpha, sigma, interpolation, fill)
 
     def __getattr__(self, name: str):
         if name == "_impl":
