@@ -260,6 +260,7 @@ def test_depthwise_k3_against_torch(case, dtype, monkeypatch):
 
     x_shape, pad, dil = case
     x, w, b, g = _dw_case(x_shape, pad, dil, dtype)
+    monkeypatch.setattr(DW, "FUSED", False)  # these kernels (the fused ones: test_conv_s24)
     calls = []
     for name in ("forward_s1", "weight_grad_s1"):
         real = getattr(K3, name)
@@ -306,6 +307,7 @@ def test_depthwise_k3_parallel_kernels(monkeypatch):
     from ember.ops import conv_depthwise as DW
 
     monkeypatch.setattr(DW, "K3_MIN_PAR", 1)
+    monkeypatch.setattr(DW, "FUSED", False)  # these kernels (the fused ones: test_conv_s24)
     calls = []
     for name in ("forward_s1_par", "weight_grad_s1_par"):
         real = getattr(K3, name)

