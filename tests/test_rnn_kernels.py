@@ -32,6 +32,7 @@ def compiled(request, monkeypatch):
         pytest.skip("numba kernels disabled (EMBER_NUMBA=0) or numba missing")
     if request.param == "cells":
         monkeypatch.setattr(rnn_support, "_seq", False)
+        monkeypatch.setattr(rnn_support, "_rows", False)  # the Python loop (test_rnn_s24.py)
         yield request.param
         return
     prev = mkl_gemm.enabled()

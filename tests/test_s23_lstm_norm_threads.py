@@ -63,6 +63,7 @@ def test_lstm_tall_step_matches_torch_and_the_wide_product(case, monkeypatch):
     )
     # the whole-sequence loop (MKL only) would take the steps instead: keep it off
     monkeypatch.setattr(ernn, "sequence_kernels", lambda *a, **k: (None, None))
+    monkeypatch.setattr(rnn_support, "_rows", False)  # and so would session 24's row loops
     tall, ref = _lstm_run(kwargs, shape, lengths)
     assert calls, "the w_hh @ h.T step did not run"
     for e, t in zip(tall, ref):

@@ -89,19 +89,26 @@ def lstm_backward(dh, tc, c0, a, dc, dg, k):  # pragma: no cover - compiled
     one = k[0]
     n, H = c0.shape
     for r in range(n):
+        # one pass per output over contiguous runs of the row: they vectorise; the single
+        # loop writing all four gates and dc (nine streams) compiled to scalar code (B32 H128:
+        # 9.6 -> 3.7 us)
+        d, t, ar, dcr, dgr, c0r = dh[r], tc[r], a[r], dc[r], dg[r], c0[r]
         for j in range(H):
-            d = dh[r, j]
-            i = a[r, j]
-            f = a[r, H + j]
-            g = a[r, 2 * H + j]
-            o = a[r, 3 * H + j]
-            t = tc[r, j]
-            dcv = dc[r, j] + d * o * (one - t * t)
-            dg[r, j] = dcv * g * (i - i * i)
-            dg[r, H + j] = dcv * c0[r, j] * (f - f * f)
-            dg[r, 2 * H + j] = dcv * i * (one - g * g)
-            dg[r, 3 * H + j] = d * t * (o - o * o)
-            dc[r, j] = dcv * f
+            o = ar[3 * H + j]
+            dgr[3 * H + j] = d[j] * t[j] * (o - o * o)
+        for j in range(H):
+            dcr[j] += d[j] * ar[3 * H + j] * (one - t[j] * t[j])
+        for j in range(H):
+            i = ar[j]
+            dgr[j] = dcr[j] * ar[2 * H + j] * (i - i * i)
+        for j in range(H):
+            f = ar[H + j]
+            dgr[H + j] = dcr[j] * c0r[j] * (f - f * f)
+        for j in range(H):
+            g = ar[2 * H + j]
+            dgr[2 * H + j] = dcr[j] * ar[j] * (one - g * g)
+        for j in range(H):
+            dcr[j] *= ar[H + j]
 
 
 @_jit

@@ -42,6 +42,9 @@ from .rnn_support import (  # noqa: F401  (re-exported: every name stays importa
     _zero_inactive,
     cell_kernels,
     packed_indices,
+    row_plan,
+    rows_backward,
+    rows_forward,
     scaled_transpose,
     sequence_kernels,
 )
@@ -82,17 +85,18 @@ class LSTMLayer(Function):
         # one fused cell: a CUDA launch (see cuda_fused) or a compiled pass (_numba_rnn)
         kern, kc = cell_kernels(xp, dt)
         seq, sk = (None, None) if w_hr is not None else sequence_kernels(xp, dt, B * P * 4 * Hd, B)
+        rows = None if seq is not None or w_hr is not None else row_plan(xp, dt, B, w_hh)
         # Without MKL, each step's product runs as w_hh @ h.T (a (4H, n) result that the
         # compiled cell adds in) rather than h @ w_hh.T: OpenBLAS 0.3.31 takes a tall product
         # against a few columns faster than a few rows against a wide matrix, and the weight
         # needs no transposed copy. 1 thread, CPU ms a step (h @ w.T contiguous / w @ h.T /
         # torch): 8x1024 @ 1024x4096 2.77 / 2.47 / 2.32; 16x512 @ 512x2048 0.79 / 0.54 / 0.67;
         # 32x128 @ 128x512 0.055 / 0.047 / 0.054 (AMD EPYC, session 23).
-        tall = seq is None and kern is not None and not mkl_active()
+        tall = seq is None and rows is None and kern is not None and not mkl_active()
         if tall:
             whh_s = w_hh * s[:, None]
             gt_buf = np.empty(4 * Hd * B, dtype=dt)
-        else:
+        elif rows is None:
             whh_t = scaled_transpose(xp, w_hh, s)
         whr_t = None if w_hr is None else xp.ascontiguousarray(w_hr.T)
         # States in processing order: hs[k] enters step k, hs[k + 1] leaves it (no copies).
@@ -115,6 +119,8 @@ class LSTMLayer(Function):
             acts = np.ascontiguousarray(acts)
             bs = _sizes(batch_sizes, T, B)
             seq.lstm_forward_seq(acts, hs, cs, tanh_c, whh_t, bs, bool(reverse), sk)
+        elif rows is not None:  # the whole loop compiled on NumPy's OpenBLAS, by row ranges
+            acts = rows_forward(rows, acts, hs, cs, tanh_c, w_hh, s, batch_sizes, reverse, kc)
         else:
             with step_blas(xp, 2 * B * P * 4 * Hd, "lstm-fwd") as steps:
                 for k, t in enumerate(_steps(T, reverse)):
@@ -166,8 +172,9 @@ class LSTMLayer(Function):
         xp = ctx.xp
         T, B, P = x.shape[0], x.shape[1], hs.shape[2]
         dt = x.dtype
-        dh = xp.zeros((B, P), dtype=dt) if g_hn is None else g_hn.astype(dt, copy=True)
-        dc = xp.zeros((B, Hd), dtype=dt) if g_cn is None else g_cn.astype(dt, copy=True)
+        # C-ordered: the compiled loops update them in place by rows
+        dh = xp.zeros((B, P), dtype=dt) if g_hn is None else g_hn.astype(dt, order="C")
+        dc = xp.zeros((B, Hd), dtype=dt) if g_cn is None else g_cn.astype(dt, order="C")
         dG = (xp.empty if batch_sizes is None else xp.zeros)((T, B, 4 * Hd), dtype=dt)
         dR = None if w_hr is None else xp.zeros((T, B, P), dtype=dt)
         # d act / d pre-activation = u - a*a with u = a for sigmoid gates and 1 for tanh.
@@ -179,7 +186,11 @@ class LSTMLayer(Function):
         if kern is not None:
             fused = lambda *arrays: kern.lstm_backward(*arrays, kc)  # noqa: E731
         seq, sk = (None, None) if w_hr is not None else sequence_kernels(xp, dt, B * P * 4 * Hd, B)
-        if seq is not None:  # the whole loop compiled (_numba_rnn_seq)
+        rows = None if seq is not None or w_hr is not None else row_plan(xp, dt, B, w_hh)
+        if rows is not None:  # the whole loop compiled on NumPy's OpenBLAS, by row ranges
+            g = None if g_out is None else g_out.astype(dt, copy=False)
+            rows_backward(rows, g, dh, dc, acts, cs, tanh_c, w_hh, dG, batch_sizes, reverse, kc)
+        elif seq is not None:  # the whole loop compiled (_numba_rnn_seq)
             go = dh.reshape(1, B, P) if g_out is None else g_out.astype(dt, copy=False)
             w = np.ascontiguousarray(w_hh)
             bs = _sizes(batch_sizes, T, B)
