@@ -12,6 +12,16 @@ in a device synchronisation, so the time is the GPU's as well as the host's. Wit
 each workload also runs under ``autocast`` (and a ``GradScaler`` for fp16), and the table gives
 step time and peak memory of both modes, counted from before a workload's first step: on the
 GPU the allocator's peak, on the CPU the process's peak RSS (Linux VmHWM, reset per workload).
+
+On the CPU the plain table also gives each framework's step memory (Linux; ``--no-memory``
+skips it): the peak RSS of one steady-state step over the RSS just before it, after the timed
+steps and a ``malloc_trim(0)`` in both processes. Absolute RSS would be unfair: torch's import
+maps several hundred MiB of libraries that ember does not load, and ember compiles its numba
+kernels during the first step; both sit in the baseline. The trim returns the free heap each
+allocator keeps (ember keeps its high-water mark on purpose, ``core/backend/_malloc.py``), so
+what the step faults in again counts for both: the parameters' gradients (freed by a
+``zero_grad`` before the baseline), the saved activations, the temporaries of forward, backward
+and Adam at their peak. The parameters and Adam's state are in the baseline of both.
 """
 
 from __future__ import annotations
@@ -61,6 +71,33 @@ def _peak_end(lib, device: str, base: float) -> float:
         return float("nan")
 
 
+def _malloc_trim() -> None:
+    """Hand glibc's free heap back to the OS (both frameworks, before a step-memory baseline)."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
+def step_memory_mib(step, opt, repeat: int = 5) -> float:
+    """Peak RSS (MiB) of one call of ``step`` over the RSS just before it, after freeing the
+    gradients and trimming the free heap (see the module docstring), the median of ``repeat``
+    steps; NaN where Linux's VmHWM reset is unavailable."""
+    import gc
+
+    peaks = []
+    for _ in range(repeat):  # glibc's reuse of the trimmed heap varies: the median of a few
+        opt.zero_grad()
+        gc.collect()
+        _malloc_trim()
+        base = _peak_start(None, "cpu")
+        step()
+        peaks.append(_peak_end(None, "cpu", base))
+    return sorted(peaks)[len(peaks) // 2]
+
+
 def run_child(
     framework: str,
     threads: int,
@@ -70,10 +107,12 @@ def run_child(
     batch: int | None = None,
     amp: str | None = None,
     mode: str | None = None,
+    memory: bool = False,
 ) -> dict:
     """Inside a subprocess: ms/step per workload (median of ``steps`` after warm-up); with
     ``amp`` (``"bf16"``/``"fp16"``) the steps run under autocast and ``<name>/peak_mib`` is
-    added."""
+    added; with ``memory`` (plain float32 on the CPU) ``<name>/step_mib``, the peak RSS growth
+    of one more step (:func:`step_memory_mib`)."""
     import contextlib
     import time
 
@@ -144,6 +183,8 @@ def run_child(
             step()
             times.append(time.perf_counter() - t0)
         out[name] = float(np.median(times) * 1e3)
+        if memory and amp is None and device == "cpu":
+            out[name + "/step_mib"] = step_memory_mib(step, opt)
         if framework == "ember+compile" and mode == "reduce-overhead":
             fns = [e.fn for e in model._compiled.entries if e.fn is not None]
             runner = fns[-1] if fns else None  # was the step replayed as CUDA graphs?
@@ -180,6 +221,11 @@ def main() -> None:
         default="default",
         help="with --compile: the compile mode of both frameworks (reduce-overhead: CUDA graphs)",
     )
+    ap.add_argument(
+        "--no-memory",
+        action="store_true",
+        help="skip the step-memory columns (peak RSS growth of one step, CPU only)",
+    )
     ap.add_argument("--json", help="write the results here too")
     ap.add_argument("--_child", nargs=2, metavar=("FRAMEWORK", "THREADS"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -188,7 +234,15 @@ def main() -> None:
         print(
             json.dumps(
                 run_child(
-                    fw, th, args.workloads, args.steps, args.device, args.batch, args.amp, args.mode
+                    fw,
+                    th,
+                    args.workloads,
+                    args.steps,
+                    args.device,
+                    args.batch,
+                    args.amp,
+                    args.mode,
+                    memory=not args.no_memory,
                 )
             )
         )
@@ -222,17 +276,28 @@ def main() -> None:
             ]
             if args.batch:
                 cmd += ["--batch", str(args.batch)]
+            if args.no_memory:
+                cmd += ["--no-memory"]
             r = subprocess.run(cmd, capture_output=True, text=True, env=env)
             if r.returncode != 0:
                 raise SystemExit(f"{fw} with {threads} thread(s) failed:\n{r.stderr}")
             results[(fw, threads)] = json.loads(r.stdout.strip().splitlines()[-1])
     rows = []
+    memory = not args.no_memory and args.device == "cpu"
     for threads in args.threads:
         for name in args.workloads:
-            e, t = results[("ember", threads)][name], results[("torch", threads)][name]
-            rows.append([name, threads, f"{e:.1f}", f"{t:.1f}", f"{e / t:.2f}"])
+            re_, rt = results[("ember", threads)], results[("torch", threads)]
+            e, t = re_[name], rt[name]
+            row = [name, threads, f"{e:.1f}", f"{t:.1f}", f"{e / t:.2f}"]
+            if memory:
+                me, mt = re_[name + "/step_mib"], rt[name + "/step_mib"]
+                row += [f"{me:.1f}", f"{mt:.1f}", f"{me / mt:.2f}" if mt > 0 else "-"]
+            rows.append(row)
+    header = ["workload", "threads", "ember ms/step", "torch ms/step", "ratio"]
+    if memory:
+        header += ["ember step MiB", "torch step MiB", "MiB ratio"]
     print(f"device: {args.device}")
-    print(table(rows, ["workload", "threads", "ember ms/step", "torch ms/step", "ratio"]))
+    print(table(rows, header))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({f"{k[0]}/{k[1]}": v for k, v in results.items()}, f, indent=2)

@@ -56,6 +56,7 @@ def test_causal_blocks_per_matrix_match_torch(q_shape, kv_shape, monkeypatch):
 
 def test_causal_matrices_over_threads_equal_one_thread(monkeypatch):
     monkeypatch.setattr(attention_causal, "BLOCK", 8)
+    monkeypatch.setattr(attention_causal, "GROUP_BYTES", 0)  # one matrix a group
     r = np.random.default_rng(2)
     arrays = [r.standard_normal((2, 3, 40, 8)).astype(np.float32) for _ in range(4)]
     one = _sdpa(ember, arrays)

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..backend import cuda_fused
 from ..tensor import Tensor
+from . import _adam_kernel
 from ._functional import (
     _addcdiv_,
     _addcmul_,
@@ -118,15 +119,19 @@ class Adam(Optimizer):
             # on a GPU one fused kernel, on the CPU NumPy passes over cache-sized pieces
             # (meta parameters are ndarrays too: NumPy's rule, whose writes go nowhere)
             rule = _adam_update if isinstance(param, np.ndarray) else cuda_fused.adam_
+            fused = not amsgrad and _adam_kernel.applies(*arrays)  # one compiled pass
             update = functools.partial(
-                rule,
+                _adam_kernel.adam_ if fused else rule,
                 beta1=beta1,
                 beta2=beta2,
                 eps=eps,
                 step_size=lr / (1 - beta1**step),
                 bias_correction2_sqrt=(1 - beta2**step) ** 0.5,
             )
-            parallel_apply(update, *arrays)
+            if fused:
+                update(*arrays)
+            else:
+                parallel_apply(update, *arrays)
             _bump(p)
 
 
