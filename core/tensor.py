@@ -264,7 +264,11 @@ class Tensor:
     @property
     def data(self) -> Tensor:
         """A tensor sharing storage, detached from the graph."""
-        return self.detach()
+        t = self.detach()
+        # torch: unlike detach(), ``.data`` has its own version counter, so writes through it
+        # escape autograd's in-place check (``p.data.add_(...)`` after a forward that saved p)
+        t._version_counter = [0]
+        return t
 
     @data.setter
     def data(self, value: Tensor) -> None:

@@ -108,7 +108,8 @@ class ConvPool2x2(Function):
         gm = xp.empty((n, h // 2, wd // 2, o), dtype=grad.dtype)
         g_t = grad.transpose(0, 2, 3, 1)
         if ctx.relu:
-            xp.multiply(g_t, out.transpose(0, 2, 3, 1) > 0, out=gm)
+            # (not out <= 0: a NaN output passes its gradient, as eager's and torch's ReLU)
+            xp.multiply(g_t, ~(out.transpose(0, 2, 3, 1) <= 0), out=gm)
         else:
             gm[...] = g_t
         gy = xp.empty((n, h // 2, 2, wd // 2, 2, o), dtype=grad.dtype)

@@ -24,13 +24,13 @@ from ._gpu_codegen import _CUDA, _count_inputs, _numpy_ops, kernel_key
 __all__ = ["FusedElementwiseFunction", "adjoint_program", "backward_source", "evaluate_backward"]
 
 _EXTRA_CUDA = {
-    "relu_grad": (2, "(({1} > (T)0) ? {0} : (T)0)"),  # grad * (out > 0)
+    "relu_grad": (2, "(({1} <= (T)0) ? (T)0 : {0})"),  # torch's: a NaN output passes grad
     "sign": (1, "(T)(({0} > (T)0) - ({0} < (T)0))"),
 }
 
 
 def _extra_numpy(xp) -> dict:
-    return {"relu_grad": lambda a, t: a * (t > 0), "sign": xp.sign}
+    return {"relu_grad": lambda a, t: a * ~(t <= 0), "sign": xp.sign}
 
 
 def _c(v: float) -> tuple:

@@ -10,6 +10,11 @@ from __future__ import annotations
 
 # How a saved array relates to the graph, for double backward: an input, the output, or a constant.
 _SAVED_INPUT, _SAVED_OUTPUT, _SAVED_CONST = 0, 1, 2
+# A user Function saved a tensor that is neither its input nor its output (``x.detach()``,
+# ``x.data``, an intermediate): ``saved_tensors`` gives that very object back, as PyTorch's
+# (``_user_function.py``; the record holds a weak reference); its array may be an input's,
+# which is not what it stands for.
+_SAVED_OBJECT = 3
 
 
 def _unpacked(saved):
@@ -55,6 +60,11 @@ class _SavedMixin:
         if kind == _SAVED_INPUT:
             return ref
         array = _unpacked(self._saved[i : i + 1])[0] if self._packed else self._saved[i]
+        if kind == _SAVED_OBJECT:  # (a weak reference: see _user_function._adopt_saved_objects)
+            obj = ref()
+            if obj is not None and obj._data is array:
+                return obj
+            kind = _SAVED_CONST  # gone (or given new data): a tensor over the saved array
         if kind == _SAVED_CONST and not hasattr(array, "__array_namespace__"):
             if type(array).__name__ == "Opaque":  # a sparse or dispatch-subclass tensor
                 return array.value

@@ -28,11 +28,13 @@ from __future__ import annotations
 
 import functools
 import threading
+import weakref
 
 import numpy as np
 
 from ..backend import _cupy
 from . import grad_mode
+from ._saved import _SAVED_INPUT, _SAVED_OBJECT, _SAVED_OUTPUT
 from .function import Function  # (imported from function.py once Function exists)
 
 __all__ = ["Opaque", "adapt_user_function", "is_user_function"]
@@ -99,6 +101,7 @@ def _user_apply_inner(cls, args: tuple, kwargs: dict):
     nones.append(())
     try:
         out = _function_apply(cls, *args, **kwargs)
+        _adopt_saved_objects(out)
     finally:
         stack.pop()
         positions = nones.pop()
@@ -135,6 +138,65 @@ def _as_arrays(out):
     if type(out) is tuple:
         return tuple(o._data if isinstance(o, Tensor) else o for o in out)
     return out
+
+
+def _saved_objects(saved, inputs, out) -> dict:
+    """The saved tensors that are neither ``forward``'s inputs nor its outputs, by position:
+    PyTorch's ``saved_tensors`` returns each of those objects as it was saved (``x.detach()``
+    does not require grad although its array is the input's)."""
+    from ..tensor import Tensor
+
+    outs = out if type(out) is tuple else (out,)
+    return {
+        i: s
+        for i, s in enumerate(saved)
+        if isinstance(s, Tensor)
+        and _is_array(s._data)
+        and not any(s is t for t in inputs)
+        and not any(s is o for o in outs)
+    }
+
+
+def _adopt_saved_objects(out) -> None:
+    """After ``apply`` recorded where each saved array came from (by array identity), point
+    the user's own saved objects (``_saved_objects``) at themselves, with their own version
+    counters, in place of the input or output whose array they share. The node keeps a weak
+    reference (its saved array stays the strong one, freed after backward as any): an object
+    nobody else holds comes back as a new tensor over the same array, not requiring grad."""
+    for o in out if type(out) is tuple else (out,):
+        ctx = getattr(o, "grad_fn", None)
+        if ctx is not None and "_saved_objects" in ctx.__dict__:
+            break
+    else:
+        return
+    others = ctx.__dict__.pop("_saved_objects")
+    if ctx._saved_info is None or ctx._packed:  # a pack hook's unpack decides what comes back
+        return
+    info = list(ctx._saved_info)
+    for i, t in others.items():
+        info[i] = (_SAVED_OBJECT, weakref.ref(t))
+    inputs = [ref for kind, ref in info if kind == _SAVED_INPUT]
+    outputs = {ref for kind, ref in info if kind == _SAVED_OUTPUT}
+    versions = [
+        v
+        for v in ctx._versions or ()
+        if (v[2] in outputs if isinstance(v[2], int) else any(v[2] is r for r in inputs))
+    ]
+    versions += [(t._version_counter, t._version_counter[0], _Named(t)) for t in others.values()]
+    ctx._saved_info = info
+    ctx._versions = versions or None
+
+
+class _Named:
+    """What the in-place check's error names for a saved object: a leaf of its shape and
+    dtype (a zero-stride array: the node must not keep the object's memory alive)."""
+
+    __slots__ = ("_data", "grad_fn")
+
+    def __init__(self, t) -> None:
+        d = t._data
+        self._data = np.broadcast_to(np.zeros((), dtype=d.dtype), d.shape)
+        self.grad_fn = None
 
 
 def _saved_array(s):
@@ -186,6 +248,9 @@ def adapt_user_function(cls: type) -> None:
                 else:
                     out = fwd(ctx, *targs, **kwargs)
             if ctx._saved:  # the engine tracks saved arrays (versions, double backward)
+                others = _saved_objects(ctx._saved, targs, out)
+                if others:
+                    ctx._saved_objects = others
                 ctx._saved = tuple(_saved_array(s) for s in ctx._saved)
             if type(out) is tuple and any(_passes_through(o) for o in out):
                 out = _none_placeholders(ctx, out)

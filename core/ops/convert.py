@@ -92,8 +92,23 @@ def nhwc_array(xp, x):
     order = (0, *range(2, x.ndim), 1)
     back = (0, x.ndim - 1, *range(1, x.ndim - 1))
     out = xp.empty(tuple(x.shape[i] for i in order), x.dtype)  # its own strides, even for
-    out[...] = x.transpose(order)  # size-1 dims (ascontiguousarray may keep a view's)
+    n, c = x.shape[0], x.shape[1]  # size-1 dims (ascontiguousarray may keep a view's)
+    plane = x.size // max(n * c, 1)
+    if xp is np and x.flags.c_contiguous and plane >= _BLOCK_PLANE and c > 8:
+        # a row-major array: (C, plane) -> (plane, C) per sample, a few channels at a time:
+        # NumPy's one transposing copy reads a new line per element (1 thread, 32 x 32 x
+        # 32^2 float32: 2.04 -> 0.65 ms; 32 x 64 x 16^2: 0.45 -> 0.24 ms)
+        b = 8 if plane >= 1024 else 16
+        o3, x3 = out.reshape(n, plane, c), x.reshape(n, c, plane)
+        for j in range(0, c, b):
+            o3[:, :, j : j + b] = x3[:, j : j + b, :].transpose(0, 2, 1)
+    else:
+        out[...] = x.transpose(order)
     return out.transpose(back)
+
+
+# Planes (H * W) from this size take nhwc_array's blocked copy (smaller: its one copy is as fast)
+_BLOCK_PLANE = 256
 
 
 def like_layout(out, input, memory_format):
@@ -207,3 +222,19 @@ def contiguous(t, memory_format=None):
     if memory_format is None:
         return t if t._data.flags.c_contiguous else Contiguous.apply(t)
     return _to_layout(t, memory_format, False)
+
+
+def nhwc_elementwise(fn, input, *args):
+    """``fn(input, *args)`` for an elementwise op whose kernel reads row-major memory: an NHWC
+    (NDHWC) ``input`` goes in as its row-major ``(N, H, W, C)`` view and the result comes back
+    permuted, so it is ``channels_last`` as torch's with no copy either way (the kernel would
+    copy the input to row-major, and :func:`keep_nhwc` copy the result back)."""
+    flags = getattr(getattr(input, "_data", None), "flags", None)
+    if flags is None or flags.c_contiguous:
+        return fn(input, *args)
+    rank = _nhwc_rank(input)
+    if not rank:
+        return fn(input, *args)
+    order = (0, *range(2, rank), 1)
+    back = (0, rank - 1, *range(1, rank - 1))
+    return fn(input.permute(order), *args).permute(back)

@@ -11,7 +11,7 @@ from ember.tensor import Tensor
 from . import functional as F
 from .autoaugment import _apply_op, _fill
 from .functional import InterpolationMode
-from .transforms import _rand, _randint
+from .transforms import _rand, _randint, _Transform
 
 __all__ = ["AugMix"]
 
@@ -44,11 +44,11 @@ def _space(num_bins: int, image_size: tuple[int, int], all_ops: bool, v2: bool) 
     return s
 
 
-class AugMix:
+class AugMix(_Transform):
     """AugMix data augmentation: ``mixture_width`` chains of ``chain_depth`` random ops (1 to
     3 when negative), mixed with Dirichlet weights and blended with the original image by a
     Beta weight. Tensors are expected as ``uint8`` ``(..., C, H, W)``; PIL images in mode
-    "L" or "RGB".
+    "L" or "RGB". An :class:`~ember.nn.Module`, as torchvision's.
 
     Args:
         severity: the severity of the base ops, in ``[1, 10]``.

@@ -6,16 +6,21 @@ from __future__ import annotations
 import ember
 from ember.tensor import Tensor
 
+from .transforms import _Transform
+
 __all__ = ["LinearTransformation"]
 
 
-class LinearTransformation:
+class LinearTransformation(_Transform):
     """Flatten each ``(C, H, W)`` image, subtract ``mean_vector`` and multiply by
     ``transformation_matrix`` (a ZCA whitening matrix, say), then restore the shape.
 
     Args:
         transformation_matrix: ``(D, D)`` with ``D = C * H * W``.
         mean_vector: ``(D,)``.
+
+    An :class:`~ember.nn.Module`, as torchvision's; the two tensors are plain attributes
+    (not buffers), so its ``state_dict()`` is empty.
     """
 
     def __init__(self, transformation_matrix: Tensor, mean_vector: Tensor) -> None:

@@ -16,7 +16,7 @@ from ember.tensor import Tensor
 
 from . import functional as F
 from .functional import InterpolationMode
-from .transforms import _randint
+from .transforms import _randint, _Transform
 
 __all__ = ["AutoAugmentPolicy", "AutoAugment", "RandAugment", "TrivialAugmentWide"]
 
@@ -152,8 +152,9 @@ _IMAGENET_POLICY = [
 ]
 
 
-class AutoAugment:
-    """AutoAugment (Cubuk et al., 2019) with the ImageNet policy; uint8 images."""
+class AutoAugment(_Transform):
+    """AutoAugment (Cubuk et al., 2019) with the ImageNet policy; uint8 images. An
+    :class:`~ember.nn.Module`, as torchvision's (no state: its ``state_dict()`` is empty)."""
 
     def __init__(
         self,
@@ -195,8 +196,9 @@ class AutoAugment:
         return f"{self.__class__.__name__}(policy={self.policy}, fill={self.fill})"
 
 
-class RandAugment:
-    """RandAugment (Cubuk et al., 2020): ``num_ops`` random ops at a fixed ``magnitude``."""
+class RandAugment(_Transform):
+    """RandAugment (Cubuk et al., 2020): ``num_ops`` random ops at a fixed ``magnitude``; an
+    :class:`~ember.nn.Module`, as torchvision's."""
 
     def __init__(
         self,
@@ -231,13 +233,15 @@ class RandAugment:
 
     def __repr__(self) -> str:
         return (
-            f"{self.__class__.__name__}(num_ops={self.num_ops}, magnitude="
-            f"{self.magnitude}, num_magnitude_bins={self.num_magnitude_bins})"
+            f"{self.__class__.__name__}(num_ops={self.num_ops}, magnitude={self.magnitude}, "
+            f"num_magnitude_bins={self.num_magnitude_bins}, interpolation={self.interpolation}, "
+            f"fill={self.fill})"
         )
 
 
-class TrivialAugmentWide:
-    """TrivialAugment (Müller & Hutter, 2021): one random op at a random magnitude."""
+class TrivialAugmentWide(_Transform):
+    """TrivialAugment (Müller & Hutter, 2021): one random op at a random magnitude; an
+    :class:`~ember.nn.Module`, as torchvision's."""
 
     def __init__(
         self, num_magnitude_bins: int = 31, interpolation=InterpolationMode.NEAREST, fill=None
@@ -261,7 +265,10 @@ class TrivialAugmentWide:
         return _apply_op(img, op_name, magnitude, self.interpolation, fill)
 
     def __repr__(self) -> str:
-        return f"{self.__class__.__name__}(num_magnitude_bins={self.num_magnitude_bins})"
+        return (
+            f"{self.__class__.__name__}(num_magnitude_bins={self.num_magnitude_bins}, "
+            f"interpolation={self.interpolation}, fill={self.fill})"
+        )
 
 
 # AugMix lives in _augmix.py and is importable from here, as torchvision's

@@ -302,8 +302,9 @@ class Lambda(_Transform):
         return self.lambd(img)
 
 
-class RandomApply(Compose):
-    """Apply the list of transforms with probability ``p``."""
+class RandomApply(Compose, _Transform):
+    """Apply the list of transforms with probability ``p``; an :class:`~ember.nn.Module`, as
+    torchvision's (``RandomChoice`` and ``RandomOrder`` are plain objects there, and here)."""
 
     def __init__(self, transforms: Sequence[Callable], p: float = 0.5) -> None:
         super().__init__(transforms)
@@ -311,6 +312,10 @@ class RandomApply(Compose):
 
     def __call__(self, img):
         return img if self.p < _rand() else super().__call__(img)
+
+    def __repr__(self) -> str:
+        body = "".join(f"\n    {t}" for t in self.transforms)
+        return f"{self.__class__.__name__}(\n    p={self.p}{body}\n)"
 
 
 class RandomChoice(Compose):

@@ -10,6 +10,7 @@ from ...amp._state import autocast_op
 from ...backend.dtype import to_dtype
 from ...ops import activation_ops as A
 from ...ops import nn_ops
+from ...ops.convert import nhwc_elementwise
 from ...ops.inplace import make_inplace
 from ...ops.shape import chunk
 from ...overrides import _tensor_like, handle_torch_function
@@ -184,12 +185,15 @@ def gelu(input: Tensor, approximate: str = "none") -> Tensor:
     r""":math:`x \Phi(x)` (exact, with erf) or its tanh approximation."""
     if approximate not in ("none", "tanh"):
         raise RuntimeError("approximate argument must be either none or tanh.")
-    return nn_ops.Gelu.apply(input, approximate)
+    # channels_last in, channels_last out (torch's), computed on the row-major NHWC view
+    return nhwc_elementwise(nn_ops.Gelu.apply, input, approximate)
 
 
 @torch_function_dispatch()
 def silu(input: Tensor, inplace: bool = False) -> Tensor:
     r""":math:`x \sigma(x)`."""
+    if not inplace:  # channels_last in, channels_last out (torch's), on the NHWC view
+        return nhwc_elementwise(A.Silu.apply, input)
     return _maybe_inplace(A.Silu.apply, "silu_", input, inplace)
 
 

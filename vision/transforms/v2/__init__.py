@@ -81,7 +81,7 @@ from ._auto_augment import AutoAugment, RandAugment, TrivialAugmentWide  # noqa:
 
 AutoAugmentPolicy = _aa.AutoAugmentPolicy
 InterpolationMode = _F.InterpolationMode
-Lambda = _v1.Lambda
+from ._lambda import Lambda  # noqa: E402 (v2's: per leaf, not v1's whole-sample call)
 
 
 class Compose(Transform):

@@ -18,7 +18,8 @@ from ember.tensor import Tensor
 
 from ... import tv_tensors as tv
 from .._functional_pil import is_pil
-from ._transform import _flatten
+from ..transforms import _TransformModule
+from ._transform import _flatten, v2_repr
 
 __all__ = ["MixUp", "CutMix"]
 
@@ -43,7 +44,8 @@ def find_labels(sample) -> Tensor:
     )
 
 
-class _MixUpCutMix:
+class _MixUpCutMix(_TransformModule):
+    # an nn.Module, as torchvision's (its v2 Transform base): nn.Sequential takes it
     def __init__(
         self,
         *,
@@ -101,7 +103,7 @@ class _MixUpCutMix:
         return rebuild(iter(out))
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(alpha={self.alpha}, num_classes={self.num_classes})"
+        return v2_repr(self, ("alpha", "num_classes"))  # torchvision's: num_classes=None left out
 
 
 class MixUp(_MixUpCutMix):

@@ -12,7 +12,7 @@ from .. import autoaugment as _aa
 from .. import functional as _F
 from ..autoaugment import _apply_op, _fill, _space
 from ..transforms import _rand, _randint
-from ._transform import ImageOnly
+from ._transform import ImageOnly, v2_repr
 
 __all__ = ["AutoAugment", "RandAugment", "TrivialAugmentWide"]
 
@@ -75,6 +75,7 @@ class _V2TrivialAugmentWide(_aa.TrivialAugmentWide):
 
 class _ImagesOnly(ImageOnly):
     _kinds = ("image", "boxes", "mask")
+    _repr_names: tuple[str, ...] = ()  # torchvision's v2 attributes, in their order
 
     def _transform(self, inpt, kind, params):
         if kind != "image":
@@ -83,12 +84,16 @@ class _ImagesOnly(ImageOnly):
             )
         return super()._transform(inpt, kind, params)
 
+    def __repr__(self) -> str:
+        return v2_repr(self, ("interpolation", "fill") + self._repr_names)
+
 
 class AutoAugment(_ImagesOnly):
     """AutoAugment with its ImageNet policy, on the images of a sample (torchvision's v2
     draws). Takes the arguments of :class:`~ember.vision.transforms.AutoAugment`."""
 
     _v1 = _V2AutoAugment
+    _repr_names = ("policy",)
 
 
 class RandAugment(_ImagesOnly):
@@ -96,6 +101,7 @@ class RandAugment(_ImagesOnly):
     :class:`~ember.vision.transforms.RandAugment`."""
 
     _v1 = _V2RandAugment
+    _repr_names = ("num_ops", "magnitude", "num_magnitude_bins")
 
 
 class TrivialAugmentWide(_ImagesOnly):
@@ -103,3 +109,4 @@ class TrivialAugmentWide(_ImagesOnly):
     arguments of :class:`~ember.vision.transforms.TrivialAugmentWide`."""
 
     _v1 = _V2TrivialAugmentWide
+    _repr_names = ("num_magnitude_bins",)

@@ -16,7 +16,7 @@ from .._augmix import _AugMixV2
 from .._linear_transform import LinearTransformation as _LinearTransformation
 from ..functional import InterpolationMode
 from . import functional as F2
-from ._transform import ImageOnly, Transform
+from ._transform import ImageOnly, Transform, v2_repr
 
 __all__ = [
     "Identity",
@@ -122,6 +122,10 @@ class AugMix(ImageOnly):
                 f"Inputs of type {type(inpt).__name__} are not supported by {type(self).__name__}()"
             )
         return super()._transform(inpt, kind, params)
+
+    def __repr__(self) -> str:
+        names = ("severity", "mixture_width", "chain_depth", "alpha", "all_ops")
+        return v2_repr(self, ("interpolation", "fill") + names)
 
 
 class LinearTransformation(ImageOnly):

@@ -8,6 +8,7 @@ tensor counts as the image only when the sample holds neither, and then only the
 
 from __future__ import annotations
 
+import enum
 import inspect
 from collections.abc import Callable
 from typing import Any
@@ -174,6 +175,14 @@ class Transform(_TransformModule):
         if _register.is_custom(inpt):
             return _register.run_custom(lambda x: functional(x, *args, **kwargs), inpt)
         return functional(inpt, *args, **kwargs)
+
+
+def v2_repr(obj, names: tuple[str, ...]) -> str:
+    """torchvision's v2 ``Transform.extra_repr`` over ``names`` (its attribute order): values
+    that are no bool, number, string, tuple, list or enum (``fill=None``) are left out."""
+    shown = (bool, int, float, str, tuple, list, enum.Enum)
+    args = [f"{k}={v}" for k in names if isinstance(v := getattr(obj, k), shown)]
+    return f"{type(obj).__name__}({', '.join(args)})"
 
 
 class ImageOnly(Transform):
