@@ -109,3 +109,21 @@ def bernoulli53(st, pos, t, out):  # pragma: no cover - compiled
         k += m
         pos += 2 * m
     return pos
+
+
+@_jit
+def uniform24(st, pos, out):  # pragma: no cover - compiled
+    """``out[k]`` = the next output's low 24 bits times 2**-24 (float32, exact): torch's float32
+    uniform on [0, 1); returns the new position."""
+    mask, scale = np.uint32(0xFFFFFF), np.float32(2.0**-24)
+    n, i = out.size, 0
+    while i < n:
+        if pos == _N:
+            _twist(st)
+            pos = 0
+        take = min(n - i, _N - pos)
+        for j in range(take):
+            out[i + j] = np.float32(_temper(st[pos + j]) & mask) * scale
+        i += take
+        pos += take
+    return pos

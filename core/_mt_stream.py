@@ -157,6 +157,16 @@ class TorchStream:
         r = self.raw64(n) if digits > 32 else self.raw32(n)
         return (r & np.uint64((1 << digits) - 1)).astype(np.float64) * (2.0**-digits)
 
+    def _unit_f32(self, n: int) -> np.ndarray:
+        """:meth:`_unit` with 24 digits, as float32 (exact either way)."""
+        kernels = _compiled_engine(n)
+        if kernels is None:
+            return self._unit(n, 24).astype(np.float32)
+        self.fresh = False
+        out = np.empty(n, dtype=np.float32)
+        self._run_engine(kernels.uniform24, out)
+        return out
+
     # ---- uniform --------------------------------------------------------------------------
     def random(self, size=None, dtype=np.float64, out=None):
         """Uniform [0, 1), torch's ``rand`` (NumPy's ``Generator.random`` signature)."""
@@ -251,7 +261,8 @@ class TorchStream:
         full = n - n % 16
         # float32/64 fill every element with a uniform first; the half types draw only the
         # full blocks' (so their last partial block reads other uniforms)
-        data = self._unit(n if dt.itemsize > 2 else full, digits).astype(work)
+        m = n if dt.itemsize > 2 else full
+        data = self._unit(m, digits).astype(work) if wide else self._unit_f32(m)
         out = np.empty(n, dtype=work)
         if full:
             out[:full] = self._box_muller16(data[:full], work, mean, std)

@@ -33,6 +33,10 @@ def test_fill_raw_and_bernoulli_follow_numpy_engine(pos, n):
     np.testing.assert_array_equal(out, raw)
     np.testing.assert_array_equal(words, want_key)
 
+    words, unit = key.copy(), np.empty(2 * n, dtype=np.float32)
+    assert K.uniform24(words, p0, unit) == want_pos
+    np.testing.assert_array_equal(unit, (raw & np.uint64(0xFFFFFF)) * np.float32(2.0**-24))
+
     t = math.ceil(0.7 * 2.0**53)
     k = ((raw[0::2] & np.uint64(0x1FFFFF)) << np.uint64(32)) | raw[1::2]
     words, hits = key.copy(), np.empty(n, dtype=bool)
@@ -70,9 +74,32 @@ def test_large_draws_equal_torch(shape):
         ),
         (torch.empty(shape).bernoulli_(0.3), ember.empty(shape).bernoulli_(0.3)),
         (torch.rand(shape), ember.rand(shape)),
+        (torch.randn(shape), ember.randn(shape)),
+        (torch.empty(shape).normal_(1.5, 3.0), ember.empty(shape).normal_(1.5, 3.0)),
         (torch.randint(0, 1000, shape), ember.randint(0, 1000, shape)),
     ]
     for a, b in pairs:
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     # the streams are still in step afterwards
     np.testing.assert_array_equal(torch.rand(5).numpy(), ember.rand(5).numpy())
+
+
+@pytest.mark.parametrize("n", [16, 48, 4096, 16 * 513])
+def test_compiled_box_muller_is_bitwise_the_numpy_one(n):
+    from ember import _mt_avx_math as M
+
+    loop = M._compiled_loop()
+    if not loop:
+        pytest.skip("numba is disabled")
+    data = S.TorchStream(5)._unit(n, 24).astype(np.float32)
+    data[:8] = 0.0  # log(1 - 0) and the edge of the range
+    data[8:16] = np.float32(1 - 2**-24)
+    out = np.empty_like(data)
+    loop(data, np.float32(0.5), np.float32(2.0), out)
+    blocks = data.reshape(-1, 2, 8)
+    radius = np.sqrt(np.float32(-2) * M.log_ps(np.float32(1) - blocks[:, 0]))
+    sin_t, cos_t = M.sincos_ps(np.float32(2.0 * math.pi) * blocks[:, 1])
+    want = np.empty_like(blocks)
+    want[:, 0] = M.fma32(radius * cos_t, np.float32(2.0), np.float32(0.5))
+    want[:, 1] = M.fma32(radius * sin_t, np.float32(2.0), np.float32(0.5))
+    np.testing.assert_array_equal(out.view(np.uint32), want.reshape(-1).view(np.uint32))
