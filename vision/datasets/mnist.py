@@ -40,6 +40,7 @@ class MNIST(VisionDataset):
         ("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c"),
     ]
     training_file, test_file = "training.pt", "test.pt"
+    _label_ndim = 1  # QMNIST's labels are (N, 8)
     classes = [
         "0 - zero",
         "1 - one",
@@ -67,16 +68,11 @@ class MNIST(VisionDataset):
             self.download()
         missing = [p for p in self._raw_paths() if not os.path.isfile(p)]
         if missing:
-            urls = [f"{m}{os.path.basename(missing[0])}.gz" for m in self.mirrors]
-            raise RuntimeError(
-                f"Dataset not found: {type(self).__name__} expects "
-                f"{', '.join(missing)}. Pass download=True to fetch it from "
-                f"{' or '.join(urls)}, or put the unpacked IDX files there."
-            )
-        prefix = "train" if train else "t10k"
-        images = read_idx(os.path.join(self.raw_folder, f"{prefix}-images-idx3-ubyte"))
-        labels = read_idx(os.path.join(self.raw_folder, f"{prefix}-labels-idx1-ubyte"))
-        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+            raise RuntimeError(self._not_found(missing))
+        # the subclasses (EMNIST, QMNIST) name other files in _raw_paths
+        images_path, labels_path = self._raw_paths()
+        images, labels = read_idx(images_path), read_idx(labels_path)
+        if images.ndim != 3 or labels.ndim != self._label_ndim or len(images) != len(labels):
             raise ValueError(
                 f"{type(self).__name__}: images of shape {images.shape} do not "
                 f"match labels of shape {labels.shape}"
@@ -120,6 +116,15 @@ class MNIST(VisionDataset):
             os.path.join(self.raw_folder, f"{prefix}-{k}")
             for k in ("images-idx3-ubyte", "labels-idx1-ubyte")
         ]
+
+    def _not_found(self, missing: list[str]) -> str:
+        name = os.path.basename(missing[0])
+        where = " or ".join(f"{m}{name}.gz" for m in getattr(self, "mirrors", []))
+        return (
+            f"Dataset not found: {type(self).__name__} expects {', '.join(missing)}. Pass "
+            f"download=True to fetch it{' from ' + where if where else ''}, or put the "
+            "unpacked IDX files there."
+        )
 
     def _check_exists(self) -> bool:
         return all(
