@@ -9,6 +9,12 @@ competes for the memory bus the other rank uses). Fixing the thresholds keeps up
 ``MMAP_THRESHOLD`` per array on the heap and up to ``TRIM_THRESHOLD`` of free heap for reuse:
 the process holds on to its high-water mark, as GPU caching allocators do.
 
+glibc caps ``MMAP_THRESHOLD`` at 32 MiB, so arrays above it still came from fresh ``mmap``
+pages each step (64x8x128x128 float32 softmax, 32 MiB and a half an array: ~1,000 to 8,000
+faults a step, forward + backward 8.2 -> 11.6-15 ms at 1 thread, 5.6 -> 8.4 at 2; session 24,
+docs/kernels.md). ``M_MMAP_MAX = 0`` serves those from the heap too; glibc still maps memory
+where the heap cannot grow (another thread's arena, a failed ``brk``).
+
 Applied once at ``import ember`` on Linux with glibc; ``EMBER_MALLOC_TUNING=0`` leaves malloc
 alone.
 """
@@ -21,7 +27,8 @@ import sys
 
 MMAP_THRESHOLD = 32 << 20  # glibc's largest allowed value on 64-bit
 TRIM_THRESHOLD = 256 << 20
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (malloc.h)
+MMAP_MAX = 0  # mmap'd chunks at a time: none (above)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -3, -4  # mallopt parameters (malloc.h)
 
 applied = False
 
@@ -42,6 +49,8 @@ def tune() -> bool:
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     applied = bool(
-        mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) and mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
+        mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+        and mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
+        and mallopt(_M_MMAP_MAX, MMAP_MAX)
     )
     return applied

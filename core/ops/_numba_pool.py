@@ -76,3 +76,95 @@ def max_pool2d_scatter(g, which, kw, sh, sw, ph, pw, dh, dw, out):  # pragma: no
                 w = ow * sw - pw + (k % kw) * dw
                 if 0 <= h < h_ and 0 <= w < w_:
                     out[p, h, w] += g[p, oh, ow]
+
+
+# ---- 2x2 windows that tile the input (kernel 2, stride 2, no padding, even sizes) -----------
+# The most common pooling (the cnn's first pool): straight-line code per window, no bounds
+# loops, so each plane is one pass at memory speed, and the planes split over the threads.
+# The NumPy tree of pairwise maxima it replaces is serial (16x32x64x64 forward 2.4-2.7 ms at 1
+# and 2 threads; see docs/kernels.md, session 24).
+@_jit
+def max_pool2x2_forward(x, out, which):  # pragma: no cover
+    # x: (P, 2 OH, 2 OW) planes without NaN; out, which (uint8): (P, OH, OW). Strict ``>`` in
+    # (row, column) order: ties keep the first element, as max_pool2d_forward and PyTorch
+    p_, oh_, ow_ = out.shape
+    for p in range(p_):
+        for oh in range(oh_):
+            r0 = 2 * oh
+            r1 = r0 + 1
+            for ow in range(ow_):
+                c0 = 2 * ow
+                c1 = c0 + 1
+                best = x[p, r0, c0]
+                code = 0
+                v = x[p, r0, c1]
+                gt = v > best
+                best = v if gt else best
+                code = 1 if gt else code
+                v = x[p, r1, c0]
+                gt = v > best
+                best = v if gt else best
+                code = 2 if gt else code
+                v = x[p, r1, c1]
+                gt = v > best
+                best = v if gt else best
+                code = 3 if gt else code
+                out[p, oh, ow] = best
+                which[p, oh, ow] = code
+
+
+@_jit
+def max_pool2x2_scatter(g, which, zero, out):  # pragma: no cover
+    # out: (P, 2 OH, 2 OW), every element written (g at the window's maximum, else zero[0]):
+    # no zero-filled buffer, no read-modify-write
+    p_, oh_, ow_ = g.shape
+    z = zero[0]
+    for p in range(p_):
+        for oh in range(oh_):
+            r0 = 2 * oh
+            r1 = r0 + 1
+            for ow in range(ow_):
+                c0 = 2 * ow
+                c1 = c0 + 1
+                v = g[p, oh, ow]
+                k = which[p, oh, ow]
+                out[p, r0, c0] = v if k == 0 else z
+                out[p, r0, c1] = v if k == 1 else z
+                out[p, r1, c0] = v if k == 2 else z
+                out[p, r1, c1] = v if k == 3 else z
+
+
+@_jit
+def avg_pool2x2_forward(x, div, out):  # pragma: no cover
+    # the sums in the NumPy tile sum's order, (a + b) + (c + d), then one division by div[0]
+    # (the divisor in x's dtype): bitwise NumPy's ``_tile_sum`` and ``y /= divisor``
+    p_, oh_, ow_ = out.shape
+    d = div[0]
+    for p in range(p_):
+        for oh in range(oh_):
+            r0 = 2 * oh
+            r1 = r0 + 1
+            for ow in range(ow_):
+                c0 = 2 * ow
+                c1 = c0 + 1
+                top = x[p, r0, c0] + x[p, r0, c1]
+                out[p, oh, ow] = (top + (x[p, r1, c0] + x[p, r1, c1])) / d
+
+
+@_jit
+def avg_pool2x2_backward(g, div, out):  # pragma: no cover
+    # each window's four positions get g / div[0] (NumPy's ``grad / divisor``, then repeat)
+    p_, oh_, ow_ = g.shape
+    d = div[0]
+    for p in range(p_):
+        for oh in range(oh_):
+            r0 = 2 * oh
+            r1 = r0 + 1
+            for ow in range(ow_):
+                c0 = 2 * ow
+                c1 = c0 + 1
+                v = g[p, oh, ow] / d
+                out[p, r0, c0] = v
+                out[p, r0, c1] = v
+                out[p, r1, c0] = v
+                out[p, r1, c1] = v

@@ -1,5 +1,5 @@
 """Windowed pooling (N-d): max (with PyTorch's indices) and average; adaptive pooling lives in
-adaptive_pool.py.
+adaptive_pool.py, average pooling in pooling_avg.py.
 
 Pooling runs as a loop over kernel offsets, each step one strided slice of the padded input the
 size of the output: with the few offsets of a pooling kernel this beats gathering the windows
@@ -105,9 +105,10 @@ def max_pool_forward(xp, x, geom):
     (``maximum`` propagates it); PyTorch then reports the last NaN's position, which a second
     pass fixes up when the output holds any NaN.
     """
-    # (a NaN makes a part's sum NaN: such inputs keep the NumPy loop; tiled 2x2 keeps its
-    # pairwise tree, measured as fast: 16x32x64x64 13.1 vs 15.0 ms fwd+bwd)
-    nb = None if geom.kernel == (2, 2) and _simple(geom) else _compiled(xp, x, geom)
+    # (a NaN makes a part's sum NaN: such inputs keep the NumPy loop; tiled 2x2 has its own
+    # compiled kernel: the general one was no faster than the pairwise tree, 13.1 vs 15.0 ms)
+    tiled = geom.kernel == (2, 2) and _simple(geom)
+    nb = None if tiled and not TILED_2X2 else _compiled(xp, x, geom)
     if nb is not None and x.size:
         res = _max_pool2d_compiled(nb, x, geom)
         if res is not None:
@@ -140,6 +141,9 @@ def max_pool_forward(xp, x, geom):
 
 
 _numba = None
+# The compiled 2x2 tiled kernels (``_numba_pool.max_pool2x2_*``, ``avg_pool2x2_*``); False: the
+# NumPy pairwise tree, tile sum and repeat as before session 24 (an A/B switch for measuring)
+TILED_2X2 = True
 
 
 def _compiled(xp, x, geom):
@@ -174,12 +178,17 @@ def _max_pool2d_compiled(nb, x, geom):
     g2 = _geom2d(geom)
     bad = np.zeros(n * c, dtype=bool)  # bad[lo]: a NaN in the planes [lo, hi)
 
+    tiled = geom.kernel == (2, 2) and _simple(geom)
+
     def part(lo, hi):
         # the NaN test (one sum) runs in the thread too: NumPy's reduction releases the GIL
         if np.isnan(planes[lo:hi].sum()):
             bad[lo] = True
             return
-        nb.max_pool2d_forward(planes[lo:hi], *g2, out[lo:hi], which[lo:hi])
+        if tiled:
+            nb.max_pool2x2_forward(planes[lo:hi], out[lo:hi], which[lo:hi])
+        else:
+            nb.max_pool2d_forward(planes[lo:hi], *g2, out[lo:hi], which[lo:hi])
 
     split_call(part, n * c, h * w, lambda lo, hi: (lo, hi))
     if bad.any():
@@ -209,10 +218,21 @@ def max_pool_scatter(xp, g, which, geom):
     nb = _compiled(xp, g, geom)
     if nb is not None:
         n, c = g.shape[:2]
-        out = np.zeros((n * c,) + geom.in_size, dtype=g.dtype)
-        kh, kw, *rest = _geom2d(geom)
         g3 = np.ascontiguousarray(g).reshape((n * c,) + geom.out_size)
         w3 = np.ascontiguousarray(which).reshape((n * c,) + geom.out_size)
+        if TILED_2X2 and geom.kernel == (2, 2) and _simple(geom) and w3.dtype == np.uint8:
+            # every input position written once (g or 0): no zero fill
+            out = np.empty((n * c,) + geom.in_size, dtype=g.dtype)
+            zero = np.zeros(1, dtype=g.dtype)
+            split_call(
+                nb.max_pool2x2_scatter,
+                n * c,
+                math.prod(geom.in_size),
+                lambda lo, hi: (g3[lo:hi], w3[lo:hi], zero, out[lo:hi]),
+            )
+            return out.reshape((n, c) + geom.in_size)
+        out = np.zeros((n * c,) + geom.in_size, dtype=g.dtype)
+        kh, kw, *rest = _geom2d(geom)
         # planes split over the threads (each writes, and maps the pages of, its own planes)
         split_call(
             nb.max_pool2d_scatter,
@@ -316,110 +336,11 @@ class MaxPoolGather(Function):
         return max_pool_scatter(ctx.xp, grad, ctx.which, ctx.geom), None, None
 
 
-# ---- average pooling -----------------------------------------------------------------------
-def avg_divisor(xp, geom, count_include_pad, divisor_override, dtype):
-    """The divisor of each output (a scalar when it is the same everywhere), as in PyTorch."""
-    if divisor_override:
-        return divisor_override
-    counts = []
-    for i, (n, k, s, (lo, _)) in enumerate(zip(geom.in_size, geom.kernel, geom.stride, geom.pad)):
-        start = [o * s - lo for o in range(geom.out_size[i])]
-        end = [min(a + k, n + lo) for a in start]
-        if count_include_pad:
-            c = [e - a for a, e in zip(start, end)]
-        else:
-            c = [min(e, n) - max(a, 0) for a, e in zip(start, end)]
-        counts.append(c)
-    if all(min(c) == max(c) for c in counts):
-        return math.prod(c[0] for c in counts)
-    nd = len(counts)
-    div = None
-    for i, c in enumerate(counts):
-        shape = [1] * nd
-        shape[i] = len(c)
-        arr = xp.asarray(c, dtype=dtype).reshape(shape)
-        div = arr if div is None else div * arr
-    return div
-
-
-def avg_pool_sum(xp, x, geom):
-    if _simple(geom):
-        return _tile_sum(x, geom)
-    xpad = _padded(xp, x, geom, 0)
-    taps = offsets(geom.kernel)
-    acc = xpad[_slices(geom, taps[0])].copy()
-    for off in taps[1:]:
-        acc += xpad[_slices(geom, off)]
-    return acc
-
-
-def _tile_sum(x, geom):
-    """Window sums when the windows tile the input (kernel == stride, no padding): one axis
-    at a time from the last, as k strided slices added together. Measured on (16, 32, 64, 64)
-    with 2x2 windows: 2.2 ms, against 30 ms for ``sum`` over the short axes of the split view."""
-    nd = len(geom.kernel)
-    for i in reversed(range(nd)):
-        axis = 2 + i
-        k, o = geom.kernel[i], geom.out_size[i]
-        xr = x.reshape(x.shape[:axis] + (o, k) + x.shape[axis + 1 :])
-        if k > 8:  # long windows: the reduction's own loop wins over k slice additions
-            x = xr.sum(axis=axis + 1)
-            continue
-        lead = (slice(None),) * (axis + 1)
-        acc = xr[lead + (0,)].copy() if k == 1 else xr[lead + (0,)] + xr[lead + (1,)]
-        for j in range(2, k):
-            acc += xr[lead + (j,)]
-        x = acc
-    return x
-
-
-def avg_pool_sum_adjoint(xp, g, geom):
-    """The adjoint of the window sums: spread each output's gradient over its window."""
-    if _simple(geom):
-        # np.repeat along each axis: ~3x a broadcast copy of the (o, k) split view
-        out = g
-        for i, k in enumerate(geom.kernel):
-            if k > 1:
-                out = xp.repeat(out, k, axis=2 + i)
-        return out if out is not g else out.copy()
-    padded = tuple(n + lo + hi for n, (lo, hi) in zip(geom.in_size, geom.pad))
-    out = xp.zeros(g.shape[:2] + padded, dtype=g.dtype)
-    for off in offsets(geom.kernel):
-        out[_slices(geom, off)] += g
-    return xp.ascontiguousarray(out[_crop(geom)])
-
-
-class AvgPool(Function):
-    """Window sums divided by ``divisor`` (a number or an array over the output positions)."""
-
-    @staticmethod
-    def forward(ctx, x, geom, divisor):
-        ctx.geom, ctx.divisor = geom, divisor
-        y = avg_pool_sum(ctx.xp, x, geom)
-        y /= divisor
-        return y
-
-    @staticmethod
-    def backward(ctx, grad):
-        divisor = ctx.divisor
-        if ctx._tensor_mode and not isinstance(divisor, (int, float)):
-            divisor = type(grad)._wrap(divisor)
-        g = grad / divisor
-        if ctx._tensor_mode:
-            return AvgPoolAdjoint.apply(g, ctx.geom), None, None
-        return avg_pool_sum_adjoint(ctx.xp, g, ctx.geom), None, None
-
-
-class AvgPoolAdjoint(Function):
-    """The adjoint of the window sums, as an op (for double backward)."""
-
-    @staticmethod
-    def forward(ctx, g, geom):
-        ctx.geom = geom
-        return avg_pool_sum_adjoint(ctx.xp, g, geom)
-
-    @staticmethod
-    def backward(ctx, grad):
-        if ctx._tensor_mode:
-            return AvgPool.apply(grad, ctx.geom, 1), None
-        return avg_pool_sum(ctx.xp, grad, ctx.geom), None
+# average pooling lives in pooling_avg.py (imported last: it uses the helpers above)
+from .pooling_avg import (  # noqa: E402,F401
+    AvgPool,
+    AvgPoolAdjoint,
+    avg_divisor,
+    avg_pool_sum,
+    avg_pool_sum_adjoint,
+)
