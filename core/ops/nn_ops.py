@@ -12,7 +12,9 @@ import math
 import numpy as np
 
 from ..autograd.function import Function
+from ..backend.mkl_gemm import active as mkl_active
 from ..backend.mkl_gemm import matmul as mm
+from . import _numba_linear
 from ._lowp import float32_compute
 from .act_kernels import compiled, flat_compiled, gelu_exact_f32, rows_compiled, times
 from .softmax_kernels import (
@@ -33,11 +35,14 @@ class Linear(Function):
     def forward(ctx, x, w, b):
         nx, nw, _ = ctx.needs_input_grad
         ctx.save_for_backward(x if nw else None, w if nx else None)
+        x2 = x.reshape(-1, x.shape[-1]) if x.ndim > 2 else x
+        if _swappable(x2, w, b):  # few rows, long reduction: (w @ x.T).T, bias in the copy
+            out = _numba_linear.swapped_product(x2, w, b)
+            return out.reshape(x.shape[:-1] + (w.shape[0],)) if x.ndim > 2 else out
+        # one 2-D GEMM over all leading dims (a stacked matmul would loop over them)
+        out = mm(x2, w.T)
         if x.ndim > 2:
-            # one 2-D GEMM over all leading dims (a stacked matmul would loop over them)
-            out = mm(x.reshape(-1, x.shape[-1]), w.T).reshape(x.shape[:-1] + (w.shape[0],))
-        else:
-            out = mm(x, w.T)
+            out = out.reshape(x.shape[:-1] + (w.shape[0],))
         if b is not None:
             out += b
         return out
@@ -62,13 +67,26 @@ class Linear(Function):
             if nw:
                 x2 = x.reshape(-1, x.shape[-1])
                 gw = _matmul_into(out[1], ctx.xp, g2.T, x2)
-            if nb:
-                gb = (
-                    g2.sum(0)
-                    if out[2] is None or out[2].dtype != g2.dtype
-                    else g2.sum(0, out=out[2])
-                )
+            if nb:  # a compiled column sum, bit for bit NumPy's
+                dest = out[2] if out[2] is not None and out[2].dtype == g2.dtype else None
+                gb = _numba_linear.bias_grad(g2, dest)
         return gx, gw, gb
+
+
+def _swappable(x2, w, b) -> bool:
+    """Whether ``Linear.forward`` takes ``_numba_linear.swapped_product`` (NumPy's OpenBLAS
+    only: an active MKL keeps its own path)."""
+    return (
+        type(x2) is np.ndarray
+        and type(w) is np.ndarray
+        and x2.ndim == 2
+        and w.ndim == 2
+        and x2.dtype == w.dtype
+        and x2.dtype.char in "fd"
+        and (b is None or (type(b) is np.ndarray and b.dtype == x2.dtype))
+        and _numba_linear.use_swapped(x2, w)
+        and not mkl_active()
+    )
 
 
 def _matmul_into(dest, xp, a, b):
