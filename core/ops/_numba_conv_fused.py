@@ -11,10 +11,12 @@ the samples on numba's threads, copies included.
   (N, C, L) the input flat per channel; ``runs`` (R, 4) the layout of one channel as runs of
   (source offset, destination offset, count, source step), the rest of the channel's ``xf``
   row (N, C, P) zeroed by the runs ``zruns`` (Z, 2) of (start, stop); the micro-kernels
-  (``_numba_conv_direct._fwd_micro``) into the wide rows ``yw`` (N, O, S); ``oruns`` (R2, 3)
-  the crop as runs of (source offset, destination offset, count) into y (N, O, Lout), plus
-  ``bias`` (O,). Where ``xcl`` is not empty, the sample's padded input is also written
-  channels-last into it (N, P, C), for the weight gradient's kernel.
+  (``_numba_conv_direct._fwd_micro``) into the wide rows of one sample, ``yw`` (B, O, S): a
+  scratch of B samples' wide rows, reused (B = 1 serially; the parallel variant runs the
+  samples in B chunks, one buffer each), so the whole batch's wide rows are never held;
+  ``oruns`` (R2, 3) the crop as runs of (source offset, destination offset, count) into y
+  (N, O, Lout), plus ``bias`` (O,). Where ``xcl`` is not empty, the sample's padded input
+  is also written channels-last into it (N, P, C), for the weight gradient's kernel.
 - ``widen(g, oruns, zruns, gw)``: g's rows (N * O, Lout) into the wide rows gw (N * O, S),
   the inverse of the crop's runs, zeros at ``zruns``.
 
@@ -36,8 +38,9 @@ if AVAILABLE:
     def _sample(
         n, x, runs, zruns, xf, xcl, wk, offs, plane_step, qpad, yw, oruns, bias, y
     ):  # pragma: no cover
+        # yw (O, S): this sample's wide rows (a scratch reused from sample to sample)
         c, p = xf.shape[1], xf.shape[2]
-        o, s = yw.shape[1], yw.shape[2]
+        o, s = yw.shape[0], yw.shape[1]
         nob, t = wk.shape[0], wk.shape[2]
         npl = s // qpad
         jb = VEC_BYTES // xf.itemsize
@@ -73,12 +76,12 @@ if AVAILABLE:
                         c,
                         offs,
                         yflat,
-                        (n * o + ob * OB) * s + pl * qpad + j0,
+                        ob * OB * s + pl * qpad + j0,
                         s,
                     )
         # the crop of the wide rows (and the bias), while they are in cache
         for oc in range(o):
-            src = yw[n, oc]
+            src = yw[oc]
             dst = y[n, oc]
             bv = bias[oc]
             for r in range(oruns.shape[0]):
@@ -90,15 +93,20 @@ if AVAILABLE:
     def forward(
         x, runs, zruns, xf, xcl, wk, offs, plane_step, qpad, yw, oruns, bias, y
     ):  # pragma: no cover
+        buf = yw[0]
         for n in range(x.shape[0]):
-            _sample(n, x, runs, zruns, xf, xcl, wk, offs, plane_step, qpad, yw, oruns, bias, y)
+            _sample(n, x, runs, zruns, xf, xcl, wk, offs, plane_step, qpad, buf, oruns, bias, y)
 
     @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
     def forward_par(
         x, runs, zruns, xf, xcl, wk, offs, plane_step, qpad, yw, oruns, bias, y
     ):  # pragma: no cover
-        for n in prange(x.shape[0]):
-            _sample(n, x, runs, zruns, xf, xcl, wk, offs, plane_step, qpad, yw, oruns, bias, y)
+        # the samples in yw.shape[0] chunks, each with its own scratch of wide rows
+        nb, n_ = yw.shape[0], x.shape[0]
+        for k in prange(nb):
+            buf = yw[k]
+            for n in range(k * n_ // nb, (k + 1) * n_ // nb):
+                _sample(n, x, runs, zruns, xf, xcl, wk, offs, plane_step, qpad, buf, oruns, bias, y)
 
     @njit(cache=True, nogil=True, error_model="numpy")
     def _widen_row(i, g, oruns, zruns, gw):  # pragma: no cover

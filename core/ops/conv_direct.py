@@ -73,6 +73,9 @@ MAX_WGRAD_CHANNELS = 256  # weight gradient: input x output channels, at most
 # serial.
 THREADED = True
 MIN_KERNEL_MACS = 1 << 24
+# the weight gradient widens g by chunks of samples of this many bytes of wide rows at most
+# (0: all at once, A/B; the cnn workload's first convolution held 6.8 MiB of them)
+WGRAD_CHUNK_BYTES = 1 << 20
 _tl = threading.local()
 
 
@@ -325,12 +328,6 @@ def direct_weight_grad(x, g, w_shape, geom, xf=None):
     n, o = g.shape[:2]
     from . import conv_direct_fused as _fused
 
-    # g widened by the compiled loop (on numba's threads at two threads)
-    if (kernel_threads() > 1 or _fused.one_thread(geom)) and _fused.ENABLED and _fused.available():
-        gw = _fused.widen(g, npl, qpad, ph[-1], geom.out_size)
-    else:
-        gw = np.zeros((n, o, npl, qpad), dtype=x.dtype)
-        _crop(gw, npl, q, ph[-1], geom.out_size)[...] = g
     t = len(offs)
     t3 = -(-t // TB) * TB
     offs3 = np.zeros(t3, dtype=np.int64)  # padded taps read offset 0; their sums are dropped
@@ -341,12 +338,28 @@ def direct_weight_grad(x, g, w_shape, geom, xf=None):
         # channels-last input: a vector of input channels against g's scalars, no lane sums
         if xcl is None:
             xcl = np.ascontiguousarray(xf.transpose(0, 2, 1))
-        dwv = np.zeros((o, t3, w_shape[1]), dtype=x.dtype)
-        _call("weight_grad_cl", macs, xcl, gw, offs3, step, dwv)
-        return np.ascontiguousarray(dwv[:, :t].transpose(0, 2, 1)).reshape(w_shape)
-    dwp = np.zeros((o, w_shape[1], t3, lanes), dtype=x.dtype)
-    _call("weight_grad", macs, xf, gw, offs3, step, dwp)
-    return dwp[:, :, :t].sum(axis=-1).reshape(w_shape)
+        dw = np.zeros((o, t3, w_shape[1]), dtype=x.dtype)
+        name, xs = "weight_grad_cl", xcl
+    else:
+        dw = np.zeros((o, w_shape[1], t3, lanes), dtype=x.dtype)
+        name, xs = "weight_grad", xf
+    # g widened by the compiled loop (on numba's threads at two threads) a chunk of samples at
+    # a time: the kernels add each sample's sums into dw in sample order (the same bits)
+    if (kernel_threads() > 1 or _fused.one_thread(geom)) and _fused.ENABLED and _fused.available():
+        per = o * npl * qpad * x.dtype.itemsize
+        nc = max(1, min(n, WGRAD_CHUNK_BYTES // per)) if WGRAD_CHUNK_BYTES else n
+        for n0 in range(0, n, nc):
+            n1 = min(n, n0 + nc)
+            gw = _fused.widen(g[n0:n1], npl, qpad, ph[-1], geom.out_size)
+            _call(name, macs, xs[n0:n1], gw, offs3, step, dw)  # (the batch's macs: as before)
+            del gw  # (before the next chunk's)
+    else:
+        gw = np.zeros((n, o, npl, qpad), dtype=x.dtype)
+        _crop(gw, npl, q, ph[-1], geom.out_size)[...] = g
+        _call(name, macs, xs, gw, offs3, step, dw)
+    if cl:
+        return np.ascontiguousarray(dw[:, :t].transpose(0, 2, 1)).reshape(w_shape)
+    return dw[:, :, :t].sum(axis=-1).reshape(w_shape)
 
 
 def _input_grad_plan(w_shape, geom, itemsize: int):

@@ -25,7 +25,7 @@ from .conv_blocked import use_blocked
 from .conv_columns import col2im, im2col
 from .conv_depthwise import depthwise_weight_bias_grad, is_depthwise
 from .conv_direct import DirectCols, use_direct_input_grad, use_direct_weight_grad
-from .conv_direct_cl import use_direct_cl_weight_grad
+from .conv_direct_cl import share_g, use_direct_cl_weight_grad
 from .conv_direct_narrow import use_padded_input_grad
 from .conv_split import split_backward
 
@@ -120,10 +120,12 @@ def _backward(xp, x, grad, w, geom, cols, need):
         if both is not None:
             need = (need[0], False, False)
             gw, gb = both
-    if need[0]:
-        gx = conv_input_grad(xp, grad, w, geom, g_cf)
-    if need[1]:
-        gw = conv_weight_grad(xp, x, grad, w.shape, geom, cols, g_cf)
+    # g's channels-last rows made once for both direct channels-last kernels (share_g)
+    with share_g(grad, cols, need[0] and need[1]):
+        if need[0]:
+            gx = conv_input_grad(xp, grad, w, geom, g_cf)
+        if need[1]:
+            gw = conv_weight_grad(xp, x, grad, w.shape, geom, cols, g_cf)
     if need[2]:
         gb = _bias_grad(xp, grad)
     return gx, gw, gb
