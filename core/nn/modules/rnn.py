@@ -13,6 +13,8 @@ import numpy as np
 
 from ... import ops
 from ...ops.rnn import GRULayer, LSTMLayer, PackedToPadded, PaddedToPacked, RNNLayer
+from ...ops.rnn_bidir import BiLSTMLayer
+from ...ops.rnn_bidir import applies as bidir_applies
 from ...tensor import Tensor
 from .. import functional as F
 from .. import init
@@ -225,6 +227,20 @@ class RNNBase(Module):
         dirs = 2 if self.bidirectional else 1
         h_n, c_n = [], []
         for layer in range(self.num_layers):
+            w_f = self._layer_weights(layer, 0)
+            if dirs == 2 and self.mode == "LSTM" and bidir_applies(x, w_f[1]):  # a thread each
+                k = 2 * layer
+                h = (None, None) if h0 is None else (h0[k], h0[k + 1])
+                c = (None, None) if c0 is None else (c0[k], c0[k + 1])
+                x, h_f, c_f, h_b, c_b = BiLSTMLayer.apply(
+                    x, h[0], c[0], h[1], c[1],
+                    *w_f, *self._layer_weights(layer, 1), batch_sizes,
+                )  # fmt: skip
+                h_n += [h_f, h_b]
+                c_n += [c_f, c_b]
+                if self.dropout > 0 and self.training and layer < self.num_layers - 1:
+                    x = F.dropout(x, self.dropout, training=True)
+                continue
             outs = []
             for d in range(dirs):
                 k = layer * dirs + d
