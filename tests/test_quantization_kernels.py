@@ -48,8 +48,8 @@ def _weight(codes, zp=0, per_channel=False, dtype=Q.qint8):
     return Q.quantize_per_tensor(x, 1.0, zp, dtype)
 
 
-def _w_codes(shape, lo=-128, hi=127):
-    w = rng.integers(lo, hi + 1, shape)
+def _w_codes(shape, lo=-128, hi=127, gen=None):
+    w = (gen or rng).integers(lo, hi + 1, shape)
     w.reshape(shape[0], -1)[:, :2] = [lo, hi]  # the extremes, where int16 pair sums saturate
     return w
 
@@ -116,12 +116,15 @@ def test_ort_conv_accumulator_exact(nd, cin, cout, groups, stride, padding, dila
 @pytest.mark.parametrize("full_range", [False, True])
 def test_module_codes_identical_on_every_path(kind, full_range):
     """Requantized output codes: onnxruntime on / off, weight cache on / off, all equal."""
+    # its own generator: with the module's, the draws (and the spread checked below) depended
+    # on which tests ran before (a -k subset once gave linear_relu too few distinct codes)
+    rng = np.random.default_rng(20241)
     if kind == "conv":
         layer = ennq.Conv2d(6, 10, 3, padding=1)
-        wc, xs = _w_codes((10, 6, 3, 3)), (4, 6, 9, 9)
+        wc, xs = _w_codes((10, 6, 3, 3), gen=rng), (4, 6, 9, 9)
     else:
         layer = (enni.quantized.LinearReLU if kind == "linear_relu" else ennq.Linear)(900, 10)
-        wc, xs = _w_codes((10, 900)), (4, 900)
+        wc, xs = _w_codes((10, 900), gen=rng), (4, 900)
     w = Q.quantize_per_channel(
         ember.tensor(wc.astype(np.float32) * 0.01),
         np.full(10, 0.01),

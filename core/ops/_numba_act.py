@@ -319,3 +319,23 @@ def log_softmax_backward(g, y, gx, k):  # pragma: no cover
             s += g[i, j]
         for j in range(d):
             gx[i, j] = g[i, j] - fexp(y[i, j]) * s
+
+
+# ---- ReLU: exact selects (no fastmath: NaN, -0. and the gradient's bits as NumPy's) --------
+def _jit_exact(fn):
+    return njit(cache=True, nogil=True)(fn) if AVAILABLE else fn
+
+
+@_jit_exact
+def relu_forward(x, out):  # pragma: no cover
+    """``np.maximum(x, 0)``: NaN kept (its bits), -0. and negatives to 0."""
+    for i in range(x.size):
+        v = x[i]
+        out[i] = v if (v > 0 or v != v) else 0
+
+
+@_jit_exact
+def relu_backward(out, g, res):  # pragma: no cover
+    """``np.where(out <= 0, 0, g)``: torch's ``threshold_backward`` (NaN passes ``g``)."""
+    for i in range(out.size):
+        res[i] = 0 if out[i] <= 0 else g[i]

@@ -10,6 +10,7 @@ from ..autograd.function import Function
 from ..backend.dtype import get_default_dtype
 from ..tensor import Tensor
 from ._docs import unary_doc
+from ._kernel_split import split_call
 from .act_kernels import compiled, flat_compiled, sigmoid_grad
 from .convert import nhwc_elementwise, to_dtype_op
 
@@ -173,12 +174,27 @@ class Sigmoid(Function):
 
 
 _SAME_SIZE_INT = {2: np.int16, 4: np.int32, 8: np.int64}  # Relu.backward's select
+_RELU_COMPILED_MIN = 1 << 14  # (below it NumPy's passes are as fast as a kernel call)
+
+
+def _relu_kernels(xp, x):
+    """``_numba_act`` for a C-contiguous float32/float64 NumPy array of ``_RELU_COMPILED_MIN``
+    elements or more (other layouts keep NumPy's, which keeps channels_last), else None."""
+    if type(x) is not np.ndarray or x.size < _RELU_COMPILED_MIN or not x.flags.c_contiguous:
+        return None
+    return compiled(xp, x)
 
 
 class Relu(Function):
     @staticmethod
     def forward(ctx, x):
-        out = ctx.xp.maximum(x, 0)
+        kern = _relu_kernels(ctx.xp, x)
+        if kern is not None:  # NumPy's maximum runs ~4 ns an element here (torch's ~1.3)
+            out = np.empty_like(x)
+            xf, of = x.reshape(-1), out.reshape(-1)
+            split_call(kern.relu_forward, xf.size, 1, lambda lo, hi: (xf[lo:hi], of[lo:hi]))
+        else:
+            out = ctx.xp.maximum(x, 0)
         ctx.save_for_backward(out)
         return out
 
@@ -188,6 +204,20 @@ class Relu(Function):
         # a select, not a product: a negative gradient at a dead unit is 0., not -0. (torch);
         # torch's rule is threshold_backward's ``out <= 0 ? 0 : grad``, so a NaN output (a NaN
         # input) passes its gradient through, as +inf does
+        kern = _relu_kernels(ctx.xp, out)
+        if (
+            kern is not None
+            and type(grad) is np.ndarray
+            and grad.dtype == out.dtype
+            and grad.shape == out.shape
+            and grad.flags.c_contiguous
+        ):  # the select in one compiled pass (three NumPy passes below)
+            res = np.empty_like(grad)
+            of, gf, rf = out.reshape(-1), grad.reshape(-1), res.reshape(-1)
+            split_call(
+                kern.relu_backward, of.size, 1, lambda lo, hi: (of[lo:hi], gf[lo:hi], rf[lo:hi])
+            )
+            return res
         it = None
         if type(grad).__module__ == "numpy" and grad.dtype.kind == "f":  # not CuPy, a Tensor
             it = _SAME_SIZE_INT.get(grad.dtype.itemsize)
