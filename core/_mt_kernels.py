@@ -114,16 +114,15 @@ def bernoulli53(st, pos, t, out):  # pragma: no cover - compiled
 @_jit
 def uniform24(st, pos, out):  # pragma: no cover - compiled
     """``out[k]`` = the next output's low 24 bits times 2**-24 (float32, exact): torch's float32
-    uniform on [0, 1); returns the new position."""
-    mask, scale = np.uint32(0xFFFFFF), np.float32(2.0**-24)
+    uniform on [0, 1); returns the new position. (Through ``fill_raw`` a block at a time: the
+    block stays in L1.)"""
+    mask, scale = np.uint64(0xFFFFFF), np.float32(2.0**-24)
+    raw = np.empty(_N, dtype=np.uint64)
     n, i = out.size, 0
     while i < n:
-        if pos == _N:
-            _twist(st)
-            pos = 0
-        take = min(n - i, _N - pos)
+        take = min(n - i, _N)
+        pos = fill_raw(st, pos, raw[:take])
         for j in range(take):
-            out[i + j] = np.float32(_temper(st[pos + j]) & mask) * scale
+            out[i + j] = np.float32(raw[j] & mask) * scale
         i += take
-        pos += take
     return pos

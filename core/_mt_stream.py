@@ -193,6 +193,9 @@ class TorchStream:
                 vals = [x * scale + off for x in vals]
             out = _floats(vals, dt, shape)
             return out if size is not None else out[()]
+        if dt == np.float32 and low == 0 and high == 1:  # (x * 1 + 0 == x, exact in float32)
+            out = self._unit_f32(n).reshape(shape)
+            return out if size is not None else out[()]
         x = self._unit(n, 53 if wide else 24)  # (the half types round a float32 draw)
         if wide:  # x * (to - from) + from, contracted to an FMA in torch's build
             out = x if high - low == 1 and low == 0 else _mt_avx_math.fma64(x, high - low, low)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _parity import both, close, torch_one_thread_fixture
 
 import ember
 
@@ -21,28 +22,14 @@ torch = pytest.importorskip("torch")
 LIBS = (ember, torch)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _torch_one_thread():
-    # torch's default thread pool oversubscribes the shared CI cores (the SSIM test: 10 s at
-    # the default, 0.5 s at one thread)
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+_torch_one_thread = torch_one_thread_fixture(torch)
 
 
 def _both(fn, *args):
-    """``fn(lib, *args)`` for ember and torch, with each library's RNG seeded alike."""
-    out = []
-    for lib in LIBS:
-        lib.manual_seed(0)
-        out.append(fn(lib, *args))
-    return out
+    return both(LIBS, fn, *args)
 
 
-def _close(a, b, rtol=1e-5, atol=1e-6):
-    for x, y in zip(a, b, strict=True):
-        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol)
+_close = close
 
 
 def _obs(n=16, d=4, seed=0):
