@@ -9,11 +9,14 @@ block, and a Bernoulli draw compares each 53-bit value as it is made, writing on
 
 The state is NumPy's ``MT19937`` state (624 words and the index of the next word; 624 means
 "twist first"), read and written back around each call, so the stream is the same word for
-word whichever path drew it (``tests/test_mt_kernels.py``). Without numba ``AVAILABLE`` is
-False and ``_mt_stream`` keeps NumPy's engine. ``cache=True``: the machine code stays on disk.
+word whichever path drew it (``tests/test_mt_kernels.py``). Without numba (or under
+``EMBER_NUMBA=0``) ``AVAILABLE`` is False and ``_mt_stream`` keeps NumPy's engine.
+``cache=True``: the machine code stays on disk.
 """
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 
@@ -22,7 +25,7 @@ try:
 except ImportError:  # numba is optional
     njit = None
 
-AVAILABLE = njit is not None
+AVAILABLE = njit is not None and os.environ.get("EMBER_NUMBA", "1") != "0"
 
 _N, _M = 624, 397
 _MATRIX_A = np.uint32(0x9908B0DF)
@@ -126,3 +129,13 @@ def uniform24(st, pos, out):  # pragma: no cover - compiled
             out[i + j] = np.float32(raw[j] & mask) * scale
         i += take
     return pos
+
+
+@_jit
+def fisher_yates(perm, z):  # pragma: no cover - compiled
+    """Swap ``perm[i]`` with ``perm[i + z[i]]`` for each ``i`` in order (``randperm``)."""
+    for i in range(z.shape[0]):
+        j = i + z[i]
+        t = perm[i]
+        perm[i] = perm[j]
+        perm[j] = t

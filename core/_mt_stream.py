@@ -35,11 +35,11 @@ NumPy ``Generator`` methods not listed here (``choice``, ``beta``, ...) come fro
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 
 from . import _mt_avx_math
+from ._mt_engine import _compiled_engine, _fisher_yates
 from ._mt_fast import (
     _DTYPES,
     _FAST,
@@ -424,65 +424,3 @@ class TorchStream:
         """``bernoulli(probs)``: per element, a uniform of the probabilities' dtype."""
         digits = 53 if probs.dtype == np.float64 else 24
         return self._unit(probs.size, digits).reshape(probs.shape) < probs
-
-
-# From this many 32-bit outputs a draw runs the compiled engine (``_mt_kernels``): below it
-# the state's round trip (~20 us) costs more than NumPy's engine loses (~2.6 ns an output
-# against ~1.1 compiled, ~1 ns for a Bernoulli element with its pair of outputs).
-COMPILED_MIN = 1 << 15
-_engine = None  # the ``_mt_kernels`` module once loaded; False without numba
-
-
-def _compiled_engine(n: int):
-    """``_mt_kernels`` for a draw of ``n`` outputs where it applies, else None."""
-    global _engine
-    if n < COMPILED_MIN or _engine is False:
-        return None
-    if _engine is None:
-        from . import _mt_kernels
-
-        _engine = _mt_kernels if _mt_kernels.AVAILABLE else False
-    return _engine or None
-
-
-def _fisher_yates_py(perm: np.ndarray, z: np.ndarray) -> None:
-    p = perm.tolist()
-    for i, k in enumerate(z.tolist()):
-        j = i + k
-        p[i], p[j] = p[j], p[i]
-    perm[:] = p
-
-
-_KERNEL: list = []  # the compiled swap loop, once built (False: numba missing or disabled)
-
-
-def _compiled():
-    if not _KERNEL:
-        kernel = False
-        if os.environ.get("EMBER_NUMBA", "1") != "0":
-            try:
-                from numba import njit
-            except ImportError:  # pragma: no cover - numba is optional
-                njit = None
-            if njit is not None:
-
-                @njit(cache=True, nogil=True)
-                def kernel(perm, z):  # pragma: no cover - compiled
-                    for i in range(z.shape[0]):
-                        j = i + z[i]
-                        t = perm[i]
-                        perm[i] = perm[j]
-                        perm[j] = t
-
-        _KERNEL.append(kernel)
-    return _KERNEL[0]
-
-
-def _fisher_yates(perm: np.ndarray, z: np.ndarray) -> None:
-    """Swap ``perm[i]`` with ``perm[i + z[i]]`` for each ``i`` in order (sequential: compiled
-    for long permutations, ~30x quicker than the interpreter's loop at 60000 items)."""
-    kernel = _compiled() if z.shape[0] >= 4096 else False
-    if kernel:
-        kernel(perm, z)
-    else:
-        _fisher_yates_py(perm, z)

@@ -343,20 +343,21 @@ def direct_weight_grad(x, g, w_shape, geom, xf=None):
     else:
         dw = np.zeros((o, w_shape[1], t3, lanes), dtype=x.dtype)
         name, xs = "weight_grad", xf
-    # g widened by the compiled loop (on numba's threads at two threads) a chunk of samples at
-    # a time: the kernels add each sample's sums into dw in sample order (the same bits)
-    if (kernel_threads() > 1 or _fused.one_thread(geom)) and _fused.ENABLED and _fused.available():
-        per = o * npl * qpad * x.dtype.itemsize
-        nc = max(1, min(n, WGRAD_CHUNK_BYTES // per)) if WGRAD_CHUNK_BYTES else n
-        for n0 in range(0, n, nc):
-            n1 = min(n, n0 + nc)
-            gw = _fused.widen(g[n0:n1], npl, qpad, ph[-1], geom.out_size)
-            _call(name, macs, xs[n0:n1], gw, offs3, step, dw)  # (the batch's macs: as before)
-            del gw  # (before the next chunk's)
-    else:
-        gw = np.zeros((n, o, npl, qpad), dtype=x.dtype)
-        _crop(gw, npl, q, ph[-1], geom.out_size)[...] = g
-        _call(name, macs, xs, gw, offs3, step, dw)
+    # g widened (by the compiled loop, on numba's threads at two threads) a chunk of samples
+    # at a time: the kernels add each sample's sums into dw in sample order (the same bits)
+    fused = kernel_threads() > 1 or _fused.one_thread(geom)
+    fused = fused and _fused.ENABLED and _fused.available()
+    per = o * npl * qpad * x.dtype.itemsize
+    nc = max(1, min(n, WGRAD_CHUNK_BYTES // per)) if fused and WGRAD_CHUNK_BYTES else n
+    for n0 in range(0, n, nc):
+        gc = g[n0 : n0 + nc]
+        if fused:
+            gw = _fused.widen(gc, npl, qpad, ph[-1], geom.out_size)
+        else:
+            gw = np.zeros((len(gc), o, npl, qpad), dtype=x.dtype)
+            _crop(gw, npl, q, ph[-1], geom.out_size)[...] = gc
+        _call(name, macs, xs[n0 : n0 + nc], gw, offs3, step, dw)  # (the batch's macs)
+        del gw  # (before the next chunk's)
     if cl:
         return np.ascontiguousarray(dw[:, :t].transpose(0, 2, 1)).reshape(w_shape)
     return dw[:, :, :t].sum(axis=-1).reshape(w_shape)
