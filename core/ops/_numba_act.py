@@ -54,10 +54,19 @@ _AS_P = 0.3275911
 _AS = (1.061405429, -1.453152027, 1.421413741, -0.284496736, 0.254829592)
 
 
-def _jit(fn):
-    return (
-        njit(cache=True, fastmath=_FLAGS, nogil=True, error_model="numpy")(fn) if AVAILABLE else fn
-    )
+def jit_with(flags):
+    """A decorator compiling a kernel with fastmath ``flags`` (cached, GIL released, NumPy's
+    error model); the identity without numba."""
+
+    def jit(fn):
+        if not AVAILABLE:
+            return fn
+        return njit(cache=True, fastmath=flags, nogil=True, error_model="numpy")(fn)
+
+    return jit
+
+
+_jit = jit_with(_FLAGS)
 
 
 def fexp(v):  # pragma: no cover - replaced by the overload inside compiled code

@@ -21,7 +21,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._numba_act import AVAILABLE, _jit, fexp
+from ._numba_act import _FLAGS, AVAILABLE, fexp, jit_with
+
+# no "reassoc": a compiled caller (``_numba_rnn_blas``) links its own copy of a cell, which LLVM
+# optimizes a second time; with reassociation allowed the copy rounded otherwise than the cell
+# JIT-compiled alone (a product chain regrouped), so results depended on whether numba's cache
+# was warm. The cells have no reductions, so reassociation bought nothing.
+_jit = jit_with(_FLAGS - {"reassoc"})
 
 __all__ = [
     "AVAILABLE",

@@ -72,12 +72,11 @@ def sequence_kernels(xp, dtype, step_flops: int, rows: int = 0):
     return _seq, kc
 
 
-# The ``_numba_rnn_blas`` module once loaded; False when unavailable or off. Off unless
-# ``EMBER_LSTM_COMPILED_LOOP=1``: the loop loaded from numba's on-disk cache rounds otherwise in
-# the last bits than the same loop compiled in the process (which equals the Python loop), so
-# a run that compiled it and a run restarted with the cache warm diverge (the CI simulation's
-# exact-resume test, session 24). Cause not found yet; the Python loop is the same everywhere.
-_rows = None if os.environ.get("EMBER_LSTM_COMPILED_LOOP", "0") == "1" else False
+# The ``_numba_rnn_blas`` module once loaded; False when unavailable or off
+# (``EMBER_LSTM_COMPILED_LOOP=0``). Session 24 found the loop loaded from numba's cache rounding
+# otherwise than compiled in the process; the cause was reassociation in the cells it calls (see
+# ``_numba_rnn``'s ``_jit``), and both now round as the Python loop does.
+_rows = False if os.environ.get("EMBER_LSTM_COMPILED_LOOP", "1") == "0" else None
 # At several threads, a batch of at least this many rows a thread splits its recurrence by rows
 # (``row_bounds``); smaller parts leave the steps to the Python loop and BLAS's own threads.
 ROWS_PER_PART = 8
