@@ -367,6 +367,8 @@ def __getattr__(name):
         from . import _graph_types
 
         return getattr(_graph_types, name)
+    if name == "_initialized":  # torch's module flag (read by RNG-recording code, e.g. Performer)
+        return is_initialized()
     if name == "default_generators":  # one per device, all ember's default generator
         from ..random import default_generator
 

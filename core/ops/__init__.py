@@ -377,9 +377,14 @@ __all__ = [
 ]
 
 
+class _LoadLibraryError(OSError, RuntimeError):
+    """An ``OSError`` as torch's failed load is (code guards optional kernels with ``except
+    OSError``), and a ``RuntimeError`` for ember's callers."""
+
+
 def load_library(path: str) -> None:
     """``torch.ops.load_library``: ember cannot load compiled operator libraries."""
-    raise RuntimeError(
+    raise _LoadLibraryError(
         f"ember.ops.load_library({path!r}): ember cannot load compiled (C++/CUDA) operator "
         "libraries; wrap the kernel in Python with ember.library.custom_op (docs/custom_ops.md)"
     )

@@ -25,7 +25,7 @@ from . import _runtime
 from ._calls import modifier
 from ._compiler import Compiler, _Raise
 from ._graphs import ScriptTracer, dead_code
-from ._values import ScriptCompileError
+from ._values import RunTimeValueError, ScriptCompileError
 
 __all__ = ["script", "compile_function", "ScriptCompileError"]
 
@@ -123,6 +123,18 @@ def compile_function(
     return out
 
 
+def _needs_run_time_values(err: BaseException) -> bool:
+    """Whether compiling stopped at a value only the run has (``.tolist()``, ``int(t)``)."""
+    from ember.fx.proxy import TraceError
+
+    seen = err
+    while seen is not None:
+        if isinstance(seen, (TraceError, RunTimeValueError)):
+            return True
+        seen = seen.__cause__
+    return False
+
+
 def _script_module(module: Module) -> Module:
     from . import _wrappers
 
@@ -184,7 +196,15 @@ def script(
     if callable(obj) and hasattr(obj, "__code__"):
         if modifier(obj) in ("ignore", "unused"):
             return obj
-        out = _wrappers.wrap_function(compile_function(obj), obj.__name__)
+        try:
+            gm = compile_function(obj)
+        except ScriptCompileError as e:
+            if not _needs_run_time_values(e):
+                raise
+            # TorchScript interprets ``x.tolist()`` / ``int(t)`` at run time; a graph cannot
+            # hold their values, so the function runs as Python (the same results)
+            return _wrappers.eager_function(obj, str(e))
+        out = _wrappers.wrap_function(gm, obj.__name__)
         try:
             out._ember_script_original = obj  # scripted callers compile ``obj`` inline
         except AttributeError:

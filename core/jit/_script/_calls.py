@@ -19,7 +19,7 @@ from ember.fx._names import _name_table
 from ember.fx.proxy import Proxy
 from ember.nn import Module
 
-from ._values import ScriptCompileError, is_dynamic
+from ._values import RunTimeValueError, ScriptCompileError, is_dynamic
 
 if TYPE_CHECKING:
     from ._expr import Frame
@@ -52,6 +52,31 @@ def _tuple_arity(tracer: Any, p: Proxy) -> int | None:
         return None
     elts = typing.get_args(hint)
     return None if not elts or Ellipsis in elts else len(elts)
+
+
+# TorchScript's non-tensor value types: an input annotated with these is never a tensor
+_PLAIN_TYPES = (int, float, bool, complex, str, type(None), list, tuple, dict)
+
+
+def _isinstance_by_hint(tracer: Any, p: Proxy, types_: tuple) -> bool | None:
+    """``isinstance(p, types_)`` for an input ``p`` annotated with a non-tensor type, as
+    TorchScript's static types decide it (``x: int`` is an int); None when ``p`` has no such
+    annotation. An ``Optional[int]`` tested for ``int`` is known only at run time."""
+    node = p.node
+    node = getattr(tracer, "origin", {}).get(node, node)
+    hint = getattr(tracer, "arg_types", {}).get(node)
+    if hint is None:
+        return None
+    members = typing.get_args(hint)
+    if typing.get_origin(hint) not in (typing.Union, types.UnionType):
+        members = (hint,)
+    origins = [typing.get_origin(m) or m for m in members]
+    if not all(o in _PLAIN_TYPES for o in origins):
+        return None  # tensors, modules, classes: the tracer's answer stands
+    found = [any(isinstance(t, type) and issubclass(o, t) for t in types_) for o in origins]
+    if all(found) or not any(found):
+        return all(found)
+    raise RunTimeValueError(f"isinstance of an input annotated {hint} is known only at run time")
 
 
 def _user_function(fn: Any) -> bool:
@@ -127,6 +152,9 @@ class _Calls:
             types_ = args[1] if isinstance(args[1], tuple) else (args[1],)
             if _tuple_arity(tr, args[0]) is not None:  # an input annotated as a tuple
                 return any(t is tuple or t is list for t in types_)
+            by_hint = _isinstance_by_hint(tr, args[0], types_)
+            if by_hint is not None:
+                return by_hint
             return any(isinstance(t, type) and issubclass(t, Tensor) for t in types_)
         if fn is _checks._assert and not dyn:  # ``torch._assert`` on a compile-time value
             cond = args[0] if args else kwargs.get("condition")

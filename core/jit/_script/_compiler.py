@@ -22,6 +22,7 @@ from typing import Any
 from ._expr import _Expr
 from ._values import (
     NORETURN,
+    RunTimeValueError,
     ScriptCompileError,
     copy_value,
     flatten,
@@ -138,7 +139,7 @@ class Compiler(_Expr):
             for j in range(i, len(items)):
                 if isinstance(items[j], stops):
                     return ("jump", j + 1 if isinstance(st, ast.Break) else j)
-            raise ScriptCompileError(
+            raise RunTimeValueError(
                 f"'{type(st).__name__.lower()}' inside a loop whose trip "
                 "count depends on tensor data is not supported" + frame.where(st)
             )
@@ -170,7 +171,7 @@ class Compiler(_Expr):
                 # the loop again after the body; a break skips past the _End
                 return ("splice", [*st.body, _Next(), st, _End()])
             if _escapes(st.body):
-                raise ScriptCompileError(
+                raise RunTimeValueError(
                     "'return'/'break'/'continue' inside a while loop "
                     "whose condition depends on tensor data is not "
                     "supported" + frame.where(st)
@@ -227,7 +228,7 @@ class Compiler(_Expr):
             args = [self.eval(a, env, frame) for a in it.args]
             if any(is_dynamic(a) for a in args):
                 if _escapes(st.body) or st.orelse:
-                    raise ScriptCompileError(
+                    raise RunTimeValueError(
                         "'return'/'break'/'continue'/'else' in a for loop "
                         "whose range depends on tensor data is not "
                         "supported" + frame.where(st)
@@ -274,7 +275,7 @@ class Compiler(_Expr):
     def _run_loop_body(self, body, env, frame):
         res = self.run(body, env, frame, allow_return=False)
         if res is not None:
-            raise ScriptCompileError(
+            raise RunTimeValueError(
                 "'return' inside a loop whose trip count depends on tensor data is not supported"
             )
 
@@ -308,7 +309,7 @@ class Compiler(_Expr):
         new_leaves: list = []
         new_spec = flatten({n: e[n] for n in names}, new_leaves)
         if not same_spec(spec, new_spec):
-            raise ScriptCompileError(
+            raise RunTimeValueError(
                 f"a loop whose trip count depends on tensor data changes "
                 f"the structure or type of {names} (for example a list "
                 "grows); only tensors and numbers can change in it"
@@ -319,7 +320,7 @@ class Compiler(_Expr):
                 if not same_spec(flatten(v, a), flatten(e[k], b)) or any(
                     x is not y for x, y in zip(a, b)
                 ):
-                    raise ScriptCompileError(
+                    raise RunTimeValueError(
                         f"a loop whose trip count depends on tensor data "
                         f"mutates '{k}' in place; assign it instead"
                     )

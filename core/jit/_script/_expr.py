@@ -30,7 +30,7 @@ from ._frame import (  # noqa: F401  (Frame and the tables re-exported)
     _parse,
     _sources,
 )
-from ._values import ScriptCompileError, Undefined, is_dynamic
+from ._values import RunTimeValueError, ScriptCompileError, Undefined, is_dynamic
 
 __all__ = ["Frame"]
 
@@ -360,7 +360,7 @@ class _Expr(_Calls):
 
     def static_iter(self, v: Any, frame: Frame, node) -> list:
         if isinstance(v, Proxy):
-            raise ScriptCompileError(
+            raise RunTimeValueError(
                 "cannot iterate over a value known only at run time (a "
                 "tensor or a shape); iterate over range(x.size(0)) and "
                 "index instead" + frame.where(node)

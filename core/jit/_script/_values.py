@@ -13,6 +13,7 @@ from ember.fx.proxy import Proxy
 
 __all__ = [
     "ScriptCompileError",
+    "RunTimeValueError",
     "Undefined",
     "NORETURN",
     "is_dynamic",
@@ -25,6 +26,11 @@ __all__ = [
 
 class ScriptCompileError(RuntimeError):
     """What ``ember.jit.script`` cannot compile; the message names the file and line."""
+
+
+class RunTimeValueError(ScriptCompileError):
+    """What a graph cannot hold because it depends on tensor values (TorchScript runs it:
+    a scripted function hitting it runs as Python instead)."""
 
 
 class Undefined:

@@ -8,7 +8,7 @@ from typing import Any
 from ember.fx.graph import Graph
 from ember.fx.graph_module import GraphModule
 
-__all__ = ["module_class", "wrap_function", "add_method", "is_scripted"]
+__all__ = ["module_class", "wrap_function", "eager_function", "add_method", "is_scripted"]
 
 
 class _ScriptFunction:
@@ -45,6 +45,34 @@ def module_class() -> type:
 def wrap_function(gm: GraphModule, name: str) -> Any:
     cls = _jit_classes()[1] if _jit_classes()[0] else _ScriptFunction
     return cls(gm, name)
+
+
+def eager_function(fn: Any, why: str) -> Any:
+    """A scripted function whose body needs run-time values (``x.tolist()``, ``int(t)``):
+    calls run ``fn`` itself; ``.graph`` / ``.code`` raise, saying why there is none."""
+    base = _jit_classes()[1] if _jit_classes()[0] else _ScriptFunction
+
+    class EagerScriptFunction(base):
+        def __init__(self) -> None:
+            self.name = self.__name__ = self.__qualname__ = fn.__name__
+            self._ember_script_original = fn
+            self.__doc__ = fn.__doc__
+
+        def __call__(self, *args: Any, **kwargs: Any) -> Any:
+            return fn(*args, **kwargs)
+
+        def _no_graph(self) -> Any:
+            raise RuntimeError(
+                f"ember.jit.script({fn.__name__}) has no graph: it runs as Python because "
+                f"compiling it needs values known only at run time:\n{why}"
+            )
+
+        graph = inlined_graph = code = graph_module = property(_no_graph)
+
+        def save(self, *args: Any, **kwargs: Any) -> None:
+            self._no_graph()
+
+    return EagerScriptFunction()
 
 
 def add_method(module: GraphModule, name: str, gm: GraphModule) -> None:
