@@ -31,26 +31,22 @@ class _SavedMixin:
                 continue
             if isinstance(ref, int):
                 where = f"output {ref} of {self.name()}"
-                array = self._saved[
-                    [
-                        k
-                        for k, (kind, r) in enumerate(self._saved_info)
-                        if kind == _SAVED_OUTPUT and r == ref
-                    ][0]
-                ]
+                # the output's own shape and dtype: what the node saved for it may be derived
+                # from it (ReLU's live mask)
+                dims, dtype = self._outputs_meta[ref]
             else:
                 where = (
                     f"output {ref._output_nr} of {ref.grad_fn.name()}"
                     if ref.grad_fn is not None
                     else "a leaf tensor"
                 )
-                array = ref._data
+                dims, dtype = ref._data.shape, ref._data.dtype
             from ..backend.dtype import from_numpy_dtype
 
-            shape = ", ".join(str(n) for n in array.shape)
+            shape = ", ".join(str(n) for n in dims)
             raise RuntimeError(
                 "one of the variables needed for gradient computation has been modified by an "
-                f"inplace operation: [ember.{from_numpy_dtype(array.dtype).name} [{shape}]], "
+                f"inplace operation: [ember.{from_numpy_dtype(dtype).name} [{shape}]], "
                 f"which is {where}, is at version {counter[0]}; expected version {expected} "
                 "instead."
             )

@@ -52,10 +52,22 @@ class Mul(Function):
         return (grad * b if na else None), (grad * a if nb else None)
 
 
+def _pow(a, b):
+    """``a ** b``, with torch's products for a float tensor to the scalar power 3 or -2:
+    ``x * x * x`` and ``1 / (x * x)``, as torch's CPU kernel computes them (so the bits
+    match). libm's ``powf`` takes a slow path for negative bases: ``x ** 3.0`` on 131K float32
+    values took 12 ms against 0.03 ms as products (makemore's GELU, ``pow(x, 3.0)``)."""
+    if isinstance(b, (int, float)) and not isinstance(b, bool) and b in (3, -2):
+        if getattr(a, "dtype", None) is not None and a.dtype.kind in "fc":
+            sq = a * a
+            return sq * a if b == 3 else 1 / sq
+    return a**b
+
+
 class Pow(Function):
     @staticmethod
     def forward(ctx, a, b):
-        out = a**b
+        out = _pow(a, b)
         # the result is needed only for the exponent's gradient: like torch's pow(Tensor,
         # Scalar), ``y = x ** 2; y /= 2`` must not trip the in-place version check
         # (pytorch-metric-learning's LiftedStructureLoss)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..autograd import function as _fn
 from ..autograd.function import Function
 from ..backend.dtype import get_default_dtype
 from ..tensor import Tensor
@@ -175,6 +176,9 @@ class Sigmoid(Function):
 
 _SAME_SIZE_INT = {2: np.int16, 4: np.int32, 8: np.int64}  # Relu.backward's select
 _RELU_COMPILED_MIN = 1 << 14  # (below it NumPy's passes are as fast as a kernel call)
+# Relu saves its live mask, not its float output, on the compiled path (False: the output, as
+# before session 25; an A/B switch for measuring)
+RELU_LIVE_MASK = True
 
 
 def _relu_kernels(xp, x):
@@ -186,12 +190,35 @@ def _relu_kernels(xp, x):
 
 
 class Relu(Function):
+    """ReLU; backward reads only which outputs are live (``> 0`` or NaN). A large compiled ReLU
+    whose gradient is wanted saves that as a byte mask (``_numba_act.relu_forward_live``), not
+    its float output: the output usually dies with the next op (a max pool keeps its argmax
+    offsets, not its input), and the mask is a quarter of its size (the cnn workload's first
+    ReLU: 6.1 -> 1.5 MiB alive through the backward of everything above it). :func:`relu`
+    keeps PyTorch's check that the output was not modified in place before backward."""
+
     @staticmethod
     def forward(ctx, x):
         kern = _relu_kernels(ctx.xp, x)
         if kern is not None:  # NumPy's maximum runs ~4 ns an element here (torch's ~1.3)
             out = np.empty_like(x)
             xf, of = x.reshape(-1), out.reshape(-1)
+            if (
+                RELU_LIVE_MASK
+                and getattr(ctx, "needs_input_grad", (False,))[0]
+                and not _fn._extras[0]
+            ):
+                # (not under saved-tensor hooks, anomaly mode: they see the float output)
+                live = np.empty(x.shape, dtype=bool)
+                lf = live.reshape(-1)
+                split_call(
+                    kern.relu_forward_live,
+                    xf.size,
+                    1,
+                    lambda lo, hi: (xf[lo:hi], of[lo:hi], lf[lo:hi]),
+                )
+                ctx.save_for_backward(live)
+                return out
             split_call(kern.relu_forward, xf.size, 1, lambda lo, hi: (xf[lo:hi], of[lo:hi]))
         else:
             out = ctx.xp.maximum(x, 0)
@@ -201,6 +228,8 @@ class Relu(Function):
     @staticmethod
     def backward(ctx, grad):
         (out,) = ctx.saved_tensors
+        if getattr(ctx._saved[0], "dtype", None) == np.bool_:  # the live mask (compiled forward)
+            return _relu_backward_live(ctx, out, grad)
         # a select, not a product: a negative gradient at a dead unit is 0., not -0. (torch);
         # torch's rule is threshold_backward's ``out <= 0 ? 0 : grad``, so a NaN output (a NaN
         # input) passes its gradient through, as +inf does
@@ -307,9 +336,42 @@ def sigmoid(input):
 sigmoid.__doc__ = unary_doc("The logistic sigmoid 1 / (1 + e^-x) of each element.")
 
 
+def _relu_backward_live(ctx, live, grad):
+    """ReLU's backward from its live mask: ``grad`` where live, else 0, bitwise
+    ``where(out <= 0, 0, grad)``."""
+    if ctx._tensor_mode:  # double backward: tensors
+        return ctx.xp.where(live, grad, 0)
+    kern = _relu_kernels(ctx.xp, grad)
+    if (
+        kern is not None
+        and grad.dtype.kind == "f"
+        and grad.shape == live.shape
+        and grad.flags.c_contiguous
+    ):
+        res = np.empty_like(grad)
+        lf, gf, rf = live.reshape(-1), grad.reshape(-1), res.reshape(-1)
+        split_call(
+            kern.relu_backward_live, gf.size, 1, lambda lo, hi: (lf[lo:hi], gf[lo:hi], rf[lo:hi])
+        )
+        return res
+    it = _SAME_SIZE_INT.get(grad.dtype.itemsize) if type(grad) is np.ndarray else None
+    if it is None or grad.dtype.kind != "f" or grad.shape != live.shape:
+        return np.where(live, grad, 0)
+    # the select as a bitwise AND with an all-ones / all-zeros mask, as Relu.backward does
+    mask = np.negative(np.ascontiguousarray(live).view(np.int8), dtype=it)
+    return np.bitwise_and(grad.view(it), mask, out=mask).view(grad.dtype)
+
+
 def relu(input):
     """``max(input, 0)`` elementwise; see :class:`ember.nn.ReLU`."""
-    return Relu.apply(input)
+    out = Relu.apply(input)
+    node = out.grad_fn
+    if type(node) is Relu and node._versions is None and node._saved:
+        # the node saved its live mask: the mask stands for the output, so an in-place change
+        # of the output before backward is the error it is for PyTorch (which saves the output)
+        counter = out._version_counter
+        node._versions = [(counter, counter[0], 0)]
+    return out
 
 
 def abs(input):
