@@ -45,6 +45,9 @@ CHUNK = 64  # position blocks (of CL_P) a chunk of the forward: outputs kept in 
 # (1 thread, ms, weight gradient of 128->256 s2 on 16 x 28^2: 512 19.6, 128 17.5)
 JBLOCK = 128
 PAR_CHUNK = 16  # position blocks a task of the parallel forward
+# tasks of the parallel weight gradient, at least (where there are enough input-channel blocks;
+# session 25: 64->64 k3 on 8 x 16^2 from 9 tasks to 18)
+WGRAD_PAR_TASKS = 16
 
 
 def _jit(fn):
@@ -215,18 +218,26 @@ if AVAILABLE:
 
     @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
     def weight_grad_cl_par(xh, gcl, offs, pos, j_, o, dwt):  # pragma: no cover
-        # prange over (output-channel block, tap): each writes its own vectors of dwt
+        # prange over (output-channel block, tap, group of input-channel blocks): each writes
+        # its own vectors of dwt, in the serial kernel's order (the same bits). The groups
+        # make at least WGRAD_PAR_TASKS tasks: (block, tap) alone gave 64->64 k3 nine, which
+        # two threads share 5 : 4
         sg = gcl.shape[1]
         cp, t_, sd = dwt.shape
         v = CL_VEC_BYTES // gcl.itemsize
         gflat, dflat = gcl.reshape(-1), dwt.reshape(-1)
         nob = o // v
-        for i in prange(nob * t_):
-            ob = i // t_
-            t = i % t_
+        ncb = cp // CL_P
+        cs = min(ncb, max(1, -(-WGRAD_PAR_TASKS // (nob * t_))))
+        for i in prange(nob * t_ * cs):
+            ob = i // (t_ * cs)
+            t = (i // cs) % t_
+            k = i % cs
+            cb0, cb1 = k * ncb // cs, (k + 1) * ncb // cs
             for j0 in range(0, j_, JBLOCK):
                 nj = min(JBLOCK, j_ - j0)
-                for c0 in range(0, cp, CL_P):
+                for cb in range(cb0, cb1):
+                    c0 = cb * CL_P
                     _wgrad_cl_micro(
                         xh,
                         offs[t] + c0,

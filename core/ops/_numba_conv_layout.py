@@ -15,6 +15,9 @@ ragged edges (channels or a row's positions not a multiple of 16) take a plain l
 - ``from_cl(y, sy, has_bias, bias, out)``: y's rows (positions, ``sy`` values a row) into out
   (N, O, L): ``out[n, o, l] = y[(n * L + l) * sy + o] (+ bias[o])``.
 
+Both have ``_par`` variants (a prange over (sample, tile of 16 channels); ``conv_direct_cl``'s
+``PAR_LAYOUT``) with the same tiles, for two or more kernel threads.
+
 Arrays are C-contiguous and of one dtype (``rowoff`` int64); values are copied (and the bias
 added) exactly, so results are bitwise those of the NumPy copies.
 """
@@ -26,7 +29,7 @@ from ._numba_conv_direct import AVAILABLE
 TILE = 16  # channels x positions a tile (the constant trip counts below)
 
 if AVAILABLE:
-    from numba import njit
+    from numba import njit, prange
 
     @njit(cache=True, nogil=True, error_model="numpy")
     def _rows_to_cl(x, n, c0, cn, xo, wn, flat, base, crow):  # pragma: no cover
@@ -34,6 +37,33 @@ if AVAILABLE:
         for ww in range(wn):
             for cc in range(cn):
                 flat[base + ww * crow + cc] = x[n, c0 + cc, xo + ww]
+
+    @njit(cache=True, nogil=True, error_model="numpy")
+    def _tile_to_cl(x, rowoff, w_, flat, crow, comp, ccrow, n, c0):  # pragma: no cover
+        # sample n's channels c0 .. c0 + TILE, every row
+        c, l_ = x.shape[1], x.shape[2]
+        r_ = rowoff.shape[0] - 1
+        p = rowoff[r_]
+        both = comp.shape[0] > 0
+        cn = min(TILE, c - c0)
+        for r in range(r_):
+            for w0 in range(0, w_, TILE):
+                wn = min(TILE, w_ - w0)
+                xo = r * w_ + w0
+                base = (n * p + rowoff[r] + w0) * crow + c0
+                cbase = (n * l_ + xo) * ccrow + c0
+                if cn == TILE and wn == TILE:
+                    for ww in range(TILE):
+                        for cc in range(TILE):
+                            flat[base + ww * crow + cc] = x[n, c0 + cc, xo + ww]
+                    if both:
+                        for ww in range(TILE):
+                            for cc in range(TILE):
+                                comp[cbase + ww * ccrow + cc] = x[n, c0 + cc, xo + ww]
+                else:
+                    _rows_to_cl(x, n, c0, cn, xo, wn, flat, base, crow)
+                    if both:
+                        _rows_to_cl(x, n, c0, cn, xo, wn, comp, cbase, ccrow)
 
     @njit(cache=True, nogil=True, error_model="numpy")
     def to_cl(x, rowoff, w_, flat, crow, comp, ccrow):  # pragma: no cover
@@ -63,6 +93,37 @@ if AVAILABLE:
                             if both:
                                 _rows_to_cl(x, n, c0, cn, xo, wn, comp, cbase, ccrow)
 
+    @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
+    def to_cl_par(x, rowoff, w_, flat, crow, comp, ccrow):  # pragma: no cover
+        # prange over (sample, tile of channels): each task writes its own values
+        nc = -(-x.shape[1] // TILE)
+        for i in prange(x.shape[0] * nc):
+            _tile_to_cl(x, rowoff, w_, flat, crow, comp, ccrow, i // nc, (i % nc) * TILE)
+
+    @njit(cache=True, nogil=True, error_model="numpy")
+    def _tile_from_cl(y, sy, has_bias, bias, out, n, o0):  # pragma: no cover
+        # sample n's output channels o0 .. o0 + TILE, every position
+        o, l_ = out.shape[1], out.shape[2]
+        on = min(TILE, o - o0)
+        for l0 in range(0, l_, TILE):
+            ln = min(TILE, l_ - l0)
+            base = (n * l_ + l0) * sy + o0
+            if on == TILE and ln == TILE:
+                if has_bias:
+                    for oc in range(TILE):
+                        bv = bias[o0 + oc]
+                        for ll in range(TILE):
+                            out[n, o0 + oc, l0 + ll] = y[base + ll * sy + oc] + bv
+                else:
+                    for oc in range(TILE):
+                        for ll in range(TILE):
+                            out[n, o0 + oc, l0 + ll] = y[base + ll * sy + oc]
+            else:
+                for oc in range(on):
+                    for ll in range(ln):
+                        v = y[base + ll * sy + oc]
+                        out[n, o0 + oc, l0 + ll] = v + bias[o0 + oc] if has_bias else v
+
     @njit(cache=True, nogil=True, error_model="numpy")
     def from_cl(y, sy, has_bias, bias, out):  # pragma: no cover
         n_, o, l_ = out.shape
@@ -87,3 +148,10 @@ if AVAILABLE:
                             for ll in range(ln):
                                 v = y[base + ll * sy + oc]
                                 out[n, o0 + oc, l0 + ll] = v + bias[o0 + oc] if has_bias else v
+
+    @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
+    def from_cl_par(y, sy, has_bias, bias, out):  # pragma: no cover
+        # prange over (sample, tile of output channels): each task writes its own values
+        no = -(-out.shape[1] // TILE)
+        for i in prange(out.shape[0] * no):
+            _tile_from_cl(y, sy, has_bias, bias, out, i // no, (i % no) * TILE)

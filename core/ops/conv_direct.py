@@ -70,9 +70,10 @@ MAX_WGRAD_CHANNELS = 256  # weight gradient: input x output channels, at most
 # (20 M a call) lost a little in parallel in session 19 (2.3 -> 2.8) but won in session 20
 # (from 2^24: 2.62 -> 2.27, 2.69 -> 2.16; from 2^20: 2.73 -> 2.18, 2.13 -> 1.85, 2.28 ->
 # 2.00, 1.63 -> 1.75); smaller calls (3->16: 3.5 M, 16->32 s2: 9.4 M) measured mixed and stay
-# serial.
+# serial. 1 << 23 since session 25 (with ``conv_split.MIN_THREADED_MACS``: the 1-D 64->64 k3
+# on 8 x 128, 12.6 M a call, 1.16 -> 0.87 ms a step with the second core free; docs/kernels.md)
 THREADED = True
-MIN_KERNEL_MACS = 1 << 24
+MIN_KERNEL_MACS = 1 << 23
 # the weight gradient widens g by chunks of samples of this many bytes of wide rows at most
 # (0: all at once, A/B; the cnn workload's first convolution held 6.8 MiB of them)
 WGRAD_CHUNK_BYTES = 1 << 20

@@ -78,6 +78,10 @@ LAYOUT = True
 # 0.069; 8 x 64 x 16^2: 0.124, 0.096; 8 x 32 x 32^2: 0.52, 0.29). The copy back wins on all
 # four (0.038 -> 0.034, 0.053 -> 0.031, 0.125 -> 0.071, 0.21 -> 0.13 ms with the bias)
 LAYOUT_MIN_W = 16
+# ... and at two or more kernel threads by their parallel variants (a task a sample's tile of
+# 16 channels), from the kernels' ``conv_direct.MIN_KERNEL_MACS`` (False: serial, A/B;
+# session 25, docs/kernels.md)
+PAR_LAYOUT = True
 # the stride-1 input gradient writes g's compact channels-last rows in the same pass as its
 # padded copy, and the weight gradient of the same backward takes them (``share_g``; False:
 # the weight gradient transposes g again, A/B)
@@ -236,12 +240,22 @@ def _layout_kernels():
     return _kl if LAYOUT and available() else None
 
 
-def to_channels_last(x, ps, pad, comp=None):
+def _copy(kl, name: str, macs: int, *args) -> None:
+    """The layout copy ``name`` of ``kl``, by ``_call``'s rules where ``PAR_LAYOUT`` is on
+    (``macs``: the convolution's), else serial."""
+    if PAR_LAYOUT:
+        _call(name, macs, *args, mod=kl)
+    else:
+        getattr(kl, name)(*args)
+
+
+def to_channels_last(x, ps, pad, comp=None, macs: int = 0):
     """(flat, xh): x (N, C, *S) zero-padded into xh (N, *ps, C), the data at the low pads;
     xh is a view of the flat buffer, whose rows hold ``_row`` values, with ``CL_P`` spare
     values at its end (the weight gradient's last block of channels reads past the last
     position; those sums are dropped). ``comp``: also x's compact rows (N * prod(S), >= C),
-    from the same pass where the tiles run (``LAYOUT``, ``LAYOUT_MIN_W``)."""
+    from the same pass where the tiles run (``LAYOUT``, ``LAYOUT_MIN_W``); ``macs``: the
+    convolution's multiply-adds, which pick the copy's parallel variant (``_copy``)."""
     nd, c = x.ndim - 2, x.shape[1]
     shape = (x.shape[0],) + tuple(ps) + (_row(c, x.dtype.itemsize),)
     flat = np.zeros(math.prod(shape) + CL_P, dtype=x.dtype)
@@ -252,7 +266,7 @@ def to_channels_last(x, ps, pad, comp=None):
         x3 = np.ascontiguousarray(x).reshape(x.shape[0], c, -1)
         cf = comp.reshape(-1) if comp is not None else np.empty(0, dtype=x.dtype)
         ccrow = comp.shape[1] if comp is not None else 0
-        kl.to_cl(x3, rowoff, x.shape[-1], flat, shape[-1], cf, ccrow)
+        _copy(kl, "to_cl", macs, x3, rowoff, x.shape[-1], flat, shape[-1], cf, ccrow)
         return flat, xh
     inner = tuple(slice(lo, lo + n) for n, (lo, _) in zip(x.shape[2:], pad))
     xh[(slice(None),) + inner] = x.transpose((0,) + tuple(range(2, 2 + nd)) + (1,))
@@ -301,9 +315,10 @@ def direct_cl_forward(x, w, b, geom, flip: bool = False, keep: bool = False):
     if flip and getattr(_shared, "g", None) is x:  # the weight gradient will read g's rows
         comp = _g_rows(x.shape[0] * math.prod(x.shape[2:]), x.shape[1], x.dtype)
         _shared.rows = comp
-    flat, xh = to_channels_last(x, ps, pad, comp)
     v, t = _vec_lanes(isz), len(offs)
     full, r = _split_out(o, isz)
+    macs = -(-o // v) * v * c * t * len(pos)
+    flat, xh = to_channels_last(x, ps, pad, comp, macs)
     w3 = np.ascontiguousarray(w, dtype=x.dtype).reshape(w.shape[0], w.shape[1], -1)
     # y's rows: whole vectors and the tail (zero weights past o, those outputs dropped)
     y = _aligned((len(pos), _row(o, isz) if not r else full + r), x.dtype)
@@ -330,7 +345,16 @@ def direct_cl_forward(x, w, b, geom, flip: bool = False, keep: bool = False):
     if kl is not None:  # the rows back to (N, O, *out), the bias added in the same pass
         res = np.empty((n, o) + out, dtype=x.dtype)
         bias = np.zeros(0, x.dtype) if b is None else b.astype(x.dtype, copy=False).ravel()
-        kl.from_cl(y.reshape(-1), y.shape[1], b is not None, bias, res.reshape(n, o, -1))
+        _copy(
+            kl,
+            "from_cl",
+            macs,
+            y.reshape(-1),
+            y.shape[1],
+            b is not None,
+            bias,
+            res.reshape(n, o, -1),
+        )
         return res, ClCols(flat, xh) if keep else None
     yv = y[: n * math.prod(out), :o].reshape((n,) + out + (o,))
     yt = yv.transpose((0, nd + 1) + tuple(range(1, nd + 1)))

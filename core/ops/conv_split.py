@@ -70,10 +70,11 @@ MIN_PART_ROWS, MIN_PART_OUT = 256, 32
 DIRECT_WITHOUT_MKL = True
 # A convolution in one part (``_one_part``) lets its kernels use several threads from this
 # many multiply-adds (forward, whole batch); smaller ones run as at one thread: numba's
-# parallel variants lost there (session 23, see docs/kernels.md). Session 24 tried 1 << 23 for
-# 16->32 at stride 2 on 8 x 32^2 (9.4 M): the parallel variants won in some runs and lost in
-# others on the loaded machine (docs/kernels.md, session 24), so the threshold stays
-MIN_THREADED_MACS = 1 << 24
+# parallel variants lost there (session 23, see docs/kernels.md). 1 << 23 since session 25
+# (with ``conv_direct.MIN_KERNEL_MACS``): timed only while no other job held the second core,
+# 2 threads, ms a step, 16->32 s2 on 8 x 32^2 (9.4 M) 1.11 -> 0.86, 1-D 64->64 k3 on 8 x 128
+# (12.6 M) 1.16 -> 0.87; with the second core taken they lose ~10% (session 24)
+MIN_THREADED_MACS = 1 << 23
 
 
 def _one_part(macs: int, fn, *args):
