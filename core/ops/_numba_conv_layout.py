@@ -67,31 +67,9 @@ if AVAILABLE:
 
     @njit(cache=True, nogil=True, error_model="numpy")
     def to_cl(x, rowoff, w_, flat, crow, comp, ccrow):  # pragma: no cover
-        n_, c, l_ = x.shape
-        r_ = rowoff.shape[0] - 1
-        p = rowoff[r_]
-        both = comp.shape[0] > 0
-        for n in range(n_):
-            for c0 in range(0, c, TILE):
-                cn = min(TILE, c - c0)
-                for r in range(r_):
-                    for w0 in range(0, w_, TILE):
-                        wn = min(TILE, w_ - w0)
-                        xo = r * w_ + w0
-                        base = (n * p + rowoff[r] + w0) * crow + c0
-                        cbase = (n * l_ + xo) * ccrow + c0
-                        if cn == TILE and wn == TILE:
-                            for ww in range(TILE):
-                                for cc in range(TILE):
-                                    flat[base + ww * crow + cc] = x[n, c0 + cc, xo + ww]
-                            if both:
-                                for ww in range(TILE):
-                                    for cc in range(TILE):
-                                        comp[cbase + ww * ccrow + cc] = x[n, c0 + cc, xo + ww]
-                        else:
-                            _rows_to_cl(x, n, c0, cn, xo, wn, flat, base, crow)
-                            if both:
-                                _rows_to_cl(x, n, c0, cn, xo, wn, comp, cbase, ccrow)
+        for n in range(x.shape[0]):
+            for c0 in range(0, x.shape[1], TILE):
+                _tile_to_cl(x, rowoff, w_, flat, crow, comp, ccrow, n, c0)
 
     @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
     def to_cl_par(x, rowoff, w_, flat, crow, comp, ccrow):  # pragma: no cover
@@ -126,28 +104,9 @@ if AVAILABLE:
 
     @njit(cache=True, nogil=True, error_model="numpy")
     def from_cl(y, sy, has_bias, bias, out):  # pragma: no cover
-        n_, o, l_ = out.shape
-        for n in range(n_):
-            for o0 in range(0, o, TILE):
-                on = min(TILE, o - o0)
-                for l0 in range(0, l_, TILE):
-                    ln = min(TILE, l_ - l0)
-                    base = (n * l_ + l0) * sy + o0
-                    if on == TILE and ln == TILE:
-                        if has_bias:
-                            for oc in range(TILE):
-                                bv = bias[o0 + oc]
-                                for ll in range(TILE):
-                                    out[n, o0 + oc, l0 + ll] = y[base + ll * sy + oc] + bv
-                        else:
-                            for oc in range(TILE):
-                                for ll in range(TILE):
-                                    out[n, o0 + oc, l0 + ll] = y[base + ll * sy + oc]
-                    else:
-                        for oc in range(on):
-                            for ll in range(ln):
-                                v = y[base + ll * sy + oc]
-                                out[n, o0 + oc, l0 + ll] = v + bias[o0 + oc] if has_bias else v
+        for n in range(out.shape[0]):
+            for o0 in range(0, out.shape[1], TILE):
+                _tile_from_cl(y, sy, has_bias, bias, out, n, o0)
 
     @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
     def from_cl_par(y, sy, has_bias, bias, out):  # pragma: no cover
