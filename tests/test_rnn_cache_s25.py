@@ -94,7 +94,7 @@ print(" ".join(out))
 def _run(cache_dir) -> list[str]:
     env = dict(os.environ, NUMBA_CACHE_DIR=str(cache_dir), EMBER_LSTM_COMPILED_LOOP="1")
     done = subprocess.run(
-        [sys.executable, "-c", _SCRIPT], env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", _SCRIPT], env=env, capture_output=True, text=True, timeout=900
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout.split()

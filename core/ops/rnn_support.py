@@ -86,6 +86,16 @@ ROWS_SPLIT_WEIGHT = 1 << 20
 # Weights up to this many bytes step as ``h @ w.T`` into the pre-activations (see
 # ``rows_forward``); it fits a core's L2 (1 MiB here) beside a step's other arrays.
 WIDE_WEIGHT = 1 << 18
+# Where a row range runs on one thread, its products call OpenBLAS's small-matrix kernels
+# (``_numba_rnn_blas.SMALL``), which do not repack the weight on every step;
+# ``EMBER_LSTM_SMALL_GEMM=0`` keeps ``sgemm`` (for A/B runs).
+SMALL_GEMM = os.environ.get("EMBER_LSTM_SMALL_GEMM", "1") != "0"
+# ... for recurrent weights of this many bytes (1 thread, us a step forward / backward, sgemm
+# against small kernel, session 25): H64 (64 KiB) 32 rows 14 / 10 against 14 / 14; H96 28 / 28
+# against 25 / 25; H128 48 / 50 against 41 / 41; H256 189 / 201 against 159 / 155; H512 749 /
+# 837 against 640 / 670; H724 (8 MiB) 1808 / 1922 against 1475 / 1337; H1024 (16 MiB, read
+# from memory every step) 8 rows 2093 / 2486 against 2696 / 2814: there the packed stream wins.
+SMALL_WEIGHT = (1 << 17, 1 << 23)
 
 
 def row_kernels(xp, dtype):
@@ -147,24 +157,40 @@ def row_plan(xp, dtype, B: int, w_hh):
     return None if bounds is None else (rk, bounds)
 
 
+def _small(plan, w_hh) -> bool:
+    """Whether ``plan``'s loops call OpenBLAS's small-matrix kernels: where they exist, the
+    weight's size is within ``SMALL_WEIGHT`` and each row range runs on one thread (several
+    ranges, or one thread in all); one range at several threads keeps ``sgemm``'s threads."""
+    rk, bounds = plan
+    lo, hi = SMALL_WEIGHT
+    return (
+        SMALL_GEMM
+        and rk.SMALL
+        and lo <= w_hh.size * w_hh.itemsize <= hi
+        and (len(bounds) > 2 or num_threads() == 1)
+    )
+
+
 def rows_forward(plan, acts, hs, cs, tanh_c, w_hh, s, batch_sizes, reverse, kc):
     """``LSTMLayer.forward``'s recurrence on ``plan`` (``row_plan``); returns the activations
     (``acts`` made contiguous, written in place). A weight of up to ``WIDE_WEIGHT`` bytes is
     transposed once and each step adds ``h @ w.T`` into the step's pre-activations (32 rows,
     H128, 1 thread, per step: 53 us against 46 us for ``w @ h.T`` plus 9.5 us for the cell to
     add that in at a stride); a larger one steps as ``w @ h.T`` (32 rows, H256: 244 against
-    183 + 19 us; and no transposed copy of the weight)."""
+    183 + 19 us; and no transposed copy of the weight). With the small-matrix kernels
+    (``_small``) every weight steps as ``h @ w.T`` (32 rows, H256: 159 us)."""
     rk, bounds = plan
     T, B, G = acts.shape
     acts = np.ascontiguousarray(acts)
     bs = _sizes(batch_sizes, T, B)
-    wide = w_hh.size * w_hh.itemsize <= WIDE_WEIGHT
+    small = _small(plan, w_hh)
+    wide = small or w_hh.size * w_hh.itemsize <= WIDE_WEIGHT
     w = scaled_transpose(np, w_hh, s) if wide else np.ascontiguousarray(w_hh * s[:, None])
     rev = bool(reverse)
 
     def part(lo, hi):
         gt = np.empty(0 if wide else G * (hi - lo), dtype=acts.dtype)
-        rk.lstm_forward_rows(acts, hs, cs, tanh_c, w, wide, gt, bs, rev, lo, hi, kc)
+        rk.lstm_forward_rows(acts, hs, cs, tanh_c, w, wide, small, gt, bs, rev, lo, hi, kc)
 
     run_rows(part, bounds)
     return acts
@@ -178,8 +204,8 @@ def rows_backward(plan, g_out, dh, dc, acts, cs, tanh_c, w_hh, dG, batch_sizes, 
     go = dh.reshape(1, B, -1) if g_out is None else g_out
     w = np.ascontiguousarray(w_hh)
     args = (go, g_out is not None, dh, dc, acts, cs, tanh_c, w, dG, _sizes(batch_sizes, T, B))
-    rev = bool(reverse)
-    run_rows(lambda lo, hi: rk.lstm_backward_rows(*args, rev, lo, hi, kc), bounds)
+    rev, small = bool(reverse), _small(plan, w_hh)
+    run_rows(lambda lo, hi: rk.lstm_backward_rows(*args, rev, small, lo, hi, kc), bounds)
 
 
 def scaled_transpose(xp, w, s):

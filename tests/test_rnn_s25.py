@@ -1,0 +1,151 @@
+"""Session 25 (issue 23, h2): the LSTM row loops (``ops/_numba_rnn_blas.py``) on OpenBLAS's
+small-matrix kernels, which multiply the recurrent weight where it lies instead of packing it
+again on every step.
+
+The kernels take a step's products where each row range runs on one thread and the weight's
+size is within ``rnn_support.SMALL_WEIGHT``. float64 joins the compiled dtypes so that the
+gradcheck runs the double-precision kernels (with the size window opened to its tiny
+weights); float32 is compared with PyTorch and with the ``sgemm`` loops at the smallest hidden
+size inside the window, at one thread and two (two row ranges), packed, reversed and
+bidirectional.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import ember
+from ember.autograd.gradcheck import gradcheck
+from ember.backend import threads
+from ember.nn.modules import rnn as rnn_module
+from ember.ops import rnn_support
+from ember.ops.rnn import LSTMLayer
+
+torch = pytest.importorskip("torch")
+
+_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
+
+
+@pytest.fixture
+def small(monkeypatch):
+    """Enables the compiled row loops for float32 and float64; returns the list of ``small``
+    flags the forward and backward loops were called with."""
+    monkeypatch.setattr(rnn_support, "_COMPILED_DTYPES", (_F32, _F64))
+    monkeypatch.setattr(rnn_support, "_numba", None)
+    monkeypatch.setattr(rnn_support, "_rows", None)
+    monkeypatch.setattr(rnn_support, "_seq", False)  # MKL's loop (Intel) would take the steps
+    rk = rnn_support.row_kernels(np, _F64)[0]
+    if rk is None or not rk.SMALL:
+        pytest.skip("no compiled row loops or no OpenBLAS small-matrix kernels here")
+    flags = []
+    fwd, bwd = rk.lstm_forward_rows, rk.lstm_backward_rows
+
+    def spy_fwd(*a):
+        flags.append(a[6])
+        return fwd(*a)
+
+    def spy_bwd(*a):
+        flags.append(a[11])
+        return bwd(*a)
+
+    monkeypatch.setattr(rk, "lstm_forward_rows", spy_fwd)
+    monkeypatch.setattr(rk, "lstm_backward_rows", spy_bwd)
+    return flags
+
+
+def _setup(monkeypatch, n_threads):
+    monkeypatch.setattr(threads, "_cached", n_threads)
+    monkeypatch.setattr(rnn_support, "ROWS_PER_PART", 1)
+    # the row split of each direction, not the directions on two threads (test_rnn_s24b.py)
+    monkeypatch.setattr(rnn_module, "bidir_applies", lambda *a: False)
+
+
+def _rand(rng, *shape):
+    t = ember.tensor(rng.standard_normal(shape))
+    t.requires_grad = True
+    return t
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("reverse, packed", [(False, False), (True, True)])
+def test_gradcheck_lstm_small_kernels(small, monkeypatch, n_threads, reverse, packed):
+    _setup(monkeypatch, n_threads)
+    monkeypatch.setattr(rnn_support, "SMALL_WEIGHT", (0, 1 << 40))
+    rng = np.random.default_rng(0)
+    T, B, I, H = 4, 3, 2, 3
+    x, h0, c0 = _rand(rng, T, B, I), _rand(rng, B, H), _rand(rng, B, H)
+    w_ih, w_hh = _rand(rng, 4 * H, I), _rand(rng, 4 * H, H)
+    b_ih, b_hh = _rand(rng, 4 * H), _rand(rng, 4 * H)
+    bs = [3, 2, 2, 1] if packed else None  # the second range [1, 3) loses rows mid-sequence
+    args = (x, h0, c0, w_ih, w_hh, b_ih, b_hh)
+    assert gradcheck(lambda *a: LSTMLayer.apply(*a, None, bs, reverse), args)
+    assert small and all(small)
+
+
+def _lstm_run(lib, mod, x, lengths):
+    xt = lib.tensor(x, requires_grad=True)
+    inp = xt
+    if lengths is not None:
+        inp = lib.nn.utils.rnn.pack_padded_sequence(xt, lengths, batch_first=True)
+    out, (h, c) = mod(inp)
+    if lengths is not None:
+        out = lib.nn.utils.rnn.pad_packed_sequence(out, batch_first=True)[0]
+    (out.square().sum() + h.sum() + 2 * c.sum()).backward()
+    grads = [xt.grad] + [p.grad for p in mod.parameters()]
+    return [a.detach().numpy().copy() for a in (out, h, c, *grads)]
+
+
+# H96: the smallest hidden size whose weight (4H x H float32, 144 KiB) takes the kernels
+CASES = {
+    "plain": (dict(input_size=12, hidden_size=96, batch_first=True), (6, 7, 12), None),
+    "packed_bi": (
+        dict(input_size=6, hidden_size=96, bidirectional=True, batch_first=True),
+        (5, 6, 6),
+        [6, 5, 3, 3, 1],
+    ),
+}
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("case", list(CASES))
+def test_small_kernels_match_torch_and_sgemm(small, monkeypatch, case, n_threads):
+    _setup(monkeypatch, n_threads)
+    kwargs, shape, lengths = CASES[case]
+    torch.manual_seed(0)
+    tm = torch.nn.LSTM(**kwargs)
+    em = ember.nn.LSTM(**kwargs)
+    em.load_state_dict({k: ember.tensor(v.detach().numpy()) for k, v in tm.state_dict().items()})
+    x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+    got = _lstm_run(ember, em, x, lengths)
+    assert small and all(small)
+    ref = _lstm_run(torch, tm, x, lengths)
+    for e, t in zip(got, ref):
+        np.testing.assert_allclose(e, t, rtol=2e-4, atol=2e-5)
+    em.zero_grad()
+    monkeypatch.setattr(rnn_support, "SMALL_GEMM", False)  # the sgemm row loops
+    small.clear()
+    base = _lstm_run(ember, em, x, lengths)
+    assert small and not any(small)
+    for a, b in zip(got, base):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_small_kernel_rule(monkeypatch):
+    rk = rnn_support.row_kernels(np, _F32)[0]
+    if rk is None or not rk.SMALL:
+        pytest.skip("no compiled row loops or no OpenBLAS small-matrix kernels here")
+
+    def w(h):
+        return np.empty((4 * h, h), dtype=np.float32)
+
+    monkeypatch.setattr(threads, "_cached", 1)
+    one = (rk, [0, 32])
+    assert rnn_support._small(one, w(256))
+    assert not rnn_support._small(one, w(64))  # 64 KiB: sgemm is as fast or faster
+    assert not rnn_support._small(one, w(1024))  # 16 MiB: sgemm's packed stream wins
+    monkeypatch.setattr(threads, "_cached", 2)
+    assert rnn_support._small((rk, [0, 16, 32]), w(256))  # one thread per row range
+    assert not rnn_support._small(one, w(256))  # one range on BLAS's threads
+    monkeypatch.setattr(rnn_support, "SMALL_GEMM", False)
+    assert not rnn_support._small((rk, [0, 16, 32]), w(256))
