@@ -137,6 +137,8 @@ compiled_autograd = _submodule(
 )
 # torch._dynamo.utils.counters: counters["stats"]["unique_graphs"] counts captured graphs
 utils = _submodule("utils", counters=_counters, same=same, warn_once=_warn_once)
+# ``import torch._dynamo.config`` (litgpt's generate): the config object answers as that module
+sys.modules[f"{__name__}.config"] = config
 
 
 class TransformGetItemToIndex:

@@ -70,6 +70,19 @@ MAP_LOCATION = Any
 # torch.save's default pickle protocol (MONAI's StateCacher imports it as a default argument)
 DEFAULT_PROTOCOL = 2
 
+
+def normalize_storage_type(storage_type: type) -> type:
+    """The ``ember`` storage class of that name (litgpt's incremental saver imports it)."""
+    import ember
+
+    return getattr(ember, storage_type.__name__)
+
+
+def location_tag(storage: Any) -> str:
+    """The device name a checkpoint records for ``storage`` (``"cpu"``, ``"cuda:0"``)."""
+    return str(getattr(storage, "device", "cpu"))
+
+
 _FORMAT_VERSION = "1"
 _INLINE_STRUCTURE_LIMIT = 1 << 20  # larger structures go into an entry, not the header
 

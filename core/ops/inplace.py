@@ -144,8 +144,10 @@ def make_inplace(fn, name: str):
     def method(self, *args, **kwargs):
         if ren is not None and kwargs:
             ren(kwargs)
+        # (tensors passed by keyword count too: ``index_copy_(dim, index=i, source=x)``)
         tracking = grad_mode._state.enabled and (
-            self.requires_grad or any(isinstance(a, Tensor) and a.requires_grad for a in args)
+            self.requires_grad
+            or any(isinstance(a, Tensor) and a.requires_grad for a in (*args, *kwargs.values()))
         )
         if tracking:
             check_inplace(self)
