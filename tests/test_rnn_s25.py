@@ -24,6 +24,13 @@ from ember.ops.rnn import LSTMLayer
 
 torch = pytest.importorskip("torch")
 
+from test_rnn_s24 import _lstm_run, _rand  # noqa: E402
+
+
+def _loss(out, h, c):
+    return out.square().sum() + h.sum() + 2 * c.sum()
+
+
 _F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
 
 
@@ -61,12 +68,6 @@ def _setup(monkeypatch, n_threads):
     monkeypatch.setattr(rnn_module, "bidir_applies", lambda *a: False)
 
 
-def _rand(rng, *shape):
-    t = ember.tensor(rng.standard_normal(shape))
-    t.requires_grad = True
-    return t
-
-
 @pytest.mark.parametrize("n_threads", [1, 2])
 @pytest.mark.parametrize("reverse, packed", [(False, False), (True, True)])
 def test_gradcheck_lstm_small_kernels(small, monkeypatch, n_threads, reverse, packed):
@@ -81,19 +82,6 @@ def test_gradcheck_lstm_small_kernels(small, monkeypatch, n_threads, reverse, pa
     args = (x, h0, c0, w_ih, w_hh, b_ih, b_hh)
     assert gradcheck(lambda *a: LSTMLayer.apply(*a, None, bs, reverse), args)
     assert small and all(small)
-
-
-def _lstm_run(lib, mod, x, lengths):
-    xt = lib.tensor(x, requires_grad=True)
-    inp = xt
-    if lengths is not None:
-        inp = lib.nn.utils.rnn.pack_padded_sequence(xt, lengths, batch_first=True)
-    out, (h, c) = mod(inp)
-    if lengths is not None:
-        out = lib.nn.utils.rnn.pad_packed_sequence(out, batch_first=True)[0]
-    (out.square().sum() + h.sum() + 2 * c.sum()).backward()
-    grads = [xt.grad] + [p.grad for p in mod.parameters()]
-    return [a.detach().numpy().copy() for a in (out, h, c, *grads)]
 
 
 # H96: the smallest hidden size whose weight (4H x H float32, 144 KiB) takes the kernels
@@ -117,15 +105,15 @@ def test_small_kernels_match_torch_and_sgemm(small, monkeypatch, case, n_threads
     em = ember.nn.LSTM(**kwargs)
     em.load_state_dict({k: ember.tensor(v.detach().numpy()) for k, v in tm.state_dict().items()})
     x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
-    got = _lstm_run(ember, em, x, lengths)
+    got = _lstm_run(ember, em, x, lengths, _loss)
     assert small and all(small)
-    ref = _lstm_run(torch, tm, x, lengths)
+    ref = _lstm_run(torch, tm, x, lengths, _loss)
     for e, t in zip(got, ref):
         np.testing.assert_allclose(e, t, rtol=2e-4, atol=2e-5)
     em.zero_grad()
     monkeypatch.setattr(rnn_support, "SMALL_GEMM", False)  # the sgemm row loops
     small.clear()
-    base = _lstm_run(ember, em, x, lengths)
+    base = _lstm_run(ember, em, x, lengths, _loss)
     assert small and not any(small)
     for a, b in zip(got, base):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
