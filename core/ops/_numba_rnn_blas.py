@@ -167,18 +167,25 @@ if AVAILABLE:
             _gemm(_NO_TRANS, m, n, k, a, lda, b, ldb, beta, c, ldc)
 
     @njit(cache=True, nogil=True)
-    def lstm_forward_rows(acts, hs, cs, tc, whh, wide, small, gt, bs, reverse, r0, r1, k):  # noqa: E501  # pragma: no cover
+    def lstm_forward_rows(  # pragma: no cover - compiled
+        acts, hs, cs, tc, whh, wide, small, gt, bs, reverse, r0, r1, k, bias, has_bias
+    ):
         """``rnn.LSTMLayer.forward``'s loop over rows ``[r0, r1)``: ``acts`` (T, B, 4H) holds
         the input projections and becomes the activations; ``hs`` / ``cs`` (T + 1, B, H) the
-        states in processing order (``[0]`` set by the caller, all C-contiguous); ``tc`` (T, B,
+        states in processing order (``[0]`` set by the caller; C-contiguous but for ``hs``'s
+        row stride, which may be wider: see ``rnn_support.joint_inputs``); ``tc`` (T, B,
         H) tanh of the cell states by time; ``bs`` the active rows of each step. ``whh``: the
         scaled weight, (H, 4H) transposed when ``wide`` (each step adds ``h @ whh`` into
         ``acts``), else (4H, H) (``whh @ h.T`` into ``gt``, a scratch of at least
         ``4H * (r1 - r0)`` elements, which the cell adds in). ``small`` (with ``wide``):
-        the products run on OpenBLAS's small-matrix kernel (see the module docstring)."""
+        the products run on OpenBLAS's small-matrix kernel (see the module docstring).
+        ``bias`` (4H,), read when ``has_bias``, is added to each step's rows of ``acts`` just
+        before its product (where they are about to be read anyway): the same sums, in the same
+        order, as adding it to the whole projection first, without that pass over memory."""
         T = acts.shape[0]
         G = acts.shape[2]
         P = hs.shape[2]
+        ld = hs.strides[1] // hs.itemsize  # P, or more where hs is a view of [x, h] rows
         w = r1 - r0
         for s in range(T):
             t = T - 1 - s if reverse else s
@@ -189,13 +196,18 @@ if AVAILABLE:
             if n == 0:
                 continue
             e = r0 + n
+            if has_bias:
+                for r in range(r0, e):
+                    row = acts[t, r]
+                    for j in range(G):
+                        row[j] += bias[j]
             if wide:
                 a = acts[t, r0:e]
-                _mm(small, n, G, P, hs[s, r0:e], P, whh, G, 1, a, G)
+                _mm(small, n, G, P, hs[s, r0:e], ld, whh, G, 1, a, G)
                 lstm_forward(a, cs[s, r0:e], cs[s + 1, r0:e], tc[t, r0:e], hs[s + 1, r0:e], k)
                 continue
             g = gt[: G * n].reshape((G, n))
-            _gemm(_TRANS, G, n, P, whh, P, hs[s, r0:e], P, 0, g, n)
+            _gemm(_TRANS, G, n, P, whh, P, hs[s, r0:e], ld, 0, g, n)
             lstm_forward_t(acts[t, r0:e], g, cs[s, r0:e], cs[s + 1, r0:e], tc[t, r0:e],
                            hs[s + 1, r0:e], k)  # fmt: skip
 

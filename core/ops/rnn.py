@@ -41,6 +41,8 @@ from .rnn_support import (  # noqa: F401  (re-exported: every name stays importa
     _weight_grads,
     _zero_inactive,
     cell_kernels,
+    joint_inputs,
+    joint_weight_grads,
     packed_indices,
     row_plan,
     rows_backward,
@@ -79,13 +81,17 @@ class LSTMLayer(Function):
             bias = (b_ih + b_hh) * s if b_hh is not None else b_ih * s
         elif b_hh is not None:
             bias = b_hh * s
-        # pre-activations, then activations in place (through the class: ember.compile's
-        # embedding+LSTM fusion projects a gathered input instead)
-        acts = ctx._project_fn(x, w_ih * s[:, None], bias)
         # one fused cell: a CUDA launch (see cuda_fused) or a compiled pass (_numba_rnn)
         kern, kc = cell_kernels(xp, dt)
         seq, sk = (None, None) if w_hr is not None else sequence_kernels(xp, dt, B * P * 4 * Hd, B)
         rows = None if seq is not None or w_hr is not None else row_plan(xp, dt, B, w_hh)
+        # pre-activations, then activations in place (through the class: ember.compile's
+        # embedding+LSTM fusion projects a gathered input instead); the compiled row loops
+        # add the bias step by step (rows_forward), saving a pass over the projection
+        joint = None if w_hr is not None else joint_inputs(ctx, x, rows, reverse, P)
+        if joint is not None:  # x and the states side by side, for one weight-gradient product
+            xh, x, hs = joint
+        acts = ctx._project_fn(x, w_ih * s[:, None], None if rows is not None else bias)
         # Without MKL, each step's product runs as w_hh @ h.T (a (4H, n) result that the
         # compiled cell adds in) rather than h @ w_hh.T: OpenBLAS 0.3.31 takes a tall product
         # against a few columns faster than a few rows against a wide matrix, and the weight
@@ -100,7 +106,7 @@ class LSTMLayer(Function):
             whh_t = scaled_transpose(xp, w_hh, s)
         whr_t = None if w_hr is None else xp.ascontiguousarray(w_hr.T)
         # States in processing order: hs[k] enters step k, hs[k + 1] leaves it (no copies).
-        hs = xp.empty((T + 1, B, P), dtype=dt)
+        hs = xp.empty((T + 1, B, P), dtype=dt) if joint is None else hs
         cs = xp.empty((T + 1, B, Hd), dtype=dt)
         _init_state(hs[0], h0)
         _init_state(cs[0], c0)
@@ -120,7 +126,7 @@ class LSTMLayer(Function):
             bs = _sizes(batch_sizes, T, B)
             seq.lstm_forward_seq(acts, hs, cs, tanh_c, whh_t, bs, bool(reverse), sk)
         elif rows is not None:  # the whole loop compiled on NumPy's OpenBLAS, by row ranges
-            acts = rows_forward(rows, acts, hs, cs, tanh_c, w_hh, s, batch_sizes, reverse, kc)
+            acts = rows_forward(rows, acts, hs, cs, tanh_c, w_hh, s, batch_sizes, reverse, kc, bias)
         else:
             with step_blas(xp, 2 * B * P * 4 * Hd, "lstm-fwd") as steps:
                 for k, t in enumerate(_steps(T, reverse)):
@@ -162,6 +168,7 @@ class LSTMLayer(Function):
         out = _outputs(xp, hs, batch_sizes, reverse)
         ctx.save_for_backward(x, w_ih, w_hh, w_hr, acts, hs, cs, tanh_c, hpre)
         ctx.meta = (batch_sizes, reverse, Hd)
+        ctx.xh = None if joint is None else xh
         ctx.set_materialize_grads(False)
         return out, hs[T].copy(), cs[T].copy()
 
@@ -233,9 +240,13 @@ class LSTMLayer(Function):
                     dcn *= f
                     matmul_into(xp, dg, w_hh, dhn)
                     steps.tick()
-        dx, dw_ih, dw_hh, db_ih, db_hh = ctx._weight_grads_fn(
-            ctx, x, dG, _by_time(hs, reverse), w_ih
-        )
+        xh, ctx.xh = getattr(ctx, "xh", None), None
+        if xh is not None:  # x and the states in one buffer (joint_inputs)
+            dx, dw_ih, dw_hh, db_ih, db_hh = joint_weight_grads(ctx, xh, dG, w_ih)
+        else:
+            dx, dw_ih, dw_hh, db_ih, db_hh = ctx._weight_grads_fn(
+                ctx, x, dG, _by_time(hs, reverse), w_ih
+            )
         need = ctx.needs_input_grad
         dw_hr = None
         if w_hr is not None and need[7]:
