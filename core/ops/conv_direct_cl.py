@@ -54,7 +54,9 @@ ENABLED = True
 # on-disk cache keys on the kernel file: after changing one, touch _numba_conv_cl.py
 CL_P, CL_VEC_BYTES = 6, 256
 MIN_IN, MAX_IN = 16, 256
-L1_BYTES = 32768  # weights of a block of input channels, at most
+# weights of a block of input channels of the forward kernels, at most (``_channel_block``;
+# session 25, h6: 32 KB -> 576 KB, 2% faster kernels; other rounding; docs/kernels.md)
+BLOCK_BYTES = 589824
 # where conv_direct's kernels take a convolution too, this one takes it with at most this
 # many output positions a sample and this many input channels (1 thread, ms a step, conv_direct
 # -> this: 64->64 on 8 x 16^2 4.67 -> 4.01, 4.89 -> 4.24; 64->128 on 8 x 16^2 9.53 -> 9.28;
@@ -213,6 +215,18 @@ def _aligned(shape, dtype):
     return buf[skip : skip + size].reshape(shape)
 
 
+def _trim(j: int, p: int) -> int:
+    """The rows a forward kernel of ``p`` positions a call computes for ``j`` positions."""
+    return -(-j // p) * p
+
+
+def _channel_block(c: int, per_channel: int) -> int:
+    """Input channels a block of the forward kernels: the fewest blocks whose weights
+    (``per_channel`` bytes a channel) fit ``BLOCK_BYTES``, of equal sizes."""
+    nb = max(1, -(-c * per_channel // BLOCK_BYTES))
+    return max(4, -(-c // nb))
+
+
 def _row(c: int, itemsize: int) -> int:
     """The values a channels-last row (one position's channels) takes: c, plus 64 bytes
     where c's bytes are a multiple of ``PAD_ROWS`` (rows 512 bytes or 1 KB apart map to a few
@@ -327,9 +341,12 @@ def direct_cl_forward(x, w, b, geom, flip: bool = False, keep: bool = False):
         wk = _aligned((full // v, t, c, v), x.dtype)
         macs = full * c * t * len(pos)
         _call("weight_layout", macs, w3, flip, wk)  # (in parallel with the kernel's threads)
-        # input channels a block: the block's weights within ~L1 (T x cb x V values)
-        cb = max(4, min(c, L1_BYTES // (t * CL_VEC_BYTES)))
-        _call("forward_cl", macs, flat, wk, offs, pos, cb, full, y)
+        # input channels a block: the block's weights within BLOCK_BYTES (T x cb x V values)
+        cb = _channel_block(c, t * CL_VEC_BYTES)
+        # only the positions up to the kernel's next multiple of CL_P: the rest of the table's
+        # padding (to POS_ALIGN) would compute dropped outputs (4 x 7^2: 216 -> 198 rows)
+        jm = _trim(n * math.prod(out), CL_P)
+        _call("forward_cl", macs, flat, wk, offs, pos[:jm], cb, full, y[:jm])
     for o0, ri in _tail_pieces(full, r, isz):
         # the tail's weights (T, C, R), from w's last output channels (or input ones)
         wt = np.zeros((t, c, ri), dtype=x.dtype)
@@ -338,9 +355,11 @@ def direct_cl_forward(x, w, b, geom, flip: bool = False, keep: bool = False):
             wt[:, :, :m] = w3[:, o0 : o0 + m, ::-1].transpose(2, 0, 1)
         else:
             wt[:, :, :m] = w3[o0 : o0 + m].transpose(2, 1, 0)
-        cb = max(4, min(c, L1_BYTES // (t * ri * isz)))
+        cb = _channel_block(c, t * ri * isz)
         kt = _tail_kernels()
-        _call("forward_cl_tail", ri * c * t * len(pos), flat, wt, offs, pos, cb, y, o0, mod=kt)
+        jt = _trim(n * math.prod(out), math.lcm(*kt.TAIL_POS))
+        tm = ri * c * t * len(pos)
+        _call("forward_cl_tail", tm, flat, wt, offs, pos[:jt], cb, y[:jt], o0, mod=kt)
     kl = _layout_kernels()
     if kl is not None:  # the rows back to (N, O, *out), the bias added in the same pass
         res = np.empty((n, o) + out, dtype=x.dtype)
