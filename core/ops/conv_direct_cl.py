@@ -135,27 +135,9 @@ def _tail_pieces(full: int, r: int, itemsize: int):
 
 
 def _call(name: str, macs: int, *args, mod=None) -> None:
-    """The kernel ``name`` (of ``_numba_conv_cl``, or ``mod``) on ``args``, its parallel
-    variant where threads are allowed (the rules of ``conv_direct._call``: numba's TBB layer
-    only)."""
-    mod = _k if mod is None else mod
-    nt = getattr(conv_direct._tl, "n", 1) if conv_direct.THREADED else 1
-    if nt < 2 or macs < conv_direct.MIN_KERNEL_MACS or not conv_direct._parallel_ok():
-        getattr(mod, name)(*args)
-        return
-    import numba
-
-    try:
-        prev = numba.get_num_threads()
-    except ValueError:  # no threading layer could be loaded: serial from now on
-        conv_direct._PARALLEL_OK = False
-        getattr(mod, name)(*args)
-        return
-    numba.set_num_threads(min(nt, numba.config.NUMBA_NUM_THREADS))  # (thread-local)
-    try:
-        getattr(mod, name + "_par")(*args)
-    finally:
-        numba.set_num_threads(prev)
+    """The kernel ``name`` of ``_numba_conv_cl`` (or ``mod``) on ``args``, by
+    ``conv_direct._call``'s rules (its parallel variant where threads are allowed)."""
+    conv_direct._call(name, macs, *args, mod=_k if mod is None else mod)
 
 
 def use_direct_cl(xp, x, w_shape, geom, x_shape=None) -> bool:
