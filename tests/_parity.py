@@ -8,6 +8,18 @@ import numpy as np
 import pytest
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Autouse in every test module that imports it: ember on one thread for each test (the
+    kernel paths a test pins are the one-thread ones), the thread count restored after."""
+    from ember.backend.threads import get_num_threads, set_num_threads
+
+    prev = get_num_threads()
+    set_num_threads(1)
+    yield
+    set_num_threads(prev)
+
+
 def torch_one_thread_fixture(torch):
     """A module-scoped autouse fixture that holds ``torch`` to one thread while it runs."""
 

@@ -9,19 +9,14 @@ import pytest
 import torch
 
 import ember
-from ember.backend.threads import get_num_threads, set_num_threads
+from ember.backend.threads import set_num_threads
 from ember.ops import conv as C
 from ember.ops import conv_direct as D
 
 pytestmark = pytest.mark.skipif(not D.available(), reason="numba is not installed")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    prev = get_num_threads()
-    set_num_threads(1)
-    yield
-    set_num_threads(prev)
+from _parity import one_thread  # noqa: E402, F401  (autouse: ember on one thread)
 
 
 def _geom(x_shape, w_shape, pad, dilation=1):

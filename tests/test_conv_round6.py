@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import ember
-from ember.backend.threads import get_num_threads, set_num_threads
+from ember.backend.threads import set_num_threads
 from ember.ops import conv as C
 from ember.ops import conv_direct as D
 from ember.ops import conv_direct_cl as CL
@@ -19,12 +19,7 @@ torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.skipif(not CL.available(), reason="numba is not installed")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    prev = get_num_threads()
-    set_num_threads(1)
-    yield
-    set_num_threads(prev)
+from _parity import one_thread  # noqa: E402, F401  (autouse: ember on one thread)
 
 
 def _geom(x_shape, w_shape, pad, stride=1):

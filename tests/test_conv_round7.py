@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import ember
-from ember.backend.threads import get_num_threads, set_num_threads
+from ember.backend.threads import set_num_threads
 from ember.ops import conv as C
 from ember.ops import conv_direct as D
 from ember.ops import conv_direct_fused as FZ
@@ -19,12 +19,7 @@ from ember.ops import conv_direct_fused as FZ
 pytestmark = pytest.mark.skipif(not FZ.available(), reason="numba is not installed")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    prev = get_num_threads()
-    set_num_threads(1)
-    yield
-    set_num_threads(prev)
+from _parity import one_thread  # noqa: E402, F401  (autouse: ember on one thread)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import ember
-from ember.backend.threads import get_num_threads, set_num_threads
+from ember.backend.threads import set_num_threads
 from ember.ops import conv as C
 from ember.ops import conv_depthwise as DW
 from ember.ops import conv_direct as D
@@ -19,13 +19,7 @@ K3F = pytest.importorskip("ember.ops._numba_depthwise_k3f")
 pytestmark = pytest.mark.skipif(not K3F.AVAILABLE, reason="numba is not installed")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    prev = get_num_threads()
-    set_num_threads(1)
-    yield
-    set_num_threads(prev)
-
+from _parity import one_thread  # noqa: E402, F401  (autouse: ember on one thread)
 
 # (x shape, padding (h, w), dilation (h, w), bias?): the width padding equals the width
 # dilation (the fused kernels' rule); the height padding anything

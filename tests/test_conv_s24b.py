@@ -12,7 +12,7 @@ import pytest
 
 import ember
 import ember.nn.functional as F
-from ember.backend.threads import get_num_threads, set_num_threads
+from ember.backend.threads import set_num_threads
 from ember.ops import conv_direct as D
 from ember.ops import conv_direct_cl as DCL
 from ember.ops import conv_direct_fused as DF
@@ -22,12 +22,12 @@ KL = pytest.importorskip("ember.ops._numba_conv_layout")
 pytestmark = pytest.mark.skipif(not KL.AVAILABLE, reason="numba is not installed")
 
 
+from _parity import one_thread  # noqa: E402, F401  (autouse: ember on one thread)
+
+
 @pytest.fixture(autouse=True)
-def one_thread():
-    prev = get_num_threads()
-    set_num_threads(1)
+def restore_switches():
     yield
-    set_num_threads(prev)
     DCL.LAYOUT = DCL.SHARE_G = True
     D.WGRAD_CHUNK_BYTES = 1 << 20
     DF.CHUNKS_PER_THREAD = 4
