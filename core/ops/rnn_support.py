@@ -308,11 +308,10 @@ def joint_weight_grads(ctx, xh, g_pre, w_ih):
     x, hprev = xh[:T, :, :I], xh[:T, :, I:]
     if not (need[3] and need[4]):
         return _weight_grads(ctx, x, g_pre, hprev, w_ih)
-    g2 = g_pre.reshape(T * B, G)
-    dw = mm(g2.T, xh[:T].reshape(T * B, -1))
-    dx = mm(g2, w_ih).reshape(x.shape) if need[0] else None
-    db_ih = g2.sum(0) if need[5] else None
-    db_hh = (db_ih.copy() if db_ih is not None else g2.sum(0)) if need[6] else None
+    # dx and the biases as ``_weight_grads`` gives them; the two weights from one product
+    rest = _Need(need[0], False, False, need[5], need[6])
+    dx, _, _, db_ih, db_hh = _weight_grads(rest, x, g_pre, hprev, w_ih)
+    dw = mm(g_pre.reshape(T * B, G).T, xh[:T].reshape(T * B, -1))
     return dx, np.ascontiguousarray(dw[:, :I]), np.ascontiguousarray(dw[:, I:]), db_ih, db_hh
 
 
