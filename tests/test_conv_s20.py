@@ -183,9 +183,10 @@ def test_selection_rules():
     assert not use((64, 64, 3), size=32)  # 1-D
     assert not use((64, 32, 3, 3), groups=2)
     assert not use((64, 64, 3, 3), dtype=np.int32)
-    assert not use((64, 16, 3, 3), size=32)  # wide planes: conv_direct's kernels
+    assert not use((16, 16, 3, 3), size=32)  # wide planes, 16 outputs: conv_direct's kernels
     assert use((64, 64, 3, 3), size=16)  # conv_direct's too, but this one is faster there
-    assert not use((64, 64, 3, 3), size=32)
+    assert use((64, 16, 3, 3), size=32)  # 32+ outputs on any plane (session 26)
+    assert use((64, 64, 3, 3), size=32)
     assert D.use_direct(
         np,
         np.zeros((2, 16, 32, 32), np.float32),

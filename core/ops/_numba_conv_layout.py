@@ -31,6 +31,8 @@ TILE = 16  # channels x positions a tile (the constant trip counts below)
 if AVAILABLE:
     from numba import njit, prange
 
+    from ._numba_transpose import t16, t16_bias
+
     @njit(cache=True, nogil=True, error_model="numpy")
     def _rows_to_cl(x, n, c0, cn, xo, wn, flat, base, crow):  # pragma: no cover
         # the ragged edge: cn channels x wn positions
@@ -46,20 +48,18 @@ if AVAILABLE:
         p = rowoff[r_]
         both = comp.shape[0] > 0
         cn = min(TILE, c - c0)
+        xf = x.reshape(-1)
         for r in range(r_):
             for w0 in range(0, w_, TILE):
                 wn = min(TILE, w_ - w0)
                 xo = r * w_ + w0
                 base = (n * p + rowoff[r] + w0) * crow + c0
                 cbase = (n * l_ + xo) * ccrow + c0
-                if cn == TILE and wn == TILE:
-                    for ww in range(TILE):
-                        for cc in range(TILE):
-                            flat[base + ww * crow + cc] = x[n, c0 + cc, xo + ww]
+                if cn == TILE and wn == TILE:  # (in vector registers: _numba_transpose)
+                    xo_ = (n * c + c0) * l_ + xo
+                    t16(xf, xo_, l_, flat, base, crow)
                     if both:
-                        for ww in range(TILE):
-                            for cc in range(TILE):
-                                comp[cbase + ww * ccrow + cc] = x[n, c0 + cc, xo + ww]
+                        t16(xf, xo_, l_, comp, cbase, ccrow)
                 else:
                     _rows_to_cl(x, n, c0, cn, xo, wn, flat, base, crow)
                     if both:
@@ -83,19 +83,15 @@ if AVAILABLE:
         # sample n's output channels o0 .. o0 + TILE, every position
         o, l_ = out.shape[1], out.shape[2]
         on = min(TILE, o - o0)
+        of = out.reshape(-1)
         for l0 in range(0, l_, TILE):
             ln = min(TILE, l_ - l0)
             base = (n * l_ + l0) * sy + o0
-            if on == TILE and ln == TILE:
+            if on == TILE and ln == TILE:  # (in vector registers: _numba_transpose)
                 if has_bias:
-                    for oc in range(TILE):
-                        bv = bias[o0 + oc]
-                        for ll in range(TILE):
-                            out[n, o0 + oc, l0 + ll] = y[base + ll * sy + oc] + bv
+                    t16_bias(y, base, sy, of, (n * o + o0) * l_ + l0, l_, bias, o0)
                 else:
-                    for oc in range(TILE):
-                        for ll in range(TILE):
-                            out[n, o0 + oc, l0 + ll] = y[base + ll * sy + oc]
+                    t16(y, base, sy, of, (n * o + o0) * l_ + l0, l_)
             else:
                 for oc in range(on):
                     for ll in range(ln):

@@ -14,8 +14,11 @@ x one vector of output channels over all taps and input channels, at ~80 G multi
 - the stride-1 input gradient: the same, on g with the flipped transposed kernel
   (``conv._direct_transpose_geom``; ``flip=True`` lays it out straight from w);
 - the layout copies (the padding into channels-last, the rows back with the bias) by
-  ``_numba_conv_layout``'s tiles (``LAYOUT``); g's compact rows for the weight gradient come
-  from the input gradient's padded copy of g in the same backward (``share_g``);
+  ``_numba_conv_layout``'s tiles (``LAYOUT``; whole tiles transposed in vector registers,
+  ``_numba_transpose``), the forward's rows back from each chunk as it is computed where the
+  output channels are whole vectors (``NCHW_OUT``, ``_numba_conv_cl_nchw``); g's compact
+  rows for the weight gradient come from the input gradient's padded copy of g in the same
+  backward (``share_g``);
 - the weight gradient (``direct_cl_weight_grad``): from the forward's padded input
   (``ClCols``) and g channels-last, vectors along the output channels, ``CL_P`` input
   channels a call; above ``WGRAD_MAX_IN`` input channels, conv_cl's columns gathered from the
@@ -26,8 +29,9 @@ a kernel of 2+ taps, ``MIN_IN`` to ``MAX_IN`` input channels, one thread, output
 multiple of the vector or not (``TAIL``: the channels past the last whole vector, rounded up
 to 64 bytes, run ``_numba_conv_cl_tail``'s kernels of 128 / 64-byte vectors; at most
 ``MAX_TAIL_WASTE`` computed channels per output channel), and where ``conv_direct`` does
-not take the convolution (or does, on planes of at most ``OVER_DIRECT_MAX_L`` outputs with
-``OVER_DIRECT_MIN_IN``+ channels, where this kernel measured faster). At two threads
+not take the convolution (or does, with ``OVER_DIRECT_MIN_OUT``+ output channels,
+or on planes of at most ``OVER_DIRECT_MAX_L`` outputs with ``OVER_DIRECT_MIN_IN``+ channels,
+where this kernel measured faster). At two threads
 ``conv_split`` keeps it in one part and the kernel calls run their parallel variants from
 ``conv_direct.MIN_KERNEL_MACS`` (``conv_direct.THREADED``; numba's TBB layer only).
 ``ENABLED = False`` switches it off (A/B). The kernels are ``cache=True``: a fresh process's
@@ -62,6 +66,13 @@ BLOCK_BYTES = 589824
 # -> this: 64->64 on 8 x 16^2 4.67 -> 4.01, 4.89 -> 4.24; 64->128 on 8 x 16^2 9.53 -> 9.28;
 # but 32->64 on 8 x 32^2 10.5 -> 11.1, 3-D 32->64 on 2 x 16^3 23.6 -> 27.3)
 OVER_DIRECT_MAX_L, OVER_DIRECT_MIN_IN = 256, 32
+# ... and on any plane from this many output channels: since the layout
+# copies moved to vector-register transposes (session 26), 1 thread, ms a step, conv_direct ->
+# this: 32->32 k5 on 8 x 32^2 14.37 -> 13.38, 3-D 16->32 on 2 x 16^3 8.19 -> 7.42, 3-D 32->64
+# 29.8 -> 27.1, 64->64 on 4 x 56^2 29.4 -> 27.8, 24->32 on 8 x 32^2 4.79 -> 4.27; 16 output
+# channels (one 64-byte tail) stay slower here (16->16 on 8 x 32^2 1.53 -> 1.55; at 2 threads
+# 1.03 -> 1.08); docs/kernels.md
+OVER_DIRECT_MIN_OUT = 32
 CL_WGRAD = True  # the weight gradient by the channels-last kernel (False: GEMM, A/B)
 PAD_ROWS = 0  # ``_row``: off (measured within noise, 256->256 on 4 x 7^2 and 128->128 8^2)
 WGRAD_MAX_IN = 128  # the weight gradient's kernel up to this many input channels
@@ -88,10 +99,15 @@ PAR_LAYOUT = True
 # padded copy, and the weight gradient of the same backward takes them (``share_g``; False:
 # the weight gradient transposes g again, A/B)
 SHARE_G = True
+# output channels in whole vectors: the forward kernel's chunks go straight back to (N, O, *out)
+# with the bias (``_numba_conv_cl_nchw``), without the (positions, O) buffer and ``from_cl``'s
+# pass over it (False: the buffer and the copy, A/B; session 26, docs/kernels.md)
+NCHW_OUT = True
 
 _k = None  # the kernel module once loaded, False where numba is missing or EMBER_NUMBA=0
 _kt = None  # the tail kernels' module, loaded on first use
 _kl = None  # the layout kernels' module, loaded on first use
+_kn = None  # the channels-first-output kernels' module, loaded on first use
 _shared = threading.local()  # (g, its compact rows or None): ``share_g``
 
 
@@ -158,8 +174,10 @@ def use_direct_cl(xp, x, w_shape, geom, x_shape=None) -> bool:
     x_shape = x.shape if x_shape is None else x_shape
     if 0 in x_shape or 0 in geom.out_size or num_threads() != 1:
         return False
-    if conv_direct.use_direct(xp, x, w_shape, geom, x_shape) and (
-        math.prod(geom.out_size) > OVER_DIRECT_MAX_L or c < OVER_DIRECT_MIN_IN
+    if (
+        o < OVER_DIRECT_MIN_OUT
+        and (math.prod(geom.out_size) > OVER_DIRECT_MAX_L or c < OVER_DIRECT_MIN_IN)
+        and conv_direct.use_direct(xp, x, w_shape, geom, x_shape)
     ):
         return False
     return available()
@@ -226,6 +244,13 @@ def _row_offsets(size, ps, pad):
         for idx in np.ndindex(*size[:-1])
     ]
     return np.array(rows + [math.prod(ps)], dtype=np.int64)
+
+
+def _nchw_kernels():
+    global _kn
+    if _kn is None:
+        from . import _numba_conv_cl_nchw as _kn
+    return _kn
 
 
 def _layout_kernels():
@@ -316,8 +341,11 @@ def direct_cl_forward(x, w, b, geom, flip: bool = False, keep: bool = False):
     macs = -(-o // v) * v * c * t * len(pos)
     flat, xh = to_channels_last(x, ps, pad, comp, macs)
     w3 = np.ascontiguousarray(w, dtype=x.dtype).reshape(w.shape[0], w.shape[1], -1)
+    kl = _layout_kernels()
+    direct_out = NCHW_OUT and not r and kl is not None
     # y's rows: whole vectors and the tail (zero weights past o, those outputs dropped)
-    y = _aligned((len(pos), _row(o, isz) if not r else full + r), x.dtype)
+    if not direct_out:
+        y = _aligned((len(pos), _row(o, isz) if not r else full + r), x.dtype)
     if full:
         # -> (O / V, T, C, V): a (tap, channel)'s V output channels side by side
         wk = _aligned((full // v, t, c, v), x.dtype)
@@ -327,7 +355,14 @@ def direct_cl_forward(x, w, b, geom, flip: bool = False, keep: bool = False):
         cb = _channel_block(c, t * CL_VEC_BYTES)
         # only the positions up to the kernel's next multiple of CL_P: the rest of the table's
         # padding (to POS_ALIGN) would compute dropped outputs (4 x 7^2: 216 -> 198 rows)
-        jm = _trim(n * math.prod(out), CL_P)
+        jr = n * math.prod(out)
+        jm = _trim(jr, CL_P)
+        if direct_out:
+            res = np.empty((n, o) + out, dtype=x.dtype)
+            ys = _aligned((_nchw_kernels().CHUNK * CL_P, v), x.dtype)
+            args = (flat, wk, offs, pos[:jm], cb, jr, ys, b is not None, _bias(b, x.dtype))
+            _call("forward_cl_nchw", macs, *args, res.reshape(n, o, -1), mod=_nchw_kernels())
+            return res, ClCols(flat, xh) if keep else None
         _call("forward_cl", macs, flat, wk, offs, pos[:jm], cb, full, y[:jm])
     for o0, ri in _tail_pieces(full, r, isz):
         # the tail's weights (T, C, R), from w's last output channels (or input ones)
@@ -342,10 +377,8 @@ def direct_cl_forward(x, w, b, geom, flip: bool = False, keep: bool = False):
         jt = _trim(n * math.prod(out), math.lcm(*kt.TAIL_POS))
         tm = ri * c * t * len(pos)
         _call("forward_cl_tail", tm, flat, wt, offs, pos[:jt], cb, y[:jt], o0, mod=kt)
-    kl = _layout_kernels()
     if kl is not None:  # the rows back to (N, O, *out), the bias added in the same pass
         res = np.empty((n, o) + out, dtype=x.dtype)
-        bias = np.zeros(0, x.dtype) if b is None else b.astype(x.dtype, copy=False).ravel()
         _copy(
             kl,
             "from_cl",
@@ -353,7 +386,7 @@ def direct_cl_forward(x, w, b, geom, flip: bool = False, keep: bool = False):
             y.reshape(-1),
             y.shape[1],
             b is not None,
-            bias,
+            _bias(b, x.dtype),
             res.reshape(n, o, -1),
         )
         return res, ClCols(flat, xh) if keep else None
@@ -366,6 +399,11 @@ def direct_cl_forward(x, w, b, geom, flip: bool = False, keep: bool = False):
         y = np.empty(yt.shape, dtype=x.dtype)
         np.add(yt, b.astype(x.dtype, copy=False).reshape((o,) + (1,) * nd), out=y)
     return y, ClCols(flat, xh) if keep else None
+
+
+def _bias(b, dt):
+    """The bias as the layout kernels take it: (O,) of dtype ``dt``, or empty for none."""
+    return np.zeros(0, dt) if b is None else b.astype(dt, copy=False).ravel()
 
 
 def _g_rows(j: int, o: int, dt):
