@@ -156,7 +156,7 @@ def test_tail_selection_rules(monkeypatch):
     assert not use((8, 16, 3, 3))  # 8 -> 16: too much waste
     assert use((40, 16, 3, 3), size=7, dtype=np.float64)  # 32 + 8 float64: no waste
     assert use((96, 64, 3, 3), size=32)  # wide planes, 32+ outputs: this one (session 26)
-    monkeypatch.setattr(CL, "OVER_DIRECT_MIN_OUT", 1 << 30)
+    monkeypatch.setattr(CL, "OVER_DIRECT_ANY_PLANE", False)
     assert not use((96, 64, 3, 3), size=32)  # before: conv_direct's kernels
     monkeypatch.setattr(CL, "TAIL", False)
     assert not use((96, 64, 3, 3))
@@ -176,6 +176,9 @@ WIDE_CASES = [
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", WIDE_CASES, ids=lambda c: "x".join(map(str, c[1])))
 def test_wide_input_grad(case, dtype, monkeypatch):
+    # (at one thread the channels-last kernel takes most of these over conv_direct's since
+    # session 26: kept off here, the rule as at two threads)
+    monkeypatch.setattr(CL, "OVER_DIRECT_ANY_PLANE", False)
     x_shape, w_shape, kind = case
     geom = _geom(x_shape, w_shape, 1)
     g = np.zeros((x_shape[0], w_shape[0]) + x_shape[2:], dtype)

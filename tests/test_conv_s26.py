@@ -27,9 +27,9 @@ from numba import njit  # noqa: E402
 
 @pytest.fixture(autouse=True)
 def restore():
-    prev = (DCL.NCHW_OUT, DCL.LAYOUT, DCL.OVER_DIRECT_MIN_OUT, get_num_threads())
+    prev = (DCL.NCHW_OUT, DCL.LAYOUT, DCL.OVER_DIRECT_ANY_PLANE, get_num_threads())
     yield
-    DCL.NCHW_OUT, DCL.LAYOUT, DCL.OVER_DIRECT_MIN_OUT = prev[:3]
+    DCL.NCHW_OUT, DCL.LAYOUT, DCL.OVER_DIRECT_ANY_PLANE = prev[:3]
     set_num_threads(prev[3])
 
 
@@ -168,7 +168,7 @@ def test_over_direct_rule(x_shape, w_shape, want):
     cl, direct = _uses_cl(x_shape, w_shape)
     assert direct  # conv_direct would take each of these
     assert cl == want
-    DCL.OVER_DIRECT_MIN_OUT = 1 << 30  # the rule before session 26
+    DCL.OVER_DIRECT_ANY_PLANE = False  # the rule before session 26
     assert _uses_cl(x_shape, w_shape)[0] == (np.prod(x_shape[2:]) <= 256)
 
 
@@ -192,3 +192,12 @@ def test_over_direct_parity_and_gradcheck(nd, monkeypatch):
     conv = getattr(F, f"conv{nd}d")
     assert gradcheck(lambda x, w: conv(x, w, padding=1), (xs, ws))
     assert any(name.startswith("forward_cl") for name in seen)
+
+
+def test_over_direct_kernel_threads():
+    # 64 -> 16 on 32^2: this kernel at one kernel thread, conv_direct's at two (2-D planes
+    # with 16 outputs measured slower here at two); 3-D and 32+ outputs at both
+    assert _uses_cl((8, 64, 32, 32), (16, 64, 3, 3)) == (True, True)
+    assert D.with_kernel_threads(2, _uses_cl, (8, 64, 32, 32), (16, 64, 3, 3)) == (False, True)
+    assert D.with_kernel_threads(2, _uses_cl, (2, 32, 16, 16, 16), (16, 32, 3, 3, 3))[0]
+    assert D.with_kernel_threads(2, _uses_cl, (8, 16, 32, 32), (32, 16, 3, 3))[0]

@@ -29,9 +29,9 @@ a kernel of 2+ taps, ``MIN_IN`` to ``MAX_IN`` input channels, one thread, output
 multiple of the vector or not (``TAIL``: the channels past the last whole vector, rounded up
 to 64 bytes, run ``_numba_conv_cl_tail``'s kernels of 128 / 64-byte vectors; at most
 ``MAX_TAIL_WASTE`` computed channels per output channel), and where ``conv_direct`` does
-not take the convolution (or does, with ``OVER_DIRECT_MIN_OUT``+ output channels,
-or on planes of at most ``OVER_DIRECT_MAX_L`` outputs with ``OVER_DIRECT_MIN_IN``+ channels,
-where this kernel measured faster). At two threads
+not take the convolution (or does, by ``_over_direct``'s rules, or on planes of at most
+``OVER_DIRECT_MAX_L`` outputs with ``OVER_DIRECT_MIN_IN``+ channels, where this kernel
+measured faster). At two threads
 ``conv_split`` keeps it in one part and the kernel calls run their parallel variants from
 ``conv_direct.MIN_KERNEL_MACS`` (``conv_direct.THREADED``; numba's TBB layer only).
 ``ENABLED = False`` switches it off (A/B). The kernels are ``cache=True``: a fresh process's
@@ -66,13 +66,15 @@ BLOCK_BYTES = 589824
 # -> this: 64->64 on 8 x 16^2 4.67 -> 4.01, 4.89 -> 4.24; 64->128 on 8 x 16^2 9.53 -> 9.28;
 # but 32->64 on 8 x 32^2 10.5 -> 11.1, 3-D 32->64 on 2 x 16^3 23.6 -> 27.3)
 OVER_DIRECT_MAX_L, OVER_DIRECT_MIN_IN = 256, 32
-# ... and on any plane from this many output channels: since the layout
-# copies moved to vector-register transposes (session 26), 1 thread, ms a step, conv_direct ->
-# this: 32->32 k5 on 8 x 32^2 14.37 -> 13.38, 3-D 16->32 on 2 x 16^3 8.19 -> 7.42, 3-D 32->64
-# 29.8 -> 27.1, 64->64 on 4 x 56^2 29.4 -> 27.8, 24->32 on 8 x 32^2 4.79 -> 4.27; 16 output
-# channels (one 64-byte tail) stay slower here (16->16 on 8 x 32^2 1.53 -> 1.55; at 2 threads
-# 1.03 -> 1.08); docs/kernels.md
+# ... and on any plane (``_over_direct``) from this many output channels, or 3-D, or with
+# OVER_DIRECT_MIN_IN+ input channels at one kernel thread: since the layout copies moved to
+# vector-register transposes (session 26). 1 thread, ms a step, conv_direct -> this: 32->32 k5
+# on 8 x 32^2 14.37 -> 13.38, 3-D 16->32 on 2 x 16^3 7.78 -> 6.94 (its input gradient, 32 ->
+# 16, too), 64->64 on 4 x 56^2 29.4 -> 27.8, 64->16 on 8 x 32^2 5.53 -> 4.92; 16->16 on 8 x
+# 32^2 even (1.53 / 1.55); at 2 threads 16 output channels on 2-D planes lose (32->16 on 8 x
+# 32^2 2.21 -> 2.47, 16->16 1.05 -> 1.08) and stay with conv_direct; docs/kernels.md
 OVER_DIRECT_MIN_OUT = 32
+OVER_DIRECT_ANY_PLANE = True  # (False: only the small planes' rule above, A/B)
 CL_WGRAD = True  # the weight gradient by the channels-last kernel (False: GEMM, A/B)
 PAD_ROWS = 0  # ``_row``: off (measured within noise, 256->256 on 4 x 7^2 and 128->128 8^2)
 WGRAD_MAX_IN = 128  # the weight gradient's kernel up to this many input channels
@@ -175,12 +177,21 @@ def use_direct_cl(xp, x, w_shape, geom, x_shape=None) -> bool:
     if 0 in x_shape or 0 in geom.out_size or num_threads() != 1:
         return False
     if (
-        o < OVER_DIRECT_MIN_OUT
+        not _over_direct(o, c, nd)
         and (math.prod(geom.out_size) > OVER_DIRECT_MAX_L or c < OVER_DIRECT_MIN_IN)
         and conv_direct.use_direct(xp, x, w_shape, geom, x_shape)
     ):
         return False
     return available()
+
+
+def _over_direct(o: int, c: int, nd: int) -> bool:
+    """Whether this kernel takes a convolution of ``c`` -> ``o`` channels that ``conv_direct``'s
+    kernels take too, on any plane (``OVER_DIRECT_MIN_OUT``)."""
+    if not OVER_DIRECT_ANY_PLANE:
+        return False
+    one = conv_direct.kernel_threads() < 2
+    return o >= OVER_DIRECT_MIN_OUT or nd == 3 or (one and c >= OVER_DIRECT_MIN_IN)
 
 
 @functools.lru_cache(maxsize=256)
