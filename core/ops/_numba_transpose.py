@@ -15,7 +15,9 @@ each), four rounds of two-input shuffles (the 2 x 2 block swap at 8, 4, 2 and 1 
   float64 is two zmm registers);
 - ``t16_bias(src, soff, ss, dst, doff, ds, bias, boff)``: the same, plus ``bias[boff + j]``
   added to each value of output row j (the convolution's bias added as the outputs come back:
-  the same one rounding as the scalar loops).
+  the same one rounding as the scalar loops);
+- ``t16_table(src, soff, ss, dst, doff, tab, toff)``: output row j at ``dst[doff + tab[toff +
+  j]]`` (int64 ``tab``): rows whose places are not evenly spaced (the weight's re-layout).
 
 Values are moved (and the bias added) exactly: results are bitwise those of the scalar loops.
 numba's on-disk cache keys on the calling kernel's file, and these intrinsics are compiled into
@@ -48,9 +50,10 @@ if AVAILABLE:
         hi = [c + h if c % (2 * h) < h else N + c for c in range(N)]
         return lo, hi
 
-    def _codegen(with_bias, context, builder, signature, args):
+    def _codegen(kind, context, builder, signature, args):
         sa, soff, ss, da, doff, ds = args[:6]
         st_, dt_ = signature.args[0], signature.args[3]
+        with_bias = kind == "bias"
         vty = ir.VectorType(context.get_data_type(st_.dtype), N)
         i64, i32 = ir.IntType(64), ir.IntType(32)
         sp = builder.gep(_ptr(context, builder, st_, sa), [soff])
@@ -76,8 +79,17 @@ if AVAILABLE:
             for j in range(N):
                 bv = builder.load(builder.gep(bp, [ir.Constant(i64, j)]))
                 rows[j] = builder.fadd(rows[j], _broadcast(builder, vty, bv))
+        if kind == "table":  # row j at dp + tab[toff + j] (doff is the table's offset)
+            tt, ta = signature.args[5], args[5]
+            tp = builder.gep(_ptr(context, builder, tt, ta), [args[6]])
+            dp = _ptr(context, builder, dt_, da)
         for j in range(N):
-            p = builder.gep(dp, [builder.mul(ir.Constant(i64, j), ds)])
+            if kind == "table":
+                p = builder.gep(
+                    dp, [builder.add(doff, builder.load(builder.gep(tp, [ir.Constant(i64, j)])))]
+                )
+            else:
+                p = builder.gep(dp, [builder.mul(ir.Constant(i64, j), ds)])
             st = builder.store(rows[j], builder.bitcast(p, vty.as_pointer()))
             st.align = dt_.dtype.bitwidth // 8
         return context.get_dummy_value()
@@ -85,9 +97,14 @@ if AVAILABLE:
     @intrinsic
     def t16(typingctx, src, soff, ss, dst, doff, ds):
         sig = types.void(src, soff, ss, dst, doff, ds)
-        return sig, functools.partial(_codegen, False)
+        return sig, functools.partial(_codegen, "plain")
 
     @intrinsic
     def t16_bias(typingctx, src, soff, ss, dst, doff, ds, bias, boff):
         sig = types.void(src, soff, ss, dst, doff, ds, bias, boff)
-        return sig, functools.partial(_codegen, True)
+        return sig, functools.partial(_codegen, "bias")
+
+    @intrinsic
+    def t16_table(typingctx, src, soff, ss, dst, doff, tab, toff):
+        sig = types.void(src, soff, ss, dst, doff, tab, toff)
+        return sig, functools.partial(_codegen, "table")
