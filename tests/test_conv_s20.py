@@ -178,7 +178,9 @@ def test_selection_rules():
     assert use((32, 16, 3, 3), size=7, dtype=np.float64)  # vectors of 32 float64 outputs
     assert use((32, 16, 3, 3))  # float32: 32 output channels, the tail kernels (session 22)
     assert not use((64, 8, 3, 3))  # fewer than MIN_IN input channels
-    assert not use((64, 320, 3, 3))  # more than MAX_IN
+    assert not use((64, 320, 3, 3), size=7)  # more than MAX_IN on 2 x 7^2 = 98 positions
+    assert use((64, 320, 3, 3), size=9)  # WIDE_MIN_POS+ positions: to MAX_IN_WIDE (session 26)
+    assert not use((64, 1040, 3, 3), size=9)
     assert not use((64, 64, 1, 1), pad=0)  # 1x1
     assert not use((64, 64, 3), size=32)  # 1-D
     assert not use((64, 32, 3, 3), groups=2)

@@ -25,7 +25,8 @@ x one vector of output channels over all taps and input channels, at ~80 G multi
   kept input and MKL's GEMM.
 
 Selected by ``use_direct_cl``: numba present, NumPy float32/float64, groups 1, 2-D or 3-D,
-a kernel of 2+ taps, ``MIN_IN`` to ``MAX_IN`` input channels, one thread, output channels a
+a kernel of 2+ taps, ``MIN_IN`` to ``MAX_IN`` input channels (to ``MAX_IN_WIDE`` with
+``WIDE_MIN_POS``+ output positions), one thread, output channels a
 multiple of the vector or not (``TAIL``: the channels past the last whole vector, rounded up
 to 64 bytes, run ``_numba_conv_cl_tail``'s kernels of 128 / 64-byte vectors; at most
 ``MAX_TAIL_WASTE`` computed channels per output channel), and where ``conv_direct`` does
@@ -58,6 +59,12 @@ ENABLED = True
 # on-disk cache keys on the kernel file: after changing one, touch _numba_conv_cl.py
 CL_P, CL_VEC_BYTES = 6, 256
 MIN_IN, MAX_IN = 16, 256
+# up to MAX_IN_WIDE input channels where the convolution has WIDE_MIN_POS+ output positions:
+# the weight's two re-layouts (9.4 MB at 512 x 512 x 9) are then paid for by the kernel's rate
+# over im2col + GEMM (session 26, 1 thread, ms a step, GEMM -> this: 512->512 on 8 x 7^2
+# 63.8 -> 59.2, 4 x 7^2 33.6 -> 33.4, 384->384 on 3 x 7^2 15.0 -> 13.6, 512->256 on 2 x 14^2
+# 29.7 -> 29.0; but 512->512 on 2 x 7^2 18.1 -> 20.1, 1024->1024 on 1 x 7^2 41.7 -> 55.8)
+MAX_IN_WIDE, WIDE_MIN_POS = 1024, 128
 # weights of a block of input channels of the forward kernels, at most (``_channel_block``;
 # session 25, h6: 32 KB -> 576 KB, 2% faster kernels; other rounding; docs/kernels.md)
 BLOCK_BYTES = 589824
@@ -167,7 +174,7 @@ def use_direct_cl(xp, x, w_shape, geom, x_shape=None) -> bool:
     if nd not in (2, 3) or geom.groups != 1 or math.prod(geom.kernel) < 2:
         return False
     o, c = w_shape[0], w_shape[1]
-    if not MIN_IN <= c <= MAX_IN:
+    if not MIN_IN <= c <= max(MAX_IN, MAX_IN_WIDE):
         return False
     if o % _vec_lanes(x.dtype.itemsize):  # a tail: narrower kernels (_numba_conv_cl_tail)
         full, r = _split_out(o, x.dtype.itemsize)
@@ -175,6 +182,8 @@ def use_direct_cl(xp, x, w_shape, geom, x_shape=None) -> bool:
             return False
     x_shape = x.shape if x_shape is None else x_shape
     if 0 in x_shape or 0 in geom.out_size or num_threads() != 1:
+        return False
+    if c > MAX_IN and x_shape[0] * math.prod(geom.out_size) < WIDE_MIN_POS:
         return False
     if (
         not _over_direct(o, c, nd)

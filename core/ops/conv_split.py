@@ -137,8 +137,13 @@ def split_bounds(
         # in another; torch 9.04 and 6.35) where MKL is on (Intel), not on AMD without it
         # (session 23: 6.93 OpenBLAS -> 8.49 in one part)
         return None
-    if direct and DIRECT_WITHOUT_MKL and not big:
-        return [0, n]  # the direct kernels need no MKL (``DIRECT_WITHOUT_MKL``)
+    if direct and DIRECT_WITHOUT_MKL:
+        # the direct kernels need no MKL (``DIRECT_WITHOUT_MKL``); a weight over
+        # MAX_WEIGHT_BYTES only with the channels-last kernel: without MKL its parallel
+        # variants now beat OpenBLAS's threads too (session 26, AMD, 2 threads, ms a step:
+        # 256->256 on 4 x 7^2 6.01 -> 5.53, 128->256 on 8 x 8^2 9.43 -> 5.78, 256->128 on
+        # 4 x 14^2 10.5 -> 9.2; session 23 measured 6.93 -> 8.49 with the kernels then)
+        return [0, n]
     if _mkl._enabled is False:
         return None
     macs = _macs(n, w_shape, out_size)
