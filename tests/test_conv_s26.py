@@ -203,19 +203,22 @@ def test_over_direct_kernel_threads():
     assert D.with_kernel_threads(2, _uses_cl, (8, 16, 32, 32), (32, 16, 3, 3))[0]
 
 
+@pytest.mark.parametrize("wgrad_max_in", [1024, 128])  # the kernel, conv_cl's columns + GEMM
 @pytest.mark.parametrize("threads", [1, 2])
-def test_wide_inputs_and_big_weight(threads, monkeypatch):
+def test_wide_inputs_and_big_weight(threads, wgrad_max_in, monkeypatch):
     # 320 input channels on 2 x 8^2 = 128 positions: the channels-last kernel (MAX_IN_WIDE;
-    # its weight gradient by conv_cl's columns and a GEMM past WGRAD_MAX_IN); at two threads
-    # its 1.2 MB weight (over conv_split.MAX_WEIGHT_BYTES) in one part, the kernels' parallel
+    # its weight gradient by its kernel, or conv_cl's columns and a GEMM past WGRAD_MAX_IN);
+    # at two threads its 1.2 MB weight (over conv_split.MAX_WEIGHT_BYTES) in one part, the kernels' parallel
     # variants, without MKL too
     rng = np.random.default_rng(4)
     x = rng.standard_normal((2, 320, 8, 8)).astype(np.float32)
     w = (rng.standard_normal((96, 320, 3, 3)) / np.sqrt(9 * 320)).astype(np.float32)
     b = rng.standard_normal(96).astype(np.float32)
+    monkeypatch.setattr(DCL, "WGRAD_MAX_IN", wgrad_max_in)
     set_num_threads(threads)
     seen = _spy(monkeypatch)
     got, g = _step(x, w, b)
     assert any(name.startswith("forward_cl") for name in seen)
+    assert ("weight_grad_cl" in seen) == (wgrad_max_in >= 320)
     for a, t in zip(got, _torch_step(x, w, b, g)):
         np.testing.assert_allclose(a, t, rtol=3e-4, atol=3e-4)

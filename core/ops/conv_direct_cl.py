@@ -84,7 +84,12 @@ OVER_DIRECT_MIN_OUT = 32
 OVER_DIRECT_ANY_PLANE = True  # (False: only the small planes' rule above, A/B)
 CL_WGRAD = True  # the weight gradient by the channels-last kernel (False: GEMM, A/B)
 PAD_ROWS = 0  # ``_row``: off (measured within noise, 256->256 on 4 x 7^2 and 128->128 8^2)
-WGRAD_MAX_IN = 128  # the weight gradient's kernel up to this many input channels
+# the weight gradient's kernel up to this many input channels, else conv_cl's columns and a
+# GEMM (session 26, ms a step, GEMM -> kernel, 1 thread: 256->256 on 4 x 7^2 7.63 -> 7.14,
+# 256->128 on 4 x 14^2 14.7 -> 13.3, 512->512 on 4 x 7^2 32.8 -> 31.1; 2 threads: 256->256 on
+# 8 x 7^2 8.77 -> 7.25, 192->192 on 8 x 8^2 6.98 -> 5.59; session 20 had 128 -> 256 on 4 x
+# 7^2 1.47 -> 2.41 ms, the kernel alone, before its later rounds)
+WGRAD_MAX_IN = 1024
 # Output channels not a multiple of the vector (session 22): the channels past the last whole
 # vector (the tail, rounded up to 64 bytes) run ``_numba_conv_cl_tail``'s narrower kernels.
 # TAIL = False keeps such convolutions on the other paths (A/B); at most MAX_TAIL_WASTE
@@ -454,7 +459,8 @@ def use_direct_cl_weight_grad(cols) -> bool:
     """Whether the weight gradient from ``ClCols`` takes the kernel (``CL_WGRAD``, at most
     ``WGRAD_MAX_IN`` input channels), else conv_cl's columns from the kept input and a GEMM.
     1 thread, ms, GEMM path -> kernel: 128->128 on 8 x 8^2 1.14 -> 1.12 (the columns were
-    free from the old forward; gathered from ClCols 1.27); 256->256 on 4 x 7^2 1.47 -> 2.41."""
+    free from the old forward; gathered from ClCols 1.27); the whole step's since session 26
+    at ``WGRAD_MAX_IN``."""
     return CL_WGRAD and isinstance(cols, ClCols) and cols.xh.shape[-1] <= WGRAD_MAX_IN
 
 
