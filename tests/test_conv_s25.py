@@ -29,24 +29,33 @@ def restore():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("c, h, w_, comp", [(32, 16, 16, True), (40, 5, 19, False)])
+@pytest.mark.parametrize(
+    "c, h, w_, comp", [(32, 16, 16, True), (40, 5, 19, False), (48, 7, 7, True), (16, 8, 8, False)]
+)
 def test_to_cl_par_bitwise(c, h, w_, comp, dtype):
     # whole tiles, and ragged ones (channels and a row's positions not multiples of 16)
     rng = np.random.default_rng(0)
     n, pad = 3, 1
     x = rng.standard_normal((n, c, h * w_)).astype(dtype)
     x[0, 0, 0] = np.inf  # values are moved, never combined
-    wp = w_ + 2 * pad
-    rowoff = np.array([(r + pad) * wp + pad for r in range(h)] + [(h + 2 * pad) * wp])
+    wp, hp = w_ + 2 * pad, h + 2 * pad
     crow = c + 8
+    tab = DCL._frame_table((h, w_), (hp, wp), ((pad, pad), (pad, pad)), crow)
     outs = []
     for name in ("to_cl", "to_cl_par"):
-        flat = np.zeros(n * int(rowoff[-1]) * crow + 6, dtype=dtype)
+        flat = np.zeros(n * hp * wp * crow + 6, dtype=dtype)
         cf = np.zeros(n * h * w_ * (c + 3), dtype=dtype) if comp else np.empty(0, dtype)
-        getattr(KL, name)(x, rowoff, w_, flat, crow, cf, c + 3 if comp else 0)
+        getattr(KL, name)(x, tab, hp * wp, flat, crow, cf, c + 3 if comp else 0)
         outs.append((flat, cf))
     np.testing.assert_array_equal(outs[0][0], outs[1][0])
     np.testing.assert_array_equal(outs[0][1], outs[1][1])
+    # against NumPy: x at the frame's inner positions, zeros around, the compact rows
+    want = np.zeros((n, hp, wp, crow), dtype)
+    want[:, pad : pad + h, pad : pad + w_, :c] = x.reshape(n, c, h, w_).transpose(0, 2, 3, 1)
+    np.testing.assert_array_equal(outs[0][0][:-6].reshape(want.shape), want)
+    if comp:
+        rows = outs[0][1].reshape(n * h * w_, c + 3)
+        np.testing.assert_array_equal(rows[:, :c], x.transpose(0, 2, 1).reshape(-1, c))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

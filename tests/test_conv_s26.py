@@ -208,8 +208,8 @@ def test_over_direct_kernel_threads():
 def test_wide_inputs_and_big_weight(threads, wgrad_max_in, monkeypatch):
     # 320 input channels on 2 x 8^2 = 128 positions: the channels-last kernel (MAX_IN_WIDE;
     # its weight gradient by its kernel, or conv_cl's columns and a GEMM past WGRAD_MAX_IN);
-    # at two threads its 1.2 MB weight (over conv_split.MAX_WEIGHT_BYTES) in one part, the kernels' parallel
-    # variants, without MKL too
+    # at two threads its 1.2 MB weight (over conv_split.MAX_WEIGHT_BYTES) in one part, the
+    # kernels' parallel variants, without MKL too
     rng = np.random.default_rng(4)
     x = rng.standard_normal((2, 320, 8, 8)).astype(np.float32)
     w = (rng.standard_normal((96, 320, 3, 3)) / np.sqrt(9 * 320)).astype(np.float32)

@@ -2,23 +2,25 @@
 
 NumPy's transposing copies between (N, C, *S) and the channels-last rows (positions, C) run
 ~2.5 cycles a value on this machine (8 x 64 x 16^2 float32: 0.12 ms into the padded layout,
-0.11 ms back). Here they go in tiles of 16 channels x 16 positions with constant trip counts,
-which LLVM unrolls into vector loads and stores of one side (0.087 ms into the padded layout);
-ragged edges (channels or a row's positions not a multiple of 16) take a plain loop.
+0.11 ms back). Here they go in tiles of 16 channels x 16 positions transposed in vector
+registers (``_numba_transpose``; session 26: 2x the tiles' plain loops, which LLVM vectorised
+on one side only); ragged edges (channels or positions not a multiple of 16) take a plain loop.
+Into the padded layout, a tile's 16 positions may span rows of the frame (planes of any width:
+7^2 and 8^2 planes had NumPy's copies before session 26).
 
-- ``to_cl(x, rowoff, w_, flat, crow, comp, ccrow)``: x (N, C, R * W), a row of W positions
-  at a time, into the flat zero-padded channels-last buffer ``flat``: position q of sample
-  n's padded frame (P positions) holds its channels at ``(n * P + q) * crow``; row r's first
-  position is ``rowoff[r]`` (``rowoff[R]`` = P). The padding is not written (the caller
-  zeroes ``flat``). Where ``comp`` is not empty, the same values also go to the compact rows
-  ``comp`` ((n * R * W + l) * ccrow + c): g for the weight gradient, from the same pass.
+- ``to_cl(x, tab, p, flat, crow, comp, ccrow)``: x (N, C, L) into the flat zero-padded
+  channels-last buffer ``flat``: input position l of sample n (P = ``p`` positions a padded
+  frame) holds its channels at ``n * P * crow + tab[l]`` (``tab``: each position's place in
+  the frame, times ``crow``). The padding is not written (the caller zeroes ``flat``). Where
+  ``comp`` is not empty, the same values also go to the compact rows ``comp`` ((n * L + l) *
+  ccrow + c): g for the weight gradient, from the same pass.
 - ``from_cl(y, sy, has_bias, bias, out)``: y's rows (positions, ``sy`` values a row) into out
   (N, O, L): ``out[n, o, l] = y[(n * L + l) * sy + o] (+ bias[o])``.
 
 Both have ``_par`` variants (a prange over (sample, tile of 16 channels); ``conv_direct_cl``'s
 ``PAR_LAYOUT``) with the same tiles, for two or more kernel threads.
 
-Arrays are C-contiguous and of one dtype (``rowoff`` int64); values are copied (and the bias
+Arrays are C-contiguous and of one dtype (``tab`` int64); values are copied (and the bias
 added) exactly, so results are bitwise those of the NumPy copies.
 """
 
@@ -31,52 +33,45 @@ TILE = 16  # channels x positions a tile (the constant trip counts below)
 if AVAILABLE:
     from numba import njit, prange
 
-    from ._numba_transpose import t16, t16_bias
+    from ._numba_transpose import t16, t16_bias, t16_table
 
     @njit(cache=True, nogil=True, error_model="numpy")
-    def _rows_to_cl(x, n, c0, cn, xo, wn, flat, base, crow):  # pragma: no cover
-        # the ragged edge: cn channels x wn positions
-        for ww in range(wn):
-            for cc in range(cn):
-                flat[base + ww * crow + cc] = x[n, c0 + cc, xo + ww]
-
-    @njit(cache=True, nogil=True, error_model="numpy")
-    def _tile_to_cl(x, rowoff, w_, flat, crow, comp, ccrow, n, c0):  # pragma: no cover
-        # sample n's channels c0 .. c0 + TILE, every row
+    def _tile_to_cl(x, tab, p, flat, crow, comp, ccrow, n, c0):  # pragma: no cover
+        # sample n's channels c0 .. c0 + TILE, every position: whole tiles of TILE positions
+        # transposed in vector registers, each position to its place in the padded frame
+        # (``tab``), the rest (fewer than TILE channels, the positions past the last whole
+        # tile) value by value
         c, l_ = x.shape[1], x.shape[2]
-        r_ = rowoff.shape[0] - 1
-        p = rowoff[r_]
         both = comp.shape[0] > 0
         cn = min(TILE, c - c0)
         xf = x.reshape(-1)
-        for r in range(r_):
-            for w0 in range(0, w_, TILE):
-                wn = min(TILE, w_ - w0)
-                xo = r * w_ + w0
-                base = (n * p + rowoff[r] + w0) * crow + c0
-                cbase = (n * l_ + xo) * ccrow + c0
-                if cn == TILE and wn == TILE:  # (in vector registers: _numba_transpose)
-                    xo_ = (n * c + c0) * l_ + xo
-                    t16(xf, xo_, l_, flat, base, crow)
-                    if both:
-                        t16(xf, xo_, l_, comp, cbase, ccrow)
-                else:
-                    _rows_to_cl(x, n, c0, cn, xo, wn, flat, base, crow)
-                    if both:
-                        _rows_to_cl(x, n, c0, cn, xo, wn, comp, cbase, ccrow)
+        lm = l_ - l_ % TILE if cn == TILE else 0
+        dbase = n * p * crow + c0
+        for l0 in range(0, lm, TILE):
+            xo = (n * c + c0) * l_ + l0
+            t16_table(xf, xo, l_, flat, dbase, tab, l0)
+            if both:
+                t16(xf, xo, l_, comp, (n * l_ + l0) * ccrow + c0, ccrow)
+        for ll in range(lm, l_):
+            q, cq = dbase + tab[ll], (n * l_ + ll) * ccrow + c0
+            for cc in range(cn):
+                flat[q + cc] = x[n, c0 + cc, ll]
+            if both:
+                for cc in range(cn):
+                    comp[cq + cc] = x[n, c0 + cc, ll]
 
     @njit(cache=True, nogil=True, error_model="numpy")
-    def to_cl(x, rowoff, w_, flat, crow, comp, ccrow):  # pragma: no cover
+    def to_cl(x, tab, p, flat, crow, comp, ccrow):  # pragma: no cover
         for n in range(x.shape[0]):
             for c0 in range(0, x.shape[1], TILE):
-                _tile_to_cl(x, rowoff, w_, flat, crow, comp, ccrow, n, c0)
+                _tile_to_cl(x, tab, p, flat, crow, comp, ccrow, n, c0)
 
     @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
-    def to_cl_par(x, rowoff, w_, flat, crow, comp, ccrow):  # pragma: no cover
+    def to_cl_par(x, tab, p, flat, crow, comp, ccrow):  # pragma: no cover
         # prange over (sample, tile of channels): each task writes its own values
         nc = -(-x.shape[1] // TILE)
         for i in prange(x.shape[0] * nc):
-            _tile_to_cl(x, rowoff, w_, flat, crow, comp, ccrow, i // nc, (i % nc) * TILE)
+            _tile_to_cl(x, tab, p, flat, crow, comp, ccrow, i // nc, (i % nc) * TILE)
 
     @njit(cache=True, nogil=True, error_model="numpy")
     def _tile_from_cl(y, sy, has_bias, bias, out, n, o0):  # pragma: no cover

@@ -100,11 +100,6 @@ POS_ALIGN = 24  # the position table's padding: a multiple of every kernel's pos
 
 # the layout copies by ``_numba_conv_layout``'s tiles (False: NumPy's transposing copies, A/B)
 LAYOUT = True
-# ... into the padded layout only for rows of at least this many positions: shorter rows take
-# the tiles' ragged loops (8 x 128 x 8^2: NumPy 0.029 ms, tiles 0.088; 4 x 256 x 7^2: 0.021,
-# 0.069; 8 x 64 x 16^2: 0.124, 0.096; 8 x 32 x 32^2: 0.52, 0.29). The copy back wins on all
-# four (0.038 -> 0.034, 0.053 -> 0.031, 0.125 -> 0.071, 0.21 -> 0.13 ms with the bias)
-LAYOUT_MIN_W = 16
 # ... and at two or more kernel threads by their parallel variants (a task a sample's tile of
 # 16 channels), from the kernels' ``conv_direct.MIN_KERNEL_MACS`` (False: serial, A/B;
 # session 25, docs/kernels.md)
@@ -260,15 +255,15 @@ def _row(c: int, itemsize: int) -> int:
 
 
 @functools.lru_cache(maxsize=256)
-def _row_offsets(size, ps, pad):
-    """(R + 1,) int64: the padded frame's position of each input row's first value (rows of
-    the last dim, in C order), then the frame's positions (``_numba_conv_layout.to_cl``)."""
+def _frame_table(size, ps, pad, crow):
+    """(L,) int64: each input position's place in the padded frame ``ps``, in C order, times
+    ``crow`` (the values a channels-last row; ``_numba_conv_layout.to_cl``); shared by the
+    cache's callers, which only read it."""
     pst = [math.prod(ps[i + 1 :]) for i in range(len(ps))]
-    rows = [
-        sum((i + lo) * st for i, (lo, _), st in zip(idx, pad, pst)) + pad[-1][0]
-        for idx in np.ndindex(*size[:-1])
-    ]
-    return np.array(rows + [math.prod(ps)], dtype=np.int64)
+    q = np.zeros(size, dtype=np.int64)
+    for i, (m, (lo, _), st) in enumerate(zip(size, pad, pst)):
+        q += ((np.arange(m, dtype=np.int64) + lo) * st).reshape((-1,) + (1,) * (len(size) - 1 - i))
+    return q.ravel() * crow
 
 
 def _nchw_kernels():
@@ -300,19 +295,19 @@ def to_channels_last(x, ps, pad, comp=None, macs: int = 0):
     xh is a view of the flat buffer, whose rows hold ``_row`` values, with ``CL_P`` spare
     values at its end (the weight gradient's last block of channels reads past the last
     position; those sums are dropped). ``comp``: also x's compact rows (N * prod(S), >= C),
-    from the same pass where the tiles run (``LAYOUT``, ``LAYOUT_MIN_W``); ``macs``: the
+    from the same pass where the tiles run (``LAYOUT``); ``macs``: the
     convolution's multiply-adds, which pick the copy's parallel variant (``_copy``)."""
     nd, c = x.ndim - 2, x.shape[1]
     shape = (x.shape[0],) + tuple(ps) + (_row(c, x.dtype.itemsize),)
     flat = np.zeros(math.prod(shape) + CL_P, dtype=x.dtype)
     xh = flat[: math.prod(shape)].reshape(shape)[..., :c]
-    kl = _layout_kernels() if x.shape[-1] >= LAYOUT_MIN_W else None
-    if kl is not None:  # tiles of 16 x 16 (8 x 64 x 16^2 float32: 0.12 -> 0.09 ms)
-        rowoff = _row_offsets(tuple(x.shape[2:]), tuple(ps), pad)
+    kl = _layout_kernels()
+    if kl is not None:  # tiles of 16 x 16 (8 x 64 x 16^2 float32: NumPy 0.12 ms, tiles 0.09)
+        tab = _frame_table(tuple(x.shape[2:]), tuple(ps), pad, shape[-1])
         x3 = np.ascontiguousarray(x).reshape(x.shape[0], c, -1)
         cf = comp.reshape(-1) if comp is not None else np.empty(0, dtype=x.dtype)
         ccrow = comp.shape[1] if comp is not None else 0
-        _copy(kl, "to_cl", macs, x3, rowoff, x.shape[-1], flat, shape[-1], cf, ccrow)
+        _copy(kl, "to_cl", macs, x3, tab, math.prod(ps), flat, shape[-1], cf, ccrow)
         return flat, xh
     inner = tuple(slice(lo, lo + n) for n, (lo, _) in zip(x.shape[2:], pad))
     xh[(slice(None),) + inner] = x.transpose((0,) + tuple(range(2, 2 + nd)) + (1,))
@@ -499,5 +494,5 @@ def direct_cl_weight_grad(cols: ClCols, g, w_shape, geom):
         args = (cols.flat, gcl, o0, ri, offs, pos, j, dwt, o0)
         _call("weight_grad_cl_tail", ri * c * t * j, *args, mod=_tail_kernels())
     dw = np.empty((sd, c * t), dtype=dt)
-    _k.transpose2d(dwt[:c].reshape(c * t, sd), dw)
+    _call("transpose2d", (full + r) * c * t * j, dwt[:c].reshape(c * t, sd), dw)
     return dw[:o].reshape(w_shape)
