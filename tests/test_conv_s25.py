@@ -127,7 +127,7 @@ def test_serial_below_threshold_and_one_thread(monkeypatch):
     monkeypatch.setattr(KL, "to_cl_par", lambda *a: seen.append("par"))
     monkeypatch.setattr(KL, "from_cl_par", lambda *a: seen.append("par"))
     rng = np.random.default_rng(3)
-    xa = rng.standard_normal((1, 32, 16, 16)).astype(np.float32)  # 4.7 M multiply-adds
+    xa = rng.standard_normal((1, 32, 8, 8)).astype(np.float32)  # 1.2 M multiply-adds
     wa = (rng.standard_normal((64, 32, 3, 3)) * 0.1).astype(np.float32)
     ba = np.zeros(64, np.float32)
     set_num_threads(2)
@@ -180,15 +180,19 @@ def test_one_and_two_threads_bitwise(cout):
 
 @pytest.mark.parametrize(
     "xs, ws, stride",
-    [((8, 16, 32, 32), (32, 16, 3, 3), 2), ((8, 64, 128), (64, 64, 3), 1)],  # 9.4 M, 12.6 M
+    [
+        ((8, 16, 32, 32), (32, 16, 3, 3), 2),  # 9.4 M multiply-adds
+        ((8, 64, 128), (64, 64, 3), 1),  # 12.6 M
+        ((8, 3, 32, 32), (16, 3, 3, 3), 1),  # 3.5 M (session 26)
+    ],
 )
-def test_threaded_from_2_pow_23_bitwise(xs, ws, stride, monkeypatch):
+def test_threaded_small_bitwise(xs, ws, stride, monkeypatch):
     # 16->32 s2 and the 1-D 64->64 k3 take their kernels' parallel variants at two threads
-    # since session 25 (conv_split.MIN_THREADED_MACS, conv_direct.MIN_KERNEL_MACS), with the
-    # one-thread step's bits
+    # since session 25 (conv_split.MIN_THREADED_MACS, conv_direct.MIN_KERNEL_MACS), 3->16
+    # since session 26 (2^21), with the one-thread step's bits
     from ember.ops import conv_split as S
 
-    assert S.MIN_THREADED_MACS == D.MIN_KERNEL_MACS == 1 << 23
+    assert S.MIN_THREADED_MACS == D.MIN_KERNEL_MACS == 1 << 21
     seen = []
     real = S.with_kernel_threads
     monkeypatch.setattr(S, "with_kernel_threads", lambda n, *a: (seen.append(n), real(n, *a))[1])

@@ -71,8 +71,12 @@ MAX_WGRAD_CHANNELS = 256  # weight gradient: input x output channels, at most
 # 2.00, 1.63 -> 1.75); smaller calls (3->16: 3.5 M, 16->32 s2: 9.4 M) measured mixed and stay
 # serial. 1 << 23 since session 25 (with ``conv_split.MIN_THREADED_MACS``: the 1-D 64->64 k3
 # on 8 x 128, 12.6 M a call, 1.16 -> 0.87 ms a step with the second core free; docs/kernels.md)
+# 1 << 21 since session 26 (with ``conv_split.MIN_THREADED_MACS``; 2 threads, ms a step:
+# 3->16 on 8 x 32^2 (3.5 M) 0.64 -> 0.51, 3->32 (7.1 M) 1.11 -> 0.79, 16->16 on 8 x 16^2 0.58
+# -> 0.48, 8->16 (2.4 M) 0.43 -> 0.39; 1->32 on 16 x 28^2 0.89 -> 0.96; 1 << 20 lost on two of
+# five smaller ones)
 THREADED = True
-MIN_KERNEL_MACS = 1 << 23
+MIN_KERNEL_MACS = 1 << 21
 # the weight gradient widens g by chunks of samples of this many bytes of wide rows at most
 # (0: all at once, A/B; the cnn workload's first convolution held 6.8 MiB of them)
 WGRAD_CHUNK_BYTES = 1 << 20

@@ -73,8 +73,9 @@ DIRECT_WITHOUT_MKL = True
 # parallel variants lost there (session 23, see docs/kernels.md). 1 << 23 since session 25
 # (with ``conv_direct.MIN_KERNEL_MACS``): timed only while no other job held the second core,
 # 2 threads, ms a step, 16->32 s2 on 8 x 32^2 (9.4 M) 1.11 -> 0.86, 1-D 64->64 k3 on 8 x 128
-# (12.6 M) 1.16 -> 0.87; with the second core taken they lose ~10% (session 24)
-MIN_THREADED_MACS = 1 << 23
+# (12.6 M) 1.16 -> 0.87; with the second core taken they lose ~10% (session 24). 1 << 21
+# since session 26 (``conv_direct.MIN_KERNEL_MACS``'s figures)
+MIN_THREADED_MACS = 1 << 21
 
 
 def _one_part(macs: int, fn, *args):
