@@ -282,6 +282,31 @@ if AVAILABLE:
             _transpose_rows(a, out, k * 16)
 
     @_jit
+    def fwd_blocks(  # pragma: no cover
+        xh, wflat, offs, pos, cb, c, t, v, ob, b0, b1, yflat, yoff0, sy
+    ):
+        # position blocks b0 .. b1 x the ob-th vector of output channels, every block of cb
+        # input channels (the first overwrites y, the later add to it); block b's outputs at
+        # yflat[yoff0 + (b - b0) * CL_P * sy], rows sy apart
+        for c0 in range(0, c, cb):
+            cn = min(cb, c - c0)
+            for b in range(b0, b1):
+                _fwd_cl_micro(
+                    xh[c0:],
+                    pos,
+                    b * CL_P,
+                    cn,
+                    c,
+                    wflat,
+                    (ob * t * c + c0) * v,
+                    offs,
+                    yflat,
+                    yoff0 + (b - b0) * CL_P * sy,
+                    sy,
+                    c0,
+                )
+
+    @_jit
     def forward_cl(xh, wk, offs, pos, cb, o, y):  # pragma: no cover
         # xh channels-last padded input, flat; wk (O / V, T, C, V); pos (J,) each output
         # position's first input element, J a multiple of CL_P; y (J, >= O), o: O. Blocks
@@ -294,24 +319,9 @@ if AVAILABLE:
         nb = j_ // CL_P
         for ob in range(nob):
             for b0 in range(0, nb, CHUNK):
-                for c0 in range(0, c, cb):
-                    cn = min(cb, c - c0)
-                    for b in range(b0, min(b0 + CHUNK, nb)):
-                        j0 = b * CL_P
-                        _fwd_cl_micro(
-                            xh[c0:],
-                            pos,
-                            j0,
-                            cn,
-                            c,
-                            wflat,
-                            (ob * t * c + c0) * v,
-                            offs,
-                            yflat,
-                            j0 * sy + ob * v,
-                            sy,
-                            c0,
-                        )
+                b1 = min(b0 + CHUNK, nb)
+                yo = b0 * CL_P * sy + ob * v
+                fwd_blocks(xh, wflat, offs, pos, cb, c, t, v, ob, b0, b1, yflat, yo, sy)
 
     @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
     def forward_cl_par(xh, wk, offs, pos, cb, o, y):  # pragma: no cover
@@ -324,24 +334,9 @@ if AVAILABLE:
         for i in prange(nob * nch):
             ob = i // nch
             b0 = (i % nch) * PAR_CHUNK
-            for c0 in range(0, c, cb):
-                cn = min(cb, c - c0)
-                for b in range(b0, min(b0 + PAR_CHUNK, nb)):
-                    j0 = b * CL_P
-                    _fwd_cl_micro(
-                        xh[c0:],
-                        pos,
-                        j0,
-                        cn,
-                        c,
-                        wflat,
-                        (ob * t * c + c0) * v,
-                        offs,
-                        yflat,
-                        j0 * sy + ob * v,
-                        sy,
-                        c0,
-                    )
+            b1 = min(b0 + PAR_CHUNK, nb)
+            yo = b0 * CL_P * sy + ob * v
+            fwd_blocks(xh, wflat, offs, pos, cb, c, t, v, ob, b0, b1, yflat, yo, sy)
 
     @_jit
     def _layout_rows(w3, wk, tab, b, i0):  # pragma: no cover

@@ -29,7 +29,7 @@ if AVAILABLE:
     import numpy as np
     from numba import njit, prange
 
-    from ._numba_conv_cl import _fwd_cl_micro
+    from ._numba_conv_cl import fwd_blocks
     from ._numba_transpose import t16, t16_bias
 
     @njit(cache=True, nogil=True, error_model="numpy")
@@ -70,27 +70,8 @@ if AVAILABLE:
         # position blocks b0 .. b1 x the ob-th vector of output channels: every block of cb
         # input channels into ys (the first overwrites, the later add), then ys into out
         v = ys.shape[1]
-        yflat = ys.reshape(-1)
-        for c0 in range(0, c, cb):
-            cn = min(cb, c - c0)
-            for b in range(b0, b1):
-                j0 = b * CL_P
-                _fwd_cl_micro(
-                    xh[c0:],
-                    pos,
-                    j0,
-                    cn,
-                    c,
-                    wflat,
-                    (ob * t * c + c0) * v,
-                    offs,
-                    yflat,
-                    (b - b0) * CL_P * v,
-                    v,
-                    c0,
-                )
-        j0 = b0 * CL_P
-        _store(ys, j0, min(b1 * CL_P, jr), ob * v, has_bias, bias, out)
+        fwd_blocks(xh, wflat, offs, pos, cb, c, t, v, ob, b0, b1, ys.reshape(-1), 0, v)
+        _store(ys, b0 * CL_P, min(b1 * CL_P, jr), ob * v, has_bias, bias, out)
 
     @njit(cache=True, nogil=True, error_model="numpy")
     def forward_cl_nchw(xh, wk, offs, pos, cb, jr, ys, has_bias, bias, out):  # pragma: no cover
