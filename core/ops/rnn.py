@@ -27,6 +27,7 @@ from ..backend.mkl_gemm import addmm_, matmul_into
 from ..backend.mkl_gemm import matmul as mm
 from ._blas import step_blas
 from ._lowp import float32_compute
+from .rnn_stream import StreamProduct, stream_plan
 from .rnn_support import (  # noqa: F401  (re-exported: every name stays importable here)
     PackedToPadded,
     PaddedToPacked,
@@ -84,7 +85,9 @@ class LSTMLayer(Function):
         # one fused cell: a CUDA launch (see cuda_fused) or a compiled pass (_numba_rnn)
         kern, kc = cell_kernels(xp, dt)
         seq, sk = (None, None) if w_hr is not None else sequence_kernels(xp, dt, B * P * 4 * Hd, B)
-        rows = None if seq is not None or w_hr is not None else row_plan(xp, dt, B, w_hh)
+        # a large weight streamed by the steps' products (rnn_stream), in the Python loop
+        stream = seq is None and w_hr is None and stream_plan(xp, dt, B, w_hh)
+        rows = None if seq is not None or w_hr is not None or stream else row_plan(xp, dt, B, w_hh)
         # pre-activations, then activations in place (through the class: ember.compile's
         # embedding+LSTM fusion projects a gathered input instead); the compiled row loops
         # add the bias step by step (rows_forward), saving a pass over the projection
@@ -98,10 +101,13 @@ class LSTMLayer(Function):
         # needs no transposed copy. 1 thread, CPU ms a step (h @ w.T contiguous / w @ h.T /
         # torch): 8x1024 @ 1024x4096 2.77 / 2.47 / 2.32; 16x512 @ 512x2048 0.79 / 0.54 / 0.67;
         # 32x128 @ 128x512 0.055 / 0.047 / 0.054 (AMD EPYC, session 23).
-        tall = seq is None and rows is None and kern is not None and not mkl_active()
+        tall = seq is None and rows is None and not stream and kern is not None
+        tall = tall and not mkl_active()
         if tall:
             whh_s = w_hh * s[:, None]
             gt_buf = np.empty(4 * Hd * B, dtype=dt)
+        elif stream:
+            step_mm = StreamProduct(w_hh * s[:, None], flip=False)
         elif rows is None:
             whh_t = scaled_transpose(xp, w_hh, s)
         whr_t = None if w_hr is None else xp.ascontiguousarray(w_hr.T)
@@ -144,7 +150,10 @@ class LSTMLayer(Function):
                             matmul_into(xp, h, whr_t, hs[k + 1, :n])
                         steps.tick()
                         continue
-                    addmm_(a, hs[k, :n], whh_t)
+                    if stream:
+                        a += step_mm(hs[k, :n])
+                    else:
+                        addmm_(a, hs[k, :n], whh_t)
                     if fused is not None:
                         h = hs[k + 1, :n] if w_hr is None else hpre[t, :n]
                         fused(a, cs[k, :n], cs[k + 1, :n], tanh_c[t, :n], h)
@@ -193,7 +202,9 @@ class LSTMLayer(Function):
         if kern is not None:
             fused = lambda *arrays: kern.lstm_backward(*arrays, kc)  # noqa: E731
         seq, sk = (None, None) if w_hr is not None else sequence_kernels(xp, dt, B * P * 4 * Hd, B)
-        rows = None if seq is not None or w_hr is not None else row_plan(xp, dt, B, w_hh)
+        stream = seq is None and w_hr is None and stream_plan(xp, dt, B, w_hh)  # as forward
+        rows = None if seq is not None or w_hr is not None or stream else row_plan(xp, dt, B, w_hh)
+        step_mm = StreamProduct(w_hh, flip=True) if stream else None
         if rows is not None:  # the whole loop compiled on NumPy's OpenBLAS, by row ranges
             g = None if g_out is None else g_out.astype(dt, copy=False)
             rows_backward(rows, g, dh, dc, acts, cs, tanh_c, w_hh, dG, batch_sizes, reverse, kc)
@@ -218,7 +229,10 @@ class LSTMLayer(Function):
                         dhp = dhn
                     if fused is not None:  # as in the forward
                         fused(dhp, tanh_c[t, :n], cs[k, :n], acts[t, :n], dc[:n], dG[t, :n])
-                        matmul_into(xp, dG[t, :n], w_hh, dhn)
+                        if step_mm is not None:
+                            dhn[...] = step_mm(dG[t, :n])
+                        else:
+                            matmul_into(xp, dG[t, :n], w_hh, dhn)
                         steps.tick()
                         continue
                     a = acts[t, :n]
@@ -238,7 +252,10 @@ class LSTMLayer(Function):
                     deriv -= a * a
                     dg *= deriv
                     dcn *= f
-                    matmul_into(xp, dg, w_hh, dhn)
+                    if step_mm is not None:
+                        dhn[...] = step_mm(dg)
+                    else:
+                        matmul_into(xp, dg, w_hh, dhn)
                     steps.tick()
         xh, ctx.xh = getattr(ctx, "xh", None), None
         if xh is not None:  # x and the states in one buffer (joint_inputs)
