@@ -222,3 +222,17 @@ def test_wide_inputs_and_big_weight(threads, wgrad_max_in, monkeypatch):
     assert ("weight_grad_cl" in seen) == (wgrad_max_in >= 320)
     for a, t in zip(got, _torch_step(x, w, b, g)):
         np.testing.assert_allclose(a, t, rtol=3e-4, atol=3e-4)
+
+
+def test_docs_snippet_runs():
+    """The snippet of docs/kernels.md's session 26 section; its switches end as they began."""
+    import re
+    from pathlib import Path
+
+    from ember.ops import rnn_stream
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "kernels.md").read_text()
+    section = text[text.index("## Session 26: convolution layout copies") :]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    exec(compile(code, "docs/kernels.md", "exec"), {})
+    assert DCL.OVER_DIRECT_ANY_PLANE and DCL.NCHW_OUT and rnn_stream.STREAM
