@@ -13,6 +13,7 @@ import numpy as np
 from ..autograd.function import Function
 from ..backend.mkl_gemm import matmul as mm
 from ..backend.threads import num_threads, run_parts
+from .gemm_cl import matmul_cl
 
 # ---- compiled cells -------------------------------------------------------------------------
 _numba = None  # the ``_numba_rnn`` module once loaded; False when unavailable
@@ -245,10 +246,21 @@ def _active(batch_sizes, t: int, B: int) -> int:
     return B if batch_sizes is None else int(batch_sizes[t])
 
 
+def _mm_cl(a, w, transpose_w: bool):
+    """``a @ w.T`` / ``a @ w`` by the channels-last kernel (``gemm_cl``) where it applies and
+    MKL is not active, else ``mkl_gemm.matmul``."""
+    from ..backend.mkl_gemm import active
+
+    out = None if active() else matmul_cl(a, w, transpose_w)
+    if out is None:
+        out = mm(a, w.T if transpose_w else w)
+    return out
+
+
 def _project(x, w_ih, bias):
     """``x @ w_ih.T + bias`` for all time steps at once: (T, B, I) -> (T, B, G)."""
     T, B, _ = x.shape
-    out = mm(x.reshape(T * B, -1), w_ih.T)
+    out = _mm_cl(x.reshape(T * B, -1), w_ih, True)
     if bias is not None:
         out += bias
     return out.reshape(T, B, -1)
@@ -265,7 +277,7 @@ def _weight_grads(ctx, x, g_pre, hprev, w_ih, g_hh=None):
     T, B, G = g_pre.shape
     g2 = g_pre.reshape(T * B, G)
     gh2 = g2 if g_hh is None else g_hh.reshape(T * B, G)
-    dx = mm(g2, w_ih).reshape(x.shape) if need[0] else None
+    dx = _mm_cl(g2, w_ih, False).reshape(x.shape) if need[0] else None
     dw_ih = mm(g2.T, x.reshape(T * B, -1)) if need[3] else None
     dw_hh = mm(gh2.T, hprev.reshape(T * B, -1)) if need[4] else None
     db_ih = g2.sum(0) if need[5] else None
