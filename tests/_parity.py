@@ -46,3 +46,20 @@ def close(a, b, rtol=1e-5, atol=1e-6):
     """Each pair of ``a`` and ``b`` equal within the tolerances (arrays, tensors, numbers)."""
     for x, y in zip(a, b, strict=True):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol)
+
+
+def restoring(module, *names: str):
+    """An autouse fixture that puts ``module``'s attributes ``names`` (A/B switches,
+    thresholds) and ember's thread count back as they were after each test."""
+
+    @pytest.fixture(autouse=True)
+    def _restoring():
+        from ember.backend.threads import get_num_threads, set_num_threads
+
+        prev = [getattr(module, n) for n in names], get_num_threads()
+        yield
+        for n, v in zip(names, prev[0]):
+            setattr(module, n, v)
+        set_num_threads(prev[1])
+
+    return _restoring

@@ -11,7 +11,7 @@ import pytest
 import ember
 import ember.nn.functional as F
 from ember.autograd import gradcheck
-from ember.backend.threads import get_num_threads, set_num_threads
+from ember.backend.threads import set_num_threads
 from ember.ops import conv as C
 from ember.ops import conv_direct as D
 from ember.ops import conv_direct_cl as DCL
@@ -21,16 +21,10 @@ T = pytest.importorskip("ember.ops._numba_transpose")
 if not T.AVAILABLE:
     pytest.skip("numba is not installed", allow_module_level=True)
 
-from _parity import one_thread  # noqa: E402, F401  (autouse: ember on one thread)
+from _parity import one_thread, restoring  # noqa: E402, F401  (autouse: one thread)
 from numba import njit  # noqa: E402
 
-
-@pytest.fixture(autouse=True)
-def restore():
-    prev = (DCL.NCHW_OUT, DCL.LAYOUT, DCL.OVER_DIRECT_ANY_PLANE, get_num_threads())
-    yield
-    DCL.NCHW_OUT, DCL.LAYOUT, DCL.OVER_DIRECT_ANY_PLANE = prev[:3]
-    set_num_threads(prev[3])
+restore = restoring(DCL, "NCHW_OUT", "LAYOUT", "OVER_DIRECT_ANY_PLANE")
 
 
 @njit

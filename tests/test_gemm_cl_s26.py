@@ -7,19 +7,15 @@ import numpy as np
 import pytest
 
 import ember
-from ember.backend.threads import get_num_threads, set_num_threads
+from ember.backend.threads import set_num_threads
 from ember.ops import gemm_cl as G
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("numba")
 
+from _parity import restoring  # noqa: E402
 
-@pytest.fixture(autouse=True)
-def restore():
-    prev = (G.ENABLED, G.MIN_MACS, get_num_threads())
-    yield
-    G.ENABLED, G.MIN_MACS = prev[:2]
-    set_num_threads(prev[2])
+restore = restoring(G, "ENABLED", "MIN_MACS")
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

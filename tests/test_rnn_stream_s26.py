@@ -8,19 +8,15 @@ import pytest
 
 import ember
 from ember.autograd import gradcheck
-from ember.backend.threads import get_num_threads, set_num_threads
+from ember.backend.threads import set_num_threads
 from ember.ops import rnn_stream as RS
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("numba")
 
+from _parity import restoring  # noqa: E402
 
-@pytest.fixture(autouse=True)
-def restore():
-    prev = (RS.MIN_WEIGHT, RS.STREAM, get_num_threads())
-    yield
-    RS.MIN_WEIGHT, RS.STREAM = prev[:2]
-    set_num_threads(prev[2])
+restore = restoring(RS, "MIN_WEIGHT", "STREAM")
 
 
 @pytest.fixture
