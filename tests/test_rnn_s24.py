@@ -25,15 +25,30 @@ torch = pytest.importorskip("torch")
 _F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
 
 
+def enable_row_loops(monkeypatch):
+    """The compiled row loops for float32 and float64 (not MKL's loop, which would take the
+    steps on Intel): their module, or None where they are unavailable."""
+    monkeypatch.setattr(rnn_support, "_COMPILED_DTYPES", (_F32, _F64))
+    monkeypatch.setattr(rnn_support, "_numba", None)
+    monkeypatch.setattr(rnn_support, "_rows", None)
+    monkeypatch.setattr(rnn_support, "_seq", False)
+    return rnn_support.row_kernels(np, _F64)[0]
+
+
+def paired_lstm(shape, **kwargs):
+    """(torch LSTM, ember LSTM with the same weights, a float32 input of ``shape``)."""
+    torch.manual_seed(0)
+    tm = torch.nn.LSTM(**kwargs)
+    em = ember.nn.LSTM(**kwargs)
+    em.load_state_dict({k: ember.tensor(v.detach().numpy()) for k, v in tm.state_dict().items()})
+    return tm, em, np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+
+
 @pytest.fixture
 def rows(monkeypatch):
     """Enables the compiled row loops for float32 and float64; returns the list of row
     ranges that ``run_rows`` was given (one entry per forward or backward loop)."""
-    monkeypatch.setattr(rnn_support, "_COMPILED_DTYPES", (_F32, _F64))
-    monkeypatch.setattr(rnn_support, "_numba", None)
-    monkeypatch.setattr(rnn_support, "_rows", None)
-    monkeypatch.setattr(rnn_support, "_seq", False)  # MKL's loop (Intel) would take the steps
-    if rnn_support.row_kernels(np, _F64)[0] is None:
+    if enable_row_loops(monkeypatch) is None:
         pytest.skip("numba or NumPy's OpenBLAS symbols unavailable: no compiled row loops")
     calls = []
     real = rnn_support.run_rows
@@ -114,11 +129,7 @@ LOSSES = {
 def test_rows_match_torch_and_the_python_loop(rows, monkeypatch, case, loss, n_threads, wide):
     _setup(monkeypatch, n_threads, wide)
     kwargs, shape, lengths = CASES[case]
-    torch.manual_seed(0)
-    tm = torch.nn.LSTM(**kwargs)
-    em = ember.nn.LSTM(**kwargs)
-    em.load_state_dict({k: ember.tensor(v.detach().numpy()) for k, v in tm.state_dict().items()})
-    x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+    tm, em, x = paired_lstm(shape, **kwargs)
     got = _lstm_run(ember, em, x, lengths, LOSSES[loss])
     assert rows and all(len(b) == n_threads + 1 for b in rows)
     ref = _lstm_run(torch, tm, x, lengths, LOSSES[loss])

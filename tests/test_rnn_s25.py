@@ -22,7 +22,7 @@ from ember.ops import rnn_support
 
 torch = pytest.importorskip("torch")
 
-from test_rnn_s24 import _lstm_run, gradcheck_layer  # noqa: E402
+from test_rnn_s24 import _lstm_run, enable_row_loops, gradcheck_layer, paired_lstm  # noqa: E402
 
 
 def _loss(out, h, c):
@@ -36,11 +36,7 @@ _F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
 def small(monkeypatch):
     """Enables the compiled row loops for float32 and float64; returns the list of ``small``
     flags the forward and backward loops were called with."""
-    monkeypatch.setattr(rnn_support, "_COMPILED_DTYPES", (_F32, _F64))
-    monkeypatch.setattr(rnn_support, "_numba", None)
-    monkeypatch.setattr(rnn_support, "_rows", None)
-    monkeypatch.setattr(rnn_support, "_seq", False)  # MKL's loop (Intel) would take the steps
-    rk = rnn_support.row_kernels(np, _F64)[0]
+    rk = enable_row_loops(monkeypatch)
     if rk is None or not rk.SMALL:
         pytest.skip("no compiled row loops or no OpenBLAS small-matrix kernels here")
     flags = []
@@ -91,11 +87,7 @@ CASES = {
 def test_small_kernels_match_torch_and_sgemm(small, monkeypatch, case, n_threads):
     _setup(monkeypatch, n_threads)
     kwargs, shape, lengths = CASES[case]
-    torch.manual_seed(0)
-    tm = torch.nn.LSTM(**kwargs)
-    em = ember.nn.LSTM(**kwargs)
-    em.load_state_dict({k: ember.tensor(v.detach().numpy()) for k, v in tm.state_dict().items()})
-    x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+    tm, em, x = paired_lstm(shape, **kwargs)
     got = _lstm_run(ember, em, x, lengths, _loss)
     assert small and all(small)
     ref = _lstm_run(torch, tm, x, lengths, _loss)

@@ -23,7 +23,7 @@ from ember.ops.rnn import LSTMLayer
 
 torch = pytest.importorskip("torch")
 
-from test_rnn_s24 import _lstm_run, _rand  # noqa: E402
+from test_rnn_s24 import _lstm_run, _rand, enable_row_loops, paired_lstm  # noqa: E402
 
 _F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
 
@@ -37,11 +37,7 @@ def calls(monkeypatch):
     """Compiled row loops for float32 and float64; returns the list of paths taken
     (``"joint"`` for each backward on the shared buffer, ``"bias"`` for each forward that
     added the bias in the loop)."""
-    monkeypatch.setattr(rnn_support, "_COMPILED_DTYPES", (_F32, _F64))
-    monkeypatch.setattr(rnn_support, "_numba", None)
-    monkeypatch.setattr(rnn_support, "_rows", None)
-    monkeypatch.setattr(rnn_support, "_seq", False)  # MKL's loop (Intel) would take the steps
-    if rnn_support.row_kernels(np, _F64)[0] is None:
+    if enable_row_loops(monkeypatch) is None:
         pytest.skip("no compiled row loops here")
     monkeypatch.setattr(rnn_support, "ROWS_PER_PART", 1)
     monkeypatch.setattr(rnn_module, "bidir_applies", lambda *a: False)
@@ -98,11 +94,7 @@ def test_bitwise_against_old_paths(calls, monkeypatch, loop, layer, n_threads):
     for name, value in patches.items():
         monkeypatch.setattr(rnn_support, name, value)
     kwargs, shape, lengths = LAYERS[layer]
-    torch.manual_seed(0)
-    tm = torch.nn.LSTM(hidden_size=hidden, **kwargs)
-    em = ember.nn.LSTM(hidden_size=hidden, **kwargs)
-    em.load_state_dict({k: ember.tensor(v.detach().numpy()) for k, v in tm.state_dict().items()})
-    x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+    tm, em, x = paired_lstm(shape, hidden_size=hidden, **kwargs)
     got = _lstm_run(ember, em, x, lengths, _loss)
     assert "joint" in calls
     assert ("bias" in calls) == kwargs.get("bias", True)

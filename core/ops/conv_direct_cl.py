@@ -14,15 +14,15 @@ x one vector of output channels over all taps and input channels, at ~80 G multi
 - the stride-1 input gradient: the same, on g with the flipped transposed kernel
   (``conv._direct_transpose_geom``; ``flip=True`` lays it out straight from w);
 - the layout copies (the padding into channels-last, the rows back with the bias) by
-  ``_numba_conv_layout``'s tiles (``LAYOUT``; whole tiles transposed in vector registers,
-  ``_numba_transpose``), the forward's rows back from each chunk as it is computed where the
-  output channels are whole vectors (``NCHW_OUT``, ``_numba_conv_cl_nchw``); g's compact
-  rows for the weight gradient come from the input gradient's padded copy of g in the same
-  backward (``share_g``);
-- the weight gradient (``direct_cl_weight_grad``): from the forward's padded input
-  (``ClCols``) and g channels-last, vectors along the output channels, ``CL_P`` input
-  channels a call; above ``WGRAD_MAX_IN`` input channels, conv_cl's columns gathered from the
-  kept input and MKL's GEMM.
+  ``_numba_conv_layout``'s tiles (``conv_direct_cl_layout``; ``LAYOUT``; whole tiles
+  transposed in vector registers, ``_numba_transpose``), the forward's rows back from each
+  chunk as it is computed where the output channels are whole vectors (``NCHW_OUT``,
+  ``_numba_conv_cl_nchw``); g's compact rows for the weight gradient come from the input
+  gradient's padded copy of g in the same backward (``share_g``);
+- the weight gradient (``direct_cl_weight_grad``, in ``conv_direct_cl_wgrad``): from the
+  forward's padded input (``ClCols``) and g channels-last, vectors along the output channels,
+  ``CL_P`` input channels a call; above ``WGRAD_MAX_IN`` input channels, conv_cl's columns
+  gathered from the kept input and MKL's GEMM.
 
 Selected by ``use_direct_cl``: numba present, NumPy float32/float64, groups 1, 2-D or 3-D,
 a kernel of 2+ taps, ``MIN_IN`` to ``MAX_IN`` input channels (to ``MAX_IN_WIDE`` with
@@ -42,7 +42,6 @@ compiled kernel of any kind).
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 import os
@@ -115,7 +114,6 @@ NCHW_OUT = True
 
 _k = None  # the kernel module once loaded, False where numba is missing or EMBER_NUMBA=0
 _kt = None  # the tail kernels' module, loaded on first use
-_kl = None  # the layout kernels' module, loaded on first use
 _kn = None  # the channels-first-output kernels' module, loaded on first use
 _shared = threading.local()  # (g, its compact rows or None): ``share_g``
 
@@ -225,6 +223,20 @@ def _plan_of(n, in_size, c, stride, pad, dilation, kernel, out):
     return ps, offs, pos
 
 
+def _geom_plan(n: int, c: int, itemsize: int, geom):
+    """``_plan_of`` for ``n`` samples of ``c`` channels of a convolution's ``geom``."""
+    return _plan_of(
+        n,
+        tuple(geom.in_size),
+        _row(c, itemsize),
+        geom.stride,
+        tuple(tuple(p) for p in geom.pad),
+        geom.dilation,
+        geom.kernel,
+        tuple(geom.out_size),
+    )
+
+
 def _aligned(shape, dtype):
     """An empty C-contiguous array whose data start on a 64-byte boundary: the kernel's vector
     loads and stores then never straddle two cache lines."""
@@ -254,100 +266,11 @@ def _row(c: int, itemsize: int) -> int:
     return c + 64 // itemsize if PAD_ROWS and (c * itemsize) % PAD_ROWS == 0 else c
 
 
-@functools.lru_cache(maxsize=256)
-def _frame_table(size, ps, pad, crow):
-    """(L,) int64: each input position's place in the padded frame ``ps``, in C order, times
-    ``crow`` (the values a channels-last row; ``_numba_conv_layout.to_cl``); shared by the
-    cache's callers, which only read it."""
-    pst = [math.prod(ps[i + 1 :]) for i in range(len(ps))]
-    q = np.zeros(size, dtype=np.int64)
-    for i, (m, (lo, _), st) in enumerate(zip(size, pad, pst)):
-        q += ((np.arange(m, dtype=np.int64) + lo) * st).reshape((-1,) + (1,) * (len(size) - 1 - i))
-    return q.ravel() * crow
-
-
 def _nchw_kernels():
     global _kn
     if _kn is None:
         from . import _numba_conv_cl_nchw as _kn
     return _kn
-
-
-def _layout_kernels():
-    """``_numba_conv_layout`` where ``LAYOUT`` is on (and numba loads), else None."""
-    global _kl
-    if _kl is None:
-        from . import _numba_conv_layout as _kl
-    return _kl if LAYOUT and available() else None
-
-
-def _copy(kl, name: str, macs: int, *args) -> None:
-    """The layout copy ``name`` of ``kl``, by ``_call``'s rules where ``PAR_LAYOUT`` is on
-    (``macs``: the convolution's), else serial."""
-    if PAR_LAYOUT:
-        _call(name, macs, *args, mod=kl)
-    else:
-        getattr(kl, name)(*args)
-
-
-def _padded_buffer(shape, pad, c: int, dt):
-    """The flat buffer of ``to_channels_last`` with zeros wherever the copy does not write:
-    the frame's padding, the lanes past ``c`` of each row and the ``CL_P`` spare values (an
-    empty buffer and these slabs: ``np.zeros`` set every value, ~0.15 ms a call for the 3-D
-    16->32 input gradient's 1.5 MB, where the slabs are its 30% of the frame; session 26)."""
-    size = math.prod(shape)
-    flat = np.empty(size + CL_P, dtype=dt)
-    flat[size:] = 0
-    full = flat[:size].reshape(shape)
-    for d, (lo, hi) in enumerate(pad):
-        at = (slice(None),) * (1 + d)
-        if lo:
-            full[at + (slice(0, lo),)] = 0
-        if hi:
-            full[at + (slice(shape[1 + d] - hi, None),)] = 0
-    if shape[-1] > c:
-        full[..., c:] = 0
-    return flat
-
-
-def to_channels_last(x, ps, pad, comp=None, macs: int = 0):
-    """(flat, xh): x (N, C, *S) zero-padded into xh (N, *ps, C), the data at the low pads;
-    xh is a view of the flat buffer, whose rows hold ``_row`` values, with ``CL_P`` spare
-    values at its end (the weight gradient's last block of channels reads past the last
-    position; those sums are dropped). ``comp``: also x's compact rows (N * prod(S), >= C),
-    from the same pass where the tiles run (``LAYOUT``); ``macs``: the
-    convolution's multiply-adds, which pick the copy's parallel variant (``_copy``)."""
-    nd, c = x.ndim - 2, x.shape[1]
-    shape = (x.shape[0],) + tuple(ps) + (_row(c, x.dtype.itemsize),)
-    flat = _padded_buffer(shape, pad, c, x.dtype)
-    xh = flat[: math.prod(shape)].reshape(shape)[..., :c]
-    kl = _layout_kernels()
-    if kl is not None:  # tiles of 16 x 16 (8 x 64 x 16^2 float32: NumPy 0.12 ms, tiles 0.09)
-        tab = _frame_table(tuple(x.shape[2:]), tuple(ps), pad, shape[-1])
-        x3 = np.ascontiguousarray(x).reshape(x.shape[0], c, -1)
-        cf = comp.reshape(-1) if comp is not None else np.empty(0, dtype=x.dtype)
-        ccrow = comp.shape[1] if comp is not None else 0
-        _copy(kl, "to_cl", macs, x3, tab, math.prod(ps), flat, shape[-1], cf, ccrow)
-        return flat, xh
-    inner = tuple(slice(lo, lo + n) for n, (lo, _) in zip(x.shape[2:], pad))
-    xh[(slice(None),) + inner] = x.transpose((0,) + tuple(range(2, 2 + nd)) + (1,))
-    if comp is not None:
-        rows = comp.reshape(x.shape[0], -1, comp.shape[1])[:, :, :c]
-        rows[...] = x.reshape(x.shape[0], c, -1).transpose(0, 2, 1)
-    return flat, xh
-
-
-class ClCols:
-    """The forward's zero-padded channels-last input (N, *padded, C), kept for the weight
-    gradient, which gathers ``conv_cl``'s columns from it without padding x again."""
-
-    __slots__ = ("flat", "xh")  # (``to_channels_last``)
-
-    def __init__(self, flat, xh):
-        self.flat, self.xh = flat, xh
-
-    def conj(self) -> ClCols:  # real dtypes only: the direct path takes float32/float64
-        return self
 
 
 def direct_cl_forward(x, w, b, geom, flip: bool = False, keep: bool = False):
@@ -361,16 +284,7 @@ def direct_cl_forward(x, w, b, geom, flip: bool = False, keep: bool = False):
     o = w.shape[1] if flip else w.shape[0]
     pad = tuple(tuple(p) for p in geom.pad)
     out = tuple(geom.out_size)
-    ps, offs, pos = _plan_of(
-        n,
-        tuple(x.shape[2:]),
-        _row(c, x.dtype.itemsize),
-        geom.stride,
-        pad,
-        geom.dilation,
-        geom.kernel,
-        out,
-    )
+    ps, offs, pos = _geom_plan(n, c, x.dtype.itemsize, geom)
     isz = x.dtype.itemsize
     comp = None
     if flip and getattr(_shared, "g", None) is x:  # the weight gradient will read g's rows
@@ -456,63 +370,18 @@ def _g_rows(j: int, o: int, dt):
     return rows
 
 
-@contextlib.contextmanager
-def share_g(g, cols, both: bool):
-    """Within: where the stride-1 input gradient of g runs this kernel (``flip``) and the
-    weight gradient from ``cols`` does too, the first writes g's compact channels-last rows
-    in the same pass as its padded copy and the second takes them instead of transposing g
-    again (``SHARE_G``; one backward's g, on this thread; ``both``: both are asked for)."""
-    if SHARE_G and both and use_direct_cl_weight_grad(cols) and _layout_kernels():
-        _shared.g, _shared.rows = g, None
-    try:
-        yield
-    finally:
-        _shared.g = _shared.rows = None
-
-
-def use_direct_cl_weight_grad(cols) -> bool:
-    """Whether the weight gradient from ``ClCols`` takes the kernel (``CL_WGRAD``, at most
-    ``WGRAD_MAX_IN`` input channels), else conv_cl's columns from the kept input and a GEMM.
-    1 thread, ms, GEMM path -> kernel: 128->128 on 8 x 8^2 1.14 -> 1.12 (the columns were
-    free from the old forward; gathered from ClCols 1.27); the whole step's since session 26
-    at ``WGRAD_MAX_IN``."""
-    return CL_WGRAD and isinstance(cols, ClCols) and cols.xh.shape[-1] <= WGRAD_MAX_IN
-
-
-def direct_cl_weight_grad(cols: ClCols, g, w_shape, geom):
-    """d conv(x, w) / dw applied to g by the channels-last kernel, from the forward's padded
-    channels-last input xh (``ClCols``): dw[o, c, t] = sum over positions j of
-    ``xh[pos[j] + offs[t] + c] * g[j, o]``, vectors along o, CL_P input channels a call."""
-    xh = cols.xh
-    n, c, dt = xh.shape[0], xh.shape[-1], xh.dtype
-    o = w_shape[0]
-    pad = tuple(tuple(p) for p in geom.pad)
-    out = tuple(geom.out_size)
-    _, offs, pos = _plan_of(
-        n,
-        tuple(geom.in_size),
-        _row(c, dt.itemsize),
-        geom.stride,
-        pad,
-        geom.dilation,
-        geom.kernel,
-        out,
-    )
-    j = n * math.prod(out)
-    full, r = _split_out(o, dt.itemsize)
-    sd = full + r if r else o  # dw's rows: the tail's extra lanes are dropped
-    gcl = getattr(_shared, "rows", None) if getattr(_shared, "g", None) is g else None
-    _shared.g = _shared.rows = None
-    if gcl is None:  # (else the input gradient's pass wrote them: ``share_g``)
-        gcl = _g_rows(j, o, dt)
-        gcl[:, :o].reshape(n, -1, o)[...] = g.reshape(n, o, -1).transpose(0, 2, 1)
-    t = len(offs)
-    dwt = _aligned((-(-c // CL_P) * CL_P, t, sd), dt)
-    if full:
-        _call("weight_grad_cl", full * c * t * j, cols.flat, gcl, offs, pos, j, full, dwt)
-    for o0, ri in _tail_pieces(full, r, dt.itemsize):
-        args = (cols.flat, gcl, o0, ri, offs, pos, j, dwt, o0)
-        _call("weight_grad_cl_tail", ri * c * t * j, *args, mod=_tail_kernels())
-    dw = np.empty((sd, c * t), dtype=dt)
-    _call("transpose2d", (full + r) * c * t * j, dwt[:c].reshape(c * t, sd), dw)
-    return dw[:o].reshape(w_shape)
+# the layout (``conv_direct_cl_layout``), the weight gradient and g's shared rows
+# (``conv_direct_cl_wgrad``); they read this module's switches and helpers at call time
+from .conv_direct_cl_layout import (  # noqa: E402, F401
+    ClCols,
+    _copy,
+    _frame_table,
+    _layout_kernels,
+    _padded_buffer,
+    to_channels_last,
+)
+from .conv_direct_cl_wgrad import (  # noqa: E402, F401
+    direct_cl_weight_grad,
+    share_g,
+    use_direct_cl_weight_grad,
+)

@@ -12,8 +12,6 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from . import conv_direct as _cd
-
 
 def _input_grad_plan(w_shape, geom, itemsize: int):
     """The strided input gradient's layout: per dim the phase size M and the largest tap
@@ -110,3 +108,8 @@ def direct_input_grad(g, w, geom):
             (slice(None),) * 2 + tuple(a for a, _ in sl)
         ]
     return dx
+
+
+# last: conv_direct imports this module at its end, so either may be imported first (the
+# names above are used at call time only)
+from . import conv_direct as _cd  # noqa: E402

@@ -32,6 +32,41 @@ def _run(name, macs, *args) -> None:
     conv_direct.with_kernel_threads(num_threads(), conv_direct_cl._call, name, macs, *args)
 
 
+class ClProduct:
+    """``a @ w.T`` (``transpose_w``, ``w`` (N, K)) or ``a @ w`` (``w`` (K, N)) for the rows
+    ``a`` of each call, ``w`` laid out once as the kernel's blocks (N / V, 1, K, V)
+    (``_numba_conv_cl.weight_layout``); ``rows``: the rows a call is expected to have, which
+    picks the re-layout's parallel variant. N must be whole vectors, the dtype float32 or
+    float64, numba's kernels loaded (the callers check: ``matmul_cl``, ``rnn_stream``)."""
+
+    def __init__(self, w, transpose_w: bool, rows: int):
+        self.k, self.m = (w.shape[1], w.shape[0]) if transpose_w else w.shape
+        dt = w.dtype
+        v = conv_direct_cl._vec_lanes(dt.itemsize)
+        self.wk = conv_direct_cl._aligned((self.m // v, 1, self.k, v), dt)
+        w3 = np.ascontiguousarray(w).reshape(w.shape[0], w.shape[1], 1)
+        _run("weight_layout", self.k * self.m * rows, w3, not transpose_w, self.wk)
+        self.cb = conv_direct_cl._channel_block(self.k, conv_direct_cl.CL_VEC_BYTES)
+
+    def __call__(self, a):
+        """The product for ``a`` (n, K), read where it lies when its rows are contiguous
+        (at any row stride): a new C-contiguous (n, N) array."""
+        dt, k = self.wk.dtype, self.k
+        n, isz = a.shape[0], dt.itemsize
+        rows_ok = a.dtype == dt and a.strides[1] == isz and a.strides[0] % isz == 0
+        if not rows_ok or (n > 1 and a.strides[0] < k * isz):
+            a = np.ascontiguousarray(a, dtype=dt)
+        rs = a.strides[0] // isz if n > 1 else k
+        # a's rows in one flat view from its first value (the kernel reads each row's k values)
+        flat = as_strided(a, shape=((n - 1) * rs + k,), strides=(isz,))
+        jm = conv_direct_cl._trim(n, conv_direct_cl.CL_P)
+        pos = np.arange(jm, dtype=np.int64) * rs
+        pos[n:] = 0  # padding rows read row 0; their outputs are dropped
+        y = conv_direct_cl._aligned((jm, self.m), dt)
+        _run("forward_cl", n * k * self.m, flat, self.wk, _OFFS, pos, self.cb, self.m, y)
+        return y[:n]
+
+
 def matmul_cl(a, w, transpose_w: bool):
     """``a @ w.T`` or ``a @ w`` by the kernel, or None (module docstring)."""
     if not ENABLED or type(a) is not np.ndarray or type(w) is not np.ndarray:
@@ -46,21 +81,8 @@ def matmul_cl(a, w, transpose_w: bool):
     v = conv_direct_cl._vec_lanes(dt.itemsize)
     if n % v or m * k * n < MIN_MACS or a.strides[1] != dt.itemsize or a.strides[0] <= 0:
         return None
-    if a.strides[0] % dt.itemsize or not conv_direct_cl.available():
+    if a.strides[0] % dt.itemsize or a.strides[0] // dt.itemsize < k:
         return None
-    rs = a.strides[0] // dt.itemsize
-    if rs < k:
+    if not conv_direct_cl.available():
         return None
-    # the weight as the kernel's blocks: (N / V, 1, K, V)
-    wk = conv_direct_cl._aligned((n // v, 1, k, v), dt)
-    w3 = np.ascontiguousarray(w).reshape(w.shape[0], w.shape[1], 1)
-    _run("weight_layout", m * k * n, w3, not transpose_w, wk)
-    # a's rows in one flat view from its first value (the kernel reads each row's k values)
-    flat = as_strided(a, shape=((m - 1) * rs + k,), strides=(dt.itemsize,))
-    jm = conv_direct_cl._trim(m, conv_direct_cl.CL_P)
-    pos = np.arange(jm, dtype=np.int64) * rs
-    pos[m:] = 0  # padding rows read row 0; their outputs are dropped
-    y = conv_direct_cl._aligned((jm, n), dt)
-    cb = conv_direct_cl._channel_block(k, conv_direct_cl.CL_VEC_BYTES)
-    _run("forward_cl", m * k * n, flat, wk, _OFFS, pos, cb, n, y)
-    return y[:m]
+    return ClProduct(w, transpose_w, m)(a)

@@ -24,7 +24,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..backend.threads import num_threads
-from . import conv_direct, conv_direct_cl
+from . import conv_direct_cl
+from .gemm_cl import ClProduct
 
 STREAM = True  # False: the products as before (sgemm, OpenBLAS's threads; A/B)
 # recurrent weights of more than this many bytes stream (at one thread, at two or more): to
@@ -34,7 +35,6 @@ STREAM = True  # False: the products as before (sgemm, OpenBLAS's threads; A/B)
 # ms a step 0.38 -> 0.34 forward, 0.42 -> 0.34 backward)
 MIN_WEIGHT = (1 << 23, 1 << 20)
 MAX_ROWS = 64  # more rows: each pass over the weight serves enough of them for sgemm's packing
-_OFFS = np.zeros(1, dtype=np.int64)  # one tap
 
 
 def stream_plan(xp, dtype, B: int, w_hh) -> bool:
@@ -49,39 +49,9 @@ def stream_plan(xp, dtype, B: int, w_hh) -> bool:
     return w_hh.size * w_hh.itemsize > floor and conv_direct_cl.available()
 
 
-class StreamProduct:
+class StreamProduct(ClProduct):
     """``a @ w.T`` (``flip=False``) or ``a @ w`` (``flip=True``) for the rows ``a`` of a step,
-    ``w`` (4H, H) laid out once (``_numba_conv_cl.weight_layout``)."""
+    ``w`` (4H, H) laid out once (``gemm_cl.ClProduct``)."""
 
     def __init__(self, w, flip: bool):
-        g, p = w.shape
-        self.k, self.m = (g, p) if flip else (p, g)
-        dt = w.dtype
-        v = conv_direct_cl._vec_lanes(dt.itemsize)
-        self.wk = conv_direct_cl._aligned((self.m // v, 1, self.k, v), dt)
-        w3 = np.ascontiguousarray(w).reshape(g, p, 1)
-        self._run("weight_layout", g * p * MAX_ROWS, w3, flip, self.wk)
-        self.cb = conv_direct_cl._channel_block(self.k, conv_direct_cl.CL_VEC_BYTES)
-        self.x = self.y = self.pos = None
-
-    def _run(self, name, macs, *args) -> None:
-        # the kernels' parallel variants at this thread's thread count (conv_direct._call)
-        conv_direct.with_kernel_threads(num_threads(), conv_direct_cl._call, name, macs, *args)
-
-    def __call__(self, a):
-        """The product for ``a`` (n, k): a view of an (n, m) scratch, valid until the next
-        call."""
-        n = a.shape[0]
-        jm = conv_direct_cl._trim(n, conv_direct_cl.CL_P)
-        if self.y is None or self.y.shape[0] < jm:
-            self.x = np.zeros(jm * self.k, dtype=self.wk.dtype)
-            self.y = conv_direct_cl._aligned((jm, self.m), self.wk.dtype)
-            self.pos = np.arange(jm, dtype=np.int64) * self.k
-        self.x[: n * self.k].reshape(n, self.k)[...] = a
-        pos = self.pos[:jm].copy()
-        pos[n:] = 0  # padding rows read row 0; their outputs are dropped
-        y = self.y[:jm]
-        self._run(
-            "forward_cl", n * self.k * self.m, self.x, self.wk, _OFFS, pos, self.cb, self.m, y
-        )
-        return y[:n]
+        super().__init__(w, not flip, MAX_ROWS)
