@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The checks to run on a lent GPU machine in one call (docs/gpu.md): the GPU tests named
-# below, then benchmarks/engine.py's compile table with CUDA graphs against torch. Needs only
+# below, benchmarks/engine.py's compile table with CUDA graphs against torch, then the kernel
+# shape sweep on the GPU (benchmarks/kernels.py --device cuda; KERNELS=0 skips it). Needs only
 # what the machine's image has (CuPy, torch, NumPy, pytest): ember is put on the path from this
 # checkout, not installed. Logs go to $OUT (default ./gpu_out).
 #
@@ -19,7 +20,7 @@ export PYTHONPATH="$(dirname "$SITE"):${PYTHONPATH:-}"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 python3 -c "import cupy, numpy, torch, ember; print('cupy', cupy.__version__, 'numpy',
 numpy.__version__, 'torch', torch.__version__, 'ember from', ember.__file__)" || exit 1
-TESTS=${TESTS:-tests/test_compile_gpu.py}
+TESTS=${TESTS:-tests/test_compile_gpu.py tests/test_bench_kernels.py}
 if [ -n "$TESTS" ]; then
     timeout "${TEST_TIMEOUT:-200}" python3 -m pytest -m gpu -q -p no:cacheprovider -W ignore \
         $TESTS 2>&1 | tee "$OUT/pytest.log" | tail -40
@@ -28,4 +29,8 @@ if [ "${BENCH:-1}" = 1 ]; then
     timeout "${BENCH_TIMEOUT:-360}" python3 benchmarks/engine.py --device cuda --compile \
         --mode reduce-overhead --threads 1 --steps "${STEPS:-20}" --json "$OUT/engine.json" \
         ${WORKLOADS:+--workloads $WORKLOADS} 2>&1 | tee "$OUT/engine.log"
+fi
+if [ "${KERNELS:-1}" = 1 ]; then
+    timeout "${KERNELS_TIMEOUT:-240}" python3 benchmarks/kernels.py --device cuda \
+        --repeat "${REPEAT:-3}" --json "$OUT/kernels.json" 2>&1 | tee "$OUT/kernels.log"
 fi

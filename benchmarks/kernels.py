@@ -4,6 +4,7 @@
     python benchmarks/kernels.py --quick               # a few shapes per family
     python benchmarks/kernels.py --family conv,norm --threads 1 --repeat 7
     python benchmarks/kernels.py --family conv --json conv.json
+    python benchmarks/kernels.py --device cuda         # CuPy against torch on the GPU
 
 Both frameworks run in one process and alternate shape by shape (ember round, torch round, ...),
 so a load spike on the shared machine hits both; each time is the best of ``--repeat`` rounds.
@@ -16,11 +17,17 @@ round starts after a rest (``PAUSE``), so that no pool's idle workers still spin
 Each family's table gives ms per forward+backward for ember and torch, their ratio, the geomean
 ratio and the worst shape. The targets (issue 23): geomean <= 1.0 per family at 1 thread,
 <= 1.1 at 2 threads, worst shape <= 1.5.
+
+``--device cuda`` runs the same grid on the GPU (ember on CuPy against torch on CUDA, both in
+this process): every round ends in a device synchronisation and is timed by the wall clock, and
+``--threads`` is ignored (one table per family). It needs CuPy with a GPU and a CUDA build of
+torch, and says which is missing otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import sys
@@ -37,9 +44,19 @@ from _common import table  # noqa: E402
 # or torch: the two share PyTorch's API, so one builder serves both.
 
 
+# The device the builders put their tensors and modules on ("cpu" or "cuda"): set by
+# ``measure`` around each build, read through ``_t`` / ``_on``.
+_DEVICE = ["cpu"]
+
+
+def _on(lib, a):
+    """``a`` (a NumPy array) as a tensor of ``lib`` on the sweep's device."""
+    return lib.tensor(a, device=_DEVICE[0])
+
+
 def _t(lib, rng, shape, grad=True, scale=1.0):
     a = (rng.standard_normal(shape) * scale).astype(np.float32)
-    return lib.tensor(a, requires_grad=grad)
+    return lib.tensor(a, requires_grad=grad, device=_DEVICE[0])
 
 
 def conv_case(nd, n, c_in, c_out, size, k, stride=1, groups=1):
@@ -68,7 +85,7 @@ def norm_case(kind, shape, affine=True):
         w = _t(lib, rng, (c,)) if affine else None
         b = _t(lib, rng, (c,)) if affine else None
         if kind == "batch":
-            rm, rv = lib.zeros(c), lib.ones(c)
+            rm, rv = _on(lib, np.zeros(c, np.float32)), _on(lib, np.ones(c, np.float32))
             return (lambda x, w, b: F.batch_norm(x, rm, rv, w, b, training=True)), (x, w, b)
         if kind == "layer":
             return (lambda x, w, b: F.layer_norm(x, (c,), w, b)), (x, w, b)
@@ -101,7 +118,7 @@ def attn_case(b, heads, seq, dim, causal=False, masked=False):
         if masked:  # a boolean padding-style mask, broadcast over heads
             keep = np.ones((b, 1, seq, seq), dtype=bool)
             keep[..., seq - seq // 4 :] = False
-            mask = lib.tensor(keep)
+            mask = _on(lib, keep)
         return (
             lambda q, k, v: F.scaled_dot_product_attention(
                 q, k, v, attn_mask=mask, is_causal=causal
@@ -117,7 +134,7 @@ def rnn_case(kind, n, seq, feat, hidden, layers=1, bidir=False):
         lib.manual_seed(0)
         mod = getattr(lib.nn, kind)(
             feat, hidden, num_layers=layers, bidirectional=bidir, batch_first=True
-        )
+        ).to(_DEVICE[0])
         x = _t(lib, rng, (n, seq, feat))
         return (lambda x: mod(x)[0]), (x,)
 
@@ -127,7 +144,7 @@ def rnn_case(kind, n, seq, feat, hidden, layers=1, bidir=False):
 def embed_case(kind, n, vocab, dim=0):
     def build(lib, rng):
         F = lib.nn.functional
-        idx = lib.tensor(rng.integers(0, vocab, size=n).astype(np.int64))
+        idx = _on(lib, rng.integers(0, vocab, size=n).astype(np.int64))
         if kind == "embedding":
             w = _t(lib, rng, (vocab, dim))
             return (lambda w: F.embedding(idx, w)), (w,)
@@ -228,7 +245,7 @@ def _step_fn(lib, build, seed=0):
     fn, inputs = build(lib, rng)
     leaves = [t for t in inputs if t is not None]  # None: an absent optional (no affine)
     out = fn(*inputs)
-    gout = lib.tensor(rng.standard_normal(tuple(out.shape)).astype(np.float32))
+    gout = _on(lib, rng.standard_normal(tuple(out.shape)).astype(np.float32))
 
     def step():
         for t in leaves:
@@ -238,22 +255,21 @@ def _step_fn(lib, build, seed=0):
     return step
 
 
-def _calibrate(step, clock, min_time):
+def _calibrate(step, clock, min_time, sync=None):
     number = 1
     while True:
-        t0 = clock()
-        for _ in range(number):
-            step()
-        dt = clock() - t0
+        dt = _round(step, clock, number, sync) * number
         if dt >= min_time or number >= 1 << 12:
             return number
         number = max(number * 2, int(number * min_time / max(dt, 1e-6)))
 
 
-def _round(step, clock, number):
+def _round(step, clock, number, sync=None):
     t0 = clock()
     for _ in range(number):
         step()
+    if sync is not None:  # the GPU's queued work is part of the round
+        sync()
     return (clock() - t0) / number
 
 
@@ -265,27 +281,39 @@ def _round(step, clock, number):
 PAUSE = 0.15
 
 
-def measure(libs, build, threads, repeat, clock, min_time, pause=0.0):
+@contextlib.contextmanager
+def _device(device):
+    """The builders' tensors and modules go to ``device`` inside the block."""
+    prev, _DEVICE[0] = _DEVICE[0], device
+    try:
+        yield
+    finally:
+        _DEVICE[0] = prev
+
+
+def measure(libs, build, threads, repeat, clock, min_time, pause=0.0, device="cpu"):
     """Best-of-``repeat`` seconds per step for each lib, rounds alternating between libs,
-    each after ``pause`` seconds of sleep."""
+    each after ``pause`` seconds of sleep; on ``device`` "cuda" each round ends in a
+    synchronisation of that lib's device."""
     from threadpoolctl import threadpool_limits
 
     prev = {k: lib.get_num_threads() for k, lib in libs.items()}
+    sync = {k: lib.cuda.synchronize if device == "cuda" else None for k, lib in libs.items()}
     try:
-        with threadpool_limits(limits=threads):
+        with threadpool_limits(limits=threads), _device(device):
             for lib in libs.values():
                 # ember's also sizes the compiled kernels' split (ops/_kernel_split.py)
                 lib.set_num_threads(threads)
             steps = {k: _step_fn(lib, build) for k, lib in libs.items()}
             numbers = {}
             for k, s in steps.items():
-                s()  # warm-up (caches, lazy imports)
-                numbers[k] = _calibrate(s, clock, min_time)
+                s()  # warm-up (caches, lazy imports, kernel compilation)
+                numbers[k] = _calibrate(s, clock, min_time, sync[k])
             best = {k: float("inf") for k in steps}
             for _ in range(repeat):
                 for k, s in steps.items():
                     time.sleep(pause)
-                    best[k] = min(best[k], _round(s, clock, numbers[k]))
+                    best[k] = min(best[k], _round(s, clock, numbers[k], sync[k]))
     finally:  # the process's thread counts as they were (the sweep runs inside the tests too)
         for k, lib in libs.items():
             lib.set_num_threads(prev[k])
@@ -297,15 +325,38 @@ def geomean(xs):
     return math.exp(sum(map(math.log, xs)) / len(xs)) if xs else float("nan")
 
 
+def cuda_missing(ember, torch) -> str | None:
+    """Why the sweep cannot run on the GPU (ember's CuPy or torch's CUDA absent), or None."""
+    if not ember.cuda.is_available():
+        return "ember.cuda.is_available() is False (ember's GPU backend needs CuPy and a GPU)"
+    if not torch.cuda.is_available():
+        return f"torch {torch.__version__} has no CUDA device (the anchor needs a CUDA build)"
+    return None
+
+
 def run(
-    families, threads_list, quick=False, repeat=3, clock="auto", min_time=0.05, only=None, out=print
+    families,
+    threads_list,
+    quick=False,
+    repeat=3,
+    clock="auto",
+    min_time=0.05,
+    only=None,
+    out=print,
+    device="cpu",
 ):
-    """Sweep; returns {family: {threads: [{"shape", "ember_ms", "torch_ms", "ratio"}]}}."""
+    """Sweep; returns {family: {threads: [{"shape", "ember_ms", "torch_ms", "ratio"}]}} (on
+    the GPU one table per family, under the key "cuda")."""
     import torch
 
     import ember
 
     libs = {"ember": ember, "torch": torch}
+    if device == "cuda":
+        why = cuda_missing(ember, torch)
+        if why is not None:
+            raise RuntimeError(f"--device cuda: {why}")
+        threads_list = ["cuda"]
     result = {}
     for fam in families:
         if fam not in FAMILIES:
@@ -315,11 +366,13 @@ def run(
             cases = cases[:only]
         result[fam] = {}
         for th in threads_list:
-            clk = clock if clock != "auto" else ("cpu" if th == 1 else "wall")
+            gpu = th == "cuda"
+            clk = "wall" if gpu else (clock if clock != "auto" else ("cpu" if th == 1 else "wall"))
             timer = time.process_time if clk == "cpu" else time.perf_counter
+            nt, pause = (1, 0) if gpu else (th, PAUSE if th > 1 else 0)
             rows = []
             for name, build in cases:
-                best = measure(libs, build, th, repeat, timer, min_time, PAUSE if th > 1 else 0)
+                best = measure(libs, build, nt, repeat, timer, min_time, pause, device)
                 rows.append(
                     {
                         "shape": name,
@@ -339,7 +392,8 @@ def format_table(fam, threads, clock, rows):
         for r in rows
     ]
     worst = max(rows, key=lambda r: r["ratio"])
-    head = f"\n## {fam}, {threads} thread{'s' if threads > 1 else ''} ({clock} time)\n"
+    where = "cuda" if threads == "cuda" else f"{threads} thread{'s' if threads > 1 else ''}"
+    head = f"\n## {fam}, {where} ({clock} time)\n"
     foot = (
         f"\ngeomean ember/torch: {geomean([r['ratio'] for r in rows]):.2f}; "
         f"worst: {worst['ratio']:.2f} ({worst['shape']})"
@@ -361,6 +415,7 @@ def main(argv=None) -> None:
     ap.add_argument("--min-time", type=float, default=0.05, help="seconds per timed round")
     ap.add_argument("--clock", choices=("auto", "cpu", "wall"), default="auto")
     ap.add_argument("--json", default=None, help="also write the results to this file")
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     a = ap.parse_args(argv)
     try:
         threads = [int(t) for t in a.threads.split(",")]
@@ -372,7 +427,15 @@ def main(argv=None) -> None:
     bad = [f for f in fams if f not in FAMILIES]
     if bad:
         ap.error(f"unknown family {', '.join(bad)}; choose from {', '.join(FAMILIES)}")
-    res = run(fams, threads, a.quick, a.repeat, a.clock, a.min_time, a.only)
+    if a.device == "cuda":
+        import torch
+
+        import ember
+
+        why = cuda_missing(ember, torch)
+        if why is not None:
+            ap.error(f"--device cuda: {why}")
+    res = run(fams, threads, a.quick, a.repeat, a.clock, a.min_time, a.only, device=a.device)
     if a.json:
         Path(a.json).write_text(json.dumps(res, indent=1))
 

@@ -6,6 +6,7 @@ import math
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("torch")
@@ -95,6 +96,53 @@ def test_bad_arguments(kernels):
         kernels.main(["--family", "convolution"])
     with pytest.raises(ValueError, match="unknown family 'nope'"):
         kernels.run(["nope"], [1])
+
+
+def test_device_cuda_says_what_is_missing(kernels, capsys):
+    """Without CuPy and a GPU (or a CUDA torch), ``--device cuda`` stops before timing anything
+    and names what is missing; the library call raises the same reason."""
+    import torch
+
+    import ember
+
+    why = kernels.cuda_missing(ember, torch)
+    if why is None:
+        pytest.skip("this machine has a GPU for both frameworks")
+    with pytest.raises(SystemExit):
+        kernels.main(["--device", "cuda", "--family", "act"])
+    assert f"--device cuda: {why}" in capsys.readouterr().err
+    with pytest.raises(RuntimeError, match="--device cuda: "):
+        kernels.run(["act"], [1], device="cuda")
+
+
+def test_builders_follow_the_device(kernels):
+    """Each family's builder puts its inputs, module and constant tensors (the batch norm's
+    running statistics, the attention mask, the indices) on the sweep's device."""
+    import ember
+
+    for fam in ("norm", "attention", "rnn", "embed"):
+        for (_name, build), _quick in kernels.FAMILIES[fam][:1] + kernels.FAMILIES[fam][-1:]:
+            with kernels._device("meta"):
+                fn, inputs = build(ember, np.random.default_rng(0))
+            assert all(t.device.type == "meta" for t in inputs if t is not None), fam
+
+
+@pytest.mark.gpu
+def test_quick_sweep_on_the_gpu(kernels, capsys):
+    """On a GPU machine: one shape of every family, ember on CuPy against torch on CUDA."""
+    import torch
+
+    import ember
+
+    if kernels.cuda_missing(ember, torch):
+        pytest.skip(kernels.cuda_missing(ember, torch))
+    fams = list(kernels.FAMILIES)
+    res = kernels.run(fams, [1], quick=True, repeat=1, min_time=0.002, only=1, device="cuda")
+    text = capsys.readouterr().out
+    for fam in fams:
+        (row,) = res[fam]["cuda"]
+        assert row["ember_ms"] > 0 and row["torch_ms"] > 0 and math.isfinite(row["ratio"])
+        assert f"## {fam}, cuda (wall time)" in text
 
 
 def test_docs_snippet_runs():
