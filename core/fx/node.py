@@ -6,9 +6,10 @@ import operator
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["Node", "Argument", "map_arg", "map_aggregate", "has_side_effect"]
+__all__ = ["Node", "Argument", "Target", "map_arg", "map_aggregate", "has_side_effect"]
 
 Argument = Any  # a Node, a Python scalar/str/None/slice/dtype, or a tuple/list/dict of those
+Target = Callable[..., Any] | str  # a call_function's callable, else a name or path
 
 _OPCODES = ("placeholder", "get_attr", "call_function", "call_method", "call_module", "output")
 

@@ -302,6 +302,10 @@ class OpOverloadPacket:
     def default(self) -> OpOverload:
         return self._op.overload
 
+    @property
+    def _fx_target_name(self) -> str:  # a packet as a node's target (a tracer may record it)
+        return f"ember.ops.{self._op.ns}.{self._op.name}"
+
     def overloads(self) -> list[str]:
         return ["default"]
 

@@ -41,6 +41,11 @@ class OpNamespace:
         from ._custom_op import OPS
 
         op = OPS.get(f"{self.name}::{op_name}")
+        if op is None and self.name in _BUILTIN_NAMESPACES:  # registered on first use
+            import importlib
+
+            importlib.import_module(_BUILTIN_NAMESPACES[self.name])
+            op = OPS.get(f"{self.name}::{op_name}")
         if op is not None:
             self.__dict__[op_name] = op.packet  # later lookups skip __getattr__
             return op.packet
@@ -80,6 +85,9 @@ def _aten_fn(op_name: str):
         )
     return fn
 
+
+# ember's own operator namespaces, defined by the module named here when first reached
+_BUILTIN_NAMESPACES = {"profiler": "ember.profiler._ops"}
 
 # torch's functional-collective op namespaces: libraries key their __torch_dispatch__ tables by
 # these ops at import (torchao: ``torch.ops._c10d_functional.wait_tensor.default``)
