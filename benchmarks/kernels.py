@@ -372,7 +372,7 @@ def run(
             nt, pause = (1, 0) if gpu else (th, PAUSE if th > 1 else 0)
             rows = []
             for name, build in cases:
-                best = measure(libs, build, nt, repeat, timer, min_time, pause, device)
+                best = measure(libs, build, nt, repeat, timer, min_time, pause, device=device)
                 rows.append(
                     {
                         "shape": name,

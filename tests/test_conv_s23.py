@@ -127,7 +127,7 @@ def test_sweep_rests_between_rounds_at_two_threads(monkeypatch):
     spec.loader.exec_module(kernels)
     pauses = []
 
-    def fake(libs, build, threads, repeat, clock, min_time, pause=0.0):
+    def fake(libs, build, threads, repeat, clock, min_time, pause=0.0, device="cpu"):
         pauses.append((threads, pause))
         return {"ember": 1e-3, "torch": 1e-3}
 
