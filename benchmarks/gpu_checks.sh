@@ -30,7 +30,10 @@ if [ "${BENCH:-1}" = 1 ]; then
         --mode reduce-overhead --threads 1 --steps "${STEPS:-20}" --json "$OUT/engine.json" \
         ${WORKLOADS:+--workloads $WORKLOADS} 2>&1 | tee "$OUT/engine.log"
 fi
+# the quick grid (a few shapes of every family) unless QUICK=0; the JSON is rewritten after
+# every family's table, so a run the timeout cuts short still leaves what it measured
 if [ "${KERNELS:-1}" = 1 ]; then
-    timeout "${KERNELS_TIMEOUT:-240}" python3 benchmarks/kernels.py --device cuda \
+    [ "${QUICK:-1}" = 1 ] && quick=--quick || quick=
+    timeout "${KERNELS_TIMEOUT:-240}" python3 benchmarks/kernels.py --device cuda $quick \
         --repeat "${REPEAT:-3}" --json "$OUT/kernels.json" 2>&1 | tee "$OUT/kernels.log"
 fi

@@ -344,9 +344,12 @@ def run(
     only=None,
     out=print,
     device="cpu",
+    json_path=None,
 ):
     """Sweep; returns {family: {threads: [{"shape", "ember_ms", "torch_ms", "ratio"}]}} (on
-    the GPU one table per family, under the key "cuda")."""
+    the GPU one table per family, under the key "cuda"). A shape whose step raises gets NaN
+    times and an ``"error"`` entry, and the sweep goes on (a GPU run is one try); with
+    ``json_path`` the results so far are written there after every table."""
     import torch
 
     import ember
@@ -372,7 +375,21 @@ def run(
             nt, pause = (1, 0) if gpu else (th, PAUSE if th > 1 else 0)
             rows = []
             for name, build in cases:
-                best = measure(libs, build, nt, repeat, timer, min_time, pause, device=device)
+                try:
+                    best = measure(libs, build, nt, repeat, timer, min_time, pause, device=device)
+                except Exception as exc:  # noqa: BLE001 - reported in the table and the JSON
+                    nan = float("nan")
+                    err = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+                    rows.append(
+                        {
+                            "shape": name,
+                            "ember_ms": nan,
+                            "torch_ms": nan,
+                            "ratio": nan,
+                            "error": err,
+                        }
+                    )
+                    continue
                 rows.append(
                     {
                         "shape": name,
@@ -383,7 +400,20 @@ def run(
                 )
             result[fam][th] = rows
             out(format_table(fam, th, clk, rows))
+            if json_path:
+                Path(json_path).write_text(json.dumps(result, indent=1))
     return result
+
+
+def errors(result) -> list[str]:
+    """``"family/threads/shape: error"`` for every shape of ``run``'s result that raised."""
+    return [
+        f"{fam}/{th}/{r['shape']}: {r['error']}"
+        for fam, by_threads in result.items()
+        for th, rows in by_threads.items()
+        for r in rows
+        if "error" in r
+    ]
 
 
 def format_table(fam, threads, clock, rows):
@@ -391,13 +421,14 @@ def format_table(fam, threads, clock, rows):
         [r["shape"], f"{r['ember_ms']:.3f}", f"{r['torch_ms']:.3f}", f"{r['ratio']:.2f}"]
         for r in rows
     ]
-    worst = max(rows, key=lambda r: r["ratio"])
+    timed = [r for r in rows if math.isfinite(r["ratio"])]
+    worst = max(timed, key=lambda r: r["ratio"]) if timed else None
     where = "cuda" if threads == "cuda" else f"{threads} thread{'s' if threads > 1 else ''}"
     head = f"\n## {fam}, {where} ({clock} time)\n"
-    foot = (
-        f"\ngeomean ember/torch: {geomean([r['ratio'] for r in rows]):.2f}; "
-        f"worst: {worst['ratio']:.2f} ({worst['shape']})"
+    foot = f"\ngeomean ember/torch: {geomean([r['ratio'] for r in rows]):.2f}; " + (
+        f"worst: {worst['ratio']:.2f} ({worst['shape']})" if worst else "worst: n/a"
     )
+    foot += "".join(f"\nerror: {r['shape']}: {r['error']}" for r in rows if "error" in r)
     return head + table(body, ["shape", "ember ms", "torch ms", "ember/torch"]) + foot
 
 
@@ -435,9 +466,20 @@ def main(argv=None) -> None:
         why = cuda_missing(ember, torch)
         if why is not None:
             ap.error(f"--device cuda: {why}")
-    res = run(fams, threads, a.quick, a.repeat, a.clock, a.min_time, a.only, device=a.device)
-    if a.json:
-        Path(a.json).write_text(json.dumps(res, indent=1))
+    res = run(
+        fams,
+        threads,
+        a.quick,
+        a.repeat,
+        a.clock,
+        a.min_time,
+        a.only,
+        device=a.device,
+        json_path=a.json,
+    )
+    bad = errors(res)
+    if bad:
+        sys.exit(f"{len(bad)} shape(s) raised:\n" + "\n".join(bad))
 
 
 if __name__ == "__main__":

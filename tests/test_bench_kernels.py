@@ -98,6 +98,36 @@ def test_bad_arguments(kernels):
         kernels.run(["nope"], [1])
 
 
+def test_a_shape_that_raises_is_reported_and_the_sweep_goes_on(kernels, monkeypatch, tmp_path):
+    """A failing shape (on a GPU, an op CuPy lacks) gets NaN times and its error; the other
+    shapes and families still run, the JSON holds every table so far, and the command exits
+    non-zero naming the shape."""
+
+    def broken(lib, rng):
+        raise NotImplementedError("no kernel for this\nsecond line")
+
+    fams = {
+        "act": [(("broken 2x2", broken), True)] + kernels.FAMILIES["act"][:1],
+        "pool": kernels.FAMILIES["pool"][:1],
+    }
+    monkeypatch.setattr(kernels, "FAMILIES", fams)
+    out = tmp_path / "partial.json"
+    printed = []
+    res = kernels.run(
+        ["act", "pool"], [1], repeat=1, min_time=0.002, out=printed.append, json_path=out
+    )
+    bad, good = res["act"][1]
+    assert bad["error"] == "NotImplementedError: no kernel for this"
+    assert math.isnan(bad["ratio"]) and math.isfinite(good["ratio"])
+    assert len(res["pool"][1]) == 1 and "error" not in res["pool"][1][0]
+    assert "error: broken 2x2: NotImplementedError" in printed[0]
+    assert f"worst: {good['ratio']:.2f}" in printed[0]  # the failed shape is not the worst
+    assert set(json.loads(out.read_text())) == {"act", "pool"}
+    assert kernels.errors(res) == ["act/1/broken 2x2: NotImplementedError: no kernel for this"]
+    with pytest.raises(SystemExit, match="1 shape\\(s\\) raised"):
+        kernels.main(["--family", "act", "--threads", "1", "--repeat", "1", "--min-time", "0.002"])
+
+
 def test_device_cuda_says_what_is_missing(kernels, capsys):
     """Without CuPy and a GPU (or a CUDA torch), ``--device cuda`` stops before timing anything
     and names what is missing; the library call raises the same reason."""
