@@ -375,29 +375,19 @@ def run(
             nt, pause = (1, 0) if gpu else (th, PAUSE if th > 1 else 0)
             rows = []
             for name, build in cases:
+                err = None
                 try:
                     best = measure(libs, build, nt, repeat, timer, min_time, pause, device=device)
                 except Exception as exc:  # noqa: BLE001 - reported in the table and the JSON
-                    nan = float("nan")
+                    best = {"ember": float("nan"), "torch": float("nan")}
                     err = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
-                    rows.append(
-                        {
-                            "shape": name,
-                            "ember_ms": nan,
-                            "torch_ms": nan,
-                            "ratio": nan,
-                            "error": err,
-                        }
-                    )
-                    continue
-                rows.append(
-                    {
-                        "shape": name,
-                        "ember_ms": best["ember"] * 1e3,
-                        "torch_ms": best["torch"] * 1e3,
-                        "ratio": best["ember"] / best["torch"],
-                    }
-                )
+                row = {
+                    "shape": name,
+                    "ember_ms": best["ember"] * 1e3,
+                    "torch_ms": best["torch"] * 1e3,
+                    "ratio": best["ember"] / best["torch"],
+                }
+                rows.append(row if err is None else {**row, "error": err})
             result[fam][th] = rows
             out(format_table(fam, th, clk, rows))
             if json_path:

@@ -205,6 +205,13 @@ class LSTMLayer(Function):
         stream = seq is None and w_hr is None and stream_plan(xp, dt, B, w_hh)  # as forward
         rows = None if seq is not None or w_hr is not None or stream else row_plan(xp, dt, B, w_hh)
         step_mm = StreamProduct(w_hh, flip=True) if stream else None
+
+        def back_product(dg, out):  # the step's dh = dg @ w_hh, into ``out``
+            if step_mm is not None:
+                out[...] = step_mm(dg)
+            else:
+                matmul_into(xp, dg, w_hh, out)
+
         if rows is not None:  # the whole loop compiled on NumPy's OpenBLAS, by row ranges
             g = None if g_out is None else g_out.astype(dt, copy=False)
             rows_backward(rows, g, dh, dc, acts, cs, tanh_c, w_hh, dG, batch_sizes, reverse, kc)
@@ -229,10 +236,7 @@ class LSTMLayer(Function):
                         dhp = dhn
                     if fused is not None:  # as in the forward
                         fused(dhp, tanh_c[t, :n], cs[k, :n], acts[t, :n], dc[:n], dG[t, :n])
-                        if step_mm is not None:
-                            dhn[...] = step_mm(dG[t, :n])
-                        else:
-                            matmul_into(xp, dG[t, :n], w_hh, dhn)
+                        back_product(dG[t, :n], dhn)
                         steps.tick()
                         continue
                     a = acts[t, :n]
@@ -252,10 +256,7 @@ class LSTMLayer(Function):
                     deriv -= a * a
                     dg *= deriv
                     dcn *= f
-                    if step_mm is not None:
-                        dhn[...] = step_mm(dg)
-                    else:
-                        matmul_into(xp, dg, w_hh, dhn)
+                    back_product(dg, dhn)
                     steps.tick()
         xh, ctx.xh = getattr(ctx, "xh", None), None
         if xh is not None:  # x and the states in one buffer (joint_inputs)

@@ -11,6 +11,7 @@ import os
 import numpy as np
 
 from ..autograd.function import Function
+from ..backend.mkl_gemm import active as mkl_active
 from ..backend.mkl_gemm import matmul as mm
 from ..backend.threads import num_threads, run_parts
 from .gemm_cl import matmul_cl
@@ -249,9 +250,7 @@ def _active(batch_sizes, t: int, B: int) -> int:
 def _mm_cl(a, w, transpose_w: bool):
     """``a @ w.T`` / ``a @ w`` by the channels-last kernel (``gemm_cl``) where it applies and
     MKL is not active, else ``mkl_gemm.matmul``."""
-    from ..backend.mkl_gemm import active
-
-    out = None if active() else matmul_cl(a, w, transpose_w)
+    out = None if mkl_active() else matmul_cl(a, w, transpose_w)
     if out is None:
         out = mm(a, w.T if transpose_w else w)
     return out

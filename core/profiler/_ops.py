@@ -51,7 +51,7 @@ def _record_function_enter_new(name: str, args: str | None = None) -> Tensor:
 @custom_op("profiler::_record_function_exit", mutates_args=())
 def _record_function_exit(handle: Tensor) -> None:
     """Close the range ``handle`` (from an enter) opened; an unknown handle raises."""
-    key = int(handle.item()) if isinstance(handle, Tensor) else handle
+    key = int(handle.item())  # a Tensor: the op's schema checks it
     entry = _OPEN.pop(key, None)
     if entry is None:
         raise RuntimeError(
