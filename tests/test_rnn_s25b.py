@@ -90,6 +90,8 @@ LAYERS = {
 @pytest.mark.parametrize("layer", list(LAYERS))
 def test_bitwise_against_old_paths(calls, monkeypatch, loop, layer, n_threads):
     monkeypatch.setattr(threads, "_cached", n_threads)
+    # the all-steps projection (session 28 moved it inside the steps: tests/test_rnn_s28.py)
+    monkeypatch.setattr(rnn_support, "JOINT_STEPS", False)
     hidden, patches = LOOPS[loop]
     for name, value in patches.items():
         monkeypatch.setattr(rnn_support, name, value)

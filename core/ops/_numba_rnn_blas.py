@@ -37,7 +37,13 @@ import numpy as np
 
 from ._numba_act import AVAILABLE as _NUMBA
 
-__all__ = ["AVAILABLE", "SMALL", "lstm_forward_rows", "lstm_backward_rows"]
+__all__ = [
+    "AVAILABLE",
+    "SMALL",
+    "lstm_forward_rows",
+    "lstm_forward_joint_rows",
+    "lstm_backward_rows",
+]
 
 _SGEMM, _DGEMM = "scipy_cblas_sgemm64_", "scipy_cblas_dgemm64_"
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
@@ -210,6 +216,35 @@ if AVAILABLE:
             _gemm(_TRANS, G, n, P, whh, P, hs[s, r0:e], ld, 0, g, n)
             lstm_forward_t(acts[t, r0:e], g, cs[s, r0:e], cs[s + 1, r0:e], tc[t, r0:e],
                            hs[s + 1, r0:e], k)  # fmt: skip
+
+    @njit(cache=True, nogil=True)
+    def lstm_forward_joint_rows(  # pragma: no cover - compiled
+        xh, w, bias, acts, cs, tc, bs, small, r0, r1, k
+    ):
+        """``lstm_forward_rows`` with the input projection inside the steps, forward in time:
+        row ``r`` of ``xh[t]`` ((T + 1, B, I + H), see ``rnn_support.joint_inputs``) holds
+        ``[x_t, h_t]`` side by side, so one product of a step's rows by ``w`` ((I + H, 4H):
+        both weights scaled, transposed and stacked) gives its pre-activations, written into
+        ``acts`` (T, B, 4H) over the ``bias`` (4H,) copied there first; the cell writes
+        ``h_{t+1}`` into ``xh[t + 1]``'s right-hand columns. Rows past ``bs[t]`` keep their
+        state; their ``acts`` stay unwritten (the backward reads active rows only)."""
+        T, G = acts.shape[0], acts.shape[2]
+        K = xh.shape[2]
+        I = K - cs.shape[2]
+        w_rows = r1 - r0
+        for t in range(T):
+            n = min(max(bs[t] - r0, 0), w_rows)
+            if n < w_rows:  # finished rows keep their state
+                xh[t + 1, r0 + n : r1, I:] = xh[t, r0 + n : r1, I:]
+                cs[t + 1, r0 + n : r1] = cs[t, r0 + n : r1]
+            if n == 0:
+                continue
+            e = r0 + n
+            a = acts[t, r0:e]
+            for r in range(n):
+                a[r, :] = bias
+            _mm(small, n, G, K, xh[t, r0:e], K, w, G, 1, a, G)
+            lstm_forward(a, cs[t, r0:e], cs[t + 1, r0:e], tc[t, r0:e], xh[t + 1, r0:e, I:], k)
 
     @njit(cache=True, nogil=True)
     def lstm_backward_rows(  # pragma: no cover - compiled

@@ -43,11 +43,13 @@ from .rnn_support import (  # noqa: F401  (re-exported: every name stays importa
     _zero_inactive,
     cell_kernels,
     joint_inputs,
+    joint_steps,
     joint_weight_grads,
     packed_indices,
     row_plan,
     rows_backward,
     rows_forward,
+    rows_forward_joint,
     scaled_transpose,
     sequence_kernels,
 )
@@ -94,7 +96,12 @@ class LSTMLayer(Function):
         joint = None if w_hr is not None else joint_inputs(ctx, x, rows, reverse, P)
         if joint is not None:  # x and the states side by side, for one weight-gradient product
             xh, x, hs = joint
-        acts = ctx._project_fn(x, w_ih * s[:, None], None if rows is not None else bias)
+        # ... and, on the small-matrix kernels, for one product a step of [x_t, h_t] by both
+        # weights: the projection runs inside the steps (rows_forward_joint)
+        in_steps = joint is not None and joint_steps(rows, w_ih, w_hh)
+        acts = None
+        if not in_steps:
+            acts = ctx._project_fn(x, w_ih * s[:, None], None if rows is not None else bias)
         # Without MKL, each step's product runs as w_hh @ h.T (a (4H, n) result that the
         # compiled cell adds in) rather than h @ w_hh.T: OpenBLAS 0.3.31 takes a tall product
         # against a few columns faster than a few rows against a wide matrix, and the weight
@@ -131,6 +138,8 @@ class LSTMLayer(Function):
             acts = np.ascontiguousarray(acts)
             bs = _sizes(batch_sizes, T, B)
             seq.lstm_forward_seq(acts, hs, cs, tanh_c, whh_t, bs, bool(reverse), sk)
+        elif in_steps:
+            acts = rows_forward_joint(rows, xh, w_ih, w_hh, s, cs, tanh_c, batch_sizes, kc, bias)
         elif rows is not None:  # the whole loop compiled on NumPy's OpenBLAS, by row ranges
             acts = rows_forward(rows, acts, hs, cs, tanh_c, w_hh, s, batch_sizes, reverse, kc, bias)
         else:

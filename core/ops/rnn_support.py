@@ -98,6 +98,9 @@ SMALL_GEMM = os.environ.get("EMBER_LSTM_SMALL_GEMM", "1") != "0"
 # 837 against 640 / 670; H724 (8 MiB) 1808 / 1922 against 1475 / 1337; H1024 (16 MiB, read
 # from memory every step) 8 rows 2093 / 2486 against 2696 / 2814: there the packed stream wins.
 SMALL_WEIGHT = (1 << 17, 1 << 23)
+# The layer's forward on the small-matrix kernels runs its input projection inside the steps
+# (``rows_forward_joint``); ``EMBER_LSTM_JOINT_STEPS=0`` keeps the all-steps projection.
+JOINT_STEPS = os.environ.get("EMBER_LSTM_JOINT_STEPS", "1") != "0"
 
 
 def row_kernels(xp, dtype):
@@ -201,6 +204,36 @@ def rows_forward(plan, acts, hs, cs, tanh_c, w_hh, s, batch_sizes, reverse, kc, 
         rk.lstm_forward_rows(acts, hs, cs, tanh_c, *args)
 
     run_rows(part, bounds)
+    return acts
+
+
+def joint_steps(plan, w_ih, w_hh) -> bool:
+    """Whether ``rows_forward_joint`` runs the layer (``EMBER_LSTM_JOINT_STEPS=0``: never, for
+    A/B runs): the rows' products are the small-matrix kernels (``_small``) and the stacked
+    weight ``[w_ih, w_hh]`` is within ``SMALL_WEIGHT`` too."""
+    lo, hi = SMALL_WEIGHT
+    nbytes = (w_ih.size + w_hh.size) * w_hh.itemsize
+    return JOINT_STEPS and _small(plan, w_hh) and lo <= nbytes <= hi
+
+
+def rows_forward_joint(plan, xh, w_ih, w_hh, s, cs, tanh_c, batch_sizes, kc, bias=None):
+    """``LSTMLayer.forward``'s input projection and recurrence together, on ``joint_inputs``'
+    buffer ``xh`` (forward in time): each step multiplies its rows ``[x_t, h_t]`` by the
+    stacked weight ``[w_ih, w_hh].T`` scaled by ``s``, over the (scaled) ``bias``. Returns the
+    activations (T, B, 4H). The all-steps projection this replaces wrote 4H floats a row and
+    step to memory for the loop to read back; here they are made, used and written once, in
+    cache (B32 T64 128->256, the layer's forward: see docs/kernels.md, session 28)."""
+    rk, bounds = plan
+    T, B = xh.shape[0] - 1, xh.shape[1]
+    I, G = w_ih.shape[1], w_hh.shape[0]
+    kern, _ = cell_kernels(np, w_hh.dtype)
+    w = np.empty((I + w_hh.shape[1], G), dtype=w_hh.dtype)
+    kern.scaled_transpose(w_ih, s, w[:I])  # the tiled transposes (see scaled_transpose)
+    kern.scaled_transpose(w_hh, s, w[I:])
+    b = np.zeros(G, w.dtype) if bias is None else np.ascontiguousarray(bias, dtype=w.dtype)
+    acts = np.empty((T, B, G), dtype=w.dtype)
+    args = (xh, w, b, acts, cs, tanh_c, _sizes(batch_sizes, T, B), True)
+    run_rows(lambda lo, hi: rk.lstm_forward_joint_rows(*args, lo, hi, kc), bounds)
     return acts
 
 
