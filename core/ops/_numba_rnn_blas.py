@@ -15,6 +15,10 @@ library is located among the process's mappings and made visible to LLVM by path
 machine code caches on disk. Where the library or its symbol is absent (another NumPy build,
 not Linux), ``AVAILABLE`` is False and the Python loop runs.
 
+``lstm_forward_joint_rows`` is the forward on the small-matrix kernels when the layer's inputs
+and states share one buffer (``rnn_support.joint_inputs``): each step multiplies its rows
+``[x_t, h_t]`` by both weights at once, so no all-steps input projection is written out first.
+
 The forward's products are ``w_hh @ h.T`` (a (4H, n) result that ``_numba_rnn.lstm_forward_t``
 adds in; see ``rnn.LSTMLayer.forward`` for why that orientation), the backward's ``dg @ w_hh``.
 
