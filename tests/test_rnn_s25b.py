@@ -115,6 +115,15 @@ def test_bitwise_against_old_paths(calls, monkeypatch, loop, layer, n_threads):
 @pytest.mark.parametrize("n_threads", [1, 2])
 @pytest.mark.parametrize("packed, bias", [(False, True), (True, True), (False, False)])
 def test_gradcheck_joint(calls, monkeypatch, n_threads, packed, bias):
+    # the all-steps projection (tests/test_rnn_s28.py checks the projection inside the steps)
+    monkeypatch.setattr(rnn_support, "JOINT_STEPS", False)
+    assert gradcheck_small_layer(monkeypatch, n_threads, packed, bias)
+    assert "joint" in calls
+
+
+def gradcheck_small_layer(monkeypatch, n_threads: int, packed: bool, bias: bool) -> bool:
+    """float64 gradcheck of ``LSTMLayer`` (4 steps, 3 rows, hidden 3) on the small-matrix
+    kernels' paths, at ``n_threads`` (the compiled row loops enabled by the caller)."""
     monkeypatch.setattr(threads, "_cached", n_threads)
     monkeypatch.setattr(rnn_support, "SMALL_WEIGHT", (0, 1 << 40))  # the tiny weight's kernels
     rng = np.random.default_rng(0)
@@ -124,10 +133,9 @@ def test_gradcheck_joint(calls, monkeypatch, n_threads, packed, bias):
     b = (_rand(rng, 4 * H), _rand(rng, 4 * H)) if bias else (None, None)
     bs = [3, 2, 2, 1] if packed else None
     args = (x, h0, c0, w_ih, w_hh, *b)
-    assert gradcheck(
+    return gradcheck(
         lambda *a: LSTMLayer.apply(*a, *((None,) * (7 - len(a))), None, bs, False), args
     )
-    assert "joint" in calls
 
 
 def test_joint_one_weight_needed(calls, monkeypatch):

@@ -14,15 +14,14 @@ import numpy as np
 import pytest
 
 import ember
-from ember.autograd.gradcheck import gradcheck
 from ember.backend import threads
 from ember.nn.modules import rnn as rnn_module
 from ember.ops import rnn, rnn_support
-from ember.ops.rnn import LSTMLayer
 
 torch = pytest.importorskip("torch")
 
-from test_rnn_s24 import _lstm_run, _rand, enable_row_loops, paired_lstm  # noqa: E402
+from test_rnn_s24 import _lstm_run, enable_row_loops, paired_lstm  # noqa: E402
+from test_rnn_s25b import gradcheck_small_layer  # noqa: E402
 
 
 @pytest.fixture
@@ -89,16 +88,8 @@ def test_against_torch_and_the_projection_path(joint, monkeypatch, layer, size, 
 @pytest.mark.parametrize("n_threads", [1, 2])
 @pytest.mark.parametrize("packed, bias", [(False, True), (True, True), (False, False)])
 def test_gradcheck(joint, monkeypatch, n_threads, packed, bias):
-    monkeypatch.setattr(threads, "_cached", n_threads)
-    monkeypatch.setattr(rnn_support, "SMALL_WEIGHT", (0, 1 << 40))  # the tiny weights' kernels
-    rng = np.random.default_rng(3)
-    T, B, I, H = 4, 3, 2, 3
-    x, h0, c0 = _rand(rng, T, B, I), _rand(rng, B, H), _rand(rng, B, H)
-    w_ih, w_hh = _rand(rng, 4 * H, I), _rand(rng, 4 * H, H)
-    b = (_rand(rng, 4 * H), _rand(rng, 4 * H)) if bias else (None, None)
-    bs = [3, 2, 2, 1] if packed else None
-    assert gradcheck(lambda *a: LSTMLayer.apply(*a, None, bs, False), (x, h0, c0, w_ih, w_hh, *b))
-    assert joint and joint[0] == (T + 1, B, I + H)
+    assert gradcheck_small_layer(monkeypatch, n_threads, packed, bias)
+    assert joint and joint[0] == (5, 3, 2 + 3)  # (T + 1, B, I + H)
 
 
 def test_reverse_and_projection_keep_the_old_path(joint, monkeypatch):
