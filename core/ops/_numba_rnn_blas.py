@@ -223,7 +223,7 @@ if AVAILABLE:
 
     @njit(cache=True, nogil=True)
     def lstm_forward_joint_rows(  # pragma: no cover - compiled
-        xh, w, bias, acts, cs, tc, bs, small, r0, r1, k
+        xh, w, bias, acts, cs, tc, bs, r0, r1, k
     ):
         """``lstm_forward_rows`` with the input projection inside the steps, forward in time:
         row ``r`` of ``xh[t]`` ((T + 1, B, I + H), see ``rnn_support.joint_inputs``) holds
@@ -247,7 +247,7 @@ if AVAILABLE:
             a = acts[t, r0:e]
             for r in range(n):
                 a[r, :] = bias
-            _mm(small, n, G, K, xh[t, r0:e], K, w, G, 1, a, G)
+            _mm(True, n, G, K, xh[t, r0:e], K, w, G, 1, a, G)  # small kernels: joint_steps
             lstm_forward(a, cs[t, r0:e], cs[t + 1, r0:e], tc[t, r0:e], xh[t + 1, r0:e, I:], k)
 
     @njit(cache=True, nogil=True)

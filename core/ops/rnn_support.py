@@ -232,7 +232,7 @@ def rows_forward_joint(plan, xh, w_ih, w_hh, s, cs, tanh_c, batch_sizes, kc, bia
     kern.scaled_transpose(w_hh, s, w[I:])
     b = np.zeros(G, w.dtype) if bias is None else np.ascontiguousarray(bias, dtype=w.dtype)
     acts = np.empty((T, B, G), dtype=w.dtype)
-    args = (xh, w, b, acts, cs, tanh_c, _sizes(batch_sizes, T, B), True)
+    args = (xh, w, b, acts, cs, tanh_c, _sizes(batch_sizes, T, B))
     run_rows(lambda lo, hi: rk.lstm_forward_joint_rows(*args, lo, hi, kc), bounds)
     return acts
 
